@@ -1,0 +1,274 @@
+"""One frozen, typed configuration loaded from TOML; unknown keys and bad values fail at start-up."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from station.errors import ConfigError
+
+# Waybill (tracking number) shapes of the major Chinese carriers. They are heuristics: a
+# warehouse whose own order IDs look like these sets [codes] order_patterns, which win.
+DEFAULT_WAYBILL_PATTERNS: dict[str, str] = {
+    "SF": r"^SF\d{12,13}$",
+    "YTO": r"^YT\d{13,16}$",
+    "JD": r"^JD[A-Z0-9]{11,18}$",
+    "JT": r"^JT\d{13}$",
+    "EMS": r"^(?:E[A-Z]\d{9}CN|1\d{12})$",
+    "STO": r"^(?:77|88|268|368)\d{10,12}$",
+    "YUNDA": r"^(?:31|43|46)\d{11}$",
+    "ZTO": r"^(?:7[0-9]|5[0-9]|6[0-9])\d{10,13}$",
+}
+
+
+@dataclass(frozen=True)
+class StationSection:
+    name: str = "station-01"
+    data_dir: Path = Path("/var/lib/packcam")
+    # IANA zone for the overlay and file names; "" means the machine's local zone.
+    timezone: str = ""
+
+
+@dataclass(frozen=True)
+class CameraSection:
+    backend: str = "synthetic"  # synthetic | opencv | picamera2
+    # opencv: device index ("0"), V4L2 path, RTSP URL or video file. picamera2: camera number.
+    source: str = "0"
+    width: int = 1280
+    height: int = 720
+    fps: float = 30.0
+    # synthetic: path to a scenario TOML; "" = the endless built-in demo script.
+    scenario: str = ""
+    # seconds without a frame before the camera counts as lost
+    read_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class ScannerSection:
+    camera_decode: bool = True
+    decode_every: int = 3  # decode every Nth frame in a worker thread
+    keyboard: str = "none"  # none | stdin | evdev
+    evdev_device: str = ""  # /dev/input/eventN or by-id path; "" = auto-detect a scanner
+    evdev_grab: bool = True
+    pedal_gpio: int = -1  # BCM pin of a foot pedal / button to ground; -1 = none
+
+
+@dataclass(frozen=True)
+class CodesSection:
+    # Regexes for order IDs. Empty: any code that is no seal, control or waybill is an order.
+    order_patterns: tuple[str, ...] = ()
+    waybill_patterns: dict[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_WAYBILL_PATTERNS)
+    )
+    seal_codes: tuple[str, ...] = ("SEAL", "封箱")
+    # code -> command; commands: "seal" (end the clip like the pedal), "test" (log only)
+    control_codes: dict[str, str] = field(default_factory=dict)
+    debounce_s: float = 3.0
+    max_length: int = 64
+
+
+@dataclass(frozen=True)
+class SessionSection:
+    pre_roll_s: float = 3.0
+    max_duration_s: float = 600.0
+    still_timeout_s: float = 0.0  # 0 = off
+    waybill_ends_clip: bool = False
+
+
+@dataclass(frozen=True)
+class RecorderSection:
+    preset: str = "ultrafast"
+    crf: int = 23
+    keyframe_interval_s: float = 4.0
+    fsync_interval_s: float = 1.0
+    overlay: bool = True
+    font: str = ""  # TTF/OTF/TTC with CJK glyphs; "" = search the usual system fonts
+
+
+@dataclass(frozen=True)
+class WebSection:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class Config:
+    station: StationSection = field(default_factory=StationSection)
+    camera: CameraSection = field(default_factory=CameraSection)
+    scanner: ScannerSection = field(default_factory=ScannerSection)
+    codes: CodesSection = field(default_factory=CodesSection)
+    session: SessionSection = field(default_factory=SessionSection)
+    recorder: RecorderSection = field(default_factory=RecorderSection)
+    web: WebSection = field(default_factory=WebSection)
+
+    def with_data_dir(self, data_dir: Path | str) -> Config:
+        """The same config with ``station.data_dir`` replaced (the CLI's ``--data``)."""
+        station = dataclasses.replace(self.station, data_dir=Path(data_dir))
+        return dataclasses.replace(self, station=station)
+
+    def replace(self, section: str, **values: Any) -> Config:
+        """The same config with some values of one section replaced, validated again."""
+        new = dataclasses.replace(getattr(self, section), **values)
+        cfg = dataclasses.replace(self, **{section: new})
+        validate(cfg)
+        return cfg
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Path:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a path string, got {value!r}")
+        return Path(value).expanduser()
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ConfigError(f"{where}: expected a table of strings, got {value!r}")
+        return dict(value)
+    raise TypeError(f"unsupported config type {tp!r} at {where}")  # programming error
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} in [{where}]: {', '.join(unknown)}"
+            f" (allowed: {', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{name}] must be a table")
+            kwargs[name] = _build(tp, value, name)
+        else:
+            kwargs[name] = _coerce(value, tp, f"{where}.{name}" if where else name)
+    return cls(**kwargs)
+
+
+def _check_regex(pattern: str, where: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"{where}: invalid regular expression {pattern!r}: {exc}") from exc
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError for values that parse but make no sense."""
+    s = cfg.station
+    if not s.name.strip() or len(s.name) > 64 or any(ord(c) < 32 for c in s.name):
+        raise ConfigError("station.name must be 1-64 printable characters")
+    if s.timezone:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(s.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"station.timezone: unknown time zone {s.timezone!r}") from exc
+    c = cfg.camera
+    if c.backend not in {"synthetic", "opencv", "picamera2"}:
+        raise ConfigError(
+            f"camera.backend must be synthetic, opencv or picamera2, not {c.backend!r}"
+        )
+    if not (16 <= c.width <= 7680 and 16 <= c.height <= 4320) or c.width % 2 or c.height % 2:
+        raise ConfigError("camera.width/height must be even and between 16x16 and 7680x4320")
+    if not 1 <= c.fps <= 120:
+        raise ConfigError("camera.fps must be between 1 and 120")
+    if c.read_timeout_s <= 0:
+        raise ConfigError("camera.read_timeout_s must be positive")
+    sc = cfg.scanner
+    if sc.decode_every < 1:
+        raise ConfigError("scanner.decode_every must be at least 1")
+    if sc.keyboard not in {"none", "stdin", "evdev"}:
+        raise ConfigError(f"scanner.keyboard must be none, stdin or evdev, not {sc.keyboard!r}")
+    if sc.pedal_gpio < -1 or sc.pedal_gpio > 40:
+        raise ConfigError("scanner.pedal_gpio must be a BCM pin number 0-40, or -1 for none")
+    k = cfg.codes
+    for i, p in enumerate(k.order_patterns):
+        _check_regex(p, f"codes.order_patterns[{i}]")
+    for name, p in k.waybill_patterns.items():
+        _check_regex(p, f"codes.waybill_patterns.{name}")
+    for code, cmd in k.control_codes.items():
+        if cmd not in {"seal", "test"}:
+            raise ConfigError(f"codes.control_codes.{code}: command must be seal or test")
+    if k.debounce_s < 0:
+        raise ConfigError("codes.debounce_s must not be negative")
+    if not 4 <= k.max_length <= 512:
+        raise ConfigError("codes.max_length must be between 4 and 512")
+    se = cfg.session
+    if not 0 <= se.pre_roll_s <= 30:
+        raise ConfigError("session.pre_roll_s must be between 0 and 30 seconds")
+    if se.max_duration_s <= 0:
+        raise ConfigError("session.max_duration_s must be positive")
+    if se.still_timeout_s < 0:
+        raise ConfigError("session.still_timeout_s must not be negative (0 = off)")
+    r = cfg.recorder
+    if not 0 <= r.crf <= 51:
+        raise ConfigError("recorder.crf must be between 0 and 51")
+    if r.keyframe_interval_s <= 0 or r.fsync_interval_s <= 0:
+        raise ConfigError("recorder intervals must be positive")
+    if r.preset not in {
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+    }:  # fmt: skip
+        raise ConfigError(f"recorder.preset {r.preset!r} is not a fast libx264 preset")
+    if not 1 <= cfg.web.port <= 65535:
+        raise ConfigError("web.port must be between 1 and 65535")
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Build and validate a Config from parsed TOML."""
+    cfg = _build(Config, data, "")
+    validate(cfg)
+    return cfg
+
+
+def load(path: Path | str | None) -> Config:
+    """Load and validate a TOML config file; ``None`` gives the built-in defaults."""
+    if path is None:
+        return from_dict({})
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {p}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc}") from exc
+    try:
+        return from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from exc
+
+
+__all__ = ["Config", "ConfigError", "from_dict", "load", "validate"]

@@ -1,0 +1,88 @@
+"""Frame and input-event types plus the Protocols every camera and scan source implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One captured picture.
+
+    ``image`` is an HxWx3 uint8 BGR array (OpenCV order). ``t`` is seconds on the source's own
+    timeline: ``time.monotonic()`` for live sources, the presentation time for files and the
+    frame index / fps for non-real-time synthetic sources. Every decision (pre-roll, timeouts,
+    scan times) uses ``t``; ``wall`` is the aware local wall-clock time of the same instant and
+    is only shown and stored.
+    """
+
+    image: np.ndarray
+    t: float
+    wall: datetime
+    index: int
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    """A camera. ``start`` once, ``read`` until it returns None (end of input), ``stop`` once.
+
+    ``read`` blocks for at most ``timeout`` seconds and raises ``CameraError`` when the device is
+    gone or no frame arrived in time. Live sources that fall behind drop frames rather than
+    queue them, and count them in ``dropped``. Not thread-safe: one capture thread owns it.
+    """
+
+    width: int
+    height: int
+    fps: float
+    dropped: int
+    live: bool
+
+    def start(self) -> None: ...
+
+    def read(self, timeout: float = 2.0) -> Frame | None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RawScan:
+    """Text read by a scanner or decoded from a frame, before classification.
+
+    ``t`` is on the camera's timeline (see ``Frame.t``); ``source`` names where it came from:
+    "camera", "keyboard", "stdin", "script".
+    """
+
+    text: str
+    source: str
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class PedalPress:
+    """The foot pedal / button was pressed at ``t`` (camera timeline)."""
+
+    t: float
+    source: str = "pedal"
+
+
+InputEvent = RawScan | PedalPress
+
+
+@runtime_checkable
+class ScanSource(Protocol):
+    """Anything that produces scans or pedal presses.
+
+    ``poll(now)`` returns the events that happened up to camera time ``now`` and never blocks;
+    threaded sources (evdev, stdin, GPIO) queue internally and drain here. A source that fails
+    logs and keeps trying to reconnect; ``poll`` never raises for a device problem.
+    """
+
+    def start(self) -> None: ...
+
+    def poll(self, now: float) -> list[InputEvent]: ...
+
+    def stop(self) -> None: ...
