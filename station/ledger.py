@@ -1,0 +1,364 @@
+"""SQLite index of orders, clips and scan events: WAL, migrations, one writer lock."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from station.errors import LedgerError
+
+log = logging.getLogger(__name__)
+
+INDEX_NAME = "index.sqlite3"
+
+# Each entry upgrades the schema by one version (PRAGMA user_version). Never edit a shipped
+# entry: append a new one, so every station in the field migrates the same way.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE orders (
+        order_id        TEXT PRIMARY KEY,
+        first_seen_utc  TEXT NOT NULL,
+        last_clip_utc   TEXT
+    );
+    CREATE TABLE clips (
+        id              INTEGER PRIMARY KEY,
+        order_id        TEXT NOT NULL REFERENCES orders(order_id),
+        waybill         TEXT,
+        station         TEXT NOT NULL,
+        started_at      TEXT NOT NULL,
+        ended_at        TEXT NOT NULL,
+        started_utc     TEXT NOT NULL,
+        ended_utc       TEXT NOT NULL,
+        tz              TEXT NOT NULL,
+        duration_s      REAL NOT NULL,
+        frame_count     INTEGER NOT NULL,
+        finish_reason   TEXT NOT NULL,
+        pre_roll_s      REAL NOT NULL,
+        path            TEXT NOT NULL UNIQUE,
+        manifest_path   TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        sha256          TEXT NOT NULL,
+        created_utc     TEXT NOT NULL
+    );
+    CREATE INDEX clips_order ON clips(order_id, started_utc);
+    CREATE INDEX clips_started ON clips(started_utc);
+    CREATE INDEX clips_station ON clips(station, started_utc);
+    CREATE TABLE waybills (
+        clip_id         INTEGER NOT NULL REFERENCES clips(id),
+        order_id        TEXT NOT NULL,
+        waybill         TEXT NOT NULL,
+        carrier         TEXT NOT NULL,
+        t_clip_s        REAL NOT NULL,
+        PRIMARY KEY (clip_id, waybill)
+    );
+    CREATE INDEX waybills_waybill ON waybills(waybill);
+    CREATE TABLE scan_events (
+        id              INTEGER PRIMARY KEY,
+        clip_id         INTEGER REFERENCES clips(id),
+        station         TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        text            TEXT NOT NULL,
+        source          TEXT NOT NULL,
+        t_clip_s        REAL,
+        wall            TEXT NOT NULL,
+        note            TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX scan_events_clip ON scan_events(clip_id);
+    """,
+)
+
+
+@dataclass(frozen=True)
+class ScanEventRecord:
+    """One scan or pedal press. ``t_clip_s`` is seconds from the clip's first frame."""
+
+    kind: str
+    text: str
+    source: str
+    wall: datetime
+    t_clip_s: float | None = None
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["wall"] = self.wall.isoformat(timespec="milliseconds")
+        return d
+
+
+@dataclass(frozen=True)
+class WaybillLink:
+    waybill: str
+    carrier: str
+    t_clip_s: float
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """Everything the index holds about one finished clip (also the manifest's content)."""
+
+    order_id: str
+    station: str
+    started_at: datetime
+    ended_at: datetime
+    duration_s: float
+    frame_count: int
+    finish_reason: str
+    pre_roll_s: float
+    path: str  # relative to the data dir, POSIX separators
+    manifest_path: str
+    size: int
+    sha256: str
+    waybills: tuple[WaybillLink, ...] = ()
+    events: tuple[ScanEventRecord, ...] = ()
+    id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def waybill(self) -> str | None:
+        return self.waybills[0].waybill if self.waybills else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "order_id": self.order_id,
+            "waybill": self.waybill,
+            "waybills": [asdict(w) for w in self.waybills],
+            "station": self.station,
+            "started_at": self.started_at.isoformat(timespec="milliseconds"),
+            "ended_at": self.ended_at.isoformat(timespec="milliseconds"),
+            "duration_s": round(self.duration_s, 3),
+            "frame_count": self.frame_count,
+            "finish_reason": self.finish_reason,
+            "pre_roll_s": round(self.pre_roll_s, 3),
+            "path": self.path,
+            "manifest_path": self.manifest_path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "events": [e.to_json() for e in self.events],
+            **self.extra,
+        }
+
+
+def _utc(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _tzname(dt: datetime) -> str:
+    return dt.strftime("%z") or "+0000"
+
+
+class Ledger:
+    """The station's SQLite index.
+
+    Open it with a path (a file in the data dir) or pass an existing connection, as sqlite-utils
+    does, so every layer can be tested on a real database. All writes go through one lock, so
+    the capture thread and the clip finisher thread may share an instance.
+    """
+
+    def __init__(self, target: Path | str | sqlite3.Connection) -> None:
+        try:
+            if isinstance(target, sqlite3.Connection):
+                self.conn = target
+            else:
+                self.conn = sqlite3.connect(
+                    str(target), check_same_thread=False, isolation_level=None, timeout=30
+                )
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a finished clip's row must survive a power cut once add_clip returned.
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self._lock = threading.RLock()
+            self.migrate()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open index {target}: {exc}") from exc
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> Ledger:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(data_dir / INDEX_NAME)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise LedgerError(f"index write failed: {exc}") from exc
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        current = self.schema_version
+        if current > len(MIGRATIONS):
+            raise LedgerError(
+                f"index schema version {current} is newer than this packcam "
+                f"({len(MIGRATIONS)}); upgrade packcam"
+            )
+        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            with self._lock:
+                log.info("migrating index to schema version %d", version)
+                self.conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={version};\nCOMMIT;")
+
+    # ---- writes ---------------------------------------------------------------------------
+
+    def add_clip(self, clip: ClipRecord) -> int:
+        """Index a finished clip with its waybills and events in one transaction; return its id."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO orders(order_id, first_seen_utc, last_clip_utc) VALUES (?, ?, ?)"
+                " ON CONFLICT(order_id) DO UPDATE SET last_clip_utc=excluded.last_clip_utc",
+                (clip.order_id, _utc(clip.started_at), _utc(clip.started_at)),
+            )
+            cur = db.execute(
+                "INSERT INTO clips(order_id, waybill, station, started_at, ended_at, started_utc,"
+                " ended_utc, tz, duration_s, frame_count, finish_reason, pre_roll_s, path,"
+                " manifest_path, size, sha256, created_utc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    clip.order_id,
+                    clip.waybill,
+                    clip.station,
+                    clip.started_at.isoformat(timespec="milliseconds"),
+                    clip.ended_at.isoformat(timespec="milliseconds"),
+                    _utc(clip.started_at),
+                    _utc(clip.ended_at),
+                    _tzname(clip.started_at),
+                    clip.duration_s,
+                    clip.frame_count,
+                    clip.finish_reason,
+                    clip.pre_roll_s,
+                    clip.path,
+                    clip.manifest_path,
+                    clip.size,
+                    clip.sha256,
+                    _utc(datetime.now(UTC)),
+                ),
+            )
+            clip_id = int(cur.lastrowid)
+            db.executemany(
+                "INSERT OR IGNORE INTO waybills(clip_id, order_id, waybill, carrier, t_clip_s)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(clip_id, clip.order_id, w.waybill, w.carrier, w.t_clip_s) for w in clip.waybills],
+            )
+            self._insert_events(db, clip_id, clip.station, clip.events)
+        return clip_id
+
+    def log_events(self, station: str, events: Sequence[ScanEventRecord]) -> None:
+        """Record scans that belong to no clip (e.g. a seal card shown with no order open)."""
+        with self._tx() as db:
+            self._insert_events(db, None, station, events)
+
+    @staticmethod
+    def _insert_events(
+        db: sqlite3.Connection,
+        clip_id: int | None,
+        station: str,
+        events: Sequence[ScanEventRecord],
+    ) -> None:
+        db.executemany(
+            "INSERT INTO scan_events(clip_id, station, kind, text, source, t_clip_s, wall, note)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    clip_id,
+                    station,
+                    e.kind,
+                    e.text,
+                    e.source,
+                    e.t_clip_s,
+                    e.wall.isoformat(timespec="milliseconds"),
+                    e.note,
+                )
+                for e in events
+            ],
+        )
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    def clips(self, order_id: str | None = None, *, limit: int | None = None) -> list[ClipRecord]:
+        """Clips, oldest first; only those of ``order_id`` when given."""
+        sql = "SELECT * FROM clips"
+        args: list[Any] = []
+        if order_id is not None:
+            sql += " WHERE order_id = ?"
+            args.append(order_id)
+        sql += " ORDER BY started_utc, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = self.conn.execute(sql, args).fetchall()
+            return [self._record(r) for r in rows]
+
+    def clip(self, clip_id: int) -> ClipRecord | None:
+        with self._lock:
+            row = self.conn.execute("SELECT * FROM clips WHERE id = ?", (clip_id,)).fetchone()
+            return self._record(row) if row else None
+
+    def clip_by_path(self, rel_path: str) -> ClipRecord | None:
+        with self._lock:
+            row = self.conn.execute("SELECT * FROM clips WHERE path = ?", (rel_path,)).fetchone()
+            return self._record(row) if row else None
+
+    def unattached_events(self) -> list[ScanEventRecord]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT * FROM scan_events WHERE clip_id IS NULL ORDER BY id"
+            ).fetchall()
+        return [self._event(r) for r in rows]
+
+    @staticmethod
+    def _event(r: sqlite3.Row) -> ScanEventRecord:
+        return ScanEventRecord(
+            kind=r["kind"],
+            text=r["text"],
+            source=r["source"],
+            wall=datetime.fromisoformat(r["wall"]),
+            t_clip_s=r["t_clip_s"],
+            note=r["note"],
+        )
+
+    def _record(self, r: sqlite3.Row) -> ClipRecord:
+        wb = self.conn.execute(
+            "SELECT waybill, carrier, t_clip_s FROM waybills WHERE clip_id = ? ORDER BY t_clip_s",
+            (r["id"],),
+        ).fetchall()
+        ev = self.conn.execute(
+            "SELECT * FROM scan_events WHERE clip_id = ? ORDER BY id", (r["id"],)
+        ).fetchall()
+        return ClipRecord(
+            id=r["id"],
+            order_id=r["order_id"],
+            station=r["station"],
+            started_at=datetime.fromisoformat(r["started_at"]),
+            ended_at=datetime.fromisoformat(r["ended_at"]),
+            duration_s=r["duration_s"],
+            frame_count=r["frame_count"],
+            finish_reason=r["finish_reason"],
+            pre_roll_s=r["pre_roll_s"],
+            path=r["path"],
+            manifest_path=r["manifest_path"],
+            size=r["size"],
+            sha256=r["sha256"],
+            waybills=tuple(WaybillLink(w[0], w[1], w[2]) for w in wb),
+            events=tuple(self._event(e) for e in ev),
+        )

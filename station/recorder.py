@@ -1,0 +1,308 @@
+"""Pre-roll ring and clip lifecycle: temp file -> finish -> hash -> atomic rename -> manifest -> index."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+import station
+from station.codes import safe_component
+from station.config import Config
+from station.errors import RecordingError, StationError
+from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+
+
+class ClipSink(Protocol):
+    """What the recorder needs of a clip writer (station.writer.ClipWriter implements it)."""
+
+    def write(self, image_i420: np.ndarray, t: float) -> None: ...
+
+    def finish(self) -> Any: ...
+
+
+WriterFactory = Callable[[Path], ClipSink]
+
+
+@dataclass
+class _OpenClip:
+    order_id: str
+    scan_t: float
+    tmp_path: Path
+    writer: ClipSink
+    first_t: float | None = None
+    first_wall: datetime | None = None
+    last_wall: datetime | None = None
+    waybills: list[WaybillLink] = field(default_factory=list)
+    events: list[tuple[float, ScanEventRecord]] = field(default_factory=list)
+    finish_reason: str = ""
+
+
+@dataclass(frozen=True)
+class FinishedClip:
+    """What the finisher produced: the indexed record, or the error that stopped it."""
+
+    order_id: str
+    record: ClipRecord | None
+    error: str | None = None
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (POSIX needs the directory itself fsynced)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class Recorder:
+    """Keeps the last ``pre_roll_s`` seconds of frames and writes at most one clip at a time.
+
+    Thread contract: ``push``, ``start``, ``stop``, ``link_waybill`` and ``log_event`` are called
+    from the capture thread only. Finishing a clip (encoder flush, fsync, hashing, rename,
+    manifest, index) runs on the recorder's own finisher thread so the capture loop never waits
+    for the disk; ``close`` drains it. A clip that fails to finish stays in ``tmp/`` untouched
+    for crash recovery: evidence is never deleted here.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        ledger: Ledger,
+        writer_factory: WriterFactory,
+        *,
+        on_finished: Callable[[FinishedClip], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.ledger = ledger
+        self.writer_factory = writer_factory
+        self.on_finished = on_finished
+        self.data_dir = cfg.station.data_dir
+        self.tmp_dir = self.data_dir / "tmp"
+        self.clips_dir = self.data_dir / "clips"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.clips_dir.mkdir(parents=True, exist_ok=True)
+        self._ring: deque[tuple[np.ndarray, float, datetime]] = deque()
+        self._open: _OpenClip | None = None
+        self._pending: queue.Queue[_OpenClip | None] = queue.Queue()
+        self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
+        self._finisher.start()
+        self.finished: list[FinishedClip] = []
+        self._closed = False
+
+    # ---- capture-thread API ---------------------------------------------------------------
+
+    @property
+    def recording(self) -> bool:
+        return self._open is not None
+
+    def push(self, image_i420: np.ndarray, t: float, wall: datetime) -> None:
+        """Add one frame (already overlaid) to the pre-roll ring and the open clip."""
+        keep = self.cfg.session.pre_roll_s
+        self._ring.append((image_i420, t, wall))
+        while self._ring and self._ring[0][1] < t - keep - 1e-6:
+            self._ring.popleft()
+        if self._open is not None:
+            self._write(self._open, image_i420, t, wall)
+
+    def start(
+        self, order_id: str, t: float, *, pre_roll: bool = True, waybills: tuple[str, ...] = ()
+    ) -> None:
+        if self._closed:
+            raise RuntimeError("recorder is closed")
+        if self._open is not None:
+            raise RuntimeError("start() while a clip is open: stop() it first")
+        first_wall = self._ring[-1][2] if self._ring else datetime.now().astimezone()
+        name = self._base_name(order_id, first_wall)
+        tmp_path = self.tmp_dir / f"{name}.mp4"
+        try:
+            writer = self.writer_factory(tmp_path)
+        except StationError:
+            raise
+        except Exception as exc:  # a broken encoder or full disk must surface as one error type
+            raise RecordingError(f"cannot open clip file {tmp_path}: {exc}") from exc
+        clip = _OpenClip(order_id=order_id, scan_t=t, tmp_path=tmp_path, writer=writer)
+        clip.waybills.extend(WaybillLink(w, "", 0.0) for w in waybills)
+        self._open = clip
+        # Record what this temp file is before any frame is written, so a power cut leaves
+        # enough for crash recovery to index it under the right order.
+        write_json_atomic(
+            tmp_path.with_suffix(".open.json"),
+            {
+                "order_id": order_id,
+                "station": self.cfg.station.name,
+                "scan_wall": first_wall.isoformat(timespec="milliseconds"),
+                "software": f"packcam {station.__version__}",
+            },
+        )
+        if pre_roll:
+            for image, ft, wall in self._ring:
+                if ft >= t - self.cfg.session.pre_roll_s - 1e-6:
+                    self._write(clip, image, ft, wall)
+        log.info("recording order %r -> %s", order_id, tmp_path.name)
+
+    def stop(self, reason: str, t: float) -> None:
+        clip = self._open
+        if clip is None:
+            raise RuntimeError("stop() with no open clip")
+        self._open = None
+        clip.finish_reason = reason
+        log.info("order %r finished (%s); finishing clip", clip.order_id, reason)
+        self._pending.put(clip)
+
+    def link_waybill(self, waybill: str, carrier: str, t: float) -> None:
+        clip = self._open
+        if clip is None:
+            return
+        if any(w.waybill == waybill for w in clip.waybills):
+            return
+        clip.waybills.append(WaybillLink(waybill, carrier, self._rel(clip, t)))
+
+    def log_event(self, event: ScanEventRecord, t: float) -> None:
+        """Attach a scan to the open clip, or index it on its own when no clip is open."""
+        clip = self._open
+        if clip is None:
+            self.ledger.log_events(self.cfg.station.name, [event])
+        else:
+            clip.events.append((t, event))
+
+    def close(self, timeout: float | None = None) -> None:
+        """Wait for every stopped clip to be finished and indexed. An open clip is an error."""
+        if self._open is not None:
+            raise RuntimeError("close() with an open clip: stop() it first")
+        if not self._closed:
+            self._closed = True
+            self._pending.put(None)
+        self._finisher.join(timeout)
+
+    def wait_idle(self) -> None:
+        """Block until the finisher has drained (tests and replay)."""
+        self._pending.join()
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _write(self, clip: _OpenClip, image: np.ndarray, t: float, wall: datetime) -> None:
+        if clip.first_t is None:
+            clip.first_t, clip.first_wall = t, wall
+        clip.last_wall = wall
+        clip.writer.write(image, t)
+
+    @staticmethod
+    def _rel(clip: _OpenClip, t: float) -> float:
+        return round(t - clip.first_t, 3) if clip.first_t is not None else 0.0
+
+    def _base_name(self, order_id: str, wall: datetime) -> str:
+        stamp = wall.strftime("%Y%m%dT%H%M%S") + f"_{wall.microsecond // 1000:03d}"
+        return f"{safe_component(self.cfg.station.name, 32)}_{safe_component(order_id)}_{stamp}"
+
+    def _finish_loop(self) -> None:
+        while True:
+            clip = self._pending.get()
+            try:
+                if clip is None:
+                    return
+                result = self._finish(clip)
+                self.finished.append(result)
+                if self.on_finished is not None:
+                    self.on_finished(result)
+            except Exception:  # the loop must survive one bad clip
+                log.exception("finisher failed")
+            finally:
+                self._pending.task_done()
+
+    def _finish(self, clip: _OpenClip) -> FinishedClip:
+        try:
+            done = clip.writer.finish()
+        except Exception as exc:
+            log.error("clip of order %r could not be finished, kept at %s: %s",
+                      clip.order_id, clip.tmp_path, exc)  # fmt: skip
+            return FinishedClip(clip.order_id, None, str(exc))
+        if done.frame_count == 0 or clip.first_wall is None or clip.first_t is None:
+            # Nothing was captured (e.g. the camera died at once). Keep the empty file for the
+            # audit trail in tmp/ but do not index a clip that has no pictures.
+            log.warning("clip of order %r has no frames; not indexed", clip.order_id)
+            return FinishedClip(clip.order_id, None, "no frames")
+        final = self._final_path(clip)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(clip.tmp_path, final)
+            fsync_dir(final.parent)
+            fsync_dir(clip.tmp_path.parent)
+        except OSError as exc:
+            log.error("cannot move clip %s into place: %s", clip.tmp_path, exc)
+            return FinishedClip(clip.order_id, None, str(exc))
+        rel = final.relative_to(self.data_dir).as_posix()
+        manifest = final.with_suffix(".json")
+        ended_wall = clip.first_wall + timedelta(seconds=done.last_t - done.first_t)
+        record = ClipRecord(
+            order_id=clip.order_id,
+            station=self.cfg.station.name,
+            started_at=clip.first_wall,
+            ended_at=ended_wall,
+            duration_s=done.duration_s,
+            frame_count=done.frame_count,
+            finish_reason=clip.finish_reason,
+            pre_roll_s=max(0.0, round(clip.scan_t - clip.first_t, 3)),
+            path=rel,
+            manifest_path=manifest.relative_to(self.data_dir).as_posix(),
+            size=done.size,
+            sha256=done.sha256,
+            waybills=tuple(clip.waybills),
+            events=tuple(
+                ScanEventRecord(e.kind, e.text, e.source, e.wall, self._rel(clip, t), e.note)
+                for t, e in clip.events
+            ),
+        )
+        try:
+            data = record.to_json()
+            data.pop("id")
+            data.update(manifest_version=MANIFEST_VERSION, software=f"packcam {station.__version__}")
+            write_json_atomic(manifest, data)
+            clip_id = self.ledger.add_clip(record)
+        except (OSError, StationError) as exc:
+            # The clip is safe in clips/; reconciliation on the next start indexes it.
+            log.error("clip %s is on disk but could not be indexed: %s", rel, exc)
+            return FinishedClip(clip.order_id, None, str(exc))
+        tmp_meta = clip.tmp_path.with_suffix(".open.json")
+        tmp_meta.unlink(missing_ok=True)
+        log.info("clip %s indexed (id %d, %d frames, %.1fs, sha256 %s...)",
+                 rel, clip_id, done.frame_count, done.duration_s, done.sha256[:12])  # fmt: skip
+        return FinishedClip(clip.order_id, dataclasses.replace(record, id=clip_id))
+
+    def _final_path(self, clip: _OpenClip) -> Path:
+        assert clip.first_wall is not None
+        day = clip.first_wall.strftime("%Y/%m/%d")
+        base = clip.tmp_path.stem
+        path = self.clips_dir / day / f"{base}.mp4"
+        n = 1
+        while path.exists():  # never overwrite evidence
+            path = self.clips_dir / day / f"{base}-{n}.mp4"
+            n += 1
+        return path

@@ -1,0 +1,340 @@
+"""The capture loop: frames in, scans classified, session stepped, overlay drawn, clips written."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+import cv2
+import numpy as np
+
+from station import session as ss
+from station.codes import Debounce, Kind, Rules, classify, sanitize
+from station.config import Config
+from station.errors import CameraError, RecordingError, RejectedCode
+from station.frames import Frame, FrameSource, InputEvent, PedalPress, RawScan, ScanSource
+from station.ledger import ScanEventRecord
+from station.recorder import Recorder
+
+log = logging.getLogger(__name__)
+
+
+def station_tz(cfg: Config) -> tzinfo | None:
+    """The configured zone, or None for the machine's local zone."""
+    return ZoneInfo(cfg.station.timezone) if cfg.station.timezone else None
+
+
+def localize(wall: datetime, tz: tzinfo | None) -> datetime:
+    return wall.astimezone(tz) if tz is not None else wall.astimezone()
+
+
+@dataclass
+class LoopStats:
+    """Counters and per-stage wall time (seconds) of the capture thread."""
+
+    frames: int = 0
+    capture_s: float = 0.0
+    overlay_s: float = 0.0
+    convert_s: float = 0.0
+    record_s: float = 0.0
+    control_s: float = 0.0
+    scans: int = 0
+    rejected: int = 0
+    camera_losses: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the live view and dashboard show about the station right now."""
+
+    station: str
+    state: str  # idle | recording | suspended | stopped
+    order_id: str | None
+    waybills: tuple[str, ...]
+    elapsed_s: float | None
+    frames: int
+    last_error: str | None
+
+
+class Station:
+    """Owns one camera, its scan sources and a recorder, and runs the capture loop.
+
+    ``run`` blocks on the calling thread (the capture thread) until ``stop_event`` is set or the
+    camera reports end of input. Per-frame errors are logged and survived; a lost camera closes
+    the open clip ("camera-lost") and is reopened with backoff. Misuse raises at once.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        camera: FrameSource,
+        recorder: Recorder,
+        *,
+        scan_sources: Sequence[ScanSource] = (),
+        decoder: object | None = None,
+        overlay: object | None = None,
+        to_i420: Callable[[np.ndarray], np.ndarray],
+        on_frame: Callable[[Frame, Status], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.camera = camera
+        self.recorder = recorder
+        self.scan_sources = list(scan_sources)
+        self.decoder = decoder  # a barcodes.ScanWorker (has submit/poll), or None
+        self.overlay = overlay
+        self.to_i420 = to_i420
+        self.on_frame = on_frame
+        self.rules = Rules.from_config(cfg.codes)
+        self.tz = station_tz(cfg)
+        self.state: ss.State = ss.Idle()
+        self.debounce = Debounce()
+        self.stats = LoopStats()
+        self.last_error: str | None = None
+        self._prev_small: np.ndarray | None = None
+        self._last_frame: Frame | None = None
+        self._decode_sync = bool(getattr(decoder, "sync", False))
+
+    # ---- status ---------------------------------------------------------------------------
+
+    def status(self, now_t: float | None = None) -> Status:
+        st = self.state
+        order = getattr(st, "order_id", None)
+        elapsed = None
+        if isinstance(st, ss.Recording) and now_t is not None:
+            elapsed = max(0.0, now_t - st.started_t)
+        name = {ss.Idle: "idle", ss.Recording: "recording", ss.Suspended: "suspended"}[type(st)]
+        return Status(
+            station=self.cfg.station.name,
+            state=name,
+            order_id=order,
+            waybills=getattr(st, "waybills", ()),
+            elapsed_s=elapsed,
+            frames=self.stats.frames,
+            last_error=self.last_error,
+        )
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def run(self, stop_event: threading.Event) -> LoopStats:
+        self.camera.start()
+        for src in self.scan_sources:
+            src.start()
+        if self.decoder is not None:
+            self.decoder.start()
+        end_reason = ss.FinishReason.INTERRUPTED
+        try:
+            while not stop_event.is_set():
+                t0 = time.perf_counter()
+                try:
+                    frame = self.camera.read(self.cfg.camera.read_timeout_s)
+                except CameraError as exc:
+                    self._camera_lost(str(exc), stop_event)
+                    continue
+                self.stats.capture_s += time.perf_counter() - t0
+                if frame is None:
+                    end_reason = ss.FinishReason.END_OF_INPUT
+                    break
+                try:
+                    self.process(frame)
+                except RecordingError as exc:
+                    self._error(f"recording failed: {exc}")
+                except Exception as exc:  # one bad frame must not stop the station
+                    log.exception("frame %d failed", frame.index)
+                    self.last_error = f"frame {frame.index}: {exc}"
+        finally:
+            self._shutdown(end_reason)
+        return self.stats
+
+    def _shutdown(self, reason: ss.FinishReason) -> None:
+        last_t = self._last_frame.t if self._last_frame is not None else 0.0
+        if self.decoder is not None:
+            # Let a sync decoder's last results reach the session before the clip closes.
+            for ev in self._poll(last_t):
+                self._handle_input(ev)
+            self.decoder.stop()
+        for src in self.scan_sources:
+            try:
+                src.stop()
+            except Exception:
+                log.exception("stopping scan source %r failed", src)
+        if isinstance(self.state, ss.Recording):
+            if reason is ss.FinishReason.END_OF_INPUT:
+                self._apply(ss.EndOfInput(last_t))
+            else:
+                self.state = ss.Idle()
+                self._do(ss.StopClip(reason, last_t))
+        try:
+            self.camera.stop()
+        except Exception:
+            log.exception("stopping the camera failed")
+        self.recorder.close()
+
+    def process(self, frame: Frame) -> None:
+        """Handle one frame: decode, step the session, overlay, record."""
+        self._last_frame = frame
+        self.stats.frames += 1
+        t0 = time.perf_counter()
+        submitted = False
+        if self.decoder is not None and frame.index % self.cfg.scanner.decode_every == 0:
+            self.decoder.submit(frame)
+            submitted = True
+        for ev in self._poll(frame.t):
+            self._handle_input(ev)
+        moving = True
+        if self.cfg.session.still_timeout_s > 0:
+            moving = self._moving(frame.image)
+        self._apply(ss.Tick(frame.t, moving))
+        t1 = time.perf_counter()
+        self.stats.control_s += t1 - t0
+
+        image = frame.image
+        if self.overlay is not None:
+            # The decoder thread may still be reading this frame: draw on a copy then.
+            if submitted and not self._decode_sync:
+                image = image.copy()
+            st = self.state
+            elapsed = frame.t - st.started_t if isinstance(st, ss.Recording) else None
+            waybills = getattr(st, "waybills", ())
+            self.overlay.apply(
+                image,
+                localize(frame.wall, self.tz),
+                getattr(st, "order_id", None),
+                " ".join(waybills) or None,
+                elapsed,
+                isinstance(st, ss.Recording),
+            )
+        t2 = time.perf_counter()
+        i420 = self.to_i420(image)
+        t3 = time.perf_counter()
+        self.recorder.push(i420, frame.t, localize(frame.wall, self.tz))
+        t4 = time.perf_counter()
+        self.stats.overlay_s += t2 - t1
+        self.stats.convert_s += t3 - t2
+        self.stats.record_s += t4 - t3
+        if self.on_frame is not None:
+            try:
+                self.on_frame(frame, self.status(frame.t))
+            except Exception:
+                log.exception("on_frame callback failed")
+
+    # ---- inputs ---------------------------------------------------------------------------
+
+    def _poll(self, now: float) -> list[InputEvent]:
+        events: list[InputEvent] = []
+        sources: list[ScanSource] = list(self.scan_sources)
+        if self.decoder is not None:
+            sources.append(self.decoder)
+        for src in sources:
+            try:
+                events.extend(src.poll(now))
+            except Exception:
+                log.exception("scan source %r failed", src)
+        events.sort(key=lambda e: e.t)
+        return events
+
+    def _handle_input(self, ev: InputEvent) -> None:
+        if isinstance(ev, PedalPress):
+            self._apply(ss.Pedal(ev.t, ev.source))
+            return
+        assert isinstance(ev, RawScan)
+        try:
+            text = sanitize(ev.text, self.rules.max_length)
+        except RejectedCode as exc:
+            self.stats.rejected += 1
+            shown = repr(ev.text[:80]) if isinstance(ev.text, str) else type(ev.text).__name__
+            log.warning("rejected scan from %s: %s: %s", ev.source, exc, shown)
+            self.recorder.log_event(
+                ScanEventRecord("rejected", shown, ev.source, self._wall_at(ev.t), None, str(exc)),
+                ev.t,
+            )
+            return
+        is_new, self.debounce = self.debounce.seen(text, ev.t, self.rules.debounce_s)
+        if not is_new:
+            return
+        code = classify(text, self.rules)
+        self.stats.scans += 1
+        log.info("scan %r (%s%s) from %s at t=%.3f", code.text, code.kind.value,
+                 f" {code.detail}" if code.detail else "", ev.source, ev.t)  # fmt: skip
+        if code.kind is Kind.UNKNOWN:
+            log.warning("code %r matches no configured order pattern", code.text)
+        self._apply(ss.Scanned(code, ev.t, ev.source))
+
+    # ---- session actions ------------------------------------------------------------------
+
+    def _apply(self, event: ss.Event) -> None:
+        self.state, actions = ss.step(self.state, event, self.cfg.session)
+        for action in actions:
+            self._do(action)
+
+    def _do(self, action: ss.Action) -> None:
+        match action:
+            case ss.StartClip():
+                try:
+                    self.recorder.start(
+                        action.order_id, action.t, pre_roll=action.pre_roll, waybills=action.waybills
+                    )
+                except RecordingError as exc:
+                    # Keep the session consistent with the recorder: no clip, back to idle.
+                    self.state = ss.Idle()
+                    self._error(f"cannot start clip for {action.order_id!r}: {exc}")
+            case ss.StopClip():
+                if self.recorder.recording:
+                    self.recorder.stop(action.reason.value, action.t)
+            case ss.LinkWaybill():
+                self.recorder.link_waybill(action.waybill, action.carrier, action.t)
+            case ss.LogEvent():
+                rec = ScanEventRecord(
+                    action.kind, action.text, action.source, self._wall_at(action.t), None, action.note
+                )
+                self.recorder.log_event(rec, action.t)
+
+    def _wall_at(self, t: float) -> datetime:
+        f = self._last_frame
+        if f is None:
+            return localize(datetime.now().astimezone(), self.tz)
+        return localize(f.wall + timedelta(seconds=t - f.t), self.tz)
+
+    def _error(self, msg: str) -> None:
+        log.error(msg)
+        self.last_error = msg
+
+    def _moving(self, image: np.ndarray) -> bool:
+        small = cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA)
+        small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.int16)
+        prev, self._prev_small = self._prev_small, small
+        if prev is None:
+            return True
+        # Mean absolute change above sensor noise: a hand or a box moving in view.
+        return float(np.abs(small - prev).mean()) > 1.5
+
+    def _camera_lost(self, why: str, stop_event: threading.Event) -> None:
+        self.stats.camera_losses += 1
+        self._error(f"camera lost: {why}")
+        t = self._last_frame.t if self._last_frame is not None else 0.0
+        self._apply(ss.CameraLost(t))
+        delay = 0.5
+        while not stop_event.is_set():
+            try:
+                self.camera.stop()
+            except Exception:
+                log.debug("camera stop after loss failed", exc_info=True)
+            try:
+                self.camera.start()
+                frame = self.camera.read(self.cfg.camera.read_timeout_s)
+            except CameraError as exc:
+                log.warning("camera still unavailable (%s); retrying in %.1fs", exc, delay)
+                stop_event.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if frame is None:
+                return
+            log.info("camera is back")
+            self._apply(ss.CameraBack(frame.t))
+            self.process(frame)
+            return

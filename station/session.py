@@ -1,0 +1,249 @@
+"""The order session state machine as a pure function: step(state, event, rules) -> (state, actions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from station.codes import Code, Kind
+from station.config import SessionSection
+
+
+class FinishReason(StrEnum):
+    SEALED = "sealed"
+    WAYBILL = "waybill"
+    NEXT_ORDER = "next-order"
+    RESCAN = "rescan"
+    TIMEOUT = "timeout"
+    STILL = "still"
+    END_OF_INPUT = "end-of-input"
+    INTERRUPTED = "interrupted"
+    CAMERA_LOST = "camera-lost"
+
+
+# ---- states -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """No order open: frames only feed the pre-roll buffer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """A clip of ``order_id`` is being written since ``started_t``."""
+
+    order_id: str
+    started_t: float
+    last_motion_t: float
+    waybills: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Suspended:
+    """The camera was lost while ``order_id`` was open; a new clip starts when frames return."""
+
+    order_id: str
+    lost_t: float
+    waybills: tuple[str, ...] = ()
+
+
+State = Idle | Recording | Suspended
+
+# ---- events -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scanned:
+    """A debounced, classified code seen at camera time ``t``."""
+
+    code: Code
+    t: float
+    source: str = "camera"
+
+
+@dataclass(frozen=True, slots=True)
+class Pedal:
+    t: float
+    source: str = "pedal"
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Sent for every frame; ``moving`` is False when the scene did not change."""
+
+    t: float
+    moving: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfInput:
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class CameraLost:
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class CameraBack:
+    t: float
+
+
+Event = Scanned | Pedal | Tick | EndOfInput | CameraLost | CameraBack
+
+# ---- actions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartClip:
+    """Open a clip for ``order_id`` at ``t``; ``pre_roll`` includes the buffered seconds."""
+
+    order_id: str
+    t: float
+    pre_roll: bool = True
+    waybills: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StopClip:
+    reason: FinishReason
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class LinkWaybill:
+    order_id: str
+    waybill: str
+    carrier: str
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """Record a scan or pedal press; it belongs to the clip open after the preceding actions."""
+
+    kind: str  # a codes.Kind value or "pedal"
+    text: str
+    t: float
+    source: str
+    note: str = ""
+
+
+Action = StartClip | StopClip | LinkWaybill | LogEvent
+
+
+def _log(ev: Scanned, note: str = "") -> LogEvent:
+    return LogEvent(ev.code.kind.value, ev.code.text, ev.t, ev.source, note)
+
+
+def _is_seal(code: Code) -> bool:
+    return code.kind is Kind.SEAL or (code.kind is Kind.CONTROL and code.detail == "seal")
+
+
+def _start(order_id: str, t: float) -> Recording:
+    return Recording(order_id=order_id, started_t=t, last_motion_t=t)
+
+
+def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list[Action]]:
+    """Advance the session by one event. Pure: no clocks, no I/O, no hidden state."""
+    match state:
+        case Idle():
+            return _step_idle(state, event)
+        case Recording():
+            return _step_recording(state, event, rules)
+        case Suspended():
+            return _step_suspended(state, event)
+    raise TypeError(f"unknown state {state!r}")  # programming error: fail at once
+
+
+def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
+    if isinstance(event, Scanned):
+        code = event.code
+        if code.kind is Kind.ORDER:
+            return _start(code.text, event.t), [StartClip(code.text, event.t), _log(event)]
+        if code.kind is Kind.CONTROL and code.detail == "test":
+            return state, [_log(event, "test scan")]
+        if code.kind is Kind.UNKNOWN:
+            return state, [_log(event, "matches no order pattern; ignored")]
+        return state, [_log(event, "no open order; ignored")]
+    if isinstance(event, Pedal):
+        return state, [LogEvent("pedal", "", event.t, event.source, "no open order; ignored")]
+    return state, []
+
+
+def _step_recording(
+    state: Recording, event: Event, rules: SessionSection
+) -> tuple[State, list[Action]]:
+    if isinstance(event, Scanned):
+        code = event.code
+        if code.kind is Kind.ORDER:
+            if code.text == state.order_id:
+                return Idle(), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
+            return _start(code.text, event.t), [
+                StopClip(FinishReason.NEXT_ORDER, event.t),
+                StartClip(code.text, event.t),
+                _log(event),
+            ]
+        if code.kind is Kind.WAYBILL:
+            link = LinkWaybill(state.order_id, code.text, code.detail, event.t)
+            if rules.waybill_ends_clip:
+                return Idle(), [_log(event), link, StopClip(FinishReason.WAYBILL, event.t)]
+            waybills = state.waybills
+            if code.text not in waybills:
+                waybills = (*waybills, code.text)
+            return replace(state, waybills=waybills), [_log(event), link]
+        if _is_seal(code):
+            return Idle(), [_log(event), StopClip(FinishReason.SEALED, event.t)]
+        if code.kind is Kind.CONTROL:
+            return state, [_log(event, "test scan")]
+        return state, [_log(event, "matches no order pattern; ignored")]
+    if isinstance(event, Pedal):
+        return Idle(), [
+            LogEvent("pedal", "", event.t, event.source),
+            StopClip(FinishReason.SEALED, event.t),
+        ]
+    if isinstance(event, Tick):
+        if event.t - state.started_t >= rules.max_duration_s:
+            return Idle(), [StopClip(FinishReason.TIMEOUT, event.t)]
+        if event.moving:
+            return replace(state, last_motion_t=event.t), []
+        if rules.still_timeout_s > 0 and event.t - state.last_motion_t >= rules.still_timeout_s:
+            return Idle(), [StopClip(FinishReason.STILL, event.t)]
+        return state, []
+    if isinstance(event, EndOfInput):
+        return Idle(), [StopClip(FinishReason.END_OF_INPUT, event.t)]
+    if isinstance(event, CameraLost):
+        return Suspended(state.order_id, event.t, state.waybills), [
+            StopClip(FinishReason.CAMERA_LOST, event.t)
+        ]
+    return state, []
+
+
+def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]]:
+    if isinstance(event, CameraBack):
+        rec = Recording(state.order_id, event.t, event.t, state.waybills)
+        return rec, [StartClip(state.order_id, event.t, pre_roll=False, waybills=state.waybills)]
+    if isinstance(event, Scanned):
+        code = event.code
+        if code.kind is Kind.ORDER:
+            if code.text == state.order_id:
+                return Idle(), [_log(event, "order closed while the camera was lost")]
+            return Suspended(code.text, state.lost_t), [_log(event, "camera lost; waiting")]
+        if code.kind is Kind.WAYBILL:
+            waybills = state.waybills
+            if code.text not in waybills:
+                waybills = (*waybills, code.text)
+            return replace(state, waybills=waybills), [
+                _log(event, "camera lost"),
+                LinkWaybill(state.order_id, code.text, code.detail, event.t),
+            ]
+        if _is_seal(code):
+            return Idle(), [_log(event, "order sealed while the camera was lost")]
+        return state, [_log(event, "camera lost; ignored")]
+    if isinstance(event, Pedal):
+        return Idle(), [LogEvent("pedal", "", event.t, event.source, "camera lost")]
+    if isinstance(event, EndOfInput):
+        return Idle(), []
+    return state, []

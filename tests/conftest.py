@@ -1,0 +1,33 @@
+"""Shared fixtures: configs in tmp_path, a real SQLite ledger, the shared barcode photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from station import config as config_mod
+from station.ledger import Ledger
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_barcodes_dir() -> Path | None:
+    """``../shared/data/barcodes`` beside the checkout, as CI lays it out."""
+    for cand in (REPO.parent / "shared/data/barcodes", Path("/work/shared/data/barcodes")):
+        if (cand / "manifest.csv").is_file():
+            return cand
+    return None
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> config_mod.Config:
+    """Default config with the data dir in tmp_path."""
+    return config_mod.load(None).with_data_dir(tmp_path / "data")
+
+
+@pytest.fixture
+def ledger(tmp_path: Path):
+    led = Ledger(tmp_path / "index.sqlite3")
+    yield led
+    led.close()

@@ -1,0 +1,149 @@
+"""Classifier, sanitiser, debounce and safe-name tests (pure functions)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from station.codes import Code, Debounce, Kind, Rules, classify, safe_component, sanitize
+from station.config import CodesSection
+from station.errors import RejectedCode
+
+RULES = Rules.from_config(CodesSection())
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "detail"),
+    [
+        ("SF1234567890123", Kind.WAYBILL, "SF"),
+        ("SF123456789012", Kind.WAYBILL, "SF"),
+        ("YT1234567890123", Kind.WAYBILL, "YTO"),
+        ("JDVA12345678901", Kind.WAYBILL, "JD"),
+        ("JT1234567890123", Kind.WAYBILL, "JT"),
+        ("EA123456789CN", Kind.WAYBILL, "EMS"),
+        ("1123456789012", Kind.WAYBILL, "EMS"),
+        ("77312345678901", Kind.WAYBILL, "STO"),
+        ("3123456789012", Kind.WAYBILL, "YUNDA"),
+        ("75123456789012", Kind.WAYBILL, "ZTO"),
+        ("SEAL", Kind.SEAL, ""),
+        ("seal", Kind.SEAL, ""),
+        ("封箱", Kind.SEAL, ""),
+        ("PO20261130-0001", Kind.ORDER, ""),
+        ("123456789012345678", Kind.ORDER, ""),  # Taobao-like 18 digits: not a waybill
+        ("订单-42", Kind.ORDER, ""),
+        ("SF12", Kind.ORDER, ""),  # too short for an SF waybill
+    ],
+)
+def test_default_classification(text: str, kind: Kind, detail: str) -> None:
+    assert classify(text, RULES) == Code(text, kind, detail)
+
+
+def test_order_patterns_win_over_waybill_heuristics_and_others_are_unknown() -> None:
+    rules = Rules.from_config(CodesSection(order_patterns=(r"^75\d{12}$",)))
+    assert classify("75123456789012", rules).kind is Kind.ORDER
+    assert classify("SF1234567890123", rules).kind is Kind.WAYBILL
+    assert classify("hello", rules).kind is Kind.UNKNOWN
+    assert classify("SEAL", rules).kind is Kind.SEAL
+
+
+def test_control_codes_and_custom_seals() -> None:
+    section = CodesSection(seal_codes=("DONE",), control_codes={"Stop": "seal", "PING": "test"})
+    rules = Rules.from_config(section)
+    assert classify("done", rules).kind is Kind.SEAL
+    assert classify("SEAL", rules).kind is Kind.ORDER  # no longer a seal code
+    assert classify("STOP", rules) == Code("STOP", Kind.CONTROL, "seal")
+    assert classify("ping", rules) == Code("ping", Kind.CONTROL, "test")
+
+
+def test_seal_matches_decomposed_unicode() -> None:
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "封箱")
+    assert classify(sanitize(decomposed, 64), RULES).kind is Kind.SEAL
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("", "empty"),
+        ("   \r\n", "empty"),
+        ("A" * 65, "too long"),
+        ("AB\x00CD", "control"),
+        ("AB\x1bCD", "control"),
+        ("line1\nline2", "control"),
+        ("AB\u200bCD", "control"),  # zero-width space hides in a label
+        ("AB\ufffdCD", "binary"),
+        ("AB\udc80CD", "binary"),
+        ("x\u2028x", "control"),
+    ],
+)
+def test_sanitize_rejects(raw: str, why: str) -> None:
+    with pytest.raises(RejectedCode, match=why):
+        sanitize(raw, 64)
+
+
+def test_sanitize_strips_scanner_terminators() -> None:
+    assert sanitize("  PO-1\r\n", 64) == "PO-1"
+    assert sanitize("订单 42", 64) == "订单 42"
+
+
+@given(st.text(max_size=200))
+def test_sanitize_either_returns_clean_text_or_rejects(raw: str) -> None:
+    try:
+        text = sanitize(raw, 64)
+    except RejectedCode:
+        return
+    assert text == text.strip() and 0 < len(text) <= 64
+    assert not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in text)
+    assert isinstance(classify(text, RULES).kind, Kind)
+
+
+def test_debounce_sliding_window() -> None:
+    d = Debounce()
+    new, d = d.seen("A", 0.0, 3.0)
+    assert new
+    # Seen continuously every second for 10 s: still one scan.
+    for t in range(1, 11):
+        new, d = d.seen("A", float(t), 3.0)
+        assert not new
+    new, d = d.seen("B", 10.5, 3.0)
+    assert new
+    new, d = d.seen("A", 14.5, 3.0)  # 4.5 s since last sighting
+    assert new
+    new, d = d.seen("A", 14.6, 0.0)  # window 0: every sighting counts... after any gap
+    assert new
+
+
+def test_debounce_forgets_old_codes() -> None:
+    d = Debounce()
+    for i in range(1000):
+        _, d = d.seen(f"C{i}", float(i), 3.0)
+    assert len(d.last) < 20
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["../../etc/passwd", "a/b", "..", ".", "C:\\x", "x" * 300, "订单", "a b", "%2e%2e", "", "\x00"],
+)
+def test_safe_component_never_escapes(text: str) -> None:
+    name = safe_component(text)
+    assert re.fullmatch(r"[A-Za-z0-9_~-]+", name)
+    assert len(name) <= 48 + 9
+    assert name not in {".", ".."}
+
+
+def test_safe_component_keeps_plain_ids_and_separates_lookalikes() -> None:
+    assert safe_component("PO-20261130_1") == "PO-20261130_1"
+    assert safe_component("a/b") != safe_component("a_b")
+    assert safe_component("a/b") != safe_component("a\\b")
+
+
+@given(st.text(min_size=1, max_size=100), st.text(min_size=1, max_size=100))
+def test_safe_component_injective_on_changed_names(a: str, b: str) -> None:
+    if a != b:
+        assert safe_component(a) != safe_component(b) or (
+            safe_component(a) == a and safe_component(b) == b
+        )

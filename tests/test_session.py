@@ -1,0 +1,243 @@
+"""Exhaustive tests of the pure order state machine."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from station.codes import Code, Kind
+from station.config import SessionSection
+from station.session import (
+    CameraBack,
+    CameraLost,
+    EndOfInput,
+    FinishReason,
+    Idle,
+    LinkWaybill,
+    LogEvent,
+    Pedal,
+    Recording,
+    Scanned,
+    StartClip,
+    StopClip,
+    Suspended,
+    Tick,
+    step,
+)
+
+RULES = SessionSection()
+ORDER_A = Code("PO-A", Kind.ORDER)
+ORDER_B = Code("PO-B", Kind.ORDER)
+WAYBILL = Code("SF1234567890123", Kind.WAYBILL, "SF")
+SEAL = Code("SEAL", Kind.SEAL)
+CTRL_SEAL = Code("STOP", Kind.CONTROL, "seal")
+CTRL_TEST = Code("PING", Kind.CONTROL, "test")
+UNKNOWN = Code("???x", Kind.UNKNOWN)
+
+
+def rec(order: str = "PO-A", t: float = 10.0, **kw) -> Recording:
+    return Recording(order_id=order, started_t=t, last_motion_t=kw.pop("last_motion_t", t), **kw)
+
+
+def kinds(actions) -> list[str]:
+    return [type(a).__name__ for a in actions]
+
+
+# ---- idle ----------------------------------------------------------------------------------
+
+
+def test_idle_order_scan_starts_recording_and_logs_scan_into_new_clip() -> None:
+    state, actions = step(Idle(), Scanned(ORDER_A, 5.0, "camera"), RULES)
+    assert state == rec("PO-A", 5.0)
+    assert actions == [
+        StartClip("PO-A", 5.0),
+        LogEvent("order", "PO-A", 5.0, "camera"),
+    ]
+
+
+@pytest.mark.parametrize("code", [WAYBILL, SEAL, CTRL_SEAL, CTRL_TEST, UNKNOWN])
+def test_idle_non_order_scans_are_logged_only(code: Code) -> None:
+    state, actions = step(Idle(), Scanned(code, 1.0), RULES)
+    assert state == Idle()
+    assert kinds(actions) == ["LogEvent"]
+    assert actions[0].note
+
+
+@pytest.mark.parametrize("event", [Pedal(1.0), Tick(1.0), Tick(1.0, False), EndOfInput(1.0)])
+def test_idle_ignores_other_events(event) -> None:
+    state, actions = step(Idle(), event, RULES)
+    assert state == Idle()
+    assert all(isinstance(a, LogEvent) for a in actions)
+
+
+def test_idle_camera_events_do_nothing() -> None:
+    assert step(Idle(), CameraLost(1.0), RULES) == (Idle(), [])
+    assert step(Idle(), CameraBack(1.0), RULES) == (Idle(), [])
+
+
+# ---- recording -----------------------------------------------------------------------------
+
+
+def test_waybill_links_without_ending_by_default() -> None:
+    state, actions = step(rec(), Scanned(WAYBILL, 12.0), RULES)
+    assert state == rec(waybills=("SF1234567890123",))
+    assert actions[1] == LinkWaybill("PO-A", "SF1234567890123", "SF", 12.0)
+    assert not any(isinstance(a, StopClip) for a in actions)
+    # A second, different waybill (two-parcel order) is kept too; a repeat is not duplicated.
+    other = Code("YT1234567890123", Kind.WAYBILL, "YTO")
+    state, _ = step(state, Scanned(other, 13.0), RULES)
+    state, _ = step(state, Scanned(WAYBILL, 14.0), RULES)
+    assert state.waybills == ("SF1234567890123", "YT1234567890123")
+
+
+def test_waybill_ends_clip_when_configured() -> None:
+    rules = SessionSection(waybill_ends_clip=True)
+    state, actions = step(rec(), Scanned(WAYBILL, 12.0), rules)
+    assert state == Idle()
+    assert kinds(actions) == ["LogEvent", "LinkWaybill", "StopClip"]
+    assert actions[-1] == StopClip(FinishReason.WAYBILL, 12.0)
+
+
+@pytest.mark.parametrize("code", [SEAL, CTRL_SEAL])
+def test_seal_ends_clip(code: Code) -> None:
+    state, actions = step(rec(), Scanned(code, 20.0), RULES)
+    assert state == Idle()
+    assert kinds(actions) == ["LogEvent", "StopClip"]
+    assert actions[-1] == StopClip(FinishReason.SEALED, 20.0)
+
+
+def test_pedal_ends_clip_as_sealed() -> None:
+    state, actions = step(rec(), Pedal(20.0), RULES)
+    assert state == Idle()
+    assert actions == [LogEvent("pedal", "", 20.0, "pedal"), StopClip(FinishReason.SEALED, 20.0)]
+
+
+def test_next_order_ends_previous_and_starts_next() -> None:
+    state, actions = step(rec(), Scanned(ORDER_B, 30.0), RULES)
+    assert state == rec("PO-B", 30.0)
+    assert actions == [
+        StopClip(FinishReason.NEXT_ORDER, 30.0),
+        StartClip("PO-B", 30.0),
+        LogEvent("order", "PO-B", 30.0, "camera"),
+    ]
+
+
+def test_same_order_again_is_rescan() -> None:
+    state, actions = step(rec(), Scanned(ORDER_A, 30.0), RULES)
+    assert state == Idle()
+    assert actions == [LogEvent("order", "PO-A", 30.0, "camera"), StopClip(FinishReason.RESCAN, 30.0)]
+
+
+def test_test_and_unknown_codes_keep_recording() -> None:
+    for code in (CTRL_TEST, UNKNOWN):
+        state, actions = step(rec(), Scanned(code, 11.0), RULES)
+        assert state == rec()
+        assert kinds(actions) == ["LogEvent"]
+
+
+def test_timeout_at_max_duration() -> None:
+    rules = SessionSection(max_duration_s=60)
+    state, actions = step(rec(t=10.0), Tick(69.9), rules)
+    assert isinstance(state, Recording) and actions == []
+    state, actions = step(state, Tick(70.0), rules)
+    assert state == Idle()
+    assert actions == [StopClip(FinishReason.TIMEOUT, 70.0)]
+
+
+def test_timeout_applies_even_while_still() -> None:
+    rules = SessionSection(max_duration_s=60, still_timeout_s=120)
+    state, actions = step(rec(t=0.0), Tick(60.0, moving=False), rules)
+    assert actions == [StopClip(FinishReason.TIMEOUT, 60.0)]
+
+
+def test_still_timeout() -> None:
+    rules = SessionSection(still_timeout_s=5)
+    state = rec(t=0.0)
+    state, _ = step(state, Tick(3.0, moving=True), rules)
+    assert state.last_motion_t == 3.0
+    state, actions = step(state, Tick(7.9, moving=False), rules)
+    assert isinstance(state, Recording) and actions == []
+    state, actions = step(state, Tick(8.0, moving=False), rules)
+    assert state == Idle()
+    assert actions == [StopClip(FinishReason.STILL, 8.0)]
+
+
+def test_still_timeout_off_by_default() -> None:
+    state, actions = step(rec(t=0.0), Tick(500.0, moving=False), RULES)
+    assert isinstance(state, Recording) and actions == []
+
+
+def test_end_of_input_closes_clip() -> None:
+    state, actions = step(rec(), EndOfInput(40.0), RULES)
+    assert state == Idle()
+    assert actions == [StopClip(FinishReason.END_OF_INPUT, 40.0)]
+
+
+# ---- camera loss -----------------------------------------------------------------------------
+
+
+def test_camera_loss_closes_clip_and_resumes_same_order_without_pre_roll() -> None:
+    state, actions = step(rec(waybills=("SF1234567890123",)), CameraLost(15.0), RULES)
+    assert state == Suspended("PO-A", 15.0, ("SF1234567890123",))
+    assert actions == [StopClip(FinishReason.CAMERA_LOST, 15.0)]
+    state, actions = step(state, CameraBack(19.0), RULES)
+    assert state == Recording("PO-A", 19.0, 19.0, ("SF1234567890123",))
+    assert actions == [StartClip("PO-A", 19.0, pre_roll=False, waybills=("SF1234567890123",))]
+
+
+def test_suspended_handles_scans() -> None:
+    sus = Suspended("PO-A", 15.0)
+    assert step(sus, Scanned(SEAL, 16.0), RULES)[0] == Idle()
+    assert step(sus, Scanned(ORDER_A, 16.0), RULES)[0] == Idle()
+    assert step(sus, Pedal(16.0), RULES)[0] == Idle()
+    assert step(sus, Scanned(ORDER_B, 16.0), RULES)[0] == Suspended("PO-B", 15.0)
+    state, actions = step(sus, Scanned(WAYBILL, 16.0), RULES)
+    assert state.waybills == ("SF1234567890123",) and "LinkWaybill" in kinds(actions)
+    assert step(sus, Tick(99.0), RULES) == (sus, [])
+    assert step(sus, EndOfInput(99.0), RULES) == (Idle(), [])
+
+
+def test_unknown_state_is_a_programming_error() -> None:
+    with pytest.raises(TypeError):
+        step(object(), Tick(1.0), RULES)  # type: ignore[arg-type]
+
+
+# ---- properties ------------------------------------------------------------------------------
+
+codes = st.sampled_from([ORDER_A, ORDER_B, WAYBILL, SEAL, CTRL_SEAL, CTRL_TEST, UNKNOWN])
+events = st.one_of(
+    st.builds(Scanned, codes, st.just(0.0)),
+    st.builds(Pedal, st.just(0.0)),
+    st.builds(Tick, st.just(0.0), st.booleans()),
+    st.builds(EndOfInput, st.just(0.0)),
+    st.builds(CameraLost, st.just(0.0)),
+    st.builds(CameraBack, st.just(0.0)),
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(events, st.floats(0, 30)), max_size=60),
+    st.sampled_from(
+        [RULES, SessionSection(waybill_ends_clip=True, still_timeout_s=4, max_duration_s=20)]
+    ),
+)
+def test_clips_always_pair_up(seq, rules) -> None:
+    """Starts and stops alternate; the state says recording exactly when a clip is open."""
+    state, t, open_clip = Idle(), 0.0, False
+    for ev, dt in seq:
+        t += dt
+        ev = type(ev)(**{**{f: getattr(ev, f) for f in ev.__slots__}, "t": t})
+        state, actions = step(state, ev, rules)
+        for a in actions:
+            if isinstance(a, StartClip):
+                assert not open_clip
+                open_clip = True
+            elif isinstance(a, StopClip):
+                assert open_clip
+                assert a.t == t
+                open_clip = False
+        assert open_clip == isinstance(state, Recording)
+        if isinstance(state, Recording):
+            assert t - state.started_t < rules.max_duration_s or not isinstance(ev, Tick)
