@@ -1,4 +1,4 @@
-"""One frozen, typed configuration loaded from TOML; unknown keys and bad values fail at start-up."""
+"""One frozen, typed config loaded from TOML; unknown keys and bad values fail at start-up."""
 
 from __future__ import annotations
 
@@ -62,9 +62,7 @@ class ScannerSection:
 class CodesSection:
     # Regexes for order IDs. Empty: any code that is no seal, control or waybill is an order.
     order_patterns: tuple[str, ...] = ()
-    waybill_patterns: dict[str, str] = field(
-        default_factory=lambda: dict(DEFAULT_WAYBILL_PATTERNS)
-    )
+    waybill_patterns: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_WAYBILL_PATTERNS))
     seal_codes: tuple[str, ...] = ("SEAL", "封箱")
     # code -> command; commands: "seal" (end the clip like the pedal), "test" (log only)
     control_codes: dict[str, str] = field(default_factory=dict)

@@ -216,7 +216,9 @@ class Ledger:
         for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
             with self._lock:
                 log.info("migrating index to schema version %d", version)
-                self.conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={version};\nCOMMIT;")
+                self.conn.executescript(
+                    f"BEGIN;\n{script}\nPRAGMA user_version={version};\nCOMMIT;"
+                )
 
     # ---- writes ---------------------------------------------------------------------------
 

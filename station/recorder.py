@@ -1,8 +1,9 @@
-"""Pre-roll ring and clip lifecycle: temp file -> finish -> hash -> atomic rename -> manifest -> index."""
+"""Pre-roll ring and clip lifecycle: temp file, finish, hash, atomic rename, manifest, index."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -38,6 +39,12 @@ class ClipSink(Protocol):
 
 WriterFactory = Callable[[Path], ClipSink]
 
+# Called after the clip is in its final place and before its manifest is written and indexed:
+# (final mp4 path, manifest dict) -> manifest dict. It may rewrite the file (e.g. embed a C2PA
+# manifest); the recorder then hashes the file again, so the index always holds the hash of the
+# bytes on disk. It may add keys to the manifest (signature, log index, ...).
+Finalizer = Callable[[Path, dict[str, Any]], dict[str, Any]]
+
 
 @dataclass
 class _OpenClip:
@@ -71,6 +78,14 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
@@ -99,11 +114,13 @@ class Recorder:
         writer_factory: WriterFactory,
         *,
         on_finished: Callable[[FinishedClip], None] | None = None,
+        finalizers: tuple[Finalizer, ...] = (),
     ) -> None:
         self.cfg = cfg
         self.ledger = ledger
         self.writer_factory = writer_factory
         self.on_finished = on_finished
+        self.finalizers = finalizers
         self.data_dir = cfg.station.data_dir
         self.tmp_dir = self.data_dir / "tmp"
         self.clips_dir = self.data_dir / "clips"
@@ -283,7 +300,18 @@ class Recorder:
         try:
             data = record.to_json()
             data.pop("id")
-            data.update(manifest_version=MANIFEST_VERSION, software=f"packcam {station.__version__}")
+            data.update(
+                manifest_version=MANIFEST_VERSION, software=f"packcam {station.__version__}"
+            )
+            if self.finalizers:
+                for finalize in self.finalizers:
+                    data = finalize(final, data)
+                size, digest = final.stat().st_size, sha256_file(final)
+                if size != data["size"] or digest != data["sha256"]:
+                    raise RecordingError(
+                        f"a finalizer changed {rel} but the manifest does not match the file"
+                    )
+                record = dataclasses.replace(record, size=size, sha256=digest)
             write_json_atomic(manifest, data)
             clip_id = self.ledger.add_clip(record)
         except (OSError, StationError) as exc:

@@ -277,7 +277,10 @@ class Station:
             case ss.StartClip():
                 try:
                     self.recorder.start(
-                        action.order_id, action.t, pre_roll=action.pre_roll, waybills=action.waybills
+                        action.order_id,
+                        action.t,
+                        pre_roll=action.pre_roll,
+                        waybills=action.waybills,
                     )
                 except RecordingError as exc:
                     # Keep the session consistent with the recorder: no clip, back to idle.
@@ -289,8 +292,9 @@ class Station:
             case ss.LinkWaybill():
                 self.recorder.link_waybill(action.waybill, action.carrier, action.t)
             case ss.LogEvent():
+                wall = self._wall_at(action.t)
                 rec = ScanEventRecord(
-                    action.kind, action.text, action.source, self._wall_at(action.t), None, action.note
+                    action.kind, action.text, action.source, wall, None, action.note
                 )
                 self.recorder.log_event(rec, action.t)
 

@@ -1,4 +1,4 @@
-"""The order session state machine as a pure function: step(state, event, rules) -> (state, actions)."""
+"""The order state machine as a pure function: step(state, event, rules) -> (state, actions)."""
 
 from __future__ import annotations
 

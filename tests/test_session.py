@@ -126,7 +126,10 @@ def test_next_order_ends_previous_and_starts_next() -> None:
 def test_same_order_again_is_rescan() -> None:
     state, actions = step(rec(), Scanned(ORDER_A, 30.0), RULES)
     assert state == Idle()
-    assert actions == [LogEvent("order", "PO-A", 30.0, "camera"), StopClip(FinishReason.RESCAN, 30.0)]
+    assert actions == [
+        LogEvent("order", "PO-A", 30.0, "camera"),
+        StopClip(FinishReason.RESCAN, 30.0),
+    ]
 
 
 def test_test_and_unknown_codes_keep_recording() -> None:
@@ -147,7 +150,7 @@ def test_timeout_at_max_duration() -> None:
 
 def test_timeout_applies_even_while_still() -> None:
     rules = SessionSection(max_duration_s=60, still_timeout_s=120)
-    state, actions = step(rec(t=0.0), Tick(60.0, moving=False), rules)
+    _, actions = step(rec(t=0.0), Tick(60.0, moving=False), rules)
     assert actions == [StopClip(FinishReason.TIMEOUT, 60.0)]
 
 
