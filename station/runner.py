@@ -80,7 +80,7 @@ class Station:
         decoder: object | None = None,
         overlay: object | None = None,
         to_i420: Callable[[np.ndarray], np.ndarray],
-        on_frame: Callable[[Frame, Status], None] | None = None,
+        on_frame: Callable[[np.ndarray, Status, int], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.camera = camera
@@ -219,7 +219,7 @@ class Station:
         self.stats.record_s += t4 - t3
         if self.on_frame is not None:
             try:
-                self.on_frame(frame, self.status(frame.t))
+                self.on_frame(image, self.status(frame.t), self.camera.dropped)
             except Exception:
                 log.exception("on_frame callback failed")
 

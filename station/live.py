@@ -1,0 +1,100 @@
+"""Publishes the station's latest frame and state to <data>/live/ for the web live view."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from station.clock import clock_synced
+from station.codes import safe_component
+
+log = logging.getLogger(__name__)
+
+
+def _replace_bytes(path: Path, data: bytes) -> None:
+    # No fsync: this is a preview, replaced five times a second; a torn write is just skipped.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class LiveWriter:
+    """Writes ``live/<station>.jpg`` and ``live/<station>.json`` at most every ``interval`` s.
+
+    Called from the capture thread for every frame (see ``Station.on_frame``); it does real work
+    only once per interval (a downscale, a JPEG encode, two small atomic writes), so the capture
+    loop pays well under a millisecond per frame on average. Errors are logged, never raised.
+    """
+
+    def __init__(
+        self, data_dir: Path, station_name: str, *, interval: float = 0.2, width: int = 640
+    ) -> None:
+        self.dir = data_dir / "live"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.stem = safe_component(station_name, 32)
+        self.station = station_name
+        self.data_dir = data_dir
+        self.interval = interval
+        self.width = width
+        self._next = 0.0
+        self._next_slow = 0.0
+        self._slow: dict[str, Any] = {}
+        self._fps_mark: tuple[float, int] | None = None
+        self.fps = 0.0
+
+    def __call__(self, image: np.ndarray, status: Any, dropped: int = 0) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        try:
+            self._publish(image, status, dropped, now)
+        except Exception:
+            log.exception("live view update failed")
+
+    def _publish(self, image: np.ndarray, status: Any, dropped: int, now: float) -> None:
+        if self._fps_mark is not None and now > self._fps_mark[0]:
+            self.fps = (status.frames - self._fps_mark[1]) / (now - self._fps_mark[0])
+        self._fps_mark = (now, status.frames)
+        if now >= self._next_slow:  # disk and clock change slowly; ask once every 5 s
+            self._next_slow = now + 5.0
+            self._slow = {
+                "disk_free_bytes": shutil.disk_usage(self.data_dir).free,
+                "clock_synced": clock_synced(),
+            }
+        h, w = image.shape[:2]
+        if w > self.width:
+            image = cv2.resize(
+                image, (self.width, h * self.width // w), interpolation=cv2.INTER_AREA
+            )
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 70])
+        if ok:
+            _replace_bytes(self.dir / f"{self.stem}.jpg", jpeg.tobytes())
+        self.write_status(status, dropped)
+
+    def write_status(self, status: Any, dropped: int = 0, state: str | None = None) -> None:
+        doc = {
+            "station": self.station,
+            "state": state or status.state,
+            "order_id": status.order_id,
+            "waybills": list(status.waybills),
+            "elapsed_s": None if status.elapsed_s is None else round(status.elapsed_s, 1),
+            "frames": status.frames,
+            "fps": round(self.fps, 1),
+            "dropped": dropped,
+            "last_error": status.last_error,
+            "updated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "pid": os.getpid(),
+            **self._slow,
+        }
+        data = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        _replace_bytes(self.dir / f"{self.stem}.json", data)
