@@ -92,6 +92,18 @@ class RecorderSection:
 class WebSection:
     host: str = "127.0.0.1"
     port: int = 8080
+    # Flask secret (sessions, CSRF, share links); "" = <data_dir>/web-secret, made once (0600).
+    secret_key_file: str = ""
+    # Secure flag on cookies: "auto" = when the request came over HTTPS, "always", "never".
+    secure_cookies: str = "auto"
+    # Behind one reverse proxy (nginx, caddy) that sets X-Forwarded-For/-Proto/-Host.
+    trust_proxy: bool = False
+    session_hours: float = 12.0  # a login lasts this long, then the user logs in again
+    share_max_days: float = 30.0  # longest lifetime a share link may be given
+    default_language: str = "en"  # en | zh_CN, when the browser asks for neither
+    threads: int = 16  # waitress worker threads (each open video or live stream holds one)
+    live_max_s: float = 600.0  # a live MJPEG stream ends after this many seconds
+    stale_after_s: float = 30.0  # a station silent this long "stopped reporting"
 
 
 @dataclass(frozen=True)
@@ -238,8 +250,25 @@ def validate(cfg: Config) -> None:
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
     }:  # fmt: skip
         raise ConfigError(f"recorder.preset {r.preset!r} is not a fast libx264 preset")
-    if not 1 <= cfg.web.port <= 65535:
+    w = cfg.web
+    if not 1 <= w.port <= 65535:
         raise ConfigError("web.port must be between 1 and 65535")
+    if w.secure_cookies not in {"auto", "always", "never"}:
+        raise ConfigError(
+            f"web.secure_cookies must be auto, always or never, not {w.secure_cookies!r}"
+        )
+    if not 0.05 <= w.session_hours <= 24 * 30:
+        raise ConfigError("web.session_hours must be between 0.05 and 720")
+    if not 0.01 <= w.share_max_days <= 366:
+        raise ConfigError("web.share_max_days must be between 0.01 and 366")
+    if w.default_language not in {"en", "zh_CN"}:
+        raise ConfigError(f"web.default_language must be en or zh_CN, not {w.default_language!r}")
+    if not 1 <= w.threads <= 256:
+        raise ConfigError("web.threads must be between 1 and 256")
+    if not 1 <= w.live_max_s <= 86400:
+        raise ConfigError("web.live_max_s must be between 1 and 86400 seconds")
+    if w.stale_after_s <= 0:
+        raise ConfigError("web.stale_after_s must be positive")
 
 
 def from_dict(data: dict[str, Any]) -> Config:
