@@ -107,6 +107,25 @@ class WebSection:
 
 
 @dataclass(frozen=True)
+class ProofSection:
+    """Signed manifests, the Merkle log, RFC 3161 timestamps and C2PA (station/proof/)."""
+
+    enabled: bool = True
+    # Paths; "" means the default file under <data_dir>/proof/.
+    key_path: str = ""  # Ed25519 station key (mode 0600), created on first run
+    key_cert_path: str = ""  # the company CA's certificate for that key
+    c2pa_cert_path: str = ""  # ES256 station certificate chain (leaf first) for C2PA
+    c2pa_key_path: str = ""  # its private key
+    ca_cert_path: str = ""  # the company root CA certificate (trust anchor for verifying)
+    c2pa: bool = False  # embed a C2PA manifest in each clip (needs c2pa-python and the cert)
+    tsa_urls: tuple[str, ...] = ()  # RFC 3161 timestamp authorities, tried in order
+    tsa_ca_path: str = ""  # PEM roots that timestamp tokens must chain to
+    tsa_timeout_s: float = 10.0
+    tsa_retry_s: float = 60.0  # first retry delay when a TSA is unreachable (then doubling)
+    checkpoint_every: int = 10  # sign a log checkpoint after this many clips
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationSection = field(default_factory=StationSection)
     camera: CameraSection = field(default_factory=CameraSection)
@@ -115,6 +134,7 @@ class Config:
     session: SessionSection = field(default_factory=SessionSection)
     recorder: RecorderSection = field(default_factory=RecorderSection)
     web: WebSection = field(default_factory=WebSection)
+    proof: ProofSection = field(default_factory=ProofSection)
 
     def with_data_dir(self, data_dir: Path | str) -> Config:
         """The same config with ``station.data_dir`` replaced (the CLI's ``--data``)."""
@@ -269,6 +289,14 @@ def validate(cfg: Config) -> None:
         raise ConfigError("web.live_max_s must be between 1 and 86400 seconds")
     if w.stale_after_s <= 0:
         raise ConfigError("web.stale_after_s must be positive")
+    pr = cfg.proof
+    for i, url in enumerate(pr.tsa_urls):
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise ConfigError(f"proof.tsa_urls[{i}]: expected an http(s) URL, got {url!r}")
+    if pr.tsa_timeout_s <= 0 or pr.tsa_retry_s <= 0:
+        raise ConfigError("proof.tsa_timeout_s and proof.tsa_retry_s must be positive")
+    if not 1 <= pr.checkpoint_every <= 100_000:
+        raise ConfigError("proof.checkpoint_every must be between 1 and 100000")
 
 
 def from_dict(data: dict[str, Any]) -> Config:
