@@ -72,6 +72,47 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX scan_events_clip ON scan_events(clip_id);
     """,
+    # 2: station/proof: the signed-manifest Merkle log, its checkpoints and RFC 3161 tokens.
+    """
+    CREATE TABLE proof_log (
+        seq             INTEGER PRIMARY KEY,  -- leaf index in the station's Merkle log, from 0
+        station         TEXT NOT NULL,
+        clip_path       TEXT NOT NULL,
+        clip_sha256     TEXT NOT NULL,
+        manifest_sha256 TEXT NOT NULL UNIQUE,  -- SHA-256 of the canonical manifest bytes
+        leaf_hash       TEXT NOT NULL,  -- RFC 6962 leaf hash of those bytes
+        manifest        BLOB NOT NULL,  -- the canonical manifest bytes, exactly as signed
+        signature       BLOB NOT NULL,  -- Ed25519 over manifest
+        key_fingerprint TEXT NOT NULL,
+        created_utc     TEXT NOT NULL
+    );
+    CREATE INDEX proof_log_clip ON proof_log(clip_sha256);
+    CREATE INDEX proof_log_path ON proof_log(clip_path);
+    CREATE TABLE proof_checkpoints (
+        id              INTEGER PRIMARY KEY,
+        tree_size       INTEGER NOT NULL,
+        root_hash       TEXT NOT NULL,
+        body            BLOB NOT NULL,  -- canonical checkpoint bytes, exactly as signed
+        signature       BLOB NOT NULL,
+        created_utc     TEXT NOT NULL
+    );
+    CREATE INDEX proof_checkpoints_size ON proof_checkpoints(tree_size);
+    CREATE TABLE proof_timestamps (
+        id              INTEGER PRIMARY KEY,
+        subject         TEXT NOT NULL,  -- manifest | checkpoint
+        subject_sha256  TEXT NOT NULL,  -- the message imprint: SHA-256 of the signed bytes
+        tsa_url         TEXT NOT NULL,
+        status          TEXT NOT NULL,  -- pending | granted | failed
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_try_utc    TEXT NOT NULL,
+        last_error      TEXT NOT NULL DEFAULT '',
+        token           BLOB,  -- DER TimeStampToken (CMS ContentInfo)
+        gen_time_utc    TEXT,
+        created_utc     TEXT NOT NULL,
+        UNIQUE (subject_sha256, tsa_url)
+    );
+    CREATE INDEX proof_timestamps_due ON proof_timestamps(status, next_try_utc);
+    """,
 )
 
 
