@@ -1,0 +1,185 @@
+"""Embed and read C2PA manifests in MP4 clips with c2pa-python (optional dependency)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from station.proof import ProofError
+
+log = logging.getLogger(__name__)
+
+ASSERTION_LABEL = "com.packcam.clip"
+DIGITAL_CAPTURE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
+
+try:  # c2pa-python ships a native library; a station without it still records and signs
+    import c2pa as _c2pa
+except ImportError as _exc:  # pragma: no cover - depends on the install
+    _c2pa = None
+    _IMPORT_ERROR: str | None = str(_exc)
+else:
+    _IMPORT_ERROR = None
+
+
+def c2pa_available() -> bool:
+    return _c2pa is not None
+
+
+def unavailable_reason() -> str | None:
+    return None if _c2pa is not None else f"c2pa-python is not installed ({_IMPORT_ERROR})"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class C2paEmbedder:
+    """Signs a C2PA manifest (``c2pa.created`` / digital capture + our assertion) into an MP4.
+
+    The file is rewritten through a temp file in the same directory and renamed over the
+    original, so a crash leaves either the old or the new clip, never half of one.
+    """
+
+    def __init__(
+        self,
+        chain_pem: bytes,
+        key_pem: bytes,
+        *,
+        tsa_url: str | None = None,
+        software: str = "packcam",
+        version: str = "",
+    ) -> None:
+        if _c2pa is None:
+            raise ProofError(unavailable_reason() or "c2pa-python unavailable")
+        self.chain_pem = chain_pem
+        self.key_pem = key_pem
+        self.tsa_url = tsa_url
+        self._context = _c2pa.Context.from_dict(
+            {
+                "builder": {
+                    "thumbnail": {"enabled": False},
+                    "claim_generator_info": {"name": software, "version": version},
+                },
+                "verify": {"verify_after_sign": False},
+            }
+        )
+
+    def _signer(self, tsa: str | None) -> Any:
+        assert _c2pa is not None
+        info = _c2pa.C2paSignerInfo(b"es256", self.chain_pem, self.key_pem, tsa)
+        return _c2pa.Signer.from_info(info)
+
+    def embed(self, path: Path, assertion: dict[str, Any], *, title: str) -> str:
+        """Rewrite ``path`` with an embedded, signed C2PA manifest; return the manifest label."""
+        assert _c2pa is not None
+        definition = {
+            "title": title,
+            "format": "video/mp4",
+            "assertions": [
+                {
+                    "label": "c2pa.actions",
+                    "data": {
+                        "actions": [
+                            {"action": "c2pa.created", "digitalSourceType": DIGITAL_CAPTURE}
+                        ]
+                    },
+                },
+                {"label": ASSERTION_LABEL, "data": assertion},
+            ],
+        }
+        tmp = path.with_name(path.name + ".c2pa.tmp")
+        attempts = [self.tsa_url, None] if self.tsa_url else [None]
+        last: Exception | None = None
+        for tsa in attempts:
+            try:
+                builder = _c2pa.Builder(definition, context=self._context)
+                with path.open("rb") as src, tmp.open("w+b") as dst:
+                    builder.sign(self._signer(tsa), "video/mp4", src, dst)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                break
+            except (_c2pa.C2paError, OSError) as exc:
+                last = exc
+                tmp.unlink(missing_ok=True)
+                if tsa:
+                    log.warning("C2PA signing with TSA %s failed (%s); signing without", tsa, exc)
+        else:
+            raise ProofError(f"C2PA signing failed: {last}")
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        info = read_c2pa(path)
+        return info.label or ""
+
+
+@dataclass(frozen=True)
+class C2paInfo:
+    """What a C2PA reader says about a file."""
+
+    present: bool
+    state: str | None = None  # Invalid | Valid | Trusted
+    label: str | None = None
+    assertion: dict[str, Any] | None = None
+    signer: str | None = None
+    failures: list[str] = field(default_factory=list)
+    timestamped: bool = False
+    error: str | None = None
+
+
+def read_c2pa(path: Path, trust_pem: bytes | None = None) -> C2paInfo:
+    """Read and validate the embedded manifest; ``trust_pem`` are the company root(s)."""
+    if _c2pa is None:
+        return C2paInfo(present=False, error=unavailable_reason())
+    settings: dict[str, Any] = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
+    if trust_pem:
+        settings["trust"] = {"user_anchors": trust_pem.decode("ascii", "replace")}
+    try:
+        ctx = _c2pa.Context.from_dict(settings)
+        with path.open("rb") as f:
+            reader = _c2pa.Reader.try_create("video/mp4", f, None, ctx)
+            if reader is None:
+                return C2paInfo(present=False)
+            with contextlib.closing(reader):
+                state = reader.get_validation_state()
+                results = reader.get_validation_results() or {}
+                active = reader.get_active_manifest() or {}
+    except _c2pa.C2paError as exc:
+        return C2paInfo(present=True, state="Invalid", error=str(exc), failures=[str(exc)])
+    failures = [
+        f"{f.get('code')}: {f.get('explanation', '')}"
+        for f in (results.get("activeManifest") or {}).get("failure", [])
+    ]
+    assertion = None
+    for a in active.get("assertions", []):
+        if a.get("label") == ASSERTION_LABEL:
+            assertion = a.get("data")
+    sig = active.get("signature_info") or {}
+    return C2paInfo(
+        present=True,
+        state=state,
+        label=active.get("label"),
+        assertion=assertion,
+        signer=sig.get("common_name") or sig.get("issuer"),
+        failures=failures,
+        timestamped=bool(sig.get("time")),
+    )
+
+
+def describe(info: C2paInfo) -> str:
+    return json.dumps(
+        {
+            "state": info.state,
+            "label": info.label,
+            "signer": info.signer,
+            "failures": info.failures,
+        },
+        ensure_ascii=False,
+    )

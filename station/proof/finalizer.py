@@ -1,0 +1,199 @@
+"""The recorder finalizer: embed C2PA, hash the final bytes, sign, append to the log, timestamp."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import station
+from station.clock import clock_synced
+from station.config import Config
+from station.proof import ProofError
+from station.proof import manifest as manifest_mod
+from station.proof.c2pa_embed import (
+    ASSERTION_LABEL,
+    C2paEmbedder,
+    c2pa_available,
+    unavailable_reason,
+)
+from station.proof.keys import StationKey
+from station.proof.log import ProofLog, iso_utc, utc_now
+from station.proof.paths import ProofPaths
+from station.proof.tsa import TsaQueue, TsaWorker, load_roots
+
+log = logging.getLogger(__name__)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_embedder(cfg: Config, paths: ProofPaths) -> C2paEmbedder | None:
+    """The C2PA embedder when ``proof.c2pa`` is on and everything it needs is there, else None."""
+    if not cfg.proof.c2pa:
+        return None
+    if not c2pa_available():
+        log.warning("proof.c2pa is on but %s: clips get no C2PA manifest", unavailable_reason())
+        return None
+    try:
+        chain, key = paths.c2pa_cert.read_bytes(), paths.c2pa_key.read_bytes()
+    except OSError as exc:
+        log.warning(
+            "proof.c2pa is on but the station certificate is missing (%s); run "
+            "`packcam ca issue %s`: clips get no C2PA manifest",
+            exc,
+            cfg.station.name,
+        )
+        return None
+    tsa = cfg.proof.tsa_urls[0] if cfg.proof.tsa_urls else None
+    return C2paEmbedder(chain, key, tsa_url=tsa, software="packcam", version=station.__version__)
+
+
+class ProofFinalizer:
+    """A ``station.recorder.Finalizer``: ``(final mp4 path, manifest dict) -> manifest dict``.
+
+    For each clip, in this order: optionally embed a C2PA manifest (rewrites the file), hash the
+    final bytes, sign the manifest (sequence number + previous manifest's hash) with the station
+    key, append it to the Merkle log, queue RFC 3161 requests and, every
+    ``proof.checkpoint_every`` clips, sign a checkpoint. It must be the recorder's last
+    finalizer: anything added to the manifest after it breaks the signature.
+
+    Thread contract: calls are serialised by an internal lock (the recorder calls it from its
+    finisher thread); timestamps are fetched by a background ``TsaWorker`` thread when TSA URLs
+    are configured (``start_worker``). ``close`` writes a last checkpoint and stops the worker.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        proof_log: ProofLog | None = None,
+        key: StationKey | None = None,
+        embedder: C2paEmbedder | None = None,
+        clock: Callable[[], bool | None] = clock_synced,
+        start_worker: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.paths = ProofPaths.from_config(cfg)
+        self.key = key or StationKey.load_or_create(self.paths.key)[0]
+        self._own_log = proof_log is None
+        self.log = proof_log or ProofLog.in_data_dir(cfg.station.data_dir)
+        self.embedder = embedder if embedder is not None else build_embedder(cfg, self.paths)
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._since_checkpoint = 0
+        self.tsa_urls = cfg.proof.tsa_urls
+        self.tsa: TsaQueue | None = None
+        self.worker: TsaWorker | None = None
+        if self.tsa_urls:
+            self.tsa = TsaQueue(
+                self.log,
+                roots=load_roots(self.paths.tsa_ca),
+                timeout_s=cfg.proof.tsa_timeout_s,
+                retry_s=cfg.proof.tsa_retry_s,
+            )
+            if start_worker:
+                self.worker = TsaWorker(self.tsa, poll_s=min(30.0, cfg.proof.tsa_retry_s))
+                self.worker.start()
+        log.info(
+            "proof: station key %s, log size %d, C2PA %s, TSA %s",
+            self.key.fingerprint,
+            self.log.size(),
+            "on" if self.embedder else "off",
+            ", ".join(self.tsa_urls) or "none",
+        )
+
+    def __call__(self, path: Path, data: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            return self._finalize(path, data)
+
+    def _finalize(self, path: Path, data: dict[str, Any]) -> dict[str, Any]:
+        last = self.log.last()
+        seq = 0 if last is None else last.seq + 1
+        prev = manifest_mod.GENESIS if last is None else last.manifest_sha256
+        c2pa_info: dict[str, Any] | None = None
+        if self.embedder is not None:
+            assertion = {
+                "order_id": data.get("order_id"),
+                "waybill": data.get("waybill"),
+                "station": data.get("station"),
+                "started_at": data.get("started_at"),
+                "ended_at": data.get("ended_at"),
+                "log_index": seq,
+                "prev_manifest_sha256": prev,
+                "station_key": self.key.fingerprint,
+            }
+            try:
+                label = self.embedder.embed(path, assertion, title=path.name)
+                c2pa_info = {"label": label, "assertion": ASSERTION_LABEL}
+            except ProofError as exc:  # the clip stays as recorded; the manifest says so
+                log.error("C2PA embedding failed for %s, clip kept without it: %s", path, exc)
+        size = path.stat().st_size
+        digest = sha256_file(path)
+        body = manifest_mod.build_body(
+            {**data, "size": size, "sha256": digest},
+            seq=seq,
+            prev_manifest_sha256=prev,
+            key=self.key,
+            clock_synced=self.clock(),
+            signed_at=iso_utc(utc_now()),
+            c2pa=c2pa_info,
+        )
+        signed = manifest_mod.sign(body, self.key)
+        self.log.append(
+            seq,
+            station=str(data.get("station", self.cfg.station.name)),
+            clip_path=str(data.get("path", path.name)),
+            clip_sha256=digest,
+            manifest=signed.canonical,
+            signature=signed.signature,
+            key_fingerprint=self.key.fingerprint,
+        )
+        if self.tsa_urls:
+            self.log.enqueue_timestamp("manifest", signed.sha256, self.tsa_urls)
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= self.cfg.proof.checkpoint_every:
+            self._checkpoint()
+        elif self.worker is not None:
+            self.worker.wake()
+        log.info("manifest %d signed (%s...) for %s", seq, signed.sha256[:12], path.name)
+        return signed.sidecar()
+
+    def _checkpoint(self) -> None:
+        cp = self.log.checkpoint(self.key, self.cfg.station.name)
+        self._since_checkpoint = 0
+        if cp is not None and self.tsa_urls:
+            self.log.enqueue_timestamp("checkpoint", cp.sha256, self.tsa_urls)
+        if self.worker is not None:
+            self.worker.wake()
+
+    def checkpoint(self) -> None:
+        """Sign a checkpoint now (on demand, e.g. before an export)."""
+        with self._lock:
+            self._checkpoint()
+
+    def close(self) -> None:
+        """Checkpoint what is not yet covered, stop the TSA worker, close our log connection."""
+        with self._lock:
+            latest = self.log.latest_checkpoint()
+            if self.log.size() and (latest is None or latest.tree_size < self.log.size()):
+                self._checkpoint()
+        if self.worker is not None:
+            self.worker.stop(timeout=self.cfg.proof.tsa_timeout_s + 5)
+        if self._own_log:
+            self.log.close()
+
+
+def build_finalizers(cfg: Config) -> tuple[ProofFinalizer, ...]:
+    """What the station wires into its Recorder: () when ``proof.enabled`` is off."""
+    if not cfg.proof.enabled:
+        return ()
+    return (ProofFinalizer(cfg),)

@@ -1,0 +1,281 @@
+"""Helpers for the proof tests: real fragmented H.264 clips, a recorder run, local RFC 3161 TSAs."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from station import config as config_mod
+from station.ledger import Ledger, ScanEventRecord
+from station.recorder import Recorder
+
+MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof"
+W, H, FPS = 160, 96, 10
+
+
+@dataclass(frozen=True)
+class Finished:
+    path: Path
+    sha256: str
+    size: int
+    frame_count: int
+    duration_s: float
+    first_t: float
+    last_t: float
+
+
+class SmallWriter:
+    """A minimal ClipSink: libx264 yuv420p in fragmented MP4, as the station writes."""
+
+    def __init__(self, path: Path, fps: int = FPS) -> None:
+        self.path = path
+        self.fps = fps
+        self.container = av.open(str(path), "w", format="mp4", options={"movflags": MOVFLAGS})
+        self.stream = self.container.add_stream("libx264", rate=fps)
+        self.stream.width, self.stream.height, self.stream.pix_fmt = W, H, "yuv420p"
+        self.stream.time_base = Fraction(1, 90_000)
+        self.stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        self.count = 0
+        self.first_t: float | None = None
+        self.last_t = 0.0
+
+    def write(self, image_i420: np.ndarray, t: float) -> None:
+        if self.first_t is None:
+            self.first_t = t
+        frame = av.VideoFrame.from_ndarray(image_i420, format="yuv420p")
+        frame.pts = round((t - self.first_t) * 90_000)
+        frame.time_base = Fraction(1, 90_000)
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+        self.count += 1
+        self.last_t = t
+
+    def finish(self) -> Finished:
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+        data = self.path.read_bytes()
+        first = self.first_t or 0.0
+        return Finished(
+            path=self.path,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            frame_count=self.count,
+            duration_s=round(self.last_t - first + 1 / self.fps, 3),
+            first_t=first,
+            last_t=self.last_t,
+        )
+
+
+def frame_i420(i: int) -> np.ndarray:
+    """A low-motion test picture: a bar that moves one step per frame."""
+    img = np.full((H * 3 // 2, W), 128, np.uint8)
+    img[:H, :] = 40
+    x = (i * 3) % (W - 16)
+    img[20:60, x : x + 16] = 220
+    return img
+
+
+def make_clip(path: Path, frames: int = 20) -> Path:
+    w = SmallWriter(path)
+    for i in range(frames):
+        w.write(frame_i420(i), i / FPS)
+    w.finish()
+    return path
+
+
+def record_orders(
+    cfg: config_mod.Config,
+    finalizers: tuple,
+    orders: list[str],
+    *,
+    frames: int = 12,
+) -> list:
+    """Drive the real Recorder: one clip per order with a scan, a waybill and a seal event."""
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    rec = Recorder(cfg, ledger, lambda p: SmallWriter(p), finalizers=finalizers)
+    t = 0.0
+    wall0 = datetime(2026, 11, 30, 9, 0, 0, tzinfo=UTC).astimezone()
+    try:
+        for n, order in enumerate(orders):
+            for i in range(frames):
+                wall = wall0 + timedelta(seconds=t)
+                rec.push(frame_i420(n * 100 + i), t, wall)
+                if i == 2:
+                    rec.start(order, t)
+                    rec.log_event(ScanEventRecord("order", order, "camera", wall), t)
+                if i == 5:
+                    rec.link_waybill(f"SF{1000000000000 + n}", "SF", t)
+                    ev = ScanEventRecord("waybill", f"SF{1000000000000 + n}", "camera", wall)
+                    rec.log_event(ev, t)
+                t += 1 / FPS
+            wall = wall0 + timedelta(seconds=t)
+            rec.log_event(ScanEventRecord("seal", "SEAL", "camera", wall), t)
+            rec.stop("sealed", t)
+            t += 5.0
+        rec.wait_idle()
+    finally:
+        rec.close()
+        ledger.close()
+    return rec.finished
+
+
+# ---- a local RFC 3161 TSA ------------------------------------------------------------------
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test TSA"),
+        ]
+    )
+
+
+def make_tsa_pki(directory: Path, kind: str) -> tuple[Path, Path, Path]:
+    """A root CA and a TSA certificate (critical EKU timeStamping); returns (root, cert, key)."""
+    now = datetime.now(UTC)
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root = (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"Test TSA Root {kind}"))
+        .issuer_name(_name(f"Test TSA Root {kind}"))
+        .public_key(root_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(root_key, hashes.SHA256())
+    )
+    key = (
+        rsa.generate_private_key(65537, 2048)
+        if kind == "rsa"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"Test TSA {kind}"))
+        .issuer_name(root.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+        .sign(root_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    pem = serialization.Encoding.PEM
+    (directory / "root.pem").write_bytes(root.public_bytes(pem))
+    (directory / "tsa.pem").write_bytes(cert.public_bytes(pem))
+    (directory / "tsa.key").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return directory / "root.pem", directory / "tsa.pem", directory / "tsa.key"
+
+
+TSA_CNF = """\
+[ tsa ]
+default_tsa = tsa_config1
+
+[ tsa_config1 ]
+dir = {dir}
+serial = $dir/serial
+crypto_device = builtin
+signer_cert = $dir/tsa.pem
+certs = $dir/tsa.pem
+signer_key = $dir/tsa.key
+signer_digest = sha256
+default_policy = 1.2.3.4.1
+other_policies = 1.2.3.4.5.6
+digests = sha256, sha384, sha512
+accuracy = secs:1
+ordering = yes
+tsa_name = yes
+ess_cert_id_chain = no
+ess_cert_id_alg = sha256
+"""
+
+
+class TsaServer:
+    """``openssl ts -reply`` behind http.server on 127.0.0.1; ``online = False``: an outage."""
+
+    def __init__(self, directory: Path, kind: str) -> None:
+        self.dir = directory
+        self.kind = kind
+        self.root, self.cert, self.key = make_tsa_pki(directory, kind)
+        (directory / "serial").write_text("01\n")
+        (directory / "tsa.cnf").write_text(TSA_CNF.format(dir=directory))
+        self.online = True
+        self.requests = 0
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                if not server.online:
+                    self.send_error(503)
+                    return
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                reply = server.reply(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/timestamp-reply")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/tsa"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def reply(self, query: bytes) -> bytes:
+        with self._lock, tempfile.TemporaryDirectory() as tmp:
+            q, r = Path(tmp) / "q.tsq", Path(tmp) / "r.tsr"
+            q.write_bytes(query)
+            cnf = str(self.dir / "tsa.cnf")
+            subprocess.run(
+                ["openssl", "ts", "-reply", "-config", cnf, "-queryfile", str(q), "-out", str(r)],
+                check=True,
+                capture_output=True,
+                env={**os.environ, "OPENSSL_CONF": cnf},
+            )
+            self.requests += 1
+            return r.read_bytes()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def tsa_rsa(tmp_path_factory: pytest.TempPathFactory):
+    srv = TsaServer(tmp_path_factory.mktemp("tsa-rsa"), "rsa")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def tsa_ec(tmp_path_factory: pytest.TempPathFactory):
+    srv = TsaServer(tmp_path_factory.mktemp("tsa-ec"), "ec")
+    yield srv
+    srv.stop()
