@@ -1,0 +1,223 @@
+"""The packcam web site: create_app(config) builds the Flask app and registers the blueprints."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import stat
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, has_request_context, request, session
+from flask.sessions import SecureCookieSessionInterface
+from flask_babel import Babel
+from werkzeug.exceptions import BadRequest
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from station.config import Config
+from station.errors import ConfigError
+from web import i18n
+from web.db import DEFAULT_PW_METHOD, WEB_DB_NAME, WebDB
+from web.index import ClipIndex, ensure_index
+
+log = logging.getLogger(__name__)
+
+SECRET_NAME = "web-secret"
+FIRST_RUN_HINT = "packcam user add NAME --role admin"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def secret_path(config: Config) -> Path:
+    if config.web.secret_key_file:
+        return Path(config.web.secret_key_file).expanduser()
+    return config.station.data_dir / SECRET_NAME
+
+
+def load_or_create_secret(path: Path) -> str:
+    """Read the site secret, creating it (random, mode 0600) the first time.
+
+    It signs sessions, CSRF tokens and share links: replacing it logs everyone out and
+    invalidates every share link already sent.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"cannot create the web secret {path}: {exc}") from exc
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        log.info("generated a new web secret in %s", path)
+    try:
+        mode = path.stat().st_mode
+        secret = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the web secret {path}: {exc}") from exc
+    if len(secret) < 32:
+        raise ConfigError(f"the web secret in {path} is too short (need 32+ characters)")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("web secret %s is readable by other users; chmod 600 it", path)
+    return secret
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Signed-cookie sessions whose Secure flag can follow the request's scheme."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        mode = app.config["PACKCAM_SECURE_COOKIES"]
+        if mode == "auto":
+            return has_request_context() and request.is_secure
+        return mode == "always"
+
+
+def csrf_token() -> str:
+    """The session's CSRF token (made on first use); every form posts it back."""
+    token = session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return str(token)
+
+
+def get_db() -> WebDB:
+    """The request's web.sqlite3 handle (opened on first use, closed at teardown)."""
+    from flask import current_app
+
+    if "webdb" not in g:
+        g.webdb = WebDB(
+            current_app.config["WEB_DB_PATH"], pw_method=current_app.config["PASSWORD_METHOD"]
+        )
+    return g.webdb
+
+
+def get_index() -> ClipIndex:
+    """The request's read-only clip index handle."""
+    from flask import current_app
+
+    if "clipindex" not in g:
+        g.clipindex = ClipIndex(current_app.config["INDEX_PATH"])
+    return g.clipindex
+
+
+def _close_handles(_exc: BaseException | None) -> None:
+    for name in ("webdb", "clipindex"):
+        handle = g.pop(name, None)
+        if handle is not None:
+            handle.close()
+
+
+def create_app(config: Config, *, test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the site for one data dir. ``test_config`` overrides Flask config keys."""
+    data_dir = config.station.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__)
+    app.config.update(
+        PACKCAM=config,
+        DATA_DIR=data_dir,
+        CLIPS_DIR=data_dir / "clips",
+        CACHE_DIR=data_dir / "cache",
+        LIVE_DIR=data_dir / "live",
+        WEB_DB_PATH=data_dir / WEB_DB_NAME,
+        PASSWORD_METHOD=DEFAULT_PW_METHOD,
+        PACKCAM_SECURE_COOKIES=config.web.secure_cookies,
+        SESSION_COOKIE_NAME="packcam_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=config.web.session_hours),
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        MAX_FORM_MEMORY_SIZE=64 * 1024,
+        JSON_SORT_KEYS=False,
+        BABEL_DEFAULT_LOCALE=config.web.default_language,
+        BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).parent / "translations"),
+        SHARE_MAX_AGE=timedelta(days=config.web.share_max_days),
+        LIVE_MAX_S=config.web.live_max_s,
+        LIVE_INTERVAL_S=0.2,
+        STALE_AFTER_S=config.web.stale_after_s,
+    )
+    if test_config:
+        app.config.update(test_config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = load_or_create_secret(secret_path(config))
+    app.config["INDEX_PATH"] = ensure_index(data_dir)
+    app.session_interface = _SessionInterface()
+    if config.web.trust_proxy:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    app.extensions["packcam"] = {
+        "stop": threading.Event(),
+        "live_slots": threading.BoundedSemaphore(max(1, config.web.threads // 2)),
+        "frame_slots": threading.BoundedSemaphore(2),
+    }
+
+    Babel(app, locale_selector=i18n.select_locale)
+    i18n.init_app(app)
+
+    from web import admin, api, auth, clips, dashboard, formatting, live, share
+
+    formatting.register(app)
+    app.jinja_env.globals["share_url"] = share.share_url
+    for bp in (auth.bp, clips.bp, share.bp, api.bp, dashboard.bp, live.bp, admin.bp):
+        app.register_blueprint(bp)
+    # The proof issue adds a `verify` blueprint (public /verify page, evidence bundles); the
+    # templates show its links only when it is registered: see `has_endpoint` below.
+
+    app.before_request(auth.load_user)
+    app.before_request(_check_csrf)
+    app.after_request(_security_headers)
+    app.teardown_appcontext(_close_handles)
+    app.jinja_env.globals.update(
+        csrf_token=csrf_token,
+        has_endpoint=lambda name: name in app.view_functions,
+        first_run_hint=FIRST_RUN_HINT,
+    )
+    from web import errors
+
+    errors.register(app)
+
+    with app.app_context():
+        if get_db().user_count() == 0:
+            log.warning(
+                "no web accounts yet: create the first administrator with `%s`", FIRST_RUN_HINT
+            )
+    return app
+
+
+def _check_csrf() -> None:
+    if request.method not in _UNSAFE_METHODS:
+        return
+    expected = session.get("csrf")
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+    if not expected or not hmac.compare_digest(str(expected), sent):
+        log.warning("CSRF check failed for %s %s", request.method, request.path)
+        raise BadRequest(description="csrf")
+
+
+def _security_headers(resp: Any) -> Any:
+    h = resp.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("X-Frame-Options", "DENY")
+    # Share links carry their token in the URL: never leak it to another site.
+    h.setdefault("Referrer-Policy", "no-referrer")
+    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    h.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+    h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if request.is_secure:
+        h.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if "Cache-Control" not in h:
+        # Pages show who watched which order: no shared or disk caches.
+        h["Cache-Control"] = "no-store"
+    if resp.mimetype == "text/html":
+        resp.vary.add("Cookie")
+        resp.vary.add("Accept-Language")
+    return resp

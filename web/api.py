@@ -1,0 +1,259 @@
+"""JSON API for scripts: order lookup, clip search, station status, and its OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, g, jsonify, request, url_for
+from werkzeug.wrappers import Response
+
+from station.ledger import ClipRecord
+from web import get_db, get_index
+from web.auth import basic_auth_user, require
+from web.clips import PAGE_SIZE, search_args
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+bp.before_request(basic_auth_user)
+
+API_VERSION = "1.0.0"
+
+
+def clip_json(clip: ClipRecord, *, full: bool = True) -> dict[str, Any]:
+    d = clip.to_json()
+    d.update(
+        video_url=url_for("clips.video", clip_id=clip.id),
+        download_url=url_for("clips.download", clip_id=clip.id),
+        thumbnail_url=url_for("clips.thumb", clip_id=clip.id),
+        order_url=url_for("clips.order", order_id=clip.order_id),
+    )
+    if not full:
+        d.pop("events", None)
+    return d
+
+
+def _error(status: int, message: str) -> Response:
+    resp = jsonify(error=message)
+    resp.status_code = status
+    return resp
+
+
+@bp.get("/orders/<path:order_id>")
+@require("viewer")
+def order(order_id: str) -> Response:
+    index = get_index()
+    clips = index.order(order_id)
+    if not clips:
+        return _error(404, "no such order")
+    info = index.order_info(order_id) or {}
+    get_db().log_access(
+        order_id, "view", user=g.user.name, remote_addr=request.remote_addr, detail="api"
+    )
+    waybills = sorted({w.waybill for c in clips for w in c.waybills})
+    return jsonify(
+        order_id=order_id,
+        first_seen_utc=info.get("first_seen_utc"),
+        last_clip_utc=info.get("last_clip_utc"),
+        waybills=waybills,
+        clips=[clip_json(c) for c in clips],
+    )
+
+
+@bp.get("/clips")
+@require("viewer")
+def clips() -> Response:
+    args = search_args()
+    if args["bad_dates"]:
+        return _error(400, "from/to must be dates like 2026-11-30")
+    try:
+        limit = max(1, min(500, int(request.args.get("limit", PAGE_SIZE))))
+        offset = max(0, min(10_000_000, int(request.args.get("offset", 0))))
+    except ValueError:
+        return _error(400, "limit and offset must be integers")
+    found = get_index().search(args["q"], limit=limit + 1, offset=offset, **args["query"])
+    return jsonify(
+        clips=[clip_json(c, full=False) for c in found[:limit]],
+        limit=limit,
+        offset=offset,
+        more=len(found) > limit,
+    )
+
+
+@bp.get("/stations")
+@require("viewer")
+def stations() -> Response:
+    from web.dashboard import summary
+
+    s = summary()
+    return jsonify(
+        stations=[st.to_json() for st in s["stations"]],
+        clips_today=s["per_station"],
+        clips_today_per_hour=s["per_hour"],
+        disk_free_bytes=s["disk_free"],
+        bytes_per_day=round(s["bytes_per_day"]),
+        days_left=None if s["days_left"] is None else round(s["days_left"], 1),
+        generated_utc=s["generated_utc"],
+    )
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document(current_app.config["PACKCAM"].station.name))
+
+
+def openapi_document(title_suffix: str = "") -> dict[str, Any]:
+    """The OpenAPI 3.1 description of this API (kept beside the code it describes)."""
+    err = {"$ref": "#/components/responses/Error"}
+    date_param = {"type": "string", "format": "date", "example": "2026-11-30"}
+    clip_props: dict[str, Any] = {
+        "id": {"type": "integer"},
+        "order_id": {"type": "string"},
+        "waybill": {"type": ["string", "null"]},
+        "waybills": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "waybill": {"type": "string"},
+                    "carrier": {"type": "string"},
+                    "t_clip_s": {"type": "number"},
+                },
+            },
+        },
+        "station": {"type": "string"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "ended_at": {"type": "string", "format": "date-time"},
+        "started_utc": {"type": "string"},
+        "ended_utc": {"type": "string"},
+        "tz": {"type": "string", "example": "+0800"},
+        "duration_s": {"type": "number"},
+        "frame_count": {"type": "integer"},
+        "finish_reason": {"type": "string"},
+        "pre_roll_s": {"type": "number"},
+        "path": {"type": "string", "description": "relative to the data directory"},
+        "manifest_path": {"type": "string"},
+        "size": {"type": "integer"},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "video_url": {"type": "string"},
+        "download_url": {"type": "string"},
+        "thumbnail_url": {"type": "string"},
+        "order_url": {"type": "string"},
+        "events": {"type": "array", "items": {"type": "object"}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "packcam" + (f" ({title_suffix})" if title_suffix else ""),
+            "version": API_VERSION,
+            "description": "Find packing clips by order or waybill. Authenticate with the "
+            "site's session cookie or HTTP Basic (over HTTPS).",
+        },
+        "security": [{"basic": []}, {"cookie": []}],
+        "paths": {
+            "/api/orders/{order_id}": {
+                "get": {
+                    "summary": "An order with all its clips, waybills, times and hashes",
+                    "parameters": [
+                        {
+                            "name": "order_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                            "description": "percent-encode reserved characters",
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the order",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Order"}
+                                }
+                            },
+                        },
+                        "401": err,
+                        "404": err,
+                    },
+                }
+            },
+            "/api/clips": {
+                "get": {
+                    "summary": "Search clips by order ID or waybill (exact or prefix)",
+                    "parameters": [
+                        {"name": "q", "in": "query", "schema": {"type": "string"}},
+                        {"name": "from", "in": "query", "schema": date_param},
+                        {"name": "to", "in": "query", "schema": date_param},
+                        {"name": "station", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                        },
+                        {"name": "offset", "in": "query", "schema": {"type": "integer"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "matching clips, newest first",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "clips": {
+                                                "type": "array",
+                                                "items": {"$ref": "#/components/schemas/Clip"},
+                                            },
+                                            "limit": {"type": "integer"},
+                                            "offset": {"type": "integer"},
+                                            "more": {"type": "boolean"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": err,
+                        "401": err,
+                    },
+                }
+            },
+            "/api/stations": {
+                "get": {
+                    "summary": "Station status, clips today, disk free and days left",
+                    "responses": {
+                        "200": {
+                            "description": "status",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": err,
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "basic": {"type": "http", "scheme": "basic"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": "packcam_session"},
+            },
+            "schemas": {
+                "Clip": {"type": "object", "properties": clip_props},
+                "Order": {
+                    "type": "object",
+                    "properties": {
+                        "order_id": {"type": "string"},
+                        "first_seen_utc": {"type": ["string", "null"]},
+                        "last_clip_utc": {"type": ["string", "null"]},
+                        "waybills": {"type": "array", "items": {"type": "string"}},
+                        "clips": {"type": "array", "items": {"$ref": "#/components/schemas/Clip"}},
+                    },
+                },
+                "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
+            },
+            "responses": {
+                "Error": {
+                    "description": "error",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                }
+            },
+        },
+    }

@@ -1,0 +1,135 @@
+"""Logging in and out, the current user on ``g``, and the role check for views."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+from werkzeug.wrappers import Response
+
+from web import get_db
+from web.db import User
+from web.i18n import safe_next
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("auth", __name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def load_user() -> None:
+    """Put the logged-in user (or None) on ``g.user``.
+
+    A session is valid only while the account exists with the same epoch (a password or role
+    change, or removal, ends every session of that account) and for ``web.session_hours``
+    after the login, however active it was.
+    """
+    g.user = None
+    uid = session.get("uid")
+    if uid is None:
+        return
+    lifetime = current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds()
+    user = get_db().user_by_id(int(uid))
+    login_at = float(session.get("login_at", 0))
+    if user is None or user.epoch != session.get("epoch") or time.time() - login_at > lifetime:
+        session.pop("uid", None)
+        session.pop("epoch", None)
+        session.pop("login_at", None)
+        return
+    g.user = user
+
+
+def current_user() -> User | None:
+    return g.get("user")
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def require(role: str = "viewer") -> Callable[[F], F]:
+    """Decorator: the view needs a logged-in user with ``role`` or higher.
+
+    Pages redirect anonymous visitors to /login; the JSON API answers 401 instead.
+    """
+
+    def deco(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            user = g.get("user")
+            if user is None:
+                if _wants_json():
+                    resp = jsonify(error="authentication required")
+                    resp.status_code = 401
+                    resp.headers["WWW-Authenticate"] = 'Basic realm="packcam", charset="UTF-8"'
+                    return resp
+                return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+            if not user.can(role):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped  # type: ignore[return-value]
+
+    return deco
+
+
+def basic_auth_user() -> None:
+    """For scripts: HTTP Basic credentials on /api/ requests log in for that request only."""
+    auth = request.authorization
+    if g.get("user") is not None or auth is None or auth.type != "basic":
+        return
+    user = get_db().authenticate(auth.username or "", auth.password or "")
+    if user is None:
+        log.warning("API basic auth failed for %r from %s", auth.username, request.remote_addr)
+        abort(401)
+    g.user = user
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    db = get_db()
+    next_url = safe_next(request.values.get("next"), url_for("clips.search"))
+    if request.method == "POST":
+        name = request.form.get("username", "")[:64]
+        password = request.form.get("password", "")[:1024]
+        user = db.authenticate(name, password)
+        if user is None:
+            log.warning("failed login for %r from %s", name, request.remote_addr)
+            flash(_("Wrong name or password."), "error")
+            return render_template(
+                "login.html", next=next_url, username=name, no_accounts=db.user_count() == 0
+            ), 401
+        session.clear()  # a fresh session (and CSRF token) for the logged-in user
+        session.permanent = True
+        session.update(uid=user.id, epoch=user.epoch, login_at=time.time())
+        log.info("user %r logged in from %s", user.name, request.remote_addr)
+        return redirect(next_url)
+    if g.get("user") is not None:
+        return redirect(next_url)
+    return render_template("login.html", next=next_url, no_accounts=db.user_count() == 0)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    user = g.get("user")
+    session.clear()
+    if user is not None:
+        log.info("user %r logged out", user.name)
+    return redirect(url_for("auth.login"))

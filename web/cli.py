@@ -1,0 +1,268 @@
+"""`packcam web` (waitress) and `packcam user add|passwd|remove|list`, plus serve() for the demo."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import secrets
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from station import config as config_mod
+from station.config import Config
+from station.errors import StationError
+from web.db import ROLES, AccountError, WebDB
+
+log = logging.getLogger(__name__)
+
+DEMO_USER = "demo"
+DEMO_PASSWORD_FILE = "web-demo-password"
+
+
+# ---- serving -------------------------------------------------------------------------------
+
+
+def make_server(config: Config, host: str, port: int) -> Any:
+    """A waitress server for the site, bound but not yet running (``port`` 0 = any free port)."""
+    from waitress import create_server
+
+    from web import create_app
+
+    app = create_app(config)
+    server = create_server(
+        app,
+        host=host,
+        port=port,
+        threads=config.web.threads,
+        ident="packcam",
+        # Behind a trusted proxy the app's ProxyFix reads X-Forwarded-*; waitress must keep them.
+        clear_untrusted_proxy_headers=not config.web.trust_proxy,
+        channel_timeout=60,
+        connection_limit=200,
+        asyncore_use_poll=True,
+    )
+    server.packcam_app = app
+    return server
+
+
+def server_url(server: Any) -> str:
+    host = server.effective_host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{server.effective_port}/"
+
+
+def run_server(server: Any, *, stop: threading.Event | None = None) -> None:
+    """Run a server from ``make_server`` until ``stop`` is set (or forever)."""
+    app = server.packcam_app
+    app_stop: threading.Event = app.extensions["packcam"]["stop"]
+    watcher = None
+    if stop is not None:
+
+        def watch() -> None:
+            stop.wait()
+            app_stop.set()  # ends live streams
+            # Close every socket from inside the server's own loop; the loop then returns.
+            from waitress import wasyncore
+
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+
+        watcher = threading.Thread(target=watch, name="web-stop", daemon=True)
+        watcher.start()
+    try:
+        server.run()
+    finally:
+        app_stop.set()
+        server.task_dispatcher.shutdown(timeout=5)
+        log.info("web server stopped")
+
+
+def serve(
+    config: Config,
+    host: str,
+    port: int,
+    *,
+    ready: threading.Event | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve the site with waitress until ``stop`` is set; ``ready`` is set once listening."""
+    server = make_server(config, host, port)
+    log.info("packcam web listening on %s (data %s)", server_url(server), config.station.data_dir)
+    if ready is not None:
+        ready.set()
+    run_server(server, stop=stop)
+
+
+def ensure_demo_user(config: Config) -> tuple[str, str]:
+    """Create (or reset) the demo administrator and return (name, password).
+
+    The password is random, kept in ``<data_dir>/web-demo-password`` (0600) so it stays the
+    same across demo restarts on one data dir; the demo command prints it.
+    """
+    data_dir = config.station.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pw_file = data_dir / DEMO_PASSWORD_FILE
+    password = ""
+    if pw_file.is_file():
+        password = pw_file.read_text(encoding="utf-8").strip()
+    if len(password) < 8:
+        password = secrets.token_urlsafe(9)
+        fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(password + "\n")
+    db = WebDB.in_data_dir(data_dir)
+    try:
+        user = db.user(DEMO_USER)
+        if user is None:
+            db.add_user(DEMO_USER, "admin", password)
+        else:
+            db.set_password(DEMO_USER, password)
+            if user.role != "admin":
+                db.set_role(DEMO_USER, "admin")
+    finally:
+        db.close()
+    return DEMO_USER, password
+
+
+# ---- commands ------------------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> Config:
+    cfg = config_mod.load(getattr(args, "config", None))
+    if getattr(args, "data", None):
+        cfg = cfg.with_data_dir(Path(args.data))
+    return cfg
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    import signal
+
+    cfg = _config(args)
+    host = args.host if getattr(args, "host", None) else cfg.web.host
+    port = args.port if getattr(args, "port", None) is not None else cfg.web.port
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping the web server", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    serve(cfg, host, port, stop=stop)
+    return 0
+
+
+def read_new_password(
+    name: str, *, stdin: IO[str] | None = None, stderr: IO[str] | None = None
+) -> str:
+    """Ask twice: from the terminal with getpass, else two lines of stdin (for scripts)."""
+    stdin = stdin or sys.stdin
+    stderr = stderr or sys.stderr
+    if stdin.isatty():
+        first = getpass.getpass(f"New password for {name}: ")
+        second = getpass.getpass("Repeat it: ")
+    else:
+        first = stdin.readline().rstrip("\r\n")
+        second = stdin.readline().rstrip("\r\n")
+    if first != second:
+        raise AccountError("the two passwords differ")
+    return first
+
+
+def cmd_user(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
+    out = out or sys.stdout
+    cfg = _config(args)
+    db = WebDB.in_data_dir(cfg.station.data_dir)
+    try:
+        if args.user_command == "list":
+            users = db.users()
+            if not users:
+                out.write("no accounts; create one with: packcam user add NAME --role admin\n")
+            for u in users:
+                out.write(f"{u.name}\t{u.role}\tcreated {u.created_utc}\t"
+                          f"last login {u.last_login_utc or '-'}\n")  # fmt: skip
+        elif args.user_command == "add":
+            if db.user(args.name) is not None:
+                raise AccountError(f"account {args.name!r} already exists")
+            password = read_new_password(args.name)
+            db.add_user(args.name, args.role, password)
+            out.write(f"account {args.name} ({args.role}) created\n")
+        elif args.user_command == "passwd":
+            if db.user(args.name) is None:
+                raise AccountError(f"no account named {args.name!r}")
+            db.set_password(args.name, read_new_password(args.name))
+            out.write(f"password of {args.name} changed; its sessions were logged out\n")
+        elif args.user_command == "remove":
+            db.remove_user(args.name)
+            out.write(f"account {args.name} removed\n")
+    finally:
+        db.close()
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="TOML config file; default: built-in defaults",
+    )
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="data directory; overrides station.data_dir of the config",
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``web`` and ``user`` subcommands to packcam's argparse subparsers."""
+    p = subparsers.add_parser(
+        "web",
+        help="serve the web site (search, watch, share clips) with waitress",
+        description="Serve the web site with the production WSGI server waitress. "
+        "Put it behind an HTTPS reverse proxy (and set web.trust_proxy) when it is "
+        "reachable from outside the warehouse.",
+    )
+    _add_common(p)
+    p.add_argument("--port", type=int, default=argparse.SUPPRESS, help="port (default: web.port)")
+    p.add_argument("--host", default=argparse.SUPPRESS, help="address (default: web.host)")
+    p.set_defaults(func=cmd_web)
+
+    p = subparsers.add_parser(
+        "user",
+        help="manage web accounts: add, passwd, remove, list",
+        description="Manage the web site's accounts. Passwords are read twice from the "
+        "terminal, or as two lines from standard input when it is not a terminal.",
+    )
+    _add_common(p)
+    sub = p.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    q = sub.add_parser("add", help="create an account")
+    q.add_argument("name")
+    q.add_argument("--role", choices=ROLES, required=True, help="viewer, operator or admin")
+    _add_common(q)
+    q = sub.add_parser("passwd", help="set a new password (logs the account out everywhere)")
+    q.add_argument("name")
+    _add_common(q)
+    q = sub.add_parser("remove", help="delete an account")
+    q.add_argument("name")
+    _add_common(q)
+    q = sub.add_parser("list", help="list accounts and roles")
+    _add_common(q)
+    p.set_defaults(func=cmd_user)
+
+
+__all__ = [
+    "StationError",
+    "cmd_user",
+    "cmd_web",
+    "ensure_demo_user",
+    "make_server",
+    "register",
+    "run_server",
+    "serve",
+]

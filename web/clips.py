@@ -1,0 +1,258 @@
+"""Search, the order page, and clip streaming / download / key frames for logged-in staff."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_babel import gettext as _
+from werkzeug.wrappers import Response
+
+from station.ledger import ClipRecord
+from web import get_db, get_index
+from web.auth import require
+from web.formatting import day_bounds_utc, parse_day, site_tz
+from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
+from web.streaming import resolve_in, send_stored_file
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("clips", __name__)
+
+PAGE_SIZE = 50
+MAX_QUERY = 128
+_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+
+
+# ---- helpers shared with the share blueprint --------------------------------------------------
+
+
+def clip_file(clip: ClipRecord) -> Path | None:
+    """The clip's file on disk, only if its indexed path resolves inside <data_dir>/clips."""
+    return resolve_in(current_app.config["CLIPS_DIR"], _strip_clips_prefix(clip.path))
+
+
+def _strip_clips_prefix(rel: str) -> str:
+    # The index stores paths relative to the data dir ("clips/2026/..."); the store root is
+    # <data_dir>/clips, so anything not under clips/ is refused by resolve_in.
+    return rel[len("clips/") :] if rel.startswith("clips/") else "../" + rel
+
+
+def download_name(clip: ClipRecord) -> str:
+    """``<order>_<station>_<YYYYmmdd-HHMMSS>.mp4``, Unicode kept, path characters replaced."""
+    stamp = clip.started_at.strftime("%Y%m%d-%H%M%S")
+    name = f"{clip.order_id}_{clip.station}_{stamp}"
+    return _UNSAFE_NAME.sub("_", name).strip(" .")[:150] + ".mp4"
+
+
+def frame_cache() -> FrameCache:
+    ext = current_app.extensions["packcam"]
+    return FrameCache(current_app.config["CACHE_DIR"], ext["frame_slots"])
+
+
+def serve_frame(clip: ClipRecord, n: int | None, width: int) -> Response:
+    """A key frame (``n``) or the thumbnail (``None``) of a clip as a cached JPEG."""
+    frames = keyframes(clip)
+    if n is not None and not 0 <= n < len(frames):
+        abort(404)
+    kf = frames[n or 0]
+    video = clip_file(clip)
+    if video is None:
+        abort(404)
+    path = frame_cache().get(clip, video, kf.t, width)
+    if path is None:
+        abort(404)
+    resp = send_file(path, mimetype="image/jpeg", conditional=True, max_age=86400)
+    resp.cache_control.public = False
+    resp.cache_control.private = True
+    return resp
+
+
+def serve_video(clip: ClipRecord, *, attachment: bool) -> Response:
+    video = clip_file(clip)
+    if video is None:
+        log.error("clip %s (%s) is indexed but its file is missing or outside the store",
+                  clip.id, clip.path)  # fmt: skip
+        abort(404)
+    return send_stored_file(
+        video, sha256=clip.sha256, download_name=download_name(clip), attachment=attachment
+    )
+
+
+def counts_as_download() -> bool:
+    """Log one download per fetch, not per resumed range or revalidation."""
+    rng = request.headers.get("Range", "").replace(" ", "")
+    return request.method == "GET" and (not rng or rng.startswith("bytes=0-"))
+
+
+def clip_views(
+    clips: list[ClipRecord], url: Callable[..., str], *, check_files: bool = True
+) -> list[dict[str, Any]]:
+    """What the order template needs per clip: the record, its key frames and their URLs."""
+    out = []
+    for c in clips:
+        path = clip_file(c) if check_files else None
+        size_on_disk = path.stat().st_size if path is not None else None
+        frames: list[tuple[int, KeyFrame]] = list(enumerate(keyframes(c)))
+        out.append(
+            {
+                "clip": c,
+                "missing": check_files and path is None,
+                "size_mismatch": size_on_disk is not None and size_on_disk != c.size,
+                "video_url": url("video", clip_id=c.id),
+                "download_url": url("download", clip_id=c.id),
+                "frames": [(kf, url("keyframe", clip_id=c.id, n=i)) for i, kf in frames],
+            }
+        )
+    return out
+
+
+# ---- search ----------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def home() -> Response:
+    return redirect(url_for("clips.search"))
+
+
+def search_args() -> dict[str, Any]:
+    """Validated search parameters (shared with the JSON API)."""
+    cfg = current_app.config["PACKCAM"]
+    tz = site_tz(cfg)
+    q = request.args.get("q", "").strip()[:MAX_QUERY]
+    day_from = parse_day(request.args.get("from"))
+    day_to = parse_day(request.args.get("to"))
+    bad_dates = bool(request.args.get("from") and day_from is None) or bool(
+        request.args.get("to") and day_to is None
+    )
+    if day_from and day_to and day_to < day_from:
+        day_from, day_to = day_to, day_from
+    start_utc = day_bounds_utc(day_from, tz)[0] if day_from else None
+    end_utc = day_bounds_utc(day_to, tz)[1] if day_to else None
+    station = request.args.get("station", "").strip()[:64] or None
+    try:
+        page = max(1, min(10_000, int(request.args.get("page", "1"))))
+    except ValueError:
+        page = 1
+    return {
+        "q": q,
+        "from": day_from.isoformat() if day_from else "",
+        "to": day_to.isoformat() if day_to else "",
+        "station": station or "",
+        "page": page,
+        "bad_dates": bad_dates,
+        "query": {
+            "start_utc": start_utc,
+            "end_utc": end_utc,
+            "station": station,
+        },
+    }
+
+
+@bp.get("/search")
+@require("viewer")
+def search() -> str:
+    args = search_args()
+    if args["bad_dates"]:
+        flash(_("Dates must look like 2026-11-30; that filter was ignored."), "error")
+    index = get_index()
+    results = index.search(
+        args["q"],
+        limit=PAGE_SIZE + 1,
+        offset=(args["page"] - 1) * PAGE_SIZE,
+        **args["query"],
+    )
+    more = len(results) > PAGE_SIZE
+    return render_template(
+        "search.html",
+        args=args,
+        results=results[:PAGE_SIZE],
+        more=more,
+        stations=index.stations(),
+        searched=bool(args["q"] or args["from"] or args["to"] or args["station"]),
+    )
+
+
+# ---- order page ----------------------------------------------------------------------------
+
+
+def _clip_url(endpoint: str, **kw: Any) -> str:
+    return url_for(f"clips.{endpoint}", **kw)
+
+
+@bp.get("/orders/<path:order_id>")
+@require("viewer")
+def order(order_id: str) -> Any:
+    clips = get_index().order(order_id)
+    if not clips:
+        return render_template("not_found.html", order_id=order_id), 404
+    db = get_db()
+    db.log_access(order_id, "view", user=g.user.name, remote_addr=request.remote_addr)
+    max_days = current_app.config["SHARE_MAX_AGE"] / timedelta(days=1)
+    choices = [d for d in (1, 3, 7, 14, 30, 90) if d <= max_days] or [max_days]
+    return render_template(
+        "order.html",
+        order_id=order_id,
+        views=clip_views(clips, _clip_url),
+        access=db.access_log(order_id),
+        shares=db.shares(order_id),
+        share_days=choices,
+        shared=None,
+    )
+
+
+def _clip_or_404(clip_id: int) -> ClipRecord:
+    clip = get_index().clip(clip_id)
+    if clip is None:
+        abort(404)
+    return clip
+
+
+@bp.route("/clips/<int:clip_id>/video", methods=["GET", "HEAD"])
+@require("viewer")
+def video(clip_id: int) -> Response:
+    return serve_video(_clip_or_404(clip_id), attachment=False)
+
+
+@bp.route("/clips/<int:clip_id>/download", methods=["GET", "HEAD"])
+@require("viewer")
+def download(clip_id: int) -> Response:
+    clip = _clip_or_404(clip_id)
+    resp = serve_video(clip, attachment=True)
+    if resp.status_code in (200, 206) and counts_as_download():
+        get_db().log_access(
+            clip.order_id,
+            "download",
+            user=g.user.name,
+            clip_id=clip.id,
+            remote_addr=request.remote_addr,
+        )
+    return resp
+
+
+@bp.get("/clips/<int:clip_id>/thumb.jpg")
+@require("viewer")
+def thumb(clip_id: int) -> Response:
+    return serve_frame(_clip_or_404(clip_id), None, THUMB_WIDTH)
+
+
+@bp.get("/clips/<int:clip_id>/keyframes/<int:n>.jpg")
+@require("viewer")
+def keyframe(clip_id: int, n: int) -> Response:
+    return serve_frame(_clip_or_404(clip_id), n, FRAME_WIDTH)

@@ -1,0 +1,76 @@
+"""The lead's dashboard: clips today per station and hour, disk and days left, errors, silence."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, current_app, render_template
+
+from web import get_index
+from web.auth import require
+from web.formatting import day_bounds_utc, site_tz, utc_index
+from web.stations import read_stations
+
+bp = Blueprint("dashboard", __name__)
+
+RATE_WINDOW_DAYS = 7
+
+
+def summary() -> dict[str, Any]:
+    """Everything the dashboard shows (also served by /api/stations)."""
+    cfg = current_app.config["PACKCAM"]
+    tz = site_tz(cfg)
+    index = get_index()
+    now = datetime.now(tz)
+    start, end = day_bounds_utc(now.date(), tz)
+    today = index.started_between(start, end)
+    per_station: Counter[str] = Counter()
+    per_hour: dict[str, list[int]] = {}
+    for station, started_at, _size in today:
+        per_station[station] += 1
+        hour = datetime.fromisoformat(started_at).astimezone(tz).hour
+        per_hour.setdefault(station, [0] * 24)[hour] += 1
+
+    # Days of footage left: free space over the recent recording rate.
+    window_start = now - timedelta(days=RATE_WINDOW_DAYS)
+    recent = index.started_between(utc_index(window_start), utc_index(now + timedelta(hours=1)))
+    recent_bytes = sum(size for _s, _t, size in recent)
+    first = index.first_clip_utc()
+    span_days = RATE_WINDOW_DAYS
+    if first:
+        first_dt = datetime.fromisoformat(first.replace("Z", "+00:00"))
+        span_days = min(RATE_WINDOW_DAYS, max((now - first_dt).total_seconds() / 86400, 1 / 24))
+    bytes_per_day = recent_bytes / span_days if recent_bytes else 0.0
+    data_dir = current_app.config["DATA_DIR"]
+    usage = shutil.disk_usage(data_dir)
+    days_left = usage.free / bytes_per_day if bytes_per_day > 0 else None
+
+    stations = read_stations(current_app.config["LIVE_DIR"], current_app.config["STALE_AFTER_S"])
+    max_hour = max((max(v) for v in per_hour.values()), default=0)
+    return {
+        "now": now,
+        "today": now.date().isoformat(),
+        "per_station": dict(sorted(per_station.items())),
+        "per_hour": dict(sorted(per_hour.items())),
+        "max_hour": max_hour,
+        "total_today": sum(per_station.values()),
+        "disk_free": usage.free,
+        "disk_total": usage.total,
+        "bytes_per_day": bytes_per_day,
+        "days_left": days_left,
+        "stations": stations,
+        "silent": [s for s in stations if s.silent],
+        "errors": [s for s in stations if s.last_error],
+        "unsynced": [s for s in stations if s.clock_synced is False],
+        "rejections": index.recent_rejections(10),
+        "generated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+@bp.get("/dashboard")
+@require("operator")
+def index() -> str:
+    return render_template("dashboard.html", s=summary())

@@ -1,0 +1,410 @@
+"""The site's own SQLite file (web.sqlite3): accounts, share links and the per-order access log."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import sqlite3
+import threading
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from station.errors import StationError
+
+log = logging.getLogger(__name__)
+
+WEB_DB_NAME = "web.sqlite3"
+ROLES = ("viewer", "operator", "admin")
+ROLE_RANK = {r: i for i, r in enumerate(ROLES)}
+# scrypt (a memory-hard standard KDF, via hashlib) with werkzeug's defaults: n=2**15, r=8, p=1.
+DEFAULT_PW_METHOD = "scrypt"
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+_NAME = re.compile(r"^[\w.@+-]{1,64}$")
+# Verified against when the user does not exist, so a wrong name costs as much as a wrong
+# password and the response time does not reveal which accounts exist.
+_DUMMY_HASH = generate_password_hash("packcam-no-such-user", method="scrypt:1024:8:1")
+
+# Each entry upgrades the schema by one version (PRAGMA user_version); never edit a shipped one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE users (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE,
+        role            TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+        pw_hash         TEXT NOT NULL,
+        epoch           INTEGER NOT NULL DEFAULT 0,
+        created_utc     TEXT NOT NULL,
+        last_login_utc  TEXT
+    );
+    CREATE TABLE share_links (
+        id              TEXT PRIMARY KEY,
+        order_id        TEXT NOT NULL,
+        created_by      TEXT NOT NULL,
+        created_utc     TEXT NOT NULL,
+        expires_utc     TEXT NOT NULL,
+        revoked_utc     TEXT,
+        revoked_by      TEXT,
+        note            TEXT NOT NULL DEFAULT '',
+        uses            INTEGER NOT NULL DEFAULT 0,
+        last_used_utc   TEXT
+    );
+    CREATE INDEX share_links_order ON share_links(order_id, created_utc);
+    CREATE TABLE access_log (
+        id              INTEGER PRIMARY KEY,
+        at_utc          TEXT NOT NULL,
+        order_id        TEXT NOT NULL,
+        clip_id         INTEGER,
+        action          TEXT NOT NULL,
+        user            TEXT,
+        share_id        TEXT,
+        remote_addr     TEXT,
+        detail          TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX access_log_order ON access_log(order_id, at_utc);
+    """,
+)
+
+ACTIONS = ("view", "download", "share", "share-revoke", "share-use", "share-download")
+
+
+class AccountError(StationError):
+    """An account could not be created, changed or removed (bad name, role or password)."""
+
+
+class WebDBError(StationError):
+    """web.sqlite3 could not be opened, migrated or written."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def utc_str(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_utc(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    role: str
+    epoch: int
+    created_utc: str
+    last_login_utc: str | None
+
+    def can(self, role: str) -> bool:
+        """True when this user has ``role`` or a higher one."""
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+@dataclass(frozen=True)
+class ShareLink:
+    id: str
+    order_id: str
+    created_by: str
+    created_utc: str
+    expires_utc: str
+    revoked_utc: str | None
+    revoked_by: str | None
+    note: str
+    uses: int
+    last_used_utc: str | None
+
+    def state(self, now: datetime | None = None) -> str:
+        """``active``, ``expired`` or ``revoked``."""
+        if self.revoked_utc:
+            return "revoked"
+        if parse_utc(self.expires_utc) <= (now or utc_now()):
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    at_utc: str
+    order_id: str
+    clip_id: int | None
+    action: str
+    user: str | None
+    share_id: str | None
+    remote_addr: str | None
+    detail: str
+
+
+def check_name(name: str) -> str:
+    """Return the normalised account name or raise AccountError."""
+    name = unicodedata.normalize("NFC", name.strip())
+    if not _NAME.match(name):
+        raise AccountError(
+            "account names are 1-64 letters, digits or . _ @ + - (no spaces), got " + repr(name)
+        )
+    return name
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"password too short: at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise AccountError(f"password too long: at most {MAX_PASSWORD} characters")
+
+
+class WebDB:
+    """Accounts, share links and access log in one SQLite file (WAL).
+
+    Open with a path or an existing connection. Safe to share between threads: every statement
+    runs under one lock (the site opens one instance per request anyway, on ``g``).
+    """
+
+    def __init__(
+        self, target: Path | str | sqlite3.Connection, *, pw_method: str = DEFAULT_PW_METHOD
+    ) -> None:
+        self.pw_method = pw_method
+        self._lock = threading.RLock()
+        try:
+            if isinstance(target, sqlite3.Connection):
+                self.conn = target
+            else:
+                self.conn = sqlite3.connect(
+                    str(target), check_same_thread=False, isolation_level=None, timeout=30
+                )
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.migrate()
+        except sqlite3.Error as exc:
+            raise WebDBError(f"cannot open {target}: {exc}") from exc
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path, **kw: str) -> WebDB:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(data_dir / WEB_DB_NAME, **kw)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        current = self.schema_version
+        if current > len(MIGRATIONS):
+            raise WebDBError(
+                f"web.sqlite3 schema version {current} is newer than this packcam "
+                f"({len(MIGRATIONS)}); upgrade packcam"
+            )
+        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            with self._lock:
+                log.info("migrating web.sqlite3 to schema version %d", version)
+                self.conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={version};\nCOMMIT;"
+                )
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise WebDBError(f"web.sqlite3 write failed: {exc}") from exc
+
+    def _one(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self.conn.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, args: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self.conn.execute(sql, args).fetchall()
+
+    # ---- accounts -------------------------------------------------------------------------
+
+    @staticmethod
+    def _user(r: sqlite3.Row) -> User:
+        return User(
+            r["id"], r["name"], r["role"], r["epoch"], r["created_utc"], r["last_login_utc"]
+        )
+
+    def user_count(self) -> int:
+        row = self._one("SELECT count(*) FROM users")
+        return int(row[0]) if row else 0
+
+    def users(self) -> list[User]:
+        return [self._user(r) for r in self._all("SELECT * FROM users ORDER BY name")]
+
+    def user(self, name: str) -> User | None:
+        r = self._one("SELECT * FROM users WHERE name = ?", (name,))
+        return self._user(r) if r else None
+
+    def user_by_id(self, user_id: int) -> User | None:
+        r = self._one("SELECT * FROM users WHERE id = ?", (user_id,))
+        return self._user(r) if r else None
+
+    def add_user(self, name: str, role: str, password: str) -> User:
+        name = check_name(name)
+        if role not in ROLES:
+            raise AccountError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        check_password(password)
+        pw_hash = generate_password_hash(password, method=self.pw_method)
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+                raise AccountError(f"account {name!r} already exists")
+            db.execute(
+                "INSERT INTO users(name, role, pw_hash, created_utc) VALUES (?, ?, ?, ?)",
+                (name, role, pw_hash, utc_str(utc_now())),
+            )
+        log.info("account %r added with role %s", name, role)
+        user = self.user(name)
+        assert user is not None
+        return user
+
+    def set_password(self, name: str, password: str) -> None:
+        """Change a password; bumping ``epoch`` ends every session of that account."""
+        check_password(password)
+        pw_hash = generate_password_hash(password, method=self.pw_method)
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE users SET pw_hash = ?, epoch = epoch + 1 WHERE name = ?", (pw_hash, name)
+            )
+            if cur.rowcount == 0:
+                raise AccountError(f"no account named {name!r}")
+        log.info("password of account %r changed", name)
+
+    def set_role(self, name: str, role: str) -> None:
+        if role not in ROLES:
+            raise AccountError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE users SET role = ?, epoch = epoch + 1 WHERE name = ?", (role, name)
+            )
+            if cur.rowcount == 0:
+                raise AccountError(f"no account named {name!r}")
+
+    def remove_user(self, name: str) -> None:
+        with self._tx() as db:
+            if db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
+                raise AccountError(f"no account named {name!r}")
+        log.info("account %r removed", name)
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        """The user when name and password match, else None (constant work either way)."""
+        r = self._one("SELECT * FROM users WHERE name = ?", (name.strip(),))
+        if r is None:
+            check_password_hash(_DUMMY_HASH, password)
+            return None
+        if not check_password_hash(r["pw_hash"], password):
+            return None
+        with self._tx() as db:
+            db.execute(
+                "UPDATE users SET last_login_utc = ? WHERE id = ?", (utc_str(utc_now()), r["id"])
+            )
+        return self._user(r)
+
+    # ---- share links ----------------------------------------------------------------------
+
+    @staticmethod
+    def _share(r: sqlite3.Row) -> ShareLink:
+        return ShareLink(*(r[k] for k in ShareLink.__dataclass_fields__))
+
+    def create_share(
+        self, order_id: str, created_by: str, lifetime: timedelta, note: str = ""
+    ) -> ShareLink:
+        share_id = secrets.token_hex(12)
+        now = utc_now()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO share_links(id, order_id, created_by, created_utc, expires_utc, note)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (share_id, order_id, created_by, utc_str(now), utc_str(now + lifetime), note),
+            )
+        share = self.share(share_id)
+        assert share is not None
+        return share
+
+    def share(self, share_id: str) -> ShareLink | None:
+        r = self._one("SELECT * FROM share_links WHERE id = ?", (share_id,))
+        return self._share(r) if r else None
+
+    def shares(self, order_id: str | None = None, *, limit: int = 200) -> list[ShareLink]:
+        if order_id is None:
+            rows = self._all(
+                "SELECT * FROM share_links ORDER BY created_utc DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = self._all(
+                "SELECT * FROM share_links WHERE order_id = ? ORDER BY created_utc DESC LIMIT ?",
+                (order_id, limit),
+            )
+        return [self._share(r) for r in rows]
+
+    def revoke_share(self, share_id: str, by: str) -> bool:
+        """Revoke a link; False when it does not exist or was already revoked."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE share_links SET revoked_utc = ?, revoked_by = ?"
+                " WHERE id = ? AND revoked_utc IS NULL",
+                (utc_str(utc_now()), by, share_id),
+            )
+        return cur.rowcount > 0
+
+    def note_share_use(self, share_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE share_links SET uses = uses + 1, last_used_utc = ? WHERE id = ?",
+                (utc_str(utc_now()), share_id),
+            )
+
+    # ---- access log -----------------------------------------------------------------------
+
+    def log_access(
+        self,
+        order_id: str,
+        action: str,
+        *,
+        user: str | None = None,
+        clip_id: int | None = None,
+        share_id: str | None = None,
+        remote_addr: str | None = None,
+        detail: str = "",
+    ) -> None:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown access action {action!r}")  # programming error
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO access_log(at_utc, order_id, clip_id, action, user, share_id,"
+                " remote_addr, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    utc_str(utc_now()),
+                    order_id,
+                    clip_id,
+                    action,
+                    user,
+                    share_id,
+                    remote_addr,
+                    detail[:200],
+                ),
+            )
+
+    def access_log(self, order_id: str, *, limit: int = 200) -> list[AccessEntry]:
+        rows = self._all(
+            "SELECT * FROM access_log WHERE order_id = ? ORDER BY id DESC LIMIT ?",
+            (order_id, limit),
+        )
+        return [AccessEntry(*(r[k] for k in AccessEntry.__dataclass_fields__)) for r in rows]

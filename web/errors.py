@@ -1,0 +1,59 @@
+"""Error pages (HTML, translated) and JSON errors for /api/; no stack traces to clients."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+from flask_babel import lazy_gettext as _l
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: _l("The request could not be understood."),
+    401: _l("Please log in."),
+    403: _l("Your account may not open this page."),
+    404: _l("There is nothing here."),
+    405: _l("That method is not allowed here."),
+    410: _l("This link has expired or was revoked."),
+    413: _l("The request is too large."),
+    416: _l("The requested range is not available."),
+    429: _l("Too many requests; wait a moment."),
+    500: _l("Something went wrong on the server. It has been logged."),
+    503: _l("The server is busy; try again shortly."),
+}
+CSRF_MESSAGE = _l("The form expired. Go back, reload the page and try again.")
+
+
+def _render(status: int, description: str | None) -> Any:
+    message = str(CSRF_MESSAGE) if description == "csrf" else str(MESSAGES.get(status, ""))
+    if request.path.startswith("/api/"):
+        resp = jsonify(error=message or f"HTTP {status}")
+        resp.status_code = status
+        if status == 401:
+            resp.headers["WWW-Authenticate"] = 'Basic realm="packcam", charset="UTF-8"'
+        return resp
+    return render_template("error.html", status=status, message=message), status
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        status = exc.code or 500
+        if status < 400:
+            return exc
+        resp = _render(status, exc.description)
+        if status == 405 and exc.get_response().headers.get("Allow"):
+            headers = {"Allow": exc.get_response().headers["Allow"]}
+            if isinstance(resp, tuple):
+                return (*resp, headers)
+            resp.headers.update(headers)
+        return resp
+
+    @app.errorhandler(InternalServerError)
+    def server_error(exc: InternalServerError) -> Any:
+        original = getattr(exc, "original_exception", None)
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=original)
+        return _render(500, None)

@@ -1,0 +1,83 @@
+"""Template filters and time helpers: times with their UTC offset, durations, sizes."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+from flask import Flask
+
+from station.config import Config
+
+
+def site_tz(config: Config) -> tzinfo:
+    """The station's configured zone, else the machine's local zone."""
+    if config.station.timezone:
+        return ZoneInfo(config.station.timezone)
+    tz = datetime.now().astimezone().tzinfo
+    return tz if tz is not None else UTC
+
+
+def utc_index(dt: datetime) -> str:
+    """A datetime in the index's ``started_utc`` format (sortable text)."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def day_bounds_utc(day: date, tz: tzinfo) -> tuple[str, str]:
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+    return utc_index(start), utc_index(end)
+
+
+def parse_day(text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text.strip()[:10])
+    except ValueError:
+        return None
+
+
+def fmt_dt(value: datetime | str | None) -> str:
+    """``2026-11-30 09:00:03 +08:00``: local time as recorded, with its offset."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if value.tzinfo is None:
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    off = value.strftime("%z")
+    return value.strftime("%Y-%m-%d %H:%M:%S ") + (f"{off[:3]}:{off[3:]}" if off else "UTC")
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``0:42`` or ``1:02:03``; one decimal under ten seconds."""
+    if seconds is None:
+        return ""
+    s = max(0.0, float(seconds))
+    if s < 10:
+        return f"0:{s:04.1f}"
+    whole = round(s)
+    h, rem = divmod(whole, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def fmt_size(n: int | float | None) -> str:
+    if n is None:
+        return ""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def register(app: Flask) -> None:
+    app.add_template_filter(fmt_dt, "dt")
+    app.add_template_filter(fmt_duration, "dur")
+    app.add_template_filter(fmt_size, "size")

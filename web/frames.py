@@ -1,0 +1,134 @@
+"""Key-frame JPEGs (order scan, waybill, seal) cut from clips with PyAV and cached on disk."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+from PIL import Image
+
+from station.ledger import ClipRecord
+
+log = logging.getLogger(__name__)
+
+THUMB_WIDTH = 320
+FRAME_WIDTH = 640
+
+
+@dataclass(frozen=True)
+class KeyFrame:
+    kind: str  # order | waybill | seal | end
+    t: float  # seconds from the clip's first frame
+    text: str
+
+
+def keyframes(clip: ClipRecord) -> list[KeyFrame]:
+    """The moments worth a picture: order scan, each waybill, the seal (or the clip's end)."""
+    last = max(0.0, clip.duration_s - 0.05)
+    out: list[KeyFrame] = []
+    order_t = next(
+        (
+            e.t_clip_s
+            for e in clip.events
+            if e.kind == "order" and e.text == clip.order_id and e.t_clip_s is not None
+        ),
+        clip.pre_roll_s,
+    )
+    out.append(KeyFrame("order", min(max(0.0, order_t), last), clip.order_id))
+    for w in clip.waybills:
+        if w.carrier or w.t_clip_s:  # a real link (search rows carry only the waybill text)
+            out.append(KeyFrame("waybill", min(max(0.0, w.t_clip_s), last), w.waybill))
+    seal = next(
+        (
+            e
+            for e in reversed(clip.events)
+            if e.kind in {"seal", "pedal", "control"} and e.t_clip_s is not None
+        ),
+        None,
+    )
+    if seal is not None and seal.t_clip_s is not None:
+        out.append(KeyFrame("seal", min(max(0.0, seal.t_clip_s), last), seal.text))
+    else:
+        out.append(KeyFrame("end", last, clip.finish_reason))
+    return out
+
+
+def extract_jpeg(video: Path, t: float, width: int, dest: Path) -> None:
+    """Write the frame shown at ``t`` seconds as a JPEG ``width`` pixels wide (atomically).
+
+    Seeks to the key frame at or before ``t`` and decodes forward, so the cost is at most one
+    GOP of decoding, whatever the clip's length.
+    """
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        base = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        target = base + max(0.0, t)
+        rate = float(stream.average_rate or 25)
+        if target > base + 0.5:
+            container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        picked = None
+        for frame in container.decode(stream):
+            picked = frame
+            if frame.time is not None and frame.time >= target - 0.5 / rate:
+                break
+        if picked is None:
+            raise ValueError(f"no video frame in {video}")
+        image = picked.to_image()
+    if image.width > width:
+        image = image.resize(
+            (width, max(2, round(image.height * width / image.width))), Image.Resampling.BILINEAR
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        image.save(tmp, "JPEG", quality=80)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class FrameCache:
+    """Key-frame JPEGs under ``<data_dir>/cache/frames``, made on first request.
+
+    Names are built only from the clip id, its indexed SHA-256, the time in ms and the width,
+    so a request never names a file. At most ``slots`` extractions run at once (the others
+    wait); a clip that cannot be decoded gets a ``.bad`` marker so it is not retried per view.
+    """
+
+    def __init__(self, cache_dir: Path, slots: threading.BoundedSemaphore) -> None:
+        self.dir = cache_dir / "frames"
+        self.slots = slots
+
+    def path_for(self, clip: ClipRecord, t: float, width: int) -> Path:
+        digest = "".join(c for c in clip.sha256[:16] if c in "0123456789abcdef")
+        return self.dir / f"{int(clip.id or 0)}-{digest}-{round(t * 1000)}-{width}.jpg"
+
+    def get(self, clip: ClipRecord, video: Path, t: float, width: int) -> Path | None:
+        dest = self.path_for(clip, t, width)
+        bad = dest.with_suffix(".bad")
+        if dest.is_file():
+            return dest
+        if bad.exists():
+            return None
+        if not self.slots.acquire(timeout=30):
+            log.warning("frame extraction busy; gave up on clip %s", clip.id)
+            return None
+        try:
+            if dest.is_file():
+                return dest
+            extract_jpeg(video, t, width, dest)
+            return dest
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            log.warning("cannot cut a frame at %.2fs from clip %s: %s", t, clip.id, exc)
+            try:
+                bad.parent.mkdir(parents=True, exist_ok=True)
+                bad.write_text(str(exc)[:500], encoding="utf-8")
+            except OSError:
+                pass
+            return None
+        finally:
+            self.slots.release()

@@ -1,0 +1,113 @@
+"""Languages (zh_CN, en): locale choice, the switch, and labels for the index's code words."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, current_app, redirect, request
+from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
+from werkzeug.wrappers import Response
+
+LANGUAGES = ("zh_CN", "en")
+LANG_COOKIE = "packcam_lang"
+
+bp = Blueprint("i18n", __name__)
+
+# The index stores these as plain English words; the pages show them translated.
+FINISH_REASONS = {
+    "sealed": _l("sealed"),
+    "waybill": _l("waybill scanned"),
+    "next-order": _l("next order"),
+    "rescan": _l("order rescanned"),
+    "timeout": _l("time limit"),
+    "still": _l("no movement"),
+    "end-of-input": _l("end of input"),
+    "interrupted": _l("interrupted"),
+    "camera-lost": _l("camera lost"),
+}
+ROLES = {"viewer": _l("viewer"), "operator": _l("operator"), "admin": _l("administrator")}
+ACTIONS = {
+    "view": _l("viewed"),
+    "download": _l("downloaded"),
+    "share": _l("created a share link"),
+    "share-revoke": _l("revoked a share link"),
+    "share-use": _l("opened a share link"),
+    "share-download": _l("downloaded via a share link"),
+}
+STATES = {
+    "idle": _l("idle"),
+    "recording": _l("recording"),
+    "suspended": _l("suspended"),
+    "stopped": _l("stopped"),
+    "silent": _l("stopped reporting"),
+}
+KEYFRAMES = {
+    "order": _l("order scanned"),
+    "waybill": _l("waybill seen"),
+    "seal": _l("sealed"),
+    "end": _l("end of clip"),
+}
+SHARE_STATES = {"active": _l("active"), "expired": _l("expired"), "revoked": _l("revoked")}
+
+
+def label(table: dict[str, object], word: str | None) -> str:
+    """The translated label for an index word; unknown words are shown as they are."""
+    if word is None:
+        return ""
+    return str(table.get(word, word))
+
+
+def select_locale() -> str:
+    chosen = request.cookies.get(LANG_COOKIE)
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(
+        LANGUAGES, default=current_app.config["BABEL_DEFAULT_LOCALE"]
+    )
+
+
+def html_lang() -> str:
+    return str(get_locale() or "en").replace("_", "-")
+
+
+def safe_next(target: str | None, fallback: str = "/") -> str:
+    """A local path to go back to, never another site (no scheme, host or '//' prefix)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return fallback
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or any(ord(c) < 32 for c in target):
+        return fallback
+    return target
+
+
+@bp.get("/lang/<code>")
+def switch(code: str) -> Response:
+    """The language switch: remembers the choice in a cookie and goes back to the page."""
+    resp = redirect(safe_next(request.args.get("next")))
+    if code in LANGUAGES:
+        secure = current_app.session_interface.get_cookie_secure(current_app)
+        resp.set_cookie(
+            LANG_COOKIE,
+            code,
+            max_age=365 * 86400,
+            httponly=True,
+            samesite="Lax",
+            secure=secure,
+        )
+    return resp
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.jinja_env.globals.update(
+        LANGUAGES=LANGUAGES,
+        html_lang=html_lang,
+        label=label,
+        FINISH_REASONS=FINISH_REASONS,
+        ROLES=ROLES,
+        ACTIONS=ACTIONS,
+        STATES=STATES,
+        KEYFRAMES=KEYFRAMES,
+        SHARE_STATES=SHARE_STATES,
+    )

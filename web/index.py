@@ -1,0 +1,226 @@
+"""Read-only queries against the station's clip index (index.sqlite3) for the site."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from station.errors import LedgerError
+from station.ledger import INDEX_NAME, ClipRecord, Ledger, ScanEventRecord, WaybillLink
+
+log = logging.getLogger(__name__)
+
+# Upper bound for a prefix range scan: every string starting with q sorts below q + this.
+_TOP = "\U0010ffff"
+# Indexes the site relies on beyond the station's own migration (none needed so far: order,
+# waybill, station and start-time lookups are covered by clips_order, waybills_waybill,
+# clips_station and clips_started). Kept as the one place to add them, idempotently.
+EXTRA_INDEXES: tuple[str, ...] = ()
+
+
+def ensure_index(data_dir: Path) -> Path:
+    """Create the clip index if the station has not run yet, and add the site's extra indexes.
+
+    Creation goes through the station's own Ledger so the schema is exactly the station's.
+    """
+    path = data_dir / INDEX_NAME
+    if not path.exists():
+        Ledger.in_data_dir(data_dir).close()
+    if EXTRA_INDEXES:
+        conn = sqlite3.connect(str(path), timeout=30)
+        try:
+            for sql in EXTRA_INDEXES:
+                conn.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+    return path
+
+
+@dataclass(frozen=True)
+class Rejection:
+    station: str
+    text: str
+    wall: str
+    note: str
+
+
+class ClipIndex:
+    """Read-only view of index.sqlite3 (``PRAGMA query_only``); one per request or thread."""
+
+    def __init__(self, target: Path | str | sqlite3.Connection) -> None:
+        try:
+            if isinstance(target, sqlite3.Connection):
+                self.conn = target
+            else:
+                self.conn = sqlite3.connect(str(target), check_same_thread=False, timeout=10)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA query_only=ON")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open index {target}: {exc}") from exc
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ---- records --------------------------------------------------------------------------
+
+    @staticmethod
+    def _clip(
+        r: sqlite3.Row,
+        waybills: Sequence[sqlite3.Row] = (),
+        events: Sequence[sqlite3.Row] = (),
+    ) -> ClipRecord:
+        return ClipRecord(
+            id=r["id"],
+            order_id=r["order_id"],
+            station=r["station"],
+            started_at=datetime.fromisoformat(r["started_at"]),
+            ended_at=datetime.fromisoformat(r["ended_at"]),
+            duration_s=r["duration_s"],
+            frame_count=r["frame_count"],
+            finish_reason=r["finish_reason"],
+            pre_roll_s=r["pre_roll_s"],
+            path=r["path"],
+            manifest_path=r["manifest_path"],
+            size=r["size"],
+            sha256=r["sha256"],
+            waybills=tuple(WaybillLink(w["waybill"], w["carrier"], w["t_clip_s"]) for w in waybills)
+            or ((WaybillLink(r["waybill"], "", 0.0),) if r["waybill"] else ()),
+            events=tuple(
+                ScanEventRecord(
+                    e["kind"],
+                    e["text"],
+                    e["source"],
+                    datetime.fromisoformat(e["wall"]),
+                    e["t_clip_s"],
+                    e["note"],
+                )
+                for e in events
+            ),
+            extra={"started_utc": r["started_utc"], "ended_utc": r["ended_utc"], "tz": r["tz"]},
+        )
+
+    def _full(self, rows: Sequence[sqlite3.Row]) -> list[ClipRecord]:
+        out = []
+        for r in rows:
+            wb = self.conn.execute(
+                "SELECT waybill, carrier, t_clip_s FROM waybills WHERE clip_id = ?"
+                " ORDER BY t_clip_s",
+                (r["id"],),
+            ).fetchall()
+            ev = self.conn.execute(
+                "SELECT * FROM scan_events WHERE clip_id = ? ORDER BY id", (r["id"],)
+            ).fetchall()
+            out.append(self._clip(r, wb, ev))
+        return out
+
+    def order(self, order_id: str) -> list[ClipRecord]:
+        """Every clip of one order (oldest first) with waybills and scan events; [] if unknown."""
+        rows = self.conn.execute(
+            "SELECT * FROM clips WHERE order_id = ? ORDER BY started_utc, id", (order_id,)
+        ).fetchall()
+        return self._full(rows)
+
+    def order_info(self, order_id: str) -> dict[str, Any] | None:
+        r = self.conn.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+        return dict(r) if r else None
+
+    def clip(self, clip_id: int) -> ClipRecord | None:
+        r = self.conn.execute("SELECT * FROM clips WHERE id = ?", (clip_id,)).fetchone()
+        return self._full([r])[0] if r else None
+
+    # ---- search ---------------------------------------------------------------------------
+
+    def search(
+        self,
+        q: str = "",
+        *,
+        start_utc: str | None = None,
+        end_utc: str | None = None,
+        station: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[ClipRecord]:
+        """Clips, newest first, whose order ID or a waybill equals or starts with ``q``.
+
+        Prefix matches are index range scans (``x >= q AND x < q || U+10FFFF``), never LIKE,
+        so they stay fast at millions of rows and treat %, _ and quotes as plain characters.
+        """
+        where: list[str] = []
+        args: list[Any] = []
+        if q:
+            where.append(
+                "c.id IN (SELECT id FROM clips WHERE order_id >= ? AND order_id < ?"
+                " UNION SELECT clip_id FROM waybills WHERE waybill >= ? AND waybill < ?)"
+            )
+            args += [q, q + _TOP, q, q + _TOP]
+        if start_utc:
+            where.append("c.started_utc >= ?")
+            args.append(start_utc)
+        if end_utc:
+            where.append("c.started_utc < ?")
+            args.append(end_utc)
+        if station:
+            where.append("c.station = ?")
+            args.append(station)
+        sql = "SELECT c.* FROM clips c"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY c.started_utc DESC, c.id DESC LIMIT ? OFFSET ?"
+        args += [limit, offset]
+        rows = self.conn.execute(sql, args).fetchall()
+        if not rows:
+            return []
+        ids = [r["id"] for r in rows]
+        marks = ",".join("?" * len(ids))
+        wb: dict[int, list[sqlite3.Row]] = {}
+        for w in self.conn.execute(
+            f"SELECT clip_id, waybill, carrier, t_clip_s FROM waybills WHERE clip_id IN ({marks})"
+            " ORDER BY t_clip_s",
+            ids,
+        ):
+            wb.setdefault(w["clip_id"], []).append(w)
+        return [self._clip(r, wb.get(r["id"], ())) for r in rows]
+
+    def stations(self) -> list[str]:
+        """Distinct station names, by a loose index scan (fast at millions of rows)."""
+        rows = self.conn.execute(
+            "WITH RECURSIVE s(x) AS (SELECT min(station) FROM clips UNION ALL"
+            " SELECT (SELECT min(station) FROM clips WHERE station > s.x) FROM s"
+            " WHERE s.x IS NOT NULL) SELECT x FROM s WHERE x IS NOT NULL"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    # ---- dashboard ------------------------------------------------------------------------
+
+    def started_between(self, start_utc: str, end_utc: str) -> list[tuple[str, str, int]]:
+        """(station, started_at with offset, size) of clips started in [start, end)."""
+        rows = self.conn.execute(
+            "SELECT station, started_at, size FROM clips WHERE started_utc >= ?"
+            " AND started_utc < ?",
+            (start_utc, end_utc),
+        ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def first_clip_utc(self) -> str | None:
+        r = self.conn.execute("SELECT min(started_utc) FROM clips").fetchone()
+        return r[0] if r else None
+
+    def last_clip_utc(self, station: str) -> str | None:
+        r = self.conn.execute(
+            "SELECT max(started_utc) FROM clips WHERE station = ?", (station,)
+        ).fetchone()
+        return r[0] if r else None
+
+    def recent_rejections(self, limit: int = 10) -> list[Rejection]:
+        rows = self.conn.execute(
+            "SELECT station, text, wall, note FROM scan_events WHERE kind = 'rejected'"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [Rejection(*r) for r in rows]

@@ -1,0 +1,200 @@
+"""Share links: signed, expiring, revocable, one order each, usable without an account."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from werkzeug.wrappers import Response
+
+from station.ledger import ClipRecord
+from web import get_db, get_index
+from web.auth import require
+from web.clips import (
+    THUMB_WIDTH,
+    clip_views,
+    counts_as_download,
+    serve_frame,
+    serve_video,
+)
+from web.db import ShareLink
+from web.frames import FRAME_WIDTH
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("share", __name__)
+_SALT = "packcam-share-link"
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_SALT)
+
+
+def share_token(share: ShareLink) -> str:
+    return _serializer().dumps(share.id)
+
+
+def share_url(share: ShareLink) -> str:
+    return url_for("share.page", token=share_token(share), _external=True)
+
+
+def _share_from_token(token: str) -> ShareLink:
+    """The stored, active share the token names; 404 if forged, 410 if expired or revoked."""
+    # The signature's own age limit is a second lock (e.g. on a database restored from backup);
+    # the stored expiry is the one that normally applies.
+    max_age = current_app.config["SHARE_MAX_AGE"] + timedelta(days=1)
+    try:
+        share_id = _serializer().loads(token[:200], max_age=int(max_age.total_seconds()))
+    except BadSignature:
+        abort(404)
+    share = get_db().share(str(share_id)) if isinstance(share_id, str) else None
+    if share is None:
+        abort(404)
+    if share.state() != "active":
+        abort(410)
+    return share
+
+
+def _clip_in_share(share: ShareLink, clip_id: int) -> ClipRecord:
+    clip = get_index().clip(clip_id)
+    if clip is None or clip.order_id != share.order_id:
+        abort(404)  # the link is scoped to one order: other clips do not exist for it
+    return clip
+
+
+# ---- managing links (logged in) --------------------------------------------------------------
+
+
+@bp.post("/shares")
+@require("viewer")
+def create() -> Response:
+    order_id = request.form.get("order_id", "")
+    if not get_index().order(order_id):
+        abort(404)
+    max_age: timedelta = current_app.config["SHARE_MAX_AGE"]
+    try:
+        days = float(request.form.get("days", "7"))
+    except ValueError:
+        days = 7.0
+    lifetime = min(max_age, timedelta(days=max(days, 0.0)))
+    if lifetime <= timedelta(0):
+        lifetime = min(max_age, timedelta(days=7))
+    note = request.form.get("note", "").strip()[:200]
+    db = get_db()
+    share = db.create_share(order_id, g.user.name, lifetime, note)
+    db.log_access(
+        order_id,
+        "share",
+        user=g.user.name,
+        share_id=share.id,
+        remote_addr=request.remote_addr,
+        detail=f"until {share.expires_utc}" + (f"; {note}" if note else ""),
+    )
+    log.info("user %r shared order %r until %s", g.user.name, order_id, share.expires_utc)
+    flash(_("Share link created. Copy it from the list below."), "ok")
+    return redirect(url_for("clips.order", order_id=order_id) + "#shares")
+
+
+@bp.post("/shares/<share_id>/revoke")
+@require("viewer")
+def revoke(share_id: str) -> Response:
+    db = get_db()
+    share = db.share(share_id[:64])
+    if share is None:
+        abort(404)
+    if share.created_by != g.user.name and not g.user.can("operator"):
+        abort(403)
+    if db.revoke_share(share.id, g.user.name):
+        db.log_access(
+            share.order_id,
+            "share-revoke",
+            user=g.user.name,
+            share_id=share.id,
+            remote_addr=request.remote_addr,
+        )
+        flash(_("Share link revoked."), "ok")
+    back = request.form.get("back")
+    if back == "admin" and g.user.can("admin"):
+        return redirect(url_for("admin.index"))
+    return redirect(url_for("clips.order", order_id=share.order_id) + "#shares")
+
+
+# ---- using links (anyone with the link) ----------------------------------------------------
+
+
+@bp.get("/s/<token>")
+def page(token: str) -> Any:
+    share = _share_from_token(token)
+    clips = get_index().order(share.order_id)
+    if not clips:
+        abort(404)
+    db = get_db()
+    db.note_share_use(share.id)
+    db.log_access(
+        share.order_id,
+        "share-use",
+        share_id=share.id,
+        remote_addr=request.remote_addr,
+        detail=request.user_agent.string[:120],
+    )
+
+    def url(endpoint: str, **kw: Any) -> str:
+        return url_for(f"share.{endpoint}", token=token, **kw)
+
+    return render_template(
+        "order.html",
+        order_id=share.order_id,
+        views=clip_views(clips, url),
+        access=[],
+        shares=[],
+        share_days=[],
+        shared=share,
+    )
+
+
+@bp.route("/s/<token>/clips/<int:clip_id>/video", methods=["GET", "HEAD"])
+def video(token: str, clip_id: int) -> Response:
+    share = _share_from_token(token)
+    return serve_video(_clip_in_share(share, clip_id), attachment=False)
+
+
+@bp.route("/s/<token>/clips/<int:clip_id>/download", methods=["GET", "HEAD"])
+def download(token: str, clip_id: int) -> Response:
+    share = _share_from_token(token)
+    clip = _clip_in_share(share, clip_id)
+    resp = serve_video(clip, attachment=True)
+    if resp.status_code in (200, 206) and counts_as_download():
+        get_db().log_access(
+            clip.order_id,
+            "share-download",
+            clip_id=clip.id,
+            share_id=share.id,
+            remote_addr=request.remote_addr,
+        )
+    return resp
+
+
+@bp.get("/s/<token>/clips/<int:clip_id>/thumb.jpg")
+def thumb(token: str, clip_id: int) -> Response:
+    share = _share_from_token(token)
+    return serve_frame(_clip_in_share(share, clip_id), None, THUMB_WIDTH)
+
+
+@bp.get("/s/<token>/clips/<int:clip_id>/keyframes/<int:n>.jpg")
+def keyframe(token: str, clip_id: int, n: int) -> Response:
+    share = _share_from_token(token)
+    return serve_frame(_clip_in_share(share, clip_id), n, FRAME_WIDTH)

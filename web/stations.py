@@ -1,0 +1,124 @@
+"""Reads the stations' live status files (<data_dir>/live/<station>.json and .jpg)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_KEY = re.compile(r"^[A-Za-z0-9_~-]{1,80}$")
+MAX_STATUS_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class StationStatus:
+    """One station as its last status file describes it. ``silent``: it stopped reporting."""
+
+    key: str
+    station: str
+    state: str
+    order_id: str | None = None
+    waybills: list[str] = field(default_factory=list)
+    elapsed_s: float | None = None
+    frames: int = 0
+    fps: float = 0.0
+    dropped: int = 0
+    last_error: str | None = None
+    updated_utc: str | None = None
+    age_s: float | None = None
+    silent: bool = True
+    disk_free_bytes: int | None = None
+    clock_synced: bool | None = None
+    has_frame: bool = False
+
+    @property
+    def shown_state(self) -> str:
+        return "silent" if self.silent else self.state
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shown_state"] = self.shown_state
+        return d
+
+
+def live_files(live_dir: Path) -> dict[str, Path]:
+    """Station key -> status file. Keys come from the directory listing, never from a request."""
+    found: dict[str, Path] = {}
+    try:
+        entries = sorted(live_dir.glob("*.json"))
+    except OSError:
+        return found
+    for p in entries:
+        if p.stem.startswith(".") or not _KEY.match(p.stem) or not p.is_file():
+            continue
+        found[p.stem] = p
+    return found
+
+
+def _num(v: Any, tp: type, default: Any) -> Any:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return default
+    return tp(v)
+
+
+def _str(v: Any, limit: int = 200) -> str | None:
+    return v[:limit] if isinstance(v, str) else None
+
+
+def parse_status(
+    key: str, path: Path, stale_after_s: float, now: datetime | None = None
+) -> StationStatus:
+    """Parse one status file defensively: wrong types become defaults, never exceptions."""
+    now = now or datetime.now(UTC)
+    has_frame = path.with_suffix(".jpg").is_file()
+    try:
+        if path.stat().st_size > MAX_STATUS_BYTES:
+            raise ValueError("status file too large")
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            raise ValueError("status is not an object")
+    except (OSError, ValueError) as exc:
+        return StationStatus(key, key, "stopped", last_error=f"unreadable status: {exc}"[:200])
+    updated = _str(doc.get("updated_utc"), 40)
+    age = None
+    if updated:
+        try:
+            when = datetime.fromisoformat(updated.replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            age = (now - when).total_seconds()
+        except ValueError:
+            age = None
+    state = _str(doc.get("state"), 20) or "stopped"
+    if state not in {"idle", "recording", "suspended", "stopped"}:
+        state = "stopped"
+    wbs = doc.get("waybills")
+    return StationStatus(
+        key=key,
+        station=_str(doc.get("station"), 64) or key,
+        state=state,
+        order_id=_str(doc.get("order_id"), 128),
+        waybills=[w[:64] for w in wbs if isinstance(w, str)][:10] if isinstance(wbs, list) else [],
+        elapsed_s=_num(doc.get("elapsed_s"), float, None),
+        frames=_num(doc.get("frames"), int, 0),
+        fps=_num(doc.get("fps"), float, 0.0),
+        dropped=_num(doc.get("dropped"), int, 0),
+        last_error=_str(doc.get("last_error"), 300),
+        updated_utc=updated,
+        age_s=None if age is None else round(age, 1),
+        silent=age is None or age > stale_after_s,
+        disk_free_bytes=_num(doc.get("disk_free_bytes"), int, None),
+        clock_synced=doc.get("clock_synced") if isinstance(doc.get("clock_synced"), bool) else None,
+        has_frame=has_frame,
+    )
+
+
+def read_stations(live_dir: Path, stale_after_s: float) -> list[StationStatus]:
+    now = datetime.now(UTC)
+    return [parse_status(k, p, stale_after_s, now) for k, p in live_files(live_dir).items()]
