@@ -68,7 +68,12 @@ def select_locale() -> str:
 
 
 def html_lang() -> str:
-    return str(get_locale() or "en").replace("_", "-")
+    # Babel spells the locale zh_Hans_CN (hence the translations directory's name); pages
+    # say zh-CN, as browsers do.
+    loc = get_locale()
+    if loc is None:
+        return "en"
+    return f"{loc.language}-{loc.territory}" if loc.territory else loc.language
 
 
 def safe_next(target: str | None, fallback: str = "/") -> str:
