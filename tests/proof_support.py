@@ -111,7 +111,7 @@ def record_orders(
     ledger = Ledger.in_data_dir(cfg.station.data_dir)
     rec = Recorder(cfg, ledger, lambda p: SmallWriter(p), finalizers=finalizers)
     t = 0.0
-    wall0 = datetime(2026, 11, 30, 9, 0, 0, tzinfo=UTC).astimezone()
+    wall0 = datetime.now(UTC).astimezone() - timedelta(minutes=30)
     try:
         for n, order in enumerate(orders):
             for i in range(frames):
@@ -148,6 +148,20 @@ def _name(cn: str) -> x509.Name:
     )
 
 
+def _usage(*, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def make_tsa_pki(directory: Path, kind: str) -> tuple[Path, Path, Path]:
     """A root CA and a TSA certificate (critical EKU timeStamping); returns (root, cert, key)."""
     now = datetime.now(UTC)
@@ -161,6 +175,8 @@ def make_tsa_pki(directory: Path, kind: str) -> tuple[Path, Path, Path]:
         .not_valid_before(now - timedelta(days=1))
         .not_valid_after(now + timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_usage(ca=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), False)
         .sign(root_key, hashes.SHA256())
     )
     key = (
@@ -178,6 +194,11 @@ def make_tsa_pki(directory: Path, kind: str) -> tuple[Path, Path, Path]:
         .not_valid_after(now + timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+        .add_extension(_usage(ca=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), False
+        )
         .sign(root_key, hashes.SHA256())
     )
     directory.mkdir(parents=True, exist_ok=True)

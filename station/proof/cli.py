@@ -1,0 +1,288 @@
+"""`packcam keys|ca|export|verify|audit|checkpoint`: the proof subcommands (see register)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from station import config as config_mod
+from station.proof import ProofError
+from station.proof.ca import CA_CERT, CompanyCa
+from station.proof.keys import StationKey, load_public_pem
+from station.proof.log import ProofLog
+from station.proof.paths import ProofPaths
+from station.proof.tsa import TsaQueue, load_pem_certs, load_roots
+from station.proof.verify import Report, audit, verify_bundle, verify_clip
+
+EXIT_OK, EXIT_FAIL = 0, 1
+
+
+def _config(args: argparse.Namespace) -> config_mod.Config:
+    cfg = config_mod.load(getattr(args, "config", None))
+    data = getattr(args, "data", None)
+    return cfg.with_data_dir(Path(data)) if data else cfg
+
+
+def _common(p: argparse.ArgumentParser, *, data_required: bool = False) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML config file; default: built-in defaults")
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        required=data_required,
+        help="data directory (clips, index, keys); overrides station.data_dir of the config",
+    )
+
+
+def _certs(path: str | None) -> list[Any] | None:
+    if not path:
+        return None
+    try:
+        return load_pem_certs(Path(path).read_bytes())
+    except OSError as exc:
+        raise ProofError(f"cannot read {path}: {exc}") from exc
+
+
+def _print_report(report: Report, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        for line in report.lines():
+            print(line)
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
+# ---- commands ------------------------------------------------------------------------------
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    paths = ProofPaths.from_config(_config(args))
+    key, created = StationKey.load_or_create(paths.key)
+    pub = paths.key.with_name(paths.key.name + ".pub")
+    if not pub.exists():
+        pub.write_bytes(key.public_pem())
+    print(f"{'created' if created else 'existing'} station key {paths.key} (mode 0600)")
+    print(f"public key  {pub}")
+    print(f"fingerprint {key.fingerprint}")
+    return EXIT_OK
+
+
+def cmd_ca_init(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    ca_dir = Path(args.ca_dir) if args.ca_dir else ProofPaths.from_config(cfg).ca_dir
+    ca = CompanyCa.create(ca_dir, args.name)
+    print(f"created company CA {args.name!r} in {ca_dir}")
+    print(f"certificate {ca_dir / CA_CERT} (publish it and this fingerprint)")
+    print(f"fingerprint {ca.fingerprint}")
+    print(f"private key {ca_dir / 'ca.key'}: keep it offline, off the stations")
+    return EXIT_OK
+
+
+def cmd_ca_issue(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    paths = ProofPaths.from_config(cfg)
+    ca = CompanyCa.load(Path(args.ca_dir) if args.ca_dir else paths.ca_dir)
+    if args.station_key:
+        pub = load_public_pem(Path(args.station_key).read_bytes())
+    elif args.station == cfg.station.name:
+        pub = StationKey.load_or_create(paths.key)[0].public
+    else:
+        raise ProofError(
+            f"{args.station!r} is not this station ({cfg.station.name!r}): pass its public key "
+            "with --station-key FILE (from `packcam keys init` on that station)"
+        )
+    certs = ca.issue_station(args.station, pub, days=args.days)
+    if args.out:
+        out = Path(args.out)
+        targets = {
+            "c2pa_key": out / "station-c2pa-key.pem",
+            "c2pa_cert": out / "station-c2pa-chain.pem",
+            "key_cert": out / "station-key.crt",
+            "ca_cert": out / "company-ca.crt",
+        }
+    else:
+        targets = {
+            "c2pa_key": paths.c2pa_key,
+            "c2pa_cert": paths.c2pa_cert,
+            "key_cert": paths.key_cert,
+            "ca_cert": paths.ca_cert,
+        }
+    certs.install(**targets)
+    print(f"issued certificates for station {args.station!r} by CA {ca.fingerprint}")
+    for what, p in targets.items():
+        print(f"  {what:9} {p}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from station.proof.bundle import export_order
+
+    res = export_order(_config(args), args.order, Path(args.output))
+    print(
+        f"wrote {res.path}: {res.clips} clip(s), {res.frames} key frames, {res.timestamps} "
+        f"timestamp token(s), log checkpoint of {res.checkpoint_size} entries"
+    )
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    target = Path(args.file)
+    if not target.is_file():
+        raise ProofError(f"no such file: {target}")
+    trusted = _certs(args.ca)
+    tsa_roots = _certs(args.tsa_ca)
+    if target.suffix.lower() == ".zip" or _is_zip(target):
+        report = verify_bundle(target, trusted_ca=trusted, tsa_roots=tsa_roots)
+    else:
+        cfg = _config(args) if (args.data or args.config) else None
+        report = verify_clip(target, cfg, trusted_ca=trusted, tsa_roots=tsa_roots)
+    return _print_report(report, args.json)
+
+
+def _is_zip(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    return _print_report(audit(_config(args)), args.json)
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    paths = ProofPaths.from_config(cfg)
+    plog = ProofLog.in_data_dir(cfg.station.data_dir)
+    try:
+        cp = plog.checkpoint(StationKey.load(paths.key), cfg.station.name)
+        if cp is None:
+            print("log is empty: no checkpoint")
+            return EXIT_OK
+        if cfg.proof.tsa_urls:
+            plog.enqueue_timestamp("checkpoint", cp.sha256, cfg.proof.tsa_urls)
+            q = TsaQueue(
+                plog,
+                roots=load_roots(paths.tsa_ca),
+                timeout_s=cfg.proof.tsa_timeout_s,
+                retry_s=cfg.proof.tsa_retry_s,
+            )
+            q.process_due()
+        print(f"checkpoint {cp.id}: {cp.tree_size} entries, root {cp.root_hash}")
+        print(f"timestamp requests pending: {plog.pending_count()}")
+    finally:
+        plog.close()
+    return EXIT_OK
+
+
+# ---- registration --------------------------------------------------------------------------
+
+
+def register(subparsers: Any) -> None:
+    """Add the proof subcommands to ``packcam``'s subparsers (each sets ``func``)."""
+    p = subparsers.add_parser(
+        "keys",
+        help="the station's Ed25519 signing key",
+        description="Manage the key that signs every clip manifest and log checkpoint.",
+    )
+    ks = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    k = ks.add_parser(
+        "init",
+        help="create the station key if missing and print its fingerprint",
+        description="Create the station's Ed25519 key (file mode 0600) unless it exists, write "
+        "its public half beside it and print the fingerprint to publish.",
+    )
+    _common(k)
+    k.set_defaults(func=cmd_keys_init)
+
+    p = subparsers.add_parser(
+        "ca",
+        help="company CA and station certificates (C2PA, station key)",
+        description="A company root CA issues each station an ES256 certificate for C2PA and a "
+        "certificate for its Ed25519 key. Keep the CA's private key off the stations.",
+    )
+    cs = p.add_subparsers(dest="ca_command", metavar="ACTION", required=True)
+    c = cs.add_parser("init", help="create the company root CA", description="Create a CA.")
+    _common(c)
+    c.add_argument("--ca-dir", metavar="DIR", help="where the CA lives (default <data>/proof/ca)")
+    c.add_argument("--name", default="packcam company CA", help="the CA's name (CN and O)")
+    c.set_defaults(func=cmd_ca_init)
+    c = cs.add_parser(
+        "issue",
+        help="issue a station's certificates",
+        description="Issue STATION an ES256 C2PA certificate (CA:FALSE, digitalSignature, EKU "
+        "emailProtection + documentSigning) and a certificate for its Ed25519 key. For this "
+        "station the files go to the configured paths; else use --station-key and --out.",
+    )
+    _common(c)
+    c.add_argument("station", metavar="STATION", help="station name (the certificate's CN)")
+    c.add_argument("--ca-dir", metavar="DIR", help="the CA directory (default <data>/proof/ca)")
+    c.add_argument("--station-key", metavar="PEM", help="the station's Ed25519 public key")
+    c.add_argument("--out", metavar="DIR", help="write the files here instead")
+    c.add_argument("--days", type=int, default=825, help="validity in days (default 825)")
+    c.set_defaults(func=cmd_ca_issue)
+
+    p = subparsers.add_parser(
+        "export",
+        help="write an order's evidence bundle (zip)",
+        description="Bundle every clip of ORDER with its signed manifest, RFC 3161 tokens, log "
+        "inclusion proof and checkpoint, keys and certificates, key frames, a zh-CN/English "
+        "summary and VERIFY.md.",
+    )
+    p.add_argument("order", metavar="ORDER")
+    p.add_argument("-o", "--output", metavar="BUNDLE.zip", required=True)
+    _common(p)
+    p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser(
+        "verify",
+        help="verify a bundle or a clip; exit 0 only when authentic",
+        description="Verify an evidence bundle (needs nothing else) or a bare clip (against the "
+        "station index with --data, and its embedded C2PA manifest). Prints one reason per "
+        "check; exit 0 when authentic, 1 when not.",
+    )
+    p.add_argument("file", metavar="FILE|BUNDLE")
+    _common(p)
+    p.add_argument("--ca", metavar="PEM", help="company CA certificate to trust (pin)")
+    p.add_argument("--tsa-ca", metavar="PEM", help="TSA root certificate(s) to trust")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_verify)
+
+    p = subparsers.add_parser(
+        "audit",
+        help="check that clips on disk, index and signed log agree",
+        description="Re-walk the store: every missing, replaced, reordered or extra clip, edited "
+        "or deleted index row and rewritten log entry is reported with its reason. Exit 0 only "
+        "when everything agrees.",
+    )
+    _common(p, data_required=True)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_audit)
+
+    p = subparsers.add_parser(
+        "checkpoint",
+        help="sign a log checkpoint now and fetch pending timestamps",
+        description="Sign a checkpoint of the station's log and try the queued RFC 3161 requests.",
+    )
+    _common(p)
+    p.set_defaults(func=cmd_checkpoint)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m station.proof``: the same commands without the rest of packcam."""
+    import logging
+
+    parser = argparse.ArgumentParser(prog="packcam", description="packcam proof commands")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except config_mod.ConfigError as exc:
+        print(f"packcam: config error: {exc}", file=sys.stderr)
+        return 2
+    except ProofError as exc:
+        print(f"packcam: {exc}", file=sys.stderr)
+        return 3
