@@ -31,3 +31,7 @@ def ledger(tmp_path: Path):
     led = Ledger(tmp_path / "index.sqlite3")
     yield led
     led.close()
+
+
+# ---- web fixtures (tests/conftest_web.py) ---------------------------------------------------
+from conftest_web import mp4_template, web_app, web_client, web_env  # noqa: E402, F401

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,8 @@ from werkzeug.http import http_date, parse_date, parse_etags, parse_range_header
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
+# Runs of characters an old-style quoted filename cannot carry.
+_NOT_ASCII = re.compile(r'[^\x20-\x7e]+|["\\;%]')
 
 
 class FileChunks:
@@ -175,10 +178,7 @@ def content_disposition(filename: str, attachment: bool) -> str:
     from urllib.parse import quote
 
     kind = "attachment" if attachment else "inline"
-    ascii_name = (
-        "".join(c if 32 <= ord(c) < 127 and c not in '"\\;%' else "_" for c in filename).strip()
-        or "clip.mp4"
-    )
+    ascii_name = _NOT_ASCII.sub("_", filename).strip() or "clip.mp4"
     value = f'{kind}; filename="{ascii_name}"'
     if ascii_name != filename:
         value += f"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -1,0 +1,315 @@
+"""Search, order page and clip streaming (Range, conditional GET) through the Flask test client."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from conftest_web import ORDERS, WebEnv, login
+from werkzeug.http import http_date, parse_date
+
+
+@pytest.fixture
+def viewer(web_client):
+    return login(web_client, "viewer")
+
+
+def order_url(order_id: str) -> str:
+    return "/orders/" + quote(order_id, safe="")
+
+
+# ---- search ---------------------------------------------------------------------------------
+
+
+def test_search_lists_latest_clips_with_thumbnails(viewer, web_env: WebEnv) -> None:
+    page = viewer.get("/search").get_data(as_text=True)
+    assert "PO-1001" in page and "订单-七号" in page
+    assert f"/clips/{web_env.clips['plain'].id}/thumb.jpg" in page
+
+
+@pytest.mark.parametrize(
+    ("q", "expect", "absent"),
+    [
+        ("PO-1001", ["PO-1001"], ["订单-七号"]),
+        ("PO-10", ["PO-1001"], ["订单-七号"]),  # prefix
+        ("订单", ["订单-七号"], ["PO-1001"]),
+        ("SF1234567890121", ["订单-七号"], ["PO-1001"]),  # exact waybill
+        ("SF123456789012", ["PO-1001", "订单-七号"], []),  # waybill prefix
+        ("50%", ["50%_off"], ["PO-1001"]),  # % is a character, not a wildcard
+        ("x'; DROP", ["DROP TABLE"], ["PO-1001"]),
+    ],
+)
+def test_search_by_order_or_waybill(viewer, q: str, expect: list[str], absent: list[str]) -> None:
+    page = viewer.get("/search", query_string={"q": q}).get_data(as_text=True)
+    for text in expect:
+        assert text.replace("'", "&#39;") in page
+    for text in absent:
+        assert f">{text}<" not in page
+
+
+def test_search_filters_station_and_dates(viewer) -> None:
+    page = viewer.get("/search", query_string={"station": "station-02"}).get_data(as_text=True)
+    assert "订单-七号" in page and ">PO-1001<" not in page
+    empty = viewer.get("/search", query_string={"from": "2027-01-01"}).get_data(as_text=True)
+    assert 'id="no-results"' in empty
+    day = viewer.get("/search", query_string={"from": "2026-11-30", "to": "2026-11-30"})
+    assert "PO-1001" in day.get_data(as_text=True)
+    bad = viewer.get("/search", query_string={"from": "30/11/2026"})
+    assert bad.status_code == 200 and "2026-11-30" in bad.get_data(as_text=True)
+
+
+def test_search_needs_login(web_client) -> None:
+    resp = web_client.get("/search?q=PO")
+    assert resp.status_code == 302 and resp.location.startswith("/login?next=")
+
+
+# ---- order page ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", list(ORDERS))
+def test_order_page_for_every_kind_of_order_id(viewer, web_env: WebEnv, key: str) -> None:
+    clip = web_env.clips[key]
+    resp = viewer.get(order_url(clip.order_id))
+    assert resp.status_code == 200, key
+    page = resp.get_data(as_text=True)
+    assert f'<video id="video-{clip.id}"' in page
+    assert f'src="/clips/{clip.id}/video"' in page
+    assert clip.sha256 in page
+    assert f"/clips/{clip.id}/keyframes/0.jpg" in page
+
+
+def test_order_page_shows_every_clip_and_logs_the_view(viewer, web_env: WebEnv) -> None:
+    page = viewer.get(order_url("PO-1001")).get_data(as_text=True)
+    assert "Clip 1 of 2" in page and "Clip 2 of 2" in page
+    again = viewer.get(order_url("PO-1001")).get_data(as_text=True)
+    assert again.count(">viewed<") >= 1 and "viewer" in again
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/orders/NOPE",
+        "/orders/..",
+        "/orders/%2e%2e/%2e%2e/etc/passwd",
+        "/orders/..%2F..%2Findex.sqlite3",
+        "/orders/%00",
+        "/orders/%ff%fe",
+        "/orders/' OR '1'='1",
+        "/orders/订单-不存在",
+        "/orders/" + "x" * 5000,
+        "/clips/999999/video",
+        "/clips/999999/download",
+        "/clips/999999/thumb.jpg",
+        "/clips/1/keyframes/99.jpg",
+        "/clips/-1/video",
+        "/clips/abc/video",
+        "/static/../web.sqlite3",
+        "/static/",
+        "/clips/",
+        "/orders/",
+    ],
+)
+def test_unknown_things_are_404(viewer, path: str) -> None:
+    resp = viewer.get(path)
+    assert resp.status_code == 404, path
+    assert b"<html" in resp.data
+
+
+def test_unknown_order_page_offers_search(viewer) -> None:
+    resp = viewer.get("/orders/NOPE-123")
+    assert resp.status_code == 404
+    assert b"NOPE-123" in resp.data and b'action="/search"' in resp.data
+
+
+def test_index_row_outside_the_store_is_never_served(viewer, web_env: WebEnv) -> None:
+    for key in ("outside", "missing"):
+        clip = web_env.clips[key]
+        assert viewer.get(f"/clips/{clip.id}/video").status_code == 404
+        assert viewer.get(f"/clips/{clip.id}/download").status_code == 404
+        assert viewer.get(f"/clips/{clip.id}/thumb.jpg").status_code == 404
+    page = viewer.get(order_url("GONE-1")).get_data(as_text=True)
+    assert "missing from the store" in page
+
+
+def test_size_mismatch_is_flagged(viewer, web_env: WebEnv) -> None:
+    with web_env.file("pct").open("ab") as f:
+        f.write(b"tampered")
+    page = viewer.get(order_url(ORDERS["pct"])).get_data(as_text=True)
+    assert "may have been altered" in page
+
+
+# ---- streaming ----------------------------------------------------------------------------
+
+
+def video(web_env: WebEnv, key: str = "plain") -> tuple[str, bytes]:
+    clip = web_env.clips[key]
+    return f"/clips/{clip.id}/video", web_env.file(key).read_bytes()
+
+
+def test_full_get_streams_the_exact_file(viewer, web_env: WebEnv) -> None:
+    url, data = video(web_env)
+    resp = viewer.get(url)
+    assert resp.status_code == 200
+    assert resp.data == data
+    assert resp.headers["Content-Length"] == str(len(data))
+    assert resp.headers["Accept-Ranges"] == "bytes"
+    assert resp.headers["Content-Type"] == "video/mp4"
+    assert resp.headers["ETag"].startswith('"') and resp.headers["Last-Modified"]
+    assert resp.headers["Content-Disposition"].startswith("inline")
+    assert "private" in resp.headers["Cache-Control"]
+
+
+@pytest.mark.parametrize(
+    ("header", "span"),
+    [
+        ("bytes=0-99", (0, 100)),
+        ("bytes=100-", (100, None)),
+        ("bytes=-500", (-500, None)),
+        ("bytes=10-10", (10, 11)),
+        ("bytes=0-99999999", (0, None)),
+    ],
+)
+def test_single_range_is_206(viewer, web_env: WebEnv, header: str, span) -> None:
+    url, data = video(web_env)
+    resp = viewer.get(url, headers={"Range": header})
+    assert resp.status_code == 206
+    start, end = span
+    expect = data[start:end] if end is not None else data[start:]
+    assert resp.data == expect
+    first = len(data) + start if start < 0 else start
+    assert resp.headers["Content-Range"] == f"bytes {first}-{first + len(expect) - 1}/{len(data)}"
+    assert resp.headers["Content-Length"] == str(len(expect))
+
+
+def test_many_seeks_in_a_row(viewer, web_env: WebEnv) -> None:
+    url, data = video(web_env)
+    for start in range(0, len(data), max(1, len(data) // 7)):
+        resp = viewer.get(url, headers={"Range": f"bytes={start}-{start + 999}"})
+        assert resp.status_code == 206 and resp.data == data[start : start + 1000]
+
+
+@pytest.mark.parametrize("header", ["bytes=999999999-", "bytes=999999999-1000000000"])
+def test_unsatisfiable_range_is_416(viewer, web_env: WebEnv, header: str) -> None:
+    url, data = video(web_env)
+    resp = viewer.get(url, headers={"Range": header})
+    assert resp.status_code == 416
+    assert resp.headers["Content-Range"] == f"bytes */{len(data)}"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "bytes=0-0,-1",  # several ranges: the whole file (documented)
+        "bytes=5-1",
+        "bytes=abc",
+        "bytes=-0",
+        "items=0-10",
+        "bytes=--1",
+        "bytes=1-2,,3",
+        "",
+        "bytes=" + "9" * 400,
+        "bytes=0-\x00",
+    ],
+)
+def test_malformed_or_multi_range_gets_the_whole_file(viewer, web_env: WebEnv, header) -> None:
+    url, data = video(web_env)
+    resp = viewer.get(url, headers={"Range": header})
+    assert resp.status_code in (200, 416)
+    if resp.status_code == 200:
+        assert resp.data == data
+
+
+def test_conditional_get(viewer, web_env: WebEnv) -> None:
+    url, data = video(web_env)
+    first = viewer.get(url)
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    assert viewer.get(url, headers={"If-None-Match": etag}).status_code == 304
+    assert viewer.get(url, headers={"If-None-Match": f"W/{etag}"}).status_code == 304
+    assert viewer.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+    assert viewer.get(url, headers={"If-Modified-Since": modified}).status_code == 304
+    older = http_date(parse_date(modified).timestamp() - 3600)
+    assert viewer.get(url, headers={"If-Modified-Since": older}).status_code == 200
+    assert viewer.get(url, headers={"If-Match": '"other"'}).status_code == 412
+    assert viewer.get(url, headers={"If-Match": etag}).status_code == 200
+    assert viewer.get(url, headers={"If-Unmodified-Since": older}).status_code == 412
+    not_modified = viewer.get(url, headers={"If-None-Match": etag})
+    assert not_modified.data == b"" and not_modified.headers["ETag"] == etag
+
+
+def test_if_range(viewer, web_env: WebEnv) -> None:
+    url, data = video(web_env)
+    first = viewer.get(url)
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    same = viewer.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert same.status_code == 206 and same.data == data[:10]
+    by_date = viewer.get(url, headers={"Range": "bytes=0-9", "If-Range": modified})
+    assert by_date.status_code == 206
+    changed = viewer.get(url, headers={"Range": "bytes=0-9", "If-Range": '"stale"'})
+    assert changed.status_code == 200 and changed.data == data
+    weak = viewer.get(url, headers={"Range": "bytes=0-9", "If-Range": f"W/{etag}"})
+    assert weak.status_code == 200
+
+
+def test_etag_changes_when_the_file_does(viewer, web_env: WebEnv) -> None:
+    url, _ = video(web_env)
+    before = viewer.get(url).headers["ETag"]
+    with web_env.file("plain").open("ab") as f:
+        f.write(b"x")
+    assert viewer.get(url).headers["ETag"] != before
+
+
+def test_head_has_headers_and_no_body(viewer, web_env: WebEnv) -> None:
+    url, data = video(web_env)
+    resp = viewer.head(url)
+    assert resp.status_code == 200 and resp.data == b""
+    assert resp.headers["Content-Length"] == str(len(data))
+
+
+def test_download_has_a_meaningful_unicode_name_and_is_logged(viewer, web_env: WebEnv) -> None:
+    clip = web_env.clips["unicode"]
+    resp = viewer.get(f"/clips/{clip.id}/download")
+    assert resp.status_code == 200 and resp.data == web_env.file("unicode").read_bytes()
+    cd = resp.headers["Content-Disposition"]
+    assert cd.startswith("attachment; filename=")
+    assert "filename*=UTF-8''" + quote("订单-七号_station-02_20261130-090100.mp4", safe="") in cd
+    plain = viewer.get(f"/clips/{web_env.clips['slash'].id}/download")
+    assert 'filename="A_B_.._C_' in plain.headers["Content-Disposition"]
+    assert "/" not in plain.headers["Content-Disposition"].split("filename=")[1].split(";")[0]
+    page = viewer.get(order_url(clip.order_id)).get_data(as_text=True)
+    assert ">downloaded" in page
+    # Ranged re-fetches of the same download are not logged again.
+    viewer.get(f"/clips/{clip.id}/download", headers={"Range": "bytes=100-"})
+    page = viewer.get(order_url(clip.order_id)).get_data(as_text=True)
+    assert page.count(">downloaded") == 1
+
+
+# ---- key frames ---------------------------------------------------------------------------
+
+
+def test_keyframes_are_jpegs_cut_at_the_indexed_times_and_cached(viewer, web_env: WebEnv) -> None:
+    from PIL import Image
+
+    clip = web_env.clips["plain"]
+    sizes = []
+    for n in range(3):  # order scan, waybill, seal
+        resp = viewer.get(f"/clips/{clip.id}/keyframes/{n}.jpg")
+        assert resp.status_code == 200 and resp.mimetype == "image/jpeg"
+        assert resp.data[:2] == b"\xff\xd8"
+        sizes.append(resp.data)
+    assert len(set(sizes)) == 3  # three different moments
+    cached = list((web_env.data_dir / "cache" / "frames").glob(f"{clip.id}-*.jpg"))
+    assert len(cached) == 3
+    thumb = viewer.get(f"/clips/{clip.id}/thumb.jpg")
+    import io
+
+    assert Image.open(io.BytesIO(thumb.data)).width == 320
+    assert viewer.get(f"/clips/{clip.id}/keyframes/3.jpg").status_code == 404
+
+
+def test_keyframe_times_come_from_the_index(web_env: WebEnv) -> None:
+    from web.frames import keyframes
+
+    kinds = [(k.kind, k.t) for k in keyframes(web_env.clips["plain"])]
+    assert kinds == [("order", 1.0), ("waybill", 2.0), ("seal", 3.5)]
+    no_seal = keyframes(web_env.clips["plain2"])
+    assert [k.kind for k in no_seal] == ["order", "seal"]
