@@ -300,3 +300,86 @@ def tsa_ec(tmp_path_factory: pytest.TempPathFactory):
     srv = TsaServer(tmp_path_factory.mktemp("tsa-ec"), "ec")
     yield srv
     srv.stop()
+
+
+# ---- a recorded, signed store shared by the proof tests ------------------------------------
+
+
+@dataclass(frozen=True)
+class Store:
+    cfg: config_mod.Config
+    data: Path
+    tsa: TsaServer
+
+    def copy(self, dest: Path) -> Store:
+        import shutil
+
+        shutil.copytree(self.data, dest)
+        return Store(self.cfg.with_data_dir(dest), dest, self.tsa)
+
+
+def build_store(root: Path, tsa: TsaServer, orders: list[str], *, c2pa: bool = True) -> Store:
+    """CA + station certificates, then ``orders`` recorded through the real Recorder."""
+    from station.proof.ca import CompanyCa
+    from station.proof.finalizer import ProofFinalizer
+    from station.proof.keys import StationKey
+    from station.proof.paths import ProofPaths
+
+    data = root / "data"
+    cfg = config_mod.load(None).with_data_dir(data)
+    cfg = cfg.replace(
+        "proof", tsa_urls=(tsa.url,), tsa_ca_path=str(tsa.root), checkpoint_every=2, c2pa=c2pa
+    )
+    paths = ProofPaths.from_config(cfg)
+    key, _ = StationKey.load_or_create(paths.key)
+    ca = CompanyCa.create(root / "ca", "Test Co CA")
+    ca.issue_station(cfg.station.name, key.public).install(
+        c2pa_key=paths.c2pa_key,
+        c2pa_cert=paths.c2pa_cert,
+        key_cert=paths.key_cert,
+        ca_cert=paths.ca_cert,
+    )
+    fin = ProofFinalizer(cfg, start_worker=False, clock=lambda: True)
+    done = record_orders(cfg, (fin,), orders)
+    assert all(d.record is not None for d in done), [d.error for d in done]
+    assert fin.tsa is not None
+    fin.close()  # final checkpoint
+    fin2 = ProofFinalizer(cfg, start_worker=False)
+    assert fin2.tsa is not None
+    fin2.tsa.process_due()
+    fin2.close()
+    return Store(cfg, data, tsa)
+
+
+def rewrite_zip(src: Path, dst: Path, changes: dict[str, bytes | None]) -> Path:
+    """Copy a zip, replacing (bytes) or dropping (None) the named members."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            if info.filename in changes:
+                new = changes[info.filename]
+                if new is not None:
+                    zout.writestr(info.filename, new)
+            else:
+                zout.writestr(info, zin.read(info))
+    return dst
+
+
+def read_zip(path: Path, name: str) -> bytes:
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        return z.read(name)
+
+
+def bundle_index(path: Path) -> dict:
+    import json
+
+    return json.loads(read_zip(path, "bundle.json"))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, tsa_ec: TsaServer) -> Store:
+    """Orders A1, B2, A1 again (two clips for A1), C2PA on, ECDSA TSA; do not modify: copy()."""
+    return build_store(tmp_path_factory.mktemp("store"), tsa_ec, ["A1", "B2", "A1"])
