@@ -134,11 +134,20 @@ class C2paInfo:
     error: str | None = None
 
 
-def read_c2pa(path: Path, trust_pem: bytes | None = None) -> C2paInfo:
-    """Read and validate the embedded manifest; ``trust_pem`` are the company root(s)."""
+def read_c2pa(path: Path, trust_pem: bytes | None = None, *, validate: bool = True) -> C2paInfo:
+    """Read and validate the embedded manifest; ``trust_pem`` are the company root(s).
+
+    ``validate=False`` only reads what the manifest claims (to explain a damaged file).
+    """
     if _c2pa is None:
         return C2paInfo(present=False, error=unavailable_reason())
-    settings: dict[str, Any] = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
+    settings: dict[str, Any] = {
+        "verify": {
+            "remote_manifest_fetch": False,
+            "ocsp_fetch": False,
+            "verify_after_reading": validate,
+        }
+    }
     if trust_pem:
         settings["trust"] = {"user_anchors": trust_pem.decode("ascii", "replace")}
     try:

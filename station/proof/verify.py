@@ -27,7 +27,7 @@ from station.proof.c2pa_embed import C2paInfo, c2pa_available, read_c2pa, unavai
 from station.proof.ca import cert_fingerprint, check_issued_by, pem
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey, fingerprint, load_public_pem, verify_signature
-from station.proof.log import CHECKPOINT_TYPE, ProofLog
+from station.proof.log import CHECKPOINT_TYPE, LogEntry, ProofLog
 from station.proof.paths import ProofPaths
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
 
@@ -792,9 +792,11 @@ def _explain_unknown(
 ) -> None:
     """No recorded clip has these bytes: find what it claims to be and say what changed."""
     candidate = None
-    info = read_c2pa(path, trust_pem) if c2pa_available() else None
+    info = read_c2pa(path, trust_pem, validate=False) if c2pa_available() else None
     if info is not None and info.assertion and isinstance(info.assertion.get("log_index"), int):
         candidate = st.log.entry(info.assertion["log_index"])
+    if candidate is None:
+        candidate = _prefix_match(st, path, size)
     if candidate is None:
         for e in st.log.entries():
             if Path(e.clip_path).name == path.name:
@@ -817,6 +819,33 @@ def _explain_unknown(
         code,
     )
     report.facts.update(claimed_order=body.get("order_id"), claimed_log_index=candidate.seq)
+
+
+def _prefix_match(st: _Store, path: Path, size: int) -> LogEntry | None:
+    """The logged clip whose first ``size`` bytes are this file (a truncated copy), if any."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if len(head) < 64:
+        return None
+    for e in reversed(st.log.entries()):
+        clip = st.data_dir / e.clip_path
+        try:
+            if clip.stat().st_size <= size:
+                continue
+            with clip.open("rb") as f:
+                if f.read(len(head)) != head:
+                    continue
+                f.seek(0)
+                h = hashlib.sha256()
+                left = size
+                while left and (block := f.read(min(left, 1 << 20))):
+                    h.update(block)
+                    left -= len(block)
+        except OSError:
+            continue
+        if h.hexdigest() == sha256_file(path)[0]:
+            return e
+    return None
 
 
 _ROW_FIELDS = (
