@@ -220,7 +220,7 @@ def test_malformed_or_multi_range_gets_the_whole_file(viewer, web_env: WebEnv, h
 
 
 def test_conditional_get(viewer, web_env: WebEnv) -> None:
-    url, data = video(web_env)
+    url, _ = video(web_env)
     first = viewer.get(url)
     etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
     assert viewer.get(url, headers={"If-None-Match": etag}).status_code == 304

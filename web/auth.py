@@ -24,7 +24,7 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from web import get_db
+from web import csrf_token, get_db
 from web.db import User
 from web.i18n import safe_next
 
@@ -119,6 +119,7 @@ def login() -> Any:
         session.clear()  # a fresh session (and CSRF token) for the logged-in user
         session.permanent = True
         session.update(uid=user.id, epoch=user.epoch, login_at=time.time())
+        csrf_token()
         log.info("user %r logged in from %s", user.name, request.remote_addr)
         return redirect(next_url)
     if g.get("user") is not None:

@@ -62,9 +62,13 @@ def select_locale() -> str:
     chosen = request.cookies.get(LANG_COOKIE)
     if chosen in LANGUAGES:
         return chosen
-    return request.accept_languages.best_match(
-        LANGUAGES, default=current_app.config["BABEL_DEFAULT_LOCALE"]
-    )
+    best = request.accept_languages.best_match(LANGUAGES)
+    if best is not None:
+        return best
+    # zh-TW / zh-HK readers are better served by Simplified Chinese than by English.
+    if any(lang.lower().startswith("zh") for lang, _q in request.accept_languages):
+        return "zh_CN"
+    return str(current_app.config["BABEL_DEFAULT_LOCALE"])
 
 
 def html_lang() -> str:

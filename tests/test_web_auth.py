@@ -1,0 +1,249 @@
+"""Accounts, login, sessions, roles, CSRF, cookies and security headers of the web site."""
+
+from __future__ import annotations
+
+import stat
+import time
+
+import pytest
+from conftest_web import FAST_PW, PASSWORDS, WebEnv, csrf_of, login, make_app
+
+
+def test_login_page_is_a_form_with_csrf(web_client) -> None:
+    page = web_client.get("/login").get_data(as_text=True)
+    assert '<form method="post" action="/login"' in page
+    assert 'name="csrf_token"' in page and 'name="password"' in page
+
+
+def test_login_and_logout(web_client) -> None:
+    login(web_client, "viewer")
+    assert web_client.get("/search").status_code == 200
+    token = csrf_of(web_client)
+    assert web_client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert web_client.get("/search").status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("name", "password"),
+    [("viewer", "wrong-password"), ("nobody", "viewer-pass-1"), ("", ""), ("viewer", "")],
+)
+def test_wrong_credentials(web_client, name: str, password: str) -> None:
+    token = csrf_of(web_client)
+    resp = web_client.post(
+        "/login", data={"username": name, "password": password, "csrf_token": token}
+    )
+    assert resp.status_code == 401
+    assert b"Wrong name or password" in resp.data
+    assert web_client.get("/search").status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data"),
+    [
+        ("post", "/login", {"username": "viewer", "password": PASSWORDS["viewer"]}),
+        ("post", "/logout", {}),
+        ("post", "/shares", {"order_id": "PO-1001"}),
+        ("post", "/shares/abc/revoke", {}),
+    ],
+)
+def test_every_form_needs_the_csrf_token(web_client, method: str, path: str, data) -> None:
+    if path != "/login":
+        login(web_client, "admin")
+    resp = getattr(web_client, method)(path, data=data)
+    assert resp.status_code == 400
+    assert b"form expired" in resp.data
+    bad = getattr(web_client, method)(path, data={**data, "csrf_token": "forged"})
+    assert bad.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)", "x"],
+)
+def test_login_never_redirects_off_site(web_client, target: str) -> None:
+    token = csrf_of(web_client)
+    resp = web_client.post(
+        "/login",
+        data={**{"username": "viewer", "password": PASSWORDS["viewer"]}, "csrf_token": token,
+              "next": target},
+    )  # fmt: skip
+    assert resp.status_code == 302
+    assert resp.location == "/search"
+
+
+def test_login_returns_to_the_page_asked_for(web_client) -> None:
+    first = web_client.get("/orders/PO-1001")
+    assert first.location == "/login?next=/orders/PO-1001"
+    token = csrf_of(web_client)
+    resp = web_client.post(
+        "/login",
+        data={"username": "viewer", "password": PASSWORDS["viewer"], "csrf_token": token,
+              "next": "/orders/PO-1001"},
+    )  # fmt: skip
+    assert resp.location == "/orders/PO-1001"
+
+
+ROLE_PAGES = [
+    ("/search", "viewer"),
+    ("/orders/PO-1001", "viewer"),
+    ("/live", "operator"),
+    ("/dashboard", "operator"),
+    ("/admin", "admin"),
+]
+
+
+@pytest.mark.parametrize(("path", "needed"), ROLE_PAGES)
+@pytest.mark.parametrize("role", ["viewer", "operator", "admin"])
+def test_roles(web_client, path: str, needed: str, role: str) -> None:
+    order = ["viewer", "operator", "admin"]
+    login(web_client, role)
+    status = web_client.get(path).status_code
+    if order.index(role) >= order.index(needed):
+        assert status == 200, (path, role)
+    else:
+        assert status == 403, (path, role)
+
+
+@pytest.mark.parametrize("path", [p for p, _ in ROLE_PAGES])
+def test_anonymous_is_sent_to_login(web_client, path: str) -> None:
+    resp = web_client.get(path)
+    assert resp.status_code == 302 and resp.location.startswith("/login")
+
+
+def test_first_run_tells_how_to_make_the_first_admin(tmp_path, mp4_template, caplog) -> None:
+    from conftest_web import build_env
+
+    env = build_env(tmp_path, mp4_template)
+    with caplog.at_level("WARNING"):
+        app = make_app(env)
+    assert "packcam user add NAME --role admin" in caplog.text
+    page = app.test_client().get("/login").get_data(as_text=True)
+    assert 'id="first-run"' in page and "packcam user add NAME --role admin" in page
+
+
+def test_no_first_run_hint_once_accounts_exist(web_client) -> None:
+    assert b'id="first-run"' not in web_client.get("/login").data
+
+
+def test_password_change_ends_sessions(web_client, web_env: WebEnv) -> None:
+    from web.db import WebDB
+
+    login(web_client, "viewer")
+    db = WebDB.in_data_dir(web_env.data_dir, pw_method=FAST_PW)
+    db.set_password("viewer", "a-new-password")
+    db.close()
+    assert web_client.get("/search").status_code == 302
+
+
+def test_removed_account_is_logged_out(web_client, web_env: WebEnv) -> None:
+    from web.db import WebDB
+
+    login(web_client, "operator")
+    db = WebDB.in_data_dir(web_env.data_dir, pw_method=FAST_PW)
+    db.remove_user("operator")
+    db.close()
+    assert web_client.get("/dashboard").status_code == 302
+
+
+def test_session_expires_after_the_configured_hours(web_client, web_env: WebEnv) -> None:
+    login(web_client, "viewer")
+    with web_client.session_transaction() as sess:
+        sess["login_at"] = time.time() - web_env.cfg.web.session_hours * 3600 - 5
+    assert web_client.get("/search").status_code == 302
+
+
+def test_session_cookie_flags(web_client) -> None:
+    token = csrf_of(web_client)
+    resp = web_client.post(
+        "/login", data={"username": "viewer", "password": PASSWORDS["viewer"], "csrf_token": token}
+    )
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" not in cookie  # plain HTTP, secure_cookies = "auto"
+    assert "Expires=" in cookie  # a permanent session with the configured lifetime
+
+
+def test_secure_cookie_over_https(web_app) -> None:
+    client = web_app.test_client()
+    resp = client.get("/login", base_url="https://localhost")
+    assert "Secure" in resp.headers["Set-Cookie"]
+    assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_secure_cookies_always(tmp_path, mp4_template) -> None:
+    from conftest_web import build_env
+
+    env = build_env(tmp_path, mp4_template, secure_cookies="always")
+    resp = make_app(env).test_client().get("/login")
+    assert "Secure" in resp.headers["Set-Cookie"]
+
+
+def test_security_headers_everywhere(web_client) -> None:
+    for path in ("/login", "/orders/nope", "/api/openapi.json", "/static/app.css"):
+        h = web_client.get(path).headers
+        assert "frame-ancestors 'none'" in h["Content-Security-Policy"], path
+        assert "script-src 'self'" in h["Content-Security-Policy"]
+        assert h["X-Content-Type-Options"] == "nosniff"
+        assert h["Referrer-Policy"] == "no-referrer"
+        assert h["X-Frame-Options"] == "DENY"
+
+
+def test_pages_are_not_cached_but_static_files_are(web_client) -> None:
+    login(web_client, "viewer")
+    assert web_client.get("/search").headers["Cache-Control"] == "no-store"
+    assert "max-age=3600" in web_client.get("/static/app.js").headers["Cache-Control"]
+
+
+def test_secret_is_generated_once_with_mode_0600(web_env: WebEnv, web_app) -> None:
+    from web import create_app
+
+    secret = web_env.data_dir / "web-secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    first = secret.read_text()
+    create_app(web_env.cfg, test_config={"PASSWORD_METHOD": FAST_PW})
+    assert secret.read_text() == first
+    assert web_app.config["SECRET_KEY"] == first.strip()
+
+
+def test_short_secret_is_refused(web_env: WebEnv) -> None:
+    from station.errors import ConfigError
+    from web import create_app
+
+    (web_env.data_dir / "web-secret").write_text("short")
+    with pytest.raises(ConfigError, match="too short"):
+        create_app(web_env.cfg)
+
+
+@pytest.mark.parametrize(
+    ("name", "role", "password", "error"),
+    [
+        ("bad name", "viewer", "long-enough", "account names"),
+        ("ok", "boss", "long-enough", "role"),
+        ("ok", "viewer", "short", "too short"),
+        ("viewer", "viewer", "long-enough", "already exists"),
+        ("", "viewer", "long-enough", "account names"),
+    ],
+)
+def test_account_rules(web_env: WebEnv, name: str, role: str, password: str, error: str) -> None:
+    from web.db import AccountError, WebDB
+
+    db = WebDB.in_data_dir(web_env.data_dir, pw_method=FAST_PW)
+    try:
+        with pytest.raises(AccountError, match=error):
+            db.add_user(name, role, password)
+    finally:
+        db.close()
+
+
+def test_passwords_are_stored_with_a_kdf(web_env: WebEnv) -> None:
+    from web.db import WebDB
+
+    db = WebDB.in_data_dir(web_env.data_dir)
+    try:
+        db.add_user("张三", "viewer", "密码-long-enough")
+        row = db.conn.execute("SELECT pw_hash FROM users WHERE name = '张三'").fetchone()
+        assert row[0].startswith("scrypt:32768:8:1$")
+        assert "密码" not in row[0]
+        assert db.authenticate("张三", "密码-long-enough") is not None
+    finally:
+        db.close()

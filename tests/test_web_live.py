@@ -1,0 +1,160 @@
+"""Live view (MJPEG from the stations' status files) and the dashboard."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest_web import WebEnv, login, make_app
+
+
+def jpeg(color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 36), color).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def write_station(live: Path, key: str, *, age_s: float = 1.0, **status) -> None:
+    live.mkdir(parents=True, exist_ok=True)
+    updated = (datetime.now(UTC) - timedelta(seconds=age_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    doc = {
+        "station": key,
+        "state": "recording",
+        "order_id": "PO-9",
+        "waybills": [],
+        "elapsed_s": 42.0,
+        "frames": 1000,
+        "fps": 30.0,
+        "dropped": 0,
+        "last_error": None,
+        "updated_utc": updated,
+        "disk_free_bytes": 10**10,
+        "clock_synced": True,
+        **status,
+    }
+    (live / f"{key}.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    (live / f"{key}.jpg").write_bytes(jpeg())
+
+
+@pytest.fixture
+def operator(web_env: WebEnv):
+    live = web_env.data_dir / "live"
+    write_station(live, "desk-1")
+    write_station(live, "desk-2", age_s=120, state="idle", last_error="camera read timeout")
+    write_station(live, "desk-3", clock_synced=False, state="idle")
+    (live / ".desk-1.jpg.123.tmp").write_bytes(b"partial")
+    (live / "broken.json").write_text("{not json")
+    app = make_app(web_env, LIVE_MAX_S=0.6, LIVE_INTERVAL_S=0.05)
+    return login(app.test_client(), "operator"), app
+
+
+def test_live_page_lists_stations_with_state(operator) -> None:
+    client, _ = operator
+    page = client.get("/live").get_data(as_text=True)
+    assert 'src="/live/desk-1/stream.mjpg"' in page
+    assert "recording" in page and "PO-9" in page and "0:42" in page
+    assert "stopped reporting" in page  # desk-2 is silent
+
+
+def test_mjpeg_stream_is_bounded_and_multipart(operator) -> None:
+    client, _ = operator
+    started = time.monotonic()
+    resp = client.get("/live/desk-1/stream.mjpg")
+    elapsed = time.monotonic() - started
+    assert resp.status_code == 200
+    assert resp.mimetype == "multipart/x-mixed-replace"
+    body = resp.data
+    assert body.count(b"Content-Type: image/jpeg") == 1  # unchanged frame: sent once
+    assert body.endswith(b"--packcamframe--\r\n")
+    assert 0.5 <= elapsed < 3
+
+
+def test_mjpeg_sends_a_new_part_when_the_frame_changes(operator, web_env: WebEnv) -> None:
+    import threading
+
+    client, _ = operator
+    live = web_env.data_dir / "live"
+
+    def replace() -> None:
+        time.sleep(0.25)
+        tmp = live / ".new.jpg"
+        tmp.write_bytes(jpeg((0, 200, 0)))
+        tmp.replace(live / "desk-1.jpg")
+
+    t = threading.Thread(target=replace)
+    t.start()
+    body = client.get("/live/desk-1/stream.mjpg").data
+    t.join()
+    assert body.count(b"Content-Type: image/jpeg") == 2
+
+
+def test_stream_slots_are_released(operator) -> None:
+    client, app = operator
+    slots = app.extensions["packcam"]["live_slots"]
+    for _ in range(3):
+        client.get("/live/desk-1/stream.mjpg")
+    assert slots.acquire(blocking=False)
+    slots.release()
+
+
+def test_stream_stops_when_the_site_stops(operator) -> None:
+    client, app = operator
+    app.extensions["packcam"]["stop"].set()
+    started = time.monotonic()
+    client.get("/live/desk-1/stream.mjpg")
+    assert time.monotonic() - started < 0.3
+
+
+@pytest.mark.parametrize(
+    "key", ["nope", "..", "desk-1.json", "%2e%2e%2fweb-secret", "broken.json", ".desk-1"]
+)
+def test_unknown_or_hostile_station_keys_are_404(operator, key: str) -> None:
+    client, _ = operator
+    assert client.get(f"/live/{key}/stream.mjpg").status_code == 404
+    assert client.get(f"/live/{key}/frame.jpg").status_code == 404
+
+
+def test_snapshot(operator) -> None:
+    client, _ = operator
+    resp = client.get("/live/desk-1/frame.jpg")
+    assert resp.status_code == 200 and resp.data[:2] == b"\xff\xd8"
+
+
+def test_viewer_may_not_watch_live(web_client) -> None:
+    login(web_client, "viewer")
+    assert web_client.get("/live/desk-1/stream.mjpg").status_code == 403
+
+
+def test_dashboard(operator, web_env: WebEnv) -> None:
+    from conftest_web import TZ8, index_clip
+
+    from station.ledger import Ledger
+    from web.formatting import site_tz
+
+    client, _ = operator
+    ledger = Ledger.in_data_dir(web_env.data_dir)
+    now = datetime.now(TZ8).replace(minute=5, second=0, microsecond=0)
+    for i in range(3):
+        index_clip(ledger, web_env.data_dir, web_env.file("plain"), f"TODAY-{i}", start=now,
+                   station="desk-1")  # fmt: skip
+    ledger.close()
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert ">3<" in page  # clips today
+    assert 'id="silent-stations"' in page and "desk-2" in page
+    assert "camera read timeout" in page
+    assert "Clock not synchronised" in page and "desk-3" in page
+    assert 'id="days-left"' in page and "days of footage left at" in page
+    assert "<rect" in page  # the per-hour chart
+    doc = client.get("/api/stations").get_json()
+    assert doc["clips_today"]["desk-1"] == 3
+    hour = now.astimezone(site_tz(web_env.cfg)).hour
+    assert doc["clips_today_per_hour"]["desk-1"][hour] == 3
+    assert doc["days_left"] is not None and doc["days_left"] > 0
+    keys = {s["key"] for s in doc["stations"]}
+    assert {"desk-1", "desk-2", "desk-3", "broken"} == keys

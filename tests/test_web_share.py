@@ -1,0 +1,150 @@
+"""Share links: signed, scoped to one order, expiring, revocable, usable logged out, logged."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest_web import FAST_PW, WebEnv, csrf_of, login
+
+
+def create_share(client, order_id: str = "PO-1001", days: str = "7") -> str:
+    token = csrf_of(client)
+    resp = client.post(
+        "/shares",
+        data={"order_id": order_id, "days": days, "note": "纠纷 #42", "csrf_token": token},
+    )
+    assert resp.status_code == 302
+    page = client.get(resp.location).get_data(as_text=True)
+    urls = re.findall(r'class="share-url" readonly value="([^"]+)"', page)
+    assert urls, "share link not shown"
+    return urls[0].replace("http://localhost", "")
+
+
+@pytest.fixture
+def shared(web_app):
+    staff = login(web_app.test_client(), "viewer")
+    path = create_share(staff)
+    return staff, path, web_app.test_client()
+
+
+def test_share_link_works_logged_out(shared, web_env: WebEnv) -> None:
+    _staff, path, anon = shared
+    resp = anon.get(path)
+    assert resp.status_code == 200
+    page = resp.get_data(as_text=True)
+    assert 'id="shared-banner"' in page and "PO-1001" in page
+    assert "Access log" not in page and "share-form" not in page  # staff-only parts
+    clip_id = re.search(r'<video id="video-(\d+)"', page).group(1)
+    video = anon.get(f"{path}/clips/{clip_id}/video", headers={"Range": "bytes=0-99"})
+    assert video.status_code == 206 and len(video.data) == 100
+    dl = anon.get(f"{path}/clips/{clip_id}/download")
+    assert dl.status_code == 200 and dl.headers["Content-Disposition"].startswith("attachment")
+    assert dl.data == web_env.file("plain").read_bytes()
+    assert anon.get(f"{path}/clips/{clip_id}/keyframes/0.jpg").status_code == 200
+    assert anon.get(f"{path}/clips/{clip_id}/thumb.jpg").status_code == 200
+    # The share visitor got no account: staff pages still need a login.
+    assert anon.get("/search").status_code == 302
+
+
+def test_every_use_is_logged(shared) -> None:
+    staff, path, anon = shared
+    anon.get(path)
+    page = anon.get(path).get_data(as_text=True)
+    clip_id = re.search(r'<video id="video-(\d+)"', page).group(1)
+    anon.get(f"{path}/clips/{clip_id}/download")
+    log = staff.get("/orders/PO-1001").get_data(as_text=True)
+    assert log.count(">opened a share link") == 2
+    assert ">downloaded via a share link" in log
+    assert ">created a share link" in log
+    assert re.search(r"<td>2</td>", log)  # the share's use counter
+
+
+def test_share_is_scoped_to_its_order(shared, web_env: WebEnv) -> None:
+    _staff, path, anon = shared
+    other = web_env.clips["unicode"].id
+    for suffix in ("video", "download", "thumb.jpg", "keyframes/0.jpg"):
+        assert anon.get(f"{path}/clips/{other}/{suffix}").status_code == 404
+
+
+def test_revoked_link_stops_working_at_once(shared) -> None:
+    staff, path, anon = shared
+    clip_page = anon.get(path).get_data(as_text=True)
+    clip_id = re.search(r'<video id="video-(\d+)"', clip_page).group(1)
+    page = staff.get("/orders/PO-1001").get_data(as_text=True)
+    share_id = re.search(r'action="/shares/([0-9a-f]+)/revoke"', page).group(1)
+    resp = staff.post(f"/shares/{share_id}/revoke", data={"csrf_token": csrf_of(staff)})
+    assert resp.status_code == 302
+    assert anon.get(path).status_code == 410
+    assert anon.get(f"{path}/clips/{clip_id}/video").status_code == 410
+    assert b"expired or was revoked" in anon.get(path).data
+    assert ">revoked a share link" in staff.get("/orders/PO-1001").get_data(as_text=True)
+
+
+def test_expired_link_stops_working(shared, web_env: WebEnv) -> None:
+    from web.db import WebDB, utc_str
+
+    _staff, path, anon = shared
+    db = WebDB.in_data_dir(web_env.data_dir, pw_method=FAST_PW)
+    past = utc_str(datetime.now(UTC) - timedelta(seconds=1))
+    db.conn.execute("UPDATE share_links SET expires_utc = ?", (past,))
+    db.close()
+    assert anon.get(path).status_code == 410
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/s/forged", "/s/" + "a" * 300, "/s/..%2F..%2Fweb.sqlite3", "/s/%00", "/s/eyJ9.x.y"],
+)
+def test_forged_links_are_404(web_client, path: str) -> None:
+    assert web_client.get(path).status_code == 404
+
+
+def test_token_signed_with_another_secret_is_refused(shared, web_env: WebEnv) -> None:
+    from itsdangerous import URLSafeTimedSerializer
+
+    _staff, _path, anon = shared
+    share_id = URLSafeTimedSerializer("x" * 64, salt="packcam-share-link").dumps("0" * 24)
+    assert anon.get(f"/s/{share_id}").status_code == 404
+
+
+def test_lifetime_is_capped_by_config(web_app) -> None:
+    from web.db import WebDB, parse_utc
+
+    staff = login(web_app.test_client(), "viewer")
+    create_share(staff, days="9999")
+    db = WebDB(web_app.config["WEB_DB_PATH"])
+    (share,) = db.shares("PO-1001")
+    db.close()
+    lifetime = parse_utc(share.expires_utc) - parse_utc(share.created_utc)
+    assert lifetime <= timedelta(days=30)
+
+
+def test_cannot_share_an_unknown_order(web_app) -> None:
+    staff = login(web_app.test_client(), "viewer")
+    resp = staff.post("/shares", data={"order_id": "NOPE", "csrf_token": csrf_of(staff)})
+    assert resp.status_code == 404
+
+
+def test_only_the_creator_or_an_operator_may_revoke(web_app) -> None:
+    owner = login(web_app.test_client(), "viewer")
+    create_share(owner)
+    db_path = web_app.config["WEB_DB_PATH"]
+    from web.db import WebDB
+
+    db = WebDB(db_path, pw_method=FAST_PW)
+    db.add_user("viewer2", "viewer", "viewer2-pass")
+    (share,) = db.shares("PO-1001")
+    db.close()
+    other = web_app.test_client()
+    token = csrf_of(other)
+    other.post("/login", data={"username": "viewer2", "password": "viewer2-pass",
+                               "csrf_token": token})  # fmt: skip
+    resp = other.post(f"/shares/{share.id}/revoke", data={"csrf_token": csrf_of(other)})
+    assert resp.status_code == 403
+    op = login(web_app.test_client(), "operator")
+    assert (
+        op.post(f"/shares/{share.id}/revoke", data={"csrf_token": csrf_of(op)}).status_code == 302
+    )
+    assert op.post("/shares/nope/revoke", data={"csrf_token": csrf_of(op)}).status_code == 404
