@@ -1,0 +1,116 @@
+"""The public /verify page through a real Flask app: clips and bundles, limits, nothing kept."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from proof_support import Store, store, tsa_ec  # noqa: F401 (fixtures)
+
+from station.proof.bundle import export_order
+from web import verify as verify_web
+
+
+def _app(st: Store, **extra: object) -> Flask:
+    app = Flask("verify-test")
+    app.config.update(PACKCAM=st.cfg, TESTING=True, **extra)
+    app.register_blueprint(verify_web.bp)
+    return app
+
+
+@pytest.fixture
+def upload_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "uploads"
+    d.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(d))
+    return d
+
+
+def _clip(st: Store) -> Path:
+    return sorted(st.data.glob("clips/**/*.mp4"))[0]
+
+
+def test_page_is_public_and_bilingual(store: Store) -> None:  # noqa: F811
+    resp = _app(store).test_client().get("/verify")
+    assert resp.status_code == 200
+    body = resp.get_data(as_text=True)
+    assert "验证" in body and "Verify" in body and 'type="file"' in body
+    css = _app(store).test_client().get("/verify/verify.css")
+    assert css.status_code == 200 and css.mimetype == "text/css"
+
+
+def test_recorded_clip_matches_and_upload_is_not_kept(store: Store, upload_tmp: Path) -> None:  # noqa: F811
+    clip = _clip(store)
+    resp = (
+        _app(store)
+        .test_client()
+        .post("/verify", data={"file": (io.BytesIO(clip.read_bytes()), "../../etc/passwd.mp4")})
+    )
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "Authentic" in body, body
+    assert "A1" in body and "station-01" in body
+    assert list(upload_tmp.iterdir()) == []
+
+
+def test_altered_clip_is_refused_with_its_reason(store: Store, upload_tmp: Path) -> None:  # noqa: F811
+    data = bytearray(_clip(store).read_bytes())
+    data[len(data) // 2] ^= 1
+    resp = (
+        _app(store)
+        .test_client()
+        .post("/verify", data={"file": (io.BytesIO(bytes(data)), "clip.mp4")})
+    )
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "Not authentic" in body
+    assert "changed in place" in body
+    assert list(upload_tmp.iterdir()) == []
+
+
+def test_bundle_verifies_and_is_in_this_sites_log(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    bundle = export_order(store.cfg, "B2", tmp_path / "b.zip").path
+    resp = (
+        _app(store)
+        .test_client()
+        .post("/verify", data={"file": (io.BytesIO(bundle.read_bytes()), "b.zip")})
+    )
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "Authentic" in body and "B2" in body, body
+    assert "in this site&#39;s signed log" in body
+
+
+def test_too_large_upload_is_refused_and_not_kept(store: Store, upload_tmp: Path) -> None:  # noqa: F811
+    app = _app(store, PACKCAM_VERIFY_MAX_BYTES=4096)
+    resp = app.test_client().post("/verify", data={"file": (io.BytesIO(b"x" * 100_000), "big.mp4")})
+    assert resp.status_code == 413
+    assert list(upload_tmp.iterdir()) == []
+
+
+def test_no_file_is_a_400(store: Store) -> None:  # noqa: F811
+    assert _app(store).test_client().post("/verify", data={}).status_code == 400
+
+
+def test_site_cap_and_csrf_of_the_real_app(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    """Registered in the site's create_app: larger than its 64 KiB body cap, CSRF enforced."""
+    web = pytest.importorskip("web")
+    create_app = getattr(web, "create_app", None)
+    if create_app is None:
+        pytest.skip("web.create_app not available")
+    st = store.copy(tmp_path / "data")
+    app = create_app(st.cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
+    if "verify.page" not in app.view_functions:
+        app.register_blueprint(verify_web.bp)
+    client = app.test_client()
+    page = client.get("/verify")
+    assert page.status_code == 200
+    with client.session_transaction() as sess:
+        token = sess.get("csrf")
+    payload = _clip(st).read_bytes() + b"\0" * 70_000  # over the site's 64 KiB cap
+    refused = client.post("/verify", data={"file": (io.BytesIO(payload), "c.mp4")})
+    assert refused.status_code == 400  # no CSRF token
+    resp = client.post(
+        "/verify", data={"csrf_token": token, "file": (io.BytesIO(payload), "c.mp4")}
+    )
+    assert resp.status_code == 200 and "Not authentic" in resp.get_data(as_text=True)

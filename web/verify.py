@@ -1,0 +1,219 @@
+"""The public /verify page: upload a clip or an evidence bundle, see if it is a recorded clip."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, render_template_string, request
+from werkzeug.exceptions import RequestEntityTooLarge, ServiceUnavailable
+
+from station.config import Config
+from station.proof import ProofError
+from station.proof.paths import ProofPaths
+from station.proof.tsa import load_pem_certs
+from station.proof.verify import Report, verify_bundle, verify_clip
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("verify", __name__)
+
+DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB: a 10-minute 1080p clip is ~130 MB
+CHUNK = 1 << 20
+_SLOTS = threading.BoundedSemaphore(2)  # hashing a large upload is CPU-bound: at most two at once
+
+
+def _limit() -> int:
+    return int(current_app.config.get("PACKCAM_VERIFY_MAX_BYTES", DEFAULT_MAX_BYTES))
+
+
+def _raise_upload_limit() -> None:
+    """Runs before every other before_request: only the upload may be larger than the site cap."""
+    if request.endpoint == "verify.upload" and request.method == "POST":
+        request.max_content_length = _limit()
+
+
+@bp.record_once
+def _install(state: Any) -> None:
+    # The site caps request bodies (MAX_CONTENT_LENGTH) and its CSRF check parses forms before
+    # any view runs, so the raised limit must be in place before the app's own hooks.
+    app: Flask = state.app
+    app.before_request_funcs.setdefault(None, []).insert(0, _raise_upload_limit)
+
+
+PAGE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>验证视频 · Verify a clip — packcam</title>
+<link rel="stylesheet" href="{{ url_for('verify.css') }}">
+</head><body>
+<h1>验证打包视频 · Verify a packing clip</h1>
+<p>上传工位录制的视频（MP4）或证据包（ZIP），检查它是否为本系统录制且未被修改。
+文件只用于本次检查，不会保存。<br>
+Upload a clip (MP4) or an evidence bundle (ZIP) to check that it is a clip this system recorded,
+unaltered. The file is only used for this check and is not kept.</p>
+<form method="post" action="{{ url_for('verify.upload') }}" enctype="multipart/form-data">
+{% if csrf_token is defined %}
+<input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+{% endif %}
+<input type="file" name="file" required accept=".mp4,.zip,video/mp4,application/zip">
+<button type="submit">验证 Verify</button>
+<small>最大 Max {{ max_mb }} MB</small>
+</form>
+{% if report %}
+<hr>
+<p class="verdict {{ 'ok' if report.ok else 'fail' }}">
+{% if report.ok %}✔ 真实：与录制的视频一致 · Authentic: matches a recorded clip
+{% else %}✘ 未通过验证 · Not authentic{% endif %}</p>
+{% if match %}
+<table>
+<tr><th>订单 Order</th><td>{{ match.order_id }}</td></tr>
+<tr><th>运单 Waybill</th><td>{{ match.waybill or "—" }}</td></tr>
+<tr><th>工位 Station</th><td>{{ match.station }}</td></tr>
+<tr><th>时间 Time</th><td>{{ match.started_at }} – {{ match.ended_at }}</td></tr>
+{% if match.log_index is not none %}
+<tr><th>日志序号 Log entry</th><td>{{ match.log_index }}</td></tr>
+{% endif %}
+</table>
+{% endif %}
+<p>文件 File: <code>{{ name }}</code>
+{% if sha256 %}SHA-256 <code>{{ sha256 }}</code>{% endif %}</p>
+<ul>
+{% for c in report.checks %}
+<li class="{{ c.status }}"><b>{{ c.status|upper }}</b> {{ c.name }}: {{ c.reason }}</li>
+{% endfor %}</ul>
+{% endif %}
+{% if error %}<p class="fail">{{ error }}</p>{% endif %}
+</body></html>
+"""
+
+
+CSS = """\
+body{font-family:system-ui,"Noto Sans CJK SC","WenQuanYi Zen Hei",sans-serif;margin:1.5em;
+max-width:50em} .ok{color:#06612a} .fail{color:#a40000} .warn{color:#8a5a00}
+li{margin:.2em 0} code{word-break:break-all;font-size:.85em} th{text-align:left;padding-right:1em}
+.verdict{font-size:1.3em;font-weight:bold}
+"""
+
+
+@bp.get("/verify/verify.css")
+def css() -> Response:
+    resp = Response(CSS, mimetype="text/css")
+    resp.headers["Cache-Control"] = "public, max-age=3600"
+    return resp
+
+
+def _render(status: int = 200, **ctx: Any) -> Response:
+    ctx.setdefault("report", None)
+    ctx.setdefault("match", None)
+    ctx.setdefault("error", None)
+    ctx.setdefault("name", "")
+    ctx.setdefault("sha256", None)
+    html = render_template_string(PAGE, max_mb=_limit() // (1 << 20), **ctx)
+    return Response(html, status=status, mimetype="text/html")
+
+
+@bp.get("/verify")
+def page() -> Response:
+    return _render()
+
+
+def _config() -> Config | None:
+    cfg = current_app.config.get("PACKCAM")
+    return cfg if isinstance(cfg, Config) else None
+
+
+def _trusted_ca(cfg: Config | None) -> list[Any] | None:
+    if cfg is None:
+        return None
+    ca = ProofPaths.from_config(cfg).ca_cert
+    try:
+        return load_pem_certs(ca.read_bytes()) if ca.exists() else None
+    except ProofError:
+        return None
+
+
+def _recorded_match(cfg: Config | None, report: Report) -> dict[str, Any] | None:
+    """The recorded clip a verified upload corresponds to, from the report's facts."""
+    if report.facts.get("order_id") and report.facts.get("log_index") is not None:
+        return report.facts
+    for clip in report.facts.get("clips", []):
+        return clip
+    return None
+
+
+def _check_bundle_against_store(cfg: Config | None, report: Report) -> None:
+    """A bundle that verifies on its own must also be one of *this* station's clips."""
+    if cfg is None or not report.ok:
+        return
+    from station.proof.log import ProofLog
+
+    try:
+        plog = ProofLog.in_data_dir(cfg.station.data_dir)
+    except ProofError:
+        return
+    try:
+        for clip in report.facts.get("clips", []):
+            if not plog.entries_for_clip(str(clip.get("sha256"))):
+                report.add(
+                    "store",
+                    "fail",
+                    f"{clip.get('file')} is not a clip of this site's stations",
+                    "clip-unknown",
+                )
+            else:
+                report.add("store", "ok", f"{clip.get('file')} is in this site's signed log")
+    finally:
+        plog.close()
+
+
+@bp.post("/verify")
+def upload() -> Response:
+    upload_file = request.files.get("file")
+    if upload_file is None or not upload_file.filename:
+        return _render(400, error="请选择文件 · Choose a file to upload")
+    if not _SLOTS.acquire(blocking=False):
+        raise ServiceUnavailable("verification busy, try again in a minute")
+    cfg = _config()
+    try:
+        with tempfile.TemporaryDirectory(prefix="packcam-upload-") as tmp:
+            # The client's file name is only displayed, never used as a path.
+            dst = Path(tmp) / "upload"
+            size = 0
+            with dst.open("wb") as out:
+                while block := upload_file.stream.read(CHUNK):
+                    size += len(block)
+                    if size > _limit():
+                        raise RequestEntityTooLarge()
+                    out.write(block)
+            upload_file.close()
+            with dst.open("rb") as f:
+                is_zip = f.read(4) == b"PK\x03\x04"
+            if is_zip:
+                report = verify_bundle(dst, trusted_ca=_trusted_ca(cfg))
+                _check_bundle_against_store(cfg, report)
+            else:
+                try:
+                    report = verify_clip(dst, cfg, trusted_ca=_trusted_ca(cfg))
+                except ProofError as exc:
+                    log.warning("verify page: %s", exc)
+                    return _render(503, error="本站尚无录像索引 · this site has no clip index yet")
+        name = upload_file.filename
+        log.info(
+            "verify page: %s (%d bytes) -> %s",
+            "bundle" if is_zip else "clip",
+            size,
+            "authentic" if report.ok else f"not authentic {sorted(report.codes())}",
+        )
+        return _render(
+            200,
+            report=report,
+            match=_recorded_match(cfg, report) if report.ok else None,
+            name=name,
+            sha256=report.facts.get("sha256"),
+        )
+    finally:
+        _SLOTS.release()
