@@ -1,0 +1,1 @@
+"""The only modules that import picamera2, evdev and gpiozero; each import is guarded."""

@@ -1,0 +1,221 @@
+"""OpenCV frame sources on real video files and a scripted capture device; the backend chooser."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from station.camera import OpenCVCamera, build_camera, classify_source, fit_image
+from station.errors import CameraError, ConfigError
+from station.frames import FrameSource
+from station.synthetic import SyntheticCamera
+
+
+def write_video(path: Path, fourcc: str, n: int = 12, fps: float = 10.0) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), fps, (160, 120))
+    assert writer.isOpened()
+    for i in range(n):
+        img = np.full((120, 160, 3), 20 * i % 256, np.uint8)
+        cv2.putText(img, str(i), (50, 80), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 3)
+        writer.write(img)
+    writer.release()
+
+
+@pytest.mark.parametrize(("fourcc", "ext"), [("mp4v", "mp4"), ("MJPG", "avi")])
+def test_file_frames_in_order_with_presentation_times(tmp_path: Path, fourcc: str, ext: str):
+    video = tmp_path / f"clip.{ext}"
+    write_video(video, fourcc)
+    start = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    cam = OpenCVCamera(str(video), 160, 120, 30.0, start_wall=start)
+    assert isinstance(cam, FrameSource)
+    cam.start()
+    assert not cam.live and cam.fps == pytest.approx(10.0)  # the file's rate wins
+    frames = list(iter(cam.read, None))
+    assert len(frames) == 12
+    assert [f.index for f in frames] == list(range(12))
+    for f in frames:
+        assert f.t == pytest.approx(f.index / 10.0, abs=0.011)
+        assert f.wall == start + timedelta(seconds=f.t)
+        assert f.image.shape == (120, 160, 3)
+    assert cam.read() is None  # still the end
+    cam.stop()
+    assert cam.dropped == 0
+
+
+def test_file_frames_are_resized_and_wall_time_defaults_to_mtime_minus_duration(tmp_path: Path):
+    video = tmp_path / "clip.avi"
+    write_video(video, "MJPG", n=20, fps=10.0)
+    mtime = datetime(2026, 11, 30, 12, 0, 2).timestamp()
+    os.utime(video, (mtime, mtime))
+    cam = OpenCVCamera(str(video), 320, 240, 10.0)
+    cam.start()
+    first = cam.read()
+    assert first is not None
+    assert first.image.shape == (240, 320, 3)
+    assert first.wall.tzinfo is not None
+    assert first.wall == datetime.fromtimestamp(mtime - 2.0).astimezone()
+    cam.stop()
+    assert cam.read() is None
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("missing.mp4", "video file not found"),
+        ("notavideo.mp4", "cannot open video file"),
+        ("/dev/video99", "cannot open camera '/dev/video99'"),
+        ("rtsp://127.0.0.1:9/stream", "cannot open camera 'rtsp://127.0.0.1:9/stream'"),
+    ],
+)
+def test_open_failures_are_camera_errors(tmp_path: Path, source: str, message: str) -> None:
+    (tmp_path / "notavideo.mp4").write_text("not a video", encoding="utf-8")
+    if not source.startswith(("/", "rtsp")):
+        source = str(tmp_path / source)
+    cam = OpenCVCamera(source, 160, 120, 10.0, read_timeout_s=1.0)
+    with pytest.raises(CameraError, match=message):
+        cam.start()
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        ("0", ("device", 0)),
+        (" 2 ", ("device", 2)),
+        ("/dev/video0", ("v4l2", "/dev/video0")),
+        ("/dev/v4l/by-id/usb-cam-video-index0", ("v4l2", "/dev/v4l/by-id/usb-cam-video-index0")),
+        ("rtsp://cam.local/stream1", ("stream", "rtsp://cam.local/stream1")),
+        ("http://cam.local/video.mjpg", ("stream", "http://cam.local/video.mjpg")),
+        ("clips/table.mp4", ("file", "clips/table.mp4")),
+    ],
+)
+def test_classify_source(source: str, kind: tuple) -> None:
+    assert classify_source(source) == kind
+
+
+def test_fit_image_makes_bgr_of_the_asked_size() -> None:
+    assert fit_image(np.zeros((10, 20), np.uint8), 8, 4).shape == (4, 8, 3)
+    assert fit_image(np.zeros((10, 20, 4), np.uint8), 20, 10).shape == (10, 20, 3)
+    img = np.zeros((10, 20, 3), np.uint8)
+    assert fit_image(img, 20, 10) is img  # no copy when nothing to do
+
+
+class ScriptedCapture:
+    """A cv2.VideoCapture stand-in for a live device: frames at ``fps`` until ``alive`` clears."""
+
+    def __init__(self, size: tuple[int, int], fps: float, opened: bool = True) -> None:
+        self.size, self.period, self.opened = size, 1.0 / fps, opened
+        self.alive = threading.Event()
+        self.alive.set()
+        self.props: dict[int, float] = {}
+        self.reads = 0
+        self.released = False
+
+    def isOpened(self) -> bool:  # OpenCV's spelling
+        return self.opened
+
+    def set(self, prop: int, value: float) -> bool:
+        self.props[prop] = value
+        return True
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        time.sleep(self.period)
+        if not self.alive.is_set():
+            return False, None
+        self.reads += 1
+        w, h = self.size
+        return True, np.full((h, w, 3), self.reads % 256, np.uint8)
+
+    def release(self) -> None:
+        self.released = True
+
+
+class Factory:
+    def __init__(self, *caps: ScriptedCapture) -> None:
+        self.caps = list(caps)
+        self.calls: list[tuple] = []
+
+    def __call__(self, source, api, params):
+        self.calls.append((source, api, tuple(params)))
+        return self.caps.pop(0) if len(self.caps) > 1 else self.caps[0]
+
+
+def test_live_device_keeps_the_newest_frame_and_counts_drops() -> None:
+    cap = ScriptedCapture((320, 240), fps=100)
+    factory = Factory(cap)
+    cam = OpenCVCamera("0", 160, 120, 30.0, read_timeout_s=1.0, capture_factory=factory)
+    cam.start()
+    try:
+        assert cam.live
+        assert factory.calls[0][:2] == (0, cv2.CAP_ANY)
+        assert cap.props[cv2.CAP_PROP_FRAME_WIDTH] == 160
+        assert cap.props[cv2.CAP_PROP_BUFFERSIZE] == 1
+        f1 = cam.read(1.0)
+        assert f1 is not None and f1.image.shape == (120, 160, 3)  # resized
+        assert abs(f1.t - time.monotonic()) < 0.2 and f1.wall.tzinfo is not None
+        time.sleep(0.15)  # ~15 frames arrive; only the newest is kept
+        f2 = cam.read(1.0)
+        assert f2 is not None and f2.index > f1.index + 3 and f2.t > f1.t
+        assert cam.dropped >= 3
+    finally:
+        cam.stop()
+    assert cap.released
+    assert cam.read() is None
+
+
+def test_live_device_that_stops_delivering_times_out_and_is_reopened() -> None:
+    dead = ScriptedCapture((160, 120), fps=200)
+    fresh = ScriptedCapture((160, 120), fps=200)
+    factory = Factory(dead, fresh)
+    cam = OpenCVCamera("/dev/video0", 160, 120, 30.0, read_timeout_s=0.3, capture_factory=factory)
+    cam.start()
+    try:
+        assert factory.calls[0][1] == cv2.CAP_V4L2
+        assert cam.read(1.0) is not None
+        dead.alive.clear()  # unplugged
+        time.sleep(0.05)
+        with contextlib.suppress(CameraError):
+            cam.read(0.01)  # whatever was in flight
+        with pytest.raises(CameraError, match="no frame"):
+            cam.read(0.1)
+        frame = cam.read(2.0)  # the grab thread reopened the device
+        assert frame is not None
+        assert len(factory.calls) == 2 and dead.released
+    finally:
+        cam.stop()
+
+
+def test_stream_gets_ffmpeg_timeouts() -> None:
+    factory = Factory(ScriptedCapture((160, 120), fps=100))
+    cam = OpenCVCamera("rtsp://cam/s", 160, 120, 30.0, read_timeout_s=2.0, capture_factory=factory)
+    cam.start()
+    cam.stop()
+    source, api, params = factory.calls[0]
+    assert source == "rtsp://cam/s"
+    assert api == cv2.CAP_FFMPEG
+    assert params == (cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 2000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 2000)
+
+
+def test_build_camera_chooses_the_backend(cfg) -> None:
+    cam = build_camera(cfg, realtime=False)
+    assert isinstance(cam, SyntheticCamera) and not cam.live
+    assert isinstance(build_camera(cfg), SyntheticCamera)
+    cv = build_camera(cfg.replace("camera", backend="opencv", source="/tmp/x.mp4"))
+    assert isinstance(cv, OpenCVCamera) and cv.kind == "file"
+    with pytest.raises(ConfigError, match="camera number"):
+        build_camera(cfg.replace("camera", backend="picamera2", source="/dev/video0"))
+
+
+def test_build_camera_loads_the_configured_scenario(cfg, tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[[event]]\nat = 0.5\nkind = "end"\n', encoding="utf-8")
+    cam = build_camera(cfg.replace("camera", scenario=str(path), fps=10.0), realtime=False)
+    cam.start()
+    assert len(list(iter(cam.read, None))) == 5
