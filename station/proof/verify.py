@@ -82,7 +82,10 @@ class Report:
         }
 
     def lines(self) -> list[str]:
-        out = [f"{c.status.upper():4} {c.name}: {c.reason}" for c in self.checks]
+        out = [
+            f"{c.status.upper():4} {c.name}: {c.reason}" + (f" [{c.code}]" if c.code else "")
+            for c in self.checks
+        ]
         out.append(
             f"RESULT {self.subject}: "
             + ("AUTHENTIC" if self.ok else f"NOT AUTHENTIC ({len(self.failures)} failed checks)")

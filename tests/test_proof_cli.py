@@ -1,0 +1,111 @@
+"""`packcam keys|ca|export|verify|audit|checkpoint` through station.cli.main (the real parser)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from proof_support import Store, store, tsa_ec  # noqa: F401 (fixtures)
+
+from station import cli as station_cli
+
+COMMANDS = [
+    ["keys", "init"],
+    ["ca", "init"],
+    ["ca", "issue"],
+    ["export"],
+    ["verify"],
+    ["audit"],
+    ["checkpoint"],
+]
+
+
+def _main(argv: list[str]) -> int:
+    """The real `packcam` parser: station.cli loads station.proof.cli.register()."""
+    return station_cli.main(argv)
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_command_has_help(cmd: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _main([*cmd, "--help"])
+    assert exc.value.code == 0
+    assert len(capsys.readouterr().out) > 100
+
+
+def test_keys_and_ca_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = str(tmp_path / "data")
+    assert _main(["keys", "init", "--data", data]) == 0
+    first = capsys.readouterr().out
+    key = tmp_path / "data/proof/station-key.pem"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and "SHA256:" in first
+    assert _main(["keys", "init", "--data", data]) == 0
+    assert "existing" in capsys.readouterr().out and key.exists()
+    assert _main(["ca", "init", "--data", data, "--name", "Acme 公司 CA"]) == 0
+    assert stat.S_IMODE((tmp_path / "data/proof/ca/ca.key").stat().st_mode) == 0o600
+    assert _main(["ca", "init", "--data", data]) == 3  # never overwrite a CA
+    assert _main(["ca", "issue", "station-01", "--data", data]) == 0
+    assert _main(["ca", "issue", "other-station", "--data", data]) == 3  # needs its public key
+    chain = x509.load_pem_x509_certificates(
+        (tmp_path / "data/proof/station-c2pa-chain.pem").read_bytes()
+    )
+    leaf, root = chain
+    assert isinstance(leaf.public_key(), ec.EllipticCurvePublicKey)
+    assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert leaf.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+    ekus = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.EMAIL_PROTECTION in ekus
+    assert leaf.issuer == root.subject != leaf.subject  # not self-signed
+    leaf.verify_directly_issued_by(root)
+    assert stat.S_IMODE((tmp_path / "data/proof/station-c2pa-key.pem").stat().st_mode) == 0o600
+    out = tmp_path / "other"
+    pub = tmp_path / "data/proof/station-key.pem.pub"
+    assert (
+        _main(
+            [
+                "ca",
+                "issue",
+                "other-station",
+                "--data",
+                data,
+                "--station-key",
+                str(pub),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert (out / "station-key.crt").exists() and (out / "station-c2pa-chain.pem").exists()
+
+
+def test_export_verify_audit_exit_codes(store: Store, tmp_path: Path, capsys) -> None:  # noqa: F811
+    st = store.copy(tmp_path / "data")
+    data = str(st.data)
+    bundle = tmp_path / "b.zip"
+    assert _main(["export", "A1", "-o", str(bundle), "--data", data]) == 0
+    assert "2 clip(s)" in capsys.readouterr().out
+    assert _main(["verify", str(bundle)]) == 0
+    assert "AUTHENTIC" in capsys.readouterr().out
+    assert _main(["verify", "--json", str(bundle)]) == 0
+    assert '"authentic": true' in capsys.readouterr().out
+    assert _main(["audit", "--data", data]) == 0
+    assert _main(["checkpoint", "--data", data]) == 0
+    clip = sorted(st.data.glob("clips/**/*.mp4"))[0]
+    assert _main(["verify", "--data", data, str(clip)]) == 0
+    with clip.open("r+b") as f:
+        f.seek(5000)
+        b = f.read(1)
+        f.seek(5000)
+        f.write(bytes([b[0] ^ 0xFF]))
+    capsys.readouterr()
+    assert _main(["verify", "--data", data, str(clip)]) == 1
+    assert "[clip-altered]" in capsys.readouterr().out
+    assert _main(["audit", "--data", data]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    assert _main(["export", "NO-SUCH-ORDER", "-o", str(tmp_path / "x.zip"), "--data", data]) == 3
+    assert _main(["verify", str(tmp_path / "missing.zip")]) == 3
