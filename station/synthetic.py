@@ -266,7 +266,11 @@ def load_scenario(camera: CameraSection) -> Scenario:
 
 # ---- the demo script ----------------------------------------------------------------------
 
-_EPISODES = ("sealed", "next-order", "rescan", "pedal", "waybill", "still")
+_EPISODES = ("sealed", "next-order", "rescan", "pedal", "waybill", "still", "timeout")
+
+# Session settings `packcam demo` uses (without --config) so that the "still" and "timeout"
+# episodes end their clips by those rules within a short demo.
+DEMO_SESSION = {"still_timeout_s": 10.0, "max_duration_s": 30.0}
 
 
 def _order_id(rng: random.Random, stamp: str, n: int) -> str:
@@ -309,12 +313,13 @@ class _Episode:
 
 
 def _demo_events(seed: int, stamp: str) -> Iterator[ScenarioEvent]:
-    """Orders about every 15-20 s; each cycle of six ends one clip by each stop rule.
+    """Orders about every 15-20 s; each cycle of seven ends one clip by each stop rule.
 
     sealed: the seal card. next-order: the next order's scan. rescan: the same order card shown
     again (out of view for well over the 3 s debounce first). pedal: the pedal. waybill: the
     waybill (ends the clip when ``session.waybill_ends_clip``; the seal card follows otherwise).
     still: 25 s of stillness (ends it when ``session.still_timeout_s`` is set), then the seal.
+    timeout: no end at all for longer than ``DEMO_SESSION["max_duration_s"]``.
     Some orders and about a quarter of the waybills arrive as keyboard scans instead of cards.
     """
     rng = random.Random(seed)
@@ -343,6 +348,9 @@ def _demo_events(seed: int, stamp: str) -> Iterator[ScenarioEvent]:
                 ep.add(still_at, "still", duration=25.0)
                 seal_at = still_at + 26.0
                 length = seal_at + 4.0 - t + rng.uniform(0.0, 2.0)
+            elif episode == "timeout":
+                # Nobody seals this one: the safety timeout ends it.
+                length = DEMO_SESSION["max_duration_s"] + rng.uniform(4.0, 6.0)
             if seal_at is not None:
                 ep.card(seal_at, SEAL_CODES[seals % 2], "qrcode")
                 seals += 1

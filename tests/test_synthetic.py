@@ -277,8 +277,9 @@ def test_demo_orders_come_every_15_to_20_seconds() -> None:
             seen.add(code)
             firsts.append(e.at)
     gaps = [b - a for a, b in itertools.pairwise(firsts)]
-    assert sum(15 <= g <= 20 for g in gaps) >= len(gaps) * 0.75
-    assert max(gaps) < 45  # the still episode is the long one
+    # Five of the seven episodes of a cycle; the still and timeout ones run longer.
+    assert sum(15 <= g <= 20 for g in gaps) >= len(gaps) * 0.65
+    assert max(gaps) < 45
 
 
 def test_symbologies_are_the_documented_ones() -> None:

@@ -1,0 +1,231 @@
+"""Assembles a station from its config (the one place backends are chosen) and runs it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+import cv2
+
+from station.camera import OpenCVCamera, build_camera
+from station.config import Config
+from station.errors import CameraError, ConfigError
+from station.frames import FrameSource
+from station.ledger import ClipRecord, Ledger
+from station.live import LiveWriter
+from station.recorder import Finalizer, FinishedClip, Recorder
+from station.runner import Station, station_tz
+from station.scanner import build_scan_sources
+from station.writer import ClipWriter, to_i420
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Assembly:
+    """A station with everything it owns, so callers can inspect and close it."""
+
+    station: Station
+    recorder: Recorder
+    ledger: Ledger
+    camera: FrameSource
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def _finalizers(cfg: Config, ledger: Ledger) -> tuple[Finalizer, ...]:
+    if not cfg.proof.enabled:
+        return ()
+    from station.proof.finalizer import ProofFinalizer
+
+    return (ProofFinalizer(cfg, ledger),)
+
+
+def assemble(
+    cfg: Config,
+    *,
+    camera: FrameSource | None = None,
+    realtime: bool = True,
+    live_view: bool = True,
+    on_finished: Callable[[FinishedClip], None] | None = None,
+) -> Assembly:
+    """Build camera, scan sources, decoder, overlay, writer, recorder and ledger from ``cfg``.
+
+    A camera that is not live (a file, a non-real-time synthetic scene) gets a synchronous
+    decoder, so what is read does not depend on how fast this machine is.
+    """
+    from station.barcodes import BarcodeDecoder, ScanWorker
+    from station.overlay import Overlay
+
+    cam = camera if camera is not None else build_camera(cfg, realtime=realtime)
+    data_dir = cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data_dir)
+    width, height, fps = cam.width, cam.height, cam.fps
+    r = cfg.recorder
+    queue_s = cfg.session.pre_roll_s + 2.0  # the pre-roll is queued at once on a scan
+
+    def writer_factory(path: Path) -> ClipWriter:
+        return ClipWriter(
+            path,
+            width,
+            height,
+            fps,
+            preset=r.preset,
+            crf=r.crf,
+            keyframe_interval_s=r.keyframe_interval_s,
+            fsync_interval_s=r.fsync_interval_s,
+            max_queue_s=queue_s,
+        )
+
+    recorder = Recorder(
+        cfg,
+        ledger,
+        writer_factory,
+        on_finished=on_finished,
+        finalizers=_finalizers(cfg, ledger),
+    )
+    decoder = None
+    if cfg.scanner.camera_decode:
+        decoder = ScanWorker(BarcodeDecoder(), sync=not cam.live)
+    overlay = None
+    if r.overlay:
+        overlay = Overlay(cfg.station.name, station_tz(cfg), r.font)
+    scenario = getattr(cam, "scenario", None)
+    live = LiveWriter(data_dir, cfg.station.name) if live_view else None
+    st = Station(
+        cfg,
+        cam,
+        recorder,
+        scan_sources=build_scan_sources(cfg, scenario=scenario),
+        decoder=decoder,
+        overlay=overlay,
+        to_i420=to_i420,
+        on_frame=live,
+    )
+    return Assembly(st, recorder, ledger, cam)
+
+
+def run_station(cfg: Config, stop: threading.Event, **kw: object) -> Assembly:
+    """Run until ``stop`` is set or the camera ends; returns the closed assembly."""
+    asm = assemble(cfg, **kw)  # type: ignore[arg-type]
+    log.info(
+        "station %r: camera %s %dx%d@%g, data %s",
+        cfg.station.name,
+        cfg.camera.backend,
+        asm.camera.width,
+        asm.camera.height,
+        asm.camera.fps,
+        cfg.station.data_dir,
+    )
+    try:
+        asm.station.run(stop)
+    finally:
+        if asm.station.on_frame is not None:
+            asm.station.on_frame.write_status(asm.station.status(), state="stopped")
+        asm.close()
+    return asm
+
+
+def probe_video(path: Path) -> tuple[int, int, float]:
+    """Width, height and frame rate of a video file (for replaying it at its own size)."""
+    if not path.is_file():
+        raise CameraError(f"no such video file: {path}")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise CameraError(f"cannot open video file {path}")
+        w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS)) or 30.0
+    finally:
+        cap.release()
+    if w <= 0 or h <= 0:
+        raise CameraError(f"{path} has no video stream")
+    return w - w % 2, h - h % 2, fps
+
+
+def replay(cfg: Config, video: Path, *, start: str | None = None) -> list[ClipRecord]:
+    """Run the whole pipeline over ``video`` as the camera, as fast as possible; return clips."""
+    start_wall: datetime | None = None
+    if start:
+        try:
+            start_wall = datetime.fromisoformat(start)
+        except ValueError as exc:
+            raise ConfigError(f"--start: not an ISO 8601 time: {start!r}") from exc
+        if start_wall.tzinfo is None:
+            start_wall = start_wall.astimezone()
+    w, h, fps = probe_video(video)
+    cfg = cfg.replace("camera", backend="opencv", source=str(video), width=w, height=h, fps=fps)
+    cam = OpenCVCamera(
+        str(video), w, h, fps, cfg.camera.read_timeout_s, start_wall=start_wall, tz=station_tz(cfg)
+    )
+    finished: list[FinishedClip] = []
+    asm = run_station(
+        cfg, threading.Event(), camera=cam, live_view=False, on_finished=finished.append
+    )
+    failed = [f for f in finished if f.record is None]
+    for f in failed:
+        log.error("clip of order %r was not indexed: %s", f.order_id, f.error)
+    del asm
+    return [f.record for f in finished if f.record is not None]
+
+
+def run_demo(
+    cfg: Config,
+    stop: threading.Event,
+    *,
+    duration: float | None = None,
+    web: bool = True,
+    out: TextIO,
+) -> None:
+    """The synthetic station plus (when available) the web site, until stopped."""
+    if cfg.camera.backend != "synthetic":
+        cfg = cfg.replace("camera", backend="synthetic", scenario="")
+    cfg.station.data_dir.mkdir(parents=True, exist_ok=True)
+    threads: list[threading.Thread] = []
+    if duration is not None:
+        timer = threading.Timer(duration, stop.set)
+        timer.daemon = True
+        timer.start()
+    if web:
+        threads.append(_start_web(cfg, stop, out))
+    out.write(f"packcam demo: station {cfg.station.name!r} recording to {cfg.station.data_dir}\n")
+    out.flush()
+    t0 = time.monotonic()
+    try:
+        run_station(cfg, stop, realtime=True)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    out.write(f"packcam demo: stopped after {time.monotonic() - t0:.0f} s\n")
+
+
+def _start_web(cfg: Config, stop: threading.Event, out: TextIO) -> threading.Thread:
+    from web.cli import ensure_demo_user, serve
+
+    user, password = ensure_demo_user(cfg)
+    ready = threading.Event()
+    thread = threading.Thread(
+        target=serve,
+        args=(cfg, cfg.web.host, cfg.web.port),
+        kwargs={"ready": ready, "stop": stop},
+        name="web",
+        daemon=True,
+    )
+    thread.start()
+    ready.wait(15)
+    host = "127.0.0.1" if cfg.web.host in {"0.0.0.0", "::", ""} else cfg.web.host
+    out.write(
+        f"packcam demo: web site at http://{host}:{cfg.web.port}/  "
+        f"(log in as {user!r} with password {password!r})\n"
+    )
+    out.flush()
+    return thread
