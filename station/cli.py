@@ -71,10 +71,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from station.service import run_demo
+    from station.synthetic import DEMO_SESSION
 
     cfg = _load_config(args)
-    if not args.data and args.config is None:
-        cfg = cfg.with_data_dir(Path("demo-data"))
+    if args.config is None:
+        # Short still/timeout limits so a demo shows every stop rule within minutes.
+        cfg = cfg.replace("session", **DEMO_SESSION)
+        if not args.data:
+            cfg = cfg.with_data_dir(Path("demo-data"))
     if args.port is not None:
         cfg = cfg.replace("web", port=args.port)
     stop = threading.Event()
