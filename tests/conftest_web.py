@@ -18,6 +18,7 @@ from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
 TZ8 = timezone(timedelta(hours=8))
 FAST_PW = "scrypt:1024:8:1"  # the tests' KDF cost; production uses werkzeug's scrypt default
 PASSWORDS = {"admin": "admin-pass-1", "operator": "operator-pass-1", "viewer": "viewer-pass-1"}
+OUTSIDE_MARKER = b"OUTSIDE-THE-STORE;"  # content of a file an evil index row points at
 CLIP_SECONDS = 4.0
 CLIP_FPS = 25
 # Order IDs as scanners deliver them, hostile ones included: they are data, never paths.
@@ -163,8 +164,7 @@ def build_env(tmp_path: Path, template: Path, **web: Any) -> WebEnv:
         env.clips["missing"] = index_clip(
             ledger, data_dir, template, "GONE-1", rel="clips/2026/11/30/gone.mp4", copy=False
         )
-        secret = data_dir / "outside.mp4"
-        shutil.copyfile(template, secret)
+        (data_dir / "outside.mp4").write_bytes(OUTSIDE_MARKER * 64)
         env.clips["outside"] = index_clip(
             ledger, data_dir, template, "EVIL-1", rel="clips/../outside.mp4", copy=False
         )
