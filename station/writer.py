@@ -1,0 +1,531 @@
+"""H.264-in-fragmented-MP4 clip writer (PyAV/libx264) that hashes while writing and fsyncs."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from station.errors import RecordingError
+
+log = logging.getLogger(__name__)
+
+# 90 kHz is the MPEG clock: fine enough for any camera timing, and what players expect.
+TIME_BASE = Fraction(1, 90_000)
+_TICKS = 90_000
+
+# One moof+mdat per frame, the moov written up front and the buffer flushed after every packet:
+# a file cut off at any byte (kill -9, power cut) still decodes up to the last whole fragment.
+MUX_OPTIONS = {
+    "movflags": "frag_every_frame+empty_moov+default_base_moof",
+    "flush_packets": "1",
+}
+
+# FFmpeg AVColor* values (libavutil/pixfmt.h). cv2's BGR2YUV_I420 is BT.601 limited ("tv")
+# range; tag the stream so players do not guess BT.709 for HD sizes and shift the colours.
+_AVCOL_PRI_SMPTE170M = 6
+_AVCOL_TRC_SMPTE170M = 6
+_AVCOL_SPC_SMPTE170M = 6
+_AVCOL_RANGE_MPEG = 1
+
+_FINISH = object()  # queue sentinel: flush the encoder and close the file
+# A live camera at 30 fps loses frames when write() blocks longer than this.
+_SLOW_BLOCK_S = 0.1
+
+
+def to_i420(bgr: np.ndarray) -> np.ndarray:
+    """Convert an HxWx3 uint8 BGR image to a planar I420 array of shape (H*3/2, W).
+
+    OpenCV produces BT.601 limited-range ("tv", Y 16-235) YUV, which is exactly what the
+    writer declares to the encoder (yuv420p, smpte170m, tv range). Width and height must be
+    even (4:2:0 chroma subsampling).
+    """
+    if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 BGR image, got {bgr.shape} {bgr.dtype}")
+    h, w = bgr.shape[:2]
+    if h % 2 or w % 2:
+        raise ValueError(f"I420 needs an even width and height, got {w}x{h}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+
+
+@dataclass(frozen=True)
+class FinishedFile:
+    """A closed, fsynced clip. ``sha256`` is the hex digest of exactly the bytes on disk.
+
+    ``duration_s`` is the presentation span (last pts - first pts) plus one nominal frame
+    interval, which is what players report; ``first_t``/``last_t`` are the camera-timeline
+    times of the first and last frames written.
+    """
+
+    path: Path
+    sha256: str
+    size: int
+    frame_count: int
+    duration_s: float
+    first_t: float
+    last_t: float
+
+
+class _HashingFile:
+    """Write-only binary file for ``av.open`` that hashes bytes as they are written.
+
+    The hash stays valid while every write lands at the end of the file. If the muxer ever
+    seeks back and overwrites, ``hash_valid`` turns False and the caller re-reads the file.
+    The file is created with O_EXCL: a clip never overwrites an existing file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        self.fd: int | None = os.open(path, flags, 0o644)
+        self._sha = hashlib.sha256()
+        self.pos = 0
+        self.size = 0
+        self.hash_valid = True
+        self.dirty = False
+
+    # --- the file-object protocol PyAV's PyIOFile uses -------------------------------------
+    def write(self, data: bytes) -> int:
+        fd = self._fd()
+        view = memoryview(data)
+        if self.pos != self.size:
+            self.hash_valid = False
+        done = 0
+        while done < len(view):  # os.write may write less than asked; FFmpeg wants all of it
+            done += os.write(fd, view[done:])
+        if self.hash_valid:
+            self._sha.update(view)
+        self.pos += done
+        self.size = max(self.size, self.pos)
+        self.dirty = True
+        return done
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self.pos = os.lseek(self._fd(), offset, whence)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    @property
+    def closed(self) -> bool:
+        return self.fd is None
+
+    # --- ours ------------------------------------------------------------------------------
+    def fsync(self) -> None:
+        os.fsync(self._fd())
+        self.dirty = False
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+
+    def _fd(self) -> int:
+        if self.fd is None:
+            raise ValueError("I/O operation on closed file")
+        return self.fd
+
+
+def _sha256_of(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return f"disk full: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class ClipWriter:
+    """Encode one clip to ``path`` as H.264 (libx264, yuv420p) in fragmented MP4.
+
+    Contract: construct (opens the file, O_EXCL, parent must exist), call ``write`` once per
+    frame with I420 data from ``to_i420`` and a strictly increasing camera time ``t``, then
+    ``finish`` exactly once for the ``FinishedFile``. Every failure is a ``RecordingError``;
+    ``finish`` after a failure is safe (it cleans up and raises the error again). Wrong
+    shapes or calls after ``finish`` are programming errors and raise ``ValueError`` /
+    ``RuntimeError`` at once.
+
+    Timing: the first frame gets pts 0 and every later one ``round((t - t0) * 90000)``, so the
+    real timing (dropped camera frames, stalls) is kept as a variable frame rate. A ``t`` that
+    does not advance the pts is nudged one tick past the previous frame and logged; no frame
+    is dropped.
+
+    Threads: libx264 ultrafast costs ~8 ms of CPU per 1080p frame on the 2-core x86 dev
+    box (more under load, and a Pi is slower), so ``write`` never encodes. It only enqueues
+    the array (no copy: do not modify it afterwards) on a bounded queue of ``max_queue_s``
+    seconds of frames and returns. One daemon thread owned by this writer ("clip-writer")
+    encodes, muxes, hashes and fsyncs; it is the only thread touching the PyAV objects. When
+    the queue is full ``write`` blocks (logging a warning when it is long) until there is
+    room; frames are never dropped. An error in the thread is stored and raised as
+    ``RecordingError`` by the next ``write`` or by ``finish``. ``write``, ``finish`` and the
+    properties must be called from one thread (the capture loop).
+
+    Durability: fsync at most every ``fsync_interval_s`` of wall time while frames arrive,
+    also when the input pauses with unsynced data, and on ``finish`` (plus the directory
+    after the first sync and at the end). A power cut loses at most ~``fsync_interval_s`` of
+    video plus whatever was queued; a killed process loses only the last frame or two. After
+    a write error the file is cut back to its last complete fragment and left in place.
+
+    ``threads`` is libx264's thread count (0 = its automatic choice, sliced threads because
+    of ``tune=zerolatency``, so no added latency).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        preset: str = "ultrafast",
+        crf: int = 23,
+        keyframe_interval_s: float = 4.0,
+        fsync_interval_s: float = 1.0,
+        threads: int = 0,
+        max_queue_s: float = 2.0,
+    ) -> None:
+        if width <= 0 or height <= 0 or width % 2 or height % 2:
+            raise ValueError(f"width and height must be positive and even, got {width}x{height}")
+        if fps <= 0 or keyframe_interval_s <= 0 or fsync_interval_s <= 0 or max_queue_s <= 0:
+            raise ValueError("fps and the intervals must be positive")
+        self.path = Path(path)
+        self.width = width
+        self.height = height
+        self.fps = float(fps)
+        self._fsync_interval = fsync_interval_s
+        self._nominal_ticks = max(1, round(_TICKS / self.fps))
+        self._max_queue = max(2, math.ceil(max_queue_s * self.fps))
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=self._max_queue)
+
+        # Written by the caller's thread only.
+        self._frames_written = 0
+        self._first_t: float | None = None
+        self._last_t = 0.0
+        self._last_pts = -1
+        self._nudged = 0
+        self._finished: FinishedFile | None = None
+        self._closed = False
+        # Written by the encoder thread only (ints and references: atomic under the GIL).
+        self._frames_encoded = 0
+        self._packets = 0
+        self._good_size = 0  # file size at the end of the last completely written fragment
+        self._completed = False  # the thread flushed, closed and fsynced the file
+        self._error: RecordingError | None = None
+
+        try:
+            self._file = _HashingFile(self.path)
+        except FileExistsError as exc:
+            raise RecordingError(f"refusing to overwrite existing clip file {self.path}") from exc
+        except OSError as exc:
+            raise RecordingError(f"cannot create clip file {self.path}: {_describe(exc)}") from exc
+        try:
+            self._container = av.open(
+                self._file, "w", format="mp4", options=dict(MUX_OPTIONS), buffer_size=1 << 18
+            )
+            stream = self._container.add_stream(
+                "libx264",
+                rate=Fraction(self.fps).limit_denominator(1001),
+                options={
+                    "preset": preset,
+                    "tune": "zerolatency",
+                    "crf": str(crf),
+                    "threads": str(threads),
+                },
+            )
+            stream.width = width
+            stream.height = height
+            stream.pix_fmt = "yuv420p"
+            stream.gop_size = max(1, round(keyframe_interval_s * self.fps))
+            stream.max_b_frames = 0
+            stream.time_base = TIME_BASE
+            ctx = stream.codec_context
+            ctx.time_base = TIME_BASE
+            ctx.color_primaries = _AVCOL_PRI_SMPTE170M
+            ctx.color_trc = _AVCOL_TRC_SMPTE170M
+            ctx.colorspace = _AVCOL_SPC_SMPTE170M
+            ctx.color_range = _AVCOL_RANGE_MPEG
+            ctx.open()  # ~5 ms; bad encoder settings fail here, not a frame later
+            self._stream = stream
+        except Exception as exc:
+            self._file.close()
+            self.path.unlink(missing_ok=True)  # our own empty file, nothing was written
+            raise RecordingError(
+                f"cannot set up the H.264/MP4 encoder for {self.path}: {_describe(exc)}"
+            ) from exc
+
+        self._thread = threading.Thread(
+            target=self._run, name=f"clip-writer:{self.path.name}", daemon=True
+        )
+        self._thread.start()
+        log.info(
+            "clip started path=%s size=%dx%d fps=%.3g preset=%s crf=%d gop=%d",
+            self.path,
+            width,
+            height,
+            self.fps,
+            preset,
+            crf,
+            stream.gop_size,
+        )
+
+    # --- public, caller's thread ----------------------------------------------------------
+    @property
+    def frames_written(self) -> int:
+        """Frames accepted by ``write`` (queued or already encoded)."""
+        return self._frames_written
+
+    @property
+    def frames_encoded(self) -> int:
+        """Frames the encoder thread has encoded and handed to the muxer."""
+        return self._frames_encoded
+
+    @property
+    def backlog(self) -> int:
+        """Frames queued and not yet encoded."""
+        return self._queue.qsize()
+
+    def write(self, image_i420: np.ndarray, t: float) -> None:
+        """Queue one I420 frame (from ``to_i420``) presented at camera time ``t`` seconds."""
+        if self._closed:
+            raise RuntimeError(f"write() after finish() on {self.path}")
+        self._raise_if_failed()
+        expected = (self.height * 3 // 2, self.width)
+        if image_i420.dtype != np.uint8 or image_i420.shape != expected:
+            raise ValueError(
+                f"expected an I420 uint8 array of shape {expected}, "
+                f"got {image_i420.shape} {image_i420.dtype}"
+            )
+        if not math.isfinite(t):
+            raise ValueError(f"frame time must be finite, got {t!r}")
+        if self._first_t is None:
+            self._first_t = t
+        pts = round((t - self._first_t) * _TICKS)
+        if pts <= self._last_pts:
+            self._nudged += 1
+            if self._nudged == 1 or self._nudged % 100 == 0:
+                log.warning(
+                    "non-increasing frame time t=%.6f after t=%.6f in %s: pts nudged to "
+                    "%d (%d frames nudged so far)",
+                    t,
+                    self._last_t,
+                    self.path.name,
+                    self._last_pts + 1,
+                    self._nudged,
+                )
+            pts = self._last_pts + 1
+        self._put((image_i420, pts))
+        self._last_pts = pts
+        self._last_t = t
+        self._frames_written += 1
+
+    def finish(self) -> FinishedFile:
+        """Flush the encoder, close and fsync the file; return its hash and facts.
+
+        Idempotent after success. After a failure it cleans up and raises RecordingError
+        (again on every call). A clip with no frames is an error, the empty file is left.
+        """
+        if self._finished is not None:
+            return self._finished
+        if not self._closed:
+            self._closed = True
+            try:
+                if self._thread.is_alive():
+                    self._put(_FINISH)
+            except RecordingError:
+                pass  # the thread failed meanwhile; it is exiting, and the error is raised below
+            self._thread.join()
+        self._raise_if_failed()
+        if not self._completed:
+            self._error = RecordingError(f"encoder thread for {self.path} ended unexpectedly")
+            raise self._error
+        if self._packets == 0:
+            self._error = RecordingError(f"clip {self.path} has no frames")
+            raise self._error
+        if self._packets != self._frames_written:  # x264 zerolatency: one packet per frame
+            log.error(
+                "clip %s: %d frames written but %d packets muxed",
+                self.path,
+                self._frames_written,
+                self._packets,
+            )
+        try:
+            size = self.path.stat().st_size
+            digest = self._file.hexdigest()
+            if not self._file.hash_valid or size != self._file.size:
+                log.info("muxer rewrote %s in place; hashing the finished file", self.path)
+                digest = _sha256_of(self.path)
+        except OSError as exc:
+            self._error = RecordingError(f"cannot hash finished clip {self.path}: {exc}")
+            raise self._error from exc
+        assert self._first_t is not None
+        finished = FinishedFile(
+            path=self.path,
+            sha256=digest,
+            size=size,
+            frame_count=self._packets,
+            duration_s=(self._last_pts + self._nominal_ticks) / _TICKS,
+            first_t=self._first_t,
+            last_t=self._last_t,
+        )
+        self._finished = finished
+        log.info(
+            "clip finished path=%s frames=%d duration=%.2fs size=%d sha256=%s",
+            self.path,
+            finished.frame_count,
+            finished.duration_s,
+            size,
+            digest,
+        )
+        return finished
+
+    # --- internals -------------------------------------------------------------------------
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _put(self, item: object) -> None:
+        try:
+            self._queue.put_nowait(item)
+            return
+        except queue.Full:
+            pass
+        # Back-pressure: a faster-than-real-time source (file, synthetic) blocks here all the
+        # time, which is fine; a live camera blocking for long drops frames at the source.
+        start = last_report = time.monotonic()
+        while True:
+            self._raise_if_failed()
+            if not self._thread.is_alive():
+                raise RecordingError(f"encoder thread for {self.path} stopped unexpectedly")
+            try:
+                self._queue.put(item, timeout=0.2)
+                break
+            except queue.Full:
+                now = time.monotonic()
+                if now - last_report >= 5.0:
+                    last_report = now
+                    log.warning(
+                        "encoder stuck on %s: caller blocked for %.1f s with %d frames queued",
+                        self.path.name,
+                        now - start,
+                        self._max_queue,
+                    )
+        blocked = time.monotonic() - start
+        if blocked >= _SLOW_BLOCK_S:
+            log.warning(
+                "encoder behind on %s: queue of %d frames full, caller blocked %.2f s",
+                self.path.name,
+                self._max_queue,
+                blocked,
+            )
+
+    def _run(self) -> None:
+        """The encoder thread: the only code touching the container, stream and file."""
+        last_sync = time.monotonic()
+        dir_synced = False
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=self._fsync_interval)
+                except queue.Empty:
+                    item = None
+                if item is _FINISH:
+                    break
+                if item is not None:
+                    image, pts = item  # type: ignore[misc]
+                    frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
+                    frame.pts = pts
+                    frame.time_base = TIME_BASE
+                    self._mux(self._stream.encode(frame))
+                    self._frames_encoded += 1
+                now = time.monotonic()
+                if self._file.dirty and now - last_sync >= self._fsync_interval:
+                    self._file.fsync()
+                    if not dir_synced:  # make the new directory entry survive a power cut
+                        _fsync_dir(self.path.parent)
+                        dir_synced = True
+                    last_sync = now
+            self._mux(self._stream.encode(None))
+            self._container.close()
+            self._good_size = self._file.size  # the last fragment and the index are complete
+            self._file.fsync()
+            _fsync_dir(self.path.parent)
+            self._completed = True
+        except Exception as exc:
+            self._error = RecordingError(f"writing clip {self.path} failed: {_describe(exc)}")
+            self._error.__cause__ = exc
+            log.error("%s", self._error)
+            self._abandon()
+        finally:
+            self._file.close()
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            self._container.mux(packet)
+            self._packets += 1
+            # flush_packets: after each mux the file ends on a complete fragment
+            self._good_size = self._file.size
+
+    def _abandon(self) -> None:
+        """After a failure: release FFmpeg, cut a half-written fragment off, keep the rest.
+
+        The trailer is not attempted (the file is no longer trusted), and the file is cut
+        back to the end of the last fragment that was written completely, so what is left
+        decodes cleanly to its end.
+        """
+        try:
+            if self._file.fd is not None:
+                os.ftruncate(self._file.fd, self._good_size)
+                self._file.fsync()
+        except OSError as exc:
+            log.error("cannot cut %s back to %d bytes: %s", self.path, self._good_size, exc)
+        self._file.close()  # closed first: PyAV skips the trailer for a closed file
+        try:
+            self._container.close()
+        except Exception as exc:  # already failed once; the first error is what matters
+            log.debug("closing the failed container for %s: %s", self.path, exc)
+        # Unblock a caller waiting in _put so it sees the error promptly.
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+
+
+__all__ = ["MUX_OPTIONS", "TIME_BASE", "ClipWriter", "FinishedFile", "to_i420"]
