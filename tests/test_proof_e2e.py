@@ -242,3 +242,21 @@ def test_c2pa_on_without_certificate_degrades(tmp_path: Path, caplog) -> None:
         fin = ProofFinalizer(cfg, start_worker=False)
     fin.close()
     assert fin.embedder is None and "packcam ca issue" in caplog.text
+
+
+def test_many_fragments_are_remuxed_losslessly_before_c2pa(
+    tmp_path: Path,
+    tsa_ec,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import av
+
+    monkeypatch.setattr(c2pa_embed, "MAX_FRAGMENTS", 4)  # the test clips have 12 fragments
+    st = build_store(tmp_path, tsa_ec, ["R1"])
+    clip = _clips(st.data)[0]
+    sidecar = json.loads(clip.with_suffix(".json").read_text())
+    assert sidecar["c2pa"]["remuxed_from_fragments"] == 12
+    with av.open(str(clip)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == sidecar["frame_count"] == 12
+    assert c2pa_embed.count_fragments(clip) < 12
+    assert audit(st.cfg).ok and verify_clip(clip, st.cfg).ok

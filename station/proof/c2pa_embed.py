@@ -42,6 +42,74 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# c2pa-rs hashes fragmented MP4 box by box and its cost grows faster than linearly with the
+# number of fragments: a 10-minute clip written with one fragment per frame (18 000 moofs) took
+# 159 s to sign and 40 s to verify here, the same clip with one fragment per keyframe 1.2 s and
+# 0.2 s. So before embedding, such a clip is remuxed (packets copied, nothing re-encoded) to one
+# fragment per keyframe: still fragmented and streamable, the same frames bit for bit.
+MAX_FRAGMENTS = 600
+REMUX_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+
+
+def count_fragments(path: Path) -> int:
+    """Top-level ``moof`` boxes, read from the box headers only."""
+    import struct
+
+    size, pos, n = path.stat().st_size, 0, 0
+    with path.open("rb") as f:
+        while pos + 8 <= size:
+            f.seek(pos)
+            head = f.read(16)
+            box, kind = struct.unpack(">I4s", head[:8])
+            if box == 1 and len(head) >= 16:
+                box = struct.unpack(">Q", head[8:16])[0]
+            elif box == 0:
+                box = size - pos
+            if box < 8:
+                break
+            n += kind == b"moof"
+            pos += box
+    return n
+
+
+def compact_fragments(path: Path) -> bool:
+    """Remux ``path`` in place to one fragment per keyframe (stream copy); False if unchanged."""
+    import av
+
+    tmp = path.with_name(path.name + ".remux.tmp")
+    copied = source = 0
+    try:
+        with (
+            av.open(str(path)) as src,
+            av.open(str(tmp), "w", format="mp4", options={"movflags": REMUX_MOVFLAGS}) as dst,
+        ):
+            vin = src.streams.video[0]
+            vout = dst.add_stream_from_template(vin)
+            for packet in src.demux(vin):
+                if packet.dts is None:  # the demuxer's end-of-stream marker
+                    continue
+                source += 1
+                packet.stream = vout
+                dst.mux(packet)
+                copied += 1
+        with av.open(str(tmp)) as check:
+            again = sum(1 for p in check.demux(check.streams.video[0]) if p.dts is not None)
+    except (av.FFmpegError, OSError, IndexError) as exc:
+        tmp.unlink(missing_ok=True)
+        log.warning("could not remux %s before C2PA signing: %s", path.name, exc)
+        return False
+    if again != source or copied != source:
+        tmp.unlink(missing_ok=True)
+        log.warning(
+            "remux of %s lost packets (%d of %d); keeping the original", path, again, source
+        )
+        return False
+    with tmp.open("rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return True
+
+
 class C2paEmbedder:
     """Signs a C2PA manifest (``c2pa.created`` / digital capture + our assertion) into an MP4.
 
@@ -78,8 +146,8 @@ class C2paEmbedder:
         info = _c2pa.C2paSignerInfo(b"es256", self.chain_pem, self.key_pem, tsa)
         return _c2pa.Signer.from_info(info)
 
-    def embed(self, path: Path, assertion: dict[str, Any], *, title: str) -> str:
-        """Rewrite ``path`` with an embedded, signed C2PA manifest; return the manifest label."""
+    def embed(self, path: Path, assertion: dict[str, Any], *, title: str) -> dict[str, Any]:
+        """Rewrite ``path`` with an embedded, signed C2PA manifest; say what was done."""
         assert _c2pa is not None
         definition = {
             "title": title,
@@ -96,6 +164,10 @@ class C2paEmbedder:
                 {"label": ASSERTION_LABEL, "data": assertion},
             ],
         }
+        fragments = count_fragments(path)
+        remuxed = fragments > MAX_FRAGMENTS and compact_fragments(path)
+        if remuxed:
+            log.info("%s: %d fragments remuxed to one per keyframe for C2PA", path.name, fragments)
         tmp = path.with_name(path.name + ".c2pa.tmp")
         attempts = [self.tsa_url, None] if self.tsa_url else [None]
         last: Exception | None = None
@@ -107,7 +179,7 @@ class C2paEmbedder:
                     dst.flush()
                     os.fsync(dst.fileno())
                 break
-            except (_c2pa.C2paError, OSError) as exc:
+            except Exception as exc:  # a native library: any failure means "no C2PA"
                 last = exc
                 tmp.unlink(missing_ok=True)
                 if tsa:
@@ -117,7 +189,12 @@ class C2paEmbedder:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
         info = read_c2pa(path)
-        return info.label or ""
+        return {
+            "label": info.label or "",
+            "assertion": ASSERTION_LABEL,
+            "timestamped": info.timestamped,
+            "remuxed_from_fragments": fragments if remuxed else None,
+        }
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from station.config import Config
 from station.proof import ProofError
 from station.proof import manifest as manifest_mod
 from station.proof.c2pa_embed import (
-    ASSERTION_LABEL,
     C2paEmbedder,
     c2pa_available,
     unavailable_reason,
@@ -132,8 +131,7 @@ class ProofFinalizer:
                 "station_key": self.key.fingerprint,
             }
             try:
-                label = self.embedder.embed(path, assertion, title=path.name)
-                c2pa_info = {"label": label, "assertion": ASSERTION_LABEL}
+                c2pa_info = self.embedder.embed(path, assertion, title=path.name)
             except ProofError as exc:  # the clip stays as recorded; the manifest says so
                 log.error("C2PA embedding failed for %s, clip kept without it: %s", path, exc)
         size = path.stat().st_size
