@@ -95,7 +95,9 @@ def get_db() -> WebDB:
 
     if "webdb" not in g:
         g.webdb = WebDB(
-            current_app.config["WEB_DB_PATH"], pw_method=current_app.config["PASSWORD_METHOD"]
+            current_app.config["WEB_DB_PATH"],
+            pw_method=current_app.config["PASSWORD_METHOD"],
+            setup=False,
         )
     return g.webdb
 
@@ -184,11 +186,13 @@ def create_app(config: Config, *, test_config: dict[str, Any] | None = None) -> 
 
     errors.register(app)
 
-    with app.app_context():
-        if get_db().user_count() == 0:
-            log.warning(
-                "no web accounts yet: create the first administrator with `%s`", FIRST_RUN_HINT
-            )
+    setup_db = WebDB(app.config["WEB_DB_PATH"])  # WAL mode and migrations, once
+    try:
+        no_accounts = setup_db.user_count() == 0
+    finally:
+        setup_db.close()
+    if no_accounts:
+        log.warning("no web accounts yet: create the first administrator with `%s`", FIRST_RUN_HINT)
     return app
 
 

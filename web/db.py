@@ -168,7 +168,11 @@ class WebDB:
     """
 
     def __init__(
-        self, target: Path | str | sqlite3.Connection, *, pw_method: str = DEFAULT_PW_METHOD
+        self,
+        target: Path | str | sqlite3.Connection,
+        *,
+        pw_method: str = DEFAULT_PW_METHOD,
+        setup: bool = True,
     ) -> None:
         self.pw_method = pw_method
         self._lock = threading.RLock()
@@ -180,9 +184,10 @@ class WebDB:
                     str(target), check_same_thread=False, isolation_level=None, timeout=30
                 )
             self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.migrate()
+            if setup:  # once per process (the site does it in create_app), not per request
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.migrate()
         except sqlite3.Error as exc:
             raise WebDBError(f"cannot open {target}: {exc}") from exc
 

@@ -1,0 +1,87 @@
+"""The site under waitress on 127.0.0.1: Range responses come from waitress' file wrapper."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import threading
+from urllib.parse import urlencode
+
+import pytest
+from conftest_web import PASSWORDS, WebEnv
+
+from web import cli
+
+
+@pytest.fixture
+def server(web_env: WebEnv):
+    srv = cli.make_server(web_env.cfg, "127.0.0.1", 0)
+    srv.packcam_app.config["PASSWORD_METHOD"] = "scrypt:1024:8:1"
+    stop = threading.Event()
+    thread = threading.Thread(target=cli.run_server, args=(srv,), kwargs={"stop": stop})
+    thread.start()
+    conn = http.client.HTTPConnection("127.0.0.1", srv.effective_port, timeout=10)
+    conn.request("GET", "/login")
+    resp = conn.getresponse()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', resp.read().decode()).group(1)
+    cookie = resp.getheader("Set-Cookie").split(";")[0]
+    body = urlencode({"username": "viewer", "password": PASSWORDS["viewer"], "csrf_token": token})
+    conn.request("POST", "/login", body=body, headers={
+        "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 302
+    cookie = resp.getheader("Set-Cookie").split(";")[0]
+    try:
+        yield conn, cookie
+    finally:
+        conn.close()
+        stop.set()
+        thread.join(10)
+
+
+def get(conn, cookie: str, path: str, method: str = "GET", **headers: str):
+    conn.request(method, path, headers={"Cookie": cookie, **headers})
+    resp = conn.getresponse()
+    return resp, resp.read()
+
+
+def test_ranges_through_waitress_are_byte_exact(server, web_env: WebEnv) -> None:
+    conn, cookie = server
+    clip = web_env.clips["plain"]
+    data = web_env.file("plain").read_bytes()
+    url = f"/clips/{clip.id}/video"
+    resp, body = get(conn, cookie, url)
+    assert resp.status == 200 and body == data
+    for header, expect in [
+        ("bytes=0-99", data[:100]),
+        ("bytes=1000-", data[1000:]),
+        ("bytes=-777", data[-777:]),
+        (f"bytes={len(data) - 1}-", data[-1:]),
+        ("bytes=5000-5000", data[5000:5001]),
+    ]:
+        resp, body = get(conn, cookie, url, Range=header)
+        assert resp.status == 206, header
+        assert body == expect, header
+        assert int(resp.getheader("Content-Length")) == len(expect)
+    resp, body = get(conn, cookie, url, Range=f"bytes={len(data)}-")
+    assert resp.status == 416 and body == b""
+    resp, body = get(conn, cookie, url, Range="bytes=0-1,5-6")
+    assert resp.status == 200 and body == data
+
+
+def test_head_and_304_do_not_leak_files(server, web_env: WebEnv) -> None:
+    conn, cookie = server
+    url = f"/clips/{web_env.clips['plain'].id}/video"
+    resp, _ = get(conn, cookie, url)
+    etag = resp.getheader("ETag")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(40):
+        resp, body = get(conn, cookie, url, method="HEAD")
+        assert resp.status == 200 and body == b""
+        resp, body = get(conn, cookie, url, **{"If-None-Match": etag})
+        assert resp.status == 304
+        resp, body = get(conn, cookie, url, Range="bytes=0-9")
+        assert resp.status == 206 and len(body) == 10
+    assert len(os.listdir("/proc/self/fd")) <= before + 3
