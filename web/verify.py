@@ -23,7 +23,7 @@ bp = Blueprint("verify", __name__)
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB: a 10-minute 1080p clip is ~130 MB
 CHUNK = 1 << 20
-_SLOTS = threading.BoundedSemaphore(2)  # hashing a large upload is CPU-bound: at most two at once
+SLOTS_KEY = "packcam_verify_slots"
 
 
 def _limit() -> int:
@@ -42,6 +42,8 @@ def _install(state: Any) -> None:
     # any view runs, so the raised limit must be in place before the app's own hooks.
     app: Flask = state.app
     app.before_request_funcs.setdefault(None, []).insert(0, _raise_upload_limit)
+    # hashing a large upload is CPU-bound: at most two checks at once per site
+    app.extensions[SLOTS_KEY] = threading.BoundedSemaphore(2)
 
 
 PAGE = """<!doctype html>
@@ -175,7 +177,8 @@ def upload() -> Response:
     upload_file = request.files.get("file")
     if upload_file is None or not upload_file.filename:
         return _render(400, error="请选择文件 · Choose a file to upload")
-    if not _SLOTS.acquire(blocking=False):
+    slots: threading.BoundedSemaphore = current_app.extensions[SLOTS_KEY]
+    if not slots.acquire(blocking=False):
         raise ServiceUnavailable("verification busy, try again in a minute")
     cfg = _config()
     try:
@@ -216,4 +219,4 @@ def upload() -> Response:
             sha256=report.facts.get("sha256"),
         )
     finally:
-        _SLOTS.release()
+        slots.release()
