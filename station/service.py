@@ -35,17 +35,18 @@ class Assembly:
     recorder: Recorder
     ledger: Ledger
     camera: FrameSource
+    finalizers: tuple[Finalizer, ...] = ()
 
     def close(self) -> None:
+        """Close what the station run leaves open (the recorder is closed by the run)."""
+        for f in self.finalizers:
+            close = getattr(f, "close", None)
+            if close is not None:
+                try:
+                    close()  # signs a last checkpoint, stops the timestamp thread
+                except Exception:
+                    log.exception("closing finalizer %r failed", f)
         self.ledger.close()
-
-
-def _finalizers(cfg: Config, ledger: Ledger) -> tuple[Finalizer, ...]:
-    if not cfg.proof.enabled:
-        return ()
-    from station.proof.finalizer import ProofFinalizer
-
-    return (ProofFinalizer(cfg, ledger),)
 
 
 def assemble(
@@ -84,13 +85,10 @@ def assemble(
             max_queue_s=queue_s,
         )
 
-    recorder = Recorder(
-        cfg,
-        ledger,
-        writer_factory,
-        on_finished=on_finished,
-        finalizers=_finalizers(cfg, ledger),
-    )
+    from station.proof.finalizer import build_finalizers
+
+    finalizers = build_finalizers(cfg)  # the signer must be the last finalizer
+    recorder = Recorder(cfg, ledger, writer_factory, on_finished=on_finished, finalizers=finalizers)
     decoder = None
     if cfg.scanner.camera_decode:
         decoder = ScanWorker(BarcodeDecoder(), sync=not cam.live)
@@ -109,7 +107,7 @@ def assemble(
         to_i420=to_i420,
         on_frame=live,
     )
-    return Assembly(st, recorder, ledger, cam)
+    return Assembly(st, recorder, ledger, cam, finalizers)
 
 
 def run_station(cfg: Config, stop: threading.Event, **kw: object) -> Assembly:
