@@ -246,6 +246,11 @@ class Station:
         try:
             text = sanitize(ev.text, self.rules.max_length)
         except RejectedCode as exc:
+            # A bad label lying in view is decoded again and again: report it once.
+            key = ev.text if isinstance(ev.text, str) else repr(ev.text)
+            is_new, self.debounce = self.debounce.seen(key, ev.t, self.rules.debounce_s)
+            if not is_new:
+                return
             self.stats.rejected += 1
             shown = repr(ev.text[:80]) if isinstance(ev.text, str) else type(ev.text).__name__
             log.warning("rejected scan from %s: %s: %s", ev.source, exc, shown)

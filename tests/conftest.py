@@ -21,6 +21,15 @@ def shared_barcodes_dir() -> Path | None:
 
 
 @pytest.fixture
+def barcodes_dir() -> Path:
+    """The shared barcode photos; the test is skipped when they are not there."""
+    root = shared_barcodes_dir()
+    if root is None:
+        pytest.skip("../shared/data/barcodes (real barcode photos) is not beside the checkout")
+    return root
+
+
+@pytest.fixture
 def cfg(tmp_path: Path) -> config_mod.Config:
     """Default config with the data dir in tmp_path."""
     return config_mod.load(None).with_data_dir(tmp_path / "data")
