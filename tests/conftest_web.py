@@ -31,12 +31,36 @@ ORDERS = {
 }
 
 
-def make_mp4(path: Path, seconds: float = CLIP_SECONDS, fps: int = CLIP_FPS) -> None:
-    """A real H.264 MP4 muxed like the station's writer (fragmented, every frame)."""
-    import av
+def _frame(i: int, w: int = 320, h: int = 240) -> Any:
     import numpy as np
 
+    img = np.full((h, w, 3), 40, np.uint8)
+    x = (i * 6) % (w - 40)
+    img[100:140, x : x + 40] = (255, 200, 0)
+    img[:, :, 2] = (i * 3) % 256
+    return img
+
+
+def make_mp4(path: Path, seconds: float = CLIP_SECONDS, fps: int = CLIP_FPS) -> None:
+    """A real H.264 MP4 written by the station's own clip writer (fragmented MP4).
+
+    Falls back to PyAV with the writer's mux options when station.writer is not there.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        from station.writer import ClipWriter, to_i420
+    except ImportError:
+        _make_mp4_pyav(path, seconds, fps)
+        return
+    writer = ClipWriter(path, 320, 240, fps, keyframe_interval_s=1.0)
+    for i in range(round(seconds * fps)):
+        writer.write(to_i420(_frame(i)), i / fps)
+    writer.finish()
+
+
+def _make_mp4_pyav(path: Path, seconds: float, fps: int) -> None:
+    import av
+
     w, h = 320, 240
     opts = {"movflags": "frag_every_frame+empty_moov+default_base_moof"}
     with av.open(str(path), "w", format="mp4", options=opts) as out:
@@ -47,11 +71,7 @@ def make_mp4(path: Path, seconds: float = CLIP_SECONDS, fps: int = CLIP_FPS) -> 
         )
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for i in range(round(seconds * fps)):
-            img = np.full((h, w, 3), 40, np.uint8)
-            x = (i * 6) % (w - 40)
-            img[100:140, x : x + 40] = (255, 200, 0)
-            img[:, :, 2] = (i * 3) % 256
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame = av.VideoFrame.from_ndarray(_frame(i, w, h), format="rgb24")
             frame.pts = i
             frame.time_base = fractions.Fraction(1, fps)
             for packet in stream.encode(frame):
