@@ -404,10 +404,13 @@ def write_docs(text: str) -> None:
 
 def serve_only(data_dir: Path) -> int:
     """Child process: serve ``data_dir`` on a free loopback port, print it, run until killed."""
+    import logging
     import signal
 
     from web import cli
 
+    # waitress warns on every queued request; 50 viewers on 16 threads queue on purpose.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     cfg = config_mod.load(None).with_data_dir(data_dir)
     server = cli.make_server(cfg, "127.0.0.1", 0)
     stop = threading.Event()

@@ -109,16 +109,20 @@ def test_token_signed_with_another_secret_is_refused(shared, web_env: WebEnv) ->
     assert anon.get(f"/s/{share_id}").status_code == 404
 
 
-def test_lifetime_is_capped_by_config(web_app) -> None:
+@pytest.mark.parametrize(
+    ("days", "expect"),
+    [("9999", 30), ("1e308", 30), ("inf", 7), ("nan", 7), ("-5", 7), ("x", 7), ("1", 1)],
+)
+def test_lifetime_is_capped_by_config(web_app, days: str, expect: int) -> None:
     from web.db import WebDB, parse_utc
 
     staff = login(web_app.test_client(), "viewer")
-    create_share(staff, days="9999")
+    create_share(staff, days=days)
     db = WebDB(web_app.config["WEB_DB_PATH"])
     (share,) = db.shares("PO-1001")
     db.close()
     lifetime = parse_utc(share.expires_utc) - parse_utc(share.created_utc)
-    assert lifetime <= timedelta(days=30)
+    assert abs(lifetime - timedelta(days=expect)) < timedelta(seconds=5)
 
 
 def test_cannot_share_an_unknown_order(web_app) -> None:

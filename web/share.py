@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -90,9 +91,9 @@ def create() -> Response:
         days = float(request.form.get("days", "7"))
     except ValueError:
         days = 7.0
-    lifetime = min(max_age, timedelta(days=max(days, 0.0)))
-    if lifetime <= timedelta(0):
-        lifetime = min(max_age, timedelta(days=7))
+    if not math.isfinite(days) or days <= 0:
+        days = 7.0
+    lifetime = min(max_age, timedelta(days=min(days, 366.0)))
     note = request.form.get("note", "").strip()[:200]
     db = get_db()
     share = db.create_share(order_id, g.user.name, lifetime, note)
