@@ -1,0 +1,266 @@
+"""Capture-loop benchmark: packcam's real loop vs the naive loop other packing recorders use.
+
+Runs, side by side in one process and one run:
+  * packcam: the real station (synthetic camera paced at 30 fps, threaded barcode worker on
+    every Nth frame, cached overlay, I420 conversion, threaded libx264 writer, recorder,
+    proof finalizer) at 1280x720 and 1920x1080, with an order / waybill / seal card shown
+    every 6 s;
+  * naive: pyzbar on every full frame + cv2.putText + cv2.VideoWriter(mp4v), as fast as it
+    can go, on the same synthetic frames.
+Prints a table and ratios; the last line is one JSON object (see README / docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from station import config as config_mod  # noqa: E402
+from station.barcodes import BarcodeDecoder  # noqa: E402
+from station.frames import RawScan  # noqa: E402
+from station.service import assemble  # noqa: E402
+from station.synthetic import Scenario, SyntheticCamera  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CYCLE = 6.0  # seconds per order in the bench scenario
+
+
+def scenario(seconds: float) -> Scenario:
+    events = []
+    n = int((seconds - 1.0) // CYCLE)
+    for i in range(n):
+        t0 = 0.5 + i * CYCLE
+        events += [
+            {"at": t0, "kind": "show", "code": f"PO-BENCH-{i:04d}", "duration": 1.6},
+            {
+                "at": t0 + 2.0,
+                "kind": "show",
+                "code": f"SF{1000000000000 + i}",
+                "symbology": "code128",
+                "duration": 1.6,
+            },
+            {"at": t0 + 4.0, "kind": "show", "code": "SEAL", "duration": 1.4},
+        ]
+    events.append({"at": seconds, "kind": "end"})
+    return Scenario.from_dict({"seed": 11, "event": events})
+
+
+def thread_cpu() -> dict[int, float]:
+    """CPU seconds (user+system) of every thread of this process, by native thread id."""
+    out: dict[int, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[int(tid)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def run_packcam(width: int, height: int, seconds: float, data: Path) -> dict:
+    cfg = config_mod.load(None).with_data_dir(data)
+    cfg = cfg.replace("camera", width=width, height=height, fps=30.0)
+    cam = SyntheticCamera(width, height, 30.0, scenario(seconds), realtime=True)
+    asm = assemble(cfg, camera=cam, live_view=True)
+    st = asm.station
+    sightings: list[tuple[float, RawScan]] = []
+    orig = st._handle_input
+
+    def spy(ev):  # record when each scan reaches the session
+        if isinstance(ev, RawScan):
+            sightings.append((time.monotonic(), ev))
+        return orig(ev)
+
+    st._handle_input = spy  # type: ignore[method-assign]
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    capture_tid: list[int] = []
+    before = thread_cpu()
+
+    def target() -> None:
+        capture_tid.append(threading.get_native_id())
+        st.run(threading.Event())
+
+    th = threading.Thread(target=target, name="capture")
+    th.start()
+    # Sample per-thread CPU just before the capture thread ends (threads vanish after).
+    worker_cpu = 0.0
+    while th.is_alive():
+        th.join(0.5)
+        now = thread_cpu()
+        for t in threading.enumerate():
+            if t.name == "scan-worker" and t.native_id in now:
+                worker_cpu = now[t.native_id] - before.get(t.native_id, 0.0)
+        if capture_tid and capture_tid[0] in now:
+            capture_cpu = now[capture_tid[0]] - before.get(capture_tid[0], 0.0)
+    wall = time.monotonic() - wall0
+    cpu = time.process_time() - cpu0
+    stats = st.stats
+    frames = stats.frames
+    clips = asm.ledger.clips()
+    asm.close()
+    # Scan-to-recognition latency: from the first frame in which the card is readable (found by
+    # decoding the scene's own frames at every frame time after it appears) to the moment its
+    # scan reached the session.
+    decoder = BarcodeDecoder()
+    probe = SyntheticCamera(width, height, 30.0, scenario(seconds), realtime=False)
+    readable: dict[str, list[float]] = {}
+    for e in probe.scenario.events():
+        if e.kind != "show":
+            continue
+        for k in range(int(e.duration * 30)):
+            s = e.at + k / 30
+            if any(d.text == e.code for d in decoder.decode_frame(probe.render(s))):
+                readable.setdefault(e.code, []).append(cam.origin + s)
+                break
+    lat = []
+    seen: set[tuple[str, float]] = set()
+    for when, ev in sightings:
+        for r in readable.get(ev.text, []):
+            if r - 0.5 <= ev.t <= r + 2.0 and (ev.text, r) not in seen:
+                seen.add((ev.text, r))
+                lat.append((when - r) * 1000)
+    mb = sum(c.size for c in clips) / 1e6
+    minutes = sum(c.duration_s for c in clips) / 60
+    encode_cpu = max(0.0, cpu - capture_cpu - worker_cpu)
+    per = 1000 / max(frames, 1)
+    return {
+        "res": f"{width}x{height}",
+        "fps": frames / wall,
+        "frames": frames,
+        "dropped": cam.dropped,
+        "cpu_ms": cpu * per,
+        # The capture thread's CPU less its measured stages: rendering / grabbing the frame.
+        "capture_ms": max(
+            0.0, capture_cpu - stats.overlay_s - stats.convert_s - stats.record_s - stats.control_s
+        )
+        * per,
+        "decode_ms": worker_cpu * per,
+        "overlay_ms": (stats.overlay_s + stats.convert_s) * per,
+        "encode_ms": encode_cpu * per,
+        "control_ms": (stats.control_s + stats.record_s) * per,
+        "latency_ms": statistics.median(lat) if lat else float("nan"),
+        "latency_n": len(lat),
+        "scans_expected": sum(len(v) for v in readable.values()),
+        "clips": len(clips),
+        "mb_per_min": mb / minutes if minutes else float("nan"),
+    }
+
+
+def run_naive(width: int, height: int, frames: int, data: Path) -> dict:
+    from pyzbar import pyzbar
+
+    cam = SyntheticCamera(width, height, 30.0, scenario(frames / 30 + 1), realtime=False)
+    cam.start()
+    out = cv2.VideoWriter(str(data / f"naive_{width}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                          30.0, (width, height))  # fmt: skip
+    t_decode = t_overlay = t_encode = t_capture = 0.0
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    n = 0
+    while n < frames:
+        a = time.perf_counter()
+        f = cam.read()
+        if f is None:
+            break
+        b = time.perf_counter()
+        pyzbar.decode(cv2.cvtColor(f.image, cv2.COLOR_BGR2GRAY))
+        c = time.perf_counter()
+        img = f.image
+        cv2.putText(img, time.strftime("%Y-%m-%d %H:%M:%S") + " station-01 PO-1", (20, 40),
+                    cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)  # fmt: skip
+        d = time.perf_counter()
+        out.write(img)
+        e = time.perf_counter()
+        t_capture += b - a
+        t_decode += c - b
+        t_overlay += d - c
+        t_encode += e - d
+        n += 1
+    out.release()
+    cam.stop()
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    size = (data / f"naive_{width}.mp4").stat().st_size
+    per = 1000 / max(n, 1)
+    return {
+        "res": f"{width}x{height}",
+        "fps": n / wall,
+        "frames": n,
+        "cpu_ms": cpu * per,
+        "capture_ms": t_capture * per,
+        "decode_ms": t_decode * per,
+        "overlay_ms": t_overlay * per,
+        "encode_ms": t_encode * per,
+        "mb_per_min": size / 1e6 / (n / 30 / 60),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="short runs: finishes within 2 minutes")
+    ap.add_argument("--seconds", type=float, help="packcam run length per resolution")
+    ap.add_argument("--naive-frames", type=int, help="frames for the naive loop per resolution")
+    args = ap.parse_args()
+    seconds = args.seconds or (25.0 if args.quick else 90.0)
+    naive_frames = args.naive_frames or (90 if args.quick else 300)
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="packcam-bench-") as tmp:
+        for w, h in ((1280, 720), (1920, 1080)):
+            d = Path(tmp) / f"p{w}"
+            rows.append(("packcam", run_packcam(w, h, seconds, d)))
+            nd = Path(tmp) / f"n{w}"
+            nd.mkdir()
+            rows.append(("naive", run_naive(w, h, naive_frames, nd)))
+    cols = ["fps", "cpu_ms", "capture_ms", "decode_ms", "overlay_ms", "encode_ms", "mb_per_min"]
+    head = f"{'loop':8} {'res':10} {'frames':>6} {'dropped':>7} "
+    print(head + " ".join(f"{c:>10}" for c in cols) + f" {'latency_ms':>10}")
+    for name, r in rows:
+        print(f"{name:8} {r['res']:10} {r['frames']:6d} {r.get('dropped', '-')!s:>7} "
+              + " ".join(f"{r[c]:10.1f}" for c in cols)
+              + f" {r.get('latency_ms', float('nan')):10.0f}")  # fmt: skip
+    p720, n720, p1080, n1080 = (r for _, r in rows)
+    print()
+    print(f"CPU per frame vs naive: 720p {p720['cpu_ms'] / n720['cpu_ms']:.3f}x, "
+          f"1080p {p1080['cpu_ms'] / n1080['cpu_ms']:.3f}x")  # fmt: skip
+    print(f"scans recognised: 720p {p720['latency_n']}/{p720['scans_expected']}, "
+          f"1080p {p1080['latency_n']}/{p1080['scans_expected']}")  # fmt: skip
+    summary = {
+        "fps_720p": round(p720["fps"], 2),
+        "fps_1080p": round(p1080["fps"], 2),
+        "dropped_frames": p720["dropped"] + p1080["dropped"],
+        "dropped_720p": p720["dropped"],
+        "dropped_1080p": p1080["dropped"],
+        "cpu_ms_per_frame": round(p720["cpu_ms"], 2),
+        "cpu_ms_per_frame_1080p": round(p1080["cpu_ms"], 2),
+        "naive_cpu_ms_per_frame": round(n720["cpu_ms"], 2),
+        "naive_cpu_ms_per_frame_1080p": round(n1080["cpu_ms"], 2),
+        "cpu_ratio_vs_naive": round(p720["cpu_ms"] / n720["cpu_ms"], 3),
+        "cpu_ratio_vs_naive_1080p": round(p1080["cpu_ms"] / n1080["cpu_ms"], 3),
+        "scan_latency_ms": round(
+            statistics.median([x for x in (p720["latency_ms"], p1080["latency_ms"]) if x == x]), 1
+        ),
+        "scan_latency_ms_720p": round(p720["latency_ms"], 1),
+        "scan_latency_ms_1080p": round(p1080["latency_ms"], 1),
+        "mb_per_min_720p": round(p720["mb_per_min"], 1),
+        "mb_per_min_1080p": round(p1080["mb_per_min"], 1),
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
