@@ -15,7 +15,7 @@ import cv2
 
 from station.camera import OpenCVCamera, build_camera
 from station.config import Config
-from station.errors import CameraError, ConfigError
+from station.errors import CameraError, ConfigError, StationError
 from station.frames import FrameSource
 from station.ledger import ClipRecord, Ledger
 from station.live import LiveWriter
@@ -188,12 +188,12 @@ def run_demo(
         cfg = cfg.replace("camera", backend="synthetic", scenario="")
     cfg.station.data_dir.mkdir(parents=True, exist_ok=True)
     threads: list[threading.Thread] = []
+    if web:
+        threads.append(_start_web(cfg, stop, out))
     if duration is not None:
         timer = threading.Timer(duration, stop.set)
         timer.daemon = True
         timer.start()
-    if web:
-        threads.append(_start_web(cfg, stop, out))
     out.write(f"packcam demo: station {cfg.station.name!r} recording to {cfg.station.data_dir}\n")
     out.flush()
     t0 = time.monotonic()
@@ -207,23 +207,24 @@ def run_demo(
 
 
 def _start_web(cfg: Config, stop: threading.Event, out: TextIO) -> threading.Thread:
-    from web.cli import ensure_demo_user, serve
+    from web.cli import ensure_demo_user, make_server, run_server, server_url
 
     user, password = ensure_demo_user(cfg)
-    ready = threading.Event()
+    try:
+        # Bind here, on the caller's thread, so a busy port fails the demo with a clear message.
+        server = make_server(cfg, cfg.web.host, cfg.web.port)
+    except OSError as exc:
+        raise StationError(
+            f"cannot serve the web site on {cfg.web.host}:{cfg.web.port}: {exc.strerror or exc}"
+            " (choose another with --port)"
+        ) from exc
     thread = threading.Thread(
-        target=serve,
-        args=(cfg, cfg.web.host, cfg.web.port),
-        kwargs={"ready": ready, "stop": stop},
-        name="web",
-        daemon=True,
+        target=run_server, args=(server,), kwargs={"stop": stop}, name="web", daemon=True
     )
     thread.start()
-    ready.wait(15)
-    host = "127.0.0.1" if cfg.web.host in {"0.0.0.0", "::", ""} else cfg.web.host
-    out.write(
-        f"packcam demo: web site at http://{host}:{cfg.web.port}/  "
-        f"(log in as {user!r} with password {password!r})\n"
-    )
+    url = server_url(server)
+    if cfg.web.host in {"0.0.0.0", "::", ""}:
+        url = f"http://127.0.0.1:{cfg.web.port}/"
+    out.write(f"packcam demo: web site at {url}  (log in as {user!r} with password {password!r})\n")
     out.flush()
     return thread
