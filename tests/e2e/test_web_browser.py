@@ -44,7 +44,9 @@ def test_search_open_play_seek_download(page: Any, site: Any) -> None:
     assert abs(landed - 2.5) < 0.05
     # Clicking a key frame seeks too.
     page.locator("button.seek").nth(2).click()
-    page.wait_for_function("Math.abs(document.querySelector('video').currentTime - 3.5) < 0.05")
+    page.wait_for_function(
+        "() => Math.abs(document.querySelector('video').currentTime - 3.5) < 0.05"
+    )
     with page.expect_download() as info:
         page.locator("a.download").first.click()
     download = info.value
