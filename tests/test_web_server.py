@@ -7,6 +7,7 @@ import http.client
 import os
 import re
 import threading
+import time
 from urllib.parse import urlencode
 
 import pytest
@@ -93,4 +94,9 @@ def test_head_and_304_do_not_leak_files(server, web_env: WebEnv) -> None:
         assert resp.status == 304
         resp, body = get(conn, cookie, url, Range="bytes=0-9")
         assert resp.status == 206 and len(body) == 10
+    # waitress closes a sent file wrapper from its I/O thread, at most a moment later.
+    get(conn, cookie, "/login")
+    deadline = time.monotonic() + 3
+    while open_clip_fds() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert open_clip_fds() == 0
