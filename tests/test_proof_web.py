@@ -114,3 +114,32 @@ def test_site_cap_and_csrf_of_the_real_app(store: Store, tmp_path: Path) -> None
         "/verify", data={"csrf_token": token, "file": (io.BytesIO(payload), "c.mp4")}
     )
     assert resp.status_code == 200 and "Not authentic" in resp.get_data(as_text=True)
+
+
+def test_order_page_bundle_button_exports_a_bundle_that_verifies(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Logged in on the real site: the order's evidence bundle downloads and verifies offline."""
+    from conftest_web import add_users, login
+
+    from station.ledger import Ledger
+    from station.proof.verify import verify_bundle
+    from web import create_app
+
+    st = store.copy(tmp_path / "data")
+    add_users(st.data)
+    app = create_app(st.cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
+    client = app.test_client()
+    login(client, "viewer")
+    ledger = Ledger.in_data_dir(st.data)
+    (clip_id,) = [c.id for c in ledger.clips("B2")]
+    ledger.close()
+    resp = client.get(f"/clips/{clip_id}/bundle.zip")
+    assert resp.status_code == 200
+    out = tmp_path / "elsewhere" / "B2.zip"
+    out.parent.mkdir()
+    out.write_bytes(resp.data)
+    resp.close()
+    report = verify_bundle(out, trusted_ca=None)
+    assert report.ok, report

@@ -313,3 +313,17 @@ def test_keyframe_times_come_from_the_index(web_env: WebEnv) -> None:
     assert kinds == [("order", 1.0), ("waybill", 2.0), ("seal", 3.5)]
     no_seal = keyframes(web_env.clips["plain2"])
     assert [k.kind for k in no_seal] == ["order", "seal"]
+
+
+def test_evidence_bundle_of_unsigned_clips_is_a_clear_409(viewer, web_env: WebEnv) -> None:
+    clip = web_env.clips["plain"]  # indexed without the proof finalizer: nothing to export
+    page = viewer.get(order_url(clip.order_id)).get_data(as_text=True)
+    assert f"/clips/{clip.id}/bundle.zip" in page
+    resp = viewer.get(f"/clips/{clip.id}/bundle.zip")
+    assert resp.status_code == 409
+    assert "no signed clips" in resp.get_data(as_text=True)
+
+
+def test_evidence_bundle_needs_a_login(web_client, web_env: WebEnv) -> None:
+    resp = web_client.get(f"/clips/{web_env.clips['plain'].id}/bundle.zip")
+    assert resp.status_code in (302, 401, 403)

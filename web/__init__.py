@@ -172,14 +172,12 @@ def create_app(config: Config, *, test_config: dict[str, Any] | None = None) -> 
     Babel(app, locale_selector=i18n.select_locale)
     i18n.init_app(app)
 
-    from web import admin, api, auth, clips, dashboard, formatting, live, share
+    from web import admin, api, auth, clips, dashboard, formatting, live, share, verify
 
     formatting.register(app)
     app.jinja_env.globals["share_url"] = share.share_url
-    for bp in (auth.bp, clips.bp, share.bp, api.bp, dashboard.bp, live.bp, admin.bp):
+    for bp in (auth.bp, clips.bp, share.bp, api.bp, dashboard.bp, live.bp, admin.bp, verify.bp):
         app.register_blueprint(bp)
-    # The proof issue adds a `verify` blueprint (public /verify page, evidence bundles); the
-    # templates show its links only when it is registered: see `has_endpoint` below.
 
     app.before_request(auth.load_user)
     app.before_request(_check_csrf)

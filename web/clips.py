@@ -246,6 +246,44 @@ def download(clip_id: int) -> Response:
     return resp
 
 
+@bp.get("/clips/<int:clip_id>/bundle.zip")
+@require("viewer")
+def bundle(clip_id: int) -> Response:
+    """The evidence bundle of the clip's order (every clip of it), built on request."""
+    import shutil
+    import tempfile
+
+    from station.proof import ProofError
+    from station.proof.bundle import export_order
+
+    clip = _clip_or_404(clip_id)
+    cfg = current_app.config["PACKCAM"]
+    tmp = Path(tempfile.mkdtemp(prefix="packcam-bundle-"))
+    out = tmp / "bundle.zip"
+    try:
+        export_order(cfg, clip.order_id, out)
+        get_db().log_access(
+            clip.order_id,
+            "export",
+            user=g.user.name,
+            clip_id=clip.id,
+            remote_addr=request.remote_addr,
+        )
+        name = _UNSAFE_NAME.sub("_", f"{clip.order_id}_evidence").strip(" .")[:150] + ".zip"
+        resp = send_file(out, mimetype="application/zip", as_attachment=True, download_name=name)
+    except ProofError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.error("evidence bundle for order %r failed: %s", clip.order_id, exc)
+        abort(409, description=str(exc))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # Built per request and not kept: removed once the response has been sent.
+    resp.call_on_close(lambda: shutil.rmtree(tmp, ignore_errors=True))
+    return resp
+    return resp
+
+
 @bp.get("/clips/<int:clip_id>/thumb.jpg")
 @require("viewer")
 def thumb(clip_id: int) -> Response:

@@ -72,7 +72,15 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-ACTIONS = ("view", "download", "share", "share-revoke", "share-use", "share-download")
+ACTIONS = (
+    "view",
+    "download",
+    "export",
+    "share",
+    "share-revoke",
+    "share-use",
+    "share-download",
+)
 
 
 class AccountError(StationError):

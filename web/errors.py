@@ -17,6 +17,7 @@ MESSAGES = {
     403: _l("Your account may not open this page."),
     404: _l("There is nothing here."),
     405: _l("That method is not allowed here."),
+    409: _l("This order has no signed clips to put in an evidence bundle."),
     410: _l("This link has expired or was revoked."),
     413: _l("The request is too large."),
     416: _l("The requested range is not available."),

@@ -30,6 +30,7 @@ ROLES = {"viewer": _l("viewer"), "operator": _l("operator"), "admin": _l("admini
 ACTIONS = {
     "view": _l("viewed"),
     "download": _l("downloaded"),
+    "export": _l("exported the evidence bundle"),
     "share": _l("created a share link"),
     "share-revoke": _l("revoked a share link"),
     "share-use": _l("opened a share link"),
