@@ -49,6 +49,7 @@ class LiveWriter:
         self._next_slow = 0.0
         self._slow: dict[str, Any] = {}
         self._fps_mark: tuple[float, int] | None = None
+        self._next_error_log = 0.0
         self.fps = 0.0
 
     def __call__(self, image: np.ndarray, status: Any, dropped: int = 0) -> None:
@@ -58,8 +59,12 @@ class LiveWriter:
         self._next = now + self.interval
         try:
             self._publish(image, status, dropped, now)
-        except Exception:
-            log.exception("live view update failed")
+        except Exception as exc:
+            # A preview must never hurt recording: retry next time, say so once a minute.
+            if now >= self._next_error_log:
+                self._next_error_log = now + 60.0
+                log.warning("live view update failed (retrying): %s", exc)
+            self.dir.mkdir(parents=True, exist_ok=True)
 
     def _publish(self, image: np.ndarray, status: Any, dropped: int, now: float) -> None:
         if self._fps_mark is not None and now > self._fps_mark[0]:

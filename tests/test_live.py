@@ -1,0 +1,55 @@
+"""The live-view publisher: files the web site reads, throttled, never raising."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from station.live import LiveWriter
+from station.runner import Status
+
+
+def status(frames: int = 10, **kw) -> Status:
+    base = dict(station="打包台1", state="recording", order_id="PO-1", waybills=("SF1",),
+                elapsed_s=4.24, frames=frames, last_error=None)  # fmt: skip
+    base.update(kw)
+    return Status(**base)
+
+
+def test_writes_jpeg_and_status_and_throttles(tmp_path: Path) -> None:
+    live = LiveWriter(tmp_path, "打包台1", interval=0.2)
+    img = np.zeros((720, 1280, 3), np.uint8)
+    live(img, status(), 0)
+    jpg = next((tmp_path / "live").glob("*.jpg"))
+    doc = json.loads(next((tmp_path / "live").glob("*.json")).read_text(encoding="utf-8"))
+    assert jpg.read_bytes()[:2] == b"\xff\xd8"
+    assert doc["station"] == "打包台1" and doc["order_id"] == "PO-1" and doc["elapsed_s"] == 4.2
+    assert doc["waybills"] == ["SF1"] and "disk_free_bytes" in doc and "clock_synced" in doc
+    mtime = jpg.stat().st_mtime_ns
+    live(img, status(11), 0)  # within the interval: nothing written
+    assert jpg.stat().st_mtime_ns == mtime
+    time.sleep(0.25)
+    live(img, status(40), 3)
+    doc = json.loads(next((tmp_path / "live").glob("*.json")).read_text(encoding="utf-8"))
+    assert doc["frames"] == 40 and doc["dropped"] == 3 and doc["fps"] > 0
+
+
+def test_survives_its_folder_vanishing(tmp_path: Path) -> None:
+    live = LiveWriter(tmp_path, "s1", interval=0.0)
+    img = np.zeros((48, 64, 3), np.uint8)
+    live(img, status(), 0)
+    shutil.rmtree(tmp_path / "live")
+    live(img, status(), 0)  # fails quietly and recreates the folder
+    live(img, status(), 0)
+    assert (tmp_path / "live" / "s1.json").is_file()
+
+
+def test_stopped_state(tmp_path: Path) -> None:
+    live = LiveWriter(tmp_path, "s1")
+    live.write_status(status(), state="stopped")
+    doc = json.loads((tmp_path / "live" / "s1.json").read_text(encoding="utf-8"))
+    assert doc["state"] == "stopped"
