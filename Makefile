@@ -12,8 +12,9 @@ VENV_FLAGS := $(if $(IS_PI),--system-site-packages,)
 EXTRAS := $(if $(IS_PI),dev$(comma)pi,dev)
 # pyzbar needs libzbar0; the overlay needs a font with Chinese glyphs; openssl signs/timestamps.
 APT_PACKAGES := libzbar0 fonts-wqy-zenhei openssl $(if $(IS_PI),python3-picamera2,)
-# Only the tests need these: Debian's Chromium for the browser tests, systemd-analyze.
-TEST_APT_PACKAGES := chromium systemd
+# Only the tests need these: Debian's Chromium for the browser tests, systemd-analyze,
+# PostgreSQL's initdb/pg_ctl for the fleet tests' throwaway cluster.
+TEST_APT_PACKAGES := chromium systemd postgresql
 DEMO_ARGS ?=
 
 # apt-get install whatever of the listed packages is missing (sudo when not root).
