@@ -126,6 +126,54 @@ class ProofSection:
 
 
 @dataclass(frozen=True)
+class ArchiveSection:
+    """Upload finished clips and their proofs to S3-compatible object storage (station/archiver)."""
+
+    enabled: bool = False
+    # "" = AWS S3 itself; else the store's URL: MinIO/SeaweedFS/Garage http(s)://host:port,
+    # Aliyun OSS https://oss-cn-hangzhou.aliyuncs.com (S3 API).
+    endpoint_url: str = ""
+    region: str = "us-east-1"  # Garage: "garage"; OSS: "oss-cn-hangzhou" etc.
+    bucket: str = ""
+    prefix: str = "packcam/"  # every object key starts with this
+    # "" = boto3's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws, instance role)
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    addressing_style: str = "auto"  # auto | path (MinIO, SeaweedFS, Garage) | virtual (OSS)
+    object_lock_mode: str = ""  # "" | GOVERNANCE | COMPLIANCE (bucket needs Object Lock on)
+    object_lock_days: int = 0  # retain each object this many days (with a mode)
+    max_bytes_per_s: int = 0  # upload bandwidth cap (token bucket); 0 = unlimited
+    part_size_mb: int = 8  # multipart part size; files above it go multipart (min 5)
+    checksum: str = "sha256"  # sha256 (x-amz-checksum-sha256) | md5 (Content-MD5 only)
+    verify_download: bool = False  # also read every object back and hash it after upload
+    keyframes: bool = True  # upload JPEG key frames (start, scans, end) beside each clip
+    scan_interval_s: float = 60.0  # look for unarchived clips this often (and at start)
+    retry_s: float = 10.0  # first retry delay after a failed upload (then doubling, max 15 min)
+    timeout_s: float = 30.0  # connect/read timeout of one request
+    # central web: clips stream through the site ("proxy", Range passed through) or the
+    # browser is sent to a presigned URL ("redirect"; the store must be reachable from it)
+    stream: str = "proxy"
+    presign_s: int = 300  # lifetime of a presigned URL (redirect mode)
+
+
+@dataclass(frozen=True)
+class CentralSection:
+    """The central index: stations register clips with it; ``packcam web --central`` serves it."""
+
+    # station side
+    enabled: bool = False  # register clips, checkpoints and health with the central server
+    url: str = ""  # the central site, e.g. https://packcam.example.com/
+    token: str = ""  # from `packcam central add-station NAME` on the central server
+    token_file: str = ""  # or read the token from this file (wins over token)
+    interval_s: float = 5.0  # push what is new this often (at once after a clip)
+    batch: int = 200  # clips per request
+    timeout_s: float = 10.0
+    # central server side
+    dsn: str = ""  # PostgreSQL conninfo; "" = $PACKCAM_CENTRAL_DSN
+    pool_size: int = 8  # PostgreSQL connections of the central site
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationSection = field(default_factory=StationSection)
     camera: CameraSection = field(default_factory=CameraSection)
@@ -135,6 +183,8 @@ class Config:
     recorder: RecorderSection = field(default_factory=RecorderSection)
     web: WebSection = field(default_factory=WebSection)
     proof: ProofSection = field(default_factory=ProofSection)
+    archive: ArchiveSection = field(default_factory=ArchiveSection)
+    central: CentralSection = field(default_factory=CentralSection)
 
     def with_data_dir(self, data_dir: Path | str) -> Config:
         """The same config with ``station.data_dir`` replaced (the CLI's ``--data``)."""
@@ -297,6 +347,53 @@ def validate(cfg: Config) -> None:
         raise ConfigError("proof.tsa_timeout_s and proof.tsa_retry_s must be positive")
     if not 1 <= pr.checkpoint_every <= 100_000:
         raise ConfigError("proof.checkpoint_every must be between 1 and 100000")
+    _validate_archive(cfg.archive)
+    _validate_central(cfg.central)
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _validate_archive(a: ArchiveSection) -> None:
+    if a.enabled and not _BUCKET.match(a.bucket):
+        raise ConfigError(
+            f"archive.bucket must be a valid S3 bucket name (3-63 of a-z 0-9 . -), not {a.bucket!r}"
+        )
+    if a.endpoint_url and not re.match(r"^https?://[^\s/]+", a.endpoint_url):
+        raise ConfigError(f"archive.endpoint_url must be an http(s) URL, not {a.endpoint_url!r}")
+    if a.addressing_style not in {"auto", "path", "virtual"}:
+        raise ConfigError("archive.addressing_style must be auto, path or virtual")
+    if a.object_lock_mode not in {"", "GOVERNANCE", "COMPLIANCE"}:
+        raise ConfigError('archive.object_lock_mode must be "", GOVERNANCE or COMPLIANCE')
+    if a.object_lock_days < 0 or (a.object_lock_mode and a.object_lock_days == 0):
+        raise ConfigError("archive.object_lock_days must be positive when a lock mode is set")
+    if a.max_bytes_per_s < 0:
+        raise ConfigError("archive.max_bytes_per_s must not be negative (0 = unlimited)")
+    if not 5 <= a.part_size_mb <= 5120:
+        raise ConfigError("archive.part_size_mb must be between 5 and 5120 (S3 limits)")
+    if a.checksum not in {"sha256", "md5"}:
+        raise ConfigError("archive.checksum must be sha256 or md5")
+    if a.scan_interval_s <= 0 or a.retry_s <= 0 or a.timeout_s <= 0:
+        raise ConfigError("archive.scan_interval_s, retry_s and timeout_s must be positive")
+    if a.stream not in {"proxy", "redirect"}:
+        raise ConfigError("archive.stream must be proxy or redirect")
+    if not 10 <= a.presign_s <= 7 * 86400:
+        raise ConfigError("archive.presign_s must be between 10 and 604800 seconds")
+    if "\\" in a.prefix or a.prefix.startswith("/") or ".." in a.prefix.split("/"):
+        raise ConfigError(f"archive.prefix {a.prefix!r} must be a relative key prefix")
+
+
+def _validate_central(c: CentralSection) -> None:
+    if c.enabled and not re.match(r"^https?://[^\s/]+", c.url):
+        raise ConfigError(f"central.url must be an http(s) URL when enabled, not {c.url!r}")
+    if c.enabled and not (c.token or c.token_file):
+        raise ConfigError("central.token or central.token_file is needed when enabled")
+    if c.interval_s <= 0 or c.timeout_s <= 0:
+        raise ConfigError("central.interval_s and central.timeout_s must be positive")
+    if not 1 <= c.batch <= 5000:
+        raise ConfigError("central.batch must be between 1 and 5000")
+    if not 1 <= c.pool_size <= 200:
+        raise ConfigError("central.pool_size must be between 1 and 200")
 
 
 def from_dict(data: dict[str, Any]) -> Config:
