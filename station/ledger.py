@@ -113,6 +113,32 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX proof_timestamps_due ON proof_timestamps(status, next_try_utc);
     """,
+    # 3: fleet (station/archiver.py, station/central_sync.py): when a clip and its proofs were
+    # verified in object storage, resumable multipart uploads, and the central-sync cursors.
+    """
+    ALTER TABLE clips ADD COLUMN archived_utc TEXT;  -- NULL until verified in the archive
+    ALTER TABLE clips ADD COLUMN archive_key TEXT;  -- the clip's object key
+    ALTER TABLE clips ADD COLUMN archive_meta TEXT;  -- JSON: manifest, frames, proof keys
+    ALTER TABLE clips ADD COLUMN archive_seq INTEGER;  -- order of archiving (central cursor)
+    CREATE INDEX clips_unarchived ON clips(id) WHERE archived_utc IS NULL;
+    CREATE UNIQUE INDEX clips_archive_seq ON clips(archive_seq) WHERE archive_seq IS NOT NULL;
+    CREATE TABLE archive_uploads (
+        key             TEXT PRIMARY KEY,  -- object key being uploaded in parts
+        local_path      TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        sha256          TEXT NOT NULL,
+        upload_id       TEXT NOT NULL,
+        part_size       INTEGER NOT NULL,
+        parts           TEXT NOT NULL DEFAULT '[]',  -- JSON list of finished parts
+        created_utc     TEXT NOT NULL,
+        updated_utc     TEXT NOT NULL
+    );
+    CREATE TABLE sync_cursors (
+        name            TEXT PRIMARY KEY,  -- e.g. central:clips, central:archived
+        value           INTEGER NOT NULL,
+        updated_utc     TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -334,6 +360,56 @@ class Ledger:
                 for e in events
             ],
         )
+
+    def mark_archived(self, clip_id: int, key: str, meta: dict[str, Any]) -> bool:
+        """Record that the clip and its proofs are verified in object storage (once).
+
+        Returns False when it was already marked. ``archive_seq`` numbers archivings in order,
+        so the central sync can follow them with a cursor.
+        """
+        import json
+
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE clips SET archived_utc = ?, archive_key = ?, archive_meta = ?,"
+                " archive_seq = (SELECT COALESCE(MAX(archive_seq), 0) + 1 FROM clips)"
+                " WHERE id = ? AND archived_utc IS NULL",
+                (_utc(datetime.now(UTC)), key, json.dumps(meta, sort_keys=True), clip_id),
+            )
+        return cur.rowcount > 0
+
+    def unarchived_clips(self, *, after_id: int = 0, limit: int = 100) -> list[ClipRecord]:
+        """Clips not yet archived, oldest first (by id), starting after ``after_id``."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT * FROM clips WHERE archived_utc IS NULL AND id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+            return [self._record(r) for r in rows]
+
+    def archive_backlog(self) -> int:
+        """How many indexed clips are not yet archived."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT COUNT(*) FROM clips WHERE archived_utc IS NULL"
+            ).fetchone()
+        return int(row[0])
+
+    def archive_state(self, clip_id: int) -> dict[str, Any] | None:
+        """``archived_utc``, ``archive_key``, ``archive_meta`` (parsed) and ``archive_seq``."""
+        import json
+
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT archived_utc, archive_key, archive_meta, archive_seq FROM clips"
+                " WHERE id = ?",
+                (clip_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        d = dict(row)
+        d["archive_meta"] = json.loads(d["archive_meta"]) if d["archive_meta"] else None
+        return d
 
     # ---- reads ----------------------------------------------------------------------------
 
