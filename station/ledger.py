@@ -139,6 +139,51 @@ MIGRATIONS: tuple[str, ...] = (
         updated_utc     TEXT NOT NULL
     );
     """,
+    # 4: reliability (station/retention.py, station/recovery.py): legal holds per order with
+    # their history, retention deletions (the row and its hash stay, with a signed deletion
+    # record, so an audit tells retention from tampering) and persistent alarms.
+    """
+    ALTER TABLE clips ADD COLUMN deleted_utc TEXT;  -- NULL while the file is kept
+    ALTER TABLE clips ADD COLUMN deleted_reason TEXT;
+    CREATE INDEX clips_kept ON clips(started_utc, id) WHERE deleted_utc IS NULL;
+    CREATE TABLE legal_holds (
+        order_id        TEXT PRIMARY KEY,
+        held_by         TEXT NOT NULL,
+        held_utc        TEXT NOT NULL,
+        note            TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE legal_hold_log (
+        id              INTEGER PRIMARY KEY,
+        order_id        TEXT NOT NULL,
+        action          TEXT NOT NULL,  -- hold | release
+        by_whom         TEXT NOT NULL,
+        at_utc          TEXT NOT NULL,
+        note            TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX legal_hold_log_order ON legal_hold_log(order_id, id);
+    CREATE TABLE retention_deletions (
+        id              INTEGER PRIMARY KEY,
+        clip_id         INTEGER NOT NULL UNIQUE REFERENCES clips(id),
+        path            TEXT NOT NULL,
+        sha256          TEXT NOT NULL,
+        record          BLOB NOT NULL,  -- canonical JSON of the deletion, exactly as signed
+        signature       BLOB,  -- Ed25519 by the station key; NULL when proofs are off
+        key_fingerprint TEXT NOT NULL DEFAULT '',
+        deleted_utc     TEXT NOT NULL
+    );
+    CREATE INDEX retention_deletions_path ON retention_deletions(path);
+    CREATE TABLE alarms (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL,  -- clip-missing | disk-full | recording-failed | ...
+        subject         TEXT NOT NULL,  -- what it is about: a clip path, the data dir, ...
+        message         TEXT NOT NULL,
+        first_utc       TEXT NOT NULL,
+        last_utc        TEXT NOT NULL,
+        count           INTEGER NOT NULL DEFAULT 1,
+        cleared_utc     TEXT,  -- NULL while active
+        UNIQUE (kind, subject)
+    );
+    """,
 )
 
 
@@ -211,6 +256,43 @@ class ClipRecord:
             "events": [e.to_json() for e in self.events],
             **self.extra,
         }
+
+
+@dataclass(frozen=True)
+class StoredClip:
+    """An indexed clip as retention and reconciliation see it (no events, no waybills)."""
+
+    id: int
+    order_id: str
+    path: str
+    manifest_path: str
+    started_at: datetime  # aware, UTC
+    size: int
+    sha256: str
+    legal_hold: bool = False
+    archived: bool = False
+    deleted_utc: str | None = None
+
+
+@dataclass(frozen=True)
+class LegalHold:
+    order_id: str
+    held_by: str
+    held_utc: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """A persistent alarm: raised again and again it stays one row with a count."""
+
+    kind: str
+    subject: str
+    message: str
+    first_utc: str
+    last_utc: str
+    count: int
+    cleared_utc: str | None = None
 
 
 def _utc(dt: datetime) -> str:
@@ -410,6 +492,185 @@ class Ledger:
         d = dict(row)
         d["archive_meta"] = json.loads(d["archive_meta"]) if d["archive_meta"] else None
         return d
+
+    # ---- legal holds, retention deletions, alarms -----------------------------------------
+
+    def set_legal_hold(self, order_id: str, on: bool, by: str, note: str = "") -> bool:
+        """Hold (``on``) or release every clip of ``order_id``, present and future.
+
+        A held clip is never deleted by retention. Every change is kept in ``legal_hold_log``.
+        Returns False when nothing changed (already held / not held).
+        """
+        if not order_id or not by:
+            raise ValueError("order_id and by are required")
+        now = _utc(datetime.now(UTC))
+        with self._tx() as db:
+            held = db.execute(
+                "SELECT 1 FROM legal_holds WHERE order_id = ?", (order_id,)
+            ).fetchone()
+            if on == (held is not None):
+                return False
+            if on:
+                db.execute(
+                    "INSERT INTO legal_holds(order_id, held_by, held_utc, note)"
+                    " VALUES (?, ?, ?, ?)",
+                    (order_id, by, now, note),
+                )
+            else:
+                db.execute("DELETE FROM legal_holds WHERE order_id = ?", (order_id,))
+            db.execute(
+                "INSERT INTO legal_hold_log(order_id, action, by_whom, at_utc, note)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (order_id, "hold" if on else "release", by, now, note),
+            )
+        log.info("legal hold %s for order %r by %s", "set" if on else "released", order_id, by)
+        return True
+
+    def legal_hold(self, order_id: str) -> LegalHold | None:
+        with self._lock:
+            r = self.conn.execute(
+                "SELECT * FROM legal_holds WHERE order_id = ?", (order_id,)
+            ).fetchone()
+        return LegalHold(r["order_id"], r["held_by"], r["held_utc"], r["note"]) if r else None
+
+    def legal_holds(self) -> list[LegalHold]:
+        with self._lock:
+            rows = self.conn.execute("SELECT * FROM legal_holds ORDER BY order_id").fetchall()
+        return [LegalHold(r["order_id"], r["held_by"], r["held_utc"], r["note"]) for r in rows]
+
+    def legal_hold_history(self, order_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT action, by_whom, at_utc, note FROM legal_hold_log WHERE order_id = ?"
+                " ORDER BY id",
+                (order_id,),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    _STORED_SQL = (
+        "SELECT c.id, c.order_id, c.path, c.manifest_path, c.started_utc, c.size, c.sha256,"
+        " c.archived_utc, c.deleted_utc, h.order_id IS NOT NULL AS held"
+        " FROM clips c LEFT JOIN legal_holds h ON h.order_id = c.order_id"
+    )
+
+    @staticmethod
+    def _stored(r: sqlite3.Row) -> StoredClip:
+        return StoredClip(
+            id=r["id"],
+            order_id=r["order_id"],
+            path=r["path"],
+            manifest_path=r["manifest_path"],
+            started_at=datetime.fromisoformat(r["started_utc"]),
+            size=r["size"],
+            sha256=r["sha256"],
+            legal_hold=bool(r["held"]),
+            archived=r["archived_utc"] is not None,
+            deleted_utc=r["deleted_utc"],
+        )
+
+    def stored_clips(self, *, include_deleted: bool = False) -> list[StoredClip]:
+        """Indexed clips, oldest first; only those whose file is kept unless ``include_deleted``."""
+        sql = self._STORED_SQL
+        if not include_deleted:
+            sql += " WHERE c.deleted_utc IS NULL"
+        with self._lock:
+            rows = self.conn.execute(sql + " ORDER BY c.started_utc, c.id").fetchall()
+        return [self._stored(r) for r in rows]
+
+    def mark_deleted(
+        self,
+        clip_id: int,
+        *,
+        reason: str,
+        record: bytes,
+        signature: bytes | None,
+        key_fingerprint: str,
+        deleted_at: datetime,
+    ) -> None:
+        """Record a retention deletion before the file goes: the row and its hash stay.
+
+        Refused (LedgerError) when the clip is unknown, already deleted, or its order is on
+        legal hold now: the check and the mark are one transaction, so a hold set a moment
+        before (from the web page) always wins.
+        """
+        with self._tx() as db:
+            r = db.execute(self._STORED_SQL + " WHERE c.id = ?", (clip_id,)).fetchone()
+            if r is None:
+                raise LedgerError(f"no clip {clip_id} in the index")
+            if r["deleted_utc"] is not None:
+                raise LedgerError(f"clip {clip_id} was already deleted ({r['deleted_utc']})")
+            if r["held"]:
+                raise LedgerError(f"clip {clip_id}: order {r['order_id']!r} is on legal hold")
+            when = _utc(deleted_at)
+            db.execute(
+                "UPDATE clips SET deleted_utc = ?, deleted_reason = ? WHERE id = ?",
+                (when, reason, clip_id),
+            )
+            db.execute(
+                "INSERT INTO retention_deletions(clip_id, path, sha256, record, signature,"
+                " key_fingerprint, deleted_utc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (clip_id, r["path"], r["sha256"], record, signature, key_fingerprint, when),
+            )
+
+    def deletion_record(self, path: str) -> dict[str, Any] | None:
+        """The stored retention deletion of the clip at ``path``, if any."""
+        with self._lock:
+            r = self.conn.execute(
+                "SELECT * FROM retention_deletions WHERE path = ? ORDER BY id DESC LIMIT 1",
+                (path,),
+            ).fetchone()
+        return dict(r) if r else None
+
+    def raise_alarm(self, kind: str, subject: str, message: str) -> bool:
+        """Record an alarm (or bump its count); True when it is new or was cleared before."""
+        now = _utc(datetime.now(UTC))
+        with self._tx() as db:
+            r = db.execute(
+                "SELECT cleared_utc FROM alarms WHERE kind = ? AND subject = ?", (kind, subject)
+            ).fetchone()
+            if r is None:
+                db.execute(
+                    "INSERT INTO alarms(kind, subject, message, first_utc, last_utc)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (kind, subject, message, now, now),
+                )
+                return True
+            db.execute(
+                "UPDATE alarms SET message = ?, last_utc = ?, count = count + 1,"
+                " first_utc = CASE WHEN cleared_utc IS NULL THEN first_utc ELSE ? END,"
+                " cleared_utc = NULL WHERE kind = ? AND subject = ?",
+                (message, now, now, kind, subject),
+            )
+            return r["cleared_utc"] is not None
+
+    def clear_alarm(self, kind: str, subject: str) -> bool:
+        """Mark an active alarm cleared (the row stays); True when one was active."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE alarms SET cleared_utc = ? WHERE kind = ? AND subject = ?"
+                " AND cleared_utc IS NULL",
+                (_utc(datetime.now(UTC)), kind, subject),
+            )
+        return cur.rowcount > 0
+
+    def alarms(self, *, active_only: bool = True) -> list[Alarm]:
+        sql = "SELECT * FROM alarms"
+        if active_only:
+            sql += " WHERE cleared_utc IS NULL"
+        with self._lock:
+            rows = self.conn.execute(sql + " ORDER BY last_utc DESC, id").fetchall()
+        return [
+            Alarm(
+                r["kind"],
+                r["subject"],
+                r["message"],
+                r["first_utc"],
+                r["last_utc"],
+                r["count"],
+                r["cleared_utc"],
+            )
+            for r in rows
+        ]
 
     # ---- reads ----------------------------------------------------------------------------
 
