@@ -174,6 +174,20 @@ class CentralSection:
 
 
 @dataclass(frozen=True)
+class RetentionSection:
+    """What may be deleted when space runs out, and the disk-space floor (station/retention.py)."""
+
+    min_age_days: float = 90.0  # never delete a clip younger than this (dispute windows)
+    # Keep at least this much free; the floor is the larger of the two (0 = that one is off).
+    free_floor_mb: int = 1024
+    free_floor_percent: float = 0.0
+    check_every_s: float = 30.0  # free-space check interval (also after every clip)
+    archive_required: bool = False  # delete only clips already archived ([archive])
+    # Run on every disk-full / recording alarm, with the message as last argument (beeper, LED).
+    alarm_command: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationSection = field(default_factory=StationSection)
     camera: CameraSection = field(default_factory=CameraSection)
@@ -185,6 +199,7 @@ class Config:
     proof: ProofSection = field(default_factory=ProofSection)
     archive: ArchiveSection = field(default_factory=ArchiveSection)
     central: CentralSection = field(default_factory=CentralSection)
+    retention: RetentionSection = field(default_factory=RetentionSection)
 
     def with_data_dir(self, data_dir: Path | str) -> Config:
         """The same config with ``station.data_dir`` replaced (the CLI's ``--data``)."""
@@ -349,6 +364,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError("proof.checkpoint_every must be between 1 and 100000")
     _validate_archive(cfg.archive)
     _validate_central(cfg.central)
+    _validate_retention(cfg.retention)
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -394,6 +410,25 @@ def _validate_central(c: CentralSection) -> None:
         raise ConfigError("central.batch must be between 1 and 5000")
     if not 1 <= c.pool_size <= 200:
         raise ConfigError("central.pool_size must be between 1 and 200")
+
+
+def _validate_retention(r: RetentionSection) -> None:
+    if not 0 <= r.min_age_days <= 36500:
+        raise ConfigError("retention.min_age_days must be between 0 and 36500")
+    if r.free_floor_mb < 0:
+        raise ConfigError("retention.free_floor_mb must not be negative (0 = off)")
+    if not 0 <= r.free_floor_percent < 100:
+        raise ConfigError("retention.free_floor_percent must be between 0 and 100 (0 = off)")
+    if not 1 <= r.check_every_s <= 3600:
+        raise ConfigError("retention.check_every_s must be between 1 and 3600 seconds")
+    if r.alarm_command:
+        import shlex
+
+        try:
+            if not shlex.split(r.alarm_command):
+                raise ValueError("empty command")
+        except ValueError as exc:
+            raise ConfigError(f"retention.alarm_command: cannot parse it: {exc}") from exc
 
 
 def from_dict(data: dict[str, Any]) -> Config:
