@@ -128,3 +128,40 @@ def test_serve_runs_waitress_until_stopped(web_env: WebEnv) -> None:
     stop.set()
     t.join(10)
     assert not t.is_alive()
+
+
+def test_packcam_web_tells_systemd_when_it_listens_and_stops(web_env: WebEnv, tmp_path) -> None:
+    """`packcam web` under Type=notify: READY=1 once listening, STOPPING=1 on SIGTERM."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    sock_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(sock_path))
+    listener.settimeout(30)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
+    cmd = [sys.executable, "-m", "station", "web", "--data", str(web_env.data_dir),
+           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = listener.recv(4096).decode()
+        assert ready.split("\n")[0] == "READY=1"
+        assert f"STATUS=listening on http://127.0.0.1:{port}/" in ready
+        # READY means listening: the very next request is answered.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5) as resp:
+            assert resp.status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert listener.recv(4096).decode().split("\n")[0] == "STOPPING=1"
+        assert proc.wait(timeout=20) == 0
+    finally:
+        listener.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()

@@ -15,6 +15,7 @@ from typing import IO, Any
 from station import config as config_mod
 from station.config import Config
 from station.errors import StationError
+from station.sdnotify import Notifier
 from web.db import ROLES, AccountError, WebDB
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,19 @@ def serve(
     *,
     ready: threading.Event | None = None,
     stop: threading.Event | None = None,
+    notifier: Notifier | None = None,
 ) -> None:
-    """Serve the site with waitress until ``stop`` is set; ``ready`` is set once listening."""
+    """Serve the site with waitress until ``stop`` is set; ``ready`` is set once listening.
+
+    ``notifier`` (systemd's, under ``Type=notify``) gets ``READY=1`` once the socket listens.
+    """
     server = make_server(config, host, port)
-    log.info("packcam web listening on %s (data %s)", server_url(server), config.station.data_dir)
+    url = server_url(server)
+    log.info("packcam web listening on %s (data %s)", url, config.station.data_dir)
     if ready is not None:
         ready.set()
+    if notifier is not None:
+        notifier.ready(f"listening on {url}")
     run_server(server, stop=stop)
 
 
@@ -145,14 +153,16 @@ def cmd_web(args: argparse.Namespace) -> int:
     host = args.host if getattr(args, "host", None) else cfg.web.host
     port = args.port if getattr(args, "port", None) is not None else cfg.web.port
     stop = threading.Event()
+    notifier = Notifier.from_env()  # a no-op unless systemd started us with Type=notify
 
     def handler(signum: int, _frame: Any) -> None:
         log.info("signal %d: stopping the web server", signum)
+        notifier.stopping("stopping")
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-    serve(cfg, host, port, stop=stop)
+    serve(cfg, host, port, stop=stop, notifier=notifier)
     return 0
 
 

@@ -1,0 +1,285 @@
+"""sd_notify client and per-frame watchdog, against a real AF_UNIX datagram socket."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from station.live import LiveWriter
+from station.runner import Status
+from station.sdnotify import Notifier, Watchdog, describe, socket_address, watchdog_interval
+
+
+class Listener:
+    """What systemd does: a datagram socket that receives the service's notifications."""
+
+    def __init__(self, address: str | bytes) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(address)
+        self.sock.settimeout(0.01)
+
+    def messages(self, wait: float = 0.0) -> list[dict[str, str]]:
+        """Every datagram received so far (waiting up to ``wait`` s for the first one)."""
+        out: list[dict[str, str]] = []
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                if out or time.monotonic() >= deadline:
+                    return out
+                continue
+            out.append(dict(line.split("=", 1) for line in data.decode().split("\n")))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[Listener]:
+    lst = Listener(str(tmp_path / "notify.sock"))
+    yield lst
+    lst.close()
+
+
+def env_for(path: str, **extra: str) -> dict[str, str]:
+    return {"NOTIFY_SOCKET": path, **extra}
+
+
+def status(frames: int = 0, **kw: object) -> Status:
+    base = dict(station="s1", state="idle", order_id=None, waybills=(), elapsed_s=None,
+                frames=frames, last_error=None)  # fmt: skip
+    base.update(kw)
+    return Status(**base)  # type: ignore[arg-type]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+IMG = np.zeros((8, 8, 3), np.uint8)
+
+
+def test_without_notify_socket_everything_is_a_noop() -> None:
+    n = Notifier.from_env({})
+    assert not n.enabled
+    assert n.ready() is False and n.watchdog() is False and n.stopping() is False
+    seen = []
+    wd = Watchdog(lambda *a: seen.append(a), environ={})
+    wd(IMG, status(1), 0)
+    assert len(seen) == 1 and not wd.enabled and not wd.ready_sent
+
+
+def test_notifier_sends_to_a_path_socket(listener: Listener, tmp_path: Path) -> None:
+    n = Notifier.from_env(env_for(str(tmp_path / "notify.sock")))
+    assert n.ready("camera up") and n.watchdog() and n.stopping() and n.extend_timeout(30)
+    assert listener.messages(wait=1) == [
+        {"READY": "1", "STATUS": "camera up"},
+        {"WATCHDOG": "1"},
+        {"STOPPING": "1"},
+        {"EXTEND_TIMEOUT_USEC": "30000000"},
+    ]
+
+
+def test_abstract_socket() -> None:
+    name = f"@packcam-test-{os.getpid()}-{time.monotonic_ns()}"
+    lst = Listener(socket_address(name))  # type: ignore[arg-type]
+    try:
+        n = Notifier.from_env(env_for(name))
+        assert n.status("hello")
+        assert lst.messages(wait=1) == [{"STATUS": "hello"}]
+    finally:
+        lst.close()
+
+
+def test_a_status_cannot_inject_assignments(listener: Listener, tmp_path: Path) -> None:
+    n = Notifier.from_env(env_for(str(tmp_path / "notify.sock")))
+    n.status("order X\nMAINPID=1\nREADY=1")
+    (msg,) = listener.messages(wait=1)
+    assert set(msg) == {"STATUS"} and "\n" not in msg["STATUS"]
+
+
+def test_no_listener_is_logged_not_raised(tmp_path: Path, caplog) -> None:
+    n = Notifier.from_env(env_for(str(tmp_path / "nobody.sock")))
+    assert n.enabled
+    assert n.watchdog() is False
+    assert n.watchdog() is False
+    assert sum("sd_notify" in r.message for r in caplog.records) == 1  # once a minute
+
+
+@pytest.mark.parametrize(
+    ("env", "expect"),
+    [
+        ({}, None),
+        ({"WATCHDOG_USEC": "30000000"}, 15.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}, 15.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),  # another process's
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "soon"}, None),
+    ],
+)
+def test_watchdog_interval_is_half_of_watchdog_usec(env: dict[str, str], expect) -> None:
+    assert watchdog_interval(env) == expect
+
+
+def test_status_line() -> None:
+    rec = status(10, state="recording", order_id="PO-123", elapsed_s=42.7)
+    assert describe(rec, 30.0) == "recording PO-123 00:42, 30.0 fps"
+    assert describe(status(), 29.96, dropped=3) == "idle, 30.0 fps, 3 dropped"
+    assert describe(status(last_error="camera lost: gone"), 0) == (
+        "idle, 0.0 fps; last error: camera lost: gone"
+    )
+
+
+def test_ready_on_first_frame_then_pings_at_half_the_watchdog_timeout(
+    listener: Listener, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    env = env_for(str(tmp_path / "notify.sock"), WATCHDOG_USEC="2000000")  # WatchdogSec=2
+    wd = Watchdog(environ=env, clock=clock, status_interval_s=10.0)
+    assert wd.interval == 1.0
+    wd(IMG, status(1), 0)
+    (first,) = listener.messages(wait=1)
+    assert first["READY"] == "1" and first["STATUS"].startswith("idle")
+    frames = 1
+    for _ in range(24):  # 3 s of frames at 8 fps (exact binary steps)
+        clock.now += 0.125
+        frames += 1
+        wd(IMG, status(frames, state="recording", order_id="PO-9", elapsed_s=2.0), 0)
+    msgs = listener.messages(wait=1)
+    pings = [m for m in msgs if m.get("WATCHDOG") == "1"]
+    assert len(pings) == 3 == wd.pings  # one per interval, not one per frame
+    assert all("READY" not in m for m in msgs)
+    assert pings[-1]["STATUS"] == "recording PO-9 00:02, 8.0 fps"
+
+
+def test_status_is_refreshed_between_pings(listener: Listener, tmp_path: Path) -> None:
+    clock = FakeClock()
+    env = env_for(str(tmp_path / "notify.sock"))  # Type=notify without WatchdogSec
+    wd = Watchdog(environ=env, clock=clock, status_interval_s=1.0)
+    assert wd.interval is None
+    for i in range(25):
+        wd(IMG, status(i), 0)
+        clock.now += 0.1
+    msgs = listener.messages(wait=1)
+    assert msgs[0]["READY"] == "1"
+    assert [set(m) for m in msgs[1:]] == [{"STATUS"}] * 2
+    assert wd.pings == 0
+
+
+def test_a_failing_inner_callback_does_not_starve_the_watchdog(
+    listener: Listener, tmp_path: Path, caplog
+) -> None:
+    def broken(*_a: object) -> None:
+        raise OSError("disk full")
+
+    clock = FakeClock()
+    env = env_for(str(tmp_path / "notify.sock"), WATCHDOG_USEC="1000000")
+    wd = Watchdog(broken, environ=env, clock=clock)
+    for i in range(20):
+        wd(IMG, status(i), 0)
+        clock.now += 0.1
+    assert wd.pings >= 3
+    assert sum("frame callback" in r.message for r in caplog.records) == 1
+
+
+def test_stands_in_for_the_live_writer(listener: Listener, tmp_path: Path) -> None:
+    live = LiveWriter(tmp_path / "data", "s1", interval=0.0)
+    wd = Watchdog(live, environ=env_for(str(tmp_path / "notify.sock")))
+    wd(IMG, status(1), 0)
+    assert (tmp_path / "data/live/s1.json").is_file()
+    wd.write_status(status(2), state="stopped")
+    assert '"state": "stopped"' in (tmp_path / "data/live/s1.json").read_text()
+    wd.stopping("finishing the open clip")
+    msgs = listener.messages(wait=1)
+    assert msgs[-2:] == [
+        {"STATUS": "stopped"},
+        {"STOPPING": "1", "STATUS": "finishing the open clip"},
+    ]
+
+
+def test_alive_feeds_the_watchdog_without_frames(listener: Listener, tmp_path: Path) -> None:
+    clock = FakeClock()
+    env = env_for(str(tmp_path / "notify.sock"), WATCHDOG_USEC="1000000")
+    wd = Watchdog(environ=env, clock=clock)
+    wd.alive("camera lost, retrying in 4 s")
+    clock.now += 0.6
+    wd.alive("camera lost, retrying in 4 s")
+    msgs = listener.messages(wait=1)
+    assert [m.get("WATCHDOG") for m in msgs] == ["1", "1"]
+    assert msgs[0]["STATUS"] == "camera lost, retrying in 4 s"
+
+
+class StallingCamera:
+    """Wraps a frame source; while ``stalled`` is set, ``read`` hangs (a wedged driver)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+        self.width, self.height, self.fps = inner.width, inner.height, inner.fps
+        self.live = inner.live
+        self.scenario = getattr(inner, "scenario", None)
+
+    @property
+    def dropped(self) -> int:
+        return self.inner.dropped
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def read(self, timeout: float = 2.0):
+        if self.stalled.is_set():
+            self.release.wait()
+        return self.inner.read(timeout)
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+
+@pytest.mark.slow
+def test_a_stalled_capture_loop_stops_feeding_the_watchdog(
+    cfg, listener: Listener, tmp_path: Path
+) -> None:
+    """The real capture loop feeds it; when the camera read hangs, the pings stop."""
+    from station.service import assemble
+    from station.synthetic import Scenario, SyntheticCamera
+
+    cfg = cfg.replace("camera", width=160, height=120, fps=10.0)
+    cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
+    scenario = Scenario.from_dict({"seed": 1, "event": [{"at": 600.0, "kind": "end"}]})
+    cam = StallingCamera(SyntheticCamera(160, 120, 10.0, scenario, realtime=False))
+    asm = assemble(cfg, camera=cam, live_view=False)
+    env = env_for(str(tmp_path / "notify.sock"), WATCHDOG_USEC="100000")  # 0.05 s pings
+    wd = Watchdog(asm.station.on_frame, environ=env)
+    asm.station.on_frame = wd
+    stop = threading.Event()
+    runner = threading.Thread(target=asm.station.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while wd.pings < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert wd.ready_sent and wd.pings >= 3
+        cam.stalled.set()
+        time.sleep(0.3)  # the loop is now blocked in camera.read
+        listener.messages()
+        time.sleep(0.4)  # eight watchdog intervals
+        assert [m for m in listener.messages() if "WATCHDOG" in m] == []
+    finally:
+        stop.set()
+        cam.release.set()
+        runner.join(timeout=20)
+        asm.close()
+    assert not runner.is_alive()
