@@ -1,0 +1,355 @@
+"""Background archiver: every finished clip, its proofs and key frames go to object storage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from station.config import Config
+from station.errors import StationError
+from station.ledger import INDEX_NAME, ClipRecord, Ledger
+from station.objstore import (
+    LocalFileChanged,
+    ObjectStore,
+    UploadJournal,
+    clip_key,
+    station_prefix,
+)
+from station.proof.log import ProofLog
+from station.recorder import FinishedClip
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 900.0
+LOCAL_PROBLEM_RETRY_S = 3600.0  # a clip whose file is missing or changed: look again hourly
+TOKENS_CURSOR = "archive:tokens"
+CHECKPOINTS_CURSOR = "archive:checkpoints"
+
+
+@dataclass(frozen=True)
+class ArchiveStats:
+    clips: int = 0
+    objects: int = 0
+    bytes_sent: int = 0
+
+
+class Archiver:
+    """Uploads clips, manifests, log entries, checkpoints, RFC 3161 tokens and key frames.
+
+    The station index is the queue: every clip with ``archived_utc IS NULL`` is due, oldest
+    first, so the startup scan, a crash or a week offline need no extra bookkeeping.
+    ``on_finished`` (the recorder's callback) only wakes the thread. A clip is marked archived
+    (``Ledger.mark_archived``) only after each of its objects is verified in the bucket, which
+    is what lets retention free the local copy.
+
+    Threads: one daemon thread (``start``/``stop``); ``run_once`` may be called instead of
+    starting it (CLI, tests). Store outages back off exponentially from ``archive.retry_s`` to
+    15 minutes; a clip with a local problem (file missing or no longer the indexed bytes) is
+    logged and retried hourly, without holding up the others.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        ledger: Ledger | None = None,
+        store: ObjectStore | None = None,
+        client: Any | None = None,
+        on_archived: Callable[[ClipRecord], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.a = cfg.archive
+        self.data_dir = cfg.station.data_dir
+        # Own connections to the index (WAL): the capture and finisher threads never wait
+        # for this thread's statements, and vice versa.
+        self._own_ledger = ledger is None
+        self.ledger = ledger or Ledger.in_data_dir(self.data_dir)
+        self.journal = UploadJournal(self.data_dir / INDEX_NAME)
+        self.proof_log = ProofLog(self.journal.conn)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self.store = store or ObjectStore(
+            self.a, client=client, journal=self.journal, stop=self._stop
+        )
+        if self.store.journal is None:
+            self.store.journal = self.journal
+        self.store.stop = self._stop
+        self.prefix = station_prefix(self.a.prefix, cfg.station.name)
+        self.on_archived = on_archived
+        self._thread: threading.Thread | None = None
+        self._skip_until: dict[int, float] = {}
+        self._ready = False
+        self.stats = ArchiveStats()
+        self.last_error: str | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("archiver already started")
+        self._thread = threading.Thread(target=self._loop, name="archiver", daemon=True)
+        self._thread.start()
+        log.info("archiver: uploading to bucket %r under %s", self.a.bucket, self.prefix)
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Stop after the current request; an unfinished multipart upload resumes next time."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("archiver: still busy with a request after %.0f s", timeout or 0)
+        self.journal.close()
+        if self._own_ledger:
+            self.ledger.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def on_finished(self, finished: FinishedClip) -> None:
+        """The recorder's callback: a clip was indexed; upload it soon."""
+        if finished.record is not None:
+            self._wake.set()
+
+    def backlog(self) -> int:
+        return self.ledger.archive_backlog()
+
+    def _loop(self) -> None:
+        delay = self.a.retry_s
+        while not self._stop.is_set():
+            wait = self.a.scan_interval_s
+            try:
+                self.run_once()
+                delay = self.a.retry_s
+                self.last_error = None
+            except Exception as exc:  # the loop survives anything; the index is the queue
+                if self._stop.is_set():
+                    break
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("archiver: %s; retrying in %.0f s", self.last_error, delay)
+                wait, delay = delay, min(delay * 2, MAX_BACKOFF_S)
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    # ---- one pass -----------------------------------------------------------------------------
+
+    def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        self.store.detect_object_lock()
+        self._upload_keys()
+        self._ready = True
+
+    def run_once(self) -> int:
+        """Archive every due clip, then new checkpoints and tokens; return clips archived.
+
+        Store errors propagate (the loop backs off); local problems of one clip do not.
+        """
+        self._ensure_ready()
+        done = 0
+        after = 0
+        while not self._stop.is_set():
+            batch = self.ledger.unarchived_clips(after_id=after, limit=50)
+            if not batch:
+                break
+            for rec in batch:
+                after = int(rec.id or 0)
+                if self._stop.is_set():
+                    break
+                if self._skip_until.get(after, 0.0) > time.monotonic():
+                    continue
+                try:
+                    if self.archive_clip(rec):
+                        done += 1
+                except (LocalFileChanged, FileNotFoundError, IsADirectoryError) as exc:
+                    log.error("archiver: clip %s not archived: %s", rec.path, exc)
+                    self._skip_until[after] = time.monotonic() + LOCAL_PROBLEM_RETRY_S
+        if not self._stop.is_set():
+            self._upload_checkpoints()
+            self._upload_tokens()
+        return done
+
+    def archive_clip(self, rec: ClipRecord) -> bool:
+        """Upload everything of one clip, verified, then mark it archived. True if marked now."""
+        assert rec.id is not None
+        path = self._local(rec.path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{rec.path} is not in {self.data_dir}")
+        t0 = time.monotonic()
+        sent0 = self.store.bytes_sent
+        meta: dict[str, Any] = {"bucket": self.a.bucket}
+        objects = 0
+        manifest = self._local(rec.manifest_path)
+        body: dict[str, Any] = {}
+        if manifest.is_file():
+            raw = manifest.read_bytes()
+            body = json.loads(raw)
+            key = f"{self.prefix}manifests/{rec.sha256}.json"
+            self.store.put_bytes(key, raw, content_type="application/json")
+            meta["manifest"] = key
+            objects += 1
+        meta["log"] = self._upload_log_entry(rec)
+        objects += 2 if meta["log"] else 0
+        if self.a.keyframes:
+            meta["frames"] = self._upload_frames(rec, path, body or rec.to_json())
+            objects += len(meta["frames"])
+        key = clip_key(self.a.prefix, self.cfg.station.name, rec.sha256)
+        result = self.store.put_file(
+            key, path, sha256=rec.sha256, size=rec.size, content_type="video/mp4"
+        )
+        objects += 1
+        meta["clip"] = key
+        meta["verified_by"] = result.verified_by
+        marked = self.ledger.mark_archived(rec.id, key, meta)
+        sent = self.store.bytes_sent - sent0
+        self.stats = ArchiveStats(
+            self.stats.clips + int(marked),
+            self.stats.objects + objects,
+            self.stats.bytes_sent + sent,
+        )
+        log.info(
+            "archived %s -> %s (%s; %d objects, %d bytes sent in %.1f s)",
+            rec.path,
+            key,
+            result.verified_by if result.uploaded else "already there, " + result.verified_by,
+            objects,
+            sent,
+            time.monotonic() - t0,
+        )
+        if marked and self.on_archived is not None:
+            self.on_archived(rec)
+        return marked
+
+    def _local(self, rel: str) -> Path:
+        root = self.data_dir.resolve()
+        path = (root / rel).resolve()
+        if not path.is_relative_to(root):
+            raise LocalFileChanged(f"indexed path {rel!r} points outside the data dir")
+        return path
+
+    # ---- proof material -----------------------------------------------------------------------
+
+    def _upload_log_entry(self, rec: ClipRecord) -> dict[str, Any] | None:
+        """The exact signed manifest bytes of the clip's log leaf and their signature."""
+        try:
+            entries = self.proof_log.entries_for_clip(rec.sha256)
+        except StationError as exc:
+            log.warning("archiver: no proof log for %s: %s", rec.path, exc)
+            return None
+        if not entries:
+            return None
+        e = entries[-1]
+        base = f"{self.prefix}proof/log/{e.seq:010d}"
+        self.store.put_bytes(base + ".manifest.json", e.manifest, content_type="application/json")
+        self.store.put_bytes(base + ".sig", e.signature)
+        return {
+            "seq": e.seq,
+            "manifest": base + ".manifest.json",
+            "signature": base + ".sig",
+            "manifest_sha256": e.manifest_sha256,
+            "key_fingerprint": e.key_fingerprint,
+        }
+
+    def _upload_keys(self) -> None:
+        """The station's public key and certificates (never the private key), once per start."""
+        from station.proof.keys import StationKey
+        from station.proof.paths import ProofPaths
+
+        paths = ProofPaths.from_config(self.cfg)
+        if paths.key.exists():
+            try:
+                key = StationKey.load(paths.key)
+            except StationError as exc:
+                log.warning("archiver: cannot read the station key: %s", exc)
+            else:
+                fp = key.fingerprint.split(":", 1)[-1][:16]
+                self.store.put_bytes(
+                    f"{self.prefix}keys/{fp}.pub.pem", key.public_pem(), content_type="text/plain"
+                )
+        for src in (paths.key_cert, paths.ca_cert, paths.c2pa_cert):
+            if src.is_file():
+                data = src.read_bytes()
+                digest = hashlib.sha256(data).hexdigest()[:16]
+                self.store.put_bytes(
+                    f"{self.prefix}keys/{src.stem}-{digest}{src.suffix}", data,
+                    content_type="text/plain",
+                )  # fmt: skip
+
+    def _upload_checkpoints(self) -> None:
+        try:
+            cps = self.proof_log.checkpoints()
+        except StationError:
+            return
+        cursor = self.journal.cursor(CHECKPOINTS_CURSOR)
+        for cp in cps:
+            if cp.id <= cursor or self._stop.is_set():
+                continue
+            base = f"{self.prefix}proof/checkpoints/{cp.tree_size:010d}-{cp.root_hash[:16]}"
+            self.store.put_bytes(base + ".json", cp.body, content_type="application/json")
+            self.store.put_bytes(base + ".sig", cp.signature)
+            self.journal.set_cursor(CHECKPOINTS_CURSOR, cp.id)
+
+    def _upload_tokens(self) -> None:
+        """Granted RFC 3161 tokens (manifests and checkpoints) not uploaded yet.
+
+        The cursor only passes rows that are settled (granted and uploaded, or given up); a
+        pending request holds it, and granted ones after it are re-checked (HEAD) next time.
+        """
+        cursor = self.journal.cursor(TOKENS_CURSOR)
+        with self.journal._lock:
+            rows = self.journal.conn.execute(
+                "SELECT id, subject, subject_sha256, tsa_url, status, token FROM proof_timestamps"
+                " WHERE id > ? ORDER BY id",
+                (cursor,),
+            ).fetchall()
+        settled = True
+        for r in rows:
+            if self._stop.is_set():
+                return
+            if r["status"] == "granted" and r["token"] is not None:
+                tsa = hashlib.sha256(r["tsa_url"].encode()).hexdigest()[:8]
+                key = f"{self.prefix}proof/tokens/{r['subject_sha256']}.{tsa}.tst"
+                self.store.put_bytes(
+                    key, bytes(r["token"]), content_type="application/timestamp-reply"
+                )
+            elif r["status"] == "pending":
+                settled = False
+            if settled:
+                self.journal.set_cursor(TOKENS_CURSOR, int(r["id"]))
+
+    # ---- key frames ---------------------------------------------------------------------------
+
+    def _upload_frames(
+        self, rec: ClipRecord, path: Path, body: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """JPEGs at the start, each scan and the end (as in the evidence bundle)."""
+        from station.proof.bundle import extract_jpegs, keyframe_times
+
+        times = keyframe_times(body)
+        out: list[dict[str, Any]] = []
+        todo: list[tuple[float, str]] = []
+        keys: dict[tuple[float, str], str] = {}
+        for t, label in times:
+            key = f"{self.prefix}frames/{rec.sha256}/{t:07.2f}s_{label}.jpg"
+            keys[(t, label)] = key
+            # Derived data: an existing frame is kept as it is (re-encoding could differ).
+            if self.store.head(key) is None:
+                todo.append((t, label))
+        made = {(t, label): jpg for t, label, jpg in extract_jpegs(path, todo)} if todo else {}
+        for t, label in times:
+            key = keys[(t, label)]
+            if (t, label) in made:
+                self.store.put_bytes(
+                    key, made[(t, label)], content_type="image/jpeg", check_existing=False
+                )
+            elif (t, label) in todo:
+                continue  # could not decode that moment; the clip is what matters
+            out.append({"key": key, "t": round(t, 2), "label": label})
+        return out
