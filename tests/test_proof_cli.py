@@ -51,7 +51,7 @@ def test_keys_and_ca_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert _main(["ca", "issue", "station-01", "--data", data]) == 0
     assert _main(["ca", "issue", "other-station", "--data", data]) == 3  # needs its public key
     chain = x509.load_pem_x509_certificates(
-        (tmp_path / "data/proof/station-c2pa-chain.pem").read_bytes()
+        (tmp_path / "data/proof-public/station-c2pa-chain.pem").read_bytes()
     )
     leaf, root = chain
     assert isinstance(leaf.public_key(), ec.EllipticCurvePublicKey)
@@ -63,7 +63,7 @@ def test_keys_and_ca_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     leaf.verify_directly_issued_by(root)
     assert stat.S_IMODE((tmp_path / "data/proof/station-c2pa-key.pem").stat().st_mode) == 0o600
     out = tmp_path / "other"
-    pub = tmp_path / "data/proof/station-key.pem.pub"
+    pub = tmp_path / "data/proof-public/station-key.pub.pem"
     assert (
         _main(
             [

@@ -52,7 +52,7 @@ def test_sidecar_index_and_file_agree_after_c2pa(store: Store) -> None:  # noqa:
             assert sidecar["size"] == clip.stat().st_size
             assert sidecar["seq"] == e.seq and sidecar["prev_manifest_sha256"] == prev
             assert sidecar["clock_synced"] is True and sidecar["c2pa"]["label"]
-            info = read_c2pa(clip, (store.data / "proof/company-ca.crt").read_bytes())
+            info = read_c2pa(clip, (store.data / "proof-public/company-ca.crt").read_bytes())
             assert info.state == "Trusted" and info.timestamped
             assert info.assertion and info.assertion["log_index"] == e.seq
             prev = e.manifest_sha256
@@ -73,7 +73,7 @@ def test_bare_clip_verifies_against_index_and_c2pa(store: Store) -> None:  # noq
     report = verify_clip(clip, store.cfg)
     assert report.ok, report.lines()
     assert report.facts["order_id"] in {"A1", "B2"} and report.facts["log_index"] >= 0
-    ca = (store.data / "proof/company-ca.crt").read_bytes()
+    ca = (store.data / "proof-public/company-ca.crt").read_bytes()
     from cryptography import x509
 
     alone = verify_clip(clip, None, trusted_ca=[x509.load_pem_x509_certificate(ca)])
@@ -122,7 +122,7 @@ def test_honest_bundle_verifies_on_a_second_machine(store: Store, tmp_path: Path
     # and pinned to the CA and the TSA root it was given independently
     pinned = verify_bundle(
         copy,
-        trusted_ca=_pem(store.data / "proof/company-ca.crt"),
+        trusted_ca=_pem(store.data / "proof-public/company-ca.crt"),
         tsa_roots=_pem(store.tsa.root),
     )
     assert pinned.ok and not [c for c in pinned.checks if c.status == "warn"], pinned.lines()

@@ -290,7 +290,9 @@ def test_bundle_certificate_from_a_foreign_ca(
             index["company_ca"]: certs.ca_cert_pem,
         },
     )
-    trusted = [x509.load_pem_x509_certificate((store.data / "proof/company-ca.crt").read_bytes())]
+    trusted = [
+        x509.load_pem_x509_certificate((store.data / "proof-public/company-ca.crt").read_bytes())
+    ]
     _assert_detected(verify_bundle(both, trusted_ca=trusted), "cert-foreign-ca")
 
 

@@ -22,7 +22,7 @@ from station.ledger import ClipRecord, Ledger
 from station.proof import ProofError
 from station.proof import manifest as manifest_mod
 from station.proof.ca import cert_fingerprint
-from station.proof.keys import StationKey
+from station.proof.keys import StationKey, public_pem, station_public_key
 from station.proof.log import Checkpoint, ProofLog
 from station.proof.paths import ProofPaths
 from station.proof.tsa import TsaQueue, load_roots
@@ -135,7 +135,14 @@ def _export(
         )
     cp = _latest_covering(plog, need) if need else None
     if need and cp is None:
-        key = StationKey.load(paths.key)  # a new checkpoint needs the private key
+        try:
+            key = StationKey.load(paths.key)  # a new checkpoint needs the private key
+        except ProofError as exc:
+            raise ProofError(
+                f"no signed checkpoint covers the newest clip yet, and this process cannot sign "
+                f"one ({exc}); the station signs one every proof.checkpoint_every clips and when "
+                "it stops"
+            ) from exc
         cp = plog.checkpoint(key, cfg.station.name)
         if cp is not None and cfg.proof.tsa_urls:
             plog.enqueue_timestamp("checkpoint", cp.sha256, cfg.proof.tsa_urls)
@@ -147,12 +154,7 @@ def _export(
     if cp is None:
         raise ProofError("no signed log entries to export")
 
-    station_pub = StationKey.load(paths.key).public_pem() if paths.key.exists() else None
-    if station_pub is None:
-        pub_file = paths.key.with_name(paths.key.name + ".pub")
-        if not pub_file.exists():
-            raise ProofError(f"no station key at {paths.key}")
-        station_pub = pub_file.read_bytes()
+    station_pub = public_pem(station_public_key(paths.public_key, paths.key))
 
     files: dict[str, bytes | Path] = {}
     keys: dict[str, str | None] = {"station_public_key": "keys/station-key.pub.pem"}

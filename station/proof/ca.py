@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from station.proof import ProofError
-from station.proof.keys import check_private_mode, write_private
+from station.proof.keys import check_private_mode, write_private, write_public
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,7 @@ def _replace_private(path: Path, data: bytes) -> None:
 
 
 def _write_public(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".new")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_public(path, data)  # 0644 whatever the umask: the web service reads certificates
 
 
 def _key_usage(*, sign: bool, ca: bool) -> x509.KeyUsage:

@@ -59,12 +59,10 @@ def _print_report(report: Report, as_json: bool) -> int:
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
     paths = ProofPaths.from_config(_config(args))
-    key, created = StationKey.load_or_create(paths.key)
-    pub = paths.key.with_name(paths.key.name + ".pub")
-    if not pub.exists():
-        pub.write_bytes(key.public_pem())
+    paths.ensure_dirs()
+    key, created = StationKey.load_or_create(paths.key, public_path=paths.public_key)
     print(f"{'created' if created else 'existing'} station key {paths.key} (mode 0600)")
-    print(f"public key  {pub}")
+    print(f"public key  {paths.public_key}")
     print(f"fingerprint {key.fingerprint}")
     return EXIT_OK
 
@@ -87,7 +85,8 @@ def cmd_ca_issue(args: argparse.Namespace) -> int:
     if args.station_key:
         pub = load_public_pem(Path(args.station_key).read_bytes())
     elif args.station == cfg.station.name:
-        pub = StationKey.load_or_create(paths.key)[0].public
+        paths.ensure_dirs()
+        pub = StationKey.load_or_create(paths.key, public_path=paths.public_key)[0].public
     else:
         raise ProofError(
             f"{args.station!r} is not this station ({cfg.station.name!r}): pass its public key "

@@ -82,7 +82,10 @@ class ProofFinalizer:
     ) -> None:
         self.cfg = cfg
         self.paths = ProofPaths.from_config(cfg)
-        self.key = key or StationKey.load_or_create(self.paths.key)[0]
+        if key is None:
+            self.paths.ensure_dirs()  # proof/ 0700 (and ours), proof-public/ 0755
+            key = StationKey.load_or_create(self.paths.key, public_path=self.paths.public_key)[0]
+        self.key = key
         self._own_log = proof_log is None
         self.log = proof_log or ProofLog.in_data_dir(cfg.station.data_dir)
         self.embedder = embedder if embedder is not None else build_embedder(cfg, self.paths)

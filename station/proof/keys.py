@@ -51,14 +51,53 @@ def verify_signature(public: Ed25519PublicKey, data: bytes, signature: bytes) ->
 
 
 def write_private(path: Path, pem: bytes) -> None:
-    """Create ``path`` with mode 0600 (never overwriting) and fsync it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Create ``path`` with mode 0600 (never overwriting) and fsync it; a new folder is 0700."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         os.write(fd, pem)
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_public(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically with a world-readable (0644) file, fsynced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        os.fchmod(fd, 0o644)  # whatever the umask
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _read_public(path: Path) -> bytes | None:
+    """The file's bytes, or None when it is missing or this user may not read it."""
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None
+
+
+def station_public_key(public_path: Path, key_path: Path) -> Ed25519PublicKey:
+    """The station's public key, read without touching the private key when possible.
+
+    Looks at ``public_path`` (what the station publishes), then ``<key>.pub`` (written by
+    ``packcam keys init`` before there was a public folder), and only then derives it from the
+    private key: the web site runs as a user that cannot read that, and does not need to.
+    """
+    for cand in (public_path, key_path.with_name(key_path.name + ".pub")):
+        data = _read_public(cand)
+        if data is not None:
+            return load_public_pem(data)
+    try:
+        return StationKey.load(key_path).public
+    except ProofError as exc:
+        raise ProofError(f"no station public key at {public_path}, and {exc}") from exc
 
 
 def check_private_mode(path: Path) -> None:
@@ -94,8 +133,22 @@ class StationKey:
         return cls(key, path)
 
     @classmethod
-    def load_or_create(cls, path: Path) -> tuple[StationKey, bool]:
-        """Load the key at ``path``, creating it first when missing. Returns (key, created)."""
+    def load_or_create(
+        cls, path: Path, *, public_path: Path | None = None
+    ) -> tuple[StationKey, bool]:
+        """Load the key at ``path``, creating it first when missing. Returns (key, created).
+
+        With ``public_path``, the public half is (re)published there (0644) when it is missing
+        or differs, for processes that may not read the private key.
+        """
+        key, created = cls._load_or_create(path)
+        if public_path is not None and _read_public(public_path) != key.public_pem():
+            write_public(public_path, key.public_pem())
+            log.info("published the station's public key to %s", public_path)
+        return key, created
+
+    @classmethod
+    def _load_or_create(cls, path: Path) -> tuple[StationKey, bool]:
         if path.exists():
             return cls.load(path), False
         key = cls.generate()

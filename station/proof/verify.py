@@ -26,7 +26,12 @@ from station.proof import manifest as manifest_mod
 from station.proof.c2pa_embed import C2paInfo, c2pa_available, read_c2pa, unavailable_reason
 from station.proof.ca import cert_fingerprint, check_issued_by, pem
 from station.proof.canonical import canonical_json
-from station.proof.keys import StationKey, fingerprint, load_public_pem, verify_signature
+from station.proof.keys import (
+    fingerprint,
+    load_public_pem,
+    station_public_key,
+    verify_signature,
+)
 from station.proof.log import CHECKPOINT_TYPE, LogEntry, ProofLog
 from station.proof.paths import ProofPaths
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
@@ -645,12 +650,18 @@ class _Store:
 
 
 def _station_public(paths: ProofPaths) -> Ed25519PublicKey:
-    pub_path = paths.key.with_name(paths.key.name + ".pub")
-    if paths.key.exists():
-        return StationKey.load(paths.key).public
-    if pub_path.exists():
-        return load_public_pem(pub_path.read_bytes())
-    raise ProofError(f"no station key at {paths.key}")
+    return station_public_key(paths.public_key, paths.key)
+
+
+def _read_cert(p: Path) -> x509.Certificate | None:
+    """A public certificate, or None when missing; unreadable ones are logged, not raised."""
+    try:
+        return x509.load_pem_x509_certificate(p.read_bytes())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except PermissionError as exc:
+        log.warning("cannot read %s: %s (certificates belong in the public folder)", p, exc)
+        return None
 
 
 @contextlib.contextmanager
@@ -661,10 +672,7 @@ def _open_store(cfg: Config) -> Iterator[_Store]:
     paths = ProofPaths.from_config(cfg)
     plog = ProofLog.in_data_dir(data_dir)
     try:
-
-        def cert(p: Path) -> x509.Certificate | None:
-            return x509.load_pem_x509_certificate(p.read_bytes()) if p.exists() else None
-
+        cert = _read_cert
         yield _Store(
             cfg=cfg,
             data_dir=data_dir,
