@@ -97,6 +97,8 @@ class LiveWriter:
             "fps": round(self.fps, 1),
             "dropped": dropped,
             "last_error": status.last_error,
+            # the most important active alarm, e.g. "disk-full: ... not starting new clips"
+            "alarm": getattr(status, "alarm", None),
             "updated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "pid": os.getpid(),
             **self._slow,

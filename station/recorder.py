@@ -45,6 +45,13 @@ WriterFactory = Callable[[Path], ClipSink]
 # bytes on disk. It may add keys to the manifest (signature, log index, ...).
 Finalizer = Callable[[Path, dict[str, Any]], dict[str, Any]]
 
+# Called on the finisher thread when a clip's writer failed (disk full, encoder error): (temp
+# mp4 path, its journal dict) -> the indexed record, or None when nothing could be kept (e.g.
+# no decodable frame: the file is quarantined). station.recovery.Recovery.salvage implements it.
+Salvage = Callable[[Path, dict[str, Any]], ClipRecord | None]
+
+JOURNAL_SUFFIX = ".open.json"
+
 
 @dataclass
 class _OpenClip:
@@ -58,6 +65,11 @@ class _OpenClip:
     waybills: list[WaybillLink] = field(default_factory=list)
     events: list[tuple[float, ScanEventRecord]] = field(default_factory=list)
     finish_reason: str = ""
+    scan_wall: datetime | None = None
+    journal_first_wall: datetime | None = None  # first frame's wall time, known at start()
+    journal_pre_roll_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)  # extra manifest fields (camera gap)
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,18 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def journal_path(tmp_mp4: Path) -> Path:
+    """``tmp/<name>.open.json`` beside ``tmp/<name>.mp4``: what crash recovery reads."""
+    return tmp_mp4.with_suffix(JOURNAL_SUFFIX)
+
+
+def write_json_quick(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` atomically without fsync (kill -9 safe; a power cut may lose it)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -115,12 +139,14 @@ class Recorder:
         *,
         on_finished: Callable[[FinishedClip], None] | None = None,
         finalizers: tuple[Finalizer, ...] = (),
+        salvage: Salvage | None = None,
     ) -> None:
         self.cfg = cfg
         self.ledger = ledger
         self.writer_factory = writer_factory
         self.on_finished = on_finished
         self.finalizers = finalizers
+        self.salvage = salvage
         self.data_dir = cfg.station.data_dir
         self.tmp_dir = self.data_dir / "tmp"
         self.clips_dir = self.data_dir / "clips"
@@ -147,16 +173,32 @@ class Recorder:
         while self._ring and self._ring[0][1] < t - keep - 1e-6:
             self._ring.popleft()
         if self._open is not None:
-            self._write(self._open, image_i420, t, wall)
+            clip = self._open
+            try:
+                self._write(clip, image_i420, t, wall)
+            except RecordingError as exc:
+                self._abandon(clip, exc)
+                raise
 
     def start(
-        self, order_id: str, t: float, *, pre_roll: bool = True, waybills: tuple[str, ...] = ()
+        self,
+        order_id: str,
+        t: float,
+        *,
+        pre_roll: bool = True,
+        waybills: tuple[str, ...] = (),
+        extra: dict[str, Any] | None = None,
     ) -> None:
+        """Open a clip of ``order_id``; ``extra`` goes into its manifest (e.g. a camera gap)."""
         if self._closed:
             raise RuntimeError("recorder is closed")
         if self._open is not None:
             raise RuntimeError("start() while a clip is open: stop() it first")
         first_wall = self._ring[-1][2] if self._ring else datetime.now().astimezone()
+        frames = []
+        if pre_roll:
+            keep = self.cfg.session.pre_roll_s
+            frames = [f for f in self._ring if f[1] >= t - keep - 1e-6]
         name = self._base_name(order_id, first_wall)
         tmp_path = self.tmp_dir / f"{name}.mp4"
         try:
@@ -167,22 +209,20 @@ class Recorder:
             raise RecordingError(f"cannot open clip file {tmp_path}: {exc}") from exc
         clip = _OpenClip(order_id=order_id, scan_t=t, tmp_path=tmp_path, writer=writer)
         clip.waybills.extend(WaybillLink(w, "", 0.0) for w in waybills)
+        clip.scan_wall = first_wall
+        clip.journal_first_wall = frames[0][2] if frames else first_wall
+        clip.journal_pre_roll_s = round(max(0.0, t - frames[0][1]), 3) if frames else 0.0
+        clip.extra = dict(extra or {})
         self._open = clip
         # Record what this temp file is before any frame is written, so a power cut leaves
         # enough for crash recovery to index it under the right order.
-        write_json_atomic(
-            tmp_path.with_suffix(".open.json"),
-            {
-                "order_id": order_id,
-                "station": self.cfg.station.name,
-                "scan_wall": first_wall.isoformat(timespec="milliseconds"),
-                "software": f"packcam {station.__version__}",
-            },
-        )
-        if pre_roll:
-            for image, ft, wall in self._ring:
-                if ft >= t - self.cfg.session.pre_roll_s - 1e-6:
-                    self._write(clip, image, ft, wall)
+        self._journal(clip, durable=True)
+        try:
+            for image, ft, wall in frames:
+                self._write(clip, image, ft, wall)
+        except RecordingError as exc:
+            self._abandon(clip, exc)
+            raise
         log.info("recording order %r -> %s", order_id, tmp_path.name)
 
     def stop(self, reason: str, t: float) -> None:
@@ -201,6 +241,7 @@ class Recorder:
         if any(w.waybill == waybill for w in clip.waybills):
             return
         clip.waybills.append(WaybillLink(waybill, carrier, self._rel(clip, t)))
+        self._journal(clip)
 
     def log_event(self, event: ScanEventRecord, t: float) -> None:
         """Attach a scan to the open clip, or index it on its own when no clip is open."""
@@ -209,6 +250,7 @@ class Recorder:
             self.ledger.log_events(self.cfg.station.name, [event])
         else:
             clip.events.append((t, event))
+            self._journal(clip)
 
     def close(self, timeout: float | None = None) -> None:
         """Wait for every stopped clip to be finished and indexed. An open clip is an error."""
@@ -224,6 +266,49 @@ class Recorder:
         self._pending.join()
 
     # ---- internals ------------------------------------------------------------------------
+
+    def _abandon(self, clip: _OpenClip, exc: RecordingError) -> None:
+        """The writer failed mid-clip: close the clip now; the finisher salvages what is on disk."""
+        if self._open is clip:
+            self._open = None
+        clip.finish_reason = "interrupted"
+        clip.error = str(exc)
+        log.error("recording of order %r failed; the clip so far is kept: %s", clip.order_id, exc)
+        self._pending.put(clip)
+
+    def journal_data(self, clip: _OpenClip) -> dict[str, Any]:
+        """What crash recovery needs to index this clip as recorded so far."""
+        first = clip.first_wall or clip.journal_first_wall
+        data: dict[str, Any] = {
+            "order_id": clip.order_id,
+            "station": self.cfg.station.name,
+            "software": f"packcam {station.__version__}",
+            "pre_roll_s": clip.journal_pre_roll_s,
+            "waybills": [dataclasses.asdict(w) for w in clip.waybills],
+            "events": [
+                dataclasses.replace(e, t_clip_s=self._rel(clip, t)).to_json()
+                for t, e in clip.events
+            ],
+            "extra": clip.extra,
+        }
+        if clip.scan_wall is not None:
+            data["scan_wall"] = clip.scan_wall.isoformat(timespec="milliseconds")
+        if first is not None:
+            data["first_wall"] = first.isoformat(timespec="milliseconds")
+        if clip.error:
+            data["error"] = clip.error
+        return data
+
+    def _journal(self, clip: _OpenClip, *, durable: bool = False, **more: Any) -> None:
+        path = journal_path(clip.tmp_path)
+        try:
+            data = {**self.journal_data(clip), **more}
+            if durable:
+                write_json_atomic(path, data)
+            else:  # scans and waybills: the capture thread must not wait for an fsync
+                write_json_quick(path, data)
+        except OSError as exc:
+            log.error("cannot write %s (recovery after a crash will know less): %s", path.name, exc)
 
     def _write(self, clip: _OpenClip, image: np.ndarray, t: float, wall: datetime) -> None:
         if clip.first_t is None:
@@ -254,19 +339,45 @@ class Recorder:
             finally:
                 self._pending.task_done()
 
+    def _salvage(self, clip: _OpenClip, error: str) -> FinishedClip:
+        """Keep and index what the failed writer left (as "interrupted"), or leave it in tmp/."""
+        if self.salvage is None:
+            return FinishedClip(clip.order_id, None, error)
+        clip.error = clip.error or error
+        meta = {**self.journal_data(clip), "finish_reason": "interrupted"}
+        try:
+            record = self.salvage(clip.tmp_path, meta)
+        except Exception:
+            log.exception(
+                "salvaging %s failed; it stays in tmp/ for recovery at the next start",
+                clip.tmp_path.name,
+            )
+            return FinishedClip(clip.order_id, None, error)
+        return FinishedClip(clip.order_id, record, error)
+
     def _finish(self, clip: _OpenClip) -> FinishedClip:
         try:
             done = clip.writer.finish()
         except Exception as exc:
             log.error("clip of order %r could not be finished, kept at %s: %s",
                       clip.order_id, clip.tmp_path, exc)  # fmt: skip
-            return FinishedClip(clip.order_id, None, str(exc))
+            return self._salvage(clip, str(exc))
+        if clip.error is not None:  # abandoned after a write error, yet the file closed
+            return self._salvage(clip, clip.error)
         if done.frame_count == 0 or clip.first_wall is None or clip.first_t is None:
             # Nothing was captured (e.g. the camera died at once). Keep the empty file for the
             # audit trail in tmp/ but do not index a clip that has no pictures.
             log.warning("clip of order %r has no frames; not indexed", clip.order_id)
             return FinishedClip(clip.order_id, None, "no frames")
         final = self._final_path(clip)
+        # Journal where the clip goes and why it ended before it moves: a crash between the
+        # rename and the index leaves recovery everything it needs to index it as recorded.
+        self._journal(
+            clip,
+            durable=True,
+            finish_reason=clip.finish_reason,
+            final_path=final.relative_to(self.data_dir).as_posix(),
+        )
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(clip.tmp_path, final)
@@ -296,6 +407,7 @@ class Recorder:
                 ScanEventRecord(e.kind, e.text, e.source, e.wall, self._rel(clip, t), e.note)
                 for t, e in clip.events
             ),
+            extra=dict(clip.extra),
         )
         try:
             data = record.to_json()
@@ -318,8 +430,7 @@ class Recorder:
             # The clip is safe in clips/; reconciliation on the next start indexes it.
             log.error("clip %s is on disk but could not be indexed: %s", rel, exc)
             return FinishedClip(clip.order_id, None, str(exc))
-        tmp_meta = clip.tmp_path.with_suffix(".open.json")
-        tmp_meta.unlink(missing_ok=True)
+        journal_path(clip.tmp_path).unlink(missing_ok=True)
         log.info("clip %s indexed (id %d, %d frames, %.1fs, sha256 %s...)",
                  rel, clip_id, done.frame_count, done.duration_s, done.sha256[:12])  # fmt: skip
         return FinishedClip(clip.order_id, dataclasses.replace(record, id=clip_id))

@@ -8,12 +8,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
 
 from station import session as ss
+from station.alarms import AlarmBoard
 from station.codes import Debounce, Kind, Rules, classify, sanitize
 from station.config import Config
 from station.errors import CameraError, RecordingError, RejectedCode
@@ -60,6 +62,15 @@ class Status:
     elapsed_s: float | None
     frames: int
     last_error: str | None
+    alarm: str | None = None  # the most important active alarm ("disk-full: ...")
+
+
+class ClipGuard(Protocol):
+    """May a clip start, must the open one be finished now? (retention.RetentionManager)"""
+
+    def refusal(self) -> str | None: ...
+
+    def must_finish_clip(self) -> bool: ...
 
 
 class Station:
@@ -67,7 +78,11 @@ class Station:
 
     ``run`` blocks on the calling thread (the capture thread) until ``stop_event`` is set or the
     camera reports end of input. Per-frame errors are logged and survived; a lost camera closes
-    the open clip ("camera-lost") and is reopened with backoff. Misuse raises at once.
+    the open clip ("camera-lost") and is reopened with backoff, and the same order resumes in a
+    new clip whose manifest records the gap. A failing clip writer (disk full) ends the clip,
+    whose frames so far the recorder salvages. ``guard`` (retention) refuses new clips when the
+    disk is full and asks for the open one to be finished ("disk-full") before it runs out.
+    Misuse raises at once.
     """
 
     def __init__(
@@ -81,6 +96,8 @@ class Station:
         overlay: object | None = None,
         to_i420: Callable[[np.ndarray], np.ndarray],
         on_frame: Callable[[np.ndarray, Status, int], None] | None = None,
+        guard: ClipGuard | None = None,
+        alarms: AlarmBoard | None = None,
     ) -> None:
         self.cfg = cfg
         self.camera = camera
@@ -90,6 +107,8 @@ class Station:
         self.overlay = overlay
         self.to_i420 = to_i420
         self.on_frame = on_frame
+        self.guard = guard
+        self.alarms = alarms
         self.rules = Rules.from_config(cfg.codes)
         self.tz = station_tz(cfg)
         self.state: ss.State = ss.Idle()
@@ -99,6 +118,8 @@ class Station:
         self._prev_small: np.ndarray | None = None
         self._last_frame: Frame | None = None
         self._decode_sync = bool(getattr(decoder, "sync", False))
+        self._lost_wall: datetime | None = None  # wall time of the last frame before a loss
+        self._lost_order: str | None = None
 
     # ---- status ---------------------------------------------------------------------------
 
@@ -117,6 +138,7 @@ class Station:
             elapsed_s=elapsed,
             frames=self.stats.frames,
             last_error=self.last_error,
+            alarm=self.alarms.summary() if self.alarms is not None else None,
         )
 
     # ---- the loop -------------------------------------------------------------------------
@@ -212,7 +234,24 @@ class Station:
         t2 = time.perf_counter()
         i420 = self.to_i420(image)
         t3 = time.perf_counter()
-        self.recorder.push(i420, frame.t, localize(frame.wall, self.tz))
+        try:
+            self.recorder.push(i420, frame.t, localize(frame.wall, self.tz))
+        except RecordingError as exc:
+            # The recorder closed the clip and salvages what was written; the order ends here.
+            if isinstance(self.state, ss.Recording):
+                self.state = ss.Idle()
+            self._error(f"recording failed, the clip so far is kept: {exc}")
+            if self.alarms is not None:
+                self.alarms.raise_("recording-failed", self.cfg.station.name, str(exc))
+        if (
+            self.guard is not None
+            and isinstance(self.state, ss.Recording)
+            and self.guard.must_finish_clip()
+        ):
+            # Finish the clip while there is room for its manifest and index row.
+            self._error(f"disk nearly full: finishing the clip of {self.state.order_id!r} now")
+            self.state = ss.Idle()
+            self._do(ss.StopClip(ss.FinishReason.DISK_FULL, frame.t))
         t4 = time.perf_counter()
         self.stats.overlay_s += t2 - t1
         self.stats.convert_s += t3 - t2
@@ -280,12 +319,29 @@ class Station:
     def _do(self, action: ss.Action) -> None:
         match action:
             case ss.StartClip():
+                refused = self.guard.refusal() if self.guard is not None else None
+                if refused is not None:
+                    self.state = ss.Idle()
+                    self._error(f"not recording order {action.order_id!r}: {refused}")
+                    self.recorder.log_event(
+                        ScanEventRecord(
+                            "refused",
+                            action.order_id,
+                            "station",
+                            self._wall_at(action.t),
+                            None,
+                            refused,
+                        ),
+                        action.t,
+                    )
+                    return
                 try:
                     self.recorder.start(
                         action.order_id,
                         action.t,
                         pre_roll=action.pre_roll,
                         waybills=action.waybills,
+                        extra=self._gap(action),
                     )
                 except RecordingError as exc:
                     # Keep the session consistent with the recorder: no clip, back to idle.
@@ -302,6 +358,18 @@ class Station:
                     action.kind, action.text, action.source, wall, None, action.note
                 )
                 self.recorder.log_event(rec, action.t)
+
+    def _gap(self, action: ss.StartClip) -> dict[str, object] | None:
+        """The manifest fields of a clip that resumes after a camera loss."""
+        if action.resumed_after_s is None:
+            return None
+        gap: dict[str, object] = {"seconds": action.resumed_after_s}
+        if self._lost_wall is not None:
+            gap["camera_lost_at"] = self._lost_wall.isoformat(timespec="milliseconds")
+        gap["resumed_at"] = self._wall_at(action.t).isoformat(timespec="milliseconds")
+        if self._lost_order is not None:
+            gap["order_at_loss"] = self._lost_order
+        return {"resumed_after_s": action.resumed_after_s, "gap": gap}
 
     def _wall_at(self, t: float) -> datetime:
         f = self._last_frame
@@ -326,7 +394,12 @@ class Station:
         self.stats.camera_losses += 1
         self._error(f"camera lost: {why}")
         t = self._last_frame.t if self._last_frame is not None else 0.0
+        self._lost_wall = self._wall_at(t) if self._last_frame is not None else None
+        self._lost_order = getattr(self.state, "order_id", None)
         self._apply(ss.CameraLost(t))
+        if self.alarms is not None:
+            self.alarms.raise_("camera-lost", self.cfg.station.name, why)
+        self._publish_status()
         delay = 0.5
         while not stop_event.is_set():
             try:
@@ -344,6 +417,18 @@ class Station:
             if frame is None:
                 return
             log.info("camera is back")
+            if self.alarms is not None:
+                self.alarms.clear("camera-lost", self.cfg.station.name)
             self._apply(ss.CameraBack(frame.t))
             self.process(frame)
             return
+
+    def _publish_status(self) -> None:
+        """Tell the live view now (it is otherwise updated per frame, and none arrive)."""
+        write = getattr(self.on_frame, "write_status", None)
+        if write is None:
+            return
+        try:
+            write(self.status(), self.camera.dropped)
+        except Exception:
+            log.exception("live status update failed")

@@ -13,6 +13,7 @@ from typing import TextIO
 
 import cv2
 
+from station.alarms import AlarmBoard
 from station.camera import OpenCVCamera, build_camera
 from station.config import Config
 from station.errors import CameraError, ConfigError, StationError
@@ -20,6 +21,8 @@ from station.frames import FrameSource
 from station.ledger import ClipRecord, Ledger
 from station.live import LiveWriter
 from station.recorder import Finalizer, FinishedClip, Recorder
+from station.recovery import Recovery, data_dir_lock
+from station.retention import DiskProbe, RetentionManager, station_signer
 from station.runner import Station, station_tz
 from station.scanner import build_scan_sources
 from station.writer import ClipWriter, to_i420
@@ -36,9 +39,14 @@ class Assembly:
     ledger: Ledger
     camera: FrameSource
     finalizers: tuple[Finalizer, ...] = ()
+    alarms: AlarmBoard | None = None
+    recovery: Recovery | None = None
+    retention: RetentionManager | None = None
 
     def close(self) -> None:
         """Close what the station run leaves open (the recorder is closed by the run)."""
+        if self.retention is not None:
+            self.retention.stop()
         for f in self.finalizers:
             close = getattr(f, "close", None)
             if close is not None:
@@ -56,11 +64,15 @@ def assemble(
     realtime: bool = True,
     live_view: bool = True,
     on_finished: Callable[[FinishedClip], None] | None = None,
+    probe: DiskProbe | None = None,
 ) -> Assembly:
     """Build camera, scan sources, decoder, overlay, writer, recorder and ledger from ``cfg``.
 
     A camera that is not live (a file, a non-real-time synthetic scene) gets a synchronous
-    decoder, so what is read does not depend on how fast this machine is.
+    decoder, so what is read does not depend on how fast this machine is. Also built: the
+    alarm board, crash recovery (which salvages clips whose writer failed) and the retention
+    manager guarding the disk (``probe``: free-space probe, the real ``statvfs`` by default);
+    ``run_station`` runs recovery and starts retention before the capture loop.
     """
     from station.barcodes import BarcodeDecoder, ScanWorker
     from station.overlay import Overlay
@@ -88,7 +100,31 @@ def assemble(
     from station.proof.finalizer import build_finalizers
 
     finalizers = build_finalizers(cfg)  # the signer must be the last finalizer
-    recorder = Recorder(cfg, ledger, writer_factory, on_finished=on_finished, finalizers=finalizers)
+    alarms = AlarmBoard(ledger, cfg.retention.alarm_command)
+    recovery = Recovery(cfg, ledger, finalizers, alarms=alarms)
+    retention = RetentionManager(
+        cfg, ledger, probe=probe, alarms=alarms, signer=station_signer(finalizers)
+    )
+
+    def finished(result: FinishedClip) -> None:
+        if result.error is None:
+            alarms.clear("recording-failed", cfg.station.name)
+        else:
+            kept = "kept and indexed as interrupted" if result.record else "left in tmp/"
+            msg = f"clip of order {result.order_id!r}: {result.error} ({kept})"
+            alarms.raise_("recording-failed", cfg.station.name, msg)
+        retention.poke()  # a finished clip used space: check the floor now
+        if on_finished is not None:
+            on_finished(result)
+
+    recorder = Recorder(
+        cfg,
+        ledger,
+        writer_factory,
+        on_finished=finished,
+        finalizers=finalizers,
+        salvage=recovery.salvage,
+    )
     decoder = None
     if cfg.scanner.camera_decode:
         decoder = ScanWorker(BarcodeDecoder(), sync=not cam.live)
@@ -106,13 +142,27 @@ def assemble(
         overlay=overlay,
         to_i420=to_i420,
         on_frame=live,
+        guard=retention,
+        alarms=alarms,
     )
-    return Assembly(st, recorder, ledger, cam, finalizers)
+    return Assembly(st, recorder, ledger, cam, finalizers, alarms, recovery, retention)
 
 
 def run_station(cfg: Config, stop: threading.Event, **kw: object) -> Assembly:
-    """Run until ``stop`` is set or the camera ends; returns the closed assembly."""
+    """Run until ``stop`` is set or the camera ends; returns the closed assembly.
+
+    Holds the data dir's lock throughout (a second station or ``packcam recover`` on the same
+    directory is refused), recovers unfinished recordings and reconciles the index first, and
+    keeps the retention thread running beside the capture loop.
+    """
+    cfg.station.data_dir.mkdir(parents=True, exist_ok=True)
+    with data_dir_lock(cfg.station.data_dir):
+        return _run_locked(cfg, stop, **kw)
+
+
+def _run_locked(cfg: Config, stop: threading.Event, **kw: object) -> Assembly:
     asm = assemble(cfg, **kw)  # type: ignore[arg-type]
+    assert asm.recovery is not None and asm.retention is not None and asm.alarms is not None
     log.info(
         "station %r: camera %s %dx%d@%g, data %s",
         cfg.station.name,
@@ -123,6 +173,13 @@ def run_station(cfg: Config, stop: threading.Event, **kw: object) -> Assembly:
         cfg.station.data_dir,
     )
     try:
+        try:
+            asm.recovery.run()
+        except Exception as exc:  # recording new evidence matters more than tidying the old
+            log.exception("crash recovery failed; recording anyway")
+            msg = f"crash recovery failed: {exc}"
+            asm.alarms.raise_("recovery", str(cfg.station.data_dir), msg)
+        asm.retention.start()
         asm.station.run(stop)
     finally:
         if asm.station.on_frame is not None:

@@ -19,6 +19,7 @@ class FinishReason(StrEnum):
     END_OF_INPUT = "end-of-input"
     INTERRUPTED = "interrupted"
     CAMERA_LOST = "camera-lost"
+    DISK_FULL = "disk-full"
 
 
 # ---- states -------------------------------------------------------------------------------
@@ -98,12 +99,17 @@ Event = Scanned | Pedal | Tick | EndOfInput | CameraLost | CameraBack
 
 @dataclass(frozen=True, slots=True)
 class StartClip:
-    """Open a clip for ``order_id`` at ``t``; ``pre_roll`` includes the buffered seconds."""
+    """Open a clip for ``order_id`` at ``t``; ``pre_roll`` includes the buffered seconds.
+
+    ``resumed_after_s``: the clip starts when the camera came back after a loss, this many
+    seconds after the last frame before it (the gap, recorded in the manifest).
+    """
 
     order_id: str
     t: float
     pre_roll: bool = True
     waybills: tuple[str, ...] = ()
+    resumed_after_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +230,11 @@ def _step_recording(
 def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]]:
     if isinstance(event, CameraBack):
         rec = Recording(state.order_id, event.t, event.t, state.waybills)
-        return rec, [StartClip(state.order_id, event.t, pre_roll=False, waybills=state.waybills)]
+        gap = round(max(0.0, event.t - state.lost_t), 3)
+        start = StartClip(
+            state.order_id, event.t, pre_roll=False, waybills=state.waybills, resumed_after_s=gap
+        )
+        return rec, [start]
     if isinstance(event, Scanned):
         code = event.code
         if code.kind is Kind.ORDER:

@@ -186,7 +186,9 @@ def test_camera_loss_closes_clip_and_resumes_same_order_without_pre_roll() -> No
     assert actions == [StopClip(FinishReason.CAMERA_LOST, 15.0)]
     state, actions = step(state, CameraBack(19.0), RULES)
     assert state == Recording("PO-A", 19.0, 19.0, ("SF1234567890123",))
-    assert actions == [StartClip("PO-A", 19.0, pre_roll=False, waybills=("SF1234567890123",))]
+    assert actions == [
+        StartClip("PO-A", 19.0, pre_roll=False, waybills=("SF1234567890123",), resumed_after_s=4.0)
+    ]
 
 
 def test_suspended_handles_scans() -> None:
