@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, has_request_context, request, session
+from flask import Flask, current_app, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from werkzeug.exceptions import BadRequest
@@ -116,17 +116,31 @@ def get_db() -> WebDB:
 
 
 def get_index() -> ClipIndex:
-    """This thread's read-only clip index handle."""
+    """This thread's read-only clip index handle (central mode: the PostgreSQL index)."""
     from flask import current_app
 
+    if current_app.config.get("PACKCAM_CENTRAL"):
+        from typing import cast
+
+        from central.api import central_db
+
+        # CentralDB has ClipIndex's read methods (order, clip, search, stations, ...).
+        return cast(ClipIndex, central_db())
     handles: _Handles = current_app.extensions["packcam"]["handles"]
     if handles.index is None:
         handles.index = ClipIndex(current_app.config["INDEX_PATH"])
     return handles.index
 
 
-def create_app(config: Config, *, test_config: dict[str, Any] | None = None) -> Flask:
-    """Build the site for one data dir. ``test_config`` overrides Flask config keys."""
+def create_app(
+    config: Config, *, test_config: dict[str, Any] | None = None, central: bool = False
+) -> Flask:
+    """Build the site for one data dir. ``test_config`` overrides Flask config keys.
+
+    ``central``: the fleet's central site (central/): clips are searched in PostgreSQL
+    (``[central] dsn``) and streamed from object storage (``[archive]``); accounts, share
+    links and the access log stay in this data dir's web.sqlite3.
+    """
     data_dir = config.station.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__)
@@ -158,7 +172,15 @@ def create_app(config: Config, *, test_config: dict[str, Any] | None = None) -> 
         app.config.update(test_config)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_or_create_secret(secret_path(config))
-    app.config["INDEX_PATH"] = ensure_index(data_dir)
+    app.config["PACKCAM_CENTRAL"] = central
+    if central:
+        from central import api as central_api
+        from central import media as central_media
+
+        central_api.init_app(app, config.central.dsn)
+        central_media.init_app(app, config)
+    else:
+        app.config["INDEX_PATH"] = ensure_index(data_dir)
     app.session_interface = _SessionInterface()
     if config.web.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
@@ -178,6 +200,8 @@ def create_app(config: Config, *, test_config: dict[str, Any] | None = None) -> 
     app.jinja_env.globals["share_url"] = share.share_url
     for bp in (auth.bp, clips.bp, share.bp, api.bp, dashboard.bp, live.bp, admin.bp, verify.bp):
         app.register_blueprint(bp)
+    if central:
+        app.register_blueprint(central_api.bp)
 
     app.before_request(auth.load_user)
     app.before_request(_check_csrf)
@@ -204,6 +228,8 @@ def create_app(config: Config, *, test_config: dict[str, Any] | None = None) -> 
 def _check_csrf() -> None:
     if request.method not in _UNSAFE_METHODS:
         return
+    if request.blueprint == "fleet":
+        return  # stations' API: bearer tokens, no cookies, so no cross-site request forgery
     expected = session.get("csrf")
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
     if not expected or not hmac.compare_digest(str(expected), sent):
@@ -213,6 +239,12 @@ def _check_csrf() -> None:
 
 def _security_headers(resp: Any) -> Any:
     h = resp.headers
+    media = current_app.config.get("PACKCAM_MEDIA_ORIGIN")
+    if media:  # central mode with presigned-URL redirects: the store serves clips and frames
+        csp = CSP.replace("media-src 'self'", f"media-src 'self' {media}")
+        h.setdefault(
+            "Content-Security-Policy", csp.replace("img-src 'self'", f"img-src 'self' {media}")
+        )
     h.setdefault("Content-Security-Policy", CSP)
     h.setdefault("X-Content-Type-Options", "nosniff")
     h.setdefault("X-Frame-Options", "DENY")

@@ -27,13 +27,13 @@ DEMO_PASSWORD_FILE = "web-demo-password"
 # ---- serving -------------------------------------------------------------------------------
 
 
-def make_server(config: Config, host: str, port: int) -> Any:
+def make_server(config: Config, host: str, port: int, *, central: bool = False) -> Any:
     """A waitress server for the site, bound but not yet running (``port`` 0 = any free port)."""
     from waitress import create_server
 
     from web import create_app
 
-    app = create_app(config)
+    app = create_app(config, central=central)
     server = create_server(
         app,
         host=host,
@@ -90,12 +90,14 @@ def serve(
     ready: threading.Event | None = None,
     stop: threading.Event | None = None,
     notifier: Notifier | None = None,
+    central: bool = False,
 ) -> None:
     """Serve the site with waitress until ``stop`` is set; ``ready`` is set once listening.
 
     ``notifier`` (systemd's, under ``Type=notify``) gets ``READY=1`` once the socket listens.
+    ``central``: the fleet's central site (see ``web.create_app``).
     """
-    server = make_server(config, host, port)
+    server = make_server(config, host, port, central=central)
     url = server_url(server)
     log.info("packcam web listening on %s (data %s)", url, config.station.data_dir)
     if ready is not None:
@@ -162,7 +164,8 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-    serve(cfg, host, port, stop=stop, notifier=notifier)
+    central = bool(getattr(args, "central", False))
+    serve(cfg, host, port, stop=stop, notifier=notifier, central=central)
     return 0
 
 
@@ -241,6 +244,12 @@ def register(subparsers: Any) -> None:
     _add_common(p)
     p.add_argument("--port", type=int, default=argparse.SUPPRESS, help="port (default: web.port)")
     p.add_argument("--host", default=argparse.SUPPRESS, help="address (default: web.host)")
+    p.add_argument(
+        "--central",
+        action="store_true",
+        help="the fleet's central site: search every station's clips in PostgreSQL "
+        "([central] dsn) and stream them from object storage ([archive])",
+    )
     p.set_defaults(func=cmd_web)
 
     p = subparsers.add_parser(

@@ -66,8 +66,16 @@ def frame_cache() -> FrameCache:
     return FrameCache(current_app.config["CACHE_DIR"], ext["frame_slots"])
 
 
+def _central() -> bool:
+    return bool(current_app.config.get("PACKCAM_CENTRAL"))
+
+
 def serve_frame(clip: ClipRecord, n: int | None, width: int) -> Response:
     """A key frame (``n``) or the thumbnail (``None``) of a clip as a cached JPEG."""
+    if _central():  # the archiver's JPEGs from object storage
+        from central.media import serve_frame as serve_archived_frame
+
+        return serve_archived_frame(clip, n)
     frames = keyframes(clip)
     if n is not None and not 0 <= n < len(frames):
         abort(404)
@@ -85,6 +93,10 @@ def serve_frame(clip: ClipRecord, n: int | None, width: int) -> Response:
 
 
 def serve_video(clip: ClipRecord, *, attachment: bool) -> Response:
+    if _central():  # from object storage, Range passed through (or a presigned redirect)
+        from central.media import serve_clip
+
+        return serve_clip(clip, download_name=download_name(clip), attachment=attachment)
     video = clip_file(clip)
     if video is None:
         log.error("clip %s (%s) is indexed but its file is missing or outside the store",
@@ -106,21 +118,46 @@ def clip_views(
 ) -> list[dict[str, Any]]:
     """What the order template needs per clip: the record, its key frames and their URLs."""
     out = []
+    central = _central()
     for c in clips:
+        if central:
+            from central import media
+
+            missing = not media.is_archived(c)
+            frames: list[tuple[int, KeyFrame]] = list(enumerate(media.keyframes(c)))
+            out.append(_view(c, url, frames, missing=missing, size_mismatch=False))
+            continue
         path = clip_file(c) if check_files else None
         size_on_disk = path.stat().st_size if path is not None else None
-        frames: list[tuple[int, KeyFrame]] = list(enumerate(keyframes(c)))
+        frames = list(enumerate(keyframes(c)))
         out.append(
-            {
-                "clip": c,
-                "missing": check_files and path is None,
-                "size_mismatch": size_on_disk is not None and size_on_disk != c.size,
-                "video_url": url("video", clip_id=c.id),
-                "download_url": url("download", clip_id=c.id),
-                "frames": [(kf, url("keyframe", clip_id=c.id, n=i)) for i, kf in frames],
-            }
+            _view(
+                c,
+                url,
+                frames,
+                missing=check_files and path is None,
+                size_mismatch=size_on_disk is not None and size_on_disk != c.size,
+            )
         )
     return out
+
+
+def _view(
+    c: ClipRecord,
+    url: Callable[..., str],
+    frames: list[tuple[int, KeyFrame]],
+    *,
+    missing: bool,
+    size_mismatch: bool,
+) -> dict[str, Any]:
+    return {
+        "clip": c,
+        "missing": missing,
+        "size_mismatch": size_mismatch,
+        "video_url": url("video", clip_id=c.id),
+        "download_url": url("download", clip_id=c.id),
+        "frames": [(kf, url("keyframe", clip_id=c.id, n=i)) for i, kf in frames],
+    }
 
 
 # ---- search ----------------------------------------------------------------------------------
@@ -257,6 +294,9 @@ def bundle(clip_id: int) -> Response:
     from station.proof.bundle import export_order
 
     clip = _clip_or_404(clip_id)
+    if _central():
+        # The signed log and the keys live on the station; bundles are exported there.
+        abort(501, description="evidence bundles are exported on the station (packcam export)")
     cfg = current_app.config["PACKCAM"]
     tmp = Path(tempfile.mkdtemp(prefix="packcam-bundle-"))
     out = tmp / "bundle.zip"

@@ -1,0 +1,154 @@
+"""The stations' HTTP API on the central site: hello, clips, checkpoints, health (token auth)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, g, jsonify, request
+from werkzeug.wrappers import Response
+
+from central.db import CentralDB, CentralError, Unavailable
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("fleet", __name__, url_prefix="/api/fleet/v1")
+
+MAX_BODY = 16 * 1024 * 1024  # a batch of 200 clips with their events is well below this
+MAX_ITEMS = 5000
+
+
+class _Handles(threading.local):
+    db: CentralDB | None = None
+
+
+def central_db() -> CentralDB:
+    """This server thread's connection to the central index (kept between requests)."""
+    handles: _Handles = current_app.extensions["packcam_central"]["handles"]
+    if handles.db is None:
+        handles.db = CentralDB(current_app.config["CENTRAL_DSN"])
+    return handles.db
+
+
+def init_app(app: Flask, dsn: str) -> None:
+    """Central mode: remember the DSN, make the per-thread handles, migrate once."""
+    app.config["CENTRAL_DSN"] = dsn
+    app.extensions["packcam_central"] = {"handles": _Handles()}
+    db = CentralDB(dsn)
+    try:
+        db.migrate()
+    except Unavailable as exc:  # the site still starts; requests answer 503 until PG is up
+        log.error("central index not reachable at start-up (%s); retrying per request", exc)
+    finally:
+        db.close()
+
+
+def _error(status: int, message: str) -> Response:
+    resp = jsonify(error=message)
+    resp.status_code = status
+    return resp
+
+
+@bp.before_request
+def _authenticate() -> Response | None:
+    request.max_content_length = MAX_BODY
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    station = central_db().station_for_token(token)
+    if station is None:
+        log.warning("fleet API: bad station token from %s", request.remote_addr)
+        return _error(401, "unknown station token")
+    g.station = station
+    return None
+
+
+@bp.errorhandler(Unavailable)
+def _unavailable(exc: Unavailable) -> Response:
+    log.warning("fleet API: %s", exc)
+    resp = _error(503, "central index unavailable, retry later")
+    resp.headers["Retry-After"] = "5"
+    return resp
+
+
+@bp.errorhandler(CentralError)
+def _refused(exc: CentralError) -> Response:
+    log.warning("fleet API: station %r: %s", g.get("station", {}).get("name"), exc)
+    return _error(409, str(exc))
+
+
+def _items(name: str) -> list[dict[str, Any]]:
+    doc = request.get_json(silent=True)
+    if not isinstance(doc, dict) or not isinstance(doc.get(name), list):
+        raise CentralError(f"expected a JSON object with a list {name!r}")
+    items = doc[name]
+    if len(items) > MAX_ITEMS or not all(isinstance(i, dict) for i in items):
+        raise CentralError(f"{name}: at most {MAX_ITEMS} objects")
+    return items
+
+
+@bp.post("/hello")
+def hello() -> Response:
+    doc = request.get_json(silent=True) or {}
+    st = g.station
+    if doc.get("station") != st["name"]:
+        raise CentralError(f"this token belongs to station {st['name']!r}")
+    new_key = doc.get("key_fingerprint")
+    if st["key_fingerprint"] and new_key not in ("", None, st["key_fingerprint"]):
+        log.warning("station %r presents a new key %s (was %s)",
+                    st["name"], doc.get("key_fingerprint"), st["key_fingerprint"])  # fmt: skip
+    high = central_db().hello(
+        st["id"],
+        key_fingerprint=str(doc.get("key_fingerprint") or ""),
+        public_key=str(doc.get("public_key") or ""),
+        software=str(doc.get("software") or ""),
+    )
+    return jsonify(station=st["name"], have=high)
+
+
+@bp.post("/clips")
+def clips() -> Response:
+    items = _items("clips")
+    try:
+        n = central_db().register_clips(g.station["id"], g.station["name"], items)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CentralError(f"malformed clip: {exc}") from exc
+    return jsonify(registered=n)
+
+
+@bp.post("/checkpoints")
+def checkpoints() -> Response:
+    from station.proof.keys import load_public_pem, verify_signature
+
+    db = central_db()
+    pem = db.public_key(g.station["id"])
+    public = load_public_pem(pem.encode()) if pem else None
+    rows = []
+    for cp in _items("checkpoints"):
+        try:
+            body = base64.b64decode(cp["body_b64"], validate=True)
+            sig = base64.b64decode(cp["signature_b64"], validate=True)
+            row = {
+                "local_id": int(cp["local_id"]),
+                "tree_size": int(cp["tree_size"]),
+                "root_hash": str(cp["root_hash"]),
+                "body": body,
+                "signature": sig,
+                "created_utc": str(cp["created_utc"]),
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CentralError(f"malformed checkpoint: {exc}") from exc
+        if public is not None and not verify_signature(public, body, sig):
+            raise CentralError(f"checkpoint {row['local_id']} is not signed by the station key")
+        rows.append(row)
+    return jsonify(registered=db.register_checkpoints(g.station["id"], rows))
+
+
+@bp.post("/health")
+def health() -> Response:
+    doc = request.get_json(silent=True)
+    if not isinstance(doc, dict):
+        raise CentralError("expected a JSON object")
+    central_db().set_health(g.station["id"], doc)
+    return jsonify(ok=True)

@@ -1,0 +1,462 @@
+"""The central index in PostgreSQL: station registry, clip registration, and the site's queries."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from station.errors import StationError
+from station.ledger import ClipRecord, ScanEventRecord, WaybillLink
+
+log = logging.getLogger(__name__)
+
+_TOP = "\U0010ffff"  # every string starting with q sorts below q + this (COLLATE "C")
+DSN_ENV = "PACKCAM_CENTRAL_DSN"
+_NAME_MAX = 64
+
+
+class CentralError(StationError):
+    """The central index cannot be reached, migrated or written, or a request was refused."""
+
+
+class Unavailable(CentralError):
+    """PostgreSQL is down or unreachable (clients retry later)."""
+
+
+def resolve_dsn(dsn: str) -> str:
+    value = dsn or os.environ.get(DSN_ENV, "")
+    if not value:
+        raise CentralError(f"no PostgreSQL DSN: set [central] dsn or ${DSN_ENV}")
+    return value
+
+
+def connect(dsn: str, *, autocommit: bool = True, timeout_s: float = 5.0) -> Any:
+    """A psycopg 3 connection (autocommit: every read is its own snapshot, no idle-in-tx)."""
+    import psycopg
+
+    try:
+        return psycopg.connect(
+            resolve_dsn(dsn),
+            autocommit=autocommit,
+            connect_timeout=max(1, round(timeout_s)),
+            application_name="packcam",
+        )
+    except psycopg.OperationalError as exc:
+        raise Unavailable(f"cannot connect to the central index: {exc}".strip()) from exc
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _clip_record(r: dict[str, Any], waybills: Sequence[tuple[str, str, float]] = ()) -> ClipRecord:
+    events = r.get("events") or []
+    return ClipRecord(
+        id=int(r["id"]),
+        order_id=r["order_id"],
+        station=r["station"],
+        started_at=datetime.fromisoformat(r["started_at"]),
+        ended_at=datetime.fromisoformat(r["ended_at"]),
+        duration_s=float(r["duration_s"]),
+        frame_count=int(r["frame_count"]),
+        finish_reason=r["finish_reason"],
+        pre_roll_s=float(r["pre_roll_s"]),
+        path=r["path"],
+        manifest_path=r["manifest_path"],
+        size=int(r["size"]),
+        sha256=r["sha256"],
+        waybills=tuple(WaybillLink(w, c, t) for w, c, t in waybills)
+        or ((WaybillLink(r["waybill"], "", 0.0),) if r.get("waybill") else ()),
+        events=tuple(
+            ScanEventRecord(
+                str(e.get("kind", "")),
+                str(e.get("text", "")),
+                str(e.get("source", "")),
+                datetime.fromisoformat(e["wall"]),
+                e.get("t_clip_s"),
+                str(e.get("note", "")),
+            )
+            for e in events
+            if isinstance(e, dict) and isinstance(e.get("wall"), str)
+        ),
+        extra={
+            "started_utc": r["started_utc"],
+            "ended_utc": r["ended_utc"],
+            "tz": r["tz"],
+            "local_id": int(r["local_id"]),
+            "archived_utc": r.get("archived_utc"),
+            "archive_key": r.get("archive_key"),
+            "archive_meta": r.get("archive_meta"),
+        },
+    )
+
+
+class CentralDB:
+    """One PostgreSQL connection with the central index's writes and reads.
+
+    The site keeps one per server thread (like the SQLite handles); the fleet API and the
+    CLI open their own. A connection that broke (the server restarted) is replaced on the
+    next call; the failing call raises ``Unavailable`` so HTTP callers answer 503 and the
+    stations retry later. ``ClipIndex``'s read methods are mirrored so the site's blueprints
+    work unchanged in central mode.
+    """
+
+    def __init__(self, dsn: str, *, conn: Any | None = None, timeout_s: float = 5.0) -> None:
+        self.dsn = dsn
+        self.timeout_s = timeout_s
+        self._conn = conn
+
+    # ---- connection ---------------------------------------------------------------------
+
+    @property
+    def conn(self) -> Any:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = connect(self.dsn, timeout_s=self.timeout_s)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _run(self, fn: Any) -> Any:
+        """Run ``fn(conn)``; a lost connection becomes Unavailable and is dropped."""
+        import psycopg
+
+        try:
+            return fn(self.conn)
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise Unavailable(f"central index unavailable: {exc}".strip()) from exc
+        except psycopg.Error as exc:
+            if self._conn is not None and self._conn.broken:
+                self.close()
+                raise Unavailable(f"central index unavailable: {exc}".strip()) from exc
+            raise CentralError(f"central index error: {exc}") from exc
+
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        from psycopg.rows import dict_row
+
+        def q(conn: Any) -> list[dict[str, Any]]:
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(sql, args)
+                return list(cur.fetchall())
+
+        return list(self._run(q))
+
+    def _one(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
+        rows = self._all(sql, args)
+        return rows[0] if rows else None
+
+    def migrate(self) -> int:
+        from central.schema import migrate
+
+        return int(self._run(migrate))
+
+    # ---- station registry ---------------------------------------------------------------
+
+    def add_station(self, name: str) -> str:
+        """Create a station and return its enrolment token (shown once, stored hashed)."""
+        name = name.strip()
+        if not name or len(name) > _NAME_MAX or any(ord(c) < 32 for c in name):
+            raise CentralError("station names are 1-64 printable characters")
+        token = "pcs_" + secrets.token_urlsafe(32)
+
+        def q(conn: Any) -> None:
+            import psycopg
+
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        "INSERT INTO stations(name, token_sha256) VALUES (%s, %s)",
+                        (name, hash_token(token)),
+                    )
+            except psycopg.errors.UniqueViolation as exc:
+                raise CentralError(f"station {name!r} already exists") from exc
+
+        self._run(q)
+        log.info("station %r added to the central index", name)
+        return token
+
+    def rotate_token(self, name: str) -> str:
+        token = "pcs_" + secrets.token_urlsafe(32)
+
+        def q(conn: Any) -> int:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "UPDATE stations SET token_sha256 = %s WHERE name = %s",
+                    (hash_token(token), name),
+                )
+                return int(cur.rowcount)
+
+        if not self._run(q):
+            raise CentralError(f"no station named {name!r}")
+        return token
+
+    def station_for_token(self, token: str) -> dict[str, Any] | None:
+        if not token or len(token) > 200:
+            return None
+        return self._one(
+            "SELECT id, name, key_fingerprint FROM stations WHERE token_sha256 = %s",
+            (hash_token(token),),
+        )
+
+    def hello(
+        self, station_id: int, *, key_fingerprint: str, public_key: str, software: str
+    ) -> dict[str, int]:
+        """Record an enrolment / restart; return what the index already holds of the station."""
+        row = self._one(
+            "UPDATE stations SET enrolled_utc = COALESCE(enrolled_utc, now()),"
+            " last_seen_utc = now(), software = %s,"
+            " key_fingerprint = COALESCE(NULLIF(%s, ''), key_fingerprint),"
+            " public_key = COALESCE(NULLIF(%s, ''), public_key)"
+            " WHERE id = %s RETURNING name",
+            (software[:100], key_fingerprint[:100], public_key[:2000], station_id),
+        )
+        if row is None:
+            raise CentralError("unknown station")
+        return self.high_water(station_id)
+
+    def high_water(self, station_id: int) -> dict[str, int]:
+        """The largest local ids the index holds for the station (the sync restarts there)."""
+        r = self._one(
+            "SELECT (SELECT COALESCE(MAX(local_id), 0) FROM clips WHERE station_id = %s) AS clips,"
+            " (SELECT COALESCE(MAX((archive_meta->>'archive_seq')::bigint), 0) FROM clips"
+            "   WHERE station_id = %s AND archive_meta ? 'archive_seq') AS archived,"
+            " (SELECT COALESCE(MAX(local_id), 0) FROM checkpoints WHERE station_id = %s)"
+            "   AS checkpoints",
+            (station_id, station_id, station_id),
+        )
+        assert r is not None
+        return {k: int(v) for k, v in r.items()}
+
+    def set_health(self, station_id: int, health: dict[str, Any]) -> None:
+        doc = json.dumps(health)[:64_000]
+
+        def q(conn: Any) -> None:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "UPDATE stations SET health = %s::jsonb, health_utc = now(),"
+                    " last_seen_utc = now() WHERE id = %s",
+                    (doc, station_id),
+                )
+
+        self._run(q)
+
+    def stations_table(self) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT s.id, s.name, s.created_utc, s.enrolled_utc, s.key_fingerprint, s.software,"
+            " s.last_seen_utc, s.health, s.health_utc,"
+            " (SELECT MAX(started_utc) FROM clips c WHERE c.station = s.name) AS last_clip_utc,"
+            " (SELECT COUNT(*) FROM clips c WHERE c.station_id = s.id) AS clips"
+            " FROM stations s ORDER BY s.name"
+        )
+
+    # ---- registration ---------------------------------------------------------------------
+
+    def register_clips(self, station_id: int, station: str, clips: Iterable[dict[str, Any]]) -> int:
+        """Insert or update clips by (station, local id); idempotent. Returns rows written.
+
+        A clip already registered keeps its data; only its archive fields are filled in
+        (and never cleared). A different SHA-256 for the same local id is refused.
+        """
+        items = list(clips)
+
+        def q(conn: Any) -> int:
+            n = 0
+            with conn.transaction(), conn.cursor() as cur:
+                for c in items:
+                    if c.get("station") != station:
+                        raise CentralError(
+                            f"clip {c.get('id')} names station {c.get('station')!r}, "
+                            f"but the token is station {station!r}"
+                        )
+                    archive_meta = c.get("archive_meta")
+                    if archive_meta is not None and c.get("archive_seq") is not None:
+                        archive_meta = {**archive_meta, "archive_seq": int(c["archive_seq"])}
+                    cur.execute(
+                        "INSERT INTO clips(station_id, local_id, order_id, waybill, station,"
+                        " started_at, ended_at, started_utc, ended_utc, tz, duration_s,"
+                        " frame_count, finish_reason, pre_roll_s, path, manifest_path, size,"
+                        " sha256, events, archived_utc, archive_key, archive_meta)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                        " %s, %s, %s, %s::jsonb, %s, %s, %s::jsonb)"
+                        " ON CONFLICT (station_id, local_id) DO UPDATE SET"
+                        " archived_utc = COALESCE(excluded.archived_utc, clips.archived_utc),"
+                        " archive_key = COALESCE(excluded.archive_key, clips.archive_key),"
+                        " archive_meta = COALESCE(excluded.archive_meta, clips.archive_meta)"
+                        " WHERE clips.sha256 = excluded.sha256"
+                        " RETURNING id, (xmax = 0) AS inserted",
+                        (
+                            station_id,
+                            int(c["id"]),
+                            str(c["order_id"]),
+                            c.get("waybill"),
+                            station,
+                            c["started_at"],
+                            c["ended_at"],
+                            c["started_utc"],
+                            c["ended_utc"],
+                            c["tz"],
+                            float(c["duration_s"]),
+                            int(c["frame_count"]),
+                            str(c["finish_reason"]),
+                            float(c["pre_roll_s"]),
+                            str(c["path"]),
+                            str(c["manifest_path"]),
+                            int(c["size"]),
+                            str(c["sha256"]),
+                            json.dumps(c.get("events") or []),
+                            c.get("archived_utc"),
+                            c.get("archive_key"),
+                            json.dumps(archive_meta) if archive_meta is not None else None,
+                        ),
+                    )
+                    row = cur.fetchone()
+                    if row is None:
+                        raise CentralError(
+                            f"clip {c['id']} of {station!r} is registered with another SHA-256"
+                        )
+                    clip_id, inserted = row
+                    if inserted:
+                        for w in c.get("waybills") or []:
+                            cur.execute(
+                                "INSERT INTO clip_waybills(clip_id, waybill, carrier, t_clip_s)"
+                                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                                (clip_id, w["waybill"], w.get("carrier", ""), w.get("t_clip_s", 0)),
+                            )
+                    n += 1
+            return n
+
+        return int(self._run(q))
+
+    def register_checkpoints(self, station_id: int, checkpoints: Iterable[dict[str, Any]]) -> int:
+        items = list(checkpoints)
+
+        def q(conn: Any) -> int:
+            with conn.transaction(), conn.cursor() as cur:
+                for cp in items:
+                    cur.execute(
+                        "INSERT INTO checkpoints(station_id, local_id, tree_size, root_hash, body,"
+                        " signature, created_utc) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT DO NOTHING",
+                        (station_id, cp["local_id"], cp["tree_size"], cp["root_hash"],
+                         cp["body"], cp["signature"], cp["created_utc"]),
+                    )  # fmt: skip
+            return len(items)
+
+        return int(self._run(q))
+
+    def public_key(self, station_id: int) -> str | None:
+        r = self._one("SELECT public_key FROM stations WHERE id = %s", (station_id,))
+        return r["public_key"] if r else None
+
+    # ---- the site's reads (ClipIndex's interface) ---------------------------------------
+
+    def _with_waybills(self, rows: list[dict[str, Any]]) -> list[ClipRecord]:
+        if not rows:
+            return []
+        ids = [r["id"] for r in rows]
+        wb: dict[int, list[tuple[str, str, float]]] = {}
+        for w in self._all(
+            "SELECT clip_id, waybill, carrier, t_clip_s FROM clip_waybills"
+            " WHERE clip_id = ANY(%s) ORDER BY t_clip_s",
+            (ids,),
+        ):
+            wb.setdefault(w["clip_id"], []).append((w["waybill"], w["carrier"], w["t_clip_s"]))
+        return [_clip_record(r, wb.get(r["id"], ())) for r in rows]
+
+    def order(self, order_id: str) -> list[ClipRecord]:
+        rows = self._all(
+            "SELECT * FROM clips WHERE order_id = %s ORDER BY started_utc, id", (order_id,)
+        )
+        return self._with_waybills(rows)
+
+    def order_info(self, order_id: str) -> dict[str, Any] | None:
+        r = self._one(
+            "SELECT MIN(started_utc) AS first_seen_utc, MAX(started_utc) AS last_clip_utc"
+            " FROM clips WHERE order_id = %s",
+            (order_id,),
+        )
+        if r is None or r["first_seen_utc"] is None:
+            return None
+        return {"order_id": order_id, **r}
+
+    def clip(self, clip_id: int) -> ClipRecord | None:
+        if not -(2**63) <= clip_id < 2**63:
+            return None
+        rows = self._all("SELECT * FROM clips WHERE id = %s", (clip_id,))
+        found = self._with_waybills(rows)
+        return found[0] if found else None
+
+    def clips_by_sha256(self, sha256: str) -> list[ClipRecord]:
+        return self._with_waybills(
+            self._all("SELECT * FROM clips WHERE sha256 = %s ORDER BY id", (sha256,))
+        )
+
+    def search(
+        self,
+        q: str = "",
+        *,
+        start_utc: str | None = None,
+        end_utc: str | None = None,
+        station: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[ClipRecord]:
+        """Newest first; order ID or waybill equal to or starting with ``q`` (range scans)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if q:
+            where.append(
+                "c.id IN (SELECT id FROM clips WHERE order_id >= %s AND order_id < %s"
+                " UNION SELECT clip_id FROM clip_waybills WHERE waybill >= %s AND waybill < %s)"
+            )
+            args += [q, q + _TOP, q, q + _TOP]
+        if start_utc:
+            where.append("c.started_utc >= %s")
+            args.append(start_utc)
+        if end_utc:
+            where.append("c.started_utc < %s")
+            args.append(end_utc)
+        if station:
+            where.append("c.station = %s")
+            args.append(station)
+        sql = "SELECT c.* FROM clips c"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY c.started_utc DESC, c.id DESC LIMIT %s OFFSET %s"
+        args += [limit, offset]
+        return self._with_waybills(self._all(sql, args))
+
+    def stations(self) -> list[str]:
+        return [r["name"] for r in self._all("SELECT name FROM stations ORDER BY name")]
+
+    def started_between(self, start_utc: str, end_utc: str) -> list[tuple[str, str, int]]:
+        rows = self._all(
+            "SELECT station, started_at, size FROM clips WHERE started_utc >= %s"
+            " AND started_utc < %s",
+            (start_utc, end_utc),
+        )
+        return [(r["station"], r["started_at"], int(r["size"])) for r in rows]
+
+    def first_clip_utc(self) -> str | None:
+        r = self._one("SELECT MIN(started_utc) AS m FROM clips")
+        return r["m"] if r else None
+
+    def last_clip_utc(self, station: str) -> str | None:
+        r = self._one("SELECT MAX(started_utc) AS m FROM clips WHERE station = %s", (station,))
+        return r["m"] if r else None
+
+    def recent_rejections(self, limit: int = 10) -> list[Any]:
+        """Rejected scans stay on the stations (their dashboards show them)."""
+        return []
+
+    def now_utc(self) -> datetime:
+        return datetime.now(UTC)

@@ -1,0 +1,212 @@
+"""Central mode: stream archived clips and key frames from object storage (Range passed through)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Response, abort, current_app, redirect, request
+
+from station.config import Config
+from station.ledger import ClipRecord
+from station.objstore import ObjectStore, is_not_found
+from web.frames import KeyFrame
+from web.streaming import content_disposition
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256 * 1024
+# Request headers a conditional / ranged GET may carry; passed to the store as they are.
+_PASS = {
+    "Range": "Range",
+    "If-Range": "IfRange",
+    "If-None-Match": "IfNoneMatch",
+    "If-Match": "IfMatch",
+    "If-Modified-Since": "IfModifiedSince",
+    "If-Unmodified-Since": "IfUnmodifiedSince",
+}
+# Kinds of the web's key-frame strip, from the labels the archiver gives its frames.
+_FRAME_KINDS = {
+    "order": "order",
+    "waybill": "waybill",
+    "seal": "seal",
+    "pedal": "seal",
+    "control": "seal",
+    "end": "end",
+}
+
+
+def init_app(app: Any, cfg: Config) -> None:
+    """One ObjectStore (boto3 clients are thread-safe) for the site's reads."""
+    store = ObjectStore(cfg.archive) if cfg.archive.bucket else None
+    app.extensions["packcam_media"] = {"store": store, "lock": threading.Lock()}
+    if store is not None and cfg.archive.stream == "redirect" and cfg.archive.endpoint_url:
+        # The browser fetches the video from the store itself: CSP media-src must allow it.
+        parts = urlsplit(cfg.archive.endpoint_url)
+        app.config["PACKCAM_MEDIA_ORIGIN"] = f"{parts.scheme}://{parts.netloc}"
+
+
+def _store() -> ObjectStore:
+    store = current_app.extensions["packcam_media"]["store"]
+    if store is None:
+        log.error("central mode without [archive] bucket: clips cannot be streamed")
+        abort(503)
+    return store
+
+
+def archive_meta(clip: ClipRecord) -> dict[str, Any]:
+    meta = clip.extra.get("archive_meta")
+    return meta if isinstance(meta, dict) else {}
+
+
+def is_archived(clip: ClipRecord) -> bool:
+    return bool(clip.extra.get("archive_key"))
+
+
+def keyframes(clip: ClipRecord) -> list[KeyFrame]:
+    """The archived key frames that fit the order page's strip (order, waybill, seal, end)."""
+    frames = archive_meta(clip).get("frames") or []
+    out = []
+    for f in frames:
+        kind = _FRAME_KINDS.get(str(f.get("label")))
+        if kind is not None:
+            text = clip.order_id if kind == "order" else (clip.waybill or "")
+            out.append(KeyFrame(kind, float(f.get("t", 0.0)), text))
+    return out
+
+
+def _frame_key(clip: ClipRecord, n: int | None) -> str | None:
+    frames = archive_meta(clip).get("frames") or []
+    wanted = [f for f in frames if _FRAME_KINDS.get(str(f.get("label")))]
+    if n is None:
+        pick = wanted[0] if wanted else (frames[0] if frames else None)
+    else:
+        pick = wanted[n] if 0 <= n < len(wanted) else None
+    key = pick.get("key") if isinstance(pick, dict) else None
+    return key if isinstance(key, str) else None
+
+
+class _Body:
+    """WSGI body over a botocore StreamingBody; ``close`` releases the connection."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.body.iter_chunks(CHUNK)
+
+    def close(self) -> None:
+        self.body.close()
+
+
+def serve_object(
+    key: str,
+    *,
+    mimetype: str,
+    download_name: str | None = None,
+    attachment: bool = False,
+    cache_control: str = "private, no-cache",
+) -> Response:
+    """GET/HEAD of one object: proxied with Range/conditionals passed through, or a 302."""
+    store = _store()
+    cfg = current_app.config["PACKCAM"].archive
+    disposition = content_disposition(download_name, attachment) if download_name else None
+    if cfg.stream == "redirect":
+        params: dict[str, Any] = {"ResponseContentType": mimetype}
+        if disposition:
+            params["ResponseContentDisposition"] = disposition
+        resp = redirect(store.presign(key, cfg.presign_s, **params), code=302)
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+    args: dict[str, Any] = {"Bucket": store.bucket, "Key": key}
+    for header, param in _PASS.items():
+        value = request.headers.get(header)
+        if value:
+            if param in {"IfModifiedSince", "IfUnmodifiedSince"}:
+                from werkzeug.http import parse_date
+
+                when = parse_date(value)
+                if when is None:
+                    continue
+                args[param] = when
+            else:
+                args[param] = value
+    try:
+        if request.method == "HEAD":
+            args.pop("IfRange", None)
+            rng = args.pop("Range", None)
+            got = store.client.head_object(**args)
+            got = dict(got)
+            if rng:
+                got["__range"] = rng
+        else:
+            got = store.client.get_object(**args)
+    except Exception as exc:
+        if not hasattr(exc, "response"):
+            log.error("object store unreachable for %s: %s", key, exc)
+            abort(503)
+        return _error_response(exc, key)
+    meta = got.get("ResponseMetadata", {})
+    status = int(meta.get("HTTPStatusCode", 200))
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Cache-Control": cache_control,
+        "Content-Length": str(got.get("ContentLength", 0)),
+    }
+    if got.get("ETag"):
+        headers["ETag"] = got["ETag"]
+    if got.get("LastModified"):
+        from werkzeug.http import http_date
+
+        headers["Last-Modified"] = http_date(got["LastModified"])
+    if got.get("ContentRange"):
+        headers["Content-Range"] = got["ContentRange"]
+    if disposition:
+        headers["Content-Disposition"] = disposition
+    if request.method == "HEAD":
+        return Response(status=status, headers=headers, mimetype=mimetype)
+    return Response(
+        _Body(got["Body"]), status=status, headers=headers, mimetype=mimetype,
+        direct_passthrough=True,
+    )  # fmt: skip
+
+
+def _error_response(exc: Exception, key: str) -> Response:
+    resp = getattr(exc, "response", {}) or {}
+    status = int(resp.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}) or {}
+    if status in (304, 412):
+        out = Response(status=status)
+        if headers.get("etag"):
+            out.headers["ETag"] = headers["etag"]
+        return out
+    if status == 416:
+        out = Response(status=416)
+        if headers.get("content-range"):
+            out.headers["Content-Range"] = headers["content-range"]
+        return out
+    if is_not_found(exc):
+        log.error("archived object %s is missing from the bucket", key)
+        abort(404)
+    log.error("object store refused %s: %s", key, exc)
+    abort(502)
+
+
+def serve_clip(clip: ClipRecord, *, download_name: str, attachment: bool) -> Response:
+    key = clip.extra.get("archive_key")
+    if not key:
+        log.info("clip %s of %s is not archived yet", clip.id, clip.station)
+        abort(404)
+    return serve_object(
+        str(key), mimetype="video/mp4", download_name=download_name, attachment=attachment
+    )
+
+
+def serve_frame(clip: ClipRecord, n: int | None) -> Response:
+    key = _frame_key(clip, n)
+    if key is None:
+        abort(404)
+    return serve_object(key, mimetype="image/jpeg", cache_control="private, max-age=86400")

@@ -1,0 +1,113 @@
+"""PostgreSQL schema of the central index, applied in order and recorded in schema_version."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Each entry upgrades the schema by one version. Never edit a shipped entry: append one.
+# Text columns searched by prefix use COLLATE "C" so that range scans (x >= q AND x < q||max)
+# are byte-order prefix matches whatever the database's default collation is.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE stations (
+        id              serial PRIMARY KEY,
+        name            text NOT NULL UNIQUE,
+        token_sha256    text NOT NULL UNIQUE,  -- the enrolment token, hashed
+        created_utc     timestamptz NOT NULL DEFAULT now(),
+        enrolled_utc    timestamptz,  -- first contact with the token
+        key_fingerprint text,  -- the station's Ed25519 key (station/proof)
+        public_key      text,
+        software        text,
+        last_seen_utc   timestamptz,
+        health          jsonb NOT NULL DEFAULT '{}'::jsonb,
+        health_utc      timestamptz
+    );
+    CREATE TABLE clips (
+        id              bigserial PRIMARY KEY,
+        station_id      integer NOT NULL REFERENCES stations(id),
+        local_id        bigint NOT NULL,  -- the clip's id in the station's own index
+        order_id        text COLLATE "C" NOT NULL,
+        waybill         text COLLATE "C",
+        station         text COLLATE "C" NOT NULL,
+        started_at      text NOT NULL,  -- ISO 8601 with the station's offset
+        ended_at        text NOT NULL,
+        started_utc     text COLLATE "C" NOT NULL,  -- as the station stores it (sortable)
+        ended_utc       text NOT NULL,
+        tz              text NOT NULL,
+        duration_s      double precision NOT NULL,
+        frame_count     integer NOT NULL,
+        finish_reason   text NOT NULL,
+        pre_roll_s      double precision NOT NULL,
+        path            text NOT NULL,
+        manifest_path   text NOT NULL,
+        size            bigint NOT NULL,
+        sha256          text NOT NULL,
+        events          jsonb NOT NULL DEFAULT '[]'::jsonb,
+        archived_utc    text,
+        archive_key     text,
+        archive_meta    jsonb,
+        registered_utc  timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (station_id, local_id)
+    );
+    CREATE INDEX clips_order ON clips(order_id, started_utc);
+    CREATE INDEX clips_started ON clips(started_utc);
+    CREATE INDEX clips_station ON clips(station, started_utc);
+    CREATE INDEX clips_sha256 ON clips(sha256);
+    CREATE TABLE clip_waybills (
+        clip_id         bigint NOT NULL REFERENCES clips(id) ON DELETE CASCADE,
+        waybill         text COLLATE "C" NOT NULL,
+        carrier         text NOT NULL,
+        t_clip_s        double precision NOT NULL,
+        PRIMARY KEY (clip_id, waybill)
+    );
+    CREATE INDEX clip_waybills_waybill ON clip_waybills(waybill);
+    CREATE TABLE checkpoints (
+        station_id      integer NOT NULL REFERENCES stations(id),
+        local_id        bigint NOT NULL,
+        tree_size       bigint NOT NULL,
+        root_hash       text NOT NULL,
+        body            bytea NOT NULL,  -- canonical checkpoint bytes, exactly as signed
+        signature       bytea NOT NULL,
+        created_utc     text NOT NULL,
+        PRIMARY KEY (station_id, local_id)
+    );
+    """,
+)
+
+
+def current_version(conn: Any) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+        row = cur.fetchone()
+        if not row or not row[0]:
+            return 0
+        cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+        row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+
+def migrate(conn: Any) -> int:
+    """Bring the schema up to date (safe to run from several processes at once)."""
+    from central.db import CentralError
+
+    with conn.transaction(), conn.cursor() as cur:
+        # One migrator at a time: the others wait here, then find nothing to do.
+        cur.execute("SELECT pg_advisory_xact_lock(7263541)")
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version integer PRIMARY KEY, applied_utc timestamptz NOT NULL DEFAULT now())"
+        )
+        version = current_version(conn)
+        if version > len(MIGRATIONS):
+            raise CentralError(
+                f"central schema version {version} is newer than this packcam "
+                f"({len(MIGRATIONS)}); upgrade packcam"
+            )
+        for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            log.info("migrating the central index to schema version %d", n)
+            cur.execute(script)
+            cur.execute("INSERT INTO schema_version(version) VALUES (%s)", (n,))
+        return len(MIGRATIONS)

@@ -1,0 +1,299 @@
+"""Station side of the central index: push clips, archive state, checkpoints and health."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import station
+from station.codes import safe_component
+from station.config import Config
+from station.errors import StationError
+from station.ledger import INDEX_NAME, Ledger
+from station.objstore import UploadJournal
+from station.recorder import FinishedClip
+
+log = logging.getLogger(__name__)
+
+CLIPS_CURSOR = "central:clips"
+ARCHIVED_CURSOR = "central:archived"
+CHECKPOINTS_CURSOR = "central:checkpoints"
+MAX_BACKOFF_S = 300.0
+
+
+class SyncError(StationError):
+    """The central server refused a request or could not be reached."""
+
+
+class CentralSync:
+    """Keeps the central index up to date with this station, and catches up after outages.
+
+    The outbox is the station index itself, followed with cursors kept in ``sync_cursors``:
+    clips by id, archivings by ``archive_seq``, checkpoints by id. A cursor moves only after
+    the central server acknowledged the batch, so a crash, a dead network or a PostgreSQL
+    restart on the other side loses nothing; the server's upserts make a repeated batch
+    harmless. On every (re)connection ``hello`` also tells us what the server already holds,
+    and a cursor ahead of that (the central database was restored from a backup) moves back.
+
+    Threads: one daemon thread (``start``/``stop``); ``sync_once`` for the CLI and tests.
+    """
+
+    def __init__(self, cfg: Config, *, ledger: Ledger | None = None) -> None:
+        self.cfg = cfg
+        self.c = cfg.central
+        self.data_dir = cfg.station.data_dir
+        self._own_ledger = ledger is None
+        self.ledger = ledger or Ledger.in_data_dir(self.data_dir)
+        self.journal = UploadJournal(self.data_dir / INDEX_NAME)
+        self.base = self.c.url.rstrip("/") + "/api/fleet/v1"
+        self._token = self._read_token()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._hello_done = False
+        self.last_error: str | None = None
+        self.last_ok: float | None = None
+
+    def _read_token(self) -> str:
+        if self.c.token_file:
+            try:
+                return Path(self.c.token_file).expanduser().read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise StationError(f"central.token_file: cannot read it: {exc}") from exc
+        return self.c.token
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("central sync already started")
+        self._thread = threading.Thread(target=self._loop, name="central-sync", daemon=True)
+        self._thread.start()
+        log.info("central sync: reporting to %s", self.c.url)
+
+    def stop(self, timeout: float | None = 15.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.journal.close()
+        if self._own_ledger:
+            self.ledger.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def on_finished(self, finished: FinishedClip) -> None:
+        if finished.record is not None:
+            self._wake.set()
+
+    def _loop(self) -> None:
+        delay = self.c.interval_s
+        while not self._stop.is_set():
+            wait = self.c.interval_s
+            try:
+                self.sync_once()
+                delay = self.c.interval_s
+            except Exception as exc:  # the loop survives anything; the cursors hold our place
+                if self._stop.is_set():
+                    break
+                self._hello_done = False
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("central sync: %s; retrying in %.0f s", self.last_error, delay)
+                wait, delay = delay, min(delay * 2, MAX_BACKOFF_S)
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    # ---- HTTP -----------------------------------------------------------------------------
+
+    def _post(self, path: str, doc: dict[str, Any]) -> dict[str, Any]:
+        data = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        req = urllib.request.Request(
+            self.base + path,
+            data=data,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {self._token}",
+                "User-Agent": f"packcam-station/{station.__version__}",
+            },
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.c.timeout_s) as resp:
+                return dict(json.loads(resp.read() or b"{}"))
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode("utf-8", "replace")
+            raise SyncError(f"{path}: HTTP {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise SyncError(f"{path}: {exc}") from exc
+
+    # ---- one round ---------------------------------------------------------------------------
+
+    def sync_once(self) -> dict[str, int]:
+        """Push everything new; return how many clips, archivings and checkpoints were sent."""
+        if not self._hello_done:
+            self._hello()
+        sent = {
+            "clips": self._push_clips(),
+            "archived": self._push_archived(),
+            "checkpoints": self._push_checkpoints(),
+        }
+        self._push_health()
+        self.last_error = None
+        self.last_ok = time.monotonic()
+        return sent
+
+    def _hello(self) -> None:
+        from station.proof.keys import StationKey
+        from station.proof.paths import ProofPaths
+
+        fp, pem = "", ""
+        key_path = ProofPaths.from_config(self.cfg).key
+        if key_path.exists():
+            try:
+                key = StationKey.load(key_path)
+                fp, pem = key.fingerprint, key.public_pem().decode("ascii")
+            except StationError as exc:
+                log.warning("central sync: cannot read the station key: %s", exc)
+        resp = self._post(
+            "/hello",
+            {
+                "station": self.cfg.station.name,
+                "key_fingerprint": fp,
+                "public_key": pem,
+                "software": f"packcam {station.__version__}",
+            },
+        )
+        have = resp.get("have") or {}
+        for name, field in (
+            (CLIPS_CURSOR, "clips"),
+            (ARCHIVED_CURSOR, "archived"),
+            (CHECKPOINTS_CURSOR, "checkpoints"),
+        ):
+            mine, theirs = self.journal.cursor(name), int(have.get(field, 0))
+            if theirs < mine:
+                log.warning("central sync: the server has %s up to %d, we had sent up to %d;"
+                            " sending again from there", field, theirs, mine)  # fmt: skip
+                self.journal.set_cursor(name, theirs)
+        self._hello_done = True
+
+    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        with self.journal._lock:
+            return list(self.journal.conn.execute(sql, args).fetchall())
+
+    def _clip_docs(self, where: str, cursor: int, order: str) -> list[tuple[int, dict[str, Any]]]:
+        rows = self._rows(
+            f"SELECT id, archived_utc, archive_key, archive_meta, archive_seq FROM clips"
+            f" WHERE {where} > ? ORDER BY {order} LIMIT ?",
+            (cursor, self.c.batch),
+        )
+        out = []
+        for r in rows:
+            rec = self.ledger.clip(int(r["id"]))
+            if rec is None:
+                continue
+            doc = rec.to_json()
+            doc["started_utc"] = _utc(rec.started_at)
+            doc["ended_utc"] = _utc(rec.ended_at)
+            doc["tz"] = rec.started_at.strftime("%z") or "+0000"
+            if r["archived_utc"]:
+                doc["archived_utc"] = r["archived_utc"]
+                doc["archive_key"] = r["archive_key"]
+                doc["archive_meta"] = json.loads(r["archive_meta"]) if r["archive_meta"] else {}
+                doc["archive_seq"] = r["archive_seq"]
+            out.append((int(r[order.split()[0]]), doc))
+        return out
+
+    def _push_clips(self) -> int:
+        total = 0
+        while not self._stop.is_set():
+            docs = self._clip_docs("id", self.journal.cursor(CLIPS_CURSOR), "id")
+            if not docs:
+                break
+            self._post("/clips", {"clips": [d for _, d in docs]})
+            self.journal.set_cursor(CLIPS_CURSOR, docs[-1][0])
+            total += len(docs)
+        return total
+
+    def _push_archived(self) -> int:
+        total = 0
+        while not self._stop.is_set():
+            docs = self._clip_docs(
+                "archive_seq IS NOT NULL AND archive_seq", self.journal.cursor(ARCHIVED_CURSOR),
+                "archive_seq",
+            )  # fmt: skip
+            if not docs:
+                break
+            self._post("/clips", {"clips": [d for _, d in docs]})
+            self.journal.set_cursor(ARCHIVED_CURSOR, docs[-1][0])
+            total += len(docs)
+        return total
+
+    def _push_checkpoints(self) -> int:
+        total = 0
+        while not self._stop.is_set():
+            rows = self._rows(
+                "SELECT * FROM proof_checkpoints WHERE id > ? ORDER BY id LIMIT ?",
+                (self.journal.cursor(CHECKPOINTS_CURSOR), self.c.batch),
+            )
+            if not rows:
+                break
+            items = [
+                {
+                    "local_id": r["id"],
+                    "tree_size": r["tree_size"],
+                    "root_hash": r["root_hash"],
+                    "body_b64": base64.b64encode(bytes(r["body"])).decode("ascii"),
+                    "signature_b64": base64.b64encode(bytes(r["signature"])).decode("ascii"),
+                    "created_utc": r["created_utc"],
+                }
+                for r in rows
+            ]
+            self._post("/checkpoints", {"checkpoints": items})
+            self.journal.set_cursor(CHECKPOINTS_CURSOR, int(rows[-1]["id"]))
+            total += len(rows)
+        return total
+
+    def health(self) -> dict[str, Any]:
+        """What the central dashboard shows of this station."""
+        doc: dict[str, Any] = {}
+        live = self.data_dir / "live" / f"{safe_component(self.cfg.station.name, 32)}.json"
+        try:
+            loaded = json.loads(live.read_text(encoding="utf-8"))
+            if isinstance(loaded, dict):
+                doc.update({k: loaded.get(k) for k in (
+                    "state", "order_id", "elapsed_s", "fps", "dropped", "last_error",
+                    "updated_utc", "disk_free_bytes", "clock_synced",
+                )})  # fmt: skip
+        except (OSError, ValueError):
+            pass
+        if doc.get("disk_free_bytes") is None:
+            with contextlib.suppress(OSError):
+                doc["disk_free_bytes"] = shutil.disk_usage(self.data_dir).free
+        if doc.get("clock_synced") is None:
+            from station.clock import clock_synced
+
+            doc["clock_synced"] = clock_synced()
+        row = self._rows("SELECT MAX(started_utc) AS m FROM clips", ())
+        doc["last_clip_utc"] = row[0]["m"] if row else None
+        doc["archive_backlog"] = self.ledger.archive_backlog()
+        doc["software"] = f"packcam {station.__version__}"
+        return doc
+
+    def _push_health(self) -> None:
+        self._post("/health", self.health())
+
+
+def _utc(dt: Any) -> str:
+    from datetime import UTC
+
+    return str(dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
