@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import cv2
 
@@ -27,6 +27,10 @@ from station.runner import Station, station_tz
 from station.scanner import build_scan_sources
 from station.writer import ClipWriter, to_i420
 
+if TYPE_CHECKING:
+    from station.archiver import Archiver
+    from station.central_sync import CentralSync
+
 log = logging.getLogger(__name__)
 
 
@@ -42,11 +46,19 @@ class Assembly:
     alarms: AlarmBoard | None = None
     recovery: Recovery | None = None
     retention: RetentionManager | None = None
+    archiver: Archiver | None = None
+    central_sync: CentralSync | None = None
 
     def close(self) -> None:
         """Close what the station run leaves open (the recorder is closed by the run)."""
         if self.retention is not None:
             self.retention.stop()
+        for part in (self.archiver, self.central_sync):
+            if part is not None:
+                try:
+                    part.stop()  # an unfinished upload resumes at the next start
+                except Exception:
+                    log.exception("stopping %r failed", part)
         for f in self.finalizers:
             close = getattr(f, "close", None)
             if close is not None:
@@ -105,6 +117,7 @@ def assemble(
     retention = RetentionManager(
         cfg, ledger, probe=probe, alarms=alarms, signer=station_signer(finalizers)
     )
+    archiver, sync = build_fleet(cfg)
 
     def finished(result: FinishedClip) -> None:
         if result.error is None:
@@ -114,6 +127,9 @@ def assemble(
             msg = f"clip of order {result.order_id!r}: {result.error} ({kept})"
             alarms.raise_("recording-failed", cfg.station.name, msg)
         retention.poke()  # a finished clip used space: check the floor now
+        for part in (archiver, sync):
+            if part is not None:
+                part.on_finished(result)
         if on_finished is not None:
             on_finished(result)
 
@@ -145,7 +161,26 @@ def assemble(
         guard=retention,
         alarms=alarms,
     )
-    return Assembly(st, recorder, ledger, cam, finalizers, alarms, recovery, retention)
+    return Assembly(
+        st, recorder, ledger, cam, finalizers, alarms, recovery, retention, archiver, sync
+    )
+
+
+def build_fleet(cfg: Config) -> tuple[Archiver | None, CentralSync | None]:
+    """The archiver ([archive] enabled) and the central sync ([central] enabled), not started.
+
+    Each opens its own connections to the index; the sync is woken when a clip is archived.
+    """
+    archiver = sync = None
+    if cfg.central.enabled:
+        from station.central_sync import CentralSync
+
+        sync = CentralSync(cfg)
+    if cfg.archive.enabled:
+        from station.archiver import Archiver
+
+        archiver = Archiver(cfg, on_archived=(lambda _rec: sync.wake()) if sync else None)
+    return archiver, sync
 
 
 def run_station(cfg: Config, stop: threading.Event, **kw: object) -> Assembly:
@@ -180,6 +215,9 @@ def _run_locked(cfg: Config, stop: threading.Event, **kw: object) -> Assembly:
             msg = f"crash recovery failed: {exc}"
             asm.alarms.raise_("recovery", str(cfg.station.data_dir), msg)
         asm.retention.start()
+        for part in (asm.archiver, asm.central_sync):
+            if part is not None:
+                part.start()  # after recovery, so recovered clips are archived too
         asm.station.run(stop)
     finally:
         if asm.station.on_frame is not None:
