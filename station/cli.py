@@ -152,7 +152,7 @@ Registrar = Callable[[Any], None]
 def _plugins() -> list[Registrar]:
     """Subcommand groups that live beside the station core (web site, proofs)."""
     found: list[Registrar] = []
-    for module in ("web.cli", "station.proof.cli"):
+    for module in ("web.cli", "station.proof.cli", "central.cli"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ImportError as exc:
