@@ -1,0 +1,1146 @@
+"""Barcode pipeline (zxing-cpp + zbar + preprocessing stages) and the camera scan worker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Literal, Protocol, TextIO
+
+import cv2
+import numpy as np
+import zxingcpp
+from pyzbar import pyzbar
+from pyzbar.pyzbar import ZBarSymbol
+
+from station.frames import Frame, InputEvent, RawScan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One decoded symbol.
+
+    ``text`` is the payload as text (UPC-A in its 13-digit EAN form with a leading 0),
+    ``symbology`` a lower-case name ("qrcode", "code128", "ean13", "upca", "ean8", "upce",
+    "code39", "datamatrix") and ``points`` the corners in the input image's pixel coordinates.
+    """
+
+    text: str
+    symbology: str
+    points: tuple[tuple[int, int], ...]
+
+
+# --------------------------------------------------------------------------- decoders
+
+_ZXING_FORMATS: dict[zxingcpp.BarcodeFormat, str] = {
+    zxingcpp.BarcodeFormat.QRCode: "qrcode",
+    zxingcpp.BarcodeFormat.Code128: "code128",
+    zxingcpp.BarcodeFormat.EAN13: "ean13",
+    zxingcpp.BarcodeFormat.EAN8: "ean8",
+    zxingcpp.BarcodeFormat.UPCA: "upca",
+    zxingcpp.BarcodeFormat.UPCE: "upce",
+    zxingcpp.BarcodeFormat.Code39: "code39",
+    zxingcpp.BarcodeFormat.DataMatrix: "datamatrix",
+}
+# A list, not `a | b`: zxing-cpp 3 deprecates or-ing formats.
+_ZXING_FORMAT_LIST = list(_ZXING_FORMATS)
+
+# UPC-A and UPC-E are left out on purpose: with only EAN-13 enabled zbar still reads them but
+# reports the 13-digit EAN form, the same text zxing-cpp >= 3 gives. zbar cannot read DataMatrix.
+_ZBAR_SYMBOLS: dict[str, str] = {
+    "QRCODE": "qrcode",
+    "CODE128": "code128",
+    "EAN13": "ean13",
+    "EAN8": "ean8",
+    "CODE39": "code39",
+}
+_ZBAR_SYMBOL_LIST = [ZBarSymbol[name] for name in _ZBAR_SYMBOLS]
+
+
+def normalise_text(text: str, symbology: str) -> tuple[str, str]:
+    """Bring a decoder's (text, symbology) to packcam's conventions.
+
+    UPC-A is the EAN-13 form with a leading 0, whichever decoder read it; an EAN-13 starting
+    with 0 *is* a UPC-A code, so it is named "upca" either way.
+    """
+    if symbology == "upca" and len(text) == 12 and text.isdigit():
+        text = "0" + text
+    if symbology in ("ean13", "upca") and len(text) == 13 and text.isdigit():
+        symbology = "upca" if text.startswith("0") else "ean13"
+    return text, symbology
+
+
+def same_text(expected: str, decoded: str) -> bool:
+    """Scoring rule: equal texts, a 12-digit UPC-A also matching its 13-digit EAN form."""
+    if expected == decoded:
+        return True
+    return len(expected) == 12 and expected.isdigit() and decoded == "0" + expected
+
+
+def decode_zxing(
+    gray: np.ndarray, binarizer: zxingcpp.Binarizer = zxingcpp.Binarizer.LocalAverage
+) -> list[Detection]:
+    """One zxing-cpp pass over a gray image, formats restricted to packcam's symbologies."""
+    found = []
+    # Plain text mode: control characters (GS, CR LF in QR payloads) come through as
+    # themselves instead of zxing's "<GS>" rendering, like zbar and like a keyboard scanner.
+    for b in zxingcpp.read_barcodes(
+        gray, formats=_ZXING_FORMAT_LIST, text_mode=zxingcpp.TextMode.Plain, binarizer=binarizer
+    ):
+        if not b.text:
+            continue
+        p = b.position
+        points = tuple(
+            (int(q.x), int(q.y)) for q in (p.top_left, p.top_right, p.bottom_right, p.bottom_left)
+        )
+        text, sym = normalise_text(b.text, _ZXING_FORMATS.get(b.format, str(b.format).lower()))
+        found.append(Detection(text, sym, points))
+    return found
+
+
+def decode_zbar(gray: np.ndarray) -> list[Detection]:
+    """One zbar pass over a gray image, symbols restricted to packcam's symbologies."""
+    found = []
+    for d in pyzbar.decode(gray, symbols=_ZBAR_SYMBOL_LIST):
+        text = d.data.decode("utf-8", errors="replace")
+        if not text:
+            continue
+        text, sym = normalise_text(text, _ZBAR_SYMBOLS.get(d.type, d.type.lower()))
+        # zbar's polygon of a 1-D code is the scan lines' end points (often just two): report
+        # its bounding box corners, as zxing reports four corners.
+        x, y, w, h = d.rect
+        points = ((x, y), (x + w, y), (x + w, y + h), (x, y + h))
+        found.append(Detection(text, sym, points))
+    return found
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+
+def _to_gray(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ValueError("expected a uint8 numpy image")
+    if image.ndim == 2:
+        return np.ascontiguousarray(image)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return np.ascontiguousarray(image[:, :, 0])
+    raise ValueError(f"expected a gray, BGR or BGRA image, got shape {image.shape}")
+
+
+def _clahe(gray: np.ndarray) -> np.ndarray:
+    # Local contrast: glare and shadows on glossy packaging leave half a code too dark or too
+    # bright for one global threshold.
+    return cv2.createCLAHE(clipLimit=4.0, tileGridSize=(8, 8)).apply(gray)
+
+
+def _upscale(gray: np.ndarray, factor: float) -> np.ndarray:
+    if factor <= 1.0:
+        return gray
+    return cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+
+
+def _unsharp(gray: np.ndarray, sigma: float = 3.0, amount: float = 1.0) -> np.ndarray:
+    blurred = cv2.GaussianBlur(gray, (0, 0), sigma)
+    return cv2.addWeighted(gray, 1.0 + amount, blurred, -amount, 0)
+
+
+@lru_cache(maxsize=8)
+def _gauss_psf(sigma: float) -> np.ndarray:
+    k = cv2.getGaussianKernel(int(6 * sigma) | 1, sigma)
+    return (k @ k.T).astype(np.float32)
+
+
+def _deblur(gray: np.ndarray, sigma: float, iterations: int) -> np.ndarray:
+    """Richardson-Lucy deconvolution with a Gaussian PSF (defocus of fixed-focus cameras)."""
+    psf = _gauss_psf(sigma)
+    flipped = psf[::-1, ::-1]
+    observed = gray.astype(np.float32) + 1.0
+    estimate = observed.copy()
+    for _ in range(iterations):
+        reblurred = cv2.filter2D(estimate, -1, psf)
+        estimate *= cv2.filter2D(observed / np.maximum(reblurred, 1e-3), -1, flipped)
+    return np.clip(estimate - 1.0, 0, 255).astype(np.uint8)
+
+
+class _View:
+    """A gray image (the frame or a crop of it) with lazily built, shared preprocessed copies.
+
+    ``origin`` is the view's top-left corner in the input image; ``up_factor`` the enlargement
+    the enlarging stages use (``to_input`` maps their points back).
+    """
+
+    __slots__ = ("_cache", "gray", "origin", "up_factor")
+
+    def __init__(self, gray: np.ndarray, origin: tuple[int, int] = (0, 0)) -> None:
+        self.gray = gray
+        self.origin = origin
+        # Small images and crops are enlarged: both decoders need about 2 px per module and
+        # blurry 1-D codes from 240 px photos or distant labels have less.
+        longest = max(gray.shape)
+        self.up_factor = float(min(3.0, max(1.0, _UPSCALE_TARGET / longest)))
+        self._cache: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, build: Callable[[], np.ndarray]) -> np.ndarray:
+        img = self._cache.get(name)
+        if img is None:
+            img = self._cache[name] = build()
+        return img
+
+    def clahe(self) -> np.ndarray:
+        return self.get("clahe", lambda: _clahe(self.gray))
+
+    def clahe_up(self) -> np.ndarray:
+        return self.get("clahe_up", lambda: _upscale(self.clahe(), self.up_factor))
+
+    def up(self) -> np.ndarray:
+        return self.get("up", lambda: _upscale(self.gray, self.up_factor))
+
+    def to_input(self, found: Iterable[Detection], scale: float = 1.0) -> list[Detection]:
+        """Map detections made on a ``scale``-times enlarged copy of this view to input pixels."""
+        ox, oy = self.origin
+        return [
+            Detection(
+                d.text,
+                d.symbology,
+                tuple((round(ox + x / scale), round(oy + y / scale)) for x, y in d.points),
+            )
+            for d in found
+        ]
+
+
+_UPSCALE_TARGET = 500  # px: views whose long side is shorter are enlarged up to 3x for some stages
+
+
+# --------------------------------------------------------------------------- blurry EAN/UPC
+#
+# Out-of-focus EAN-13/UPC-A codes (fixed-focus cameras, codes held too close) lose their narrow
+# bars and both libraries give up. Their structure is strict, though: 95 modules, known guards,
+# 7-module digit patterns, a parity pattern and a check digit. This stage fits a blurred model of
+# the symbol to intensity profiles across the bars (geometry, blur width and the digits), and
+# only accepts a code that several bands of the image agree on with a clear margin.
+
+_L_CODES = ("0001101", "0011001", "0010011", "0111101", "0100011",
+            "0110001", "0101111", "0111011", "0110111", "0001011")  # fmt: skip
+_R_CODES = tuple("".join("1" if b == "0" else "0" for b in c) for c in _L_CODES)
+_G_CODES = tuple(c[::-1] for c in _R_CODES)
+_PARITY = ("LLLLLL", "LLGLGG", "LLGGLG", "LLGGGL", "LGLLGG",
+           "LGGLLG", "LGGGLL", "LGLGLG", "LGLGGL", "LGGLGL")  # fmt: skip
+_EAN_Q = 5  # quiet-zone modules modelled on each side
+_EAN_K = 4  # profile samples per module
+_EAN_CTX = 3  # neighbouring modules that blur into a digit's window
+_EAN_NMOD = 95 + 2 * _EAN_Q
+_EAN_WIN = 7 + 2 * _EAN_CTX
+
+
+def _bits(codes: Sequence[str]) -> np.ndarray:
+    return np.array([[int(b) for b in c] for c in codes], dtype=np.float64)
+
+
+_EAN_DIGIT_CODES = np.zeros((2, 20, 7))
+_EAN_DIGIT_CODES[0] = _bits(_L_CODES + _G_CODES)  # left half: 0-9 odd (L), 10-19 even (G)
+_EAN_DIGIT_CODES[1, :10] = _bits(_R_CODES)
+_EAN_STARTS = np.array([3 + 7 * i for i in range(6)] + [50 + 7 * i for i in range(6)]) + _EAN_Q
+_EAN_BASE = np.full(_EAN_NMOD, 0.5)  # 0 = space, 1 = bar, 0.5 = not yet known
+_EAN_BASE[:_EAN_Q] = 0.0
+_EAN_BASE[_EAN_Q + 95 :] = 0.0
+for _offset, _guard in ((0, "101"), (45, "01010"), (92, "101")):
+    _EAN_BASE[_EAN_Q + _offset : _EAN_Q + _offset + len(_guard)] = [int(b) for b in _guard]
+_EAN_WINDOW_IDX = (_EAN_STARTS[:, None] - _EAN_CTX) * _EAN_K + np.arange(_EAN_WIN * _EAN_K)
+_EAN_INNER = slice(_EAN_CTX * _EAN_K - _EAN_K // 2, (_EAN_CTX + 7) * _EAN_K + _EAN_K // 2)
+_EAN_U = (np.arange(_EAN_NMOD * _EAN_K) + 0.5) / _EAN_K - _EAN_Q  # module coordinate per sample
+_EAN_TREND = np.linspace(-1.0, 1.0, _EAN_NMOD * _EAN_K)  # uneven lighting along the code
+_EAN_WEIGHTS = (3, 1) * 6  # check-digit weights of digits 2..13
+_EAN_PARITY_G = np.array([[c == "G" for c in p] for p in _PARITY])
+# digit that moves the running check sum from s to ns, per weight (1 and 3 are invertible mod 10)
+_EAN_STEP_DIGIT = {
+    w: ((np.arange(10)[None, :] - np.arange(10)[:, None]) * inv) % 10 for w, inv in ((1, 1), (3, 7))
+}
+
+
+@lru_cache(maxsize=64)
+def _blur_matrix(n_modules: int, sigma: float) -> np.ndarray:
+    """Samples (n_modules * K) of Gaussian-blurred modules: ``samples = matrix @ modules``."""
+    k = _EAN_K
+    u = (np.arange(n_modules * k) + 0.5) / k  # sample positions in modules
+    # exact area of each module under the Gaussian around each sample
+    edges = np.arange(n_modules + 1)[None, :] - u[:, None]
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(edges / (sigma * math.sqrt(2))))
+    weights = np.diff(cdf, axis=1)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+@lru_cache(maxsize=64)
+def _digit_window_matrix(sigma: float) -> np.ndarray:
+    """Blur of one digit window (modules -> the samples that are scored), transposed."""
+    return np.ascontiguousarray(_blur_matrix(_EAN_WIN, sigma)[_EAN_INNER].T)
+
+
+def _quantise_sigma(sigma: float) -> float:
+    return round(min(2.6, max(0.4, sigma)) * 20) / 20  # keeps the matrix caches small
+
+
+def _ean_render(modules: np.ndarray, sigma: float) -> np.ndarray:
+    return _blur_matrix(_EAN_NMOD, _quantise_sigma(sigma)) @ modules
+
+
+def _ean_digit_costs(y: np.ndarray, modules: np.ndarray, sigma: float) -> np.ndarray:
+    """Squared error of every digit pattern at every position, neighbours from ``modules``."""
+    ctx = modules[_EAN_STARTS[:, None] - _EAN_CTX + np.arange(_EAN_WIN)]
+    cand = np.repeat(ctx[:, None, :], 20, axis=1)
+    cand[:6, :, _EAN_CTX : _EAN_CTX + 7] = _EAN_DIGIT_CODES[0]
+    cand[6:, :, _EAN_CTX : _EAN_CTX + 7] = _EAN_DIGIT_CODES[1]
+    pred = cand @ _digit_window_matrix(_quantise_sigma(sigma))
+    obs = y[_EAN_WINDOW_IDX][:, _EAN_INNER]
+    costs = ((pred - obs[:, None, :]) ** 2).sum(axis=2)
+    costs[6:, 10:] = np.inf  # the right half has no even-parity set
+    return costs
+
+
+def _ean_best_modules(costs: np.ndarray, modules: np.ndarray) -> np.ndarray:
+    out = modules.copy()
+    for i, c in enumerate(costs.argmin(axis=1)):
+        out[_EAN_STARTS[i] : _EAN_STARTS[i] + 7] = _EAN_DIGIT_CODES[int(i >= 6), c]
+    return out
+
+
+def _ean_modules_of(code: str) -> np.ndarray:
+    m = _EAN_BASE.copy()
+    parity = _PARITY[int(code[0])]
+    for i in range(12):
+        d = int(code[i + 1])
+        if i < 6:
+            pattern = _EAN_DIGIT_CODES[0, d + (10 if parity[i] == "G" else 0)]
+        else:
+            pattern = _EAN_DIGIT_CODES[1, d]
+        m[_EAN_STARTS[i] : _EAN_STARTS[i] + 7] = pattern
+    return m
+
+
+def _ean_constrained(costs: np.ndarray) -> tuple[tuple[float, str], tuple[float, str]]:
+    """The two cheapest valid EAN-13 codes (parity pattern and check digit) for a cost table."""
+    tab = np.empty((10, 12, 10))  # first digit, position, digit
+    tab[:, :6, :] = np.where(
+        _EAN_PARITY_G[:, :, None], costs[None, :6, 10:20], costs[None, :6, :10]
+    )
+    tab[:, 6:, :] = costs[None, 6:, :10]
+    dp = np.full((10, 10), np.inf)  # first digit, check sum so far
+    dp[np.arange(10), np.arange(10)] = 0.0
+    back = []
+    for i, w in enumerate(_EAN_WEIGHTS):
+        step = dp[:, :, None] + tab[:, i, :][:, _EAN_STEP_DIGIT[w]]
+        arg = step.argmin(axis=1)
+        dp = np.take_along_axis(step, arg[:, None, :], axis=1)[:, 0, :]
+        back.append(arg)
+    totals = dp[:, 0]
+    best = []
+    for d0 in np.argsort(totals)[:2]:
+        s, digits = 0, []
+        for i in range(11, -1, -1):
+            prev = back[i][d0, s]
+            digits.append(int(_EAN_STEP_DIGIT[_EAN_WEIGHTS[i]][prev, s]))
+            s = prev
+        best.append((float(totals[d0]), str(d0) + "".join(map(str, reversed(digits)))))
+    return best[0], best[1]
+
+
+def _ean_sample(profile: np.ndarray, geom: Sequence[float]) -> np.ndarray:
+    # piecewise linear: module 0 -> x0, the centre guard (47.5) -> xm, module 95 -> x1; the two
+    # halves absorb most of the perspective of a tilted label
+    x0, xm, x1 = geom
+    u = _EAN_U
+    xs = np.where(u < 47.5, x0 + u * (xm - x0) / 47.5, xm + (u - 47.5) * (x1 - xm) / 47.5)
+    return np.interp(xs, np.arange(len(profile), dtype=np.float64), profile)
+
+
+def _ean_costs(
+    profile: np.ndarray, geom: Sequence[float], sigma: float, rounds: int = 2
+) -> np.ndarray | None:
+    obs = _ean_sample(profile, geom)
+    k, q = _EAN_K, _EAN_Q
+    quiet = np.concatenate([obs[k : q * k - k], obs[-(q * k - k) : -k]])
+    white = float(np.median(quiet))
+    black = float(np.percentile(obs[q * k : -q * k], 2))
+    if white - black < 10:
+        return None
+    y = (white - obs) / (white - black)  # "darkness": 0 white, 1 black
+    modules = _EAN_BASE
+    for _ in range(rounds):
+        costs = _ean_digit_costs(y, modules, sigma)
+        modules = _ean_best_modules(costs, modules)
+        a_mat = np.stack([_ean_render(modules, sigma), np.ones_like(y), _EAN_TREND], axis=1)
+        (a, b, c), *_ = np.linalg.lstsq(a_mat, y, rcond=None)
+        if a < 0.2:
+            return None
+        y = (y - b - c * _EAN_TREND) / a
+    return _ean_digit_costs(y, modules, sigma)
+
+
+def _ean_projector(pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Design matrix (model, offset, lighting trend) and its pseudo-inverse for one prediction."""
+    a_mat = np.stack([pred, np.ones_like(pred), _EAN_TREND], axis=1)
+    return a_mat, np.linalg.pinv(a_mat)
+
+
+def _ean_residual(obs: np.ndarray, projector: tuple[np.ndarray, np.ndarray]) -> float:
+    a_mat, pinv = projector
+    coef = pinv @ obs
+    if coef[0] > 0:  # bars must be darker than spaces
+        return math.inf
+    r = a_mat @ coef - obs
+    return float(r @ r) / (len(obs) * max(float(obs.var()), 1e-6))
+
+
+def _ean_refine(
+    profile: np.ndarray, code: str, geom: list[float], sigma: float
+) -> tuple[list[float], float, float]:
+    """Adjust geometry and blur to fit a candidate code better (coordinate descent)."""
+    modules = _ean_modules_of(code)
+    mw = (geom[2] - geom[0]) / 95
+    proj = _ean_projector(_ean_render(modules, sigma))
+    best = _ean_residual(_ean_sample(profile, geom), proj)
+    for step in (0.5, 0.25, 0.125):
+        for s2 in (_quantise_sigma(sigma * 0.8), _quantise_sigma(sigma * 1.25)):
+            p2 = _ean_projector(_ean_render(modules, s2))
+            v = _ean_residual(_ean_sample(profile, geom), p2)
+            if v < best:
+                best, sigma, proj = v, s2, p2
+        improved = True
+        while improved:
+            improved = False
+            for gi in (0, 2, 1):
+                for dx in (-step, step):
+                    g2 = list(geom)
+                    g2[gi] += dx * mw
+                    v = _ean_residual(_ean_sample(profile, g2), proj)
+                    if v < best:
+                        best, geom, improved = v, g2, True
+    return geom, sigma, best
+
+
+def _ean_edge_pairs(profile: np.ndarray, limit: int = 40) -> list[tuple[int, int]]:
+    """Plausible (left, right) ends of a symbol: a falling and a rising edge with quiet zones,
+    the ``limit`` with the calmest quiet zones relative to the contrast between them."""
+    p = cv2.GaussianBlur(profile.reshape(1, -1), (0, 0), 0.8).ravel()
+    d = np.diff(p)
+    thr = 0.15 * float(np.abs(d).max())
+    mid = slice(1, len(d) - 1)
+    falls = np.flatnonzero((d[mid] < -thr) & (d[mid] <= d[:-2]) & (d[mid] <= d[2:])) + 1
+    rises = np.flatnonzero((d[mid] > thr) & (d[mid] >= d[:-2]) & (d[mid] >= d[2:])) + 2
+    scored = []
+    n = len(p)
+    for left in falls:
+        for right in rises:
+            width = right - left
+            if width < 95 * 0.9:
+                continue
+            mw = width / 95
+            # spec quiet zones are 11 and 7 modules; the model needs _EAN_Q on both sides
+            ql, qr = max(round(6 * mw), math.ceil(_EAN_Q * mw)), max(round(4 * mw), 2)
+            if left - ql < 0 or right + max(qr, math.ceil(_EAN_Q * mw)) > n:
+                continue
+            inside = p[left:right]
+            span = float(np.ptp(inside))
+            before, after = p[left - ql : left - 1], p[right + 2 : right + qr]
+            unrest = max(float(np.ptp(before)), float(np.ptp(after)) if len(after) else 0.0)
+            if unrest > 0.3 * span or before.mean() < inside.mean():
+                continue
+            scored.append((unrest / max(span, 1e-6), int(left), int(right)))
+    scored.sort()
+    return [(left, right) for _, left, right in scored[:limit]]
+
+
+@dataclass(frozen=True, slots=True)
+class _BandFit:
+    code: str
+    cost: float
+    runner_up: float
+    costs: np.ndarray
+    geom: tuple[float, float, float]
+    misfit: float  # residual variance share of the code's rendered model
+    sigma: float  # fitted blur, in modules
+
+
+def _ean_decode_band(profile: np.ndarray, keep: int = 2) -> _BandFit | None:
+    ranked = []
+    for left, right in _ean_edge_pairs(profile):
+        costs = _ean_costs(profile, (left, (left + right) / 2, right), 1.2, rounds=1)
+        if costs is not None:
+            ranked.append((_ean_constrained(costs)[0][0], left, right))
+    ranked.sort()
+    best: _BandFit | None = None
+    for _, left, right in ranked[:keep]:
+        for sigma0 in (0.9, 1.5):
+            geom = [float(left), (left + right) / 2, float(right)]
+            sigma, prev, costs, misfit = sigma0, "", None, math.inf
+            # alternate: decode with this geometry, then fit the geometry to that code
+            for _ in range(4):
+                costs = _ean_costs(profile, geom, sigma)
+                if costs is None:
+                    break
+                (cost, code), (runner_up, _) = _ean_constrained(costs)
+                if code == prev:
+                    break
+                prev = code
+                geom, sigma, misfit = _ean_refine(profile, code, geom, sigma)
+            if costs is None:
+                continue
+            if best is None or cost < best.cost:
+                best = _BandFit(
+                    code, cost, runner_up, costs / max(cost, 1e-6), tuple(geom), misfit, sigma
+                )
+    return best
+
+
+def _bar_angles(gray: np.ndarray) -> list[float]:
+    """Up to two candidate gradient directions (degrees) of the strongly oriented texture."""
+    g = cv2.GaussianBlur(gray, (0, 0), 1.0)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1)
+    jxx = cv2.boxFilter(gx * gx, -1, (7, 7))
+    jyy = cv2.boxFilter(gy * gy, -1, (7, 7))
+    jxy = cv2.boxFilter(gx * gy, -1, (7, 7))
+    energy = jxx + jyy
+    coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy * jxy) / np.maximum(energy, 1e-6)
+    sel = (energy > 0.1 * float(np.percentile(energy, 95))) & (coherence > 0.6)
+    if not sel.any():
+        return [0.0]
+    angles = 0.5 * np.degrees(np.arctan2(2 * jxy[sel], (jxx - jyy)[sel]))
+    # Count pixels, not gradient strength: a few sharp label edges must not outvote the wide,
+    # soft area of a blurry barcode. Orientation is circular: -90 and +90 degrees are the same.
+    hist = np.bincount(((angles + 90) // 5).astype(int) % 36, minlength=36)
+    smooth = hist + np.roll(hist, 1) + np.roll(hist, -1)
+    peaks = []
+    for i in np.argsort(smooth)[::-1]:
+        if all(min(abs(i - j), 36 - abs(i - j)) > 3 for j in peaks):
+            peaks.append(int(i))
+        if len(peaks) == 2:
+            break
+    out = []
+    for i in peaks:
+        centre = i * 5 - 90 + 2.5
+        near = angles[np.abs((angles - centre + 90) % 180 - 90) <= 7.5]
+        # circular mean of the doubled angles around the peak
+        rad = np.radians(2 * near)
+        out.append(0.5 * math.degrees(math.atan2(np.sin(rad).sum(), np.cos(rad).sum())))
+    return out
+
+
+def _rotate(gray: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate by ``angle`` degrees counter-clockwise on a grown canvas; also the inverse map."""
+    h, w = gray.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(h * sin + w * cos), int(h * cos + w * sin)
+    m[0, 2] += nw / 2 - w / 2
+    m[1, 2] += nh / 2 - h / 2
+    rotated = cv2.warpAffine(
+        gray, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return rotated, cv2.invertAffineTransform(m)
+
+
+def _bar_rows(rotated: np.ndarray) -> tuple[int, int, float]:
+    """Rows where vertical bars dominate (the longest such run) and how strongly they do."""
+    gx = np.abs(cv2.Sobel(rotated, cv2.CV_32F, 1, 0))
+    gy = np.abs(cv2.Sobel(rotated, cv2.CV_32F, 0, 1))
+    score = np.convolve((gx - gy).mean(axis=1), np.ones(5) / 5, mode="same")
+    on = np.flatnonzero(score > 0.35 * float(score.max()))
+    if len(on) == 0 or score.max() <= 0:
+        return 0, 0, 0.0
+    runs = np.split(on, np.flatnonzero(np.diff(on) > 3) + 1)
+    run = max(runs, key=len)
+    return int(run[0]), int(run[-1]) + 1, float(score[run].sum())
+
+
+_EAN_BANDS = 6
+_EAN_GIVE_UP = 3  # bands without a single clear read after which a direction is abandoned
+
+
+def _blurry_ean(gray: np.ndarray) -> list[Detection]:
+    """Decode one blurry EAN-13/UPC-A symbol in ``gray`` (a small image or a crop), or none."""
+    options = []
+    for angle in _bar_angles(gray):
+        rotated, inverse = _rotate(gray.astype(np.float32), angle)
+        options.append((_bar_rows(rotated), rotated, inverse))
+    # the direction whose rotation shows the most bar-like rows
+    (top, bottom, _), rotated, inverse = max(options, key=lambda o: o[0][2])
+    if bottom - top < 2 * _EAN_BANDS:
+        return []
+    height = (bottom - top) // _EAN_BANDS
+    # middle bands first: they are the likeliest to cross the whole symbol
+    order = sorted(range(_EAN_BANDS), key=lambda i: abs(i - (_EAN_BANDS - 1) / 2))
+    for reverse in (False, True):  # upside down: the parity patterns tell the two apart
+        fits: list[_BandFit] = []
+        for n, i in enumerate(order):
+            if n == _EAN_GIVE_UP and not any(_ean_vote(f) for f in fits):
+                break  # nothing EAN-like in the best bands: not worth the rest
+            profile = rotated[top + i * height : top + (i + 1) * height].mean(axis=0)
+            fit = _ean_decode_band(profile[::-1] if reverse else profile)
+            if fit is not None:
+                fits.append(fit)
+        code = _ean_accept(fits)
+        if code is None:
+            continue
+        best = min((f for f in fits if f.code == code), key=lambda f: f.cost)
+        x0, x1 = best.geom[0], best.geom[2]
+        if reverse:
+            x0, x1 = rotated.shape[1] - 1 - x1, rotated.shape[1] - 1 - x0
+        corners = np.array([[x0, top], [x1, top], [x1, bottom], [x0, bottom]], dtype=np.float64)
+        back = corners @ inverse[:, :2].T + inverse[:, 2]
+        text, sym = normalise_text(code, "ean13")
+        return [Detection(text, sym, tuple((round(x), round(y)) for x, y in back))]
+    return []
+
+
+def _ean_vote(fit: _BandFit) -> bool:
+    """Whether a band's read is clear enough to count."""
+    return (
+        fit.runner_up >= _EAN_MARGIN * fit.cost
+        and fit.misfit <= _EAN_MISFIT
+        and fit.sigma <= _EAN_MAX_BLUR
+    )
+
+
+def _ean_accept(fits: list[_BandFit]) -> str | None:
+    """The code several bands read with a clear margin and the pooled evidence agrees on."""
+    confident = Counter(f.code for f in fits if _ean_vote(f))
+    if not confident:
+        return None
+    (code, votes), *rest = confident.most_common()
+    if votes < _EAN_MIN_VOTES or (rest and rest[0][1] >= votes):
+        return None
+    pooled = _ean_constrained(sum(f.costs for f in fits))[0][1]
+    return code if pooled == code else None
+
+
+_EAN_MARGIN = 2.0  # runner-up cost / best cost for a band to count as a vote
+_EAN_MIN_VOTES = 2
+# Share of the profile's variance the fitted code leaves unexplained. Real reads stay under
+# 0.05; other symbologies (Code 128 fitted as EAN) and noise sit at 0.08 and above.
+_EAN_MISFIT = 0.06
+# Blur (Gaussian sigma, in modules) beyond which digits are no longer identifiable: reads of
+# real photos fit 1.2-1.75; heavily blurred Code 128 fitted as EAN came out at 2.2 and more.
+_EAN_MAX_BLUR = 1.9
+
+
+# --------------------------------------------------------------------------- regions
+
+
+def _locate(gray: np.ndarray, max_regions: int) -> list[tuple[int, int, int, int]]:
+    """Boxes (x0, y0, x1, y1) of densely textured areas, most textured first.
+
+    Barcodes are the densest edge texture on a packing table; on a downscaled copy this costs
+    about 2 ms per 720p frame and tells the enlarging stages where to look.
+    """
+    h, w = gray.shape
+    scale = min(1.0, 480 / max(h, w))
+    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    gx = cv2.convertScaleAbs(cv2.Sobel(small, cv2.CV_16S, 1, 0))
+    gy = cv2.convertScaleAbs(cv2.Sobel(small, cv2.CV_16S, 0, 1))
+    density = cv2.blur(cv2.addWeighted(gx, 0.5, gy, 0.5, 0), (7, 7))
+    otsu, _ = cv2.threshold(density, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    level = max(otsu, float(np.percentile(density, 90)), 12.0)
+    mask = (density > level).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    area = small.shape[0] * small.shape[1]
+    scored = []
+    for c in contours:
+        x, y, bw, bh = cv2.boundingRect(c)
+        if bw * bh < 0.002 * area or bw * bh > 0.5 * area or min(bw, bh) < 6:
+            continue
+        scored.append((float(density[y : y + bh, x : x + bw].sum()), x, y, bw, bh))
+    scored.sort(reverse=True)
+    boxes = []
+    for _, x, y, bw, bh in scored[:max_regions]:
+        pad = 0.15 * max(bw, bh) + 4  # keep the quiet zone: both decoders need it
+        x0, y0 = max(0, int((x - pad) / scale)), max(0, int((y - pad) / scale))
+        x1, y1 = min(w, int((x + bw + pad) / scale)), min(h, int((y + bh + pad) / scale))
+        boxes.append((x0, y0, x1, y1))
+    return boxes
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+Scope = Literal["image", "regions"]
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One pipeline step: a preprocessed copy of a view and the decoder run on it.
+
+    ``scope`` "image" runs once on the whole input; "regions" runs on each region (the whole
+    input when it is small, else the textured boxes found in it, then the whole input).
+    ``fixed_ms + ms_per_mpx * megapixels`` estimates the cost on the reference machine (the
+    x86 build machine); budgets are spent in these estimates, so results never depend on CPU
+    load.
+    ``enlarged`` stages work on the view scaled by its ``up_factor``; views of more than
+    ``max_pixels`` are not given to the stage at all.
+    """
+
+    name: str
+    scope: Scope
+    fixed_ms: float
+    ms_per_mpx: float
+    enlarged: bool
+    run: Callable[[_View], list[Detection]]
+    max_pixels: float = math.inf
+
+    def estimate_ms(self, view: _View) -> float:
+        mpx = view.gray.shape[0] * view.gray.shape[1] / 1e6
+        if self.enlarged:
+            mpx *= view.up_factor**2
+        return self.fixed_ms + self.ms_per_mpx * mpx
+
+
+def _sharp(v: _View) -> np.ndarray:
+    return v.get("sharp", lambda: _unsharp(v.clahe_up()))
+
+
+def _step_zxing(v: _View) -> list[Detection]:
+    return v.to_input(decode_zxing(v.gray))
+
+
+def _step_zbar(v: _View) -> list[Detection]:
+    return v.to_input(decode_zbar(v.gray))
+
+
+def _step_zxing_clahe(v: _View) -> list[Detection]:
+    return v.to_input(decode_zxing(v.clahe()))
+
+
+def _step_zxing_global(v: _View) -> list[Detection]:
+    # One threshold for the whole view instead of zxing's local one: reads codes whose
+    # modules carry texture (printed on pictures, on patterned film) that the local
+    # threshold breaks up; the median filter removes the grain first.
+    smooth = v.get("median", lambda: cv2.medianBlur(v.gray, 3))
+    return v.to_input(decode_zxing(smooth, zxingcpp.Binarizer.GlobalHistogram))
+
+
+def _step_zxing_sharp(v: _View) -> list[Detection]:
+    return v.to_input(decode_zxing(_sharp(v)), v.up_factor)
+
+
+def _step_zbar_sharp(v: _View) -> list[Detection]:
+    return v.to_input(decode_zbar(_sharp(v)), v.up_factor)
+
+
+def _step_zxing_rotated(v: _View) -> list[Detection]:
+    # zxing's 1-D readers scan rows, and columns with try_rotate, so a code tilted by 20-70
+    # degrees (held diagonally under the camera) is crossed by no single scan line. Copies
+    # turned by +-30 degrees bring every tilt within 15 degrees of a row or a column.
+    found: list[Detection] = []
+    for angle in (30.0, -30.0):
+        rotated, inverse = _rotate(v.clahe(), angle)
+        for d in decode_zxing(rotated):
+            pts = np.array(d.points, dtype=np.float64) @ inverse[:, :2].T + inverse[:, 2]
+            found.append(
+                Detection(d.text, d.symbology, tuple((round(x), round(y)) for x, y in pts))
+            )
+        if found:
+            break
+    return v.to_input(found)
+
+
+def _step_zxing_deblur(v: _View) -> list[Detection]:
+    return v.to_input(decode_zxing(_deblur(v.clahe_up(), 1.5, 15)), v.up_factor)
+
+
+def _step_zxing_deblur_strong(v: _View) -> list[Detection]:
+    return v.to_input(decode_zxing(_deblur(v.up(), 2.5, 10)), v.up_factor)
+
+
+def _step_ean_blur(v: _View) -> list[Detection]:
+    return v.to_input(_blurry_ean(v.gray))
+
+
+_SMALL_IMAGE_PX = 400_000  # up to this size the whole image is the only region
+_LOCATE_MS = (0.5, 3.0)  # fixed, per megapixel: estimate for _locate
+
+# Cost estimates: medians on this project's x86 build machine (a Pi 4 is typically a few times
+# slower), the zbar figures from textured camera frames, where it is far slower than on stills.
+STAGES: tuple[Stage, ...] = (
+    Stage("zxing", "image", 0.3, 12.0, False, _step_zxing),
+    # zbar on the located boxes is cheap and reads what zxing misses; on a whole camera frame
+    # (the last region) it costs 110-170 ms and only stills can afford it.
+    Stage("zbar", "regions", 0.3, 150.0, False, _step_zbar),
+    Stage("zxing-clahe", "regions", 0.3, 35.0, False, _step_zxing_clahe),
+    Stage("zxing-global", "regions", 0.3, 20.0, False, _step_zxing_global),
+    Stage("zxing-sharp", "regions", 0.3, 50.0, True, _step_zxing_sharp),
+    Stage("zbar-sharp", "regions", 0.3, 150.0, True, _step_zbar_sharp),
+    Stage("zxing-rotated", "regions", 0.5, 200.0, False, _step_zxing_rotated),
+    Stage("zxing-deblur", "regions", 1.0, 250.0, True, _step_zxing_deblur),
+    Stage("zxing-deblur-strong", "regions", 1.0, 400.0, True, _step_zxing_deblur_strong),
+    # The EAN model reads one symbol that fills much of the view: a product photo or a
+    # located box, never a whole camera frame.
+    Stage("ean-blur", "regions", 150.0, 5000.0, False, _step_ean_blur, max_pixels=_SMALL_IMAGE_PX),
+)
+"""The station's pipeline, cheapest and most productive first. See docs/barcodes.md."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeResult:
+    """What one pipeline run found and what it did: ``stage`` is the stage that found the
+    codes (None if nothing was found), ``ran`` the stages run, ``skipped`` the (stage, view)
+    runs left out for the budget, ``estimated_ms`` the budget spent and ``seconds`` wall time."""
+
+    detections: list[Detection]
+    stage: str | None
+    ran: tuple[str, ...]
+    skipped: int
+    estimated_ms: float
+    seconds: float
+
+
+class BarcodeDecoder:
+    """The barcode pipeline: ``STAGES`` in order, stopping at the first stage that finds a code.
+
+    ``decode`` (stills, ``packcam decode``) runs every stage; ``decode_frame`` (the camera)
+    runs the same list but leaves out a stage on a view whose estimated cost would exceed
+    ``frame_budget_ms`` for the call. Stateless after construction: one instance may be shared
+    by threads.
+    """
+
+    def __init__(
+        self,
+        *,
+        frame_budget_ms: float = 60.0,
+        max_regions: int = 3,
+        stages: Sequence[Stage] = STAGES,
+    ) -> None:
+        if frame_budget_ms <= 0 or max_regions < 0:
+            raise ValueError("frame_budget_ms must be positive and max_regions not negative")
+        self.frame_budget_ms = frame_budget_ms
+        self.max_regions = max_regions
+        self.stages = tuple(stages)
+
+    def decode(self, image: np.ndarray) -> list[Detection]:
+        """All codes found in a still image (BGR or gray uint8), deduplicated by text."""
+        return self.run(image).detections
+
+    def decode_frame(self, image: np.ndarray) -> list[Detection]:
+        """Like ``decode`` within ``frame_budget_ms`` estimated milliseconds (the live path)."""
+        return self.run(image, self.frame_budget_ms).detections
+
+    def run(self, image: np.ndarray, budget_ms: float | None = None) -> DecodeResult:
+        """Run the pipeline; ``budget_ms`` None means no budget. Returns findings and a trace."""
+        started = time.perf_counter()
+        gray = _to_gray(image)
+        if gray.size == 0:
+            return DecodeResult([], None, (), 0, 0.0, time.perf_counter() - started)
+        whole = _View(gray)
+        regions: list[_View] | None = None
+        spent, skipped = 0.0, 0
+        ran: list[str] = []
+
+        def affordable(cost: float) -> bool:
+            return budget_ms is None or spent + cost <= budget_ms
+
+        for stage in self.stages:
+            if stage.scope == "image":
+                views = [whole]
+            else:
+                if regions is None:
+                    regions, cost = self._regions(gray, whole, affordable)
+                    spent += cost
+                views = regions
+            for view in views:
+                if view.gray.size > stage.max_pixels:
+                    continue
+                cost = stage.estimate_ms(view)
+                if not affordable(cost):
+                    skipped += 1
+                    continue
+                spent += cost
+                ran.append(stage.name)
+                found = _dedupe(stage.run(view))
+                if found:
+                    elapsed = time.perf_counter() - started
+                    log.debug(
+                        "decoded %d code(s) at stage %s in %.1f ms",
+                        len(found),
+                        stage.name,
+                        elapsed * 1e3,
+                    )
+                    return DecodeResult(found, stage.name, tuple(ran), skipped, spent, elapsed)
+        elapsed = time.perf_counter() - started
+        return DecodeResult([], None, tuple(ran), skipped, spent, elapsed)
+
+    def _regions(
+        self, gray: np.ndarray, whole: _View, affordable: Callable[[float], bool]
+    ) -> tuple[list[_View], float]:
+        if gray.size <= _SMALL_IMAGE_PX:
+            return [whole], 0.0
+        cost = _LOCATE_MS[0] + _LOCATE_MS[1] * gray.size / 1e6
+        if not affordable(cost) or self.max_regions == 0:
+            return [whole], 0.0
+        boxes = _locate(gray, self.max_regions)
+        views = [_View(gray[y0:y1, x0:x1], (x0, y0)) for x0, y0, x1, y1 in boxes]
+        # The whole image last: for stills it catches what the boxes missed; on live frames
+        # its enlarging stages are too dear for the budget and are left out.
+        return [*views, whole], cost
+
+
+def _dedupe(found: Iterable[Detection]) -> list[Detection]:
+    seen: set[str] = set()
+    out = []
+    for d in found:
+        if d.text not in seen:
+            seen.add(d.text)
+            out.append(d)
+    return out
+
+
+# --------------------------------------------------------------------------- camera worker
+
+
+class FrameDecoder(Protocol):
+    """What ScanWorker needs from a decoder (BarcodeDecoder, or a fake in tests)."""
+
+    def decode_frame(self, image: np.ndarray) -> list[Detection]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScanWorkerStats:
+    """Counters of a ScanWorker: frames decoded, frames replaced unseen while the worker was
+    busy, decodes that raised, total decode time, and the last submit-to-result latency."""
+
+    decoded: int = 0
+    skipped: int = 0
+    errors: int = 0
+    decode_seconds: float = 0.0
+    last_latency_s: float = 0.0
+
+
+_MAX_QUEUED_SCANS = 1000  # scans nobody polls (a stalled capture loop) are dropped oldest first
+
+
+@dataclass(slots=True)
+class _Mailbox:
+    frame: Frame | None = None
+    submitted: float = 0.0
+    events: deque[RawScan] = field(default_factory=lambda: deque(maxlen=_MAX_QUEUED_SCANS))
+
+
+class ScanWorker:
+    """Camera frames in, ``RawScan(text, "camera", frame.t)`` out: a ScanSource.
+
+    Threaded mode (default, live cameras): ``submit`` never blocks. It puts the frame in a
+    one-slot mailbox; a frame still waiting there is replaced and counted as skipped, so the
+    worker always decodes the newest frame and never builds a backlog. One daemon thread
+    decodes with ``decoder.decode_frame`` and queues the scans; ``poll`` drains them.
+    ``sync=True`` (file replay, tests): ``submit`` decodes inline, so results do not depend on
+    CPU speed. Frames are kept by reference, not copied: the caller must not modify a frame's
+    image after submitting it (the capture loop draws its overlay on a copy).
+    A decode that raises is logged and counted; the worker carries on with the next frame.
+    ``start``, ``submit``, ``poll`` and ``stop`` may be called from any thread; calling
+    ``submit`` before ``start`` or after ``stop`` is a programming error and raises.
+    """
+
+    def __init__(
+        self,
+        decoder: FrameDecoder | None = None,
+        *,
+        sync: bool = False,
+        source: str = "camera",
+    ) -> None:
+        self._decoder: FrameDecoder = decoder if decoder is not None else BarcodeDecoder()
+        self._sync = sync
+        self._source = source
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._box = _Mailbox()
+        self._stats = ScanWorkerStats()
+        self._state: Literal["new", "running", "stopped"] = "new"
+        self._thread: threading.Thread | None = None
+        self._last_error_log = -math.inf
+
+    def start(self) -> None:
+        with self._lock:
+            if self._state != "new":
+                raise RuntimeError(f"ScanWorker.start() called when {self._state}")
+            self._state = "running"
+        if not self._sync:
+            self._thread = threading.Thread(target=self._loop, name="scan-worker", daemon=True)
+            self._thread.start()
+
+    def submit(self, frame: Frame) -> None:
+        """Hand over a frame to decode (see the class docstring for the two modes)."""
+        if self._sync:
+            with self._lock:
+                self._check_running()
+            self._decode(frame, time.monotonic())
+            return
+        with self._wake:
+            self._check_running()
+            if self._box.frame is not None:
+                self._stats = replace(self._stats, skipped=self._stats.skipped + 1)
+            self._box.frame = frame
+            self._box.submitted = time.monotonic()
+            self._wake.notify()
+
+    def poll(self, now: float) -> list[InputEvent]:
+        """Scans from frames with ``t <= now``, oldest first; never blocks for long."""
+        with self._lock:
+            ready: list[InputEvent] = [e for e in self._box.events if e.t <= now]
+            if ready:
+                later = [e for e in self._box.events if e.t > now]
+                self._box.events = deque(later, maxlen=_MAX_QUEUED_SCANS)
+        return ready
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread (waiting up to ``timeout`` for a decode in progress); idempotent."""
+        with self._wake:
+            if self._state == "stopped":
+                return
+            self._state = "stopped"
+            self._box.frame = None
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("scan worker still decoding after %.1f s; left to finish", timeout)
+
+    def stats(self) -> ScanWorkerStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            return self._stats
+
+    def _check_running(self) -> None:
+        if self._state != "running":
+            raise RuntimeError(f"ScanWorker.submit() called when {self._state}")
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while self._box.frame is None and self._state == "running":
+                    self._wake.wait()
+                if self._state != "running":
+                    return
+                frame, submitted = self._box.frame, self._box.submitted
+                self._box.frame = None
+            assert frame is not None
+            self._decode(frame, submitted)
+
+    def _decode(self, frame: Frame, submitted: float) -> None:
+        started = time.perf_counter()
+        try:
+            found = self._decoder.decode_frame(frame.image)
+        except Exception:
+            took = time.perf_counter() - started
+            with self._lock:
+                st = self._stats
+                self._stats = replace(
+                    st, errors=st.errors + 1, decode_seconds=st.decode_seconds + took
+                )
+                errors = self._stats.errors
+            # One traceback per minute at most: a decoder broken by some input would
+            # otherwise flood the journal once per frame.
+            now = time.monotonic()
+            if now - self._last_error_log >= 60.0:
+                self._last_error_log = now
+                log.exception(
+                    "barcode decode failed on frame %d (%d failures so far)", frame.index, errors
+                )
+            return
+        took = time.perf_counter() - started
+        scans = [RawScan(d.text, self._source, frame.t) for d in found]
+        with self._lock:
+            self._box.events.extend(scans)
+            st = self._stats
+            self._stats = replace(
+                st,
+                decoded=st.decoded + 1,
+                decode_seconds=st.decode_seconds + took,
+                last_latency_s=time.monotonic() - submitted,
+            )
+        # debug only: a code in view is read on every decoded frame; the debounced scans are
+        # logged where they are classified
+        for d in found:
+            log.debug("camera read %s %r at t=%.3f", d.symbology, d.text, frame.t)
+
+
+# --------------------------------------------------------------------------- packcam decode
+
+
+def _printable(text: str) -> str:
+    """Text for a terminal line: control characters escaped, other Unicode kept."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
+def decode_command(
+    paths: list[str], as_json: bool, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    """``packcam decode``: run the station's pipeline (``BarcodeDecoder().decode``) on images.
+
+    One line per image on ``out`` (default stdout): JSON ``{"file", "texts", "symbologies"}``
+    with ``as_json``, else ``file: symbology: text`` per code or ``file: no barcode``. An
+    unreadable file gets an error line on ``err`` (default stderr) and exit status 1; the
+    other files are still decoded. Returns 0 when every file could be read.
+    """
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    decoder = BarcodeDecoder()
+    status = 0
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                data = np.frombuffer(f.read(), dtype=np.uint8)
+        except OSError as exc:
+            print(f"packcam decode: {path}: {exc.strerror or exc}", file=err)
+            status = 1
+            continue
+        # imdecode rather than imread: same decoders, but a missing file gives a clear OS
+        # error above instead of OpenCV's warning on stderr.
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        if image is None:
+            print(f"packcam decode: {path}: not an image OpenCV can read", file=err)
+            status = 1
+            continue
+        found = decoder.decode(image)
+        if as_json:
+            record = {
+                "file": path,
+                "texts": [d.text for d in found],
+                "symbologies": [d.symbology for d in found],
+            }
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        elif not found:
+            out.write(f"{path}: no barcode\n")
+        else:
+            for d in found:
+                out.write(f"{path}: {d.symbology}: {_printable(d.text)}\n")
+    return status
+
+
+__all__ = [
+    "STAGES",
+    "BarcodeDecoder",
+    "DecodeResult",
+    "Detection",
+    "FrameDecoder",
+    "ScanWorker",
+    "ScanWorkerStats",
+    "Stage",
+    "decode_command",
+    "decode_zbar",
+    "decode_zxing",
+    "normalise_text",
+    "same_text",
+]
