@@ -132,9 +132,11 @@ class ThrottledBody:
             return b""
         if n is None or n < 0:
             n = len(self._data) - self._pos
-        n = min(n, self._chunk, len(self._data) - self._pos)
-        if self.paced and self._bucket is not None and not self._bucket.consume(n, self._stop):
-            raise ArchiveError("upload stopped")
+        n = min(n, len(self._data) - self._pos)
+        if self.paced and self._bucket is not None:
+            for start in range(0, n, self._chunk):  # tokens a chunk at a time: a smooth rate
+                if not self._bucket.consume(min(self._chunk, n - start), self._stop):
+                    raise ArchiveError("upload stopped")
         out = bytes(self._data[self._pos : self._pos + n])
         self._pos += n
         return out
@@ -450,19 +452,24 @@ class ObjectStore:
             raise
 
     def get_bytes(self, key: str) -> bytes:
-        resp = self.client.get_object(Bucket=self.bucket, Key=key)
-        with resp["Body"] as body:
+        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        try:
             return bytes(body.read())
+        finally:
+            body.close()
 
     def sha256_of(self, key: str) -> tuple[str, int]:
         """Read the object back and hash it (SHA-256 hex, size)."""
         resp = self.client.get_object(Bucket=self.bucket, Key=key)
         h = hashlib.sha256()
         n = 0
-        with resp["Body"] as body:
+        body = resp["Body"]  # (its context manager yields the raw stream, not itself)
+        try:
             for chunk in body.iter_chunks(MiB):
                 h.update(chunk)
                 n += len(chunk)
+        finally:
+            body.close()
         return h.hexdigest(), n
 
     def presign(self, key: str, expires_s: int, **params: Any) -> str:
@@ -496,7 +503,8 @@ class ObjectStore:
         cs = h.get("ChecksumSHA256")
         if cs:
             full = _b64(bytes.fromhex(exp.sha256))
-            if cs in {exp.checksum_sha256, full}:
+            # composite ("<b64>-N") as AWS and SeaweedFS report it; some stores drop the "-N"
+            if cs in {exp.checksum_sha256, exp.checksum_sha256.split("-")[0], full}:
                 proofs.append("checksum-sha256")
             else:
                 raise VerifyError(f"{key}: the store's SHA-256 checksum {cs} is not ours")

@@ -1,0 +1,222 @@
+"""Object-store unit tests: token bucket, keys, idempotent verified puts, multipart resume (moto).
+
+moto stands in for S3 here only to keep these fast; tests/test_fleet.py runs the same code
+against a real SeaweedFS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from station import config as config_mod
+from station.objstore import (
+    LocalFileChanged,
+    ObjectStore,
+    ThrottledBody,
+    TokenBucket,
+    UploadJournal,
+    VerifyError,
+    clip_key,
+    station_prefix,
+)
+
+BUCKET = "packcam-unit"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_token_bucket_paces_to_its_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        clock.t += s
+
+    monkeypatch.setattr("station.objstore.time.sleep", sleep)
+    bucket = TokenBucket(1000, clock=clock)
+    assert bucket.consume(1000)  # the initial burst
+    assert slept == []
+    assert bucket.consume(2500)
+    assert sum(slept) == pytest.approx(2.5)
+
+
+def test_token_bucket_stops_waiting_when_told() -> None:
+    stop = threading.Event()
+    stop.set()
+    bucket = TokenBucket(10)
+    assert bucket.consume(5, stop)
+    assert bucket.consume(100, stop) is False
+
+
+def test_throttled_body_reads_rewinds_and_paces_only_when_sending() -> None:
+    class Counting(TokenBucket):
+        taken = 0
+
+        def consume(self, n: int, stop: threading.Event | None = None) -> bool:
+            Counting.taken += n
+            return True
+
+    body = ThrottledBody(b"x" * 200_000, Counting(1e9), chunk=65536)
+    body.paced = False  # botocore hashing the payload for SigV4
+    assert len(body.read()) == 200_000 and Counting.taken == 0
+    body.seek(0)
+    body.paced = True
+    got = b"".join(iter(lambda: body.read(50_000), b""))
+    assert got == b"x" * 200_000 and Counting.taken == 200_000
+    assert body.tell() == 200_000 and len(body) == 200_000
+
+
+def test_keys_are_deterministic_and_safe() -> None:
+    digest = "ab" * 32
+    assert clip_key("packcam/", "station-01", digest) == (
+        f"packcam/stations/station-01/clips/{digest}.mp4"
+    )
+    assert clip_key("p", "station-01", digest).startswith("p/stations/")
+    weird = station_prefix("", "桌1/../x")
+    assert ".." not in weird.split("/") and weird.startswith("stations/") and "/x" not in weird
+
+
+@pytest.fixture
+def moto_s3(monkeypatch: pytest.MonkeyPatch):
+    moto = pytest.importorskip("moto")
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    with moto.mock_aws():
+        import boto3
+
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        yield
+
+
+def _store(tmp_path: Path, **archive: object) -> ObjectStore:
+    cfg = config_mod.load(None).with_data_dir(tmp_path / "data")
+    cfg = cfg.replace("archive", enabled=True, bucket=BUCKET, part_size_mb=5, **archive)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    journal = UploadJournal(tmp_path / "data" / "index.sqlite3")
+    return ObjectStore(cfg.archive, journal=journal)
+
+
+def _versions(store: ObjectStore, key: str) -> int:
+    resp = store.client.list_object_versions(Bucket=BUCKET, Prefix=key)
+    return len([v for v in resp.get("Versions", []) if v["Key"] == key])
+
+
+def test_put_bytes_is_idempotent_and_verified(tmp_path: Path, moto_s3: None) -> None:
+    store = _store(tmp_path)
+    store.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    first = store.put_bytes("k/a.json", b'{"a": 1}', content_type="application/json")
+    again = store.put_bytes("k/a.json", b'{"a": 1}')
+    assert first.uploaded and not again.uploaded
+    assert again.verified_by  # proven by the store's checksum or ETag
+    assert _versions(store, "k/a.json") == 1  # a retried upload never makes a duplicate
+
+
+def test_a_wrong_object_in_the_bucket_is_replaced(
+    tmp_path: Path, moto_s3: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _store(tmp_path, checksum="md5")
+    store.client.put_object(
+        Bucket=BUCKET, Key="k/b", Body=b"tampered", Metadata={"sha256": "0" * 64}
+    )
+    with caplog.at_level(logging.ERROR, logger="station.objstore"):
+        res = store.put_bytes("k/b", b"the real bytes")
+    assert res.uploaded and "wrong" in caplog.text
+    assert store.get_bytes("k/b") == b"the real bytes"
+    with pytest.raises(VerifyError, match="size"):
+        store.verify("k/b", store_expect(b"other"))
+
+
+def store_expect(data: bytes):
+    import base64
+
+    from station.objstore import Expect
+
+    sha = hashlib.sha256(data)
+    return Expect(
+        len(data),
+        sha.hexdigest(),
+        base64.b64encode(sha.digest()).decode(),
+        hashlib.md5(data, usedforsecurity=False).hexdigest(),
+    )
+
+
+def test_multipart_resumes_after_a_failure_with_the_journalled_parts(
+    tmp_path: Path, moto_s3: None
+) -> None:
+    data = os.urandom(12 * 1024 * 1024 + 123)
+    path = tmp_path / "big.mp4"
+    path.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    store = _store(tmp_path)
+    real = store.client.upload_part
+    calls = {"n": 0}
+
+    def flaky(**kw: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ConnectionError("network went away")
+        return real(**kw)
+
+    store.client.upload_part = flaky  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        store.put_file("clips/big.mp4", path, sha256=sha, size=len(data))
+    assert store.journal is not None
+    state = store.journal.get("clips/big.mp4")
+    assert state is not None and sorted(state.parts) == [1]
+
+    # "restart": a new store on the same journal resumes the same upload id
+    fresh = _store(tmp_path)
+    sent: list[int] = []
+    real2 = fresh.client.upload_part
+
+    def counting(**kw: object) -> object:
+        sent.append(int(kw["PartNumber"]))  # type: ignore[arg-type]
+        return real2(**kw)
+
+    fresh.client.upload_part = counting  # type: ignore[method-assign]
+    res = fresh.put_file("clips/big.mp4", path, sha256=sha, size=len(data))
+    assert sent == [2, 3]  # part 1 was not sent again
+    assert res.uploaded and res.verified_by
+    assert fresh.sha256_of("clips/big.mp4") == (sha, len(data))
+    assert fresh.journal is not None and fresh.journal.get("clips/big.mp4") is None
+    # and once stored, a further call sends nothing
+    again = fresh.put_file("clips/big.mp4", path, sha256=sha, size=len(data))
+    assert not again.uploaded and sent == [2, 3]
+
+
+def test_a_changed_local_file_is_never_archived(tmp_path: Path, moto_s3: None) -> None:
+    store = _store(tmp_path)
+    path = tmp_path / "c.mp4"
+    path.write_bytes(b"recorded bytes")
+    sha = hashlib.sha256(b"recorded bytes").hexdigest()
+    path.write_bytes(b"recorded BYTES")  # same size, edited afterwards
+    with pytest.raises(LocalFileChanged):
+        store.put_file("clips/c.mp4", path, sha256=sha, size=len(b"recorded bytes"))
+    assert store.head("clips/c.mp4") is None
+
+
+def test_object_lock_missing_on_the_bucket_degrades_with_a_log_line(
+    tmp_path: Path, moto_s3: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _store(tmp_path, object_lock_mode="COMPLIANCE", object_lock_days=30)
+    with caplog.at_level(logging.WARNING, logger="station.objstore"):
+        assert store.detect_object_lock() is False
+    assert "without retention" in caplog.text
+    assert store.put_bytes("k/c", b"data").uploaded
