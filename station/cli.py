@@ -124,6 +124,92 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return decode_command(args.images, args.json)
 
 
+def _existing_index(cfg: config_mod.Config) -> Path:
+    from station.ledger import INDEX_NAME
+
+    index = cfg.station.data_dir / INDEX_NAME
+    if not index.is_file():
+        raise StationError(f"no clip index in {cfg.station.data_dir} (is that the data dir?)")
+    return index
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from station.recovery import recover_data_dir
+
+    cfg = _load_config(args)
+    _existing_index(cfg)
+    report = recover_data_dir(cfg)
+    if args.json:
+        json.dump({**report.__dict__, "ok": report.ok}, sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        for line in report.lines():
+            print(line)
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
+def cmd_hold(args: argparse.Namespace) -> int:
+    import getpass
+
+    from station.ledger import Ledger
+
+    cfg = _load_config(args)
+    ledger = Ledger(_existing_index(cfg))
+    try:
+        by = args.by or f"cli:{getpass.getuser()}"
+        changed = ledger.set_legal_hold(args.order, not args.release, by, args.note or "")
+        n = len(ledger.clips(args.order))
+    finally:
+        ledger.close()
+    state = "released" if args.release else "on legal hold"
+    print(f"order {args.order!r} {'is now' if changed else 'was already'} {state}"
+          f" ({n} clip{'s' if n != 1 else ''} indexed)")  # fmt: skip
+    if n == 0 and not args.release:
+        print("note: no clips of this order yet; the hold covers clips recorded later")
+    return EXIT_OK
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from station.ledger import Ledger
+    from station.retention import Candidate, Policy, disk_probe, plan
+
+    cfg = _load_config(args)
+    ledger = Ledger(_existing_index(cfg))
+    try:
+        stored = ledger.stored_clips()
+        holds = ledger.legal_holds()
+        alarms = ledger.alarms()
+    finally:
+        ledger.close()
+    space = disk_probe(cfg.station.data_dir)()
+    policy = Policy.from_config(cfg.retention)
+    result = plan([Candidate.from_stored(c) for c in stored], now=datetime.now(UTC),
+                  free_bytes=space.free, total_bytes=space.total, policy=policy)  # fmt: skip
+    mb = 1 << 20
+    print(f"free {space.free / mb:.0f} MB of {space.total / mb:.0f} MB; floor "
+          f"{result.floor_bytes / mb:.0f} MB; {len(stored)} clips kept on disk; min age "
+          f"{policy.min_age_days:g} days; archive required: {policy.archive_required}")  # fmt: skip
+    by_id = {c.id: c for c in stored}
+    if result.deletions:
+        print(f"retention would delete {len(result.deletions)} clip(s) now, oldest first:")
+        for d in result.deletions:
+            c = by_id[d.id]
+            print(f"  {c.id}\t{c.order_id}\t{c.started_at:%Y-%m-%d %H:%M}Z\t{c.size}\t{c.path}")
+    else:
+        print("nothing to delete now" if not result.below_floor else "nothing may be deleted")
+    if not result.floor_reached:
+        print("the floor cannot be reached: the station refuses new clips (disk-full alarm)")
+    for why, n in sorted(result.kept.items()):
+        print(f"kept: {n} clip(s) {why}")
+    for h in holds:
+        print(f"legal hold: {h.order_id} (by {h.held_by}, since {h.held_utc})")
+    for a in alarms:
+        print(f"ALARM {a.kind}: {a.message} (x{a.count}, since {a.first_utc})")
+    return EXIT_OK if result.floor_reached else EXIT_FAIL
+
+
 # ---- parser -------------------------------------------------------------------------------
 
 
@@ -247,6 +333,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help='one JSON line per image: {"file": ..., "texts": [...]}'
     )
     p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser(
+        "recover",
+        help="finalise unfinished recordings and reconcile the index with the disk",
+        description="What the station does at every start, on demand (refused while a station "
+        "runs on the data dir): unfinished clips in tmp/ are finalised and indexed as "
+        "'interrupted' (never deleted; undecodable ones go to quarantine/), clips without an "
+        "index row are indexed, rows whose file is missing are reported and raise an alarm. "
+        "Exit 0 when index and disk agree afterwards, 1 when evidence is missing.",
+    )
+    _add_data(p, required=True)
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(func=cmd_recover)
+
+    p = sub.add_parser(
+        "hold",
+        help="put an order on legal hold (retention never deletes its clips) or release it",
+        description="Legal hold for ORDER: its clips, present and future, are never deleted by "
+        "retention until released. Every change is logged with who made it.",
+    )
+    p.add_argument("order", metavar="ORDER")
+    p.add_argument("--release", action="store_true", help="release the hold")
+    p.add_argument("--by", metavar="NAME", help="who decides (default: cli:<user>)")
+    p.add_argument("--note", metavar="TEXT", help="why (e.g. a dispute or case number)")
+    _add_data(p, required=True)
+    _add_config(p)
+    p.set_defaults(func=cmd_hold)
+
+    p = sub.add_parser(
+        "retention",
+        help="show what retention would delete now and why the rest is kept (dry run)",
+        description="Free space, the floor, the clips retention would delete now (oldest "
+        "first), how many are kept and why (legal hold, younger than min_age_days, not "
+        "archived), the legal holds and active alarms. Deletes nothing. Exit 1 when the floor "
+        "cannot be reached (the station then refuses new clips).",
+    )
+    _add_data(p, required=True)
+    _add_config(p)
+    p.set_defaults(func=cmd_retention)
 
     for register in _plugins():
         register(sub)

@@ -1,0 +1,470 @@
+"""Crash recovery on real files: cut-off clips, lost index rows, missing files, the lock."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from station import config as config_mod
+from station.errors import LedgerError, RecordingError
+from station.ledger import Ledger, ScanEventRecord
+from station.proof.finalizer import build_finalizers
+from station.proof.verify import audit
+from station.recorder import FinishedClip, Recorder
+from station.recovery import (
+    DataDirBusy,
+    Recovery,
+    box_walk,
+    data_dir_lock,
+    probe_mp4,
+    recover_data_dir,
+)
+from station.writer import ClipWriter, to_i420
+
+W, H, FPS = 160, 96, 10.0
+REPO = Path(__file__).resolve().parents[1]
+WALL0 = datetime(2026, 11, 30, 14, 5, 6, 789000).astimezone()
+
+
+def picture(i: int) -> np.ndarray:
+    rng = np.random.default_rng(i)
+    img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    img[:, (i * 5) % (W - 10) :][:, :10] = (0, 200, 255)
+    return img
+
+
+def write_clip(path: Path, frames: int = 25, *, keyframe_s: float = 1.0) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = ClipWriter(path, W, H, FPS, keyframe_interval_s=keyframe_s)
+    for i in range(frames):
+        w.write(to_i420(picture(i)), i / FPS)
+    w.finish()
+    return path.read_bytes()
+
+
+def decode_all(path: Path) -> int:
+    """Frames PyAV decodes; raises on any decoding error (a player would stumble too)."""
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(c.streams.video[0]))
+
+
+def boxes(data: bytes) -> list[tuple[int, bytes, int]]:
+    out, pos = [], 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        out.append((pos, data[pos + 4 : pos + 8], size))
+        pos += size
+    return out
+
+
+def journal(order: str = "PO-77", **kw: object) -> dict:
+    return {
+        "order_id": order,
+        "station": "station-01",
+        "scan_wall": (WALL0 + timedelta(seconds=1)).isoformat(timespec="milliseconds"),
+        "first_wall": WALL0.isoformat(timespec="milliseconds"),
+        "pre_roll_s": 1.0,
+        "waybills": [{"waybill": "SF1234567890123", "carrier": "SF", "t_clip_s": 1.5}],
+        "events": [
+            ScanEventRecord("order", order, "script", WALL0 + timedelta(seconds=1), 1.0).to_json()
+        ],
+        "extra": {},
+        **kw,
+    }
+
+
+@pytest.fixture
+def data(cfg: config_mod.Config) -> Path:
+    d = cfg.station.data_dir
+    (d / "tmp").mkdir(parents=True)
+    return d
+
+
+def put_tmp(data: Path, stem: str, blob: bytes, meta: dict | None) -> Path:
+    mp4 = data / "tmp" / f"{stem}.mp4"
+    mp4.write_bytes(blob)
+    if meta is not None:
+        (data / "tmp" / f"{stem}.open.json").write_text(json.dumps(meta), encoding="utf-8")
+    return mp4
+
+
+def rows(cfg: config_mod.Config) -> list:
+    led = Ledger.in_data_dir(cfg.station.data_dir)
+    try:
+        return led.clips()
+    finally:
+        led.close()
+
+
+def assert_clean(cfg: config_mod.Config) -> None:
+    """Every indexed clip plays to its last frame, hashes match, the audit passes, tmp/ empty."""
+    data = cfg.station.data_dir
+    for c in rows(cfg):
+        blob = (data / c.path).read_bytes()
+        assert hashlib.sha256(blob).hexdigest() == c.sha256 and len(blob) == c.size
+        assert decode_all(data / c.path) == c.frame_count
+    report = audit(cfg, check_timestamps=False)
+    assert report.ok, report.lines()
+    assert [p.name for p in (data / "tmp").iterdir()] == []
+
+
+# ---- probing ----------------------------------------------------------------------------------
+
+
+def test_probe_tells_whole_files_from_cut_ones(tmp_path: Path) -> None:
+    blob = write_clip(tmp_path / "a.mp4")
+    bx = boxes(blob)
+    kinds = [k for _, k, _ in bx]
+    assert kinds[:2] == [b"ftyp", b"moov"] and kinds[-1] == b"mfra"
+    whole = probe_mp4(tmp_path / "a.mp4")
+    assert whole.plays and not whole.torn and whole.packets == 25
+    assert whole.span_s == pytest.approx(2.4) and whole.frame_interval_s == pytest.approx(0.1)
+
+    mdat_ends = [pos + size for pos, k, size in bx if k == b"mdat"]
+    moofs = [pos for pos, k, _ in bx if k == b"moof"]
+    cases = {  # where the file ends -> (whole frames left, torn)
+        "inside the last mdat": (mdat_ends[-1] - 40, 24, True),
+        "inside the last moof": (moofs[-1] + 20, 24, True),
+        "between a moof and its mdat": (moofs[-1] + bx[-3][2], 24, True),
+        "at the end of a fragment": (mdat_ends[10], 11, False),
+        "header only": (bx[2][0], 0, False),
+    }
+    for what, (cut, frames, torn) in cases.items():
+        p = tmp_path / f"cut{cut}.mp4"
+        p.write_bytes(blob[:cut])
+        good, moov = box_walk(p)
+        assert moov, what
+        assert good == (mdat_ends[frames - 1] if frames else bx[2][0]), what
+        facts = probe_mp4(p)
+        assert facts.torn == torn, what
+        if not torn:
+            assert facts.packets == frames and facts.plays == (frames > 0), what
+    zeros = tmp_path / "zeros.mp4"  # a power cut can leave a zero-filled tail
+    zeros.write_bytes(blob[: bx[-4][0]] + b"\0" * 3000)
+    assert probe_mp4(zeros).torn
+
+
+# ---- unfinished recordings ----------------------------------------------------------------------
+
+
+def test_cut_off_clip_is_made_playable_indexed_as_interrupted_and_the_original_kept(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    blob = write_clip(data / "scratch.mp4")
+    (data / "scratch.mp4").unlink()
+    last_mdat = [p for p, k, _ in boxes(blob) if k == b"mdat"][-1]
+    cut = blob[: last_mdat + 100]  # killed while the last frame was being written
+    put_tmp(data, "station-01_PO-77_20261130T140507_789", cut, journal())
+
+    report = recover_data_dir(cfg)
+    assert report.ok and len(report.recovered) == 1 and len(report.repaired) == 1
+    (clip,) = rows(cfg)
+    assert clip.order_id == "PO-77" and clip.finish_reason == "interrupted"
+    assert clip.frame_count == 24 and clip.waybill == "SF1234567890123"
+    assert [e.kind for e in clip.events] == ["order"]
+    assert clip.started_at == WALL0.replace(microsecond=789000) and clip.pre_roll_s == 1.0
+    assert clip.path == "clips/2026/11/30/station-01_PO-77_20261130T140507_789.mp4"
+    manifest = json.loads((data / clip.manifest_path).read_text())
+    assert manifest["recovery"]["method"] == "cut-to-last-complete-fragment"
+    original = data / manifest["recovery"]["original"]
+    assert original.read_bytes() == cut  # evidence is never deleted or changed
+    assert manifest["signature"]["alg"] == "Ed25519"
+    assert_clean(cfg)
+
+    again = recover_data_dir(cfg)  # idempotent
+    assert again.ok and not again.changed
+    assert len(rows(cfg)) == 1
+
+
+def test_complete_tmp_clip_is_kept_byte_for_byte(cfg: config_mod.Config, data: Path) -> None:
+    blob = write_clip(data / "tmp" / "s_PO-1_20261130T140507_789.mp4")
+    (data / "tmp" / "s_PO-1_20261130T140507_789.open.json").write_text(json.dumps(journal("PO-1")))
+    recover_data_dir(cfg)
+    (clip,) = rows(cfg)
+    assert (data / clip.path).read_bytes() == blob and clip.frame_count == 25
+    manifest = json.loads((data / clip.manifest_path).read_text())
+    assert (
+        manifest["recovery"]["method"] == "as-recorded" and "original" not in manifest["recovery"]
+    )
+    assert not (data / "recovered").exists()
+    assert_clean(cfg)
+
+
+def test_clip_without_journal_is_indexed_under_unknown_order(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    blob = write_clip(data / "scratch.mp4", frames=12)
+    (data / "scratch.mp4").unlink()
+    put_tmp(data, "st_X_20261130T000000_000", blob[: len(blob) - 500], None)
+    report = recover_data_dir(cfg)
+    assert report.ok
+    (clip,) = rows(cfg)
+    assert clip.order_id == "unknown" and clip.finish_reason == "interrupted"
+    manifest = json.loads((data / clip.manifest_path).read_text())
+    assert "order is unknown" in manifest["recovery"]["note"]
+    assert "st_X_20261130T000000_000.mp4" in manifest["recovery"]["note"]
+    assert_clean(cfg)
+
+
+def test_file_without_a_decodable_frame_goes_to_quarantine(
+    cfg: config_mod.Config, data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blob = write_clip(data / "scratch.mp4")
+    (data / "scratch.mp4").unlink()
+    header = blob[: boxes(blob)[2][0]]
+    put_tmp(data, "s_PO-9_1", header, journal("PO-9"))
+    put_tmp(data, "s_PO-9_2", b"", journal("PO-9"))  # killed right after the file was created
+    with caplog.at_level(logging.WARNING, logger="station.recovery"):
+        report = recover_data_dir(cfg)
+    assert sorted(report.quarantined) == ["quarantine/s_PO-9_1.mp4", "quarantine/s_PO-9_2.mp4"]
+    assert (data / "quarantine" / "s_PO-9_1.mp4").read_bytes() == header
+    assert (data / "quarantine" / "s_PO-9_1.open.json").exists()
+    assert rows(cfg) == [] and "quarantine" in caplog.text
+    assert_clean(cfg)
+
+
+def test_an_interrupted_repair_starts_again_from_the_kept_original(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    blob = write_clip(data / "scratch.mp4")
+    (data / "scratch.mp4").unlink()
+    cut = blob[: len(blob) - 1500]
+    (data / "recovered").mkdir()
+    (data / "recovered" / "s_PO-5_1.orig.mp4").write_bytes(cut)
+    meta = journal("PO-5", original_saved_as="recovered/s_PO-5_1.orig.mp4")
+    (data / "tmp" / "s_PO-5_1.open.json").write_text(json.dumps(meta))
+    (data / "tmp" / "s_PO-5_1.repair.part").write_bytes(cut[:999])  # half-written copy
+    report = recover_data_dir(cfg)
+    assert report.ok and len(report.recovered) == 1
+    (clip,) = rows(cfg)
+    assert clip.order_id == "PO-5"
+    assert (data / "recovered" / "s_PO-5_1.orig.mp4").read_bytes() == cut
+    assert_clean(cfg)
+
+
+# ---- the recorder's crash windows ------------------------------------------------------------
+
+
+class _BrokenIndex(Ledger):
+    """Power cut between signing and indexing: add_clip never happens."""
+
+    def add_clip(self, clip):  # type: ignore[no-untyped-def]
+        raise LedgerError("simulated crash before the index row")
+
+
+def record(cfg: config_mod.Config, ledger: Ledger, orders: list[str], **kw) -> list[FinishedClip]:
+    fins = build_finalizers(cfg)
+
+    def writer(p: Path) -> ClipWriter:
+        return ClipWriter(p, W, H, FPS, keyframe_interval_s=1.0)
+
+    rec = Recorder(cfg, ledger, kw.pop("factory", writer), finalizers=fins, **kw)
+    t = 0.0
+    try:  # the caller's ledger is closed at the end
+        for n, order in enumerate(orders):
+            for i in range(15):
+                wall = WALL0 + timedelta(seconds=t)
+                with contextlib.suppress(RecordingError):  # the clip ended; the loop goes on
+                    rec.push(to_i420(picture(n * 100 + i)), t, wall)
+                if i == 3:
+                    rec.start(order, t)
+                    rec.log_event(ScanEventRecord("order", order, "script", wall), t)
+                if i == 6 and rec.recording:
+                    rec.link_waybill("SF1234567890123", "SF", t)
+                t += 1 / FPS
+            if rec.recording:
+                rec.stop("sealed", t)
+            t += 3
+        rec.wait_idle()
+    finally:
+        rec.close()
+        for f in fins:
+            f.close()
+        ledger.close()
+    return rec.finished
+
+
+@pytest.mark.parametrize("lost", ["row", "row+sidecar"])
+def test_signed_but_unindexed_clip_is_indexed_from_its_signed_manifest(
+    cfg: config_mod.Config, data: Path, lost: str
+) -> None:
+    led = _BrokenIndex(data / "index.sqlite3")
+    (fin,) = record(cfg, led, ["PO-1"])
+    led.close()
+    assert fin.record is None
+    (mp4,) = (data / "clips").rglob("*.mp4")
+    journal_file = next((data / "tmp").glob("*.open.json"))
+    meta = json.loads(journal_file.read_text())
+    assert meta["finish_reason"] == "sealed" and meta["final_path"].endswith(mp4.name)
+    assert meta["waybills"][0]["waybill"] == "SF1234567890123"
+    if lost == "row+sidecar":
+        mp4.with_suffix(".json").unlink()
+    report = recover_data_dir(cfg)
+    assert report.indexed == [mp4.relative_to(data).as_posix()]
+    (clip,) = rows(cfg)
+    assert clip.finish_reason == "sealed" and clip.waybill == "SF1234567890123"
+    led = Ledger.in_data_dir(data)
+    assert led.conn.execute("SELECT COUNT(*) FROM proof_log").fetchone()[0] == 1  # not re-signed
+    led.close()
+    assert_clean(cfg)
+
+
+def test_clip_moved_before_signing_gets_a_manifest_from_its_journal(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    """Power cut right after the rename: no sidecar, no log entry, the journal knows the rest."""
+    led = Ledger.in_data_dir(data)
+    record(cfg.replace("proof", enabled=False), _BrokenIndex(led.conn), ["PO-2"])
+    led.close()
+    (mp4,) = (data / "clips").rglob("*.mp4")
+    mp4.with_suffix(".json").unlink()
+    report = recover_data_dir(cfg)
+    assert len(report.indexed) == 1
+    (clip,) = rows(cfg)
+    assert clip.order_id == "PO-2" and clip.finish_reason == "sealed" and clip.frame_count == 15
+    manifest = json.loads(mp4.with_suffix(".json").read_text())
+    assert "not indexed" in manifest["recovery"]["note"] and "signature" in manifest
+    assert_clean(cfg)
+
+
+def test_writer_failure_mid_clip_is_salvaged_as_interrupted(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    """ENOSPC from the writer: the clip so far is kept, indexed as interrupted, with the error."""
+
+    class FullDisk:
+        def __init__(self, path: Path) -> None:
+            self.inner = ClipWriter(path, W, H, FPS, keyframe_interval_s=1.0)
+            self.n = 0
+
+        def write(self, image: np.ndarray, t: float) -> None:
+            self.n += 1
+            if self.n > 8:
+                raise RecordingError("writing clip failed: disk full: [Errno 28] No space left")
+            self.inner.write(image, t)
+
+        def finish(self):  # type: ignore[no-untyped-def]
+            self.inner.finish()
+            raise RecordingError("writing clip failed: disk full: [Errno 28] No space left")
+
+    led = Ledger.in_data_dir(data)
+    fins = build_finalizers(cfg)
+    recovery = Recovery(cfg, led, fins)
+    try:
+        (fin,) = record(cfg, led, ["PO-3"], factory=FullDisk, salvage=recovery.salvage)
+    finally:
+        led.close()
+    assert fin.error and "No space left" in fin.error
+    assert fin.record is not None and fin.record.finish_reason == "interrupted"
+    assert fin.record.frame_count == 8
+    manifest = json.loads((data / fin.record.manifest_path).read_text())
+    assert "No space left" in manifest["recovery"]["error"]
+    assert_clean(cfg)
+
+
+# ---- rows without files, files without rows -------------------------------------------------
+
+
+def test_missing_file_is_reported_loudly_and_its_row_kept(
+    cfg: config_mod.Config, data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (fin,) = record(cfg, Ledger.in_data_dir(data), ["PO-4"])
+    assert fin.record is not None
+    clip = data / fin.record.path
+    saved = clip.read_bytes()
+    clip.unlink()
+    with caplog.at_level(logging.ERROR, logger="station.recovery"):
+        report = recover_data_dir(cfg)
+    assert not report.ok and report.missing == [fin.record.path]
+    assert "missing from disk" in caplog.text
+    recover_data_dir(cfg)
+    led = Ledger.in_data_dir(data)
+    (alarm,) = led.alarms()
+    assert alarm.kind == "clip-missing" and alarm.subject == fin.record.path
+    assert alarm.count == 2 and len(led.clips()) == 1
+    led.close()
+    cli = subprocess.run(
+        [sys.executable, "-m", "station", "recover", "--data", str(data)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert cli.returncode == 1 and "MISSING from disk" in cli.stdout
+
+    clip.write_bytes(saved)  # found again (e.g. a disk remounted): the alarm clears
+    assert recover_data_dir(cfg).ok
+    led = Ledger.in_data_dir(data)
+    assert led.alarms() == [] and led.alarms(active_only=False)[0].cleared_utc
+    led.close()
+
+
+def test_missing_sidecar_is_written_again_from_the_signed_log(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    (fin,) = record(cfg, Ledger.in_data_dir(data), ["PO-6"])
+    assert fin.record is not None
+    sidecar = data / fin.record.manifest_path
+    before = sidecar.read_text()
+    sidecar.unlink()
+    report = recover_data_dir(cfg)
+    assert report.manifests == [fin.record.manifest_path]
+    assert json.loads(sidecar.read_text()) == json.loads(before)
+    assert_clean(cfg)
+
+
+def test_leftovers_of_interrupted_writes_are_removed(cfg: config_mod.Config, data: Path) -> None:
+    day = data / "clips" / "2026" / "11" / "30"
+    day.mkdir(parents=True)
+    for name in ("a.json.tmp", "b.mp4.remux.tmp", "c.mp4.c2pa.tmp"):
+        (day / name).write_bytes(b"partial")
+    (data / "tmp" / "d.open.json.tmp").write_bytes(b"{")
+    recover_data_dir(cfg)
+    assert list(day.iterdir()) == [] and list((data / "tmp").iterdir()) == []
+
+
+# ---- the lock and the CLI --------------------------------------------------------------------
+
+
+def test_one_station_or_recovery_per_data_dir(cfg: config_mod.Config, data: Path) -> None:
+    with data_dir_lock(data):
+        with pytest.raises(DataDirBusy), data_dir_lock(data):
+            pass
+        Ledger.in_data_dir(data).close()
+        cli = subprocess.run(
+            [sys.executable, "-m", "station", "recover", "--data", str(data)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        assert cli.returncode == 3 and "in use by another" in cli.stderr
+    with data_dir_lock(data):  # released
+        pass
+
+
+def test_recover_cli_reports_and_exits_zero_when_all_is_well(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    blob = write_clip(data / "scratch.mp4", frames=10)
+    (data / "scratch.mp4").unlink()
+    put_tmp(data, "s_PO-8_1", blob, journal("PO-8"))
+    Ledger.in_data_dir(data).close()
+    cli = subprocess.run(
+        [sys.executable, "-m", "station", "recover", "--data", str(data), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert cli.returncode == 0, cli.stderr
+    out = json.loads(cli.stdout)
+    assert out["ok"] and len(out["recovered"]) == 1
+    assert_clean(cfg)
