@@ -874,6 +874,53 @@ _ROW_FIELDS = (
 )
 
 
+def _retention_deletion(
+    st: _Store, row: sqlite3.Row | None, rel: str, body: dict[str, Any]
+) -> tuple[bool, str]:
+    """Was the missing clip ``rel`` deleted by retention, provably? (ok, what was found)
+
+    Retention keeps the index row (with ``deleted_utc``) and a deletion record signed by the
+    station key (``station/retention.py``). It counts only when that signature verifies, the
+    record names these bytes, the clip was older than the policy's minimum age, and its order
+    was not on legal hold at that moment. Anything less is reported as a missing clip.
+    """
+    if row is None or not row["deleted_utc"]:  # the column exists: migrations ran
+        return False, ""
+    rec = st.conn.execute(
+        "SELECT record, signature FROM retention_deletions WHERE clip_id = ?", (row["id"],)
+    ).fetchone()
+    if rec is None or rec["signature"] is None:
+        return False, "the index marks it deleted by retention, but there is no signed record"
+    record = bytes(rec["record"])
+    if not verify_signature(st.pub, record, bytes(rec["signature"])):
+        return False, "its retention deletion record is not signed by the station key"
+    try:
+        d = json.loads(record)
+        deleted = datetime.fromisoformat(d["deleted_utc"])
+        started = datetime.fromisoformat(d["started_utc"])
+        min_age = float(d["min_age_days"])
+    except (ValueError, KeyError, TypeError):
+        return False, "its retention deletion record is unreadable"
+    if d.get("path") != rel or d.get("sha256") != body.get("sha256"):
+        return False, "its retention deletion record names other bytes"
+    claimed = _parse_time(body.get("started_at"))
+    if claimed is None or abs((claimed - started).total_seconds()) > 1:
+        return False, "its retention deletion record gives another start time"
+    if (deleted - started).total_seconds() < min_age * 86400 - 1:
+        return False, f"it was deleted younger than the minimum age of {min_age:g} days"
+    hold = st.conn.execute(
+        "SELECT action FROM legal_hold_log WHERE order_id = ? AND at_utc <= ?"
+        " ORDER BY id DESC LIMIT 1",
+        (body.get("order_id"), d["deleted_utc"]),
+    ).fetchone()
+    if hold is not None and hold["action"] == "hold":
+        return False, "it was deleted while its order was on legal hold"
+    return True, (
+        f"deleted by retention on {d['deleted_utc']} ({d.get('reason', '')}; signed record, "
+        f"older than {min_age:g} days, not on hold)"
+    )
+
+
 def _row_diffs(row: sqlite3.Row, body: dict[str, Any]) -> list[str]:
     out = []
     for f in _ROW_FIELDS:
@@ -1013,6 +1060,7 @@ def _audit(report: Report, st: _Store, check_timestamps: bool) -> None:
     rows_by_path = {r["path"]: r for r in rows}
     logged_paths = set()
     files_ok = rows_ok = True
+    retired = 0  # clips provably deleted by retention
     for e, body in zip(entries, bodies, strict=True):
         if body is None:
             continue
@@ -1020,15 +1068,22 @@ def _audit(report: Report, st: _Store, check_timestamps: bool) -> None:
         logged_paths.add(rel)
         clip = st.data_dir / rel
         row = rows_by_path.get(rel)
+        gone_by_retention = False
         if not clip.exists():
-            report.add(
-                f"clip {rel}",
-                FAIL,
-                f"missing: order {body.get('order_id')!r}, log entry "
-                f"{e.seq}, is not on disk (deleted)",
-                "clip-missing",
-            )
-            files_ok = False
+            by_retention, why = _retention_deletion(st, row, rel, body)
+            if by_retention:
+                report.add(f"clip {rel}", OK, why)
+                retired += 1
+                gone_by_retention = True  # its sidecar went too; the row and log keep the hash
+            else:
+                report.add(
+                    f"clip {rel}",
+                    FAIL,
+                    f"missing: order {body.get('order_id')!r}, log entry "
+                    f"{e.seq}, is not on disk (deleted)" + (f"; {why}" if why else ""),
+                    "clip-missing",
+                )
+                files_ok = False
         else:
             digest, size = sha256_file(clip)
             if digest != body.get("sha256"):
@@ -1080,7 +1135,7 @@ def _audit(report: Report, st: _Store, check_timestamps: bool) -> None:
                         "sidecar-edited",
                     )
                 files_ok = False
-        elif body.get("manifest_path"):
+        elif body.get("manifest_path") and not gone_by_retention:
             report.add(
                 f"manifest {rel}",
                 WARN,
@@ -1110,7 +1165,10 @@ def _audit(report: Report, st: _Store, check_timestamps: bool) -> None:
                 files_ok = False
     if entries and files_ok:
         report.add(
-            "store", OK, f"all {len(entries)} logged clips are on disk with their signed SHA-256"
+            "store",
+            OK,
+            f"all {len(entries) - retired} logged clips are on disk with their signed SHA-256"
+            + (f" ({retired} more deleted by retention)" if retired else ""),
         )
     if entries and rows_ok:
         report.add("index", OK, f"all {len(rows)} index rows agree with the signed manifests")

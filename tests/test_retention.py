@@ -1,0 +1,429 @@
+"""Retention: the pure decision (hypothesis), the deleter and guard on real files, holds, audit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from station import config as config_mod
+from station.alarms import AlarmBoard
+from station.errors import ConfigError, LedgerError
+from station.ledger import Ledger
+from station.proof.finalizer import build_finalizers
+from station.proof.keys import StationKey, verify_signature
+from station.proof.paths import ProofPaths
+from station.proof.verify import audit
+from station.recorder import Recorder
+from station.retention import (
+    HELD,
+    UNARCHIVED,
+    UNFINISHED,
+    YOUNG,
+    Candidate,
+    DiskSpace,
+    Policy,
+    RetentionManager,
+    plan,
+    station_signer,
+    why_kept,
+)
+from station.writer import ClipWriter, to_i420
+
+REPO = Path(__file__).resolve().parents[1]
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+W, H, FPS = 160, 96, 10.0
+
+# ---- the pure decision -----------------------------------------------------------------------
+
+
+def cand(i: int, days_old: float, size: int = 100, **kw) -> Candidate:
+    return Candidate(i, NOW - timedelta(days=days_old), size, **kw)
+
+
+def test_floor_is_the_larger_of_absolute_and_percent() -> None:
+    assert Policy(free_floor_bytes=500, free_floor_percent=10).floor(10_000) == 1000
+    assert Policy(free_floor_bytes=5000, free_floor_percent=10).floor(10_000) == 5000
+    assert Policy().floor(10**12) == 0
+
+
+def test_oldest_eligible_first_and_stop_at_the_floor() -> None:
+    clips = [
+        cand(1, 200, legal_hold=True),
+        cand(2, 150),
+        cand(3, 300),
+        cand(4, 10),
+        cand(5, 120),
+        cand(6, 130, finished=False),
+    ]
+    p = plan(
+        clips,
+        now=NOW,
+        free_bytes=50,
+        total_bytes=10_000,
+        policy=Policy(min_age_days=90, free_floor_bytes=220),
+    )
+    assert [c.id for c in p.deletions] == [3, 2]
+    assert p.floor_reached and p.free_after == 250 and p.below_floor
+    assert p.kept == {HELD: 1, YOUNG: 1, UNFINISHED: 1}
+    nothing = plan(
+        clips, now=NOW, free_bytes=300, total_bytes=10_000, policy=Policy(free_floor_bytes=220)
+    )
+    assert nothing.deletions == () and nothing.floor_reached and not nothing.below_floor
+    stuck = plan(
+        clips,
+        now=NOW,
+        free_bytes=0,
+        total_bytes=10_000,
+        policy=Policy(min_age_days=90, free_floor_bytes=10_000),
+    )
+    assert [c.id for c in stuck.deletions] == [3, 2, 5] and not stuck.floor_reached
+
+
+def test_archive_required_and_clock_skew() -> None:
+    pol = Policy(min_age_days=1, archive_required=True)
+    assert why_kept(cand(1, 5), NOW, pol) == UNARCHIVED
+    assert why_kept(cand(1, 5, archived=True), NOW, pol) is None
+    assert why_kept(cand(1, -3, archived=True), NOW, pol) == YOUNG  # started "in the future"
+
+
+clip_lists = st.lists(
+    st.builds(
+        Candidate,
+        st.integers(0, 10**6),
+        st.floats(-5, 400).map(lambda d: NOW - timedelta(days=d)),
+        st.integers(0, 10**9),
+        st.booleans(),
+        st.booleans(),
+        st.booleans(),
+    ),
+    max_size=40,
+    unique_by=lambda c: c.id,
+)
+policies = st.builds(
+    Policy,
+    st.floats(0, 200),
+    st.integers(0, 10**10),
+    st.floats(0, 50),
+    st.booleans(),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(clip_lists, policies, st.integers(0, 10**10), st.integers(0, 10**10))
+def test_plan_properties(clips, policy, free, extra) -> None:
+    total = free + extra
+    p = plan(clips, now=NOW, free_bytes=free, total_bytes=total, policy=policy)
+    floor = policy.floor(total)
+    eligible = sorted(
+        (c for c in clips if why_kept(c, NOW, policy) is None), key=lambda c: (c.started_at, c.id)
+    )
+    k = len(p.deletions)
+    # never a held, young, unfinished or (when required) unarchived clip; oldest first
+    assert list(p.deletions) == eligible[:k]
+    for c in p.deletions:
+        assert not c.legal_hold and c.finished
+        assert NOW - c.started_at >= timedelta(days=policy.min_age_days)
+        assert c.archived or not policy.archive_required
+    freed = sum(c.size for c in p.deletions)
+    assert p.free_after == free + freed and p.floor_bytes == floor
+    assert p.floor_reached == (free + freed >= floor)
+    if free >= floor:
+        assert k == 0  # nothing is deleted while there is room
+    if k:  # stops as soon as the floor is reached: one deletion fewer would not do
+        assert free + freed - p.deletions[-1].size < floor
+    if not p.floor_reached:
+        assert k == len(eligible)  # everything allowed is deleted before giving up
+    assert sum(p.kept.values()) == len(clips) - len(eligible)
+
+
+# ---- ledger: holds and deletion marks ----------------------------------------------------------
+
+
+def test_legal_hold_history_and_refused_deletion(ledger: Ledger) -> None:
+    from test_ledger import make_clip
+
+    cid = ledger.add_clip(make_clip("PO-H"))
+    assert ledger.set_legal_hold("PO-H", True, "alice", "dispute 42")
+    assert not ledger.set_legal_hold("PO-H", True, "bob")
+    assert ledger.legal_hold("PO-H").held_by == "alice"  # type: ignore[union-attr]
+    with pytest.raises(LedgerError, match="legal hold"):
+        ledger.mark_deleted(
+            cid, reason="x", record=b"{}", signature=None, key_fingerprint="", deleted_at=NOW
+        )
+    assert ledger.set_legal_hold("PO-H", False, "carol")
+    assert [h["action"] for h in ledger.legal_hold_history("PO-H")] == ["hold", "release"]
+    ledger.mark_deleted(
+        cid, reason="x", record=b"{}", signature=None, key_fingerprint="", deleted_at=NOW
+    )
+    with pytest.raises(LedgerError, match="already deleted"):
+        ledger.mark_deleted(
+            cid, reason="x", record=b"{}", signature=None, key_fingerprint="", deleted_at=NOW
+        )
+    (row,) = ledger.stored_clips(include_deleted=True)
+    assert row.deleted_utc and ledger.stored_clips() == []
+    assert ledger.clip(cid) is not None  # the row and its hash stay
+
+
+def test_retention_config_is_validated() -> None:
+    cfg = config_mod.load(None)
+    assert cfg.retention.min_age_days == 90 and cfg.retention.archive_required is False
+    for bad in (
+        {"min_age_days": -1},
+        {"free_floor_percent": 100},
+        {"check_every_s": 0},
+        {"alarm_command": "'unclosed"},
+        {"free_floor_mb": -5},
+    ):
+        with pytest.raises(ConfigError, match="retention"):
+            config_mod.from_dict({"retention": bad})
+
+
+# ---- the deleter and the guard on real files ---------------------------------------------------
+
+
+class FakeDisk:
+    """Capacity minus what is really under the data dir, minus ``eaten``."""
+
+    def __init__(self, data: Path, capacity: int) -> None:
+        self.data, self.capacity, self.eaten = data, capacity, 0
+
+    def used(self) -> int:
+        return sum(p.stat().st_size for p in self.data.rglob("*.mp4"))
+
+    def __call__(self) -> DiskSpace:
+        return DiskSpace(max(0, self.capacity - self.used() - self.eaten), self.capacity)
+
+
+def record_at(cfg: config_mod.Config, orders_days: list[tuple[str, float]]) -> list:
+    """One small real clip per (order, age in days), finalised (signed) and indexed."""
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    fins = build_finalizers(cfg)
+    rec = Recorder(cfg, ledger, lambda p: ClipWriter(p, W, H, FPS), finalizers=fins)
+    rng = np.random.default_rng(0)
+    t = 0.0
+    try:
+        for order, days in orders_days:
+            wall0 = datetime.now(UTC).astimezone() - timedelta(days=days)
+            for i in range(6):
+                img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+                rec.push(to_i420(img), t, wall0 + timedelta(seconds=i / FPS))
+                if i == 1:
+                    rec.start(order, t, pre_roll=False)  # the ring holds the last clip's days
+                t += 1 / FPS
+            rec.stop("sealed", t)
+            t += 1
+        rec.wait_idle()
+    finally:
+        rec.close()
+        for f in fins:
+            f.close()
+        ledger.close()
+    return [f.record for f in rec.finished]
+
+
+@pytest.fixture
+def stocked(cfg: config_mod.Config) -> tuple[config_mod.Config, list]:
+    clips = record_at(
+        cfg, [("PO-A", 200), ("PO-B", 150), ("PO-C", 120), ("PO-D", 100), ("PO-E", 10), ("PO-F", 5)]
+    )
+    return cfg, clips
+
+
+def manager(cfg, ledger, disk, *, floor_bytes: int, clock=None, **kw) -> RetentionManager:
+    pct = floor_bytes / disk.capacity * 100
+    cfg = cfg.replace("retention", min_age_days=90.0, free_floor_mb=0, free_floor_percent=pct, **kw)
+    key = StationKey.load(ProofPaths.from_config(cfg).key)
+    signer = station_signer([type("F", (), {"key": key})()])
+    return RetentionManager(
+        cfg,
+        ledger,
+        probe=disk,
+        signer=signer,
+        alarms=AlarmBoard(ledger, cfg.retention.alarm_command),
+        monotonic=clock,
+    )
+
+
+def test_deletes_oldest_allowed_first_keeps_rows_and_signs_records(
+    stocked: tuple[config_mod.Config, list],
+) -> None:
+    cfg, clips = stocked
+    data = cfg.station.data_dir
+    by_order = {c.order_id: c for c in clips}
+    ledger = Ledger.in_data_dir(data)
+    ledger.set_legal_hold("PO-B", True, "legal")
+    size = max(c.size for c in clips)
+    disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 10 * size)
+    floor = 10 * size + int(1.5 * size)  # two clips' worth short
+    mgr = manager(cfg, ledger, disk, floor_bytes=floor)
+    result = mgr.check()
+    assert result.floor_reached and mgr.refusal() is None and mgr.deleted == 2
+    gone = {c.order_id for c in ledger.stored_clips(include_deleted=True) if c.deleted_utc}
+    assert gone == {"PO-A", "PO-C"}  # PO-B is on hold; PO-D was not needed; E, F are young
+    for order in ("PO-A", "PO-C"):
+        c = by_order[order]
+        assert not (data / c.path).exists() and not (data / c.manifest_path).exists()
+        assert ledger.clip_by_path(c.path).sha256 == c.sha256  # type: ignore[union-attr]
+        rec = ledger.deletion_record(c.path)
+        assert rec is not None
+        pub = StationKey.load(ProofPaths.from_config(cfg).key).public
+        assert verify_signature(pub, rec["record"], rec["signature"])
+        body = json.loads(rec["record"])
+        assert body["sha256"] == c.sha256 and body["type"] == "packcam-retention-deletion"
+    for order in ("PO-B", "PO-D", "PO-E", "PO-F"):
+        assert (data / by_order[order].path).exists()
+    ledger.close()
+
+    report = audit(cfg, check_timestamps=False)
+    assert report.ok, report.lines()
+    text = "\n".join(report.lines())
+    assert "deleted by retention" in text and "2 more deleted by retention" in text
+
+
+def test_nothing_deletable_refuses_new_clips_and_alarms_until_space_returns(
+    stocked: tuple[config_mod.Config, list], tmp_path: Path
+) -> None:
+    cfg, clips = stocked
+    data = cfg.station.data_dir
+    hook_out = tmp_path / "hook.txt"
+    hook = tmp_path / "hook.py"
+    hook.write_text(f"import sys\nopen({str(hook_out)!r}, 'a').write(sys.argv[-1] + '\\n')\n")
+    ledger = Ledger.in_data_dir(data)
+    size = max(c.size for c in clips)
+    disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 1000 * size)
+    disk.eaten = 995 * size  # 5 clips' worth free
+    now = [0.0]
+    mgr = manager(
+        cfg,
+        ledger,
+        disk,
+        floor_bytes=100 * size,
+        clock=lambda: now[0],
+        alarm_command=f"{sys.executable} {hook}",
+    )
+    result = mgr.check()
+    assert not result.floor_reached and mgr.deleted == 4  # every old clip, still not enough
+    refusal = mgr.refusal()
+    assert refusal and refusal.startswith("disk full:") and "2 younger than" in refusal
+    assert mgr.must_finish_clip()  # below half the floor
+    (alarm,) = ledger.alarms()
+    assert alarm.kind == "disk-full" and "not starting new clips" in alarm.message
+    deadline = time.monotonic() + 10
+    while not hook_out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hook_out.read_text().startswith("disk-full: ")
+
+    disk.eaten = 0  # someone freed space
+    assert mgr.refusal() is not None  # re-probed at most once a second
+    now[0] = 5.0
+    assert mgr.refusal() is None and not mgr.must_finish_clip()
+    assert ledger.alarms() == []
+    ledger.close()
+
+
+def test_archive_required_keeps_unarchived_clips(stocked: tuple[config_mod.Config, list]) -> None:
+    cfg, clips = stocked
+    data = cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data)
+    size = max(c.size for c in clips)
+    disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 10 * size)
+    mgr = manager(cfg, ledger, disk, floor_bytes=11 * size, archive_required=True)
+    assert mgr.check().deletions == () and mgr.deleted == 0 and mgr.refusal()
+    old = next(c for c in clips if c.order_id == "PO-D")
+    ledger.mark_archived(old.id, "k/PO-D.mp4", {})
+    mgr.check()
+    assert mgr.deleted == 1 and not (data / old.path).exists()
+    ledger.close()
+
+
+def test_audit_tells_retention_from_tampering(stocked: tuple[config_mod.Config, list]) -> None:
+    cfg, clips = stocked
+    data = cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data)
+    size = max(c.size for c in clips)
+    disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 10 * size)
+    manager(cfg, ledger, disk, floor_bytes=10 * size + size // 2).check()  # deletes PO-A
+    a = next(c for c in clips if c.order_id == "PO-A")
+    assert ledger.clip_by_path(a.path) is not None and not (data / a.path).exists()
+    assert audit(cfg, check_timestamps=False).ok
+
+    # someone deletes a clip and marks its row "deleted" by hand: no signed record
+    b = next(c for c in clips if c.order_id == "PO-B")
+    (data / b.path).unlink()
+    ledger.conn.execute(
+        "UPDATE clips SET deleted_utc = '2026-11-30T00:00:00.000000Z' WHERE id = ?", (b.id,)
+    )
+    report = audit(cfg, check_timestamps=False)
+    assert "clip-missing" in report.codes()
+    assert any("no signed record" in c.reason for c in report.failures)
+
+    # a properly signed deletion of a clip whose order was on hold at that moment
+    ledger.conn.execute(
+        "INSERT INTO legal_hold_log(order_id, action, by_whom, at_utc) VALUES (?, 'hold', 'x',"
+        " '2000-01-01T00:00:00.000000Z')",
+        (a.order_id,),
+    )
+    report = audit(cfg, check_timestamps=False)
+    assert any("on legal hold" in c.reason for c in report.failures)
+    ledger.close()
+
+
+def test_retention_thread_checks_after_a_poke(stocked: tuple[config_mod.Config, list]) -> None:
+    cfg, clips = stocked
+    data = cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data)
+    size = max(c.size for c in clips)
+    disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 100 * size)
+    mgr = manager(cfg, ledger, disk, floor_bytes=10 * size, check_every_s=3600.0)
+    mgr.start()
+    try:
+        assert mgr.deleted == 0
+        disk.eaten = 95 * size  # a big copy lands on the disk
+        mgr.poke()
+        deadline = time.monotonic() + 10
+        while mgr.deleted == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert mgr.deleted >= 1
+    finally:
+        mgr.stop()
+        ledger.close()
+
+
+# ---- CLI -----------------------------------------------------------------------------------
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "station", *args], capture_output=True, text=True, cwd=REPO
+    )
+
+
+def test_hold_and_retention_commands(stocked: tuple[config_mod.Config, list]) -> None:
+    cfg, _ = stocked
+    data = str(cfg.station.data_dir)
+    out = run_cli("hold", "PO-A", "--data", data, "--by", "lawyer", "--note", "case 7")
+    assert out.returncode == 0 and "is now on legal hold (1 clip indexed)" in out.stdout
+    assert "was already" in run_cli("hold", "PO-A", "--data", data).stdout
+    assert "no clips of this order yet" in run_cli("hold", "PO-ZZ", "--data", data).stdout
+    out = run_cli("retention", "--data", data)
+    assert out.returncode == 0, out.stderr
+    assert "nothing to delete now" in out.stdout and "legal hold: PO-A (by lawyer" in out.stdout
+    out = run_cli("hold", "PO-A", "--release", "--data", data)
+    assert "is now released" in out.stdout
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    history = ledger.legal_hold_history("PO-A")
+    assert [h["action"] for h in history] == ["hold", "release"]
+    assert history[0]["by_whom"] == "lawyer" and history[0]["note"] == "case 7"
+    assert history[1]["by_whom"].startswith("cli:")
+    assert ledger.legal_hold("PO-A") is None
+    ledger.close()
+    assert run_cli("hold", "PO-A", "--data", str(cfg.station.data_dir / "nope")).returncode == 3
