@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,11 +23,14 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import ngettext
+from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 
 from web import csrf_token, get_db
 from web.db import User
 from web.i18n import safe_next
+from web.throttle import LoginThrottle, Policy
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +94,50 @@ def require(role: str = "viewer") -> Callable[[F], F]:
     return deco
 
 
+def throttle() -> LoginThrottle:
+    """Login lockouts; the policy may be replaced through the app config LOGIN_THROTTLE."""
+    policy = current_app.config.get("LOGIN_THROTTLE")
+    return LoginThrottle(get_db(), policy if isinstance(policy, Policy) else None)
+
+
 def basic_auth_user() -> None:
-    """For scripts: HTTP Basic credentials on /api/ requests log in for that request only."""
+    """For scripts: HTTP Basic credentials on /api/ requests log in for that request only.
+
+    They count against the same lockouts as the login form (429 with Retry-After while locked).
+    """
     auth = request.authorization
     if g.get("user") is not None or auth is None or auth.type != "basic":
         return
-    user = get_db().authenticate(auth.username or "", auth.password or "")
+    name = (auth.username or "")[:64]
+    th = throttle()
+    wait = th.retry_after(name, request.remote_addr)
+    if wait:
+        log.warning("API basic auth for %r from %s refused: locked for %d s more",
+                    name, request.remote_addr, wait)  # fmt: skip
+        raise TooManyRequests(retry_after=wait)
+    user = get_db().authenticate(name, (auth.password or "")[:1024])
     if user is None:
-        log.warning("API basic auth failed for %r from %s", auth.username, request.remote_addr)
+        log.warning("API basic auth failed for %r from %s", name, request.remote_addr)
+        wait = th.failed(name, request.remote_addr)
+        if wait:
+            raise TooManyRequests(retry_after=wait)
         abort(401)
+    th.succeeded(name, request.remote_addr)
     g.user = user
+
+
+def _locked_out(next_url: str, name: str, wait: int) -> Any:
+    minutes = max(1, math.ceil(wait / 60))
+    flash(
+        ngettext(
+            "Too many failed logins. Try again in %(num)d minute.",
+            "Too many failed logins. Try again in %(num)d minutes.",
+            minutes,
+        ),
+        "error",
+    )
+    html = render_template("login.html", next=next_url, username=name, no_accounts=False)
+    return html, 429, {"Retry-After": str(wait)}
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -109,13 +147,24 @@ def login() -> Any:
     if request.method == "POST":
         name = request.form.get("username", "")[:64]
         password = request.form.get("password", "")[:1024]
+        th = throttle()
+        wait = th.retry_after(name, request.remote_addr)
+        if wait:
+            # Refused before the password is even looked at: a locked name cannot be guessed.
+            log.warning("login for %r from %s refused: locked for %d s more",
+                        name, request.remote_addr, wait)  # fmt: skip
+            return _locked_out(next_url, name, wait)
         user = db.authenticate(name, password)
         if user is None:
             log.warning("failed login for %r from %s", name, request.remote_addr)
+            wait = th.failed(name, request.remote_addr)
+            if wait:
+                return _locked_out(next_url, name, wait)
             flash(_("Wrong name or password."), "error")
             return render_template(
                 "login.html", next=next_url, username=name, no_accounts=db.user_count() == 0
             ), 401
+        th.succeeded(name, request.remote_addr)
         session.clear()  # a fresh session (and CSRF token) for the logged-in user
         session.permanent = True
         session.update(uid=user.id, epoch=user.epoch, login_at=time.time())

@@ -8,7 +8,7 @@ import secrets
 import sqlite3
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -69,6 +69,18 @@ MIGRATIONS: tuple[str, ...] = (
         detail          TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX access_log_order ON access_log(order_id, at_utc);
+    """,
+    # 2: failed logins per account name and per remote address (web/throttle.py).
+    """
+    CREATE TABLE login_failures (
+        scope           TEXT NOT NULL CHECK (scope IN ('account', 'address')),
+        key             TEXT NOT NULL,
+        failures        INTEGER NOT NULL,
+        last_at         REAL NOT NULL,
+        locked_until    REAL NOT NULL DEFAULT 0,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX login_failures_last ON login_failures(last_at);
     """,
 )
 
@@ -329,6 +341,46 @@ class WebDB:
                 "UPDATE users SET last_login_utc = ? WHERE id = ?", (utc_str(utc_now()), r["id"])
             )
         return self._user(r)
+
+    # ---- failed logins (web/throttle.py decides; this only stores) ------------------------
+
+    def login_locked_until(self, keys: list[tuple[str, str]]) -> float:
+        """The latest ``locked_until`` (unix time) of these (scope, key) pairs; 0 if none."""
+        latest = 0.0
+        for scope, key in keys:
+            r = self._one(
+                "SELECT locked_until FROM login_failures WHERE scope = ? AND key = ?", (scope, key)
+            )
+            if r is not None:
+                latest = max(latest, float(r["locked_until"]))
+        return latest
+
+    def record_login_failure(
+        self, scope: str, key: str, now: float, window_s: float, lock_s: Callable[[int], float]
+    ) -> tuple[int, float]:
+        """Count one more failure (restarting after ``window_s`` of quiet); lock for
+        ``lock_s(failures)`` seconds. Returns (failures, locked_until). Also forgets entries
+        idle for longer than the window, so random names cannot grow the table for ever."""
+        with self._tx() as db:
+            db.execute("DELETE FROM login_failures WHERE last_at < ?", (now - window_s,))
+            r = db.execute(
+                "SELECT failures FROM login_failures WHERE scope = ? AND key = ?", (scope, key)
+            ).fetchone()
+            failures = 1 + (int(r["failures"]) if r is not None else 0)
+            wait = lock_s(failures)
+            until = now + wait if wait > 0 else 0.0
+            db.execute(
+                "INSERT INTO login_failures(scope, key, failures, last_at, locked_until)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(scope, key) DO UPDATE SET"
+                " failures = excluded.failures, last_at = excluded.last_at,"
+                " locked_until = excluded.locked_until",
+                (scope, key, failures, now, until),
+            )
+        return failures, until
+
+    def clear_login_failures(self, keys: list[tuple[str, str]]) -> None:
+        with self._tx() as db:
+            db.executemany("DELETE FROM login_failures WHERE scope = ? AND key = ?", keys)
 
     # ---- share links ----------------------------------------------------------------------
 

@@ -46,8 +46,9 @@ def register(app: Flask) -> None:
         if status < 400:
             return exc
         resp = _render(status, exc.description)
-        if status == 405 and exc.get_response().headers.get("Allow"):
-            headers = {"Allow": exc.get_response().headers["Allow"]}
+        keep = {405: "Allow", 429: "Retry-After"}.get(status)
+        if keep and exc.get_response().headers.get(keep):
+            headers = {keep: exc.get_response().headers[keep]}
             if isinstance(resp, tuple):
                 return (*resp, headers)
             resp.headers.update(headers)
