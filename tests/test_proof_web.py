@@ -143,3 +143,82 @@ def test_order_page_bundle_button_exports_a_bundle_that_verifies(
     resp.close()
     report = verify_bundle(out, trusted_ca=None)
     assert report.ok, report
+
+
+# ---- upload limits on the real site (create_app, waitress) ---------------------------------
+
+
+def _files(root: Path) -> set[str]:
+    return {
+        str(p.relative_to(root)) for p in root.rglob("*") if not p.name.endswith(("-wal", "-shm"))
+    }
+
+
+def _multipart(payload: bytes) -> tuple[bytes, str]:
+    head = (
+        b'--bnd\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n'
+        b"Content-Type: video/mp4\r\n\r\n"
+    )
+    return head + payload + b"\r\n--bnd--\r\n", "multipart/form-data; boundary=bnd"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_the_real_site_refuses_an_oversized_upload_without_keeping_it(
+    web_env, upload_tmp: Path, chunked: bool
+) -> None:
+    """Declared too large (Content-Length) or found too large while streaming (chunked):
+    413, nothing in the temp folder, nothing new in the data dir."""
+    from conftest_web import csrf_of, make_app
+
+    app = make_app(web_env, PACKCAM_VERIFY_MAX_BYTES=256 * 1024)
+    client = app.test_client()
+    token = csrf_of(client)
+    before = _files(web_env.data_dir)
+    body, ctype = _multipart(b"\0" * (300 * 1024))
+    if chunked:
+        resp = client.post(
+            f"/verify?csrf_token={token}",
+            input_stream=io.BytesIO(body),
+            content_type=ctype,
+            headers={"Transfer-Encoding": "chunked", "X-CSRF-Token": token},
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+    else:
+        resp = client.post(
+            "/verify", data={"csrf_token": token, "file": (io.BytesIO(body), "big.mp4")}
+        )
+    assert resp.status_code == 413
+    assert list(upload_tmp.iterdir()) == []
+    assert _files(web_env.data_dir) == before
+    small = client.post(
+        "/verify", data={"csrf_token": token, "file": (io.BytesIO(b"\0" * 200_000), "s.mp4")}
+    )
+    assert small.status_code != 413  # under the limit it is read (and found not authentic)
+
+
+def test_waitress_refuses_a_declared_oversized_body_before_reading_it(web_env) -> None:
+    """waitress spools request bodies to disk before the app runs: its own cap is the app's."""
+    import socket
+    import threading
+
+    from web import cli
+
+    srv = cli.make_server(web_env.cfg, "127.0.0.1", 0)
+    limit = verify_web.DEFAULT_MAX_BYTES + cli.UPLOAD_FRAMING
+    assert srv.adj.max_request_body_size == limit
+    stop = threading.Event()
+    thread = threading.Thread(target=cli.run_server, args=(srv,), kwargs={"stop": stop})
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", srv.effective_port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /verify HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: multipart/form-data; boundary=bnd\r\n"
+                + f"Content-Length: {limit}\r\n\r\n".encode()
+                + b"--bnd\r\n"  # a few bytes of the promised gigabyte
+            )
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    finally:
+        stop.set()
+        thread.join(10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 import time
 
@@ -247,3 +248,55 @@ def test_passwords_are_stored_with_a_kdf(web_env: WebEnv) -> None:
         assert db.authenticate("张三", "密码-long-enough") is not None
     finally:
         db.close()
+
+
+def test_session_is_valid_until_just_before_it_expires(web_client, web_env: WebEnv) -> None:
+    login(web_client, "viewer")
+    with web_client.session_transaction() as sess:
+        sess["login_at"] = time.time() - web_env.cfg.web.session_hours * 3600 + 60
+    assert web_client.get("/search").status_code == 200
+
+
+def test_an_expired_session_is_refused_everywhere_and_forgotten(
+    web_client, web_env: WebEnv
+) -> None:
+    login(web_client, "admin")
+    clip = web_env.clips["plain"].id
+    with web_client.session_transaction() as sess:
+        sess["login_at"] = time.time() - web_env.cfg.web.session_hours * 3600 - 1
+    assert web_client.get(f"/clips/{clip}/video").status_code == 302
+    with web_client.session_transaction() as sess:
+        assert "uid" not in sess and "login_at" not in sess  # dropped, not just ignored
+    for path, status in [("/search", 302), ("/admin", 302), ("/api/clips", 401),
+                         (f"/clips/{clip}/download", 302), ("/dashboard", 302)]:  # fmt: skip
+        assert web_client.get(path).status_code == status, path
+
+
+def test_a_session_without_a_login_time_is_expired(web_client) -> None:
+    login(web_client, "viewer")
+    with web_client.session_transaction() as sess:
+        del sess["login_at"]
+    assert web_client.get("/search").status_code == 302
+
+
+def test_the_cookie_lasts_no_longer_than_the_session(web_client, web_env: WebEnv) -> None:
+    from email.utils import parsedate_to_datetime
+
+    token = csrf_of(web_client)
+    resp = web_client.post(
+        "/login", data={"username": "viewer", "password": PASSWORDS["viewer"], "csrf_token": token}
+    )
+    expires = re.search(r"Expires=([^;]+)", resp.headers["Set-Cookie"]).group(1)
+    left = parsedate_to_datetime(expires).timestamp() - time.time()
+    assert abs(left - web_env.cfg.web.session_hours * 3600) < 60
+
+
+def test_a_session_signed_with_another_secret_is_ignored(web_env: WebEnv, web_app) -> None:
+    """A forged cookie (someone else's secret) claiming to be the admin gets nowhere."""
+    forger = make_app(web_env, SECRET_KEY="f" * 64).test_client()
+    login(forger, "admin")
+    cookie = forger.get_cookie("packcam_session")
+    victim_site = web_app.test_client()
+    victim_site.set_cookie("packcam_session", cookie.value)
+    assert victim_site.get("/admin").status_code == 302
+    assert victim_site.get("/api/clips").status_code == 401

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest_web import FAST_PW, WebEnv, csrf_of, login
+from conftest_web import FAST_PW, OUTSIDE_MARKER, WebEnv, csrf_of, login
 
 
 def create_share(client, order_id: str = "PO-1001", days: str = "7") -> str:
@@ -152,3 +152,110 @@ def test_only_the_creator_or_an_operator_may_revoke(web_app) -> None:
         op.post(f"/shares/{share.id}/revoke", data={"csrf_token": csrf_of(op)}).status_code == 302
     )
     assert op.post("/shares/nope/revoke", data={"csrf_token": csrf_of(op)}).status_code == 404
+
+
+# ---- scope: a link for order A never yields anything of order B -------------------------------
+
+PUBLIC_ENDPOINTS = {"static", "i18n.switch", "auth.login", "auth.logout", "api.openapi",
+                    "verify.css", "verify.page", "verify.upload"}  # fmt: skip
+SHARE_ENDPOINTS = {"share.page", "share.video", "share.download", "share.thumb", "share.keyframe"}
+
+
+def _url_for_b(rule, token: str, share_id: str, env: WebEnv) -> str:
+    """The rule filled in with order B's clip and order, and order A's share token."""
+    b = env.clips["unicode"]
+    values = {"order_id": b.order_id, "clip_id": b.id, "n": 0, "key": "station-02",
+              "code": "en", "token": token.removeprefix("/s/"), "share_id": share_id,
+              "filename": "app.css"}  # fmt: skip
+    from urllib.parse import quote
+
+    url = rule.rule
+    for arg in rule.arguments:
+        url = re.sub(rf"<(?:\w+:)?{arg}>", quote(str(values[arg]), safe=""), url)
+    return url
+
+
+def test_every_route_class_is_scoped(shared, web_app, web_env: WebEnv) -> None:
+    """Every route of the site, as the visitor holding order A's link, aimed at order B.
+
+    Share routes answer 404 for B's clips; staff routes send the visitor to the login (or 401 on
+    the API) whatever the link; no response carries B's order ID or B's clip bytes. A new route
+    fails this test until it is classified here.
+    """
+    _staff, path, anon = shared
+    anon.get(path)  # the visitor has used the link: whatever that leaves in the session
+    db_path = web_app.config["WEB_DB_PATH"]
+    from web.db import WebDB
+
+    db = WebDB(db_path, pw_method=FAST_PW)
+    (share_a,) = db.shares("PO-1001")
+    db.close()
+    b = web_env.clips["unicode"]
+    b_bytes = web_env.file("unicode").read_bytes()[1000:1064]
+    seen = set()
+    for rule in web_app.url_map.iter_rules():
+        seen.add(rule.endpoint)
+        url = _url_for_b(rule, path, share_a.id, web_env)
+        for method in sorted(rule.methods - {"OPTIONS"}):
+            data = None
+            if method == "POST":  # a valid CSRF token: POSTs test authorisation, not CSRF
+                data = {"csrf_token": csrf_of(anon), "order_id": b.order_id}
+            resp = anon.open(url, method=method, data=data)
+            body = resp.get_data()
+            where = f"{method} {url} -> {resp.status_code}"
+            assert b.order_id.encode() not in body and b_bytes not in body, where
+            assert resp.status_code < 500, where
+            if rule.endpoint in SHARE_ENDPOINTS:
+                assert resp.status_code == (200 if rule.endpoint == "share.page" else 404), where
+            elif rule.endpoint in PUBLIC_ENDPOINTS:
+                continue
+            elif url.startswith("/api/"):
+                assert resp.status_code == 401, where
+            else:
+                assert resp.status_code == 302, where
+                assert resp.location.startswith(("/login", "/search")), where
+    unclassified = seen - PUBLIC_ENDPOINTS - SHARE_ENDPOINTS
+    staff = {e for e in unclassified if e.split(".")[0] in
+             {"clips", "api", "dashboard", "live", "admin", "share"}}  # fmt: skip
+    assert unclassified == staff, f"classify these endpoints: {sorted(unclassified - staff)}"
+
+
+def test_the_shared_page_links_only_to_its_own_order(shared, web_env: WebEnv) -> None:
+    _staff, path, anon = shared
+    page = anon.get(path).get_data(as_text=True)
+    links = set(re.findall(r'(?:href|src|action)="([^"]+)"', page))
+    own = {c.id for k, c in web_env.clips.items() if c.order_id == "PO-1001"}
+    for link in links:
+        if link.startswith("/s/"):
+            m = re.match(rf"{re.escape(path)}(?:/clips/(\d+)/.*)?$", link)
+            assert m is not None, link
+            assert m.group(1) is None or int(m.group(1)) in own, link
+        else:  # static files, the language switch, /verify, /login: nothing about orders
+            assert link.startswith(("#", "/static/", "/lang/", "/verify", "/login")), link
+    assert "/clips/" not in page.replace(f"{path}/clips/", "")  # no staff media URLs
+
+
+@pytest.mark.parametrize("other", ["PO-10010", "po-1001", "PO-1001 ", "PO-1001/x", "PO-100"])
+def test_similar_order_ids_are_other_orders(shared, web_env: WebEnv, mp4_template, other) -> None:
+    """Scope is equality of order IDs: no prefix, case or whitespace games."""
+    from conftest_web import index_clip
+
+    from station.ledger import Ledger
+
+    _staff, path, anon = shared
+    ledger = Ledger.in_data_dir(web_env.data_dir)
+    clip = index_clip(ledger, web_env.data_dir, mp4_template, other)
+    ledger.close()
+    for suffix in ("video", "download", "thumb.jpg", "keyframes/0.jpg"):
+        assert anon.get(f"{path}/clips/{clip.id}/{suffix}").status_code == 404
+    assert other.strip() not in anon.get(path).get_data(as_text=True).replace("PO-1001", "")
+
+
+def test_a_link_of_an_order_pointing_outside_the_store_serves_nothing(web_app, web_env) -> None:
+    staff = login(web_app.test_client(), "viewer")
+    path = create_share(staff, order_id="EVIL-1")
+    anon = web_app.test_client()
+    evil = web_env.clips["outside"].id
+    for suffix in ("video", "download", "thumb.jpg", "keyframes/0.jpg"):
+        resp = anon.get(f"{path}/clips/{evil}/{suffix}")
+        assert resp.status_code == 404 and OUTSIDE_MARKER not in resp.data

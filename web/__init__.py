@@ -10,9 +10,9 @@ import stat
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from flask import Flask, current_app, has_request_context, request, session
+from flask import Flask, Request, current_app, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from werkzeug.exceptions import BadRequest
@@ -68,6 +68,32 @@ def load_or_create_secret(path: Path) -> str:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("web secret %s is readable by other users; chmod 600 it", path)
     return secret
+
+
+class _Request(Request):
+    """Closes every upload spool it opened, also one cut off mid-part at the size limit.
+
+    werkzeug leaves the spool of a multipart file whose body exceeded ``max_content_length``
+    unclosed (its temp file lingers until garbage collection); here it goes with the request.
+    """
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        stream = super()._get_file_stream(
+            total_content_length, content_type, filename, content_length
+        )
+        self.__dict__.setdefault("_packcam_spools", []).append(stream)
+        return stream
+
+    def close(self) -> None:
+        super().close()
+        for stream in self.__dict__.pop("_packcam_spools", ()):
+            stream.close()
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -144,6 +170,7 @@ def create_app(
     data_dir = config.station.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__)
+    app.request_class = _Request
     app.config.update(
         PACKCAM=config,
         DATA_DIR=data_dir,

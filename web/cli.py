@@ -21,6 +21,7 @@ from web.db import ROLES, AccountError, WebDB
 log = logging.getLogger(__name__)
 
 DEMO_USER = "demo"
+UPLOAD_FRAMING = 1 << 20  # room for multipart headers and boundaries around a /verify upload
 DEMO_PASSWORD_FILE = "web-demo-password"
 
 
@@ -32,12 +33,18 @@ def make_server(config: Config, host: str, port: int, *, central: bool = False) 
     from waitress import create_server
 
     from web import create_app
+    from web.verify import DEFAULT_MAX_BYTES
 
     app = create_app(config, central=central)
+    # waitress reads a whole request body (spooling it to a temp file) before the app sees
+    # it: refuse anything larger than the largest body the app accepts (a /verify upload plus
+    # its multipart framing) right at the headers, or while a chunked body arrives.
+    verify_max = int(app.config.get("PACKCAM_VERIFY_MAX_BYTES", DEFAULT_MAX_BYTES))
     server = create_server(
         app,
         host=host,
         port=port,
+        max_request_body_size=verify_max + UPLOAD_FRAMING,
         threads=config.web.threads,
         ident="packcam",
         # Behind a trusted proxy the app's ProxyFix reads X-Forwarded-*; waitress must keep them.

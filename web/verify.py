@@ -133,8 +133,11 @@ def _trusted_ca(cfg: Config | None) -> list[Any] | None:
         return None
     ca = ProofPaths.from_config(cfg).ca_cert
     try:
-        return load_pem_certs(ca.read_bytes()) if ca.exists() else None
-    except ProofError:
+        return load_pem_certs(ca.read_bytes())
+    except (FileNotFoundError, NotADirectoryError, ProofError):
+        return None
+    except PermissionError as exc:  # e.g. configured inside proof/, which this user cannot see
+        log.warning("cannot read the company CA certificate %s: %s", ca, exc)
         return None
 
 
