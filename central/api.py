@@ -36,6 +36,7 @@ def init_app(app: Flask, dsn: str) -> None:
     """Central mode: remember the DSN, make the per-thread handles, migrate once."""
     app.config["CENTRAL_DSN"] = dsn
     app.extensions["packcam_central"] = {"handles": _Handles()}
+    app.register_error_handler(Unavailable, _site_unavailable)
     db = CentralDB(dsn)
     try:
         db.migrate()
@@ -43,6 +44,14 @@ def init_app(app: Flask, dsn: str) -> None:
         log.error("central index not reachable at start-up (%s); retrying per request", exc)
     finally:
         db.close()
+
+
+def _site_unavailable(exc: Unavailable) -> Any:
+    """PostgreSQL down: the site's pages and API answer 503, not 500."""
+    from werkzeug.exceptions import ServiceUnavailable
+
+    log.warning("central index unavailable: %s", exc)
+    return current_app.handle_user_exception(ServiceUnavailable())
 
 
 def _error(status: int, message: str) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -125,14 +126,32 @@ class CentralDB:
             self._conn.close()
             self._conn = None
 
+    def __del__(self) -> None:
+        # The site's per-thread handles go away with their server thread: close, don't leak.
+        with contextlib.suppress(Exception):
+            self.close()
+
     def _run(self, fn: Any) -> Any:
-        """Run ``fn(conn)``; a lost connection becomes Unavailable and is dropped."""
+        """Run ``fn(conn)``; a lost connection becomes Unavailable and is dropped.
+
+        A kept connection that turns out to be dead (PostgreSQL restarted since the last
+        call) is replaced and ``fn`` tried once more: its transaction was rolled back, and
+        every write here is an idempotent upsert anyway.
+        """
         import psycopg
 
+        reused = self._conn is not None and not self._conn.closed
         try:
             return fn(self.conn)
         except psycopg.OperationalError as exc:
             self.close()
+            if reused:
+                log.info("central index connection lost (%s); reconnecting", exc)
+                try:
+                    return fn(self.conn)
+                except psycopg.OperationalError as again:
+                    self.close()
+                    raise Unavailable(f"central index unavailable: {again}".strip()) from again
             raise Unavailable(f"central index unavailable: {exc}".strip()) from exc
         except psycopg.Error as exc:
             if self._conn is not None and self._conn.broken:

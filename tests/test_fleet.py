@@ -1,0 +1,509 @@
+"""Fleet end to end against real servers: SeaweedFS (S3) and PostgreSQL on 127.0.0.1.
+
+Several stations with real recorded clips archive concurrently; the object store is killed in
+the middle of a throttled multipart upload and restarted; PostgreSQL is restarted while the
+stations register; the central site finds every clip and streams it with Range requests.
+"""
+
+from __future__ import annotations
+
+import fractions
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest_web import TZ8, add_users, index_clip, login
+from fleet_servers import S3_ACCESS_KEY, S3_SECRET_KEY, PostgresServer, SeaweedServer
+from proof_support import record_orders
+
+from station import config as config_mod
+from station.archiver import Archiver
+from station.central_sync import CentralSync, SyncError
+from station.ledger import Ledger
+from station.objstore import clip_key
+
+pytestmark = pytest.mark.slow
+
+N_STATIONS = 3
+ORDERS_PER_STATION = 3
+
+
+def _bucket(seaweed: SeaweedServer, *, lock: bool = False) -> str:
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    name = "packcam-" + uuid.uuid4().hex[:10]
+    s3 = boto3.session.Session().client(
+        "s3",
+        endpoint_url=seaweed.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY,
+        config=BotoConfig(s3={"addressing_style": "path"}),
+    )
+    s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=lock)
+    return name
+
+
+def station_cfg(
+    root: Path, name: str, seaweed: SeaweedServer, bucket: str, **archive: Any
+) -> config_mod.Config:
+    cfg = config_mod.load(None).with_data_dir(root / name)
+    cfg = cfg.replace("station", name=name)
+    return cfg.replace(
+        "archive",
+        enabled=True,
+        endpoint_url=seaweed.endpoint,
+        region="us-east-1",
+        bucket=bucket,
+        access_key_id=S3_ACCESS_KEY,
+        secret_access_key=S3_SECRET_KEY,
+        addressing_style="path",
+        retry_s=0.2,
+        **archive,
+    )
+
+
+def record(cfg: config_mod.Config, orders: list[str]) -> None:
+    """Real clips through the real Recorder with the proof finalizer (signed, logged)."""
+    from station.proof.finalizer import build_finalizers
+
+    finalizers = build_finalizers(cfg)
+    try:
+        record_orders(cfg, finalizers, orders)
+    finally:
+        for f in finalizers:
+            f.close()
+
+
+def big_mp4(path: Path, frames: int = 36) -> Path:
+    """A real ~12 MB H.264 MP4: noise at near-lossless quality does not compress."""
+    import av
+
+    rng = np.random.default_rng(7)
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=10, options={"preset": "ultrafast", "crf": "2"})
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        for i in range(frames):
+            img = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = i, fractions.Fraction(1, 10)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---- a fleet: stations, a bucket, a central index and site ----------------------------------
+
+
+@dataclass
+class Fleet:
+    root: Path
+    bucket: str
+    dsn: str
+    stations: list[config_mod.Config]
+    central_cfg: config_mod.Config
+    server: Any
+    stop: threading.Event
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        from web.cli import server_url
+
+        return server_url(self.server)
+
+    def with_central(self, cfg: config_mod.Config) -> config_mod.Config:
+        name = cfg.station.name
+        return cfg.replace(
+            "central", enabled=True, url=self.url, token=self.tokens[name], interval_s=0.2
+        )
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    seaweed: SeaweedServer, postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    import psycopg
+
+    from central.db import CentralDB
+    from web.cli import make_server, run_server
+
+    root = tmp_path_factory.mktemp("fleet")
+    bucket = _bucket(seaweed)
+    dbname = "fleet_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    dsn = postgres.dsn.replace("dbname=postgres", f"dbname={dbname}")
+
+    stations = []
+    for i in range(N_STATIONS):
+        cfg = station_cfg(root, f"station-{i + 1:02d}", seaweed, bucket)
+        record(cfg, [f"ORD-{i + 1}-{n}" for n in range(ORDERS_PER_STATION)])
+        stations.append(cfg)
+
+    central_cfg = config_mod.load(None).with_data_dir(root / "central")
+    keys = ("endpoint_url", "region", "bucket", "access_key_id", "secret_access_key")
+    shared = {k: getattr(stations[0].archive, k) for k in keys}
+    central_cfg = central_cfg.replace("central", dsn=dsn).replace(
+        "archive", addressing_style="path", **shared
+    )
+    db = CentralDB(dsn)
+    db.migrate()
+    tokens = {cfg.station.name: db.add_station(cfg.station.name) for cfg in stations}
+    db.close()
+    add_users(central_cfg.station.data_dir)
+    server = make_server(central_cfg, "127.0.0.1", 0, central=True)
+    stop = threading.Event()
+    thread = threading.Thread(target=run_server, args=(server,), kwargs={"stop": stop})
+    thread.start()
+    try:
+        yield Fleet(root, bucket, dsn, stations, central_cfg, server, stop, tokens)
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+
+
+def _archive_all(cfgs: list[config_mod.Config]) -> list[Archiver]:
+    """Every station's archiver pass at once, each on its own thread (as on real stations)."""
+    archivers = [Archiver(cfg) for cfg in cfgs]
+    errors: list[BaseException] = []
+
+    def run(a: Archiver) -> None:
+        try:
+            a.run_once()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in archivers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    return archivers
+
+
+def test_stations_archive_concurrently_verified_without_duplicates(fleet: Fleet) -> None:
+    archivers = _archive_all(fleet.stations)
+    try:
+        s3 = archivers[0].store.client
+        for cfg, arch in zip(fleet.stations, archivers, strict=True):
+            ledger = Ledger.in_data_dir(cfg.station.data_dir)
+            try:
+                clips = ledger.clips()
+                assert len(clips) == ORDERS_PER_STATION
+                assert ledger.archive_backlog() == 0
+                for c in clips:
+                    assert c.id is not None
+                    state = ledger.archive_state(c.id)
+                    assert state is not None and state["archived_utc"]
+                    key = clip_key(cfg.archive.prefix, cfg.station.name, c.sha256)
+                    assert state["archive_key"] == key
+                    meta = state["archive_meta"]
+                    # the clip's bytes in the bucket are the recorded ones
+                    assert arch.store.sha256_of(key) == (c.sha256, c.size)
+                    assert meta["manifest"] and meta["log"]["seq"] >= 0 and meta["frames"]
+                    manifest = arch.store.get_bytes(meta["log"]["manifest"])
+                    assert hashlib.sha256(manifest).hexdigest() == meta["log"]["manifest_sha256"]
+            finally:
+                ledger.close()
+        # a second pass uploads nothing and makes no second version of anything
+        again = _archive_all(fleet.stations)
+        assert all(a.stats.bytes_sent == 0 and a.stats.clips == 0 for a in again)
+        for a in again:
+            a.stop()
+        listed = s3.list_object_versions(Bucket=fleet.bucket)
+        keys = [v["Key"] for v in listed.get("Versions", [])]
+        assert len(keys) == len(set(keys)), "a retried upload made a duplicate"
+        clip_objects = [k for k in keys if "/clips/" in k]
+        assert len(clip_objects) == N_STATIONS * ORDERS_PER_STATION
+        assert any("/proof/checkpoints/" in k for k in keys)
+        assert any("/keys/" in k and k.endswith(".pub.pem") for k in keys)
+    finally:
+        for a in archivers:
+            a.stop()
+
+
+def _sync(cfg: config_mod.Config, fleet: Fleet) -> dict[str, int]:
+    sync = CentralSync(fleet.with_central(cfg))
+    try:
+        return sync.sync_once()
+    finally:
+        sync.stop()
+
+
+def test_central_registration_and_search_finds_every_clip(fleet: Fleet) -> None:
+    _archive_all(fleet.stations)  # (idempotent if the previous test ran)
+    for cfg in fleet.stations:
+        sent = _sync(cfg, fleet)
+        assert sent["checkpoints"] >= 1
+    app = fleet.server.packcam_app
+    client = login(app.test_client(), "viewer")
+    for i, cfg in enumerate(fleet.stations):
+        for n in range(ORDERS_PER_STATION):
+            order = f"ORD-{i + 1}-{n}"
+            got = client.get(f"/api/orders/{order}").get_json()
+            assert [c["station"] for c in got["clips"]] == [cfg.station.name]
+            assert got["clips"][0]["sha256"] and got["clips"][0]["archived_utc"]
+    found = client.get("/api/clips?q=ORD-&limit=500").get_json()["clips"]
+    assert len(found) == N_STATIONS * ORDERS_PER_STATION
+    assert client.get("/api/clips?q=ORD-2-&limit=50").get_json()["clips"][0]["station"] == (
+        "station-02"
+    )
+    page = client.get("/search?q=ORD-1-1")
+    assert page.status_code == 200 and "ORD-1-1" in page.get_data(as_text=True)
+    stations = client.get("/api/stations").get_json()
+    assert stations is not None
+    # a repeated sync sends nothing new and duplicates nothing
+    assert _sync(fleet.stations[0], fleet) == {"clips": 0, "archived": 0, "checkpoints": 0}
+    assert len(client.get("/api/clips?q=ORD-1-&limit=50").get_json()["clips"]) == (
+        ORDERS_PER_STATION
+    )
+
+
+def test_central_site_streams_clips_with_range_and_shares_them(fleet: Fleet) -> None:
+    _archive_all(fleet.stations[:1])
+    _sync(fleet.stations[0], fleet)
+    app = fleet.server.packcam_app
+    client = login(app.test_client(), "viewer")
+    order = client.get("/api/orders/ORD-1-0").get_json()
+    clip = order["clips"][0]
+    local = fleet.stations[0].station.data_dir / clip["path"]
+    data = local.read_bytes()
+    page = client.get("/orders/ORD-1-0")
+    assert page.status_code == 200 and f"/clips/{clip['id']}/video" in page.get_data(True)
+    full = client.get(clip["video_url"])
+    assert full.status_code == 200 and full.data == data
+    part = client.get(clip["video_url"], headers={"Range": "bytes=100-1099"})
+    assert part.status_code == 206 and part.data == data[100:1100]
+    assert part.headers["Content-Range"] == f"bytes 100-1099/{len(data)}"
+    tail = client.get(clip["video_url"], headers={"Range": "bytes=-50"})
+    assert tail.status_code == 206 and tail.data == data[-50:]
+    assert (
+        client.get(clip["video_url"], headers={"Range": f"bytes={len(data) + 5}-"}).status_code
+        == 416
+    )
+    etag = full.headers["ETag"]
+    assert client.get(clip["video_url"], headers={"If-None-Match": etag}).status_code == 304
+    thumb = client.get(clip["thumbnail_url"])
+    assert thumb.status_code == 200 and thumb.data[:3] == b"\xff\xd8\xff"
+    dl = client.get(clip["download_url"])
+    assert dl.status_code == 200 and "attachment" in dl.headers["Content-Disposition"]
+
+    # share link, used logged out
+    from conftest_web import session_csrf
+
+    token = session_csrf(client)
+    made = client.post("/shares", data={"order_id": "ORD-1-0", "days": "1", "csrf_token": token})
+    assert made.status_code == 302
+    from web.db import WebDB
+
+    db = WebDB.in_data_dir(fleet.central_cfg.station.data_dir)
+    share = db.shares("ORD-1-0")[0]
+    db.close()
+    with app.test_request_context():
+        from web.share import share_token
+
+        url = f"/s/{share_token(share)}/clips/{clip['id']}/video"
+    anon = app.test_client()
+    assert anon.get(clip["video_url"]).status_code in (302, 401)
+    shared = anon.get(url, headers={"Range": "bytes=0-9"})
+    assert shared.status_code == 206 and shared.data == data[:10]
+
+
+def test_redirect_mode_sends_the_browser_a_presigned_url_that_honours_range(
+    fleet: Fleet,
+) -> None:
+    import urllib.request
+
+    from web import create_app
+
+    _archive_all(fleet.stations[:1])
+    _sync(fleet.stations[0], fleet)
+    cfg = fleet.central_cfg.replace("archive", stream="redirect")
+    app = create_app(cfg, central=True)
+    client = login(app.test_client(), "viewer")
+    clip = client.get("/api/orders/ORD-1-1").get_json()["clips"][0]
+    resp = client.get(clip["video_url"])
+    assert resp.status_code == 302
+    target = resp.headers["Location"]
+    assert target.startswith(fleet.stations[0].archive.endpoint_url)
+    csp = resp.headers["Content-Security-Policy"]
+    assert f"media-src 'self' {fleet.stations[0].archive.endpoint_url}" in csp
+    req = urllib.request.Request(target, headers={"Range": "bytes=0-99"})
+    with urllib.request.urlopen(req, timeout=10) as got:
+        body = got.read()
+        assert got.status == 206 and len(body) == 100
+    data = (fleet.stations[0].station.data_dir / clip["path"]).read_bytes()
+    assert body == data[:100]
+
+
+def test_postgres_restart_registration_catches_up(
+    fleet: Fleet, postgres: PostgresServer, mp4_template: Path
+) -> None:
+    cfg = fleet.with_central(fleet.stations[1])
+    _sync(fleet.stations[1], fleet)
+    postgres.stop()
+    try:
+        ledger = Ledger.in_data_dir(cfg.station.data_dir)
+        try:
+            for n in range(4):
+                start = datetime(2026, 11, 30, 14, n, 0, tzinfo=TZ8)
+                index_clip(
+                    ledger, cfg.station.data_dir, mp4_template, f"LATE-{n}",
+                    station=cfg.station.name, start=start, waybill=f"YT{9000000000000 + n}",
+                )  # fmt: skip
+        finally:
+            ledger.close()
+        sync = CentralSync(cfg)
+        try:
+            with pytest.raises(SyncError, match="503"):
+                sync.sync_once()
+        finally:
+            sync.stop()
+    finally:
+        postgres.start()
+    # the background loop retries with backoff until the index is back, then catches up
+    sync = CentralSync(cfg)
+    sync.start()
+    try:
+        app = fleet.server.packcam_app
+        client = login(app.test_client(), "viewer")
+        deadline = time.monotonic() + 30
+        found: list[Any] = []
+        while time.monotonic() < deadline:
+            resp = client.get("/api/clips?q=LATE-&limit=50")
+            if resp.status_code == 200:
+                found = resp.get_json()["clips"]
+                if len(found) == 4:
+                    break
+            time.sleep(0.2)
+        assert sorted(c["order_id"] for c in found) == [f"LATE-{n}" for n in range(4)]
+        by_waybill = client.get("/api/clips?q=YT9000000000002").get_json()["clips"]
+        assert [c["order_id"] for c in by_waybill] == ["LATE-2"]
+    finally:
+        sync.stop()
+
+
+def test_object_store_killed_mid_upload_resumes_without_loss_or_duplicates(
+    seaweed: SeaweedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bucket = _bucket(seaweed)
+    # 5 MB parts at 4 MB/s: the ~12 MB clip takes ~3 s, time to pull the plug in between
+    cfg = station_cfg(
+        tmp_path, "station-big", seaweed, bucket, part_size_mb=5, max_bytes_per_s=4_000_000,
+        keyframes=False,
+    )  # fmt: skip
+    cfg.station.data_dir.mkdir(parents=True)
+    src = big_mp4(tmp_path / "big.mp4")
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    try:
+        clip = index_clip(ledger, cfg.station.data_dir, src, "BIG-1", station="station-big")
+    finally:
+        ledger.close()
+    assert clip.size > 10 * 1024 * 1024
+    key = clip_key(cfg.archive.prefix, cfg.station.name, clip.sha256)
+
+    archiver = Archiver(cfg)
+    archiver.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            state = archiver.journal.get(key)
+            if state is not None and len(state.parts) >= 1:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("no part was uploaded")
+        seaweed.stop(kill=True)  # the store dies in the middle of the upload
+        time.sleep(1.0)
+    finally:
+        archiver.stop(timeout=30)  # the station restarts too
+    try:
+        ledger = Ledger.in_data_dir(cfg.station.data_dir)
+        assert ledger.archive_backlog() == 1  # not marked archived
+        ledger.close()
+    finally:
+        seaweed.start()
+
+    with caplog.at_level(logging.INFO, logger="station.objstore"):
+        again = Archiver(cfg)
+        try:
+            assert again.run_once() == 1
+            assert "resuming upload" in caplog.text
+            # only what was missing went over the wire
+            assert again.store.bytes_sent < clip.size
+            assert again.store.sha256_of(key) == (clip.sha256, clip.size)
+            versions = again.store.client.list_object_versions(Bucket=bucket, Prefix=key)
+            assert len(versions.get("Versions", [])) == 1
+            uploads = again.store.client.list_multipart_uploads(Bucket=bucket)
+            assert not uploads.get("Uploads")
+            assert again.journal.get(key) is None
+        finally:
+            again.stop()
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    try:
+        assert ledger.archive_backlog() == 0
+        assert _sha(cfg.station.data_dir / clip.path) == clip.sha256  # local copy untouched
+    finally:
+        ledger.close()
+
+
+def test_object_lock_is_applied_where_the_bucket_supports_it(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    bucket = _bucket(seaweed, lock=True)
+    cfg = station_cfg(
+        tmp_path, "station-lock", seaweed, bucket, object_lock_mode="GOVERNANCE",
+        object_lock_days=2,
+    )  # fmt: skip
+    record(cfg, ["LOCK-1"])
+    arch = Archiver(cfg)
+    try:
+        assert arch.run_once() == 1
+        assert arch.store.lock_enabled is True
+        ledger = Ledger.in_data_dir(cfg.station.data_dir)
+        clip = ledger.clips()[0]
+        ledger.close()
+        key = clip_key(cfg.archive.prefix, cfg.station.name, clip.sha256)
+        ret = arch.store.client.get_object_retention(Bucket=bucket, Key=key)["Retention"]
+        assert ret["Mode"] == "GOVERNANCE"
+        until = ret["RetainUntilDate"]
+        assert until.astimezone() > datetime.now().astimezone() + timedelta(days=1)
+    finally:
+        arch.stop()
+
+
+def test_packcam_central_cli(pg_dsn: str, tmp_path: Path) -> None:
+    import io
+
+    from central.cli import cmd_central
+    from station.cli import build_parser
+
+    parser = build_parser()
+    out = io.StringIO()
+    args = parser.parse_args(["central", "add-station", "station-x", "--dsn", pg_dsn])
+    assert cmd_central(args, out=out) == 0
+    assert "token pcs_" in out.getvalue()
+    out = io.StringIO()
+    cmd_central(parser.parse_args(["central", "stations", "--dsn", pg_dsn]), out=out)
+    assert out.getvalue().startswith("station-x\tclips 0")
+    from station.cli import main
+
+    assert main(["central", "add-station", "station-x", "--dsn", pg_dsn]) == 3  # exists
