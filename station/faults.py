@@ -94,6 +94,7 @@ class FlakyCamera:
         if self._t0 is None:
             self._t0 = self._clock()
         elif self.live and self._down():
+            self.failures += 1
             raise CameraError("synthetic fault: camera device not found")
         if not self._inner_running and (self.live or self._reads == 0):
             self.inner.start()

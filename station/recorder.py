@@ -159,6 +159,7 @@ class Recorder:
         self._finisher.start()
         self.finished: list[FinishedClip] = []
         self._closed = False
+        self._unsalvaged: list[tuple[Path, dict[str, Any]]] = []  # retried after the next clip
 
     # ---- capture-thread API ---------------------------------------------------------------
 
@@ -334,6 +335,8 @@ class Recorder:
                 self.finished.append(result)
                 if self.on_finished is not None:
                     self.on_finished(result)
+                if result.error is None and self._unsalvaged:
+                    self._retry_salvage()  # a clip went through: there is room again
             except Exception:  # the loop must survive one bad clip
                 log.exception("finisher failed")
             finally:
@@ -347,13 +350,35 @@ class Recorder:
         meta = {**self.journal_data(clip), "finish_reason": "interrupted"}
         try:
             record = self.salvage(clip.tmp_path, meta)
-        except Exception:
-            log.exception(
-                "salvaging %s failed; it stays in tmp/ for recovery at the next start",
+        except Exception as exc:
+            self._unsalvaged.append((clip.tmp_path, meta))
+            log.error(
+                "salvaging %s failed (%s); kept in tmp/, tried again after the next clip "
+                "and at the next start",
                 clip.tmp_path.name,
+                exc,
+                exc_info=not isinstance(exc, OSError),  # a full disk needs no traceback
             )
             return FinishedClip(clip.order_id, None, error)
         return FinishedClip(clip.order_id, record, error)
+
+    def _retry_salvage(self) -> None:
+        assert self.salvage is not None
+        pending, self._unsalvaged = self._unsalvaged, []
+        for tmp_path, meta in pending:
+            if not tmp_path.exists():
+                continue
+            try:
+                record = self.salvage(tmp_path, meta)
+            except Exception as exc:
+                log.error("salvaging %s failed again: %s", tmp_path.name, exc)
+                self._unsalvaged.append((tmp_path, meta))
+                continue
+            log.warning("salvaged %s on a later try", tmp_path.name)
+            result = FinishedClip(str(meta.get("order_id")), record, meta.get("error"))
+            self.finished.append(result)
+            if self.on_finished is not None:
+                self.on_finished(result)
 
     def _finish(self, clip: _OpenClip) -> FinishedClip:
         try:

@@ -123,7 +123,7 @@ def assemble(
         if result.error is None:
             alarms.clear("recording-failed", cfg.station.name)
         else:
-            kept = "kept and indexed as interrupted" if result.record else "left in tmp/"
+            kept = "indexed as interrupted" if result.record else "indexed by recovery later"
             msg = f"clip of order {result.order_id!r}: {result.error} ({kept})"
             alarms.raise_("recording-failed", cfg.station.name, msg)
         retention.poke()  # a finished clip used space: check the floor now

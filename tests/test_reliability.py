@@ -1,0 +1,476 @@
+"""The station under faults: kill -9 at random moments, a full disk, a camera that drops out."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import av
+import pytest
+
+from station import config as config_mod
+from station.faults import DiskPressure, FlakyCamera, Outage
+from station.frames import Frame
+from station.ledger import Ledger
+from station.proof import manifest as manifest_mod
+from station.proof.keys import StationKey
+from station.proof.paths import ProofPaths
+from station.proof.verify import audit
+from station.recovery import recover_data_dir
+from station.retention import DiskSpace, disk_probe
+from station.service import assemble, run_station
+from station.synthetic import Scenario, SyntheticCamera
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+W, H, FPS = 320, 240, 15.0
+KILLS = int(os.environ.get("PACKCAM_KILLS", "20"))
+
+
+def key_events(orders: int, *, every: float = 1.3, seal_every: int = 2) -> list[dict]:
+    """Orders typed on the scripted scanner; every ``seal_every``-th one sealed, the rest run
+    into the next order ("next-order")."""
+    events, t = [], 0.3
+    for i in range(orders):
+        events.append({"at": round(t, 2), "kind": "key", "text": f"PO-{i:04d}"})
+        t += every
+        if i % seal_every == 0:
+            events.append({"at": round(t, 2), "kind": "key", "text": "SEAL"})
+            t += 0.3
+    return events
+
+
+def write_toml(path: Path, data: dict) -> Path:
+    def value(v: object) -> str:
+        return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+
+    lines = [f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, (dict, list))]
+    for k, v in data.items():
+        if isinstance(v, dict):
+            lines.append(f"[{k}]")
+            lines.extend(f"{kk} = {value(vv)}" for kk, vv in v.items())
+        elif isinstance(v, list):
+            for item in v:
+                lines.append(f"[[{k}]]")
+                lines.extend(f"{kk} = {value(vv)}" for kk, vv in item.items())
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def frames_decoded(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(c.streams.video[0]))
+
+
+class StoreChecker:
+    """Checks a data dir after a crash: indexed clips play fully, hash right, are signed."""
+
+    def __init__(self, cfg: config_mod.Config) -> None:
+        self.cfg = cfg
+        self.data = cfg.station.data_dir
+        self._verified: set[tuple[str, str]] = set()
+
+    def check_indexed(self) -> list:
+        pub = StationKey.load(ProofPaths.from_config(self.cfg).key).public
+        led = Ledger.in_data_dir(self.data)
+        try:
+            clips = led.clips()
+        finally:
+            led.close()
+        for c in clips:
+            if (c.path, c.sha256) in self._verified:
+                continue
+            path = self.data / c.path
+            assert path.is_file(), f"indexed clip {c.path} is not on disk"
+            blob = path.read_bytes()
+            assert len(blob) == c.size and hashlib.sha256(blob).hexdigest() == c.sha256, c.path
+            assert frames_decoded(path) == c.frame_count, f"{c.path} does not play to its end"
+            sidecar = json.loads((self.data / c.manifest_path).read_text(encoding="utf-8"))
+            signed = manifest_mod.from_sidecar(sidecar)
+            assert signed.verify(pub) and signed.body["sha256"] == c.sha256, c.manifest_path
+            self._verified.add((c.path, c.sha256))
+        return clips
+
+    def unindexed(self) -> set[str]:
+        led = Ledger.in_data_dir(self.data)
+        try:
+            known = {c.path for c in led.stored_clips(include_deleted=True)}
+        finally:
+            led.close()
+        on_disk = {
+            p.relative_to(self.data).as_posix() for p in (self.data / "clips").rglob("*.mp4")
+        }
+        return on_disk - known
+
+
+def listing(data: Path) -> tuple[set[str], set[str]]:
+    tmp = {p.name for p in (data / "tmp").glob("*.mp4")} if (data / "tmp").exists() else set()
+    clips = (
+        {p.relative_to(data).as_posix() for p in (data / "clips").rglob("*.mp4")}
+        if (data / "clips").exists()
+        else set()
+    )
+    return tmp, clips
+
+
+# ---- kill -9 at random moments -------------------------------------------------------------------
+
+
+def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path) -> None:
+    """The real station as a subprocess, SIGKILLed at random moments, restarted on the same data.
+
+    After each restart (once its capture loop runs, i.e. after its own recovery) nothing left
+    over from the killed run may remain: no temp clip, no clip without an index row. After each
+    kill every indexed clip plays to its last frame, matches its hash and its signed manifest.
+    """
+    data = tmp_path / "data"
+    events = key_events(600, every=0.8)
+    scenario = write_toml(tmp_path / "scenario.toml", {"seed": 1, "event": events})
+    cfg_path = write_toml(
+        tmp_path / "station.toml",
+        {
+            "station": {"name": "kill-test", "data_dir": str(data)},
+            "camera": {
+                "backend": "synthetic",
+                "width": W,
+                "height": H,
+                "fps": FPS,
+                "scenario": str(scenario),
+            },
+            "scanner": {"camera_decode": False},
+            "session": {"pre_roll_s": 1.0},
+            "recorder": {"keyframe_interval_s": 1.0},
+        },
+    )
+    cfg = config_mod.load(cfg_path)
+    checker = StoreChecker(cfg)
+    rng = random.Random(int(os.environ.get("PACKCAM_KILL_SEED", "5")))
+    live = data / "live" / "kill-test.json"
+    ready_checks = 0
+    t_start = time.monotonic()
+    for i in range(KILLS):
+        tmp_before, clips_before = listing(data)
+        log_file = (tmp_path / f"run{i}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "station", "station", "--config", str(cfg_path)],
+            cwd=REPO,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        kill_at = time.monotonic() + rng.uniform(0.3, 4.0)
+        ready = False
+        while time.monotonic() < kill_at:
+            if not ready:
+                with contextlib.suppress(OSError, ValueError):
+                    ready = json.loads(live.read_text())["pid"] == proc.pid
+                if ready:
+                    # The station recovered what the last kill left before capturing.
+                    tmp_now, _ = listing(data)
+                    assert not (tmp_before & tmp_now), f"run {i}: temp clips left over"
+                    assert not (clips_before & checker.unindexed()), f"run {i}: unindexed"
+                    ready_checks += 1
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait(timeout=10)
+        log_file.close()
+        assert proc.returncode == -9, (tmp_path / f"run{i}.log").read_text()[-2000:]
+        checker.check_indexed()
+
+    # One last recovery (the CLI, as an operator would) and the strict end state.
+    out = subprocess.run(
+        [sys.executable, "-m", "station", "recover", "--data", str(data)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    clips = checker.check_indexed()
+    tmp_left, _ = listing(data)
+    assert tmp_left == set() and checker.unindexed() == set()
+    report = audit(cfg, check_timestamps=False)
+    assert report.ok, "\n".join(report.lines())
+    reasons = [c.finish_reason for c in clips]
+    elapsed = time.monotonic() - t_start
+    logs = "".join((tmp_path / f"run{i}.log").read_text(errors="replace") for i in range(KILLS))
+    seen = {what: logs.count(f"recovery: {what}") for what in (
+        "recovered (interrupted)", "repaired", "indexed (had no row)", "quarantined",
+        "manifest written again", "removing the leftover")}  # fmt: skip
+    print(f"\nrecovery at restarts: {seen}")
+    print(
+        f"\n{KILLS} kills in {elapsed:.0f} s: {len(clips)} clips ({reasons.count('interrupted')}"
+        f" interrupted), {ready_checks} restarts checked at ready, quarantined: "
+        f"{len(list((data / 'quarantine').glob('*.mp4'))) if (data / 'quarantine').exists() else 0}"
+    )
+    assert ready_checks >= KILLS // 3  # most runs got far enough to be checked
+    assert reasons.count("interrupted") >= 3 and len(set(reasons)) >= 2
+
+
+# ---- camera loss ------------------------------------------------------------------------------
+
+
+def scenario_cfg(cfg: config_mod.Config, **session: float) -> config_mod.Config:
+    cfg = cfg.replace("camera", width=160, height=96, fps=10.0, read_timeout_s=0.5)
+    cfg = cfg.replace("scanner", camera_decode=False)
+    return cfg.replace("session", pre_roll_s=0.5, **session)
+
+
+def test_camera_loss_closes_the_clip_and_resumes_the_order_with_the_gap_recorded(
+    cfg: config_mod.Config,
+) -> None:
+    cfg = scenario_cfg(cfg)
+    scenario = Scenario.from_dict(
+        {
+            "seed": 2,
+            "event": [
+                {"at": 0.5, "kind": "key", "text": "PO-CAM"},
+                {"at": 6.0, "kind": "key", "text": "SEAL"},
+                {"at": 7.0, "kind": "end"},
+            ],
+        }
+    )
+    inner = SyntheticCamera(160, 96, 10.0, scenario, realtime=False)
+    cam = FlakyCamera(inner, [Outage(30, 2)])  # reads 31-32 fail: 0.2 s of camera time
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.run(threading.Event())
+    clips = asm.ledger.clips()
+    asm.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        ("PO-CAM", "camera-lost"),
+        ("PO-CAM", "sealed"),
+    ]
+    assert asm.station.stats.camera_losses == 1 and cam.failures == 2
+    data = cfg.station.data_dir
+    first = json.loads((data / clips[0].manifest_path).read_text())
+    second = json.loads((data / clips[1].manifest_path).read_text())
+    assert "resumed_after_s" not in first
+    assert second["resumed_after_s"] == pytest.approx(0.3, abs=0.01)  # last frame -> next frame
+    gap = second["gap"]
+    assert gap["order_at_loss"] == "PO-CAM" and gap["seconds"] == second["resumed_after_s"]
+    lost_at = datetime.fromisoformat(gap["camera_lost_at"])
+    assert abs((lost_at - datetime.fromisoformat(first["ended_at"])).total_seconds()) < 0.002
+    assert second["pre_roll_s"] == 0  # no pre-roll across a gap: it would hide it
+    assert asm.alarms is not None and asm.alarms.active() == []  # cleared when frames returned
+
+
+def test_live_camera_outage_reconnects_with_backoff_and_shows_the_alarm(
+    cfg: config_mod.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = scenario_cfg(cfg).replace("proof", enabled=False)
+    scenario = Scenario.from_dict(
+        {
+            "seed": 2,
+            "event": [
+                {"at": 0.3, "kind": "key", "text": "PO-LIVE"},
+                {"at": 4.5, "kind": "key", "text": "SEAL"},
+                {"at": 5.0, "kind": "end"},
+            ],
+        }
+    )
+    cam = FlakyCamera(SyntheticCamera(160, 96, 10.0, scenario, realtime=True), [Outage(1.0, 1.6)])
+    stop = threading.Event()
+    seen: list[dict] = []
+    status = cfg.station.data_dir / "live" / "station-01.json"
+
+    def watch() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError, ValueError):
+                seen.append(json.loads(status.read_text()))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        asm = run_station(cfg, threading.Event(), camera=cam)
+    finally:
+        stop.set()
+        watcher.join()
+    assert asm.station.stats.camera_losses == 1
+    led = Ledger.in_data_dir(cfg.station.data_dir)
+    clips = led.clips()
+    led.close()
+    assert [c.finish_reason for c in clips] == ["camera-lost", "sealed"]
+    assert {c.order_id for c in clips} == {"PO-LIVE"}
+    assert any((s.get("alarm") or "").startswith("camera-lost") for s in seen)
+    final = json.loads(status.read_text())
+    assert final["state"] == "stopped" and final["alarm"] is None
+    # reconnect attempts backed off (the outage outlived the first retries)
+    assert cam.failures >= 3
+    assert "retrying in 0.5s" in caplog.text and "retrying in 1.0s" in caplog.text
+
+
+# ---- disk full: the injected probe (always) ------------------------------------------------------
+
+
+class HookedCamera:
+    """A non-live camera that runs ``hooks[index]`` before returning that frame."""
+
+    def __init__(self, inner: SyntheticCamera, hooks: dict[int, Callable[[], None]]) -> None:
+        self.inner, self.hooks = inner, hooks
+        self.width, self.height, self.fps, self.live = inner.width, inner.height, inner.fps, False
+        self.scenario = inner.scenario
+
+    @property
+    def dropped(self) -> int:
+        return 0
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def read(self, timeout: float = 2.0) -> Frame | None:
+        frame = self.inner.read(timeout)
+        if frame is not None and frame.index in self.hooks:
+            self.hooks[frame.index]()
+        return frame
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+
+def test_disk_full_finishes_the_clip_refuses_new_ones_and_alarms(
+    cfg: config_mod.Config, tmp_path: Path
+) -> None:
+    hook_out = tmp_path / "beeps.txt"
+    beeper = tmp_path / "beep.py"
+    beeper.write_text(f"import sys\nopen({str(hook_out)!r}, 'a').write(sys.argv[-1] + '\\n')\n")
+    cfg = scenario_cfg(cfg).replace(
+        "retention", free_floor_mb=100, alarm_command=f"{sys.executable} {beeper}"
+    )
+    scenario = Scenario.from_dict(
+        {
+            "seed": 4,
+            "event": [
+                {"at": 0.5, "kind": "key", "text": "PO-A"},  # recording when the disk fills
+                {"at": 4.0, "kind": "key", "text": "PO-B"},  # refused: disk full
+                {"at": 5.0, "kind": "key", "text": "SEAL"},
+                {"at": 8.0, "kind": "key", "text": "PO-C"},  # space is back: recorded
+                {"at": 10.0, "kind": "key", "text": "SEAL"},
+                {"at": 10.5, "kind": "end"},
+            ],
+        }
+    )
+    free = {"bytes": 10 << 30}
+    probe = DiskPressure(
+        lambda: DiskSpace(10 << 30, 20 << 30), lambda _t: (10 << 30) - free["bytes"]
+    )
+    asm_box: dict = {}
+    snapshots: dict[str, object] = {}
+
+    def fill() -> None:  # 30 MB free < half the floor: no clip may be deleted (all young)
+        free["bytes"] = 30 << 20
+        asm_box["asm"].retention.check()
+
+    def during() -> None:
+        snapshots["status"] = asm_box["asm"].station.status()
+
+    def freed() -> None:
+        free["bytes"] = 10 << 30
+        asm_box["asm"].retention.check()
+
+    inner = SyntheticCamera(160, 96, 10.0, scenario, realtime=False)
+    cam = HookedCamera(inner, {20: fill, 50: during, 70: freed})
+    asm = assemble(cfg, camera=cam, live_view=False, probe=probe)
+    asm_box["asm"] = asm
+    asm.station.run(threading.Event())
+    clips = asm.ledger.clips()
+    events = asm.ledger.unattached_events()
+    alarms = asm.ledger.alarms(active_only=False)
+    asm.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        ("PO-A", "disk-full"),
+        ("PO-C", "sealed"),
+    ]
+    refused = [e for e in events if e.kind == "refused"]
+    assert [e.text for e in refused] == ["PO-B"] and "disk full" in refused[0].note
+    status = snapshots["status"]
+    assert status.alarm.startswith("disk-full: 30 MB free, floor 100 MB")  # type: ignore[attr-defined]
+    assert [a.kind for a in alarms] == ["disk-full"] and alarms[0].cleared_utc  # cleared again
+    deadline = time.monotonic() + 10
+    while not hook_out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "disk-full: 30 MB free" in hook_out.read_text()
+
+
+# ---- disk full: a real small filesystem ------------------------------------------------------
+
+
+@contextlib.contextmanager
+def small_fs(where: Path, size_mb: int) -> Iterator[Path]:
+    where.mkdir()
+    try:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(where)],
+            check=True,
+            capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        err = getattr(exc, "stderr", b"") or b""
+        pytest.skip(
+            f"cannot mount a small tmpfs here (needs root/CAP_SYS_ADMIN, e.g. not in an "
+            f"unprivileged container): {exc} {err.decode(errors='replace').strip()}"
+        )
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)
+
+
+def test_real_full_disk_keeps_partial_clips_and_the_station_running(
+    cfg: config_mod.Config, tmp_path: Path
+) -> None:
+    """A 12 MB tmpfs: the writer hits ENOSPC mid-clip; nothing recorded is lost."""
+    with small_fs(tmp_path / "fs", 12) as fs:
+        cfg = scenario_cfg(cfg.with_data_dir(fs / "data"), max_duration_s=3.0)
+        cfg = cfg.replace("camera", width=320, height=240)
+        cfg = cfg.replace("retention", free_floor_mb=0)  # no floor: let the disk really fill
+        events = [{"at": 0.3 + 2.5 * i, "kind": "key", "text": f"PO-{i}"} for i in range(8)]
+        scenario = Scenario.from_dict({"seed": 5, "event": [*events, {"at": 20.0, "kind": "end"}]})
+        first = assemble(
+            cfg, live_view=False, camera=SyntheticCamera(320, 240, 10, scenario, False)
+        )
+        first.recorder.close()  # only to create the index and the station key before filling
+        first.close()
+        ballast = fs / "ballast"
+        with ballast.open("wb") as f:  # leave about 1.2 MB free: a few clips' worth
+            left = shutil.disk_usage(fs).free - (1200 << 10)
+            while left > 0:
+                left -= f.write(os.urandom(min(left, 1 << 20)))
+        cam = SyntheticCamera(320, 240, 10, scenario, realtime=False)
+        finished: list = []
+        asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
+        stats = asm.station.run(threading.Event())  # must return normally at the end of input
+        asm.close()
+        assert stats.frames == 200  # every frame was processed although the disk was full
+        errors = [f.error for f in finished if f.error]
+        assert any("space" in e or "full" in e for e in errors), finished
+
+        ballast.unlink()  # an operator makes room; the next start recovers everything
+        report = recover_data_dir(cfg)
+        assert report.ok, report.lines()
+        checker = StoreChecker(cfg)
+        clips = checker.check_indexed()
+        assert listing(cfg.station.data_dir)[0] == set() and checker.unindexed() == set()
+        assert "interrupted" in {c.finish_reason for c in clips}
+        assert audit(cfg, check_timestamps=False).ok
+
+        # A floor above what is free, with nothing old enough to delete: new clips refused.
+        free_mb = shutil.disk_usage(fs).free >> 20
+        cfg = cfg.replace("retention", free_floor_mb=free_mb + 1)
+        asm = assemble(cfg, camera=SyntheticCamera(320, 240, 10, scenario, False), live_view=False)
+        asm.retention.check()  # type: ignore[union-attr]
+        asm.station.run(threading.Event())
+        assert len(asm.ledger.clips()) == len(clips)  # nothing new was recorded
+        assert {e.text for e in asm.ledger.unattached_events() if e.kind == "refused"} >= {"PO-0"}
+        assert asm.ledger.alarms()[0].kind == "disk-full"
+        asm.close()
+        assert disk_probe(fs)().total <= 13 << 20
