@@ -103,7 +103,7 @@ class SeaweedServer:
             "-s3", f"-s3.port={self.s3}", f"-s3.port.grpc={self.grpc[3]}",
             f"-s3.config={self.config}", f"-s3.localSocket={self.root / 's3.sock'}",
             "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-master.telemetry=false",
+            "-master.telemetry=false", "-master.electionTimeout=1s",
         ]  # fmt: skip
         with self.log.open("ab") as logf:
             self.proc = subprocess.Popen(
@@ -222,7 +222,7 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory):
     server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"), binary)
     server.start()
     yield server
-    server.stop()
+    server.stop(kill=True)  # throwaway data: no need to wait for a graceful shutdown
 
 
 @pytest.fixture(scope="session")
