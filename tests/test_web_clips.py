@@ -103,6 +103,9 @@ def test_order_page_shows_every_clip_and_logs_the_view(viewer, web_env: WebEnv) 
         "/clips/1/keyframes/99.jpg",
         "/clips/-1/video",
         "/clips/abc/video",
+        f"/clips/{2**63}/video",
+        f"/clips/{2**64}/download",
+        f"/clips/1/keyframes/{2**70}.jpg",
         "/static/../web.sqlite3",
         "/static/",
         "/clips/",
@@ -113,6 +116,26 @@ def test_unknown_things_are_404(viewer, path: str) -> None:
     resp = viewer.get(path)
     assert resp.status_code == 404, path
     assert b"<html" in resp.data
+
+
+@pytest.mark.parametrize("order_id", ["A//B", "trail/", "A/B"])
+def test_slashes_in_order_ids_are_never_merged(web_env: WebEnv, mp4_template, order_id) -> None:
+    """ "A//B" is its own order: no redirect to order "A/B" (werkzeug merges slashes by default)."""
+    from conftest_web import index_clip, make_app
+
+    from station.ledger import Ledger
+
+    ledger = Ledger.in_data_dir(web_env.data_dir)
+    for oid in ("A//B", "trail/", "A/B"):
+        index_clip(ledger, web_env.data_dir, mp4_template, oid)
+    ledger.close()
+    viewer = login(make_app(web_env).test_client(), "viewer")
+    for url in (order_url(order_id), "/orders/" + order_id):
+        resp = viewer.get(url)
+        assert resp.status_code == 200, (url, resp.status_code, resp.location)
+        assert order_id in resp.get_data(as_text=True)
+    api = viewer.get("/api/orders/" + quote(order_id, safe=""))
+    assert api.status_code == 200 and api.json["order_id"] == order_id
 
 
 def test_unknown_order_page_offers_search(viewer) -> None:

@@ -171,6 +171,9 @@ def create_app(
     data_dir.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__)
     app.request_class = _Request
+    # Order IDs are matched with the path converter: "A//B" is an order of its own, not a
+    # typo of "A/B" to be redirected to (werkzeug merges slashes by default).
+    app.url_map.merge_slashes = False
     app.config.update(
         PACKCAM=config,
         DATA_DIR=data_dir,

@@ -15,6 +15,8 @@ from station.ledger import INDEX_NAME, ClipRecord, Ledger, ScanEventRecord, Wayb
 
 log = logging.getLogger(__name__)
 
+SQLITE_MAX_INT = 2**63 - 1
+
 # Upper bound for a prefix range scan: every string starting with q sorts below q + this.
 _TOP = "\U0010ffff"
 # Indexes the site relies on beyond the station's own migration (none needed so far: order,
@@ -131,6 +133,8 @@ class ClipIndex:
         return dict(r) if r else None
 
     def clip(self, clip_id: int) -> ClipRecord | None:
+        if not 0 < clip_id <= SQLITE_MAX_INT:  # URLs may carry any integer; SQLite stops here
+            return None
         r = self.conn.execute("SELECT * FROM clips WHERE id = ?", (clip_id,)).fetchone()
         return self._full([r])[0] if r else None
 
