@@ -190,8 +190,10 @@ def register(subparsers: Any) -> None:
     k = ks.add_parser(
         "init",
         help="create the station key if missing and print its fingerprint",
-        description="Create the station's Ed25519 key (file mode 0600) unless it exists, write "
-        "its public half beside it and print the fingerprint to publish.",
+        description="Create the station's Ed25519 key (file mode 0600, in <data>/proof/, mode "
+        "0700) unless it exists, publish its public half to <data>/proof-public/"
+        "station-key.pub.pem and print the fingerprint to publish. Run it as the station's "
+        "user (sudo -u packcam-station) on an installed station.",
     )
     _common(k)
     k.set_defaults(func=cmd_keys_init)
