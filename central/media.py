@@ -49,6 +49,12 @@ def init_app(app: Any, cfg: Config) -> None:
         app.config["PACKCAM_MEDIA_ORIGIN"] = f"{parts.scheme}://{parts.netloc}"
 
 
+def media_store() -> ObjectStore | None:
+    """The site's object store, or None when [archive] names no bucket."""
+    store: ObjectStore | None = current_app.extensions["packcam_media"]["store"]
+    return store
+
+
 def _store() -> ObjectStore:
     store = current_app.extensions["packcam_media"]["store"]
     if store is None:

@@ -198,9 +198,22 @@ def upload() -> Response:
             upload_file.close()
             with dst.open("rb") as f:
                 is_zip = f.read(4) == b"PK\x03\x04"
+            central = bool(current_app.config.get("PACKCAM_CENTRAL"))
             if is_zip:
                 report = verify_bundle(dst, trusted_ca=_trusted_ca(cfg))
-                _check_bundle_against_store(cfg, report)
+                if central:  # the fleet's central site: the PostgreSQL index, not a local log
+                    from central.api import central_db
+                    from central.verify import check_bundle_in_index
+
+                    check_bundle_in_index(report, central_db())
+                else:
+                    _check_bundle_against_store(cfg, report)
+            elif central:
+                from central.api import central_db
+                from central.media import media_store
+                from central.verify import verify_clip_central
+
+                report = verify_clip_central(dst, central_db(), media_store())
             else:
                 try:
                     report = verify_clip(dst, cfg, trusted_ca=_trusted_ca(cfg))

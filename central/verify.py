@@ -1,0 +1,106 @@
+"""Central /verify: is an upload a clip that some station of the fleet recorded and signed?"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from central.db import CentralDB
+from station.objstore import ObjectStore
+from station.proof.verify import Report
+
+log = logging.getLogger(__name__)
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    n = 0
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+            n += len(block)
+    return h.hexdigest(), n
+
+
+def _station_key(db: CentralDB, station: str) -> Any:
+    from station.proof.keys import load_public_pem
+
+    row = db._one("SELECT public_key FROM stations WHERE name = %s", (station,))
+    pem = row["public_key"] if row else None
+    return load_public_pem(pem.encode()) if pem else None
+
+
+def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) -> Report:
+    """A bare clip against the central index and the archived, signed manifest of that clip.
+
+    Authentic when the file's SHA-256 is a registered clip and the station's signed manifest
+    (the log leaf archived in the bucket) names exactly these bytes and verifies with the key
+    the station enrolled with.
+    """
+    from station.proof.keys import verify_signature
+
+    report = Report(subject=path.name)
+    sha, size = _sha256(path)
+    report.facts.update(sha256=sha, size=size)
+    clips = db.clips_by_sha256(sha)
+    if not clips:
+        report.add(
+            "index", "fail", "no station of this site recorded a clip with these bytes",
+            "clip-unknown",
+        )  # fmt: skip
+        return report
+    c = clips[0]
+    report.add("index", "ok", f"registered: station {c.station}, order {c.order_id}")
+    report.facts.update(
+        order_id=c.order_id,
+        waybill=c.waybill,
+        station=c.station,
+        started_at=c.started_at.isoformat(timespec="seconds"),
+        ended_at=c.ended_at.isoformat(timespec="seconds"),
+    )
+    meta = c.extra.get("archive_meta") or {}
+    leaf = meta.get("log") if isinstance(meta, dict) else None
+    if not leaf or store is None:
+        report.add("manifest", "warn", "the signed manifest is not archived yet")
+        return report
+    try:
+        manifest = store.get_bytes(str(leaf["manifest"]))
+        signature = store.get_bytes(str(leaf["signature"]))
+    except Exception as exc:
+        log.warning("verify page: cannot read the archived manifest of clip %s: %s", c.id, exc)
+        report.add("manifest", "warn", "the archived signed manifest could not be read")
+        return report
+    report.facts["log_index"] = leaf.get("seq")
+    public = _station_key(db, c.station)
+    if public is None:
+        report.add("signature", "warn", "the station has not enrolled a public key")
+    elif verify_signature(public, manifest, signature):
+        report.add("signature", "ok", "the manifest is signed by the station's enrolled key")
+    else:
+        report.add("signature", "fail", "the archived manifest's signature does not verify",
+                   "manifest-bad-signature")  # fmt: skip
+    try:
+        body = json.loads(manifest)
+    except ValueError:
+        body = {}
+    if body.get("sha256") == sha and body.get("size") == size:
+        report.add("manifest", "ok", "the signed manifest names exactly these bytes")
+    else:
+        report.add("manifest", "fail", "the signed manifest describes other bytes",
+                   "manifest-swapped")  # fmt: skip
+    return report
+
+
+def check_bundle_in_index(report: Report, db: CentralDB) -> None:
+    """A bundle that verifies on its own must also hold clips registered with this site."""
+    if not report.ok:
+        return
+    for clip in report.facts.get("clips", []):
+        if db.clips_by_sha256(str(clip.get("sha256"))):
+            report.add("store", "ok", f"{clip.get('file')} is registered with this site")
+        else:
+            report.add("store", "fail", f"{clip.get('file')} is not a clip of this site's "
+                       "stations", "clip-unknown")  # fmt: skip
