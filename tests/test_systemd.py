@@ -142,6 +142,8 @@ def test_station_unit_is_a_watched_notify_service() -> None:
     for dev in ("video4linux", "media", "dma_heap", "input", "gpiochip"):
         assert f"char-{dev} rw" in allowed
     assert u["DevicePolicy"] == ["closed"]
+    # lgpio makes its pipes in the working directory: a writable one (ProtectSystem=strict).
+    assert u["WorkingDirectory"] == [f"/run/{u['RuntimeDirectory'][0]}"]
     # adjtimex(2) reads the NTP state recorded in every manifest: not filtered out.
     assert "adjtimex" in u["SystemCallFilter"][0] and "ProtectClock" not in u
 
