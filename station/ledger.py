@@ -461,10 +461,11 @@ class Ledger:
         return cur.rowcount > 0
 
     def unarchived_clips(self, *, after_id: int = 0, limit: int = 100) -> list[ClipRecord]:
-        """Clips not yet archived, oldest first (by id), starting after ``after_id``."""
+        """Clips not yet archived and still on disk, oldest first (by id), after ``after_id``."""
         with self._lock:
             rows = self.conn.execute(
-                "SELECT * FROM clips WHERE archived_utc IS NULL AND id > ? ORDER BY id LIMIT ?",
+                "SELECT * FROM clips WHERE archived_utc IS NULL AND deleted_utc IS NULL"
+                " AND id > ? ORDER BY id LIMIT ?",
                 (after_id, limit),
             ).fetchall()
             return [self._record(r) for r in rows]
@@ -473,7 +474,7 @@ class Ledger:
         """How many indexed clips are not yet archived."""
         with self._lock:
             row = self.conn.execute(
-                "SELECT COUNT(*) FROM clips WHERE archived_utc IS NULL"
+                "SELECT COUNT(*) FROM clips WHERE archived_utc IS NULL AND deleted_utc IS NULL"
             ).fetchone()
         return int(row[0])
 
