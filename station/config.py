@@ -170,7 +170,6 @@ class CentralSection:
     timeout_s: float = 10.0
     # central server side
     dsn: str = ""  # PostgreSQL conninfo; "" = $PACKCAM_CENTRAL_DSN
-    pool_size: int = 8  # PostgreSQL connections of the central site
 
 
 @dataclass(frozen=True)
@@ -408,8 +407,6 @@ def _validate_central(c: CentralSection) -> None:
         raise ConfigError("central.interval_s and central.timeout_s must be positive")
     if not 1 <= c.batch <= 5000:
         raise ConfigError("central.batch must be between 1 and 5000")
-    if not 1 <= c.pool_size <= 200:
-        raise ConfigError("central.pool_size must be between 1 and 200")
 
 
 def _validate_retention(r: RetentionSection) -> None:
