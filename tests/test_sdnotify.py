@@ -283,3 +283,56 @@ def test_a_stalled_capture_loop_stops_feeding_the_watchdog(
         runner.join(timeout=20)
         asm.close()
     assert not runner.is_alive()
+
+
+def _station_is_wired() -> bool:
+    import inspect
+
+    from station import service
+
+    return "Watchdog" in inspect.getsource(service)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not _station_is_wired(),
+    reason="station/service.py does not hand frames to station.sdnotify.Watchdog yet",
+)
+def test_packcam_station_under_type_notify(tmp_path: Path) -> None:
+    """`packcam station` as systemd runs it: READY=1 after the first frame, WATCHDOG=1 at half
+    of WATCHDOG_USEC with a STATUS line, STOPPING=1 on SIGTERM, exit 0."""
+    import signal
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "packcam.toml"
+    cfg.write_text(
+        f'[station]\ndata_dir = "{tmp_path / "data"}"\n'
+        '[camera]\nbackend = "synthetic"\nwidth = 320\nheight = 240\nfps = 10\n'
+        "[scanner]\ncamera_decode = false\n[proof]\nenabled = false\n",
+        encoding="utf-8",
+    )
+    listener = Listener(str(tmp_path / "notify.sock"))
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+           "WATCHDOG_USEC": "1000000"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "station", "station", "--config", str(cfg)],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        got: list[dict[str, str]] = []
+        deadline = time.monotonic() + 60
+        while sum("WATCHDOG" in m for m in got) < 3 and time.monotonic() < deadline:
+            got += listener.messages(wait=0.5)
+        assert got and got[0].get("READY") == "1", got[:3]
+        pings = [m for m in got if "WATCHDOG" in m]
+        assert len(pings) >= 3 and all(m["STATUS"].startswith("idle") for m in pings), got
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert any(m.get("STOPPING") == "1" for m in listener.messages(wait=1))
+    finally:
+        listener.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
