@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from station.errors import CameraError
 from station.frames import Frame, FrameSource
@@ -142,4 +145,34 @@ class DiskPressure:
         return DiskSpace(max(0, space.free - self.eat(self._clock() - self._t0)), space.total)
 
 
-__all__ = ["DiskPressure", "FlakyCamera", "Outage", "random_outages"]
+class VirtualDisk:
+    """A free-space probe for a disk of ``capacity`` bytes holding only ``root``'s files, plus
+    ``eat(t)`` bytes of someone else's (t: seconds since creation): retention then really frees
+    space by deleting clips, on a disk as small as a test wants."""
+
+    def __init__(
+        self,
+        root: Path,
+        capacity: int,
+        eat: Callable[[float], int] = lambda _t: 0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.root, self.capacity, self.eat = root, capacity, eat
+        self._clock = clock
+        self._t0 = clock()
+
+    def used(self) -> int:
+        total = 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                with contextlib.suppress(FileNotFoundError):  # renamed or deleted meanwhile
+                    total += os.stat(os.path.join(dirpath, name)).st_size
+        return total
+
+    def __call__(self) -> DiskSpace:
+        taken = self.used() + self.eat(self._clock() - self._t0)
+        return DiskSpace(max(0, self.capacity - taken), self.capacity)
+
+
+__all__ = ["DiskPressure", "FlakyCamera", "Outage", "VirtualDisk", "random_outages"]

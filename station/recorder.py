@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -74,11 +75,15 @@ class _OpenClip:
 
 @dataclass(frozen=True)
 class FinishedClip:
-    """What the finisher produced: the indexed record, or the error that stopped it."""
+    """What the finisher produced: the indexed record, or the error that stopped it.
+
+    ``empty``: the clip was stopped before its first frame (no error, nothing to keep).
+    """
 
     order_id: str
     record: ClipRecord | None
     error: str | None = None
+    empty: bool = False
 
 
 def fsync_dir(path: Path) -> None:
@@ -314,6 +319,9 @@ class Recorder:
     def _write(self, clip: _OpenClip, image: np.ndarray, t: float, wall: datetime) -> None:
         if clip.first_t is None:
             clip.first_t, clip.first_wall = t, wall
+            if wall != clip.journal_first_wall:  # no pre-roll: the first frame came later
+                clip.journal_first_wall = wall
+                self._journal(clip)
         clip.last_wall = wall
         clip.writer.write(image, t)
 
@@ -381,6 +389,15 @@ class Recorder:
                 self.on_finished(result)
 
     def _finish(self, clip: _OpenClip) -> FinishedClip:
+        if clip.first_t is None:
+            # Stopped before its first frame (e.g. two scans in one poll): nothing to keep.
+            # The writer refuses to finish an empty file; salvage sets it aside (quarantine/).
+            with contextlib.suppress(RecordingError):
+                clip.writer.finish()
+            log.info("clip of order %r was stopped before its first frame", clip.order_id)
+            if self.salvage is not None:
+                self._salvage(clip, "no frames")
+            return FinishedClip(clip.order_id, None, None, empty=True)
         try:
             done = clip.writer.finish()
         except Exception as exc:

@@ -419,6 +419,10 @@ class Station:
             log.info("camera is back")
             if self.alarms is not None:
                 self.alarms.clear("camera-lost", self.cfg.station.name)
+            # Scans made while the camera was away come first (a seal or the next order
+            # changes what resumes), then the camera is back, then this frame.
+            for ev in self._poll(frame.t):
+                self._handle_input(ev)
             self._apply(ss.CameraBack(frame.t))
             self.process(frame)
             return

@@ -120,7 +120,9 @@ def assemble(
     archiver, sync = build_fleet(cfg)
 
     def finished(result: FinishedClip) -> None:
-        if result.error is None:
+        if result.empty:
+            pass
+        elif result.error is None:
             alarms.clear("recording-failed", cfg.station.name)
         else:
             kept = "indexed as interrupted" if result.record else "indexed by recovery later"

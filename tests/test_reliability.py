@@ -263,6 +263,26 @@ def test_camera_loss_closes_the_clip_and_resumes_the_order_with_the_gap_recorded
     assert asm.alarms is not None and asm.alarms.active() == []  # cleared when frames returned
 
 
+def test_a_seal_while_the_camera_is_away_ends_the_order_without_an_empty_clip(
+    cfg: config_mod.Config,
+) -> None:
+    cfg = scenario_cfg(cfg).replace("proof", enabled=False)
+    scenario = Scenario.from_dict({"seed": 2, "event": [
+        {"at": 0.5, "kind": "key", "text": "PO-S"},
+        {"at": 2.95, "kind": "key", "text": "SEAL"},  # typed during the outage
+        {"at": 4.0, "kind": "end"},
+    ]})  # fmt: skip
+    cam = FlakyCamera(SyntheticCamera(160, 96, 10.0, scenario, realtime=False), [Outage(30, 2)])
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.run(threading.Event())
+    clips = asm.ledger.clips()
+    notes = [e.note for e in asm.ledger.unattached_events()]
+    asm.close()
+    assert [c.finish_reason for c in clips] == ["camera-lost"]
+    assert "order sealed while the camera was lost" in notes
+    assert not (cfg.station.data_dir / "quarantine").exists()  # no empty clip was started
+
+
 def test_live_camera_outage_reconnects_with_backoff_and_shows_the_alarm(
     cfg: config_mod.Config, caplog: pytest.LogCaptureFixture
 ) -> None:
