@@ -277,6 +277,43 @@ class CentralDB:
             " FROM stations s ORDER BY s.name"
         )
 
+    def station_statuses(self, stale_after_s: float) -> list[Any]:
+        """The registry as the dashboard's StationStatus list (from each station's health)."""
+        from web.stations import StationStatus
+
+        now = datetime.now(UTC)
+        out = []
+        for r in self.stations_table():
+            h = r["health"] if isinstance(r["health"], dict) else {}
+            seen = r["health_utc"] or r["last_seen_utc"]
+            age = (now - seen).total_seconds() if seen is not None else None
+            state = (
+                h.get("state")
+                if h.get("state") in {"idle", "recording", "suspended"}
+                else ("stopped")
+            )
+            backlog = h.get("archive_backlog")
+            disk = h.get("disk_free_bytes")
+            out.append(
+                StationStatus(
+                    key=r["name"],
+                    station=r["name"],
+                    state=state,
+                    order_id=h.get("order_id") if isinstance(h.get("order_id"), str) else None,
+                    last_error=str(h["last_error"])[:300] if h.get("last_error") else None,
+                    updated_utc=seen.strftime("%Y-%m-%dT%H:%M:%SZ") if seen else None,
+                    age_s=None if age is None else round(age, 1),
+                    silent=age is None or age > stale_after_s,
+                    disk_free_bytes=disk if isinstance(disk, int) else None,
+                    clock_synced=h.get("clock_synced")
+                    if isinstance(h.get("clock_synced"), bool)
+                    else None,
+                    last_clip_utc=r["last_clip_utc"],
+                    archive_backlog=backlog if isinstance(backlog, int) else None,
+                )
+            )
+        return out
+
     # ---- registration ---------------------------------------------------------------------
 
     def register_clips(self, station_id: int, station: str, clips: Iterable[dict[str, Any]]) -> int:

@@ -507,3 +507,152 @@ def test_packcam_central_cli(pg_dsn: str, tmp_path: Path) -> None:
     from station.cli import main
 
     assert main(["central", "add-station", "station-x", "--dsn", pg_dsn]) == 3  # exists
+
+
+def test_station_health_reaches_the_central_dashboard(fleet: Fleet) -> None:
+    _archive_all(fleet.stations[:1])
+    _sync(fleet.stations[0], fleet)
+    client = login(fleet.server.packcam_app.test_client(), "operator")
+    got = client.get("/api/stations").get_json()
+    by_name = {s["station"]: s for s in got["stations"]}
+    st = by_name["station-01"]
+    assert st["archive_backlog"] == 0 and st["last_clip_utc"]
+    assert st["disk_free_bytes"] and st["silent"] is False
+    assert set(by_name) == {c.station.name for c in fleet.stations}
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and "station-01" in page.get_data(as_text=True)
+
+
+def _post(fleet: Fleet, path: str, token: str, doc: dict[str, Any]) -> tuple[int, Any]:
+    import json as json_mod
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        fleet.url.rstrip("/") + "/api/fleet/v1" + path,
+        data=json_mod.dumps(doc).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json_mod.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json_mod.loads(exc.read() or b"{}")
+
+
+def test_fleet_api_refuses_bad_tokens_other_stations_and_forged_checkpoints(fleet: Fleet) -> None:
+    import base64
+
+    _sync(fleet.stations[0], fleet)  # enrols station-01 with its public key
+    token = fleet.tokens["station-01"]
+    assert _post(fleet, "/health", "pcs_forged", {})[0] == 401
+    assert _post(fleet, "/health", "", {})[0] == 401
+    clip = {"id": 999, "station": "station-02", "order_id": "X"}
+    status, body = _post(fleet, "/clips", token, {"clips": [clip]})
+    assert status == 409 and "station-02" in body["error"]
+    assert _post(fleet, "/clips", token, {"clips": "nope"})[0] == 409
+    forged = {
+        "local_id": 10_000, "tree_size": 1, "root_hash": "00" * 32,
+        "body_b64": base64.b64encode(b'{"forged": true}').decode(),
+        "signature_b64": base64.b64encode(b"\0" * 64).decode(), "created_utc": "x",
+    }  # fmt: skip
+    status, body = _post(fleet, "/checkpoints", token, {"checkpoints": [forged]})
+    assert status == 409 and "not signed" in body["error"]
+
+
+def test_verify_page_in_central_mode(fleet: Fleet, tmp_path: Path) -> None:
+    import io
+
+    _archive_all(fleet.stations[:1])
+    _sync(fleet.stations[0], fleet)
+    ledger = Ledger.in_data_dir(fleet.stations[0].station.data_dir)
+    clip = ledger.clips()[0]
+    ledger.close()
+    data = (fleet.stations[0].station.data_dir / clip.path).read_bytes()
+    client = fleet.server.packcam_app.test_client()
+
+    def upload(payload: bytes) -> str:
+        client.get("/verify")
+        with client.session_transaction() as sess:
+            token = sess.setdefault("csrf", "c" * 43)
+        resp = client.post(
+            "/verify",
+            data={"file": (io.BytesIO(payload), "clip.mp4"), "csrf_token": token},
+            content_type="multipart/form-data",
+        )
+        assert resp.status_code == 200
+        return resp.get_data(as_text=True)
+
+    good = upload(data)
+    assert "signed by the station" in good and clip.order_id in good
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 1
+    assert "no station of this site recorded" in upload(bytes(flipped))
+
+
+def test_the_station_service_archives_and_registers_what_it_records(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """`packcam station` with [archive] and [central] on: recorded clips reach the bucket and
+    the central index (the service's threads, then `packcam archive` for what is left)."""
+    import argparse
+
+    from central.cli import cmd_archive
+    from station.service import run_station
+    from station.synthetic import Scenario, SyntheticCamera
+
+    db_token = fleet.tokens.get("station-svc")
+    if db_token is None:
+        from central.db import CentralDB
+
+        cdb = CentralDB(fleet.dsn)
+        db_token = fleet.tokens["station-svc"] = cdb.add_station("station-svc")
+        cdb.close()
+    base = station_cfg(tmp_path, "station-svc", fleet_seaweed(fleet), fleet.bucket)
+    cfg = base.replace("central", enabled=True, url=fleet.url, token=db_token, interval_s=0.2)
+    cfg = cfg.replace("camera", width=320, height=240, fps=10.0)
+    cfg = cfg.replace("scanner", camera_decode=False)
+    scenario = Scenario.from_dict(
+        {"seed": 1, "event": [
+            {"at": 0.5, "kind": "key", "text": "SVC-1"}, {"at": 2.5, "kind": "pedal"},
+            {"at": 3.0, "kind": "key", "text": "SVC-2"}, {"at": 5.0, "kind": "pedal"},
+            {"at": 5.5, "kind": "end"},
+        ]}
+    )  # fmt: skip
+    cam = SyntheticCamera(320, 240, 10.0, scenario, realtime=False)
+    run_station(cfg, threading.Event(), camera=cam, live_view=False)
+    toml = tmp_path / "station.toml"
+    toml.write_text(
+        f'[station]\nname = "station-svc"\ndata_dir = "{cfg.station.data_dir}"\n'
+        "[archive]\n"
+        + "".join(
+            f"{k} = {v!r}\n".replace("'", '"')
+            for k, v in {
+                "enabled": True, "endpoint_url": cfg.archive.endpoint_url,
+                "bucket": cfg.archive.bucket, "access_key_id": S3_ACCESS_KEY,
+                "secret_access_key": S3_SECRET_KEY, "addressing_style": "path",
+            }.items()
+        ).replace("True", "true")
+        + f'[central]\nenabled = true\nurl = "{fleet.url}"\ntoken = "{db_token}"\n',
+        encoding="utf-8",
+    )  # fmt: skip
+    import io
+
+    out = io.StringIO()
+    assert cmd_archive(argparse.Namespace(config=str(toml)), out=out) == 0
+    assert "0 not archived yet" in out.getvalue()
+    client = login(fleet.server.packcam_app.test_client(), "viewer")
+    for order in ("SVC-1", "SVC-2"):
+        got = client.get(f"/api/orders/{order}").get_json()
+        assert got["clips"][0]["station"] == "station-svc"
+        assert got["clips"][0]["archived_utc"]
+
+
+def fleet_seaweed(fleet: Fleet) -> SeaweedServer:
+    """The session's SeaweedFS, as the fleet's bucket lives there (endpoint from a station)."""
+
+    class _Endpoint:
+        endpoint = fleet.stations[0].archive.endpoint_url
+
+    return _Endpoint()  # type: ignore[return-value]

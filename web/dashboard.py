@@ -48,7 +48,12 @@ def summary() -> dict[str, Any]:
     usage = shutil.disk_usage(data_dir)
     days_left = usage.free / bytes_per_day if bytes_per_day > 0 else None
 
-    stations = read_stations(current_app.config["LIVE_DIR"], current_app.config["STALE_AFTER_S"])
+    if current_app.config.get("PACKCAM_CENTRAL"):  # every station's health, as it reported
+        stations = index.station_statuses(current_app.config["STALE_AFTER_S"])  # type: ignore[attr-defined]
+    else:
+        stations = read_stations(
+            current_app.config["LIVE_DIR"], current_app.config["STALE_AFTER_S"]
+        )
     max_hour = max((max(v) for v in per_hour.values()), default=0)
     return {
         "now": now,

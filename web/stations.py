@@ -36,6 +36,9 @@ class StationStatus:
     disk_free_bytes: int | None = None
     clock_synced: bool | None = None
     has_frame: bool = False
+    # central mode (the fleet's registry): last clip and clips not yet archived
+    last_clip_utc: str | None = None
+    archive_backlog: int | None = None
 
     @property
     def shown_state(self) -> str:
