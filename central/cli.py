@@ -66,8 +66,16 @@ def cmd_archive(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
     cfg = _config(args)
     if not (cfg.archive.enabled or cfg.central.enabled):
         raise ConfigError("neither [archive] nor [central] is enabled in the config")
+    from station.recovery import data_dir_lock
     from station.service import build_fleet
 
+    # Refused while the station runs: its own archiver is at work, and two uploaders of one
+    # data dir could race on the same key (a duplicate version) or the same multipart upload.
+    with data_dir_lock(cfg.station.data_dir):
+        return _archive_pass(cfg, build_fleet, out)
+
+
+def _archive_pass(cfg: Config, build_fleet: Any, out: IO[str]) -> int:
     archiver, sync = build_fleet(cfg)
     try:
         if archiver is not None:
