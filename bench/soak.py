@@ -66,11 +66,15 @@ def child(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     horizon = 3600.0
     outages = random_outages(rng, horizon, args.camera_every, (1.0, 12.0))
-    pressure = random_outages(rng, horizon, args.pressure_every, (20.0, 90.0))
-    eat_bytes = int(args.disk_mb * (1 << 20) * 0.6)
+    # "Someone fills the disk": each window takes 35-85 % of it; retention deletes what it
+    # may, and when that is not enough the station refuses new clips until the window ends.
+    pressure = [
+        (o, int(rng.uniform(0.35, 0.85) * (args.disk_mb << 20)))
+        for o in random_outages(rng, horizon, args.pressure_every, (20.0, 90.0))
+    ]
 
     def eat(t: float) -> int:
-        return eat_bytes if any(o.covers(t) for o in pressure) else 0
+        return next((n for o, n in pressure if o.covers(t)), 0)
 
     cam = FlakyCamera(
         build_camera(cfg, realtime=True), [Outage(o.start, o.length) for o in outages]
