@@ -246,3 +246,26 @@ def test_clips_always_pair_up(seq, rules) -> None:
         assert open_clip == isinstance(state, Recording)
         if isinstance(state, Recording):
             assert t - state.started_t < rules.max_duration_s or not isinstance(ev, Tick)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(events, st.floats(0, 30)), max_size=60))
+def test_resumed_clips_carry_their_gap_and_only_follow_a_camera_loss(seq) -> None:
+    """A clip without pre-roll is exactly a resumed one: it follows a loss and names the gap."""
+    state, t, lost_at = Idle(), 0.0, None
+    for ev, dt in seq:
+        t += dt
+        ev = type(ev)(**{**{f: getattr(ev, f) for f in ev.__slots__}, "t": t})
+        before = state
+        state, actions = step(state, ev, RULES)
+        if isinstance(ev, CameraLost) and isinstance(before, Recording):
+            lost_at = t
+        for a in actions:
+            if not isinstance(a, StartClip):
+                continue
+            if a.pre_roll:
+                assert a.resumed_after_s is None
+                continue
+            assert isinstance(before, Suspended) and isinstance(ev, CameraBack)
+            assert lost_at is not None and a.resumed_after_s == pytest.approx(t - before.lost_t)
+            assert a.resumed_after_s >= 0 and a.order_id == before.order_id
