@@ -52,6 +52,7 @@ Finalizer = Callable[[Path, dict[str, Any]], dict[str, Any]]
 Salvage = Callable[[Path, dict[str, Any]], ClipRecord | None]
 
 JOURNAL_SUFFIX = ".open.json"
+FINISHED_KEPT = 256
 
 
 @dataclass
@@ -162,7 +163,9 @@ class Recorder:
         self._pending: queue.Queue[_OpenClip | None] = queue.Queue()
         self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
         self._finisher.start()
-        self.finished: list[FinishedClip] = []
+        # The latest results (tests, diagnostics); bounded, or a station running for months
+        # would keep every clip it ever finished in memory.
+        self.finished: deque[FinishedClip] = deque(maxlen=FINISHED_KEPT)
         self._closed = False
         self._unsalvaged: list[tuple[Path, dict[str, Any]]] = []  # retried after the next clip
 
