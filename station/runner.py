@@ -411,8 +411,12 @@ class Station:
                 frame = self.camera.read(self.cfg.camera.read_timeout_s)
             except CameraError as exc:
                 log.warning("camera still unavailable (%s); retrying in %.1fs", exc, delay)
+                # Retrying on purpose is not a stall: keep systemd's watchdog fed meanwhile.
+                alive = getattr(self.on_frame, "alive", None)
+                if alive is not None:
+                    alive(f"camera lost, retrying: {exc}")
                 stop_event.wait(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, 10.0)
                 continue
             if frame is None:
                 return

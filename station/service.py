@@ -25,6 +25,7 @@ from station.recovery import Recovery, data_dir_lock
 from station.retention import DiskProbe, RetentionManager, station_signer
 from station.runner import Station, station_tz
 from station.scanner import build_scan_sources
+from station.sdnotify import Watchdog
 from station.writer import ClipWriter, to_i420
 
 if TYPE_CHECKING:
@@ -151,6 +152,10 @@ def assemble(
         overlay = Overlay(cfg.station.name, station_tz(cfg), r.font)
     scenario = getattr(cam, "scenario", None)
     live = LiveWriter(data_dir, cfg.station.name) if live_view else None
+    # Under systemd (Type=notify): READY=1 on the first frame, then WATCHDOG=1 from the capture
+    # loop, so a stalled loop gets the service restarted. Without $NOTIFY_SOCKET it only
+    # forwards to the live writer.
+    on_frame = Watchdog(live) if live_view else None
     st = Station(
         cfg,
         cam,
@@ -159,7 +164,7 @@ def assemble(
         decoder=decoder,
         overlay=overlay,
         to_i420=to_i420,
-        on_frame=live,
+        on_frame=on_frame,
         guard=retention,
         alarms=alarms,
     )
@@ -222,7 +227,8 @@ def _run_locked(cfg: Config, stop: threading.Event, **kw: object) -> Assembly:
                 part.start()  # after recovery, so recovered clips are archived too
         asm.station.run(stop)
     finally:
-        if asm.station.on_frame is not None:
+        if isinstance(asm.station.on_frame, Watchdog):
+            asm.station.on_frame.notifier.stopping("stopping")
             asm.station.on_frame.write_status(asm.station.status(), state="stopped")
         asm.close()
     return asm

@@ -285,19 +285,7 @@ def test_a_stalled_capture_loop_stops_feeding_the_watchdog(
     assert not runner.is_alive()
 
 
-def _station_is_wired() -> bool:
-    import inspect
-
-    from station import service
-
-    return "Watchdog" in inspect.getsource(service)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not _station_is_wired(),
-    reason="station/service.py does not hand frames to station.sdnotify.Watchdog yet",
-)
 def test_packcam_station_under_type_notify(tmp_path: Path) -> None:
     """`packcam station` as systemd runs it: READY=1 after the first frame, WATCHDOG=1 at half
     of WATCHDOG_USEC with a STATUS line, STOPPING=1 on SIGTERM, exit 0."""
