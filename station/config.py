@@ -122,7 +122,9 @@ class ProofSection:
     tsa_ca_path: str = ""  # PEM roots that timestamp tokens must chain to
     tsa_timeout_s: float = 10.0
     tsa_retry_s: float = 60.0  # first retry delay when a TSA is unreachable (then doubling)
-    checkpoint_every: int = 10  # sign a log checkpoint after this many clips
+    # Sign a log checkpoint after this many clips. 1: every clip is covered at once, so its
+    # evidence bundle can be exported from the web site right after recording.
+    checkpoint_every: int = 1
 
 
 @dataclass(frozen=True)
