@@ -1,0 +1,144 @@
+"""Archiver unit tests on moto: proof material, RFC 3161 tokens as they arrive, local problems.
+
+The same archiver runs against a real SeaweedFS in tests/test_fleet.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from proof_support import record_orders
+
+from station import config as config_mod
+from station.archiver import Archiver
+from station.ledger import Ledger
+
+BUCKET = "packcam-arch"
+
+
+@pytest.fixture
+def moto_s3(monkeypatch: pytest.MonkeyPatch):
+    moto = pytest.importorskip("moto")
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    with moto.mock_aws():
+        import boto3
+
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        yield
+
+
+@pytest.fixture
+def station_cfg(tmp_path: Path, moto_s3: None) -> config_mod.Config:
+    cfg = config_mod.load(None).with_data_dir(tmp_path / "data")
+    cfg = cfg.replace("archive", enabled=True, bucket=BUCKET, keyframes=False)
+    from station.proof.finalizer import build_finalizers
+
+    finalizers = build_finalizers(cfg)
+    try:
+        record_orders(cfg, finalizers, ["T-1", "T-2"])
+    finally:
+        for f in finalizers:
+            f.close()
+    return cfg
+
+
+def _keys(arch: Archiver) -> list[str]:
+    resp = arch.store.client.list_objects_v2(Bucket=BUCKET)
+    return [o["Key"] for o in resp.get("Contents", [])]
+
+
+def _add_token_row(cfg: config_mod.Config, subject: str, status: str, token: bytes | None) -> int:
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    try:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        cur = ledger.conn.execute(
+            "INSERT INTO proof_timestamps(subject, subject_sha256, tsa_url, status, next_try_utc,"
+            " token, created_utc) VALUES ('manifest', ?, 'http://tsa.test/', ?, ?, ?, ?)",
+            (subject, status, now, token, now),
+        )
+        return int(cur.lastrowid or 0)
+    finally:
+        ledger.close()
+
+
+def test_clips_proofs_and_checkpoints_are_archived(station_cfg: config_mod.Config) -> None:
+    done: list[str] = []
+    arch = Archiver(station_cfg, on_archived=lambda rec: done.append(rec.order_id))
+    try:
+        assert arch.run_once() == 2
+        assert sorted(done) == ["T-1", "T-2"]
+        keys = _keys(arch)
+        prefix = "packcam/stations/station-01/"
+        assert sum(k.startswith(prefix + "clips/") for k in keys) == 2
+        assert sum(k.startswith(prefix + "manifests/") for k in keys) == 2
+        assert {
+            prefix + "proof/log/0000000000.manifest.json",
+            prefix + "proof/log/0000000001.sig",
+        } <= set(keys)
+        assert any(k.startswith(prefix + "proof/checkpoints/") for k in keys)
+        assert arch.backlog() == 0
+        assert arch.run_once() == 0  # nothing is due any more
+    finally:
+        arch.stop()
+
+
+def test_tokens_follow_the_timestamp_queue(station_cfg: config_mod.Config) -> None:
+    pending = _add_token_row(station_cfg, "aa" * 32, "pending", None)
+    _add_token_row(station_cfg, "bb" * 32, "granted", b"TOKEN-B")
+    arch = Archiver(station_cfg)
+    try:
+        arch.run_once()
+        keys = _keys(arch)
+        assert any(k.endswith(f"{'bb' * 32}.{_tsa()}.tst") for k in keys)
+        assert not any("aa" * 32 in k for k in keys)
+        # the pending request holds the cursor before it
+        assert arch.journal.cursor("archive:tokens") == pending - 1
+        ledger = Ledger.in_data_dir(station_cfg.station.data_dir)
+        ledger.conn.execute(
+            "UPDATE proof_timestamps SET status = 'granted', token = ? WHERE id = ?",
+            (b"TOKEN-A", pending),
+        )
+        ledger.close()
+        arch.run_once()
+        token_key = next(k for k in _keys(arch) if "aa" * 32 in k)
+        assert arch.store.get_bytes(token_key) == b"TOKEN-A"
+        assert arch.journal.cursor("archive:tokens") == pending + 1
+    finally:
+        arch.stop()
+
+
+def _tsa() -> str:
+    import hashlib
+
+    return hashlib.sha256(b"http://tsa.test/").hexdigest()[:8]
+
+
+def test_a_missing_or_changed_local_clip_is_logged_and_the_others_go_on(
+    station_cfg: config_mod.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = Ledger.in_data_dir(station_cfg.station.data_dir)
+    first, second = ledger.clips()
+    ledger.close()
+    (station_cfg.station.data_dir / first.path).unlink()
+    path2 = station_cfg.station.data_dir / second.path
+    data = bytearray(path2.read_bytes())
+    data[-1] ^= 0xFF  # edited after recording: never archived as the recorded clip
+    path2.write_bytes(bytes(data))
+    arch = Archiver(station_cfg)
+    try:
+        with caplog.at_level(logging.ERROR, logger="station.archiver"):
+            assert arch.run_once() == 0
+        assert "not archived" in caplog.text and first.path in caplog.text
+        assert "SHA-256" in caplog.text
+        assert arch.backlog() == 2
+        assert not any("/clips/" in k for k in _keys(arch))
+    finally:
+        arch.stop()
