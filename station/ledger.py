@@ -578,6 +578,11 @@ class Ledger:
             rows = self.conn.execute(sql + " ORDER BY c.started_utc, c.id").fetchall()
         return [self._stored(r) for r in rows]
 
+    def clip_paths(self) -> list[str]:
+        """The path of every indexed clip, deleted ones included (cheap: no records built)."""
+        with self._lock:
+            return [r[0] for r in self.conn.execute("SELECT path FROM clips")]
+
     def mark_deleted(
         self,
         clip_id: int,

@@ -298,6 +298,9 @@ class RetentionManager:
             return result
 
     def _plan(self, space: DiskSpace) -> Plan:
+        floor = self.policy.floor(space.total)
+        if space.free >= floor:  # the usual case: no need to read the whole index
+            return Plan((), floor, space.free, space.free, True)
         cands = [Candidate.from_stored(c) for c in self.ledger.stored_clips()]
         return plan(
             cands,
