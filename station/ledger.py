@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from station import sqlitedb
 from station.errors import LedgerError
 
 log = logging.getLogger(__name__)
@@ -337,37 +338,15 @@ class Ledger:
     def close(self) -> None:
         self.conn.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self.conn
-                except BaseException:
-                    self.conn.execute("ROLLBACK")
-                    raise
-                self.conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise LedgerError(f"index write failed: {exc}") from exc
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlitedb.transaction(self.conn, self._lock, LedgerError, "index write")
 
     @property
     def schema_version(self) -> int:
-        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        return sqlitedb.schema_version(self.conn)
 
     def migrate(self) -> None:
-        current = self.schema_version
-        if current > len(MIGRATIONS):
-            raise LedgerError(
-                f"index schema version {current} is newer than this packcam "
-                f"({len(MIGRATIONS)}); upgrade packcam"
-            )
-        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            with self._lock:
-                log.info("migrating index to schema version %d", version)
-                self.conn.executescript(
-                    f"BEGIN;\n{script}\nPRAGMA user_version={version};\nCOMMIT;"
-                )
+        sqlitedb.migrate(self.conn, self._lock, MIGRATIONS, LedgerError, "index")
 
     # ---- writes ---------------------------------------------------------------------------
 

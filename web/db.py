@@ -8,14 +8,15 @@ import secrets
 import sqlite3
 import threading
 import unicodedata
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from station import sqlitedb
 from station.errors import StationError
 
 log = logging.getLogger(__name__)
@@ -221,35 +222,13 @@ class WebDB:
 
     @property
     def schema_version(self) -> int:
-        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        return sqlitedb.schema_version(self.conn)
 
     def migrate(self) -> None:
-        current = self.schema_version
-        if current > len(MIGRATIONS):
-            raise WebDBError(
-                f"web.sqlite3 schema version {current} is newer than this packcam "
-                f"({len(MIGRATIONS)}); upgrade packcam"
-            )
-        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            with self._lock:
-                log.info("migrating web.sqlite3 to schema version %d", version)
-                self.conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={version};\nCOMMIT;"
-                )
+        sqlitedb.migrate(self.conn, self._lock, MIGRATIONS, WebDBError, "web.sqlite3")
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self.conn
-                except BaseException:
-                    self.conn.execute("ROLLBACK")
-                    raise
-                self.conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise WebDBError(f"web.sqlite3 write failed: {exc}") from exc
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlitedb.transaction(self.conn, self._lock, WebDBError, "web.sqlite3 write")
 
     def _one(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Row | None:
         with self._lock:

@@ -6,13 +6,13 @@ import hashlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from station import sqlitedb
 from station.ledger import INDEX_NAME, Ledger
 from station.proof import ProofError, merkle
 from station.proof.canonical import canonical_json
@@ -131,19 +131,8 @@ class ProofLog:
         if self._own:
             self.conn.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self.conn
-                except BaseException:
-                    self.conn.execute("ROLLBACK")
-                    raise
-                self.conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise ProofError(f"proof log write failed: {exc}") from exc
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlitedb.transaction(self.conn, self._lock, ProofError, "proof log write")
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
