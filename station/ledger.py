@@ -304,6 +304,44 @@ def _tzname(dt: datetime) -> str:
     return dt.strftime("%z") or "+0000"
 
 
+def event_from_row(e: sqlite3.Row) -> ScanEventRecord:
+    return ScanEventRecord(
+        kind=e["kind"],
+        text=e["text"],
+        source=e["source"],
+        wall=datetime.fromisoformat(e["wall"]),
+        t_clip_s=e["t_clip_s"],
+        note=e["note"],
+    )
+
+
+def clip_from_rows(
+    r: sqlite3.Row,
+    waybills: Sequence[sqlite3.Row] = (),
+    events: Sequence[sqlite3.Row] = (),
+    extra: dict[str, Any] | None = None,
+) -> ClipRecord:
+    """A ClipRecord from a ``clips`` row, its ``waybills`` rows and its ``scan_events`` rows."""
+    return ClipRecord(
+        id=r["id"],
+        order_id=r["order_id"],
+        station=r["station"],
+        started_at=datetime.fromisoformat(r["started_at"]),
+        ended_at=datetime.fromisoformat(r["ended_at"]),
+        duration_s=r["duration_s"],
+        frame_count=r["frame_count"],
+        finish_reason=r["finish_reason"],
+        pre_roll_s=r["pre_roll_s"],
+        path=r["path"],
+        manifest_path=r["manifest_path"],
+        size=r["size"],
+        sha256=r["sha256"],
+        waybills=tuple(WaybillLink(w["waybill"], w["carrier"], w["t_clip_s"]) for w in waybills),
+        events=tuple(event_from_row(e) for e in events),
+        extra=extra or {},
+    )
+
+
 class Ledger:
     """The station's SQLite index.
 
@@ -689,18 +727,7 @@ class Ledger:
             rows = self.conn.execute(
                 "SELECT * FROM scan_events WHERE clip_id IS NULL ORDER BY id"
             ).fetchall()
-        return [self._event(r) for r in rows]
-
-    @staticmethod
-    def _event(r: sqlite3.Row) -> ScanEventRecord:
-        return ScanEventRecord(
-            kind=r["kind"],
-            text=r["text"],
-            source=r["source"],
-            wall=datetime.fromisoformat(r["wall"]),
-            t_clip_s=r["t_clip_s"],
-            note=r["note"],
-        )
+        return [event_from_row(r) for r in rows]
 
     def _record(self, r: sqlite3.Row) -> ClipRecord:
         wb = self.conn.execute(
@@ -710,20 +737,4 @@ class Ledger:
         ev = self.conn.execute(
             "SELECT * FROM scan_events WHERE clip_id = ? ORDER BY id", (r["id"],)
         ).fetchall()
-        return ClipRecord(
-            id=r["id"],
-            order_id=r["order_id"],
-            station=r["station"],
-            started_at=datetime.fromisoformat(r["started_at"]),
-            ended_at=datetime.fromisoformat(r["ended_at"]),
-            duration_s=r["duration_s"],
-            frame_count=r["frame_count"],
-            finish_reason=r["finish_reason"],
-            pre_roll_s=r["pre_roll_s"],
-            path=r["path"],
-            manifest_path=r["manifest_path"],
-            size=r["size"],
-            sha256=r["sha256"],
-            waybills=tuple(WaybillLink(w[0], w[1], w[2]) for w in wb),
-            events=tuple(self._event(e) for e in ev),
-        )
+        return clip_from_rows(r, wb, ev)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from station.errors import LedgerError
-from station.ledger import INDEX_NAME, ClipRecord, Ledger, ScanEventRecord, WaybillLink
+from station.ledger import INDEX_NAME, ClipRecord, Ledger, WaybillLink, clip_from_rows
 
 log = logging.getLogger(__name__)
 
@@ -77,35 +77,16 @@ class ClipIndex:
         waybills: Sequence[sqlite3.Row] = (),
         events: Sequence[sqlite3.Row] = (),
     ) -> ClipRecord:
-        return ClipRecord(
-            id=r["id"],
-            order_id=r["order_id"],
-            station=r["station"],
-            started_at=datetime.fromisoformat(r["started_at"]),
-            ended_at=datetime.fromisoformat(r["ended_at"]),
-            duration_s=r["duration_s"],
-            frame_count=r["frame_count"],
-            finish_reason=r["finish_reason"],
-            pre_roll_s=r["pre_roll_s"],
-            path=r["path"],
-            manifest_path=r["manifest_path"],
-            size=r["size"],
-            sha256=r["sha256"],
-            waybills=tuple(WaybillLink(w["waybill"], w["carrier"], w["t_clip_s"]) for w in waybills)
-            or ((WaybillLink(r["waybill"], "", 0.0),) if r["waybill"] else ()),
-            events=tuple(
-                ScanEventRecord(
-                    e["kind"],
-                    e["text"],
-                    e["source"],
-                    datetime.fromisoformat(e["wall"]),
-                    e["t_clip_s"],
-                    e["note"],
-                )
-                for e in events
-            ),
+        clip = clip_from_rows(
+            r,
+            waybills,
+            events,
             extra={"started_utc": r["started_utc"], "ended_utc": r["ended_utc"], "tz": r["tz"]},
         )
+        if not clip.waybills and r["waybill"]:
+            # A row indexed before its waybill links existed: show the clip's own waybill.
+            clip = dataclasses.replace(clip, waybills=(WaybillLink(r["waybill"], "", 0.0),))
+        return clip
 
     def _full(self, rows: Sequence[sqlite3.Row]) -> list[ClipRecord]:
         out = []
