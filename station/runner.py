@@ -120,6 +120,12 @@ class Station:
         self._decode_sync = bool(getattr(decoder, "sync", False))
         self._lost_wall: datetime | None = None  # wall time of the last frame before a loss
         self._lost_order: str | None = None
+        self._lost_t: float | None = None
+        # While replaying scans made when the camera was away: a clip cannot start then (there
+        # is no picture); the last order still open is started once frames are back.
+        self._blind = False
+        self._deferred: ss.StartClip | None = None
+        self._deferred_scan: datetime | None = None
 
     # ---- status ---------------------------------------------------------------------------
 
@@ -318,6 +324,10 @@ class Station:
 
     def _do(self, action: ss.Action) -> None:
         match action:
+            case ss.StartClip() if self._blind:
+                self._deferred = action
+            case ss.StopClip() if self._blind and not self.recorder.recording:
+                self._deferred = None  # that order was over before the camera came back
             case ss.StartClip():
                 refused = self.guard.refusal() if self.guard is not None else None
                 if refused is not None:
@@ -364,6 +374,8 @@ class Station:
         if action.resumed_after_s is None:
             return None
         gap: dict[str, object] = {"seconds": action.resumed_after_s}
+        if action.pre_roll is False and self._deferred_scan is not None:
+            gap["order_scanned_at"] = self._deferred_scan.isoformat(timespec="milliseconds")
         if self._lost_wall is not None:
             gap["camera_lost_at"] = self._lost_wall.isoformat(timespec="milliseconds")
         gap["resumed_at"] = self._wall_at(action.t).isoformat(timespec="milliseconds")
@@ -396,6 +408,7 @@ class Station:
         t = self._last_frame.t if self._last_frame is not None else 0.0
         self._lost_wall = self._wall_at(t) if self._last_frame is not None else None
         self._lost_order = getattr(self.state, "order_id", None)
+        self._lost_t = t
         self._apply(ss.CameraLost(t))
         if self.alarms is not None:
             self.alarms.raise_("camera-lost", self.cfg.station.name, why)
@@ -423,13 +436,38 @@ class Station:
             log.info("camera is back")
             if self.alarms is not None:
                 self.alarms.clear("camera-lost", self.cfg.station.name)
-            # Scans made while the camera was away come first (a seal or the next order
-            # changes what resumes), then the camera is back, then this frame.
+            self._camera_back(frame)
+            return
+
+    def _camera_back(self, frame: Frame) -> None:
+        """Scans made while the camera was away first (a seal or the next order changes what
+        resumes; orders begun and sealed in the dark are only logged), then resume, then
+        this frame."""
+        self._blind, self._deferred = True, None
+        try:
             for ev in self._poll(frame.t):
                 self._handle_input(ev)
-            self._apply(ss.CameraBack(frame.t))
-            self.process(frame)
-            return
+        finally:
+            self._blind = False
+        deferred, self._deferred = self._deferred, None
+        self._apply(ss.CameraBack(frame.t))
+        if deferred is not None and isinstance(self.state, ss.Recording):
+            # An order scanned while the camera was away and still open: record it from now.
+            lost_t = self._lost_t if self._lost_t is not None else deferred.t
+            self._deferred_scan = self._wall_at(deferred.t)
+            try:
+                self._do(
+                    ss.StartClip(
+                        deferred.order_id,
+                        frame.t,
+                        pre_roll=False,
+                        waybills=self.state.waybills,
+                        resumed_after_s=round(max(0.0, frame.t - lost_t), 3),
+                    )
+                )
+            finally:
+                self._deferred_scan = None
+        self.process(frame)
 
     def _publish_status(self) -> None:
         """Tell the live view now (it is otherwise updated per frame, and none arrive)."""

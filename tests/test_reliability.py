@@ -283,6 +283,33 @@ def test_a_seal_while_the_camera_is_away_ends_the_order_without_an_empty_clip(
     assert not (cfg.station.data_dir / "quarantine").exists()  # no empty clip was started
 
 
+def test_orders_scanned_while_the_camera_is_away_start_when_it_is_back(
+    cfg: config_mod.Config,
+) -> None:
+    """Found by the soak: orders scanned in the dark made empty clips. Now an order begun and
+    sealed in the dark is only logged, and the one still open starts when frames return."""
+    cfg = scenario_cfg(cfg).replace("proof", enabled=False)
+    scenario = Scenario.from_dict({"seed": 2, "event": [
+        {"at": 2.91, "kind": "key", "text": "PO-D1"},  # all three during the outage
+        {"at": 2.93, "kind": "key", "text": "SEAL"},
+        {"at": 2.96, "kind": "key", "text": "PO-D2"},
+        {"at": 6.5, "kind": "key", "text": "SEAL"},  # after the 3 s debounce of the first
+        {"at": 7.5, "kind": "end"},
+    ]})  # fmt: skip
+    cam = FlakyCamera(SyntheticCamera(160, 96, 10.0, scenario, realtime=False), [Outage(30, 2)])
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.run(threading.Event())
+    clips = asm.ledger.clips()
+    logged = [(e.kind, e.text) for e in asm.ledger.unattached_events()]
+    asm.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [("PO-D2", "sealed")]
+    assert ("order", "PO-D1") in logged and ("seal", "SEAL") in logged
+    manifest = json.loads((cfg.station.data_dir / clips[0].manifest_path).read_text())
+    assert manifest["resumed_after_s"] == pytest.approx(0.3, abs=0.01)
+    assert "order_scanned_at" in manifest["gap"] and manifest["pre_roll_s"] == 0
+    assert not (cfg.station.data_dir / "quarantine").exists()
+
+
 def test_live_camera_outage_reconnects_with_backoff_and_shows_the_alarm(
     cfg: config_mod.Config, caplog: pytest.LogCaptureFixture
 ) -> None:
