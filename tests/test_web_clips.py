@@ -350,3 +350,49 @@ def test_evidence_bundle_of_unsigned_clips_is_a_clear_409(viewer, web_env: WebEn
 def test_evidence_bundle_needs_a_login(web_client, web_env: WebEnv) -> None:
     resp = web_client.get(f"/clips/{web_env.clips['plain'].id}/bundle.zip")
     assert resp.status_code in (302, 401, 403)
+
+
+def test_legal_hold_from_the_order_page(web_env: WebEnv) -> None:
+    """Operators put an order on hold (retention then never deletes it) and release it."""
+    from conftest_web import make_app, session_csrf
+
+    from station.ledger import Ledger
+
+    clip = web_env.clips["plain"]
+    client = login(make_app(web_env).test_client(), "operator")
+    page = client.get(order_url(clip.order_id)).get_data(as_text=True)
+    assert "Put on legal hold" in page
+    token = session_csrf(client)
+    form = {"order_id": clip.order_id, "action": "hold", "note": "dispute 42", "csrf_token": token}
+    assert client.post("/holds", data=form).status_code == 302
+    ledger = Ledger(web_env.data_dir / "index.sqlite3")
+    try:
+        hold = ledger.legal_hold(clip.order_id)
+        assert hold is not None and hold.held_by == "operator" and hold.note == "dispute 42"
+    finally:
+        ledger.close()
+    page = client.get(order_url(clip.order_id)).get_data(as_text=True)
+    assert "is on legal hold" in page and "Release legal hold" in page
+    form["action"] = "release"
+    assert client.post("/holds", data=form).status_code == 302
+    ledger = Ledger(web_env.data_dir / "index.sqlite3")
+    try:
+        assert ledger.legal_hold(clip.order_id) is None
+    finally:
+        ledger.close()
+
+
+@pytest.mark.parametrize(
+    ("role", "order", "status"),
+    [("viewer", "PO-1001", 403), ("operator", "no-such-order", 404)],
+)
+def test_legal_hold_refusals(web_env: WebEnv, role: str, order: str, status: int) -> None:
+    from conftest_web import make_app, session_csrf
+
+    client = login(make_app(web_env).test_client(), role)
+    token = session_csrf(client)
+    resp = client.post("/holds", data={"order_id": order, "action": "hold", "csrf_token": token})
+    assert resp.status_code == status
+    assert "Put on legal hold" not in client.get(order_url("PO-1001")).get_data(as_text=True) or (
+        role == "operator"
+    )

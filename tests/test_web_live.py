@@ -158,3 +158,13 @@ def test_dashboard(operator, web_env: WebEnv) -> None:
     assert doc["days_left"] is not None and doc["days_left"] > 0
     keys = {s["key"] for s in doc["stations"]}
     assert {"desk-1", "desk-2", "desk-3", "broken"} == keys
+
+
+def test_dashboard_shows_a_stations_alarm(web_env: WebEnv) -> None:
+    live = web_env.data_dir / "live"
+    write_station(
+        live, "desk-9", state="idle", alarm="disk-full: 3 MB free; not starting new clips"
+    )
+    client = login(make_app(web_env).test_client(), "operator")
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert 'role="alert"' in page and "disk-full: 3 MB free" in page

@@ -246,12 +246,45 @@ def order(order_id: str) -> Any:
     return render_template(
         "order.html",
         order_id=order_id,
+        hold_enabled=not _central(),
+        hold=None if _central() else get_index().legal_hold(order_id),
         views=clip_views(clips, _clip_url),
         access=db.access_log(order_id),
         shares=db.shares(order_id),
         share_days=choices,
         shared=None,
     )
+
+
+@bp.post("/holds")
+@require("operator")
+def hold() -> Response:
+    """Put an order on legal hold (retention never deletes its clips) or release it."""
+    from station.ledger import Ledger
+
+    order_id = request.form.get("order_id", "")
+    if _central():
+        abort(501)  # holds live in the station's index: set them on the station
+    if not get_index().order(order_id):
+        abort(404)
+    on = request.form.get("action") == "hold"
+    note = request.form.get("note", "").strip()[:200]
+    ledger = Ledger(current_app.config["INDEX_PATH"])
+    try:
+        ledger.set_legal_hold(order_id, on, g.user.name, note)
+    finally:
+        ledger.close()
+    get_db().log_access(
+        order_id,
+        "hold" if on else "release",
+        user=g.user.name,
+        remote_addr=request.remote_addr,
+        detail=note,
+    )
+    log.info("user %r %s legal hold on order %r", g.user.name, "set" if on else "released",
+             order_id)  # fmt: skip
+    flash(_("Legal hold set.") if on else _("Legal hold released."), "ok")
+    return redirect(url_for("clips.order", order_id=order_id) + "#hold")
 
 
 def _clip_or_404(clip_id: int) -> ClipRecord:

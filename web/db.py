@@ -89,6 +89,8 @@ ACTIONS = (
     "view",
     "download",
     "export",
+    "hold",
+    "release",
     "share",
     "share-revoke",
     "share-use",

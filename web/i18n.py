@@ -31,6 +31,8 @@ ACTIONS = {
     "view": _l("viewed"),
     "download": _l("downloaded"),
     "export": _l("exported the evidence bundle"),
+    "hold": _l("put the order on legal hold"),
+    "release": _l("released the legal hold"),
     "share": _l("created a share link"),
     "share-revoke": _l("revoked a share link"),
     "share-use": _l("opened a share link"),

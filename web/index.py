@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from station.errors import LedgerError
-from station.ledger import INDEX_NAME, ClipRecord, Ledger, WaybillLink, clip_from_rows
+from station.ledger import (
+    INDEX_NAME,
+    ClipRecord,
+    Ledger,
+    LegalHold,
+    WaybillLink,
+    clip_from_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +108,16 @@ class ClipIndex:
             ).fetchall()
             out.append(self._clip(r, wb, ev))
         return out
+
+    def legal_hold(self, order_id: str) -> LegalHold | None:
+        """The order's legal hold, or None (also on an index older than the holds table)."""
+        try:
+            r = self.conn.execute(
+                "SELECT * FROM legal_holds WHERE order_id = ?", (order_id,)
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return LegalHold(r["order_id"], r["held_by"], r["held_utc"], r["note"]) if r else None
 
     def order(self, order_id: str) -> list[ClipRecord]:
         """Every clip of one order (oldest first) with waybills and scan events; [] if unknown."""

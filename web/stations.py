@@ -30,6 +30,7 @@ class StationStatus:
     fps: float = 0.0
     dropped: int = 0
     last_error: str | None = None
+    alarm: str | None = None  # the station's most important active alarm (e.g. disk full)
     updated_utc: str | None = None
     age_s: float | None = None
     silent: bool = True
@@ -113,6 +114,7 @@ def parse_status(
         fps=_num(doc.get("fps"), float, 0.0),
         dropped=_num(doc.get("dropped"), int, 0),
         last_error=_str(doc.get("last_error"), 300),
+        alarm=_str(doc.get("alarm"), 300),
         updated_utc=updated,
         age_s=None if age is None else round(age, 1),
         silent=age is None or age > stale_after_s,
