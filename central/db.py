@@ -14,10 +14,10 @@ from typing import Any
 
 from station.errors import StationError
 from station.ledger import ClipRecord, ScanEventRecord, WaybillLink
+from web.index import search_sql
 
 log = logging.getLogger(__name__)
 
-_TOP = "\U0010ffff"  # every string starting with q sorts below q + this (COLLATE "C")
 DSN_ENV = "PACKCAM_CENTRAL_DSN"
 _NAME_MAX = 64
 
@@ -467,28 +467,9 @@ class CentralDB:
         offset: int = 0,
     ) -> list[ClipRecord]:
         """Newest first; order ID or waybill equal to or starting with ``q`` (range scans)."""
-        where: list[str] = []
-        args: list[Any] = []
-        if q:
-            where.append(
-                "c.id IN (SELECT id FROM clips WHERE order_id >= %s AND order_id < %s"
-                " UNION SELECT clip_id FROM clip_waybills WHERE waybill >= %s AND waybill < %s)"
-            )
-            args += [q, q + _TOP, q, q + _TOP]
-        if start_utc:
-            where.append("c.started_utc >= %s")
-            args.append(start_utc)
-        if end_utc:
-            where.append("c.started_utc < %s")
-            args.append(end_utc)
-        if station:
-            where.append("c.station = %s")
-            args.append(station)
-        sql = "SELECT c.* FROM clips c"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY c.started_utc DESC, c.id DESC LIMIT %s OFFSET %s"
-        args += [limit, offset]
+        sql, args = search_sql(
+            q, start_utc, end_utc, station, limit, offset, mark="%s", waybill_table="clip_waybills"
+        )
         return self._with_waybills(self._all(sql, args))
 
     def stations(self) -> list[str]:

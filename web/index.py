@@ -26,6 +26,48 @@ SQLITE_MAX_INT = 2**63 - 1
 
 # Upper bound for a prefix range scan: every string starting with q sorts below q + this.
 _TOP = "\U0010ffff"
+
+
+def search_sql(
+    q: str,
+    start_utc: str | None,
+    end_utc: str | None,
+    station: str | None,
+    limit: int,
+    offset: int,
+    *,
+    mark: str = "?",
+    waybill_table: str = "waybills",
+) -> tuple[str, list[Any]]:
+    """The clip search query and its arguments, for SQLite (``?``) and PostgreSQL (``%s``).
+
+    Prefix matches are index range scans (``x >= q AND x < q || U+10FFFF``), never LIKE,
+    so they stay fast at millions of rows and treat %, _ and quotes as plain characters.
+    """
+    where: list[str] = []
+    args: list[Any] = []
+    if q:
+        where.append(
+            f"c.id IN (SELECT id FROM clips WHERE order_id >= {mark} AND order_id < {mark}"
+            f" UNION SELECT clip_id FROM {waybill_table} WHERE waybill >= {mark}"
+            f" AND waybill < {mark})"
+        )
+        args += [q, q + _TOP, q, q + _TOP]
+    for cond, value in (
+        (f"c.started_utc >= {mark}", start_utc),
+        (f"c.started_utc < {mark}", end_utc),
+        (f"c.station = {mark}", station),
+    ):
+        if value:
+            where.append(cond)
+            args.append(value)
+    sql = "SELECT c.* FROM clips c"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY c.started_utc DESC, c.id DESC LIMIT {mark} OFFSET {mark}"
+    return sql, [*args, limit, offset]
+
+
 # Indexes the site relies on beyond the station's own migration (none needed so far: order,
 # waybill, station and start-time lookups are covered by clips_order, waybills_waybill,
 # clips_station and clips_started). Kept as the one place to add them, idempotently.
@@ -148,33 +190,8 @@ class ClipIndex:
         limit: int = 50,
         offset: int = 0,
     ) -> list[ClipRecord]:
-        """Clips, newest first, whose order ID or a waybill equals or starts with ``q``.
-
-        Prefix matches are index range scans (``x >= q AND x < q || U+10FFFF``), never LIKE,
-        so they stay fast at millions of rows and treat %, _ and quotes as plain characters.
-        """
-        where: list[str] = []
-        args: list[Any] = []
-        if q:
-            where.append(
-                "c.id IN (SELECT id FROM clips WHERE order_id >= ? AND order_id < ?"
-                " UNION SELECT clip_id FROM waybills WHERE waybill >= ? AND waybill < ?)"
-            )
-            args += [q, q + _TOP, q, q + _TOP]
-        if start_utc:
-            where.append("c.started_utc >= ?")
-            args.append(start_utc)
-        if end_utc:
-            where.append("c.started_utc < ?")
-            args.append(end_utc)
-        if station:
-            where.append("c.station = ?")
-            args.append(station)
-        sql = "SELECT c.* FROM clips c"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY c.started_utc DESC, c.id DESC LIMIT ? OFFSET ?"
-        args += [limit, offset]
+        """Clips, newest first, whose order ID or a waybill equals or starts with ``q``."""
+        sql, args = search_sql(q, start_utc, end_utc, station, limit, offset)
         rows = self.conn.execute(sql, args).fetchall()
         if not rows:
             return []
