@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import IO, Any
 
 from station import config as config_mod
@@ -14,9 +13,7 @@ from station.errors import ConfigError
 
 
 def _config(args: argparse.Namespace) -> Config:
-    cfg = config_mod.load(getattr(args, "config", None))
-    if getattr(args, "data", None):
-        cfg = cfg.with_data_dir(Path(args.data))
+    cfg = config_mod.load_cli(getattr(args, "config", None), getattr(args, "data", None))
     if getattr(args, "dsn", None):
         cfg = cfg.replace("central", dsn=args.dsn)
     return cfg

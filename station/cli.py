@@ -22,11 +22,7 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 
 
 def _load_config(args: argparse.Namespace) -> config_mod.Config:
-    cfg = config_mod.load(getattr(args, "config", None))
-    data = getattr(args, "data", None)
-    if data:
-        cfg = cfg.with_data_dir(Path(data))
-    return cfg
+    return config_mod.load_cli(getattr(args, "config", None), getattr(args, "data", None))
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

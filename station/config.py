@@ -437,6 +437,12 @@ def from_dict(data: dict[str, Any]) -> Config:
     return cfg
 
 
+def load_cli(path: Path | str | None, data_dir: Path | str | None) -> Config:
+    """What every command does with ``--config FILE`` and ``--data DIR`` (which wins)."""
+    cfg = load(path)
+    return cfg.with_data_dir(Path(data_dir)) if data_dir else cfg
+
+
 def load(path: Path | str | None) -> Config:
     """Load and validate a TOML config file; ``None`` gives the built-in defaults."""
     if path is None:

@@ -9,7 +9,6 @@ import os
 import secrets
 import sys
 import threading
-from pathlib import Path
 from typing import IO, Any
 
 from station import config as config_mod
@@ -149,10 +148,7 @@ def ensure_demo_user(config: Config) -> tuple[str, str]:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    cfg = config_mod.load(getattr(args, "config", None))
-    if getattr(args, "data", None):
-        cfg = cfg.with_data_dir(Path(args.data))
-    return cfg
+    return config_mod.load_cli(getattr(args, "config", None), getattr(args, "data", None))
 
 
 def cmd_web(args: argparse.Namespace) -> int:

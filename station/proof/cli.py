@@ -21,9 +21,7 @@ EXIT_OK, EXIT_FAIL = 0, 1
 
 
 def _config(args: argparse.Namespace) -> config_mod.Config:
-    cfg = config_mod.load(getattr(args, "config", None))
-    data = getattr(args, "data", None)
-    return cfg.with_data_dir(Path(data)) if data else cfg
+    return config_mod.load_cli(getattr(args, "config", None), getattr(args, "data", None))
 
 
 def _common(p: argparse.ArgumentParser, *, data_required: bool = False) -> None:
