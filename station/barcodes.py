@@ -20,6 +20,7 @@ import zxingcpp
 from pyzbar import pyzbar
 from pyzbar.pyzbar import ZBarSymbol
 
+from station.changegate import ChangeGate
 from station.frames import Frame, InputEvent, RawScan
 
 log = logging.getLogger(__name__)
@@ -768,6 +769,8 @@ def _step_ean_blur(v: _View) -> list[Detection]:
     return v.to_input(_blurry_ean(v.gray))
 
 
+# Enough for zbar and the contrast stages on a card-sized crop (about 300 x 200 pixels).
+MIN_CROP_BUDGET_MS = 10.0
 _SMALL_IMAGE_PX = 400_000  # up to this size the whole image is the only region
 _LOCATE_MS = (0.5, 3.0)  # fixed, per megapixel: estimate for _locate
 
@@ -832,9 +835,18 @@ class BarcodeDecoder:
         """All codes found in a still image (BGR or gray uint8), deduplicated by text."""
         return self.run(image).detections
 
-    def decode_frame(self, image: np.ndarray) -> list[Detection]:
-        """Like ``decode`` within ``frame_budget_ms`` estimated milliseconds (the live path)."""
-        return self.run(image, self.frame_budget_ms).detections
+    def decode_frame(self, image: np.ndarray, share: float = 1.0) -> list[Detection]:
+        """Like ``decode`` within ``frame_budget_ms`` estimated milliseconds (the live path).
+
+        ``share`` (0-1] scales the budget for a part of a frame: the change gate gives a crop
+        the budget share of its area, at least ``MIN_CROP_BUDGET_MS``.
+        """
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        budget = self.frame_budget_ms
+        if share < 1:
+            budget = max(budget * share, min(budget, MIN_CROP_BUDGET_MS))
+        return self.run(image, budget).detections
 
     def run(self, image: np.ndarray, budget_ms: float | None = None) -> DecodeResult:
         """Run the pipeline; ``budget_ms`` None means no budget. Returns findings and a trace."""
@@ -911,19 +923,22 @@ def _dedupe(found: Iterable[Detection]) -> list[Detection]:
 class FrameDecoder(Protocol):
     """What ScanWorker needs from a decoder (BarcodeDecoder, or a fake in tests)."""
 
-    def decode_frame(self, image: np.ndarray) -> list[Detection]: ...
+    def decode_frame(self, image: np.ndarray, share: float = 1.0) -> list[Detection]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class ScanWorkerStats:
     """Counters of a ScanWorker: frames decoded, frames replaced unseen while the worker was
-    busy, decodes that raised, total decode time, and the last submit-to-result latency."""
+    busy, decodes that raised, total decode time, the last submit-to-result latency, and
+    with a change gate: frames with nothing changed and the pixels actually decoded."""
 
     decoded: int = 0
     skipped: int = 0
     errors: int = 0
     decode_seconds: float = 0.0
     last_latency_s: float = 0.0
+    unchanged: int = 0  # decoded frames in which the change gate found nothing to look at
+    pixels: int = 0  # frame pixels given to the decoder (the gate's saving shows here)
 
 
 _MAX_QUEUED_SCANS = 1000  # scans nobody polls (a stalled capture loop) are dropped oldest first
@@ -946,6 +961,8 @@ class ScanWorker:
     ``sync=True`` (file replay, tests): ``submit`` decodes inline, so results do not depend on
     CPU speed. Frames are kept by reference, not copied: the caller must not modify a frame's
     image after submitting it (the capture loop draws its overlay on a copy).
+    With a ``gate`` (ChangeGate) only the parts of a frame that changed since the decoder last
+    looked, and the places where codes were just read, are decoded (see station/changegate.py).
     A decode that raises is logged and counted; the worker carries on with the next frame.
     ``start``, ``submit``, ``poll`` and ``stop`` may be called from any thread; calling
     ``submit`` before ``start`` or after ``stop`` is a programming error and raises.
@@ -957,8 +974,10 @@ class ScanWorker:
         *,
         sync: bool = False,
         source: str = "camera",
+        gate: ChangeGate | None = None,
     ) -> None:
         self._decoder: FrameDecoder = decoder if decoder is not None else BarcodeDecoder()
+        self._gate = gate
         self._sync = sync
         self._source = source
         self._lock = threading.Lock()
@@ -1036,10 +1055,31 @@ class ScanWorker:
             assert frame is not None
             self._decode(frame, submitted)
 
+    def _read(self, frame: Frame) -> tuple[list[Detection], int]:
+        """The codes in ``frame`` and the number of pixels decoded, through the gate if any."""
+        image = frame.image
+        h, w = image.shape[:2]
+        if self._gate is None:
+            return self._decoder.decode_frame(image), h * w
+        boxes = self._gate.plan(image, frame.t)
+        if boxes is None:
+            found, pixels = self._decoder.decode_frame(image), h * w
+        else:
+            found, pixels = [], 0
+            for x0, y0, x1, y1 in boxes:
+                pixels += (x1 - x0) * (y1 - y0)
+                crop = image[y0:y1, x0:x1]
+                for d in self._decoder.decode_frame(crop, crop.shape[0] * crop.shape[1] / (h * w)):
+                    pts = tuple((x + x0, y + y0) for x, y in d.points)
+                    found.append(Detection(d.text, d.symbology, pts))
+            found = _dedupe(found)
+        self._gate.done(boxes, frame.t, [d.points for d in found], w, h)
+        return found, pixels
+
     def _decode(self, frame: Frame, submitted: float) -> None:
         started = time.perf_counter()
         try:
-            found = self._decoder.decode_frame(frame.image)
+            found, pixels = self._read(frame)
         except Exception:
             took = time.perf_counter() - started
             with self._lock:
@@ -1067,6 +1107,8 @@ class ScanWorker:
                 decoded=st.decoded + 1,
                 decode_seconds=st.decode_seconds + took,
                 last_latency_s=time.monotonic() - submitted,
+                unchanged=st.unchanged + (pixels == 0),
+                pixels=st.pixels + pixels,
             )
         # debug only: a code in view is read on every decoded frame; the debounced scans are
         # logged where they are classified

@@ -52,6 +52,9 @@ class CameraSection:
 class ScannerSection:
     camera_decode: bool = True
     decode_every: int = 3  # decode every Nth frame in a worker thread
+    # decode only what changed since the last look (and where codes were just read) ...
+    decode_changes_only: bool = True
+    full_decode_every_s: float = 2.0  # ... and the whole frame at least this often
     keyboard: str = "none"  # none | stdin | evdev
     evdev_device: str = ""  # /dev/input/eventN or by-id path; "" = auto-detect a scanner
     evdev_grab: bool = True
@@ -304,6 +307,8 @@ def validate(cfg: Config) -> None:
     sc = cfg.scanner
     if sc.decode_every < 1:
         raise ConfigError("scanner.decode_every must be at least 1")
+    if sc.full_decode_every_s <= 0:
+        raise ConfigError("scanner.full_decode_every_s must be positive")
     if sc.keyboard not in {"none", "stdin", "evdev"}:
         raise ConfigError(f"scanner.keyboard must be none, stdin or evdev, not {sc.keyboard!r}")
     if sc.pedal_gpio < -1 or sc.pedal_gpio > 40:

@@ -1,0 +1,188 @@
+"""Change gating for the camera decoder: look again only where the picture changed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels, x1/y1 exclusive
+
+SCALE = 8  # thumbnail pixel = SCALE x SCALE frame pixels
+# Grey levels a thumbnail pixel must change by. A thumbnail pixel averages 64 frame pixels,
+# so sensor noise (sigma 2-4 per pixel) moves it by well under one level; a hand, a box or a
+# card entering moves it by tens.
+THRESHOLD = 8
+MARGIN = 48  # frame pixels around a changed area: the rest of a half-changed card
+WHOLE_FRACTION = 0.6  # when the boxes cover more than this much of the frame, decode it all
+MAX_BOXES = 6
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """A 1/SCALE-size grey copy of a BGR or grey frame (int16, for signed differences)."""
+    h, w = image.shape[:2]
+    small = cv2.resize(
+        image, (max(1, w // SCALE), max(1, h // SCALE)), interpolation=cv2.INTER_AREA
+    )
+    if small.ndim == 3:
+        small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    return small.astype(np.int16)
+
+
+def changed_cells(
+    reference: np.ndarray, thumb: np.ndarray, threshold: int = THRESHOLD
+) -> list[Box]:
+    """Boxes, in thumbnail cells, around the areas where ``thumb`` differs from ``reference``."""
+    mask = (np.abs(thumb - reference) > threshold).astype(np.uint8)
+    if not mask.any():
+        return []
+    # Join the pieces of one moving object (a hand's fingers, a card's bars).
+    mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    return [
+        (int(x), int(y), int(x + w), int(y + h))
+        for x, y, w, h, _area in stats[1:n]  # label 0 is the unchanged background
+    ]
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def merge_boxes(boxes: Iterable[Box]) -> list[Box]:
+    """Overlapping boxes joined into their bounding boxes until none overlap."""
+    out = list(boxes)
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                if _overlap(out[i], out[j]):
+                    a, b = out[i], out.pop(j)
+                    out[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    merged = True
+                    break
+            if merged:
+                break
+    return sorted(out)
+
+
+def plan_regions(
+    cells: Sequence[Box],
+    hot: Sequence[Box],
+    width: int,
+    height: int,
+    *,
+    margin: int = MARGIN,
+) -> list[Box] | None:
+    """Where to decode: frame boxes around changed ``cells`` and around ``hot`` boxes (where
+    codes were read last time), merged; None means the whole frame (the boxes would cover
+    most of it, or be too many to be cheaper); ``[]`` means nothing needs decoding."""
+    boxes = [
+        (
+            max(0, x0 * SCALE - margin),
+            max(0, y0 * SCALE - margin),
+            min(width, x1 * SCALE + margin),
+            min(height, y1 * SCALE + margin),
+        )
+        for x0, y0, x1, y1 in cells
+    ]
+    boxes += [(max(0, x0), max(0, y0), min(width, x1), min(height, y1)) for x0, y0, x1, y1 in hot]
+    boxes = merge_boxes(b for b in boxes if b[2] > b[0] and b[3] > b[1])
+    area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes)
+    if len(boxes) > MAX_BOXES or area > WHOLE_FRACTION * width * height:
+        return None
+    return boxes
+
+
+def code_box(points: Sequence[tuple[int, int]], width: int, height: int) -> Box:
+    """A generous box around a read code's corner points: a 1-D code's points may be just
+    its scan line, and the next look must see the whole symbol and its quiet zone."""
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    pad = max(MARGIN, (max(max(xs) - min(xs), max(ys) - min(ys))) // 2)
+    return (
+        max(0, min(xs) - pad),
+        max(0, min(ys) - pad),
+        min(width, max(xs) + pad + 1),
+        min(height, max(ys) + pad + 1),
+    )
+
+
+class ChangeGate:
+    """Decides, frame by frame, which parts of a camera frame the barcode decoder must read.
+
+    A code that is already in view and unchanged has been read (or not) already; reading it
+    again finds nothing new. So each frame is compared, at 1/8 size, with what the decoder
+    last looked at, and only the changed areas (plus a margin), plus the boxes of the codes
+    read last time (so a label lying in view keeps being seen and stays one debounced scan),
+    are decoded. Every ``full_every_s`` seconds of frame time the whole frame is decoded
+    anyway, which bounds what any gating mistake can cost to that delay.
+
+    Not thread-safe: one ScanWorker thread owns it. ``plan`` then ``done`` per decoded frame.
+    """
+
+    def __init__(self, full_every_s: float = 2.0, threshold: int = THRESHOLD) -> None:
+        if full_every_s <= 0:
+            raise ValueError("full_every_s must be positive")
+        self.full_every_s = full_every_s
+        self.threshold = threshold
+        self._reference: np.ndarray | None = None
+        self._thumb: np.ndarray | None = None
+        self._last_full = -np.inf
+        self._hot: list[Box] = []
+
+    def plan(self, image: np.ndarray, t: float) -> list[Box] | None:
+        """Boxes of ``image`` to decode, None for the whole frame, ``[]`` for none of it."""
+        h, w = image.shape[:2]
+        thumb = thumbnail(image)
+        self._thumb = thumb
+        ref = self._reference
+        if ref is None or ref.shape != thumb.shape:
+            return None
+        # Due for a full look, or the timeline went back (a new camera session).
+        if not 0 <= t - self._last_full < self.full_every_s:
+            return None
+        return plan_regions(changed_cells(ref, thumb, self.threshold), self._hot, w, h)
+
+    def done(
+        self,
+        boxes: list[Box] | None,
+        t: float,
+        found: Iterable[Sequence[tuple[int, int]]],
+        width: int,
+        height: int,
+    ) -> None:
+        """Record what was decoded (``boxes`` as returned by ``plan``) and the corner points
+        of the codes read, in frame coordinates."""
+        thumb = self._thumb
+        if thumb is None:
+            raise RuntimeError("ChangeGate.done() without plan()")
+        if boxes is None or self._reference is None or self._reference.shape != thumb.shape:
+            self._reference = thumb.copy()
+            self._last_full = t
+        else:
+            # Only what was looked at becomes the new reference: a slow change elsewhere
+            # keeps adding up until it crosses the threshold.
+            for x0, y0, x1, y1 in boxes:
+                # cells wholly inside the box; a box reaching the frame edge takes the edge cells
+                cx0, cy0 = -(-x0 // SCALE), -(-y0 // SCALE)
+                cx1 = thumb.shape[1] if x1 >= width else x1 // SCALE
+                cy1 = thumb.shape[0] if y1 >= height else y1 // SCALE
+                self._reference[cy0:cy1, cx0:cx1] = thumb[cy0:cy1, cx0:cx1]
+        self._hot = [code_box(p, width, height) for p in found if p]
+        self._thumb = None
+
+
+__all__ = [
+    "ChangeGate",
+    "changed_cells",
+    "code_box",
+    "merge_boxes",
+    "plan_regions",
+    "thumbnail",
+]
