@@ -1,4 +1,4 @@
-"""H.264-in-fragmented-MP4 clip writer (PyAV/libx264) that hashes while writing and fsyncs."""
+"""H.264-in-fragmented-MP4 clip writer (libx264 or a Pi 4's V4L2 encoder) that hashes and fsyncs."""
 
 from __future__ import annotations
 
@@ -40,6 +40,18 @@ _AVCOL_TRC_SMPTE170M = 6
 _AVCOL_SPC_SMPTE170M = 6
 _AVCOL_RANGE_MPEG = 1
 
+# The encoders a clip may be written with. libx264 (software, every machine) is the default;
+# h264_v4l2m2m is FFmpeg's wrapper of a V4L2 memory-to-memory encoder, on a Raspberry Pi 4 the
+# SoC's bcm2835-codec at /dev/video11 (a Pi 5 has no H.264 encoder in hardware).
+ENCODERS = ("libx264", "h264_v4l2m2m")
+HARDWARE_ENCODERS = frozenset({"h264_v4l2m2m"})
+PI4_ENCODER_DEVICE = "/dev/video11"
+
+# H.264 NAL unit types (ITU-T H.264 table 7-1): 1-5 carry a picture, 7 is an SPS, 8 a PPS.
+_NAL_SPS = 7
+_NAL_PPS = 8
+_HELD_HEADER_LIMIT = 1 << 20  # parameter sets are bytes; more than this is not a header
+
 _FINISH = object()  # queue sentinel: flush the encoder and close the file
 # A live camera at 30 fps loses frames when write() blocks longer than this.
 _SLOW_BLOCK_S = 0.1
@@ -58,6 +70,157 @@ def to_i420(bgr: np.ndarray) -> np.ndarray:
     if h % 2 or w % 2:
         raise ValueError(f"I420 needs an even width and height, got {w}x{h}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+
+
+def nal_units(data: bytes) -> list[bytes]:
+    """The NAL units of an Annex B H.264 byte stream (start codes removed), in order."""
+    units = []
+    start = data.find(b"\x00\x00\x01")
+    while start != -1:
+        begin = start + 3
+        nxt = data.find(b"\x00\x00\x01", begin)
+        end = len(data) if nxt == -1 else nxt
+        # Zeros before the next start code (its 4-byte form, trailing_zero_8bits) are not
+        # part of the unit: a NAL unit ends with its rbsp stop bit, never with a zero byte.
+        unit = data[begin:end].rstrip(b"\x00")
+        if unit:
+            units.append(unit)
+        start = nxt
+    return units
+
+
+def parameter_sets(data: bytes) -> bytes | None:
+    """SPS and PPS of an Annex B access unit as Annex B extradata; None unless both are there.
+
+    This is what an encoder that makes no global header (h264_v4l2m2m) puts in front of its
+    first picture; FFmpeg's MP4 muxer builds the ``avcC`` box from it.
+    """
+    units = nal_units(data)
+    sets = [u for u in units if u[0] & 0x1F in (_NAL_SPS, _NAL_PPS)]
+    kinds = {u[0] & 0x1F for u in sets}
+    if kinds != {_NAL_SPS, _NAL_PPS}:
+        return None
+    return b"".join(b"\x00\x00\x00\x01" + u for u in sets)
+
+
+def has_picture(data: bytes) -> bool:
+    """Whether an Annex B packet holds a coded picture (a slice), not only parameter sets/SEI."""
+    return any(1 <= u[0] & 0x1F <= 5 for u in nal_units(data))
+
+
+def _configure_encoder(
+    ctx: av.codec.context.CodecContext,
+    *,
+    encoder: str,
+    width: int,
+    height: int,
+    fps: float,
+    keyframe_interval_s: float,
+    bitrate_kbps: int,
+) -> None:
+    """Settings every encoder gets: size, yuv420p, GOP, no B-frames, 90 kHz, BT.601 tags."""
+    ctx.width = width
+    ctx.height = height
+    ctx.pix_fmt = "yuv420p"
+    ctx.gop_size = max(1, round(keyframe_interval_s * fps))
+    ctx.max_b_frames = 0  # decode order = presentation order, so dts = pts
+    ctx.time_base = TIME_BASE
+    ctx.color_primaries = _AVCOL_PRI_SMPTE170M
+    ctx.color_trc = _AVCOL_TRC_SMPTE170M
+    ctx.colorspace = _AVCOL_SPC_SMPTE170M
+    ctx.color_range = _AVCOL_RANGE_MPEG
+    if encoder in HARDWARE_ENCODERS:
+        ctx.bit_rate = bitrate_kbps * 1000  # the V4L2 encoder is bitrate-controlled, no CRF
+
+
+def _x264_options(preset: str, crf: int, threads: int) -> dict[str, str]:
+    return {"preset": preset, "tune": "zerolatency", "crf": str(crf), "threads": str(threads)}
+
+
+def _video_devices() -> list[str]:
+    try:
+        return sorted(str(p) for p in Path("/dev").glob("video*"))
+    except OSError:
+        return []
+
+
+def encoder_unusable_hint(encoder: str) -> str:
+    """Why ``encoder`` probably cannot be opened on this machine, naming the device."""
+    if encoder not in HARDWARE_ENCODERS:
+        return ""
+    devices = _video_devices()
+    pi4 = Path(PI4_ENCODER_DEVICE)
+    if not devices:
+        found = "there is no /dev/video* device at all"
+    elif not pi4.exists():
+        found = f"{PI4_ENCODER_DEVICE} does not exist (found {', '.join(devices)})"
+    elif not os.access(pi4, os.R_OK | os.W_OK):
+        found = (
+            f"{PI4_ENCODER_DEVICE} exists but this user may not open it "
+            "(add the service user to the 'video' group)"
+        )
+    else:
+        found = f"{PI4_ENCODER_DEVICE} exists but is not a usable H.264 encoder"
+    return (
+        f"FFmpeg's {encoder} needs a V4L2 memory-to-memory H.264 encoder device (a Raspberry "
+        f"Pi 4's bcm2835-codec, normally {PI4_ENCODER_DEVICE}); {found}. A Pi 5 or a PC has "
+        'no such encoder: set [recorder] encoder = "libx264"'
+    )
+
+
+def probe_encoder(
+    encoder: str,
+    width: int,
+    height: int,
+    fps: float,
+    *,
+    bitrate_kbps: int = 4000,
+    keyframe_interval_s: float = 4.0,
+    frames: int = 3,
+) -> None:
+    """Open ``encoder`` and encode a few grey frames in memory, or raise ``RecordingError``.
+
+    For start-up: a station configured for the Pi 4's hardware encoder learns that it is
+    missing (or busy, or refuses the size) before the first order, not in the middle of one.
+    Nothing is written to disk.
+    """
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r}")
+    try:
+        ctx = av.CodecContext.create(encoder, "w")
+        _configure_encoder(
+            ctx,
+            encoder=encoder,
+            width=width,
+            height=height,
+            fps=fps,
+            keyframe_interval_s=keyframe_interval_s,
+            bitrate_kbps=bitrate_kbps,
+        )
+        ctx.framerate = Fraction(fps).limit_denominator(1001)
+        if encoder == "libx264":
+            ctx.options = _x264_options("ultrafast", 23, 1)
+        ctx.open()
+        grey = np.full((height * 3 // 2, width), 128, np.uint8)
+        packets = []
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(grey, format="yuv420p")
+            frame.pts = i * max(1, round(_TICKS / fps))
+            frame.time_base = TIME_BASE
+            packets += ctx.encode(frame)
+        packets += ctx.encode(None)
+    except Exception as exc:
+        hint = encoder_unusable_hint(encoder)
+        raise RecordingError(
+            f"H.264 encoder {encoder} cannot encode {width}x{height}: {_describe(exc)}"
+            + (f". {hint}" if hint else "")
+        ) from exc
+    pictures = sum(1 for packet in packets if has_picture(bytes(packet)))
+    if pictures != frames:
+        raise RecordingError(
+            f"H.264 encoder {encoder} returned {pictures} pictures for {frames} test frames"
+        )
+    log.info("encoder %s works at %dx%d (%d test frames)", encoder, width, height, frames)
 
 
 @dataclass(frozen=True)
@@ -173,7 +336,7 @@ def _describe(exc: BaseException) -> str:
 
 
 class ClipWriter:
-    """Encode one clip to ``path`` as H.264 (libx264, yuv420p) in fragmented MP4.
+    """Encode one clip to ``path`` as H.264 (yuv420p) in fragmented MP4.
 
     Contract: construct (opens the file, O_EXCL, parent must exist), call ``write`` once per
     frame with I420 data from ``to_i420`` and a strictly increasing camera time ``t``, then
@@ -205,6 +368,16 @@ class ClipWriter:
 
     ``threads`` is libx264's thread count (0 = its automatic choice, sliced threads because
     of ``tune=zerolatency``, so no added latency).
+
+    Encoders: ``encoder="libx264"`` (``preset``, ``crf``, ``threads``) or ``"h264_v4l2m2m"``,
+    a Pi 4's hardware encoder (``bitrate_kbps``; it has no CRF). Either may hand packets back
+    some frames late (the V4L2 encoder keeps several buffers in flight): ``finish`` drains
+    the encoder, and only then must every frame have its packet. Packets without a dts get
+    dts = pts (no B-frames). An encoder that gives no SPS/PPS at open time (h264_v4l2m2m;
+    libx264 with ``global_header=False``, which exists to test this path) has them taken
+    from its first packet into the stream's extradata before the file header is written, so
+    the ``avcC`` box is complete; a packet of parameter sets alone is joined to the picture
+    after it, so the file has one sample per frame.
     """
 
     def __init__(
@@ -220,7 +393,14 @@ class ClipWriter:
         fsync_interval_s: float = 1.0,
         threads: int = 0,
         max_queue_s: float = 2.0,
+        encoder: str = "libx264",
+        bitrate_kbps: int = 4000,
+        global_header: bool = True,
     ) -> None:
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {encoder!r}")
+        if bitrate_kbps <= 0:
+            raise ValueError("bitrate_kbps must be positive")
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"width and height must be positive and even, got {width}x{height}")
         if fps <= 0 or keyframe_interval_s <= 0 or fsync_interval_s <= 0 or max_queue_s <= 0:
@@ -229,6 +409,7 @@ class ClipWriter:
         self.width = width
         self.height = height
         self.fps = float(fps)
+        self.encoder = encoder
         self._fsync_interval = fsync_interval_s
         self._nominal_ticks = max(1, round(_TICKS / self.fps))
         self._max_queue = max(2, math.ceil(max_queue_s * self.fps))
@@ -246,6 +427,8 @@ class ClipWriter:
         self._frames_encoded = 0
         self._packets = 0
         self._good_size = 0  # file size at the end of the last completely written fragment
+        self._needs_headers = False  # SPS/PPS still to be taken from the first packet
+        self._held = b""  # a packet of parameter sets only, waiting for its picture
         self._completed = False  # the thread flushed, closed and fsynced the file
         self._error: RecordingError | None = None
 
@@ -260,48 +443,50 @@ class ClipWriter:
                 self._file, "w", format="mp4", options=dict(MUX_OPTIONS), buffer_size=1 << 18
             )
             stream = self._container.add_stream(
-                "libx264",
+                encoder,
                 rate=Fraction(self.fps).limit_denominator(1001),
-                options={
-                    "preset": preset,
-                    "tune": "zerolatency",
-                    "crf": str(crf),
-                    "threads": str(threads),
-                },
+                options=_x264_options(preset, crf, threads) if encoder == "libx264" else None,
             )
-            stream.width = width
-            stream.height = height
-            stream.pix_fmt = "yuv420p"
-            stream.gop_size = max(1, round(keyframe_interval_s * self.fps))
-            stream.max_b_frames = 0
             stream.time_base = TIME_BASE
             ctx = stream.codec_context
-            ctx.time_base = TIME_BASE
-            ctx.color_primaries = _AVCOL_PRI_SMPTE170M
-            ctx.color_trc = _AVCOL_TRC_SMPTE170M
-            ctx.colorspace = _AVCOL_SPC_SMPTE170M
-            ctx.color_range = _AVCOL_RANGE_MPEG
-            ctx.open()  # ~5 ms; bad encoder settings fail here, not a frame later
+            _configure_encoder(
+                ctx,
+                encoder=encoder,
+                width=width,
+                height=height,
+                fps=self.fps,
+                keyframe_interval_s=keyframe_interval_s,
+                bitrate_kbps=bitrate_kbps,
+            )
+            if not global_header:
+                ctx.flags = int(ctx.flags) & ~int(av.codec.context.Flags.global_header)
+            ctx.open()  # ~5 ms; bad encoder settings (or no device) fail here, not a frame later
+            # No SPS/PPS yet (h264_v4l2m2m): the muxer would write an empty avcC with the
+            # empty moov, and no player could open the file. Take them from the first packet.
+            self._needs_headers = not ctx.extradata
             self._stream = stream
         except Exception as exc:
             self._file.close()
             self.path.unlink(missing_ok=True)  # our own empty file, nothing was written
+            hint = encoder_unusable_hint(encoder)
             raise RecordingError(
-                f"cannot set up the H.264/MP4 encoder for {self.path}: {_describe(exc)}"
+                f"cannot set up the H.264/MP4 encoder {encoder} for {self.path}: "
+                f"{_describe(exc)}" + (f". {hint}" if hint else "")
             ) from exc
 
         self._thread = threading.Thread(
             target=self._run, name=f"clip-writer:{self.path.name}", daemon=True
         )
         self._thread.start()
+        quality = f"preset={preset} crf={crf}" if encoder == "libx264" else f"{bitrate_kbps} kb/s"
         log.info(
-            "clip started path=%s size=%dx%d fps=%.3g preset=%s crf=%d gop=%d",
+            "clip started path=%s encoder=%s %s size=%dx%d fps=%.3g gop=%d",
             self.path,
+            encoder,
+            quality,
             width,
             height,
             self.fps,
-            preset,
-            crf,
             stream.gop_size,
         )
 
@@ -313,7 +498,7 @@ class ClipWriter:
 
     @property
     def frames_encoded(self) -> int:
-        """Frames the encoder thread has encoded and handed to the muxer."""
+        """Frames the encoder thread has handed to the encoder (their packets may come later)."""
         return self._frames_encoded
 
     @property
@@ -378,12 +563,13 @@ class ClipWriter:
         if self._packets == 0:
             self._error = RecordingError(f"clip {self.path} has no frames")
             raise self._error
-        if self._packets != self._frames_written:  # x264 zerolatency: one packet per frame
+        if self._packets != self._frames_written:  # the encoder was drained: one per frame
             log.error(
-                "clip %s: %d frames written but %d packets muxed",
+                "clip %s: %d frames written but %d packets muxed after draining %s",
                 self.path,
                 self._frames_written,
                 self._packets,
+                self.encoder,
             )
         try:
             size = self.path.stat().st_size
@@ -481,7 +667,9 @@ class ClipWriter:
                         _fsync_dir(self.path.parent)
                         dir_synced = True
                     last_sync = now
-            self._mux(self._stream.encode(None))
+            self._mux(self._stream.encode(None))  # drain: a buffering encoder's last packets
+            if self._held:
+                raise RecordingError(f"{self.encoder} ended with parameter sets but no picture")
             self._container.close()
             self._good_size = self._file.size  # the last fragment and the index are complete
             self._file.fsync()
@@ -497,10 +685,49 @@ class ClipWriter:
 
     def _mux(self, packets: list[av.Packet]) -> None:
         for packet in packets:
+            if self._needs_headers:
+                joined = self._take_headers(packet)
+                if joined is None:
+                    continue  # parameter sets only: they go in front of the next picture
+                packet = joined
+            if packet.dts is None:
+                packet.dts = packet.pts  # no B-frames: decode order is presentation order
             self._container.mux(packet)
             self._packets += 1
             # flush_packets: after each mux the file ends on a complete fragment
             self._good_size = self._file.size
+
+    def _take_headers(self, packet: av.Packet) -> av.Packet | None:
+        """Before the first mux: SPS/PPS from the first packet(s) into the stream's extradata.
+
+        The MP4 header (empty moov, with avcC) is written by the first ``mux``; the codec
+        parameters are copied from the encoder context then, so extradata set here lands in
+        the avcC. Returns the packet to mux, or None while only parameter sets have come.
+        """
+        data = self._held + bytes(packet)
+        if not has_picture(data):
+            if len(data) > _HELD_HEADER_LIMIT:
+                raise RecordingError(f"{self.encoder} produced {len(data)} bytes without a picture")
+            self._held = data
+            return None
+        headers = parameter_sets(data)
+        if headers is None:
+            raise RecordingError(
+                f"{self.encoder} gave no SPS/PPS with its first picture (and none at open "
+                "time): the MP4 could not be played"
+            )
+        self._stream.codec_context.extradata = headers
+        self._needs_headers = False
+        if not self._held:
+            return packet
+        self._held = b""
+        joined = av.Packet(data)
+        joined.pts = packet.pts
+        joined.dts = packet.dts
+        joined.time_base = packet.time_base
+        joined.stream = packet.stream
+        joined.is_keyframe = packet.is_keyframe
+        return joined
 
     def _abandon(self) -> None:
         """After a failure: release FFmpeg, cut a half-written fragment off, keep the rest.
@@ -528,4 +755,18 @@ class ClipWriter:
             pass
 
 
-__all__ = ["MUX_OPTIONS", "TIME_BASE", "ClipWriter", "FinishedFile", "to_i420"]
+__all__ = [
+    "ENCODERS",
+    "HARDWARE_ENCODERS",
+    "MUX_OPTIONS",
+    "PI4_ENCODER_DEVICE",
+    "TIME_BASE",
+    "ClipWriter",
+    "FinishedFile",
+    "encoder_unusable_hint",
+    "has_picture",
+    "nal_units",
+    "parameter_sets",
+    "probe_encoder",
+    "to_i420",
+]

@@ -281,3 +281,161 @@ def test_disk_error_surfaces_as_recording_error(tmp_path: Path) -> None:
 
 def test_time_base_is_90khz() -> None:
     assert Fraction(1, 90000) == writer_mod.TIME_BASE
+
+
+# --- buffering encoders and in-band parameter sets (the Pi 4 hardware encoder's traits) ------
+
+
+def delaying_x264(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libx264 with an 8-frame lookahead and no zerolatency: it returns packets late, like
+    h264_v4l2m2m, while keeping B-frames off so decode order stays presentation order."""
+
+    def options(preset: str, crf: int, threads: int) -> dict[str, str]:
+        params = "rc-lookahead=8:sync-lookahead=0:bframes=0"
+        return {"preset": "veryfast", "crf": str(crf), "threads": "1", "x264-params": params}
+
+    monkeypatch.setattr(writer_mod, "_x264_options", options)
+
+
+def annexb(units: list[bytes]) -> bytes:
+    return b"".join(b"\x00\x00\x00\x01" + u for u in units)
+
+
+def avcc_box(path: Path) -> bytes:
+    data = path.read_bytes()
+    at = data.index(b"avcC")
+    size = int.from_bytes(data[at - 4 : at], "big")
+    return data[at + 4 : at - 4 + size]
+
+
+def assert_plays(path: Path, ff: FinishedFile, times: list[float]) -> None:
+    assert ff.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert ff.size == path.stat().st_size
+    assert ff.frame_count == len(times)
+    stream, frames, duration = decode(path)
+    assert (stream.codec_context.width, stream.codec_context.height) == (W, H)
+    assert stream.codec_context.pix_fmt == "yuv420p"
+    assert len(frames) == len(times)
+    assert duration == pytest.approx(times[-1] - times[0] + 1 / FPS, abs=0.05)
+    got = [float(f.pts * f.time_base) for f in frames]
+    assert got == pytest.approx([t - times[0] for t in times], abs=0.001)
+    assert frames[0].key_frame
+    avcc = avcc_box(path)
+    assert avcc[0] == 1 and avcc[5] & 0x1F >= 1, "avcC must hold an SPS"  # version, numOfSPS
+
+
+def test_a_buffering_encoder_is_drained_at_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    delaying_x264(monkeypatch)
+    path = tmp_path / "late.mp4"
+    times = [20.0 + i / FPS for i in range(45)]
+    w = ClipWriter(path, W, H, FPS)
+    for i, t in enumerate(times):
+        w.write(to_i420(scene(i)), t)
+    deadline = time.monotonic() + 20
+    while w.frames_encoded < len(times):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert w._packets < len(times), "the stand-in encoder did not hold any packet back"
+    ff = w.finish()
+    assert_plays(path, ff, times)
+
+
+def test_without_a_global_header_the_avcc_comes_from_the_first_packet(tmp_path: Path) -> None:
+    """The path h264_v4l2m2m takes (no SPS/PPS at open time), forced with libx264.
+
+    Without it the empty moov would carry an empty avcC and no player could open the file.
+    """
+    times = [i / FPS for i in range(30)]
+    path = tmp_path / "inband.mp4"
+    w = ClipWriter(path, W, H, FPS, global_header=False)
+    assert w._needs_headers
+    for i, t in enumerate(times):
+        w.write(to_i420(scene(i)), t)
+    ff = w.finish()
+    assert_plays(path, ff, times)
+
+    normal = write_clip(tmp_path / "normal.mp4", times)
+    assert not ClipWriter(tmp_path / "n2.mp4", W, H, FPS)._needs_headers  # default unchanged
+    # the same SPS/PPS as libx264 puts in its global header
+    assert avcc_box(path) == avcc_box(normal.path)
+
+
+def test_late_packets_and_in_band_headers_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    delaying_x264(monkeypatch)
+    times = [i / FPS for i in range(40)]
+    path = tmp_path / "both.mp4"
+    assert_plays(path, write_clip(path, times, global_header=False), times)
+
+
+class V4L2LikeWriter(ClipWriter):
+    """Reshapes libx264's packets the way a V4L2 encoder may deliver them: the SPS/PPS in a
+    packet of their own before the first picture, and no dts on any packet."""
+
+    split_done = False
+    strip_headers = False
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        out = []
+        for p in packets:
+            units = writer_mod.nal_units(bytes(p))
+            if not self.split_done:
+                self.split_done = True
+                sets = [u for u in units if u[0] & 0x1F in (7, 8)]
+                units = [u for u in units if u[0] & 0x1F not in (7, 8)]
+                if not self.strip_headers:
+                    out.append(self.copy(p, annexb(sets), keyframe=False))
+            out.append(self.copy(p, annexb(units), keyframe=p.is_keyframe))
+        super()._mux(out)
+
+    @staticmethod
+    def copy(p: av.Packet, data: bytes, *, keyframe: bool) -> av.Packet:
+        q = av.Packet(data)
+        q.pts = p.pts
+        q.dts = None
+        q.time_base = p.time_base
+        q.stream = p.stream
+        q.is_keyframe = keyframe
+        return q
+
+
+def test_a_parameter_set_packet_is_joined_to_the_first_picture(tmp_path: Path) -> None:
+    times = [5.0 + i / FPS for i in range(30)]
+    path = tmp_path / "split.mp4"
+    w = V4L2LikeWriter(path, W, H, FPS, global_header=False)
+    for i, t in enumerate(times):
+        w.write(to_i420(scene(i)), t)
+    ff = w.finish()
+    assert w.split_done
+    assert_plays(path, ff, times)  # one sample per frame, dts filled in, avcC complete
+
+
+def test_no_parameter_sets_at_all_fails_the_clip_clearly(tmp_path: Path) -> None:
+    w = V4L2LikeWriter(tmp_path / "nosps.mp4", W, H, FPS, global_header=False)
+    w.strip_headers = True
+    w.write(to_i420(scene(0)), 0.0)
+    w.write(to_i420(scene(1)), 1 / FPS)
+    with pytest.raises(RecordingError, match="no SPS/PPS"):
+        w.finish()
+
+
+def test_nal_unit_helpers() -> None:
+    sps, pps, sei, idr, p_slice = b"\x67\x42", b"\x68\xce", b"\x06\x05", b"\x65\x88", b"\x41\x9a"
+    stream = b"\x00\x00\x00\x01" + sps + b"\x00\x00\x01" + pps + b"\x00\x00\x01" + idr + b"\x00"
+    assert writer_mod.nal_units(stream) == [sps, pps, idr]
+    assert writer_mod.nal_units(b"") == []
+    assert writer_mod.parameter_sets(stream) == annexb([sps, pps])
+    assert writer_mod.parameter_sets(annexb([sps, idr])) is None  # no PPS
+    assert writer_mod.has_picture(stream) and writer_mod.has_picture(annexb([p_slice]))
+    assert not writer_mod.has_picture(annexb([sps, pps, sei]))
+
+
+def test_unknown_encoder_and_bitrate_are_programming_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="encoder"):
+        ClipWriter(tmp_path / "x.mp4", W, H, FPS, encoder="h264_omx")
+    with pytest.raises(ValueError, match="bitrate"):
+        ClipWriter(tmp_path / "x.mp4", W, H, FPS, bitrate_kbps=0)
+    assert not (tmp_path / "x.mp4").exists()
