@@ -89,6 +89,10 @@ class RecorderSection:
     fsync_interval_s: float = 1.0
     overlay: bool = True
     font: str = ""  # TTF/OTF/TTC with CJK glyphs; "" = search the usual system fonts
+    # "libx264" (software, any machine; preset + crf) or "h264_v4l2m2m" (a Raspberry Pi 4's
+    # hardware encoder at /dev/video11; a Pi 5 has none). Tried at start-up; never swapped.
+    encoder: str = "libx264"
+    bitrate_kbps: int = 4000  # h264_v4l2m2m only: it is bitrate-controlled and has no crf
 
 
 @dataclass(frozen=True)
@@ -341,6 +345,13 @@ def validate(cfg: Config) -> None:
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
     }:  # fmt: skip
         raise ConfigError(f"recorder.preset {r.preset!r} is not a fast libx264 preset")
+    if r.encoder not in {"libx264", "h264_v4l2m2m"}:
+        raise ConfigError(
+            f"recorder.encoder must be libx264 (software) or h264_v4l2m2m (a Raspberry Pi 4's"
+            f" hardware encoder), not {r.encoder!r}"
+        )
+    if not 200 <= r.bitrate_kbps <= 25_000:
+        raise ConfigError("recorder.bitrate_kbps must be between 200 and 25000")
     w = cfg.web
     if not 1 <= w.port <= 65535:
         raise ConfigError("web.port must be between 1 and 65535")

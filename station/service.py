@@ -26,7 +26,7 @@ from station.retention import DiskProbe, RetentionManager, station_signer
 from station.runner import Station, station_tz
 from station.scanner import build_scan_sources
 from station.sdnotify import Watchdog
-from station.writer import ClipWriter, to_i420
+from station.writer import HARDWARE_ENCODERS, ClipWriter, probe_encoder, to_i420
 
 if TYPE_CHECKING:
     from station.archiver import Archiver
@@ -92,10 +92,21 @@ def assemble(
     from station.overlay import Overlay
 
     cam = camera if camera is not None else build_camera(cfg, realtime=realtime)
+    r = cfg.recorder
+    if r.encoder in HARDWARE_ENCODERS:
+        # Staff learn of a missing or busy hardware encoder now, not at the first parcel; no
+        # silent fallback to libx264 (it would change what the evidence looks like).
+        probe_encoder(
+            r.encoder,
+            cam.width,
+            cam.height,
+            cam.fps,
+            bitrate_kbps=r.bitrate_kbps,
+            keyframe_interval_s=r.keyframe_interval_s,
+        )
     data_dir = cfg.station.data_dir
     ledger = Ledger.in_data_dir(data_dir)
     width, height, fps = cam.width, cam.height, cam.fps
-    r = cfg.recorder
     queue_s = cfg.session.pre_roll_s + 2.0  # the pre-roll is queued at once on a scan
 
     def writer_factory(path: Path) -> ClipWriter:
@@ -109,6 +120,8 @@ def assemble(
             keyframe_interval_s=r.keyframe_interval_s,
             fsync_interval_s=r.fsync_interval_s,
             max_queue_s=queue_s,
+            encoder=r.encoder,
+            bitrate_kbps=r.bitrate_kbps,
         )
 
     from station.proof.finalizer import build_finalizers
