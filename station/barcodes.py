@@ -22,6 +22,7 @@ from pyzbar.pyzbar import ZBarSymbol
 
 from station.changegate import ChangeGate
 from station.frames import Frame, InputEvent, RawScan
+from station.priority import lower_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -1044,6 +1045,7 @@ class ScanWorker:
             raise RuntimeError(f"ScanWorker.submit() called when {self._state}")
 
     def _loop(self) -> None:
+        lower_thread_priority()  # a slow decode may wait; the capture loop may not
         while True:
             with self._wake:
                 while self._box.frame is None and self._state == "running":

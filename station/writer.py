@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from station.errors import RecordingError
+from station.priority import lower_thread_priority, thread_ids
 
 log = logging.getLogger(__name__)
 
@@ -460,7 +461,15 @@ class ClipWriter:
             )
             if not global_header:
                 ctx.flags = int(ctx.flags) & ~int(av.codec.context.Flags.global_header)
+            before = thread_ids()
             ctx.open()  # ~5 ms; bad encoder settings (or no device) fail here, not a frame later
+            # libx264 starts its worker threads here, in the caller's (capture) thread: give
+            # them background priority, as the writer thread takes for itself, so encoding
+            # the pre-roll burst at a clip's start cannot starve the capture loop. (A thread
+            # another part of the station starts at this very moment may be lowered too;
+            # all of those are background threads.)
+            for tid in thread_ids() - before:
+                lower_thread_priority(tid)
             # No SPS/PPS yet (h264_v4l2m2m): the muxer would write an empty avcC with the
             # empty moov, and no player could open the file. Take them from the first packet.
             self._needs_headers = not ctx.extradata
@@ -643,6 +652,7 @@ class ClipWriter:
 
     def _run(self) -> None:
         """The encoder thread: the only code touching the container, stream and file."""
+        lower_thread_priority()
         last_sync = time.monotonic()
         dir_synced = False
         try:
