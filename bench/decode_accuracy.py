@@ -1,4 +1,10 @@
-"""Barcode accuracy and cost: zbar, zxing-cpp, either, the packcam pipeline and its live path."""
+"""Barcode accuracy and cost: zbar, zxing-cpp, either, the packcam pipeline and its live path.
+
+"live" decodes each photo alone within the live budget; "in-frame" pastes it into a 1280x720
+frame of the synthetic packing table and decodes the whole frame (the station without the
+change gate); "gated" shows the station's ScanWorker the empty table, then the table with the
+photo, through the change gate (the station as it runs).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -18,10 +25,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from station import barcodes
+from station.changegate import ChangeGate
+from station.frames import Frame
+from station.synthetic import Scenario, SyntheticCamera
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = [REPO.parent / "shared/data/barcodes", Path("/work/shared/data/barcodes")]
-METHODS = ("zbar", "zxing", "either", "pipeline", "live")
+METHODS = ("zbar", "zxing", "either", "pipeline", "live", "in-frame", "gated")
+FRAME_W, FRAME_H = 1280, 720
 
 
 def load_manifest(data: Path) -> list[tuple[Path, str, str]]:
@@ -38,9 +49,46 @@ def timed(
     return [d.text for d in found], (time.perf_counter() - t) * 1e3
 
 
+def table() -> np.ndarray:
+    """An empty 1280x720 frame of the synthetic packing table (boxes and hands, no card)."""
+    cam = SyntheticCamera(
+        FRAME_W, FRAME_H, 30.0, Scenario.from_dict({"seed": 3, "event": []}), realtime=False
+    )
+    cam.start()
+    return cam.render(2.0)
+
+
+def in_frame(background: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """``image`` pasted at the centre of a copy of ``background``, shrunk to fit if needed."""
+    h, w = image.shape[:2]
+    k = min(1.0, FRAME_W / w, FRAME_H / h)
+    if k < 1.0:
+        image = cv2.resize(image, (int(w * k), int(h * k)), interpolation=cv2.INTER_AREA)
+        h, w = image.shape[:2]
+    out = background.copy()
+    y, x = (FRAME_H - h) // 2, (FRAME_W - w) // 2
+    out[y : y + h, x : x + w] = image
+    return out
+
+
+def gated_read(
+    decoder: barcodes.BarcodeDecoder, background: np.ndarray, frame: np.ndarray
+) -> list[barcodes.Detection]:
+    """What the station's ScanWorker reports when ``frame`` follows the empty table."""
+    worker = barcodes.ScanWorker(decoder, sync=True, gate=ChangeGate(1.5))
+    worker.start()
+    wall = datetime(2026, 1, 1, tzinfo=UTC)
+    worker.submit(Frame(image=background, t=0.0, wall=wall, index=0))
+    worker.poll(0.0)
+    worker.submit(Frame(image=frame, t=0.1, wall=wall, index=3))
+    worker.stop()
+    return [barcodes.Detection(e.text, "", ()) for e in worker.poll(1.0)]
+
+
 def accuracy(data: Path, live_budget: float) -> None:
     rows = load_manifest(data)
     decoder = barcodes.BarcodeDecoder(frame_budget_ms=live_budget)
+    background = table()
     hits: dict[str, Counter[str]] = {m: Counter() for m in METHODS}
     wrong: Counter[str] = Counter()
     ms: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -62,12 +110,17 @@ def accuracy(data: Path, live_budget: float) -> None:
         t_pipe = (time.perf_counter() - t0) * 1e3
         texts["pipeline"] = [d.text for d in result.detections]
         texts["live"], t_live = timed(decoder.decode_frame, image)
+        framed = in_frame(background, image)
+        texts["in-frame"], t_framed = timed(decoder.decode_frame, framed)
+        texts["gated"], t_gated = timed(lambda f: gated_read(decoder, background, f), framed)
         times = {
             "zbar": t_zbar,
             "zxing": t_zxing,
             "either": t_zbar + t_zxing,
             "pipeline": t_pipe,
             "live": t_live,
+            "in-frame": t_framed,
+            "gated": t_gated,
         }
         for m, t in times.items():
             ms[(m, sym)].append(t)

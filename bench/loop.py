@@ -6,7 +6,11 @@ Runs, side by side in one process and one run:
     proof finalizer) at 1280x720 and 1920x1080, with an order / waybill / seal card shown
     every 6 s;
   * naive: pyzbar on every full frame + cv2.putText + cv2.VideoWriter(mp4v), as fast as it
-    can go, on the same synthetic frames.
+    can go, on the same synthetic frames;
+  * floor: the same frames through I420 conversion and libx264 only (no barcode reading, no
+    overlay): what any H.264 recorder pays, the least packcam could cost;
+and, as a check of the scene, pyzbar's cost per megapixel on the real photos of
+../shared/data/barcodes (at their own size) next to its cost on the synthetic frames.
 Prints a table and ratios; the last line is one JSON object (see README / docs/performance.md).
 """
 
@@ -34,6 +38,7 @@ from station.service import assemble  # noqa: E402
 from station.synthetic import Scenario, SyntheticCamera  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SHARED_PHOTOS = REPO.parent / "shared/data/barcodes"
 CYCLE = 6.0  # seconds per order in the bench scenario
 
 
@@ -109,6 +114,7 @@ def run_packcam(width: int, height: int, seconds: float, data: Path) -> dict:
     cpu = time.process_time() - cpu0
     stats = st.stats
     frames = stats.frames
+    gate = st.decoder.stats() if st.decoder is not None else None
     clips = asm.ledger.clips()
     asm.close()
     # Scan-to-recognition latency: from the first frame in which the card is readable (found by
@@ -156,7 +162,90 @@ def run_packcam(width: int, height: int, seconds: float, data: Path) -> dict:
         "scans_expected": sum(len(v) for v in readable.values()),
         "clips": len(clips),
         "mb_per_min": mb / minutes if minutes else float("nan"),
+        # share of the decoded frames' pixels the change gate let through to the decoder
+        "decode_pixels": gate.pixels / max(1, gate.decoded * width * height) if gate else 1.0,
+        "decode_unchanged": gate.unchanged if gate else 0,
+        "decoded_frames": gate.decoded if gate else 0,
     }
+
+
+def run_floor(width: int, height: int, frames: int, data: Path) -> dict:
+    """Capture, I420 and libx264 (packcam's settings) only, one thread feeding the encoder."""
+    import av
+
+    from station.writer import to_i420
+
+    cam = SyntheticCamera(width, height, 30.0, scenario(frames / 30 + 1), realtime=False)
+    cam.start()
+    path = data / f"floor_{width}.mp4"
+    out = av.open(str(path), "w", format="mp4")
+    stream = out.add_stream(
+        "libx264",
+        rate=30,
+        options={"preset": "ultrafast", "tune": "zerolatency", "crf": "23", "threads": "0"},
+    )
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.gop_size = 120
+    t_capture = t_convert = t_encode = 0.0
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    n = 0
+    while n < frames:
+        a = time.perf_counter()
+        f = cam.read()
+        if f is None:
+            break
+        b = time.perf_counter()
+        vf = av.VideoFrame.from_ndarray(to_i420(f.image), format="yuv420p")
+        vf.pts = n
+        c = time.perf_counter()
+        for packet in stream.encode(vf):
+            out.mux(packet)
+        d = time.perf_counter()
+        t_capture += b - a
+        t_convert += c - b
+        t_encode += d - c
+        n += 1
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+    cam.stop()
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    per = 1000 / max(n, 1)
+    return {
+        "res": f"{width}x{height}",
+        "fps": n / wall,
+        "frames": n,
+        "cpu_ms": cpu * per,
+        "capture_ms": t_capture * per,
+        "decode_ms": 0.0,
+        "overlay_ms": t_convert * per,
+        "encode_ms": t_encode * per,
+        "mb_per_min": path.stat().st_size / 1e6 / (n / 30 / 60),
+    }
+
+
+def zbar_on_real_photos(folder: Path) -> dict | None:
+    """pyzbar's median CPU per megapixel on the real photos (>= 400x300, own size)."""
+    from pyzbar import pyzbar
+
+    if not folder.is_dir():
+        return None
+    per_mpx = []
+    for path in sorted(folder.glob("*/*")):
+        if path.suffix.lower() not in {".jpg", ".jpeg", ".png"}:
+            continue
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if gray is None or min(gray.shape) < 300 or max(gray.shape) < 400:
+            continue
+        runs = []
+        for _ in range(3):
+            a = time.process_time()
+            pyzbar.decode(gray)
+            runs.append(time.process_time() - a)
+        per_mpx.append(statistics.median(runs) * 1000 / (gray.size / 1e6))
+    if not per_mpx:
+        return None
+    return {"photos": len(per_mpx), "ms_per_mpx": statistics.median(per_mpx)}
 
 
 def run_naive(width: int, height: int, frames: int, data: Path) -> dict:
@@ -225,6 +314,7 @@ def main() -> int:
             nd = Path(tmp) / f"n{w}"
             nd.mkdir()
             rows.append(("naive", run_naive(w, h, naive_frames, nd)))
+            rows.append(("floor", run_floor(w, h, naive_frames, nd)))
     cols = ["fps", "cpu_ms", "capture_ms", "decode_ms", "overlay_ms", "encode_ms", "mb_per_min"]
     head = f"{'loop':8} {'res':10} {'frames':>6} {'dropped':>7} "
     print(head + " ".join(f"{c:>10}" for c in cols) + f" {'latency_ms':>10}")
@@ -232,10 +322,23 @@ def main() -> int:
         print(f"{name:8} {r['res']:10} {r['frames']:6d} {r.get('dropped', '-')!s:>7} "
               + " ".join(f"{r[c]:10.1f}" for c in cols)
               + f" {r.get('latency_ms', float('nan')):10.0f}")  # fmt: skip
-    p720, n720, p1080, n1080 = (r for _, r in rows)
+    p720, n720, f720, p1080, n1080, f1080 = (r for _, r in rows)
     print()
     print(f"CPU per frame vs naive: 720p {p720['cpu_ms'] / n720['cpu_ms']:.3f}x, "
           f"1080p {p1080['cpu_ms'] / n1080['cpu_ms']:.3f}x")  # fmt: skip
+    print(f"floor (I420 + libx264 only) vs naive: 720p {f720['cpu_ms'] / n720['cpu_ms']:.3f}x, "
+          f"1080p {f1080['cpu_ms'] / n1080['cpu_ms']:.3f}x")  # fmt: skip
+    print(f"change gate: decoder saw {p720['decode_pixels']:.0%} of the decoded frames' pixels "
+          f"at 720p ({p720['decode_unchanged']}/{p720['decoded_frames']} decodes had nothing "
+          f"changed), {p1080['decode_pixels']:.0%} at 1080p")  # fmt: skip
+    real = zbar_on_real_photos(SHARED_PHOTOS)
+    synth_mpx = n720["decode_ms"] / (1280 * 720 / 1e6)
+    if real is None:
+        print(f"pyzbar on real photos: skipped ({SHARED_PHOTOS} is absent)")
+    else:
+        print(f"pyzbar per megapixel: synthetic 720p frames {synth_mpx:.1f} ms, "
+              f"{real['photos']} real photos (own size, median) {real['ms_per_mpx']:.1f} ms "
+              f"= {real['ms_per_mpx'] * 0.9216:.1f} ms per 720p frame")  # fmt: skip
     print(f"scans recognised: 720p {p720['latency_n']}/{p720['scans_expected']}, "
           f"1080p {p1080['latency_n']}/{p1080['scans_expected']}")  # fmt: skip
     summary = {
@@ -257,6 +360,11 @@ def main() -> int:
         "scan_latency_ms_1080p": round(p1080["latency_ms"], 1),
         "mb_per_min_720p": round(p720["mb_per_min"], 1),
         "mb_per_min_1080p": round(p1080["mb_per_min"], 1),
+        "floor_cpu_ms_per_frame": round(f720["cpu_ms"], 2),
+        "floor_ratio_vs_naive": round(f720["cpu_ms"] / n720["cpu_ms"], 3),
+        "decode_pixels_720p": round(p720["decode_pixels"], 3),
+        "zbar_ms_per_mpx_synthetic": round(synth_mpx, 1),
+        "zbar_ms_per_mpx_real_photos": round(real["ms_per_mpx"], 1) if real else None,
     }
     print(json.dumps(summary))
     return 0
