@@ -75,9 +75,13 @@ def thread_cpu() -> dict[int, float]:
     return out
 
 
-def run_packcam(width: int, height: int, seconds: float, data: Path) -> dict:
+def run_packcam(
+    width: int, height: int, seconds: float, data: Path, decode_every: int | None = None
+) -> dict:
     cfg = config_mod.load(None).with_data_dir(data)
     cfg = cfg.replace("camera", width=width, height=height, fps=30.0)
+    if decode_every is not None:
+        cfg = cfg.replace("scanner", decode_every=decode_every)
     cam = SyntheticCamera(width, height, 30.0, scenario(seconds), realtime=True)
     asm = assemble(cfg, camera=cam, live_view=True)
     st = asm.station
@@ -300,6 +304,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="short runs: finishes within 2 minutes")
     ap.add_argument("--seconds", type=float, help="packcam run length per resolution")
     ap.add_argument("--naive-frames", type=int, help="frames for the naive loop per resolution")
+    ap.add_argument(
+        "--decode-every", type=int, help="override scanner.decode_every (default: the config's)"
+    )
     args = ap.parse_args()
     seconds = args.seconds or (25.0 if args.quick else 90.0)
     naive_frames = args.naive_frames or (90 if args.quick else 300)
@@ -310,7 +317,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="packcam-bench-") as tmp:
         for w, h in ((1280, 720), (1920, 1080)):
             d = Path(tmp) / f"p{w}"
-            rows.append(("packcam", run_packcam(w, h, seconds, d)))
+            rows.append(("packcam", run_packcam(w, h, seconds, d, args.decode_every)))
             nd = Path(tmp) / f"n{w}"
             nd.mkdir()
             rows.append(("naive", run_naive(w, h, naive_frames, nd)))
