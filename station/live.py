@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import numpy as np
 
 from station.clock import clock_synced
 from station.codes import safe_component
+from station.priority import lower_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +31,41 @@ def _replace_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True, slots=True)
+class _Update:
+    """One mailbox item: a frame to publish with its status, or (image None) a status only."""
+
+    image: np.ndarray | None
+    status: Any
+    dropped: int
+    state: str | None
+    at: float  # time.monotonic() when it was handed over
+
+
 class LiveWriter:
     """Writes ``live/<station>.jpg`` and ``live/<station>.json`` at most every ``interval`` s.
 
     Called from the capture thread for every frame (see ``Station.on_frame``); it does real work
-    only once per interval (a downscale, a JPEG encode, two small atomic writes), so the capture
-    loop pays well under a millisecond per frame on average. Errors are logged, never raised.
+    only once per interval (a downscale, a JPEG encode, two small atomic writes). Errors are
+    logged, never raised.
+
+    ``threaded=True`` (the station): that work happens on a background thread ("live-view",
+    at background priority), so the capture loop never waits for the file system; a rename
+    on a busy SD card can take longer than a frame. The capture thread only drops the frame
+    and status into a one-slot mailbox (a newer one replaces one not yet written); the image
+    is kept by reference, so the caller must not modify it afterwards. ``write_status`` goes
+    through the same mailbox, in order. ``close`` writes what is pending and stops the thread.
+    Without ``threaded`` every call writes at once (tests, tools).
     """
 
     def __init__(
-        self, data_dir: Path, station_name: str, *, interval: float = 0.2, width: int = 640
+        self,
+        data_dir: Path,
+        station_name: str,
+        *,
+        interval: float = 0.2,
+        width: int = 640,
+        threaded: bool = False,
     ) -> None:
         self.dir = data_dir / "live"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -45,26 +74,74 @@ class LiveWriter:
         self.data_dir = data_dir
         self.interval = interval
         self.width = width
+        self.threaded = threaded
         self._next = 0.0
         self._next_slow = 0.0
         self._slow: dict[str, Any] = {}
         self._fps_mark: tuple[float, int] | None = None
         self._next_error_log = 0.0
         self.fps = 0.0
+        self._wake = threading.Condition()
+        self._pending: _Update | None = None
+        self._closing = False
+        self._thread: threading.Thread | None = None
 
     def __call__(self, image: np.ndarray, status: Any, dropped: int = 0) -> None:
         now = time.monotonic()
         if now < self._next:
             return
         self._next = now + self.interval
+        self._submit(_Update(image, status, dropped, None, now))
+
+    def write_status(self, status: Any, dropped: int = 0, state: str | None = None) -> None:
+        """Write the status file now (threaded: next), e.g. ``state="stopped"`` at the end."""
+        self._submit(_Update(None, status, dropped, state, time.monotonic()))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is pending, then stop the thread (threaded mode); idempotent."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _submit(self, update: _Update) -> None:
+        if not self.threaded:
+            self._do(update)
+            return
+        with self._wake:
+            if self._closing:
+                return
+            self._pending = update
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="live-view", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _loop(self) -> None:
+        lower_thread_priority()
+        while True:
+            with self._wake:
+                while self._pending is None and not self._closing:
+                    self._wake.wait()
+                update, self._pending = self._pending, None
+                if update is None:  # closing and nothing left to write
+                    return
+            self._do(update)
+
+    def _do(self, u: _Update) -> None:
         try:
-            self._publish(image, status, dropped, now)
+            if u.image is None:
+                self._write_status(u.status, u.dropped, u.state)
+            else:
+                self._publish(u.image, u.status, u.dropped, u.at)
         except Exception as exc:
             # A preview must never hurt recording: retry next time, say so once a minute.
-            if now >= self._next_error_log:
-                self._next_error_log = now + 60.0
+            if u.at >= self._next_error_log:
+                self._next_error_log = u.at + 60.0
                 log.warning("live view update failed (retrying): %s", exc)
-            self.dir.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):  # recreate a vanished folder for next time
+                self.dir.mkdir(parents=True, exist_ok=True)
 
     def _publish(self, image: np.ndarray, status: Any, dropped: int, now: float) -> None:
         if self._fps_mark is not None and now > self._fps_mark[0]:
@@ -84,9 +161,9 @@ class LiveWriter:
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 70])
         if ok:
             _replace_bytes(self.dir / f"{self.stem}.jpg", jpeg.tobytes())
-        self.write_status(status, dropped)
+        self._write_status(status, dropped, None)
 
-    def write_status(self, status: Any, dropped: int = 0, state: str | None = None) -> None:
+    def _write_status(self, status: Any, dropped: int, state: str | None) -> None:
         doc = {
             "station": self.station,
             "state": state or status.state,

@@ -49,9 +49,12 @@ class Assembly:
     retention: RetentionManager | None = None
     archiver: Archiver | None = None
     central_sync: CentralSync | None = None
+    live: LiveWriter | None = None
 
     def close(self) -> None:
         """Close what the station run leaves open (the recorder is closed by the run)."""
+        if self.live is not None:
+            self.live.close()  # writes the last status (e.g. "stopped") first
         if self.retention is not None:
             self.retention.stop()
         for part in (self.archiver, self.central_sync):
@@ -173,7 +176,7 @@ def assemble(
     if r.overlay:
         overlay = Overlay(cfg.station.name, station_tz(cfg), r.font)
     scenario = getattr(cam, "scenario", None)
-    live = LiveWriter(data_dir, cfg.station.name) if live_view else None
+    live = LiveWriter(data_dir, cfg.station.name, threaded=True) if live_view else None
     # Under systemd (Type=notify): READY=1 on the first frame, then WATCHDOG=1 from the capture
     # loop, so a stalled loop gets the service restarted. Without $NOTIFY_SOCKET it only
     # forwards to the live writer.
@@ -191,7 +194,7 @@ def assemble(
         alarms=alarms,
     )
     return Assembly(
-        st, recorder, ledger, cam, finalizers, alarms, recovery, retention, archiver, sync
+        st, recorder, ledger, cam, finalizers, alarms, recovery, retention, archiver, sync, live
     )
 
 

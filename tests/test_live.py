@@ -53,3 +53,49 @@ def test_stopped_state(tmp_path: Path) -> None:
     live.write_status(status(), state="stopped")
     doc = json.loads((tmp_path / "live" / "s1.json").read_text(encoding="utf-8"))
     assert doc["state"] == "stopped"
+
+
+def test_threaded_writer_never_makes_the_capture_thread_wait_for_the_disk(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import station.live as live_mod
+
+    real = live_mod._replace_bytes
+    writes: list[str] = []
+
+    def slow_disk(path: Path, data: bytes) -> None:  # a rename on a busy SD card
+        time.sleep(0.3)
+        real(path, data)
+        writes.append(path.suffix)
+
+    monkeypatch.setattr(live_mod, "_replace_bytes", slow_disk)
+    live = LiveWriter(tmp_path, "s1", interval=0.0, threaded=True)
+    img = np.zeros((72, 128, 3), np.uint8)
+    started = time.monotonic()
+    for i in range(5):
+        live(img, status(10 + i), 0)
+    live.write_status(status(20), state="stopped")
+    handed_over = time.monotonic() - started
+    live.close()
+    assert handed_over < 0.25  # five frames and a status: no waiting for a 0.3 s write
+    doc = json.loads((tmp_path / "live" / "s1.json").read_text(encoding="utf-8"))
+    assert doc["state"] == "stopped" and doc["frames"] == 20  # the last word is written last
+    assert ".jpg" in writes  # the first frame was published
+    assert len(writes) < 2 * 5 + 1  # frames waiting behind a slow write were replaced
+    live(img, status(99), 0)  # after close: ignored, no thread restarted
+    live.close()
+    doc = json.loads((tmp_path / "live" / "s1.json").read_text(encoding="utf-8"))
+    assert doc["frames"] == 20
+
+
+def test_threaded_writer_publishes_in_the_background(tmp_path: Path) -> None:
+    live = LiveWriter(tmp_path, "s1", interval=0.0, threaded=True)
+    live(np.zeros((48, 64, 3), np.uint8), status(7), 2)
+    deadline = time.monotonic() + 5
+    path = tmp_path / "live" / "s1.json"
+    while not path.is_file() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    live.close()
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["frames"] == 7 and doc["dropped"] == 2
+    assert (tmp_path / "live" / "s1.jpg").read_bytes()[:2] == b"\xff\xd8"
