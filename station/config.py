@@ -89,6 +89,7 @@ class RecorderSection:
     fsync_interval_s: float = 1.0
     overlay: bool = True
     font: str = ""  # TTF/OTF/TTC with CJK glyphs; "" = search the usual system fonts
+    overlay_language: str = "en"  # labels on the overlay: "en", "zh" (订单/运单) or "zh+en"
     # "libx264" (software, any machine; preset + crf) or "h264_v4l2m2m" (a Raspberry Pi 4's
     # hardware encoder at /dev/video11; a Pi 5 has none). Tried at start-up; never swapped.
     encoder: str = "libx264"
@@ -337,6 +338,10 @@ def validate(cfg: Config) -> None:
     if se.still_timeout_s < 0:
         raise ConfigError("session.still_timeout_s must not be negative (0 = off)")
     r = cfg.recorder
+    if r.overlay_language not in {"en", "zh", "zh+en"}:
+        raise ConfigError(
+            f"recorder.overlay_language must be en, zh or zh+en, not {r.overlay_language!r}"
+        )
     if not 0 <= r.crf <= 51:
         raise ConfigError("recorder.crf must be between 0 and 51")
     if r.keyframe_interval_s <= 0 or r.fsync_interval_s <= 0:

@@ -126,11 +126,21 @@ class _Band:
     ink: np.ndarray  # uint8 (rows, W, 3): alpha * colour, premultiplied band + text
 
 
+# The words on line 2 of the band. "zh" is for platforms' Chinese-speaking dispute reviewers;
+# "REC" and the digits read the same in both.
+LABELS: dict[str, dict[str, str]] = {
+    "en": {"order": "Order", "waybill": "Waybill"},
+    "zh": {"order": "订单", "waybill": "运单"},
+    "zh+en": {"order": "订单 Order", "waybill": "运单 Waybill"},
+}
+
+
 class Overlay:
     """Draws a semi-opaque dark band with white text across the top of BGR frames, in place.
 
     Line 1: local time with seconds and UTC offset, the station name and, while recording, a
-    red dot with ``REC mm:ss`` at the right. Line 2 (only when known): order ID and waybill.
+    red dot with ``REC mm:ss`` at the right. Line 2 (only when known): order ID and waybill,
+    labelled in ``language`` (``LABELS``: "en", "zh" or "zh+en").
     The font size follows the frame height (about 1/28 of it, at least 12 px).
 
     Cost: the text only changes once a second or on a scan, so rendered text patches are
@@ -141,9 +151,14 @@ class Overlay:
     Not thread-safe: one thread (the capture loop) calls ``apply``.
     """
 
-    def __init__(self, station_name: str, tz: tzinfo | None, font_path: str = "") -> None:
+    def __init__(
+        self, station_name: str, tz: tzinfo | None, font_path: str = "", language: str = "en"
+    ) -> None:
+        if language not in LABELS:
+            raise ValueError(f"overlay language must be one of {', '.join(LABELS)}")
         self.station_name = station_name
         self.tz = tz
+        self.labels = LABELS[language]
         self.font_path, self.cjk = self._choose_font(font_path)
         self._fonts: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = {}
         self._patches: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
@@ -279,8 +294,8 @@ class Overlay:
         line2 = "   ".join(
             part
             for part in (
-                f"Order {order_id}" if order_id else "",
-                f"Waybill {waybill}" if waybill else "",
+                f"{self.labels['order']} {order_id}" if order_id else "",
+                f"{self.labels['waybill']} {waybill}" if waybill else "",
             )
             if part
         )
@@ -340,4 +355,4 @@ class Overlay:
         return np.asarray(img)
 
 
-__all__ = ["Overlay", "find_cjk_font", "format_elapsed", "format_wall"]
+__all__ = ["LABELS", "Overlay", "find_cjk_font", "format_elapsed", "format_wall"]

@@ -174,7 +174,7 @@ def assemble(
         decoder = ScanWorker(BarcodeDecoder(), sync=not cam.live, gate=gate)
     overlay = None
     if r.overlay:
-        overlay = Overlay(cfg.station.name, station_tz(cfg), r.font)
+        overlay = Overlay(cfg.station.name, station_tz(cfg), r.font, r.overlay_language)
     scenario = getattr(cam, "scenario", None)
     live = LiveWriter(data_dir, cfg.station.name, threaded=True) if live_view else None
     # Under systemd (Type=notify): READY=1 on the first frame, then WATCHDOG=1 from the capture

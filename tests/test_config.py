@@ -94,3 +94,12 @@ def test_data_dir_override_and_replace(tmp_path: Path) -> None:
         cfg.replace("camera", fps=0.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.station.name = "x"  # type: ignore[misc]
+
+
+def test_overlay_language_is_checked(tmp_path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text('[recorder]\noverlay_language = "zh"\n', encoding="utf-8")
+    assert config_mod.load(p).recorder.overlay_language == "zh"
+    p.write_text('[recorder]\noverlay_language = "fr"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="overlay_language"):
+        config_mod.load(p)

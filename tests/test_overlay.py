@@ -196,3 +196,29 @@ def test_format_wall_and_elapsed() -> None:
     assert format_elapsed(83.9) == "01:23"
     assert format_elapsed(3725) == "1:02:05"
     assert format_elapsed(-1) == "00:00"
+
+
+@pytest.mark.skipif(not HAVE_CJK, reason="no CJK font installed here (fonts-wqy-zenhei)")
+def test_labels_can_be_chinese_for_the_platforms_reviewers() -> None:
+    img = np.full((480, 640, 3), 128, np.uint8)
+    args = {"order_id": "PO-1", "waybill": "SF1234567890123", "elapsed_s": 3, "recording": True}
+    outs = {}
+    for lang in ("en", "zh", "zh+en"):
+        ov = Overlay("打包台1", SHANGHAI, language=lang)
+        outs[lang] = drawn(ov, img, **args)
+        texts = [key[0] for key in ov._patches]
+        line2 = next(t for t in texts if "PO-1" in t)
+        assert (
+            line2
+            == {
+                "en": "Order PO-1   Waybill SF1234567890123",
+                "zh": "订单 PO-1   运单 SF1234567890123",
+                "zh+en": "订单 Order PO-1   运单 Waybill SF1234567890123",
+            }[lang]
+        )
+        # the Chinese labels are drawn as glyphs, not as the font's empty box
+        label = ov.render_text(line2.split()[0], 20)
+        assert label.any() and not np.array_equal(label, ov.render_text("??", 20))
+    assert not np.array_equal(outs["en"], outs["zh"])
+    with pytest.raises(ValueError):
+        Overlay("s", SHANGHAI, language="fr")
