@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -14,7 +16,6 @@ import pytest
 from station.barcodes import Detection, ScanWorker
 from station.frames import Frame
 from station.priority import BACKGROUND_NICE, lower_thread_priority, thread_ids
-from station.writer import ClipWriter, to_i420
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature"
@@ -42,22 +43,40 @@ def test_lowering_one_thread_leaves_the_caller_alone() -> None:
     assert lower_thread_priority(2**22 + 12345) is False  # no such thread: no exception
 
 
+ENCODER_THREADS = """
+import json, os, sys, threading, time
+from pathlib import Path
+import numpy as np
+from station.priority import thread_ids
+from station.writer import ClipWriter, to_i420
+
+frame = to_i420(np.full((240, 320, 3), 90, np.uint8))  # OpenCV starts its pool first
+before = thread_ids()
+w = ClipWriter(Path(sys.argv[1]) / "c.mp4", 320, 240, 30.0, threads=2)
+w.write(frame, 0.0)
+deadline = time.monotonic() + 5
+while w.frames_encoded < 1 and time.monotonic() < deadline:
+    time.sleep(0.01)
+nice = sorted(os.getpriority(os.PRIO_PROCESS, t) for t in thread_ids() - before)
+w.finish()
+me = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+print(json.dumps({"me": me, "new": nice}))
+"""
+
+
 def test_encoder_threads_run_below_the_capturing_thread(tmp_path: Path) -> None:
-    mine = nice_of(threading.get_native_id())
-    frame = to_i420(np.full((240, 320, 3), 90, np.uint8))  # OpenCV starts its pool first
-    before = thread_ids()
-    w = ClipWriter(tmp_path / "c.mp4", 320, 240, 30.0, threads=2)
-    try:
-        w.write(frame, 0.0)
-        deadline = time.monotonic() + 5
-        while w.frames_encoded < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        new = thread_ids() - before
-        assert new, "the writer starts at least its own thread"
-        assert all(nice_of(t) == min(19, mine + BACKGROUND_NICE) for t in new)
-    finally:
-        w.finish()
-    assert nice_of(threading.get_native_id()) == mine
+    # In a fresh process, so no other test's background thread can start meanwhile.
+    out = subprocess.run(
+        [sys.executable, "-c", ENCODER_THREADS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+    )
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["new"], "the writer starts at least its own thread"
+    assert got["new"] == [min(19, got["me"] + BACKGROUND_NICE)] * len(got["new"])
 
 
 class Nice:
