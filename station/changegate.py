@@ -20,6 +20,7 @@ THRESHOLD = 8
 MARGIN = 48  # frame pixels around a changed area: the rest of a half-changed card
 WHOLE_FRACTION = 0.6  # when the boxes cover more than this much of the frame, decode it all
 MAX_BOXES = 6
+HOLD_S = 1.0  # keep looking where a code was read for this long after its last read
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -119,22 +120,26 @@ class ChangeGate:
     A code that is already in view and unchanged has been read (or not) already; reading it
     again finds nothing new. So each frame is compared, at 1/8 size, with what the decoder
     last looked at, and only the changed areas (plus a margin), plus the boxes of the codes
-    read last time (so a label lying in view keeps being seen and stays one debounced scan),
-    are decoded. Every ``full_every_s`` seconds of frame time the whole frame is decoded
-    anyway, which bounds what any gating mistake can cost to that delay.
+    read in the last ``hold_s`` seconds (so a label lying in view keeps being seen and stays
+    one debounced scan, even if one read misses), are decoded. Every ``full_every_s`` seconds
+    of frame time the whole frame is decoded anyway, which bounds what any gating mistake can
+    cost to that delay.
 
     Not thread-safe: one ScanWorker thread owns it. ``plan`` then ``done`` per decoded frame.
     """
 
-    def __init__(self, full_every_s: float = 2.0, threshold: int = THRESHOLD) -> None:
-        if full_every_s <= 0:
-            raise ValueError("full_every_s must be positive")
+    def __init__(
+        self, full_every_s: float = 2.0, threshold: int = THRESHOLD, hold_s: float = HOLD_S
+    ) -> None:
+        if full_every_s <= 0 or hold_s < 0:
+            raise ValueError("full_every_s must be positive and hold_s not negative")
         self.full_every_s = full_every_s
         self.threshold = threshold
+        self.hold_s = hold_s
         self._reference: np.ndarray | None = None
         self._thumb: np.ndarray | None = None
         self._last_full = -np.inf
-        self._hot: list[Box] = []
+        self._hot: list[tuple[Box, float]] = []  # where a code was read, and when last
 
     def plan(self, image: np.ndarray, t: float) -> list[Box] | None:
         """Boxes of ``image`` to decode, None for the whole frame, ``[]`` for none of it."""
@@ -147,7 +152,8 @@ class ChangeGate:
         # Due for a full look, or the timeline went back (a new camera session).
         if not 0 <= t - self._last_full < self.full_every_s:
             return None
-        return plan_regions(changed_cells(ref, thumb, self.threshold), self._hot, w, h)
+        hot = [box for box, seen in self._hot if 0 <= t - seen < self.hold_s]
+        return plan_regions(changed_cells(ref, thumb, self.threshold), hot, w, h)
 
     def done(
         self,
@@ -174,7 +180,16 @@ class ChangeGate:
                 cx1 = thumb.shape[1] if x1 >= width else x1 // SCALE
                 cy1 = thumb.shape[0] if y1 >= height else y1 // SCALE
                 self._reference[cy0:cy1, cx0:cx1] = thumb[cy0:cy1, cx0:cx1]
-        self._hot = [code_box(p, width, height) for p in found if p]
+        read = [(code_box(p, width, height), t) for p in found if p]
+        # A box where a code was read stays in the plan for hold_s after its last read, so
+        # one missed read (a hand passing, noise) does not stop the looking; a box a new
+        # read overlaps is replaced by it.
+        kept = [
+            (box, seen)
+            for box, seen in self._hot
+            if 0 <= t - seen < self.hold_s and not any(_overlap(box, b) for b, _ in read)
+        ]
+        self._hot = read + kept
         self._thumb = None
 
 

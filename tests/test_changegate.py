@@ -125,19 +125,33 @@ def test_gate_looks_at_everything_first_then_only_at_changes() -> None:
 
 
 def test_gate_keeps_looking_where_a_code_was_read_and_looks_at_all_periodically() -> None:
-    gate = ChangeGate(full_every_s=1.0)
+    gate = ChangeGate(full_every_s=5.0, hold_s=1.0)
     img = with_card(scene(), 300, 150, card())
+    corners = ((320, 170), (400, 170), (400, 250), (320, 250))
     gate.plan(img, 0.0)
-    gate.done(None, 0.0, [((320, 170), (400, 170), (400, 250), (320, 250))], W, H)
+    gate.done(None, 0.0, [corners], W, H)
     # unchanged, but a code was read there: look at it again (keeps the debounce alive)
     hot = gate.plan(noisy(img, 5), 0.3)
-    assert hot == [code_box(((320, 170), (400, 170), (400, 250), (320, 250)), W, H)]
-    gate.done(hot, 0.3, [], W, H)  # not read this time: no longer hot
-    assert gate.plan(noisy(img, 6), 0.6) == []
-    gate.done([], 0.6, [], W, H)
-    assert gate.plan(noisy(img, 7), 1.0) is None  # a full look is due
-    gate.done(None, 1.0, [], W, H)
-    assert gate.plan(noisy(img, 8), 0.5) is None  # time went back: a new camera session
+    assert hot == [code_box(corners, W, H)]
+    gate.done(hot, 0.3, [], W, H)  # one missed read: keep looking for a while
+    assert gate.plan(noisy(img, 6), 0.6) == hot
+    gate.done(hot, 0.6, [], W, H)
+    assert gate.plan(noisy(img, 7), 1.2) == []  # no read for over hold_s: not hot any more
+    gate.done([], 1.2, [], W, H)
+    assert gate.plan(noisy(img, 8), 5.0) is None  # a full look is due
+    gate.done(None, 5.0, [], W, H)
+    assert gate.plan(noisy(img, 9), 0.5) is None  # time went back: a new camera session
+
+
+def test_a_new_read_replaces_the_box_it_overlaps() -> None:
+    gate = ChangeGate(full_every_s=5.0, hold_s=1.0)
+    img = scene()
+    gate.plan(img, 0.0)
+    gate.done(None, 0.0, [((100, 100), (160, 100), (160, 160), (100, 160))], W, H)
+    gate.plan(noisy(img, 1), 0.1)
+    moved = ((110, 100), (170, 100), (170, 160), (110, 160))  # the card slid a little
+    gate.done(None, 0.1, [moved], W, H)
+    assert gate.plan(noisy(img, 2), 0.2) == [code_box(moved, W, H)]
 
 
 def test_slow_changes_add_up_until_they_are_looked_at() -> None:
@@ -160,6 +174,8 @@ def test_gate_needs_plan_before_done_and_a_positive_interval() -> None:
         ChangeGate().done(None, 0.0, [], W, H)
     with pytest.raises(ValueError):
         ChangeGate(0)
+    with pytest.raises(ValueError):
+        ChangeGate(1.0, hold_s=-1)
     with pytest.raises(ValueError):
         BarcodeDecoder().decode_frame(scene(), 0)
 
