@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from station.background import Repeater
 from station.config import Config
 from station.errors import StationError
 from station.ledger import INDEX_NAME, ClipRecord, Ledger
@@ -73,8 +73,14 @@ class Archiver:
         self.ledger = ledger or Ledger.in_data_dir(self.data_dir)
         self.journal = UploadJournal(self.data_dir / INDEX_NAME)
         self.proof_log = ProofLog(self.journal.conn)
-        self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._repeater = Repeater(
+            "archiver",
+            self.run_once,
+            interval_s=self.a.scan_interval_s,
+            retry_s=self.a.retry_s,
+            max_backoff_s=max(MAX_BACKOFF_S, self.a.retry_s),
+        )
+        self._stop = self._repeater.stopping  # the store gives up mid-upload when it is set
         self.store = store or ObjectStore(
             self.a, client=client, journal=self.journal, stop=self._stop
         )
@@ -83,60 +89,38 @@ class Archiver:
         self.store.stop = self._stop
         self.prefix = station_prefix(self.a.prefix, cfg.station.name)
         self.on_archived = on_archived
-        self._thread: threading.Thread | None = None
         self._skip_until: dict[int, float] = {}
         self._ready = False
         self.stats = ArchiveStats()
-        self.last_error: str | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("archiver already started")
-        self._thread = threading.Thread(target=self._loop, name="archiver", daemon=True)
-        self._thread.start()
+        self._repeater.start()
         log.info("archiver: uploading to bucket %r under %s", self.a.bucket, self.prefix)
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Stop after the current request; an unfinished multipart upload resumes next time."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("archiver: still busy with a request after %.0f s", timeout or 0)
+        self._repeater.stop(timeout)
         self.journal.close()
         if self._own_ledger:
             self.ledger.close()
 
+    @property
+    def last_error(self) -> str | None:
+        """The last pass's failure, None once a pass succeeds."""
+        return self._repeater.last_error
+
     def wake(self) -> None:
-        self._wake.set()
+        self._repeater.wake()
 
     def on_finished(self, finished: FinishedClip) -> None:
         """The recorder's callback: a clip was indexed; upload it soon."""
         if finished.record is not None:
-            self._wake.set()
+            self._repeater.wake()
 
     def backlog(self) -> int:
         return self.ledger.archive_backlog()
-
-    def _loop(self) -> None:
-        delay = self.a.retry_s
-        while not self._stop.is_set():
-            wait = self.a.scan_interval_s
-            try:
-                self.run_once()
-                delay = self.a.retry_s
-                self.last_error = None
-            except Exception as exc:  # the loop survives anything; the index is the queue
-                if self._stop.is_set():
-                    break
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("archiver: %s; retrying in %.0f s", self.last_error, delay)
-                wait, delay = delay, min(delay * 2, MAX_BACKOFF_S)
-            self._wake.wait(wait)
-            self._wake.clear()
 
     # ---- one pass -----------------------------------------------------------------------------
 

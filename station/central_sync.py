@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import shutil
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import station
+from station.background import Repeater
 from station.codes import safe_component
 from station.config import Config
 from station.errors import StationError
@@ -56,11 +56,16 @@ class CentralSync:
         self.journal = UploadJournal(self.data_dir / INDEX_NAME)
         self.base = self.c.url.rstrip("/") + "/api/fleet/v1"
         self._token = self._read_token()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._repeater = Repeater(
+            "central-sync",
+            self.sync_once,
+            interval_s=self.c.interval_s,
+            retry_s=self.c.interval_s,
+            max_backoff_s=max(MAX_BACKOFF_S, self.c.interval_s),
+            on_error=self._forget_hello,
+        )
+        self._stop = self._repeater.stopping
         self._hello_done = False
-        self.last_error: str | None = None
         self.last_ok: float | None = None
 
     def _read_token(self) -> str:
@@ -74,44 +79,30 @@ class CentralSync:
     # ---- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("central sync already started")
-        self._thread = threading.Thread(target=self._loop, name="central-sync", daemon=True)
-        self._thread.start()
+        self._repeater.start()
         log.info("central sync: reporting to %s", self.c.url)
 
     def stop(self, timeout: float | None = 15.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._repeater.stop(timeout)
         self.journal.close()
         if self._own_ledger:
             self.ledger.close()
 
+    @property
+    def last_error(self) -> str | None:
+        """The last round's failure, None once a round succeeds."""
+        return self._repeater.last_error
+
     def wake(self) -> None:
-        self._wake.set()
+        self._repeater.wake()
 
     def on_finished(self, finished: FinishedClip) -> None:
         if finished.record is not None:
-            self._wake.set()
+            self._repeater.wake()
 
-    def _loop(self) -> None:
-        delay = self.c.interval_s
-        while not self._stop.is_set():
-            wait = self.c.interval_s
-            try:
-                self.sync_once()
-                delay = self.c.interval_s
-            except Exception as exc:  # the loop survives anything; the cursors hold our place
-                if self._stop.is_set():
-                    break
-                self._hello_done = False
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("central sync: %s; retrying in %.0f s", self.last_error, delay)
-                wait, delay = delay, min(delay * 2, MAX_BACKOFF_S)
-            self._wake.wait(wait)
-            self._wake.clear()
+    def _forget_hello(self, _exc: Exception) -> None:
+        # The central site may have restarted or been replaced: introduce ourselves again.
+        self._hello_done = False
 
     # ---- HTTP -----------------------------------------------------------------------------
 
@@ -148,7 +139,6 @@ class CentralSync:
             "checkpoints": self._push_checkpoints(),
         }
         self._push_health()
-        self.last_error = None
         self.last_ok = time.monotonic()
         return sent
 
