@@ -51,6 +51,23 @@ def ledger(tmp_path: Path):
     led.close()
 
 
+@pytest.fixture
+def moto_s3(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """An in-process S3 (moto) with the test module's ``BUCKET`` created; skipped without moto."""
+    moto = pytest.importorskip("moto")
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    with moto.mock_aws():
+        import boto3
+
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=request.module.BUCKET)
+        yield
+
+
 # ---- web fixtures (tests/conftest_web.py) ---------------------------------------------------
 from conftest_web import mp4_template, web_app, web_client, web_env  # noqa: E402, F401
 

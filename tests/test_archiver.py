@@ -16,23 +16,7 @@ from station import config as config_mod
 from station.archiver import Archiver
 from station.ledger import Ledger
 
-BUCKET = "packcam-arch"
-
-
-@pytest.fixture
-def moto_s3(monkeypatch: pytest.MonkeyPatch):
-    moto = pytest.importorskip("moto")
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(k, v)
-    with moto.mock_aws():
-        import boto3
-
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
-        yield
+BUCKET = "packcam-arch"  # created by the moto_s3 fixture (conftest)
 
 
 @pytest.fixture

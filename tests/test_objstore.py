@@ -26,7 +26,7 @@ from station.objstore import (
     station_prefix,
 )
 
-BUCKET = "packcam-unit"
+BUCKET = "packcam-unit"  # created by the moto_s3 fixture (conftest)
 
 
 class FakeClock:
@@ -87,22 +87,6 @@ def test_keys_are_deterministic_and_safe() -> None:
     assert clip_key("p", "station-01", digest).startswith("p/stations/")
     weird = station_prefix("", "桌1/../x")
     assert ".." not in weird.split("/") and weird.startswith("stations/") and "/x" not in weird
-
-
-@pytest.fixture
-def moto_s3(monkeypatch: pytest.MonkeyPatch):
-    moto = pytest.importorskip("moto")
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(k, v)
-    with moto.mock_aws():
-        import boto3
-
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
-        yield
 
 
 def _store(tmp_path: Path, **archive: object) -> ObjectStore:
