@@ -11,19 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from station.background import Repeater
+from station.background import IndexWorker
 from station.config import Config
 from station.errors import StationError
-from station.ledger import INDEX_NAME, ClipRecord, Ledger
+from station.ledger import ClipRecord, Ledger
 from station.objstore import (
     LocalFileChanged,
     ObjectStore,
-    UploadJournal,
     clip_key,
     station_prefix,
 )
 from station.proof.log import ProofLog
-from station.recorder import FinishedClip
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +38,7 @@ class ArchiveStats:
     bytes_sent: int = 0
 
 
-class Archiver:
+class Archiver(IndexWorker):
     """Uploads clips, manifests, log entries, checkpoints, RFC 3161 tokens and key frames.
 
     The station index is the queue: every clip with ``archived_utc IS NULL`` is due, oldest
@@ -64,23 +62,18 @@ class Archiver:
         client: Any | None = None,
         on_archived: Callable[[ClipRecord], None] | None = None,
     ) -> None:
-        self.cfg = cfg
         self.a = cfg.archive
-        self.data_dir = cfg.station.data_dir
-        # Own connections to the index (WAL): the capture and finisher threads never wait
-        # for this thread's statements, and vice versa.
-        self._own_ledger = ledger is None
-        self.ledger = ledger or Ledger.in_data_dir(self.data_dir)
-        self.journal = UploadJournal(self.data_dir / INDEX_NAME)
-        self.proof_log = ProofLog(self.journal.conn)
-        self._repeater = Repeater(
-            "archiver",
-            self.run_once,
+        super().__init__(
+            cfg,
+            ledger,
+            name="archiver",
+            job=self.run_once,
             interval_s=self.a.scan_interval_s,
             retry_s=self.a.retry_s,
-            max_backoff_s=max(MAX_BACKOFF_S, self.a.retry_s),
+            max_backoff_s=MAX_BACKOFF_S,
         )
-        self._stop = self._repeater.stopping  # the store gives up mid-upload when it is set
+        self.proof_log = ProofLog(self.journal.conn)
+        # the store gives up mid-upload when self._stop is set
         self.store = store or ObjectStore(
             self.a, client=client, journal=self.journal, stop=self._stop
         )
@@ -95,29 +88,11 @@ class Archiver:
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
+    STOP_TIMEOUT_S = 30.0  # "stop after the current request": a part upload may be slow
+
     def start(self) -> None:
-        self._repeater.start()
+        super().start()
         log.info("archiver: uploading to bucket %r under %s", self.a.bucket, self.prefix)
-
-    def stop(self, timeout: float | None = 30.0) -> None:
-        """Stop after the current request; an unfinished multipart upload resumes next time."""
-        self._repeater.stop(timeout)
-        self.journal.close()
-        if self._own_ledger:
-            self.ledger.close()
-
-    @property
-    def last_error(self) -> str | None:
-        """The last pass's failure, None once a pass succeeds."""
-        return self._repeater.last_error
-
-    def wake(self) -> None:
-        self._repeater.wake()
-
-    def on_finished(self, finished: FinishedClip) -> None:
-        """The recorder's callback: a clip was indexed; upload it soon."""
-        if finished.record is not None:
-            self._repeater.wake()
 
     def backlog(self) -> int:
         return self.ledger.archive_backlog()

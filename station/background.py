@@ -5,6 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from station.ledger import INDEX_NAME, Ledger
+from station.objstore import UploadJournal
+
+if TYPE_CHECKING:
+    from station.config import Config
+    from station.recorder import FinishedClip
 
 log = logging.getLogger(__name__)
 
@@ -82,4 +90,67 @@ class Repeater:
             self._wake.clear()
 
 
-__all__ = ["Repeater"]
+class IndexWorker:
+    """What the archiver and the central sync share: their own connections to the index, a
+    ``Repeater`` running ``job`` one pass at a time, and the recorder's hook that wakes it.
+
+    Own connections (WAL) because the capture and finisher threads must never wait for this
+    thread's statements, nor it for theirs; a ``ledger`` passed in (tests) is not closed.
+    ``_stop`` is set when stopping: long passes check it between steps.
+    """
+
+    STOP_TIMEOUT_S = 15.0
+
+    def __init__(
+        self,
+        cfg: Config,
+        ledger: Ledger | None,
+        *,
+        name: str,
+        job: Callable[[], object],
+        interval_s: float,
+        retry_s: float,
+        max_backoff_s: float,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.data_dir = cfg.station.data_dir
+        self._own_ledger = ledger is None
+        self.ledger = ledger or Ledger.in_data_dir(self.data_dir)
+        self.journal = UploadJournal(self.data_dir / INDEX_NAME)
+        self._repeater = Repeater(
+            name,
+            job,
+            interval_s=interval_s,
+            retry_s=retry_s,
+            max_backoff_s=max(max_backoff_s, retry_s),
+            on_error=on_error,
+        )
+        self._stop = self._repeater.stopping
+
+    def start(self) -> None:
+        self._repeater.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the current step (waiting up to ``timeout``, default ``STOP_TIMEOUT_S``)
+        and close the index connections."""
+        self._repeater.stop(self.STOP_TIMEOUT_S if timeout is None else timeout)
+        self.journal.close()
+        if self._own_ledger:
+            self.ledger.close()
+
+    @property
+    def last_error(self) -> str | None:
+        """The last pass's failure, None once a pass succeeds."""
+        return self._repeater.last_error
+
+    def wake(self) -> None:
+        self._repeater.wake()
+
+    def on_finished(self, finished: FinishedClip) -> None:
+        """The recorder's callback: a clip was indexed; handle it soon."""
+        if finished.record is not None:
+            self._repeater.wake()
+
+
+__all__ = ["IndexWorker", "Repeater"]

@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import station
-from station.background import Repeater
+from station.background import IndexWorker
 from station.codes import safe_component
 from station.config import Config
 from station.errors import StationError
-from station.ledger import INDEX_NAME, Ledger
-from station.objstore import UploadJournal
-from station.recorder import FinishedClip
+from station.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +32,7 @@ class SyncError(StationError):
     """The central server refused a request or could not be reached."""
 
 
-class CentralSync:
+class CentralSync(IndexWorker):
     """Keeps the central index up to date with this station, and catches up after outages.
 
     The outbox is the station index itself, followed with cursors kept in ``sync_cursors``:
@@ -48,23 +46,19 @@ class CentralSync:
     """
 
     def __init__(self, cfg: Config, *, ledger: Ledger | None = None) -> None:
-        self.cfg = cfg
         self.c = cfg.central
-        self.data_dir = cfg.station.data_dir
-        self._own_ledger = ledger is None
-        self.ledger = ledger or Ledger.in_data_dir(self.data_dir)
-        self.journal = UploadJournal(self.data_dir / INDEX_NAME)
-        self.base = self.c.url.rstrip("/") + "/api/fleet/v1"
-        self._token = self._read_token()
-        self._repeater = Repeater(
-            "central-sync",
-            self.sync_once,
+        super().__init__(
+            cfg,
+            ledger,
+            name="central-sync",
+            job=self.sync_once,
             interval_s=self.c.interval_s,
             retry_s=self.c.interval_s,
-            max_backoff_s=max(MAX_BACKOFF_S, self.c.interval_s),
+            max_backoff_s=MAX_BACKOFF_S,
             on_error=self._forget_hello,
         )
-        self._stop = self._repeater.stopping
+        self.base = self.c.url.rstrip("/") + "/api/fleet/v1"
+        self._token = self._read_token()
         self._hello_done = False
         self.last_ok: float | None = None
 
@@ -79,26 +73,8 @@ class CentralSync:
     # ---- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        self._repeater.start()
+        super().start()
         log.info("central sync: reporting to %s", self.c.url)
-
-    def stop(self, timeout: float | None = 15.0) -> None:
-        self._repeater.stop(timeout)
-        self.journal.close()
-        if self._own_ledger:
-            self.ledger.close()
-
-    @property
-    def last_error(self) -> str | None:
-        """The last round's failure, None once a round succeeds."""
-        return self._repeater.last_error
-
-    def wake(self) -> None:
-        self._repeater.wake()
-
-    def on_finished(self, finished: FinishedClip) -> None:
-        if finished.record is not None:
-            self._repeater.wake()
 
     def _forget_hello(self, _exc: Exception) -> None:
         # The central site may have restarted or been replaced: introduce ourselves again.
