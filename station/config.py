@@ -107,6 +107,7 @@ class WebSection:
     # Behind one reverse proxy (nginx, caddy) that sets X-Forwarded-For/-Proto/-Host.
     trust_proxy: bool = False
     session_hours: float = 12.0  # a login lasts this long, then the user logs in again
+    idle_minutes: float = 60.0  # ... and ends sooner after this long without a request; 0 = never
     share_max_days: float = 30.0  # longest lifetime a share link may be given
     default_language: str = "en"  # en | zh_CN, when the browser asks for neither
     threads: int = 16  # waitress worker threads (each open video or live stream holds one)
@@ -366,6 +367,8 @@ def validate(cfg: Config) -> None:
         )
     if not 0.05 <= w.session_hours <= 24 * 30:
         raise ConfigError("web.session_hours must be between 0.05 and 720")
+    if w.idle_minutes < 0:
+        raise ConfigError("web.idle_minutes must not be negative (0 = no idle limit)")
     if not 0.01 <= w.share_max_days <= 366:
         raise ConfigError("web.share_max_days must be between 0.01 and 366")
     if w.default_language not in {"en", "zh_CN"}:

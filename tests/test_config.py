@@ -103,3 +103,10 @@ def test_overlay_language_is_checked(tmp_path) -> None:
     p.write_text('[recorder]\noverlay_language = "fr"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="overlay_language"):
         config_mod.load(p)
+
+
+def test_idle_minutes_must_not_be_negative(tmp_path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text("[web]\nidle_minutes = -1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="idle_minutes"):
+        config_mod.load(p)

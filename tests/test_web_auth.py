@@ -300,3 +300,31 @@ def test_a_session_signed_with_another_secret_is_ignored(web_env: WebEnv, web_ap
     victim_site.set_cookie("packcam_session", cookie.value)
     assert victim_site.get("/admin").status_code == 302
     assert victim_site.get("/api/clips").status_code == 401
+
+
+def test_an_idle_session_ends_but_an_active_one_does_not(web_client, web_env: WebEnv) -> None:
+    idle = web_env.cfg.web.idle_minutes * 60
+    assert idle > 0
+    login(web_client, "viewer")
+    with web_client.session_transaction() as sess:  # active a minute ago, logged in 2 h ago
+        sess["login_at"] = time.time() - 2 * 3600
+        sess["seen_at"] = time.time() - 120
+    assert web_client.get("/search").status_code == 200
+    with web_client.session_transaction() as sess:
+        assert time.time() - sess["seen_at"] < 10  # the request counted as activity
+        sess["seen_at"] = time.time() - idle - 5  # then the PC was left alone
+    assert web_client.get("/search").status_code == 302
+    with web_client.session_transaction() as sess:
+        assert "uid" not in sess and "seen_at" not in sess
+    assert web_client.get("/api/orders/PO-1001").status_code == 401
+
+
+def test_idle_limit_can_be_switched_off(web_env: WebEnv) -> None:
+    from dataclasses import replace
+
+    env = replace(web_env, cfg=web_env.cfg.replace("web", idle_minutes=0.0))
+    client = make_app(env).test_client()
+    login(client, "viewer")
+    with client.session_transaction() as sess:
+        sess["seen_at"] = time.time() - 10 * 3600
+    assert client.get("/search").status_code == 200

@@ -38,25 +38,40 @@ bp = Blueprint("auth", __name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_SEEN_RESOLUTION_S = 60.0  # how often a busy session's last-seen time is written
+
+
 def load_user() -> None:
     """Put the logged-in user (or None) on ``g.user``.
 
     A session is valid only while the account exists with the same epoch (a password or role
-    change, or removal, ends every session of that account) and for ``web.session_hours``
-    after the login, however active it was.
+    change, or removal, ends every session of that account), for ``web.session_hours`` after
+    the login however active it was, and while it is not idle for longer than
+    ``web.idle_minutes`` (0 = no idle limit): a packing-station PC left logged in ends its
+    session by itself.
     """
     g.user = None
     uid = session.get("uid")
     if uid is None:
         return
     lifetime = current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds()
+    idle_limit = current_app.config["PACKCAM_IDLE_SECONDS"]
     user = get_db().user_by_id(int(uid))
+    now = time.time()
     login_at = float(session.get("login_at", 0))
-    if user is None or user.epoch != session.get("epoch") or time.time() - login_at > lifetime:
-        session.pop("uid", None)
-        session.pop("epoch", None)
-        session.pop("login_at", None)
+    seen_at = float(session.get("seen_at", login_at))
+    if (
+        user is None
+        or user.epoch != session.get("epoch")
+        or now - login_at > lifetime
+        or (idle_limit > 0 and now - seen_at > idle_limit)
+    ):
+        for key in ("uid", "epoch", "login_at", "seen_at"):
+            session.pop(key, None)
         return
+    if now - seen_at >= _SEEN_RESOLUTION_S:
+        # Rewriting the cookie on every request (each video range) would be wasted work.
+        session["seen_at"] = now
     g.user = user
 
 
@@ -167,7 +182,8 @@ def login() -> Any:
         th.succeeded(name, request.remote_addr)
         session.clear()  # a fresh session (and CSRF token) for the logged-in user
         session.permanent = True
-        session.update(uid=user.id, epoch=user.epoch, login_at=time.time())
+        now = time.time()
+        session.update(uid=user.id, epoch=user.epoch, login_at=now, seen_at=now)
         csrf_token()
         log.info("user %r logged in from %s", user.name, request.remote_addr)
         return redirect(next_url)
