@@ -68,21 +68,28 @@ def run_server(server: Any, *, stop: threading.Event | None = None) -> None:
     app = server.packcam_app
     app_stop: threading.Event = app.extensions["packcam"]["stop"]
     watcher = None
+    finished = threading.Event()
     if stop is not None:
 
         def watch() -> None:
-            stop.wait()
+            while not stop.wait(0.5):
+                if finished.is_set():
+                    return  # the server ended by itself: nothing left to close
             app_stop.set()  # ends live streams
             # Close every socket from inside the server's own loop; the loop then returns.
             from waitress import wasyncore
 
-            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            try:
+                server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            except OSError as exc:  # the server closed its trigger as the stop came
+                log.debug("web server already closed when stopped: %s", exc)
 
         watcher = threading.Thread(target=watch, name="web-stop", daemon=True)
         watcher.start()
     try:
         server.run()
     finally:
+        finished.set()
         app_stop.set()
         server.task_dispatcher.shutdown(timeout=5)
         log.info("web server stopped")
