@@ -24,9 +24,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -173,14 +175,52 @@ def run_packcam(
     }
 
 
+def reference_loop(
+    width: int,
+    height: int,
+    frames: int,
+    stages: dict[str, Callable[[np.ndarray, int], object]],
+    finish: Callable[[], Path],
+) -> dict:
+    """Read synthetic frames as fast as they come and run ``stages`` on each, in order
+    (``decode`` / ``overlay`` / ``encode``, each given the image and the frame number), timing
+    each; ``finish`` closes the output and returns its path. The row for naive and floor."""
+    cam = SyntheticCamera(width, height, 30.0, scenario(frames / 30 + 1), realtime=False)
+    cam.start()
+    spent = dict.fromkeys(("capture", "decode", "overlay", "encode"), 0.0)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    n = 0
+    while n < frames:
+        a = time.perf_counter()
+        f = cam.read()
+        if f is None:
+            break
+        spent["capture"] += time.perf_counter() - a
+        for name, stage in stages.items():
+            a = time.perf_counter()
+            stage(f.image, n)
+            spent[name] += time.perf_counter() - a
+        n += 1
+    path = finish()
+    cam.stop()
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    per = 1000 / max(n, 1)
+    return {
+        "res": f"{width}x{height}",
+        "fps": n / wall,
+        "frames": n,
+        "cpu_ms": cpu * per,
+        **{f"{name}_ms": t * per for name, t in spent.items()},
+        "mb_per_min": path.stat().st_size / 1e6 / (n / 30 / 60),
+    }
+
+
 def run_floor(width: int, height: int, frames: int, data: Path) -> dict:
     """Capture, I420 and libx264 (packcam's settings) only, one thread feeding the encoder."""
     import av
 
     from station.writer import to_i420
 
-    cam = SyntheticCamera(width, height, 30.0, scenario(frames / 30 + 1), realtime=False)
-    cam.start()
     path = data / f"floor_{width}.mp4"
     out = av.open(str(path), "w", format="mp4")
     stream = out.add_stream(
@@ -190,42 +230,24 @@ def run_floor(width: int, height: int, frames: int, data: Path) -> dict:
     )
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.gop_size = 120
-    t_capture = t_convert = t_encode = 0.0
-    cpu0, wall0 = time.process_time(), time.monotonic()
-    n = 0
-    while n < frames:
-        a = time.perf_counter()
-        f = cam.read()
-        if f is None:
-            break
-        b = time.perf_counter()
-        vf = av.VideoFrame.from_ndarray(to_i420(f.image), format="yuv420p")
+    pending: list[av.VideoFrame] = []
+
+    def convert(image: np.ndarray, n: int) -> None:
+        vf = av.VideoFrame.from_ndarray(to_i420(image), format="yuv420p")
         vf.pts = n
-        c = time.perf_counter()
-        for packet in stream.encode(vf):
+        pending.append(vf)
+
+    def encode(_image: np.ndarray, _n: int) -> None:
+        for packet in stream.encode(pending.pop()):
             out.mux(packet)
-        d = time.perf_counter()
-        t_capture += b - a
-        t_convert += c - b
-        t_encode += d - c
-        n += 1
-    for packet in stream.encode():
-        out.mux(packet)
-    out.close()
-    cam.stop()
-    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
-    per = 1000 / max(n, 1)
-    return {
-        "res": f"{width}x{height}",
-        "fps": n / wall,
-        "frames": n,
-        "cpu_ms": cpu * per,
-        "capture_ms": t_capture * per,
-        "decode_ms": 0.0,
-        "overlay_ms": t_convert * per,
-        "encode_ms": t_encode * per,
-        "mb_per_min": path.stat().st_size / 1e6 / (n / 30 / 60),
-    }
+
+    def finish() -> Path:
+        for packet in stream.encode():
+            out.mux(packet)
+        out.close()
+        return path
+
+    return reference_loop(width, height, frames, {"overlay": convert, "encode": encode}, finish)
 
 
 def zbar_on_real_photos(folder: Path) -> dict | None:
@@ -255,48 +277,32 @@ def zbar_on_real_photos(folder: Path) -> dict | None:
 def run_naive(width: int, height: int, frames: int, data: Path) -> dict:
     from pyzbar import pyzbar
 
-    cam = SyntheticCamera(width, height, 30.0, scenario(frames / 30 + 1), realtime=False)
-    cam.start()
-    out = cv2.VideoWriter(str(data / f"naive_{width}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
-                          30.0, (width, height))  # fmt: skip
-    t_decode = t_overlay = t_encode = t_capture = 0.0
-    cpu0, wall0 = time.process_time(), time.monotonic()
-    n = 0
-    while n < frames:
-        a = time.perf_counter()
-        f = cam.read()
-        if f is None:
-            break
-        b = time.perf_counter()
-        pyzbar.decode(cv2.cvtColor(f.image, cv2.COLOR_BGR2GRAY))
-        c = time.perf_counter()
-        img = f.image
-        cv2.putText(img, time.strftime("%Y-%m-%d %H:%M:%S") + " station-01 PO-1", (20, 40),
-                    cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)  # fmt: skip
-        d = time.perf_counter()
-        out.write(img)
-        e = time.perf_counter()
-        t_capture += b - a
-        t_decode += c - b
-        t_overlay += d - c
-        t_encode += e - d
-        n += 1
-    out.release()
-    cam.stop()
-    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
-    size = (data / f"naive_{width}.mp4").stat().st_size
-    per = 1000 / max(n, 1)
-    return {
-        "res": f"{width}x{height}",
-        "fps": n / wall,
-        "frames": n,
-        "cpu_ms": cpu * per,
-        "capture_ms": t_capture * per,
-        "decode_ms": t_decode * per,
-        "overlay_ms": t_overlay * per,
-        "encode_ms": t_encode * per,
-        "mb_per_min": size / 1e6 / (n / 30 / 60),
-    }
+    path = data / f"naive_{width}.mp4"
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (width, height))
+
+    def finish() -> Path:
+        out.release()
+        return path
+
+    return reference_loop(
+        width,
+        height,
+        frames,
+        {
+            "decode": lambda img, _n: pyzbar.decode(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)),
+            "overlay": lambda img, _n: cv2.putText(
+                img,
+                time.strftime("%Y-%m-%d %H:%M:%S") + " station-01 PO-1",
+                (20, 40),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                1.0,
+                (255, 255, 255),
+                2,
+            ),
+            "encode": lambda img, _n: out.write(img),
+        },
+        finish,
+    )
 
 
 def main() -> int:
