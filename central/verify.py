@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from central.db import CentralDB
+from station.files import sha256_and_size
 from station.objstore import ObjectStore
 from station.proof.verify import Report
 
 log = logging.getLogger(__name__)
-
-
-def _sha256(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-            n += len(block)
-    return h.hexdigest(), n
 
 
 def _station_key(db: CentralDB, station: str) -> Any:
@@ -43,7 +33,7 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
     from station.proof.keys import verify_signature
 
     report = Report(subject=path.name)
-    sha, size = _sha256(path)
+    sha, size = sha256_and_size(path)
     report.facts.update(sha256=sha, size=size)
     clips = db.clips_by_sha256(sha)
     if not clips:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ import station
 from station.codes import safe_component
 from station.config import Config
 from station.errors import RecordingError, StationError
+from station.files import fsync_dir, sha256_file, write_json_atomic
 from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
 
 log = logging.getLogger(__name__)
@@ -87,23 +87,6 @@ class FinishedClip:
     empty: bool = False
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (POSIX needs the directory itself fsynced)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def journal_path(tmp_mp4: Path) -> Path:
     """``tmp/<name>.open.json`` beside ``tmp/<name>.mp4``: what crash recovery reads."""
     return tmp_mp4.with_suffix(JOURNAL_SUFFIX)
@@ -114,17 +97,6 @@ def write_json_quick(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, ensure_ascii=False, sort_keys=True), encoding="utf-8")
     os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 class Recorder:

@@ -23,14 +23,12 @@ import station
 from station.alarms import AlarmBoard
 from station.config import Config
 from station.errors import StationError
+from station.files import fsync_dir, sha256_file, write_json_atomic
 from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
 from station.recorder import (
     JOURNAL_SUFFIX,
     MANIFEST_VERSION,
     Finalizer,
-    fsync_dir,
-    sha256_file,
-    write_json_atomic,
 )
 from station.writer import MUX_OPTIONS
 

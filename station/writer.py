@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from station.errors import RecordingError
+from station.files import fsync_dir, sha256_file
 from station.priority import lower_thread_priority, thread_ids
 
 log = logging.getLogger(__name__)
@@ -314,22 +315,6 @@ class _HashingFile:
         return self.fd
 
 
-def _sha256_of(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return f"disk full: {exc}"
@@ -585,7 +570,7 @@ class ClipWriter:
             digest = self._file.hexdigest()
             if not self._file.hash_valid or size != self._file.size:
                 log.info("muxer rewrote %s in place; hashing the finished file", self.path)
-                digest = _sha256_of(self.path)
+                digest = sha256_file(self.path)
         except OSError as exc:
             self._error = RecordingError(f"cannot hash finished clip {self.path}: {exc}")
             raise self._error from exc
@@ -674,7 +659,7 @@ class ClipWriter:
                 if self._file.dirty and now - last_sync >= self._fsync_interval:
                     self._file.fsync()
                     if not dir_synced:  # make the new directory entry survive a power cut
-                        _fsync_dir(self.path.parent)
+                        fsync_dir(self.path.parent)
                         dir_synced = True
                     last_sync = now
             self._mux(self._stream.encode(None))  # drain: a buffering encoder's last packets
@@ -683,7 +668,7 @@ class ClipWriter:
             self._container.close()
             self._good_size = self._file.size  # the last fragment and the index are complete
             self._file.fsync()
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             self._completed = True
         except Exception as exc:
             self._error = RecordingError(f"writing clip {self.path} failed: {_describe(exc)}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from station.files import fsync_dir
 from station.proof import ProofError
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,6 @@ def c2pa_available() -> bool:
 
 def unavailable_reason() -> str | None:
     return None if _c2pa is not None else f"c2pa-python is not installed ({_IMPORT_ERROR})"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # c2pa-rs hashes fragmented MP4 box by box and its cost grows faster than linearly with the
@@ -187,7 +180,7 @@ class C2paEmbedder:
         else:
             raise ProofError(f"C2PA signing failed: {last}")
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         info = read_c2pa(path)
         return {
             "label": info.label or "",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import Any
 import station
 from station.clock import clock_synced
 from station.config import Config
+from station.files import sha256_file
 from station.proof import ProofError
 from station.proof import manifest as manifest_mod
 from station.proof.c2pa_embed import (
@@ -25,14 +25,6 @@ from station.proof.paths import ProofPaths
 from station.proof.tsa import TsaQueue, TsaWorker, load_roots
 
 log = logging.getLogger(__name__)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_embedder(cfg: Config, paths: ProofPaths) -> C2paEmbedder | None:

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from station.config import Config
+from station.files import sha256_and_size
 from station.ledger import INDEX_NAME
 from station.proof import ProofError, merkle
 from station.proof import manifest as manifest_mod
@@ -99,16 +100,6 @@ class Report:
 
 
 # ---- file facts ----------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-            size += len(block)
-    return h.hexdigest(), size
 
 
 @dataclass(frozen=True)
@@ -536,7 +527,7 @@ def _verify_bundle(
         _check_manifest_sig(report, f"{pre} manifest.signature", m, pub)
         # the clip's bytes against the signed manifest
         clip = b.extract(entry["clip"], tmp / f"clip{n}.mp4")
-        digest, size = sha256_file(clip)
+        digest, size = sha256_and_size(clip)
         if digest == body.get("sha256") and size == body.get("size"):
             report.add(f"{pre} sha256", OK, f"SHA-256 {digest} and size {size} match the manifest")
         else:
@@ -703,7 +694,7 @@ def verify_clip(
 ) -> Report:
     """A bare clip: is it a recorded one (index + log), and what does its C2PA manifest say?"""
     report = Report(subject=path.name)
-    digest, size = sha256_file(path)
+    digest, size = sha256_and_size(path)
     report.facts.update(sha256=digest, size=size)
     if cfg is None:
         report.add("index", WARN, "no data dir given: only the embedded C2PA manifest is checked")
@@ -854,7 +845,7 @@ def _prefix_match(st: _Store, path: Path, size: int) -> LogEntry | None:
                     left -= len(block)
         except OSError:
             continue
-        if h.hexdigest() == sha256_file(path)[0]:
+        if h.hexdigest() == sha256_and_size(path)[0]:
             return e
     return None
 
@@ -1085,7 +1076,7 @@ def _audit(report: Report, st: _Store, check_timestamps: bool) -> None:
                 )
                 files_ok = False
         else:
-            digest, size = sha256_file(clip)
+            digest, size = sha256_and_size(clip)
             if digest != body.get("sha256"):
                 code, reason = classify_mismatch(
                     clip, size, int(body["size"]), body.get("frame_count")
