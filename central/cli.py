@@ -39,6 +39,8 @@ def cmd_central(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
                 'Put it in the station\'s config ([central] token = "...", or token_file);'
                 " it is shown only now.\n"
             )
+        elif args.central_command == "bucket-audit":
+            return _bucket_audit(cfg, db, args, out)
         elif args.central_command == "stations":
             rows = db.stations_table()
             if args.json:
@@ -53,6 +55,44 @@ def cmd_central(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
                 )
     finally:
         db.close()
+    return 0
+
+
+def _bucket_audit(cfg: Config, db: Any, args: argparse.Namespace, out: IO[str]) -> int:
+    """Exit 1 when the bucket holds less (or other) than the index says was archived."""
+    from central.bucket_audit import audit_bucket
+    from station.objstore import ObjectStore
+
+    if not cfg.archive.bucket:
+        raise ConfigError("bucket-audit needs [archive] bucket and an admin key to list versions")
+    store = ObjectStore(cfg.archive)
+    findings = audit_bucket(store.client, cfg.archive.bucket, cfg.archive.prefix,
+                            db.archived_clip_keys())  # fmt: skip
+    if args.json:
+        json.dump([f.as_dict() for f in findings], out, indent=2)
+        out.write("\n")
+    else:
+        for f in findings:
+            out.write(f"{f.kind}\t{f.key}\t{f.detail}\n")
+        out.write(f"{len(findings)} finding(s) in bucket {cfg.archive.bucket}\n")
+    return 1 if findings else 0
+
+
+def cmd_storage_policy(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
+    """Print what to apply so that a station's key can write its own prefix and delete nothing."""
+    from central.storage_policy import render
+
+    out = out or sys.stdout
+    bucket = args.bucket
+    prefix = args.prefix
+    if bucket is None or prefix is None:
+        cfg = config_mod.load_cli(getattr(args, "config", None), None)
+        bucket = bucket or cfg.archive.bucket
+        prefix = cfg.archive.prefix if prefix is None else prefix
+    if not bucket:
+        raise ConfigError("give --bucket or set [archive] bucket in the config")
+    json.dump(render(args.store, bucket, prefix, args.station), out, indent=2)
+    out.write("\n")
     return 0
 
 
@@ -121,10 +161,37 @@ def register(subparsers: Any) -> None:
     q = sub.add_parser("rotate-token", help="give a station a new token (the old one stops)")
     q.add_argument("name")
     _common(q)
+    q = sub.add_parser(
+        "bucket-audit",
+        help="compare the bucket with the index: deleted, missing, overwritten, unindexed clips",
+        description="Lists every object version under [archive] prefix (an admin key that may"
+        " list versions) and reports archived clips hidden by a delete marker, missing or"
+        " written more than once, and clip objects the index does not hold. Exit 1 on findings.",
+    )
+    q.add_argument("--json", action="store_true", help="as JSON")
+    q.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML config")
+    q.add_argument(
+        "--dsn", default=argparse.SUPPRESS, help="PostgreSQL conninfo (overrides central.dsn)"
+    )
     q = sub.add_parser("stations", help="list stations with their health and backlog")
     q.add_argument("--json", action="store_true", help="as JSON")
     _common(q)
     p.set_defaults(func=cmd_central)
+
+    p = subparsers.add_parser(
+        "storage-policy",
+        help="print a least-privilege bucket policy or identity for one station's key",
+        description="What to apply on the object store so that a station's access key can put"
+        " and read objects under its own prefix (stations/<name>/) and can never delete: an IAM"
+        " user policy for AWS S3 and MinIO, an s3.json identity plus a bucket policy for"
+        " SeaweedFS. See docs/fleet.md.",
+    )
+    p.add_argument("station", help="exactly the station's [station] name")
+    p.add_argument("--store", choices=["aws", "minio", "seaweedfs"], default="aws")
+    p.add_argument("--bucket", help="default: [archive] bucket from the config")
+    p.add_argument("--prefix", help="default: [archive] prefix from the config")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML config")
+    p.set_defaults(func=cmd_storage_policy)
 
     p = subparsers.add_parser(
         "archive",

@@ -412,6 +412,19 @@ class ObjectStore:
         except Exception as exc:  # not supported by the store, or not configured on the bucket
             if not hasattr(exc, "response"):
                 raise  # a connection error: the caller retries later
+            if _code(exc) in {"AccessDenied", "403"}:
+                # A least-privilege station key (docs/fleet.md) may write objects but not read the
+                # bucket's settings. Send the retention that was asked for: a bucket that cannot
+                # lock refuses such uploads with an error, so retention is never dropped silently.
+                log.info(
+                    "archive: this key may not read bucket %r's Object Lock configuration;"
+                    " uploading with %s retention for %d days as configured",
+                    self.bucket,
+                    self.cfg.object_lock_mode,
+                    self.cfg.object_lock_days,
+                )
+                self.lock_enabled = True
+                return True
             enabled, reason = False, f"{_code(exc) or exc}"
         if not enabled:
             log.warning(
