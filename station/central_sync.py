@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import shutil
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -57,6 +58,8 @@ class CentralSync(IndexWorker):
             max_backoff_s=MAX_BACKOFF_S,
             on_error=self._forget_hello,
         )
+        # What the push loops watch: the thread's stop event, except during the final push.
+        self._halt: threading.Event = self._stop
         self.base = self.c.url.rstrip("/") + "/api/fleet/v1"
         self._token = self._read_token()
         self._hello_done = False
@@ -75,6 +78,28 @@ class CentralSync(IndexWorker):
     def start(self) -> None:
         super().start()
         log.info("central sync: reporting to %s", self.c.url)
+
+    def stop(self, timeout: float | None = None, *, final_push: bool = False) -> None:
+        """Stop the thread; with ``final_push``, first send once more what is new.
+
+        At shutdown the archiver may have verified a clip moments before: without the last push
+        the central site would list it as not archived (404 to viewers) until the next start,
+        which for a replaced or retired station is never. One bounded pass (each request
+        times out after ``central.timeout_s``); a failure is logged and resumes at the next start.
+        """
+        self._repeater.stop(self.STOP_TIMEOUT_S if timeout is None else timeout)
+        if final_push and self._repeater.alive:
+            log.warning("central sync: still busy at shutdown; no final push (next start sends)")
+        elif final_push:
+            self._halt = threading.Event()  # the stop event is set: let the loops run once
+            try:
+                sent = self.sync_once()
+                log.info("central sync: final push at shutdown sent %s", sent)
+            except Exception as exc:  # the next start pushes it: nothing is lost
+                log.warning("central sync: final push at shutdown failed: %s", exc)
+            finally:
+                self._halt = self._stop
+        super().stop(timeout=0)
 
     def _forget_hello(self, _exc: Exception) -> None:
         # The central site may have restarted or been replaced: introduce ourselves again.
@@ -181,7 +206,7 @@ class CentralSync(IndexWorker):
 
     def _push_clips(self) -> int:
         total = 0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             docs = self._clip_docs("id", self.journal.cursor(CLIPS_CURSOR), "id")
             if not docs:
                 break
@@ -192,7 +217,7 @@ class CentralSync(IndexWorker):
 
     def _push_archived(self) -> int:
         total = 0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             docs = self._clip_docs(
                 "archive_seq IS NOT NULL AND archive_seq", self.journal.cursor(ARCHIVED_CURSOR),
                 "archive_seq",
@@ -206,7 +231,7 @@ class CentralSync(IndexWorker):
 
     def _push_checkpoints(self) -> int:
         total = 0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             rows = self._rows(
                 "SELECT * FROM proof_checkpoints WHERE id > ? ORDER BY id LIMIT ?",
                 (self.journal.cursor(CHECKPOINTS_CURSOR), self.c.batch),

@@ -656,3 +656,43 @@ def fleet_seaweed(fleet: Fleet) -> SeaweedServer:
         endpoint = fleet.stations[0].archive.endpoint_url
 
     return _Endpoint()  # type: ignore[return-value]
+
+
+def test_central_sync_pushes_once_more_at_shutdown(
+    fleet: Fleet, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A clip archived just before the station stops is registered as archived at the stop,
+    not at the next start (which, for a retired station, never comes)."""
+    from central.db import CentralDB
+
+    cdb = CentralDB(fleet.dsn)
+    fleet.tokens["station-fin"] = cdb.add_station("station-fin")
+    cdb.close()
+    cfg = fleet.with_central(
+        station_cfg(tmp_path, "station-fin", fleet_seaweed(fleet), fleet.bucket)
+    )
+    record(cfg, ["FIN-1"])
+    sync = CentralSync(cfg)
+    assert sync.sync_once()["clips"] == 1  # the last pass before the archiver's upload
+    client = login(fleet.server.packcam_app.test_client(), "viewer")
+    arch = Archiver(cfg)
+    try:
+        assert arch.run_once() == 1
+    finally:
+        arch.stop()
+    assert not client.get("/api/orders/FIN-1").get_json()["clips"][0]["archived_utc"]
+    sync.stop(final_push=True)
+    got = client.get("/api/orders/FIN-1").get_json()["clips"][0]
+    assert got["archived_utc"] and got["station"] == "station-fin"
+
+    # A central site that is gone: the stop still returns, says so, and loses nothing locally.
+    dead = cfg.replace("central", url="http://127.0.0.1:9", timeout_s=2.0)
+    record(dead, ["FIN-2"])
+    with caplog.at_level(logging.WARNING, logger="station.central_sync"):
+        CentralSync(dead).stop(final_push=True)
+    assert "final push at shutdown failed" in caplog.text
+    led = Ledger.in_data_dir(dead.station.data_dir)
+    try:
+        assert [c.order_id for c in led.clips("FIN-2")] == ["FIN-2"]  # the next start sends it
+    finally:
+        led.close()
