@@ -30,6 +30,7 @@ APT_PACKAGES := libzbar0 fonts-wqy-zenhei openssl $(if $(IS_PI),$(PI_APT_PACKAGE
 # PostgreSQL's initdb/pg_ctl for the fleet tests' throwaway cluster.
 TEST_APT_PACKAGES := chromium systemd postgresql
 DEMO_ARGS ?=
+DOCTOR_ARGS ?=
 
 # apt-get install whatever of the listed packages is missing (sudo when not root).
 define apt_ensure
@@ -43,7 +44,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: all deps test-deps venv pi-check demo test lint bench clean
+.PHONY: all deps test-deps venv pi-check demo doctor test lint bench clean
 
 all: test
 
@@ -89,6 +90,11 @@ pi-check: venv
 
 demo: venv
 	$(VENV)/bin/packcam demo $(DEMO_ARGS)
+
+# The station's self-check (camera, scanner, encoder, disk, clock, keys, network), e.g.
+# `make doctor DOCTOR_ARGS="--config /etc/packcam/packcam.toml --json"`.
+doctor: venv
+	$(VENV)/bin/packcam doctor $(DOCTOR_ARGS)
 
 test: venv test-deps
 	$(PY) -m pytest -q

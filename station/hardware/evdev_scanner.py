@@ -214,6 +214,39 @@ def find_scanner(evdev: Any, name: str | None = None) -> tuple[str, str] | None:
     return None
 
 
+def import_evdev() -> Any:
+    """python-evdev, or ``ScannerError`` naming how to install it."""
+    try:
+        import evdev
+    except ImportError as exc:
+        raise ScannerError(INSTALL_HINT) from exc
+    return evdev
+
+
+def scanner_report(
+    device: str = "",
+    evdev_module: Any = None,
+    list_unreadable: Callable[[], list[str]] = unreadable_input_devices,
+) -> tuple[tuple[str, str] | None, list[str]]:
+    """For ``packcam doctor``: the scanner that would be used (path, name) or None, and the
+    input devices this user may not open. Raises ``ScannerError`` without python-evdev."""
+    evdev = evdev_module if evdev_module is not None else import_evdev()
+    unreadable = list_unreadable()
+    if not device:
+        return find_scanner(evdev), unreadable
+    try:
+        dev = evdev.InputDevice(device)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            real = os.path.realpath(device)
+            return None, sorted({*unreadable, real})
+        return None, unreadable
+    try:
+        return (device, dev.name), unreadable
+    finally:
+        dev.close()
+
+
 class EvdevScanner:
     """A keyboard-wedge USB barcode scanner read from /dev/input with python-evdev.
 
@@ -257,11 +290,7 @@ class EvdevScanner:
         if self._thread is not None:
             raise RuntimeError("EvdevScanner already started")
         if self._evdev is None:
-            try:
-                import evdev
-            except ImportError as exc:
-                raise ScannerError(INSTALL_HINT) from exc
-            self._evdev = evdev
+            self._evdev = import_evdev()
         self._decoder = KeyDecoder(self._evdev.ecodes)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="evdev-scanner", daemon=True)
