@@ -152,7 +152,8 @@ def hw_controls(
     the bcm2835 driver honours them.
 
     FFmpeg's wrapper sets only ``V4L2_CID_MPEG_VIDEO_GOP_SIZE`` (from ``gop_size``), which the
-    bcm2835 driver does not map to its intra period, and no level at all. The driver takes
+    bcm2835 driver may ignore (its intra period is ``H264_I_PERIOD``, default 60), and no
+    level at all. The driver takes
     ``V4L2_CID_MPEG_VIDEO_H264_I_PERIOD`` and ``..._H264_LEVEL``, as picamera2's H264Encoder
     sets them. V4L2 controls belong to the open file, so they go on the descriptor FFmpeg just
     opened (the ``/dev/video*`` descriptor that is new after ``open``), before the first frame
