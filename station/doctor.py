@@ -370,6 +370,9 @@ def check_encoder(cfg: Config, probes: Probes, *, quick: bool = False) -> Check:
     r, c = cfg.recorder, cfg.camera
     period = i_period(c.fps, r.keyframe_interval_s)
     kind = "hardware" if r.encoder == "h264_v4l2m2m" else "software"
+    # At start-up libx264 (which keeps its GOP) only gets a short speed test, so the station
+    # does not lose frames to a long probe; the hardware encoder's key frames are checked.
+    frames = None if not quick else (period + 1 if kind == "hardware" else min(period + 1, 30))
     try:
         fps, keys, size = encoder_probe(
             r.encoder,
@@ -380,7 +383,7 @@ def check_encoder(cfg: Config, probes: Probes, *, quick: bool = False) -> Check:
             keyframe_interval_s=r.keyframe_interval_s,
             preset=r.preset,
             crf=r.crf,
-            frames=period + 1 if quick else None,
+            frames=frames,
         )
     except RecordingError as exc:
         return Check(
@@ -399,6 +402,11 @@ def check_encoder(cfg: Config, probes: Probes, *, quick: bool = False) -> Check:
     if kind == "hardware":
         data["level"] = h264_level(c.width, c.height, c.fps, r.bitrate_kbps)
         what += f", level {data['level']}"
+    else:
+        hw_here = os.path.exists("/dev/video11")
+        data["hardware_encoder_device"] = hw_here
+        what += (" (a /dev/video11 encoder exists: on a Pi 4, h264_v4l2m2m frees the CPU)"
+                 if hw_here else " (no hardware H.264 encoder on this machine)")  # fmt: skip
     problem = keyframe_problem(keys, period)
     if problem:
         data["keyframe_problem"] = problem
