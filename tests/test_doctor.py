@@ -367,3 +367,23 @@ def test_the_station_logs_the_checks_at_start_up(small, caplog) -> None:
     names = [line.split()[2].rstrip(":") for line in lines]
     assert names == [n for n in doctor.CHECK_NAMES if n != "camera"]
     assert any(line.startswith("doctor OK encoder") for line in lines)
+
+
+def test_encoder_line_warns_when_key_frames_miss_the_interval_or_headroom_is_low(
+    small, monkeypatch
+) -> None:
+    """What a Pi 4 whose driver kept its own I-period of 60 would report (probe stood in)."""
+    hw = small.replace("recorder", encoder="h264_v4l2m2m", keyframe_interval_s=8.0)  # 120 frames
+    keys = [i % 60 == 0 for i in range(241)]
+    monkeypatch.setattr(doctor, "encoder_probe", lambda *a, **k: (200.0, keys, 10_000))
+    line = doctor.check_encoder(hw, Probes())
+    assert (
+        line.status == WARN and "key frames every 60 frames, configured every 120" in line.message
+    )
+    assert line.data["level"] == "4.0" and line.data["headroom"] == pytest.approx(200 / 15, 0.01)
+    good = [i % 120 == 0 for i in range(241)]
+    monkeypatch.setattr(doctor, "encoder_probe", lambda *a, **k: (20.0, good, 10_000))
+    slow = doctor.check_encoder(hw, Probes())
+    assert slow.status == WARN and "too little headroom" in slow.fix
+    monkeypatch.setattr(doctor, "encoder_probe", lambda *a, **k: (12.0, good, 10_000))
+    assert doctor.check_encoder(hw, Probes()).status == FAIL
