@@ -890,14 +890,14 @@ def log_checks(checks: Sequence[Check]) -> None:
 
 def startup_checks(cfg: Config, *, background: bool = True) -> threading.Thread | None:
     """The station's start-up self-check: every check but the camera (the station opens it
-    itself), with a short encoder probe; logged, never fatal. In a thread by default, so the
-    station starts without waiting for the network checks."""
+    itself) and the web port (the web site, a service of its own that may be binding it this
+    very moment, reports that), with a short encoder probe; logged, never fatal. In a thread
+    by default, so the station starts without waiting for the network checks."""
 
     def run() -> None:
         try:
-            log_checks(
-                run_checks(cfg, skip={"camera"}, quick=True, probes=Probes(net_timeout_s=3.0))
-            )
+            probes = Probes(net_timeout_s=3.0)
+            log_checks(run_checks(cfg, skip={"camera", "web-port"}, quick=True, probes=probes))
         except Exception:
             log.exception("start-up checks failed")
 
