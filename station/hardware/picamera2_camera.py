@@ -137,7 +137,9 @@ class Picamera2Camera:
                 controls={"FrameRate": self.fps},
             )
             cam.configure(config)
-            actual = tuple(config["main"]["size"])  # libcamera writes back what it chose
+            # libcamera's validate() writes the size it chose back into the configuration.
+            chosen = getattr(cam, "camera_configuration", lambda: None)() or config
+            actual = tuple(chosen["main"]["size"])
             cam.start()
         except Exception as exc:
             self._close(cam)

@@ -222,7 +222,8 @@ class Picamera2:
             raise RuntimeError("Camera must be stopped before configuring")
         if self.configure_error is not None:
             raise self.configure_error
-        main = dict(camera_config["main"])
+        camera_config = dict(camera_config)  # picamera2 copies the dict, not the streams in it
+        main = camera_config["main"]
         if main["format"] not in _BYTES_PER_PIXEL:
             raise RuntimeError(f"Invalid camera configuration: {camera_config}")
         w, h = main["size"]
@@ -240,7 +241,6 @@ class Picamera2:
         if "FrameRate" in controls:  # picamera2 turns FrameRate into FrameDurationLimits
             us = int(1e6 / controls.pop("FrameRate"))
             controls["FrameDurationLimits"] = (us, us)
-        camera_config["main"] = main  # picamera2 updates the caller's dict in place
         self.camera_config = {**camera_config, "controls": controls}
 
     def camera_configuration(self) -> dict[str, Any] | None:
