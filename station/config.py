@@ -358,6 +358,12 @@ def validate(cfg: Config) -> None:
         )
     if not 200 <= r.bitrate_kbps <= 25_000:
         raise ConfigError("recorder.bitrate_kbps must be between 200 and 25000")
+    if r.encoder == "h264_v4l2m2m":
+        from station.h264_limits import hw_size_problem
+
+        problem = hw_size_problem(c.width, c.height)
+        if problem:
+            raise ConfigError(f"camera size for recorder.encoder = h264_v4l2m2m: {problem}")
     w = cfg.web
     if not 1 <= w.port <= 65535:
         raise ConfigError("web.port must be between 1 and 65535")
