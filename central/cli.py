@@ -41,6 +41,8 @@ def cmd_central(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
             )
         elif args.central_command == "bucket-audit":
             return _bucket_audit(cfg, db, args, out)
+        elif args.central_command == "alerts":
+            return _alerts(cfg, db, args, out)
         elif args.central_command == "stations":
             rows = db.stations_table()
             if args.json:
@@ -76,6 +78,41 @@ def _bucket_audit(cfg: Config, db: Any, args: argparse.Namespace, out: IO[str]) 
             out.write(f"{f.kind}\t{f.key}\t{f.detail}\n")
         out.write(f"{len(findings)} finding(s) in bucket {cfg.archive.bucket}\n")
     return 1 if findings else 0
+
+
+def _alerts(cfg: Config, db: Any, args: argparse.Namespace, out: IO[str]) -> int:
+    """One alerts pass: exit 0 when delivered (or nothing changed), 1 when a sink failed."""
+    from central.alerts import Alert, DeliveryError, build_sinks, fleet_alerts, run_once
+
+    current = fleet_alerts(db.station_statuses(cfg.alerts.silent_after_s), cfg.alerts)
+    if args.bucket_audit:
+        from central.bucket_audit import audit_bucket
+        from station.objstore import ObjectStore
+
+        if not cfg.archive.bucket:
+            raise ConfigError("--bucket-audit needs [archive] bucket and an admin key")
+        findings = audit_bucket(ObjectStore(cfg.archive).client, cfg.archive.bucket,
+                                cfg.archive.prefix, db.archived_clip_keys())  # fmt: skip
+        current += [
+            Alert("bucket", f"{f.kind} {f.key}", f"bucket {cfg.archive.bucket}: {f.kind}"
+                  f" {f.key} ({f.detail})")
+            for f in findings
+        ]  # fmt: skip
+    state = cfg.station.data_dir / "alerts-state.json"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        sent = run_once(current, build_sinks(cfg.alerts), state, cfg.alerts)
+    except DeliveryError as exc:
+        out.write(f"{exc}\n")
+        return 1
+    if args.json:
+        json.dump({"active": [a.__dict__ for a in current], "sent": sent}, out, indent=2)
+        out.write("\n")
+    else:
+        for e in sent:
+            out.write(f"{e['type']}\t{e['message']}\n")
+        out.write(f"{len(current)} active alert(s), {len(sent)} event(s) sent\n")
+    return 0
 
 
 def cmd_storage_policy(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
@@ -168,6 +205,21 @@ def register(subparsers: Any) -> None:
         " list versions) and reports archived clips hidden by a delete marker, missing or"
         " written more than once, and clip objects the index does not hold. Exit 1 on findings.",
     )
+    q.add_argument("--json", action="store_true", help="as JSON")
+    q.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML config")
+    q.add_argument(
+        "--dsn", default=argparse.SUPPRESS, help="PostgreSQL conninfo (overrides central.dsn)"
+    )
+    q = sub.add_parser(
+        "alerts",
+        help="send what changed in the fleet's health (webhook, e-mail), de-duplicated",
+        description="One pass (run it every minute from a timer): a station silent, an archive"
+        " backlog, low disk, an unsynced clock or a station error start an alert, sent once by"
+        " [alerts] webhook_url and/or e-mail, repeated every repeat_hours while true, and"
+        " cleared when gone. State: <data_dir>/alerts-state.json. Exit 1 when a sink failed"
+        " (everything is sent again next run).",
+    )
+    q.add_argument("--bucket-audit", action="store_true", help="also alert on bucket findings")
     q.add_argument("--json", action="store_true", help="as JSON")
     q.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML config")
     q.add_argument(
