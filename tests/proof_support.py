@@ -106,12 +106,13 @@ def record_orders(
     orders: list[str],
     *,
     frames: int = 12,
+    ago: timedelta = timedelta(minutes=30),
 ) -> list:
     """Drive the real Recorder: one clip per order with a scan, a waybill and a seal event."""
     ledger = Ledger.in_data_dir(cfg.station.data_dir)
     rec = Recorder(cfg, ledger, lambda p: SmallWriter(p), finalizers=finalizers)
     t = 0.0
-    wall0 = datetime.now(UTC).astimezone() - timedelta(minutes=30)
+    wall0 = datetime.now(UTC).astimezone() - ago
     try:
         for n, order in enumerate(orders):
             for i in range(frames):
@@ -311,6 +312,16 @@ class Store:
     data: Path
     tsa: TsaServer
 
+    def anchors(self):  # noqa: ANN201 (station.proof.trust.Anchors, imported lazily)
+        """What an honest verifier pins: the company CA and the TSA's root, as certificates."""
+        from station.proof.trust import Anchors
+
+        ca = x509.load_pem_x509_certificate(
+            (self.data / "proof-public/company-ca.crt").read_bytes()
+        )
+        tsa = x509.load_pem_x509_certificate(self.tsa.root.read_bytes())
+        return Anchors(ca=(ca,), tsa=(tsa,))
+
     def copy(self, dest: Path) -> Store:
         import shutil
 
@@ -340,7 +351,8 @@ def build_store(root: Path, tsa: TsaServer, orders: list[str], *, c2pa: bool = T
         ca_cert=paths.ca_cert,
     )
     fin = ProofFinalizer(cfg, start_worker=False, clock=lambda: True)
-    done = record_orders(cfg, (fin,), orders)
+    # recorded "just now": the TSA's time must lie within 15 minutes of each clip's end
+    done = record_orders(cfg, (fin,), orders, ago=timedelta(minutes=2))
     assert all(d.record is not None for d in done), [d.error for d in done]
     assert fin.tsa is not None
     fin.close()  # final checkpoint

@@ -22,11 +22,17 @@ from station.ledger import ClipRecord, Ledger
 from station.proof import ProofError
 from station.proof import manifest as manifest_mod
 from station.proof.ca import cert_fingerprint
+from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey, public_pem, station_public_key
 from station.proof.log import Checkpoint, ProofLog
 from station.proof.paths import ProofPaths
 from station.proof.tsa import TsaQueue, load_roots
-from station.proof.verify import BUNDLE_FORMAT
+from station.proof.verify import (
+    BUNDLE_FORMAT,
+    BUNDLE_MANIFEST,
+    BUNDLE_MANIFEST_SIG,
+    BUNDLE_MANIFEST_TYPE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -252,9 +258,67 @@ def _export(
     files["bundle.json"] = json.dumps(index, indent=2, ensure_ascii=False).encode()
     files["VERIFY.md"] = verify_md(index, ca_fp).encode()
     files["summary.html"] = summary_html(index, summaries, cp, ca_fp).encode()
+    order_clips = _order_log_indexes(plog, order_id, cp.tree_size)
+    try:
+        key = StationKey.load(paths.key)
+    except ProofError as exc:
+        warnings.append(
+            f"bundle manifest not signed ({exc}): export on the station to cover every file"
+        )
+        log.warning("bundle of order %r exported without a signed bundle manifest", order_id)
+    else:
+        body = bundle_manifest_body(
+            files, order_id, cfg.station.name, key.fingerprint, cp, order_clips
+        )
+        files[BUNDLE_MANIFEST] = canonical_json(body)
+        files[BUNDLE_MANIFEST_SIG] = key.sign(files[BUNDLE_MANIFEST])
     _write_zip(out, files)
     log.info("exported order %r: %d clip(s) -> %s", order_id, len(records), out)
     return ExportResult(out, len(records), n_frames, n_tokens, cp.tree_size, warnings)
+
+
+def _order_log_indexes(plog: ProofLog, order_id: str, tree_size: int) -> list[int]:
+    """Log indexes of every signed clip of ``order_id`` in the first ``tree_size`` leaves."""
+    out = []
+    for e in plog.entries()[:tree_size]:
+        try:
+            if json.loads(e.manifest).get("order_id") == order_id:
+                out.append(e.seq)
+        except ValueError:
+            continue
+    return out
+
+
+def _member_sha256(src: bytes | Path) -> str:
+    if isinstance(src, bytes):
+        return hashlib.sha256(src).hexdigest()
+    h = hashlib.sha256()
+    with src.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def bundle_manifest_body(
+    files: dict[str, bytes | Path],
+    order_id: str,
+    station_name: str,
+    key_fingerprint: str,
+    cp: Checkpoint,
+    order_clips: list[int],
+) -> dict[str, Any]:
+    """What the station signs for a bundle: every member's SHA-256 and the order's clips."""
+    return {
+        "type": BUNDLE_MANIFEST_TYPE,
+        "version": 1,
+        "order_id": order_id,
+        "station": station_name,
+        "station_key": key_fingerprint,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "checkpoint_sha256": cp.sha256,
+        "order_clips": order_clips,
+        "members": {n: _member_sha256(src) for n, src in sorted(files.items())},
+    }
 
 
 def _write_zip(out: Path, files: dict[str, bytes | Path]) -> None:

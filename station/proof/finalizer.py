@@ -23,6 +23,7 @@ from station.proof.keys import StationKey
 from station.proof.log import ProofLog, iso_utc, utc_now
 from station.proof.paths import ProofPaths
 from station.proof.tsa import TsaQueue, TsaWorker, load_roots
+from station.proof.videohash import video_digests
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,9 @@ class ProofFinalizer:
                 log.error("C2PA embedding failed for %s, clip kept without it: %s", path, exc)
         size = path.stat().st_size
         digest = sha256_file(path)
+        video = video_digests(path)
         body = manifest_mod.build_body(
-            {**data, "size": size, "sha256": digest},
+            {**data, "size": size, "sha256": digest, **({"video": video} if video else {})},
             seq=seq,
             prev_manifest_sha256=prev,
             key=self.key,
