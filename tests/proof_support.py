@@ -23,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from station import config as config_mod
 from station.ledger import Ledger, ScanEventRecord
+from station.proof.trust import Anchors
 from station.recorder import Recorder
 
 MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof"
@@ -312,10 +313,8 @@ class Store:
     data: Path
     tsa: TsaServer
 
-    def anchors(self):  # noqa: ANN201 (station.proof.trust.Anchors, imported lazily)
+    def anchors(self) -> Anchors:
         """What an honest verifier pins: the company CA and the TSA's root, as certificates."""
-        from station.proof.trust import Anchors
-
         ca = x509.load_pem_x509_certificate(
             (self.data / "proof-public/company-ca.crt").read_bytes()
         )
