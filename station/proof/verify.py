@@ -1222,7 +1222,7 @@ def verify_clip(
                 "index-row-deleted",
             )
         else:
-            diffs = _row_diffs(row, body)
+            diffs = _row_diffs(row, body) + _derived_diffs(st.conn, row, body)
             if diffs:
                 report.add(
                     "index.row", FAIL, "index row edited: " + "; ".join(diffs), "index-row-edited"
@@ -1452,6 +1452,69 @@ def _row_diffs(row: sqlite3.Row, body: dict[str, Any]) -> list[str]:
     return out
 
 
+def _utc_text(value: Any) -> str | None:
+    dt = _parse_time(value)
+    return None if dt is None else dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _derived_diffs(conn: sqlite3.Connection, row: sqlite3.Row, body: dict[str, Any]) -> list[str]:
+    """Index fields that reach search results, bundles and summaries but are not copied
+    verbatim from the manifest: the UTC times, the time zone, the manifest path, the waybills
+    and the scan events of the clip must all follow from the signed manifest."""
+    out = []
+    start = _parse_time(body.get("started_at"))
+    derived = {
+        "started_utc": _utc_text(body.get("started_at")),
+        "ended_utc": _utc_text(body.get("ended_at")),
+        "tz": (start.strftime("%z") or "+0000") if start is not None else None,
+        "manifest_path": body.get("manifest_path"),
+    }
+    for col, want in derived.items():
+        if want is None:
+            continue
+        have = row[col]
+        if col.endswith("_utc"):  # the manifest keeps milliseconds, the index microseconds
+            a, b = _parse_time(have), _parse_time(want)
+            same = a is not None and b is not None and abs((a - b).total_seconds()) < 1e-3
+        else:
+            same = have == want
+        if not same:
+            out.append(f"{col} is {have!r} in the index but the signed manifest gives {want!r}")
+    signed_wb = sorted(
+        (str(w.get("waybill")), str(w.get("carrier")), round(float(w.get("t_clip_s") or 0), 3))
+        for w in body.get("waybills") or []
+        if isinstance(w, dict)
+    )
+    rows_wb = sorted(
+        (r["waybill"], r["carrier"], round(float(r["t_clip_s"] or 0), 3))
+        for r in conn.execute(
+            "SELECT waybill, carrier, t_clip_s FROM waybills WHERE clip_id = ?", (row["id"],)
+        )
+    )
+    if "waybills" in body and signed_wb != rows_wb:
+        out.append(
+            f"waybills are {[w[0] for w in rows_wb]} in the index but "
+            f"{[w[0] for w in signed_wb]} in the signed manifest"
+        )
+    signed_ev = sorted(
+        (str(e.get("kind")), str(e.get("text")), str(e.get("source")), str(e.get("wall")))
+        for e in body.get("events") or []
+        if isinstance(e, dict)
+    )
+    rows_ev = sorted(
+        (r["kind"], r["text"], r["source"], r["wall"])
+        for r in conn.execute(
+            "SELECT kind, text, source, wall FROM scan_events WHERE clip_id = ?", (row["id"],)
+        )
+    )
+    if "events" in body and signed_ev != rows_ev:
+        out.append(
+            f"the clip's scan events in the index ({len(rows_ev)}) differ from the "
+            f"{len(signed_ev)} in the signed manifest"
+        )
+    return out
+
+
 def audit(
     cfg: Config,
     *,
@@ -1675,7 +1738,7 @@ def _audit(
             )
             rows_ok = False
         else:
-            diffs = _row_diffs(row, body)
+            diffs = _row_diffs(row, body) + _derived_diffs(st.conn, row, body)
             if diffs:
                 report.add(
                     f"index {rel}",
