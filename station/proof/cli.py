@@ -21,6 +21,7 @@ from station.proof.verify import (
     Report,
     TimeBound,
     audit,
+    load_known_checkpoint,
     verify_bundle,
     verify_clip,
 )
@@ -159,9 +160,9 @@ def _is_zip(path: Path) -> bool:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    return _print_report(
-        audit(_config(args), anchors=_anchors(args), bound=_bound(args)), args.json
-    )
+    known = [load_known_checkpoint(Path(f)) for f in args.checkpoint or ()]
+    report = audit(_config(args), anchors=_anchors(args), bound=_bound(args), known=known)
+    return _print_report(report, args.json)
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
@@ -310,6 +311,13 @@ def register(subparsers: Any) -> None:
     )
     _common(p, data_required=True)
     _trust_args(p)
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="FILE",
+        help="a signed checkpoint seen earlier (an evidence bundle, or checkpoint.json beside "
+        "its .sig): the log must extend it, else log-rollback / log-fork (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_audit)
 

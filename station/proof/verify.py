@@ -248,6 +248,14 @@ def count_video_packets(path: Path) -> int | None:
         return None
 
 
+def _c2pa_claim(path: Path) -> dict[str, Any] | None:
+    """The packcam assertion embedded in a file (unvalidated: only used to name a swap)."""
+    if not c2pa_available():
+        return None
+    info = read_c2pa(path, None, validate=False)
+    return info.assertion if info.present and info.assertion else None
+
+
 def classify_mismatch(path: Path, size: int, body: dict[str, Any]) -> tuple[str, str]:
     """Why a file differs from the recorded clip ``body`` describes: (code, reason).
 
@@ -296,6 +304,13 @@ def classify_mismatch(path: Path, size: int, body: dict[str, Any]) -> tuple[str,
             return (
                 "clip-altered",
                 "starts with the recorded frames but later frames differ: edited",
+            )
+        other = _c2pa_claim(path)
+        if other is not None and other.get("log_index") != body.get("seq"):
+            return (
+                "clip-replaced",
+                f"another recording: its embedded C2PA assertion names order "
+                f"{other.get('order_id')!r}, log entry {other.get('log_index')}",
             )
         if recorded_frames and abs(got["packets"] - int(recorded_frames)) <= 1:
             return (
@@ -528,7 +543,8 @@ def _check_tokens(
         if ended is not None:
             slack = info.accuracy_s + TSA_TIME_PRECISION_S
             delta = (info.gen_time - ended).total_seconds()
-            if delta > bound.max_delay_s + slack or delta < -(bound.max_delay_s + slack):
+            judged = judge_time(delta, info.accuracy_s, bound)
+            if judged == "out-of-bounds":
                 in_bounds = False
                 report.add(
                     f"{tname}.time",
@@ -540,7 +556,7 @@ def _check_tokens(
                     "when it happened",
                     "time-out-of-bounds",
                 )
-            elif delta < -slack:
+            elif judged == "clock-ahead":
                 report.add(
                     f"{tname}.time",
                     WARN,
@@ -564,7 +580,24 @@ def _check_tokens(
             )
             for c in shipped_roots:
                 report.compare(f"TSA root {cert_fingerprint(c)} ({c.subject.rfc4514_string()})")
+            if not shipped_roots:
+                report.compare(
+                    f"TSA certificate {cert_fingerprint(info.signer_cert)} ({info.tsa_subject}), "
+                    f"issued by {info.signer_cert.issuer.rfc4514_string()}: pin that issuer"
+                )
     return earliest, anchored
+
+
+def judge_time(delta_s: float, accuracy_s: float, bound: TimeBound) -> str:
+    """The TSA's time minus the recorded end, judged: ``ok``, ``clock-ahead`` (the TSA saw it
+    before the recorded end by more than the token's accuracy plus genTime's 1 s precision, but
+    within the bound) or ``out-of-bounds`` (further than the bound, either way)."""
+    slack = accuracy_s + TSA_TIME_PRECISION_S
+    if abs(delta_s) > bound.max_delay_s + slack:
+        return "out-of-bounds"
+    if delta_s < -slack:
+        return "clock-ahead"
+    return "ok"
 
 
 def _human(seconds: float) -> str:
@@ -1452,6 +1485,79 @@ def _row_diffs(row: sqlite3.Row, body: dict[str, Any]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class KnownCheckpoint:
+    """A signed checkpoint someone kept from earlier (in a bundle, from a witness)."""
+
+    body: bytes
+    signature: bytes
+    source: str
+
+
+def load_known_checkpoint(path: Path) -> KnownCheckpoint:
+    """From an evidence bundle (its log/checkpoint.json) or a checkpoint.json beside its .sig."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                return KnownCheckpoint(
+                    zf.read("log/checkpoint.json"), zf.read("log/checkpoint.sig"), path.name
+                )
+        sig = path.with_suffix(".sig")
+        return KnownCheckpoint(path.read_bytes(), sig.read_bytes(), path.name)
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise ProofError(f"cannot read a signed checkpoint from {path}: {exc}") from exc
+
+
+def check_known_checkpoints(
+    report: Report,
+    leaves: list[bytes],
+    pub: Ed25519PublicKey,
+    known: list[KnownCheckpoint],
+) -> None:
+    """The log must extend every checkpoint seen before: fewer leaves is a rollback, other
+    leaves under an old root (or a log signed by another key) is a fork."""
+    for k in known:
+        name = f"known-checkpoint {k.source}"
+        try:
+            cp = json.loads(k.body)
+            size, root = int(cp["tree_size"]), str(cp["root_sha256"])
+        except (ValueError, KeyError, TypeError):
+            report.add(name, FAIL, "not a checkpoint", "checkpoint-bad-signature")
+            continue
+        if not verify_signature(pub, k.body, k.signature):
+            report.add(
+                name,
+                FAIL,
+                f"the checkpoint you hold (key {cp.get('key')}) is not signed by this log's key "
+                f"{fingerprint(pub)}: the log was re-signed with another key (a fork)",
+                "log-fork",
+            )
+            continue
+        if size > len(leaves):
+            report.add(
+                name,
+                FAIL,
+                f"the checkpoint you hold covers {size} entries ({cp.get('time')}) but the log "
+                f"now has {len(leaves)}: the newest entries were removed (a rollback)",
+                "log-rollback",
+            )
+        elif merkle.root(leaves[:size]).hex() != root:
+            report.add(
+                name,
+                FAIL,
+                f"the log's first {size} entries no longer hash to the root of the checkpoint "
+                f"you hold ({cp.get('time')}): the history was rewritten (a fork)",
+                "log-fork",
+            )
+        else:
+            report.add(
+                name,
+                OK,
+                f"the log of {len(leaves)} entries extends the checkpoint you hold "
+                f"({size} entries, {cp.get('time')})",
+            )
+
+
 def _utc_text(value: Any) -> str | None:
     dt = _parse_time(value)
     return None if dt is None else dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -1521,6 +1627,7 @@ def audit(
     anchors: Anchors | None = None,
     check_timestamps: bool = True,
     bound: TimeBound | None = None,
+    known: list[KnownCheckpoint] | None = None,
 ) -> Report:
     """Re-walk store, index and log; every disagreement is a failure with its own reason.
 
@@ -1530,6 +1637,11 @@ def audit(
     report = Report(subject=str(cfg.station.data_dir))
     with _open_store(cfg) as st:
         _audit(report, st, check_timestamps, anchors or Anchors(), bound or TimeBound())
+        if known:
+            entries = st.log.entries()
+            check_known_checkpoints(
+                report, [merkle.leaf_hash(e.manifest) for e in entries], st.pub, known
+            )
     return report
 
 
