@@ -775,11 +775,13 @@ def verify_bundle(
     trusted_ca: list[x509.Certificate] | None = None,
     tsa_roots: list[x509.Certificate] | None = None,
     bound: TimeBound | None = None,
+    tmp_dir: Path | None = None,
 ) -> Report:
     """Check an evidence bundle using only what is inside it and the anchors you pass.
 
     Nothing in the bundle is trusted by itself: a CA or TSA root shipped inside counts only
-    when it is one of ``anchors`` (a certificate or a pinned fingerprint).
+    when it is one of ``anchors`` (a certificate or a pinned fingerprint). ``tmp_dir``: where
+    its clips are unpacked to be hashed (default: the system's temp dir).
     """
     report = Report(subject=path.name)
     try:
@@ -787,7 +789,7 @@ def verify_bundle(
     except (zipfile.BadZipFile, OSError) as exc:
         report.add("bundle", FAIL, f"not a readable zip file: {exc}", "bundle-unreadable")
         return report
-    with zf, tempfile.TemporaryDirectory(prefix="packcam-verify-") as tmp:
+    with zf, tempfile.TemporaryDirectory(prefix="packcam-verify-", dir=tmp_dir) as tmp:
         try:
             _verify_bundle(
                 report,
