@@ -565,3 +565,50 @@ def test_checkpoint_token_swapped_is_caught_by_audit(
     report = audit(st.cfg, anchors=store.anchors())
     _tampered(report, "tsa-other-data")
     assert any(c.name.startswith("checkpoint[") for c in report.failures)
+
+
+# ---- checkpoints: the clip's own, and the heartbeat ------------------------------------------
+
+
+def test_bundle_carries_the_clips_checkpoint_and_a_consistency_proof(
+    store: Store,  # noqa: F811
+    bundle: Path,
+    tmp_path: Path,
+    station_key: StationKey,
+) -> None:
+    idx = bundle_index(bundle)
+    fc = idx["clips"][0]["first_checkpoint"]
+    assert fc["timestamps"], fc  # timestamped right after the clip
+    report = verify_bundle(bundle, anchors=store.anchors())
+    assert any(c.name.endswith("first-checkpoint") and c.status == "ok" for c in report.checks)
+    # the insider rewrites history: the newest checkpoint no longer extends the clip's one
+    cons = json.loads(read_zip(bundle, fc["consistency"]))
+    cons["proof"] = ["00" * 32 for _ in cons["proof"]] or ["00" * 32]
+    bad = _resign(
+        bundle, tmp_path / "bad.zip", station_key, {fc["consistency"]: json.dumps(cons).encode()}
+    )
+    _tampered(verify_bundle(bad, anchors=store.anchors()), "log-fork")
+
+
+def test_checkpoint_heartbeat_signs_and_timestamps_when_due(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    from datetime import UTC, datetime
+
+    from station.proof.finalizer import ProofFinalizer
+    from station.proof.log import ProofLog
+
+    st = store.copy(tmp_path / "data")
+    fin = ProofFinalizer(st.cfg, start_worker=False)
+    try:
+        before = len(fin.log.checkpoints())
+        now = datetime.now(UTC)
+        assert not fin.checkpoint_if_due(now)  # the last one is fresh
+        assert fin.checkpoint_if_due(now + timedelta(minutes=11))  # idle, but 10 min passed
+        assert len(fin.log.checkpoints()) == before + 1
+        assert fin.tsa is not None and fin.tsa.process_due()[0] == 1  # and it is timestamped
+    finally:
+        fin.close()
+    plog = ProofLog.in_data_dir(st.data)
+    cp = plog.latest_checkpoint()
+    assert cp is not None and all(t.token for t in plog.timestamps_for(cp.sha256))
+    plog.close()
+    assert audit(st.cfg, anchors=store.anchors()).authentic

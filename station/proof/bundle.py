@@ -192,6 +192,7 @@ def _export(
     clips_index = []
     summaries = []
     n_frames = n_tokens = 0
+    all_cps = plog.checkpoints()
     for r, e in zip(records, entries, strict=True):
         clip_path = cfg.station.data_dir / r.path
         if not clip_path.exists():
@@ -226,6 +227,9 @@ def _export(
             }
             item["inclusion"] = f"log/{stem}.inclusion.json"
             files[item["inclusion"]] = json.dumps(inc, indent=2).encode()
+            first = _first_covering(all_cps, e.seq)
+            if first is not None and first.id != cp.id and first.tree_size <= cp.tree_size:
+                item["first_checkpoint"] = _add_first_checkpoint(files, plog, first, cp)
         else:
             item["manifest"] = None
             body = r.to_json()
@@ -275,6 +279,49 @@ def _export(
     _write_zip(out, files)
     log.info("exported order %r: %d clip(s) -> %s", order_id, len(records), out)
     return ExportResult(out, len(records), n_frames, n_tokens, cp.tree_size, warnings)
+
+
+def _first_covering(cps: list[Checkpoint], seq: int) -> Checkpoint | None:
+    """The first checkpoint signed after leaf ``seq`` was appended (the clip's checkpoint)."""
+    covering = [c for c in cps if c.tree_size > seq]
+    return min(covering, key=lambda c: c.id) if covering else None
+
+
+def _add_first_checkpoint(
+    files: dict[str, bytes | Path], plog: ProofLog, first: Checkpoint, newest: Checkpoint
+) -> dict[str, Any]:
+    """The clip's own checkpoint (signed and timestamped right after recording) and the RFC
+    9162 consistency proof that the bundled newest checkpoint only appended to it."""
+    base = f"log/checkpoint-{first.id}"
+    entry: dict[str, Any] = {
+        "body": f"{base}.json",
+        "signature": f"{base}.sig",
+        "timestamps": [],
+        "consistency": f"{base}.consistency.json",
+    }
+    if entry["body"] in files:  # another clip of the bundle has the same checkpoint
+        entry["timestamps"] = sorted(n for n in files if n.startswith(base + ".") and
+                                     n.endswith(".tst"))  # fmt: skip
+        return entry
+    files[entry["body"]] = first.body
+    files[entry["signature"]] = first.signature
+    for i, t in enumerate(x.token for x in plog.timestamps_for(first.sha256) if x.token):
+        name = f"{base}.{i}.tst"
+        files[name] = t
+        entry["timestamps"].append(name)
+    proof = plog.consistency_proof(first.tree_size, newest.tree_size)
+    files[entry["consistency"]] = json.dumps(
+        {
+            "old_size": first.tree_size,
+            "old_root_sha256": first.root_hash,
+            "new_size": newest.tree_size,
+            "new_root_sha256": newest.root_hash,
+            "proof": [h.hex() for h in proof],
+            "hashing": "RFC 9162 section 2.1.4 consistency proof",
+        },
+        indent=2,
+    ).encode()
+    return entry
 
 
 def _order_log_indexes(plog: ProofLog, order_id: str, tree_size: int) -> list[int]:

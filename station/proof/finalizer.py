@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import station
+from station.background import Repeater
 from station.clock import clock_synced
 from station.config import Config
 from station.files import sha256_file
@@ -98,6 +100,17 @@ class ProofFinalizer:
             if start_worker:
                 self.worker = TsaWorker(self.tsa, poll_s=min(30.0, cfg.proof.tsa_retry_s))
                 self.worker.start()
+        self.heartbeat: Repeater | None = None
+        if start_worker:
+            every = cfg.proof.checkpoint_interval_min * 60.0
+            self.heartbeat = Repeater(
+                "proof-checkpoint",
+                self.checkpoint_if_due,
+                interval_s=min(60.0, every / 2),
+                retry_s=min(60.0, every / 2),
+                max_backoff_s=every,
+            )
+            self.heartbeat.start()
         log.info(
             "proof: station key %s, log size %d, C2PA %s, TSA %s",
             self.key.fingerprint,
@@ -175,12 +188,29 @@ class ProofFinalizer:
         with self._lock:
             self._checkpoint()
 
+    def checkpoint_if_due(self, now: datetime | None = None) -> bool:
+        """Sign (and queue a timestamp for) a checkpoint when the newest one is older than
+        ``proof.checkpoint_interval_min``, idle or not; True when one was signed."""
+        now = now or utc_now()
+        with self._lock:
+            if not self.log.size():
+                return False
+            latest = self.log.latest_checkpoint()
+            if latest is not None:
+                age = (now - datetime.fromisoformat(latest.created_utc)).total_seconds()
+                if age < self.cfg.proof.checkpoint_interval_min * 60.0:
+                    return False
+            self._checkpoint()
+            return True
+
     def close(self) -> None:
         """Checkpoint what is not yet covered, stop the TSA worker, close our log connection."""
         with self._lock:
             latest = self.log.latest_checkpoint()
             if self.log.size() and (latest is None or latest.tree_size < self.log.size()):
                 self._checkpoint()
+        if self.heartbeat is not None:
+            self.heartbeat.stop(timeout=5)
         if self.worker is not None:
             self.worker.stop(timeout=self.cfg.proof.tsa_timeout_s + 5)
         if self._own_log:

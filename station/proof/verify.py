@@ -1056,6 +1056,11 @@ def _verify_bundle(
             bound,
         )
         report.time_anchors.append(anchored)
+        if entry.get("first_checkpoint"):
+            _check_first_checkpoint(
+                report, b, f"{pre} first-checkpoint", entry["first_checkpoint"], cp, pub,
+                anchors, shipped_roots, seq,
+            )  # fmt: skip
         _check_c2pa(report, clip, body, trust_pem or None, f"{pre} c2pa", anchored=bool(trusted_ca))
         clips_facts.append(_clip_facts(name, body, when))
         if body.get("clock_synced") is False:
@@ -1094,6 +1099,59 @@ def _verify_bundle(
     orders = {c["order_id"] for c in clips_facts}
     report.facts["order_id"] = orders.pop() if len(orders) == 1 else sorted(map(str, orders))
     report.facts["clips"] = clips_facts
+
+
+def _check_first_checkpoint(
+    report: Report,
+    b: _Bundle,
+    name: str,
+    fc: dict[str, Any],
+    newest: dict[str, Any],
+    pub: Ed25519PublicKey,
+    anchors: Anchors,
+    shipped_roots: list[x509.Certificate],
+    seq: Any,
+) -> None:
+    """The clip's own checkpoint must be signed, timestamped and a prefix of the newest one."""
+    body = b.read(fc["body"])
+    cp = json.loads(body)
+    if not verify_signature(pub, body, b.read(fc["signature"])) or cp.get("key") != fingerprint(
+        pub
+    ):
+        report.add(name, FAIL, "not signed by the station key", "checkpoint-bad-signature")
+        return
+    size, root = int(cp["tree_size"]), bytes.fromhex(cp["root_sha256"])
+    scratch = Report(subject=name)
+    _check_tokens(
+        scratch,
+        f"{name}.timestamp",
+        [b.read(t) for t in fc.get("timestamps", [])],
+        hashlib.sha256(body).digest(),
+        anchors,
+        shipped_roots,
+    )
+    report.checks.extend(c for c in scratch.checks if c.status == FAIL)
+    cons = json.loads(b.read(fc["consistency"]))
+    new_size, new_root = int(newest["tree_size"]), bytes.fromhex(newest["root_sha256"])
+    if not isinstance(seq, int) or size <= seq:
+        report.add(name, FAIL, f"covers {size} entries, not entry {seq}", "log-proof-mismatch")
+    elif merkle.verify_consistency(
+        size, new_size, [bytes.fromhex(h) for h in cons.get("proof", [])], root, new_root
+    ):
+        report.add(
+            name,
+            OK,
+            f"the checkpoint signed after this clip ({size} entries, {cp.get('time')}) is a "
+            f"prefix of the newest ({new_size} entries): the log only grew since",
+        )
+    else:
+        report.add(
+            name,
+            FAIL,
+            f"the log of the newest checkpoint ({new_size} entries) does not extend the "
+            f"checkpoint signed after this clip ({size} entries): the history was rewritten",
+            "log-fork",
+        )
 
 
 def _clip_facts(name: str, body: dict[str, Any], when: datetime | None) -> dict[str, Any]:
