@@ -146,8 +146,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not target.is_file():
         raise ProofError(f"no such file: {target}")
     anchors, bound = _anchors(args), _bound(args)
+    witness = None
+    if args.witness:
+        try:
+            witness = json.loads(Path(args.witness).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ProofError(f"cannot read the witness document {args.witness}: {exc}") from exc
     if target.suffix.lower() == ".zip" or _is_zip(target):
-        report = verify_bundle(target, anchors=anchors, bound=bound)
+        report = verify_bundle(target, anchors=anchors, bound=bound, witness=witness)
     else:
         cfg = _config(args) if (args.data or args.config) else None
         report = verify_clip(target, cfg, anchors=anchors, bound=bound)
@@ -300,6 +306,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("file", metavar="FILE|BUNDLE")
     _common(p)
     _trust_args(p)
+    p.add_argument(
+        "--witness",
+        metavar="FILE",
+        help="the station's cosigned checkpoints from the central witness (save "
+        "<site>/witness/<station>): a bundle from a forked log fails with log-fork",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_verify)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -776,6 +777,7 @@ def verify_bundle(
     tsa_roots: list[x509.Certificate] | None = None,
     bound: TimeBound | None = None,
     tmp_dir: Path | None = None,
+    witness: dict[str, Any] | None = None,
 ) -> Report:
     """Check an evidence bundle using only what is inside it and the anchors you pass.
 
@@ -798,6 +800,8 @@ def verify_bundle(
                 make_anchors(anchors, trusted_ca, tsa_roots),
                 bound or TimeBound(),
             )
+            if witness is not None:
+                check_witness(report, witness)
         except (ProofError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
             report.add("bundle", FAIL, f"malformed bundle: {exc}", "bundle-malformed")
     return report
@@ -934,6 +938,7 @@ def _verify_bundle(
     cp_root = bytes.fromhex(cp["root_sha256"])
     cp_size = int(cp["tree_size"])
     report.facts["checkpoint"] = {"tree_size": cp_size, "root_sha256": cp["root_sha256"]}
+    report.facts["checkpoints_seen"] = [(cp_size, str(cp["root_sha256"]))]
     _check_tokens(
         report,
         "checkpoint.timestamp",
@@ -1121,6 +1126,7 @@ def _check_first_checkpoint(
         report.add(name, FAIL, "not signed by the station key", "checkpoint-bad-signature")
         return
     size, root = int(cp["tree_size"]), bytes.fromhex(cp["root_sha256"])
+    report.facts.setdefault("checkpoints_seen", []).append((size, str(cp["root_sha256"])))
     scratch = Report(subject=name)
     _check_tokens(
         scratch,
@@ -1151,6 +1157,52 @@ def _check_first_checkpoint(
             f"the log of the newest checkpoint ({new_size} entries) does not extend the "
             f"checkpoint signed after this clip ({size} entries): the history was rewritten",
             "log-fork",
+        )
+
+
+def check_witness(report: Report, doc: dict[str, Any]) -> None:
+    """The bundle's checkpoints against a witness's cosigned history (``/witness/<station>``
+    of the central site, saved by the verifier): another root for the same tree size is a
+    fork."""
+    try:
+        wkey = load_public_pem(str(doc["public_key_pem"]).encode())
+        seen: dict[int, str] = {}
+        for c in doc.get("checkpoints", []):
+            cosigned = base64.b64decode(c["cosigned_b64"])
+            if not verify_signature(wkey, cosigned, base64.b64decode(c["cosignature_b64"])):
+                report.add("witness", FAIL, "a cosignature does not verify", "witness-invalid")
+                return
+            w = json.loads(cosigned)
+            seen[int(w["tree_size"])] = str(w["root_sha256"])
+    except (KeyError, TypeError, ValueError) as exc:
+        report.add("witness", FAIL, f"not a witness document: {exc}", "witness-invalid")
+        return
+    report.compare(f"witness key {fingerprint(wkey)}")
+    mine = report.facts.get("checkpoints_seen", [])
+    for size, root in mine:
+        if size in seen and seen[size] != root:
+            report.add(
+                "witness",
+                FAIL,
+                f"the witness cosigned another root for the station's log of {size} entries: "
+                "this bundle comes from a forked log",
+                "log-fork",
+            )
+            return
+    matched = [s for s, r in mine if seen.get(s) == r]
+    if matched:
+        report.add(
+            "witness",
+            OK,
+            f"checkpoint(s) of {matched} entries cosigned by the witness "
+            f"{fingerprint(wkey)[:23]}...",
+        )
+    else:
+        report.add(
+            "witness",
+            WARN,
+            "the witness has not cosigned this bundle's checkpoints (yet)",
+            "checkpoint-unwitnessed",
         )
 
 
