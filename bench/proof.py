@@ -190,8 +190,10 @@ def main() -> int:
     fin = ProofFinalizer(cfg2, start_worker=False, clock=lambda: True)
     m = fake_manifest(big, data, seconds, 999)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     fin(big, m)
     t_c2pa = time.perf_counter() - t0
+    c2pa_cpu = time.process_time() - c0
     fin.close()
     t0 = time.perf_counter()
     sha256_file(big)
@@ -199,8 +201,8 @@ def main() -> int:
     results["finalize_big_c2pa_s"] = round(t_c2pa, 2)
     results["sha256_mb_per_s"] = round(mb / t_hash, 0)
     rows.append(("finalize big clip, C2PA on", f"{t_c2pa:.2f} s ({t_c2pa / mb * 1000:.1f} ms/MB)"))
-    rows.append(("  C2PA on: / recording CPU", f"{100 * t_c2pa / enc_cpu:.1f} % (wall time)"))
-    results["c2pa_pct_of_encode"] = round(100 * t_c2pa / enc_cpu, 1)
+    rows.append(("  C2PA on: CPU / recording CPU", f"{100 * c2pa_cpu / enc_cpu:.1f} %"))
+    results["c2pa_cpu_pct_of_encode"] = round(100 * c2pa_cpu / enc_cpu, 1)
     rows.append(("SHA-256 of the big clip", f"{t_hash:.2f} s ({mb / t_hash:.0f} MB/s)"))
 
     # 3. index the big clip so it can be exported, then export and verify its bundle
