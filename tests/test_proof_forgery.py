@@ -612,3 +612,23 @@ def test_checkpoint_heartbeat_signs_and_timestamps_when_due(store: Store, tmp_pa
     assert cp is not None and all(t.token for t in plog.timestamps_for(cp.sha256))
     plog.close()
     assert audit(st.cfg, anchors=store.anchors()).authentic
+
+
+def test_order_recorded_again_after_export_is_named_with_data(
+    store: Store,  # noqa: F811
+    bundle: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from proof_support import record_orders
+
+    from station.proof.finalizer import ProofFinalizer
+
+    st = store.copy(tmp_path / "data")
+    fin = ProofFinalizer(st.cfg, start_worker=False, clock=lambda: True)
+    record_orders(st.cfg, (fin,), ["A1"], ago=timedelta(minutes=1))
+    fin.close()
+    rc, j = _cli(["verify", str(bundle), *_pins(store), "--data", str(st.data)], capsys)
+    # what the bundle holds is still authentic, but the later recording is named
+    assert rc == 0 and "order-later-clips" in j["reasons"], j
+    assert j["facts"]["later_clips"] and "log entry 3" in j["facts"]["later_clips"][0]

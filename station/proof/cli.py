@@ -22,6 +22,7 @@ from station.proof.verify import (
     TimeBound,
     audit,
     load_known_checkpoint,
+    name_later_clips,
     verify_bundle,
     verify_clip,
 )
@@ -154,6 +155,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise ProofError(f"cannot read the witness document {args.witness}: {exc}") from exc
     if target.suffix.lower() == ".zip" or _is_zip(target):
         report = verify_bundle(target, anchors=anchors, bound=bound, witness=witness)
+        if args.data or args.config:
+            name_later_clips(report, _config(args))
     else:
         cfg = _config(args) if (args.data or args.config) else None
         report = verify_clip(target, cfg, anchors=anchors, bound=bound)

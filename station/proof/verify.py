@@ -1206,6 +1206,33 @@ def check_witness(report: Report, doc: dict[str, Any]) -> None:
         )
 
 
+def name_later_clips(report: Report, cfg: Config) -> None:
+    """With the station's data: clips of the bundle's order logged after its checkpoint (an
+    order re-recorded after the export) are named, so an old bundle is not taken as complete."""
+    order = report.facts.get("order_id")
+    cp = report.facts.get("checkpoint") or {}
+    if not isinstance(order, str) or "tree_size" not in cp:
+        return
+    plog = ProofLog.in_data_dir(cfg.station.data_dir)
+    try:
+        later = []
+        for e in plog.entries()[int(cp["tree_size"]) :]:
+            body = json.loads(e.manifest)
+            if body.get("order_id") == order:
+                later.append(f"{Path(str(body.get('path'))).name} (log entry {e.seq})")
+    finally:
+        plog.close()
+    if later:
+        report.facts["later_clips"] = later
+        report.add(
+            "order.later",
+            WARN,
+            f"order {order!r} was recorded again after this bundle's checkpoint: "
+            + ", ".join(later),
+            "order-later-clips",
+        )
+
+
 def _clip_facts(name: str, body: dict[str, Any], when: datetime | None) -> dict[str, Any]:
     """What a clip's signed manifest says (never the unsigned bundle index)."""
     return {
