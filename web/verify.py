@@ -17,7 +17,14 @@ from station.proof.ca import cert_fingerprint
 from station.proof.paths import ProofPaths
 from station.proof.trust import Anchors
 from station.proof.tsa import load_pem_certs
-from station.proof.verify import AUTHENTIC, UNANCHORED, Report, verify_bundle, verify_clip
+from station.proof.verify import (
+    AUTHENTIC,
+    UNANCHORED,
+    Report,
+    name_later_clips,
+    verify_bundle,
+    verify_clip,
+)
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +298,7 @@ def _check_bundle_against_store(cfg: Config | None, report: Report) -> None:
                 report.add("store", "ok", f"{clip.get('file')} is in this site's signed log")
     finally:
         plog.close()
+    name_later_clips(report, cfg)  # the order recorded again since: say so
 
 
 @bp.post("/verify")
