@@ -128,6 +128,8 @@ def _render(status: int = 200, **ctx: Any) -> Response:
     ctx.setdefault("error", None)
     ctx.setdefault("name", "")
     ctx.setdefault("sha256", None)
+    if ctx["report"] is not None and "verdict" not in ctx:  # the same model as `packcam verify`
+        ctx["verdict"] = verdict_view(ctx["report"], _site_anchors(_config()))
     html = render_template_string(PAGE, max_mb=_limit() // (1 << 20), **ctx)
     return Response(html, status=status, mimetype="text/html")
 
@@ -357,7 +359,6 @@ def upload() -> Response:
             200,
             report=report,
             match=_recorded_match(cfg, report) if report.ok else None,
-            verdict=verdict_view(report, _site_anchors(cfg)),
             name=name,
             sha256=report.facts.get("sha256"),
         )
