@@ -175,12 +175,19 @@ def test_witness_cosigns_growth_and_refuses_fork_and_rollback(
     )  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert rc == 1 and "log-fork" in out["reasons"], out
-    # the honest station's bundle is cosigned
+    # the honest station's bundle is cosigned: fetched from the witness itself
     honest = export_order(st.cfg, "C3", tmp_path / "honest.zip").path
+    url = site.url.rstrip("/") + "/witness/station-01"
     rc = station_cli.main(
-        ["verify", str(honest), *pins, "--witness", str(witness_file), "--json",
+        ["verify", str(honest), *pins, "--witness", url, "--json", "--no-default-trust"]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and any(c["name"] == "witness" and c["status"] == "ok" for c in out["checks"])
+    # an unreachable witness is said, not a crash
+    rc = station_cli.main(
+        ["verify", str(honest), *pins, "--witness", "http://127.0.0.1:9/witness/x", "--json",
          "--no-default-trust"]
     )  # fmt: skip
     out = json.loads(capsys.readouterr().out)
-    assert rc == 0 and any(c["name"] == "witness" and c["status"] == "ok" for c in out["checks"])
+    assert rc == 0 and "checkpoint-unwitnessed" in out["reasons"]
     shutil.rmtree(tmp_path / "fork")

@@ -147,12 +147,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not target.is_file():
         raise ProofError(f"no such file: {target}")
     anchors, bound = _anchors(args), _bound(args)
-    witness = None
-    if args.witness:
-        try:
-            witness = json.loads(Path(args.witness).read_bytes())
-        except (OSError, ValueError) as exc:
-            raise ProofError(f"cannot read the witness document {args.witness}: {exc}") from exc
+    witness = _witness_doc(args.witness) if args.witness else None
     if target.suffix.lower() == ".zip" or _is_zip(target):
         report = verify_bundle(target, anchors=anchors, bound=bound, witness=witness)
         if args.data or args.config:
@@ -161,6 +156,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
         cfg = _config(args) if (args.data or args.config) else None
         report = verify_clip(target, cfg, anchors=anchors, bound=bound)
     return _print_report(report, args.json)
+
+
+def _witness_doc(source: str) -> dict[str, Any] | None:
+    """The witness's cosigned checkpoints: a saved file, or fetched from the central site's
+    ``/witness/<station>`` URL (unreachable: None, and the report says it was not checked)."""
+    if source.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(source, timeout=10) as resp:
+                doc = json.loads(resp.read(16 << 20))
+        except (OSError, ValueError) as exc:
+            print(f"packcam: witness {source} not reachable: {exc}", file=sys.stderr)
+            return {"unreachable": str(exc)}
+        return doc if isinstance(doc, dict) else {"unreachable": "not a JSON object"}
+    try:
+        doc = json.loads(Path(source).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ProofError(f"cannot read the witness document {source}: {exc}") from exc
+    return doc if isinstance(doc, dict) else None
 
 
 def _is_zip(path: Path) -> bool:
@@ -312,8 +327,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--witness",
         metavar="FILE",
-        help="the station's cosigned checkpoints from the central witness (save "
-        "<site>/witness/<station>): a bundle from a forked log fails with log-fork",
+        help="the station's cosigned checkpoints from the central witness: a saved "
+        "<site>/witness/<station> or that URL; a bundle from a forked log fails with log-fork",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_verify)

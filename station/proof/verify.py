@@ -1164,6 +1164,14 @@ def check_witness(report: Report, doc: dict[str, Any]) -> None:
     """The bundle's checkpoints against a witness's cosigned history (``/witness/<station>``
     of the central site, saved by the verifier): another root for the same tree size is a
     fork."""
+    if "unreachable" in doc:
+        report.add(
+            "witness",
+            WARN,
+            f"the witness could not be reached ({doc['unreachable']}): not checked",
+            "checkpoint-unwitnessed",
+        )
+        return
     try:
         wkey = load_public_pem(str(doc["public_key_pem"]).encode())
         seen: dict[int, str] = {}
