@@ -184,6 +184,14 @@ def token_time(tst: Path, cwd: Path) -> tuple[datetime | None, float]:
 
 
 def check(root: Path, ca_pins: list[str], tsa_pins: list[str], max_delay_s: float) -> int:
+    """Verify the unzipped bundle in ``root``; print every check and the verdict."""
+    with tempfile.TemporaryDirectory(prefix="packcam-kit-pins-") as pins_dir:
+        return _check(root, ca_pins, tsa_pins, max_delay_s, Path(pins_dir))
+
+
+def _check(
+    root: Path, ca_pins: list[str], tsa_pins: list[str], max_delay_s: float, pins_dir: Path
+) -> int:
     res = Result()
     index = json.loads((root / "bundle.json").read_bytes())
     keys = index["keys"]
@@ -264,10 +272,9 @@ def check(root: Path, ca_pins: list[str], tsa_pins: list[str], max_delay_s: floa
         )
         m = re.search(r"CN=((?:[^,\\\n]|\\.)*)", subj)
         station = m.group(1) if m else None
-        with tempfile.NamedTemporaryFile("wb", suffix=".pem") as cafile:
-            cafile.write(b"".join(trusted) or shipped_ca)
-            cafile.flush()
-            ok, out = openssl("verify", "-x509_strict", "-CAfile", cafile.name, cert, cwd=root)
+        cafile = pins_dir / "ca.pem"  # the CA you pinned (else the shipped one, to say so)
+        cafile.write_bytes(b"".join(trusted) or shipped_ca)
+        ok, out = openssl("verify", "-x509_strict", "-CAfile", str(cafile), cert, cwd=root)
         if not ok:
             res.add(
                 FAIL,
@@ -295,9 +302,8 @@ def check(root: Path, ca_pins: list[str], tsa_pins: list[str], max_delay_s: floa
     cp_size, cp_root = int(cp["tree_size"]), bytes.fromhex(cp["root_sha256"])
     shipped_tsa = (root / keys["tsa_roots"]).read_bytes() if have(keys.get("tsa_roots")) else b""
     tsa_trusted = pins(tsa_pins, pem_certs(shipped_tsa), "TSA root")
-    tsa_file = tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False)  # noqa: SIM115
-    tsa_file.write(b"".join(tsa_trusted))
-    tsa_file.close()
+    tsa_file = pins_dir / "tsa-roots.pem"  # what you pinned, for openssl -CAfile
+    tsa_file.write_bytes(b"".join(tsa_trusted))
 
     def tokens(name: str, data: str, tsts: list[str], ended: datetime | None) -> bool:
         anchored = False
@@ -321,7 +327,7 @@ def check(root: Path, ca_pins: list[str], tsa_pins: list[str], max_delay_s: floa
                 "-data",
                 data,
                 "-CAfile",
-                tsa_file.name,
+                str(tsa_file),
                 cwd=root,
             )
             if not ok:
@@ -419,7 +425,6 @@ def check(root: Path, ca_pins: list[str], tsa_pins: list[str], max_delay_s: floa
             f"log entries {sorted(want - seqs)} of this order are missing",
             "order-incomplete",
         )
-    Path(tsa_file.name).unlink()
     for c in pem_certs(shipped_ca):
         print(f"     compare: company CA {cert_fingerprint(c)}")
     for c in pem_certs(shipped_tsa):
