@@ -326,7 +326,7 @@ def register(subparsers: Any) -> None:
     _trust_args(p)
     p.add_argument(
         "--witness",
-        metavar="FILE",
+        metavar="FILE|URL",
         help="the station's cosigned checkpoints from the central witness: a saved "
         "<site>/witness/<station> or that URL; a bundle from a forked log fails with log-fork",
     )
