@@ -409,6 +409,82 @@ class CentralDB:
 
         return int(self._run(q))
 
+    # ---- the witness (central/witness.py) -------------------------------------------------
+
+    def witness_checkpoint(
+        self,
+        station_id: int,
+        station: str,
+        cp: dict[str, Any],
+        old_size: int | None,
+        proof: list[bytes],
+        key: Any,
+    ) -> Any:
+        """Judge a station's signed checkpoint against the last one witnessed, under a row lock
+        on the station (two pushes cannot both extend the same tree): cosign and keep it, or
+        record the alarm. Returns the Judgement."""
+        from central.witness import ACCEPT, FORK, ROLLBACK, cosign, judge
+
+        def q(conn: Any) -> Any:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SELECT id FROM stations WHERE id = %s FOR UPDATE", (station_id,))
+                cur.execute(
+                    "SELECT tree_size, root_hash FROM witnessed WHERE station_id = %s"
+                    " ORDER BY id DESC LIMIT 1",
+                    (station_id,),
+                )
+                row = cur.fetchone()
+                last = (int(row[0]), str(row[1])) if row else None
+                size, root = int(cp["tree_size"]), str(cp["root_hash"])
+                j = judge(last, size, root, old_size, proof)
+                if j.verdict == ACCEPT and last != (size, root):
+                    cosigned, cosig = cosign(key, station, cp["body"], size, root)
+                    cur.execute(
+                        "INSERT INTO witnessed(station_id, tree_size, root_hash, body, signature,"
+                        " cosigned, cosignature) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        (station_id, size, root, cp["body"], cp["signature"], cosigned, cosig),
+                    )
+                elif j.verdict in (ROLLBACK, FORK):
+                    cur.execute(
+                        "INSERT INTO witness_alarms(station_id, kind, tree_size, root_hash,"
+                        " detail, body) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        (station_id, j.verdict, size, root, j.reason, cp["body"]),
+                    )
+                    if cur.rowcount:
+                        log.error("WITNESS ALARM %s: station %r: %s", j.verdict, station, j.reason)
+                return j
+
+        return self._run(q)
+
+    def witness_latest(self, station_id: int) -> dict[str, Any] | None:
+        return self._one(
+            "SELECT tree_size, root_hash AS root_sha256 FROM witnessed WHERE station_id = %s"
+            " ORDER BY id DESC LIMIT 1",
+            (station_id,),
+        )
+
+    def witness_latest_all(self) -> list[dict[str, Any]]:
+        rows = self._all(
+            "SELECT DISTINCT ON (s.name) s.name AS station, w.tree_size,"
+            " w.root_hash AS root_sha256, w.witnessed_utc FROM witnessed w"
+            " JOIN stations s ON s.id = w.station_id ORDER BY s.name, w.id DESC"
+        )
+        return [{**r, "witnessed_utc": r["witnessed_utc"].isoformat()} for r in rows]
+
+    def witnessed(self, station: str, limit: int = 1000) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT w.* FROM witnessed w JOIN stations s ON s.id = w.station_id"
+            " WHERE s.name = %s ORDER BY w.id DESC LIMIT %s",
+            (station, limit),
+        )
+
+    def witness_alarms(self, station: str) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT a.kind, a.detail, a.tree_size, a.at_utc FROM witness_alarms a"
+            " JOIN stations s ON s.id = a.station_id WHERE s.name = %s ORDER BY a.id",
+            (station,),
+        )
+
     def public_key(self, station_id: int) -> str | None:
         r = self._one("SELECT public_key FROM stations WHERE id = %s", (station_id,))
         return r["public_key"] if r else None

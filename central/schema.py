@@ -75,6 +75,33 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (station_id, local_id)
     );
     """,
+    # 3: the witness (central/witness.py): checkpoints accepted as append-only growth, cosigned,
+    # and the forks / rollbacks it refused.
+    """
+    CREATE TABLE witnessed (
+        id              bigserial PRIMARY KEY,
+        station_id      integer NOT NULL REFERENCES stations(id),
+        tree_size       bigint NOT NULL,
+        root_hash       text NOT NULL,
+        body            bytea NOT NULL,  -- the station's checkpoint, exactly as it signed it
+        signature       bytea NOT NULL,
+        cosigned        bytea NOT NULL,  -- the witness's canonical statement about it
+        cosignature     bytea NOT NULL,  -- Ed25519 by the witness key
+        witnessed_utc   timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX witnessed_station ON witnessed(station_id, id);
+    CREATE TABLE witness_alarms (
+        id              bigserial PRIMARY KEY,
+        station_id      integer NOT NULL REFERENCES stations(id),
+        kind            text NOT NULL,  -- log-fork | log-rollback
+        tree_size       bigint NOT NULL,
+        root_hash       text NOT NULL,
+        detail          text NOT NULL,
+        body            bytea NOT NULL,
+        at_utc          timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (station_id, kind, tree_size, root_hash)
+    );
+    """,
 )
 
 

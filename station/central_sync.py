@@ -20,6 +20,7 @@ from station.codes import safe_component
 from station.config import Config
 from station.errors import StationError
 from station.ledger import Ledger
+from station.proof import merkle
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class CentralSync(IndexWorker):
         self.base = self.c.url.rstrip("/") + "/api/fleet/v1"
         self._token = self._read_token()
         self._hello_done = False
+        self._witness_size = 0  # tree size of the last checkpoint the witness accepted
         self.last_ok: float | None = None
 
     def _read_token(self) -> str:
@@ -164,6 +166,7 @@ class CentralSync(IndexWorker):
                 "software": f"packcam {station.__version__}",
             },
         )
+        self._witness_size = int((resp.get("witness") or {}).get("tree_size") or 0)
         have = resp.get("have") or {}
         for name, field in (
             (CLIPS_CURSOR, "clips"),
@@ -238,21 +241,35 @@ class CentralSync(IndexWorker):
             )
             if not rows:
                 break
-            items = [
-                {
-                    "local_id": r["id"],
-                    "tree_size": r["tree_size"],
-                    "root_hash": r["root_hash"],
-                    "body_b64": base64.b64encode(bytes(r["body"])).decode("ascii"),
-                    "signature_b64": base64.b64encode(bytes(r["signature"])).decode("ascii"),
-                    "created_utc": r["created_utc"],
-                }
-                for r in rows
-            ]
-            self._post("/checkpoints", {"checkpoints": items})
+            items = []
+            old = self._witness_size
+            leaves = self._leaves(max(int(r["tree_size"]) for r in rows))
+            for r in rows:
+                size = int(r["tree_size"])
+                # the witness accepts a checkpoint only with a consistency proof from the last
+                # one it accepted (RFC 9162 2.1.4)
+                proof = merkle.consistency_proof(old, leaves[:size]) if 0 < old < size else []
+                items.append(
+                    {
+                        "local_id": r["id"],
+                        "tree_size": size,
+                        "root_hash": r["root_hash"],
+                        "body_b64": base64.b64encode(bytes(r["body"])).decode("ascii"),
+                        "signature_b64": base64.b64encode(bytes(r["signature"])).decode("ascii"),
+                        "created_utc": r["created_utc"],
+                        "consistency": {"old_size": old, "proof": [h.hex() for h in proof]},
+                    }
+                )
+                old = max(old, size)
+            resp = self._post("/checkpoints", {"checkpoints": items})
+            self._witness_size = int((resp.get("witness") or {}).get("tree_size") or old)
             self.journal.set_cursor(CHECKPOINTS_CURSOR, int(rows[-1]["id"]))
             total += len(rows)
         return total
+
+    def _leaves(self, size: int) -> list[bytes]:
+        rows = self._rows("SELECT manifest FROM proof_log WHERE seq < ? ORDER BY seq", (size,))
+        return [merkle.leaf_hash(bytes(r["manifest"])) for r in rows]
 
     def health(self) -> dict[str, Any]:
         """What the central dashboard shows of this station."""

@@ -134,6 +134,9 @@ class ProofSection:
     # Sign a log checkpoint after this many clips. 1: every clip is covered at once, so its
     # evidence bundle can be exported from the web site right after recording.
     checkpoint_every: int = 1
+    # ...and at least every this many minutes, even when idle, each one timestamped: a log
+    # rolled back later contradicts a checkpoint a TSA (or the central witness) already saw.
+    checkpoint_interval_min: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -414,6 +417,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("proof.tsa_timeout_s and proof.tsa_retry_s must be positive")
     if not 1 <= pr.checkpoint_every <= 100_000:
         raise ConfigError("proof.checkpoint_every must be between 1 and 100000")
+    if not 0.1 <= pr.checkpoint_interval_min <= 1440:
+        raise ConfigError("proof.checkpoint_interval_min must be between 0.1 and 1440 minutes")
     _validate_archive(cfg.archive)
     _validate_central(cfg.central)
     _validate_retention(cfg.retention)

@@ -63,9 +63,12 @@ def test_sidecar_index_and_file_agree_after_c2pa(store: Store) -> None:  # noqa:
 
 
 def test_audit_of_an_honest_store_passes(store: Store) -> None:  # noqa: F811
-    report = audit(store.cfg)
-    assert report.ok, report.lines()
+    report = audit(store.cfg, anchors=store.anchors())
+    assert report.verdict == "authentic", report.lines()
     assert not [c for c in report.checks if c.status == "warn"], report.lines()
+    bare = audit(store.cfg)  # the data dir's own CA and TSA roots vouch for nothing
+    assert bare.ok and bare.verdict == "intact-unanchored", bare.lines()
+    assert {"signer-unanchored", "time-unanchored"} <= bare.reasons()
 
 
 def test_bare_clip_verifies_against_index_and_c2pa(store: Store) -> None:  # noqa: F811
