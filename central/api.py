@@ -107,10 +107,6 @@ def hello() -> Response:
     st = g.station
     if doc.get("station") != st["name"]:
         raise CentralError(f"this token belongs to station {st['name']!r}")
-    new_key = doc.get("key_fingerprint")
-    if st["key_fingerprint"] and new_key not in ("", None, st["key_fingerprint"]):
-        log.warning("station %r presents a new key %s (was %s)",
-                    st["name"], doc.get("key_fingerprint"), st["key_fingerprint"])  # fmt: skip
     high = central_db().hello(
         st["id"],
         key_fingerprint=str(doc.get("key_fingerprint") or ""),

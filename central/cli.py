@@ -29,9 +29,15 @@ def cmd_central(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
         db.migrate()
         if args.central_command == "migrate":
             out.write("central index schema is up to date\n")
-        elif args.central_command in {"add-station", "rotate-token"}:
+        elif args.central_command in {"add-station", "rotate-token", "replace-station"}:
             if args.central_command == "add-station":
                 token = db.add_station(args.name)
+            elif args.central_command == "replace-station":
+                token = db.replace_station(args.name)
+                out.write(
+                    f"station {args.name}: the old enrolment is retired (its clips, log and key"
+                    " stay, read-only); the new station starts a new log under this name.\n"
+                )
             else:
                 token = db.rotate_token(args.name)
             out.write(
@@ -44,7 +50,7 @@ def cmd_central(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
         elif args.central_command == "alerts":
             return _alerts(cfg, db, args, out)
         elif args.central_command == "stations":
-            rows = db.stations_table()
+            rows = db.stations_table(retired=getattr(args, "all", False))
             if args.json:
                 json.dump(rows, out, default=str, indent=2)
                 out.write("\n")
@@ -53,7 +59,9 @@ def cmd_central(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
                 out.write(
                     f"{r['name']}\tclips {r['clips']}\tlast clip {r['last_clip_utc'] or '-'}\t"
                     f"backlog {h.get('archive_backlog', '-')}\t"
-                    f"last seen {r['last_seen_utc'] or 'never'}\n"
+                    f"last seen {r['last_seen_utc'] or 'never'}"
+                    + (f"\tretired {r['retired_utc']}" if r["retired_utc"] else "")
+                    + "\n"
                 )
     finally:
         db.close()
@@ -195,6 +203,16 @@ def register(subparsers: Any) -> None:
     q = sub.add_parser("add-station", help="register a station and print its enrolment token")
     q.add_argument("name", help="exactly the station's [station] name")
     _common(q)
+    q = sub.add_parser(
+        "replace-station",
+        help="a replaced Pi (new data dir and key) under the same name: retire the old one",
+        description="The old enrolment keeps its clips, checkpoints, public key and witness"
+        " history, read-only (its token stops working), so its clips stay searchable, playable"
+        " and verifiable; prints the token for the new station, which starts a new log."
+        " See docs/fleet.md, 'Replacing a station'.",
+    )
+    q.add_argument("name", help="exactly the station's [station] name")
+    _common(q)
     q = sub.add_parser("rotate-token", help="give a station a new token (the old one stops)")
     q.add_argument("name")
     _common(q)
@@ -227,6 +245,7 @@ def register(subparsers: Any) -> None:
     )
     q = sub.add_parser("stations", help="list stations with their health and backlog")
     q.add_argument("--json", action="store_true", help="as JSON")
+    q.add_argument("--all", action="store_true", help="also the retired (replaced) stations")
     _common(q)
     p.set_defaults(func=cmd_central)
 

@@ -91,6 +91,7 @@ def _clip_record(r: dict[str, Any], waybills: Sequence[tuple[str, str, float]] =
             "ended_utc": r["ended_utc"],
             "tz": r["tz"],
             "local_id": int(r["local_id"]),
+            "station_id": int(r["station_id"]),  # the enrolment (key) that registered the clip
             "archived_utc": r.get("archived_utc"),
             "archive_key": r.get("archive_key"),
             "archive_meta": r.get("archive_meta"),
@@ -209,7 +210,7 @@ class CentralDB:
         def q(conn: Any) -> int:
             with conn.cursor() as cur:
                 cur.execute(
-                    "UPDATE stations SET token_sha256 = %s WHERE name = %s",
+                    "UPDATE stations SET token_sha256 = %s WHERE name = %s AND retired_utc IS NULL",
                     (hash_token(token), name),
                 )
                 return int(cur.rowcount)
@@ -218,11 +219,44 @@ class CentralDB:
             raise CentralError(f"no station named {name!r}")
         return token
 
+    def replace_station(self, name: str) -> str:
+        """Retire the station ``name`` and enrol a new one under that name; return its token.
+
+        For a replaced Pi (new data dir, new key): the old row keeps its clips, checkpoints,
+        public key and witness history, read-only (its token stops working), so its clips stay
+        searchable, playable and verifiable against the old key; the new row starts a new log.
+        """
+        token = "pcs_" + secrets.token_urlsafe(32)
+
+        def q(conn: Any) -> tuple[int, int]:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    "UPDATE stations SET retired_utc = now(),"
+                    " token_sha256 = 'retired:' || id::text"
+                    " WHERE name = %s AND retired_utc IS NULL RETURNING id",
+                    (name,),
+                )
+                old = cur.fetchone()
+                if old is None:
+                    raise CentralError(f"no station named {name!r}")
+                cur.execute(
+                    "INSERT INTO stations(name, token_sha256) VALUES (%s, %s) RETURNING id",
+                    (name, hash_token(token)),
+                )
+                new = cur.fetchone()
+                cur.execute("UPDATE stations SET replaced_by = %s WHERE id = %s", (new[0], old[0]))
+                return int(old[0]), int(new[0])
+
+        old_id, new_id = self._run(q)
+        log.warning("station %r replaced: row %d retired, row %d enrolled", name, old_id, new_id)
+        return token
+
     def station_for_token(self, token: str) -> dict[str, Any] | None:
         if not token or len(token) > 200:
             return None
         return self._one(
-            "SELECT id, name, key_fingerprint FROM stations WHERE token_sha256 = %s",
+            "SELECT id, name, key_fingerprint FROM stations"
+            " WHERE token_sha256 = %s AND retired_utc IS NULL",
             (hash_token(token),),
         )
 
@@ -230,16 +264,29 @@ class CentralDB:
         self, station_id: int, *, key_fingerprint: str, public_key: str, software: str
     ) -> dict[str, int]:
         """Record an enrolment / restart; return what the index already holds of the station."""
+        fp = key_fingerprint[:100]
         row = self._one(
             "UPDATE stations SET enrolled_utc = COALESCE(enrolled_utc, now()),"
             " last_seen_utc = now(), software = %s,"
             " key_fingerprint = COALESCE(NULLIF(%s, ''), key_fingerprint),"
             " public_key = COALESCE(NULLIF(%s, ''), public_key)"
-            " WHERE id = %s RETURNING name",
-            (software[:100], key_fingerprint[:100], public_key[:2000], station_id),
+            " WHERE id = %s AND (key_fingerprint IS NULL OR %s = '' OR key_fingerprint = %s)"
+            " RETURNING name",
+            (software[:100], fp, public_key[:2000], station_id, fp, fp),
         )
         if row is None:
-            raise CentralError("unknown station")
+            known = self._one("SELECT name, key_fingerprint FROM stations WHERE id = %s",
+                              (station_id,))  # fmt: skip
+            if known is None:
+                raise CentralError("unknown station")
+            # Never swap the key under a station's name: its clips were signed by the old one.
+            log.error("station %r presents key %s, enrolled with %s: refused",
+                      known["name"], fp, known["key_fingerprint"])  # fmt: skip
+            raise CentralError(
+                f"station {known['name']!r} is enrolled with key {known['key_fingerprint']};"
+                f" this one presents {fp}. A new key is a new station: run `packcam central"
+                f" replace-station {known['name']}` and give it the new token"
+            )
         return self.high_water(station_id)
 
     def high_water(self, station_id: int) -> dict[str, int]:
@@ -268,13 +315,16 @@ class CentralDB:
 
         self._run(q)
 
-    def stations_table(self) -> list[dict[str, Any]]:
+    def stations_table(self, *, retired: bool = False) -> list[dict[str, Any]]:
+        """One row per station (with ``retired``, also the replaced ones, after their name)."""
         return self._all(
             "SELECT s.id, s.name, s.created_utc, s.enrolled_utc, s.key_fingerprint, s.software,"
-            " s.last_seen_utc, s.health, s.health_utc,"
-            " (SELECT MAX(started_utc) FROM clips c WHERE c.station = s.name) AS last_clip_utc,"
+            " s.last_seen_utc, s.health, s.health_utc, s.retired_utc, s.replaced_by,"
+            " (SELECT MAX(started_utc) FROM clips c WHERE c.station_id = s.id) AS last_clip_utc,"
             " (SELECT COUNT(*) FROM clips c WHERE c.station_id = s.id) AS clips"
-            " FROM stations s ORDER BY s.name"
+            " FROM stations s"
+            + ("" if retired else " WHERE s.retired_utc IS NULL")
+            + " ORDER BY s.name, s.id"
         )
 
     def station_statuses(self, stale_after_s: float) -> list[Any]:
@@ -554,7 +604,7 @@ class CentralDB:
         return self._with_waybills(self._all(sql, args))
 
     def stations(self) -> list[str]:
-        return [r["name"] for r in self._all("SELECT name FROM stations ORDER BY name")]
+        return [r["name"] for r in self._all("SELECT DISTINCT name FROM stations ORDER BY name")]
 
     def started_between(self, start_utc: str, end_utc: str) -> list[tuple[str, str, int]]:
         rows = self._all(

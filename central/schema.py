@@ -102,6 +102,15 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (station_id, kind, tree_size, root_hash)
     );
     """,
+    # 4: a station is its key, not its name (`packcam central replace-station`): a replaced
+    # Pi gets a new row under the same name; the old row is retired, its clips, log and
+    # witness history stay (read-only: its token stops working). One active row per name.
+    """
+    ALTER TABLE stations ADD COLUMN retired_utc timestamptz;
+    ALTER TABLE stations ADD COLUMN replaced_by integer REFERENCES stations(id);
+    ALTER TABLE stations DROP CONSTRAINT stations_name_key;
+    CREATE UNIQUE INDEX stations_active_name ON stations(name) WHERE retired_utc IS NULL;
+    """,
 )
 
 
