@@ -8,6 +8,8 @@ import base64
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from proof_support import Store, TsaServer, build_store, record_orders, tsa_ec  # noqa: F401
+from proof_support import (  # noqa: F401 (fixtures)
+    Store,
+    TsaServer,
+    build_store,
+    read_zip,
+    record_orders,
+    tsa_ec,
+)
 
 from central.witness import ACCEPT, FORK, NO_PROOF, ROLLBACK, judge
 from station import cli as station_cli
@@ -175,6 +184,14 @@ def test_witness_cosigns_growth_and_refuses_fork_and_rollback(
     )  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert rc == 1 and "log-fork" in out["reasons"], out
+    # the stranger's kit (stdlib + openssl) inside the bundle sees it too
+    kit = tmp_path / "verify.py"
+    kit.write_bytes(read_zip(bundle, "verify.py"))
+    r = subprocess.run(
+        [sys.executable, "-I", str(kit), str(bundle), *pins, "--witness", str(witness_file)],
+        capture_output=True, text=True, check=False, timeout=120, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert r.returncode == 1 and "[log-fork]" in r.stdout, r.stdout + r.stderr
     # the honest station's bundle is cosigned: fetched from the witness itself
     honest = export_order(st.cfg, "C3", tmp_path / "honest.zip").path
     url = site.url.rstrip("/") + "/witness/station-01"
@@ -190,4 +207,9 @@ def test_witness_cosigns_growth_and_refuses_fork_and_rollback(
     )  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and "checkpoint-unwitnessed" in out["reasons"]
+    r = subprocess.run(
+        [sys.executable, "-I", str(kit), str(honest), *pins, "--witness", str(witness_file)],
+        capture_output=True, text=True, check=False, timeout=120, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert r.returncode == 0 and "OK   witness" in r.stdout, r.stdout + r.stderr
     shutil.rmtree(tmp_path / "fork")

@@ -2,6 +2,7 @@
 """A stranger's verifier for packcam evidence bundles (verify.py): Python stdlib + openssl only.
 
 Usage:  python3 verify.py BUNDLE.zip --ca COMPANY-CA.pem|SHA256 --tsa-ca TSA-ROOT.pem|SHA256
+                          [--witness STATION.json]   (saved from <site>/witness/<station>)
 
 It imports nothing from packcam, so you can read all of it before you run it. It checks
 every member's SHA-256 against the bundle manifest the station signed, the Ed25519 signatures
@@ -183,14 +184,69 @@ def token_time(tst: Path, cwd: Path) -> tuple[datetime | None, float]:
 # ---- the bundle ------------------------------------------------------------------------------
 
 
-def check(root: Path, ca_pins: list[str], tsa_pins: list[str], max_delay_s: float) -> int:
+def check(
+    root: Path,
+    ca_pins: list[str],
+    tsa_pins: list[str],
+    max_delay_s: float,
+    witness: str | None = None,
+) -> int:
     """Verify the unzipped bundle in ``root``; print every check and the verdict."""
     with tempfile.TemporaryDirectory(prefix="packcam-kit-pins-") as pins_dir:
-        return _check(root, ca_pins, tsa_pins, max_delay_s, Path(pins_dir))
+        return _check(root, ca_pins, tsa_pins, max_delay_s, Path(pins_dir), witness)
+
+
+def check_witness(res: Result, doc: dict, seen: list[tuple[int, str]], pins_dir: Path) -> None:
+    """The bundle's checkpoints against the witness's cosigned ones (GET /witness/<station>
+    of the central site): another root for the same size is a forked log."""
+    key = pins_dir / "witness.pub.pem"
+    key.write_text(doc["public_key_pem"])
+    cosigned: dict[int, str] = {}
+    for i, c in enumerate(doc.get("checkpoints", [])):
+        body, sig = pins_dir / f"w{i}.json", pins_dir / f"w{i}.sig"
+        body.write_bytes(base64.b64decode(c["cosigned_b64"]))
+        sig.write_bytes(base64.b64decode(c["cosignature_b64"]))
+        ok, _ = openssl(
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            str(key),
+            "-rawin",
+            "-in",
+            str(body),
+            "-sigfile",
+            str(sig),
+            cwd=pins_dir,
+        )
+        if not ok:
+            res.add(FAIL, "witness", "a cosignature does not verify", "witness-invalid")
+            return
+        w = json.loads(body.read_bytes())
+        cosigned[int(w["tree_size"])] = str(w["root_sha256"])
+    for size, root in seen:
+        if size in cosigned and cosigned[size] != root:
+            res.add(
+                FAIL,
+                "witness",
+                f"the witness cosigned another root for {size} entries: "
+                "this bundle comes from a forked log",
+                "log-fork",
+            )
+            return
+    if any(cosigned.get(size) == root for size, root in seen):
+        res.add(OK, "witness", "the bundle's checkpoint was cosigned by the witness")
+    else:
+        res.add(WARN, "witness", "not cosigned by the witness (yet)", "checkpoint-unwitnessed")
 
 
 def _check(
-    root: Path, ca_pins: list[str], tsa_pins: list[str], max_delay_s: float, pins_dir: Path
+    root: Path,
+    ca_pins: list[str],
+    tsa_pins: list[str],
+    max_delay_s: float,
+    pins_dir: Path,
+    witness: str | None,
 ) -> int:
     res = Result()
     index = json.loads((root / "bundle.json").read_bytes())
@@ -417,6 +473,13 @@ def _check(
         res.time_anchors.append(
             tokens(f"{pre} timestamp", item["manifest"], item.get("timestamps", []), ended)
         )
+    if witness:
+        seen = [(cp_size, str(cp["root_sha256"]))]
+        for item in index["clips"]:
+            if item.get("first_checkpoint"):
+                fcb = json.loads((root / item["first_checkpoint"]["body"]).read_bytes())
+                seen.append((int(fcb["tree_size"]), str(fcb["root_sha256"])))
+        check_witness(res, json.loads(Path(witness).read_bytes()), seen, pins_dir)
     want = set(bm.get("order_clips", [])) if bm else set()
     if want - seqs:
         res.add(
@@ -440,11 +503,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ca", action="append", default=[], help="company CA: PEM file or SHA-256")
     ap.add_argument("--tsa-ca", action="append", default=[], help="TSA root: PEM file or SHA-256")
     ap.add_argument("--max-delay", type=float, default=MAX_DELAY_MIN, help="minutes (default 15)")
+    ap.add_argument(
+        "--witness",
+        help="the station's cosigned checkpoints: a saved JSON of the "
+        "central site's /witness/<station>",
+    )
     a = ap.parse_args(argv)
     src = Path(a.bundle)
     try:
         if src.is_dir():
-            return check(src, a.ca, a.tsa_ca, a.max_delay * 60)
+            return check(src, a.ca, a.tsa_ca, a.max_delay * 60, a.witness)
         with tempfile.TemporaryDirectory(prefix="packcam-kit-") as tmp, zipfile.ZipFile(src) as z:
             base = Path(tmp).resolve()
             for info in z.infolist():  # never write outside the folder
@@ -452,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"FAIL bundle: unsafe member name {info.filename!r} [bundle-malformed]")
                     return 1
             z.extractall(tmp)
-            return check(Path(tmp), a.ca, a.tsa_ca, a.max_delay * 60)
+            return check(Path(tmp), a.ca, a.tsa_ca, a.max_delay * 60, a.witness)
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
         print(f"FAIL bundle: unreadable or incomplete: {exc!r} [bundle-malformed]")
         print("RESULT: NOT AUTHENTIC (bundle-malformed)")

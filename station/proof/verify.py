@@ -236,19 +236,6 @@ def mp4_facts(path: Path) -> Mp4Facts:
     return Mp4Facts(boxes > 0, moofs, boxes)
 
 
-def count_video_packets(path: Path) -> int | None:
-    """Frames in the first video stream by demuxing (no decoding); None if not a video."""
-    try:
-        import av
-
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                return None
-            return sum(1 for p in c.demux(c.streams.video[0]) if p.size)
-    except Exception:  # any unreadable file simply is "not a video" here
-        return None
-
-
 def _c2pa_claim(path: Path) -> dict[str, Any] | None:
     """The packcam assertion embedded in a file (unvalidated: only used to name a swap)."""
     if not c2pa_available():
@@ -727,6 +714,7 @@ class _Bundle:
         if len(infos) > MAX_BUNDLE_MEMBERS:
             raise ProofError("bundle has too many files")
         self.names = {i.filename: i for i in infos}
+        self._sha256: dict[str, str] = {}
         for i in infos:
             if i.file_size > MAX_BUNDLE_MEMBER:
                 raise ProofError(f"bundle member {i.filename!r} is too large")
@@ -752,11 +740,15 @@ class _Bundle:
         return dest
 
     def member_sha256(self, name: str) -> str:
-        h = hashlib.sha256()
-        with self.zf.open(self.names[name]) as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        return h.hexdigest()
+        """SHA-256 of a member's bytes, computed once (clips are large)."""
+        cache = self._sha256
+        if name not in cache:
+            h = hashlib.sha256()
+            with self.zf.open(self.names[name]) as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+            cache[name] = h.hexdigest()
+        return cache[name]
 
 
 def make_anchors(
