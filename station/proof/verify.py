@@ -417,15 +417,19 @@ def verify_bundle(
     *,
     trusted_ca: list[x509.Certificate] | None = None,
     tsa_roots: list[x509.Certificate] | None = None,
+    tmp_dir: Path | None = None,
 ) -> Report:
-    """Check an evidence bundle using only what is inside it (and the anchors you pass)."""
+    """Check an evidence bundle using only what is inside it (and the anchors you pass).
+
+    ``tmp_dir``: where its clips are unpacked to be hashed (default: the system's temp dir).
+    """
     report = Report(subject=path.name)
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         report.add("bundle", FAIL, f"not a readable zip file: {exc}", "bundle-unreadable")
         return report
-    with zf, tempfile.TemporaryDirectory(prefix="packcam-verify-") as tmp:
+    with zf, tempfile.TemporaryDirectory(prefix="packcam-verify-", dir=tmp_dir) as tmp:
         try:
             _verify_bundle(report, _Bundle(zf), Path(tmp), trusted_ca, tsa_roots)
         except (ProofError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
