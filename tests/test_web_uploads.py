@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import socket
 import tempfile
@@ -445,3 +446,31 @@ def test_an_upload_cut_off_midway_leaves_nothing(disk_site, tmp_dir: Path) -> No
         assert spool.active == 0 and spool.reserved == 0
         assert open_unlinked(st.data) == 0  # waitress's spool file is closed too
     _no_leftovers(disk, st, tmp_dir)
+
+
+def test_receive_frees_the_body_file_behind_the_copy(tmp_path: Path) -> None:
+    """A body spooled in a file (as waitress's) is hole-punched as the part is copied out:
+    the two together never hold much more than one upload."""
+    data = np.random.default_rng(3).bytes(8 * MB)
+    body_file = tmp_path / "body"
+    body_file.write_bytes(
+        b'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\ntok\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.mp4"\r\n\r\n'
+        + data
+        + b"\r\n--b--\r\n"
+    )
+    spool = uploads.Spool(tmp_path / "d", _limits(max_bytes=20 * MB), probe=Disk(10_000 * MB))
+    ticket = spool.admit("x", body_file.stat().st_size)
+    seen: list[dict[str, str]] = []
+    with body_file.open("r+b") as body:  # waitress opens its spool file w+b
+        up = uploads.receive(
+            body, "multipart/form-data; boundary=b", ticket, spool.limits,
+            check_fields=lambda f: seen.append(dict(f)),
+        )  # fmt: skip
+        allocated = os.fstat(body.fileno()).st_blocks * 512
+    assert up.path.read_bytes() == data and up.size == len(data) and up.name == "x.mp4"
+    assert seen == [{"csrf_token": "tok"}]
+    assert allocated < 2 * MB, allocated  # 8 MB copied out, the body's blocks freed
+    assert ticket.reserved == body_file.stat().st_size  # no second copy had to be reserved
+    ticket.release()
+    assert list(spool.root.iterdir()) == []
