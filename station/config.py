@@ -121,6 +121,7 @@ class WebSection:
     verify_max_members: int = 500  # most files a bundle may hold
     verify_parallel: int = 2  # uploads received or checked at once
     verify_per_hour: int = 30  # uploads per remote address (an IPv6 /64) per hour
+    bundle_cache_mb: int = 2048  # evidence bundles kept for resumed downloads (cache/bundles)
 
 
 @dataclass(frozen=True)
@@ -394,6 +395,8 @@ def validate(cfg: Config) -> None:
             "web.verify_headroom_mb must not be negative; verify_unzipped_mb and "
             "verify_max_members must be positive"
         )
+    if w.bundle_cache_mb < 1:
+        raise ConfigError("web.bundle_cache_mb must be positive")
     if not 1 <= w.verify_parallel <= 64 or w.verify_per_hour < 1:
         raise ConfigError("web.verify_parallel must be 1..64 and web.verify_per_hour positive")
     pr = cfg.proof

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import re
 import socket
 import tempfile
 import threading
@@ -17,6 +16,7 @@ import pytest
 from proof_support import Store, tsa_ec  # noqa: F401 (fixture)
 from verify_support import (  # noqa: F401 (fixtures)
     MB,
+    Browserless,
     FreeWatch,
     SmallDisk,
     big_store,
@@ -159,58 +159,6 @@ def test_zip_listing_a_clip_twice_or_unpacking_too_much_is_refused(tmp_path: Pat
 
 
 # ---- over the real site (waitress), on a small data disk ----------------------------------
-
-
-class Browserless:
-    """A cookie-keeping HTTP client for one site (http.client: nothing else is needed)."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.cookie = ""
-
-    def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
-    ) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
-        try:
-            h = dict(headers or {})
-            if self.cookie:
-                h["Cookie"] = self.cookie
-            conn.request(method, path, body=body, headers=h)
-            resp = conn.getresponse()
-            data = resp.read()
-            for k, v in resp.getheaders():
-                if k.lower() == "set-cookie":
-                    self.cookie = v.split(";", 1)[0]
-            return resp.status, dict(resp.getheaders()), data
-        finally:
-            conn.close()
-
-    def token(self) -> str:
-        _, _, page = self.request("GET", "/verify")
-        m = re.search(rb'name="csrf_token" value="([^"]+)"', page)
-        assert m, page[:300]
-        return m.group(1).decode()
-
-    def upload(self, data: bytes, name: str, token: str | None = None) -> tuple[int, str]:
-        token = token if token is not None else self.token()
-        body = (
-            b'--bnd\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
-            + token.encode()
-            + b'\r\n--bnd\r\nContent-Disposition: form-data; name="file"; filename="'
-            + name.encode()
-            + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
-            + data
-            + b"\r\n--bnd--\r\n"
-        )
-        status, _, out = self.request(
-            "POST",
-            "/verify",
-            body,
-            {"Content-Type": "multipart/form-data; boundary=bnd"},
-        )
-        return status, out.decode("utf-8", "replace")
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -12,6 +14,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import proof_support
@@ -68,6 +71,58 @@ def zip_bomb(path: Path, member_mb: int, listed: int) -> Path:
         z.writestr("bundle.json", json.dumps(index))
         z.writestr("clips/zero.mp4", zeros)
     return path
+
+
+class Browserless:
+    """A cookie-keeping HTTP client for one site (http.client: nothing else is needed)."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.cookie = ""
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            h = dict(headers or {})
+            if self.cookie:
+                h["Cookie"] = self.cookie
+            conn.request(method, path, body=body, headers=h)
+            resp = conn.getresponse()
+            data = resp.read()
+            for k, v in resp.getheaders():
+                if k.lower() == "set-cookie":
+                    self.cookie = v.split(";", 1)[0]
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+        finally:
+            conn.close()
+
+    def token(self) -> str:
+        _, _, page = self.request("GET", "/verify")
+        m = re.search(rb'name="csrf_token" value="([^"]+)"', page)
+        assert m, page[:300]
+        return m.group(1).decode()
+
+    def upload(self, data: bytes, name: str, token: str | None = None) -> tuple[int, str]:
+        token = token if token is not None else self.token()
+        body = (
+            b'--bnd\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+            + token.encode()
+            + b'\r\n--bnd\r\nContent-Disposition: form-data; name="file"; filename="'
+            + name.encode()
+            + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            + data
+            + b"\r\n--bnd--\r\n"
+        )
+        status, _, out = self.request(
+            "POST",
+            "/verify",
+            body,
+            {"Content-Type": "multipart/form-data; boundary=bnd"},
+        )
+        return status, out.decode("utf-8", "replace")
 
 
 @dataclass

@@ -27,6 +27,7 @@ from werkzeug.wrappers import Response
 from station.ledger import ClipRecord
 from web import get_db, get_index
 from web.auth import require
+from web.bundles import BundleCache, BundleTooLarge
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
 from web.streaming import resolve_in, send_stored_file
@@ -316,25 +317,37 @@ def download(clip_id: int) -> Response:
     return resp
 
 
-@bp.get("/clips/<int:clip_id>/bundle.zip")
+@bp.route("/clips/<int:clip_id>/bundle.zip", methods=["GET", "HEAD"])
 @require("viewer")
 def bundle(clip_id: int) -> Response:
-    """The evidence bundle of the clip's order (every clip of it), built on request."""
-    import shutil
-    import tempfile
-
+    """The evidence bundle of the clip's order (every clip of it), from the bundle cache."""
     from station.proof import ProofError
-    from station.proof.bundle import export_order
 
     clip = _clip_or_404(clip_id)
     if _central():
         # The signed log and the keys live on the station; bundles are exported there.
         abort(501, description="evidence bundles are exported on the station (packcam export)")
     cfg = current_app.config["PACKCAM"]
-    tmp = Path(tempfile.mkdtemp(prefix="packcam-bundle-"))
-    out = tmp / "bundle.zip"
+    clips = get_index().order(clip.order_id)
     try:
-        export_order(cfg, clip.order_id, out)
+        path = bundle_cache().get(cfg, clip.order_id, clips, room=_bundle_room())
+    except ProofError as exc:
+        log.error("evidence bundle for order %r failed: %s", clip.order_id, exc)
+        abort(409, description=str(exc))
+    except BundleTooLarge as exc:
+        log.warning("evidence bundle for order %r refused: %s", clip.order_id, exc)
+        from web.errors import InsufficientStorage
+
+        raise InsufficientStorage(description=str(exc)) from exc
+    name = _UNSAFE_NAME.sub("_", f"{clip.order_id}_evidence").strip(" .")[:150] + ".zip"
+    resp = send_stored_file(
+        path,
+        sha256=path.stem,
+        mimetype="application/zip",
+        download_name=name,
+        attachment=True,
+    )
+    if resp.status_code in (200, 206) and counts_as_download():
         get_db().log_access(
             clip.order_id,
             "export",
@@ -342,19 +355,16 @@ def bundle(clip_id: int) -> Response:
             clip_id=clip.id,
             remote_addr=request.remote_addr,
         )
-        name = _UNSAFE_NAME.sub("_", f"{clip.order_id}_evidence").strip(" .")[:150] + ".zip"
-        resp = send_file(out, mimetype="application/zip", as_attachment=True, download_name=name)
-    except ProofError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        log.error("evidence bundle for order %r failed: %s", clip.order_id, exc)
-        abort(409, description=str(exc))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    # Built per request and not kept: removed once the response has been sent.
-    resp.call_on_close(lambda: shutil.rmtree(tmp, ignore_errors=True))
     return resp
-    return resp
+
+
+def bundle_cache() -> BundleCache:
+    return current_app.extensions["packcam"]["bundles"]  # type: ignore[no-any-return]
+
+
+def _bundle_room() -> Callable[[int], bool]:
+    spool = current_app.extensions.get("packcam_verify_spool")
+    return spool.room if spool is not None else (lambda _n: True)
 
 
 @bp.get("/clips/<int:clip_id>/thumb.jpg")

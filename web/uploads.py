@@ -205,6 +205,15 @@ class Spool:
                 "this file cannot be checked here now",
             )
 
+    def room(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` more on the data disk would keep /verify's floor (nothing kept)."""
+        with self._lock:
+            try:
+                self._check_room(nbytes)
+            except UploadRefused:
+                return False
+            return True
+
     def _grow(self, nbytes: int) -> None:
         with self._lock:
             self._check_room(nbytes)
