@@ -25,6 +25,7 @@ from web.bundles import CACHE_DIR as BUNDLE_CACHE_DIR
 from web.bundles import BundleCache
 from web.db import DEFAULT_PW_METHOD, WEB_DB_NAME, WebDB
 from web.index import ClipIndex, ensure_index
+from web.search import SEARCH_DB_NAME, SearchIndex
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,9 @@ def get_index() -> ClipIndex:
         return cast(ClipIndex, central_db())
     handles: _Handles = current_app.extensions["packcam"]["handles"]
     if handles.index is None:
-        handles.index = ClipIndex(current_app.config["INDEX_PATH"])
+        handles.index = ClipIndex(
+            current_app.config["INDEX_PATH"], search=current_app.extensions["packcam"]["search"]
+        )
     return handles.index
 
 
@@ -206,6 +209,7 @@ def create_app(
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_or_create_secret(secret_path(config))
     app.config["PACKCAM_CENTRAL"] = central
+    search: SearchIndex | None = None
     if central:
         from central import api as central_api
         from central import media as central_media
@@ -214,6 +218,7 @@ def create_app(
         central_media.init_app(app, config)
     else:
         app.config["INDEX_PATH"] = ensure_index(data_dir)
+        search = SearchIndex(data_dir / SEARCH_DB_NAME, app.config["INDEX_PATH"])
     app.session_interface = _SessionInterface()
     if config.web.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
@@ -224,6 +229,8 @@ def create_app(
         "handles": _Handles(),
         # evidence bundles for download, kept a few minutes on the data disk (web/bundles.py)
         "bundles": BundleCache(data_dir / BUNDLE_CACHE_DIR, config.web.bundle_cache_mb << 20),
+        # substring search over order IDs and waybills (web/search.py); None on central
+        "search": search,
     }
 
     Babel(app, locale_selector=i18n.select_locale)

@@ -30,6 +30,7 @@ from web.auth import require
 from web.bundles import BundleCache, BundleTooLarge
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
+from web.index import SearchTimeout
 from web.streaming import resolve_in, send_stored_file
 
 log = logging.getLogger(__name__)
@@ -210,12 +211,16 @@ def search() -> str:
     if args["bad_dates"]:
         flash(_("Dates must look like 2026-11-30; that filter was ignored."), "error")
     index = get_index()
-    results = index.search(
-        args["q"],
-        limit=PAGE_SIZE + 1,
-        offset=(args["page"] - 1) * PAGE_SIZE,
-        **args["query"],
-    )
+    try:
+        results = index.search(
+            args["q"],
+            limit=PAGE_SIZE + 1,
+            offset=(args["page"] - 1) * PAGE_SIZE,
+            **args["query"],
+        )
+    except SearchTimeout:
+        flash(_("The search took too long. Add more characters or a date range."), "error")
+        results = []
     more = len(results) > PAGE_SIZE
     return render_template(
         "search.html",
