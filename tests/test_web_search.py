@@ -50,6 +50,8 @@ def test_search_finds_nothing_that_is_not_there(web_client) -> None:
     login(web_client, "viewer")
     assert _orders(web_client, "PO-1001X") == []
     assert _orders(web_client, "zz") == []
+    # found by its piece "567890", then refused as a whole: no waybill holds "X1234..."
+    assert _orders(web_client, "X1234567890121") == []
     assert _orders(web_client, "1001\n") == _orders(web_client, "1001")  # stripped
 
 
@@ -148,8 +150,11 @@ def test_a_slow_search_is_stopped_with_a_message(
 def test_bigrams_and_match_expressions() -> None:
     assert bigram_tokens("Ab\nC") == "6162"  # per line; case-folded; no pair across lines
     assert match_expr("a") is None
-    assert match_expr("aB") == ("bi", "6162")
-    assert match_expr('a"b') == ("tri", '"a""b"')
+    assert match_expr("aB") == ("bi", "6162", False)
+    assert match_expr('a"b') == ("tri", '"a""b"', False)
+    # long: the most varied 6 characters, rightmost first; the whole query checked after
+    assert match_expr("1000000102870") == ("tri", '"102870"', True)
+    assert match_expr("XYZ000000") == ("tri", '"XYZ000"', True)
 
 
 def _bulk(conn, n: int) -> None:

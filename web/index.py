@@ -20,7 +20,7 @@ from station.ledger import (
     WaybillLink,
     clip_from_rows,
 )
-from web.search import SearchIndex, match_expr
+from web.search import SearchIndex, contains_folded, match_expr
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ class ClipIndex:
             if search is not None:
                 uri = "file:" + str(search.path.resolve()) + "?mode=ro"
                 self.conn.execute("ATTACH DATABASE ? AS s", (uri,))
+                self.conn.create_function("contains_ci", 2, contains_folded, deterministic=True)
             self.conn.execute("PRAGMA query_only=ON")
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot open index {target}: {exc}") from exc
@@ -253,7 +254,7 @@ class ClipIndex:
             sql, args = search_sql(q, start_utc, end_utc, station, limit, offset)
             return self.conn.execute(sql, args).fetchall()
         assert self.search_index is not None
-        table, expr = m
+        table, expr, check = m
         upto = self.search_index.catch_up()
         filters, fargs = "", []
         for cond, value in (
@@ -274,11 +275,18 @@ class ClipIndex:
         ).fetchall()
         rows = tail[offset:]
         if len(rows) < limit:
+            whole, wargs = "", []
+            if check:
+                whole = (
+                    " AND (contains_ci(c.order_id, ?) OR EXISTS (SELECT 1 FROM waybills w"
+                    " WHERE w.clip_id = c.id AND contains_ci(w.waybill, ?)))"
+                )
+                wargs = [q, q]
             rows += self.conn.execute(
                 f"SELECT c.* FROM s.{table} f JOIN clips c ON c.id = f.rowid"
-                f" WHERE f.{table} MATCH ? AND f.rowid <= ?{filters}"
+                f" WHERE f.{table} MATCH ? AND f.rowid <= ?{whole}{filters}"
                 " ORDER BY f.rowid DESC LIMIT ? OFFSET ?",
-                (expr, upto, *fargs, limit - len(rows), max(0, offset - len(tail))),
+                (expr, upto, *wargs, *fargs, limit - len(rows), max(0, offset - len(tail))),
             ).fetchall()
         return rows
 

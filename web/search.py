@@ -41,13 +41,31 @@ def bigram_tokens(text: str) -> str:
     return " ".join(sorted(out))
 
 
-def match_expr(q: str) -> tuple[str, str] | None:
-    """(table, MATCH expression) for a substring query, or None if it is too short (1)."""
+WINDOW = 6  # a longer query is looked up by its most varied 6 characters, then checked whole
+
+
+def match_expr(q: str) -> tuple[str, str, bool] | None:
+    """(table, MATCH expression, whole query still to be checked) for a substring query, or
+    None if it is too short (1 character).
+
+    FTS5 intersects the doclists of every trigram of a phrase, which is slow for long queries
+    made of common trigrams (a waybill's digits all start "1000000..."): a query longer than
+    ``WINDOW`` is looked up by one ``WINDOW``-character piece, the one with the most distinct
+    characters (the rightmost of those: IDs vary most at their end), and the candidates are
+    then checked against the whole query."""
+    if len(q) > WINDOW:
+        pieces = [q[i : i + WINDOW] for i in range(len(q) - WINDOW + 1)]
+        best = max(reversed(pieces), key=lambda p: len(set(fold(p))))
+        return "tri", '"' + best.replace('"', '""') + '"', True
     if len(q) >= 3:
-        return "tri", '"' + q.replace('"', '""') + '"'
+        return "tri", '"' + q.replace('"', '""') + '"', False
     if len(q) == 2:
-        return "bi", fold(q).encode("utf-8", "surrogatepass").hex()
+        return "bi", fold(q).encode("utf-8", "surrogatepass").hex(), False
     return None
+
+
+def contains_folded(text: str | None, q: str) -> bool:
+    return text is not None and fold(q) in fold(text)
 
 
 class SearchIndex:
