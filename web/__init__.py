@@ -240,6 +240,7 @@ def create_app(
 
     formatting.register(app)
     app.jinja_env.globals["share_url"] = share.share_url
+    app.jinja_env.globals["order_url"] = clips.order_url
     for bp in (auth.bp, clips.bp, share.bp, api.bp, dashboard.bp, live.bp, admin.bp, verify.bp):
         app.register_blueprint(bp)
     if central:

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from station.ledger import ClipRecord
 from web import get_db, get_index
 from web.auth import basic_auth_user, require
-from web.clips import PAGE_SIZE, search_args
+from web.clips import PAGE_SIZE, order_url, search_args
 from web.index import SearchTimeout
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -25,7 +25,7 @@ def clip_json(clip: ClipRecord, *, full: bool = True) -> dict[str, Any]:
         video_url=url_for("clips.video", clip_id=clip.id),
         download_url=url_for("clips.download", clip_id=clip.id),
         thumbnail_url=url_for("clips.thumb", clip_id=clip.id),
-        order_url=url_for("clips.order", order_id=clip.order_id),
+        order_url=order_url(clip.order_id),
     )
     if not full:
         d.pop("events", None)

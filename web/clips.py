@@ -239,6 +239,24 @@ def _clip_url(endpoint: str, **kw: Any) -> str:
     return url_for(f"clips.{endpoint}", **kw)
 
 
+def order_url(order_id: str, **values: Any) -> str:
+    """The order page's URL. An ID a browser would rewrite before sending it (a "." or ".."
+    segment, even percent-encoded, or a leading "/") goes in the query string instead."""
+    if (
+        not order_id
+        or order_id.startswith("/")
+        or any(p in (".", "..") for p in order_id.split("/"))
+    ):
+        return url_for("clips.order_by_query", id=order_id, **values)
+    return url_for("clips.order", order_id=order_id, **values)
+
+
+@bp.get("/order")
+@require("viewer")
+def order_by_query() -> Any:
+    return order(request.args.get("id", ""))
+
+
 @bp.get("/orders/<path:order_id>")
 @require("viewer")
 def order(order_id: str) -> Any:
@@ -290,7 +308,7 @@ def hold() -> Response:
     log.info("user %r %s legal hold on order %r", g.user.name, "set" if on else "released",
              order_id)  # fmt: skip
     flash(_("Legal hold set.") if on else _("Legal hold released."), "ok")
-    return redirect(url_for("clips.order", order_id=order_id) + "#hold")
+    return redirect(order_url(order_id) + "#hold")
 
 
 def _clip_or_404(clip_id: int) -> ClipRecord:

@@ -29,6 +29,7 @@ from web.clips import (
     THUMB_WIDTH,
     clip_views,
     counts_as_download,
+    order_url,
     serve_frame,
     serve_video,
 )
@@ -107,7 +108,7 @@ def create() -> Response:
     )
     log.info("user %r shared order %r until %s", g.user.name, order_id, share.expires_utc)
     flash(_("Share link created. Copy it from the list below."), "ok")
-    return redirect(url_for("clips.order", order_id=order_id) + "#shares")
+    return redirect(order_url(order_id) + "#shares")
 
 
 @bp.post("/shares/<share_id>/revoke")
@@ -131,7 +132,7 @@ def revoke(share_id: str) -> Response:
     back = request.form.get("back")
     if back == "admin" and g.user.can("admin"):
         return redirect(url_for("admin.index"))
-    return redirect(url_for("clips.order", order_id=share.order_id) + "#shares")
+    return redirect(order_url(share.order_id) + "#shares")
 
 
 # ---- using links (anyone with the link) ----------------------------------------------------

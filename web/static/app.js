@@ -4,7 +4,8 @@
 function fmtDuration(s) {
   if (s === null || s === undefined) return "";
   s = Math.max(0, Number(s));
-  const whole = Math.round(s), m = Math.floor(whole / 60), sec = whole % 60;
+  // cut, not rounded, as the video player and the page (web/formatting.py) show it
+  const whole = Math.floor(s), m = Math.floor(whole / 60), sec = whole % 60;
   return m + ":" + String(sec).padStart(2, "0");
 }
 
