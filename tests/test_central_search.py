@@ -76,3 +76,26 @@ def test_central_search_timeout(central, monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(SearchTimeout):
         # pg_sleep stands in for a slow plan: the statement timeout must stop it
         central._timed("x", [("SELECT pg_sleep(1)", [])])
+
+
+def test_central_site_has_no_dead_ends(central, pg_dsn: str, tmp_path) -> None:
+    """No bare 501 behind the evidence button, no live view asking about a data dir."""
+    from conftest_web import add_users, login
+
+    from station import config as config_mod
+    from web import create_app
+
+    cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
+    add_users(cfg.station.data_dir)
+    client = create_app(cfg, central=True, test_config={"TESTING": True}).test_client()
+    login(client, "operator")
+    page = client.get("/orders/PO-000123").get_data(as_text=True)
+    assert "bundle.zip" not in page and 'id="bundle-on-station"' in page
+    assert "packcam export PO-000123" in page
+    assert 'href="/live"' not in page
+    live = client.get("/live")
+    assert live.status_code == 200 and 'id="live-central"' in live.get_data(as_text=True)
+    clip_id = central.order("PO-000123")[0].id
+    bundle = client.get(f"/clips/{clip_id}/bundle.zip")
+    assert bundle.status_code == 501
+    assert "on the station that recorded the clip" in bundle.get_data(as_text=True)

@@ -252,6 +252,7 @@ def create_app(
     app.jinja_env.globals.update(
         csrf_token=csrf_token,
         has_endpoint=lambda name: name in app.view_functions,
+        central_mode=central,
         first_run_hint=FIRST_RUN_HINT,
     )
     from web import errors
