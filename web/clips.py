@@ -132,16 +132,33 @@ def clip_views(
         path = clip_file(c) if check_files else None
         size_on_disk = path.stat().st_size if path is not None else None
         frames = list(enumerate(keyframes(c)))
-        out.append(
-            _view(
-                c,
-                url,
-                frames,
-                missing=check_files and path is None,
-                size_mismatch=size_on_disk is not None and size_on_disk != c.size,
-            )
+        view = _view(
+            c,
+            url,
+            frames,
+            missing=check_files and path is None,
+            size_mismatch=size_on_disk is not None and size_on_disk != c.size,
         )
+        view["gap"] = camera_gap(c)
+        out.append(view)
     return out
+
+
+def camera_gap(clip: ClipRecord) -> float | None:
+    """Seconds the camera was lost before this clip began (its signed manifest says so)."""
+    import json
+
+    if not clip.manifest_path:
+        return None
+    path = resolve_in(current_app.config["CLIPS_DIR"], _strip_clips_prefix(clip.manifest_path))
+    try:
+        if path is None or path.stat().st_size > 1 << 20:
+            return None
+        body = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    gap = body.get("resumed_after_s") if isinstance(body, dict) else None
+    return float(gap) if isinstance(gap, int | float) and gap > 0 else None
 
 
 def _view(

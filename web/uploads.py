@@ -434,7 +434,9 @@ def spooled_upload(spool: Spool, *, expected_csrf: str | None) -> Iterator[Uploa
         length = request.content_length
         if length is not None and length > limits.max_bytes + FRAMING:
             raise too_large(limits)
-        ticket = spool.admit(request.remote_addr, (length or 0) + FRAMING)
+        # chunked (no length): room for the largest upload it may turn out to be
+        need = length if length is not None else limits.max_bytes
+        ticket = spool.admit(request.remote_addr, need + FRAMING)
         stream: IO[bytes] = request.stream
     else:
         stream = request.environ["wsgi.input"]
