@@ -18,7 +18,6 @@ from web.index import SEARCH_TIMEOUT_S, SearchTimeout, search_sql
 
 log = logging.getLogger(__name__)
 
-RECENT_WINDOW = 50_000  # newest clips scanned before the trigram indexes are asked
 
 DSN_ENV = "PACKCAM_CENTRAL_DSN"
 _NAME_MAX = 64
@@ -471,9 +470,8 @@ class CentralDB:
         """Newest first; order ID or a waybill containing ``q`` in any case (2+ characters;
         1 character: starts with it). SearchTimeout after SEARCH_TIMEOUT_S.
 
-        The newest ``RECENT_WINDOW`` clips are scanned first: a common piece ("SF", "PO-1")
-        fills its page from them at once. Otherwise the pg_trgm GIN indexes find the few
-        matches of a rare piece (a waybill's digits, an order's suffix).
+        Order IDs and waybills have pg_trgm GIN indexes (3+ characters; a 2-character piece
+        cannot use them and is found by scanning newest first).
         """
         if len(q) < 2:
             sql, args = search_sql(
@@ -492,24 +490,20 @@ class CentralDB:
                 filters += " AND " + cond
                 fargs.append(value)
         want = offset + limit
-        recent = (
-            "SELECT c.* FROM clips c WHERE c.id > (SELECT coalesce(max(id), 0) FROM clips) - %s"
-            " AND (c.order_id ILIKE %s OR EXISTS (SELECT 1 FROM clip_waybills w"
-            " WHERE w.clip_id = c.id AND w.waybill ILIKE %s))"
+        # Each branch newest first with its own LIMIT: PostgreSQL picks, from pg_trgm's
+        # selectivity estimate, a backward primary-key scan (a common piece fills the page
+        # at once) or the GIN index and a sort (a rare piece has few matches).
+        sql = (
+            "SELECT c.* FROM clips c WHERE c.id IN ("
+            "(SELECT id FROM clips c WHERE c.order_id ILIKE %s"
             + filters
-            + " ORDER BY c.id DESC LIMIT %s"
+            + " ORDER BY c.id DESC LIMIT %s) UNION "
+            "(SELECT w.clip_id FROM clip_waybills w JOIN clips c ON c.id = w.clip_id"
+            " WHERE w.waybill ILIKE %s" + filters + " ORDER BY w.clip_id DESC LIMIT %s))"
+            " ORDER BY c.id DESC LIMIT %s OFFSET %s"
         )
-        indexed = (
-            "SELECT c.* FROM clips c WHERE c.id IN (SELECT id FROM clips WHERE order_id ILIKE %s"
-            " UNION SELECT clip_id FROM clip_waybills WHERE waybill ILIKE %s)"
-            + filters
-            + " ORDER BY c.id DESC LIMIT %s OFFSET %s"
-        )
-        (rows,) = self._timed(q, [(recent, [RECENT_WINDOW, pattern, pattern, *fargs, want])])
-        if len(rows) < want:
-            (rows,) = self._timed(q, [(indexed, [pattern, pattern, *fargs, limit, offset])])
-        else:
-            rows = rows[offset:]
+        args = [pattern, *fargs, want, pattern, *fargs, want, limit, offset]
+        (rows,) = self._timed(q, [(sql, args)])
         return self._with_waybills(rows)
 
     def _timed(self, q: str, queries: list[tuple[str, list[Any]]]) -> list[list[dict[str, Any]]]:
