@@ -115,3 +115,37 @@ def test_bundle_cache_expires_and_sweeps_partial_builds(tmp_path: Path) -> None:
     now[0] = 0
     cache.sweep(need=2000)  # 9000 + 2000 > 10000: the oldest goes
     assert [p.name for p in root.iterdir()] == ["new.zip"]
+
+
+def test_a_share_link_gives_the_buyer_the_evidence_bundle(site, tmp_path: Path) -> None:
+    """The buyer's page links the order's bundle; it downloads (Range too), verifies offline,
+    is logged as the link's use, and stops with the link."""
+    st, _ids, tmp = site
+    with running_site(st.cfg) as (url, _server):
+        c = Browserless(url)
+        _login(c)
+        _, _, page = c.request("GET", "/orders/B2")
+        token = re.search(rb'name="csrf_token" value="([^"]+)"', page)
+        assert token
+        form = urlencode(
+            {"order_id": "B2", "days": "7", "csrf_token": token.group(1).decode()}
+        ).encode()
+        c.request("POST", "/shares", form, {"Content-Type": "application/x-www-form-urlencoded"})
+        _, _, page = c.request("GET", "/orders/B2")
+        share = re.search(rb'class="share-url" readonly value="([^"]+)"', page)
+        assert share
+        path = urlsplit(share.group(1).decode()).path
+        buyer = Browserless(url)
+        status, _, shared = buyer.request("GET", path)
+        assert status == 200 and f'href="{path}/bundle.zip"'.encode() in shared
+        status, _, data = buyer.request("GET", path + "/bundle.zip")
+        assert status == 200
+        out = tmp_path / "from-share.zip"
+        out.write_bytes(data)
+        assert verify_bundle(out).ok
+        status, _, part = buyer.request("GET", path + "/bundle.zip", headers={"Range": "bytes=0-9"})
+        assert status == 206 and part == data[:10]
+        _, _, page = c.request("GET", "/orders/B2")
+        assert b"share link" in page  # the access log names the link's use
+        assert buyer.request("GET", path[:-3] + "xyz/bundle.zip")[0] == 404
+    assert list(tmp.iterdir()) == []

@@ -361,32 +361,9 @@ def download(clip_id: int) -> Response:
 @require("viewer")
 def bundle(clip_id: int) -> Response:
     """The evidence bundle of the clip's order (every clip of it), from the bundle cache."""
-    from station.proof import ProofError
 
     clip = _clip_or_404(clip_id)
-    if _central():
-        # The signed log and the keys live on the station; bundles are exported there.
-        abort(501, description="evidence bundles are exported on the station (packcam export)")
-    cfg = current_app.config["PACKCAM"]
-    clips = get_index().order(clip.order_id)
-    try:
-        path = bundle_cache().get(cfg, clip.order_id, clips, room=_bundle_room())
-    except ProofError as exc:
-        log.error("evidence bundle for order %r failed: %s", clip.order_id, exc)
-        abort(409, description=str(exc))
-    except BundleTooLarge as exc:
-        log.warning("evidence bundle for order %r refused: %s", clip.order_id, exc)
-        from web.errors import InsufficientStorage
-
-        raise InsufficientStorage(description=str(exc)) from exc
-    name = _UNSAFE_NAME.sub("_", f"{clip.order_id}_evidence").strip(" .")[:150] + ".zip"
-    resp = send_stored_file(
-        path,
-        sha256=path.stem,
-        mimetype="application/zip",
-        download_name=name,
-        attachment=True,
-    )
+    resp = send_bundle(clip.order_id)
     if resp.status_code in (200, 206) and counts_as_download():
         get_db().log_access(
             clip.order_id,
@@ -396,6 +373,37 @@ def bundle(clip_id: int) -> Response:
             remote_addr=request.remote_addr,
         )
     return resp
+
+
+def send_bundle(order_id: str) -> Response:
+    """The order's evidence bundle from the bundle cache, with Range (shared with share.py)."""
+    from station.proof import ProofError
+
+    if _central():
+        # The signed log and the keys live on the station; bundles are exported there.
+        abort(501, description="evidence bundles are exported on the station (packcam export)")
+    cfg = current_app.config["PACKCAM"]
+    clips = get_index().order(order_id)
+    if not clips:
+        abort(404)
+    try:
+        path = bundle_cache().get(cfg, order_id, clips, room=_bundle_room())
+    except ProofError as exc:
+        log.error("evidence bundle for order %r failed: %s", order_id, exc)
+        abort(409, description=str(exc))
+    except BundleTooLarge as exc:
+        log.warning("evidence bundle for order %r refused: %s", order_id, exc)
+        from web.errors import InsufficientStorage
+
+        raise InsufficientStorage(description=str(exc)) from exc
+    name = _UNSAFE_NAME.sub("_", f"{order_id}_evidence").strip(" .")[:150] + ".zip"
+    return send_stored_file(
+        path,
+        sha256=path.stem,
+        mimetype="application/zip",
+        download_name=name,
+        attachment=True,
+    )
 
 
 def bundle_cache() -> BundleCache:

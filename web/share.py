@@ -30,6 +30,7 @@ from web.clips import (
     clip_views,
     counts_as_download,
     order_url,
+    send_bundle,
     serve_frame,
     serve_video,
 )
@@ -165,7 +166,24 @@ def page(token: str) -> Any:
         shares=[],
         share_days=[],
         shared=share,
+        bundle_url=url_for("share.bundle", token=token),
     )
+
+
+@bp.route("/s/<token>/bundle.zip", methods=["GET", "HEAD"])
+def bundle(token: str) -> Response:
+    """The order's evidence bundle for the buyer or the platform: anyone can verify it."""
+    share = _share_from_token(token)
+    resp = send_bundle(share.order_id)
+    if resp.status_code in (200, 206) and counts_as_download():
+        get_db().log_access(
+            share.order_id,
+            "share-download",
+            share_id=share.id,
+            remote_addr=request.remote_addr,
+            detail="evidence bundle",
+        )
+    return resp
 
 
 @bp.route("/s/<token>/clips/<int:clip_id>/video", methods=["GET", "HEAD"])
