@@ -136,6 +136,25 @@ def revoke(share_id: str) -> Response:
     return redirect(order_url(share.order_id) + "#shares")
 
 
+@bp.get("/shares/<share_id>/qr.svg")
+@require("viewer")
+def qr(share_id: str) -> Response:
+    """The share link as a QR code (SVG), for a phone at the packing table or a printout."""
+    import io
+
+    import segno
+
+    share = get_db().share(share_id[:64])
+    if share is None or share.state() != "active":
+        abort(404)
+    out = io.BytesIO()
+    segno.make(share_url(share), error="m").save(out, kind="svg", scale=4, border=2,
+                                                 xmldecl=False)  # fmt: skip
+    resp = Response(out.getvalue(), mimetype="image/svg+xml")
+    resp.headers["Cache-Control"] = "private, no-store"
+    return resp
+
+
 # ---- using links (anyone with the link) ----------------------------------------------------
 
 

@@ -71,3 +71,24 @@ def test_copy_link_says_it_was_copied(page: Any, site: Any) -> None:
     btn.click()
     assert btn.inner_text().startswith("✓")
     assert page.locator(".copied").first.inner_text() == "Copied"
+
+
+def test_the_share_links_qr_code_reads_back_as_the_link(page: Any, site: Any, tmp_path) -> None:
+    import zxingcpp
+    from PIL import Image
+
+    _log_in(page, site)
+    page.goto(site("/orders/PO-1001"))
+    page.click("#share-form button[type=submit]")
+    url = page.locator("input.share-url").first.input_value()
+    page.locator("details.qr summary").first.click()
+    img = page.locator("details.qr img").first
+    img.wait_for()
+    page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=img.element_handle())
+    shot = tmp_path / "qr.png"
+    img.screenshot(path=str(shot))
+    (found,) = zxingcpp.read_barcodes(Image.open(shot))
+    # the same link (a token is signed with its time: the payload, the share's id, is equal)
+    assert found.text.split(".")[0] == url.split(".")[0]
+    page.goto(found.text)
+    assert page.locator("#shared-banner").is_visible()
