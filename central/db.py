@@ -14,9 +14,10 @@ from typing import Any
 
 from station.errors import StationError
 from station.ledger import ClipRecord, ScanEventRecord, WaybillLink
-from web.index import search_sql
+from web.index import SEARCH_TIMEOUT_S, SearchTimeout, search_sql
 
 log = logging.getLogger(__name__)
+
 
 DSN_ENV = "PACKCAM_CENTRAL_DSN"
 _NAME_MAX = 64
@@ -597,11 +598,69 @@ class CentralDB:
         limit: int = 50,
         offset: int = 0,
     ) -> list[ClipRecord]:
-        """Newest first; order ID or waybill equal to or starting with ``q`` (range scans)."""
-        sql, args = search_sql(
-            q, start_utc, end_utc, station, limit, offset, mark="%s", waybill_table="clip_waybills"
+        """Newest first; order ID or a waybill containing ``q`` in any case (2+ characters;
+        1 character: starts with it). SearchTimeout after SEARCH_TIMEOUT_S.
+
+        Order IDs and waybills have pg_trgm GIN indexes (3+ characters; a 2-character piece
+        cannot use them and is found by scanning newest first).
+        """
+        if len(q) < 2:
+            sql, args = search_sql(
+                q, start_utc, end_utc, station, limit, offset, mark="%s",
+                waybill_table="clip_waybills",
+            )  # fmt: skip
+            return self._with_waybills(self._timed(q, [(sql, args)])[0])
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        filters, fargs = "", []
+        for cond, value in (
+            ("c.started_utc >= %s", start_utc),
+            ("c.started_utc < %s", end_utc),
+            ("c.station = %s", station),
+        ):
+            if value:
+                filters += " AND " + cond
+                fargs.append(value)
+        want = offset + limit
+        # Each branch newest first with its own LIMIT: PostgreSQL picks, from pg_trgm's
+        # selectivity estimate, a backward primary-key scan (a common piece fills the page
+        # at once) or the GIN index and a sort (a rare piece has few matches).
+        sql = (
+            "SELECT c.* FROM clips c WHERE c.id IN ("
+            "(SELECT id FROM clips c WHERE c.order_id ILIKE %s"
+            + filters
+            + " ORDER BY c.id DESC LIMIT %s) UNION "
+            "(SELECT w.clip_id FROM clip_waybills w JOIN clips c ON c.id = w.clip_id"
+            " WHERE w.waybill ILIKE %s" + filters + " ORDER BY w.clip_id DESC LIMIT %s))"
+            " ORDER BY c.id DESC LIMIT %s OFFSET %s"
         )
-        return self._with_waybills(self._all(sql, args))
+        args = [pattern, *fargs, want, pattern, *fargs, want, limit, offset]
+        (rows,) = self._timed(q, [(sql, args)])
+        return self._with_waybills(rows)
+
+    def _timed(self, q: str, queries: list[tuple[str, list[Any]]]) -> list[list[dict[str, Any]]]:
+        """Run read queries in one transaction under a statement timeout."""
+        import psycopg
+        from psycopg.rows import dict_row
+
+        def run(conn: Any) -> list[list[dict[str, Any]]]:
+            out = []
+            with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(
+                    "SELECT set_config('statement_timeout', %s, true)",
+                    (f"{int(SEARCH_TIMEOUT_S * 1000)}ms",),
+                )
+                for sql, args in queries:
+                    cur.execute(sql, args)
+                    out.append(list(cur.fetchall()))
+            return out
+
+        try:
+            return list(self._run(run))
+        except CentralError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
+                log.warning("central search for %r stopped after %.0f s", q, SEARCH_TIMEOUT_S)
+                raise SearchTimeout(f"the search for {q!r} took too long") from exc
+            raise
 
     def stations(self) -> list[str]:
         return [r["name"] for r in self._all("SELECT DISTINCT name FROM stations ORDER BY name")]

@@ -111,6 +111,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE stations DROP CONSTRAINT stations_name_key;
     CREATE UNIQUE INDEX stations_active_name ON stations(name) WHERE retired_utc IS NULL;
     """,
+    # 5: substring search (any case) over order IDs and waybills: pg_trgm GIN indexes, which
+    # serve ILIKE '%q%' for queries of 3+ characters (web search, central/db.py).
+    """
+    CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    CREATE INDEX clips_order_trgm ON clips USING gin (order_id gin_trgm_ops);
+    CREATE INDEX clip_waybills_trgm ON clip_waybills USING gin (waybill gin_trgm_ops);
+    """,
 )
 
 

@@ -113,6 +113,15 @@ class WebSection:
     threads: int = 16  # waitress worker threads (each open video or live stream holds one)
     live_max_s: float = 600.0  # a live MJPEG stream ends after this many seconds
     stale_after_s: float = 30.0  # a station silent this long "stopped reporting"
+    # The public /verify upload (web/uploads.py): spooled under <data_dir>/spool/verify.
+    verify_max_mb: int = 1024  # largest clip or bundle accepted
+    verify_spool_mb: int = 2048  # most it may hold on the data disk at once (uploads + unzipped)
+    verify_headroom_mb: int = 512  # kept free above the station's retention floor, always
+    verify_unzipped_mb: int = 2048  # most a bundle's clips may unpack to
+    verify_max_members: int = 500  # most files a bundle may hold
+    verify_parallel: int = 2  # uploads received or checked at once
+    verify_per_hour: int = 30  # uploads per remote address (an IPv6 /64) per hour
+    bundle_cache_mb: int = 2048  # evidence bundles kept for resumed downloads (cache/bundles)
 
 
 @dataclass(frozen=True)
@@ -409,6 +418,17 @@ def validate(cfg: Config) -> None:
         raise ConfigError("web.live_max_s must be between 1 and 86400 seconds")
     if w.stale_after_s <= 0:
         raise ConfigError("web.stale_after_s must be positive")
+    if not 1 <= w.verify_max_mb <= w.verify_spool_mb:
+        raise ConfigError("web.verify_max_mb must be between 1 and web.verify_spool_mb")
+    if w.verify_headroom_mb < 0 or w.verify_unzipped_mb < 1 or w.verify_max_members < 1:
+        raise ConfigError(
+            "web.verify_headroom_mb must not be negative; verify_unzipped_mb and "
+            "verify_max_members must be positive"
+        )
+    if w.bundle_cache_mb < 1:
+        raise ConfigError("web.bundle_cache_mb must be positive")
+    if not 1 <= w.verify_parallel <= 64 or w.verify_per_hour < 1:
+        raise ConfigError("web.verify_parallel must be 1..64 and web.verify_per_hour positive")
     pr = cfg.proof
     for i, url in enumerate(pr.tsa_urls):
         if not re.match(r"^https?://[^\s/]+", url):

@@ -21,8 +21,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from station.config import Config
 from station.errors import ConfigError
 from web import i18n
+from web.bundles import CACHE_DIR as BUNDLE_CACHE_DIR
+from web.bundles import BundleCache
 from web.db import DEFAULT_PW_METHOD, WEB_DB_NAME, WebDB
 from web.index import ClipIndex, ensure_index
+from web.search import SEARCH_DB_NAME, SearchIndex
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +157,9 @@ def get_index() -> ClipIndex:
         return cast(ClipIndex, central_db())
     handles: _Handles = current_app.extensions["packcam"]["handles"]
     if handles.index is None:
-        handles.index = ClipIndex(current_app.config["INDEX_PATH"])
+        handles.index = ClipIndex(
+            current_app.config["INDEX_PATH"], search=current_app.extensions["packcam"]["search"]
+        )
     return handles.index
 
 
@@ -204,6 +209,7 @@ def create_app(
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_or_create_secret(secret_path(config))
     app.config["PACKCAM_CENTRAL"] = central
+    search: SearchIndex | None = None
     if central:
         from central import api as central_api
         from central import media as central_media
@@ -212,6 +218,7 @@ def create_app(
         central_media.init_app(app, config)
     else:
         app.config["INDEX_PATH"] = ensure_index(data_dir)
+        search = SearchIndex(data_dir / SEARCH_DB_NAME, app.config["INDEX_PATH"])
     app.session_interface = _SessionInterface()
     if config.web.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
@@ -220,6 +227,10 @@ def create_app(
         "live_slots": threading.BoundedSemaphore(max(1, config.web.threads // 2)),
         "frame_slots": threading.BoundedSemaphore(2),
         "handles": _Handles(),
+        # evidence bundles for download, kept a few minutes on the data disk (web/bundles.py)
+        "bundles": BundleCache(data_dir / BUNDLE_CACHE_DIR, config.web.bundle_cache_mb << 20),
+        # substring search over order IDs and waybills (web/search.py); None on central
+        "search": search,
     }
 
     Babel(app, locale_selector=i18n.select_locale)
@@ -229,6 +240,7 @@ def create_app(
 
     formatting.register(app)
     app.jinja_env.globals["share_url"] = share.share_url
+    app.jinja_env.globals["order_url"] = clips.order_url
     for bp in (auth.bp, clips.bp, share.bp, api.bp, dashboard.bp, live.bp, admin.bp, verify.bp):
         app.register_blueprint(bp)
     if central:
@@ -240,6 +252,7 @@ def create_app(
     app.jinja_env.globals.update(
         csrf_token=csrf_token,
         has_endpoint=lambda name: name in app.view_functions,
+        central_mode=central,
         first_run_hint=FIRST_RUN_HINT,
     )
     from web import errors
@@ -261,6 +274,8 @@ def _check_csrf() -> None:
         return
     if request.blueprint == "fleet":
         return  # stations' API: bearer tokens, no cookies, so no cross-site request forgery
+    if request.endpoint == "verify.upload":
+        return  # checked by the view as the upload streams in, without parsing the whole form
     expected = session.get("csrf")
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
     if not expected or not hmac.compare_digest(str(expected), sent):

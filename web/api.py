@@ -10,7 +10,8 @@ from werkzeug.wrappers import Response
 from station.ledger import ClipRecord
 from web import get_db, get_index
 from web.auth import basic_auth_user, require
-from web.clips import PAGE_SIZE, search_args
+from web.clips import PAGE_SIZE, order_url, search_args
+from web.index import SearchTimeout
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.before_request(basic_auth_user)
@@ -24,7 +25,7 @@ def clip_json(clip: ClipRecord, *, full: bool = True) -> dict[str, Any]:
         video_url=url_for("clips.video", clip_id=clip.id),
         download_url=url_for("clips.download", clip_id=clip.id),
         thumbnail_url=url_for("clips.thumb", clip_id=clip.id),
-        order_url=url_for("clips.order", order_id=clip.order_id),
+        order_url=order_url(clip.order_id),
     )
     if not full:
         d.pop("events", None)
@@ -69,7 +70,10 @@ def clips() -> Response:
         offset = max(0, min(10_000_000, int(request.args.get("offset", 0))))
     except ValueError:
         return _error(400, "limit and offset must be integers")
-    found = get_index().search(args["q"], limit=limit + 1, offset=offset, **args["query"])
+    try:
+        found = get_index().search(args["q"], limit=limit + 1, offset=offset, **args["query"])
+    except SearchTimeout:
+        return _error(503, "the search took too long; add characters or a date range")
     return jsonify(
         clips=[clip_json(c, full=False) for c in found[:limit]],
         limit=limit,
@@ -177,7 +181,7 @@ def openapi_document(title_suffix: str = "") -> dict[str, Any]:
             },
             "/api/clips": {
                 "get": {
-                    "summary": "Search clips by order ID or waybill (exact or prefix)",
+                    "summary": "Search clips by any part of an order ID or waybill (any case)",
                     "parameters": [
                         {"name": "q", "in": "query", "schema": {"type": "string"}},
                         {"name": "from", "in": "query", "schema": date_param},
@@ -212,6 +216,7 @@ def openapi_document(title_suffix: str = "") -> dict[str, Any]:
                         },
                         "400": err,
                         "401": err,
+                        "503": err,
                     },
                 }
             },

@@ -44,11 +44,12 @@ _SEEN_RESOLUTION_S = 60.0  # how often a busy session's last-seen time is writte
 def load_user() -> None:
     """Put the logged-in user (or None) on ``g.user``.
 
-    A session is valid only while the account exists with the same epoch (a password or role
-    change, or removal, ends every session of that account), for ``web.session_hours`` after
-    the login however active it was, and while it is not idle for longer than
-    ``web.idle_minutes`` (0 = no idle limit): a packing-station PC left logged in ends its
-    session by itself.
+    A session is valid only while its server-side row exists (logging out deletes it, so a
+    saved copy of the cookie is worthless) and the account exists with the same epoch (a
+    password or role change, or removal, ends every session of that account), for
+    ``web.session_hours`` after the login however active it was, and while it is not idle
+    for longer than ``web.idle_minutes`` (0 = no idle limit): a packing-station PC left
+    logged in ends its session by itself.
     """
     g.user = None
     uid = session.get("uid")
@@ -56,17 +57,20 @@ def load_user() -> None:
         return
     lifetime = current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds()
     idle_limit = current_app.config["PACKCAM_IDLE_SECONDS"]
-    user = get_db().user_by_id(int(uid))
     now = time.time()
+    user = get_db().user_by_id(int(uid))
     login_at = float(session.get("login_at", 0))
     seen_at = float(session.get("seen_at", login_at))
+    sid = session.get("sid")
     if (
         user is None
+        or not isinstance(sid, str)
+        or not get_db().session_alive(sid, user.id, now)
         or user.epoch != session.get("epoch")
         or now - login_at > lifetime
         or (idle_limit > 0 and now - seen_at > idle_limit)
     ):
-        for key in ("uid", "epoch", "login_at", "seen_at"):
+        for key in ("uid", "epoch", "login_at", "seen_at", "sid"):
             session.pop(key, None)
         return
     if now - seen_at >= _SEEN_RESOLUTION_S:
@@ -125,7 +129,7 @@ def basic_auth_user() -> None:
         return
     name = (auth.username or "")[:64]
     th = throttle()
-    wait = th.retry_after(name, request.remote_addr)
+    wait, counts = th.attempt(name, request.remote_addr)
     if wait:
         log.warning("API basic auth for %r from %s refused: locked for %d s more",
                     name, request.remote_addr, wait)  # fmt: skip
@@ -133,7 +137,7 @@ def basic_auth_user() -> None:
     user = get_db().authenticate(name, (auth.password or "")[:1024])
     if user is None:
         log.warning("API basic auth failed for %r from %s", name, request.remote_addr)
-        wait = th.failed(name, request.remote_addr)
+        wait = th.after_failure(name, request.remote_addr, counts)
         if wait:
             raise TooManyRequests(retry_after=wait)
         abort(401)
@@ -163,16 +167,17 @@ def login() -> Any:
         name = request.form.get("username", "")[:64]
         password = request.form.get("password", "")[:1024]
         th = throttle()
-        wait = th.retry_after(name, request.remote_addr)
+        # Counted before the password is looked at (atomically), so parallel guesses cannot
+        # all pass the check; refused unchecked while locked: a locked name cannot be guessed.
+        wait, counts = th.attempt(name, request.remote_addr)
         if wait:
-            # Refused before the password is even looked at: a locked name cannot be guessed.
             log.warning("login for %r from %s refused: locked for %d s more",
                         name, request.remote_addr, wait)  # fmt: skip
             return _locked_out(next_url, name, wait)
         user = db.authenticate(name, password)
         if user is None:
             log.warning("failed login for %r from %s", name, request.remote_addr)
-            wait = th.failed(name, request.remote_addr)
+            wait = th.after_failure(name, request.remote_addr, counts)
             if wait:
                 return _locked_out(next_url, name, wait)
             flash(_("Wrong name or password."), "error")
@@ -183,7 +188,10 @@ def login() -> Any:
         session.clear()  # a fresh session (and CSRF token) for the logged-in user
         session.permanent = True
         now = time.time()
-        session.update(uid=user.id, epoch=user.epoch, login_at=now, seen_at=now)
+        sid = db.start_session(
+            user.id, now, current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds()
+        )
+        session.update(uid=user.id, epoch=user.epoch, login_at=now, seen_at=now, sid=sid)
         csrf_token()
         log.info("user %r logged in from %s", user.name, request.remote_addr)
         return redirect(next_url)
@@ -195,6 +203,9 @@ def login() -> Any:
 @bp.post("/logout")
 def logout() -> Response:
     user = g.get("user")
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        get_db().end_session(sid)  # a copy of the cookie replayed later finds no session
     session.clear()
     if user is not None:
         log.info("user %r logged out", user.name)

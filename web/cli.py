@@ -16,29 +16,48 @@ from station.config import Config
 from station.errors import StationError
 from station.sdnotify import Notifier
 from web.db import ROLES, AccountError, WebDB
+from web.uploads import FRAMING
 
 log = logging.getLogger(__name__)
 
 DEMO_USER = "demo"
-UPLOAD_FRAMING = 1 << 20  # room for multipart headers and boundaries around a /verify upload
+UPLOAD_FRAMING = FRAMING  # room for multipart headers and boundaries around a /verify upload
 DEMO_PASSWORD_FILE = "web-demo-password"
 
 
 # ---- serving -------------------------------------------------------------------------------
 
 
-def make_server(config: Config, host: str, port: int, *, central: bool = False) -> Any:
-    """A waitress server for the site, bound but not yet running (``port`` 0 = any free port)."""
+def make_server(
+    config: Config,
+    host: str,
+    port: int,
+    *,
+    central: bool = False,
+    test_config: dict[str, Any] | None = None,
+) -> Any:
+    """A waitress server for the site, bound but not yet running (``port`` 0 = any free port).
+
+    ``test_config``: Flask config overrides, as for ``create_app``.
+    """
     from waitress import create_server
 
     from web import create_app
-    from web.verify import DEFAULT_MAX_BYTES
+    from web.uploads import waitress_channel
+    from web.verify import spool_of
 
-    app = create_app(config, central=central)
+    app = create_app(config, central=central, test_config=test_config)
     # waitress reads a whole request body (spooling it to a temp file) before the app sees
     # it: refuse anything larger than the largest body the app accepts (a /verify upload plus
-    # its multipart framing) right at the headers, or while a chunked body arrives.
-    verify_max = int(app.config.get("PACKCAM_VERIFY_MAX_BYTES", DEFAULT_MAX_BYTES))
+    # its multipart framing) right at the headers, or while a chunked body arrives; the
+    # channel admits /verify uploads at their headers and spools them on the data disk.
+    spool = spool_of(app)
+    verify_max = spool.limits.max_bytes
+    larger: tuple[tuple[str, int], ...] = ()
+    if central:
+        from central import api as central_api
+
+        larger = ((str(central_api.bp.url_prefix), central_api.MAX_BODY),)
     server = create_server(
         app,
         host=host,
@@ -52,6 +71,7 @@ def make_server(config: Config, host: str, port: int, *, central: bool = False) 
         connection_limit=200,
         asyncore_use_poll=True,
     )
+    server.channel_class = waitress_channel(spool, app.config["MAX_CONTENT_LENGTH"], larger)
     server.packcam_app = app
     return server
 

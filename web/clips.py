@@ -27,8 +27,10 @@ from werkzeug.wrappers import Response
 from station.ledger import ClipRecord
 from web import get_db, get_index
 from web.auth import require
+from web.bundles import BundleCache, BundleTooLarge
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
+from web.index import SearchTimeout
 from web.streaming import resolve_in, send_stored_file
 
 log = logging.getLogger(__name__)
@@ -130,16 +132,33 @@ def clip_views(
         path = clip_file(c) if check_files else None
         size_on_disk = path.stat().st_size if path is not None else None
         frames = list(enumerate(keyframes(c)))
-        out.append(
-            _view(
-                c,
-                url,
-                frames,
-                missing=check_files and path is None,
-                size_mismatch=size_on_disk is not None and size_on_disk != c.size,
-            )
+        view = _view(
+            c,
+            url,
+            frames,
+            missing=check_files and path is None,
+            size_mismatch=size_on_disk is not None and size_on_disk != c.size,
         )
+        view["gap"] = camera_gap(c)
+        out.append(view)
     return out
+
+
+def camera_gap(clip: ClipRecord) -> float | None:
+    """Seconds the camera was lost before this clip began (its signed manifest says so)."""
+    import json
+
+    if not clip.manifest_path:
+        return None
+    path = resolve_in(current_app.config["CLIPS_DIR"], _strip_clips_prefix(clip.manifest_path))
+    try:
+        if path is None or path.stat().st_size > 1 << 20:
+            return None
+        body = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    gap = body.get("resumed_after_s") if isinstance(body, dict) else None
+    return float(gap) if isinstance(gap, int | float) and gap > 0 else None
 
 
 def _view(
@@ -209,12 +228,16 @@ def search() -> str:
     if args["bad_dates"]:
         flash(_("Dates must look like 2026-11-30; that filter was ignored."), "error")
     index = get_index()
-    results = index.search(
-        args["q"],
-        limit=PAGE_SIZE + 1,
-        offset=(args["page"] - 1) * PAGE_SIZE,
-        **args["query"],
-    )
+    try:
+        results = index.search(
+            args["q"],
+            limit=PAGE_SIZE + 1,
+            offset=(args["page"] - 1) * PAGE_SIZE,
+            **args["query"],
+        )
+    except SearchTimeout:
+        flash(_("The search took too long. Add more characters or a date range."), "error")
+        results = []
     more = len(results) > PAGE_SIZE
     return render_template(
         "search.html",
@@ -231,6 +254,24 @@ def search() -> str:
 
 def _clip_url(endpoint: str, **kw: Any) -> str:
     return url_for(f"clips.{endpoint}", **kw)
+
+
+def order_url(order_id: str, **values: Any) -> str:
+    """The order page's URL. An ID a browser would rewrite before sending it (a "." or ".."
+    segment, even percent-encoded, or a leading "/") goes in the query string instead."""
+    if (
+        not order_id
+        or order_id.startswith("/")
+        or any(p in (".", "..") for p in order_id.split("/"))
+    ):
+        return url_for("clips.order_by_query", id=order_id, **values)
+    return url_for("clips.order", order_id=order_id, **values)
+
+
+@bp.get("/order")
+@require("viewer")
+def order_by_query() -> Any:
+    return order(request.args.get("id", ""))
 
 
 @bp.get("/orders/<path:order_id>")
@@ -284,7 +325,7 @@ def hold() -> Response:
     log.info("user %r %s legal hold on order %r", g.user.name, "set" if on else "released",
              order_id)  # fmt: skip
     flash(_("Legal hold set.") if on else _("Legal hold released."), "ok")
-    return redirect(url_for("clips.order", order_id=order_id) + "#hold")
+    return redirect(order_url(order_id) + "#hold")
 
 
 def _clip_or_404(clip_id: int) -> ClipRecord:
@@ -316,25 +357,14 @@ def download(clip_id: int) -> Response:
     return resp
 
 
-@bp.get("/clips/<int:clip_id>/bundle.zip")
+@bp.route("/clips/<int:clip_id>/bundle.zip", methods=["GET", "HEAD"])
 @require("viewer")
 def bundle(clip_id: int) -> Response:
-    """The evidence bundle of the clip's order (every clip of it), built on request."""
-    import shutil
-    import tempfile
-
-    from station.proof import ProofError
-    from station.proof.bundle import export_order
+    """The evidence bundle of the clip's order (every clip of it), from the bundle cache."""
 
     clip = _clip_or_404(clip_id)
-    if _central():
-        # The signed log and the keys live on the station; bundles are exported there.
-        abort(501, description="evidence bundles are exported on the station (packcam export)")
-    cfg = current_app.config["PACKCAM"]
-    tmp = Path(tempfile.mkdtemp(prefix="packcam-bundle-"))
-    out = tmp / "bundle.zip"
-    try:
-        export_order(cfg, clip.order_id, out)
+    resp = send_bundle(clip.order_id)
+    if resp.status_code in (200, 206) and counts_as_download():
         get_db().log_access(
             clip.order_id,
             "export",
@@ -342,19 +372,47 @@ def bundle(clip_id: int) -> Response:
             clip_id=clip.id,
             remote_addr=request.remote_addr,
         )
-        name = _UNSAFE_NAME.sub("_", f"{clip.order_id}_evidence").strip(" .")[:150] + ".zip"
-        resp = send_file(out, mimetype="application/zip", as_attachment=True, download_name=name)
+    return resp
+
+
+def send_bundle(order_id: str) -> Response:
+    """The order's evidence bundle from the bundle cache, with Range (shared with share.py)."""
+    from station.proof import ProofError
+
+    if _central():
+        # The signed log and the keys live on the station; bundles are exported there.
+        abort(501, description="evidence bundles are exported on the station (packcam export)")
+    cfg = current_app.config["PACKCAM"]
+    clips = get_index().order(order_id)
+    if not clips:
+        abort(404)
+    try:
+        path = bundle_cache().get(cfg, order_id, clips, room=_bundle_room())
     except ProofError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        log.error("evidence bundle for order %r failed: %s", clip.order_id, exc)
+        log.error("evidence bundle for order %r failed: %s", order_id, exc)
         abort(409, description=str(exc))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    # Built per request and not kept: removed once the response has been sent.
-    resp.call_on_close(lambda: shutil.rmtree(tmp, ignore_errors=True))
-    return resp
-    return resp
+    except BundleTooLarge as exc:
+        log.warning("evidence bundle for order %r refused: %s", order_id, exc)
+        from web.errors import InsufficientStorage
+
+        raise InsufficientStorage(description=str(exc)) from exc
+    name = _UNSAFE_NAME.sub("_", f"{order_id}_evidence").strip(" .")[:150] + ".zip"
+    return send_stored_file(
+        path,
+        sha256=path.stem,
+        mimetype="application/zip",
+        download_name=name,
+        attachment=True,
+    )
+
+
+def bundle_cache() -> BundleCache:
+    return current_app.extensions["packcam"]["bundles"]  # type: ignore[no-any-return]
+
+
+def _bundle_room() -> Callable[[int], bool]:
+    spool = current_app.extensions.get("packcam_verify_spool")
+    return spool.room if spool is not None else (lambda _n: True)
 
 
 @bp.get("/clips/<int:clip_id>/thumb.jpg")

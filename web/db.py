@@ -83,6 +83,17 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX login_failures_last ON login_failures(last_at);
     """,
+    # 3: server-side sessions: the cookie names one, so logging out ends it for good.
+    """
+    CREATE TABLE web_sessions (
+        sid             TEXT PRIMARY KEY,
+        user_id         INTEGER NOT NULL,
+        created_at      REAL NOT NULL,
+        expires_at      REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX web_sessions_user ON web_sessions(user_id);
+    CREATE INDEX web_sessions_expiry ON web_sessions(expires_at);
+    """,
 )
 
 ACTIONS = (
@@ -96,6 +107,12 @@ ACTIONS = (
     "share-use",
     "share-download",
 )
+
+
+def _end_sessions_of(db: sqlite3.Connection, name: str) -> None:
+    db.execute(
+        "DELETE FROM web_sessions WHERE user_id IN (SELECT id FROM users WHERE name = ?)", (name,)
+    )
 
 
 class AccountError(StationError):
@@ -291,7 +308,8 @@ class WebDB:
             )
             if cur.rowcount == 0:
                 raise AccountError(f"no account named {name!r}")
-        log.info("password of account %r changed", name)
+            _end_sessions_of(db, name)
+        log.info("password of account %r changed; its sessions ended", name)
 
     def set_role(self, name: str, role: str) -> None:
         if role not in ROLES:
@@ -302,9 +320,11 @@ class WebDB:
             )
             if cur.rowcount == 0:
                 raise AccountError(f"no account named {name!r}")
+            _end_sessions_of(db, name)
 
     def remove_user(self, name: str) -> None:
         with self._tx() as db:
+            _end_sessions_of(db, name)
             if db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
                 raise AccountError(f"no account named {name!r}")
         log.info("account %r removed", name)
@@ -323,7 +343,75 @@ class WebDB:
             )
         return self._user(r)
 
+    # ---- server-side sessions ---------------------------------------------------------------
+
+    def start_session(self, user_id: int, now: float, lifetime_s: float) -> str:
+        """A new session id for this user (expired ones of anybody are deleted on the way)."""
+        sid = secrets.token_urlsafe(24)
+        with self._tx() as db:
+            db.execute("DELETE FROM web_sessions WHERE expires_at < ?", (now,))
+            db.execute(
+                "INSERT INTO web_sessions(sid, user_id, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                (sid, user_id, now, now + lifetime_s),
+            )
+        return sid
+
+    def session_alive(self, sid: str, user_id: int, now: float) -> bool:
+        r = self._one(
+            "SELECT 1 FROM web_sessions WHERE sid = ? AND user_id = ? AND expires_at >= ?",
+            (sid, user_id, now),
+        )
+        return r is not None
+
+    def end_session(self, sid: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM web_sessions WHERE sid = ?", (sid,))
+
+    def session_count(self, user_id: int) -> int:
+        r = self._one("SELECT count(*) AS n FROM web_sessions WHERE user_id = ?", (user_id,))
+        return int(r["n"]) if r is not None else 0
+
     # ---- failed logins (web/throttle.py decides; this only stores) ------------------------
+
+    def begin_login_attempt(
+        self,
+        keys: list[tuple[str, str, Callable[[int], float]]],
+        now: float,
+        window_s: float,
+    ) -> tuple[float, dict[str, int]]:
+        """In one write transaction: if any (scope, key) is locked, return its locked_until and
+        count nothing; else count this attempt as a failure for each (locking per
+        ``lock_s(failures)``) and return (0, failures by scope). The password is checked only
+        after this, and a success clears the counts: so parallel attempts are each counted
+        before any is checked, and none is checked once the lock is reached."""
+        with self._tx() as db:
+            db.execute("DELETE FROM login_failures WHERE last_at < ?", (now - window_s,))
+            latest = 0.0
+            current: dict[tuple[str, str], int] = {}
+            for scope, key, _lock in keys:
+                r = db.execute(
+                    "SELECT failures, locked_until FROM login_failures WHERE scope = ? AND key = ?",
+                    (scope, key),
+                ).fetchone()
+                if r is not None:
+                    latest = max(latest, float(r["locked_until"]))
+                    current[(scope, key)] = int(r["failures"])
+            if latest > now:
+                return latest, {}
+            counts: dict[str, int] = {}
+            for scope, key, lock_s in keys:
+                failures = current.get((scope, key), 0) + 1
+                wait = lock_s(failures)
+                db.execute(
+                    "INSERT INTO login_failures(scope, key, failures, last_at, locked_until)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT(scope, key) DO UPDATE SET"
+                    " failures = excluded.failures, last_at = excluded.last_at,"
+                    " locked_until = excluded.locked_until",
+                    (scope, key, failures, now, now + wait if wait > 0 else 0.0),
+                )
+                counts[scope] = failures
+        return 0.0, counts
 
     def login_locked_until(self, keys: list[tuple[str, str]]) -> float:
         """The latest ``locked_until`` (unix time) of these (scope, key) pairs; 0 if none."""

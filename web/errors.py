@@ -23,8 +23,19 @@ MESSAGES = {
     416: _l("The requested range is not available."),
     429: _l("Too many requests; wait a moment."),
     500: _l("Something went wrong on the server. It has been logged."),
+    501: _l("This is done on the station that recorded the clip, not on this site."),
     503: _l("The server is busy; try again shortly."),
+    507: _l("Not enough free space for this now; the station keeps its disk for recording."),
 }
+
+
+class InsufficientStorage(HTTPException):
+    """507: doing this now would take disk space the station needs for recording."""
+
+    code = 507
+    description = "insufficient storage"
+
+
 CSRF_MESSAGE = _l("The form expired. Go back, reload the page and try again.")
 
 

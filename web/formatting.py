@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -53,14 +54,16 @@ def fmt_dt(value: datetime | str | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S ") + (f"{off[:3]}:{off[3:]}" if off else "UTC")
 
 
-def fmt_duration(seconds: float | None) -> str:
-    """``0:42`` or ``1:02:03``; one decimal under ten seconds."""
+def fmt_duration(seconds: float | None, precise: bool = False) -> str:
+    """``0:42`` or ``1:02:03``, cut, not rounded, as video players show it: a 15.6 s clip
+    reads 0:15 on the page and in the player alike. ``precise``: one decimal under ten
+    seconds (a moment in a clip, e.g. a key frame at 0:03.5)."""
     if seconds is None:
         return ""
     s = max(0.0, float(seconds))
-    if s < 10:
-        return f"0:{s:04.1f}"
-    whole = round(s)
+    if precise and s < 10:
+        return f"0:{math.floor(s * 10) / 10:04.1f}"
+    whole = math.floor(s)
     h, rem = divmod(whole, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"

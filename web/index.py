@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,17 @@ from station.ledger import (
     WaybillLink,
     clip_from_rows,
 )
+from web.search import SearchIndex, contains_folded, match_expr
 
 log = logging.getLogger(__name__)
 
 SQLITE_MAX_INT = 2**63 - 1
+SEARCH_TIMEOUT_S = 3.0  # a search running longer is stopped (SearchTimeout), not left to run
+
+
+class SearchTimeout(LedgerError):
+    """A search ran past SEARCH_TIMEOUT_S and was interrupted."""
+
 
 # Upper bound for a prefix range scan: every string starting with q sorts below q + this.
 _TOP = "\U0010ffff"
@@ -42,17 +50,21 @@ def search_sql(
     """The clip search query and its arguments, for SQLite (``?``) and PostgreSQL (``%s``).
 
     Prefix matches are index range scans (``x >= q AND x < q || U+10FFFF``), never LIKE,
-    so they stay fast at millions of rows and treat %, _ and quotes as plain characters.
+    so they stay fast at millions of rows and treat %, _ and quotes as plain characters. The
+    prefix is tried as typed, in upper and in lower case (scanners send either).
     """
     where: list[str] = []
     args: list[Any] = []
     if q:
-        where.append(
-            f"c.id IN (SELECT id FROM clips WHERE order_id >= {mark} AND order_id < {mark}"
-            f" UNION SELECT clip_id FROM {waybill_table} WHERE waybill >= {mark}"
-            f" AND waybill < {mark})"
-        )
-        args += [q, q + _TOP, q, q + _TOP]
+        parts = []
+        for variant in dict.fromkeys((q, q.upper(), q.lower())):
+            parts.append(
+                f"SELECT id FROM clips WHERE order_id >= {mark} AND order_id < {mark}"
+                f" UNION SELECT clip_id FROM {waybill_table} WHERE waybill >= {mark}"
+                f" AND waybill < {mark}"
+            )
+            args += [variant, variant + _TOP, variant, variant + _TOP]
+        where.append(f"c.id IN ({' UNION '.join(parts)})")
     for cond, value in (
         (f"c.started_utc >= {mark}", start_utc),
         (f"c.started_utc < {mark}", end_utc),
@@ -102,15 +114,27 @@ class Rejection:
 
 
 class ClipIndex:
-    """Read-only view of index.sqlite3 (``PRAGMA query_only``); one per request or thread."""
+    """Read-only view of index.sqlite3 (``PRAGMA query_only``); one per request or thread.
 
-    def __init__(self, target: Path | str | sqlite3.Connection) -> None:
+    ``search``: the site's SearchIndex (web/search.py); its file is attached read-only and
+    text searches match anywhere in order IDs and waybills, case-insensitively. Without it
+    they are prefix searches.
+    """
+
+    def __init__(
+        self, target: Path | str | sqlite3.Connection, *, search: SearchIndex | None = None
+    ) -> None:
+        self.search_index = search
         try:
             if isinstance(target, sqlite3.Connection):
                 self.conn = target
             else:
                 self.conn = sqlite3.connect(str(target), check_same_thread=False, timeout=10)
             self.conn.row_factory = sqlite3.Row
+            if search is not None:
+                uri = "file:" + str(search.path.resolve()) + "?mode=ro"
+                self.conn.execute("ATTACH DATABASE ? AS s", (uri,))
+                self.conn.create_function("contains_ci", 2, contains_folded, deterministic=True)
             self.conn.execute("PRAGMA query_only=ON")
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot open index {target}: {exc}") from exc
@@ -190,9 +214,19 @@ class ClipIndex:
         limit: int = 50,
         offset: int = 0,
     ) -> list[ClipRecord]:
-        """Clips, newest first, whose order ID or a waybill equals or starts with ``q``."""
-        sql, args = search_sql(q, start_utc, end_utc, station, limit, offset)
-        rows = self.conn.execute(sql, args).fetchall()
+        """Clips, newest first, whose order ID or a waybill contains ``q`` (2+ characters, any
+        case; 1 character: starts with it); SearchTimeout after SEARCH_TIMEOUT_S."""
+        deadline = time.monotonic() + SEARCH_TIMEOUT_S
+        self.conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
+        try:
+            rows = self._search_rows(q, start_utc, end_utc, station, limit, offset)
+        except sqlite3.OperationalError as exc:
+            if "interrupt" in str(exc):
+                log.warning("search for %r stopped after %.0f s", q, SEARCH_TIMEOUT_S)
+                raise SearchTimeout(f"the search for {q!r} took too long") from exc
+            raise
+        finally:
+            self.conn.set_progress_handler(None, 0)
         if not rows:
             return []
         ids = [r["id"] for r in rows]
@@ -205,6 +239,56 @@ class ClipIndex:
         ):
             wb.setdefault(w["clip_id"], []).append(w)
         return [self._clip(r, wb.get(r["id"], ())) for r in rows]
+
+    def _search_rows(
+        self,
+        q: str,
+        start_utc: str | None,
+        end_utc: str | None,
+        station: str | None,
+        limit: int,
+        offset: int,
+    ) -> list[sqlite3.Row]:
+        m = match_expr(q) if self.search_index is not None and q else None
+        if m is None:
+            sql, args = search_sql(q, start_utc, end_utc, station, limit, offset)
+            return self.conn.execute(sql, args).fetchall()
+        assert self.search_index is not None
+        table, expr, check = m
+        upto = self.search_index.catch_up()
+        filters, fargs = "", []
+        for cond, value in (
+            ("c.started_utc >= ?", start_utc),
+            ("c.started_utc < ?", end_utc),
+            ("c.station = ?", station),
+        ):
+            if value:
+                filters += " AND " + cond
+                fargs.append(value)
+        rows: list[sqlite3.Row] = []
+        # Clips newer than the search tables (a first fill still running): scanned directly.
+        tail = self.conn.execute(
+            "SELECT c.* FROM clips c WHERE c.id > ? AND (instr(lower(c.order_id), ?)"
+            " OR EXISTS (SELECT 1 FROM waybills w WHERE w.clip_id = c.id"
+            " AND instr(lower(w.waybill), ?)))" + filters + " ORDER BY c.id DESC LIMIT ?",
+            (upto, q.lower(), q.lower(), *fargs, offset + limit),
+        ).fetchall()
+        rows = tail[offset:]
+        if len(rows) < limit:
+            whole, wargs = "", []
+            if check:
+                whole = (
+                    " AND (contains_ci(c.order_id, ?) OR EXISTS (SELECT 1 FROM waybills w"
+                    " WHERE w.clip_id = c.id AND contains_ci(w.waybill, ?)))"
+                )
+                wargs = [q, q]
+            rows += self.conn.execute(
+                f"SELECT c.* FROM s.{table} f JOIN clips c ON c.id = f.rowid"
+                f" WHERE f.{table} MATCH ? AND f.rowid <= ?{whole}{filters}"
+                " ORDER BY f.rowid DESC LIMIT ? OFFSET ?",
+                (expr, upto, *wargs, *fargs, limit - len(rows), max(0, offset - len(tail))),
+            ).fetchall()
+        return rows
 
     def stations(self) -> list[str]:
         """Distinct station names, by a loose index scan (fast at millions of rows)."""

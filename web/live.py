@@ -97,6 +97,9 @@ class MjpegStream:
 @require("operator")
 def page() -> str:
     cfg = current_app.config
+    if cfg.get("PACKCAM_CENTRAL"):
+        # The central site has no cameras: each station's own site shows its live picture.
+        return render_template("live.html", stations=[], max_s=0, central=True)
     stations = read_stations(cfg["LIVE_DIR"], cfg["STALE_AFTER_S"])
     return render_template("live.html", stations=stations, max_s=int(cfg["LIVE_MAX_S"]))
 

@@ -29,6 +29,8 @@ from web.clips import (
     THUMB_WIDTH,
     clip_views,
     counts_as_download,
+    order_url,
+    send_bundle,
     serve_frame,
     serve_video,
 )
@@ -107,7 +109,7 @@ def create() -> Response:
     )
     log.info("user %r shared order %r until %s", g.user.name, order_id, share.expires_utc)
     flash(_("Share link created. Copy it from the list below."), "ok")
-    return redirect(url_for("clips.order", order_id=order_id) + "#shares")
+    return redirect(order_url(order_id) + "#shares")
 
 
 @bp.post("/shares/<share_id>/revoke")
@@ -131,7 +133,26 @@ def revoke(share_id: str) -> Response:
     back = request.form.get("back")
     if back == "admin" and g.user.can("admin"):
         return redirect(url_for("admin.index"))
-    return redirect(url_for("clips.order", order_id=share.order_id) + "#shares")
+    return redirect(order_url(share.order_id) + "#shares")
+
+
+@bp.get("/shares/<share_id>/qr.svg")
+@require("viewer")
+def qr(share_id: str) -> Response:
+    """The share link as a QR code (SVG), for a phone at the packing table or a printout."""
+    import io
+
+    import segno
+
+    share = get_db().share(share_id[:64])
+    if share is None or share.state() != "active":
+        abort(404)
+    out = io.BytesIO()
+    segno.make(share_url(share), error="m").save(out, kind="svg", scale=4, border=2,
+                                                 xmldecl=False)  # fmt: skip
+    resp = Response(out.getvalue(), mimetype="image/svg+xml")
+    resp.headers["Cache-Control"] = "private, no-store"
+    return resp
 
 
 # ---- using links (anyone with the link) ----------------------------------------------------
@@ -164,7 +185,24 @@ def page(token: str) -> Any:
         shares=[],
         share_days=[],
         shared=share,
+        bundle_url=url_for("share.bundle", token=token),
     )
+
+
+@bp.route("/s/<token>/bundle.zip", methods=["GET", "HEAD"])
+def bundle(token: str) -> Response:
+    """The order's evidence bundle for the buyer or the platform: anyone can verify it."""
+    share = _share_from_token(token)
+    resp = send_bundle(share.order_id)
+    if resp.status_code in (200, 206) and counts_as_download():
+        get_db().log_access(
+            share.order_id,
+            "share-download",
+            share_id=share.id,
+            remote_addr=request.remote_addr,
+            detail="evidence bundle",
+        )
+    return resp
 
 
 @bp.route("/s/<token>/clips/<int:clip_id>/video", methods=["GET", "HEAD"])

@@ -74,6 +74,32 @@ class LoginThrottle:
     def _keys(self, name: str, addr: str | None) -> list[tuple[str, str]]:
         return [("account", account_key(name)), ("address", address_key(addr))]
 
+    def attempt(self, name: str, addr: str | None) -> tuple[int, dict[str, int]]:
+        """Before checking a password: (seconds locked, {}) to refuse it unchecked, or
+        (0, failure counts) with this attempt already counted as a failure (``succeeded``
+        clears it). Atomic across threads and processes, so parallel guesses cannot all slip
+        in before the lock: at most ``account_free`` passwords are checked per name."""
+        now = self.clock()
+        p = self.policy
+        keys = [
+            (scope, key, lambda f, free=(p.account_free if scope == "account" else
+                                         p.address_free): p.lock_s(f, free))
+            for scope, key in self._keys(name, addr)
+        ]  # fmt: skip
+        until, counts = self.db.begin_login_attempt(keys, now, p.window_s)
+        return max(0, math.ceil(until - now)), counts
+
+    def after_failure(self, name: str, addr: str | None, counts: dict[str, int]) -> int:
+        """After a wrong password counted by ``attempt``: the lock it caused (0 = none)."""
+        wait = self.retry_after(name, addr)
+        if wait:
+            log.warning(
+                "login locked for %d s: %d failures for account %r, %d from address %s",
+                wait, counts.get("account", 0), account_key(name), counts.get("address", 0),
+                address_key(addr),
+            )  # fmt: skip
+        return wait
+
     def retry_after(self, name: str, addr: str | None) -> int:
         """Whole seconds until this name may try again from this address; 0 = now."""
         until = self.db.login_locked_until(self._keys(name, addr))

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import logging
-import tempfile
-import threading
-from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, render_template_string, request
-from werkzeug.exceptions import RequestEntityTooLarge, ServiceUnavailable
+from flask import Blueprint, Flask, Response, current_app, render_template_string, request, session
 
 from station.config import Config
 from station.proof import ProofError
@@ -25,34 +21,43 @@ from station.proof.verify import (
     verify_bundle,
     verify_clip,
 )
+from web import uploads
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("verify", __name__)
 
-DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB: a 10-minute 1080p clip is ~130 MB
-CHUNK = 1 << 20
-SLOTS_KEY = "packcam_verify_slots"
+DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB ([web] verify_max_mb): a 10-minute 1080p clip is ~130 MB
+SPOOL_KEY = "packcam_verify_spool"
+
+
+def spool_of(app: Flask) -> uploads.Spool:
+    return app.extensions[SPOOL_KEY]  # type: ignore[no-any-return]
 
 
 def _limit() -> int:
-    return int(current_app.config.get("PACKCAM_VERIFY_MAX_BYTES", DEFAULT_MAX_BYTES))
+    return spool_of(current_app).limits.max_bytes
 
 
 def _raise_upload_limit() -> None:
     """Runs before every other before_request: only the upload may be larger than the site cap."""
     if request.endpoint == "verify.upload" and request.method == "POST":
-        request.max_content_length = _limit()
+        request.max_content_length = _limit() + uploads.FRAMING
 
 
 @bp.record_once
 def _install(state: Any) -> None:
-    # The site caps request bodies (MAX_CONTENT_LENGTH) and its CSRF check parses forms before
-    # any view runs, so the raised limit must be in place before the app's own hooks.
+    # The site caps request bodies (MAX_CONTENT_LENGTH), so the raised limit must be in place
+    # before the app's own hooks.
     app: Flask = state.app
     app.before_request_funcs.setdefault(None, []).insert(0, _raise_upload_limit)
-    # hashing a large upload is CPU-bound: at most two checks at once per site
-    app.extensions[SLOTS_KEY] = threading.BoundedSemaphore(2)
+    cfg: Config = app.config["PACKCAM"]
+    override = app.config.get("PACKCAM_VERIFY_MAX_BYTES")
+    limits = uploads.Limits.from_config(
+        cfg, max_bytes=int(override) if override is not None else None
+    )
+    probe = app.config.get("PACKCAM_DISK_PROBE") or uploads.statvfs_probe
+    app.extensions[SPOOL_KEY] = uploads.Spool(cfg.station.data_dir, limits, probe=probe)
 
 
 PAGE = """<!doctype html>
@@ -305,62 +310,58 @@ def _check_bundle_against_store(cfg: Config | None, report: Report) -> None:
 
 @bp.post("/verify")
 def upload() -> Response:
-    upload_file = request.files.get("file")
-    if upload_file is None or not upload_file.filename:
-        return _render(400, error="请选择文件 · Choose a file to upload")
-    slots: threading.BoundedSemaphore = current_app.extensions[SLOTS_KEY]
-    if not slots.acquire(blocking=False):
-        raise ServiceUnavailable("verification busy, try again in a minute")
-    cfg = _config()
+    # The site's CSRF check leaves this form to the streamed parse (web/uploads.py).
+    expected = str(session.get("csrf", "")) if "packcam" in current_app.extensions else None
+    spool = spool_of(current_app)
     try:
-        with tempfile.TemporaryDirectory(prefix="packcam-upload-") as tmp:
-            # The client's file name is only displayed, never used as a path.
-            dst = Path(tmp) / "upload"
-            size = 0
-            with dst.open("wb") as out:
-                while block := upload_file.stream.read(CHUNK):
-                    size += len(block)
-                    if size > _limit():
-                        raise RequestEntityTooLarge()
-                    out.write(block)
-            upload_file.close()
-            with dst.open("rb") as f:
-                is_zip = f.read(4) == b"PK\x03\x04"
-            central = bool(current_app.config.get("PACKCAM_CENTRAL"))
-            if is_zip:
-                report = verify_bundle(dst, anchors=_site_anchors(cfg))
-                if central:  # the fleet's central site: the PostgreSQL index, not a local log
-                    from central.api import central_db
-                    from central.verify import check_bundle_in_index
-
-                    check_bundle_in_index(report, central_db())
-                else:
-                    _check_bundle_against_store(cfg, report)
-            elif central:
-                from central.api import central_db
-                from central.media import media_store
-                from central.verify import verify_clip_central
-
-                report = verify_clip_central(dst, central_db(), media_store())
-            else:
-                try:
-                    report = verify_clip(dst, cfg, anchors=_site_anchors(cfg))
-                except ProofError as exc:
-                    log.warning("verify page: %s", exc)
-                    return _render(503, error="本站尚无录像索引 · this site has no clip index yet")
-        name = upload_file.filename
-        log.info(
-            "verify page: %s (%d bytes) -> %s",
-            "bundle" if is_zip else "clip",
-            size,
-            report.verdict + (f" {sorted(report.codes())}" if report.failures else ""),
+        with uploads.spooled_upload(spool, expected_csrf=expected) as up:
+            return _check(up)
+    except uploads.UploadRefused as exc:
+        log.warning(
+            "verify page: upload from %s refused (%s): %s", request.remote_addr, exc.code, exc
         )
-        return _render(
-            200,
-            report=report,
-            match=_recorded_match(cfg, report) if report.ok else None,
-            name=name,
-            sha256=report.facts.get("sha256"),
-        )
-    finally:
-        slots.release()
+        resp = _render(exc.status, error=exc.message)
+        if exc.retry_after:
+            resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
+
+
+def _check(up: uploads.Upload) -> Response:
+    cfg = _config()
+    central = bool(current_app.config.get("PACKCAM_CENTRAL"))
+    if up.is_zip:
+        up.ticket.grow(uploads.unzip_need(up.path, spool_of(current_app).limits))
+        report = verify_bundle(up.path, anchors=_site_anchors(cfg), tmp_dir=up.scratch())
+        if central:  # the fleet's central site: the PostgreSQL index, not a local log
+            from central.api import central_db
+            from central.verify import check_bundle_in_index
+
+            check_bundle_in_index(report, central_db())
+        else:
+            _check_bundle_against_store(cfg, report)
+    elif central:
+        from central.api import central_db
+        from central.media import media_store
+        from central.verify import verify_clip_central
+
+        report = verify_clip_central(up.path, central_db(), media_store())
+    else:
+        try:
+            report = verify_clip(up.path, cfg, anchors=_site_anchors(cfg))
+        except ProofError as exc:
+            log.warning("verify page: %s", exc)
+            return _render(503, error="本站尚无录像索引 · this site has no clip index yet")
+    log.info(
+        "verify page: %s (%d bytes) from %s -> %s",
+        "bundle" if up.is_zip else "clip",
+        up.size,
+        request.remote_addr,
+        report.verdict + (f" {sorted(report.codes())}" if report.failures else ""),
+    )
+    return _render(
+        200,
+        report=report,
+        match=_recorded_match(cfg, report) if report.ok else None,
+        name=up.name,
+        sha256=report.facts.get("sha256"),
+    )

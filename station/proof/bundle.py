@@ -485,6 +485,44 @@ def verify_md(index: dict[str, Any], ca_fp: str | None, tsa_fps: list[str]) -> s
     )
 
 
+def _tokens_text(n: int) -> str:
+    if n:
+        return f"{n} 个时间戳 · {n} token(s) from a time-stamping authority"
+    return "无 · none: the recording time rests on the station's clock alone"
+
+
+def _clock_text(synced: object) -> str:
+    if synced is True:
+        return "是 · yes, the station's clock was NTP-synchronised when it recorded"
+    if synced is False:
+        return "否 · no: the station's clock was not NTP-synchronised; its times may be off"
+    return "未记录 · not recorded"
+
+
+def _intro_html(tokens: int, clips: int) -> str:
+    """What the bundle proves, and only that: the time claim only with tokens in it."""
+    zh = "本证据包中的视频由打包工位在录制时计算哈希、以工位密钥签名，并写入只可追加的日志"
+    en = (
+        "Each clip in this bundle was hashed and signed by the packing station's key when it "
+        "was recorded, and appended to the station's append-only log"
+    )
+    if tokens:
+        zh += "；可信时间戳（RFC 3161）证明签名时间"
+        en += (
+            f"; {tokens} RFC 3161 token(s) from a time-stamping authority prove when it was signed"
+        )
+    else:
+        zh += "；本包不含可信时间戳，录制时间仅来自工位时钟"
+        en += (
+            ". It holds no RFC 3161 timestamp: the recording times rest on the station's "
+            "clock alone"
+        )
+    return (
+        f"<p>{zh}。验证方法见 VERIFY.md。<br>\n{en}. See VERIFY.md for how anyone can check "
+        "this without the seller.</p>"
+    )
+
+
 def summary_html(
     index: dict[str, Any],
     summaries: list[tuple[ClipRecord, dict[str, Any], dict[str, Any], int | None, int]],
@@ -517,8 +555,8 @@ def summary_html(
 <tr><th>SHA-256</th><td><code>{e(str(signed.get("sha256")))}</code>
  ({signed.get("size")} bytes)</td></tr>
 <tr><th>日志序号 Log entry</th><td>{"—" if seq is None else seq} / {cp.tree_size}</td></tr>
-<tr><th>可信时间戳 RFC 3161</th><td>{n_tokens} token(s)</td></tr>
-<tr><th>时钟同步 NTP</th><td>{e(str(body.get("clock_synced")))}</td></tr>
+<tr><th>可信时间戳 RFC 3161</th><td>{_tokens_text(n_tokens)}</td></tr>
+<tr><th>时钟同步 NTP</th><td>{_clock_text(body.get("clock_synced"))}</td></tr>
 </table>
 <div class="frames">{frames}</div>
 </section>"""
@@ -536,11 +574,7 @@ figure{{margin:0}} img{{width:12em;border:1px solid #999}} figcaption{{font-size
 <h1>打包视频证据 · Packing video evidence</h1>
 <p>订单 Order <b>{e(index["order_id"])}</b> · 工位 Station <b>{e(index["station"])}</b>
 · 导出 Exported {e(index["created_utc"])} · {e(index["software"])}</p>
-<p>本证据包中的视频由打包工位在录制时计算哈希、以工位密钥签名，并写入只可追加的日志；
-可信时间戳（RFC 3161）证明签名时间。验证方法见 VERIFY.md。<br>
-Each clip in this bundle was hashed and signed by the packing station's key when it was
-recorded, appended to the station's append-only log, and timestamped by a trusted time
-authority (RFC 3161). See VERIFY.md for how anyone can check this without the seller.</p>
+{_intro_html(sum(n for *_, n in summaries), len(summaries))}
 <p>公司根证书 Company CA: <code>{e(ca_fp or "—")}</code></p>
 {"".join(rows)}
 </body></html>

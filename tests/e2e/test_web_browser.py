@@ -12,6 +12,10 @@ from conftest_web import CLIP_SECONDS, PASSWORDS
 pytestmark = pytest.mark.slow
 
 VIDEO_READY = "() => { const v = document.querySelector('video'); return v && v.readyState >= 2; }"
+# The player loads nothing until asked (preload="none"): press play, as a viewer would.
+PLAY = (
+    "() => { const v = document.querySelector('video'); v.muted = true; v.play().catch(() => {}); }"
+)
 SEEK = """(t) => new Promise((resolve) => {
   const v = document.querySelector('video');
   v.addEventListener('seeked', () => resolve(v.currentTime), { once: true });
@@ -35,6 +39,7 @@ def test_search_open_play_seek_download(page: Any, site: Any) -> None:
     assert page.locator("#results img").first.evaluate("i => i.complete && i.naturalWidth") > 0
     page.click("#results a.order-link >> text=PO-1001")
     page.wait_for_url(re.compile(r".*/orders/PO-1001$"))
+    page.evaluate(PLAY)
     page.wait_for_function(VIDEO_READY)
     duration = page.evaluate("document.querySelector('video').duration")
     assert abs(duration - CLIP_SECONDS) < 0.2
@@ -72,6 +77,7 @@ def test_share_link_logged_out_then_revoked(browser: Any, page: Any, site: Any) 
         visitor = anon.new_page()
         visitor.goto(url)
         assert visitor.locator("#shared-banner").is_visible()
+        visitor.evaluate(PLAY)
         visitor.wait_for_function(VIDEO_READY)
         assert abs(visitor.evaluate("document.querySelector('video').duration") - 4.0) < 0.2
         assert abs(visitor.evaluate(SEEK, 1.0) - 1.0) < 0.05

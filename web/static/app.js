@@ -4,7 +4,8 @@
 function fmtDuration(s) {
   if (s === null || s === undefined) return "";
   s = Math.max(0, Number(s));
-  const whole = Math.round(s), m = Math.floor(whole / 60), sec = whole % 60;
+  // cut, not rounded, as the video player and the page (web/formatting.py) show it
+  const whole = Math.floor(s), m = Math.floor(whole / 60), sec = whole % 60;
   return m + ":" + String(sec).padStart(2, "0");
 }
 
@@ -19,14 +20,59 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 
-  // Copy a share link.
+  // Copy a share link, and say so where the button is.
   document.querySelectorAll("button[data-copy]").forEach((btn) => {
+    const label = btn.textContent;
     btn.addEventListener("click", () => {
       const input = btn.parentElement.querySelector("input.share-url");
       if (!input) return;
       input.select();
-      if (navigator.clipboard) navigator.clipboard.writeText(input.value).catch(() => {});
+      const done = () => {
+        btn.textContent = "✓ " + btn.dataset.copied;
+        btn.classList.add("done");
+        const status = btn.parentElement.querySelector(".copied");
+        if (status) status.textContent = btn.dataset.copied;
+        setTimeout(() => { btn.textContent = label; btn.classList.remove("done"); }, 2500);
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(input.value).then(done, () => {
+          document.execCommand("copy");
+          done();
+        });
+      } else {
+        document.execCommand("copy");  // plain-HTTP sites: the clipboard API is not offered
+        done();
+      }
     });
+  });
+
+  // The player's timeline (scan, waybill, seal and camera-gap marks), frame steps, speed.
+  document.querySelectorAll(".player-tools[data-video]").forEach((tools) => {
+    const video = document.getElementById(tools.dataset.video);
+    if (!video) return;
+    const fps = parseFloat(tools.dataset.fps) || 25;
+    tools.querySelectorAll(".mark[data-pos]").forEach((mark) => {
+      // placed at its moment, shifted left by as much of its width: the ends stay inside
+      const pos = Math.min(100, Math.max(0, parseFloat(mark.dataset.pos) * 100)) || 0;
+      mark.style.left = pos + "%";
+      mark.style.transform = "translateX(-" + pos + "%)";
+      if (mark.dataset.seek !== undefined) {
+        mark.addEventListener("click", () => { video.currentTime = parseFloat(mark.dataset.seek) || 0; });
+      }
+    });
+    const progress = tools.querySelector(".progress");
+    video.addEventListener("timeupdate", () => {
+      if (progress && video.duration) progress.style.width = (100 * video.currentTime / video.duration) + "%";
+    });
+    tools.querySelectorAll("button[data-step]").forEach((btn) => {
+      btn.addEventListener("click", () => {
+        video.pause();
+        const t = video.currentTime + parseInt(btn.dataset.step, 10) / fps;
+        video.currentTime = Math.max(0, video.duration ? Math.min(video.duration, t) : t);
+      });
+    });
+    const speed = tools.querySelector("select.speed");
+    if (speed) speed.addEventListener("change", () => { video.playbackRate = parseFloat(speed.value) || 1; });
   });
 
   // Confirm destructive forms.

@@ -1,0 +1,183 @@
+"""Search: anywhere in order IDs and waybills, any case, digits only; the fill; the timeout."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest_web import TZ8, WebEnv, index_clip, login
+
+from station import config as config_mod
+from station.ledger import Ledger
+from web import index as index_mod
+from web import search as search_mod
+from web.index import ClipIndex, SearchTimeout
+from web.search import SearchIndex, bigram_tokens, match_expr
+
+
+def _orders(client, q: str, **extra: str) -> list[str]:
+    resp = client.get("/api/clips", query_string={"q": q, "limit": 500, **extra})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return [c["order_id"] for c in resp.get_json()["clips"]]
+
+
+@pytest.mark.parametrize(
+    ("q", "order"),
+    [
+        ("PO-1001", "PO-1001"),
+        ("po-1001", "PO-1001"),  # any case
+        ("o-10", "PO-1001"),  # inside
+        ("1001", "PO-1001"),  # the last digits
+        ("01", "PO-1001"),  # two characters
+        ("1234567890121", "订单-七号"),  # a waybill's digits without its carrier letters
+        ("sf1234567890121", "订单-七号"),
+        ("七号", "订单-七号"),  # two Chinese characters
+        ("单-七", "订单-七号"),
+        ("%_o", "50%_off"),  # LIKE wildcards are plain characters
+        ("DROP", "x'; DROP TABLE clips; --"),
+        ("'; d", "x'; DROP TABLE clips; --"),
+        ("/../", "A/B/../C"),
+    ],
+)
+def test_search_matches_anywhere_in_any_case(web_client, q: str, order: str) -> None:
+    login(web_client, "viewer")
+    assert order in _orders(web_client, q)
+
+
+def test_search_finds_nothing_that_is_not_there(web_client) -> None:
+    login(web_client, "viewer")
+    assert _orders(web_client, "PO-1001X") == []
+    assert _orders(web_client, "zz") == []
+    # found by its piece "567890", then refused as a whole: no waybill holds "X1234..."
+    assert _orders(web_client, "X1234567890121") == []
+    assert _orders(web_client, "1001\n") == _orders(web_client, "1001")  # stripped
+
+
+def test_one_character_is_a_prefix_in_any_case(web_client) -> None:
+    login(web_client, "viewer")
+    assert set(_orders(web_client, "p")) == {"PO-1001"}
+    assert set(_orders(web_client, "x")) == {"x'; DROP TABLE clips; --"}
+
+
+def test_filters_pages_and_newest_first(web_client, web_env: WebEnv) -> None:
+    login(web_client, "viewer")
+    everything = _orders(web_client, "sf")  # every clip with a waybill
+    assert len(everything) == 7 and "PO-1001" in everything
+    ids = [c["id"] for c in web_client.get("/api/clips?q=sf&limit=500").get_json()["clips"]]
+    assert ids == sorted(ids, reverse=True)
+    page1 = web_client.get("/api/clips?q=sf&limit=2").get_json()
+    page2 = web_client.get("/api/clips?q=sf&limit=2&offset=2").get_json()
+    got = [c["order_id"] for c in page1["clips"] + page2["clips"]]
+    assert got == everything[:4] and page1["more"]
+    assert set(_orders(web_client, "sf", station="station-02")) == {
+        "订单-七号",
+        "x'; DROP TABLE clips; --",
+    }
+
+
+def test_a_new_clip_is_found_at_the_next_search(web_client, web_env: WebEnv, mp4_template) -> None:
+    login(web_client, "viewer")
+    assert _orders(web_client, "NEWORDER") == []
+    ledger = Ledger.in_data_dir(web_env.data_dir)
+    index_clip(
+        ledger, web_env.data_dir, mp4_template, "neworder-77",
+        start=datetime(2026, 12, 1, 9, 0, tzinfo=TZ8), waybill="YT5550001",
+    )  # fmt: skip
+    ledger.close()
+    assert _orders(web_client, "NEWORDER") == ["neworder-77"]
+    assert _orders(web_client, "5550001") == ["neworder-77"]
+
+
+def test_the_search_page_shows_matches_and_a_useful_hint(web_client) -> None:
+    login(web_client, "viewer")
+    body = web_client.get("/search?q=o-10").get_data(as_text=True)
+    assert "PO-1001" in body
+    empty = web_client.get("/search?q=nothing-like-this").get_data(as_text=True)
+    assert "Any part of the order ID or waybill" in empty
+
+
+def test_a_big_backlog_is_filled_in_the_background_and_searched_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = Ledger(tmp_path / "index.sqlite3")
+    ledger.close()
+    conn = sqlite3.connect(tmp_path / "index.sqlite3")
+    _bulk(conn, 3000)
+    conn.close()
+    monkeypatch.setattr(search_mod, "SYNC_IN_REQUEST", 10)
+    monkeypatch.setattr(search_mod, "BATCH", 500)
+    si = SearchIndex(tmp_path / "s.sqlite3", tmp_path / "index.sqlite3")
+    idx = ClipIndex(tmp_path / "index.sqlite3", search=si)
+    try:
+        first = [c.order_id for c in idx.search("ord-0002999")]
+        assert first == ["ORD-0002999"]  # found by the direct scan while the fill runs
+        assert si._thread is not None
+        si._thread.join(60)
+        assert si.indexed_up_to() == 3000 and si.backlog() == 0
+        assert [c.order_id for c in idx.search("ord-0002999")] == ["ORD-0002999"]
+        assert len(idx.search("ord-0001", limit=5000)) == 1000
+        assert len(idx.search("wb7000999", limit=5000)) == 3  # ids 1000, 2000, 3000
+    finally:
+        idx.close()
+        si.close()
+
+
+def test_a_slow_search_is_stopped_with_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest_web import add_users, make_app
+
+    data = tmp_path / "data"
+    Ledger.in_data_dir(data).close()
+    conn = sqlite3.connect(data / "index.sqlite3")
+    _bulk(conn, 3000)
+    conn.close()
+    add_users(data)
+    env = WebEnv(data, config_mod.load(None).with_data_dir(data))
+    client = make_app(env).test_client()
+    login(client, "viewer")
+    assert len(_orders(client, "ord-0001")) == 500  # the API's page
+    monkeypatch.setattr(index_mod, "SEARCH_TIMEOUT_S", -1.0)
+    page = client.get("/search?q=ord-0001")
+    assert page.status_code == 200 and "took too long" in page.get_data(as_text=True)
+    assert client.get("/api/clips?q=ord").status_code == 503
+    with pytest.raises(SearchTimeout):
+        ClipIndex(data / "index.sqlite3").search("ord-0001")
+
+
+def test_bigrams_and_match_expressions() -> None:
+    assert bigram_tokens("Ab\nC") == "6162"  # per line; case-folded; no pair across lines
+    assert match_expr("a") is None
+    assert match_expr("aB") == ("bi", "6162", False)
+    assert match_expr('a"b') == ("tri", '"a""b"', False)
+    # long: the most varied 6 characters, rightmost first; the whole query checked after
+    assert match_expr("1000000102870") == ("tri", '"102870"', True)
+    assert match_expr("XYZ000000") == ("tri", '"XYZ000"', True)
+
+
+def _bulk(conn, n: int) -> None:
+    """n clips (ORD-0000000..) with one waybill each (WB7000 + id % 10 ... ), inserted fast."""
+    now = "2026-12-01T01:00:00Z"
+    conn.executemany(
+        "INSERT OR IGNORE INTO orders(order_id, first_seen_utc) VALUES (?, ?)",
+        [(f"ORD-{i:07d}", now) for i in range(n)],
+    )
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(clips)")]
+    rows = []
+    for i in range(n):
+        row = dict.fromkeys(cols)
+        row.update(
+            id=i + 1, order_id=f"ORD-{i:07d}", station="s1", started_at=now, ended_at=now,
+            started_utc=now, ended_utc=now, tz="+08:00", duration_s=1.0, frame_count=1,
+            finish_reason="sealed", pre_roll_s=0.0, path=f"clips/{i}.mp4", size=1,
+            sha256="00" * 32, manifest_path="", created_utc=now,
+        )  # fmt: skip
+        rows.append(tuple(row[c] for c in cols))
+    conn.executemany(f"INSERT INTO clips VALUES ({','.join('?' * len(cols))})", rows)
+    conn.executemany(
+        "INSERT INTO waybills(clip_id, order_id, waybill, carrier, t_clip_s) VALUES (?,?,?,?,?)",
+        [(i + 1, f"ORD-{i:07d}", f"WB7000{i % 1000:03d}", "X", 0.0) for i in range(n)],
+    )
+    conn.commit()

@@ -1,0 +1,424 @@
+"""/verify uploads: admission, the spool on the data disk, zip limits, over a real server."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import tempfile
+import threading
+import zipfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from proof_support import Store, tsa_ec  # noqa: F401 (fixture)
+from verify_support import (  # noqa: F401 (fixtures)
+    MB,
+    Browserless,
+    FreeWatch,
+    SmallDisk,
+    big_store,
+    clip_of,
+    open_unlinked,
+    running_site,
+    small_disk,
+    zip_bomb,
+)
+
+from station.proof.bundle import export_order
+from web import uploads
+
+# ---- the spool's admission (pure accounting, injected disk and clock) -----------------------
+
+
+def _limits(**kw: int | float) -> uploads.Limits:
+    base = dict(
+        max_bytes=10 * MB,
+        spool_bytes=40 * MB,
+        floor_bytes=8 * MB,
+        floor_percent=0.0,
+        headroom_bytes=2 * MB,
+        unzipped_bytes=20 * MB,
+        max_members=50,
+        parallel=3,
+        per_hour=5,
+    )
+    base.update(kw)
+    return uploads.Limits(**base)  # type: ignore[arg-type]
+
+
+class Disk:
+    def __init__(self, free: int, total: int = 100 * MB) -> None:
+        self.free, self.total = free, total
+
+    def __call__(self, _path: Path) -> tuple[int, int]:
+        return self.free, self.total
+
+
+def test_admission_keeps_the_floor_and_the_quota(tmp_path: Path) -> None:
+    disk = Disk(free=30 * MB)
+    spool = uploads.Spool(tmp_path, _limits(), probe=disk)
+    a = spool.admit("192.0.2.1", 12 * MB)  # 30 - 12 = 18 >= floor 10
+    with pytest.raises(uploads.UploadRefused) as err:
+        spool.admit("192.0.2.2", 9 * MB)  # 30 - 12 - 9 = 9 < 10
+    assert err.value.status == 507 and err.value.code == "disk-floor"
+    b = spool.admit("192.0.2.2", 8 * MB)  # exactly at the floor
+    with pytest.raises(uploads.UploadRefused) as grow:
+        b.grow(1)
+    assert grow.value.code == "disk-floor"
+    a.release()
+    a.release()  # idempotent
+    assert spool.reserved == 8 * MB and spool.active == 1
+    disk.free = 1000 * MB  # lots of disk: now the spool quota (40 MB) bites
+    c = spool.admit("192.0.2.3", 30 * MB)
+    with pytest.raises(uploads.UploadRefused) as quota:
+        spool.admit("192.0.2.4", 3 * MB)
+    assert quota.value.code == "spool-full"
+    b.release()
+    c.release()
+    assert spool.reserved == 0 and spool.active == 0
+
+
+def test_floor_includes_the_retention_percentage(tmp_path: Path) -> None:
+    lim = _limits(floor_bytes=1 * MB, floor_percent=20.0, headroom_bytes=1 * MB)
+    assert lim.floor(100 * MB) == 21 * MB
+    spool = uploads.Spool(tmp_path, lim, probe=Disk(free=30 * MB))
+    with pytest.raises(uploads.UploadRefused):
+        spool.admit("x", 10 * MB)
+    spool.admit("x", 9 * MB).release()
+
+
+def test_per_address_rate_and_parallel_limits(tmp_path: Path) -> None:
+    now = [1000.0]
+    spool = uploads.Spool(
+        tmp_path, _limits(per_hour=3, parallel=2), probe=Disk(10_000 * MB), clock=lambda: now[0]
+    )
+    for _ in range(3):
+        spool.admit("2001:db8::1", 1).release()
+    with pytest.raises(uploads.UploadRefused) as rate:
+        spool.admit("2001:db8::ffff", 1)  # the same /64
+    assert rate.value.status == 429 and rate.value.retry_after == 3600
+    spool.admit("2001:db8:1::1", 1).release()  # another /64 is not affected
+    now[0] += 3600
+    t1 = spool.admit("2001:db8::1", 1)
+    t2 = spool.admit("192.0.2.9", 1)
+    with pytest.raises(uploads.UploadRefused) as busy:
+        spool.admit("192.0.2.10", 1)
+    assert busy.value.status == 503
+    t1.release()
+    t2.release()
+
+
+def test_tickets_remove_their_files_and_a_restart_sweeps_leftovers(tmp_path: Path) -> None:
+    spool = uploads.Spool(tmp_path, _limits(), probe=Disk(10_000 * MB))
+    t = spool.admit("x", 1)
+    (t.workdir() / "upload").write_bytes(b"x")
+    t.release()
+    assert list(spool.root.iterdir()) == []
+    (spool.root / "u-crashed").mkdir()
+    (spool.root / "u-crashed" / "upload").write_bytes(b"x")
+    (spool.root / "tmpabc").write_bytes(b"x")
+    uploads.Spool(tmp_path, _limits(), probe=Disk(10_000 * MB))
+    assert list(spool.root.iterdir()) == []
+
+
+# ---- zip limits -----------------------------------------------------------------------------
+
+
+def test_zip_bomb_listed_four_times_is_refused_before_unpacking(tmp_path: Path) -> None:
+    bomb = zip_bomb(tmp_path / "bomb.zip", member_mb=64, listed=4)
+    assert bomb.stat().st_size < MB
+    with pytest.raises(uploads.UploadRefused) as err:
+        uploads.unzip_need(bomb, _limits(unzipped_bytes=10_000 * MB))
+    assert err.value.code == "zip-bomb"
+
+
+def test_zip_listing_a_clip_twice_or_unpacking_too_much_is_refused(tmp_path: Path) -> None:
+    noise = np.random.default_rng(1).bytes(3 * MB)
+    twice = tmp_path / "twice.zip"
+    with zipfile.ZipFile(twice, "w") as z:
+        z.writestr("bundle.json", '{"clips": [{"clip": "c.mp4"}, {"clip": "c.mp4"}]}')
+        z.writestr("c.mp4", noise)
+    with pytest.raises(uploads.UploadRefused) as dup:
+        uploads.unzip_need(twice, _limits())
+    assert dup.value.code == "zip-duplicate"
+    once = tmp_path / "once.zip"
+    with zipfile.ZipFile(once, "w") as z:
+        z.writestr("bundle.json", '{"clips": [{"clip": "c.mp4"}]}')
+        z.writestr("c.mp4", noise)
+        z.writestr("frames/1.jpg", b"j")
+    assert uploads.unzip_need(once, _limits()) == 3 * MB
+    with pytest.raises(uploads.UploadRefused) as big:
+        uploads.unzip_need(once, _limits(unzipped_bytes=2 * MB))
+    assert big.value.code == "zip-too-large"
+    with pytest.raises(uploads.UploadRefused) as members:
+        uploads.unzip_need(once, _limits(max_members=2))
+    assert members.value.code == "zip-members"
+
+
+# ---- over the real site (waitress), on a small data disk ----------------------------------
+
+
+@pytest.fixture
+def tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "system-tmp"
+    d.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(d))
+    return d
+
+
+@pytest.fixture
+def disk_site(big_store: Store, tmp_path: Path, tmp_dir: Path):  # noqa: F811
+    """The big store copied onto a 96 MB data disk; the floor at 32 MB free."""
+    with small_disk(tmp_path / "disk", 96) as disk:
+        st = big_store.copy(disk.root / "data")
+        cfg = st.cfg.replace(
+            "web", verify_max_mb=24, verify_spool_mb=200, verify_headroom_mb=16,
+            verify_parallel=64, verify_per_hour=1000,
+        ).replace("retention", free_floor_mb=16)  # fmt: skip
+        yield disk, st, cfg
+
+
+def _send_chunked(url: str, cookie: str, total: int) -> bytes:
+    """POST a chunked body of ``total`` bytes (no Content-Length); the first answer line."""
+    with socket.create_connection(("127.0.0.1", int(urlsplit(url).port or 0))) as s:
+        s.sendall(
+            b"POST /verify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: multipart/form-data; boundary=bnd\r\n"
+            + f"Cookie: {cookie}\r\n\r\n".encode()
+        )
+        chunk = b"%x\r\n" % MB + b"\0" * MB + b"\r\n"
+        try:
+            for _ in range(total // MB):
+                s.sendall(chunk)
+        except OSError:
+            pass  # the server answered and closed while we were still sending
+        s.settimeout(30)
+        return s.recv(4096)
+
+
+def _upload_expect_continue(url: str, cookie: str, token: str, data: bytes) -> int:
+    """An upload as curl sends a large one (Expect: 100-continue): the body only goes once
+    the server has looked at the headers; returns the final status."""
+    body = (
+        b'--bnd\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+        + token.encode()
+        + b'\r\n--bnd\r\nContent-Disposition: form-data; name="file"; filename="p.mp4"\r\n\r\n'
+        + data
+        + b"\r\n--bnd--\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", int(urlsplit(url).port or 0))) as s:
+        s.settimeout(60)
+        s.sendall(
+            b"POST /verify HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Type: multipart/form-data; boundary=bnd\r\nConnection: close\r\n"
+            + f"Cookie: {cookie}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        )
+        first = s.recv(4096)
+        if first.startswith(b"HTTP/1.1 100"):
+            s.sendall(body)
+            first = b""
+            while b"\r\n" not in first:
+                got = s.recv(4096)
+                if not got:
+                    break
+                first += got
+        return int(first.split(b" ", 2)[1])
+
+
+def _site_config(disk: SmallDisk) -> dict:
+    return {} if disk.mounted else {"PACKCAM_DISK_PROBE": disk.probe}
+
+
+def _no_leftovers(disk: SmallDisk, st: Store, tmp_dir: Path) -> None:
+    assert list((st.data / "spool" / "verify").iterdir()) == []
+    assert list(tmp_dir.iterdir()) == []
+
+
+def test_real_multi_mb_clip_and_bundle_verify_over_waitress(disk_site, tmp_dir: Path) -> None:
+    disk, st, cfg = disk_site
+    clip = clip_of(st)
+    assert clip.stat().st_size > 2 * MB
+    bundle = export_order(st.cfg, "BIG2", disk.root / "b.zip").path
+    bundle_bytes = bundle.read_bytes()
+    bundle.unlink()
+    assert len(bundle_bytes) > 2 * MB
+    with running_site(cfg, **_site_config(disk)) as (url, _server):
+        c = Browserless(url)
+        status, body = c.upload(clip.read_bytes(), "clip.mp4")
+        assert status == 200 and "Authentic" in body and "BIG" in body, body[-2000:]
+        status, body = c.upload(bundle_bytes, "bundle.zip")
+        assert status == 200 and "Authentic" in body and "BIG2" in body, body[-2000:]
+        altered = bytearray(clip.read_bytes())
+        altered[len(altered) // 2] ^= 1
+        status, body = c.upload(bytes(altered), "clip.mp4")
+        assert status == 200 and "Not authentic" in body
+        status, body = c.upload(clip.read_bytes(), "clip.mp4", token="forged")
+        assert status == 400
+    _no_leftovers(disk, st, tmp_dir)
+
+
+def test_zip_bomb_and_oversized_uploads_leave_the_disk_alone(disk_site, tmp_dir: Path) -> None:
+    disk, st, cfg = disk_site
+    bomb = zip_bomb(disk.root / "bomb.zip", member_mb=256, listed=4).read_bytes()
+    (disk.root / "bomb.zip").unlink()
+    start_free = disk.free()
+    with running_site(cfg, **_site_config(disk)) as (url, _server), FreeWatch(disk) as watch:
+        c = Browserless(url)
+        status, body = c.upload(bomb, "bomb.zip")
+        assert status == 413 and "not a recorded clip" in body
+        # over the limit, declared: refused at the headers, before any body byte is stored
+        with socket.create_connection(("127.0.0.1", int(urlsplit(url).port or 0))) as s:
+            s.sendall(
+                b"POST /verify HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: multipart/form-data; boundary=bnd\r\n"
+                b"Content-Length: 3221225472\r\n\r\n--bnd\r\n"
+            )
+            assert s.recv(4096).startswith(b"HTTP/1.1 413")
+        # over the limit, found while streaming (chunked): cut off at the limit
+        assert _send_chunked(url, c.cookie, 40 * MB).startswith(b"HTTP/1.1 413")
+        # a body on any other page is capped at the site's 64 KB
+        with socket.create_connection(("127.0.0.1", int(urlsplit(url).port or 0))) as s:
+            s.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\nx")
+            assert s.recv(4096).startswith(b"HTTP/1.1 413")
+    assert watch.lowest >= 32 * MB, watch.lowest
+    assert disk.free() >= start_free - MB
+    _no_leftovers(disk, st, tmp_dir)
+
+
+def test_many_parallel_uploads_never_push_below_the_floor(disk_site, tmp_dir: Path) -> None:
+    disk, st, cfg = disk_site
+    clip_bytes = clip_of(st).read_bytes()
+    payload = clip_bytes + np.random.default_rng(2).bytes(10 * MB)  # ~13 MB, not authentic
+    statuses: list[int] = []
+    lock = threading.Lock()
+    with running_site(cfg, **_site_config(disk)) as (url, _server), FreeWatch(disk) as watch:
+        token_client = Browserless(url)
+        token = token_client.token()
+
+        def one() -> None:
+            status = _upload_expect_continue(url, token_client.cookie, token, payload)
+            with lock:
+                statuses.append(status)
+
+        threads = [threading.Thread(target=one) for _ in range(300)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        status, body = token_client.upload(clip_bytes, "clip.mp4")
+        assert status == 200 and "Authentic" in body
+    assert len(statuses) == 300
+    assert statuses.count(200) >= 1, statuses
+    assert statuses.count(507) >= 1, statuses  # the floor turned some away
+    assert set(statuses) <= {200, 507}, statuses
+    assert watch.lowest >= 32 * MB, (watch.lowest, disk.mounted)
+    _no_leftovers(disk, st, tmp_dir)
+
+
+def test_rate_limit_per_address_over_waitress(disk_site, tmp_dir: Path) -> None:
+    disk, st, cfg = disk_site
+    cfg = cfg.replace("web", verify_per_hour=2)
+    with running_site(cfg, **_site_config(disk)) as (url, _server):
+        c = Browserless(url)
+        token = c.token()
+        for _ in range(2):
+            assert c.upload(b"not a clip" * 100, "a.mp4", token=token)[0] == 200
+        conn = http.client.HTTPConnection("127.0.0.1", int(urlsplit(url).port or 0), timeout=30)
+        body = (
+            b'--bnd\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
+            b"x\r\n--bnd--\r\n"
+        )
+        conn.request(
+            "POST",
+            "/verify",
+            body,
+            {"Content-Type": "multipart/form-data; boundary=bnd", "Cookie": c.cookie},
+        )
+        resp = conn.getresponse()
+        assert resp.status == 429 and int(resp.getheader("Retry-After") or 0) > 0
+        resp.read()
+        conn.close()
+    _no_leftovers(disk, st, tmp_dir)
+
+
+def test_test_client_path_streams_without_werkzeugs_form_limit(
+    big_store: Store,  # noqa: F811
+    tmp_dir: Path,
+) -> None:
+    """Outside waitress (Flask's test client) the view admits and spools the upload itself;
+    a multi-MB file is read in chunks, not refused by the 64 KB form-memory limit."""
+    from flask import Flask
+
+    from web import verify as verify_web
+
+    app = Flask("t")
+    app.config.update(PACKCAM=big_store.cfg, TESTING=True)
+    app.register_blueprint(verify_web.bp)
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="c.mp4"\r\n\r\n'
+        + clip_of(big_store).read_bytes()
+        + b"\r\n--b--\r\n"
+    )
+    resp = app.test_client().post(
+        "/verify", data=body, content_type="multipart/form-data; boundary=b"
+    )
+    assert resp.status_code == 200 and "Authentic" in resp.get_data(as_text=True)
+    assert list((big_store.data / "spool" / "verify").iterdir()) == []
+    assert list(tmp_dir.iterdir()) == []
+
+
+def test_an_upload_cut_off_midway_leaves_nothing(disk_site, tmp_dir: Path) -> None:
+    import time
+
+    from web.verify import spool_of
+
+    disk, st, cfg = disk_site
+    with running_site(cfg, **_site_config(disk)) as (url, server):
+        spool = spool_of(server.packcam_app)
+        with socket.create_connection(("127.0.0.1", int(urlsplit(url).port or 0))) as s:
+            s.sendall(
+                b"POST /verify HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: multipart/form-data; boundary=bnd\r\n"
+                b"Content-Length: 10485760\r\n\r\n" + b"\0" * (5 * MB)
+            )
+            deadline = time.monotonic() + 10
+            while spool.active == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert spool.active == 1 and spool.reserved > 10 * MB
+        deadline = time.monotonic() + 10
+        while spool.active and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert spool.active == 0 and spool.reserved == 0
+        assert open_unlinked(st.data) == 0  # waitress's spool file is closed too
+    _no_leftovers(disk, st, tmp_dir)
+
+
+def test_receive_frees_the_body_file_behind_the_copy(tmp_path: Path) -> None:
+    """A body spooled in a file (as waitress's) is hole-punched as the part is copied out:
+    the two together never hold much more than one upload."""
+    data = np.random.default_rng(3).bytes(8 * MB)
+    body_file = tmp_path / "body"
+    body_file.write_bytes(
+        b'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\ntok\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.mp4"\r\n\r\n'
+        + data
+        + b"\r\n--b--\r\n"
+    )
+    spool = uploads.Spool(tmp_path / "d", _limits(max_bytes=20 * MB), probe=Disk(10_000 * MB))
+    ticket = spool.admit("x", body_file.stat().st_size)
+    seen: list[dict[str, str]] = []
+    with body_file.open("r+b") as body:  # waitress opens its spool file w+b
+        up = uploads.receive(
+            body, "multipart/form-data; boundary=b", ticket, spool.limits,
+            check_fields=lambda f: seen.append(dict(f)),
+        )  # fmt: skip
+        allocated = os.fstat(body.fileno()).st_blocks * 512
+    assert up.path.read_bytes() == data and up.size == len(data) and up.name == "x.mp4"
+    assert seen == [{"csrf_token": "tok"}]
+    assert allocated < 2 * MB, allocated  # 8 MB copied out, the body's blocks freed
+    assert ticket.reserved == body_file.stat().st_size  # no second copy had to be reserved
+    ticket.release()
+    assert list(spool.root.iterdir()) == []
