@@ -293,14 +293,12 @@ class CentralDB:
     def high_water(self, station_id: int) -> dict[str, int]:
         """The largest local ids the index holds for the station (the sync restarts there)."""
         r = self._one(
-            "SELECT (SELECT COALESCE(MAX(local_id), 0) FROM clips WHERE station_id = %s) AS clips,"
-            " (SELECT COALESCE(MAX((archive_meta->>'archive_seq')::bigint), 0) FROM clips"
-            "   WHERE station_id = %s AND archive_meta ? 'archive_seq') AS archived,"
-            " (SELECT COALESCE(MAX(local_id), 0) FROM checkpoints WHERE station_id = %s)"
-            "   AS checkpoints",
-            (station_id, station_id, station_id),
+            "SELECT high_clip AS clips, high_archived AS archived, high_checkpoint AS checkpoints"
+            " FROM stations WHERE id = %s",
+            (station_id,),
         )
-        assert r is not None
+        if r is None:
+            raise CentralError("unknown station")
         return {k: int(v) for k, v in r.items()}
 
     def set_health(self, station_id: int, health: dict[str, Any]) -> None:
@@ -321,8 +319,7 @@ class CentralDB:
         return self._all(
             "SELECT s.id, s.name, s.created_utc, s.enrolled_utc, s.key_fingerprint, s.software,"
             " s.last_seen_utc, s.health, s.health_utc, s.retired_utc, s.replaced_by,"
-            " (SELECT MAX(started_utc) FROM clips c WHERE c.station_id = s.id) AS last_clip_utc,"
-            " (SELECT COUNT(*) FROM clips c WHERE c.station_id = s.id) AS clips"
+            " s.last_clip_utc, s.n_clips AS clips"
             " FROM stations s"
             + ("" if retired else " WHERE s.retired_utc IS NULL")
             + " ORDER BY s.name, s.id"
@@ -377,6 +374,7 @@ class CentralDB:
 
         def q(conn: Any) -> int:
             n = 0
+            high: dict[str, Any] = {"n": 0, "clip": 0, "archived": 0, "last": None}
             with conn.transaction(), conn.cursor() as cur:
                 for c in items:
                     if c.get("station") != station:
@@ -431,7 +429,12 @@ class CentralDB:
                             f"clip {c['id']} of {station!r} is registered with another SHA-256"
                         )
                     clip_id, inserted = row
+                    high["clip"] = max(high["clip"], int(c["id"]))
+                    if archive_meta is not None and "archive_seq" in archive_meta:
+                        high["archived"] = max(high["archived"], int(archive_meta["archive_seq"]))
                     if inserted:
+                        high["n"] += 1
+                        high["last"] = max(high["last"] or "", str(c["started_utc"]))
                         for w in c.get("waybills") or []:
                             cur.execute(
                                 "INSERT INTO clip_waybills(clip_id, waybill, carrier, t_clip_s)"
@@ -439,6 +442,13 @@ class CentralDB:
                                 (clip_id, w["waybill"], w.get("carrier", ""), w.get("t_clip_s", 0)),
                             )
                     n += 1
+                cur.execute(
+                    "UPDATE stations SET n_clips = n_clips + %s,"
+                    " high_clip = GREATEST(high_clip, %s),"
+                    " high_archived = GREATEST(high_archived, %s),"
+                    " last_clip_utc = GREATEST(last_clip_utc, %s) WHERE id = %s",
+                    (high["n"], high["clip"], high["archived"], high["last"], station_id),
+                )
             return n
 
         return int(self._run(q))
@@ -456,6 +466,12 @@ class CentralDB:
                         (station_id, cp["local_id"], cp["tree_size"], cp["root_hash"],
                          cp["body"], cp["signature"], cp["created_utc"]),
                     )  # fmt: skip
+                if items:
+                    cur.execute(
+                        "UPDATE stations SET high_checkpoint = GREATEST(high_checkpoint, %s)"
+                        " WHERE id = %s",
+                        (max(int(cp["local_id"]) for cp in items), station_id),
+                    )
             return len(items)
 
         return int(self._run(q))

@@ -118,6 +118,24 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX clips_order_trgm ON clips USING gin (order_id gin_trgm_ops);
     CREATE INDEX clip_waybills_trgm ON clip_waybills USING gin (waybill gin_trgm_ops);
     """,
+    # 6: per-station counters and high-water marks, maintained by the registrations instead
+    # of counted (at 10 M clips the counts cost ~1 s per station on every reconnect and on
+    # every dashboard view).
+    """
+    ALTER TABLE stations ADD COLUMN n_clips bigint NOT NULL DEFAULT 0;
+    ALTER TABLE stations ADD COLUMN high_clip bigint NOT NULL DEFAULT 0;
+    ALTER TABLE stations ADD COLUMN high_archived bigint NOT NULL DEFAULT 0;
+    ALTER TABLE stations ADD COLUMN high_checkpoint bigint NOT NULL DEFAULT 0;
+    ALTER TABLE stations ADD COLUMN last_clip_utc text COLLATE "C";
+    UPDATE stations s SET
+        n_clips = (SELECT COUNT(*) FROM clips c WHERE c.station_id = s.id),
+        high_clip = COALESCE((SELECT MAX(local_id) FROM clips c WHERE c.station_id = s.id), 0),
+        high_archived = COALESCE((SELECT MAX((archive_meta->>'archive_seq')::bigint) FROM clips c
+            WHERE c.station_id = s.id AND archive_meta ? 'archive_seq'), 0),
+        high_checkpoint = COALESCE(
+            (SELECT MAX(local_id) FROM checkpoints k WHERE k.station_id = s.id), 0),
+        last_clip_utc = (SELECT MAX(started_utc) FROM clips c WHERE c.station_id = s.id);
+    """,
 )
 
 

@@ -777,3 +777,37 @@ def test_a_replaced_station_keeps_both_histories_and_overwrites_nothing(
     assert len(keys) == len(set(keys)), "an object of the old station got a second version"
     logs = {k.split("/proof/log/")[1].split("/")[0] for k in keys if "/proof/log/" in k}
     assert len(logs) == 2  # one log per key
+
+
+def test_station_counters_are_maintained_not_counted(fleet: Fleet) -> None:
+    """The high-water marks `hello` returns and the dashboard's clip counts come from columns
+    the registrations maintain; they must equal what counting the tables gives."""
+    from central.db import CentralDB
+
+    _archive_all(fleet.stations)
+    for cfg in fleet.stations:
+        _sync(cfg, fleet)
+        _sync(cfg, fleet)  # a repeated batch changes no counter
+    db = CentralDB(fleet.dsn)
+    try:
+        for row in db.stations_table(retired=True):
+            counted = db._one(
+                "SELECT (SELECT COUNT(*) FROM clips WHERE station_id = %(id)s) AS n,"
+                " (SELECT COALESCE(MAX(local_id), 0) FROM clips WHERE station_id = %(id)s)"
+                "   AS clips,"
+                " (SELECT COALESCE(MAX((archive_meta->>'archive_seq')::bigint), 0) FROM clips"
+                "   WHERE station_id = %(id)s AND archive_meta ? 'archive_seq') AS archived,"
+                " (SELECT COALESCE(MAX(local_id), 0) FROM checkpoints WHERE station_id = %(id)s)"
+                "   AS checkpoints,"
+                " (SELECT MAX(started_utc) FROM clips WHERE station_id = %(id)s) AS last",
+                {"id": row["id"]},
+            )
+            assert counted is not None
+            assert row["clips"] == counted["n"], row["name"]
+            assert row["last_clip_utc"] == counted["last"], row["name"]
+            assert db.high_water(row["id"]) == {
+                k: counted[k] for k in ("clips", "archived", "checkpoints")
+            }, row["name"]
+        assert any(r["clips"] >= ORDERS_PER_STATION for r in db.stations_table())
+    finally:
+        db.close()
