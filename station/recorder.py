@@ -62,6 +62,7 @@ class _OpenClip:
     tmp_path: Path
     writer: ClipSink
     first_t: float | None = None
+    last_t: float | None = None
     first_wall: datetime | None = None
     last_wall: datetime | None = None
     waybills: list[WaybillLink] = field(default_factory=list)
@@ -72,6 +73,8 @@ class _OpenClip:
     journal_pre_roll_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # extra manifest fields (camera gap)
     error: str | None = None
+    # The order label burned into each written frame, run-length coded: [[label, frames], ...]
+    labels: list[list[Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -79,12 +82,18 @@ class FinishedClip:
     """What the finisher produced: the indexed record, or the error that stopped it.
 
     ``empty``: the clip was stopped before its first frame (no error, nothing to keep).
+    ``frame_labels``: the order label each frame of the clip had burned in when it was
+    captured (None: no order open then), run-length coded as ``((label, frames), ...)``:
+    what a test or an audit reads instead of OCR to prove no frame shows another order.
+    ``span``: camera times of the clip's first and last frame.
     """
 
     order_id: str
     record: ClipRecord | None
     error: str | None = None
     empty: bool = False
+    frame_labels: tuple[tuple[str | None, int], ...] = ()
+    span: tuple[float, float] | None = None
 
 
 def journal_path(tmp_mp4: Path) -> Path:
@@ -130,8 +139,11 @@ class Recorder:
         self.clips_dir = self.data_dir / "clips"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.clips_dir.mkdir(parents=True, exist_ok=True)
-        self._ring: deque[tuple[np.ndarray, float, datetime]] = deque()
+        self._ring: deque[tuple[np.ndarray, float, datetime, str | None]] = deque()
         self._open: _OpenClip | None = None
+        # Camera time of the last frame written to any clip: a later clip's pre-roll starts
+        # after it, so no second of video belongs to two orders.
+        self._owned_t: float | None = None
         self._pending: queue.Queue[_OpenClip | None] = queue.Queue()
         self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
         self._finisher.start()
@@ -147,16 +159,21 @@ class Recorder:
     def recording(self) -> bool:
         return self._open is not None
 
-    def push(self, image_i420: np.ndarray, t: float, wall: datetime) -> None:
-        """Add one frame (already overlaid) to the pre-roll ring and the open clip."""
+    def push(
+        self, image_i420: np.ndarray, t: float, wall: datetime, label: str | None = None
+    ) -> None:
+        """Add one frame (already overlaid) to the pre-roll ring and the open clip.
+
+        ``label``: the order burned into this frame (None when no order was open).
+        """
         keep = self.cfg.session.pre_roll_s
-        self._ring.append((image_i420, t, wall))
+        self._ring.append((image_i420, t, wall, label))
         while self._ring and self._ring[0][1] < t - keep - 1e-6:
             self._ring.popleft()
         if self._open is not None:
             clip = self._open
             try:
-                self._write(clip, image_i420, t, wall)
+                self._write(clip, image_i420, t, wall, label)
             except RecordingError as exc:
                 self._abandon(clip, exc)
                 raise
@@ -169,18 +186,30 @@ class Recorder:
         pre_roll: bool = True,
         waybills: tuple[str, ...] = (),
         extra: dict[str, Any] | None = None,
+        wall: datetime | None = None,
     ) -> None:
-        """Open a clip of ``order_id``; ``extra`` goes into its manifest (e.g. a camera gap)."""
+        """Open a clip of ``order_id`` scanned at camera time ``t`` (wall time ``wall``).
+
+        ``extra`` goes into its manifest (e.g. a camera gap). The pre-roll is the buffered
+        frames of the last ``pre_roll_s`` seconds that no earlier clip holds. The file is
+        named with the wall time of its first frame: the first pre-roll frame, or without
+        pre-roll the next frame pushed, which is at ``t`` (``wall``).
+        """
         if self._closed:
             raise RuntimeError("recorder is closed")
         if self._open is not None:
             raise RuntimeError("start() while a clip is open: stop() it first")
-        first_wall = self._ring[-1][2] if self._ring else datetime.now().astimezone()
+        if wall is None:
+            wall = self._ring[-1][2] if self._ring else datetime.now().astimezone()
+        first_wall = wall
         frames = []
         if pre_roll:
             keep = self.cfg.session.pre_roll_s
-            frames = [f for f in self._ring if f[1] >= t - keep - 1e-6]
-        name = self._base_name(order_id, first_wall)
+            owned = self._owned_t
+            frames = [
+                f for f in self._ring if f[1] >= t - keep - 1e-6 and (owned is None or f[1] > owned)
+            ]
+        name = self._base_name(order_id, frames[0][2] if frames else first_wall)
         tmp_path = self.tmp_dir / f"{name}.mp4"
         try:
             writer = self.writer_factory(tmp_path)
@@ -199,8 +228,8 @@ class Recorder:
         # enough for crash recovery to index it under the right order.
         self._journal(clip, durable=True)
         try:
-            for image, ft, wall in frames:
-                self._write(clip, image, ft, wall)
+            for image, ft, fwall, label in frames:
+                self._write(clip, image, ft, fwall, label)
         except RecordingError as exc:
             self._abandon(clip, exc)
             raise
@@ -291,14 +320,25 @@ class Recorder:
         except OSError as exc:
             log.error("cannot write %s (recovery after a crash will know less): %s", path.name, exc)
 
-    def _write(self, clip: _OpenClip, image: np.ndarray, t: float, wall: datetime) -> None:
+    def _write(
+        self, clip: _OpenClip, image: np.ndarray, t: float, wall: datetime, label: str | None
+    ) -> None:
+        if self._owned_t is not None and t <= self._owned_t:
+            # A programming error upstream: this frame is already in a clip.
+            raise RuntimeError(f"frame at t={t} is already in a clip (up to t={self._owned_t})")
         if clip.first_t is None:
             clip.first_t, clip.first_wall = t, wall
             if wall != clip.journal_first_wall:  # no pre-roll: the first frame came later
                 clip.journal_first_wall = wall
                 self._journal(clip)
         clip.last_wall = wall
+        self._owned_t = t  # even if the write fails: the frame may be in the file
         clip.writer.write(image, t)
+        clip.last_t = t
+        if clip.labels and clip.labels[-1][0] == label:
+            clip.labels[-1][1] += 1
+        else:
+            clip.labels.append([label, 1])
 
     @staticmethod
     def _rel(clip: _OpenClip, t: float) -> float:
@@ -315,6 +355,13 @@ class Recorder:
                 if clip is None:
                     return
                 result = self._finish(clip)
+                result = dataclasses.replace(
+                    result,
+                    frame_labels=tuple((label, n) for label, n in clip.labels),
+                    span=(clip.first_t, clip.last_t)
+                    if clip.first_t is not None and clip.last_t is not None
+                    else None,
+                )
                 self.finished.append(result)
                 if self.on_finished is not None:
                     self.on_finished(result)

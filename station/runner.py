@@ -222,6 +222,8 @@ class Station:
         self.stats.control_s += t1 - t0
 
         image = frame.image
+        # The order this frame shows: the state now, at its capture, and never changed later.
+        label = getattr(self.state, "order_id", None)
         if self.overlay is not None:
             # The decoder thread may still be reading this frame: draw on a copy then.
             if submitted and not self._decode_sync:
@@ -232,7 +234,7 @@ class Station:
             self.overlay.apply(
                 image,
                 localize(frame.wall, self.tz),
-                getattr(st, "order_id", None),
+                label,
                 " ".join(waybills) or None,
                 elapsed,
                 isinstance(st, ss.Recording),
@@ -241,7 +243,7 @@ class Station:
         i420 = self.to_i420(image)
         t3 = time.perf_counter()
         try:
-            self.recorder.push(i420, frame.t, localize(frame.wall, self.tz))
+            self.recorder.push(i420, frame.t, localize(frame.wall, self.tz), label)
         except RecordingError as exc:
             # The recorder closed the clip and salvages what was written; the order ends here.
             if isinstance(self.state, ss.Recording):
@@ -352,6 +354,7 @@ class Station:
                         pre_roll=action.pre_roll,
                         waybills=action.waybills,
                         extra=self._gap(action),
+                        wall=self._wall_at(action.t),
                     )
                 except RecordingError as exc:
                     # Keep the session consistent with the recorder: no clip, back to idle.
@@ -443,6 +446,7 @@ class Station:
         """Scans made while the camera was away first (a seal or the next order changes what
         resumes; orders begun and sealed in the dark are only logged), then resume, then
         this frame."""
+        self._last_frame = frame  # wall times from here on are read off the returned camera
         self._blind, self._deferred = True, None
         try:
             for ev in self._poll(frame.t):
