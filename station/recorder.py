@@ -8,7 +8,9 @@ import json
 import logging
 import os
 import queue
+import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,6 +154,9 @@ class Recorder:
         self.finished: deque[FinishedClip] = deque(maxlen=FINISHED_KEPT)
         self._closed = False
         self._unsalvaged: list[tuple[Path, dict[str, Any]]] = []  # retried after the next clip
+        self._unsaved_events: list[ScanEventRecord] = []  # capture thread only
+        self._events_tried = 0.0
+        self._events_failing = False
 
     # ---- capture-thread API ---------------------------------------------------------------
 
@@ -166,6 +171,8 @@ class Recorder:
 
         ``label``: the order burned into this frame (None when no order was open).
         """
+        if self._unsaved_events and time.monotonic() - self._events_tried >= 1.0:
+            self._save_events()
         keep = self.cfg.session.pre_roll_s
         self._ring.append((image_i420, t, wall, label))
         while self._ring and self._ring[0][1] < t - keep - 1e-6:
@@ -254,18 +261,51 @@ class Recorder:
         self._journal(clip)
 
     def log_event(self, event: ScanEventRecord, t: float) -> None:
-        """Attach a scan to the open clip, or index it on its own when no clip is open."""
+        """Attach a scan to the open clip, or index it on its own when no clip is open.
+
+        When the index cannot take it (a full disk: exactly when scans are refused), the
+        event is kept in memory and written, in order, once the index takes writes again
+        (tried at most once a second from ``push``, and at ``close``).
+        """
         clip = self._open
         if clip is None:
-            self.ledger.log_events(self.cfg.station.name, [event])
+            self._unsaved_events.append(event)
+            self._save_events()
         else:
             clip.events.append((t, event))
             self._journal(clip)
+
+    @property
+    def unsaved_events(self) -> int:
+        """Scans kept in memory because the index could not take them yet."""
+        return len(self._unsaved_events)
+
+    def _save_events(self) -> bool:
+        if not self._unsaved_events:
+            return True
+        self._events_tried = time.monotonic()
+        try:
+            self.ledger.log_events(self.cfg.station.name, list(self._unsaved_events))
+        except (StationError, OSError, sqlite3.Error) as exc:
+            if not self._events_failing:
+                log.error("cannot index scan events (kept in memory, retried): %s", exc)
+            self._events_failing = True
+            return False
+        if self._events_failing:
+            log.warning("indexed %d scan events kept while the index failed",
+                        len(self._unsaved_events))  # fmt: skip
+        self._events_failing = False
+        self._unsaved_events.clear()
+        return True
 
     def close(self, timeout: float | None = None) -> None:
         """Wait for every stopped clip to be finished and indexed. An open clip is an error."""
         if self._open is not None:
             raise RuntimeError("close() with an open clip: stop() it first")
+        if not self._save_events():
+            for event in self._unsaved_events:  # the log is the last place they can go
+                log.error("scan event lost (index unavailable): %s", event.to_json())
+            self._unsaved_events.clear()
         if not self._closed:
             self._closed = True
             self._pending.put(None)

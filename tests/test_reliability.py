@@ -582,3 +582,27 @@ def test_the_open_clip_is_finished_at_the_disk_floor_before_enospc_every_time(
             ballast.unlink()
     assert errors == [] and "No space left" not in caplog.text
     assert reasons == ["disk-full"] * fills, reasons
+
+
+def test_live_status_keeps_changing_on_a_full_disk(tmp_path: Path) -> None:
+    """It froze at "recording" for 40 s while the disk was full; now it is rewritten in place."""
+    from station.live import LiveWriter
+    from station.runner import Status
+
+    with small_fs(tmp_path / "fs", 1) as fs:
+        live = LiveWriter(fs, "台 1")
+        image = np.zeros((96, 160, 3), np.uint8)
+        live(image, Status("台 1", "recording", "PO-1", (), 1.0, 10, None))
+        status = fs / "live" / f"{live.stem}.json"
+        assert json.loads(status.read_text())["state"] == "recording"
+        with contextlib.suppress(OSError), (fs / "ballast").open("wb") as f:
+            while True:
+                f.write(bytes(64 << 10))
+                f.flush()
+        assert shutil.disk_usage(fs).free < 64 << 10
+        live._next = 0.0  # the next frame is due
+        alarm = "disk-full: 0 MB free, floor 100 MB"
+        live(image, Status("台 1", "idle", None, (), None, 11, "disk full", alarm))
+        doc = json.loads(status.read_text())
+        assert (doc["state"], doc["alarm"], doc["frames"]) == ("idle", alarm, 11)
+        assert sorted(p.name for p in (fs / "live").iterdir()) == [f"{live.stem}.jpg", status.name]
