@@ -262,6 +262,10 @@ def test_camera_loss_closes_the_clip_and_resumes_the_order_with_the_gap_recorded
     lost_at = datetime.fromisoformat(gap["camera_lost_at"])
     assert abs((lost_at - datetime.fromisoformat(first["ended_at"])).total_seconds()) < 0.002
     assert second["pre_roll_s"] == 0  # no pre-roll across a gap: it would hide it
+    # The resumed clip is named with the time of its first frame, not of the loss.
+    start = clips[1].started_at
+    assert f"{start:%Y%m%dT%H%M%S}_{start.microsecond // 1000:03d}" in clips[1].path
+    assert datetime.fromisoformat(gap["resumed_at"]) == start
     assert asm.alarms is not None and asm.alarms.active() == []  # cleared when frames returned
 
 
