@@ -26,6 +26,7 @@ from station.config import Config
 from station.errors import RecordingError, StationError
 from station.files import fsync_dir, sha256_file, write_json_atomic
 from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
+from station.stream import EncodedPacket, PacketRing
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,41 @@ class ClipSink(Protocol):
 
 
 WriterFactory = Callable[[Path], ClipSink]
+
+
+class FrameEncoder(Protocol):
+    """What the recorder needs of the always-running encoder (stream.StreamEncoder)."""
+
+    width: int
+    height: int
+    fps: float
+    encoder: str
+    extradata: bytes | None
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def submit(
+        self, image_i420: np.ndarray, t: float, wall: datetime, label: str | None
+    ) -> None: ...
+
+    def request_keyframe(self) -> None: ...
+
+    def drain(self) -> list[EncodedPacket]: ...
+
+    def flush(self) -> list[EncodedPacket]: ...
+
+
+class PacketSink(Protocol):
+    """One clip's muxer (stream.ClipMuxer)."""
+
+    def write(self, packet: EncodedPacket) -> None: ...
+
+    def finish(self) -> Any: ...
+
+
+EncoderFactory = Callable[[], FrameEncoder]
+MuxerFactory = Callable[[Path, FrameEncoder], PacketSink]
 
 # Called after the clip is in its final place and before its manifest is written and indexed:
 # (final mp4 path, manifest dict) -> manifest dict. It may rewrite the file (e.g. embed a C2PA
@@ -77,6 +113,11 @@ class _OpenClip:
     error: str | None = None
     # The order label burned into each written frame, run-length coded: [[label, frames], ...]
     labels: list[list[Any]] = field(default_factory=list)
+    # Encoded path: the keyframe to start at (None: the first keyframe after ``after_t``),
+    # and, once stopped, the camera time of the last frame that belongs to the clip.
+    start_key_t: float | None = None
+    after_t: float | None = None
+    end_t: float | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +152,16 @@ def write_json_quick(path: Path, data: dict[str, Any]) -> None:
 
 
 class Recorder:
-    """Keeps the last ``pre_roll_s`` seconds of frames and writes at most one clip at a time.
+    """Keeps the last ``pre_roll_s`` seconds of video and writes at most one clip at a time.
+
+    Two ways to make clips. The station's (``encoder`` + ``muxer``): every frame is encoded
+    once by an always-running ``FrameEncoder``; the ring keeps the last ``pre_roll_s`` of
+    encoded packets from a keyframe on (a few MB, not hundreds of raw frames); a clip starts
+    on the newest keyframe at or before scan - ``pre_roll_s`` that no earlier clip holds (or,
+    when there is none, on an IDR picture requested at the scan) and its packets are muxed
+    as they come: no second encode, no burst at its start. The per-clip way
+    (``writer_factory``, tests and tools): raw frames in the ring, a ``ClipSink`` that
+    encodes each clip, the pre-roll encoded when the clip starts.
 
     Thread contract: ``push``, ``start``, ``stop``, ``link_waybill`` and ``log_event`` are called
     from the capture thread only. Finishing a clip (encoder flush, fsync, hashing, rename,
@@ -124,15 +174,25 @@ class Recorder:
         self,
         cfg: Config,
         ledger: Ledger,
-        writer_factory: WriterFactory,
+        writer_factory: WriterFactory | None = None,
         *,
+        encoder: EncoderFactory | None = None,
+        muxer: MuxerFactory | None = None,
         on_finished: Callable[[FinishedClip], None] | None = None,
         finalizers: tuple[Finalizer, ...] = (),
         salvage: Salvage | None = None,
     ) -> None:
+        if (writer_factory is None) == (encoder is None) or (encoder is None) != (muxer is None):
+            raise ValueError("give either writer_factory, or encoder and muxer")
         self.cfg = cfg
         self.ledger = ledger
         self.writer_factory = writer_factory
+        self._encoder_factory = encoder
+        self._muxer_factory = muxer
+        self._enc: FrameEncoder | None = None
+        self._packets = PacketRing(cfg.session.pre_roll_s)
+        self._closing: list[_OpenClip] = []  # stopped, waiting for their last packets
+        self._last_pushed_t: float | None = None
         self.on_finished = on_finished
         self.finalizers = finalizers
         self.salvage = salvage
@@ -173,6 +233,9 @@ class Recorder:
         """
         if self._unsaved_events and time.monotonic() - self._events_tried >= 1.0:
             self._save_events()
+        if self._encoder_factory is not None:
+            self._push_encoded(image_i420, t, wall, label)
+            return
         keep = self.cfg.session.pre_roll_s
         self._ring.append((image_i420, t, wall, label))
         while self._ring and self._ring[0][1] < t - keep - 1e-6:
@@ -206,6 +269,9 @@ class Recorder:
             raise RuntimeError("recorder is closed")
         if self._open is not None:
             raise RuntimeError("start() while a clip is open: stop() it first")
+        if self._encoder_factory is not None:
+            self._start_encoded(order_id, t, pre_roll, waybills, extra, wall)
+            return
         if wall is None:
             wall = self._ring[-1][2] if self._ring else datetime.now().astimezone()
         first_wall = wall
@@ -249,7 +315,156 @@ class Recorder:
         self._open = None
         clip.finish_reason = reason
         log.info("order %r finished (%s); finishing clip", clip.order_id, reason)
-        self._pending.put(clip)
+        if self._encoder_factory is None:
+            self._pending.put(clip)
+            return
+        # Every frame pushed so far is the clip's; packets of those still in the encoder
+        # follow (a V4L2 encoder keeps a few): the clip is finished once they are muxed.
+        clip.end_t = self._last_pushed_t
+        if self._enc is not None:
+            # The first frame after a clip is an IDR picture: the next clip's pre-roll can
+            # start right where this one ended, not only at the next periodic keyframe.
+            self._enc.request_keyframe()
+        self._closing.append(clip)
+        self._complete_closing()
+
+    # ---- the encoded path (capture thread) ------------------------------------------------
+
+    def _encoder(self) -> FrameEncoder:
+        if self._enc is None:
+            assert self._encoder_factory is not None
+            try:
+                self._enc = self._encoder_factory()
+            except StationError:
+                raise
+            except Exception as exc:
+                raise RecordingError(f"cannot start the encoder: {exc}") from exc
+        return self._enc
+
+    def _push_encoded(
+        self, image_i420: np.ndarray, t: float, wall: datetime, label: str | None
+    ) -> None:
+        try:
+            enc = self._encoder()
+            enc.submit(image_i420, t, wall, label)
+            self._last_pushed_t = t
+            packets = enc.drain()
+        except RecordingError as exc:
+            # The encoder is gone: every clip it fed ends here; a new one starts next frame.
+            self._enc = None
+            self._packets = PacketRing(self.cfg.session.pre_roll_s)
+            for clip in self._closing:
+                clip.error = clip.error or str(exc)
+            self._complete_closing(force=True)
+            if self._open is not None:
+                self._abandon(self._open, exc)
+            raise
+        self._route(packets)
+
+    def _route(self, packets: list[EncodedPacket]) -> None:
+        """Packets into the ring, into the clips stopped and waiting, into the open clip."""
+        failed: RecordingError | None = None
+        for packet in packets:
+            self._packets.append(packet)
+            for clip in [*self._closing, self._open]:
+                if clip is None or clip.error is not None:
+                    continue
+                try:
+                    self._offer(clip, packet)
+                except RecordingError as exc:
+                    if clip is self._open:
+                        self._abandon(clip, exc)
+                        failed = exc
+                    else:
+                        clip.error = str(exc)
+        self._complete_closing()
+        if failed is not None:
+            raise failed
+
+    def _offer(self, clip: _OpenClip, packet: EncodedPacket) -> None:
+        if clip.end_t is not None and packet.t > clip.end_t + 1e-9:
+            return
+        if clip.first_t is None:
+            if not packet.key:
+                return
+            if clip.start_key_t is not None and packet.t < clip.start_key_t - 1e-9:
+                return
+            if clip.after_t is not None and packet.t <= clip.after_t + 1e-9:
+                return
+        elif clip.last_t is not None and packet.t <= clip.last_t:
+            return
+        self._account(clip, packet.t, packet.wall, packet.label)
+        clip.writer.write(packet)  # type: ignore[call-arg, arg-type]
+
+    def _complete_closing(self, *, force: bool = False) -> None:
+        """Hand stopped clips to the finisher once their last packet can have come."""
+        if not self._closing:
+            return
+        enc = self._enc
+        idle = force or enc is None or enc.in_flight == 0
+        keep = []
+        for clip in self._closing:
+            if (
+                idle
+                or clip.error is not None
+                or (
+                    clip.last_t is not None and clip.end_t is not None and clip.last_t >= clip.end_t
+                )
+            ):
+                self._pending.put(clip)
+            else:
+                keep.append(clip)
+        self._closing = keep
+
+    def _start_encoded(
+        self,
+        order_id: str,
+        t: float,
+        pre_roll: bool,
+        waybills: tuple[str, ...],
+        extra: dict[str, Any] | None,
+        wall: datetime | None,
+    ) -> None:
+        enc = self._encoder()
+        bounds = [b for b in (self._owned_t, *(c.end_t for c in self._closing)) if b is not None]
+        if not pre_roll and self._last_pushed_t is not None:
+            bounds.append(self._last_pushed_t)  # from the next frame on
+        after_t = max(bounds) if bounds else None
+        key_t = None
+        if pre_roll:
+            key_t = self._packets.start_for(t, self.cfg.session.pre_roll_s, after_t)
+        if key_t is None:
+            enc.request_keyframe()  # an IDR picture at the next frame: the clip starts there
+        ring = self._packets.since(key_t) if key_t is not None else []
+        if wall is None:
+            wall = datetime.now().astimezone()
+        first_wall = ring[0].wall if ring else wall
+        name = self._base_name(order_id, first_wall)
+        tmp_path = self.tmp_dir / f"{name}.mp4"
+        assert self._muxer_factory is not None
+        try:
+            sink = self._muxer_factory(tmp_path, enc)
+        except StationError:
+            raise
+        except Exception as exc:
+            raise RecordingError(f"cannot open clip file {tmp_path}: {exc}") from exc
+        clip = _OpenClip(order_id=order_id, scan_t=t, tmp_path=tmp_path, writer=sink)  # type: ignore[arg-type]
+        clip.start_key_t, clip.after_t = key_t, after_t
+        clip.waybills.extend(WaybillLink(w, "", 0.0) for w in waybills)
+        clip.scan_wall = wall
+        clip.journal_first_wall = first_wall
+        clip.journal_pre_roll_s = round(max(0.0, t - ring[0].t), 3) if ring else 0.0
+        clip.extra = dict(extra or {})
+        self._open = clip
+        self._journal(clip, durable=True)
+        try:
+            for packet in ring:
+                self._offer(clip, packet)
+        except RecordingError as exc:
+            self._abandon(clip, exc)
+            raise
+        start = f"keyframe at t={key_t:.3f}" if key_t is not None else "the next frame"
+        log.info("recording order %r -> %s (starts at %s)", order_id, tmp_path.name, start)
 
     def link_waybill(self, waybill: str, carrier: str, t: float) -> None:
         clip = self._open
@@ -302,6 +517,13 @@ class Recorder:
         """Wait for every stopped clip to be finished and indexed. An open clip is an error."""
         if self._open is not None:
             raise RuntimeError("close() with an open clip: stop() it first")
+        if self._enc is not None:
+            enc, self._enc = self._enc, None
+            try:
+                self._route(enc.flush())  # the encoder's last packets, for clips still closing
+            except RecordingError as exc:
+                log.error("flushing the encoder failed: %s", exc)
+            self._complete_closing(force=True)
         if not self._save_events():
             for event in self._unsaved_events:  # the log is the last place they can go
                 log.error("scan event lost (index unavailable): %s", event.to_json())
@@ -312,7 +534,13 @@ class Recorder:
         self._finisher.join(timeout)
 
     def wait_idle(self) -> None:
-        """Block until the finisher has drained (tests and replay)."""
+        """Block until stopped clips are finished (tests and replay)."""
+        deadline = time.monotonic() + 10.0
+        while self._closing and time.monotonic() < deadline:  # their packets are on the way
+            if self._enc is not None:
+                self._route(self._enc.drain())
+            time.sleep(0.005)
+        self._complete_closing(force=True)
         self._pending.join()
 
     # ---- internals ------------------------------------------------------------------------
@@ -363,6 +591,11 @@ class Recorder:
     def _write(
         self, clip: _OpenClip, image: np.ndarray, t: float, wall: datetime, label: str | None
     ) -> None:
+        self._account(clip, t, wall, label)
+        clip.writer.write(image, t)
+
+    def _account(self, clip: _OpenClip, t: float, wall: datetime, label: str | None) -> None:
+        """Note one frame going into ``clip``: its time, its owner, the label it shows."""
         if self._owned_t is not None and t <= self._owned_t:
             # A programming error upstream: this frame is already in a clip.
             raise RuntimeError(f"frame at t={t} is already in a clip (up to t={self._owned_t})")
@@ -373,7 +606,6 @@ class Recorder:
                 self._journal(clip)
         clip.last_wall = wall
         self._owned_t = t  # even if the write fails: the frame may be in the file
-        clip.writer.write(image, t)
         clip.last_t = t
         if clip.labels and clip.labels[-1][0] == label:
             clip.labels[-1][1] += 1
