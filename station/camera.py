@@ -292,7 +292,9 @@ def build_camera(cfg: Config, *, realtime: bool = True) -> FrameSource:
     c = cfg.camera
     tz = ZoneInfo(cfg.station.timezone) if cfg.station.timezone else None
     if c.backend == "synthetic":
-        return SyntheticCamera(c.width, c.height, c.fps, load_scenario(c), realtime, tz=tz)
+        return SyntheticCamera(
+            c.width, c.height, c.fps, load_scenario(c), realtime, tz=tz, pixel_format=c.pixel_format
+        )
     if c.backend == "opencv":
         return OpenCVCamera(c.source, c.width, c.height, c.fps, c.read_timeout_s, tz=tz)
     if c.backend == "picamera2":

@@ -172,6 +172,8 @@ class LiveWriter:
                 "disk_free_bytes": shutil.disk_usage(self.data_dir).free,
                 "clock_synced": clock_synced(),
             }
+        if image.ndim == 2:  # a planar I420 frame: the preview is the only BGR made from it
+            image = cv2.cvtColor(image, cv2.COLOR_YUV2BGR_I420)
         h, w = image.shape[:2]
         if w > self.width:
             image = cv2.resize(

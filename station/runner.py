@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -216,14 +216,16 @@ class Station:
         self.stats.frames += 1
         t0 = time.perf_counter()
         submitted = False
+        i420_in = frame.pixel_format == "i420"
         if self.decoder is not None and frame.index % self.cfg.scanner.decode_every == 0:
-            self.decoder.submit(frame)
+            # The barcode reader reads grey: an I420 frame's Y plane, with no conversion.
+            self.decoder.submit(replace(frame, image=frame.luma) if i420_in else frame)
             submitted = True
         for ev in self._poll(frame.t):
             self._handle_input(ev)
         moving = True
         if self.cfg.session.still_timeout_s > 0:
-            moving = self._moving(frame.image)
+            moving = self._moving(frame.luma)
         self._apply(ss.Tick(frame.t, moving))
         t1 = time.perf_counter()
         self.stats.control_s += t1 - t0
@@ -238,7 +240,8 @@ class Station:
             st = self.state
             elapsed = frame.t - st.started_t if isinstance(st, ss.Recording) else None
             waybills = getattr(st, "waybills", ())
-            self.overlay.apply(
+            draw = self.overlay.apply_i420 if i420_in else self.overlay.apply
+            draw(
                 image,
                 localize(frame.wall, self.tz),
                 label,
@@ -247,7 +250,7 @@ class Station:
                 isinstance(st, ss.Recording),
             )
         t2 = time.perf_counter()
-        i420 = self.to_i420(image)
+        i420 = image if i420_in else self.to_i420(image)
         t3 = time.perf_counter()
         try:
             self.recorder.push(i420, frame.t, localize(frame.wall, self.tz), label)
@@ -385,7 +388,9 @@ class Station:
 
     def _moving(self, image: np.ndarray) -> bool:
         small = cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA)
-        small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.int16)
+        if small.ndim == 3:
+            small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        small = small.astype(np.int16)
         prev, self._prev_small = self._prev_small, small
         if prev is None:
             return True
