@@ -1,10 +1,12 @@
 """Capture-loop benchmark: packcam's real loop vs the naive loop other packing recorders use.
 
-Runs, side by side in one process and one run:
+Runs, side by side in one run:
   * packcam: the real station (synthetic camera paced at 30 fps, threaded barcode worker on
-    every Nth frame, cached overlay, I420 conversion, threaded libx264 writer, recorder,
-    proof finalizer) at 1280x720 and 1920x1080, with an order / waybill / seal card shown
-    every 6 s;
+    every Nth frame, cached overlay, I420 conversion, the always-running encoder with its
+    encoded pre-roll ring, clip muxer, recorder, proof finalizer) at 1280x720 and 1920x1080,
+    with an order / waybill / seal card shown every 6 s, each in a fresh child process so its
+    peak RSS (VmHWM) is the station's alone; once more at 1080p with pre_roll_s = 30 (RSS);
+    frames dropped overall and in the first second after each clip's scan;
   * naive: pyzbar on every full frame + cv2.putText + cv2.VideoWriter(mp4v), as fast as it
     can go, on the same synthetic frames;
   * floor: the same frames through I420 conversion and libx264 only (no barcode reading, no
@@ -77,16 +79,63 @@ def thread_cpu() -> dict[int, float]:
     return out
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM), in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class DropLog:
+    """Wraps the camera: notes (camera time, dropped so far) at every read."""
+
+    def __init__(self, cam: SyntheticCamera) -> None:
+        self.cam = cam
+        self.log: list[tuple[float, int]] = []
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.cam, name)
+
+    def read(self, timeout: float = 2.0):  # type: ignore[no-untyped-def]
+        frame = self.cam.read(timeout)
+        if frame is not None:
+            self.log.append((frame.t, self.cam.dropped))
+        return frame
+
+    def dropped_between(self, t0: float, t1: float) -> int:
+        inside = [d for t, d in self.log if t0 <= t <= t1]
+        before = [d for t, d in self.log if t < t0]
+        return (max(inside) - (before[-1] if before else 0)) if inside else 0
+
+
 def run_packcam(
-    width: int, height: int, seconds: float, data: Path, decode_every: int | None = None
+    width: int,
+    height: int,
+    seconds: float,
+    data: Path,
+    decode_every: int | None = None,
+    pre_roll_s: float = 3.0,
 ) -> dict:
     cfg = config_mod.load(None).with_data_dir(data)
     cfg = cfg.replace("camera", width=width, height=height, fps=30.0)
+    cfg = cfg.replace("session", pre_roll_s=pre_roll_s)
     if decode_every is not None:
         cfg = cfg.replace("scanner", decode_every=decode_every)
     cam = SyntheticCamera(width, height, 30.0, scenario(seconds), realtime=True)
-    asm = assemble(cfg, camera=cam, live_view=True)
+    drops = DropLog(cam)
+    asm = assemble(cfg, camera=drops, live_view=True)  # type: ignore[arg-type]
     st = asm.station
+    scan_times: list[float] = []
+    orig_do = st._do
+
+    def do(action):  # type: ignore[no-untyped-def]  # when each clip's order was scanned
+        if type(action).__name__ == "StartClip":
+            scan_times.append(action.t)
+        return orig_do(action)
+
+    st._do = do  # type: ignore[method-assign]
     sightings: list[tuple[float, RawScan]] = []
     orig = st._handle_input
 
@@ -150,6 +199,11 @@ def run_packcam(
     per = 1000 / max(frames, 1)
     return {
         "res": f"{width}x{height}",
+        "pre_roll_s": pre_roll_s,
+        "peak_rss_mb": peak_rss_mb(),
+        # frames the camera dropped in the first second after each clip's scan (where the
+        # raw ring's burst used to be)
+        "dropped_first_s": sum(drops.dropped_between(t, t + 1.0) for t in scan_times),
         "fps": frames / wall,
         "frames": frames,
         "dropped": cam.dropped,
@@ -305,6 +359,16 @@ def run_naive(width: int, height: int, frames: int, data: Path) -> dict:
     )
 
 
+def child(width: int, height: int, seconds: float, pre_roll_s: float, every: int | None) -> dict:
+    """One packcam run in a fresh process, so its peak RSS is the station's alone."""
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--child", str(width), str(height), str(seconds),
+           str(pre_roll_s)] + (["--decode-every", str(every)] if every else [])  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short runs: finishes within 2 minutes")
@@ -313,7 +377,17 @@ def main() -> int:
     ap.add_argument(
         "--decode-every", type=int, help="override scanner.decode_every (default: the config's)"
     )
+    ap.add_argument("--child", nargs=4, metavar=("W", "H", "SECONDS", "PRE_ROLL"),
+                    help=argparse.SUPPRESS)  # fmt: skip
     args = ap.parse_args()
+    if args.child:
+        import logging
+
+        logging.basicConfig(level=logging.ERROR)
+        w, h, secs, pre = int(args.child[0]), int(args.child[1]), *map(float, args.child[2:])
+        with tempfile.TemporaryDirectory(prefix="packcam-bench-") as tmp:
+            print(json.dumps(run_packcam(w, h, secs, Path(tmp), args.decode_every, pre)))
+        return 0
     seconds = args.seconds or (25.0 if args.quick else 90.0)
     naive_frames = args.naive_frames or (90 if args.quick else 300)
     import logging
@@ -322,21 +396,28 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="packcam-bench-") as tmp:
         for w, h in ((1280, 720), (1920, 1080)):
-            d = Path(tmp) / f"p{w}"
-            rows.append(("packcam", run_packcam(w, h, seconds, d, args.decode_every)))
+            rows.append(("packcam", child(w, h, seconds, 3.0, args.decode_every)))
             nd = Path(tmp) / f"n{w}"
             nd.mkdir()
             rows.append(("naive", run_naive(w, h, naive_frames, nd)))
             rows.append(("floor", run_floor(w, h, naive_frames, nd)))
+        # Memory with the longest pre-roll the config allows: run long enough to fill it.
+        long_pre = child(1920, 1080, max(seconds, 45.0), 30.0, args.decode_every)
     cols = ["fps", "cpu_ms", "capture_ms", "decode_ms", "overlay_ms", "encode_ms", "mb_per_min"]
-    head = f"{'loop':8} {'res':10} {'frames':>6} {'dropped':>7} "
+    head = f"{'loop':8} {'res':10} {'frames':>6} {'dropped':>7} {'1st s':>5} {'rss_mb':>6} "
     print(head + " ".join(f"{c:>10}" for c in cols) + f" {'latency_ms':>10}")
-    for name, r in rows:
+    for name, r in [*rows, ("pre30", long_pre)]:
         print(f"{name:8} {r['res']:10} {r['frames']:6d} {r.get('dropped', '-')!s:>7} "
+              f"{r.get('dropped_first_s', '-')!s:>5} {r.get('peak_rss_mb', float('nan')):6.0f} "
               + " ".join(f"{r[c]:10.1f}" for c in cols)
               + f" {r.get('latency_ms', float('nan')):10.0f}")  # fmt: skip
     p720, n720, f720, p1080, n1080, f1080 = (r for _, r in rows)
     print()
+    print(f"CPU per frame vs floor: 720p {p720['cpu_ms'] / f720['cpu_ms']:.3f}x, "
+          f"1080p {p1080['cpu_ms'] / f1080['cpu_ms']:.3f}x (target <= 1.5x)")  # fmt: skip
+    print(f"peak RSS of the station: 1080p pre-roll 3 s {p1080['peak_rss_mb']:.0f} MB "
+          f"(target <= 150), pre-roll 30 s {long_pre['peak_rss_mb']:.0f} MB (target <= 250); "
+          f"720p {p720['peak_rss_mb']:.0f} MB")  # fmt: skip
     print(f"CPU per frame vs naive: 720p {p720['cpu_ms'] / n720['cpu_ms']:.3f}x, "
           f"1080p {p1080['cpu_ms'] / n1080['cpu_ms']:.3f}x")  # fmt: skip
     print(f"floor (I420 + libx264 only) vs naive: 720p {f720['cpu_ms'] / n720['cpu_ms']:.3f}x, "
@@ -374,6 +455,13 @@ def main() -> int:
         "mb_per_min_720p": round(p720["mb_per_min"], 1),
         "mb_per_min_1080p": round(p1080["mb_per_min"], 1),
         "floor_cpu_ms_per_frame": round(f720["cpu_ms"], 2),
+        "floor_cpu_ms_per_frame_1080p": round(f1080["cpu_ms"], 2),
+        "cpu_ratio_vs_floor": round(p720["cpu_ms"] / f720["cpu_ms"], 3),
+        "cpu_ratio_vs_floor_1080p": round(p1080["cpu_ms"] / f1080["cpu_ms"], 3),
+        "peak_rss_mb_720p": round(p720["peak_rss_mb"], 1),
+        "peak_rss_mb_1080p": round(p1080["peak_rss_mb"], 1),
+        "peak_rss_mb_1080p_pre_roll_30s": round(long_pre["peak_rss_mb"], 1),
+        "dropped_first_second_of_clips": p720["dropped_first_s"] + p1080["dropped_first_s"],
         "floor_ratio_vs_naive": round(f720["cpu_ms"] / n720["cpu_ms"], 3),
         "decode_pixels_720p": round(p720["decode_pixels"], 3),
         "zbar_ms_per_mpx_synthetic": round(synth_mpx, 1),

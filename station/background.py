@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from station.backoff import Backoff
 from station.ledger import INDEX_NAME, Ledger
 from station.objstore import UploadJournal
 
@@ -76,12 +77,12 @@ class Repeater:
                 log.warning("%s: still busy after %.0f s; left to finish", self.name, timeout or 0)
 
     def _loop(self) -> None:
-        delay = self.retry_s
+        backoff = Backoff(self.retry_s, self.max_backoff_s)
         while not self.stopping.is_set():
             wait = self.interval_s
             try:
                 self.job()
-                delay = self.retry_s
+                backoff.reset()
                 self.last_error = None
             except Exception as exc:
                 if self.stopping.is_set():
@@ -89,8 +90,8 @@ class Repeater:
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 if self.on_error is not None:
                     self.on_error(exc)
-                log.warning("%s: %s; retrying in %.0f s", self.name, self.last_error, delay)
-                wait, delay = delay, min(delay * 2, self.max_backoff_s)
+                wait = backoff.next()
+                log.warning("%s: %s; retrying in %.0f s", self.name, self.last_error, wait)
             self._wake.wait(wait)
             self._wake.clear()
 

@@ -74,8 +74,10 @@ class OpenCVCamera:
     A device or stream is live: a grab thread reads continuously and keeps only the newest
     frame (frames replaced before anyone read them count in ``dropped``), ``t`` is
     ``time.monotonic()`` at the grab and ``wall`` the aware local time. When the device stops
-    delivering, the grab thread reopens it with backoff; ``read`` raises ``CameraError`` when no
-    new frame arrives within ``timeout``. ``start`` after ``stop`` opens the source again.
+    delivering for ``read_timeout_s``, the grab thread releases it and ends, and ``read``
+    raises ``CameraError``; ``read`` also raises when no new frame arrives within
+    ``timeout``. Reopening is the station's job (``stop`` then ``start``, with its back-off):
+    one reconnect loop per camera, not one here and one there.
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class OpenCVCamera:
         self._last_t = -1.0
         self._warned_size = False
         self._started = False
+        self._failed: str | None = None  # why the grab thread gave up on the device
 
     # ---- opening --------------------------------------------------------------------------
 
@@ -153,6 +156,7 @@ class OpenCVCamera:
             raise RuntimeError("OpenCVCamera.start() called twice without stop()")
         self._cap = self._open()
         self._stop.clear()
+        self._failed = None
         self._started = True
         self._index = 0
         self._last_t = -1.0
@@ -197,6 +201,8 @@ class OpenCVCamera:
             while self._latest is None:
                 if self._stop.is_set():
                     return None
+                if self._failed is not None:
+                    raise CameraError(self._failed)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise CameraError(f"camera {self.source!r}: no frame for {timeout:.1f} s")
@@ -228,7 +234,6 @@ class OpenCVCamera:
     def _grab_loop(self) -> None:
         cap = self._cap
         last_ok = time.monotonic()
-        delay = 0.5
         while not self._stop.is_set():
             try:
                 ok, image = cap.read() if cap is not None else (False, None)
@@ -238,7 +243,7 @@ class OpenCVCamera:
             if ok and image is not None:
                 t = time.monotonic()
                 wall = _now(self._tz)
-                last_ok, delay = t, 0.5
+                last_ok = t
                 frame = (self._fit(image), t, wall, self._seq)
                 with self._cond:
                     if self._latest is not None:
@@ -250,20 +255,15 @@ class OpenCVCamera:
             if time.monotonic() - last_ok < self.read_timeout_s:
                 self._stop.wait(0.02)
                 continue
-            # The device went away (unplugged, stream dropped): reopen with backoff.
-            log.warning("camera %r: no frames for %.1f s; reopening", self.source,
-                        time.monotonic() - last_ok)  # fmt: skip
-            if cap is not None:
-                cap.release()
-            cap = self._cap = None
-            try:
-                cap = self._cap = self._open()
-                last_ok = time.monotonic()
-                log.info("camera %r reopened", self.source)
-            except CameraError as exc:
-                log.warning("%s; retrying in %.1f s", exc, delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+            # The device went away (unplugged, stream dropped): give it back to the station,
+            # which reopens it with its back-off.
+            with self._cond:
+                self._failed = (
+                    f"camera {self.source!r}: no frames for {time.monotonic() - last_ok:.1f} s"
+                )
+                self._cond.notify_all()
+            log.warning("%s; released", self._failed)
+            break
         if cap is not None:
             cap.release()
         self._cap = None
@@ -292,7 +292,9 @@ def build_camera(cfg: Config, *, realtime: bool = True) -> FrameSource:
     c = cfg.camera
     tz = ZoneInfo(cfg.station.timezone) if cfg.station.timezone else None
     if c.backend == "synthetic":
-        return SyntheticCamera(c.width, c.height, c.fps, load_scenario(c), realtime, tz=tz)
+        return SyntheticCamera(
+            c.width, c.height, c.fps, load_scenario(c), realtime, tz=tz, pixel_format=c.pixel_format
+        )
     if c.backend == "opencv":
         return OpenCVCamera(c.source, c.width, c.height, c.fps, c.read_timeout_s, tz=tz)
     if c.backend == "picamera2":

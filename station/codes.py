@@ -56,8 +56,15 @@ class Rules:
 
 def _fold(text: str) -> str:
     # Seal and control cards are compared case-insensitively and in NFC, so "seal", "SEAL" and a
-    # decomposed "封箱" all match; order IDs and waybills are kept exactly as scanned.
-    return unicodedata.normalize("NFC", text).casefold()
+    # decomposed "封箱" all match; order IDs and waybills are kept exactly as scanned. Only
+    # true one-to-one case pairs fold (S/s, Σ/σ): str.casefold() also maps look-alikes such as
+    # the long s or the Kelvin sign onto ASCII, and "ſeal" on a label is not a seal card.
+    return "".join(map(_fold_char, unicodedata.normalize("NFC", text)))
+
+
+def _fold_char(ch: str) -> str:
+    low = ch.lower()
+    return low if len(low) == 1 and low.upper() == ch else ch
 
 
 def sanitize(raw: str, max_length: int) -> str:

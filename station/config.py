@@ -46,6 +46,9 @@ class CameraSection:
     scenario: str = ""
     # seconds without a frame before the camera counts as lost
     read_timeout_s: float = 5.0
+    # "bgr", or "i420": the camera delivers planar YUV420 and the station overlays, encodes
+    # and reads barcodes (from the Y plane) without converting to BGR (synthetic so far)
+    pixel_format: str = "bgr"
 
 
 @dataclass(frozen=True)
@@ -343,6 +346,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError("camera.fps must be between 1 and 120")
     if c.read_timeout_s <= 0:
         raise ConfigError("camera.read_timeout_s must be positive")
+    if c.pixel_format not in {"bgr", "i420"}:
+        raise ConfigError(f"camera.pixel_format must be bgr or i420, not {c.pixel_format!r}")
+    if c.pixel_format == "i420" and c.backend != "synthetic":
+        raise ConfigError(
+            'camera.pixel_format = "i420" works with the synthetic camera only so far'
+        )
     sc = cfg.scanner
     if sc.decode_every < 1:
         raise ConfigError("scanner.decode_every must be at least 1")

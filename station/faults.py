@@ -161,13 +161,20 @@ class VirtualDisk:
         self.root, self.capacity, self.eat = root, capacity, eat
         self._clock = clock
         self._t0 = clock()
+        self._used: tuple[float, int] | None = None
 
     def used(self) -> int:
+        # The capture thread probes once a frame while a clip is open: walk the tree at most
+        # ten times a second (a real statvfs costs microseconds, a walk does not).
+        now = self._clock()
+        if self._used is not None and now - self._used[0] < 0.1:
+            return self._used[1]
         total = 0
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
                 with contextlib.suppress(FileNotFoundError):  # renamed or deleted meanwhile
                     total += os.stat(os.path.join(dirpath, name)).st_size
+        self._used = (now, total)
         return total
 
     def __call__(self) -> DiskSpace:

@@ -13,7 +13,9 @@ import numpy as np
 class Frame:
     """One captured picture.
 
-    ``image`` is an HxWx3 uint8 BGR array (OpenCV order). ``t`` is seconds on the source's own
+    ``image`` is an HxWx3 uint8 BGR array (OpenCV order), or with ``pixel_format`` "i420" a
+    planar YUV420 array of shape (H*3/2, W) whose first H rows are the Y (grey) plane, as a
+    camera that delivers YUV420 gives it (picamera2). ``t`` is seconds on the source's own
     timeline: ``time.monotonic()`` for live sources, the presentation time for files and the
     frame index / fps for non-real-time synthetic sources. Every decision (pre-roll, timeouts,
     scan times) uses ``t``; ``wall`` is the aware local wall-clock time of the same instant and
@@ -24,6 +26,14 @@ class Frame:
     t: float
     wall: datetime
     index: int
+    pixel_format: str = "bgr"  # "bgr" | "i420"
+
+    @property
+    def luma(self) -> np.ndarray:
+        """The grey picture: the Y plane of an I420 frame (a view), or the BGR image."""
+        if self.pixel_format == "i420":
+            return self.image[: self.image.shape[0] * 2 // 3]
+        return self.image
 
 
 @runtime_checkable

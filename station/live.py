@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -27,8 +28,26 @@ log = logging.getLogger(__name__)
 def _replace_bytes(path: Path, data: bytes) -> None:
     # No fsync: this is a preview, replaced five times a second; a torn write is just skipped.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _overwrite_in_place(path: Path, data: bytes) -> None:
+    """Rewrite an existing small file in its own blocks: works on a full disk.
+
+    A reader may catch it half-written (the web view then shows "unreadable status" until
+    the next refresh); that is better than a status frozen at "recording" on a full disk.
+    """
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,15 +172,18 @@ class LiveWriter:
                 "disk_free_bytes": shutil.disk_usage(self.data_dir).free,
                 "clock_synced": clock_synced(),
             }
+        if image.ndim == 2:  # a planar I420 frame: the preview is the only BGR made from it
+            image = cv2.cvtColor(image, cv2.COLOR_YUV2BGR_I420)
         h, w = image.shape[:2]
         if w > self.width:
             image = cv2.resize(
                 image, (self.width, h * self.width // w), interpolation=cv2.INTER_AREA
             )
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 70])
+        # The status first: on a full disk the picture cannot be written, the state can.
+        self._write_status(status, dropped, None)
         if ok:
             _replace_bytes(self.dir / f"{self.stem}.jpg", jpeg.tobytes())
-        self._write_status(status, dropped, None)
 
     def _write_status(self, status: Any, dropped: int, state: str | None) -> None:
         doc = {
@@ -181,4 +203,10 @@ class LiveWriter:
             **self._slow,
         }
         data = json.dumps(doc, ensure_ascii=False).encode("utf-8")
-        _replace_bytes(self.dir / f"{self.stem}.json", data)
+        path = self.dir / f"{self.stem}.json"
+        try:
+            _replace_bytes(path, data)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or not path.exists():
+                raise
+            _overwrite_in_place(path, data)

@@ -11,6 +11,7 @@ import subprocess
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from typing import Any
 
 import cv2
 import numpy as np
@@ -116,6 +117,39 @@ def _warn_once(message: str) -> None:
     log.warning("%s", message)
 
 
+def _i420_band(
+    band: _Band,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The band's keep/ink for the Y plane and the half-size U and V planes.
+
+    Blending is linear, so with keep k and premultiplied ink in BGR, each YUV plane gets the
+    same k and the ink's colour transformed without offset, plus offset * (1 - k). An odd band
+    height is padded by one untouched row so its last chroma row averages correctly.
+    """
+    rows = band.keep.shape[0]
+    keep = band.keep[..., 0].astype(np.float32)  # alpha is the same in every channel
+    ink = band.ink.astype(np.float32)
+    if keep.shape[0] % 2:
+        keep = np.vstack([keep, np.full((1, keep.shape[1]), 255, np.float32)])
+        ink = np.vstack([ink, np.zeros((1, *ink.shape[1:]), np.float32)])
+    b, g, r = ink[..., 0], ink[..., 1], ink[..., 2]
+    rest = 1.0 - keep / 255.0
+    y = 16.0 * rest + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+
+    def half(a: np.ndarray) -> np.ndarray:
+        return cv2.resize(a, (a.shape[1] // 2, a.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+    kc, bc, gc, rc = half(keep), half(b), half(g), half(r)
+    rest_c = 1.0 - kc / 255.0
+    u = 128.0 * rest_c + (-37.797 * rc - 74.203 * gc + 112.0 * bc) / 255.0
+    v = 128.0 * rest_c + (112.0 * rc - 93.786 * gc - 18.214 * bc) / 255.0
+
+    def u8(a: np.ndarray) -> np.ndarray:
+        return np.clip(a + 0.5, 0, 255).astype(np.uint8)
+
+    return (u8(keep[:rows]), u8(y[:rows])), (u8(kc), u8(u), u8(v))
+
+
 @dataclass(frozen=True)
 class _Band:
     """The precomposed band: out = src * keep / 255 + ink over rows y0..y1 (saturating)."""
@@ -164,6 +198,8 @@ class Overlay:
         self._patches: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._band_key: tuple[object, ...] | None = None
         self._band: _Band | None = None
+        self._i420_key: tuple[object, ...] | None = None
+        self._i420: Any = None  # the band for the Y, U and V planes (apply_i420)
         self.renders = 0
         self.band_builds = 0
 
@@ -198,6 +234,45 @@ class Overlay:
             cv2.add(roi, band.ink, dst=roi)
         else:  # a strided view: OpenCV would write into a copy, so assign explicitly
             roi[...] = cv2.add(cv2.multiply(roi, band.keep, scale=1.0 / 255.0), band.ink)
+
+    def apply_i420(
+        self,
+        image: np.ndarray,
+        wall: datetime,
+        order_id: str | None,
+        waybill: str | None,
+        elapsed_s: float | None,
+        recording: bool,
+    ) -> None:
+        """Draw the band on a planar I420 frame ((H*3/2)xW uint8, modified in place).
+
+        For a camera that delivers YUV420 (picamera2): the same band as ``apply``, blended in
+        each plane (BT.601 limited range, what the encoder is told), with no BGR round trip.
+        """
+        if image.ndim != 2 or image.dtype != np.uint8 or image.shape[0] % 3:
+            raise ValueError(f"expected an (H*3/2)xW uint8 I420 image, got {image.shape}")
+        height, width = image.shape[0] * 2 // 3, image.shape[1]
+        rec = None
+        if recording:
+            rec = "REC" if elapsed_s is None else f"REC {format_elapsed(elapsed_s)}"
+        key = (height, width, format_wall(wall, self.tz), order_id or "", waybill or "", rec)
+        if key != self._i420_key:
+            if key != self._band_key:
+                self._band = self._build_band(*key)
+                self._band_key = key
+            assert self._band is not None
+            self._i420 = _i420_band(self._band)
+            self._i420_key = key
+        assert self._i420 is not None
+        (keep_y, ink_y), (keep_c, ink_u, ink_v) = self._i420
+        rows, crows = keep_y.shape[0], keep_c.shape[0]
+        quarter = height // 4
+        u = image[height : height + quarter].reshape(height // 2, width // 2)
+        v = image[height + quarter :].reshape(height // 2, width // 2)
+        for plane, keep, ink in ((image[:rows], keep_y, ink_y), (u[:crows], keep_c, ink_u),
+                                 (v[:crows], keep_c, ink_v)):  # fmt: skip
+            cv2.multiply(plane, keep, dst=plane, scale=1.0 / 255.0)
+            cv2.add(plane, ink, dst=plane)
 
     @property
     def band(self) -> tuple[int, int] | None:

@@ -8,7 +8,9 @@ import json
 import logging
 import os
 import queue
+import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from station.config import Config
 from station.errors import RecordingError, StationError
 from station.files import fsync_dir, sha256_file, write_json_atomic
 from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
+from station.stream import EncodedPacket, PacketRing
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,41 @@ class ClipSink(Protocol):
 
 
 WriterFactory = Callable[[Path], ClipSink]
+
+
+class FrameEncoder(Protocol):
+    """What the recorder needs of the always-running encoder (stream.StreamEncoder)."""
+
+    width: int
+    height: int
+    fps: float
+    encoder: str
+    extradata: bytes | None
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def submit(
+        self, image_i420: np.ndarray, t: float, wall: datetime, label: str | None
+    ) -> None: ...
+
+    def request_keyframe(self) -> None: ...
+
+    def drain(self) -> list[EncodedPacket]: ...
+
+    def flush(self) -> list[EncodedPacket]: ...
+
+
+class PacketSink(Protocol):
+    """One clip's muxer (stream.ClipMuxer)."""
+
+    def write(self, packet: EncodedPacket) -> None: ...
+
+    def finish(self) -> Any: ...
+
+
+EncoderFactory = Callable[[], FrameEncoder]
+MuxerFactory = Callable[[Path, FrameEncoder], PacketSink]
 
 # Called after the clip is in its final place and before its manifest is written and indexed:
 # (final mp4 path, manifest dict) -> manifest dict. It may rewrite the file (e.g. embed a C2PA
@@ -62,6 +100,7 @@ class _OpenClip:
     tmp_path: Path
     writer: ClipSink
     first_t: float | None = None
+    last_t: float | None = None
     first_wall: datetime | None = None
     last_wall: datetime | None = None
     waybills: list[WaybillLink] = field(default_factory=list)
@@ -72,6 +111,13 @@ class _OpenClip:
     journal_pre_roll_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # extra manifest fields (camera gap)
     error: str | None = None
+    # The order label burned into each written frame, run-length coded: [[label, frames], ...]
+    labels: list[list[Any]] = field(default_factory=list)
+    # Encoded path: the keyframe to start at (None: the first keyframe after ``after_t``),
+    # and, once stopped, the camera time of the last frame that belongs to the clip.
+    start_key_t: float | None = None
+    after_t: float | None = None
+    end_t: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,12 +125,18 @@ class FinishedClip:
     """What the finisher produced: the indexed record, or the error that stopped it.
 
     ``empty``: the clip was stopped before its first frame (no error, nothing to keep).
+    ``frame_labels``: the order label each frame of the clip had burned in when it was
+    captured (None: no order open then), run-length coded as ``((label, frames), ...)``:
+    what a test or an audit reads instead of OCR to prove no frame shows another order.
+    ``span``: camera times of the clip's first and last frame.
     """
 
     order_id: str
     record: ClipRecord | None
     error: str | None = None
     empty: bool = False
+    frame_labels: tuple[tuple[str | None, int], ...] = ()
+    span: tuple[float, float] | None = None
 
 
 def journal_path(tmp_mp4: Path) -> Path:
@@ -100,7 +152,16 @@ def write_json_quick(path: Path, data: dict[str, Any]) -> None:
 
 
 class Recorder:
-    """Keeps the last ``pre_roll_s`` seconds of frames and writes at most one clip at a time.
+    """Keeps the last ``pre_roll_s`` seconds of video and writes at most one clip at a time.
+
+    Two ways to make clips. The station's (``encoder`` + ``muxer``): every frame is encoded
+    once by an always-running ``FrameEncoder``; the ring keeps the last ``pre_roll_s`` of
+    encoded packets from a keyframe on (a few MB, not hundreds of raw frames); a clip starts
+    on the newest keyframe at or before scan - ``pre_roll_s`` that no earlier clip holds (or,
+    when there is none, on an IDR picture requested at the scan) and its packets are muxed
+    as they come: no second encode, no burst at its start. The per-clip way
+    (``writer_factory``, tests and tools): raw frames in the ring, a ``ClipSink`` that
+    encodes each clip, the pre-roll encoded when the clip starts.
 
     Thread contract: ``push``, ``start``, ``stop``, ``link_waybill`` and ``log_event`` are called
     from the capture thread only. Finishing a clip (encoder flush, fsync, hashing, rename,
@@ -113,15 +174,25 @@ class Recorder:
         self,
         cfg: Config,
         ledger: Ledger,
-        writer_factory: WriterFactory,
+        writer_factory: WriterFactory | None = None,
         *,
+        encoder: EncoderFactory | None = None,
+        muxer: MuxerFactory | None = None,
         on_finished: Callable[[FinishedClip], None] | None = None,
         finalizers: tuple[Finalizer, ...] = (),
         salvage: Salvage | None = None,
     ) -> None:
+        if (writer_factory is None) == (encoder is None) or (encoder is None) != (muxer is None):
+            raise ValueError("give either writer_factory, or encoder and muxer")
         self.cfg = cfg
         self.ledger = ledger
         self.writer_factory = writer_factory
+        self._encoder_factory = encoder
+        self._muxer_factory = muxer
+        self._enc: FrameEncoder | None = None
+        self._packets = PacketRing(cfg.session.pre_roll_s)
+        self._closing: list[_OpenClip] = []  # stopped, waiting for their last packets
+        self._last_pushed_t: float | None = None
         self.on_finished = on_finished
         self.finalizers = finalizers
         self.salvage = salvage
@@ -130,8 +201,11 @@ class Recorder:
         self.clips_dir = self.data_dir / "clips"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.clips_dir.mkdir(parents=True, exist_ok=True)
-        self._ring: deque[tuple[np.ndarray, float, datetime]] = deque()
+        self._ring: deque[tuple[np.ndarray, float, datetime, str | None]] = deque()
         self._open: _OpenClip | None = None
+        # Camera time of the last frame written to any clip: a later clip's pre-roll starts
+        # after it, so no second of video belongs to two orders.
+        self._owned_t: float | None = None
         self._pending: queue.Queue[_OpenClip | None] = queue.Queue()
         self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
         self._finisher.start()
@@ -140,6 +214,9 @@ class Recorder:
         self.finished: deque[FinishedClip] = deque(maxlen=FINISHED_KEPT)
         self._closed = False
         self._unsalvaged: list[tuple[Path, dict[str, Any]]] = []  # retried after the next clip
+        self._unsaved_events: list[ScanEventRecord] = []  # capture thread only
+        self._events_tried = 0.0
+        self._events_failing = False
 
     # ---- capture-thread API ---------------------------------------------------------------
 
@@ -147,16 +224,26 @@ class Recorder:
     def recording(self) -> bool:
         return self._open is not None
 
-    def push(self, image_i420: np.ndarray, t: float, wall: datetime) -> None:
-        """Add one frame (already overlaid) to the pre-roll ring and the open clip."""
+    def push(
+        self, image_i420: np.ndarray, t: float, wall: datetime, label: str | None = None
+    ) -> None:
+        """Add one frame (already overlaid) to the pre-roll ring and the open clip.
+
+        ``label``: the order burned into this frame (None when no order was open).
+        """
+        if self._unsaved_events and time.monotonic() - self._events_tried >= 1.0:
+            self._save_events()
+        if self._encoder_factory is not None:
+            self._push_encoded(image_i420, t, wall, label)
+            return
         keep = self.cfg.session.pre_roll_s
-        self._ring.append((image_i420, t, wall))
+        self._ring.append((image_i420, t, wall, label))
         while self._ring and self._ring[0][1] < t - keep - 1e-6:
             self._ring.popleft()
         if self._open is not None:
             clip = self._open
             try:
-                self._write(clip, image_i420, t, wall)
+                self._write(clip, image_i420, t, wall, label)
             except RecordingError as exc:
                 self._abandon(clip, exc)
                 raise
@@ -169,18 +256,33 @@ class Recorder:
         pre_roll: bool = True,
         waybills: tuple[str, ...] = (),
         extra: dict[str, Any] | None = None,
+        wall: datetime | None = None,
     ) -> None:
-        """Open a clip of ``order_id``; ``extra`` goes into its manifest (e.g. a camera gap)."""
+        """Open a clip of ``order_id`` scanned at camera time ``t`` (wall time ``wall``).
+
+        ``extra`` goes into its manifest (e.g. a camera gap). The pre-roll is the buffered
+        frames of the last ``pre_roll_s`` seconds that no earlier clip holds. The file is
+        named with the wall time of its first frame: the first pre-roll frame, or without
+        pre-roll the next frame pushed, which is at ``t`` (``wall``).
+        """
         if self._closed:
             raise RuntimeError("recorder is closed")
         if self._open is not None:
             raise RuntimeError("start() while a clip is open: stop() it first")
-        first_wall = self._ring[-1][2] if self._ring else datetime.now().astimezone()
+        if self._encoder_factory is not None:
+            self._start_encoded(order_id, t, pre_roll, waybills, extra, wall)
+            return
+        if wall is None:
+            wall = self._ring[-1][2] if self._ring else datetime.now().astimezone()
+        first_wall = wall
         frames = []
         if pre_roll:
             keep = self.cfg.session.pre_roll_s
-            frames = [f for f in self._ring if f[1] >= t - keep - 1e-6]
-        name = self._base_name(order_id, first_wall)
+            owned = self._owned_t
+            frames = [
+                f for f in self._ring if f[1] >= t - keep - 1e-6 and (owned is None or f[1] > owned)
+            ]
+        name = self._base_name(order_id, frames[0][2] if frames else first_wall)
         tmp_path = self.tmp_dir / f"{name}.mp4"
         try:
             writer = self.writer_factory(tmp_path)
@@ -199,8 +301,8 @@ class Recorder:
         # enough for crash recovery to index it under the right order.
         self._journal(clip, durable=True)
         try:
-            for image, ft, wall in frames:
-                self._write(clip, image, ft, wall)
+            for image, ft, fwall, label in frames:
+                self._write(clip, image, ft, fwall, label)
         except RecordingError as exc:
             self._abandon(clip, exc)
             raise
@@ -213,7 +315,156 @@ class Recorder:
         self._open = None
         clip.finish_reason = reason
         log.info("order %r finished (%s); finishing clip", clip.order_id, reason)
-        self._pending.put(clip)
+        if self._encoder_factory is None:
+            self._pending.put(clip)
+            return
+        # Every frame pushed so far is the clip's; packets of those still in the encoder
+        # follow (a V4L2 encoder keeps a few): the clip is finished once they are muxed.
+        clip.end_t = self._last_pushed_t
+        if self._enc is not None:
+            # The first frame after a clip is an IDR picture: the next clip's pre-roll can
+            # start right where this one ended, not only at the next periodic keyframe.
+            self._enc.request_keyframe()
+        self._closing.append(clip)
+        self._complete_closing()
+
+    # ---- the encoded path (capture thread) ------------------------------------------------
+
+    def _encoder(self) -> FrameEncoder:
+        if self._enc is None:
+            assert self._encoder_factory is not None
+            try:
+                self._enc = self._encoder_factory()
+            except StationError:
+                raise
+            except Exception as exc:
+                raise RecordingError(f"cannot start the encoder: {exc}") from exc
+        return self._enc
+
+    def _push_encoded(
+        self, image_i420: np.ndarray, t: float, wall: datetime, label: str | None
+    ) -> None:
+        try:
+            enc = self._encoder()
+            enc.submit(image_i420, t, wall, label)
+            self._last_pushed_t = t
+            packets = enc.drain()
+        except RecordingError as exc:
+            # The encoder is gone: every clip it fed ends here; a new one starts next frame.
+            self._enc = None
+            self._packets = PacketRing(self.cfg.session.pre_roll_s)
+            for clip in self._closing:
+                clip.error = clip.error or str(exc)
+            self._complete_closing(force=True)
+            if self._open is not None:
+                self._abandon(self._open, exc)
+            raise
+        self._route(packets)
+
+    def _route(self, packets: list[EncodedPacket]) -> None:
+        """Packets into the ring, into the clips stopped and waiting, into the open clip."""
+        failed: RecordingError | None = None
+        for packet in packets:
+            self._packets.append(packet)
+            for clip in [*self._closing, self._open]:
+                if clip is None or clip.error is not None:
+                    continue
+                try:
+                    self._offer(clip, packet)
+                except RecordingError as exc:
+                    if clip is self._open:
+                        self._abandon(clip, exc)
+                        failed = exc
+                    else:
+                        clip.error = str(exc)
+        self._complete_closing()
+        if failed is not None:
+            raise failed
+
+    def _offer(self, clip: _OpenClip, packet: EncodedPacket) -> None:
+        if clip.end_t is not None and packet.t > clip.end_t + 1e-9:
+            return
+        if clip.first_t is None:
+            if not packet.key:
+                return
+            if clip.start_key_t is not None and packet.t < clip.start_key_t - 1e-9:
+                return
+            if clip.after_t is not None and packet.t <= clip.after_t + 1e-9:
+                return
+        elif clip.last_t is not None and packet.t <= clip.last_t:
+            return
+        self._account(clip, packet.t, packet.wall, packet.label)
+        clip.writer.write(packet)  # type: ignore[call-arg, arg-type]
+
+    def _complete_closing(self, *, force: bool = False) -> None:
+        """Hand stopped clips to the finisher once their last packet can have come."""
+        if not self._closing:
+            return
+        enc = self._enc
+        idle = force or enc is None or enc.in_flight == 0
+        keep = []
+        for clip in self._closing:
+            if (
+                idle
+                or clip.error is not None
+                or (
+                    clip.last_t is not None and clip.end_t is not None and clip.last_t >= clip.end_t
+                )
+            ):
+                self._pending.put(clip)
+            else:
+                keep.append(clip)
+        self._closing = keep
+
+    def _start_encoded(
+        self,
+        order_id: str,
+        t: float,
+        pre_roll: bool,
+        waybills: tuple[str, ...],
+        extra: dict[str, Any] | None,
+        wall: datetime | None,
+    ) -> None:
+        enc = self._encoder()
+        bounds = [b for b in (self._owned_t, *(c.end_t for c in self._closing)) if b is not None]
+        if not pre_roll and self._last_pushed_t is not None:
+            bounds.append(self._last_pushed_t)  # from the next frame on
+        after_t = max(bounds) if bounds else None
+        key_t = None
+        if pre_roll:
+            key_t = self._packets.start_for(t, self.cfg.session.pre_roll_s, after_t)
+        if key_t is None:
+            enc.request_keyframe()  # an IDR picture at the next frame: the clip starts there
+        ring = self._packets.since(key_t) if key_t is not None else []
+        if wall is None:
+            wall = datetime.now().astimezone()
+        first_wall = ring[0].wall if ring else wall
+        name = self._base_name(order_id, first_wall)
+        tmp_path = self.tmp_dir / f"{name}.mp4"
+        assert self._muxer_factory is not None
+        try:
+            sink = self._muxer_factory(tmp_path, enc)
+        except StationError:
+            raise
+        except Exception as exc:
+            raise RecordingError(f"cannot open clip file {tmp_path}: {exc}") from exc
+        clip = _OpenClip(order_id=order_id, scan_t=t, tmp_path=tmp_path, writer=sink)  # type: ignore[arg-type]
+        clip.start_key_t, clip.after_t = key_t, after_t
+        clip.waybills.extend(WaybillLink(w, "", 0.0) for w in waybills)
+        clip.scan_wall = wall
+        clip.journal_first_wall = first_wall
+        clip.journal_pre_roll_s = round(max(0.0, t - ring[0].t), 3) if ring else 0.0
+        clip.extra = dict(extra or {})
+        self._open = clip
+        self._journal(clip, durable=True)
+        try:
+            for packet in ring:
+                self._offer(clip, packet)
+        except RecordingError as exc:
+            self._abandon(clip, exc)
+            raise
+        start = f"keyframe at t={key_t:.3f}" if key_t is not None else "the next frame"
+        log.info("recording order %r -> %s (starts at %s)", order_id, tmp_path.name, start)
 
     def link_waybill(self, waybill: str, carrier: str, t: float) -> None:
         clip = self._open
@@ -225,25 +476,71 @@ class Recorder:
         self._journal(clip)
 
     def log_event(self, event: ScanEventRecord, t: float) -> None:
-        """Attach a scan to the open clip, or index it on its own when no clip is open."""
+        """Attach a scan to the open clip, or index it on its own when no clip is open.
+
+        When the index cannot take it (a full disk: exactly when scans are refused), the
+        event is kept in memory and written, in order, once the index takes writes again
+        (tried at most once a second from ``push``, and at ``close``).
+        """
         clip = self._open
         if clip is None:
-            self.ledger.log_events(self.cfg.station.name, [event])
+            self._unsaved_events.append(event)
+            self._save_events()
         else:
             clip.events.append((t, event))
             self._journal(clip)
+
+    @property
+    def unsaved_events(self) -> int:
+        """Scans kept in memory because the index could not take them yet."""
+        return len(self._unsaved_events)
+
+    def _save_events(self) -> bool:
+        if not self._unsaved_events:
+            return True
+        self._events_tried = time.monotonic()
+        try:
+            self.ledger.log_events(self.cfg.station.name, list(self._unsaved_events))
+        except (StationError, OSError, sqlite3.Error) as exc:
+            if not self._events_failing:
+                log.error("cannot index scan events (kept in memory, retried): %s", exc)
+            self._events_failing = True
+            return False
+        if self._events_failing:
+            log.warning("indexed %d scan events kept while the index failed",
+                        len(self._unsaved_events))  # fmt: skip
+        self._events_failing = False
+        self._unsaved_events.clear()
+        return True
 
     def close(self, timeout: float | None = None) -> None:
         """Wait for every stopped clip to be finished and indexed. An open clip is an error."""
         if self._open is not None:
             raise RuntimeError("close() with an open clip: stop() it first")
+        if self._enc is not None:
+            enc, self._enc = self._enc, None
+            try:
+                self._route(enc.flush())  # the encoder's last packets, for clips still closing
+            except RecordingError as exc:
+                log.error("flushing the encoder failed: %s", exc)
+            self._complete_closing(force=True)
+        if not self._save_events():
+            for event in self._unsaved_events:  # the log is the last place they can go
+                log.error("scan event lost (index unavailable): %s", event.to_json())
+            self._unsaved_events.clear()
         if not self._closed:
             self._closed = True
             self._pending.put(None)
         self._finisher.join(timeout)
 
     def wait_idle(self) -> None:
-        """Block until the finisher has drained (tests and replay)."""
+        """Block until stopped clips are finished (tests and replay)."""
+        deadline = time.monotonic() + 10.0
+        while self._closing and time.monotonic() < deadline:  # their packets are on the way
+            if self._enc is not None:
+                self._route(self._enc.drain())
+            time.sleep(0.005)
+        self._complete_closing(force=True)
         self._pending.join()
 
     # ---- internals ------------------------------------------------------------------------
@@ -291,14 +588,29 @@ class Recorder:
         except OSError as exc:
             log.error("cannot write %s (recovery after a crash will know less): %s", path.name, exc)
 
-    def _write(self, clip: _OpenClip, image: np.ndarray, t: float, wall: datetime) -> None:
+    def _write(
+        self, clip: _OpenClip, image: np.ndarray, t: float, wall: datetime, label: str | None
+    ) -> None:
+        self._account(clip, t, wall, label)
+        clip.writer.write(image, t)
+
+    def _account(self, clip: _OpenClip, t: float, wall: datetime, label: str | None) -> None:
+        """Note one frame going into ``clip``: its time, its owner, the label it shows."""
+        if self._owned_t is not None and t <= self._owned_t:
+            # A programming error upstream: this frame is already in a clip.
+            raise RuntimeError(f"frame at t={t} is already in a clip (up to t={self._owned_t})")
         if clip.first_t is None:
             clip.first_t, clip.first_wall = t, wall
             if wall != clip.journal_first_wall:  # no pre-roll: the first frame came later
                 clip.journal_first_wall = wall
                 self._journal(clip)
         clip.last_wall = wall
-        clip.writer.write(image, t)
+        self._owned_t = t  # even if the write fails: the frame may be in the file
+        clip.last_t = t
+        if clip.labels and clip.labels[-1][0] == label:
+            clip.labels[-1][1] += 1
+        else:
+            clip.labels.append([label, 1])
 
     @staticmethod
     def _rel(clip: _OpenClip, t: float) -> float:
@@ -315,6 +627,13 @@ class Recorder:
                 if clip is None:
                     return
                 result = self._finish(clip)
+                result = dataclasses.replace(
+                    result,
+                    frame_labels=tuple((label, n) for label, n in clip.labels),
+                    span=(clip.first_t, clip.last_t)
+                    if clip.first_t is not None and clip.last_t is not None
+                    else None,
+                )
                 self.finished.append(result)
                 if self.on_finished is not None:
                     self.on_finished(result)

@@ -274,6 +274,28 @@ class RetentionManager:
         return self._refusal
 
     def must_finish_clip(self) -> bool:
+        """True when free space is below half the floor: finish the open clip now.
+
+        Called once a frame while a clip is open, it probes free space itself (a
+        ``statvfs``, about a microsecond) instead of waiting for the next ``check``: a clip
+        fills the disk between two checks, and a replay faster than real time fills it
+        between two frames of a time-based probe. The clip must be finished while there is
+        room for its queued frames, manifest and index row.
+        """
+        try:
+            space = self.probe()
+        except OSError:
+            return self._critical
+        floor = self.policy.floor(space.total)
+        critical = space.free < floor // 2
+        if critical and not self._critical:
+            log.warning(
+                "free space %d MB is below half the floor (%d MB): finishing the open clip",
+                space.free >> 20,
+                floor >> 20,
+            )
+            self.poke()  # delete what may be deleted, raise the alarm
+        self._critical = critical
         return self._critical
 
     # ---- checks --------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -16,6 +16,7 @@ import numpy as np
 
 from station import session as ss
 from station.alarms import AlarmBoard
+from station.backoff import Backoff
 from station.codes import Debounce, Kind, Rules, classify, sanitize
 from station.config import Config
 from station.errors import CameraError, RecordingError, RejectedCode
@@ -77,12 +78,17 @@ class Station:
     """Owns one camera, its scan sources and a recorder, and runs the capture loop.
 
     ``run`` blocks on the calling thread (the capture thread) until ``stop_event`` is set or the
-    camera reports end of input. Per-frame errors are logged and survived; a lost camera closes
-    the open clip ("camera-lost") and is reopened with backoff, and the same order resumes in a
-    new clip whose manifest records the gap. A failing clip writer (disk full) ends the clip,
-    whose frames so far the recorder salvages. ``guard`` (retention) refuses new clips when the
-    disk is full and asks for the open one to be finished ("disk-full") before it runs out.
-    Misuse raises at once.
+    camera reports end of input. ``session.step`` decides everything about orders and clips;
+    the Station only executes its actions and reports what happens at the edges back to it
+    as events: a camera lost (or absent at start), back, a full disk, a refused clip, a
+    failed writer, the shutdown. It keeps no order state of its own.
+
+    Per-frame errors are logged and survived. This is the one reconnect loop for the camera:
+    a lost (or absent) camera raises the "camera-lost" alarm and is reopened with back-off,
+    the systemd watchdog fed and ``stop_event`` honoured meanwhile; the same order resumes in
+    a new clip whose manifest records the gap. ``guard`` (retention) refuses new clips when
+    the disk is full and asks for the open one to be finished ("disk-full") before it runs
+    out. Misuse raises at once.
     """
 
     def __init__(
@@ -118,14 +124,9 @@ class Station:
         self._prev_small: np.ndarray | None = None
         self._last_frame: Frame | None = None
         self._decode_sync = bool(getattr(decoder, "sync", False))
-        self._lost_wall: datetime | None = None  # wall time of the last frame before a loss
-        self._lost_order: str | None = None
-        self._lost_t: float | None = None
-        # While replaying scans made when the camera was away: a clip cannot start then (there
-        # is no picture); the last order still open is started once frames are back.
-        self._blind = False
-        self._deferred: ss.StartClip | None = None
-        self._deferred_scan: datetime | None = None
+        # Camera facts, not order state: the wall time of the last frame before a loss (None
+        # when the camera was absent from the start).
+        self._lost_wall: datetime | None = None
 
     # ---- status ---------------------------------------------------------------------------
 
@@ -150,34 +151,42 @@ class Station:
     # ---- the loop -------------------------------------------------------------------------
 
     def run(self, stop_event: threading.Event) -> LoopStats:
-        self.camera.start()
         for src in self.scan_sources:
             src.start()
         if self.decoder is not None:
             self.decoder.start()
         end_reason = ss.FinishReason.INTERRUPTED
         try:
-            while not stop_event.is_set():
-                t0 = time.perf_counter()
-                try:
-                    frame = self.camera.read(self.cfg.camera.read_timeout_s)
-                except CameraError as exc:
-                    self._camera_lost(str(exc), stop_event)
-                    continue
-                self.stats.capture_s += time.perf_counter() - t0
-                if frame is None:
-                    end_reason = ss.FinishReason.END_OF_INPUT
-                    break
+            try:
+                self.camera.start()
+            except CameraError as exc:  # absent at start: the same path as a loss
+                frame = self._reconnect(f"camera not available: {exc}", stop_event)
+            else:
+                frame = self._next_frame(stop_event)
+            while frame is not None and not stop_event.is_set():
                 try:
                     self.process(frame)
-                except RecordingError as exc:
-                    self._error(f"recording failed: {exc}")
                 except Exception as exc:  # one bad frame must not stop the station
                     log.exception("frame %d failed", frame.index)
                     self.last_error = f"frame {frame.index}: {exc}"
+                if stop_event.is_set():
+                    break
+                frame = self._next_frame(stop_event)
+            if frame is None and not stop_event.is_set():
+                end_reason = ss.FinishReason.END_OF_INPUT
         finally:
             self._shutdown(end_reason)
         return self.stats
+
+    def _next_frame(self, stop_event: threading.Event) -> Frame | None:
+        """The next frame, reconnecting a lost camera; None at the end of input or on stop."""
+        t0 = time.perf_counter()
+        try:
+            frame = self.camera.read(self.cfg.camera.read_timeout_s)
+        except CameraError as exc:
+            return self._reconnect(str(exc), stop_event)
+        self.stats.capture_s += time.perf_counter() - t0
+        return frame
 
     def _shutdown(self, reason: ss.FinishReason) -> None:
         last_t = self._last_frame.t if self._last_frame is not None else 0.0
@@ -191,12 +200,10 @@ class Station:
                 src.stop()
             except Exception:
                 log.exception("stopping scan source %r failed", src)
-        if isinstance(self.state, ss.Recording):
-            if reason is ss.FinishReason.END_OF_INPUT:
-                self._apply(ss.EndOfInput(last_t))
-            else:
-                self.state = ss.Idle()
-                self._do(ss.StopClip(reason, last_t))
+        if reason is ss.FinishReason.END_OF_INPUT:
+            self._apply(ss.EndOfInput(last_t))
+        else:
+            self._apply(ss.Shutdown(last_t))
         try:
             self.camera.stop()
         except Exception:
@@ -209,19 +216,23 @@ class Station:
         self.stats.frames += 1
         t0 = time.perf_counter()
         submitted = False
+        i420_in = frame.pixel_format == "i420"
         if self.decoder is not None and frame.index % self.cfg.scanner.decode_every == 0:
-            self.decoder.submit(frame)
+            # The barcode reader reads grey: an I420 frame's Y plane, with no conversion.
+            self.decoder.submit(replace(frame, image=frame.luma) if i420_in else frame)
             submitted = True
         for ev in self._poll(frame.t):
             self._handle_input(ev)
         moving = True
         if self.cfg.session.still_timeout_s > 0:
-            moving = self._moving(frame.image)
+            moving = self._moving(frame.luma)
         self._apply(ss.Tick(frame.t, moving))
         t1 = time.perf_counter()
         self.stats.control_s += t1 - t0
 
         image = frame.image
+        # The order this frame shows: the state now, at its capture, and never changed later.
+        label = getattr(self.state, "order_id", None)
         if self.overlay is not None:
             # The decoder thread may still be reading this frame: draw on a copy then.
             if submitted and not self._decode_sync:
@@ -229,35 +240,30 @@ class Station:
             st = self.state
             elapsed = frame.t - st.started_t if isinstance(st, ss.Recording) else None
             waybills = getattr(st, "waybills", ())
-            self.overlay.apply(
+            draw = self.overlay.apply_i420 if i420_in else self.overlay.apply
+            draw(
                 image,
                 localize(frame.wall, self.tz),
-                getattr(st, "order_id", None),
+                label,
                 " ".join(waybills) or None,
                 elapsed,
                 isinstance(st, ss.Recording),
             )
         t2 = time.perf_counter()
-        i420 = self.to_i420(image)
+        i420 = image if i420_in else self.to_i420(image)
         t3 = time.perf_counter()
         try:
-            self.recorder.push(i420, frame.t, localize(frame.wall, self.tz))
+            self.recorder.push(i420, frame.t, localize(frame.wall, self.tz), label)
         except RecordingError as exc:
             # The recorder closed the clip and salvages what was written; the order ends here.
-            if isinstance(self.state, ss.Recording):
-                self.state = ss.Idle()
             self._error(f"recording failed, the clip so far is kept: {exc}")
             if self.alarms is not None:
                 self.alarms.raise_("recording-failed", self.cfg.station.name, str(exc))
-        if (
-            self.guard is not None
-            and isinstance(self.state, ss.Recording)
-            and self.guard.must_finish_clip()
-        ):
+            self._apply(ss.RecordingFailed(frame.t, str(exc)))
+        if self.guard is not None and self.recorder.recording and self.guard.must_finish_clip():
             # Finish the clip while there is room for its manifest and index row.
-            self._error(f"disk nearly full: finishing the clip of {self.state.order_id!r} now")
-            self.state = ss.Idle()
-            self._do(ss.StopClip(ss.FinishReason.DISK_FULL, frame.t))
+            self._error(f"disk nearly full: finishing the clip of {label!r} now")
+            self._apply(ss.DiskFull(frame.t))
         t4 = time.perf_counter()
         self.stats.overlay_s += t2 - t1
         self.stats.convert_s += t3 - t2
@@ -324,26 +330,11 @@ class Station:
 
     def _do(self, action: ss.Action) -> None:
         match action:
-            case ss.StartClip() if self._blind:
-                self._deferred = action
-            case ss.StopClip() if self._blind and not self.recorder.recording:
-                self._deferred = None  # that order was over before the camera came back
             case ss.StartClip():
                 refused = self.guard.refusal() if self.guard is not None else None
                 if refused is not None:
-                    self.state = ss.Idle()
                     self._error(f"not recording order {action.order_id!r}: {refused}")
-                    self.recorder.log_event(
-                        ScanEventRecord(
-                            "refused",
-                            action.order_id,
-                            "station",
-                            self._wall_at(action.t),
-                            None,
-                            refused,
-                        ),
-                        action.t,
-                    )
+                    self._apply(ss.ClipRefused(action.order_id, action.t, refused))
                     return
                 try:
                     self.recorder.start(
@@ -352,11 +343,11 @@ class Station:
                         pre_roll=action.pre_roll,
                         waybills=action.waybills,
                         extra=self._gap(action),
+                        wall=self._wall_at(action.t),
                     )
                 except RecordingError as exc:
-                    # Keep the session consistent with the recorder: no clip, back to idle.
-                    self.state = ss.Idle()
                     self._error(f"cannot start clip for {action.order_id!r}: {exc}")
+                    self._apply(ss.RecordingFailed(action.t, str(exc)))
             case ss.StopClip():
                 if self.recorder.recording:
                     self.recorder.stop(action.reason.value, action.t)
@@ -374,13 +365,15 @@ class Station:
         if action.resumed_after_s is None:
             return None
         gap: dict[str, object] = {"seconds": action.resumed_after_s}
-        if action.pre_roll is False and self._deferred_scan is not None:
-            gap["order_scanned_at"] = self._deferred_scan.isoformat(timespec="milliseconds")
+        if action.scanned_t is not None:
+            gap["order_scanned_at"] = self._wall_at(action.scanned_t).isoformat(
+                timespec="milliseconds"
+            )
         if self._lost_wall is not None:
             gap["camera_lost_at"] = self._lost_wall.isoformat(timespec="milliseconds")
         gap["resumed_at"] = self._wall_at(action.t).isoformat(timespec="milliseconds")
-        if self._lost_order is not None:
-            gap["order_at_loss"] = self._lost_order
+        if action.order_at_loss is not None:
+            gap["order_at_loss"] = action.order_at_loss
         return {"resumed_after_s": action.resumed_after_s, "gap": gap}
 
     def _wall_at(self, t: float) -> datetime:
@@ -395,79 +388,65 @@ class Station:
 
     def _moving(self, image: np.ndarray) -> bool:
         small = cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA)
-        small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.int16)
+        if small.ndim == 3:
+            small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        small = small.astype(np.int16)
         prev, self._prev_small = self._prev_small, small
         if prev is None:
             return True
         # Mean absolute change above sensor noise: a hand or a box moving in view.
         return float(np.abs(small - prev).mean()) > 1.5
 
-    def _camera_lost(self, why: str, stop_event: threading.Event) -> None:
+    def _reconnect(self, why: str, stop_event: threading.Event) -> Frame | None:
+        """The camera is lost (or absent): tell the session, raise the alarm, reopen it with
+        back-off until a frame comes, the input ends (None) or ``stop_event`` is set (None).
+
+        Feeds systemd meanwhile (READY=1 with a "waiting for camera" status if no frame ever
+        came, then WATCHDOG=1): retrying on purpose is not a stall.
+        """
         self.stats.camera_losses += 1
         self._error(f"camera lost: {why}")
-        t = self._last_frame.t if self._last_frame is not None else 0.0
-        self._lost_wall = self._wall_at(t) if self._last_frame is not None else None
-        self._lost_order = getattr(self.state, "order_id", None)
-        self._lost_t = t
-        self._apply(ss.CameraLost(t))
+        last = self._last_frame
+        self._lost_wall = self._wall_at(last.t) if last is not None else None
+        self._apply(ss.CameraLost(last.t if last is not None else 0.0))
         if self.alarms is not None:
             self.alarms.raise_("camera-lost", self.cfg.station.name, why)
-        self._publish_status()
-        delay = 0.5
+        alive = getattr(self.on_frame, "alive", None)
+        backoff = Backoff(0.5, 10.0)
         while not stop_event.is_set():
+            if alive is not None:
+                alive(f"waiting for camera: {why}")
+            self._publish_status()
             try:
                 self.camera.stop()
             except Exception:
-                log.debug("camera stop after loss failed", exc_info=True)
+                log.debug("camera stop before reopening failed", exc_info=True)
             try:
                 self.camera.start()
                 frame = self.camera.read(self.cfg.camera.read_timeout_s)
             except CameraError as exc:
+                why = str(exc)
+                delay = backoff.next()
                 log.warning("camera still unavailable (%s); retrying in %.1fs", exc, delay)
-                # Retrying on purpose is not a stall: keep systemd's watchdog fed meanwhile.
-                alive = getattr(self.on_frame, "alive", None)
-                if alive is not None:
-                    alive(f"camera lost, retrying: {exc}")
                 stop_event.wait(delay)
-                delay = min(delay * 2, 10.0)
                 continue
             if frame is None:
-                return
+                return None
             log.info("camera is back")
             if self.alarms is not None:
                 self.alarms.clear("camera-lost", self.cfg.station.name)
             self._camera_back(frame)
-            return
+            return frame
+        return None
 
     def _camera_back(self, frame: Frame) -> None:
-        """Scans made while the camera was away first (a seal or the next order changes what
-        resumes; orders begun and sealed in the dark are only logged), then resume, then
-        this frame."""
-        self._blind, self._deferred = True, None
-        try:
-            for ev in self._poll(frame.t):
-                self._handle_input(ev)
-        finally:
-            self._blind = False
-        deferred, self._deferred = self._deferred, None
+        """Scans made while the camera was away go to the session first, still suspended (a
+        seal or the next order changes what resumes; orders begun and sealed in the dark are
+        only logged); then the session hears that the camera is back. ``frame`` follows."""
+        self._last_frame = frame  # wall times from here on are read off the returned camera
+        for ev in self._poll(frame.t):
+            self._handle_input(ev)
         self._apply(ss.CameraBack(frame.t))
-        if deferred is not None and isinstance(self.state, ss.Recording):
-            # An order scanned while the camera was away and still open: record it from now.
-            lost_t = self._lost_t if self._lost_t is not None else deferred.t
-            self._deferred_scan = self._wall_at(deferred.t)
-            try:
-                self._do(
-                    ss.StartClip(
-                        deferred.order_id,
-                        frame.t,
-                        pre_roll=False,
-                        waybills=self.state.waybills,
-                        resumed_after_s=round(max(0.0, frame.t - lost_t), 3),
-                    )
-                )
-            finally:
-                self._deferred_scan = None
-        self.process(frame)
 
     def _publish_status(self) -> None:
         """Tell the live view now (it is otherwise updated per frame, and none arrive)."""

@@ -200,8 +200,20 @@ class Watchdog:
             self.pings += 1
 
     def alive(self, status: str) -> None:
-        """Feed the watchdog from outside the frame path, e.g. while retrying a lost camera."""
+        """Feed the watchdog from outside the frame path, e.g. while retrying a lost camera.
+
+        Before the first frame (a camera absent at start) this sends READY=1 with ``status``
+        ("waiting for camera: ..."): the service is up and alarming, so systemd must not wait
+        out TimeoutStartSec and then kill it.
+        """
         now = self.clock()
+        if not self.ready_sent and self.notifier.enabled:
+            self.ready_sent = self.notifier.ready(status)
+            if self.ready_sent:
+                log.info("told systemd the station is ready without a camera (%s)", status)
+            self._next_ping = now + (self.interval or 0.0)
+            self._next_status = now + self.status_interval
+            return
         if self.interval is not None and now >= self._next_ping:
             self._next_ping = now + self.interval
             if self.notifier.watchdog(status):

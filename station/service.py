@@ -20,13 +20,14 @@ from station.errors import CameraError, ConfigError, StationError
 from station.frames import FrameSource
 from station.ledger import ClipRecord, Ledger
 from station.live import LiveWriter
-from station.recorder import Finalizer, FinishedClip, Recorder
+from station.recorder import Finalizer, FinishedClip, FrameEncoder, Recorder
 from station.recovery import Recovery, data_dir_lock
 from station.retention import DiskProbe, RetentionManager, station_signer
 from station.runner import Station, station_tz
 from station.scanner import build_scan_sources
 from station.sdnotify import Watchdog
-from station.writer import HARDWARE_ENCODERS, ClipWriter, probe_encoder, to_i420
+from station.stream import ClipMuxer, StreamEncoder
+from station.writer import HARDWARE_ENCODERS, probe_encoder, to_i420
 
 if TYPE_CHECKING:
     from station.archiver import Archiver
@@ -115,21 +116,29 @@ def assemble(
     data_dir = cfg.station.data_dir
     ledger = Ledger.in_data_dir(data_dir)
     width, height, fps = cam.width, cam.height, cam.fps
-    queue_s = cfg.session.pre_roll_s + 2.0  # the pre-roll is queued at once on a scan
 
-    def writer_factory(path: Path) -> ClipWriter:
-        return ClipWriter(
+    def encoder_factory() -> StreamEncoder:
+        # Runs all the time: the pre-roll is encoded packets, not raw frames.
+        return StreamEncoder(
+            width,
+            height,
+            fps,
+            encoder=r.encoder,
+            preset=r.preset,
+            crf=r.crf,
+            keyframe_interval_s=r.keyframe_interval_s,
+            bitrate_kbps=r.bitrate_kbps,
+        )
+
+    def muxer_factory(path: Path, enc: FrameEncoder) -> ClipMuxer:
+        return ClipMuxer(
             path,
             width,
             height,
             fps,
-            preset=r.preset,
-            crf=r.crf,
-            keyframe_interval_s=r.keyframe_interval_s,
+            lambda: enc.extradata,
+            codec=r.encoder,
             fsync_interval_s=r.fsync_interval_s,
-            max_queue_s=queue_s,
-            encoder=r.encoder,
-            bitrate_kbps=r.bitrate_kbps,
         )
 
     from station.proof.finalizer import build_finalizers
@@ -161,7 +170,8 @@ def assemble(
     recorder = Recorder(
         cfg,
         ledger,
-        writer_factory,
+        encoder=encoder_factory,
+        muxer=muxer_factory,
         on_finished=finished,
         finalizers=finalizers,
         salvage=recovery.salvage,

@@ -42,11 +42,18 @@ class Recording:
 
 @dataclass(frozen=True, slots=True)
 class Suspended:
-    """The camera was lost while ``order_id`` was open; a new clip starts when frames return."""
+    """The camera is away (lost at camera time ``lost_t``, or never there).
 
-    order_id: str
+    ``order_id``: the order to record from the first frame back, None for none: the order
+    open at the loss (``order_at_loss``) until it is sealed, or an order scanned in the dark
+    (at ``scanned_t``).
+    """
+
+    order_id: str | None
     lost_t: float
     waybills: tuple[str, ...] = ()
+    order_at_loss: str | None = None
+    scanned_t: float | None = None
 
 
 State = Idle | Recording | Suspended
@@ -92,7 +99,49 @@ class CameraBack:
     t: float
 
 
-Event = Scanned | Pedal | Tick | EndOfInput | CameraLost | CameraBack
+@dataclass(frozen=True, slots=True)
+class DiskFull:
+    """Free space fell below what finishing a clip needs: end the open clip now."""
+
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClipRefused:
+    """The runner could not start the clip of ``order_id`` (e.g. the disk is full)."""
+
+    order_id: str
+    t: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingFailed:
+    """The clip writer failed; the recorder already closed the clip and keeps its frames."""
+
+    t: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """The station is stopping (SIGTERM, a fatal error): end the open clip."""
+
+    t: float
+
+
+Event = (
+    Scanned
+    | Pedal
+    | Tick
+    | EndOfInput
+    | CameraLost
+    | CameraBack
+    | DiskFull
+    | ClipRefused
+    | RecordingFailed
+    | Shutdown
+)
 
 # ---- actions ------------------------------------------------------------------------------
 
@@ -102,7 +151,8 @@ class StartClip:
     """Open a clip for ``order_id`` at ``t``; ``pre_roll`` includes the buffered seconds.
 
     ``resumed_after_s``: the clip starts when the camera came back after a loss, this many
-    seconds after the last frame before it (the gap, recorded in the manifest).
+    seconds after the last frame before it (the gap, recorded in the manifest, with
+    ``lost_t``, the order open at the loss and when the order was scanned in the dark).
     """
 
     order_id: str
@@ -110,6 +160,9 @@ class StartClip:
     pre_roll: bool = True
     waybills: tuple[str, ...] = ()
     resumed_after_s: float | None = None
+    lost_t: float | None = None
+    order_at_loss: str | None = None
+    scanned_t: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +183,7 @@ class LinkWaybill:
 class LogEvent:
     """Record a scan or pedal press; it belongs to the clip open after the preceding actions."""
 
-    kind: str  # a codes.Kind value or "pedal"
+    kind: str  # a codes.Kind value, "pedal" or "refused"
     text: str
     t: float
     source: str
@@ -153,7 +206,11 @@ def _start(order_id: str, t: float) -> Recording:
 
 
 def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list[Action]]:
-    """Advance the session by one event. Pure: no clocks, no I/O, no hidden state."""
+    """Advance the session by one event. Pure: no clocks, no I/O, no hidden state.
+
+    The only authority on orders and clips: the runner executes the actions and reports
+    what happened at the edges (camera, disk, writer, shutdown) back as events.
+    """
     match state:
         case Idle():
             return _step_idle(state, event)
@@ -176,6 +233,8 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
         return state, [_log(event, "no open order; ignored")]
     if isinstance(event, Pedal):
         return state, [LogEvent("pedal", "", event.t, event.source, "no open order; ignored")]
+    if isinstance(event, CameraLost):
+        return Suspended(None, event.t), []
     return state, []
 
 
@@ -221,27 +280,46 @@ def _step_recording(
     if isinstance(event, EndOfInput):
         return Idle(), [StopClip(FinishReason.END_OF_INPUT, event.t)]
     if isinstance(event, CameraLost):
-        return Suspended(state.order_id, event.t, state.waybills), [
+        return Suspended(state.order_id, event.t, state.waybills, state.order_id), [
             StopClip(FinishReason.CAMERA_LOST, event.t)
         ]
+    if isinstance(event, DiskFull):
+        return Idle(), [StopClip(FinishReason.DISK_FULL, event.t)]
+    if isinstance(event, Shutdown):
+        return Idle(), [StopClip(FinishReason.INTERRUPTED, event.t)]
+    if isinstance(event, ClipRefused) and event.order_id == state.order_id:
+        return Idle(), [LogEvent("refused", event.order_id, event.t, "station", event.reason)]
+    if isinstance(event, RecordingFailed):
+        return Idle(), []  # the recorder closed the clip and keeps what was written
     return state, []
 
 
 def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]]:
     if isinstance(event, CameraBack):
+        if state.order_id is None:
+            return Idle(), []
         rec = Recording(state.order_id, event.t, event.t, state.waybills)
         gap = round(max(0.0, event.t - state.lost_t), 3)
         start = StartClip(
-            state.order_id, event.t, pre_roll=False, waybills=state.waybills, resumed_after_s=gap
+            state.order_id,
+            event.t,
+            pre_roll=False,
+            waybills=state.waybills,
+            resumed_after_s=gap,
+            lost_t=state.lost_t,
+            order_at_loss=state.order_at_loss,
+            scanned_t=state.scanned_t,
         )
         return rec, [start]
+    closed = replace(state, order_id=None, waybills=(), scanned_t=None)
     if isinstance(event, Scanned):
         code = event.code
         if code.kind is Kind.ORDER:
             if code.text == state.order_id:
-                return Idle(), [_log(event, "order closed while the camera was lost")]
-            return Suspended(code.text, state.lost_t), [_log(event, "camera lost; waiting")]
-        if code.kind is Kind.WAYBILL:
+                return closed, [_log(event, "order closed while the camera was lost")]
+            waiting = replace(closed, order_id=code.text, scanned_t=event.t)
+            return waiting, [_log(event, "camera lost; waiting")]
+        if code.kind is Kind.WAYBILL and state.order_id is not None:
             waybills = state.waybills
             if code.text not in waybills:
                 waybills = (*waybills, code.text)
@@ -249,11 +327,11 @@ def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]
                 _log(event, "camera lost"),
                 LinkWaybill(state.order_id, code.text, code.detail, event.t),
             ]
-        if _is_seal(code):
-            return Idle(), [_log(event, "order sealed while the camera was lost")]
+        if _is_seal(code) and state.order_id is not None:
+            return closed, [_log(event, "order sealed while the camera was lost")]
         return state, [_log(event, "camera lost; ignored")]
     if isinstance(event, Pedal):
-        return Idle(), [LogEvent("pedal", "", event.t, event.source, "camera lost")]
-    if isinstance(event, EndOfInput):
+        return closed, [LogEvent("pedal", "", event.t, event.source, "camera lost")]
+    if isinstance(event, EndOfInput | Shutdown):
         return Idle(), []
     return state, []

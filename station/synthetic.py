@@ -540,6 +540,9 @@ class SyntheticCamera:
     frame and the skipped ones are counted in ``dropped``. During a ``still`` event the scene
     freezes and consecutive frames are identical. ``read`` returns None at the scenario's end
     or after ``stop``. No threads of its own; one capture thread owns it.
+
+    ``pixel_format="i420"``: frames are planar YUV420 (``Frame.pixel_format``), as picamera2
+    delivers them, so the station's I420 path can run without a Pi.
     """
 
     N_VARIANTS = 4  # pre-rendered noisy backgrounds the frames cycle through
@@ -553,9 +556,13 @@ class SyntheticCamera:
         realtime: bool,
         start_wall: datetime | None = None,
         tz: tzinfo | None = None,
+        pixel_format: str = "bgr",
     ) -> None:
         if width < 16 or height < 16 or fps <= 0:
             raise ValueError("synthetic camera needs a size of at least 16x16 and fps > 0")
+        if pixel_format not in ("bgr", "i420"):
+            raise ValueError(f"pixel_format must be bgr or i420, not {pixel_format!r}")
+        self.pixel_format = pixel_format
         self.width, self.height, self.fps = width, height, float(fps)
         self.scenario = scenario
         self.realtime = realtime
@@ -626,11 +633,14 @@ class SyntheticCamera:
             return None
         self._next_index = idx + 1
         image = self.render(s)
+        if self.pixel_format == "i420":  # the scene is drawn in BGR; the sensor gives YUV
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
         return Frame(
             image=image,
             t=self.origin + s,
             wall=self._start_wall + timedelta(seconds=s),
             index=idx,
+            pixel_format=self.pixel_format,
         )
 
     def stop(self) -> None:

@@ -120,19 +120,28 @@ def _configure_encoder(
     keyframe_interval_s: float,
     bitrate_kbps: int,
 ) -> None:
-    """Settings every encoder gets: size, yuv420p, GOP, no B-frames, 90 kHz, BT.601 tags."""
+    """Settings every encoder gets: size, yuv420p, GOP, no B-frames, 90 kHz, BT.601 tags.
+
+    The one place encoder options are set (with ``_x264_options``): the per-clip
+    ``ClipWriter``, ``probe_encoder`` and the station's ``stream.StreamEncoder`` use it.
+    """
+    _set_picture_params(ctx, width, height)
+    ctx.gop_size = max(1, round(keyframe_interval_s * fps))
+    ctx.max_b_frames = 0  # decode order = presentation order, so dts = pts
+    if encoder in HARDWARE_ENCODERS:
+        ctx.bit_rate = bitrate_kbps * 1000  # the V4L2 encoder is bitrate-controlled, no CRF
+
+
+def _set_picture_params(ctx: av.codec.context.CodecContext, width: int, height: int) -> None:
+    """Size, yuv420p, 90 kHz and the BT.601 tags: for an encoder and for a muxing stream."""
     ctx.width = width
     ctx.height = height
     ctx.pix_fmt = "yuv420p"
-    ctx.gop_size = max(1, round(keyframe_interval_s * fps))
-    ctx.max_b_frames = 0  # decode order = presentation order, so dts = pts
     ctx.time_base = TIME_BASE
     ctx.color_primaries = _AVCOL_PRI_SMPTE170M
     ctx.color_trc = _AVCOL_TRC_SMPTE170M
     ctx.colorspace = _AVCOL_SPC_SMPTE170M
     ctx.color_range = _AVCOL_RANGE_MPEG
-    if encoder in HARDWARE_ENCODERS:
-        ctx.bit_rate = bitrate_kbps * 1000  # the V4L2 encoder is bitrate-controlled, no CRF
 
 
 def _x264_options(preset: str, crf: int, threads: int) -> dict[str, str]:

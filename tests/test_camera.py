@@ -170,7 +170,7 @@ def test_live_device_keeps_the_newest_frame_and_counts_drops() -> None:
     assert cam.read() is None
 
 
-def test_live_device_that_stops_delivering_times_out_and_is_reopened() -> None:
+def test_live_device_that_stops_delivering_is_released_and_reopened_by_start() -> None:
     dead = ScriptedCapture((160, 120), fps=200)
     fresh = ScriptedCapture((160, 120), fps=200)
     factory = Factory(dead, fresh)
@@ -185,9 +185,15 @@ def test_live_device_that_stops_delivering_times_out_and_is_reopened() -> None:
             cam.read(0.01)  # whatever was in flight
         with pytest.raises(CameraError, match="no frame"):
             cam.read(0.1)
-        frame = cam.read(2.0)  # the grab thread reopened the device
+        time.sleep(0.4)  # read_timeout_s without frames: the grab thread lets the device go
+        with pytest.raises(CameraError, match="no frames for"):
+            cam.read(2.0)  # at once, not after 2 s
+        assert dead.released and len(factory.calls) == 1  # no second reconnect loop in here
+        cam.stop()
+        cam.start()  # the station's reconnect
+        frame = cam.read(2.0)
         assert frame is not None
-        assert len(factory.calls) == 2 and dead.released
+        assert len(factory.calls) == 2
     finally:
         cam.stop()
 

@@ -66,6 +66,30 @@ def test_seal_matches_decomposed_unicode() -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "ſeal",  # long s: str.casefold() makes it "seal"
+        "SEAſ",
+        "\uff33\uff25\uff21\uff2c",  # fullwidth ＳＥＡＬ: NFKC would make it "SEAL"
+        "SE\u0391L",  # a Greek capital alpha that looks like A
+        "seal\u0307",  # a combining dot that does not compose with l
+    ],
+)
+def test_look_alikes_of_a_seal_card_are_not_seals(text: str) -> None:
+    clean = sanitize(text, 64)
+    assert classify(clean, RULES).kind is not Kind.SEAL
+
+
+def test_control_codes_fold_case_but_not_look_alikes() -> None:
+    rules = Rules.from_config(CodesSection(control_codes={"FINISH": "seal", "ΣTOP": "test"}))
+    assert classify("Finish", rules).kind is Kind.CONTROL
+    assert classify("\ufb01nish", rules).kind is not Kind.CONTROL  # the "fi" ligature
+    assert classify("σtop", rules) == Code("σtop", Kind.CONTROL, "test")  # a real case pair
+    assert classify("ςtop", rules).kind is not Kind.CONTROL  # final sigma is another letter
+    assert classify(sanitize("  Seal \n", 64), RULES).kind is Kind.SEAL
+
+
+@pytest.mark.parametrize(
     ("raw", "why"),
     [
         ("", "empty"),

@@ -84,9 +84,9 @@ def test_threaded_writer_never_makes_the_capture_thread_wait_for_the_disk(
     handed_over = time.monotonic() - started
     live.close()
     assert handed_over < 0.2  # four frames and a status: no waiting for a 0.3 s write
-    # the first frame (JPEG + status), then only the newest item: the frames that waited
+    # the first frame (status + JPEG), then only the newest item: the frames that waited
     # behind the slow write were replaced, and the last word is written last
-    assert writes == [".jpg", ".json", ".json"]
+    assert writes == [".json", ".jpg", ".json"]
     doc = json.loads((tmp_path / "live" / "s1.json").read_text(encoding="utf-8"))
     assert doc["state"] == "stopped" and doc["frames"] == 20
     live(img, status(99), 0)  # after close: ignored, no thread restarted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from station import config as config_mod
@@ -264,6 +266,10 @@ def test_camera_loss_closes_the_clip_and_resumes_the_order_with_the_gap_recorded
     lost_at = datetime.fromisoformat(gap["camera_lost_at"])
     assert abs((lost_at - datetime.fromisoformat(first["ended_at"])).total_seconds()) < 0.002
     assert second["pre_roll_s"] == 0  # no pre-roll across a gap: it would hide it
+    # The resumed clip is named with the time of its first frame, not of the loss.
+    start = clips[1].started_at
+    assert f"{start:%Y%m%dT%H%M%S}_{start.microsecond // 1000:03d}" in clips[1].path
+    assert datetime.fromisoformat(gap["resumed_at"]) == start
     assert asm.alarms is not None and asm.alarms.active() == []  # cleared when frames returned
 
 
@@ -447,7 +453,7 @@ def test_disk_full_finishes_the_clip_refuses_new_ones_and_alarms(
     assert status.alarm.startswith("disk-full: 30 MB free, floor 100 MB")  # type: ignore[attr-defined]
     assert [a.kind for a in alarms] == ["disk-full"] and alarms[0].cleared_utc  # cleared again
     deadline = time.monotonic() + 10
-    while not hook_out.exists() and time.monotonic() < deadline:
+    while not (hook_out.exists() and hook_out.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "disk-full: 30 MB free" in hook_out.read_text()
 
@@ -525,3 +531,86 @@ def test_real_full_disk_keeps_partial_clips_and_the_station_running(
         assert asm.ledger.alarms()[0].kind == "disk-full"
         asm.close()
         assert disk_probe(fs)().total <= 13 << 20
+
+
+class NoisyCamera:
+    """A non-live synthetic scene whose pictures are noise: ~100 KB per encoded 320x240 frame,
+    so a clip fills a small disk within seconds."""
+
+    def __init__(self, inner: SyntheticCamera, seed: int) -> None:
+        self.inner, self.rng = inner, np.random.default_rng(seed)
+        self.width, self.height, self.fps, self.live = inner.width, inner.height, inner.fps, False
+        self.scenario, self.dropped = inner.scenario, 0
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def read(self, timeout: float = 2.0) -> Frame | None:
+        frame = self.inner.read(timeout)
+        if frame is None:
+            return None
+        noise = self.rng.integers(0, 256, frame.image.shape, dtype=np.uint8)
+        return dataclasses.replace(frame, image=noise)
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+
+def test_the_open_clip_is_finished_at_the_disk_floor_before_enospc_every_time(
+    cfg: config_mod.Config, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """20 fills of a real small disk by the clip itself: every time the clip is finished as
+    "disk-full" while there is room for it, never cut by ENOSPC and salvaged."""
+    fills = 20
+    with small_fs(tmp_path / "fs", 40) as fs:
+        reasons, errors = [], []
+        for i in range(fills):
+            data = fs / f"data-{i}"
+            run_cfg = scenario_cfg(cfg.with_data_dir(data), max_duration_s=60.0)
+            run_cfg = run_cfg.replace("camera", width=320, height=240)
+            run_cfg = run_cfg.replace("retention", free_floor_mb=8).replace("proof", enabled=False)
+            events = [{"at": 0.3, "kind": "key", "text": f"PO-FILL-{i}"}]
+            scenario = Scenario.from_dict(
+                {"seed": i, "event": [*events, {"at": 40.0, "kind": "end"}]}  # ~22 MB of noise
+            )
+            ballast = fs / "ballast"
+            slack = random.Random(i).randint(200 << 10, 2 << 20)  # above the floor at the start
+            with ballast.open("wb") as f:
+                left = shutil.disk_usage(fs).free - (8 << 20) - slack - (1 << 20)  # 1 MB: index
+                while left > 0:
+                    left -= f.write(bytes(min(left, 1 << 20)))
+            finished: list = []
+            cam = NoisyCamera(SyntheticCamera(320, 240, 10.0, scenario, realtime=False), seed=i)
+            run_station(run_cfg, threading.Event(), camera=cam, live_view=False,
+                        on_finished=finished.append)  # fmt: skip
+            reasons += [f.record.finish_reason if f.record else "lost" for f in finished]
+            errors += [f.error for f in finished if f.error]
+            assert shutil.disk_usage(fs).free > 0
+            shutil.rmtree(data)
+            ballast.unlink()
+    assert errors == [] and "No space left" not in caplog.text
+    assert reasons == ["disk-full"] * fills, reasons
+
+
+def test_live_status_keeps_changing_on_a_full_disk(tmp_path: Path) -> None:
+    """It froze at "recording" for 40 s while the disk was full; now it is rewritten in place."""
+    from station.live import LiveWriter
+    from station.runner import Status
+
+    with small_fs(tmp_path / "fs", 1) as fs:
+        live = LiveWriter(fs, "台 1")
+        image = np.zeros((96, 160, 3), np.uint8)
+        live(image, Status("台 1", "recording", "PO-1", (), 1.0, 10, None))
+        status = fs / "live" / f"{live.stem}.json"
+        assert json.loads(status.read_text())["state"] == "recording"
+        with contextlib.suppress(OSError), (fs / "ballast").open("wb") as f:
+            while True:
+                f.write(bytes(64 << 10))
+                f.flush()
+        assert shutil.disk_usage(fs).free < 64 << 10
+        live._next = 0.0  # the next frame is due
+        alarm = "disk-full: 0 MB free, floor 100 MB"
+        live(image, Status("台 1", "idle", None, (), None, 11, "disk full", alarm))
+        doc = json.loads(status.read_text())
+        assert (doc["state"], doc["alarm"], doc["frames"]) == ("idle", alarm, 11)
+        assert sorted(p.name for p in (fs / "live").iterdir()) == [f"{live.stem}.jpg", status.name]

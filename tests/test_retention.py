@@ -339,7 +339,8 @@ def test_nothing_deletable_refuses_new_clips_and_alarms_until_space_returns(
     (alarm,) = ledger.alarms()
     assert alarm.kind == "disk-full" and "not starting new clips" in alarm.message
     deadline = time.monotonic() + 10
-    while not hook_out.exists() and time.monotonic() < deadline:
+    # The hook's file exists a moment before its line is in it.
+    while not (hook_out.exists() and hook_out.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert hook_out.read_text().startswith("disk-full: ")
 

@@ -213,12 +213,14 @@ def test_alive_feeds_the_watchdog_without_frames(listener: Listener, tmp_path: P
     clock = FakeClock()
     env = env_for(str(tmp_path / "notify.sock"), WATCHDOG_USEC="1000000")
     wd = Watchdog(environ=env, clock=clock)
-    wd.alive("camera lost, retrying in 4 s")
-    clock.now += 0.6
-    wd.alive("camera lost, retrying in 4 s")
+    wd.alive("waiting for camera: cannot open /dev/video7")  # no frame yet: READY first
+    for _ in range(2):
+        clock.now += 0.6
+        wd.alive("camera lost, retrying in 4 s")
     msgs = listener.messages(wait=1)
-    assert [m.get("WATCHDOG") for m in msgs] == ["1", "1"]
-    assert msgs[0]["STATUS"] == "camera lost, retrying in 4 s"
+    assert msgs[0] == {"READY": "1", "STATUS": "waiting for camera: cannot open /dev/video7"}
+    assert [m.get("WATCHDOG") for m in msgs[1:]] == ["1", "1"]
+    assert msgs[1]["STATUS"] == "camera lost, retrying in 4 s"
 
 
 class StallingCamera:
@@ -324,3 +326,57 @@ def test_packcam_station_under_type_notify(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+def test_packcam_station_without_its_camera_alarms_waits_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    """Camera absent at start (/dev/video7): it hung ignoring SIGTERM, no alarm, and systemd
+    waited out TimeoutStartSec. Now: READY=1 with "waiting for camera", the alarm in the live
+    status, WATCHDOG=1 while it retries with back-off, and SIGTERM ends it within 2 s."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    cfg = tmp_path / "packcam.toml"
+    cfg.write_text(
+        f'[station]\ndata_dir = "{data}"\n'
+        '[camera]\nbackend = "opencv"\nsource = "/dev/video7"\nwidth = 320\nheight = 240\n'
+        "[scanner]\ncamera_decode = false\n[proof]\nenabled = false\n",
+        encoding="utf-8",
+    )
+    listener = Listener(str(tmp_path / "notify.sock"))
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+           "WATCHDOG_USEC": "1000000"}  # fmt: skip
+    log_path = tmp_path / "station.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "station", "station", "--config", str(cfg)],
+            env=env,
+            stderr=log_file,
+        )
+        try:
+            got: list[dict[str, str]] = []
+            deadline = time.monotonic() + 60
+            while sum("WATCHDOG" in m for m in got) < 3 and time.monotonic() < deadline:
+                got += listener.messages(wait=0.5)
+            assert got and got[0].get("READY") == "1", got[:3]
+            assert got[0]["STATUS"].startswith("waiting for camera"), got[0]
+            assert sum("WATCHDOG" in m for m in got) >= 3, got
+            live = json.loads((data / "live" / "station-01.json").read_text(encoding="utf-8"))
+            assert (live["alarm"] or "").startswith("camera-lost"), live
+            assert proc.poll() is None  # still retrying, not crashed
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+            assert time.monotonic() - sent < 2.0
+        finally:
+            listener.close()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log_path.read_text(errors="replace")
+    assert "retrying in 0.5s" in text and "retrying in 1.0s" in text, text[-2000:]

@@ -11,6 +11,8 @@ from station.config import SessionSection
 from station.session import (
     CameraBack,
     CameraLost,
+    ClipRefused,
+    DiskFull,
     EndOfInput,
     FinishReason,
     Idle,
@@ -18,7 +20,9 @@ from station.session import (
     LogEvent,
     Pedal,
     Recording,
+    RecordingFailed,
     Scanned,
+    Shutdown,
     StartClip,
     StopClip,
     Suspended,
@@ -71,8 +75,9 @@ def test_idle_ignores_other_events(event) -> None:
     assert all(isinstance(a, LogEvent) for a in actions)
 
 
-def test_idle_camera_events_do_nothing() -> None:
-    assert step(Idle(), CameraLost(1.0), RULES) == (Idle(), [])
+def test_idle_camera_loss_is_remembered_and_its_return_starts_nothing() -> None:
+    assert step(Idle(), CameraLost(1.0), RULES) == (Suspended(None, 1.0), [])
+    assert step(Suspended(None, 1.0), CameraBack(2.0), RULES) == (Idle(), [])
     assert step(Idle(), CameraBack(1.0), RULES) == (Idle(), [])
 
 
@@ -182,25 +187,78 @@ def test_end_of_input_closes_clip() -> None:
 
 def test_camera_loss_closes_clip_and_resumes_same_order_without_pre_roll() -> None:
     state, actions = step(rec(waybills=("SF1234567890123",)), CameraLost(15.0), RULES)
-    assert state == Suspended("PO-A", 15.0, ("SF1234567890123",))
+    assert state == Suspended("PO-A", 15.0, ("SF1234567890123",), order_at_loss="PO-A")
     assert actions == [StopClip(FinishReason.CAMERA_LOST, 15.0)]
     state, actions = step(state, CameraBack(19.0), RULES)
     assert state == Recording("PO-A", 19.0, 19.0, ("SF1234567890123",))
     assert actions == [
-        StartClip("PO-A", 19.0, pre_roll=False, waybills=("SF1234567890123",), resumed_after_s=4.0)
+        StartClip(
+            "PO-A",
+            19.0,
+            pre_roll=False,
+            waybills=("SF1234567890123",),
+            resumed_after_s=4.0,
+            lost_t=15.0,
+            order_at_loss="PO-A",
+        )
     ]
 
 
 def test_suspended_handles_scans() -> None:
-    sus = Suspended("PO-A", 15.0)
-    assert step(sus, Scanned(SEAL, 16.0), RULES)[0] == Idle()
-    assert step(sus, Scanned(ORDER_A, 16.0), RULES)[0] == Idle()
-    assert step(sus, Pedal(16.0), RULES)[0] == Idle()
-    assert step(sus, Scanned(ORDER_B, 16.0), RULES)[0] == Suspended("PO-B", 15.0)
+    sus = Suspended("PO-A", 15.0, order_at_loss="PO-A")
+    dark = Suspended(None, 15.0, order_at_loss="PO-A")  # the camera is still away
+    assert step(sus, Scanned(SEAL, 16.0), RULES)[0] == dark
+    assert step(sus, Scanned(ORDER_A, 16.0), RULES)[0] == dark
+    assert step(sus, Pedal(16.0), RULES)[0] == dark
+    assert step(sus, Scanned(ORDER_B, 16.0), RULES)[0] == Suspended(
+        "PO-B", 15.0, order_at_loss="PO-A", scanned_t=16.0
+    )
     state, actions = step(sus, Scanned(WAYBILL, 16.0), RULES)
     assert state.waybills == ("SF1234567890123",) and "LinkWaybill" in kinds(actions)
     assert step(sus, Tick(99.0), RULES) == (sus, [])
     assert step(sus, EndOfInput(99.0), RULES) == (Idle(), [])
+    assert step(sus, Shutdown(99.0), RULES) == (Idle(), [])
+
+
+def test_orders_begun_and_sealed_in_the_dark_are_only_logged_the_open_one_starts_at_return():
+    state, _ = step(Idle(), CameraLost(5.0), RULES)
+    state, _ = step(state, Scanned(ORDER_A, 6.0), RULES)
+    state, actions = step(state, Scanned(SEAL, 6.5), RULES)
+    assert state == Suspended(None, 5.0) and kinds(actions) == ["LogEvent"]
+    state, _ = step(state, Scanned(ORDER_B, 7.0), RULES)
+    state, actions = step(state, CameraBack(8.0), RULES)
+    assert state == Recording("PO-B", 8.0, 8.0)
+    assert actions == [
+        StartClip("PO-B", 8.0, pre_roll=False, resumed_after_s=3.0, lost_t=5.0, scanned_t=7.0)
+    ]
+
+
+# ---- failures are events too -------------------------------------------------------------------
+
+
+def test_disk_full_finishes_the_clip() -> None:
+    assert step(rec(), DiskFull(12.0), RULES) == (
+        Idle(),
+        [StopClip(FinishReason.DISK_FULL, 12.0)],
+    )
+    assert step(Idle(), DiskFull(12.0), RULES) == (Idle(), [])
+
+
+def test_a_refused_clip_returns_to_idle_and_logs_the_refusal() -> None:
+    state, actions = step(rec("PO-A"), ClipRefused("PO-A", 10.0, "disk full"), RULES)
+    assert state == Idle()
+    assert actions == [LogEvent("refused", "PO-A", 10.0, "station", "disk full")]
+    # A refusal of another order than the open one changes nothing (a late report).
+    assert step(rec("PO-A"), ClipRefused("PO-B", 10.0, "x"), RULES) == (rec("PO-A"), [])
+
+
+def test_recording_failed_and_shutdown() -> None:
+    assert step(rec(), RecordingFailed(11.0, "ENOSPC"), RULES) == (Idle(), [])
+    assert step(rec(), Shutdown(11.0), RULES) == (
+        Idle(),
+        [StopClip(FinishReason.INTERRUPTED, 11.0)],
+    )
+    assert step(Idle(), Shutdown(11.0), RULES) == (Idle(), [])
 
 
 def test_unknown_state_is_a_programming_error() -> None:
@@ -218,6 +276,10 @@ events = st.one_of(
     st.builds(EndOfInput, st.just(0.0)),
     st.builds(CameraLost, st.just(0.0)),
     st.builds(CameraBack, st.just(0.0)),
+    st.builds(DiskFull, st.just(0.0)),
+    st.builds(ClipRefused, st.sampled_from(["PO-A", "PO-B"]), st.just(0.0), st.just("full")),
+    st.builds(RecordingFailed, st.just(0.0), st.just("ENOSPC")),
+    st.builds(Shutdown, st.just(0.0)),
 )
 
 
@@ -234,7 +296,14 @@ def test_clips_always_pair_up(seq, rules) -> None:
     for ev, dt in seq:
         t += dt
         ev = type(ev)(**{**{f: getattr(ev, f) for f in ev.__slots__}, "t": t})
+        before = state
         state, actions = step(state, ev, rules)
+        if isinstance(before, Recording) and (
+            isinstance(ev, RecordingFailed)  # the recorder closed the clip itself
+            or (isinstance(ev, ClipRefused) and ev.order_id == before.order_id)  # never opened
+        ):
+            assert actions == [] or kinds(actions) == ["LogEvent"]
+            open_clip = False
         for a in actions:
             if isinstance(a, StartClip):
                 assert not open_clip
@@ -258,7 +327,7 @@ def test_resumed_clips_carry_their_gap_and_only_follow_a_camera_loss(seq) -> Non
         ev = type(ev)(**{**{f: getattr(ev, f) for f in ev.__slots__}, "t": t})
         before = state
         state, actions = step(state, ev, RULES)
-        if isinstance(ev, CameraLost) and isinstance(before, Recording):
+        if isinstance(ev, CameraLost) and not isinstance(before, Suspended):
             lost_at = t
         for a in actions:
             if not isinstance(a, StartClip):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 from contextlib import redirect_stdout
 from datetime import datetime, timedelta, timezone
@@ -118,18 +119,26 @@ def test_every_stop_rule_yields_exactly_the_expected_clips(e2e_cfg: config_mod.C
     assert by["PO-A"].waybill == "SF1234567890123"
     assert [e.kind for e in by["PO-A"].events] == ["order", "waybill", "seal"]
     assert [e.kind for e in by["PO-B"].events] == ["order", "pedal"]
-    # Keyboard scans at known times: pre-roll is the configured 3 s (within a frame).
-    for order in ("PO-B", "PO-D", "PO-F", "PO-G"):
-        assert by[order].pre_roll_s == pytest.approx(3.0, abs=1.5 / FPS), order
+    # Pre-roll starts on the newest keyframe at or before scan - 3 s (keyframes every 4 s,
+    # and right after each clip), but never in what the previous clip holds: no second of
+    # video is in two clips, so a shorter pre-roll starts on the frame after that clip.
+    for prev, clip in itertools.pairwise(clips):
+        assert clip.started_at > prev.ended_at, clip.order_id
+        if clip.pre_roll_s < 3.0 - 1.5 / FPS:
+            gap = (clip.started_at - prev.ended_at).total_seconds()
+            assert gap == pytest.approx(1 / FPS, abs=0.5 / FPS), clip.order_id
+        else:
+            assert 3.0 - 1.5 / FPS <= clip.pre_roll_s <= 3.0 + 4.0, clip.order_id
+    assert by["PO-D"].pre_roll_s == 0  # next-order: the seconds before the scan are C's
     # The camera reads the sheet within a second of it coming to rest.
     assert 1.0 < by["PO-A"].pre_roll_s < 2.2  # the scene started at 0: less than 3 s exist
     # Ends where the rules say, on the video's own timeline.
     assert by["PO-B"].duration_s == pytest.approx(3.0 + 3.0, abs=0.3)
-    assert by["PO-C"].duration_s == pytest.approx(
-        3.0 + (20.0 - 16.0) - by["PO-C"].events[0].t_clip_s + 3.0, abs=1.0
-    )
+    # C is read within a second of 16 s and ends at D's scan at 20 s.
+    c_pre = by["PO-C"].events[0].t_clip_s
+    assert c_pre + 3.0 <= by["PO-C"].duration_s <= c_pre + 4.0 + 0.2
     assert by["PO-E"].duration_s == pytest.approx(by["PO-E"].pre_roll_s + 8.0, abs=0.3)
-    assert by["PO-F"].duration_s == pytest.approx(3.0 + 1.0 + 4.0, abs=0.5)
+    assert by["PO-F"].duration_s == pytest.approx(by["PO-F"].pre_roll_s + 1.0 + 4.0, abs=0.5)
     for c in clips:
         check_clip_files(data, c, FPS)
         assert c.station == e2e_cfg.station.name
@@ -209,7 +218,8 @@ def test_replay_of_a_video_file_yields_the_expected_clips(tmp_path: Path) -> Non
     assert start == datetime(2026, 11, 30, 9, 0, tzinfo=timezone(timedelta(hours=8)))
     assert x["station"] == "打包台 1"
     assert y["duration_s"] == pytest.approx(3.0 + 5.0, abs=0.6)
-    assert z["duration_s"] == pytest.approx(3.0 + 20.0 - 14.0 - 0.3, abs=0.8)
+    # Z follows Y (next-order): no pre-roll, those seconds are Y's.
+    assert z["duration_s"] == pytest.approx(20.0 - 14.0 - 0.3, abs=0.8)
     for c in clips:
         assert Path(c["path"]).is_file()
         assert hashlib.sha256(Path(c["path"]).read_bytes()).hexdigest() == c["sha256"]

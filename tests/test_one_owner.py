@@ -1,0 +1,126 @@
+"""Every second of video belongs to one order: pre-roll never reaches into another clip."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from station import config as config_mod
+from station.ledger import Ledger
+from station.recorder import FinishedClip, Recorder
+from station.service import assemble
+from station.synthetic import Scenario, SyntheticCamera
+from station.writer import ClipWriter
+
+W, H, FPS = 160, 96, 10.0
+WALL0 = datetime(2026, 12, 4, 9, 0, 0).astimezone()
+
+
+def i420(n: int) -> np.ndarray:
+    return np.full((H * 3 // 2, W), n % 256, np.uint8)
+
+
+def owners_ok(finished: list[FinishedClip]) -> None:
+    """Each clip shows only its own order (or none, in idle pre-roll); spans never overlap."""
+    spans = []
+    for f in finished:
+        labels = [label for label, _n in f.frame_labels]
+        assert set(labels) <= {None, f.order_id}, (f.order_id, f.frame_labels)
+        # Idle frames only as pre-roll, before the first frame of the order itself.
+        if None in labels:
+            assert labels.index(f.order_id) > max(i for i, v in enumerate(labels) if v is None)
+        if f.record is not None:
+            assert sum(n for _l, n in f.frame_labels) == f.record.frame_count
+        assert f.span is not None
+        spans.append(f.span)
+    spans.sort()
+    for (_a0, a1), (b0, _b1) in itertools.pairwise(spans):
+        assert a1 < b0, spans
+
+
+def test_recorder_pre_roll_starts_after_the_previous_clip(
+    cfg: config_mod.Config, ledger: Ledger
+) -> None:
+    cfg = cfg.replace("session", pre_roll_s=3.0).replace("proof", enabled=False)
+
+    def writer(p: Path) -> ClipWriter:
+        return ClipWriter(p, W, H, FPS, keyframe_interval_s=1.0)
+
+    rec = Recorder(cfg, ledger, writer)
+    t, label = 0.0, None
+    try:
+        for i in range(80):
+            if i == 35:  # A scanned: 3 s of idle pre-roll
+                rec.start("A", t, wall=WALL0 + timedelta(seconds=t))
+                label = "A"
+            if i == 50:  # B scanned 1.5 s later: next-order, then B at once
+                rec.stop("next-order", t)
+                rec.start("B", t, wall=WALL0 + timedelta(seconds=t))
+                label = "B"
+            rec.push(i420(i), t, WALL0 + timedelta(seconds=t), label)
+            t = round(t + 1 / FPS, 6)
+        rec.stop("sealed", t)
+        rec.wait_idle()
+    finally:
+        rec.close()
+    a, b = rec.finished
+    assert (a.order_id, b.order_id) == ("A", "B")
+    assert a.frame_labels == ((None, 30), ("A", 15))  # 3 s pre-roll at 10 fps
+    assert b.frame_labels == (("B", 30),)  # no pre-roll: those seconds are A's
+    assert b.record is not None and b.record.pre_roll_s == 0
+    owners_ok(list(rec.finished))
+    # Named with the wall time of the first frame: A's first pre-roll frame, B's scan frame.
+    assert a.record is not None and "_20261204T090000_500" in a.record.path
+    assert "_20261204T090005_000" in b.record.path
+
+
+def test_back_to_back_orders_each_clip_shows_only_its_own_order(cfg: config_mod.Config) -> None:
+    """The seller's bug: after next-order / rescan the next clip opened with the previous
+    order burned into its first seconds."""
+    cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=60.0, still_timeout_s=0.0)
+    cfg = cfg.replace("proof", enabled=False)
+    keys = [
+        (0.5, "PO-1"),
+        (2.0, "PO-2"),  # next-order 1.5 s after PO-1
+        (2.8, "PO-3"),  # next-order again, under a second later
+        (6.0, "PO-3"),  # rescan (after the 3 s debounce): PO-3 ends
+        (6.6, "PO-4"),  # 0.6 s after: only that much idle pre-roll is free
+        (9.5, "SEAL"),
+        (10.0, "PO-5"),  # 0.5 s after a seal
+        (13.9, "PO-6"),
+    ]
+    events = [{"at": at, "kind": "key", "text": text} for at, text in keys]
+    scenario = Scenario.from_dict({"seed": 7, "event": [*events, {"at": 16.0, "kind": "end"}]})
+    finished: list[FinishedClip] = []
+    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
+    try:
+        asm.station.run(threading.Event())
+        clips = asm.ledger.clips()
+    finally:
+        asm.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        ("PO-1", "next-order"),
+        ("PO-2", "next-order"),
+        ("PO-3", "rescan"),
+        ("PO-4", "sealed"),
+        ("PO-5", "next-order"),
+        ("PO-6", "end-of-input"),
+    ]
+    assert [f.order_id for f in finished] == [c.order_id for c in clips]
+    owners_ok(finished)
+    by = {c.order_id: c for c in clips}
+    assert by["PO-2"].pre_roll_s == 0 and by["PO-3"].pre_roll_s == 0
+    assert by["PO-4"].pre_roll_s == pytest.approx(0.6, abs=0.15)
+    assert by["PO-5"].pre_roll_s == pytest.approx(0.5, abs=0.15)
+    assert by["PO-1"].pre_roll_s == pytest.approx(0.5, abs=0.15)  # the scene began at 0
+    # Every frame the camera gave between the first scan and the end is in exactly one clip.
+    total = sum(c.frame_count for c in clips)
+    first = min(f.span[0] for f in finished if f.span)
+    last = max(f.span[1] for f in finished if f.span)
+    assert total == round((last - first) * FPS) + 1
