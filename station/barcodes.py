@@ -21,6 +21,8 @@ from pyzbar import pyzbar
 from pyzbar.pyzbar import ZBarSymbol
 
 from station.changegate import ChangeGate
+from station.config import Config
+from station.confirm import Look, ReadConfirmer, box_of
 from station.ean_blur import read_blurry_ean, rotate
 from station.frames import Frame, InputEvent, RawScan
 from station.priority import lower_thread_priority
@@ -35,11 +37,14 @@ class Detection:
     ``text`` is the payload as text (UPC-A in its 13-digit EAN form with a leading 0),
     ``symbology`` a lower-case name ("qrcode", "code128", "ean13", "upca", "ean8", "upce",
     "code39", "datamatrix") and ``points`` the corners in the input image's pixel coordinates.
+    ``heavy``: found by a model-based or heavily preprocessed stage (``Stage.heavy``), whose
+    single reads the camera path never trusts (station/confirm.py).
     """
 
     text: str
     symbology: str
     points: tuple[tuple[int, int], ...]
+    heavy: bool = False
 
 
 # --------------------------------------------------------------------------- decoders
@@ -280,7 +285,9 @@ class Stage:
     x86 build machine); budgets are spent in these estimates, so results never depend on CPU
     load.
     ``enlarged`` stages work on the view scaled by its ``up_factor``; views of more than
-    ``max_pixels`` are not given to the stage at all.
+    ``max_pixels`` are not given to the stage at all. ``heavy`` stages (a model, deconvolution,
+    sharpened enlargements, turned copies) can make a plausible code out of noise: their
+    detections are marked, and the camera path needs more looks to trust them.
     """
 
     name: str
@@ -290,6 +297,7 @@ class Stage:
     enlarged: bool
     run: Callable[[_View], list[Detection]]
     max_pixels: float = math.inf
+    heavy: bool = False
 
     def estimate_ms(self, view: _View) -> float:
         mpx = view.gray.shape[0] * view.gray.shape[1] / 1e6
@@ -377,14 +385,25 @@ STAGES: tuple[Stage, ...] = (
     Stage("zbar", "regions", 0.3, 150.0, False, _step_zbar),
     Stage("zxing-clahe", "regions", 0.3, 35.0, False, _step_zxing_clahe),
     Stage("zxing-global", "regions", 0.3, 20.0, False, _step_zxing_global),
-    Stage("zxing-sharp", "regions", 0.3, 50.0, True, _step_zxing_sharp),
-    Stage("zbar-sharp", "regions", 0.3, 150.0, True, _step_zbar_sharp),
-    Stage("zxing-rotated", "regions", 0.5, 200.0, False, _step_zxing_rotated),
-    Stage("zxing-deblur", "regions", 1.0, 250.0, True, _step_zxing_deblur),
-    Stage("zxing-deblur-strong", "regions", 1.0, 400.0, True, _step_zxing_deblur_strong),
+    Stage("zxing-sharp", "regions", 0.3, 50.0, True, _step_zxing_sharp, heavy=True),
+    Stage("zbar-sharp", "regions", 0.3, 150.0, True, _step_zbar_sharp, heavy=True),
+    Stage("zxing-rotated", "regions", 0.5, 200.0, False, _step_zxing_rotated, heavy=True),
+    Stage("zxing-deblur", "regions", 1.0, 250.0, True, _step_zxing_deblur, heavy=True),
+    Stage(
+        "zxing-deblur-strong", "regions", 1.0, 400.0, True, _step_zxing_deblur_strong, heavy=True
+    ),
     # The EAN model reads one symbol that fills much of the view: a product photo or a
     # located box, never a whole camera frame.
-    Stage("ean-blur", "regions", 150.0, 5000.0, False, _step_ean_blur, max_pixels=_SMALL_IMAGE_PX),
+    Stage(
+        "ean-blur",
+        "regions",
+        150.0,
+        5000.0,
+        False,
+        _step_ean_blur,
+        max_pixels=_SMALL_IMAGE_PX,
+        heavy=True,
+    ),
 )
 """The station's pipeline, cheapest and most productive first. See docs/barcodes.md."""
 
@@ -474,6 +493,8 @@ class BarcodeDecoder:
                 spent += cost
                 ran.append(stage.name)
                 found = _dedupe(stage.run(view))
+                if found and stage.heavy:
+                    found = [replace(d, heavy=True) for d in found]
                 if found:
                     elapsed = time.perf_counter() - started
                     log.debug(
@@ -546,7 +567,11 @@ class _Mailbox:
 
 
 class ScanWorker:
-    """Camera frames in, ``RawScan(text, "camera", frame.t)`` out: a ScanSource.
+    """Camera frames in, ``RawScan(text, "camera", frame.t, symbology)`` out: a ScanSource.
+
+    Only *confirmed* reads become scans (``confirm``, a ReadConfirmer: by default the same
+    text in two different frames, three for model-based stages; see station/confirm.py), so
+    one misread never reaches the session.
 
     Threaded mode (default, live cameras): ``submit`` never blocks. It puts the frame in a
     one-slot mailbox; a frame still waiting there is replaced and counted as skipped, so the
@@ -569,9 +594,11 @@ class ScanWorker:
         sync: bool = False,
         source: str = "camera",
         gate: ChangeGate | None = None,
+        confirm: ReadConfirmer | None = None,
     ) -> None:
         self._decoder: FrameDecoder = decoder if decoder is not None else BarcodeDecoder()
         self._gate = gate
+        self._confirm = confirm if confirm is not None else ReadConfirmer()
         self._sync = sync
         self._source = source
         self._lock = threading.Lock()
@@ -666,7 +693,7 @@ class ScanWorker:
                 crop = image[y0:y1, x0:x1]
                 for d in self._decoder.decode_frame(crop, crop.shape[0] * crop.shape[1] / (h * w)):
                     pts = tuple((x + x0, y + y0) for x, y in d.points)
-                    found.append(Detection(d.text, d.symbology, pts))
+                    found.append(Detection(d.text, d.symbology, pts, d.heavy))
             found = _dedupe(found)
         self._gate.done(boxes, frame.t, [d.points for d in found], w, h)
         return found, pixels
@@ -692,8 +719,10 @@ class ScanWorker:
                     "barcode decode failed on frame %d (%d failures so far)", frame.index, errors
                 )
             return
+        looks = [Look(d.text, d.symbology, d.heavy, box_of(d.points)) for d in found]
+        confirmed = self._confirm.feed(frame.t, looks)
         took = time.perf_counter() - started
-        scans = [RawScan(d.text, self._source, frame.t) for d in found]
+        scans = [RawScan(c.text, self._source, frame.t, c.symbology) for c in confirmed]
         with self._lock:
             self._box.events.extend(scans)
             st = self._stats
@@ -709,6 +738,22 @@ class ScanWorker:
         # logged where they are classified
         for d in found:
             log.debug("camera read %s %r at t=%.3f", d.symbology, d.text, frame.t)
+
+
+def camera_scan_worker(cfg: Config, *, sync: bool) -> ScanWorker:
+    """The station's camera scan worker built from ``[scanner]`` and ``[codes]``: the
+    pipeline, the change gate (``decode_changes_only``) and read confirmation
+    (``confirm_looks``). ``sync`` for cameras that are not live (file replay)."""
+    gate = None
+    if cfg.scanner.decode_changes_only:
+        # A label lying in view must be seen again within the debounce window, or it
+        # would count as a new scan: the full look comes at least twice per window.
+        every = cfg.scanner.full_decode_every_s
+        if cfg.codes.debounce_s > 0:
+            every = min(every, cfg.codes.debounce_s / 2)
+        gate = ChangeGate(every)
+    confirm = ReadConfirmer(cfg.scanner.confirm_looks)
+    return ScanWorker(BarcodeDecoder(), sync=sync, gate=gate, confirm=confirm)
 
 
 # --------------------------------------------------------------------------- packcam decode
@@ -775,6 +820,7 @@ __all__ = [
     "ScanWorker",
     "ScanWorkerStats",
     "Stage",
+    "camera_scan_worker",
     "decode_command",
     "decode_zbar",
     "decode_zxing",

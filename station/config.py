@@ -55,6 +55,9 @@ class ScannerSection:
     # decode only what changed since the last look (and where codes were just read) ...
     decode_changes_only: bool = True
     full_decode_every_s: float = 2.0  # ... and the whole frame at least this often
+    # a camera read becomes a scan once read in this many different frames (model-based
+    # stages: one more); see docs/barcodes.md
+    confirm_looks: int = 2
     keyboard: str = "none"  # none | stdin | evdev
     evdev_device: str = ""  # /dev/input/eventN or by-id path; "" = auto-detect a scanner
     evdev_grab: bool = True
@@ -315,6 +318,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("scanner.decode_every must be at least 1")
     if sc.full_decode_every_s <= 0:
         raise ConfigError("scanner.full_decode_every_s must be positive")
+    if not 1 <= sc.confirm_looks <= 10:
+        raise ConfigError("scanner.confirm_looks must be between 1 and 10")
     if sc.keyboard not in {"none", "stdin", "evdev"}:
         raise ConfigError(f"scanner.keyboard must be none, stdin or evdev, not {sc.keyboard!r}")
     if sc.pedal_gpio < -1 or sc.pedal_gpio > 40:

@@ -27,6 +27,7 @@ from station.barcodes import (
     normalise_text,
     same_text,
 )
+from station.confirm import ReadConfirmer
 from station.frames import Frame, RawScan, ScanSource
 
 F = zxingcpp.BarcodeFormat
@@ -265,33 +266,35 @@ def test_scan_worker_is_a_scan_source() -> None:
 def test_sync_worker_emits_raw_scans_stamped_with_the_frame_time(code128_frame) -> None:
     worker = ScanWorker(sync=True)
     worker.start()
+    worker.submit(make_frame(code128_frame, t=12.4))
+    assert worker.poll(99.0) == []  # one read is not a scan: it is confirmed by a second look
     worker.submit(make_frame(code128_frame, t=12.5))
     assert worker.poll(12.0) == []  # camera time has not reached the frame yet
-    assert worker.poll(12.5) == [RawScan("SF1234567890123", "camera", 12.5)]
+    assert worker.poll(12.5) == [RawScan("SF1234567890123", "camera", 12.5, "code128")]
     assert worker.poll(99.0) == []
     worker.submit(make_frame(noisy_frame(), t=13.0))
     stats = worker.stats()
-    assert (stats.decoded, stats.skipped, stats.errors) == (2, 0, 0)
+    assert (stats.decoded, stats.skipped, stats.errors) == (3, 0, 0)
     assert stats.decode_seconds > 0
     worker.stop()
 
 
 def test_threaded_worker_decodes_in_the_background(code128_frame) -> None:
-    worker = ScanWorker()
+    worker = ScanWorker(confirm=ReadConfirmer(1))
     worker.start()
     try:
         worker.submit(make_frame(code128_frame, t=3.25))
         events = wait_for_events(worker, 3.25, 1)
     finally:
         worker.stop()
-    assert events == [RawScan("SF1234567890123", "camera", 3.25)]
+    assert events == [RawScan("SF1234567890123", "camera", 3.25, "code128")]
     assert worker.stats().decoded == 1
     assert worker.stats().last_latency_s > 0
 
 
 def test_threaded_submit_never_blocks_and_keeps_only_the_newest_waiting_frame() -> None:
     gate = GatedDecoder()
-    worker = ScanWorker(gate)
+    worker = ScanWorker(gate, confirm=ReadConfirmer(1))
     worker.start()
     try:
 
@@ -308,14 +311,17 @@ def test_threaded_submit_never_blocks_and_keeps_only_the_newest_waiting_frame() 
         events = wait_for_events(worker, 10.0, 2)
     finally:
         worker.stop()
-    assert events == [RawScan("px1", "camera", 1.0), RawScan("px3", "camera", 3.0)]
+    assert events == [
+        RawScan("px1", "camera", 1.0, "qrcode"),
+        RawScan("px3", "camera", 3.0, "qrcode"),
+    ]
     stats = worker.stats()
     assert (stats.decoded, stats.skipped) == (2, 1)
 
 
 @pytest.mark.parametrize("sync", [True, False], ids=["sync", "threaded"])
 def test_worker_survives_a_decoder_that_raises(sync: bool, caplog) -> None:
-    worker = ScanWorker(FlakyDecoder(), sync=sync)
+    worker = ScanWorker(FlakyDecoder(), sync=sync, confirm=ReadConfirmer(1))
     worker.start()
     try:
         with caplog.at_level(logging.ERROR, logger="station.barcodes"):
@@ -328,7 +334,7 @@ def test_worker_survives_a_decoder_that_raises(sync: bool, caplog) -> None:
             events = wait_for_events(worker, 5.0, 1)
     finally:
         worker.stop()
-    assert events == [RawScan("OK", "camera", 2.0)]
+    assert events == [RawScan("OK", "camera", 2.0, "qrcode")]
     assert worker.stats().errors == 1
     assert "barcode decode failed" in caplog.text and "decoder exploded" in caplog.text
 
@@ -344,6 +350,54 @@ def test_worker_call_order_is_checked() -> None:
     worker.stop()  # idempotent
     with pytest.raises(RuntimeError):
         worker.submit(make_frame(noisy_frame((64, 64)), 0.0))
+
+
+class ScriptedDecoder:
+    """Returns the detections scripted for each call, in turn."""
+
+    def __init__(self, script: list[list[Detection]]) -> None:
+        self.script = list(script)
+
+    def decode_frame(self, image: np.ndarray, share: float = 1.0) -> list[Detection]:
+        return self.script.pop(0) if self.script else []
+
+
+def run_worker(script: list[list[Detection]]) -> list[RawScan]:
+    worker = ScanWorker(ScriptedDecoder(script), sync=True)
+    worker.start()
+    for i in range(len(script)):
+        worker.submit(make_frame(np.zeros((8, 8, 3), np.uint8), 0.1 * i, index=3 * i))
+    worker.stop()
+    return worker.poll(99.0)  # type: ignore[return-value]
+
+
+BOX = ((10, 10), (60, 10), (60, 30), (10, 30))
+
+
+def test_worker_passes_on_only_confirmed_reads() -> None:
+    upc = Detection("0023942431015", "upca", BOX)
+    wrong = [Detection(f"90749324370{i}5", "ean13", BOX) for i in range(4)]
+    # a clean label that gives a different wrong number in four frames: none is a scan
+    assert run_worker([[w] for w in wrong]) == []
+    # the right number in two frames is
+    assert run_worker([[upc], [], [upc]]) == [RawScan("0023942431015", "camera", 0.2, "upca")]
+
+
+def test_worker_needs_three_looks_for_heavy_stage_reads() -> None:
+    blurry = Detection("4006381333931", "ean13", BOX, heavy=True)
+    assert run_worker([[blurry], [blurry]]) == []
+    assert run_worker([[blurry], [blurry], [blurry]]) == [
+        RawScan("4006381333931", "camera", 0.2, "ean13")
+    ]
+
+
+def test_pipeline_marks_reads_of_heavy_stages(decoder: BarcodeDecoder) -> None:
+    heavy = {s.name for s in STAGES if s.heavy}
+    assert {"zxing-deblur", "zxing-deblur-strong", "ean-blur", "zxing-rotated"} <= heavy
+    assert not {"zxing", "zbar"} & heavy
+    img = symbol(zxingcpp.BarcodeFormat.Code128, "PO-HEAVY-1", scale=3)
+    found = decoder.decode(img)
+    assert [(d.text, d.heavy) for d in found] == [("PO-HEAVY-1", False)]
 
 
 # --------------------------------------------------------------------------- packcam decode
