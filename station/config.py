@@ -64,10 +64,18 @@ class ScannerSection:
     pedal_gpio: int = -1  # BCM pin of a foot pedal / button to ground; -1 = none
 
 
+# What the camera's decoders report (station/barcodes.py); an ISBN is an "ean13" (978/979...).
+CAMERA_SYMBOLOGIES = ("code128", "code39", "qrcode", "datamatrix", "ean13", "ean8", "upca", "upce")
+
+
 @dataclass(frozen=True)
 class CodesSection:
     # Regexes for order IDs. Empty: any code that is no seal, control or waybill is an order.
     order_patterns: tuple[str, ...] = ()
+    # Symbologies the camera takes order IDs from. Camera reads of product codes (EAN-13/8,
+    # UPC-A/E, so ISBN too) not listed here are items, never orders; keyboard scans have no
+    # symbology and are classified by text alone.
+    order_symbologies: tuple[str, ...] = ("code128", "code39", "qrcode", "datamatrix")
     waybill_patterns: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_WAYBILL_PATTERNS))
     seal_codes: tuple[str, ...] = ("SEAL", "封箱")
     # code -> command; commands: "seal" (end the clip like the pedal), "test" (log only)
@@ -327,6 +335,12 @@ def validate(cfg: Config) -> None:
     k = cfg.codes
     for i, p in enumerate(k.order_patterns):
         _check_regex(p, f"codes.order_patterns[{i}]")
+    for name in k.order_symbologies:
+        if name not in CAMERA_SYMBOLOGIES:
+            raise ConfigError(
+                f"codes.order_symbologies: unknown symbology {name!r}"
+                f" (allowed: {', '.join(CAMERA_SYMBOLOGIES)})"
+            )
     for name, p in k.waybill_patterns.items():
         _check_regex(p, f"codes.waybill_patterns.{name}")
     for code, cmd in k.control_codes.items():

@@ -154,6 +154,10 @@ def _start(order_id: str, t: float) -> Recording:
 
 def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list[Action]]:
     """Advance the session by one event. Pure: no clocks, no I/O, no hidden state."""
+    if isinstance(event, Scanned) and event.code.kind is Kind.ITEM:
+        # A product seen by the camera: logged (in the open clip's timeline, if any), and it
+        # changes nothing, whatever the state: it never starts, ends or resumes a clip.
+        return state, [_log(event, event.code.detail)]
     match state:
         case Idle():
             return _step_idle(state, event)
