@@ -17,10 +17,12 @@ import pytest
 import zxingcpp
 
 from station.barcodes import (
+    MIN_CROP_BUDGET_MS,
     STAGES,
     BarcodeDecoder,
     Detection,
     ScanWorker,
+    code_like,
     decode_command,
     decode_zbar,
     decode_zxing,
@@ -29,6 +31,7 @@ from station.barcodes import (
 )
 from station.confirm import ReadConfirmer
 from station.frames import Frame, RawScan, ScanSource
+from station.synthetic import Scenario, SyntheticCamera
 
 F = zxingcpp.BarcodeFormat
 CASES = [
@@ -38,6 +41,9 @@ CASES = [
     ("code39", F.Code39, "PACK-42"),
     ("datamatrix", F.DataMatrix, "ORDER 12345"),
 ]
+
+
+EAN = "9780345460950"
 
 
 def symbol(fmt: zxingcpp.BarcodeFormat, text: str, scale: int = 4) -> np.ndarray:
@@ -133,6 +139,51 @@ def test_live_path_leaves_out_the_costly_stages(decoder: BarcodeDecoder) -> None
     assert "ean-blur" not in result.ran
     assert result.skipped > 0  # zbar and the enlarging stages on the whole frame, at least
     assert STAGES[0].name == result.ran[0] == "zxing"
+
+
+def table_frame(seconds: float = 2.0) -> np.ndarray:
+    cam = SyntheticCamera(1280, 720, 30.0, Scenario.from_dict({"seed": 3, "event": []}), False)
+    cam.start()
+    return cam.render(seconds)
+
+
+def test_code_like_tells_codes_from_hands_boxes_and_table() -> None:
+    gray = cv2.cvtColor(table_frame(), cv2.COLOR_BGR2GRAY)
+    # the synthetic table's moving hands and boxes, and bare wood
+    for x0, y0, x1, y1 in ((300, 350, 900, 720), (400, 250, 800, 560), (0, 0, 400, 300)):
+        assert not code_like(gray[y0:y1, x0:x1])
+    for fmt, text in ((F.Code128, "SF1234567890123"), (F.QRCode, "PO-1"), (F.EAN13, EAN)):
+        crop = gray[200:500, 300:700].copy()
+        sym = symbol(fmt, text, 2)
+        crop[50 : 50 + sym.shape[0], 40 : 40 + sym.shape[1]] = sym
+        assert code_like(crop), text
+    assert not code_like(np.zeros((4, 4), np.uint8))
+
+
+def test_a_crop_that_looks_like_a_code_gets_the_frame_budget(barcodes_dir: Path) -> None:
+    # a real photo that zxing misses and zbar reads: its crop's own budget share is too small
+    # for zbar, the escalation gives it the frame's
+    photo = cv2.imread(str(barcodes_dir / "code128/code128-3_2.png"))
+    frame = table_frame()
+    h, w = photo.shape[:2]
+    frame[250 : 250 + h, 400 : 400 + w] = photo
+    crop = frame[200 : 300 + h, 350 : 450 + w]
+    share = crop.shape[0] * crop.shape[1] / (1280 * 720)
+    dec = BarcodeDecoder()
+    assert dec.run(crop, MIN_CROP_BUDGET_MS).detections == []
+    assert [d.text for d in dec.decode_frame(crop, share)] == ["10068408"]
+    # a crop of moving hands is not escalated: it costs the small budget only
+    calls: list[float | None] = []
+    real_run = dec.run
+
+    def spy(image, budget_ms=None, skip=frozenset()):
+        calls.append(budget_ms)
+        return real_run(image, budget_ms, skip)
+
+    dec.run = spy  # type: ignore[method-assign]
+    hands = table_frame()[350:720, 300:900]
+    assert dec.decode_frame(hands, 0.05) == []
+    assert calls == [MIN_CROP_BUDGET_MS]
 
 
 def test_upca_is_the_13_digit_ean_form_from_every_decoder(decoder: BarcodeDecoder) -> None:
