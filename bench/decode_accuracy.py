@@ -215,9 +215,23 @@ SHOW_S = 1.0  # each photo lies in view this long ...
 GAP_S = 1.0  # ... then the table is empty this long
 REPEAT_S = 12.0  # the same text is never shown again within this many seconds
 FPS = 30.0
-# Texts that are really on a photo besides its expected code (checked by eye): reading them
-# is not a misread. file name -> texts.
-ALSO_ON_PHOTO: dict[str, tuple[str, ...]] = {}
+# Texts that are really on a photo besides its expected code (checked by eye: a second label,
+# a book's price code beside its ISBN, the inner QR of a double QR): reading them is not a
+# misread. file name -> texts.
+ALSO_ON_PHOTO: dict[str, tuple[str, ...]] = {
+    "code39-3_02.png": ("001EC947D49B",),
+    "code39-3_08.png": ("001EC9476B0A",),
+    "ean13-2_24.png": ("1920081045006",),
+    "ean13-2_28.png": ("9784872348880",),
+    "qrcode-2_16.png": ("[内側QRコード]\r\n\r\n*ダブルQR*\r\nhttp://d-qr.net/ex/",),
+}
+# Reads that differ from the manifest's text but pass the symbol's error correction (a QR's
+# Reed-Solomon check): most likely the manifest's text is off. Reported, not counted.
+DISPUTED: dict[str, tuple[str, ...]] = {
+    "qrcode-2_13.png": (
+        "The 2005 USGS aerial photography of the Washington Monument is censored.",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -386,9 +400,11 @@ def showings(data: Path, limit: int | None, seed: int) -> dict[str, object]:
             continue  # the station decodes only every decode_every-th frame; skip rendering
         image = video.frame(index)
         t = index / FPS
-        t0 = time.perf_counter()
+        # CPU time of this thread (the sync decode runs here): other jobs on the machine
+        # do not inflate it as they would wall time
+        t0 = time.thread_time()
         station.process(Frame(image=image, t=t, wall=wall + timedelta(seconds=t), index=index))
-        costs.append(time.perf_counter() - t0)
+        costs.append(time.thread_time() - t0)
     worker.stop()
     for ev in worker.poll(math.inf):
         station._handle_input(ev)
@@ -417,6 +433,8 @@ def showings(data: Path, limit: int | None, seed: int) -> dict[str, object]:
                 ok = True
             elif any(_matches(x, rec) for x in ALSO_ON_PHOTO.get(sh.path.name, ())):
                 pass
+            elif any(_matches(x, rec) for x in DISPUTED.get(sh.path.name, ())):
+                print(f"  disputed (not counted): {sh.path.name} read {rec.text!r}")
             else:
                 misread[sh.symbology] += 1
                 print(f"  misread: {sh.path.name} showed {sh.expected!r}, "
@@ -436,7 +454,7 @@ def showings(data: Path, limit: int | None, seed: int) -> dict[str, object]:
         "events": events_n,
         "hours": hours,
         "frames": n_frames,
-        "decode_s": stats.decode_seconds,
+        "decode_s": sum(costs),
         "decoded": stats.decoded,
         "elapsed_s": elapsed,
         "orders": len(recorder.starts),
@@ -463,7 +481,7 @@ def stills(rows: list[tuple[Path, str, str]]) -> tuple[Counter[str], Counter[str
     for path, sym, expected in rows:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         texts = [d.text for d in decoder.decode(image)]
-        allowed = (expected, *ALSO_ON_PHOTO.get(path.name, ()))
+        allowed = (expected, *ALSO_ON_PHOTO.get(path.name, ()), *DISPUTED.get(path.name, ()))
         read[sym] += any(barcodes.same_text(expected, x) for x in texts)
         for x in texts:
             if not any(barcodes.same_text(a, x) for a in allowed):
@@ -495,10 +513,9 @@ def showings_report(data: Path, limit: int | None, seed: int) -> None:
         print(f"{sym:11s} {n:4d} {100 * h / n:6.1f}% {m:9d} {m / hours:9.1f} {ev / n:12.2f}"
               f" {100 * sr / n:6.1f}% {sw:16d}")  # fmt: skip
     per_frame = r["decode_s"] / r["frames"] * 1e3
-    print(f"decode: {r['decoded']} decodes, {per_frame:.2f} ms per video frame "
-          f"(mean; every {r['frames'] // max(1, r['decoded'])}th frame decoded), "
-          f"median {r['median_ms']:.2f} ms per decode; orders started: {r['orders']}; "
-          f"{r['elapsed_s']:.0f} s")  # fmt: skip
+    print(f"decode CPU: {per_frame:.2f} ms per video frame (mean; {r['decoded']} decodes, "
+          f"every {r['frames'] // max(1, r['decoded'])}rd frame), median {r['median_ms']:.2f} "
+          f"ms per decode; orders started: {r['orders']}; {r['elapsed_s']:.0f} s")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -468,8 +468,13 @@ class BarcodeDecoder:
         self.stages = tuple(stages)
 
     def decode(self, image: np.ndarray) -> list[Detection]:
-        """All codes found in a still image (BGR or gray uint8), deduplicated by text."""
-        return self.run(image).detections
+        """All codes found in a still image (BGR or gray uint8), deduplicated by text.
+
+        A still gets no second frame to confirm a read, so product codes (EAN/UPC: one
+        mod-10 check digit) are checked against other looks at the image (``check_products``).
+        """
+        result = self.run(image)
+        return check_products(_to_gray(image), result.detections, result.stage)
 
     def decode_frame(self, image: np.ndarray, share: float = 1.0) -> list[Detection]:
         """Like ``decode`` within ``frame_budget_ms`` estimated milliseconds (the live path).
@@ -555,6 +560,69 @@ class BarcodeDecoder:
         # The whole image last: for stills it catches what the boxes missed; on live frames
         # its enlarging stages are too dear for the budget and are left out.
         return [*views, whole], cost
+
+
+# EAN-13/8 and UPC-A/E: one mod-10 check digit, so a misread often still passes the check.
+PRODUCT_SYMBOLOGIES = frozenset({"ean13", "ean8", "upca", "upce"})
+_CHECK_SCALES = (0.8, 1.25, 1.6, 2.0)
+
+
+def _product_looks(gray: np.ndarray) -> list[Detection]:
+    """Product codes read by both decoders on copies of ``gray`` at other scales, with their
+    points mapped back to ``gray``."""
+    looks = []
+    for k in _CHECK_SCALES:
+        interp = cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC
+        scaled = cv2.resize(gray, None, fx=k, fy=k, interpolation=interp)
+        for decode in (decode_zxing, decode_zbar):
+            for d in decode(scaled):
+                if d.symbology in PRODUCT_SYMBOLOGIES:
+                    pts = tuple((round(x / k), round(y / k)) for x, y in d.points)
+                    looks.append(Detection(d.text, d.symbology, pts))
+    return looks
+
+
+def _near(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]]) -> bool:
+    """Whether two detections' boxes, each widened by a quarter of its larger side, overlap
+    (a 1-D read's points may be one scan line across the symbol)."""
+    boxes = []
+    for pts in (a, b):
+        box = box_of(pts)
+        if box is None:
+            return True  # no position: assume the same place
+        pad = max(box[2] - box[0], box[3] - box[1]) // 4
+        boxes.append((box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad))
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = boxes
+    return ax0 < bx1 and bx0 < ax1 and ay0 < by1 and by0 < ay1
+
+
+def check_products(
+    gray: np.ndarray, found: list[Detection], stage: str | None = None
+) -> list[Detection]:
+    """Keep a product code read on a still only if other looks do not contradict it.
+
+    The other looks: zxing and zbar on the image at four other scales (a few ms on a photo;
+    only when a product code was read). A read is dropped when different product texts at
+    the same place were read at least as often as it (one label giving two numbers), and a
+    read of the ``zbar`` stage (``stage``: the one that found ``found``; zbar decodes single
+    scan lines) needs two other looks that agree. Other symbologies pass unchanged: Code 128
+    and QR carry stronger checks.
+    """
+    if not any(d.symbology in PRODUCT_SYMBOLOGIES for d in found):
+        return found
+    looks = _product_looks(gray)
+    kept = []
+    for d in found:
+        if d.symbology not in PRODUCT_SYMBOLOGIES:
+            kept.append(d)
+            continue
+        votes = 1 + sum(lk.text == d.text for lk in looks)
+        rivals = sum(lk.text != d.text and _near(lk.points, d.points) for lk in looks)
+        if votes > rivals and (stage != "zbar" or votes >= 3):
+            kept.append(d)
+        else:
+            log.debug("product read %r dropped: %d looks agree, %d disagree", d.text, votes, rivals)
+    return kept
 
 
 def _dedupe(found: Iterable[Detection]) -> list[Detection]:
@@ -719,6 +787,7 @@ class ScanWorker:
         if self._gate is None:
             return self._decoder.decode_frame(image), h * w
         boxes = self._gate.plan(image, frame.t)
+        located: list[tuple[int, int, int, int]] = []
         if boxes is None:
             found, pixels = self._decoder.decode_frame(image), h * w
         else:
@@ -726,11 +795,14 @@ class ScanWorker:
             for x0, y0, x1, y1 in boxes:
                 pixels += (x1 - x0) * (y1 - y0)
                 crop = image[y0:y1, x0:x1]
-                for d in self._decoder.decode_frame(crop, crop.shape[0] * crop.shape[1] / (h * w)):
+                got = self._decoder.decode_frame(crop, crop.shape[0] * crop.shape[1] / (h * w))
+                for d in got:
                     pts = tuple((x + x0, y + y0) for x, y in d.points)
                     found.append(Detection(d.text, d.symbology, pts, d.heavy))
+                if not got and code_like(_to_gray(crop)):
+                    located.append((x0, y0, x1, y1))
             found = _dedupe(found)
-        self._gate.done(boxes, frame.t, [d.points for d in found], w, h)
+        self._gate.done(boxes, frame.t, [d.points for d in found], w, h, located)
         return found, pixels
 
     def _decode(self, frame: Frame, submitted: float) -> None:

@@ -140,6 +140,7 @@ class ChangeGate:
         self._thumb: np.ndarray | None = None
         self._last_full = -np.inf
         self._hot: list[tuple[Box, float]] = []  # where a code was read, and when last
+        self._located: list[tuple[Box, float]] = []  # code-like but unread, and since when
 
     def plan(self, image: np.ndarray, t: float) -> list[Box] | None:
         """Boxes of ``image`` to decode, None for the whole frame, ``[]`` for none of it."""
@@ -152,7 +153,7 @@ class ChangeGate:
         # Due for a full look, or the timeline went back (a new camera session).
         if not 0 <= t - self._last_full < self.full_every_s:
             return None
-        hot = [box for box, seen in self._hot if 0 <= t - seen < self.hold_s]
+        hot = [box for box, seen in self._hot + self._located if 0 <= t - seen < self.hold_s]
         return plan_regions(changed_cells(ref, thumb, self.threshold), hot, w, h)
 
     def done(
@@ -162,9 +163,13 @@ class ChangeGate:
         found: Iterable[Sequence[tuple[int, int]]],
         width: int,
         height: int,
+        located: Iterable[Box] = (),
     ) -> None:
         """Record what was decoded (``boxes`` as returned by ``plan``) and the corner points
-        of the codes read, in frame coordinates."""
+        of the codes read, in frame coordinates. ``located``: decoded boxes that look like a
+        code but gave no read; they are looked at again for ``hold_s`` from the first time
+        (a code just put down is read on a later, sharper frame), never longer, so an
+        unreadable code lying in view does not cost a decode for ever."""
         thumb = self._thumb
         if thumb is None:
             raise RuntimeError("ChangeGate.done() without plan()")
@@ -190,6 +195,12 @@ class ChangeGate:
             if 0 <= t - seen < self.hold_s and not any(_overlap(box, b) for b, _ in read)
         ]
         self._hot = read + kept
+        fresh = [b for b in located if not any(_overlap(b, box) for box, _ in self._located)]
+        self._located = [
+            (box, since)
+            for box, since in self._located
+            if 0 <= t - since < self.hold_s and not any(_overlap(box, b) for b, _ in read)
+        ] + [(b, t) for b in fresh]
         self._thumb = None
 
 

@@ -250,26 +250,58 @@ def _data_dir() -> Path | None:
     return None
 
 
-def test_pipeline_reads_the_shared_photo_set(decoder: BarcodeDecoder) -> None:
+# Texts really on these photos besides the expected one (checked by eye: a second label, a
+# book's price code, the inner QR of a double QR), and one QR whose error-corrected symbol says
+# "photography" where the manifest says "photograph".
+OTHER_CODES = {
+    "code39-3_02.png": ("001EC947D49B",),
+    "code39-3_08.png": ("001EC9476B0A",),
+    "ean13-2_24.png": ("1920081045006",),
+    "ean13-2_28.png": ("9784872348880",),
+    "qrcode-2_16.png": ("[内側QRコード]\r\n\r\n*ダブルQR*\r\nhttp://d-qr.net/ex/",),
+    "qrcode-2_13.png": (
+        "The 2005 USGS aerial photography of the Washington Monument is censored.",
+    ),
+}
+
+
+def test_pipeline_reads_the_shared_photo_set_without_misreads(decoder: BarcodeDecoder) -> None:
     data = _data_dir()
     if data is None:
         pytest.skip("shared barcode photos (shared/data/barcodes/manifest.csv) not found")
     with open(data / "manifest.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    read = other = 0
+    read, misread = 0, []
     for row in rows:
         image = cv2.imread(str(data / row["file"]), cv2.IMREAD_COLOR)
         assert image is not None, row["file"]
         texts = [d.text for d in decoder.decode(image)]
-        if any(same_text(row["expected_text"], t) for t in texts):
+        expected = row["expected_text"]
+        if any(same_text(expected, t) for t in texts):
             read += 1
-        elif texts:
-            other += 1
-    # measured: 91.6 % (bench/decode_accuracy.py); zxing-cpp alone 77.3 %, zbar 64.1 %
+        allowed = (expected, *OTHER_CODES.get(Path(row["file"]).name, ()))
+        misread += [(row["file"], t) for t in texts if not any(same_text(a, t) for a in allowed)]
+    # measured: 91.1 % (bench/decode_accuracy.py); zxing-cpp alone 77.3 %, zbar 64.1 %
     assert read / len(rows) >= 0.89, f"read {read} of {len(rows)}"
-    # The few other reads are second barcodes in the photo and one QR whose expected text
-    # has a typo, not misreads.
-    assert other <= 5
+    assert misread == []
+
+
+def test_product_reads_that_other_looks_contradict_are_dropped(barcodes_dir: Path) -> None:
+    dec = BarcodeDecoder()
+
+    def texts(name: str) -> tuple[list[str], list[str]]:
+        image = cv2.imread(str(barcodes_dir / name), cv2.IMREAD_COLOR)
+        return [d.text for d in dec.run(image).detections], [d.text for d in dec.decode(image)]
+
+    # a clean label both decoders misread at its own scale; at 2x zxing reads it right
+    assert texts("upca/upca-4_1.png") == (["9074932437075"], [])
+    # zxing reads two numbers off one label: the one the other looks agree with stays
+    raw, checked = texts("ean13/ean13-1_35.png")
+    assert set(raw) == {"7034759003930", "5030159003930"} and checked == ["5030159003930"]
+    # a zbar read that one other look repeats is not enough
+    assert texts("upca/upca-2_38.png") == (["0022121000066"], [])
+    # a readable product code is kept
+    assert texts("ean13/ean13-3_12.png")[1] == ["9780596008574"]
 
 
 # --------------------------------------------------------------------------- ScanWorker
