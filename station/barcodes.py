@@ -602,8 +602,8 @@ def check_products(
     """Keep a product code read on a still only if other looks do not contradict it.
 
     The other looks: zxing and zbar on the image at four other scales (a few ms on a photo;
-    only when a product code was read). A read is dropped when different product texts at
-    the same place were read at least as often as it (one label giving two numbers), and a
+    only when a product code was read). A read is dropped unless it was read at least twice
+    as often as different product texts at the same place (one label giving two numbers), and a
     read of the ``zbar`` stage (``stage``: the one that found ``found``; zbar decodes single
     scan lines) needs two other looks that agree. Other symbologies pass unchanged: Code 128
     and QR carry stronger checks.
@@ -618,7 +618,7 @@ def check_products(
             continue
         votes = 1 + sum(lk.text == d.text for lk in looks)
         rivals = sum(lk.text != d.text and _near(lk.points, d.points) for lk in looks)
-        if votes > rivals and (stage != "zbar" or votes >= 3):
+        if votes >= 2 * rivals and (stage != "zbar" or votes >= 3):
             kept.append(d)
         else:
             log.debug("product read %r dropped: %d looks agree, %d disagree", d.text, votes, rivals)
@@ -636,6 +636,23 @@ def _dedupe(found: Iterable[Detection]) -> list[Detection]:
 
 
 # --------------------------------------------------------------------------- camera worker
+
+
+def _plausible(image: np.ndarray, look: Look) -> bool:
+    """A product code about to be confirmed, checked as on stills (``check_products``) on a
+    crop of the frame around it: once per confirmation, so it costs a few ms per label."""
+    if look.symbology not in PRODUCT_SYMBOLOGIES or look.box is None:
+        return True
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = look.box
+    pad = max(x1 - x0, y1 - y0) // 2 + 16
+    cx0, cy0, cx1, cy1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
+    gray = _to_gray(image[cy0:cy1, cx0:cx1])
+    pts = ((x0 - cx0, y0 - cy0), (x1 - cx0, y0 - cy0), (x1 - cx0, y1 - cy0), (x0 - cx0, y1 - cy0))
+    ok = bool(check_products(gray, [Detection(look.text, look.symbology, pts, look.heavy)]))
+    if not ok:
+        log.info("camera read %s %r not confirmed: other looks disagree", look.symbology, look.text)
+    return ok
 
 
 class FrameDecoder(Protocol):
@@ -827,7 +844,7 @@ class ScanWorker:
                 )
             return
         looks = [Look(d.text, d.symbology, d.heavy, box_of(d.points)) for d in found]
-        confirmed = self._confirm.feed(frame.t, looks)
+        confirmed = self._confirm.feed(frame.t, looks, lambda lk: _plausible(frame.image, lk))
         took = time.perf_counter() - started
         scans = [RawScan(c.text, self._source, frame.t, c.symbology) for c in confirmed]
         with self._lock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
@@ -31,6 +31,7 @@ class _Seen:
     frames: dict[float, bool] = field(default_factory=dict)  # frame time -> heavy only
     boxes: list[tuple[float, Box]] = field(default_factory=list)
     confirmed: bool = False
+    vetoed: bool = False
 
 
 def box_of(points: Sequence[tuple[int, int]]) -> Box | None:
@@ -70,10 +71,14 @@ class ReadConfirmer:
         self._seen: dict[str, _Seen] = {}
         self._last_t = float("-inf")
 
-    def feed(self, t: float, reads: Sequence[Look]) -> list[Look]:
+    def feed(
+        self, t: float, reads: Sequence[Look], check: Callable[[Look], bool] | None = None
+    ) -> list[Look]:
         """Record the reads of the frame at time ``t``; return those that are confirmed now.
 
-        A frame is known by its time: feeding the same frame twice is still one look."""
+        A frame is known by its time: feeding the same frame twice is still one look.
+        ``check`` is asked once, when a text has enough looks; if it says no, the text is
+        vetoed for as long as it keeps being read (and ``window_s`` after)."""
         if t < self._last_t:
             self._seen.clear()  # the timeline went back (a new camera session): start afresh
         self._last_t = t
@@ -90,8 +95,9 @@ class ReadConfirmer:
                 continue
             done.add(r.text)
             seen = self._seen[r.text]
-            if not seen.confirmed and self._enough(r.text, seen):
-                seen.confirmed = True
+            if not seen.confirmed and not seen.vetoed and self._enough(r.text, seen):
+                seen.confirmed = check is None or check(r)
+                seen.vetoed = not seen.confirmed
             if seen.confirmed:
                 out.append(r)
         return out

@@ -483,6 +483,29 @@ def test_pipeline_marks_reads_of_heavy_stages(decoder: BarcodeDecoder) -> None:
     assert [(d.text, d.heavy) for d in found] == [("PO-HEAVY-1", False)]
 
 
+def test_worker_does_not_confirm_a_product_read_other_looks_contradict(barcodes_dir: Path) -> None:
+    # both decoders misread this clean label the same way in every frame; a rescaled look at
+    # it disagrees, so the two looks do not make it a scan
+    photo = cv2.imread(str(barcodes_dir / "upca/upca-4_1.png"))
+    frame = noisy_frame()
+    frame[200 : 200 + photo.shape[0], 300 : 300 + photo.shape[1]] = photo
+    worker = ScanWorker(sync=True)
+    worker.start()
+    for i in range(4):
+        worker.submit(make_frame(frame, 0.1 * i, 3 * i))
+    worker.stop()
+    assert worker.poll(99.0) == []
+    # a clean EAN in the same place is a scan on its second look
+    frame = noisy_frame()
+    paste(frame, symbol(F.EAN13, EAN, 3), 300, 200)
+    worker = ScanWorker(sync=True)
+    worker.start()
+    for i in range(2):
+        worker.submit(make_frame(frame, 0.1 * i, 3 * i))
+    worker.stop()
+    assert worker.poll(99.0) == [RawScan(EAN, "camera", 0.1, "ean13")]
+
+
 # --------------------------------------------------------------------------- packcam decode
 
 

@@ -113,3 +113,23 @@ def test_bad_arguments_raise() -> None:
 def test_box_of_points() -> None:
     assert box_of(((10, 20), (30, 20), (30, 25), (10, 25))) == (10, 20, 31, 26)
     assert box_of(()) is None
+
+
+def test_a_check_is_asked_once_and_a_veto_lasts_while_the_text_is_read() -> None:
+    asked: list[str] = []
+
+    def check(look: Look) -> bool:
+        asked.append(look.text)
+        return look.text != "0000000000000"
+
+    c = ReadConfirmer(2, window_s=1.0)
+    bad, good = Look("0000000000000", "ean13"), Look("4006381333931", "ean13")
+    c.feed(0.0, [bad, good], check)
+    assert texts(c.feed(0.1, [bad, good], check)) == ["4006381333931"]
+    for i in range(2, 20):  # read on and on: vetoed, and not asked again
+        assert texts(c.feed(0.1 * i, [bad, good], check)) == ["4006381333931"]
+    assert asked == ["0000000000000", "4006381333931"]
+    # gone for a window: it starts from nothing and is asked again
+    c.feed(5.0, [bad], check)
+    c.feed(5.1, [bad], check)
+    assert asked.count("0000000000000") == 2
