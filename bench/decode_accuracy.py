@@ -374,31 +374,28 @@ def _matches(expected: str, rec: ScanEventRecord) -> bool:
     return barcodes.same_text(expected, text) or barcodes.same_text(plain, text)
 
 
-def showings(data: Path, limit: int | None, seed: int) -> dict[str, object]:
-    """Show every photo to the station's scan path as described above; per showing, count the
-    scan events the session logs while the photo lies there."""
+def station_scans(
+    render: Callable[[int], np.ndarray], n_frames: int
+) -> tuple[_NullRecorder, list[float], barcodes.ScanWorkerStats]:
+    """Frames 0..n_frames-1 through the station's capture loop (``Station.process``: scan
+    worker, debounce, classification, session) with the default config and a recorder that
+    writes nothing. Returns what was logged, the thread CPU seconds of each decoded frame's
+    ``process`` (the sync decode runs in it) and the worker's counters."""
     from station import config as config_mod
     from station.runner import Station
 
-    rows = load_manifest(data)
-    if limit is not None:
-        rows = rows[:: max(1, len(rows) // limit)][:limit]
-    shows = schedule(rows, seed)
-    video = ShowingsVideo(shows, seed)
     cfg = config_mod.load(None)
     recorder = _NullRecorder()
     worker = camera_worker(cfg)
     station = Station(cfg, None, recorder, decoder=worker, to_i420=lambda im: im)  # type: ignore[arg-type]
     worker.start()
     wall = datetime(2026, 1, 1, tzinfo=UTC)
-    n_frames = round(video.end * FPS)
     every = cfg.scanner.decode_every
-    started = time.perf_counter()
     costs: list[float] = []
     for index in range(n_frames):
         if index % every:
             continue  # the station decodes only every decode_every-th frame; skip rendering
-        image = video.frame(index)
+        image = render(index)
         t = index / FPS
         # CPU time of this thread (the sync decode runs here): other jobs on the machine
         # do not inflate it as they would wall time
@@ -408,8 +405,38 @@ def showings(data: Path, limit: int | None, seed: int) -> dict[str, object]:
     worker.stop()
     for ev in worker.poll(math.inf):
         station._handle_input(ev)
+    return recorder, costs, worker.stats()
+
+
+def loop_scene_cost(seconds: float) -> None:
+    """Decode CPU on bench/loop.py's busy scene (two boxes and two hands always moving, an
+    order sheet, a waybill and a seal card in view two thirds of the time), 720p30."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from loop import scenario
+
+    cam = SyntheticCamera(FRAME_W, FRAME_H, FPS, scenario(seconds), realtime=False)
+    cam.start()
+    n_frames = round(seconds * FPS)
+    recorder, costs, _ = station_scans(lambda i: cam.render(i / FPS), n_frames)
+    per_frame = sum(costs) / n_frames * 1e3
+    print(f"\nloop.py scene, {seconds:g} s at {FRAME_W}x{FRAME_H}@{FPS:g}: decode CPU "
+          f"{per_frame:.2f} ms per video frame (mean), median {statistics.median(costs) * 1e3:.2f}"
+          f" ms per decoded frame; {len(recorder.starts)} clips started")  # fmt: skip
+
+
+def showings(data: Path, limit: int | None, seed: int) -> dict[str, object]:
+    """Show every photo to the station's scan path as described above; per showing, count the
+    scan events the session logs while the photo lies there."""
+
+    rows = load_manifest(data)
+    if limit is not None:
+        rows = rows[:: max(1, len(rows) // limit)][:limit]
+    shows = schedule(rows, seed)
+    video = ShowingsVideo(shows, seed)
+    n_frames = round(video.end * FPS)
+    started = time.perf_counter()
+    recorder, costs, stats = station_scans(video.frame, n_frames)
     elapsed = time.perf_counter() - started
-    stats = worker.stats()
     # scan events per showing
     per_show: dict[int, list[ScanEventRecord]] = defaultdict(list)
     outside: list[tuple[float, ScanEventRecord]] = []
@@ -536,7 +563,16 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", type=int, metavar="N", help="showings: only N photos (spread over the set)"
     )
     ap.add_argument("--seed", type=int, default=16, help="showings: order and poses")
+    ap.add_argument(
+        "--loop-scene",
+        type=float,
+        metavar="SECONDS",
+        help="only the decode cost on bench/loop.py's busy scene, this long",
+    )
     args = ap.parse_args(argv)
+    if args.loop_scene:
+        loop_scene_cost(args.loop_scene)
+        return 0
     if not args.frames_only:
         candidates = [args.data] if args.data else DEFAULT_DATA
         data = next((d for d in candidates if (d / "manifest.csv").is_file()), None)

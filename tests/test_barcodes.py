@@ -29,6 +29,7 @@ from station.barcodes import (
     normalise_text,
     same_text,
 )
+from station.changegate import ChangeGate
 from station.confirm import ReadConfirmer
 from station.frames import Frame, RawScan, ScanSource
 from station.synthetic import Scenario, SyntheticCamera
@@ -160,30 +161,59 @@ def test_code_like_tells_codes_from_hands_boxes_and_table() -> None:
     assert not code_like(np.zeros((4, 4), np.uint8))
 
 
-def test_a_crop_that_looks_like_a_code_gets_the_frame_budget(barcodes_dir: Path) -> None:
-    # a real photo that zxing misses and zbar reads: its crop's own budget share is too small
-    # for zbar, the escalation gives it the frame's
+class ShareSpy:
+    """A BarcodeDecoder that records the budget share of each call."""
+
+    def __init__(self) -> None:
+        self.decoder = BarcodeDecoder()
+        self.shares: list[float] = []
+        self.escalated = 0  # crops given the whole frame's budget
+
+    def decode_frame(self, image: np.ndarray, share: float = 1.0) -> list[Detection]:
+        self.shares.append(share)
+        self.escalated += share == 1.0 and image.shape[:2] != (720, 1280)
+        return self.decoder.decode_frame(image, share)
+
+
+def test_a_settled_code_the_cheap_stages_miss_gets_the_frame_budget(barcodes_dir: Path) -> None:
+    # a real photo that zxing misses and zbar reads; its crop's own budget share is too small
+    # for zbar: the first look locates it, the next looks (it lies still) escalate
     photo = cv2.imread(str(barcodes_dir / "code128/code128-3_2.png"))
-    frame = table_frame()
+    table = table_frame()
     h, w = photo.shape[:2]
-    frame[250 : 250 + h, 400 : 400 + w] = photo
-    crop = frame[200 : 300 + h, 350 : 450 + w]
-    share = crop.shape[0] * crop.shape[1] / (1280 * 720)
-    dec = BarcodeDecoder()
-    assert dec.run(crop, MIN_CROP_BUDGET_MS).detections == []
-    assert [d.text for d in dec.decode_frame(crop, share)] == ["10068408"]
-    # a crop of moving hands is not escalated: it costs the small budget only
-    calls: list[float | None] = []
-    real_run = dec.run
+    crop = table[200 : 300 + h, 350 : 450 + w].copy()
+    crop[50 : 50 + h, 50 : 50 + w] = photo
+    assert BarcodeDecoder().run(crop, MIN_CROP_BUDGET_MS).detections == []
+    spy = ShareSpy()
+    worker = ScanWorker(spy, sync=True, gate=ChangeGate(10.0))
+    worker.start()
+    rng = np.random.default_rng(1)
+    frames = [table]
+    for _ in range(3):
+        shown = table.copy()
+        shown[250 : 250 + h, 400 : 400 + w] = photo
+        noise = rng.integers(-2, 3, shown.shape)
+        frames.append(np.clip(shown.astype(np.int16) + noise, 0, 255).astype(np.uint8))
+    for i, image in enumerate(frames):
+        worker.submit(make_frame(image, i / 10, 3 * i))
+    worker.stop()
+    assert worker.poll(99.0) == [RawScan("10068408", "camera", 0.3, "code128")]
+    # whole frame, the new photo's crop (cheap: located), then twice cheap + escalated
+    assert spy.shares[0] == 1.0 and spy.shares[1] < 0.2
+    assert spy.shares[2:] == [spy.shares[1], 1.0, spy.shares[1], 1.0]
 
-    def spy(image, budget_ms=None, skip=frozenset()):
-        calls.append(budget_ms)
-        return real_run(image, budget_ms, skip)
 
-    dec.run = spy  # type: ignore[method-assign]
-    hands = table_frame()[350:720, 300:900]
-    assert dec.decode_frame(hands, 0.05) == []
-    assert calls == [MIN_CROP_BUDGET_MS]
+def test_moving_hands_are_never_escalated() -> None:
+    cam = SyntheticCamera(1280, 720, 30.0, Scenario.from_dict({"seed": 3, "event": []}), False)
+    cam.start()
+    spy = ShareSpy()
+    worker = ScanWorker(spy, sync=True, gate=ChangeGate(100.0))
+    worker.start()
+    for i in range(30):
+        worker.submit(make_frame(cam.render(0.1 * i), 0.1 * i, 3 * i))
+    worker.stop()
+    assert worker.poll(99.0) == []
+    assert len(spy.shares) > 30 and spy.escalated == 0
 
 
 def test_upca_is_the_13_digit_ean_form_from_every_decoder(decoder: BarcodeDecoder) -> None:
@@ -504,6 +534,25 @@ def test_worker_does_not_confirm_a_product_read_other_looks_contradict(barcodes_
         worker.submit(make_frame(frame, 0.1 * i, 3 * i))
     worker.stop()
     assert worker.poll(99.0) == [RawScan(EAN, "camera", 0.1, "ean13")]
+
+
+def test_gated_worker_reads_the_y_plane_of_an_i420_frame_like_bgr(code128_frame) -> None:
+    # The capture loop may hand over the Y plane of its I420 buffer (the first H rows): a
+    # view, no conversion; the worker and its gate read it as they read BGR.
+    h, w = code128_frame.shape[:2]
+    i420 = cv2.cvtColor(code128_frame, cv2.COLOR_BGR2YUV_I420)
+    y_plane = i420[:h]
+    assert y_plane.base is i420 and y_plane.shape == (h, w)
+    empty = cv2.cvtColor(noisy_frame(), cv2.COLOR_BGR2YUV_I420)[:h]
+    results = []
+    for images in ((empty, y_plane, y_plane), (noisy_frame(), code128_frame, code128_frame)):
+        worker = ScanWorker(sync=True, gate=ChangeGate(2.0))
+        worker.start()
+        for i, image in enumerate(images):
+            worker.submit(make_frame(image, 0.1 * i, 3 * i))
+        worker.stop()
+        results.append(worker.poll(99.0))
+    assert results[0] == results[1] == [RawScan("SF1234567890123", "camera", 0.2, "code128")]
 
 
 # --------------------------------------------------------------------------- packcam decode
