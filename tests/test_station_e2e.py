@@ -274,12 +274,13 @@ def test_real_barcode_photos_that_the_pipeline_reads_start_clips(
         frame = np.full((720, 1280, 3), 120, np.uint8)
         h, w = img.shape[:2]
         frame[(720 - h) // 2 : (720 - h) // 2 + h, (1280 - w) // 2 : (1280 - w) // 2 + w] = img
-        texts = [d.text for d in decoder.decode_frame(frame)]
+        found = decoder.decode_frame(frame)
         photos.append(img)
         good = []
-        for t in texts:
+        for d in found:
             try:
-                code = classify(sanitize(t, rules.max_length), rules)
+                # a product code is an item, not an order: it starts no clip
+                code = classify(sanitize(d.text, rules.max_length), rules, d.symbology)
             except RejectedCode:
                 continue
             if code.kind is Kind.ORDER:
