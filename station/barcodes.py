@@ -633,10 +633,6 @@ def _dedupe(found: Iterable[Detection]) -> list[Detection]:
 # --------------------------------------------------------------------------- camera worker
 
 
-def _inside(points: Sequence[tuple[int, int]], box: tuple[int, int, int, int]) -> bool:
-    return bool(points) and all(box[0] <= x < box[2] and box[1] <= y < box[3] for x, y in points)
-
-
 def _plausible(image: np.ndarray, look: Look) -> bool:
     """A product code about to be confirmed, checked as on stills (``check_products``) on a
     crop of the frame around it: once per confirmation, so it costs a few ms per label."""
@@ -804,33 +800,28 @@ class ScanWorker:
             return self._decoder.decode_frame(image), h * w
         boxes = self._gate.plan(image, frame.t)
         located: list[tuple[int, int, int, int]] = []
-        found: list[Detection] = []
-        pixels = 0
         if boxes is None:
-            # A full look: the whole frame, and the places where codes were just read or
-            # located, on their own (hot boxes keep a label lying in view one scan)
-            found, pixels = list(self._decoder.decode_frame(image)), h * w
-        for x0, y0, x1, y1 in boxes if boxes is not None else self._gate.hints(frame.t):
-            if boxes is None and any(_inside(d.points, (x0, y0, x1, y1)) for d in found):
-                continue  # the whole frame's look has read the code there already
-            pixels += (x1 - x0) * (y1 - y0)
-            crop = image[y0:y1, x0:x1]
-            share = crop.shape[0] * crop.shape[1] / (h * w)
-            got = self._decoder.decode_frame(crop, share)
-            like = not got and code_like(_to_gray(crop))
-            if like and share < 0.5 and self._gate.settled((x0, y0, x1, y1), frame.t):
-                # The crop still looks like a code, one was read or located here on an
-                # earlier look, it has settled, and the cheap stages of the crop's budget
-                # share read nothing now: escalate to the frame's budget. A code just put
-                # down gets it on its second look; a moving hand, box or card, or a place
-                # a code has left, never.
-                got = self._decoder.decode_frame(crop)
-            for d in got:
-                pts = tuple((x + x0, y + y0) for x, y in d.points)
-                found.append(Detection(d.text, d.symbology, pts, d.heavy))
-            if like and not got:
-                located.append((x0, y0, x1, y1))
-        found = _dedupe(found)
+            found, pixels = self._decoder.decode_frame(image), h * w
+        else:
+            found, pixels = [], 0
+            for x0, y0, x1, y1 in boxes:
+                pixels += (x1 - x0) * (y1 - y0)
+                crop = image[y0:y1, x0:x1]
+                got = self._decoder.decode_frame(crop, crop.shape[0] * crop.shape[1] / (h * w))
+                like = not got and code_like(_to_gray(crop))
+                if like and self._gate.settled((x0, y0, x1, y1), frame.t):
+                    # The crop still looks like a code, one was read or located here on an
+                    # earlier look, it has settled, and the cheap stages of the crop's budget
+                    # share read nothing now: escalate to the frame's budget. A code just put
+                    # down gets it on its second look; a moving hand, box or card, or a place
+                    # a code has left, never.
+                    got = self._decoder.decode_frame(crop)
+                for d in got:
+                    pts = tuple((x + x0, y + y0) for x, y in d.points)
+                    found.append(Detection(d.text, d.symbology, pts, d.heavy))
+                if like and not got:
+                    located.append((x0, y0, x1, y1))
+            found = _dedupe(found)
         self._gate.done(boxes, frame.t, [d.points for d in found], w, h, located)
         return found, pixels
 

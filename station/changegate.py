@@ -153,20 +153,13 @@ class ChangeGate:
         self._thumb = thumb
         ref = self._reference
         if ref is None or ref.shape != thumb.shape:
-            self._moved = None
             return None
-        self._moved = np.abs(thumb - ref) > self.threshold
         # Due for a full look, or the timeline went back (a new camera session).
         if not 0 <= t - self._last_full < self.full_every_s:
             return None
-        return plan_regions(changed_cells(ref, thumb, self.threshold), self.hints(t), w, h)
-
-    def hints(self, t: float) -> list[Box]:
-        """Where a code was read (or located, unread) in the last ``hold_s``: worth a look of
-        their own even when the whole frame is decoded (a whole 720p frame gives a small
-        code less attention than a crop of it)."""
-        boxes = [box for box, seen in self._hot + self._located if 0 <= t - seen < self.hold_s]
-        return merge_boxes(boxes)
+        hot = [box for box, seen in self._hot + self._located if 0 <= t - seen < self.hold_s]
+        self._moved = np.abs(thumb - ref) > self.threshold
+        return plan_regions(changed_cells(ref, thumb, self.threshold), hot, w, h)
 
     def settled(self, box: Box, t: float) -> bool:
         """Whether ``box`` (of the frame just planned) overlaps a place where a code was read

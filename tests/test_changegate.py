@@ -177,18 +177,6 @@ def test_a_located_but_unread_box_is_looked_at_again_for_hold_s_only() -> None:
     assert gate.plan(noisy(img, 7), 1.5) == [code_box(corners, W, H)]
 
 
-def test_hints_are_the_hot_and_located_boxes_even_on_a_full_look() -> None:
-    gate = ChangeGate(full_every_s=0.5, hold_s=1.0)
-    img = scene()
-    corners = ((350, 200), (450, 200), (450, 280), (350, 280))
-    gate.plan(img, 0.0)
-    gate.done(None, 0.0, [corners], W, H, located=[(700, 300, 900, 500)])
-    assert gate.plan(noisy(img, 1), 0.6) is None  # a full look is due ...
-    # ... and the worker also looks at these on their own
-    assert gate.hints(0.6) == sorted([code_box(corners, W, H), (700, 300, 900, 500)])
-    assert gate.hints(1.1) == []
-
-
 def test_slow_changes_add_up_until_they_are_looked_at() -> None:
     gate = ChangeGate(full_every_s=100.0)
     bg = scene()
