@@ -21,6 +21,9 @@ MARGIN = 48  # frame pixels around a changed area: the rest of a half-changed ca
 WHOLE_FRACTION = 0.6  # when the boxes cover more than this much of the frame, decode it all
 MAX_BOXES = 6
 HOLD_S = 1.0  # keep looking where a code was read for this long after its last read
+# A box with fewer changed cells than this is "settled": the hand has let go of the label (a
+# little drift moves a photo's edges, not the averages of its inner cells).
+SETTLED_FRACTION = 0.25
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -140,6 +143,8 @@ class ChangeGate:
         self._thumb: np.ndarray | None = None
         self._last_full = -np.inf
         self._hot: list[tuple[Box, float]] = []  # where a code was read, and when last
+        self._located: list[tuple[Box, float]] = []  # code-like but unread, and since when
+        self._moved: np.ndarray | None = None  # thumbnail cells changed since the last look
 
     def plan(self, image: np.ndarray, t: float) -> list[Box] | None:
         """Boxes of ``image`` to decode, None for the whole frame, ``[]`` for none of it."""
@@ -152,8 +157,25 @@ class ChangeGate:
         # Due for a full look, or the timeline went back (a new camera session).
         if not 0 <= t - self._last_full < self.full_every_s:
             return None
-        hot = [box for box, seen in self._hot if 0 <= t - seen < self.hold_s]
+        hot = [box for box, seen in self._hot + self._located if 0 <= t - seen < self.hold_s]
+        self._moved = np.abs(thumb - ref) > self.threshold
         return plan_regions(changed_cells(ref, thumb, self.threshold), hot, w, h)
+
+    def settled(self, box: Box, t: float) -> bool:
+        """Whether ``box`` (of the frame just planned) overlaps a place where a code was read
+        or located (looked like a code, unread) in the last ``hold_s``, and has hardly
+        changed since it was last looked at: a code lying still, worth a dearer decode."""
+        if not any(
+            0 <= t - seen < self.hold_s and _overlap(box, b)
+            for b, seen in self._hot + self._located
+        ):
+            return False
+        moved = self._moved
+        if moved is None:
+            return True
+        x0, y0, x1, y1 = box
+        cells = moved[y0 // SCALE : -(-y1 // SCALE), x0 // SCALE : -(-x1 // SCALE)]
+        return cells.size == 0 or float(cells.mean()) < SETTLED_FRACTION
 
     def done(
         self,
@@ -162,9 +184,13 @@ class ChangeGate:
         found: Iterable[Sequence[tuple[int, int]]],
         width: int,
         height: int,
+        located: Iterable[Box] = (),
     ) -> None:
         """Record what was decoded (``boxes`` as returned by ``plan``) and the corner points
-        of the codes read, in frame coordinates."""
+        of the codes read, in frame coordinates. ``located``: decoded boxes that look like a
+        code but gave no read; they are looked at again for ``hold_s`` from the first time
+        (a code just put down is read on a later, sharper frame), never longer, so an
+        unreadable code lying in view does not cost a decode for ever."""
         thumb = self._thumb
         if thumb is None:
             raise RuntimeError("ChangeGate.done() without plan()")
@@ -190,6 +216,12 @@ class ChangeGate:
             if 0 <= t - seen < self.hold_s and not any(_overlap(box, b) for b, _ in read)
         ]
         self._hot = read + kept
+        fresh = [b for b in located if not any(_overlap(b, box) for box, _ in self._located)]
+        # A read inside a located box does not end it: a 1-D read's points may be a sliver
+        # of the symbol, and the next looks need all of it.
+        self._located = [
+            (box, since) for box, since in self._located if 0 <= t - since < self.hold_s
+        ] + [(b, t) for b in fresh]
         self._thumb = None
 
 

@@ -19,12 +19,18 @@ class Kind(StrEnum):
     WAYBILL = "waybill"
     SEAL = "seal"
     CONTROL = "control"
+    ITEM = "item"  # a product code (EAN/UPC) the camera saw: logged, never an order
     UNKNOWN = "unknown"
+
+
+# Product codes: on every item at a packing table, so a camera read of one is an item.
+PRODUCT_SYMBOLOGIES = frozenset({"ean13", "ean8", "upca", "upce"})
 
 
 @dataclass(frozen=True, slots=True)
 class Code:
-    """A classified code. ``detail`` is the carrier for waybills and the command for controls."""
+    """A classified code. ``detail`` is the carrier for waybills, the command for controls
+    and the symbology for items."""
 
     text: str
     kind: Kind
@@ -36,6 +42,7 @@ class Rules:
     """Compiled classification rules, built once from ``[codes]``."""
 
     order: tuple[re.Pattern[str], ...]
+    order_symbologies: frozenset[str]
     waybill: tuple[tuple[str, re.Pattern[str]], ...]
     seal: frozenset[str]
     control: Mapping[str, str]
@@ -46,6 +53,7 @@ class Rules:
     def from_config(cls, section: CodesSection) -> Rules:
         return cls(
             order=tuple(re.compile(p) for p in section.order_patterns),
+            order_symbologies=frozenset(section.order_symbologies),
             waybill=tuple((n, re.compile(p)) for n, p in section.waybill_patterns.items()),
             seal=frozenset(_fold(s) for s in section.seal_codes),
             control=MappingProxyType({_fold(k): v for k, v in section.control_codes.items()}),
@@ -90,23 +98,32 @@ def sanitize(raw: str, max_length: int) -> str:
     return text
 
 
-def classify(text: str, rules: Rules) -> Code:
+def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     """Classify sanitised text. Order of precedence: seal, control, order pattern, waybill.
 
     Explicit order patterns beat the carrier heuristics because a warehouse that configured them
     knows its own IDs; with no order patterns every other code is taken as an order ID.
+
+    ``symbology`` is given for camera reads only. A product code (EAN/UPC) whose symbology is
+    not among ``order_symbologies`` is an item before anything else: every product at the
+    table carries one, and it must never start or end a clip. Other camera reads can be
+    orders only in an order symbology (else they are unknown, logged and ignored). Without a
+    symbology (a keyboard-wedge scanner) the text alone decides, as it always has.
     """
+    if symbology in PRODUCT_SYMBOLOGIES and symbology not in rules.order_symbologies:
+        return Code(text, Kind.ITEM, symbology)
+    order_ok = not symbology or symbology in rules.order_symbologies
     folded = _fold(text)
     if folded in rules.seal:
         return Code(text, Kind.SEAL)
     if folded in rules.control:
         return Code(text, Kind.CONTROL, rules.control[folded])
-    if any(p.search(text) for p in rules.order):
+    if order_ok and any(p.search(text) for p in rules.order):
         return Code(text, Kind.ORDER)
     for carrier, pattern in rules.waybill:
         if pattern.search(text):
             return Code(text, Kind.WAYBILL, carrier)
-    if rules.order:
+    if rules.order or not order_ok:
         return Code(text, Kind.UNKNOWN)
     return Code(text, Kind.ORDER)
 

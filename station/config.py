@@ -58,16 +58,27 @@ class ScannerSection:
     # decode only what changed since the last look (and where codes were just read) ...
     decode_changes_only: bool = True
     full_decode_every_s: float = 2.0  # ... and the whole frame at least this often
+    # a camera read becomes a scan once read in this many different frames (model-based
+    # stages: one more); see docs/barcodes.md
+    confirm_looks: int = 2
     keyboard: str = "none"  # none | stdin | evdev
     evdev_device: str = ""  # /dev/input/eventN or by-id path; "" = auto-detect a scanner
     evdev_grab: bool = True
     pedal_gpio: int = -1  # BCM pin of a foot pedal / button to ground; -1 = none
 
 
+# What the camera's decoders report (station/barcodes.py); an ISBN is an "ean13" (978/979...).
+CAMERA_SYMBOLOGIES = ("code128", "code39", "qrcode", "datamatrix", "ean13", "ean8", "upca", "upce")
+
+
 @dataclass(frozen=True)
 class CodesSection:
     # Regexes for order IDs. Empty: any code that is no seal, control or waybill is an order.
     order_patterns: tuple[str, ...] = ()
+    # Symbologies the camera takes order IDs from. Camera reads of product codes (EAN-13/8,
+    # UPC-A/E, so ISBN too) not listed here are items, never orders; keyboard scans have no
+    # symbology and are classified by text alone.
+    order_symbologies: tuple[str, ...] = ("code128", "code39", "qrcode", "datamatrix")
     waybill_patterns: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_WAYBILL_PATTERNS))
     seal_codes: tuple[str, ...] = ("SEAL", "封箱")
     # code -> command; commands: "seal" (end the clip like the pedal), "test" (log only)
@@ -357,6 +368,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("scanner.decode_every must be at least 1")
     if sc.full_decode_every_s <= 0:
         raise ConfigError("scanner.full_decode_every_s must be positive")
+    if not 1 <= sc.confirm_looks <= 10:
+        raise ConfigError("scanner.confirm_looks must be between 1 and 10")
     if sc.keyboard not in {"none", "stdin", "evdev"}:
         raise ConfigError(f"scanner.keyboard must be none, stdin or evdev, not {sc.keyboard!r}")
     if sc.pedal_gpio < -1 or sc.pedal_gpio > 40:
@@ -364,6 +377,12 @@ def validate(cfg: Config) -> None:
     k = cfg.codes
     for i, p in enumerate(k.order_patterns):
         _check_regex(p, f"codes.order_patterns[{i}]")
+    for name in k.order_symbologies:
+        if name not in CAMERA_SYMBOLOGIES:
+            raise ConfigError(
+                f"codes.order_symbologies: unknown symbology {name!r}"
+                f" (allowed: {', '.join(CAMERA_SYMBOLOGIES)})"
+            )
     for name, p in k.waybill_patterns.items():
         _check_regex(p, f"codes.waybill_patterns.{name}")
     for code, cmd in k.control_codes.items():

@@ -63,12 +63,14 @@ class RawScan:
     """Text read by a scanner or decoded from a frame, before classification.
 
     ``t`` is on the camera's timeline (see ``Frame.t``); ``source`` names where it came from:
-    "camera", "keyboard", "stdin", "script".
+    "camera", "keyboard", "stdin", "script". ``symbology`` ("ean13", "code128", ...; see
+    station/barcodes.py) is known for camera reads only; a keyboard-wedge scanner types text.
     """
 
     text: str
     source: str
     t: float
+    symbology: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -313,7 +313,7 @@ class Station:
         is_new, self.debounce = self.debounce.seen(text, ev.t, self.rules.debounce_s)
         if not is_new:
             return
-        code = classify(text, self.rules)
+        code = classify(text, self.rules, ev.symbology)
         self.stats.scans += 1
         log.info("scan %r (%s%s) from %s at t=%.3f", code.text, code.kind.value,
                  f" {code.detail}" if code.detail else "", ev.source, ev.t)  # fmt: skip

@@ -96,8 +96,7 @@ def assemble(
     manager guarding the disk (``probe``: free-space probe, the real ``statvfs`` by default);
     ``run_station`` runs recovery and starts retention before the capture loop.
     """
-    from station.barcodes import BarcodeDecoder, ScanWorker
-    from station.changegate import ChangeGate
+    from station.barcodes import camera_scan_worker
     from station.overlay import Overlay
 
     cam = camera if camera is not None else build_camera(cfg, realtime=realtime)
@@ -178,15 +177,7 @@ def assemble(
     )
     decoder = None
     if cfg.scanner.camera_decode:
-        gate = None
-        if cfg.scanner.decode_changes_only:
-            # A label lying in view must be seen again within the debounce window, or it
-            # would count as a new scan: the full look comes at least twice per window.
-            every = cfg.scanner.full_decode_every_s
-            if cfg.codes.debounce_s > 0:
-                every = min(every, cfg.codes.debounce_s / 2)
-            gate = ChangeGate(every)
-        decoder = ScanWorker(BarcodeDecoder(), sync=not cam.live, gate=gate)
+        decoder = camera_scan_worker(cfg, sync=not cam.live)
     overlay = None
     if r.overlay:
         overlay = Overlay(cfg.station.name, station_tz(cfg), r.font, r.overlay_language)

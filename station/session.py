@@ -211,6 +211,10 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
     The only authority on orders and clips: the runner executes the actions and reports
     what happened at the edges (camera, disk, writer, shutdown) back as events.
     """
+    if isinstance(event, Scanned) and event.code.kind is Kind.ITEM:
+        # A product seen by the camera: logged (in the open clip's timeline, if any), and it
+        # changes nothing, whatever the state: it never starts, ends or resumes a clip.
+        return state, [_log(event, event.code.detail)]
     match state:
         case Idle():
             return _step_idle(state, event)

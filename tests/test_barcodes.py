@@ -17,17 +17,22 @@ import pytest
 import zxingcpp
 
 from station.barcodes import (
+    MIN_CROP_BUDGET_MS,
     STAGES,
     BarcodeDecoder,
     Detection,
     ScanWorker,
+    code_like,
     decode_command,
     decode_zbar,
     decode_zxing,
     normalise_text,
     same_text,
 )
+from station.changegate import ChangeGate
+from station.confirm import ReadConfirmer
 from station.frames import Frame, RawScan, ScanSource
+from station.synthetic import Scenario, SyntheticCamera
 
 F = zxingcpp.BarcodeFormat
 CASES = [
@@ -37,6 +42,9 @@ CASES = [
     ("code39", F.Code39, "PACK-42"),
     ("datamatrix", F.DataMatrix, "ORDER 12345"),
 ]
+
+
+EAN = "9780345460950"
 
 
 def symbol(fmt: zxingcpp.BarcodeFormat, text: str, scale: int = 4) -> np.ndarray:
@@ -134,6 +142,80 @@ def test_live_path_leaves_out_the_costly_stages(decoder: BarcodeDecoder) -> None
     assert STAGES[0].name == result.ran[0] == "zxing"
 
 
+def table_frame(seconds: float = 2.0) -> np.ndarray:
+    cam = SyntheticCamera(1280, 720, 30.0, Scenario.from_dict({"seed": 3, "event": []}), False)
+    cam.start()
+    return cam.render(seconds)
+
+
+def test_code_like_tells_codes_from_hands_boxes_and_table() -> None:
+    gray = cv2.cvtColor(table_frame(), cv2.COLOR_BGR2GRAY)
+    # the synthetic table's moving hands and boxes, and bare wood
+    for x0, y0, x1, y1 in ((300, 350, 900, 720), (400, 250, 800, 560), (0, 0, 400, 300)):
+        assert not code_like(gray[y0:y1, x0:x1])
+    for fmt, text in ((F.Code128, "SF1234567890123"), (F.QRCode, "PO-1"), (F.EAN13, EAN)):
+        crop = gray[200:500, 300:700].copy()
+        sym = symbol(fmt, text, 2)
+        crop[50 : 50 + sym.shape[0], 40 : 40 + sym.shape[1]] = sym
+        assert code_like(crop), text
+    assert not code_like(np.zeros((4, 4), np.uint8))
+
+
+class ShareSpy:
+    """A BarcodeDecoder that records the budget share of each call."""
+
+    def __init__(self) -> None:
+        self.decoder = BarcodeDecoder()
+        self.shares: list[float] = []
+        self.escalated = 0  # crops given the whole frame's budget
+
+    def decode_frame(self, image: np.ndarray, share: float = 1.0) -> list[Detection]:
+        self.shares.append(share)
+        self.escalated += share == 1.0 and image.shape[:2] != (720, 1280)
+        return self.decoder.decode_frame(image, share)
+
+
+def test_a_settled_code_the_cheap_stages_miss_gets_the_frame_budget(barcodes_dir: Path) -> None:
+    # a real photo that zxing misses and zbar reads; its crop's own budget share is too small
+    # for zbar: the first look locates it, the next looks (it lies still) escalate
+    photo = cv2.imread(str(barcodes_dir / "code128/code128-3_2.png"))
+    table = table_frame()
+    h, w = photo.shape[:2]
+    crop = table[200 : 300 + h, 350 : 450 + w].copy()
+    crop[50 : 50 + h, 50 : 50 + w] = photo
+    assert BarcodeDecoder().run(crop, MIN_CROP_BUDGET_MS).detections == []
+    spy = ShareSpy()
+    worker = ScanWorker(spy, sync=True, gate=ChangeGate(10.0))
+    worker.start()
+    rng = np.random.default_rng(1)
+    frames = [table]
+    for _ in range(3):
+        shown = table.copy()
+        shown[250 : 250 + h, 400 : 400 + w] = photo
+        noise = rng.integers(-2, 3, shown.shape)
+        frames.append(np.clip(shown.astype(np.int16) + noise, 0, 255).astype(np.uint8))
+    for i, image in enumerate(frames):
+        worker.submit(make_frame(image, i / 10, 3 * i))
+    worker.stop()
+    assert worker.poll(99.0) == [RawScan("10068408", "camera", 0.3, "code128")]
+    # whole frame, the new photo's crop (cheap: located), then twice cheap + escalated
+    assert spy.shares[0] == 1.0 and spy.shares[1] < 0.2
+    assert spy.shares[2:] == [spy.shares[1], 1.0, spy.shares[1], 1.0]
+
+
+def test_moving_hands_are_never_escalated() -> None:
+    cam = SyntheticCamera(1280, 720, 30.0, Scenario.from_dict({"seed": 3, "event": []}), False)
+    cam.start()
+    spy = ShareSpy()
+    worker = ScanWorker(spy, sync=True, gate=ChangeGate(100.0))
+    worker.start()
+    for i in range(30):
+        worker.submit(make_frame(cam.render(0.1 * i), 0.1 * i, 3 * i))
+    worker.stop()
+    assert worker.poll(99.0) == []
+    assert len(spy.shares) > 30 and spy.escalated == 0
+
+
 def test_upca_is_the_13_digit_ean_form_from_every_decoder(decoder: BarcodeDecoder) -> None:
     gray = symbol(F.UPCA, "036602301467")
     for found in (decode_zxing(gray), decode_zbar(gray), decoder.decode(gray)):
@@ -198,26 +280,58 @@ def _data_dir() -> Path | None:
     return None
 
 
-def test_pipeline_reads_the_shared_photo_set(decoder: BarcodeDecoder) -> None:
+# Texts really on these photos besides the expected one (checked by eye: a second label, a
+# book's price code, the inner QR of a double QR), and one QR whose error-corrected symbol says
+# "photography" where the manifest says "photograph".
+OTHER_CODES = {
+    "code39-3_02.png": ("001EC947D49B",),
+    "code39-3_08.png": ("001EC9476B0A",),
+    "ean13-2_24.png": ("1920081045006",),
+    "ean13-2_28.png": ("9784872348880",),
+    "qrcode-2_16.png": ("[内側QRコード]\r\n\r\n*ダブルQR*\r\nhttp://d-qr.net/ex/",),
+    "qrcode-2_13.png": (
+        "The 2005 USGS aerial photography of the Washington Monument is censored.",
+    ),
+}
+
+
+def test_pipeline_reads_the_shared_photo_set_without_misreads(decoder: BarcodeDecoder) -> None:
     data = _data_dir()
     if data is None:
         pytest.skip("shared barcode photos (shared/data/barcodes/manifest.csv) not found")
     with open(data / "manifest.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    read = other = 0
+    read, misread = 0, []
     for row in rows:
         image = cv2.imread(str(data / row["file"]), cv2.IMREAD_COLOR)
         assert image is not None, row["file"]
         texts = [d.text for d in decoder.decode(image)]
-        if any(same_text(row["expected_text"], t) for t in texts):
+        expected = row["expected_text"]
+        if any(same_text(expected, t) for t in texts):
             read += 1
-        elif texts:
-            other += 1
-    # measured: 91.6 % (bench/decode_accuracy.py); zxing-cpp alone 77.3 %, zbar 64.1 %
+        allowed = (expected, *OTHER_CODES.get(Path(row["file"]).name, ()))
+        misread += [(row["file"], t) for t in texts if not any(same_text(a, t) for a in allowed)]
+    # measured: 91.1 % (bench/decode_accuracy.py); zxing-cpp alone 77.3 %, zbar 64.1 %
     assert read / len(rows) >= 0.89, f"read {read} of {len(rows)}"
-    # The few other reads are second barcodes in the photo and one QR whose expected text
-    # has a typo, not misreads.
-    assert other <= 5
+    assert misread == []
+
+
+def test_product_reads_that_other_looks_contradict_are_dropped(barcodes_dir: Path) -> None:
+    dec = BarcodeDecoder()
+
+    def texts(name: str) -> tuple[list[str], list[str]]:
+        image = cv2.imread(str(barcodes_dir / name), cv2.IMREAD_COLOR)
+        return [d.text for d in dec.run(image).detections], [d.text for d in dec.decode(image)]
+
+    # a clean label both decoders misread at its own scale; at 2x zxing reads it right
+    assert texts("upca/upca-4_1.png") == (["9074932437075"], [])
+    # zxing reads two numbers off one label: the one the other looks agree with stays
+    raw, checked = texts("ean13/ean13-1_35.png")
+    assert set(raw) == {"7034759003930", "5030159003930"} and checked == ["5030159003930"]
+    # a zbar read that one other look repeats is not enough
+    assert texts("upca/upca-2_38.png") == (["0022121000066"], [])
+    # a readable product code is kept
+    assert texts("ean13/ean13-3_12.png")[1] == ["9780596008574"]
 
 
 # --------------------------------------------------------------------------- ScanWorker
@@ -265,33 +379,35 @@ def test_scan_worker_is_a_scan_source() -> None:
 def test_sync_worker_emits_raw_scans_stamped_with_the_frame_time(code128_frame) -> None:
     worker = ScanWorker(sync=True)
     worker.start()
+    worker.submit(make_frame(code128_frame, t=12.4))
+    assert worker.poll(99.0) == []  # one read is not a scan: it is confirmed by a second look
     worker.submit(make_frame(code128_frame, t=12.5))
     assert worker.poll(12.0) == []  # camera time has not reached the frame yet
-    assert worker.poll(12.5) == [RawScan("SF1234567890123", "camera", 12.5)]
+    assert worker.poll(12.5) == [RawScan("SF1234567890123", "camera", 12.5, "code128")]
     assert worker.poll(99.0) == []
     worker.submit(make_frame(noisy_frame(), t=13.0))
     stats = worker.stats()
-    assert (stats.decoded, stats.skipped, stats.errors) == (2, 0, 0)
+    assert (stats.decoded, stats.skipped, stats.errors) == (3, 0, 0)
     assert stats.decode_seconds > 0
     worker.stop()
 
 
 def test_threaded_worker_decodes_in_the_background(code128_frame) -> None:
-    worker = ScanWorker()
+    worker = ScanWorker(confirm=ReadConfirmer(1))
     worker.start()
     try:
         worker.submit(make_frame(code128_frame, t=3.25))
         events = wait_for_events(worker, 3.25, 1)
     finally:
         worker.stop()
-    assert events == [RawScan("SF1234567890123", "camera", 3.25)]
+    assert events == [RawScan("SF1234567890123", "camera", 3.25, "code128")]
     assert worker.stats().decoded == 1
     assert worker.stats().last_latency_s > 0
 
 
 def test_threaded_submit_never_blocks_and_keeps_only_the_newest_waiting_frame() -> None:
     gate = GatedDecoder()
-    worker = ScanWorker(gate)
+    worker = ScanWorker(gate, confirm=ReadConfirmer(1))
     worker.start()
     try:
 
@@ -308,14 +424,17 @@ def test_threaded_submit_never_blocks_and_keeps_only_the_newest_waiting_frame() 
         events = wait_for_events(worker, 10.0, 2)
     finally:
         worker.stop()
-    assert events == [RawScan("px1", "camera", 1.0), RawScan("px3", "camera", 3.0)]
+    assert events == [
+        RawScan("px1", "camera", 1.0, "qrcode"),
+        RawScan("px3", "camera", 3.0, "qrcode"),
+    ]
     stats = worker.stats()
     assert (stats.decoded, stats.skipped) == (2, 1)
 
 
 @pytest.mark.parametrize("sync", [True, False], ids=["sync", "threaded"])
 def test_worker_survives_a_decoder_that_raises(sync: bool, caplog) -> None:
-    worker = ScanWorker(FlakyDecoder(), sync=sync)
+    worker = ScanWorker(FlakyDecoder(), sync=sync, confirm=ReadConfirmer(1))
     worker.start()
     try:
         with caplog.at_level(logging.ERROR, logger="station.barcodes"):
@@ -328,7 +447,7 @@ def test_worker_survives_a_decoder_that_raises(sync: bool, caplog) -> None:
             events = wait_for_events(worker, 5.0, 1)
     finally:
         worker.stop()
-    assert events == [RawScan("OK", "camera", 2.0)]
+    assert events == [RawScan("OK", "camera", 2.0, "qrcode")]
     assert worker.stats().errors == 1
     assert "barcode decode failed" in caplog.text and "decoder exploded" in caplog.text
 
@@ -344,6 +463,96 @@ def test_worker_call_order_is_checked() -> None:
     worker.stop()  # idempotent
     with pytest.raises(RuntimeError):
         worker.submit(make_frame(noisy_frame((64, 64)), 0.0))
+
+
+class ScriptedDecoder:
+    """Returns the detections scripted for each call, in turn."""
+
+    def __init__(self, script: list[list[Detection]]) -> None:
+        self.script = list(script)
+
+    def decode_frame(self, image: np.ndarray, share: float = 1.0) -> list[Detection]:
+        return self.script.pop(0) if self.script else []
+
+
+def run_worker(script: list[list[Detection]]) -> list[RawScan]:
+    worker = ScanWorker(ScriptedDecoder(script), sync=True)
+    worker.start()
+    for i in range(len(script)):
+        worker.submit(make_frame(np.zeros((8, 8, 3), np.uint8), 0.1 * i, index=3 * i))
+    worker.stop()
+    return worker.poll(99.0)  # type: ignore[return-value]
+
+
+BOX = ((10, 10), (60, 10), (60, 30), (10, 30))
+
+
+def test_worker_passes_on_only_confirmed_reads() -> None:
+    upc = Detection("0023942431015", "upca", BOX)
+    wrong = [Detection(f"90749324370{i}5", "ean13", BOX) for i in range(4)]
+    # a clean label that gives a different wrong number in four frames: none is a scan
+    assert run_worker([[w] for w in wrong]) == []
+    # the right number in two frames is
+    assert run_worker([[upc], [], [upc]]) == [RawScan("0023942431015", "camera", 0.2, "upca")]
+
+
+def test_worker_needs_three_looks_for_heavy_stage_reads() -> None:
+    blurry = Detection("4006381333931", "ean13", BOX, heavy=True)
+    assert run_worker([[blurry], [blurry]]) == []
+    assert run_worker([[blurry], [blurry], [blurry]]) == [
+        RawScan("4006381333931", "camera", 0.2, "ean13")
+    ]
+
+
+def test_pipeline_marks_reads_of_heavy_stages(decoder: BarcodeDecoder) -> None:
+    heavy = {s.name for s in STAGES if s.heavy}
+    assert {"zxing-deblur", "zxing-deblur-strong", "ean-blur", "zxing-rotated"} <= heavy
+    assert not {"zxing", "zbar"} & heavy
+    img = symbol(zxingcpp.BarcodeFormat.Code128, "PO-HEAVY-1", scale=3)
+    found = decoder.decode(img)
+    assert [(d.text, d.heavy) for d in found] == [("PO-HEAVY-1", False)]
+
+
+def test_worker_does_not_confirm_a_product_read_other_looks_contradict(barcodes_dir: Path) -> None:
+    # both decoders misread this clean label the same way in every frame; a rescaled look at
+    # it disagrees, so the two looks do not make it a scan
+    photo = cv2.imread(str(barcodes_dir / "upca/upca-4_1.png"))
+    frame = noisy_frame()
+    frame[200 : 200 + photo.shape[0], 300 : 300 + photo.shape[1]] = photo
+    worker = ScanWorker(sync=True)
+    worker.start()
+    for i in range(4):
+        worker.submit(make_frame(frame, 0.1 * i, 3 * i))
+    worker.stop()
+    assert worker.poll(99.0) == []
+    # a clean EAN in the same place is a scan on its second look
+    frame = noisy_frame()
+    paste(frame, symbol(F.EAN13, EAN, 3), 300, 200)
+    worker = ScanWorker(sync=True)
+    worker.start()
+    for i in range(2):
+        worker.submit(make_frame(frame, 0.1 * i, 3 * i))
+    worker.stop()
+    assert worker.poll(99.0) == [RawScan(EAN, "camera", 0.1, "ean13")]
+
+
+def test_gated_worker_reads_the_y_plane_of_an_i420_frame_like_bgr(code128_frame) -> None:
+    # The capture loop may hand over the Y plane of its I420 buffer (the first H rows): a
+    # view, no conversion; the worker and its gate read it as they read BGR.
+    h, w = code128_frame.shape[:2]
+    i420 = cv2.cvtColor(code128_frame, cv2.COLOR_BGR2YUV_I420)
+    y_plane = i420[:h]
+    assert y_plane.base is i420 and y_plane.shape == (h, w)
+    empty = cv2.cvtColor(noisy_frame(), cv2.COLOR_BGR2YUV_I420)[:h]
+    results = []
+    for images in ((empty, y_plane, y_plane), (noisy_frame(), code128_frame, code128_frame)):
+        worker = ScanWorker(sync=True, gate=ChangeGate(2.0))
+        worker.start()
+        for i, image in enumerate(images):
+            worker.submit(make_frame(image, 0.1 * i, 3 * i))
+        worker.stop()
+        results.append(worker.poll(99.0))
+    assert results[0] == results[1] == [RawScan("SF1234567890123", "camera", 0.2, "code128")]
 
 
 # --------------------------------------------------------------------------- packcam decode

@@ -154,6 +154,29 @@ def test_a_new_read_replaces_the_box_it_overlaps() -> None:
     assert gate.plan(noisy(img, 2), 0.2) == [code_box(moved, W, H)]
 
 
+def test_a_located_but_unread_box_is_looked_at_again_for_hold_s_only() -> None:
+    gate = ChangeGate(full_every_s=100.0, hold_s=1.0)
+    img = scene()
+    gate.plan(img, 0.0)
+    gate.done(None, 0.0, [], W, H)
+    box = (300, 150, 500, 330)
+    gate.plan(noisy(img, 1), 0.1)
+    gate.done([box], 0.1, [], W, H, located=[box])
+    assert gate.plan(noisy(img, 2), 0.4) == [box]  # unchanged, but it looked like a code
+    gate.done([box], 0.4, [], W, H, located=[box])  # still unread: not refreshed
+    assert gate.plan(noisy(img, 3), 0.9) == [box]
+    gate.done([box], 0.9, [], W, H, located=[box])
+    assert gate.plan(noisy(img, 4), 1.2) == []  # hold_s after it was first located
+    gate.done([], 1.2, [], W, H)
+    # a read there makes it an ordinary hot box
+    gate.plan(noisy(img, 5), 1.3)
+    gate.done([], 1.3, [], W, H, located=[box])
+    corners = ((350, 200), (450, 200), (450, 280), (350, 280))
+    gate.plan(noisy(img, 6), 1.4)
+    gate.done([box], 1.4, [corners], W, H)
+    assert gate.plan(noisy(img, 7), 1.5) == [code_box(corners, W, H)]
+
+
 def test_slow_changes_add_up_until_they_are_looked_at() -> None:
     gate = ChangeGate(full_every_s=100.0)
     bg = scene()
@@ -206,10 +229,8 @@ def test_gated_worker_reads_a_card_in_a_crop_at_its_frame_time_and_skips_a_still
     img = with_card(noisy(bg, 4), 250, 120, card("PO-GATE-7"))
     worker.submit(frame(img, 0.3))
     worker.submit(frame(noisy(img, 5), 0.4))  # still in view: re-read in its box
-    assert worker.poll(1.0) == [
-        RawScan("PO-GATE-7", "camera", 0.3),
-        RawScan("PO-GATE-7", "camera", 0.4),
-    ]
+    # the first read is confirmed by the second look
+    assert worker.poll(1.0) == [RawScan("PO-GATE-7", "camera", 0.4, "qrcode")]
     worker.stop()
     assert rec.sizes[0] == (H, W)
     assert len(rec.sizes) == 3  # two still frames never reached the decoder

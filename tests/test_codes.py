@@ -171,3 +171,47 @@ def test_safe_component_injective_on_changed_names(a: str, b: str) -> None:
         assert safe_component(a) != safe_component(b) or (
             safe_component(a) == a and safe_component(b) == b
         )
+
+
+# ---- camera reads: product codes are items, orders come from the order symbologies ---------
+
+
+@pytest.mark.parametrize("symbology", ["ean13", "ean8", "upca", "upce"])
+def test_camera_product_codes_are_items_whatever_their_text(symbology: str) -> None:
+    # digits that would otherwise be an order ID, or even match a waybill pattern (EMS)
+    for text in ("4006381333931", "1123456789012", "SEAL"):
+        assert classify(text, RULES, symbology) == Code(text, Kind.ITEM, symbology)
+
+
+def test_keyboard_scans_keep_the_text_rules() -> None:
+    # a USB scanner types an EAN's digits with no symbology: today's rules apply
+    assert classify("4006381333931", RULES).kind is Kind.ORDER
+    assert classify("1123456789012", RULES).kind is Kind.WAYBILL
+
+
+@pytest.mark.parametrize("symbology", ["code128", "code39", "qrcode", "datamatrix"])
+def test_camera_reads_in_order_symbologies_follow_the_text_rules(symbology: str) -> None:
+    assert classify("PO-7", RULES, symbology).kind is Kind.ORDER
+    assert classify("SF1234567890123", RULES, symbology).kind is Kind.WAYBILL
+    assert classify("SEAL", RULES, symbology).kind is Kind.SEAL
+
+
+def test_order_symbologies_and_patterns_together() -> None:
+    rules = Rules.from_config(
+        CodesSection(order_symbologies=("qrcode", "ean13"), order_patterns=(r"^PO-\d+$",))
+    )
+    assert classify("PO-12", rules, "qrcode").kind is Kind.ORDER
+    assert classify("PO-12", rules, "code128").kind is Kind.UNKNOWN  # not an order symbology
+    assert classify("ABC", rules, "qrcode").kind is Kind.UNKNOWN  # no pattern matches
+    assert classify("SF1234567890123", rules, "code128").kind is Kind.WAYBILL
+    assert classify("SEAL", rules, "code128").kind is Kind.SEAL
+    # ean13 listed: no longer an item, but still needs an order pattern
+    assert classify("4006381333931", rules, "ean13").kind is Kind.UNKNOWN
+    assert classify("4006381333931", rules, "upca").kind is Kind.ITEM
+
+
+def test_without_order_patterns_other_symbologies_are_unknown() -> None:
+    rules = Rules.from_config(CodesSection(order_symbologies=("qrcode",)))
+    assert classify("PO-12", rules, "qrcode").kind is Kind.ORDER
+    assert classify("PO-12", rules, "code128").kind is Kind.UNKNOWN
+    assert classify("PO-12", rules).kind is Kind.ORDER  # keyboard

@@ -38,6 +38,7 @@ SEAL = Code("SEAL", Kind.SEAL)
 CTRL_SEAL = Code("STOP", Kind.CONTROL, "seal")
 CTRL_TEST = Code("PING", Kind.CONTROL, "test")
 UNKNOWN = Code("???x", Kind.UNKNOWN)
+ITEM = Code("4006381333931", Kind.ITEM, "ean13")
 
 
 def rec(order: str = "PO-A", t: float = 10.0, **kw) -> Recording:
@@ -261,6 +262,17 @@ def test_recording_failed_and_shutdown() -> None:
     assert step(Idle(), Shutdown(11.0), RULES) == (Idle(), [])
 
 
+@pytest.mark.parametrize(
+    "state",
+    [Idle(), rec(), rec(waybills=("SF1234567890123",)), Suspended("PO-A", 5.0)],
+    ids=["idle", "recording", "recording-with-waybill", "suspended"],
+)
+def test_an_item_is_logged_and_changes_nothing(state) -> None:
+    new, actions = step(state, Scanned(ITEM, 12.0), RULES)
+    assert new == state
+    assert actions == [LogEvent("item", "4006381333931", 12.0, "camera", "ean13")]
+
+
 def test_unknown_state_is_a_programming_error() -> None:
     with pytest.raises(TypeError):
         step(object(), Tick(1.0), RULES)  # type: ignore[arg-type]
@@ -268,7 +280,7 @@ def test_unknown_state_is_a_programming_error() -> None:
 
 # ---- properties ------------------------------------------------------------------------------
 
-codes = st.sampled_from([ORDER_A, ORDER_B, WAYBILL, SEAL, CTRL_SEAL, CTRL_TEST, UNKNOWN])
+codes = st.sampled_from([ORDER_A, ORDER_B, WAYBILL, SEAL, CTRL_SEAL, CTRL_TEST, UNKNOWN, ITEM])
 events = st.one_of(
     st.builds(Scanned, codes, st.just(0.0)),
     st.builds(Pedal, st.just(0.0)),
@@ -340,3 +352,17 @@ def test_resumed_clips_carry_their_gap_and_only_follow_a_camera_loss(seq) -> Non
             gap = pytest.approx(t - before.lost_t, abs=5e-4)
             assert lost_at is not None and a.resumed_after_s == gap
             assert a.resumed_after_s >= 0 and a.order_id == before.order_id
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(events, st.floats(0, 30)), max_size=60))
+def test_an_item_never_starts_or_ends_a_clip(seq) -> None:
+    """Whatever came before, a product scan leaves the state as it was and only logs."""
+    state, t = Idle(), 0.0
+    for ev, dt in seq:
+        t += dt
+        ev = type(ev)(**{**{f: getattr(ev, f) for f in ev.__slots__}, "t": t})
+        state, _ = step(state, ev, RULES)
+        after, actions = step(state, Scanned(ITEM, t), RULES)
+        assert after == state
+        assert [type(a) for a in actions] == [LogEvent]

@@ -1,0 +1,103 @@
+"""The station with the camera as its scanner: confirmed reads only, product codes as items."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from station import config as config_mod
+from station.barcodes import Detection, ScanWorker
+from station.confirm import ReadConfirmer
+from station.ledger import ClipRecord, Ledger
+from station.service import assemble
+from station.synthetic import Scenario, SyntheticCamera
+
+pytestmark = pytest.mark.slow
+
+W, H = 960, 540
+EAN = "4006381333931"
+
+
+@pytest.fixture
+def station_cfg(cfg: config_mod.Config) -> config_mod.Config:
+    cfg = cfg.replace("camera", width=W, height=H, fps=10.0)
+    return cfg.replace("proof", enabled=False)
+
+
+def run(
+    cfg: config_mod.Config, events: list[dict], decoder: object | None = None
+) -> tuple[list[ClipRecord], Ledger]:
+    cam = SyntheticCamera(
+        W, H, cfg.camera.fps, Scenario.from_dict({"seed": 3, "event": events}), realtime=False
+    )
+    asm = assemble(cfg, camera=cam, live_view=False)
+    if decoder is not None:
+        asm.station.decoder = decoder
+    asm.station.run(threading.Event())
+    clips = asm.ledger.clips()
+    asm.close()
+    return clips, Ledger.in_data_dir(cfg.station.data_dir)
+
+
+def test_a_product_ean_held_up_during_a_recording_is_an_item_and_does_not_end_the_clip(
+    station_cfg: config_mod.Config,
+) -> None:
+    events = [
+        {"at": 0.5, "kind": "show", "code": "PO-ITEM-1", "symbology": "code128", "duration": 1.5},
+        {"at": 3.0, "kind": "show", "code": EAN, "symbology": "ean13", "duration": 2.0},
+        {"at": 6.0, "kind": "show", "code": "SEAL", "symbology": "qrcode", "duration": 1.5},
+        {"at": 9.0, "kind": "end"},
+    ]
+    clips, ledger = run(station_cfg, events)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [("PO-ITEM-1", "sealed")]
+    kinds = [(e.kind, e.text) for e in clips[0].events]
+    assert kinds == [("order", "PO-ITEM-1"), ("item", EAN), ("seal", "SEAL")]
+    item = clips[0].events[1]
+    assert item.source == "camera" and item.note == "ean13"
+    assert item.t_clip_s is not None and item.t_clip_s > 2.0
+    assert ledger.unattached_events() == []
+    ledger.close()
+
+
+def test_a_product_barcode_lying_in_view_for_a_minute_produces_no_order_events(
+    station_cfg: config_mod.Config,
+) -> None:
+    events = [
+        {"at": 0.5, "kind": "show", "code": EAN, "symbology": "ean13", "duration": 61.0},
+        {"at": 62.0, "kind": "end"},
+    ]
+    clips, ledger = run(station_cfg, events)
+    assert clips == []
+    logged = [(e.kind, e.text) for e in ledger.unattached_events()]
+    # read all along, it stays one (debounced) item: no order, no clip
+    assert logged == [("item", EAN)]
+    ledger.close()
+
+
+class ReadsOn:
+    """A decoder that 'reads' an order sheet on the given calls only (a misread, or a glimpse)."""
+
+    def __init__(self, calls: set[int], text: str = "PO-GLIMPSE-1") -> None:
+        self.calls = calls
+        self.text = text
+        self.n = 0
+
+    def decode_frame(self, image: np.ndarray, share: float = 1.0) -> list[Detection]:
+        self.n += 1
+        if self.n in self.calls:
+            return [Detection(self.text, "code128", ((100, 100), (300, 100), (300, 150)))]
+        return []
+
+
+@pytest.mark.parametrize(("calls", "clips_expected"), [({5}, 0), ({5, 6}, 1)])
+def test_a_single_unconfirmed_read_never_starts_a_clip(
+    station_cfg: config_mod.Config, calls: set[int], clips_expected: int
+) -> None:
+    worker = ScanWorker(ReadsOn(calls), sync=True, confirm=ReadConfirmer(2))
+    clips, ledger = run(station_cfg, [{"at": 4.0, "kind": "end"}], decoder=worker)
+    assert [c.order_id for c in clips] == ["PO-GLIMPSE-1"] * clips_expected
+    if clips_expected == 0:
+        assert ledger.unattached_events() == []  # not even logged: it was never a scan
+    ledger.close()
