@@ -198,6 +198,18 @@ class RetentionSection:
 
 
 @dataclass(frozen=True)
+class FeedbackSection:
+    """Sounds at the station on each scan, seal and alarm (station/feedback.py)."""
+
+    output: str = "none"  # none | alsa (aplay to `device`) | log (<data>/sounds.log, no speaker)
+    device: str = "default"  # ALSA device: "default", "plughw:CARD=Headphones", "hdmi:0", ...
+    player: str = "aplay"  # the ALSA player (alsa-utils)
+    volume: float = 0.5  # 0-1, of full scale
+    voice: str = "none"  # none | en | zh: a spoken prompt after each tone (espeak-ng renders once)
+    sounds_dir: str = ""  # "" = <data_dir>/sounds; may hold pre-rendered prompt-<voice>-*.wav
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationSection = field(default_factory=StationSection)
     camera: CameraSection = field(default_factory=CameraSection)
@@ -210,6 +222,7 @@ class Config:
     archive: ArchiveSection = field(default_factory=ArchiveSection)
     central: CentralSection = field(default_factory=CentralSection)
     retention: RetentionSection = field(default_factory=RetentionSection)
+    feedback: FeedbackSection = field(default_factory=FeedbackSection)
 
     def with_data_dir(self, data_dir: Path | str) -> Config:
         """The same config with ``station.data_dir`` replaced (the CLI's ``--data``)."""
@@ -396,6 +409,7 @@ def validate(cfg: Config) -> None:
     _validate_archive(cfg.archive)
     _validate_central(cfg.central)
     _validate_retention(cfg.retention)
+    _validate_feedback(cfg.feedback)
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -458,6 +472,19 @@ def _validate_retention(r: RetentionSection) -> None:
                 raise ValueError("empty command")
         except ValueError as exc:
             raise ConfigError(f"retention.alarm_command: cannot parse it: {exc}") from exc
+
+
+def _validate_feedback(f: FeedbackSection) -> None:
+    if f.output not in {"none", "alsa", "log"}:
+        raise ConfigError(f"feedback.output must be none, alsa or log, not {f.output!r}")
+    if not f.device or any(c.isspace() or ord(c) < 32 for c in f.device):
+        raise ConfigError(f"feedback.device must be an ALSA device name, not {f.device!r}")
+    if not f.player.strip():
+        raise ConfigError("feedback.player must name the ALSA player (aplay)")
+    if not 0 < f.volume <= 1:
+        raise ConfigError("feedback.volume must be above 0 and at most 1")
+    if f.voice not in {"none", "en", "zh"}:
+        raise ConfigError(f"feedback.voice must be none, en or zh, not {f.voice!r}")
 
 
 def from_dict(data: dict[str, Any]) -> Config:

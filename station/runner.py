@@ -19,6 +19,7 @@ from station.alarms import AlarmBoard
 from station.codes import Debounce, Kind, Rules, classify, sanitize
 from station.config import Config
 from station.errors import CameraError, RecordingError, RejectedCode
+from station.events import EventKind, StationEvents
 from station.frames import Frame, FrameSource, InputEvent, PedalPress, RawScan, ScanSource
 from station.ledger import ScanEventRecord
 from station.recorder import Recorder
@@ -98,6 +99,7 @@ class Station:
         on_frame: Callable[[np.ndarray, Status, int], None] | None = None,
         guard: ClipGuard | None = None,
         alarms: AlarmBoard | None = None,
+        events: StationEvents | None = None,
     ) -> None:
         self.cfg = cfg
         self.camera = camera
@@ -109,6 +111,7 @@ class Station:
         self.on_frame = on_frame
         self.guard = guard
         self.alarms = alarms
+        self.events = events  # sounds, station screen, webhooks (station/events.py)
         self.rules = Rules.from_config(cfg.codes)
         self.tz = station_tz(cfg)
         self.state: ss.State = ss.Idle()
@@ -303,6 +306,7 @@ class Station:
                 ScanEventRecord("rejected", shown, ev.source, self._wall_at(ev.t), None, str(exc)),
                 ev.t,
             )
+            self._emit(EventKind.SCAN_UNREADABLE, ev.t, None, source=ev.source, why=str(exc))
             return
         is_new, self.debounce = self.debounce.seen(text, ev.t, self.rules.debounce_s)
         if not is_new:
@@ -344,6 +348,7 @@ class Station:
                         ),
                         action.t,
                     )
+                    self._emit(EventKind.SCAN_REFUSED, action.t, action.order_id, why=refused)
                     return
                 try:
                     self.recorder.start(
@@ -357,11 +362,21 @@ class Station:
                     # Keep the session consistent with the recorder: no clip, back to idle.
                     self.state = ss.Idle()
                     self._error(f"cannot start clip for {action.order_id!r}: {exc}")
+                    self._emit(EventKind.SCAN_REFUSED, action.t, action.order_id, why=str(exc))
+                else:
+                    self._emit(EventKind.ORDER_STARTED, action.t, action.order_id)
             case ss.StopClip():
                 if self.recorder.recording:
                     self.recorder.stop(action.reason.value, action.t)
             case ss.LinkWaybill():
                 self.recorder.link_waybill(action.waybill, action.carrier, action.t)
+                self._emit(
+                    EventKind.WAYBILL_LINKED,
+                    action.t,
+                    getattr(self.state, "order_id", None),
+                    waybill=action.waybill,
+                    carrier=action.carrier,
+                )
             case ss.LogEvent():
                 wall = self._wall_at(action.t)
                 rec = ScanEventRecord(
@@ -382,6 +397,10 @@ class Station:
         if self._lost_order is not None:
             gap["order_at_loss"] = self._lost_order
         return {"resumed_after_s": action.resumed_after_s, "gap": gap}
+
+    def _emit(self, kind: EventKind, t: float, order_id: str | None, **data: object) -> None:
+        if self.events is not None:
+            self.events.emit(kind, t, order_id, **data)  # never raises; listeners never block
 
     def _wall_at(self, t: float) -> datetime:
         f = self._last_frame

@@ -17,7 +17,9 @@ from station.alarms import AlarmBoard
 from station.camera import OpenCVCamera, build_camera
 from station.config import Config
 from station.errors import CameraError, ConfigError, StationError
+from station.events import StationEvents
 from station.frames import FrameSource
+from station.hooks import build_events, clip_archived, clip_finished
 from station.ledger import ClipRecord, Ledger
 from station.live import LiveWriter
 from station.recorder import Finalizer, FinishedClip, Recorder
@@ -50,6 +52,7 @@ class Assembly:
     archiver: Archiver | None = None
     central_sync: CentralSync | None = None
     live: LiveWriter | None = None
+    events: StationEvents | None = None
 
     def close(self) -> None:
         """Close what the station run leaves open (the recorder is closed by the run)."""
@@ -75,6 +78,8 @@ class Assembly:
                 self.central_sync.stop(final_push=True)
             except Exception:
                 log.exception("stopping the central sync failed")
+        if self.events is not None:
+            self.events.close()  # plays the last queued sound, flushes the webhook queue
         self.ledger.close()
 
 
@@ -135,12 +140,13 @@ def assemble(
     from station.proof.finalizer import build_finalizers
 
     finalizers = build_finalizers(cfg)  # the signer must be the last finalizer
-    alarms = AlarmBoard(ledger, cfg.retention.alarm_command)
+    events = build_events(cfg)
+    alarms = AlarmBoard(ledger, cfg.retention.alarm_command, events=events)
     recovery = Recovery(cfg, ledger, finalizers, alarms=alarms)
     retention = RetentionManager(
         cfg, ledger, probe=probe, alarms=alarms, signer=station_signer(finalizers)
     )
-    archiver, sync = build_fleet(cfg)
+    archiver, sync = build_fleet(cfg, events)
 
     def finished(result: FinishedClip) -> None:
         if result.empty:
@@ -152,6 +158,7 @@ def assemble(
             msg = f"clip of order {result.order_id!r}: {result.error} ({kept})"
             alarms.raise_("recording-failed", cfg.station.name, msg)
         retention.poke()  # a finished clip used space: check the floor now
+        clip_finished(events, result, time.monotonic())
         for part in (archiver, sync):
             if part is not None:
                 part.on_finished(result)
@@ -197,13 +204,18 @@ def assemble(
         on_frame=on_frame,
         guard=retention,
         alarms=alarms,
+        events=events,
     )
-    return Assembly(
+    asm = Assembly(
         st, recorder, ledger, cam, finalizers, alarms, recovery, retention, archiver, sync, live
     )
+    asm.events = events
+    return asm
 
 
-def build_fleet(cfg: Config) -> tuple[Archiver | None, CentralSync | None]:
+def build_fleet(
+    cfg: Config, events: StationEvents | None = None
+) -> tuple[Archiver | None, CentralSync | None]:
     """The archiver ([archive] enabled) and the central sync ([central] enabled), not started.
 
     Each opens its own connections to the index; the sync is woken when a clip is archived.
@@ -216,7 +228,13 @@ def build_fleet(cfg: Config) -> tuple[Archiver | None, CentralSync | None]:
     if cfg.archive.enabled:
         from station.archiver import Archiver
 
-        archiver = Archiver(cfg, on_archived=(lambda _rec: sync.wake()) if sync else None)
+        def archived(rec: ClipRecord) -> None:
+            if sync is not None:
+                sync.wake()
+            if events is not None:
+                clip_archived(events, rec, time.monotonic())
+
+        archiver = Archiver(cfg, on_archived=archived)
     return archiver, sync
 
 

@@ -1,0 +1,59 @@
+"""Builds the station's event listeners (sounds, webhooks, screen feed) from its config."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from station.config import Config
+from station.events import EventKind, EventListener, StationEvents
+from station.ledger import ClipRecord
+from station.recorder import FinishedClip
+
+log = logging.getLogger(__name__)
+
+
+def build_events(cfg: Config, listeners: Iterable[EventListener] = ()) -> StationEvents:
+    """The one ``StationEvents`` a station emits into, with every listener its config asks for
+    (plus ``listeners``, e.g. a test's recorder). Raises ConfigError for a feedback or webhook
+    setup that cannot work (no aplay, no espeak-ng for a voice), at start-up."""
+    from station.feedback import build_feedback
+
+    events = StationEvents(cfg.station.name, listeners)
+    feedback = build_feedback(cfg)
+    if feedback is not None:
+        events.add(feedback)
+    return events
+
+
+def clip_finished(events: StationEvents, result: FinishedClip, t: float) -> None:
+    """CLIP_SEALED for a clip finished, hashed and indexed; CLIP_FAILED when it is not."""
+    if result.empty:
+        return
+    rec = result.record
+    if result.error is None and rec is not None:
+        events.emit(EventKind.CLIP_SEALED, t, result.order_id, **clip_data(rec))
+    else:
+        data = clip_data(rec) if rec is not None else {}
+        events.emit(EventKind.CLIP_FAILED, t, result.order_id, error=result.error, **data)
+
+
+def clip_archived(events: StationEvents, rec: ClipRecord, t: float) -> None:
+    events.emit(EventKind.CLIP_ARCHIVED, t, rec.order_id, **clip_data(rec))
+
+
+def clip_data(rec: ClipRecord) -> dict[str, object]:
+    """What a webhook receiver and the station screen are told about a clip."""
+    return {
+        "clip_id": rec.id,
+        "waybills": [w.waybill for w in rec.waybills],
+        "started_at": rec.started_at.isoformat(timespec="milliseconds"),
+        "duration_s": round(rec.duration_s, 3),
+        "finish_reason": rec.finish_reason,
+        "sha256": rec.sha256,
+        "size": rec.size,
+        "path": rec.path,
+    }
+
+
+__all__ = ["build_events", "clip_archived", "clip_data", "clip_finished"]
