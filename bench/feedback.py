@@ -135,11 +135,15 @@ def run_station(args: argparse.Namespace, data: Path) -> dict[str, float]:
     runner.join()
     asm.close()
     sink.close()
-    sounded = [k for k, _ in emits.at if k in (EventKind.ORDER_STARTED, EventKind.WAYBILL_LINKED,
-                                                EventKind.CLIP_SEALED)]  # fmt: skip
+    sounded = [
+        k
+        for k, _ in emits.at
+        if k in (EventKind.ORDER_STARTED, EventKind.WAYBILL_LINKED, EventKind.CLIP_SEALED)
+    ]
     if len(sounded) < len(typed) or len(sink.opened) < len(typed):
-        raise SystemExit(f"only {len(sounded)} events / {len(sink.opened)} sounds for "
-                         f"{len(typed)} scans")  # fmt: skip
+        raise SystemExit(
+            f"only {len(sounded)} events / {len(sink.opened)} sounds for {len(typed)} scans"
+        )
     emitted = [t for k, t in emits.at if k in (EventKind.ORDER_STARTED, EventKind.WAYBILL_LINKED)]
     # The seal's sound comes when the clip is sealed (finished, hashed, indexed): its own row.
     order_waybill = [i for i in range(len(typed)) if i % 3 != 2]
@@ -189,13 +193,19 @@ def main() -> int:
     print(f"  {'keystroke -> event (capture loop)':40s} {st['scan_to_emit_ms']:8.1f}")
     print(f"  {'event -> sink (feedback thread)':40s} {st['emit_to_sink_ms']:8.1f}")
     print(f"  {'sink -> aplay PCM open':40s} {st['sink_to_pcm_ms']:8.1f}")
-    print(f"  {'scan -> sound (order, waybill)':40s} {st['scan_to_sound_ms']:8.1f}"
-          f"   max {st['scan_to_sound_max_ms']:.1f}")  # fmt: skip
-    print(f"  {'seal scan -> sealed sound (clip hashed)':40s} {st['seal_scan_to_sound_ms']:8.1f}"
-          f"   max {st['seal_scan_to_sound_max_ms']:.1f}")  # fmt: skip
+    print(
+        f"  {'scan -> sound (order, waybill)':40s} {st['scan_to_sound_ms']:8.1f}"
+        f"   max {st['scan_to_sound_max_ms']:.1f}"
+    )
+    print(
+        f"  {'seal scan -> sealed sound (clip hashed)':40s} {st['seal_scan_to_sound_ms']:8.1f}"
+        f"   max {st['seal_scan_to_sound_max_ms']:.1f}"
+    )
     print(f"  {'floor: aplay alone':40s} {floor:8.1f}")
-    print(f"  scan->sound / floor = {res['ratio_to_floor']:.1f}x; budget {BUDGET_MS:.0f} ms: "
-          f"{'met' if st['scan_to_sound_ms'] <= BUDGET_MS else 'NOT met'}")  # fmt: skip
+    print(
+        f"  scan->sound / floor = {res['ratio_to_floor']:.1f}x; budget {BUDGET_MS:.0f} ms: "
+        f"{'met' if st['scan_to_sound_ms'] <= BUDGET_MS else 'NOT met'}"
+    )
     print(json.dumps(res))
     return 0
 

@@ -209,6 +209,23 @@ class FeedbackSection:
     sounds_dir: str = ""  # "" = <data_dir>/sounds; may hold pre-rendered prompt-<voice>-*.wav
 
 
+WEBHOOK_EVENTS = ("clip.finished", "clip.failed", "clip.archived", "alarm.raised", "alarm.cleared")
+
+
+@dataclass(frozen=True)
+class WebhooksSection:
+    """Signed POSTs to the seller's systems from a durable queue (station/webhooks.py)."""
+
+    urls: tuple[str, ...] = ()  # each event is POSTed to every URL; none = off
+    secret: str = ""  # HMAC-SHA256 key (16+ characters) ...
+    secret_file: str = ""  # ... or a file holding it (wins)
+    events: tuple[str, ...] = ("clip.finished", "clip.archived", "alarm.raised", "alarm.cleared")
+    timeout_s: float = 5.0
+    retry_s: float = 10.0  # first retry after this, doubling ...
+    max_backoff_s: float = 3600.0  # ... up to this
+    max_attempts: int = 30  # then the delivery is "failed" (kept in the log)
+
+
 @dataclass(frozen=True)
 class Config:
     station: StationSection = field(default_factory=StationSection)
@@ -223,6 +240,7 @@ class Config:
     central: CentralSection = field(default_factory=CentralSection)
     retention: RetentionSection = field(default_factory=RetentionSection)
     feedback: FeedbackSection = field(default_factory=FeedbackSection)
+    webhooks: WebhooksSection = field(default_factory=WebhooksSection)
 
     def with_data_dir(self, data_dir: Path | str) -> Config:
         """The same config with ``station.data_dir`` replaced (the CLI's ``--data``)."""
@@ -410,6 +428,7 @@ def validate(cfg: Config) -> None:
     _validate_central(cfg.central)
     _validate_retention(cfg.retention)
     _validate_feedback(cfg.feedback)
+    _validate_webhooks(cfg.webhooks)
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -485,6 +504,27 @@ def _validate_feedback(f: FeedbackSection) -> None:
         raise ConfigError("feedback.volume must be above 0 and at most 1")
     if f.voice not in {"none", "en", "zh"}:
         raise ConfigError(f"feedback.voice must be none, en or zh, not {f.voice!r}")
+
+
+def _validate_webhooks(w: WebhooksSection) -> None:
+    for url in w.urls:
+        if not re.match(r"^https?://[^\s/]+[^\s]*$", url):
+            raise ConfigError(f"webhooks.urls: not an http(s) URL: {url!r}")
+    if w.urls and not (w.secret or w.secret_file):
+        raise ConfigError("webhooks.secret or webhooks.secret_file is needed when urls are set")
+    if w.secret and len(w.secret) < 16:
+        raise ConfigError("webhooks.secret must be at least 16 characters")
+    bad = sorted(set(w.events) - set(WEBHOOK_EVENTS))
+    if bad:
+        raise ConfigError(
+            f"webhooks.events: unknown {', '.join(bad)} (known: {', '.join(WEBHOOK_EVENTS)})"
+        )
+    if not 0.5 <= w.timeout_s <= 60:
+        raise ConfigError("webhooks.timeout_s must be between 0.5 and 60")
+    if w.retry_s <= 0 or w.max_backoff_s < w.retry_s:
+        raise ConfigError("webhooks.retry_s must be positive and max_backoff_s at least retry_s")
+    if not 1 <= w.max_attempts <= 1000:
+        raise ConfigError("webhooks.max_attempts must be between 1 and 1000")
 
 
 def from_dict(data: dict[str, Any]) -> Config:
