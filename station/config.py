@@ -209,6 +209,16 @@ class FeedbackSection:
     sounds_dir: str = ""  # "" = <data_dir>/sounds; may hold pre-rendered prompt-<voice>-*.wav
 
 
+@dataclass(frozen=True)
+class LookupSection:
+    """Fetch each order's items from the seller's system as its clip starts (station/lookup.py)."""
+
+    # GET this URL on each order scan, "{order}" replaced by the URL-quoted order ID; "" = off.
+    url_template: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. {Authorization = "Bearer ..."}
+    timeout_s: float = 2.0
+
+
 WEBHOOK_EVENTS = ("clip.finished", "clip.failed", "clip.archived", "alarm.raised", "alarm.cleared")
 
 
@@ -241,6 +251,7 @@ class Config:
     retention: RetentionSection = field(default_factory=RetentionSection)
     feedback: FeedbackSection = field(default_factory=FeedbackSection)
     webhooks: WebhooksSection = field(default_factory=WebhooksSection)
+    lookup: LookupSection = field(default_factory=LookupSection)
 
     def with_data_dir(self, data_dir: Path | str) -> Config:
         """The same config with ``station.data_dir`` replaced (the CLI's ``--data``)."""
@@ -429,6 +440,7 @@ def validate(cfg: Config) -> None:
     _validate_retention(cfg.retention)
     _validate_feedback(cfg.feedback)
     _validate_webhooks(cfg.webhooks)
+    _validate_lookup(cfg.lookup)
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -525,6 +537,19 @@ def _validate_webhooks(w: WebhooksSection) -> None:
         raise ConfigError("webhooks.retry_s must be positive and max_backoff_s at least retry_s")
     if not 1 <= w.max_attempts <= 1000:
         raise ConfigError("webhooks.max_attempts must be between 1 and 1000")
+
+
+def _validate_lookup(lk: LookupSection) -> None:
+    if lk.url_template:
+        if not re.match(r"^https?://[^\s/]+[^\s]*$", lk.url_template):
+            raise ConfigError(f"lookup.url_template must be an http(s) URL: {lk.url_template!r}")
+        if "{order}" not in lk.url_template:
+            raise ConfigError("lookup.url_template must contain {order}")
+    for name, value in lk.headers.items():
+        if not re.match(r"^[A-Za-z0-9-]+$", name) or any(c in value for c in "\r\n"):
+            raise ConfigError(f"lookup.headers: bad header {name!r}")
+    if not 0.1 <= lk.timeout_s <= 30:
+        raise ConfigError("lookup.timeout_s must be between 0.1 and 30")
 
 
 def from_dict(data: dict[str, Any]) -> Config:

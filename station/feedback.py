@@ -254,7 +254,7 @@ class AplaySink:
     def close(self) -> None:
         for proc in self._procs:
             try:
-                proc.wait(timeout=2)
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -359,7 +359,7 @@ class Feedback:
     def close(self) -> None:
         if self._thread.is_alive():
             self._queue.put(None)
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=15)
         self.sink.close()
 
 

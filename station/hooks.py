@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from station.config import Config
 from station.events import EventKind, EventListener, StationEvents
 from station.ledger import ClipRecord
-from station.recorder import FinishedClip
+from station.recorder import FinishedClip, Recorder
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,15 @@ def build_events(cfg: Config, listeners: Iterable[EventListener] = ()) -> Statio
     if webhooks is not None:
         events.add(webhooks)
     return events
+
+
+def attach_recorder(events: StationEvents, cfg: Config, recorder: Recorder) -> None:
+    """Listeners that write into the open clip's manifest: the order lookup ([lookup])."""
+    from station.lookup import build_lookup
+
+    lookup = build_lookup(cfg, events, recorder.annotate)
+    if lookup is not None:
+        events.add(lookup)
 
 
 def clip_finished(events: StationEvents, result: FinishedClip, t: float) -> None:
@@ -60,4 +69,4 @@ def clip_data(rec: ClipRecord) -> dict[str, object]:
     }
 
 
-__all__ = ["build_events", "clip_archived", "clip_data", "clip_finished"]
+__all__ = ["attach_recorder", "build_events", "clip_archived", "clip_data", "clip_finished"]

@@ -140,6 +140,7 @@ class Recorder:
         self.finished: deque[FinishedClip] = deque(maxlen=FINISHED_KEPT)
         self._closed = False
         self._unsalvaged: list[tuple[Path, dict[str, Any]]] = []  # retried after the next clip
+        self._annotate_lock = threading.Lock()  # annotate (any thread) vs stop
 
     # ---- capture-thread API ---------------------------------------------------------------
 
@@ -210,10 +211,22 @@ class Recorder:
         clip = self._open
         if clip is None:
             raise RuntimeError("stop() with no open clip")
-        self._open = None
+        with self._annotate_lock:
+            self._open = None
         clip.finish_reason = reason
         log.info("order %r finished (%s); finishing clip", clip.order_id, reason)
         self._pending.put(clip)
+
+    def annotate(self, order_id: str, key: str, value: Any) -> bool:
+        """Add ``key`` to the manifest of ``order_id``'s clip if it is still open (any thread,
+        e.g. the order lookup); False when it has ended. Copy-on-write: readers never see a
+        dict change under them."""
+        with self._annotate_lock:
+            clip = self._open
+            if clip is None or clip.order_id != order_id:
+                return False
+            clip.extra = {**clip.extra, key: value}
+            return True
 
     def link_waybill(self, waybill: str, carrier: str, t: float) -> None:
         clip = self._open

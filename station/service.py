@@ -19,7 +19,7 @@ from station.config import Config
 from station.errors import CameraError, ConfigError, StationError
 from station.events import StationEvents
 from station.frames import FrameSource
-from station.hooks import build_events, clip_archived, clip_finished
+from station.hooks import attach_recorder, build_events, clip_archived, clip_finished
 from station.ledger import ClipRecord, Ledger
 from station.live import LiveWriter
 from station.recorder import Finalizer, FinishedClip, Recorder
@@ -173,6 +173,7 @@ def assemble(
         finalizers=finalizers,
         salvage=recovery.salvage,
     )
+    attach_recorder(events, cfg, recorder)
     decoder = None
     if cfg.scanner.camera_decode:
         gate = None
