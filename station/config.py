@@ -219,6 +219,14 @@ class LookupSection:
     timeout_s: float = 2.0
 
 
+@dataclass(frozen=True)
+class ScreenSection:
+    """The full-screen station page (/screen) on the station's HDMI display (web/screen.py)."""
+
+    allow_localhost: bool = True  # the kiosk browser on the station itself needs no login
+    token: str = ""  # 16+ characters: /screen/<station>?token=... works from other machines too
+
+
 WEBHOOK_EVENTS = ("clip.finished", "clip.failed", "clip.archived", "alarm.raised", "alarm.cleared")
 
 
@@ -252,6 +260,7 @@ class Config:
     feedback: FeedbackSection = field(default_factory=FeedbackSection)
     webhooks: WebhooksSection = field(default_factory=WebhooksSection)
     lookup: LookupSection = field(default_factory=LookupSection)
+    screen: ScreenSection = field(default_factory=ScreenSection)
 
     def with_data_dir(self, data_dir: Path | str) -> Config:
         """The same config with ``station.data_dir`` replaced (the CLI's ``--data``)."""
@@ -441,6 +450,8 @@ def validate(cfg: Config) -> None:
     _validate_feedback(cfg.feedback)
     _validate_webhooks(cfg.webhooks)
     _validate_lookup(cfg.lookup)
+    if cfg.screen.token and (len(cfg.screen.token) < 16 or not cfg.screen.token.isprintable()):
+        raise ConfigError("screen.token must be at least 16 printable characters")
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

@@ -18,12 +18,14 @@ def build_events(cfg: Config, listeners: Iterable[EventListener] = ()) -> Statio
     (plus ``listeners``, e.g. a test's recorder). Raises ConfigError for a feedback or webhook
     setup that cannot work (no aplay, no espeak-ng for a voice), at start-up."""
     from station.feedback import build_feedback
+    from station.screen import ScreenFeed
     from station.webhooks import build_webhooks
 
     events = StationEvents(cfg.station.name, listeners)
     feedback = build_feedback(cfg)
     if feedback is not None:
         events.add(feedback)
+    events.add(ScreenFeed(cfg.station.data_dir, cfg.station.name))
     webhooks = build_webhooks(cfg)
     if webhooks is not None:
         events.add(webhooks)
