@@ -279,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a station on the simulated camera (and the web site) until stopped",
         description="Run a station on the synthetic camera with scripted orders: the first order "
         "is scanned within 3 s, then a new one every 15-20 s, exercising every stop rule. "
-        "Serves the web site too and prints its URL and a demo account. Stop with Ctrl-C.",
+        "Serves the web site too and prints its URL, a demo account and the station screen's "
+        "URL; sounds go to <data>/sounds.log and webhooks to a receiver the demo starts "
+        "(unless the config sets [feedback] / [webhooks]). Stop with Ctrl-C.",
     )
     _add_config(p)
     _add_data(p)

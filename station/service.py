@@ -339,6 +339,9 @@ def run_demo(
     if cfg.camera.backend != "synthetic":
         cfg = cfg.replace("camera", backend="synthetic", scenario="")
     cfg.station.data_dir.mkdir(parents=True, exist_ok=True)
+    from station.demo_floor import packing_floor
+
+    cfg, receiver = packing_floor(cfg, out)  # sounds into a log, a webhook receiver
     threads: list[threading.Thread] = []
     if web:
         threads.append(_start_web(cfg, stop, out))
@@ -355,6 +358,8 @@ def run_demo(
         stop.set()
         for t in threads:
             t.join(timeout=10)
+        if receiver is not None:
+            receiver.close()
     out.write(f"packcam demo: stopped after {time.monotonic() - t0:.0f} s\n")
 
 
@@ -378,5 +383,6 @@ def _start_web(cfg: Config, stop: threading.Event, out: TextIO) -> threading.Thr
     if cfg.web.host in {"0.0.0.0", "::", ""}:
         url = f"http://127.0.0.1:{cfg.web.port}/"
     out.write(f"packcam demo: web site at {url}  (log in as {user!r} with password {password!r})\n")
+    out.write(f"packcam demo: station screen at {url.rstrip('/')}/screen\n")
     out.flush()
     return thread

@@ -238,7 +238,7 @@ class Webhooks:
     POSTs what is due. A delivery succeeds on a 2xx answer; otherwise it is tried again after
     ``retry_s``, doubling up to ``max_backoff_s``, until ``max_attempts`` (then "failed", kept
     in the log). Pending deliveries survive a restart. ``close`` writes what is still in memory
-    to the queue and stops; it does not wait for a slow receiver beyond one request.
+    to the queue, tries what is due once more for at most ``timeout_s``, and stops.
     """
 
     def __init__(
@@ -288,11 +288,14 @@ class Webhooks:
                 self.queue.enqueue(name, url, payload, self._clock())
             self._incoming.popleft()  # only once queued: a failed write is tried again
 
-    def deliver_due(self) -> int:
-        """POST every due delivery once; return how many succeeded."""
+    def deliver_due(self, deadline: float | None = None) -> int:
+        """POST every due delivery once (until ``deadline``, monotonic, when closing); return
+        how many succeeded."""
         ok = 0
         for d in self.queue.due(self._clock()):
-            if self._stop.is_set():
+            if deadline is None and self._stop.is_set():
+                break
+            if deadline is not None and time.monotonic() >= deadline:
                 break
             ok += self._attempt(d)
         return ok
@@ -366,7 +369,9 @@ class Webhooks:
             log.warning("webhook sender still busy; events not yet queued are lost")
             return
         try:
-            self._persist()  # what came in meanwhile goes out at the next start
+            self._persist()  # what came in meanwhile is kept for the next start ...
+            # ... and tried once now (the clip finished at shutdown), within one timeout.
+            self.deliver_due(deadline=time.monotonic() + self.timeout_s)
         except WebhookError:
             log.exception("cannot queue the last webhook events")
         self.queue.close()
