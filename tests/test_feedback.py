@@ -352,3 +352,31 @@ def test_a_station_run_plays_the_right_sound_at_each_step(cfg: config_mod.Config
     assert started.order_id == linked.order_id == sealed.order_id == "PO-FB-1"
     assert linked.data["waybill"] == "SF1234567890123"
     assert len(sealed.data["sha256"]) == 64 and sealed.data["finish_reason"] == "sealed"
+
+
+@pytest.mark.slow
+def test_a_refused_order_buzzes_and_says_why(cfg: config_mod.Config) -> None:
+    class FullDisk:
+        def refusal(self) -> str | None:
+            return "disk full: 12 MB free"
+
+        def must_finish_clip(self) -> bool:
+            return False
+
+    cfg = cfg.replace("camera", width=320, height=180, fps=15.0).replace("proof", enabled=False)
+    scenario = Scenario.from_dict(
+        {"event": [{"at": 0.5, "kind": "key", "text": "PO-FULL"}, {"at": 1.5, "kind": "end"}]}
+    )
+    asm = assemble(cfg, camera=SyntheticCamera(320, 180, 15.0, scenario, realtime=False),
+                   live_view=False)  # fmt: skip
+    asm.station.guard = FullDisk()
+    sink, rec = RecordingSink(), EventRecorder()
+    assert asm.events is not None
+    asm.events.add(Feedback(sink, prepare_sounds(cfg.station.data_dir / "sounds")))
+    asm.events.add(rec)
+    asm.station.run(threading.Event())
+    asm.close()
+    assert [p.name for p in sink.played] == ["refused"]
+    [ev] = rec.events
+    assert (ev.kind, ev.order_id, ev.data["why"]) == (
+        EventKind.SCAN_REFUSED, "PO-FULL", "disk full: 12 MB free")  # fmt: skip

@@ -263,3 +263,25 @@ def test_a_sealed_clip_is_posted_with_its_hash(cfg: config_mod.Config, receiver:
     assert doc["event"] == "clip.finished" and doc["order_id"] == "PO-HOOK-1"
     assert doc["data"]["sha256"] == clip.sha256 and doc["data"]["finish_reason"] == "sealed"
     assert doc["station"] == cfg.station.name
+
+
+def test_the_archiver_announces_each_archived_clip(cfg: config_mod.Config) -> None:
+    from datetime import UTC, datetime
+
+    from station.events import EventRecorder, StationEvents
+    from station.ledger import ClipRecord
+    from station.service import build_fleet
+
+    cfg = cfg.replace("archive", enabled=True, bucket="packcam-test",
+                      endpoint_url="http://127.0.0.1:9")  # fmt: skip
+    rec = EventRecorder()
+    archiver, sync = build_fleet(cfg, StationEvents("st-1", [rec]))
+    assert archiver is not None and sync is None and archiver.on_archived is not None
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    clip = ClipRecord("PO-ARC", "st-1", now, now, 4.0, 60, "sealed", 1.0, "clips/a.mp4",
+                      "clips/a.json", 10, "ef" * 32, id=7)  # fmt: skip
+    archiver.on_archived(clip)  # what the archiver calls once the upload is verified
+    [ev] = rec.events
+    assert (ev.kind, ev.order_id, ev.data["sha256"], ev.data["clip_id"]) == (
+        EventKind.CLIP_ARCHIVED, "PO-ARC", "ef" * 32, 7)  # fmt: skip
+    archiver.stop()
