@@ -13,16 +13,19 @@ from station.recorder import FinishedClip, Recorder
 log = logging.getLogger(__name__)
 
 
-def build_events(cfg: Config, listeners: Iterable[EventListener] = ()) -> StationEvents:
+def build_events(
+    cfg: Config, listeners: Iterable[EventListener] = (), *, live: bool = True
+) -> StationEvents:
     """The one ``StationEvents`` a station emits into, with every listener its config asks for
-    (plus ``listeners``, e.g. a test's recorder). Raises ConfigError for a feedback or webhook
-    setup that cannot work (no aplay, no espeak-ng for a voice), at start-up."""
+    (plus ``listeners``, e.g. a test's recorder); no sounds unless the camera is ``live`` (a
+    replayed video would beep in a flurry). Raises ConfigError for a feedback or webhook setup
+    that cannot work (no aplay, no espeak-ng for a voice), at start-up."""
     from station.feedback import build_feedback
     from station.screen import ScreenFeed
     from station.webhooks import build_webhooks
 
     events = StationEvents(cfg.station.name, listeners)
-    feedback = build_feedback(cfg)
+    feedback = build_feedback(cfg) if live else None
     if feedback is not None:
         events.add(feedback)
     events.add(ScreenFeed(cfg.station.data_dir, cfg.station.name))

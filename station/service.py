@@ -140,7 +140,7 @@ def assemble(
     from station.proof.finalizer import build_finalizers
 
     finalizers = build_finalizers(cfg)  # the signer must be the last finalizer
-    events = build_events(cfg)
+    events = build_events(cfg, live=cam.live)
     alarms = AlarmBoard(ledger, cfg.retention.alarm_command, events=events)
     recovery = Recovery(cfg, ledger, finalizers, alarms=alarms)
     retention = RetentionManager(

@@ -56,7 +56,7 @@ def test_the_demo_plays_sounds_prints_the_screen_and_delivers_webhooks(tmp_path:
     cfg = cfg.replace("session", **DEMO_SESSION).replace("web", port=free_port())
     cfg = cfg.replace("camera", width=640, height=360, fps=15.0)
     out = io.StringIO()
-    run_demo(cfg, threading.Event(), duration=8.0, web=True, out=out)
+    run_demo(cfg, threading.Event(), duration=10.0, web=True, out=out)
     text = out.getvalue()
     assert f"station screen at http://127.0.0.1:{cfg.web.port}/screen" in text
     sounds = (tmp_path / "demo/sounds.log").read_text("utf-8")

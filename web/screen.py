@@ -152,7 +152,9 @@ def _slots() -> threading.BoundedSemaphore:
     ext = current_app.extensions["packcam"]
     with _SLOTS_LOCK:
         if "screen_slots" not in ext:
-            ext["screen_slots"] = threading.BoundedSemaphore(4)
+            # A kiosk holds two (events and picture); the other half of the threads serve pages.
+            threads = current_app.config["PACKCAM"].web.threads
+            ext["screen_slots"] = threading.BoundedSemaphore(max(2, threads // 2))
         return ext["screen_slots"]
 
 
