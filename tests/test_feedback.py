@@ -392,3 +392,20 @@ def test_a_replayed_video_plays_no_sounds(cfg: config_mod.Config) -> None:
         events = build_events(cfg, live=live)
         assert any(isinstance(x, Feedback) for x in events.listeners) is expect
         events.close()
+
+
+# ---- `packcam sounds` ----------------------------------------------------------------------
+
+
+def test_packcam_sounds_renders_lists_and_plays(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from station.cli import main
+
+    assert main(["sounds", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "s")]) == 0
+    listed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
+    assert set(listed) == set(TONES)
+    assert all(Path(p).is_file() and Path(p).parent == tmp_path / "s" for p in listed.values())
+    assert main(["sounds", "--data", str(tmp_path / "d"), "--play", "nope"]) == 2
+    assert "no sound 'nope'" in capsys.readouterr().err
+    need_tool("aplay")
+    args = ["sounds", "--data", str(tmp_path / "d"), "--play", "sealed", "--device", "null"]
+    assert main(args) == 0
