@@ -150,3 +150,9 @@ def test_the_webhook_log_without_a_queue_and_for_non_admins(web_client, tmp_path
     other = web_client.application.test_client()
     login(other, "operator")
     assert other.get("/admin/webhooks").status_code == 403
+
+
+def test_the_export_page_offers_both_formats_for_the_last_week(operator) -> None:
+    page = operator.get("/export").get_data(as_text=True)
+    assert 'action="/export/orders.csv"' in page and 'formaction="/export/orders.xlsx"' in page
+    assert 'name="from"' in page and 'name="to"' in page and "station-02" in page

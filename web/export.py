@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from flask import Blueprint, abort, current_app, request, url_for
+from flask import Blueprint, abort, current_app, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from station.ledger import ClipRecord
@@ -98,6 +98,18 @@ def _args() -> tuple[str, list[list[str | float]]]:
     station = request.args.get("station", "").strip()[:64] or None
     name = f"packcam-orders_{day_from}_{day_to}"
     return name, rows(start_utc, end_utc, station)
+
+
+@bp.get("/export")
+@require("operator")
+def form() -> str:
+    today = datetime.now(site_tz(current_app.config["PACKCAM"])).date()
+    return render_template(
+        "export.html",
+        day_from=(today - timedelta(days=6)).isoformat(),
+        day_to=today.isoformat(),
+        stations=get_index().stations(),
+    )
 
 
 @bp.get("/export/orders.csv")
