@@ -24,8 +24,9 @@ EXTRAS ?= $(if $(IS_PI),pi,dev)
 # numpy instead: docs/raspberry-pi.md).
 PI_SIMPLEJPEG := simplejpeg>=1.8.1
 PI_IMPORTS := picamera2 evdev gpiozero
-# pyzbar needs libzbar0; the overlay needs a font with Chinese glyphs; openssl signs/timestamps.
-APT_PACKAGES := libzbar0 fonts-wqy-zenhei openssl $(if $(IS_PI),$(PI_APT_PACKAGES),)
+# pyzbar needs libzbar0; the overlay needs a font with Chinese glyphs; openssl signs/timestamps;
+# alsa-utils (aplay) plays the station's sounds, espeak-ng renders the optional spoken prompts once.
+APT_PACKAGES := libzbar0 fonts-wqy-zenhei openssl alsa-utils espeak-ng $(if $(IS_PI),$(PI_APT_PACKAGES),)
 # Only the tests need these: Debian's Chromium for the browser tests, systemd-analyze,
 # PostgreSQL's initdb/pg_ctl for the fleet tests' throwaway cluster.
 TEST_APT_PACKAGES := chromium systemd postgresql

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from station.errors import StationError
+from station.events import EventKind, StationEvents
 from station.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,13 @@ class AlarmBoard:
         *,
         runner: Callable[[list[str]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        events: StationEvents | None = None,
     ) -> None:
         self.ledger = ledger
         self.argv = shlex.split(command) if command else []
         self._runner = runner or _run_hook
         self._clock = clock
+        self.events = events  # hears each new alarm and each clearing (sound, screen, webhook)
         self._lock = threading.Lock()
         self._active: dict[tuple[str, str], Active] = {}
         self._hooked: dict[tuple[str, str], float] = {}
@@ -79,6 +82,10 @@ class AlarmBoard:
                 log.error("cannot record alarm %s in the index: %s", kind, exc)
         if hook and self.argv:
             self._runner([*self.argv, f"{kind}: {message}"])
+        if old is None and self.events is not None:
+            self.events.emit(
+                EventKind.ALARM_RAISED, now, None, alarm=kind, subject=subject, message=message
+            )
 
     def clear(self, kind: str, subject: str) -> None:
         with self._lock:
@@ -86,6 +93,10 @@ class AlarmBoard:
             self._hooked.pop((kind, subject), None)
         if old is not None:
             log.warning("alarm cleared %s: %s", kind, subject)
+            if self.events is not None:
+                self.events.emit(
+                    EventKind.ALARM_CLEARED, self._clock(), None, alarm=kind, subject=subject
+                )
         if self.ledger is not None:
             try:
                 self.ledger.clear_alarm(kind, subject)

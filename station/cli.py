@@ -226,6 +226,28 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return EXIT_OK if result.floor_reached else EXIT_FAIL
 
 
+def cmd_sounds(args: argparse.Namespace) -> int:
+    from station.feedback import TONES, AplaySink, prepare_sounds
+
+    cfg = _load_config(args)
+    fb = cfg.feedback
+    out = Path(args.out) if args.out else (
+        Path(fb.sounds_dir) if fb.sounds_dir else cfg.station.data_dir / "sounds"
+    )  # fmt: skip
+    voice = args.voice or fb.voice
+    if args.play and args.play != "all" and args.play not in TONES:
+        raise ConfigError(f"--play: no sound {args.play!r} (sounds: {', '.join(TONES)}, all)")
+    sounds = prepare_sounds(out, volume=fb.volume, voice=voice)
+    for name, path in sounds.items():
+        print(f"{name}\t{path}")
+    if args.play:
+        sink = AplaySink(args.device or fb.device, fb.player)
+        for name in sounds if args.play == "all" else [args.play]:
+            sink.play(name, sounds[name])
+            sink.close()  # one after the other, each to its end
+    return EXIT_OK
+
+
 # ---- parser -------------------------------------------------------------------------------
 
 
@@ -279,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a station on the simulated camera (and the web site) until stopped",
         description="Run a station on the synthetic camera with scripted orders: the first order "
         "is scanned within 3 s, then a new one every 15-20 s, exercising every stop rule. "
-        "Serves the web site too and prints its URL and a demo account. Stop with Ctrl-C.",
+        "Serves the web site too and prints its URL, a demo account and the station screen's "
+        "URL; sounds go to <data>/sounds.log and webhooks to a receiver the demo starts "
+        "(unless the config sets [feedback] / [webhooks]). Stop with Ctrl-C.",
     )
     _add_config(p)
     _add_data(p)
@@ -408,6 +432,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip", action="append", default=[], metavar="CHECK", help="leave out a check (repeat)"
     )
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser(
+        "sounds",
+        help="render the station's sounds (and spoken prompts) to WAV; optionally play them",
+        description="Write the feedback sounds of [feedback] (tones; with a voice also the "
+        "spoken prompts, rendered once by espeak-ng) into the sounds directory, e.g. when "
+        "building a station image, so the station needs no espeak-ng; --play tests the speaker.",
+    )
+    _add_config(p)
+    _add_data(p)
+    p.add_argument("--out", metavar="DIR", help="where to write them (default: [feedback])")
+    p.add_argument("--voice", choices=("none", "en", "zh"), help="override [feedback] voice")
+    p.add_argument("--play", metavar="NAME", help="play one sound through aplay, or 'all'")
+    p.add_argument("--device", help="ALSA device for --play (default: [feedback] device)")
+    p.set_defaults(func=cmd_sounds)
 
     for register in _plugins():
         register(sub)

@@ -244,6 +244,53 @@ class AlertsSection:
 
 
 @dataclass(frozen=True)
+class FeedbackSection:
+    """Sounds at the station on each scan, seal and alarm (station/feedback.py)."""
+
+    output: str = "none"  # none | alsa (aplay to `device`) | log (<data>/sounds.log, no speaker)
+    device: str = "default"  # ALSA device: "default", "plughw:CARD=Headphones", "hdmi:0", ...
+    player: str = "aplay"  # the ALSA player (alsa-utils)
+    volume: float = 0.5  # 0-1, of full scale
+    voice: str = "none"  # none | en | zh: a spoken prompt after each tone (espeak-ng renders once)
+    sounds_dir: str = ""  # "" = <data_dir>/sounds; may hold pre-rendered prompt-<voice>-*.wav
+
+
+@dataclass(frozen=True)
+class LookupSection:
+    """Fetch each order's items from the seller's system as its clip starts (station/lookup.py)."""
+
+    # GET this URL on each order scan, "{order}" replaced by the URL-quoted order ID; "" = off.
+    url_template: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. {Authorization = "Bearer ..."}
+    timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class ScreenSection:
+    """The full-screen station page (/screen) on the station's HDMI display (web/screen.py)."""
+
+    allow_localhost: bool = True  # the kiosk browser on the station itself needs no login
+    token: str = ""  # 16+ characters: /screen/<station>?token=... works from other machines too
+
+
+WEBHOOK_EVENTS = ("clip.finished", "clip.failed", "clip.archived", "alarm.raised", "alarm.cleared")
+
+
+@dataclass(frozen=True)
+class WebhooksSection:
+    """Signed POSTs to the seller's systems from a durable queue (station/webhooks.py)."""
+
+    urls: tuple[str, ...] = ()  # each event is POSTed to every URL; none = off
+    secret: str = ""  # HMAC-SHA256 key (16+ characters) ...
+    secret_file: str = ""  # ... or a file holding it (wins)
+    events: tuple[str, ...] = ("clip.finished", "clip.archived", "alarm.raised", "alarm.cleared")
+    timeout_s: float = 5.0
+    retry_s: float = 10.0  # first retry after this, doubling ...
+    max_backoff_s: float = 3600.0  # ... up to this
+    max_attempts: int = 30  # then the delivery is "failed" (kept in the log)
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationSection = field(default_factory=StationSection)
     camera: CameraSection = field(default_factory=CameraSection)
@@ -257,6 +304,10 @@ class Config:
     central: CentralSection = field(default_factory=CentralSection)
     retention: RetentionSection = field(default_factory=RetentionSection)
     alerts: AlertsSection = field(default_factory=AlertsSection)
+    feedback: FeedbackSection = field(default_factory=FeedbackSection)
+    webhooks: WebhooksSection = field(default_factory=WebhooksSection)
+    lookup: LookupSection = field(default_factory=LookupSection)
+    screen: ScreenSection = field(default_factory=ScreenSection)
 
     def with_data_dir(self, data_dir: Path | str) -> Config:
         """The same config with ``station.data_dir`` replaced (the CLI's ``--data``)."""
@@ -471,6 +522,11 @@ def validate(cfg: Config) -> None:
     _validate_central(cfg.central)
     _validate_retention(cfg.retention)
     _validate_alerts(cfg.alerts)
+    _validate_feedback(cfg.feedback)
+    _validate_webhooks(cfg.webhooks)
+    _validate_lookup(cfg.lookup)
+    if cfg.screen.token and (len(cfg.screen.token) < 16 or not cfg.screen.token.isprintable()):
+        raise ConfigError("screen.token must be at least 16 printable characters")
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -548,6 +604,53 @@ def _validate_retention(r: RetentionSection) -> None:
                 raise ValueError("empty command")
         except ValueError as exc:
             raise ConfigError(f"retention.alarm_command: cannot parse it: {exc}") from exc
+
+
+def _validate_feedback(f: FeedbackSection) -> None:
+    if f.output not in {"none", "alsa", "log"}:
+        raise ConfigError(f"feedback.output must be none, alsa or log, not {f.output!r}")
+    if not f.device or any(c.isspace() or ord(c) < 32 for c in f.device):
+        raise ConfigError(f"feedback.device must be an ALSA device name, not {f.device!r}")
+    if not f.player.strip():
+        raise ConfigError("feedback.player must name the ALSA player (aplay)")
+    if not 0 < f.volume <= 1:
+        raise ConfigError("feedback.volume must be above 0 and at most 1")
+    if f.voice not in {"none", "en", "zh"}:
+        raise ConfigError(f"feedback.voice must be none, en or zh, not {f.voice!r}")
+
+
+def _validate_webhooks(w: WebhooksSection) -> None:
+    for url in w.urls:
+        if not re.match(r"^https?://[^\s/]+[^\s]*$", url):
+            raise ConfigError(f"webhooks.urls: not an http(s) URL: {url!r}")
+    if w.urls and not (w.secret or w.secret_file):
+        raise ConfigError("webhooks.secret or webhooks.secret_file is needed when urls are set")
+    if w.secret and len(w.secret) < 16:
+        raise ConfigError("webhooks.secret must be at least 16 characters")
+    bad = sorted(set(w.events) - set(WEBHOOK_EVENTS))
+    if bad:
+        raise ConfigError(
+            f"webhooks.events: unknown {', '.join(bad)} (known: {', '.join(WEBHOOK_EVENTS)})"
+        )
+    if not 0.5 <= w.timeout_s <= 60:
+        raise ConfigError("webhooks.timeout_s must be between 0.5 and 60")
+    if w.retry_s <= 0 or w.max_backoff_s < w.retry_s:
+        raise ConfigError("webhooks.retry_s must be positive and max_backoff_s at least retry_s")
+    if not 1 <= w.max_attempts <= 1000:
+        raise ConfigError("webhooks.max_attempts must be between 1 and 1000")
+
+
+def _validate_lookup(lk: LookupSection) -> None:
+    if lk.url_template:
+        if not re.match(r"^https?://[^\s/]+[^\s]*$", lk.url_template):
+            raise ConfigError(f"lookup.url_template must be an http(s) URL: {lk.url_template!r}")
+        if "{order}" not in lk.url_template:
+            raise ConfigError("lookup.url_template must contain {order}")
+    for name, value in lk.headers.items():
+        if not re.match(r"^[A-Za-z0-9-]+$", name) or any(c in value for c in "\r\n"):
+            raise ConfigError(f"lookup.headers: bad header {name!r}")
+    if not 0.1 <= lk.timeout_s <= 30:
+        raise ConfigError("lookup.timeout_s must be between 0.1 and 30")
 
 
 def from_dict(data: dict[str, Any]) -> Config:

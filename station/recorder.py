@@ -217,6 +217,7 @@ class Recorder:
         self._unsaved_events: list[ScanEventRecord] = []  # capture thread only
         self._events_tried = 0.0
         self._events_failing = False
+        self._annotate_lock = threading.Lock()  # annotate (any thread) vs stop
 
     # ---- capture-thread API ---------------------------------------------------------------
 
@@ -312,7 +313,8 @@ class Recorder:
         clip = self._open
         if clip is None:
             raise RuntimeError("stop() with no open clip")
-        self._open = None
+        with self._annotate_lock:
+            self._open = None
         clip.finish_reason = reason
         log.info("order %r finished (%s); finishing clip", clip.order_id, reason)
         if self._encoder_factory is None:
@@ -465,6 +467,17 @@ class Recorder:
             raise
         start = f"keyframe at t={key_t:.3f}" if key_t is not None else "the next frame"
         log.info("recording order %r -> %s (starts at %s)", order_id, tmp_path.name, start)
+
+    def annotate(self, order_id: str, key: str, value: Any) -> bool:
+        """Add ``key`` to the manifest of ``order_id``'s clip if it is still open (any thread,
+        e.g. the order lookup); False when it has ended. Copy-on-write: readers never see a
+        dict change under them."""
+        with self._annotate_lock:
+            clip = self._open
+            if clip is None or clip.order_id != order_id:
+                return False
+            clip.extra = {**clip.extra, key: value}
+            return True
 
     def link_waybill(self, waybill: str, carrier: str, t: float) -> None:
         clip = self._open

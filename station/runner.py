@@ -20,6 +20,7 @@ from station.backoff import Backoff
 from station.codes import Debounce, Kind, Rules, classify, sanitize
 from station.config import Config
 from station.errors import CameraError, RecordingError, RejectedCode
+from station.events import EventKind, StationEvents
 from station.frames import Frame, FrameSource, InputEvent, PedalPress, RawScan, ScanSource
 from station.ledger import ScanEventRecord
 from station.recorder import Recorder
@@ -104,6 +105,7 @@ class Station:
         on_frame: Callable[[np.ndarray, Status, int], None] | None = None,
         guard: ClipGuard | None = None,
         alarms: AlarmBoard | None = None,
+        events: StationEvents | None = None,
     ) -> None:
         self.cfg = cfg
         self.camera = camera
@@ -115,6 +117,7 @@ class Station:
         self.on_frame = on_frame
         self.guard = guard
         self.alarms = alarms
+        self.events = events  # sounds, station screen, webhooks (station/events.py)
         self.rules = Rules.from_config(cfg.codes)
         self.tz = station_tz(cfg)
         self.state: ss.State = ss.Idle()
@@ -309,6 +312,7 @@ class Station:
                 ScanEventRecord("rejected", shown, ev.source, self._wall_at(ev.t), None, str(exc)),
                 ev.t,
             )
+            self._emit(EventKind.SCAN_UNREADABLE, ev.t, None, source=ev.source, why=str(exc))
             return
         is_new, self.debounce = self.debounce.seen(text, ev.t, self.rules.debounce_s)
         if not is_new:
@@ -335,6 +339,7 @@ class Station:
                 if refused is not None:
                     self._error(f"not recording order {action.order_id!r}: {refused}")
                     self._apply(ss.ClipRefused(action.order_id, action.t, refused))
+                    self._emit(EventKind.SCAN_REFUSED, action.t, action.order_id, why=refused)
                     return
                 try:
                     self.recorder.start(
@@ -348,11 +353,21 @@ class Station:
                 except RecordingError as exc:
                     self._error(f"cannot start clip for {action.order_id!r}: {exc}")
                     self._apply(ss.RecordingFailed(action.t, str(exc)))
+                    self._emit(EventKind.SCAN_REFUSED, action.t, action.order_id, why=str(exc))
+                else:
+                    self._emit(EventKind.ORDER_STARTED, action.t, action.order_id)
             case ss.StopClip():
                 if self.recorder.recording:
                     self.recorder.stop(action.reason.value, action.t)
             case ss.LinkWaybill():
                 self.recorder.link_waybill(action.waybill, action.carrier, action.t)
+                self._emit(
+                    EventKind.WAYBILL_LINKED,
+                    action.t,
+                    getattr(self.state, "order_id", None),
+                    waybill=action.waybill,
+                    carrier=action.carrier,
+                )
             case ss.LogEvent():
                 wall = self._wall_at(action.t)
                 rec = ScanEventRecord(
@@ -375,6 +390,10 @@ class Station:
         if action.order_at_loss is not None:
             gap["order_at_loss"] = action.order_at_loss
         return {"resumed_after_s": action.resumed_after_s, "gap": gap}
+
+    def _emit(self, kind: EventKind, t: float, order_id: str | None, **data: object) -> None:
+        if self.events is not None:
+            self.events.emit(kind, t, order_id, **data)  # never raises; listeners never block
 
     def _wall_at(self, t: float) -> datetime:
         f = self._last_frame

@@ -17,7 +17,9 @@ from station.alarms import AlarmBoard
 from station.camera import OpenCVCamera, build_camera
 from station.config import Config
 from station.errors import CameraError, ConfigError, StationError
+from station.events import StationEvents
 from station.frames import FrameSource
+from station.hooks import attach_recorder, build_events, clip_archived, clip_finished
 from station.ledger import ClipRecord, Ledger
 from station.live import LiveWriter
 from station.recorder import Finalizer, FinishedClip, FrameEncoder, Recorder
@@ -51,6 +53,7 @@ class Assembly:
     archiver: Archiver | None = None
     central_sync: CentralSync | None = None
     live: LiveWriter | None = None
+    events: StationEvents | None = None
 
     def close(self) -> None:
         """Close what the station run leaves open (the recorder is closed by the run)."""
@@ -76,6 +79,8 @@ class Assembly:
                 self.central_sync.stop(final_push=True)
             except Exception:
                 log.exception("stopping the central sync failed")
+        if self.events is not None:
+            self.events.close()  # plays the last queued sound, flushes the webhook queue
         self.ledger.close()
 
 
@@ -143,12 +148,13 @@ def assemble(
     from station.proof.finalizer import build_finalizers
 
     finalizers = build_finalizers(cfg)  # the signer must be the last finalizer
-    alarms = AlarmBoard(ledger, cfg.retention.alarm_command)
+    events = build_events(cfg, live=cam.live)
+    alarms = AlarmBoard(ledger, cfg.retention.alarm_command, events=events)
     recovery = Recovery(cfg, ledger, finalizers, alarms=alarms)
     retention = RetentionManager(
         cfg, ledger, probe=probe, alarms=alarms, signer=station_signer(finalizers)
     )
-    archiver, sync = build_fleet(cfg)
+    archiver, sync = build_fleet(cfg, events)
 
     def finished(result: FinishedClip) -> None:
         if result.empty:
@@ -160,6 +166,7 @@ def assemble(
             msg = f"clip of order {result.order_id!r}: {result.error} ({kept})"
             alarms.raise_("recording-failed", cfg.station.name, msg)
         retention.poke()  # a finished clip used space: check the floor now
+        clip_finished(events, result, time.monotonic())
         for part in (archiver, sync):
             if part is not None:
                 part.on_finished(result)
@@ -175,6 +182,7 @@ def assemble(
         finalizers=finalizers,
         salvage=recovery.salvage,
     )
+    attach_recorder(events, cfg, recorder)
     decoder = None
     if cfg.scanner.camera_decode:
         decoder = camera_scan_worker(cfg, sync=not cam.live)
@@ -198,13 +206,18 @@ def assemble(
         on_frame=on_frame,
         guard=retention,
         alarms=alarms,
+        events=events,
     )
-    return Assembly(
+    asm = Assembly(
         st, recorder, ledger, cam, finalizers, alarms, recovery, retention, archiver, sync, live
     )
+    asm.events = events
+    return asm
 
 
-def build_fleet(cfg: Config) -> tuple[Archiver | None, CentralSync | None]:
+def build_fleet(
+    cfg: Config, events: StationEvents | None = None
+) -> tuple[Archiver | None, CentralSync | None]:
     """The archiver ([archive] enabled) and the central sync ([central] enabled), not started.
 
     Each opens its own connections to the index; the sync is woken when a clip is archived.
@@ -217,7 +230,13 @@ def build_fleet(cfg: Config) -> tuple[Archiver | None, CentralSync | None]:
     if cfg.archive.enabled:
         from station.archiver import Archiver
 
-        archiver = Archiver(cfg, on_archived=(lambda _rec: sync.wake()) if sync else None)
+        def archived(rec: ClipRecord) -> None:
+            if sync is not None:
+                sync.wake()
+            if events is not None:
+                clip_archived(events, rec, time.monotonic())
+
+        archiver = Archiver(cfg, on_archived=archived)
     return archiver, sync
 
 
@@ -321,6 +340,9 @@ def run_demo(
     if cfg.camera.backend != "synthetic":
         cfg = cfg.replace("camera", backend="synthetic", scenario="")
     cfg.station.data_dir.mkdir(parents=True, exist_ok=True)
+    from station.demo_floor import packing_floor
+
+    cfg, receiver = packing_floor(cfg, out)  # sounds into a log, a webhook receiver
     threads: list[threading.Thread] = []
     if web:
         threads.append(_start_web(cfg, stop, out))
@@ -337,6 +359,8 @@ def run_demo(
         stop.set()
         for t in threads:
             t.join(timeout=10)
+        if receiver is not None:
+            receiver.close()
     out.write(f"packcam demo: stopped after {time.monotonic() - t0:.0f} s\n")
 
 
@@ -360,5 +384,6 @@ def _start_web(cfg: Config, stop: threading.Event, out: TextIO) -> threading.Thr
     if cfg.web.host in {"0.0.0.0", "::", ""}:
         url = f"http://127.0.0.1:{cfg.web.port}/"
     out.write(f"packcam demo: web site at {url}  (log in as {user!r} with password {password!r})\n")
+    out.write(f"packcam demo: station screen at {url.rstrip('/')}/screen\n")
     out.flush()
     return thread

@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PI_APT = ["python3-venv", "python3-picamera2", "python3-evdev", "python3-gpiozero", "python3-lgpio"]
-BASE_APT = ["libzbar0", "fonts-wqy-zenhei", "openssl"]
+BASE_APT = ["libzbar0", "fonts-wqy-zenhei", "openssl", "alsa-utils", "espeak-ng"]
 
 
 def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -163,6 +163,8 @@ SHARE_ENDPOINTS = {"share.page", "share.video", "share.download", "share.thumb",
                    "share.bundle"}  # fmt: skip
 # The link's own order, whatever else the URL names (this store has no signed log: 409).
 OWN_ORDER_ENDPOINTS = {"share.page": 200, "share.bundle": 409}
+# The station screen (web/screen.py): open to the station's own browser (loopback) only.
+KIOSK_ENDPOINTS = {"screen.choose", "screen.page", "screen.events", "screen.stream"}
 
 
 def _url_for_b(rule, token: str, share_id: str, env: WebEnv) -> str:
@@ -213,14 +215,18 @@ def test_every_route_class_is_scoped(shared, web_app, web_env: WebEnv) -> None:
                 assert resp.status_code == OWN_ORDER_ENDPOINTS.get(rule.endpoint, 404), where
             elif rule.endpoint in PUBLIC_ENDPOINTS:
                 continue
+            elif rule.endpoint in KIOSK_ENDPOINTS:
+                far = anon.open(url, method=method, environ_base={"REMOTE_ADDR": "203.0.113.5"})
+                assert far.status_code == 302, f"{where}; from afar -> {far.status_code}"
             elif url.startswith("/api/"):
                 assert resp.status_code == 401, where
             else:
                 assert resp.status_code == 302, where
                 assert resp.location.startswith(("/login", "/search")), where
-    unclassified = seen - PUBLIC_ENDPOINTS - SHARE_ENDPOINTS
+    unclassified = seen - PUBLIC_ENDPOINTS - SHARE_ENDPOINTS - KIOSK_ENDPOINTS
     staff = {e for e in unclassified if e.split(".")[0] in
-             {"clips", "api", "dashboard", "live", "admin", "share"}}  # fmt: skip
+             {"clips", "api", "dashboard", "live", "admin", "share", "export",
+              "webhook_log"}}  # fmt: skip
     assert unclassified == staff, f"classify these endpoints: {sorted(unclassified - staff)}"
 
 

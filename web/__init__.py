@@ -243,6 +243,10 @@ def create_app(
     app.jinja_env.globals["order_url"] = clips.order_url
     for bp in (auth.bp, clips.bp, share.bp, api.bp, dashboard.bp, live.bp, admin.bp, verify.bp):
         app.register_blueprint(bp)
+    from web import export, screen, webhook_log  # the packing floor (issue 13)
+
+    for bp in (export.bp, screen.bp, webhook_log.bp):
+        app.register_blueprint(bp)
     if central:
         app.register_blueprint(central_api.bp)
 

@@ -1,0 +1,158 @@
+"""Order export (CSV, XLSX) and the webhook delivery log, through the Flask test client."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import openpyxl
+import pytest
+from conftest_web import ORDERS, WebEnv, login
+
+from station.webhooks import QUEUE_NAME, Delivery, WebhookQueue
+from web.xlsx import write_xlsx
+
+DAY = {"from": "2026-11-30", "to": "2026-11-30"}
+
+
+@pytest.fixture
+def operator(web_client):
+    return login(web_client, "operator")
+
+
+def csv_rows(resp) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    data = resp.get_data()
+    assert data.startswith("\ufeff".encode())  # Excel needs the BOM for UTF-8
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+
+
+def test_csv_export_lists_every_clip_of_the_day(operator, web_env: WebEnv) -> None:
+    resp = operator.get("/export/orders.csv", query_string=DAY)
+    assert resp.status_code == 200
+    assert resp.mimetype == "text/csv"
+    assert (
+        'filename="packcam-orders_2026-11-30_2026-11-30.csv"' in resp.headers["Content-Disposition"]
+    )
+    rows = csv_rows(resp)
+    header, body = rows[0], rows[1:]
+    assert header == [
+        "order", "waybills", "station", "start", "duration_s", "reason", "sha256", "link"
+    ]  # fmt: skip
+    indexed = [c for k, c in web_env.clips.items()]
+    assert len(body) == len(indexed)
+    plain = web_env.clips["plain"]
+    [row] = [r for r in body if r[0] == "PO-1001" and r[3].startswith("2026-11-30T09:00")]
+    assert row[6] == plain.sha256
+    assert row[0] == "PO-1001" and row[1] == "SF1234567890120" and row[2] == "桌1"
+    assert row[3] == "2026-11-30T09:00:00+08:00" and float(row[4]) == 4.0
+    assert row[5] == "sealed" and row[7] == "http://localhost/orders/PO-1001"
+    assert [r[3] for r in body] == sorted(r[3] for r in body)  # oldest first
+    orders = {r[0] for r in body}
+    assert ORDERS["unicode"] in orders and ORDERS["slash"] in orders
+
+
+def test_csv_cells_that_look_like_formulas_are_inert(operator, web_env: WebEnv) -> None:
+    from conftest_web import index_clip
+
+    from station.ledger import Ledger
+
+    ledger = Ledger.in_data_dir(web_env.data_dir)
+    try:
+        index_clip(ledger, web_env.data_dir, web_env.file("plain"), '=HYPERLINK("x")')
+    finally:
+        ledger.close()
+    rows = csv_rows(operator.get("/export/orders.csv", query_string=DAY))
+    assert '\'=HYPERLINK("x")' in [r[0] for r in rows]
+    xlsx = operator.get("/export/orders.xlsx", query_string=DAY).get_data()
+    ws = openpyxl.load_workbook(io.BytesIO(xlsx)).active
+    cell = next(c for c in ws["A"] if c.value and "HYPERLINK" in c.value)
+    assert cell.value == '=HYPERLINK("x")' and cell.data_type == "s"  # text, not a formula
+
+
+def test_xlsx_export_opens_in_a_real_reader(operator, web_env: WebEnv) -> None:
+    resp = operator.get("/export/orders.xlsx", query_string=DAY)
+    assert resp.status_code == 200
+    assert resp.mimetype.endswith("spreadsheetml.sheet")
+    wb = openpyxl.load_workbook(io.BytesIO(resp.get_data()))
+    ws = wb.active
+    assert ws.title == "orders"
+    values = list(ws.iter_rows(values_only=True))
+    assert values[0][:3] == ("order", "waybills", "station")
+    csv_body = csv_rows(operator.get("/export/orders.csv", query_string=DAY))[1:]
+    assert len(values) - 1 == len(csv_body)
+    for got, want in zip(values[1:], csv_body, strict=True):
+        assert got[0] == want[0].removeprefix("'") and got[6] == want[6]
+        assert got[4] == pytest.approx(float(want[4]))  # a number cell, not text
+
+
+def test_another_day_is_empty_and_the_range_is_checked(operator) -> None:
+    later = {"from": "2027-01-01", "to": "2027-01-02"}
+    rows = csv_rows(operator.get("/export/orders.csv", query_string=later))
+    assert len(rows) == 1
+    for query in ({}, {"from": "2026-11-30"}, {"from": "30/11/2026", "to": "2026-11-30"},
+                  {"from": "2020-01-01", "to": "2026-11-30"}):  # fmt: skip
+        assert operator.get("/export/orders.csv", query_string=query).status_code == 400
+        assert operator.get("/export/orders.xlsx", query_string=query).status_code == 400
+
+
+def test_the_station_filter_applies(operator) -> None:
+    rows = csv_rows(
+        operator.get("/export/orders.csv", query_string={**DAY, "station": "station-02"})
+    )
+    assert rows[1:] and all(r[2] == "station-02" for r in rows[1:])
+
+
+@pytest.mark.parametrize("path", ["/export/orders.csv", "/export/orders.xlsx"])
+def test_export_needs_an_operator(web_client, path: str) -> None:
+    assert web_client.get(path, query_string=DAY).status_code == 302  # to the login page
+    login(web_client, "viewer")
+    assert web_client.get(path, query_string=DAY).status_code == 403
+
+
+def test_xlsx_writer_keeps_unicode_and_replaces_what_xml_cannot_carry() -> None:
+    blob = write_xlsx("s", ["a", "b"], [["订单-七号", 1.5], ["bad\x01char", None], [7, "x&<y>"]])
+    ws = openpyxl.load_workbook(io.BytesIO(blob)).active
+    assert list(ws.iter_rows(values_only=True)) == [
+        ("a", "b"),
+        ("订单-七号", 1.5),
+        ("bad\ufffdchar", None),
+        (7, "x&<y>"),
+    ]
+
+
+# ---- the webhook delivery log --------------------------------------------------------------
+
+
+def test_the_admin_sees_the_webhook_log(web_client, web_env: WebEnv) -> None:
+    q = WebhookQueue(web_env.data_dir / QUEUE_NAME)
+    now = time.time()
+    q.enqueue("clip.finished", "http://erp.example/hook", {"order_id": "PO-1"}, now)
+    q.enqueue("alarm.raised", "http://erp.example/hook", {"order_id": None}, now)
+    first: Delivery = q.due(now)[0]
+    q.record(first, now=now, code=500, error="HTTP 500", ms=12.0, next_at=now + 10,
+             status="pending")  # fmt: skip
+    q.record(first, now=now + 10, code=200, error=None, ms=8.0, next_at=None, status="delivered")
+    q.close()
+    login(web_client, "admin")
+    page = web_client.get("/admin/webhooks").get_data(as_text=True)
+    assert "clip.finished" in page and "alarm.raised" in page
+    assert 'class="delivery delivered"' in page and 'class="delivery pending"' in page
+    assert "HTTP 500" in page and "(12 ms)" in page
+    assert "Delivered: <b>1</b>" in page and "Pending: <b>1</b>" in page
+
+
+def test_the_webhook_log_without_a_queue_and_for_non_admins(web_client, tmp_path: Path) -> None:
+    login(web_client, "admin")
+    page = web_client.get("/admin/webhooks").get_data(as_text=True)
+    assert "No webhook deliveries yet." in page
+    other = web_client.application.test_client()
+    login(other, "operator")
+    assert other.get("/admin/webhooks").status_code == 403
+
+
+def test_the_export_page_offers_both_formats_for_the_last_week(operator) -> None:
+    page = operator.get("/export").get_data(as_text=True)
+    assert 'action="/export/orders.csv"' in page and 'formaction="/export/orders.xlsx"' in page
+    assert 'name="from"' in page and 'name="to"' in page and "station-02" in page

@@ -1,0 +1,141 @@
+"""CSV and XLSX export of the orders recorded in a date range (for the seller's spreadsheets)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from flask import Blueprint, abort, current_app, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from station.ledger import ClipRecord
+from web import get_index
+from web.auth import require
+from web.formatting import day_bounds_utc, parse_day, site_tz
+from web.xlsx import write_xlsx
+
+bp = Blueprint("export", __name__)
+
+HEADER = (
+    "order",
+    "waybills",
+    "station",
+    "start",
+    "duration_s",
+    "reason",
+    "sha256",
+    "link",
+)
+MAX_DAYS = 366
+PAGE = 500
+# A cell starting with one of these is a formula to Excel and LibreOffice; order IDs come
+# from scanners and labels, so a CSV cell is made inert with a leading apostrophe (OWASP).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _range() -> tuple[str, str, str, str]:
+    """(from, to, start_utc, end_utc) from ?from=YYYY-MM-DD&to=YYYY-MM-DD, or 400."""
+    day_from = parse_day(request.args.get("from"))
+    day_to = parse_day(request.args.get("to"))
+    if day_from is None or day_to is None:
+        abort(400, description="from and to are required, as dates like 2026-11-30")
+    if day_to < day_from:
+        day_from, day_to = day_to, day_from
+    if day_to - day_from > timedelta(days=MAX_DAYS - 1):
+        abort(400, description=f"export at most {MAX_DAYS} days at a time")
+    tz = site_tz(current_app.config["PACKCAM"])
+    return (
+        day_from.isoformat(),
+        day_to.isoformat(),
+        day_bounds_utc(day_from, tz)[0],
+        day_bounds_utc(day_to, tz)[1],
+    )
+
+
+def _clips(start_utc: str, end_utc: str, station: str | None) -> Iterator[ClipRecord]:
+    index = get_index()
+    offset = 0
+    while True:
+        page = index.search(
+            "", start_utc=start_utc, end_utc=end_utc, station=station, limit=PAGE, offset=offset
+        )
+        yield from reversed(page)  # the index pages newest first; each page oldest first
+        if len(page) < PAGE:
+            return
+        offset += PAGE
+
+
+def rows(start_utc: str, end_utc: str, station: str | None) -> list[list[str | float]]:
+    """One row per clip (a re-packed order has several), oldest first."""
+    out: list[list[str | float]] = []
+    for c in _clips(start_utc, end_utc, station):
+        out.append(
+            [
+                c.order_id,
+                " ".join(w.waybill for w in c.waybills),
+                c.station,
+                c.started_at.isoformat(timespec="seconds"),
+                round(c.duration_s, 1),
+                c.finish_reason,
+                c.sha256,
+                url_for("clips.order", order_id=c.order_id, _external=True),
+            ]
+        )
+    out.sort(key=lambda r: str(r[3]))
+    return out
+
+
+def _inert(value: str | float) -> str | float:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _args() -> tuple[str, list[list[str | float]]]:
+    day_from, day_to, start_utc, end_utc = _range()
+    station = request.args.get("station", "").strip()[:64] or None
+    name = f"packcam-orders_{day_from}_{day_to}"
+    return name, rows(start_utc, end_utc, station)
+
+
+@bp.get("/export")
+@require("operator")
+def form() -> str:
+    today = datetime.now(site_tz(current_app.config["PACKCAM"])).date()
+    return render_template(
+        "export.html",
+        day_from=(today - timedelta(days=6)).isoformat(),
+        day_to=today.isoformat(),
+        stations=get_index().stations(),
+    )
+
+
+@bp.get("/export/orders.csv")
+@require("operator")
+def orders_csv() -> Response:
+    name, data = _args()
+    buf = io.StringIO()
+    buf.write("\ufeff")  # a BOM, so Excel reads the UTF-8 (Chinese order IDs) correctly
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(HEADER)
+    for row in data:
+        writer.writerow([_inert(v) for v in row])
+    resp = Response(buf.getvalue().encode("utf-8"), mimetype="text/csv")
+    resp.headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.get("/export/orders.xlsx")
+@require("operator")
+def orders_xlsx() -> Response:
+    name, data = _args()
+    blob = write_xlsx("orders", HEADER, data)
+    resp = Response(
+        blob, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    resp.headers["Content-Disposition"] = f'attachment; filename="{name}.xlsx"'
+    resp.headers["Cache-Control"] = "no-store"
+    return resp

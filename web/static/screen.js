@@ -1,0 +1,80 @@
+// The station screen: renders each document the station's SSE stream sends (no polling).
+(function () {
+  "use strict";
+  var root = document.getElementById("screen");
+  if (!root) return;
+  var doc = null;
+  var received = 0;
+  function $(id) { return document.getElementById(id); }
+  function label(name) {
+    var key = "label" + name.replace(/(^|-)([a-z])/g, function (_m, _d, c) { return c.toUpperCase(); });
+    return root.dataset[key] || name;
+  }
+  function clock(s) {
+    if (s === null || s === undefined) return "";
+    s = Math.max(0, Math.floor(s));
+    var m = Math.floor(s / 60);
+    var r = s % 60;
+    return m + ":" + (r < 10 ? "0" : "") + r;
+  }
+  function setText(el, v) { el.textContent = v === null || v === undefined ? "" : String(v); }
+  function fill(list, rows) {
+    while (list.firstChild) list.removeChild(list.firstChild);
+    rows.forEach(function (parts) {
+      var li = document.createElement("li");
+      parts.forEach(function (p) {
+        var span = document.createElement("span");
+        span.className = p[0];
+        span.textContent = p[1];
+        li.appendChild(span);
+      });
+      list.appendChild(li);
+    });
+  }
+  function clipText(c) {
+    if (!c) return "";
+    return c.order_id + (c.ok ? "  ✓ " + c.sha256_prefix + "…" : "  ✗ " + (c.error || ""));
+  }
+  function render(d) {
+    doc = d;
+    received = performance.now();
+    root.dataset.state = d.state;
+    root.dataset.seq = String(d.seq);
+    root.dataset.renderedAt = String(Date.now()); // the browser test measures scan -> screen
+    setText($("state"), label(d.state));
+    var shown = d.order_id || (d.state === "sealed" && d.last_clip ? d.last_clip.order_id : "");
+    setText($("order"), shown || "—");
+    setText($("elapsed"), clock(d.elapsed_s));
+    setText($("waybills"), (d.waybills || []).join("  "));
+    var n = $("notice");
+    if (d.notice) {
+      n.hidden = false;
+      setText(n, label(d.notice.kind) + (d.notice.order_id ? ": " + d.notice.order_id : "") +
+        (d.notice.why ? " (" + d.notice.why + ")" : ""));
+    } else {
+      n.hidden = true;
+    }
+    fill($("items"), (d.items || []).map(function (i) {
+      return [["qty", i.qty ? i.qty + "×" : ""], ["name", i.name || ""], ["sku", i.sku || ""]];
+    }));
+    setText($("items-error"), d.items_error || "");
+    var a = $("alarms");
+    a.hidden = !(d.alarms && d.alarms.length);
+    setText(a, (d.alarms || []).map(function (x) { return x.kind + ": " + x.message; }).join(" · "));
+    setText($("last-clip"), clipText(d.last_clip));
+    fill($("recent"), (d.recent || []).map(function (c) {
+      return [["at", c.at ? c.at.slice(11, 19) : ""], ["order", c.order_id], [c.ok ? "ok" : "bad", c.ok ? "✓ " + c.sha256_prefix : "✗"]];
+    }));
+  }
+  var es = new EventSource(root.dataset.events);
+  es.addEventListener("screen", function (e) {
+    try { render(JSON.parse(e.data)); } catch (err) { /* a torn document: the next one comes */ }
+  });
+  es.onopen = function () { root.dataset.conn = "ok"; setText($("conn"), ""); };
+  es.onerror = function () { root.dataset.conn = "lost"; setText($("conn"), "…"); };
+  setInterval(function () {
+    if (doc && doc.elapsed_s !== null && doc.elapsed_s !== undefined && doc.state === "recording") {
+      setText($("elapsed"), clock(doc.elapsed_s + (performance.now() - received) / 1000));
+    }
+  }, 250);
+})();
