@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import smtplib
@@ -21,11 +19,9 @@ from typing import Any, Protocol
 from station.config import AlertsSection
 from station.errors import StationError
 from station.files import write_json_atomic
+from station.webhooks import SIGNATURE_HEADER, sign
 
 log = logging.getLogger(__name__)
-
-SIGNATURE_HEADER = "X-Packcam-Signature"
-TIMESTAMP_HEADER = "X-Packcam-Timestamp"
 
 
 class DeliveryError(StationError):
@@ -149,15 +145,10 @@ class Sink(Protocol):
     def send(self, events: Sequence[dict[str, str]]) -> None: ...
 
 
-def sign(secret: bytes, timestamp: str, body: bytes) -> str:
-    """``sha256=<hex>`` of HMAC-SHA256 over ``timestamp + "." + body`` (the receiver checks
-    the timestamp is recent, so a captured request cannot be replayed later)."""
-    mac = hmac.new(secret, timestamp.encode("ascii") + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
-
-
 class WebhookSink:
-    """POSTs ``{"events": [...]}`` as JSON, signed with HMAC-SHA256 (headers above)."""
+    """POSTs ``{"events": [...]}`` as JSON, signed like the station's own webhooks
+    (``X-Packcam-Signature: t=<unix>,v1=<HMAC-SHA256>``, station/webhooks.py), so a receiver
+    checks both with one function."""
 
     name = "webhook"
 
@@ -168,15 +159,14 @@ class WebhookSink:
 
     def send(self, events: Sequence[dict[str, str]]) -> None:
         body = json.dumps({"events": list(events)}, ensure_ascii=False).encode("utf-8")
-        ts = str(int(time.time()))
         req = urllib.request.Request(
             self.url,
             data=body,
             method="POST",
             headers={
                 "Content-Type": "application/json",
-                TIMESTAMP_HEADER: ts,
-                SIGNATURE_HEADER: sign(self.secret, ts, body),
+                "X-Packcam-Event": "fleet.alerts",
+                SIGNATURE_HEADER: sign(self.secret, int(time.time()), body),
             },
         )
         try:

@@ -10,6 +10,7 @@ import hmac
 import io
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,8 +21,6 @@ import pytest
 from fleet_servers import free_port
 
 from central.alerts import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
     Alert,
     DeliveryError,
     SmtpSink,
@@ -29,10 +28,10 @@ from central.alerts import (
     fleet_alerts,
     plan,
     run_once,
-    sign,
 )
 from station import config as config_mod
 from station.config import AlertsSection
+from station.webhooks import SIGNATURE_HEADER, verify
 from web.stations import StationStatus
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -151,11 +150,13 @@ def smtp_server() -> Iterator[tuple[int, list[Any]]]:
 def test_webhook_is_signed_over_timestamp_and_body(receiver: Receiver) -> None:
     WebhookSink(receiver.url, b"s3cret").send([{"type": "alert.raised", "message": "m"}])
     headers, body = receiver.posts[0]
-    ts = headers[TIMESTAMP_HEADER]
-    expected = (
-        "sha256=" + hmac.new(b"s3cret", ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-    )
-    assert headers[SIGNATURE_HEADER] == expected == sign(b"s3cret", ts, body)
+    header = headers[SIGNATURE_HEADER]
+    ts = int(header.split(",")[0].removeprefix("t="))
+    mac = hmac.new(b"s3cret", f"{ts}.".encode() + body, hashlib.sha256)
+    assert header == f"t={ts},v1={mac.hexdigest()}"  # the station webhooks' scheme
+    assert verify(b"s3cret", header, body, now=time.time())
+    assert not verify(b"other", header, body, now=time.time())
+    assert not verify(b"s3cret", header, body + b" ", now=time.time())
     assert json.loads(body) == {"events": [{"type": "alert.raised", "message": "m"}]}
     receiver.status = 500
     with pytest.raises(DeliveryError, match="HTTP 500"):
