@@ -132,10 +132,12 @@ def test_picamera2_sensor_stamps_on_another_clock_are_anchored_on_delivery(
         ts.append(f.t)
     cam.stop()
     assert "off the monotonic clock" in caplog.text
-    assert all(0 <= r - t < 0.1 for t, r in zip(ts, received, strict=True))
+    # On the monotonic clock, never in the future, never the 7.25 s skew (bounds loose enough
+    # for a loaded 2-core CI machine: what is checked is the clock, not the scheduler).
+    assert all(0 <= r - t < 1.0 for t, r in zip(ts, received, strict=True))
     assert ts == sorted(ts)
     periods = [d / 0.02 for d in np.diff(ts)]
-    assert all(p == pytest.approx(round(p), abs=0.25) for p in periods)  # delivery jitter
+    assert all(p == pytest.approx(round(p), abs=0.45) for p in periods)  # delivery jitter
 
 
 def test_picamera2_restarts_after_stop(picams) -> None:
