@@ -117,13 +117,16 @@ def run_packcam(
     data: Path,
     decode_every: int | None = None,
     pre_roll_s: float = 3.0,
+    pixel_format: str = "bgr",
 ) -> dict:
     cfg = config_mod.load(None).with_data_dir(data)
-    cfg = cfg.replace("camera", width=width, height=height, fps=30.0)
+    cfg = cfg.replace("camera", width=width, height=height, fps=30.0, pixel_format=pixel_format)
     cfg = cfg.replace("session", pre_roll_s=pre_roll_s)
     if decode_every is not None:
         cfg = cfg.replace("scanner", decode_every=decode_every)
-    cam = SyntheticCamera(width, height, 30.0, scenario(seconds), realtime=True)
+    cam = SyntheticCamera(
+        width, height, 30.0, scenario(seconds), realtime=True, pixel_format=pixel_format
+    )
     drops = DropLog(cam)
     asm = assemble(cfg, camera=drops, live_view=True)  # type: ignore[arg-type]
     st = asm.station
@@ -199,6 +202,7 @@ def run_packcam(
     per = 1000 / max(frames, 1)
     return {
         "res": f"{width}x{height}",
+        "pixel_format": pixel_format,
         "pre_roll_s": pre_roll_s,
         "peak_rss_mb": peak_rss_mb(),
         # frames the camera dropped in the first second after each clip's scan (where the
@@ -359,12 +363,14 @@ def run_naive(width: int, height: int, frames: int, data: Path) -> dict:
     )
 
 
-def child(width: int, height: int, seconds: float, pre_roll_s: float, every: int | None) -> dict:
+def child(
+    width: int, height: int, seconds: float, pre_roll_s: float, every: int | None, fmt: str = "bgr"
+) -> dict:
     """One packcam run in a fresh process, so its peak RSS is the station's alone."""
     import subprocess
 
     cmd = [sys.executable, __file__, "--child", str(width), str(height), str(seconds),
-           str(pre_roll_s)] + (["--decode-every", str(every)] if every else [])  # fmt: skip
+           str(pre_roll_s), fmt] + (["--decode-every", str(every)] if every else [])  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -377,16 +383,17 @@ def main() -> int:
     ap.add_argument(
         "--decode-every", type=int, help="override scanner.decode_every (default: the config's)"
     )
-    ap.add_argument("--child", nargs=4, metavar=("W", "H", "SECONDS", "PRE_ROLL"),
+    ap.add_argument("--child", nargs=5, metavar=("W", "H", "SECONDS", "PRE_ROLL", "FORMAT"),
                     help=argparse.SUPPRESS)  # fmt: skip
     args = ap.parse_args()
     if args.child:
         import logging
 
         logging.basicConfig(level=logging.ERROR)
-        w, h, secs, pre = int(args.child[0]), int(args.child[1]), *map(float, args.child[2:])
+        w, h = int(args.child[0]), int(args.child[1])
+        secs, pre, fmt = float(args.child[2]), float(args.child[3]), args.child[4]
         with tempfile.TemporaryDirectory(prefix="packcam-bench-") as tmp:
-            print(json.dumps(run_packcam(w, h, secs, Path(tmp), args.decode_every, pre)))
+            print(json.dumps(run_packcam(w, h, secs, Path(tmp), args.decode_every, pre, fmt)))
         return 0
     seconds = args.seconds or (25.0 if args.quick else 90.0)
     naive_frames = args.naive_frames or (90 if args.quick else 300)
@@ -403,10 +410,13 @@ def main() -> int:
             rows.append(("floor", run_floor(w, h, naive_frames, nd)))
         # Memory with the longest pre-roll the config allows: run long enough to fill it.
         long_pre = child(1920, 1080, max(seconds, 45.0), 30.0, args.decode_every)
+        # A camera that gives I420 (picamera2): no BGR frame in the station at all.
+        yuv = [child(w, h, seconds, 3.0, args.decode_every, "i420")
+               for w, h in ((1280, 720), (1920, 1080))]  # fmt: skip
     cols = ["fps", "cpu_ms", "capture_ms", "decode_ms", "overlay_ms", "encode_ms", "mb_per_min"]
     head = f"{'loop':8} {'res':10} {'frames':>6} {'dropped':>7} {'1st s':>5} {'rss_mb':>6} "
     print(head + " ".join(f"{c:>10}" for c in cols) + f" {'latency_ms':>10}")
-    for name, r in [*rows, ("pre30", long_pre)]:
+    for name, r in [*rows, ("pre30", long_pre), ("i420", yuv[0]), ("i420", yuv[1])]:
         print(f"{name:8} {r['res']:10} {r['frames']:6d} {r.get('dropped', '-')!s:>7} "
               f"{r.get('dropped_first_s', '-')!s:>5} {r.get('peak_rss_mb', float('nan')):6.0f} "
               + " ".join(f"{r[c]:10.1f}" for c in cols)
@@ -418,6 +428,9 @@ def main() -> int:
     print(f"peak RSS of the station: 1080p pre-roll 3 s {p1080['peak_rss_mb']:.0f} MB "
           f"(target <= 150), pre-roll 30 s {long_pre['peak_rss_mb']:.0f} MB (target <= 250); "
           f"720p {p720['peak_rss_mb']:.0f} MB")  # fmt: skip
+    print(f"I420 camera: CPU per frame vs floor: 720p {yuv[0]['cpu_ms'] / f720['cpu_ms']:.3f}x, "
+          f"1080p {yuv[1]['cpu_ms'] / f1080['cpu_ms']:.3f}x; peak RSS 720p "
+          f"{yuv[0]['peak_rss_mb']:.0f} MB, 1080p {yuv[1]['peak_rss_mb']:.0f} MB")  # fmt: skip
     print(f"CPU per frame vs naive: 720p {p720['cpu_ms'] / n720['cpu_ms']:.3f}x, "
           f"1080p {p1080['cpu_ms'] / n1080['cpu_ms']:.3f}x")  # fmt: skip
     print(f"floor (I420 + libx264 only) vs naive: 720p {f720['cpu_ms'] / n720['cpu_ms']:.3f}x, "
@@ -462,6 +475,11 @@ def main() -> int:
         "peak_rss_mb_1080p": round(p1080["peak_rss_mb"], 1),
         "peak_rss_mb_1080p_pre_roll_30s": round(long_pre["peak_rss_mb"], 1),
         "dropped_first_second_of_clips": p720["dropped_first_s"] + p1080["dropped_first_s"],
+        "i420_cpu_ratio_vs_floor": round(yuv[0]["cpu_ms"] / f720["cpu_ms"], 3),
+        "i420_cpu_ratio_vs_floor_1080p": round(yuv[1]["cpu_ms"] / f1080["cpu_ms"], 3),
+        "i420_peak_rss_mb_720p": round(yuv[0]["peak_rss_mb"], 1),
+        "i420_peak_rss_mb_1080p": round(yuv[1]["peak_rss_mb"], 1),
+        "i420_dropped": yuv[0]["dropped"] + yuv[1]["dropped"],
         "floor_ratio_vs_naive": round(f720["cpu_ms"] / n720["cpu_ms"], 3),
         "decode_pixels_720p": round(p720["decode_pixels"], 3),
         "zbar_ms_per_mpx_synthetic": round(synth_mpx, 1),
