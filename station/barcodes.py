@@ -578,14 +578,15 @@ def _product_looks(gray: np.ndarray) -> list[Detection]:
 
 
 def _near(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]]) -> bool:
-    """Whether two detections' boxes, each widened by a quarter of its larger side, overlap
-    (a 1-D read's points may be one scan line across the symbol)."""
+    """Whether two detections' boxes, each widened by an eighth of its larger side, overlap
+    (a 1-D read's points may be one scan line across the symbol; a book's price code a
+    little below its ISBN is another place)."""
     boxes = []
     for pts in (a, b):
         box = box_of(pts)
         if box is None:
             return True  # no position: assume the same place
-        pad = max(box[2] - box[0], box[3] - box[1]) // 4
+        pad = max(box[2] - box[0], box[3] - box[1]) // 8
         boxes.append((box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad))
     (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = boxes
     return ax0 < bx1 and bx0 < ax1 and ay0 < by1 and by0 < ay1
