@@ -181,3 +181,45 @@ def test_a_share_link_gives_the_buyer_the_evidence_bundle(site, tmp_path: Path) 
         assert b"share link" in page  # the access log names the link's use
         assert buyer.request("GET", path[:-3] + "xyz/bundle.zip")[0] == 404
     assert list(tmp.iterdir()) == []
+
+
+def test_station_and_site_in_one_process_serve_a_signed_bundle(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """As `packcam demo` runs them: run_station starts the export worker, the site asks it."""
+    import threading
+
+    from station.service import run_station
+    from station.synthetic import Scenario, SyntheticCamera
+
+    st = store.copy(tmp_path / "data")
+    add_users(st.data)
+    cfg = st.cfg.replace("scanner", camera_decode=False)
+    cam = SyntheticCamera(160, 120, 5.0, Scenario.from_dict({"seed": 1}), realtime=True)
+    stop = threading.Event()
+    runner = threading.Thread(
+        target=run_station, args=(cfg, stop), kwargs={"camera": cam, "live_view": False}
+    )
+    runner.start()
+    try:
+        alive = st.data / "exports" / ".alive"
+        deadline = time.monotonic() + 60
+        while not alive.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with running_site(cfg) as (url, _server):
+            c = Browserless(url)
+            _login(c)
+            ledger = Ledger.in_data_dir(st.data)
+            (clip,) = ledger.clips("B2")
+            ledger.close()
+            status, _, data = c.request("GET", f"/clips/{clip.id}/bundle.zip")
+        assert status == 200
+    finally:
+        stop.set()
+        runner.join(60)
+    assert not runner.is_alive()
+    assert not alive.exists()  # the worker stopped with the station
+    done = pinned_verify(st, data, tmp_path / "verifier")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "RESULT bundle.zip: AUTHENTIC" in done.stdout
