@@ -161,6 +161,8 @@ def test_no_station_running_is_a_clear_503_and_no_request_is_left(st: Store) -> 
     assert resp.status_code == 503
     assert resp.headers["Retry-After"] == "60"
     assert "not running" in resp.get_data(as_text=True)
+    zh = client.get(url, headers={"Accept-Language": "zh-CN"})
+    assert zh.status_code == 503 and "工位现在没有运行" in zh.get_data(as_text=True)
     assert not (st.data / "export-requests").exists() or not any(
         (st.data / "export-requests").iterdir()
     )
