@@ -45,6 +45,9 @@ def site(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     st = store.copy(tmp_path / "data")
     add_users(st.data)
+    legacy = st.data / "cache" / "bundles"  # an older site's own (unsigned) bundles
+    legacy.mkdir(parents=True)
+    (legacy / "old.zip").write_bytes(b"PK")
     ledger = Ledger.in_data_dir(st.data)
     ids = {c.order_id: c.id for c in ledger.clips()}
     ledger.close()

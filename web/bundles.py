@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -78,6 +79,10 @@ class BundleCache:
         self.poll_s = poll_s
         self.clock = clock
         self._waiters = threading.BoundedSemaphore(waiters)
+        legacy = data_dir / "cache" / "bundles"  # where this site built unsigned bundles before
+        if legacy.is_dir():
+            log.info("removing %s: evidence bundles now come from the station", legacy)
+            shutil.rmtree(legacy, ignore_errors=True)
 
     key = staticmethod(bundle_key)
 
@@ -174,6 +179,3 @@ class BundleCache:
             tmp.unlink(missing_ok=True)
         log.info("asked the station for the evidence bundle of order %r", order_id)
         return self.clock()
-
-    def total(self) -> int:
-        return sum(p.stat().st_size for p in self.dirs.exports.glob("*.zip"))
