@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -203,3 +204,27 @@ def test_web_side_cache_refuses_without_a_station(tmp_path: Path) -> None:
     with pytest.raises(BundleUnavailable, match="not running") as info:
         cache.get("A1", [])
     assert info.value.station_down
+
+
+def test_the_bundle_key_changes_with_the_clip_set(st: Store) -> None:
+    ledger = Ledger.in_data_dir(st.data)
+    clips = ledger.clips("A1")
+    ledger.close()
+    assert len(clips) == 2
+    key = bundle_key("A1", clips)
+    assert bundle_key("A1", list(reversed(clips))) == key  # order of listing does not matter
+    assert bundle_key("A1", clips[:1]) != key  # a clip fewer (or more): another bundle
+    changed = [clips[0], dataclasses.replace(clips[1], sha256="0" * 64)]
+    assert bundle_key("A1", changed) != key
+    assert bundle_key("B2", clips) != key
+
+
+def test_a_request_for_a_changed_order_is_answered_and_built_under_the_new_key(st: Store) -> None:
+    worker = ExportWorker(st.cfg)
+    stale = "f" * 40  # what the site computed before a clip was added
+    worker.dirs.request(stale).write_text('{"order_id": "B2"}')
+    assert worker.run_once() == 1
+    err = json.loads(worker.dirs.error(stale).read_text())
+    assert err["status"] == 503 and "changed" in err["message"]
+    assert worker.dirs.bundle(_key(st, "B2")).exists()
+    assert not worker.dirs.bundle(stale).exists()
