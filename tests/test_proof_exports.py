@@ -130,7 +130,10 @@ def test_the_worker_thread_survives_a_failing_pass(st: Store, monkeypatch, caplo
 
     monkeypatch.setattr(worker, "handle", boom)
     key = _key(st, "B2")
+    left = worker.dirs.exports / f"{key}.zip.part"  # a build a stopped station left behind
+    left.write_bytes(b"PK")
     with caplog.at_level(logging.ERROR), worker:
+        assert not left.exists()
         worker.dirs.request(key).write_text('{"order_id": "B2"}')
         deadline = time.monotonic() + 10
         while not worker.dirs.error(key).exists() and time.monotonic() < deadline:

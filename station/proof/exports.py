@@ -192,6 +192,9 @@ class ExportWorker:
         if self._threads:
             raise RuntimeError("export worker already started")
         self._stop.clear()
+        # One station per data dir (its lock): a partial build here is a stopped one's.
+        for part in self.dirs.exports.glob("*.part"):
+            part.unlink(missing_ok=True)
         self.beat()
         # The heartbeat has its own thread so that a long build does not look like a dead station.
         for target, name in ((self._run, "export-worker"), (self._beat_loop, "export-heartbeat")):
@@ -199,8 +202,9 @@ class ExportWorker:
             t.start()
             self._threads.append(t)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop after the build in progress (if any); the web sees no heartbeat from now on."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop; the web sees no heartbeat from now on. A build still running after ``timeout``
+        is left to its daemon thread (its ``.part`` is removed at the next start)."""
         self._stop.set()
         for t in self._threads:
             t.join(timeout)
