@@ -148,13 +148,14 @@ class ExportWorker:
     """Builds and signs the evidence bundles the web site asks for, one at a time.
 
     The web cannot read the station key, so it drops ``{"order_id": ...}`` into
-    ``<data>/export-requests/``; this worker (one thread, started with the station) reads and
+    ``<data>/export-requests/``; this worker (a thread, started with the station) reads and
     removes each request, looks the order up in the station's own index and builds the bundle
     from its own files with ``export_order`` (so it signs only what it built), then renames it
     to ``<data>/exports/<bundle_key>.zip`` (0640; the folder is the station's, group-readable).
     A refusal goes to ``<key>.error`` (JSON: status, message) so the web can answer at once.
-    ``.alive`` in the exports folder is touched every ``BEAT_S`` while it runs. Bundles are
-    kept ``TTL_S`` (+ grace) within ``cap_bytes`` and the disk floor; at most
+    ``.alive`` in the exports folder is touched every ``BEAT_S`` by a second thread (so a long
+    build does not look like a stopped station). Bundles are kept ``TTL_S`` (+ grace) within
+    ``web.bundle_cache_mb`` and the disk floor; at most
     ``BUILDS_PER_WINDOW`` builds per ``BUILD_WINDOW_S``. A bad request is logged and dropped.
     """
 
