@@ -231,3 +231,12 @@ def test_a_request_for_a_changed_order_is_answered_and_built_under_the_new_key(s
     assert err["status"] == 503 and "changed" in err["message"]
     assert worker.dirs.bundle(_key(st, "B2")).exists()
     assert not worker.dirs.bundle(stale).exists()
+
+
+def test_a_busy_station_is_a_503_with_retry_after(st: Store) -> None:
+    worker = ExportWorker(st.cfg)
+    worker.beat()
+    worker._refuse(_key(st, "B2"), 503, "too many evidence bundles asked for; try again later")
+    client, url = _client(st, wait_s=5)
+    resp = client.get(url)
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "15"

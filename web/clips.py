@@ -392,7 +392,9 @@ def send_bundle(order_id: str) -> Response:
         log.warning("evidence bundle for order %r refused by the station: %s", order_id, exc)
         if exc.status == 507:
             raise InsufficientStorage(description=str(exc)) from exc
-        abort(exc.status if exc.status in (404, 409, 503) else 500, description=str(exc))
+        if exc.status == 503:  # busy, or the order changed while it was asked for
+            raise StationUnavailable(retry_after=15) from exc
+        abort(exc.status if exc.status in (404, 409) else 500, description=str(exc))
     except BundleTooLarge as exc:
         log.warning("evidence bundle for order %r refused: %s", order_id, exc)
         raise InsufficientStorage(description=str(exc)) from exc
