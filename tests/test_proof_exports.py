@@ -240,3 +240,19 @@ def test_a_busy_station_is_a_503_with_retry_after(st: Store) -> None:
     client, url = _client(st, wait_s=5)
     resp = client.get(url)
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "15"
+
+
+def test_builds_are_rate_limited(st: Store) -> None:
+    from station.proof.exports import BUILD_WINDOW_S, BUILDS_PER_WINDOW
+
+    now = [time.time()]
+    worker = ExportWorker(st.cfg, clock=lambda: now[0])
+    worker._builds.extend([now[0]] * BUILDS_PER_WINDOW)
+    key = _key(st, "B2")
+    worker.dirs.request(key).write_text('{"order_id": "B2"}')
+    assert worker.run_once() == 0
+    err = json.loads(worker.dirs.error(key).read_text())
+    assert err["status"] == 503 and "too many" in err["message"]
+    now[0] += BUILD_WINDOW_S + 1  # the window has passed
+    worker.dirs.request(key).write_text('{"order_id": "B2"}')
+    assert worker.run_once() == 1
