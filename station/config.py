@@ -135,7 +135,7 @@ class WebSection:
     verify_max_members: int = 500  # most files a bundle may hold
     verify_parallel: int = 2  # uploads received or checked at once
     verify_per_hour: int = 30  # uploads per remote address (an IPv6 /64) per hour
-    bundle_cache_mb: int = 2048  # evidence bundles kept for resumed downloads (cache/bundles)
+    bundle_cache_mb: int = 2048  # evidence bundles kept for resumed downloads (<data>/exports)
 
 
 @dataclass(frozen=True)

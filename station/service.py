@@ -34,6 +34,7 @@ from station.writer import HARDWARE_ENCODERS, probe_encoder, to_i420
 if TYPE_CHECKING:
     from station.archiver import Archiver
     from station.central_sync import CentralSync
+    from station.proof.exports import ExportWorker
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,15 @@ class Assembly:
     central_sync: CentralSync | None = None
     live: LiveWriter | None = None
     events: StationEvents | None = None
+    exports: ExportWorker | None = None  # builds the web site's evidence bundles
 
     def close(self) -> None:
         """Close what the station run leaves open (the recorder is closed by the run)."""
+        if self.exports is not None:
+            try:
+                self.exports.stop()  # before the finalizers: a build may sign a checkpoint
+            except Exception:
+                log.exception("stopping the export worker failed")
         if self.live is not None:
             self.live.close()  # writes the last status (e.g. "stopped") first
         if self.retention is not None:
@@ -272,6 +279,14 @@ def _run_locked(cfg: Config, stop: threading.Event, **kw: object) -> Assembly:
             msg = f"crash recovery failed: {exc}"
             asm.alarms.raise_("recovery", str(cfg.station.data_dir), msg)
         asm.retention.start()
+        from station.proof.exports import ExportWorker
+
+        try:
+            asm.exports = ExportWorker(cfg)
+            asm.exports.start()
+        except OSError as exc:  # the web's bundles wait; recording must not
+            log.error("evidence bundles for the web site are off: %s", exc)
+            asm.alarms.raise_("exports", str(cfg.station.data_dir), f"export worker: {exc}")
         for part in (asm.archiver, asm.central_sync):
             if part is not None:
                 part.start()  # after recovery, so recovered clips are archived too

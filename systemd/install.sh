@@ -13,9 +13,10 @@ usage: sudo systemd/install.sh [--prefix DIR] [--no-enable] [--root DIR]
   --root DIR     install into an image or test tree at DIR (no systemctl calls)
 
 Creates the users packcam-station and packcam-web in group packcam (sysusers.d), the folders
-/etc/packcam and /var/lib/packcam/{clips,proof,proof-public} (tmpfiles.d), copies
-config/packcam.example.toml to /etc/packcam/packcam.toml when there is none, installs
-packcam-station.service and packcam-web.service, reloads systemd and enables both.
+/etc/packcam and /var/lib/packcam/{clips,proof,proof-public,export-requests,exports}
+(tmpfiles.d), copies config/packcam.example.toml to /etc/packcam/packcam.toml when there is
+none, installs packcam-station.service and packcam-web.service, reloads systemd and enables
+both.
 EOF
 }
 

@@ -99,17 +99,36 @@ def test_the_station_finalizer_publishes_its_public_key(tmp_path: Path) -> None:
         fin.close()
 
 
-def _web_checks(data: Path) -> dict[str, object]:
-    """What the web site does with a store: /verify a recorded clip, export a bundle."""
-    sys.path.insert(0, str(TESTS))
-    from conftest_web import FAST_PW, csrf_of, login
-
-    from web import create_app
-
+def _site_config(data: Path) -> config_mod.Config:
     cfg = config_mod.load(None).with_data_dir(data)
     # the site trusts the TSA root the station uses (a public file): else nothing is
     # "authentic", only "intact, but not anchored"
-    cfg = cfg.replace("proof", tsa_ca_path=str(data / "proof-public/tsa-roots.pem"))
+    return cfg.replace("proof", tsa_ca_path=str(data / "proof-public/tsa-roots.pem"))
+
+
+def _web_checks(data: Path) -> dict[str, object]:
+    """What the web site does with a store: /verify a recorded clip, download a bundle.
+
+    Run in a process of its own: an audit hook records every file it opens under proof/.
+    """
+    sys.path.insert(0, str(TESTS))
+    from conftest_web import FAST_PW, csrf_of, login
+
+    from station.proof.trust import Anchors
+    from station.proof.verify import verify_bundle
+    from web import create_app
+
+    private = str(data / "proof")
+    opened: list[str] = []
+
+    def watch(event: str, args: tuple) -> None:
+        if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            name = os.path.abspath(os.fsdecode(args[0]))
+            if name == private or name.startswith(private + os.sep):
+                opened.append(name)
+
+    sys.addaudithook(watch)
+    cfg = _site_config(data)
     app = create_app(cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40,
                                        "PASSWORD_METHOD": FAST_PW})  # fmt: skip
     client = app.test_client()
@@ -121,7 +140,24 @@ def _web_checks(data: Path) -> dict[str, object]:
     body = resp.get_data(as_text=True)
     login(client, "viewer")
     bundle = client.get("/clips/1/bundle.zip", buffered=True)
+    verdict = None
+    if bundle.status_code == 200:
+        from cryptography import x509
+
+        pub = data / "proof-public"
+        anchors = Anchors(
+            ca=(x509.load_pem_x509_certificate((pub / "company-ca.crt").read_bytes()),),
+            tsa=tuple(x509.load_pem_x509_certificates((pub / "tsa-roots.pem").read_bytes())),
+        )
+        got = data / "cache" / "downloaded-bundle.zip"
+        got.parent.mkdir(exist_ok=True)
+        got.write_bytes(bundle.data)
+        try:
+            verdict = verify_bundle(got, anchors=anchors).verdict
+        finally:
+            got.unlink()
     bundle.close()
+    web_opened = list(opened)
     try:
         (data / "proof/station-key.pem").read_bytes()
         key = "readable"
@@ -131,24 +167,92 @@ def _web_checks(data: Path) -> dict[str, object]:
         "verify": resp.status_code,
         "authentic": "Authentic: matches" in body,
         "bundle": bundle.status_code,
+        "bundle_verdict": verdict,
+        "web_opened_in_proof": web_opened,
         "key": key,
     }
 
 
-def test_the_web_site_needs_no_private_key(store: Store, tmp_path: Path) -> None:  # noqa: F811
-    """/verify and the evidence bundle work with the private keys gone."""
+def _run_web_checks(data: Path, *, as_user: list[str] | None = None) -> dict[str, object]:
+    child = (
+        f"import json, sys; sys.path.insert(0, {str(TESTS)!r}); "
+        "from test_key_separation import _web_checks; from pathlib import Path; "
+        f"print(json.dumps(_web_checks(Path({str(data)!r}))))"
+    )
+    cmd = [*(as_user or []), sys.executable, "-c", child]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+class StationWorker:
+    """The station's export worker in a process of its own (as ``packcam station`` runs it)."""
+
+    def __init__(self, data: Path, as_user: list[str] | None = None) -> None:
+        code = (
+            f"import sys; sys.path.insert(0, {str(TESTS)!r}); "
+            "from test_key_separation import _site_config; from pathlib import Path; "
+            "from station.proof.exports import ExportWorker; "
+            f"w = ExportWorker(_site_config(Path({str(data)!r})), poll_s=0.05); w.start(); "
+            "sys.stdin.read(); w.stop()"
+        )
+        self.alive = data / "exports" / ".alive"
+        self.proc = subprocess.Popen(
+            [*(as_user or []), sys.executable, "-c", code], stdin=subprocess.PIPE, cwd=REPO
+        )
+
+    def __enter__(self) -> StationWorker:
+        import time
+
+        deadline = time.monotonic() + 60
+        while not self.alive.exists():
+            assert self.proc.poll() is None, "the station worker died"
+            assert time.monotonic() < deadline, "the station worker did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        assert self.proc.wait(60) == 0
+
+
+EXPECTED = {
+    "verify": 200,
+    "authentic": True,
+    "bundle": 200,
+    "bundle_verdict": "authentic",
+    "web_opened_in_proof": [],
+}
+
+
+def test_the_web_site_never_opens_the_private_keys(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    """/verify works, and the downloaded bundle is AUTHENTIC (the station signed it), while
+    the web process opens nothing under proof/ (watched by an audit hook in its process)."""
+    from conftest_web import add_users
+
+    st = store.copy(tmp_path / "data")
+    shutil.copy(store.tsa.root, st.data / "proof-public/tsa-roots.pem")
+    add_users(st.data)
+    with StationWorker(st.data):
+        result = _run_web_checks(st.data)
+    assert result == {**EXPECTED, "key": "readable"}  # same user here: only not *opened*
+    assert not list((st.data / "export-requests").iterdir())
+    assert not (st.data / "exports" / ".alive").exists()
+
+
+def test_without_the_station_the_site_still_verifies_but_asks_for_the_station(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     from conftest_web import add_users
 
     st = store.copy(tmp_path / "data")
     shutil.copy(store.tsa.root, st.data / "proof-public/tsa-roots.pem")
     add_users(st.data)
     shutil.rmtree(st.data / "proof")
-    assert _web_checks(st.data) == {
-        "verify": 200,
-        "authentic": True,
-        "bundle": 200,
-        "key": "denied",
-    }
+    result = _run_web_checks(st.data)
+    assert result == {**EXPECTED, "bundle": 503, "bundle_verdict": None, "key": "denied"}
 
 
 STATION_UID, WEB_UID, SHARED_GID = 40001, 40002, 40000
@@ -182,23 +286,26 @@ def test_web_user_cannot_read_the_key_yet_verifies_and_exports(store: Store) -> 
         shutil.copy(store.tsa.root, st.data / "proof-public/tsa-roots.pem")
         add_users(st.data)
         _as_deployed(st.data)
-        child = (
-            f"import json, sys; sys.path.insert(0, {str(TESTS)!r}); "
-            "from test_key_separation import _web_checks; from pathlib import Path; "
-            f"print(json.dumps(_web_checks(Path({str(st.data)!r}))))"
-        )
-        cmd = ["setpriv", f"--reuid={WEB_UID}", f"--regid={SHARED_GID}", "--clear-groups",
-               sys.executable, "-c", child]  # fmt: skip
+        web = ["setpriv", f"--reuid={WEB_UID}", f"--regid={SHARED_GID}", "--clear-groups"]
+        station = ["setpriv", f"--reuid={STATION_UID}", f"--regid={SHARED_GID}",
+                   "--clear-groups"]  # fmt: skip
         probe = subprocess.run(
-            [*cmd[:4], sys.executable, "-c", "import web, conftest_web"],
+            [*web, sys.executable, "-c", "import web, conftest_web"],
             capture_output=True,
             cwd=TESTS,
         )
         if probe.returncode != 0:
             pytest.skip(f"the venv is not usable by uid {WEB_UID}: {probe.stderr[-200:]!r}")
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
-        assert out.returncode == 0, out.stderr[-2000:]
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        assert result == {"verify": 200, "authentic": True, "bundle": 200, "key": "denied"}
+        with StationWorker(st.data, station):
+            result = _run_web_checks(st.data, as_user=web)
+        assert result == {**EXPECTED, "key": "denied"}
+        exports = st.data / "exports"
+        assert (exports.stat().st_uid, stat.S_IMODE(exports.stat().st_mode)) == (
+            STATION_UID,
+            0o2750,
+        )
+        (bundle,) = exports.glob("*.zip")
+        assert (bundle.stat().st_uid, mode(bundle)) == (STATION_UID, 0o640)
+        assert not list((st.data / "export-requests").iterdir())
     finally:
         shutil.rmtree(root, ignore_errors=True)

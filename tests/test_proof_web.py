@@ -137,7 +137,10 @@ def test_order_page_bundle_button_exports_a_bundle_that_verifies(
     ledger = Ledger.in_data_dir(st.data)
     (clip_id,) = [c.id for c in ledger.clips("B2")]
     ledger.close()
-    resp = client.get(f"/clips/{clip_id}/bundle.zip")
+    from station.proof.exports import ExportWorker
+
+    with ExportWorker(st.cfg, poll_s=0.02):  # the station builds and signs it
+        resp = client.get(f"/clips/{clip_id}/bundle.zip")
     assert resp.status_code == 200
     out = tmp_path / "elsewhere" / "B2.zip"
     out.parent.mkdir()
@@ -145,6 +148,8 @@ def test_order_page_bundle_button_exports_a_bundle_that_verifies(
     resp.close()
     report = verify_bundle(out, trusted_ca=None)
     assert report.ok, report
+    # signed by the station (bundle manifest and all): authentic to whoever pins CA and TSA
+    assert verify_bundle(out, anchors=store.anchors()).authentic
 
 
 # ---- upload limits on the real site (create_app, waitress) ---------------------------------

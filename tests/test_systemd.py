@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from station import config as config_mod
+from station.proof.exports import EXPORTS_DIR, REQUESTS_DIR
 from station.proof.paths import PRIVATE_DIR, PUBLIC_DIR
 from station.sdnotify import watchdog_interval
 
@@ -156,6 +157,8 @@ def test_web_unit_cannot_see_the_station_key() -> None:
     assert "SupplementaryGroups" not in u
     assert u["InaccessiblePaths"] == [f"/var/lib/packcam/{PRIVATE_DIR}"]
     assert f"/var/lib/packcam/{PUBLIC_DIR}" in u["ReadOnlyPaths"]
+    # evidence bundles: the station signs them into exports/; the site only asks and reads
+    assert f"-/var/lib/packcam/{EXPORTS_DIR}" in u["ReadOnlyPaths"]
     assert u["MemoryDenyWriteExecute"] == ["yes"] and u["PrivateDevices"] == ["yes"]
 
 
@@ -188,6 +191,8 @@ def test_units_agree_with_the_code() -> None:
     tmpfiles = (SYSTEMD / "packcam.tmpfiles").read_text(encoding="utf-8")
     assert re.search(rf"^d /var/lib/packcam/{PRIVATE_DIR}\s+0700\s+packcam-station", tmpfiles, re.M)
     assert re.search(rf"^d /var/lib/packcam/{PUBLIC_DIR}\s+0755\s+packcam-station", tmpfiles, re.M)
+    for name, mode in ((REQUESTS_DIR, "2770"), (EXPORTS_DIR, "2750")):
+        assert re.search(rf"^d /var/lib/packcam/{name}\s+{mode}\s+packcam-station", tmpfiles, re.M)
     sysusers = (SYSTEMD / "packcam.sysusers").read_text(encoding="utf-8")
     for user in ("packcam-station", "packcam-web"):
         assert re.search(rf"^u {user}\s+-:packcam\s", sysusers, re.M)
@@ -231,6 +236,8 @@ def test_install_script_builds_users_folders_config_and_units(tmp_path: Path) ->
         (data / "clips", 0o2770, station_uid),
         (data / "proof", 0o700, station_uid),
         (data / "proof-public", 0o755, station_uid),
+        (data / "export-requests", 0o2770, station_uid),
+        (data / "exports", 0o2750, station_uid),
         (root / "etc/packcam", 0o750, 0),
         (root / "etc/packcam/packcam.toml", 0o640, 0),
     ]:

@@ -1,9 +1,13 @@
-"""Evidence-bundle downloads: one cached file on the data disk, Range, nothing left in /tmp."""
+"""Evidence-bundle downloads: built and signed by the station on request, Range, nothing in /tmp."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -15,8 +19,10 @@ from proof_support import Store, store, tsa_ec  # noqa: F401 (fixtures)
 from verify_support import Browserless, big_store, running_site  # noqa: F401 (fixture)
 
 from station.ledger import Ledger
-from station.proof.verify import verify_bundle
-from web.bundles import BundleCache
+from station.proof.exports import ExportWorker
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 
 
 def _login(c: Browserless, role: str = "viewer") -> None:
@@ -39,10 +45,36 @@ def site(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     st = store.copy(tmp_path / "data")
     add_users(st.data)
+    legacy = st.data / "cache" / "bundles"  # an older site's own (unsigned) bundles
+    legacy.mkdir(parents=True)
+    (legacy / "old.zip").write_bytes(b"PK")
     ledger = Ledger.in_data_dir(st.data)
     ids = {c.order_id: c.id for c in ledger.clips()}
     ledger.close()
-    yield st, ids, tmp
+    with ExportWorker(st.cfg, poll_s=0.05):  # the station's side, as `packcam station` runs it
+        yield st, ids, tmp
+
+
+def _exports(data: Path) -> list[str]:
+    return sorted(p.name for p in (data / "exports").iterdir() if p.name != ".alive")
+
+
+def pinned_verify(st: Store, bundle: bytes, where: Path) -> subprocess.CompletedProcess[str]:
+    """``packcam verify --ca --tsa-ca`` in a fresh process, with the verifier's own pins."""
+    where.mkdir()
+    (where / "bundle.zip").write_bytes(bundle)
+    shutil.copy(st.data / "proof-public/company-ca.crt", where / "ca-from-the-seller.pem")
+    shutil.copy(st.tsa.root, where / "root-from-the-tsa.pem")
+    env = {"PATH": os.environ["PATH"], "HOME": str(where), "LANG": "C.UTF-8",
+           "PYTHONPATH": str(REPO)}  # fmt: skip
+    cmd = [sys.executable, "-m", "station.proof", "verify", "--ca", "ca-from-the-seller.pem",
+           "--tsa-ca", "root-from-the-tsa.pem", "bundle.zip"]  # fmt: skip
+    try:
+        return subprocess.run(
+            cmd, cwd=where, env=env, capture_output=True, text=True, check=False, timeout=120
+        )
+    finally:
+        shutil.rmtree(where)
 
 
 def test_full_range_and_aborted_downloads_leave_nothing_in_tmp(site, tmp_path: Path) -> None:
@@ -53,9 +85,9 @@ def test_full_range_and_aborted_downloads_leave_nothing_in_tmp(site, tmp_path: P
         path = f"/clips/{ids['B2']}/bundle.zip"
         status, headers, full = c.request("GET", path)
         assert status == 200 and headers["content-type"] == "application/zip"
-        out = tmp_path / "B2.zip"
-        out.write_bytes(full)
-        assert verify_bundle(out).ok
+        done = pinned_verify(st, full, tmp_path / "verifier")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "RESULT bundle.zip: AUTHENTIC" in done.stdout
         status, headers, part = c.request("GET", path, headers={"Range": "bytes=100-199"})
         assert status == 206 and part == full[100:200]
         status, _, part = c.request(
@@ -70,8 +102,9 @@ def test_full_range_and_aborted_downloads_leave_nothing_in_tmp(site, tmp_path: P
         status, _, again = c.request("GET", path)
         assert status == 200 and again == full  # the cached file, not a rebuilt one
     assert list(tmp.iterdir()) == []
-    cached = list((st.data / "cache" / "bundles").iterdir())
-    assert [p.suffix for p in cached] == [".zip"]
+    assert [Path(n).suffix for n in _exports(st.data)] == [".zip"]
+    assert list((st.data / "export-requests").iterdir()) == []
+    assert not (st.data / "cache" / "bundles").exists()
 
 
 def test_a_bundle_larger_than_the_cache_is_refused_with_507(
@@ -90,30 +123,32 @@ def test_a_bundle_larger_than_the_cache_is_refused_with_507(
         _login(c)
         status, _, body = c.request("GET", f"/clips/{big1.id}/bundle.zip")
         assert status == 507 and b"free space" in body
-    assert list((st.data / "cache" / "bundles").iterdir()) == []
+    assert not (st.data / "export-requests").exists()  # refused before asking the station
 
 
-def test_bundle_cache_expires_and_sweeps_partial_builds(tmp_path: Path) -> None:
-    now = [0.0]
-    root = tmp_path / "bundles"
-    root.mkdir()
-    for name in ("a.zip", "b.zip", "c.zip.part"):
+def test_exports_expire_and_partial_builds_are_swept(tmp_path: Path) -> None:
+    from station import config as config_mod
+
+    now = [time.time()]
+    cfg = config_mod.load(None).with_data_dir(tmp_path / "data")
+    cfg = cfg.replace("web", bundle_cache_mb=1)
+    worker = ExportWorker(cfg, clock=lambda: now[0])
+    root = worker.dirs.exports
+    for name in ("a.zip", "b.zip", "c.zip.part", "d.error"):
         (root / name).write_bytes(b"x" * 1000)
-    cache = BundleCache(root, 10_000, ttl_s=600, clock=lambda: now[0] + time.time())
-    assert sorted(p.name for p in root.iterdir()) == ["a.zip", "b.zip", "c.zip.part"]
-    now[0] += 700
-    cache.sweep()
+    worker.sweep()
+    assert sorted(p.name for p in root.iterdir()) == ["a.zip", "b.zip", "c.zip.part", "d.error"]
+    now[0] += 800  # past the TTL and its grace
+    worker.sweep()
     assert sorted(p.name for p in root.iterdir()) == ["c.zip.part"]
     now[0] += 3600
-    cache.sweep()
+    worker.sweep()
     assert list(root.iterdir()) == []
-    (root / "old.zip").write_bytes(b"x" * 6000)
-    (root / "new.zip").write_bytes(b"x" * 3000)
-    import os
-
-    os.utime(root / "old.zip", (time.time() - 60, time.time() - 60))
-    now[0] = 0
-    cache.sweep(need=2000)  # 9000 + 2000 > 10000: the oldest goes
+    (root / "old.zip").write_bytes(b"x" * 600_000)
+    (root / "new.zip").write_bytes(b"x" * 300_000)
+    os.utime(root / "old.zip", (now[0] - 60, now[0] - 60))
+    os.utime(root / "new.zip", (now[0], now[0]))
+    worker.sweep(need=200_000)  # 900 kB + 200 kB > 1 MiB: the oldest goes
     assert [p.name for p in root.iterdir()] == ["new.zip"]
 
 
@@ -140,12 +175,54 @@ def test_a_share_link_gives_the_buyer_the_evidence_bundle(site, tmp_path: Path) 
         assert status == 200 and f'href="{path}/bundle.zip"'.encode() in shared
         status, _, data = buyer.request("GET", path + "/bundle.zip")
         assert status == 200
-        out = tmp_path / "from-share.zip"
-        out.write_bytes(data)
-        assert verify_bundle(out).ok
+        done = pinned_verify(st, data, tmp_path / "verifier")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "RESULT bundle.zip: AUTHENTIC" in done.stdout
         status, _, part = buyer.request("GET", path + "/bundle.zip", headers={"Range": "bytes=0-9"})
         assert status == 206 and part == data[:10]
         _, _, page = c.request("GET", "/orders/B2")
         assert b"share link" in page  # the access log names the link's use
         assert buyer.request("GET", path[:-3] + "xyz/bundle.zip")[0] == 404
     assert list(tmp.iterdir()) == []
+
+
+def test_station_and_site_in_one_process_serve_a_signed_bundle(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """As `packcam demo` runs them: run_station starts the export worker, the site asks it."""
+    import threading
+
+    from station.service import run_station
+    from station.synthetic import Scenario, SyntheticCamera
+
+    st = store.copy(tmp_path / "data")
+    add_users(st.data)
+    cfg = st.cfg.replace("scanner", camera_decode=False)
+    cam = SyntheticCamera(160, 120, 5.0, Scenario.from_dict({"seed": 1}), realtime=True)
+    stop = threading.Event()
+    runner = threading.Thread(
+        target=run_station, args=(cfg, stop), kwargs={"camera": cam, "live_view": False}
+    )
+    runner.start()
+    try:
+        alive = st.data / "exports" / ".alive"
+        deadline = time.monotonic() + 60
+        while not alive.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with running_site(cfg) as (url, _server):
+            c = Browserless(url)
+            _login(c)
+            ledger = Ledger.in_data_dir(st.data)
+            (clip,) = ledger.clips("B2")
+            ledger.close()
+            status, _, data = c.request("GET", f"/clips/{clip.id}/bundle.zip")
+        assert status == 200
+    finally:
+        stop.set()
+        runner.join(60)
+    assert not runner.is_alive()
+    assert not alive.exists()  # the worker stopped with the station
+    done = pinned_verify(st, data, tmp_path / "verifier")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "RESULT bundle.zip: AUTHENTIC" in done.stdout

@@ -161,7 +161,8 @@ PUBLIC_ENDPOINTS = {"static", "i18n.switch", "auth.login", "auth.logout", "api.o
                     "verify.trust_file"}  # fmt: skip
 SHARE_ENDPOINTS = {"share.page", "share.video", "share.download", "share.thumb", "share.keyframe",
                    "share.bundle"}  # fmt: skip
-# The link's own order, whatever else the URL names (this store has no signed log: 409).
+# The link's own order, whatever else the URL names (this store has no signed log: the
+# station's export worker refuses, 409).
 OWN_ORDER_ENDPOINTS = {"share.page": 200, "share.bundle": 409}
 # The station screen (web/screen.py): open to the station's own browser (loopback) only.
 KIOSK_ENDPOINTS = {"screen.choose", "screen.page", "screen.events", "screen.stream"}
@@ -181,7 +182,7 @@ def _url_for_b(rule, token: str, share_id: str, env: WebEnv) -> str:
     return url
 
 
-def test_every_route_class_is_scoped(shared, web_app, web_env: WebEnv) -> None:
+def test_every_route_class_is_scoped(shared, web_app, web_env: WebEnv, request) -> None:
     """Every route of the site, as the visitor holding order A's link, aimed at order B.
 
     Share routes answer 404 for B's clips; staff routes send the visitor to the login (or 401 on
@@ -199,6 +200,11 @@ def test_every_route_class_is_scoped(shared, web_app, web_env: WebEnv) -> None:
     b = web_env.clips["unicode"]
     b_bytes = web_env.file("unicode").read_bytes()[1000:1064]
     seen = set()
+    from station.proof.exports import ExportWorker
+
+    worker = ExportWorker(web_env.cfg, poll_s=0.02)
+    worker.start()
+    request.addfinalizer(worker.stop)
     for rule in web_app.url_map.iter_rules():
         seen.add(rule.endpoint)
         url = _url_for_b(rule, path, share_a.id, web_env)

@@ -21,7 +21,6 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from station.config import Config
 from station.errors import ConfigError
 from web import i18n
-from web.bundles import CACHE_DIR as BUNDLE_CACHE_DIR
 from web.bundles import BundleCache
 from web.db import DEFAULT_PW_METHOD, WEB_DB_NAME, WebDB
 from web.index import ClipIndex, ensure_index
@@ -227,8 +226,8 @@ def create_app(
         "live_slots": threading.BoundedSemaphore(max(1, config.web.threads // 2)),
         "frame_slots": threading.BoundedSemaphore(2),
         "handles": _Handles(),
-        # evidence bundles for download, kept a few minutes on the data disk (web/bundles.py)
-        "bundles": BundleCache(data_dir / BUNDLE_CACHE_DIR, config.web.bundle_cache_mb << 20),
+        # evidence bundles for download, asked of the station, which signs them (web/bundles.py)
+        "bundles": BundleCache(data_dir, config.web.bundle_cache_mb << 20),
         # substring search over order IDs and waybills (web/search.py); None on central
         "search": search,
     }

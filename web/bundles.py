@@ -1,131 +1,181 @@
-"""Evidence-bundle downloads: built once into a size-capped cache on the data disk, with Range."""
+"""Evidence-bundle downloads: asked of the station (which signs them), then served with Range."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from station.config import Config
 from station.ledger import ClipRecord
+from station.proof.exports import (
+    ALIVE_S,
+    ERROR_TTL_S,
+    HEARTBEAT,
+    MAX_PENDING,
+    REQUEST_SUFFIX,
+    TTL_S,
+    ExportDirs,
+    bundle_key,
+    bundle_need,
+    read_error,
+    request_body,
+)
 
 log = logging.getLogger(__name__)
 
-CACHE_DIR = Path("cache") / "bundles"
-TTL_S = 600.0  # long enough to resume a download with Range, short enough to pick up new tokens
-PART_STALE_S = 3600.0
-PER_CLIP = 1 << 20  # its manifest, proofs and up to 8 key frames, beside the clip itself
+WAIT_S = 30.0
+RETRY_AFTER_S = 15
 
 
 class BundleTooLarge(Exception):
     """The bundle does not fit the cache (or the disk's floor): export it on the station."""
 
 
+class BundleRefused(Exception):
+    """The station refused to build the bundle (``status``: the HTTP status to answer)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BundleUnavailable(Exception):
+    """No bundle now (station not running, or still building): 503 with Retry-After."""
+
+    def __init__(self, message: str, *, station_down: bool, retry_after: int = RETRY_AFTER_S):
+        super().__init__(message)
+        self.station_down = station_down
+        self.retry_after = retry_after
+
+
 class BundleCache:
-    """Bundles under ``<data_dir>/cache/bundles/<key>.zip``, reused for ``ttl_s``.
+    """Bundles the station built, under ``<data_dir>/exports/<key>.zip`` (see
+    station/proof/exports.py): this process cannot read the station key, so it asks.
 
-
-    The key covers the order and its clips' hashes, so a new clip makes a new bundle. Before a
-    build, expired and then the oldest bundles are removed until the new one fits ``cap_bytes``
-    and ``room(need)`` (the free-space floor) agrees. A file removed while a download still
-    reads it stays readable (Linux frees it on close). One build per key at a time; any server
-    thread may call ``get`` (builds run one at a time).
+    ``get`` serves a fresh bundle at once; else it writes ``export-requests/<key>.json``
+    (``{"order_id": ...}``, temporary name then rename; none if one is already waiting) and
+    waits up to ``wait_s`` for the bundle or the station's refusal. The key covers the order
+    and its clips' hashes, so a new clip asks for a new bundle. Any server thread may call
+    ``get``; at most ``waiters`` wait at once (the rest get 503 at once).
     """
 
     def __init__(
         self,
-        root: Path,
+        data_dir: Path,
         cap_bytes: int,
         *,
-        ttl_s: float = TTL_S,
+        wait_s: float = WAIT_S,
+        poll_s: float = 0.1,
+        waiters: int = 2,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.root = root
+        self.dirs = ExportDirs.in_data_dir(data_dir)
         self.cap = cap_bytes
-        self.ttl_s = ttl_s
+        self.wait_s = wait_s
+        self.poll_s = poll_s
         self.clock = clock
-        self._lock = threading.Lock()
-        root.mkdir(parents=True, exist_ok=True)
-        self.sweep()
+        self._waiters = threading.BoundedSemaphore(waiters)
+        legacy = data_dir / "cache" / "bundles"  # where this site built unsigned bundles before
+        if legacy.is_dir():
+            log.info("removing %s: evidence bundles now come from the station", legacy)
+            shutil.rmtree(legacy, ignore_errors=True)
 
-    @staticmethod
-    def key(order_id: str, clips: list[ClipRecord]) -> str:
-        h = hashlib.sha256(order_id.encode("utf-8", "surrogatepass"))
-        for c in sorted(clips, key=lambda c: c.id or 0):
-            h.update(f"|{c.id}:{c.sha256}:{c.size}".encode())
-        return h.hexdigest()[:40]
+    key = staticmethod(bundle_key)
 
-    def get(
-        self,
-        cfg: Config,
-        order_id: str,
-        clips: list[ClipRecord],
-        *,
-        room: Callable[[int], bool] = lambda _n: True,
-    ) -> Path:
-        """The order's bundle file, built now unless a fresh one is cached."""
-        key = self.key(order_id, clips)
-        path = self.root / f"{key}.zip"
-        # one build at a time: they are disk- and CPU-heavy, and a second request for the
-        # same order waits and then finds the first one's file
-        with self._lock:
-            return self._get(cfg, order_id, clips, path, room)
-
-    def _get(
-        self,
-        cfg: Config,
-        order_id: str,
-        clips: list[ClipRecord],
-        path: Path,
-        room: Callable[[int], bool],
-    ) -> Path:
-        from station.proof.bundle import export_order
-
+    def fresh(self, key: str) -> Path | None:
+        path = self.dirs.bundle(key)
         try:
-            if self.clock() - path.stat().st_mtime < self.ttl_s:
+            if self.clock() - path.stat().st_mtime < TTL_S:
                 return path
         except FileNotFoundError:
             pass
-        need = sum(c.size + PER_CLIP for c in clips)
+        return None
+
+    def station_alive(self) -> bool:
+        try:
+            beat = (self.dirs.exports / HEARTBEAT).stat().st_mtime
+        except OSError:
+            return False
+        return self.clock() - beat < ALIVE_S
+
+    def get(self, order_id: str, clips: list[ClipRecord]) -> Path:
+        """The order's bundle file, asked of the station unless a fresh one is there."""
+        key = self.key(order_id, clips)
+        path = self.fresh(key)
+        if path is not None:
+            return path
+        need = bundle_need(clips)
         if need > self.cap:
             raise BundleTooLarge(
                 f"the bundle of order {order_id!r} (~{need >> 20} MB) is larger than the "
                 f"download cache ({self.cap >> 20} MB)"
             )
-        self.sweep(need)
-        if not room(need):
-            raise BundleTooLarge(f"no room above the free-space floor for ~{need >> 20} MB")
-        export_order(cfg, order_id, path)
-        return path
+        self._raise_refusal(key, since=self.clock() - ERROR_TTL_S)
+        if not self.station_alive():
+            raise BundleUnavailable(
+                "the station is not running: evidence bundles are built and signed there",
+                station_down=True,
+                retry_after=60,
+            )
+        if not self._waiters.acquire(blocking=False):
+            raise BundleUnavailable("other evidence bundles are being built", station_down=False)
+        try:
+            asked = self._ask(order_id, key)
+            deadline = time.monotonic() + self.wait_s
+            while time.monotonic() < deadline:
+                path = self.fresh(key)
+                if path is not None:
+                    return path
+                self._raise_refusal(key, since=asked - 1.0)
+                if not self.station_alive():
+                    raise BundleUnavailable(
+                        "the station stopped before it built the bundle", station_down=True
+                    )
+                time.sleep(self.poll_s)
+        finally:
+            self._waiters.release()
+        log.info(
+            "bundle of order %r not ready after %.0f s; the client retries", order_id, self.wait_s
+        )
+        raise BundleUnavailable("the station is still building the bundle", station_down=False)
 
-    def sweep(self, need: int = 0) -> None:
-        """Remove expired bundles and stale partial builds, then the oldest until ``need`` fits."""
-        now = self.clock()
-        entries = []
-        for p in self.root.iterdir():
-            try:
-                st = p.stat()
-            except FileNotFoundError:
-                continue
-            if p.name.endswith(".part"):
-                if now - st.st_mtime > PART_STALE_S:
-                    p.unlink(missing_ok=True)
-                continue
-            if now - st.st_mtime >= self.ttl_s:
-                log.debug("bundle cache: %s expired", p.name)
-                p.unlink(missing_ok=True)
-                continue
-            entries.append((st.st_mtime, st.st_size, p))
-        total = sum(size for _, size, _ in entries)
-        for _mtime, size, p in sorted(entries, key=lambda e: e[0]):
-            if total + need <= self.cap:
-                break
-            log.info("bundle cache: removing %s (%d MB) to make room", p.name, size >> 20)
-            p.unlink(missing_ok=True)
-            total -= size
+    def _raise_refusal(self, key: str, *, since: float) -> None:
+        err = self.dirs.error(key)
+        try:
+            if err.stat().st_mtime < since:
+                return
+        except FileNotFoundError:
+            return
+        body = read_error(err)
+        if body is not None:
+            raise BundleRefused(body["status"], body["message"])
 
-    def total(self) -> int:
-        return sum(p.stat().st_size for p in self.root.glob("*.zip"))
+    def _ask(self, order_id: str, key: str) -> float:
+        """Leave a request for the station (unless one waits already); when it was asked."""
+        req = self.dirs.request(key)
+        try:
+            return req.stat().st_mtime  # asked already (by another thread or process)
+        except FileNotFoundError:
+            pass
+        try:
+            waiting = sum(
+                1 for p in self.dirs.requests.iterdir() if p.name.endswith(REQUEST_SUFFIX)
+            )
+        except FileNotFoundError as exc:
+            raise BundleUnavailable(
+                f"{self.dirs.requests} is missing: the station creates it", station_down=True
+            ) from exc
+        if waiting >= MAX_PENDING:
+            raise BundleUnavailable("too many evidence bundles waiting", station_down=False)
+        tmp = self.dirs.requests / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            tmp.write_bytes(request_body(order_id))
+            os.replace(tmp, req)
+        finally:
+            tmp.unlink(missing_ok=True)
+        log.info("asked the station for the evidence bundle of order %r", order_id)
+        return self.clock()

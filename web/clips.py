@@ -27,7 +27,8 @@ from werkzeug.wrappers import Response
 from station.ledger import ClipRecord
 from web import get_db, get_index
 from web.auth import require
-from web.bundles import BundleCache, BundleTooLarge
+from web.bundles import BundleCache, BundleRefused, BundleTooLarge, BundleUnavailable
+from web.errors import StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
 from web.index import SearchTimeout
@@ -376,26 +377,33 @@ def bundle(clip_id: int) -> Response:
 
 
 def send_bundle(order_id: str) -> Response:
-    """The order's evidence bundle from the bundle cache, with Range (shared with share.py)."""
-    from station.proof import ProofError
+    """The order's evidence bundle, built and signed by the station, with Range (see share.py)."""
+    from web.errors import InsufficientStorage
 
     if _central():
         # The signed log and the keys live on the station; bundles are exported there.
         abort(501, description="evidence bundles are exported on the station (packcam export)")
-    cfg = current_app.config["PACKCAM"]
     clips = get_index().order(order_id)
     if not clips:
         abort(404)
     try:
-        path = bundle_cache().get(cfg, order_id, clips, room=_bundle_room())
-    except ProofError as exc:
-        log.error("evidence bundle for order %r failed: %s", order_id, exc)
-        abort(409, description=str(exc))
+        path = bundle_cache().get(order_id, clips)
+    except BundleRefused as exc:
+        log.warning("evidence bundle for order %r refused by the station: %s", order_id, exc)
+        if exc.status == 507:
+            raise InsufficientStorage(description=str(exc)) from exc
+        if exc.status == 503:  # busy, or the order changed while it was asked for
+            raise StationUnavailable(retry_after=15) from exc
+        abort(exc.status if exc.status in (404, 409) else 500, description=str(exc))
     except BundleTooLarge as exc:
         log.warning("evidence bundle for order %r refused: %s", order_id, exc)
-        from web.errors import InsufficientStorage
-
         raise InsufficientStorage(description=str(exc)) from exc
+    except BundleUnavailable as exc:
+        log.warning("evidence bundle for order %r not available: %s", order_id, exc)
+        raise StationUnavailable(
+            description="station-down" if exc.station_down else "bundle-pending",
+            retry_after=exc.retry_after,
+        ) from exc
     name = _UNSAFE_NAME.sub("_", f"{order_id}_evidence").strip(" .")[:150] + ".zip"
     return send_stored_file(
         path,
@@ -408,11 +416,6 @@ def send_bundle(order_id: str) -> Response:
 
 def bundle_cache() -> BundleCache:
     return current_app.extensions["packcam"]["bundles"]  # type: ignore[no-any-return]
-
-
-def _bundle_room() -> Callable[[int], bool]:
-    spool = current_app.extensions.get("packcam_verify_spool")
-    return spool.room if spool is not None else (lambda _n: True)
 
 
 @bp.get("/clips/<int:clip_id>/thumb.jpg")

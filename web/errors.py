@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,30 @@ class InsufficientStorage(HTTPException):
     description = "insufficient storage"
 
 
+class StationUnavailable(ServiceUnavailable):
+    """503: the station that builds evidence bundles is not running, or still building."""
+
+
+STATION_MESSAGES = {
+    "station-down": _l(
+        "Evidence bundles are built and signed by the packing station, and it is not running "
+        "now. Start it (or wait a minute) and try again."
+    ),
+    "bundle-pending": _l(
+        "The packing station is still building this evidence bundle. Try again in a moment."
+    ),
+}
+
 CSRF_MESSAGE = _l("The form expired. Go back, reload the page and try again.")
 
 
 def _render(status: int, description: str | None) -> Any:
-    message = str(CSRF_MESSAGE) if description == "csrf" else str(MESSAGES.get(status, ""))
+    if description == "csrf":
+        message = str(CSRF_MESSAGE)
+    elif description in STATION_MESSAGES:
+        message = str(STATION_MESSAGES[description])
+    else:
+        message = str(MESSAGES.get(status, ""))
     if request.path.startswith("/api/"):
         resp = jsonify(error=message or f"HTTP {status}")
         resp.status_code = status
@@ -57,7 +76,7 @@ def register(app: Flask) -> None:
         if status < 400:
             return exc
         resp = _render(status, exc.description)
-        keep = {405: "Allow", 429: "Retry-After"}.get(status)
+        keep = {405: "Allow", 429: "Retry-After", 503: "Retry-After"}.get(status)
         if keep and exc.get_response().headers.get(keep):
             headers = {keep: exc.get_response().headers[keep]}
             if isinstance(resp, tuple):

@@ -1,0 +1,258 @@
+"""The station's export worker: hostile request files, refusals, dedup, and the web's 503s."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+from conftest_web import add_users, login
+from proof_support import Store, store, tsa_ec  # noqa: F401 (fixtures)
+
+from station.ledger import Ledger
+from station.proof.exports import (
+    MAX_REQUEST_BYTES,
+    ExportRequestError,
+    ExportWorker,
+    bundle_key,
+    parse_request,
+)
+from web.bundles import BundleCache, BundleUnavailable
+
+
+@pytest.fixture
+def st(store: Store, tmp_path: Path) -> Store:  # noqa: F811
+    s = store.copy(tmp_path / "data")
+    add_users(s.data)
+    return s
+
+
+def _key(st: Store, order: str) -> str:
+    ledger = Ledger.in_data_dir(st.data)
+    try:
+        return bundle_key(order, ledger.clips(order))
+    finally:
+        ledger.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b"", "not JSON"),
+        (b"\xff\xfe garbage", "not JSON"),
+        (b'{"order_id": "A1"', "not JSON"),
+        (b'["A1"]', "order_id"),
+        (b'{"order_id": "A1", "path": "/etc/passwd"}', "order_id"),
+        (b'{"order_id": 7}', "not a string"),
+        (b'{"order_id": ""}', "refused"),
+        (b'{"order_id": "A1\\n../x"}', "control"),
+        (b'{"order_id": " A1"}', "normal form"),
+        (json.dumps({"order_id": "x" * 600}).encode(), "too long"),
+        (b" " * (MAX_REQUEST_BYTES + 1), "larger"),
+    ],
+)
+def test_parse_request_refuses_what_is_not_one_order_id(raw: bytes, why: str) -> None:
+    with pytest.raises(ExportRequestError, match=why):
+        parse_request(raw)
+
+
+def test_parse_request_keeps_unicode_order_ids() -> None:
+    assert parse_request(json.dumps({"order_id": "订单-A//B"}).encode()) == "订单-A//B"
+
+
+def test_hostile_requests_are_logged_and_dropped_and_the_worker_goes_on(
+    st: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = ExportWorker(st.cfg)
+    req = worker.dirs.requests
+    key_b2 = _key(st, "B2")
+    k = "0" * 39
+    (req / f"{k}1.json").write_text('{"order_id": "../../proof/station-key.pem"}')
+    with (req / f"{k}2.json").open("wb") as huge:  # 50 MB (sparse): never read
+        huge.truncate(50 << 20)
+    (req / f"{k}3.json").write_text("{ garbage")
+    (req / f"{k}4.json").symlink_to(st.data / "proof" / "station-key.pem")
+    os.mkfifo(req / f"{k}5.json")  # opening must not block the worker
+    (req / f"{k}6.json").mkdir()
+    (req / "not-a-key.json").write_text('{"order_id": "B2"}')
+    (req / f"{key_b2}.json").write_text('{"order_id": "B2"}')
+    for i, p in enumerate(sorted(req.iterdir())):  # the valid one last
+        t = time.time() - 100 + i + (50 if p.name.startswith(key_b2) else 0)
+        os.utime(p, (t, t), follow_symlinks=False)
+    before = (st.data / "proof" / "station-key.pem").read_bytes()
+    with caplog.at_level(logging.WARNING, logger="station.proof.exports"):
+        built = worker.run_once()
+    assert built == 1
+    assert list(req.iterdir()) == []
+    assert (st.data / "proof" / "station-key.pem").read_bytes() == before
+    text = caplog.text
+    assert "unknown order '../../proof/station-key.pem' rejected" in text
+    assert "request of 52428800 bytes" in text
+    assert "not JSON" in text
+    assert "symbolic link" in text
+    assert text.count("not a regular file") == 2  # the FIFO and the directory
+    assert "'not-a-key.json' rejected: bad file name" in text
+    assert "BEGIN" not in text  # nothing of the key file reached the log
+    exports = worker.dirs.exports
+    assert json.loads((exports / f"{k}1.error").read_text())["status"] == 404
+    assert json.loads((exports / f"{k}3.error").read_text())["status"] == 400
+    assert (exports / f"{key_b2}.zip").stat().st_mode & 0o777 == 0o640
+    names = sorted(p.name for p in exports.iterdir())
+    assert not [n for n in names if n.endswith(".part")]
+
+
+def test_a_refused_build_is_answered_and_a_fresh_bundle_is_not_rebuilt(st: Store) -> None:
+    worker = ExportWorker(st.cfg)
+    key = _key(st, "B2")
+    for _ in range(2):
+        worker.dirs.request(key).write_text('{"order_id": "B2"}')
+        assert worker.run_once() in (0, 1)
+    assert worker._builds and len(worker._builds) == 1  # the second request found the first
+    small = ExportWorker(st.cfg.replace("web", bundle_cache_mb=1))
+    key_a1 = _key(st, "A1")
+    small.dirs.request(key_a1).write_text('{"order_id": "A1"}')
+    assert small.run_once() == 0
+    err = json.loads(small.dirs.error(key_a1).read_text())
+    assert err["status"] == 507 and "larger than the download cache" in err["message"]
+
+
+def test_the_worker_thread_survives_a_failing_pass(st: Store, monkeypatch, caplog) -> None:
+    worker = ExportWorker(st.cfg, poll_s=0.02)
+    calls = []
+
+    def boom(path: Path) -> int:
+        calls.append(path.name)
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(worker, "handle", boom)
+    key = _key(st, "B2")
+    left = worker.dirs.exports / f"{key}.zip.part"  # a build a stopped station left behind
+    left.write_bytes(b"PK")
+    with caplog.at_level(logging.ERROR), worker:
+        assert not left.exists()
+        worker.dirs.request(key).write_text('{"order_id": "B2"}')
+        deadline = time.monotonic() + 10
+        while not worker.dirs.error(key).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert worker._threads[0].is_alive()
+    assert calls and "disk on fire" in caplog.text
+    assert json.loads(worker.dirs.error(key).read_text())["status"] == 500
+    assert not (worker.dirs.exports / ".alive").exists()  # stopped: the web knows at once
+
+
+def _client(st: Store, **bundles: object):
+    from web import create_app
+
+    app = create_app(st.cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
+    if bundles:
+        app.extensions["packcam"]["bundles"] = BundleCache(
+            st.data, st.cfg.web.bundle_cache_mb << 20, **bundles
+        )
+    client = app.test_client()
+    login(client, "viewer")
+    ledger = Ledger.in_data_dir(st.data)
+    (clip_id,) = [c.id for c in ledger.clips("B2")]
+    ledger.close()
+    return client, f"/clips/{clip_id}/bundle.zip"
+
+
+def test_no_station_running_is_a_clear_503_and_no_request_is_left(st: Store) -> None:
+    client, url = _client(st)
+    resp = client.get(url)
+    assert resp.status_code == 503
+    assert resp.headers["Retry-After"] == "60"
+    assert "not running" in resp.get_data(as_text=True)
+    zh = client.get(url, headers={"Accept-Language": "zh-CN"})
+    assert zh.status_code == 503 and "工位现在没有运行" in zh.get_data(as_text=True)
+    assert not (st.data / "export-requests").exists() or not any(
+        (st.data / "export-requests").iterdir()
+    )
+
+
+def test_a_slow_station_gives_503_then_the_bundle_with_one_request(st: Store) -> None:
+    worker = ExportWorker(st.cfg)
+    worker.beat()  # alive, but not building until run_once below
+    client, url = _client(st, wait_s=0.3, poll_s=0.05)
+    for _ in range(2):  # asked twice: still one request waiting
+        resp = client.get(url)
+        assert resp.status_code == 503 and resp.headers["Retry-After"] == "15"
+        assert "still building" in resp.get_data(as_text=True)
+    assert len(list(worker.dirs.requests.iterdir())) == 1
+    assert worker.run_once() == 1
+    resp = client.get(url)
+    assert resp.status_code == 200 and resp.data[:2] == b"PK"
+    resp.close()
+    assert list(worker.dirs.requests.iterdir()) == []
+    assert worker.run_once() == 0  # a cache hit asked for nothing
+
+
+def test_the_station_refusal_reaches_the_client_at_once(st: Store) -> None:
+    worker = ExportWorker(st.cfg)
+    worker.beat()
+    key = _key(st, "B2")
+    worker._refuse(key, 409, "no signed log entries to export")
+    client, url = _client(st, wait_s=5)
+    t0 = time.monotonic()
+    resp = client.get(url)
+    assert resp.status_code == 409 and time.monotonic() - t0 < 2
+    assert not any(worker.dirs.requests.iterdir())  # a fresh refusal is not asked again
+
+
+def test_web_side_cache_refuses_without_a_station(tmp_path: Path) -> None:
+    cache = BundleCache(tmp_path, 1 << 30)
+    with pytest.raises(BundleUnavailable, match="not running") as info:
+        cache.get("A1", [])
+    assert info.value.station_down
+
+
+def test_the_bundle_key_changes_with_the_clip_set(st: Store) -> None:
+    ledger = Ledger.in_data_dir(st.data)
+    clips = ledger.clips("A1")
+    ledger.close()
+    assert len(clips) == 2
+    key = bundle_key("A1", clips)
+    assert bundle_key("A1", list(reversed(clips))) == key  # order of listing does not matter
+    assert bundle_key("A1", clips[:1]) != key  # a clip fewer (or more): another bundle
+    changed = [clips[0], dataclasses.replace(clips[1], sha256="0" * 64)]
+    assert bundle_key("A1", changed) != key
+    assert bundle_key("B2", clips) != key
+
+
+def test_a_request_for_a_changed_order_is_answered_and_built_under_the_new_key(st: Store) -> None:
+    worker = ExportWorker(st.cfg)
+    stale = "f" * 40  # what the site computed before a clip was added
+    worker.dirs.request(stale).write_text('{"order_id": "B2"}')
+    assert worker.run_once() == 1
+    err = json.loads(worker.dirs.error(stale).read_text())
+    assert err["status"] == 503 and "changed" in err["message"]
+    assert worker.dirs.bundle(_key(st, "B2")).exists()
+    assert not worker.dirs.bundle(stale).exists()
+
+
+def test_a_busy_station_is_a_503_with_retry_after(st: Store) -> None:
+    worker = ExportWorker(st.cfg)
+    worker.beat()
+    worker._refuse(_key(st, "B2"), 503, "too many evidence bundles asked for; try again later")
+    client, url = _client(st, wait_s=5)
+    resp = client.get(url)
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "15"
+
+
+def test_builds_are_rate_limited(st: Store) -> None:
+    from station.proof.exports import BUILD_WINDOW_S, BUILDS_PER_WINDOW
+
+    now = [time.time()]
+    worker = ExportWorker(st.cfg, clock=lambda: now[0])
+    worker._builds.extend([now[0]] * BUILDS_PER_WINDOW)
+    key = _key(st, "B2")
+    worker.dirs.request(key).write_text('{"order_id": "B2"}')
+    assert worker.run_once() == 0
+    err = json.loads(worker.dirs.error(key).read_text())
+    assert err["status"] == 503 and "too many" in err["message"]
+    now[0] += BUILD_WINDOW_S + 1  # the window has passed
+    worker.dirs.request(key).write_text('{"order_id": "B2"}')
+    assert worker.run_once() == 1
