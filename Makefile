@@ -6,16 +6,31 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 comma  := ,
-# On a Raspberry Pi the venv must see apt's python3-picamera2 (it is not installable from PyPI).
-IS_PI  := $(shell grep -qs "Raspberry Pi" /proc/device-tree/model && echo 1)
+# The Raspberry Pi branch (Raspberry Pi OS Bookworm 64-bit, Pi 4/5): detected from the device
+# tree, or forced with PACKCAM_PI=1 (PACKCAM_PI=0 turns it off). On x86, `make -n -B
+# PACKCAM_PI=1 venv` prints exactly the commands a Pi would run (tests/test_makefile_pi.py).
+PACKCAM_PI ?= $(shell grep -qs "Raspberry Pi" /proc/device-tree/model && echo 1)
+IS_PI  := $(filter 1,$(PACKCAM_PI))
+# picamera2, python-evdev and gpiozero/lgpio come from apt (libcamera's bindings cannot be
+# built by pip; evdev has no aarch64 wheel and Lite has no python3-dev), so the venv must see
+# the system packages. pip then finds evdev and gpiozero already installed and builds nothing.
+PI_APT_PACKAGES := python3-venv python3-picamera2 python3-evdev python3-gpiozero python3-lgpio
 VENV_FLAGS := $(if $(IS_PI),--system-site-packages,)
-EXTRAS := $(if $(IS_PI),dev$(comma)pi,dev)
+# On a Pi the venv gets only what a station needs; add `dev` (EXTRAS=dev,pi) to run the tests.
+EXTRAS ?= $(if $(IS_PI),pi,dev)
+# pip puts numpy 2 in the venv; apt's simplejpeg (imported by picamera2) is built for
+# Bookworm's numpy 1.24 and fails with "numpy.dtype size changed". The PyPI build, installed
+# into the venv over it, matches numpy 2 (raspberrypi/picamera2#1088, #1211; why not pin
+# numpy instead: docs/raspberry-pi.md).
+PI_SIMPLEJPEG := simplejpeg>=1.8.1
+PI_IMPORTS := picamera2 evdev gpiozero
 # pyzbar needs libzbar0; the overlay needs a font with Chinese glyphs; openssl signs/timestamps.
-APT_PACKAGES := libzbar0 fonts-wqy-zenhei openssl $(if $(IS_PI),python3-picamera2,)
+APT_PACKAGES := libzbar0 fonts-wqy-zenhei openssl $(if $(IS_PI),$(PI_APT_PACKAGES),)
 # Only the tests need these: Debian's Chromium for the browser tests, systemd-analyze,
 # PostgreSQL's initdb/pg_ctl for the fleet tests' throwaway cluster.
 TEST_APT_PACKAGES := chromium systemd postgresql
 DEMO_ARGS ?=
+DOCTOR_ARGS ?=
 
 # apt-get install whatever of the listed packages is missing (sudo when not root).
 define apt_ensure
@@ -29,7 +44,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: all deps test-deps venv demo test lint bench clean
+.PHONY: all deps test-deps venv pi-check demo doctor test lint bench clean
 
 all: test
 
@@ -48,10 +63,38 @@ $(VENV)/.installed: pyproject.toml | .deps-stamp
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+ifneq ($(IS_PI),)
+	$(PY) -m pip install -q --force-reinstall --no-deps "$(PI_SIMPLEJPEG)"
+	$(call pi_import_check)
+endif
 	@touch $@
+
+# The last step on a Pi: the hardware libraries import in the venv, or make stops naming the
+# one that does not, its error and the fix. `make pi-check` runs it alone.
+define pi_import_check
+	@for m in $(PI_IMPORTS); do \
+	  if ! out=$$($(PY) -c "import $$m" 2>&1); then \
+	    echo "packcam: 'import $$m' fails in $(VENV): $$(printf '%s\n' "$$out" | tail -n 1)" >&2; \
+	    case "$$out" in *"dtype size changed"*) \
+	      echo "  numpy/simplejpeg mismatch: $(PY) -m pip install --force-reinstall --no-deps '$(PI_SIMPLEJPEG)'" >&2;; \
+	    *) echo "  install it from apt: sudo apt install $(PI_APT_PACKAGES)," \
+	            "and make the venv with --system-site-packages (make clean venv)" >&2;; \
+	    esac; \
+	    exit 1; \
+	  fi; \
+	done; echo "picamera2, evdev and gpiozero import in $(VENV)"
+endef
+
+pi-check: venv
+	$(call pi_import_check)
 
 demo: venv
 	$(VENV)/bin/packcam demo $(DEMO_ARGS)
+
+# The station's self-check (camera, scanner, encoder, disk, clock, keys, network), e.g.
+# `make doctor DOCTOR_ARGS="--config /etc/packcam/packcam.toml --json"`.
+doctor: venv
+	$(VENV)/bin/packcam doctor $(DOCTOR_ARGS)
 
 test: venv test-deps
 	$(PY) -m pytest -q

@@ -11,6 +11,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.wrappers import Response
 
 from central.db import CentralDB, CentralError, Unavailable
+from central.witness import ACCEPT, witness_key
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ def init_app(app: Flask, dsn: str) -> None:
     app.config["CENTRAL_DSN"] = dsn
     app.extensions["packcam_central"] = {"handles": _Handles()}
     app.register_error_handler(Unavailable, _site_unavailable)
+    from central import witness
+
+    app.register_blueprint(witness.bp)  # public: the cosigned checkpoints, for anyone
     db = CentralDB(dsn)
     try:
         db.migrate()
@@ -103,17 +107,13 @@ def hello() -> Response:
     st = g.station
     if doc.get("station") != st["name"]:
         raise CentralError(f"this token belongs to station {st['name']!r}")
-    new_key = doc.get("key_fingerprint")
-    if st["key_fingerprint"] and new_key not in ("", None, st["key_fingerprint"]):
-        log.warning("station %r presents a new key %s (was %s)",
-                    st["name"], doc.get("key_fingerprint"), st["key_fingerprint"])  # fmt: skip
     high = central_db().hello(
         st["id"],
         key_fingerprint=str(doc.get("key_fingerprint") or ""),
         public_key=str(doc.get("public_key") or ""),
         software=str(doc.get("software") or ""),
     )
-    return jsonify(station=st["name"], have=high)
+    return jsonify(station=st["name"], have=high, witness=central_db().witness_latest(st["id"]))
 
 
 @bp.post("/clips")
@@ -148,10 +148,31 @@ def checkpoints() -> Response:
             }
         except (KeyError, TypeError, ValueError) as exc:
             raise CentralError(f"malformed checkpoint: {exc}") from exc
-        if public is not None and not verify_signature(public, body, sig):
+        if public is None or not verify_signature(public, body, sig):
             raise CentralError(f"checkpoint {row['local_id']} is not signed by the station key")
+        cons = cp.get("consistency") if isinstance(cp.get("consistency"), dict) else {}
+        try:
+            old_size = int(cons["old_size"]) if "old_size" in cons else None
+            proof = [bytes.fromhex(h) for h in cons.get("proof", [])]
+        except (TypeError, ValueError) as exc:
+            raise CentralError(f"malformed consistency proof: {exc}") from exc
+        # the witness: only append-only growth of the log is accepted (and cosigned)
+        j = db.witness_checkpoint(
+            g.station["id"],
+            g.station["name"],
+            row,
+            old_size,
+            proof,
+            witness_key(current_app.config["PACKCAM"]),
+        )
+        if j.verdict != ACCEPT:
+            db.register_checkpoints(g.station["id"], rows)  # the ones before it are fine
+            raise CentralError(f"{j.verdict}: checkpoint {row['local_id']}: {j.reason}")
         rows.append(row)
-    return jsonify(registered=db.register_checkpoints(g.station["id"], rows))
+    return jsonify(
+        registered=db.register_checkpoints(g.station["id"], rows),
+        witness=db.witness_latest(g.station["id"]),
+    )
 
 
 @bp.post("/health")

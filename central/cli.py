@@ -29,9 +29,15 @@ def cmd_central(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
         db.migrate()
         if args.central_command == "migrate":
             out.write("central index schema is up to date\n")
-        elif args.central_command in {"add-station", "rotate-token"}:
+        elif args.central_command in {"add-station", "rotate-token", "replace-station"}:
             if args.central_command == "add-station":
                 token = db.add_station(args.name)
+            elif args.central_command == "replace-station":
+                token = db.replace_station(args.name)
+                out.write(
+                    f"station {args.name}: the old enrolment is retired (its clips, log and key"
+                    " stay, read-only); the new station starts a new log under this name.\n"
+                )
             else:
                 token = db.rotate_token(args.name)
             out.write(
@@ -39,8 +45,12 @@ def cmd_central(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
                 'Put it in the station\'s config ([central] token = "...", or token_file);'
                 " it is shown only now.\n"
             )
+        elif args.central_command == "bucket-audit":
+            return _bucket_audit(cfg, db, args, out)
+        elif args.central_command == "alerts":
+            return _alerts(cfg, db, args, out)
         elif args.central_command == "stations":
-            rows = db.stations_table()
+            rows = db.stations_table(retired=getattr(args, "all", False))
             if args.json:
                 json.dump(rows, out, default=str, indent=2)
                 out.write("\n")
@@ -49,10 +59,85 @@ def cmd_central(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
                 out.write(
                     f"{r['name']}\tclips {r['clips']}\tlast clip {r['last_clip_utc'] or '-'}\t"
                     f"backlog {h.get('archive_backlog', '-')}\t"
-                    f"last seen {r['last_seen_utc'] or 'never'}\n"
+                    f"last seen {r['last_seen_utc'] or 'never'}"
+                    + (f"\tretired {r['retired_utc']}" if r["retired_utc"] else "")
+                    + "\n"
                 )
     finally:
         db.close()
+    return 0
+
+
+def _bucket_audit(cfg: Config, db: Any, args: argparse.Namespace, out: IO[str]) -> int:
+    """Exit 1 when the bucket holds less (or other) than the index says was archived."""
+    from central.bucket_audit import audit_bucket
+    from station.objstore import ObjectStore
+
+    if not cfg.archive.bucket:
+        raise ConfigError("bucket-audit needs [archive] bucket and an admin key to list versions")
+    store = ObjectStore(cfg.archive)
+    findings = audit_bucket(store.client, cfg.archive.bucket, cfg.archive.prefix,
+                            db.archived_clip_keys())  # fmt: skip
+    if args.json:
+        json.dump([f.as_dict() for f in findings], out, indent=2)
+        out.write("\n")
+    else:
+        for f in findings:
+            out.write(f"{f.kind}\t{f.key}\t{f.detail}\n")
+        out.write(f"{len(findings)} finding(s) in bucket {cfg.archive.bucket}\n")
+    return 1 if findings else 0
+
+
+def _alerts(cfg: Config, db: Any, args: argparse.Namespace, out: IO[str]) -> int:
+    """One alerts pass: exit 0 when delivered (or nothing changed), 1 when a sink failed."""
+    from central.alerts import Alert, DeliveryError, build_sinks, fleet_alerts, run_once
+
+    current = fleet_alerts(db.station_statuses(cfg.alerts.silent_after_s), cfg.alerts)
+    if args.bucket_audit:
+        from central.bucket_audit import audit_bucket
+        from station.objstore import ObjectStore
+
+        if not cfg.archive.bucket:
+            raise ConfigError("--bucket-audit needs [archive] bucket and an admin key")
+        findings = audit_bucket(ObjectStore(cfg.archive).client, cfg.archive.bucket,
+                                cfg.archive.prefix, db.archived_clip_keys())  # fmt: skip
+        current += [
+            Alert("bucket", f"{f.kind} {f.key}", f"bucket {cfg.archive.bucket}: {f.kind}"
+                  f" {f.key} ({f.detail})")
+            for f in findings
+        ]  # fmt: skip
+    state = cfg.station.data_dir / "alerts-state.json"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        sent = run_once(current, build_sinks(cfg.alerts), state, cfg.alerts)
+    except DeliveryError as exc:
+        out.write(f"{exc}\n")
+        return 1
+    if args.json:
+        json.dump({"active": [a.__dict__ for a in current], "sent": sent}, out, indent=2)
+        out.write("\n")
+    else:
+        for e in sent:
+            out.write(f"{e['type']}\t{e['message']}\n")
+        out.write(f"{len(current)} active alert(s), {len(sent)} event(s) sent\n")
+    return 0
+
+
+def cmd_storage_policy(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
+    """Print what to apply so that a station's key can write its own prefix and delete nothing."""
+    from central.storage_policy import render
+
+    out = out or sys.stdout
+    bucket = args.bucket
+    prefix = args.prefix
+    if bucket is None or prefix is None:
+        cfg = config_mod.load_cli(getattr(args, "config", None), None)
+        bucket = bucket or cfg.archive.bucket
+        prefix = cfg.archive.prefix if prefix is None else prefix
+    if not bucket:
+        raise ConfigError("give --bucket or set [archive] bucket in the config")
+    json.dump(render(args.store, bucket, prefix, args.station), out, indent=2)
+    out.write("\n")
     return 0
 
 
@@ -118,13 +203,66 @@ def register(subparsers: Any) -> None:
     q = sub.add_parser("add-station", help="register a station and print its enrolment token")
     q.add_argument("name", help="exactly the station's [station] name")
     _common(q)
+    q = sub.add_parser(
+        "replace-station",
+        help="a replaced Pi (new data dir and key) under the same name: retire the old one",
+        description="The old enrolment keeps its clips, checkpoints, public key and witness"
+        " history, read-only (its token stops working), so its clips stay searchable, playable"
+        " and verifiable; prints the token for the new station, which starts a new log."
+        " See docs/fleet.md, 'Replacing a station'.",
+    )
+    q.add_argument("name", help="exactly the station's [station] name")
+    _common(q)
     q = sub.add_parser("rotate-token", help="give a station a new token (the old one stops)")
     q.add_argument("name")
     _common(q)
+    q = sub.add_parser(
+        "bucket-audit",
+        help="compare the bucket with the index: deleted, missing, overwritten, unindexed clips",
+        description="Lists every object version under [archive] prefix (an admin key that may"
+        " list versions) and reports archived clips hidden by a delete marker, missing or"
+        " written more than once, and clip objects the index does not hold. Exit 1 on findings.",
+    )
+    q.add_argument("--json", action="store_true", help="as JSON")
+    q.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML config")
+    q.add_argument(
+        "--dsn", default=argparse.SUPPRESS, help="PostgreSQL conninfo (overrides central.dsn)"
+    )
+    q = sub.add_parser(
+        "alerts",
+        help="send what changed in the fleet's health (webhook, e-mail), de-duplicated",
+        description="One pass (run it every minute from a timer): a station silent, an archive"
+        " backlog, low disk, an unsynced clock or a station error start an alert, sent once by"
+        " [alerts] webhook_url and/or e-mail, repeated every repeat_hours while true, and"
+        " cleared when gone. State: <data_dir>/alerts-state.json. Exit 1 when a sink failed"
+        " (everything is sent again next run).",
+    )
+    q.add_argument("--bucket-audit", action="store_true", help="also alert on bucket findings")
+    q.add_argument("--json", action="store_true", help="as JSON")
+    q.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML config")
+    q.add_argument(
+        "--dsn", default=argparse.SUPPRESS, help="PostgreSQL conninfo (overrides central.dsn)"
+    )
     q = sub.add_parser("stations", help="list stations with their health and backlog")
     q.add_argument("--json", action="store_true", help="as JSON")
+    q.add_argument("--all", action="store_true", help="also the retired (replaced) stations")
     _common(q)
     p.set_defaults(func=cmd_central)
+
+    p = subparsers.add_parser(
+        "storage-policy",
+        help="print a least-privilege bucket policy or identity for one station's key",
+        description="What to apply on the object store so that a station's access key can put"
+        " and read objects under its own prefix (stations/<name>/) and can never delete: an IAM"
+        " user policy for AWS S3 and MinIO, an s3.json identity plus a bucket policy for"
+        " SeaweedFS. See docs/fleet.md.",
+    )
+    p.add_argument("station", help="exactly the station's [station] name")
+    p.add_argument("--store", choices=["aws", "minio", "seaweedfs"], default="aws")
+    p.add_argument("--bucket", help="default: [archive] bucket from the config")
+    p.add_argument("--prefix", help="default: [archive] prefix from the config")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML config")
+    p.set_defaults(func=cmd_storage_policy)
 
     p = subparsers.add_parser(
         "archive",

@@ -92,6 +92,7 @@ def _clip_record(r: dict[str, Any], waybills: Sequence[tuple[str, str, float]] =
             "ended_utc": r["ended_utc"],
             "tz": r["tz"],
             "local_id": int(r["local_id"]),
+            "station_id": int(r["station_id"]),  # the enrolment (key) that registered the clip
             "archived_utc": r.get("archived_utc"),
             "archive_key": r.get("archive_key"),
             "archive_meta": r.get("archive_meta"),
@@ -210,7 +211,7 @@ class CentralDB:
         def q(conn: Any) -> int:
             with conn.cursor() as cur:
                 cur.execute(
-                    "UPDATE stations SET token_sha256 = %s WHERE name = %s",
+                    "UPDATE stations SET token_sha256 = %s WHERE name = %s AND retired_utc IS NULL",
                     (hash_token(token), name),
                 )
                 return int(cur.rowcount)
@@ -219,11 +220,44 @@ class CentralDB:
             raise CentralError(f"no station named {name!r}")
         return token
 
+    def replace_station(self, name: str) -> str:
+        """Retire the station ``name`` and enrol a new one under that name; return its token.
+
+        For a replaced Pi (new data dir, new key): the old row keeps its clips, checkpoints,
+        public key and witness history, read-only (its token stops working), so its clips stay
+        searchable, playable and verifiable against the old key; the new row starts a new log.
+        """
+        token = "pcs_" + secrets.token_urlsafe(32)
+
+        def q(conn: Any) -> tuple[int, int]:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    "UPDATE stations SET retired_utc = now(),"
+                    " token_sha256 = 'retired:' || id::text"
+                    " WHERE name = %s AND retired_utc IS NULL RETURNING id",
+                    (name,),
+                )
+                old = cur.fetchone()
+                if old is None:
+                    raise CentralError(f"no station named {name!r}")
+                cur.execute(
+                    "INSERT INTO stations(name, token_sha256) VALUES (%s, %s) RETURNING id",
+                    (name, hash_token(token)),
+                )
+                new = cur.fetchone()
+                cur.execute("UPDATE stations SET replaced_by = %s WHERE id = %s", (new[0], old[0]))
+                return int(old[0]), int(new[0])
+
+        old_id, new_id = self._run(q)
+        log.warning("station %r replaced: row %d retired, row %d enrolled", name, old_id, new_id)
+        return token
+
     def station_for_token(self, token: str) -> dict[str, Any] | None:
         if not token or len(token) > 200:
             return None
         return self._one(
-            "SELECT id, name, key_fingerprint FROM stations WHERE token_sha256 = %s",
+            "SELECT id, name, key_fingerprint FROM stations"
+            " WHERE token_sha256 = %s AND retired_utc IS NULL",
             (hash_token(token),),
         )
 
@@ -231,16 +265,29 @@ class CentralDB:
         self, station_id: int, *, key_fingerprint: str, public_key: str, software: str
     ) -> dict[str, int]:
         """Record an enrolment / restart; return what the index already holds of the station."""
+        fp = key_fingerprint[:100]
         row = self._one(
             "UPDATE stations SET enrolled_utc = COALESCE(enrolled_utc, now()),"
             " last_seen_utc = now(), software = %s,"
             " key_fingerprint = COALESCE(NULLIF(%s, ''), key_fingerprint),"
             " public_key = COALESCE(NULLIF(%s, ''), public_key)"
-            " WHERE id = %s RETURNING name",
-            (software[:100], key_fingerprint[:100], public_key[:2000], station_id),
+            " WHERE id = %s AND (key_fingerprint IS NULL OR %s = '' OR key_fingerprint = %s)"
+            " RETURNING name",
+            (software[:100], fp, public_key[:2000], station_id, fp, fp),
         )
         if row is None:
-            raise CentralError("unknown station")
+            known = self._one("SELECT name, key_fingerprint FROM stations WHERE id = %s",
+                              (station_id,))  # fmt: skip
+            if known is None:
+                raise CentralError("unknown station")
+            # Never swap the key under a station's name: its clips were signed by the old one.
+            log.error("station %r presents key %s, enrolled with %s: refused",
+                      known["name"], fp, known["key_fingerprint"])  # fmt: skip
+            raise CentralError(
+                f"station {known['name']!r} is enrolled with key {known['key_fingerprint']};"
+                f" this one presents {fp}. A new key is a new station: run `packcam central"
+                f" replace-station {known['name']}` and give it the new token"
+            )
         return self.high_water(station_id)
 
     def high_water(self, station_id: int) -> dict[str, int]:
@@ -269,13 +316,16 @@ class CentralDB:
 
         self._run(q)
 
-    def stations_table(self) -> list[dict[str, Any]]:
+    def stations_table(self, *, retired: bool = False) -> list[dict[str, Any]]:
+        """One row per station (with ``retired``, also the replaced ones, after their name)."""
         return self._all(
             "SELECT s.id, s.name, s.created_utc, s.enrolled_utc, s.key_fingerprint, s.software,"
-            " s.last_seen_utc, s.health, s.health_utc,"
-            " (SELECT MAX(started_utc) FROM clips c WHERE c.station = s.name) AS last_clip_utc,"
+            " s.last_seen_utc, s.health, s.health_utc, s.retired_utc, s.replaced_by,"
+            " (SELECT MAX(started_utc) FROM clips c WHERE c.station_id = s.id) AS last_clip_utc,"
             " (SELECT COUNT(*) FROM clips c WHERE c.station_id = s.id) AS clips"
-            " FROM stations s ORDER BY s.name"
+            " FROM stations s"
+            + ("" if retired else " WHERE s.retired_utc IS NULL")
+            + " ORDER BY s.name, s.id"
         )
 
     def station_statuses(self, stale_after_s: float) -> list[Any]:
@@ -410,6 +460,82 @@ class CentralDB:
 
         return int(self._run(q))
 
+    # ---- the witness (central/witness.py) -------------------------------------------------
+
+    def witness_checkpoint(
+        self,
+        station_id: int,
+        station: str,
+        cp: dict[str, Any],
+        old_size: int | None,
+        proof: list[bytes],
+        key: Any,
+    ) -> Any:
+        """Judge a station's signed checkpoint against the last one witnessed, under a row lock
+        on the station (two pushes cannot both extend the same tree): cosign and keep it, or
+        record the alarm. Returns the Judgement."""
+        from central.witness import ACCEPT, FORK, ROLLBACK, cosign, judge
+
+        def q(conn: Any) -> Any:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SELECT id FROM stations WHERE id = %s FOR UPDATE", (station_id,))
+                cur.execute(
+                    "SELECT tree_size, root_hash FROM witnessed WHERE station_id = %s"
+                    " ORDER BY id DESC LIMIT 1",
+                    (station_id,),
+                )
+                row = cur.fetchone()
+                last = (int(row[0]), str(row[1])) if row else None
+                size, root = int(cp["tree_size"]), str(cp["root_hash"])
+                j = judge(last, size, root, old_size, proof)
+                if j.verdict == ACCEPT and last != (size, root):
+                    cosigned, cosig = cosign(key, station, cp["body"], size, root)
+                    cur.execute(
+                        "INSERT INTO witnessed(station_id, tree_size, root_hash, body, signature,"
+                        " cosigned, cosignature) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        (station_id, size, root, cp["body"], cp["signature"], cosigned, cosig),
+                    )
+                elif j.verdict in (ROLLBACK, FORK):
+                    cur.execute(
+                        "INSERT INTO witness_alarms(station_id, kind, tree_size, root_hash,"
+                        " detail, body) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        (station_id, j.verdict, size, root, j.reason, cp["body"]),
+                    )
+                    if cur.rowcount:
+                        log.error("WITNESS ALARM %s: station %r: %s", j.verdict, station, j.reason)
+                return j
+
+        return self._run(q)
+
+    def witness_latest(self, station_id: int) -> dict[str, Any] | None:
+        return self._one(
+            "SELECT tree_size, root_hash AS root_sha256 FROM witnessed WHERE station_id = %s"
+            " ORDER BY id DESC LIMIT 1",
+            (station_id,),
+        )
+
+    def witness_latest_all(self) -> list[dict[str, Any]]:
+        rows = self._all(
+            "SELECT DISTINCT ON (s.name) s.name AS station, w.tree_size,"
+            " w.root_hash AS root_sha256, w.witnessed_utc FROM witnessed w"
+            " JOIN stations s ON s.id = w.station_id ORDER BY s.name, w.id DESC"
+        )
+        return [{**r, "witnessed_utc": r["witnessed_utc"].isoformat()} for r in rows]
+
+    def witnessed(self, station: str, limit: int = 1000) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT w.* FROM witnessed w JOIN stations s ON s.id = w.station_id"
+            " WHERE s.name = %s ORDER BY w.id DESC LIMIT %s",
+            (station, limit),
+        )
+
+    def witness_alarms(self, station: str) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT a.kind, a.detail, a.tree_size, a.at_utc FROM witness_alarms a"
+            " JOIN stations s ON s.id = a.station_id WHERE s.name = %s ORDER BY a.id",
+            (station,),
+        )
+
     def public_key(self, station_id: int) -> str | None:
         r = self._one("SELECT public_key FROM stations WHERE id = %s", (station_id,))
         return r["public_key"] if r else None
@@ -451,6 +577,11 @@ class CentralDB:
         rows = self._all("SELECT * FROM clips WHERE id = %s", (clip_id,))
         found = self._with_waybills(rows)
         return found[0] if found else None
+
+    def archived_clip_keys(self) -> set[str]:
+        """The bucket key of every clip a station reported archived (for the bucket audit)."""
+        rows = self._all("SELECT archive_key FROM clips WHERE archive_key IS NOT NULL")
+        return {str(r["archive_key"]) for r in rows}
 
     def clips_by_sha256(self, sha256: str) -> list[ClipRecord]:
         return self._with_waybills(
@@ -532,7 +663,7 @@ class CentralDB:
             raise
 
     def stations(self) -> list[str]:
-        return [r["name"] for r in self._all("SELECT name FROM stations ORDER BY name")]
+        return [r["name"] for r in self._all("SELECT DISTINCT name FROM stations ORDER BY name")]
 
     def started_between(self, start_utc: str, end_utc: str) -> list[tuple[str, str, int]]:
         rows = self._all(

@@ -12,7 +12,7 @@ from flask import Response, abort, current_app, redirect, request
 
 from station.config import Config
 from station.ledger import ClipRecord
-from station.objstore import ObjectStore, is_not_found
+from station.objstore import ObjectStore, build_client, is_not_found
 from web.frames import KeyFrame
 from web.streaming import content_disposition
 
@@ -39,9 +39,21 @@ _FRAME_KINDS = {
 }
 
 
+# A viewer's request holds one of the server's threads while it waits on the store: against a
+# frozen store each call gives up after READ_ATTEMPTS x READ_TIMEOUT_S (8 s), not after the
+# archiver's 4 x [archive] timeout_s (2 minutes); a stalled body read ends the response after
+# READ_TIMEOUT_S.
+READ_TIMEOUT_S = 4.0
+READ_ATTEMPTS = 2
+
+
 def init_app(app: Any, cfg: Config) -> None:
     """One ObjectStore (boto3 clients are thread-safe) for the site's reads."""
-    store = ObjectStore(cfg.archive) if cfg.archive.bucket else None
+    store = None
+    if cfg.archive.bucket:
+        timeout = min(cfg.archive.timeout_s, READ_TIMEOUT_S)
+        client = build_client(cfg.archive, attempts=READ_ATTEMPTS, timeout_s=timeout)
+        store = ObjectStore(cfg.archive, client=client)
     app.extensions["packcam_media"] = {"store": store, "lock": threading.Lock()}
     if store is not None and cfg.archive.stream == "redirect" and cfg.archive.endpoint_url:
         # The browser fetches the video from the store itself: CSP media-src must allow it.
@@ -151,6 +163,9 @@ def serve_object(
         else:
             got = store.client.get_object(**args)
     except Exception as exc:
+        if _timed_out(exc):
+            log.error("object store did not answer for %s in time: %s", key, exc)
+            abort(504)
         if not hasattr(exc, "response"):
             log.error("object store unreachable for %s: %s", key, exc)
             abort(503)
@@ -178,6 +193,12 @@ def serve_object(
         _Body(got["Body"]), status=status, headers=headers, mimetype=mimetype,
         direct_passthrough=True,
     )  # fmt: skip
+
+
+def _timed_out(exc: Exception) -> bool:
+    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+    return isinstance(exc, ConnectTimeoutError | ReadTimeoutError)
 
 
 def _error_response(exc: Exception, key: str) -> Response:

@@ -75,7 +75,43 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (station_id, local_id)
     );
     """,
-    # 2: substring search (any case) over order IDs and waybills: pg_trgm GIN indexes, which
+    # 3: the witness (central/witness.py): checkpoints accepted as append-only growth, cosigned,
+    # and the forks / rollbacks it refused.
+    """
+    CREATE TABLE witnessed (
+        id              bigserial PRIMARY KEY,
+        station_id      integer NOT NULL REFERENCES stations(id),
+        tree_size       bigint NOT NULL,
+        root_hash       text NOT NULL,
+        body            bytea NOT NULL,  -- the station's checkpoint, exactly as it signed it
+        signature       bytea NOT NULL,
+        cosigned        bytea NOT NULL,  -- the witness's canonical statement about it
+        cosignature     bytea NOT NULL,  -- Ed25519 by the witness key
+        witnessed_utc   timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX witnessed_station ON witnessed(station_id, id);
+    CREATE TABLE witness_alarms (
+        id              bigserial PRIMARY KEY,
+        station_id      integer NOT NULL REFERENCES stations(id),
+        kind            text NOT NULL,  -- log-fork | log-rollback
+        tree_size       bigint NOT NULL,
+        root_hash       text NOT NULL,
+        detail          text NOT NULL,
+        body            bytea NOT NULL,
+        at_utc          timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (station_id, kind, tree_size, root_hash)
+    );
+    """,
+    # 4: a station is its key, not its name (`packcam central replace-station`): a replaced
+    # Pi gets a new row under the same name; the old row is retired, its clips, log and
+    # witness history stay (read-only: its token stops working). One active row per name.
+    """
+    ALTER TABLE stations ADD COLUMN retired_utc timestamptz;
+    ALTER TABLE stations ADD COLUMN replaced_by integer REFERENCES stations(id);
+    ALTER TABLE stations DROP CONSTRAINT stations_name_key;
+    CREATE UNIQUE INDEX stations_active_name ON stations(name) WHERE retired_utc IS NULL;
+    """,
+    # 5: substring search (any case) over order IDs and waybills: pg_trgm GIN indexes, which
     # serve ILIKE '%q%' for queries of 3+ characters (web search, central/db.py).
     """
     CREATE EXTENSION IF NOT EXISTS pg_trgm;

@@ -15,11 +15,11 @@ from station.proof.verify import Report
 log = logging.getLogger(__name__)
 
 
-def _station_key(db: CentralDB, station: str) -> Any:
+def _station_key(db: CentralDB, station_id: int) -> Any:
+    """The key of the enrolment that registered the clip (a replaced station has two)."""
     from station.proof.keys import load_public_pem
 
-    row = db._one("SELECT public_key FROM stations WHERE name = %s", (station,))
-    pem = row["public_key"] if row else None
+    pem = db.public_key(station_id)
     return load_public_pem(pem.encode()) if pem else None
 
 
@@ -64,7 +64,7 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
         report.add("manifest", "warn", "the archived signed manifest could not be read")
         return report
     report.facts["log_index"] = leaf.get("seq")
-    public = _station_key(db, c.station)
+    public = _station_key(db, int(c.extra["station_id"]))
     if public is None:
         report.add("signature", "warn", "the station has not enrolled a public key")
     elif verify_signature(public, manifest, signature):

@@ -205,7 +205,10 @@ class Archiver(IndexWorker):
         if not entries:
             return None
         e = entries[-1]
-        base = f"{self.prefix}proof/log/{e.seq:010d}"
+        # Under the signing key: a replaced station (same name, new key) starts its log at seq 0
+        # again, and must never write over the old station's leaves.
+        fp = e.key_fingerprint.split(":", 1)[-1][:16]
+        base = f"{self.prefix}proof/log/{fp}/{e.seq:010d}"
         self.store.put_bytes(base + ".manifest.json", e.manifest, content_type="application/json")
         self.store.put_bytes(base + ".sig", e.signature)
         return {

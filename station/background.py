@@ -61,6 +61,11 @@ class Repeater:
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the thread is (still) running a pass."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float | None) -> None:
         """Ask the job to stop and wait up to ``timeout`` seconds for the thread."""
         self.stopping.set()

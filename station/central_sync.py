@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import shutil
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +20,7 @@ from station.codes import safe_component
 from station.config import Config
 from station.errors import StationError
 from station.ledger import Ledger
+from station.proof import merkle
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,12 @@ class CentralSync(IndexWorker):
             max_backoff_s=MAX_BACKOFF_S,
             on_error=self._forget_hello,
         )
+        # What the push loops watch: the thread's stop event, except during the final push.
+        self._halt: threading.Event = self._stop
         self.base = self.c.url.rstrip("/") + "/api/fleet/v1"
         self._token = self._read_token()
         self._hello_done = False
+        self._witness_size = 0  # tree size of the last checkpoint the witness accepted
         self.last_ok: float | None = None
 
     def _read_token(self) -> str:
@@ -75,6 +80,28 @@ class CentralSync(IndexWorker):
     def start(self) -> None:
         super().start()
         log.info("central sync: reporting to %s", self.c.url)
+
+    def stop(self, timeout: float | None = None, *, final_push: bool = False) -> None:
+        """Stop the thread; with ``final_push``, first send once more what is new.
+
+        At shutdown the archiver may have verified a clip moments before: without the last push
+        the central site would list it as not archived (404 to viewers) until the next start,
+        which for a replaced or retired station is never. One bounded pass (each request
+        times out after ``central.timeout_s``); a failure is logged and resumes at the next start.
+        """
+        self._repeater.stop(self.STOP_TIMEOUT_S if timeout is None else timeout)
+        if final_push and self._repeater.alive:
+            log.warning("central sync: still busy at shutdown; no final push (next start sends)")
+        elif final_push:
+            self._halt = threading.Event()  # the stop event is set: let the loops run once
+            try:
+                sent = self.sync_once()
+                log.info("central sync: final push at shutdown sent %s", sent)
+            except Exception as exc:  # the next start pushes it: nothing is lost
+                log.warning("central sync: final push at shutdown failed: %s", exc)
+            finally:
+                self._halt = self._stop
+        super().stop(timeout=0)
 
     def _forget_hello(self, _exc: Exception) -> None:
         # The central site may have restarted or been replaced: introduce ourselves again.
@@ -139,6 +166,7 @@ class CentralSync(IndexWorker):
                 "software": f"packcam {station.__version__}",
             },
         )
+        self._witness_size = int((resp.get("witness") or {}).get("tree_size") or 0)
         have = resp.get("have") or {}
         for name, field in (
             (CLIPS_CURSOR, "clips"),
@@ -181,7 +209,7 @@ class CentralSync(IndexWorker):
 
     def _push_clips(self) -> int:
         total = 0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             docs = self._clip_docs("id", self.journal.cursor(CLIPS_CURSOR), "id")
             if not docs:
                 break
@@ -192,7 +220,7 @@ class CentralSync(IndexWorker):
 
     def _push_archived(self) -> int:
         total = 0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             docs = self._clip_docs(
                 "archive_seq IS NOT NULL AND archive_seq", self.journal.cursor(ARCHIVED_CURSOR),
                 "archive_seq",
@@ -206,28 +234,42 @@ class CentralSync(IndexWorker):
 
     def _push_checkpoints(self) -> int:
         total = 0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             rows = self._rows(
                 "SELECT * FROM proof_checkpoints WHERE id > ? ORDER BY id LIMIT ?",
                 (self.journal.cursor(CHECKPOINTS_CURSOR), self.c.batch),
             )
             if not rows:
                 break
-            items = [
-                {
-                    "local_id": r["id"],
-                    "tree_size": r["tree_size"],
-                    "root_hash": r["root_hash"],
-                    "body_b64": base64.b64encode(bytes(r["body"])).decode("ascii"),
-                    "signature_b64": base64.b64encode(bytes(r["signature"])).decode("ascii"),
-                    "created_utc": r["created_utc"],
-                }
-                for r in rows
-            ]
-            self._post("/checkpoints", {"checkpoints": items})
+            items = []
+            old = self._witness_size
+            leaves = self._leaves(max(int(r["tree_size"]) for r in rows))
+            for r in rows:
+                size = int(r["tree_size"])
+                # the witness accepts a checkpoint only with a consistency proof from the last
+                # one it accepted (RFC 9162 2.1.4)
+                proof = merkle.consistency_proof(old, leaves[:size]) if 0 < old < size else []
+                items.append(
+                    {
+                        "local_id": r["id"],
+                        "tree_size": size,
+                        "root_hash": r["root_hash"],
+                        "body_b64": base64.b64encode(bytes(r["body"])).decode("ascii"),
+                        "signature_b64": base64.b64encode(bytes(r["signature"])).decode("ascii"),
+                        "created_utc": r["created_utc"],
+                        "consistency": {"old_size": old, "proof": [h.hex() for h in proof]},
+                    }
+                )
+                old = max(old, size)
+            resp = self._post("/checkpoints", {"checkpoints": items})
+            self._witness_size = int((resp.get("witness") or {}).get("tree_size") or old)
             self.journal.set_cursor(CHECKPOINTS_CURSOR, int(rows[-1]["id"]))
             total += len(rows)
         return total
+
+    def _leaves(self, size: int) -> list[bytes]:
+        rows = self._rows("SELECT manifest FROM proof_log WHERE seq < ? ORDER BY seq", (size,))
+        return [merkle.leaf_hash(bytes(r["manifest"])) for r in rows]
 
     def health(self) -> dict[str, Any]:
         """What the central dashboard shows of this station."""

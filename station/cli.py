@@ -50,8 +50,28 @@ def cmd_station(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     stop = threading.Event()
     _stop_on_signals(stop)
+    from station.doctor import startup_checks
+
+    startup_checks(cfg)  # `packcam doctor` without the camera, logged in the background
     run_station(cfg, stop)
     return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from station.doctor import CHECK_NAMES, FAIL, render_text, report_dict, run_checks
+
+    unknown = sorted(set(args.skip) - set(CHECK_NAMES))
+    if unknown:
+        print(f"packcam doctor: unknown check(s) {', '.join(unknown)}; the checks are "
+              f"{', '.join(CHECK_NAMES)}", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    cfg = _load_config(args)
+    checks = run_checks(cfg, skip=args.skip)
+    if args.json:
+        print(json.dumps(report_dict(cfg, checks), ensure_ascii=False, indent=2))
+    else:
+        print(render_text(cfg, checks))
+    return EXIT_FAIL if any(c.status == FAIL for c in checks) else EXIT_OK
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -369,6 +389,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p, required=True)
     _add_config(p)
     p.set_defaults(func=cmd_retention)
+
+    p = sub.add_parser(
+        "doctor",
+        help="check camera, scanner, pedal, encoder, disk, clock, keys and network; exit 1 on FAIL",
+        description="A self-check to run on a station (as its service user, with the station "
+        "stopped: the camera and scanner can be held by one program only) and paste into a "
+        "support request. Each line is OK, WARN or FAIL with a fix: camera frames at the "
+        "configured size and rate, scanner devices and permissions, pedal pin, the encoder "
+        "(hardware or software: measured fps headroom and key-frame interval), disk and a "
+        "retention forecast, clock sync, signing key and certificate, TSA, web port, "
+        "archive and central reachability. Exit 0 without FAIL, 1 with one.",
+    )
+    _add_config(p)
+    _add_data(p)
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument(
+        "--skip", action="append", default=[], metavar="CHECK", help="leave out a check (repeat)"
+    )
+    p.set_defaults(func=cmd_doctor)
 
     for register in _plugins():
         register(sub)

@@ -143,6 +143,9 @@ class ProofSection:
     # Sign a log checkpoint after this many clips. 1: every clip is covered at once, so its
     # evidence bundle can be exported from the web site right after recording.
     checkpoint_every: int = 1
+    # ...and at least every this many minutes, even when idle, each one timestamped: a log
+    # rolled back later contradicts a checkpoint a TSA (or the central witness) already saw.
+    checkpoint_interval_min: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,26 @@ class RetentionSection:
 
 
 @dataclass(frozen=True)
+class AlertsSection:
+    """Central site: fleet alerts (`packcam central alerts`), de-duplicated, by webhook and mail."""
+
+    webhook_url: str = ""  # POST {"events": [...]}, HMAC-SHA256-signed (docs/fleet.md)
+    webhook_secret: str = ""
+    webhook_secret_file: str = ""  # or read the secret from this file (wins)
+    smtp_host: str = ""  # "" = no e-mail
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_user: str = ""
+    smtp_password_file: str = ""
+    mail_from: str = ""
+    mail_to: tuple[str, ...] = ()
+    repeat_hours: float = 24.0  # remind of a condition still true this often (0 = never)
+    silent_after_s: float = 300.0  # a station not heard from this long is "silent"
+    backlog_clips: int = 200  # alert when this many clips wait to be archived
+    disk_free_mb: int = 2048  # alert when a station has less free space
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationSection = field(default_factory=StationSection)
     camera: CameraSection = field(default_factory=CameraSection)
@@ -219,6 +242,7 @@ class Config:
     archive: ArchiveSection = field(default_factory=ArchiveSection)
     central: CentralSection = field(default_factory=CentralSection)
     retention: RetentionSection = field(default_factory=RetentionSection)
+    alerts: AlertsSection = field(default_factory=AlertsSection)
 
     def with_data_dir(self, data_dir: Path | str) -> Config:
         """The same config with ``station.data_dir`` replaced (the CLI's ``--data``)."""
@@ -367,6 +391,12 @@ def validate(cfg: Config) -> None:
         )
     if not 200 <= r.bitrate_kbps <= 25_000:
         raise ConfigError("recorder.bitrate_kbps must be between 200 and 25000")
+    if r.encoder == "h264_v4l2m2m":
+        from station.h264_limits import hw_size_problem
+
+        problem = hw_size_problem(c.width, c.height)
+        if problem:
+            raise ConfigError(f"camera size for recorder.encoder = h264_v4l2m2m: {problem}")
     w = cfg.web
     if not 1 <= w.port <= 65535:
         raise ConfigError("web.port must be between 1 and 65535")
@@ -407,9 +437,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError("proof.tsa_timeout_s and proof.tsa_retry_s must be positive")
     if not 1 <= pr.checkpoint_every <= 100_000:
         raise ConfigError("proof.checkpoint_every must be between 1 and 100000")
+    if not 0.1 <= pr.checkpoint_interval_min <= 1440:
+        raise ConfigError("proof.checkpoint_interval_min must be between 0.1 and 1440 minutes")
     _validate_archive(cfg.archive)
     _validate_central(cfg.central)
     _validate_retention(cfg.retention)
+    _validate_alerts(cfg.alerts)
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -453,6 +486,21 @@ def _validate_central(c: CentralSection) -> None:
         raise ConfigError("central.interval_s and central.timeout_s must be positive")
     if not 1 <= c.batch <= 5000:
         raise ConfigError("central.batch must be between 1 and 5000")
+
+
+def _validate_alerts(a: AlertsSection) -> None:
+    if a.webhook_url and not re.match(r"^https?://[^\s/]+", a.webhook_url):
+        raise ConfigError(f"alerts.webhook_url must be an http(s) URL, not {a.webhook_url!r}")
+    if a.webhook_url and not (a.webhook_secret or a.webhook_secret_file):
+        raise ConfigError("alerts.webhook_secret or webhook_secret_file is needed (signatures)")
+    if a.smtp_host and not (a.mail_from and a.mail_to):
+        raise ConfigError("alerts.mail_from and alerts.mail_to are needed with smtp_host")
+    if not 0 < a.smtp_port < 65536:
+        raise ConfigError("alerts.smtp_port must be a TCP port")
+    if a.repeat_hours < 0 or a.silent_after_s <= 0 or a.backlog_clips < 1 or a.disk_free_mb < 0:
+        raise ConfigError(
+            "alerts: repeat_hours >= 0, silent_after_s > 0, backlog_clips >= 1, disk_free_mb >= 0"
+        )
 
 
 def _validate_retention(r: RetentionSection) -> None:

@@ -174,13 +174,17 @@ def _pacing_on(request: Any, **_kw: Any) -> None:
 # ---- the client ---------------------------------------------------------------------------------
 
 
-def build_client(a: ArchiveSection) -> Any:
+def build_client(a: ArchiveSection, *, attempts: int = 4, timeout_s: float | None = None) -> Any:
     """A boto3 S3 client for the configured store (AWS, MinIO, SeaweedFS, Garage, OSS).
 
     Checksums are sent only when we ask (``when_required``): some S3-compatible stores do not
     understand boto3's default CRC trailers with aws-chunked bodies; we send our own
-    SHA-256 or MD5 headers instead, which every one of them checks.
+    SHA-256 or MD5 headers instead, which every one of them checks. ``attempts`` and
+    ``timeout_s`` (default ``a.timeout_s``) bound how long one call can wait on a frozen store:
+    at most about ``attempts * timeout_s`` (``attempts`` counts the first try: botocore's own
+    ``max_attempts`` would count only the retries).
     """
+    timeout = a.timeout_s if timeout_s is None else timeout_s
     import boto3
     from botocore.config import Config as BotoConfig
 
@@ -193,9 +197,9 @@ def build_client(a: ArchiveSection) -> Any:
     conf = BotoConfig(
         s3={"addressing_style": a.addressing_style},
         signature_version="s3v4",
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=a.timeout_s,
-        read_timeout=a.timeout_s,
+        retries={"total_max_attempts": attempts, "mode": "standard"},
+        connect_timeout=timeout,
+        read_timeout=timeout,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         tcp_keepalive=True,
@@ -412,6 +416,19 @@ class ObjectStore:
         except Exception as exc:  # not supported by the store, or not configured on the bucket
             if not hasattr(exc, "response"):
                 raise  # a connection error: the caller retries later
+            if _code(exc) in {"AccessDenied", "403"}:
+                # A least-privilege station key (docs/fleet.md) may write objects but not read the
+                # bucket's settings. Send the retention that was asked for: a bucket that cannot
+                # lock refuses such uploads with an error, so retention is never dropped silently.
+                log.info(
+                    "archive: this key may not read bucket %r's Object Lock configuration;"
+                    " uploading with %s retention for %d days as configured",
+                    self.bucket,
+                    self.cfg.object_lock_mode,
+                    self.cfg.object_lock_days,
+                )
+                self.lock_enabled = True
+                return True
             enabled, reason = False, f"{_code(exc) or exc}"
         if not enabled:
             log.warning(

@@ -57,12 +57,11 @@ class Assembly:
             self.live.close()  # writes the last status (e.g. "stopped") first
         if self.retention is not None:
             self.retention.stop()
-        for part in (self.archiver, self.central_sync):
-            if part is not None:
-                try:
-                    part.stop()  # an unfinished upload resumes at the next start
-                except Exception:
-                    log.exception("stopping %r failed", part)
+        if self.archiver is not None:
+            try:
+                self.archiver.stop()  # an unfinished upload resumes at the next start
+            except Exception:
+                log.exception("stopping the archiver failed")
         for f in self.finalizers:
             close = getattr(f, "close", None)
             if close is not None:
@@ -70,6 +69,12 @@ class Assembly:
                     close()  # signs a last checkpoint, stops the timestamp thread
                 except Exception:
                     log.exception("closing finalizer %r failed", f)
+        if self.central_sync is not None:
+            try:
+                # Last: what the archiver verified and the last checkpoint reach the central index.
+                self.central_sync.stop(final_push=True)
+            except Exception:
+                log.exception("stopping the central sync failed")
         self.ledger.close()
 
 

@@ -447,7 +447,11 @@ class ClipWriter:
             if not global_header:
                 ctx.flags = int(ctx.flags) & ~int(av.codec.context.Flags.global_header)
             before = thread_ids()
-            ctx.open()  # ~5 ms; bad encoder settings (or no device) fail here, not a frame later
+            from station.h264_limits import hw_controls, hw_settings
+
+            hw = hw_settings(width, height, self.fps, bitrate_kbps, keyframe_interval_s)
+            with hw_controls(encoder, hw):  # h264_v4l2m2m: I-period + level as the driver takes
+                ctx.open()  # ~5 ms; bad encoder settings (or no device) fail here, not later
             # libx264 starts its worker threads here, in the caller's (capture) thread: give
             # them background priority, as the writer thread takes for itself, so encoding
             # the pre-roll burst at a clip's start cannot starve the capture loop. (A thread

@@ -68,6 +68,9 @@ def moto_s3(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
         yield
 
 
+# ---- in CI only `hardware` tests may skip (tests/ci_no_skip.py) --------------------------------
+from ci_no_skip import pytest_runtest_makereport  # noqa: E402, F401
+
 # ---- web fixtures (tests/conftest_web.py) ---------------------------------------------------
 from conftest_web import mp4_template, web_app, web_client, web_env  # noqa: E402, F401
 

@@ -60,7 +60,7 @@ class SeaweedServer:
     restart is the same store. Telemetry and the extra listeners (Iceberg, Lance) are off.
     """
 
-    def __init__(self, root: Path, binary: str) -> None:
+    def __init__(self, root: Path, binary: str, identities: list[dict] | None = None) -> None:
         self.root = root
         self.binary = binary
         self.data = root / "data"
@@ -76,7 +76,8 @@ class SeaweedServer:
                                 {"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}
                             ],
                             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                        }
+                        },
+                        *(identities or []),
                     ]
                 }
             )

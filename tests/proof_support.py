@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -23,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from station import config as config_mod
 from station.ledger import Ledger, ScanEventRecord
+from station.proof.trust import Anchors
 from station.recorder import Recorder
 
 MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof"
@@ -106,12 +108,13 @@ def record_orders(
     orders: list[str],
     *,
     frames: int = 12,
+    ago: timedelta = timedelta(minutes=30),
 ) -> list:
     """Drive the real Recorder: one clip per order with a scan, a waybill and a seal event."""
     ledger = Ledger.in_data_dir(cfg.station.data_dir)
     rec = Recorder(cfg, ledger, lambda p: SmallWriter(p), finalizers=finalizers)
     t = 0.0
-    wall0 = datetime.now(UTC).astimezone() - timedelta(minutes=30)
+    wall0 = datetime.now(UTC).astimezone() - ago
     try:
         for n, order in enumerate(orders):
             for i in range(frames):
@@ -311,6 +314,14 @@ class Store:
     data: Path
     tsa: TsaServer
 
+    def anchors(self) -> Anchors:
+        """What an honest verifier pins: the company CA and the TSA's root, as certificates."""
+        ca = x509.load_pem_x509_certificate(
+            (self.data / "proof-public/company-ca.crt").read_bytes()
+        )
+        tsa = x509.load_pem_x509_certificate(self.tsa.root.read_bytes())
+        return Anchors(ca=(ca,), tsa=(tsa,))
+
     def copy(self, dest: Path) -> Store:
         import shutil
 
@@ -318,8 +329,24 @@ class Store:
         return Store(self.cfg.with_data_dir(dest), dest, self.tsa)
 
 
-def build_store(root: Path, tsa: TsaServer, orders: list[str], *, c2pa: bool = True) -> Store:
-    """CA + station certificates, then ``orders`` recorded through the real Recorder."""
+def build_store(
+    root: Path,
+    tsa: TsaServer,
+    orders: list[str],
+    *,
+    c2pa: bool = True,
+    ca: Any = None,
+    certify: bool = True,
+    cert_station: str | None = None,
+    ago: timedelta = timedelta(minutes=2),
+) -> Store:
+    """CA + station certificates, then ``orders`` recorded through the real Recorder.
+
+    ``ca`` (a CompanyCa) certifies the key instead of a fresh "Test Co CA"; ``certify`` False
+    leaves the key uncertified; ``cert_station`` certifies it under another station name;
+    ``ago``: how long before now the recording (as the manifests say) started — the TSA's
+    time is now.
+    """
     from station.proof.ca import CompanyCa
     from station.proof.finalizer import ProofFinalizer
     from station.proof.keys import StationKey
@@ -328,19 +355,24 @@ def build_store(root: Path, tsa: TsaServer, orders: list[str], *, c2pa: bool = T
     data = root / "data"
     cfg = config_mod.load(None).with_data_dir(data)
     cfg = cfg.replace(
-        "proof", tsa_urls=(tsa.url,), tsa_ca_path=str(tsa.root), checkpoint_every=2, c2pa=c2pa
+        "proof",
+        tsa_urls=(tsa.url,),
+        tsa_ca_path=str(tsa.root),
+        checkpoint_every=2,
+        c2pa=c2pa and certify,
     )
     paths = ProofPaths.from_config(cfg)
     key, _ = StationKey.load_or_create(paths.key)
-    ca = CompanyCa.create(root / "ca", "Test Co CA")
-    ca.issue_station(cfg.station.name, key.public).install(
-        c2pa_key=paths.c2pa_key,
-        c2pa_cert=paths.c2pa_cert,
-        key_cert=paths.key_cert,
-        ca_cert=paths.ca_cert,
-    )
+    if certify:
+        ca = ca or CompanyCa.create(root / "ca", "Test Co CA")
+        ca.issue_station(cert_station or cfg.station.name, key.public).install(
+            c2pa_key=paths.c2pa_key,
+            c2pa_cert=paths.c2pa_cert,
+            key_cert=paths.key_cert,
+            ca_cert=paths.ca_cert,
+        )
     fin = ProofFinalizer(cfg, start_worker=False, clock=lambda: True)
-    done = record_orders(cfg, (fin,), orders)
+    done = record_orders(cfg, (fin,), orders, ago=ago)
     assert all(d.record is not None for d in done), [d.error for d in done]
     assert fin.tsa is not None
     fin.close()  # final checkpoint
@@ -352,7 +384,7 @@ def build_store(root: Path, tsa: TsaServer, orders: list[str], *, c2pa: bool = T
 
 
 def rewrite_zip(src: Path, dst: Path, changes: dict[str, bytes | None]) -> Path:
-    """Copy a zip, replacing (bytes) or dropping (None) the named members."""
+    """Copy a zip, replacing or adding (bytes) or dropping (None) the named members."""
     import zipfile
 
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
@@ -363,6 +395,10 @@ def rewrite_zip(src: Path, dst: Path, changes: dict[str, bytes | None]) -> Path:
                     zout.writestr(info.filename, new)
             else:
                 zout.writestr(info, zin.read(info))
+        for name in sorted(set(changes) - set(zin.namelist())):  # new members
+            new = changes[name]
+            if new is not None:
+                zout.writestr(name, new)
     return dst
 
 

@@ -63,9 +63,16 @@ def test_clips_proofs_and_checkpoints_are_archived(station_cfg: config_mod.Confi
         prefix = "packcam/stations/station-01/"
         assert sum(k.startswith(prefix + "clips/") for k in keys) == 2
         assert sum(k.startswith(prefix + "manifests/") for k in keys) == 2
+        # the log's leaves live under the signing key's fingerprint (a replaced station with a
+        # new key starts again at 0 without touching these)
+        from station.proof.keys import StationKey
+        from station.proof.paths import ProofPaths
+
+        key = StationKey.load(ProofPaths.from_config(station_cfg).key)
+        fp = key.fingerprint.split(":", 1)[-1][:16]
         assert {
-            prefix + "proof/log/0000000000.manifest.json",
-            prefix + "proof/log/0000000001.sig",
+            prefix + f"proof/log/{fp}/0000000000.manifest.json",
+            prefix + f"proof/log/{fp}/0000000001.sig",
         } <= set(keys)
         assert any(k.startswith(prefix + "proof/checkpoints/") for k in keys)
         assert arch.backlog() == 0

@@ -34,7 +34,7 @@ def packcam_commands() -> list[list[str]]:
 
 def test_the_doc_has_the_commands_it_should() -> None:
     cmds = [c[0] for c in packcam_commands()]
-    assert {"check-config", "keys", "user", "--version"} <= set(cmds)
+    assert {"check-config", "keys", "user", "--version", "doctor"} <= set(cmds)
 
 
 @pytest.mark.parametrize("argv", packcam_commands(), ids=lambda a: " ".join(a[:2]))

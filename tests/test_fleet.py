@@ -656,3 +656,124 @@ def fleet_seaweed(fleet: Fleet) -> SeaweedServer:
         endpoint = fleet.stations[0].archive.endpoint_url
 
     return _Endpoint()  # type: ignore[return-value]
+
+
+def test_central_sync_pushes_once_more_at_shutdown(
+    fleet: Fleet, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A clip archived just before the station stops is registered as archived at the stop,
+    not at the next start (which, for a retired station, never comes)."""
+    from central.db import CentralDB
+
+    cdb = CentralDB(fleet.dsn)
+    fleet.tokens["station-fin"] = cdb.add_station("station-fin")
+    cdb.close()
+    cfg = fleet.with_central(
+        station_cfg(tmp_path, "station-fin", fleet_seaweed(fleet), fleet.bucket)
+    )
+    record(cfg, ["FIN-1"])
+    sync = CentralSync(cfg)
+    assert sync.sync_once()["clips"] == 1  # the last pass before the archiver's upload
+    client = login(fleet.server.packcam_app.test_client(), "viewer")
+    arch = Archiver(cfg)
+    try:
+        assert arch.run_once() == 1
+    finally:
+        arch.stop()
+    assert not client.get("/api/orders/FIN-1").get_json()["clips"][0]["archived_utc"]
+    sync.stop(final_push=True)
+    got = client.get("/api/orders/FIN-1").get_json()["clips"][0]
+    assert got["archived_utc"] and got["station"] == "station-fin"
+
+    # A central site that is gone: the stop still returns, says so, and loses nothing locally.
+    dead = cfg.replace("central", url="http://127.0.0.1:9", timeout_s=2.0)
+    record(dead, ["FIN-2"])
+    with caplog.at_level(logging.WARNING, logger="station.central_sync"):
+        CentralSync(dead).stop(final_push=True)
+    assert "final push at shutdown failed" in caplog.text
+    led = Ledger.in_data_dir(dead.station.data_dir)
+    try:
+        assert [c.order_id for c in led.clips("FIN-2")] == ["FIN-2"]  # the next start sends it
+    finally:
+        led.close()
+
+
+def test_a_replaced_station_keeps_both_histories_and_overwrites_nothing(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A Pi is replaced: same station name, a fresh data dir and key. Without
+    `replace-station` its new key is refused; with it, the new station's clips register and
+    play, the old station's clips stay playable and verify with the old key, and no object in
+    the bucket gets a second version (the two logs live under their keys' fingerprints)."""
+    from central.db import CentralDB
+    from central.verify import verify_clip_central
+    from station.central_sync import SyncError
+    from station.objstore import ObjectStore
+
+    name = "station-rep"
+    cdb = CentralDB(fleet.dsn)
+    old_token = cdb.add_station(name)
+    old = station_cfg(tmp_path / "old-pi", name, fleet_seaweed(fleet), fleet.bucket)
+    old = old.replace("central", enabled=True, url=fleet.url, token=old_token, interval_s=0.2)
+    record(old, ["REP-1", "REP-2"])
+    _archive_all([old])
+    sync = CentralSync(old)
+    try:
+        sync.sync_once()
+    finally:
+        sync.stop()
+
+    # The new Pi: fresh data dir and key, configured with the old token by mistake.
+    new = station_cfg(tmp_path / "new-pi", name, fleet_seaweed(fleet), fleet.bucket)
+    record(new, ["REP-3", "REP-2"])  # REP-2 packed again after the swap
+    _archive_all([new])
+    wrong = CentralSync(
+        new.replace("central", enabled=True, url=fleet.url, token=old_token, interval_s=0.2)
+    )
+    try:
+        with pytest.raises(SyncError, match="replace-station station-rep"):
+            wrong.sync_once()
+    finally:
+        wrong.stop()
+
+    new_token = cdb.replace_station(name)
+    new = new.replace("central", enabled=True, url=fleet.url, token=new_token, interval_s=0.2)
+    sync = CentralSync(new)
+    try:
+        assert sync.sync_once()["clips"] == 2
+    finally:
+        sync.stop()
+    stale = CentralSync(old)  # the old Pi, back on the network, can no longer write
+    try:
+        with pytest.raises(SyncError, match="401"):
+            stale.sync_once()
+    finally:
+        stale.stop()
+
+    client = login(fleet.server.packcam_app.test_client(), "viewer")
+    rep2 = client.get("/api/orders/REP-2").get_json()["clips"]
+    assert len(rep2) == 2 and {c["station"] for c in rep2} == {name}
+    store = ObjectStore(fleet.central_cfg.archive)
+    for order, cfg in (("REP-1", old), ("REP-3", new)):
+        clip = client.get(f"/api/orders/{order}").get_json()["clips"][0]
+        local = cfg.station.data_dir / clip["path"]
+        got = client.get(clip["video_url"], headers={"Range": "bytes=0-99"})
+        assert got.status_code == 206 and got.data == local.read_bytes()[:100]
+        report = verify_clip_central(local, cdb, store)
+        checks = {c.name: c.status for c in report.checks}
+        assert checks["signature"] == "ok", report.checks
+
+    rows = cdb.stations_table(retired=True)
+    mine = [r for r in rows if r["name"] == name]
+    assert [bool(r["retired_utc"]) for r in mine] == [True, False]
+    assert mine[0]["replaced_by"] == mine[1]["id"] and mine[0]["clips"] == 2
+    assert name in [r["name"] for r in cdb.stations_table()]
+    assert len([r for r in cdb.stations_table() if r["name"] == name]) == 1
+    cdb.close()
+
+    prefix = f"packcam/stations/{name}/"
+    listing = store.client.list_object_versions(Bucket=fleet.bucket, Prefix=prefix)
+    keys = [v["Key"] for v in listing["Versions"]]
+    assert len(keys) == len(set(keys)), "an object of the old station got a second version"
+    logs = {k.split("/proof/log/")[1].split("/")[0] for k in keys if "/proof/log/" in k}
+    assert len(logs) == 2  # one log per key

@@ -10,9 +10,14 @@ from __future__ import annotations
 import glob
 import importlib.util
 import logging
+import os
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,9 +27,22 @@ from fakes.picamera2 import Picamera2 as FakePicamera2
 from station.errors import CameraError, ScannerError
 from station.frames import FrameSource, PedalPress, RawScan, ScanSource
 from station.hardware import picamera2_camera
-from station.hardware.evdev_scanner import EvdevScanner, KeyDecoder, find_scanner
+from station.hardware.evdev_scanner import (
+    EvdevScanner,
+    KeyDecoder,
+    find_scanner,
+    permission_hint,
+    unreadable_input_devices,
+)
 from station.hardware.gpio_pedal import GpioPedal
-from station.hardware.picamera2_camera import Picamera2Camera
+from station.hardware.picamera2_camera import (
+    INSTALL_HINT,
+    Picamera2Camera,
+    exposure_start_ns,
+    import_hint,
+)
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 3.0) -> None:
@@ -113,7 +131,7 @@ def test_picamera2_sensor_stamps_on_another_clock_are_anchored_on_delivery(
         received.append(time.monotonic())
         ts.append(f.t)
     cam.stop()
-    assert "off the boot-time clock" in caplog.text
+    assert "off the monotonic clock" in caplog.text
     assert all(0 <= r - t < 0.1 for t, r in zip(ts, received, strict=True))
     assert ts == sorted(ts)
     periods = [d / 0.02 for d in np.diff(ts)]
@@ -131,9 +149,9 @@ def test_picamera2_restarts_after_stop(picams) -> None:
     assert len(picams) == 2
 
 
-def test_picamera2_failures_are_camera_errors(picams) -> None:
-    with pytest.raises(CameraError, match="cannot open Pi camera 3"):
-        Picamera2Camera(3, 32, 24, 30.0, 1.0, picamera2_cls=fake_cls(picams)).start()
+def test_picamera2_failures_are_camera_errors(picams, monkeypatch) -> None:
+    with pytest.raises(CameraError, match=r"no Pi camera 3; libcamera sees 1 camera\(s\) \(0: imx"):
+        Picamera2Camera(3, 32, 24, 30.0, 1.0, picamera2_cls=FakePicamera2).start()
     cam = Picamera2Camera(0, 32, 24, 30.0, 1.0, picamera2_cls=fake_cls(picams))
     cam.start()
     with pytest.raises(CameraError, match="cannot open Pi camera 0"):  # busy
@@ -146,8 +164,9 @@ def test_picamera2_failures_are_camera_errors(picams) -> None:
     with pytest.raises(CameraError, match="frontend has timed out"):
         cam.read(0.1)
     cam.stop()
-    with pytest.raises(CameraError, match="cannot start Pi camera 0 at 33x24"):
-        Picamera2Camera(0, 33, 24, 30.0, 1.0, picamera2_cls=fake_cls(picams)).start()
+    monkeypatch.setattr(FakePicamera2, "configure_error", RuntimeError("Configuration failed"))
+    with pytest.raises(CameraError, match="cannot start Pi camera 0 at 32x24"):
+        Picamera2Camera(0, 32, 24, 30.0, 1.0, picamera2_cls=fake_cls(picams)).start()
     assert not FakePicamera2.in_use  # a failed start closed what it opened
 
 
@@ -175,6 +194,160 @@ def test_fake_picamera2_keeps_the_real_request_contract(picams) -> None:
         request.release()
     assert "SensorTimestamp" in pc.capture_metadata(wait=1.0)
     assert pc.capture_array("main", wait=1.0).shape == (24, 32, 4)
+
+
+def test_fake_picamera2_raises_the_real_exception_types(picams) -> None:
+    with pytest.raises(IndexError):  # picamera2 indexes global_camera_info() first
+        FakePicamera2(1)
+    fake_cls(picams)(0)
+    with pytest.raises(RuntimeError, match="Camera __init__ sequence did not complete"):
+        FakePicamera2(0)
+
+
+def test_fake_picamera2_keeps_a_timed_out_request_queued_and_stop_waits_behind_it(picams):
+    """picamera2's queue, which the adapter must work around: without cancel_all_and_flush a
+    stop() after a capture timeout never returns."""
+    pc = fake_cls(picams)(0)
+    pc.start(pc.create_video_configuration(main={"size": (32, 24)}, controls={"FrameRate": 50}))
+    pc.capture_request(wait=1.0).release()
+    pc.hang = True
+    with pytest.raises(TimeoutError):
+        pc.capture_request(wait=0.1)
+    assert len(pc._job_list) == 1  # still queued
+    outcome: list[BaseException | None] = []
+
+    def stop() -> None:
+        try:
+            pc.stop()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    stopper = threading.Thread(target=stop, daemon=True)
+    stopper.start()
+    stopper.join(0.5)
+    assert stopper.is_alive() and pc.started  # stuck behind the capture job
+    pc.cancel_all_and_flush()  # cancels the stop job too, as in picamera2
+    stopper.join(2.0)
+    assert not stopper.is_alive() and isinstance(outcome[0], CancelledError)
+    assert pc._job_list == [] and pc.started
+    pc.stop()  # the queue is empty now: it runs at once
+    assert not pc.started
+
+
+def test_picamera2_stall_flushes_the_queue_so_stop_returns(picams) -> None:
+    cam = Picamera2Camera(0, 32, 24, 50.0, 1.0, picamera2_cls=fake_cls(picams))
+    cam.start()
+    assert cam.read(1.0) is not None
+    picams[0].hang = True  # the cable came loose
+    with pytest.raises(CameraError, match=r"no frame for 0\.2 s"):
+        cam.read(0.2)
+    assert picams[0]._job_list == []  # cancelled and flushed before raising
+    t0 = time.monotonic()
+    cam.stop()
+    assert time.monotonic() - t0 < 2.0
+    assert not picams[0].is_open and not FakePicamera2.in_use
+
+
+class StallingPicamera2(FakePicamera2):
+    """Delivers ``stall_after`` frames, then none (the first camera of the reconnect test)."""
+
+    stall_after = 8
+
+    def _make_frame(self, k: int):
+        request = super()._make_frame(k)
+        if self.frames >= self.stall_after:
+            self.hang = True
+        return request
+
+
+def test_station_reconnects_after_a_picamera2_stall(picams, cfg, caplog) -> None:
+    from station.service import assemble
+
+    caplog.set_level(logging.INFO)
+
+    def open_camera(num: int) -> FakePicamera2:
+        cam = (StallingPicamera2 if not picams else FakePicamera2)(num)
+        picams.append(cam)
+        return cam
+
+    cfg = cfg.replace("camera", width=64, height=48, fps=30.0, read_timeout_s=0.3)
+    cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
+    camera = Picamera2Camera(0, 64, 48, 30.0, 0.3, picamera2_cls=open_camera)
+    asm = assemble(cfg, camera=camera, live_view=False)
+    stop = threading.Event()
+    runner = threading.Thread(target=asm.station.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        wait_for(lambda: len(picams) == 2 and picams[1].frames >= 10, timeout=8.0)
+    finally:
+        stop.set()
+        runner.join(5.0)
+    assert not runner.is_alive(), "the station hung stopping a stalled camera"
+    asm.close()
+    assert asm.station.stats.camera_losses == 1
+    assert "camera is back" in caplog.text
+    first = picams[0]
+    assert first.hang and not first.is_open and first._job_list == []
+
+
+def test_picamera2_takes_the_size_libcamera_adjusted_and_scales_back(
+    picams, monkeypatch, caplog
+) -> None:
+    monkeypatch.setattr(FakePicamera2, "width_align", 64)  # e.g. a 64-byte-aligned ISP output
+    cam = Picamera2Camera(0, 100, 48, 50.0, 1.0, picamera2_cls=fake_cls(picams))
+    cam.start()
+    frame = cam.read(1.0)
+    cam.stop()
+    assert picams[0].camera_configuration()["main"]["size"] == (64, 48)
+    assert cam.actual_size == (64, 48)
+    assert "libcamera adjusted 100x48 to 64x48" in caplog.text
+    assert frame.image.shape == (48, 100, 3)
+    assert frame.image[10, 5].tolist() == [255, 0, 0] and frame.image[10, 95].tolist() == [
+        0,
+        0,
+        255,
+    ]
+
+
+def test_picamera2_t_is_the_start_of_exposure_as_picamera2_defines_sensor_timestamp(picams):
+    assert exposure_start_ns({"SensorTimestamp": 5_000_000_000, "ExposureTime": 12_000}) == (
+        4_988_000_000
+    )
+    assert exposure_start_ns({"ExposureTime": 12_000}) is None
+    cam = Picamera2Camera(0, 32, 24, 50.0, 1.0, picamera2_cls=fake_cls(picams))
+    cam.start()
+    pc = picams[0]
+    for _ in range(5):
+        f = cam.read(1.0)
+        received = time.monotonic_ns()
+        k = int(f.image[0, 0, 1])  # the fake writes the frame number into the picture
+        start = pc.exposure_starts[k]
+        assert f.t == pytest.approx(start / 1e9, abs=1e-6)  # not the end of exposure
+        # Delivered after exposure (10 ms) + readout (3 ms): t is well before receipt.
+        assert received - start >= (pc.exposure_us + pc.readout_us) * 1000
+    cam.stop()
+
+
+def test_picamera2_numpy_mismatch_gives_the_simplejpeg_hint(tmp_path) -> None:
+    assert import_hint(ModuleNotFoundError("No module named 'picamera2'")) == INSTALL_HINT
+    hint = import_hint(ValueError("numpy.dtype size changed, may indicate binary incompatibility"))
+    assert "numpy.dtype size changed" in hint and "--force-reinstall --no-deps" in hint
+    # The real import path: a picamera2 whose import raises as apt's does with numpy 2.
+    (tmp_path / "picamera2.py").write_text(
+        'raise ValueError("numpy.dtype size changed, may indicate binary incompatibility. '
+        'Expected 96 from C header, got 88 from PyObject")\n'
+    )
+    code = (
+        "from station.errors import CameraError\n"
+        "from station.hardware.picamera2_camera import Picamera2Camera\n"
+        "try:\n    Picamera2Camera()\nexcept CameraError as exc:\n    print(exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=60, check=True).stdout  # fmt: skip
+    assert "picamera2 is installed but cannot load: numpy.dtype size changed" in out
+    assert "pip install --force-reinstall --no-deps 'simplejpeg>=1.8.1'" in out
 
 
 def _real_pi_camera() -> bool:
@@ -342,6 +515,50 @@ def test_evdev_scanner_explains_missing_permission(bus, caplog) -> None:
         wait_for(lambda: "group 'input'" in caplog.text)
     finally:
         s.stop()
+
+
+def test_evdev_auto_detect_names_devices_the_user_may_not_open(bus, caplog) -> None:
+    """python-evdev's list_devices() hides what the user may not open: the hint must not."""
+    bus.unplug("/dev/input/event0")  # a Pi has no keyboard of its own
+    bus.denied.add("/dev/input/event4")
+    assert "/dev/input/event4" not in bus.list_devices()
+    s = EvdevScanner(evdev_module=bus, retry_max_s=0.05, list_unreadable=bus.unreadable)
+    s.start()
+    try:
+        wait_for(lambda: "add the service user to the input group" in caplog.text)
+    finally:
+        s.stop()
+    assert "no barcode scanner at any input device" in caplog.text
+    assert "1 input device(s) exist that user" in caplog.text and "/dev/input/event4" in caplog.text
+
+
+def test_evdev_without_unreadable_devices_gives_no_group_hint(bus, caplog) -> None:
+    bus.unplug("/dev/input/event0")
+    bus.unplug("/dev/input/event4")
+    s = EvdevScanner(evdev_module=bus, retry_max_s=0.05, list_unreadable=bus.unreadable)
+    s.start()
+    try:
+        wait_for(lambda: "no barcode scanner" in caplog.text)
+    finally:
+        s.stop()
+    assert "input group" not in caplog.text
+
+
+def test_unreadable_input_devices_checks_event_nodes_with_access(tmp_path) -> None:
+    for name in ("event0", "event1", "event2", "mice", "js0"):
+        (tmp_path / name).write_text("")
+    denied = {str(tmp_path / "event1"), str(tmp_path / "mice")}
+    found = unreadable_input_devices(
+        str(tmp_path),
+        access=lambda p, mode: mode == os.R_OK | os.W_OK and p not in denied,
+        is_char_device=lambda p: not p.endswith("event2"),
+    )
+    assert found == [str(tmp_path / "event1")]  # mice is not an event node; event2 no device
+    assert unreadable_input_devices(str(tmp_path)) == []  # regular files: not devices
+    assert permission_hint([]) == ""
+    hint = permission_hint([f"/dev/input/event{i}" for i in range(6)], user="packcam-station")
+    assert hint.startswith("6 input device(s) exist that user 'packcam-station' may not open")
+    assert "/dev/input/event3, ..." in hint and "sudo usermod -aG input packcam-station" in hint
 
 
 @pytest.mark.skipif(importlib.util.find_spec("evdev") is not None, reason="evdev is installed")

@@ -107,6 +107,9 @@ def _web_checks(data: Path) -> dict[str, object]:
     from web import create_app
 
     cfg = config_mod.load(None).with_data_dir(data)
+    # the site trusts the TSA root the station uses (a public file): else nothing is
+    # "authentic", only "intact, but not anchored"
+    cfg = cfg.replace("proof", tsa_ca_path=str(data / "proof-public/tsa-roots.pem"))
     app = create_app(cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40,
                                        "PASSWORD_METHOD": FAST_PW})  # fmt: skip
     client = app.test_client()
@@ -137,6 +140,7 @@ def test_the_web_site_needs_no_private_key(store: Store, tmp_path: Path) -> None
     from conftest_web import add_users
 
     st = store.copy(tmp_path / "data")
+    shutil.copy(store.tsa.root, st.data / "proof-public/tsa-roots.pem")
     add_users(st.data)
     shutil.rmtree(st.data / "proof")
     assert _web_checks(st.data) == {
@@ -175,6 +179,7 @@ def test_web_user_cannot_read_the_key_yet_verifies_and_exports(store: Store) -> 
     try:
         root.chmod(0o755)
         st = store.copy(root / "data")
+        shutil.copy(store.tsa.root, st.data / "proof-public/tsa-roots.pem")
         add_users(st.data)
         _as_deployed(st.data)
         child = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -83,29 +84,48 @@ def test_keys_and_ca_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert (out / "station-key.crt").exists() and (out / "station-c2pa-chain.pem").exists()
 
 
-def test_export_verify_audit_exit_codes(store: Store, tmp_path: Path, capsys) -> None:  # noqa: F811
+def test_export_verify_audit_exit_codes(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))  # no per-user trust file
     st = store.copy(tmp_path / "data")
     data = str(st.data)
+    ca = str(st.data / "proof-public/company-ca.crt")
+    pins = ["--ca", ca, "--tsa-ca", str(store.tsa.root)]
     bundle = tmp_path / "b.zip"
     assert _main(["export", "A1", "-o", str(bundle), "--data", data]) == 0
     assert "2 clip(s)" in capsys.readouterr().out
-    assert _main(["verify", str(bundle)]) == 0
-    assert "AUTHENTIC" in capsys.readouterr().out
-    assert _main(["verify", "--json", str(bundle)]) == 0
-    assert '"authentic": true' in capsys.readouterr().out
-    assert _main(["audit", "--data", data]) == 0
+    # nothing pinned: intact, but the CA and TSA shipped inside vouch for nothing
+    assert _main(["verify", str(bundle)]) == 4
+    out = capsys.readouterr().out
+    assert "INTACT BUT NOT ANCHORED" in out and "company CA SHA256:" in out
+    assert _main(["verify", *pins, str(bundle)]) == 0
+    assert "RESULT b.zip: AUTHENTIC" in capsys.readouterr().out
+    assert _main(["verify", "--json", *pins, str(bundle)]) == 0
+    j = json.loads(capsys.readouterr().out)
+    assert j["verdict"] == "authentic" and j["authentic"] is True and j["exit_code"] == 0
+    assert _main(["verify", "--json", str(bundle)]) == 4
+    j = json.loads(capsys.readouterr().out)
+    assert j["verdict"] == "intact-unanchored" and j["authentic"] is False
+    assert {"signer-unanchored", "time-unanchored"} <= set(j["reasons"])
+    assert _main(["audit", "--data", data, *pins]) == 0
+    assert _main(["audit", "--data", data]) == 4
     assert _main(["checkpoint", "--data", data]) == 0
     clip = sorted(st.data.glob("clips/**/*.mp4"))[0]
-    assert _main(["verify", "--data", data, str(clip)]) == 0
+    assert _main(["verify", "--data", data, *pins, str(clip)]) == 0
+    assert _main(["verify", "--data", data, str(clip)]) == 4
     with clip.open("r+b") as f:
         f.seek(5000)
         b = f.read(1)
         f.seek(5000)
         f.write(bytes([b[0] ^ 0xFF]))
     capsys.readouterr()
-    assert _main(["verify", "--data", data, str(clip)]) == 1
+    assert _main(["verify", "--data", data, *pins, str(clip)]) == 1
     assert "[clip-altered]" in capsys.readouterr().out
-    assert _main(["audit", "--data", data]) == 1
+    assert _main(["audit", "--data", data, *pins]) == 1
     assert "FAIL" in capsys.readouterr().out
     assert _main(["export", "NO-SUCH-ORDER", "-o", str(tmp_path / "x.zip"), "--data", data]) == 3
     assert _main(["verify", str(tmp_path / "missing.zip")]) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -63,9 +64,12 @@ def test_sidecar_index_and_file_agree_after_c2pa(store: Store) -> None:  # noqa:
 
 
 def test_audit_of_an_honest_store_passes(store: Store) -> None:  # noqa: F811
-    report = audit(store.cfg)
-    assert report.ok, report.lines()
+    report = audit(store.cfg, anchors=store.anchors())
+    assert report.verdict == "authentic", report.lines()
     assert not [c for c in report.checks if c.status == "warn"], report.lines()
+    bare = audit(store.cfg)  # the data dir's own CA and TSA roots vouch for nothing
+    assert bare.ok and bare.verdict == "intact-unanchored", bare.lines()
+    assert {"signer-unanchored", "time-unanchored"} <= bare.reasons()
 
 
 def test_bare_clip_verifies_against_index_and_c2pa(store: Store) -> None:  # noqa: F811
@@ -107,16 +111,27 @@ def test_honest_bundle_verifies_on_a_second_machine(store: Store, tmp_path: Path
     fresh.mkdir()
     copy = fresh / "bundle.zip"
     copy.write_bytes(bundle.read_bytes())
-    env = {"PATH": os.environ["PATH"], "HOME": str(fresh), "LANG": "C.UTF-8"}
-    out = subprocess.run(
-        [sys.executable, "-m", "station.proof", "verify", "bundle.zip"],
-        cwd=fresh,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    # (this checkout's code, not whatever the venv has installed)
+    env = {"PATH": os.environ["PATH"], "HOME": str(fresh), "LANG": "C.UTF-8",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # fmt: skip
+
+    def verify(*pins: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "station.proof", "verify", *pins, "bundle.zip"],
+            cwd=fresh,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+
+    out = verify()  # nothing pinned: the CA and TSA root inside vouch for nothing
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert "RESULT bundle.zip: INTACT BUT NOT ANCHORED" in out.stdout
+    shutil.copy(store.data / "proof-public/company-ca.crt", fresh / "ca-from-the-seller.pem")
+    shutil.copy(store.tsa.root, fresh / "root-from-the-tsa.pem")
+    out = verify("--ca", "ca-from-the-seller.pem", "--tsa-ca", "root-from-the-tsa.pem")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "RESULT bundle.zip: AUTHENTIC" in out.stdout
     # and pinned to the CA and the TSA root it was given independently

@@ -197,7 +197,7 @@ def test_audit_timestamp_token_swapped(store: Store, tmp_path: Path) -> None:  #
             (t1, e0.manifest_sha256),
         )
     report = audit(st.cfg)
-    _assert_detected(report, "tsa-invalid")
+    _assert_detected(report, "tsa-other-data")
     assert any("other data" in c.reason for c in report.failures)
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from proof_support import Store, store, tsa_ec  # noqa: F401 (fixtures)
+from proof_support import Store, store, tsa_ec, tsa_rsa  # noqa: F401 (fixtures)
 
 from station.proof.bundle import export_order
+from station.proof.ca import cert_fingerprint
 from web import verify as verify_web
 
 
@@ -222,3 +224,80 @@ def test_waitress_refuses_a_declared_oversized_body_before_reading_it(web_env) -
     finally:
         stop.set()
         thread.join(10)
+
+
+# ---- the verdict model on the page ---------------------------------------------------------
+
+
+def _post(app: Flask, data: bytes, name: str) -> str:
+    resp = app.test_client().post("/verify", data={"file": (io.BytesIO(data), name)})
+    assert resp.status_code == 200
+    return resp.get_data(as_text=True)
+
+
+def test_page_names_the_anchors_it_used(store: Store) -> None:  # noqa: F811
+    body = _post(_app(store), _clip(store).read_bytes(), "clip.mp4")
+    assert "✔ Authentic" in body
+    assert "company CA SHA256:" in body and "TSA root SHA256:" in body and "/trust" in body
+
+
+def test_site_without_tsa_roots_says_intact_not_anchored(store: Store) -> None:  # noqa: F811
+    app = _app(store)
+    app.config["PACKCAM"] = store.cfg.replace("proof", tsa_ca_path="")
+    body = _post(app, _clip(store).read_bytes(), "clip.mp4")
+    assert "Intact, but not anchored" in body and "Authentic" not in body
+    assert "[time-unanchored]" in body
+
+
+def test_forged_and_relabelled_bundles_are_refused(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    tsa_rsa: object,  # noqa: F811
+) -> None:
+    from proof_support import build_store, bundle_index, rewrite_zip
+
+    forger = build_store(tmp_path / "forger", tsa_rsa, ["A1"], c2pa=False)
+    forged = export_order(forger.cfg, "A1", tmp_path / "forged.zip").path
+    body = _post(_app(store), forged.read_bytes(), "b.zip")
+    assert "✘ Not authentic" in body and "cert-foreign-ca" in body
+    honest = export_order(store.cfg, "A1", tmp_path / "a1.zip").path
+    idx = bundle_index(honest)
+    idx["order_id"] = "B2"
+    relabelled = rewrite_zip(honest, tmp_path / "r.zip", {"bundle.json": json.dumps(idx).encode()})
+    body = _post(_app(store), relabelled.read_bytes(), "r.zip")
+    assert "Not authentic" in body and "bundle-member-unsigned" in body
+
+
+def test_trust_page_and_trust_file_publish_the_anchors(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    from station.proof.trust import build_anchors
+    from station.proof.verify import verify_bundle
+
+    client = _app(store).test_client()
+    page = client.get("/trust").get_data(as_text=True)
+    ca_fp, tsa_fp = (cert_fingerprint(c) for c in (*store.anchors().ca, *store.anchors().tsa))
+    assert ca_fp in page and tsa_fp in page
+    trust = tmp_path / "trust.txt"
+    trust.write_bytes(client.get("/trust.txt").data)
+    bundle = export_order(store.cfg, "B2", tmp_path / "b.zip").path
+    report = verify_bundle(bundle, anchors=build_anchors(trust_file=str(trust)))
+    assert report.authentic, report.lines()
+
+
+def test_verdict_in_chinese_on_the_real_site(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    from web import create_app
+
+    st = store.copy(tmp_path / "data")
+    app = create_app(st.cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
+    client = app.test_client()
+    zh = {"Accept-Language": "zh-CN"}
+    assert client.get("/verify", headers=zh).status_code == 200
+    with client.session_transaction() as sess:
+        token = sess.get("csrf")
+    resp = client.post(
+        "/verify",
+        data={"csrf_token": token, "file": (io.BytesIO(_clip(st).read_bytes()), "c.mp4")},
+        headers=zh,
+    )
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200, body
+    assert "真实：与录制的视频一致" in body and "依据本站公布的信任锚进行验证" in body

@@ -123,9 +123,18 @@ def test_plan_properties(clips, policy, free, extra) -> None:
     total = free + extra
     p = plan(clips, now=NOW, free_bytes=free, total_bytes=total, policy=policy)
     floor = policy.floor(total)
-    eligible = sorted(
-        (c for c in clips if why_kept(c, NOW, policy) is None), key=lambda c: (c.started_at, c.id)
-    )
+
+    # The oracle is the rule as the docs state it, not the implementation's own why_kept.
+    def may_go(c: Candidate) -> bool:
+        old_enough = NOW - c.started_at >= timedelta(days=policy.min_age_days)
+        return (
+            c.finished
+            and not c.legal_hold
+            and old_enough
+            and (c.archived or not policy.archive_required)
+        )
+
+    eligible = sorted((c for c in clips if may_go(c)), key=lambda c: (c.started_at, c.id))
     k = len(p.deletions)
     # never a held, young, unfinished or (when required) unarchived clip; oldest first
     assert list(p.deletions) == eligible[:k]
@@ -143,6 +152,18 @@ def test_plan_properties(clips, policy, free, extra) -> None:
     if not p.floor_reached:
         assert k == len(eligible)  # everything allowed is deleted before giving up
     assert sum(p.kept.values()) == len(clips) - len(eligible)
+    # Each kept clip is counted under its first reason in the documented order.
+    reasons = {UNFINISHED: 0, HELD: 0, YOUNG: 0, UNARCHIVED: 0}
+    for c in clips:
+        if not c.finished:
+            reasons[UNFINISHED] += 1
+        elif c.legal_hold:
+            reasons[HELD] += 1
+        elif NOW - c.started_at < timedelta(days=policy.min_age_days):
+            reasons[YOUNG] += 1
+        elif policy.archive_required and not c.archived:
+            reasons[UNARCHIVED] += 1
+    assert p.kept == {k: v for k, v in reasons.items() if v}
 
 
 # ---- ledger: holds and deletion marks ----------------------------------------------------------

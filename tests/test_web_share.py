@@ -157,7 +157,8 @@ def test_only_the_creator_or_an_operator_may_revoke(web_app) -> None:
 # ---- scope: a link for order A never yields anything of order B -------------------------------
 
 PUBLIC_ENDPOINTS = {"static", "i18n.switch", "auth.login", "auth.logout", "api.openapi",
-                    "verify.css", "verify.page", "verify.upload"}  # fmt: skip
+                    "verify.css", "verify.page", "verify.upload", "verify.trust",
+                    "verify.trust_file"}  # fmt: skip
 SHARE_ENDPOINTS = {"share.page", "share.video", "share.download", "share.thumb", "share.keyframe",
                    "share.bundle"}  # fmt: skip
 # The link's own order, whatever else the URL names (this store has no signed log: 409).

@@ -36,7 +36,7 @@ def build_big_store(root: Path, tsa: Any, monkeypatch: pytest.MonkeyPatch) -> St
         real = proof_support.record_orders
 
         def record(cfg: Any, finalizers: tuple, orders: list[str], **kw: Any) -> list:
-            return real(cfg, finalizers, orders, frames=160)
+            return real(cfg, finalizers, orders, **{**kw, "frames": 160})
 
         m.setattr(proof_support, "record_orders", record)
         return build_store(root, tsa, ["BIG1", "BIG2"], c2pa=False)

@@ -9,9 +9,18 @@ from flask import Blueprint, Flask, Response, current_app, render_template_strin
 
 from station.config import Config
 from station.proof import ProofError
+from station.proof.ca import cert_fingerprint
 from station.proof.paths import ProofPaths
+from station.proof.trust import Anchors
 from station.proof.tsa import load_pem_certs
-from station.proof.verify import Report, verify_bundle, verify_clip
+from station.proof.verify import (
+    AUTHENTIC,
+    UNANCHORED,
+    Report,
+    name_later_clips,
+    verify_bundle,
+    verify_clip,
+)
 from web import uploads
 
 log = logging.getLogger(__name__)
@@ -72,9 +81,13 @@ unaltered. The file is only used for this check and is not kept.</p>
 </form>
 {% if report %}
 <hr>
-<p class="verdict {{ 'ok' if report.ok else 'fail' }}">
-{% if report.ok %}✔ 真实：与录制的视频一致 · Authentic: matches a recorded clip
-{% else %}✘ 未通过验证 · Not authentic{% endif %}</p>
+<p class="verdict {{ verdict.css }}">{{ verdict.title }}</p>
+<p>{{ verdict.detail }}</p>
+{% if verdict.anchors %}<p>{{ verdict.anchors_label }}
+(<a href="{{ url_for('verify.trust') }}">/trust</a>)</p>
+<ul>{% for a in verdict.anchors %}<li><code>{{ a }}</code></li>{% endfor %}</ul>{% endif %}
+{% if verdict.compare %}<p>{{ verdict.compare_label }}</p>
+<ul>{% for a in verdict.compare %}<li><code>{{ a }}</code></li>{% endfor %}</ul>{% endif %}
 {% if match %}
 <table>
 <tr><th>订单 Order</th><td>{{ match.order_id }}</td></tr>
@@ -90,7 +103,8 @@ unaltered. The file is only used for this check and is not kept.</p>
 {% if sha256 %}SHA-256 <code>{{ sha256 }}</code>{% endif %}</p>
 <ul>
 {% for c in report.checks %}
-<li class="{{ c.status }}"><b>{{ c.status|upper }}</b> {{ c.name }}: {{ c.reason }}</li>
+<li class="{{ c.status }}"><b>{{ c.status|upper }}</b> {{ c.name }}: {{ c.reason }}
+{% if c.code %}<code>[{{ c.code }}]</code>{% endif %}</li>
 {% endfor %}</ul>
 {% endif %}
 {% if error %}<p class="fail">{{ error }}</p>{% endif %}
@@ -119,6 +133,8 @@ def _render(status: int = 200, **ctx: Any) -> Response:
     ctx.setdefault("error", None)
     ctx.setdefault("name", "")
     ctx.setdefault("sha256", None)
+    if ctx["report"] is not None and "verdict" not in ctx:  # the same model as `packcam verify`
+        ctx["verdict"] = verdict_view(ctx["report"], _site_anchors(_config()))
     html = render_template_string(PAGE, max_mb=_limit() // (1 << 20), **ctx)
     return Response(html, status=status, mimetype="text/html")
 
@@ -131,6 +147,117 @@ def page() -> Response:
 def _config() -> Config | None:
     cfg = current_app.config.get("PACKCAM")
     return cfg if isinstance(cfg, Config) else None
+
+
+TRUST_PAGE = """<!doctype html>
+<html lang="{{ lang }}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }} — packcam</title>
+<link rel="stylesheet" href="{{ url_for('verify.css') }}">
+</head><body>
+<h1>{{ title }}</h1>
+<p>{{ intro }}</p>
+<ul>{% for a in anchors %}<li><code>{{ a }}</code></li>{% endfor %}</ul>
+<p>{{ how }}</p>
+<pre>packcam verify --trust trust.txt bundle.zip</pre>
+<p><a href="{{ url_for('verify.trust_file') }}">trust.txt</a></p>
+</body></html>
+"""
+
+
+def _(message: str, **kw: Any) -> str:
+    """flask-babel's gettext on the real site (both languages), plain text without Babel."""
+    if "babel" in current_app.extensions:
+        from flask_babel import gettext
+
+        return str(gettext(message, **kw))
+    return message % kw if kw else message
+
+
+def _html_lang() -> str:
+    if "babel" in current_app.extensions:
+        from web.i18n import html_lang
+
+        return html_lang()
+    return "en"
+
+
+def _site_anchors(cfg: Config | None) -> Anchors:
+    """What this site trusts: its company CA and its TSA roots (what /trust publishes)."""
+    if cfg is None:
+        return Anchors()
+    paths = ProofPaths.from_config(cfg)
+    tsa: list[Any] = []
+    if paths.tsa_ca is not None:
+        try:
+            tsa = load_pem_certs(paths.tsa_ca.read_bytes())
+        except (OSError, ProofError) as exc:
+            log.warning("cannot read the TSA roots %s: %s", paths.tsa_ca, exc)
+    return Anchors(ca=tuple(_trusted_ca(cfg) or ()), tsa=tuple(tsa))
+
+
+def verdict_view(report: Report, anchors: Anchors) -> dict[str, Any]:
+    """The verdict of a report in the reader's language: title, explanation, fingerprints."""
+    v = report.verdict
+    if v == AUTHENTIC:
+        title = _("Authentic: matches a recorded clip")
+        detail = _(
+            "The file is the recorded one, signed by a station key that this site's company CA "
+            "certified, and a trusted time-stamp authority saw it within the allowed delay."
+        )
+        css = "ok"
+    elif v == UNANCHORED:
+        title = _("Intact, but not anchored")
+        detail = _(
+            "Nothing was altered, but the signer or the time is not vouched for by a company CA "
+            "or time-stamp authority this site trusts. Compare the fingerprints below with the "
+            "ones the seller gave you."
+        )
+        css = "warn"
+    else:
+        title = _("Not authentic")
+        detail = _("Reasons: %(codes)s", codes=", ".join(sorted(report.codes())) or "—")
+        css = "fail"
+    return {
+        "css": css,
+        "title": ("✔ " if css == "ok" else "✘ " if css == "fail" else "⚠ ") + title,
+        "detail": detail,
+        "anchors": anchors.describe(),
+        "anchors_label": _("Checked against this site's published trust anchors:"),
+        "compare": report.facts.get("compare", []),
+        "compare_label": _("Fingerprints to compare:"),
+    }
+
+
+@bp.get("/trust")
+def trust() -> Response:
+    """The seller's published anchors: a stable URL the verify page and the docs point to."""
+    anchors = _site_anchors(_config())
+    html = render_template_string(
+        TRUST_PAGE,
+        lang=_html_lang(),
+        title=_("Trust anchors of this site"),
+        intro=_(
+            "Evidence from this site is authentic only if its signer chains to this company CA "
+            "and its time comes from these time-stamp authorities. Compare these SHA-256 "
+            "fingerprints with the ones you received from the seller by another channel."
+        ),
+        how=_("Save the file below and verify with:"),
+        anchors=anchors.describe(),
+    )
+    return Response(html, mimetype="text/html")
+
+
+@bp.get("/trust.txt")
+def trust_file() -> Response:
+    """The same anchors as a packcam trust file (``packcam verify --trust trust.txt``)."""
+    anchors = _site_anchors(_config())
+    lines = ["# packcam trust file: compare these fingerprints with the seller's"]
+    lines += [f"ca {cert_fingerprint(c)}" for c in anchors.ca]
+    lines += [f"tsa {cert_fingerprint(c)}" for c in anchors.tsa]
+    resp = Response("\n".join(lines) + "\n", mimetype="text/plain")
+    resp.headers["Cache-Control"] = "public, max-age=300"
+    return resp
 
 
 def _trusted_ca(cfg: Config | None) -> list[Any] | None:
@@ -157,7 +284,7 @@ def _recorded_match(cfg: Config | None, report: Report) -> dict[str, Any] | None
 
 def _check_bundle_against_store(cfg: Config | None, report: Report) -> None:
     """A bundle that verifies on its own must also be one of *this* station's clips."""
-    if cfg is None or not report.ok:
+    if cfg is None or report.failures or not report.ok:
         return
     from station.proof.log import ProofLog
 
@@ -178,6 +305,7 @@ def _check_bundle_against_store(cfg: Config | None, report: Report) -> None:
                 report.add("store", "ok", f"{clip.get('file')} is in this site's signed log")
     finally:
         plog.close()
+    name_later_clips(report, cfg)  # the order recorded again since: say so
 
 
 @bp.post("/verify")
@@ -203,7 +331,7 @@ def _check(up: uploads.Upload) -> Response:
     central = bool(current_app.config.get("PACKCAM_CENTRAL"))
     if up.is_zip:
         up.ticket.grow(uploads.unzip_need(up.path, spool_of(current_app).limits))
-        report = verify_bundle(up.path, trusted_ca=_trusted_ca(cfg), tmp_dir=up.scratch())
+        report = verify_bundle(up.path, anchors=_site_anchors(cfg), tmp_dir=up.scratch())
         if central:  # the fleet's central site: the PostgreSQL index, not a local log
             from central.api import central_db
             from central.verify import check_bundle_in_index
@@ -219,7 +347,7 @@ def _check(up: uploads.Upload) -> Response:
         report = verify_clip_central(up.path, central_db(), media_store())
     else:
         try:
-            report = verify_clip(up.path, cfg, trusted_ca=_trusted_ca(cfg))
+            report = verify_clip(up.path, cfg, anchors=_site_anchors(cfg))
         except ProofError as exc:
             log.warning("verify page: %s", exc)
             return _render(503, error="本站尚无录像索引 · this site has no clip index yet")
@@ -228,7 +356,7 @@ def _check(up: uploads.Upload) -> Response:
         "bundle" if up.is_zip else "clip",
         up.size,
         request.remote_addr,
-        "authentic" if report.ok else f"not authentic {sorted(report.codes())}",
+        report.verdict + (f" {sorted(report.codes())}" if report.failures else ""),
     )
     return _render(
         200,

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import getpass
+import glob
 import logging
+import os
 import re
 import select
+import stat
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from station.errors import ScannerError
@@ -18,10 +23,54 @@ from station.scanner import MAX_LINE, EventQueue
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
-    "python-evdev is not installed: `pip install evdev` in the venv (it builds against the "
-    "kernel headers: `sudo apt install python3-dev linux-libc-dev`), or `sudo apt install "
-    "python3-evdev` with a --system-site-packages venv"
+    "python-evdev is not installed: `sudo apt install python3-evdev` with a "
+    "--system-site-packages venv (what `make venv` does on a Pi), or `pip install evdev` in the "
+    "venv (it builds against the kernel headers: `sudo apt install python3-dev linux-libc-dev`)"
 )
+
+
+def _is_char_device(path: str) -> bool:
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def unreadable_input_devices(
+    input_dir: str = "/dev/input",
+    *,
+    access: Callable[[str, int], bool] = os.access,
+    is_char_device: Callable[[str], bool] = _is_char_device,
+) -> list[str]:
+    """Event nodes this user may not open for reading and writing.
+
+    python-evdev's ``list_devices()`` silently leaves these out (it keeps only nodes that pass
+    ``os.access(R_OK | W_OK)``), so without this a scanner the service user may not read looks
+    exactly like no scanner at all.
+    """
+    nodes = sorted(glob.glob(os.path.join(input_dir, "event*")))
+    return [p for p in nodes if is_char_device(p) and not access(p, os.R_OK | os.W_OK)]
+
+
+def permission_hint(unreadable: list[str], user: str | None = None) -> str:
+    """The fix for input devices ``user`` may not open ("" when there are none)."""
+    if not unreadable:
+        return ""
+    who = user or _user()
+    shown = ", ".join(unreadable[:4]) + (", ..." if len(unreadable) > 4 else "")
+    return (
+        f"{len(unreadable)} input device(s) exist that user {who!r} may not open ({shown}): "
+        f"add the service user to the input group (`sudo usermod -aG input {who}`, then restart "
+        "the service) or give the scanner a udev rule (docs/hardware.md)"
+    )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
 
 # Names scanners announce themselves with (USB product strings of common brands).
 SCANNER_NAME = re.compile(
@@ -165,6 +214,39 @@ def find_scanner(evdev: Any, name: str | None = None) -> tuple[str, str] | None:
     return None
 
 
+def import_evdev() -> Any:
+    """python-evdev, or ``ScannerError`` naming how to install it."""
+    try:
+        import evdev
+    except ImportError as exc:
+        raise ScannerError(INSTALL_HINT) from exc
+    return evdev
+
+
+def scanner_report(
+    device: str = "",
+    evdev_module: Any = None,
+    list_unreadable: Callable[[], list[str]] = unreadable_input_devices,
+) -> tuple[tuple[str, str] | None, list[str]]:
+    """For ``packcam doctor``: the scanner that would be used (path, name) or None, and the
+    input devices this user may not open. Raises ``ScannerError`` without python-evdev."""
+    evdev = evdev_module if evdev_module is not None else import_evdev()
+    unreadable = list_unreadable()
+    if not device:
+        return find_scanner(evdev), unreadable
+    try:
+        dev = evdev.InputDevice(device)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            real = os.path.realpath(device)
+            return None, sorted({*unreadable, real})
+        return None, unreadable
+    try:
+        return (device, dev.name), unreadable
+    finally:
+        dev.close()
+
+
 class EvdevScanner:
     """A keyboard-wedge USB barcode scanner read from /dev/input with python-evdev.
 
@@ -188,8 +270,10 @@ class EvdevScanner:
         evdev_module: Any = None,
         *,
         retry_max_s: float = 10.0,
+        list_unreadable: Callable[[], list[str]] = unreadable_input_devices,
     ) -> None:
         self.device = device
+        self._list_unreadable = list_unreadable
         self.grab = grab
         self._evdev = evdev_module
         self.retry_max_s = retry_max_s
@@ -206,11 +290,7 @@ class EvdevScanner:
         if self._thread is not None:
             raise RuntimeError("EvdevScanner already started")
         if self._evdev is None:
-            try:
-                import evdev
-            except ImportError as exc:
-                raise ScannerError(INSTALL_HINT) from exc
-            self._evdev = evdev
+            self._evdev = import_evdev()
         self._decoder = KeyDecoder(self._evdev.ecodes)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="evdev-scanner", daemon=True)
@@ -264,6 +344,12 @@ class EvdevScanner:
                 if not missing_logged:
                     log.warning("no barcode scanner at %s; waiting for one to be plugged in",
                                 self.device or "any input device")  # fmt: skip
+                    try:
+                        hint = permission_hint(self._list_unreadable())
+                    except OSError:
+                        hint = ""
+                    if hint:
+                        log.error("barcode scanner: %s", hint)
                     missing_logged = True
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.retry_max_s)

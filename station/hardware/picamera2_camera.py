@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import CancelledError
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
@@ -13,11 +14,6 @@ import numpy as np
 from station.errors import CameraError
 from station.frames import Frame
 
-try:
-    from picamera2 import Picamera2 as _Picamera2
-except ImportError:  # not a Pi, or a venv made without --system-site-packages
-    _Picamera2 = None
-
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
@@ -25,14 +21,32 @@ INSTALL_HINT = (
     "make the venv with `python3 -m venv --system-site-packages` so it can see it "
     "(pip cannot build libcamera's bindings)"
 )
+NUMPY_HINT = (
+    "picamera2 is installed but cannot load: {error}. apt's simplejpeg is built for Bookworm's "
+    "numpy 1.24 and the venv has a newer numpy; install the PyPI build into the venv: "
+    "`.venv/bin/pip install --force-reinstall --no-deps 'simplejpeg>=1.8.1'` (or `make venv`; "
+    "docs/raspberry-pi.md)"
+)
 
 
-def boottime_to_monotonic_ns() -> int:
-    """``CLOCK_MONOTONIC - CLOCK_BOOTTIME`` now, in ns (0 where there is no boot-time clock)."""
-    try:
-        return time.monotonic_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-    except (AttributeError, OSError):
-        return 0
+def import_hint(exc: BaseException) -> str:
+    """What to tell the user when ``import picamera2`` raised ``exc``."""
+    if isinstance(exc, ImportError):
+        return INSTALL_HINT
+    if "dtype size changed" in str(exc) or "binary incompatibility" in str(exc):
+        return NUMPY_HINT.format(error=str(exc).split(",")[0])
+    return f"picamera2 is installed but cannot load: {type(exc).__name__}: {exc}"
+
+
+try:
+    from picamera2 import Picamera2 as _Picamera2
+
+    _IMPORT_HINT = ""
+except (ImportError, ValueError) as exc:
+    # ImportError: not a Pi, or a venv made without --system-site-packages. ValueError:
+    # "numpy.dtype size changed", apt's simplejpeg loaded against the venv's numpy 2.
+    _Picamera2 = None
+    _IMPORT_HINT = import_hint(exc)
 
 
 class Picamera2Camera:
@@ -40,18 +54,24 @@ class Picamera2Camera:
 
     The main stream is configured as ``RGB888`` at the configured size and ``FrameRate``;
     picamera2's ``RGB888`` is B, G, R in memory, i.e. exactly OpenCV's BGR, so frames need no
-    conversion. ``read`` takes the newest completed request (picamera2 keeps only the latest
-    one queued, so a slow consumer sees fresh frames) and releases it at once.
+    conversion. libcamera may adjust the size it was asked for (``actual_size`` says what it
+    chose, logged at start); frames are scaled back to the configured size. ``read`` takes the
+    newest completed request (picamera2 keeps only the latest one queued, so a slow consumer
+    sees fresh frames) and releases it at once.
 
-    Time: libcamera stamps each frame with ``SensorTimestamp``, the start of exposure in ns
-    on ``CLOCK_BOOTTIME``; ``time.monotonic()`` is ``CLOCK_MONOTONIC``, which differs by the
-    time spent suspended (zero on a Pi, but we do not rely on it). ``t`` is the sensor stamp
-    plus ``monotonic - boottime`` read once at start, so frame spacing is the sensor's own and
-    ``t`` is the true exposure time on the station's timeline. If a stamp then lies in the
-    future or more than a second in the past (a kernel that stamps another clock), we anchor on
-    delivery instead: ``offset = receipt - sensor``, lowered whenever a frame arrives faster,
-    so ``t`` never lies after a keystroke stamped at the same moment. Gaps of whole frame
-    periods between sensor stamps count in ``dropped``.
+    Time, as picamera2 itself reads ``SensorTimestamp``: the end of the exposure, in ns on
+    ``CLOCK_MONOTONIC`` (its ``wait_for_timestamp_`` compares ``SensorTimestamp - 1000 *
+    ExposureTime`` with ``time.monotonic_ns()``). ``t`` is the start of the exposure on that
+    clock: ``SensorTimestamp - ExposureTime``, so frame spacing is the sensor's own. If a stamp
+    lies in the future or more than a second in the past (a kernel that stamps another clock)
+    we anchor on delivery instead: ``offset = receipt - start``, lowered whenever a frame
+    arrives faster, so ``t`` never lies after a keystroke stamped at the same moment. Gaps of
+    whole frame periods between sensor stamps count in ``dropped``.
+
+    Stalls: picamera2 queues each ``capture_request`` as a job; one that timed out stays at the
+    head of the queue and ``stop()`` (itself a job) would wait behind it for ever. A timeout
+    therefore cancels and flushes the queue before raising, and ``stop`` flushes again first,
+    so the runner's stop/start reconnect works on a camera that stopped delivering.
 
     No thread of its own: picamera2 runs its event loop in a thread it owns. ``stop`` closes the
     camera; ``start`` opens it again.
@@ -72,13 +92,14 @@ class Picamera2Camera:
     ) -> None:
         cls = picamera2_cls if picamera2_cls is not None else _Picamera2
         if cls is None:
-            raise CameraError(INSTALL_HINT)
+            raise CameraError(_IMPORT_HINT or INSTALL_HINT)
         self._cls = cls
         self.camera_num = camera_num
         self.width, self.height = width, height
         self.fps = float(fps)
         self.read_timeout_s = read_timeout_s
         self.dropped = 0
+        self.actual_size: tuple[int, int] | None = None
         self._tz = tz
         self._cam: Any = None
         self._stopped = False
@@ -87,12 +108,25 @@ class Picamera2Camera:
         self._last_t = float("-inf")
         self._index = 0
 
+    def _cameras_seen(self) -> str:
+        try:
+            cams = self._cls.global_camera_info()
+        except Exception:  # a fake or an old picamera2 without it: say nothing more
+            return ""
+        names = ", ".join(f"{i}: {c.get('Model', '?')}" for i, c in enumerate(cams)) or "none"
+        return f"; libcamera sees {len(cams)} camera(s) ({names})"
+
     def start(self) -> None:
         if self._cam is not None:
             raise RuntimeError("Picamera2Camera.start() called twice without stop()")
         try:
             cam = self._cls(self.camera_num)
-        except Exception as exc:  # picamera2 raises RuntimeError / IndexError for a missing camera
+        except IndexError as exc:  # picamera2 looks the number up in global_camera_info()
+            raise CameraError(
+                f"no Pi camera {self.camera_num}{self._cameras_seen()} (is the ribbon cable "
+                "seated? `rpicam-hello --list-cameras` lists what libcamera sees)"
+            ) from exc
+        except Exception as exc:  # RuntimeError: busy, or libcamera failed to open it
             raise CameraError(
                 f"cannot open Pi camera {self.camera_num}: {exc} (is the ribbon cable seated and "
                 "the camera free? `rpicam-hello --list-cameras` lists what libcamera sees)"
@@ -103,12 +137,12 @@ class Picamera2Camera:
                 controls={"FrameRate": self.fps},
             )
             cam.configure(config)
+            # libcamera's validate() writes the size it chose back into the configuration.
+            chosen = getattr(cam, "camera_configuration", lambda: None)() or config
+            actual = tuple(chosen["main"]["size"])
             cam.start()
         except Exception as exc:
-            try:
-                cam.close()
-            except Exception:
-                log.debug("closing the Pi camera after a failed start failed", exc_info=True)
+            self._close(cam)
             raise CameraError(
                 f"cannot start Pi camera {self.camera_num} at {self.width}x{self.height}"
                 f"@{self.fps:g}: {exc}"
@@ -117,28 +151,45 @@ class Picamera2Camera:
         self._stopped = False
         self._offset_ns = None
         self._last_ts = None
+        self.actual_size = (int(actual[0]), int(actual[1]))
+        if self.actual_size != (self.width, self.height):
+            log.warning("Pi camera %d: libcamera adjusted %dx%d to %dx%d; frames are scaled "
+                        "to %dx%d", self.camera_num, self.width, self.height, *self.actual_size,
+                        self.width, self.height)  # fmt: skip
         log.info("Pi camera %d started: %dx%d@%g", self.camera_num, self.width, self.height,
                  self.fps)  # fmt: skip
 
-    def _timeline(self, sensor_ns: int | None, receipt_ns: int) -> float:
-        if sensor_ns is None:
+    def _timeline(self, start_ns: int | None, receipt_ns: int) -> float:
+        """Seconds on the monotonic timeline for an exposure that started at ``start_ns``."""
+        if start_ns is None:
             return receipt_ns / 1e9
         if self._offset_ns is None:
-            self._offset_ns = boottime_to_monotonic_ns()
-        lag = receipt_ns - (sensor_ns + self._offset_ns)
+            self._offset_ns = 0  # picamera2: SensorTimestamp is on CLOCK_MONOTONIC
+        lag = receipt_ns - (start_ns + self._offset_ns)
         if not 0 <= lag < 1_000_000_000:
-            # Not boot time after all (or a clock jumped): anchor on this delivery. A later,
-            # faster delivery moves the anchor again, so it settles on the least latency.
+            # Not the monotonic clock after all (or a clock jumped): anchor on this delivery.
+            # A later, faster delivery moves the anchor again, so it settles on the least lag.
             if abs(lag) > 1_000_000_000:
-                log.warning("Pi camera %d: SensorTimestamp is %.3f s off the boot-time clock; "
+                log.warning("Pi camera %d: SensorTimestamp is %.3f s off the monotonic clock; "
                             "anchoring on frame delivery", self.camera_num, -lag / 1e9)  # fmt: skip
-            self._offset_ns = receipt_ns - sensor_ns
+            self._offset_ns = receipt_ns - start_ns
         if self._last_ts is not None:
-            missed = round((sensor_ns - self._last_ts) * self.fps / 1e9) - 1
+            missed = round((start_ns - self._last_ts) * self.fps / 1e9) - 1
             if missed > 0:
                 self.dropped += missed
-        self._last_ts = sensor_ns
-        return (sensor_ns + self._offset_ns) / 1e9
+        self._last_ts = start_ns
+        return (start_ns + self._offset_ns) / 1e9
+
+    def _flush(self, cam: Any) -> None:
+        """Cancel every queued picamera2 job (a timed-out capture would block ``stop``)."""
+        flush = getattr(cam, "cancel_all_and_flush", None)
+        if flush is None:
+            return
+        try:
+            flush()
+        except Exception:
+            log.warning("Pi camera %d: cancel_all_and_flush failed", self.camera_num,
+                        exc_info=True)  # fmt: skip
 
     def read(self, timeout: float = 2.0) -> Frame | None:
         cam = self._cam
@@ -148,9 +199,12 @@ class Picamera2Camera:
             raise RuntimeError("Picamera2Camera.read() before start()")
         try:
             request = cam.capture_request(wait=timeout)
-        except TimeoutError as exc:
+        except (TimeoutError, CancelledError) as exc:
+            # The timed-out job stays queued in picamera2: clear it now, or stop() hangs.
+            self._flush(cam)
             raise CameraError(f"Pi camera {self.camera_num}: no frame for {timeout:.1f} s") from exc
         except Exception as exc:  # anything from libcamera means the camera is unusable
+            self._flush(cam)
             raise CameraError(f"Pi camera {self.camera_num} failed: {exc}") from exc
         try:
             image = request.make_array("main")
@@ -160,8 +214,7 @@ class Picamera2Camera:
         finally:
             request.release()
         receipt_ns = time.monotonic_ns()
-        sensor_ns = metadata.get("SensorTimestamp")
-        t = self._timeline(int(sensor_ns) if sensor_ns is not None else None, receipt_ns)
+        t = self._timeline(exposure_start_ns(metadata), receipt_ns)
         if t <= self._last_t:
             t = self._last_t + 1e-6
         self._last_t = t
@@ -172,22 +225,37 @@ class Picamera2Camera:
         if image.ndim == 3 and image.shape[2] == 4:
             image = image[:, :, :3]
         if image.shape[:2] != (self.height, self.width):
-            # libcamera may align the width; crop the padding or scale to what was asked for.
+            # libcamera adjusted the size: scale to what was asked for.
             image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
         idx = self._index
         self._index += 1
         return Frame(image=np.ascontiguousarray(image), t=t, wall=wall, index=idx)
 
+    def _close(self, cam: Any) -> None:
+        self._flush(cam)
+        try:
+            cam.stop()
+        except Exception:
+            log.warning("stopping Pi camera %d failed", self.camera_num, exc_info=True)
+        try:
+            cam.close()
+        except Exception:
+            log.warning("closing Pi camera %d failed", self.camera_num, exc_info=True)
+
     def stop(self) -> None:
         cam, self._cam = self._cam, None
         self._stopped = True
-        if cam is None:
-            return
-        try:
-            cam.stop()
-            cam.close()
-        except Exception:
-            log.warning("stopping Pi camera %d failed", self.camera_num, exc_info=True)
+        if cam is not None:
+            self._close(cam)
 
 
-__all__ = ["INSTALL_HINT", "Picamera2Camera", "boottime_to_monotonic_ns"]
+def exposure_start_ns(metadata: dict[str, Any]) -> int | None:
+    """Start of the exposure in ns, from picamera2 metadata: ``SensorTimestamp`` (its end)
+    minus ``ExposureTime`` (us); None without a stamp."""
+    sensor = metadata.get("SensorTimestamp")
+    if sensor is None:
+        return None
+    return int(sensor) - int(metadata.get("ExposureTime") or 0) * 1000
+
+
+__all__ = ["INSTALL_HINT", "NUMPY_HINT", "Picamera2Camera", "exposure_start_ns", "import_hint"]

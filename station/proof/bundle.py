@@ -11,6 +11,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,17 @@ from station.ledger import ClipRecord, Ledger
 from station.proof import ProofError
 from station.proof import manifest as manifest_mod
 from station.proof.ca import cert_fingerprint
+from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey, public_pem, station_public_key
 from station.proof.log import Checkpoint, ProofLog
 from station.proof.paths import ProofPaths
 from station.proof.tsa import TsaQueue, load_roots
-from station.proof.verify import BUNDLE_FORMAT
+from station.proof.verify import (
+    BUNDLE_FORMAT,
+    BUNDLE_MANIFEST,
+    BUNDLE_MANIFEST_SIG,
+    BUNDLE_MANIFEST_TYPE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +193,7 @@ def _export(
     clips_index = []
     summaries = []
     n_frames = n_tokens = 0
+    all_cps = plog.checkpoints()
     for r, e in zip(records, entries, strict=True):
         clip_path = cfg.station.data_dir / r.path
         if not clip_path.exists():
@@ -220,6 +228,9 @@ def _export(
             }
             item["inclusion"] = f"log/{stem}.inclusion.json"
             files[item["inclusion"]] = json.dumps(inc, indent=2).encode()
+            first = _first_covering(all_cps, e.seq)
+            if first is not None and first.id != cp.id and first.tree_size <= cp.tree_size:
+                item["first_checkpoint"] = _add_first_checkpoint(files, plog, first, cp)
         else:
             item["manifest"] = None
             body = r.to_json()
@@ -250,11 +261,116 @@ def _export(
         "warnings": warnings,
     }
     files["bundle.json"] = json.dumps(index, indent=2, ensure_ascii=False).encode()
-    files["VERIFY.md"] = verify_md(index, ca_fp).encode()
+    tsa_fps = [cert_fingerprint(c) for c in load_roots(paths.tsa_ca)] if keys["tsa_roots"] else []
+    files["VERIFY.md"] = verify_md(index, ca_fp, tsa_fps).encode()
+    files["verify.py"] = (
+        resources.files("station.proof").joinpath("standalone_verify.py").read_bytes()
+    )
     files["summary.html"] = summary_html(index, summaries, cp, ca_fp).encode()
+    order_clips = _order_log_indexes(plog, order_id, cp.tree_size)
+    try:
+        key = StationKey.load(paths.key)
+    except ProofError as exc:
+        warnings.append(
+            f"bundle manifest not signed ({exc}): export on the station to cover every file"
+        )
+        log.warning("bundle of order %r exported without a signed bundle manifest", order_id)
+    else:
+        body = bundle_manifest_body(
+            files, order_id, cfg.station.name, key.fingerprint, cp, order_clips
+        )
+        files[BUNDLE_MANIFEST] = canonical_json(body)
+        files[BUNDLE_MANIFEST_SIG] = key.sign(files[BUNDLE_MANIFEST])
     _write_zip(out, files)
     log.info("exported order %r: %d clip(s) -> %s", order_id, len(records), out)
     return ExportResult(out, len(records), n_frames, n_tokens, cp.tree_size, warnings)
+
+
+def _first_covering(cps: list[Checkpoint], seq: int) -> Checkpoint | None:
+    """The first checkpoint signed after leaf ``seq`` was appended (the clip's checkpoint)."""
+    covering = [c for c in cps if c.tree_size > seq]
+    return min(covering, key=lambda c: c.id) if covering else None
+
+
+def _add_first_checkpoint(
+    files: dict[str, bytes | Path], plog: ProofLog, first: Checkpoint, newest: Checkpoint
+) -> dict[str, Any]:
+    """The clip's own checkpoint (signed and timestamped right after recording) and the RFC
+    9162 consistency proof that the bundled newest checkpoint only appended to it."""
+    base = f"log/checkpoint-{first.id}"
+    entry: dict[str, Any] = {
+        "body": f"{base}.json",
+        "signature": f"{base}.sig",
+        "timestamps": [],
+        "consistency": f"{base}.consistency.json",
+    }
+    if entry["body"] in files:  # another clip of the bundle has the same checkpoint
+        entry["timestamps"] = sorted(n for n in files if n.startswith(base + ".") and
+                                     n.endswith(".tst"))  # fmt: skip
+        return entry
+    files[entry["body"]] = first.body
+    files[entry["signature"]] = first.signature
+    for i, t in enumerate(x.token for x in plog.timestamps_for(first.sha256) if x.token):
+        name = f"{base}.{i}.tst"
+        files[name] = t
+        entry["timestamps"].append(name)
+    proof = plog.consistency_proof(first.tree_size, newest.tree_size)
+    files[entry["consistency"]] = json.dumps(
+        {
+            "old_size": first.tree_size,
+            "old_root_sha256": first.root_hash,
+            "new_size": newest.tree_size,
+            "new_root_sha256": newest.root_hash,
+            "proof": [h.hex() for h in proof],
+            "hashing": "RFC 9162 section 2.1.4 consistency proof",
+        },
+        indent=2,
+    ).encode()
+    return entry
+
+
+def _order_log_indexes(plog: ProofLog, order_id: str, tree_size: int) -> list[int]:
+    """Log indexes of every signed clip of ``order_id`` in the first ``tree_size`` leaves."""
+    out = []
+    for e in plog.entries()[:tree_size]:
+        try:
+            if json.loads(e.manifest).get("order_id") == order_id:
+                out.append(e.seq)
+        except ValueError:
+            continue
+    return out
+
+
+def _member_sha256(src: bytes | Path) -> str:
+    if isinstance(src, bytes):
+        return hashlib.sha256(src).hexdigest()
+    h = hashlib.sha256()
+    with src.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def bundle_manifest_body(
+    files: dict[str, bytes | Path],
+    order_id: str,
+    station_name: str,
+    key_fingerprint: str,
+    cp: Checkpoint,
+    order_clips: list[int],
+) -> dict[str, Any]:
+    """What the station signs for a bundle: every member's SHA-256 and the order's clips."""
+    return {
+        "type": BUNDLE_MANIFEST_TYPE,
+        "version": 1,
+        "order_id": order_id,
+        "station": station_name,
+        "station_key": key_fingerprint,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "checkpoint_sha256": cp.sha256,
+        "order_clips": order_clips,
+        "members": {n: _member_sha256(src) for n, src in sorted(files.items())},
+    }
 
 
 def _write_zip(out: Path, files: dict[str, bytes | Path]) -> None:
@@ -280,78 +396,92 @@ def _write_zip(out: Path, files: dict[str, bytes | Path]) -> None:
 
 
 VERIFY_TEMPLATE = """\
-# How to verify this evidence bundle / 如何验证本证据包
+# 如何验证本证据包 / How to verify this evidence bundle
 
-Order / 订单: **{order}** — station / 工位: **{station}** — created {created}
+订单 Order: **{order}** — 工位 Station: **{station}** — 生成 Created: {created}
 
-Everything below uses only this bundle. Nothing needs the seller's server.
-以下步骤只需本证据包，无需访问卖家服务器。
+## 中文
 
-## 1. With packcam
+**先比对指纹，再相信结果。** 本包内附带的证书（`keys/company-ca.crt`、`keys/tsa-roots.pem`）
+只是副本，任何伪造者都可以自己生成一套。只有当下面两个 SHA-256 指纹与您**通过其他渠道**
+获得的一致时，验证结果才有意义：
 
-    packcam verify {bundle_name}
-    packcam verify --ca company-ca.crt --tsa-ca tsa-root.pem {bundle_name}
+- **卖家公司 CA 的指纹** `{ca_fp}`：向卖家核对（合同、平台登记的资料、卖家网站的
+  `/trust` 页面，最好电话核对）。它证明签名的工位密钥属于该卖家，而不是伪造者自己生成的密钥。
+- **时间戳机构（TSA）根证书的指纹** {tsa_fps}：与时间戳机构官网公布的根证书核对。它证明
+  录制时间由独立第三方见证，卖家事后无法倒签。
 
-Exit code 0 means authentic; every check prints its reason. Pin the company CA (`--ca`) and the
-TSA's root (`--tsa-ca`) with copies you obtained independently (the seller's published
-fingerprint: {ca_fp}).
+验证（只需 Python 3 和 `openssl` 命令，不需要安装 packcam，`verify.py` 可以先阅读）：
 
-## 2. With standard tools (Linux/macOS: sha256sum, openssl 3)
+    python3 verify.py {bundle_name} --ca 公司CA指纹或文件 --tsa-ca TSA根证书指纹或文件
 
-Unzip the bundle, then for each clip `X` (see `bundle.json`):
+或使用 packcam：
 
-1. **The video is the recorded one.** Its SHA-256 must equal the `"sha256"` field of its manifest:
+    packcam verify {bundle_name} --ca 公司CA指纹或文件 --tsa-ca TSA根证书指纹或文件
 
-       sha256sum clips/X.mp4
-       python3 -m json.tool manifests/X.manifest.json | grep '"sha256"'
+退出码 / 结论：**0 真实**（未被修改、签名者由您信任的公司 CA 认证、可信时间戳在录制结束
+{max_delay} 分钟内）；**1 不真实**（某项检查失败，每项都写明原因代码）；**4 完整但未锚定**
+（文件未被修改，但您没有固定任何能为它担保的 CA 或 TSA——请先比对上表中的指纹）。
 
-2. **The station signed the manifest** (Ed25519 over the exact bytes of the manifest file):
+## English
 
-       openssl pkeyutl -verify -pubin -inkey keys/station-key.pub.pem -rawin \\
-           -in manifests/X.manifest.json -sigfile manifests/X.manifest.sig
+**Compare fingerprints first, then trust the result.** The certificates inside this bundle
+(`keys/company-ca.crt`, `keys/tsa-roots.pem`) are copies: a forger can make a set of their own.
+The verdict only means something once the two SHA-256 fingerprints below match the ones you
+obtained **through another channel**:
 
-   The station key's certificate from the company CA:
+- **The seller's company CA** `{ca_fp}`: check with the seller (contract, platform records,
+  the `/trust` page of the seller's site; ideally read out on the phone). It proves the signing
+  station key belongs to that seller, not to a key a forger made.
+- **The time-stamp authority's (TSA) root** {tsa_fps}: check with the root the TSA publishes
+  on its own site. It proves an independent party saw each manifest in time: no back-dating.
 
-       openssl verify -CAfile keys/company-ca.crt keys/station-key.crt
-       openssl x509 -in keys/station-key.crt -noout -pubkey    # equals station-key.pub.pem
+Verify (needs only Python 3 and the `openssl` command, no packcam; read `verify.py` first):
 
-3. **Trusted time (RFC 3161, 可信时间戳).** The token proves the manifest existed at its time:
+    python3 verify.py {bundle_name} --ca CA-FINGERPRINT-OR-FILE --tsa-ca TSA-ROOT-OR-FINGERPRINT
 
-       openssl ts -verify -token_in -in manifests/X.manifest.0.tst \\
-           -data manifests/X.manifest.json -CAfile keys/tsa-roots.pem
-       openssl ts -reply -token_in -in manifests/X.manifest.0.tst -text   # shows "Time stamp:"
+or with packcam (`--trust FILE` reads `ca ...` / `tsa ...` lines; the seller's site serves one
+at `/trust.txt`):
 
-   Use the TSA's own published root certificate rather than the bundled copy if you can.
+    packcam verify {bundle_name} --ca CA-FINGERPRINT-OR-FILE --tsa-ca TSA-ROOT-OR-FINGERPRINT
 
-4. **The clip is in the station's append-only log** (RFC 6962 / RFC 9162 Merkle tree).
-   `log/X.inclusion.json` has the audit path from the leaf
-   `SHA-256(0x00 || manifest bytes)` to `root_sha256` of `log/checkpoint.json`;
-   the checkpoint is signed like a manifest:
+Exit status / verdict: **0 AUTHENTIC** (unaltered, signer certified by the company CA you
+pinned, trusted time within {max_delay} minutes of the recorded end); **1 NOT AUTHENTIC** (a
+check failed; each names its reason code); **4 INTACT BUT NOT ANCHORED** (nothing altered, but
+nothing you pinned vouches for it: compare the fingerprints above).
 
-       openssl pkeyutl -verify -pubin -inkey keys/station-key.pub.pem -rawin \\
-           -in log/checkpoint.json -sigfile log/checkpoint.sig
-       openssl ts -verify -token_in -in log/checkpoint.0.tst -data log/checkpoint.json \\
-           -CAfile keys/tsa-roots.pem
+## By hand with openssl / 手工验证（openssl 3）
 
-   Recomputing the audit path needs a few lines of code (RFC 9162 section 2.1.3.2);
-   `packcam verify` does it.
+Unzip the bundle; for each clip `X` (see `bundle.json`) / 解压后对每段视频 `X`：
 
-5. **C2PA** (if the clip carries a C2PA manifest): any C2PA reader, e.g. `c2patool clips/X.mp4`,
-   shows the signer (the station certificate, chaining to the company CA), the order, waybill
-   and log index.
+    sha256sum clips/X.mp4        # = "sha256" in manifests/X.manifest.json
+    openssl pkeyutl -verify -pubin -inkey keys/station-key.pub.pem -rawin \\
+        -in manifests/X.manifest.json -sigfile manifests/X.manifest.sig
+    openssl verify -CAfile YOUR-COPY-OF-THE-COMPANY-CA.crt keys/station-key.crt
+    openssl x509 -in keys/station-key.crt -noout -pubkey -subject  # = pub key; CN = station
+    openssl ts -verify -token_in -in manifests/X.manifest.0.tst \\
+        -data manifests/X.manifest.json -CAfile YOUR-COPY-OF-THE-TSA-ROOT.pem
+    openssl ts -reply -token_in -in manifests/X.manifest.0.tst -text   # "Time stamp:"
+    openssl pkeyutl -verify -pubin -inkey keys/station-key.pub.pem -rawin \\
+        -in bundle/manifest.json -sigfile bundle/manifest.sig        # covers every file
+    openssl pkeyutl -verify -pubin -inkey keys/station-key.pub.pem -rawin \\
+        -in log/checkpoint.json -sigfile log/checkpoint.sig
 
-`SHA256SUMS` lists every file of the bundle (`sha256sum -c SHA256SUMS`); it only detects
-transport damage — the signatures above are what prove authenticity.
+`bundle/manifest.json` lists every file's SHA-256 and the log entries of all of the order's
+clips; `log/X.inclusion.json` and `log/checkpoint-N.consistency.json` are RFC 9162 Merkle
+proofs (`verify.py` recomputes them). `SHA256SUMS` only detects transport damage.
 """
 
 
-def verify_md(index: dict[str, Any], ca_fp: str | None) -> str:
+def verify_md(index: dict[str, Any], ca_fp: str | None, tsa_fps: list[str]) -> str:
     return VERIFY_TEMPLATE.format(
         order=index["order_id"],
         station=index["station"],
         created=index["created_utc"],
         bundle_name="bundle.zip",
-        ca_fp=ca_fp or "not certified",
+        ca_fp=ca_fp or "—",
+        tsa_fps=", ".join(f"`{f}`" for f in tsa_fps) or "—",
+        max_delay=15,
     )
 
 
@@ -407,17 +537,23 @@ def summary_html(
             f"<figcaption>{e(f['label'])} · {f['t_clip_s']:.1f}s</figcaption></figure>"
             for f in item["frames"]
         )
+        # What the station signed, never the (editable) index row, when there is a manifest.
+        signed = body if seq is not None else r.to_json()
+        waybills = [
+            str(w.get("waybill")) for w in signed.get("waybills") or [] if isinstance(w, dict)
+        ] or ([str(signed["waybill"])] if signed.get("waybill") else [])
         rows.append(
             f"""<section class="clip">
 <h2>{e(Path(r.path).name)}</h2>
 <table>
-<tr><th>订单 Order</th><td>{e(r.order_id)}</td></tr>
-<tr><th>运单 Waybill</th><td>{e(", ".join(w.waybill for w in r.waybills) or "—")}</td></tr>
-<tr><th>工位 Station</th><td>{e(r.station)}</td></tr>
-<tr><th>开始 Start</th><td>{e(r.started_at.isoformat(timespec="seconds"))}</td></tr>
-<tr><th>结束 End</th><td>{e(r.ended_at.isoformat(timespec="seconds"))}
- ({r.duration_s:.1f} s, {e(r.finish_reason)})</td></tr>
-<tr><th>SHA-256</th><td><code>{e(r.sha256)}</code> ({r.size} bytes)</td></tr>
+<tr><th>订单 Order</th><td>{e(str(signed.get("order_id")))}</td></tr>
+<tr><th>运单 Waybill</th><td>{e(", ".join(waybills) or "—")}</td></tr>
+<tr><th>工位 Station</th><td>{e(str(signed.get("station")))}</td></tr>
+<tr><th>开始 Start</th><td>{e(str(signed.get("started_at")))}</td></tr>
+<tr><th>结束 End</th><td>{e(str(signed.get("ended_at")))}
+ ({float(signed.get("duration_s") or 0):.1f} s, {e(str(signed.get("finish_reason")))})</td></tr>
+<tr><th>SHA-256</th><td><code>{e(str(signed.get("sha256")))}</code>
+ ({signed.get("size")} bytes)</td></tr>
 <tr><th>日志序号 Log entry</th><td>{"—" if seq is None else seq} / {cp.tree_size}</td></tr>
 <tr><th>可信时间戳 RFC 3161</th><td>{_tokens_text(n_tokens)}</td></tr>
 <tr><th>时钟同步 NTP</th><td>{_clock_text(body.get("clock_synced"))}</td></tr>

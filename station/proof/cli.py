@@ -14,8 +14,18 @@ from station.proof.ca import CA_CERT, CompanyCa
 from station.proof.keys import StationKey, load_public_pem
 from station.proof.log import ProofLog
 from station.proof.paths import ProofPaths
-from station.proof.tsa import TsaQueue, load_pem_certs, load_roots
-from station.proof.verify import Report, audit, verify_bundle, verify_clip
+from station.proof.trust import Anchors, build_anchors
+from station.proof.tsa import TsaQueue, load_roots
+from station.proof.verify import (
+    DEFAULT_MAX_DELAY_S,
+    Report,
+    TimeBound,
+    audit,
+    load_known_checkpoint,
+    name_later_clips,
+    verify_bundle,
+    verify_clip,
+)
 
 EXIT_OK, EXIT_FAIL = 0, 1
 
@@ -34,13 +44,19 @@ def _common(p: argparse.ArgumentParser, *, data_required: bool = False) -> None:
     )
 
 
-def _certs(path: str | None) -> list[Any] | None:
-    if not path:
-        return None
-    try:
-        return load_pem_certs(Path(path).read_bytes())
-    except OSError as exc:
-        raise ProofError(f"cannot read {path}: {exc}") from exc
+def _anchors(args: argparse.Namespace) -> Anchors:
+    return build_anchors(
+        args.ca or (),
+        args.tsa_ca or (),
+        args.trust,
+        use_default=not args.no_default_trust,
+    )
+
+
+def _bound(args: argparse.Namespace) -> TimeBound:
+    if args.max_delay <= 0:
+        raise ProofError("--max-delay must be a positive number of minutes")
+    return TimeBound(max_delay_s=args.max_delay * 60.0)
 
 
 def _print_report(report: Report, as_json: bool) -> int:
@@ -49,7 +65,7 @@ def _print_report(report: Report, as_json: bool) -> int:
     else:
         for line in report.lines():
             print(line)
-    return EXIT_OK if report.ok else EXIT_FAIL
+    return report.exit_code
 
 
 # ---- commands ------------------------------------------------------------------------------
@@ -130,14 +146,36 @@ def cmd_verify(args: argparse.Namespace) -> int:
     target = Path(args.file)
     if not target.is_file():
         raise ProofError(f"no such file: {target}")
-    trusted = _certs(args.ca)
-    tsa_roots = _certs(args.tsa_ca)
+    anchors, bound = _anchors(args), _bound(args)
+    witness = _witness_doc(args.witness) if args.witness else None
     if target.suffix.lower() == ".zip" or _is_zip(target):
-        report = verify_bundle(target, trusted_ca=trusted, tsa_roots=tsa_roots)
+        report = verify_bundle(target, anchors=anchors, bound=bound, witness=witness)
+        if args.data or args.config:
+            name_later_clips(report, _config(args))
     else:
         cfg = _config(args) if (args.data or args.config) else None
-        report = verify_clip(target, cfg, trusted_ca=trusted, tsa_roots=tsa_roots)
+        report = verify_clip(target, cfg, anchors=anchors, bound=bound)
     return _print_report(report, args.json)
+
+
+def _witness_doc(source: str) -> dict[str, Any] | None:
+    """The witness's cosigned checkpoints: a saved file, or fetched from the central site's
+    ``/witness/<station>`` URL (unreachable: None, and the report says it was not checked)."""
+    if source.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(source, timeout=10) as resp:
+                doc = json.loads(resp.read(16 << 20))
+        except (OSError, ValueError) as exc:
+            print(f"packcam: witness {source} not reachable: {exc}", file=sys.stderr)
+            return {"unreachable": str(exc)}
+        return doc if isinstance(doc, dict) else {"unreachable": "not a JSON object"}
+    try:
+        doc = json.loads(Path(source).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ProofError(f"cannot read the witness document {source}: {exc}") from exc
+    return doc if isinstance(doc, dict) else None
 
 
 def _is_zip(path: Path) -> bool:
@@ -146,7 +184,9 @@ def _is_zip(path: Path) -> bool:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    return _print_report(audit(_config(args)), args.json)
+    known = [load_known_checkpoint(Path(f)) for f in args.checkpoint or ()]
+    report = audit(_config(args), anchors=_anchors(args), bound=_bound(args), known=known)
+    return _print_report(report, args.json)
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
@@ -175,6 +215,45 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 # ---- registration --------------------------------------------------------------------------
+
+VERDICT_HELP = (
+    "Exit status: 0 AUTHENTIC (intact, signer certified by a company CA you trust, time from a "
+    "TSA you trust within --max-delay of the recorded end); 1 NOT AUTHENTIC (something was "
+    "altered, removed or contradicts the signed record; each check names its reason code, see "
+    "docs/proof.md); 4 INTACT BUT NOT ANCHORED (nothing altered, but signer or time rest only "
+    "on certificates that came with the evidence: compare the printed fingerprints with the "
+    "ones the seller and the TSA publish); 2 usage/config error; 3 unusable input. "
+    "Certificates shipped with the evidence are never trusted by themselves."
+)
+
+
+def _trust_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ca",
+        action="append",
+        metavar="PEM|SHA256",
+        help="company CA to trust: a PEM file or its SHA-256 fingerprint (repeatable)",
+    )
+    p.add_argument(
+        "--tsa-ca",
+        action="append",
+        metavar="PEM|SHA256",
+        help="TSA root to trust: a PEM file or its SHA-256 fingerprint (repeatable)",
+    )
+    p.add_argument(
+        "--trust",
+        metavar="FILE",
+        help="trust file: lines 'ca <fingerprint|file>' / 'tsa <fingerprint|file>' (default: "
+        "~/.config/packcam/trust when it exists)",
+    )
+    p.add_argument("--no-default-trust", action="store_true", help="ignore the per-user trust file")
+    p.add_argument(
+        "--max-delay",
+        type=float,
+        default=DEFAULT_MAX_DELAY_S / 60,
+        metavar="MIN",
+        help="how far the TSA's time may lie from a clip's recorded end (default 15 minutes)",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -237,15 +316,20 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "verify",
-        help="verify a bundle or a clip; exit 0 only when authentic",
+        help="verify a bundle or a clip; exit 0 only when authentic, 4 when unanchored",
         description="Verify an evidence bundle (needs nothing else) or a bare clip (against the "
         "station index with --data, and its embedded C2PA manifest). Prints one reason per "
-        "check; exit 0 when authentic, 1 when not.",
+        "check. " + VERDICT_HELP,
     )
     p.add_argument("file", metavar="FILE|BUNDLE")
     _common(p)
-    p.add_argument("--ca", metavar="PEM", help="company CA certificate to trust (pin)")
-    p.add_argument("--tsa-ca", metavar="PEM", help="TSA root certificate(s) to trust")
+    _trust_args(p)
+    p.add_argument(
+        "--witness",
+        metavar="FILE|URL",
+        help="the station's cosigned checkpoints from the central witness: a saved "
+        "<site>/witness/<station> or that URL; a bundle from a forked log fails with log-fork",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_verify)
 
@@ -253,10 +337,17 @@ def register(subparsers: Any) -> None:
         "audit",
         help="check that clips on disk, index and signed log agree",
         description="Re-walk the store: every missing, replaced, reordered or extra clip, edited "
-        "or deleted index row and rewritten log entry is reported with its reason. Exit 0 only "
-        "when everything agrees.",
+        "or deleted index row and rewritten log entry is reported with its reason. " + VERDICT_HELP,
     )
     _common(p, data_required=True)
+    _trust_args(p)
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="FILE",
+        help="a signed checkpoint seen earlier (an evidence bundle, or checkpoint.json beside "
+        "its .sig): the log must extend it, else log-rollback / log-fork (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_audit)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import station
+from station.background import Repeater
 from station.clock import clock_synced
 from station.config import Config
 from station.files import sha256_file
@@ -23,6 +25,7 @@ from station.proof.keys import StationKey
 from station.proof.log import ProofLog, iso_utc, utc_now
 from station.proof.paths import ProofPaths
 from station.proof.tsa import TsaQueue, TsaWorker, load_roots
+from station.proof.videohash import video_digests
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,17 @@ class ProofFinalizer:
             if start_worker:
                 self.worker = TsaWorker(self.tsa, poll_s=min(30.0, cfg.proof.tsa_retry_s))
                 self.worker.start()
+        self.heartbeat: Repeater | None = None
+        if start_worker:
+            every = cfg.proof.checkpoint_interval_min * 60.0
+            self.heartbeat = Repeater(
+                "proof-checkpoint",
+                self.checkpoint_if_due,
+                interval_s=min(60.0, every / 2),
+                retry_s=min(60.0, every / 2),
+                max_backoff_s=every,
+            )
+            self.heartbeat.start()
         log.info(
             "proof: station key %s, log size %d, C2PA %s, TSA %s",
             self.key.fingerprint,
@@ -131,8 +145,9 @@ class ProofFinalizer:
                 log.error("C2PA embedding failed for %s, clip kept without it: %s", path, exc)
         size = path.stat().st_size
         digest = sha256_file(path)
+        video = video_digests(path)
         body = manifest_mod.build_body(
-            {**data, "size": size, "sha256": digest},
+            {**data, "size": size, "sha256": digest, **({"video": video} if video else {})},
             seq=seq,
             prev_manifest_sha256=prev,
             key=self.key,
@@ -173,12 +188,29 @@ class ProofFinalizer:
         with self._lock:
             self._checkpoint()
 
+    def checkpoint_if_due(self, now: datetime | None = None) -> bool:
+        """Sign (and queue a timestamp for) a checkpoint when the newest one is older than
+        ``proof.checkpoint_interval_min``, idle or not; True when one was signed."""
+        now = now or utc_now()
+        with self._lock:
+            if not self.log.size():
+                return False
+            latest = self.log.latest_checkpoint()
+            if latest is not None:
+                age = (now - datetime.fromisoformat(latest.created_utc)).total_seconds()
+                if age < self.cfg.proof.checkpoint_interval_min * 60.0:
+                    return False
+            self._checkpoint()
+            return True
+
     def close(self) -> None:
         """Checkpoint what is not yet covered, stop the TSA worker, close our log connection."""
         with self._lock:
             latest = self.log.latest_checkpoint()
             if self.log.size() and (latest is None or latest.tree_size < self.log.size()):
                 self._checkpoint()
+        if self.heartbeat is not None:
+            self.heartbeat.stop(timeout=5)
         if self.worker is not None:
             self.worker.stop(timeout=self.cfg.proof.tsa_timeout_s + 5)
         if self._own_log:

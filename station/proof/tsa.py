@@ -24,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from station.proof import ProofError
 from station.proof.log import ProofLog
+from station.proof.trust import ChainError, verify_chain
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,16 @@ class TokenInfo:
     tsa_subject: str
     signer_cert: x509.Certificate
     chain_checked: bool  # False when no trusted TSA root was given
+    accuracy_s: float = 0.0  # the TSA's stated accuracy (RFC 3161 2.4.2), 0 when absent
+
+
+def _accuracy_s(acc: tsp.Accuracy) -> float:
+    if acc is None or acc.native is None:
+        return 0.0
+    n = acc.native
+    return (
+        float(n.get("seconds") or 0) + (n.get("millis") or 0) / 1e3 + (n.get("micros") or 0) / 1e6
+    )
 
 
 def load_pem_certs(data: bytes) -> list[x509.Certificate]:
@@ -192,62 +203,38 @@ def _verify_sig(
         raise TokenInvalid("the TSA's signature over the token does not verify") from exc
 
 
-def _check_chain(
+def _check_tsa_chain(
     signer: x509.Certificate,
     pool: Sequence[x509.Certificate],
     roots: Sequence[x509.Certificate],
     at: datetime,
 ) -> None:
-    """Walk signer -> intermediates (from the token) -> one of ``roots``, checking each link."""
-    current, seen = signer, 0
-    while True:
-        if not current.not_valid_before_utc <= at <= current.not_valid_after_utc:
-            raise TokenInvalid(
-                f"TSA certificate {current.subject.rfc4514_string()} not valid at {at.isoformat()}"
-            )
-        for root in roots:
-            if root == current:
-                return
-            if root.subject == current.issuer:
-                try:
-                    current.verify_directly_issued_by(root)
-                except (ValueError, TypeError, InvalidSignature):
-                    continue
-                if not root.not_valid_before_utc <= at <= root.not_valid_after_utc:
-                    raise TokenInvalid("TSA root certificate not valid at the token's time")
-                return
-        parent = None
-        for cand in pool:
-            if cand.subject == current.issuer and cand != current:
-                try:
-                    current.verify_directly_issued_by(cand)
-                except (ValueError, TypeError, InvalidSignature):
-                    continue
-                try:
-                    bc = cand.extensions.get_extension_for_class(x509.BasicConstraints).value
-                except x509.ExtensionNotFound:
-                    bc = None
-                if bc is not None and bc.ca:
-                    parent = cand
-                    break
-        seen += 1
-        if parent is None or seen > 8:
-            raise TokenInvalid(
-                f"TSA certificate {signer.subject.rfc4514_string()} does not chain to a "
-                "trusted TSA root"
-            )
-        current = parent
-
-
-def _check_tsa_eku(cert: x509.Certificate) -> None:
+    """RFC 5280 path validation by ``cryptography`` (key usage, path length, validity at the
+    token's time) and RFC 3161 2.3: the TSA certificate's only EKU is a critical timeStamping."""
     try:
-        ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+        ext = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     except x509.ExtensionNotFound as exc:
         raise TokenInvalid(
             "TSA certificate has no extended key usage (needs timeStamping)"
         ) from exc
     if ExtendedKeyUsageOID.TIME_STAMPING not in ext.value or not ext.critical:
         raise TokenInvalid("TSA certificate lacks a critical timeStamping extended key usage")
+    if not roots:
+        return
+    try:
+        verify_chain(
+            signer,
+            roots,
+            at,
+            eku=ExtendedKeyUsageOID.TIME_STAMPING,
+            critical_eku=True,
+            intermediates=[c for c in pool if c != signer],
+        )
+    except ChainError as exc:
+        raise TokenInvalid(
+            f"TSA certificate {signer.subject.rfc4514_string()} does not chain to a trusted "
+            f"TSA root: {exc}"
+        ) from exc
 
 
 def verify_token(
@@ -279,6 +266,7 @@ def verify_token(
         serial = tst["serial_number"].native
         policy = tst["policy"].dotted
         tst_nonce = tst["nonce"].native
+        accuracy = _accuracy_s(tst["accuracy"])
         signer_infos = sd["signer_infos"]
         if len(signer_infos) != 1:
             raise TokenInvalid("a timestamp token must have exactly one signer")
@@ -327,9 +315,7 @@ def verify_token(
             raise TokenInvalid("the ESS signing-certificate attribute names another certificate")
     signed_attrs_der = b"\x31" + attrs.dump()[1:]  # signed over as a SET OF, not [0] IMPLICIT
     _verify_sig(signer, si, signed_attrs_der, h)
-    _check_tsa_eku(signer)
-    if roots:
-        _check_chain(signer, pool, roots, gen_time)
+    _check_tsa_chain(signer, pool, roots, gen_time)
     return TokenInfo(
         gen_time=gen_time.astimezone(UTC),
         serial=serial,
@@ -340,6 +326,7 @@ def verify_token(
         tsa_subject=signer.subject.rfc4514_string(),
         signer_cert=signer,
         chain_checked=bool(roots),
+        accuracy_s=accuracy,
     )
 
 

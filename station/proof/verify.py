@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -18,6 +19,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.x509.oid import NameOID
 
 from station.config import Config
 from station.files import sha256_and_size
@@ -25,7 +27,7 @@ from station.ledger import INDEX_NAME
 from station.proof import ProofError, merkle
 from station.proof import manifest as manifest_mod
 from station.proof.c2pa_embed import C2paInfo, c2pa_available, read_c2pa, unavailable_reason
-from station.proof.ca import cert_fingerprint, check_issued_by, pem
+from station.proof.ca import DOCUMENT_SIGNING, cert_fingerprint, pem
 from station.proof.canonical import canonical_json
 from station.proof.keys import (
     fingerprint,
@@ -35,14 +37,32 @@ from station.proof.keys import (
 )
 from station.proof.log import CHECKPOINT_TYPE, LogEntry, ProofLog
 from station.proof.paths import ProofPaths
+from station.proof.trust import Anchors, ChainError, verify_chain
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
+from station.proof.videohash import video_digests
 
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "packcam-evidence-bundle"
+BUNDLE_MANIFEST = "bundle/manifest.json"  # canonical JSON, every other member's SHA-256
+BUNDLE_MANIFEST_SIG = "bundle/manifest.sig"  # Ed25519 by the station key
+BUNDLE_MANIFEST_TYPE = "packcam-bundle-manifest"
+SUMS_NAME = "SHA256SUMS"
 MAX_BUNDLE_MEMBER = 8 << 30  # a 10-minute 1080p clip is well under 1 GiB
 MAX_BUNDLE_MEMBERS = 10_000
 OK, FAIL, WARN, INFO = "ok", "fail", "warn", "info"
+
+
+AUTHENTIC, UNANCHORED, TAMPERED, UNVERIFIED = (
+    "authentic",
+    "intact-unanchored",
+    "tampered",
+    "not-verified",
+)
+# `packcam verify|audit` exit codes per verdict (2 = usage/config error, 3 = unusable input)
+EXIT_CODES = {AUTHENTIC: 0, TAMPERED: 1, UNVERIFIED: 1, UNANCHORED: 4}
+DEFAULT_MAX_DELAY_S = 15 * 60.0  # recorded end -> the TSA's time, either way
+TSA_TIME_PRECISION_S = 1.0  # genTime is usually whole seconds (RFC 3161 2.4.2 allows more)
 
 
 @dataclass(frozen=True)
@@ -52,16 +72,28 @@ class Check:
     name: str
     status: str
     reason: str
-    code: str = ""  # stable machine word for a failure kind (clip-truncated, log-reordered, ...)
+    code: str = ""  # stable machine word (clip-truncated, signer-unanchored, ...): docs/proof.md
 
 
 @dataclass
 class Report:
-    """All checks of one verification. Authentic means: no failure and at least one success."""
+    """All checks of one verification and the verdict they add up to.
+
+    * ``tampered``: some check failed (exit 1).
+    * ``authentic``: nothing failed, the bytes are the signed ones, the signer chains to a
+      company CA the verifier trusts and every clip has a token from a trusted TSA within the
+      time bound (exit 0).
+    * ``intact-unanchored``: nothing failed, but the signer or the time rests only on material
+      that came with the evidence (exit 4); ``facts["compare"]`` names what to compare.
+    * ``not-verified``: nothing could be checked (exit 1).
+    """
 
     subject: str
     checks: list[Check] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    signer_anchored: bool = False
+    time_anchors: list[bool] = field(default_factory=list)  # one per signed manifest
+    covered: bool = True  # False: part of the evidence is not covered by any signature
 
     def add(self, name: str, status: str, reason: str, code: str = "") -> Check:
         c = Check(name, status, reason, code)
@@ -70,32 +102,102 @@ class Report:
 
     @property
     def ok(self) -> bool:
+        """Intact: no failure and at least one success (anchored or not)."""
         return any(c.status == OK for c in self.checks) and not self.failures
+
+    @property
+    def time_anchored(self) -> bool:
+        return bool(self.time_anchors) and all(self.time_anchors)
+
+    @property
+    def verdict(self) -> str:
+        if self.failures:
+            return TAMPERED
+        if not self.ok:
+            return UNVERIFIED
+        if self.signer_anchored and self.time_anchored and self.covered:
+            return AUTHENTIC
+        return UNANCHORED
+
+    @property
+    def authentic(self) -> bool:
+        return self.verdict == AUTHENTIC
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
 
     @property
     def failures(self) -> list[Check]:
         return [c for c in self.checks if c.status == FAIL]
 
     def codes(self) -> set[str]:
+        """Reason codes of the failed checks."""
         return {c.code for c in self.failures if c.code}
+
+    def reasons(self) -> set[str]:
+        """Reason codes of every check (failures and what keeps a verdict from authentic)."""
+        return {c.code for c in self.checks if c.code}
+
+    def compare(self, what: str) -> None:
+        """Something the person must compare out of band before trusting the evidence."""
+        lst = self.facts.setdefault("compare", [])
+        if what not in lst:
+            lst.append(what)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "subject": self.subject,
-            "authentic": self.ok,
+            "verdict": self.verdict,
+            "authentic": self.authentic,
+            "intact": self.ok,
+            "exit_code": self.exit_code,
+            "signer_anchored": self.signer_anchored,
+            "time_anchored": self.time_anchored,
+            "reasons": sorted(self.reasons()),
             "facts": self.facts,
             "checks": [asdict(c) for c in self.checks],
         }
+
+    def summary(self) -> str:
+        v = self.verdict
+        if v == AUTHENTIC:
+            return (
+                "AUTHENTIC: the signed bytes are intact, the signer is certified by a company CA "
+                "you trust and a TSA you trust saw the evidence in time"
+            )
+        if v == UNANCHORED:
+            missing = [
+                w
+                for w, ok in (
+                    ("the signer", self.signer_anchored),
+                    ("the time", self.time_anchored),
+                    ("the bundle index, summary and key frames", self.covered),
+                )
+                if not ok
+            ]
+            out = (
+                "INTACT BUT NOT ANCHORED: nothing was altered, but "
+                + " and ".join(missing)
+                + " rest only on material shipped with the evidence. Compare these fingerprints "
+                "with the ones the seller publishes (its site's /trust page) and the TSA "
+                "publishes, then pass them with --ca / --tsa-ca or put them in your trust file"
+            )
+            for c in self.facts.get("compare", []):
+                out += f"\n       {c}"
+            return out
+        if v == UNVERIFIED:
+            return "NOT VERIFIED: nothing could be checked"
+        return (
+            f"NOT AUTHENTIC ({len(self.failures)} failed checks: {', '.join(sorted(self.codes()))})"
+        )
 
     def lines(self) -> list[str]:
         out = [
             f"{c.status.upper():4} {c.name}: {c.reason}" + (f" [{c.code}]" if c.code else "")
             for c in self.checks
         ]
-        out.append(
-            f"RESULT {self.subject}: "
-            + ("AUTHENTIC" if self.ok else f"NOT AUTHENTIC ({len(self.failures)} failed checks)")
-        )
+        out.append(f"RESULT {self.subject}: {self.summary()}")
         return out
 
 
@@ -134,40 +236,102 @@ def mp4_facts(path: Path) -> Mp4Facts:
     return Mp4Facts(boxes > 0, moofs, boxes)
 
 
-def count_video_packets(path: Path) -> int | None:
-    """Frames in the first video stream by demuxing (no decoding); None if not a video."""
-    try:
-        import av
-
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                return None
-            return sum(1 for p in c.demux(c.streams.video[0]) if p.size)
-    except Exception:  # any unreadable file simply is "not a video" here
+def _c2pa_claim(path: Path) -> dict[str, Any] | None:
+    """The packcam assertion embedded in a file (unvalidated: only used to name a swap)."""
+    if not c2pa_available():
         return None
+    info = read_c2pa(path, None, validate=False)
+    return info.assertion if info.present and info.assertion else None
 
 
-def classify_mismatch(
-    path: Path, size: int, recorded_size: int, recorded_frames: int | None
-) -> tuple[str, str]:
-    """Why a file differs from the recorded clip: (code, reason)."""
+def classify_mismatch(path: Path, size: int, body: dict[str, Any]) -> tuple[str, str]:
+    """Why a file differs from the recorded clip ``body`` describes: (code, reason).
+
+    Uses the manifest's packet digests (``video``, see videohash.py) when it has them: all
+    payloads equal = a remux; the first packets equal but fewer = a cut; a video with as many
+    frames but other payloads = a re-encode; anything else = another recording.
+    """
+    recorded_size = int(body.get("size", -1))
+    recorded_frames = body.get("frame_count")
+    rec_video = body.get("video") if isinstance(body.get("video"), dict) else None
+    facts = mp4_facts(path)
+    if size == recorded_size and not rec_video:
+        return (
+            "clip-altered",
+            f"same size as recorded ({size} bytes) but different SHA-256: bytes were changed "
+            "in place",
+        )
+    if not facts.complete and size < recorded_size:
+        return (
+            "clip-truncated",
+            f"file is {recorded_size - size} bytes shorter than recorded and ends inside an MP4 "
+            "box: truncated",
+        )
+    got = video_digests(path) if facts.complete else None
+    if rec_video and got:
+        if got["packets_sha256"] == rec_video.get("packets_sha256"):
+            if size == recorded_size:
+                return (
+                    "clip-altered",
+                    f"same size ({size} bytes) and the same coded frames as recorded, but other "
+                    "bytes: the container or its metadata was changed in place",
+                )
+            return (
+                "clip-remuxed",
+                f"the same {got['packets']} coded frames as recorded, in another container "
+                f"({size} bytes vs {recorded_size}): remuxed (nothing in the picture changed, "
+                "but these are not the signed bytes)",
+            )
+        if got["head_sha256"] == rec_video.get("head_sha256"):
+            if got["packets"] < int(rec_video.get("packets", 0)):
+                return (
+                    "clip-truncated",
+                    f"starts with the recorded frames but has {got['packets']} of "
+                    f"{rec_video.get('packets')}: truncated",
+                )
+            return (
+                "clip-altered",
+                "starts with the recorded frames but later frames differ: edited",
+            )
+        other = _c2pa_claim(path)
+        if other is not None and other.get("log_index") != body.get("seq"):
+            return (
+                "clip-replaced",
+                f"another recording: its embedded C2PA assertion names order "
+                f"{other.get('order_id')!r}, log entry {other.get('log_index')}",
+            )
+        if recorded_frames and abs(got["packets"] - int(recorded_frames)) <= 1:
+            return (
+                "clip-reencoded",
+                f"a complete video of {got['packets']} frames like the recording, but every "
+                "coded frame differs: re-encoded",
+            )
+        return (
+            "clip-replaced",
+            f"another recording: {got['packets']} frames (recorded {recorded_frames}) and "
+            "none of the recorded coded frames",
+        )
     if size == recorded_size:
         return (
             "clip-altered",
             f"same size as recorded ({size} bytes) but different SHA-256: bytes were changed "
             "in place",
         )
-    facts = mp4_facts(path)
-    if size < recorded_size and (
-        not facts.complete or (recorded_frames and facts.moofs and facts.moofs < recorded_frames)
+    if (
+        size < recorded_size
+        and recorded_frames
+        and facts.moofs
+        and facts.moofs < recorded_frames
+        and got is None
     ):
-        how = "ends inside an MP4 box" if not facts.complete else f"has {facts.moofs} fragments"
-        return (
-            "clip-truncated",
-            f"file is {recorded_size - size} bytes shorter than recorded and {how}: truncated",
-        )
-    frames = count_video_packets(path) if facts.complete else None
+        return ("clip-truncated", f"has {facts.moofs} fragments: truncated")
+    frames = got["packets"] if got else None
     if frames is not None:
+        if recorded_frames and frames < int(recorded_frames) and size < recorded_size:
+            return (
+                "clip-truncated",
+                f"a video of {frames} of the recorded {recorded_frames} frames: truncated",
+            )
         return (
             "clip-reencoded",
             f"a complete video of {frames} frames and {size} bytes, but not the recorded bytes "
@@ -179,69 +343,136 @@ def classify_mismatch(
 # ---- shared checks -------------------------------------------------------------------------
 
 
+def _cert_station(cert: x509.Certificate) -> str | None:
+    cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(cn[0].value) if cn else None
+
+
 def _check_key_cert(
     report: Report,
     station_pub: Ed25519PublicKey,
     key_cert: x509.Certificate | None,
-    ca: x509.Certificate | None,
-    trusted_ca: list[x509.Certificate] | None,
-) -> None:
+    shipped_ca: x509.Certificate | None,
+    anchors: Anchors,
+    *,
+    where: str = "the bundle",
+) -> str | None:
+    """Who signed: the station key's certificate against the anchors. Returns the station
+    name the certificate binds the key to (its CN), or None."""
     fp = fingerprint(station_pub)
     report.facts["station_key"] = fp
-    if trusted_ca:
-        report.facts["trusted_ca"] = [cert_fingerprint(c) for c in trusted_ca]
+    trusted = anchors.trusted_ca([shipped_ca] if shipped_ca is not None else [])
+    if trusted:
+        report.facts["trusted_ca"] = [cert_fingerprint(c) for c in trusted]
+    now = datetime.now(UTC)
     if key_cert is None:
-        report.add(
-            "station-key.certificate",
-            WARN,
-            f"the station key {fp} is not certified by a company CA; compare this fingerprint "
-            "with the one the seller published",
-        )
-        return
+        if anchors.has_ca:
+            report.add(
+                "signer",
+                FAIL,
+                f"you pinned a company CA but {where} has no certificate for the station key "
+                f"{fp}: anyone can make a key; only a certified one counts",
+                "cert-missing",
+            )
+        else:
+            report.add(
+                "signer",
+                WARN,
+                f"the station key {fp} is not certified by a company CA: compare this "
+                "fingerprint with the one the seller published",
+                "signer-unanchored",
+            )
+            report.compare(f"station key {fp}")
+        return None
     if key_cert.public_key() != station_pub:
         report.add(
-            "station-key.certificate",
+            "signer",
             FAIL,
             "the station certificate is for another key than the one that signs the manifests",
             "cert-key-mismatch",
         )
-        return
-    anchors = list(trusted_ca or ([] if ca is None else [ca]))
-    if not anchors:
-        report.add("station-key.certificate", WARN, "no company CA certificate to check against")
-        return
-    reasons = [r for r in (check_issued_by(key_cert, a) for a in anchors) if r]
-    if len(reasons) == len(anchors):
-        code = "cert-foreign-ca"
+        return None
+    station = _cert_station(key_cert)
+    if trusted:
+        try:
+            verify_chain(key_cert, trusted, now, eku=DOCUMENT_SIGNING)
+        except ChainError as exc:
+            report.add(
+                "signer",
+                FAIL,
+                f"the station certificate does not chain to the company CA you trust "
+                f"({', '.join(cert_fingerprint(c)[:23] + '...' for c in trusted)}): {exc}",
+                "cert-foreign-ca",
+            )
+            return None
+        report.signer_anchored = True
+        report.facts["station"] = station
         report.add(
-            "station-key.certificate",
+            "signer",
+            OK,
+            f"station key {fp[:23]}... certified as {station!r} by the company CA you trust "
+            f"{cert_fingerprint(trusted[0])[:23]}...",
+        )
+        return station
+    if anchors.has_ca:
+        # a CA was pinned, but neither it nor a certificate with its fingerprint is here
+        report.add(
+            "signer",
             FAIL,
-            f"certificate from a foreign CA: {reasons[0]}"
-            + (" (the CA you trust)" if trusted_ca else " (the CA in the bundle)"),
-            code,
+            f"the station certificate is not from the company CA you trust ({where} ships "
+            + (f"CA {cert_fingerprint(shipped_ca)}" if shipped_ca else "no CA")
+            + ")",
+            "cert-foreign-ca",
         )
-        return
-    report.facts["station"] = key_cert.subject.rfc4514_string()
-    if trusted_ca:
+        return None
+    if shipped_ca is None:
         report.add(
-            "station-key.certificate",
-            OK,
-            f"station key {fp[:23]}... certified by the trusted company CA "
-            f"{cert_fingerprint(anchors[0])[:23]}...",
-        )
-    else:
-        assert ca is not None
-        report.add(
-            "station-key.certificate",
-            OK,
-            f"station key certified by the bundled company CA {cert_fingerprint(ca)}",
-        )
-        report.add(
-            "company-ca.pinned",
+            "signer",
             WARN,
-            f"the company CA {cert_fingerprint(ca)} was not pinned: compare it with the "
-            "fingerprint the seller published, or pass --ca",
+            f"station key {fp[:23]}... has a certificate but no company CA came with it",
+            "signer-unanchored",
         )
+        report.compare(f"station key {fp}")
+        return station
+    try:
+        verify_chain(key_cert, [shipped_ca], now, eku=DOCUMENT_SIGNING)
+    except ChainError as exc:
+        report.add(
+            "signer",
+            FAIL,
+            f"the station certificate does not chain to the company CA shipped in {where}: {exc}",
+            "cert-foreign-ca",
+        )
+        return None
+    report.facts["station"] = station
+    report.add(
+        "signer",
+        WARN,
+        f"station key certified as {station!r} by the company CA {cert_fingerprint(shipped_ca)} "
+        f"shipped in {where}; not one you trust: compare it with the fingerprint the seller "
+        "published, or pass --ca",
+        "signer-unanchored",
+    )
+    report.compare(f"company CA {cert_fingerprint(shipped_ca)}")
+    return station
+
+
+def _check_station_name(report: Report, name: str, claimed: Any, certified: str | None) -> None:
+    if certified is not None and claimed != certified:
+        report.add(
+            name,
+            FAIL,
+            f"the manifest says station {claimed!r} but the signing key is certified for "
+            f"{certified!r}",
+            "station-name-mismatch",
+        )
+
+
+@dataclass(frozen=True)
+class TimeBound:
+    """How far the TSA's time may lie from the recorded end (``--max-delay``)."""
+
+    max_delay_s: float = DEFAULT_MAX_DELAY_S
 
 
 def _check_tokens(
@@ -249,39 +480,122 @@ def _check_tokens(
     name: str,
     tokens: list[bytes],
     digest: bytes,
-    roots: list[x509.Certificate],
-    not_before: datetime | None = None,
-) -> datetime | None:
+    anchors: Anchors,
+    shipped_roots: list[x509.Certificate],
+    ended: datetime | None = None,
+    bound: TimeBound | None = None,
+) -> tuple[datetime | None, bool]:
+    """Each RFC 3161 token over ``digest``: valid, from a trusted TSA, in time.
+
+    Returns (earliest genTime, anchored): anchored when at least one token chains to a TSA root
+    the verifier trusts and (with ``ended``) its time is within the bound of the recorded end.
+    """
+    bound = bound or TimeBound()
     if not tokens:
-        report.add(name, WARN, "no RFC 3161 timestamp token (TSA not configured or offline)")
-        return None
+        report.add(
+            name,
+            WARN,
+            "no RFC 3161 timestamp token (TSA not configured or offline)",
+            "time-unanchored",
+        )
+        return None, False
+    trusted = anchors.trusted_tsa(shipped_roots)
     earliest: datetime | None = None
+    anchored = False
     for i, tok in enumerate(tokens):
+        tname = f"{name}[{i}]"
+        info = None
+        from_trusted = False
         try:
-            info = verify_token(tok, digest, roots)
+            if trusted:
+                try:
+                    info = verify_token(tok, digest, trusted)
+                    from_trusted = True
+                except TokenInvalid as exc:
+                    if "does not chain" not in str(exc):
+                        raise
+            if info is None:
+                try:
+                    info = verify_token(tok, digest, shipped_roots)
+                except TokenInvalid as exc:
+                    if "does not chain" not in str(exc):
+                        raise
+                    info = verify_token(tok, digest, [])
         except TokenInvalid as exc:
             code = "tsa-other-data" if "other data" in str(exc) else "tsa-invalid"
-            report.add(f"{name}[{i}]", FAIL, str(exc), code)
+            report.add(tname, FAIL, str(exc), code)
             continue
         when = info.gen_time.isoformat()
-        if not info.chain_checked:
-            report.add(
-                f"{name}[{i}]",
-                WARN,
-                f"token valid and signed at {when} by {info.tsa_subject}, but no trusted TSA root "
-                "was given to check its certificate (pass --tsa-ca)",
-            )
-        else:
-            report.add(f"{name}[{i}]", OK, f"timestamped at {when} by {info.tsa_subject}")
-        if not_before and info.gen_time < not_before:
-            report.add(
-                f"{name}[{i}].time",
-                WARN,
-                f"the TSA time {when} is before the clip's recorded end {not_before.isoformat()}"
-                ": the station clock was ahead",
-            )
         earliest = info.gen_time if earliest is None else min(earliest, info.gen_time)
-    return earliest
+        in_bounds = True
+        if ended is not None:
+            slack = info.accuracy_s + TSA_TIME_PRECISION_S
+            delta = (info.gen_time - ended).total_seconds()
+            judged = judge_time(delta, info.accuracy_s, bound)
+            if judged == "out-of-bounds":
+                in_bounds = False
+                report.add(
+                    f"{tname}.time",
+                    FAIL,
+                    f"the TSA saw this at {when}, {_human(abs(delta))} "
+                    + ("after" if delta > 0 else "before")
+                    + f" the recorded end {ended.isoformat()} (allowed: "
+                    f"{_human(bound.max_delay_s)} ± {slack:g} s): the recorded times are not "
+                    "when it happened",
+                    "time-out-of-bounds",
+                )
+            elif judged == "clock-ahead":
+                report.add(
+                    f"{tname}.time",
+                    WARN,
+                    f"the TSA time {when} is {abs(delta):.1f} s before the recorded end "
+                    f"{ended.isoformat()} (more than its accuracy {slack:g} s): the station "
+                    "clock was ahead",
+                    "clock-ahead",
+                )
+        if from_trusted:
+            report.add(tname, OK, f"timestamped at {when} by {info.tsa_subject}, a TSA you trust")
+            anchored = anchored or in_bounds
+        else:
+            roots = ", ".join(cert_fingerprint(c) for c in shipped_roots) or "none shipped"
+            report.add(
+                tname,
+                WARN,
+                f"token valid, signed at {when} by {info.tsa_subject}, but not by a TSA you "
+                f"trust (roots that came with it: {roots}); compare with the TSA's published "
+                "root or pass --tsa-ca",
+                "time-unanchored",
+            )
+            for c in shipped_roots:
+                report.compare(f"TSA root {cert_fingerprint(c)} ({c.subject.rfc4514_string()})")
+            if not shipped_roots:
+                report.compare(
+                    f"TSA certificate {cert_fingerprint(info.signer_cert)} ({info.tsa_subject}), "
+                    f"issued by {info.signer_cert.issuer.rfc4514_string()}: pin that issuer"
+                )
+    return earliest, anchored
+
+
+def judge_time(delta_s: float, accuracy_s: float, bound: TimeBound) -> str:
+    """The TSA's time minus the recorded end, judged: ``ok``, ``clock-ahead`` (the TSA saw it
+    before the recorded end by more than the token's accuracy plus genTime's 1 s precision, but
+    within the bound) or ``out-of-bounds`` (further than the bound, either way)."""
+    slack = accuracy_s + TSA_TIME_PRECISION_S
+    if abs(delta_s) > bound.max_delay_s + slack:
+        return "out-of-bounds"
+    if delta_s < -slack:
+        return "clock-ahead"
+    return "ok"
+
+
+def _human(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.1f} s"
 
 
 def _check_c2pa(
@@ -290,7 +604,11 @@ def _check_c2pa(
     body: dict[str, Any] | None,
     trust_pem: bytes | None,
     name: str = "c2pa",
+    *,
+    anchored: bool = False,
 ) -> C2paInfo | None:
+    """The embedded C2PA manifest against ``trust_pem`` (the CA trusted, or the one shipped
+    with the evidence when ``anchored`` is False) and the signed manifest ``body``."""
     expected = bool(body and body.get("c2pa"))
     if not c2pa_available():
         report.add(name, WARN if expected else INFO, f"not checked: {unavailable_reason()}")
@@ -336,9 +654,18 @@ def _check_c2pa(
             "c2pa-mismatch",
         )
         return info
+    if body is not None and info.signer is not None and info.signer != body.get("station"):
+        report.add(
+            name,
+            FAIL,
+            f"the C2PA signer is {info.signer!r} but the manifest says station "
+            f"{body.get('station')!r}",
+            "station-name-mismatch",
+        )
+        return info
     report.add(
         name,
-        OK if trust_pem else WARN,
+        OK if trust_pem and anchored else WARN,
         f"embedded C2PA manifest valid ({info.state}), signed by {info.signer!r}, "
         f"order {a.get('order_id')!r}, log index {a.get('log_index')}",
     )
@@ -387,6 +714,7 @@ class _Bundle:
         if len(infos) > MAX_BUNDLE_MEMBERS:
             raise ProofError("bundle has too many files")
         self.names = {i.filename: i for i in infos}
+        self._sha256: dict[str, str] = {}
         for i in infos:
             if i.file_size > MAX_BUNDLE_MEMBER:
                 raise ProofError(f"bundle member {i.filename!r} is too large")
@@ -411,17 +739,43 @@ class _Bundle:
                 dst.write(block)
         return dest
 
+    def member_sha256(self, name: str) -> str:
+        """SHA-256 of a member's bytes, computed once (clips are large)."""
+        cache = self._sha256
+        if name not in cache:
+            h = hashlib.sha256()
+            with self.zf.open(self.names[name]) as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+            cache[name] = h.hexdigest()
+        return cache[name]
+
+
+def make_anchors(
+    anchors: Anchors | None,
+    trusted_ca: list[x509.Certificate] | None,
+    tsa_roots: list[x509.Certificate] | None,
+) -> Anchors:
+    """``anchors`` plus certificates passed the older way (lists of trusted certificates)."""
+    out = anchors or Anchors()
+    return out.merged(Anchors(ca=tuple(trusted_ca or ()), tsa=tuple(tsa_roots or ())))
+
 
 def verify_bundle(
     path: Path,
     *,
+    anchors: Anchors | None = None,
     trusted_ca: list[x509.Certificate] | None = None,
     tsa_roots: list[x509.Certificate] | None = None,
+    bound: TimeBound | None = None,
     tmp_dir: Path | None = None,
+    witness: dict[str, Any] | None = None,
 ) -> Report:
-    """Check an evidence bundle using only what is inside it (and the anchors you pass).
+    """Check an evidence bundle using only what is inside it and the anchors you pass.
 
-    ``tmp_dir``: where its clips are unpacked to be hashed (default: the system's temp dir).
+    Nothing in the bundle is trusted by itself: a CA or TSA root shipped inside counts only
+    when it is one of ``anchors`` (a certificate or a pinned fingerprint). ``tmp_dir``: where
+    its clips are unpacked to be hashed (default: the system's temp dir).
     """
     report = Report(subject=path.name)
     try:
@@ -431,23 +785,109 @@ def verify_bundle(
         return report
     with zf, tempfile.TemporaryDirectory(prefix="packcam-verify-", dir=tmp_dir) as tmp:
         try:
-            _verify_bundle(report, _Bundle(zf), Path(tmp), trusted_ca, tsa_roots)
+            _verify_bundle(
+                report,
+                _Bundle(zf),
+                Path(tmp),
+                make_anchors(anchors, trusted_ca, tsa_roots),
+                bound or TimeBound(),
+            )
+            if witness is not None:
+                check_witness(report, witness)
         except (ProofError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
             report.add("bundle", FAIL, f"malformed bundle: {exc}", "bundle-malformed")
     return report
 
 
+def _check_bundle_manifest(
+    report: Report, b: _Bundle, pub: Ed25519PublicKey, certified: str | None
+) -> dict[str, Any] | None:
+    """The station-signed list of every member with its SHA-256 (bundle/manifest.json)."""
+    if not b.has(BUNDLE_MANIFEST):
+        report.covered = False
+        report.add(
+            "bundle.manifest",
+            WARN,
+            "no signed bundle manifest (exported where the station key was not readable): "
+            "bundle.json, summary.html and the key frames are not covered by a signature; "
+            "only the clips, their manifests and proofs are",
+            "bundle-member-unsigned",
+        )
+        return None
+    raw = b.read(BUNDLE_MANIFEST)
+    sig = b.read(BUNDLE_MANIFEST_SIG) if b.has(BUNDLE_MANIFEST_SIG) else b""
+    bm = json.loads(raw)
+    if (
+        not verify_signature(pub, raw, sig)
+        or bm.get("type") != BUNDLE_MANIFEST_TYPE
+        or bm.get("station_key") != fingerprint(pub)
+    ):
+        report.add(
+            "bundle.manifest",
+            FAIL,
+            "the bundle manifest is not signed by the station key",
+            "bundle-manifest-bad-signature",
+        )
+        return None
+    _check_station_name(report, "bundle.manifest.station", bm.get("station"), certified)
+    members: dict[str, str] = bm.get("members") or {}
+    bad = False
+    for name in sorted(b.names):
+        if name in (BUNDLE_MANIFEST, BUNDLE_MANIFEST_SIG, SUMS_NAME) or name.endswith("/"):
+            continue
+        want = members.get(name)
+        if want is None:
+            report.add(
+                f"member {name}",
+                FAIL,
+                "not listed in the signed bundle manifest: added after export",
+                "bundle-member-unsigned",
+            )
+            bad = True
+        elif b.member_sha256(name) != want:
+            report.add(
+                f"member {name}",
+                FAIL,
+                "differs from the SHA-256 in the signed bundle manifest: changed after export",
+                "bundle-member-unsigned",
+            )
+            bad = True
+    for name in sorted(set(members) - set(b.names)):
+        report.add(
+            f"member {name}",
+            FAIL,
+            "listed in the signed bundle manifest but missing from the bundle: removed",
+            "bundle-member-missing",
+        )
+        bad = True
+    if b.has(SUMS_NAME):
+        sums = {
+            n: h
+            for h, _, n in (ln.partition("  ") for ln in b.read(SUMS_NAME).decode().splitlines())
+        }
+        if any(n in b.names and b.member_sha256(n) != h for n, h in sums.items()):
+            report.add(
+                f"member {SUMS_NAME}",
+                FAIL,
+                "lists hashes that do not match the members",
+                "bundle-member-unsigned",
+            )
+            bad = True
+    if not bad:
+        report.add(
+            "bundle.manifest",
+            OK,
+            f"all {len(members)} members match the bundle manifest signed by the station key",
+        )
+    return bm
+
+
 def _verify_bundle(
-    report: Report,
-    b: _Bundle,
-    tmp: Path,
-    trusted_ca: list[x509.Certificate] | None,
-    tsa_roots: list[x509.Certificate] | None,
+    report: Report, b: _Bundle, tmp: Path, anchors: Anchors, bound: TimeBound
 ) -> None:
     index = json.loads(b.read("bundle.json"))
     if index.get("format") != BUNDLE_FORMAT:
         raise ProofError("bundle.json is not a packcam evidence bundle index")
-    report.facts["order_id"] = index.get("order_id")
     keys = index["keys"]
     pub = load_public_pem(b.read(keys["station_public_key"]))
     key_cert = (
@@ -460,17 +900,11 @@ def _verify_bundle(
         if b.has(keys.get("company_ca"))
         else None
     )
-    _check_key_cert(report, pub, key_cert, ca, trusted_ca)
-    roots = tsa_roots
-    if roots is None and b.has(keys.get("tsa_roots")):
-        roots = load_pem_certs(b.read(keys["tsa_roots"]))
-        report.add(
-            "tsa.roots",
-            INFO,
-            "TSA roots taken from the bundle; pass --tsa-ca to use "
-            "the TSA's published root instead",
-        )
-    roots = roots or []
+    certified = _check_key_cert(report, pub, key_cert, ca, anchors)
+    shipped_roots = (
+        load_pem_certs(b.read(keys["tsa_roots"])) if b.has(keys.get("tsa_roots")) else []
+    )
+    bm = _check_bundle_manifest(report, b, pub, certified)
 
     # The checkpoint: a signed tree head every inclusion proof is checked against.
     cpi = index["checkpoint"]
@@ -492,22 +926,28 @@ def _verify_bundle(
             "the log checkpoint is not signed by the station key",
             "checkpoint-bad-signature",
         )
+    _check_station_name(report, "checkpoint.station", cp.get("station"), certified)
     cp_root = bytes.fromhex(cp["root_sha256"])
     cp_size = int(cp["tree_size"])
+    report.facts["checkpoint"] = {"tree_size": cp_size, "root_sha256": cp["root_sha256"]}
+    report.facts["checkpoints_seen"] = [(cp_size, str(cp["root_sha256"]))]
     _check_tokens(
         report,
         "checkpoint.timestamp",
         [b.read(n) for n in cpi.get("timestamps", [])],
         hashlib.sha256(cp_bytes).digest(),
-        roots,
+        anchors,
+        shipped_roots,
     )
 
     manifests: dict[str, dict[str, Any]] = {}
     for entry in index["clips"]:
         if entry.get("manifest") and b.has(entry["manifest"]):
             manifests[entry["clip"]] = json.loads(b.read(entry["manifest"]))
+    trusted_ca = anchors.trusted_ca([ca] if ca is not None else [])
     trust_pem = b"".join(pem(c) for c in (trusted_ca or ([ca] if ca else [])))
     clips_facts = []
+    seqs: set[int] = set()
     for n, entry in enumerate(index["clips"]):
         name = Path(entry["clip"]).name
         pre = f"clip[{n}] {name}"
@@ -529,6 +969,15 @@ def _verify_bundle(
                 "manifest-not-canonical",
             )
         _check_manifest_sig(report, f"{pre} manifest.signature", m, pub)
+        _check_station_name(report, f"{pre} manifest.station", body.get("station"), certified)
+        if body.get("order_id") != index.get("order_id"):
+            report.add(
+                f"{pre} order",
+                FAIL,
+                f"bundle.json says order {index.get('order_id')!r} but the signed manifest says "
+                f"{body.get('order_id')!r}",
+                "bundle-order-mismatch",
+            )
         # the clip's bytes against the signed manifest
         clip = b.extract(entry["clip"], tmp / f"clip{n}.mp4")
         digest, size = sha256_and_size(clip)
@@ -547,9 +996,7 @@ def _verify_bundle(
                     "manifest-swapped",
                 )
             else:
-                code, reason = classify_mismatch(
-                    clip, size, int(body.get("size", -1)), body.get("frame_count")
-                )
+                code, reason = classify_mismatch(clip, size, body)
                 report.add(f"{pre} sha256", FAIL, reason, code)
         if Path(str(body.get("path", ""))).name != name:
             report.add(
@@ -562,6 +1009,8 @@ def _verify_bundle(
         inc = json.loads(b.read(entry["inclusion"]))
         leaf = merkle.leaf_hash(m.canonical)
         seq = body.get("seq")
+        if isinstance(seq, int):
+            seqs.add(seq)
         if inc.get("log_index") != seq:
             report.add(
                 f"{pre} log",
@@ -593,29 +1042,24 @@ def _verify_bundle(
                 "log-not-included",
             )
         ended = _parse_time(body.get("ended_at"))
-        when = _check_tokens(
+        when, anchored = _check_tokens(
             report,
             f"{pre} timestamp",
             [b.read(t) for t in entry.get("timestamps", [])],
             hashlib.sha256(m.canonical).digest(),
-            roots,
+            anchors,
+            shipped_roots,
             ended.astimezone(UTC) if ended else None,
+            bound,
         )
-        _check_c2pa(report, clip, body, trust_pem or None, f"{pre} c2pa")
-        clips_facts.append(
-            {
-                "file": name,
-                "order_id": body.get("order_id"),
-                "waybill": body.get("waybill"),
-                "station": body.get("station"),
-                "started_at": body.get("started_at"),
-                "ended_at": body.get("ended_at"),
-                "sha256": body.get("sha256"),
-                "log_index": seq,
-                "timestamp": when.isoformat() if when else None,
-                "clock_synced": body.get("clock_synced"),
-            }
-        )
+        report.time_anchors.append(anchored)
+        if entry.get("first_checkpoint"):
+            _check_first_checkpoint(
+                report, b, f"{pre} first-checkpoint", entry["first_checkpoint"], cp, pub,
+                anchors, shipped_roots, seq,
+            )  # fmt: skip
+        _check_c2pa(report, clip, body, trust_pem or None, f"{pre} c2pa", anchored=bool(trusted_ca))
+        clips_facts.append(_clip_facts(name, body, when))
         if body.get("clock_synced") is False:
             report.add(
                 f"{pre} clock",
@@ -623,7 +1067,187 @@ def _verify_bundle(
                 "the station clock was not NTP-synchronised when "
                 "this clip was signed: rely on the TSA time",
             )
+    if bm is not None:
+        want = {int(x) for x in bm.get("order_clips", [])}
+        if bm.get("order_id") != index.get("order_id"):
+            report.add(
+                "bundle.order",
+                FAIL,
+                f"bundle.json says order {index.get('order_id')!r}, the signed bundle manifest "
+                f"{bm.get('order_id')!r}",
+                "bundle-order-mismatch",
+            )
+        if want - seqs:
+            report.add(
+                "bundle.order",
+                FAIL,
+                f"the station logged {len(want)} clip(s) of this order (log entries "
+                f"{sorted(want)}) but the bundle holds {len(seqs & want)}: entries "
+                f"{sorted(want - seqs)} were left out",
+                "order-incomplete",
+            )
+        elif want:
+            report.add(
+                "bundle.order",
+                OK,
+                f"all {len(want)} clip(s) the station logged for this order up to the checkpoint "
+                "are here",
+            )
+    orders = {c["order_id"] for c in clips_facts}
+    report.facts["order_id"] = orders.pop() if len(orders) == 1 else sorted(map(str, orders))
     report.facts["clips"] = clips_facts
+
+
+def _check_first_checkpoint(
+    report: Report,
+    b: _Bundle,
+    name: str,
+    fc: dict[str, Any],
+    newest: dict[str, Any],
+    pub: Ed25519PublicKey,
+    anchors: Anchors,
+    shipped_roots: list[x509.Certificate],
+    seq: Any,
+) -> None:
+    """The clip's own checkpoint must be signed, timestamped and a prefix of the newest one."""
+    body = b.read(fc["body"])
+    cp = json.loads(body)
+    if not verify_signature(pub, body, b.read(fc["signature"])) or cp.get("key") != fingerprint(
+        pub
+    ):
+        report.add(name, FAIL, "not signed by the station key", "checkpoint-bad-signature")
+        return
+    size, root = int(cp["tree_size"]), bytes.fromhex(cp["root_sha256"])
+    report.facts.setdefault("checkpoints_seen", []).append((size, str(cp["root_sha256"])))
+    scratch = Report(subject=name)
+    _check_tokens(
+        scratch,
+        f"{name}.timestamp",
+        [b.read(t) for t in fc.get("timestamps", [])],
+        hashlib.sha256(body).digest(),
+        anchors,
+        shipped_roots,
+    )
+    report.checks.extend(c for c in scratch.checks if c.status == FAIL)
+    cons = json.loads(b.read(fc["consistency"]))
+    new_size, new_root = int(newest["tree_size"]), bytes.fromhex(newest["root_sha256"])
+    if not isinstance(seq, int) or size <= seq:
+        report.add(name, FAIL, f"covers {size} entries, not entry {seq}", "log-proof-mismatch")
+    elif merkle.verify_consistency(
+        size, new_size, [bytes.fromhex(h) for h in cons.get("proof", [])], root, new_root
+    ):
+        report.add(
+            name,
+            OK,
+            f"the checkpoint signed after this clip ({size} entries, {cp.get('time')}) is a "
+            f"prefix of the newest ({new_size} entries): the log only grew since",
+        )
+    else:
+        report.add(
+            name,
+            FAIL,
+            f"the log of the newest checkpoint ({new_size} entries) does not extend the "
+            f"checkpoint signed after this clip ({size} entries): the history was rewritten",
+            "log-fork",
+        )
+
+
+def check_witness(report: Report, doc: dict[str, Any]) -> None:
+    """The bundle's checkpoints against a witness's cosigned history (``/witness/<station>``
+    of the central site, saved by the verifier): another root for the same tree size is a
+    fork."""
+    if "unreachable" in doc:
+        report.add(
+            "witness",
+            WARN,
+            f"the witness could not be reached ({doc['unreachable']}): not checked",
+            "checkpoint-unwitnessed",
+        )
+        return
+    try:
+        wkey = load_public_pem(str(doc["public_key_pem"]).encode())
+        seen: dict[int, str] = {}
+        for c in doc.get("checkpoints", []):
+            cosigned = base64.b64decode(c["cosigned_b64"])
+            if not verify_signature(wkey, cosigned, base64.b64decode(c["cosignature_b64"])):
+                report.add("witness", FAIL, "a cosignature does not verify", "witness-invalid")
+                return
+            w = json.loads(cosigned)
+            seen[int(w["tree_size"])] = str(w["root_sha256"])
+    except (KeyError, TypeError, ValueError) as exc:
+        report.add("witness", FAIL, f"not a witness document: {exc}", "witness-invalid")
+        return
+    report.compare(f"witness key {fingerprint(wkey)}")
+    mine = report.facts.get("checkpoints_seen", [])
+    for size, root in mine:
+        if size in seen and seen[size] != root:
+            report.add(
+                "witness",
+                FAIL,
+                f"the witness cosigned another root for the station's log of {size} entries: "
+                "this bundle comes from a forked log",
+                "log-fork",
+            )
+            return
+    matched = [s for s, r in mine if seen.get(s) == r]
+    if matched:
+        report.add(
+            "witness",
+            OK,
+            f"checkpoint(s) of {matched} entries cosigned by the witness "
+            f"{fingerprint(wkey)[:23]}...",
+        )
+    else:
+        report.add(
+            "witness",
+            WARN,
+            "the witness has not cosigned this bundle's checkpoints (yet)",
+            "checkpoint-unwitnessed",
+        )
+
+
+def name_later_clips(report: Report, cfg: Config) -> None:
+    """With the station's data: clips of the bundle's order logged after its checkpoint (an
+    order re-recorded after the export) are named, so an old bundle is not taken as complete."""
+    order = report.facts.get("order_id")
+    cp = report.facts.get("checkpoint") or {}
+    if not isinstance(order, str) or "tree_size" not in cp:
+        return
+    plog = ProofLog.in_data_dir(cfg.station.data_dir)
+    try:
+        later = []
+        for e in plog.entries()[int(cp["tree_size"]) :]:
+            body = json.loads(e.manifest)
+            if body.get("order_id") == order:
+                later.append(f"{Path(str(body.get('path'))).name} (log entry {e.seq})")
+    finally:
+        plog.close()
+    if later:
+        report.facts["later_clips"] = later
+        report.add(
+            "order.later",
+            WARN,
+            f"order {order!r} was recorded again after this bundle's checkpoint: "
+            + ", ".join(later),
+            "order-later-clips",
+        )
+
+
+def _clip_facts(name: str, body: dict[str, Any], when: datetime | None) -> dict[str, Any]:
+    """What a clip's signed manifest says (never the unsigned bundle index)."""
+    return {
+        "file": name,
+        "order_id": body.get("order_id"),
+        "waybill": body.get("waybill"),
+        "waybills": body.get("waybills"),
+        "station": body.get("station"),
+        "started_at": body.get("started_at"),
+        "ended_at": body.get("ended_at"),
+        "sha256": body.get("sha256"),
+        "log_index": body.get("seq"),
+        "timestamp": when.isoformat() if when else None,
+        "clock_synced": body.get("clock_synced"),
+    }
 
 
 # ---- a data directory ----------------------------------------------------------------------
@@ -693,32 +1317,57 @@ def verify_clip(
     path: Path,
     cfg: Config | None,
     *,
+    anchors: Anchors | None = None,
     trusted_ca: list[x509.Certificate] | None = None,
     tsa_roots: list[x509.Certificate] | None = None,
+    bound: TimeBound | None = None,
 ) -> Report:
-    """A bare clip: is it a recorded one (index + log), and what does its C2PA manifest say?"""
+    """A bare clip: is it a recorded one (index + log), and what does its C2PA manifest say?
+
+    The data dir's certificates are the seller's own: like a bundle's, they count as anchors
+    only when ``anchors`` trust them (a certificate or a pinned fingerprint).
+    """
     report = Report(subject=path.name)
+    anchors = make_anchors(anchors, trusted_ca, tsa_roots)
     digest, size = sha256_and_size(path)
     report.facts.update(sha256=digest, size=size)
     if cfg is None:
         report.add("index", WARN, "no data dir given: only the embedded C2PA manifest is checked")
-        info = _check_c2pa(report, path, None, b"".join(pem(c) for c in trusted_ca or []) or None)
+        trusted = anchors.trusted_ca()
+        info = _check_c2pa(
+            report,
+            path,
+            None,
+            b"".join(pem(c) for c in trusted) or None,
+            anchored=bool(trusted),
+        )
         if info is not None and info.assertion:
             report.facts.update(info.assertion)
-        if not trusted_ca:
+        if not trusted:
             report.add(
-                "c2pa.trust",
-                FAIL,
+                "signer",
+                WARN,
                 "no company CA given (--ca) to trust the C2PA signer",
-                "c2pa-untrusted",
+                "signer-unanchored",
             )
+        elif info is not None and info.present and info.state == "Trusted":
+            report.signer_anchored = True
+        report.add(
+            "time",
+            WARN,
+            "without the station's data (--data) or a bundle there is no RFC 3161 token to "
+            "check: the time is not proven",
+            "time-unanchored",
+        )
+        report.time_anchors.append(False)
         return report
     with _open_store(cfg) as st:
-        anchors = trusted_ca or ([st.ca] if st.ca else None)
-        _check_key_cert(report, st.pub, st.key_cert, st.ca, anchors)
-        roots = tsa_roots if tsa_roots is not None else st.tsa_roots
+        certified = _check_key_cert(
+            report, st.pub, st.key_cert, st.ca, anchors, where="the data directory"
+        )
         entries = st.log.entries_for_clip(digest)
-        trust_pem = b"".join(pem(c) for c in anchors or []) or None
+        trusted = anchors.trusted_ca([st.ca] if st.ca is not None else [])
+        trust_pem = b"".join(pem(c) for c in (trusted or ([st.ca] if st.ca else []))) or None
         if not entries:
             _explain_unknown(report, st, path, size, trust_pem)
             return report
@@ -733,6 +1382,7 @@ def verify_clip(
             f"{body.get('started_at')} - {body.get('ended_at')}",
         )
         _check_manifest_sig(report, "manifest.signature", m, st.pub)
+        _check_station_name(report, "manifest.station", body.get("station"), certified)
         row = st.conn.execute(
             "SELECT * FROM clips WHERE sha256 = ? ORDER BY id DESC LIMIT 1", (digest,)
         ).fetchone()
@@ -744,53 +1394,98 @@ def verify_clip(
                 "index-row-deleted",
             )
         else:
-            diffs = _row_diffs(row, body)
+            diffs = _row_diffs(row, body) + _derived_diffs(st.conn, row, body)
             if diffs:
                 report.add(
                     "index.row", FAIL, "index row edited: " + "; ".join(diffs), "index-row-edited"
                 )
             else:
                 report.add("index.row", OK, f"index row {row['id']} agrees with the manifest")
-        size_now = st.log.size()
-        root = st.log.root(size_now)
-        proof = st.log.inclusion_proof(e.seq, size_now)
-        if merkle.verify_inclusion(e.seq, size_now, merkle.leaf_hash(e.manifest), proof, root):
-            report.add("log.inclusion", OK, f"included in the log of {size_now} entries")
-        cp = st.log.latest_checkpoint()
-        if cp is not None and cp.tree_size > e.seq:
-            ok_root = st.log.root(cp.tree_size).hex() == cp.root_hash
-            ok_sig = verify_signature(st.pub, cp.body, cp.signature)
-            if ok_root and ok_sig:
-                report.add(
-                    "log.checkpoint",
-                    OK,
-                    f"covered by signed checkpoint {cp.id} "
-                    f"({cp.tree_size} entries, {cp.created_utc})",
-                )
-            else:
-                report.add(
-                    "log.checkpoint",
-                    FAIL,
-                    "the latest checkpoint does not match the log (run `packcam audit`)",
-                    "log-checkpoint-mismatch",
-                )
-        else:
-            report.add("log.checkpoint", WARN, "no signed checkpoint covers this entry yet")
+        _check_clip_in_log(report, st, e)
         ended = _parse_time(body.get("ended_at"))
-        _check_tokens(
+        _, anchored = _check_tokens(
             report,
             "timestamp",
             [t.token for t in st.log.timestamps_for(e.manifest_sha256) if t.token],
             bytes.fromhex(e.manifest_sha256),
-            roots,
+            anchors,
+            st.tsa_roots,
             ended.astimezone(UTC) if ended else None,
+            bound,
         )
-        _check_c2pa(report, path, body, trust_pem)
+        report.time_anchors.append(anchored)
+        _check_c2pa(report, path, body, trust_pem, anchored=bool(trusted))
         report.facts.update(
             {k: body.get(k) for k in ("order_id", "waybill", "station", "started_at", "ended_at")}
         )
         report.facts["log_index"] = e.seq
     return report
+
+
+def _check_clip_in_log(report: Report, st: _Store, e: LogEntry) -> None:
+    """Inclusion of leaf ``e`` in the stored log and its newest checkpoint; gaps are reasons."""
+    all_entries = st.log.entries()
+    gaps = [i for i, x in enumerate(all_entries) if x.seq != i]
+    if gaps:
+        report.add(
+            "log.inclusion",
+            FAIL,
+            f"the station's log has a gap: position {gaps[0]} holds leaf "
+            f"{all_entries[gaps[0]].seq} (leaves were deleted); run `packcam audit`",
+            "log-gap",
+        )
+        return
+    leaves = [merkle.leaf_hash(x.manifest) for x in all_entries]
+    size_now = len(leaves)
+    if merkle.verify_inclusion(
+        e.seq,
+        size_now,
+        merkle.leaf_hash(e.manifest),
+        merkle.inclusion_proof(e.seq, leaves),
+        merkle.root(leaves),
+    ):
+        report.add("log.inclusion", OK, f"included in the log of {size_now} entries")
+    order = json.loads(e.manifest).get("order_id")
+    later = [
+        x.seq
+        for x in all_entries[e.seq + 1 :]
+        if json.loads(x.manifest).get("order_id") == order and order is not None
+    ]
+    if later:
+        report.add(
+            "order.later",
+            INFO,
+            f"order {order!r} has later clip(s) in this log: entries {later}",
+        )
+        report.facts["later_clips"] = later
+    cp = st.log.latest_checkpoint()
+    if cp is None or cp.tree_size <= e.seq:
+        report.add("log.checkpoint", WARN, "no signed checkpoint covers this entry yet")
+        return
+    if cp.tree_size > size_now:
+        report.add(
+            "log.checkpoint",
+            FAIL,
+            f"checkpoint {cp.id} covers {cp.tree_size} entries but the log has {size_now}: "
+            "leaves were removed",
+            "log-truncated",
+        )
+        return
+    ok_root = merkle.root(leaves[: cp.tree_size]).hex() == cp.root_hash
+    ok_sig = verify_signature(st.pub, cp.body, cp.signature)
+    if ok_root and ok_sig:
+        report.add(
+            "log.checkpoint",
+            OK,
+            f"covered by signed checkpoint {cp.id} ({cp.tree_size} entries, {cp.created_utc})",
+        )
+    else:
+        report.add(
+            "log.checkpoint",
+            FAIL,
+            "the latest checkpoint does not match the log (run `packcam audit`)",
+            "log-checkpoint-mismatch",
+        )
 
 
 def _explain_unknown(
@@ -816,7 +1511,7 @@ def _explain_unknown(
         )
         return
     body = manifest_mod.from_canonical(candidate.manifest, candidate.signature).body
-    code, reason = classify_mismatch(path, size, int(body["size"]), body.get("frame_count"))
+    code, reason = classify_mismatch(path, size, body)
     report.add(
         "index.log",
         FAIL,
@@ -929,26 +1624,185 @@ def _row_diffs(row: sqlite3.Row, body: dict[str, Any]) -> list[str]:
     return out
 
 
-def audit(cfg: Config, *, check_timestamps: bool = True) -> Report:
-    """Re-walk store, index and log; every disagreement is a failure with its own reason."""
+@dataclass(frozen=True)
+class KnownCheckpoint:
+    """A signed checkpoint someone kept from earlier (in a bundle, from a witness)."""
+
+    body: bytes
+    signature: bytes
+    source: str
+
+
+def load_known_checkpoint(path: Path) -> KnownCheckpoint:
+    """From an evidence bundle (its log/checkpoint.json) or a checkpoint.json beside its .sig."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                return KnownCheckpoint(
+                    zf.read("log/checkpoint.json"), zf.read("log/checkpoint.sig"), path.name
+                )
+        sig = path.with_suffix(".sig")
+        return KnownCheckpoint(path.read_bytes(), sig.read_bytes(), path.name)
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise ProofError(f"cannot read a signed checkpoint from {path}: {exc}") from exc
+
+
+def check_known_checkpoints(
+    report: Report,
+    leaves: list[bytes],
+    pub: Ed25519PublicKey,
+    known: list[KnownCheckpoint],
+) -> None:
+    """The log must extend every checkpoint seen before: fewer leaves is a rollback, other
+    leaves under an old root (or a log signed by another key) is a fork."""
+    for k in known:
+        name = f"known-checkpoint {k.source}"
+        try:
+            cp = json.loads(k.body)
+            size, root = int(cp["tree_size"]), str(cp["root_sha256"])
+        except (ValueError, KeyError, TypeError):
+            report.add(name, FAIL, "not a checkpoint", "checkpoint-bad-signature")
+            continue
+        if not verify_signature(pub, k.body, k.signature):
+            report.add(
+                name,
+                FAIL,
+                f"the checkpoint you hold (key {cp.get('key')}) is not signed by this log's key "
+                f"{fingerprint(pub)}: the log was re-signed with another key (a fork)",
+                "log-fork",
+            )
+            continue
+        if size > len(leaves):
+            report.add(
+                name,
+                FAIL,
+                f"the checkpoint you hold covers {size} entries ({cp.get('time')}) but the log "
+                f"now has {len(leaves)}: the newest entries were removed (a rollback)",
+                "log-rollback",
+            )
+        elif merkle.root(leaves[:size]).hex() != root:
+            report.add(
+                name,
+                FAIL,
+                f"the log's first {size} entries no longer hash to the root of the checkpoint "
+                f"you hold ({cp.get('time')}): the history was rewritten (a fork)",
+                "log-fork",
+            )
+        else:
+            report.add(
+                name,
+                OK,
+                f"the log of {len(leaves)} entries extends the checkpoint you hold "
+                f"({size} entries, {cp.get('time')})",
+            )
+
+
+def _utc_text(value: Any) -> str | None:
+    dt = _parse_time(value)
+    return None if dt is None else dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _derived_diffs(conn: sqlite3.Connection, row: sqlite3.Row, body: dict[str, Any]) -> list[str]:
+    """Index fields that reach search results, bundles and summaries but are not copied
+    verbatim from the manifest: the UTC times, the time zone, the manifest path, the waybills
+    and the scan events of the clip must all follow from the signed manifest."""
+    out = []
+    start = _parse_time(body.get("started_at"))
+    derived = {
+        "started_utc": _utc_text(body.get("started_at")),
+        "ended_utc": _utc_text(body.get("ended_at")),
+        "tz": (start.strftime("%z") or "+0000") if start is not None else None,
+        "manifest_path": body.get("manifest_path"),
+    }
+    for col, want in derived.items():
+        if want is None:
+            continue
+        have = row[col]
+        if col.endswith("_utc"):  # the manifest keeps milliseconds, the index microseconds
+            a, b = _parse_time(have), _parse_time(want)
+            same = a is not None and b is not None and abs((a - b).total_seconds()) < 1e-3
+        else:
+            same = have == want
+        if not same:
+            out.append(f"{col} is {have!r} in the index but the signed manifest gives {want!r}")
+    signed_wb = sorted(
+        (str(w.get("waybill")), str(w.get("carrier")), round(float(w.get("t_clip_s") or 0), 3))
+        for w in body.get("waybills") or []
+        if isinstance(w, dict)
+    )
+    rows_wb = sorted(
+        (r["waybill"], r["carrier"], round(float(r["t_clip_s"] or 0), 3))
+        for r in conn.execute(
+            "SELECT waybill, carrier, t_clip_s FROM waybills WHERE clip_id = ?", (row["id"],)
+        )
+    )
+    if "waybills" in body and signed_wb != rows_wb:
+        out.append(
+            f"waybills are {[w[0] for w in rows_wb]} in the index but "
+            f"{[w[0] for w in signed_wb]} in the signed manifest"
+        )
+    signed_ev = sorted(
+        (str(e.get("kind")), str(e.get("text")), str(e.get("source")), str(e.get("wall")))
+        for e in body.get("events") or []
+        if isinstance(e, dict)
+    )
+    rows_ev = sorted(
+        (r["kind"], r["text"], r["source"], r["wall"])
+        for r in conn.execute(
+            "SELECT kind, text, source, wall FROM scan_events WHERE clip_id = ?", (row["id"],)
+        )
+    )
+    if "events" in body and signed_ev != rows_ev:
+        out.append(
+            f"the clip's scan events in the index ({len(rows_ev)}) differ from the "
+            f"{len(signed_ev)} in the signed manifest"
+        )
+    return out
+
+
+def audit(
+    cfg: Config,
+    *,
+    anchors: Anchors | None = None,
+    check_timestamps: bool = True,
+    bound: TimeBound | None = None,
+    known: list[KnownCheckpoint] | None = None,
+) -> Report:
+    """Re-walk store, index and log; every disagreement is a failure with its own reason.
+
+    The verdict is authentic only when the station key's certificate chains to a CA in
+    ``anchors`` and every leaf has a token from a TSA in ``anchors`` within the time bound.
+    """
     report = Report(subject=str(cfg.station.data_dir))
     with _open_store(cfg) as st:
-        _audit(report, st, check_timestamps)
+        _audit(report, st, check_timestamps, anchors or Anchors(), bound or TimeBound())
+        if known:
+            entries = st.log.entries()
+            check_known_checkpoints(
+                report, [merkle.leaf_hash(e.manifest) for e in entries], st.pub, known
+            )
     return report
 
 
-def _audit(report: Report, st: _Store, check_timestamps: bool) -> None:
+def _audit(
+    report: Report, st: _Store, check_timestamps: bool, anchors: Anchors, bound: TimeBound
+) -> None:
     entries = st.log.entries()
     fp = fingerprint(st.pub)
     report.facts.update(log_size=len(entries), station_key=fp)
+    certified = _check_key_cert(
+        report, st.pub, st.key_cert, st.ca, anchors, where="the data directory"
+    )
     bodies: list[dict[str, Any] | None] = []
     prev = manifest_mod.GENESIS
     chain_ok = True
+    unanchored: list[int] = []
     for i, e in enumerate(entries):
         where = f"log[{i}]"
         m = manifest_mod.from_canonical(e.manifest, e.signature)
         body = m.body
         bodies.append(body)
+        _check_station_name(report, where, body.get("station"), certified)
         if e.seq != i:
             report.add(
                 where, FAIL, f"log position {i} holds seq {e.seq}: a leaf is missing", "log-gap"
@@ -994,17 +1848,44 @@ def _audit(report: Report, st: _Store, check_timestamps: bool) -> None:
             )
         prev = hashlib.sha256(e.manifest).hexdigest()
         if check_timestamps:
-            for t in st.log.timestamps_for(e.manifest_sha256):
-                if t.token is None:
-                    continue
-                try:
-                    verify_token(t.token, bytes.fromhex(e.manifest_sha256), st.tsa_roots)
-                except TokenInvalid as exc:
-                    report.add(f"{where}.timestamp", FAIL, f"leaf {e.seq}: {exc}", "tsa-invalid")
+            ended = _parse_time(body.get("ended_at"))
+            scratch = Report(subject=where)
+            _, anchored = _check_tokens(
+                scratch,
+                f"{where}.timestamp",
+                [t.token for t in st.log.timestamps_for(e.manifest_sha256) if t.token],
+                bytes.fromhex(e.manifest_sha256),
+                anchors,
+                st.tsa_roots,
+                ended.astimezone(UTC) if ended else None,
+                bound,
+            )
+            report.checks.extend(c for c in scratch.checks if c.status == FAIL)
+            for c in scratch.facts.get("compare", []):
+                report.compare(c)
+            report.time_anchors.append(anchored)
+            if not anchored:
+                unanchored.append(e.seq)
     if entries and chain_ok:
         report.add(
             "log.chain", OK, f"{len(entries)} signed manifests, each chained to the previous"
         )
+    if check_timestamps and entries:
+        if unanchored:
+            report.add(
+                "log.time",
+                WARN,
+                f"{len(unanchored)} of {len(entries)} manifests have no token from a TSA you "
+                f"trust within {_human(bound.max_delay_s)} of their end (first: entry "
+                f"{unanchored[0]})",
+                "time-unanchored",
+            )
+        else:
+            report.add(
+                "log.time",
+                OK,
+                f"all {len(entries)} manifests timestamped in time by a TSA you trust",
+            )
     # checkpoints: the roots the station signed (and a TSA may have timestamped) must still hold
     leaves = [merkle.leaf_hash(e.manifest) for e in entries]
     cps = st.log.checkpoints()
@@ -1014,6 +1895,19 @@ def _audit(report: Report, st: _Store, check_timestamps: bool) -> None:
             cpb = json.loads(cp.body)
         except ValueError:
             cpb = {}
+        _check_station_name(report, f"checkpoint[{cp.id}]", cpb.get("station"), certified)
+        if check_timestamps:
+            # every checkpoint token must hold; which TSA is trusted is the leaves' business
+            scratch = Report(subject="checkpoint")
+            _check_tokens(
+                scratch,
+                f"checkpoint[{cp.id}].timestamp",
+                [t.token for t in st.log.timestamps_for(cp.sha256) if t.token],
+                hashlib.sha256(cp.body).digest(),
+                anchors,
+                st.tsa_roots,
+            )
+            report.checks.extend(c for c in scratch.checks if c.status == FAIL)
         if (
             not verify_signature(st.pub, cp.body, cp.signature)
             or cpb.get("tree_size") != cp.tree_size
@@ -1082,9 +1976,7 @@ def _audit(report: Report, st: _Store, check_timestamps: bool) -> None:
         else:
             digest, size = sha256_and_size(clip)
             if digest != body.get("sha256"):
-                code, reason = classify_mismatch(
-                    clip, size, int(body["size"]), body.get("frame_count")
-                )
+                code, reason = classify_mismatch(clip, size, body)
                 report.add(f"clip {rel}", FAIL, f"replaced: {reason}", code)
                 files_ok = False
         if row is None:
@@ -1097,7 +1989,7 @@ def _audit(report: Report, st: _Store, check_timestamps: bool) -> None:
             )
             rows_ok = False
         else:
-            diffs = _row_diffs(row, body)
+            diffs = _row_diffs(row, body) + _derived_diffs(st.conn, row, body)
             if diffs:
                 report.add(
                     f"index {rel}",

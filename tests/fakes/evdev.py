@@ -8,8 +8,9 @@ non-blocking handle with a real file descriptor for ``select``; ``read()`` raise
 ``BlockingIOError`` when nothing is pending and ``OSError(ENODEV)`` once the device is
 unplugged; ``grab()`` gives one handle all events (a second grab raises ``OSError(EBUSY)``,
 ``ungrab()`` without a grab ``OSError(EINVAL)``); opening a missing node raises
-``FileNotFoundError``; ``list_devices`` lists the plugged nodes. Key codes are the kernel's
-(``linux/input-event-codes.h``).
+``FileNotFoundError``; ``list_devices`` lists the plugged nodes this user may open (nodes
+in ``denied`` raise ``PermissionError`` and are left out, as python-evdev does). Key codes
+are the kernel's (``linux/input-event-codes.h``).
 """
 
 from __future__ import annotations
@@ -301,8 +302,18 @@ class FakeEvdev:
         self.InputDevice = type("InputDevice", (InputDevice,), {"_bus": self})
 
     # the evdev module's functions
-    def list_devices(self, input_device_dir: str = "/dev/input") -> list[str]:
+    def list_devices(
+        self, input_device_dir: str = "/dev/input", writable: bool = True
+    ) -> list[str]:
+        # As python-evdev: nodes this user may not open are left out without a word.
+        return [p for p in self._plugged(input_device_dir) if p not in self.denied]
+
+    def _plugged(self, input_device_dir: str) -> list[str]:
         return [p for p, hw in self.nodes.items() if hw.plugged and p.startswith(input_device_dir)]
+
+    def unreadable(self) -> list[str]:
+        """The plugged nodes this user may not open (what the filesystem check would find)."""
+        return sorted(p for p in self._plugged("/dev/input") if p in self.denied)
 
     @staticmethod
     def categorize(event: InputEvent) -> Any:

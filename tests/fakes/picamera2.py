@@ -1,30 +1,80 @@
 """A stand-in for picamera2 with the real API shape, for tests on machines without a Pi camera.
 
-It mirrors what ``station.hardware.picamera2_camera`` relies on, as picamera2 itself behaves:
-``Picamera2(camera_num)`` raises ``RuntimeError("Camera __init__ sequence did not complete.")``
-for a missing or busy camera; ``create_video_configuration`` returns the same dict layout with
-the same defaults (XBGR8888 1280x720, FrameDurationLimits 33333 us, buffer_count 6) and rejects
-unknown stream keys; ``configure`` refuses while started; ``capture_request(wait=...)`` hands
-out a ``CompletedRequest`` holding one reference that must be ``release``d, ``wait`` being
-True/None (block), False is not supported here, or seconds (``TimeoutError`` after that);
-metadata carries ``SensorTimestamp``: the start of exposure in ns on ``CLOCK_BOOTTIME``
-(plus ``sensor_clock_skew_ns``, to play a kernel that stamps some other clock). ``RGB888``
-arrays are B, G, R in memory, as in picamera2.
+It mirrors what ``station.hardware.picamera2_camera`` relies on, as picamera2 (v0.3.x)
+itself behaves:
 
-Frames appear every 1/FrameRate seconds from ``start``; as with ``queue=True`` only the newest
-completed one waits for the application. Knobs for tests: ``hang`` (no more frames) and
-``fail`` (an exception ``capture_request`` raises).
+- ``Picamera2(camera_num)`` looks the number up in ``global_camera_info()`` first, so a camera
+  that is not attached raises ``IndexError``; a busy one raises ``RuntimeError("Camera
+  __init__ sequence did not complete.")``.
+- ``create_video_configuration`` returns the same dict layout with the same defaults
+  (XBGR8888 1280x720, FrameDurationLimits 33333 us, buffer_count 6) and rejects unknown stream
+  keys; ``configure`` refuses while started and, like libcamera's ``validate()``, may adjust
+  the main size (even sizes, at most the sensor's, widths rounded down to ``width_align``),
+  logging "Camera configuration has been adjusted!" and writing the size it chose back into
+  the configuration.
+- The queue: ``start`` runs an event loop thread (picamera2's NullPreview). Each call of
+  ``capture_request(wait=...)`` becomes a ``Job`` appended to ``_job_list``; the loop runs the
+  jobs in order whenever a frame completes (or it is prodded). ``wait`` True/None blocks,
+  False returns the job, seconds raise ``TimeoutError`` after that -- and the timed-out job
+  stays queued, as in picamera2. ``stop()`` is itself a job queued behind it, so with no
+  frames coming it waits for ever unless ``cancel_all_and_flush()`` clears the queue first.
+  ``close()`` stops the event loop first and then the camera directly (picamera2's order).
+- ``CompletedRequest`` holds one reference that must be ``release``d. Metadata carries
+  ``SensorTimestamp`` as picamera2 reads it: the end of the exposure in ns on
+  ``CLOCK_MONOTONIC`` (picamera2's ``wait_for_timestamp_`` takes ``SensorTimestamp -
+  1000 * ExposureTime`` as the start of exposure and compares it with ``time.monotonic_ns()``),
+  plus ``sensor_clock_skew_ns`` to play a kernel that stamps some other clock. ``RGB888``
+  arrays are B, G, R in memory, as in picamera2.
+
+Frame k is exposed from ``_t0 + k * period`` for ``exposure_us`` (at most a period) and
+delivered ``readout_us`` later; as with ``queue=True`` only the newest completed request waits
+for the application. Knobs for tests: ``hang`` (no more frames, like a dislodged cable),
+``fail`` (an exception ``capture_request`` raises), ``configure_error``.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future
 from typing import Any, ClassVar
 
 import numpy as np
 
+_log = logging.getLogger("picamera2.picamera2")
 _BYTES_PER_PIXEL = {"RGB888": 3, "BGR888": 3, "XBGR8888": 4, "XRGB8888": 4}
+
+
+class Job:
+    """A list of functions the event loop runs in order; each returns (done, result)."""
+
+    def __init__(self, functions: list[Callable[[], tuple[bool, Any]]]) -> None:
+        self._functions = list(functions)
+        self._future: Future[Any] = Future()
+        self._future.set_running_or_notify_cancel()
+        self._result: Any = None
+
+    def execute(self) -> bool:
+        while self._functions:
+            done, result = self._functions[0]()
+            if not done:
+                return False
+            self._functions.pop(0)
+            self._result = result
+        return True
+
+    def signal(self) -> None:
+        if not self._future.done():
+            self._future.set_result(self._result)
+
+    def get_result(self, timeout: float | None = None) -> Any:
+        return self._future.result(timeout=timeout)
+
+    def cancel(self) -> None:
+        if not self._future.done():
+            self._future.set_exception(CancelledError())
 
 
 class CompletedRequest:
@@ -80,6 +130,11 @@ class Picamera2:
     ]  # fmt: skip
     in_use: ClassVar[set[int]] = set()
     sensor_clock_skew_ns: ClassVar[int] = 0
+    sensor_size: ClassVar[tuple[int, int]] = (4608, 2592)
+    width_align: ClassVar[int] = 2
+    exposure_us: ClassVar[int] = 10000
+    readout_us: ClassVar[int] = 3000
+    configure_error: ClassVar[BaseException | None] = None
 
     @staticmethod
     def global_camera_info() -> list[dict[str, Any]]:
@@ -89,7 +144,11 @@ class Picamera2:
         self, camera_num: int = 0, verbose_console: Any = None, tuning: Any = None,
         allocator: Any = None,
     ) -> None:  # fmt: skip
-        if not 0 <= camera_num < len(self.cameras) or camera_num in self.in_use:
+        # Outside picamera2's try block: a camera number nobody has is an IndexError.
+        camera_num = self.global_camera_info()[camera_num]["Num"]
+        self.is_open = False
+        if camera_num in self.in_use:
+            _log.error("Camera __init__ sequence did not complete.")
             raise RuntimeError("Camera __init__ sequence did not complete.")
         self.in_use.add(camera_num)
         self.camera_idx = camera_num
@@ -97,14 +156,23 @@ class Picamera2:
         self.started = False
         self.camera_config: dict[str, Any] | None = None
         self.camera_properties = {"Model": self.cameras[camera_num]["Model"],
-                                  "PixelArraySize": (4608, 2592)}  # fmt: skip
+                                  "PixelArraySize": self.sensor_size}  # fmt: skip
         self.released = 0
         self.frames = 0
+        self.recycled = 0  # completed while nobody asked: back to the camera unseen
         self.hang = False
         self.fail: BaseException | None = None
-        self._cond = threading.Condition()
+        self.lock = threading.Lock()  # guards _job_list and completed_requests, as in picamera2
+        self._job_list: list[Job] = []
+        self.completed_requests: list[CompletedRequest] = []
+        self._max_queue_len = 1
+        self._cond = threading.Condition()  # the event loop's wake-up (picamera2's notify pipe)
+        self._prodded = False
+        self._loop: threading.Thread | None = None
+        self._loop_stop = False
         self._t0 = 0
         self._next_frame = 0
+        self.exposure_starts: dict[int, int] = {}  # frame number -> monotonic ns
 
     # ---- configuration --------------------------------------------------------------------
 
@@ -127,9 +195,10 @@ class Picamera2:
             raise RuntimeError("Camera not opened")
         stream = {"format": "XBGR8888", "size": (1280, 720)}
         for key, value in (main or {}).items():
-            if key not in ("format", "size"):
+            if key not in ("format", "size", "stride", "preserve_ar"):
                 raise ValueError(
-                    f"Bad key {key!r}: valid stream configuration keys are ('format', 'size')"
+                    f"Bad key {key!r}: valid stream configuration keys are "
+                    "('format', 'size', 'stride', 'preserve_ar')"
                 )
             stream[key] = value
         return {
@@ -151,54 +220,87 @@ class Picamera2:
     def configure(self, camera_config: dict[str, Any]) -> None:
         if self.started:
             raise RuntimeError("Camera must be stopped before configuring")
-        main = dict(camera_config["main"])
+        if self.configure_error is not None:
+            raise self.configure_error
+        camera_config = dict(camera_config)  # picamera2 copies the dict, not the streams in it
+        main = camera_config["main"]
         if main["format"] not in _BYTES_PER_PIXEL:
-            raise RuntimeError(f"Bad format {main['format']} in stream main")
+            raise RuntimeError(f"Invalid camera configuration: {camera_config}")
         w, h = main["size"]
-        if w % 2 or h % 2:
-            raise RuntimeError("width and height should be even")
-        main["stride"] = w * _BYTES_PER_PIXEL[main["format"]]
+        # libcamera's validate(): the nearest size the pipeline can produce, written back.
+        max_w, max_h = self.sensor_size
+        aw = min(w, max_w)
+        aw -= aw % max(2, self.width_align)
+        ah = min(h, max_h)
+        ah -= ah % 2
+        if (aw, ah) != (w, h):
+            _log.info("Camera configuration has been adjusted!")
+        main["size"] = (aw, ah)
+        main["stride"] = aw * _BYTES_PER_PIXEL[main["format"]]
         controls = dict(camera_config.get("controls", {}))
         if "FrameRate" in controls:  # picamera2 turns FrameRate into FrameDurationLimits
             us = int(1e6 / controls.pop("FrameRate"))
             controls["FrameDurationLimits"] = (us, us)
-        self.camera_config = {**camera_config, "main": main, "controls": controls}
+        self.camera_config = {**camera_config, "controls": controls}
 
     def camera_configuration(self) -> dict[str, Any] | None:
         return self.camera_config
 
-    # ---- running --------------------------------------------------------------------------
+    # ---- the event loop (picamera2's NullPreview thread + process_requests) ---------------
 
-    def start(self, config: dict[str, Any] | None = None, show_preview: bool = False) -> None:
-        if config is not None:
-            self.configure(config)
-        if self.camera_config is None:
-            raise RuntimeError("Camera has not been configured")
-        self.started = True
-        self._t0 = time.monotonic_ns()
-        self._next_frame = 0
-
-    def stop(self) -> None:
+    def _prod(self) -> None:
         with self._cond:
-            self.started = False
+            self._prodded = True
             self._cond.notify_all()
 
-    def close(self) -> None:
-        if not self.is_open:
-            return
-        self.stop()
-        self.is_open = False
-        self.in_use.discard(self.camera_idx)
-
-    def __enter__(self) -> Picamera2:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _run_loop(self) -> None:
+        while True:
+            with self._cond:
+                if self._loop_stop:
+                    return
+                wait_s = 0.05
+                if self.started and not self.hang:
+                    due = self._delivery_ns(self._next_frame) - time.monotonic_ns()
+                    wait_s = min(wait_s, max(due, 0) / 1e9)
+                if not self._prodded and wait_s > 0:
+                    self._cond.wait(wait_s)
+                self._prodded = False
+                if self._loop_stop:
+                    return
+            self._process_requests()
 
     def _period_ns(self) -> int:
         assert self.camera_config is not None
         return self.camera_config["controls"]["FrameDurationLimits"][0] * 1000
+
+    def _exposure_ns(self) -> int:
+        return min(self.exposure_us * 1000, self._period_ns())
+
+    def _delivery_ns(self, k: int) -> int:
+        return self._t0 + k * self._period_ns() + self._exposure_ns() + self.readout_us * 1000
+
+    def _process_requests(self) -> None:
+        new: list[CompletedRequest] = []
+        if self.started and not self.hang:
+            now = time.monotonic_ns()
+            first = now - self._exposure_ns() - self.readout_us * 1000 - self._t0
+            newest = first // self._period_ns()
+            if newest >= self._next_frame:
+                self.recycled += newest - self._next_frame
+                self._next_frame = newest + 1
+                new.append(self._make_frame(newest))
+        finished = []
+        with self.lock:
+            self.completed_requests += new
+            while self._job_list:
+                if self._job_list[0].execute():
+                    finished.append(self._job_list.pop(0))
+                else:
+                    break
+            while len(self.completed_requests) > self._max_queue_len:
+                self.completed_requests.pop(0).release()
+        for job in finished:
+            job.signal()
 
     def _make_frame(self, k: int) -> CompletedRequest:
         assert self.camera_config is not None
@@ -209,42 +311,52 @@ class Picamera2:
         img[:, : w // 2, 0] = 255  # left half blue: B first in memory for RGB888
         img[:, w // 2 :, 2] = 255  # right half red
         img[0, 0, 1] = k % 256  # the frame number, for tests
-        boot_minus_mono = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
-        sensor_ns = self._t0 + k * self._period_ns() + boot_minus_mono + self.sensor_clock_skew_ns
+        start = self._t0 + k * self._period_ns()
+        self.exposure_starts[k] = start
+        sensor_ns = start + self._exposure_ns() + self.sensor_clock_skew_ns
         metadata = {"SensorTimestamp": sensor_ns, "FrameDuration": self._period_ns() // 1000,
-                    "ExposureTime": 10000, "AnalogueGain": 1.0}  # fmt: skip
+                    "ExposureTime": self._exposure_ns() // 1000, "AnalogueGain": 1.0,
+                    "FrameNumber": k}  # fmt: skip
         self.frames += 1
         return CompletedRequest(self, {"main": img}, metadata)
+
+    # ---- jobs -----------------------------------------------------------------------------
+
+    def dispatch_functions(
+        self, functions: list[Callable[[], tuple[bool, Any]]], wait: bool | float | None,
+        signal_function: Any = None, immediate: bool = False,
+    ) -> Any:  # fmt: skip
+        if signal_function is not None or wait is False:
+            raise NotImplementedError("the fake supports blocking jobs only")
+        timeout = None if wait in (None, True) else float(wait)
+        with self.lock:
+            only_job = not self._job_list
+            job = Job(functions)
+            self._job_list.append(job)
+            # As picamera2: prod the loop only when this job may run at once.
+            if only_job and (self.completed_requests or immediate):
+                self._prod()
+        return job.get_result(timeout=timeout)
+
+    def cancel_all_and_flush(self) -> None:
+        with self.lock:
+            for job in self._job_list:
+                job.cancel()
+            self._job_list = []
+
+    def _capture_request_(self) -> tuple[bool, CompletedRequest | None]:
+        if not self.completed_requests:
+            return (False, None)
+        return (True, self.completed_requests.pop(0))
 
     def capture_request(
         self, wait: bool | float | None = None, signal_function: Any = None, flush: Any = None
     ) -> CompletedRequest:
-        if wait is False or signal_function is not None:
-            raise NotImplementedError("the fake supports blocking captures only")
-        timeout = None if wait in (None, True) else float(wait)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                if self.fail is not None:
-                    raise self.fail
-                if self.started and not self.hang:
-                    now = time.monotonic_ns()
-                    newest = (now - self._t0) // self._period_ns()  # the last frame completed
-                    if newest >= self._next_frame:
-                        # queue=True: frames completed while nobody asked were recycled unseen.
-                        self._next_frame = newest + 1
-                        return self._make_frame(newest)
-                    wait_s = (self._t0 + (newest + 1) * self._period_ns() - now) / 1e9
-                else:
-                    if deadline is None:
-                        raise RuntimeError("fake Picamera2: would block forever (not started)")
-                    wait_s = 0.01
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError("timed out waiting for a request")
-                    wait_s = min(wait_s, left)
-                self._cond.wait(max(wait_s, 0.0005))
+        if self.fail is not None:
+            raise self.fail
+        if not self.started and self._loop is None and wait in (None, True):
+            raise RuntimeError("fake Picamera2: would block forever (not started)")
+        return self.dispatch_functions([self._capture_request_], wait, signal_function)
 
     def capture_metadata(self, wait: bool | float | None = None,
                          signal_function: Any = None) -> dict[str, Any]:  # fmt: skip
@@ -261,3 +373,60 @@ class Picamera2:
             return request.make_array(name)
         finally:
             request.release()
+
+    # ---- running --------------------------------------------------------------------------
+
+    def start(self, config: dict[str, Any] | None = None, show_preview: bool = False) -> None:
+        if config is not None:
+            self.configure(config)
+        if self.camera_config is None:
+            raise RuntimeError("Camera has not been configured")
+        if self._loop is None:  # start_preview(False): the NullPreview event loop
+            self._loop_stop = False
+            self._loop = threading.Thread(target=self._run_loop, name="fake-picamera2", daemon=True)
+            self._loop.start()
+        with self._cond:
+            self._t0 = time.monotonic_ns()
+            self._next_frame = 0
+            self.started = True
+            self._cond.notify_all()
+
+    def _stop_(self) -> tuple[bool, None]:
+        if self.started:
+            self.started = False
+            while self.completed_requests:
+                self.completed_requests.pop(0).release()
+        return (True, None)
+
+    def stop(self) -> None:
+        if not self.started:
+            return
+        if self._loop is not None:
+            # Queued behind any job still waiting for a frame, as in picamera2.
+            self.dispatch_functions([self._stop_], wait=True, immediate=True)
+        else:
+            self._stop_()
+
+    def stop_preview(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        with self._cond:
+            self._loop_stop = True
+            self._cond.notify_all()
+        loop.join()
+
+    def close(self) -> None:
+        self.stop_preview()  # picamera2's close() stops the event loop first
+        if not self.is_open:
+            return
+        with self.lock:
+            self._stop_()
+        self.is_open = False
+        self.in_use.discard(self.camera_idx)
+
+    def __enter__(self) -> Picamera2:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,95 @@
+"""Bucket audit: compare the bucket's object versions with the clips the central index holds."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# What can be wrong with an archived clip's object, worst first.
+KINDS = ("deleted", "missing", "overwritten", "unindexed")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: ``kind`` (one of :data:`KINDS`), the object key and what was seen."""
+
+    kind: str
+    key: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def classify(
+    expected: Collection[str],
+    versions: Iterable[Mapping[str, Any]],
+    delete_markers: Iterable[Mapping[str, Any]],
+    *,
+    now: datetime,
+    grace: timedelta = timedelta(minutes=30),
+) -> list[Finding]:
+    """Pure: the findings for the ``expected`` archive keys against a version listing.
+
+    ``versions`` and ``delete_markers`` are S3 ListObjectVersions entries (Key, VersionId,
+    IsLatest). Clip keys carry the clip's SHA-256 (``objstore.clip_key``), so a key that is
+    there holds the bytes it names (the archiver verified them on upload). A clip whose newest
+    entry is a delete marker was deleted (its locked versions are still there, but every plain
+    GET answers 404); a key with more than one version was written again; a clip object the
+    index does not know is reported too, because a forger's upload would look like that, unless
+    it is younger than ``grace`` (archived, not yet registered centrally).
+    """
+    by_key: dict[str, list[Mapping[str, Any]]] = {}
+    for v in versions:
+        by_key.setdefault(str(v["Key"]), []).append(v)
+    latest_marker = {str(m["Key"]) for m in delete_markers if m.get("IsLatest")}
+    out: list[Finding] = []
+    for key in sorted(expected):
+        vs = by_key.get(key, [])
+        if key in latest_marker:
+            out.append(Finding("deleted", key, f"a delete marker hides {len(vs)} version(s)"))
+        elif not vs:
+            out.append(Finding("missing", key, "no version of the object is in the bucket"))
+        if len(vs) > 1:
+            out.append(Finding("overwritten", key, f"{len(vs)} versions of a write-once object"))
+    for key in sorted(set(by_key) - set(expected)):
+        newest = max((v["LastModified"] for v in by_key[key]), default=now)
+        if key.endswith(".mp4") and "/clips/" in key and newest < now - grace:
+            out.append(Finding("unindexed", key, "a clip object the central index does not hold"))
+    return sorted(out, key=lambda f: (KINDS.index(f.kind), f.key))
+
+
+def list_versions(client: Any, bucket: str, prefix: str) -> tuple[list[dict], list[dict]]:
+    """Every object version and delete marker under ``prefix`` (paginated)."""
+    versions: list[dict] = []
+    markers: list[dict] = []
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        versions.extend(page.get("Versions", []))
+        markers.extend(page.get("DeleteMarkers", []))
+    return versions, markers
+
+
+def audit_bucket(
+    client: Any, bucket: str, prefix: str, expected: Collection[str], *, now: datetime | None = None
+) -> list[Finding]:
+    """List ``bucket`` under ``prefix`` with an admin (list-versions) key and classify it."""
+    versions, markers = list_versions(client, bucket, prefix)
+    findings = classify(expected, versions, markers, now=now or datetime.now(UTC))
+    for f in findings:
+        log.warning("bucket audit: %s %s (%s)", f.kind, f.key, f.detail)
+    log.info(
+        "bucket audit of %s/%s: %d indexed clip object(s), %d version(s), %d delete marker(s),"
+        " %d finding(s)",
+        bucket,
+        prefix,
+        len(expected),
+        len(versions),
+        len(markers),
+        len(findings),
+    )
+    return findings

@@ -1,0 +1,136 @@
+"""The central site as a witness of each station's log: append-only growth only, cosign, alarm."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from station.proof import merkle
+from station.proof.canonical import canonical_json
+from station.proof.keys import StationKey
+
+log = logging.getLogger(__name__)
+
+COSIGNATURE_TYPE = "packcam-witness-cosignature"
+ACCEPT, ROLLBACK, FORK, NO_PROOF = "accept", "log-rollback", "log-fork", "no-proof"
+
+bp = Blueprint("witness", __name__)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: str  # accept | log-rollback | log-fork | no-proof
+    reason: str
+
+
+def judge(
+    last: tuple[int, str] | None,
+    new_size: int,
+    new_root: str,
+    old_size: int | None,
+    proof: list[bytes],
+) -> Judgement:
+    """May a station's log with ``new_size`` leaves and root ``new_root`` follow the last
+    checkpoint the witness accepted (``last``: size, root hex)? Pure; RFC 9162 2.1.4.
+
+    The first checkpoint of a station is accepted on first use. A smaller tree is a rollback;
+    the same size with another root, or a consistency proof that does not verify, a fork.
+    """
+    if last is None:
+        return Judgement(ACCEPT, "first checkpoint of this station (trust on first use)")
+    size, root = last
+    if new_size < size:
+        return Judgement(ROLLBACK, f"tree of {new_size} leaves after one of {size}: rolled back")
+    if new_size == size:
+        if new_root == root:
+            return Judgement(ACCEPT, "same tree as the last one witnessed")
+        return Judgement(FORK, f"another root for the same {size} leaves: a forked log")
+    if old_size != size:
+        return Judgement(
+            NO_PROOF, f"needs a consistency proof from {size} leaves (got one from {old_size})"
+        )
+    if merkle.verify_consistency(
+        size, new_size, proof, bytes.fromhex(root), bytes.fromhex(new_root)
+    ):
+        return Judgement(ACCEPT, f"extends the witnessed tree of {size} leaves")
+    return Judgement(FORK, f"does not extend the witnessed tree of {size} leaves: a forked log")
+
+
+def witness_key(cfg: Any) -> StationKey:
+    """The witness's Ed25519 key: ``<data_dir>/central-witness/witness-key.pem`` (0600)."""
+    path = Path(cfg.station.data_dir) / "central-witness" / "witness-key.pem"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return StationKey.load_or_create(path)[0]
+
+
+def cosign(key: StationKey, station: str, body: bytes, size: int, root: str) -> tuple[bytes, bytes]:
+    """The witness's statement "I saw this checkpoint of this station, consistent with all I
+    saw before"; returns (canonical bytes, Ed25519 signature)."""
+    doc = {
+        "type": COSIGNATURE_TYPE,
+        "version": 1,
+        "station": station,
+        "checkpoint_sha256": hashlib.sha256(body).hexdigest(),
+        "tree_size": size,
+        "root_sha256": root,
+        "witness_key": key.fingerprint,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    raw = canonical_json(doc)
+    return raw, key.sign(raw)
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(bytes(b)).decode("ascii")
+
+
+@bp.get("/witness")
+def witness_index() -> Response:
+    """Who the witness is (its public key) and the newest cosigned checkpoint of each station."""
+    from central.api import central_db
+
+    key = witness_key(current_app.config["PACKCAM"])
+    return jsonify(
+        witness_key=key.fingerprint,
+        public_key_pem=key.public_pem().decode("ascii"),
+        stations=central_db().witness_latest_all(),
+    )
+
+
+@bp.get("/witness/<station>")
+def witness_station(station: str) -> Response:
+    """A station's cosigned checkpoints (newest first) and its fork/rollback alarms: public, so
+    anyone can hold the seller to them (`packcam verify --witness FILE`)."""
+    from central.api import central_db
+
+    db = central_db()
+    key = witness_key(current_app.config["PACKCAM"])
+    rows = db.witnessed(station)
+    return jsonify(
+        station=station,
+        witness_key=key.fingerprint,
+        public_key_pem=key.public_pem().decode("ascii"),
+        checkpoints=[
+            {
+                "tree_size": r["tree_size"],
+                "root_sha256": r["root_hash"],
+                "body_b64": _b64(r["body"]),
+                "signature_b64": _b64(r["signature"]),
+                "cosignature_b64": _b64(r["cosignature"]),
+                "cosigned_b64": _b64(r["cosigned"]),
+                "witnessed_utc": r["witnessed_utc"].isoformat(),
+            }
+            for r in rows
+        ],
+        alarms=[
+            {"kind": a["kind"], "detail": a["detail"], "at_utc": a["at_utc"].isoformat()}
+            for a in db.witness_alarms(station)
+        ],
+    )

@@ -1,0 +1,531 @@
+#!/usr/bin/env python3
+"""A stranger's verifier for packcam evidence bundles (verify.py): Python stdlib + openssl only.
+
+Usage:  python3 verify.py BUNDLE.zip --ca COMPANY-CA.pem|SHA256 --tsa-ca TSA-ROOT.pem|SHA256
+                          [--witness STATION.json]   (saved from <site>/witness/<station>)
+
+It imports nothing from packcam, so you can read all of it before you run it. It checks
+every member's SHA-256 against the bundle manifest the station signed, the Ed25519 signatures
+(openssl pkeyutl), the station certificate against the company CA *you* pin (openssl verify),
+the RFC 3161 tokens against the TSA root *you* pin (openssl ts -verify) and their time against
+each clip's recorded end, and the RFC 9162 Merkle inclusion and consistency proofs.
+Certificates that came inside the bundle are never trusted by themselves.
+
+Exit status: 0 AUTHENTIC, 1 NOT AUTHENTIC (a check failed), 4 INTACT BUT NOT ANCHORED (nothing
+altered, but you pinned no company CA or TSA root that vouches for it), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+OK, FAIL, WARN = "OK", "FAIL", "WARN"
+MAX_DELAY_MIN = 15.0
+MANIFEST, MANIFEST_SIG = "bundle/manifest.json", "bundle/manifest.sig"
+
+
+class Result:
+    """The checks so far and the verdict they add up to (same rules as `packcam verify`)."""
+
+    def __init__(self) -> None:
+        self.checks: list[tuple[str, str, str, str]] = []
+        self.signer_anchored = False
+        self.time_anchors: list[bool] = []
+        self.covered = False
+
+    def add(self, status: str, name: str, reason: str, code: str = "") -> None:
+        self.checks.append((status, name, reason, code))
+        print(f"{status:4} {name}: {reason}" + (f" [{code}]" if code else ""))
+
+    def verdict(self) -> tuple[int, str]:
+        failed = sorted({c[3] for c in self.checks if c[0] == FAIL})
+        if failed or not any(c[0] == OK for c in self.checks):
+            return 1, "NOT AUTHENTIC (" + ", ".join(failed) + ")"
+        if self.signer_anchored and self.time_anchors and all(self.time_anchors) and self.covered:
+            return 0, "AUTHENTIC"
+        return 4, "INTACT BUT NOT ANCHORED: compare the fingerprints above with the seller's"
+
+
+# ---- RFC 9162 Merkle proofs ------------------------------------------------------------------
+
+
+def leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def verify_inclusion(index: int, size: int, leaf: bytes, path: list[bytes], root: bytes) -> bool:
+    """RFC 9162 2.1.3.2."""
+    if index >= size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def verify_consistency(n1: int, n2: int, proof: list[bytes], root1: bytes, root2: bytes) -> bool:
+    """RFC 9162 2.1.4.2."""
+    if n1 > n2 or n1 < 1:
+        return False
+    if n1 == n2:
+        return not proof and root1 == root2
+    path = list(proof)
+    if n1 & (n1 - 1) == 0:
+        path.insert(0, root1)
+    if not path:
+        return False
+    fn, sn = n1 - 1, n2 - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(c, fr), node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return fr == root1 and sr == root2 and sn == 0
+
+
+# ---- certificates and openssl ----------------------------------------------------------------
+
+PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
+
+
+def pem_certs(data: bytes) -> list[bytes]:
+    """Each certificate of a PEM file as its own PEM block."""
+    return [m.group(0) + b"\n" for m in PEM_RE.finditer(data)]
+
+
+def cert_fingerprint(pem: bytes) -> str:
+    body = PEM_RE.search(pem)
+    der = base64.b64decode(b"".join(body.group(1).split())) if body else b""
+    return "SHA256:" + hashlib.sha256(der).hexdigest()
+
+
+def normalise_fp(text: str) -> str | None:
+    s = text.strip().split("=", 1)[-1].strip().lower()
+    s = s[7:] if s.startswith("sha256:") else s
+    s = s.replace(":", "").replace(" ", "")
+    return "SHA256:" + s if re.fullmatch(r"[0-9a-f]{64}", s) else None
+
+
+def openssl(*args: str, cwd: Path) -> tuple[bool, str]:
+    r = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    return r.returncode == 0, r.stdout + r.stderr
+
+
+def pins(values: list[str], candidates: list[bytes], what: str) -> list[bytes]:
+    """The certificates the user trusts: their files, or bundled ones with a pinned hash."""
+    out: list[bytes] = []
+    for v in values:
+        fp = normalise_fp(v)
+        if fp is None:
+            try:
+                out += pem_certs(Path(v).read_bytes())
+            except OSError as exc:
+                sys.exit(f"verify.py: cannot read {what} {v}: {exc}")
+        else:
+            out += [c for c in candidates if cert_fingerprint(c) == fp]
+    return out
+
+
+def parse_time(s: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return None
+
+
+def token_time(tst: Path, cwd: Path) -> tuple[datetime | None, float]:
+    """(genTime, accuracy in seconds) as `openssl ts -reply -text` prints them."""
+    ok, out = openssl("ts", "-reply", "-token_in", "-in", str(tst), "-text", cwd=cwd)
+    m = re.search(r"Time stamp: (\w+ +\d+ \d+:\d+:\d+(?:\.\d+)? \d+) GMT", out)
+    if not ok or not m:
+        return None, 0.0
+    text = re.sub(r"\.\d+", "", m.group(1))
+    when = datetime.strptime(" ".join(text.split()), "%b %d %H:%M:%S %Y")
+    acc = re.search(r"Accuracy: (?:0x)?([0-9a-fA-F]+) seconds", out)
+    seconds = float(int(acc.group(1), 16 if "0x" in acc.group(0) else 10)) if acc else 0.0
+    return when.replace(tzinfo=timezone.utc), seconds  # noqa: UP017 (Python < 3.11 too)
+
+
+# ---- the bundle ------------------------------------------------------------------------------
+
+
+def check(
+    root: Path,
+    ca_pins: list[str],
+    tsa_pins: list[str],
+    max_delay_s: float,
+    witness: str | None = None,
+) -> int:
+    """Verify the unzipped bundle in ``root``; print every check and the verdict."""
+    with tempfile.TemporaryDirectory(prefix="packcam-kit-pins-") as pins_dir:
+        return _check(root, ca_pins, tsa_pins, max_delay_s, Path(pins_dir), witness)
+
+
+def check_witness(res: Result, doc: dict, seen: list[tuple[int, str]], pins_dir: Path) -> None:
+    """The bundle's checkpoints against the witness's cosigned ones (GET /witness/<station>
+    of the central site): another root for the same size is a forked log."""
+    key = pins_dir / "witness.pub.pem"
+    key.write_text(doc["public_key_pem"])
+    cosigned: dict[int, str] = {}
+    for i, c in enumerate(doc.get("checkpoints", [])):
+        body, sig = pins_dir / f"w{i}.json", pins_dir / f"w{i}.sig"
+        body.write_bytes(base64.b64decode(c["cosigned_b64"]))
+        sig.write_bytes(base64.b64decode(c["cosignature_b64"]))
+        ok, _ = openssl(
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            str(key),
+            "-rawin",
+            "-in",
+            str(body),
+            "-sigfile",
+            str(sig),
+            cwd=pins_dir,
+        )
+        if not ok:
+            res.add(FAIL, "witness", "a cosignature does not verify", "witness-invalid")
+            return
+        w = json.loads(body.read_bytes())
+        cosigned[int(w["tree_size"])] = str(w["root_sha256"])
+    for size, root in seen:
+        if size in cosigned and cosigned[size] != root:
+            res.add(
+                FAIL,
+                "witness",
+                f"the witness cosigned another root for {size} entries: "
+                "this bundle comes from a forked log",
+                "log-fork",
+            )
+            return
+    if any(cosigned.get(size) == root for size, root in seen):
+        res.add(OK, "witness", "the bundle's checkpoint was cosigned by the witness")
+    else:
+        res.add(WARN, "witness", "not cosigned by the witness (yet)", "checkpoint-unwitnessed")
+
+
+def _check(
+    root: Path,
+    ca_pins: list[str],
+    tsa_pins: list[str],
+    max_delay_s: float,
+    pins_dir: Path,
+    witness: str | None,
+) -> int:
+    res = Result()
+    index = json.loads((root / "bundle.json").read_bytes())
+    keys = index["keys"]
+    pub = keys["station_public_key"]
+
+    def sig_ok(data: str, sig: str) -> bool:
+        return openssl(
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            pub,
+            "-rawin",
+            "-in",
+            data,
+            "-sigfile",
+            sig,
+            cwd=root,
+        )[0]
+
+    def have(name: str | None) -> bool:
+        return bool(name) and (root / str(name)).is_file()
+
+    # 1. every member is covered by the manifest the station signed
+    if have(MANIFEST) and sig_ok(MANIFEST, MANIFEST_SIG):
+        bm = json.loads((root / MANIFEST).read_bytes())
+        members = bm.get("members", {})
+        bad = False
+        for p in sorted(root.rglob("*")):
+            name = p.relative_to(root).as_posix()
+            if p.is_dir() or name in (MANIFEST, MANIFEST_SIG, "SHA256SUMS"):
+                continue
+            if members.get(name) != hashlib.sha256(p.read_bytes()).hexdigest():
+                res.add(
+                    FAIL,
+                    name,
+                    "not covered by the signed bundle manifest",
+                    "bundle-member-unsigned",
+                )
+                bad = True
+        for name in sorted(
+            set(members) - {p.relative_to(root).as_posix() for p in root.rglob("*")}
+        ):
+            res.add(
+                FAIL, name, "listed in the bundle manifest but missing", "bundle-member-missing"
+            )
+            bad = True
+        if not bad:
+            res.add(OK, "bundle.manifest", f"all {len(members)} members match the signed list")
+            res.covered = True
+    else:
+        bm = {}
+        res.add(
+            WARN,
+            "bundle.manifest",
+            "missing or not signed by the station key",
+            "bundle-member-unsigned",
+        )
+
+    # 2. who signed: the station key's certificate against the company CA you pinned
+    shipped_ca = (root / keys["company_ca"]).read_bytes() if have(keys.get("company_ca")) else b""
+    trusted = pins(ca_pins, pem_certs(shipped_ca), "company CA")
+    cert = keys.get("station_key_certificate")
+    station = None
+    if not have(cert):
+        res.add(
+            FAIL if ca_pins else WARN,
+            "signer",
+            "no certificate for the station key",
+            "cert-missing" if ca_pins else "signer-unanchored",
+        )
+    else:
+        ok, key_pem = openssl("x509", "-in", cert, "-noout", "-pubkey", cwd=root)
+        if not ok or key_pem.strip() != (root / pub).read_text().strip():
+            res.add(FAIL, "signer", "the certificate is for another key", "cert-key-mismatch")
+        _, subj = openssl(
+            "x509", "-in", cert, "-noout", "-subject", "-nameopt", "RFC2253", cwd=root
+        )
+        m = re.search(r"CN=((?:[^,\\\n]|\\.)*)", subj)
+        station = m.group(1) if m else None
+        cafile = pins_dir / "ca.pem"  # the CA you pinned (else the shipped one, to say so)
+        cafile.write_bytes(b"".join(trusted) or shipped_ca)
+        ok, out = openssl("verify", "-x509_strict", "-CAfile", str(cafile), cert, cwd=root)
+        if not ok:
+            res.add(
+                FAIL,
+                "signer",
+                f"does not chain to the company CA: {out.strip()}",
+                "cert-foreign-ca",
+            )
+        elif trusted:
+            res.signer_anchored = True
+            res.add(OK, "signer", f"certified as {station!r} by the company CA you pinned")
+        else:
+            res.add(
+                WARN,
+                "signer",
+                f"certified as {station!r} by the CA shipped in the bundle "
+                f"{cert_fingerprint(shipped_ca)}: compare it with the seller's",
+                "signer-unanchored",
+            )
+
+    # 3. the checkpoint every proof leads to
+    cpi = index["checkpoint"]
+    cp = json.loads((root / cpi["body"]).read_bytes())
+    if not sig_ok(cpi["body"], cpi["signature"]):
+        res.add(FAIL, "checkpoint", "not signed by the station key", "checkpoint-bad-signature")
+    cp_size, cp_root = int(cp["tree_size"]), bytes.fromhex(cp["root_sha256"])
+    shipped_tsa = (root / keys["tsa_roots"]).read_bytes() if have(keys.get("tsa_roots")) else b""
+    tsa_trusted = pins(tsa_pins, pem_certs(shipped_tsa), "TSA root")
+    tsa_file = pins_dir / "tsa-roots.pem"  # what you pinned, for openssl -CAfile
+    tsa_file.write_bytes(b"".join(tsa_trusted))
+
+    def tokens(name: str, data: str, tsts: list[str], ended: datetime | None) -> bool:
+        anchored = False
+        if not tsts:
+            res.add(WARN, name, "no RFC 3161 token", "time-unanchored")
+        for t in tsts:
+            if not tsa_trusted:
+                res.add(
+                    WARN,
+                    name,
+                    "token not checked: pin the TSA's root (--tsa-ca)",
+                    "time-unanchored",
+                )
+                continue
+            ok, out = openssl(
+                "ts",
+                "-verify",
+                "-token_in",
+                "-in",
+                t,
+                "-data",
+                data,
+                "-CAfile",
+                str(tsa_file),
+                cwd=root,
+            )
+            if not ok:
+                res.add(
+                    FAIL,
+                    name,
+                    f"token does not verify against the TSA root you pinned: {out.strip()[-200:]}",
+                    "tsa-invalid",
+                )
+                continue
+            when, acc = token_time(root / t, root)
+            if ended is not None and when is not None:
+                delta = (when - ended).total_seconds()
+                if abs(delta) > max_delay_s + acc + 1:
+                    res.add(
+                        FAIL,
+                        name,
+                        f"TSA time {when.isoformat()} is {delta:+.0f} s from the "
+                        f"recorded end {ended.isoformat()}",
+                        "time-out-of-bounds",
+                    )
+                    continue
+            res.add(
+                OK, name, f"timestamped at {when.isoformat() if when else '?'} by a TSA you pinned"
+            )
+            anchored = True
+        return anchored
+
+    tokens("checkpoint.timestamp", cpi["body"], cpi.get("timestamps", []), None)
+
+    # 4. each clip
+    seqs = set()
+    for n, item in enumerate(index["clips"]):
+        pre = f"clip[{n}]"
+        body = json.loads((root / item["manifest"]).read_bytes())
+        if not sig_ok(item["manifest"], item["signature"]):
+            res.add(FAIL, pre, "manifest not signed by the station key", "manifest-bad-signature")
+        if station is not None and body.get("station") != station:
+            res.add(
+                FAIL,
+                pre,
+                f"manifest says station {body.get('station')!r}, certificate {station!r}",
+                "station-name-mismatch",
+            )
+        if body.get("order_id") != index.get("order_id") or (
+            bm and bm.get("order_id") != body.get("order_id")
+        ):
+            res.add(FAIL, pre, "the bundle is labelled with another order", "bundle-order-mismatch")
+        clip = (root / item["clip"]).read_bytes()
+        if hashlib.sha256(clip).hexdigest() == body.get("sha256") and len(clip) == body.get("size"):
+            res.add(OK, pre, f"{item['clip']}: SHA-256 matches the signed manifest")
+        else:
+            res.add(FAIL, pre, f"{item['clip']} is not the recorded file", "clip-altered")
+        inc = json.loads((root / item["inclusion"]).read_bytes())
+        seq = body.get("seq")
+        seqs.add(seq)
+        path = [bytes.fromhex(h) for h in inc["audit_path"]]
+        if (
+            inc.get("log_index") == seq
+            and int(inc.get("tree_size", -1)) == cp_size
+            and verify_inclusion(
+                seq, cp_size, leaf_hash((root / item["manifest"]).read_bytes()), path, cp_root
+            )
+        ):
+            res.add(OK, pre, f"entry {seq} of the station's log of {cp_size} entries")
+        else:
+            res.add(FAIL, pre, "not included in the signed log", "log-not-included")
+        fc = item.get("first_checkpoint")
+        if fc:
+            fcb = json.loads((root / fc["body"]).read_bytes())
+            cons = json.loads((root / fc["consistency"]).read_bytes())
+            if not sig_ok(fc["body"], fc["signature"]) or not verify_consistency(
+                int(fcb["tree_size"]),
+                cp_size,
+                [bytes.fromhex(h) for h in cons["proof"]],
+                bytes.fromhex(fcb["root_sha256"]),
+                cp_root,
+            ):
+                res.add(
+                    FAIL, pre, "the newest checkpoint does not extend the clip's own", "log-fork"
+                )
+            else:
+                res.add(OK, pre, "the log only grew since the clip's own checkpoint")
+                tokens(f"{pre} first-checkpoint", fc["body"], fc.get("timestamps", []), None)
+        ended = parse_time(str(body.get("ended_at")))
+        ended = ended.astimezone(timezone.utc) if ended else None  # noqa: UP017
+        res.time_anchors.append(
+            tokens(f"{pre} timestamp", item["manifest"], item.get("timestamps", []), ended)
+        )
+    if witness:
+        seen = [(cp_size, str(cp["root_sha256"]))]
+        for item in index["clips"]:
+            if item.get("first_checkpoint"):
+                fcb = json.loads((root / item["first_checkpoint"]["body"]).read_bytes())
+                seen.append((int(fcb["tree_size"]), str(fcb["root_sha256"])))
+        check_witness(res, json.loads(Path(witness).read_bytes()), seen, pins_dir)
+    want = set(bm.get("order_clips", [])) if bm else set()
+    if want - seqs:
+        res.add(
+            FAIL,
+            "order",
+            f"log entries {sorted(want - seqs)} of this order are missing",
+            "order-incomplete",
+        )
+    for c in pem_certs(shipped_ca):
+        print(f"     compare: company CA {cert_fingerprint(c)}")
+    for c in pem_certs(shipped_tsa):
+        print(f"     compare: TSA root {cert_fingerprint(c)}")
+    code, text = res.verdict()
+    print(f"RESULT: {text}")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("bundle", help="the evidence bundle (.zip) or the folder it was unzipped to")
+    ap.add_argument("--ca", action="append", default=[], help="company CA: PEM file or SHA-256")
+    ap.add_argument("--tsa-ca", action="append", default=[], help="TSA root: PEM file or SHA-256")
+    ap.add_argument("--max-delay", type=float, default=MAX_DELAY_MIN, help="minutes (default 15)")
+    ap.add_argument(
+        "--witness",
+        help="the station's cosigned checkpoints: a saved JSON of the "
+        "central site's /witness/<station>",
+    )
+    a = ap.parse_args(argv)
+    src = Path(a.bundle)
+    try:
+        if src.is_dir():
+            return check(src, a.ca, a.tsa_ca, a.max_delay * 60, a.witness)
+        with tempfile.TemporaryDirectory(prefix="packcam-kit-") as tmp, zipfile.ZipFile(src) as z:
+            base = Path(tmp).resolve()
+            for info in z.infolist():  # never write outside the folder
+                if not str((base / info.filename).resolve()).startswith(str(base)):
+                    print(f"FAIL bundle: unsafe member name {info.filename!r} [bundle-malformed]")
+                    return 1
+            z.extractall(tmp)
+            return check(Path(tmp), a.ca, a.tsa_ca, a.max_delay * 60, a.witness)
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
+        print(f"FAIL bundle: unreadable or incomplete: {exc!r} [bundle-malformed]")
+        print("RESULT: NOT AUTHENTIC (bundle-malformed)")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

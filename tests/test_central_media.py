@@ -1,0 +1,117 @@
+"""Central proxied reads give a frozen object store up within 10 s, freeing the thread."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from central import media
+from station import config as config_mod
+
+BOUND_S = 10.0
+
+
+class FrozenStore:
+    """A TCP server on 127.0.0.1 that reads requests and then says nothing (or, with
+    ``partial``, starts a 200 response and stalls in the middle of the body)."""
+
+    def __init__(self, *, partial: bool = False) -> None:
+        self.partial = partial
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.conns: list[socket.socket] = []
+        self.requests = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.conns.append(conn)
+            conn.settimeout(5)
+            with contextlib.suppress(OSError):
+                conn.recv(65536)
+                self.requests += 1
+                if self.partial:
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\n"
+                        b"Content-Length: 10000000\r\n\r\n" + b"\0" * 4096
+                    )
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def frozen() -> Iterator[FrozenStore]:
+    server = FrozenStore()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def stalling() -> Iterator[FrozenStore]:
+    server = FrozenStore(partial=True)
+    yield server
+    server.close()
+
+
+def app_for(port: int) -> Flask:
+    cfg = config_mod.load(None).replace(
+        "archive",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region="us-east-1",
+        bucket="packcam",
+        access_key_id="k",
+        secret_access_key="s",
+        addressing_style="path",
+        timeout_s=30.0,  # the archiver's own (long) timeout must not apply to viewers
+    )
+    app = Flask(__name__)
+    app.config["PACKCAM"] = cfg
+    media.init_app(app, cfg)
+    return app
+
+
+def test_a_frozen_store_answers_504_within_the_bound(frozen: FrozenStore) -> None:
+    app = app_for(frozen.port)
+    with app.test_request_context("/clip", headers={"Range": "bytes=0-"}):
+        t0 = time.monotonic()
+        with pytest.raises(HTTPException) as info:
+            media.serve_object("stations/s/clips/x.mp4", mimetype="video/mp4")
+        took = time.monotonic() - t0
+    assert info.value.code == 504
+    assert took < BOUND_S, f"held the thread {took:.1f} s ({frozen.requests} requests)"
+    assert frozen.requests == media.READ_ATTEMPTS  # retried once, not three times
+
+
+def test_a_body_that_stalls_ends_the_response(stalling: FrozenStore) -> None:
+    app = app_for(stalling.port)
+    with app.test_request_context("/clip"):
+        resp = media.serve_object("stations/s/clips/x.mp4", mimetype="video/mp4")
+    assert resp.status_code == 200
+    got = 0
+    t0 = time.monotonic()
+    with pytest.raises(Exception, match=r"(?i)timed? ?out"):
+        for chunk in resp.response:
+            got += len(chunk)
+    took = time.monotonic() - t0
+    resp.close()
+    assert got <= 4096  # what arrived before the stall, never the 10 MB announced
+    assert took < BOUND_S, f"held the thread {took:.1f} s"

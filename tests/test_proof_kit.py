@@ -1,0 +1,128 @@
+"""The stranger's kit: verify.py from inside a real bundle, run with python3 -I and openssl only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from proof_support import (  # noqa: F401 (fixtures)
+    Store,
+    build_store,
+    bundle_index,
+    read_zip,
+    rewrite_zip,
+    store,
+    tsa_ec,
+    tsa_rsa,
+)
+
+from station.proof.bundle import export_order
+from station.proof.ca import cert_fingerprint
+
+
+@pytest.fixture(scope="module")
+def bundle(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    path = tmp_path_factory.mktemp("kit") / "A1.zip"
+    export_order(store.cfg, "A1", path)
+    return path
+
+
+def _kit(bundle: Path, tmp: Path, *args: str) -> tuple[int, str]:
+    """Unzip only verify.py and run it in isolated mode (-I: no packcam on sys.path)."""
+    script = tmp / "verify.py"
+    script.write_bytes(read_zip(bundle, "verify.py"))
+    r = subprocess.run(
+        [sys.executable, "-I", str(script), str(bundle), *args],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+        timeout=120,
+    )
+    assert "Traceback" not in r.stderr, r.stderr
+    return r.returncode, r.stdout
+
+
+def _pins(st: Store) -> list[str]:
+    return ["--ca", str(st.data / "proof-public/company-ca.crt"), "--tsa-ca", str(st.tsa.root)]
+
+
+def test_kit_imports_nothing_but_the_standard_library(bundle: Path) -> None:
+    src = read_zip(bundle, "verify.py").decode()
+    imported = {
+        line.split()[1].split(".")[0]
+        for line in src.splitlines()
+        if line.startswith(("import ", "from "))
+    }
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+    assert not {"station", "cryptography", "av", "packcam"} & imported
+
+
+def test_honest_bundle_with_pins_is_authentic(store: Store, bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+    rc, out = _kit(bundle, tmp_path, *_pins(store))
+    assert rc == 0 and "RESULT: AUTHENTIC" in out, out
+    assert "FAIL" not in out
+
+
+def test_pinning_by_fingerprint(store: Store, bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+    ca = x509.load_pem_x509_certificate((store.data / "proof-public/company-ca.crt").read_bytes())
+    tsa = x509.load_pem_x509_certificate(store.tsa.root.read_bytes())
+    rc, out = _kit(
+        bundle, tmp_path, "--ca", cert_fingerprint(ca), "--tsa-ca", cert_fingerprint(tsa)
+    )
+    assert rc == 0, out
+
+
+def test_nothing_pinned_is_intact_but_not_anchored(bundle: Path, tmp_path: Path) -> None:
+    rc, out = _kit(bundle, tmp_path)
+    assert rc == 4 and "INTACT BUT NOT ANCHORED" in out, out
+    assert "compare: company CA SHA256:" in out and "compare: TSA root SHA256:" in out
+
+
+def test_kit_catches_tampering(store: Store, bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+    idx = bundle_index(bundle)
+    clip = idx["clips"][0]["clip"]
+    data = bytearray(read_zip(bundle, clip))
+    data[len(data) // 2] ^= 1
+    bad = rewrite_zip(bundle, tmp_path / "bad.zip", {clip: bytes(data)})
+    rc, out = _kit(bad, tmp_path, *_pins(store))
+    assert rc == 1 and "[clip-altered]" in out and "[bundle-member-unsigned]" in out, out
+    inc = json.loads(read_zip(bundle, idx["clips"][0]["inclusion"]))
+    inc["audit_path"][0] = "00" * 32
+    bad2 = rewrite_zip(
+        bundle, tmp_path / "bad2.zip", {idx["clips"][0]["inclusion"]: json.dumps(inc).encode()}
+    )
+    rc, out = _kit(bad2, tmp_path, *_pins(store))
+    assert rc == 1 and "[log-not-included]" in out, out
+
+
+def test_kit_refuses_a_forgery_with_its_own_ca_and_tsa(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    tsa_rsa,  # noqa: F811
+) -> None:
+    forger = build_store(tmp_path / "forger", tsa_rsa, ["A1"], c2pa=False)
+    forged = export_order(forger.cfg, "A1", tmp_path / "forged.zip").path
+    rc, out = _kit(forged, tmp_path, *_pins(store))
+    assert rc == 1 and "[cert-foreign-ca]" in out and "[tsa-invalid]" in out, out
+    rc, out = _kit(forged, tmp_path)
+    assert rc == 4, out  # never 0 without a pin
+
+
+def test_kit_refuses_unsafe_member_names(bundle: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "evil.zip"
+    with zipfile.ZipFile(bundle) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info))
+        zout.writestr("../escape.txt", b"x")
+    run = tmp_path / "run"
+    run.mkdir()
+    rc, out = _kit(bad, run)
+    assert rc == 1 and "bundle-malformed" in out
+    assert not (tmp_path / "escape.txt").exists() and not (run / "escape.txt").exists()

@@ -1,0 +1,215 @@
+"""The central site as a witness, on real PostgreSQL: append-only growth is cosigned, a forked
+or rolled-back station log is refused with an alarm, and a stranger's verify catches a bundle
+from the fork."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from proof_support import (  # noqa: F401 (fixtures)
+    Store,
+    TsaServer,
+    build_store,
+    read_zip,
+    record_orders,
+    tsa_ec,
+)
+
+from central.witness import ACCEPT, FORK, NO_PROOF, ROLLBACK, judge
+from station import cli as station_cli
+from station import config as config_mod
+from station.central_sync import CentralSync, SyncError
+from station.ledger import INDEX_NAME
+from station.proof import manifest as manifest_mod
+from station.proof import merkle
+from station.proof.bundle import export_order
+from station.proof.finalizer import ProofFinalizer
+from station.proof.keys import StationKey, load_public_pem, verify_signature
+from station.proof.log import ProofLog
+
+
+def test_judge_is_append_only() -> None:
+    leaves = [merkle.leaf_hash(bytes([i])) for i in range(7)]
+    r3, r7 = merkle.root(leaves[:3]).hex(), merkle.root(leaves).hex()
+    proof = merkle.consistency_proof(3, leaves)
+    assert judge(None, 3, r3, None, []).verdict == ACCEPT  # first use
+    assert judge((3, r3), 7, r7, 3, proof).verdict == ACCEPT
+    assert judge((3, r3), 3, r3, 3, []).verdict == ACCEPT  # an idle heartbeat
+    assert judge((7, r7), 3, r3, 7, []).verdict == ROLLBACK
+    assert judge((3, r3), 3, r7, 3, []).verdict == FORK
+    other = [merkle.leaf_hash(b"x"), *leaves[1:]]
+    assert judge((3, r3), 7, merkle.root(other).hex(), 3, proof).verdict == FORK
+    assert judge((3, r3), 7, r7, 2, proof).verdict == NO_PROOF
+
+
+@dataclass
+class Site:
+    url: str
+    dsn: str
+    token: str
+    cfg: config_mod.Config
+
+    def station_cfg(self, cfg: config_mod.Config) -> config_mod.Config:
+        return cfg.replace("central", enabled=True, url=self.url, token=self.token)
+
+    def sync(self, cfg: config_mod.Config) -> dict[str, int]:
+        sync = CentralSync(self.station_cfg(cfg))
+        try:
+            return sync.sync_once()
+        finally:
+            sync.stop()
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url.rstrip("/") + path, timeout=10) as resp:
+            return json.loads(resp.read())
+
+
+@pytest.fixture
+def site(pg_dsn: str, tmp_path: Path) -> Iterator[Site]:
+    from central.db import CentralDB
+    from web.cli import make_server, run_server, server_url
+
+    db = CentralDB(pg_dsn)
+    db.migrate()
+    token = db.add_station("station-01")
+    db.close()
+    cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
+    server = make_server(cfg, "127.0.0.1", 0, central=True)
+    stop = threading.Event()
+    thread = threading.Thread(target=run_server, args=(server,), kwargs={"stop": stop})
+    thread.start()
+    try:
+        yield Site(server_url(server), pg_dsn, token, cfg)
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+
+
+def _forked_copy(st: Store, dest: Path) -> Store:
+    """The key holder rewrites leaf 1 (another order), re-signs it and signs a new checkpoint
+    for the same number of leaves (the next heartbeat would)."""
+    fork = st.copy(dest)
+    key = StationKey.load(fork.data / "proof/station-key.pem")
+    conn = sqlite3.connect(fork.data / INDEX_NAME, isolation_level=None)
+    row = conn.execute("SELECT manifest FROM proof_log WHERE seq = 1").fetchone()
+    m = manifest_mod.sign({**json.loads(row[0]), "order_id": "FORGED"}, key)
+    conn.execute(
+        "UPDATE proof_log SET manifest = ?, signature = ?, manifest_sha256 = ? WHERE seq = 1",
+        (m.canonical, m.signature, m.sha256),
+    )
+    conn.close()
+    plog = ProofLog.in_data_dir(fork.data)
+    plog.checkpoint(key, "station-01")
+    plog.close()
+    return fork
+
+
+def _rolled_back_copy(st: Store, dest: Path) -> Store:
+    """No key needed to delete the newest clip; then a new checkpoint of the shorter log."""
+    rb = st.copy(dest)
+    conn = sqlite3.connect(rb.data / INDEX_NAME, isolation_level=None)
+    n = conn.execute("SELECT COUNT(*) FROM proof_log").fetchone()[0]
+    conn.execute("DELETE FROM proof_log WHERE seq = ?", (n - 1,))
+    conn.close()
+    plog = ProofLog.in_data_dir(rb.data)
+    plog.checkpoint(StationKey.load(rb.data / "proof/station-key.pem"), "station-01")
+    plog.close()
+    return rb
+
+
+def test_witness_cosigns_growth_and_refuses_fork_and_rollback(
+    site: Site,
+    tsa_ec: TsaServer,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    st = build_store(tmp_path / "st", tsa_ec, ["A1", "B2", "A1"])
+    assert site.sync(st.cfg)["checkpoints"] >= 1
+    # the log grows: the next checkpoint comes with a consistency proof and is cosigned
+    fin = ProofFinalizer(st.cfg, start_worker=False, clock=lambda: True)
+    record_orders(st.cfg, (fin,), ["C3"], ago=timedelta(minutes=1))
+    assert fin.tsa is not None
+    fin.close()  # signs the checkpoint covering C3
+    fin = ProofFinalizer(st.cfg, start_worker=False)
+    assert fin.tsa is not None
+    fin.tsa.process_due()  # its tokens
+    size = fin.log.size()
+    fin.close()
+    site.sync(st.cfg)
+    doc = site.get("/witness/station-01")
+    wkey = load_public_pem(doc["public_key_pem"].encode())
+    sizes = [c["tree_size"] for c in doc["checkpoints"]]
+    assert sizes[0] == size and len(set(sizes)) >= 2 and not doc["alarms"], doc
+    for c in doc["checkpoints"]:
+        assert verify_signature(
+            wkey, base64.b64decode(c["cosigned_b64"]), base64.b64decode(c["cosignature_b64"])
+        )
+    assert site.get("/witness")["stations"][0]["tree_size"] == size
+
+    # a fork: same number of leaves, another root -> refused, alarm
+    fork = _forked_copy(st, tmp_path / "fork")
+    with pytest.raises(SyncError, match="log-fork"):
+        site.sync(fork.cfg)
+    # a rollback: the newest clip deleted with its leaf -> refused, alarm
+    rb = _rolled_back_copy(st, tmp_path / "rb")
+    with pytest.raises(SyncError, match="log-rollback"):
+        site.sync(rb.cfg)
+    doc = site.get("/witness/station-01")
+    assert {a["kind"] for a in doc["alarms"]} == {"log-fork", "log-rollback"}
+    assert doc["checkpoints"][0]["tree_size"] == size  # nothing of the fork was cosigned
+
+    # the stranger: the fork's bundle against the witness's cosigned checkpoints
+    witness_file = tmp_path / "witness.json"
+    witness_file.write_text(json.dumps(doc))
+    bundle = export_order(fork.cfg, "A1", tmp_path / "forked.zip").path
+    pins = [
+        "--ca", str(st.data / "proof-public/company-ca.crt"), "--tsa-ca", str(tsa_ec.root),
+    ]  # fmt: skip
+    rc = station_cli.main(
+        ["verify", str(bundle), *pins, "--witness", str(witness_file), "--json",
+         "--no-default-trust"]
+    )  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1 and "log-fork" in out["reasons"], out
+    # the stranger's kit (stdlib + openssl) inside the bundle sees it too
+    kit = tmp_path / "verify.py"
+    kit.write_bytes(read_zip(bundle, "verify.py"))
+    r = subprocess.run(
+        [sys.executable, "-I", str(kit), str(bundle), *pins, "--witness", str(witness_file)],
+        capture_output=True, text=True, check=False, timeout=120, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert r.returncode == 1 and "[log-fork]" in r.stdout, r.stdout + r.stderr
+    # the honest station's bundle is cosigned: fetched from the witness itself
+    honest = export_order(st.cfg, "C3", tmp_path / "honest.zip").path
+    url = site.url.rstrip("/") + "/witness/station-01"
+    rc = station_cli.main(
+        ["verify", str(honest), *pins, "--witness", url, "--json", "--no-default-trust"]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and any(c["name"] == "witness" and c["status"] == "ok" for c in out["checks"])
+    # an unreachable witness is said, not a crash
+    rc = station_cli.main(
+        ["verify", str(honest), *pins, "--witness", "http://127.0.0.1:9/witness/x", "--json",
+         "--no-default-trust"]
+    )  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and "checkpoint-unwitnessed" in out["reasons"]
+    r = subprocess.run(
+        [sys.executable, "-I", str(kit), str(honest), *pins, "--witness", str(witness_file)],
+        capture_output=True, text=True, check=False, timeout=120, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert r.returncode == 0 and "OK   witness" in r.stdout, r.stdout + r.stderr
+    shutil.rmtree(tmp_path / "fork")
