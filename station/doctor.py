@@ -606,12 +606,15 @@ def check_certificate(cfg: Config, probes: Probes, now: datetime | None = None) 
 
     paths = ProofPaths.from_config(cfg)
     if not paths.key_cert.exists():
+        # Without it no verifier can ever call this station's evidence AUTHENTIC: the key is
+        # then vouched for by nothing but the bundle that carries it (docs/proof.md).
         return Check(
             "certificate",
-            OK,
-            f"no CA certificate for the station key ({paths.key_cert}); "
-            "verifiers compare its published fingerprint instead (optional: "
-            "docs/proof.md)",
+            WARN,
+            f"no company-CA certificate for the station key ({paths.key_cert}): its clips can"
+            " verify only as 'intact, not anchored', never as authentic",
+            "on the CA machine `packcam ca issue STATION --station-key PUB.pem --out DIR`, copy"
+            " the files to the station (docs/proof.md)",
         )
     try:
         cert = x509.load_pem_x509_certificate(paths.key_cert.read_bytes())
@@ -664,7 +667,13 @@ def check_tsa(cfg: Config, probes: Probes) -> Check:
 
     urls = cfg.proof.tsa_urls
     if not urls or not cfg.proof.enabled:
-        return Check("tsa", OK, "no timestamp authority configured (optional: proof.tsa_urls)")
+        return Check(
+            "tsa",
+            WARN,
+            "no timestamp authority configured: clip times rest on this station's clock alone,"
+            " so no clip can verify as authentic",
+            "set proof.tsa_urls (and proof.tsa_ca_path) to an RFC 3161 TSA (docs/proof.md)",
+        )
     results = {}
     for url in urls:
         try:
