@@ -634,11 +634,15 @@ class CentralDB:
             " ORDER BY c.id DESC LIMIT %s OFFSET %s"
         )
         args = [pattern, *fargs, want, pattern, *fargs, want, limit, offset]
-        (rows,) = self._timed(q, [(sql, args)])
+        (rows,) = self._timed(q, [(sql, args)], newest_first=len(q) < 3)
         return self._with_waybills(rows)
 
-    def _timed(self, q: str, queries: list[tuple[str, list[Any]]]) -> list[list[dict[str, Any]]]:
-        """Run read queries in one transaction under a statement timeout."""
+    def _timed(
+        self, q: str, queries: list[tuple[str, list[Any]]], *, newest_first: bool = False
+    ) -> list[list[dict[str, Any]]]:
+        """Run read queries in one transaction under a statement timeout. ``newest_first``:
+        no bitmap scans (a 2-character piece cannot use the trigram index, and a bitmap of
+        every row holding it is what made 'SF' at 10 M rows run out of time)."""
         import psycopg
         from psycopg.rows import dict_row
 
@@ -649,6 +653,8 @@ class CentralDB:
                     "SELECT set_config('statement_timeout', %s, true)",
                     (f"{int(SEARCH_TIMEOUT_S * 1000)}ms",),
                 )
+                if newest_first:
+                    cur.execute("SELECT set_config('enable_bitmapscan', 'off', true)")
                 for sql, args in queries:
                     cur.execute(sql, args)
                     out.append(list(cur.fetchall()))
