@@ -209,7 +209,8 @@ def fill_rows(dsn: str, rows: int, stations: int) -> float:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET maintenance_work_mem = '512MB'")
         for idx in ("clips_order", "clips_started", "clips_station", "clips_sha256",
-                    "clip_waybills_waybill", "clips_order_trgm", "clip_waybills_trgm"):  # fmt: skip
+                    "clip_waybills_waybill", "clips_order_trgm", "clip_waybills_trgm",
+                    "clips_order_bigrams", "clip_waybills_bigrams"):  # fmt: skip
             conn.execute(f"DROP INDEX IF EXISTS {idx}")
         conn.execute("ALTER TABLE clip_waybills DROP CONSTRAINT IF EXISTS clip_waybills_pkey")
         conn.execute("ALTER TABLE clip_waybills DROP CONSTRAINT clip_waybills_clip_id_fkey")
@@ -246,6 +247,13 @@ def fill_rows(dsn: str, rows: int, stations: int) -> float:
         conn.execute("CREATE INDEX clips_order_trgm ON clips USING gin (order_id gin_trgm_ops)")
         conn.execute(
             "CREATE INDEX clip_waybills_trgm ON clip_waybills USING gin (waybill gin_trgm_ops)"
+        )
+        conn.execute(
+            "CREATE INDEX clips_order_bigrams ON clips USING gin (packcam_bigrams(order_id))"
+        )
+        conn.execute(
+            "CREATE INDEX clip_waybills_bigrams ON clip_waybills"
+            " USING gin (packcam_bigrams(waybill))"
         )
         conn.execute(
             "ALTER TABLE clip_waybills ADD CONSTRAINT clip_waybills_clip_id_fkey FOREIGN KEY"

@@ -18,6 +18,8 @@ from web.index import SEARCH_TIMEOUT_S, SearchTimeout, search_sql
 
 log = logging.getLogger(__name__)
 
+COMMON_ROWS = 5_000  # estimated matches above which a search scans newest first
+
 
 DSN_ENV = "PACKCAM_CENTRAL_DSN"
 _NAME_MAX = 64
@@ -617,8 +619,8 @@ class CentralDB:
         """Newest first; order ID or a waybill containing ``q`` in any case (2+ characters;
         1 character: starts with it). SearchTimeout after SEARCH_TIMEOUT_S.
 
-        Order IDs and waybills have pg_trgm GIN indexes (3+ characters; a 2-character piece
-        cannot use them and is found by scanning newest first).
+        Order IDs and waybills have pg_trgm GIN indexes (3+ characters) and GIN indexes of
+        their 2-character pieces (``packcam_bigrams``, for 2-character queries).
         """
         if len(q) < 2:
             sql, args = search_sql(
@@ -637,21 +639,79 @@ class CentralDB:
                 filters += " AND " + cond
                 fargs.append(value)
         want = offset + limit
-        # Each branch newest first with its own LIMIT: PostgreSQL picks, from pg_trgm's
-        # selectivity estimate, a backward primary-key scan (a common piece fills the page
-        # at once) or the GIN index and a sort (a rare piece has few matches).
-        sql = (
-            "SELECT c.* FROM clips c WHERE c.id IN ("
-            "(SELECT id FROM clips c WHERE c.order_id ILIKE %s"
-            + filters
-            + " ORDER BY c.id DESC LIMIT %s) UNION "
-            "(SELECT w.clip_id FROM clip_waybills w JOIN clips c ON c.id = w.clip_id"
-            " WHERE w.waybill ILIKE %s" + filters + " ORDER BY w.clip_id DESC LIMIT %s))"
-            " ORDER BY c.id DESC LIMIT %s OFFSET %s"
+        # (column, condition an index serves, condition cheap to test row by row, argument)
+        if len(q) == 2:  # pg_trgm cannot index 2 characters: the bigram arrays can
+            conds = [
+                ("c.order_id", "packcam_bigrams(c.order_id) @> packcam_bigrams(%s)"),
+                ("w.waybill", "packcam_bigrams(w.waybill) @> packcam_bigrams(%s)"),
+            ]
+        else:
+            conds = [("c.order_id", "c.order_id ILIKE %s"), ("w.waybill", "w.waybill ILIKE %s")]
+        branches = []
+        for column, indexed in conds:
+            scanned = f"{column} ILIKE %s"
+            if column.startswith("w."):
+                base = "FROM clip_waybills w JOIN clips c ON c.id = w.clip_id WHERE "
+                select = "SELECT w.clip_id AS id "
+            else:
+                base, select = "FROM clips c WHERE ", "SELECT c.id "
+            arg = q if len(q) == 2 else pattern
+            branches.append((select + base, base + indexed, arg, scanned, pattern))
+        ids = self._newest_ids(q, branches, filters, fargs, want)
+        if not ids:
+            return []
+        rows = self._all(
+            "SELECT * FROM clips WHERE id = ANY(%s) ORDER BY id DESC LIMIT %s OFFSET %s",
+            (ids, limit, offset),
         )
-        args = [pattern, *fargs, want, pattern, *fargs, want, limit, offset]
-        (rows,) = self._timed(q, [(sql, args)])
         return self._with_waybills(rows)
+
+    def _newest_ids(
+        self,
+        q: str,
+        branches: list[tuple[str, str, Any, str, str]],
+        filters: str,
+        fargs: list[Any],
+        want: int,
+    ) -> list[int]:
+        """The newest ``want`` matching clip ids of each branch, merged. Each branch is
+        planned from its estimated match count: a common piece by a backward scan of the
+        primary key (its page fills at once), a rare one through its GIN index (few rows to
+        sort); PostgreSQL alone would sometimes build a bitmap of millions of rows."""
+        import psycopg
+
+        def run(conn: Any) -> list[int]:
+            found: set[int] = set()
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    "SELECT set_config('statement_timeout', %s, true)",
+                    (f"{int(SEARCH_TIMEOUT_S * 1000)}ms",),
+                )
+                for select, indexed, arg, scanned, pattern in branches:
+                    cur.execute("EXPLAIN (FORMAT JSON) SELECT 1 " + indexed, (arg,))
+                    plan = cur.fetchone()[0]
+                    common = float(plan[0]["Plan"]["Plan Rows"]) > COMMON_ROWS
+                    # common: newest first by the primary key, testing rows with ILIKE (cheap);
+                    # rare: the index, then a sort of its few rows
+                    cur.execute(
+                        "SELECT set_config('enable_bitmapscan', %s, true)",
+                        ("off" if common else "on",),
+                    )
+                    sql = select + (scanned if common else indexed.split(" WHERE ", 1)[1])
+                    cur.execute(
+                        sql + filters + " ORDER BY 1 DESC LIMIT %s",
+                        (pattern if common else arg, *fargs, want),
+                    )
+                    found.update(int(r[0]) for r in cur.fetchall())
+            return sorted(found, reverse=True)[:want]
+
+        try:
+            return list(self._run(run))
+        except CentralError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
+                log.warning("central search for %r stopped after %.0f s", q, SEARCH_TIMEOUT_S)
+                raise SearchTimeout(f"the search for {q!r} took too long") from exc
+            raise
 
     def _timed(self, q: str, queries: list[tuple[str, list[Any]]]) -> list[list[dict[str, Any]]]:
         """Run read queries in one transaction under a statement timeout."""

@@ -136,6 +136,16 @@ MIGRATIONS: tuple[str, ...] = (
             (SELECT MAX(local_id) FROM checkpoints k WHERE k.station_id = s.id), 0),
         last_clip_utc = (SELECT MAX(started_utc) FROM clips c WHERE c.station_id = s.id);
     """,
+    # 7: 2-character pieces, which pg_trgm cannot index: each value's set of lower-case
+    # character pairs, in GIN indexes (central/db.py search).
+    """
+    -- COST: computing it row by row is slow; the planner must prefer the index
+    CREATE FUNCTION packcam_bigrams(t text) RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    COST 10000 AS $$ SELECT coalesce(array_agg(DISTINCT substr(lower(t COLLATE "C"), i, 2)), '{}')
+          FROM generate_series(1, length(t) - 1) AS i $$;
+    CREATE INDEX clips_order_bigrams ON clips USING gin (packcam_bigrams(order_id));
+    CREATE INDEX clip_waybills_bigrams ON clip_waybills USING gin (packcam_bigrams(waybill));
+    """,
 )
 
 

@@ -60,12 +60,21 @@ def _install(state: Any) -> None:
     app.extensions[SPOOL_KEY] = uploads.Spool(cfg.station.data_dir, limits, probe=probe)
 
 
-PAGE = """<!doctype html>
+# Inside the site's layout (its header, links and language switch) when the site serves it,
+# else in BARE (the blueprint on its own app, as the proof tests mount it).
+BARE = """<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>验证视频 · Verify a clip — packcam</title>
-<link rel="stylesheet" href="{{ url_for('verify.css') }}">
-</head><body>
+<title>{% block title %}{% endblock %} — packcam</title>
+{% block head %}{% endblock %}
+</head><body>{% block content %}{% endblock %}</body></html>
+"""
+
+PAGE = """{% extends layout %}
+{% block title %}验证视频 · Verify a clip{% endblock %}
+{% block head %}<link rel="stylesheet" href="{{ url_for('verify.css') }}">{% endblock %}
+{% block content %}
+<section class="verify">
 <h1>验证打包视频 · Verify a packing clip</h1>
 <p>上传工位录制的视频（MP4）或证据包（ZIP），检查它是否为本系统录制且未被修改。
 文件只用于本次检查，不会保存。<br>
@@ -108,13 +117,14 @@ unaltered. The file is only used for this check and is not kept.</p>
 {% endfor %}</ul>
 {% endif %}
 {% if error %}<p class="fail">{{ error }}</p>{% endif %}
-</body></html>
+</section>
+{% endblock %}
 """
 
 
 CSS = """\
-body{font-family:system-ui,"Noto Sans CJK SC","WenQuanYi Zen Hei",sans-serif;margin:1.5em;
-max-width:50em} .ok{color:#06612a} .fail{color:#a40000} .warn{color:#8a5a00}
+body:not(.site){font-family:system-ui,"Noto Sans CJK SC","WenQuanYi Zen Hei",sans-serif;
+margin:1.5em;max-width:50em} .ok{color:#06612a} .fail{color:#a40000} .warn{color:#8a5a00}
 li{margin:.2em 0} code{word-break:break-all;font-size:.85em} th{text-align:left;padding-right:1em}
 .verdict{font-size:1.3em;font-weight:bold}
 """
@@ -135,8 +145,15 @@ def _render(status: int = 200, **ctx: Any) -> Response:
     ctx.setdefault("sha256", None)
     if ctx["report"] is not None and "verdict" not in ctx:  # the same model as `packcam verify`
         ctx["verdict"] = verdict_view(ctx["report"], _site_anchors(_config()))
-    html = render_template_string(PAGE, max_mb=_limit() // (1 << 20), **ctx)
+    html = render_template_string(PAGE, max_mb=_limit() // (1 << 20), layout=_layout(), **ctx)
     return Response(html, status=status, mimetype="text/html")
+
+
+def _layout() -> Any:
+    """The site's base.html when this blueprint runs inside the site, else BARE."""
+    if "packcam" in current_app.extensions:
+        return "base.html"
+    return current_app.jinja_env.from_string(BARE)
 
 
 @bp.get("/verify")

@@ -49,3 +49,16 @@ def test_a_real_clip_and_bundle_verify_in_the_browser(page: Any, verify_site, tm
     assert "Not authentic" in _send(page, url, altered)
     assert list((st.data / "spool" / "verify").iterdir()) == []
     assert list(tmp.iterdir()) == []
+
+
+def test_verify_sits_in_the_site_layout_with_the_language_switch(page: Any, verify_site) -> None:
+    url, _st, _tmp = verify_site
+    page.goto(url.rstrip("/") + "/verify")
+    assert page.locator("header.top .langs a").count() == 2
+    assert page.locator("header.top a.brand").is_visible()
+    page.click("header.top .langs a[hreflang=zh-CN]")
+    page.wait_for_url("**/verify")
+    assert page.locator("html").get_attribute("lang") == "zh-CN"
+    assert page.locator("section.verify h1").is_visible()
+    margin = page.evaluate("getComputedStyle(document.body).marginLeft")
+    assert margin == "0px"  # the site's layout, not the bare page's
