@@ -897,16 +897,33 @@ def log_checks(checks: Sequence[Check]) -> None:
         )
 
 
+SELFCHECK_DIR = Path("live") / "doctor"  # under the data dir: <station>.json, read by the web
+
+
+def save_report(cfg: Config, checks: Sequence[Check]) -> Path:
+    """Write the report where the station's web dashboard shows it (atomically)."""
+    from station.codes import safe_component
+    from station.files import write_json_atomic
+
+    path = cfg.station.data_dir / SELFCHECK_DIR / f"{safe_component(cfg.station.name, 32)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, report_dict(cfg, checks))
+    return path
+
+
 def startup_checks(cfg: Config, *, background: bool = True) -> threading.Thread | None:
     """The station's start-up self-check: every check but the camera (the station opens it
     itself) and the web port (the web site, a service of its own that may be binding it this
-    very moment, reports that), with a short encoder probe; logged, never fatal. In a thread
+    very moment, reports that), with a short encoder probe; logged and saved for the web
+    dashboard (``save_report``), never fatal. In a thread
     by default, so the station starts without waiting for the network checks."""
 
     def run() -> None:
         try:
             probes = Probes(net_timeout_s=3.0)
-            log_checks(run_checks(cfg, skip={"camera", "web-port"}, quick=True, probes=probes))
+            checks = run_checks(cfg, skip={"camera", "web-port"}, quick=True, probes=probes)
+            log_checks(checks)
+            save_report(cfg, checks)
         except Exception:
             log.exception("start-up checks failed")
 

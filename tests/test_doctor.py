@@ -393,3 +393,12 @@ def test_encoder_line_warns_when_key_frames_miss_the_interval_or_headroom_is_low
     assert slow.status == WARN and "too little headroom" in slow.fix
     monkeypatch.setattr(doctor, "encoder_probe", lambda *a, **k: (12.0, good, 10_000))
     assert doctor.check_encoder(hw, Probes()).status == FAIL
+
+
+def test_start_up_checks_are_saved_for_the_dashboard(small) -> None:
+    doctor.startup_checks(small, background=False)
+    saved = small.station.data_dir / doctor.SELFCHECK_DIR / "station-01.json"
+    report = json.loads(saved.read_text(encoding="utf-8"))
+    assert schema_errors(report, SCHEMA) == []
+    names = {c["name"] for c in report["checks"]}
+    assert "camera" not in names and "web-port" not in names  # the station opens the camera

@@ -168,3 +168,20 @@ def test_dashboard_shows_a_stations_alarm(web_env: WebEnv) -> None:
     client = login(make_app(web_env).test_client(), "operator")
     page = client.get("/dashboard").get_data(as_text=True)
     assert 'role="alert"' in page and "disk-full: 3 MB free" in page
+
+
+def test_dashboard_shows_the_stations_start_up_self_check(web_env: WebEnv) -> None:
+    """The station's start-up `packcam doctor` report reaches the dashboard: its WARN lines
+    with their fix (this test config has no company CA and no TSA: two WARNs)."""
+    from station import config as config_mod
+    from station.doctor import startup_checks
+
+    cfg = config_mod.load(None).with_data_dir(web_env.data_dir)
+    cfg = cfg.replace("camera", width=320, height=240, fps=10.0)
+    startup_checks(cfg, background=False)
+    client = login(make_app(web_env).test_client(), "operator")
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert "Self-check at start-up" in page and "WARN certificate" in page
+    assert "packcam ca issue" in page and "WARN tsa" in page
+    (web_env.data_dir / "live" / "doctor" / "station-01.json").write_text("{not json")
+    assert client.get("/dashboard").status_code == 200  # a torn file is skipped, logged

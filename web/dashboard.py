@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, render_template
@@ -14,9 +17,31 @@ from web.auth import require
 from web.formatting import day_bounds_utc, site_tz, utc_index
 from web.stations import read_stations
 
+log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__)
 
 RATE_WINDOW_DAYS = 7
+
+
+def read_selfchecks(live_dir: Path) -> list[dict[str, Any]]:
+    """Each station's last start-up self-check (``packcam doctor``), its WARN/FAIL lines only."""
+    out = []
+    for path in sorted((live_dir / "doctor").glob("*.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            checks = [c for c in doc["checks"] if c.get("status") in {"WARN", "FAIL"}]
+            out.append({
+                "station": str(doc["station"]),
+                "time": str(doc["time"]),
+                "failed": any(c["status"] == "FAIL" for c in checks),
+                "problems": [
+                    {k: str(c.get(k, "")) for k in ("status", "name", "message", "fix")}
+                    for c in checks
+                ],
+            })  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("dashboard: unreadable self-check %s: %s", path.name, exc)
+    return out
 
 
 def summary() -> dict[str, Any]:
@@ -71,6 +96,9 @@ def summary() -> dict[str, Any]:
         "errors": [s for s in stations if s.last_error],
         "unsynced": [s for s in stations if s.clock_synced is False],
         "rejections": index.recent_rejections(10),
+        "selfcheck": []
+        if current_app.config.get("PACKCAM_CENTRAL")
+        else read_selfchecks(current_app.config["LIVE_DIR"]),
         "generated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
