@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -185,6 +186,14 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (kind, subject)
     );
     """,
+    # 5: the packing floor (issue 13): who packed a clip, its kind (order | return), and the
+    # earlier clips of the same order a repack follows (JSON list of clip ids).
+    """
+    ALTER TABLE clips ADD COLUMN packer TEXT;  -- NULL when no packer was signed in
+    ALTER TABLE clips ADD COLUMN kind TEXT NOT NULL DEFAULT 'order';
+    ALTER TABLE clips ADD COLUMN repack_of TEXT;  -- NULL, or a JSON list of earlier clip ids
+    CREATE INDEX clips_packer ON clips(packer, started_utc);
+    """,
 )
 
 
@@ -236,6 +245,22 @@ class ClipRecord:
     @property
     def waybill(self) -> str | None:
         return self.waybills[0].waybill if self.waybills else None
+
+    # The packing floor's fields live in ``extra``, so the manifest and the index agree.
+    @property
+    def packer(self) -> str | None:
+        p = self.extra.get("packer")
+        return p if isinstance(p, str) and p else None
+
+    @property
+    def kind(self) -> str:
+        k = self.extra.get("kind")
+        return k if isinstance(k, str) and k else "order"
+
+    @property
+    def repack_of(self) -> list[int]:
+        ids = self.extra.get("repack_of")
+        return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -338,8 +363,21 @@ def clip_from_rows(
         sha256=r["sha256"],
         waybills=tuple(WaybillLink(w["waybill"], w["carrier"], w["t_clip_s"]) for w in waybills),
         events=tuple(event_from_row(e) for e in events),
-        extra=extra or {},
+        extra={**_floor_extra(r), **(extra or {})},
     )
+
+
+def _floor_extra(r: sqlite3.Row) -> dict[str, Any]:
+    """The packing-floor columns of a ``clips`` row as manifest fields (none on old rows)."""
+    keys = r.keys()
+    out: dict[str, Any] = {}
+    if "kind" in keys:
+        out["kind"] = r["kind"]
+    if "packer" in keys and r["packer"]:
+        out["packer"] = r["packer"]
+    if "repack_of" in keys and r["repack_of"]:
+        out["repack_of"] = json.loads(r["repack_of"])
+    return out
 
 
 class Ledger:
@@ -399,8 +437,8 @@ class Ledger:
             cur = db.execute(
                 "INSERT INTO clips(order_id, waybill, station, started_at, ended_at, started_utc,"
                 " ended_utc, tz, duration_s, frame_count, finish_reason, pre_roll_s, path,"
-                " manifest_path, size, sha256, created_utc)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " manifest_path, size, sha256, created_utc, packer, kind, repack_of)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     clip.order_id,
                     clip.waybill,
@@ -419,6 +457,9 @@ class Ledger:
                     clip.size,
                     clip.sha256,
                     _utc(datetime.now(UTC)),
+                    clip.packer,
+                    clip.kind,
+                    json.dumps(clip.repack_of) if clip.repack_of else None,
                 ),
             )
             clip_id = int(cur.lastrowid)

@@ -65,6 +65,8 @@ class Status:
     frames: int
     last_error: str | None
     alarm: str | None = None  # the most important active alarm ("disk-full: ...")
+    packer: str | None = None  # the packer signed in now (issue 13)
+    next_kind: str = "order"  # the kind the next clip will be ("return" after a return card)
 
 
 class ClipGuard(Protocol):
@@ -149,6 +151,8 @@ class Station:
             frames=self.stats.frames,
             last_error=self.last_error,
             alarm=self.alarms.summary() if self.alarms is not None else None,
+            packer=st.floor.packer,
+            next_kind=st.floor.next_kind.value,
         )
 
     # ---- the loop -------------------------------------------------------------------------
@@ -251,6 +255,10 @@ class Station:
                 " ".join(waybills) or None,
                 elapsed,
                 isinstance(st, ss.Recording),
+                # The clip's packer while recording (a badge read mid-clip changes the next
+                # clip), else who is signed in now.
+                st.packer if isinstance(st, ss.Recording) else st.floor.packer,
+                st.kind.value if isinstance(st, ss.Recording) else st.floor.next_kind.value,
             )
         t2 = time.perf_counter()
         i420 = image if i420_in else self.to_i420(image)
@@ -338,8 +346,8 @@ class Station:
                 refused = self.guard.refusal() if self.guard is not None else None
                 if refused is not None:
                     self._error(f"not recording order {action.order_id!r}: {refused}")
+                    # The session logs the refusal; the log emits the scan-refused event.
                     self._apply(ss.ClipRefused(action.order_id, action.t, refused))
-                    self._emit(EventKind.SCAN_REFUSED, action.t, action.order_id, why=refused)
                     return
                 try:
                     self.recorder.start(
@@ -347,7 +355,7 @@ class Station:
                         action.t,
                         pre_roll=action.pre_roll,
                         waybills=action.waybills,
-                        extra=self._gap(action),
+                        extra={**self._floor(action), **(self._gap(action) or {})},
                         wall=self._wall_at(action.t),
                     )
                 except RecordingError as exc:
@@ -374,6 +382,15 @@ class Station:
                     action.kind, action.text, action.source, wall, None, action.note
                 )
                 self.recorder.log_event(rec, action.t)
+                if action.kind == "refused":
+                    self._emit(EventKind.SCAN_REFUSED, action.t, action.text, why=action.note)
+
+    def _floor(self, action: ss.StartClip) -> dict[str, object]:
+        """The manifest fields saying who packed the clip and what kind of clip it is."""
+        floor: dict[str, object] = {"kind": action.kind.value}
+        if action.packer is not None:
+            floor["packer"] = action.packer
+        return floor
 
     def _gap(self, action: ss.StartClip) -> dict[str, object] | None:
         """The manifest fields of a clip that resumes after a camera loss."""

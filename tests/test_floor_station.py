@@ -1,0 +1,81 @@
+"""The packing floor through a real station: packer, returns and repacks reach the signed
+manifest, the index, the overlay and the event hub (synthetic camera, real clips)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from station import config as config_mod
+from station.events import EventKind, EventRecorder
+from station.ledger import ClipRecord
+from station.overlay import Overlay
+from station.service import assemble
+from station.synthetic import Scenario, SyntheticCamera
+
+pytestmark = pytest.mark.slow
+
+W, H, FPS = 320, 180, 15.0
+
+
+def run(cfg: config_mod.Config, keys: list[tuple[float, str]], end: float):
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS).replace("proof", enabled=False)
+    events = [{"at": at, "kind": "key", "text": text} for at, text in keys]
+    scenario = Scenario.from_dict({"event": [*events, {"at": end, "kind": "end"}]})
+    asm = assemble(cfg, camera=SyntheticCamera(W, H, FPS, scenario, realtime=False),
+                   live_view=False)  # fmt: skip
+    rec = EventRecorder()
+    assert asm.events is not None
+    asm.events.add(rec)
+    asm.station.run(threading.Event())
+    clips = asm.ledger.clips()
+    asm.close()
+    return clips, rec
+
+
+def manifest(cfg: config_mod.Config, clip: ClipRecord) -> dict:
+    return json.loads((cfg.station.data_dir / clip.manifest_path).read_text(encoding="utf-8"))
+
+
+def test_the_packer_signed_in_is_in_the_manifest_and_the_index(cfg: config_mod.Config) -> None:
+    clips, _rec = run(cfg, [(0.2, "OP:alice"), (0.5, "PO-P1"), (1.0, "OP:bob"), (1.5, "SEAL"),
+                            (2.0, "PO-P2"), (2.5, "SIGNOUT"), (3.0, "SEAL"), (3.5, "PO-P3"),
+                            (4.0, "SEAL")], 4.5)  # fmt: skip
+    assert [(c.order_id, c.packer, c.kind) for c in clips] == [
+        ("PO-P1", "alice", "order"),  # bob's badge mid-clip neither ended it nor took it over
+        ("PO-P2", "bob", "order"),
+        ("PO-P3", None, "order"),
+    ]
+    m = manifest(cfg, clips[0])
+    assert (m["packer"], m["kind"]) == ("alice", "order")
+    assert "packer" not in manifest(cfg, clips[2])
+    assert clips[0].finish_reason == "sealed"
+
+
+def test_require_packer_refuses_with_the_scan_refused_event(cfg: config_mod.Config) -> None:
+    cfg = cfg.replace("session", require_packer=True)
+    clips, rec = run(cfg, [(0.3, "PO-R1"), (0.8, "OP-王芳"), (1.2, "PO-R2"), (2.0, "SEAL")], 2.5)
+    assert [(c.order_id, c.packer) for c in clips] == [("PO-R2", "王芳")]
+    refused = [e for e in rec.events if e.kind is EventKind.SCAN_REFUSED]
+    assert [(e.order_id, e.data["why"]) for e in refused] == [("PO-R1", "no packer signed in")]
+    assert rec.kinds().count(EventKind.ORDER_STARTED) == 1
+
+
+def test_the_overlay_shows_packer_and_return_mark() -> None:
+    ov = Overlay("st", None)
+    img = np.zeros((H, W, 3), np.uint8)
+    from datetime import datetime
+
+    ov.apply(img, datetime(2026, 12, 4, 9, 0).astimezone(), "PO-1", None, 1.0, True)
+    plain = ov.band
+    before = ov.renders
+    img2 = np.zeros((H, W, 3), np.uint8)
+    ov.apply(img2, datetime(2026, 12, 4, 9, 0).astimezone(), "PO-1", None, 1.0, True,
+             "alice", "return")  # fmt: skip
+    assert ov.renders > before  # new text was drawn: the packer and the return mark
+    assert ov.band == plain
+    assert not np.array_equal(img, img2)
+    assert ov.render_text("RETURN", 12).any() and ov.render_text("Packer alice", 12).any()
