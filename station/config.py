@@ -604,6 +604,8 @@ def _validate_alerts(a: AlertsSection) -> None:
 def _validate_retention(r: RetentionSection) -> None:
     if not 0 <= r.min_age_days <= 36500:
         raise ConfigError("retention.min_age_days must be between 0 and 36500")
+    if not r.min_age_days_return <= 36500:
+        raise ConfigError("retention.min_age_days_return must be at most 36500 (negative: same)")
     if r.free_floor_mb < 0:
         raise ConfigError("retention.free_floor_mb must not be negative (0 = off)")
     if not 0 <= r.free_floor_percent < 100:

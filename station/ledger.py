@@ -298,6 +298,7 @@ class StoredClip:
     legal_hold: bool = False
     archived: bool = False
     deleted_utc: str | None = None
+    kind: str = "order"
 
 
 @dataclass(frozen=True)
@@ -608,7 +609,7 @@ class Ledger:
 
     _STORED_SQL = (
         "SELECT c.id, c.order_id, c.path, c.manifest_path, c.started_utc, c.size, c.sha256,"
-        " c.archived_utc, c.deleted_utc, h.order_id IS NOT NULL AS held"
+        " c.archived_utc, c.deleted_utc, c.kind, h.order_id IS NOT NULL AS held"
         " FROM clips c LEFT JOIN legal_holds h ON h.order_id = c.order_id"
     )
 
@@ -625,6 +626,7 @@ class Ledger:
             legal_hold=bool(r["held"]),
             archived=r["archived_utc"] is not None,
             deleted_utc=r["deleted_utc"],
+            kind=r["kind"],
         )
 
     def stored_clips(self, *, include_deleted: bool = False) -> list[StoredClip]:

@@ -79,3 +79,38 @@ def test_the_overlay_shows_packer_and_return_mark() -> None:
     assert ov.band == plain
     assert not np.array_equal(img, img2)
     assert ov.render_text("RETURN", 12).any() and ov.render_text("Packer alice", 12).any()
+
+
+def test_a_return_card_or_label_makes_the_next_clip_a_return(cfg: config_mod.Config) -> None:
+    cfg = cfg.replace("codes", return_patterns=("^RT\\d{6}$",))
+    clips, _rec = run(cfg, [(0.2, "退货"), (0.5, "PO-X1"), (1.0, "SEAL"), (1.5, "PO-X2"),
+                            (2.0, "SEAL"), (2.5, "RT123456"), (3.0, "PO-X3"), (3.5, "SEAL")],
+                      4.0)  # fmt: skip
+    assert [(c.order_id, c.kind) for c in clips] == [
+        ("PO-X1", "return"),
+        ("PO-X2", "order"),
+        ("PO-X3", "return"),
+    ]
+    assert manifest(cfg, clips[0])["kind"] == "return"
+
+
+def test_the_evidence_bundle_says_return_and_packer(cfg: config_mod.Config, tmp_path) -> None:
+    from station.proof.bundle import export_order
+
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS)
+    keys = [(0.2, "OP:alice"), (0.3, "RETURN"), (0.5, "PO-BX"), (1.5, "SEAL")]
+    events = [{"at": at, "kind": "key", "text": text} for at, text in keys]
+    scenario = Scenario.from_dict({"event": [*events, {"at": 2.0, "kind": "end"}]})
+    asm = assemble(cfg, camera=SyntheticCamera(W, H, FPS, scenario, realtime=False),
+                   live_view=False)  # fmt: skip
+    asm.station.run(threading.Event())
+    asm.close()
+    out = export_order(cfg, "PO-BX", tmp_path / "b.zip").path
+    import zipfile
+
+    with zipfile.ZipFile(out) as z:
+        html = z.read("summary.html").decode()
+        index = json.loads(z.read("bundle.json"))
+    assert '<td class="kind">退货拆箱 Return (unboxing)</td>' in html
+    assert "<th>打包员 Packer</th><td>alice</td>" in html
+    assert index["clips"][0]["kind"] == "return"
