@@ -755,6 +755,16 @@ class Ledger:
             rows = self.conn.execute(sql, args).fetchall()
             return [self._record(r) for r in rows]
 
+    def order_clip_refs(self, order_id: str) -> list[tuple[int, str]]:
+        """(id, sha256) of the clips of ``order_id``, oldest first: cheap (the order index),
+        for the capture thread's duplicate check at each order scan."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT id, sha256 FROM clips WHERE order_id = ? ORDER BY started_utc, id",
+                (order_id,),
+            ).fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
     def clip(self, clip_id: int) -> ClipRecord | None:
         with self._lock:
             row = self.conn.execute("SELECT * FROM clips WHERE id = ?", (clip_id,)).fetchone()

@@ -40,6 +40,8 @@ class ScreenState:
         self.items_error: str | None = None
         self.last_clip: dict[str, Any] | None = None
         self.notice: dict[str, Any] | None = None
+        self.packer: str | None = None  # the open clip's packer (issue 13)
+        self.kind = "order"  # the open clip's kind: order | return
         self.alarms: dict[str, str] = {}
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self.seq = 0
@@ -52,6 +54,7 @@ class ScreenState:
             self.started_at = ev.at.isoformat(timespec="milliseconds")
             self.started_mono = time.monotonic()
             self.waybills, self.items, self.items_error, self.notice = [], None, None, None
+            self.packer, self.kind = d.get("packer"), d.get("clip_kind") or "order"
         elif k is EventKind.WAYBILL_LINKED and ev.order_id == self.order_id:
             self.waybills.append(str(d.get("waybill", "")))
         elif k is EventKind.ORDER_ITEMS and ev.order_id == self.order_id:
@@ -106,6 +109,8 @@ class ScreenState:
             "started_at": self.started_at,
             "elapsed_s": elapsed,
             "waybills": self.waybills,
+            "packer": self.packer,
+            "kind": self.kind,
             "items": self.items,
             "items_error": self.items_error,
             "last_clip": self.last_clip,

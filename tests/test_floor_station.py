@@ -11,6 +11,7 @@ import pytest
 
 from station import config as config_mod
 from station.events import EventKind, EventRecorder
+from station.feedback import Feedback, RecordingSink, prepare_sounds
 from station.ledger import ClipRecord
 from station.overlay import Overlay
 from station.service import assemble
@@ -21,8 +22,14 @@ pytestmark = pytest.mark.slow
 W, H, FPS = 320, 180, 15.0
 
 
-def run(cfg: config_mod.Config, keys: list[tuple[float, str]], end: float):
-    cfg = cfg.replace("camera", width=W, height=H, fps=FPS).replace("proof", enabled=False)
+def run(
+    cfg: config_mod.Config,
+    keys: list[tuple[float, str]],
+    end: float,
+    proof: bool = False,
+    sink: RecordingSink | None = None,
+):
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS).replace("proof", enabled=proof)
     events = [{"at": at, "kind": "key", "text": text} for at, text in keys]
     scenario = Scenario.from_dict({"event": [*events, {"at": end, "kind": "end"}]})
     asm = assemble(cfg, camera=SyntheticCamera(W, H, FPS, scenario, realtime=False),
@@ -30,6 +37,8 @@ def run(cfg: config_mod.Config, keys: list[tuple[float, str]], end: float):
     rec = EventRecorder()
     assert asm.events is not None
     asm.events.add(rec)
+    if sink is not None:
+        asm.events.add(Feedback(sink, prepare_sounds(cfg.station.data_dir / "sounds")))
     asm.station.run(threading.Event())
     clips = asm.ledger.clips()
     asm.close()
@@ -57,7 +66,10 @@ def test_the_packer_signed_in_is_in_the_manifest_and_the_index(cfg: config_mod.C
 
 def test_require_packer_refuses_with_the_scan_refused_event(cfg: config_mod.Config) -> None:
     cfg = cfg.replace("session", require_packer=True)
-    clips, rec = run(cfg, [(0.3, "PO-R1"), (0.8, "OP-王芳"), (1.2, "PO-R2"), (2.0, "SEAL")], 2.5)
+    sink = RecordingSink()
+    clips, rec = run(cfg, [(0.3, "PO-R1"), (0.8, "OP-王芳"), (1.2, "PO-R2"), (2.0, "SEAL")], 2.5,
+                     sink=sink)  # fmt: skip
+    assert [p.name for p in sink.played][:2] == ["refused", "order-started"]
     assert [(c.order_id, c.packer) for c in clips] == [("PO-R2", "王芳")]
     refused = [e for e in rec.events if e.kind is EventKind.SCAN_REFUSED]
     assert [(e.order_id, e.data["why"]) for e in refused] == [("PO-R1", "no packer signed in")]
@@ -114,3 +126,68 @@ def test_the_evidence_bundle_says_return_and_packer(cfg: config_mod.Config, tmp_
     assert '<td class="kind">退货拆箱 Return (unboxing)</td>' in html
     assert "<th>打包员 Packer</th><td>alice</td>" in html
     assert index["clips"][0]["kind"] == "return"
+
+
+def test_an_order_recorded_before_is_a_repack_linked_to_the_earlier_clip(
+    cfg: config_mod.Config,
+) -> None:
+    (first,), rec = run(cfg, [(0.3, "PO-D1"), (1.0, "SEAL")], 1.5)
+    assert first.repack_of == [] and EventKind.DUPLICATE_ORDER not in rec.kinds()
+    sink = RecordingSink()
+    clips, rec = run(cfg, [(0.3, "PO-D1"), (1.0, "SEAL"), (1.3, "PO-D2"), (2.0, "SEAL")], 2.5,
+                     sink=sink)  # fmt: skip
+    assert [p.name for p in sink.played][:2] == ["order-started", "duplicate"]
+    again, other = clips[1:]
+    assert again.order_id == "PO-D1" and again.repack_of == [first.id]
+    m = manifest(cfg, again)
+    assert m["repack"] is True and m["repack_of_sha256"] == [first.sha256]
+    assert other.repack_of == [] and "repack" not in manifest(cfg, other)
+    dup = [e for e in rec.events if e.kind is EventKind.DUPLICATE_ORDER]
+    assert [(e.order_id, e.data["earlier"]) for e in dup] == [("PO-D1", [first.id])]
+    # the banner comes after order-started, which clears the screen's notice
+    kinds = rec.kinds()
+    assert kinds.index(EventKind.DUPLICATE_ORDER) == kinds.index(EventKind.ORDER_STARTED) + 1
+
+
+def test_a_repack_in_the_same_run_is_one_even_before_the_first_clip_is_indexed(
+    cfg: config_mod.Config,
+) -> None:
+    cfg = cfg.replace("codes", debounce_s=0.1)  # the same label scanned again at once
+    clips, rec = run(cfg, [(0.3, "PO-E1"), (0.8, "PO-E1"), (1.0, "PO-E1"), (1.6, "SEAL")], 2.0)
+    assert [c.order_id for c in clips] == ["PO-E1", "PO-E1"]
+    assert clips[0].finish_reason == "rescan"
+    assert manifest(cfg, clips[1])["repack"] is True
+    assert [e.order_id for e in rec.events if e.kind is EventKind.DUPLICATE_ORDER] == ["PO-E1"]
+
+
+def test_the_bundle_names_the_earlier_clip_of_a_repack_by_its_hash(
+    cfg: config_mod.Config, tmp_path
+) -> None:
+    from station.proof.bundle import export_order
+
+    (first,), _ = run(cfg, [(0.3, "PO-BR"), (1.0, "SEAL")], 1.5, proof=True)
+    clips, _ = run(cfg, [(0.3, "PO-BR"), (1.0, "SEAL")], 1.5, proof=True)
+    assert clips[1].repack_of == [first.id]
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS)
+    out = export_order(cfg, "PO-BR", tmp_path / "b.zip").path
+    import zipfile
+
+    with zipfile.ZipFile(out) as z:
+        html = z.read("summary.html").decode()
+    assert html.count("<th>重新打包 Repack of</th>") == 1
+    assert f"SHA-256 {first.sha256[:16]}…" in html
+
+
+def test_the_station_screen_shows_packer_kind_and_the_duplicate_banner(
+    cfg: config_mod.Config,
+) -> None:
+    from station.screen import ScreenState
+
+    run(cfg, [(0.3, "PO-S1"), (1.0, "SEAL")], 1.5)
+    _clips, rec = run(cfg, [(0.2, "OP:alice"), (0.25, "退货"), (0.3, "PO-S1")], 1.0)
+    screen = ScreenState("st")
+    for e in rec.events:
+        screen.apply(e)
+    doc = screen.to_json()
+    assert (doc["packer"], doc["kind"]) == ("alice", "return")
+    assert doc["notice"]["kind"] == "duplicate-order" and doc["notice"]["order_id"] == "PO-S1"

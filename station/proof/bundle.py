@@ -547,7 +547,10 @@ def summary_html(
             str(w.get("waybill")) for w in signed.get("waybills") or [] if isinstance(w, dict)
         ] or ([str(signed["waybill"])] if signed.get("waybill") else [])
         kind = _KIND_TEXT.get(str(signed.get("kind") or "order"), str(signed.get("kind")))
-        repack = ", ".join(str(i) for i in signed.get("repack_of") or [])
+        # A repack names the earlier clips by their SHA-256 (ids are only the station's).
+        repack = ", ".join(f"SHA-256 {str(h)[:16]}…" for h in signed.get("repack_of_sha256") or [])
+        if signed.get("repack") and not repack:
+            repack = "earlier clip of this order (recorded just before)"
         rows.append(
             f"""<section class="clip">
 <h2>{e(Path(r.path).name)}</h2>
@@ -555,7 +558,7 @@ def summary_html(
 <tr><th>类型 Kind</th><td class="kind">{e(kind)}</td></tr>
 <tr><th>订单 Order</th><td>{e(str(signed.get("order_id")))}</td></tr>
 <tr><th>打包员 Packer</th><td>{e(str(signed.get("packer") or "—"))}</td></tr>
-{f"<tr><th>重新打包 Repack of</th><td>{e(repack)}</td></tr>" if repack else ""}
+{f"<tr><th>重新打包 Repack of</th><td class='repack'>{e(repack)}</td></tr>" if repack else ""}
 <tr><th>运单 Waybill</th><td>{e(", ".join(waybills) or "—")}</td></tr>
 <tr><th>工位 Station</th><td>{e(str(signed.get("station")))}</td></tr>
 <tr><th>开始 Start</th><td>{e(str(signed.get("started_at")))}</td></tr>
