@@ -116,3 +116,26 @@ def test_packer_stats_is_per_local_day() -> None:
         "a": [(0, None), (3, 20.0)],
         "b": [(1, 5.0), (0, None)],
     }
+
+
+def test_the_export_has_packer_kind_and_repack_columns(floor_env: WebEnv) -> None:
+    import csv
+    import io
+
+    client = make_app(floor_env).test_client()
+    login(client, "operator")
+    today = datetime.now(UTC).date()
+    resp = client.get(
+        "/export/orders.csv",
+        query_string={"from": (today - timedelta(days=2)).isoformat(), "to": today.isoformat()},
+    )
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    table = list(csv.reader(io.StringIO(resp.get_data(as_text=True).lstrip("\ufeff"))))
+    header, body = table[0], table[1:]
+    assert header[-3:] == ["packer", "kind", "repack_of"]
+    by_order = {}
+    for row in body:
+        by_order.setdefault(row[0], []).append(row[-3:])
+    first = floor_env.clips["a1"].id
+    assert by_order["FL-1"] == [["alice", "order", ""], ["bob", "order", str(first)]]
+    assert by_order["FL-4"] == [["bob", "return", ""]]
