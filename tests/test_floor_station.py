@@ -191,3 +191,33 @@ def test_the_station_screen_shows_packer_kind_and_the_duplicate_banner(
     doc = screen.to_json()
     assert (doc["packer"], doc["kind"]) == ("alice", "return")
     assert doc["notice"]["kind"] == "duplicate-order" and doc["notice"]["order_id"] == "PO-S1"
+
+
+def test_a_badge_under_the_camera_is_confirmed_signs_in_and_never_ends_the_clip(
+    cfg: config_mod.Config,
+) -> None:
+    """A badge card shown to the camera mid-clip: read (confirmed over frames, like an order),
+    it signs its packer in for the next clip; the open clip goes on and keeps its packer."""
+    w, h = 640, 360
+    cfg = cfg.replace("camera", width=w, height=h, fps=FPS).replace("proof", enabled=False)
+    scenario = Scenario.from_dict({"event": [
+        {"at": 0.2, "kind": "key", "text": "OP:alice"},
+        {"at": 0.5, "kind": "key", "text": "PO-CAM1"},
+        {"at": 1.0, "kind": "show", "code": "OP:bob", "symbology": "qrcode", "duration": 2.0},
+        {"at": 4.0, "kind": "key", "text": "SEAL"},
+        {"at": 4.5, "kind": "key", "text": "PO-CAM2"},
+        {"at": 7.5, "kind": "key", "text": "SEAL"},  # past the 3 s debounce
+        {"at": 8.0, "kind": "end"},
+    ]})  # fmt: skip
+    asm = assemble(cfg, camera=SyntheticCamera(w, h, FPS, scenario, realtime=False),
+                   live_view=False)  # fmt: skip
+    asm.station.run(threading.Event())
+    clips = asm.ledger.clips()
+    asm.close()
+    assert [(c.order_id, c.packer, c.finish_reason) for c in clips] == [
+        ("PO-CAM1", "alice", "sealed"),
+        ("PO-CAM2", "bob", "sealed"),
+    ]
+    badge = [e for e in clips[0].events if e.kind == "operator"]
+    assert [(e.text, e.source, e.note) for e in badge] == [("OP:bob", "camera",
+                                                           "packer bob signed in")]  # fmt: skip
