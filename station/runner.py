@@ -342,7 +342,13 @@ class Station:
     # ---- session actions ------------------------------------------------------------------
 
     def _apply(self, event: ss.Event) -> None:
+        before = self.state.floor.packer
         self.state, actions = ss.step(self.state, event, self.cfg.session)
+        if self.state.floor.packer != before:
+            log.info("packer %s", f"{self.state.floor.packer} signed in" if
+                     self.state.floor.packer else f"{before} signed out")  # fmt: skip
+            self._emit(EventKind.PACKER_CHANGED, event.t, getattr(self.state, "order_id", None),
+                       packer=self.state.floor.packer)  # fmt: skip
         for action in actions:
             self._do(action)
 

@@ -87,6 +87,8 @@ class ScreenState:
             }
             if k is EventKind.SCAN_REFUSED and self.state != "recording":
                 self.state = "error"
+        elif k is EventKind.PACKER_CHANGED:
+            self.packer = d.get("packer")  # who is signed in now (the open clip keeps its own)
         elif k is EventKind.ALARM_RAISED:
             self.alarms[str(d.get("alarm"))] = str(d.get("message", ""))
         elif k is EventKind.ALARM_CLEARED:

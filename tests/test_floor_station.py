@@ -191,6 +191,14 @@ def test_the_station_screen_shows_packer_kind_and_the_duplicate_banner(
     doc = screen.to_json()
     assert (doc["packer"], doc["kind"]) == ("alice", "return")
     assert doc["notice"]["kind"] == "duplicate-order" and doc["notice"]["order_id"] == "PO-S1"
+    # signed in before any order: the screen says who at once
+    _clips, rec = run(cfg, [(0.2, "OP:bob"), (0.6, "SIGNOUT"), (0.9, "OP-carol")], 1.2)
+    changes = [e.data["packer"] for e in rec.events if e.kind is EventKind.PACKER_CHANGED]
+    assert changes == ["bob", None, "carol"]
+    screen = ScreenState("st")
+    for e in rec.events:
+        screen.apply(e)
+    assert screen.to_json()["packer"] == "carol" and screen.to_json()["state"] == "idle"
 
 
 def test_a_badge_under_the_camera_is_confirmed_signs_in_and_never_ends_the_clip(
