@@ -139,3 +139,34 @@ def test_the_export_has_packer_kind_and_repack_columns(floor_env: WebEnv) -> Non
     first = floor_env.clips["a1"].id
     assert by_order["FL-1"] == [["alice", "order", ""], ["bob", "order", str(first)]]
     assert by_order["FL-4"] == [["bob", "return", ""]]
+
+
+def test_the_dashboard_names_the_packer_signed_in_at_each_station(web_env: WebEnv) -> None:
+    from test_web_live import write_station
+
+    live = web_env.data_dir / "live"
+    write_station(live, "desk-7", state="idle", packer="王芳")
+    write_station(live, "desk-8", state="idle")
+    client = login(make_app(web_env).test_client(), "operator")
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert page.count('<span class="packer">') == 1 and "Packer 王芳</span>" in page
+    api = client.get("/api/stations").get_json()
+    assert "王芳" in str(api)
+
+
+def test_the_station_publishes_who_is_signed_in(tmp_path) -> None:
+    import json
+
+    import numpy as np
+
+    from station.live import LiveWriter
+    from station.runner import Status
+    from web.stations import read_stations
+
+    live = LiveWriter(tmp_path, "desk-1", interval=0.0)
+    st = Status("desk-1", "idle", None, (), None, 1, None, packer="alice")
+    live(np.zeros((48, 64, 3), np.uint8), st, 0)
+    doc = json.loads((tmp_path / "live" / "desk-1.json").read_text(encoding="utf-8"))
+    assert doc["packer"] == "alice"
+    (got,) = read_stations(tmp_path / "live", 60)
+    assert got.packer == "alice"
