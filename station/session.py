@@ -256,6 +256,13 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
             ]
         if code.kind is Kind.ORDER and rules.require_packer and floor.packer is None:
             return _refuse_unsigned(state, event)
+    if (
+        isinstance(event, ClipRefused)
+        and isinstance(state, Recording)
+        and event.order_id == state.order_id
+        and state.kind is ClipKind.RETURN
+    ):
+        floor = replace(floor, next_kind=ClipKind.RETURN)  # the return is still to come
     match state:
         case Idle():
             new, actions = _step_idle(state, event)

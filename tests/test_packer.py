@@ -162,3 +162,12 @@ def test_no_clip_ever_lacks_the_packer_signed_in_when_it_started(
         assert state.floor.packer == signed_in
         if isinstance(state, ss.Recording):
             assert state.packer == clip_packer
+
+
+def test_a_refused_return_clip_leaves_the_next_clip_a_return() -> None:
+    state, _ = run([scan("RETURN", 0), scan("A1", 1)])
+    assert isinstance(state, ss.Recording) and state.kind is ss.ClipKind.RETURN
+    state, actions = ss.step(state, ss.ClipRefused("A1", 1, "disk full"), S)
+    assert isinstance(state, ss.Idle) and state.floor.next_kind is ss.ClipKind.RETURN
+    state, actions = ss.step(state, scan("A1", 5), S)
+    assert starts(actions)[0].kind is ss.ClipKind.RETURN
