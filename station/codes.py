@@ -20,6 +20,8 @@ class Kind(StrEnum):
     SEAL = "seal"
     CONTROL = "control"
     ITEM = "item"  # a product code (EAN/UPC) the camera saw: logged, never an order
+    OPERATOR = "operator"  # a packer badge: signs its packer in (detail: the packer)
+    RETURN = "return"  # a return waybill: the next clip is a return (detail: "return")
     UNKNOWN = "unknown"
 
 
@@ -30,7 +32,7 @@ PRODUCT_SYMBOLOGIES = frozenset({"ean13", "ean8", "upca", "upce"})
 @dataclass(frozen=True, slots=True)
 class Code:
     """A classified code. ``detail`` is the carrier for waybills, the command for controls
-    and the symbology for items."""
+    the symbology for items and the packer's name for operator badges."""
 
     text: str
     kind: Kind
@@ -48,6 +50,8 @@ class Rules:
     control: Mapping[str, str]
     max_length: int
     debounce_s: float
+    operator: tuple[re.Pattern[str], ...] = ()
+    returns: tuple[re.Pattern[str], ...] = ()
 
     @classmethod
     def from_config(cls, section: CodesSection) -> Rules:
@@ -56,9 +60,17 @@ class Rules:
             order_symbologies=frozenset(section.order_symbologies),
             waybill=tuple((n, re.compile(p)) for n, p in section.waybill_patterns.items()),
             seal=frozenset(_fold(s) for s in section.seal_codes),
-            control=MappingProxyType({_fold(k): v for k, v in section.control_codes.items()}),
+            control=MappingProxyType(
+                {
+                    **{_fold(k): "signout" for k in section.signout_codes},
+                    **{_fold(k): "return" for k in section.return_codes},
+                    **{_fold(k): v for k, v in section.control_codes.items()},
+                }
+            ),
             max_length=section.max_length,
             debounce_s=section.debounce_s,
+            operator=tuple(re.compile(p) for p in section.operator_patterns),
+            returns=tuple(re.compile(p) for p in section.return_patterns),
         )
 
 
@@ -99,7 +111,8 @@ def sanitize(raw: str, max_length: int) -> str:
 
 
 def classify(text: str, rules: Rules, symbology: str = "") -> Code:
-    """Classify sanitised text. Order of precedence: seal, control, order pattern, waybill.
+    """Classify sanitised text. Order of precedence: seal, control, operator badge, return
+    waybill, order pattern, waybill.
 
     Explicit order patterns beat the carrier heuristics because a warehouse that configured them
     knows its own IDs; with no order patterns every other code is taken as an order ID.
@@ -118,6 +131,15 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
         return Code(text, Kind.SEAL)
     if folded in rules.control:
         return Code(text, Kind.CONTROL, rules.control[folded])
+    if order_ok:
+        # Badges and return labels are read like orders: the camera takes them only from an
+        # order symbology (and confirmed, station/confirm.py), never from a product code.
+        for pattern in rules.operator:
+            m = pattern.search(text)
+            if m and text[m.end() :].strip():
+                return Code(text, Kind.OPERATOR, text[m.end() :].strip())
+        if any(p.search(text) for p in rules.returns):
+            return Code(text, Kind.RETURN, "return")
     if order_ok and any(p.search(text) for p in rules.order):
         return Code(text, Kind.ORDER)
     for carrier, pattern in rules.waybill:

@@ -83,6 +83,13 @@ class CodesSection:
     seal_codes: tuple[str, ...] = ("SEAL", "封箱")
     # code -> command; commands: "seal" (end the clip like the pedal), "test" (log only)
     control_codes: dict[str, str] = field(default_factory=dict)
+    # Packer badges (issue 13): a code matching one of these signs its packer in (the text
+    # after the match is the packer's name); a sign-out card signs the packer out.
+    operator_patterns: tuple[str, ...] = ("^OP[:-]",)
+    signout_codes: tuple[str, ...] = ("SIGNOUT", "签退")
+    # Returns: this card, or a waybill matching return_patterns, makes the next clip a return.
+    return_codes: tuple[str, ...] = ("RETURN", "退货")
+    return_patterns: tuple[str, ...] = ()
     debounce_s: float = 3.0
     max_length: int = 64
 
@@ -93,6 +100,7 @@ class SessionSection:
     max_duration_s: float = 600.0
     still_timeout_s: float = 0.0  # 0 = off
     waybill_ends_clip: bool = False
+    require_packer: bool = False  # refuse an order scan while no packer is signed in
 
 
 @dataclass(frozen=True)
@@ -214,6 +222,7 @@ class RetentionSection:
     """What may be deleted when space runs out, and the disk-space floor (station/retention.py)."""
 
     min_age_days: float = 90.0  # never delete a clip younger than this (dispute windows)
+    min_age_days_return: float = -1.0  # the same for return (unboxing) clips; < 0 = min_age_days
     # Keep at least this much free; the floor is the larger of the two (0 = that one is off).
     free_floor_mb: int = 1024
     free_floor_percent: float = 0.0
@@ -437,8 +446,13 @@ def validate(cfg: Config) -> None:
     for name, p in k.waybill_patterns.items():
         _check_regex(p, f"codes.waybill_patterns.{name}")
     for code, cmd in k.control_codes.items():
-        if cmd not in {"seal", "test"}:
-            raise ConfigError(f"codes.control_codes.{code}: command must be seal or test")
+        if cmd not in {"seal", "test", "signout", "return"}:
+            raise ConfigError(
+                f"codes.control_codes.{code}: command must be seal, test, signout or return"
+            )
+    for field_name in ("operator_patterns", "return_patterns"):
+        for i, p in enumerate(getattr(k, field_name)):
+            _check_regex(p, f"codes.{field_name}[{i}]")
     if k.debounce_s < 0:
         raise ConfigError("codes.debounce_s must not be negative")
     if not 4 <= k.max_length <= 512:
@@ -590,6 +604,8 @@ def _validate_alerts(a: AlertsSection) -> None:
 def _validate_retention(r: RetentionSection) -> None:
     if not 0 <= r.min_age_days <= 36500:
         raise ConfigError("retention.min_age_days must be between 0 and 36500")
+    if not r.min_age_days_return <= 36500:
+        raise ConfigError("retention.min_age_days_return must be at most 36500 (negative: same)")
     if r.free_floor_mb < 0:
         raise ConfigError("retention.free_floor_mb must not be negative (0 = off)")
     if not 0 <= r.free_floor_percent < 100:

@@ -23,6 +23,7 @@ class EventKind(StrEnum):
     SCAN_REFUSED = "scan-refused"  # a readable code the station will not act on (disk full ...)
     SCAN_UNREADABLE = "scan-unreadable"  # a garbled read that cannot be a code
     DUPLICATE_ORDER = "duplicate-order"
+    PACKER_CHANGED = "packer-changed"  # a badge signed a packer in, or a card signed out (None)
     ALARM_RAISED = "alarm-raised"
     ALARM_CLEARED = "alarm-cleared"
 

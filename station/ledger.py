@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -185,6 +186,14 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (kind, subject)
     );
     """,
+    # 5: the packing floor (issue 13): who packed a clip, its kind (order | return), and the
+    # earlier clips of the same order a repack follows (JSON list of clip ids).
+    """
+    ALTER TABLE clips ADD COLUMN packer TEXT;  -- NULL when no packer was signed in
+    ALTER TABLE clips ADD COLUMN kind TEXT NOT NULL DEFAULT 'order';
+    ALTER TABLE clips ADD COLUMN repack_of TEXT;  -- NULL, or a JSON list of earlier clip ids
+    CREATE INDEX clips_packer ON clips(packer, started_utc);
+    """,
 )
 
 
@@ -237,6 +246,22 @@ class ClipRecord:
     def waybill(self) -> str | None:
         return self.waybills[0].waybill if self.waybills else None
 
+    # The packing floor's fields live in ``extra``, so the manifest and the index agree.
+    @property
+    def packer(self) -> str | None:
+        p = self.extra.get("packer")
+        return p if isinstance(p, str) and p else None
+
+    @property
+    def kind(self) -> str:
+        k = self.extra.get("kind")
+        return k if isinstance(k, str) and k else "order"
+
+    @property
+    def repack_of(self) -> list[int]:
+        ids = self.extra.get("repack_of")
+        return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -273,6 +298,7 @@ class StoredClip:
     legal_hold: bool = False
     archived: bool = False
     deleted_utc: str | None = None
+    kind: str = "order"
 
 
 @dataclass(frozen=True)
@@ -338,8 +364,21 @@ def clip_from_rows(
         sha256=r["sha256"],
         waybills=tuple(WaybillLink(w["waybill"], w["carrier"], w["t_clip_s"]) for w in waybills),
         events=tuple(event_from_row(e) for e in events),
-        extra=extra or {},
+        extra={**_floor_extra(r), **(extra or {})},
     )
+
+
+def _floor_extra(r: sqlite3.Row) -> dict[str, Any]:
+    """The packing-floor columns of a ``clips`` row as manifest fields (none on old rows)."""
+    keys = r.keys()
+    out: dict[str, Any] = {}
+    if "kind" in keys:
+        out["kind"] = r["kind"]
+    if "packer" in keys and r["packer"]:
+        out["packer"] = r["packer"]
+    if "repack_of" in keys and r["repack_of"]:
+        out["repack_of"] = json.loads(r["repack_of"])
+    return out
 
 
 class Ledger:
@@ -399,8 +438,8 @@ class Ledger:
             cur = db.execute(
                 "INSERT INTO clips(order_id, waybill, station, started_at, ended_at, started_utc,"
                 " ended_utc, tz, duration_s, frame_count, finish_reason, pre_roll_s, path,"
-                " manifest_path, size, sha256, created_utc)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " manifest_path, size, sha256, created_utc, packer, kind, repack_of)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     clip.order_id,
                     clip.waybill,
@@ -419,6 +458,9 @@ class Ledger:
                     clip.size,
                     clip.sha256,
                     _utc(datetime.now(UTC)),
+                    clip.packer,
+                    clip.kind,
+                    json.dumps(clip.repack_of) if clip.repack_of else None,
                 ),
             )
             clip_id = int(cur.lastrowid)
@@ -567,7 +609,7 @@ class Ledger:
 
     _STORED_SQL = (
         "SELECT c.id, c.order_id, c.path, c.manifest_path, c.started_utc, c.size, c.sha256,"
-        " c.archived_utc, c.deleted_utc, h.order_id IS NOT NULL AS held"
+        " c.archived_utc, c.deleted_utc, c.kind, h.order_id IS NOT NULL AS held"
         " FROM clips c LEFT JOIN legal_holds h ON h.order_id = c.order_id"
     )
 
@@ -584,6 +626,7 @@ class Ledger:
             legal_hold=bool(r["held"]),
             archived=r["archived_utc"] is not None,
             deleted_utc=r["deleted_utc"],
+            kind=r["kind"],
         )
 
     def stored_clips(self, *, include_deleted: bool = False) -> list[StoredClip]:
@@ -711,6 +754,16 @@ class Ledger:
         with self._lock:
             rows = self.conn.execute(sql, args).fetchall()
             return [self._record(r) for r in rows]
+
+    def order_clip_refs(self, order_id: str) -> list[tuple[int, str]]:
+        """(id, sha256) of the clips of ``order_id``, oldest first: cheap (the order index),
+        for the capture thread's duplicate check at each order scan."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT id, sha256 FROM clips WHERE order_id = ? ORDER BY started_utc, id",
+                (order_id,),
+            ).fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
 
     def clip(self, clip_id: int) -> ClipRecord | None:
         with self._lock:

@@ -198,6 +198,7 @@ class LiveWriter:
             "last_error": status.last_error,
             # the most important active alarm, e.g. "disk-full: ... not starting new clips"
             "alarm": getattr(status, "alarm", None),
+            "packer": getattr(status, "packer", None),  # signed in now (issue 13)
             "updated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "pid": os.getpid(),
             **self._slow,

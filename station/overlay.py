@@ -163,9 +163,14 @@ class _Band:
 # The words on line 2 of the band. "zh" is for platforms' Chinese-speaking dispute reviewers;
 # "REC" and the digits read the same in both.
 LABELS: dict[str, dict[str, str]] = {
-    "en": {"order": "Order", "waybill": "Waybill"},
-    "zh": {"order": "订单", "waybill": "运单"},
-    "zh+en": {"order": "订单 Order", "waybill": "运单 Waybill"},
+    "en": {"order": "Order", "waybill": "Waybill", "packer": "Packer", "return": "RETURN"},
+    "zh": {"order": "订单", "waybill": "运单", "packer": "打包员", "return": "退货"},
+    "zh+en": {
+        "order": "订单 Order",
+        "waybill": "运单 Waybill",
+        "packer": "打包员 Packer",
+        "return": "退货 RETURN",
+    },
 }
 
 
@@ -173,8 +178,8 @@ class Overlay:
     """Draws a semi-opaque dark band with white text across the top of BGR frames, in place.
 
     Line 1: local time with seconds and UTC offset, the station name and, while recording, a
-    red dot with ``REC mm:ss`` at the right. Line 2 (only when known): order ID and waybill,
-    labelled in ``language`` (``LABELS``: "en", "zh" or "zh+en").
+    red dot with ``REC mm:ss`` at the right. Line 2 (only when known): a return clip's mark,
+    order ID, waybill and packer, labelled in ``language`` (``LABELS``: "en", "zh" or "zh+en").
     The font size follows the frame height (about 1/28 of it, at least 12 px).
 
     Cost: the text only changes once a second or on a scan, so rendered text patches are
@@ -212,6 +217,8 @@ class Overlay:
         waybill: str | None,
         elapsed_s: float | None,
         recording: bool,
+        packer: str | None = None,
+        kind: str = "order",
     ) -> None:
         """Draw the band on ``image`` (HxWx3 uint8 BGR, modified in place)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -220,7 +227,8 @@ class Overlay:
         rec = None
         if recording:
             rec = "REC" if elapsed_s is None else f"REC {format_elapsed(elapsed_s)}"
-        key = (height, width, format_wall(wall, self.tz), order_id or "", waybill or "", rec)
+        key = (height, width, format_wall(wall, self.tz), order_id or "", waybill or "", rec,
+               packer or "", kind)  # fmt: skip
         if key != self._band_key:
             self._band = self._build_band(*key)
             self._band_key = key
@@ -243,6 +251,8 @@ class Overlay:
         waybill: str | None,
         elapsed_s: float | None,
         recording: bool,
+        packer: str | None = None,
+        kind: str = "order",
     ) -> None:
         """Draw the band on a planar I420 frame ((H*3/2)xW uint8, modified in place).
 
@@ -255,7 +265,8 @@ class Overlay:
         rec = None
         if recording:
             rec = "REC" if elapsed_s is None else f"REC {format_elapsed(elapsed_s)}"
-        key = (height, width, format_wall(wall, self.tz), order_id or "", waybill or "", rec)
+        key = (height, width, format_wall(wall, self.tz), order_id or "", waybill or "", rec,
+               packer or "", kind)  # fmt: skip
         if key != self._i420_key:
             if key != self._band_key:
                 self._band = self._build_band(*key)
@@ -361,6 +372,8 @@ class Overlay:
         order_id: str,
         waybill: str,
         rec: str | None,
+        packer: str = "",
+        kind: str = "order",
     ) -> _Band:
         size = self.font_size_for(height)
         pad = max(2, round(size * 0.3))
@@ -369,8 +382,10 @@ class Overlay:
         line2 = "   ".join(
             part
             for part in (
+                self.labels["return"] if kind == "return" and order_id else "",
                 f"{self.labels['order']} {order_id}" if order_id else "",
                 f"{self.labels['waybill']} {waybill}" if waybill else "",
+                f"{self.labels['packer']} {packer}" if packer else "",
             )
             if part
         )

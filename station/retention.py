@@ -45,10 +45,13 @@ class Candidate:
     legal_hold: bool = False
     archived: bool = False
     finished: bool = True
+    kind: str = "order"  # "return": an unboxing clip, kept min_age_days_return
 
     @classmethod
     def from_stored(cls, c: StoredClip) -> Candidate:
-        return cls(c.id, c.started_at, c.size, c.legal_hold, c.archived, c.deleted_utc is None)
+        return cls(
+            c.id, c.started_at, c.size, c.legal_hold, c.archived, c.deleted_utc is None, c.kind
+        )
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,23 @@ class Policy:
     free_floor_bytes: int = 0
     free_floor_percent: float = 0.0
     archive_required: bool = False
+    min_age_days_return: float | None = None  # None: the same as min_age_days
 
     @classmethod
     def from_config(cls, r: RetentionSection) -> Policy:
         return cls(
-            r.min_age_days, r.free_floor_mb * 1024 * 1024, r.free_floor_percent, r.archive_required
+            r.min_age_days,
+            r.free_floor_mb * 1024 * 1024,
+            r.free_floor_percent,
+            r.archive_required,
+            r.min_age_days_return if r.min_age_days_return >= 0 else None,
         )
+
+    def min_age(self, kind: str) -> float:
+        """Days a clip of ``kind`` is kept at least (returns may have their own window)."""
+        if kind == "return" and self.min_age_days_return is not None:
+            return self.min_age_days_return
+        return self.min_age_days
 
     def floor(self, total_bytes: int) -> int:
         """Bytes that must stay free: the larger of the absolute and the relative floor."""
@@ -92,7 +106,7 @@ def why_kept(clip: Candidate, now: datetime, policy: Policy) -> str | None:
     if clip.legal_hold:
         return HELD
     # A clip "from the future" (the clock was wrong) counts as young: never delete on a guess.
-    if now - clip.started_at < timedelta(days=policy.min_age_days):
+    if now - clip.started_at < timedelta(days=policy.min_age(clip.kind)):
         return YOUNG
     if policy.archive_required and not clip.archived:
         return UNARCHIVED
@@ -109,7 +123,8 @@ def plan(
 ) -> Plan:
     """Pure: which clips to delete, oldest first, to get free space up to the floor.
 
-    Never a clip on legal hold, younger than ``min_age_days``, not finished, or not archived
+    Never a clip on legal hold, younger than ``min_age_days`` (``min_age_days_return`` for a
+    return clip), not finished, or not archived
     when ``archive_required``. Deletes nothing while free space is at or above the floor and
     stops as soon as it would be reached; ``floor_reached`` is False when even deleting every
     eligible clip is not enough.
@@ -183,7 +198,7 @@ def deletion_record(
         "started_utc": clip.started_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "deleted_utc": deleted_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "reason": reason,
-        "min_age_days": policy.min_age_days,
+        "min_age_days": policy.min_age(clip.kind),  # the age rule applied to this clip
         "archive_required": policy.archive_required,
         "floor_bytes": floor_bytes,
         "free_bytes": free_bytes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,13 +20,15 @@ from station.alarms import AlarmBoard
 from station.backoff import Backoff
 from station.codes import Debounce, Kind, Rules, classify, sanitize
 from station.config import Config
-from station.errors import CameraError, RecordingError, RejectedCode
+from station.errors import CameraError, RecordingError, RejectedCode, StationError
 from station.events import EventKind, StationEvents
 from station.frames import Frame, FrameSource, InputEvent, PedalPress, RawScan, ScanSource
 from station.ledger import ScanEventRecord
 from station.recorder import Recorder
 
 log = logging.getLogger(__name__)
+
+RECENT_ORDERS = 256  # orders remembered for the duplicate check until their clip is indexed
 
 
 def station_tz(cfg: Config) -> tzinfo | None:
@@ -65,6 +68,8 @@ class Status:
     frames: int
     last_error: str | None
     alarm: str | None = None  # the most important active alarm ("disk-full: ...")
+    packer: str | None = None  # the packer signed in now (issue 13)
+    next_kind: str = "order"  # the kind the next clip will be ("return" after a return card)
 
 
 class ClipGuard(Protocol):
@@ -130,6 +135,9 @@ class Station:
         # Camera facts, not order state: the wall time of the last frame before a loss (None
         # when the camera was absent from the start).
         self._lost_wall: datetime | None = None
+        # Orders whose clip started lately in this run (the last RECENT_ORDERS): a repack
+        # scanned before the finisher indexed the first clip is still a repack.
+        self._started_orders: dict[str, None] = {}
 
     # ---- status ---------------------------------------------------------------------------
 
@@ -149,6 +157,8 @@ class Station:
             frames=self.stats.frames,
             last_error=self.last_error,
             alarm=self.alarms.summary() if self.alarms is not None else None,
+            packer=st.floor.packer,
+            next_kind=st.floor.next_kind.value,
         )
 
     # ---- the loop -------------------------------------------------------------------------
@@ -251,6 +261,10 @@ class Station:
                 " ".join(waybills) or None,
                 elapsed,
                 isinstance(st, ss.Recording),
+                # The clip's packer while recording (a badge read mid-clip changes the next
+                # clip), else who is signed in now.
+                st.packer if isinstance(st, ss.Recording) else st.floor.packer,
+                st.kind.value if isinstance(st, ss.Recording) else st.floor.next_kind.value,
             )
         t2 = time.perf_counter()
         i420 = image if i420_in else self.to_i420(image)
@@ -328,7 +342,13 @@ class Station:
     # ---- session actions ------------------------------------------------------------------
 
     def _apply(self, event: ss.Event) -> None:
+        before = self.state.floor.packer
         self.state, actions = ss.step(self.state, event, self.cfg.session)
+        if self.state.floor.packer != before:
+            log.info("packer %s", f"{self.state.floor.packer} signed in" if
+                     self.state.floor.packer else f"{before} signed out")  # fmt: skip
+            self._emit(EventKind.PACKER_CHANGED, event.t, getattr(self.state, "order_id", None),
+                       packer=self.state.floor.packer)  # fmt: skip
         for action in actions:
             self._do(action)
 
@@ -338,16 +358,17 @@ class Station:
                 refused = self.guard.refusal() if self.guard is not None else None
                 if refused is not None:
                     self._error(f"not recording order {action.order_id!r}: {refused}")
+                    # The session logs the refusal; the log emits the scan-refused event.
                     self._apply(ss.ClipRefused(action.order_id, action.t, refused))
-                    self._emit(EventKind.SCAN_REFUSED, action.t, action.order_id, why=refused)
                     return
+                repack = self._repack(action)
                 try:
                     self.recorder.start(
                         action.order_id,
                         action.t,
                         pre_roll=action.pre_roll,
                         waybills=action.waybills,
-                        extra=self._gap(action),
+                        extra={**self._floor(action), **repack, **(self._gap(action) or {})},
                         wall=self._wall_at(action.t),
                     )
                 except RecordingError as exc:
@@ -355,7 +376,18 @@ class Station:
                     self._apply(ss.RecordingFailed(action.t, str(exc)))
                     self._emit(EventKind.SCAN_REFUSED, action.t, action.order_id, why=str(exc))
                 else:
-                    self._emit(EventKind.ORDER_STARTED, action.t, action.order_id)
+                    self._started_orders.pop(action.order_id, None)
+                    self._started_orders[action.order_id] = None
+                    if len(self._started_orders) > RECENT_ORDERS:
+                        del self._started_orders[next(iter(self._started_orders))]
+                    self._emit(EventKind.ORDER_STARTED, action.t, action.order_id,
+                               packer=action.packer, clip_kind=action.kind.value)  # fmt: skip
+                    if repack:
+                        # After order-started: the screen clears its banner on a new order.
+                        earlier = repack.get("repack_of", [])
+                        self._emit(EventKind.DUPLICATE_ORDER, action.t, action.order_id,
+                                   earlier=earlier, why=f"already recorded: clip(s) {earlier}"
+                                   if earlier else "already recorded")  # fmt: skip
             case ss.StopClip():
                 if self.recorder.recording:
                     self.recorder.stop(action.reason.value, action.t)
@@ -374,6 +406,34 @@ class Station:
                     action.kind, action.text, action.source, wall, None, action.note
                 )
                 self.recorder.log_event(rec, action.t)
+                if action.kind == "refused":
+                    self._emit(EventKind.SCAN_REFUSED, action.t, action.text, why=action.note)
+
+    def _repack(self, action: ss.StartClip) -> dict[str, object]:
+        """The manifest fields of a repack: an order this station recorded before (its index,
+        or started earlier in this run and not indexed yet). A clip resuming its own order
+        after a camera loss is the same packing, not a repack."""
+        if action.resumed_after_s is not None and action.order_at_loss == action.order_id:
+            return {}
+        try:
+            earlier = self.recorder.ledger.order_clip_refs(action.order_id)
+        except (StationError, sqlite3.Error) as exc:  # unreadable index: record anyway
+            log.error("duplicate check for %r failed: %s", action.order_id, exc)
+            earlier = []
+        if not earlier and action.order_id not in self._started_orders:
+            return {}
+        return {
+            "repack": True,
+            "repack_of": [i for i, _sha in earlier],
+            "repack_of_sha256": [sha for _i, sha in earlier],
+        }
+
+    def _floor(self, action: ss.StartClip) -> dict[str, object]:
+        """The manifest fields saying who packed the clip and what kind of clip it is."""
+        floor: dict[str, object] = {"kind": action.kind.value}
+        if action.packer is not None:
+            floor["packer"] = action.packer
+        return floor
 
     def _gap(self, action: ss.StartClip) -> dict[str, object] | None:
         """The manifest fields of a clip that resumes after a camera loss."""

@@ -40,6 +40,8 @@ class ScreenState:
         self.items_error: str | None = None
         self.last_clip: dict[str, Any] | None = None
         self.notice: dict[str, Any] | None = None
+        self.packer: str | None = None  # the open clip's packer (issue 13)
+        self.kind = "order"  # the open clip's kind: order | return
         self.alarms: dict[str, str] = {}
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self.seq = 0
@@ -52,6 +54,7 @@ class ScreenState:
             self.started_at = ev.at.isoformat(timespec="milliseconds")
             self.started_mono = time.monotonic()
             self.waybills, self.items, self.items_error, self.notice = [], None, None, None
+            self.packer, self.kind = d.get("packer"), d.get("clip_kind") or "order"
         elif k is EventKind.WAYBILL_LINKED and ev.order_id == self.order_id:
             self.waybills.append(str(d.get("waybill", "")))
         elif k is EventKind.ORDER_ITEMS and ev.order_id == self.order_id:
@@ -84,6 +87,8 @@ class ScreenState:
             }
             if k is EventKind.SCAN_REFUSED and self.state != "recording":
                 self.state = "error"
+        elif k is EventKind.PACKER_CHANGED:
+            self.packer = d.get("packer")  # who is signed in now (the open clip keeps its own)
         elif k is EventKind.ALARM_RAISED:
             self.alarms[str(d.get("alarm"))] = str(d.get("message", ""))
         elif k is EventKind.ALARM_CLEARED:
@@ -106,6 +111,8 @@ class ScreenState:
             "started_at": self.started_at,
             "elapsed_s": elapsed,
             "waybills": self.waybills,
+            "packer": self.packer,
+            "kind": self.kind,
             "items": self.items,
             "items_error": self.items_error,
             "last_clip": self.last_clip,

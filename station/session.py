@@ -25,9 +25,24 @@ class FinishReason(StrEnum):
 # ---- states -------------------------------------------------------------------------------
 
 
+class ClipKind(StrEnum):
+    ORDER = "order"  # packing an outbound parcel
+    RETURN = "return"  # unboxing a returned parcel
+
+
+@dataclass(frozen=True, slots=True)
+class Floor:
+    """Who is at the table and what the next clip is: kept across every state change."""
+
+    packer: str | None = None
+    next_kind: ClipKind = ClipKind.ORDER
+
+
 @dataclass(frozen=True, slots=True)
 class Idle:
     """No order open: frames only feed the pre-roll buffer."""
+
+    floor: Floor = Floor()
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +53,9 @@ class Recording:
     started_t: float
     last_motion_t: float
     waybills: tuple[str, ...] = ()
+    floor: Floor = Floor()
+    packer: str | None = None  # the packer signed in when this clip started
+    kind: ClipKind = ClipKind.ORDER
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +72,7 @@ class Suspended:
     waybills: tuple[str, ...] = ()
     order_at_loss: str | None = None
     scanned_t: float | None = None
+    floor: Floor = Floor()
 
 
 State = Idle | Recording | Suspended
@@ -163,6 +182,8 @@ class StartClip:
     lost_t: float | None = None
     order_at_loss: str | None = None
     scanned_t: float | None = None
+    packer: str | None = None  # who was signed in when the clip started
+    kind: ClipKind = ClipKind.ORDER
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,14 +236,64 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         # A product seen by the camera: logged (in the open clip's timeline, if any), and it
         # changes nothing, whatever the state: it never starts, ends or resumes a clip.
         return state, [_log(event, event.code.detail)]
+    if not isinstance(state, Idle | Recording | Suspended):
+        raise TypeError(f"unknown state {state!r}")  # programming error: fail at once
+    floor = state.floor
+    if isinstance(event, Scanned):
+        # Badges, sign-out and return cards change the floor only: never a clip (an open clip
+        # keeps the packer and kind it started with).
+        code = event.code
+        if code.kind is Kind.OPERATOR:
+            return replace(state, floor=replace(floor, packer=code.detail)), [
+                _log(event, f"packer {code.detail} signed in")
+            ]
+        if code.kind is Kind.CONTROL and code.detail == "signout":
+            note = f"packer {floor.packer} signed out" if floor.packer else "no packer signed in"
+            return replace(state, floor=replace(floor, packer=None)), [_log(event, note)]
+        if code.kind is Kind.RETURN or (code.kind is Kind.CONTROL and code.detail == "return"):
+            return replace(state, floor=replace(floor, next_kind=ClipKind.RETURN)), [
+                _log(event, "the next clip is a return")
+            ]
+        if code.kind is Kind.ORDER and rules.require_packer and floor.packer is None:
+            return _refuse_unsigned(state, event)
+    if (
+        isinstance(event, ClipRefused)
+        and isinstance(state, Recording)
+        and event.order_id == state.order_id
+        and state.kind is ClipKind.RETURN
+    ):
+        floor = replace(floor, next_kind=ClipKind.RETURN)  # the return is still to come
     match state:
         case Idle():
-            return _step_idle(state, event)
+            new, actions = _step_idle(state, event)
         case Recording():
-            return _step_recording(state, event, rules)
+            new, actions = _step_recording(state, event, rules)
         case Suspended():
-            return _step_suspended(state, event)
-    raise TypeError(f"unknown state {state!r}")  # programming error: fail at once
+            new, actions = _step_suspended(state, event)
+    return _stamp(new, actions, floor)
+
+
+def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]:
+    """An order scanned while no packer is signed in and ``require_packer`` is on."""
+    refused = LogEvent("refused", event.code.text, event.t, event.source, "no packer signed in")
+    if isinstance(state, Recording):
+        if event.code.text == state.order_id:
+            return Idle(state.floor), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
+        return Idle(state.floor), [StopClip(FinishReason.NEXT_ORDER, event.t), refused]
+    return state, [refused]
+
+
+def _stamp(new: State, actions: list[Action], floor: Floor) -> tuple[State, list[Action]]:
+    """Carry the floor into the new state; give each started clip its packer and kind."""
+    if any(isinstance(a, StartClip) for a in actions):
+        actions = [
+            replace(a, packer=floor.packer, kind=floor.next_kind) if isinstance(a, StartClip) else a
+            for a in actions
+        ]
+        if isinstance(new, Recording):
+            new = replace(new, packer=floor.packer, kind=floor.next_kind)
+        floor = replace(floor, next_kind=ClipKind.ORDER)
+    return replace(new, floor=floor), actions
 
 
 def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:

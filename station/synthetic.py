@@ -271,6 +271,8 @@ _EPISODES = ("sealed", "next-order", "rescan", "pedal", "waybill", "still", "tim
 # Session settings `packcam demo` uses (without --config) so that the "still" and "timeout"
 # episodes end their clips by those rules within a short demo.
 DEMO_SESSION = {"still_timeout_s": 10.0, "max_duration_s": 30.0}
+DEMO_PACKER = "OP:demo-packer"  # the badge the demo signs in with (codes.operator_patterns)
+DEMO_RETURN = "RETURN"  # the return card (codes.return_codes)
 
 
 def _order_id(rng: random.Random, stamp: str, n: int) -> str:
@@ -321,16 +323,25 @@ def _demo_events(seed: int, stamp: str) -> Iterator[ScenarioEvent]:
     still: 25 s of stillness (ends it when ``session.still_timeout_s`` is set), then the seal.
     timeout: no end at all for longer than ``DEMO_SESSION["max_duration_s"]``.
     Some orders and about a quarter of the waybills arrive as keyboard scans instead of cards.
+    The packing floor (issue 13): a packer badge is scanned first (DEMO_PACKER); from the
+    second cycle on, the "sealed" order is the previous cycle's again (a duplicate: a repack)
+    and a return card (DEMO_RETURN) before the "pedal" order makes that clip a return.
     """
     rng = random.Random(seed)
     t = rng.uniform(1.0, 2.5)
     n = 0
     seals = 0
+    yield ScenarioEvent(0.5, "key", text=DEMO_PACKER)
+    repeat: str | None = None
     while True:
         for episode in _EPISODES:
             n += 1
             order = _order_id(rng, stamp, n)
+            if episode == "sealed":
+                order, repeat = repeat or order, order
             ep = _Episode(rng)
+            if episode == "pedal":
+                ep.events.append(ScenarioEvent(round(t - 0.5, 3), "key", text=DEMO_RETURN))
             by_key = episode in ("pedal", "next-order") and rng.random() < 0.5
             ep.scan(t, order, rng.choice(("qrcode", "code128")), by_key)
             waybill_at = t + rng.uniform(6.0, 9.0)

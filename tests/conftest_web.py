@@ -114,6 +114,7 @@ def index_clip(
     rel: str | None = None,
     waybill: str | None = "SF1234567890123",
     copy: bool = True,
+    extra: dict[str, Any] | None = None,
 ) -> ClipRecord:
     """Copy ``src`` into the store and index it as the station would (real size and hash)."""
     start = start or datetime(2026, 11, 30, 9, 0, 0, 123000, tzinfo=TZ8)
@@ -148,6 +149,7 @@ def index_clip(
             ),
             ScanEventRecord("seal", "SEAL", "camera", start + timedelta(seconds=3.5), 3.5),
         ),
+        extra=dict(extra or {}),
     )
     clip_id = ledger.add_clip(clip)
     got = ledger.clip(clip_id)

@@ -104,6 +104,7 @@ clip_lists = st.lists(
         st.booleans(),
         st.booleans(),
         st.booleans(),
+        st.sampled_from(["order", "return"]),
     ),
     max_size=40,
     unique_by=lambda c: c.id,
@@ -114,7 +115,15 @@ policies = st.builds(
     st.integers(0, 10**10),
     st.floats(0, 50),
     st.booleans(),
+    st.none() | st.floats(0, 400),
 )
+
+
+def _days(policy: Policy, c: Candidate) -> float:
+    """The documented minimum age: [retention] min_age_days_return for returns, when set."""
+    if c.kind == "return" and policy.min_age_days_return is not None:
+        return policy.min_age_days_return
+    return policy.min_age_days
 
 
 @settings(max_examples=400, deadline=None)
@@ -126,7 +135,7 @@ def test_plan_properties(clips, policy, free, extra) -> None:
 
     # The oracle is the rule as the docs state it, not the implementation's own why_kept.
     def may_go(c: Candidate) -> bool:
-        old_enough = NOW - c.started_at >= timedelta(days=policy.min_age_days)
+        old_enough = NOW - c.started_at >= timedelta(days=_days(policy, c))
         return (
             c.finished
             and not c.legal_hold
@@ -140,7 +149,7 @@ def test_plan_properties(clips, policy, free, extra) -> None:
     assert list(p.deletions) == eligible[:k]
     for c in p.deletions:
         assert not c.legal_hold and c.finished
-        assert NOW - c.started_at >= timedelta(days=policy.min_age_days)
+        assert NOW - c.started_at >= timedelta(days=_days(policy, c))
         assert c.archived or not policy.archive_required
     freed = sum(c.size for c in p.deletions)
     assert p.free_after == free + freed and p.floor_bytes == floor
@@ -159,7 +168,7 @@ def test_plan_properties(clips, policy, free, extra) -> None:
             reasons[UNFINISHED] += 1
         elif c.legal_hold:
             reasons[HELD] += 1
-        elif NOW - c.started_at < timedelta(days=policy.min_age_days):
+        elif NOW - c.started_at < timedelta(days=_days(policy, c)):
             reasons[YOUNG] += 1
         elif policy.archive_required and not c.archived:
             reasons[UNARCHIVED] += 1
@@ -449,3 +458,14 @@ def test_hold_and_retention_commands(stocked: tuple[config_mod.Config, list]) ->
     assert ledger.legal_hold("PO-A") is None
     ledger.close()
     assert run_cli("hold", "PO-A", "--data", str(cfg.station.data_dir / "nope")).returncode == 3
+
+
+def test_returns_keep_their_own_minimum_age(cfg) -> None:
+    pol = Policy.from_config(
+        cfg.replace("retention", min_age_days=30, min_age_days_return=180).retention
+    )
+    ret = Candidate(1, NOW - timedelta(days=100), 10, kind="return")
+    order = Candidate(2, NOW - timedelta(days=100), 10)
+    assert why_kept(ret, NOW, pol) == YOUNG and why_kept(order, NOW, pol) is None
+    same = Policy.from_config(cfg.replace("retention", min_age_days=30).retention)
+    assert why_kept(ret, NOW, same) is None  # negative (the default): as min_age_days

@@ -38,7 +38,8 @@ def test_csv_export_lists_every_clip_of_the_day(operator, web_env: WebEnv) -> No
     rows = csv_rows(resp)
     header, body = rows[0], rows[1:]
     assert header == [
-        "order", "waybills", "station", "start", "duration_s", "reason", "sha256", "link"
+        "order", "waybills", "station", "start", "duration_s", "reason", "sha256", "link",
+        "packer", "kind", "repack_of",
     ]  # fmt: skip
     indexed = [c for k, c in web_env.clips.items()]
     assert len(body) == len(indexed)

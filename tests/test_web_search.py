@@ -172,7 +172,7 @@ def _bulk(conn, n: int) -> None:
             id=i + 1, order_id=f"ORD-{i:07d}", station="s1", started_at=now, ended_at=now,
             started_utc=now, ended_utc=now, tz="+08:00", duration_s=1.0, frame_count=1,
             finish_reason="sealed", pre_roll_s=0.0, path=f"clips/{i}.mp4", size=1,
-            sha256="00" * 32, manifest_path="", created_utc=now,
+            sha256="00" * 32, manifest_path="", created_utc=now, kind="order",
         )  # fmt: skip
         rows.append(tuple(row[c] for c in cols))
     conn.executemany(f"INSERT INTO clips VALUES ({','.join('?' * len(cols))})", rows)

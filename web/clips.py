@@ -203,6 +203,9 @@ def search_args() -> dict[str, Any]:
     start_utc = day_bounds_utc(day_from, tz)[0] if day_from else None
     end_utc = day_bounds_utc(day_to, tz)[1] if day_to else None
     station = request.args.get("station", "").strip()[:64] or None
+    packer = request.args.get("packer", "").strip()[:64] or None
+    kind = request.args.get("kind", "").strip()
+    kind = kind if kind in ("order", "return") else None
     try:
         page = max(1, min(10_000, int(request.args.get("page", "1"))))
     except ValueError:
@@ -212,12 +215,16 @@ def search_args() -> dict[str, Any]:
         "from": day_from.isoformat() if day_from else "",
         "to": day_to.isoformat() if day_to else "",
         "station": station or "",
+        "packer": packer or "",
+        "kind": kind or "",
         "page": page,
         "bad_dates": bad_dates,
         "query": {
             "start_utc": start_utc,
             "end_utc": end_utc,
             "station": station,
+            # The packing-floor filters exist in the station's index only (issue 13).
+            **({"packer": packer, "kind": kind} if (packer or kind) and not _central() else {}),
         },
     }
 
@@ -246,7 +253,15 @@ def search() -> str:
         results=results[:PAGE_SIZE],
         more=more,
         stations=index.stations(),
-        searched=bool(args["q"] or args["from"] or args["to"] or args["station"]),
+        floor_filters=not _central(),
+        searched=bool(
+            args["q"]
+            or args["from"]
+            or args["to"]
+            or args["station"]
+            or args["packer"]
+            or args["kind"]
+        ),
     )
 
 

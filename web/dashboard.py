@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import statistics
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,26 @@ log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__)
 
 RATE_WINDOW_DAYS = 7
+PACKER_DAYS = 7
+
+
+def packer_stats(
+    rows: Iterable[tuple[str, str, float]], tz: tzinfo | None, days: list[date]
+) -> dict[str, list[tuple[int, float | None]]]:
+    """Per packer, per local day in ``days``: (orders packed, median packing seconds or None).
+
+    Pure: ``rows`` are (packer, started_at with offset, duration_s) of packing clips."""
+    durations: dict[str, dict[date, list[float]]] = {}
+    for packer, started_at, duration_s in rows:
+        day = datetime.fromisoformat(started_at).astimezone(tz).date()
+        durations.setdefault(packer, {}).setdefault(day, []).append(duration_s)
+    return {
+        packer: [
+            (len(per_day.get(d, [])), statistics.median(per_day[d]) if per_day.get(d) else None)
+            for d in days
+        ]
+        for packer, per_day in sorted(durations.items())
+    }
 
 
 def read_selfchecks(live_dir: Path) -> list[dict[str, Any]]:
@@ -80,6 +102,13 @@ def summary() -> dict[str, Any]:
             current_app.config["LIVE_DIR"], current_app.config["STALE_AFTER_S"]
         )
     max_hour = max((max(v) for v in per_hour.values()), default=0)
+
+    # Orders and median packing time per packer per day, over the last PACKER_DAYS days.
+    days = [now.date() - timedelta(days=n) for n in range(PACKER_DAYS - 1, -1, -1)]
+    packers: dict[str, list[tuple[int, float | None]]] = {}
+    if hasattr(index, "packer_clips"):  # the station's index (the central one has no packers)
+        first_start = day_bounds_utc(days[0], tz)[0]
+        packers = packer_stats(index.packer_clips(first_start, end), tz, days)
     return {
         "now": now,
         "today": now.date().isoformat(),
@@ -99,6 +128,8 @@ def summary() -> dict[str, Any]:
         "selfcheck": []
         if current_app.config.get("PACKCAM_CENTRAL")
         else read_selfchecks(current_app.config["LIVE_DIR"]),
+        "packer_days": [d.isoformat() for d in days],
+        "packers": packers,
         "generated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 

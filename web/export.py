@@ -27,6 +27,9 @@ HEADER = (
     "reason",
     "sha256",
     "link",
+    "packer",
+    "kind",
+    "repack_of",
 )
 MAX_DAYS = 366
 PAGE = 500
@@ -81,6 +84,9 @@ def rows(start_utc: str, end_utc: str, station: str | None) -> list[list[str | f
                 c.finish_reason,
                 c.sha256,
                 url_for("clips.order", order_id=c.order_id, _external=True),
+                c.packer or "",
+                c.kind,
+                " ".join(str(i) for i in c.repack_of),
             ]
         )
     out.sort(key=lambda r: str(r[3]))

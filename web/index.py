@@ -46,6 +46,8 @@ def search_sql(
     *,
     mark: str = "?",
     waybill_table: str = "waybills",
+    packer: str | None = None,
+    kind: str | None = None,
 ) -> tuple[str, list[Any]]:
     """The clip search query and its arguments, for SQLite (``?``) and PostgreSQL (``%s``).
 
@@ -69,6 +71,8 @@ def search_sql(
         (f"c.started_utc >= {mark}", start_utc),
         (f"c.started_utc < {mark}", end_utc),
         (f"c.station = {mark}", station),
+        (f"c.packer = {mark}", packer),
+        (f"c.kind = {mark}", kind),
     ):
         if value:
             where.append(cond)
@@ -213,13 +217,18 @@ class ClipIndex:
         station: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        packer: str | None = None,
+        kind: str | None = None,
     ) -> list[ClipRecord]:
         """Clips, newest first, whose order ID or a waybill contains ``q`` (2+ characters, any
-        case; 1 character: starts with it); SearchTimeout after SEARCH_TIMEOUT_S."""
+        case; 1 character: starts with it), packed by ``packer``, of ``kind`` (order or
+        return); SearchTimeout after SEARCH_TIMEOUT_S."""
         deadline = time.monotonic() + SEARCH_TIMEOUT_S
         self.conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
         try:
-            rows = self._search_rows(q, start_utc, end_utc, station, limit, offset)
+            rows = self._search_rows(
+                q, start_utc, end_utc, station, limit, offset, packer=packer, kind=kind
+            )
         except sqlite3.OperationalError as exc:
             if "interrupt" in str(exc):
                 log.warning("search for %r stopped after %.0f s", q, SEARCH_TIMEOUT_S)
@@ -248,10 +257,15 @@ class ClipIndex:
         station: str | None,
         limit: int,
         offset: int,
+        *,
+        packer: str | None = None,
+        kind: str | None = None,
     ) -> list[sqlite3.Row]:
         m = match_expr(q) if self.search_index is not None and q else None
         if m is None:
-            sql, args = search_sql(q, start_utc, end_utc, station, limit, offset)
+            sql, args = search_sql(
+                q, start_utc, end_utc, station, limit, offset, packer=packer, kind=kind
+            )
             return self.conn.execute(sql, args).fetchall()
         assert self.search_index is not None
         table, expr, check = m
@@ -261,6 +275,8 @@ class ClipIndex:
             ("c.started_utc >= ?", start_utc),
             ("c.started_utc < ?", end_utc),
             ("c.station = ?", station),
+            ("c.packer = ?", packer),
+            ("c.kind = ?", kind),
         ):
             if value:
                 filters += " AND " + cond
@@ -306,6 +322,16 @@ class ClipIndex:
         rows = self.conn.execute(
             "SELECT station, started_at, size FROM clips WHERE started_utc >= ?"
             " AND started_utc < ?",
+            (start_utc, end_utc),
+        ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def packer_clips(self, start_utc: str, end_utc: str) -> list[tuple[str, str, float]]:
+        """(packer, started_at with offset, duration_s) of packing clips (not returns) with a
+        packer, started in [start, end)."""
+        rows = self.conn.execute(
+            "SELECT packer, started_at, duration_s FROM clips WHERE started_utc >= ?"
+            " AND started_utc < ? AND packer IS NOT NULL AND kind = 'order'",
             (start_utc, end_utc),
         ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]

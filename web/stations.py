@@ -40,6 +40,7 @@ class StationStatus:
     # central mode (the fleet's registry): last clip and clips not yet archived
     last_clip_utc: str | None = None
     archive_backlog: int | None = None
+    packer: str | None = None  # the packer signed in at the station now (issue 13)
 
     @property
     def shown_state(self) -> str:
@@ -121,6 +122,7 @@ def parse_status(
         disk_free_bytes=_num(doc.get("disk_free_bytes"), int, None),
         clock_synced=doc.get("clock_synced") if isinstance(doc.get("clock_synced"), bool) else None,
         has_frame=has_frame,
+        packer=_str(doc.get("packer"), 64),
     )
 
 

@@ -241,6 +241,7 @@ def _export(
             files[name] = jpg
             item["frames"].append({"file": name, "t_clip_s": round(t, 2), "label": label})
         n_frames += len(frames)
+        item["kind"] = str(body.get("kind") or "order")  # as signed: "order" or "return"
         clips_index.append(item)
         summaries.append((r, body, item, e.seq if e else None, len(item.get("timestamps", []))))
 
@@ -523,6 +524,9 @@ def _intro_html(tokens: int, clips: int) -> str:
     )
 
 
+_KIND_TEXT = {"order": "打包 Packing an order", "return": "退货拆箱 Return (unboxing)"}
+
+
 def summary_html(
     index: dict[str, Any],
     summaries: list[tuple[ClipRecord, dict[str, Any], dict[str, Any], int | None, int]],
@@ -542,11 +546,19 @@ def summary_html(
         waybills = [
             str(w.get("waybill")) for w in signed.get("waybills") or [] if isinstance(w, dict)
         ] or ([str(signed["waybill"])] if signed.get("waybill") else [])
+        kind = _KIND_TEXT.get(str(signed.get("kind") or "order"), str(signed.get("kind")))
+        # A repack names the earlier clips by their SHA-256 (ids are only the station's).
+        repack = ", ".join(f"SHA-256 {str(h)[:16]}…" for h in signed.get("repack_of_sha256") or [])
+        if signed.get("repack") and not repack:
+            repack = "earlier clip of this order (recorded just before)"
         rows.append(
             f"""<section class="clip">
 <h2>{e(Path(r.path).name)}</h2>
 <table>
+<tr><th>类型 Kind</th><td class="kind">{e(kind)}</td></tr>
 <tr><th>订单 Order</th><td>{e(str(signed.get("order_id")))}</td></tr>
+<tr><th>打包员 Packer</th><td>{e(str(signed.get("packer") or "—"))}</td></tr>
+{f"<tr><th>重新打包 Repack of</th><td class='repack'>{e(repack)}</td></tr>" if repack else ""}
 <tr><th>运单 Waybill</th><td>{e(", ".join(waybills) or "—")}</td></tr>
 <tr><th>工位 Station</th><td>{e(str(signed.get("station")))}</td></tr>
 <tr><th>开始 Start</th><td>{e(str(signed.get("started_at")))}</td></tr>

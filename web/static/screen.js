@@ -46,6 +46,9 @@
     setText($("order"), shown || "—");
     setText($("elapsed"), clock(d.elapsed_s));
     setText($("waybills"), (d.waybills || []).join("  "));
+    setText($("packer"), d.packer || "—");
+    var kind = $("kind");
+    setText(kind, d.kind === "return" ? kind.dataset["return"] : "");
     var n = $("notice");
     if (d.notice) {
       n.hidden = false;

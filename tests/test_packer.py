@@ -1,0 +1,173 @@
+"""Packer identity and return clips in the pure session (issue 13 parts 1 and 5)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from station import session as ss
+from station.codes import Kind, Rules, classify
+from station.config import CodesSection, SessionSection
+
+RULES = Rules.from_config(CodesSection())
+S = SessionSection()
+STRICT = SessionSection(require_packer=True)
+
+
+def scan(text: str, t: float, symbology: str = "") -> ss.Scanned:
+    return ss.Scanned(classify(text, RULES, symbology), t)
+
+
+def run(events: list[ss.Event], rules: SessionSection = S) -> tuple[ss.State, list[ss.Action]]:
+    state: ss.State = ss.Idle()
+    out: list[ss.Action] = []
+    for ev in events:
+        state, actions = ss.step(state, ev, rules)
+        out.extend(actions)
+    return state, out
+
+
+def starts(actions: list[ss.Action]) -> list[ss.StartClip]:
+    return [a for a in actions if isinstance(a, ss.StartClip)]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "detail"),
+    [
+        ("OP:alice", Kind.OPERATOR, "alice"),
+        ("OP-王芳", Kind.OPERATOR, "王芳"),
+        ("OP:", Kind.ORDER, ""),  # a badge with no name is no badge
+        ("SIGNOUT", Kind.CONTROL, "signout"),
+        ("签退", Kind.CONTROL, "signout"),
+        ("return", Kind.CONTROL, "return"),
+        ("退货", Kind.CONTROL, "return"),
+    ],
+)
+def test_badges_and_cards_are_classified(text: str, kind: Kind, detail: str) -> None:
+    code = classify(text, RULES)
+    assert (code.kind, code.detail) == (kind, detail)
+
+
+def test_a_return_waybill_pattern_is_a_return_code() -> None:
+    rules = Rules.from_config(CodesSection(return_patterns=("^RT\\d{6}$",)))
+    assert classify("RT123456", rules).kind is Kind.RETURN
+    assert classify("RT12345", rules).kind is Kind.ORDER
+
+
+def test_a_badge_on_a_product_symbology_is_an_item_and_a_camera_badge_needs_an_order_one() -> None:
+    assert classify("OP:alice", RULES, "ean13").kind is Kind.ITEM
+    assert classify("OP:alice", RULES, "qrcode").kind is Kind.OPERATOR
+    assert classify("OP:alice", RULES, "pdf417").kind is Kind.UNKNOWN
+
+
+def test_the_packer_signed_in_goes_with_the_clip_and_a_badge_never_ends_it() -> None:
+    state, actions = run([scan("OP:alice", 0), scan("A1", 1), scan("OP:bob", 2)])
+    assert starts(actions)[0].packer == "alice"
+    assert isinstance(state, ss.Recording) and state.order_id == "A1"
+    assert state.packer == "alice" and state.floor.packer == "bob"
+    assert not [a for a in actions if isinstance(a, ss.StopClip)]
+    state, actions = ss.step(state, scan("A2", 3), S)
+    assert starts(actions)[0].packer == "bob"
+
+
+def test_sign_out_leaves_the_open_clip_its_packer() -> None:
+    state, actions = run([scan("OP:alice", 0), scan("A1", 1), scan("SIGNOUT", 2)])
+    assert isinstance(state, ss.Recording) and state.packer == "alice"
+    assert state.floor.packer is None
+    assert actions[-1] == ss.LogEvent("control", "SIGNOUT", 2, "camera", "packer alice signed out")
+
+
+def test_require_packer_refuses_an_order_without_one() -> None:
+    state, actions = run([scan("A1", 1)], STRICT)
+    assert state == ss.Idle()
+    assert actions == [ss.LogEvent("refused", "A1", 1, "camera", "no packer signed in")]
+    state, actions = run([scan("OP:alice", 0), scan("A1", 1), scan("SIGNOUT", 2), scan("A2", 3)],
+                         STRICT)  # fmt: skip
+    assert isinstance(state, ss.Idle)
+    assert [a.order_id for a in starts(actions)] == ["A1"]
+    assert ss.StopClip(ss.FinishReason.NEXT_ORDER, 3) in actions
+    assert actions[-1].kind == "refused"  # type: ignore[union-attr]
+
+
+def test_a_return_card_makes_only_the_next_clip_a_return() -> None:
+    state, actions = run([scan("退货", 0), scan("A1", 1), scan("A2", 2)])
+    assert [(a.order_id, a.kind) for a in starts(actions)] == [
+        ("A1", ss.ClipKind.RETURN),
+        ("A2", ss.ClipKind.ORDER),
+    ]
+    state, actions = run([scan("A1", 0), scan("RETURN", 1)])
+    assert isinstance(state, ss.Recording) and state.kind is ss.ClipKind.ORDER  # open clip keeps
+    assert state.floor.next_kind is ss.ClipKind.RETURN
+
+
+def test_the_floor_survives_a_camera_loss() -> None:
+    state, actions = run(
+        [scan("OP:alice", 0), scan("A1", 1), ss.CameraLost(2), scan("退货", 3), ss.CameraBack(4)]
+    )
+    (first, resumed) = starts(actions)
+    assert first.packer == "alice" and first.kind is ss.ClipKind.ORDER
+    assert resumed.packer == "alice" and resumed.kind is ss.ClipKind.RETURN
+    assert isinstance(state, ss.Recording) and state.floor.packer == "alice"
+
+
+codes = st.sampled_from(["OP:alice", "OP:bob", "OP-carol", "SIGNOUT", "签退", "RETURN", "A1",
+                         "A2", "SEAL", "SF1234567890123", "4006381333931"])  # fmt: skip
+events = st.one_of(
+    st.tuples(st.just("scan"), codes),
+    st.tuples(st.sampled_from(["pedal", "tick", "lost", "back", "disk", "shutdown"]), st.none()),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(events, max_size=40), st.booleans(), st.booleans())
+def test_no_clip_ever_lacks_the_packer_signed_in_when_it_started(
+    script: list[tuple[str, str | None]], strict: bool, waybill_ends: bool
+) -> None:
+    rules = SessionSection(require_packer=strict, waybill_ends_clip=waybill_ends)
+    state: ss.State = ss.Idle()
+    signed_in: str | None = None  # the model: who the badges say is at the table
+    clip_packer: str | None = None
+    for i, (what, text) in enumerate(script):
+        t = float(i)
+        ev: ss.Event
+        match what:
+            case "scan":
+                assert text is not None
+                ev = scan(text, t, "ean13" if text.isdigit() else "")
+            case "pedal":
+                ev = ss.Pedal(t)
+            case "tick":
+                ev = ss.Tick(t)
+            case "lost":
+                ev = ss.CameraLost(t)
+            case "back":
+                ev = ss.CameraBack(t)
+            case "disk":
+                ev = ss.DiskFull(t)
+            case _:
+                ev = ss.Shutdown(t)
+        state, actions = ss.step(state, ev, rules)
+        for a in actions:
+            if isinstance(a, ss.StartClip):
+                assert a.packer == signed_in
+                assert not (strict and a.packer is None and a.resumed_after_s is None)
+                clip_packer = a.packer
+        if isinstance(ev, ss.Scanned) and ev.code.kind is Kind.OPERATOR:
+            signed_in = ev.code.detail
+            assert not any(isinstance(a, ss.StopClip | ss.StartClip) for a in actions)
+        if isinstance(ev, ss.Scanned) and ev.code.detail == "signout":
+            signed_in = None
+            assert not any(isinstance(a, ss.StopClip | ss.StartClip) for a in actions)
+        assert state.floor.packer == signed_in
+        if isinstance(state, ss.Recording):
+            assert state.packer == clip_packer
+
+
+def test_a_refused_return_clip_leaves_the_next_clip_a_return() -> None:
+    state, _ = run([scan("RETURN", 0), scan("A1", 1)])
+    assert isinstance(state, ss.Recording) and state.kind is ss.ClipKind.RETURN
+    state, actions = ss.step(state, ss.ClipRefused("A1", 1, "disk full"), S)
+    assert isinstance(state, ss.Idle) and state.floor.next_kind is ss.ClipKind.RETURN
+    state, actions = ss.step(state, scan("A1", 5), S)
+    assert starts(actions)[0].kind is ss.ClipKind.RETURN
