@@ -105,3 +105,17 @@ def test_compiled_catalogs_match_the_po_files(lang: str) -> None:
         return out
 
     assert table(po) == table(mo), "run: pybabel compile -d web/translations"
+
+
+def test_every_finish_reason_is_named_in_both_languages(web_app) -> None:
+    """A clip's finish reason is shown translated: a reason the session can produce without a
+    name here would show up raw (as `disk-full` once did)."""
+    from flask_babel import force_locale
+
+    from station.session import FinishReason
+    from web.i18n import FINISH_REASONS
+
+    assert set(FINISH_REASONS) == {r.value for r in FinishReason}
+    with web_app.test_request_context(), force_locale("zh_Hans_CN"):
+        for reason, label in FINISH_REASONS.items():
+            assert str(label) != reason and not str(label).isascii(), reason

@@ -25,6 +25,7 @@ FINISH_REASONS = {
     "end-of-input": _l("end of input"),
     "interrupted": _l("interrupted"),
     "camera-lost": _l("camera lost"),
+    "disk-full": _l("disk full"),
 }
 ROLES = {"viewer": _l("viewer"), "operator": _l("operator"), "admin": _l("administrator")}
 ACTIONS = {
