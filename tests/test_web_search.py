@@ -55,6 +55,15 @@ def test_search_finds_nothing_that_is_not_there(web_client) -> None:
     assert _orders(web_client, "1001\n") == _orders(web_client, "1001")  # stripped
 
 
+@pytest.mark.parametrize("q", ["\x00", "PO\x00", "PO-10\x0001", "10\x00\"'", "\x01\x02\x03"])
+def test_control_characters_find_nothing_and_break_nothing(web_client, q: str) -> None:
+    """FTS5 reads a NUL as the end of its query string (the fuzz found a 500 there)."""
+    login(web_client, "viewer")
+    resp = web_client.get("/api/clips", query_string={"q": q})
+    assert resp.status_code == 200 and resp.get_json()["clips"] == []
+    assert web_client.get("/search", query_string={"q": q}).status_code == 200
+
+
 def test_one_character_is_a_prefix_in_any_case(web_client) -> None:
     login(web_client, "viewer")
     assert set(_orders(web_client, "p")) == {"PO-1001"}

@@ -52,7 +52,13 @@ def match_expr(q: str) -> tuple[str, str, bool] | None:
     made of common trigrams (a waybill's digits all start "1000000..."): a query longer than
     ``WINDOW`` is looked up by one ``WINDOW``-character piece, the one with the most distinct
     characters (the rightmost of those: IDs vary most at their end), and the candidates are
-    then checked against the whole query."""
+    then checked against the whole query.
+
+    A query with a control character gets None too (the plain scan): FTS5's query parser reads
+    a NUL as the end of the string ("unterminated string"), and no order ID or waybill holds
+    one (``codes.sanitize`` refuses them), so such a query only has to find nothing."""
+    if any(ord(c) < 32 for c in q):
+        return None
     if len(q) > WINDOW:
         pieces = [q[i : i + WINDOW] for i in range(len(q) - WINDOW + 1)]
         best = max(reversed(pieces), key=lambda p: len(set(fold(p))))
