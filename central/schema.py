@@ -146,6 +146,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX clips_order_bigrams ON clips USING gin (packcam_bigrams(order_id));
     CREATE INDEX clip_waybills_bigrams ON clip_waybills USING gin (packcam_bigrams(waybill));
     """,
+    # schema_version 7 (the comments above count one ahead: migration 2 has no number): the
+    # fleet health page (web/fleet.py): per station, when it last archived a clip and
+    # the bytes of its archived clips in the bucket, maintained by register_clips like 6.
+    """
+    ALTER TABLE stations ADD COLUMN last_archived_utc text COLLATE "C";
+    ALTER TABLE stations ADD COLUMN archived_bytes bigint NOT NULL DEFAULT 0;
+    ALTER TABLE stations ADD COLUMN n_archived bigint NOT NULL DEFAULT 0;
+    UPDATE stations s SET
+        last_archived_utc = a.last, archived_bytes = a.bytes, n_archived = a.n
+    FROM (SELECT station_id, MAX(archived_utc) AS last, SUM(size) AS bytes, COUNT(*) AS n
+          FROM clips WHERE archived_utc IS NOT NULL GROUP BY station_id) a
+    WHERE a.station_id = s.id;
+    """,
 )
 
 
