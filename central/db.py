@@ -394,6 +394,10 @@ class CentralDB:
             high: dict[str, Any] = {"n": 0, "clip": 0, "archived": 0, "last": None,
                                     "n_archived": 0, "bytes": 0, "archived_utc": None}  # fmt: skip
             with conn.transaction(), conn.cursor() as cur:
+                # One batch of a station at a time (a retry may arrive while the request that
+                # timed out is still running): each statement below then sees the other's rows
+                # committed, so the "old" archive time is true and no clip is counted twice.
+                cur.execute("SELECT id FROM stations WHERE id = %s FOR UPDATE", (station_id,))
                 for c in items:
                     if c.get("station") != station:
                         raise CentralError(

@@ -241,3 +241,35 @@ def test_the_fleet_page_is_central_only(tmp_path: Path) -> None:
     login(client, "admin")
     assert client.get("/fleet").status_code == 404
     assert 'href="/fleet"' not in client.get("/dashboard").get_data(as_text=True)
+
+
+def test_the_same_batch_twice_at_once_counts_once(central, pg_dsn: str) -> None:
+    """A station's retry can arrive while the request that timed out is still being written."""
+    import threading
+
+    sid = _enrol(central, "s1")
+    batch = [_clip(i % 60, size=10) for i in range(1, 60)]
+    central.register_clips(sid, "s1", batch)
+    archived = [{**c, **_clip(c["id"], size=10, archived="2026-12-01T05:00:00Z")} for c in batch]
+    dbs = [CentralDB(pg_dsn) for _ in range(4)]
+    start = threading.Barrier(len(dbs))
+    errors: list[BaseException] = []
+
+    def push(db: CentralDB) -> None:
+        try:
+            start.wait()
+            for _ in range(3):
+                db.register_clips(sid, "s1", archived)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=push, args=(db,)) for db in dbs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for db in dbs:
+        db.close()
+    assert not errors
+    assert _kept(central, sid) == _counted(central, sid)
+    assert _kept(central, sid)["archived_bytes"] == 10 * len(batch)
