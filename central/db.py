@@ -364,6 +364,21 @@ class CentralDB:
             )
         return out
 
+    def fleet_health(self) -> list[dict[str, Any]]:
+        """Every enrolment (retired ones too) with its counters and health report, and its
+        witness alarms (fork / rollback), read from maintained columns: no clip is counted."""
+        rows = self._all(
+            "SELECT s.id, s.name, s.enrolled_utc, s.last_seen_utc, s.health, s.health_utc,"
+            " s.retired_utc, s.replaced_by, s.software, s.n_clips, s.last_clip_utc,"
+            " s.n_archived, s.archived_bytes, s.last_archived_utc,"
+            " COALESCE((SELECT json_agg(json_build_object('kind', a.kind, 'detail', a.detail,"
+            "   'tree_size', a.tree_size, 'at_utc', a.at_utc) ORDER BY a.id)"
+            "   FROM witness_alarms a WHERE a.station_id = s.id), '[]'::json) AS witness_alarms,"
+            " now() AS now_utc"
+            " FROM stations s ORDER BY s.retired_utc IS NOT NULL, s.name, s.id"
+        )
+        return rows
+
     # ---- registration ---------------------------------------------------------------------
 
     def register_clips(self, station_id: int, station: str, clips: Iterable[dict[str, Any]]) -> int:
@@ -376,8 +391,13 @@ class CentralDB:
 
         def q(conn: Any) -> int:
             n = 0
-            high: dict[str, Any] = {"n": 0, "clip": 0, "archived": 0, "last": None}
+            high: dict[str, Any] = {"n": 0, "clip": 0, "archived": 0, "last": None,
+                                    "n_archived": 0, "bytes": 0, "archived_utc": None}  # fmt: skip
             with conn.transaction(), conn.cursor() as cur:
+                # One batch of a station at a time (a retry may arrive while the request that
+                # timed out is still running): each statement below then sees the other's rows
+                # committed, so the "old" archive time is true and no clip is counted twice.
+                cur.execute("SELECT id FROM stations WHERE id = %s FOR UPDATE", (station_id,))
                 for c in items:
                     if c.get("station") != station:
                         raise CentralError(
@@ -387,8 +407,13 @@ class CentralDB:
                     archive_meta = c.get("archive_meta")
                     if archive_meta is not None and c.get("archive_seq") is not None:
                         archive_meta = {**archive_meta, "archive_seq": int(c["archive_seq"])}
+                    # "old": the row's archive time before this statement (all parts of one
+                    # statement see the same snapshot), so a clip's bytes count once, when it
+                    # first becomes archived, however often its batch is sent again.
                     cur.execute(
-                        "INSERT INTO clips(station_id, local_id, order_id, waybill, station,"
+                        "WITH old AS (SELECT archived_utc FROM clips"
+                        " WHERE station_id = %s AND local_id = %s)"
+                        " INSERT INTO clips(station_id, local_id, order_id, waybill, station,"
                         " started_at, ended_at, started_utc, ended_utc, tz, duration_s,"
                         " frame_count, finish_reason, pre_roll_s, path, manifest_path, size,"
                         " sha256, events, archived_utc, archive_key, archive_meta)"
@@ -399,8 +424,11 @@ class CentralDB:
                         " archive_key = COALESCE(excluded.archive_key, clips.archive_key),"
                         " archive_meta = COALESCE(excluded.archive_meta, clips.archive_meta)"
                         " WHERE clips.sha256 = excluded.sha256"
-                        " RETURNING id, (xmax = 0) AS inserted",
+                        " RETURNING id, (xmax = 0) AS inserted, clips.size, clips.archived_utc,"
+                        " (SELECT archived_utc FROM old) AS was_archived",
                         (
+                            station_id,
+                            int(c["id"]),
                             station_id,
                             int(c["id"]),
                             str(c["order_id"]),
@@ -430,7 +458,11 @@ class CentralDB:
                         raise CentralError(
                             f"clip {c['id']} of {station!r} is registered with another SHA-256"
                         )
-                    clip_id, inserted = row
+                    clip_id, inserted, size, archived_utc, was_archived = row
+                    if archived_utc is not None and (inserted or was_archived is None):
+                        high["n_archived"] += 1
+                        high["bytes"] += int(size)
+                        high["archived_utc"] = max(high["archived_utc"] or "", str(archived_utc))
                     high["clip"] = max(high["clip"], int(c["id"]))
                     if archive_meta is not None and "archive_seq" in archive_meta:
                         high["archived"] = max(high["archived"], int(archive_meta["archive_seq"]))
@@ -448,9 +480,12 @@ class CentralDB:
                     "UPDATE stations SET n_clips = n_clips + %s,"
                     " high_clip = GREATEST(high_clip, %s),"
                     " high_archived = GREATEST(high_archived, %s),"
-                    " last_clip_utc = GREATEST(last_clip_utc, %s) WHERE id = %s",
-                    (high["n"], high["clip"], high["archived"], high["last"], station_id),
-                )
+                    " last_clip_utc = GREATEST(last_clip_utc, %s),"
+                    " n_archived = n_archived + %s, archived_bytes = archived_bytes + %s,"
+                    " last_archived_utc = GREATEST(last_archived_utc, %s) WHERE id = %s",
+                    (high["n"], high["clip"], high["archived"], high["last"],
+                     high["n_archived"], high["bytes"], high["archived_utc"], station_id),
+                )  # fmt: skip
             return n
 
         return int(self._run(q))

@@ -75,7 +75,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (station_id, local_id)
     );
     """,
-    # 3: the witness (central/witness.py): checkpoints accepted as append-only growth, cosigned,
+    # 2: the witness (central/witness.py): checkpoints accepted as append-only growth, cosigned,
     # and the forks / rollbacks it refused.
     """
     CREATE TABLE witnessed (
@@ -102,7 +102,7 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (station_id, kind, tree_size, root_hash)
     );
     """,
-    # 4: a station is its key, not its name (`packcam central replace-station`): a replaced
+    # 3: a station is its key, not its name (`packcam central replace-station`): a replaced
     # Pi gets a new row under the same name; the old row is retired, its clips, log and
     # witness history stay (read-only: its token stops working). One active row per name.
     """
@@ -111,14 +111,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE stations DROP CONSTRAINT stations_name_key;
     CREATE UNIQUE INDEX stations_active_name ON stations(name) WHERE retired_utc IS NULL;
     """,
-    # 5: substring search (any case) over order IDs and waybills: pg_trgm GIN indexes, which
+    # 4: substring search (any case) over order IDs and waybills: pg_trgm GIN indexes, which
     # serve ILIKE '%q%' for queries of 3+ characters (web search, central/db.py).
     """
     CREATE EXTENSION IF NOT EXISTS pg_trgm;
     CREATE INDEX clips_order_trgm ON clips USING gin (order_id gin_trgm_ops);
     CREATE INDEX clip_waybills_trgm ON clip_waybills USING gin (waybill gin_trgm_ops);
     """,
-    # 6: per-station counters and high-water marks, maintained by the registrations instead
+    # 5: per-station counters and high-water marks, maintained by the registrations instead
     # of counted (at 10 M clips the counts cost ~1 s per station on every reconnect and on
     # every dashboard view).
     """
@@ -136,7 +136,7 @@ MIGRATIONS: tuple[str, ...] = (
             (SELECT MAX(local_id) FROM checkpoints k WHERE k.station_id = s.id), 0),
         last_clip_utc = (SELECT MAX(started_utc) FROM clips c WHERE c.station_id = s.id);
     """,
-    # 7: 2-character pieces, which pg_trgm cannot index: each value's set of lower-case
+    # 6: 2-character pieces, which pg_trgm cannot index: each value's set of lower-case
     # character pairs, in GIN indexes (central/db.py search).
     """
     -- COST: computing it row by row is slow; the planner must prefer the index
@@ -145,6 +145,18 @@ MIGRATIONS: tuple[str, ...] = (
           FROM generate_series(1, length(t) - 1) AS i $$;
     CREATE INDEX clips_order_bigrams ON clips USING gin (packcam_bigrams(order_id));
     CREATE INDEX clip_waybills_bigrams ON clip_waybills USING gin (packcam_bigrams(waybill));
+    """,
+    # 7: the fleet health page (web/fleet.py): per station, when it last archived a clip and
+    # the bytes of its archived clips in the bucket, maintained by register_clips like 5.
+    """
+    ALTER TABLE stations ADD COLUMN last_archived_utc text COLLATE "C";
+    ALTER TABLE stations ADD COLUMN archived_bytes bigint NOT NULL DEFAULT 0;
+    ALTER TABLE stations ADD COLUMN n_archived bigint NOT NULL DEFAULT 0;
+    UPDATE stations s SET
+        last_archived_utc = a.last, archived_bytes = a.bytes, n_archived = a.n
+    FROM (SELECT station_id, MAX(archived_utc) AS last, SUM(size) AS bytes, COUNT(*) AS n
+          FROM clips WHERE archived_utc IS NOT NULL GROUP BY station_id) a
+    WHERE a.station_id = s.id;
     """,
 )
 

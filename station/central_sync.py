@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +295,9 @@ class CentralSync(IndexWorker):
         row = self._rows("SELECT MAX(started_utc) AS m FROM clips", ())
         doc["last_clip_utc"] = row[0]["m"] if row else None
         doc["archive_backlog"] = self.ledger.archive_backlog()
+        doc["archive_backlog_bytes"] = self.ledger.archive_backlog_bytes()
+        # this station's own wall clock: the central site compares it with its receive time
+        doc["sent_utc"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         doc["software"] = f"packcam {station.__version__}"
         return doc
 
@@ -302,6 +306,4 @@ class CentralSync(IndexWorker):
 
 
 def _utc(dt: Any) -> str:
-    from datetime import UTC
-
     return str(dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))

@@ -537,6 +537,15 @@ class Ledger:
             ).fetchone()
         return int(row[0])
 
+    def archive_backlog_bytes(self) -> int:
+        """The bytes of the indexed clips not yet archived."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT COALESCE(SUM(size), 0) FROM clips"
+                " WHERE archived_utc IS NULL AND deleted_utc IS NULL"
+            ).fetchone()
+        return int(row[0])
+
     def archive_state(self, clip_id: int) -> dict[str, Any] | None:
         """``archived_utc``, ``archive_key``, ``archive_meta`` (parsed) and ``archive_seq``."""
         import json

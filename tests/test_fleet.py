@@ -809,5 +809,16 @@ def test_station_counters_are_maintained_not_counted(fleet: Fleet) -> None:
                 k: counted[k] for k in ("clips", "archived", "checkpoints")
             }, row["name"]
         assert any(r["clips"] >= ORDERS_PER_STATION for r in db.stations_table())
+        # the fleet health page's archive counters (clips archived for real, synced twice)
+        for row in db.fleet_health():
+            counted = db._one(
+                "SELECT COUNT(*) AS n_archived, COALESCE(SUM(size), 0) AS archived_bytes,"
+                " MAX(archived_utc) AS last_archived_utc FROM clips"
+                " WHERE station_id = %s AND archived_utc IS NOT NULL",
+                (row["id"],),
+            )
+            assert counted is not None
+            assert {k: row[k] for k in counted} == counted, row["name"]
+        assert any(r["archived_bytes"] > 0 for r in db.fleet_health())
     finally:
         db.close()

@@ -246,6 +246,9 @@ def create_app(
 
     for bp in (export.bp, screen.bp, webhook_log.bp):
         app.register_blueprint(bp)
+    from web import fleet  # the central site's fleet health page (404 on a station's site)
+
+    app.register_blueprint(fleet.bp)
     if central:
         app.register_blueprint(central_api.bp)
 

@@ -52,6 +52,16 @@ KEYFRAMES = {
     "seal": _l("sealed"),
     "end": _l("end of clip"),
 }
+FLEET_ALARMS = {
+    "silent": _l("stopped reporting"),
+    "error": _l("last error"),
+    "disk-low": _l("low disk space"),
+    "backlog": _l("archive backlog"),
+    "clock": _l("clock not synchronised"),
+    "clock-offset": _l("clock offset"),
+    "log-fork": _l("log fork (witness)"),
+    "log-rollback": _l("log rollback (witness)"),
+}
 SHARE_STATES = {"active": _l("active"), "expired": _l("expired"), "revoked": _l("revoked")}
 
 
@@ -121,6 +131,7 @@ def init_app(app: Flask) -> None:
         ROLES=ROLES,
         ACTIONS=ACTIONS,
         STATES=STATES,
+        FLEET_ALARMS=FLEET_ALARMS,
         KEYFRAMES=KEYFRAMES,
         SHARE_STATES=SHARE_STATES,
     )
