@@ -258,6 +258,20 @@ def test_bucket_audit_cli_reads_the_central_index(
     assert json.loads(out.getvalue()) == [
         {"kind": "deleted", "key": keys[0], "detail": "a delete marker hides 1 version(s)"}
     ]
+    # ... and `alerts --bucket-audit` raises it as a fleet alert (once: the next pass is quiet)
+    alert_args = argparse.Namespace(central_command="alerts", json=True, bucket_audit=True)
+    out = io.StringIO()
+    assert cmd_central(alert_args, out=out) == 0
+    sent = json.loads(out.getvalue())["sent"]
+    got = {(e["type"], e["station"], e["kind"]) for e in sent}
+    # (station-01 never posted its health here, so it is also "silent")
+    assert got == {
+        ("alert.raised", "bucket", f"deleted {keys[0]}"),
+        ("alert.raised", "station-01", "silent"),
+    }
+    out = io.StringIO()
+    assert cmd_central(alert_args, out=out) == 0
+    assert json.loads(out.getvalue())["sent"] == []
 
 
 def test_seaweed_leaves_nothing_in_tmp(tmp_path: Path) -> None:
