@@ -18,7 +18,6 @@ import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -310,7 +309,7 @@ def encoder_probe(
 
     from station.errors import RecordingError
     from station.h264_limits import hw_controls, hw_settings, i_period
-    from station.writer import TIME_BASE, _configure_encoder, _x264_options, encoder_unusable_hint
+    from station.writer import TIME_BASE, encoder_context, encoder_unusable_hint
 
     period = i_period(fps, keyframe_interval_s)
     n = frames if frames is not None else 2 * period + 1
@@ -324,19 +323,16 @@ def encoder_probe(
         img[height:] = 128
         planes.append(img)
     try:
-        ctx = av.CodecContext.create(encoder, "w")
-        _configure_encoder(
-            ctx,
-            encoder=encoder,
+        ctx = encoder_context(
+            encoder,
             width=width,
             height=height,
             fps=fps,
             keyframe_interval_s=keyframe_interval_s,
             bitrate_kbps=bitrate_kbps,
+            preset=preset,
+            crf=crf,
         )
-        ctx.framerate = Fraction(fps).limit_denominator(1001)
-        if encoder == "libx264":
-            ctx.options = _x264_options(preset, crf, 1)
         with hw_controls(
             encoder, hw_settings(width, height, fps, bitrate_kbps, keyframe_interval_s)
         ):

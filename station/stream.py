@@ -13,7 +13,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -27,11 +26,10 @@ from station.writer import (
     MUX_OPTIONS,
     TIME_BASE,
     FinishedFile,
-    _configure_encoder,
     _describe,
     _HashingFile,
     _set_picture_params,
-    _x264_options,
+    encoder_context,
     encoder_unusable_hint,
     has_picture,
     nal_units,
@@ -64,7 +62,7 @@ class StreamEncoder:
     encodes it; ``drain`` hands the finished packets to the caller in order. A clip then
     costs no second encode and no burst at its start: its pre-roll is packets already made.
     ``request_keyframe`` makes the next submitted frame an IDR picture (a clip starts
-    there). Encoder options come from ``writer._configure_encoder``/``_x264_options``, the
+    there). Encoder options come from ``writer.encoder_context``, the
     one place they are set. An encoder without global headers (h264_v4l2m2m) has its
     SPS/PPS taken from its first picture (``extradata``); a packet of parameter sets alone is
     joined to the picture after it.
@@ -103,19 +101,17 @@ class StreamEncoder:
         self._done = False
         self.extradata: bytes | None = None
         try:
-            ctx = av.CodecContext.create(encoder, "w")
-            _configure_encoder(
-                ctx,
-                encoder=encoder,
+            ctx = encoder_context(
+                encoder,
                 width=width,
                 height=height,
                 fps=self.fps,
                 keyframe_interval_s=keyframe_interval_s,
                 bitrate_kbps=bitrate_kbps,
+                preset=preset,
+                crf=crf,
+                threads=threads,
             )
-            ctx.framerate = Fraction(self.fps).limit_denominator(1001)
-            if encoder == "libx264":
-                ctx.options = _x264_options(preset, crf, threads)
             if global_header:
                 ctx.flags = int(ctx.flags) | int(av.codec.context.Flags.global_header)
             before = thread_ids()

@@ -179,6 +179,36 @@ def encoder_unusable_hint(encoder: str) -> str:
     )
 
 
+def encoder_context(
+    encoder: str,
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    keyframe_interval_s: float,
+    bitrate_kbps: int,
+    preset: str = "ultrafast",
+    crf: int = 23,
+    threads: int = 1,
+) -> av.CodecContext:
+    """A codec context set up as a clip's encoder is (not opened yet): one place for the
+    clip writer, the always-running stream encoder, the start-up probe and the doctor."""
+    ctx = av.CodecContext.create(encoder, "w")
+    _configure_encoder(
+        ctx,
+        encoder=encoder,
+        width=width,
+        height=height,
+        fps=fps,
+        keyframe_interval_s=keyframe_interval_s,
+        bitrate_kbps=bitrate_kbps,
+    )
+    ctx.framerate = Fraction(fps).limit_denominator(1001)
+    if encoder == "libx264":
+        ctx.options = _x264_options(preset, crf, threads)
+    return ctx
+
+
 def probe_encoder(
     encoder: str,
     width: int,
@@ -198,19 +228,14 @@ def probe_encoder(
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}")
     try:
-        ctx = av.CodecContext.create(encoder, "w")
-        _configure_encoder(
-            ctx,
-            encoder=encoder,
+        ctx = encoder_context(
+            encoder,
             width=width,
             height=height,
             fps=fps,
             keyframe_interval_s=keyframe_interval_s,
             bitrate_kbps=bitrate_kbps,
         )
-        ctx.framerate = Fraction(fps).limit_denominator(1001)
-        if encoder == "libx264":
-            ctx.options = _x264_options("ultrafast", 23, 1)
         ctx.open()
         grey = np.full((height * 3 // 2, width), 128, np.uint8)
         packets = []
