@@ -412,7 +412,10 @@ def _first_covering(cps: list[Checkpoint], seq: int) -> Checkpoint | None:
 
 
 def _add_first_checkpoint(
-    files: dict[str, bytes | Path], plog: ProofLog | ArchivedLog, first: Checkpoint, newest: Checkpoint
+    files: dict[str, bytes | Path],
+    plog: ProofLog | ArchivedLog,
+    first: Checkpoint,
+    newest: Checkpoint,
 ) -> dict[str, Any]:
     """The clip's own checkpoint (signed and timestamped right after recording) and the RFC
     9162 consistency proof that the bundled newest checkpoint only appended to it."""

@@ -14,9 +14,8 @@ from station.background import Repeater
 from station.clock import clock_synced
 from station.config import Config
 from station.files import sha256_file
-from station.proof import ProofError
+from station.proof import ProofError, rotation
 from station.proof import manifest as manifest_mod
-from station.proof import rotation
 from station.proof.c2pa_embed import (
     C2paEmbedder,
     c2pa_available,

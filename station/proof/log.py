@@ -334,7 +334,6 @@ class ProofLog:
         )
         return [_ts(r) for r in rows]
 
-
     # ---- key rotation (station/proof/rotation.py) -----------------------------------------
 
     def rotations(self) -> list[Rotation]:

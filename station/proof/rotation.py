@@ -117,9 +117,7 @@ def _check_cert(cert_pem: bytes, key: StationKey, station: str, paths: ProofPath
             raise ProofError(f"--cert does not chain to {paths.ca_cert}: {exc}") from exc
 
 
-def rotate(
-    cfg: Config, *, cert: Path | None = None, keep_old_key: bool = False
-) -> RotationResult:
+def rotate(cfg: Config, *, cert: Path | None = None, keep_old_key: bool = False) -> RotationResult:
     """Retire the station key: sign the old log's final checkpoint with it and the successor,
     archive the old log (read-only) and its public files, start an empty log under the new key.
 
@@ -168,9 +166,7 @@ def rotate(
         plog.close()
 
 
-def _commit(
-    plog: ProofLog, cfg: Config, old: StationKey, new: StationKey
-) -> tuple[Rotation, int]:
+def _commit(plog: ProofLog, cfg: Config, old: StationKey, new: StationKey) -> tuple[Rotation, int]:
     with plog._lock:
         size = plog.size()
         body = final_checkpoint_body(cfg.station.name, old, new.fingerprint, size,
@@ -350,4 +346,3 @@ def recover(paths: ProofPaths, plog: ProofLog) -> str | None:
         _finish(paths, plog, last)
         return "completed"
     return None
-

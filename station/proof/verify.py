@@ -1481,10 +1481,14 @@ def verify_clip(
         report.time_anchors.append(False)
         return report
     with _open_store(cfg) as st:
+        entries = st.log.entries_for_clip(digest)
+        archived = st.log.archived_entries_for_clip(digest) if not entries else []
+        if archived:  # recorded under a key retired since: its closed log, its certificate
+            st = _retired_store(report, st, archived[-1][0])
+            entries = [archived[-1][1]]
         certified = _check_key_cert(
             report, st.pub, st.key_cert, st.ca, anchors, where="the data directory"
         )
-        entries = st.log.entries_for_clip(digest)
         trusted = anchors.trusted_ca([st.ca] if st.ca is not None else [])
         trust_pem = b"".join(pem(c) for c in (trusted or ([st.ca] if st.ca else []))) or None
         if not entries:
@@ -1539,6 +1543,34 @@ def verify_clip(
         )
         report.facts["log_index"] = e.seq
     return report
+
+
+def _retired_store(report: Report, st: _Store, old_key: str) -> _Store:
+    """The view of a data dir from a retired key: its closed log and archived certificate,
+    after checking the rotation statement that closed it."""
+    from dataclasses import replace
+
+    from station.proof.rotation import RotationFiles
+
+    rot = next(r for r in st.log.rotations() if r.old_key == old_key)
+    old, new = load_public_pem(rot.old_public_pem), load_public_pem(rot.new_public_pem)
+    if check_rotation_link(rot.body, rot.signature_old, rot.signature_new, old, new) is None:
+        report.add(
+            "rotation",
+            FAIL,
+            f"the statement that retired key {old_key[:23]}... is not a final checkpoint "
+            "signed by both keys",
+            "rotation-unsigned",
+        )
+    else:
+        report.add(
+            "rotation",
+            OK,
+            f"recorded under key {old_key[:23]}..., retired on {rot.created_utc}; its log "
+            f"was closed by a final checkpoint signed by it and by {rot.new_key[:23]}...",
+        )
+    cert = _read_cert(RotationFiles.of(st.paths).retired(old_key) / "station-key.crt")
+    return replace(st, pub=old, key_cert=cert, log=st.log.archived(old_key))  # type: ignore[arg-type]
 
 
 def _check_clip_in_log(report: Report, st: _Store, e: LogEntry) -> None:
@@ -2260,7 +2292,9 @@ def _audit_log(
                 "checkpoint signature or fields do not verify",
                 "checkpoint-bad-signature",
             )
-            _signed_by_retired(report, f"{label}checkpoint[{cp.id}]", cp.body, cp.signature, retired)
+            _signed_by_retired(
+                report, f"{label}checkpoint[{cp.id}]", cp.body, cp.signature, retired
+            )
             bad_cp = True
         elif final is not None and cp.tree_size > _final_size(final):
             report.add(
@@ -2306,4 +2340,3 @@ def _audit_log(
             "log-after-rotation" if more else "log-truncated",
         )
     return bodies
-
