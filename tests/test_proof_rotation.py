@@ -275,8 +275,8 @@ def test_old_key_checkpoint_after_final_in_bundle(
     later = dict(final, tree_size=final["tree_size"] + 1, final=False)
     del later["successor_key"]
     raw = canonical_json(later)
-    forged = rewrite_zip(bundles["A1"], tmp_path / "later.zip",
-                         {"log/checkpoint.json": raw, "log/checkpoint.sig": old.sign(raw)})  # fmt: skip
+    changes = {"log/checkpoint.json": raw, "log/checkpoint.sig": old.sign(raw)}
+    forged = rewrite_zip(bundles["A1"], tmp_path / "later.zip", changes)
     assert idx["rotations"]
     _tampered(verify_bundle(forged, anchors=rotated.anchors()), "log-after-rotation")
 

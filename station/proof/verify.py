@@ -1286,13 +1286,35 @@ def check_witness(report: Report, doc: dict[str, Any]) -> None:
     try:
         wkey = load_public_pem(str(doc["public_key_pem"]).encode())
         seen: dict[int, str] = {}
+        mine_key = report.facts.get("station_key")  # the key of the bundle's log
         for c in doc.get("checkpoints", []):
             cosigned = base64.b64decode(c["cosigned_b64"])
             if not verify_signature(wkey, cosigned, base64.b64decode(c["cosignature_b64"])):
                 report.add("witness", FAIL, "a cosignature does not verify", "witness-invalid")
                 return
             w = json.loads(cosigned)
+            if "body_b64" in c:  # after a key rotation, sizes repeat: only this key's log
+                body = base64.b64decode(c["body_b64"])
+                if hashlib.sha256(body).hexdigest() != w.get("checkpoint_sha256"):
+                    report.add("witness", FAIL, "a cosigned checkpoint was swapped",
+                               "witness-invalid")  # fmt: skip
+                    return
+                if mine_key and json.loads(body).get("key") not in (mine_key, None):
+                    continue
             seen[int(w["tree_size"])] = str(w["root_sha256"])
+        for r in doc.get("rotations", []):
+            if r.get("old_key") == mine_key and any(
+                s > int(r["tree_size"]) for s, _ in report.facts.get("checkpoints_seen", [])
+            ):
+                report.add(
+                    "witness",
+                    FAIL,
+                    f"the witness saw key {str(mine_key)[:23]}... retired at {r['tree_size']} "
+                    "entries, but this bundle's log goes on past that: signed after its "
+                    "rotation (a stolen key?)",
+                    "log-after-rotation",
+                )
+                return
     except (KeyError, TypeError, ValueError) as exc:
         report.add("witness", FAIL, f"not a witness document: {exc}", "witness-invalid")
         return
