@@ -34,7 +34,7 @@ from station.proof.finalizer import ProofFinalizer
 from station.proof.keys import StationKey
 from station.proof.log import ProofLog
 from station.proof.paths import ProofPaths
-from station.proof.verify import Report, audit, verify_bundle, verify_clip
+from station.proof.verify import Report, audit, load_known_checkpoint, verify_bundle, verify_clip
 
 AUTHENTIC, UNANCHORED, TAMPERED = "authentic", "intact-unanchored", "tampered"
 
@@ -56,11 +56,11 @@ def _record(st: Store, orders: list[str], ago: timedelta = timedelta(minutes=1))
     fin2.close()
 
 
-def _issue_next(st: Store, out: Path) -> Path:
+def _issue_next(st: Store, out: Path, ca_dir: Path | None = None) -> Path:
     """The company CA certifies the prepared successor key (as `packcam ca issue --out`)."""
     paths = ProofPaths.from_config(st.cfg)
     nxt = rotation.prepare(paths)
-    ca = CompanyCa.load(st.data.parent / "ca")
+    ca = CompanyCa.load(ca_dir or st.data.parent / "ca")
     certs = ca.issue_station(st.cfg.station.name, nxt.public)
     out.mkdir(parents=True, exist_ok=True)
     (out / "station-key.crt").write_bytes(certs.key_cert_pem)
@@ -93,6 +93,7 @@ def test_honest_rotation_verifies_and_audits(rotated: Store, bundles: dict[str, 
     old = verify_bundle(bundles["A1"], anchors=anchors)
     assert old.facts["rotations"][0]["tree_size"] == 2
     assert "rotations" not in bundle_index(bundles["C3"])
+    assert bundle_index(bundles["A1"])["rotations"][0]["timestamps"]  # the TSA saw the rotation
     rep = audit(rotated.cfg, anchors=anchors)
     assert rep.verdict == AUTHENTIC, rep.lines()
     assert any(c.name == "rotation[0]" and c.status == "ok" for c in rep.checks), rep.lines()
@@ -397,3 +398,88 @@ def test_cert_for_another_key_is_refused(rotated: Store, tmp_path: Path) -> None
     wrong = st.data / "proof-public" / "station-key.crt"  # the current key's, not the successor's
     with pytest.raises(ProofError, match="another key"):
         rotation.rotate(st.cfg, cert=wrong)
+
+
+def test_web_verify_page_takes_bundles_of_both_logs(
+    rotated: Store, bundles: dict[str, Path]
+) -> None:
+    import io
+
+    from flask import Flask
+
+    from web import verify as verify_web
+
+    app = Flask("verify-test")
+    app.config.update(PACKCAM=rotated.cfg, TESTING=True)
+    app.register_blueprint(verify_web.bp)
+    for order, path in bundles.items():
+        resp = app.test_client().post(
+            "/verify", data={"file": (io.BytesIO(path.read_bytes()), f"{order}.zip")}
+        )
+        body = resp.get_data(as_text=True)
+        assert resp.status_code == 200 and "Authentic" in body, (order, body)
+        assert "in this site&#39;s signed log" in body and "clip-unknown" not in body
+
+
+def test_order_recorded_again_after_rotation_is_named(
+    rotated: Store, bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A1, recorded before the rotation, is recorded again under the new key: the old bundle's
+    verify with --data names the later clip; one bundle of both logs is refused clearly."""
+    st = rotated.copy(tmp_path / "again")
+    _record(st, ["A1"], ago=timedelta(seconds=20))
+    rc, doc = _cli(["verify", str(bundles["A1"]), *_pins(st), "--data", str(st.data)], capsys)
+    assert rc == 0 and "order-later-clips" in doc["reasons"], doc
+    with pytest.raises(ProofError, match="key rotation"):
+        export_order(st.cfg, "A1", st.data.parent / "A1-both.zip")
+
+
+def test_keys_rotate_cli_prepare_then_cert(
+    rotated: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    st = rotated.copy(tmp_path / "cli")
+    assert station_cli.main(["keys", "rotate", "--prepare", "--data", str(st.data)]) == 0
+    out = capsys.readouterr().out
+    nxt = rotation.RotationFiles.of(ProofPaths.from_config(st.cfg)).next_public
+    assert nxt.exists() and "station-key.next.pub.pem" in out
+    cert = _issue_next(st, tmp_path / "issued", rotated.data.parent / "ca")
+    assert station_cli.main(["keys", "rotate", "--cert", str(cert), "--data", str(st.data)]) == 0
+    out = capsys.readouterr().out
+    assert "log closed at 2 entries" in out and "new log, 0 entries" in out
+    assert "no TSA configured: not timestamped" in out  # --data alone: the default config
+    assert not nxt.exists()
+    rc, doc = _cli(["audit", "--data", str(st.data), *_pins(st)], capsys)
+    assert rc == 0 and doc["verdict"] == AUTHENTIC, doc
+    assert [c for c in doc["checks"] if c["name"] == "rotation[1]" and c["status"] == "ok"]
+    # the fixture's rotation (TSA configured) had its final checkpoint timestamped
+    plog = ProofLog.in_data_dir(st.data)
+    try:
+        rots = plog.rotations()
+        assert len(rots) == 2
+        assert [any(t.token for t in plog.timestamps_for(r.sha256)) for r in rots] == [
+            True,
+            False,
+        ]
+    finally:
+        plog.close()
+
+
+def test_audit_holds_the_log_to_a_bundle_from_before_the_rotation(
+    rotated: Store, bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    """A checkpoint kept from before the rotation is checked against the retired key's closed
+    log (no false fork); that log rolled back is caught."""
+    known = [load_known_checkpoint(bundles["A1"]), load_known_checkpoint(bundles["C3"])]
+    rep = audit(rotated.cfg, anchors=rotated.anchors(), known=known)
+    assert rep.verdict == AUTHENTIC, rep.lines()
+    st = rotated.copy(tmp_path / "rb")
+    conn = sqlite3.connect(st.data / INDEX_NAME)
+    try:
+        conn.execute("DROP TRIGGER proof_archive_log_no_delete")
+        conn.execute("DELETE FROM proof_archive_log WHERE seq = 1")
+        conn.commit()
+    finally:
+        conn.close()
+    rep = audit(st.cfg, anchors=st.anchors(), known=known)
+    _tampered(rep, "log-rollback")
+    assert "log-truncated" in rep.codes()

@@ -1356,11 +1356,24 @@ def name_later_clips(report: Report, cfg: Config) -> None:
         return
     plog = ProofLog.in_data_dir(cfg.station.data_dir)
     try:
+        key = report.facts.get("station_key")
+        logs: list[tuple[str, list[LogEntry]]] = []
+        rots = plog.rotations()
+        start = next((i for i, r in enumerate(rots) if r.old_key == key), None)
+        if start is None:  # the bundle is of the live log
+            logs.append(("", plog.entries()[int(cp["tree_size"]) :]))
+        else:  # of a retired key's log: anything after it, then every later log
+            logs.append(("", plog.archived(str(key)).entries()[int(cp["tree_size"]) :]))
+            for r in rots[start + 1 :]:
+                logs.append((r.old_key, plog.archived(r.old_key).entries()))
+            logs.append((rots[-1].new_key, plog.entries()))
         later = []
-        for e in plog.entries()[int(cp["tree_size"]) :]:
-            body = json.loads(e.manifest)
-            if body.get("order_id") == order:
-                later.append(f"{Path(str(body.get('path'))).name} (log entry {e.seq})")
+        for other, entries in logs:
+            for e in entries:
+                body = json.loads(e.manifest)
+                if body.get("order_id") == order:
+                    where = f"log entry {e.seq}" + (f" of key {other[:23]}..." if other else "")
+                    later.append(f"{Path(str(body.get('path'))).name} ({where})")
     finally:
         plog.close()
     if later:
@@ -1951,9 +1964,19 @@ def audit(
         _audit(report, st, check_timestamps, anchors or Anchors(), bound or TimeBound())
         if known:
             entries = st.log.entries()
-            check_known_checkpoints(
-                report, [merkle.leaf_hash(e.manifest) for e in entries], st.pub, known
-            )
+            live = [merkle.leaf_hash(e.manifest) for e in entries]
+            retired = {r.old_key: r for r in st.log.rotations()}
+            for k in known:
+                try:
+                    r = retired.get(json.loads(k.body).get("key"))
+                except (ValueError, AttributeError):
+                    r = None
+                if r is None:
+                    check_known_checkpoints(report, live, st.pub, [k])
+                else:  # held from before a key rotation: that key's closed log must extend it
+                    pub = load_public_pem(r.old_public_pem)
+                    leaves = st.log.archived(r.old_key).leaf_hashes()
+                    check_known_checkpoints(report, leaves, pub, [k])
     return report
 
 
