@@ -483,3 +483,43 @@ def test_audit_holds_the_log_to_a_bundle_from_before_the_rotation(
     rep = audit(st.cfg, anchors=st.anchors(), known=known)
     _tampered(rep, "log-rollback")
     assert "log-truncated" in rep.codes()
+
+
+def test_rotation_chain_stripped_from_bundle(
+    rotated: Store, bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    """Dropping the rotation statements leaves a bundle manifest signed by a key the bundle no
+    longer links to its clips' key."""
+    idx = bundle_index(bundles["A1"])
+    del idx["rotations"]
+    forged = rewrite_zip(bundles["A1"], tmp_path / "strip.zip",
+                         {"bundle.json": json.dumps(idx).encode()})  # fmt: skip
+    _tampered(verify_bundle(forged, anchors=rotated.anchors()), "bundle-manifest-bad-signature")
+
+
+def test_crash_between_destroying_and_replacing_the_key(
+    rotated: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Power cut after the old key was overwritten, before the successor took its name: the
+    next start puts the successor in place."""
+    st = rotated.copy(tmp_path / "mid")
+    paths = ProofPaths.from_config(st.cfg)
+    real = rotation.os.replace
+
+    def cut(src: object, dst: object) -> None:
+        if Path(str(dst)) == paths.key:
+            raise KeyboardInterrupt("power cut")
+        real(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rotation.os, "replace", cut)
+    with pytest.raises(KeyboardInterrupt):
+        rotation.rotate(st.cfg)
+    monkeypatch.undo()
+    with pytest.raises(ProofError):
+        StationKey.load(paths.key)  # overwritten: the old key is gone
+    fin = ProofFinalizer(st.cfg, start_worker=False)
+    try:
+        assert fin.key.fingerprint == fin.log.rotations()[-1].new_key
+    finally:
+        fin.close()
+    assert audit(st.cfg).codes() == set()

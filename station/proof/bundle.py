@@ -203,7 +203,7 @@ def _export_archived(
     """An order recorded under a retired key: its closed log up to the final checkpoint, and
     the chain of rotation statements from that key to the current one (which signs the
     bundle manifest: the retired key is gone)."""
-    from station.proof.rotation import RotationFiles, _cert_is_for
+    from station.proof.rotation import RotationFiles, cert_is_for
 
     rots = plog.rotations()
     start = next((i for i, r in enumerate(rots) if r.old_key == old_key), None)
@@ -219,7 +219,7 @@ def _export_archived(
     links = []
     for r in chain:
         succ_cert = rf.retired(r.new_key) / "station-key.crt"
-        if _cert_is_for(paths.key_cert, r.new_public_pem):
+        if cert_is_for(paths.key_cert, r.new_public_pem):
             succ_cert = paths.key_cert
         links.append((r, succ_cert if succ_cert.exists() else None))
     if links[-1][1] is None:

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -339,6 +340,62 @@ class ProofLog:
     def rotations(self) -> list[Rotation]:
         """Every key rotation of this station, oldest first."""
         return [_rotation(r) for r in self._query("SELECT * FROM proof_rotations ORDER BY id")]
+
+    def close_for_rotation(
+        self,
+        old: StationKey,
+        new: StationKey,
+        final_body: Callable[[int, bytes], bytes],
+        tsa_urls: tuple[str, ...],
+    ) -> Rotation:
+        """Close the log (`packcam keys rotate`), in one transaction: the final checkpoint
+        ``final_body(size, root)`` signed by ``old`` and ``new``, every leaf and checkpoint moved
+        to the read-only archive under ``old``'s fingerprint, the rotation statement stored and
+        queued for timestamps, the live log emptied for ``new``."""
+        with self._lock:
+            size = self.size()
+            root = self.root(size)
+            body = final_body(size, root)
+            sig_old, sig_new = old.sign(body), new.sign(body)
+            now = iso_utc(utc_now())
+            with self._tx() as db:
+                if int(db.execute("SELECT COUNT(*) FROM proof_log").fetchone()[0]) != size:
+                    raise ProofError("the log grew during the rotation: is the station running?")
+                cp_id = next_checkpoint_id(db)
+                db.execute(
+                    "INSERT INTO proof_archive_log SELECT ?, seq, station, clip_path,"
+                    " clip_sha256, manifest_sha256, leaf_hash, manifest, signature,"
+                    " key_fingerprint, created_utc FROM proof_log ORDER BY seq",
+                    (old.fingerprint,),
+                )
+                db.execute(
+                    "INSERT INTO proof_archive_checkpoints SELECT id, ?, tree_size, root_hash,"
+                    " body, signature, created_utc FROM proof_checkpoints ORDER BY id",
+                    (old.fingerprint,),
+                )
+                db.execute(
+                    "INSERT INTO proof_archive_checkpoints(id, log_key, tree_size, root_hash,"
+                    " body, signature, created_utc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (cp_id, old.fingerprint, size, root.hex(), body, sig_old, now),
+                )
+                db.execute(
+                    "INSERT INTO proof_rotations(old_key, new_key, old_public_pem,"
+                    " new_public_pem, checkpoint_id, body, signature_old, signature_new,"
+                    " created_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (old.fingerprint, new.fingerprint, old.public_pem(), new.public_pem(),
+                     cp_id, body, sig_old, sig_new, now),
+                )  # fmt: skip
+                db.execute("DELETE FROM proof_log")
+                db.execute("DELETE FROM proof_checkpoints")
+                sha = hashlib.sha256(body).hexdigest()
+                db.executemany(
+                    "INSERT OR IGNORE INTO proof_timestamps(subject, subject_sha256, tsa_url,"
+                    " status, next_try_utc, created_utc)"
+                    " VALUES ('checkpoint', ?, ?, 'pending', ?, ?)",
+                    [(sha, url, now, now) for url in tsa_urls],
+                )
+            self._leaves = []
+            return self.rotations()[-1]
 
     def archived(self, key_fingerprint: str) -> ArchivedLog:
         return ArchivedLog(self, key_fingerprint)

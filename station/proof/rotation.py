@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -12,20 +11,14 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
 from station.config import Config
 from station.proof import ProofError
 from station.proof.ca import DOCUMENT_SIGNING
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey, write_private, write_public
-from station.proof.log import (
-    ProofLog,
-    Rotation,
-    checkpoint_body,
-    iso_utc,
-    next_checkpoint_id,
-    utc_now,
-)
+from station.proof.log import ProofLog, Rotation, checkpoint_body, utc_now
 from station.proof.paths import ProofPaths
 
 log = logging.getLogger(__name__)
@@ -103,10 +96,9 @@ def _check_cert(cert_pem: bytes, key: StationKey, station: str, paths: ProofPath
             f"--cert certifies another key, not the successor {key.fingerprint} (issue it with "
             f"`packcam ca issue {station} --station-key {RotationFiles.of(paths).next_public}`)"
         )
-    from station.proof.verify import _cert_station
-
-    if _cert_station(cert) != station:
-        raise ProofError(f"--cert is for station {_cert_station(cert)!r}, not {station!r}")
+    cn = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if cn != [station]:
+        raise ProofError(f"--cert is for station {cn}, not {station!r}")
     if paths.ca_cert.exists():
         from station.proof.trust import ChainError, verify_chain
 
@@ -167,58 +159,28 @@ def rotate(cfg: Config, *, cert: Path | None = None, keep_old_key: bool = False)
 
 
 def _commit(plog: ProofLog, cfg: Config, old: StationKey, new: StationKey) -> tuple[Rotation, int]:
-    with plog._lock:
-        size = plog.size()
-        body = final_checkpoint_body(cfg.station.name, old, new.fingerprint, size,
-                                     plog.root(size))  # fmt: skip
-        sig_old, sig_new = old.sign(body), new.sign(body)
-        now = iso_utc(utc_now())
-        with plog._tx() as db:
-            if int(db.execute("SELECT COUNT(*) FROM proof_log").fetchone()[0]) != size:
-                raise ProofError("the log grew during the rotation: is the station running?")
-            cp_id = next_checkpoint_id(db)
-            db.execute(
-                "INSERT INTO proof_archive_log SELECT ?, seq, station, clip_path, clip_sha256,"
-                " manifest_sha256, leaf_hash, manifest, signature, key_fingerprint, created_utc"
-                " FROM proof_log ORDER BY seq",
-                (old.fingerprint,),
-            )
-            db.execute(
-                "INSERT INTO proof_archive_checkpoints SELECT id, ?, tree_size, root_hash, body,"
-                " signature, created_utc FROM proof_checkpoints ORDER BY id",
-                (old.fingerprint,),
-            )
-            db.execute(
-                "INSERT INTO proof_archive_checkpoints(id, log_key, tree_size, root_hash, body,"
-                " signature, created_utc) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (cp_id, old.fingerprint, size, plog.root(size).hex(), body, sig_old, now),
-            )
-            db.execute(
-                "INSERT INTO proof_rotations(old_key, new_key, old_public_pem, new_public_pem,"
-                " checkpoint_id, body, signature_old, signature_new, created_utc)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (old.fingerprint, new.fingerprint, old.public_pem(), new.public_pem(), cp_id,
-                 body, sig_old, sig_new, now),
-            )  # fmt: skip
-            db.execute("DELETE FROM proof_log")
-            db.execute("DELETE FROM proof_checkpoints")
-            sha = hashlib.sha256(body).hexdigest()
-            db.executemany(
-                "INSERT OR IGNORE INTO proof_timestamps(subject, subject_sha256, tsa_url,"
-                " status, next_try_utc, created_utc) VALUES ('checkpoint', ?, ?, 'pending', ?, ?)",
-                [(sha, url, now, now) for url in cfg.proof.tsa_urls],
-            )
-    plog._leaves = []
-    rot = plog.rotations()[-1]
+    rot = plog.close_for_rotation(
+        old,
+        new,
+        lambda size, root: final_checkpoint_body(
+            cfg.station.name, old, new.fingerprint, size, root
+        ),
+        cfg.proof.tsa_urls,
+    )
+    size = _final_size(rot)
     log.warning(
         "key rotation: log of %s closed at %d entries (final checkpoint %d, signed by both "
         "keys); new log under %s",
         old.fingerprint,
         size,
-        cp_id,
+        rot.checkpoint_id,
         new.fingerprint,
     )
     return rot, size
+
+
+def _final_size(rot: Rotation) -> int:
+    return int(json.loads(rot.body)["tree_size"])
 
 
 def _write_once(path: Path, data: bytes) -> None:
@@ -233,7 +195,7 @@ def _write_once(path: Path, data: bytes) -> None:
     path.chmod(0o444)
 
 
-def _cert_is_for(path: Path, public_pem: bytes) -> bool:
+def cert_is_for(path: Path, public_pem: bytes) -> bool:
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
         pub = cert.public_key().public_bytes(
@@ -264,7 +226,7 @@ def _finish(paths: ProofPaths, plog: ProofLog, rot: Rotation) -> None:
             indent=2,
         ).encode(),
     )
-    if _cert_is_for(paths.key_cert, rot.old_public_pem):
+    if cert_is_for(paths.key_cert, rot.old_public_pem):
         _write_once(retired / "station-key.crt", paths.key_cert.read_bytes())
         paths.key_cert.unlink()
     if files.next_cert.exists():
@@ -341,7 +303,7 @@ def recover(paths: ProofPaths, plog: ProofLog) -> str | None:
             "not sign again; put the successor key back"
         )
     if current == last.new_key and (
-        files.next_cert.exists() or _cert_is_for(paths.key_cert, last.old_public_pem)
+        files.next_cert.exists() or cert_is_for(paths.key_cert, last.old_public_pem)
     ):
         _finish(paths, plog, last)
         return "completed"
