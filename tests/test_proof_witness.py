@@ -238,7 +238,14 @@ def test_witness_accepts_a_rotation_and_refuses_the_retired_key(
     fin = ProofFinalizer(st.cfg, start_worker=False, clock=lambda: True)
     record_orders(st.cfg, (fin,), ["C3"], ago=timedelta(minutes=1), frames=13)
     fin.close()
-    res = rotation.rotate(st.cfg)
+    from station.proof.ca import CompanyCa
+    from station.proof.paths import ProofPaths
+
+    nxt = rotation.prepare(ProofPaths.from_config(st.cfg))
+    cert = tmp_path / "next.crt"
+    ca = CompanyCa.load(tmp_path / "st" / "ca")
+    cert.write_bytes(ca.issue_station("station-01", nxt.public).key_cert_pem)
+    res = rotation.rotate(st.cfg, cert=cert)
     assert res.tree_size == 3
     fin = ProofFinalizer(st.cfg, start_worker=False, clock=lambda: True)
     record_orders(st.cfg, (fin,), ["D4"], ago=timedelta(seconds=30), frames=14)
@@ -297,3 +304,28 @@ def test_witness_accepts_a_rotation_and_refuses_the_retired_key(
     )
     out = json.loads(capsys.readouterr().out)
     assert rc == 1 and "log-after-rotation" in out["reasons"], out
+    # the stranger's kit reads the same witness file: the thief's bundle fails, the honest
+    # bundle of the closed log (its final checkpoint cosigned) passes, sizes of the two logs
+    # never confused
+    kit = tmp_path / "verify.py"
+    kit.write_bytes(read_zip(bundle, "verify.py"))
+
+    def run_kit(b: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-I", str(kit), str(b), "--witness", str(wfile), *extra],
+            capture_output=True, text=True, check=False, timeout=120,
+            env={"PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+
+    r = run_kit(bundle)
+    assert r.returncode == 1 and "[log-after-rotation]" in r.stdout, r.stdout + r.stderr
+    honest = export_order(st.cfg, "A1", tmp_path / "honest-old.zip").path
+    pins = ["--ca", str(st.data / "proof-public/company-ca.crt"), "--tsa-ca", str(tsa_ec.root)]
+    r = run_kit(honest, *pins)
+    assert r.returncode == 0 and "OK   witness" in r.stdout, r.stdout + r.stderr
+    rc = station_cli.main(
+        ["verify", str(honest), *pins, "--witness", str(wfile), "--json", "--no-default-trust"]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and any(c["name"] == "witness" and c["status"] == "ok" for c in out["checks"])
+    assert not {"log-fork", "log-after-rotation"} & set(out["reasons"]), out

@@ -202,7 +202,9 @@ def check(
         return _check(root, ca_pins, tsa_pins, max_delay_s, Path(pins_dir), witness)
 
 
-def check_witness(res: Result, doc: dict, seen: list[tuple[int, str]], pins_dir: Path) -> None:
+def check_witness(
+    res: Result, doc: dict, seen: list[tuple[int, str]], pins_dir: Path, log_key: str = ""
+) -> None:
     """The bundle's checkpoints against the witness's cosigned ones (GET /witness/<station>
     of the central site): another root for the same size is a forked log."""
     key = pins_dir / "witness.pub.pem"
@@ -229,7 +231,28 @@ def check_witness(res: Result, doc: dict, seen: list[tuple[int, str]], pins_dir:
             res.add(FAIL, "witness", "a cosignature does not verify", "witness-invalid")
             return
         w = json.loads(body.read_bytes())
+        if c.get("body_b64"):  # after a key rotation sizes repeat: only this key's log counts
+            cp = base64.b64decode(c["body_b64"])
+            if hashlib.sha256(cp).hexdigest() != w.get("checkpoint_sha256"):
+                res.add(FAIL, "witness", "a cosigned checkpoint was swapped", "witness-invalid")
+                return
+            if log_key and json.loads(cp).get("key") not in (log_key, None):
+                continue
         cosigned[int(w["tree_size"])] = str(w["root_sha256"])
+    for r in doc.get("rotations", []):
+        if (
+            log_key
+            and r.get("old_key") == log_key
+            and any(s > int(r["tree_size"]) for s, _ in seen)
+        ):
+            res.add(
+                FAIL,
+                "witness",
+                f"the witness saw this key retired at {r['tree_size']} entries; this bundle's "
+                "log goes on past that",
+                "log-after-rotation",
+            )
+            return
     for size, root in seen:
         if size in cosigned and cosigned[size] != root:
             res.add(
@@ -529,7 +552,9 @@ def _check(
             if item.get("first_checkpoint"):
                 fcb = json.loads((root / item["first_checkpoint"]["body"]).read_bytes())
                 seen.append((int(fcb["tree_size"]), str(fcb["root_sha256"])))
-        check_witness(res, json.loads(Path(witness).read_bytes()), seen, pins_dir)
+        check_witness(
+            res, json.loads(Path(witness).read_bytes()), seen, pins_dir, key_fp(root / pub)
+        )
     want = set(bm.get("order_clips", [])) if bm else set()
     if want - seqs:
         res.add(
