@@ -523,3 +523,53 @@ def test_crash_between_destroying_and_replacing_the_key(
     finally:
         fin.close()
     assert audit(st.cfg).codes() == set()
+
+
+@pytest.mark.parametrize(("before", "ok"), [(True, True), (False, False)])
+def test_retention_record_of_the_retired_key(
+    rotated: Store, tmp_path: Path, before: bool, ok: bool
+) -> None:
+    """A clip deleted by retention while the old key was in use keeps its signed record valid
+    after the rotation; a record the retired key signs dated after it is not taken."""
+    from datetime import datetime
+
+    from station.ledger import Ledger
+
+    st = rotated.copy(tmp_path / "ret")
+    plog = ProofLog.in_data_dir(st.data)
+    try:
+        rot = plog.rotations()[0]
+        e = plog.archived(rot.old_key).entries()[1]
+    finally:
+        plog.close()
+    body = json.loads(e.manifest)
+    rotated_at = datetime.fromisoformat(rot.created_utc)
+    when = rotated_at + (timedelta(seconds=-30) if before else timedelta(minutes=5))
+    record = canonical_json(
+        {
+            "path": e.clip_path,
+            "sha256": e.clip_sha256,
+            "started_utc": datetime.fromisoformat(body["started_at"]).isoformat(),
+            "deleted_utc": when.isoformat(),
+            "min_age_days": 0,
+            "reason": "disk floor",
+        }
+    )
+    old = _retired_key(st)
+    ledger = Ledger.in_data_dir(st.data)
+    try:
+        row = next(r for r in ledger.clips(body["order_id"]) if r.path == e.clip_path)
+        ledger.mark_deleted(
+            row.id, reason="disk floor", record=record, signature=old.sign(record),
+            key_fingerprint=old.fingerprint, deleted_at=when,
+        )  # fmt: skip
+    finally:
+        ledger.close()
+    (st.data / e.clip_path).unlink()
+    (st.data / str(body["manifest_path"])).unlink(missing_ok=True)
+    rep = audit(st.cfg, anchors=st.anchors())
+    if ok:
+        assert rep.verdict == AUTHENTIC, rep.lines()
+        assert any("deleted by retention" in c.reason for c in rep.checks)
+    else:
+        _tampered(rep, "clip-missing")

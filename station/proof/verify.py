@@ -1768,14 +1768,19 @@ def _retention_deletion(
     if rec is None or rec["signature"] is None:
         return False, "the index marks it deleted by retention, but there is no signed record"
     record = bytes(rec["record"])
-    if not verify_signature(st.pub, record, bytes(rec["signature"])):
-        return False, "its retention deletion record is not signed by the station key"
     try:
         d = json.loads(record)
         deleted = datetime.fromisoformat(d["deleted_utc"])
         started = datetime.fromisoformat(d["started_utc"])
         min_age = float(d["min_age_days"])
     except (ValueError, KeyError, TypeError):
+        d, deleted = None, None
+    sig = bytes(rec["signature"])
+    if not verify_signature(st.pub, record, sig) and not (
+        deleted is not None and _signed_before_retired(st, record, sig, deleted)
+    ):
+        return False, "its retention deletion record is not signed by the station key"
+    if d is None or deleted is None:
         return False, "its retention deletion record is unreadable"
     if d.get("path") != rel or d.get("sha256") != body.get("sha256"):
         return False, "its retention deletion record names other bytes"
@@ -1795,6 +1800,20 @@ def _retention_deletion(
         f"deleted by retention on {d['deleted_utc']} ({d.get('reason', '')}; signed record, "
         f"older than {min_age:g} days, not on hold)"
     )
+
+
+def _signed_before_retired(st: _Store, record: bytes, sig: bytes, deleted: datetime) -> bool:
+    """Signed by a key retired since, at a time it was still the station's key (a record it
+    signs after its rotation is not taken: that is what a thief holding it would do)."""
+    for r in st.log.rotations():
+        retired_at = _parse_time(r.created_utc)
+        if (
+            retired_at is not None
+            and deleted.astimezone(UTC) <= retired_at.astimezone(UTC)
+            and verify_signature(load_public_pem(r.old_public_pem), record, sig)
+        ):
+            return True
+    return False
 
 
 def _row_diffs(row: sqlite3.Row, body: dict[str, Any]) -> list[str]:
