@@ -149,6 +149,14 @@ def checkpoints() -> Response:
         except (KeyError, TypeError, ValueError) as exc:
             raise CentralError(f"malformed checkpoint: {exc}") from exc
         if public is None or not verify_signature(public, body, sig):
+            for r in db.retired_keys(g.station["id"]):
+                if verify_signature(load_public_pem(r["old_public_key"].encode()), body, sig):
+                    detail = (f"checkpoint {row['local_id']} ({row['tree_size']} entries) is "
+                              f"signed by the retired key {r['old_key']}, whose log was closed "
+                              f"at {r['tree_size']}")  # fmt: skip
+                    db.witness_alarm(g.station["id"], "log-after-rotation", detail, body,
+                                     row["tree_size"], row["root_hash"])  # fmt: skip
+                    raise CentralError(f"log-after-rotation: {detail}")
             raise CentralError(f"checkpoint {row['local_id']} is not signed by the station key")
         cons = cp.get("consistency") if isinstance(cp.get("consistency"), dict) else {}
         try:
@@ -173,6 +181,35 @@ def checkpoints() -> Response:
         registered=db.register_checkpoints(g.station["id"], rows),
         witness=db.witness_latest(g.station["id"]),
     )
+
+
+@bp.post("/rotation")
+def rotation() -> Response:
+    """A station retired its key (`packcam keys rotate`): the old log's final checkpoint,
+    signed by the enrolled key and the successor, with a consistency proof from the last
+    checkpoint witnessed for the old key. Accepted: cosigned, the station moves to the new key.
+    Without the right proof: ``need_old_size`` says which one to send."""
+    doc = request.get_json(silent=True) or {}
+    try:
+        body = base64.b64decode(doc["body_b64"], validate=True)
+        sig_old = base64.b64decode(doc["signature_old_b64"], validate=True)
+        sig_new = base64.b64decode(doc["signature_new_b64"], validate=True)
+        new_pem = str(doc["new_public_key"])
+        cons = doc.get("consistency") if isinstance(doc.get("consistency"), dict) else {}
+        old_size = int(cons["old_size"]) if "old_size" in cons else None
+        proof = [bytes.fromhex(h) for h in cons.get("proof", [])]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CentralError(f"malformed rotation: {exc}") from exc
+    db = central_db()
+    j = db.witness_rotation(
+        g.station["id"], g.station["name"], body, sig_old, sig_new, new_pem, old_size, proof,
+        witness_key(current_app.config["PACKCAM"]),
+    )  # fmt: skip
+    if j.verdict == ACCEPT:
+        return jsonify(accepted=True, reason=j.reason)
+    if j.verdict == "no-proof":
+        return jsonify(accepted=False, need_old_size=j.need)
+    raise CentralError(f"{j.verdict}: {j.reason}")
 
 
 @bp.post("/health")

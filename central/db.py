@@ -102,6 +102,18 @@ def _clip_record(r: dict[str, Any], waybills: Sequence[tuple[str, str, float]] =
     )
 
 
+ROTATION_UNSIGNED = "rotation-unsigned"
+
+
+def _body_key(body: bytes) -> str | None:
+    """The station key a checkpoint names (its log), or None."""
+    try:
+        key = json.loads(body).get("key")
+    except (ValueError, AttributeError):
+        return None
+    return str(key) if key else None
+
+
 class CentralDB:
     """One PostgreSQL connection with the central index's writes and reads.
 
@@ -283,6 +295,12 @@ class CentralDB:
             if known is None:
                 raise CentralError("unknown station")
             # Never swap the key under a station's name: its clips were signed by the old one.
+            self.witness_alarm(
+                station_id,
+                "key-unrotated",
+                f"presented key {fp} without a rotation signed by {known['key_fingerprint']}",
+                fp.encode(),
+            )
             log.error("station %r presents key %s, enrolled with %s: refused",
                       known["name"], fp, known["key_fingerprint"])  # fmt: skip
             raise CentralError(
@@ -532,10 +550,11 @@ class CentralDB:
         def q(conn: Any) -> Any:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT id FROM stations WHERE id = %s FOR UPDATE", (station_id,))
+                log_key = _body_key(cp["body"])
                 cur.execute(
                     "SELECT tree_size, root_hash FROM witnessed WHERE station_id = %s"
-                    " ORDER BY id DESC LIMIT 1",
-                    (station_id,),
+                    " AND log_key IS NOT DISTINCT FROM %s ORDER BY id DESC LIMIT 1",
+                    (station_id, log_key),
                 )
                 row = cur.fetchone()
                 last = (int(row[0]), str(row[1])) if row else None
@@ -545,9 +564,11 @@ class CentralDB:
                     cosigned, cosig = cosign(key, station, cp["body"], size, root)
                     cur.execute(
                         "INSERT INTO witnessed(station_id, tree_size, root_hash, body, signature,"
-                        " cosigned, cosignature) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                        (station_id, size, root, cp["body"], cp["signature"], cosigned, cosig),
-                    )
+                        " cosigned, cosignature, log_key)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        (station_id, size, root, cp["body"], cp["signature"], cosigned, cosig,
+                         log_key),
+                    )  # fmt: skip
                 elif j.verdict in (ROLLBACK, FORK):
                     cur.execute(
                         "INSERT INTO witness_alarms(station_id, kind, tree_size, root_hash,"
@@ -561,10 +582,130 @@ class CentralDB:
         return self._run(q)
 
     def witness_latest(self, station_id: int) -> dict[str, Any] | None:
+        """The newest cosigned checkpoint of the station's current key's log."""
         return self._one(
-            "SELECT tree_size, root_hash AS root_sha256 FROM witnessed WHERE station_id = %s"
-            " ORDER BY id DESC LIMIT 1",
+            "SELECT w.tree_size, w.root_hash AS root_sha256 FROM witnessed w"
+            " JOIN stations s ON s.id = w.station_id WHERE w.station_id = %s"
+            " AND w.log_key IS NOT DISTINCT FROM s.key_fingerprint ORDER BY w.id DESC LIMIT 1",
             (station_id,),
+        )
+
+    def witness_alarm(self, station_id: int, kind: str, detail: str, body: bytes,
+                      size: int = 0, root: str = "") -> None:  # fmt: skip
+        def q(conn: Any) -> None:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "INSERT INTO witness_alarms(station_id, kind, tree_size, root_hash, detail,"
+                    " body) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (station_id, kind, size, root, detail[:1000], body),
+                )
+                if cur.rowcount:
+                    log.error("WITNESS ALARM %s: station %d: %s", kind, station_id, detail)
+
+        self._run(q)
+
+    def witness_rotation(
+        self,
+        station_id: int,
+        station: str,
+        body: bytes,
+        sig_old: bytes,
+        sig_new: bytes,
+        new_public_key: str,
+        old_size: int | None,
+        proof: list[bytes],
+        key: Any,
+    ) -> Any:
+        """A station retires its key: the old log's final checkpoint, signed by the enrolled
+        key and its successor, must extend the last one witnessed for the old key. Then it is
+        cosigned, the station moves to the successor key (its log starts at 0) and the old
+        key is refused from then on. Returns the Judgement (a refusal is an alarm)."""
+        from central.witness import ACCEPT, FORK, ROLLBACK, Judgement, cosign, judge
+        from station.proof.keys import fingerprint, load_public_pem
+        from station.proof.verify import check_rotation_link
+
+        def q(conn: Any) -> Any:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    "SELECT key_fingerprint, public_key FROM stations WHERE id = %s FOR UPDATE",
+                    (station_id,),
+                )
+                cur_fp, cur_pem = cur.fetchone()
+                new_pub = load_public_pem(new_public_key.encode())
+                new_fp = fingerprint(new_pub)
+                cur.execute(
+                    "SELECT body FROM witness_rotations WHERE station_id = %s AND new_key = %s",
+                    (station_id, new_fp),
+                )
+                done = cur.fetchone()
+                if done is not None and bytes(done[0]) == body and cur_fp == new_fp:
+                    return Judgement(ACCEPT, "rotation already witnessed")
+                old_pub = load_public_pem(str(cur_pem).encode()) if cur_pem else None
+                rc = (
+                    check_rotation_link(body, sig_old, sig_new, old_pub, new_pub)
+                    if old_pub is not None
+                    else None
+                )
+                if rc is None:
+                    why = f"not a final checkpoint of key {cur_fp} signed by it and {new_fp}"
+                    j = Judgement(ROTATION_UNSIGNED, "the rotation statement is " + why)
+                else:
+                    cur.execute(
+                        "SELECT tree_size, root_hash FROM witnessed WHERE station_id = %s"
+                        " AND log_key IS NOT DISTINCT FROM %s ORDER BY id DESC LIMIT 1",
+                        (station_id, cur_fp),
+                    )
+                    row = cur.fetchone()
+                    last = (int(row[0]), str(row[1])) if row else None
+                    size, root = int(rc["tree_size"]), str(rc["root_sha256"])
+                    j = judge(last, size, root, old_size, proof)
+                if j.verdict == ACCEPT and rc is not None:
+                    cosigned, cosig = cosign(key, station, body, size, root)
+                    cur.execute(
+                        "INSERT INTO witnessed(station_id, tree_size, root_hash, body, signature,"
+                        " cosigned, cosignature, log_key)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        (station_id, size, root, body, sig_old, cosigned, cosig, cur_fp),
+                    )
+                    cur.execute(
+                        "INSERT INTO witness_rotations(station_id, old_key, new_key,"
+                        " old_public_key, tree_size, root_hash, body, signature_old,"
+                        " signature_new) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        (station_id, cur_fp, new_fp, cur_pem, size, root, body, sig_old,
+                         sig_new),
+                    )  # fmt: skip
+                    cur.execute(
+                        "UPDATE stations SET key_fingerprint = %s, public_key = %s WHERE id = %s",
+                        (new_fp, new_public_key, station_id),
+                    )
+                    log.warning("station %r rotated its key %s -> %s (log closed at %d)",
+                                station, cur_fp, new_fp, size)  # fmt: skip
+                elif j.verdict in (ROLLBACK, FORK, ROTATION_UNSIGNED):
+                    cur.execute(
+                        "INSERT INTO witness_alarms(station_id, kind, tree_size, root_hash,"
+                        " detail, body) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        (station_id, j.verdict, int((rc or {}).get("tree_size") or 0),
+                         str((rc or {}).get("root_sha256") or ""), j.reason, body),
+                    )  # fmt: skip
+                    if cur.rowcount:
+                        log.error("WITNESS ALARM %s: station %r: %s", j.verdict, station, j.reason)
+                return j
+
+        return self._run(q)
+
+    def retired_keys(self, station_id: int) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT old_key, new_key, old_public_key, tree_size, root_hash, body, signature_old,"
+            " signature_new, witnessed_utc FROM witness_rotations WHERE station_id = %s"
+            " ORDER BY id",
+            (station_id,),
+        )
+
+    def witness_rotations(self, station: str) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT r.* FROM witness_rotations r JOIN stations s ON s.id = r.station_id"
+            " WHERE s.name = %s ORDER BY r.id",
+            (station,),
         )
 
     def witness_latest_all(self) -> list[dict[str, Any]]:

@@ -158,6 +158,27 @@ MIGRATIONS: tuple[str, ...] = (
           FROM clips WHERE archived_utc IS NOT NULL GROUP BY station_id) a
     WHERE a.station_id = s.id;
     """,
+    # 8: key rotation (central/witness.py): each witnessed checkpoint belongs to the log of one
+    # station key; a rotation (the old log's final checkpoint signed by both keys) is cosigned
+    # and moves the station to its successor key, whose log starts at 0.
+    """
+    ALTER TABLE witnessed ADD COLUMN log_key text;
+    UPDATE witnessed w SET log_key = s.key_fingerprint FROM stations s WHERE s.id = w.station_id;
+    CREATE TABLE witness_rotations (
+        id              bigserial PRIMARY KEY,
+        station_id      integer NOT NULL REFERENCES stations(id),
+        old_key         text NOT NULL,
+        new_key         text NOT NULL,
+        old_public_key  text NOT NULL,
+        tree_size       bigint NOT NULL,
+        root_hash       text NOT NULL,
+        body            bytea NOT NULL,
+        signature_old   bytea NOT NULL,
+        signature_new   bytea NOT NULL,
+        witnessed_utc   timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (station_id, old_key)
+    );
+    """,
 )
 
 

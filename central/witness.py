@@ -26,8 +26,9 @@ bp = Blueprint("witness", __name__)
 
 @dataclass(frozen=True)
 class Judgement:
-    verdict: str  # accept | log-rollback | log-fork | no-proof
+    verdict: str  # accept | log-rollback | log-fork | no-proof | rotation-unsigned
     reason: str
+    need: int | None = None  # no-proof: the size the consistency proof must start from
 
 
 def judge(
@@ -54,7 +55,9 @@ def judge(
         return Judgement(FORK, f"another root for the same {size} leaves: a forked log")
     if old_size != size:
         return Judgement(
-            NO_PROOF, f"needs a consistency proof from {size} leaves (got one from {old_size})"
+            NO_PROOF,
+            f"needs a consistency proof from {size} leaves (got one from {old_size})",
+            need=size,
         )
     if merkle.verify_consistency(
         size, new_size, proof, bytes.fromhex(root), bytes.fromhex(new_root)
@@ -132,5 +135,19 @@ def witness_station(station: str) -> Response:
         alarms=[
             {"kind": a["kind"], "detail": a["detail"], "at_utc": a["at_utc"].isoformat()}
             for a in db.witness_alarms(station)
+        ],
+        rotations=[
+            {
+                "old_key": r["old_key"],
+                "new_key": r["new_key"],
+                "tree_size": r["tree_size"],
+                "root_sha256": r["root_hash"],
+                "body_b64": _b64(r["body"]),
+                "signature_old_b64": _b64(r["signature_old"]),
+                "signature_new_b64": _b64(r["signature_new"]),
+                "old_public_key_pem": r["old_public_key"],
+                "witnessed_utc": r["witnessed_utc"].isoformat(),
+            }
+            for r in db.witness_rotations(station)
         ],
     )

@@ -198,7 +198,9 @@ class Archiver(IndexWorker):
     def _upload_log_entry(self, rec: ClipRecord) -> dict[str, Any] | None:
         """The exact signed manifest bytes of the clip's log leaf and their signature."""
         try:
-            entries = self.proof_log.entries_for_clip(rec.sha256)
+            entries = self.proof_log.entries_for_clip(rec.sha256) or [
+                e for _, e in self.proof_log.archived_entries_for_clip(rec.sha256)
+            ]  # a clip logged before a key rotation sits in its retired key's closed log
         except StationError as exc:
             log.warning("archiver: no proof log for %s: %s", rec.path, exc)
             return None

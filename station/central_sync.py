@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 CLIPS_CURSOR = "central:clips"
 ARCHIVED_CURSOR = "central:archived"
 CHECKPOINTS_CURSOR = "central:checkpoints"
+ROTATIONS_CURSOR = "central:rotations"
 MAX_BACKOFF_S = 300.0
 
 
@@ -136,6 +137,7 @@ class CentralSync(IndexWorker):
     def sync_once(self) -> dict[str, int]:
         """Push everything new; return how many clips, archivings and checkpoints were sent."""
         if not self._hello_done:
+            self._push_rotations()  # before hello: the site knows the station by its old key
             self._hello()
         sent = {
             "clips": self._push_clips(),
@@ -267,6 +269,43 @@ class CentralSync(IndexWorker):
             self.journal.set_cursor(CHECKPOINTS_CURSOR, int(rows[-1]["id"]))
             total += len(rows)
         return total
+
+    def _push_rotations(self) -> int:
+        """Each key rotation (`packcam keys rotate`) once: the old log's final checkpoint signed
+        by both keys, with the consistency proof the witness asks for."""
+        rows = self._rows(
+            "SELECT * FROM proof_rotations WHERE id > ? ORDER BY id",
+            (self.journal.cursor(ROTATIONS_CURSOR),),
+        )
+        for r in rows:
+            body = bytes(r["body"])
+            size = int(json.loads(body)["tree_size"])
+            leaves = [
+                merkle.leaf_hash(bytes(x["manifest"]))
+                for x in self._rows(
+                    "SELECT manifest FROM proof_archive_log WHERE log_key = ? AND seq < ?"
+                    " ORDER BY seq",
+                    (r["old_key"], size),
+                )
+            ]
+            doc: dict[str, Any] = {
+                "body_b64": base64.b64encode(body).decode("ascii"),
+                "signature_old_b64": base64.b64encode(bytes(r["signature_old"])).decode("ascii"),
+                "signature_new_b64": base64.b64encode(bytes(r["signature_new"])).decode("ascii"),
+                "new_public_key": bytes(r["new_public_pem"]).decode("ascii"),
+                "consistency": {"old_size": size, "proof": []},
+            }
+            resp = self._post("/rotation", doc)
+            if not resp.get("accepted"):
+                old = int(resp.get("need_old_size") or 0)
+                proof = merkle.consistency_proof(old, leaves) if 0 < old < size else []
+                doc["consistency"] = {"old_size": old, "proof": [h.hex() for h in proof]}
+                resp = self._post("/rotation", doc)
+                if not resp.get("accepted"):
+                    raise SyncError(f"/rotation: not accepted: {resp}")
+            log.info("central sync: key rotation %s -> %s witnessed", r["old_key"], r["new_key"])
+            self.journal.set_cursor(ROTATIONS_CURSOR, int(r["id"]))
+        return len(rows)
 
     def _leaves(self, size: int) -> list[bytes]:
         rows = self._rows("SELECT manifest FROM proof_log WHERE seq < ? ORDER BY seq", (size,))

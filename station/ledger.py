@@ -194,6 +194,59 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE clips ADD COLUMN repack_of TEXT;  -- NULL, or a JSON list of earlier clip ids
     CREATE INDEX clips_packer ON clips(packer, started_utc);
     """,
+    # 6: key rotation (station/proof/rotation.py): the closed logs of retired keys, read-only,
+    # and the rotation statements (the final checkpoint of each, signed by both keys).
+    """
+    CREATE TABLE proof_archive_log (
+        log_key         TEXT NOT NULL,  -- fingerprint of the retired key whose log this was
+        seq             INTEGER NOT NULL,
+        station         TEXT NOT NULL,
+        clip_path       TEXT NOT NULL,
+        clip_sha256     TEXT NOT NULL,
+        manifest_sha256 TEXT NOT NULL UNIQUE,
+        leaf_hash       TEXT NOT NULL,
+        manifest        BLOB NOT NULL,
+        signature       BLOB NOT NULL,
+        key_fingerprint TEXT NOT NULL,
+        created_utc     TEXT NOT NULL,
+        PRIMARY KEY (log_key, seq)
+    );
+    CREATE INDEX proof_archive_log_clip ON proof_archive_log(clip_sha256);
+    CREATE TABLE proof_archive_checkpoints (
+        id              INTEGER PRIMARY KEY,  -- ids go on where the live table's left off
+        log_key         TEXT NOT NULL,
+        tree_size       INTEGER NOT NULL,
+        root_hash       TEXT NOT NULL,
+        body            BLOB NOT NULL,
+        signature       BLOB NOT NULL,  -- by the retired key
+        created_utc     TEXT NOT NULL
+    );
+    CREATE INDEX proof_archive_checkpoints_key ON proof_archive_checkpoints(log_key, tree_size);
+    CREATE TABLE proof_rotations (
+        id              INTEGER PRIMARY KEY,
+        old_key         TEXT NOT NULL UNIQUE,
+        new_key         TEXT NOT NULL UNIQUE,
+        old_public_pem  BLOB NOT NULL,
+        new_public_pem  BLOB NOT NULL,
+        checkpoint_id   INTEGER NOT NULL,  -- the final checkpoint in proof_archive_checkpoints
+        body            BLOB NOT NULL,  -- that checkpoint's bytes ("final", "successor_key")
+        signature_old   BLOB NOT NULL,
+        signature_new   BLOB NOT NULL,
+        created_utc     TEXT NOT NULL
+    );
+    CREATE TRIGGER proof_archive_log_no_update BEFORE UPDATE ON proof_archive_log
+        BEGIN SELECT RAISE(ABORT, 'an archived log is read-only'); END;
+    CREATE TRIGGER proof_archive_log_no_delete BEFORE DELETE ON proof_archive_log
+        BEGIN SELECT RAISE(ABORT, 'an archived log is read-only'); END;
+    CREATE TRIGGER proof_archive_cp_no_update BEFORE UPDATE ON proof_archive_checkpoints
+        BEGIN SELECT RAISE(ABORT, 'an archived log is read-only'); END;
+    CREATE TRIGGER proof_archive_cp_no_delete BEFORE DELETE ON proof_archive_checkpoints
+        BEGIN SELECT RAISE(ABORT, 'an archived log is read-only'); END;
+    CREATE TRIGGER proof_rotations_no_update BEFORE UPDATE ON proof_rotations
+        BEGIN SELECT RAISE(ABORT, 'a rotation statement is read-only'); END;
+    CREATE TRIGGER proof_rotations_no_delete BEFORE DELETE ON proof_rotations
+        BEGIN SELECT RAISE(ABORT, 'a rotation statement is read-only'); END;
+    """,
 )
 
 

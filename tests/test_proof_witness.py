@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -213,3 +214,118 @@ def test_witness_cosigns_growth_and_refuses_fork_and_rollback(
     )  # fmt: skip
     assert r.returncode == 0 and "OK   witness" in r.stdout, r.stdout + r.stderr
     shutil.rmtree(tmp_path / "fork")
+
+
+def test_witness_accepts_a_rotation_and_refuses_the_retired_key(
+    site: Site,
+    tsa_ec: TsaServer,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from station.proof import rotation
+
+    st = build_store(tmp_path / "st", tsa_ec, ["A1", "B2"], c2pa=False)
+    site.sync(st.cfg)
+    keep = st.copy(tmp_path / "thief")  # the thief's copy of the data dir, old key included
+    # a new key without a rotation: refused, with an alarm (as with replace-station's case)
+    nokey = st.copy(tmp_path / "nokey")
+    (nokey.data / "proof/station-key.pem").unlink()
+    StationKey.load_or_create(nokey.data / "proof/station-key.pem")
+    with pytest.raises(SyncError, match="replace-station"):
+        site.sync(nokey.cfg)
+    assert "key-unrotated" in {a["kind"] for a in site.get("/witness/station-01")["alarms"]}
+    # grow the log after the last push, then rotate: the final checkpoint needs a proof
+    fin = ProofFinalizer(st.cfg, start_worker=False, clock=lambda: True)
+    record_orders(st.cfg, (fin,), ["C3"], ago=timedelta(minutes=1), frames=13)
+    fin.close()
+    from station.proof.ca import CompanyCa
+    from station.proof.paths import ProofPaths
+
+    nxt = rotation.prepare(ProofPaths.from_config(st.cfg))
+    cert = tmp_path / "next.crt"
+    ca = CompanyCa.load(tmp_path / "st" / "ca")
+    cert.write_bytes(ca.issue_station("station-01", nxt.public).key_cert_pem)
+    res = rotation.rotate(st.cfg, cert=cert)
+    assert res.tree_size == 3
+    fin = ProofFinalizer(st.cfg, start_worker=False, clock=lambda: True)
+    record_orders(st.cfg, (fin,), ["D4"], ago=timedelta(seconds=30), frames=14)
+    fin.close()
+    sent = site.sync(st.cfg)  # rotation first, then hello under the new key, new log from 0
+    assert sent["checkpoints"] >= 1
+    doc = site.get("/witness/station-01")
+    assert [r["tree_size"] for r in doc["rotations"]] == [3]
+    assert doc["rotations"][0]["new_key"] == res.rotation.new_key
+    assert doc["checkpoints"][0]["tree_size"] == 1  # the new key's log
+    assert not {"log-fork", "log-rollback"} & {a["kind"] for a in doc["alarms"]}, doc["alarms"]
+    # the thief signs a checkpoint of the old log past its final one: refused, alarm
+    plog = ProofLog.in_data_dir(keep.data)
+    old_key = StationKey.load(keep.data / "proof/station-key.pem")
+    conn = sqlite3.connect(keep.data / INDEX_NAME, isolation_level=None)
+    row = conn.execute("SELECT manifest FROM proof_log ORDER BY seq DESC LIMIT 1").fetchone()
+    for seq in (2, 3):  # two late leaves: the log goes past the final size of 3
+        m = manifest_mod.sign({**json.loads(row[0]), "seq": seq, "order_id": "LATE"}, old_key)
+        conn.execute(
+            "INSERT INTO proof_log SELECT ?, station, clip_path || ?, clip_sha256, ?,"
+            " leaf_hash, ?, ?, key_fingerprint, created_utc FROM proof_log WHERE seq = 1",
+            (seq, f".{seq}", m.sha256, m.canonical, m.signature),
+        )
+    conn.close()
+    plog.checkpoint(old_key, "station-01")
+    plog.close()
+    cp = ProofLog.in_data_dir(keep.data)
+    last = cp.latest_checkpoint()
+    cp.close()
+    assert last is not None
+    import urllib.request as ur
+
+    item = {
+        "local_id": 999, "tree_size": last.tree_size, "root_hash": last.root_hash,
+        "body_b64": base64.b64encode(last.body).decode(),
+        "signature_b64": base64.b64encode(last.signature).decode(),
+        "created_utc": last.created_utc, "consistency": {"old_size": 0, "proof": []},
+    }  # fmt: skip
+    req = ur.Request(
+        site.url.rstrip("/") + "/api/fleet/v1/checkpoints",
+        data=json.dumps({"checkpoints": [item]}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {site.token}"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as ei:
+        ur.urlopen(req, timeout=10)
+    assert ei.value.code == 409 and b"log-after-rotation" in ei.value.read()
+    doc = site.get("/witness/station-01")
+    assert "log-after-rotation" in {a["kind"] for a in doc["alarms"]}
+    # a stranger holding the witness's record catches a bundle from the thief's log
+    wfile = tmp_path / "w.json"
+    wfile.write_text(json.dumps(doc))
+    bundle = export_order(keep.cfg, "A1", tmp_path / "thief.zip").path
+    rc = station_cli.main(
+        ["verify", str(bundle), "--witness", str(wfile), "--json", "--no-default-trust"]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1 and "log-after-rotation" in out["reasons"], out
+    # the stranger's kit reads the same witness file: the thief's bundle fails, the honest
+    # bundle of the closed log (its final checkpoint cosigned) passes, sizes of the two logs
+    # never confused
+    kit = tmp_path / "verify.py"
+    kit.write_bytes(read_zip(bundle, "verify.py"))
+
+    def run_kit(b: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-I", str(kit), str(b), "--witness", str(wfile), *extra],
+            capture_output=True, text=True, check=False, timeout=120,
+            env={"PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+
+    r = run_kit(bundle)
+    assert r.returncode == 1 and "[log-after-rotation]" in r.stdout, r.stdout + r.stderr
+    honest = export_order(st.cfg, "A1", tmp_path / "honest-old.zip").path
+    pins = ["--ca", str(st.data / "proof-public/company-ca.crt"), "--tsa-ca", str(tsa_ec.root)]
+    r = run_kit(honest, *pins)
+    assert r.returncode == 0 and "OK   witness" in r.stdout, r.stdout + r.stderr
+    rc = station_cli.main(
+        ["verify", str(honest), *pins, "--witness", str(wfile), "--json", "--no-default-trust"]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and any(c["name"] == "witness" and c["status"] == "ok" for c in out["checks"])
+    assert not {"log-fork", "log-after-rotation"} & set(out["reasons"]), out

@@ -25,7 +25,7 @@ from station.proof import manifest as manifest_mod
 from station.proof.ca import cert_fingerprint
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey, public_pem, station_public_key
-from station.proof.log import Checkpoint, ProofLog
+from station.proof.log import ArchivedLog, Checkpoint, LogEntry, ProofLog, Rotation
 from station.proof.paths import ProofPaths
 from station.proof.tsa import TsaQueue, load_roots
 from station.proof.verify import (
@@ -125,12 +125,34 @@ def _export(
     out: Path,
 ) -> ExportResult:
     warnings: list[str] = []
-    entries = []
+    entries: list[LogEntry | None] = []
+    logs: set[str] = set()  # "" the live log, else the fingerprint of a retired key's log
     for r in records:
-        e = plog.entries_for_clip(r.sha256)
-        entries.append(e[-1] if e else None)
-        if not e:
+        # the same bytes could be logged twice (a static scene): the path tells them apart
+        e = [x for x in plog.entries_for_clip(r.sha256) if x.clip_path == r.path]
+        archived = [
+            (k, x) for k, x in plog.archived_entries_for_clip(r.sha256) if x.clip_path == r.path
+        ]
+        if e:
+            archived = []
+        if e:
+            entries.append(e[-1])
+            logs.add("")
+        elif archived:
+            entries.append(archived[-1][1])
+            logs.add(archived[-1][0])
+        else:
+            entries.append(None)
             warnings.append(f"{r.path} has no signed manifest (recorded before proof was on?)")
+    if len(logs) > 1:
+        raise ProofError(
+            f"order {order_id!r} has clips in the logs of {len(logs)} station keys (it was "
+            "recorded before and after a key rotation): one bundle holds the clips of one log"
+        )
+    old_key = next(iter(logs), "")
+    if old_key:
+        return _export_archived(cfg, paths, plog, records, entries, order_id, out, old_key,
+                                warnings)  # fmt: skip
     need = max((e.seq + 1 for e in entries if e is not None), default=0)
     queue = None
     if cfg.proof.tsa_urls:
@@ -160,15 +182,77 @@ def _export(
             warnings.append(f"{pending} timestamp request(s) still pending (TSA unreachable)")
     if cp is None:
         raise ProofError("no signed log entries to export")
-
     station_pub = public_pem(station_public_key(paths.public_key, paths.key))
+    return _assemble(
+        cfg, paths, plog, records, entries, order_id, out, cp, station_pub, paths.key_cert, [],
+        warnings,
+    )  # fmt: skip
 
+
+def _export_archived(
+    cfg: Config,
+    paths: ProofPaths,
+    plog: ProofLog,
+    records: list[ClipRecord],
+    entries: list[LogEntry | None],
+    order_id: str,
+    out: Path,
+    old_key: str,
+    warnings: list[str],
+) -> ExportResult:
+    """An order recorded under a retired key: its closed log up to the final checkpoint, and
+    the chain of rotation statements from that key to the current one (which signs the
+    bundle manifest: the retired key is gone)."""
+    from station.proof.rotation import RotationFiles, cert_is_for
+
+    rots = plog.rotations()
+    start = next((i for i, r in enumerate(rots) if r.old_key == old_key), None)
+    if start is None:
+        raise ProofError(f"no rotation statement closes the log of {old_key}")
+    chain = rots[start:]
+    arch = plog.archived(old_key)
+    cp = arch.latest_checkpoint()
+    if cp is None or cp.body != chain[0].body:
+        raise ProofError(f"the archived log of {old_key} does not end at its final checkpoint")
+    rf = RotationFiles.of(paths)
+    cert = rf.retired(old_key) / "station-key.crt"
+    links = []
+    for r in chain:
+        succ_cert = rf.retired(r.new_key) / "station-key.crt"
+        if cert_is_for(paths.key_cert, r.new_public_pem):
+            succ_cert = paths.key_cert
+        links.append((r, succ_cert if succ_cert.exists() else None))
+    if links[-1][1] is None:
+        warnings.append(
+            f"no certificate for the current key {chain[-1].new_key}: the rotation to it cannot "
+            "be anchored (run `packcam ca issue`)"
+        )
+    return _assemble(
+        cfg, paths, arch, records, entries, order_id, out, cp, chain[0].old_public_pem, cert,
+        links, warnings,
+    )  # fmt: skip
+
+
+def _assemble(
+    cfg: Config,
+    paths: ProofPaths,
+    plog: ProofLog | ArchivedLog,
+    records: list[ClipRecord],
+    entries: list[LogEntry | None],
+    order_id: str,
+    out: Path,
+    cp: Checkpoint,
+    station_pub: bytes,
+    key_cert: Path,
+    links: list[tuple[Rotation, Path | None]],
+    warnings: list[str],
+) -> ExportResult:
     files: dict[str, bytes | Path] = {}
     keys: dict[str, str | None] = {"station_public_key": "keys/station-key.pub.pem"}
     files["keys/station-key.pub.pem"] = station_pub
     ca_fp = None
     for name, src in (
-        ("station_key_certificate", paths.key_cert),
+        ("station_key_certificate", key_cert),
         ("company_ca", paths.ca_cert),
         ("c2pa_chain", paths.c2pa_cert),
         ("tsa_roots", paths.tsa_ca),
@@ -189,6 +273,7 @@ def _export(
     for i, tok in enumerate(cp_tokens):
         files[f"log/checkpoint.{i}.tst"] = tok
         cp_ts_names.append(f"log/checkpoint.{i}.tst")
+    rotations = [_add_rotation(files, plog, j, r, c) for j, (r, c) in enumerate(links)]
 
     clips_index = []
     summaries = []
@@ -261,6 +346,8 @@ def _export(
         "clips": clips_index,
         "warnings": warnings,
     }
+    if rotations:
+        index["rotations"] = rotations
     files["bundle.json"] = json.dumps(index, indent=2, ensure_ascii=False).encode()
     tsa_fps = [cert_fingerprint(c) for c in load_roots(paths.tsa_ca)] if keys["tsa_roots"] else []
     files["VERIFY.md"] = verify_md(index, ca_fp, tsa_fps).encode()
@@ -287,6 +374,37 @@ def _export(
     return ExportResult(out, len(records), n_frames, n_tokens, cp.tree_size, warnings)
 
 
+def _add_rotation(
+    files: dict[str, bytes | Path],
+    plog: ProofLog | ArchivedLog,
+    j: int,
+    rot: Rotation,
+    succ_cert: Path | None,
+) -> dict[str, Any]:
+    """One link of the key chain: a log's final checkpoint signed by its key and the successor,
+    the successor's public key and (when the station has it) its certificate."""
+    base = f"log/rotation-{j}"
+    link: dict[str, Any] = {
+        "checkpoint": f"{base}.json",
+        "signature_old": f"{base}.old.sig",
+        "signature_new": f"{base}.new.sig",
+        "timestamps": [],
+        "successor_public_key": f"keys/rotation-{j}-successor.pub.pem",
+        "successor_certificate": None,
+    }
+    files[link["checkpoint"]] = rot.body
+    files[link["signature_old"]] = rot.signature_old
+    files[link["signature_new"]] = rot.signature_new
+    for i, t in enumerate(x.token for x in plog.timestamps_for(rot.sha256) if x.token):
+        files[f"{base}.{i}.tst"] = t
+        link["timestamps"].append(f"{base}.{i}.tst")
+    files[link["successor_public_key"]] = rot.new_public_pem
+    if succ_cert is not None:
+        link["successor_certificate"] = f"keys/rotation-{j}-successor.crt"
+        files[link["successor_certificate"]] = succ_cert.read_bytes()
+    return link
+
+
 def _first_covering(cps: list[Checkpoint], seq: int) -> Checkpoint | None:
     """The first checkpoint signed after leaf ``seq`` was appended (the clip's checkpoint)."""
     covering = [c for c in cps if c.tree_size > seq]
@@ -294,7 +412,10 @@ def _first_covering(cps: list[Checkpoint], seq: int) -> Checkpoint | None:
 
 
 def _add_first_checkpoint(
-    files: dict[str, bytes | Path], plog: ProofLog, first: Checkpoint, newest: Checkpoint
+    files: dict[str, bytes | Path],
+    plog: ProofLog | ArchivedLog,
+    first: Checkpoint,
+    newest: Checkpoint,
 ) -> dict[str, Any]:
     """The clip's own checkpoint (signed and timestamped right after recording) and the RFC
     9162 consistency proof that the bundled newest checkpoint only appended to it."""
@@ -330,7 +451,7 @@ def _add_first_checkpoint(
     return entry
 
 
-def _order_log_indexes(plog: ProofLog, order_id: str, tree_size: int) -> list[int]:
+def _order_log_indexes(plog: ProofLog | ArchivedLog, order_id: str, tree_size: int) -> list[int]:
     """Log indexes of every signed clip of ``order_id`` in the first ``tree_size`` leaves."""
     out = []
     for e in plog.entries()[:tree_size]:

@@ -81,6 +81,54 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from station.proof import rotation
+    from station.recovery import DataDirBusy, data_dir_lock
+
+    cfg = _config(args)
+    paths = ProofPaths.from_config(cfg)
+    try:
+        with data_dir_lock(cfg.station.data_dir):
+            if args.prepare:
+                key = rotation.prepare(paths)
+                files = rotation.RotationFiles.of(paths)
+                print(f"successor key {files.next_key} (mode 0600), not in use yet")
+                print(f"public key    {files.next_public}")
+                print(f"fingerprint   {key.fingerprint}")
+                print(
+                    "next: on the CA machine, `packcam ca issue "
+                    f"{cfg.station.name} --station-key station-key.next.pub.pem --out DIR`, "
+                    "then here `packcam keys rotate --cert DIR/station-key.crt`"
+                )
+                return EXIT_OK
+            res = rotation.rotate(
+                cfg,
+                cert=Path(args.cert) if args.cert else None,
+                keep_old_key=args.keep_old_key,
+            )
+    except DataDirBusy as exc:
+        raise ProofError(f"{exc}: stop the station first (no clip may be recording)") from exc
+    rot = res.rotation
+    print(f"rotated the station key of {cfg.station.name!r}")
+    print(f"old key  {rot.old_key}: log closed at {res.tree_size} entries")
+    print(f"new key  {rot.new_key}: new log, 0 entries")
+    print(f"final checkpoint {rot.checkpoint_id} signed by both keys", end="")
+    print(f"; {res.pending_timestamps} timestamp request(s) pending" if cfg.proof.tsa_urls
+          else "; no TSA configured: not timestamped")  # fmt: skip
+    if res.kept_old_key:
+        print(f"old private key kept at {res.kept_old_key} (--keep-old-key): it must never sign")
+    else:
+        print("old private key overwritten and replaced")
+    if not res.certified:
+        print(
+            f"warning: no certificate for the new key: its clips verify only as INTACT BUT NOT "
+            f"ANCHORED until `packcam ca issue {cfg.station.name} --station-key "
+            f"{paths.public_key}` installs one at {paths.key_cert}",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
 def cmd_ca_init(args: argparse.Namespace) -> int:
     cfg = _config(args)
     ca_dir = Path(args.ca_dir) if args.ca_dir else ProofPaths.from_config(cfg).ca_dir
@@ -274,6 +322,44 @@ def register(subparsers: Any) -> None:
     )
     _common(k)
     k.set_defaults(func=cmd_keys_init)
+    k = ks.add_parser(
+        "rotate",
+        help="retire the station key: close its log (final checkpoint signed by both keys), "
+        "start a new one",
+        description="Rotate the station's Ed25519 key (after a suspected leak, or on a "
+        "schedule). Stop the station first: rotation takes the data directory's lock, so it is "
+        "refused while the station runs (and so while a clip is recording). The current log is "
+        "closed with a FINAL checkpoint (it says final and names the successor key's "
+        "fingerprint) signed by the old AND the new key and queued for RFC 3161 timestamps; "
+        "the old log and the old key's public key and certificate are archived read-only "
+        "(<data>/proof-public/retired/); the old private key is overwritten (unless "
+        "--keep-old-key) and the new key starts a new log of 0 entries. Bundles of old clips "
+        "stay verifiable. Certificate: run `packcam keys rotate --prepare`, have the company CA "
+        "issue a certificate for the printed public key (`packcam ca issue STATION "
+        "--station-key station-key.next.pub.pem --out DIR`), then `packcam keys rotate --cert "
+        "DIR/station-key.crt`. Without --cert, clips of the new key verify only as INTACT BUT "
+        "NOT ANCHORED until a certificate is installed. An interrupted rotation is finished "
+        "at the next start.",
+    )
+    _common(k)
+    k.add_argument(
+        "--prepare",
+        action="store_true",
+        help="only make the successor key and print its public key for the CA; rotate nothing",
+    )
+    k.add_argument(
+        "--cert",
+        metavar="PEM",
+        help="the company CA's certificate for the successor key (checked: key, station name, "
+        "chain to the installed company CA)",
+    )
+    k.add_argument(
+        "--keep-old-key",
+        action="store_true",
+        help="keep a copy of the retired private key in <data>/proof/retired/ (default: "
+        "destroy it; it must never sign again either way)",
+    )
+    k.set_defaults(func=cmd_keys_rotate)
 
     p = subparsers.add_parser(
         "ca",

@@ -14,7 +14,7 @@ from station.background import Repeater
 from station.clock import clock_synced
 from station.config import Config
 from station.files import sha256_file
-from station.proof import ProofError
+from station.proof import ProofError, rotation
 from station.proof import manifest as manifest_mod
 from station.proof.c2pa_embed import (
     C2paEmbedder,
@@ -77,12 +77,21 @@ class ProofFinalizer:
     ) -> None:
         self.cfg = cfg
         self.paths = ProofPaths.from_config(cfg)
-        if key is None:
-            self.paths.ensure_dirs()  # proof/ 0700 (and ours), proof-public/ 0755
-            key = StationKey.load_or_create(self.paths.key, public_path=self.paths.public_key)[0]
-        self.key = key
         self._own_log = proof_log is None
         self.log = proof_log or ProofLog.in_data_dir(cfg.station.data_dir)
+        if key is None:
+            self.paths.ensure_dirs()  # proof/ 0700 (and ours), proof-public/ 0755
+            try:
+                # a rotation interrupted after its commit is finished; a retired key refused
+                rotation.recover(self.paths, self.log)
+                key = StationKey.load_or_create(self.paths.key, public_path=self.paths.public_key)[
+                    0
+                ]
+            except ProofError:
+                if self._own_log:
+                    self.log.close()
+                raise
+        self.key = key
         self.embedder = embedder if embedder is not None else build_embedder(cfg, self.paths)
         self.clock = clock
         self._lock = threading.Lock()

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -258,11 +259,14 @@ class ProofLog:
             body = canonical_json(checkpoint_body(station, key, size, self.root(size), utc_now()))
             sig = key.sign(body)
             with self._tx() as db:
+                # ids go on past the archived checkpoints of retired keys: central sync's
+                # cursor is a checkpoint id and must never see one twice
                 cur = db.execute(
-                    "INSERT INTO proof_checkpoints(tree_size, root_hash, body, signature,"
-                    " created_utc) VALUES (?, ?, ?, ?, ?)",
-                    (size, self.root(size).hex(), body, sig, iso_utc(utc_now())),
-                )
+                    "INSERT INTO proof_checkpoints(id, tree_size, root_hash, body, signature,"
+                    " created_utc) VALUES (?, ?, ?, ?, ?, ?)",
+                    (next_checkpoint_id(db), size, self.root(size).hex(), body, sig,
+                     iso_utc(utc_now())),
+                )  # fmt: skip
             cp = self.checkpoint_by_id(int(cur.lastrowid or 0))
             assert cp is not None
             log.info("checkpoint %d: tree size %d, root %s", cp.id, size, cp.root_hash[:16])
@@ -330,6 +334,175 @@ class ProofLog:
             (subject_sha256,),
         )
         return [_ts(r) for r in rows]
+
+    # ---- key rotation (station/proof/rotation.py) -----------------------------------------
+
+    def rotations(self) -> list[Rotation]:
+        """Every key rotation of this station, oldest first."""
+        return [_rotation(r) for r in self._query("SELECT * FROM proof_rotations ORDER BY id")]
+
+    def close_for_rotation(
+        self,
+        old: StationKey,
+        new: StationKey,
+        final_body: Callable[[int, bytes], bytes],
+        tsa_urls: tuple[str, ...],
+    ) -> Rotation:
+        """Close the log (`packcam keys rotate`), in one transaction: the final checkpoint
+        ``final_body(size, root)`` signed by ``old`` and ``new``, every leaf and checkpoint moved
+        to the read-only archive under ``old``'s fingerprint, the rotation statement stored and
+        queued for timestamps, the live log emptied for ``new``."""
+        with self._lock:
+            size = self.size()
+            root = self.root(size)
+            body = final_body(size, root)
+            sig_old, sig_new = old.sign(body), new.sign(body)
+            now = iso_utc(utc_now())
+            with self._tx() as db:
+                if int(db.execute("SELECT COUNT(*) FROM proof_log").fetchone()[0]) != size:
+                    raise ProofError("the log grew during the rotation: is the station running?")
+                cp_id = next_checkpoint_id(db)
+                db.execute(
+                    "INSERT INTO proof_archive_log SELECT ?, seq, station, clip_path,"
+                    " clip_sha256, manifest_sha256, leaf_hash, manifest, signature,"
+                    " key_fingerprint, created_utc FROM proof_log ORDER BY seq",
+                    (old.fingerprint,),
+                )
+                db.execute(
+                    "INSERT INTO proof_archive_checkpoints SELECT id, ?, tree_size, root_hash,"
+                    " body, signature, created_utc FROM proof_checkpoints ORDER BY id",
+                    (old.fingerprint,),
+                )
+                db.execute(
+                    "INSERT INTO proof_archive_checkpoints(id, log_key, tree_size, root_hash,"
+                    " body, signature, created_utc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (cp_id, old.fingerprint, size, root.hex(), body, sig_old, now),
+                )
+                db.execute(
+                    "INSERT INTO proof_rotations(old_key, new_key, old_public_pem,"
+                    " new_public_pem, checkpoint_id, body, signature_old, signature_new,"
+                    " created_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (old.fingerprint, new.fingerprint, old.public_pem(), new.public_pem(),
+                     cp_id, body, sig_old, sig_new, now),
+                )  # fmt: skip
+                db.execute("DELETE FROM proof_log")
+                db.execute("DELETE FROM proof_checkpoints")
+                sha = hashlib.sha256(body).hexdigest()
+                db.executemany(
+                    "INSERT OR IGNORE INTO proof_timestamps(subject, subject_sha256, tsa_url,"
+                    " status, next_try_utc, created_utc)"
+                    " VALUES ('checkpoint', ?, ?, 'pending', ?, ?)",
+                    [(sha, url, now, now) for url in tsa_urls],
+                )
+            self._leaves = []
+            return self.rotations()[-1]
+
+    def archived(self, key_fingerprint: str) -> ArchivedLog:
+        return ArchivedLog(self, key_fingerprint)
+
+    def archived_entries_for_clip(self, sha256: str) -> list[tuple[str, LogEntry]]:
+        """(retired key, leaf) of every archived leaf for these clip bytes."""
+        rows = self._query(
+            "SELECT * FROM proof_archive_log WHERE clip_sha256 = ? ORDER BY rowid", (sha256,)
+        )
+        return [(r["log_key"], _entry(r)) for r in rows]
+
+
+def next_checkpoint_id(db: sqlite3.Connection) -> int:
+    row = db.execute(
+        "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM proof_checkpoints"
+        " UNION ALL SELECT MAX(id) FROM proof_archive_checkpoints)"
+    ).fetchone()
+    return int(row[0] or 0) + 1
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """The link from a retired key's closed log to its successor's new one."""
+
+    id: int
+    old_key: str
+    new_key: str
+    old_public_pem: bytes
+    new_public_pem: bytes
+    checkpoint_id: int
+    body: bytes  # the old log's final checkpoint, exactly as both keys signed it
+    signature_old: bytes
+    signature_new: bytes
+    created_utc: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()
+
+
+class ArchivedLog:
+    """The closed log of a retired key (tables ``proof_archive_*``; triggers refuse changes):
+    the read side of ``ProofLog`` that export and verification need. Its last checkpoint is
+    the final one of the rotation; timestamps are looked up in the live table (tokens for
+    the old log may still arrive after the rotation)."""
+
+    def __init__(self, live: ProofLog, key_fingerprint: str) -> None:
+        self.live = live
+        self.key = key_fingerprint
+        self._leaves: list[bytes] | None = None
+
+    def entries(self) -> list[LogEntry]:
+        rows = self.live._query(
+            "SELECT * FROM proof_archive_log WHERE log_key = ? ORDER BY seq", (self.key,)
+        )
+        return [_entry(r) for r in rows]
+
+    def size(self) -> int:
+        return len(self.leaf_hashes())
+
+    def entries_for_clip(self, sha256: str) -> list[LogEntry]:
+        return [e for e in self.entries() if e.clip_sha256 == sha256]
+
+    def leaf_hashes(self, size: int | None = None) -> list[bytes]:
+        if self._leaves is None:
+            self._leaves = [merkle.leaf_hash(e.manifest) for e in self.entries()]
+        n = len(self._leaves) if size is None else size
+        if n > len(self._leaves):
+            raise ProofError(f"archived log has fewer than {n} leaves")
+        return self._leaves[:n]
+
+    def root(self, size: int | None = None) -> bytes:
+        return merkle.root(self.leaf_hashes(size))
+
+    def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
+        return merkle.inclusion_proof(seq, self.leaf_hashes(size))
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        return merkle.consistency_proof(old_size, self.leaf_hashes(new_size))
+
+    def checkpoints(self) -> list[Checkpoint]:
+        rows = self.live._query(
+            "SELECT * FROM proof_archive_checkpoints WHERE log_key = ? ORDER BY id", (self.key,)
+        )
+        return [_checkpoint(r) for r in rows]
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        cps = self.checkpoints()
+        return max(cps, key=lambda c: (c.tree_size, c.id)) if cps else None
+
+    def timestamps_for(self, subject_sha256: str) -> list[TimestampRow]:
+        return self.live.timestamps_for(subject_sha256)
+
+
+def _rotation(r: sqlite3.Row) -> Rotation:
+    return Rotation(
+        id=r["id"],
+        old_key=r["old_key"],
+        new_key=r["new_key"],
+        old_public_pem=bytes(r["old_public_pem"]),
+        new_public_pem=bytes(r["new_public_pem"]),
+        checkpoint_id=r["checkpoint_id"],
+        body=bytes(r["body"]),
+        signature_old=bytes(r["signature_old"]),
+        signature_new=bytes(r["signature_new"]),
+        created_utc=r["created_utc"],
+    )
 
 
 def _entry(r: sqlite3.Row) -> LogEntry:

@@ -128,6 +128,12 @@ def pem_certs(data: bytes) -> list[bytes]:
     return [m.group(0) + b"\n" for m in PEM_RE.finditer(data)]
 
 
+def key_fp(path: Path) -> str:
+    """``SHA256:<hex>`` of an Ed25519 public key's raw 32 bytes (the end of its SPKI DER)."""
+    b64 = "".join(ln for ln in path.read_text().splitlines() if not ln.startswith("-----"))
+    return "SHA256:" + hashlib.sha256(base64.b64decode(b64)[-32:]).hexdigest()
+
+
 def cert_fingerprint(pem: bytes) -> str:
     body = PEM_RE.search(pem)
     der = base64.b64decode(b"".join(body.group(1).split())) if body else b""
@@ -196,7 +202,9 @@ def check(
         return _check(root, ca_pins, tsa_pins, max_delay_s, Path(pins_dir), witness)
 
 
-def check_witness(res: Result, doc: dict, seen: list[tuple[int, str]], pins_dir: Path) -> None:
+def check_witness(
+    res: Result, doc: dict, seen: list[tuple[int, str]], pins_dir: Path, log_key: str = ""
+) -> None:
     """The bundle's checkpoints against the witness's cosigned ones (GET /witness/<station>
     of the central site): another root for the same size is a forked log."""
     key = pins_dir / "witness.pub.pem"
@@ -223,7 +231,28 @@ def check_witness(res: Result, doc: dict, seen: list[tuple[int, str]], pins_dir:
             res.add(FAIL, "witness", "a cosignature does not verify", "witness-invalid")
             return
         w = json.loads(body.read_bytes())
+        if c.get("body_b64"):  # after a key rotation sizes repeat: only this key's log counts
+            cp = base64.b64decode(c["body_b64"])
+            if hashlib.sha256(cp).hexdigest() != w.get("checkpoint_sha256"):
+                res.add(FAIL, "witness", "a cosigned checkpoint was swapped", "witness-invalid")
+                return
+            if log_key and json.loads(cp).get("key") not in (log_key, None):
+                continue
         cosigned[int(w["tree_size"])] = str(w["root_sha256"])
+    for r in doc.get("rotations", []):
+        if (
+            log_key
+            and r.get("old_key") == log_key
+            and any(s > int(r["tree_size"]) for s, _ in seen)
+        ):
+            res.add(
+                FAIL,
+                "witness",
+                f"the witness saw this key retired at {r['tree_size']} entries; this bundle's "
+                "log goes on past that",
+                "log-after-rotation",
+            )
+            return
     for size, root in seen:
         if size in cosigned and cosigned[size] != root:
             res.add(
@@ -253,13 +282,13 @@ def _check(
     keys = index["keys"]
     pub = keys["station_public_key"]
 
-    def sig_ok(data: str, sig: str) -> bool:
+    def sig_ok(data: str, sig: str, key: str = pub) -> bool:
         return openssl(
             "pkeyutl",
             "-verify",
             "-pubin",
             "-inkey",
-            pub,
+            key,
             "-rawin",
             "-in",
             data,
@@ -271,8 +300,42 @@ def _check(
     def have(name: str | None) -> bool:
         return bool(name) and (root / str(name)).is_file()
 
+    # 0. a retired key's clips: the chain of rotation statements to the key that signed the
+    # bundle manifest (each a final checkpoint signed by the old and the new key)
+    signer = pub
+    links = index.get("rotations") or []
+    for j, link in enumerate(links):
+        succ = link["successor_public_key"]
+        body = (root / link["checkpoint"]).read_bytes()
+        rc = json.loads(body)
+        if not (
+            rc.get("type") == "packcam-checkpoint"
+            and rc.get("final") is True
+            and rc.get("key") == key_fp(root / signer)
+            and rc.get("successor_key") == key_fp(root / succ)
+            and sig_ok(link["checkpoint"], link["signature_old"], signer)
+            and sig_ok(link["checkpoint"], link["signature_new"], succ)
+        ):
+            res.add(
+                FAIL,
+                f"rotation[{j}]",
+                "not a final checkpoint signed by both keys",
+                "rotation-unsigned",
+            )
+        elif j == 0 and body != (root / index["checkpoint"]["body"]).read_bytes():
+            res.add(
+                FAIL,
+                f"rotation[{j}]",
+                "the bundle's checkpoint is not its log's final one",
+                "log-after-rotation",
+            )
+        else:
+            res.add(OK, f"rotation[{j}]", f"log closed at {rc['tree_size']} entries, both "
+                    "keys signed the final checkpoint")  # fmt: skip
+        signer = succ
+
     # 1. every member is covered by the manifest the station signed
-    if have(MANIFEST) and sig_ok(MANIFEST, MANIFEST_SIG):
+    if have(MANIFEST) and sig_ok(MANIFEST, MANIFEST_SIG, signer):
         bm = json.loads((root / MANIFEST).read_bytes())
         members = bm.get("members", {})
         bad = False
@@ -310,45 +373,55 @@ def _check(
     # 2. who signed: the station key's certificate against the company CA you pinned
     shipped_ca = (root / keys["company_ca"]).read_bytes() if have(keys.get("company_ca")) else b""
     trusted = pins(ca_pins, pem_certs(shipped_ca), "company CA")
-    cert = keys.get("station_key_certificate")
-    station = None
-    if not have(cert):
-        res.add(
-            FAIL if ca_pins else WARN,
-            "signer",
-            "no certificate for the station key",
-            "cert-missing" if ca_pins else "signer-unanchored",
-        )
-    else:
-        ok, key_pem = openssl("x509", "-in", cert, "-noout", "-pubkey", cwd=root)
-        if not ok or key_pem.strip() != (root / pub).read_text().strip():
-            res.add(FAIL, "signer", "the certificate is for another key", "cert-key-mismatch")
+
+    def certify(cert: str | None, key: str, what: str) -> tuple[bool, str | None]:
+        """(anchored, certified station name) of one signing key."""
+        if not have(cert):
+            res.add(
+                FAIL if ca_pins else WARN,
+                what,
+                "no certificate for the station key",
+                "cert-missing" if ca_pins else "signer-unanchored",
+            )
+            return False, None
+        ok, key_pem = openssl("x509", "-in", str(cert), "-noout", "-pubkey", cwd=root)
+        if not ok or key_pem.strip() != (root / key).read_text().strip():
+            res.add(FAIL, what, "the certificate is for another key", "cert-key-mismatch")
         _, subj = openssl(
-            "x509", "-in", cert, "-noout", "-subject", "-nameopt", "RFC2253", cwd=root
+            "x509", "-in", str(cert), "-noout", "-subject", "-nameopt", "RFC2253", cwd=root
         )
         m = re.search(r"CN=((?:[^,\\\n]|\\.)*)", subj)
-        station = m.group(1) if m else None
+        name = m.group(1) if m else None
         cafile = pins_dir / "ca.pem"  # the CA you pinned (else the shipped one, to say so)
         cafile.write_bytes(b"".join(trusted) or shipped_ca)
-        ok, out = openssl("verify", "-x509_strict", "-CAfile", str(cafile), cert, cwd=root)
+        ok, out = openssl("verify", "-x509_strict", "-CAfile", str(cafile), str(cert), cwd=root)
         if not ok:
-            res.add(
-                FAIL,
-                "signer",
-                f"does not chain to the company CA: {out.strip()}",
-                "cert-foreign-ca",
-            )
-        elif trusted:
-            res.signer_anchored = True
-            res.add(OK, "signer", f"certified as {station!r} by the company CA you pinned")
-        else:
-            res.add(
-                WARN,
-                "signer",
-                f"certified as {station!r} by the CA shipped in the bundle "
-                f"{cert_fingerprint(shipped_ca)}: compare it with the seller's",
-                "signer-unanchored",
-            )
+            res.add(FAIL, what, f"does not chain to the company CA: {out.strip()}",
+                    "cert-foreign-ca")  # fmt: skip
+            return False, name
+        if trusted:
+            res.add(OK, what, f"certified as {name!r} by the company CA you pinned")
+            return True, name
+        res.add(
+            WARN,
+            what,
+            f"certified as {name!r} by the CA shipped in the bundle "
+            f"{cert_fingerprint(shipped_ca)}: compare it with the seller's",
+            "signer-unanchored",
+        )
+        return False, name
+
+    anchored, station = certify(keys.get("station_key_certificate"), pub, "signer")
+    for j, link in enumerate(links):
+        ok, succ_station = certify(
+            link.get("successor_certificate"), link["successor_public_key"],
+            f"rotation[{j}].signer",
+        )  # fmt: skip
+        anchored = anchored and ok
+        if station and succ_station and succ_station != station:
+            res.add(FAIL, f"rotation[{j}]", f"successor certified for {succ_station!r}",
+                    "station-name-mismatch")  # fmt: skip
+    res.signer_anchored = anchored
 
     # 3. the checkpoint every proof leads to
     cpi = index["checkpoint"]
@@ -479,7 +552,9 @@ def _check(
             if item.get("first_checkpoint"):
                 fcb = json.loads((root / item["first_checkpoint"]["body"]).read_bytes())
                 seen.append((int(fcb["tree_size"]), str(fcb["root_sha256"])))
-        check_witness(res, json.loads(Path(witness).read_bytes()), seen, pins_dir)
+        check_witness(
+            res, json.loads(Path(witness).read_bytes()), seen, pins_dir, key_fp(root / pub)
+        )
     want = set(bm.get("order_clips", [])) if bm else set()
     if want - seqs:
         res.add(

@@ -35,7 +35,7 @@ from station.proof.keys import (
     station_public_key,
     verify_signature,
 )
-from station.proof.log import CHECKPOINT_TYPE, LogEntry, ProofLog
+from station.proof.log import CHECKPOINT_TYPE, Checkpoint, LogEntry, ProofLog, Rotation
 from station.proof.paths import ProofPaths
 from station.proof.trust import Anchors, ChainError, verify_chain
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
@@ -904,7 +904,6 @@ def _verify_bundle(
     shipped_roots = (
         load_pem_certs(b.read(keys["tsa_roots"])) if b.has(keys.get("tsa_roots")) else []
     )
-    bm = _check_bundle_manifest(report, b, pub, certified)
 
     # The checkpoint: a signed tree head every inclusion proof is checked against.
     cpi = index["checkpoint"]
@@ -939,6 +938,12 @@ def _verify_bundle(
         anchors,
         shipped_roots,
     )
+    signer = pub
+    if index.get("rotations"):
+        signer = _check_rotations(
+            report, b, index["rotations"], pub, cp_bytes, ca, anchors, shipped_roots, certified
+        )
+    bm = _check_bundle_manifest(report, b, signer, certified)
 
     manifests: dict[str, dict[str, Any]] = {}
     for entry in index["clips"]:
@@ -1098,6 +1103,120 @@ def _verify_bundle(
     report.facts["clips"] = clips_facts
 
 
+def check_rotation_link(
+    body: bytes, sig_old: bytes, sig_new: bytes, old: Ed25519PublicKey, new: Ed25519PublicKey
+) -> dict[str, Any] | None:
+    """The final checkpoint of ``old``'s log naming ``new`` as its successor, signed by both;
+    its fields, or None when it is not exactly that."""
+    try:
+        rc = json.loads(body)
+    except ValueError:
+        return None
+    if (
+        isinstance(rc, dict)
+        and rc.get("type") == CHECKPOINT_TYPE
+        and rc.get("final") is True
+        and rc.get("key") == fingerprint(old)
+        and rc.get("successor_key") == fingerprint(new)
+        and isinstance(rc.get("tree_size"), int)
+        and verify_signature(old, body, sig_old)
+        and verify_signature(new, body, sig_new)
+    ):
+        return rc
+    return None
+
+
+def _check_rotations(
+    report: Report,
+    b: _Bundle,
+    links: list[dict[str, Any]],
+    pub: Ed25519PublicKey,
+    cp_bytes: bytes,
+    ca: x509.Certificate | None,
+    anchors: Anchors,
+    shipped_roots: list[x509.Certificate],
+    certified: str | None,
+) -> Ed25519PublicKey:
+    """A bundle of clips signed by a retired key: the chain of rotation statements from that
+    key to the one that signed the bundle manifest. Each link is the closed log's final
+    checkpoint, signed by both keys; each successor key must be certified like the first
+    (a forger's own "successor" never makes the verdict authentic). Returns the last key."""
+    key = pub
+    for j, link in enumerate(links):
+        name = f"rotation[{j}]"
+        body = b.read(link["checkpoint"])
+        succ = load_public_pem(b.read(link["successor_public_key"]))
+        rc = check_rotation_link(
+            body, b.read(link["signature_old"]), b.read(link["signature_new"]), key, succ
+        )
+        if rc is None:
+            report.add(
+                name,
+                FAIL,
+                f"the rotation statement from key {fingerprint(key)[:23]}... to "
+                f"{fingerprint(succ)[:23]}... is not a final checkpoint signed by both keys "
+                "(edited, or signed by one only)",
+                "rotation-unsigned",
+            )
+            return succ
+        if j == 0 and body != cp_bytes:
+            cp = json.loads(cp_bytes)
+            after = cp.get("key") == rc.get("key") and int(cp.get("tree_size", -1)) > int(
+                rc["tree_size"]
+            )
+            report.add(
+                name,
+                FAIL,
+                f"the bundle's checkpoint ({cp.get('tree_size')} entries) is not the final "
+                f"checkpoint of its log ({rc['tree_size']} entries)"
+                + (": the retired key signed after its final checkpoint" if after else ""),
+                "log-after-rotation" if after else "rotation-unsigned",
+            )
+        _check_station_name(report, f"{name}.station", rc.get("station"), certified)
+        scratch = Report(subject=name)
+        _check_tokens(
+            scratch,
+            f"{name}.timestamp",
+            [b.read(t) for t in link.get("timestamps", [])],
+            hashlib.sha256(body).digest(),
+            anchors,
+            shipped_roots,
+        )
+        report.checks.extend(c for c in scratch.checks if c.status == FAIL)
+        cert_name = link.get("successor_certificate")
+        succ_cert = x509.load_pem_x509_certificate(b.read(cert_name)) if b.has(cert_name) else None
+        scratch = Report(subject=name)
+        succ_station = _check_key_cert(
+            scratch, succ, succ_cert, ca, anchors, where=f"the bundle (successor key {j})"
+        )
+        for c in scratch.checks:
+            report.checks.append(Check(f"{name}.{c.name}", c.status, c.reason, c.code))
+        for c in scratch.facts.get("compare", []):
+            report.compare(c)
+        if not scratch.signer_anchored:
+            report.signer_anchored = False
+        if certified is not None and succ_station is not None and succ_station != certified:
+            report.add(
+                f"{name}.station",
+                FAIL,
+                f"the successor key is certified for {succ_station!r}, not {certified!r}",
+                "station-name-mismatch",
+            )
+        report.add(
+            name,
+            OK,
+            f"the log of key {fingerprint(key)[:23]}... was closed at {rc['tree_size']} entries "
+            f"({rc.get('time')}) by a final checkpoint signed by it and by its successor "
+            f"{fingerprint(succ)[:23]}...",
+        )
+        report.facts.setdefault("rotations", []).append(
+            {"old_key": fingerprint(key), "new_key": fingerprint(succ),
+             "tree_size": rc["tree_size"], "root_sha256": rc.get("root_sha256")}
+        )  # fmt: skip
+        key = succ
+    return key
+
+
 def _check_first_checkpoint(
     report: Report,
     b: _Bundle,
@@ -1167,13 +1286,35 @@ def check_witness(report: Report, doc: dict[str, Any]) -> None:
     try:
         wkey = load_public_pem(str(doc["public_key_pem"]).encode())
         seen: dict[int, str] = {}
+        mine_key = report.facts.get("station_key")  # the key of the bundle's log
         for c in doc.get("checkpoints", []):
             cosigned = base64.b64decode(c["cosigned_b64"])
             if not verify_signature(wkey, cosigned, base64.b64decode(c["cosignature_b64"])):
                 report.add("witness", FAIL, "a cosignature does not verify", "witness-invalid")
                 return
             w = json.loads(cosigned)
+            if "body_b64" in c:  # after a key rotation, sizes repeat: only this key's log
+                body = base64.b64decode(c["body_b64"])
+                if hashlib.sha256(body).hexdigest() != w.get("checkpoint_sha256"):
+                    report.add("witness", FAIL, "a cosigned checkpoint was swapped",
+                               "witness-invalid")  # fmt: skip
+                    return
+                if mine_key and json.loads(body).get("key") not in (mine_key, None):
+                    continue
             seen[int(w["tree_size"])] = str(w["root_sha256"])
+        for r in doc.get("rotations", []):
+            if r.get("old_key") == mine_key and any(
+                s > int(r["tree_size"]) for s, _ in report.facts.get("checkpoints_seen", [])
+            ):
+                report.add(
+                    "witness",
+                    FAIL,
+                    f"the witness saw key {str(mine_key)[:23]}... retired at {r['tree_size']} "
+                    "entries, but this bundle's log goes on past that: signed after its "
+                    "rotation (a stolen key?)",
+                    "log-after-rotation",
+                )
+                return
     except (KeyError, TypeError, ValueError) as exc:
         report.add("witness", FAIL, f"not a witness document: {exc}", "witness-invalid")
         return
@@ -1215,11 +1356,24 @@ def name_later_clips(report: Report, cfg: Config) -> None:
         return
     plog = ProofLog.in_data_dir(cfg.station.data_dir)
     try:
+        key = report.facts.get("station_key")
+        logs: list[tuple[str, list[LogEntry]]] = []
+        rots = plog.rotations()
+        start = next((i for i, r in enumerate(rots) if r.old_key == key), None)
+        if start is None:  # the bundle is of the live log
+            logs.append(("", plog.entries()[int(cp["tree_size"]) :]))
+        else:  # of a retired key's log: anything after it, then every later log
+            logs.append(("", plog.archived(str(key)).entries()[int(cp["tree_size"]) :]))
+            for r in rots[start + 1 :]:
+                logs.append((r.old_key, plog.archived(r.old_key).entries()))
+            logs.append((rots[-1].new_key, plog.entries()))
         later = []
-        for e in plog.entries()[int(cp["tree_size"]) :]:
-            body = json.loads(e.manifest)
-            if body.get("order_id") == order:
-                later.append(f"{Path(str(body.get('path'))).name} (log entry {e.seq})")
+        for other, entries in logs:
+            for e in entries:
+                body = json.loads(e.manifest)
+                if body.get("order_id") == order:
+                    where = f"log entry {e.seq}" + (f" of key {other[:23]}..." if other else "")
+                    later.append(f"{Path(str(body.get('path'))).name} ({where})")
     finally:
         plog.close()
     if later:
@@ -1362,10 +1516,14 @@ def verify_clip(
         report.time_anchors.append(False)
         return report
     with _open_store(cfg) as st:
+        entries = st.log.entries_for_clip(digest)
+        archived = st.log.archived_entries_for_clip(digest) if not entries else []
+        if archived:  # recorded under a key retired since: its closed log, its certificate
+            st = _retired_store(report, st, archived[-1][0])
+            entries = [archived[-1][1]]
         certified = _check_key_cert(
             report, st.pub, st.key_cert, st.ca, anchors, where="the data directory"
         )
-        entries = st.log.entries_for_clip(digest)
         trusted = anchors.trusted_ca([st.ca] if st.ca is not None else [])
         trust_pem = b"".join(pem(c) for c in (trusted or ([st.ca] if st.ca else []))) or None
         if not entries:
@@ -1420,6 +1578,34 @@ def verify_clip(
         )
         report.facts["log_index"] = e.seq
     return report
+
+
+def _retired_store(report: Report, st: _Store, old_key: str) -> _Store:
+    """The view of a data dir from a retired key: its closed log and archived certificate,
+    after checking the rotation statement that closed it."""
+    from dataclasses import replace
+
+    from station.proof.rotation import RotationFiles
+
+    rot = next(r for r in st.log.rotations() if r.old_key == old_key)
+    old, new = load_public_pem(rot.old_public_pem), load_public_pem(rot.new_public_pem)
+    if check_rotation_link(rot.body, rot.signature_old, rot.signature_new, old, new) is None:
+        report.add(
+            "rotation",
+            FAIL,
+            f"the statement that retired key {old_key[:23]}... is not a final checkpoint "
+            "signed by both keys",
+            "rotation-unsigned",
+        )
+    else:
+        report.add(
+            "rotation",
+            OK,
+            f"recorded under key {old_key[:23]}..., retired on {rot.created_utc}; its log "
+            f"was closed by a final checkpoint signed by it and by {rot.new_key[:23]}...",
+        )
+    cert = _read_cert(RotationFiles.of(st.paths).retired(old_key) / "station-key.crt")
+    return replace(st, pub=old, key_cert=cert, log=st.log.archived(old_key))  # type: ignore[arg-type]
 
 
 def _check_clip_in_log(report: Report, st: _Store, e: LogEntry) -> None:
@@ -1582,14 +1768,19 @@ def _retention_deletion(
     if rec is None or rec["signature"] is None:
         return False, "the index marks it deleted by retention, but there is no signed record"
     record = bytes(rec["record"])
-    if not verify_signature(st.pub, record, bytes(rec["signature"])):
-        return False, "its retention deletion record is not signed by the station key"
     try:
         d = json.loads(record)
         deleted = datetime.fromisoformat(d["deleted_utc"])
         started = datetime.fromisoformat(d["started_utc"])
         min_age = float(d["min_age_days"])
     except (ValueError, KeyError, TypeError):
+        d, deleted = None, None
+    sig = bytes(rec["signature"])
+    if not verify_signature(st.pub, record, sig) and not (
+        deleted is not None and _signed_before_retired(st, record, sig, deleted)
+    ):
+        return False, "its retention deletion record is not signed by the station key"
+    if d is None or deleted is None:
         return False, "its retention deletion record is unreadable"
     if d.get("path") != rel or d.get("sha256") != body.get("sha256"):
         return False, "its retention deletion record names other bytes"
@@ -1609,6 +1800,20 @@ def _retention_deletion(
         f"deleted by retention on {d['deleted_utc']} ({d.get('reason', '')}; signed record, "
         f"older than {min_age:g} days, not on hold)"
     )
+
+
+def _signed_before_retired(st: _Store, record: bytes, sig: bytes, deleted: datetime) -> bool:
+    """Signed by a key retired since, at a time it was still the station's key (a record it
+    signs after its rotation is not taken: that is what a thief holding it would do)."""
+    for r in st.log.rotations():
+        retired_at = _parse_time(r.created_utc)
+        if (
+            retired_at is not None
+            and deleted.astimezone(UTC) <= retired_at.astimezone(UTC)
+            and verify_signature(load_public_pem(r.old_public_pem), record, sig)
+        ):
+            return True
+    return False
 
 
 def _row_diffs(row: sqlite3.Row, body: dict[str, Any]) -> list[str]:
@@ -1778,172 +1983,49 @@ def audit(
         _audit(report, st, check_timestamps, anchors or Anchors(), bound or TimeBound())
         if known:
             entries = st.log.entries()
-            check_known_checkpoints(
-                report, [merkle.leaf_hash(e.manifest) for e in entries], st.pub, known
-            )
+            live = [merkle.leaf_hash(e.manifest) for e in entries]
+            retired = {r.old_key: r for r in st.log.rotations()}
+            for k in known:
+                try:
+                    r = retired.get(json.loads(k.body).get("key"))
+                except (ValueError, AttributeError):
+                    r = None
+                if r is None:
+                    check_known_checkpoints(report, live, st.pub, [k])
+                else:  # held from before a key rotation: that key's closed log must extend it
+                    pub = load_public_pem(r.old_public_pem)
+                    leaves = st.log.archived(r.old_key).leaf_hashes()
+                    check_known_checkpoints(report, leaves, pub, [k])
     return report
 
 
 def _audit(
     report: Report, st: _Store, check_timestamps: bool, anchors: Anchors, bound: TimeBound
 ) -> None:
-    entries = st.log.entries()
-    fp = fingerprint(st.pub)
-    report.facts.update(log_size=len(entries), station_key=fp)
+    live = st.log.entries()
+    report.facts.update(log_size=len(live), station_key=fingerprint(st.pub))
     certified = _check_key_cert(
         report, st.pub, st.key_cert, st.ca, anchors, where="the data directory"
     )
+    rots = st.log.rotations()
+    retired_keys = {r.old_key: load_public_pem(r.old_public_pem) for r in rots}
+    _audit_rotations(report, st, rots, anchors)
+    entries = []
     bodies: list[dict[str, Any] | None] = []
-    prev = manifest_mod.GENESIS
-    chain_ok = True
-    unanchored: list[int] = []
-    for i, e in enumerate(entries):
-        where = f"log[{i}]"
-        m = manifest_mod.from_canonical(e.manifest, e.signature)
-        body = m.body
-        bodies.append(body)
-        _check_station_name(report, where, body.get("station"), certified)
-        if e.seq != i:
-            report.add(
-                where, FAIL, f"log position {i} holds seq {e.seq}: a leaf is missing", "log-gap"
-            )
-        if body.get("seq") != e.seq:
-            report.add(
-                where,
-                FAIL,
-                f"leaf {e.seq} holds the manifest of entry {body.get('seq')} "
-                f"({body.get('path')}): log leaves were reordered",
-                "log-reordered",
-            )
-            chain_ok = False
-        elif body.get("prev_manifest_sha256") != prev:
-            report.add(
-                where,
-                FAIL,
-                f"leaf {e.seq} does not chain to leaf {e.seq - 1} (previous-"
-                "manifest hash differs): a leaf was replaced or removed",
-                "log-leaf-replaced",
-            )
-            chain_ok = False
-        if not verify_signature(st.pub, e.manifest, e.signature):
-            report.add(
-                where,
-                FAIL,
-                f"leaf {e.seq} ({body.get('path')}) is not signed by the station "
-                f"key {fp[:23]}...: replaced or signed by another key",
-                "log-bad-signature",
-            )
-            chain_ok = False
-        if (
-            e.manifest_sha256 != hashlib.sha256(e.manifest).hexdigest()
-            or e.leaf_hash != merkle.leaf_hash(e.manifest).hex()
-            or e.clip_sha256 != body.get("sha256")
-            or e.clip_path != body.get("path")
-        ):
-            report.add(
-                where,
-                FAIL,
-                f"leaf {e.seq}'s index columns disagree with its signed manifest bytes",
-                "log-row-edited",
-            )
-        prev = hashlib.sha256(e.manifest).hexdigest()
-        if check_timestamps:
-            ended = _parse_time(body.get("ended_at"))
-            scratch = Report(subject=where)
-            _, anchored = _check_tokens(
-                scratch,
-                f"{where}.timestamp",
-                [t.token for t in st.log.timestamps_for(e.manifest_sha256) if t.token],
-                bytes.fromhex(e.manifest_sha256),
-                anchors,
-                st.tsa_roots,
-                ended.astimezone(UTC) if ended else None,
-                bound,
-            )
-            report.checks.extend(c for c in scratch.checks if c.status == FAIL)
-            for c in scratch.facts.get("compare", []):
-                report.compare(c)
-            report.time_anchors.append(anchored)
-            if not anchored:
-                unanchored.append(e.seq)
-    if entries and chain_ok:
-        report.add(
-            "log.chain", OK, f"{len(entries)} signed manifests, each chained to the previous"
-        )
-    if check_timestamps and entries:
-        if unanchored:
-            report.add(
-                "log.time",
-                WARN,
-                f"{len(unanchored)} of {len(entries)} manifests have no token from a TSA you "
-                f"trust within {_human(bound.max_delay_s)} of their end (first: entry "
-                f"{unanchored[0]})",
-                "time-unanchored",
-            )
-        else:
-            report.add(
-                "log.time",
-                OK,
-                f"all {len(entries)} manifests timestamped in time by a TSA you trust",
-            )
-    # checkpoints: the roots the station signed (and a TSA may have timestamped) must still hold
-    leaves = [merkle.leaf_hash(e.manifest) for e in entries]
-    cps = st.log.checkpoints()
-    bad_cp = False
-    for cp in cps:
-        try:
-            cpb = json.loads(cp.body)
-        except ValueError:
-            cpb = {}
-        _check_station_name(report, f"checkpoint[{cp.id}]", cpb.get("station"), certified)
-        if check_timestamps:
-            # every checkpoint token must hold; which TSA is trusted is the leaves' business
-            scratch = Report(subject="checkpoint")
-            _check_tokens(
-                scratch,
-                f"checkpoint[{cp.id}].timestamp",
-                [t.token for t in st.log.timestamps_for(cp.sha256) if t.token],
-                hashlib.sha256(cp.body).digest(),
-                anchors,
-                st.tsa_roots,
-            )
-            report.checks.extend(c for c in scratch.checks if c.status == FAIL)
-        if (
-            not verify_signature(st.pub, cp.body, cp.signature)
-            or cpb.get("tree_size") != cp.tree_size
-            or cpb.get("root_sha256") != cp.root_hash
-        ):
-            report.add(
-                f"checkpoint[{cp.id}]",
-                FAIL,
-                "checkpoint signature or fields do not verify",
-                "checkpoint-bad-signature",
-            )
-            bad_cp = True
-        elif cp.tree_size > len(leaves):
-            report.add(
-                f"checkpoint[{cp.id}]",
-                FAIL,
-                f"checkpoint {cp.id} covers {cp.tree_size} "
-                f"entries but the log has {len(leaves)}: leaves were removed",
-                "log-truncated",
-            )
-            bad_cp = True
-        elif merkle.root(leaves[: cp.tree_size]).hex() != cp.root_hash:
-            report.add(
-                f"checkpoint[{cp.id}]",
-                FAIL,
-                f"the first {cp.tree_size} entries no longer "
-                f"hash to checkpoint {cp.id}'s signed root ({cp.created_utc}): a log leaf was"
-                " replaced or reordered",
-                "log-history-rewritten",
-            )
-            bad_cp = True
-    if cps and not bad_cp:
-        report.add("log.checkpoints", OK, f"{len(cps)} signed checkpoints match the log")
-    elif not cps and entries:
-        report.add("log.checkpoints", WARN, "no signed checkpoint yet")
-
+    for r in rots:
+        arch = st.log.archived(r.old_key)
+        part = arch.entries()
+        bodies += _audit_log(
+            report, st, retired_keys[r.old_key], part, arch.checkpoints(), certified,
+            check_timestamps, anchors, bound, label=f"log {r.old_key[7:23]} ", final=r,
+            retired={},
+        )  # fmt: skip
+        entries += part
+    bodies += _audit_log(
+        report, st, st.pub, live, st.log.checkpoints(), certified, check_timestamps, anchors,
+        bound, label="", final=None, retired=retired_keys,
+    )  # fmt: skip
+    entries += live
     # index rows <-> log leaves <-> files on disk
     rows = _clip_rows(st.conn)
     rows_by_path = {r["path"]: r for r in rows}
@@ -2061,3 +2143,264 @@ def _audit(
         report.add("index", OK, f"all {len(rows)} index rows agree with the signed manifests")
     if not entries and not rows:
         report.add("store", OK, "empty store: nothing recorded yet")
+
+
+def _final_size(r: Rotation) -> int:
+    try:
+        return int(json.loads(r.body)["tree_size"])
+    except (ValueError, KeyError, TypeError):
+        return -1
+
+
+def _signed_by_retired(
+    report: Report, where: str, data: bytes, sig: bytes, retired: dict[str, Ed25519PublicKey]
+) -> None:
+    for fp, pub in retired.items():
+        if verify_signature(pub, data, sig):
+            report.add(
+                where,
+                FAIL,
+                f"signed by the retired key {fp[:23]}... after its log was closed",
+                "log-after-rotation",
+            )
+            return
+
+
+def _audit_rotations(report: Report, st: _Store, rots: list[Rotation], anchors: Anchors) -> None:
+    """Each rotation statement: the final checkpoint of the retired key's log, signed by it and
+    its successor; the chain of keys ends at the station's key; each retired key's archived
+    certificate still chains to the anchors (a retired key's clips count only then)."""
+    from station.proof.rotation import RotationFiles
+
+    for j, r in enumerate(rots):
+        name = f"rotation[{j}]"
+        old, new = load_public_pem(r.old_public_pem), load_public_pem(r.new_public_pem)
+        rc = check_rotation_link(r.body, r.signature_old, r.signature_new, old, new)
+        nxt = rots[j + 1].old_key if j + 1 < len(rots) else fingerprint(st.pub)
+        if rc is None or fingerprint(old) != r.old_key or fingerprint(new) != r.new_key:
+            report.add(
+                name,
+                FAIL,
+                f"the rotation from {r.old_key[:23]}... to {r.new_key[:23]}... is not a final "
+                "checkpoint signed by both keys (edited, or signed by one only)",
+                "rotation-unsigned",
+            )
+            continue
+        if r.new_key != nxt:
+            report.add(
+                name,
+                FAIL,
+                f"the rotation names {r.new_key[:23]}... as successor but the next log is "
+                f"signed by {nxt[:23]}...: a key took over without a rotation",
+                "rotation-unsigned",
+            )
+            continue
+        cert = _read_cert(RotationFiles.of(st.paths).retired(r.old_key) / "station-key.crt")
+        scratch = Report(subject=name)
+        _check_key_cert(scratch, old, cert, st.ca, anchors, where="the retired key's archive")
+        for c in scratch.checks:
+            report.checks.append(Check(f"{name}.{c.name}", c.status, c.reason, c.code))
+        for c in scratch.facts.get("compare", []):
+            report.compare(c)
+        if not scratch.signer_anchored:
+            report.signer_anchored = False
+        report.add(
+            name,
+            OK,
+            f"log of {r.old_key[:23]}... closed at {rc['tree_size']} entries ({r.created_utc}); "
+            f"final checkpoint signed by it and by its successor {r.new_key[:23]}...",
+        )
+
+
+def _audit_log(
+    report: Report,
+    st: _Store,
+    pub: Ed25519PublicKey,
+    entries: list[LogEntry],
+    cps: list[Checkpoint],
+    certified: str | None,
+    check_timestamps: bool,
+    anchors: Anchors,
+    bound: TimeBound,
+    *,
+    label: str,
+    final: Rotation | None,
+    retired: dict[str, Ed25519PublicKey],
+) -> list[dict[str, Any] | None]:
+    """One log (the live one, or a retired key's closed one ending at ``final``): chained,
+    signed leaves with their tokens, checkpoints that still hold. Returns the leaf bodies."""
+    fp = fingerprint(pub)
+    bodies: list[dict[str, Any] | None] = []
+    prev = manifest_mod.GENESIS
+    chain_ok = True
+    unanchored: list[int] = []
+    for i, e in enumerate(entries):
+        where = f"{label}log[{i}]"
+        m = manifest_mod.from_canonical(e.manifest, e.signature)
+        body = m.body
+        bodies.append(body)
+        _check_station_name(report, where, body.get("station"), certified)
+        if e.seq != i:
+            report.add(
+                where, FAIL, f"log position {i} holds seq {e.seq}: a leaf is missing", "log-gap"
+            )
+        if body.get("seq") != e.seq:
+            report.add(
+                where,
+                FAIL,
+                f"leaf {e.seq} holds the manifest of entry {body.get('seq')} "
+                f"({body.get('path')}): log leaves were reordered",
+                "log-reordered",
+            )
+            chain_ok = False
+        elif body.get("prev_manifest_sha256") != prev:
+            report.add(
+                where,
+                FAIL,
+                f"leaf {e.seq} does not chain to leaf {e.seq - 1} (previous-"
+                "manifest hash differs): a leaf was replaced or removed",
+                "log-leaf-replaced",
+            )
+            chain_ok = False
+        if not verify_signature(pub, e.manifest, e.signature):
+            report.add(
+                where,
+                FAIL,
+                f"leaf {e.seq} ({body.get('path')}) is not signed by the station "
+                f"key {fp[:23]}...: replaced or signed by another key",
+                "log-bad-signature",
+            )
+            _signed_by_retired(report, where, e.manifest, e.signature, retired)
+            chain_ok = False
+        if (
+            e.manifest_sha256 != hashlib.sha256(e.manifest).hexdigest()
+            or e.leaf_hash != merkle.leaf_hash(e.manifest).hex()
+            or e.clip_sha256 != body.get("sha256")
+            or e.clip_path != body.get("path")
+        ):
+            report.add(
+                where,
+                FAIL,
+                f"leaf {e.seq}'s index columns disagree with its signed manifest bytes",
+                "log-row-edited",
+            )
+        prev = hashlib.sha256(e.manifest).hexdigest()
+        if check_timestamps:
+            ended = _parse_time(body.get("ended_at"))
+            scratch = Report(subject=where)
+            _, anchored = _check_tokens(
+                scratch,
+                f"{where}.timestamp",
+                [t.token for t in st.log.timestamps_for(e.manifest_sha256) if t.token],
+                bytes.fromhex(e.manifest_sha256),
+                anchors,
+                st.tsa_roots,
+                ended.astimezone(UTC) if ended else None,
+                bound,
+            )
+            report.checks.extend(c for c in scratch.checks if c.status == FAIL)
+            for c in scratch.facts.get("compare", []):
+                report.compare(c)
+            report.time_anchors.append(anchored)
+            if not anchored:
+                unanchored.append(e.seq)
+    if entries and chain_ok:
+        report.add(
+            "log.chain", OK, f"{len(entries)} signed manifests, each chained to the previous"
+        )
+    if check_timestamps and entries:
+        if unanchored:
+            report.add(
+                "log.time",
+                WARN,
+                f"{len(unanchored)} of {len(entries)} manifests have no token from a TSA you "
+                f"trust within {_human(bound.max_delay_s)} of their end (first: entry "
+                f"{unanchored[0]})",
+                "time-unanchored",
+            )
+        else:
+            report.add(
+                "log.time",
+                OK,
+                f"all {len(entries)} manifests timestamped in time by a TSA you trust",
+            )
+    # checkpoints: the roots the station signed (and a TSA may have timestamped) must still hold
+    leaves = [merkle.leaf_hash(e.manifest) for e in entries]
+    bad_cp = False
+    for cp in cps:
+        try:
+            cpb = json.loads(cp.body)
+        except ValueError:
+            cpb = {}
+        _check_station_name(report, f"{label}checkpoint[{cp.id}]", cpb.get("station"), certified)
+        if check_timestamps:
+            # every checkpoint token must hold; which TSA is trusted is the leaves' business
+            scratch = Report(subject="checkpoint")
+            _check_tokens(
+                scratch,
+                f"checkpoint[{cp.id}].timestamp",
+                [t.token for t in st.log.timestamps_for(cp.sha256) if t.token],
+                hashlib.sha256(cp.body).digest(),
+                anchors,
+                st.tsa_roots,
+            )
+            report.checks.extend(c for c in scratch.checks if c.status == FAIL)
+        if (
+            not verify_signature(pub, cp.body, cp.signature)
+            or cpb.get("tree_size") != cp.tree_size
+            or cpb.get("root_sha256") != cp.root_hash
+        ):
+            report.add(
+                f"{label}checkpoint[{cp.id}]",
+                FAIL,
+                "checkpoint signature or fields do not verify",
+                "checkpoint-bad-signature",
+            )
+            _signed_by_retired(
+                report, f"{label}checkpoint[{cp.id}]", cp.body, cp.signature, retired
+            )
+            bad_cp = True
+        elif final is not None and cp.tree_size > _final_size(final):
+            report.add(
+                f"{label}checkpoint[{cp.id}]",
+                FAIL,
+                f"the retired key signed a checkpoint of {cp.tree_size} entries after its final "
+                f"one of {_final_size(final)}",
+                "log-after-rotation",
+            )
+            bad_cp = True
+        elif cp.tree_size > len(leaves):
+            report.add(
+                f"{label}checkpoint[{cp.id}]",
+                FAIL,
+                f"checkpoint {cp.id} covers {cp.tree_size} "
+                f"entries but the log has {len(leaves)}: leaves were removed",
+                "log-truncated",
+            )
+            bad_cp = True
+        elif merkle.root(leaves[: cp.tree_size]).hex() != cp.root_hash:
+            report.add(
+                f"{label}checkpoint[{cp.id}]",
+                FAIL,
+                f"the first {cp.tree_size} entries no longer "
+                f"hash to checkpoint {cp.id}'s signed root ({cp.created_utc}): a log leaf was"
+                " replaced or reordered",
+                "log-history-rewritten",
+            )
+            bad_cp = True
+    if cps and not bad_cp:
+        report.add("log.checkpoints", OK, f"{len(cps)} signed checkpoints match the log")
+    elif not cps and entries:
+        report.add("log.checkpoints", WARN, "no signed checkpoint yet")
+
+    if final is not None and len(entries) != _final_size(final):
+        more = len(entries) > _final_size(final)
+        report.add(
+            f"{label}final",
+            FAIL,
+            f"the closed log holds {len(entries)} entries but its final checkpoint says "
+            f"{_final_size(final)}"
+            + (": leaves were added after the rotation" if more else ": leaves were removed"),
+            "log-after-rotation" if more else "log-truncated",
+        )
+    return bodies
