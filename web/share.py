@@ -23,6 +23,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
 from station.ledger import ClipRecord
+from station.proof.trust import Anchors
 from web import get_db, get_index
 from web.auth import require
 from web.clips import (
@@ -206,10 +207,21 @@ def summary(token: str) -> Any:
         abort(404)
     cfg = current_app.config["PACKCAM"]
     verify = None
-    if current_app.config.get("PACKCAM_CENTRAL"):
-        from central.bundles import verify_archived_clip
+    if current_app.config.get("PACKCAM_CENTRAL"):  # the bundle it hands out, from the bucket
+        from central.bundles import verify_archived
+        from central.media import media_store
 
-        verify = verify_archived_clip
+        store = media_store()
+        if store is None:
+            abort(503)
+        spool = cfg.station.data_dir / "spool" / "summary"
+
+        def verify(clips: list[ClipRecord], anchors: Anchors) -> list[Any]:
+            return verify_archived(
+                store, cfg.archive.prefix, share.order_id, clips, anchors, spool,
+                max_bytes=cfg.web.bundle_cache_mb << 20, headroom=cfg.web.verify_headroom_mb << 20,
+            )  # fmt: skip
+
     claims = order_claims(share.order_id, clips, _site_anchors(cfg), verify=verify)
     db = get_db()
     db.note_share_use(share.id)

@@ -117,6 +117,10 @@ def claims_from_report(clip: ClipRecord, report: Report) -> ClipClaims:
     )
 
 
+def verify_station_clips(clips: list[ClipRecord], anchors: Anchors) -> list[Report]:
+    return [_verify_station_clip(c, anchors) for c in clips]
+
+
 def _verify_station_clip(clip: ClipRecord, anchors: Anchors) -> Report:
     """``packcam verify --data`` on the clip's file, with the site's anchors."""
     from station.proof import ProofError
@@ -139,11 +143,12 @@ def order_claims(
     order_id: str,
     clips: list[ClipRecord],
     anchors: Anchors,
-    verify: Callable[[ClipRecord, Anchors], Report] | None = None,
+    verify: Callable[[list[ClipRecord], Anchors], list[Report]] | None = None,
 ) -> OrderClaims:
     """Every clip of the order verified against ``anchors`` (cached ``CACHE_TTL_S`` per order
-    and clip set: hashing a clip and reading the log is not free on a Pi)."""
-    verify = verify or _verify_station_clip
+    and clip set: hashing a clip and reading the log is not free on a Pi). ``verify``: one
+    report per clip (default: the station's ``verify_clip`` on its data dir)."""
+    verify = verify or verify_station_clips
     cache = current_app.extensions.setdefault("packcam_summary", _Cache())
     key = (bundle_key(order_id, clips), tuple(sorted(anchors.describe())))
     hit = cache.get(key)
@@ -156,7 +161,9 @@ def order_claims(
         t0 = time.monotonic()
         out = OrderClaims(
             order_id=order_id,
-            clips=[claims_from_report(c, verify(c, anchors)) for c in clips],
+            clips=[
+                claims_from_report(c, r) for c, r in zip(clips, verify(clips, anchors), strict=True)
+            ],
             ca_fps=[cert_fingerprint(c) for c in anchors.ca] + sorted(anchors.ca_fps),
             tsa_fps=[cert_fingerprint(c) for c in anchors.tsa] + sorted(anchors.tsa_fps),
         )

@@ -934,7 +934,11 @@ def _verify_bundle(
     _check_station_name(report, "checkpoint.station", cp.get("station"), certified)
     cp_root = bytes.fromhex(cp["root_sha256"])
     cp_size = int(cp["tree_size"])
-    report.facts["checkpoint"] = {"tree_size": cp_size, "root_sha256": cp["root_sha256"]}
+    report.facts["checkpoint"] = {
+        "tree_size": cp_size,
+        "root_sha256": cp["root_sha256"],
+        "created_utc": cp.get("time"),
+    }
     report.facts["checkpoints_seen"] = [(cp_size, str(cp["root_sha256"]))]
     _check_tokens(
         report,
