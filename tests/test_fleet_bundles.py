@@ -289,11 +289,22 @@ def test_the_central_summary_states_what_the_bundle_proves(site: Site) -> None:
     assert "RFC 3161 timestamp from" in text
     assert "covered by a checkpoint of" in text
     assert not any(p.is_file() for p in (site.central_cfg.station.data_dir / "spool").rglob("*"))
+    # without the company CA configured on the central site, the signer is not "certified"
+    ca = site.central_cfg.station.data_dir / "proof-public/company-ca.crt"
+    saved = ca.read_bytes()
+    ca.unlink()
+    try:
+        status, _, page = Browserless(site.url).request("GET", path + "/summary")
+    finally:
+        ca.write_bytes(saved)
+    text = page.decode()
+    assert status == 200 and "verdict-authentic" not in text
+    assert "certified as" not in text and "It is not certified by a company CA" in text
 
 
 def test_a_clip_not_covered_by_signed_parts_is_not_served(site: Site) -> None:
     """A newer clip the station archived but has not signed parts for: 503, never a bundle
-    that leaves it out. (Last in this module: it adds that clip to the central index.)"""
+    that leaves it out. (It adds that clip to the central index: no later test uses F2.)"""
     from central.db import CentralDB
 
     db = CentralDB(site.central_cfg.central.dsn)
@@ -317,3 +328,19 @@ def test_a_clip_not_covered_by_signed_parts_is_not_served(site: Site) -> None:
     status, headers, body = c.request("GET", f"/clips/{clip.id}/bundle.zip")
     assert status == 503 and headers.get("retry-after") == "60"
     assert b"No evidence bundle signed by the packing station covers" in body
+
+
+def test_central_live_view_points_at_the_stations(site: Site) -> None:
+    c = Browserless(site.url)
+    _, _, page = c.request("GET", "/login")
+    token = re.search(rb'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    form = urlencode(
+        {"username": "operator", "password": PASSWORDS["operator"], "csrf_token": token.group(1)}
+    ).encode()
+    c.request("POST", "/login", form, {"Content-Type": "application/x-www-form-urlencoded"})
+    status, _, page = c.request("GET", "/dashboard")
+    assert status == 200 and b'href="/live"' not in page  # not in the navigation
+    status, _, page = c.request("GET", "/live")
+    assert status == 200 and b'id="live-central"' in page
+    assert b"data directory" not in page
