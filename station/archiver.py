@@ -18,6 +18,7 @@ from station.ledger import ClipRecord, Ledger
 from station.objstore import (
     LocalFileChanged,
     ObjectStore,
+    bundle_parts_key,
     clip_key,
     station_prefix,
 )
@@ -29,6 +30,8 @@ MAX_BACKOFF_S = 900.0
 LOCAL_PROBLEM_RETRY_S = 3600.0  # a clip whose file is missing or changed: look again hourly
 TOKENS_CURSOR = "archive:tokens"
 CHECKPOINTS_CURSOR = "archive:checkpoints"
+BUNDLES_CURSOR = "archive:bundles"
+PARTS_SPOOL = "archive-spool"  # in the data dir: a bundle's parts between export and upload
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class Archiver(IndexWorker):
         if not self._stop.is_set():
             self._upload_checkpoints()
             self._upload_tokens()
+            self._upload_bundle_parts()
         return done
 
     def archive_clip(self, rec: ClipRecord) -> bool:
@@ -287,6 +291,66 @@ class Archiver(IndexWorker):
                 settled = False
             if settled:
                 self.journal.set_cursor(TOKENS_CURSOR, int(r["id"]))
+
+    # ---- evidence bundles -----------------------------------------------------------------------
+
+    def _upload_bundle_parts(self) -> None:
+        """For each order with a newly archived clip: its evidence bundle without the clips,
+        signed here (the bundle manifest lists every member, the clips by SHA-256), so the
+        central site can stream the whole signed bundle from the bucket, also once this station
+        is gone. Follows ``archive_seq``; a clip whose RFC 3161 token is still pending holds
+        the cursor (a bundle without it would not prove the time). See docs/fleet.md.
+        """
+        from station.proof import ProofError
+        from station.proof.bundle import export_order
+
+        cursor = self.journal.cursor(BUNDLES_CURSOR)
+        with self.journal._lock:
+            rows = self.journal.conn.execute(
+                "SELECT c.archive_seq, c.order_id, c.sha256,"
+                " (SELECT COUNT(*) FROM proof_log l JOIN proof_timestamps t"
+                "   ON t.subject_sha256 = l.manifest_sha256"
+                "  WHERE l.clip_sha256 = c.sha256 AND t.status = 'pending') AS pending"
+                " FROM clips c WHERE c.archive_seq > ? ORDER BY c.archive_seq",
+                (cursor,),
+            ).fetchall()
+        spool = self.data_dir / PARTS_SPOOL
+        for left in spool.glob("*") if spool.is_dir() else ():  # a pass cut short by a crash
+            left.unlink(missing_ok=True)
+        built: set[str] = set()
+        for r in rows:
+            if self._stop.is_set() or r["pending"]:
+                return
+            order_id = str(r["order_id"])
+            if order_id not in built:  # the export takes every clip of the order at once
+                built.add(order_id)
+                spool.mkdir(exist_ok=True)
+                out = spool / f"order-{int(r['archive_seq'])}.zip"
+                try:
+                    result = export_order(self.cfg, order_id, out, without_clips=True)
+                    self._put_parts(order_id, out, result.checkpoint_size)
+                except ProofError as exc:
+                    log.info("archiver: no bundle parts for order %r: %s", order_id, exc)
+                finally:
+                    out.unlink(missing_ok=True)
+                    out.with_name(out.name + ".part").unlink(missing_ok=True)
+            self.journal.set_cursor(BUNDLES_CURSOR, int(r["archive_seq"]))
+
+    def _put_parts(self, order_id: str, parts: Path, tree_size: int) -> None:
+        import zipfile
+
+        from station.proof.verify import BUNDLE_MANIFEST
+
+        with zipfile.ZipFile(parts) as zf:
+            if BUNDLE_MANIFEST not in zf.namelist():
+                # unsigned parts would make an unanchored bundle: nothing to offer
+                log.warning("archiver: bundle parts of order %r not signed; not uploaded", order_id)
+                return
+            station_key = json.loads(zf.read(BUNDLE_MANIFEST))["station_key"]
+        key = bundle_parts_key(self.a.prefix, self.cfg.station.name, order_id, station_key,
+                               tree_size)  # fmt: skip
+        self.store.put_bytes(key, parts.read_bytes(), content_type="application/zip")
+        log.info("archiver: evidence bundle parts of order %r -> %s", order_id, key)
 
     # ---- key frames ---------------------------------------------------------------------------
 

@@ -54,6 +54,21 @@ def clip_key(prefix: str, station: str, sha256: str) -> str:
     return f"{station_prefix(prefix, station)}clips/{sha256}.mp4"
 
 
+def bundle_parts_dir(prefix: str, station: str, order_id: str, key_fingerprint: str) -> str:
+    """Where a station keeps the signed parts of an order's evidence bundles (station/archiver.py),
+    per signing key (a replaced station starts a new log) and order (hashed: IDs are free text)."""
+    order = hashlib.sha256(order_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    fp = key_fingerprint.split(":", 1)[-1][:16]
+    return f"{station_prefix(prefix, station)}bundles/{order}/{fp}/"
+
+
+def bundle_parts_key(
+    prefix: str, station: str, order_id: str, key_fingerprint: str, tree_size: int
+) -> str:
+    """Named by the checkpoint it was signed with: the newest covers the most clips."""
+    return f"{bundle_parts_dir(prefix, station, order_id, key_fingerprint)}{tree_size:010d}.zip"
+
+
 # ---- bandwidth ----------------------------------------------------------------------------------
 
 

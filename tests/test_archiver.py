@@ -133,3 +133,48 @@ def test_a_missing_or_changed_local_clip_is_logged_and_the_others_go_on(
         assert not any("/clips/" in k for k in _keys(arch))
     finally:
         arch.stop()
+
+
+def test_signed_bundle_parts_wait_for_the_clips_timestamp(station_cfg: config_mod.Config) -> None:
+    """Each order's evidence bundle goes up signed and without its clips, once the clip's RFC
+    3161 request is settled (parts without the token would not prove the time)."""
+    import io
+    import json
+    import zipfile
+
+    from station.proof.log import ProofLog
+
+    data = station_cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data)
+    (clip,) = ledger.clips("T-1")
+    ledger.close()
+    plog = ProofLog.in_data_dir(data)
+    (entry,) = plog.entries_for_clip(clip.sha256)
+    plog.close()
+    row = _add_token_row(station_cfg, entry.manifest_sha256, "pending", None)
+    arch = Archiver(station_cfg)
+    try:
+        assert arch.run_once() == 2
+        assert not [k for k in _keys(arch) if "/bundles/" in k]  # T-1's token holds the cursor
+        ledger = Ledger.in_data_dir(data)
+        with ledger.conn:
+            ledger.conn.execute(
+                "UPDATE proof_timestamps SET status = 'failed' WHERE id = ?", (row,)
+            )
+        ledger.close()
+        arch.run_once()
+        parts = sorted(k for k in _keys(arch) if "/bundles/" in k)
+        assert len(parts) == 2  # one per order
+        blobs = [arch.store.get_bytes(k) for k in parts]
+    finally:
+        arch.stop()
+    found = {}
+    for blob in blobs:
+        with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+            assert not [n for n in zf.namelist() if n.startswith("clips/")]  # no clip bytes
+            manifest = json.loads(zf.read("bundle/manifest.json"))
+            assert "bundle/manifest.sig" in zf.namelist()
+        clips = {n: h for n, h in manifest["members"].items() if n.startswith("clips/")}
+        found[manifest["order_id"]] = set(clips.values())
+    assert clip.sha256 in found["T-1"] and len(found["T-2"]) == 1
+    assert not list((data / "archive-spool").iterdir())

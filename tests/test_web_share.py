@@ -160,10 +160,10 @@ PUBLIC_ENDPOINTS = {"static", "i18n.switch", "auth.login", "auth.logout", "api.o
                     "verify.css", "verify.page", "verify.upload", "verify.trust",
                     "verify.trust_file"}  # fmt: skip
 SHARE_ENDPOINTS = {"share.page", "share.video", "share.download", "share.thumb", "share.keyframe",
-                   "share.bundle"}  # fmt: skip
+                   "share.bundle", "share.summary"}  # fmt: skip
 # The link's own order, whatever else the URL names (this store has no signed log: the
 # station's export worker refuses, 409).
-OWN_ORDER_ENDPOINTS = {"share.page": 200, "share.bundle": 409}
+OWN_ORDER_ENDPOINTS = {"share.page": 200, "share.bundle": 409, "share.summary": 200}
 # The station screen (web/screen.py): open to the station's own browser (loopback) only.
 KIOSK_ENDPOINTS = {"screen.choose", "screen.page", "screen.events", "screen.stream"}
 
@@ -243,7 +243,7 @@ def test_the_shared_page_links_only_to_its_own_order(shared, web_env: WebEnv) ->
     own = {c.id for k, c in web_env.clips.items() if c.order_id == "PO-1001"}
     for link in links:
         if link.startswith("/s/"):
-            m = re.match(rf"{re.escape(path)}(?:/clips/(\d+)/.*|/bundle\.zip)?$", link)
+            m = re.match(rf"{re.escape(path)}(?:/clips/(\d+)/.*|/bundle\.zip|/summary)?$", link)
             assert m is not None, link
             assert m.group(1) is None or int(m.group(1)) in own, link
         else:  # static files, the language switch, /verify, /login: nothing about orders

@@ -379,7 +379,7 @@ def bundle(clip_id: int) -> Response:
     """The evidence bundle of the clip's order (every clip of it), from the bundle cache."""
 
     clip = _clip_or_404(clip_id)
-    resp = send_bundle(clip.order_id)
+    resp = send_bundle(clip.order_id, clip_id=clip.id)
     if resp.status_code in (200, 206) and counts_as_download():
         get_db().log_access(
             clip.order_id,
@@ -391,16 +391,22 @@ def bundle(clip_id: int) -> Response:
     return resp
 
 
-def send_bundle(order_id: str) -> Response:
-    """The order's evidence bundle, built and signed by the station, with Range (see share.py)."""
+def send_bundle(order_id: str, *, clip_id: int | None = None) -> Response:
+    """The order's evidence bundle, built and signed by the station, with Range (see share.py).
+
+    Central site: the station's signed parts and the clips, streamed from the bucket
+    (central/bundles.py), for the station of ``clip_id`` (else of the order's newest clip).
+    """
     from web.errors import InsufficientStorage
 
-    if _central():
-        # The signed log and the keys live on the station; bundles are exported there.
-        abort(501, description="evidence bundles are exported on the station (packcam export)")
     clips = get_index().order(order_id)
     if not clips:
         abort(404)
+    name = _UNSAFE_NAME.sub("_", f"{order_id}_evidence").strip(" .")[:150] + ".zip"
+    if _central():
+        from central.bundles import respond
+
+        return respond(order_id, clips, clip_id, name)  # type: ignore[no-any-return]
     try:
         path = bundle_cache().get(order_id, clips)
     except BundleRefused as exc:
@@ -419,7 +425,6 @@ def send_bundle(order_id: str) -> Response:
             description="station-down" if exc.station_down else "bundle-pending",
             retry_after=exc.retry_after,
         ) from exc
-    name = _UNSAFE_NAME.sub("_", f"{order_id}_evidence").strip(" .")[:150] + ".zip"
     return send_stored_file(
         path,
         sha256=path.stem,

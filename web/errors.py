@@ -48,6 +48,11 @@ STATION_MESSAGES = {
     "bundle-pending": _l(
         "The packing station is still building this evidence bundle. Try again in a moment."
     ),
+    "bundle-not-signed": _l(
+        "No evidence bundle signed by the packing station covers every clip of this order yet. "
+        "The station uploads one after it archives a clip (and its timestamp); try again in a "
+        "few minutes. A station that stopped before then never signed one."
+    ),
 }
 
 CSRF_MESSAGE = _l("The form expired. Go back, reload the page and try again.")

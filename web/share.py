@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import (
@@ -23,6 +23,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
 from station.ledger import ClipRecord
+from station.proof.trust import Anchors
 from web import get_db, get_index
 from web.auth import require
 from web.clips import (
@@ -185,6 +186,78 @@ def page(token: str) -> Any:
         shares=[],
         share_days=[],
         shared=share,
+        bundle_url=url_for("share.bundle", token=token),
+        summary_url=url_for("share.summary", token=token),
+    )
+
+
+@bp.get("/s/<token>/summary")
+def summary(token: str) -> Any:
+    """One printable page in Chinese and English that states what the verifier proved for
+    each clip of the shared order (time source, hash, signer, log) and nothing more."""
+    from flask_babel import gettext
+
+    from web.i18n import KEYFRAMES, label
+    from web.summary import in_both_languages, order_claims
+    from web.verify import _site_anchors
+
+    share = _share_from_token(token)
+    clips = get_index().order(share.order_id)
+    if not clips:
+        abort(404)
+    cfg = current_app.config["PACKCAM"]
+    verify = None
+    if current_app.config.get("PACKCAM_CENTRAL"):  # the bundle it hands out, from the bucket
+        from central.bundles import verify_archived
+        from central.media import media_store
+
+        store = media_store()
+        if store is None:
+            abort(503)
+        spool = cfg.station.data_dir / "spool" / "summary"
+
+        def verify(clips: list[ClipRecord], anchors: Anchors) -> list[Any]:
+            return verify_archived(
+                store, cfg.archive.prefix, share.order_id, clips, anchors, spool,
+                max_bytes=cfg.web.bundle_cache_mb << 20, headroom=cfg.web.verify_headroom_mb << 20,
+            )  # fmt: skip
+
+    claims = order_claims(share.order_id, clips, _site_anchors(cfg), verify=verify)
+    db = get_db()
+    db.note_share_use(share.id)
+    db.log_access(
+        share.order_id,
+        "share-use",
+        share_id=share.id,
+        remote_addr=request.remote_addr,
+        detail="summary",
+    )
+
+    def url(endpoint: str, **kw: Any) -> str:
+        return url_for(f"share.{endpoint}", token=token, **kw)
+
+    views = clip_views(clips, url, check_files=False)
+    generated = datetime.now(UTC)
+    body = in_both_languages(
+        lambda: render_template(
+            "share_summary_body.html",
+            claims=claims,
+            share=share,
+            generated=generated,
+            site=request.host_url.rstrip("/"),
+            max_delay_min=15,
+        )
+    )
+    both = in_both_languages
+    return render_template(
+        "share_summary.html",
+        order_id=share.order_id,
+        claims=claims,
+        views=views,
+        body=body,
+        heading=both(lambda: gettext("Evidence summary")),
+        captions={k: both(lambda k=k: label(KEYFRAMES, k)) for k in KEYFRAMES},
+        back_url=url_for("share.page", token=token),
         bundle_url=url_for("share.bundle", token=token),
     )
 

@@ -100,8 +100,24 @@ def _latest_covering(plog: ProofLog, need: int) -> Checkpoint | None:
     return cp if cp is not None and cp.tree_size >= need else None
 
 
-def export_order(cfg: Config, order_id: str, out: Path) -> ExportResult:
-    """Write the evidence bundle of every clip of ``order_id`` to ``out`` (a zip)."""
+@dataclass(frozen=True)
+class ArchivedClip:
+    """A clip member left out of a bundle's parts (``without_clips``): the fleet's bucket holds
+    its bytes under its SHA-256, and the central site puts it back when it streams the bundle."""
+
+    sha256: str
+
+
+def export_order(
+    cfg: Config, order_id: str, out: Path, *, without_clips: bool = False
+) -> ExportResult:
+    """Write the evidence bundle of every clip of ``order_id`` to ``out`` (a zip).
+
+    ``without_clips``: the bundle's *parts*: every member but the clips (``clips/*``), signed
+    exactly as the whole bundle (the bundle manifest lists the clips' SHA-256), for the
+    archiver to upload; the central site streams parts + archived clips as one bundle. A clip
+    whose local file is gone (archived, then freed by retention) is listed by its indexed hash.
+    """
     data_dir = cfg.station.data_dir
     paths = ProofPaths.from_config(cfg)
     ledger = Ledger.in_data_dir(data_dir)
@@ -110,7 +126,7 @@ def export_order(cfg: Config, order_id: str, out: Path) -> ExportResult:
         records = ledger.clips(order_id)
         if not records:
             raise ProofError(f"no clips for order {order_id!r} in {data_dir}")
-        return _export(cfg, paths, plog, records, order_id, out)
+        return _export(cfg, paths, plog, records, order_id, out, without_clips)
     finally:
         plog.close()
         ledger.close()
@@ -123,6 +139,7 @@ def _export(
     records: list[ClipRecord],
     order_id: str,
     out: Path,
+    without_clips: bool = False,
 ) -> ExportResult:
     warnings: list[str] = []
     entries: list[LogEntry | None] = []
@@ -152,7 +169,7 @@ def _export(
     old_key = next(iter(logs), "")
     if old_key:
         return _export_archived(cfg, paths, plog, records, entries, order_id, out, old_key,
-                                warnings)  # fmt: skip
+                                warnings, without_clips)  # fmt: skip
     need = max((e.seq + 1 for e in entries if e is not None), default=0)
     queue = None
     if cfg.proof.tsa_urls:
@@ -185,7 +202,7 @@ def _export(
     station_pub = public_pem(station_public_key(paths.public_key, paths.key))
     return _assemble(
         cfg, paths, plog, records, entries, order_id, out, cp, station_pub, paths.key_cert, [],
-        warnings,
+        warnings, without_clips,
     )  # fmt: skip
 
 
@@ -199,6 +216,7 @@ def _export_archived(
     out: Path,
     old_key: str,
     warnings: list[str],
+    without_clips: bool = False,
 ) -> ExportResult:
     """An order recorded under a retired key: its closed log up to the final checkpoint, and
     the chain of rotation statements from that key to the current one (which signs the
@@ -229,7 +247,7 @@ def _export_archived(
         )
     return _assemble(
         cfg, paths, arch, records, entries, order_id, out, cp, chain[0].old_public_pem, cert,
-        links, warnings,
+        links, warnings, without_clips,
     )  # fmt: skip
 
 
@@ -246,8 +264,9 @@ def _assemble(
     key_cert: Path,
     links: list[tuple[Rotation, Path | None]],
     warnings: list[str],
+    without_clips: bool = False,
 ) -> ExportResult:
-    files: dict[str, bytes | Path] = {}
+    files: dict[str, bytes | Path | ArchivedClip] = {}
     keys: dict[str, str | None] = {"station_public_key": "keys/station-key.pub.pem"}
     files["keys/station-key.pub.pem"] = station_pub
     ca_fp = None
@@ -281,11 +300,12 @@ def _assemble(
     all_cps = plog.checkpoints()
     for r, e in zip(records, entries, strict=True):
         clip_path = cfg.station.data_dir / r.path
-        if not clip_path.exists():
+        gone = not clip_path.exists()
+        if gone and not without_clips:
             raise ProofError(f"clip {r.path} is missing from {cfg.station.data_dir}")
         stem = Path(r.path).stem
         item: dict[str, Any] = {"clip": f"clips/{Path(r.path).name}"}
-        files[item["clip"]] = clip_path
+        files[item["clip"]] = ArchivedClip(r.sha256) if without_clips else clip_path
         body: dict[str, Any] = {}
         if e is not None:
             m = manifest_mod.from_canonical(e.manifest, e.signature)
@@ -319,7 +339,7 @@ def _assemble(
         else:
             item["manifest"] = None
             body = r.to_json()
-        frames = extract_jpegs(clip_path, keyframe_times(body))
+        frames = [] if gone else extract_jpegs(clip_path, keyframe_times(body))
         item["frames"] = []
         for t, label, jpg in frames:
             name = f"frames/{stem}_{t:07.2f}s_{label}.jpg"
@@ -412,7 +432,7 @@ def _first_covering(cps: list[Checkpoint], seq: int) -> Checkpoint | None:
 
 
 def _add_first_checkpoint(
-    files: dict[str, bytes | Path],
+    files: dict[str, bytes | Path | ArchivedClip],
     plog: ProofLog | ArchivedLog,
     first: Checkpoint,
     newest: Checkpoint,
@@ -463,7 +483,9 @@ def _order_log_indexes(plog: ProofLog | ArchivedLog, order_id: str, tree_size: i
     return out
 
 
-def _member_sha256(src: bytes | Path) -> str:
+def _member_sha256(src: bytes | Path | ArchivedClip) -> str:
+    if isinstance(src, ArchivedClip):
+        return src.sha256
     if isinstance(src, bytes):
         return hashlib.sha256(src).hexdigest()
     h = hashlib.sha256()
@@ -474,7 +496,7 @@ def _member_sha256(src: bytes | Path) -> str:
 
 
 def bundle_manifest_body(
-    files: dict[str, bytes | Path],
+    files: dict[str, bytes | Path | ArchivedClip],
     order_id: str,
     station_name: str,
     key_fingerprint: str,
@@ -495,14 +517,16 @@ def bundle_manifest_body(
     }
 
 
-def _write_zip(out: Path, files: dict[str, bytes | Path]) -> None:
+def _write_zip(out: Path, files: dict[str, bytes | Path | ArchivedClip]) -> None:
     sums = []
     tmp = out.with_name(out.name + ".part")
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name in sorted(files):
             src = files[name]
-            if isinstance(src, Path):
+            if isinstance(src, ArchivedClip):  # a bundle's parts: the clip is in the bucket
+                sums.append((src.sha256, name))
+            elif isinstance(src, Path):
                 h = hashlib.sha256()
                 with src.open("rb") as f:
                     while block := f.read(1 << 20):

@@ -553,6 +553,11 @@ def _check_tokens(
                     "clock was ahead",
                     "clock-ahead",
                 )
+        # For pages that state what is proven (the share summary): each token, structured.
+        report.facts.setdefault("tokens", []).append(
+            {"check": tname, "time": when, "tsa": info.tsa_subject, "trusted": from_trusted,
+             "in_bounds": in_bounds}
+        )  # fmt: skip
         if from_trusted:
             report.add(tname, OK, f"timestamped at {when} by {info.tsa_subject}, a TSA you trust")
             anchored = anchored or in_bounds
@@ -928,7 +933,11 @@ def _verify_bundle(
     _check_station_name(report, "checkpoint.station", cp.get("station"), certified)
     cp_root = bytes.fromhex(cp["root_sha256"])
     cp_size = int(cp["tree_size"])
-    report.facts["checkpoint"] = {"tree_size": cp_size, "root_sha256": cp["root_sha256"]}
+    report.facts["checkpoint"] = {
+        "tree_size": cp_size,
+        "root_sha256": cp["root_sha256"],
+        "created_utc": cp.get("time"),
+    }
     report.facts["checkpoints_seen"] = [(cp_size, str(cp["root_sha256"]))]
     _check_tokens(
         report,
@@ -1573,9 +1582,7 @@ def verify_clip(
         )
         report.time_anchors.append(anchored)
         _check_c2pa(report, path, body, trust_pem, anchored=bool(trusted))
-        report.facts.update(
-            {k: body.get(k) for k in ("order_id", "waybill", "station", "started_at", "ended_at")}
-        )
+        report.facts.update({k: body.get(k) for k in _CLIP_FACTS})
         report.facts["log_index"] = e.seq
     return report
 
@@ -1606,6 +1613,12 @@ def _retired_store(report: Report, st: _Store, old_key: str) -> _Store:
         )
     cert = _read_cert(RotationFiles.of(st.paths).retired(old_key) / "station-key.crt")
     return replace(st, pub=old, key_cert=cert, log=st.log.archived(old_key))  # type: ignore[arg-type]
+
+
+# What a verified clip's report states from its signed manifest (the share summary shows them).
+_CLIP_FACTS = (
+    "order_id", "waybill", "waybills", "station", "started_at", "ended_at", "clock_synced",
+)  # fmt: skip
 
 
 def _check_clip_in_log(report: Report, st: _Store, e: LogEntry) -> None:
@@ -1665,6 +1678,11 @@ def _check_clip_in_log(report: Report, st: _Store, e: LogEntry) -> None:
             OK,
             f"covered by signed checkpoint {cp.id} ({cp.tree_size} entries, {cp.created_utc})",
         )
+        report.facts["checkpoint"] = {
+            "tree_size": cp.tree_size,
+            "root_sha256": cp.root_hash,
+            "created_utc": cp.created_utc,
+        }
     else:
         report.add(
             "log.checkpoint",

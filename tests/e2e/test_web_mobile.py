@@ -81,6 +81,7 @@ def test_every_page_fits_a_phone(phone: Any, site: Any) -> None:
     _check(phone, site("/lang/zh_CN?next=/orders/PO-1001"))
     _check(phone, site("/search?q=po"))
     _check(phone, share.replace("http://localhost", site.url.rstrip("/")))
+    _check(phone, share.replace("http://localhost", site.url.rstrip("/")) + "/summary")
 
 
 def test_results_become_cards_on_a_phone(phone: Any, site: Any) -> None:

@@ -20,6 +20,11 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 
+  // The share summary's print button (a PDF is one "Save as PDF" away in every browser).
+  document.querySelectorAll("button[data-print]").forEach((btn) => {
+    btn.addEventListener("click", () => window.print());
+  });
+
   // Copy a share link, and say so where the button is.
   document.querySelectorAll("button[data-copy]").forEach((btn) => {
     const label = btn.textContent;

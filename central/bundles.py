@@ -1,0 +1,288 @@
+"""Central site: an order's evidence bundle streamed from the bucket (signed parts + clips)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from station.ledger import ClipRecord
+from station.objstore import ObjectStore, bundle_parts_dir, clip_key
+from station.proof.trust import Anchors
+from station.proof.verify import BUNDLE_MANIFEST, Report
+
+log = logging.getLogger(__name__)
+
+MAX_PARTS = 64 << 20  # manifests, proofs, key frames and the summary of one order
+CHUNK = 256 * 1024
+
+
+class BundleNotReady(Exception):
+    """No signed parts in the bucket cover every archived clip of the order (yet)."""
+
+
+@dataclass(frozen=True)
+class CentralBundle:
+    """What to stream: the station's signed parts and, per clip member, its bucket object."""
+
+    order_id: str
+    station: str
+    parts_key: str
+    parts: bytes
+    clips: dict[str, tuple[str, int]]  # member name -> (object key, size)
+
+
+def _signing_key(clip: ClipRecord) -> str | None:
+    meta = clip.extra.get("archive_meta")
+    leaf = meta.get("log") if isinstance(meta, dict) else None
+    fp = leaf.get("key_fingerprint") if isinstance(leaf, dict) else None
+    return str(fp) if fp else None
+
+
+def pick_station(clips: list[ClipRecord], clip_id: int | None = None) -> list[ClipRecord]:
+    """The clips one bundle covers: the named clip's station (and signing key), else the
+    newest clip's. A bundle is one station's signed log; an order packed at two stations has
+    one bundle per station."""
+    anchor = next((c for c in clips if c.id == clip_id), None) if clip_id is not None else None
+    anchor = anchor or max(clips, key=lambda c: (c.started_at, c.id or 0))
+    key = _signing_key(anchor)
+    return [c for c in clips if c.station == anchor.station and _signing_key(c) == key]
+
+
+def locate(
+    store: ObjectStore, prefix: str, order_id: str, clips: list[ClipRecord]
+) -> CentralBundle:
+    """The newest signed parts of ``order_id`` that cover every one of ``clips`` (one station,
+    one signing key), with each clip's object; BundleNotReady saying what is missing."""
+    station = clips[0].station
+    key_fp = _signing_key(clips[0])
+    if key_fp is None or any(not c.extra.get("archive_key") for c in clips):
+        raise BundleNotReady(f"not every clip of order {order_id!r} at {station} is archived yet")
+    where = bundle_parts_dir(prefix, station, order_id, key_fp)
+    found: list[tuple[str, int]] = []
+    for page in store.client.get_paginator("list_objects_v2").paginate(
+        Bucket=store.bucket, Prefix=where
+    ):
+        found += [(o["Key"], int(o["Size"])) for o in page.get("Contents", [])]
+    found = [f for f in found if re.fullmatch(r"\d{10}\.zip", f[0][len(where) :])]
+    if not found:
+        raise BundleNotReady(f"{station} has not uploaded a signed bundle of order {order_id!r}")
+    parts_key, size = max(found)  # named by tree size: the newest checkpoint covers the most
+    if size > MAX_PARTS:
+        raise BundleNotReady(f"{parts_key} is larger than {MAX_PARTS >> 20} MB")
+    parts = store.get_bytes(parts_key)
+    with zipfile.ZipFile(io.BytesIO(parts)) as zf:
+        manifest = json.loads(zf.read(BUNDLE_MANIFEST))
+        index = json.loads(zf.read("bundle.json"))
+    members: dict[str, str] = manifest["members"]
+    covered = {members[c["clip"]]: c["clip"] for c in index["clips"] if c["clip"] in members}
+    missing = [c for c in clips if c.sha256 not in covered]
+    if missing:
+        raise BundleNotReady(
+            f"the newest signed bundle of order {order_id!r} ({parts_key}) does not cover "
+            + ", ".join(Path(c.path).name for c in missing)
+        )
+    objects: dict[str, tuple[str, int]] = {}
+    for sha, name in covered.items():
+        obj = clip_key(prefix, station, sha)
+        head = store.head(obj)
+        if head is None:
+            raise BundleNotReady(f"{name} of order {order_id!r} is not in the bucket yet")
+        objects[name] = (obj, int(head["ContentLength"]))
+    return CentralBundle(order_id, station, parts_key, parts, objects)
+
+
+class _Sink(io.RawIOBase):
+    """An unseekable file for zipfile: it writes data descriptors, and we hand on the bytes."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.buf += b
+        self.pos += len(b)
+        return len(b)
+
+    def tell(self) -> int:
+        return self.pos
+
+    def take(self) -> bytes:
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+
+def stream(store: ObjectStore, bundle: CentralBundle) -> Iterator[bytes]:
+    """The bundle as a zip written on the fly: the parts' members as the station wrote them,
+    each clip read from the bucket in 256 KB chunks (stored, as the station stores clips).
+    Nothing touches the disk; closing the iterator early closes the open object body."""
+    sink = _Sink()
+    out = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+    with zipfile.ZipFile(io.BytesIO(bundle.parts)) as parts:
+        names = sorted(set(parts.namelist()) | set(bundle.clips))
+        for name in names:
+            if name in bundle.clips:
+                key, size = bundle.clips[name]
+                info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_STORED
+                info.file_size = size
+                body = store.client.get_object(Bucket=store.bucket, Key=key)["Body"]
+                try:
+                    with out.open(info, "w") as dst:
+                        for chunk in body.iter_chunks(CHUNK):
+                            dst.write(chunk)
+                            yield sink.take()
+                finally:
+                    body.close()
+            else:
+                info = parts.getinfo(name)
+                out.writestr(info, parts.read(info))
+            yield sink.take()
+    out.close()
+    yield sink.take()
+
+
+def verify_archived(
+    store: ObjectStore,
+    prefix: str,
+    order_id: str,
+    clips: list[ClipRecord],
+    anchors: Anchors,
+    spool: Path,
+    *,
+    max_bytes: int,
+    headroom: int,
+) -> list[Report]:
+    """Per clip, the verdict of the bundle the site would hand out (``verify_bundle`` on the
+    streamed bundle, spooled under ``spool`` on the data disk and removed afterwards). A
+    bundle needing more than ``max_bytes`` (zip + unpacked clips), or more than the disk has
+    above ``headroom``, is not checked here (its clips say so)."""
+    import shutil
+    import tempfile
+
+    from station.proof.verify import verify_bundle
+
+    reports: dict[int | None, Report] = {}
+    groups: dict[tuple[str, str | None], list[ClipRecord]] = {}
+    for c in clips:
+        groups.setdefault((c.station, _signing_key(c)), []).append(c)
+    spool.mkdir(parents=True, exist_ok=True)
+    for group in groups.values():
+        try:
+            bundle = locate(store, prefix, order_id, group)
+        except BundleNotReady as exc:
+            for c in group:
+                reports[c.id] = _not_checked(c, str(exc))
+            continue
+        need = 2 * sum(size for _, size in bundle.clips.values()) + len(bundle.parts)
+        if need > max_bytes or shutil.disk_usage(spool).free - need < headroom:
+            for c in group:
+                reports[c.id] = _not_checked(
+                    c,
+                    f"the bundle (~{need >> 20} MB) is too large to "
+                    "check on this site: verify it with packcam verify",
+                )
+            continue
+        work = Path(tempfile.mkdtemp(prefix="summary-", dir=spool))
+        try:
+            zpath = work / "bundle.zip"
+            with zpath.open("wb") as f:
+                for block in stream(store, bundle):
+                    f.write(block)
+            whole = verify_bundle(zpath, anchors=anchors, tmp_dir=work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        for c in group:
+            reports[c.id] = split_report(whole, c)
+    return [reports[c.id] for c in clips]
+
+
+def _not_checked(clip: ClipRecord, why: str) -> Report:
+    report = Report(subject=Path(clip.path).name)
+    report.add("bundle", "info", why)
+    return report
+
+
+def split_report(whole: Report, clip: ClipRecord) -> Report:
+    """One clip's share of a bundle's report: the bundle-wide checks (signer, bundle manifest,
+    checkpoint) and that clip's own; a clip not in the bundle is not verified."""
+    facts = next((f for f in whole.facts.get("clips", []) if f.get("sha256") == clip.sha256), None)
+    if facts is None:
+        return _not_checked(clip, "not in the bundle")
+    prefix = None
+    for c in whole.checks:
+        m = re.match(r"clip\[(\d+)\] (.+?) sha256$", c.name)
+        if m and m.group(2) == facts["file"]:
+            prefix = f"clip[{m.group(1)}] {facts['file']}"
+    out = Report(subject=facts["file"])
+    out.signer_anchored = whole.signer_anchored
+    out.covered = whole.covered
+    own = [c for c in whole.checks if prefix and c.name.startswith(prefix)]
+    out.checks = [c for c in whole.checks if not c.name.startswith("clip[")] + own
+    n = int(prefix[5 : prefix.index("]")]) if prefix else -1
+    # time_anchors has one entry per clip with a signed manifest, in bundle order
+    with_manifest = sorted(
+        int(m.group(1))
+        for c in whole.checks
+        if (m := re.match(r"clip\[(\d+)\] .+ manifest\.signature$", c.name))
+    )
+    pos = with_manifest.index(n) if n in with_manifest else -1
+    out.time_anchors = [whole.time_anchors[pos]] if 0 <= pos < len(whole.time_anchors) else [False]
+    out.facts = {
+        k: v for k, v in whole.facts.items() if k in ("station_key", "trusted_ca", "compare")
+    }
+    if whole.signer_anchored and "station" in whole.facts:
+        out.facts["station"] = whole.facts["station"]
+    out.facts.update(facts)
+    out.facts["size"] = clip.size
+    out.facts["tokens"] = [
+        t for t in whole.facts.get("tokens", []) if prefix and str(t["check"]).startswith(prefix)
+    ]
+    cp = whole.facts.get("checkpoint")
+    if cp and not any(c.status == "fail" and c.name.startswith(("checkpoint", prefix or "-"))
+                      for c in whole.checks):  # fmt: skip
+        out.facts["checkpoint"] = dict(cp)
+    return out
+
+
+def respond(order_id: str, clips: list[ClipRecord], clip_id: int | None, download_name: str) -> Any:
+    """The Flask response: the bundle streamed (200, no Range: it is written as it is sent),
+    503 + Retry-After while the station has not uploaded signed parts covering every clip."""
+    from flask import Response, abort, current_app, request
+
+    from central.media import media_store
+    from web.errors import StationUnavailable
+    from web.streaming import content_disposition
+
+    store = media_store()
+    if store is None:
+        abort(503)
+    group = pick_station(clips, clip_id)
+    try:
+        bundle = locate(store, current_app.config["PACKCAM"].archive.prefix, order_id, group)
+    except BundleNotReady as exc:
+        log.warning("evidence bundle of order %r not available centrally: %s", order_id, exc)
+        raise StationUnavailable(description="bundle-not-signed", retry_after=60) from exc
+    headers = {
+        "Content-Disposition": content_disposition(download_name, True),
+        "Cache-Control": "private, no-store",
+        "Accept-Ranges": "none",
+    }
+    if request.method == "HEAD":
+        return Response(status=200, headers=headers, mimetype="application/zip")
+    log.info("streaming the evidence bundle of order %r from %s (%d clips)", order_id,
+             bundle.parts_key, len(bundle.clips))  # fmt: skip
+    return Response(
+        stream(store, bundle), headers=headers, mimetype="application/zip",
+        direct_passthrough=True,
+    )  # fmt: skip

@@ -1,0 +1,192 @@
+"""The share link's one-page summary: both languages, and only what the verifier proved."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+from conftest_web import FAST_PW, add_users, csrf_of, login
+from proof_support import Store, build_store, store, tsa_ec  # noqa: F401 (fixtures)
+
+from station.proof.ca import cert_fingerprint
+from station.proof.tsa import load_pem_certs
+
+
+def _app(st: Store):
+    from flask.testing import FlaskClient
+
+    from web import create_app
+
+    class Buffered(FlaskClient):
+        def open(self, *args, **kwargs):
+            kwargs.setdefault("buffered", True)
+            return super().open(*args, **kwargs)
+
+    add_users(st.data)
+    app = create_app(st.cfg, test_config={"TESTING": True, "PASSWORD_METHOD": FAST_PW})
+    app.test_client_class = Buffered
+    return app
+
+
+def share_path(app, order_id: str) -> str:
+    staff = login(app.test_client(), "viewer")
+    resp = staff.post(
+        "/shares", data={"order_id": order_id, "days": "7", "csrf_token": csrf_of(staff)}
+    )
+    assert resp.status_code == 302
+    page = staff.get(resp.location).get_data(as_text=True)
+    url = re.search(r'class="share-url" readonly value="([^"]+)"', page).group(1)
+    return url.replace("http://localhost", "")
+
+
+def summary_of(st: Store, order_id: str) -> tuple[str, str]:
+    """(the summary page, its zh-CN part, its English part) for a fresh share of the order."""
+    app = _app(st)
+    path = share_path(app, order_id)
+    anon = app.test_client()
+    shared = anon.get(path).get_data(as_text=True)
+    assert f'href="{path}/summary"' in shared  # the share page links it
+    resp = anon.get(path + "/summary")
+    assert resp.status_code == 200
+    return resp.get_data(as_text=True), path
+
+
+def parts(page: str) -> dict[str, str]:
+    zh = re.search(
+        r'<section class="summary-lang" lang="zh-CN">(.*?)</section>\s*<section', page, re.S
+    )
+    en = re.search(r'<section class="summary-lang" lang="en">(.*)</section>\s*</div>', page, re.S)
+    assert zh and en
+    return {"zh": zh.group(1), "en": en.group(1)}
+
+
+def _tsa_fp(st: Store) -> str:
+    return cert_fingerprint(load_pem_certs(st.tsa.root.read_bytes())[0])
+
+
+def _ca_fp(st: Store) -> str:
+    return cert_fingerprint(
+        load_pem_certs((st.data / "proof-public/company-ca.crt").read_bytes())[0]
+    )
+
+
+def test_an_anchored_clip_is_summarised_in_both_languages(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    st = store.copy(tmp_path / "data")
+    page, path = summary_of(st, "B2")
+    p = parts(page)
+    ca, tsa_root = _ca_fp(st), _tsa_fp(st)
+    for lang, text in p.items():
+        assert "B2" in text
+        assert ca in text, lang  # the signer: certified by the company CA the site trusts
+        assert tsa_root in text, lang  # the anchors the page was checked against
+        assert 'class="summary-verdict verdict-authentic"' in text
+        assert "RFC 3161" in text
+    assert "Authentic: matches a recorded clip" in p["en"]
+    assert "certified as “station-01” by the company CA" in p["en"]
+    assert "a time-stamp authority this site trusts" in p["en"]
+    assert "Station clock only" not in p["en"]
+    assert "真实" in p["zh"] and "公司 CA" in p["zh"] and "时间戳" in p["zh"]
+    assert "Authentic" not in p["zh"] and "certified" not in p["zh"]
+    # the hash the station signed, the log entry and its checkpoint
+    from station.ledger import Ledger
+
+    ledger = Ledger.in_data_dir(st.data)
+    (clip,) = ledger.clips("B2")
+    ledger.close()
+    assert clip.sha256 in p["en"] and clip.sha256 in p["zh"]
+    assert re.search(
+        r"Entry \d+ of the station's append-only log, covered by a checkpoint", p["en"]
+    )
+    # the print button, the key frames and the bundle link
+    assert "data-print" in page and 'class="summary-frames"' in page
+    assert f'href="{path}/bundle.zip"' in page
+    assert re.search(rf'<img src="{re.escape(path)}/clips/\d+/keyframes/0.jpg"', page)
+
+
+def test_a_clip_without_a_timestamp_claims_the_station_clock_only(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    st = store.copy(tmp_path / "data")
+    conn = sqlite3.connect(st.data / "index.sqlite3")
+    with conn:
+        conn.execute("DELETE FROM proof_timestamps")
+    conn.close()
+    page, _ = summary_of(st, "B2")
+    p = parts(page)
+    assert "Station clock only: no RFC 3161 timestamp." in p["en"]
+    assert "RFC 3161 timestamp from" not in p["en"]
+    assert "a time-stamp authority this site trusts." not in p["en"]
+    assert "Authentic" not in p["en"] and "Intact, but not anchored" in p["en"]
+    assert "verdict-authentic" not in page
+    # the signer is still proven: the certificate chains to the configured CA
+    assert "certified as “station-01” by the company CA" in p["en"]
+    assert "仅工位时钟" in p["zh"] and "真实：" not in p["zh"]
+
+
+def test_a_timestamp_from_an_untrusted_tsa_is_not_claimed(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    """A token exists, but the site no longer pins its TSA root: station clock only."""
+    st = store.copy(tmp_path / "data")
+    st = Store(st.cfg.replace("proof", tsa_ca_path=""), st.data, st.tsa)
+    p = parts(summary_of(st, "B2")[0])
+    assert "Station clock only: a timestamp token from" in p["en"]
+    assert "RFC 3161 timestamp from" not in p["en"]
+    assert "Authentic" not in p["en"]
+
+
+def test_an_uncertified_key_is_not_called_certified(tmp_path: Path, tsa_ec) -> None:  # noqa: F811
+    st = build_store(tmp_path / "s", tsa_ec, ["U1"], certify=False)
+    p = parts(summary_of(st, "U1")[0])
+    assert "certified as" not in p["en"]
+    assert "It is not certified by a company CA this site trusts" in p["en"]
+    assert "Authentic" not in p["en"] and "Intact, but not anchored" in p["en"]
+    assert "RFC 3161 timestamp from" in p["en"]  # the time is still proven
+    assert "未经本站信任的公司 CA 认证" in p["zh"]
+
+
+def test_a_certificate_from_another_ca_is_not_claimed(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    """The station's certificate stays, but the site's configured CA is another one."""
+    from station.proof.ca import CompanyCa, pem
+
+    st = store.copy(tmp_path / "data")
+    other = CompanyCa.create(tmp_path / "other-ca", "Other Co CA")
+    (st.data / "proof-public/company-ca.crt").write_bytes(pem(other.cert))
+    p = parts(summary_of(st, "B2")[0])
+    assert "certified as" not in p["en"]
+    assert "Not authentic" in p["en"] and "cert-foreign-ca" in p["en"]
+    assert "SHA-256 <code>" not in p["en"]  # a failed clip gets no claim at all
+
+
+def test_a_replaced_clip_gets_no_claims(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    from station.ledger import Ledger
+
+    st = store.copy(tmp_path / "data")
+    ledger = Ledger.in_data_dir(st.data)
+    (clip,) = ledger.clips("B2")
+    ledger.close()
+    f = st.data / clip.path
+    data = bytearray(f.read_bytes())
+    data[-100] ^= 0xFF
+    f.write_bytes(bytes(data))
+    p = parts(summary_of(st, "B2")[0])
+    assert "Not authentic" in p["en"] and "Reasons:" in p["en"]
+    assert clip.sha256 not in p["en"]
+    assert "certified as" not in p["en"] and "RFC 3161 timestamp from" not in p["en"]
+
+
+def test_the_summary_follows_the_link(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    st = store.copy(tmp_path / "data")
+    app = _app(st)
+    path = share_path(app, "A1")
+    anon = app.test_client()
+    resp = anon.get(path + "/summary")
+    assert resp.status_code == 200
+    text = resp.get_data(as_text=True)
+    assert text.count('class="summary-clip"') == 4  # two clips, two languages
+    assert anon.get(path[:-4] + "abcd/summary").status_code == 404
+    staff = login(app.test_client(), "viewer")
+    page = staff.get("/orders/A1").get_data(as_text=True)
+    share_id = re.search(r'action="/shares/([0-9a-f]+)/revoke"', page).group(1)
+    staff.post(f"/shares/{share_id}/revoke", data={"csrf_token": csrf_of(staff)})
+    assert anon.get(path + "/summary").status_code == 410
