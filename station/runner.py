@@ -380,8 +380,11 @@ class Station:
                     self._started_orders[action.order_id] = None
                     if len(self._started_orders) > RECENT_ORDERS:
                         del self._started_orders[next(iter(self._started_orders))]
+                    # repack: this station's own index made it one (announced just below);
+                    # the fleet duplicate check then links it without a second warning.
                     self._emit(EventKind.ORDER_STARTED, action.t, action.order_id,
-                               packer=action.packer, clip_kind=action.kind.value)  # fmt: skip
+                               packer=action.packer, clip_kind=action.kind.value,
+                               repack=bool(repack))  # fmt: skip
                     if repack:
                         # After order-started: the screen clears its banner on a new order.
                         earlier = repack.get("repack_of", [])

@@ -119,9 +119,11 @@ def counts_as_download() -> bool:
 def clip_views(
     clips: list[ClipRecord], url: Callable[..., str], *, check_files: bool = True
 ) -> list[dict[str, Any]]:
-    """What the order template needs per clip: the record, its key frames and their URLs."""
+    """What the order template needs per clip: the record, its key frames and their URLs,
+    and its repack links both ways (``repack_links``)."""
     out = []
     central = _central()
+    links = repack_links(clips)
     for c in clips:
         if central:
             from central import media
@@ -129,6 +131,7 @@ def clip_views(
             missing = not media.is_archived(c)
             frames: list[tuple[int, KeyFrame]] = list(enumerate(media.keyframes(c)))
             out.append(_view(c, url, frames, missing=missing, size_mismatch=False))
+            out[-1]["links"] = links[c.id]
             continue
         path = clip_file(c) if check_files else None
         size_on_disk = path.stat().st_size if path is not None else None
@@ -141,7 +144,35 @@ def clip_views(
             size_mismatch=size_on_disk is not None and size_on_disk != c.size,
         )
         view["gap"] = camera_gap(c)
+        view["links"] = links[c.id]
         out.append(view)
+    return out
+
+
+def repack_links(clips: list[ClipRecord]) -> dict[int | None, dict[str, list[dict[str, Any]]]]:
+    """Per clip on an order page: "of", the earlier clips it repacks (at its own station,
+    ``repack_of``, and at others, ``repack_of_fleet``), and "as", the later clips on the
+    page that repack it. Each link: {"anchor": the clip's id on this page or None,
+    "clip_id": its id at its station, "station"}. A clip is named by (station, its id
+    there): ``local_id`` on the central site, ``id`` on a station. Pure."""
+
+    def local(c: ClipRecord) -> int | None:
+        lid = c.extra.get("local_id", c.id)
+        return lid if isinstance(lid, int) else None
+
+    here = {(c.station, local(c)): c.id for c in clips}
+    out: dict[int | None, dict[str, list[dict[str, Any]]]] = {
+        c.id: {"of": [], "as": []} for c in clips
+    }
+    for c in clips:
+        refs = [(c.station, i) for i in c.repack_of]
+        refs += [(r["station"], r["clip_id"]) for r in c.repack_of_fleet]
+        for station, lid in dict.fromkeys(refs):
+            anchor = here.get((station, lid))
+            out[c.id]["of"].append({"anchor": anchor, "clip_id": lid, "station": station})
+            if anchor is not None and anchor != c.id:
+                later = {"anchor": c.id, "clip_id": local(c), "station": c.station}
+                out[anchor]["as"].append(later)
     return out
 
 
