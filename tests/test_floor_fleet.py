@@ -300,3 +300,49 @@ def test_central_search_by_packer_and_kind_and_packer_days_in_sql(pg_dsn: str) -
             db.register_clips(int(st["id"]), "st-01", [bad])
     finally:
         db.close()
+
+
+def test_the_central_site_filters_by_packer_and_kind_and_counts_per_packer(site: Site) -> None:
+    db = CentralDB(site.dsn)
+    try:
+        st = db.station_for_token(site.tokens["st-01"])
+        assert st is not None
+        now = datetime.now(UTC)
+        yesterday = now - timedelta(days=1)
+        db.register_clips(int(st["id"]), "st-01", [
+            _clip(1, "alice", "order", now - timedelta(minutes=5), 40),
+            _clip(2, "alice", "order", now - timedelta(minutes=3), 60),
+            _clip(3, "alice", "return", now - timedelta(minutes=2), 90),
+            _clip(4, "bob", "order", yesterday, 25),
+            _clip(5, "bob", "order", now - timedelta(days=9), 25),  # outside the 7 days
+        ])  # fmt: skip
+    finally:
+        db.close()
+    client = login(site.server.packcam_app.test_client(), "operator")
+    page = client.get("/search?packer=alice&kind=return").get_data(as_text=True)
+    assert "PK-3" in page and "PK-1" not in page and 'name="packer"' in page
+    page = client.get("/search?q=PK&kind=order").get_data(as_text=True)
+    assert all(f"PK-{i}" in page for i in (1, 2, 4, 5)) and "PK-3" not in page
+    api = client.get("/api/clips?packer=bob").get_json()["clips"]
+    assert sorted(c["order_id"] for c in api) == ["PK-4", "PK-5"]
+    page = client.get("/dashboard").get_data(as_text=True)
+    table = page[page.index('id="packers"') :]
+    table = table[: table.index("</table>")]
+    alice = table[table.index("<td>alice</td>") :].split("</tr>")[0]
+    assert "2 orders" in alice and "50" in alice  # median of 40 s and 60 s; not the return
+    bob = table[table.index("<td>bob</td>") :].split("</tr>")[0]
+    assert bob.count("1 orders") == 1 and "25" in bob
+
+
+def test_packer_table_and_pg_zone() -> None:
+    from datetime import date, timezone
+    from zoneinfo import ZoneInfo
+
+    from web.dashboard import packer_table, pg_zone
+
+    days = [date(2026, 12, 1), date(2026, 12, 2)]
+    rows = [("b", "2026-12-02", 2, 7.5), ("a", "2026-12-01", 1, 3.0), ("a", "2026-11-01", 9, 1.0)]
+    assert packer_table(rows, days) == {"a": [(1, 3.0), (0, None)], "b": [(0, None), (2, 7.5)]}
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    assert pg_zone(ZoneInfo("Asia/Shanghai"), now) == "Asia/Shanghai"
+    assert pg_zone(timezone(timedelta(hours=-3, minutes=-30)), now) == "-03:30"

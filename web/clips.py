@@ -254,8 +254,8 @@ def search_args() -> dict[str, Any]:
             "start_utc": start_utc,
             "end_utc": end_utc,
             "station": station,
-            # The packing-floor filters exist in the station's index only (issue 13).
-            **({"packer": packer, "kind": kind} if (packer or kind) and not _central() else {}),
+            # The packing floor (issue 13): in the station's index and the central one.
+            **({"packer": packer, "kind": kind} if (packer or kind) else {}),
         },
     }
 
@@ -284,7 +284,6 @@ def search() -> str:
         results=results[:PAGE_SIZE],
         more=more,
         stations=index.stations(),
-        floor_filters=not _central(),
         searched=bool(
             args["q"]
             or args["from"]
