@@ -18,11 +18,19 @@ import numpy as np
 from station import session as ss
 from station.alarms import AlarmBoard
 from station.backoff import Backoff
-from station.codes import Debounce, Kind, Rules, classify, sanitize
+from station.codes import Code, Debounce, Kind, Rules, classify, sanitize
 from station.config import Config
 from station.errors import CameraError, RecordingError, RejectedCode, StationError
 from station.events import EventKind, StationEvents
-from station.frames import Frame, FrameSource, InputEvent, PedalPress, RawScan, ScanSource
+from station.frames import (
+    Frame,
+    FrameSource,
+    InputEvent,
+    PackerPick,
+    PedalPress,
+    RawScan,
+    ScanSource,
+)
 from station.ledger import ScanEventRecord
 from station.recorder import Recorder
 
@@ -309,6 +317,17 @@ class Station:
     def _handle_input(self, ev: InputEvent) -> None:
         if isinstance(ev, PedalPress):
             self._apply(ss.Pedal(ev.t, ev.source))
+            return
+        if isinstance(ev, PackerPick):
+            # The screen's sign-in is the badge by another road: the same session event.
+            if ev.packer is not None:
+                code = Code(ev.packer, Kind.OPERATOR, ev.packer)
+            else:
+                code = Code("SIGNOUT", Kind.CONTROL, "signout")
+            self.stats.scans += 1
+            log.info("packer %s on the station screen at t=%.3f",
+                     f"{ev.packer!r} picked" if ev.packer else "sign-out", ev.t)  # fmt: skip
+            self._apply(ss.Scanned(code, ev.t, ev.source))
             return
         assert isinstance(ev, RawScan)
         try:
