@@ -89,7 +89,8 @@ class FleetDuplicates:
     its manifest (``annotate``) and so into the index; an answer that comes after the clip
     ended is written into the index row once the clip is indexed (CLIP_SEALED), not into
     its manifest. DUPLICATE_ORDER (sound, banner, webhooks) is announced unless this
-    station's own index had already made the clip a repack (it announced it then).
+    station's own index had already made the clip a repack (it announced it then) or the
+    clip resumes its order after a camera loss.
 
     Never blocks the caller (the capture loop): ``on_event`` only queues; a full queue drops
     the check (logged). An unreachable or failing central site leaves the local check only,
@@ -173,7 +174,9 @@ class FleetDuplicates:
         late = "" if in_manifest else " (the answer came after the clip ended)"
         log.warning("order %r was recorded before at other stations: %s%s", order,
                     describe(refs), late)  # fmt: skip
-        if not event.data.get("repack"):
+        # One warning per packing: none when the station's own index already warned, or
+        # when the clip resumes its order after a camera loss (warned at its first clip).
+        if not event.data.get("repack") and not event.data.get("resumed"):
             self.events.emit(EventKind.DUPLICATE_ORDER, event.t, order, earlier_fleet=refs,
                              why=f"already recorded: {describe(refs)}")  # fmt: skip
         return refs

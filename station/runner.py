@@ -403,7 +403,8 @@ class Station:
                     # the fleet duplicate check then links it without a second warning.
                     self._emit(EventKind.ORDER_STARTED, action.t, action.order_id,
                                packer=action.packer, clip_kind=action.kind.value,
-                               repack=bool(repack))  # fmt: skip
+                               repack=bool(repack),
+                               resumed=action.resumed_after_s is not None)  # fmt: skip
                     if repack:
                         # After order-started: the screen clears its banner on a new order.
                         earlier = repack.get("repack_of", [])

@@ -346,3 +346,30 @@ def test_packer_table_and_pg_zone() -> None:
     now = datetime(2026, 12, 1, tzinfo=UTC)
     assert pg_zone(ZoneInfo("Asia/Shanghai"), now) == "Asia/Shanghai"
     assert pg_zone(timezone(timedelta(hours=-3, minutes=-30)), now) == "-03:30"
+
+
+def test_a_clip_resuming_after_a_camera_loss_is_linked_but_not_warned_again(
+    site: Site, ledger: Ledger
+) -> None:
+    from station.events import StationEvent
+
+    second = site.station("st-02")
+    run(second, [(0.4, "RES-1"), (1.0, "SEAL")], 1.5)
+    sync(second)
+    hub = StationEvents("st-01")
+    rec = EventRecorder()
+    hub.add(rec)
+    notes: list[tuple[str, str, Any]] = []
+    first = site.station("st-01")
+    dup = FleetDuplicates(first, hub, lambda *a: notes.append(a) or True, ledger,
+                          token=site.tokens["st-01"])  # fmt: skip
+    try:
+        resumed = StationEvent(EventKind.ORDER_STARTED, "st-01", 9.0, "RES-1",
+                               {"repack": False, "resumed": True})  # fmt: skip
+        refs = dup.check(resumed)
+        assert refs and [(o, k) for o, k, _v in notes] == [
+            ("RES-1", "repack_of_fleet"), ("RES-1", "repack")
+        ]  # fmt: skip
+        assert rec.kinds() == []  # linked, but the packer heard the warning at the first clip
+    finally:
+        dup.close()
