@@ -373,3 +373,27 @@ def test_a_clip_resuming_after_a_camera_loss_is_linked_but_not_warned_again(
         assert rec.kinds() == []  # linked, but the packer heard the warning at the first clip
     finally:
         dup.close()
+
+
+def test_the_central_answer_comes_well_inside_the_timeout(site: Site, ledger: Ledger) -> None:
+    import statistics
+
+    from station.events import StationEvent
+
+    second = site.station("st-02")
+    run(second, [(0.4, "FAST-1"), (1.0, "SEAL")], 1.5)
+    sync(second)
+    first = site.station("st-01")
+    dup = FleetDuplicates(first, StationEvents("st-01"), lambda *a: True, ledger,
+                          token=site.tokens["st-01"])  # fmt: skip
+    try:
+        took = []
+        for n in range(20):
+            t0 = time.perf_counter()
+            ev = StationEvent(EventKind.ORDER_STARTED, "st-01", n, "FAST-1", {"repack": True})
+            assert dup.check(ev)
+            took.append((time.perf_counter() - t0) * 1000)
+    finally:
+        dup.close()
+    print(f"fleet duplicate check (ms): median {statistics.median(took):.1f}, max {max(took):.1f}")
+    assert statistics.median(took) < first.central.duplicate_timeout_s * 1000 / 5
