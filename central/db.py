@@ -18,7 +18,24 @@ from web.index import SEARCH_TIMEOUT_S, SearchTimeout, search_sql
 
 log = logging.getLogger(__name__)
 
-COMMON_ROWS = 5_000  # estimated matches above which a search scans newest first
+# Search (CentralDB._newest_ids). SEARCH_BLOCK_BITS must equal the shift in the indexes of
+# central.schema.SEARCH_BLOCKS.
+SEARCH_BLOCK_BITS = 14  # a block holds 16,384 clip ids
+NEWEST_SCAN = 2_000  # newest rows tested one by one before any index
+FIRST_BLOCKS = 8  # blocks walked before a piece is tried as a rare one
+RARE_TRY_S = 0.15  # time a rare piece's lookup in all older rows may take (its own is ~30 ms)
+
+
+def piece_index(q: str) -> str:
+    """Which index part serves ``q`` (2+ characters): ``trigrams`` if it holds 3 ASCII letters
+    or digits in a row (pg_trgm splits words at other characters, and a piece without a
+    trigram would read the whole index), else ``pairs`` (its lower-case character pairs)."""
+    run = 0
+    for ch in q:
+        run = run + 1 if ch.isascii() and ch.isalnum() else 0
+        if run == 3:
+            return "trigrams"
+    return "pairs"
 
 
 DSN_ENV = "PACKCAM_CENTRAL_DSN"
@@ -789,51 +806,39 @@ class CentralDB:
         start_utc: str | None = None,
         end_utc: str | None = None,
         station: str | None = None,
+        stations: Sequence[str] | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> list[ClipRecord]:
-        """Newest first; order ID or a waybill containing ``q`` in any case (2+ characters;
-        1 character: starts with it). SearchTimeout after SEARCH_TIMEOUT_S.
+        """Newest first (by clip id); order ID or a waybill containing ``q`` in any case (2+
+        characters; 1 character: starts with it). ``stations`` limits the search to those
+        stations (None: all). SearchTimeout after SEARCH_TIMEOUT_S.
 
-        Order IDs and waybills have pg_trgm GIN indexes (3+ characters) and GIN indexes of
-        their 2-character pieces (``packcam_bigrams``, for 2-character queries).
+        See ``_newest_ids`` for how a piece is looked up at millions of rows.
         """
         if len(q) < 2:
             sql, args = search_sql(
                 q, start_utc, end_utc, station, limit, offset, mark="%s",
                 waybill_table="clip_waybills",
             )  # fmt: skip
+            if stations is not None:
+                sql = sql.replace(" ORDER BY ", " AND c.station = ANY(%s) ORDER BY ", 1)
+                if " WHERE " not in sql:
+                    sql = sql.replace(" AND c.station", " WHERE c.station", 1)
+                args = [*args[:-2], list(stations), *args[-2:]]
             return self._with_waybills(self._timed(q, [(sql, args)])[0])
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         filters, fargs = "", []
         for cond, value in (
             ("c.started_utc >= %s", start_utc),
             ("c.started_utc < %s", end_utc),
             ("c.station = %s", station),
+            ("c.station = ANY(%s)", None if stations is None else list(stations)),
         ):
-            if value:
+            if value is not None and value != "":
                 filters += " AND " + cond
                 fargs.append(value)
         want = offset + limit
-        # (column, condition an index serves, condition cheap to test row by row, argument)
-        if len(q) == 2:  # pg_trgm cannot index 2 characters: the bigram arrays can
-            conds = [
-                ("c.order_id", "packcam_bigrams(c.order_id) @> packcam_bigrams(%s)"),
-                ("w.waybill", "packcam_bigrams(w.waybill) @> packcam_bigrams(%s)"),
-            ]
-        else:
-            conds = [("c.order_id", "c.order_id ILIKE %s"), ("w.waybill", "w.waybill ILIKE %s")]
-        branches = []
-        for column, indexed in conds:
-            scanned = f"{column} ILIKE %s"
-            if column.startswith("w."):
-                base = "FROM clip_waybills w JOIN clips c ON c.id = w.clip_id WHERE "
-                select = "SELECT w.clip_id AS id "
-            else:
-                base, select = "FROM clips c WHERE ", "SELECT c.id "
-            arg = q if len(q) == 2 else pattern
-            branches.append((select + base, base + indexed, arg, scanned, pattern))
-        ids = self._newest_ids(q, branches, filters, fargs, want)
+        ids = self._newest_ids(q, filters, fargs, want)
         if not ids:
             return []
         rows = self._all(
@@ -842,44 +847,123 @@ class CentralDB:
         )
         return self._with_waybills(rows)
 
-    def _newest_ids(
-        self,
-        q: str,
-        branches: list[tuple[str, str, Any, str, str]],
-        filters: str,
-        fargs: list[Any],
-        want: int,
-    ) -> list[int]:
-        """The newest ``want`` matching clip ids of each branch, merged. Each branch is
-        planned from its estimated match count: a common piece by a backward scan of the
-        primary key (its page fills at once), a rare one through its GIN index (few rows to
-        sort); PostgreSQL alone would sometimes build a bitmap of millions of rows."""
+    def _newest_ids(self, q: str, filters: str, fargs: list[Any], want: int) -> list[int]:
+        """The newest ``want`` clip ids whose order ID or a waybill contains ``q``.
+
+        Two branches (order IDs, waybills), each looked up newest first in steps that go only
+        as far as they must: (1) the newest NEWEST_SCAN rows by the primary key, tested with
+        ILIKE (a common piece fills its page here); (2) the next FIRST_BLOCKS blocks of
+        2**SEARCH_BLOCK_BITS clip ids, one block at a time through the (block, trigrams,
+        pairs) GIN index; (3) a rare piece: its few matches in all older rows through the same
+        index and a sort, given RARE_TRY_S; (4) if that ran out of time (a piece common only
+        in older rows), the remaining blocks one by one. Ids older than the ``want``-th newest
+        found so far (in either branch) are never looked at. A piece that matches nothing
+        ends in (3) at once: the index has no entry for it.
+        """
         import psycopg
 
-        def run(conn: Any) -> list[int]:
-            found: set[int] = set()
-            with conn.transaction(), conn.cursor() as cur:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        trigrams = piece_index(q) == "trigrams"
+
+        class Branch:
+            def __init__(self, table: str, col: str, text: str) -> None:
+                self.table, self.col = table, col
+                self.src = table
+                if table != "clips c" and filters:
+                    self.src += " JOIN clips c ON c.id = w.clip_id"
+                # one clip can have several waybills
+                self.distinct = "DISTINCT " if table != "clips c" else ""
+                if trigrams:
+                    self.indexed, self.iarg = f"{text} ILIKE %s", pattern
+                else:
+                    self.indexed, self.iarg = f"packcam_bigrams({text}) @> packcam_bigrams(%s)", q
+                # text || '': a condition no index serves, so the planner tests rows with it
+                self.test = f"({text} || '') ILIKE %s"
+                self.found: list[int] = []
+                self.edge = 0  # ids above it are done
+
+            def blocks(self, cur: Any, hi: int, lo: int, floor: int) -> None:
+                """Blocks hi down to lo (ids from edge down to above floor), newest first."""
                 cur.execute(
-                    "SELECT set_config('statement_timeout', %s, true)",
-                    (f"{int(SEARCH_TIMEOUT_S * 1000)}ms",),
+                    "SELECT m.id FROM generate_series(%s::bigint, %s::bigint, -1)"
+                    " WITH ORDINALITY AS g(b, n) CROSS JOIN LATERAL ("
+                    f"SELECT {self.distinct}{self.col} AS id FROM {self.src}"
+                    f" WHERE ({self.col} >> {SEARCH_BLOCK_BITS}) = g.b"
+                    f" AND {self.col} <= %s AND {self.col} > %s"
+                    f" AND {self.indexed} AND {self.test}{filters} OFFSET 0) m"
+                    " ORDER BY g.n, m.id DESC LIMIT %s",
+                    (hi, lo, self.edge, floor, self.iarg, pattern, *fargs, self.missing),
                 )
-                for select, indexed, arg, scanned, pattern in branches:
-                    cur.execute("EXPLAIN (FORMAT JSON) SELECT 1 " + indexed, (arg,))
-                    plan = cur.fetchone()[0]
-                    common = float(plan[0]["Plan"]["Plan Rows"]) > COMMON_ROWS
-                    # common: newest first by the primary key, testing rows with ILIKE (cheap);
-                    # rare: the index, then a sort of its few rows
+                self.found += [int(r[0]) for r in cur.fetchall()]
+                self.edge = max(floor, (lo << SEARCH_BLOCK_BITS) - 1)
+
+            @property
+            def missing(self) -> int:
+                return want - len(self.found)
+
+        def floor_of(branches: list[Branch]) -> int:
+            ids = sorted({i for b in branches for i in b.found}, reverse=True)
+            return ids[want - 1] if len(ids) >= want else 0
+
+        def settings(cur: Any, timeout_s: float, scans: str) -> None:
+            # parallel workers cost more to start than these small lookups take
+            cur.execute(
+                "SELECT set_config('statement_timeout', %s, true),"
+                " set_config('enable_indexscan', %s, true),"
+                " set_config('enable_seqscan', %s, true),"
+                " set_config('max_parallel_workers_per_gather', '0', true)",
+                (f"{int(timeout_s * 1000)}ms", scans, scans),
+            )
+
+        def run(conn: Any) -> list[int]:
+            branches = [
+                Branch("clips c", "c.id", "c.order_id"),
+                Branch("clip_waybills w", "w.clip_id", "w.waybill"),
+            ]
+            with conn.transaction(), conn.cursor() as cur:
+                settings(cur, SEARCH_TIMEOUT_S, "on")
+                for b in branches:  # (1)
+                    cur.execute(f"SELECT max({b.col}) FROM {b.table}")
+                    top = cur.fetchone()[0]
+                    if top is None:
+                        continue
+                    b.edge = max(0, int(top) - NEWEST_SCAN)
                     cur.execute(
-                        "SELECT set_config('enable_bitmapscan', %s, true)",
-                        ("off" if common else "on",),
+                        f"SELECT {b.distinct}{b.col} FROM {b.src} WHERE {b.col} > %s"
+                        f" AND {b.test}{filters} ORDER BY 1 DESC LIMIT %s",
+                        (b.edge, pattern, *fargs, want),
                     )
-                    sql = select + (scanned if common else indexed.split(" WHERE ", 1)[1])
-                    cur.execute(
-                        sql + filters + " ORDER BY 1 DESC LIMIT %s",
-                        (pattern if common else arg, *fargs, want),
-                    )
-                    found.update(int(r[0]) for r in cur.fetchall())
-            return sorted(found, reverse=True)[:want]
+                    b.found = [int(r[0]) for r in cur.fetchall()]
+                for b in branches:  # (2)
+                    floor = floor_of(branches)
+                    if b.edge > floor and b.missing > 0:
+                        hi = b.edge >> SEARCH_BLOCK_BITS
+                        b.blocks(cur, hi, max(floor >> SEARCH_BLOCK_BITS, hi - FIRST_BLOCKS + 1),
+                                 floor)  # fmt: skip
+                for b in branches:  # (3)
+                    floor = floor_of(branches)
+                    if b.edge <= floor or b.missing <= 0:
+                        continue
+                    try:
+                        with conn.transaction():
+                            settings(cur, RARE_TRY_S, "off")
+                            cur.execute(
+                                f"SELECT {b.distinct}{b.col} FROM {b.src} WHERE {b.col} <= %s"
+                                f" AND {b.col} > %s AND {b.indexed} AND {b.test}{filters}"
+                                " ORDER BY 1 DESC LIMIT %s",
+                                (b.edge, floor, b.iarg, pattern, *fargs, b.missing),
+                            )
+                            b.found += [int(r[0]) for r in cur.fetchall()]
+                            b.edge = floor
+                    except psycopg.errors.QueryCanceled:
+                        pass  # many matches in older rows: (4)
+                    settings(cur, SEARCH_TIMEOUT_S, "on")
+                for b in branches:  # (4)
+                    floor = floor_of(branches)
+                    if b.edge > floor and b.missing > 0:
+                        b.blocks(cur, b.edge >> SEARCH_BLOCK_BITS, floor >> SEARCH_BLOCK_BITS,
+                                 floor)  # fmt: skip
+            return sorted({i for b in branches for i in b.found}, reverse=True)[:want]
 
         try:
             return list(self._run(run))
