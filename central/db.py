@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 SEARCH_BLOCK_BITS = 14  # a block holds 16,384 clip ids
 NEWEST_SCAN = 2_000  # newest rows tested one by one before any index
 FIRST_BLOCKS = 8  # blocks walked before a piece is tried as a rare one
+RARE_ROWS = 5_000  # estimated matches up to which a piece is tried as a rare one first
 RARE_TRY_S = 0.15  # time a rare piece's lookup in all older rows may take (its own is ~30 ms)
 
 
@@ -854,11 +855,11 @@ class CentralDB:
         as far as they must: (1) the newest NEWEST_SCAN rows by the primary key, tested with
         ILIKE (a common piece fills its page here); (2) the next FIRST_BLOCKS blocks of
         2**SEARCH_BLOCK_BITS clip ids, one block at a time through the (block, trigrams,
-        pairs) GIN index; (3) a rare piece: its few matches in all older rows through the same
-        index and a sort, given RARE_TRY_S; (4) if that ran out of time (a piece common only
-        in older rows), the remaining blocks one by one. Ids older than the ``want``-th newest
-        found so far (in either branch) are never looked at. A piece that matches nothing
-        ends in (3) at once: the index has no entry for it.
+        pairs) GIN index; (3) a piece estimated rare (RARE_ROWS): its few matches in all
+        older rows through the same index and a sort, given RARE_TRY_S; (4) otherwise, or if
+        that ran out of time (a piece common only in older rows), the remaining blocks one by
+        one. Ids older than the ``want``-th newest found so far (in either branch) are never
+        looked at. A piece that matches nothing costs one index probe per block at most.
         """
         import psycopg
 
@@ -943,6 +944,14 @@ class CentralDB:
                 for b in branches:  # (3)
                     floor = floor_of(branches)
                     if b.edge <= floor or b.missing <= 0:
+                        continue
+                    # PostgreSQL's estimate (for an unanchored pattern: its length) only
+                    # chooses the order of tries; a wrong guess costs RARE_TRY_S or a walk
+                    cur.execute(
+                        f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {b.table} WHERE {b.indexed}",
+                        (b.iarg,),
+                    )
+                    if float(cur.fetchone()[0][0]["Plan"]["Plan Rows"]) > RARE_ROWS:
                         continue
                     try:
                         with conn.transaction():

@@ -196,8 +196,10 @@ def test_search_equals_a_plain_scan(spread, monkeypatch: pytest.MonkeyPatch) -> 
         scan=st.sampled_from([0, 3, 50]),
         first=st.sampled_from([1, 2, 8]),
         rare_s=st.sampled_from([0.001, 2.0]),  # 1 ms: the rare try runs out, the walk goes on
+        rare_rows=st.sampled_from([0, 10**9]),  # never / always tried as a rare piece
     )
-    def check(q, limit, offset, stations, scan, first, rare_s) -> None:
+    def check(q, limit, offset, stations, scan, first, rare_s, rare_rows) -> None:
+        monkeypatch.setattr(central_db_mod, "RARE_ROWS", rare_rows)
         monkeypatch.setattr(central_db_mod, "NEWEST_SCAN", scan)
         monkeypatch.setattr(central_db_mod, "FIRST_BLOCKS", first)
         monkeypatch.setattr(central_db_mod, "RARE_TRY_S", rare_s)
