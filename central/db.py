@@ -177,6 +177,10 @@ class CentralDB:
         reused = self._conn is not None and not self._conn.closed
         try:
             return fn(self.conn)
+        except psycopg.errors.QueryCanceled as exc:
+            # a statement timeout on a live connection (an OperationalError to psycopg):
+            # trying again would only double the wait
+            raise CentralError(f"central index error: {exc}") from exc
         except psycopg.OperationalError as exc:
             self.close()
             if reused:

@@ -72,6 +72,17 @@ def test_central_search_timeout(central, monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(SearchTimeout):
         # pg_sleep stands in for a slow plan: the statement timeout must stop it
         central._timed("x", [("SELECT pg_sleep(1)", [])])
+    calls = []
+
+    def slow(conn) -> None:
+        calls.append(1)
+        conn.execute("SET statement_timeout = '1ms'")
+        conn.execute("SELECT pg_sleep(1)")
+
+    with pytest.raises(central_db_mod.CentralError):
+        central._run(slow)
+    assert calls == [1]  # a timeout is not a lost connection: not run twice
+    assert central.search("po", limit=1)  # the connection is still usable
 
 
 def test_central_site_has_no_dead_ends(central, pg_dsn: str, tmp_path) -> None:
