@@ -857,13 +857,14 @@ class CentralDB:
 
         Two branches (order IDs, waybills), each looked up newest first in steps that go only
         as far as they must: (1) the newest NEWEST_SCAN rows by the primary key, tested with
-        ILIKE (a common piece fills its page here); (2) the next FIRST_BLOCKS blocks of
-        2**SEARCH_BLOCK_BITS clip ids, one block at a time through the (block, trigrams,
-        pairs) GIN index; (3) a piece estimated rare (RARE_ROWS): its few matches in all
-        older rows through the same index and a sort, given RARE_TRY_S; (4) otherwise, or if
-        that ran out of time (a piece common only in older rows), the remaining blocks one by
-        one. Ids older than the ``want``-th newest found so far (in either branch) are never
-        looked at. A piece that matches nothing costs one index probe per block at most.
+        ILIKE (a common piece fills its page here); (2) a piece PostgreSQL estimates rare
+        (RARE_ROWS): its few matches in all older rows through the (block, trigrams, pairs)
+        GIN index and a sort, given RARE_TRY_S; (3) otherwise, or if that ran out of time (a
+        piece common only in older rows), the next FIRST_BLOCKS blocks of
+        2**SEARCH_BLOCK_BITS clip ids, one block at a time through the same index; (4) the
+        remaining blocks. Ids older than the ``want``-th newest found so far (in either
+        branch) are never looked at. A piece that matches nothing costs one index probe per
+        block at most.
         """
         import psycopg
 
@@ -947,12 +948,6 @@ class CentralDB:
                     branches[n].found.append(int(i))
                 for b in branches:  # (2)
                     floor = floor_of(branches)
-                    if b.edge > floor and b.missing > 0:
-                        hi = b.edge >> SEARCH_BLOCK_BITS
-                        b.blocks(cur, hi, max(floor >> SEARCH_BLOCK_BITS, hi - FIRST_BLOCKS + 1),
-                                 floor)  # fmt: skip
-                for b in branches:  # (3)
-                    floor = floor_of(branches)
                     if b.edge <= floor or b.missing <= 0:
                         continue
                     # PostgreSQL's estimate (for an unanchored pattern: its length) only
@@ -975,8 +970,14 @@ class CentralDB:
                             b.found += [int(r[0]) for r in cur.fetchall()]
                             b.edge = floor
                     except psycopg.errors.QueryCanceled:
-                        pass  # many matches in older rows: (4)
+                        pass  # many matches in older rows: (3), (4)
                     settings(cur, SEARCH_TIMEOUT_S, "on")
+                for b in branches:  # (3)
+                    floor = floor_of(branches)
+                    if b.edge > floor and b.missing > 0:
+                        hi = b.edge >> SEARCH_BLOCK_BITS
+                        b.blocks(cur, hi, max(floor >> SEARCH_BLOCK_BITS, hi - FIRST_BLOCKS + 1),
+                                 floor)  # fmt: skip
                 for b in branches:  # (4)
                     floor = floor_of(branches)
                     if b.edge > floor and b.missing > 0:

@@ -76,8 +76,9 @@ def test_central_search_timeout(central, monkeypatch: pytest.MonkeyPatch) -> Non
 
     def slow(conn) -> None:
         calls.append(1)
-        conn.execute("SET statement_timeout = '1ms'")
-        conn.execute("SELECT pg_sleep(1)")
+        with conn.transaction():
+            conn.execute("SET LOCAL statement_timeout = '1ms'")
+            conn.execute("SELECT pg_sleep(1)")
 
     with pytest.raises(central_db_mod.CentralError):
         central._run(slow)
