@@ -24,6 +24,7 @@ SEARCH_BLOCK_BITS = 14  # a block holds 16,384 clip ids
 NEWEST_SCAN = 2_000  # newest rows tested one by one before any index
 FIRST_BLOCKS = 8  # blocks walked before a piece is tried as a rare one
 RARE_ROWS = 5_000  # estimated matches up to which a piece is tried as a rare one first
+RARE_MIN_CHARS = 4  # shorter pieces are never rare at scale (and their estimates are noise)
 RARE_TRY_S = 0.15  # time a rare piece's lookup in all older rows may take (its own is ~30 ms)
 
 
@@ -857,14 +858,14 @@ class CentralDB:
 
         Two branches (order IDs, waybills), each looked up newest first in steps that go only
         as far as they must: (1) the newest NEWEST_SCAN rows by the primary key, tested with
-        ILIKE (a common piece fills its page here); (2) a piece PostgreSQL estimates rare
-        (RARE_ROWS): its few matches in all older rows through the (block, trigrams, pairs)
-        GIN index and a sort, given RARE_TRY_S; (3) otherwise, or if that ran out of time (a
-        piece common only in older rows), the next FIRST_BLOCKS blocks of
-        2**SEARCH_BLOCK_BITS clip ids, one block at a time through the same index; (4) the
-        remaining blocks. Ids older than the ``want``-th newest found so far (in either
-        branch) are never looked at. A piece that matches nothing costs one index probe per
-        block at most.
+        ILIKE (a common piece fills its page here); (2) a piece of RARE_MIN_CHARS or more
+        that PostgreSQL estimates rare (RARE_ROWS): its few matches in all older rows through
+        the (block, trigrams, pairs) GIN index and a sort, given RARE_TRY_S (3x for 8+
+        characters); (3) otherwise, or if that ran out of time (a piece common only in older
+        rows), the next FIRST_BLOCKS blocks of 2**SEARCH_BLOCK_BITS clip ids, one block at a
+        time through the same index; (4) the remaining blocks. Ids older than the
+        ``want``-th newest found so far (in either branch) are never looked at. A piece that
+        matches nothing costs one index probe per block at most.
         """
         import psycopg
 
@@ -948,7 +949,7 @@ class CentralDB:
                     branches[n].found.append(int(i))
                 for b in branches:  # (2)
                     floor = floor_of(branches)
-                    if b.edge <= floor or b.missing <= 0:
+                    if b.edge <= floor or b.missing <= 0 or len(q) < RARE_MIN_CHARS:
                         continue
                     # PostgreSQL's estimate (for an unanchored pattern: its length) only
                     # chooses the order of tries; a wrong guess costs RARE_TRY_S or a walk
@@ -960,7 +961,8 @@ class CentralDB:
                         continue
                     try:
                         with conn.transaction():
-                            settings(cur, RARE_TRY_S, "off")
+                            # a long piece's walk costs more (many trigrams per block probe)
+                            settings(cur, RARE_TRY_S * (3 if len(q) >= 8 else 1), "off")
                             cur.execute(
                                 f"SELECT {b.distinct}{b.col} FROM {b.src} WHERE {b.col} <= %s"
                                 f" AND {b.col} > %s AND {b.indexed} AND {b.test}{filters}"

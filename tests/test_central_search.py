@@ -212,6 +212,7 @@ def test_search_equals_a_plain_scan(spread, monkeypatch: pytest.MonkeyPatch) -> 
     )
     def check(q, limit, offset, stations, scan, first, rare_s, rare_rows) -> None:
         monkeypatch.setattr(central_db_mod, "RARE_ROWS", rare_rows)
+        monkeypatch.setattr(central_db_mod, "RARE_MIN_CHARS", 2)
         monkeypatch.setattr(central_db_mod, "NEWEST_SCAN", scan)
         monkeypatch.setattr(central_db_mod, "FIRST_BLOCKS", first)
         monkeypatch.setattr(central_db_mod, "RARE_TRY_S", rare_s)
