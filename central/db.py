@@ -24,6 +24,7 @@ SEARCH_BLOCK_BITS = 14  # a block holds 16,384 clip ids
 NEWEST_SCAN = 2_000  # newest rows tested one by one before any index
 FIRST_BLOCKS = 8  # blocks walked before a piece is tried as a rare one
 RARE_ROWS = 5_000  # estimated matches up to which a piece is tried as a rare one first
+KEY_CHARS = 7  # the index lookup of a longer piece uses its last 7 characters
 RARE_MIN_CHARS = 4  # shorter pieces are never rare at scale (and their estimates are noise)
 RARE_TRY_S = 0.15  # time a rare piece's lookup in all older rows may take (its own is ~30 ms)
 
@@ -869,8 +870,15 @@ class CentralDB:
         """
         import psycopg
 
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        def like(piece: str) -> str:
+            return "%" + piece.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+        pattern = like(q)
         trigrams = piece_index(q) == "trigrams"
+        # the index is asked for the last KEY_CHARS only when they hold a trigram: the tail of
+        # an ID varies most, and its head's trigrams ("SF7", "000") are in millions of rows
+        # and cost the index most to intersect; every row is tested with the whole piece
+        key = q[-KEY_CHARS:] if piece_index(q[-KEY_CHARS:]) == "trigrams" else q
 
         class Branch:
             def __init__(self, table: str, col: str, text: str) -> None:
@@ -881,7 +889,7 @@ class CentralDB:
                 # one clip can have several waybills
                 self.distinct = "DISTINCT " if table != "clips c" else ""
                 if trigrams:
-                    self.indexed, self.iarg = f"{text} ILIKE %s", pattern
+                    self.indexed, self.iarg = f"{text} ILIKE %s", like(key)
                 else:
                     self.indexed, self.iarg = f"packcam_bigrams({text}) @> packcam_bigrams(%s)", q
                 # text || '': a condition no index serves, so the planner tests rows with it

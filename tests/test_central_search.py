@@ -209,8 +209,10 @@ def test_search_equals_a_plain_scan(spread, monkeypatch: pytest.MonkeyPatch) -> 
         first=st.sampled_from([1, 2, 8]),
         rare_s=st.sampled_from([0.001, 2.0]),  # 1 ms: the rare try runs out, the walk goes on
         rare_rows=st.sampled_from([0, 10**9]),  # never / always tried as a rare piece
+        key=st.sampled_from([3, 7]),  # 3: the index is asked for the last 3 characters only
     )
-    def check(q, limit, offset, stations, scan, first, rare_s, rare_rows) -> None:
+    def check(q, limit, offset, stations, scan, first, rare_s, rare_rows, key) -> None:
+        monkeypatch.setattr(central_db_mod, "KEY_CHARS", key)
         monkeypatch.setattr(central_db_mod, "RARE_ROWS", rare_rows)
         monkeypatch.setattr(central_db_mod, "RARE_MIN_CHARS", 2)
         monkeypatch.setattr(central_db_mod, "NEWEST_SCAN", scan)
