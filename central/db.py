@@ -908,6 +908,7 @@ class CentralDB:
                     f" AND {self.indexed} AND {self.test}{filters} OFFSET 0) m"
                     " ORDER BY g.n, m.id DESC LIMIT %s",
                     (hi, lo, self.edge, floor, self.iarg, pattern, *fargs, self.missing),
+                    prepare=False,
                 )
                 self.found += [int(r[0]) for r in cur.fetchall()]
                 self.edge = max(floor, (lo << SEARCH_BLOCK_BITS) - 1)
@@ -920,6 +921,8 @@ class CentralDB:
             ids = sorted({i for b in branches for i in b.found}, reverse=True)
             return ids[want - 1] if len(ids) >= want else 0
 
+        # prepare=False everywhere: a prepared (generic) plan knows neither the piece nor the
+        # planner settings it runs under
         def settings(cur: Any, timeout_s: float, scans: str) -> None:
             # parallel workers cost more to start than these small lookups take
             cur.execute(
@@ -928,6 +931,7 @@ class CentralDB:
                 " set_config('enable_seqscan', %s, true),"
                 " set_config('max_parallel_workers_per_gather', '0', true)",
                 (f"{int(timeout_s * 1000)}ms", scans, scans),
+                prepare=False,
             )
 
         def run(conn: Any) -> list[int]:
@@ -939,7 +943,8 @@ class CentralDB:
                 settings(cur, SEARCH_TIMEOUT_S, "on")
                 # (1), both branches in one statement (each round trip costs on a busy host)
                 cur.execute(
-                    "SELECT (SELECT max(id) FROM clips), (SELECT max(clip_id) FROM clip_waybills)"
+                    "SELECT (SELECT max(id) FROM clips), (SELECT max(clip_id) FROM clip_waybills)",
+                    prepare=False,
                 )
                 tops = cur.fetchone()
                 for b, top in zip(branches, tops, strict=True):
@@ -952,6 +957,7 @@ class CentralDB:
                         for n, b in enumerate(branches)
                     ),
                     [a for b in branches for a in (b.edge, pattern, *fargs, want)],
+                    prepare=False,
                 )
                 for n, i in cur.fetchall():
                     branches[n].found.append(int(i))
@@ -964,6 +970,7 @@ class CentralDB:
                     cur.execute(
                         f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {b.table} WHERE {b.indexed}",
                         (b.iarg,),
+                        prepare=False,
                     )
                     if float(cur.fetchone()[0][0]["Plan"]["Plan Rows"]) > RARE_ROWS:
                         continue
@@ -976,6 +983,7 @@ class CentralDB:
                                 f" AND {b.col} > %s AND {b.indexed} AND {b.test}{filters}"
                                 " ORDER BY 1 DESC LIMIT %s",
                                 (b.edge, floor, b.iarg, pattern, *fargs, b.missing),
+                                prepare=False,
                             )
                             b.found += [int(r[0]) for r in cur.fetchall()]
                             b.edge = floor
