@@ -25,7 +25,7 @@ NEWEST_SCAN = 2_000  # newest rows tested one by one before any index
 FIRST_BLOCKS = 8  # blocks walked before a piece is tried as a rare one
 RARE_ROWS = 5_000  # estimated matches up to which a piece is tried as a rare one first
 KEY_CHARS = 7  # the index lookup of a longer piece uses its last 7 characters
-RARE_MIN_CHARS = 4  # shorter pieces are never rare at scale (and their estimates are noise)
+RARE_MIN_CHARS = 5  # shorter pieces are rarely rare at scale (and their estimates are noise)
 RARE_TRY_S = 0.15  # time a rare piece's lookup in all older rows may take (its own is ~30 ms)
 
 
