@@ -231,9 +231,15 @@ class Station:
         submitted = False
         i420_in = frame.pixel_format == "i420"
         if self.decoder is not None and frame.index % self.cfg.scanner.decode_every == 0:
-            # The barcode reader reads grey: an I420 frame's Y plane, with no conversion.
-            self.decoder.submit(replace(frame, image=frame.luma) if i420_in else frame)
-            submitted = True
+            if i420_in:
+                # The barcode reader reads grey: an I420 frame's Y plane, with no conversion;
+                # a copy of that plane alone when it reads in its own thread, so the overlay
+                # can draw on the frame itself.
+                luma = frame.luma if self._decode_sync else frame.luma.copy()
+                self.decoder.submit(replace(frame, image=luma))
+            else:
+                self.decoder.submit(frame)
+                submitted = True
         for ev in self._poll(frame.t):
             self._handle_input(ev)
         moving = True
@@ -247,7 +253,7 @@ class Station:
         # The order this frame shows: the state now, at its capture, and never changed later.
         label = getattr(self.state, "order_id", None)
         if self.overlay is not None:
-            # The decoder thread may still be reading this frame: draw on a copy then.
+            # The decoder thread may still be reading this (BGR) frame: draw on a copy then.
             if submitted and not self._decode_sync:
                 image = image.copy()
             st = self.state

@@ -87,5 +87,5 @@ def test_i420_station_records_orders_read_from_the_y_plane(cfg: config_mod.Confi
 def test_i420_is_refused_for_cameras_that_do_not_deliver_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
     p = tmp_path / "c.toml"
     p.write_text('[camera]\nbackend = "opencv"\npixel_format = "i420"\n', encoding="utf-8")
-    with pytest.raises(ConfigError, match="synthetic camera only"):
+    with pytest.raises(ConfigError, match="synthetic camera or picamera2"):
         config_mod.load(p)
