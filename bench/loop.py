@@ -5,8 +5,10 @@ Runs, side by side in one run:
     every Nth frame, cached overlay, I420 conversion, the always-running encoder with its
     encoded pre-roll ring, clip muxer, recorder, proof finalizer) at 1280x720 and 1920x1080,
     with an order / waybill / seal card shown every 6 s, each in a fresh child process so its
-    peak RSS (VmHWM) is the station's alone; once more at 1080p with pre_roll_s = 30 (RSS);
-    frames dropped overall and in the first second after each clip's scan;
+    peak RSS (VmHWM) is the station's alone; once more at 1080p with pre_roll_s = 30 (RSS),
+    with an I420 camera at both sizes, and at 1080p with the old encoder queue (15 frames) and
+    with glibc's malloc settings of MALLOC_ENV (memory, one lever at a time); frames dropped
+    overall and in the first second after each clip's scan;
   * naive: pyzbar on every full frame + cv2.putText + cv2.VideoWriter(mp4v), as fast as it
     can go, on the same synthetic frames;
   * floor: the same frames through I420 conversion and libx264 only (no barcode reading, no
