@@ -5,8 +5,10 @@ Runs, side by side in one run:
     every Nth frame, cached overlay, I420 conversion, the always-running encoder with its
     encoded pre-roll ring, clip muxer, recorder, proof finalizer) at 1280x720 and 1920x1080,
     with an order / waybill / seal card shown every 6 s, each in a fresh child process so its
-    peak RSS (VmHWM) is the station's alone; once more at 1080p with pre_roll_s = 30 (RSS);
-    frames dropped overall and in the first second after each clip's scan;
+    peak RSS (VmHWM) is the station's alone; once more at 1080p with pre_roll_s = 30 (RSS),
+    with an I420 camera at both sizes, and at 1080p with the old encoder queue (15 frames) and
+    with glibc's malloc settings of MALLOC_ENV (memory, one lever at a time); frames dropped
+    overall and in the first second after each clip's scan;
   * naive: pyzbar on every full frame + cv2.putText + cv2.VideoWriter(mp4v), as fast as it
     can go, on the same synthetic frames;
   * floor: the same frames through I420 conversion and libx264 only (no barcode reading, no
@@ -19,6 +21,7 @@ Prints a table and ratios; the last line is one JSON object (see README / docs/p
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import statistics
@@ -79,13 +82,21 @@ def thread_cpu() -> dict[int, float]:
     return out
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM), in MB."""
+def peak_rss_mb(field: str = "VmHWM") -> float:
+    """This process's peak resident set (VmHWM; or VmRSS / RssAnon now), in MB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+# glibc settings tried for the station (docs/performance.md): frames of a few MB always
+# mmapped and given back when freed, two malloc arenas for all threads instead of one per
+# thread. Measured here: they save little once the scene's temporaries are trimmed, and the
+# page faults of mmapping every frame cost CPU, so the service unit does not set them; one
+# row runs with them for comparison.
+MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "1048576"}
 
 
 class DropLog:
@@ -118,7 +129,13 @@ def run_packcam(
     decode_every: int | None = None,
     pre_roll_s: float = 3.0,
     pixel_format: str = "bgr",
+    queue_frames: int | None = None,
 ) -> dict:
+    import station.stream
+
+    if queue_frames is not None:
+        station.stream.ENCODER_QUEUE_FRAMES = queue_frames
+    rss_imports = peak_rss_mb("VmRSS")
     cfg = config_mod.load(None).with_data_dir(data)
     cfg = cfg.replace("camera", width=width, height=height, fps=30.0, pixel_format=pixel_format)
     cfg = cfg.replace("session", pre_roll_s=pre_roll_s)
@@ -127,6 +144,11 @@ def run_packcam(
     cam = SyntheticCamera(
         width, height, 30.0, scenario(seconds), realtime=True, pixel_format=pixel_format
     )
+    # The synthetic camera pre-renders its scene (a real camera has no such cost). Building it
+    # leaves ~40 MB of freed int16 temporaries in the heap at 1080p, which glibc keeps: hand
+    # them back, then measure the scene apart, so the station's own share can be told.
+    ctypes.CDLL(None).malloc_trim(0)
+    rss_camera = peak_rss_mb("VmRSS") - rss_imports
     drops = DropLog(cam)
     asm = assemble(cfg, camera=drops, live_view=True)  # type: ignore[arg-type]
     st = asm.station
@@ -160,8 +182,10 @@ def run_packcam(
     th.start()
     # Sample per-thread CPU just before the capture thread ends (threads vanish after).
     worker_cpu = 0.0
+    anon_peak = 0.0  # anonymous memory (heap, frames, encoder), sampled: VmHWM has no split
     while th.is_alive():
-        th.join(0.5)
+        th.join(0.1)
+        anon_peak = max(anon_peak, peak_rss_mb("RssAnon"))
         now = thread_cpu()
         for t in threading.enumerate():
             if t.name == "scan-worker" and t.native_id in now:
@@ -175,6 +199,7 @@ def run_packcam(
     gate = st.decoder.stats() if st.decoder is not None else None
     clips = asm.ledger.clips()
     asm.close()
+    peak = peak_rss_mb()  # before the latency check below renders a second scene
     # Scan-to-recognition latency: from the first frame in which the card is readable (found by
     # decoding the scene's own frames at every frame time after it appears) to the moment its
     # scan reached the session.
@@ -204,7 +229,12 @@ def run_packcam(
         "res": f"{width}x{height}",
         "pixel_format": pixel_format,
         "pre_roll_s": pre_roll_s,
-        "peak_rss_mb": peak_rss_mb(),
+        "queue_frames": station.stream.ENCODER_QUEUE_FRAMES,
+        "malloc_env": all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()),
+        "peak_rss_mb": peak,
+        "rss_imports_mb": rss_imports,
+        "rss_camera_mb": rss_camera,
+        "peak_anon_mb": anon_peak,
         # frames the camera dropped in the first second after each clip's scan (where the
         # raw ring's burst used to be)
         "dropped_first_s": sum(drops.dropped_between(t, t + 1.0) for t in scan_times),
@@ -364,14 +394,30 @@ def run_naive(width: int, height: int, frames: int, data: Path) -> dict:
 
 
 def child(
-    width: int, height: int, seconds: float, pre_roll_s: float, every: int | None, fmt: str = "bgr"
+    width: int,
+    height: int,
+    seconds: float,
+    pre_roll_s: float,
+    every: int | None,
+    fmt: str = "bgr",
+    *,
+    queue_frames: int | None = None,
+    malloc: bool = False,
 ) -> dict:
-    """One packcam run in a fresh process, so its peak RSS is the station's alone."""
+    """One packcam run in a fresh process, so its peak RSS is the station's alone.
+
+    ``malloc``: with the service unit's malloc settings (``MALLOC_ENV``); ``queue_frames``:
+    the encoder's input queue (None: the station's default)."""
     import subprocess
 
     cmd = [sys.executable, __file__, "--child", str(width), str(height), str(seconds),
            str(pre_roll_s), fmt] + (["--decode-every", str(every)] if every else [])  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    if queue_frames is not None:
+        cmd += ["--queue-frames", str(queue_frames)]
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
+    if malloc:
+        env.update(MALLOC_ENV)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -383,6 +429,7 @@ def main() -> int:
     ap.add_argument(
         "--decode-every", type=int, help="override scanner.decode_every (default: the config's)"
     )
+    ap.add_argument("--queue-frames", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--child", nargs=5, metavar=("W", "H", "SECONDS", "PRE_ROLL", "FORMAT"),
                     help=argparse.SUPPRESS)  # fmt: skip
     args = ap.parse_args()
@@ -393,7 +440,9 @@ def main() -> int:
         w, h = int(args.child[0]), int(args.child[1])
         secs, pre, fmt = float(args.child[2]), float(args.child[3]), args.child[4]
         with tempfile.TemporaryDirectory(prefix="packcam-bench-") as tmp:
-            print(json.dumps(run_packcam(w, h, secs, Path(tmp), args.decode_every, pre, fmt)))
+            row = run_packcam(w, h, secs, Path(tmp), args.decode_every, pre, fmt,
+                              args.queue_frames)  # fmt: skip
+            print(json.dumps(row))
         return 0
     seconds = args.seconds or (25.0 if args.quick else 90.0)
     naive_frames = args.naive_frames or (90 if args.quick else 300)
@@ -413,12 +462,22 @@ def main() -> int:
         # A camera that gives I420 (picamera2): no BGR frame in the station at all.
         yuv = [child(w, h, seconds, 3.0, args.decode_every, "i420")
                for w, h in ((1280, 720), (1920, 1080))]  # fmt: skip
+        # Memory, one lever at a time, at 1080p: the encoder's input queue as it was (0.5 s =
+        # 15 frames); the glibc settings of MALLOC_ENV.
+        mem = [child(1920, 1080, seconds, 3.0, args.decode_every, queue_frames=15),
+               child(1920, 1080, seconds, 3.0, args.decode_every, malloc=True)]  # fmt: skip
     cols = ["fps", "cpu_ms", "capture_ms", "decode_ms", "overlay_ms", "encode_ms", "mb_per_min"]
-    head = f"{'loop':8} {'res':10} {'frames':>6} {'dropped':>7} {'1st s':>5} {'rss_mb':>6} "
+    head = (f"{'loop':8} {'res':10} {'frames':>6} {'dropped':>7} {'1st s':>5} {'rss_mb':>6} "
+            f"{'anon_mb':>7} {'scene_mb':>8} {'queue':>5} {'malloc':>6} ")  # fmt: skip
     print(head + " ".join(f"{c:>10}" for c in cols) + f" {'latency_ms':>10}")
-    for name, r in [*rows, ("pre30", long_pre), ("i420", yuv[0]), ("i420", yuv[1])]:
+    named = [*rows, ("pre30", long_pre), ("i420", yuv[0]), ("i420", yuv[1]),
+             ("queue15", mem[0]), ("malloc", mem[1])]  # fmt: skip
+    for name, r in named:
         print(f"{name:8} {r['res']:10} {r['frames']:6d} {r.get('dropped', '-')!s:>7} "
               f"{r.get('dropped_first_s', '-')!s:>5} {r.get('peak_rss_mb', float('nan')):6.0f} "
+              f"{r.get('peak_anon_mb', float('nan')):7.0f} "
+              f"{r.get('rss_camera_mb', float('nan')):8.0f} {r.get('queue_frames', '-')!s:>5} "
+              f"{'-' if 'malloc_env' not in r else 'yes' if r['malloc_env'] else 'no':>6} "
               + " ".join(f"{r[c]:10.1f}" for c in cols)
               + f" {r.get('latency_ms', float('nan')):10.0f}")  # fmt: skip
     p720, n720, f720, p1080, n1080, f1080 = (r for _, r in rows)
@@ -428,6 +487,12 @@ def main() -> int:
     print(f"peak RSS of the station: 1080p pre-roll 3 s {p1080['peak_rss_mb']:.0f} MB "
           f"(target <= 150), pre-roll 30 s {long_pre['peak_rss_mb']:.0f} MB (target <= 250); "
           f"720p {p720['peak_rss_mb']:.0f} MB")  # fmt: skip
+    print(f"peak RSS at 1080p, one lever at a time: encoder queue 15 frames "
+          f"{mem[0]['peak_rss_mb']:.0f} MB, 4 frames {p1080['peak_rss_mb']:.0f} MB, 4 frames + "
+          f"MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1 MB {mem[1]['peak_rss_mb']:.0f} MB "
+          f"(CPU {mem[0]['cpu_ms']:.1f} / {p1080['cpu_ms']:.1f} / {mem[1]['cpu_ms']:.1f} ms "
+          f"per frame); of which imports {p1080['rss_imports_mb']:.0f} MB and the synthetic "
+          f"camera's pre-rendered scene {p1080['rss_camera_mb']:.0f} MB")  # fmt: skip
     print(f"I420 camera: CPU per frame vs floor: 720p {yuv[0]['cpu_ms'] / f720['cpu_ms']:.3f}x, "
           f"1080p {yuv[1]['cpu_ms'] / f1080['cpu_ms']:.3f}x; peak RSS 720p "
           f"{yuv[0]['peak_rss_mb']:.0f} MB, 1080p {yuv[1]['peak_rss_mb']:.0f} MB")  # fmt: skip
@@ -474,6 +539,12 @@ def main() -> int:
         "peak_rss_mb_720p": round(p720["peak_rss_mb"], 1),
         "peak_rss_mb_1080p": round(p1080["peak_rss_mb"], 1),
         "peak_rss_mb_1080p_pre_roll_30s": round(long_pre["peak_rss_mb"], 1),
+        "peak_rss_mb_1080p_queue15": round(mem[0]["peak_rss_mb"], 1),
+        "peak_rss_mb_1080p_malloc_env": round(mem[1]["peak_rss_mb"], 1),
+        "cpu_ms_per_frame_1080p_malloc_env": round(mem[1]["cpu_ms"], 2),
+        "synthetic_scene_mb_1080p": round(p1080["rss_camera_mb"], 1),
+        "peak_anon_mb_1080p": round(p1080["peak_anon_mb"], 1),
+        "imports_mb": round(p1080["rss_imports_mb"], 1),
         "dropped_first_second_of_clips": p720["dropped_first_s"] + p1080["dropped_first_s"],
         "i420_cpu_ratio_vs_floor": round(yuv[0]["cpu_ms"] / f720["cpu_ms"], 3),
         "i420_cpu_ratio_vs_floor_1080p": round(yuv[1]["cpu_ms"] / f1080["cpu_ms"], 3),

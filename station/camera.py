@@ -304,7 +304,8 @@ def build_camera(cfg: Config, *, realtime: bool = True) -> FrameSource:
             )
         from station.hardware.picamera2_camera import Picamera2Camera
 
-        return Picamera2Camera(int(c.source), c.width, c.height, c.fps, c.read_timeout_s, tz=tz)
+        return Picamera2Camera(int(c.source), c.width, c.height, c.fps, c.read_timeout_s, tz=tz,
+                               pixel_format=c.pixel_format)  # fmt: skip
     raise ConfigError(f"unknown camera backend {c.backend!r}")
 
 

@@ -47,7 +47,7 @@ class CameraSection:
     # seconds without a frame before the camera counts as lost
     read_timeout_s: float = 5.0
     # "bgr", or "i420": the camera delivers planar YUV420 and the station overlays, encodes
-    # and reads barcodes (from the Y plane) without converting to BGR (synthetic so far)
+    # and reads barcodes (from the Y plane) without converting to BGR (synthetic, picamera2)
     pixel_format: str = "bgr"
 
 
@@ -426,9 +426,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("camera.read_timeout_s must be positive")
     if c.pixel_format not in {"bgr", "i420"}:
         raise ConfigError(f"camera.pixel_format must be bgr or i420, not {c.pixel_format!r}")
-    if c.pixel_format == "i420" and c.backend != "synthetic":
+    if c.pixel_format == "i420" and c.backend not in {"synthetic", "picamera2"}:
         raise ConfigError(
-            'camera.pixel_format = "i420" works with the synthetic camera only so far'
+            'camera.pixel_format = "i420" needs a camera that delivers YUV420: the synthetic '
+            f"camera or picamera2, not {c.backend}"
         )
     sc = cfg.scanner
     if sc.decode_every < 1:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+import cv2
 import numpy as np
 
 
@@ -34,6 +35,28 @@ class Frame:
         if self.pixel_format == "i420":
             return self.image[: self.image.shape[0] * 2 // 3]
         return self.image
+
+
+def i420_planes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y (H x W), U and V (H/2 x W/2) planes of a planar I420 (H*3/2, W) array."""
+    height, width = image.shape[0] * 2 // 3, image.shape[1]
+    quarter = height // 4
+    u = image[height : height + quarter].reshape(height // 2, width // 2)
+    v = image[height + quarter : height + 2 * quarter].reshape(height // 2, width // 2)
+    return image[:height], u, v
+
+
+def resize_i420(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """An I420 frame scaled to ``width`` x ``height`` (even) plane by plane: no BGR made."""
+    y, u, v = i420_planes(image)
+    out = np.empty((height * 3 // 2, width), np.uint8)
+    oy, ou, ov = i420_planes(out)
+    shrink = width * height < y.shape[0] * y.shape[1]
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    cv2.resize(y, (width, height), dst=oy, interpolation=interp)
+    cv2.resize(u, (width // 2, height // 2), dst=ou, interpolation=interp)
+    cv2.resize(v, (width // 2, height // 2), dst=ov, interpolation=interp)
+    return out
 
 
 @runtime_checkable

@@ -20,6 +20,7 @@ import numpy as np
 
 from station.clock import clock_synced
 from station.codes import safe_component
+from station.frames import resize_i420
 from station.priority import lower_thread_priority
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,12 @@ class LiveWriter:
                 "disk_free_bytes": shutil.disk_usage(self.data_dir).free,
                 "clock_synced": clock_synced(),
             }
-        if image.ndim == 2:  # a planar I420 frame: the preview is the only BGR made from it
+        if image.ndim == 2:
+            # A planar I420 frame: scale its planes down first, then make the only BGR picture
+            # of the station from the small one (a full-size conversion costs 10x more).
+            h, w = image.shape[0] * 2 // 3, image.shape[1]
+            if w > self.width:
+                image = resize_i420(image, self.width, max(2, h * self.width // w // 2 * 2))
             image = cv2.cvtColor(image, cv2.COLOR_YUV2BGR_I420)
         h, w = image.shape[:2]
         if w > self.width:

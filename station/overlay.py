@@ -256,8 +256,9 @@ class Overlay:
     ) -> None:
         """Draw the band on a planar I420 frame ((H*3/2)xW uint8, modified in place).
 
-        For a camera that delivers YUV420 (picamera2): the same band as ``apply``, blended in
-        each plane (BT.601 limited range, what the encoder is told), with no BGR round trip.
+        What the station draws, on the I420 frame the encoder gets (from an I420 camera, or
+        converted from a BGR one): the same band as ``apply``, blended in each plane (BT.601
+        limited range, what the encoder is told), with no BGR round trip.
         """
         if image.ndim != 2 or image.dtype != np.uint8 or image.shape[0] % 3:
             raise ValueError(f"expected an (H*3/2)xW uint8 I420 image, got {image.shape}")

@@ -236,12 +236,16 @@ class Station:
         self._last_frame = frame
         self.stats.frames += 1
         t0 = time.perf_counter()
-        submitted = False
         i420_in = frame.pixel_format == "i420"
         if self.decoder is not None and frame.index % self.cfg.scanner.decode_every == 0:
-            # The barcode reader reads grey: an I420 frame's Y plane, with no conversion.
-            self.decoder.submit(replace(frame, image=frame.luma) if i420_in else frame)
-            submitted = True
+            if i420_in:
+                # The barcode reader reads grey: an I420 frame's Y plane, with no conversion;
+                # a copy of that plane alone when it reads in its own thread, so the overlay
+                # can draw on the frame itself.
+                luma = frame.luma if self._decode_sync else frame.luma.copy()
+                self.decoder.submit(replace(frame, image=luma))
+            else:
+                self.decoder.submit(frame)
         for ev in self._poll(frame.t):
             self._handle_input(ev)
         moving = True
@@ -251,19 +255,20 @@ class Station:
         t1 = time.perf_counter()
         self.stats.control_s += t1 - t0
 
-        image = frame.image
+        # The frame the encoder gets is I420: the camera's own (an I420 camera) or a new array
+        # converted from the BGR one. The overlay is drawn on that I420 frame, never on the
+        # camera's BGR frame, so the barcode worker can go on reading the BGR frame in its
+        # thread without a copy being made for it.
+        i420 = frame.image if i420_in else self.to_i420(frame.image)
+        t2 = time.perf_counter()
         # The order this frame shows: the state now, at its capture, and never changed later.
         label = getattr(self.state, "order_id", None)
         if self.overlay is not None:
-            # The decoder thread may still be reading this frame: draw on a copy then.
-            if submitted and not self._decode_sync:
-                image = image.copy()
             st = self.state
             elapsed = frame.t - st.started_t if isinstance(st, ss.Recording) else None
             waybills = getattr(st, "waybills", ())
-            draw = self.overlay.apply_i420 if i420_in else self.overlay.apply
-            draw(
-                image,
+            self.overlay.apply_i420(
+                i420,
                 localize(frame.wall, self.tz),
                 label,
                 " ".join(waybills) or None,
@@ -274,8 +279,6 @@ class Station:
                 st.packer if isinstance(st, ss.Recording) else st.floor.packer,
                 st.kind.value if isinstance(st, ss.Recording) else st.floor.next_kind.value,
             )
-        t2 = time.perf_counter()
-        i420 = image if i420_in else self.to_i420(image)
         t3 = time.perf_counter()
         try:
             self.recorder.push(i420, frame.t, localize(frame.wall, self.tz), label)
@@ -290,12 +293,13 @@ class Station:
             self._error(f"disk nearly full: finishing the clip of {label!r} now")
             self._apply(ss.DiskFull(frame.t))
         t4 = time.perf_counter()
-        self.stats.overlay_s += t2 - t1
-        self.stats.convert_s += t3 - t2
+        self.stats.convert_s += t2 - t1
+        self.stats.overlay_s += t3 - t2
         self.stats.record_s += t4 - t3
         if self.on_frame is not None:
             try:
-                self.on_frame(image, self.status(frame.t), self.camera.dropped)
+                # Shared, not copied: nothing writes to this frame any more.
+                self.on_frame(i420, self.status(frame.t), self.camera.dropped)
             except Exception:
                 log.exception("on_frame callback failed")
 

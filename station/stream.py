@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import os
 import queue
 import threading
@@ -20,6 +19,7 @@ import numpy as np
 
 from station.errors import RecordingError
 from station.files import fsync_dir, sha256_file
+from station.h264_limits import hw_controls, hw_settings
 from station.priority import lower_thread_priority, thread_ids
 from station.writer import (
     ENCODERS,
@@ -41,6 +41,25 @@ log = logging.getLogger(__name__)
 _TICKS = 90_000
 _NAL_IDR = 5
 _FINISH = object()
+# Frames the encoder may be behind before the capture thread waits for it: each is a whole
+# picture (3.1 MB at 1080p), so a queue of 0.5 s (15 frames, 47 MB) was most of the station's
+# memory above the libraries; four absorb a hiccup of ~130 ms at 30 fps. Read at construction
+# (bench/loop.py sets it for its "before" row).
+ENCODER_QUEUE_FRAMES = 4
+
+
+def yuv420p_frame(image: np.ndarray) -> av.VideoFrame:
+    """A PyAV frame over an I420 (H*3/2, W) array's own memory: no copy.
+
+    ``from_ndarray`` copies the planes (3.1 MB and ~1-3 ms per 1080p frame here); the encoders
+    copy the picture into their own buffers during ``encode`` anyway (libx264 into its frame
+    pool, h264_v4l2m2m into the V4L2 buffers), and the frame keeps the array alive until then.
+    The array must not change while it is queued: the station never writes to a frame it
+    has submitted.
+    """
+    if not image.flags.c_contiguous:
+        image = np.ascontiguousarray(image)
+    return av.VideoFrame.from_numpy_buffer(image, format="yuv420p")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +76,14 @@ class EncodedPacket:
 class StreamEncoder:
     """Encodes every frame of the station, all the time (picamera2's encoder + CircularOutput).
 
-    ``submit`` queues an I420 frame (the array is kept by reference: do not modify it) and
-    returns; the thread "stream-encoder" (background priority, the only user of the codec)
-    encodes it; ``drain`` hands the finished packets to the caller in order. A clip then
-    costs no second encode and no burst at its start: its pre-roll is packets already made.
-    ``request_keyframe`` makes the next submitted frame an IDR picture (a clip starts
-    there). Encoder options come from ``writer.encoder_context``, the
-    one place they are set. An encoder without global headers (h264_v4l2m2m) has its
+    ``submit`` queues an I420 frame (the array is kept by reference: do not modify it) on a
+    queue of ``max_queue_frames`` frames (``ENCODER_QUEUE_FRAMES``) and returns, or waits
+    while the queue is full; the thread "stream-encoder" (background priority, the only user
+    of the codec) encodes it; ``drain`` hands the finished packets to the caller in order. A
+    clip then costs no second encode and no burst at its start: its pre-roll is packets
+    already made. ``request_keyframe`` makes the next submitted frame an IDR picture (a clip
+    starts there). Encoder options come from ``writer.encoder_context``, the one place they
+    are set. An encoder without global headers (h264_v4l2m2m) has its
     SPS/PPS taken from its first picture (``extradata``); a packet of parameter sets alone is
     joined to the picture after it.
 
@@ -83,14 +103,15 @@ class StreamEncoder:
         keyframe_interval_s: float = 4.0,
         bitrate_kbps: int = 4000,
         threads: int = 0,
-        max_queue_s: float = 0.5,
+        max_queue_frames: int | None = None,
         global_header: bool = True,
     ) -> None:
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {encoder!r}")
         self.width, self.height, self.fps, self.encoder = width, height, float(fps), encoder
         self.keyframe_interval_s = keyframe_interval_s
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(2, math.ceil(max_queue_s * fps)))
+        frames = ENCODER_QUEUE_FRAMES if max_queue_frames is None else max_queue_frames
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, frames))
         self._out: deque[EncodedPacket] = deque()
         self._submitted = 0
         self._drained = 0
@@ -115,7 +136,9 @@ class StreamEncoder:
             if global_header:
                 ctx.flags = int(ctx.flags) | int(av.codec.context.Flags.global_header)
             before = thread_ids()
-            ctx.open()
+            hw = hw_settings(width, height, self.fps, bitrate_kbps, keyframe_interval_s)
+            with hw_controls(encoder, hw):  # h264_v4l2m2m: I-period + level, as ClipWriter
+                ctx.open()
             for tid in thread_ids() - before:  # libx264's workers: background, as ours
                 lower_thread_priority(tid)
         except Exception as exc:
@@ -195,7 +218,7 @@ class StreamEncoder:
                 if item is _FINISH:
                     break
                 image, pts, t, wall, label, force = item  # type: ignore[misc]
-                frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
+                frame = yuv420p_frame(image)
                 frame.pts = pts
                 frame.time_base = TIME_BASE
                 if force:
@@ -465,4 +488,4 @@ class ClipMuxer:
             pass
 
 
-__all__ = ["ClipMuxer", "EncodedPacket", "PacketRing", "StreamEncoder"]
+__all__ = ["ClipMuxer", "EncodedPacket", "PacketRing", "StreamEncoder", "yuv420p_frame"]

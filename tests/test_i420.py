@@ -87,5 +87,36 @@ def test_i420_station_records_orders_read_from_the_y_plane(cfg: config_mod.Confi
 def test_i420_is_refused_for_cameras_that_do_not_deliver_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
     p = tmp_path / "c.toml"
     p.write_text('[camera]\nbackend = "opencv"\npixel_format = "i420"\n', encoding="utf-8")
-    with pytest.raises(ConfigError, match="synthetic camera only"):
+    with pytest.raises(ConfigError, match="synthetic camera or picamera2"):
         config_mod.load(p)
+
+
+def test_a_bgr_cameras_frame_is_never_drawn_on_the_band_goes_on_its_i420_copy(
+    cfg: config_mod.Config,
+) -> None:
+    """The barcode worker may still be reading the camera's BGR frame in its thread: the
+    overlay goes on the I420 array made from it, and no copy of the BGR frame is needed."""
+    w, h = 320, 180
+    cfg = cfg.replace("camera", width=w, height=h, fps=10.0).replace("proof", enabled=False)
+    cam = SyntheticCamera(w, h, 10.0, Scenario.from_dict({"seed": 3, "event": []}), False)
+    asm = assemble(cfg, camera=cam, live_view=False)
+    seen: list[np.ndarray] = []
+    asm.station.on_frame = lambda image, _status, _dropped: seen.append(image)
+    try:
+        cam.start()
+        asm.station.decoder.start()
+        frame = cam.read()
+        before = frame.image.copy()
+        asm.station.process(frame)
+    finally:
+        asm.station.decoder.stop()
+        asm.close()
+    assert np.array_equal(frame.image, before)
+    (drawn,) = seen
+    assert drawn.shape == (h * 3 // 2, w)
+    band = asm.station.overlay.band
+    assert band is not None
+    y0, y1 = band
+    plain = to_i420(before)
+    assert not np.array_equal(drawn[y0:y1], plain[y0:y1])  # the band is in the I420 frame
+    assert np.array_equal(drawn[y1 + 2 : h], plain[y1 + 2 : h])  # and nothing else changed

@@ -145,3 +145,51 @@ def test_next_order_starts_on_an_idr_right_after_the_previous_clip(
     c, d = run(rec2, {5: [("start", "C")], 20: [("stop", "sealed")], 26: [("start", "D")]}, 35)
     assert c.span == (0.0, 1.9) and d.span == (2.0, 3.4)  # the IDR after C's last frame
     assert d.frame_labels == ((None, 6), ("D", 9))
+
+
+def test_frames_go_to_the_encoder_without_a_copy_and_encode_as_a_copy_would() -> None:
+    from station.stream import yuv420p_frame
+    from station.writer import encoder_context
+
+    images = [frame(i) for i in range(12)]
+    shared = yuv420p_frame(images[0])
+    images[0][0, 0] = 7  # the frame is the array's memory, not a copy of it
+    assert shared.to_ndarray()[0, 0] == 7
+    strided = np.zeros((H * 3 // 2, W * 2), np.uint8)[:, ::2]  # not C-contiguous: copied
+    assert yuv420p_frame(strided).to_ndarray().shape == (H * 3 // 2, W)
+
+    def encode(make) -> list[bytes]:  # type: ignore[no-untyped-def]
+        ctx = encoder_context("libx264", width=W, height=H, fps=FPS, keyframe_interval_s=1.0,
+                              bitrate_kbps=1000, threads=1)  # fmt: skip
+        ctx.open()
+        out = []
+        for i, img in enumerate(images):
+            f = make(img)
+            f.pts = i * 9000
+            out += [bytes(p) for p in ctx.encode(f)]
+        return out + [bytes(p) for p in ctx.encode(None)]
+
+    copied = encode(lambda img: av.VideoFrame.from_ndarray(img, format="yuv420p"))
+    assert encode(yuv420p_frame) == copied and len(copied) == len(images)
+
+
+def test_the_stream_encoder_opens_the_codec_inside_the_pi4_encoder_controls(monkeypatch) -> None:
+    """h264_v4l2m2m takes its I-period and level from V4L2 controls set on the descriptor
+    FFmpeg opens (station/h264_limits.py): the always-running encoder sets them as ClipWriter
+    does. (The device itself exists only on a Pi 4; here the wiring is checked.)"""
+    import contextlib
+
+    import station.stream
+    from station.h264_limits import HwH264Settings
+
+    calls: list[tuple[str, HwH264Settings]] = []
+
+    @contextlib.contextmanager
+    def recording(encoder, settings):  # type: ignore[no-untyped-def]
+        calls.append((encoder, settings))
+        yield
+
+    monkeypatch.setattr(station.stream, "hw_controls", recording)
+    enc = StreamEncoder(W, H, FPS, keyframe_interval_s=2.0)
+    enc.flush()
+    assert calls == [("libx264", HwH264Settings(level="4.0", i_period=20))]

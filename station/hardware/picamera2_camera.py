@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from station.errors import CameraError
-from station.frames import Frame
+from station.frames import Frame, resize_i420
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,39 @@ try:
     from picamera2 import Picamera2 as _Picamera2
 
     _IMPORT_HINT = ""
+    # After picamera2 (whose import error is the one to explain); it imports libcamera itself.
+    from libcamera import ColorSpace as _ColorSpace
 except (ImportError, ValueError) as exc:
     # ImportError: not a Pi, or a venv made without --system-site-packages. ValueError:
     # "numpy.dtype size changed", apt's simplejpeg loaded against the venv's numpy 2.
     _Picamera2 = None
+    _ColorSpace = None
     _IMPORT_HINT = import_hint(exc)
+
+
+def tight_i420(buffer: np.ndarray, width: int, height: int, stride: int) -> np.ndarray:
+    """A (height*3/2, width) I420 array from picamera2's YUV420 ``make_array`` output.
+
+    picamera2 returns the buffer as it is, (height*3/2, stride): a Y plane of ``stride``-byte
+    rows, then U and V with ``stride/2``-byte rows, padding on the right of every row (the
+    ISP aligns rows to 64 bytes). With no padding that is already I420 and is returned as it
+    is (no copy); otherwise the planes are copied out without their padding.
+    """
+    if stride == width:
+        if buffer.shape != (height * 3 // 2, width):
+            raise ValueError(f"expected {width}x{height} YUV420, got an array {buffer.shape}")
+        return buffer
+    flat = buffer.reshape(-1)
+    cs, ch = stride // 2, height // 2
+    u_at, v_at = stride * height, stride * height + cs * ch
+    out = np.empty((height * 3 // 2, width), np.uint8)
+    out[:height] = flat[:u_at].reshape(height, stride)[:, :width]
+    quarter, half = height // 4, width // 2
+    u = flat[u_at:v_at].reshape(ch, cs)
+    v = flat[v_at : v_at + cs * ch].reshape(ch, cs)
+    out[height : height + quarter].reshape(ch, half)[:] = u[:, :half]
+    out[height + quarter :].reshape(ch, half)[:] = v[:, :half]
+    return out
 
 
 class Picamera2Camera:
@@ -54,10 +82,14 @@ class Picamera2Camera:
 
     The main stream is configured as ``RGB888`` at the configured size and ``FrameRate``;
     picamera2's ``RGB888`` is B, G, R in memory, i.e. exactly OpenCV's BGR, so frames need no
-    conversion. libcamera may adjust the size it was asked for (``actual_size`` says what it
-    chose, logged at start); frames are scaled back to the configured size. ``read`` takes the
-    newest completed request (picamera2 keeps only the latest one queued, so a slow consumer
-    sees fresh frames) and releases it at once.
+    conversion. With ``pixel_format="i420"`` it is ``YUV420`` instead, what the ISP makes
+    without a conversion, in the SMPTE 170M colour space (BT.601 limited range: what the
+    encoder tags the stream with; picamera2 would pick Rec.709 for HD sizes), and frames are
+    I420 (``Frame.pixel_format``) with the row padding removed (``tight_i420``). libcamera
+    may adjust the size it was asked for (``actual_size`` says what it chose, logged at
+    start); frames are scaled back to the configured size (an I420 frame plane by plane).
+    ``read`` takes the newest completed request (picamera2 keeps only the latest one queued,
+    so a slow consumer sees fresh frames) and releases it at once.
 
     Time, as picamera2 itself reads ``SensorTimestamp``: the end of the exposure, in ns on
     ``CLOCK_MONOTONIC`` (its ``wait_for_timestamp_`` compares ``SensorTimestamp - 1000 *
@@ -89,11 +121,17 @@ class Picamera2Camera:
         picamera2_cls: Any = None,
         *,
         tz: tzinfo | None = None,
+        pixel_format: str = "bgr",
+        colour_space_cls: Any = None,
     ) -> None:
         cls = picamera2_cls if picamera2_cls is not None else _Picamera2
         if cls is None:
             raise CameraError(_IMPORT_HINT or INSTALL_HINT)
+        if pixel_format not in ("bgr", "i420"):
+            raise ValueError(f"pixel_format must be bgr or i420, not {pixel_format!r}")
         self._cls = cls
+        self._colour_spaces = colour_space_cls if colour_space_cls is not None else _ColorSpace
+        self.pixel_format = pixel_format
         self.camera_num = camera_num
         self.width, self.height = width, height
         self.fps = float(fps)
@@ -101,6 +139,7 @@ class Picamera2Camera:
         self.dropped = 0
         self.actual_size: tuple[int, int] | None = None
         self._tz = tz
+        self._stride = 0
         self._cam: Any = None
         self._stopped = False
         self._offset_ns: int | None = None
@@ -132,14 +171,27 @@ class Picamera2Camera:
                 "the camera free? `rpicam-hello --list-cameras` lists what libcamera sees)"
             ) from exc
         try:
+            extra: dict[str, Any] = {}
+            fmt = "RGB888"
+            if self.pixel_format == "i420":
+                fmt = "YUV420"
+                if self._colour_spaces is not None:
+                    extra["colour_space"] = self._colour_spaces.Smpte170m()
             config = cam.create_video_configuration(
-                main={"size": (self.width, self.height), "format": "RGB888"},
+                main={"size": (self.width, self.height), "format": fmt},
                 controls={"FrameRate": self.fps},
+                **extra,
             )
             cam.configure(config)
             # libcamera's validate() writes the size it chose back into the configuration.
             chosen = getattr(cam, "camera_configuration", lambda: None)() or config
             actual = tuple(chosen["main"]["size"])
+            self._stride = int(chosen["main"].get("stride") or 0)
+            space = chosen.get("colour_space")
+            if fmt == "YUV420" and "colour_space" in extra and space != extra["colour_space"]:
+                log.warning("Pi camera %d: libcamera chose colour space %s, not SMPTE 170M; "
+                            "colours will be slightly off in clips", self.camera_num,
+                            space)  # fmt: skip
             cam.start()
         except Exception as exc:
             self._close(cam)
@@ -222,13 +274,22 @@ class Picamera2Camera:
             seconds=max(0.0, receipt_ns / 1e9 - t)
         )
         image = np.asarray(image)
+        idx = self._index
+        self._index += 1
+        if self.pixel_format == "i420":
+            aw, ah = self.actual_size or (self.width, self.height)
+            try:
+                image = tight_i420(image, aw, ah, self._stride or image.shape[1])
+            except ValueError as exc:  # a buffer of another size than configured
+                raise CameraError(f"Pi camera {self.camera_num}: bad YUV420 frame: {exc}") from exc
+            if (aw, ah) != (self.width, self.height):
+                image = resize_i420(image, self.width, self.height)
+            return Frame(image=image, t=t, wall=wall, index=idx, pixel_format="i420")
         if image.ndim == 3 and image.shape[2] == 4:
             image = image[:, :, :3]
         if image.shape[:2] != (self.height, self.width):
             # libcamera adjusted the size: scale to what was asked for.
             image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
-        idx = self._index
-        self._index += 1
         return Frame(image=np.ascontiguousarray(image), t=t, wall=wall, index=idx)
 
     def _close(self, cam: Any) -> None:
@@ -258,4 +319,11 @@ def exposure_start_ns(metadata: dict[str, Any]) -> int | None:
     return int(sensor) - int(metadata.get("ExposureTime") or 0) * 1000
 
 
-__all__ = ["INSTALL_HINT", "NUMPY_HINT", "Picamera2Camera", "exposure_start_ns", "import_hint"]
+__all__ = [
+    "INSTALL_HINT",
+    "NUMPY_HINT",
+    "Picamera2Camera",
+    "exposure_start_ns",
+    "import_hint",
+    "tight_i420",
+]

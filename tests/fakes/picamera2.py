@@ -25,6 +25,13 @@ itself behaves:
   1000 * ExposureTime`` as the start of exposure and compares it with ``time.monotonic_ns()``),
   plus ``sensor_clock_skew_ns`` to play a kernel that stamps some other clock. ``RGB888``
   arrays are B, G, R in memory, as in picamera2.
+- ``YUV420`` / ``YVU420`` (planar 4:2:0, what the ISP gives without a conversion): the Y
+  stride is the width rounded up to ``yuv_stride_align`` bytes (64 on a Pi 4's ISP,
+  raspberrypi/linux#4419; a Pi 5 may pad more), each chroma plane follows with half that
+  stride, and ``make_array`` returns picamera2's shape, ``(height * 3 // 2, stride)``, padding
+  included (filled with 0xEE here, garbage on a real Pi). ``colour_space`` defaults as in
+  ``create_video_configuration``: ``Smpte170m`` below 1280x720, else ``Rec709`` (names from
+  ``ColorSpace`` below, a stand-in for ``libcamera.ColorSpace``).
 
 Frame k is exposed from ``_t0 + k * period`` for ``exposure_us`` (at most a period) and
 delivered ``readout_us`` later; as with ``queue=True`` only the newest completed request waits
@@ -45,6 +52,39 @@ import numpy as np
 
 _log = logging.getLogger("picamera2.picamera2")
 _BYTES_PER_PIXEL = {"RGB888": 3, "BGR888": 3, "XBGR8888": 4, "XRGB8888": 4}
+_YUV = ("YUV420", "YVU420")
+# BT.601 limited range (Y, U, V) of pure blue and pure red: the fake's two halves.
+_YUV_BLUE = (41, 240, 110)
+_YUV_RED = (81, 90, 240)
+_PADDING = 0xEE
+
+
+class ColorSpace:
+    """Stand-in for ``libcamera.ColorSpace``: the named presets picamera2 uses."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ColorSpace) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __repr__(self) -> str:
+        return f"<ColorSpace {self.name}>"
+
+    @staticmethod
+    def Sycc() -> ColorSpace:  # libcamera's names
+        return ColorSpace("sYCC")
+
+    @staticmethod
+    def Smpte170m() -> ColorSpace:
+        return ColorSpace("SMPTE170M")
+
+    @staticmethod
+    def Rec709() -> ColorSpace:
+        return ColorSpace("Rec709")
 
 
 class Job:
@@ -132,6 +172,7 @@ class Picamera2:
     sensor_clock_skew_ns: ClassVar[int] = 0
     sensor_size: ClassVar[tuple[int, int]] = (4608, 2592)
     width_align: ClassVar[int] = 2
+    yuv_stride_align: ClassVar[int] = 64
     exposure_us: ClassVar[int] = 10000
     readout_us: ClassVar[int] = 3000
     configure_error: ClassVar[BaseException | None] = None
@@ -201,6 +242,9 @@ class Picamera2:
                     "('format', 'size', 'stride', 'preserve_ar')"
                 )
             stream[key] = value
+        if colour_space is None:  # picamera2: by the video size
+            small = stream["size"][0] < 1280 or stream["size"][1] < 720
+            colour_space = ColorSpace.Smpte170m() if small else ColorSpace.Rec709()
         return {
             "use_case": use_case,
             "transform": transform,
@@ -224,7 +268,7 @@ class Picamera2:
             raise self.configure_error
         camera_config = dict(camera_config)  # picamera2 copies the dict, not the streams in it
         main = camera_config["main"]
-        if main["format"] not in _BYTES_PER_PIXEL:
+        if main["format"] not in _BYTES_PER_PIXEL and main["format"] not in _YUV:
             raise RuntimeError(f"Invalid camera configuration: {camera_config}")
         w, h = main["size"]
         # libcamera's validate(): the nearest size the pipeline can produce, written back.
@@ -236,7 +280,13 @@ class Picamera2:
         if (aw, ah) != (w, h):
             _log.info("Camera configuration has been adjusted!")
         main["size"] = (aw, ah)
-        main["stride"] = aw * _BYTES_PER_PIXEL[main["format"]]
+        if main["format"] in _YUV:
+            align = self.yuv_stride_align
+            main["stride"] = -(-aw // align) * align
+            main["framesize"] = main["stride"] * ah * 3 // 2
+        else:
+            main["stride"] = aw * _BYTES_PER_PIXEL[main["format"]]
+            main["framesize"] = main["stride"] * ah
         controls = dict(camera_config.get("controls", {}))
         if "FrameRate" in controls:  # picamera2 turns FrameRate into FrameDurationLimits
             us = int(1e6 / controls.pop("FrameRate"))
@@ -306,11 +356,14 @@ class Picamera2:
         assert self.camera_config is not None
         main = self.camera_config["main"]
         w, h = main["size"]
-        channels = _BYTES_PER_PIXEL[main["format"]]
-        img = np.zeros((h, w, channels), np.uint8)
-        img[:, : w // 2, 0] = 255  # left half blue: B first in memory for RGB888
-        img[:, w // 2 :, 2] = 255  # right half red
-        img[0, 0, 1] = k % 256  # the frame number, for tests
+        if main["format"] in _YUV:
+            img = self._yuv_frame(main["format"], w, h, main["stride"], k)
+        else:
+            channels = _BYTES_PER_PIXEL[main["format"]]
+            img = np.zeros((h, w, channels), np.uint8)
+            img[:, : w // 2, 0] = 255  # left half blue: B first in memory for RGB888
+            img[:, w // 2 :, 2] = 255  # right half red
+            img[0, 0, 1] = k % 256  # the frame number, for tests
         start = self._t0 + k * self._period_ns()
         self.exposure_starts[k] = start
         sensor_ns = start + self._exposure_ns() + self.sensor_clock_skew_ns
@@ -319,6 +372,21 @@ class Picamera2:
                     "FrameNumber": k}  # fmt: skip
         self.frames += 1
         return CompletedRequest(self, {"main": img}, metadata)
+
+    @staticmethod
+    def _yuv_frame(fmt: str, w: int, h: int, stride: int, k: int) -> np.ndarray:
+        """One planar 4:2:0 buffer as picamera2's ``make_array`` shapes it: (h*3/2, stride)."""
+        buf = np.full(stride * h * 3 // 2, _PADDING, np.uint8)
+        y = buf[: stride * h].reshape(h, stride)
+        cs = stride // 2
+        first = buf[stride * h : stride * h + cs * h // 2].reshape(h // 2, cs)
+        second = buf[stride * h + cs * h // 2 :].reshape(h // 2, cs)
+        u, v = (first, second) if fmt == "YUV420" else (second, first)
+        for plane, index, width in ((y, 0, w), (u, 1, w // 2), (v, 2, w // 2)):
+            plane[:, : width // 2] = _YUV_BLUE[index]  # left half blue
+            plane[:, width // 2 : width] = _YUV_RED[index]  # right half red
+        y[0, 0] = k % 256  # the frame number, for tests
+        return buf.reshape(h * 3 // 2, stride)
 
     # ---- jobs -----------------------------------------------------------------------------
 
