@@ -32,6 +32,7 @@ from web.errors import StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
 from web.index import SearchTimeout
+from web.scope import ScopedIndex, visible_shares
 from web.streaming import resolve_in, send_stored_file
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,7 @@ def search() -> str:
         more=more,
         stations=index.stations(),
         floor_filters=not _central(),
+        no_stations=index.scope is not None and not index.scope,
         searched=bool(
             args["q"]
             or args["from"]
@@ -307,7 +309,7 @@ def order(order_id: str) -> Any:
         hold=None if _central() else get_index().legal_hold(order_id),
         views=clip_views(clips, _clip_url),
         access=db.access_log(order_id),
-        shares=db.shares(order_id),
+        shares=visible_shares(db.shares(order_id)),
         share_days=choices,
         shared=None,
     )
@@ -391,15 +393,18 @@ def bundle(clip_id: int) -> Response:
     return resp
 
 
-def send_bundle(order_id: str, *, clip_id: int | None = None) -> Response:
+def send_bundle(
+    order_id: str, *, clip_id: int | None = None, index: ScopedIndex | None = None
+) -> Response:
     """The order's evidence bundle, built and signed by the station, with Range (see share.py).
 
     Central site: the station's signed parts and the clips, streamed from the bucket
     (central/bundles.py), for the station of ``clip_id`` (else of the order's newest clip).
+    ``index``: the clips as the caller may see them (default: the logged-in account's).
     """
     from web.errors import InsufficientStorage
 
-    clips = get_index().order(order_id)
+    clips = (index or get_index()).order(order_id)
     if not clips:
         abort(404)
     name = _UNSAFE_NAME.sub("_", f"{order_id}_evidence").strip(" .")[:150] + ".zip"

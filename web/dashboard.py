@@ -96,7 +96,7 @@ def summary() -> dict[str, Any]:
     days_left = usage.free / bytes_per_day if bytes_per_day > 0 else None
 
     if current_app.config.get("PACKCAM_CENTRAL"):  # every station's health, as it reported
-        stations = index.station_statuses(current_app.config["STALE_AFTER_S"])  # type: ignore[attr-defined]
+        stations = index.station_statuses(current_app.config["STALE_AFTER_S"])
     else:
         stations = read_stations(
             current_app.config["LIVE_DIR"], current_app.config["STALE_AFTER_S"]
