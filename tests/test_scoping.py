@@ -229,6 +229,9 @@ def test_search_api_and_pages_show_only_the_accounts_stations(fleet: Fleet, who:
         if order == "DUP-7":
             assert (f"/clips/{clip_id}/thumb.jpg" in page) == (st in sees), (who, st)
     assert ('id="no-stations"' in page) == (who == "dan")
+    if who == "dan":
+        c.get("/lang/zh_CN")
+        assert "您的账号不属于任何工位组" in c.get("/search").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("who", list(ACCOUNTS))
