@@ -325,7 +325,8 @@ def write_docs(text: str) -> None:
 
 def substring_searches(dsn: str, rows: int, n: int) -> dict[str, dict[str, float]]:
     """The web search at ``rows`` central rows: 2-, 3-, 4-character pieces of order IDs and
-    waybills in any case, an order's last digits, a waybill's digits alone, and misses."""
+    waybills in any case, an order's last digits, a waybill's digits alone, and misses; then
+    pieces searched by a scoped account (1 or 5 of the 20 stations)."""
     from central.db import CentralDB
 
     rnd = random.Random(3)
@@ -344,16 +345,24 @@ def substring_searches(dsn: str, rows: int, n: int) -> dict[str, dict[str, float
         "waybill digits only": [str(7000000000000 + rnd.randint(1, rows)) for _ in range(n)],
         "no match": [rnd.choice(["zq", "zqx", "qq-9", "xx99"]) for _ in range(n)],
     }
+    # scoped accounts (web/scope.py): the same pieces within 1 or 5 of the 20 stations
+    scoped = {
+        "4 characters, 1 of 20 stations": ([piece(4) for _ in range(n)], 1),
+        "4 characters, 5 of 20 stations": ([piece(4) for _ in range(n)], 5),
+        "2 characters, 1 of 20 stations": ([piece(2) for _ in range(n)], 1),
+    }
     db = CentralDB(dsn)
     out: dict[str, dict[str, float]] = {}
     try:
-        for kind, qs in kinds.items():
+        runs = [(k, qs, None) for k, qs in kinds.items()]
+        runs += [(k, qs, [f"gen-{i:02d}" for i in range(m)]) for k, (qs, m) in scoped.items()]
+        for kind, qs, stations in runs:
             ms = []
             for q in qs:
                 t = time.perf_counter()
-                db.search(q, limit=51)
+                db.search(q, limit=51, stations=stations)
                 ms.append((time.perf_counter() - t) * 1000)
-            out[kind] = {"p50": pct(ms, 50), "p99": pct(ms, 99)}
+            out[kind] = {"p50": pct(ms, 50), "p95": pct(ms, 95), "p99": pct(ms, 99)}
     finally:
         db.close()
     return out
@@ -373,9 +382,10 @@ def search_only(rows: int, n: int) -> int:
         fill_s = fill_rows(dsn, rows, 20)
         print(f"{rows:,} rows loaded and indexed (with pg_trgm) in {fill_s:.0f} s")
         got = substring_searches(dsn, rows, n)
-        print("| query | p50 | p99 | target |\n|---|---|---|---|")
+        print("| query | p50 | p95 | p99 | target |\n|---|---|---|---|---|")
         for kind, m in got.items():
-            print(f"| {kind} | {m['p50']:.2f} ms | {m['p99']:.2f} ms | p99 ≤ 100 ms |")
+            print(f"| {kind} | {m['p50']:.2f} ms | {m['p95']:.2f} ms | {m['p99']:.2f} ms"
+                  " | p99 ≤ 100 ms |")  # fmt: skip
         print(json.dumps({"rows": rows, "fill_s": fill_s, "search": got}))
         return 0 if all(m["p99"] <= 100 for m in got.values()) else 1
     finally:
