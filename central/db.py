@@ -841,7 +841,7 @@ class CentralDB:
                 base, select = "FROM clips c WHERE ", "SELECT c.id "
             arg = q if len(q) == 2 else pattern
             branches.append((select + base, base + indexed, arg, scanned, pattern))
-        ids = self._newest_ids(q, branches, filters, fargs, want, stations)
+        ids = self._newest_ids(q, branches, filters, fargs, want)
         if not ids:
             return []
         rows = self._all(
@@ -857,14 +857,11 @@ class CentralDB:
         filters: str,
         fargs: list[Any],
         want: int,
-        stations: Sequence[str] | None = None,
     ) -> list[int]:
         """The newest ``want`` matching clip ids of each branch, merged. Each branch is
         planned from its estimated match count: a common piece by a backward scan of the
         primary key (its page fills at once), a rare one through its GIN index (few rows to
-        sort); PostgreSQL alone would sometimes build a bitmap of millions of rows. With
-        ``stations`` a common piece is scanned newest first within each of them instead
-        (their ``(station_id, local_id)`` keys), so the other stations' rows cost nothing."""
+        sort); PostgreSQL alone would sometimes build a bitmap of millions of rows."""
         import psycopg
 
         def run(conn: Any) -> list[int]:
@@ -874,10 +871,6 @@ class CentralDB:
                     "SELECT set_config('statement_timeout', %s, true)",
                     (f"{int(SEARCH_TIMEOUT_S * 1000)}ms",),
                 )
-                sids: list[int] = []
-                if stations is not None:  # every enrolment under those names (replaced too)
-                    cur.execute("SELECT id FROM stations WHERE name = ANY(%s)", (list(stations),))
-                    sids = [int(r[0]) for r in cur.fetchall()]
                 for select, indexed, arg, scanned, pattern in branches:
                     cur.execute("EXPLAIN (FORMAT JSON) SELECT 1 " + indexed, (arg,))
                     plan = cur.fetchone()[0]
@@ -888,17 +881,6 @@ class CentralDB:
                         "SELECT set_config('enable_bitmapscan', %s, true)",
                         ("off" if common else "on",),
                     )
-                    if common and stations is not None:
-                        # A station's clips are registered in its local-id order, so its
-                        # newest local ids are its newest central ids.
-                        cur.execute(
-                            "SELECT x.id FROM unnest(%s::int[]) AS s(sid) CROSS JOIN LATERAL ("
-                            + select + scanned + filters + " AND c.station_id = s.sid"
-                            " ORDER BY c.local_id DESC LIMIT %s) x ORDER BY 1 DESC LIMIT %s",
-                            (sids, pattern, *fargs, want, want),
-                        )  # fmt: skip
-                        found.update(int(r[0]) for r in cur.fetchall())
-                        continue
                     sql = select + (scanned if common else indexed.split(" WHERE ", 1)[1])
                     cur.execute(
                         sql + filters + " ORDER BY 1 DESC LIMIT %s",
