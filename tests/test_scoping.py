@@ -410,6 +410,27 @@ def test_a_scoped_link_stays_scoped_for_its_evidence_bundle_and_summary(fleet: F
     assert [x.station for x in clips] == ["wh1-a"]
 
 
+def test_the_order_pages_access_log_leaves_out_the_other_warehouses_order(fleet: Fleet) -> None:
+    """DUP-7 is two orders: Ningbo's views of theirs are not Hangzhou's business."""
+    clients = {n: fleet.client(n) for n in ("ann", "bob", "cat", "boss")}
+    for c in clients.values():
+        assert c.get("/orders/DUP-7").status_code == 200
+    assert _share(clients["bob"], "DUP-7").status_code == 302
+    (bob_link,) = _links(clients["bob"].get("/orders/DUP-7").get_data(as_text=True))
+    assert fleet.client().get(bob_link).status_code == 200  # logged as the link's use
+
+    def log_of(who: str) -> str:
+        html = clients[who].get("/orders/DUP-7").get_data(as_text=True)
+        return html[html.index('id="access"') :] if 'id="access"' in html else html
+
+    ann = log_of("ann")
+    assert "<td>ann</td>" in ann and "<td>cat</td>" in ann and "<td>boss</td>" in ann
+    assert "<td>bob</td>" not in ann and "share link" not in ann
+    every = log_of("boss")
+    assert "<td>bob</td>" in every and "share link" in every
+    assert "<td>bob</td>" in log_of("cat")
+
+
 # ---- the search is filtered in SQL: pages are full, counts right ------------------------------
 
 

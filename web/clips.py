@@ -32,7 +32,7 @@ from web.errors import StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
 from web.index import SearchTimeout
-from web.scope import ScopedIndex, visible_shares
+from web.scope import ScopedIndex, visible_access, visible_shares
 from web.streaming import resolve_in, send_stored_file
 
 log = logging.getLogger(__name__)
@@ -308,7 +308,7 @@ def order(order_id: str) -> Any:
         hold_enabled=not _central(),
         hold=None if _central() else get_index().legal_hold(order_id),
         views=clip_views(clips, _clip_url),
-        access=db.access_log(order_id),
+        access=visible_access(db.access_log(order_id)),
         shares=visible_shares(db.shares(order_id)),
         share_days=choices,
         shared=None,

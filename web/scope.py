@@ -7,7 +7,7 @@ from collections.abc import Collection
 from typing import Any
 
 from station.ledger import ClipRecord, LegalHold
-from web.db import ShareLink
+from web.db import AccessEntry, ShareLink
 
 log = logging.getLogger(__name__)
 
@@ -162,3 +162,42 @@ def visible_shares(shares: list[ShareLink]) -> list[ShareLink]:
     scoped account does not get it."""
     scope = current_scope()
     return [s for s in shares if covers(scope, s.stations)]
+
+
+def visible_access(entries: list[AccessEntry]) -> list[AccessEntry]:
+    """An order's access log as the request's account may read it. An order ID two
+    warehouses both used is two orders: an entry by an account, or through a share link, that
+    sees none of this account's stations was about the other warehouse's order and is left
+    out (as is one by an account that no longer exists). Administrators' entries stay."""
+    from web import get_db
+
+    scope = current_scope()
+    if scope is None:
+        return entries
+    db = get_db()
+    users: dict[str, Stations | bool] = {}
+    shares: dict[str, Stations | bool] = {}
+
+    def overlaps(other: Stations | bool) -> bool:
+        return other is None or (other is not False and bool(other & scope))
+
+    out = []
+    for e in entries:
+        if e.share_id:
+            if e.share_id not in shares:
+                share = db.share(e.share_id)
+                shares[e.share_id] = False if share is None else share.stations
+            if not overlaps(shares[e.share_id]):
+                continue
+        if e.user:
+            if e.user not in users:
+                user = db.user(e.user)
+                users[e.user] = (
+                    False
+                    if user is None
+                    else stations_for(user.role, db.user_stations(user.id), central=True)
+                )
+            if not overlaps(users[e.user]):
+                continue
+        out.append(e)
+    return out
