@@ -602,3 +602,29 @@ def test_group_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         _run(["group", "stations", "ningbo", "--add", "bad\x01name", *d], monkeypatch)
     with pytest.raises(StationError, match="account names"):
         _run(["group", "add", "has space", *d], monkeypatch)
+
+
+def test_the_admin_page_shows_groups_and_what_each_account_sees(fleet: Fleet) -> None:
+    boss = fleet.client("boss")
+    page = boss.get("/admin").get_data(as_text=True)
+    groups = page[page.index('id="groups"') :]
+    assert "<td>WH1</td><td>wh1-a, wh1-b</td><td>ann, cat</td>" in groups
+    assert "<td>WH2</td><td>wh2-a</td><td>bob, cat</td>" in groups
+    assert re.search(r"<td>dan</td>.*?none: sees nothing", page, re.S)
+    assert re.search(r"<td>boss</td>.*?every station", page, re.S)
+    boss.get("/lang/zh_CN")
+    zh = boss.get("/admin").get_data(as_text=True)
+    assert "工位组" in zh and "无：看不到任何视频" in zh
+    assert fleet.client("ann").get("/admin").status_code == 403
+
+
+def test_views_read_clips_only_through_the_scoped_index() -> None:
+    """One enforcement point: no view opens the unscoped index or the central database for
+    clips itself (the public verify page and the witness are not scoped on purpose)."""
+    web = Path(__file__).resolve().parent.parent / "web"
+    for path in sorted(web.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if path.name not in ("__init__.py", "scope.py"):
+            assert "raw_index(" not in text, path.name
+        if path.name not in ("__init__.py", "verify.py"):  # raw_index() opens it
+            assert "central_db()" not in text, path.name
