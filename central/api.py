@@ -1,4 +1,4 @@
-"""The stations' HTTP API on the central site: hello, clips, checkpoints, health (token auth)."""
+"""The stations' HTTP API on the central site: hello, clips, checkpoints, order clips, health."""
 
 from __future__ import annotations
 
@@ -210,6 +210,19 @@ def rotation() -> Response:
     if j.verdict == "no-proof":
         return jsonify(accepted=False, need_old_size=j.need)
     raise CentralError(f"{j.verdict}: {j.reason}")
+
+
+MAX_ORDER_ID = 512
+
+
+@bp.get("/order-clips")
+def order_clips() -> Response:
+    """The clips of ``?order=`` at every station, earliest first (the stations' duplicate
+    check before it records a repack, station/duplicates.py)."""
+    order = request.args.get("order", "")
+    if not order or len(order) > MAX_ORDER_ID or not order.isprintable():
+        return _error(400, "order: 1 to 512 printable characters")
+    return jsonify(order=order, clips=central_db().order_clips(order))
 
 
 @bp.post("/health")

@@ -98,7 +98,44 @@ def _clip_record(r: dict[str, Any], waybills: Sequence[tuple[str, str, float]] =
             "archived_utc": r.get("archived_utc"),
             "archive_key": r.get("archive_key"),
             "archive_meta": r.get("archive_meta"),
+            # the packing floor, under the manifest's names (ClipRecord reads them from extra)
+            "kind": r.get("kind") or "order",
+            **({"packer": r["packer"]} if r.get("packer") else {}),
+            **({"repack_of": r["repack_of"]} if r.get("repack_of") else {}),
+            **({"repack_of_fleet": r["repack_of_fleet"]} if r.get("repack_of_fleet") else {}),
         },
+    )
+
+
+def floor_fields(c: dict[str, Any]) -> tuple[str | None, str, str | None, str | None]:
+    """A registered clip's packing-floor fields as column values: packer, kind, and the
+    earlier clips a repack follows (JSON), at its own station and at others. Raises
+    CentralError for values no station sends."""
+    packer = c.get("packer")
+    if packer is not None and (not isinstance(packer, str) or len(packer) > 200):
+        raise CentralError(f"clip {c.get('id')}: packer must be a short string")
+    kind = c.get("kind") or "order"
+    if kind not in ("order", "return"):
+        raise CentralError(f"clip {c.get('id')}: kind must be order or return, not {kind!r}")
+    local = c.get("repack_of") or []
+    fleet = c.get("repack_of_fleet") or []
+    if not isinstance(local, list) or not all(type(i) is int for i in local):
+        raise CentralError(f"clip {c.get('id')}: repack_of must be a list of clip ids")
+    if not isinstance(fleet, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("station"), str) and type(e.get("clip_id")) is int
+        for e in fleet
+    ):
+        raise CentralError(f"clip {c.get('id')}: repack_of_fleet must list station and clip_id")
+    fleet = [
+        {"station": e["station"][:64], "clip_id": e["clip_id"],
+         "started": str(e.get("started") or "")[:40]}
+        for e in fleet[:50]
+    ]  # fmt: skip
+    return (
+        packer or None,
+        kind,
+        json.dumps(local[:50]) if local else None,
+        json.dumps(fleet, ensure_ascii=False) if fleet else None,
     )
 
 
@@ -434,13 +471,18 @@ class CentralDB:
                         " INSERT INTO clips(station_id, local_id, order_id, waybill, station,"
                         " started_at, ended_at, started_utc, ended_utc, tz, duration_s,"
                         " frame_count, finish_reason, pre_roll_s, path, manifest_path, size,"
-                        " sha256, events, archived_utc, archive_key, archive_meta)"
+                        " sha256, events, archived_utc, archive_key, archive_meta,"
+                        " packer, kind, repack_of, repack_of_fleet)"
                         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-                        " %s, %s, %s, %s::jsonb, %s, %s, %s::jsonb)"
+                        " %s, %s, %s, %s::jsonb, %s, %s, %s::jsonb, %s, %s, %s::jsonb, %s::jsonb)"
                         " ON CONFLICT (station_id, local_id) DO UPDATE SET"
                         " archived_utc = COALESCE(excluded.archived_utc, clips.archived_utc),"
                         " archive_key = COALESCE(excluded.archive_key, clips.archive_key),"
-                        " archive_meta = COALESCE(excluded.archive_meta, clips.archive_meta)"
+                        " archive_meta = COALESCE(excluded.archive_meta, clips.archive_meta),"
+                        # a late answer of the fleet duplicate check reaches the station's
+                        # index after the clip (station/duplicates.py): filled in, never cleared
+                        " repack_of_fleet = COALESCE(excluded.repack_of_fleet,"
+                        " clips.repack_of_fleet)"
                         " WHERE clips.sha256 = excluded.sha256"
                         " RETURNING id, (xmax = 0) AS inserted, clips.size, clips.archived_utc,"
                         " (SELECT archived_utc FROM old) AS was_archived",
@@ -469,6 +511,7 @@ class CentralDB:
                             c.get("archived_utc"),
                             c.get("archive_key"),
                             json.dumps(archive_meta) if archive_meta is not None else None,
+                            *floor_fields(c),
                         ),
                     )
                     row = cur.fetchone()
@@ -791,10 +834,13 @@ class CentralDB:
         station: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        packer: str | None = None,
+        kind: str | None = None,
         stations: Sequence[str] | None = None,
     ) -> list[ClipRecord]:
         """Newest first; order ID or a waybill containing ``q`` in any case (2+ characters;
-        1 character: starts with it). SearchTimeout after SEARCH_TIMEOUT_S.
+        1 character: starts with it), packed by ``packer``, of ``kind`` (order or return).
+        SearchTimeout after SEARCH_TIMEOUT_S.
 
         Order IDs and waybills have pg_trgm GIN indexes (3+ characters) and GIN indexes of
         their 2-character pieces (``packcam_bigrams``, for 2-character queries).
@@ -806,7 +852,7 @@ class CentralDB:
         if len(q) < 2:
             sql, args = search_sql(
                 q, start_utc, end_utc, station, limit, offset, mark="%s",
-                waybill_table="clip_waybills", stations=stations,
+                waybill_table="clip_waybills", packer=packer, kind=kind, stations=stations,
             )  # fmt: skip
             return self._with_waybills(self._timed(q, [(sql, args)])[0])
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -815,6 +861,8 @@ class CentralDB:
             ("c.started_utc >= %s", start_utc),
             ("c.started_utc < %s", end_utc),
             ("c.station = %s", station),
+            ("c.packer = %s", packer),
+            ("c.kind = %s", kind),
         ):
             if value:
                 filters += " AND " + cond
@@ -924,6 +972,36 @@ class CentralDB:
 
     def stations(self) -> list[str]:
         return [r["name"] for r in self._all("SELECT DISTINCT name FROM stations ORDER BY name")]
+
+    def order_clips(self, order_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The earliest ``limit`` clips of an order, every station (the stations' duplicate
+        check, station/duplicates.py): station, its local clip id, start, kind, SHA-256."""
+        return self._all(
+            "SELECT station, local_id AS clip_id, started_at AS started, kind, sha256"
+            " FROM clips WHERE order_id = %s ORDER BY started_utc, id LIMIT %s",
+            (order_id, limit),
+        )
+
+    def packer_days(
+        self, start_utc: str, end_utc: str, zone: str, *, stations: Sequence[str] | None = None
+    ) -> list[tuple[str, str, int, float]]:
+        """(packer, local day, orders, median packing seconds) of packing clips (not returns)
+        with a packer started in [start, end), days in ``zone`` (an IANA name, or a fixed
+        offset such as "+08:00"): computed by PostgreSQL, so the dashboard reads a few rows,
+        not every clip. ``stations``: only theirs (an account's scope, web/scope.py)."""
+        fixed = zone[:1] in "+-" and zone[1:3].isdigit()
+        at = "%s::interval" if fixed else "%s"
+        rows = self._all(
+            f"SELECT packer, to_char((started_utc::timestamptz AT TIME ZONE {at})::date,"
+            " 'YYYY-MM-DD') AS day, COUNT(*) AS n,"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_s) AS median"
+            " FROM clips WHERE started_utc >= %s AND started_utc < %s"
+            " AND packer IS NOT NULL AND kind = 'order'"
+            + ("" if stations is None else " AND station = ANY(%s)")
+            + " GROUP BY 1, 2 ORDER BY 1, 2",
+            (zone, start_utc, end_utc, *([] if stations is None else [list(stations)])),
+        )
+        return [(r["packer"], r["day"], int(r["n"]), float(r["median"])) for r in rows]
 
     def started_between(self, start_utc: str, end_utc: str) -> list[tuple[str, str, int]]:
         rows = self._all(

@@ -179,6 +179,17 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (station_id, old_key)
     );
     """,
+    # 9: the packing floor (issue 13): who packed a clip, its kind (order | return), and the
+    # earlier clips a repack follows: at its own station (local ids) and at other stations
+    # (``repack_of_fleet``: [{"station", "clip_id" (that station's local id), "started"}],
+    # from the duplicate check of station/duplicates.py). Searched and counted per packer.
+    """
+    ALTER TABLE clips ADD COLUMN packer text COLLATE "C";
+    ALTER TABLE clips ADD COLUMN kind text NOT NULL DEFAULT 'order';
+    ALTER TABLE clips ADD COLUMN repack_of jsonb;
+    ALTER TABLE clips ADD COLUMN repack_of_fleet jsonb;
+    CREATE INDEX clips_packer ON clips(packer, started_utc);
+    """,
 )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import station
 from station.background import IndexWorker
 from station.codes import safe_component
-from station.config import Config
+from station.config import CentralSection, Config
 from station.errors import StationError
 from station.ledger import Ledger
 from station.proof import merkle
@@ -30,6 +30,16 @@ ARCHIVED_CURSOR = "central:archived"
 CHECKPOINTS_CURSOR = "central:checkpoints"
 ROTATIONS_CURSOR = "central:rotations"
 MAX_BACKOFF_S = 300.0
+
+
+def read_token(c: CentralSection) -> str:
+    """The station's token for the central site's fleet API (``token_file`` wins)."""
+    if c.token_file:
+        try:
+            return Path(c.token_file).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise StationError(f"central.token_file: cannot read it: {exc}") from exc
+    return c.token
 
 
 class SyncError(StationError):
@@ -70,12 +80,7 @@ class CentralSync(IndexWorker):
         self.last_ok: float | None = None
 
     def _read_token(self) -> str:
-        if self.c.token_file:
-            try:
-                return Path(self.c.token_file).expanduser().read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise StationError(f"central.token_file: cannot read it: {exc}") from exc
-        return self.c.token
+        return read_token(self.c)
 
     # ---- lifecycle ----------------------------------------------------------------------
 

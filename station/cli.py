@@ -302,8 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a station on the synthetic camera with scripted orders: the first order "
         "is scanned within 3 s, then a new one every 15-20 s, exercising every stop rule. "
         "Serves the web site too and prints its URL, a demo account and the station screen's "
-        "URL; sounds go to <data>/sounds.log and webhooks to a receiver the demo starts "
-        "(unless the config sets [feedback] / [webhooks]). Stop with Ctrl-C.",
+        "URL; a packer signs in with a badge, and a few seconds later another on the station "
+        "screen ([screen] packers); sounds go to <data>/sounds.log and webhooks to a receiver "
+        "the demo starts (unless the config sets [feedback] / [webhooks]). Stop with Ctrl-C.",
     )
     _add_config(p)
     _add_data(p)

@@ -213,6 +213,10 @@ class CentralSection:
     interval_s: float = 5.0  # push what is new this often (at once after a clip)
     batch: int = 200  # clips per request
     timeout_s: float = 10.0
+    # Ask the central index whether an order scanned here was recorded at another station
+    # (a repack linked to those clips; station/duplicates.py), never waiting longer than this.
+    duplicate_check: bool = True
+    duplicate_timeout_s: float = 1.5
     # central server side
     dsn: str = ""  # PostgreSQL conninfo; "" = $PACKCAM_CENTRAL_DSN
 
@@ -280,6 +284,9 @@ class ScreenSection:
 
     allow_localhost: bool = True  # the kiosk browser on the station itself needs no login
     token: str = ""  # 16+ characters: /screen/<station>?token=... works from other machines too
+    # Packers who may sign in on the screen by picking their name (no PIN: docs/integration.md);
+    # none = no sign-in on the screen, badges only.
+    packers: tuple[str, ...] = ()
 
 
 WEBHOOK_EVENTS = ("clip.finished", "clip.failed", "clip.archived", "alarm.raised", "alarm.cleared")
@@ -541,6 +548,11 @@ def validate(cfg: Config) -> None:
     _validate_lookup(cfg.lookup)
     if cfg.screen.token and (len(cfg.screen.token) < 16 or not cfg.screen.token.isprintable()):
         raise ConfigError("screen.token must be at least 16 printable characters")
+    for name in cfg.screen.packers:
+        if not name.strip() or len(name) > 64 or not name.isprintable() or name != name.strip():
+            raise ConfigError(f"screen.packers: {name!r} is not a name (1-64 printable characters)")
+    if len(set(cfg.screen.packers)) != len(cfg.screen.packers):
+        raise ConfigError("screen.packers lists a name twice")
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -584,6 +596,8 @@ def _validate_central(c: CentralSection) -> None:
         raise ConfigError("central.interval_s and central.timeout_s must be positive")
     if not 1 <= c.batch <= 5000:
         raise ConfigError("central.batch must be between 1 and 5000")
+    if not 0 < c.duplicate_timeout_s <= 10:
+        raise ConfigError("central.duplicate_timeout_s must be between 0 and 10 seconds")
 
 
 def _validate_alerts(a: AlertsSection) -> None:

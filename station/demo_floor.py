@@ -1,4 +1,4 @@
-"""What `packcam demo` adds at the packing table: sounds into a log and a webhook receiver."""
+"""What `packcam demo` adds at the packing table: sounds, a webhook receiver, a screen sign-in."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from station.webhooks import SIGNATURE_HEADER, verify
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+DEMO_SCREEN_PACKER = "王芳"  # signs in on the station screen a few seconds into the demo
+SCREEN_SIGN_IN_AFTER_S = 3.0
 
 
 class DemoReceiver:
@@ -81,10 +83,53 @@ class DemoReceiver:
         self.thread.join(timeout=5)
 
 
+def sign_in_on_screen(
+    base_url: str, cfg: Config, packer: str, stop: threading.Event, out: TextIO
+) -> bool:
+    """What a packer does at the kiosk: open the station screen (from 127.0.0.1: no login)
+    and press their name, once the station reads sign-ins. True when the site took it."""
+    import http.cookiejar
+    import re
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from station.packer_inbox import inbox_dir
+    from station.screen import screen_path
+
+    key = screen_path(cfg.station.data_dir, cfg.station.name).stem
+    while not (inbox_dir(cfg.station.data_dir).is_dir() and screen_path(
+        cfg.station.data_dir, cfg.station.name).is_file()):  # fmt: skip
+        if stop.wait(0.2):
+            return False
+    page_url = f"{base_url.rstrip('/')}/screen/{urllib.parse.quote(key)}"
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    try:
+        with opener.open(page_url, timeout=10) as resp:
+            page = resp.read().decode("utf-8")
+        m = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        if m is None:
+            raise ValueError("the screen has no sign-in form")
+        form = urllib.parse.urlencode({"packer": packer, "csrf_token": m.group(1)}).encode()
+        with opener.open(f"{page_url}/packer", data=form, timeout=10):
+            pass
+    except (OSError, ValueError) as exc:
+        log.warning("demo: signing %r in on the station screen failed: %s", packer, exc)
+        return False
+    out.write(f"packcam demo: {packer} signed in on the station screen ({page_url})\n")
+    out.flush()
+    return True
+
+
 def packing_floor(cfg: Config, out: TextIO) -> tuple[Config, DemoReceiver | None]:
     """The demo's config with sounds written to a log and webhooks sent to a receiver it
-    starts, unless the config already sets them; and that receiver (close it at the end)."""
+    starts, unless the config already sets them, and a packer to pick on the station screen
+    (``DEMO_SCREEN_PACKER``); and that receiver (close it at the end)."""
     data = cfg.station.data_dir
+    if not cfg.screen.packers:
+        cfg = cfg.replace("screen", packers=(DEMO_SCREEN_PACKER,))
     if cfg.feedback.output == "none":
         cfg = cfg.replace("feedback", output="log")
         out.write(f"packcam demo: sounds are written to {data / 'sounds.log'}\n")
@@ -99,4 +144,4 @@ def packing_floor(cfg: Config, out: TextIO) -> tuple[Config, DemoReceiver | None
     return cfg, receiver
 
 
-__all__ = ["DemoReceiver", "packing_floor"]
+__all__ = ["DEMO_SCREEN_PACKER", "DemoReceiver", "packing_floor", "sign_in_on_screen"]

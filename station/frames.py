@@ -81,7 +81,17 @@ class PedalPress:
     source: str = "pedal"
 
 
-InputEvent = RawScan | PedalPress
+@dataclass(frozen=True, slots=True)
+class PackerPick:
+    """A packer picked their name on the station screen at ``t`` (camera timeline), or
+    signed out (``packer`` None): handled exactly like their badge or the sign-out card."""
+
+    packer: str | None
+    t: float
+    source: str = "screen"
+
+
+InputEvent = RawScan | PedalPress | PackerPick
 
 
 @runtime_checkable

@@ -36,12 +36,17 @@ def build_events(
 
 
 def attach_recorder(events: StationEvents, cfg: Config, recorder: Recorder) -> None:
-    """Listeners that write into the open clip's manifest: the order lookup ([lookup])."""
+    """Listeners that write into the open clip's manifest: the order lookup ([lookup]) and
+    the fleet duplicate check ([central] duplicate_check)."""
+    from station.duplicates import build_duplicates
     from station.lookup import build_lookup
 
     lookup = build_lookup(cfg, events, recorder.annotate)
     if lookup is not None:
         events.add(lookup)
+    duplicates = build_duplicates(cfg, events, recorder.annotate, recorder.ledger)
+    if duplicates is not None:
+        events.add(duplicates)
 
 
 def clip_finished(events: StationEvents, result: FinishedClip, t: float) -> None:

@@ -247,6 +247,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER proof_rotations_no_delete BEFORE DELETE ON proof_rotations
         BEGIN SELECT RAISE(ABORT, 'a rotation statement is read-only'); END;
     """,
+    # 7: a repack of an order first recorded at other stations (the central index said so,
+    # station/duplicates.py): JSON list of {"station", "clip_id", "started"}.
+    """
+    ALTER TABLE clips ADD COLUMN repack_of_fleet TEXT;
+    """,
 )
 
 
@@ -314,6 +319,18 @@ class ClipRecord:
     def repack_of(self) -> list[int]:
         ids = self.extra.get("repack_of")
         return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
+
+    @property
+    def repack_of_fleet(self) -> list[dict[str, Any]]:
+        """The earlier clips of this order at other stations: {"station", "clip_id", "started"}."""
+        refs = self.extra.get("repack_of_fleet")
+        if not isinstance(refs, list):
+            return []
+        return [
+            r for r in refs
+            if isinstance(r, dict) and isinstance(r.get("station"), str)
+            and isinstance(r.get("clip_id"), int)
+        ]  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -431,6 +448,8 @@ def _floor_extra(r: sqlite3.Row) -> dict[str, Any]:
         out["packer"] = r["packer"]
     if "repack_of" in keys and r["repack_of"]:
         out["repack_of"] = json.loads(r["repack_of"])
+    if "repack_of_fleet" in keys and r["repack_of_fleet"]:
+        out["repack_of_fleet"] = json.loads(r["repack_of_fleet"])
     return out
 
 
@@ -491,8 +510,9 @@ class Ledger:
             cur = db.execute(
                 "INSERT INTO clips(order_id, waybill, station, started_at, ended_at, started_utc,"
                 " ended_utc, tz, duration_s, frame_count, finish_reason, pre_roll_s, path,"
-                " manifest_path, size, sha256, created_utc, packer, kind, repack_of)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " manifest_path, size, sha256, created_utc, packer, kind, repack_of,"
+                " repack_of_fleet)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     clip.order_id,
                     clip.waybill,
@@ -514,6 +534,9 @@ class Ledger:
                     clip.packer,
                     clip.kind,
                     json.dumps(clip.repack_of) if clip.repack_of else None,
+                    json.dumps(clip.repack_of_fleet, ensure_ascii=False)
+                    if clip.repack_of_fleet
+                    else None,
                 ),
             )
             clip_id = int(cur.lastrowid)
@@ -826,6 +849,27 @@ class Ledger:
                 (order_id,),
             ).fetchall()
         return [(int(r[0]), str(r[1])) for r in rows]
+
+    def newest_clip_of(self, order_id: str, since_utc: str) -> int | None:
+        """The id of the newest clip of ``order_id`` started at or after ``since_utc``."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT id FROM clips WHERE order_id = ? AND started_utc >= ?"
+                " ORDER BY started_utc DESC, id DESC LIMIT 1",
+                (order_id, since_utc),
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    def set_repack_of_fleet(self, clip_id: int, refs: list[dict[str, Any]]) -> bool:
+        """Link an indexed clip to its order's earlier clips at other stations (an answer of
+        the central index that came after the clip's manifest was built); only once: a link
+        already there is kept. True when the row changed."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE clips SET repack_of_fleet = ? WHERE id = ? AND repack_of_fleet IS NULL",
+                (json.dumps(refs, ensure_ascii=False), clip_id),
+            )
+            return cur.rowcount > 0
 
     def clip(self, clip_id: int) -> ClipRecord | None:
         with self._lock:

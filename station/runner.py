@@ -18,11 +18,19 @@ import numpy as np
 from station import session as ss
 from station.alarms import AlarmBoard
 from station.backoff import Backoff
-from station.codes import Debounce, Kind, Rules, classify, sanitize
+from station.codes import Code, Debounce, Kind, Rules, classify, sanitize
 from station.config import Config
 from station.errors import CameraError, RecordingError, RejectedCode, StationError
 from station.events import EventKind, StationEvents
-from station.frames import Frame, FrameSource, InputEvent, PedalPress, RawScan, ScanSource
+from station.frames import (
+    Frame,
+    FrameSource,
+    InputEvent,
+    PackerPick,
+    PedalPress,
+    RawScan,
+    ScanSource,
+)
 from station.ledger import ScanEventRecord
 from station.recorder import Recorder
 
@@ -310,6 +318,17 @@ class Station:
         if isinstance(ev, PedalPress):
             self._apply(ss.Pedal(ev.t, ev.source))
             return
+        if isinstance(ev, PackerPick):
+            # The screen's sign-in is the badge by another road: the same session event.
+            if ev.packer is not None:
+                code = Code(ev.packer, Kind.OPERATOR, ev.packer)
+            else:
+                code = Code("SIGNOUT", Kind.CONTROL, "signout")
+            self.stats.scans += 1
+            log.info("packer %s on the station screen at t=%.3f",
+                     f"{ev.packer!r} picked" if ev.packer else "sign-out", ev.t)  # fmt: skip
+            self._apply(ss.Scanned(code, ev.t, ev.source))
+            return
         assert isinstance(ev, RawScan)
         try:
             text = sanitize(ev.text, self.rules.max_length)
@@ -380,8 +399,12 @@ class Station:
                     self._started_orders[action.order_id] = None
                     if len(self._started_orders) > RECENT_ORDERS:
                         del self._started_orders[next(iter(self._started_orders))]
+                    # repack: this station's own index made it one (announced just below);
+                    # the fleet duplicate check then links it without a second warning.
                     self._emit(EventKind.ORDER_STARTED, action.t, action.order_id,
-                               packer=action.packer, clip_kind=action.kind.value)  # fmt: skip
+                               packer=action.packer, clip_kind=action.kind.value,
+                               repack=bool(repack),
+                               resumed=action.resumed_after_s is not None)  # fmt: skip
                     if repack:
                         # After order-started: the screen clears its banner on a new order.
                         earlier = repack.get("repack_of", [])

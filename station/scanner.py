@@ -189,7 +189,8 @@ class ScriptedScanner:
 
 
 def build_scan_sources(cfg: Config, scenario: Scenario | None = None) -> list[ScanSource]:
-    """The keyboard, evdev, pedal and scripted sources ``cfg`` asks for (not camera decoding).
+    """The keyboard, evdev, pedal, scripted and station-screen sign-in sources ``cfg`` asks
+    for (not camera decoding).
 
     A synthetic camera brings its scenario's scripted keyboard and pedal; pass the camera's
     ``scenario`` so both walk the same script (it is loaded from ``cfg`` otherwise).
@@ -212,6 +213,10 @@ def build_scan_sources(cfg: Config, scenario: Scenario | None = None) -> list[Sc
 
             scenario = load_scenario(cfg.camera)
         sources.append(ScriptedScanner(scenario))
+    if cfg.screen.packers:
+        from station.packer_inbox import ScreenSignIn
+
+        sources.append(ScreenSignIn(cfg.station.data_dir, cfg.station.name, cfg.screen.packers))
     return sources
 
 

@@ -360,7 +360,8 @@ def run_demo(
     cfg, receiver = packing_floor(cfg, out)  # sounds into a log, a webhook receiver
     threads: list[threading.Thread] = []
     if web:
-        threads.append(_start_web(cfg, stop, out))
+        url = _start_web(cfg, stop, out, threads)
+        threads.append(_screen_sign_in(cfg, url, stop, out))
     if duration is not None:
         timer = threading.Timer(duration, stop.set)
         timer.daemon = True
@@ -379,7 +380,23 @@ def run_demo(
     out.write(f"packcam demo: stopped after {time.monotonic() - t0:.0f} s\n")
 
 
-def _start_web(cfg: Config, stop: threading.Event, out: TextIO) -> threading.Thread:
+def _screen_sign_in(cfg: Config, url: str, stop: threading.Event, out: TextIO) -> threading.Thread:
+    """A packer signs in on the station screen a few seconds in (after the badge at 0.5 s)."""
+    from station.demo_floor import SCREEN_SIGN_IN_AFTER_S, sign_in_on_screen
+
+    def run() -> None:
+        if not stop.wait(SCREEN_SIGN_IN_AFTER_S):
+            sign_in_on_screen(url, cfg, cfg.screen.packers[0], stop, out)
+
+    thread = threading.Thread(target=run, name="demo-screen-sign-in", daemon=True)
+    thread.start()
+    return thread
+
+
+def _start_web(
+    cfg: Config, stop: threading.Event, out: TextIO, threads: list[threading.Thread]
+) -> str:
+    """Serve the web site on a thread (appended to ``threads``); its URL."""
     from web.cli import ensure_demo_user, make_server, run_server, server_url
 
     user, password = ensure_demo_user(cfg)
@@ -395,10 +412,11 @@ def _start_web(cfg: Config, stop: threading.Event, out: TextIO) -> threading.Thr
         target=run_server, args=(server,), kwargs={"stop": stop}, name="web", daemon=True
     )
     thread.start()
+    threads.append(thread)
     url = server_url(server)
     if cfg.web.host in {"0.0.0.0", "::", ""}:
         url = f"http://127.0.0.1:{cfg.web.port}/"
     out.write(f"packcam demo: web site at {url}  (log in as {user!r} with password {password!r})\n")
     out.write(f"packcam demo: station screen at {url.rstrip('/')}/screen\n")
     out.flush()
-    return thread
+    return url

@@ -69,3 +69,7 @@ def test_the_demo_plays_sounds_prints_the_screen_and_delivers_webhooks(tmp_path:
     assert "clip.finished" in {r["event"] for r in received}
     assert "webhook clip.finished" in text
     assert (tmp_path / "demo/screen").is_dir()
+    # a packer picked their name on the station screen, and the station took it as a badge
+    assert "王芳 signed in on the station screen" in text
+    (doc,) = [json.loads(p.read_text("utf-8")) for p in (tmp_path / "demo/screen").glob("*.json")]
+    assert doc["packer"] == "王芳"

@@ -28,11 +28,12 @@ def run(
     end: float,
     proof: bool = False,
     sink: RecordingSink | None = None,
+    realtime: bool = False,
 ):
     cfg = cfg.replace("camera", width=W, height=H, fps=FPS).replace("proof", enabled=proof)
     events = [{"at": at, "kind": "key", "text": text} for at, text in keys]
     scenario = Scenario.from_dict({"event": [*events, {"at": end, "kind": "end"}]})
-    asm = assemble(cfg, camera=SyntheticCamera(W, H, FPS, scenario, realtime=False),
+    asm = assemble(cfg, camera=SyntheticCamera(W, H, FPS, scenario, realtime=realtime),
                    live_view=False)  # fmt: skip
     rec = EventRecorder()
     assert asm.events is not None

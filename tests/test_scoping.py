@@ -120,14 +120,16 @@ def fleet(pg_dsn: str, seaweed: SeaweedServer, bucket: str, tmp_path: Path) -> F
     batches: dict[str, list[dict]] = {s: [] for s in STATIONS}
     local = dict.fromkeys(STATIONS, 0)
 
-    def add(station: str, order_id: str, when: datetime, waybill: str | None = None) -> None:
+    def add(
+        station: str, order_id: str, when: datetime, waybill: str | None = None, **kw: Any
+    ) -> None:
         local[station] += 1
         n = local[station]
         key, frame = f"{run}/{station}/{n}.mp4", f"{run}/{station}/{n}.jpg"
         s3.put_object(Bucket=bucket, Key=key, Body=f"video {station}".encode())
         s3.put_object(Bucket=bucket, Key=frame, Body=b"\xff\xd8 jpeg")
         batches[station].append(
-            _clip(n, station, order_id, when, waybill=waybill, archived_utc=_utc(when),
+            _clip(n, station, order_id, when, waybill=waybill, archived_utc=_utc(when), **kw,
                   archive_key=key,
                   archive_meta={"frames": [{"label": "order", "t": 1.0, "key": frame}]})
         )  # fmt: skip
@@ -137,7 +139,9 @@ def fleet(pg_dsn: str, seaweed: SeaweedServer, bucket: str, tmp_path: Path) -> F
     add("wh1-b", "B-200", t0 + timedelta(minutes=1), "SFB200")
     add("wh2-a", "C-300", t0 + timedelta(minutes=2), "SFC300")
     # the same order ID at both warehouses (two sellers' numbering collides)
-    add("wh1-a", "DUP-7", t0 + timedelta(minutes=3))
+    # wh1-a's station found wh2-a's clip 2 of it in the fleet (a repack across stations)
+    add("wh1-a", "DUP-7", t0 + timedelta(minutes=3),
+        repack_of_fleet=[{"station": "wh2-a", "clip_id": 2, "started": ""}])  # fmt: skip
     add("wh2-a", "DUP-7", t0 + timedelta(minutes=4))
     # many matches, interleaved: 30 at warehouse 1, 40 at warehouse 2
     for i in range(70):
@@ -145,7 +149,7 @@ def fleet(pg_dsn: str, seaweed: SeaweedServer, bucket: str, tmp_path: Path) -> F
             "wh1-a" if i % 2 else "wh2-a")  # fmt: skip
         add(st, f"MANY-{i:03d}", t0 + timedelta(hours=1, minutes=i), f"SFM{i:04d}")
     for st in STATIONS:  # one clip each today (the dashboard's and /api/stations' counts)
-        add(st, f"TODAY-{st}", TODAY - timedelta(minutes=1))
+        add(st, f"TODAY-{st}", TODAY - timedelta(minutes=1), packer=f"packer-{st}", kind="order")
     for st, clips in batches.items():
         sid = db.station_for_token(db.add_station(st))
         assert sid is not None
@@ -316,6 +320,23 @@ def test_dashboard_station_api_fleet_page_and_export(fleet: Fleet, who: str) -> 
     assert len(other.strip().splitlines()) == (1 + 1 + 1 + 40 if "wh2-a" in sees else 1)
     form = c.get("/export").get_data(as_text=True)
     assert set(re.findall(r'<option value="([^"]+)"', form)) & set(STATIONS) == sees
+
+
+@pytest.mark.parametrize("who", list(ACCOUNTS))
+def test_packers_and_repack_links_of_other_warehouses_stay_hidden(fleet: Fleet, who: str) -> None:
+    c = fleet.client(who)
+    sees = _sees(who)
+    dash = c.get("/dashboard").get_data(as_text=True)
+    for st in STATIONS:  # the per-packer table (counted by PostgreSQL) and the packer filter
+        assert (f"packer-{st}" in dash) == (st in sees), (who, st)
+        got = _api_stations(c.get(f"/api/clips?packer=packer-{st}&limit=50"))
+        assert got == ({st} if st in sees else set())
+    if "wh1-a" not in sees:
+        return
+    # wh1-a's clip of DUP-7 names wh2-a's clip it repacks: a link only for who sees wh2-a
+    page = c.get("/orders/DUP-7").get_data(as_text=True)
+    assert ("wh2-a" in page) == ("wh2-a" in sees)
+    assert ('class="repack-of"' in page) == ("wh2-a" in sees)
 
 
 def _share(c: Any, order_id: str) -> Any:

@@ -191,7 +191,9 @@ def test_units_agree_with_the_code() -> None:
     tmpfiles = (SYSTEMD / "packcam.tmpfiles").read_text(encoding="utf-8")
     assert re.search(rf"^d /var/lib/packcam/{PRIVATE_DIR}\s+0700\s+packcam-station", tmpfiles, re.M)
     assert re.search(rf"^d /var/lib/packcam/{PUBLIC_DIR}\s+0755\s+packcam-station", tmpfiles, re.M)
-    for name, mode in ((REQUESTS_DIR, "2770"), (EXPORTS_DIR, "2750")):
+    from station.packer_inbox import INBOX_DIR
+
+    for name, mode in ((REQUESTS_DIR, "2770"), (EXPORTS_DIR, "2750"), (INBOX_DIR, "2770")):
         assert re.search(rf"^d /var/lib/packcam/{name}\s+{mode}\s+packcam-station", tmpfiles, re.M)
     sysusers = (SYSTEMD / "packcam.sysusers").read_text(encoding="utf-8")
     for user in ("packcam-station", "packcam-web"):
@@ -237,6 +239,7 @@ def test_install_script_builds_users_folders_config_and_units(tmp_path: Path) ->
         (data / "proof", 0o700, station_uid),
         (data / "proof-public", 0o755, station_uid),
         (data / "export-requests", 0o2770, station_uid),
+        (data / "packer-requests", 0o2770, station_uid),
         (data / "exports", 0o2750, station_uid),
         (root / "etc/packcam", 0o750, 0),
         (root / "etc/packcam/packcam.toml", 0o640, 0),

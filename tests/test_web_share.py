@@ -165,7 +165,13 @@ SHARE_ENDPOINTS = {"share.page", "share.video", "share.download", "share.thumb",
 # station's export worker refuses, 409).
 OWN_ORDER_ENDPOINTS = {"share.page": 200, "share.bundle": 409, "share.summary": 200}
 # The station screen (web/screen.py): open to the station's own browser (loopback) only.
-KIOSK_ENDPOINTS = {"screen.choose", "screen.page", "screen.events", "screen.stream"}
+KIOSK_ENDPOINTS = {
+    "screen.choose",
+    "screen.page",
+    "screen.events",
+    "screen.stream",
+    "screen.packer",
+}
 
 
 def _url_for_b(rule, token: str, share_id: str, env: WebEnv) -> str:
@@ -222,7 +228,8 @@ def test_every_route_class_is_scoped(shared, web_app, web_env: WebEnv, request) 
             elif rule.endpoint in PUBLIC_ENDPOINTS:
                 continue
             elif rule.endpoint in KIOSK_ENDPOINTS:
-                far = anon.open(url, method=method, environ_base={"REMOTE_ADDR": "203.0.113.5"})
+                far = anon.open(url, method=method, data=data,
+                                environ_base={"REMOTE_ADDR": "203.0.113.5"})  # fmt: skip
                 assert far.status_code == 302, f"{where}; from afar -> {far.status_code}"
             elif url.startswith("/api/"):
                 assert resp.status_code == 401, where

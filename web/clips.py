@@ -32,7 +32,7 @@ from web.errors import StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
 from web.index import SearchTimeout
-from web.scope import ScopedIndex, visible_access, visible_shares
+from web.scope import ScopedIndex, Stations, current_scope, visible_access, visible_shares
 from web.streaming import resolve_in, send_stored_file
 
 log = logging.getLogger(__name__)
@@ -118,11 +118,22 @@ def counts_as_download() -> bool:
 
 
 def clip_views(
-    clips: list[ClipRecord], url: Callable[..., str], *, check_files: bool = True
+    clips: list[ClipRecord],
+    url: Callable[..., str],
+    *,
+    check_files: bool = True,
+    scope: Stations = None,
 ) -> list[dict[str, Any]]:
-    """What the order template needs per clip: the record, its key frames and their URLs."""
+    """What the order template needs per clip: the record, its key frames and their URLs,
+    and its repack links both ways (``repack_links``); a link to a clip at a station outside
+    ``scope`` (the viewer's, web/scope.py) is left out: that station does not exist for it."""
     out = []
     central = _central()
+    links = repack_links(clips)
+    if scope is not None:
+        for both in links.values():
+            for way in both.values():
+                way[:] = [x for x in way if x["station"] in scope]
     for c in clips:
         if central:
             from central import media
@@ -130,6 +141,7 @@ def clip_views(
             missing = not media.is_archived(c)
             frames: list[tuple[int, KeyFrame]] = list(enumerate(media.keyframes(c)))
             out.append(_view(c, url, frames, missing=missing, size_mismatch=False))
+            out[-1]["links"] = links[c.id]
             continue
         path = clip_file(c) if check_files else None
         size_on_disk = path.stat().st_size if path is not None else None
@@ -142,7 +154,35 @@ def clip_views(
             size_mismatch=size_on_disk is not None and size_on_disk != c.size,
         )
         view["gap"] = camera_gap(c)
+        view["links"] = links[c.id]
         out.append(view)
+    return out
+
+
+def repack_links(clips: list[ClipRecord]) -> dict[int | None, dict[str, list[dict[str, Any]]]]:
+    """Per clip on an order page: "of", the earlier clips it repacks (at its own station,
+    ``repack_of``, and at others, ``repack_of_fleet``), and "as", the later clips on the
+    page that repack it. Each link: {"anchor": the clip's id on this page or None,
+    "clip_id": its id at its station, "station"}. A clip is named by (station, its id
+    there): ``local_id`` on the central site, ``id`` on a station. Pure."""
+
+    def local(c: ClipRecord) -> int | None:
+        lid = c.extra.get("local_id", c.id)
+        return lid if isinstance(lid, int) else None
+
+    here = {(c.station, local(c)): c.id for c in clips}
+    out: dict[int | None, dict[str, list[dict[str, Any]]]] = {
+        c.id: {"of": [], "as": []} for c in clips
+    }
+    for c in clips:
+        refs = [(c.station, i) for i in c.repack_of]
+        refs += [(r["station"], r["clip_id"]) for r in c.repack_of_fleet]
+        for station, lid in dict.fromkeys(refs):
+            anchor = here.get((station, lid))
+            out[c.id]["of"].append({"anchor": anchor, "clip_id": lid, "station": station})
+            if anchor is not None and anchor != c.id:
+                later = {"anchor": c.id, "clip_id": local(c), "station": c.station}
+                out[anchor]["as"].append(later)
     return out
 
 
@@ -224,8 +264,8 @@ def search_args() -> dict[str, Any]:
             "start_utc": start_utc,
             "end_utc": end_utc,
             "station": station,
-            # The packing-floor filters exist in the station's index only (issue 13).
-            **({"packer": packer, "kind": kind} if (packer or kind) and not _central() else {}),
+            # The packing floor (issue 13): in the station's index and the central one.
+            **({"packer": packer, "kind": kind} if (packer or kind) else {}),
         },
     }
 
@@ -254,7 +294,6 @@ def search() -> str:
         results=results[:PAGE_SIZE],
         more=more,
         stations=index.stations(),
-        floor_filters=not _central(),
         no_stations=index.scope is not None and not index.scope,
         searched=bool(
             args["q"]
@@ -307,7 +346,7 @@ def order(order_id: str) -> Any:
         order_id=order_id,
         hold_enabled=not _central(),
         hold=None if _central() else get_index().legal_hold(order_id),
-        views=clip_views(clips, _clip_url),
+        views=clip_views(clips, _clip_url, scope=current_scope()),
         access=visible_access(db.access_log(order_id)),
         shares=visible_shares(db.shares(order_id)),
         share_days=choices,

@@ -45,6 +45,29 @@ def packer_stats(
     }
 
 
+def packer_table(
+    rows: Iterable[tuple[str, str, int, float]], days: list[date]
+) -> dict[str, list[tuple[int, float | None]]]:
+    """``packer_stats``'s shape from per-day rows computed by the database (the central
+    index: (packer, local day "YYYY-MM-DD", orders, median seconds)). Pure."""
+    cells: dict[str, dict[str, tuple[int, float | None]]] = {}
+    for packer, day, n, median in rows:
+        cells.setdefault(packer, {})[day] = (n, median)
+    return {
+        packer: [per_day.get(d.isoformat(), (0, None)) for d in days]
+        for packer, per_day in sorted(cells.items())
+    }
+
+
+def pg_zone(tz: tzinfo, now: datetime) -> str:
+    """The site's zone as PostgreSQL reads it: the IANA name, else the fixed UTC offset."""
+    key = getattr(tz, "key", None)
+    if isinstance(key, str) and key:
+        return key
+    off = now.astimezone(tz).strftime("%z") or "+0000"
+    return f"{off[:3]}:{off[3:]}"
+
+
 def read_selfchecks(live_dir: Path) -> list[dict[str, Any]]:
     """Each station's last start-up self-check (``packcam doctor``), its WARN/FAIL lines only."""
     out = []
@@ -105,9 +128,11 @@ def summary() -> dict[str, Any]:
 
     # Orders and median packing time per packer per day, over the last PACKER_DAYS days.
     days = [now.date() - timedelta(days=n) for n in range(PACKER_DAYS - 1, -1, -1)]
-    packers: dict[str, list[tuple[int, float | None]]] = {}
-    if hasattr(index, "packer_clips"):  # the station's index (the central one has no packers)
-        first_start = day_bounds_utc(days[0], tz)[0]
+    first_start = day_bounds_utc(days[0], tz)[0]
+    if current_app.config.get("PACKCAM_CENTRAL"):  # counted and medians by PostgreSQL
+        rows = index.packer_days(first_start, end, pg_zone(tz, now))
+        packers = packer_table(rows, days)
+    else:
         packers = packer_stats(index.packer_clips(first_start, end), tz, days)
     return {
         "now": now,

@@ -111,6 +111,16 @@ class ScopedIndex:
             return []
         return self.index.packer_clips(start_utc, end_utc)  # type: ignore[no-any-return]
 
+    def packer_days(self, start_utc: str, end_utc: str, zone: str) -> list[Any]:
+        """The central index's per-packer days, of the scope's stations only."""
+        if self.scope is None:
+            return self.index.packer_days(start_utc, end_utc, zone)  # type: ignore[no-any-return]
+        if not self.scope:
+            return []
+        return self.index.packer_days(  # type: ignore[no-any-return]
+            start_utc, end_utc, zone, stations=sorted(self.scope)
+        )
+
     def first_clip_utc(self) -> str | None:
         # scoped: unknown (the dashboard then spreads its rate over the whole window)
         return self.index.first_clip_utc() if self.scope is None else None  # type: ignore[no-any-return]

@@ -1,4 +1,4 @@
-"""The station screen: a full-screen kiosk page (live picture, order, state) updated by SSE."""
+"""The station screen: a full-screen kiosk page (live picture, order, state, sign-in), by SSE."""
 
 from __future__ import annotations
 
@@ -110,7 +110,38 @@ def choose() -> Any:
 def page(key: str) -> str:
     _screen_file(key)
     has_live = key in live_files(current_app.config["LIVE_DIR"])
-    return render_template("screen.html", key=key, has_live=has_live, token=_token_arg())
+    packers = current_app.config["PACKCAM"].screen.packers
+    return render_template(
+        "screen.html", key=key, has_live=has_live, token=_token_arg(), packers=packers
+    )
+
+
+@bp.post("/screen/<key>/packer")
+@kiosk
+def packer(key: str) -> Any:
+    """Sign a packer in (``packer``: a name of ``[screen] packers``) or out
+    (``action=signout``), as their badge would: the request goes to the station process
+    through its inbox (station/packer_inbox.py); the screen shows the packer once the
+    station has taken it (the stream). No PIN: see docs/integration.md."""
+    from station.packer_inbox import write_request
+
+    _screen_file(key)
+    names = current_app.config["PACKCAM"].screen.packers
+    if request.form.get("action") == "signout":
+        who = None
+    else:
+        who = request.form.get("packer", "")
+        if who not in names:
+            abort(400, description="not a packer of this station ([screen] packers)")
+    try:
+        write_request(Path(current_app.config["DATA_DIR"]), key, who)
+    except OSError as exc:  # the station has not made its inbox yet, or does not read it
+        log.warning("screen sign-in for %s not delivered: %s", key, exc)
+        abort(503, description="the station is not taking sign-ins right now")
+    log.info("screen sign-in at %s: %s", key, f"{who!r} picked" if who else "sign-out")
+    if request.accept_mimetypes.best == "application/json":
+        return {"ok": True, "packer": who}
+    return redirect(url_for("screen.page", key=key, **_token_arg()), code=303)
 
 
 class ScreenEvents:

@@ -191,7 +191,7 @@ def page(token: str) -> Any:
     return render_template(
         "order.html",
         order_id=share.order_id,
-        views=clip_views(clips, url),
+        views=clip_views(clips, url, scope=share.stations),
         access=[],
         shares=[],
         share_days=[],
@@ -246,7 +246,7 @@ def summary(token: str) -> Any:
     def url(endpoint: str, **kw: Any) -> str:
         return url_for(f"share.{endpoint}", token=token, **kw)
 
-    views = clip_views(clips, url, check_files=False)
+    views = clip_views(clips, url, check_files=False, scope=share.stations)
     generated = datetime.now(UTC)
     body = in_both_languages(
         lambda: render_template(

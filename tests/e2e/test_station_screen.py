@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import threading
 import time
@@ -43,9 +44,22 @@ class Keyboard:
 
 @pytest.fixture
 def station_site(tmp_path: Any) -> Iterator[tuple[str, Keyboard, str]]:
+    with _station_site(tmp_path) as site:
+        yield site
+
+
+@pytest.fixture
+def signin_site(tmp_path: Any) -> Iterator[tuple[str, Keyboard, str]]:
+    with _station_site(tmp_path, packers=("王芳", "alice")) as site:
+        yield site
+
+
+@contextlib.contextmanager
+def _station_site(tmp_path: Any, **screen: Any) -> Iterator[tuple[str, Keyboard, str]]:
     from web import cli
 
     cfg = config_mod.load(None).with_data_dir(tmp_path / "data")
+    cfg = cfg.replace("screen", **screen)
     cfg = cfg.replace("camera", width=320, height=180, fps=10.0)
     cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
     cam = SyntheticCamera(320, 180, 10.0, Scenario.from_dict({"seed": 2}), realtime=True)
@@ -102,3 +116,22 @@ def test_a_scan_changes_the_kiosk_screen_within_the_bound(page: Any, station_sit
     assert page.locator("#recent li").count() == 3  # next-order ended the first two
     print(f"scan -> screen (ms): {[round(x) for x in latencies]}")
     assert statistics.median(latencies) <= BOUND_MS, latencies
+
+
+def test_a_packer_signs_in_and_out_on_the_kiosk_screen(page: Any, signin_site) -> None:
+    url, keyboard, key = signin_site
+    page.goto(f"{url}/screen/{key}")
+    page.wait_for_function("() => document.getElementById('screen').dataset.seq !== '-1'")
+    assert page.locator("#packer").inner_text() == "—"
+    page.get_by_role("button", name="王芳").click()  # the station takes it like a badge
+    page.wait_for_function("() => document.getElementById('packer').textContent === '王芳'",
+                           timeout=5000)  # fmt: skip
+    assert page.get_by_role("button", name="王芳").get_attribute("aria-pressed") == "true"
+    keyboard.type("PO-SIGNIN-1")
+    page.wait_for_function("() => document.getElementById('order').textContent === 'PO-SIGNIN-1'")
+    assert page.locator("#packer").inner_text() == "王芳"
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_function("() => document.getElementById('packer').textContent === '—'",
+                           timeout=5000)  # fmt: skip
+    keyboard.type("SEAL")
+    page.wait_for_function("() => document.getElementById('screen').dataset.state === 'sealed'")

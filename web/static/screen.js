@@ -47,6 +47,9 @@
     setText($("elapsed"), clock(d.elapsed_s));
     setText($("waybills"), (d.waybills || []).join("  "));
     setText($("packer"), d.packer || "—");
+    Array.prototype.forEach.call(document.querySelectorAll("#signin .pick"), function (b) {
+      b.setAttribute("aria-pressed", b.value === d.packer ? "true" : "false");
+    });
     var kind = $("kind");
     setText(kind, d.kind === "return" ? kind.dataset["return"] : "");
     var n = $("notice");
