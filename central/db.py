@@ -18,7 +18,27 @@ from web.index import SEARCH_TIMEOUT_S, SearchTimeout, search_sql
 
 log = logging.getLogger(__name__)
 
-COMMON_ROWS = 5_000  # estimated matches above which a search scans newest first
+# Search (CentralDB._newest_ids). SEARCH_BLOCK_BITS must equal the shift in the indexes of
+# central.schema.SEARCH_BLOCKS.
+SEARCH_BLOCK_BITS = 14  # a block holds 16,384 clip ids
+NEWEST_SCAN = 2_000  # newest rows tested one by one before any index
+FIRST_BLOCKS = 8  # blocks walked before a piece is tried as a rare one
+RARE_ROWS = 5_000  # estimated matches up to which a piece is tried as a rare one first
+KEY_CHARS = 7  # the index lookup of a longer piece uses its last 7 characters
+RARE_MIN_CHARS = 5  # shorter pieces are rarely rare at scale (and their estimates are noise)
+RARE_TRY_S = 0.15  # time a rare piece's lookup in all older rows may take (its own is ~30 ms)
+
+
+def piece_index(q: str) -> str:
+    """Which index part serves ``q`` (2+ characters): ``trigrams`` if it holds 3 ASCII letters
+    or digits in a row (pg_trgm splits words at other characters, and a piece without a
+    trigram would read the whole index), else ``pairs`` (its lower-case character pairs)."""
+    run = 0
+    for ch in q:
+        run = run + 1 if ch.isascii() and ch.isalnum() else 0
+        if run == 3:
+            return "trigrams"
+    return "pairs"
 
 
 DSN_ENV = "PACKCAM_CENTRAL_DSN"
@@ -196,6 +216,10 @@ class CentralDB:
         reused = self._conn is not None and not self._conn.closed
         try:
             return fn(self.conn)
+        except psycopg.errors.QueryCanceled as exc:
+            # a statement timeout on a live connection (an OperationalError to psycopg):
+            # trying again would only double the wait
+            raise CentralError(f"central index error: {exc}") from exc
         except psycopg.OperationalError as exc:
             self.close()
             if reused:
@@ -832,30 +856,30 @@ class CentralDB:
         start_utc: str | None = None,
         end_utc: str | None = None,
         station: str | None = None,
+        stations: Sequence[str] | None = None,
         limit: int = 50,
         offset: int = 0,
         packer: str | None = None,
         kind: str | None = None,
-        stations: Sequence[str] | None = None,
     ) -> list[ClipRecord]:
-        """Newest first; order ID or a waybill containing ``q`` in any case (2+ characters;
-        1 character: starts with it), packed by ``packer``, of ``kind`` (order or return).
-        SearchTimeout after SEARCH_TIMEOUT_S.
+        """Newest first (by clip id); order ID or a waybill containing ``q`` in any case (2+
+        characters; 1 character: starts with it), packed by ``packer``, of ``kind`` (order or
+        return). ``stations`` limits the search to those stations (None: all). SearchTimeout
+        after SEARCH_TIMEOUT_S.
 
-        Order IDs and waybills have pg_trgm GIN indexes (3+ characters) and GIN indexes of
-        their 2-character pieces (``packcam_bigrams``, for 2-character queries).
-        ``stations``: only these stations' clips (an account's scope, web/scope.py), filtered
-        inside the queries so a page is as full as an unscoped one.
+        See ``_newest_ids`` for how a piece is looked up at millions of rows.
         """
-        if stations is not None and not stations:
-            return []
         if len(q) < 2:
             sql, args = search_sql(
                 q, start_utc, end_utc, station, limit, offset, mark="%s",
-                waybill_table="clip_waybills", packer=packer, kind=kind, stations=stations,
+                waybill_table="clip_waybills", packer=packer, kind=kind,
             )  # fmt: skip
+            if stations is not None:
+                sql = sql.replace(" ORDER BY ", " AND c.station = ANY(%s) ORDER BY ", 1)
+                if " WHERE " not in sql:
+                    sql = sql.replace(" AND c.station", " WHERE c.station", 1)
+                args = [*args[:-2], list(stations), *args[-2:]]
             return self._with_waybills(self._timed(q, [(sql, args)])[0])
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         filters, fargs = "", []
         for cond, value in (
             ("c.started_utc >= %s", start_utc),
@@ -863,33 +887,13 @@ class CentralDB:
             ("c.station = %s", station),
             ("c.packer = %s", packer),
             ("c.kind = %s", kind),
+            ("c.station = ANY(%s)", None if stations is None else list(stations)),
         ):
-            if value:
+            if value is not None and value != "":
                 filters += " AND " + cond
                 fargs.append(value)
-        if stations is not None:
-            filters += " AND c.station = ANY(%s)"
-            fargs.append(list(stations))
         want = offset + limit
-        # (column, condition an index serves, condition cheap to test row by row, argument)
-        if len(q) == 2:  # pg_trgm cannot index 2 characters: the bigram arrays can
-            conds = [
-                ("c.order_id", "packcam_bigrams(c.order_id) @> packcam_bigrams(%s)"),
-                ("w.waybill", "packcam_bigrams(w.waybill) @> packcam_bigrams(%s)"),
-            ]
-        else:
-            conds = [("c.order_id", "c.order_id ILIKE %s"), ("w.waybill", "w.waybill ILIKE %s")]
-        branches = []
-        for column, indexed in conds:
-            scanned = f"{column} ILIKE %s"
-            if column.startswith("w."):
-                base = "FROM clip_waybills w JOIN clips c ON c.id = w.clip_id WHERE "
-                select = "SELECT w.clip_id AS id "
-            else:
-                base, select = "FROM clips c WHERE ", "SELECT c.id "
-            arg = q if len(q) == 2 else pattern
-            branches.append((select + base, base + indexed, arg, scanned, pattern))
-        ids = self._newest_ids(q, branches, filters, fargs, want)
+        ids = self._newest_ids(q, filters, fargs, want)
         if not ids:
             return []
         rows = self._all(
@@ -898,44 +902,154 @@ class CentralDB:
         )
         return self._with_waybills(rows)
 
-    def _newest_ids(
-        self,
-        q: str,
-        branches: list[tuple[str, str, Any, str, str]],
-        filters: str,
-        fargs: list[Any],
-        want: int,
-    ) -> list[int]:
-        """The newest ``want`` matching clip ids of each branch, merged. Each branch is
-        planned from its estimated match count: a common piece by a backward scan of the
-        primary key (its page fills at once), a rare one through its GIN index (few rows to
-        sort); PostgreSQL alone would sometimes build a bitmap of millions of rows."""
+    def _newest_ids(self, q: str, filters: str, fargs: list[Any], want: int) -> list[int]:
+        """The newest ``want`` clip ids whose order ID or a waybill contains ``q``.
+
+        Two branches (order IDs, waybills), each looked up newest first in steps that go only
+        as far as they must: (1) the newest NEWEST_SCAN rows by the primary key, tested with
+        ILIKE (a common piece fills its page here); (2) a piece of RARE_MIN_CHARS or more
+        that PostgreSQL estimates rare (RARE_ROWS): its few matches in all older rows through
+        the (block, trigrams, pairs) GIN index and a sort, given RARE_TRY_S (3x for 8+
+        characters); (3) otherwise, or if that ran out of time (a piece common only in older
+        rows), the next FIRST_BLOCKS blocks of 2**SEARCH_BLOCK_BITS clip ids, one block at a
+        time through the same index; (4) the remaining blocks. Ids older than the
+        ``want``-th newest found so far (in either branch) are never looked at. A piece that
+        matches nothing costs one index probe per block at most.
+        """
         import psycopg
 
-        def run(conn: Any) -> list[int]:
-            found: set[int] = set()
-            with conn.transaction(), conn.cursor() as cur:
+        def like(piece: str) -> str:
+            return "%" + piece.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+        pattern = like(q)
+        trigrams = piece_index(q) == "trigrams"
+        # the index is asked for the last KEY_CHARS only when they hold a trigram: the tail of
+        # an ID varies most, and its head's trigrams ("SF7", "000") are in millions of rows
+        # and cost the index most to intersect; every row is tested with the whole piece
+        key = q[-KEY_CHARS:] if piece_index(q[-KEY_CHARS:]) == "trigrams" else q
+
+        class Branch:
+            def __init__(self, table: str, col: str, text: str) -> None:
+                self.table, self.col = table, col
+                self.src = table
+                if table != "clips c" and filters:
+                    self.src += " JOIN clips c ON c.id = w.clip_id"
+                # one clip can have several waybills
+                self.distinct = "DISTINCT " if table != "clips c" else ""
+                if trigrams:
+                    self.indexed, self.iarg = f"{text} ILIKE %s", like(key)
+                else:
+                    self.indexed, self.iarg = f"packcam_bigrams({text}) @> packcam_bigrams(%s)", q
+                # text || '': a condition no index serves, so the planner tests rows with it
+                self.test = f"({text} || '') ILIKE %s"
+                self.found: list[int] = []
+                self.edge = 0  # ids above it are done
+
+            def blocks(self, cur: Any, hi: int, lo: int, floor: int) -> None:
+                """Blocks hi down to lo (ids from edge down to above floor), newest first."""
                 cur.execute(
-                    "SELECT set_config('statement_timeout', %s, true)",
-                    (f"{int(SEARCH_TIMEOUT_S * 1000)}ms",),
+                    "SELECT m.id FROM generate_series(%s::bigint, %s::bigint, -1)"
+                    " WITH ORDINALITY AS g(b, n) CROSS JOIN LATERAL ("
+                    f"SELECT {self.distinct}{self.col} AS id FROM {self.src}"
+                    f" WHERE ({self.col} >> {SEARCH_BLOCK_BITS}) = g.b"
+                    f" AND {self.col} <= %s AND {self.col} > %s"
+                    f" AND {self.indexed} AND {self.test}{filters} OFFSET 0) m"
+                    " ORDER BY g.n, m.id DESC LIMIT %s",
+                    (hi, lo, self.edge, floor, self.iarg, pattern, *fargs, self.missing),
+                    prepare=False,
                 )
-                for select, indexed, arg, scanned, pattern in branches:
-                    cur.execute("EXPLAIN (FORMAT JSON) SELECT 1 " + indexed, (arg,))
-                    plan = cur.fetchone()[0]
-                    common = float(plan[0]["Plan"]["Plan Rows"]) > COMMON_ROWS
-                    # common: newest first by the primary key, testing rows with ILIKE (cheap);
-                    # rare: the index, then a sort of its few rows
+                self.found += [int(r[0]) for r in cur.fetchall()]
+                self.edge = max(floor, (lo << SEARCH_BLOCK_BITS) - 1)
+
+            @property
+            def missing(self) -> int:
+                return want - len(self.found)
+
+        def floor_of(branches: list[Branch]) -> int:
+            ids = sorted({i for b in branches for i in b.found}, reverse=True)
+            return ids[want - 1] if len(ids) >= want else 0
+
+        # prepare=False everywhere: a prepared (generic) plan knows neither the piece nor the
+        # planner settings it runs under
+        def settings(cur: Any, timeout_s: float, scans: str) -> None:
+            # parallel workers cost more to start than these small lookups take
+            cur.execute(
+                "SELECT set_config('statement_timeout', %s, true),"
+                " set_config('enable_indexscan', %s, true),"
+                " set_config('enable_seqscan', %s, true),"
+                " set_config('max_parallel_workers_per_gather', '0', true)",
+                (f"{int(timeout_s * 1000)}ms", scans, scans),
+                prepare=False,
+            )
+
+        def run(conn: Any) -> list[int]:
+            branches = [
+                Branch("clips c", "c.id", "c.order_id"),
+                Branch("clip_waybills w", "w.clip_id", "w.waybill"),
+            ]
+            with conn.transaction(), conn.cursor() as cur:
+                settings(cur, SEARCH_TIMEOUT_S, "on")
+                # (1), both branches in one statement (each round trip costs on a busy host)
+                cur.execute(
+                    "SELECT (SELECT max(id) FROM clips), (SELECT max(clip_id) FROM clip_waybills)",
+                    prepare=False,
+                )
+                tops = cur.fetchone()
+                for b, top in zip(branches, tops, strict=True):
+                    b.edge = max(0, int(top or 0) - NEWEST_SCAN)
+                cur.execute(
+                    " UNION ALL ".join(
+                        f"(SELECT {n}, x.id FROM (SELECT {b.distinct}{b.col} AS id FROM"
+                        f" {b.src} WHERE {b.col} > %s AND {b.test}{filters}"
+                        f" ORDER BY 1 DESC LIMIT %s) AS x)"
+                        for n, b in enumerate(branches)
+                    ),
+                    [a for b in branches for a in (b.edge, pattern, *fargs, want)],
+                    prepare=False,
+                )
+                for n, i in cur.fetchall():
+                    branches[n].found.append(int(i))
+                for b in branches:  # (2)
+                    floor = floor_of(branches)
+                    if b.edge <= floor or b.missing <= 0 or len(q) < RARE_MIN_CHARS:
+                        continue
+                    # PostgreSQL's estimate (for an unanchored pattern: its length) only
+                    # chooses the order of tries; a wrong guess costs RARE_TRY_S or a walk
                     cur.execute(
-                        "SELECT set_config('enable_bitmapscan', %s, true)",
-                        ("off" if common else "on",),
+                        f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {b.table} WHERE {b.indexed}",
+                        (b.iarg,),
+                        prepare=False,
                     )
-                    sql = select + (scanned if common else indexed.split(" WHERE ", 1)[1])
-                    cur.execute(
-                        sql + filters + " ORDER BY 1 DESC LIMIT %s",
-                        (pattern if common else arg, *fargs, want),
-                    )
-                    found.update(int(r[0]) for r in cur.fetchall())
-            return sorted(found, reverse=True)[:want]
+                    if float(cur.fetchone()[0][0]["Plan"]["Plan Rows"]) > RARE_ROWS:
+                        continue
+                    try:
+                        with conn.transaction():
+                            # a long piece's walk costs more (many trigrams per block probe)
+                            settings(cur, RARE_TRY_S * (3 if len(q) >= 8 else 1), "off")
+                            cur.execute(
+                                f"SELECT {b.distinct}{b.col} FROM {b.src} WHERE {b.col} <= %s"
+                                f" AND {b.col} > %s AND {b.indexed} AND {b.test}{filters}"
+                                " ORDER BY 1 DESC LIMIT %s",
+                                (b.edge, floor, b.iarg, pattern, *fargs, b.missing),
+                                prepare=False,
+                            )
+                            b.found += [int(r[0]) for r in cur.fetchall()]
+                            b.edge = floor
+                    except psycopg.errors.QueryCanceled:
+                        pass  # many matches in older rows: (3), (4)
+                    settings(cur, SEARCH_TIMEOUT_S, "on")
+                for b in branches:  # (3)
+                    floor = floor_of(branches)
+                    if b.edge > floor and b.missing > 0:
+                        hi = b.edge >> SEARCH_BLOCK_BITS
+                        b.blocks(cur, hi, max(floor >> SEARCH_BLOCK_BITS, hi - FIRST_BLOCKS + 1),
+                                 floor)  # fmt: skip
+                for b in branches:  # (4)
+                    floor = floor_of(branches)
+                    if b.edge > floor and b.missing > 0:
+                        b.blocks(cur, b.edge >> SEARCH_BLOCK_BITS, floor >> SEARCH_BLOCK_BITS,
+                                 floor)  # fmt: skip
+            return sorted({i for b in branches for i in b.found}, reverse=True)[:want]
 
         try:
             return list(self._run(run))

@@ -7,6 +7,21 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# Substring search newest first (central/db.py search): one GIN index per searched table whose
+# first column is the clip id's block of 2**SEARCH_BLOCK_BITS ids (btree_gin), then the text's
+# trigrams and its lower-case character pairs; a search asks for one block at a time, newest
+# first, so each lookup stays small however common the piece. Replaces migration 4's and 6's
+# single-column indexes. The shift must equal central.db.SEARCH_BLOCK_BITS.
+SEARCH_BLOCKS = """
+    CREATE EXTENSION IF NOT EXISTS btree_gin;
+    CREATE INDEX clips_search ON clips
+        USING gin ((id >> 14), order_id gin_trgm_ops, packcam_bigrams(order_id));
+    CREATE INDEX clip_waybills_search ON clip_waybills
+        USING gin ((clip_id >> 14), waybill gin_trgm_ops, packcam_bigrams(waybill));
+    DROP INDEX IF EXISTS clips_order_trgm, clip_waybills_trgm, clips_order_bigrams,
+        clip_waybills_bigrams;
+    """
+
 # Each entry upgrades the schema by one version. Never edit a shipped entry: append one.
 # Text columns searched by prefix use COLLATE "C" so that range scans (x >= q AND x < q||max)
 # are byte-order prefix matches whatever the database's default collation is.
@@ -190,6 +205,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE clips ADD COLUMN repack_of_fleet jsonb;
     CREATE INDEX clips_packer ON clips(packer, started_utc);
     """,
+    SEARCH_BLOCKS,
 )
 
 
@@ -204,8 +220,9 @@ def current_version(conn: Any) -> int:
         return int(row[0]) if row else 0
 
 
-def migrate(conn: Any) -> int:
-    """Bring the schema up to date (safe to run from several processes at once)."""
+def migrate(conn: Any, upto: int | None = None) -> int:
+    """Bring the schema up to date, or to version ``upto`` (benchmarks of an older schema);
+    safe to run from several processes at once."""
     from central.db import CentralError
 
     with conn.transaction(), conn.cursor() as cur:
@@ -221,8 +238,9 @@ def migrate(conn: Any) -> int:
                 f"central schema version {version} is newer than this packcam "
                 f"({len(MIGRATIONS)}); upgrade packcam"
             )
-        for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        last = len(MIGRATIONS) if upto is None else upto
+        for n, script in enumerate(MIGRATIONS[version:last], start=version + 1):
             log.info("migrating the central index to schema version %d", n)
             cur.execute(script)
             cur.execute("INSERT INTO schema_version(version) VALUES (%s)", (n,))
-        return len(MIGRATIONS)
+        return max(version, last)

@@ -72,6 +72,18 @@ def test_central_search_timeout(central, monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(SearchTimeout):
         # pg_sleep stands in for a slow plan: the statement timeout must stop it
         central._timed("x", [("SELECT pg_sleep(1)", [])])
+    calls = []
+
+    def slow(conn) -> None:
+        calls.append(1)
+        with conn.transaction():
+            conn.execute("SET LOCAL statement_timeout = '1ms'")
+            conn.execute("SELECT pg_sleep(1)")
+
+    with pytest.raises(central_db_mod.CentralError):
+        central._run(slow)
+    assert calls == [1]  # a timeout is not a lost connection: not run twice
+    assert central.search("po", limit=1)  # the connection is still usable
 
 
 def test_central_site_has_no_dead_ends(central, pg_dsn: str, tmp_path) -> None:
@@ -93,3 +105,159 @@ def test_central_site_has_no_dead_ends(central, pg_dsn: str, tmp_path) -> None:
     clip_id = central.order("PO-000123")[0].id
     bundle = client.get(f"/clips/{clip_id}/bundle.zip")
     assert bundle.status_code == 503  # no [archive] bucket on this central site
+
+
+# ---- newest first in blocks of clip ids, against an exact oracle ----------------------------
+
+_ALPHABET = "aAbBzZ019-%_É"
+_BLOCK = 1 << central_db_mod.SEARCH_BLOCK_BITS
+
+
+def _fold(text: str) -> str:
+    """ILIKE on COLLATE "C" columns folds ASCII letters only."""
+    return "".join(ch.lower() if ch.isascii() else ch for ch in text)
+
+
+@pytest.fixture
+def spread(pg_dsn: str):
+    """Clips with ids spread over ~40 blocks (gaps between them), random order IDs and 0-2
+    waybills each from a small alphabet (pieces repeat, some are dense in one stretch only)."""
+    import random
+
+    import psycopg
+
+    db = CentralDB(pg_dsn)
+    db.migrate()
+    db.add_station("s1")
+    db.add_station("s2")
+    rnd = random.Random(12)
+    ids = sorted(rnd.sample(range(1, 40 * _BLOCK), 500))
+    rows: dict[int, tuple[str, str, list[str]]] = {}
+    for n, i in enumerate(ids):
+        # a stretch of old clips share "bz9" (common in older rows only)
+        head = "bz9" if 150 <= n < 260 else ""
+        order = head + "".join(rnd.choice(_ALPHABET) for _ in range(rnd.randint(2, 7)))
+        waybills = ["".join(rnd.choice(_ALPHABET) for _ in range(rnd.randint(3, 9)))
+                    for _ in range(rnd.choice((0, 1, 1, 2)))]  # fmt: skip
+        rows[i] = (order, rnd.choice(("s1", "s2")), sorted(set(waybills)))
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for i, (order, st, waybills) in rows.items():
+            conn.execute(
+                "INSERT INTO clips(id, station_id, local_id, order_id, station, started_at,"
+                " ended_at, started_utc, ended_utc, tz, duration_s, frame_count, finish_reason,"
+                " pre_roll_s, path, manifest_path, size, sha256) SELECT %s, s.id, %s, %s, %s,"
+                " %s, %s, %s, %s, '+08:00', 1, 1, 'sealed', 0, 'p', 'm', 1, 'x'"
+                " FROM stations s WHERE s.name = %s",
+                (i, i, order, st, *["2026-12-01T00:00:00Z"] * 4, st),
+            )
+            for w in waybills:
+                conn.execute(
+                    "INSERT INTO clip_waybills(clip_id, waybill, carrier, t_clip_s)"
+                    " VALUES (%s, %s, 'SF', 0)",
+                    (i, w),
+                )
+        conn.execute("ANALYZE")
+    yield db, rows
+    db.close()
+
+
+def _expected(rows, q: str, stations: list[str] | None) -> list[int]:
+    want = _fold(q)
+    return sorted(
+        (i for i, (order, st, waybills) in rows.items()
+         if (stations is None or st in stations)
+         and any(want in _fold(t) for t in (order, *waybills))),
+        reverse=True,
+    )  # fmt: skip
+
+
+def test_piece_index() -> None:
+    from central.db import piece_index
+
+    assert piece_index("po") == "pairs"
+    assert piece_index("o-0") == "pairs"  # pg_trgm would find no trigram in it
+    assert piece_index("七号订单") == "pairs"
+    assert piece_index("a%b_c") == "pairs"
+    assert piece_index("sf7") == "trigrams"
+    assert piece_index("-123") == "trigrams"
+
+
+def test_search_equals_a_plain_scan(spread, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step of the block walk (newest rows, first blocks, rare try, the rest) gives
+    exactly the newest matches of a plain case-insensitive scan, pages and filters included."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    db, rows = spread
+    texts = [t for order, _, waybills in rows.values() for t in (order, *waybills)]
+    pieces = st.one_of(
+        st.text(alphabet=_ALPHABET, min_size=2, max_size=4),
+        st.builds(
+            lambda t, a, k, up: (t[a : a + k].upper() if up else t[a : a + k]),
+            st.sampled_from(texts), st.integers(0, 6), st.integers(2, 5), st.booleans(),
+        ).filter(lambda s: len(s) >= 2),
+        st.sampled_from(["bz9", "BZ", "z9", "qqq", "zq"]),
+    )  # fmt: skip
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        q=pieces,
+        limit=st.sampled_from([1, 5, 20]),
+        offset=st.sampled_from([0, 3]),
+        stations=st.sampled_from([None, ["s1"], ["s1", "s2"], []]),
+        scan=st.sampled_from([0, 3, 50]),
+        first=st.sampled_from([1, 2, 8]),
+        rare_s=st.sampled_from([0.001, 2.0]),  # 1 ms: the rare try runs out, the walk goes on
+        rare_rows=st.sampled_from([0, 10**9]),  # never / always tried as a rare piece
+        key=st.sampled_from([3, 7]),  # 3: the index is asked for the last 3 characters only
+    )
+    def check(q, limit, offset, stations, scan, first, rare_s, rare_rows, key) -> None:
+        monkeypatch.setattr(central_db_mod, "KEY_CHARS", key)
+        monkeypatch.setattr(central_db_mod, "RARE_ROWS", rare_rows)
+        monkeypatch.setattr(central_db_mod, "RARE_MIN_CHARS", 2)
+        monkeypatch.setattr(central_db_mod, "NEWEST_SCAN", scan)
+        monkeypatch.setattr(central_db_mod, "FIRST_BLOCKS", first)
+        monkeypatch.setattr(central_db_mod, "RARE_TRY_S", rare_s)
+        got = [c.id for c in db.search(q, limit=limit, offset=offset, stations=stations)]
+        assert got == _expected(rows, q, stations)[offset : offset + limit], q
+
+    check()
+
+
+def test_station_filter_and_one_character(spread) -> None:
+    db, rows = spread
+    found = db.search("a", limit=500, stations=["s2"])
+    assert found and {c.station for c in found} == {"s2"}
+    assert [c.id for c in found] == sorted(
+        (
+            i
+            for i, (o, st, wbs) in rows.items()
+            if st == "s2" and any(t[:1] in ("a", "A") for t in (o, *wbs))
+        ),
+        reverse=True,
+    )
+    assert db.search("a", limit=500, stations=[]) == []
+
+
+def test_search_migration_builds_on_an_existing_database(pg_dsn: str) -> None:
+    """The block indexes are built over clips already there; the old ones go."""
+    import psycopg
+
+    from central import schema
+
+    upto = schema.MIGRATIONS.index(schema.SEARCH_BLOCKS)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert schema.migrate(conn, upto=upto) == upto
+    db = CentralDB(pg_dsn)
+    token = db.add_station("s1")
+    station = db.station_for_token(token)
+    assert station is not None
+    db.register_clips(station["id"], "s1", [_clip(i, f"PO-{i:06d}", f"SF{i}") for i in (1, 2)])
+    db.migrate()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        names = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
+    assert {"clips_search", "clip_waybills_search"} <= names
+    assert not names & {"clips_order_trgm", "clips_order_bigrams", "clip_waybills_trgm"}
+    assert [c.order_id for c in db.search("o-0", limit=5)] == ["PO-000002", "PO-000001"]
+    assert [c.order_id for c in db.search("sf1", limit=5)] == ["PO-000001"]
+    db.close()

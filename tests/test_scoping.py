@@ -455,15 +455,22 @@ def test_the_order_pages_access_log_leaves_out_the_other_warehouses_order(fleet:
 # ---- the search is filtered in SQL: pages are full, counts right ------------------------------
 
 
-@pytest.mark.parametrize("common_rows", [0, 5_000])
+PLANS = {
+    "newest rows": {},  # the page fills from the newest rows tested one by one
+    "blocks": {"NEWEST_SCAN": 0, "FIRST_BLOCKS": 1, "RARE_ROWS": 0},
+    "rare": {"NEWEST_SCAN": 0, "RARE_ROWS": 10**9, "RARE_MIN_CHARS": 2, "RARE_TRY_S": 2.0},
+}
+
+
+@pytest.mark.parametrize("plan", list(PLANS))
 def test_scoped_pages_are_full_and_complete(
-    fleet: Fleet, monkeypatch: pytest.MonkeyPatch, common_rows: int
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch, plan: str
 ) -> None:
-    """Both plans: a piece taken as common (scanned newest first per station) and as rare
-    (through its GIN index)."""
+    """Every step of the central search (central/db.py ``_newest_ids``) filters the stations."""
     import central.db
 
-    monkeypatch.setattr(central.db, "COMMON_ROWS", common_rows)
+    for name, value in PLANS[plan].items():
+        monkeypatch.setattr(central.db, name, value)
     for who, expect in (("ann", 30), ("bob", 40), ("cat", 70), ("boss", 70)):
         c = fleet.client(who)
         for q in ("MANY", "many-0", "SFM", "NY"):  # every one matches exactly the 70 MANY
