@@ -288,7 +288,13 @@ def lookups(dsn: str, rows: int, central_dir: Path, n: int = 2000) -> dict[str, 
     central_dir.mkdir(parents=True, exist_ok=True)
     wdb = WebDB.in_data_dir(central_dir, pw_method="scrypt:1024:8:1")
     if wdb.user("bench") is None:
-        wdb.add_user("bench", "viewer", "bench-password-1")
+        # a viewer is scoped (web/scope.py): one warehouse holding every generated station
+        cdb = CentralDB(dsn)
+        names = [r["name"] for r in cdb.stations_table()]
+        cdb.close()
+        wdb.add_group("bench")
+        wdb.change_group_stations("bench", add=names)
+        wdb.add_user("bench", "viewer", "bench-password-1", groups=["bench"])
     wdb.close()
     app = create_app(cfg, central=True, test_config={"PASSWORD_METHOD": "scrypt:1024:8:1"})
     client = app.test_client()

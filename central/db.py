@@ -1097,12 +1097,12 @@ class CentralDB:
         )
 
     def packer_days(
-        self, start_utc: str, end_utc: str, zone: str
+        self, start_utc: str, end_utc: str, zone: str, *, stations: Sequence[str] | None = None
     ) -> list[tuple[str, str, int, float]]:
         """(packer, local day, orders, median packing seconds) of packing clips (not returns)
         with a packer started in [start, end), days in ``zone`` (an IANA name, or a fixed
         offset such as "+08:00"): computed by PostgreSQL, so the dashboard reads a few rows,
-        not every clip."""
+        not every clip. ``stations``: only theirs (an account's scope, web/scope.py)."""
         fixed = zone[:1] in "+-" and zone[1:3].isdigit()
         at = "%s::interval" if fixed else "%s"
         rows = self._all(
@@ -1110,8 +1110,10 @@ class CentralDB:
             " 'YYYY-MM-DD') AS day, COUNT(*) AS n,"
             " percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_s) AS median"
             " FROM clips WHERE started_utc >= %s AND started_utc < %s"
-            " AND packer IS NOT NULL AND kind = 'order' GROUP BY 1, 2 ORDER BY 1, 2",
-            (zone, start_utc, end_utc),
+            " AND packer IS NOT NULL AND kind = 'order'"
+            + ("" if stations is None else " AND station = ANY(%s)")
+            + " GROUP BY 1, 2 ORDER BY 1, 2",
+            (zone, start_utc, end_utc, *([] if stations is None else [list(stations)])),
         )
         return [(r["packer"], r["day"], int(r["n"]), float(r["median"])) for r in rows]
 

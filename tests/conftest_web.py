@@ -195,13 +195,19 @@ def build_env(tmp_path: Path, template: Path, **web: Any) -> WebEnv:
     return env
 
 
-def add_users(data_dir: Path) -> None:
+def add_users(data_dir: Path, *, stations: list[str] | None = None) -> None:
+    """The three accounts. ``stations``: a central site's, put in one station group with the
+    viewer and the operator (web/scope.py: they would see nothing otherwise)."""
     from web.db import WebDB
 
     db = WebDB.in_data_dir(data_dir, pw_method=FAST_PW)
     try:
         for role, password in PASSWORDS.items():
             db.add_user(role, role, password)
+        if stations is not None:
+            db.add_group("all-stations")
+            db.change_group_stations("all-stations", add=stations)
+            db.change_group_members("all-stations", add=["viewer", "operator"])
     finally:
         db.close()
 

@@ -94,7 +94,7 @@ def test_central_site_has_no_dead_ends(central, pg_dsn: str, tmp_path) -> None:
     from web import create_app
 
     cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
-    add_users(cfg.station.data_dir)
+    add_users(cfg.station.data_dir, stations=["s1"])
     client = create_app(cfg, central=True, test_config={"TESTING": True}).test_client()
     login(client, "operator")
     page = client.get("/orders/PO-000123").get_data(as_text=True)

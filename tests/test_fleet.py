@@ -167,7 +167,9 @@ def fleet(
     db.migrate()
     tokens = {cfg.station.name: db.add_station(cfg.station.name) for cfg in stations}
     db.close()
-    add_users(central_cfg.station.data_dir)
+    # every station any test here enrols (an account in no group would see nothing)
+    names = [c.station.name for c in stations] + ["station-svc", "station-fin", "station-rep"]
+    add_users(central_cfg.station.data_dir, stations=names)
     server = make_server(central_cfg, "127.0.0.1", 0, central=True)
     stop = threading.Event()
     thread = threading.Thread(target=run_server, args=(server,), kwargs={"stop": stop})

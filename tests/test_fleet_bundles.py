@@ -115,7 +115,7 @@ def site(
     pub = central_cfg.station.data_dir / "proof-public"
     pub.mkdir(parents=True)
     (pub / "company-ca.crt").write_bytes((st.data / "proof-public/company-ca.crt").read_bytes())
-    add_users(central_cfg.station.data_dir)
+    add_users(central_cfg.station.data_dir, stations=[station_cfg.station.name])
     tmp = root / "central-system-tmp"
     tmp.mkdir()
     server = make_server(central_cfg, "127.0.0.1", 0, central=True)

@@ -215,7 +215,7 @@ def test_fleet_page_on_the_central_site(central, pg_dsn: str, tmp_path: Path) ->
                              "archive_backlog_bytes": 21_000_000})  # fmt: skip
     central.replace_station("station-01")
     cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
-    add_users(cfg.station.data_dir)
+    add_users(cfg.station.data_dir, stations=["station-01"])
     client = create_app(cfg, central=True, test_config={"TESTING": True}).test_client()
     assert client.get("/fleet").status_code == 302  # staff only
     login(client, "viewer")

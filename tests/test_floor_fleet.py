@@ -56,7 +56,7 @@ def site(pg_dsn: str, tmp_path: Path) -> Iterator[Site]:
     db.close()
     central_cfg = config_mod.load(None).with_data_dir(tmp_path / "central")
     central_cfg = central_cfg.replace("central", dsn=pg_dsn)
-    add_users(central_cfg.station.data_dir)
+    add_users(central_cfg.station.data_dir, stations=["st-01", "st-02"])
     server = make_server(central_cfg, "127.0.0.1", 0, central=True)
     stop = threading.Event()
     thread = threading.Thread(target=run_server, args=(server,), kwargs={"stop": stop})

@@ -80,14 +80,19 @@ def test_bad_role_is_a_usage_error(tmp_path) -> None:
 def test_every_command_has_help() -> None:
     p = parser()
     sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"web", "user"}
+    assert set(sub.choices) == {"web", "user", "group"}
     for name, sp in sub.choices.items():
         assert sp.description, name
         assert sp.format_help()
-    user = sub.choices["user"]
-    actions = next(a for a in user._actions if isinstance(a, argparse._SubParsersAction))
-    for name in ("add", "passwd", "remove", "list"):
-        assert actions.choices[name].format_help()
+    for command, names in (
+        ("user", ("add", "passwd", "remove", "list")),
+        ("group", ("add", "remove", "list", "stations", "members")),
+    ):
+        sp = sub.choices[command]
+        actions = next(a for a in sp._actions if isinstance(a, argparse._SubParsersAction))
+        assert set(actions.choices) == set(names)
+        for name in names:
+            assert actions.choices[name].format_help()
 
 
 def test_web_arguments_override_config() -> None:

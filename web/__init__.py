@@ -10,7 +10,7 @@ import stat
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from flask import Flask, Request, current_app, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
@@ -25,6 +25,10 @@ from web.bundles import BundleCache
 from web.db import DEFAULT_PW_METHOD, WEB_DB_NAME, WebDB
 from web.index import ClipIndex, ensure_index
 from web.search import SEARCH_DB_NAME, SearchIndex
+
+if TYPE_CHECKING:
+    from web.db import ShareLink
+    from web.scope import ScopedIndex
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +147,24 @@ def get_db() -> WebDB:
     return handles.webdb
 
 
-def get_index() -> ClipIndex:
-    """This thread's read-only clip index handle (central mode: the PostgreSQL index)."""
+def get_index() -> ScopedIndex:
+    """The clip index as the request's account may see it (web/scope.py): every view reads
+    clips through this, so a station outside the account's groups does not exist for it."""
+    from web.scope import ScopedIndex, current_scope
+
+    return ScopedIndex(raw_index(), current_scope())
+
+
+def share_index(share: ShareLink) -> ScopedIndex:
+    """The clip index as a share link shows it: its order, at the stations its creator saw."""
+    from web.scope import ScopedIndex
+
+    return ScopedIndex(raw_index(), share.stations)
+
+
+def raw_index() -> ClipIndex:
+    """This thread's read-only clip index handle (central mode: the PostgreSQL index), unscoped:
+    views use ``get_index()`` or ``share_index()``."""
     from flask import current_app
 
     if current_app.config.get("PACKCAM_CENTRAL"):

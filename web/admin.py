@@ -1,4 +1,4 @@
-"""The administrator's overview: accounts (managed with `packcam user`) and all share links."""
+"""The administrator's overview: accounts and station groups (managed with the CLI), share links."""
 
 from __future__ import annotations
 
@@ -14,4 +14,12 @@ bp = Blueprint("admin", __name__)
 @require("admin")
 def index() -> str:
     db = get_db()
-    return render_template("admin.html", users=db.users(), shares=db.shares(limit=500))
+    users = db.users()
+    return render_template(
+        "admin.html",
+        users=users,
+        shares=db.shares(limit=500),
+        # scoping (central site): who is in which station group, and what each holds
+        groups=db.groups(),
+        user_groups={u.name: db.user_groups(u.id) for u in users},
+    )

@@ -1,4 +1,4 @@
-"""`packcam web` (waitress) and `packcam user add|passwd|remove|list`, plus serve() for the demo."""
+"""`packcam web` (waitress), `packcam user` and `packcam group` (accounts, station groups)."""
 
 from __future__ import annotations
 
@@ -226,14 +226,23 @@ def cmd_user(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
             if not users:
                 out.write("no accounts; create one with: packcam user add NAME --role admin\n")
             for u in users:
+                groups = ",".join(db.user_groups(u.id)) or "-"
                 out.write(f"{u.name}\t{u.role}\tcreated {u.created_utc}\t"
-                          f"last login {u.last_login_utc or '-'}\n")  # fmt: skip
+                          f"last login {u.last_login_utc or '-'}\tgroups {groups}\n")  # fmt: skip
         elif args.user_command == "add":
             if db.user(args.name) is not None:
                 raise AccountError(f"account {args.name!r} already exists")
+            groups = list(dict.fromkeys(args.group or ()))
+            known = {g.name for g in db.groups()}
+            for group in groups:  # before the password is asked for
+                if group not in known:
+                    raise AccountError(f"no station group named {group!r}")
             password = read_new_password(args.name)
-            db.add_user(args.name, args.role, password)
-            out.write(f"account {args.name} ({args.role}) created\n")
+            db.add_user(args.name, args.role, password, groups=groups)
+            out.write(f"account {args.name} ({args.role}) created"
+                      + (f" in {', '.join(groups)}" if groups else "") + "\n")  # fmt: skip
+            if args.role != "admin" and not groups:
+                out.write(SCOPE_NOTE)
         elif args.user_command == "passwd":
             if db.user(args.name) is None:
                 raise AccountError(f"no account named {args.name!r}")
@@ -242,6 +251,44 @@ def cmd_user(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
         elif args.user_command == "remove":
             db.remove_user(args.name)
             out.write(f"account {args.name} removed\n")
+    finally:
+        db.close()
+    return 0
+
+
+SCOPE_NOTE = (
+    "note: on the central site (packcam web --central) an account other than admin sees only\n"
+    "the stations of its groups, and nothing while it is in none: packcam group members\n"
+    "GROUP --add NAME\n"
+)
+
+
+def cmd_group(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
+    out = out or sys.stdout
+    cfg = _config(args)
+    db = WebDB.in_data_dir(cfg.station.data_dir)
+    try:
+        if args.group_command == "list":
+            groups = db.groups()
+            if not groups:
+                out.write("no station groups; create one with: packcam group add NAME\n")
+            for g in groups:
+                out.write(f"{g.name}\tstations {','.join(g.stations) or '-'}\t"
+                          f"members {','.join(g.members) or '-'}\n")  # fmt: skip
+        elif args.group_command == "add":
+            db.add_group(args.name)
+            out.write(f"station group {args.name} created\n")
+        elif args.group_command == "remove":
+            db.remove_group(args.name)
+            out.write(f"station group {args.name} removed\n")
+        elif args.group_command == "stations":
+            db.change_group_stations(args.name, args.add or (), args.remove or ())
+            (g,) = [g for g in db.groups() if g.name == args.name]
+            out.write(f"{g.name}\tstations {','.join(g.stations) or '-'}\n")
+        elif args.group_command == "members":
+            db.change_group_members(args.name, args.add or (), args.remove or ())
+            (g,) = [g for g in db.groups() if g.name == args.name]
+            out.write(f"{g.name}\tmembers {','.join(g.members) or '-'}\n")
     finally:
         db.close()
     return 0
@@ -293,6 +340,13 @@ def register(subparsers: Any) -> None:
     q = sub.add_parser("add", help="create an account")
     q.add_argument("name")
     q.add_argument("--role", choices=ROLES, required=True, help="viewer, operator or admin")
+    q.add_argument(
+        "--group",
+        action="append",
+        metavar="GROUP",
+        help="put the account in this station group (repeatable); on the central site it "
+        "then sees only those groups' stations (admins see every station)",
+    )
     _add_common(q)
     q = sub.add_parser("passwd", help="set a new password (logs the account out everywhere)")
     q.add_argument("name")
@@ -300,13 +354,43 @@ def register(subparsers: Any) -> None:
     q = sub.add_parser("remove", help="delete an account")
     q.add_argument("name")
     _add_common(q)
-    q = sub.add_parser("list", help="list accounts and roles")
+    q = sub.add_parser("list", help="list accounts, roles and station groups")
     _add_common(q)
     p.set_defaults(func=cmd_user)
+
+    p = subparsers.add_parser(
+        "group",
+        help="station groups (warehouses) that scope accounts on the central site",
+        description="Station groups scope the central site (packcam web --central): an "
+        "account other than admin sees only the clips, orders, shares, dashboard and health "
+        "of the stations in its groups, and nothing while it is in no group. Admins see "
+        "every station. A station's own site is not scoped.",
+    )
+    _add_common(p)
+    sub = p.add_subparsers(dest="group_command", metavar="ACTION", required=True)
+    q = sub.add_parser("add", help="create a station group")
+    q.add_argument("name")
+    _add_common(q)
+    q = sub.add_parser("remove", help="delete a group (its members lose its stations)")
+    q.add_argument("name")
+    _add_common(q)
+    q = sub.add_parser("list", help="list groups with their stations and members")
+    _add_common(q)
+    for action, what, metavar in (
+        ("stations", "stations (by their [station] name)", "STATION"),
+        ("members", "accounts", "USER"),
+    ):
+        q = sub.add_parser(action, help=f"add or remove a group's {what}")
+        q.add_argument("name", help="the group")
+        q.add_argument("--add", nargs="+", metavar=metavar, default=[], help=f"{what} to add")
+        q.add_argument("--remove", nargs="+", metavar=metavar, default=[], help=f"{what} to remove")
+        _add_common(q)
+    p.set_defaults(func=cmd_group)
 
 
 __all__ = [
     "StationError",
+    "cmd_group",
     "cmd_user",
     "cmd_web",
     "ensure_demo_user",

@@ -32,6 +32,7 @@ from web.errors import StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
 from web.index import SearchTimeout
+from web.scope import ScopedIndex, Stations, current_scope, visible_access, visible_shares
 from web.streaming import resolve_in, send_stored_file
 
 log = logging.getLogger(__name__)
@@ -117,13 +118,22 @@ def counts_as_download() -> bool:
 
 
 def clip_views(
-    clips: list[ClipRecord], url: Callable[..., str], *, check_files: bool = True
+    clips: list[ClipRecord],
+    url: Callable[..., str],
+    *,
+    check_files: bool = True,
+    scope: Stations = None,
 ) -> list[dict[str, Any]]:
     """What the order template needs per clip: the record, its key frames and their URLs,
-    and its repack links both ways (``repack_links``)."""
+    and its repack links both ways (``repack_links``); a link to a clip at a station outside
+    ``scope`` (the viewer's, web/scope.py) is left out: that station does not exist for it."""
     out = []
     central = _central()
     links = repack_links(clips)
+    if scope is not None:
+        for both in links.values():
+            for way in both.values():
+                way[:] = [x for x in way if x["station"] in scope]
     for c in clips:
         if central:
             from central import media
@@ -284,6 +294,7 @@ def search() -> str:
         results=results[:PAGE_SIZE],
         more=more,
         stations=index.stations(),
+        no_stations=index.scope is not None and not index.scope,
         searched=bool(
             args["q"]
             or args["from"]
@@ -335,9 +346,9 @@ def order(order_id: str) -> Any:
         order_id=order_id,
         hold_enabled=not _central(),
         hold=None if _central() else get_index().legal_hold(order_id),
-        views=clip_views(clips, _clip_url),
-        access=db.access_log(order_id),
-        shares=db.shares(order_id),
+        views=clip_views(clips, _clip_url, scope=current_scope()),
+        access=visible_access(db.access_log(order_id)),
+        shares=visible_shares(db.shares(order_id)),
         share_days=choices,
         shared=None,
     )
@@ -421,15 +432,18 @@ def bundle(clip_id: int) -> Response:
     return resp
 
 
-def send_bundle(order_id: str, *, clip_id: int | None = None) -> Response:
+def send_bundle(
+    order_id: str, *, clip_id: int | None = None, index: ScopedIndex | None = None
+) -> Response:
     """The order's evidence bundle, built and signed by the station, with Range (see share.py).
 
     Central site: the station's signed parts and the clips, streamed from the bucket
     (central/bundles.py), for the station of ``clip_id`` (else of the order's newest clip).
+    ``index``: the clips as the caller may see them (default: the logged-in account's).
     """
     from web.errors import InsufficientStorage
 
-    clips = get_index().order(order_id)
+    clips = (index or get_index()).order(order_id)
     if not clips:
         abort(404)
     name = _UNSAFE_NAME.sub("_", f"{order_id}_evidence").strip(" .")[:150] + ".zip"

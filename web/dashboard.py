@@ -119,7 +119,7 @@ def summary() -> dict[str, Any]:
     days_left = usage.free / bytes_per_day if bytes_per_day > 0 else None
 
     if current_app.config.get("PACKCAM_CENTRAL"):  # every station's health, as it reported
-        stations = index.station_statuses(current_app.config["STALE_AFTER_S"])  # type: ignore[attr-defined]
+        stations = index.station_statuses(current_app.config["STALE_AFTER_S"])
     else:
         stations = read_stations(
             current_app.config["LIVE_DIR"], current_app.config["STALE_AFTER_S"]
@@ -129,7 +129,7 @@ def summary() -> dict[str, Any]:
     # Orders and median packing time per packer per day, over the last PACKER_DAYS days.
     days = [now.date() - timedelta(days=n) for n in range(PACKER_DAYS - 1, -1, -1)]
     first_start = day_bounds_utc(days[0], tz)[0]
-    if hasattr(index, "packer_days"):  # the central index: counted and medians by PostgreSQL
+    if current_app.config.get("PACKCAM_CENTRAL"):  # counted and medians by PostgreSQL
         rows = index.packer_days(first_start, end, pg_zone(tz, now))
         packers = packer_table(rows, days)
     else:

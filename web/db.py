@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
 import sqlite3
 import threading
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -94,6 +95,28 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX web_sessions_user ON web_sessions(user_id);
     CREATE INDEX web_sessions_expiry ON web_sessions(expires_at);
     """,
+    # 4: scoping on the central site (web/scope.py): station groups (warehouses), the stations
+    # in each, the accounts in each; a share link keeps the stations its creator could see.
+    """
+    CREATE TABLE station_groups (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE,
+        created_utc     TEXT NOT NULL
+    );
+    CREATE TABLE group_stations (
+        group_id        INTEGER NOT NULL REFERENCES station_groups(id),
+        station         TEXT NOT NULL,
+        PRIMARY KEY (group_id, station)
+    ) WITHOUT ROWID;
+    CREATE TABLE user_groups (
+        user_id         INTEGER NOT NULL REFERENCES users(id),
+        group_id        INTEGER NOT NULL REFERENCES station_groups(id),
+        PRIMARY KEY (user_id, group_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX user_groups_group ON user_groups(group_id);
+    -- NULL: every station (made by an administrator or on a station's own site)
+    ALTER TABLE share_links ADD COLUMN stations TEXT;
+    """,
 )
 
 ACTIONS = (
@@ -161,6 +184,9 @@ class ShareLink:
     note: str
     uses: int
     last_used_utc: str | None
+    # the stations whose clips the link shows: its creator's scope when it was made
+    # (web/scope.py); None = every station
+    stations: frozenset[str] | None = None
 
     def state(self, now: datetime | None = None) -> str:
         """``active``, ``expired`` or ``revoked``."""
@@ -190,6 +216,23 @@ def check_name(name: str) -> str:
         raise AccountError(
             "account names are 1-64 letters, digits or . _ @ + - (no spaces), got " + repr(name)
         )
+    return name
+
+
+@dataclass(frozen=True)
+class StationGroup:
+    """A station group (a warehouse): its stations and the accounts that may see them."""
+
+    name: str
+    stations: tuple[str, ...]
+    members: tuple[str, ...]
+
+
+def check_station_name(name: str) -> str:
+    """A station name as the central index accepts it (1-64 printable characters)."""
+    name = name.strip()
+    if not name or len(name) > 64 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise AccountError(f"station names are 1-64 printable characters, got {name!r}")
     return name
 
 
@@ -280,7 +323,10 @@ class WebDB:
         r = self._one("SELECT * FROM users WHERE id = ?", (user_id,))
         return self._user(r) if r else None
 
-    def add_user(self, name: str, role: str, password: str) -> User:
+    def add_user(
+        self, name: str, role: str, password: str, *, groups: Collection[str] = ()
+    ) -> User:
+        """Create an account, in the station ``groups`` (which must exist) if given."""
         name = check_name(name)
         if role not in ROLES:
             raise AccountError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
@@ -289,10 +335,16 @@ class WebDB:
         with self._tx() as db:
             if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise AccountError(f"account {name!r} already exists")
-            db.execute(
+            gids = [self._group_id(db, g) for g in groups]
+            cur = db.execute(
                 "INSERT INTO users(name, role, pw_hash, created_utc) VALUES (?, ?, ?, ?)",
                 (name, role, pw_hash, utc_str(utc_now())),
             )
+            for gid in gids:
+                db.execute(
+                    "INSERT OR IGNORE INTO user_groups(user_id, group_id) VALUES (?, ?)",
+                    (cur.lastrowid, gid),
+                )
         log.info("account %r added with role %s", name, role)
         user = self.user(name)
         assert user is not None
@@ -325,6 +377,10 @@ class WebDB:
     def remove_user(self, name: str) -> None:
         with self._tx() as db:
             _end_sessions_of(db, name)
+            db.execute(
+                "DELETE FROM user_groups WHERE user_id IN (SELECT id FROM users WHERE name = ?)",
+                (name,),
+            )
             if db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
                 raise AccountError(f"no account named {name!r}")
         log.info("account %r removed", name)
@@ -455,19 +511,31 @@ class WebDB:
 
     @staticmethod
     def _share(r: sqlite3.Row) -> ShareLink:
-        return ShareLink(*(r[k] for k in ShareLink.__dataclass_fields__))
+        fields = {k: r[k] for k in ShareLink.__dataclass_fields__ if k != "stations"}
+        stations = None if r["stations"] is None else frozenset(json.loads(r["stations"]))
+        return ShareLink(**fields, stations=stations)
 
     def create_share(
-        self, order_id: str, created_by: str, lifetime: timedelta, note: str = ""
+        self,
+        order_id: str,
+        created_by: str,
+        lifetime: timedelta,
+        note: str = "",
+        *,
+        stations: Collection[str] | None = None,
     ) -> ShareLink:
+        """A new link to ``order_id``; ``stations``: the only stations whose clips it shows
+        (the creator's scope), None for every station."""
         share_id = secrets.token_hex(12)
         now = utc_now()
+        scope = None if stations is None else json.dumps(sorted(stations), ensure_ascii=False)
         with self._tx() as db:
             db.execute(
-                "INSERT INTO share_links(id, order_id, created_by, created_utc, expires_utc, note)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (share_id, order_id, created_by, utc_str(now), utc_str(now + lifetime), note),
-            )
+                "INSERT INTO share_links(id, order_id, created_by, created_utc, expires_utc,"
+                " note, stations) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (share_id, order_id, created_by, utc_str(now), utc_str(now + lifetime), note,
+                 scope),
+            )  # fmt: skip
         share = self.share(share_id)
         assert share is not None
         return share
@@ -504,6 +572,108 @@ class WebDB:
                 "UPDATE share_links SET uses = uses + 1, last_used_utc = ? WHERE id = ?",
                 (utc_str(utc_now()), share_id),
             )
+
+    # ---- station groups (scoping on the central site, web/scope.py) ------------------------
+
+    def _group_id(self, db: sqlite3.Connection, name: str) -> int:
+        r = db.execute("SELECT id FROM station_groups WHERE name = ?", (name,)).fetchone()
+        if r is None:
+            raise AccountError(f"no station group named {name!r}")
+        return int(r["id"])
+
+    def add_group(self, name: str) -> None:
+        name = check_name(name)
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM station_groups WHERE name = ?", (name,)).fetchone():
+                raise AccountError(f"station group {name!r} already exists")
+            db.execute(
+                "INSERT INTO station_groups(name, created_utc) VALUES (?, ?)",
+                (name, utc_str(utc_now())),
+            )
+        log.info("station group %r added", name)
+
+    def remove_group(self, name: str) -> None:
+        """Delete a group; its members lose its stations (and see nothing if it was their
+        only group)."""
+        with self._tx() as db:
+            gid = self._group_id(db, name)
+            db.execute("DELETE FROM user_groups WHERE group_id = ?", (gid,))
+            db.execute("DELETE FROM group_stations WHERE group_id = ?", (gid,))
+            db.execute("DELETE FROM station_groups WHERE id = ?", (gid,))
+        log.info("station group %r removed", name)
+
+    def change_group_stations(
+        self, name: str, add: Collection[str] = (), remove: Collection[str] = ()
+    ) -> None:
+        adding = [check_station_name(s) for s in add]
+        with self._tx() as db:
+            gid = self._group_id(db, name)
+            for station in adding:
+                db.execute(
+                    "INSERT OR IGNORE INTO group_stations(group_id, station) VALUES (?, ?)",
+                    (gid, station),
+                )
+            for station in remove:
+                db.execute(
+                    "DELETE FROM group_stations WHERE group_id = ? AND station = ?",
+                    (gid, station.strip()),
+                )
+        log.info("station group %r: stations added %s, removed %s", name, adding, list(remove))
+
+    def change_group_members(
+        self, name: str, add: Collection[str] = (), remove: Collection[str] = ()
+    ) -> None:
+        with self._tx() as db:
+            gid = self._group_id(db, name)
+            for user, adding in [(u, True) for u in add] + [(u, False) for u in remove]:
+                r = db.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()
+                if r is None:
+                    raise AccountError(f"no account named {user!r}")
+                if adding:
+                    db.execute(
+                        "INSERT OR IGNORE INTO user_groups(user_id, group_id) VALUES (?, ?)",
+                        (r["id"], gid),
+                    )
+                else:
+                    db.execute(
+                        "DELETE FROM user_groups WHERE user_id = ? AND group_id = ?",
+                        (r["id"], gid),
+                    )
+        log.info("station group %r: members added %s, removed %s", name, list(add), list(remove))
+
+    def groups(self) -> list[StationGroup]:
+        out = []
+        for g in self._all("SELECT id, name FROM station_groups ORDER BY name"):
+            stations = self._all(
+                "SELECT station FROM group_stations WHERE group_id = ? ORDER BY station",
+                (g["id"],),
+            )
+            members = self._all(
+                "SELECT u.name FROM user_groups m JOIN users u ON u.id = m.user_id"
+                " WHERE m.group_id = ? ORDER BY u.name",
+                (g["id"],),
+            )
+            out.append(
+                StationGroup(g["name"], tuple(r[0] for r in stations), tuple(r[0] for r in members))
+            )
+        return out
+
+    def user_groups(self, user_id: int) -> list[str]:
+        rows = self._all(
+            "SELECT g.name FROM user_groups m JOIN station_groups g ON g.id = m.group_id"
+            " WHERE m.user_id = ? ORDER BY g.name",
+            (user_id,),
+        )
+        return [r[0] for r in rows]
+
+    def user_stations(self, user_id: int) -> frozenset[str]:
+        """The stations of every group the account is in (empty: in no group)."""
+        rows = self._all(
+            "SELECT DISTINCT s.station FROM user_groups m"
+            " JOIN group_stations s ON s.group_id = m.group_id WHERE m.user_id = ?",
+            (user_id,),
+        )
+        return frozenset(r[0] for r in rows)
 
     # ---- access log -----------------------------------------------------------------------
 

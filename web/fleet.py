@@ -120,7 +120,7 @@ def page() -> str:
         abort(404)  # a station's own site has its live page instead
     cfg = current_app.config["PACKCAM"]
     rows = fleet_rows(
-        get_index().fleet_health(),  # type: ignore[attr-defined]
+        get_index().fleet_health(),
         datetime.now(UTC),
         stale_after_s=current_app.config["STALE_AFTER_S"],
         disk_free_min_bytes=cfg.alerts.disk_free_mb * 1024 * 1024,

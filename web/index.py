@@ -48,12 +48,14 @@ def search_sql(
     waybill_table: str = "waybills",
     packer: str | None = None,
     kind: str | None = None,
+    stations: Sequence[str] | None = None,
 ) -> tuple[str, list[Any]]:
     """The clip search query and its arguments, for SQLite (``?``) and PostgreSQL (``%s``).
 
     Prefix matches are index range scans (``x >= q AND x < q || U+10FFFF``), never LIKE,
     so they stay fast at millions of rows and treat %, _ and quotes as plain characters. The
-    prefix is tried as typed, in upper and in lower case (scanners send either).
+    prefix is tried as typed, in upper and in lower case (scanners send either). ``stations``:
+    only clips of these stations (the account's scope, web/scope.py); empty: none.
     """
     where: list[str] = []
     args: list[Any] = []
@@ -77,11 +79,21 @@ def search_sql(
         if value:
             where.append(cond)
             args.append(value)
+    if stations is not None:
+        where.append(station_in(stations, mark))
+        args += list(stations)
     sql = "SELECT c.* FROM clips c"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY c.started_utc DESC, c.id DESC LIMIT {mark} OFFSET {mark}"
     return sql, [*args, limit, offset]
+
+
+def station_in(stations: Sequence[str], mark: str = "?") -> str:
+    """``c.station IN (…)`` with one mark per station (``FALSE`` for none)."""
+    if not stations:
+        return "FALSE"
+    return f"c.station IN ({', '.join([mark] * len(stations))})"
 
 
 # Indexes the site relies on beyond the station's own migration (none needed so far: order,
@@ -219,16 +231,18 @@ class ClipIndex:
         offset: int = 0,
         packer: str | None = None,
         kind: str | None = None,
+        stations: Sequence[str] | None = None,
     ) -> list[ClipRecord]:
         """Clips, newest first, whose order ID or a waybill contains ``q`` (2+ characters, any
         case; 1 character: starts with it), packed by ``packer``, of ``kind`` (order or
-        return); SearchTimeout after SEARCH_TIMEOUT_S."""
+        return), of one of ``stations`` (when given); SearchTimeout after SEARCH_TIMEOUT_S."""
         deadline = time.monotonic() + SEARCH_TIMEOUT_S
         self.conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
         try:
             rows = self._search_rows(
-                q, start_utc, end_utc, station, limit, offset, packer=packer, kind=kind
-            )
+                q, start_utc, end_utc, station, limit, offset, packer=packer, kind=kind,
+                stations=stations,
+            )  # fmt: skip
         except sqlite3.OperationalError as exc:
             if "interrupt" in str(exc):
                 log.warning("search for %r stopped after %.0f s", q, SEARCH_TIMEOUT_S)
@@ -260,12 +274,14 @@ class ClipIndex:
         *,
         packer: str | None = None,
         kind: str | None = None,
+        stations: Sequence[str] | None = None,
     ) -> list[sqlite3.Row]:
         m = match_expr(q) if self.search_index is not None and q else None
         if m is None:
             sql, args = search_sql(
-                q, start_utc, end_utc, station, limit, offset, packer=packer, kind=kind
-            )
+                q, start_utc, end_utc, station, limit, offset, packer=packer, kind=kind,
+                stations=stations,
+            )  # fmt: skip
             return self.conn.execute(sql, args).fetchall()
         assert self.search_index is not None
         table, expr, check = m
@@ -281,6 +297,9 @@ class ClipIndex:
             if value:
                 filters += " AND " + cond
                 fargs.append(value)
+        if stations is not None:
+            filters += " AND " + station_in(stations)
+            fargs += list(stations)
         rows: list[sqlite3.Row] = []
         # Clips newer than the search tables (a first fill still running): scanned directly.
         tail = self.conn.execute(

@@ -24,7 +24,7 @@ from werkzeug.wrappers import Response
 
 from station.ledger import ClipRecord
 from station.proof.trust import Anchors
-from web import get_db, get_index
+from web import get_db, get_index, share_index
 from web.auth import require
 from web.clips import (
     THUMB_WIDTH,
@@ -37,6 +37,7 @@ from web.clips import (
 )
 from web.db import ShareLink
 from web.frames import FRAME_WIDTH
+from web.scope import covers, current_scope
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def _share_from_token(token: str) -> ShareLink:
 
 
 def _clip_in_share(share: ShareLink, clip_id: int) -> ClipRecord:
-    clip = get_index().clip(clip_id)
+    clip = share_index(share).clip(clip_id)
     if clip is None or clip.order_id != share.order_id:
         abort(404)  # the link is scoped to one order: other clips do not exist for it
     return clip
@@ -83,12 +84,21 @@ def _clip_in_share(share: ShareLink, clip_id: int) -> ClipRecord:
 # ---- managing links (logged in) --------------------------------------------------------------
 
 
+def _managed_share(share_id: str) -> ShareLink:
+    """A share the account may see and manage: one that shows nothing outside its scope;
+    any other is the same 404 as an unknown one."""
+    share = get_db().share(share_id[:64])
+    if share is None or not covers(current_scope(), share.stations):
+        abort(404)
+    return share
+
+
 @bp.post("/shares")
 @require("viewer")
 def create() -> Response:
     order_id = request.form.get("order_id", "")
     if not get_index().order(order_id):
-        abort(404)
+        abort(404)  # also an order only other warehouses' stations recorded (web/scope.py)
     max_age: timedelta = current_app.config["SHARE_MAX_AGE"]
     try:
         days = float(request.form.get("days", "7"))
@@ -99,7 +109,9 @@ def create() -> Response:
     lifetime = min(max_age, timedelta(days=min(days, 366.0)))
     note = request.form.get("note", "").strip()[:200]
     db = get_db()
-    share = db.create_share(order_id, g.user.name, lifetime, note)
+    # The link shows what its creator may see, for as long as it lives (also after the
+    # creator changes groups or leaves): the stranger holding it has no account to scope.
+    share = db.create_share(order_id, g.user.name, lifetime, note, stations=current_scope())
     db.log_access(
         order_id,
         "share",
@@ -117,9 +129,7 @@ def create() -> Response:
 @require("viewer")
 def revoke(share_id: str) -> Response:
     db = get_db()
-    share = db.share(share_id[:64])
-    if share is None:
-        abort(404)
+    share = _managed_share(share_id)
     if share.created_by != g.user.name and not g.user.can("operator"):
         abort(403)
     if db.revoke_share(share.id, g.user.name):
@@ -145,8 +155,8 @@ def qr(share_id: str) -> Response:
 
     import segno
 
-    share = get_db().share(share_id[:64])
-    if share is None or share.state() != "active":
+    share = _managed_share(share_id)
+    if share.state() != "active":
         abort(404)
     out = io.BytesIO()
     segno.make(share_url(share), error="m").save(out, kind="svg", scale=4, border=2,
@@ -162,7 +172,7 @@ def qr(share_id: str) -> Response:
 @bp.get("/s/<token>")
 def page(token: str) -> Any:
     share = _share_from_token(token)
-    clips = get_index().order(share.order_id)
+    clips = share_index(share).order(share.order_id)
     if not clips:
         abort(404)
     db = get_db()
@@ -181,7 +191,7 @@ def page(token: str) -> Any:
     return render_template(
         "order.html",
         order_id=share.order_id,
-        views=clip_views(clips, url),
+        views=clip_views(clips, url, scope=share.stations),
         access=[],
         shares=[],
         share_days=[],
@@ -202,7 +212,7 @@ def summary(token: str) -> Any:
     from web.verify import _site_anchors
 
     share = _share_from_token(token)
-    clips = get_index().order(share.order_id)
+    clips = share_index(share).order(share.order_id)
     if not clips:
         abort(404)
     cfg = current_app.config["PACKCAM"]
@@ -236,7 +246,7 @@ def summary(token: str) -> Any:
     def url(endpoint: str, **kw: Any) -> str:
         return url_for(f"share.{endpoint}", token=token, **kw)
 
-    views = clip_views(clips, url, check_files=False)
+    views = clip_views(clips, url, check_files=False, scope=share.stations)
     generated = datetime.now(UTC)
     body = in_both_languages(
         lambda: render_template(
@@ -266,7 +276,7 @@ def summary(token: str) -> Any:
 def bundle(token: str) -> Response:
     """The order's evidence bundle for the buyer or the platform: anyone can verify it."""
     share = _share_from_token(token)
-    resp = send_bundle(share.order_id)
+    resp = send_bundle(share.order_id, index=share_index(share))
     if resp.status_code in (200, 206) and counts_as_download():
         get_db().log_access(
             share.order_id,

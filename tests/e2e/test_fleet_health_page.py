@@ -42,7 +42,7 @@ def central_site(pg_dsn: str, tmp_path: Path) -> Iterator[str]:
                                 "archive_backlog_bytes": 0})  # fmt: skip
     db.close()
     cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
-    add_users(cfg.station.data_dir)
+    add_users(cfg.station.data_dir, stations=["station-01", "packing-table-with-a-long-name-02"])
     server = cli.make_server(cfg, "127.0.0.1", 0, central=True)
     server.packcam_app.config["PASSWORD_METHOD"] = "scrypt:1024:8:1"
     stop = threading.Event()

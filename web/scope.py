@@ -1,0 +1,213 @@
+"""Scoping on the central site: the stations an account may see, enforced by ScopedIndex."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from station.ledger import ClipRecord, LegalHold
+from web.db import AccessEntry, ShareLink
+
+log = logging.getLogger(__name__)
+
+# The stations whose clips may be shown; None = every station (no scoping).
+Stations = frozenset[str] | None
+
+
+def stations_for(role: str, groups_stations: Collection[str], *, central: bool) -> Stations:
+    """Pure: what an account sees. A station's own site and administrators see every
+    station; anyone else on the central site sees the stations of their groups, and an
+    account in no group sees nothing (fail closed)."""
+    if not central or role == "admin":
+        return None
+    return frozenset(groups_stations)
+
+
+def allows(scope: Stations, station: str) -> bool:
+    return scope is None or station in scope
+
+
+def covers(outer: Stations, inner: Stations) -> bool:
+    """True when everything ``inner`` shows, ``outer`` may see (None = every station)."""
+    if outer is None:
+        return True
+    return inner is not None and inner <= outer
+
+
+class ScopedIndex:
+    """The clip index as one scope sees it: the only way the site's views read clips.
+
+    Wraps the station's ClipIndex (web/index.py) or the central CentralDB (central/db.py),
+    which have the same read methods. Clips of stations outside the scope do not exist for
+    it: an order of which only such clips exist is ``[]`` (so it answers the same 404 as an
+    unknown order), such a clip is ``None``, searches are filtered in SQL (pages stay full),
+    station lists, counts and health rows leave them out. ``scope=None``: no scoping.
+    """
+
+    def __init__(self, index: Any, scope: Stations) -> None:
+        self.index = index
+        self.scope = scope
+
+    def _ok(self, station: str) -> bool:
+        return allows(self.scope, station)
+
+    # ---- records --------------------------------------------------------------------------
+
+    def order(self, order_id: str) -> list[ClipRecord]:
+        if self.scope is not None and not self.scope:
+            return []
+        return [c for c in self.index.order(order_id) if self._ok(c.station)]
+
+    def order_info(self, order_id: str) -> dict[str, Any] | None:
+        if self.scope is None:
+            return self.index.order_info(order_id)  # type: ignore[no-any-return]
+        clips = self.order(order_id)
+        if not clips:
+            return None
+        starts = sorted(str(c.extra.get("started_utc") or c.started_at.isoformat()) for c in clips)
+        info = self.index.order_info(order_id) or {}
+        # the times of the clips this scope sees, not of another warehouse's same order ID
+        return {**info, "order_id": order_id, "first_seen_utc": starts[0],
+                "last_clip_utc": starts[-1]}  # fmt: skip
+
+    def clip(self, clip_id: int) -> ClipRecord | None:
+        if self.scope is not None and not self.scope:
+            return None
+        clip = self.index.clip(clip_id)
+        return clip if clip is not None and self._ok(clip.station) else None
+
+    def legal_hold(self, order_id: str) -> LegalHold | None:
+        if self.scope is not None and not self.order(order_id):
+            return None
+        return self.index.legal_hold(order_id)  # type: ignore[no-any-return]
+
+    # ---- search ---------------------------------------------------------------------------
+
+    def search(self, q: str = "", *, station: str | None = None, **kw: Any) -> list[ClipRecord]:
+        """The index's search, limited to the scope's stations inside the query itself."""
+        if self.scope is None:
+            return self.index.search(q, station=station, **kw)  # type: ignore[no-any-return]
+        if not self.scope or (station is not None and station not in self.scope):
+            return []
+        return self.index.search(  # type: ignore[no-any-return]
+            q, station=station, stations=sorted(self.scope), **kw
+        )
+
+    def stations(self) -> list[str]:
+        return [s for s in self.index.stations() if self._ok(s)]
+
+    # ---- dashboard, API, fleet page ----------------------------------------------------------
+
+    def started_between(self, start_utc: str, end_utc: str) -> list[tuple[str, str, int]]:
+        if self.scope is not None and not self.scope:
+            return []
+        rows = self.index.started_between(start_utc, end_utc)
+        return [r for r in rows if self._ok(r[0])]
+
+    def packer_clips(self, start_utc: str, end_utc: str) -> list[tuple[str, str, float]]:
+        # only a station's own site has packers, and it is never scoped
+        if self.scope is not None or not hasattr(self.index, "packer_clips"):
+            return []
+        return self.index.packer_clips(start_utc, end_utc)  # type: ignore[no-any-return]
+
+    def packer_days(self, start_utc: str, end_utc: str, zone: str) -> list[Any]:
+        """The central index's per-packer days, of the scope's stations only."""
+        if self.scope is None:
+            return self.index.packer_days(start_utc, end_utc, zone)  # type: ignore[no-any-return]
+        if not self.scope:
+            return []
+        return self.index.packer_days(  # type: ignore[no-any-return]
+            start_utc, end_utc, zone, stations=sorted(self.scope)
+        )
+
+    def first_clip_utc(self) -> str | None:
+        # scoped: unknown (the dashboard then spreads its rate over the whole window)
+        return self.index.first_clip_utc() if self.scope is None else None  # type: ignore[no-any-return]
+
+    def last_clip_utc(self, station: str) -> str | None:
+        return self.index.last_clip_utc(station) if self._ok(station) else None  # type: ignore[no-any-return]
+
+    def recent_rejections(self, limit: int = 10) -> list[Any]:
+        if self.scope is None:
+            return self.index.recent_rejections(limit)  # type: ignore[no-any-return]
+        return [r for r in self.index.recent_rejections(limit) if self._ok(r.station)]
+
+    def station_statuses(self, stale_after_s: float) -> list[Any]:
+        rows = self.index.station_statuses(stale_after_s)
+        return [s for s in rows if self._ok(s.station)]
+
+    def fleet_health(self) -> list[dict[str, Any]]:
+        return [r for r in self.index.fleet_health() if self._ok(str(r["name"]))]
+
+
+# ---- the site's glue: the logged-in account's scope ------------------------------------------
+
+
+def current_scope() -> Stations:
+    """The stations the request's account may see (``g.user``; nobody: nothing, on central)."""
+    from flask import current_app, g
+
+    from web import get_db
+
+    central = bool(current_app.config.get("PACKCAM_CENTRAL"))
+    user = g.get("user")
+    if not central:
+        return None
+    if user is None:
+        return frozenset()
+    cached = g.get("_packcam_scope")
+    if cached is not None and cached[0] == user.id:
+        return cached[1]  # type: ignore[no-any-return]
+    scope = stations_for(
+        user.role, () if user.can("admin") else get_db().user_stations(user.id), central=True
+    )
+    g._packcam_scope = (user.id, scope)
+    return scope
+
+
+def visible_shares(shares: list[ShareLink]) -> list[ShareLink]:
+    """The share links the request's account may see (and copy): those that show nothing
+    outside its scope. An administrator's link to an order shows every station's clips, so a
+    scoped account does not get it."""
+    scope = current_scope()
+    return [s for s in shares if covers(scope, s.stations)]
+
+
+def visible_access(entries: list[AccessEntry]) -> list[AccessEntry]:
+    """An order's access log as the request's account may read it. An order ID two
+    warehouses both used is two orders: an entry by an account, or through a share link, that
+    sees none of this account's stations was about the other warehouse's order and is left
+    out (as is one by an account that no longer exists). Administrators' entries stay."""
+    from web import get_db
+
+    scope = current_scope()
+    if scope is None:
+        return entries
+    db = get_db()
+    users: dict[str, Stations | bool] = {}
+    shares: dict[str, Stations | bool] = {}
+
+    def overlaps(other: Stations | bool) -> bool:
+        return other is None or (other is not False and bool(other & scope))
+
+    out = []
+    for e in entries:
+        if e.share_id:
+            if e.share_id not in shares:
+                share = db.share(e.share_id)
+                shares[e.share_id] = False if share is None else share.stations
+            if not overlaps(shares[e.share_id]):
+                continue
+        if e.user:
+            if e.user not in users:
+                user = db.user(e.user)
+                users[e.user] = (
+                    False
+                    if user is None
+                    else stations_for(user.role, db.user_stations(user.id), central=True)
+                )
+            if not overlaps(users[e.user]):
+                continue
+        out.append(e)
+    return out
