@@ -19,7 +19,6 @@ from typing import Any
 
 import av
 
-import station
 from station.alarms import AlarmBoard
 from station.config import Config
 from station.errors import StationError
@@ -27,8 +26,9 @@ from station.files import fsync_dir, sha256_file, write_json_atomic
 from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
 from station.recorder import (
     JOURNAL_SUFFIX,
-    MANIFEST_VERSION,
     Finalizer,
+    manifest_body,
+    write_manifest,
 )
 from station.writer import MUX_OPTIONS
 
@@ -714,17 +714,7 @@ class Recovery:
             events=tuple(_event(e) for e in meta.get("events") or ()),
             extra={**(meta.get("extra") or {}), "recovery": recovery},
         )
-        data = record.to_json()
-        data.pop("id")
-        data.update(manifest_version=MANIFEST_VERSION, software=f"packcam {station.__version__}")
-        for finalize in self.finalizers:
-            data = finalize(final, data)
-        if self.finalizers and (
-            final.stat().st_size != data["size"] or sha256_file(final) != data["sha256"]
-        ):
-            raise StationError(f"a finalizer changed {rel} but the manifest does not match it")
-        write_json_atomic(final.with_suffix(".json"), data)
-        return data
+        return write_manifest(final, rel, record, self.finalizers)
 
     # ---- 4. rows without files ------------------------------------------------------------
 
@@ -772,11 +762,8 @@ class Recovery:
             record = self.ledger.clip(clip_id)
             if record is None:
                 return
-            data = record.to_json()
-            data.pop("id")
-            data.update(
-                manifest_version=MANIFEST_VERSION,
-                software=f"packcam {station.__version__}",
+            data = manifest_body(
+                record,
                 regenerated={
                     "utc": _utc_now(),
                     "note": "the sidecar was missing and no signed manifest was logged for "
