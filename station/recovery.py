@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import statistics
-import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from station.config import Config
 from station.errors import StationError
 from station.files import fsync_dir, sha256_file, write_json_atomic
 from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
+from station.mp4box import iter_boxes
 from station.recorder import (
     JOURNAL_SUFFIX,
     Finalizer,
@@ -101,33 +101,21 @@ class Mp4Probe:
 def box_walk(path: Path) -> tuple[int, bool]:
     """(end of the last whole box after which the file is consistent, has a moov box).
 
-    A ``moof`` only counts once its ``mdat`` is complete too. A box that runs past the end of
-    the file, claims less than 8 bytes or "to the end of file" (size 0, which the station never
-    writes: a power cut can leave zeros there) ends the walk.
+    A ``moof`` only counts once its ``mdat`` is complete too. The boxes are those of
+    ``station.mp4box.iter_boxes`` (its rules for size 0, size 1 and cut-off boxes; a
+    zero-filled tail left by a power cut is not a box).
     """
-    size = path.stat().st_size
-    pos = good = 0
+    good = 0
     has_moov = pending_moof = False
-    with path.open("rb") as f:
-        while pos + 8 <= size:
-            f.seek(pos)
-            head = f.read(16)
-            box, kind = struct.unpack(">I4s", head[:8])
-            if box == 1:
-                if len(head) < 16:
-                    break
-                box = struct.unpack(">Q", head[8:16])[0]
-            if box < 8 or pos + box > size:
-                break
-            pos += box
-            if kind == b"moov":
-                has_moov = True
-            if kind == b"moof":
-                pending_moof = True
-                continue
-            if kind == b"mdat" or not pending_moof:
-                pending_moof = False
-                good = pos
+    for box in iter_boxes(path):
+        if box.kind == b"moov":
+            has_moov = True
+        if box.kind == b"moof":
+            pending_moof = True
+            continue
+        if box.kind == b"mdat" or not pending_moof:
+            pending_moof = False
+            good = box.end
     return good, has_moov
 
 

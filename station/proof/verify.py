@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import sqlite3
-import struct
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from station.config import Config
 from station.files import sha256_and_size
 from station.ledger import INDEX_NAME
+from station.mp4box import iter_boxes
 from station.proof import ProofError, merkle
 from station.proof import manifest as manifest_mod
 from station.proof.c2pa_embed import C2paInfo, c2pa_available, read_c2pa, unavailable_reason
@@ -214,26 +214,12 @@ class Mp4Facts:
 def mp4_facts(path: Path) -> Mp4Facts:
     """Walk the top-level ISO-BMFF boxes without decoding anything."""
     size = path.stat().st_size
-    pos = moofs = boxes = 0
-    with path.open("rb") as f:
-        while pos < size:
-            f.seek(pos)
-            head = f.read(16)
-            if len(head) < 8:
-                return Mp4Facts(False, moofs, boxes)
-            box_size, kind = struct.unpack(">I4s", head[:8])
-            if box_size == 1:
-                if len(head) < 16:
-                    return Mp4Facts(False, moofs, boxes)
-                box_size = struct.unpack(">Q", head[8:16])[0]
-            elif box_size == 0:
-                box_size = size - pos
-            if box_size < 8 or pos + box_size > size:
-                return Mp4Facts(False, moofs, boxes)
-            boxes += 1
-            moofs += kind == b"moof"
-            pos += box_size
-    return Mp4Facts(boxes > 0, moofs, boxes)
+    moofs = boxes = end = 0
+    for box in iter_boxes(path):
+        boxes += 1
+        moofs += box.kind == b"moof"
+        end = box.end
+    return Mp4Facts(boxes > 0 and end == size, moofs, boxes)
 
 
 def _c2pa_claim(path: Path) -> dict[str, Any] | None:
