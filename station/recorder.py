@@ -26,6 +26,7 @@ from station.config import Config
 from station.errors import RecordingError, StationError
 from station.files import fsync_dir, sha256_file, write_json_atomic
 from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
+from station.session import FinishReason
 from station.stream import EncodedPacket, PacketRing
 
 log = logging.getLogger(__name__)
@@ -596,7 +597,7 @@ class Recorder:
         """The writer failed mid-clip: close the clip now; the finisher salvages what is on disk."""
         if self._open is clip:
             self._open = None
-        clip.finish_reason = "interrupted"
+        clip.finish_reason = FinishReason.INTERRUPTED.value
         clip.error = str(exc)
         log.error("recording of order %r failed; the clip so far is kept: %s", clip.order_id, exc)
         self._pending.put(clip)
@@ -696,7 +697,7 @@ class Recorder:
         if self.salvage is None:
             return FinishedClip(clip.order_id, None, error)
         clip.error = clip.error or error
-        meta = {**self.journal_data(clip), "finish_reason": "interrupted"}
+        meta = {**self.journal_data(clip), "finish_reason": FinishReason.INTERRUPTED.value}
         try:
             record = self.salvage(clip.tmp_path, meta)
         except Exception as exc:

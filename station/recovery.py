@@ -30,12 +30,12 @@ from station.recorder import (
     manifest_body,
     write_manifest,
 )
+from station.session import FinishReason
 from station.writer import MUX_OPTIONS
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "station.lock"
-INTERRUPTED = "interrupted"
 UNKNOWN_ORDER = "unknown"
 # Leftovers of interrupted atomic writes: never evidence themselves (the file they were going
 # to replace is still there, or is rebuilt by recovery), so they are removed.
@@ -689,7 +689,7 @@ class Recovery:
             ended_at=started + timedelta(seconds=facts.span_s),
             duration_s=round(facts.span_s + facts.frame_interval_s, 3),
             frame_count=facts.packets,
-            finish_reason=str(meta.get("finish_reason") or INTERRUPTED),
+            finish_reason=str(meta.get("finish_reason") or FinishReason.INTERRUPTED.value),
             pre_roll_s=float(meta.get("pre_roll_s") or 0.0),
             path=rel,
             manifest_path=final.with_suffix(".json").relative_to(self.data_dir).as_posix(),
