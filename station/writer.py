@@ -18,6 +18,7 @@ import av
 import cv2
 import numpy as np
 
+from station.config import ENCODERS, HARDWARE_ENCODERS
 from station.errors import RecordingError
 from station.files import fsync_dir, sha256_file
 from station.priority import lower_thread_priority, thread_ids
@@ -42,11 +43,6 @@ _AVCOL_TRC_SMPTE170M = 6
 _AVCOL_SPC_SMPTE170M = 6
 _AVCOL_RANGE_MPEG = 1
 
-# The encoders a clip may be written with. libx264 (software, every machine) is the default;
-# h264_v4l2m2m is FFmpeg's wrapper of a V4L2 memory-to-memory encoder, on a Raspberry Pi 4 the
-# SoC's bcm2835-codec at /dev/video11 (a Pi 5 has no H.264 encoder in hardware).
-ENCODERS = ("libx264", "h264_v4l2m2m")
-HARDWARE_ENCODERS = frozenset({"h264_v4l2m2m"})
 PI4_ENCODER_DEVICE = "/dev/video11"
 
 # H.264 NAL unit types (ITU-T H.264 table 7-1): 1-5 carry a picture, 7 is an SPS, 8 a PPS.
