@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from station.errors import StationError
+from central.errors import CentralError, Unavailable
 from station.ledger import ClipRecord, ScanEventRecord, WaybillLink
 from web.index import SEARCH_TIMEOUT_S, SearchTimeout, search_sql
 
@@ -23,14 +23,6 @@ COMMON_ROWS = 5_000  # estimated matches above which a search scans newest first
 
 DSN_ENV = "PACKCAM_CENTRAL_DSN"
 _NAME_MAX = 64
-
-
-class CentralError(StationError):
-    """The central index cannot be reached, migrated or written, or a request was refused."""
-
-
-class Unavailable(CentralError):
-    """PostgreSQL is down or unreachable (clients retry later)."""
 
 
 def resolve_dsn(dsn: str) -> str:

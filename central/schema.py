@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from central.errors import CentralError
+
 log = logging.getLogger(__name__)
 
 # Each entry upgrades the schema by one version. Never edit a shipped entry: append one.
@@ -195,8 +197,6 @@ def current_version(conn: Any) -> int:
 
 def migrate(conn: Any) -> int:
     """Bring the schema up to date (safe to run from several processes at once)."""
-    from central.db import CentralError
-
     with conn.transaction(), conn.cursor() as cur:
         # One migrator at a time: the others wait here, then find nothing to do.
         cur.execute("SELECT pg_advisory_xact_lock(7263541)")

@@ -23,7 +23,8 @@ from station.errors import ConfigError
 from web import i18n
 from web.bundles import BundleCache
 from web.db import DEFAULT_PW_METHOD, WEB_DB_NAME, WebDB
-from web.index import ClipIndex, ensure_index
+from web.handles import _Handles, csrf_token, get_db, get_index
+from web.index import ensure_index
 from web.search import SEARCH_DB_NAME, SearchIndex
 
 log = logging.getLogger(__name__)
@@ -108,60 +109,6 @@ class _SessionInterface(SecureCookieSessionInterface):
         return mode == "always"
 
 
-def csrf_token() -> str:
-    """The session's CSRF token (made on first use); every form posts it back."""
-    token = session.get("csrf")
-    if not token:
-        token = secrets.token_urlsafe(32)
-        session["csrf"] = token
-    return str(token)
-
-
-class _Handles(threading.local):
-    """Each server thread's own open handles, kept between requests.
-
-    Closing the last connection to a WAL database checkpoints it (and re-creates the WAL on
-    the next write), which cost ~10 ms per request; a connection per thread avoids that and
-    re-reading the schema. SQLite notices the station's commits and migrations by itself.
-    """
-
-    webdb: WebDB | None = None
-    index: ClipIndex | None = None
-
-
-def get_db() -> WebDB:
-    """This thread's web.sqlite3 handle."""
-    from flask import current_app
-
-    handles: _Handles = current_app.extensions["packcam"]["handles"]
-    if handles.webdb is None:
-        handles.webdb = WebDB(
-            current_app.config["WEB_DB_PATH"],
-            pw_method=current_app.config["PASSWORD_METHOD"],
-            setup=False,
-        )
-    return handles.webdb
-
-
-def get_index() -> ClipIndex:
-    """This thread's read-only clip index handle (central mode: the PostgreSQL index)."""
-    from flask import current_app
-
-    if current_app.config.get("PACKCAM_CENTRAL"):
-        from typing import cast
-
-        from central.api import central_db
-
-        # CentralDB has ClipIndex's read methods (order, clip, search, stations, ...).
-        return cast(ClipIndex, central_db())
-    handles: _Handles = current_app.extensions["packcam"]["handles"]
-    if handles.index is None:
-        handles.index = ClipIndex(
-            current_app.config["INDEX_PATH"], search=current_app.extensions["packcam"]["search"]
-        )
-    return handles.index
-
-
 def create_app(
     config: Config, *, test_config: dict[str, Any] | None = None, central: bool = False
 ) -> Flask:
@@ -226,6 +173,8 @@ def create_app(
         "live_slots": threading.BoundedSemaphore(max(1, config.web.threads // 2)),
         "frame_slots": threading.BoundedSemaphore(2),
         "handles": _Handles(),
+        # this thread's clip index when it is not the data dir's (central: PostgreSQL)
+        "index": central_api.central_db if central else None,
         # evidence bundles for download, asked of the station, which signs them (web/bundles.py)
         "bundles": BundleCache(data_dir, config.web.bundle_cache_mb << 20),
         # substring search over order IDs and waybills (web/search.py); None on central
@@ -314,3 +263,6 @@ def _security_headers(resp: Any) -> Any:
         resp.vary.add("Cookie")
         resp.vary.add("Accept-Language")
     return resp
+
+
+__all__ = ["create_app", "csrf_token", "get_db", "get_index"]

@@ -25,12 +25,12 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from station.ledger import ClipRecord
-from web import get_db, get_index
 from web.auth import require
 from web.bundles import BundleCache, BundleRefused, BundleTooLarge, BundleUnavailable
 from web.errors import StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
+from web.handles import get_db, get_index
 from web.index import SearchTimeout
 from web.streaming import resolve_in, send_stored_file
 

@@ -24,7 +24,6 @@ from werkzeug.wrappers import Response
 
 from station.ledger import ClipRecord
 from station.proof.trust import Anchors
-from web import get_db, get_index
 from web.auth import require
 from web.clips import (
     THUMB_WIDTH,
@@ -37,6 +36,7 @@ from web.clips import (
 )
 from web.db import ShareLink
 from web.frames import FRAME_WIDTH
+from web.handles import get_db, get_index
 
 log = logging.getLogger(__name__)
 
