@@ -47,6 +47,7 @@ from fleet_servers import (  # noqa: E402
     weed_binary,
 )
 
+from central.site import CentralSite  # noqa: E402
 from station import config as config_mod  # noqa: E402
 from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink  # noqa: E402
 
@@ -293,7 +294,9 @@ def lookups(dsn: str, rows: int, central_dir: Path, n: int = 2000) -> dict[str, 
     if wdb.user("bench") is None:
         wdb.add_user("bench", "viewer", "bench-password-1")
     wdb.close()
-    app = create_app(cfg, central=True, test_config={"PASSWORD_METHOD": "scrypt:1024:8:1"})
+    app = create_app(
+        cfg, central=CentralSite(cfg), test_config={"PASSWORD_METHOD": "scrypt:1024:8:1"}
+    )
     client = app.test_client()
     client.get("/login")
     with client.session_transaction() as s:

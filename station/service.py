@@ -16,7 +16,7 @@ import cv2
 from station.alarms import AlarmBoard
 from station.camera import OpenCVCamera, build_camera
 from station.config import Config
-from station.errors import CameraError, ConfigError, StationError
+from station.errors import CameraError, ConfigError
 from station.events import StationEvents
 from station.frames import FrameSource
 from station.hooks import attach_recorder, build_events, clip_archived, clip_finished
@@ -37,6 +37,10 @@ if TYPE_CHECKING:
     from station.proof.exports import ExportWorker
 
 log = logging.getLogger(__name__)
+
+# Starts the web site beside the demo station (cfg, stop, out) -> its thread: web.cli's
+# start_demo_site, handed in by the composition layer (station/ does not import web/).
+StartWeb = Callable[[Config, threading.Event, TextIO], threading.Thread]
 
 
 @dataclass
@@ -348,10 +352,10 @@ def run_demo(
     stop: threading.Event,
     *,
     duration: float | None = None,
-    web: bool = True,
+    start_web: StartWeb | None = None,
     out: TextIO,
 ) -> None:
-    """The synthetic station plus (when available) the web site, until stopped."""
+    """The synthetic station plus (with ``start_web``) the web site, until stopped."""
     if cfg.camera.backend != "synthetic":
         cfg = cfg.replace("camera", backend="synthetic", scenario="")
     cfg.station.data_dir.mkdir(parents=True, exist_ok=True)
@@ -359,8 +363,8 @@ def run_demo(
 
     cfg, receiver = packing_floor(cfg, out)  # sounds into a log, a webhook receiver
     threads: list[threading.Thread] = []
-    if web:
-        threads.append(_start_web(cfg, stop, out))
+    if start_web is not None:
+        threads.append(start_web(cfg, stop, out))
     if duration is not None:
         timer = threading.Timer(duration, stop.set)
         timer.daemon = True
@@ -377,28 +381,3 @@ def run_demo(
         if receiver is not None:
             receiver.close()
     out.write(f"packcam demo: stopped after {time.monotonic() - t0:.0f} s\n")
-
-
-def _start_web(cfg: Config, stop: threading.Event, out: TextIO) -> threading.Thread:
-    from web.cli import ensure_demo_user, make_server, run_server, server_url
-
-    user, password = ensure_demo_user(cfg)
-    try:
-        # Bind here, on the caller's thread, so a busy port fails the demo with a clear message.
-        server = make_server(cfg, cfg.web.host, cfg.web.port)
-    except OSError as exc:
-        raise StationError(
-            f"cannot serve the web site on {cfg.web.host}:{cfg.web.port}: {exc.strerror or exc}"
-            " (choose another with --port)"
-        ) from exc
-    thread = threading.Thread(
-        target=run_server, args=(server,), kwargs={"stop": stop}, name="web", daemon=True
-    )
-    thread.start()
-    url = server_url(server)
-    if cfg.web.host in {"0.0.0.0", "::", ""}:
-        url = f"http://127.0.0.1:{cfg.web.port}/"
-    out.write(f"packcam demo: web site at {url}  (log in as {user!r} with password {password!r})\n")
-    out.write(f"packcam demo: station screen at {url.rstrip('/')}/screen\n")
-    out.flush()
-    return thread

@@ -21,6 +21,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from station.config import Config
 from station.errors import ConfigError
 from web import i18n
+from web.backends import SiteBackend
 from web.bundles import BundleCache
 from web.db import DEFAULT_PW_METHOD, WEB_DB_NAME, WebDB
 from web.handles import _Handles, csrf_token, get_db, get_index
@@ -110,13 +111,17 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 
 def create_app(
-    config: Config, *, test_config: dict[str, Any] | None = None, central: bool = False
+    config: Config,
+    *,
+    test_config: dict[str, Any] | None = None,
+    central: SiteBackend | None = None,
 ) -> Flask:
     """Build the site for one data dir. ``test_config`` overrides Flask config keys.
 
-    ``central``: the fleet's central site (central/): clips are searched in PostgreSQL
-    (``[central] dsn``) and streamed from object storage (``[archive]``); accounts, share
-    links and the access log stay in this data dir's web.sqlite3.
+    ``central``: the backends of a site over many stations (the fleet's central site, built by
+    central/site.py): its clip index and media store, kept in ``app.extensions["packcam"]``;
+    accounts, share links and the access log stay in this data dir's web.sqlite3. Without it
+    the site serves this data dir's index and clip files.
     """
     data_dir = config.station.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -154,14 +159,10 @@ def create_app(
         app.config.update(test_config)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_or_create_secret(secret_path(config))
-    app.config["PACKCAM_CENTRAL"] = central
+    app.config["PACKCAM_CENTRAL"] = central is not None
     search: SearchIndex | None = None
-    if central:
-        from central import api as central_api
-        from central import media as central_media
-
-        central_api.init_app(app, config.central.dsn)
-        central_media.init_app(app, config)
+    if central is not None:
+        central.init_app(app)
     else:
         app.config["INDEX_PATH"] = ensure_index(data_dir)
         search = SearchIndex(data_dir / SEARCH_DB_NAME, app.config["INDEX_PATH"])
@@ -173,8 +174,9 @@ def create_app(
         "live_slots": threading.BoundedSemaphore(max(1, config.web.threads // 2)),
         "frame_slots": threading.BoundedSemaphore(2),
         "handles": _Handles(),
-        # this thread's clip index when it is not the data dir's (central: PostgreSQL)
-        "index": central_api.central_db if central else None,
+        # this thread's clip index and the media store when they are not the data dir's
+        "index": central.index if central is not None else None,
+        "media": central.media if central is not None else None,
         # evidence bundles for download, asked of the station, which signs them (web/bundles.py)
         "bundles": BundleCache(data_dir, config.web.bundle_cache_mb << 20),
         # substring search over order IDs and waybills (web/search.py); None on central
@@ -198,8 +200,6 @@ def create_app(
     from web import fleet  # the central site's fleet health page (404 on a station's site)
 
     app.register_blueprint(fleet.bp)
-    if central:
-        app.register_blueprint(central_api.bp)
 
     app.before_request(auth.load_user)
     app.before_request(_check_csrf)
@@ -207,7 +207,7 @@ def create_app(
     app.jinja_env.globals.update(
         csrf_token=csrf_token,
         has_endpoint=lambda name: name in app.view_functions,
-        central_mode=central,
+        central_mode=central is not None,
         first_run_hint=FIRST_RUN_HINT,
     )
     from web import errors

@@ -30,7 +30,7 @@ from web.bundles import BundleCache, BundleRefused, BundleTooLarge, BundleUnavai
 from web.errors import StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
-from web.handles import get_db, get_index
+from web.handles import get_db, get_index, media_store
 from web.index import SearchTimeout
 from web.streaming import resolve_in, send_stored_file
 
@@ -75,10 +75,9 @@ def _central() -> bool:
 
 def serve_frame(clip: ClipRecord, n: int | None, width: int) -> Response:
     """A key frame (``n``) or the thumbnail (``None``) of a clip as a cached JPEG."""
-    if _central():  # the archiver's JPEGs from object storage
-        from central.media import serve_frame as serve_archived_frame
-
-        return serve_archived_frame(clip, n)
+    store = media_store()
+    if store is not None:  # central: the archiver's JPEGs from object storage
+        return store.serve_frame(clip, n)
     frames = keyframes(clip)
     if n is not None and not 0 <= n < len(frames):
         abort(404)
@@ -96,10 +95,9 @@ def serve_frame(clip: ClipRecord, n: int | None, width: int) -> Response:
 
 
 def serve_video(clip: ClipRecord, *, attachment: bool) -> Response:
-    if _central():  # from object storage, Range passed through (or a presigned redirect)
-        from central.media import serve_clip
-
-        return serve_clip(clip, download_name=download_name(clip), attachment=attachment)
+    store = media_store()
+    if store is not None:  # from object storage, Range passed through (or a presigned redirect)
+        return store.serve_clip(clip, download_name=download_name(clip), attachment=attachment)
     video = clip_file(clip)
     if video is None:
         log.error("clip %s (%s) is indexed but its file is missing or outside the store",
@@ -121,13 +119,11 @@ def clip_views(
 ) -> list[dict[str, Any]]:
     """What the order template needs per clip: the record, its key frames and their URLs."""
     out = []
-    central = _central()
+    store = media_store()
     for c in clips:
-        if central:
-            from central import media
-
-            missing = not media.is_archived(c)
-            frames: list[tuple[int, KeyFrame]] = list(enumerate(media.keyframes(c)))
+        if store is not None:
+            missing = not store.is_archived(c)
+            frames: list[tuple[int, KeyFrame]] = list(enumerate(store.keyframes(c)))
             out.append(_view(c, url, frames, missing=missing, size_mismatch=False))
             continue
         path = clip_file(c) if check_files else None
@@ -403,10 +399,9 @@ def send_bundle(order_id: str, *, clip_id: int | None = None) -> Response:
     if not clips:
         abort(404)
     name = _UNSAFE_NAME.sub("_", f"{order_id}_evidence").strip(" .")[:150] + ".zip"
-    if _central():
-        from central.bundles import respond
-
-        return respond(order_id, clips, clip_id, name)  # type: ignore[no-any-return]
+    store = media_store()
+    if store is not None:
+        return store.bundle(order_id, clips, clip_id, name)
     try:
         path = bundle_cache().get(order_id, clips)
     except BundleRefused as exc:

@@ -8,6 +8,7 @@ from typing import cast
 
 from flask import current_app, session
 
+from web.backends import MediaStore
 from web.db import WebDB
 from web.index import ClipIndex
 
@@ -60,4 +61,11 @@ def get_index() -> ClipIndex:
     return handles.index
 
 
-__all__ = ["csrf_token", "get_db", "get_index"]
+def media_store() -> MediaStore | None:
+    """The store the site's clips come from when they are not this data dir's files (an app
+    with only some blueprints, e.g. the verify page on its own, has none)."""
+    store: MediaStore | None = current_app.extensions.get("packcam", {}).get("media")
+    return store
+
+
+__all__ = ["csrf_token", "get_db", "get_index", "media_store"]

@@ -23,7 +23,6 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
 from station.ledger import ClipRecord
-from station.proof.trust import Anchors
 from web.auth import require
 from web.clips import (
     THUMB_WIDTH,
@@ -36,7 +35,7 @@ from web.clips import (
 )
 from web.db import ShareLink
 from web.frames import FRAME_WIDTH
-from web.handles import get_db, get_index
+from web.handles import get_db, get_index, media_store
 
 log = logging.getLogger(__name__)
 
@@ -207,20 +206,9 @@ def summary(token: str) -> Any:
         abort(404)
     cfg = current_app.config["PACKCAM"]
     verify = None
-    if current_app.config.get("PACKCAM_CENTRAL"):  # the bundle it hands out, from the bucket
-        from central.bundles import verify_archived
-        from central.media import media_store
-
-        store = media_store()
-        if store is None:
-            abort(503)
-        spool = cfg.station.data_dir / "spool" / "summary"
-
-        def verify(clips: list[ClipRecord], anchors: Anchors) -> list[Any]:
-            return verify_archived(
-                store, cfg.archive.prefix, share.order_id, clips, anchors, spool,
-                max_bytes=cfg.web.bundle_cache_mb << 20, headroom=cfg.web.verify_headroom_mb << 20,
-            )  # fmt: skip
+    store = media_store()
+    if store is not None:  # central: the bundle it hands out, from the bucket
+        verify = store.bundle_verifier(share.order_id)
 
     claims = order_claims(share.order_id, clips, _site_anchors(cfg), verify=verify)
     db = get_db()
