@@ -25,6 +25,17 @@ DSN_ENV = "PACKCAM_CENTRAL_DSN"
 _NAME_MAX = 64
 
 
+def _last_witnessed(cur: Any, station_id: int, log_key: str | None) -> tuple[int, str] | None:
+    """(tree size, root) of the newest checkpoint witnessed for a station's log (its key)."""
+    cur.execute(
+        "SELECT tree_size, root_hash FROM witnessed WHERE station_id = %s"
+        " AND log_key IS NOT DISTINCT FROM %s ORDER BY id DESC LIMIT 1",
+        (station_id, log_key),
+    )
+    row = cur.fetchone()
+    return (int(row[0]), str(row[1])) if row else None
+
+
 def resolve_dsn(dsn: str) -> str:
     value = dsn or os.environ.get(DSN_ENV, "")
     if not value:
@@ -543,13 +554,7 @@ class CentralDB:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT id FROM stations WHERE id = %s FOR UPDATE", (station_id,))
                 log_key = _body_key(cp["body"])
-                cur.execute(
-                    "SELECT tree_size, root_hash FROM witnessed WHERE station_id = %s"
-                    " AND log_key IS NOT DISTINCT FROM %s ORDER BY id DESC LIMIT 1",
-                    (station_id, log_key),
-                )
-                row = cur.fetchone()
-                last = (int(row[0]), str(row[1])) if row else None
+                last = _last_witnessed(cur, station_id, log_key)
                 size, root = int(cp["tree_size"]), str(cp["root_hash"])
                 j = judge(last, size, root, old_size, proof)
                 if j.verdict == ACCEPT and last != (size, root):
@@ -642,13 +647,7 @@ class CentralDB:
                     why = f"not a final checkpoint of key {cur_fp} signed by it and {new_fp}"
                     j = Judgement(ROTATION_UNSIGNED, "the rotation statement is " + why)
                 else:
-                    cur.execute(
-                        "SELECT tree_size, root_hash FROM witnessed WHERE station_id = %s"
-                        " AND log_key IS NOT DISTINCT FROM %s ORDER BY id DESC LIMIT 1",
-                        (station_id, cur_fp),
-                    )
-                    row = cur.fetchone()
-                    last = (int(row[0]), str(row[1])) if row else None
+                    last = _last_witnessed(cur, station_id, cur_fp)
                     size, root = int(rc["tree_size"]), str(rc["root_sha256"])
                     j = judge(last, size, root, old_size, proof)
                 if j.verdict == ACCEPT and rc is not None:

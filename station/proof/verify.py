@@ -461,6 +461,33 @@ class TimeBound:
     max_delay_s: float = DEFAULT_MAX_DELAY_S
 
 
+def _add_token_failures(
+    report: Report,
+    name: str,
+    tokens: list[bytes],
+    body: bytes,
+    anchors: Anchors,
+    shipped_roots: list[x509.Certificate],
+) -> None:
+    """Check the RFC 3161 tokens over ``body`` and keep only their failures in ``report``."""
+    scratch = Report(subject=name)
+    _check_tokens(
+        scratch, f"{name}.timestamp", tokens, hashlib.sha256(body).digest(), anchors, shipped_roots
+    )
+    report.checks.extend(c for c in scratch.checks if c.status == FAIL)
+
+
+def _adopt(report: Report, name: str, scratch: Report) -> None:
+    """Fold a sub-check's report into ``report``: its checks (named under ``name``), its
+    comparisons, and whether its signer was anchored."""
+    for c in scratch.checks:
+        report.checks.append(Check(f"{name}.{c.name}", c.status, c.reason, c.code))
+    for c in scratch.facts.get("compare", []):
+        report.compare(c)
+    if not scratch.signer_anchored:
+        report.signer_anchored = False
+
+
 def _check_tokens(
     report: Report,
     name: str,
@@ -1168,28 +1195,17 @@ def _check_rotations(
                 "log-after-rotation" if after else "rotation-unsigned",
             )
         _check_station_name(report, f"{name}.station", rc.get("station"), certified)
-        scratch = Report(subject=name)
-        _check_tokens(
-            scratch,
-            f"{name}.timestamp",
-            [b.read(t) for t in link.get("timestamps", [])],
-            hashlib.sha256(body).digest(),
-            anchors,
+        _add_token_failures(
+            report, name, [b.read(t) for t in link.get("timestamps", [])], body, anchors,
             shipped_roots,
-        )
-        report.checks.extend(c for c in scratch.checks if c.status == FAIL)
+        )  # fmt: skip
         cert_name = link.get("successor_certificate")
         succ_cert = x509.load_pem_x509_certificate(b.read(cert_name)) if b.has(cert_name) else None
         scratch = Report(subject=name)
         succ_station = _check_key_cert(
             scratch, succ, succ_cert, ca, anchors, where=f"the bundle (successor key {j})"
         )
-        for c in scratch.checks:
-            report.checks.append(Check(f"{name}.{c.name}", c.status, c.reason, c.code))
-        for c in scratch.facts.get("compare", []):
-            report.compare(c)
-        if not scratch.signer_anchored:
-            report.signer_anchored = False
+        _adopt(report, name, scratch)
         if certified is not None and succ_station is not None and succ_station != certified:
             report.add(
                 f"{name}.station",
@@ -1233,16 +1249,9 @@ def _check_first_checkpoint(
         return
     size, root = int(cp["tree_size"]), bytes.fromhex(cp["root_sha256"])
     report.facts.setdefault("checkpoints_seen", []).append((size, str(cp["root_sha256"])))
-    scratch = Report(subject=name)
-    _check_tokens(
-        scratch,
-        f"{name}.timestamp",
-        [b.read(t) for t in fc.get("timestamps", [])],
-        hashlib.sha256(body).digest(),
-        anchors,
-        shipped_roots,
+    _add_token_failures(
+        report, name, [b.read(t) for t in fc.get("timestamps", [])], body, anchors, shipped_roots
     )
-    report.checks.extend(c for c in scratch.checks if c.status == FAIL)
     cons = json.loads(b.read(fc["consistency"]))
     new_size, new_root = int(newest["tree_size"]), bytes.fromhex(newest["root_sha256"])
     if not isinstance(seq, int) or size <= seq:
@@ -2202,12 +2211,7 @@ def _audit_rotations(report: Report, st: _Store, rots: list[Rotation], anchors: 
         cert = _read_cert(RotationFiles.of(st.paths).retired(r.old_key) / "station-key.crt")
         scratch = Report(subject=name)
         _check_key_cert(scratch, old, cert, st.ca, anchors, where="the retired key's archive")
-        for c in scratch.checks:
-            report.checks.append(Check(f"{name}.{c.name}", c.status, c.reason, c.code))
-        for c in scratch.facts.get("compare", []):
-            report.compare(c)
-        if not scratch.signer_anchored:
-            report.signer_anchored = False
+        _adopt(report, name, scratch)
         report.add(
             name,
             OK,
