@@ -833,6 +833,19 @@ class CentralDB:
         )
         return self._with_waybills(rows)
 
+    def _run_search(self, q: str, fn: Any) -> Any:
+        """``self._run(fn)`` for the search of ``q``: a statement cancelled by the search
+        timeout becomes SearchTimeout."""
+        import psycopg
+
+        try:
+            return self._run(fn)
+        except CentralError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
+                log.warning("central search for %r stopped after %.0f s", q, SEARCH_TIMEOUT_S)
+                raise SearchTimeout(f"the search for {q!r} took too long") from exc
+            raise
+
     def _newest_ids(
         self,
         q: str,
@@ -845,7 +858,6 @@ class CentralDB:
         planned from its estimated match count: a common piece by a backward scan of the
         primary key (its page fills at once), a rare one through its GIN index (few rows to
         sort); PostgreSQL alone would sometimes build a bitmap of millions of rows."""
-        import psycopg
 
         def run(conn: Any) -> list[int]:
             found: set[int] = set()
@@ -872,17 +884,10 @@ class CentralDB:
                     found.update(int(r[0]) for r in cur.fetchall())
             return sorted(found, reverse=True)[:want]
 
-        try:
-            return list(self._run(run))
-        except CentralError as exc:
-            if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
-                log.warning("central search for %r stopped after %.0f s", q, SEARCH_TIMEOUT_S)
-                raise SearchTimeout(f"the search for {q!r} took too long") from exc
-            raise
+        return list(self._run_search(q, run))
 
     def _timed(self, q: str, queries: list[tuple[str, list[Any]]]) -> list[list[dict[str, Any]]]:
         """Run read queries in one transaction under a statement timeout."""
-        import psycopg
         from psycopg.rows import dict_row
 
         def run(conn: Any) -> list[list[dict[str, Any]]]:
@@ -897,13 +902,7 @@ class CentralDB:
                     out.append(list(cur.fetchall()))
             return out
 
-        try:
-            return list(self._run(run))
-        except CentralError as exc:
-            if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
-                log.warning("central search for %r stopped after %.0f s", q, SEARCH_TIMEOUT_S)
-                raise SearchTimeout(f"the search for {q!r} took too long") from exc
-            raise
+        return list(self._run_search(q, run))
 
     def stations(self) -> list[str]:
         return [r["name"] for r in self._all("SELECT DISTINCT name FROM stations ORDER BY name")]

@@ -357,16 +357,7 @@ def video(clip_id: int) -> Response:
 @require("viewer")
 def download(clip_id: int) -> Response:
     clip = _clip_or_404(clip_id)
-    resp = serve_video(clip, attachment=True)
-    if resp.status_code in (200, 206) and counts_as_download():
-        get_db().log_access(
-            clip.order_id,
-            "download",
-            user=g.user.name,
-            clip_id=clip.id,
-            remote_addr=request.remote_addr,
-        )
-    return resp
+    return _logged_fetch(serve_video(clip, attachment=True), clip, "download")
 
 
 @bp.route("/clips/<int:clip_id>/bundle.zip", methods=["GET", "HEAD"])
@@ -375,11 +366,16 @@ def bundle(clip_id: int) -> Response:
     """The evidence bundle of the clip's order (every clip of it), from the bundle cache."""
 
     clip = _clip_or_404(clip_id)
-    resp = send_bundle(clip.order_id, clip_id=clip.id)
+    return _logged_fetch(send_bundle(clip.order_id, clip_id=clip.id), clip, "export")
+
+
+def _logged_fetch(resp: Response, clip: ClipRecord, action: str) -> Response:
+    """Log ``action`` on the clip's order once per fetch (not per resumed range), then pass
+    the response on."""
     if resp.status_code in (200, 206) and counts_as_download():
         get_db().log_access(
             clip.order_id,
-            "export",
+            action,
             user=g.user.name,
             clip_id=clip.id,
             remote_addr=request.remote_addr,

@@ -72,6 +72,16 @@ def _share_from_token(token: str) -> ShareLink:
     return share
 
 
+def _note_use(share: ShareLink, detail: str) -> None:
+    """Count a use of the link and log it on the order (``detail``: what was opened)."""
+    db = get_db()
+    db.note_share_use(share.id)
+    db.log_access(
+        share.order_id, "share-use", share_id=share.id, remote_addr=request.remote_addr,
+        detail=detail,
+    )  # fmt: skip
+
+
 def _clip_in_share(share: ShareLink, clip_id: int) -> ClipRecord:
     clip = get_index().clip(clip_id)
     if clip is None or clip.order_id != share.order_id:
@@ -164,15 +174,7 @@ def page(token: str) -> Any:
     clips = get_index().order(share.order_id)
     if not clips:
         abort(404)
-    db = get_db()
-    db.note_share_use(share.id)
-    db.log_access(
-        share.order_id,
-        "share-use",
-        share_id=share.id,
-        remote_addr=request.remote_addr,
-        detail=request.user_agent.string[:120],
-    )
+    _note_use(share, request.user_agent.string[:120])
 
     def url(endpoint: str, **kw: Any) -> str:
         return url_for(f"share.{endpoint}", token=token, **kw)
@@ -211,15 +213,7 @@ def summary(token: str) -> Any:
         verify = store.bundle_verifier(share.order_id)
 
     claims = order_claims(share.order_id, clips, _site_anchors(cfg), verify=verify)
-    db = get_db()
-    db.note_share_use(share.id)
-    db.log_access(
-        share.order_id,
-        "share-use",
-        share_id=share.id,
-        remote_addr=request.remote_addr,
-        detail="summary",
-    )
+    _note_use(share, "summary")
 
     def url(endpoint: str, **kw: Any) -> str:
         return url_for(f"share.{endpoint}", token=token, **kw)
