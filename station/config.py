@@ -693,20 +693,26 @@ def load_cli(path: Path | str | None, data_dir: Path | str | None) -> Config:
     return cfg.with_data_dir(Path(data_dir)) if data_dir else cfg
 
 
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML file at ``path`` as a dict; a missing, unreadable or invalid file is a
+    ConfigError naming ``what`` it is (a config file, a scenario file)."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what} not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+
+
 def load(path: Path | str | None) -> Config:
     """Load and validate a TOML config file; ``None`` gives the built-in defaults."""
     if path is None:
         return from_dict({})
     p = Path(path)
-    try:
-        with p.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {p}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read: {exc}") from exc
+    data = read_toml(p, "config file")
     try:
         return from_dict(data)
     except ConfigError as exc:
