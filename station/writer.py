@@ -205,6 +205,15 @@ def encoder_context(
     return ctx
 
 
+def encoder_failed(encoder: str, width: int, height: int, exc: BaseException) -> RecordingError:
+    """The error for an encoder that cannot be opened or cannot encode, with what to do."""
+    hint = encoder_unusable_hint(encoder)
+    return RecordingError(
+        f"H.264 encoder {encoder} cannot encode {width}x{height}: {_describe(exc)}"
+        + (f". {hint}" if hint else "")
+    )
+
+
 def probe_encoder(
     encoder: str,
     width: int,
@@ -242,11 +251,7 @@ def probe_encoder(
             packets += ctx.encode(frame)
         packets += ctx.encode(None)
     except Exception as exc:
-        hint = encoder_unusable_hint(encoder)
-        raise RecordingError(
-            f"H.264 encoder {encoder} cannot encode {width}x{height}: {_describe(exc)}"
-            + (f". {hint}" if hint else "")
-        ) from exc
+        raise encoder_failed(encoder, width, height, exc) from exc
     pictures = sum(1 for packet in packets if has_picture(bytes(packet)))
     if pictures != frames:
         raise RecordingError(
@@ -792,6 +797,7 @@ __all__ = [
     "TIME_BASE",
     "ClipWriter",
     "FinishedFile",
+    "encoder_failed",
     "encoder_unusable_hint",
     "has_picture",
     "nal_units",
