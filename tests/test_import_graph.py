@@ -104,7 +104,8 @@ def test_packages_import_one_way() -> None:
         for target, line in edges.items():
             if top(target) in FORBIDDEN.get(top(mod), set()) and (mod, target) not in ALLOWED:
                 bad.append(f"{mod}:{line} imports {target}")
-    assert not bad, "imports against the direction station <- web <- packcam:\n" + "\n".join(bad)
+    direction = "packcam -> central -> web -> station"
+    assert not bad, f"imports against the direction {direction}:\n" + "\n".join(bad)
 
 
 def cycles(g: dict[str, dict[str, int]]) -> list[list[str]]:
