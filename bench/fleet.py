@@ -52,6 +52,7 @@ from fleet_servers import (  # noqa: E402
     weed_binary,
 )
 
+from central.site import CentralSite  # noqa: E402
 from station import config as config_mod  # noqa: E402
 from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink  # noqa: E402
 
@@ -296,7 +297,9 @@ def lookups(dsn: str, rows: int, central_dir: Path, n: int = 2000) -> dict[str, 
         wdb.change_group_stations("bench", add=names)
         wdb.add_user("bench", "viewer", "bench-password-1", groups=["bench"])
     wdb.close()
-    app = create_app(cfg, central=True, test_config={"PASSWORD_METHOD": "scrypt:1024:8:1"})
+    app = create_app(
+        cfg, central=CentralSite(cfg), test_config={"PASSWORD_METHOD": "scrypt:1024:8:1"}
+    )
     client = app.test_client()
     client.get("/login")
     with client.session_transaction() as s:

@@ -36,7 +36,8 @@ def central_db() -> CentralDB:
 def init_app(app: Flask, dsn: str) -> None:
     """Central mode: remember the DSN, make the per-thread handles, migrate once."""
     app.config["CENTRAL_DSN"] = dsn
-    app.extensions["packcam_central"] = {"handles": _Handles()}
+    # "db": how other central blueprints (the witness) reach the index without importing this.
+    app.extensions["packcam_central"] = {"handles": _Handles(), "db": central_db}
     app.register_error_handler(Unavailable, _site_unavailable)
     from central import witness
 

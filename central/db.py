@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from station.errors import StationError
+from central.errors import CentralError, Unavailable
 from station.ledger import ClipRecord, ScanEventRecord, WaybillLink
 from web.index import SEARCH_TIMEOUT_S, SearchTimeout, search_sql
 
@@ -45,12 +45,15 @@ DSN_ENV = "PACKCAM_CENTRAL_DSN"
 _NAME_MAX = 64
 
 
-class CentralError(StationError):
-    """The central index cannot be reached, migrated or written, or a request was refused."""
-
-
-class Unavailable(CentralError):
-    """PostgreSQL is down or unreachable (clients retry later)."""
+def _last_witnessed(cur: Any, station_id: int, log_key: str | None) -> tuple[int, str] | None:
+    """(tree size, root) of the newest checkpoint witnessed for a station's log (its key)."""
+    cur.execute(
+        "SELECT tree_size, root_hash FROM witnessed WHERE station_id = %s"
+        " AND log_key IS NOT DISTINCT FROM %s ORDER BY id DESC LIMIT 1",
+        (station_id, log_key),
+    )
+    row = cur.fetchone()
+    return (int(row[0]), str(row[1])) if row else None
 
 
 def resolve_dsn(dsn: str) -> str:
@@ -618,13 +621,7 @@ class CentralDB:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT id FROM stations WHERE id = %s FOR UPDATE", (station_id,))
                 log_key = _body_key(cp["body"])
-                cur.execute(
-                    "SELECT tree_size, root_hash FROM witnessed WHERE station_id = %s"
-                    " AND log_key IS NOT DISTINCT FROM %s ORDER BY id DESC LIMIT 1",
-                    (station_id, log_key),
-                )
-                row = cur.fetchone()
-                last = (int(row[0]), str(row[1])) if row else None
+                last = _last_witnessed(cur, station_id, log_key)
                 size, root = int(cp["tree_size"]), str(cp["root_hash"])
                 j = judge(last, size, root, old_size, proof)
                 if j.verdict == ACCEPT and last != (size, root):
@@ -717,13 +714,7 @@ class CentralDB:
                     why = f"not a final checkpoint of key {cur_fp} signed by it and {new_fp}"
                     j = Judgement(ROTATION_UNSIGNED, "the rotation statement is " + why)
                 else:
-                    cur.execute(
-                        "SELECT tree_size, root_hash FROM witnessed WHERE station_id = %s"
-                        " AND log_key IS NOT DISTINCT FROM %s ORDER BY id DESC LIMIT 1",
-                        (station_id, cur_fp),
-                    )
-                    row = cur.fetchone()
-                    last = (int(row[0]), str(row[1])) if row else None
+                    last = _last_witnessed(cur, station_id, cur_fp)
                     size, root = int(rc["tree_size"]), str(rc["root_sha256"])
                     j = judge(last, size, root, old_size, proof)
                 if j.verdict == ACCEPT and rc is not None:
@@ -902,6 +893,19 @@ class CentralDB:
         )
         return self._with_waybills(rows)
 
+    def _run_search(self, q: str, fn: Any) -> Any:
+        """``self._run(fn)`` for the search of ``q``: a statement cancelled by the search
+        timeout becomes SearchTimeout."""
+        import psycopg
+
+        try:
+            return self._run(fn)
+        except CentralError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
+                log.warning("central search for %r stopped after %.0f s", q, SEARCH_TIMEOUT_S)
+                raise SearchTimeout(f"the search for {q!r} took too long") from exc
+            raise
+
     def _newest_ids(self, q: str, filters: str, fargs: list[Any], want: int) -> list[int]:
         """The newest ``want`` clip ids whose order ID or a waybill contains ``q``.
 
@@ -1051,17 +1055,10 @@ class CentralDB:
                                  floor)  # fmt: skip
             return sorted({i for b in branches for i in b.found}, reverse=True)[:want]
 
-        try:
-            return list(self._run(run))
-        except CentralError as exc:
-            if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
-                log.warning("central search for %r stopped after %.0f s", q, SEARCH_TIMEOUT_S)
-                raise SearchTimeout(f"the search for {q!r} took too long") from exc
-            raise
+        return list(self._run_search(q, run))
 
     def _timed(self, q: str, queries: list[tuple[str, list[Any]]]) -> list[list[dict[str, Any]]]:
         """Run read queries in one transaction under a statement timeout."""
-        import psycopg
         from psycopg.rows import dict_row
 
         def run(conn: Any) -> list[list[dict[str, Any]]]:
@@ -1076,13 +1073,7 @@ class CentralDB:
                     out.append(list(cur.fetchall()))
             return out
 
-        try:
-            return list(self._run(run))
-        except CentralError as exc:
-            if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
-                log.warning("central search for %r stopped after %.0f s", q, SEARCH_TIMEOUT_S)
-                raise SearchTimeout(f"the search for {q!r} took too long") from exc
-            raise
+        return list(self._run_search(q, run))
 
     def stations(self) -> list[str]:
         return [r["name"] for r in self._all("SELECT DISTINCT name FROM stations ORDER BY name")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from central.errors import CentralError
+
 log = logging.getLogger(__name__)
 
 # Substring search newest first (central/db.py search): one GIN index per searched table whose
@@ -223,8 +225,6 @@ def current_version(conn: Any) -> int:
 def migrate(conn: Any, upto: int | None = None) -> int:
     """Bring the schema up to date, or to version ``upto`` (benchmarks of an older schema);
     safe to run from several processes at once."""
-    from central.db import CentralError
-
     with conn.transaction(), conn.cursor() as cur:
         # One migrator at a time: the others wait here, then find nothing to do.
         cur.execute("SELECT pg_advisory_xact_lock(7263541)")

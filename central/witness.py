@@ -97,13 +97,11 @@ def _b64(b: bytes) -> str:
 @bp.get("/witness")
 def witness_index() -> Response:
     """Who the witness is (its public key) and the newest cosigned checkpoint of each station."""
-    from central.api import central_db
-
     key = witness_key(current_app.config["PACKCAM"])
     return jsonify(
         witness_key=key.fingerprint,
         public_key_pem=key.public_pem().decode("ascii"),
-        stations=central_db().witness_latest_all(),
+        stations=current_app.extensions["packcam_central"]["db"]().witness_latest_all(),
     )
 
 
@@ -111,9 +109,7 @@ def witness_index() -> Response:
 def witness_station(station: str) -> Response:
     """A station's cosigned checkpoints (newest first) and its fork/rollback alarms: public, so
     anyone can hold the seller to them (`packcam verify --witness FILE`)."""
-    from central.api import central_db
-
-    db = central_db()
+    db = current_app.extensions["packcam_central"]["db"]()
     key = witness_key(current_app.config["PACKCAM"])
     rows = db.witnessed(station)
     return jsonify(

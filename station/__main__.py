@@ -1,4 +1,4 @@
-"""`python -m station`: the same as the `packcam` command."""
+"""`python -m station`: the station's own commands and the proof commands (no web, no central)."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""The `packcam` command line: station, demo, replay, clips, check-config, decode and friends."""
+"""The station's command line: station, demo, replay, clips, check-config, decode and friends."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 import station
 from station import config as config_mod
 from station.errors import ConfigError, StationError
+from station.proof import cli as proof_cli
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cfg = cfg.replace("web", port=args.port)
     stop = threading.Event()
     _stop_on_signals(stop)
-    run_demo(cfg, stop, duration=args.duration, web=not args.no_web, out=sys.stdout)
+    # The web site comes from the composition layer (packcam.cli), which knows web/.
+    start_web = None if args.no_web else getattr(args, "start_web", None)
+    run_demo(cfg, stop, duration=args.duration, start_web=start_web, out=sys.stdout)
     return EXIT_OK
 
 
@@ -273,21 +276,9 @@ def _add_data(p: argparse.ArgumentParser, required: bool = False) -> None:
 Registrar = Callable[[Any], None]
 
 
-def _plugins() -> list[Registrar]:
-    """Subcommand groups that live beside the station core (web site, proofs)."""
-    found: list[Registrar] = []
-    for module in ("web.cli", "station.proof.cli", "central.cli"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ImportError as exc:
-            if exc.name and exc.name.split(".")[0] in {"web", "station"}:
-                continue  # that part is not installed in this checkout
-            raise
-        found.append(mod.register)
-    return found
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.ArgumentParser:
+    """The station's commands plus the subcommand ``groups`` (each adds its subparsers):
+    by default the proof commands; packcam.cli adds the web and central ones."""
     parser = argparse.ArgumentParser(
         prog="packcam",
         description="Packing-station video recorder: one hashed, indexed H.264 clip per order.",
@@ -449,13 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="ALSA device for --play (default: [feedback] device)")
     p.set_defaults(func=cmd_sounds)
 
-    for register in _plugins():
+    for register in (proof_cli.register,) if groups is None else groups:
         register(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(
+    argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser | None = None
+) -> int:
+    """Run one command; ``parser`` defaults to ``build_parser()`` (the station's own)."""
+    parser = parser or build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     if args.command in {"station", "demo", "web"}:

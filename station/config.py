@@ -34,9 +34,19 @@ class StationSection:
     timezone: str = ""
 
 
+# The lists of choices, each defined here once (station.camera and station.writer use them).
+# Frame sources: station.camera.build_camera builds each.
+CAMERA_BACKENDS = ("synthetic", "opencv", "picamera2")
+# The encoders a clip may be written with. libx264 (software, every machine) is the default;
+# h264_v4l2m2m is FFmpeg's wrapper of a V4L2 memory-to-memory encoder, on a Raspberry Pi 4 the
+# SoC's bcm2835-codec at /dev/video11 (a Pi 5 has no H.264 encoder in hardware).
+ENCODERS = ("libx264", "h264_v4l2m2m")
+HARDWARE_ENCODERS = frozenset({"h264_v4l2m2m"})
+
+
 @dataclass(frozen=True)
 class CameraSection:
-    backend: str = "synthetic"  # synthetic | opencv | picamera2
+    backend: str = "synthetic"  # one of CAMERA_BACKENDS: synthetic | opencv | picamera2
     # opencv: device index ("0"), V4L2 path, RTSP URL or video file. picamera2: camera number.
     source: str = "0"
     width: int = 1280
@@ -414,9 +424,10 @@ def validate(cfg: Config) -> None:
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ConfigError(f"station.timezone: unknown time zone {s.timezone!r}") from exc
     c = cfg.camera
-    if c.backend not in {"synthetic", "opencv", "picamera2"}:
+    if c.backend not in CAMERA_BACKENDS:
         raise ConfigError(
-            f"camera.backend must be synthetic, opencv or picamera2, not {c.backend!r}"
+            f"camera.backend must be {', '.join(CAMERA_BACKENDS[:-1])} or {CAMERA_BACKENDS[-1]},"
+            f" not {c.backend!r}"
         )
     if not (16 <= c.width <= 7680 and 16 <= c.height <= 4320) or c.width % 2 or c.height % 2:
         raise ConfigError("camera.width/height must be even and between 16x16 and 7680x4320")
@@ -485,7 +496,7 @@ def validate(cfg: Config) -> None:
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
     }:  # fmt: skip
         raise ConfigError(f"recorder.preset {r.preset!r} is not a fast libx264 preset")
-    if r.encoder not in {"libx264", "h264_v4l2m2m"}:
+    if r.encoder not in ENCODERS:
         raise ConfigError(
             f"recorder.encoder must be libx264 (software) or h264_v4l2m2m (a Raspberry Pi 4's"
             f" hardware encoder), not {r.encoder!r}"
@@ -697,20 +708,26 @@ def load_cli(path: Path | str | None, data_dir: Path | str | None) -> Config:
     return cfg.with_data_dir(Path(data_dir)) if data_dir else cfg
 
 
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML file at ``path`` as a dict; a missing, unreadable or invalid file is a
+    ConfigError naming ``what`` it is (a config file, a scenario file)."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what} not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+
+
 def load(path: Path | str | None) -> Config:
     """Load and validate a TOML config file; ``None`` gives the built-in defaults."""
     if path is None:
         return from_dict({})
     p = Path(path)
-    try:
-        with p.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {p}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read: {exc}") from exc
+    data = read_toml(p, "config file")
     try:
         return from_dict(data)
     except ConfigError as exc:

@@ -307,9 +307,8 @@ def encoder_probe(
     bytes). Raises ``RecordingError`` when the encoder cannot be opened."""
     import av
 
-    from station.errors import RecordingError
     from station.h264_limits import hw_controls, hw_settings, i_period
-    from station.writer import TIME_BASE, encoder_context, encoder_unusable_hint
+    from station.writer import TIME_BASE, encoder_context, encoder_failed
 
     period = i_period(fps, keyframe_interval_s)
     n = frames if frames is not None else 2 * period + 1
@@ -351,11 +350,7 @@ def encoder_probe(
                 size += packet.size
         elapsed = time.perf_counter() - t0
     except Exception as exc:
-        hint = encoder_unusable_hint(encoder)
-        raise RecordingError(
-            f"H.264 encoder {encoder} cannot encode {width}x{height}: {exc}"
-            + (f". {hint}" if hint else "")
-        ) from exc
+        raise encoder_failed(encoder, width, height, exc) from exc
     return n / elapsed if elapsed > 0 else float("inf"), keys, size
 
 

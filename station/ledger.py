@@ -463,12 +463,7 @@ class Ledger:
 
     def __init__(self, target: Path | str | sqlite3.Connection) -> None:
         try:
-            if isinstance(target, sqlite3.Connection):
-                self.conn = target
-            else:
-                self.conn = sqlite3.connect(
-                    str(target), check_same_thread=False, isolation_level=None, timeout=30
-                )
+            self.conn = sqlitedb.open_connection(target)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a finished clip's row must survive a power cut once add_clip returned.

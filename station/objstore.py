@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from station import sqlitedb
 from station.codes import safe_component
 from station.config import ArchiveSection
 from station.errors import StationError
@@ -276,14 +277,8 @@ class UploadJournal:
     def __init__(self, target: Path | str | sqlite3.Connection) -> None:
         from station.ledger import Ledger
 
-        if isinstance(target, sqlite3.Connection):
-            self.conn = target
-            self._own = False
-        else:
-            self.conn = sqlite3.connect(
-                str(target), check_same_thread=False, isolation_level=None, timeout=30
-            )
-            self._own = True
+        self._own = not isinstance(target, sqlite3.Connection)
+        self.conn = sqlitedb.open_connection(target)
         Ledger(self.conn)  # WAL, synchronous=FULL, migrations (ours is number 3)
         self.conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +26,7 @@ from station.config import Config
 from station.errors import RecordingError, StationError
 from station.files import fsync_dir, sha256_file, write_json_atomic
 from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
+from station.session import FinishReason
 from station.stream import EncodedPacket, PacketRing
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,40 @@ Finalizer = Callable[[Path, dict[str, Any]], dict[str, Any]]
 # mp4 path, its journal dict) -> the indexed record, or None when nothing could be kept (e.g.
 # no decodable frame: the file is quarantined). station.recovery.Recovery.salvage implements it.
 Salvage = Callable[[Path, dict[str, Any]], ClipRecord | None]
+
+
+def manifest_body(record: ClipRecord, **more: Any) -> dict[str, Any]:
+    """The manifest of ``record`` before any finalizer: its index fields (without the row id),
+    the manifest version, the software that wrote it, and ``more``."""
+    data = record.to_json()
+    data.pop("id")
+    data.update(manifest_version=MANIFEST_VERSION, software=f"packcam {station.__version__}")
+    data.update(more)
+    return data
+
+
+def write_manifest(
+    final: Path, rel: str, record: ClipRecord, finalizers: Sequence[Finalizer]
+) -> dict[str, Any]:
+    """Build the manifest of the clip at ``final`` (``rel`` under the data dir), run the
+    finalizers, check the file still has the size and hash the manifest states, and write the
+    sidecar (``final`` with ``.json``) atomically. Returns the manifest as written.
+
+    The one builder of a new clip's manifest: the recorder and crash recovery both use it, so
+    the same clip gets the same bytes from either."""
+    data = manifest_body(record)
+    for finalize in finalizers:
+        data = finalize(final, data)
+    if finalizers:
+        # A finalizer may rewrite the file (C2PA): the manifest must then state the new bytes.
+        size, digest = final.stat().st_size, sha256_file(final)
+        if size != data["size"] or digest != data["sha256"]:
+            raise RecordingError(
+                f"a finalizer changed {rel} but the manifest does not match the file"
+            )
+    write_json_atomic(final.with_suffix(".json"), data)
+    return data
+
 
 JOURNAL_SUFFIX = ".open.json"
 FINISHED_KEPT = 256
@@ -562,7 +597,7 @@ class Recorder:
         """The writer failed mid-clip: close the clip now; the finisher salvages what is on disk."""
         if self._open is clip:
             self._open = None
-        clip.finish_reason = "interrupted"
+        clip.finish_reason = FinishReason.INTERRUPTED.value
         clip.error = str(exc)
         log.error("recording of order %r failed; the clip so far is kept: %s", clip.order_id, exc)
         self._pending.put(clip)
@@ -662,7 +697,7 @@ class Recorder:
         if self.salvage is None:
             return FinishedClip(clip.order_id, None, error)
         clip.error = clip.error or error
-        meta = {**self.journal_data(clip), "finish_reason": "interrupted"}
+        meta = {**self.journal_data(clip), "finish_reason": FinishReason.INTERRUPTED.value}
         try:
             record = self.salvage(clip.tmp_path, meta)
         except Exception as exc:
@@ -759,21 +794,8 @@ class Recorder:
             extra=dict(clip.extra),
         )
         try:
-            data = record.to_json()
-            data.pop("id")
-            data.update(
-                manifest_version=MANIFEST_VERSION, software=f"packcam {station.__version__}"
-            )
-            if self.finalizers:
-                for finalize in self.finalizers:
-                    data = finalize(final, data)
-                size, digest = final.stat().st_size, sha256_file(final)
-                if size != data["size"] or digest != data["sha256"]:
-                    raise RecordingError(
-                        f"a finalizer changed {rel} but the manifest does not match the file"
-                    )
-                record = dataclasses.replace(record, size=size, sha256=digest)
-            write_json_atomic(manifest, data)
+            data = write_manifest(final, rel, record, self.finalizers)
+            record = dataclasses.replace(record, size=data["size"], sha256=data["sha256"])
             clip_id = self.ledger.add_clip(record)
         except (OSError, StationError) as exc:
             # The clip is safe in clips/; reconciliation on the next start indexes it.

@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import statistics
-import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,23 +18,24 @@ from typing import Any
 
 import av
 
-import station
 from station.alarms import AlarmBoard
 from station.config import Config
 from station.errors import StationError
 from station.files import fsync_dir, sha256_file, write_json_atomic
 from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
+from station.mp4box import iter_boxes
 from station.recorder import (
     JOURNAL_SUFFIX,
-    MANIFEST_VERSION,
     Finalizer,
+    manifest_body,
+    write_manifest,
 )
+from station.session import FinishReason
 from station.writer import MUX_OPTIONS
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "station.lock"
-INTERRUPTED = "interrupted"
 UNKNOWN_ORDER = "unknown"
 # Leftovers of interrupted atomic writes: never evidence themselves (the file they were going
 # to replace is still there, or is rebuilt by recovery), so they are removed.
@@ -101,33 +101,21 @@ class Mp4Probe:
 def box_walk(path: Path) -> tuple[int, bool]:
     """(end of the last whole box after which the file is consistent, has a moov box).
 
-    A ``moof`` only counts once its ``mdat`` is complete too. A box that runs past the end of
-    the file, claims less than 8 bytes or "to the end of file" (size 0, which the station never
-    writes: a power cut can leave zeros there) ends the walk.
+    A ``moof`` only counts once its ``mdat`` is complete too. The boxes are those of
+    ``station.mp4box.iter_boxes`` (its rules for size 0, size 1 and cut-off boxes; a
+    zero-filled tail left by a power cut is not a box).
     """
-    size = path.stat().st_size
-    pos = good = 0
+    good = 0
     has_moov = pending_moof = False
-    with path.open("rb") as f:
-        while pos + 8 <= size:
-            f.seek(pos)
-            head = f.read(16)
-            box, kind = struct.unpack(">I4s", head[:8])
-            if box == 1:
-                if len(head) < 16:
-                    break
-                box = struct.unpack(">Q", head[8:16])[0]
-            if box < 8 or pos + box > size:
-                break
-            pos += box
-            if kind == b"moov":
-                has_moov = True
-            if kind == b"moof":
-                pending_moof = True
-                continue
-            if kind == b"mdat" or not pending_moof:
-                pending_moof = False
-                good = pos
+    for box in iter_boxes(path):
+        if box.kind == b"moov":
+            has_moov = True
+        if box.kind == b"moof":
+            pending_moof = True
+            continue
+        if box.kind == b"mdat" or not pending_moof:
+            pending_moof = False
+            good = box.end
     return good, has_moov
 
 
@@ -701,7 +689,7 @@ class Recovery:
             ended_at=started + timedelta(seconds=facts.span_s),
             duration_s=round(facts.span_s + facts.frame_interval_s, 3),
             frame_count=facts.packets,
-            finish_reason=str(meta.get("finish_reason") or INTERRUPTED),
+            finish_reason=str(meta.get("finish_reason") or FinishReason.INTERRUPTED.value),
             pre_roll_s=float(meta.get("pre_roll_s") or 0.0),
             path=rel,
             manifest_path=final.with_suffix(".json").relative_to(self.data_dir).as_posix(),
@@ -714,17 +702,7 @@ class Recovery:
             events=tuple(_event(e) for e in meta.get("events") or ()),
             extra={**(meta.get("extra") or {}), "recovery": recovery},
         )
-        data = record.to_json()
-        data.pop("id")
-        data.update(manifest_version=MANIFEST_VERSION, software=f"packcam {station.__version__}")
-        for finalize in self.finalizers:
-            data = finalize(final, data)
-        if self.finalizers and (
-            final.stat().st_size != data["size"] or sha256_file(final) != data["sha256"]
-        ):
-            raise StationError(f"a finalizer changed {rel} but the manifest does not match it")
-        write_json_atomic(final.with_suffix(".json"), data)
-        return data
+        return write_manifest(final, rel, record, self.finalizers)
 
     # ---- 4. rows without files ------------------------------------------------------------
 
@@ -772,11 +750,8 @@ class Recovery:
             record = self.ledger.clip(clip_id)
             if record is None:
                 return
-            data = record.to_json()
-            data.pop("id")
-            data.update(
-                manifest_version=MANIFEST_VERSION,
-                software=f"packcam {station.__version__}",
+            data = manifest_body(
+                record,
                 regenerated={
                     "utc": _utc_now(),
                     "note": "the sidecar was missing and no signed manifest was logged for "

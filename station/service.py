@@ -16,7 +16,7 @@ import cv2
 from station.alarms import AlarmBoard
 from station.camera import OpenCVCamera, build_camera
 from station.config import Config
-from station.errors import CameraError, ConfigError, StationError
+from station.errors import CameraError, ConfigError
 from station.events import StationEvents
 from station.frames import FrameSource
 from station.hooks import attach_recorder, build_events, clip_archived, clip_finished
@@ -37,6 +37,11 @@ if TYPE_CHECKING:
     from station.proof.exports import ExportWorker
 
 log = logging.getLogger(__name__)
+
+# Starts the web site beside the demo station (cfg, stop, out) -> its thread: web.cli's
+# start_demo_site, handed in by the composition layer (station/ does not import web/).
+# Serves the web site on a thread until the event is set: (that thread, the site's URL).
+StartWeb = Callable[[Config, threading.Event, TextIO], tuple[threading.Thread, str]]
 
 
 @dataclass
@@ -348,10 +353,10 @@ def run_demo(
     stop: threading.Event,
     *,
     duration: float | None = None,
-    web: bool = True,
+    start_web: StartWeb | None = None,
     out: TextIO,
 ) -> None:
-    """The synthetic station plus (when available) the web site, until stopped."""
+    """The synthetic station plus (with ``start_web``) the web site, until stopped."""
     if cfg.camera.backend != "synthetic":
         cfg = cfg.replace("camera", backend="synthetic", scenario="")
     cfg.station.data_dir.mkdir(parents=True, exist_ok=True)
@@ -359,9 +364,9 @@ def run_demo(
 
     cfg, receiver = packing_floor(cfg, out)  # sounds into a log, a webhook receiver
     threads: list[threading.Thread] = []
-    if web:
-        url = _start_web(cfg, stop, out, threads)
-        threads.append(_screen_sign_in(cfg, url, stop, out))
+    if start_web is not None:
+        web_thread, url = start_web(cfg, stop, out)
+        threads += [web_thread, _screen_sign_in(cfg, url, stop, out)]
     if duration is not None:
         timer = threading.Timer(duration, stop.set)
         timer.daemon = True
@@ -385,38 +390,9 @@ def _screen_sign_in(cfg: Config, url: str, stop: threading.Event, out: TextIO) -
     from station.demo_floor import SCREEN_SIGN_IN_AFTER_S, sign_in_on_screen
 
     def run() -> None:
-        if not stop.wait(SCREEN_SIGN_IN_AFTER_S):
+        if cfg.screen.packers and not stop.wait(SCREEN_SIGN_IN_AFTER_S):
             sign_in_on_screen(url, cfg, cfg.screen.packers[0], stop, out)
 
     thread = threading.Thread(target=run, name="demo-screen-sign-in", daemon=True)
     thread.start()
     return thread
-
-
-def _start_web(
-    cfg: Config, stop: threading.Event, out: TextIO, threads: list[threading.Thread]
-) -> str:
-    """Serve the web site on a thread (appended to ``threads``); its URL."""
-    from web.cli import ensure_demo_user, make_server, run_server, server_url
-
-    user, password = ensure_demo_user(cfg)
-    try:
-        # Bind here, on the caller's thread, so a busy port fails the demo with a clear message.
-        server = make_server(cfg, cfg.web.host, cfg.web.port)
-    except OSError as exc:
-        raise StationError(
-            f"cannot serve the web site on {cfg.web.host}:{cfg.web.port}: {exc.strerror or exc}"
-            " (choose another with --port)"
-        ) from exc
-    thread = threading.Thread(
-        target=run_server, args=(server,), kwargs={"stop": stop}, name="web", daemon=True
-    )
-    thread.start()
-    threads.append(thread)
-    url = server_url(server)
-    if cfg.web.host in {"0.0.0.0", "::", ""}:
-        url = f"http://127.0.0.1:{cfg.web.port}/"
-    out.write(f"packcam demo: web site at {url}  (log in as {user!r} with password {password!r})\n")
-    out.write(f"packcam demo: station screen at {url.rstrip('/')}/screen\n")
-    out.flush()
-    return url

@@ -10,6 +10,9 @@ from station.config import SessionSection
 
 
 class FinishReason(StrEnum):
+    """Why a clip ended: its ``finish_reason`` in the index and the manifest. The one list of
+    them: the web labels (web/i18n.py) and the README are tested against it."""
+
     SEALED = "sealed"
     WAYBILL = "waybill"
     NEXT_ORDER = "next-order"

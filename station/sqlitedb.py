@@ -7,8 +7,18 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+
+def open_connection(target: Path | str | sqlite3.Connection) -> sqlite3.Connection:
+    """``target`` itself, or a new connection to that file: shared between threads (callers
+    hold a lock), in autocommit mode (transactions are explicit, see ``transaction``), with a
+    30 s busy timeout. Raises ``sqlite3.Error`` when the file cannot be opened."""
+    if isinstance(target, sqlite3.Connection):
+        return target
+    return sqlite3.connect(str(target), check_same_thread=False, isolation_level=None, timeout=30)
 
 
 @contextmanager

@@ -8,7 +8,6 @@ import random
 import re
 import threading
 import time
-import tomllib
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +20,7 @@ import cv2
 import numpy as np
 import zxingcpp
 
-from station.config import DEFAULT_WAYBILL_PATTERNS, CameraSection
+from station.config import DEFAULT_WAYBILL_PATTERNS, CameraSection, read_toml
 from station.errors import ConfigError
 from station.frames import Frame
 
@@ -240,16 +239,7 @@ class Scenario:
     def load(cls, path: Path | str) -> Scenario:
         """Load and validate a scenario TOML file."""
         p = Path(path)
-        try:
-            with p.open("rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"scenario file not found: {p}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
-        except OSError as exc:
-            raise ConfigError(f"{p}: cannot read: {exc}") from exc
-        return cls.from_dict(data, name=str(p))
+        return cls.from_dict(read_toml(p, "scenario file"), name=str(p))
 
     @classmethod
     def demo(cls, seed: int = 0, day: date | None = None) -> Scenario:

@@ -18,6 +18,7 @@ import av
 import cv2
 import numpy as np
 
+from station.config import ENCODERS, HARDWARE_ENCODERS
 from station.errors import RecordingError
 from station.files import fsync_dir, sha256_file
 from station.priority import lower_thread_priority, thread_ids
@@ -42,11 +43,6 @@ _AVCOL_TRC_SMPTE170M = 6
 _AVCOL_SPC_SMPTE170M = 6
 _AVCOL_RANGE_MPEG = 1
 
-# The encoders a clip may be written with. libx264 (software, every machine) is the default;
-# h264_v4l2m2m is FFmpeg's wrapper of a V4L2 memory-to-memory encoder, on a Raspberry Pi 4 the
-# SoC's bcm2835-codec at /dev/video11 (a Pi 5 has no H.264 encoder in hardware).
-ENCODERS = ("libx264", "h264_v4l2m2m")
-HARDWARE_ENCODERS = frozenset({"h264_v4l2m2m"})
 PI4_ENCODER_DEVICE = "/dev/video11"
 
 # H.264 NAL unit types (ITU-T H.264 table 7-1): 1-5 carry a picture, 7 is an SPS, 8 a PPS.
@@ -209,6 +205,15 @@ def encoder_context(
     return ctx
 
 
+def encoder_failed(encoder: str, width: int, height: int, exc: BaseException) -> RecordingError:
+    """The error for an encoder that cannot be opened or cannot encode, with what to do."""
+    hint = encoder_unusable_hint(encoder)
+    return RecordingError(
+        f"H.264 encoder {encoder} cannot encode {width}x{height}: {_describe(exc)}"
+        + (f". {hint}" if hint else "")
+    )
+
+
 def probe_encoder(
     encoder: str,
     width: int,
@@ -246,11 +251,7 @@ def probe_encoder(
             packets += ctx.encode(frame)
         packets += ctx.encode(None)
     except Exception as exc:
-        hint = encoder_unusable_hint(encoder)
-        raise RecordingError(
-            f"H.264 encoder {encoder} cannot encode {width}x{height}: {_describe(exc)}"
-            + (f". {hint}" if hint else "")
-        ) from exc
+        raise encoder_failed(encoder, width, height, exc) from exc
     pictures = sum(1 for packet in packets if has_picture(bytes(packet)))
     if pictures != frames:
         raise RecordingError(
@@ -796,6 +797,7 @@ __all__ = [
     "TIME_BASE",
     "ClipWriter",
     "FinishedFile",
+    "encoder_failed",
     "encoder_unusable_hint",
     "has_picture",
     "nal_units",

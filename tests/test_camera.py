@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from station.camera import OpenCVCamera, build_camera, classify_source, fit_image
+from station.config import CAMERA_BACKENDS
 from station.errors import CameraError, ConfigError
 from station.frames import FrameSource
 from station.synthetic import SyntheticCamera
@@ -217,6 +218,15 @@ def test_build_camera_chooses_the_backend(cfg) -> None:
     assert isinstance(cv, OpenCVCamera) and cv.kind == "file"
     with pytest.raises(ConfigError, match="camera number"):
         build_camera(cfg.replace("camera", backend="picamera2", source="/dev/video0"))
+    # Every backend the config accepts is one build_camera knows (the list is defined once).
+    for backend in CAMERA_BACKENDS:
+        source = {"opencv": "/tmp/x.mp4", "picamera2": "0"}.get(backend, "")
+        try:
+            build_camera(cfg.replace("camera", backend=backend, source=source)).stop()
+        except ConfigError as exc:
+            pytest.fail(f"{backend}: {exc}")
+        except Exception:  # picamera2 is not installed here: chosen, but not built
+            assert backend == "picamera2"
 
 
 def test_build_camera_loads_the_configured_scenario(cfg, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from central import db as central_db_mod
 from central.db import CentralDB
+from central.site import CentralSite
 from web.index import SearchTimeout
 
 
@@ -95,7 +96,7 @@ def test_central_site_has_no_dead_ends(central, pg_dsn: str, tmp_path) -> None:
 
     cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
     add_users(cfg.station.data_dir, stations=["s1"])
-    client = create_app(cfg, central=True, test_config={"TESTING": True}).test_client()
+    client = create_app(cfg, central=CentralSite(cfg), test_config={"TESTING": True}).test_client()
     login(client, "operator")
     page = client.get("/orders/PO-000123").get_data(as_text=True)
     assert "bundle.zip" in page  # streamed from the bucket (tests/test_fleet_bundles.py)

@@ -18,6 +18,7 @@ from station.demo_floor import DemoReceiver
 from station.service import run_demo
 from station.synthetic import DEMO_SESSION
 from station.webhooks import sign
+from web.cli import start_demo_site
 
 
 def free_port() -> int:
@@ -56,7 +57,7 @@ def test_the_demo_plays_sounds_prints_the_screen_and_delivers_webhooks(tmp_path:
     cfg = cfg.replace("session", **DEMO_SESSION).replace("web", port=free_port())
     cfg = cfg.replace("camera", width=640, height=360, fps=15.0)
     out = io.StringIO()
-    run_demo(cfg, threading.Event(), duration=10.0, web=True, out=out)
+    run_demo(cfg, threading.Event(), duration=10.0, start_web=start_demo_site, out=out)
     text = out.getvalue()
     assert f"station screen at http://127.0.0.1:{cfg.web.port}/screen" in text
     sounds = (tmp_path / "demo/sounds.log").read_text("utf-8")

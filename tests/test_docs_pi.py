@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from packcam.cli import build_parser
 from station import config as config_mod
-from station.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = (REPO / "docs/raspberry-pi.md").read_text(encoding="utf-8")

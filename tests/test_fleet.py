@@ -25,6 +25,7 @@ from conftest_web import TZ8, add_users, index_clip, login
 from fleet_servers import S3_ACCESS_KEY, S3_SECRET_KEY, PostgresServer, SeaweedServer
 from proof_support import record_orders
 
+from central.site import CentralSite
 from station import config as config_mod
 from station.archiver import Archiver
 from station.central_sync import CentralSync, SyncError
@@ -170,7 +171,7 @@ def fleet(
     # every station any test here enrols (an account in no group would see nothing)
     names = [c.station.name for c in stations] + ["station-svc", "station-fin", "station-rep"]
     add_users(central_cfg.station.data_dir, stations=names)
-    server = make_server(central_cfg, "127.0.0.1", 0, central=True)
+    server = make_server(central_cfg, "127.0.0.1", 0, central=CentralSite(central_cfg))
     stop = threading.Event()
     thread = threading.Thread(target=run_server, args=(server,), kwargs={"stop": stop})
     thread.start()
@@ -339,7 +340,7 @@ def test_redirect_mode_sends_the_browser_a_presigned_url_that_honours_range(
     _archive_all(fleet.stations[:1])
     _sync(fleet.stations[0], fleet)
     cfg = fleet.central_cfg.replace("archive", stream="redirect")
-    app = create_app(cfg, central=True)
+    app = create_app(cfg, central=CentralSite(cfg))
     client = login(app.test_client(), "viewer")
     clip = client.get("/api/orders/ORD-1-1").get_json()["clips"][0]
     resp = client.get(clip["video_url"])
@@ -496,7 +497,7 @@ def test_packcam_central_cli(pg_dsn: str, tmp_path: Path) -> None:
     import io
 
     from central.cli import cmd_central
-    from station.cli import build_parser
+    from packcam.cli import build_parser
 
     parser = build_parser()
     out = io.StringIO()
@@ -506,7 +507,7 @@ def test_packcam_central_cli(pg_dsn: str, tmp_path: Path) -> None:
     out = io.StringIO()
     cmd_central(parser.parse_args(["central", "stations", "--dsn", pg_dsn]), out=out)
     assert out.getvalue().startswith("station-x\tclips 0")
-    from station.cli import main
+    from packcam.cli import main
 
     assert main(["central", "add-station", "station-x", "--dsn", pg_dsn]) == 3  # exists
 

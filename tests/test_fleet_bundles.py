@@ -24,6 +24,7 @@ from fleet_servers import S3_ACCESS_KEY, S3_SECRET_KEY, PostgresServer, SeaweedS
 from proof_support import Store, build_store, tsa_ec  # noqa: F401 (fixture)
 from verify_support import Browserless
 
+from central.site import CentralSite
 from station import config as config_mod
 from station.archiver import Archiver
 from station.central_sync import CentralSync
@@ -118,7 +119,7 @@ def site(
     add_users(central_cfg.station.data_dir, stations=[station_cfg.station.name])
     tmp = root / "central-system-tmp"
     tmp.mkdir()
-    server = make_server(central_cfg, "127.0.0.1", 0, central=True)
+    server = make_server(central_cfg, "127.0.0.1", 0, central=CentralSite(central_cfg))
     stop = threading.Event()
     thread = threading.Thread(target=run_server, args=(server,), kwargs={"stop": stop})
     thread.start()

@@ -11,6 +11,7 @@ import pytest
 from conftest_web import add_users, index_clip, login
 
 from central.db import CentralDB
+from central.site import CentralSite
 from station import config as config_mod
 from station.ledger import Ledger
 from web.fleet import fleet_rows
@@ -216,7 +217,7 @@ def test_fleet_page_on_the_central_site(central, pg_dsn: str, tmp_path: Path) ->
     central.replace_station("station-01")
     cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
     add_users(cfg.station.data_dir, stations=["station-01"])
-    client = create_app(cfg, central=True, test_config={"TESTING": True}).test_client()
+    client = create_app(cfg, central=CentralSite(cfg), test_config={"TESTING": True}).test_client()
     assert client.get("/fleet").status_code == 302  # staff only
     login(client, "viewer")
     assert client.get("/fleet").status_code == 403

@@ -22,6 +22,7 @@ from conftest_web import add_users, login
 from test_floor_station import manifest, run
 
 from central.db import CentralDB, CentralError
+from central.site import CentralSite
 from station import config as config_mod
 from station.central_sync import CentralSync
 from station.duplicates import FleetDuplicates, fleet_refs
@@ -57,7 +58,7 @@ def site(pg_dsn: str, tmp_path: Path) -> Iterator[Site]:
     central_cfg = config_mod.load(None).with_data_dir(tmp_path / "central")
     central_cfg = central_cfg.replace("central", dsn=pg_dsn)
     add_users(central_cfg.station.data_dir, stations=["st-01", "st-02"])
-    server = make_server(central_cfg, "127.0.0.1", 0, central=True)
+    server = make_server(central_cfg, "127.0.0.1", 0, central=CentralSite(central_cfg))
     stop = threading.Event()
     thread = threading.Thread(target=run_server, args=(server,), kwargs={"stop": stop})
     thread.start()

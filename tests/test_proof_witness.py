@@ -29,6 +29,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     tsa_ec,
 )
 
+from central.site import CentralSite
 from central.witness import ACCEPT, FORK, NO_PROOF, ROLLBACK, judge
 from station import cli as station_cli
 from station import config as config_mod
@@ -88,7 +89,7 @@ def site(pg_dsn: str, tmp_path: Path) -> Iterator[Site]:
     token = db.add_station("station-01")
     db.close()
     cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
-    server = make_server(cfg, "127.0.0.1", 0, central=True)
+    server = make_server(cfg, "127.0.0.1", 0, central=CentralSite(cfg))
     stop = threading.Event()
     thread = threading.Thread(target=run_server, args=(server,), kwargs={"stop": stop})
     thread.start()

@@ -20,13 +20,14 @@ from station.errors import LedgerError, RecordingError
 from station.ledger import Ledger, ScanEventRecord
 from station.proof.finalizer import build_finalizers
 from station.proof.verify import audit
-from station.recorder import FinishedClip, Recorder
+from station.recorder import FinishedClip, Recorder, write_manifest
 from station.recovery import (
     DataDirBusy,
     Recovery,
     box_walk,
     data_dir_lock,
     probe_mp4,
+    record_from_manifest,
     recover_data_dir,
 )
 from station.writer import ClipWriter, to_i420
@@ -370,6 +371,51 @@ def test_writer_failure_mid_clip_is_salvaged_as_interrupted(
     manifest = json.loads((data / fin.record.manifest_path).read_text())
     assert "No space left" in manifest["recovery"]["error"]
     assert_clean(cfg)
+
+
+def test_recorder_and_recovery_build_byte_identical_manifests(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    """One manifest builder: the recorder's sidecar is rebuilt to the byte from its own record
+    (with or without a finalizer), and recovery's rebuild from the index differs only by saying
+    it was regenerated."""
+    plain = cfg.replace("proof", enabled=False)
+    (fin,) = record(plain, Ledger.in_data_dir(data), ["PO-5"])
+    assert fin.record is not None
+    mp4, sidecar = data / fin.record.path, data / fin.record.manifest_path
+    written = sidecar.read_bytes()
+    body = json.loads(written)
+    assert body["manifest_version"] == 1 and body["software"].startswith("packcam ")
+
+    sidecar.unlink()
+    again = write_manifest(mp4, fin.record.path, record_from_manifest(body), ())
+    assert sidecar.read_bytes() == written and again == body
+
+    def note(_path: Path, d: dict) -> dict:
+        return {**d, "note": "finalized"}
+
+    write_manifest(mp4, fin.record.path, record_from_manifest(body), (note,))
+    assert json.loads(sidecar.read_bytes()) == {**body, "note": "finalized"}
+
+    def rewrites(path: Path, d: dict) -> dict:
+        path.write_bytes(path.read_bytes() + b"\0" * 8)  # changes the file, not the manifest
+        return d
+
+    copy = data / "copy.mp4"
+    copy.write_bytes(mp4.read_bytes())
+    with pytest.raises(RecordingError, match="does not match the file"):
+        write_manifest(copy, "copy.mp4", record_from_manifest(body), (rewrites,))
+    assert not copy.with_suffix(".json").exists()  # no sidecar that lies about the bytes
+    copy.unlink()
+
+    sidecar.unlink()
+    report = recover_data_dir(plain)
+    assert report.manifests == [fin.record.manifest_path]
+    rebuilt = json.loads(sidecar.read_bytes())
+    assert "unsigned" in rebuilt.pop("regenerated")["note"]
+    # The index stores the clip kind explicitly ("order" when the manifest leaves it out).
+    assert rebuilt.pop("kind") == body.get("kind", "order")
+    assert rebuilt == body
 
 
 # ---- rows without files, files without rows -------------------------------------------------

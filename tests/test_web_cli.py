@@ -151,7 +151,7 @@ def test_packcam_web_tells_systemd_when_it_listens_and_stops(web_env: WebEnv, tm
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
-    cmd = [sys.executable, "-m", "station", "web", "--data", str(web_env.data_dir),
+    cmd = [sys.executable, "-m", "packcam", "web", "--data", str(web_env.data_dir),
            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,16 @@ def test_every_finish_reason_is_named_in_both_languages(web_app) -> None:
     with web_app.test_request_context(), force_locale("zh_Hans_CN"):
         for reason, label in FINISH_REASONS.items():
             assert str(label) != reason and not str(label).isascii(), reason
+
+
+def test_the_readme_names_every_finish_reason() -> None:
+    """The README's list of how a clip ends is the enum's list (it once left out `disk-full`)."""
+    from station.session import FinishReason
+
+    readme = (TRANSLATIONS.parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("- **End** (the clip's `finish_reason`)")
+    paragraph = readme[start : readme.index("\n- **", start + 1)]
+    named = set(re.findall(r"`([a-z-]+)`", paragraph)) - {"finish_reason"}
+    assert named >= {r.value for r in FinishReason}, "README lacks " + ", ".join(
+        sorted({r.value for r in FinishReason} - named)
+    )

@@ -10,7 +10,7 @@ import stat
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from flask import Flask, Request, current_app, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
@@ -21,14 +21,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from station.config import Config
 from station.errors import ConfigError
 from web import i18n
+from web.backends import SiteBackend
 from web.bundles import BundleCache
 from web.db import DEFAULT_PW_METHOD, WEB_DB_NAME, WebDB
-from web.index import ClipIndex, ensure_index
+from web.handles import _Handles, csrf_token, get_db, get_index, raw_index, share_index
+from web.index import ensure_index
 from web.search import SEARCH_DB_NAME, SearchIndex
-
-if TYPE_CHECKING:
-    from web.db import ShareLink
-    from web.scope import ScopedIndex
 
 log = logging.getLogger(__name__)
 
@@ -112,84 +110,18 @@ class _SessionInterface(SecureCookieSessionInterface):
         return mode == "always"
 
 
-def csrf_token() -> str:
-    """The session's CSRF token (made on first use); every form posts it back."""
-    token = session.get("csrf")
-    if not token:
-        token = secrets.token_urlsafe(32)
-        session["csrf"] = token
-    return str(token)
-
-
-class _Handles(threading.local):
-    """Each server thread's own open handles, kept between requests.
-
-    Closing the last connection to a WAL database checkpoints it (and re-creates the WAL on
-    the next write), which cost ~10 ms per request; a connection per thread avoids that and
-    re-reading the schema. SQLite notices the station's commits and migrations by itself.
-    """
-
-    webdb: WebDB | None = None
-    index: ClipIndex | None = None
-
-
-def get_db() -> WebDB:
-    """This thread's web.sqlite3 handle."""
-    from flask import current_app
-
-    handles: _Handles = current_app.extensions["packcam"]["handles"]
-    if handles.webdb is None:
-        handles.webdb = WebDB(
-            current_app.config["WEB_DB_PATH"],
-            pw_method=current_app.config["PASSWORD_METHOD"],
-            setup=False,
-        )
-    return handles.webdb
-
-
-def get_index() -> ScopedIndex:
-    """The clip index as the request's account may see it (web/scope.py): every view reads
-    clips through this, so a station outside the account's groups does not exist for it."""
-    from web.scope import ScopedIndex, current_scope
-
-    return ScopedIndex(raw_index(), current_scope())
-
-
-def share_index(share: ShareLink) -> ScopedIndex:
-    """The clip index as a share link shows it: its order, at the stations its creator saw."""
-    from web.scope import ScopedIndex
-
-    return ScopedIndex(raw_index(), share.stations)
-
-
-def raw_index() -> ClipIndex:
-    """This thread's read-only clip index handle (central mode: the PostgreSQL index), unscoped:
-    views use ``get_index()`` or ``share_index()``."""
-    from flask import current_app
-
-    if current_app.config.get("PACKCAM_CENTRAL"):
-        from typing import cast
-
-        from central.api import central_db
-
-        # CentralDB has ClipIndex's read methods (order, clip, search, stations, ...).
-        return cast(ClipIndex, central_db())
-    handles: _Handles = current_app.extensions["packcam"]["handles"]
-    if handles.index is None:
-        handles.index = ClipIndex(
-            current_app.config["INDEX_PATH"], search=current_app.extensions["packcam"]["search"]
-        )
-    return handles.index
-
-
 def create_app(
-    config: Config, *, test_config: dict[str, Any] | None = None, central: bool = False
+    config: Config,
+    *,
+    test_config: dict[str, Any] | None = None,
+    central: SiteBackend | None = None,
 ) -> Flask:
     """Build the site for one data dir. ``test_config`` overrides Flask config keys.
 
-    ``central``: the fleet's central site (central/): clips are searched in PostgreSQL
-    (``[central] dsn``) and streamed from object storage (``[archive]``); accounts, share
-    links and the access log stay in this data dir's web.sqlite3.
+    ``central``: the backends of a site over many stations (the fleet's central site, built by
+    central/site.py): its clip index and media store, kept in ``app.extensions["packcam"]``;
+    accounts, share links and the access log stay in this data dir's web.sqlite3. Without it
+    the site serves this data dir's index and clip files.
     """
     data_dir = config.station.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -227,14 +159,10 @@ def create_app(
         app.config.update(test_config)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_or_create_secret(secret_path(config))
-    app.config["PACKCAM_CENTRAL"] = central
+    app.config["PACKCAM_CENTRAL"] = central is not None
     search: SearchIndex | None = None
-    if central:
-        from central import api as central_api
-        from central import media as central_media
-
-        central_api.init_app(app, config.central.dsn)
-        central_media.init_app(app, config)
+    if central is not None:
+        central.init_app(app)
     else:
         app.config["INDEX_PATH"] = ensure_index(data_dir)
         search = SearchIndex(data_dir / SEARCH_DB_NAME, app.config["INDEX_PATH"])
@@ -246,6 +174,9 @@ def create_app(
         "live_slots": threading.BoundedSemaphore(max(1, config.web.threads // 2)),
         "frame_slots": threading.BoundedSemaphore(2),
         "handles": _Handles(),
+        # this thread's clip index and the media store when they are not the data dir's
+        "index": central.index if central is not None else None,
+        "media": central.media if central is not None else None,
         # evidence bundles for download, asked of the station, which signs them (web/bundles.py)
         "bundles": BundleCache(data_dir, config.web.bundle_cache_mb << 20),
         # substring search over order IDs and waybills (web/search.py); None on central
@@ -269,8 +200,6 @@ def create_app(
     from web import fleet  # the central site's fleet health page (404 on a station's site)
 
     app.register_blueprint(fleet.bp)
-    if central:
-        app.register_blueprint(central_api.bp)
 
     app.before_request(auth.load_user)
     app.before_request(_check_csrf)
@@ -278,7 +207,7 @@ def create_app(
     app.jinja_env.globals.update(
         csrf_token=csrf_token,
         has_endpoint=lambda name: name in app.view_functions,
-        central_mode=central,
+        central_mode=central is not None,
         first_run_hint=FIRST_RUN_HINT,
     )
     from web import errors
@@ -334,3 +263,6 @@ def _security_headers(resp: Any) -> Any:
         resp.vary.add("Cookie")
         resp.vary.add("Accept-Language")
     return resp
+
+
+__all__ = ["create_app", "csrf_token", "get_db", "get_index", "raw_index", "share_index"]

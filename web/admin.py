@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from web import get_db
 from web.auth import require
+from web.handles import get_db
 
 bp = Blueprint("admin", __name__)
 

@@ -8,9 +8,9 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 from werkzeug.wrappers import Response
 
 from station.ledger import ClipRecord
-from web import get_db, get_index
 from web.auth import basic_auth_user, require
 from web.clips import PAGE_SIZE, order_url, search_args
+from web.handles import get_db, get_index
 from web.index import SearchTimeout
 
 bp = Blueprint("api", __name__, url_prefix="/api")

@@ -27,8 +27,8 @@ from flask_babel import ngettext
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 
-from web import csrf_token, get_db
 from web.db import User
+from web.handles import csrf_token, get_db
 from web.i18n import safe_next
 from web.throttle import LoginThrottle, Policy
 

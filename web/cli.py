@@ -9,12 +9,14 @@ import os
 import secrets
 import sys
 import threading
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, TextIO
 
 from station import config as config_mod
 from station.config import Config
 from station.errors import StationError
 from station.sdnotify import Notifier
+from web.backends import SiteBackend
 from web.db import ROLES, AccountError, WebDB
 from web.uploads import FRAMING
 
@@ -33,7 +35,7 @@ def make_server(
     host: str,
     port: int,
     *,
-    central: bool = False,
+    central: SiteBackend | None = None,
     test_config: dict[str, Any] | None = None,
 ) -> Any:
     """A waitress server for the site, bound but not yet running (``port`` 0 = any free port).
@@ -53,11 +55,7 @@ def make_server(
     # channel admits /verify uploads at their headers and spools them on the data disk.
     spool = spool_of(app)
     verify_max = spool.limits.max_bytes
-    larger: tuple[tuple[str, int], ...] = ()
-    if central:
-        from central import api as central_api
-
-        larger = ((str(central_api.bp.url_prefix), central_api.MAX_BODY),)
+    larger = central.large_bodies if central is not None else ()
     server = create_server(
         app,
         host=host,
@@ -123,7 +121,7 @@ def serve(
     ready: threading.Event | None = None,
     stop: threading.Event | None = None,
     notifier: Notifier | None = None,
-    central: bool = False,
+    central: SiteBackend | None = None,
 ) -> None:
     """Serve the site with waitress until ``stop`` is set; ``ready`` is set once listening.
 
@@ -178,6 +176,34 @@ def _config(args: argparse.Namespace) -> Config:
     return config_mod.load_cli(getattr(args, "config", None), getattr(args, "data", None))
 
 
+def start_demo_site(
+    cfg: Config, stop: threading.Event, out: TextIO
+) -> tuple[threading.Thread, str]:
+    """Serve the site beside ``packcam demo``'s station (a thread, until ``stop``); print its
+    URL and the demo account; (the thread, the URL). Handed to station.service.run_demo by the
+    composition layer."""
+    user, password = ensure_demo_user(cfg)
+    try:
+        # Bind here, on the caller's thread, so a busy port fails the demo with a clear message.
+        server = make_server(cfg, cfg.web.host, cfg.web.port)
+    except OSError as exc:
+        raise StationError(
+            f"cannot serve the web site on {cfg.web.host}:{cfg.web.port}: {exc.strerror or exc}"
+            " (choose another with --port)"
+        ) from exc
+    thread = threading.Thread(
+        target=run_server, args=(server,), kwargs={"stop": stop}, name="web", daemon=True
+    )
+    thread.start()
+    url = server_url(server)
+    if cfg.web.host in {"0.0.0.0", "::", ""}:
+        url = f"http://127.0.0.1:{cfg.web.port}/"
+    out.write(f"packcam demo: web site at {url}  (log in as {user!r} with password {password!r})\n")
+    out.write(f"packcam demo: station screen at {url.rstrip('/')}/screen\n")
+    out.flush()
+    return thread, url
+
+
 def cmd_web(args: argparse.Namespace) -> int:
     import signal
 
@@ -194,7 +220,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-    central = bool(getattr(args, "central", False))
+    central = args.central_site(cfg) if getattr(args, "central", False) else None
     serve(cfg, host, port, stop=stop, notifier=notifier, central=central)
     return 0
 
@@ -309,8 +335,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``web`` and ``user`` subcommands to packcam's argparse subparsers."""
+def register(
+    subparsers: Any, *, central_site: Callable[[Config], SiteBackend] | None = None
+) -> None:
+    """Add the ``web`` and ``user`` subcommands to packcam's argparse subparsers.
+
+    ``central_site`` builds the central site's backends for ``web --central`` (handed in by
+    the composition layer, packcam/: web/ does not know central/); without it there is no
+    ``--central``."""
     p = subparsers.add_parser(
         "web",
         help="serve the web site (search, watch, share clips) with waitress",
@@ -321,13 +353,14 @@ def register(subparsers: Any) -> None:
     _add_common(p)
     p.add_argument("--port", type=int, default=argparse.SUPPRESS, help="port (default: web.port)")
     p.add_argument("--host", default=argparse.SUPPRESS, help="address (default: web.host)")
-    p.add_argument(
-        "--central",
-        action="store_true",
-        help="the fleet's central site: search every station's clips in PostgreSQL "
-        "([central] dsn) and stream them from object storage ([archive])",
-    )
-    p.set_defaults(func=cmd_web)
+    if central_site is not None:
+        p.add_argument(
+            "--central",
+            action="store_true",
+            help="the fleet's central site: search every station's clips in PostgreSQL "
+            "([central] dsn) and stream them from object storage ([archive])",
+        )
+    p.set_defaults(func=cmd_web, central_site=central_site)
 
     p = subparsers.add_parser(
         "user",
@@ -398,4 +431,5 @@ __all__ = [
     "register",
     "run_server",
     "serve",
+    "start_demo_site",
 ]

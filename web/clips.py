@@ -25,14 +25,14 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from station.ledger import ClipRecord
-from web import get_db, get_index
 from web.auth import require
 from web.bundles import BundleCache, BundleRefused, BundleTooLarge, BundleUnavailable
 from web.errors import StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
+from web.handles import current_scope, get_db, get_index, media_store
 from web.index import SearchTimeout
-from web.scope import ScopedIndex, Stations, current_scope, visible_access, visible_shares
+from web.scope import ScopedIndex, Stations, visible_access, visible_shares
 from web.streaming import resolve_in, send_stored_file
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,9 @@ def _central() -> bool:
 
 def serve_frame(clip: ClipRecord, n: int | None, width: int) -> Response:
     """A key frame (``n``) or the thumbnail (``None``) of a clip as a cached JPEG."""
-    if _central():  # the archiver's JPEGs from object storage
-        from central.media import serve_frame as serve_archived_frame
-
-        return serve_archived_frame(clip, n)
+    store = media_store()
+    if store is not None:  # central: the archiver's JPEGs from object storage
+        return store.serve_frame(clip, n)
     frames = keyframes(clip)
     if n is not None and not 0 <= n < len(frames):
         abort(404)
@@ -97,10 +96,9 @@ def serve_frame(clip: ClipRecord, n: int | None, width: int) -> Response:
 
 
 def serve_video(clip: ClipRecord, *, attachment: bool) -> Response:
-    if _central():  # from object storage, Range passed through (or a presigned redirect)
-        from central.media import serve_clip
-
-        return serve_clip(clip, download_name=download_name(clip), attachment=attachment)
+    store = media_store()
+    if store is not None:  # from object storage, Range passed through (or a presigned redirect)
+        return store.serve_clip(clip, download_name=download_name(clip), attachment=attachment)
     video = clip_file(clip)
     if video is None:
         log.error("clip %s (%s) is indexed but its file is missing or outside the store",
@@ -128,18 +126,16 @@ def clip_views(
     and its repack links both ways (``repack_links``); a link to a clip at a station outside
     ``scope`` (the viewer's, web/scope.py) is left out: that station does not exist for it."""
     out = []
-    central = _central()
+    store = media_store()
     links = repack_links(clips)
     if scope is not None:
         for both in links.values():
             for way in both.values():
                 way[:] = [x for x in way if x["station"] in scope]
     for c in clips:
-        if central:
-            from central import media
-
-            missing = not media.is_archived(c)
-            frames: list[tuple[int, KeyFrame]] = list(enumerate(media.keyframes(c)))
+        if store is not None:
+            missing = not store.is_archived(c)
+            frames: list[tuple[int, KeyFrame]] = list(enumerate(store.keyframes(c)))
             out.append(_view(c, url, frames, missing=missing, size_mismatch=False))
             out[-1]["links"] = links[c.id]
             continue
@@ -339,6 +335,7 @@ def order(order_id: str) -> Any:
         return render_template("not_found.html", order_id=order_id), 404
     db = get_db()
     db.log_access(order_id, "view", user=g.user.name, remote_addr=request.remote_addr)
+    scope = current_scope()
     max_days = current_app.config["SHARE_MAX_AGE"] / timedelta(days=1)
     choices = [d for d in (1, 3, 7, 14, 30, 90) if d <= max_days] or [max_days]
     return render_template(
@@ -346,9 +343,9 @@ def order(order_id: str) -> Any:
         order_id=order_id,
         hold_enabled=not _central(),
         hold=None if _central() else get_index().legal_hold(order_id),
-        views=clip_views(clips, _clip_url, scope=current_scope()),
-        access=visible_access(db.access_log(order_id)),
-        shares=visible_shares(db.shares(order_id)),
+        views=clip_views(clips, _clip_url, scope=scope),
+        access=visible_access(db.access_log(order_id), scope, db),
+        shares=visible_shares(db.shares(order_id), scope),
         share_days=choices,
         shared=None,
     )
@@ -402,16 +399,7 @@ def video(clip_id: int) -> Response:
 @require("viewer")
 def download(clip_id: int) -> Response:
     clip = _clip_or_404(clip_id)
-    resp = serve_video(clip, attachment=True)
-    if resp.status_code in (200, 206) and counts_as_download():
-        get_db().log_access(
-            clip.order_id,
-            "download",
-            user=g.user.name,
-            clip_id=clip.id,
-            remote_addr=request.remote_addr,
-        )
-    return resp
+    return _logged_fetch(serve_video(clip, attachment=True), clip, "download")
 
 
 @bp.route("/clips/<int:clip_id>/bundle.zip", methods=["GET", "HEAD"])
@@ -420,11 +408,16 @@ def bundle(clip_id: int) -> Response:
     """The evidence bundle of the clip's order (every clip of it), from the bundle cache."""
 
     clip = _clip_or_404(clip_id)
-    resp = send_bundle(clip.order_id, clip_id=clip.id)
+    return _logged_fetch(send_bundle(clip.order_id, clip_id=clip.id), clip, "export")
+
+
+def _logged_fetch(resp: Response, clip: ClipRecord, action: str) -> Response:
+    """Log ``action`` on the clip's order once per fetch (not per resumed range), then pass
+    the response on."""
     if resp.status_code in (200, 206) and counts_as_download():
         get_db().log_access(
             clip.order_id,
-            "export",
+            action,
             user=g.user.name,
             clip_id=clip.id,
             remote_addr=request.remote_addr,
@@ -447,10 +440,9 @@ def send_bundle(
     if not clips:
         abort(404)
     name = _UNSAFE_NAME.sub("_", f"{order_id}_evidence").strip(" .")[:150] + ".zip"
-    if _central():
-        from central.bundles import respond
-
-        return respond(order_id, clips, clip_id, name)  # type: ignore[no-any-return]
+    store = media_store()
+    if store is not None:
+        return store.bundle(order_id, clips, clip_id, name)
     try:
         path = bundle_cache().get(order_id, clips)
     except BundleRefused as exc:

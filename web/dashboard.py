@@ -14,9 +14,9 @@ from typing import Any
 
 from flask import Blueprint, current_app, render_template
 
-from web import get_index
 from web.auth import require
 from web.formatting import day_bounds_utc, site_tz, utc_index
+from web.handles import get_index
 from web.stations import read_stations
 
 log = logging.getLogger(__name__)

@@ -260,12 +260,7 @@ class WebDB:
         self.pw_method = pw_method
         self._lock = threading.RLock()
         try:
-            if isinstance(target, sqlite3.Connection):
-                self.conn = target
-            else:
-                self.conn = sqlite3.connect(
-                    str(target), check_same_thread=False, isolation_level=None, timeout=30
-                )
+            self.conn = sqlitedb.open_connection(target)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA synchronous=NORMAL")
             if setup:  # once per process (the site does it in create_app), not per request

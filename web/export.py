@@ -11,9 +11,9 @@ from flask import Blueprint, abort, current_app, render_template, request, url_f
 from werkzeug.wrappers import Response
 
 from station.ledger import ClipRecord
-from web import get_index
 from web.auth import require
 from web.formatting import day_bounds_utc, parse_day, site_tz
+from web.handles import get_index
 from web.xlsx import write_xlsx
 
 bp = Blueprint("export", __name__)

@@ -9,8 +9,8 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, render_template
 
-from web import get_index
 from web.auth import require
+from web.handles import get_index
 
 log = logging.getLogger(__name__)
 bp = Blueprint("fleet_health", __name__)

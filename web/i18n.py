@@ -9,23 +9,25 @@ from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
+from station.session import FinishReason
+
 LANGUAGES = ("zh_CN", "en")
 LANG_COOKIE = "packcam_lang"
 
 bp = Blueprint("i18n", __name__)
 
 # The index stores these as plain English words; the pages show them translated.
-FINISH_REASONS = {
-    "sealed": _l("sealed"),
-    "waybill": _l("waybill scanned"),
-    "next-order": _l("next order"),
-    "rescan": _l("order rescanned"),
-    "timeout": _l("time limit"),
-    "still": _l("no movement"),
-    "end-of-input": _l("end of input"),
-    "interrupted": _l("interrupted"),
-    "camera-lost": _l("camera lost"),
-    "disk-full": _l("disk full"),
+FINISH_REASONS: dict[str, object] = {
+    FinishReason.SEALED: _l("sealed"),
+    FinishReason.WAYBILL: _l("waybill scanned"),
+    FinishReason.NEXT_ORDER: _l("next order"),
+    FinishReason.RESCAN: _l("order rescanned"),
+    FinishReason.TIMEOUT: _l("time limit"),
+    FinishReason.STILL: _l("no movement"),
+    FinishReason.END_OF_INPUT: _l("end of input"),
+    FinishReason.INTERRUPTED: _l("interrupted"),
+    FinishReason.CAMERA_LOST: _l("camera lost"),
+    FinishReason.DISK_FULL: _l("disk full"),
 }
 ROLES = {"viewer": _l("viewer"), "operator": _l("operator"), "admin": _l("administrator")}
 ACTIONS = {

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from typing import Any
 
 from station.ledger import ClipRecord, LegalHold
-from web.db import AccessEntry, ShareLink
+from web.db import AccessEntry, ShareLink, WebDB
 
 log = logging.getLogger(__name__)
 
@@ -141,50 +141,24 @@ class ScopedIndex:
         return [r for r in self.index.fleet_health() if self._ok(str(r["name"]))]
 
 
-# ---- the site's glue: the logged-in account's scope ------------------------------------------
+# ---- what an account of a scope may see of the site's own records ------------------------------
 
 
-def current_scope() -> Stations:
-    """The stations the request's account may see (``g.user``; nobody: nothing, on central)."""
-    from flask import current_app, g
-
-    from web import get_db
-
-    central = bool(current_app.config.get("PACKCAM_CENTRAL"))
-    user = g.get("user")
-    if not central:
-        return None
-    if user is None:
-        return frozenset()
-    cached = g.get("_packcam_scope")
-    if cached is not None and cached[0] == user.id:
-        return cached[1]  # type: ignore[no-any-return]
-    scope = stations_for(
-        user.role, () if user.can("admin") else get_db().user_stations(user.id), central=True
-    )
-    g._packcam_scope = (user.id, scope)
-    return scope
-
-
-def visible_shares(shares: list[ShareLink]) -> list[ShareLink]:
-    """The share links the request's account may see (and copy): those that show nothing
+def visible_shares(shares: list[ShareLink], scope: Stations) -> list[ShareLink]:
+    """The share links an account of ``scope`` may see (and copy): those that show nothing
     outside its scope. An administrator's link to an order shows every station's clips, so a
     scoped account does not get it."""
-    scope = current_scope()
     return [s for s in shares if covers(scope, s.stations)]
 
 
-def visible_access(entries: list[AccessEntry]) -> list[AccessEntry]:
-    """An order's access log as the request's account may read it. An order ID two
-    warehouses both used is two orders: an entry by an account, or through a share link, that
-    sees none of this account's stations was about the other warehouse's order and is left
-    out (as is one by an account that no longer exists). Administrators' entries stay."""
-    from web import get_db
-
-    scope = current_scope()
+def visible_access(entries: list[AccessEntry], scope: Stations, db: WebDB) -> list[AccessEntry]:
+    """An order's access log as an account of ``scope`` may read it (``db``: web.sqlite3).
+    An order ID two warehouses both used is two orders: an entry by an account, or through a
+    share link, that sees none of this account's stations was about the other warehouse's
+    order and is left out (as is one by an account that no longer exists). Administrators'
+    entries stay."""
     if scope is None:
         return entries
-    db = get_db()
     users: dict[str, Stations | bool] = {}
     shares: dict[str, Stations | bool] = {}
 

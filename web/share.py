@@ -23,8 +23,6 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
 from station.ledger import ClipRecord
-from station.proof.trust import Anchors
-from web import get_db, get_index, share_index
 from web.auth import require
 from web.clips import (
     THUMB_WIDTH,
@@ -37,7 +35,8 @@ from web.clips import (
 )
 from web.db import ShareLink
 from web.frames import FRAME_WIDTH
-from web.scope import covers, current_scope
+from web.handles import current_scope, get_db, get_index, media_store, share_index
+from web.scope import covers
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +71,16 @@ def _share_from_token(token: str) -> ShareLink:
     if share.state() != "active":
         abort(410)
     return share
+
+
+def _note_use(share: ShareLink, detail: str) -> None:
+    """Count a use of the link and log it on the order (``detail``: what was opened)."""
+    db = get_db()
+    db.note_share_use(share.id)
+    db.log_access(
+        share.order_id, "share-use", share_id=share.id, remote_addr=request.remote_addr,
+        detail=detail,
+    )  # fmt: skip
 
 
 def _clip_in_share(share: ShareLink, clip_id: int) -> ClipRecord:
@@ -175,15 +184,7 @@ def page(token: str) -> Any:
     clips = share_index(share).order(share.order_id)
     if not clips:
         abort(404)
-    db = get_db()
-    db.note_share_use(share.id)
-    db.log_access(
-        share.order_id,
-        "share-use",
-        share_id=share.id,
-        remote_addr=request.remote_addr,
-        detail=request.user_agent.string[:120],
-    )
+    _note_use(share, request.user_agent.string[:120])
 
     def url(endpoint: str, **kw: Any) -> str:
         return url_for(f"share.{endpoint}", token=token, **kw)
@@ -217,31 +218,12 @@ def summary(token: str) -> Any:
         abort(404)
     cfg = current_app.config["PACKCAM"]
     verify = None
-    if current_app.config.get("PACKCAM_CENTRAL"):  # the bundle it hands out, from the bucket
-        from central.bundles import verify_archived
-        from central.media import media_store
-
-        store = media_store()
-        if store is None:
-            abort(503)
-        spool = cfg.station.data_dir / "spool" / "summary"
-
-        def verify(clips: list[ClipRecord], anchors: Anchors) -> list[Any]:
-            return verify_archived(
-                store, cfg.archive.prefix, share.order_id, clips, anchors, spool,
-                max_bytes=cfg.web.bundle_cache_mb << 20, headroom=cfg.web.verify_headroom_mb << 20,
-            )  # fmt: skip
+    store = media_store()
+    if store is not None:  # central: the bundle it hands out, from the bucket
+        verify = store.bundle_verifier(share.order_id)
 
     claims = order_claims(share.order_id, clips, _site_anchors(cfg), verify=verify)
-    db = get_db()
-    db.note_share_use(share.id)
-    db.log_access(
-        share.order_id,
-        "share-use",
-        share_id=share.id,
-        remote_addr=request.remote_addr,
-        detail="summary",
-    )
+    _note_use(share, "summary")
 
     def url(endpoint: str, **kw: Any) -> str:
         return url_for(f"share.{endpoint}", token=token, **kw)

@@ -22,6 +22,7 @@ from station.proof.verify import (
     verify_clip,
 )
 from web import uploads
+from web.handles import media_store
 
 log = logging.getLogger(__name__)
 
@@ -347,23 +348,16 @@ def upload() -> Response:
 
 def _check(up: uploads.Upload) -> Response:
     cfg = _config()
-    central = bool(current_app.config.get("PACKCAM_CENTRAL"))
+    store = media_store()
     if up.is_zip:
         up.ticket.grow(uploads.unzip_need(up.path, spool_of(current_app).limits))
         report = verify_bundle(up.path, anchors=_site_anchors(cfg), tmp_dir=up.scratch())
-        if central:  # the fleet's central site: the PostgreSQL index, not a local log
-            from central.api import central_db
-            from central.verify import check_bundle_in_index
-
-            check_bundle_in_index(report, central_db())
+        if store is not None:  # the fleet's central site: the PostgreSQL index, not a local log
+            store.check_bundle(report)
         else:
             _check_bundle_against_store(cfg, report)
-    elif central:
-        from central.api import central_db
-        from central.media import media_store
-        from central.verify import verify_clip_central
-
-        report = verify_clip_central(up.path, central_db(), media_store())
+    elif store is not None:
+        report = store.verify_clip(up.path)
     else:
         try:
             report = verify_clip(up.path, cfg, anchors=_site_anchors(cfg))

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from station.errors import ScannerError
+from station.eventqueue import MAX_LINE, EventQueue
 from station.frames import InputEvent, RawScan
-from station.scanner import MAX_LINE, EventQueue
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 from station.errors import ScannerError
+from station.eventqueue import EventQueue
 from station.frames import InputEvent, PedalPress
-from station.scanner import EventQueue
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from station.files import fsync_dir
+from station.mp4box import iter_boxes
 from station.proof import ProofError
 
 log = logging.getLogger(__name__)
@@ -46,23 +47,7 @@ REMUX_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 
 def count_fragments(path: Path) -> int:
     """Top-level ``moof`` boxes, read from the box headers only."""
-    import struct
-
-    size, pos, n = path.stat().st_size, 0, 0
-    with path.open("rb") as f:
-        while pos + 8 <= size:
-            f.seek(pos)
-            head = f.read(16)
-            box, kind = struct.unpack(">I4s", head[:8])
-            if box == 1 and len(head) >= 16:
-                box = struct.unpack(">Q", head[8:16])[0]
-            elif box == 0:
-                box = size - pos
-            if box < 8:
-                break
-            n += kind == b"moof"
-            pos += box
-    return n
+    return sum(box.kind == b"moof" for box in iter_boxes(path))
 
 
 def compact_fragments(path: Path) -> bool:

@@ -96,15 +96,10 @@ def checkpoint_body(
 
 def connect(target: Path | str | sqlite3.Connection) -> sqlite3.Connection:
     """A connection to the station index with the schema migrated (ours included)."""
-    if isinstance(target, sqlite3.Connection):
-        conn = target
-    else:
-        try:
-            conn = sqlite3.connect(
-                str(target), check_same_thread=False, isolation_level=None, timeout=30
-            )
-        except sqlite3.Error as exc:
-            raise ProofError(f"cannot open index {target}: {exc}") from exc
+    try:
+        conn = sqlitedb.open_connection(target)
+    except sqlite3.Error as exc:
+        raise ProofError(f"cannot open index {target}: {exc}") from exc
     Ledger(conn)  # sets WAL + synchronous=FULL and runs every migration, the proof one included
     return conn
 

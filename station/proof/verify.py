@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import sqlite3
-import struct
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from station.config import Config
 from station.files import sha256_and_size
 from station.ledger import INDEX_NAME
+from station.mp4box import iter_boxes
 from station.proof import ProofError, merkle
 from station.proof import manifest as manifest_mod
 from station.proof.c2pa_embed import C2paInfo, c2pa_available, read_c2pa, unavailable_reason
@@ -214,26 +214,12 @@ class Mp4Facts:
 def mp4_facts(path: Path) -> Mp4Facts:
     """Walk the top-level ISO-BMFF boxes without decoding anything."""
     size = path.stat().st_size
-    pos = moofs = boxes = 0
-    with path.open("rb") as f:
-        while pos < size:
-            f.seek(pos)
-            head = f.read(16)
-            if len(head) < 8:
-                return Mp4Facts(False, moofs, boxes)
-            box_size, kind = struct.unpack(">I4s", head[:8])
-            if box_size == 1:
-                if len(head) < 16:
-                    return Mp4Facts(False, moofs, boxes)
-                box_size = struct.unpack(">Q", head[8:16])[0]
-            elif box_size == 0:
-                box_size = size - pos
-            if box_size < 8 or pos + box_size > size:
-                return Mp4Facts(False, moofs, boxes)
-            boxes += 1
-            moofs += kind == b"moof"
-            pos += box_size
-    return Mp4Facts(boxes > 0, moofs, boxes)
+    moofs = boxes = end = 0
+    for box in iter_boxes(path):
+        boxes += 1
+        moofs += box.kind == b"moof"
+        end = box.end
+    return Mp4Facts(boxes > 0 and end == size, moofs, boxes)
 
 
 def _c2pa_claim(path: Path) -> dict[str, Any] | None:
@@ -473,6 +459,33 @@ class TimeBound:
     """How far the TSA's time may lie from the recorded end (``--max-delay``)."""
 
     max_delay_s: float = DEFAULT_MAX_DELAY_S
+
+
+def _add_token_failures(
+    report: Report,
+    name: str,
+    tokens: list[bytes],
+    body: bytes,
+    anchors: Anchors,
+    shipped_roots: list[x509.Certificate],
+) -> None:
+    """Check the RFC 3161 tokens over ``body`` and keep only their failures in ``report``."""
+    scratch = Report(subject=name)
+    _check_tokens(
+        scratch, f"{name}.timestamp", tokens, hashlib.sha256(body).digest(), anchors, shipped_roots
+    )
+    report.checks.extend(c for c in scratch.checks if c.status == FAIL)
+
+
+def _adopt(report: Report, name: str, scratch: Report) -> None:
+    """Fold a sub-check's report into ``report``: its checks (named under ``name``), its
+    comparisons, and whether its signer was anchored."""
+    for c in scratch.checks:
+        report.checks.append(Check(f"{name}.{c.name}", c.status, c.reason, c.code))
+    for c in scratch.facts.get("compare", []):
+        report.compare(c)
+    if not scratch.signer_anchored:
+        report.signer_anchored = False
 
 
 def _check_tokens(
@@ -1182,28 +1195,17 @@ def _check_rotations(
                 "log-after-rotation" if after else "rotation-unsigned",
             )
         _check_station_name(report, f"{name}.station", rc.get("station"), certified)
-        scratch = Report(subject=name)
-        _check_tokens(
-            scratch,
-            f"{name}.timestamp",
-            [b.read(t) for t in link.get("timestamps", [])],
-            hashlib.sha256(body).digest(),
-            anchors,
+        _add_token_failures(
+            report, name, [b.read(t) for t in link.get("timestamps", [])], body, anchors,
             shipped_roots,
-        )
-        report.checks.extend(c for c in scratch.checks if c.status == FAIL)
+        )  # fmt: skip
         cert_name = link.get("successor_certificate")
         succ_cert = x509.load_pem_x509_certificate(b.read(cert_name)) if b.has(cert_name) else None
         scratch = Report(subject=name)
         succ_station = _check_key_cert(
             scratch, succ, succ_cert, ca, anchors, where=f"the bundle (successor key {j})"
         )
-        for c in scratch.checks:
-            report.checks.append(Check(f"{name}.{c.name}", c.status, c.reason, c.code))
-        for c in scratch.facts.get("compare", []):
-            report.compare(c)
-        if not scratch.signer_anchored:
-            report.signer_anchored = False
+        _adopt(report, name, scratch)
         if certified is not None and succ_station is not None and succ_station != certified:
             report.add(
                 f"{name}.station",
@@ -1247,16 +1249,9 @@ def _check_first_checkpoint(
         return
     size, root = int(cp["tree_size"]), bytes.fromhex(cp["root_sha256"])
     report.facts.setdefault("checkpoints_seen", []).append((size, str(cp["root_sha256"])))
-    scratch = Report(subject=name)
-    _check_tokens(
-        scratch,
-        f"{name}.timestamp",
-        [b.read(t) for t in fc.get("timestamps", [])],
-        hashlib.sha256(body).digest(),
-        anchors,
-        shipped_roots,
+    _add_token_failures(
+        report, name, [b.read(t) for t in fc.get("timestamps", [])], body, anchors, shipped_roots
     )
-    report.checks.extend(c for c in scratch.checks if c.status == FAIL)
     cons = json.loads(b.read(fc["consistency"]))
     new_size, new_root = int(newest["tree_size"]), bytes.fromhex(newest["root_sha256"])
     if not isinstance(seq, int) or size <= seq:
@@ -2216,12 +2211,7 @@ def _audit_rotations(report: Report, st: _Store, rots: list[Rotation], anchors: 
         cert = _read_cert(RotationFiles.of(st.paths).retired(r.old_key) / "station-key.crt")
         scratch = Report(subject=name)
         _check_key_cert(scratch, old, cert, st.ca, anchors, where="the retired key's archive")
-        for c in scratch.checks:
-            report.checks.append(Check(f"{name}.{c.name}", c.status, c.reason, c.code))
-        for c in scratch.facts.get("compare", []):
-            report.compare(c)
-        if not scratch.signer_anchored:
-            report.signer_anchored = False
+        _adopt(report, name, scratch)
         report.add(
             name,
             OK,

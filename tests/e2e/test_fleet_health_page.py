@@ -13,6 +13,7 @@ import pytest
 from conftest_web import PASSWORDS, add_users
 
 from central.db import CentralDB
+from central.site import CentralSite
 from station import config as config_mod
 
 PHONE = {"width": 390, "height": 844}
@@ -43,7 +44,7 @@ def central_site(pg_dsn: str, tmp_path: Path) -> Iterator[str]:
     db.close()
     cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
     add_users(cfg.station.data_dir, stations=["station-01", "packing-table-with-a-long-name-02"])
-    server = cli.make_server(cfg, "127.0.0.1", 0, central=True)
+    server = cli.make_server(cfg, "127.0.0.1", 0, central=CentralSite(cfg))
     server.packcam_app.config["PASSWORD_METHOD"] = "scrypt:1024:8:1"
     stop = threading.Event()
     thread = threading.Thread(target=cli.run_server, args=(server,), kwargs={"stop": stop})

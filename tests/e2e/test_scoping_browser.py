@@ -15,6 +15,7 @@ import pytest
 from conftest_web import FAST_PW
 
 from central.db import CentralDB
+from central.site import CentralSite
 from station import config as config_mod
 from web.db import WebDB
 
@@ -62,7 +63,7 @@ def central_site(pg_dsn: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         wdb.add_user("boss", "admin", PASSWORD)
     finally:
         wdb.close()
-    server = cli.make_server(cfg, "127.0.0.1", 0, central=True)
+    server = cli.make_server(cfg, "127.0.0.1", 0, central=CentralSite(cfg))
     server.packcam_app.config["PASSWORD_METHOD"] = FAST_PW
     stop = threading.Event()
     thread = threading.Thread(target=cli.run_server, args=(server,), kwargs={"stop": stop})

@@ -1,0 +1,75 @@
+"""What create_app is handed for a site that is not one data dir's: its index and media store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from flask import Flask, Response
+
+from station.ledger import ClipRecord
+from web.frames import KeyFrame
+
+if TYPE_CHECKING:
+    from station.proof.trust import Anchors
+    from station.proof.verify import Report
+    from web.index import ClipIndex
+
+# Checks the clips of a shared order against what the site hands out (the share summary).
+ClipsVerifier = Callable[[list[ClipRecord], "Anchors"], list[Any]]
+
+
+class MediaStore(Protocol):
+    """Where the site's clips, key frames and bundles come from when they are not this data
+    dir's files (the central site: the fleet's object store). Called in a request context."""
+
+    def serve_clip(self, clip: ClipRecord, *, download_name: str, attachment: bool) -> Response:
+        """The clip's video (Range passed through, or a redirect to the store)."""
+        ...
+
+    def serve_frame(self, clip: ClipRecord, n: int | None) -> Response:
+        """Key frame ``n`` of the clip, or its thumbnail (``None``), as a JPEG."""
+        ...
+
+    def is_archived(self, clip: ClipRecord) -> bool: ...
+
+    def keyframes(self, clip: ClipRecord) -> list[KeyFrame]: ...
+
+    def bundle(
+        self, order_id: str, clips: list[ClipRecord], clip_id: int | None, download_name: str
+    ) -> Response:
+        """The order's evidence bundle (for the station of ``clip_id``, else the newest clip's)."""
+        ...
+
+    def bundle_verifier(self, order_id: str) -> ClipsVerifier:
+        """How the share summary verifies the order's clips: against the bundle handed out."""
+        ...
+
+    def check_bundle(self, report: Report) -> None:
+        """Add to a verified bundle's report what the site's index says of its clips."""
+        ...
+
+    def verify_clip(self, path: Path) -> Report:
+        """Verify an uploaded clip against the site's index and store."""
+        ...
+
+
+class SiteBackend(Protocol):
+    """A site built from more than one data dir (central/site.py builds the fleet's): it sets
+    itself up on the app, hands out each thread's clip index and serves the media."""
+
+    media: MediaStore
+    # URL prefixes whose requests may be larger than a page's (a station's API batches).
+    large_bodies: tuple[tuple[str, int], ...]
+
+    def init_app(self, app: Flask) -> None:
+        """Its own config, error handlers and blueprints (called once by create_app)."""
+        ...
+
+    def index(self) -> ClipIndex:
+        """This server thread's clip index (has ClipIndex's read methods)."""
+        ...
+
+
+__all__ = ["ClipsVerifier", "MediaStore", "SiteBackend"]
