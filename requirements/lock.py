@@ -62,7 +62,8 @@ class Lock:
         return f"packcam[{extras}] on {where}, Python {PYTHON_VERSION}{apt}"
 
 
-# The Makefile picks requirements/<EXTRAS, sorted, joined by "-">.lock.
+# The Makefile picks requirements/<EXTRAS, sorted, joined by "-">.lock. The first is made
+# first, and the others take its versions: a station runs what the tests ran.
 LOCKS = (
     Lock("dev", ("dev",), PC),  # `make test`, `make demo` on a PC
     Lock("fleet", ("fleet",), PC),  # a central server
@@ -142,9 +143,18 @@ def header(lock: Lock, project: dict) -> str:
     )
 
 
-def compile_lock(uv: str, lock: Lock, project: dict, upgrade: bool, offline: bool) -> None:
+def pinned(path: Path) -> list[str]:
+    """The ``name==version`` lines of a lock file."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.split()[0] for line in lines if "==" in line and line[0] not in " #"]
+
+
+def compile_lock(
+    uv: str, lock: Lock, project: dict, upgrade: bool, offline: bool, like: Lock | None = None
+) -> None:
     """Resolve one lock with uv, keeping the versions the current lock already has (uv reads
-    the output file's pins as preferences) unless `upgrade`."""
+    the output file's pins as preferences) unless ``upgrade``, and the versions of ``like``
+    for every package the two share."""
     with tempfile.TemporaryDirectory(prefix="packcam-lock-") as tmp:
         req_in = Path(tmp) / "pyproject.in"
         req_in.write_text("\n".join(inputs(lock, project)) + "\n", encoding="utf-8")
@@ -157,6 +167,10 @@ def compile_lock(uv: str, lock: Lock, project: dict, upgrade: bool, offline: boo
             "--python-version", PYTHON_VERSION, "--python-platform", lock.platform,
             "--only-binary", ":all:",  # nothing is compiled on a Pi without python3-dev
         ]  # fmt: skip
+        if like is not None:
+            same = Path(tmp) / "same-versions.txt"
+            same.write_text("\n".join(pinned(like.path)) + "\n", encoding="utf-8")
+            cmd += ["--constraint", str(same)]
         if upgrade:
             cmd.append("--upgrade")
         if offline:
@@ -168,9 +182,10 @@ def compile_lock(uv: str, lock: Lock, project: dict, upgrade: bool, offline: boo
         if done.returncode != 0:
             raise LockError(done.stderr.strip() or f"uv exited with {done.returncode}")
         source = "requirements/lock.py" if lock.tools else "pyproject.toml"
-        text = header(lock, project) + out.read_text(encoding="utf-8").replace(
-            f"-r {req_in}", source
-        )
+        text = out.read_text(encoding="utf-8").replace(f"-r {req_in}", source)
+        if like is not None:
+            text = text.replace(f"-c {same}", f"requirements/{like.name}.lock")
+        text = header(lock, project) + text
         # Unchanged locks keep their mtime, so `make` does not reinstall a venv for nothing.
         if not lock.path.exists() or lock.path.read_text(encoding="utf-8") != text:
             lock.path.write_text(text, encoding="utf-8")
@@ -201,18 +216,20 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return 1 if old else 0
+    first = LOCKS[0]
     for lk in selected:
         print(f"locking requirements/{lk.name}.lock ({lk.purpose})")
+        like = None if lk is first or lk.tools or not first.path.exists() else first
         try:
             try:
-                compile_lock(args.uv, lk, project, args.upgrade, args.offline)
+                compile_lock(args.uv, lk, project, args.upgrade, args.offline, like)
             except LockError as exc:
                 if args.offline or not any(w in str(exc) for w in NETWORK_ERRORS):
                     raise
                 # No registry (or a flaky one): uv's cache usually holds every file these locks
                 # name, since the last `make lock` downloaded their metadata.
                 print(f"{exc}\nretrying from uv's cache (--offline)", file=sys.stderr)
-                compile_lock(args.uv, lk, project, args.upgrade, offline=True)
+                compile_lock(args.uv, lk, project, args.upgrade, True, like)
         except LockError as exc:
             print(f"requirements/{lk.name}.lock not made:\n{exc}", file=sys.stderr)
             return 1
