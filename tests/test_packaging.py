@@ -1,4 +1,4 @@
-"""What a wheel of packcam holds: its package data, and one version number."""
+"""What a wheel of packcam holds (its package data, one version number); the tests' time limit."""
 
 from __future__ import annotations
 
@@ -49,3 +49,9 @@ def test_the_version_is_written_once() -> None:
     ]
     assert assigned == ["station/__init__.py"]
     assert importlib.metadata.version("packcam") == station.__version__
+
+
+def test_every_test_has_a_time_limit(pytestconfig) -> None:
+    """pytest-timeout is active with a default: a hang fails its test, not the whole run."""
+    assert pytestconfig.pluginmanager.hasplugin("timeout")
+    assert 0 < float(pytestconfig.getini("timeout")) <= 300
