@@ -13,7 +13,7 @@ PACKCAM_PI ?= $(shell grep -qs "Raspberry Pi" /proc/device-tree/model && echo 1)
 IS_PI  := $(filter 1,$(PACKCAM_PI))
 # picamera2, python-evdev and gpiozero/lgpio come from apt (libcamera's bindings cannot be
 # built by pip; evdev has no aarch64 wheel and Lite has no python3-dev), so the venv must see
-# the system packages. pip then finds evdev and gpiozero already installed and builds nothing.
+# the system packages. The Pi's locks leave evdev and gpiozero out, so pip builds nothing.
 PI_APT_PACKAGES := python3-venv python3-picamera2 python3-evdev python3-gpiozero python3-lgpio
 VENV_FLAGS := $(if $(IS_PI),--system-site-packages,)
 # On a Pi the venv gets only what a station needs; add `dev` (EXTRAS=dev,pi) to run the tests.
@@ -55,7 +55,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: all deps test-deps venv pi-check demo doctor test lint lock lock-check bench clean
+.PHONY: all deps test-deps venv pi-check demo doctor test lint lock lock-check bench clean FORCE
 
 all: test
 
@@ -73,8 +73,10 @@ test-deps: .test-deps-stamp
 # dependency resolution and no download (setuptools comes from the lock: --no-build-isolation).
 # On a Pi, --ignore-installed puts every locked package into the venv even where apt has one
 # (numpy 1.24, simplejpeg built for it): apt supplies only what the lock leaves out.
+# The stamp names the lock the venv was made from: another EXTRAS installs again.
+VENV_LOCK := $(shell cat $(VENV)/.installed 2>/dev/null)
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml $(LOCK) | .deps-stamp
+$(VENV)/.installed: pyproject.toml $(LOCK) $(if $(filter-out $(LOCK_NAME),$(VENV_LOCK)),FORCE,) | .deps-stamp
 	$(PYTHON) requirements/lock.py --check $(LOCK_NAME)
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(PY) -m pip install -q --require-hashes $(if $(IS_PI),--ignore-installed,) -r $(LOCK)
@@ -82,7 +84,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK) | .deps-stamp
 ifneq ($(IS_PI),)
 	$(call pi_import_check)
 endif
-	@touch $@
+	@echo $(LOCK_NAME) > $@
 
 requirements/%.lock:
 	@echo "packcam: no $@ for EXTRAS=$(EXTRAS); the locks are: $(filter-out tools.lock,$(notdir $(wildcard requirements/*.lock)))." >&2
@@ -98,6 +100,8 @@ $(LOCK_VENV)/.installed: requirements/tools.lock
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install -q --require-hashes -r requirements/tools.lock
 	@touch $@
+
+FORCE:
 
 # Fails when pyproject's dependencies changed since the locks were made.
 lock-check:

@@ -69,7 +69,7 @@ def test_pi_branch_installs_from_apt_sees_system_packages_installs_the_pi_lock_a
     assert "--no-deps --no-build-isolation" in lines[own]
     (check,) = [i for i, line in enumerate(lines) if "for m in picamera2 evdev gpiozero" in line]
     assert stale < venv < lock < own < check
-    assert lines[check + 1] == "touch .venv/.installed"  # the check is the last step
+    assert lines[check + 1] == "echo pi > .venv/.installed"  # the check is the last step
     assert "exit 1" in lines[check] and "dtype size changed" in lines[check]
     assert not any("pip install" in line and "simplejpeg" in line for line in lines[:check])
 
@@ -94,7 +94,7 @@ def test_the_pc_branch_installs_the_dev_lock() -> None:
         "python3 -m venv  .venv",
         ".venv/bin/python -m pip install -q --require-hashes  -r requirements/dev.lock",
         ".venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .",
-        "touch .venv/.installed",
+        "echo dev > .venv/.installed",
     ]
     assert not any("simplejpeg" in line or "picamera2" in line for line in lines)
 
@@ -161,3 +161,21 @@ def test_import_check_names_a_missing_module_and_the_apt_packages(fake_venv: Pat
     assert "'import evdev' fails" in result.stderr and "No module named 'evdev'" in result.stderr
     assert "sudo apt install python3-venv python3-picamera2 python3-evdev" in result.stderr
     assert "--system-site-packages" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("made_from", "extras", "installs"),
+    [("dev", "dev", False), ("", "dev", False), ("pi", "dev", True), ("pi", "fleet,pi", True)],
+)
+def test_a_venv_made_from_another_lock_is_installed_again(
+    tmp_path: Path, made_from: str, extras: str, installs: bool
+) -> None:
+    """The stamp names its lock: `make EXTRAS=pi,fleet venv` on a station's `pi` venv installs
+    the new lock; the same lock (or a stamp from before locks, empty) does nothing."""
+    stamp = tmp_path / ".installed"
+    stamp.write_text(f"{made_from}\n" if made_from else "")
+    later = (REPO / "pyproject.toml").stat().st_mtime + 3600
+    os.utime(stamp, (later, later))  # newer than pyproject.toml and every lock
+    result = make("-n", f"VENV={tmp_path}", f"EXTRAS={extras}", "PACKCAM_PI=0", "venv")
+    assert result.returncode == 0, result.stderr
+    assert ("--require-hashes" in result.stdout) == installs, result.stdout
