@@ -13,15 +13,25 @@ PACKCAM_PI ?= $(shell grep -qs "Raspberry Pi" /proc/device-tree/model && echo 1)
 IS_PI  := $(filter 1,$(PACKCAM_PI))
 # picamera2, python-evdev and gpiozero/lgpio come from apt (libcamera's bindings cannot be
 # built by pip; evdev has no aarch64 wheel and Lite has no python3-dev), so the venv must see
-# the system packages. pip then finds evdev and gpiozero already installed and builds nothing.
+# the system packages. The Pi's locks leave evdev and gpiozero out, so pip builds nothing.
 PI_APT_PACKAGES := python3-venv python3-picamera2 python3-evdev python3-gpiozero python3-lgpio
 VENV_FLAGS := $(if $(IS_PI),--system-site-packages,)
 # On a Pi the venv gets only what a station needs; add `dev` (EXTRAS=dev,pi) to run the tests.
 EXTRAS ?= $(if $(IS_PI),pi,dev)
-# pip puts numpy 2 in the venv; apt's simplejpeg (imported by picamera2) is built for
-# Bookworm's numpy 1.24 and fails with "numpy.dtype size changed". The PyPI build, installed
-# into the venv over it, matches numpy 2 (raspberrypi/picamera2#1088, #1211; why not pin
-# numpy instead: docs/raspberry-pi.md).
+# The venv is installed from the hashed lock for EXTRAS, requirements/<extras, sorted, joined by
+# "-">.lock (dev, fleet, pi, fleet-pi, dev-pi), made by `make lock` from pyproject.toml.
+space  := $(subst ,, )
+LOCK_NAME := $(subst $(space),-,$(sort $(subst $(comma), ,$(EXTRAS))))
+LOCK   := requirements/$(LOCK_NAME).lock
+# `make lock` runs uv from its own small venv (uv locked in requirements/tools.lock);
+# LOCK_ARGS=--upgrade moves every pin to the newest version pyproject allows,
+# LOCK_ARGS=--offline resolves from uv's cache alone.
+LOCK_VENV := .venv-lock
+LOCK_ARGS ?=
+# The lock puts numpy 2 in the venv; apt's simplejpeg (imported by picamera2) is built for
+# Bookworm's numpy 1.24 and fails with "numpy.dtype size changed". The lock's PyPI build,
+# installed into the venv over it, matches numpy 2 (raspberrypi/picamera2#1088, #1211; why not
+# pin numpy instead: docs/raspberry-pi.md). The import check names this as the fix by hand.
 PI_SIMPLEJPEG := simplejpeg>=1.8.1
 PI_IMPORTS := picamera2 evdev gpiozero
 # pyzbar needs libzbar0; the overlay needs a font with Chinese glyphs; openssl signs/timestamps;
@@ -45,7 +55,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: all deps test-deps venv pi-check demo doctor test lint bench clean
+.PHONY: all deps test-deps venv pi-check demo doctor test lint lock lock-check bench clean FORCE
 
 all: test
 
@@ -59,16 +69,43 @@ test-deps: .test-deps-stamp
 	$(call apt_ensure,$(TEST_APT_PACKAGES))
 	@touch $@
 
+# Exactly the lock's versions, each file checked against its hash; then packcam itself, with no
+# dependency resolution and no download (setuptools comes from the lock: --no-build-isolation).
+# On a Pi, --ignore-installed puts every locked package into the venv even where apt has one
+# (numpy 1.24, simplejpeg built for it): apt supplies only what the lock leaves out.
+# The stamp names the lock the venv was made from: another EXTRAS installs again.
+VENV_LOCK := $(shell cat $(VENV)/.installed 2>/dev/null)
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml | .deps-stamp
+$(VENV)/.installed: pyproject.toml $(LOCK) $(if $(filter-out $(LOCK_NAME),$(VENV_LOCK)),FORCE,) | .deps-stamp
+	$(PYTHON) requirements/lock.py --check $(LOCK_NAME)
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -q --require-hashes $(if $(IS_PI),--ignore-installed,) -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 ifneq ($(IS_PI),)
-	$(PY) -m pip install -q --force-reinstall --no-deps "$(PI_SIMPLEJPEG)"
 	$(call pi_import_check)
 endif
+	@echo $(LOCK_NAME) > $@
+
+requirements/%.lock:
+	@echo "packcam: no $@ for EXTRAS=$(EXTRAS); the locks are: $(filter-out tools.lock,$(notdir $(wildcard requirements/*.lock)))." >&2
+	@echo "  add it to LOCKS in requirements/lock.py, then run make lock" >&2
+	@exit 1
+
+# Regenerate the locks after a change to pyproject's dependencies (fast: uv keeps the current
+# pins unless LOCK_ARGS=--upgrade, and falls back to its cache when PyPI cannot be reached).
+lock: $(LOCK_VENV)/.installed
+	$(PYTHON) requirements/lock.py --uv $(LOCK_VENV)/bin/uv $(LOCK_ARGS)
+
+$(LOCK_VENV)/.installed: requirements/tools.lock
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q --require-hashes -r requirements/tools.lock
 	@touch $@
+
+FORCE:
+
+# Fails when pyproject's dependencies changed since the locks were made.
+lock-check:
+	$(PYTHON) requirements/lock.py --check
 
 # The last step on a Pi: the hardware libraries import in the venv, or make stops naming the
 # one that does not, its error and the fix. `make pi-check` runs it alone.
@@ -100,11 +137,11 @@ doctor: venv
 test: venv test-deps
 	$(PY) -m pytest -q
 
-lint: venv
+lint: venv lock-check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 bench: venv
 	$(PY) bench/loop.py --quick
 
 clean:
-	rm -rf $(VENV) .deps-stamp .test-deps-stamp .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) .deps-stamp .test-deps-stamp .pytest_cache .ruff_cache

@@ -28,6 +28,10 @@ class Repeater:
     succeeds, and ``on_error`` (if given) hears of each one. ``stopping`` is set by ``stop``;
     a job should check it between steps and give up early. ``start`` twice is a programming
     error and raises.
+
+    Between runs the thread calls ``wait(event, seconds)``, which returns when ``event`` (set
+    by ``wake`` and ``stop``) is set or ``seconds`` have passed: ``threading.Event.wait`` by
+    default; tests pass one that records the seconds instead of spending them.
     """
 
     def __init__(
@@ -39,6 +43,7 @@ class Repeater:
         retry_s: float,
         max_backoff_s: float,
         on_error: Callable[[Exception], None] | None = None,
+        wait: Callable[[threading.Event, float], object] = threading.Event.wait,
     ) -> None:
         if interval_s <= 0 or retry_s <= 0 or max_backoff_s < retry_s:
             raise ValueError("intervals must be positive and max_backoff_s >= retry_s")
@@ -48,6 +53,7 @@ class Repeater:
         self.retry_s = retry_s
         self.max_backoff_s = max_backoff_s
         self.on_error = on_error
+        self._wait = wait
         self.stopping = threading.Event()
         self.last_error: str | None = None
         self._wake = threading.Event()
@@ -92,7 +98,7 @@ class Repeater:
                     self.on_error(exc)
                 wait = backoff.next()
                 log.warning("%s: %s; retrying in %.0f s", self.name, self.last_error, wait)
-            self._wake.wait(wait)
+            self._wait(self._wake, wait)
             self._wake.clear()
 
 

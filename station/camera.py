@@ -78,6 +78,9 @@ class OpenCVCamera:
     raises ``CameraError``; ``read`` also raises when no new frame arrives within
     ``timeout``. Reopening is the station's job (``stop`` then ``start``, with its back-off):
     one reconnect loop per camera, not one here and one there.
+
+    ``clock`` (default ``time.monotonic``) stamps live frames and times the device's silence;
+    tests pass a fake one. ``read``'s own timeout is real waiting.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class OpenCVCamera:
         start_wall: datetime | None = None,
         tz: tzinfo | None = None,
         capture_factory: CaptureFactory | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
         self.kind, self._target = classify_source(source)
@@ -102,6 +106,7 @@ class OpenCVCamera:
         self._start_wall_arg = start_wall
         self._tz = tz
         self._factory = capture_factory or _default_factory
+        self._clock = clock
         self._cap: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -233,7 +238,7 @@ class OpenCVCamera:
 
     def _grab_loop(self) -> None:
         cap = self._cap
-        last_ok = time.monotonic()
+        last_ok = self._clock()
         while not self._stop.is_set():
             try:
                 ok, image = cap.read() if cap is not None else (False, None)
@@ -241,7 +246,7 @@ class OpenCVCamera:
                 log.warning("camera %r: read failed: %s", self.source, exc)
                 ok, image = False, None
             if ok and image is not None:
-                t = time.monotonic()
+                t = self._clock()
                 wall = _now(self._tz)
                 last_ok = t
                 frame = (self._fit(image), t, wall, self._seq)
@@ -252,15 +257,14 @@ class OpenCVCamera:
                     self._seq += 1
                     self._cond.notify_all()
                 continue
-            if time.monotonic() - last_ok < self.read_timeout_s:
+            silent = self._clock() - last_ok
+            if silent < self.read_timeout_s:
                 self._stop.wait(0.02)
                 continue
             # The device went away (unplugged, stream dropped): give it back to the station,
             # which reopens it with its back-off.
             with self._cond:
-                self._failed = (
-                    f"camera {self.source!r}: no frames for {time.monotonic() - last_ok:.1f} s"
-                )
+                self._failed = f"camera {self.source!r}: no frames for {silent:.1f} s"
                 self._cond.notify_all()
             log.warning("%s; released", self._failed)
             break

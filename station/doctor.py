@@ -770,7 +770,7 @@ def check_archive(cfg: Config, probes: Probes) -> Check:
             "archive",
             FAIL,
             "archive on but boto3 is not installed",
-            "pip install 'packcam[fleet]' in the venv",
+            "make EXTRAS=pi,fleet venv (a PC: EXTRAS=fleet); docs/dependencies.md",
         )
     endpoint = a.endpoint_url or f"https://s3.{a.region}.amazonaws.com/"
     why = _tcp_reachable(endpoint, probes.net_timeout_s)

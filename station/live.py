@@ -10,6 +10,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,7 +60,7 @@ class _Update:
     status: Any
     dropped: int
     state: str | None
-    at: float  # time.monotonic() when it was handed over
+    at: float  # the writer's clock when it was handed over
 
 
 class LiveWriter:
@@ -75,7 +76,8 @@ class LiveWriter:
     and status into a one-slot mailbox (a newer one replaces one not yet written); the image
     is kept by reference, so the caller must not modify it afterwards. ``write_status`` goes
     through the same mailbox, in order. ``close`` writes what is pending and stops the thread.
-    Without ``threaded`` every call writes at once (tests, tools).
+    Without ``threaded`` every call writes at once (tests, tools). ``clock`` (seconds,
+    monotonic) paces the writes and the fps figure; tests pass a fake one.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class LiveWriter:
         interval: float = 0.2,
         width: int = 640,
         threaded: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.dir = data_dir / "live"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +98,7 @@ class LiveWriter:
         self.interval = interval
         self.width = width
         self.threaded = threaded
+        self._clock = clock
         self._next = 0.0
         self._next_slow = 0.0
         self._slow: dict[str, Any] = {}
@@ -107,7 +111,7 @@ class LiveWriter:
         self._thread: threading.Thread | None = None
 
     def __call__(self, image: np.ndarray, status: Any, dropped: int = 0) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now < self._next:
             return
         self._next = now + self.interval
@@ -115,7 +119,7 @@ class LiveWriter:
 
     def write_status(self, status: Any, dropped: int = 0, state: str | None = None) -> None:
         """Write the status file now (threaded: next), e.g. ``state="stopped"`` at the end."""
-        self._submit(_Update(None, status, dropped, state, time.monotonic()))
+        self._submit(_Update(None, status, dropped, state, self._clock()))
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is pending, then stop the thread (threaded mode); idempotent."""

@@ -1,74 +1,141 @@
-"""The Repeater behind the archiver and the central sync: timer, wake, back-off, stop."""
+"""The Repeater behind the archiver and the central sync: timer, wake, back-off, stop.
+
+Its waits go through a recording stand-in: the tests read which waits it asked for instead of
+timing them, and a wait that does not "pass" lasts until it is woken or stopped.
+"""
 
 from __future__ import annotations
 
-import itertools
 import threading
-import time
 
 import pytest
 
 from station.background import Repeater
 
 
-def wait_until(cond, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+class Waits:
+    """The Repeater's ``wait``: records the seconds of each; the first ``elapse`` of them pass
+    at once, as if the time went by; later ones last until their event is set."""
+
+    def __init__(self, elapse: int = 0) -> None:
+        self.seconds: list[float] = []
+        self.elapse = elapse
+        self._cond = threading.Condition()
+
+    def __call__(self, event: threading.Event, seconds: float) -> bool:
+        with self._cond:
+            self.seconds.append(seconds)
+            self._cond.notify_all()
+            if len(self.seconds) <= self.elapse:
+                return False
+        event.wait()
+        return True
+
+    def until(self, count: int) -> list[float]:
+        """Block until the thread has started its ``count``-th wait; the waits so far."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.seconds) >= count, timeout=30)
+            return list(self.seconds)
 
 
-def test_runs_at_start_and_again_when_woken() -> None:
-    runs: list[float] = []
-    r = Repeater("t-wake", lambda: runs.append(time.monotonic()), interval_s=60,
-                 retry_s=1, max_backoff_s=2)  # fmt: skip
+def test_runs_at_start_then_waits_its_interval_and_runs_again_when_woken() -> None:
+    runs: list[int] = []  # how many waits had begun before each run
+    waits = Waits()
+    r = Repeater("t-wake", lambda: runs.append(len(waits.seconds)), interval_s=60,
+                 retry_s=1, max_backoff_s=2, wait=waits)  # fmt: skip
     r.start()
     try:
-        assert wait_until(lambda: len(runs) == 1)
-        time.sleep(0.05)
-        assert len(runs) == 1  # the next timed run is a minute away
+        assert waits.until(1) == [60]  # the next timed run is a minute away
+        assert runs == [0]
         r.wake()
-        assert wait_until(lambda: len(runs) == 2)
+        assert waits.until(2) == [60, 60]
+        assert runs == [0, 1]
     finally:
         r.stop(5)
-    assert not any(t.name == "t-wake" for t in threading.enumerate())
+    assert not r.alive and not any(t.name == "t-wake" for t in threading.enumerate())
     with pytest.raises(RuntimeError):
         r.start()
 
 
-def test_failures_back_off_doubling_and_clear_when_a_run_succeeds() -> None:
-    calls: list[float] = []
+def test_runs_again_when_its_interval_has_passed() -> None:
+    runs: list[int] = []
+    waits = Waits(elapse=2)
+    r = Repeater("t-timer", lambda: runs.append(len(waits.seconds)), interval_s=60,
+                 retry_s=1, max_backoff_s=2, wait=waits)  # fmt: skip
+    r.start()
+    try:
+        assert waits.until(3) == [60, 60, 60]
+        assert runs == [0, 1, 2]
+    finally:
+        r.stop(5)
+    assert not r.alive
+
+
+def test_failures_back_off_doubling_to_the_cap_and_start_over_after_a_success() -> None:
+    calls: list[int] = []
     errors: list[Exception] = []
 
     def job() -> None:
-        calls.append(time.monotonic())
-        if len(calls) <= 3:
+        calls.append(len(calls) + 1)
+        if len(calls) in (1, 2, 3, 5):
             raise OSError(f"store down {len(calls)}")
 
-    r = Repeater("t-backoff", job, interval_s=60, retry_s=0.05, max_backoff_s=0.1,
-                 on_error=errors.append)  # fmt: skip
+    waits = Waits(elapse=4)
+    r = Repeater("t-backoff", job, interval_s=60, retry_s=5, max_backoff_s=12,
+                 on_error=errors.append, wait=waits)  # fmt: skip
     r.start()
     try:
-        assert wait_until(lambda: len(calls) >= 4)
-        assert r.last_error is None  # the fourth run succeeded
+        # 5, doubled to 10, capped at 12; the success waits the interval; then 5 again.
+        assert waits.until(5) == [5, 10, 12, 60, 5]
+        assert r.last_error == "OSError: store down 5"
     finally:
         r.stop(5)
-    gaps = [b - a for a, b in itertools.pairwise(calls)][:3]
-    assert gaps[0] >= 0.045 and gaps[1] >= 0.095 and gaps[2] >= 0.095  # 0.05, then capped 0.1
-    assert [str(e) for e in errors] == ["store down 1", "store down 2", "store down 3"]
+    assert calls == [1, 2, 3, 4, 5]
+    assert [str(e) for e in errors] == [f"store down {n}" for n in (1, 2, 3, 5)]
+
+
+def test_a_success_clears_the_last_error() -> None:
+    calls: list[int] = []
+
+    def job() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("store down")
+
+    waits = Waits(elapse=1)
+    r = Repeater("t-clear", job, interval_s=60, retry_s=5, max_backoff_s=5, wait=waits)
+    r.start()
+    try:
+        assert waits.until(2) == [5, 60]
+        assert r.last_error is None and len(calls) == 2
+    finally:
+        r.stop(5)
 
 
 def test_last_error_is_kept_while_failing_and_stop_ends_a_long_wait() -> None:
-    r = Repeater("t-fail", lambda: 1 / 0, interval_s=60, retry_s=30, max_backoff_s=60)
+    waits = Waits()  # no wait passes by itself: only stop() can end it
+    r = Repeater("t-fail", lambda: 1 / 0, interval_s=60, retry_s=30, max_backoff_s=60,
+                 wait=waits)  # fmt: skip
     r.start()
-    assert wait_until(lambda: r.last_error is not None)
-    assert r.last_error.startswith("ZeroDivisionError")
-    started = time.monotonic()
-    r.stop(5)  # wakes the 30 s back-off wait at once
-    assert time.monotonic() - started < 2
+    assert waits.until(1) == [30]
+    assert r.last_error is not None and r.last_error.startswith("ZeroDivisionError")
+    r.stop(5)  # wakes the 30 s back-off wait
+    assert not r.alive
     assert r.stopping.is_set()
+
+
+def test_the_default_wait_is_the_event_s() -> None:
+    """Without a ``wait``, a real 60 s interval is cut short by ``wake`` and ``stop``."""
+    ran = threading.Semaphore(0)
+    r = Repeater("t-real", ran.release, interval_s=60, retry_s=1, max_backoff_s=2)
+    r.start()
+    try:
+        assert ran.acquire(timeout=30)
+        r.wake()
+        assert ran.acquire(timeout=30)  # long before the minute is up
+    finally:
+        r.stop(30)
+    assert not r.alive
 
 
 def test_bad_intervals_are_refused() -> None:

@@ -295,6 +295,8 @@ OTHER_CODES = {
 }
 
 
+# Hundreds of photos through every decoder pass: two minutes on a busy 2-core machine.
+@pytest.mark.timeout(900)
 def test_pipeline_reads_the_shared_photo_set_without_misreads(decoder: BarcodeDecoder) -> None:
     data = _data_dir()
     if data is None:

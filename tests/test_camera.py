@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from fake_clock import FakeClock
 
 from station.camera import OpenCVCamera, build_camera, classify_source, fit_image
 from station.config import CAMERA_BACKENDS
@@ -109,33 +108,59 @@ def test_fit_image_makes_bgr_of_the_asked_size() -> None:
 
 
 class ScriptedCapture:
-    """A cv2.VideoCapture stand-in for a live device: frames at ``fps`` until ``alive`` clears."""
+    """A cv2.VideoCapture stand-in for a live device whose frames the test hands out
+    (``deliver``); each one moves ``clock`` on by a frame period as it is grabbed. With none
+    to hand out, ``read`` fails after a moment, like a device read that timed out;
+    ``unplug`` makes every read fail."""
 
-    def __init__(self, size: tuple[int, int], fps: float, opened: bool = True) -> None:
-        self.size, self.period, self.opened = size, 1.0 / fps, opened
-        self.alive = threading.Event()
-        self.alive.set()
+    def __init__(self, size: tuple[int, int], clock: FakeClock, fps: float = 100.0) -> None:
+        self.size, self.clock, self.period = size, clock, 1.0 / fps
         self.props: dict[int, float] = {}
-        self.reads = 0
-        self.released = False
+        self.reads = 0  # frames handed out
+        self.released = threading.Event()
+        self._cond = threading.Condition()
+        self._queued = 0
+        self._unplugged = False
+        self._entered_after = -1  # ``reads`` when ``read`` was last entered
 
     def isOpened(self) -> bool:  # OpenCV's spelling
-        return self.opened
+        return True
 
     def set(self, prop: int, value: float) -> bool:
         self.props[prop] = value
         return True
 
     def read(self) -> tuple[bool, np.ndarray | None]:
-        time.sleep(self.period)
-        if not self.alive.is_set():
-            return False, None
-        self.reads += 1
+        with self._cond:
+            self._entered_after = self.reads
+            self._cond.notify_all()
+            if not self._cond.wait_for(lambda: self._queued or self._unplugged, timeout=0.02):
+                return False, None
+            if self._unplugged:
+                return False, None
+            self._queued -= 1
+            self.reads += 1
+            self.clock.advance(self.period)
+            n = self.reads
         w, h = self.size
-        return True, np.full((h, w, 3), self.reads % 256, np.uint8)
+        return True, np.full((h, w, 3), n % 256, np.uint8)
+
+    def deliver(self, n: int) -> None:
+        """Hand out ``n`` frames and return once the grab thread has taken all of them and
+        is back for the next (so the newest is the camera's latest)."""
+        with self._cond:
+            target = self.reads + self._queued + n
+            self._queued += n
+            self._cond.notify_all()
+            assert self._cond.wait_for(lambda: self._entered_after == target, timeout=30)
+
+    def unplug(self) -> None:
+        with self._cond:
+            self._unplugged = True
+            self._cond.notify_all()
 
     def release(self) -> None:
-        self.released = True
+        self.released.set()
 
 
 class Factory:
@@ -149,50 +174,57 @@ class Factory:
 
 
 def test_live_device_keeps_the_newest_frame_and_counts_drops() -> None:
-    cap = ScriptedCapture((320, 240), fps=100)
+    clock = FakeClock()
+    cap = ScriptedCapture((320, 240), clock, fps=100)
     factory = Factory(cap)
-    cam = OpenCVCamera("0", 160, 120, 30.0, read_timeout_s=1.0, capture_factory=factory)
+    cam = OpenCVCamera("0", 160, 120, 30.0, read_timeout_s=1.0, capture_factory=factory,
+                       clock=clock)  # fmt: skip
     cam.start()
     try:
         assert cam.live
         assert factory.calls[0][:2] == (0, cv2.CAP_ANY)
         assert cap.props[cv2.CAP_PROP_FRAME_WIDTH] == 160
         assert cap.props[cv2.CAP_PROP_BUFFERSIZE] == 1
-        f1 = cam.read(1.0)
+        cap.deliver(1)
+        f1 = cam.read(30)
         assert f1 is not None and f1.image.shape == (120, 160, 3)  # resized
-        assert abs(f1.t - time.monotonic()) < 0.2 and f1.wall.tzinfo is not None
-        time.sleep(0.15)  # ~15 frames arrive; only the newest is kept
-        f2 = cam.read(1.0)
-        assert f2 is not None and f2.index > f1.index + 3 and f2.t > f1.t
-        assert cam.dropped >= 3
+        assert f1.t == clock() and f1.wall.tzinfo is not None  # stamped at the grab
+        assert int(f1.image[0, 0, 0]) == 1
+        cap.deliver(15)  # 15 frames arrive before the next read; only the newest is kept
+        f2 = cam.read(30)
+        assert f2 is not None and f2.index == f1.index + 15 and int(f2.image[0, 0, 0]) == 16
+        assert f2.t == clock() == pytest.approx(f1.t + 15 * cap.period)
+        assert cam.dropped == 14
     finally:
         cam.stop()
-    assert cap.released
+    assert cap.released.is_set()
     assert cam.read() is None
 
 
 def test_live_device_that_stops_delivering_is_released_and_reopened_by_start() -> None:
-    dead = ScriptedCapture((160, 120), fps=200)
-    fresh = ScriptedCapture((160, 120), fps=200)
+    clock = FakeClock()
+    dead = ScriptedCapture((160, 120), clock)
+    fresh = ScriptedCapture((160, 120), clock)
     factory = Factory(dead, fresh)
-    cam = OpenCVCamera("/dev/video0", 160, 120, 30.0, read_timeout_s=0.3, capture_factory=factory)
+    cam = OpenCVCamera("/dev/video0", 160, 120, 30.0, read_timeout_s=0.3,
+                       capture_factory=factory, clock=clock)  # fmt: skip
     cam.start()
     try:
         assert factory.calls[0][1] == cv2.CAP_V4L2
-        assert cam.read(1.0) is not None
-        dead.alive.clear()  # unplugged
-        time.sleep(0.05)
-        with contextlib.suppress(CameraError):
-            cam.read(0.01)  # whatever was in flight
-        with pytest.raises(CameraError, match="no frame"):
-            cam.read(0.1)
-        time.sleep(0.4)  # read_timeout_s without frames: the grab thread lets the device go
-        with pytest.raises(CameraError, match="no frames for"):
-            cam.read(2.0)  # at once, not after 2 s
-        assert dead.released and len(factory.calls) == 1  # no second reconnect loop in here
+        dead.deliver(1)
+        assert cam.read(30) is not None
+        dead.unplug()
+        with pytest.raises(CameraError, match="no frame for"):
+            cam.read(0.1)  # nothing new yet, but the device is not given up: its clock stands
+        assert not dead.released.is_set()
+        clock.advance(0.31)  # read_timeout_s without frames: the grab thread lets the device go
+        with pytest.raises(CameraError, match=r"no frames for 0\.3 s"):
+            cam.read(30)  # as soon as the grab thread gives up, not when the 30 s are up
+        assert dead.released.wait(30) and len(factory.calls) == 1  # no reconnect loop in here
         cam.stop()
         cam.start()  # the station's reconnect
-        frame = cam.read(2.0)
+        fresh.deliver(1)
+        frame = cam.read(30)
         assert frame is not None
         assert len(factory.calls) == 2
     finally:
@@ -200,7 +232,7 @@ def test_live_device_that_stops_delivering_is_released_and_reopened_by_start() -
 
 
 def test_stream_gets_ffmpeg_timeouts() -> None:
-    factory = Factory(ScriptedCapture((160, 120), fps=100))
+    factory = Factory(ScriptedCapture((160, 120), FakeClock()))
     cam = OpenCVCamera("rtsp://cam/s", 160, 120, 30.0, read_timeout_s=2.0, capture_factory=factory)
     cam.start()
     cam.stop()

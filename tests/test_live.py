@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
+from fake_clock import FakeClock
 
+import station.live as live_mod
 from station.live import LiveWriter
 from station.runner import Status
 
@@ -21,7 +24,8 @@ def status(frames: int = 10, **kw) -> Status:
 
 
 def test_writes_jpeg_and_status_and_throttles(tmp_path: Path) -> None:
-    live = LiveWriter(tmp_path, "打包台1", interval=0.2)
+    clock = FakeClock()
+    live = LiveWriter(tmp_path, "打包台1", interval=0.2, clock=clock)
     img = np.zeros((720, 1280, 3), np.uint8)
     live(img, status(), 0)
     jpg = next((tmp_path / "live").glob("*.jpg"))
@@ -30,12 +34,16 @@ def test_writes_jpeg_and_status_and_throttles(tmp_path: Path) -> None:
     assert doc["station"] == "打包台1" and doc["order_id"] == "PO-1" and doc["elapsed_s"] == 4.2
     assert doc["waybills"] == ["SF1"] and "disk_free_bytes" in doc and "clock_synced" in doc
     mtime = jpg.stat().st_mtime_ns
+    clock.advance(0.19)
     live(img, status(11), 0)  # within the interval: nothing written
     assert jpg.stat().st_mtime_ns == mtime
-    time.sleep(0.25)
+    doc = json.loads(next((tmp_path / "live").glob("*.json")).read_text(encoding="utf-8"))
+    assert doc["frames"] == 10
+    clock.advance(0.06)  # 0.25 s after the first write
     live(img, status(40), 3)
     doc = json.loads(next((tmp_path / "live").glob("*.json")).read_text(encoding="utf-8"))
-    assert doc["frames"] == 40 and doc["dropped"] == 3 and doc["fps"] > 0
+    assert doc["frames"] == 40 and doc["dropped"] == 3
+    assert doc["fps"] == pytest.approx(30 / 0.25, abs=0.1)  # 30 frames in 0.25 s
 
 
 def test_survives_its_folder_vanishing(tmp_path: Path) -> None:
@@ -58,17 +66,14 @@ def test_stopped_state(tmp_path: Path) -> None:
 def test_threaded_writer_never_makes_the_capture_thread_wait_for_the_disk(
     tmp_path: Path, monkeypatch
 ) -> None:
-    import threading
-
-    import station.live as live_mod
-
     real = live_mod._replace_bytes
     writes: list[str] = []
     writing = threading.Event()
+    disk_free = threading.Event()  # the busy SD card answers only when the test says so
 
-    def slow_disk(path: Path, data: bytes) -> None:  # a rename on a busy SD card
+    def slow_disk(path: Path, data: bytes) -> None:
         writing.set()
-        time.sleep(0.3)
+        assert disk_free.wait(30)
         real(path, data)
         writes.append(path.suffix)
 
@@ -76,14 +81,21 @@ def test_threaded_writer_never_makes_the_capture_thread_wait_for_the_disk(
     live = LiveWriter(tmp_path, "s1", interval=0.0, threaded=True)
     img = np.zeros((72, 128, 3), np.uint8)
     live(img, status(10), 0)
-    assert writing.wait(5)  # the live-view thread is now inside a slow write
-    started = time.monotonic()
-    for i in range(1, 5):
-        live(img, status(10 + i), 0)
-    live.write_status(status(20), state="stopped")
-    handed_over = time.monotonic() - started
+    assert writing.wait(30)  # the live-view thread is now inside a write that does not end
+
+    def capture_thread() -> None:  # four frames and a status
+        for i in range(1, 5):
+            live(img, status(10 + i), 0)
+        live.write_status(status(20), state="stopped")
+
+    capture = threading.Thread(target=capture_thread)
+    capture.start()
+    capture.join(30)
+    handed_over = not capture.is_alive()
+    disk_free.set()
+    capture.join()
     live.close()
-    assert handed_over < 0.2  # four frames and a status: no waiting for a 0.3 s write
+    assert handed_over  # while the disk was still stuck: no waiting for it
     # the first frame (status + JPEG), then only the newest item: the frames that waited
     # behind the slow write were replaced, and the last word is written last
     assert writes == [".json", ".jpg", ".json"]
@@ -95,14 +107,23 @@ def test_threaded_writer_never_makes_the_capture_thread_wait_for_the_disk(
     assert doc["frames"] == 20
 
 
-def test_threaded_writer_publishes_in_the_background(tmp_path: Path) -> None:
+def test_threaded_writer_publishes_in_the_background(tmp_path: Path, monkeypatch) -> None:
+    real = live_mod._replace_bytes
+    writers: list[tuple[str, str]] = []
+    both_written = threading.Event()
+
+    def recording(path: Path, data: bytes) -> None:
+        real(path, data)
+        writers.append((path.suffix, threading.current_thread().name))
+        if len(writers) == 2:
+            both_written.set()
+
+    monkeypatch.setattr(live_mod, "_replace_bytes", recording)
     live = LiveWriter(tmp_path, "s1", interval=0.0, threaded=True)
     live(np.zeros((48, 64, 3), np.uint8), status(7), 2)
-    deadline = time.monotonic() + 5
-    path = tmp_path / "live" / "s1.json"
-    while not path.is_file() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert both_written.wait(30)  # without close(): the thread writes on its own
     live.close()
-    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert writers == [(".json", "live-view"), (".jpg", "live-view")]
+    doc = json.loads((tmp_path / "live" / "s1.json").read_text(encoding="utf-8"))
     assert doc["frames"] == 7 and doc["dropped"] == 2
     assert (tmp_path / "live" / "s1.jpg").read_bytes()[:2] == b"\xff\xd8"

@@ -52,36 +52,68 @@ def apt_list(lines: list[str]) -> list[str]:
     return m.group(1).split()
 
 
-def test_pi_branch_installs_from_apt_sees_system_packages_fixes_simplejpeg_and_checks() -> None:
+def test_pi_branch_installs_from_apt_sees_system_packages_installs_the_pi_lock_and_checks() -> None:
     lines = dry_run("1")
     assert apt_list(lines) == BASE_APT + PI_APT
+    (stale,) = [i for i, line in enumerate(lines) if "lock.py --check" in line]
+    assert lines[stale] == "python3 requirements/lock.py --check pi"
     (venv,) = [i for i, line in enumerate(lines) if " -m venv " in line]
     assert lines[venv].split() == ["python3", "-m", "venv", "--system-site-packages", ".venv"]
-    (extras,) = [i for i, line in enumerate(lines) if "pip install -q -e" in line]
-    assert lines[extras].endswith('".[pi]"')  # evdev/gpiozero already satisfied by apt's
-    (jpeg,) = [
-        i
-        for i, line in enumerate(lines)
-        if line.startswith(".venv/bin/python -m pip install -q --force")
-    ]
-    # After the extras (which bring numpy 2), without touching numpy again (--no-deps).
-    assert "--force-reinstall --no-deps" in lines[jpeg] and '"simplejpeg>=1.8.1"' in lines[jpeg]
+    (lock,) = [i for i, line in enumerate(lines) if "--require-hashes" in line]
+    # Every locked package into the venv, apt's numpy 1.24 and simplejpeg notwithstanding.
+    assert lines[lock].split() == [
+        ".venv/bin/python", "-m", "pip", "install", "-q", "--require-hashes",
+        "--ignore-installed", "-r", "requirements/pi.lock",
+    ]  # fmt: skip
+    (own,) = [i for i, line in enumerate(lines) if line.endswith(" -e .")]
+    assert "--no-deps --no-build-isolation" in lines[own]
     (check,) = [i for i, line in enumerate(lines) if "for m in picamera2 evdev gpiozero" in line]
-    assert venv < extras < jpeg < check
-    assert lines[check + 1] == "touch .venv/.installed"  # the check is the last step
+    assert stale < venv < lock < own < check
+    assert lines[check + 1] == "echo pi > .venv/.installed"  # the check is the last step
     assert "exit 1" in lines[check] and "dtype size changed" in lines[check]
+    assert not any("pip install" in line and "simplejpeg" in line for line in lines[:check])
 
 
-def test_the_pc_branch_is_unchanged() -> None:
+def test_the_pi_lock_brings_simplejpeg_for_numpy_2_and_leaves_evdev_and_gpiozero_to_apt() -> None:
+    pins = dict(
+        line.split(" ", 1)[0].split("==")
+        for line in (REPO / "requirements/pi.lock").read_text().splitlines()
+        if "==" in line and not line.startswith((" ", "#"))
+    )
+    assert int(pins["numpy"].split(".")[0]) >= 2
+    major, minor = (int(x) for x in pins["simplejpeg"].split(".")[:2])
+    assert (major, minor) >= (1, 8)  # the first simplejpeg built for numpy 2
+    assert not {"evdev", "gpiozero", "colorzero"} & pins.keys()
+
+
+def test_the_pc_branch_installs_the_dev_lock() -> None:
     lines = dry_run("0")
     assert apt_list(lines) == BASE_APT
-    assert lines[-4:] == [
+    assert lines[-5:] == [
+        "python3 requirements/lock.py --check dev",
         "python3 -m venv  .venv",
-        ".venv/bin/python -m pip install -q --upgrade pip",
-        '.venv/bin/python -m pip install -q -e ".[dev]"',
-        "touch .venv/.installed",
+        ".venv/bin/python -m pip install -q --require-hashes  -r requirements/dev.lock",
+        ".venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .",
+        "echo dev > .venv/.installed",
     ]
     assert not any("simplejpeg" in line or "picamera2" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("extras", "lock"),
+    [("dev,pi", "dev-pi"), ("pi,dev", "dev-pi"), ("fleet", "fleet"), ("pi,fleet", "fleet-pi")],
+)
+def test_extras_choose_their_lock(extras: str, lock: str) -> None:
+    result = make("-n", "-B", "PACKCAM_PI=1", f"EXTRAS={extras}", "venv")
+    assert result.returncode == 0, result.stderr
+    assert f"-r requirements/{lock}.lock" in result.stdout
+
+
+def test_extras_without_a_lock_stop_with_the_way_to_add_one() -> None:
+    result = make("EXTRAS=dev,nosuch", "requirements/dev-nosuch.lock")
+    assert result.returncode != 0
+    assert "no requirements/dev-nosuch.lock for EXTRAS=dev,nosuch" in result.stderr
+    assert "dev.lock" in result.stderr and "make lock" in result.stderr
 
 
 @pytest.fixture
@@ -129,3 +161,21 @@ def test_import_check_names_a_missing_module_and_the_apt_packages(fake_venv: Pat
     assert "'import evdev' fails" in result.stderr and "No module named 'evdev'" in result.stderr
     assert "sudo apt install python3-venv python3-picamera2 python3-evdev" in result.stderr
     assert "--system-site-packages" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("made_from", "extras", "installs"),
+    [("dev", "dev", False), ("", "dev", False), ("pi", "dev", True), ("pi", "fleet,pi", True)],
+)
+def test_a_venv_made_from_another_lock_is_installed_again(
+    tmp_path: Path, made_from: str, extras: str, installs: bool
+) -> None:
+    """The stamp names its lock: `make EXTRAS=pi,fleet venv` on a station's `pi` venv installs
+    the new lock; the same lock (or a stamp from before locks, empty) does nothing."""
+    stamp = tmp_path / ".installed"
+    stamp.write_text(f"{made_from}\n" if made_from else "")
+    later = (REPO / "pyproject.toml").stat().st_mtime + 3600
+    os.utime(stamp, (later, later))  # newer than pyproject.toml and every lock
+    result = make("-n", f"VENV={tmp_path}", f"EXTRAS={extras}", "PACKCAM_PI=0", "venv")
+    assert result.returncode == 0, result.stderr
+    assert ("--require-hashes" in result.stdout) == installs, result.stdout

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -126,53 +127,93 @@ def _days(policy: Policy, c: Candidate) -> float:
     return policy.min_age_days
 
 
+def reference_plan(
+    clips: list[Candidate], free: int, total: int, policy: Policy
+) -> tuple[list[int], int, int, bool, dict[str, int]]:
+    """The retention rule written again from docs/reliability.md and the example config,
+    sharing no code with station/retention.py: (ids deleted in order, floor, free after,
+    floor reached, kept clips per reason)."""
+    # "floor = max(free_floor_mb, free_floor_percent x disk size)": at least that much free.
+    floor = max(policy.free_floor_bytes, -(-total * Fraction(policy.free_floor_percent) // 100))
+    kept: dict[str, int] = {}
+    may_go: list[Candidate] = []
+    for c in clips:
+        # "never ... on legal hold, younger than min_age_days (a clip dated in the future counts
+        # as young), not finished, or not yet archived when archive_required"; a clip is
+        # counted under the first of: not finished, held, young, unarchived.
+        # (times are kept to the microsecond, datetime's resolution: so is the minimum age)
+        age_us = (NOW - c.started_at) // timedelta(microseconds=1)
+        young = age_us < round(_days(policy, c) * 86_400_000_000)
+        rules = [
+            (not c.finished, UNFINISHED),
+            (c.legal_hold, HELD),
+            (young, YOUNG),
+            (policy.archive_required and not c.archived, UNARCHIVED),
+        ]
+        reasons = [why for applies, why in rules if applies]
+        if reasons:
+            kept[reasons[0]] = kept.get(reasons[0], 0) + 1
+        else:
+            may_go.append(c)
+    # "the oldest clips (by start time, then id) that may go are deleted, and it stops as soon
+    # as the floor would be reached"; "while free space is at or above the floor nothing is
+    # deleted".
+    deleted: list[int] = []
+    now_free = free
+    for c in sorted(may_go, key=lambda c: (c.started_at, c.id)):
+        if now_free >= floor:
+            break
+        deleted.append(c.id)
+        now_free += c.size
+    return deleted, int(floor), now_free, now_free >= floor, kept
+
+
+@settings(max_examples=400, deadline=None)
+@given(clip_lists, policies, st.integers(0, 10**10), st.integers(0, 10**10))
+def test_plan_matches_a_reference_written_from_the_docs(clips, policy, free, extra) -> None:
+    total = free + extra
+    p = plan(clips, now=NOW, free_bytes=free, total_bytes=total, policy=policy)
+    ids, floor, free_after, reached, kept = reference_plan(clips, free, total, policy)
+    assert [c.id for c in p.deletions] == ids
+    assert (p.floor_bytes, p.free_bytes, p.free_after, p.floor_reached) == (
+        floor, free, free_after, reached,
+    )  # fmt: skip
+    assert dict(p.kept) == kept
+
+
 @settings(max_examples=400, deadline=None)
 @given(clip_lists, policies, st.integers(0, 10**10), st.integers(0, 10**10))
 def test_plan_properties(clips, policy, free, extra) -> None:
+    """What must hold whatever the rules' details: safety, oldest first, minimal deletions."""
     total = free + extra
     p = plan(clips, now=NOW, free_bytes=free, total_bytes=total, policy=policy)
-    floor = policy.floor(total)
-
-    # The oracle is the rule as the docs state it, not the implementation's own why_kept.
-    def may_go(c: Candidate) -> bool:
-        old_enough = NOW - c.started_at >= timedelta(days=_days(policy, c))
-        return (
-            c.finished
-            and not c.legal_hold
-            and old_enough
-            and (c.archived or not policy.archive_required)
-        )
-
-    eligible = sorted((c for c in clips if may_go(c)), key=lambda c: (c.started_at, c.id))
+    floor = p.floor_bytes
+    assert floor >= policy.free_floor_bytes and floor * 100 >= total * policy.free_floor_percent
     k = len(p.deletions)
-    # never a held, young, unfinished or (when required) unarchived clip; oldest first
-    assert list(p.deletions) == eligible[:k]
-    for c in p.deletions:
+    for c in p.deletions:  # never a held, young, unfinished or (when required) unarchived clip
         assert not c.legal_hold and c.finished
         assert NOW - c.started_at >= timedelta(days=_days(policy, c))
         assert c.archived or not policy.archive_required
+    order = [(c.started_at, c.id) for c in p.deletions]
+    assert order == sorted(order)
+    if k:  # nothing kept for being young, etc. is older than the last clip deleted
+        deleted = {c.id for c in p.deletions}
+        for c in clips:
+            if c.id not in deleted and (c.started_at, c.id) < order[-1]:
+                assert (
+                    not c.finished
+                    or c.legal_hold
+                    or NOW - c.started_at < timedelta(days=_days(policy, c))
+                    or (policy.archive_required and not c.archived)
+                )
     freed = sum(c.size for c in p.deletions)
-    assert p.free_after == free + freed and p.floor_bytes == floor
+    assert p.free_after == free + freed
     assert p.floor_reached == (free + freed >= floor)
     if free >= floor:
         assert k == 0  # nothing is deleted while there is room
     if k:  # stops as soon as the floor is reached: one deletion fewer would not do
         assert free + freed - p.deletions[-1].size < floor
-    if not p.floor_reached:
-        assert k == len(eligible)  # everything allowed is deleted before giving up
-    assert sum(p.kept.values()) == len(clips) - len(eligible)
-    # Each kept clip is counted under its first reason in the documented order.
-    reasons = {UNFINISHED: 0, HELD: 0, YOUNG: 0, UNARCHIVED: 0}
-    for c in clips:
-        if not c.finished:
-            reasons[UNFINISHED] += 1
-        elif c.legal_hold:
-            reasons[HELD] += 1
-        elif NOW - c.started_at < timedelta(days=_days(policy, c)):
-            reasons[YOUNG] += 1
-        elif policy.archive_required and not c.archived:
-            reasons[UNARCHIVED] += 1
-    assert p.kept == {k: v for k, v in reasons.items() if v}
+    assert sum(p.kept.values()) + (k if p.floor_reached else 0) <= len(clips)
 
 
 # ---- ledger: holds and deletion marks ----------------------------------------------------------

@@ -1,4 +1,5 @@
-"""sd_notify client and per-frame watchdog, against a real AF_UNIX datagram socket."""
+"""sd_notify client and per-frame watchdog, against a real AF_UNIX datagram socket; the
+watchdog's time is a fake clock the tests move."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_clock import FakeClock
 
+from station.errors import CameraError
 from station.live import LiveWriter
 from station.runner import Status
 from station.sdnotify import Notifier, Watchdog, describe, socket_address, watchdog_interval
@@ -58,14 +61,6 @@ def status(frames: int = 0, **kw: object) -> Status:
                 frames=frames, last_error=None)  # fmt: skip
     base.update(kw)
     return Status(**base)  # type: ignore[arg-type]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 IMG = np.zeros((8, 8, 3), np.uint8)
@@ -154,7 +149,7 @@ def test_ready_on_first_frame_then_pings_at_half_the_watchdog_timeout(
     assert first["READY"] == "1" and first["STATUS"].startswith("idle")
     frames = 1
     for _ in range(24):  # 3 s of frames at 8 fps (exact binary steps)
-        clock.now += 0.125
+        clock.advance(0.125)
         frames += 1
         wd(IMG, status(frames, state="recording", order_id="PO-9", elapsed_s=2.0), 0)
     msgs = listener.messages(wait=1)
@@ -171,7 +166,7 @@ def test_status_is_refreshed_between_pings(listener: Listener, tmp_path: Path) -
     assert wd.interval is None
     for i in range(25):
         wd(IMG, status(i), 0)
-        clock.now += 0.1
+        clock.advance(0.1)
     msgs = listener.messages(wait=1)
     assert msgs[0]["READY"] == "1"
     assert [set(m) for m in msgs[1:]] == [{"STATUS"}] * 2
@@ -189,7 +184,7 @@ def test_a_failing_inner_callback_does_not_starve_the_watchdog(
     wd = Watchdog(broken, environ=env, clock=clock)
     for i in range(20):
         wd(IMG, status(i), 0)
-        clock.now += 0.1
+        clock.advance(0.1)
     assert wd.pings >= 3
     assert sum("frame callback" in r.message for r in caplog.records) == 1
 
@@ -215,7 +210,7 @@ def test_alive_feeds_the_watchdog_without_frames(listener: Listener, tmp_path: P
     wd = Watchdog(environ=env, clock=clock)
     wd.alive("waiting for camera: cannot open /dev/video7")  # no frame yet: READY first
     for _ in range(2):
-        clock.now += 0.6
+        clock.advance(0.6)
         wd.alive("camera lost, retrying in 4 s")
     msgs = listener.messages(wait=1)
     assert msgs[0] == {"READY": "1", "STATUS": "waiting for camera: cannot open /dev/video7"}
@@ -224,12 +219,15 @@ def test_alive_feeds_the_watchdog_without_frames(listener: Listener, tmp_path: P
 
 
 class StallingCamera:
-    """Wraps a frame source; while ``stalled`` is set, ``read`` hangs (a wedged driver)."""
+    """Wraps a frame source; each read moves ``clock`` on by ``frame_s``. The reads numbered
+    in ``stall_at`` hang (a wedged driver): each releases ``blocked`` and waits for ``go``."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, clock: FakeClock, frame_s: float, stall_at: set[int]) -> None:
         self.inner = inner
-        self.stalled = threading.Event()
-        self.release = threading.Event()
+        self.clock, self.frame_s, self.stall_at = clock, frame_s, stall_at
+        self.reads = 0
+        self.blocked = threading.Semaphore(0)
+        self.go = threading.Semaphore(0)
         self.width, self.height, self.fps = inner.width, inner.height, inner.fps
         self.live = inner.live
         self.scenario = getattr(inner, "scenario", None)
@@ -242,49 +240,121 @@ class StallingCamera:
         self.inner.start()
 
     def read(self, timeout: float = 2.0):
-        if self.stalled.is_set():
-            self.release.wait()
-        return self.inner.read(timeout)
+        self.reads += 1
+        if self.reads in self.stall_at:
+            self.blocked.release()
+            self.go.acquire()
+        frame = self.inner.read(timeout)
+        self.clock.advance(self.frame_s)
+        return frame
 
     def stop(self) -> None:
         self.inner.stop()
+
+
+def pings(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [m for m in messages if m.get("WATCHDOG") == "1"]
 
 
 @pytest.mark.slow
 def test_a_stalled_capture_loop_stops_feeding_the_watchdog(
     cfg, listener: Listener, tmp_path: Path
 ) -> None:
-    """The real capture loop feeds it; when the camera read hangs, the pings stop."""
+    """The real capture loop feeds it; when the camera read hangs, the pings stop, however
+    long the watchdog's clock runs on; the next frame pings again."""
     from station.service import assemble
     from station.synthetic import Scenario, SyntheticCamera
 
     cfg = cfg.replace("camera", width=160, height=120, fps=10.0)
     cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
     scenario = Scenario.from_dict({"seed": 1, "event": [{"at": 600.0, "kind": "end"}]})
-    cam = StallingCamera(SyntheticCamera(160, 120, 10.0, scenario, realtime=False))
+    clock = FakeClock()
+    # 0.02 s of the watchdog's clock a frame: a ping every third frame; the 30th read hangs,
+    # and after one more frame the 31st.
+    cam = StallingCamera(SyntheticCamera(160, 120, 10.0, scenario, realtime=False), clock,
+                         frame_s=0.02, stall_at={30, 31})  # fmt: skip
     asm = assemble(cfg, camera=cam, live_view=False)
     env = env_for(str(tmp_path / "notify.sock"), WATCHDOG_USEC="100000")  # 0.05 s pings
-    wd = Watchdog(asm.station.on_frame, environ=env)
+    wd = Watchdog(asm.station.on_frame, environ=env, clock=clock)
     asm.station.on_frame = wd
     stop = threading.Event()
     runner = threading.Thread(target=asm.station.run, args=(stop,), daemon=True)
     runner.start()
     try:
-        deadline = time.monotonic() + 20
-        while wd.pings < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert wd.ready_sent and wd.pings >= 3
-        cam.stalled.set()
-        time.sleep(0.3)  # the loop is now blocked in camera.read
-        listener.messages()
-        time.sleep(0.4)  # eight watchdog intervals
-        assert [m for m in listener.messages() if "WATCHDOG" in m] == []
+        assert cam.blocked.acquire(timeout=60)  # the loop is now blocked in camera.read
+        before = listener.messages()  # all it sent: it pings before it reads again
+        assert before[0]["READY"] == "1"
+        assert len(pings(before)) == wd.pings >= 3
+        clock.advance(60.0)  # 1200 watchdog intervals, and no frame
+        assert listener.messages(wait=0.5) == []  # (a wait only slowness could lengthen)
+        assert wd.pings == len(pings(before))
+        cam.go.release()  # one frame, then the next read hangs again
+        assert cam.blocked.acquire(timeout=60)
+        assert len(pings(listener.messages())) == 1 == wd.pings - len(pings(before))
     finally:
         stop.set()
-        cam.release.set()
-        runner.join(timeout=20)
+        cam.go.release(5)
+        runner.join(timeout=30)
         asm.close()
     assert not runner.is_alive()
+
+
+class AbsentCamera:
+    """A camera that never opens (/dev/video7 with nothing plugged in)."""
+
+    width, height, fps, dropped, live = 160, 120, 10.0, 0, True
+
+    def start(self) -> None:
+        raise CameraError("cannot open camera '/dev/video7'")
+
+    def read(self, timeout: float = 2.0):
+        raise CameraError("not started")
+
+    def stop(self) -> None:
+        pass
+
+
+class EndlessBackoffStop(threading.Event):
+    """The capture loop's stop event; its back-off waits are recorded and last until the event
+    is set, as if each were endless: the loop can then only end by being stopped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+        self.waiting = threading.Semaphore(0)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        self.waiting.release()
+        return super().wait()
+
+
+def test_a_stop_ends_the_camera_back_off_at_once(cfg, listener: Listener, tmp_path: Path) -> None:
+    """Camera absent: READY=1 saying so, then back-off waits on the stop event, which SIGTERM
+    sets; the wait here never ends by itself, yet the loop ends when stopped."""
+    from station.service import assemble
+
+    cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
+    asm = assemble(cfg, camera=AbsentCamera(), live_view=False)
+    env = env_for(str(tmp_path / "notify.sock"), WATCHDOG_USEC="1000000")
+    wd = Watchdog(asm.station.on_frame, environ=env, clock=FakeClock())
+    asm.station.on_frame = wd
+    stop = EndlessBackoffStop()
+    runner = threading.Thread(target=asm.station.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        assert stop.waiting.acquire(timeout=30)  # in its first back-off wait
+        assert stop.waits == [0.5]
+        (ready,) = listener.messages(wait=1)
+        assert ready["READY"] == "1" and ready["STATUS"].startswith("waiting for camera")
+        stop.set()
+        runner.join(timeout=30)
+        assert not runner.is_alive()
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+        asm.close()
+    assert stop.waits == [0.5]  # no second try after the stop
 
 
 @pytest.mark.slow
@@ -334,7 +404,7 @@ def test_packcam_station_without_its_camera_alarms_waits_and_stops_on_sigterm(
 ) -> None:
     """Camera absent at start (/dev/video7): it hung ignoring SIGTERM, no alarm, and systemd
     waited out TimeoutStartSec. Now: READY=1 with "waiting for camera", the alarm in the live
-    status, WATCHDOG=1 while it retries with back-off, and SIGTERM ends it within 2 s."""
+    status, WATCHDOG=1 while it retries with back-off, and SIGTERM ends it cleanly."""
     import json
     import signal
     import subprocess
@@ -369,10 +439,9 @@ def test_packcam_station_without_its_camera_alarms_waits_and_stops_on_sigterm(
             live = json.loads((data / "live" / "station-01.json").read_text(encoding="utf-8"))
             assert (live["alarm"] or "").startswith("camera-lost"), live
             assert proc.poll() is None  # still retrying, not crashed
-            sent = time.monotonic()
+            # SIGTERM sets the stop event its back-off waits on (timed in-process above)
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=10) == 0
-            assert time.monotonic() - sent < 2.0
+            assert proc.wait(timeout=30) == 0
         finally:
             listener.close()
             if proc.poll() is None:
