@@ -19,11 +19,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from station.config import Config
+
+if TYPE_CHECKING:
+    from av.video.codeccontext import VideoCodecContext
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +348,7 @@ def encoder_probe(
                 frame = av.VideoFrame.from_ndarray(planes[i % 8], format="yuv420p")
                 frame.pts = i * max(1, round(ticks / fps))
                 frame.time_base = TIME_BASE
-            for packet in ctx.encode(frame):
+            for packet in cast("VideoCodecContext", ctx).encode(frame):
                 keys.append(bool(packet.is_keyframe))
                 size += packet.size
         elapsed = time.perf_counter() - t0
@@ -618,7 +621,11 @@ def check_certificate(cfg: Config, probes: Probes, now: datetime | None = None) 
         "subject": cert.subject.rfc4514_string(),
         "days_left": round(left, 1),
     }
-    raw = lambda k: k.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)  # noqa: E731
+
+    def raw(k: Any) -> bytes:  # an Ed25519 key; the loaders return a union of key types
+        out: bytes = k.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return out
+
     try:
         key_pub = serialization.load_pem_private_key(paths.key.read_bytes(), None).public_key()
         if raw(cert.public_key()) != raw(key_pub):
@@ -739,7 +746,7 @@ def check_web_port(cfg: Config, probes: Probes) -> Check:
 
 def _http_status(url: str, timeout: float) -> int | None:
     host = urllib.parse.urlsplit(url).hostname or ""
-    proxies = {} if host in {"127.0.0.1", "localhost", "::1"} else None
+    proxies: dict[str, str] | None = {} if host in {"127.0.0.1", "localhost", "::1"} else None
     opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
     try:
         with opener.open(urllib.request.Request(url, method="GET"), timeout=timeout) as resp:
