@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import av
 import numpy as np
@@ -35,6 +36,10 @@ from station.writer import (
     nal_units,
     parameter_sets,
 )
+
+if TYPE_CHECKING:
+    from av.video.codeccontext import VideoCodecContext
+    from av.video.stream import VideoStream
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +152,8 @@ class StreamEncoder:
                 f"cannot open the H.264 encoder {encoder} at {width}x{height}: "
                 f"{_describe(exc)}" + (f". {hint}" if hint else "")
             ) from exc
-        self._ctx = ctx
+        # encoder_context is typed as any codec's context; an H.264 encoder's is a video one.
+        self._ctx = cast("VideoCodecContext", ctx)
         if ctx.extradata:
             self.extradata = bytes(ctx.extradata)
         self._meta: dict[int, tuple[float, datetime, str | None]] = {}
@@ -217,7 +223,9 @@ class StreamEncoder:
                 item = self._queue.get()
                 if item is _FINISH:
                     break
-                image, pts, t, wall, label, force = item  # type: ignore[misc]
+                image, pts, t, wall, label, force = cast(
+                    "tuple[np.ndarray, int, float, datetime, str | None, bool]", item
+                )
                 frame = yuv420p_frame(image)
                 frame.pts = pts
                 frame.time_base = TIME_BASE
@@ -231,7 +239,7 @@ class StreamEncoder:
             self._error.__cause__ = exc
             log.error("%s", self._error)
 
-    def _emit(self, packets: list[av.Packet]) -> None:
+    def _emit(self, packets: list[av.Packet[Any]]) -> None:
         for packet in packets:
             data = self._held + bytes(packet)
             if not has_picture(data):
@@ -242,6 +250,8 @@ class StreamEncoder:
             key = bool(packet.is_keyframe) or any(u[0] & 0x1F == _NAL_IDR for u in units)
             if self.extradata is None:
                 self.extradata = parameter_sets(data)
+            if packet.pts is None:
+                raise RecordingError("the encoder gave a packet without a timestamp")
             t, wall, label = self._meta.pop(packet.pts)
             self._out.append(EncodedPacket(data, t, wall, label, key))
 
@@ -421,7 +431,8 @@ class ClipMuxer:
         ctx = stream.codec_context
         _set_picture_params(ctx, self.width, self.height)
         ctx.extradata = extradata
-        self._container, self._stream = container, stream
+        # add_stream is typed for any codec name; an H.264 stream is a video stream.
+        self._container, self._stream = container, cast("VideoStream", stream)
 
     def _run(self) -> None:
         lower_thread_priority()
@@ -436,15 +447,17 @@ class ClipMuxer:
                 if item is _FINISH:
                     break
                 if item is not None:
-                    packet, pts = item  # type: ignore[misc]
+                    packet, pts = cast("tuple[EncodedPacket, int]", item)
                     if self._container is None:
                         self._open_container()
+                    container, stream = self._container, self._stream
+                    assert container is not None and stream is not None  # opened just above
                     out = av.Packet(packet.data)
                     out.pts = out.dts = pts
                     out.time_base = TIME_BASE
-                    out.stream = self._stream
+                    out.stream = stream
                     out.is_keyframe = packet.key
-                    self._container.mux(out)  # type: ignore[union-attr]
+                    container.mux(out)
                     self._packets += 1
                     self._good_size = self._file.size
                 now = time.monotonic()
