@@ -137,8 +137,8 @@ doctor: venv
 test: venv test-deps
 	$(PY) -m pytest -q
 
-# ruff, then mypy --strict on station/ and web/ ([tool.mypy] in pyproject.toml), both from the
-# locked venv.
+# ruff, then mypy --strict on packcam/, station/, web/ and central/ ([tool.mypy] in
+# pyproject.toml), both from the locked venv.
 lint: venv lock-check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
