@@ -1,4 +1,4 @@
-"""Pre-roll ring and clip lifecycle: temp file, finish, hash, atomic rename, manifest, index."""
+"""Encoded pre-roll and clip lifecycle: temp file, finish, hash, atomic rename, manifest, index."""
 
 from __future__ import annotations
 
@@ -32,17 +32,6 @@ from station.stream import EncodedPacket, PacketRing
 log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
-
-
-class ClipSink(Protocol):
-    """What the recorder needs of a clip writer (station.writer.ClipWriter implements it)."""
-
-    def write(self, image_i420: np.ndarray, t: float) -> None: ...
-
-    def finish(self) -> Any: ...
-
-
-WriterFactory = Callable[[Path], ClipSink]
 
 
 class FrameEncoder(Protocol):
@@ -133,7 +122,7 @@ class _OpenClip:
     order_id: str
     scan_t: float
     tmp_path: Path
-    writer: ClipSink
+    writer: PacketSink
     first_t: float | None = None
     last_t: float | None = None
     first_wall: datetime | None = None
@@ -148,8 +137,8 @@ class _OpenClip:
     error: str | None = None
     # The order label burned into each written frame, run-length coded: [[label, frames], ...]
     labels: list[list[Any]] = field(default_factory=list)
-    # Encoded path: the keyframe to start at (None: the first keyframe after ``after_t``),
-    # and, once stopped, the camera time of the last frame that belongs to the clip.
+    # The keyframe to start at (None: the first keyframe after ``after_t``), and, once
+    # stopped, the camera time of the last frame that belongs to the clip.
     start_key_t: float | None = None
     after_t: float | None = None
     end_t: float | None = None
@@ -187,16 +176,16 @@ def write_json_quick(path: Path, data: dict[str, Any]) -> None:
 
 
 class Recorder:
-    """Keeps the last ``pre_roll_s`` seconds of video and writes at most one clip at a time.
+    """Keeps the last ``pre_roll_s`` seconds of video, encoded, and writes at most one clip
+    at a time.
 
-    Two ways to make clips. The station's (``encoder`` + ``muxer``): every frame is encoded
-    once by an always-running ``FrameEncoder``; the ring keeps the last ``pre_roll_s`` of
-    encoded packets from a keyframe on (a few MB, not hundreds of raw frames); a clip starts
-    on the newest keyframe at or before scan - ``pre_roll_s`` that no earlier clip holds (or,
-    when there is none, on an IDR picture requested at the scan) and its packets are muxed
-    as they come: no second encode, no burst at its start. The per-clip way
-    (``writer_factory``, tests and tools): raw frames in the ring, a ``ClipSink`` that
-    encodes each clip, the pre-roll encoded when the clip starts.
+    Every frame is encoded once by an always-running ``FrameEncoder`` (``encoder``, made at
+    the first frame); the ring keeps the last ``pre_roll_s`` of encoded packets from a
+    keyframe on (a few MB, not hundreds of raw frames); a clip starts on the newest keyframe
+    at or before scan - ``pre_roll_s`` that no earlier clip holds (or, when there is none,
+    on an IDR picture requested at the scan) and its packets go to its ``PacketSink``
+    (``muxer``) as they come: no second encode, no burst at its start.
+    ``stream.stream_factories`` makes both from ``[recorder]``.
 
     Thread contract: ``push``, ``start``, ``stop``, ``link_waybill`` and ``log_event`` are called
     from the capture thread only. Finishing a clip (encoder flush, fsync, hashing, rename,
@@ -209,19 +198,15 @@ class Recorder:
         self,
         cfg: Config,
         ledger: Ledger,
-        writer_factory: WriterFactory | None = None,
         *,
-        encoder: EncoderFactory | None = None,
-        muxer: MuxerFactory | None = None,
+        encoder: EncoderFactory,
+        muxer: MuxerFactory,
         on_finished: Callable[[FinishedClip], None] | None = None,
         finalizers: tuple[Finalizer, ...] = (),
         salvage: Salvage | None = None,
     ) -> None:
-        if (writer_factory is None) == (encoder is None) or (encoder is None) != (muxer is None):
-            raise ValueError("give either writer_factory, or encoder and muxer")
         self.cfg = cfg
         self.ledger = ledger
-        self.writer_factory = writer_factory
         self._encoder_factory = encoder
         self._muxer_factory = muxer
         self._enc: FrameEncoder | None = None
@@ -236,7 +221,6 @@ class Recorder:
         self.clips_dir = self.data_dir / "clips"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.clips_dir.mkdir(parents=True, exist_ok=True)
-        self._ring: deque[tuple[np.ndarray, float, datetime, str | None]] = deque()
         self._open: _OpenClip | None = None
         # Camera time of the last frame written to any clip: a later clip's pre-roll starts
         # after it, so no second of video belongs to two orders.
@@ -263,124 +247,13 @@ class Recorder:
     def push(
         self, image_i420: np.ndarray, t: float, wall: datetime, label: str | None = None
     ) -> None:
-        """Add one frame (already overlaid) to the pre-roll ring and the open clip.
+        """Encode one frame (already overlaid); its packet goes to the pre-roll ring and to
+        the clips it belongs to (the array is kept by reference until encoded: do not change it).
 
         ``label``: the order burned into this frame (None when no order was open).
         """
         if self._unsaved_events and time.monotonic() - self._events_tried >= 1.0:
             self._save_events()
-        if self._encoder_factory is not None:
-            self._push_encoded(image_i420, t, wall, label)
-            return
-        keep = self.cfg.session.pre_roll_s
-        self._ring.append((image_i420, t, wall, label))
-        while self._ring and self._ring[0][1] < t - keep - 1e-6:
-            self._ring.popleft()
-        if self._open is not None:
-            clip = self._open
-            try:
-                self._write(clip, image_i420, t, wall, label)
-            except RecordingError as exc:
-                self._abandon(clip, exc)
-                raise
-
-    def start(
-        self,
-        order_id: str,
-        t: float,
-        *,
-        pre_roll: bool = True,
-        waybills: tuple[str, ...] = (),
-        extra: dict[str, Any] | None = None,
-        wall: datetime | None = None,
-    ) -> None:
-        """Open a clip of ``order_id`` scanned at camera time ``t`` (wall time ``wall``).
-
-        ``extra`` goes into its manifest (e.g. a camera gap). The pre-roll is the buffered
-        frames of the last ``pre_roll_s`` seconds that no earlier clip holds. The file is
-        named with the wall time of its first frame: the first pre-roll frame, or without
-        pre-roll the next frame pushed, which is at ``t`` (``wall``).
-        """
-        if self._closed:
-            raise RuntimeError("recorder is closed")
-        if self._open is not None:
-            raise RuntimeError("start() while a clip is open: stop() it first")
-        if self._encoder_factory is not None:
-            self._start_encoded(order_id, t, pre_roll, waybills, extra, wall)
-            return
-        if wall is None:
-            wall = self._ring[-1][2] if self._ring else datetime.now().astimezone()
-        first_wall = wall
-        frames = []
-        if pre_roll:
-            keep = self.cfg.session.pre_roll_s
-            owned = self._owned_t
-            frames = [
-                f for f in self._ring if f[1] >= t - keep - 1e-6 and (owned is None or f[1] > owned)
-            ]
-        name = self._base_name(order_id, frames[0][2] if frames else first_wall)
-        tmp_path = self.tmp_dir / f"{name}.mp4"
-        try:
-            writer = self.writer_factory(tmp_path)
-        except StationError:
-            raise
-        except Exception as exc:  # a broken encoder or full disk must surface as one error type
-            raise RecordingError(f"cannot open clip file {tmp_path}: {exc}") from exc
-        clip = _OpenClip(order_id=order_id, scan_t=t, tmp_path=tmp_path, writer=writer)
-        clip.waybills.extend(WaybillLink(w, "", 0.0) for w in waybills)
-        clip.scan_wall = first_wall
-        clip.journal_first_wall = frames[0][2] if frames else first_wall
-        clip.journal_pre_roll_s = round(max(0.0, t - frames[0][1]), 3) if frames else 0.0
-        clip.extra = dict(extra or {})
-        self._open = clip
-        # Record what this temp file is before any frame is written, so a power cut leaves
-        # enough for crash recovery to index it under the right order.
-        self._journal(clip, durable=True)
-        try:
-            for image, ft, fwall, label in frames:
-                self._write(clip, image, ft, fwall, label)
-        except RecordingError as exc:
-            self._abandon(clip, exc)
-            raise
-        log.info("recording order %r -> %s", order_id, tmp_path.name)
-
-    def stop(self, reason: str, t: float) -> None:
-        clip = self._open
-        if clip is None:
-            raise RuntimeError("stop() with no open clip")
-        with self._annotate_lock:
-            self._open = None
-        clip.finish_reason = reason
-        log.info("order %r finished (%s); finishing clip", clip.order_id, reason)
-        if self._encoder_factory is None:
-            self._pending.put(clip)
-            return
-        # Every frame pushed so far is the clip's; packets of those still in the encoder
-        # follow (a V4L2 encoder keeps a few): the clip is finished once they are muxed.
-        clip.end_t = self._last_pushed_t
-        if self._enc is not None:
-            # The first frame after a clip is an IDR picture: the next clip's pre-roll can
-            # start right where this one ended, not only at the next periodic keyframe.
-            self._enc.request_keyframe()
-        self._closing.append(clip)
-        self._complete_closing()
-
-    # ---- the encoded path (capture thread) ------------------------------------------------
-
-    def _encoder(self) -> FrameEncoder:
-        if self._enc is None:
-            assert self._encoder_factory is not None
-            try:
-                self._enc = self._encoder_factory()
-            except StationError:
-                raise
-            except Exception as exc:
-                raise RecordingError(f"cannot start the encoder: {exc}") from exc
-        return self._enc
-
-    def _push_encoded(
-        self, image_i420: np.ndarray, t: float, wall: datetime, label: str | None
-    ) -> None:
         try:
             enc = self._encoder()
             enc.submit(image_i420, t, wall, label)
@@ -397,6 +270,100 @@ class Recorder:
                 self._abandon(self._open, exc)
             raise
         self._route(packets)
+
+    def start(
+        self,
+        order_id: str,
+        t: float,
+        *,
+        pre_roll: bool = True,
+        waybills: tuple[str, ...] = (),
+        extra: dict[str, Any] | None = None,
+        wall: datetime | None = None,
+    ) -> None:
+        """Open a clip of ``order_id`` scanned at camera time ``t`` (wall time ``wall``).
+
+        ``extra`` goes into its manifest (e.g. a camera gap). The clip starts on the newest
+        keyframe in the ring at or before ``t - pre_roll_s`` that no earlier clip holds
+        (``PacketRing.start_for``); without one (or with ``pre_roll`` False) the encoder is
+        asked for an IDR picture and the clip starts at the next frame pushed. The file is
+        named with the wall time of its first frame: the keyframe's, or ``wall``.
+        """
+        if self._closed:
+            raise RuntimeError("recorder is closed")
+        if self._open is not None:
+            raise RuntimeError("start() while a clip is open: stop() it first")
+        enc = self._encoder()
+        bounds = [b for b in (self._owned_t, *(c.end_t for c in self._closing)) if b is not None]
+        if not pre_roll and self._last_pushed_t is not None:
+            bounds.append(self._last_pushed_t)  # from the next frame on
+        after_t = max(bounds) if bounds else None
+        key_t = None
+        if pre_roll:
+            key_t = self._packets.start_for(t, self.cfg.session.pre_roll_s, after_t)
+        if key_t is None:
+            enc.request_keyframe()  # an IDR picture at the next frame: the clip starts there
+        ring = self._packets.since(key_t) if key_t is not None else []
+        if wall is None:
+            wall = datetime.now().astimezone()
+        first_wall = ring[0].wall if ring else wall
+        name = self._base_name(order_id, first_wall)
+        tmp_path = self.tmp_dir / f"{name}.mp4"
+        try:
+            sink = self._muxer_factory(tmp_path, enc)
+        except StationError:
+            raise
+        except Exception as exc:  # a broken muxer or full disk must surface as one error type
+            raise RecordingError(f"cannot open clip file {tmp_path}: {exc}") from exc
+        clip = _OpenClip(order_id=order_id, scan_t=t, tmp_path=tmp_path, writer=sink)
+        clip.start_key_t, clip.after_t = key_t, after_t
+        clip.waybills.extend(WaybillLink(w, "", 0.0) for w in waybills)
+        clip.scan_wall = wall
+        clip.journal_first_wall = first_wall
+        clip.journal_pre_roll_s = round(max(0.0, t - ring[0].t), 3) if ring else 0.0
+        clip.extra = dict(extra or {})
+        self._open = clip
+        # Record what this temp file is before any frame is written, so a power cut leaves
+        # enough for crash recovery to index it under the right order.
+        self._journal(clip, durable=True)
+        try:
+            for packet in ring:
+                self._offer(clip, packet)
+        except RecordingError as exc:
+            self._abandon(clip, exc)
+            raise
+        start = f"keyframe at t={key_t:.3f}" if key_t is not None else "the next frame"
+        log.info("recording order %r -> %s (starts at %s)", order_id, tmp_path.name, start)
+
+    def stop(self, reason: str, t: float) -> None:
+        clip = self._open
+        if clip is None:
+            raise RuntimeError("stop() with no open clip")
+        with self._annotate_lock:
+            self._open = None
+        clip.finish_reason = reason
+        log.info("order %r finished (%s); finishing clip", clip.order_id, reason)
+        # Every frame pushed so far is the clip's; packets of those still in the encoder
+        # follow (a V4L2 encoder keeps a few): the clip is finished once they are muxed.
+        clip.end_t = self._last_pushed_t
+        if self._enc is not None:
+            # The first frame after a clip is an IDR picture: the next clip's pre-roll can
+            # start right where this one ended, not only at the next periodic keyframe.
+            self._enc.request_keyframe()
+        self._closing.append(clip)
+        self._complete_closing()
+
+    # ---- the encoder and the ring (capture thread) ---------------------------------------
+
+    def _encoder(self) -> FrameEncoder:
+        if self._enc is None:
+            try:
+                self._enc = self._encoder_factory()
+            except StationError:
+                raise
+            except Exception as exc:
+                raise RecordingError(f"cannot start the encoder: {exc}") from exc
+        return self._enc
 
     def _route(self, packets: list[EncodedPacket]) -> None:
         """Packets into the ring, into the clips stopped and waiting, into the open clip."""
@@ -431,7 +398,7 @@ class Recorder:
         elif clip.last_t is not None and packet.t <= clip.last_t:
             return
         self._account(clip, packet.t, packet.wall, packet.label)
-        clip.writer.write(packet)  # type: ignore[call-arg, arg-type]
+        clip.writer.write(packet)
 
     def _complete_closing(self, *, force: bool = False) -> None:
         """Hand stopped clips to the finisher once their last packet can have come."""
@@ -452,56 +419,6 @@ class Recorder:
             else:
                 keep.append(clip)
         self._closing = keep
-
-    def _start_encoded(
-        self,
-        order_id: str,
-        t: float,
-        pre_roll: bool,
-        waybills: tuple[str, ...],
-        extra: dict[str, Any] | None,
-        wall: datetime | None,
-    ) -> None:
-        enc = self._encoder()
-        bounds = [b for b in (self._owned_t, *(c.end_t for c in self._closing)) if b is not None]
-        if not pre_roll and self._last_pushed_t is not None:
-            bounds.append(self._last_pushed_t)  # from the next frame on
-        after_t = max(bounds) if bounds else None
-        key_t = None
-        if pre_roll:
-            key_t = self._packets.start_for(t, self.cfg.session.pre_roll_s, after_t)
-        if key_t is None:
-            enc.request_keyframe()  # an IDR picture at the next frame: the clip starts there
-        ring = self._packets.since(key_t) if key_t is not None else []
-        if wall is None:
-            wall = datetime.now().astimezone()
-        first_wall = ring[0].wall if ring else wall
-        name = self._base_name(order_id, first_wall)
-        tmp_path = self.tmp_dir / f"{name}.mp4"
-        assert self._muxer_factory is not None
-        try:
-            sink = self._muxer_factory(tmp_path, enc)
-        except StationError:
-            raise
-        except Exception as exc:
-            raise RecordingError(f"cannot open clip file {tmp_path}: {exc}") from exc
-        clip = _OpenClip(order_id=order_id, scan_t=t, tmp_path=tmp_path, writer=sink)  # type: ignore[arg-type]
-        clip.start_key_t, clip.after_t = key_t, after_t
-        clip.waybills.extend(WaybillLink(w, "", 0.0) for w in waybills)
-        clip.scan_wall = wall
-        clip.journal_first_wall = first_wall
-        clip.journal_pre_roll_s = round(max(0.0, t - ring[0].t), 3) if ring else 0.0
-        clip.extra = dict(extra or {})
-        self._open = clip
-        self._journal(clip, durable=True)
-        try:
-            for packet in ring:
-                self._offer(clip, packet)
-        except RecordingError as exc:
-            self._abandon(clip, exc)
-            raise
-        start = f"keyframe at t={key_t:.3f}" if key_t is not None else "the next frame"
-        log.info("recording order %r -> %s (starts at %s)", order_id, tmp_path.name, start)
 
     def annotate(self, order_id: str, key: str, value: Any) -> bool:
         """Add ``key`` to the manifest of ``order_id``'s clip if it is still open (any thread,
@@ -635,12 +552,6 @@ class Recorder:
                 write_json_quick(path, data)
         except OSError as exc:
             log.error("cannot write %s (recovery after a crash will know less): %s", path.name, exc)
-
-    def _write(
-        self, clip: _OpenClip, image: np.ndarray, t: float, wall: datetime, label: str | None
-    ) -> None:
-        self._account(clip, t, wall, label)
-        clip.writer.write(image, t)
 
     def _account(self, clip: _OpenClip, t: float, wall: datetime, label: str | None) -> None:
         """Note one frame going into ``clip``: its time, its owner, the label it shows."""

@@ -22,13 +22,13 @@ from station.frames import FrameSource
 from station.hooks import attach_recorder, build_events, clip_archived, clip_finished
 from station.ledger import ClipRecord, Ledger
 from station.live import LiveWriter
-from station.recorder import Finalizer, FinishedClip, FrameEncoder, Recorder
+from station.recorder import Finalizer, FinishedClip, Recorder
 from station.recovery import Recovery, data_dir_lock
 from station.retention import DiskProbe, RetentionManager, station_signer
 from station.runner import Station, StationWatchdog, station_tz
 from station.scanner import build_scan_sources
 from station.sdnotify import Watchdog
-from station.stream import ClipMuxer, StreamEncoder
+from station.stream import stream_factories
 from station.writer import HARDWARE_ENCODERS, probe_encoder, to_i420
 
 if TYPE_CHECKING:
@@ -133,29 +133,7 @@ def assemble(
     ledger = Ledger.in_data_dir(data_dir)
     width, height, fps = cam.width, cam.height, cam.fps
 
-    def encoder_factory() -> StreamEncoder:
-        # Runs all the time: the pre-roll is encoded packets, not raw frames.
-        return StreamEncoder(
-            width,
-            height,
-            fps,
-            encoder=r.encoder,
-            preset=r.preset,
-            crf=r.crf,
-            keyframe_interval_s=r.keyframe_interval_s,
-            bitrate_kbps=r.bitrate_kbps,
-        )
-
-    def muxer_factory(path: Path, enc: FrameEncoder) -> ClipMuxer:
-        return ClipMuxer(
-            path,
-            width,
-            height,
-            fps,
-            lambda: enc.extradata,
-            codec=r.encoder,
-            fsync_interval_s=r.fsync_interval_s,
-        )
+    encoder_factory, muxer_factory = stream_factories(r, width, height, fps)
 
     from station.proof.finalizer import build_finalizers
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 import av
 import numpy as np
 
+from station.config import RecorderSection
 from station.errors import RecordingError
 from station.files import fsync_dir, sha256_file
 from station.h264_limits import hw_controls, hw_settings
@@ -501,4 +502,45 @@ class ClipMuxer:
             pass
 
 
-__all__ = ["ClipMuxer", "EncodedPacket", "PacketRing", "StreamEncoder", "yuv420p_frame"]
+def stream_factories(
+    r: RecorderSection, width: int, height: int, fps: float
+) -> tuple[Callable[[], StreamEncoder], Callable[[Path, Any], ClipMuxer]]:
+    """The ``encoder`` and ``muxer`` factories of a ``Recorder`` as ``[recorder]`` sets them:
+    one always-running ``StreamEncoder`` and a ``ClipMuxer`` per clip that takes its SPS/PPS
+    from that encoder. The one place they are wired (the station and the tests use it)."""
+
+    def encoder() -> StreamEncoder:
+        # Runs all the time: the pre-roll is encoded packets, not raw frames.
+        return StreamEncoder(
+            width,
+            height,
+            fps,
+            encoder=r.encoder,
+            preset=r.preset,
+            crf=r.crf,
+            keyframe_interval_s=r.keyframe_interval_s,
+            bitrate_kbps=r.bitrate_kbps,
+        )
+
+    def muxer(path: Path, enc: Any) -> ClipMuxer:
+        return ClipMuxer(
+            path,
+            width,
+            height,
+            fps,
+            lambda: enc.extradata,
+            codec=r.encoder,
+            fsync_interval_s=r.fsync_interval_s,
+        )
+
+    return encoder, muxer
+
+
+__all__ = [
+    "ClipMuxer",
+    "EncodedPacket",
+    "PacketRing",
+    "StreamEncoder",
+    "stream_factories",
+    "yuv420p_frame",
+]

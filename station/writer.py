@@ -359,6 +359,10 @@ def _describe(exc: BaseException) -> str:
 class ClipWriter:
     """Encode one clip to ``path`` as H.264 (yuv420p) in fragmented MP4.
 
+    Not the station's path (that is ``stream.StreamEncoder`` + ``stream.ClipMuxer``, which
+    make the same file from an always-running encoder): for test fixtures, tools and the
+    hardware-encoder check, where a clip is encoded on its own from raw frames.
+
     Contract: construct (opens the file, O_EXCL, parent must exist), call ``write`` once per
     frame with I420 data from ``to_i420`` and a strictly increasing camera time ``t``, then
     ``finish`` exactly once for the ``FinishedFile``. Every failure is a ``RecordingError``;
@@ -487,11 +491,10 @@ class ClipWriter:
             hw = hw_settings(width, height, self.fps, bitrate_kbps, keyframe_interval_s)
             with hw_controls(encoder, hw):  # h264_v4l2m2m: I-period + level as the driver takes
                 ctx.open()  # ~5 ms; bad encoder settings (or no device) fail here, not later
-            # libx264 starts its worker threads here, in the caller's (capture) thread: give
-            # them background priority, as the writer thread takes for itself, so encoding
-            # the pre-roll burst at a clip's start cannot starve the capture loop. (A thread
-            # another part of the station starts at this very moment may be lowered too;
-            # all of those are background threads.)
+            # libx264 starts its worker threads here, in the caller's thread: give them
+            # background priority, as the writer thread takes for itself, so encoding cannot
+            # starve the caller's loop. (A thread another part of the program starts at this
+            # very moment may be lowered too; all of those are background threads.)
             for tid in thread_ids() - before:
                 lower_thread_priority(tid)
             # No SPS/PPS yet (h264_v4l2m2m): the muxer would write an empty avcC with the

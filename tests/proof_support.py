@@ -21,11 +21,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from recorder_support import encoded_recorder
 
 from station import config as config_mod
 from station.ledger import Ledger, ScanEventRecord
 from station.proof.trust import Anchors
-from station.recorder import Recorder
 
 MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof"
 W, H, FPS = 160, 96, 10
@@ -43,7 +43,7 @@ class Finished:
 
 
 class SmallWriter:
-    """A minimal ClipSink: libx264 yuv420p in fragmented MP4, as the station writes."""
+    """A minimal clip encoder for sample files: libx264 yuv420p in fragmented MP4."""
 
     def __init__(self, path: Path, fps: int = FPS) -> None:
         self.path = path
@@ -110,9 +110,10 @@ def record_orders(
     frames: int = 12,
     ago: timedelta = timedelta(minutes=30),
 ) -> list:
-    """Drive the real Recorder: one clip per order with a scan, a waybill and a seal event."""
+    """Drive the real Recorder, built as the station builds it (encoded pre-roll): one clip
+    per order with a scan, a waybill and a seal event."""
     ledger = Ledger.in_data_dir(cfg.station.data_dir)
-    rec = Recorder(cfg, ledger, lambda p: SmallWriter(p), finalizers=finalizers)
+    rec = encoded_recorder(cfg, ledger, W, H, FPS, finalizers=finalizers)
     t = 0.0
     wall0 = datetime.now(UTC).astimezone() - ago
     try:
@@ -121,7 +122,7 @@ def record_orders(
                 wall = wall0 + timedelta(seconds=t)
                 rec.push(frame_i420(n * 100 + i), t, wall)
                 if i == 2:
-                    rec.start(order, t)
+                    rec.start(order, t, wall=wall)
                     rec.log_event(ScanEventRecord("order", order, "camera", wall), t)
                 if i == 5:
                     rec.link_waybill(f"SF{1000000000000 + n}", "SF", t)

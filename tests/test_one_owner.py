@@ -5,17 +5,16 @@ from __future__ import annotations
 import itertools
 import threading
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
+from recorder_support import encoded_recorder
 
 from station import config as config_mod
 from station.ledger import Ledger
-from station.recorder import FinishedClip, Recorder
+from station.recorder import FinishedClip
 from station.service import assemble
 from station.synthetic import Scenario, SyntheticCamera
-from station.writer import ClipWriter
 
 W, H, FPS = 160, 96, 10.0
 WALL0 = datetime(2026, 12, 4, 9, 0, 0).astimezone()
@@ -47,11 +46,8 @@ def test_recorder_pre_roll_starts_after_the_previous_clip(
     cfg: config_mod.Config, ledger: Ledger
 ) -> None:
     cfg = cfg.replace("session", pre_roll_s=3.0).replace("proof", enabled=False)
-
-    def writer(p: Path) -> ClipWriter:
-        return ClipWriter(p, W, H, FPS, keyframe_interval_s=1.0)
-
-    rec = Recorder(cfg, ledger, writer)
+    # A keyframe every 0.5 s: A's pre-roll can start exactly 3 s before its scan.
+    rec = encoded_recorder(cfg, ledger, W, H, FPS, keyframe_interval_s=0.5)
     t, label = 0.0, None
     try:
         for i in range(80):
@@ -71,7 +67,7 @@ def test_recorder_pre_roll_starts_after_the_previous_clip(
     a, b = rec.finished
     assert (a.order_id, b.order_id) == ("A", "B")
     assert a.frame_labels == ((None, 30), ("A", 15))  # 3 s pre-roll at 10 fps
-    assert b.frame_labels == (("B", 30),)  # no pre-roll: those seconds are A's
+    assert b.frame_labels == (("B", 30),)  # no pre-roll: those seconds are A's (an IDR at B)
     assert b.record is not None and b.record.pre_roll_s == 0
     owners_ok(list(rec.finished))
     # Named with the wall time of the first frame: A's first pre-roll frame, B's scan frame.

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from recorder_support import encoded_recorder
 
 from station import config as config_mod
 from station.errors import LedgerError
 from station.ledger import Ledger, ScanEventRecord
 from station.recorder import Recorder
-from station.writer import ClipWriter
 
 W, H, FPS = 64, 48, 10.0
 WALL0 = datetime(2026, 12, 4, 9, 0, 0).astimezone()
@@ -40,8 +40,8 @@ def rec_cfg(cfg: config_mod.Config) -> config_mod.Config:
     return cfg.replace("proof", enabled=False)
 
 
-def writer(p: Path) -> ClipWriter:
-    return ClipWriter(p, W, H, FPS)
+def recorder(cfg: config_mod.Config, ledger: Ledger) -> Recorder:
+    return encoded_recorder(cfg, ledger, W, H, FPS)
 
 
 def test_refused_scans_are_kept_until_the_index_takes_writes_again(
@@ -50,7 +50,7 @@ def test_refused_scans_are_kept_until_the_index_takes_writes_again(
     clock = [100.0]
     monkeypatch.setattr("station.recorder.time.monotonic", lambda: clock[0])
     ledger = FullIndex(tmp_path / "index.sqlite3")
-    rec = Recorder(rec_cfg, ledger, writer)
+    rec = recorder(rec_cfg, ledger)
     try:
         frame = np.zeros((H * 3 // 2, W), np.uint8)
         rec.log_event(refused(1), 0.0)  # raises nothing: kept
@@ -72,7 +72,7 @@ def test_close_with_the_index_still_full_puts_the_scans_in_the_log(
     rec_cfg: config_mod.Config, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     ledger = FullIndex(tmp_path / "index.sqlite3")
-    rec = Recorder(rec_cfg, ledger, writer)
+    rec = recorder(rec_cfg, ledger)
     rec.log_event(refused(7), 0.0)
     with caplog.at_level(logging.ERROR, logger="station.recorder"):
         rec.close()

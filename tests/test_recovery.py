@@ -14,13 +14,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from recorder_support import encoded_recorder
 
 from station import config as config_mod
 from station.errors import LedgerError, RecordingError
 from station.ledger import Ledger, ScanEventRecord
 from station.proof.finalizer import build_finalizers
 from station.proof.verify import audit
-from station.recorder import FinishedClip, Recorder, write_manifest
+from station.recorder import FinishedClip, PacketSink, write_manifest
 from station.recovery import (
     DataDirBusy,
     Recovery,
@@ -30,6 +31,7 @@ from station.recovery import (
     record_from_manifest,
     recover_data_dir,
 )
+from station.stream import EncodedPacket
 from station.writer import ClipWriter, to_i420
 
 W, H, FPS = 160, 96, 10.0
@@ -265,11 +267,7 @@ class _BrokenIndex(Ledger):
 
 def record(cfg: config_mod.Config, ledger: Ledger, orders: list[str], **kw) -> list[FinishedClip]:
     fins = build_finalizers(cfg)
-
-    def writer(p: Path) -> ClipWriter:
-        return ClipWriter(p, W, H, FPS, keyframe_interval_s=1.0)
-
-    rec = Recorder(cfg, ledger, kw.pop("factory", writer), finalizers=fins, **kw)
+    rec = encoded_recorder(cfg, ledger, W, H, FPS, finalizers=fins, **kw)
     t = 0.0
     try:  # the caller's ledger is closed at the end
         for n, order in enumerate(orders):
@@ -278,7 +276,7 @@ def record(cfg: config_mod.Config, ledger: Ledger, orders: list[str], **kw) -> l
                 with contextlib.suppress(RecordingError):  # the clip ended; the loop goes on
                     rec.push(to_i420(picture(n * 100 + i)), t, wall)
                 if i == 3:
-                    rec.start(order, t)
+                    rec.start(order, t, wall=wall)
                     rec.log_event(ScanEventRecord("order", order, "script", wall), t)
                 if i == 6 and rec.recording:
                     rec.link_waybill("SF1234567890123", "SF", t)
@@ -341,18 +339,21 @@ def test_clip_moved_before_signing_gets_a_manifest_from_its_journal(
 def test_writer_failure_mid_clip_is_salvaged_as_interrupted(
     cfg: config_mod.Config, data: Path
 ) -> None:
-    """ENOSPC from the writer: the clip so far is kept, indexed as interrupted, with the error."""
+    """ENOSPC from the clip muxer: the clip so far is kept, indexed as interrupted, with the
+    error."""
 
     class FullDisk:
-        def __init__(self, path: Path) -> None:
-            self.inner = ClipWriter(path, W, H, FPS, keyframe_interval_s=1.0)
+        """The station's ClipMuxer on a disk that fills up after 8 frames."""
+
+        def __init__(self, inner: PacketSink) -> None:
+            self.inner = inner
             self.n = 0
 
-        def write(self, image: np.ndarray, t: float) -> None:
+        def write(self, packet: EncodedPacket) -> None:
             self.n += 1
             if self.n > 8:
                 raise RecordingError("writing clip failed: disk full: [Errno 28] No space left")
-            self.inner.write(image, t)
+            self.inner.write(packet)
 
         def finish(self):  # type: ignore[no-untyped-def]
             self.inner.finish()
@@ -362,7 +363,7 @@ def test_writer_failure_mid_clip_is_salvaged_as_interrupted(
     fins = build_finalizers(cfg)
     recovery = Recovery(cfg, led, fins)
     try:
-        (fin,) = record(cfg, led, ["PO-3"], factory=FullDisk, salvage=recovery.salvage)
+        (fin,) = record(cfg, led, ["PO-3"], wrap_muxer=FullDisk, salvage=recovery.salvage)
     finally:
         led.close()
     assert fin.error and "No space left" in fin.error

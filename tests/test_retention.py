@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from recorder_support import encoded_recorder
 
 from station import config as config_mod
 from station.alarms import AlarmBoard
@@ -23,7 +24,6 @@ from station.proof.finalizer import build_finalizers
 from station.proof.keys import StationKey, verify_signature
 from station.proof.paths import ProofPaths
 from station.proof.verify import audit
-from station.recorder import Recorder
 from station.retention import (
     HELD,
     UNARCHIVED,
@@ -37,7 +37,7 @@ from station.retention import (
     station_signer,
     why_kept,
 )
-from station.writer import ClipWriter, to_i420
+from station.writer import to_i420
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -278,7 +278,7 @@ def record_at(cfg: config_mod.Config, orders_days: list[tuple[str, float]]) -> l
     """One small real clip per (order, age in days), finalised (signed) and indexed."""
     ledger = Ledger.in_data_dir(cfg.station.data_dir)
     fins = build_finalizers(cfg)
-    rec = Recorder(cfg, ledger, lambda p: ClipWriter(p, W, H, FPS), finalizers=fins)
+    rec = encoded_recorder(cfg, ledger, W, H, FPS, finalizers=fins)
     rng = np.random.default_rng(0)
     t = 0.0
     try:
@@ -287,8 +287,8 @@ def record_at(cfg: config_mod.Config, orders_days: list[tuple[str, float]]) -> l
             for i in range(6):
                 img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
                 rec.push(to_i420(img), t, wall0 + timedelta(seconds=i / FPS))
-                if i == 1:
-                    rec.start(order, t, pre_roll=False)  # the ring holds the last clip's days
+                if i == 1:  # the ring holds the last clip's days
+                    rec.start(order, t, pre_roll=False, wall=wall0 + timedelta(seconds=i / FPS))
                 t += 1 / FPS
             rec.stop("sealed", t)
             t += 1
