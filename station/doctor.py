@@ -19,14 +19,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import numpy as np
 
 from station.config import Config
-
-if TYPE_CHECKING:
-    from av.video.codeccontext import VideoCodecContext
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +345,7 @@ def encoder_probe(
                 frame = av.VideoFrame.from_ndarray(planes[i % 8], format="yuv420p")
                 frame.pts = i * max(1, round(ticks / fps))
                 frame.time_base = TIME_BASE
-            for packet in cast("VideoCodecContext", ctx).encode(frame):
+            for packet in ctx.encode(frame):
                 keys.append(bool(packet.is_keyframe))
                 size += packet.size
         elapsed = time.perf_counter() - t0

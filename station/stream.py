@@ -39,7 +39,6 @@ from station.writer import (
 )
 
 if TYPE_CHECKING:
-    from av.video.codeccontext import VideoCodecContext
     from av.video.stream import VideoStream
 
 log = logging.getLogger(__name__)
@@ -153,8 +152,7 @@ class StreamEncoder:
                 f"cannot open the H.264 encoder {encoder} at {width}x{height}: "
                 f"{_describe(exc)}" + (f". {hint}" if hint else "")
             ) from exc
-        # encoder_context is typed as any codec's context; an H.264 encoder's is a video one.
-        self._ctx = cast("VideoCodecContext", ctx)
+        self._ctx = ctx
         if ctx.extradata:
             self.extradata = bytes(ctx.extradata)
         self._meta: dict[int, tuple[float, datetime, str | None]] = {}
@@ -425,15 +423,17 @@ class ClipMuxer:
         # opened (no second encoder); the parameters are set here, copied at the header.
         scratch = av.open(io.BytesIO(), "w", format="mp4")
         try:
-            stream = container.add_stream_from_template(scratch.add_stream(self._codec))
+            # add_stream is typed for any codec name; an H.264 stream is a video stream.
+            stream = cast(
+                "VideoStream", container.add_stream_from_template(scratch.add_stream(self._codec))
+            )
         finally:
             scratch.close()
         stream.time_base = TIME_BASE
         ctx = stream.codec_context
         _set_picture_params(ctx, self.width, self.height)
         ctx.extradata = extradata
-        # add_stream is typed for any codec name; an H.264 stream is a video stream.
-        self._container, self._stream = container, cast("VideoStream", stream)
+        self._container, self._stream = container, stream
 
     def _run(self) -> None:
         lower_thread_priority()
