@@ -137,11 +137,13 @@ doctor: venv
 test: venv test-deps
 	$(PY) -m pytest -q
 
+# ruff, then mypy --strict on packcam/, station/, web/ and central/ ([tool.mypy] in
+# pyproject.toml), both from the locked venv.
 lint: venv lock-check
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 bench: venv
 	$(PY) bench/loop.py --quick
 
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) .deps-stamp .test-deps-stamp .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) .deps-stamp .test-deps-stamp .pytest_cache .ruff_cache .mypy_cache

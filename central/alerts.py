@@ -257,8 +257,8 @@ def run_once(
     if not events:
         return []
     docs = [e.as_dict(now) for e in events]
-    for e in docs:
-        log.warning("alert %s: %s", e["type"].removeprefix("alert."), e["message"])
+    for doc in docs:
+        log.warning("alert %s: %s", doc["type"].removeprefix("alert."), doc["message"])
     failed = []
     for sink in sinks:
         try:

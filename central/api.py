@@ -10,7 +10,8 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.wrappers import Response
 
-from central.db import CentralDB, CentralError, Unavailable
+from central.db import CentralDB
+from central.errors import CentralError, Unavailable
 from central.witness import ACCEPT, witness_key
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def _items(name: str) -> list[dict[str, Any]]:
     doc = request.get_json(silent=True)
     if not isinstance(doc, dict) or not isinstance(doc.get(name), list):
         raise CentralError(f"expected a JSON object with a list {name!r}")
-    items = doc[name]
+    items: list[dict[str, Any]] = doc[name]
     if len(items) > MAX_ITEMS or not all(isinstance(i, dict) for i in items):
         raise CentralError(f"{name}: at most {MAX_ITEMS} objects")
     return items
@@ -134,12 +135,12 @@ def checkpoints() -> Response:
     db = central_db()
     pem = db.public_key(g.station["id"])
     public = load_public_pem(pem.encode()) if pem else None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for cp in _items("checkpoints"):
         try:
             body = base64.b64decode(cp["body_b64"], validate=True)
             sig = base64.b64decode(cp["signature_b64"], validate=True)
-            row = {
+            row: dict[str, Any] = {
                 "local_id": int(cp["local_id"]),
                 "tree_size": int(cp["tree_size"]),
                 "root_hash": str(cp["root_hash"]),
@@ -159,7 +160,8 @@ def checkpoints() -> Response:
                                      row["tree_size"], row["root_hash"])  # fmt: skip
                     raise CentralError(f"log-after-rotation: {detail}")
             raise CentralError(f"checkpoint {row['local_id']} is not signed by the station key")
-        cons = cp.get("consistency") if isinstance(cp.get("consistency"), dict) else {}
+        consistency = cp.get("consistency")
+        cons: dict[str, Any] = consistency if isinstance(consistency, dict) else {}
         try:
             old_size = int(cons["old_size"]) if "old_size" in cons else None
             proof = [bytes.fromhex(h) for h in cons.get("proof", [])]
@@ -196,7 +198,8 @@ def rotation() -> Response:
         sig_old = base64.b64decode(doc["signature_old_b64"], validate=True)
         sig_new = base64.b64decode(doc["signature_new_b64"], validate=True)
         new_pem = str(doc["new_public_key"])
-        cons = doc.get("consistency") if isinstance(doc.get("consistency"), dict) else {}
+        consistency = doc.get("consistency")
+        cons: dict[str, Any] = consistency if isinstance(consistency, dict) else {}
         old_size = int(cons["old_size"]) if "old_size" in cons else None
         proof = [bytes.fromhex(h) for h in cons.get("proof", [])]
     except (KeyError, TypeError, ValueError) as exc:

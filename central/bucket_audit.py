@@ -64,10 +64,12 @@ def classify(
     return sorted(out, key=lambda f: (KINDS.index(f.kind), f.key))
 
 
-def list_versions(client: Any, bucket: str, prefix: str) -> tuple[list[dict], list[dict]]:
+def list_versions(
+    client: Any, bucket: str, prefix: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every object version and delete marker under ``prefix`` (paginated)."""
-    versions: list[dict] = []
-    markers: list[dict] = []
+    versions: list[dict[str, Any]] = []
+    markers: list[dict[str, Any]] = []
     for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
         versions.extend(page.get("Versions", []))
         markers.extend(page.get("DeleteMarkers", []))

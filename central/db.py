@@ -420,9 +420,7 @@ class CentralDB:
             seen = r["health_utc"] or r["last_seen_utc"]
             age = (now - seen).total_seconds() if seen is not None else None
             state = (
-                h.get("state")
-                if h.get("state") in {"idle", "recording", "suspended"}
-                else ("stopped")
+                h["state"] if h.get("state") in {"idle", "recording", "suspended"} else ("stopped")
             )
             backlog = h.get("archive_backlog")
             disk = h.get("disk_free_bytes")

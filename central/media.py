@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from flask import Response, abort, current_app, redirect, request
@@ -68,7 +68,7 @@ def media_store() -> ObjectStore | None:
 
 
 def _store() -> ObjectStore:
-    store = current_app.extensions["packcam_media"]["store"]
+    store: ObjectStore | None = current_app.extensions["packcam_media"]["store"]
     if store is None:
         log.error("central mode without [archive] bucket: clips cannot be streamed")
         abort(503)
@@ -136,7 +136,8 @@ def serve_object(
         params: dict[str, Any] = {"ResponseContentType": mimetype}
         if disposition:
             params["ResponseContentDisposition"] = disposition
-        resp = redirect(store.presign(key, cfg.presign_s, **params), code=302)
+        # flask.redirect makes the app's response class; typed as werkzeug's
+        resp = cast(Response, redirect(store.presign(key, cfg.presign_s, **params), code=302))
         resp.headers["Cache-Control"] = "no-store"
         return resp
     args: dict[str, Any] = {"Bucket": store.bucket, "Key": key}

@@ -13,7 +13,7 @@ from central.verify import check_bundle_in_index, verify_clip_central
 from station.config import Config
 from station.ledger import ClipRecord
 from web import create_app as create_web_app
-from web.backends import ClipsVerifier
+from web.backends import ClipsVerifier, MediaStore
 from web.cli import make_server as make_web_server
 from web.frames import KeyFrame
 
@@ -28,11 +28,11 @@ class CentralSite:
     share links and the access log stay in the data dir's web.sqlite3. One per app; its
     methods run on the server's threads, each with its own connection (central.api)."""
 
-    large_bodies = ((str(api.bp.url_prefix), api.MAX_BODY),)
+    large_bodies: tuple[tuple[str, int], ...] = ((str(api.bp.url_prefix), api.MAX_BODY),)
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.media = self
+        self.media: MediaStore = self
 
     def init_app(self, app: Flask) -> None:
         api.init_app(app, self.config.central.dsn)

@@ -102,7 +102,10 @@ def decode_zxing(
     # Plain text mode: control characters (GS, CR LF in QR payloads) come through as
     # themselves instead of zxing's "<GS>" rendering, like zbar and like a keyboard scanner.
     for b in zxingcpp.read_barcodes(
-        gray, formats=_ZXING_FORMAT_LIST, text_mode=zxingcpp.TextMode.Plain, binarizer=binarizer
+        gray,
+        formats=_ZXING_FORMAT_LIST,  # type: ignore[arg-type]  # the stub says BarcodeFormats; a list works
+        text_mode=zxingcpp.TextMode.Plain,
+        binarizer=binarizer,
     ):
         if not b.text:
             continue
@@ -180,7 +183,8 @@ def _deblur(gray: np.ndarray, sigma: float, iterations: int) -> np.ndarray:
     for _ in range(iterations):
         reblurred = cv2.filter2D(estimate, -1, psf)
         estimate *= cv2.filter2D(observed / np.maximum(reblurred, 1e-3), -1, flipped)
-    return np.clip(estimate - 1.0, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(estimate - 1.0, 0, 255).astype(np.uint8)
+    return out
 
 
 class _View:
@@ -249,7 +253,7 @@ def _locate(gray: np.ndarray, max_regions: int) -> list[tuple[int, int, int, int
     density = cv2.blur(cv2.addWeighted(gx, 0.5, gy, 0.5, 0), (7, 7))
     otsu, _ = cv2.threshold(density, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     level = max(otsu, float(np.percentile(density, 90)), 12.0)
-    mask = (density > level).astype(np.uint8)
+    mask: np.ndarray = (density > level).astype(np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -324,7 +328,7 @@ class Stage:
     heavy: bool = False
 
     def estimate_ms(self, view: _View) -> float:
-        mpx = view.gray.shape[0] * view.gray.shape[1] / 1e6
+        mpx: float = view.gray.shape[0] * view.gray.shape[1] / 1e6
         if self.enlarged:
             mpx *= view.up_factor**2
         return self.fixed_ms + self.ms_per_mpx * mpx
@@ -724,6 +728,11 @@ class ScanWorker:
         self._state: Literal["new", "running", "stopped"] = "new"
         self._thread: threading.Thread | None = None
         self._last_error_log = -math.inf
+
+    @property
+    def sync(self) -> bool:
+        """Reads inline in ``submit`` (True) or in its own thread."""
+        return self._sync
 
     def start(self) -> None:
         with self._lock:

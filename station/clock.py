@@ -27,4 +27,4 @@ def clock_synced() -> bool | None:
     if state < 0:
         log.debug("adjtimex failed: errno %d", ctypes.get_errno())
         return None
-    return state != _TIME_ERROR
+    return bool(state != _TIME_ERROR)  # adjtimex's result is an untyped ctypes int

@@ -395,7 +395,7 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     kwargs = {}
     for name, value in data.items():
         tp = hints[name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
                 raise ConfigError(f"[{name}] must be a table")
             kwargs[name] = _build(tp, value, name)
@@ -697,7 +697,7 @@ def _validate_lookup(lk: LookupSection) -> None:
 
 def from_dict(data: dict[str, Any]) -> Config:
     """Build and validate a Config from parsed TOML."""
-    cfg = _build(Config, data, "")
+    cfg: Config = _build(Config, data, "")
     validate(cfg)
     return cfg
 

@@ -45,7 +45,7 @@ def http_get(url: str, token: str, timeout: float) -> bytes:
         },
     )
     with urllib.request.urlopen(req, timeout=timeout) as resp:
-        data = resp.read(MAX_BYTES + 1)
+        data: bytes = resp.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise CheckFailed(f"answer larger than {MAX_BYTES} bytes")
     return data

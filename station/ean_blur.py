@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 import cv2
 import numpy as np
@@ -65,7 +66,8 @@ def _blur_matrix(n_modules: int, sigma: float) -> np.ndarray:
     edges = np.arange(n_modules + 1)[None, :] - u[:, None]
     cdf = 0.5 * (1 + np.vectorize(math.erf)(edges / (sigma * math.sqrt(2))))
     weights = np.diff(cdf, axis=1)
-    return weights / weights.sum(axis=1, keepdims=True)
+    out: np.ndarray = weights / weights.sum(axis=1, keepdims=True)
+    return out
 
 
 @lru_cache(maxsize=64)
@@ -79,7 +81,8 @@ def _quantise_sigma(sigma: float) -> float:
 
 
 def _ean_render(modules: np.ndarray, sigma: float) -> np.ndarray:
-    return _blur_matrix(_EAN_NMOD, _quantise_sigma(sigma)) @ modules
+    out: np.ndarray = _blur_matrix(_EAN_NMOD, _quantise_sigma(sigma)) @ modules
+    return out
 
 
 def _ean_digit_costs(y: np.ndarray, modules: np.ndarray, sigma: float) -> np.ndarray:
@@ -90,7 +93,7 @@ def _ean_digit_costs(y: np.ndarray, modules: np.ndarray, sigma: float) -> np.nda
     cand[6:, :, _EAN_CTX : _EAN_CTX + 7] = _EAN_DIGIT_CODES[1]
     pred = cand @ _digit_window_matrix(_quantise_sigma(sigma))
     obs = y[_EAN_WINDOW_IDX][:, _EAN_INNER]
-    costs = ((pred - obs[:, None, :]) ** 2).sum(axis=2)
+    costs: np.ndarray = ((pred - obs[:, None, :]) ** 2).sum(axis=2)
     costs[6:, 10:] = np.inf  # the right half has no even-parity set
     return costs
 
@@ -148,7 +151,8 @@ def _ean_sample(profile: np.ndarray, geom: Sequence[float]) -> np.ndarray:
     x0, xm, x1 = geom
     u = _EAN_U
     xs = np.where(u < 47.5, x0 + u * (xm - x0) / 47.5, xm + (u - 47.5) * (x1 - xm) / 47.5)
-    return np.interp(xs, np.arange(len(profile), dtype=np.float64), profile)
+    out: np.ndarray = np.interp(xs, np.arange(len(profile), dtype=np.float64), profile)
+    return out
 
 
 def _ean_costs(
@@ -285,7 +289,13 @@ def _ean_decode_band(profile: np.ndarray, keep: int = 2) -> _BandFit | None:
                 continue
             if best is None or cost < best.cost:
                 best = _BandFit(
-                    code, cost, runner_up, costs / max(cost, 1e-6), tuple(geom), misfit, sigma
+                    code,
+                    cost,
+                    runner_up,
+                    costs / max(cost, 1e-6),
+                    (geom[0], geom[1], geom[2]),
+                    misfit,
+                    sigma,
                 )
     return best
 
@@ -308,7 +318,7 @@ def _bar_angles(gray: np.ndarray) -> list[float]:
     # soft area of a blurry barcode. Orientation is circular: -90 and +90 degrees are the same.
     hist = np.bincount(((angles + 90) // 5).astype(int) % 36, minlength=36)
     smooth = hist + np.roll(hist, 1) + np.roll(hist, -1)
-    peaks = []
+    peaks: list[int] = []
     for i in np.argsort(smooth)[::-1]:
         if all(min(abs(i - j), 36 - abs(i - j)) > 3 for j in peaks):
             peaks.append(int(i))
@@ -408,7 +418,8 @@ def _ean_accept(fits: list[_BandFit]) -> str | None:
     (code, votes), *rest = confident.most_common()
     if votes < _EAN_MIN_VOTES or (rest and rest[0][1] >= votes):
         return None
-    pooled = _ean_constrained(sum(f.costs for f in fits))[0][1]
+    # fits is not empty (confident counts them), so the sum is an array, never sum's 0.
+    pooled = _ean_constrained(cast(np.ndarray, sum(f.costs for f in fits)))[0][1]
     return code if pooled == code else None
 
 

@@ -119,7 +119,8 @@ def read_wav(data: bytes, rate: int = RATE) -> np.ndarray:
     if src_rate != rate and len(samples):
         n = round(len(samples) * rate / src_rate)
         samples = np.interp(np.linspace(0, len(samples) - 1, n), np.arange(len(samples)), samples)
-    return np.clip(np.round(samples), -32768, 32767).astype(np.int16)
+    pcm: np.ndarray = np.clip(np.round(samples), -32768, 32767).astype(np.int16)
+    return pcm
 
 
 def speak(text: str, voice: str, espeak: str = "espeak-ng", timeout: float = 30.0) -> bytes:

@@ -131,3 +131,34 @@ class ScanSource(Protocol):
     def poll(self, now: float) -> list[InputEvent]: ...
 
     def stop(self) -> None: ...
+
+
+class FrameScanner(ScanSource, Protocol):
+    """A scan source fed with camera frames: the barcode reader (barcodes.ScanWorker).
+
+    ``submit`` hands it a frame to read; its scans come out of ``poll`` like any scanner's.
+    ``sync`` says it reads inline in ``submit`` (file replay) instead of in its own thread, so
+    the frame may be drawn on as soon as ``submit`` returns.
+    """
+
+    @property
+    def sync(self) -> bool: ...
+
+    def submit(self, frame: Frame) -> None: ...
+
+
+class FrameOverlay(Protocol):
+    """Draws the burned-in band (time, order, waybills, packer) on an I420 frame in place
+    (overlay.Overlay)."""
+
+    def apply_i420(
+        self,
+        image: np.ndarray,
+        wall: datetime,
+        order_id: str | None,
+        waybill: str | None,
+        elapsed_s: float | None,
+        recording: bool,
+        packer: str | None = None,
+        kind: str = "order",
+    ) -> None: ...

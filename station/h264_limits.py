@@ -125,7 +125,7 @@ def video_fds(fd_dir: str = "/proc/self/fd") -> dict[int, str]:
 def set_controls(
     fd: int,
     settings: HwH264Settings,
-    ioctl: Callable[[int, int, bytes], bytes] = fcntl.ioctl,  # type: ignore[assignment]
+    ioctl: Callable[[int, int, bytes], bytes] = fcntl.ioctl,
 ) -> list[str]:
     """Set the I-period and level on an open V4L2 encoder; the failures, as text."""
     failures = []
@@ -146,7 +146,7 @@ def hw_controls(
     settings: HwH264Settings | None,
     *,
     fd_dir: str = "/proc/self/fd",
-    ioctl: Callable[[int, int, bytes], bytes] = fcntl.ioctl,  # type: ignore[assignment]
+    ioctl: Callable[[int, int, bytes], bytes] = fcntl.ioctl,
 ) -> Iterator[None]:
     """Around ``ctx.open()`` of FFmpeg's ``h264_v4l2m2m``: set the I-period and level the way
     the bcm2835 driver honours them.

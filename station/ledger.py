@@ -534,7 +534,8 @@ class Ledger:
                     else None,
                 ),
             )
-            clip_id = int(cur.lastrowid)
+            assert cur.lastrowid is not None  # set by every INSERT
+            clip_id = cur.lastrowid
             db.executemany(
                 "INSERT OR IGNORE INTO waybills(clip_id, order_id, waybill, carrier, t_clip_s)"
                 " VALUES (?, ?, ?, ?, ?)",

@@ -67,7 +67,7 @@ def parse_items(body: bytes) -> list[dict[str, str]]:
 def http_get(url: str, headers: Mapping[str, str], timeout: float) -> bytes:
     req = urllib.request.Request(url, headers={"Accept": "application/json", **headers})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
-        data = resp.read(MAX_BYTES + 1)
+        data: bytes = resp.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise LookupFailed(f"answer larger than {MAX_BYTES} bytes")
     return data

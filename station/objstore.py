@@ -421,7 +421,9 @@ class ObjectStore:
             return False
         try:
             resp = self.client.get_object_lock_configuration(Bucket=self.bucket)
-            enabled = resp.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+            enabled: bool = (
+                resp.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+            )
             reason = "the bucket has no Object Lock enabled"
         except Exception as exc:  # not supported by the store, or not configured on the bucket
             if not hasattr(exc, "response"):

@@ -56,7 +56,7 @@ def parse_request(raw: bytes, station: str, packers: Sequence[str], now: float) 
     at = doc["at"]
     if not isinstance(at, int | float) or abs(now - at) > MAX_AGE_S:
         raise PackerRequestError("stale: made more than a minute ago (or in the future)")
-    packer = doc["packer"]
+    packer: str | None = doc["packer"]
     if packer is not None and packer not in packers:
         raise PackerRequestError(f"{str(packer)[:64]!r} is not in [screen] packers")
     return packer

@@ -137,7 +137,7 @@ def probe_mp4(path: Path) -> Mp4Probe:
             stream = c.streams.video[0]
             tb = float(stream.time_base or 0) or 1 / 90_000
             first_gop_done = False
-            tail: list[av.Packet] = []
+            tail: list[av.Packet[Any]] = []
             for packet in c.demux(stream):
                 if packet.dts is None or not packet.size:
                     continue
@@ -297,7 +297,7 @@ class RecoveryReport:
         )
 
     def lines(self) -> list[str]:
-        out = []
+        out: list[str] = []
         for label, items in (
             ("recovered (interrupted)", self.recovered),
             ("repaired (original kept)", self.repaired),
@@ -409,7 +409,7 @@ class Recovery:
             journal = self.tmp_dir / f"{stem}{JOURNAL_SUFFIX}"
             meta = _read_json(journal)
             final = meta.get("final_path") if meta else None
-            if isinstance(final, str) and (self.data_dir / final).is_file():
+            if meta is not None and isinstance(final, str) and (self.data_dir / final).is_file():
                 moved[final] = meta  # moved into place; step 3 indexes it with this journal
                 if mp4.exists():
                     log.error("recovery: %s and %s both exist; recovering both", mp4, final)
@@ -584,7 +584,7 @@ class Recovery:
     def _clip_files(self) -> list[str]:
         """Every ``clips/**.mp4`` relative to the data dir (os.walk: pathlib costs ~20 us a
         file, which is seconds at the start of a station holding months of clips)."""
-        out = []
+        out: list[str] = []
         base = str(self.data_dir)
         for dirpath, _dirs, files in os.walk(self.clips_dir):
             rel_dir = os.path.relpath(dirpath, base).replace(os.sep, "/")

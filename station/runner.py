@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 import cv2
@@ -24,6 +24,8 @@ from station.errors import CameraError, RecordingError, RejectedCode, StationErr
 from station.events import EventKind, StationEvents
 from station.frames import (
     Frame,
+    FrameOverlay,
+    FrameScanner,
     FrameSource,
     InputEvent,
     PackerPick,
@@ -88,6 +90,30 @@ class ClipGuard(Protocol):
     def must_finish_clip(self) -> bool: ...
 
 
+class FrameSink(Protocol):
+    """Gets every frame the encoder got, with the status then: ``(image, status, dropped)``
+    (live.LiveWriter, sdnotify.Watchdog, a function in tests). Called on the capture thread."""
+
+    def __call__(self, image: np.ndarray, status: Status, dropped: int = 0) -> None: ...
+
+
+@runtime_checkable
+class StatusSink(FrameSink, Protocol):
+    """A frame sink that can also be told the status between frames (live.LiveWriter)."""
+
+    def write_status(self, status: Status, dropped: int = 0, state: str | None = None) -> None: ...
+
+
+@runtime_checkable
+class StationWatchdog(StatusSink, Protocol):
+    """A status sink that feeds systemd's watchdog (sdnotify.Watchdog): ``alive`` while no
+    frames come (a lost camera), ``stopping`` when the service shuts down."""
+
+    def alive(self, status: str) -> None: ...
+
+    def stopping(self, status: str = "stopping") -> None: ...
+
+
 class Station:
     """Owns one camera, its scan sources and a recorder, and runs the capture loop.
 
@@ -112,10 +138,10 @@ class Station:
         recorder: Recorder,
         *,
         scan_sources: Sequence[ScanSource] = (),
-        decoder: object | None = None,
-        overlay: object | None = None,
+        decoder: FrameScanner | None = None,
+        overlay: FrameOverlay | None = None,
         to_i420: Callable[[np.ndarray], np.ndarray],
-        on_frame: Callable[[np.ndarray, Status, int], None] | None = None,
+        on_frame: FrameSink | None = None,
         guard: ClipGuard | None = None,
         alarms: AlarmBoard | None = None,
         events: StationEvents | None = None,
@@ -139,7 +165,7 @@ class Station:
         self.last_error: str | None = None
         self._prev_small: np.ndarray | None = None
         self._last_frame: Frame | None = None
-        self._decode_sync = bool(getattr(decoder, "sync", False))
+        self._decode_sync = decoder is not None and decoder.sync
         # Camera facts, not order state: the wall time of the last frame before a loss (None
         # when the camera was absent from the start).
         self._lost_wall: datetime | None = None
@@ -517,11 +543,11 @@ class Station:
         self._apply(ss.CameraLost(last.t if last is not None else 0.0))
         if self.alarms is not None:
             self.alarms.raise_("camera-lost", self.cfg.station.name, why)
-        alive = getattr(self.on_frame, "alive", None)
+        watchdog = self.on_frame if isinstance(self.on_frame, StationWatchdog) else None
         backoff = Backoff(0.5, 10.0)
         while not stop_event.is_set():
-            if alive is not None:
-                alive(f"waiting for camera: {why}")
+            if watchdog is not None:
+                watchdog.alive(f"waiting for camera: {why}")
             self._publish_status()
             try:
                 self.camera.stop()
@@ -556,10 +582,9 @@ class Station:
 
     def _publish_status(self) -> None:
         """Tell the live view now (it is otherwise updated per frame, and none arrive)."""
-        write = getattr(self.on_frame, "write_status", None)
-        if write is None:
+        if not isinstance(self.on_frame, StatusSink):
             return
         try:
-            write(self.status(), self.camera.dropped)
+            self.on_frame.write_status(self.status(), self.camera.dropped)
         except Exception:
             log.exception("live status update failed")

@@ -25,7 +25,7 @@ from station.live import LiveWriter
 from station.recorder import Finalizer, FinishedClip, Recorder
 from station.recovery import Recovery, data_dir_lock
 from station.retention import DiskProbe, RetentionManager, station_signer
-from station.runner import Station, station_tz
+from station.runner import Station, StationWatchdog, station_tz
 from station.scanner import build_scan_sources
 from station.sdnotify import Watchdog
 from station.stream import stream_factories
@@ -275,8 +275,8 @@ def _run_locked(cfg: Config, stop: threading.Event, **kw: object) -> Assembly:
                 part.start()  # after recovery, so recovered clips are archived too
         asm.station.run(stop)
     finally:
-        if isinstance(asm.station.on_frame, Watchdog):
-            asm.station.on_frame.notifier.stopping("stopping")
+        if isinstance(asm.station.on_frame, StationWatchdog):
+            asm.station.on_frame.stopping()
             asm.station.on_frame.write_status(asm.station.status(), state="stopped")
         asm.close()
     return asm

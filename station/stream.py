@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import av
 import numpy as np
@@ -37,6 +37,9 @@ from station.writer import (
     nal_units,
     parameter_sets,
 )
+
+if TYPE_CHECKING:
+    from av.video.stream import VideoStream
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +222,9 @@ class StreamEncoder:
                 item = self._queue.get()
                 if item is _FINISH:
                     break
-                image, pts, t, wall, label, force = item  # type: ignore[misc]
+                image, pts, t, wall, label, force = cast(
+                    "tuple[np.ndarray, int, float, datetime, str | None, bool]", item
+                )
                 frame = yuv420p_frame(image)
                 frame.pts = pts
                 frame.time_base = TIME_BASE
@@ -233,7 +238,7 @@ class StreamEncoder:
             self._error.__cause__ = exc
             log.error("%s", self._error)
 
-    def _emit(self, packets: list[av.Packet]) -> None:
+    def _emit(self, packets: list[av.Packet[Any]]) -> None:
         for packet in packets:
             data = self._held + bytes(packet)
             if not has_picture(data):
@@ -244,6 +249,8 @@ class StreamEncoder:
             key = bool(packet.is_keyframe) or any(u[0] & 0x1F == _NAL_IDR for u in units)
             if self.extradata is None:
                 self.extradata = parameter_sets(data)
+            if packet.pts is None:
+                raise RecordingError("the encoder gave a packet without a timestamp")
             t, wall, label = self._meta.pop(packet.pts)
             self._out.append(EncodedPacket(data, t, wall, label, key))
 
@@ -416,7 +423,10 @@ class ClipMuxer:
         # opened (no second encoder); the parameters are set here, copied at the header.
         scratch = av.open(io.BytesIO(), "w", format="mp4")
         try:
-            stream = container.add_stream_from_template(scratch.add_stream(self._codec))
+            # add_stream is typed for any codec name; an H.264 stream is a video stream.
+            stream = cast(
+                "VideoStream", container.add_stream_from_template(scratch.add_stream(self._codec))
+            )
         finally:
             scratch.close()
         stream.time_base = TIME_BASE
@@ -438,15 +448,17 @@ class ClipMuxer:
                 if item is _FINISH:
                     break
                 if item is not None:
-                    packet, pts = item  # type: ignore[misc]
+                    packet, pts = cast("tuple[EncodedPacket, int]", item)
                     if self._container is None:
                         self._open_container()
+                    container, stream = self._container, self._stream
+                    assert container is not None and stream is not None  # opened just above
                     out = av.Packet(packet.data)
                     out.pts = out.dts = pts
                     out.time_base = TIME_BASE
-                    out.stream = self._stream
+                    out.stream = stream
                     out.is_keyframe = packet.key
-                    self._container.mux(out)  # type: ignore[union-attr]
+                    container.mux(out)
                     self._packets += 1
                     self._good_size = self._file.size
                 now = time.monotonic()

@@ -458,7 +458,7 @@ def render_card(code: str, symbology: str, height: int, max_width: int) -> np.nd
 def _wood(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """A wooden table top with a cutting mat: cheap low-frequency noise, scaled up."""
     sh, sw = max(4, height // 8), max(4, width // 8)
-    grain = rng.normal(0.0, 1.0, (sh, sw // 6 + 1)).astype(np.float32)
+    grain: np.ndarray = rng.normal(0.0, 1.0, (sh, sw // 6 + 1)).astype(np.float32)
     grain = cv2.resize(grain, (sw, sh), interpolation=cv2.INTER_CUBIC)
     xs = np.linspace(0, 40 * np.pi, sw, dtype=np.float32)
     stripes = np.sin(xs[None, :] + grain * 2.0) * 0.5 + grain * 0.5

@@ -93,7 +93,8 @@ def verify(
 
 def backoff_s(attempts: int, first_s: float, max_s: float) -> float:
     """Seconds before the next try after ``attempts`` failed ones (1, 2, 4 ... times first_s)."""
-    return min(first_s * 2 ** max(0, attempts - 1), max_s)
+    delay: float = first_s * 2 ** max(0, attempts - 1)
+    return min(delay, max_s)
 
 
 def load_secret(cfg: Config) -> bytes:
@@ -176,7 +177,8 @@ class WebhookQueue:
             row = self.conn.execute(
                 "SELECT MIN(next_at) FROM deliveries WHERE status = 'pending'"
             ).fetchone()
-        return row[0]
+        due: float | None = row[0]
+        return due
 
     def record(
         self,

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import av
 import cv2
@@ -22,6 +23,10 @@ from station.config import ENCODERS, HARDWARE_ENCODERS
 from station.errors import RecordingError
 from station.files import fsync_dir, sha256_file
 from station.priority import lower_thread_priority, thread_ids
+
+if TYPE_CHECKING:
+    from av.video.codeccontext import VideoCodecContext
+    from av.video.stream import VideoStream
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +112,7 @@ def has_picture(data: bytes) -> bool:
 
 
 def _configure_encoder(
-    ctx: av.codec.context.CodecContext,
+    ctx: VideoCodecContext,
     *,
     encoder: str,
     width: int,
@@ -128,7 +133,7 @@ def _configure_encoder(
         ctx.bit_rate = bitrate_kbps * 1000  # the V4L2 encoder is bitrate-controlled, no CRF
 
 
-def _set_picture_params(ctx: av.codec.context.CodecContext, width: int, height: int) -> None:
+def _set_picture_params(ctx: VideoCodecContext, width: int, height: int) -> None:
     """Size, yuv420p, 90 kHz and the BT.601 tags: for an encoder and for a muxing stream."""
     ctx.width = width
     ctx.height = height
@@ -186,10 +191,11 @@ def encoder_context(
     preset: str = "ultrafast",
     crf: int = 23,
     threads: int = 1,
-) -> av.CodecContext:
+) -> VideoCodecContext:
     """A codec context set up as a clip's encoder is (not opened yet): one place for the
     clip writer, the always-running stream encoder, the start-up probe and the doctor."""
-    ctx = av.CodecContext.create(encoder, "w")
+    # create() is typed for any codec; an H.264 encoder's context is a video one.
+    ctx = cast("VideoCodecContext", av.CodecContext.create(encoder, "w"))
     _configure_encoder(
         ctx,
         encoder=encoder,
@@ -467,10 +473,13 @@ class ClipWriter:
             self._container = av.open(
                 self._file, "w", format="mp4", options=dict(MUX_OPTIONS), buffer_size=1 << 18
             )
-            stream = self._container.add_stream(
-                encoder,
-                rate=Fraction(self.fps).limit_denominator(1001),
-                options=_x264_options(preset, crf, threads) if encoder == "libx264" else None,
+            stream = cast(  # add_stream is typed for any codec name; H.264's is a video stream
+                "VideoStream",
+                self._container.add_stream(
+                    encoder,
+                    rate=Fraction(self.fps).limit_denominator(1001),
+                    options=_x264_options(preset, crf, threads) if encoder == "libx264" else None,
+                ),
             )
             stream.time_base = TIME_BASE
             ctx = stream.codec_context
@@ -691,7 +700,7 @@ class ClipWriter:
                 if item is _FINISH:
                     break
                 if item is not None:
-                    image, pts = item  # type: ignore[misc]
+                    image, pts = cast("tuple[np.ndarray, int]", item)
                     frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
                     frame.pts = pts
                     frame.time_base = TIME_BASE
@@ -720,7 +729,7 @@ class ClipWriter:
         finally:
             self._file.close()
 
-    def _mux(self, packets: list[av.Packet]) -> None:
+    def _mux(self, packets: list[av.Packet[Any]]) -> None:
         for packet in packets:
             if self._needs_headers:
                 joined = self._take_headers(packet)
@@ -734,7 +743,7 @@ class ClipWriter:
             # flush_packets: after each mux the file ends on a complete fragment
             self._good_size = self._file.size
 
-    def _take_headers(self, packet: av.Packet) -> av.Packet | None:
+    def _take_headers(self, packet: av.Packet[Any]) -> av.Packet[Any] | None:
         """Before the first mux: SPS/PPS from the first packet(s) into the stream's extradata.
 
         The MP4 header (empty moov, with avcC) is written by the first ``mux``; the codec

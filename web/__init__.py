@@ -107,7 +107,7 @@ class _SessionInterface(SecureCookieSessionInterface):
         mode = app.config["PACKCAM_SECURE_COOKIES"]
         if mode == "auto":
             return has_request_context() and request.is_secure
-        return mode == "always"
+        return bool(mode == "always")
 
 
 def create_app(

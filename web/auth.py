@@ -80,7 +80,8 @@ def load_user() -> None:
 
 
 def current_user() -> User | None:
-    return g.get("user")
+    user: User | None = g.get("user")
+    return user
 
 
 def _wants_json() -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -14,7 +14,6 @@ from web.frames import KeyFrame
 if TYPE_CHECKING:
     from station.proof.trust import Anchors
     from station.proof.verify import Report
-    from web.index import ClipIndex
 
 # Checks the clips of a shared order against what the site hands out (the share summary).
 ClipsVerifier = Callable[[list[ClipRecord], "Anchors"], list[Any]]
@@ -55,6 +54,41 @@ class MediaStore(Protocol):
         ...
 
 
+class IndexReader(Protocol):
+    """The read methods every clip index has: the station's ClipIndex (web/index.py, SQLite)
+    and the fleet's CentralDB (central/db.py, PostgreSQL)."""
+
+    def order(self, order_id: str) -> list[ClipRecord]: ...
+
+    def order_info(self, order_id: str) -> dict[str, Any] | None: ...
+
+    def clip(self, clip_id: int) -> ClipRecord | None: ...
+
+    def search(
+        self,
+        q: str = "",
+        *,
+        start_utc: str | None = None,
+        end_utc: str | None = None,
+        station: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        packer: str | None = None,
+        kind: str | None = None,
+        stations: Sequence[str] | None = None,
+    ) -> list[ClipRecord]: ...
+
+    def stations(self) -> list[str]: ...
+
+    def started_between(self, start_utc: str, end_utc: str) -> list[tuple[str, str, int]]: ...
+
+    def first_clip_utc(self) -> str | None: ...
+
+    def last_clip_utc(self, station: str) -> str | None: ...
+
+    def recent_rejections(self, limit: int = 10) -> list[Any]: ...
+
+
 class SiteBackend(Protocol):
     """A site built from more than one data dir (central/site.py builds the fleet's): it sets
     itself up on the app, hands out each thread's clip index and serves the media."""
@@ -67,9 +101,9 @@ class SiteBackend(Protocol):
         """Its own config, error handlers and blueprints (called once by create_app)."""
         ...
 
-    def index(self) -> ClipIndex:
-        """This server thread's clip index (has ClipIndex's read methods)."""
+    def index(self) -> IndexReader:
+        """This server thread's clip index."""
         ...
 
 
-__all__ = ["ClipsVerifier", "MediaStore", "SiteBackend"]
+__all__ = ["ClipsVerifier", "IndexReader", "MediaStore", "SiteBackend"]

@@ -252,9 +252,9 @@ def cmd_user(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
             if not users:
                 out.write("no accounts; create one with: packcam user add NAME --role admin\n")
             for u in users:
-                groups = ",".join(db.user_groups(u.id)) or "-"
+                names = ",".join(db.user_groups(u.id)) or "-"
                 out.write(f"{u.name}\t{u.role}\tcreated {u.created_utc}\t"
-                          f"last login {u.last_login_utc or '-'}\tgroups {groups}\n")  # fmt: skip
+                          f"last login {u.last_login_utc or '-'}\tgroups {names}\n")  # fmt: skip
         elif args.user_command == "add":
             if db.user(args.name) is not None:
                 raise AccountError(f"account {args.name!r} already exists")

@@ -241,8 +241,8 @@ def search_args() -> dict[str, Any]:
     end_utc = day_bounds_utc(day_to, tz)[1] if day_to else None
     station = request.args.get("station", "").strip()[:64] or None
     packer = request.args.get("packer", "").strip()[:64] or None
-    kind = request.args.get("kind", "").strip()
-    kind = kind if kind in ("order", "return") else None
+    kind_arg = request.args.get("kind", "").strip()
+    kind = kind_arg if kind_arg in ("order", "return") else None
     try:
         page = max(1, min(10_000, int(request.args.get("page", "1"))))
     except ValueError:

@@ -109,7 +109,7 @@ def summary() -> dict[str, Any]:
     recent = index.started_between(utc_index(window_start), utc_index(now + timedelta(hours=1)))
     recent_bytes = sum(size for _s, _t, size in recent)
     first = index.first_clip_utc()
-    span_days = RATE_WINDOW_DAYS
+    span_days: float = RATE_WINDOW_DAYS
     if first:
         first_dt = datetime.fromisoformat(first.replace("Z", "+00:00"))
         span_days = min(RATE_WINDOW_DAYS, max((now - first_dt).total_seconds() / 86400, 1 / 24))

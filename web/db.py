@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -270,7 +271,7 @@ class WebDB:
             raise WebDBError(f"cannot open {target}: {exc}") from exc
 
     @classmethod
-    def in_data_dir(cls, data_dir: Path, **kw: str) -> WebDB:
+    def in_data_dir(cls, data_dir: Path, **kw: Any) -> WebDB:
         data_dir.mkdir(parents=True, exist_ok=True)
         return cls(data_dir / WEB_DB_NAME, **kw)
 
@@ -289,7 +290,8 @@ class WebDB:
 
     def _one(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Row | None:
         with self._lock:
-            return self.conn.execute(sql, args).fetchone()
+            row: sqlite3.Row | None = self.conn.execute(sql, args).fetchone()
+            return row
 
     def _all(self, sql: str, args: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:

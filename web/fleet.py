@@ -63,14 +63,13 @@ def fleet_rows(
     """Pure: the page's rows from ``CentralDB.fleet_health()`` rows (alarms decided here)."""
     out = []
     for r in rows:
-        h = r.get("health") if isinstance(r.get("health"), dict) else {}
+        health = r.get("health")
+        h: dict[str, Any] = health if isinstance(health, dict) else {}
         seen = r.get("health_utc") or r.get("last_seen_utc")
         age = (now - seen).total_seconds() if seen is not None else None
         retired = r.get("retired_utc") is not None
         silent = age is None or age > stale_after_s
-        state = (
-            h.get("state") if h.get("state") in {"idle", "recording", "suspended"} else "stopped"
-        )
+        state = h["state"] if h.get("state") in {"idle", "recording", "suspended"} else "stopped"
         sent = _parse_utc(h.get("sent_utc"))
         received = r.get("health_utc")
         offset = (sent - received).total_seconds() if sent and received else None

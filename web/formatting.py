@@ -45,9 +45,10 @@ def fmt_dt(value: datetime | str | None) -> str:
         return ""
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return value
+        value = parsed
     if value.tzinfo is None:
         return value.strftime("%Y-%m-%d %H:%M:%S")
     off = value.strftime("%z")

@@ -65,11 +65,14 @@ def extract_jpeg(video: Path, t: float, width: int, dest: Path) -> None:
     """
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
-        base = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        tb = stream.time_base
+        if tb is None:
+            raise ValueError(f"no time base for the video stream of {video}")
+        base = float(stream.start_time * tb) if stream.start_time else 0.0
         target = base + max(0.0, t)
         rate = float(stream.average_rate or 25)
         if target > base + 0.5:
-            container.seek(int(target / stream.time_base), stream=stream, backward=True)
+            container.seek(int(target / tb), stream=stream, backward=True)
         picked = None
         for frame in container.decode(stream):
             picked = frame
@@ -77,7 +80,7 @@ def extract_jpeg(video: Path, t: float, width: int, dest: Path) -> None:
                 break
         if picked is None:
             raise ValueError(f"no video frame in {video}")
-        image = picked.to_image()
+        image = picked.to_image()  # type: ignore[no-untyped-call]  # PyAV leaves it unannotated
     if image.width > width:
         image = image.resize(
             (width, max(2, round(image.height * width / image.width))), Image.Resampling.BILINEAR

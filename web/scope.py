@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from typing import Any
+from typing import Any, Literal
 
 from station.ledger import ClipRecord, LegalHold
 from web.db import AccessEntry, ShareLink, WebDB
@@ -123,10 +123,10 @@ class ScopedIndex:
 
     def first_clip_utc(self) -> str | None:
         # scoped: unknown (the dashboard then spreads its rate over the whole window)
-        return self.index.first_clip_utc() if self.scope is None else None  # type: ignore[no-any-return]
+        return self.index.first_clip_utc() if self.scope is None else None
 
     def last_clip_utc(self, station: str) -> str | None:
-        return self.index.last_clip_utc(station) if self._ok(station) else None  # type: ignore[no-any-return]
+        return self.index.last_clip_utc(station) if self._ok(station) else None
 
     def recent_rejections(self, limit: int = 10) -> list[Any]:
         if self.scope is None:
@@ -159,10 +159,11 @@ def visible_access(entries: list[AccessEntry], scope: Stations, db: WebDB) -> li
     entries stay."""
     if scope is None:
         return entries
-    users: dict[str, Stations | bool] = {}
-    shares: dict[str, Stations | bool] = {}
+    # False: the account or share no longer exists.
+    users: dict[str, Stations | Literal[False]] = {}
+    shares: dict[str, Stations | Literal[False]] = {}
 
-    def overlaps(other: Stations | bool) -> bool:
+    def overlaps(other: Stations | Literal[False]) -> bool:
         return other is None or (other is not False and bool(other & scope))
 
     out = []

@@ -91,7 +91,7 @@ def _read(path: Path) -> tuple[bytes, tuple[int, int, int]] | None:
     return data, (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def _token_arg() -> dict[str, str]:
+def _token_arg() -> dict[str, Any]:
     token = request.args.get("token")
     return {"token": token} if token else {}
 
@@ -186,7 +186,8 @@ def _slots() -> threading.BoundedSemaphore:
             # A kiosk holds two (events and picture); the other half of the threads serve pages.
             threads = current_app.config["PACKCAM"].web.threads
             ext["screen_slots"] = threading.BoundedSemaphore(max(2, threads // 2))
-        return ext["screen_slots"]
+        slots: threading.BoundedSemaphore = ext["screen_slots"]
+        return slots
 
 
 _SLOTS_LOCK = threading.Lock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from flask import (
@@ -25,7 +26,6 @@ from werkzeug.wrappers import Response
 from station.ledger import ClipRecord
 from web.auth import require
 from web.clips import (
-    THUMB_WIDTH,
     clip_views,
     counts_as_download,
     order_url,
@@ -34,7 +34,7 @@ from web.clips import (
     serve_video,
 )
 from web.db import ShareLink
-from web.frames import FRAME_WIDTH
+from web.frames import FRAME_WIDTH, THUMB_WIDTH
 from web.handles import current_scope, get_db, get_index, media_store, share_index
 from web.scope import covers
 
@@ -248,7 +248,7 @@ def summary(token: str) -> Any:
         views=views,
         body=body,
         heading=both(lambda: gettext("Evidence summary")),
-        captions={k: both(lambda k=k: label(KEYFRAMES, k)) for k in KEYFRAMES},
+        captions={k: both(partial(label, KEYFRAMES, k)) for k in KEYFRAMES},
         back_url=url_for("share.page", token=token),
         bundle_url=url_for("share.bundle", token=token),
     )

@@ -151,7 +151,7 @@ def order_claims(
     verify = verify or verify_station_clips
     cache = current_app.extensions.setdefault("packcam_summary", _Cache())
     key = (bundle_key(order_id, clips), tuple(sorted(anchors.describe())))
-    hit = cache.get(key)
+    hit: OrderClaims | None = cache.get(key)
     if hit is not None:
         return hit
     with cache.lock:  # one verification at a time: the summary must not starve recording

@@ -9,6 +9,7 @@ import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from web.db import WebDB
 
@@ -81,9 +82,9 @@ class LoginThrottle:
         in before the lock: at most ``account_free`` passwords are checked per name."""
         now = self.clock()
         p = self.policy
-        keys = [
-            (scope, key, lambda f, free=(p.account_free if scope == "account" else
-                                         p.address_free): p.lock_s(f, free))
+        keys: list[tuple[str, str, Callable[[int], float]]] = [
+            (scope, key, partial(p.lock_s, free=p.account_free if scope == "account" else
+                                 p.address_free))
             for scope, key in self._keys(name, addr)
         ]  # fmt: skip
         until, counts = self.db.begin_login_attempt(keys, now, p.window_s)
@@ -114,7 +115,7 @@ class LoginThrottle:
         for scope, key in self._keys(name, addr):
             free = p.account_free if scope == "account" else p.address_free
             n, locked = self.db.record_login_failure(
-                scope, key, now, p.window_s, lambda f, free=free: p.lock_s(f, free)
+                scope, key, now, p.window_s, partial(p.lock_s, free=free)
             )
             counts[scope] = n
             until = max(until, locked)

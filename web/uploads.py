@@ -290,7 +290,7 @@ def _punch_hole(fd: int, offset: int, length: int) -> bool:
     if not _libc:
         return False
     mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
-    return _libc.fallocate(fd, mode, offset, length) == 0
+    return bool(_libc.fallocate(fd, mode, offset, length) == 0)  # ctypes: untyped
 
 
 @dataclass
@@ -551,7 +551,7 @@ def waitress_channel(spool: Spool, site_cap: int, larger: tuple[tuple[str, int],
     from waitress.task import WSGITask
     from waitress.utilities import Error, RequestEntityTooLarge
 
-    class Refused(Error):
+    class Refused(Error):  # type: ignore[misc]  # waitress is untyped
         def __init__(self, exc: UploadRefused) -> None:
             super().__init__(exc.message)
             self.code = exc.status
@@ -563,19 +563,21 @@ def waitress_channel(spool: Spool, site_cap: int, larger: tuple[tuple[str, int],
             }.get(exc.status, "Bad Request")
             self.retry_after = exc.retry_after
 
-        def to_response(self, ident: str | None = None) -> tuple[str, list, bytes]:
+        def to_response(self, ident: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
             status, headers, body = super().to_response(ident)
             if self.retry_after:
                 headers.append(("Retry-After", str(self.retry_after)))
             return status, headers, body
 
     class SpoolBuffer(OverflowableBuffer):  # type: ignore[misc]
+        buf: Any  # waitress's (untyped) current buffer
+
         def __init__(self, ticket: Ticket, overflow: int) -> None:
             super().__init__(overflow)
             self.ticket = ticket
 
         def _set_large_buffer(self) -> None:
-            oldbuf = self.buf
+            oldbuf: Any = self.buf
             self.buf = FileBasedBuffer(self.ticket.open_buffer(), oldbuf)
             if hasattr(oldbuf, "close"):
                 oldbuf.close()
@@ -616,7 +618,7 @@ def waitress_channel(spool: Spool, site_cap: int, larger: tuple[tuple[str, int],
             self.completed = True
 
         def received(self, data: bytes) -> int:
-            n = super().received(data)
+            n: int = super().received(data)
             if (
                 self.chunked
                 and self.ticket is None

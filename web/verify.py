@@ -295,7 +295,8 @@ def _recorded_match(cfg: Config | None, report: Report) -> dict[str, Any] | None
     """The recorded clip a verified upload corresponds to, from the report's facts."""
     if report.facts.get("order_id") and report.facts.get("log_index") is not None:
         return report.facts
-    for clip in report.facts.get("clips", []):
+    clips: list[dict[str, Any]] = report.facts.get("clips", [])
+    for clip in clips:
         return clip
     return None
 

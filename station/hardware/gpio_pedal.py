@@ -53,9 +53,10 @@ class GpioPedal:
         gz = self._gpiozero
         if gz is None:
             try:
-                import gpiozero as gz
+                import gpiozero
             except ImportError as exc:
                 raise ScannerError(INSTALL_HINT) from exc
+            gz = gpiozero
         kwargs: dict[str, Any] = {"pull_up": True, "bounce_time": self.bounce_time}
         if self._pin_factory is not None:
             kwargs["pin_factory"] = self._pin_factory

@@ -88,7 +88,7 @@ def extract_jpegs(clip: Path, times: list[tuple[float, str]]) -> list[tuple[floa
                 if chosen is None:
                     continue
                 buf = io.BytesIO()
-                chosen.to_image().save(buf, "JPEG", quality=85)
+                chosen.to_image().save(buf, "JPEG", quality=85)  # type: ignore[no-untyped-call]  # PyAV leaves to_image unannotated
                 out.append((t, label, buf.getvalue()))
     except (av.FFmpegError, OSError, IndexError) as exc:
         log.warning("no key frames from %s: %s", clip, exc)
@@ -387,15 +387,16 @@ def _assemble(
         body = bundle_manifest_body(
             files, order_id, cfg.station.name, key.fingerprint, cp, order_clips
         )
-        files[BUNDLE_MANIFEST] = canonical_json(body)
-        files[BUNDLE_MANIFEST_SIG] = key.sign(files[BUNDLE_MANIFEST])
+        manifest = canonical_json(body)
+        files[BUNDLE_MANIFEST] = manifest
+        files[BUNDLE_MANIFEST_SIG] = key.sign(manifest)
     _write_zip(out, files)
     log.info("exported order %r: %d clip(s) -> %s", order_id, len(records), out)
     return ExportResult(out, len(records), n_frames, n_tokens, cp.tree_size, warnings)
 
 
 def _add_rotation(
-    files: dict[str, bytes | Path],
+    files: dict[str, bytes | Path | ArchivedClip],
     plog: ProofLog | ArchivedLog,
     j: int,
     rot: Rotation,

@@ -28,6 +28,7 @@ import tempfile
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 OK, FAIL, WARN = "OK", "FAIL", "WARN"
 MAX_DELAY_MIN = 15.0
@@ -203,7 +204,7 @@ def check(
 
 
 def check_witness(
-    res: Result, doc: dict, seen: list[tuple[int, str]], pins_dir: Path, log_key: str = ""
+    res: Result, doc: dict[str, Any], seen: list[tuple[int, str]], pins_dir: Path, log_key: str = ""
 ) -> None:
     """The bundle's checkpoints against the witness's cosigned ones (GET /witness/<station>
     of the central site): another root for the same size is a forked log."""

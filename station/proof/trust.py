@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -180,7 +180,9 @@ def build_anchors(
 # ---- chain checks (cryptography's RFC 5280 path validation) --------------------------------
 
 
-def _eku_validator(eku: ObjectIdentifier):
+def _eku_validator(
+    eku: ObjectIdentifier,
+) -> Callable[[object, x509.Certificate, x509.ExtendedKeyUsage | None], None]:
     def check(policy: object, cert: x509.Certificate, ext: x509.ExtendedKeyUsage | None) -> None:
         if ext is None or eku not in ext:
             raise ValueError(f"certificate lacks the extended key usage {eku.dotted_string}")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from asn1crypto import algos, cms, core, tsp
 from cryptography import x509
@@ -114,7 +115,8 @@ def build_request(digest: bytes, nonce: int, hash_alg: str = "sha256") -> bytes:
             "cert_req": True,
         }
     )
-    return req.dump()
+    der: bytes = req.dump()  # asn1crypto is untyped
+    return der
 
 
 def parse_reply(body: bytes) -> bytes:
@@ -135,7 +137,8 @@ def parse_reply(body: bytes) -> bytes:
     token = resp["time_stamp_token"]
     if not isinstance(token, cms.ContentInfo) or token.native is None:
         raise TsaRejected("granted reply without a token", permanent=False)
-    return token.dump()
+    der: bytes = token.dump()
+    return der
 
 
 def request_token(url: str, digest: bytes, *, timeout: float = 10.0) -> tuple[bytes, int]:
@@ -149,7 +152,7 @@ def request_token(url: str, digest: bytes, *, timeout: float = 10.0) -> tuple[by
     )
     host = urllib.parse.urlsplit(url).hostname or ""
     # Honour http(s)_proxy for real TSAs, but never send loopback traffic through a proxy.
-    proxies = {} if host in {"127.0.0.1", "localhost", "::1"} else None
+    proxies: dict[str, str] | None = {} if host in {"127.0.0.1", "localhost", "::1"} else None
     opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
     try:
         with opener.open(req, timeout=timeout) as resp:
@@ -295,7 +298,7 @@ def verify_token(
     h = _HASHES[si_hash]
     if not attrs:
         raise TokenInvalid("the token has no signed attributes")
-    found: dict[str, object] = {}
+    found: dict[str, Any] = {}  # asn1crypto values (untyped)
     for a in attrs:
         found[a["type"].native] = a["values"][0]
     if found.get("content_type") is None or found["content_type"].native != "tst_info":

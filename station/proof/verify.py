@@ -834,7 +834,7 @@ def _check_bundle_manifest(
         return None
     raw = b.read(BUNDLE_MANIFEST)
     sig = b.read(BUNDLE_MANIFEST_SIG) if b.has(BUNDLE_MANIFEST_SIG) else b""
-    bm = json.loads(raw)
+    bm: dict[str, Any] = json.loads(raw)
     if (
         not verify_signature(pub, raw, sig)
         or bm.get("type") != BUNDLE_MANIFEST_TYPE
@@ -1200,7 +1200,11 @@ def _check_rotations(
             shipped_roots,
         )  # fmt: skip
         cert_name = link.get("successor_certificate")
-        succ_cert = x509.load_pem_x509_certificate(b.read(cert_name)) if b.has(cert_name) else None
+        succ_cert = (
+            x509.load_pem_x509_certificate(b.read(cert_name))
+            if cert_name is not None and b.has(cert_name)
+            else None
+        )
         scratch = Report(subject=name)
         succ_station = _check_key_cert(
             scratch, succ, succ_cert, ca, anchors, where=f"the bundle (successor key {j})"
@@ -2123,13 +2127,13 @@ def _audit(
                 WARN,
                 "the JSON sidecar is missing (the log holds the signed manifest)",
             )
-    for r in rows:
-        if r["path"] not in logged_paths:
+    for row in rows:
+        if row["path"] not in logged_paths:
             report.add(
-                f"index {r['path']}",
+                f"index {row['path']}",
                 FAIL,
-                f"extra row: clip {r['id']} (order "
-                f"{r['order_id']!r}) is indexed but not in the signed log",
+                f"extra row: clip {row['id']} (order "
+                f"{row['order_id']!r}) is indexed but not in the signed log",
                 "index-row-extra",
             )
             rows_ok = False
