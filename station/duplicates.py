@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -17,6 +15,7 @@ from typing import Any
 import station
 from station.config import Config
 from station.events import EventKind, StationEvent, StationEvents
+from station.eventworker import EventWorker
 from station.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -119,9 +118,13 @@ class FleetDuplicates:
         self._pending: dict[str, tuple[list[dict[str, Any]], float]] = {}
         self._next_log = 0.0
         self.checked = 0  # answers received (tests and the log)
-        self._queue: queue.Queue[StationEvent | None] = queue.Queue(maxsize=max_queue)
-        self._thread = threading.Thread(target=self._loop, name="fleet-duplicates", daemon=True)
-        self._thread.start()
+        self._worker = EventWorker(
+            "fleet-duplicates",
+            "fleet duplicate check",
+            self._handle,
+            max_queue=max_queue,
+            close_timeout_s=self.timeout_s + 1,
+        )
 
     def on_event(self, event: StationEvent) -> None:
         if event.order_id is None:
@@ -130,23 +133,13 @@ class FleetDuplicates:
             return
         if event.kind not in (EventKind.ORDER_STARTED, EventKind.CLIP_SEALED):
             return
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            log.warning("fleet duplicate check queue full; %r not checked", event.order_id)
+        self._worker.submit(event)
 
-    def _loop(self) -> None:
-        while True:
-            event = self._queue.get()
-            if event is None:
-                return
-            try:
-                if event.kind is EventKind.ORDER_STARTED:
-                    self.check(event)
-                else:
-                    self._sealed(event)
-            except Exception:
-                log.exception("fleet duplicate check of %r failed", event.order_id)
+    def _handle(self, event: StationEvent) -> None:
+        if event.kind is EventKind.ORDER_STARTED:
+            self.check(event)
+        else:
+            self._sealed(event)
 
     def check(self, event: StationEvent) -> list[dict[str, Any]] | None:
         """Ask the central index about ``event``'s order; the other stations' clips, or
@@ -216,12 +209,7 @@ class FleetDuplicates:
                      describe(got[0]))  # fmt: skip
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=self.timeout_s + 1)
-            except queue.Full:
-                return
-            self._thread.join(timeout=self.timeout_s + 1)
+        self._worker.close()
 
 
 def build_duplicates(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,6 +13,7 @@ from typing import Any
 
 from station.config import Config
 from station.events import EventKind, StationEvent, StationEvents
+from station.eventworker import EventWorker
 
 log = logging.getLogger(__name__)
 
@@ -98,27 +97,18 @@ class OrderLookup:
         self.events = events
         self.annotate = annotate
         self._fetch = fetch
-        self._queue: queue.Queue[StationEvent | None] = queue.Queue(maxsize=max_queue)
-        self._thread = threading.Thread(target=self._loop, name="order-lookup", daemon=True)
-        self._thread.start()
+        self._worker = EventWorker(
+            "order-lookup",
+            "order lookup",
+            self.lookup,
+            max_queue=max_queue,
+            close_timeout_s=self.timeout_s + 1,
+        )
 
     def on_event(self, event: StationEvent) -> None:
         if event.kind is not EventKind.ORDER_STARTED or event.order_id is None:
             return
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            log.warning("order lookup queue full; %r not looked up", event.order_id)
-
-    def _loop(self) -> None:
-        while True:
-            event = self._queue.get()
-            if event is None:
-                return
-            try:
-                self.lookup(event)
-            except Exception:
-                log.exception("order lookup of %r failed", event.order_id)
+        self._worker.submit(event)
 
     def lookup(self, event: StationEvent) -> dict[str, Any]:
         assert event.order_id is not None
@@ -146,12 +136,7 @@ class OrderLookup:
         return result
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=self.timeout_s + 1)
-            except queue.Full:
-                return
-            self._thread.join(timeout=self.timeout_s + 1)
+        self._worker.close()
 
 
 def build_lookup(cfg: Config, events: StationEvents, annotate: Annotate) -> OrderLookup | None:
