@@ -76,3 +76,25 @@ from conftest_web import mp4_template, web_app, web_client, web_env  # noqa: E40
 
 # ---- fleet fixtures (tests/fleet_servers.py): real SeaweedFS and PostgreSQL on 127.0.0.1 --------
 from fleet_servers import pg_dsn, postgres, seaweed  # noqa: E402, F401
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A non-daemon thread a test left running (a Recorder never closed, say) would keep the
+    interpreter, and CI, waiting forever after the summary: name it and fail the run instead."""
+    import sys
+    import threading
+    import time
+
+    def left() -> list[threading.Thread]:
+        main = threading.main_thread()
+        return [t for t in threading.enumerate() if t is not main and not t.daemon]
+
+    deadline = time.monotonic() + 10.0
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if left():
+        names = ", ".join(sorted(t.name for t in left()))
+        sys.stdout.flush()
+        sys.stderr.write(f"\nFAILED: a test left non-daemon threads running: {names}\n")
+        sys.stderr.flush()
+        os._exit(3)

@@ -110,6 +110,7 @@ def test_a_bgr_cameras_frame_is_never_drawn_on_the_band_goes_on_its_i420_copy(
         asm.station.process(frame)
     finally:
         asm.station.decoder.stop()
+        asm.station.recorder.close()  # the station was never run, so its run did not close it
         asm.close()
     assert np.array_equal(frame.image, before)
     (drawn,) = seen
