@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +52,40 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 __all__ = ["fsync_dir", "sha256_and_size", "sha256_file", "write_json_atomic"]
+
+
+class SpoolFileError(ValueError):
+    """A request file in a spool folder that another user writes to could not be taken."""
+
+
+def take_spool_file(path: Path, max_bytes: int) -> bytes:
+    """Read and remove one request file of at most ``max_bytes`` from a folder another user
+    (the web site) writes to: never following a link or blocking on a FIFO; whatever it was,
+    it is gone afterwards. SpoolFileError says why a file was refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        remove_path(path)
+        if exc.errno == errno.ELOOP:
+            raise SpoolFileError("request is a symbolic link") from exc
+        raise SpoolFileError(f"request unreadable: {exc.strerror}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SpoolFileError("request is not a regular file")
+        if st.st_size > max_bytes:
+            raise SpoolFileError(f"request of {st.st_size} bytes (max {max_bytes})")
+        return os.read(fd, max_bytes + 1)
+    finally:
+        os.close(fd)
+        remove_path(path)
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, or a directory someone put in its place; already gone is fine."""
+    try:
+        path.unlink()
+    except IsADirectoryError:
+        shutil.rmtree(path, ignore_errors=True)
+    except FileNotFoundError:
+        pass

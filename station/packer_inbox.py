@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from station.codes import safe_component
+from station.files import SpoolFileError, take_spool_file
 from station.frames import InputEvent, PackerPick
 
 log = logging.getLogger(__name__)
@@ -85,18 +86,9 @@ def write_request(data_dir: Path, station: str, packer: str | None) -> Path:
 def _read_and_remove(path: Path) -> bytes:
     """One request's bytes, without following links or blocking on a FIFO; removed after."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        path.unlink(missing_ok=True)
-        raise PackerRequestError(f"unreadable: {exc.strerror}") from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
-            raise PackerRequestError("not a small regular file")
-        return os.read(fd, MAX_BYTES + 1)
-    finally:
-        os.close(fd)
-        path.unlink(missing_ok=True)
+        return take_spool_file(path, MAX_BYTES)
+    except SpoolFileError as exc:
+        raise PackerRequestError(str(exc)) from exc
 
 
 class ScreenSignIn:

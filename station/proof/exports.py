@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -20,6 +19,7 @@ from typing import Any
 
 from station.config import Config
 from station.errors import RejectedCode
+from station.files import SpoolFileError, remove_path, take_spool_file
 from station.ledger import ClipRecord, Ledger
 
 log = logging.getLogger(__name__)
@@ -96,31 +96,9 @@ def parse_request(raw: bytes) -> str:
 def read_request(path: Path) -> bytes:
     """Read and remove one request file without following links or blocking on a FIFO."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        _remove(path)
-        if exc.errno == errno.ELOOP:
-            raise ExportRequestError("request is a symbolic link") from exc
-        raise ExportRequestError(f"request unreadable: {exc.strerror}") from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ExportRequestError("request is not a regular file")
-        if st.st_size > MAX_REQUEST_BYTES:
-            raise ExportRequestError(f"request of {st.st_size} bytes (max {MAX_REQUEST_BYTES})")
-        return os.read(fd, MAX_REQUEST_BYTES + 1)
-    finally:
-        os.close(fd)
-        _remove(path)
-
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except IsADirectoryError:
-        shutil.rmtree(path, ignore_errors=True)
-    except FileNotFoundError:
-        pass
+        return take_spool_file(path, MAX_REQUEST_BYTES)
+    except SpoolFileError as exc:
+        raise ExportRequestError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -271,7 +249,7 @@ class ExportWorker:
             if e.name.startswith("."):  # the web's temporary files before their rename
                 try:
                     if now - e.stat(follow_symlinks=False).st_mtime > PART_STALE_S:
-                        _remove(Path(e.path))
+                        remove_path(Path(e.path))
                 except OSError:
                     pass
                 continue
@@ -396,7 +374,7 @@ class ExportWorker:
                     p.unlink(missing_ok=True)
             elif age >= TTL_S + GRACE_S or not p.name.endswith(".zip"):
                 log.debug("exports: removing %s", p.name)
-                _remove(p)
+                remove_path(p)
             else:
                 bundles.append((st.st_mtime, st.st_size, p))
         total = sum(size for _, size, _ in bundles)
