@@ -69,7 +69,14 @@ def test_copy_link_says_it_was_copied(page: Any, site: Any) -> None:
     page.click("#share-form button[type=submit]")
     btn = page.locator("button[data-copy]").first
     btn.click()
-    assert btn.inner_text().startswith("✓")
+    # The clipboard API answers asynchronously (127.0.0.1 is a secure context): wait for the
+    # page to say so. The button's tick and the status line are set together.
+    page.wait_for_function(
+        "() => { const b = document.querySelector('button[data-copy]');"
+        " const s = document.querySelector('.copied');"
+        " return b.textContent.startsWith('\u2713') && s.textContent === 'Copied'; }",
+        timeout=10_000,
+    )
     assert page.locator(".copied").first.inner_text() == "Copied"
 
 
