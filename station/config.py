@@ -362,7 +362,7 @@ class RecorderSection:
 @dataclass(frozen=True)
 class WebSection:
     host: str = setting("127.0.0.1", "use 0.0.0.0 to serve the whole LAN")
-    port: int = setting(8080, "", ge=1, le=65535)
+    port: int = setting(8080, "the TCP port of the web site", ge=1, le=65535)
     secret_key_file: str = setting(
         "", 'Flask secret (sessions, CSRF, share links); "" = <data>/web-secret, made once (0600)'
     )
@@ -443,7 +443,7 @@ class ProofSection:
         (), "RFC 3161 timestamp authorities (http/https), tried in order (可信时间戳)"
     )
     tsa_ca_path: str = setting("", "PEM roots that timestamp tokens must chain to")
-    tsa_timeout_s: float = setting(10.0, "", gt=0)
+    tsa_timeout_s: float = setting(10.0, "timeout of one request to a TSA", gt=0)
     tsa_retry_s: float = setting(
         60.0, "first retry delay when a TSA is unreachable (then doubling)", gt=0
     )
@@ -467,7 +467,7 @@ class ProofSection:
 class ArchiveSection:
     """Upload finished clips and their proofs to S3-compatible object storage (station/archiver)."""
 
-    enabled: bool = setting(False, "")
+    enabled: bool = setting(False, "upload clips and proofs to the bucket")
     endpoint_url: str = setting(
         "", '"" = AWS S3; e.g. http://minio.lan:9000, https://oss-cn-hangzhou.aliyuncs.com'
     )
@@ -479,9 +479,9 @@ class ArchiveSection:
     access_key_id: str = setting(
         "", '"" = AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / ~/.aws / instance role'
     )
-    secret_access_key: str = setting("", "", secret=True)
+    secret_access_key: str = setting("", "the secret of access_key_id", secret=True)
     addressing_style: str = setting(
-        "auto", "", choices=("auto", "path", "virtual"),
+        "auto", "URL style", choices=("auto", "path", "virtual"),
         notes={"path": "MinIO, SeaweedFS, Garage", "virtual": "Aliyun OSS"},
     )  # fmt: skip
     object_lock_mode: str = setting(
@@ -497,7 +497,7 @@ class ArchiveSection:
         8, "multipart part size; bigger files go multipart and resume by part", ge=5, le=5120
     )
     checksum: str = setting(
-        "sha256", "", choices=("sha256", "md5"),
+        "sha256", "integrity check of each upload", choices=("sha256", "md5"),
         notes={"sha256": "x-amz-checksum-sha256", "md5": "Content-MD5, for older stores"},
     )  # fmt: skip
     verify_download: bool = setting(
@@ -534,7 +534,7 @@ class CentralSection:
     token_file: str = setting("", "or read the token from this file (wins over token)")
     interval_s: float = setting(5.0, "push what is new this often (at once after each clip)", gt=0)
     batch: int = setting(200, "clips per request", ge=1, le=5000)
-    timeout_s: float = setting(10.0, "", gt=0)
+    timeout_s: float = setting(10.0, "timeout of one request", gt=0)
     duplicate_check: bool = setting(
         True, "an order recorded at another station is a repack linked to its clips"
     )
@@ -583,14 +583,14 @@ class AlertsSection:
     webhook_url: str = setting(
         "", 'POST {"events": [...]}, signed like [webhooks] (docs/integration.md)'
     )
-    webhook_secret: str = setting("", "", secret=True)
+    webhook_secret: str = setting("", "HMAC key of the alert webhook", secret=True)
     webhook_secret_file: str = setting("", "or read the secret from this file (wins)")
     smtp_host: str = setting("", '"" = no e-mail')
-    smtp_port: int = setting(587, "", ge=1, le=65535)
-    smtp_starttls: bool = setting(True, "")
-    smtp_user: str = setting("", "")
-    smtp_password_file: str = setting("", "")
-    mail_from: str = setting("", "")
+    smtp_port: int = setting(587, "the mail server's port", ge=1, le=65535)
+    smtp_starttls: bool = setting(True, "upgrade the SMTP connection with STARTTLS")
+    smtp_user: str = setting("", 'SMTP login; "" = none')
+    smtp_password_file: str = setting("", "a file holding the SMTP password")
+    mail_from: str = setting("", "the sender address of alert mail")
     mail_to: tuple[str, ...] = setting((), 'e.g. ["ops@example.com"]')
     repeat_hours: float = setting(
         24.0, "remind of a condition still true this often (0 = never)", ge=0
@@ -605,7 +605,7 @@ class FeedbackSection:
     """Sounds at the station on each scan, seal and alarm (station/feedback.py)."""
 
     output: str = setting(
-        "none", "", choices=FEEDBACK_OUTPUTS,
+        "none", "where the sounds go", choices=FEEDBACK_OUTPUTS,
         notes={"alsa": "a speaker: 3.5 mm, HDMI or USB", "log": "<data>/sounds.log"},
     )  # fmt: skip
     device: str = setting(
@@ -634,7 +634,7 @@ class LookupSection:
     headers: dict[str, str] = setting(
         {}, 'sent with each lookup, e.g. Authorization = "Bearer ..."', secret=True
     )
-    timeout_s: float = setting(2.0, "", ge=0.1, le=30)
+    timeout_s: float = setting(2.0, "the scan never waits longer for the answer", ge=0.1, le=30)
 
 
 @dataclass(frozen=True)
@@ -669,7 +669,7 @@ class WebhooksSection:
         choices=WEBHOOK_EVENTS,
         item="event",
     )
-    timeout_s: float = setting(5.0, "", ge=0.5, le=60)
+    timeout_s: float = setting(5.0, "timeout of one delivery", ge=0.5, le=60)
     retry_s: float = setting(10.0, "first retry after this, doubling ...", gt=0)
     max_backoff_s: float = setting(3600.0, "... up to this (at least retry_s)")
     max_attempts: int = setting(
