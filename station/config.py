@@ -494,7 +494,11 @@ class ArchiveSection:
         0, "upload bandwidth cap in bytes/s (token bucket); 0 = unlimited", ge=0
     )
     part_size_mb: int = setting(
-        8, "multipart part size; bigger files go multipart and resume by part", ge=5, le=5120
+        8,
+        "multipart part size; bigger files go multipart and resume by part (it grows to stay"
+        " under 10 000 parts)",
+        ge=5,
+        le=5120,
     )
     checksum: str = setting(
         "sha256", "integrity check of each upload", choices=("sha256", "md5"),
