@@ -243,11 +243,7 @@ class ScannerSection:
         2.0, "... but the whole picture at least this often (kept under codes.debounce_s)", gt=0
     )
     confirm_looks: int = setting(
-        2,
-        "a camera read counts once read in this many frames (model-based reads: one more;"
-        " docs/barcodes.md)",
-        ge=1,
-        le=10,
+        2, "a camera read counts once in this many frames (model-based reads: +1)", ge=1, le=10
     )
     keyboard: str = setting(
         "none", "a keyboard-wedge scanner", choices=KEYBOARD_SCANNERS,
@@ -494,11 +490,7 @@ class ArchiveSection:
         0, "upload bandwidth cap in bytes/s (token bucket); 0 = unlimited", ge=0
     )
     part_size_mb: int = setting(
-        8,
-        "multipart part size; bigger files go multipart and resume by part (it grows to stay"
-        " under 10 000 parts)",
-        ge=5,
-        le=5120,
+        8, "part size of multipart uploads (grows to stay under 10 000 parts)", ge=5, le=5120
     )
     checksum: str = setting(
         "sha256", "integrity check of each upload", choices=("sha256", "md5"),
