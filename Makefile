@@ -55,7 +55,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: all deps test-deps venv pi-check demo doctor test lint lock lock-check bench clean FORCE
+.PHONY: all deps test-deps venv pi-check demo doctor test lint lock lock-check config-docs bench clean FORCE
 
 all: test
 
@@ -141,6 +141,11 @@ test: venv test-deps
 # pyproject.toml), both from the locked venv.
 lint: venv lock-check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+# config/packcam.example.toml and docs/configuration.md, written from the config schema in
+# station/config.py (tests/test_config_docs.py fails when they differ from it).
+config-docs: venv
+	$(PY) -m station.configdoc
 
 bench: venv
 	$(PY) bench/loop.py --quick

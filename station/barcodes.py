@@ -21,7 +21,7 @@ from pyzbar import pyzbar
 from pyzbar.pyzbar import ZBarSymbol
 
 from station.changegate import ChangeGate
-from station.config import Config
+from station.config import PRODUCT_SYMBOLOGIES, Config
 from station.confirm import Look, ReadConfirmer, box_of
 from station.ean_blur import read_blurry_ean, rotate
 from station.frames import Frame, InputEvent, RawScan
@@ -561,8 +561,8 @@ class BarcodeDecoder:
         return [*views, whole], cost
 
 
-# EAN-13/8 and UPC-A/E: one mod-10 check digit, so a misread often still passes the check.
-PRODUCT_SYMBOLOGIES = frozenset({"ean13", "ean8", "upca", "upce"})
+# Product codes (EAN-13/8, UPC-A/E) have one mod-10 check digit, so a misread often still passes
+# the check: they are read again at these scales.
 _CHECK_SCALES = (0.8, 1.25, 1.6, 2.0)
 
 

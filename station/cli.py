@@ -14,6 +14,7 @@ from typing import Any
 
 import station
 from station import config as config_mod
+from station import configdoc
 from station.errors import ConfigError, StationError
 from station.proof import cli as proof_cli
 
@@ -40,8 +41,16 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.file)
+    if args.show:
+        print(configdoc.render_toml(cfg, f"# {args.file}: the effective config", mask=True), end="")
+        return EXIT_OK
     print(f"{args.file}: OK (station {cfg.station.name!r}, camera {cfg.camera.backend}, "
           f"data {cfg.station.data_dir})")  # fmt: skip
+    changed = configdoc.changed(cfg)
+    print(f"{len(changed)} key{'' if len(changed) == 1 else 's'} differ from the defaults"
+          + (":" if changed else ""))  # fmt: skip
+    for key, value in changed:
+        print(f"  {key} = {value}")
     return EXIT_OK
 
 
@@ -349,9 +358,16 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
     p = sub.add_parser(
         "check-config",
         help="validate a config file and exit",
-        description="Load and validate FILE; exit 0 when valid, 2 with the reason when not.",
+        description="Load and validate FILE against the config schema (docs/configuration.md);"
+        " exit 0 when valid and list the keys that differ from the defaults, 2 with the reason"
+        " when not.",
     )
     p.add_argument("file", metavar="FILE")
+    p.add_argument(
+        "--show",
+        action="store_true",
+        help="print the whole effective config as TOML (defaults filled in, secrets masked)",
+    )
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser(

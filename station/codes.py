@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-from station.config import CodesSection
+from station.config import PRODUCT_SYMBOLOGIES, CodesSection
 from station.errors import RejectedCode
 
 
@@ -23,10 +23,6 @@ class Kind(StrEnum):
     OPERATOR = "operator"  # a packer badge: signs its packer in (detail: the packer)
     RETURN = "return"  # a return waybill: the next clip is a return (detail: "return")
     UNKNOWN = "unknown"
-
-
-# Product codes: on every item at a packing table, so a camera read of one is an item.
-PRODUCT_SYMBOLOGIES = frozenset({"ean13", "ean8", "upca", "upce"})
 
 
 @dataclass(frozen=True, slots=True)

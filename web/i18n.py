@@ -9,9 +9,10 @@ from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
+from station.config import WEB_LANGUAGES
 from station.session import FinishReason
 
-LANGUAGES = ("zh_CN", "en")
+LANGUAGES = WEB_LANGUAGES  # the site's languages, defined with [web] default_language
 LANG_COOKIE = "packcam_lang"
 
 bp = Blueprint("i18n", __name__)

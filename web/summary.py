@@ -13,6 +13,7 @@ from flask import current_app
 from flask_babel import force_locale
 from markupsafe import Markup
 
+from station.config import WEB_LANGUAGES
 from station.ledger import ClipRecord
 from station.proof.ca import cert_fingerprint
 from station.proof.exports import bundle_key
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 CACHE_TTL_S = 60.0  # a token granted a minute later shows up on the next load
 CACHE_ENTRIES = 64
-LANGUAGES = ("zh_CN", "en")
+LANGUAGES = WEB_LANGUAGES
 # worst first: the order's verdict is its weakest clip's
 _RANK = {TAMPERED: 0, UNVERIFIED: 1, UNANCHORED: 2, AUTHENTIC: 3}
 
