@@ -1,0 +1,619 @@
+"""The clips index (tables orders, clips, waybills, scan_events): its records and all its SQL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Container, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from station.errors import LedgerError
+from station.sqlitedb import Table, utc_text
+
+
+@dataclass(frozen=True)
+class ScanEventRecord:
+    """One scan or pedal press. ``t_clip_s`` is seconds from the clip's first frame."""
+
+    kind: str
+    text: str
+    source: str
+    wall: datetime
+    t_clip_s: float | None = None
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["wall"] = self.wall.isoformat(timespec="milliseconds")
+        return d
+
+
+@dataclass(frozen=True)
+class WaybillLink:
+    waybill: str
+    carrier: str
+    t_clip_s: float
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """Everything the index holds about one finished clip (also the manifest's content)."""
+
+    order_id: str
+    station: str
+    started_at: datetime
+    ended_at: datetime
+    duration_s: float
+    frame_count: int
+    finish_reason: str
+    pre_roll_s: float
+    path: str  # relative to the data dir, POSIX separators
+    manifest_path: str
+    size: int
+    sha256: str
+    waybills: tuple[WaybillLink, ...] = ()
+    events: tuple[ScanEventRecord, ...] = ()
+    id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def waybill(self) -> str | None:
+        return self.waybills[0].waybill if self.waybills else None
+
+    # The packing floor's fields live in ``extra``, so the manifest and the index agree.
+    @property
+    def packer(self) -> str | None:
+        p = self.extra.get("packer")
+        return p if isinstance(p, str) and p else None
+
+    @property
+    def kind(self) -> str:
+        k = self.extra.get("kind")
+        return k if isinstance(k, str) and k else "order"
+
+    @property
+    def repack_of(self) -> list[int]:
+        ids = self.extra.get("repack_of")
+        return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
+
+    @property
+    def repack_of_fleet(self) -> list[dict[str, Any]]:
+        """The earlier clips of this order at other stations: {"station", "clip_id", "started"}."""
+        refs = self.extra.get("repack_of_fleet")
+        if not isinstance(refs, list):
+            return []
+        return [
+            r for r in refs
+            if isinstance(r, dict) and isinstance(r.get("station"), str)
+            and isinstance(r.get("clip_id"), int)
+        ]  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "order_id": self.order_id,
+            "waybill": self.waybill,
+            "waybills": [asdict(w) for w in self.waybills],
+            "station": self.station,
+            "started_at": self.started_at.isoformat(timespec="milliseconds"),
+            "ended_at": self.ended_at.isoformat(timespec="milliseconds"),
+            "duration_s": round(self.duration_s, 3),
+            "frame_count": self.frame_count,
+            "finish_reason": self.finish_reason,
+            "pre_roll_s": round(self.pre_roll_s, 3),
+            "path": self.path,
+            "manifest_path": self.manifest_path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "events": [e.to_json() for e in self.events],
+            **self.extra,
+        }
+
+
+@dataclass(frozen=True)
+class StoredClip:
+    """An indexed clip as retention and reconciliation see it (no events, no waybills)."""
+
+    id: int
+    order_id: str
+    path: str
+    manifest_path: str
+    started_at: datetime  # aware, UTC
+    size: int
+    sha256: str
+    legal_hold: bool = False
+    archived: bool = False
+    deleted_utc: str | None = None
+    kind: str = "order"
+
+
+def _utc(dt: datetime) -> str:
+    return utc_text(dt)
+
+
+def _tzname(dt: datetime) -> str:
+    return dt.strftime("%z") or "+0000"
+
+
+def event_from_row(e: sqlite3.Row) -> ScanEventRecord:
+    return ScanEventRecord(
+        kind=e["kind"],
+        text=e["text"],
+        source=e["source"],
+        wall=datetime.fromisoformat(e["wall"]),
+        t_clip_s=e["t_clip_s"],
+        note=e["note"],
+    )
+
+
+def clip_from_rows(
+    r: sqlite3.Row,
+    waybills: Sequence[sqlite3.Row] = (),
+    events: Sequence[sqlite3.Row] = (),
+    extra: dict[str, Any] | None = None,
+) -> ClipRecord:
+    """A ClipRecord from a ``clips`` row, its ``waybills`` rows and its ``scan_events`` rows."""
+    return ClipRecord(
+        id=r["id"],
+        order_id=r["order_id"],
+        station=r["station"],
+        started_at=datetime.fromisoformat(r["started_at"]),
+        ended_at=datetime.fromisoformat(r["ended_at"]),
+        duration_s=r["duration_s"],
+        frame_count=r["frame_count"],
+        finish_reason=r["finish_reason"],
+        pre_roll_s=r["pre_roll_s"],
+        path=r["path"],
+        manifest_path=r["manifest_path"],
+        size=r["size"],
+        sha256=r["sha256"],
+        waybills=tuple(WaybillLink(w["waybill"], w["carrier"], w["t_clip_s"]) for w in waybills),
+        events=tuple(event_from_row(e) for e in events),
+        extra={**_floor_extra(r), **(extra or {})},
+    )
+
+
+def _floor_extra(r: sqlite3.Row) -> dict[str, Any]:
+    """The packing-floor columns of a ``clips`` row as manifest fields (none on old rows)."""
+    keys = r.keys()
+    out: dict[str, Any] = {}
+    if "kind" in keys:
+        out["kind"] = r["kind"]
+    if "packer" in keys and r["packer"]:
+        out["packer"] = r["packer"]
+    if "repack_of" in keys and r["repack_of"]:
+        out["repack_of"] = json.loads(r["repack_of"])
+    if "repack_of_fleet" in keys and r["repack_of_fleet"]:
+        out["repack_of_fleet"] = json.loads(r["repack_of_fleet"])
+    return out
+
+
+class ClipTable(Table):
+    """Owner of ``orders``, ``clips``, ``waybills`` and ``scan_events``: nobody else writes SQL
+    against them (tests/test_index_owners.py). Every finished clip, its archiving and its
+    retention deletion are columns of its ``clips`` row.
+    """
+
+    error = LedgerError
+    TABLES: ClassVar[tuple[str, ...]] = ("orders", "clips", "waybills", "scan_events")
+    MIGRATIONS: ClassVar[dict[int, str]] = {
+        1: """
+    CREATE TABLE orders (
+        order_id        TEXT PRIMARY KEY,
+        first_seen_utc  TEXT NOT NULL,
+        last_clip_utc   TEXT
+    );
+    CREATE TABLE clips (
+        id              INTEGER PRIMARY KEY,
+        order_id        TEXT NOT NULL REFERENCES orders(order_id),
+        waybill         TEXT,
+        station         TEXT NOT NULL,
+        started_at      TEXT NOT NULL,
+        ended_at        TEXT NOT NULL,
+        started_utc     TEXT NOT NULL,
+        ended_utc       TEXT NOT NULL,
+        tz              TEXT NOT NULL,
+        duration_s      REAL NOT NULL,
+        frame_count     INTEGER NOT NULL,
+        finish_reason   TEXT NOT NULL,
+        pre_roll_s      REAL NOT NULL,
+        path            TEXT NOT NULL UNIQUE,
+        manifest_path   TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        sha256          TEXT NOT NULL,
+        created_utc     TEXT NOT NULL
+    );
+    CREATE INDEX clips_order ON clips(order_id, started_utc);
+    CREATE INDEX clips_started ON clips(started_utc);
+    CREATE INDEX clips_station ON clips(station, started_utc);
+    CREATE TABLE waybills (
+        clip_id         INTEGER NOT NULL REFERENCES clips(id),
+        order_id        TEXT NOT NULL,
+        waybill         TEXT NOT NULL,
+        carrier         TEXT NOT NULL,
+        t_clip_s        REAL NOT NULL,
+        PRIMARY KEY (clip_id, waybill)
+    );
+    CREATE INDEX waybills_waybill ON waybills(waybill);
+    CREATE TABLE scan_events (
+        id              INTEGER PRIMARY KEY,
+        clip_id         INTEGER REFERENCES clips(id),
+        station         TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        text            TEXT NOT NULL,
+        source          TEXT NOT NULL,
+        t_clip_s        REAL,
+        wall            TEXT NOT NULL,
+        note            TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX scan_events_clip ON scan_events(clip_id);
+        """,
+        # fleet (station/archiver.py): when the clip and its proofs were verified in object
+        # storage, and the order of archiving (the central sync follows it).
+        3: """
+    ALTER TABLE clips ADD COLUMN archived_utc TEXT;  -- NULL until verified in the archive
+    ALTER TABLE clips ADD COLUMN archive_key TEXT;  -- the clip's object key
+    ALTER TABLE clips ADD COLUMN archive_meta TEXT;  -- JSON: manifest, frames, proof keys
+    ALTER TABLE clips ADD COLUMN archive_seq INTEGER;  -- order of archiving (central cursor)
+    CREATE INDEX clips_unarchived ON clips(id) WHERE archived_utc IS NULL;
+    CREATE UNIQUE INDEX clips_archive_seq ON clips(archive_seq) WHERE archive_seq IS NOT NULL;
+    """,
+        # retention (station/retention.py): the row and its hash stay when the file goes.
+        4: """
+    ALTER TABLE clips ADD COLUMN deleted_utc TEXT;  -- NULL while the file is kept
+    ALTER TABLE clips ADD COLUMN deleted_reason TEXT;
+    CREATE INDEX clips_kept ON clips(started_utc, id) WHERE deleted_utc IS NULL;
+    """,
+        # the packing floor (issue 13): who packed a clip, its kind (order | return), and the
+        # earlier clips of the same order a repack follows (JSON list of clip ids).
+        5: """
+    ALTER TABLE clips ADD COLUMN packer TEXT;  -- NULL when no packer was signed in
+    ALTER TABLE clips ADD COLUMN kind TEXT NOT NULL DEFAULT 'order';
+    ALTER TABLE clips ADD COLUMN repack_of TEXT;  -- NULL, or a JSON list of earlier clip ids
+    CREATE INDEX clips_packer ON clips(packer, started_utc);
+        """,
+        # a repack of an order first recorded at other stations (the central index said so,
+        # station/duplicates.py): JSON list of {"station", "clip_id", "started"}.
+        7: """
+    ALTER TABLE clips ADD COLUMN repack_of_fleet TEXT;
+        """,
+    }
+
+    # ---- writes ---------------------------------------------------------------------------
+
+    def add_clip(self, clip: ClipRecord) -> int:
+        """Index a finished clip with its waybills and events in one transaction; return its id."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO orders(order_id, first_seen_utc, last_clip_utc) VALUES (?, ?, ?)"
+                " ON CONFLICT(order_id) DO UPDATE SET last_clip_utc=excluded.last_clip_utc",
+                (clip.order_id, _utc(clip.started_at), _utc(clip.started_at)),
+            )
+            cur = db.execute(
+                "INSERT INTO clips(order_id, waybill, station, started_at, ended_at, started_utc,"
+                " ended_utc, tz, duration_s, frame_count, finish_reason, pre_roll_s, path,"
+                " manifest_path, size, sha256, created_utc, packer, kind, repack_of,"
+                " repack_of_fleet)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    clip.order_id,
+                    clip.waybill,
+                    clip.station,
+                    clip.started_at.isoformat(timespec="milliseconds"),
+                    clip.ended_at.isoformat(timespec="milliseconds"),
+                    _utc(clip.started_at),
+                    _utc(clip.ended_at),
+                    _tzname(clip.started_at),
+                    clip.duration_s,
+                    clip.frame_count,
+                    clip.finish_reason,
+                    clip.pre_roll_s,
+                    clip.path,
+                    clip.manifest_path,
+                    clip.size,
+                    clip.sha256,
+                    _utc(datetime.now(UTC)),
+                    clip.packer,
+                    clip.kind,
+                    json.dumps(clip.repack_of) if clip.repack_of else None,
+                    json.dumps(clip.repack_of_fleet, ensure_ascii=False)
+                    if clip.repack_of_fleet
+                    else None,
+                ),
+            )
+            assert cur.lastrowid is not None  # set by every INSERT
+            clip_id = cur.lastrowid
+            db.executemany(
+                "INSERT OR IGNORE INTO waybills(clip_id, order_id, waybill, carrier, t_clip_s)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(clip_id, clip.order_id, w.waybill, w.carrier, w.t_clip_s) for w in clip.waybills],
+            )
+            self._insert_events(db, clip_id, clip.station, clip.events)
+        return clip_id
+
+    def log_events(self, station: str, events: Sequence[ScanEventRecord]) -> None:
+        """Record scans that belong to no clip (e.g. a seal card shown with no order open)."""
+        with self._tx() as db:
+            self._insert_events(db, None, station, events)
+
+    @staticmethod
+    def _insert_events(
+        db: sqlite3.Connection,
+        clip_id: int | None,
+        station: str,
+        events: Sequence[ScanEventRecord],
+    ) -> None:
+        db.executemany(
+            "INSERT INTO scan_events(clip_id, station, kind, text, source, t_clip_s, wall, note)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    clip_id,
+                    station,
+                    e.kind,
+                    e.text,
+                    e.source,
+                    e.t_clip_s,
+                    e.wall.isoformat(timespec="milliseconds"),
+                    e.note,
+                )
+                for e in events
+            ],
+        )
+
+    def mark_archived(self, clip_id: int, key: str, meta: dict[str, Any]) -> bool:
+        """Record that the clip and its proofs are verified in object storage (once).
+
+        Returns False when it was already marked. ``archive_seq`` numbers archivings in order,
+        so the central sync can follow them with a cursor.
+        """
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE clips SET archived_utc = ?, archive_key = ?, archive_meta = ?,"
+                " archive_seq = (SELECT COALESCE(MAX(archive_seq), 0) + 1 FROM clips)"
+                " WHERE id = ? AND archived_utc IS NULL",
+                (_utc(datetime.now(UTC)), key, json.dumps(meta, sort_keys=True), clip_id),
+            )
+        return cur.rowcount > 0
+
+    def unarchived_clips(self, *, after_id: int = 0, limit: int = 100) -> list[ClipRecord]:
+        """Clips not yet archived and still on disk, oldest first (by id), after ``after_id``."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT * FROM clips WHERE archived_utc IS NULL AND deleted_utc IS NULL"
+                " AND id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+            return [self._record(r) for r in rows]
+
+    def archive_backlog(self) -> int:
+        """How many indexed clips are not yet archived."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT COUNT(*) FROM clips WHERE archived_utc IS NULL AND deleted_utc IS NULL"
+            ).fetchone()
+        return int(row[0])
+
+    def archive_backlog_bytes(self) -> int:
+        """The bytes of the indexed clips not yet archived."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT COALESCE(SUM(size), 0) FROM clips"
+                " WHERE archived_utc IS NULL AND deleted_utc IS NULL"
+            ).fetchone()
+        return int(row[0])
+
+    def archive_state(self, clip_id: int) -> dict[str, Any] | None:
+        """``archived_utc``, ``archive_key``, ``archive_meta`` (parsed) and ``archive_seq``."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT archived_utc, archive_key, archive_meta, archive_seq FROM clips"
+                " WHERE id = ?",
+                (clip_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        d = dict(row)
+        d["archive_meta"] = json.loads(d["archive_meta"]) if d["archive_meta"] else None
+        return d
+
+    # ---- retention (the holds come from HoldTable: station/ledger.py joins the two) -----
+
+    _STORED_SQL = (
+        "SELECT id, order_id, path, manifest_path, started_utc, size, sha256, archived_utc,"
+        " deleted_utc, kind FROM clips"
+    )
+
+    @staticmethod
+    def _stored(r: sqlite3.Row, held: Container[str]) -> StoredClip:
+        return StoredClip(
+            id=r["id"],
+            order_id=r["order_id"],
+            path=r["path"],
+            manifest_path=r["manifest_path"],
+            started_at=datetime.fromisoformat(r["started_utc"]),
+            size=r["size"],
+            sha256=r["sha256"],
+            legal_hold=r["order_id"] in held,
+            archived=r["archived_utc"] is not None,
+            deleted_utc=r["deleted_utc"],
+            kind=r["kind"],
+        )
+
+    def stored(self, held: Container[str], *, include_deleted: bool = False) -> list[StoredClip]:
+        """Indexed clips, oldest first; only those whose file is kept unless ``include_deleted``;
+        ``legal_hold`` set for the orders in ``held``."""
+        sql = self._STORED_SQL
+        if not include_deleted:
+            sql += " WHERE deleted_utc IS NULL"
+        with self._lock:
+            rows = self.conn.execute(sql + " ORDER BY started_utc, id").fetchall()
+        return [self._stored(r, held) for r in rows]
+
+    def stored_in(
+        self, db: sqlite3.Connection, clip_id: int, held: Container[str]
+    ) -> StoredClip | None:
+        """One clip as retention sees it, read inside the caller's transaction ``db``."""
+        r = db.execute(self._STORED_SQL + " WHERE id = ?", (clip_id,)).fetchone()
+        return self._stored(r, held) if r else None
+
+    @staticmethod
+    def set_deleted_in(db: sqlite3.Connection, clip_id: int, when_utc: str, reason: str) -> None:
+        """Mark the clip's file deleted by retention, inside the caller's transaction ``db``."""
+        db.execute(
+            "UPDATE clips SET deleted_utc = ?, deleted_reason = ? WHERE id = ?",
+            (when_utc, reason, clip_id),
+        )
+
+    def clip_paths(self) -> list[str]:
+        """The path of every indexed clip, deleted ones included (cheap: no records built)."""
+        with self._lock:
+            return [r[0] for r in self.conn.execute("SELECT path FROM clips")]
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    def clips(self, order_id: str | None = None, *, limit: int | None = None) -> list[ClipRecord]:
+        """Clips, oldest first; only those of ``order_id`` when given."""
+        sql = "SELECT * FROM clips"
+        args: list[Any] = []
+        if order_id is not None:
+            sql += " WHERE order_id = ?"
+            args.append(order_id)
+        sql += " ORDER BY started_utc, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = self.conn.execute(sql, args).fetchall()
+            return [self._record(r) for r in rows]
+
+    def order_clip_refs(self, order_id: str) -> list[tuple[int, str]]:
+        """(id, sha256) of the clips of ``order_id``, oldest first: cheap (the order index),
+        for the capture thread's duplicate check at each order scan."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT id, sha256 FROM clips WHERE order_id = ? ORDER BY started_utc, id",
+                (order_id,),
+            ).fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def newest_clip_of(self, order_id: str, since_utc: str) -> int | None:
+        """The id of the newest clip of ``order_id`` started at or after ``since_utc``."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT id FROM clips WHERE order_id = ? AND started_utc >= ?"
+                " ORDER BY started_utc DESC, id DESC LIMIT 1",
+                (order_id, since_utc),
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    def set_repack_of_fleet(self, clip_id: int, refs: list[dict[str, Any]]) -> bool:
+        """Link an indexed clip to its order's earlier clips at other stations (an answer of
+        the central index that came after the clip's manifest was built); only once: a link
+        already there is kept. True when the row changed."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE clips SET repack_of_fleet = ? WHERE id = ? AND repack_of_fleet IS NULL",
+                (json.dumps(refs, ensure_ascii=False), clip_id),
+            )
+            return cur.rowcount > 0
+
+    def clip(self, clip_id: int) -> ClipRecord | None:
+        with self._lock:
+            row = self.conn.execute("SELECT * FROM clips WHERE id = ?", (clip_id,)).fetchone()
+            return self._record(row) if row else None
+
+    def clip_by_path(self, rel_path: str) -> ClipRecord | None:
+        with self._lock:
+            row = self.conn.execute("SELECT * FROM clips WHERE path = ?", (rel_path,)).fetchone()
+            return self._record(row) if row else None
+
+    def unattached_events(self) -> list[ScanEventRecord]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT * FROM scan_events WHERE clip_id IS NULL ORDER BY id"
+            ).fetchall()
+        return [event_from_row(r) for r in rows]
+
+    def _record(self, r: sqlite3.Row) -> ClipRecord:
+        return clip_from_rows(r, self.waybill_rows(r["id"]), self.event_rows(r["id"]))
+
+    # ---- followers of the index (central sync, archiver) ----------------------------------
+
+    def sync_rows(self, after: int, limit: int, *, archived: bool) -> list[dict[str, Any]]:
+        """Up to ``limit`` clips past a follower's cursor: by ``id`` (every clip) or, with
+        ``archived``, by ``archive_seq`` (the archived ones, in the order they were archived).
+        Each: id, archived_utc, archive_key, archive_meta (parsed JSON or None), archive_seq."""
+        where, order = (
+            ("archive_seq IS NOT NULL AND archive_seq", "archive_seq") if archived else ("id", "id")
+        )
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT id, archived_utc, archive_key, archive_meta, archive_seq FROM clips"
+                f" WHERE {where} > ? ORDER BY {order} LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["archive_meta"] = json.loads(d["archive_meta"]) if d["archive_meta"] else None
+            out.append(d)
+        return out
+
+    def archived_after(self, archive_seq: int) -> list[tuple[int, str, str]]:
+        """(archive_seq, order_id, sha256) of the clips archived after ``archive_seq``, in
+        archiving order."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT archive_seq, order_id, sha256 FROM clips WHERE archive_seq > ?"
+                " ORDER BY archive_seq",
+                (archive_seq,),
+            ).fetchall()
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def last_started_utc(self) -> str | None:
+        """The newest clip's start (UTC text), None on an empty index."""
+        with self._lock:
+            row = self.conn.execute("SELECT MAX(started_utc) FROM clips").fetchone()
+        return row[0] if row else None
+
+    def recent_size_and_duration(self, count: int) -> tuple[int | None, float | None]:
+        """Total bytes and seconds of the newest ``count`` clips (None, None when empty)."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT SUM(size), SUM(duration_s) FROM (SELECT size, duration_s FROM clips"
+                " ORDER BY id DESC LIMIT ?)",
+                (count,),
+            ).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    # ---- audit (station/proof/verify.py): raw rows, compared column by column with the
+    # signed manifests, so nothing is normalised on the way ---------------------------------
+
+    def raw_rows(self) -> list[sqlite3.Row]:
+        with self._lock:
+            return self.conn.execute("SELECT * FROM clips ORDER BY id").fetchall()
+
+    def raw_row_by_sha256(self, digest: str) -> sqlite3.Row | None:
+        """The newest row of the clip with these bytes."""
+        with self._lock:
+            row: sqlite3.Row | None = self.conn.execute(
+                "SELECT * FROM clips WHERE sha256 = ? ORDER BY id DESC LIMIT 1", (digest,)
+            ).fetchone()
+        return row
+
+    def waybill_rows(self, clip_id: int) -> list[sqlite3.Row]:
+        with self._lock:
+            return self.conn.execute(
+                "SELECT waybill, carrier, t_clip_s FROM waybills WHERE clip_id = ?"
+                " ORDER BY t_clip_s",
+                (clip_id,),
+            ).fetchall()
+
+    def event_rows(self, clip_id: int) -> list[sqlite3.Row]:
+        with self._lock:
+            return self.conn.execute(
+                "SELECT * FROM scan_events WHERE clip_id = ? ORDER BY id", (clip_id,)
+            ).fetchall()
