@@ -190,6 +190,84 @@ def _floor_extra(r: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
+# Upper bound for a prefix range scan: every string starting with q sorts below q + this.
+_TOP = "\U0010ffff"
+
+
+def search_sql(
+    q: str,
+    start_utc: str | None,
+    end_utc: str | None,
+    station: str | None,
+    limit: int,
+    offset: int,
+    *,
+    mark: str = "?",
+    waybill_table: str = "waybills",
+    packer: str | None = None,
+    kind: str | None = None,
+    stations: Sequence[str] | None = None,
+) -> tuple[str, list[Any]]:
+    """The clip search query and its arguments, for SQLite (``?``) and PostgreSQL (``%s``).
+
+    Prefix matches are index range scans (``x >= q AND x < q || U+10FFFF``), never LIKE,
+    so they stay fast at millions of rows and treat %, _ and quotes as plain characters. The
+    prefix is tried as typed, in upper and in lower case (scanners send either). ``stations``:
+    only clips of these stations (the account's scope, web/scope.py); empty: none.
+    """
+    where: list[str] = []
+    args: list[Any] = []
+    if q:
+        parts = []
+        for variant in dict.fromkeys((q, q.upper(), q.lower())):
+            parts.append(
+                f"SELECT id FROM clips WHERE order_id >= {mark} AND order_id < {mark}"
+                f" UNION SELECT clip_id FROM {waybill_table} WHERE waybill >= {mark}"
+                f" AND waybill < {mark}"
+            )
+            args += [variant, variant + _TOP, variant, variant + _TOP]
+        where.append(f"c.id IN ({' UNION '.join(parts)})")
+    for cond, value in (
+        (f"c.started_utc >= {mark}", start_utc),
+        (f"c.started_utc < {mark}", end_utc),
+        (f"c.station = {mark}", station),
+        (f"c.packer = {mark}", packer),
+        (f"c.kind = {mark}", kind),
+    ):
+        if value:
+            where.append(cond)
+            args.append(value)
+    if stations is not None:
+        where.append(station_in(stations, mark))
+        args += list(stations)
+    sql = "SELECT c.* FROM clips c"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY c.started_utc DESC, c.id DESC LIMIT {mark} OFFSET {mark}"
+    return sql, [*args, limit, offset]
+
+
+def station_in(stations: Sequence[str], mark: str = "?") -> str:
+    """``c.station IN (…)`` with one mark per station (``FALSE`` for none)."""
+    if not stations:
+        return "FALSE"
+    return f"c.station IN ({', '.join([mark] * len(stations))})"
+
+
+@dataclass(frozen=True)
+class FtsMatch:
+    """A full-text match against a table of an attached database whose rowids are clip ids
+    (the site's search index, web/search.py): ``schema.table MATCH expr`` over rowids up to
+    ``upto`` (the search tables are complete to there); ``check``: the match is a candidate
+    only, ``contains_ci(column, q)`` (a function the connection defines) decides."""
+
+    schema: str
+    table: str
+    expr: str
+    upto: int
+    check: bool
+
+
 class ClipTable(Table):
     """Owner of ``orders``, ``clips``, ``waybills`` and ``scan_events``: nobody else writes SQL
     against them (tests/test_index_owners.py). Every finished clip, its archiving and its
@@ -617,3 +695,186 @@ class ClipTable(Table):
             return self.conn.execute(
                 "SELECT * FROM scan_events WHERE clip_id = ? ORDER BY id", (clip_id,)
             ).fetchall()
+
+    # ---- the web site's reads (web/index.py, on a read-only connection) ---------------------
+
+    def raw_row(self, clip_id: int) -> sqlite3.Row | None:
+        with self._lock:
+            row: sqlite3.Row | None = self.conn.execute(
+                "SELECT * FROM clips WHERE id = ?", (clip_id,)
+            ).fetchone()
+        return row
+
+    def raw_rows_of_order(self, order_id: str) -> list[sqlite3.Row]:
+        """The rows of one order's clips, oldest first."""
+        with self._lock:
+            return self.conn.execute(
+                "SELECT * FROM clips WHERE order_id = ? ORDER BY started_utc, id", (order_id,)
+            ).fetchall()
+
+    def order_row(self, order_id: str) -> dict[str, Any] | None:
+        """The order's row in ``orders`` (first seen, last clip), None if unknown."""
+        with self._lock:
+            r = self.conn.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+        return dict(r) if r else None
+
+    def waybill_rows_of(self, clip_ids: Sequence[int]) -> dict[int, list[sqlite3.Row]]:
+        """clip id -> its waybill rows (waybill, carrier, t_clip_s), for many clips at once."""
+        out: dict[int, list[sqlite3.Row]] = {}
+        if not clip_ids:
+            return out
+        marks = ",".join("?" * len(clip_ids))
+        with self._lock:
+            for w in self.conn.execute(
+                f"SELECT clip_id, waybill, carrier, t_clip_s FROM waybills"
+                f" WHERE clip_id IN ({marks}) ORDER BY t_clip_s",
+                list(clip_ids),
+            ):
+                out.setdefault(w["clip_id"], []).append(w)
+        return out
+
+    def search_rows(
+        self,
+        q: str,
+        start_utc: str | None,
+        end_utc: str | None,
+        station: str | None,
+        limit: int,
+        offset: int,
+        *,
+        packer: str | None = None,
+        kind: str | None = None,
+        stations: Sequence[str] | None = None,
+        fts: FtsMatch | None = None,
+    ) -> list[sqlite3.Row]:
+        """Clip rows, newest first: see ``search_sql`` (prefix matches); with ``fts``, ``q``
+        is matched anywhere through the attached full-text tables, and the clips newer than
+        those tables (``id > fts.upto``) are scanned directly."""
+        if fts is None:
+            sql, args = search_sql(
+                q, start_utc, end_utc, station, limit, offset, packer=packer, kind=kind,
+                stations=stations,
+            )  # fmt: skip
+            with self._lock:
+                return self.conn.execute(sql, args).fetchall()
+        filters, fargs = "", []
+        for cond, value in (
+            ("c.started_utc >= ?", start_utc),
+            ("c.started_utc < ?", end_utc),
+            ("c.station = ?", station),
+            ("c.packer = ?", packer),
+            ("c.kind = ?", kind),
+        ):
+            if value:
+                filters += " AND " + cond
+                fargs.append(value)
+        if stations is not None:
+            filters += " AND " + station_in(stations)
+            fargs += list(stations)
+        with self._lock:
+            # Clips newer than the search tables (a first fill still running): scanned directly.
+            tail = self.conn.execute(
+                "SELECT c.* FROM clips c WHERE c.id > ? AND (instr(lower(c.order_id), ?)"
+                " OR EXISTS (SELECT 1 FROM waybills w WHERE w.clip_id = c.id"
+                " AND instr(lower(w.waybill), ?)))" + filters + " ORDER BY c.id DESC LIMIT ?",
+                (fts.upto, q.lower(), q.lower(), *fargs, offset + limit),
+            ).fetchall()
+            rows: list[sqlite3.Row] = tail[offset:]
+            if len(rows) < limit:
+                whole, wargs = "", []
+                if fts.check:
+                    whole = (
+                        " AND (contains_ci(c.order_id, ?) OR EXISTS (SELECT 1 FROM waybills w"
+                        " WHERE w.clip_id = c.id AND contains_ci(w.waybill, ?)))"
+                    )
+                    wargs = [q, q]
+                f = f"{fts.schema}.{fts.table}"
+                rows += self.conn.execute(
+                    f"SELECT c.* FROM {f} f JOIN clips c ON c.id = f.rowid"
+                    f" WHERE f.{fts.table} MATCH ? AND f.rowid <= ?{whole}{filters}"
+                    " ORDER BY f.rowid DESC LIMIT ? OFFSET ?",
+                    (fts.expr, fts.upto, *wargs, *fargs, limit - len(rows),
+                     max(0, offset - len(tail))),
+                ).fetchall()  # fmt: skip
+        return rows
+
+    def station_names(self) -> list[str]:
+        """Distinct station names, by a loose index scan (fast at millions of rows)."""
+        with self._lock:
+            rows = self.conn.execute(
+                "WITH RECURSIVE s(x) AS (SELECT min(station) FROM clips UNION ALL"
+                " SELECT (SELECT min(station) FROM clips WHERE station > s.x) FROM s"
+                " WHERE s.x IS NOT NULL) SELECT x FROM s WHERE x IS NOT NULL"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def started_between(self, start_utc: str, end_utc: str) -> list[tuple[str, str, int]]:
+        """(station, started_at with offset, size) of clips started in [start, end)."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT station, started_at, size FROM clips WHERE started_utc >= ?"
+                " AND started_utc < ?",
+                (start_utc, end_utc),
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def packer_clips(self, start_utc: str, end_utc: str) -> list[tuple[str, str, float]]:
+        """(packer, started_at with offset, duration_s) of packing clips (not returns) with a
+        packer, started in [start, end)."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT packer, started_at, duration_s FROM clips WHERE started_utc >= ?"
+                " AND started_utc < ? AND packer IS NOT NULL AND kind = 'order'",
+                (start_utc, end_utc),
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def first_started_utc(self) -> str | None:
+        with self._lock:
+            r = self.conn.execute("SELECT min(started_utc) FROM clips").fetchone()
+        return r[0] if r else None
+
+    def last_started_utc_at(self, station: str) -> str | None:
+        with self._lock:
+            r = self.conn.execute(
+                "SELECT max(started_utc) FROM clips WHERE station = ?", (station,)
+            ).fetchone()
+        return r[0] if r else None
+
+    def recent_rejections(self, limit: int) -> list[tuple[str, str, str, str]]:
+        """(station, text, wall, note) of the newest rejected scans."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT station, text, wall, note FROM scan_events WHERE kind = 'rejected'"
+                " ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    # ---- the site's search index fill (web/search.py) ---------------------------------------
+    # Used on the search database's connection with this index attached: the unqualified
+    # names resolve to the attached index, the search database having no such tables.
+
+    def max_id(self) -> int:
+        with self._lock:
+            return int(self.conn.execute("SELECT max(id) FROM clips").fetchone()[0] or 0)
+
+    def count_after(self, clip_id: int) -> int:
+        with self._lock:
+            return int(
+                self.conn.execute("SELECT count(*) FROM clips WHERE id > ?", (clip_id,)).fetchone()[
+                    0
+                ]
+            )
+
+    def search_texts(self, after: int, upto: int, limit: int) -> list[tuple[int, str]]:
+        """(id, order ID and each waybill on its own line) of the clips after ``after`` up to
+        ``upto``, by id, at most ``limit``: the text the site's search index holds."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT c.id, c.order_id || coalesce((SELECT group_concat(char(10) ||"
+                " w.waybill, '') FROM waybills w WHERE w.clip_id = c.id), '')"
+                " FROM clips c WHERE c.id > ? AND c.id <= ? ORDER BY c.id LIMIT ?",
+                (after, upto, limit),
+            ).fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
