@@ -137,9 +137,7 @@ def test_the_owners_read_what_the_old_index_holds(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("start", range(len(MIGRATIONS)))
-def test_each_intermediate_version_migrates_to_the_fresh_schema(
-    tmp_path: Path, start: int
-) -> None:
+def test_each_intermediate_version_migrates_to_the_fresh_schema(tmp_path: Path, start: int) -> None:
     path = tmp_path / "index.sqlite3"
     conn = sqlite3.connect(str(path))
     try:

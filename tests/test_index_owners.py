@@ -45,9 +45,7 @@ def tables_used(text: str, tables: set[str]) -> set[str]:
     return found
 
 
-def foreign_sql(
-    sources: dict[str, str], owners: dict[str, str]
-) -> list[tuple[str, int, str]]:
+def foreign_sql(sources: dict[str, str], owners: dict[str, str]) -> list[tuple[str, int, str]]:
     """(module, line, table) of each SQL text against a table outside the table's owner."""
     tables = set(owners)
     out = []
@@ -99,8 +97,7 @@ def test_every_table_of_the_index_has_exactly_one_owner(tmp_path: Path) -> None:
         actual = {
             r[0]
             for r in db.conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'"
-                " AND name NOT LIKE 'sqlite_%'"
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
             )
         }
     finally:
