@@ -138,6 +138,15 @@ class Table:
     def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return self.db.tx(self.error, f"{type(self).__name__} write")
 
+    def _all(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
+        """The rows of one read under the lock (sqlite3 errors pass: a search's interrupt)."""
+        with self.db.lock:
+            return self.db.conn.execute(sql, args).fetchall()
+
+    def _one(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Row | None:
+        rows = self._all(sql, args)
+        return rows[0] if rows else None
+
 
 def utc_text(dt: datetime) -> str:
     """A time as the index stores it: UTC, microseconds, ``Z``."""

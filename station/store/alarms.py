@@ -81,8 +81,7 @@ class AlarmTable(Table):
         sql = "SELECT * FROM alarms"
         if active_only:
             sql += " WHERE cleared_utc IS NULL"
-        with self._lock:
-            rows = self.conn.execute(sql + " ORDER BY last_utc DESC, id").fetchall()
+        rows = self._all(sql + " ORDER BY last_utc DESC, id")
         return [
             Alarm(
                 r["kind"],

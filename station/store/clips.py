@@ -468,29 +468,27 @@ class ClipTable(Table):
 
     def archive_backlog(self) -> int:
         """How many indexed clips are not yet archived."""
-        with self._lock:
-            row = self.conn.execute(
+        return int(
+            self._all(
                 "SELECT COUNT(*) FROM clips WHERE archived_utc IS NULL AND deleted_utc IS NULL"
-            ).fetchone()
-        return int(row[0])
+            )[0][0]
+        )
 
     def archive_backlog_bytes(self) -> int:
         """The bytes of the indexed clips not yet archived."""
-        with self._lock:
-            row = self.conn.execute(
+        return int(
+            self._all(
                 "SELECT COALESCE(SUM(size), 0) FROM clips"
                 " WHERE archived_utc IS NULL AND deleted_utc IS NULL"
-            ).fetchone()
-        return int(row[0])
+            )[0][0]
+        )
 
     def archive_state(self, clip_id: int) -> dict[str, Any] | None:
         """``archived_utc``, ``archive_key``, ``archive_meta`` (parsed) and ``archive_seq``."""
-        with self._lock:
-            row = self.conn.execute(
-                "SELECT archived_utc, archive_key, archive_meta, archive_seq FROM clips"
-                " WHERE id = ?",
-                (clip_id,),
-            ).fetchone()
+        row = self._one(
+            "SELECT archived_utc, archive_key, archive_meta, archive_seq FROM clips WHERE id = ?",
+            (clip_id,),
+        )
         if row is None:
             return None
         d = dict(row)
@@ -526,8 +524,7 @@ class ClipTable(Table):
         sql = self._STORED_SQL
         if not include_deleted:
             sql += " WHERE deleted_utc IS NULL"
-        with self._lock:
-            rows = self.conn.execute(sql + " ORDER BY started_utc, id").fetchall()
+        rows = self._all(sql + " ORDER BY started_utc, id")
         return [self._stored(r, held) for r in rows]
 
     def stored_in(
@@ -570,21 +567,19 @@ class ClipTable(Table):
     def order_clip_refs(self, order_id: str) -> list[tuple[int, str]]:
         """(id, sha256) of the clips of ``order_id``, oldest first: cheap (the order index),
         for the capture thread's duplicate check at each order scan."""
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT id, sha256 FROM clips WHERE order_id = ? ORDER BY started_utc, id",
-                (order_id,),
-            ).fetchall()
+        rows = self._all(
+            "SELECT id, sha256 FROM clips WHERE order_id = ? ORDER BY started_utc, id",
+            (order_id,),
+        )
         return [(int(r[0]), str(r[1])) for r in rows]
 
     def newest_clip_of(self, order_id: str, since_utc: str) -> int | None:
         """The id of the newest clip of ``order_id`` started at or after ``since_utc``."""
-        with self._lock:
-            row = self.conn.execute(
-                "SELECT id FROM clips WHERE order_id = ? AND started_utc >= ?"
-                " ORDER BY started_utc DESC, id DESC LIMIT 1",
-                (order_id, since_utc),
-            ).fetchone()
+        row = self._one(
+            "SELECT id FROM clips WHERE order_id = ? AND started_utc >= ?"
+            " ORDER BY started_utc DESC, id DESC LIMIT 1",
+            (order_id, since_utc),
+        )
         return int(row[0]) if row else None
 
     def set_repack_of_fleet(self, clip_id: int, refs: list[dict[str, Any]]) -> bool:
@@ -609,10 +604,7 @@ class ClipTable(Table):
             return self._record(row) if row else None
 
     def unattached_events(self) -> list[ScanEventRecord]:
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT * FROM scan_events WHERE clip_id IS NULL ORDER BY id"
-            ).fetchall()
+        rows = self._all("SELECT * FROM scan_events WHERE clip_id IS NULL ORDER BY id")
         return [event_from_row(r) for r in rows]
 
     def _record(self, r: sqlite3.Row) -> ClipRecord:
@@ -627,12 +619,11 @@ class ClipTable(Table):
         where, order = (
             ("archive_seq IS NOT NULL AND archive_seq", "archive_seq") if archived else ("id", "id")
         )
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT id, archived_utc, archive_key, archive_meta, archive_seq FROM clips"
-                f" WHERE {where} > ? ORDER BY {order} LIMIT ?",
-                (after, limit),
-            ).fetchall()
+        rows = self._all(
+            "SELECT id, archived_utc, archive_key, archive_meta, archive_seq FROM clips"
+            f" WHERE {where} > ? ORDER BY {order} LIMIT ?",
+            (after, limit),
+        )
         out = []
         for r in rows:
             d = dict(r)
@@ -643,79 +634,62 @@ class ClipTable(Table):
     def archived_after(self, archive_seq: int) -> list[tuple[int, str, str]]:
         """(archive_seq, order_id, sha256) of the clips archived after ``archive_seq``, in
         archiving order."""
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT archive_seq, order_id, sha256 FROM clips WHERE archive_seq > ?"
-                " ORDER BY archive_seq",
-                (archive_seq,),
-            ).fetchall()
+        rows = self._all(
+            "SELECT archive_seq, order_id, sha256 FROM clips WHERE archive_seq > ?"
+            " ORDER BY archive_seq",
+            (archive_seq,),
+        )
         return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     def last_started_utc(self) -> str | None:
         """The newest clip's start (UTC text), None on an empty index."""
-        with self._lock:
-            row = self.conn.execute("SELECT MAX(started_utc) FROM clips").fetchone()
+        row = self._one("SELECT MAX(started_utc) FROM clips")
         return row[0] if row else None
 
     def recent_size_and_duration(self, count: int) -> tuple[int | None, float | None]:
         """Total bytes and seconds of the newest ``count`` clips (None, None when empty)."""
-        with self._lock:
-            row = self.conn.execute(
-                "SELECT SUM(size), SUM(duration_s) FROM (SELECT size, duration_s FROM clips"
-                " ORDER BY id DESC LIMIT ?)",
-                (count,),
-            ).fetchone()
+        row = self._one(
+            "SELECT SUM(size), SUM(duration_s) FROM (SELECT size, duration_s FROM clips"
+            " ORDER BY id DESC LIMIT ?)",
+            (count,),
+        )
         return (row[0], row[1]) if row else (None, None)
 
     # ---- audit (station/proof/verify.py): raw rows, compared column by column with the
     # signed manifests, so nothing is normalised on the way ---------------------------------
 
     def raw_rows(self) -> list[sqlite3.Row]:
-        with self._lock:
-            return self.conn.execute("SELECT * FROM clips ORDER BY id").fetchall()
+        return self._all("SELECT * FROM clips ORDER BY id")
 
     def raw_row_by_sha256(self, digest: str) -> sqlite3.Row | None:
         """The newest row of the clip with these bytes."""
-        with self._lock:
-            row: sqlite3.Row | None = self.conn.execute(
-                "SELECT * FROM clips WHERE sha256 = ? ORDER BY id DESC LIMIT 1", (digest,)
-            ).fetchone()
+        row = self._one("SELECT * FROM clips WHERE sha256 = ? ORDER BY id DESC LIMIT 1", (digest,))
         return row
 
     def waybill_rows(self, clip_id: int) -> list[sqlite3.Row]:
-        with self._lock:
-            return self.conn.execute(
-                "SELECT waybill, carrier, t_clip_s FROM waybills WHERE clip_id = ?"
-                " ORDER BY t_clip_s",
-                (clip_id,),
-            ).fetchall()
+        return self._all(
+            "SELECT waybill, carrier, t_clip_s FROM waybills WHERE clip_id = ? ORDER BY t_clip_s",
+            (clip_id,),
+        )
 
     def event_rows(self, clip_id: int) -> list[sqlite3.Row]:
-        with self._lock:
-            return self.conn.execute(
-                "SELECT * FROM scan_events WHERE clip_id = ? ORDER BY id", (clip_id,)
-            ).fetchall()
+        return self._all("SELECT * FROM scan_events WHERE clip_id = ? ORDER BY id", (clip_id,))
 
     # ---- the web site's reads (web/index.py, on a read-only connection) ---------------------
 
     def raw_row(self, clip_id: int) -> sqlite3.Row | None:
-        with self._lock:
-            row: sqlite3.Row | None = self.conn.execute(
-                "SELECT * FROM clips WHERE id = ?", (clip_id,)
-            ).fetchone()
+        row = self._one("SELECT * FROM clips WHERE id = ?", (clip_id,))
         return row
 
     def raw_rows_of_order(self, order_id: str) -> list[sqlite3.Row]:
         """The rows of one order's clips, oldest first."""
-        with self._lock:
-            return self.conn.execute(
-                "SELECT * FROM clips WHERE order_id = ? ORDER BY started_utc, id", (order_id,)
-            ).fetchall()
+        return self._all(
+            "SELECT * FROM clips WHERE order_id = ? ORDER BY started_utc, id", (order_id,)
+        )
 
     def order_row(self, order_id: str) -> dict[str, Any] | None:
         """The order's row in ``orders`` (first seen, last clip), None if unknown."""
-        with self._lock:
-            r = self.conn.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+        r = self._one("SELECT * FROM orders WHERE order_id = ?", (order_id,))
         return dict(r) if r else None
 
     def waybill_rows_of(self, clip_ids: Sequence[int]) -> dict[int, list[sqlite3.Row]]:
@@ -800,55 +774,47 @@ class ClipTable(Table):
 
     def station_names(self) -> list[str]:
         """Distinct station names, by a loose index scan (fast at millions of rows)."""
-        with self._lock:
-            rows = self.conn.execute(
-                "WITH RECURSIVE s(x) AS (SELECT min(station) FROM clips UNION ALL"
-                " SELECT (SELECT min(station) FROM clips WHERE station > s.x) FROM s"
-                " WHERE s.x IS NOT NULL) SELECT x FROM s WHERE x IS NOT NULL"
-            ).fetchall()
+        rows = self._all(
+            "WITH RECURSIVE s(x) AS (SELECT min(station) FROM clips UNION ALL"
+            " SELECT (SELECT min(station) FROM clips WHERE station > s.x) FROM s"
+            " WHERE s.x IS NOT NULL) SELECT x FROM s WHERE x IS NOT NULL"
+        )
         return [r[0] for r in rows]
 
     def started_between(self, start_utc: str, end_utc: str) -> list[tuple[str, str, int]]:
         """(station, started_at with offset, size) of clips started in [start, end)."""
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT station, started_at, size FROM clips WHERE started_utc >= ?"
-                " AND started_utc < ?",
-                (start_utc, end_utc),
-            ).fetchall()
+        rows = self._all(
+            "SELECT station, started_at, size FROM clips WHERE started_utc >= ?"
+            " AND started_utc < ?",
+            (start_utc, end_utc),
+        )
         return [(r[0], r[1], r[2]) for r in rows]
 
     def packer_clips(self, start_utc: str, end_utc: str) -> list[tuple[str, str, float]]:
         """(packer, started_at with offset, duration_s) of packing clips (not returns) with a
         packer, started in [start, end)."""
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT packer, started_at, duration_s FROM clips WHERE started_utc >= ?"
-                " AND started_utc < ? AND packer IS NOT NULL AND kind = 'order'",
-                (start_utc, end_utc),
-            ).fetchall()
+        rows = self._all(
+            "SELECT packer, started_at, duration_s FROM clips WHERE started_utc >= ?"
+            " AND started_utc < ? AND packer IS NOT NULL AND kind = 'order'",
+            (start_utc, end_utc),
+        )
         return [(r[0], r[1], r[2]) for r in rows]
 
     def first_started_utc(self) -> str | None:
-        with self._lock:
-            r = self.conn.execute("SELECT min(started_utc) FROM clips").fetchone()
+        r = self._one("SELECT min(started_utc) FROM clips")
         return r[0] if r else None
 
     def last_started_utc_at(self, station: str) -> str | None:
-        with self._lock:
-            r = self.conn.execute(
-                "SELECT max(started_utc) FROM clips WHERE station = ?", (station,)
-            ).fetchone()
+        r = self._one("SELECT max(started_utc) FROM clips WHERE station = ?", (station,))
         return r[0] if r else None
 
     def recent_rejections(self, limit: int) -> list[tuple[str, str, str, str]]:
         """(station, text, wall, note) of the newest rejected scans."""
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT station, text, wall, note FROM scan_events WHERE kind = 'rejected'"
-                " ORDER BY id DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
+        rows = self._all(
+            "SELECT station, text, wall, note FROM scan_events WHERE kind = 'rejected'"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     # ---- the site's search index fill (web/search.py) ---------------------------------------
@@ -856,25 +822,18 @@ class ClipTable(Table):
     # names resolve to the attached index, the search database having no such tables.
 
     def max_id(self) -> int:
-        with self._lock:
-            return int(self.conn.execute("SELECT max(id) FROM clips").fetchone()[0] or 0)
+        return int(self._all("SELECT max(id) FROM clips")[0][0] or 0)
 
     def count_after(self, clip_id: int) -> int:
-        with self._lock:
-            return int(
-                self.conn.execute("SELECT count(*) FROM clips WHERE id > ?", (clip_id,)).fetchone()[
-                    0
-                ]
-            )
+        return int(self._all("SELECT count(*) FROM clips WHERE id > ?", (clip_id,))[0][0])
 
     def search_texts(self, after: int, upto: int, limit: int) -> list[tuple[int, str]]:
         """(id, order ID and each waybill on its own line) of the clips after ``after`` up to
         ``upto``, by id, at most ``limit``: the text the site's search index holds."""
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT c.id, c.order_id || coalesce((SELECT group_concat(char(10) ||"
-                " w.waybill, '') FROM waybills w WHERE w.clip_id = c.id), '')"
-                " FROM clips c WHERE c.id > ? AND c.id <= ? ORDER BY c.id LIMIT ?",
-                (after, upto, limit),
-            ).fetchall()
+        rows = self._all(
+            "SELECT c.id, c.order_id || coalesce((SELECT group_concat(char(10) ||"
+            " w.waybill, '') FROM waybills w WHERE w.clip_id = c.id), '')"
+            " FROM clips c WHERE c.id > ? AND c.id <= ? ORDER BY c.id LIMIT ?",
+            (after, upto, limit),
+        )
         return [(int(r[0]), str(r[1])) for r in rows]

@@ -27,10 +27,7 @@ class SyncCursors(Table):
     }
 
     def cursor(self, name: str) -> int:
-        with self._lock:
-            row = self.conn.execute(
-                "SELECT value FROM sync_cursors WHERE name = ?", (name,)
-            ).fetchone()
+        row = self._one("SELECT value FROM sync_cursors WHERE name = ?", (name,))
         return int(row[0]) if row else 0
 
     def set_cursor(self, name: str, value: int) -> None:

@@ -94,24 +94,19 @@ class HoldTable(Table):
         return True
 
     def legal_hold(self, order_id: str) -> LegalHold | None:
-        with self._lock:
-            r = self.conn.execute(
-                "SELECT * FROM legal_holds WHERE order_id = ?", (order_id,)
-            ).fetchone()
+        r = self._one("SELECT * FROM legal_holds WHERE order_id = ?", (order_id,))
         return LegalHold(r["order_id"], r["held_by"], r["held_utc"], r["note"]) if r else None
 
     def legal_holds(self) -> list[LegalHold]:
-        with self._lock:
-            rows = self.conn.execute("SELECT * FROM legal_holds ORDER BY order_id").fetchall()
+        rows = self._all("SELECT * FROM legal_holds ORDER BY order_id")
         return [LegalHold(r["order_id"], r["held_by"], r["held_utc"], r["note"]) for r in rows]
 
     def legal_hold_history(self, order_id: str) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT action, by_whom, at_utc, note FROM legal_hold_log WHERE order_id = ?"
-                " ORDER BY id",
-                (order_id,),
-            ).fetchall()
+        rows = self._all(
+            "SELECT action, by_whom, at_utc, note FROM legal_hold_log WHERE order_id = ?"
+            " ORDER BY id",
+            (order_id,),
+        )
         return [dict(r) for r in rows]
 
     def held_orders(self, db: sqlite3.Connection | None = None) -> frozenset[str]:
@@ -123,12 +118,11 @@ class HoldTable(Table):
     def held_at(self, order_id: str, at_utc: str) -> bool:
         """Was ``order_id`` on hold at ``at_utc`` (UTC text as stored)? From the hold log: the
         last change at or before that moment."""
-        with self._lock:
-            r = self.conn.execute(
-                "SELECT action FROM legal_hold_log WHERE order_id = ? AND at_utc <= ?"
-                " ORDER BY id DESC LIMIT 1",
-                (order_id, at_utc),
-            ).fetchone()
+        r = self._one(
+            "SELECT action FROM legal_hold_log WHERE order_id = ? AND at_utc <= ?"
+            " ORDER BY id DESC LIMIT 1",
+            (order_id, at_utc),
+        )
         return r is not None and r["action"] == "hold"
 
     @staticmethod
@@ -151,17 +145,15 @@ class HoldTable(Table):
 
     def deletion_record(self, path: str) -> dict[str, Any] | None:
         """The stored retention deletion of the clip at ``path``, if any."""
-        with self._lock:
-            r = self.conn.execute(
-                "SELECT * FROM retention_deletions WHERE path = ? ORDER BY id DESC LIMIT 1",
-                (path,),
-            ).fetchone()
+        r = self._one(
+            "SELECT * FROM retention_deletions WHERE path = ? ORDER BY id DESC LIMIT 1",
+            (path,),
+        )
         return dict(r) if r else None
 
     def deletion_of_clip(self, clip_id: int) -> sqlite3.Row | None:
         """The retention deletion record of clip ``clip_id`` (record, signature), if any."""
-        with self._lock:
-            row: sqlite3.Row | None = self.conn.execute(
-                "SELECT record, signature FROM retention_deletions WHERE clip_id = ?", (clip_id,)
-            ).fetchone()
+        row = self._one(
+            "SELECT record, signature FROM retention_deletions WHERE clip_id = ?", (clip_id,)
+        )
         return row

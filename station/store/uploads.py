@@ -60,8 +60,7 @@ class UploadJournal(Table):
         return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     def get(self, key: str) -> UploadState | None:
-        with self._lock:
-            r = self.conn.execute("SELECT * FROM archive_uploads WHERE key = ?", (key,)).fetchone()
+        r = self._one("SELECT * FROM archive_uploads WHERE key = ?", (key,))
         if r is None:
             return None
         parts = {p[0]: Part(*p) for p in json.loads(r["parts"])}
