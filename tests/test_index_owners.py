@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from station.ledger import Ledger
 from station.sqlitedb import Table
 from station.store import index as index_mod
+from station.store.holds import was_held_at
 from station.store.index import OWNERS, TABLE_OWNERS, compose, open_index
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,3 +157,32 @@ def test_the_index_migrations_are_the_owners_parts() -> None:
             conn.executescript(script)
     finally:
         conn.close()
+
+
+def test_was_held_at_takes_the_last_change_at_or_before_the_moment() -> None:
+    history = [
+        {"action": "hold", "at_utc": "2026-01-02T00:00:00.000000Z"},
+        {"action": "release", "at_utc": "2026-01-05T00:00:00.000000Z"},
+        {"action": "hold", "at_utc": "2026-01-09T00:00:00.000000Z"},
+    ]
+    assert not was_held_at([], "2026-01-03T00:00:00.000000Z")
+    assert not was_held_at(history, "2026-01-01T00:00:00.000000Z")
+    assert was_held_at(history, "2026-01-02T00:00:00.000000Z")
+    assert was_held_at(history, "2026-01-04T23:59:59.999999Z")
+    assert not was_held_at(history, "2026-01-05T00:00:00.000000Z")
+    assert was_held_at(history, "2026-02-01T00:00:00.000000Z")
+
+
+def test_held_at_reads_the_hold_log(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "index.sqlite3")
+    try:
+        assert led.set_legal_hold("PO-1", True, "admin")
+        held_from = led.legal_hold_history("PO-1")[0]["at_utc"]
+        assert led.set_legal_hold("PO-1", False, "admin")
+        released = led.legal_hold_history("PO-1")[1]["at_utc"]
+        assert not led.held_at("PO-1", "2000-01-01T00:00:00.000000Z")
+        assert led.held_at("PO-1", held_from)
+        assert not led.held_at("PO-1", released)
+        assert not led.held_at("PO-2", released)
+    finally:
+        led.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -20,6 +21,16 @@ class LegalHold:
     held_by: str
     held_utc: str
     note: str = ""
+
+
+def was_held_at(history: Sequence[Mapping[str, Any]], at_utc: str) -> bool:
+    """Pure: on hold at ``at_utc`` by a hold history (``legal_hold_history``, in log order):
+    the last change at or before that moment decides; none: not held."""
+    held = False
+    for change in history:
+        if change["at_utc"] <= at_utc:
+            held = change["action"] == "hold"
+    return held
 
 
 class HoldTable(Table):
@@ -116,14 +127,8 @@ class HoldTable(Table):
         return frozenset(str(r[0]) for r in rows)
 
     def held_at(self, order_id: str, at_utc: str) -> bool:
-        """Was ``order_id`` on hold at ``at_utc`` (UTC text as stored)? From the hold log: the
-        last change at or before that moment."""
-        r = self._one(
-            "SELECT action FROM legal_hold_log WHERE order_id = ? AND at_utc <= ?"
-            " ORDER BY id DESC LIMIT 1",
-            (order_id, at_utc),
-        )
-        return r is not None and r["action"] == "hold"
+        """Was ``order_id`` on hold at ``at_utc`` (UTC text as stored)? From its hold history."""
+        return was_held_at(self.legal_hold_history(order_id), at_utc)
 
     @staticmethod
     def record_deletion_in(
