@@ -67,7 +67,6 @@ class ProofLog:
             raise ProofError(str(exc)) from exc
         self._own = not isinstance(target, Database)
         self.tables = ProofTables(self.db)
-        self.conn = self.db.conn
         self._lock = self.db.lock
         self._leaves: list[bytes] = []  # cache of leaf hashes, extended as the log grows
 
