@@ -184,18 +184,20 @@ def big_upload(root: Path, cfg: config_mod.Config, mb: int) -> dict[str, Any]:
     import os
 
     from station.objstore import ObjectStore, UploadJournal
+    from station.store.index import open_index
 
     path = root / "big.bin"
     with path.open("wb") as f:
         for _ in range(mb):
             f.write(os.urandom(1024 * 1024))
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    journal = UploadJournal(root / "big-journal.sqlite3")
+    index = open_index(root / "big-journal.sqlite3")
+    journal = UploadJournal(index)
     store = ObjectStore(cfg.archive, journal=journal)
     t = time.perf_counter()
     res = store.put_file("bench/big.bin", path, sha256=sha, size=path.stat().st_size)
     took = time.perf_counter() - t
-    journal.close()
+    index.close()
     return {"big_mb": mb, "big_s": took, "big_mb_per_s": mb * 1.048576 / took,
             "big_verified_by": res.verified_by}  # fmt: skip
 

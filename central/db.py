@@ -14,7 +14,8 @@ from typing import Any
 
 from central.errors import CentralError, Unavailable
 from station.ledger import ClipRecord, ScanEventRecord, WaybillLink
-from web.index import SEARCH_TIMEOUT_S, SearchTimeout, search_sql
+from station.store.clips import search_sql
+from web.index import SEARCH_TIMEOUT_S, SearchTimeout
 
 log = logging.getLogger(__name__)
 

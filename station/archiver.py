@@ -75,7 +75,7 @@ class Archiver(IndexWorker):
             retry_s=self.a.retry_s,
             max_backoff_s=MAX_BACKOFF_S,
         )
-        self.proof_log = ProofLog(self.journal.conn)
+        self.proof_log = ProofLog(self.index)
         # the store gives up mid-upload when self._stop is set
         self.store = store or ObjectStore(
             self.a, client=client, journal=self.journal, stop=self._stop
@@ -255,14 +255,14 @@ class Archiver(IndexWorker):
             cps = self.proof_log.checkpoints()
         except StationError:
             return
-        cursor = self.journal.cursor(CHECKPOINTS_CURSOR)
+        cursor = self.cursors.cursor(CHECKPOINTS_CURSOR)
         for cp in cps:
             if cp.id <= cursor or self._stop.is_set():
                 continue
             base = f"{self.prefix}proof/checkpoints/{cp.tree_size:010d}-{cp.root_hash[:16]}"
             self.store.put_bytes(base + ".json", cp.body, content_type="application/json")
             self.store.put_bytes(base + ".sig", cp.signature)
-            self.journal.set_cursor(CHECKPOINTS_CURSOR, cp.id)
+            self.cursors.set_cursor(CHECKPOINTS_CURSOR, cp.id)
 
     def _upload_tokens(self) -> None:
         """Granted RFC 3161 tokens (manifests and checkpoints) not uploaded yet.
@@ -270,27 +270,20 @@ class Archiver(IndexWorker):
         The cursor only passes rows that are settled (granted and uploaded, or given up); a
         pending request holds it, and granted ones after it are re-checked (HEAD) next time.
         """
-        cursor = self.journal.cursor(TOKENS_CURSOR)
-        with self.journal._lock:
-            rows = self.journal.conn.execute(
-                "SELECT id, subject, subject_sha256, tsa_url, status, token FROM proof_timestamps"
-                " WHERE id > ? ORDER BY id",
-                (cursor,),
-            ).fetchall()
+        cursor = self.cursors.cursor(TOKENS_CURSOR)
+        rows = self.proof_log.tables.timestamps_after(cursor)
         settled = True
         for r in rows:
             if self._stop.is_set():
                 return
-            if r["status"] == "granted" and r["token"] is not None:
-                tsa = hashlib.sha256(r["tsa_url"].encode()).hexdigest()[:8]
-                key = f"{self.prefix}proof/tokens/{r['subject_sha256']}.{tsa}.tst"
-                self.store.put_bytes(
-                    key, bytes(r["token"]), content_type="application/timestamp-reply"
-                )
-            elif r["status"] == "pending":
+            if r.status == "granted" and r.token is not None:
+                tsa = hashlib.sha256(r.tsa_url.encode()).hexdigest()[:8]
+                key = f"{self.prefix}proof/tokens/{r.subject_sha256}.{tsa}.tst"
+                self.store.put_bytes(key, r.token, content_type="application/timestamp-reply")
+            elif r.status == "pending":
                 settled = False
             if settled:
-                self.journal.set_cursor(TOKENS_CURSOR, int(r["id"]))
+                self.cursors.set_cursor(TOKENS_CURSOR, r.id)
 
     # ---- evidence bundles -----------------------------------------------------------------------
 
@@ -304,28 +297,20 @@ class Archiver(IndexWorker):
         from station.proof import ProofError
         from station.proof.bundle import export_order
 
-        cursor = self.journal.cursor(BUNDLES_CURSOR)
-        with self.journal._lock:
-            rows = self.journal.conn.execute(
-                "SELECT c.archive_seq, c.order_id, c.sha256,"
-                " (SELECT COUNT(*) FROM proof_log l JOIN proof_timestamps t"
-                "   ON t.subject_sha256 = l.manifest_sha256"
-                "  WHERE l.clip_sha256 = c.sha256 AND t.status = 'pending') AS pending"
-                " FROM clips c WHERE c.archive_seq > ? ORDER BY c.archive_seq",
-                (cursor,),
-            ).fetchall()
+        cursor = self.cursors.cursor(BUNDLES_CURSOR)
+        archived = self.clips.archived_after(cursor)
         spool = self.data_dir / PARTS_SPOOL
         for left in spool.glob("*") if spool.is_dir() else ():  # a pass cut short by a crash
             left.unlink(missing_ok=True)
         built: set[str] = set()
-        for r in rows:
-            if self._stop.is_set() or r["pending"]:
+        for seq, order_id, sha256 in archived:
+            # a clip whose RFC 3161 token is still pending holds the cursor
+            if self._stop.is_set() or self.proof_log.tables.pending_for_clip(sha256):
                 return
-            order_id = str(r["order_id"])
             if order_id not in built:  # the export takes every clip of the order at once
                 built.add(order_id)
                 spool.mkdir(exist_ok=True)
-                out = spool / f"order-{int(r['archive_seq'])}.zip"
+                out = spool / f"order-{seq}.zip"
                 try:
                     result = export_order(self.cfg, order_id, out, without_clips=True)
                     self._put_parts(order_id, out, result.checkpoint_size)
@@ -334,7 +319,7 @@ class Archiver(IndexWorker):
                 finally:
                     out.unlink(missing_ok=True)
                     out.with_name(out.name + ".part").unlink(missing_ok=True)
-            self.journal.set_cursor(BUNDLES_CURSOR, int(r["archive_seq"]))
+            self.cursors.set_cursor(BUNDLES_CURSOR, seq)
 
     def _put_parts(self, order_id: str, parts: Path, tree_size: int) -> None:
         import zipfile

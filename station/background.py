@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING
 
 from station.backoff import Backoff
 from station.ledger import INDEX_NAME, Ledger
-from station.objstore import UploadJournal
+from station.store.clips import ClipTable
+from station.store.cursors import SyncCursors
+from station.store.index import open_index
+from station.store.uploads import UploadJournal
 
 if TYPE_CHECKING:
     from station.config import Config
@@ -129,7 +132,11 @@ class IndexWorker:
         self.data_dir = cfg.station.data_dir
         self._own_ledger = ledger is None
         self.ledger = ledger or Ledger.in_data_dir(self.data_dir)
-        self.journal = UploadJournal(self.data_dir / INDEX_NAME)
+        # this thread's own connection to the index, and the table owners it works with
+        self.index = open_index(self.data_dir / INDEX_NAME)
+        self.journal = UploadJournal(self.index)
+        self.cursors = SyncCursors(self.index)
+        self.clips = ClipTable(self.index)
         self._repeater = Repeater(
             name,
             job,
@@ -147,7 +154,7 @@ class IndexWorker:
         """Stop after the current step (waiting up to ``timeout``, default ``STOP_TIMEOUT_S``)
         and close the index connections."""
         self._repeater.stop(self.STOP_TIMEOUT_S if timeout is None else timeout)
-        self.journal.close()
+        self.index.close()
         if self._own_ledger:
             self.ledger.close()
 

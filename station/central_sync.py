@@ -22,6 +22,7 @@ from station.config import CentralSection, Config
 from station.errors import StationError
 from station.ledger import Ledger
 from station.proof import merkle
+from station.proof.tables import ProofTables
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class CentralSync(IndexWorker):
             max_backoff_s=MAX_BACKOFF_S,
             on_error=self._forget_hello,
         )
+        self.proof = ProofTables(self.index)
         # What the push loops watch: the thread's stop event, except during the final push.
         self._halt: threading.Event = self._stop
         self.base = self.c.url.rstrip("/") + "/api/fleet/v1"
@@ -181,23 +183,15 @@ class CentralSync(IndexWorker):
             (ARCHIVED_CURSOR, "archived"),
             (CHECKPOINTS_CURSOR, "checkpoints"),
         ):
-            mine, theirs = self.journal.cursor(name), int(have.get(field, 0))
+            mine, theirs = self.cursors.cursor(name), int(have.get(field, 0))
             if theirs < mine:
                 log.warning("central sync: the server has %s up to %d, we had sent up to %d;"
                             " sending again from there", field, theirs, mine)  # fmt: skip
-                self.journal.set_cursor(name, theirs)
+                self.cursors.set_cursor(name, theirs)
         self._hello_done = True
 
-    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
-        with self.journal._lock:
-            return list(self.journal.conn.execute(sql, args).fetchall())
-
-    def _clip_docs(self, where: str, cursor: int, order: str) -> list[tuple[int, dict[str, Any]]]:
-        rows = self._rows(
-            f"SELECT id, archived_utc, archive_key, archive_meta, archive_seq FROM clips"
-            f" WHERE {where} > ? ORDER BY {order} LIMIT ?",
-            (cursor, self.c.batch),
-        )
+    def _clip_docs(self, cursor: int, *, archived: bool) -> list[tuple[int, dict[str, Any]]]:
+        rows = self.clips.sync_rows(cursor, self.c.batch, archived=archived)
         out = []
         for r in rows:
             rec = self.ledger.clip(int(r["id"]))
@@ -210,94 +204,83 @@ class CentralSync(IndexWorker):
             if r["archived_utc"]:
                 doc["archived_utc"] = r["archived_utc"]
                 doc["archive_key"] = r["archive_key"]
-                doc["archive_meta"] = json.loads(r["archive_meta"]) if r["archive_meta"] else {}
+                doc["archive_meta"] = r["archive_meta"] or {}
                 doc["archive_seq"] = r["archive_seq"]
-            out.append((int(r[order.split()[0]]), doc))
+            out.append((int(r["archive_seq" if archived else "id"]), doc))
         return out
 
     def _push_clips(self) -> int:
         total = 0
         while not self._halt.is_set():
-            docs = self._clip_docs("id", self.journal.cursor(CLIPS_CURSOR), "id")
+            docs = self._clip_docs(self.cursors.cursor(CLIPS_CURSOR), archived=False)
             if not docs:
                 break
             self._post("/clips", {"clips": [d for _, d in docs]})
-            self.journal.set_cursor(CLIPS_CURSOR, docs[-1][0])
+            self.cursors.set_cursor(CLIPS_CURSOR, docs[-1][0])
             total += len(docs)
         return total
 
     def _push_archived(self) -> int:
         total = 0
         while not self._halt.is_set():
-            docs = self._clip_docs(
-                "archive_seq IS NOT NULL AND archive_seq", self.journal.cursor(ARCHIVED_CURSOR),
-                "archive_seq",
-            )  # fmt: skip
+            docs = self._clip_docs(self.cursors.cursor(ARCHIVED_CURSOR), archived=True)
             if not docs:
                 break
             self._post("/clips", {"clips": [d for _, d in docs]})
-            self.journal.set_cursor(ARCHIVED_CURSOR, docs[-1][0])
+            self.cursors.set_cursor(ARCHIVED_CURSOR, docs[-1][0])
             total += len(docs)
         return total
 
     def _push_checkpoints(self) -> int:
         total = 0
         while not self._halt.is_set():
-            rows = self._rows(
-                "SELECT * FROM proof_checkpoints WHERE id > ? ORDER BY id LIMIT ?",
-                (self.journal.cursor(CHECKPOINTS_CURSOR), self.c.batch),
+            rows = self.proof.checkpoints(
+                after_id=self.cursors.cursor(CHECKPOINTS_CURSOR), limit=self.c.batch
             )
             if not rows:
                 break
             items = []
             old = self._witness_size
-            leaves = self._leaves(max(int(r["tree_size"]) for r in rows))
+            leaves = self._leaves(max(r.tree_size for r in rows))
             for r in rows:
-                size = int(r["tree_size"])
+                size = r.tree_size
                 # the witness accepts a checkpoint only with a consistency proof from the last
                 # one it accepted (RFC 9162 2.1.4)
                 proof = merkle.consistency_proof(old, leaves[:size]) if 0 < old < size else []
                 items.append(
                     {
-                        "local_id": r["id"],
+                        "local_id": r.id,
                         "tree_size": size,
-                        "root_hash": r["root_hash"],
-                        "body_b64": base64.b64encode(bytes(r["body"])).decode("ascii"),
-                        "signature_b64": base64.b64encode(bytes(r["signature"])).decode("ascii"),
-                        "created_utc": r["created_utc"],
+                        "root_hash": r.root_hash,
+                        "body_b64": base64.b64encode(r.body).decode("ascii"),
+                        "signature_b64": base64.b64encode(r.signature).decode("ascii"),
+                        "created_utc": r.created_utc,
                         "consistency": {"old_size": old, "proof": [h.hex() for h in proof]},
                     }
                 )
                 old = max(old, size)
             resp = self._post("/checkpoints", {"checkpoints": items})
             self._witness_size = int((resp.get("witness") or {}).get("tree_size") or old)
-            self.journal.set_cursor(CHECKPOINTS_CURSOR, int(rows[-1]["id"]))
+            self.cursors.set_cursor(CHECKPOINTS_CURSOR, rows[-1].id)
             total += len(rows)
         return total
 
     def _push_rotations(self) -> int:
         """Each key rotation (`packcam keys rotate`) once: the old log's final checkpoint signed
         by both keys, with the consistency proof the witness asks for."""
-        rows = self._rows(
-            "SELECT * FROM proof_rotations WHERE id > ? ORDER BY id",
-            (self.journal.cursor(ROTATIONS_CURSOR),),
-        )
+        rows = self.proof.rotations(after_id=self.cursors.cursor(ROTATIONS_CURSOR))
         for r in rows:
-            body = bytes(r["body"])
+            body = r.body
             size = int(json.loads(body)["tree_size"])
             leaves = [
-                merkle.leaf_hash(bytes(x["manifest"]))
-                for x in self._rows(
-                    "SELECT manifest FROM proof_archive_log WHERE log_key = ? AND seq < ?"
-                    " ORDER BY seq",
-                    (r["old_key"], size),
-                )
+                merkle.leaf_hash(e.manifest)
+                for e in self.proof.archived_entries(r.old_key, below=size)
             ]
             doc: dict[str, Any] = {
                 "body_b64": base64.b64encode(body).decode("ascii"),
-                "signature_old_b64": base64.b64encode(bytes(r["signature_old"])).decode("ascii"),
-                "signature_new_b64": base64.b64encode(bytes(r["signature_new"])).decode("ascii"),
-                "new_public_key": bytes(r["new_public_pem"]).decode("ascii"),
+                "signature_old_b64": base64.b64encode(r.signature_old).decode("ascii"),
+                "signature_new_b64": base64.b64encode(r.signature_new).decode("ascii"),
+                "new_public_key": r.new_public_pem.decode("ascii"),
                 "consistency": {"old_size": size, "proof": []},
             }
             resp = self._post("/rotation", doc)
@@ -308,13 +291,12 @@ class CentralSync(IndexWorker):
                 resp = self._post("/rotation", doc)
                 if not resp.get("accepted"):
                     raise SyncError(f"/rotation: not accepted: {resp}")
-            log.info("central sync: key rotation %s -> %s witnessed", r["old_key"], r["new_key"])
-            self.journal.set_cursor(ROTATIONS_CURSOR, int(r["id"]))
+            log.info("central sync: key rotation %s -> %s witnessed", r.old_key, r.new_key)
+            self.cursors.set_cursor(ROTATIONS_CURSOR, r.id)
         return len(rows)
 
     def _leaves(self, size: int) -> list[bytes]:
-        rows = self._rows("SELECT manifest FROM proof_log WHERE seq < ? ORDER BY seq", (size,))
-        return [merkle.leaf_hash(bytes(r["manifest"])) for r in rows]
+        return [merkle.leaf_hash(m) for m in self.proof.manifests(0, size)]
 
     def health(self) -> dict[str, Any]:
         """What the central dashboard shows of this station."""
@@ -336,8 +318,7 @@ class CentralSync(IndexWorker):
             from station.clock import clock_synced
 
             doc["clock_synced"] = clock_synced()
-        row = self._rows("SELECT MAX(started_utc) AS m FROM clips", ())
-        doc["last_clip_utc"] = row[0]["m"] if row else None
+        doc["last_clip_utc"] = self.clips.last_started_utc()
         doc["archive_backlog"] = self.ledger.archive_backlog()
         doc["archive_backlog_bytes"] = self.ledger.archive_backlog_bytes()
         # this station's own wall clock: the central site compares it with its receive time

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from station.config import Config
+from station.sqlitedb import Database
+from station.store.clips import ClipTable
 
 log = logging.getLogger(__name__)
 
@@ -438,10 +440,7 @@ def _measured_bytes_per_s(data_dir: Path) -> float | None:
     try:
         con = sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=2.0)
         try:
-            size, secs = con.execute(
-                "SELECT SUM(size), SUM(duration_s) FROM (SELECT size, duration_s FROM clips "
-                "ORDER BY id DESC LIMIT 200)"
-            ).fetchone()
+            size, secs = ClipTable(Database(con)).recent_size_and_duration(200)
         finally:
             con.close()
     except sqlite3.Error:

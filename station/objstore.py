@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import math
 import os
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from station import sqlitedb
 from station.codes import safe_component
 from station.config import ArchiveSection
 from station.errors import StationError
+from station.store.uploads import Part as Part
+from station.store.uploads import UploadJournal as UploadJournal
+from station.store.uploads import UploadState as UploadState
 
 log = logging.getLogger(__name__)
 
@@ -242,121 +241,6 @@ def _status(exc: Exception) -> int:
 
 def is_not_found(exc: Exception) -> bool:
     return _code(exc) in {"404", "NoSuchKey", "NotFound"} or _status(exc) == 404
-
-
-# ---- resumable upload state --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Part:
-    number: int
-    size: int
-    etag: str
-    sha256_b64: str
-    md5_hex: str
-
-
-@dataclass
-class UploadState:
-    key: str
-    local_path: str
-    size: int
-    sha256: str
-    upload_id: str
-    part_size: int
-    parts: dict[int, Part] = field(default_factory=dict)
-
-
-class UploadJournal:
-    """Multipart uploads in progress (``archive_uploads``) and follower cursors (``sync_cursors``).
-
-    Its own SQLite connection (WAL lets it share the file with the Ledger); every finished
-    part is committed before the next one starts, so a restart resumes after the last one.
-    """
-
-    def __init__(self, target: Path | str | sqlite3.Connection) -> None:
-        from station.ledger import Ledger
-
-        self._own = not isinstance(target, sqlite3.Connection)
-        self.conn = sqlitedb.open_connection(target)
-        Ledger(self.conn)  # WAL, synchronous=FULL, migrations (ours is number 3)
-        self.conn.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-
-    def close(self) -> None:
-        if self._own:
-            self.conn.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
-
-    @staticmethod
-    def _now() -> str:
-        return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-    def get(self, key: str) -> UploadState | None:
-        with self._lock:
-            r = self.conn.execute("SELECT * FROM archive_uploads WHERE key = ?", (key,)).fetchone()
-        if r is None:
-            return None
-        parts = {p[0]: Part(*p) for p in json.loads(r["parts"])}
-        return UploadState(
-            r["key"], r["local_path"], r["size"], r["sha256"], r["upload_id"], r["part_size"], parts
-        )
-
-    def begin(self, st: UploadState) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO archive_uploads(key, local_path, size, sha256, upload_id,"
-                " part_size, parts, created_utc, updated_utc)"
-                " VALUES (?, ?, ?, ?, ?, ?, '[]', ?, ?)",
-                (st.key, st.local_path, st.size, st.sha256, st.upload_id, st.part_size,
-                 self._now(), self._now()),
-            )  # fmt: skip
-
-    def add_part(self, st: UploadState, part: Part) -> None:
-        st.parts[part.number] = part
-        ordered = sorted(st.parts.values(), key=lambda p: p.number)
-        data = json.dumps([[p.number, p.size, p.etag, p.sha256_b64, p.md5_hex] for p in ordered])
-        with self._tx() as db:
-            db.execute(
-                "UPDATE archive_uploads SET parts = ?, updated_utc = ? WHERE key = ?",
-                (data, self._now(), st.key),
-            )
-
-    def delete(self, key: str) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM archive_uploads WHERE key = ?", (key,))
-
-    def pending(self) -> list[str]:
-        with self._lock:
-            return [r[0] for r in self.conn.execute("SELECT key FROM archive_uploads")]
-
-    # ---- cursors (table sync_cursors): how far a follower of the index has got ------------
-
-    def cursor(self, name: str) -> int:
-        with self._lock:
-            row = self.conn.execute(
-                "SELECT value FROM sync_cursors WHERE name = ?", (name,)
-            ).fetchone()
-        return int(row[0]) if row else 0
-
-    def set_cursor(self, name: str, value: int) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO sync_cursors(name, value, updated_utc) VALUES (?, ?, ?)"
-                " ON CONFLICT(name) DO UPDATE SET value = excluded.value,"
-                " updated_utc = excluded.updated_utc",
-                (name, value, self._now()),
-            )
 
 
 # ---- the store ---------------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +74,80 @@ def migrate(
             conn.executescript(
                 f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={version};\nCOMMIT;"
             )
+
+
+class Database:
+    """One connection to a SQLite file and the lock its users share (sqlite-utils' model:
+    the table classes get one of these passed in and hold no connection of their own).
+
+    ``tx`` is one write transaction, ``rows`` one read under the lock; a sqlite3 error becomes
+    ``error`` (each owner passes its own, e.g. LedgerError or ProofError).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, *, own: bool = True) -> None:
+        self.conn = conn
+        self.lock = threading.RLock()
+        self._own = own  # False: the caller passed the connection in and closes it
+
+    def close(self) -> None:
+        if self._own:
+            self.conn.close()
+
+    def tx(
+        self, error: type[Exception], what: str
+    ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.conn, self.lock, error, what)
+
+    def rows(
+        self, sql: str, args: Sequence[object] = (), *, error: type[Exception], what: str
+    ) -> list[sqlite3.Row]:
+        with self.lock:
+            try:
+                return self.conn.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise error(f"{what} failed: {exc}") from exc
+
+    def row(
+        self, sql: str, args: Sequence[object] = (), *, error: type[Exception], what: str
+    ) -> sqlite3.Row | None:
+        rows = self.rows(sql, args, error=error, what=what)
+        return rows[0] if rows else None
+
+
+class Table:
+    """Base of the classes that own a set of tables (their schema steps and all their SQL):
+    they get a ``Database`` passed in; writes go through ``_tx``, one transaction under the
+    shared lock, and a sqlite3 error becomes ``error``."""
+
+    error: type[Exception] = RuntimeError
+    TABLES: ClassVar[tuple[str, ...]] = ()
+    # index schema version -> the script this owner adds at that version (append only)
+    MIGRATIONS: ClassVar[dict[int, str]] = {}
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.db.conn
+
+    @property
+    def _lock(self) -> threading.RLock:
+        return self.db.lock
+
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return self.db.tx(self.error, f"{type(self).__name__} write")
+
+    def _all(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
+        """The rows of one read under the lock (sqlite3 errors pass: a search's interrupt)."""
+        with self.db.lock:
+            return self.db.conn.execute(sql, args).fetchall()
+
+    def _one(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Row | None:
+        rows = self._all(sql, args)
+        return rows[0] if rows else None
+
+
+def utc_text(dt: datetime) -> str:
+    """A time as the index stores it: UTC, microseconds, ``Z``."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -134,10 +134,17 @@ class WebhookQueue:
     persisting both run on the sender thread; the web site opens its own read-only one).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """Open (creating and migrating) the queue; ``read_only``: an existing file, as it
+        is, for a reader in another process (the web site's delivery log)."""
         self.path = path
         self._lock = threading.RLock()
         try:
+            if read_only:
+                self.conn = sqlite3.connect(
+                    f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=5
+                )
+                return
             path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -208,6 +215,15 @@ class WebhookQueue:
                 "SELECT * FROM deliveries ORDER BY id DESC LIMIT ?", (limit,)
             ).fetchall()
         return [Delivery(*r) for r in rows]
+
+    def attempts_of(self, delivery_id: int) -> list[tuple[float, int | None, str | None, float]]:
+        """(at, HTTP code, error, ms) of each attempt of one delivery, oldest first."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT at, code, error, ms FROM attempts WHERE delivery_id = ? ORDER BY at",
+                (delivery_id,),
+            ).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -91,7 +91,7 @@ def test_tokens_follow_the_timestamp_queue(station_cfg: config_mod.Config) -> No
         assert any(k.endswith(f"{'bb' * 32}.{_tsa()}.tst") for k in keys)
         assert not any("aa" * 32 in k for k in keys)
         # the pending request holds the cursor before it
-        assert arch.journal.cursor("archive:tokens") == pending - 1
+        assert arch.cursors.cursor("archive:tokens") == pending - 1
         ledger = Ledger.in_data_dir(station_cfg.station.data_dir)
         ledger.conn.execute(
             "UPDATE proof_timestamps SET status = 'granted', token = ? WHERE id = ?",
@@ -101,7 +101,7 @@ def test_tokens_follow_the_timestamp_queue(station_cfg: config_mod.Config) -> No
         arch.run_once()
         token_key = next(k for k in _keys(arch) if "aa" * 32 in k)
         assert arch.store.get_bytes(token_key) == b"TOKEN-A"
-        assert arch.journal.cursor("archive:tokens") == pending + 1
+        assert arch.cursors.cursor("archive:tokens") == pending + 1
     finally:
         arch.stop()
 

@@ -224,7 +224,7 @@ def test_bucket_audit_cli_reads_the_central_index(
         arch.stop()
     sync = CentralSync(cfg.replace("central", enabled=True, url="http://127.0.0.1:9", token="x"))
     try:
-        docs = [d for _, d in sync._clip_docs("id", 0, "id")]
+        docs = [d for _, d in sync._clip_docs(0, archived=False)]
     finally:
         sync.stop()
     db = CentralDB(pg_dsn)

@@ -25,6 +25,7 @@ from station.objstore import (
     clip_key,
     station_prefix,
 )
+from station.store.index import open_index
 
 BUCKET = "packcam-unit"  # created by the moto_s3 fixture (conftest)
 
@@ -93,7 +94,7 @@ def _store(tmp_path: Path, **archive: object) -> ObjectStore:
     cfg = config_mod.load(None).with_data_dir(tmp_path / "data")
     cfg = cfg.replace("archive", enabled=True, bucket=BUCKET, part_size_mb=5, **archive)
     (tmp_path / "data").mkdir(exist_ok=True)
-    journal = UploadJournal(tmp_path / "data" / "index.sqlite3")
+    journal = UploadJournal(open_index(tmp_path / "data" / "index.sqlite3"))
     return ObjectStore(cfg.archive, journal=journal)
 
 

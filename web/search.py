@@ -8,6 +8,9 @@ import threading
 import time
 from pathlib import Path
 
+from station.sqlitedb import Database
+from station.store.clips import ClipTable
+
 log = logging.getLogger(__name__)
 
 SEARCH_DB_NAME = "web-search.sqlite3"
@@ -115,22 +118,19 @@ class SearchIndex:
 
     def backlog(self) -> int:
         last = self.indexed_up_to()
-        r = self.conn.execute("SELECT count(*) FROM st.clips WHERE id > ?", (last,)).fetchone()
-        return int(r[0])
+        return _station(self.conn).count_after(last)
 
     def catch_up(self) -> int:
         """Index new clips now if there are few; else start the background fill. Returns the
         id up to which the search tables are complete."""
         with self._lock:
             last = self.indexed_up_to()
-            top = self.conn.execute("SELECT max(id) FROM st.clips").fetchone()[0] or 0
+            top = _station(self.conn).max_id()
             if top <= last:
                 return last
             if self._thread is not None and self._thread.is_alive():
                 return last
-            pending = self.conn.execute(
-                "SELECT count(*) FROM st.clips WHERE id > ?", (last,)
-            ).fetchone()[0]
+            pending = _station(self.conn).count_after(last)
             if pending <= SYNC_IN_REQUEST:
                 return self._fill(self.conn, stop_at=top)
             log.info("search index: %d clips to index, filling in the background", pending)
@@ -143,7 +143,7 @@ class SearchIndex:
         conn = self._connect()
         started = time.monotonic()
         try:
-            top = conn.execute("SELECT max(id) FROM st.clips").fetchone()[0] or 0
+            top = _station(conn).max_id()
             done = self._fill(conn, stop_at=top)
             log.info(
                 "search index: filled up to clip %d in %.1f s", done, time.monotonic() - started
@@ -158,12 +158,7 @@ class SearchIndex:
         while last < stop_at:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                rows = conn.execute(
-                    "SELECT c.id, c.order_id || coalesce((SELECT group_concat(char(10) ||"
-                    " w.waybill, '') FROM st.waybills w WHERE w.clip_id = c.id), '')"
-                    " FROM st.clips c WHERE c.id > ? AND c.id <= ? ORDER BY c.id LIMIT ?",
-                    (last, stop_at, BATCH),
-                ).fetchall()
+                rows = _station(conn).search_texts(last, stop_at, BATCH)
                 if not rows:
                     conn.execute("ROLLBACK")
                     break
@@ -180,3 +175,9 @@ class SearchIndex:
                 conn.execute("ROLLBACK")
                 raise
         return last
+
+
+def _station(conn: sqlite3.Connection) -> ClipTable:
+    """The station's clip table, read through ``conn`` (this file's connection, the station
+    index attached read-only as ``st``: its tables resolve there, this file has none of them)."""
+    return ClipTable(Database(conn, own=False))

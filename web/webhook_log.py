@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import sqlite3
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, render_template
 
+from station.webhooks import QUEUE_NAME, WebhookQueue
 from web.auth import require
 
 bp = Blueprint("webhook_log", __name__)
 
-QUEUE_NAME = "webhooks.sqlite3"  # station/webhooks.py writes it; the site only reads
 LIMIT = 200
 
 
@@ -27,34 +27,22 @@ def read_log(path: Path, limit: int = LIMIT) -> tuple[list[dict[str, Any]], dict
     """The newest deliveries with their attempts, and counts by status ([] when none yet)."""
     if not path.is_file():
         return [], {}
-    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
+    queue = WebhookQueue(path, read_only=True)
     try:
-        conn.row_factory = sqlite3.Row
-        rows = conn.execute(
-            "SELECT id, uid, event, url, created, next_at, attempts, status, last_code,"
-            " last_error, done_at FROM deliveries ORDER BY id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-        counts = dict(
-            conn.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall()
-        )
         out = []
-        for r in rows:
-            d = dict(r)
-            d["created"] = _utc(r["created"])
-            d["next_at"] = _utc(r["next_at"]) if r["status"] == "pending" else ""
-            d["done_at"] = _utc(r["done_at"])
-            d["tries"] = [
-                {"at": _utc(a["at"]), "code": a["code"], "error": a["error"], "ms": a["ms"]}
-                for a in conn.execute(
-                    "SELECT at, code, error, ms FROM attempts WHERE delivery_id = ? ORDER BY at",
-                    (r["id"],),
-                )
+        for d in queue.deliveries(limit):
+            row = {k: v for k, v in dataclasses.asdict(d).items() if k != "body"}
+            row["created"] = _utc(d.created)
+            row["next_at"] = _utc(d.next_at) if d.status == "pending" else ""
+            row["done_at"] = _utc(d.done_at)
+            row["tries"] = [
+                {"at": _utc(at), "code": code, "error": error, "ms": ms}
+                for at, code, error, ms in queue.attempts_of(d.id)
             ]
-            out.append(d)
+            out.append(row)
+        return out, queue.counts()
     finally:
-        conn.close()
-    return out, counts
+        queue.close()
 
 
 @bp.get("/admin/webhooks")

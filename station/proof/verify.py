@@ -40,6 +40,8 @@ from station.proof.paths import ProofPaths
 from station.proof.trust import Anchors, ChainError, verify_chain
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
 from station.proof.videohash import video_digests
+from station.store.clips import ClipTable
+from station.store.holds import HoldTable
 
 log = logging.getLogger(__name__)
 
@@ -1424,7 +1426,8 @@ class _Store:
     paths: ProofPaths
     pub: Ed25519PublicKey
     log: ProofLog
-    conn: sqlite3.Connection
+    clips: ClipTable
+    holds: HoldTable
     key_cert: x509.Certificate | None
     ca: x509.Certificate | None
     tsa_roots: list[x509.Certificate]
@@ -1460,7 +1463,8 @@ def _open_store(cfg: Config) -> Iterator[_Store]:
             paths=paths,
             pub=_station_public(paths),
             log=plog,
-            conn=plog.conn,
+            clips=ClipTable(plog.db),
+            holds=HoldTable(plog.db),
             key_cert=cert(paths.key_cert),
             ca=cert(paths.ca_cert),
             tsa_roots=load_pem_certs(paths.tsa_ca.read_bytes())
@@ -1469,10 +1473,6 @@ def _open_store(cfg: Config) -> Iterator[_Store]:
         )
     finally:
         plog.close()
-
-
-def _clip_rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-    return conn.execute("SELECT * FROM clips ORDER BY id").fetchall()
 
 
 def verify_clip(
@@ -1549,9 +1549,7 @@ def verify_clip(
         )
         _check_manifest_sig(report, "manifest.signature", m, st.pub)
         _check_station_name(report, "manifest.station", body.get("station"), certified)
-        row = st.conn.execute(
-            "SELECT * FROM clips WHERE sha256 = ? ORDER BY id DESC LIMIT 1", (digest,)
-        ).fetchone()
+        row = st.clips.raw_row_by_sha256(digest)
         if row is None:
             report.add(
                 "index.row",
@@ -1560,7 +1558,7 @@ def verify_clip(
                 "index-row-deleted",
             )
         else:
-            diffs = _row_diffs(row, body) + _derived_diffs(st.conn, row, body)
+            diffs = _row_diffs(row, body) + _derived_diffs(st.clips, row, body)
             if diffs:
                 report.add(
                     "index.row", FAIL, "index row edited: " + "; ".join(diffs), "index-row-edited"
@@ -1779,9 +1777,7 @@ def _retention_deletion(
     """
     if row is None or not row["deleted_utc"]:  # the column exists: migrations ran
         return False, ""
-    rec = st.conn.execute(
-        "SELECT record, signature FROM retention_deletions WHERE clip_id = ?", (row["id"],)
-    ).fetchone()
+    rec = st.holds.deletion_of_clip(row["id"])
     if rec is None or rec["signature"] is None:
         return False, "the index marks it deleted by retention, but there is no signed record"
     record = bytes(rec["record"])
@@ -1806,12 +1802,8 @@ def _retention_deletion(
         return False, "its retention deletion record gives another start time"
     if (deleted - started).total_seconds() < min_age * 86400 - 1:
         return False, f"it was deleted younger than the minimum age of {min_age:g} days"
-    hold = st.conn.execute(
-        "SELECT action FROM legal_hold_log WHERE order_id = ? AND at_utc <= ?"
-        " ORDER BY id DESC LIMIT 1",
-        (body.get("order_id"), d["deleted_utc"]),
-    ).fetchone()
-    if hold is not None and hold["action"] == "hold":
+    order_id = body.get("order_id")
+    if isinstance(order_id, str) and st.holds.held_at(order_id, d["deleted_utc"]):
         return False, "it was deleted while its order was on legal hold"
     return True, (
         f"deleted by retention on {d['deleted_utc']} ({d.get('reason', '')}; signed record, "
@@ -1924,7 +1916,7 @@ def _utc_text(value: Any) -> str | None:
     return None if dt is None else dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _derived_diffs(conn: sqlite3.Connection, row: sqlite3.Row, body: dict[str, Any]) -> list[str]:
+def _derived_diffs(clips: ClipTable, row: sqlite3.Row, body: dict[str, Any]) -> list[str]:
     """Index fields that reach search results, bundles and summaries but are not copied
     verbatim from the manifest: the UTC times, the time zone, the manifest path, the waybills
     and the scan events of the clip must all follow from the signed manifest."""
@@ -1954,9 +1946,7 @@ def _derived_diffs(conn: sqlite3.Connection, row: sqlite3.Row, body: dict[str, A
     )
     rows_wb = sorted(
         (r["waybill"], r["carrier"], round(float(r["t_clip_s"] or 0), 3))
-        for r in conn.execute(
-            "SELECT waybill, carrier, t_clip_s FROM waybills WHERE clip_id = ?", (row["id"],)
-        )
+        for r in clips.waybill_rows(row["id"])
     )
     if "waybills" in body and signed_wb != rows_wb:
         out.append(
@@ -1969,10 +1959,7 @@ def _derived_diffs(conn: sqlite3.Connection, row: sqlite3.Row, body: dict[str, A
         if isinstance(e, dict)
     )
     rows_ev = sorted(
-        (r["kind"], r["text"], r["source"], r["wall"])
-        for r in conn.execute(
-            "SELECT kind, text, source, wall FROM scan_events WHERE clip_id = ?", (row["id"],)
-        )
+        (r["kind"], r["text"], r["source"], r["wall"]) for r in clips.event_rows(row["id"])
     )
     if "events" in body and signed_ev != rows_ev:
         out.append(
@@ -2044,7 +2031,7 @@ def _audit(
     )  # fmt: skip
     entries += live
     # index rows <-> log leaves <-> files on disk
-    rows = _clip_rows(st.conn)
+    rows = st.clips.raw_rows()
     rows_by_path = {r["path"]: r for r in rows}
     logged_paths = set()
     files_ok = rows_ok = True
@@ -2088,7 +2075,7 @@ def _audit(
             )
             rows_ok = False
         else:
-            diffs = _row_diffs(row, body) + _derived_diffs(st.conn, row, body)
+            diffs = _row_diffs(row, body) + _derived_diffs(st.clips, row, body)
             if diffs:
                 report.add(
                     f"index {rel}",

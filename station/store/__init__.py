@@ -1,0 +1,1 @@
+"""The station's index database: one opener (store/index.py), one owner per table."""

@@ -1,0 +1,839 @@
+"""The clips index (tables orders, clips, waybills, scan_events): its records and all its SQL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Container, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from station.errors import LedgerError
+from station.sqlitedb import Table, utc_text
+
+
+@dataclass(frozen=True)
+class ScanEventRecord:
+    """One scan or pedal press. ``t_clip_s`` is seconds from the clip's first frame."""
+
+    kind: str
+    text: str
+    source: str
+    wall: datetime
+    t_clip_s: float | None = None
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["wall"] = self.wall.isoformat(timespec="milliseconds")
+        return d
+
+
+@dataclass(frozen=True)
+class WaybillLink:
+    waybill: str
+    carrier: str
+    t_clip_s: float
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """Everything the index holds about one finished clip (also the manifest's content)."""
+
+    order_id: str
+    station: str
+    started_at: datetime
+    ended_at: datetime
+    duration_s: float
+    frame_count: int
+    finish_reason: str
+    pre_roll_s: float
+    path: str  # relative to the data dir, POSIX separators
+    manifest_path: str
+    size: int
+    sha256: str
+    waybills: tuple[WaybillLink, ...] = ()
+    events: tuple[ScanEventRecord, ...] = ()
+    id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def waybill(self) -> str | None:
+        return self.waybills[0].waybill if self.waybills else None
+
+    # The packing floor's fields live in ``extra``, so the manifest and the index agree.
+    @property
+    def packer(self) -> str | None:
+        p = self.extra.get("packer")
+        return p if isinstance(p, str) and p else None
+
+    @property
+    def kind(self) -> str:
+        k = self.extra.get("kind")
+        return k if isinstance(k, str) and k else "order"
+
+    @property
+    def repack_of(self) -> list[int]:
+        ids = self.extra.get("repack_of")
+        return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
+
+    @property
+    def repack_of_fleet(self) -> list[dict[str, Any]]:
+        """The earlier clips of this order at other stations: {"station", "clip_id", "started"}."""
+        refs = self.extra.get("repack_of_fleet")
+        if not isinstance(refs, list):
+            return []
+        return [
+            r for r in refs
+            if isinstance(r, dict) and isinstance(r.get("station"), str)
+            and isinstance(r.get("clip_id"), int)
+        ]  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "order_id": self.order_id,
+            "waybill": self.waybill,
+            "waybills": [asdict(w) for w in self.waybills],
+            "station": self.station,
+            "started_at": self.started_at.isoformat(timespec="milliseconds"),
+            "ended_at": self.ended_at.isoformat(timespec="milliseconds"),
+            "duration_s": round(self.duration_s, 3),
+            "frame_count": self.frame_count,
+            "finish_reason": self.finish_reason,
+            "pre_roll_s": round(self.pre_roll_s, 3),
+            "path": self.path,
+            "manifest_path": self.manifest_path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "events": [e.to_json() for e in self.events],
+            **self.extra,
+        }
+
+
+@dataclass(frozen=True)
+class StoredClip:
+    """An indexed clip as retention and reconciliation see it (no events, no waybills)."""
+
+    id: int
+    order_id: str
+    path: str
+    manifest_path: str
+    started_at: datetime  # aware, UTC
+    size: int
+    sha256: str
+    legal_hold: bool = False
+    archived: bool = False
+    deleted_utc: str | None = None
+    kind: str = "order"
+
+
+def _utc(dt: datetime) -> str:
+    return utc_text(dt)
+
+
+def _tzname(dt: datetime) -> str:
+    return dt.strftime("%z") or "+0000"
+
+
+def event_from_row(e: sqlite3.Row) -> ScanEventRecord:
+    return ScanEventRecord(
+        kind=e["kind"],
+        text=e["text"],
+        source=e["source"],
+        wall=datetime.fromisoformat(e["wall"]),
+        t_clip_s=e["t_clip_s"],
+        note=e["note"],
+    )
+
+
+def clip_from_rows(
+    r: sqlite3.Row,
+    waybills: Sequence[sqlite3.Row] = (),
+    events: Sequence[sqlite3.Row] = (),
+    extra: dict[str, Any] | None = None,
+) -> ClipRecord:
+    """A ClipRecord from a ``clips`` row, its ``waybills`` rows and its ``scan_events`` rows."""
+    return ClipRecord(
+        id=r["id"],
+        order_id=r["order_id"],
+        station=r["station"],
+        started_at=datetime.fromisoformat(r["started_at"]),
+        ended_at=datetime.fromisoformat(r["ended_at"]),
+        duration_s=r["duration_s"],
+        frame_count=r["frame_count"],
+        finish_reason=r["finish_reason"],
+        pre_roll_s=r["pre_roll_s"],
+        path=r["path"],
+        manifest_path=r["manifest_path"],
+        size=r["size"],
+        sha256=r["sha256"],
+        waybills=tuple(WaybillLink(w["waybill"], w["carrier"], w["t_clip_s"]) for w in waybills),
+        events=tuple(event_from_row(e) for e in events),
+        extra={**_floor_extra(r), **(extra or {})},
+    )
+
+
+def _floor_extra(r: sqlite3.Row) -> dict[str, Any]:
+    """The packing-floor columns of a ``clips`` row as manifest fields (none on old rows)."""
+    keys = r.keys()
+    out: dict[str, Any] = {}
+    if "kind" in keys:
+        out["kind"] = r["kind"]
+    if "packer" in keys and r["packer"]:
+        out["packer"] = r["packer"]
+    if "repack_of" in keys and r["repack_of"]:
+        out["repack_of"] = json.loads(r["repack_of"])
+    if "repack_of_fleet" in keys and r["repack_of_fleet"]:
+        out["repack_of_fleet"] = json.loads(r["repack_of_fleet"])
+    return out
+
+
+# Upper bound for a prefix range scan: every string starting with q sorts below q + this.
+_TOP = "\U0010ffff"
+
+
+def search_sql(
+    q: str,
+    start_utc: str | None,
+    end_utc: str | None,
+    station: str | None,
+    limit: int,
+    offset: int,
+    *,
+    mark: str = "?",
+    waybill_table: str = "waybills",
+    packer: str | None = None,
+    kind: str | None = None,
+    stations: Sequence[str] | None = None,
+) -> tuple[str, list[Any]]:
+    """The clip search query and its arguments, for SQLite (``?``) and PostgreSQL (``%s``).
+
+    Prefix matches are index range scans (``x >= q AND x < q || U+10FFFF``), never LIKE,
+    so they stay fast at millions of rows and treat %, _ and quotes as plain characters. The
+    prefix is tried as typed, in upper and in lower case (scanners send either). ``stations``:
+    only clips of these stations (the account's scope, web/scope.py); empty: none.
+    """
+    where: list[str] = []
+    args: list[Any] = []
+    if q:
+        parts = []
+        for variant in dict.fromkeys((q, q.upper(), q.lower())):
+            parts.append(
+                f"SELECT id FROM clips WHERE order_id >= {mark} AND order_id < {mark}"
+                f" UNION SELECT clip_id FROM {waybill_table} WHERE waybill >= {mark}"
+                f" AND waybill < {mark}"
+            )
+            args += [variant, variant + _TOP, variant, variant + _TOP]
+        where.append(f"c.id IN ({' UNION '.join(parts)})")
+    for cond, value in (
+        (f"c.started_utc >= {mark}", start_utc),
+        (f"c.started_utc < {mark}", end_utc),
+        (f"c.station = {mark}", station),
+        (f"c.packer = {mark}", packer),
+        (f"c.kind = {mark}", kind),
+    ):
+        if value:
+            where.append(cond)
+            args.append(value)
+    if stations is not None:
+        where.append(station_in(stations, mark))
+        args += list(stations)
+    sql = "SELECT c.* FROM clips c"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY c.started_utc DESC, c.id DESC LIMIT {mark} OFFSET {mark}"
+    return sql, [*args, limit, offset]
+
+
+def station_in(stations: Sequence[str], mark: str = "?") -> str:
+    """``c.station IN (…)`` with one mark per station (``FALSE`` for none)."""
+    if not stations:
+        return "FALSE"
+    return f"c.station IN ({', '.join([mark] * len(stations))})"
+
+
+@dataclass(frozen=True)
+class FtsMatch:
+    """A full-text match against a table of an attached database whose rowids are clip ids
+    (the site's search index, web/search.py): ``schema.table MATCH expr`` over rowids up to
+    ``upto`` (the search tables are complete to there); ``check``: the match is a candidate
+    only, ``contains_ci(column, q)`` (a function the connection defines) decides."""
+
+    schema: str
+    table: str
+    expr: str
+    upto: int
+    check: bool
+
+
+class ClipTable(Table):
+    """Owner of ``orders``, ``clips``, ``waybills`` and ``scan_events``: nobody else writes SQL
+    against them (tests/test_index_owners.py). Every finished clip, its archiving and its
+    retention deletion are columns of its ``clips`` row.
+    """
+
+    error = LedgerError
+    TABLES: ClassVar[tuple[str, ...]] = ("orders", "clips", "waybills", "scan_events")
+    MIGRATIONS: ClassVar[dict[int, str]] = {
+        1: """
+    CREATE TABLE orders (
+        order_id        TEXT PRIMARY KEY,
+        first_seen_utc  TEXT NOT NULL,
+        last_clip_utc   TEXT
+    );
+    CREATE TABLE clips (
+        id              INTEGER PRIMARY KEY,
+        order_id        TEXT NOT NULL REFERENCES orders(order_id),
+        waybill         TEXT,
+        station         TEXT NOT NULL,
+        started_at      TEXT NOT NULL,
+        ended_at        TEXT NOT NULL,
+        started_utc     TEXT NOT NULL,
+        ended_utc       TEXT NOT NULL,
+        tz              TEXT NOT NULL,
+        duration_s      REAL NOT NULL,
+        frame_count     INTEGER NOT NULL,
+        finish_reason   TEXT NOT NULL,
+        pre_roll_s      REAL NOT NULL,
+        path            TEXT NOT NULL UNIQUE,
+        manifest_path   TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        sha256          TEXT NOT NULL,
+        created_utc     TEXT NOT NULL
+    );
+    CREATE INDEX clips_order ON clips(order_id, started_utc);
+    CREATE INDEX clips_started ON clips(started_utc);
+    CREATE INDEX clips_station ON clips(station, started_utc);
+    CREATE TABLE waybills (
+        clip_id         INTEGER NOT NULL REFERENCES clips(id),
+        order_id        TEXT NOT NULL,
+        waybill         TEXT NOT NULL,
+        carrier         TEXT NOT NULL,
+        t_clip_s        REAL NOT NULL,
+        PRIMARY KEY (clip_id, waybill)
+    );
+    CREATE INDEX waybills_waybill ON waybills(waybill);
+    CREATE TABLE scan_events (
+        id              INTEGER PRIMARY KEY,
+        clip_id         INTEGER REFERENCES clips(id),
+        station         TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        text            TEXT NOT NULL,
+        source          TEXT NOT NULL,
+        t_clip_s        REAL,
+        wall            TEXT NOT NULL,
+        note            TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX scan_events_clip ON scan_events(clip_id);
+        """,
+        # fleet (station/archiver.py): when the clip and its proofs were verified in object
+        # storage, and the order of archiving (the central sync follows it).
+        3: """
+    ALTER TABLE clips ADD COLUMN archived_utc TEXT;  -- NULL until verified in the archive
+    ALTER TABLE clips ADD COLUMN archive_key TEXT;  -- the clip's object key
+    ALTER TABLE clips ADD COLUMN archive_meta TEXT;  -- JSON: manifest, frames, proof keys
+    ALTER TABLE clips ADD COLUMN archive_seq INTEGER;  -- order of archiving (central cursor)
+    CREATE INDEX clips_unarchived ON clips(id) WHERE archived_utc IS NULL;
+    CREATE UNIQUE INDEX clips_archive_seq ON clips(archive_seq) WHERE archive_seq IS NOT NULL;
+    """,
+        # retention (station/retention.py): the row and its hash stay when the file goes.
+        4: """
+    ALTER TABLE clips ADD COLUMN deleted_utc TEXT;  -- NULL while the file is kept
+    ALTER TABLE clips ADD COLUMN deleted_reason TEXT;
+    CREATE INDEX clips_kept ON clips(started_utc, id) WHERE deleted_utc IS NULL;
+    """,
+        # the packing floor (issue 13): who packed a clip, its kind (order | return), and the
+        # earlier clips of the same order a repack follows (JSON list of clip ids).
+        5: """
+    ALTER TABLE clips ADD COLUMN packer TEXT;  -- NULL when no packer was signed in
+    ALTER TABLE clips ADD COLUMN kind TEXT NOT NULL DEFAULT 'order';
+    ALTER TABLE clips ADD COLUMN repack_of TEXT;  -- NULL, or a JSON list of earlier clip ids
+    CREATE INDEX clips_packer ON clips(packer, started_utc);
+        """,
+        # a repack of an order first recorded at other stations (the central index said so,
+        # station/duplicates.py): JSON list of {"station", "clip_id", "started"}.
+        7: """
+    ALTER TABLE clips ADD COLUMN repack_of_fleet TEXT;
+        """,
+    }
+
+    # ---- writes ---------------------------------------------------------------------------
+
+    def add_clip(self, clip: ClipRecord) -> int:
+        """Index a finished clip with its waybills and events in one transaction; return its id."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO orders(order_id, first_seen_utc, last_clip_utc) VALUES (?, ?, ?)"
+                " ON CONFLICT(order_id) DO UPDATE SET last_clip_utc=excluded.last_clip_utc",
+                (clip.order_id, _utc(clip.started_at), _utc(clip.started_at)),
+            )
+            cur = db.execute(
+                "INSERT INTO clips(order_id, waybill, station, started_at, ended_at, started_utc,"
+                " ended_utc, tz, duration_s, frame_count, finish_reason, pre_roll_s, path,"
+                " manifest_path, size, sha256, created_utc, packer, kind, repack_of,"
+                " repack_of_fleet)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    clip.order_id,
+                    clip.waybill,
+                    clip.station,
+                    clip.started_at.isoformat(timespec="milliseconds"),
+                    clip.ended_at.isoformat(timespec="milliseconds"),
+                    _utc(clip.started_at),
+                    _utc(clip.ended_at),
+                    _tzname(clip.started_at),
+                    clip.duration_s,
+                    clip.frame_count,
+                    clip.finish_reason,
+                    clip.pre_roll_s,
+                    clip.path,
+                    clip.manifest_path,
+                    clip.size,
+                    clip.sha256,
+                    _utc(datetime.now(UTC)),
+                    clip.packer,
+                    clip.kind,
+                    json.dumps(clip.repack_of) if clip.repack_of else None,
+                    json.dumps(clip.repack_of_fleet, ensure_ascii=False)
+                    if clip.repack_of_fleet
+                    else None,
+                ),
+            )
+            assert cur.lastrowid is not None  # set by every INSERT
+            clip_id = cur.lastrowid
+            db.executemany(
+                "INSERT OR IGNORE INTO waybills(clip_id, order_id, waybill, carrier, t_clip_s)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(clip_id, clip.order_id, w.waybill, w.carrier, w.t_clip_s) for w in clip.waybills],
+            )
+            self._insert_events(db, clip_id, clip.station, clip.events)
+        return clip_id
+
+    def log_events(self, station: str, events: Sequence[ScanEventRecord]) -> None:
+        """Record scans that belong to no clip (e.g. a seal card shown with no order open)."""
+        with self._tx() as db:
+            self._insert_events(db, None, station, events)
+
+    @staticmethod
+    def _insert_events(
+        db: sqlite3.Connection,
+        clip_id: int | None,
+        station: str,
+        events: Sequence[ScanEventRecord],
+    ) -> None:
+        db.executemany(
+            "INSERT INTO scan_events(clip_id, station, kind, text, source, t_clip_s, wall, note)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    clip_id,
+                    station,
+                    e.kind,
+                    e.text,
+                    e.source,
+                    e.t_clip_s,
+                    e.wall.isoformat(timespec="milliseconds"),
+                    e.note,
+                )
+                for e in events
+            ],
+        )
+
+    def mark_archived(self, clip_id: int, key: str, meta: dict[str, Any]) -> bool:
+        """Record that the clip and its proofs are verified in object storage (once).
+
+        Returns False when it was already marked. ``archive_seq`` numbers archivings in order,
+        so the central sync can follow them with a cursor.
+        """
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE clips SET archived_utc = ?, archive_key = ?, archive_meta = ?,"
+                " archive_seq = (SELECT COALESCE(MAX(archive_seq), 0) + 1 FROM clips)"
+                " WHERE id = ? AND archived_utc IS NULL",
+                (_utc(datetime.now(UTC)), key, json.dumps(meta, sort_keys=True), clip_id),
+            )
+        return cur.rowcount > 0
+
+    def unarchived_clips(self, *, after_id: int = 0, limit: int = 100) -> list[ClipRecord]:
+        """Clips not yet archived and still on disk, oldest first (by id), after ``after_id``."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT * FROM clips WHERE archived_utc IS NULL AND deleted_utc IS NULL"
+                " AND id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+            return [self._record(r) for r in rows]
+
+    def archive_backlog(self) -> int:
+        """How many indexed clips are not yet archived."""
+        return int(
+            self._all(
+                "SELECT COUNT(*) FROM clips WHERE archived_utc IS NULL AND deleted_utc IS NULL"
+            )[0][0]
+        )
+
+    def archive_backlog_bytes(self) -> int:
+        """The bytes of the indexed clips not yet archived."""
+        return int(
+            self._all(
+                "SELECT COALESCE(SUM(size), 0) FROM clips"
+                " WHERE archived_utc IS NULL AND deleted_utc IS NULL"
+            )[0][0]
+        )
+
+    def archive_state(self, clip_id: int) -> dict[str, Any] | None:
+        """``archived_utc``, ``archive_key``, ``archive_meta`` (parsed) and ``archive_seq``."""
+        row = self._one(
+            "SELECT archived_utc, archive_key, archive_meta, archive_seq FROM clips WHERE id = ?",
+            (clip_id,),
+        )
+        if row is None:
+            return None
+        d = dict(row)
+        d["archive_meta"] = json.loads(d["archive_meta"]) if d["archive_meta"] else None
+        return d
+
+    # ---- retention (the holds come from HoldTable: station/ledger.py joins the two) -----
+
+    _STORED_SQL = (
+        "SELECT id, order_id, path, manifest_path, started_utc, size, sha256, archived_utc,"
+        " deleted_utc, kind FROM clips"
+    )
+
+    @staticmethod
+    def _stored(r: sqlite3.Row, held: Container[str]) -> StoredClip:
+        return StoredClip(
+            id=r["id"],
+            order_id=r["order_id"],
+            path=r["path"],
+            manifest_path=r["manifest_path"],
+            started_at=datetime.fromisoformat(r["started_utc"]),
+            size=r["size"],
+            sha256=r["sha256"],
+            legal_hold=r["order_id"] in held,
+            archived=r["archived_utc"] is not None,
+            deleted_utc=r["deleted_utc"],
+            kind=r["kind"],
+        )
+
+    def stored(self, held: Container[str], *, include_deleted: bool = False) -> list[StoredClip]:
+        """Indexed clips, oldest first; only those whose file is kept unless ``include_deleted``;
+        ``legal_hold`` set for the orders in ``held``."""
+        sql = self._STORED_SQL
+        if not include_deleted:
+            sql += " WHERE deleted_utc IS NULL"
+        rows = self._all(sql + " ORDER BY started_utc, id")
+        return [self._stored(r, held) for r in rows]
+
+    def stored_in(
+        self, db: sqlite3.Connection, clip_id: int, held: Container[str]
+    ) -> StoredClip | None:
+        """One clip as retention sees it, read inside the caller's transaction ``db``."""
+        r = db.execute(self._STORED_SQL + " WHERE id = ?", (clip_id,)).fetchone()
+        return self._stored(r, held) if r else None
+
+    @staticmethod
+    def set_deleted_in(db: sqlite3.Connection, clip_id: int, when_utc: str, reason: str) -> None:
+        """Mark the clip's file deleted by retention, inside the caller's transaction ``db``."""
+        db.execute(
+            "UPDATE clips SET deleted_utc = ?, deleted_reason = ? WHERE id = ?",
+            (when_utc, reason, clip_id),
+        )
+
+    def clip_paths(self) -> list[str]:
+        """The path of every indexed clip, deleted ones included (cheap: no records built)."""
+        with self._lock:
+            return [r[0] for r in self.conn.execute("SELECT path FROM clips")]
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    def clips(self, order_id: str | None = None, *, limit: int | None = None) -> list[ClipRecord]:
+        """Clips, oldest first; only those of ``order_id`` when given."""
+        sql = "SELECT * FROM clips"
+        args: list[Any] = []
+        if order_id is not None:
+            sql += " WHERE order_id = ?"
+            args.append(order_id)
+        sql += " ORDER BY started_utc, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = self.conn.execute(sql, args).fetchall()
+            return [self._record(r) for r in rows]
+
+    def order_clip_refs(self, order_id: str) -> list[tuple[int, str]]:
+        """(id, sha256) of the clips of ``order_id``, oldest first: cheap (the order index),
+        for the capture thread's duplicate check at each order scan."""
+        rows = self._all(
+            "SELECT id, sha256 FROM clips WHERE order_id = ? ORDER BY started_utc, id",
+            (order_id,),
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def newest_clip_of(self, order_id: str, since_utc: str) -> int | None:
+        """The id of the newest clip of ``order_id`` started at or after ``since_utc``."""
+        row = self._one(
+            "SELECT id FROM clips WHERE order_id = ? AND started_utc >= ?"
+            " ORDER BY started_utc DESC, id DESC LIMIT 1",
+            (order_id, since_utc),
+        )
+        return int(row[0]) if row else None
+
+    def set_repack_of_fleet(self, clip_id: int, refs: list[dict[str, Any]]) -> bool:
+        """Link an indexed clip to its order's earlier clips at other stations (an answer of
+        the central index that came after the clip's manifest was built); only once: a link
+        already there is kept. True when the row changed."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE clips SET repack_of_fleet = ? WHERE id = ? AND repack_of_fleet IS NULL",
+                (json.dumps(refs, ensure_ascii=False), clip_id),
+            )
+            return cur.rowcount > 0
+
+    def clip(self, clip_id: int) -> ClipRecord | None:
+        with self._lock:
+            row = self.conn.execute("SELECT * FROM clips WHERE id = ?", (clip_id,)).fetchone()
+            return self._record(row) if row else None
+
+    def clip_by_path(self, rel_path: str) -> ClipRecord | None:
+        with self._lock:
+            row = self.conn.execute("SELECT * FROM clips WHERE path = ?", (rel_path,)).fetchone()
+            return self._record(row) if row else None
+
+    def unattached_events(self) -> list[ScanEventRecord]:
+        rows = self._all("SELECT * FROM scan_events WHERE clip_id IS NULL ORDER BY id")
+        return [event_from_row(r) for r in rows]
+
+    def _record(self, r: sqlite3.Row) -> ClipRecord:
+        return clip_from_rows(r, self.waybill_rows(r["id"]), self.event_rows(r["id"]))
+
+    # ---- followers of the index (central sync, archiver) ----------------------------------
+
+    def sync_rows(self, after: int, limit: int, *, archived: bool) -> list[dict[str, Any]]:
+        """Up to ``limit`` clips past a follower's cursor: by ``id`` (every clip) or, with
+        ``archived``, by ``archive_seq`` (the archived ones, in the order they were archived).
+        Each: id, archived_utc, archive_key, archive_meta (parsed JSON or None), archive_seq."""
+        where, order = (
+            ("archive_seq IS NOT NULL AND archive_seq", "archive_seq") if archived else ("id", "id")
+        )
+        rows = self._all(
+            "SELECT id, archived_utc, archive_key, archive_meta, archive_seq FROM clips"
+            f" WHERE {where} > ? ORDER BY {order} LIMIT ?",
+            (after, limit),
+        )
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["archive_meta"] = json.loads(d["archive_meta"]) if d["archive_meta"] else None
+            out.append(d)
+        return out
+
+    def archived_after(self, archive_seq: int) -> list[tuple[int, str, str]]:
+        """(archive_seq, order_id, sha256) of the clips archived after ``archive_seq``, in
+        archiving order."""
+        rows = self._all(
+            "SELECT archive_seq, order_id, sha256 FROM clips WHERE archive_seq > ?"
+            " ORDER BY archive_seq",
+            (archive_seq,),
+        )
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def last_started_utc(self) -> str | None:
+        """The newest clip's start (UTC text), None on an empty index."""
+        row = self._one("SELECT MAX(started_utc) FROM clips")
+        return row[0] if row else None
+
+    def recent_size_and_duration(self, count: int) -> tuple[int | None, float | None]:
+        """Total bytes and seconds of the newest ``count`` clips (None, None when empty)."""
+        row = self._one(
+            "SELECT SUM(size), SUM(duration_s) FROM (SELECT size, duration_s FROM clips"
+            " ORDER BY id DESC LIMIT ?)",
+            (count,),
+        )
+        return (row[0], row[1]) if row else (None, None)
+
+    # ---- audit (station/proof/verify.py): raw rows, compared column by column with the
+    # signed manifests, so nothing is normalised on the way ---------------------------------
+
+    def raw_rows(self) -> list[sqlite3.Row]:
+        return self._all("SELECT * FROM clips ORDER BY id")
+
+    def raw_row_by_sha256(self, digest: str) -> sqlite3.Row | None:
+        """The newest row of the clip with these bytes."""
+        row = self._one("SELECT * FROM clips WHERE sha256 = ? ORDER BY id DESC LIMIT 1", (digest,))
+        return row
+
+    def waybill_rows(self, clip_id: int) -> list[sqlite3.Row]:
+        return self._all(
+            "SELECT waybill, carrier, t_clip_s FROM waybills WHERE clip_id = ? ORDER BY t_clip_s",
+            (clip_id,),
+        )
+
+    def event_rows(self, clip_id: int) -> list[sqlite3.Row]:
+        return self._all("SELECT * FROM scan_events WHERE clip_id = ? ORDER BY id", (clip_id,))
+
+    # ---- the web site's reads (web/index.py, on a read-only connection) ---------------------
+
+    def raw_row(self, clip_id: int) -> sqlite3.Row | None:
+        row = self._one("SELECT * FROM clips WHERE id = ?", (clip_id,))
+        return row
+
+    def raw_rows_of_order(self, order_id: str) -> list[sqlite3.Row]:
+        """The rows of one order's clips, oldest first."""
+        return self._all(
+            "SELECT * FROM clips WHERE order_id = ? ORDER BY started_utc, id", (order_id,)
+        )
+
+    def order_row(self, order_id: str) -> dict[str, Any] | None:
+        """The order's row in ``orders`` (first seen, last clip), None if unknown."""
+        r = self._one("SELECT * FROM orders WHERE order_id = ?", (order_id,))
+        return dict(r) if r else None
+
+    def waybill_rows_of(self, clip_ids: Sequence[int]) -> dict[int, list[sqlite3.Row]]:
+        """clip id -> its waybill rows (waybill, carrier, t_clip_s), for many clips at once."""
+        out: dict[int, list[sqlite3.Row]] = {}
+        if not clip_ids:
+            return out
+        marks = ",".join("?" * len(clip_ids))
+        with self._lock:
+            for w in self.conn.execute(
+                f"SELECT clip_id, waybill, carrier, t_clip_s FROM waybills"
+                f" WHERE clip_id IN ({marks}) ORDER BY t_clip_s",
+                list(clip_ids),
+            ):
+                out.setdefault(w["clip_id"], []).append(w)
+        return out
+
+    def search_rows(
+        self,
+        q: str,
+        start_utc: str | None,
+        end_utc: str | None,
+        station: str | None,
+        limit: int,
+        offset: int,
+        *,
+        packer: str | None = None,
+        kind: str | None = None,
+        stations: Sequence[str] | None = None,
+        fts: FtsMatch | None = None,
+    ) -> list[sqlite3.Row]:
+        """Clip rows, newest first: see ``search_sql`` (prefix matches); with ``fts``, ``q``
+        is matched anywhere through the attached full-text tables, and the clips newer than
+        those tables (``id > fts.upto``) are scanned directly."""
+        if fts is None:
+            sql, args = search_sql(
+                q, start_utc, end_utc, station, limit, offset, packer=packer, kind=kind,
+                stations=stations,
+            )  # fmt: skip
+            with self._lock:
+                return self.conn.execute(sql, args).fetchall()
+        filters, fargs = "", []
+        for cond, value in (
+            ("c.started_utc >= ?", start_utc),
+            ("c.started_utc < ?", end_utc),
+            ("c.station = ?", station),
+            ("c.packer = ?", packer),
+            ("c.kind = ?", kind),
+        ):
+            if value:
+                filters += " AND " + cond
+                fargs.append(value)
+        if stations is not None:
+            filters += " AND " + station_in(stations)
+            fargs += list(stations)
+        with self._lock:
+            # Clips newer than the search tables (a first fill still running): scanned directly.
+            tail = self.conn.execute(
+                "SELECT c.* FROM clips c WHERE c.id > ? AND (instr(lower(c.order_id), ?)"
+                " OR EXISTS (SELECT 1 FROM waybills w WHERE w.clip_id = c.id"
+                " AND instr(lower(w.waybill), ?)))" + filters + " ORDER BY c.id DESC LIMIT ?",
+                (fts.upto, q.lower(), q.lower(), *fargs, offset + limit),
+            ).fetchall()
+            rows: list[sqlite3.Row] = tail[offset:]
+            if len(rows) < limit:
+                whole, wargs = "", []
+                if fts.check:
+                    whole = (
+                        " AND (contains_ci(c.order_id, ?) OR EXISTS (SELECT 1 FROM waybills w"
+                        " WHERE w.clip_id = c.id AND contains_ci(w.waybill, ?)))"
+                    )
+                    wargs = [q, q]
+                f = f"{fts.schema}.{fts.table}"
+                rows += self.conn.execute(
+                    f"SELECT c.* FROM {f} f JOIN clips c ON c.id = f.rowid"
+                    f" WHERE f.{fts.table} MATCH ? AND f.rowid <= ?{whole}{filters}"
+                    " ORDER BY f.rowid DESC LIMIT ? OFFSET ?",
+                    (fts.expr, fts.upto, *wargs, *fargs, limit - len(rows),
+                     max(0, offset - len(tail))),
+                ).fetchall()  # fmt: skip
+        return rows
+
+    def station_names(self) -> list[str]:
+        """Distinct station names, by a loose index scan (fast at millions of rows)."""
+        rows = self._all(
+            "WITH RECURSIVE s(x) AS (SELECT min(station) FROM clips UNION ALL"
+            " SELECT (SELECT min(station) FROM clips WHERE station > s.x) FROM s"
+            " WHERE s.x IS NOT NULL) SELECT x FROM s WHERE x IS NOT NULL"
+        )
+        return [r[0] for r in rows]
+
+    def started_between(self, start_utc: str, end_utc: str) -> list[tuple[str, str, int]]:
+        """(station, started_at with offset, size) of clips started in [start, end)."""
+        rows = self._all(
+            "SELECT station, started_at, size FROM clips WHERE started_utc >= ?"
+            " AND started_utc < ?",
+            (start_utc, end_utc),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def packer_clips(self, start_utc: str, end_utc: str) -> list[tuple[str, str, float]]:
+        """(packer, started_at with offset, duration_s) of packing clips (not returns) with a
+        packer, started in [start, end)."""
+        rows = self._all(
+            "SELECT packer, started_at, duration_s FROM clips WHERE started_utc >= ?"
+            " AND started_utc < ? AND packer IS NOT NULL AND kind = 'order'",
+            (start_utc, end_utc),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def first_started_utc(self) -> str | None:
+        r = self._one("SELECT min(started_utc) FROM clips")
+        return r[0] if r else None
+
+    def last_started_utc_at(self, station: str) -> str | None:
+        r = self._one("SELECT max(started_utc) FROM clips WHERE station = ?", (station,))
+        return r[0] if r else None
+
+    def recent_rejections(self, limit: int) -> list[tuple[str, str, str, str]]:
+        """(station, text, wall, note) of the newest rejected scans."""
+        rows = self._all(
+            "SELECT station, text, wall, note FROM scan_events WHERE kind = 'rejected'"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    # ---- the site's search index fill (web/search.py) ---------------------------------------
+    # Used on the search database's connection with this index attached: the unqualified
+    # names resolve to the attached index, the search database having no such tables.
+
+    def max_id(self) -> int:
+        return int(self._all("SELECT max(id) FROM clips")[0][0] or 0)
+
+    def count_after(self, clip_id: int) -> int:
+        return int(self._all("SELECT count(*) FROM clips WHERE id > ?", (clip_id,))[0][0])
+
+    def search_texts(self, after: int, upto: int, limit: int) -> list[tuple[int, str]]:
+        """(id, order ID and each waybill on its own line) of the clips after ``after`` up to
+        ``upto``, by id, at most ``limit``: the text the site's search index holds."""
+        rows = self._all(
+            "SELECT c.id, c.order_id || coalesce((SELECT group_concat(char(10) ||"
+            " w.waybill, '') FROM waybills w WHERE w.clip_id = c.id), '')"
+            " FROM clips c WHERE c.id > ? AND c.id <= ? ORDER BY c.id LIMIT ?",
+            (after, upto, limit),
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]

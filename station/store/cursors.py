@@ -1,0 +1,40 @@
+"""How far each follower of the index has got (table sync_cursors): central sync, archiver."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from station.errors import StationError
+from station.sqlitedb import Table, utc_text
+
+
+class SyncCursors(Table):
+    """Owner of ``sync_cursors``: one integer per follower stream (e.g. ``central:clips``, the
+    last clip id the central index has), kept across restarts."""
+
+    error = StationError
+    TABLES: ClassVar[tuple[str, ...]] = ("sync_cursors",)
+    MIGRATIONS: ClassVar[dict[int, str]] = {
+        # how far each follower of the index has got (central sync, archiver).
+        3: """
+    CREATE TABLE sync_cursors (
+        name            TEXT PRIMARY KEY,  -- e.g. central:clips, central:archived
+        value           INTEGER NOT NULL,
+        updated_utc     TEXT NOT NULL
+    );
+    """,
+    }
+
+    def cursor(self, name: str) -> int:
+        row = self._one("SELECT value FROM sync_cursors WHERE name = ?", (name,))
+        return int(row[0]) if row else 0
+
+    def set_cursor(self, name: str, value: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO sync_cursors(name, value, updated_utc) VALUES (?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET value = excluded.value,"
+                " updated_utc = excluded.updated_utc",
+                (name, value, utc_text(datetime.now(UTC))),
+            )

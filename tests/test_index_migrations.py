@@ -1,0 +1,155 @@
+"""Index databases made by earlier packcam versions open and migrate forward, losing nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from station.ledger import Ledger
+from station.proof.log import ProofLog
+from station.store.cursors import SyncCursors
+from station.store.index import MIGRATIONS, open_index
+from station.store.uploads import UploadJournal
+
+# A dump (sqlite3 iterdump) of an index made by packcam before the tables had owners
+# (main at 4552218: one migration list in station/ledger.py, schema version 7), with a row
+# in every table: three clips (one archived, one deleted by retention, one repack), holds
+# set and released, alarms, a proof log with a checkpoint, a timestamp, a retired key's log
+# and its rotation, a multipart upload in progress and two central-sync cursors.
+FIXTURE = Path(__file__).parent / "fixtures" / "index-v7.sql"
+
+
+def _old_index(path: Path) -> int:
+    text = FIXTURE.read_text(encoding="utf-8")
+    version = int(text.splitlines()[0].removeprefix("-- user_version "))
+    conn = sqlite3.connect(str(path))
+    try:
+        conn.executescript(text)
+        conn.execute(f"PRAGMA user_version={version}")
+    finally:
+        conn.close()
+    return version
+
+
+def _schema(conn: sqlite3.Connection) -> set[tuple[str, str, str]]:
+    return {
+        (r[0], r[1], r[2])
+        for r in conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL")
+    }
+
+
+def _rows(conn: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, by the columns the table has in ``conn``."""
+    out = {}
+    for (table,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    ).fetchall():
+        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        out[table] = conn.execute(
+            f"SELECT {', '.join(cols)} FROM {table} ORDER BY rowid"
+        ).fetchall()
+    return out
+
+
+def test_an_old_index_migrates_forward_and_keeps_every_row(tmp_path: Path) -> None:
+    old = tmp_path / "old.sqlite3"
+    version = _old_index(old)
+    with sqlite3.connect(str(old)) as conn:
+        before = _rows(conn)
+        old_cols = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in before}
+    assert all(before.values()), "the fixture has a row in every table"
+
+    db = open_index(old)
+    try:
+        assert int(db.conn.execute("PRAGMA user_version").fetchone()[0]) == len(MIGRATIONS)
+        assert len(MIGRATIONS) >= version
+        for table, rows in before.items():
+            cols = ", ".join(old_cols[table])
+            after = db.conn.execute(f"SELECT {cols} FROM {table} ORDER BY rowid").fetchall()
+            assert [tuple(r) for r in after] == rows, table
+        upgraded = _schema(db.conn)
+    finally:
+        db.close()
+
+    fresh = open_index(tmp_path / "fresh.sqlite3")
+    try:
+        assert upgraded == _schema(fresh.conn)
+    finally:
+        fresh.close()
+
+
+def test_the_owners_schema_up_to_the_fixture_version_is_the_old_schema(tmp_path: Path) -> None:
+    old = tmp_path / "old.sqlite3"
+    version = _old_index(old)
+    conn = sqlite3.connect(str(tmp_path / "new.sqlite3"))
+    try:
+        for script in MIGRATIONS[:version]:
+            conn.executescript(script)
+        with sqlite3.connect(str(old)) as o:
+            assert _schema(conn) == _schema(o)
+    finally:
+        conn.close()
+
+
+def test_the_owners_read_what_the_old_index_holds(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite3"
+    _old_index(path)
+    led = Ledger(path)
+    try:
+        po1 = led.clips("PO-1")
+        assert [c.path for c in po1] == ["clips/2026/12/01/c0.mp4", "clips/2026/12/01/c2.mp4"]
+        assert po1[0].waybill == "SF0000000000000" and po1[0].events[0].text == "PO-1"
+        assert po1[1].repack_of == [po1[0].id] and po1[1].packer == "alice"
+        assert led.clips("PO-2")[0].repack_of_fleet[0]["station"] == "st2"
+        assert led.archive_state(po1[0].id)["archive_key"] == "st1/clips/c0.mp4"  # type: ignore[index]
+        assert [h.order_id for h in led.legal_holds()] == ["PO-2"]
+        assert [h["action"] for h in led.legal_hold_history("PO-1")] == ["hold", "release"]
+        kept = {c.path: c for c in led.stored_clips(include_deleted=True)}
+        assert kept["clips/2026/12/01/c0.mp4"].deleted_utc is not None
+        assert kept["clips/2026/12/01/c1.mp4"].legal_hold
+        assert led.deletion_record("clips/2026/12/01/c0.mp4")["record"] == b'{"deleted":"c0"}'  # type: ignore[index]
+        alarms = {a.kind: a for a in led.alarms(active_only=False)}
+        assert alarms["disk-low"].count == 2 and alarms["clip-missing"].cleared_utc
+        assert [e.text for e in led.unattached_events()] == ["bad\x01"]
+    finally:
+        led.close()
+
+    plog = ProofLog(path)
+    try:
+        assert plog.size() == 1 and plog.entries()[0].clip_path == "clips/2026/12/01/c1.mp4"
+        assert [c.tree_size for c in plog.checkpoints()] == [1]
+        assert plog.timestamps_for("m1")[0].token == b"\x30\x00"
+        assert [r.old_key for r in plog.rotations()] == ["fpOld"]
+        assert [e.seq for e in plog.archived("fpOld").entries()] == [0]
+    finally:
+        plog.close()
+
+    db = open_index(path)
+    try:
+        upload = UploadJournal(db).get("st1/clips/c2.mp4")
+        assert upload is not None and upload.upload_id == "up-1" and 1 in upload.parts
+        cursors = SyncCursors(db)
+        assert (cursors.cursor("central:clips"), cursors.cursor("central:archived")) == (2, 1)
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("start", range(len(MIGRATIONS)))
+def test_each_intermediate_version_migrates_to_the_fresh_schema(tmp_path: Path, start: int) -> None:
+    path = tmp_path / "index.sqlite3"
+    conn = sqlite3.connect(str(path))
+    try:
+        for script in MIGRATIONS[:start]:
+            conn.executescript(script)
+        conn.execute(f"PRAGMA user_version={start}")
+    finally:
+        conn.close()
+    db = open_index(path)
+    fresh = open_index(tmp_path / "fresh.sqlite3")
+    try:
+        assert _schema(db.conn) == _schema(fresh.conn)
+    finally:
+        db.close()
+        fresh.close()
