@@ -426,11 +426,13 @@ def loop_scene_cost(seconds: float) -> None:
     cam = SyntheticCamera(FRAME_W, FRAME_H, FPS, scenario(seconds), realtime=False)
     cam.start()
     n_frames = round(seconds * FPS)
-    recorder, costs, _ = station_scans(lambda i: cam.render(i / FPS), n_frames)
+    recorder, costs, stats = station_scans(lambda i: cam.render(i / FPS), n_frames)
     per_frame = sum(costs) / n_frames * 1e3
+    esc_s = getattr(stats, "escalation_seconds", 0.0)  # 0 for trees without the escalator
     print(f"\nloop.py scene, {seconds:g} s at {FRAME_W}x{FRAME_H}@{FPS:g}: decode CPU "
           f"{per_frame:.2f} ms per video frame (mean), median {statistics.median(costs) * 1e3:.2f}"
-          f" ms per decoded frame; {len(recorder.starts)} clips started")  # fmt: skip
+          f" ms per decoded frame; {len(recorder.starts)} clips started; of the mean, "
+          f"background escalation {esc_s / n_frames * 1e3:.2f} ms")  # fmt: skip
 
 
 def showings(data: Path, limit: int | None, seed: int) -> dict[str, object]:
