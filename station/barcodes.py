@@ -24,6 +24,7 @@ from station.changegate import ChangeGate
 from station.config import PRODUCT_SYMBOLOGIES, Config
 from station.confirm import Look, ReadConfirmer, box_of
 from station.ean_blur import read_blurry_ean, rotate
+from station.escalate import Escalator
 from station.frames import Frame, InputEvent, RawScan
 from station.priority import lower_thread_priority
 
@@ -597,7 +598,11 @@ def _near(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]]) -> bool:
 
 
 def check_products(
-    gray: np.ndarray, found: list[Detection], stage: str | None = None
+    gray: np.ndarray,
+    found: list[Detection],
+    stage: str | None = None,
+    *,
+    corroborated: bool = False,
 ) -> list[Detection]:
     """Keep a product code read on a still only if other looks do not contradict it.
 
@@ -607,6 +612,12 @@ def check_products(
     read of the ``zbar`` stage (``stage``: the one that found ``found``; zbar decodes single
     scan lines) needs two other looks that agree. Other symbologies pass unchanged: Code 128
     and QR carry stronger checks.
+
+    ``corroborated`` (the camera, which has other frames to read a code in): a read of a
+    plain stage is also dropped unless at least one of the other looks reads the same text. A
+    clean label misread the same way in every frame at its own scale (too few pixels per bar)
+    is read by none of them, or differently. Heavy-stage reads (the EAN model) are left to
+    their extra look and the model's own acceptance tests: the libraries cannot read them.
     """
     if not any(d.symbology in PRODUCT_SYMBOLOGIES for d in found):
         return found
@@ -618,7 +629,8 @@ def check_products(
             continue
         votes = 1 + sum(lk.text == d.text for lk in looks)
         rivals = sum(lk.text != d.text and _near(lk.points, d.points) for lk in looks)
-        if votes >= 2 * rivals and (stage != "zbar" or votes >= 3):
+        alone = corroborated and not d.heavy and votes < 2
+        if votes >= 2 * rivals and (stage != "zbar" or votes >= 3) and not alone:
             kept.append(d)
         else:
             log.debug("product read %r dropped: %d looks agree, %d disagree", d.text, votes, rivals)
@@ -649,7 +661,8 @@ def _plausible(image: np.ndarray, look: Look) -> bool:
     cx0, cy0, cx1, cy1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
     gray = _to_gray(image[cy0:cy1, cx0:cx1])
     pts = ((x0 - cx0, y0 - cy0), (x1 - cx0, y0 - cy0), (x1 - cx0, y1 - cy0), (x0 - cx0, y1 - cy0))
-    ok = bool(check_products(gray, [Detection(look.text, look.symbology, pts, look.heavy)]))
+    read = Detection(look.text, look.symbology, pts, look.heavy)
+    ok = bool(check_products(gray, [read], corroborated=True))
     if not ok:
         log.info("camera read %s %r not confirmed: other looks disagree", look.symbology, look.text)
     return ok
@@ -674,6 +687,8 @@ class ScanWorkerStats:
     last_latency_s: float = 0.0
     unchanged: int = 0  # decoded frames in which the change gate found nothing to look at
     pixels: int = 0  # frame pixels given to the decoder (the gate's saving shows here)
+    escalations: int = 0  # located codes sent to the whole pipeline (Escalator)
+    escalation_seconds: float = 0.0  # CPU time of those, in the escalation thread
 
 
 _MAX_QUEUED_SCANS = 1000  # scans nobody polls (a stalled capture loop) are dropped oldest first
@@ -715,9 +730,11 @@ class ScanWorker:
         source: str = "camera",
         gate: ChangeGate | None = None,
         confirm: ReadConfirmer | None = None,
+        escalator: Escalator[Detection] | None = None,
     ) -> None:
         self._decoder: FrameDecoder = decoder if decoder is not None else BarcodeDecoder()
         self._gate = gate
+        self._escalator = escalator
         self._confirm = confirm if confirm is not None else ReadConfirmer()
         self._sync = sync
         self._source = source
@@ -739,6 +756,8 @@ class ScanWorker:
             if self._state != "new":
                 raise RuntimeError(f"ScanWorker.start() called when {self._state}")
             self._state = "running"
+        if self._escalator is not None:
+            self._escalator.start()
         if not self._sync:
             self._thread = threading.Thread(target=self._loop, name="scan-worker", daemon=True)
             self._thread.start()
@@ -779,11 +798,17 @@ class ScanWorker:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("scan worker still decoding after %.1f s; left to finish", timeout)
+        if self._escalator is not None:
+            self._escalator.stop(timeout)
 
     def stats(self) -> ScanWorkerStats:
         """A snapshot of the counters."""
         with self._lock:
-            return self._stats
+            st = self._stats
+        if self._escalator is not None:
+            esc = self._escalator.stats()
+            st = replace(st, escalations=esc.jobs, escalation_seconds=esc.seconds)
+        return st
 
     def _check_running(self) -> None:
         if self._state != "running":
@@ -826,6 +851,10 @@ class ScanWorker:
                     # down gets it on its second look; a moving hand, box or card, or a place
                     # a code has left, never.
                     got = self._decoder.decode_frame(crop)
+                    if not got and self._escalator is not None:
+                        # Still nothing: the whole pipeline (the EAN model, deconvolution)
+                        # looks at this code off the frame loop, once, on a few frames.
+                        self._escalator.offer((x0, y0, x1, y1), frame.t, _to_gray(crop))
                 for d in got:
                     pts = tuple((x + x0, y + y0) for x, y in d.points)
                     found.append(Detection(d.text, d.symbology, pts, d.heavy))
@@ -857,7 +886,15 @@ class ScanWorker:
                 )
             return
         looks = [Look(d.text, d.symbology, d.heavy, box_of(d.points)) for d in found]
-        confirmed = self._confirm.feed(frame.t, looks, lambda lk: _plausible(frame.image, lk))
+        earlier = []
+        if self._escalator is not None:
+            for t, (x0, y0, _x1, _y1), got in self._escalator.take():
+                for d in got:
+                    pts = tuple((x + x0, y + y0) for x, y in d.points)
+                    earlier.append((t, Look(d.text, d.symbology, d.heavy, box_of(pts))))
+        confirmed = self._confirm.feed(
+            frame.t, looks, lambda lk: _plausible(frame.image, lk), earlier
+        )
         took = time.perf_counter() - started
         scans = [RawScan(c.text, self._source, frame.t, c.symbology) for c in confirmed]
         with self._lock:
@@ -877,6 +914,20 @@ class ScanWorker:
             log.debug("camera read %s %r at t=%.3f", d.symbology, d.text, frame.t)
 
 
+def read_located(decoder: BarcodeDecoder, gray: np.ndarray) -> list[Detection]:
+    """The whole pipeline, no budget, on a crop where a code was located but not read: on
+    its most textured box only when the crop is larger than a photo of one item (a hand or a
+    box beside the code widens the changed area), so the EAN model gets to look at it."""
+    if gray.size <= _SMALL_IMAGE_PX:
+        return decoder.run(gray).detections
+    boxes = _locate(gray, 1)
+    if not boxes:
+        return []
+    x0, y0, x1, y1 = boxes[0]
+    found = decoder.run(gray[y0:y1, x0:x1]).detections
+    return [replace(d, points=tuple((x + x0, y + y0) for x, y in d.points)) for d in found]
+
+
 def camera_scan_worker(cfg: Config, *, sync: bool) -> ScanWorker:
     """The station's camera scan worker built from ``[scanner]`` and ``[codes]``: the
     pipeline, the change gate (``decode_changes_only``) and read confirmation
@@ -890,7 +941,14 @@ def camera_scan_worker(cfg: Config, *, sync: bool) -> ScanWorker:
             every = min(every, cfg.codes.debounce_s / 2)
         gate = ChangeGate(every)
     confirm = ReadConfirmer(cfg.scanner.confirm_looks)
-    return ScanWorker(BarcodeDecoder(), sync=sync, gate=gate, confirm=confirm)
+    decoder = BarcodeDecoder()
+    escalator = None
+    if gate is not None:
+        # A heavy stage's text needs confirm_looks + 1 looks: that many crops per code.
+        escalator = Escalator(
+            lambda gray: read_located(decoder, gray), sync=sync, looks=confirm.looks + 1
+        )
+    return ScanWorker(decoder, sync=sync, gate=gate, confirm=confirm, escalator=escalator)
 
 
 # --------------------------------------------------------------------------- packcam decode

@@ -72,25 +72,33 @@ class ReadConfirmer:
         self._last_t = float("-inf")
 
     def feed(
-        self, t: float, reads: Sequence[Look], check: Callable[[Look], bool] | None = None
+        self,
+        t: float,
+        reads: Sequence[Look],
+        check: Callable[[Look], bool] | None = None,
+        earlier: Sequence[tuple[float, Look]] = (),
     ) -> list[Look]:
         """Record the reads of the frame at time ``t``; return those that are confirmed now.
 
         A frame is known by its time: feeding the same frame twice is still one look.
         ``check`` is asked once, when a text has enough looks; if it says no, the text is
-        vetoed for as long as it keeps being read (and ``window_s`` after)."""
+        vetoed for as long as it keeps being read (and ``window_s`` after).
+        ``earlier``: reads of earlier frames that arrive only now (frame time, read), from a
+        background decode of crops of those frames; each counts as a look of its own frame,
+        if that frame is not older than ``window_s``."""
         if t < self._last_t:
             self._seen.clear()  # the timeline went back (a new camera session): start afresh
         self._last_t = t
         self._expire(t)
-        for r in reads:
+        late = [(u, r) for u, r in earlier if t - self.window_s < u <= t]
+        for u, r in [*late, *((t, r) for r in reads)]:
             seen = self._seen.setdefault(r.text, _Seen())
-            seen.frames[t] = r.heavy and seen.frames.get(t, True)
+            seen.frames[u] = r.heavy and seen.frames.get(u, True)
             if r.box is not None:
-                seen.boxes.append((t, r.box))
+                seen.boxes.append((u, r.box))
         out: list[Look] = []
         done: set[str] = set()
-        for r in reads:
+        for r in [*reads, *(r for _u, r in late)]:
             if r.text in done:
                 continue
             done.add(r.text)

@@ -494,8 +494,12 @@ def test_worker_passes_on_only_confirmed_reads() -> None:
     wrong = [Detection(f"90749324370{i}5", "ean13", BOX) for i in range(4)]
     # a clean label that gives a different wrong number in four frames: none is a scan
     assert run_worker([[w] for w in wrong]) == []
-    # the right number in two frames is
-    assert run_worker([[upc], [], [upc]]) == [RawScan("0023942431015", "camera", 0.2, "upca")]
+    # an order number in two frames is
+    po = Detection("PO-12345", "code128", BOX)
+    assert run_worker([[po], [], [po]]) == [RawScan("PO-12345", "camera", 0.2, "code128")]
+    # a product number no other look at its place reads (here: the frame is blank) is not,
+    # however often the frame loop reports it: a label misread the same way at its own scale
+    assert run_worker([[upc]] * 6) == []
 
 
 def test_worker_needs_three_looks_for_heavy_stage_reads() -> None:

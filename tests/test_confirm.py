@@ -133,3 +133,21 @@ def test_a_check_is_asked_once_and_a_veto_lasts_while_the_text_is_read() -> None
     c.feed(5.0, [bad], check)
     c.feed(5.1, [bad], check)
     assert asked.count("0000000000000") == 2
+
+
+def test_reads_of_earlier_frames_arriving_late_are_looks_of_their_own_frames() -> None:
+    # a background decode of crops of frames 0.1-0.3 reports at frame 0.5: three heavy looks
+    c = ReadConfirmer()
+    late = [(u, Look("4006381333931", "ean13", heavy=True, box=A_BOX)) for u in (0.1, 0.2)]
+    assert c.feed(0.5, [], earlier=late) == []
+    third = [(0.3, Look("4006381333931", "ean13", heavy=True, box=A_BOX))]
+    assert texts(c.feed(0.6, [], earlier=third)) == ["4006381333931"]
+
+
+def test_late_reads_older_than_the_window_or_from_the_same_frame_add_nothing() -> None:
+    c = ReadConfirmer(2, window_s=1.5)
+    old = [(0.0, Look("PO-1", "code128")), (0.1, Look("PO-1", "code128"))]
+    assert c.feed(2.0, [], earlier=old) == []
+    # a late read of the frame being fed now is the same look
+    assert c.feed(2.1, [Look("PO-1", "code128")], earlier=[(2.1, Look("PO-1", "code128"))]) == []
+    assert texts(c.feed(2.2, [Look("PO-1", "code128")])) == ["PO-1"]
