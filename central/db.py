@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from central.errors import CentralError, Unavailable
-from station.ledger import ClipRecord, ScanEventRecord, WaybillLink
+from station.ledger import ClipRecord, LegalHold, ScanEventRecord, WaybillLink
 from web.index import SEARCH_TIMEOUT_S, SearchTimeout, search_sql
+from web.stations import StationStatus
 
 log = logging.getLogger(__name__)
 
@@ -409,10 +410,8 @@ class CentralDB:
             + " ORDER BY s.name, s.id"
         )
 
-    def station_statuses(self, stale_after_s: float) -> list[Any]:
+    def station_statuses(self, stale_after_s: float) -> list[StationStatus]:
         """The registry as the dashboard's StationStatus list (from each station's health)."""
-        from web.stations import StationStatus
-
         now = datetime.now(UTC)
         out = []
         for r in self.stations_table():
@@ -821,6 +820,10 @@ class CentralDB:
             return None
         return {"order_id": order_id, **r}
 
+    def legal_hold(self, order_id: str) -> LegalHold | None:
+        """None: legal holds are set and kept on the stations (their ledger), not centrally."""
+        return None
+
     def clip(self, clip_id: int) -> ClipRecord | None:
         if not -(2**63) <= clip_id < 2**63:
             return None
@@ -1084,6 +1087,17 @@ class CentralDB:
             " FROM clips WHERE order_id = %s ORDER BY started_utc, id LIMIT %s",
             (order_id, limit),
         )
+
+    def packer_clips(self, start_utc: str, end_utc: str) -> list[tuple[str, str, float]]:
+        """(packer, started_at with offset, duration_s) of packing clips (not returns) with a
+        packer, started in [start, end): every row (the dashboard asks ``packer_days``)."""
+        rows = self._all(
+            "SELECT packer, started_at, duration_s FROM clips WHERE started_utc >= %s"
+            " AND started_utc < %s AND packer IS NOT NULL AND kind = 'order'"
+            " ORDER BY started_utc, id",
+            (start_utc, end_utc),
+        )
+        return [(r["packer"], r["started_at"], float(r["duration_s"])) for r in rows]
 
     def packer_days(
         self, start_utc: str, end_utc: str, zone: str, *, stations: Sequence[str] | None = None
