@@ -35,8 +35,10 @@ class StationSection:
 
 
 # The lists of choices, each defined here once (station.camera and station.writer use them).
-# Frame sources: station.camera.build_camera builds each.
-CAMERA_BACKENDS = ("synthetic", "opencv", "picamera2")
+# Frame sources and keyboard scanners: station/backends.py registers a factory for each ("mock":
+# the picamera2 / evdev adapters on the mock libraries shipped in station/hardware/).
+CAMERA_BACKENDS = ("synthetic", "opencv", "picamera2", "mock")
+KEYBOARDS = ("none", "stdin", "evdev", "mock")
 # The encoders a clip may be written with. libx264 (software, every machine) is the default;
 # h264_v4l2m2m is FFmpeg's wrapper of a V4L2 memory-to-memory encoder, on a Raspberry Pi 4 the
 # SoC's bcm2835-codec at /dev/video11 (a Pi 5 has no H.264 encoder in hardware).
@@ -71,7 +73,7 @@ class ScannerSection:
     # a camera read becomes a scan once read in this many different frames (model-based
     # stages: one more); see docs/barcodes.md
     confirm_looks: int = 2
-    keyboard: str = "none"  # none | stdin | evdev
+    keyboard: str = "none"  # none | stdin | evdev | mock
     evdev_device: str = ""  # /dev/input/eventN or by-id path; "" = auto-detect a scanner
     evdev_grab: bool = True
     pedal_gpio: int = -1  # BCM pin of a foot pedal / button to ground; -1 = none
@@ -437,10 +439,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("camera.read_timeout_s must be positive")
     if c.pixel_format not in {"bgr", "i420"}:
         raise ConfigError(f"camera.pixel_format must be bgr or i420, not {c.pixel_format!r}")
-    if c.pixel_format == "i420" and c.backend not in {"synthetic", "picamera2"}:
+    if c.pixel_format == "i420" and c.backend not in {"synthetic", "picamera2", "mock"}:
         raise ConfigError(
             'camera.pixel_format = "i420" needs a camera that delivers YUV420: the synthetic '
-            f"camera or picamera2, not {c.backend}"
+            f"camera or picamera2 (or its mock), not {c.backend}"
         )
     sc = cfg.scanner
     if sc.decode_every < 1:
@@ -449,8 +451,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError("scanner.full_decode_every_s must be positive")
     if not 1 <= sc.confirm_looks <= 10:
         raise ConfigError("scanner.confirm_looks must be between 1 and 10")
-    if sc.keyboard not in {"none", "stdin", "evdev"}:
-        raise ConfigError(f"scanner.keyboard must be none, stdin or evdev, not {sc.keyboard!r}")
+    if sc.keyboard not in KEYBOARDS:
+        raise ConfigError(
+            f"scanner.keyboard must be {', '.join(KEYBOARDS[:-1])} or {KEYBOARDS[-1]},"
+            f" not {sc.keyboard!r}"
+        )
     if sc.pedal_gpio < -1 or sc.pedal_gpio > 40:
         raise ConfigError("scanner.pedal_gpio must be a BCM pin number 0-40, or -1 for none")
     k = cfg.codes

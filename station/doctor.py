@@ -115,7 +115,7 @@ def disk_forecast(
 
 
 def check_camera(cfg: Config, probes: Probes) -> Check:
-    from station.camera import build_camera
+    from station.backends import build_camera
     from station.errors import StationError
 
     c = cfg.camera

@@ -20,7 +20,7 @@ def build_events(
     (plus ``listeners``, e.g. a test's recorder); no sounds unless the camera is ``live`` (a
     replayed video would beep in a flurry). Raises ConfigError for a feedback or webhook setup
     that cannot work (no aplay, no espeak-ng for a voice), at start-up."""
-    from station.feedback import build_feedback
+    from station.backends import build_feedback
     from station.screen import ScreenFeed
     from station.webhooks import build_webhooks
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, TextIO
 import cv2
 
 from station.alarms import AlarmBoard
-from station.camera import OpenCVCamera, build_camera
+from station.backends import build_camera, build_scan_sources
+from station.camera import OpenCVCamera
 from station.config import Config
 from station.errors import CameraError, ConfigError
 from station.events import StationEvents
@@ -26,7 +27,6 @@ from station.recorder import Finalizer, FinishedClip, Recorder
 from station.recovery import Recovery, data_dir_lock
 from station.retention import DiskProbe, RetentionManager, station_signer
 from station.runner import Station, StationWatchdog, station_tz
-from station.scanner import build_scan_sources
 from station.sdnotify import Watchdog
 from station.stream import stream_factories
 from station.writer import HARDWARE_ENCODERS, probe_encoder, to_i420
