@@ -13,7 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from central.errors import CentralError, Unavailable
+from central.schema import migrate
+from central.witness import ACCEPT, FORK, ROLLBACK, Judgement, cosign, judge
 from station.ledger import ClipRecord, LegalHold, ScanEventRecord, WaybillLink
+from station.proof.keys import fingerprint, load_public_pem
+from station.proof.verify import check_rotation_link
 from web.index import SEARCH_TIMEOUT_S, SearchTimeout, search_sql
 from web.stations import StationStatus
 
@@ -255,7 +259,6 @@ class CentralDB:
         return rows[0] if rows else None
 
     def migrate(self) -> int:
-        from central.schema import migrate
 
         return int(self._run(migrate))
 
@@ -612,7 +615,6 @@ class CentralDB:
         """Judge a station's signed checkpoint against the last one witnessed, under a row lock
         on the station (two pushes cannot both extend the same tree): cosign and keep it, or
         record the alarm. Returns the Judgement."""
-        from central.witness import ACCEPT, FORK, ROLLBACK, cosign, judge
 
         def q(conn: Any) -> Any:
             with conn.transaction(), conn.cursor() as cur:
@@ -681,9 +683,6 @@ class CentralDB:
         key and its successor, must extend the last one witnessed for the old key. Then it is
         cosigned, the station moves to the successor key (its log starts at 0) and the old
         key is refused from then on. Returns the Judgement (a refusal is an alarm)."""
-        from central.witness import ACCEPT, FORK, ROLLBACK, Judgement, cosign, judge
-        from station.proof.keys import fingerprint, load_public_pem
-        from station.proof.verify import check_rotation_link
 
         def q(conn: Any) -> Any:
             with conn.transaction(), conn.cursor() as cur:

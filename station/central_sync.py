@@ -17,11 +17,14 @@ from typing import Any
 
 import station
 from station.background import IndexWorker
+from station.clock import clock_synced
 from station.codes import safe_component
 from station.config import CentralSection, Config
 from station.errors import StationError
 from station.ledger import Ledger
 from station.proof import merkle
+from station.proof.keys import StationKey
+from station.proof.paths import ProofPaths
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +157,6 @@ class CentralSync(IndexWorker):
         return sent
 
     def _hello(self) -> None:
-        from station.proof.keys import StationKey
-        from station.proof.paths import ProofPaths
 
         fp, pem = "", ""
         key_path = ProofPaths.from_config(self.cfg).key
@@ -333,8 +334,6 @@ class CentralSync(IndexWorker):
             with contextlib.suppress(OSError):
                 doc["disk_free_bytes"] = shutil.disk_usage(self.data_dir).free
         if doc.get("clock_synced") is None:
-            from station.clock import clock_synced
-
             doc["clock_synced"] = clock_synced()
         row = self._rows("SELECT MAX(started_utc) AS m FROM clips", ())
         doc["last_clip_utc"] = row[0]["m"] if row else None

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from station.errors import ConfigError
+from station.h264_limits import hw_size_problem
 
 # Waybill (tracking number) shapes of the major Chinese carriers. They are heuristics: a
 # warehouse whose own order IDs look like these sets [codes] order_patterns, which win.
@@ -419,8 +422,6 @@ def validate(cfg: Config) -> None:
     if not s.name.strip() or len(s.name) > 64 or any(ord(c) < 32 for c in s.name):
         raise ConfigError("station.name must be 1-64 printable characters")
     if s.timezone:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         try:
             ZoneInfo(s.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -509,8 +510,6 @@ def validate(cfg: Config) -> None:
     if not 200 <= r.bitrate_kbps <= 25_000:
         raise ConfigError("recorder.bitrate_kbps must be between 200 and 25000")
     if r.encoder == "h264_v4l2m2m":
-        from station.h264_limits import hw_size_problem
-
         problem = hw_size_problem(c.width, c.height)
         if problem:
             raise ConfigError(f"camera size for recorder.encoder = h264_v4l2m2m: {problem}")
@@ -644,8 +643,6 @@ def _validate_retention(r: RetentionSection) -> None:
     if not 1 <= r.check_every_s <= 3600:
         raise ConfigError("retention.check_every_s must be between 1 and 3600 seconds")
     if r.alarm_command:
-        import shlex
-
         try:
             if not shlex.split(r.alarm_command):
                 raise ValueError("empty command")

@@ -580,7 +580,6 @@ class Ledger:
         Returns False when it was already marked. ``archive_seq`` numbers archivings in order,
         so the central sync can follow them with a cursor.
         """
-        import json
 
         with self._tx() as db:
             cur = db.execute(
@@ -620,7 +619,6 @@ class Ledger:
 
     def archive_state(self, clip_id: int) -> dict[str, Any] | None:
         """``archived_utc``, ``archive_key``, ``archive_meta`` (parsed) and ``archive_seq``."""
-        import json
 
         with self._lock:
             row = self.conn.execute(

@@ -22,6 +22,7 @@ from station import sqlitedb
 from station.codes import safe_component
 from station.config import ArchiveSection
 from station.errors import StationError
+from station.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +276,6 @@ class UploadJournal:
     """
 
     def __init__(self, target: Path | str | sqlite3.Connection) -> None:
-        from station.ledger import Ledger
 
         self._own = not isinstance(target, sqlite3.Connection)
         self.conn = sqlitedb.open_connection(target)

@@ -1,8 +1,8 @@
 """The hardware adapters against fakes with the real libraries' shape, and gpiozero's MockFactory.
 
-picamera2 and python-evdev cannot work here (no libcamera, no input devices), so
-``tests/fakes`` stands in for them; the pedal runs on gpiozero itself with its mock pins. A
-test at the end uses a real Pi camera and is skipped anywhere else.
+picamera2 and python-evdev cannot work here (no libcamera, no input devices), so the mock
+backends in ``station/hardware/`` stand in for them; the pedal runs on gpiozero itself with its
+mock pins. A test at the end uses a real Pi camera and is skipped anywhere else.
 """
 
 from __future__ import annotations
