@@ -55,7 +55,7 @@ def child(args: argparse.Namespace) -> int:
     import logging
 
     from station import config as config_mod
-    from station.camera import build_camera
+    from station.backends import build_camera
     from station.faults import FlakyCamera, Outage, VirtualDisk, random_outages
     from station.service import run_station
 

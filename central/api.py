@@ -8,11 +8,14 @@ import threading
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
+from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.wrappers import Response
 
+from central import witness
 from central.db import CentralDB
 from central.errors import CentralError, Unavailable
 from central.witness import ACCEPT, witness_key
+from station.proof.keys import load_public_pem, verify_signature
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,6 @@ def init_app(app: Flask, dsn: str) -> None:
     # "db": how other central blueprints (the witness) reach the index without importing this.
     app.extensions["packcam_central"] = {"handles": _Handles(), "db": central_db}
     app.register_error_handler(Unavailable, _site_unavailable)
-    from central import witness
 
     app.register_blueprint(witness.bp)  # public: the cosigned checkpoints, for anyone
     db = CentralDB(dsn)
@@ -54,7 +56,6 @@ def init_app(app: Flask, dsn: str) -> None:
 
 def _site_unavailable(exc: Unavailable) -> Any:
     """PostgreSQL down: the site's pages and API answer 503, not 500."""
-    from werkzeug.exceptions import ServiceUnavailable
 
     log.warning("central index unavailable: %s", exc)
     return current_app.handle_user_exception(ServiceUnavailable())
@@ -130,7 +131,6 @@ def clips() -> Response:
 
 @bp.post("/checkpoints")
 def checkpoints() -> Response:
-    from station.proof.keys import load_public_pem, verify_signature
 
     db = central_db()
     pem = db.public_key(g.station["id"])

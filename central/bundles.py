@@ -6,16 +6,23 @@ import io
 import json
 import logging
 import re
+import shutil
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flask import Response, abort, current_app, request
+
+from central.media import media_store
 from station.ledger import ClipRecord
 from station.objstore import ObjectStore, bundle_parts_dir, clip_key
 from station.proof.trust import Anchors
-from station.proof.verify import BUNDLE_MANIFEST, Report
+from station.proof.verify import BUNDLE_MANIFEST, Report, verify_bundle
+from web.errors import StationUnavailable
+from web.streaming import content_disposition
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +174,6 @@ def verify_archived(
     streamed bundle, spooled under ``spool`` on the data disk and removed afterwards). A
     bundle needing more than ``max_bytes`` (zip + unpacked clips), or more than the disk has
     above ``headroom``, is not checked here (its clips say so)."""
-    import shutil
-    import tempfile
-
-    from station.proof.verify import verify_bundle
 
     reports: dict[int | None, Report] = {}
     groups: dict[tuple[str, str | None], list[ClipRecord]] = {}
@@ -258,11 +261,6 @@ def split_report(whole: Report, clip: ClipRecord) -> Report:
 def respond(order_id: str, clips: list[ClipRecord], clip_id: int | None, download_name: str) -> Any:
     """The Flask response: the bundle streamed (200, no Range: it is written as it is sent),
     503 + Retry-After while the station has not uploaded signed parts covering every clip."""
-    from flask import Response, abort, current_app, request
-
-    from central.media import media_store
-    from web.errors import StationUnavailable
-    from web.streaming import content_disposition
 
     store = media_store()
     if store is None:

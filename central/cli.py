@@ -7,9 +7,16 @@ import json
 import sys
 from typing import IO, Any
 
+from central.alerts import Alert, DeliveryError, build_sinks, fleet_alerts, run_once
+from central.bucket_audit import audit_bucket
+from central.db import CentralDB
+from central.storage_policy import render
 from station import config as config_mod
 from station.config import Config
 from station.errors import ConfigError
+from station.objstore import ObjectStore
+from station.recovery import data_dir_lock
+from station.service import build_fleet
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -20,7 +27,6 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_central(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
-    from central.db import CentralDB
 
     out = out or sys.stdout
     cfg = _config(args)
@@ -70,8 +76,6 @@ def cmd_central(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
 
 def _bucket_audit(cfg: Config, db: Any, args: argparse.Namespace, out: IO[str]) -> int:
     """Exit 1 when the bucket holds less (or other) than the index says was archived."""
-    from central.bucket_audit import audit_bucket
-    from station.objstore import ObjectStore
 
     if not cfg.archive.bucket:
         raise ConfigError("bucket-audit needs [archive] bucket and an admin key to list versions")
@@ -90,13 +94,9 @@ def _bucket_audit(cfg: Config, db: Any, args: argparse.Namespace, out: IO[str]) 
 
 def _alerts(cfg: Config, db: Any, args: argparse.Namespace, out: IO[str]) -> int:
     """One alerts pass: exit 0 when delivered (or nothing changed), 1 when a sink failed."""
-    from central.alerts import Alert, DeliveryError, build_sinks, fleet_alerts, run_once
 
     current = fleet_alerts(db.station_statuses(cfg.alerts.silent_after_s), cfg.alerts)
     if args.bucket_audit:
-        from central.bucket_audit import audit_bucket
-        from station.objstore import ObjectStore
-
         if not cfg.archive.bucket:
             raise ConfigError("--bucket-audit needs [archive] bucket and an admin key")
         findings = audit_bucket(ObjectStore(cfg.archive).client, cfg.archive.bucket,
@@ -125,7 +125,6 @@ def _alerts(cfg: Config, db: Any, args: argparse.Namespace, out: IO[str]) -> int
 
 def cmd_storage_policy(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
     """Print what to apply so that a station's key can write its own prefix and delete nothing."""
-    from central.storage_policy import render
 
     out = out or sys.stdout
     bucket = args.bucket
@@ -148,8 +147,6 @@ def cmd_archive(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
     cfg = _config(args)
     if not (cfg.archive.enabled or cfg.central.enabled):
         raise ConfigError("neither [archive] nor [central] is enabled in the config")
-    from station.recovery import data_dir_lock
-    from station.service import build_fleet
 
     # Refused while the station runs: its own archiver is at work, and two uploaders of one
     # data dir could race on the same key (a duplicate version) or the same multipart upload.

@@ -13,9 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from central.errors import CentralError, Unavailable
-from station.ledger import ClipRecord, ScanEventRecord, WaybillLink
+from central.schema import migrate
+from central.witness import ACCEPT, FORK, ROLLBACK, Judgement, cosign, judge
+from station.ledger import ClipRecord, LegalHold, ScanEventRecord, WaybillLink
+from station.proof.keys import fingerprint, load_public_pem
+from station.proof.verify import check_rotation_link
 from station.store.clips import search_sql
 from web.index import SEARCH_TIMEOUT_S, SearchTimeout
+from web.stations import StationStatus
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +260,6 @@ class CentralDB:
         return rows[0] if rows else None
 
     def migrate(self) -> int:
-        from central.schema import migrate
 
         return int(self._run(migrate))
 
@@ -410,10 +414,8 @@ class CentralDB:
             + " ORDER BY s.name, s.id"
         )
 
-    def station_statuses(self, stale_after_s: float) -> list[Any]:
+    def station_statuses(self, stale_after_s: float) -> list[StationStatus]:
         """The registry as the dashboard's StationStatus list (from each station's health)."""
-        from web.stations import StationStatus
-
         now = datetime.now(UTC)
         out = []
         for r in self.stations_table():
@@ -614,7 +616,6 @@ class CentralDB:
         """Judge a station's signed checkpoint against the last one witnessed, under a row lock
         on the station (two pushes cannot both extend the same tree): cosign and keep it, or
         record the alarm. Returns the Judgement."""
-        from central.witness import ACCEPT, FORK, ROLLBACK, cosign, judge
 
         def q(conn: Any) -> Any:
             with conn.transaction(), conn.cursor() as cur:
@@ -683,9 +684,6 @@ class CentralDB:
         key and its successor, must extend the last one witnessed for the old key. Then it is
         cosigned, the station moves to the successor key (its log starts at 0) and the old
         key is refused from then on. Returns the Judgement (a refusal is an alarm)."""
-        from central.witness import ACCEPT, FORK, ROLLBACK, Judgement, cosign, judge
-        from station.proof.keys import fingerprint, load_public_pem
-        from station.proof.verify import check_rotation_link
 
         def q(conn: Any) -> Any:
             with conn.transaction(), conn.cursor() as cur:
@@ -821,6 +819,10 @@ class CentralDB:
         if r is None or r["first_seen_utc"] is None:
             return None
         return {"order_id": order_id, **r}
+
+    def legal_hold(self, order_id: str) -> LegalHold | None:
+        """None: legal holds are set and kept on the stations (their ledger), not centrally."""
+        return None
 
     def clip(self, clip_id: int) -> ClipRecord | None:
         if not -(2**63) <= clip_id < 2**63:
@@ -1085,6 +1087,17 @@ class CentralDB:
             " FROM clips WHERE order_id = %s ORDER BY started_utc, id LIMIT %s",
             (order_id, limit),
         )
+
+    def packer_clips(self, start_utc: str, end_utc: str) -> list[tuple[str, str, float]]:
+        """(packer, started_at with offset, duration_s) of packing clips (not returns) with a
+        packer, started in [start, end): every row (the dashboard asks ``packer_days``)."""
+        rows = self._all(
+            "SELECT packer, started_at, duration_s FROM clips WHERE started_utc >= %s"
+            " AND started_utc < %s AND packer IS NOT NULL AND kind = 'order'"
+            " ORDER BY started_utc, id",
+            (start_utc, end_utc),
+        )
+        return [(r["packer"], r["started_at"], float(r["duration_s"])) for r in rows]
 
     def packer_days(
         self, start_utc: str, end_utc: str, zone: str, *, stations: Sequence[str] | None = None

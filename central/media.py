@@ -9,6 +9,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from flask import Response, abort, current_app, redirect, request
+from werkzeug.http import http_date, parse_date
 
 from station.config import Config
 from station.ledger import ClipRecord
@@ -145,8 +146,6 @@ def serve_object(
         value = request.headers.get(header)
         if value:
             if param in {"IfModifiedSince", "IfUnmodifiedSince"}:
-                from werkzeug.http import parse_date
-
                 when = parse_date(value)
                 if when is None:
                     continue
@@ -181,8 +180,6 @@ def serve_object(
     if got.get("ETag"):
         headers["ETag"] = got["ETag"]
     if got.get("LastModified"):
-        from werkzeug.http import http_date
-
         headers["Last-Modified"] = http_date(got["LastModified"])
     if got.get("ContentRange"):
         headers["Content-Range"] = got["ContentRange"]

@@ -10,6 +10,7 @@ from typing import Any
 from central.db import CentralDB
 from station.files import sha256_and_size
 from station.objstore import ObjectStore
+from station.proof.keys import load_public_pem, verify_signature
 from station.proof.verify import Report
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,6 @@ log = logging.getLogger(__name__)
 
 def _station_key(db: CentralDB, station_id: int) -> Any:
     """The key of the enrolment that registered the clip (a replaced station has two)."""
-    from station.proof.keys import load_public_pem
 
     pem = db.public_key(station_id)
     return load_public_pem(pem.encode()) if pem else None
@@ -30,7 +30,6 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
     (the log leaf archived in the bucket) names exactly these bytes and verifies with the key
     the station enrolled with.
     """
-    from station.proof.keys import verify_signature
 
     report = Report(subject=path.name)
     sha, size = sha256_and_size(path)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,12 @@ from station.objstore import (
     clip_key,
     station_prefix,
 )
+from station.proof import ProofError
+from station.proof.bundle import export_order, extract_jpegs, keyframe_times
+from station.proof.keys import StationKey
 from station.proof.log import ProofLog
+from station.proof.paths import ProofPaths
+from station.proof.verify import BUNDLE_MANIFEST
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +233,6 @@ class Archiver(IndexWorker):
 
     def _upload_keys(self) -> None:
         """The station's public key and certificates (never the private key), once per start."""
-        from station.proof.keys import StationKey
-        from station.proof.paths import ProofPaths
 
         paths = ProofPaths.from_config(self.cfg)
         if paths.key.exists():
@@ -294,8 +298,6 @@ class Archiver(IndexWorker):
         is gone. Follows ``archive_seq``; a clip whose RFC 3161 token is still pending holds
         the cursor (a bundle without it would not prove the time). See docs/fleet.md.
         """
-        from station.proof import ProofError
-        from station.proof.bundle import export_order
 
         cursor = self.cursors.cursor(BUNDLES_CURSOR)
         archived = self.clips.archived_after(cursor)
@@ -322,9 +324,6 @@ class Archiver(IndexWorker):
             self.cursors.set_cursor(BUNDLES_CURSOR, seq)
 
     def _put_parts(self, order_id: str, parts: Path, tree_size: int) -> None:
-        import zipfile
-
-        from station.proof.verify import BUNDLE_MANIFEST
 
         with zipfile.ZipFile(parts) as zf:
             if BUNDLE_MANIFEST not in zf.namelist():
@@ -343,7 +342,6 @@ class Archiver(IndexWorker):
         self, rec: ClipRecord, path: Path, body: dict[str, Any]
     ) -> list[dict[str, Any]]:
         """JPEGs at the start, each scan and the end (as in the evidence bundle)."""
-        from station.proof.bundle import extract_jpegs, keyframe_times
 
         times = keyframe_times(body)
         out: list[dict[str, Any]] = []

@@ -1,4 +1,4 @@
-"""Frame sources: OpenCV (device, V4L2 path, RTSP/HTTP stream, video file) and the chooser."""
+"""The OpenCV frame source: a device, V4L2 path, RTSP/HTTP stream or video file."""
 
 from __future__ import annotations
 
@@ -9,15 +9,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
 
-from station.config import Config
-from station.errors import CameraError, ConfigError
-from station.frames import Frame, FrameSource
-from station.synthetic import SyntheticCamera, load_scenario
+from station.errors import CameraError
+from station.frames import Frame
 
 log = logging.getLogger(__name__)
 
@@ -287,30 +284,4 @@ class OpenCVCamera:
         self._started = False
 
 
-def build_camera(cfg: Config, *, realtime: bool = True) -> FrameSource:
-    """The frame source ``[camera] backend`` names: the one place a backend is chosen.
-
-    ``realtime`` only matters for the synthetic camera (False: as fast as it is read, with
-    ``t = index / fps``, for tests and replays).
-    """
-    c = cfg.camera
-    tz = ZoneInfo(cfg.station.timezone) if cfg.station.timezone else None
-    if c.backend == "synthetic":
-        return SyntheticCamera(
-            c.width, c.height, c.fps, load_scenario(c), realtime, tz=tz, pixel_format=c.pixel_format
-        )
-    if c.backend == "opencv":
-        return OpenCVCamera(c.source, c.width, c.height, c.fps, c.read_timeout_s, tz=tz)
-    if c.backend == "picamera2":
-        if not c.source.strip().isdigit():
-            raise ConfigError(
-                f"camera.source must be a camera number for picamera2, not {c.source!r}"
-            )
-        from station.hardware.picamera2_camera import Picamera2Camera
-
-        return Picamera2Camera(int(c.source), c.width, c.height, c.fps, c.read_timeout_s, tz=tz,
-                               pixel_format=c.pixel_format)  # fmt: skip
-    raise ConfigError(f"unknown camera backend {c.backend!r}")
-
-
-__all__ = ["OpenCVCamera", "build_camera", "classify_source", "fit_image"]
+__all__ = ["OpenCVCamera", "classify_source", "fit_image"]

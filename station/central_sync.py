@@ -17,11 +17,14 @@ from typing import Any
 
 import station
 from station.background import IndexWorker
+from station.clock import clock_synced
 from station.codes import safe_component
 from station.config import CentralSection, Config
 from station.errors import StationError
 from station.ledger import Ledger
 from station.proof import merkle
+from station.proof.keys import StationKey
+from station.proof.paths import ProofPaths
 from station.proof.tables import ProofTables
 
 log = logging.getLogger(__name__)
@@ -156,8 +159,6 @@ class CentralSync(IndexWorker):
         return sent
 
     def _hello(self) -> None:
-        from station.proof.keys import StationKey
-        from station.proof.paths import ProofPaths
 
         fp, pem = "", ""
         key_path = ProofPaths.from_config(self.cfg).key
@@ -315,8 +316,6 @@ class CentralSync(IndexWorker):
             with contextlib.suppress(OSError):
                 doc["disk_free_bytes"] = shutil.disk_usage(self.data_dir).free
         if doc.get("clock_synced") is None:
-            from station.clock import clock_synced
-
             doc["clock_synced"] = clock_synced()
         doc["last_clip_utc"] = self.clips.last_started_utc()
         doc["archive_backlog"] = self.ledger.archive_backlog()

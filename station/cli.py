@@ -3,264 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import station
-from station import config as config_mod
-from station import configdoc
-from station.errors import ConfigError, StationError
+from station.errors import EXIT_ERROR, EXIT_USAGE, ConfigError, StationError
 from station.proof import cli as proof_cli
 
-log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
+Handler = Callable[[argparse.Namespace], int]
 
 
-def _load_config(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load_cli(getattr(args, "config", None), getattr(args, "data", None))
+def _command(name: str) -> Handler:
+    """The handler ``station.commands.<name>``, imported when its command runs (pip's command
+    table): `packcam --help` and the light commands do not load the recording stack. The one
+    import made at run time besides the optional hardware and fleet libraries
+    (tests/test_import_graph.py)."""
 
+    def run(args: argparse.Namespace) -> int:
+        handler: Handler = getattr(importlib.import_module("station.commands"), name)
+        return handler(args)
 
-def _stop_on_signals(stop: threading.Event) -> None:
-    def handler(signum: int, _frame: Any) -> None:
-        log.info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-# ---- commands -----------------------------------------------------------------------------
-
-
-def cmd_check_config(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.file)
-    if args.show:
-        print(configdoc.render_toml(cfg, f"# {args.file}: the effective config", mask=True), end="")
-        return EXIT_OK
-    print(f"{args.file}: OK (station {cfg.station.name!r}, camera {cfg.camera.backend}, "
-          f"data {cfg.station.data_dir})")  # fmt: skip
-    changed = configdoc.changed(cfg)
-    print(f"{len(changed)} key{'' if len(changed) == 1 else 's'} differ from the defaults"
-          + (":" if changed else ""))  # fmt: skip
-    for key, value in changed:
-        print(f"  {key} = {value}")
-    return EXIT_OK
-
-
-def cmd_station(args: argparse.Namespace) -> int:
-    from station.service import run_station
-
-    cfg = _load_config(args)
-    stop = threading.Event()
-    _stop_on_signals(stop)
-    from station.doctor import startup_checks
-
-    startup_checks(cfg)  # `packcam doctor` without the camera, logged in the background
-    run_station(cfg, stop)
-    return EXIT_OK
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from station.doctor import CHECK_NAMES, FAIL, render_text, report_dict, run_checks
-
-    unknown = sorted(set(args.skip) - set(CHECK_NAMES))
-    if unknown:
-        print(f"packcam doctor: unknown check(s) {', '.join(unknown)}; the checks are "
-              f"{', '.join(CHECK_NAMES)}", file=sys.stderr)  # fmt: skip
-        return EXIT_USAGE
-    cfg = _load_config(args)
-    checks = run_checks(cfg, skip=args.skip)
-    if args.json:
-        print(json.dumps(report_dict(cfg, checks), ensure_ascii=False, indent=2))
-    else:
-        print(render_text(cfg, checks))
-    return EXIT_FAIL if any(c.status == FAIL for c in checks) else EXIT_OK
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from station.service import replay
-
-    cfg = _load_config(args)
-    clips = replay(cfg, Path(args.video), start=args.start)
-    print(f"{len(clips)} clip(s) written to {cfg.station.data_dir}")
-    for c in clips:
-        print(f"  {c.order_id}\t{c.finish_reason}\t{c.duration_s:.1f}s\t{c.path}")
-    return EXIT_OK
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from station.service import run_demo
-    from station.synthetic import DEMO_SESSION
-
-    cfg = _load_config(args)
-    if args.config is None:
-        # Short still/timeout limits so a demo shows every stop rule within minutes.
-        cfg = cfg.replace("session", **DEMO_SESSION)
-        if not args.data:
-            cfg = cfg.with_data_dir(Path("demo-data"))
-    if args.port is not None:
-        cfg = cfg.replace("web", port=args.port)
-    stop = threading.Event()
-    _stop_on_signals(stop)
-    # The web site comes from the composition layer (packcam.cli), which knows web/.
-    start_web = None if args.no_web else getattr(args, "start_web", None)
-    run_demo(cfg, stop, duration=args.duration, start_web=start_web, out=sys.stdout)
-    return EXIT_OK
-
-
-def cmd_clips(args: argparse.Namespace) -> int:
-    from station.ledger import INDEX_NAME, Ledger
-
-    cfg = _load_config(args)
-    data_dir = cfg.station.data_dir
-    if not (data_dir / INDEX_NAME).is_file():
-        raise StationError(f"no clip index in {data_dir} (is that the station's data dir?)")
-    ledger = Ledger(data_dir / INDEX_NAME)
-    try:
-        clips = ledger.clips(args.order)
-    finally:
-        ledger.close()
-    if args.json:
-        rows = []
-        for c in clips:
-            d = c.to_json()
-            d["rel_path"] = d["path"]
-            d["path"] = str((data_dir / c.path).resolve())
-            rows.append(d)
-        json.dump(rows, sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
-        return EXIT_OK
-    if not clips:
-        print("no clips" + (f" for order {args.order!r}" if args.order else ""))
-        return EXIT_OK
-    for c in clips:
-        print(f"{c.id}\t{c.order_id}\t{c.waybill or '-'}\t{c.started_at:%Y-%m-%d %H:%M:%S%z}\t"
-              f"{c.duration_s:7.1f}s\t{c.finish_reason}\t{c.sha256[:16]}\t{c.path}")  # fmt: skip
-    return EXIT_OK
-
-
-def cmd_decode(args: argparse.Namespace) -> int:
-    from station.barcodes import decode_command
-
-    return decode_command(args.images, args.json)
-
-
-def _existing_index(cfg: config_mod.Config) -> Path:
-    from station.ledger import INDEX_NAME
-
-    index = cfg.station.data_dir / INDEX_NAME
-    if not index.is_file():
-        raise StationError(f"no clip index in {cfg.station.data_dir} (is that the data dir?)")
-    return index
-
-
-def cmd_recover(args: argparse.Namespace) -> int:
-    from station.recovery import recover_data_dir
-
-    cfg = _load_config(args)
-    _existing_index(cfg)
-    report = recover_data_dir(cfg)
-    if args.json:
-        json.dump({**report.__dict__, "ok": report.ok}, sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
-    else:
-        for line in report.lines():
-            print(line)
-    return EXIT_OK if report.ok else EXIT_FAIL
-
-
-def cmd_hold(args: argparse.Namespace) -> int:
-    import getpass
-
-    from station.ledger import Ledger
-
-    cfg = _load_config(args)
-    ledger = Ledger(_existing_index(cfg))
-    try:
-        by = args.by or f"cli:{getpass.getuser()}"
-        changed = ledger.set_legal_hold(args.order, not args.release, by, args.note or "")
-        n = len(ledger.clips(args.order))
-    finally:
-        ledger.close()
-    state = "released" if args.release else "on legal hold"
-    print(f"order {args.order!r} {'is now' if changed else 'was already'} {state}"
-          f" ({n} clip{'s' if n != 1 else ''} indexed)")  # fmt: skip
-    if n == 0 and not args.release:
-        print("note: no clips of this order yet; the hold covers clips recorded later")
-    return EXIT_OK
-
-
-def cmd_retention(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
-    from station.ledger import Ledger
-    from station.retention import Candidate, Policy, disk_probe, plan
-
-    cfg = _load_config(args)
-    ledger = Ledger(_existing_index(cfg))
-    try:
-        stored = ledger.stored_clips()
-        holds = ledger.legal_holds()
-        alarms = ledger.alarms()
-    finally:
-        ledger.close()
-    space = disk_probe(cfg.station.data_dir)()
-    policy = Policy.from_config(cfg.retention)
-    result = plan([Candidate.from_stored(c) for c in stored], now=datetime.now(UTC),
-                  free_bytes=space.free, total_bytes=space.total, policy=policy)  # fmt: skip
-    mb = 1 << 20
-    print(f"free {space.free / mb:.0f} MB of {space.total / mb:.0f} MB; floor "
-          f"{result.floor_bytes / mb:.0f} MB; {len(stored)} clips kept on disk; min age "
-          f"{policy.min_age_days:g} days; archive required: {policy.archive_required}")  # fmt: skip
-    by_id = {c.id: c for c in stored}
-    if result.deletions:
-        print(f"retention would delete {len(result.deletions)} clip(s) now, oldest first:")
-        for d in result.deletions:
-            c = by_id[d.id]
-            print(f"  {c.id}\t{c.order_id}\t{c.started_at:%Y-%m-%d %H:%M}Z\t{c.size}\t{c.path}")
-    else:
-        print("nothing to delete now" if not result.below_floor else "nothing may be deleted")
-    if not result.floor_reached:
-        print("the floor cannot be reached: the station refuses new clips (disk-full alarm)")
-    for why, n in sorted(result.kept.items()):
-        print(f"kept: {n} clip(s) {why}")
-    for h in holds:
-        print(f"legal hold: {h.order_id} (by {h.held_by}, since {h.held_utc})")
-    for a in alarms:
-        print(f"ALARM {a.kind}: {a.message} (x{a.count}, since {a.first_utc})")
-    return EXIT_OK if result.floor_reached else EXIT_FAIL
-
-
-def cmd_sounds(args: argparse.Namespace) -> int:
-    from station.feedback import TONES, AplaySink, prepare_sounds
-
-    cfg = _load_config(args)
-    fb = cfg.feedback
-    out = Path(args.out) if args.out else (
-        Path(fb.sounds_dir) if fb.sounds_dir else cfg.station.data_dir / "sounds"
-    )  # fmt: skip
-    voice = args.voice or fb.voice
-    if args.play and args.play != "all" and args.play not in TONES:
-        raise ConfigError(f"--play: no sound {args.play!r} (sounds: {', '.join(TONES)}, all)")
-    sounds = prepare_sounds(out, volume=fb.volume, voice=voice)
-    for name, path in sounds.items():
-        print(f"{name}\t{path}")
-    if args.play:
-        sink = AplaySink(args.device or fb.device, fb.player)
-        for name in sounds if args.play == "all" else [args.play]:
-            sink.play(name, sounds[name])
-            sink.close()  # one after the other, each to its end
-    return EXIT_OK
-
-
-# ---- parser -------------------------------------------------------------------------------
+    run.__name__ = run.__qualname__ = name
+    return run
 
 
 def _add_config(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -311,7 +78,7 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
     p.add_argument("--port", type=int, help="web port (default: web.port of the config, 8080)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--no-web", action="store_true", help="run the station only")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=_command("cmd_demo"))
 
     p = sub.add_parser(
         "station",
@@ -320,7 +87,7 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
     )
     _add_config(p, required=True)
     _add_data(p)
-    p.set_defaults(func=cmd_station)
+    p.set_defaults(func=_command("cmd_station"))
 
     p = sub.add_parser(
         "replay",
@@ -337,7 +104,7 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         metavar="ISO8601",
         help="wall-clock time of the video's first frame (default: file mtime minus duration)",
     )
-    p.set_defaults(func=cmd_replay)
+    p.set_defaults(func=_command("cmd_replay"))
 
     p = sub.add_parser(
         "clips",
@@ -353,7 +120,7 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         help="print one JSON array of clips (order_id, waybill, finish_reason, started_at, "
         "ended_at, duration_s, path (absolute), rel_path, sha256, events, ...)",
     )
-    p.set_defaults(func=cmd_clips)
+    p.set_defaults(func=_command("cmd_clips"))
 
     p = sub.add_parser(
         "check-config",
@@ -368,7 +135,7 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         action="store_true",
         help="print the whole effective config as TOML (defaults filled in, secrets masked)",
     )
-    p.set_defaults(func=cmd_check_config)
+    p.set_defaults(func=_command("cmd_check_config"))
 
     p = sub.add_parser(
         "decode",
@@ -380,7 +147,7 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
     p.add_argument(
         "--json", action="store_true", help='one JSON line per image: {"file": ..., "texts": [...]}'
     )
-    p.set_defaults(func=cmd_decode)
+    p.set_defaults(func=_command("cmd_decode"))
 
     p = sub.add_parser(
         "recover",
@@ -394,7 +161,7 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
     _add_data(p, required=True)
     _add_config(p)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.set_defaults(func=cmd_recover)
+    p.set_defaults(func=_command("cmd_recover"))
 
     p = sub.add_parser(
         "hold",
@@ -408,7 +175,7 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
     p.add_argument("--note", metavar="TEXT", help="why (e.g. a dispute or case number)")
     _add_data(p, required=True)
     _add_config(p)
-    p.set_defaults(func=cmd_hold)
+    p.set_defaults(func=_command("cmd_hold"))
 
     p = sub.add_parser(
         "retention",
@@ -420,7 +187,7 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
     )
     _add_data(p, required=True)
     _add_config(p)
-    p.set_defaults(func=cmd_retention)
+    p.set_defaults(func=_command("cmd_retention"))
 
     p = sub.add_parser(
         "doctor",
@@ -439,7 +206,7 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
     p.add_argument(
         "--skip", action="append", default=[], metavar="CHECK", help="leave out a check (repeat)"
     )
-    p.set_defaults(func=cmd_doctor)
+    p.set_defaults(func=_command("cmd_doctor"))
 
     p = sub.add_parser(
         "sounds",
@@ -454,7 +221,7 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
     p.add_argument("--voice", choices=("none", "en", "zh"), help="override [feedback] voice")
     p.add_argument("--play", metavar="NAME", help="play one sound through aplay, or 'all'")
     p.add_argument("--device", help="ALSA device for --play (default: [feedback] device)")
-    p.set_defaults(func=cmd_sounds)
+    p.set_defaults(func=_command("cmd_sounds"))
 
     for register in (proof_cli.register,) if groups is None else groups:
         register(sub)

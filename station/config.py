@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
 import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from station.errors import ConfigError
+from station.h264_limits import hw_size_problem
 
 T = TypeVar("T")
 
@@ -162,8 +165,9 @@ DEFAULT_WAYBILL_PATTERNS: dict[str, str] = {
     "YUNDA": r"^(?:31|43|46)\d{11}$",
     "ZTO": r"^(?:7[0-9]|5[0-9]|6[0-9])\d{10,13}$",
 }
-# Frame sources: station.camera.build_camera builds each.
-CAMERA_BACKENDS = ("synthetic", "opencv", "picamera2")
+# Frame sources and keyboard scanners: station/backends.py registers a factory for each ("mock":
+# the picamera2 / evdev adapters on the mock libraries shipped in station/hardware/).
+CAMERA_BACKENDS = ("synthetic", "opencv", "picamera2", "mock")
 PIXEL_FORMATS = ("bgr", "i420")
 # The encoders a clip may be written with (station.writer). libx264 (software, every machine)
 # is the default; h264_v4l2m2m is FFmpeg's wrapper of a V4L2 memory-to-memory encoder, on a
@@ -176,7 +180,7 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 OVERLAY_LANGUAGES = ("en", "zh", "zh+en")
 # The web site's languages (web.i18n, web.summary).
 WEB_LANGUAGES = ("zh_CN", "en")
-KEYBOARD_SCANNERS = ("none", "stdin", "evdev")
+KEYBOARD_SCANNERS = ("none", "stdin", "evdev", "mock")
 # What the camera's decoders report (station/barcodes.py); an ISBN is an "ean13" (978/979...).
 CAMERA_SYMBOLOGIES = ("code128", "code39", "qrcode", "datamatrix", "ean13", "ean8", "upca", "upce")
 # Product codes: a camera read of one is an item, never an order, unless [codes] lists it.
@@ -207,11 +211,14 @@ class StationSection:
 
 @dataclass(frozen=True)
 class CameraSection:
-    backend: str = setting("synthetic", "the frame source", choices=CAMERA_BACKENDS)
+    backend: str = setting(
+        "synthetic", "the frame source", choices=CAMERA_BACKENDS,
+        notes={"mock": "picamera2's code on a mock camera"},
+    )  # fmt: skip
     source: str = setting(
         "0",
         'opencv: device index ("0"), V4L2 path ("/dev/video0"), RTSP/HTTP URL, or a video file.'
-        ' picamera2: the camera number ("0").',
+        ' picamera2, mock: the camera number ("0").',
     )
     width: int = setting(1280, "even", ge=16, le=7680)
     height: int = setting(720, "even", ge=16, le=4320)
@@ -247,7 +254,8 @@ class ScannerSection:
     )
     keyboard: str = setting(
         "none", "a keyboard-wedge scanner", choices=KEYBOARD_SCANNERS,
-        notes={"stdin": "typed into the terminal", "evdev": "a USB scanner"},
+        notes={"stdin": "typed into the terminal", "evdev": "a USB scanner",
+               "mock": "a mock evdev scanner"},
     )  # fmt: skip
     evdev_device: str = setting("", '/dev/input/by-id/...-event-kbd; "" = auto-detect the scanner')
     evdev_grab: bool = setting(
@@ -829,8 +837,6 @@ def validate(cfg: Config) -> None:
     if not s.name.strip() or len(s.name) > 64 or any(ord(c) < 32 for c in s.name):
         raise ConfigError("station.name must be 1-64 printable characters")
     if s.timezone:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         try:
             ZoneInfo(s.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -838,10 +844,10 @@ def validate(cfg: Config) -> None:
     c = cfg.camera
     if c.width % 2 or c.height % 2:
         raise ConfigError(f"camera.width and camera.height must be even, not {c.width}x{c.height}")
-    if c.pixel_format == "i420" and c.backend not in {"synthetic", "picamera2"}:
+    if c.pixel_format == "i420" and c.backend not in {"synthetic", "picamera2", "mock"}:
         raise ConfigError(
             'camera.pixel_format = "i420" needs a camera that delivers YUV420: the synthetic '
-            f"camera or picamera2, not {c.backend}"
+            f"camera or picamera2 (or its mock), not {c.backend}"
         )
     k = cfg.codes
     for i, p in enumerate(k.order_patterns):
@@ -852,8 +858,6 @@ def validate(cfg: Config) -> None:
         for i, p in enumerate(getattr(k, field_name)):
             _check_regex(p, f"codes.{field_name}[{i}]")
     if cfg.recorder.encoder == "h264_v4l2m2m":
-        from station.h264_limits import hw_size_problem
-
         problem = hw_size_problem(c.width, c.height)
         if problem:
             raise ConfigError(f"camera size for recorder.encoder = h264_v4l2m2m: {problem}")
@@ -913,8 +917,6 @@ def _validate_alerts(a: AlertsSection) -> None:
 
 def _validate_retention(r: RetentionSection) -> None:
     if r.alarm_command:
-        import shlex
-
         try:
             if not shlex.split(r.alarm_command):
                 raise ValueError("empty command")

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import logging
+import re
 import secrets
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TextIO
 
 from station.config import Config
+from station.packer_inbox import inbox_dir
+from station.screen import screen_path
 from station.webhooks import SIGNATURE_HEADER, verify
 
 log = logging.getLogger(__name__)
@@ -88,14 +95,6 @@ def sign_in_on_screen(
 ) -> bool:
     """What a packer does at the kiosk: open the station screen (from 127.0.0.1: no login)
     and press their name, once the station reads sign-ins. True when the site took it."""
-    import http.cookiejar
-    import re
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    from station.packer_inbox import inbox_dir
-    from station.screen import screen_path
 
     key = screen_path(cfg.station.data_dir, cfg.station.name).stem
     while not (inbox_dir(cfg.station.data_dir).is_dir() and screen_path(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib.util
 import logging
 import os
@@ -21,11 +22,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+import station
+from station.backends import build_camera
+from station.clock import clock_synced
+from station.codes import safe_component
 from station.config import Config
+from station.errors import RecordingError, ScannerError, StationError
+from station.files import write_json_atomic
+from station.h264_limits import h264_level, hw_controls, hw_settings, i_period, keyframe_problem
+from station.hardware.evdev_scanner import permission_hint, scanner_report, unreadable_input_devices
+from station.ledger import INDEX_NAME
+from station.proof import ProofError
+from station.proof.keys import fingerprint
+from station.proof.paths import ProofPaths
+from station.proof.tsa import request_token
+from station.retention import Policy
 from station.sqlitedb import Database
 from station.store.clips import ClipTable
+from station.writer import TIME_BASE, encoder_context, encoder_failed
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +137,6 @@ def disk_forecast(
 
 
 def check_camera(cfg: Config, probes: Probes) -> Check:
-    from station.camera import build_camera
-    from station.errors import StationError
 
     c = cfg.camera
     want = f"{c.width}x{c.height}@{c.fps:g}"
@@ -196,12 +214,6 @@ def _camera_fix(backend: str) -> str:
 
 
 def check_scanner(cfg: Config, probes: Probes) -> Check:
-    from station.errors import ScannerError
-    from station.hardware.evdev_scanner import (
-        permission_hint,
-        scanner_report,
-        unreadable_input_devices,
-    )
 
     sc = cfg.scanner
     listing = probes.unreadable_inputs or unreadable_input_devices
@@ -307,10 +319,6 @@ def encoder_probe(
 ) -> tuple[float, list[bool], int]:
     """Encode synthetic frames as the station would; (frames per second, key-frame flags,
     bytes). Raises ``RecordingError`` when the encoder cannot be opened."""
-    import av
-
-    from station.h264_limits import hw_controls, hw_settings, i_period
-    from station.writer import TIME_BASE, encoder_context, encoder_failed
 
     period = i_period(fps, keyframe_interval_s)
     n = frames if frames is not None else 2 * period + 1
@@ -357,8 +365,6 @@ def encoder_probe(
 
 
 def check_encoder(cfg: Config, probes: Probes, *, quick: bool = False) -> Check:
-    from station.errors import RecordingError
-    from station.h264_limits import h264_level, i_period, keyframe_problem
 
     r, c = cfg.recorder, cfg.camera
     period = i_period(c.fps, r.keyframe_interval_s)
@@ -432,7 +438,6 @@ def _existing_dir(path: Path) -> Path:
 
 
 def _measured_bytes_per_s(data_dir: Path) -> float | None:
-    from station.ledger import INDEX_NAME
 
     index = data_dir / INDEX_NAME
     if not index.exists():
@@ -449,7 +454,6 @@ def _measured_bytes_per_s(data_dir: Path) -> float | None:
 
 
 def check_disk(cfg: Config, probes: Probes) -> Check:
-    from station.retention import Policy
 
     data_dir = cfg.station.data_dir
     where = _existing_dir(data_dir)
@@ -506,7 +510,6 @@ def check_disk(cfg: Config, probes: Probes) -> Check:
 
 
 def check_clock(cfg: Config, probes: Probes) -> Check:
-    from station.clock import clock_synced
 
     synced = (probes.clock_synced or clock_synced)()
     if synced:
@@ -529,11 +532,6 @@ def check_clock(cfg: Config, probes: Probes) -> Check:
 
 
 def check_signing_key(cfg: Config, probes: Probes) -> Check:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from station.proof.keys import fingerprint
-    from station.proof.paths import ProofPaths
 
     if not cfg.proof.enabled:
         return Check(
@@ -589,10 +587,6 @@ def check_signing_key(cfg: Config, probes: Probes) -> Check:
 
 
 def check_certificate(cfg: Config, probes: Probes, now: datetime | None = None) -> Check:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    from station.proof.paths import ProofPaths
 
     paths = ProofPaths.from_config(cfg)
     if not paths.key_cert.exists():
@@ -654,10 +648,6 @@ def check_certificate(cfg: Config, probes: Probes, now: datetime | None = None) 
 
 
 def check_tsa(cfg: Config, probes: Probes) -> Check:
-    import hashlib
-
-    from station.proof import ProofError
-    from station.proof.tsa import request_token
 
     urls = cfg.proof.tsa_urls
     if not urls or not cfg.proof.enabled:
@@ -853,7 +843,6 @@ def run_checks(
 
 
 def report_dict(cfg: Config, checks: Sequence[Check]) -> dict[str, Any]:
-    import station
 
     counts = {s: sum(1 for c in checks if c.status == s) for s in STATUSES}
     return {
@@ -896,8 +885,6 @@ SELFCHECK_DIR = Path("live") / "doctor"  # under the data dir: <station>.json, r
 
 def save_report(cfg: Config, checks: Sequence[Check]) -> Path:
     """Write the report where the station's web dashboard shows it (atomically)."""
-    from station.codes import safe_component
-    from station.files import write_json_atomic
 
     path = cfg.station.data_dir / SELFCHECK_DIR / f"{safe_component(cfg.station.name, 32)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

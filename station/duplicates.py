@@ -13,6 +13,7 @@ from datetime import UTC, timedelta
 from typing import Any
 
 import station
+from station.central_sync import read_token
 from station.config import Config
 from station.events import EventKind, StationEvent, StationEvents
 from station.eventworker import EventWorker
@@ -218,7 +219,6 @@ def build_duplicates(
     """The fleet duplicate check when ``[central]`` is enabled with ``duplicate_check``."""
     if not (cfg.central.enabled and cfg.central.duplicate_check):
         return None
-    from station.central_sync import read_token
 
     return FleetDuplicates(cfg, events, annotate, ledger, token=read_token(cfg.central))
 

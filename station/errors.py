@@ -1,5 +1,8 @@
 """The station's small exception hierarchy; mapped to exit codes / HTTP only at the edges."""
 
+# The `packcam` command's exit codes (the CLI turns the exceptions below into them).
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
+
 
 class StationError(Exception):
     """Base class for every error packcam raises on purpose."""

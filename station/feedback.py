@@ -20,7 +20,6 @@ from typing import Protocol
 
 import numpy as np
 
-from station.config import Config
 from station.errors import ConfigError
 from station.events import EventKind, StationEvent
 
@@ -364,22 +363,6 @@ class Feedback:
         self.sink.close()
 
 
-def build_feedback(cfg: Config, *, sink: SoundSink | None = None) -> Feedback | None:
-    """The station's feedback listener from ``[feedback]``, or None when output is "none"."""
-    fb = cfg.feedback
-    if fb.output == "none" and sink is None:
-        return None
-    directory = Path(fb.sounds_dir) if fb.sounds_dir else cfg.station.data_dir / "sounds"
-    sounds = prepare_sounds(directory, volume=fb.volume, voice=fb.voice)
-    if sink is None:
-        if fb.output == "alsa":
-            sink = AplaySink(fb.device, fb.player)
-        else:
-            sink = LogSink(cfg.station.data_dir / "sounds.log")
-    log.info("feedback sounds: %s to %s (voice %s)", fb.output, fb.device, fb.voice)
-    return Feedback(sink, sounds)
-
-
 __all__ = [
     "EVENT_SOUNDS",
     "TONES",
@@ -388,7 +371,6 @@ __all__ = [
     "LogSink",
     "RecordingSink",
     "SoundSink",
-    "build_feedback",
     "prepare_sounds",
     "render_tone",
 ]

@@ -5,10 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from station.backends import build_feedback
 from station.config import Config
+from station.duplicates import build_duplicates
 from station.events import EventKind, EventListener, StationEvents
 from station.ledger import ClipRecord
+from station.lookup import build_lookup
 from station.recorder import FinishedClip, Recorder
+from station.screen import ScreenFeed
+from station.webhooks import build_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +25,6 @@ def build_events(
     (plus ``listeners``, e.g. a test's recorder); no sounds unless the camera is ``live`` (a
     replayed video would beep in a flurry). Raises ConfigError for a feedback or webhook setup
     that cannot work (no aplay, no espeak-ng for a voice), at start-up."""
-    from station.feedback import build_feedback
-    from station.screen import ScreenFeed
-    from station.webhooks import build_webhooks
 
     events = StationEvents(cfg.station.name, listeners)
     feedback = build_feedback(cfg) if live else None
@@ -38,8 +40,6 @@ def build_events(
 def attach_recorder(events: StationEvents, cfg: Config, recorder: Recorder) -> None:
     """Listeners that write into the open clip's manifest: the order lookup ([lookup]) and
     the fleet duplicate check ([central] duplicate_check)."""
-    from station.duplicates import build_duplicates
-    from station.lookup import build_lookup
 
     lookup = build_lookup(cfg, events, recorder.annotate)
     if lookup is not None:

@@ -24,12 +24,16 @@ from station.errors import StationError
 from station.files import fsync_dir, sha256_file, write_json_atomic
 from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
 from station.mp4box import iter_boxes
+from station.proof import manifest as manifest_mod
+from station.proof.finalizer import build_finalizers
+from station.proof.log import ProofLog
 from station.recorder import (
     JOURNAL_SUFFIX,
     Finalizer,
     manifest_body,
     write_manifest,
 )
+from station.retention import remove_clip_files
 from station.session import FinishReason
 from station.writer import MUX_OPTIONS
 
@@ -653,8 +657,6 @@ class Recovery:
 
     def _logged_manifest(self, rel: str, digest: str) -> dict[str, Any] | None:
         """The signed sidecar of ``rel`` rebuilt from the proof log, when it holds these bytes."""
-        from station.proof import manifest as manifest_mod
-        from station.proof.log import ProofLog
 
         with contextlib.closing(ProofLog.in_data_dir(self.data_dir)) as plog:
             entry = plog.entry_for_path(rel)
@@ -713,8 +715,6 @@ class Recovery:
             exists = os.path.isfile(os.path.join(base, c.path))
             if c.deleted_utc is not None:
                 if exists or os.path.exists(os.path.join(base, c.manifest_path)):
-                    from station.retention import remove_clip_files
-
                     remove_clip_files(self.data_dir, c.path, c.manifest_path)
                     log.warning("recovery: completed the retention deletion of %s", c.path)
                     self.report.deletions_completed.append(c.path)
@@ -805,7 +805,6 @@ def recover_data_dir(
     cfg: Config, *, alarms: AlarmBoard | None = None, finalizers: Sequence[Finalizer] | None = None
 ) -> RecoveryReport:
     """Lock the data dir, run one recovery pass with the configured finalizers, and close."""
-    from station.proof.finalizer import build_finalizers
 
     with data_dir_lock(cfg.station.data_dir):
         ledger = Ledger.in_data_dir(cfg.station.data_dir)

@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from station.alarms import AlarmBoard
 from station.config import Config, RetentionSection
 from station.errors import LedgerError
 from station.ledger import Ledger, StoredClip
+from station.proof.canonical import canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +249,6 @@ class RetentionManager:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] | None = None,
     ) -> None:
-        import time
 
         self.cfg = cfg
         self.ledger = ledger
@@ -356,7 +357,6 @@ class RetentionManager:
                 "retention: %s is already missing from disk; not marking it deleted", clip.path
             )
             return False
-        from station.proof.canonical import canonical_json
 
         when = self._now()
         record = canonical_json(

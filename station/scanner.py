@@ -1,4 +1,4 @@
-"""Scan sources that need no hardware (stdin, scripted) and the one place sources are chosen."""
+"""Scan sources that need no hardware: standard input and the synthetic scene's script."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING
 
-from station.config import Config
 from station.eventqueue import MAX_LINE, EventQueue
-from station.frames import InputEvent, PedalPress, RawScan, ScanSource
+from station.frames import InputEvent, PedalPress, RawScan
 
 if TYPE_CHECKING:
     from station.synthetic import Scenario, ScenarioEvent
@@ -150,43 +149,10 @@ class ScriptedScanner:
         self._events = None
 
 
-def build_scan_sources(cfg: Config, scenario: Scenario | None = None) -> list[ScanSource]:
-    """The keyboard, evdev, pedal, scripted and station-screen sign-in sources ``cfg`` asks
-    for (not camera decoding).
-
-    A synthetic camera brings its scenario's scripted keyboard and pedal; pass the camera's
-    ``scenario`` so both walk the same script (it is loaded from ``cfg`` otherwise).
-    """
-    sc = cfg.scanner
-    sources: list[ScanSource] = []
-    if sc.keyboard == "stdin":
-        sources.append(StdinScanner())
-    elif sc.keyboard == "evdev":
-        from station.hardware.evdev_scanner import EvdevScanner
-
-        sources.append(EvdevScanner(sc.evdev_device, grab=sc.evdev_grab))
-    if sc.pedal_gpio >= 0:
-        from station.hardware.gpio_pedal import GpioPedal
-
-        sources.append(GpioPedal(sc.pedal_gpio))
-    if cfg.camera.backend == "synthetic":
-        if scenario is None:
-            from station.synthetic import load_scenario
-
-            scenario = load_scenario(cfg.camera)
-        sources.append(ScriptedScanner(scenario))
-    if cfg.screen.packers:
-        from station.packer_inbox import ScreenSignIn
-
-        sources.append(ScreenSignIn(cfg.station.data_dir, cfg.station.name, cfg.screen.packers))
-    return sources
-
-
 __all__ = [
     "MAX_LINE",
     "EventQueue",
     "ScriptedScanner",
     "StdinScanner",
-    "build_scan_sources",
     "read_capped",
 ]

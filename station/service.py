@@ -14,19 +14,26 @@ from typing import TYPE_CHECKING, TextIO
 import cv2
 
 from station.alarms import AlarmBoard
-from station.camera import OpenCVCamera, build_camera
+from station.archiver import Archiver
+from station.backends import build_camera, build_scan_sources
+from station.barcodes import camera_scan_worker
+from station.camera import OpenCVCamera
+from station.central_sync import CentralSync
 from station.config import Config
+from station.demo_floor import SCREEN_SIGN_IN_AFTER_S, packing_floor, sign_in_on_screen
 from station.errors import CameraError, ConfigError
 from station.events import StationEvents
 from station.frames import FrameSource
 from station.hooks import attach_recorder, build_events, clip_archived, clip_finished
 from station.ledger import ClipRecord, Ledger
 from station.live import LiveWriter
+from station.overlay import Overlay
+from station.proof.exports import ExportWorker
+from station.proof.finalizer import build_finalizers
 from station.recorder import Finalizer, FinishedClip, Recorder
 from station.recovery import Recovery, data_dir_lock
 from station.retention import DiskProbe, RetentionManager, station_signer
 from station.runner import Station, StationWatchdog, station_tz
-from station.scanner import build_scan_sources
 from station.sdnotify import Watchdog
 from station.stream import stream_factories
 from station.writer import HARDWARE_ENCODERS, probe_encoder, to_i420
@@ -113,8 +120,6 @@ def assemble(
     manager guarding the disk (``probe``: free-space probe, the real ``statvfs`` by default);
     ``run_station`` runs recovery and starts retention before the capture loop.
     """
-    from station.barcodes import camera_scan_worker
-    from station.overlay import Overlay
 
     cam = camera if camera is not None else build_camera(cfg, realtime=realtime)
     r = cfg.recorder
@@ -134,8 +139,6 @@ def assemble(
     width, height, fps = cam.width, cam.height, cam.fps
 
     encoder_factory, muxer_factory = stream_factories(r, width, height, fps)
-
-    from station.proof.finalizer import build_finalizers
 
     finalizers = build_finalizers(cfg)  # the signer must be the last finalizer
     events = build_events(cfg, live=cam.live)
@@ -214,11 +217,8 @@ def build_fleet(
     """
     archiver = sync = None
     if cfg.central.enabled:
-        from station.central_sync import CentralSync
-
         sync = CentralSync(cfg)
     if cfg.archive.enabled:
-        from station.archiver import Archiver
 
         def archived(rec: ClipRecord) -> None:
             if sync is not None:
@@ -262,8 +262,6 @@ def _run_locked(cfg: Config, stop: threading.Event, **kw: object) -> Assembly:
             msg = f"crash recovery failed: {exc}"
             asm.alarms.raise_("recovery", str(cfg.station.data_dir), msg)
         asm.retention.start()
-        from station.proof.exports import ExportWorker
-
         try:
             asm.exports = ExportWorker(cfg)
             asm.exports.start()
@@ -338,7 +336,6 @@ def run_demo(
     if cfg.camera.backend != "synthetic":
         cfg = cfg.replace("camera", backend="synthetic", scenario="")
     cfg.station.data_dir.mkdir(parents=True, exist_ok=True)
-    from station.demo_floor import packing_floor
 
     cfg, receiver = packing_floor(cfg, out)  # sounds into a log, a webhook receiver
     threads: list[threading.Thread] = []
@@ -365,7 +362,6 @@ def run_demo(
 
 def _screen_sign_in(cfg: Config, url: str, stop: threading.Event, out: TextIO) -> threading.Thread:
     """A packer signs in on the station screen a few seconds in (after the badge at 0.5 s)."""
-    from station.demo_floor import SCREEN_SIGN_IN_AFTER_S, sign_in_on_screen
 
     def run() -> None:
         if cfg.screen.packers and not stop.wait(SCREEN_SIGN_IN_AFTER_S):

@@ -22,6 +22,7 @@ import numpy as np
 from station.config import ENCODERS, HARDWARE_ENCODERS
 from station.errors import RecordingError
 from station.files import fsync_dir, sha256_file
+from station.h264_limits import hw_controls, hw_settings
 from station.priority import lower_thread_priority, thread_ids
 
 if TYPE_CHECKING:
@@ -495,8 +496,6 @@ class ClipWriter:
             if not global_header:
                 ctx.flags = int(ctx.flags) & ~int(av.codec.context.Flags.global_header)
             before = thread_ids()
-            from station.h264_limits import hw_controls, hw_settings
-
             hw = hw_settings(width, height, self.fps, bitrate_kbps, keyframe_interval_s)
             with hw_controls(encoder, hw):  # h264_v4l2m2m: I-period + level as the driver takes
                 ctx.open()  # ~5 ms; bad encoder settings (or no device) fail here, not later

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from fake_clock import FakeClock
 
-from station.camera import OpenCVCamera, build_camera, classify_source, fit_image
+from station.backends import build_camera
+from station.camera import OpenCVCamera, classify_source, fit_image
 from station.config import CAMERA_BACKENDS
 from station.errors import CameraError, ConfigError
 from station.frames import FrameSource
@@ -252,7 +253,7 @@ def test_build_camera_chooses_the_backend(cfg) -> None:
         build_camera(cfg.replace("camera", backend="picamera2", source="/dev/video0"))
     # Every backend the config accepts is one build_camera knows (the list is defined once).
     for backend in CAMERA_BACKENDS:
-        source = {"opencv": "/tmp/x.mp4", "picamera2": "0"}.get(backend, "")
+        source = {"opencv": "/tmp/x.mp4", "picamera2": "0", "mock": "0"}.get(backend, "")
         try:
             build_camera(cfg.replace("camera", backend=backend, source=source)).stop()
         except ConfigError as exc:

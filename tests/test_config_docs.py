@@ -12,9 +12,9 @@ import pytest
 
 from station import barcodes, codes, configdoc, overlay, writer
 from station import config as config_mod
-from station.cli import EXIT_OK, main
+from station.cli import main
 from station.config import Config, check_settings, setting_of
-from station.errors import ConfigError
+from station.errors import EXIT_OK, ConfigError
 from web import i18n, summary
 
 REPO = Path(__file__).resolve().parents[1]

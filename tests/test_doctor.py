@@ -21,12 +21,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
-from fakes.evdev import FakeEvdev
 from proof_support import tsa_rsa  # noqa: F401
 
 from station import config as config_mod
 from station import doctor
 from station.doctor import FAIL, OK, WARN, Probes, run_checks
+from station.hardware.mock_evdev import FakeEvdev
 from station.proof.keys import StationKey
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,6 +15,7 @@ import pytest
 
 from station import config as config_mod
 from station.alarms import AlarmBoard
+from station.backends import build_feedback
 from station.errors import ConfigError
 from station.events import EventKind, EventRecorder, StationEvent, StationEvents
 from station.feedback import (
@@ -25,7 +26,6 @@ from station.feedback import (
     Feedback,
     LogSink,
     RecordingSink,
-    build_feedback,
     prepare_sounds,
     read_wav,
     render_tone,

@@ -1,8 +1,8 @@
 """The hardware adapters against fakes with the real libraries' shape, and gpiozero's MockFactory.
 
-picamera2 and python-evdev cannot work here (no libcamera, no input devices), so
-``tests/fakes`` stands in for them; the pedal runs on gpiozero itself with its mock pins. A
-test at the end uses a real Pi camera and is skipped anywhere else.
+picamera2 and python-evdev cannot work here (no libcamera, no input devices), so the mock
+backends in ``station/hardware/`` stand in for them; the pedal runs on gpiozero itself with its
+mock pins. A test at the end uses a real Pi camera and is skipped anywhere else.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes.evdev import MOUSE_CAPS, FakeEvdev, ecodes
-from fakes.picamera2 import Picamera2 as FakePicamera2
 
 from station.errors import CameraError, ScannerError
 from station.frames import FrameSource, PedalPress, RawScan, ScanSource
@@ -35,6 +33,8 @@ from station.hardware.evdev_scanner import (
     unreadable_input_devices,
 )
 from station.hardware.gpio_pedal import GpioPedal
+from station.hardware.mock_evdev import MOUSE_CAPS, FakeEvdev, ecodes
+from station.hardware.mock_picamera2 import Picamera2 as FakePicamera2
 from station.hardware.picamera2_camera import (
     INSTALL_HINT,
     Picamera2Camera,

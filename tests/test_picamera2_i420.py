@@ -11,12 +11,12 @@ import av
 import cv2
 import numpy as np
 import pytest
-from fakes.picamera2 import ColorSpace
-from fakes.picamera2 import Picamera2 as FakePicamera2
 
 from station import config as config_mod
 from station.errors import ConfigError
 from station.frames import PedalPress, RawScan, i420_planes
+from station.hardware.mock_picamera2 import ColorSpace
+from station.hardware.mock_picamera2 import Picamera2 as FakePicamera2
 from station.hardware.picamera2_camera import Picamera2Camera, tight_i420
 
 BLUE = (41, 240, 110)  # BT.601 limited-range Y, U, V of pure blue, as the fake draws it

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from station.backends import build_scan_sources
 from station.frames import PedalPress, RawScan, ScanSource
 from station.hardware.evdev_scanner import EvdevScanner
 from station.hardware.gpio_pedal import GpioPedal
@@ -17,7 +18,6 @@ from station.scanner import (
     EventQueue,
     ScriptedScanner,
     StdinScanner,
-    build_scan_sources,
     read_capped,
 )
 from station.synthetic import Scenario

@@ -20,7 +20,23 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from station.config import Config
 from station.errors import ConfigError
-from web import i18n
+from web import (
+    admin,
+    api,
+    auth,
+    clips,
+    dashboard,
+    errors,
+    export,
+    fleet,
+    formatting,
+    i18n,
+    live,
+    screen,
+    share,
+    verify,
+    webhook_log,
+)
 from web.backends import SiteBackend
 from web.bundles import BundleCache
 from web.db import DEFAULT_PW_METHOD, WEB_DB_NAME, WebDB
@@ -186,18 +202,14 @@ def create_app(
     Babel(app, locale_selector=i18n.select_locale)
     i18n.init_app(app)
 
-    from web import admin, api, auth, clips, dashboard, formatting, live, share, verify
-
     formatting.register(app)
     app.jinja_env.globals["share_url"] = share.share_url
     app.jinja_env.globals["order_url"] = clips.order_url
     for bp in (auth.bp, clips.bp, share.bp, api.bp, dashboard.bp, live.bp, admin.bp, verify.bp):
         app.register_blueprint(bp)
-    from web import export, screen, webhook_log  # the packing floor (issue 13)
 
     for bp in (export.bp, screen.bp, webhook_log.bp):
         app.register_blueprint(bp)
-    from web import fleet  # the central site's fleet health page (404 on a station's site)
 
     app.register_blueprint(fleet.bp)
 
@@ -210,7 +222,6 @@ def create_app(
         central_mode=central is not None,
         first_run_hint=FIRST_RUN_HINT,
     )
-    from web import errors
 
     errors.register(app)
 

@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 from station.ledger import ClipRecord
 from web.auth import basic_auth_user, require
 from web.clips import PAGE_SIZE, order_url, search_args
+from web.dashboard import summary
 from web.handles import get_db, get_index
 from web.index import SearchTimeout
 
@@ -85,7 +86,6 @@ def clips() -> Response:
 @bp.get("/stations")
 @require("viewer")
 def stations() -> Response:
-    from web.dashboard import summary
 
     s = summary()
     return jsonify(

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import Flask, Response
 
-from station.ledger import ClipRecord
+from station.ledger import ClipRecord, LegalHold
 from web.frames import KeyFrame
+from web.stations import StationStatus
 
 if TYPE_CHECKING:
     from station.proof.trust import Anchors
@@ -55,14 +56,21 @@ class MediaStore(Protocol):
 
 
 class IndexReader(Protocol):
-    """The read methods every clip index has: the station's ClipIndex (web/index.py, SQLite)
-    and the fleet's CentralDB (central/db.py, PostgreSQL)."""
+    """The clip index a site reads: the station's ClipIndex (web/index.py, SQLite) and the
+    fleet's CentralDB (central/db.py, PostgreSQL) both have every method, checked by mypy
+    (tests/test_protocols.py) and by a conformance test run against both. A method one of them
+    has no data for answers empty (documented there), so views never ask which index it is.
+    Wrapped by web/scope.py's ScopedIndex; one handle per server thread."""
 
     def order(self, order_id: str) -> list[ClipRecord]: ...
 
     def order_info(self, order_id: str) -> dict[str, Any] | None: ...
 
     def clip(self, clip_id: int) -> ClipRecord | None: ...
+
+    def legal_hold(self, order_id: str) -> LegalHold | None:
+        """The order's legal hold (holds live on the stations: None on the central index)."""
+        ...
 
     def search(
         self,
@@ -82,11 +90,33 @@ class IndexReader(Protocol):
 
     def started_between(self, start_utc: str, end_utc: str) -> list[tuple[str, str, int]]: ...
 
+    def packer_clips(self, start_utc: str, end_utc: str) -> list[tuple[str, str, float]]:
+        """(packer, started_at, duration_s) of packing clips: the station dashboard's input."""
+        ...
+
+    def packer_days(
+        self, start_utc: str, end_utc: str, zone: str, *, stations: Sequence[str] | None = None
+    ) -> list[tuple[str, str, int, float]]:
+        """(packer, local day, orders, median seconds), computed by the database: the central
+        dashboard's input."""
+        ...
+
     def first_clip_utc(self) -> str | None: ...
 
     def last_clip_utc(self, station: str) -> str | None: ...
 
     def recent_rejections(self, limit: int = 10) -> list[Any]: ...
+
+    def station_statuses(self, stale_after_s: float) -> list[StationStatus]:
+        """Each enrolled station's health as it reported it (a station's site reads its own
+        live files instead: [] there)."""
+        ...
+
+    def fleet_health(self) -> list[dict[str, Any]]:
+        """Every enrolment's counters and alarms (the fleet page; [] on a station)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class SiteBackend(Protocol):

@@ -7,18 +7,23 @@ import getpass
 import logging
 import os
 import secrets
+import signal
 import sys
 import threading
 from collections.abc import Callable
 from typing import IO, Any, TextIO
 
+from waitress import create_server, wasyncore
+
 from station import config as config_mod
 from station.config import Config
 from station.errors import StationError
 from station.sdnotify import Notifier
+from web import create_app
 from web.backends import SiteBackend
 from web.db import ROLES, AccountError, WebDB
-from web.uploads import FRAMING
+from web.uploads import FRAMING, waitress_channel
+from web.verify import spool_of
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +47,6 @@ def make_server(
 
     ``test_config``: Flask config overrides, as for ``create_app``.
     """
-    from waitress import create_server
-
-    from web import create_app
-    from web.uploads import waitress_channel
-    from web.verify import spool_of
 
     app = create_app(config, central=central, test_config=test_config)
     # waitress reads a whole request body (spooling it to a temp file) before the app sees
@@ -95,7 +95,6 @@ def run_server(server: Any, *, stop: threading.Event | None = None) -> None:
                     return  # the server ended by itself: nothing left to close
             app_stop.set()  # ends live streams
             # Close every socket from inside the server's own loop; the loop then returns.
-            from waitress import wasyncore
 
             try:
                 server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
@@ -205,7 +204,6 @@ def start_demo_site(
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    import signal
 
     cfg = _config(args)
     host = args.host if getattr(args, "host", None) else cfg.web.host

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -24,10 +25,10 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from station.ledger import ClipRecord
+from station.ledger import ClipRecord, Ledger
 from web.auth import require
 from web.bundles import BundleCache, BundleRefused, BundleTooLarge, BundleUnavailable
-from web.errors import StationUnavailable
+from web.errors import InsufficientStorage, StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
 from web.handles import current_scope, get_db, get_index, media_store
@@ -184,7 +185,6 @@ def repack_links(clips: list[ClipRecord]) -> dict[int | None, dict[str, list[dic
 
 def camera_gap(clip: ClipRecord) -> float | None:
     """Seconds the camera was lost before this clip began (its signed manifest says so)."""
-    import json
 
     if not clip.manifest_path:
         return None
@@ -355,7 +355,6 @@ def order(order_id: str) -> Any:
 @require("operator")
 def hold() -> Response:
     """Put an order on legal hold (retention never deletes its clips) or release it."""
-    from station.ledger import Ledger
 
     order_id = request.form.get("order_id", "")
     if _central():
@@ -434,7 +433,6 @@ def send_bundle(
     (central/bundles.py), for the station of ``clip_id`` (else of the order's newest clip).
     ``index``: the clips as the caller may see them (default: the logged-in account's).
     """
-    from web.errors import InsufficientStorage
 
     clips = (index or get_index()).order(order_id)
     if not clips:

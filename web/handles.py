@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import secrets
 import threading
-from typing import cast
+from collections.abc import Callable
 
 from flask import current_app, g, session
 
-from web.backends import MediaStore
+from web.backends import IndexReader, MediaStore
 from web.db import ShareLink, WebDB
 from web.index import ClipIndex
 from web.scope import ScopedIndex, Stations, stations_for
@@ -58,14 +58,14 @@ def share_index(share: ShareLink) -> ScopedIndex:
     return ScopedIndex(raw_index(), share.stations)
 
 
-def raw_index() -> ClipIndex:
+def raw_index() -> IndexReader:
     """This thread's read-only clip index handle (central mode: the PostgreSQL index), unscoped:
     views use ``get_index()`` or ``share_index()``."""
     ext = current_app.extensions["packcam"]
-    if ext.get("index") is not None:
-        # Given from outside (central mode: the PostgreSQL index, which has ClipIndex's read
-        # methods: order, clip, search, stations, ...): a callable for this thread's handle.
-        return cast(ClipIndex, ext["index"]())
+    given: Callable[[], IndexReader] | None = ext.get("index")
+    if given is not None:
+        # Given by the site backend (central mode: the PostgreSQL index): this thread's handle.
+        return given()
     handles: _Handles = ext["handles"]
     if handles.index is None:
         handles.index = ClipIndex(

@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sqlite3
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from station.errors import LedgerError
 from station.ledger import (
@@ -24,6 +27,7 @@ from station.store.clips import ClipTable, FtsMatch
 from station.store.holds import HoldTable
 from station.store.index import open_in_data_dir
 from web.search import SearchIndex, contains_folded, match_expr
+from web.stations import StationStatus
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,15 @@ class Rejection:
     text: str
     wall: str
     note: str
+
+
+def zone_of(zone: str) -> tzinfo:
+    """A zone given as PostgreSQL reads it (web/dashboard.py pg_zone): IANA name or "+08:00"."""
+    if zone[:1] in "+-" and zone[1:3].isdigit():
+        sign = -1 if zone[0] == "-" else 1
+        hours, _, minutes = zone[1:].partition(":")
+        return timezone(sign * timedelta(hours=int(hours), minutes=int(minutes or 0)))
+    return ZoneInfo(zone)
 
 
 class ClipIndex:
@@ -184,10 +197,36 @@ class ClipIndex:
         """(station, started_at with offset, size) of clips started in [start, end)."""
         return self.clips.started_between(start_utc, end_utc)
 
-    def packer_clips(self, start_utc: str, end_utc: str) -> list[tuple[str, str, float]]:
+    def packer_clips(
+        self, start_utc: str, end_utc: str, *, stations: Sequence[str] | None = None
+    ) -> list[tuple[str, str, float]]:
         """(packer, started_at with offset, duration_s) of packing clips (not returns) with a
-        packer, started in [start, end)."""
-        return self.clips.packer_clips(start_utc, end_utc)
+        packer, started in [start, end) (``stations``: only theirs)."""
+        return self.clips.packer_clips(start_utc, end_utc, stations)
+
+    def packer_days(
+        self, start_utc: str, end_utc: str, zone: str, *, stations: Sequence[str] | None = None
+    ) -> list[tuple[str, str, int, float]]:
+        """(packer, local day in ``zone``, orders, median packing seconds) of ``packer_clips``,
+        as CentralDB.packer_days answers it (``zone``: an IANA name or a "+08:00" offset)."""
+        tz = zone_of(zone)
+        per_day: dict[tuple[str, str], list[float]] = {}
+        for packer, started_at, duration_s in self.packer_clips(
+            start_utc, end_utc, stations=stations
+        ):
+            day = datetime.fromisoformat(started_at).astimezone(tz).date().isoformat()
+            per_day.setdefault((packer, day), []).append(duration_s)
+        return [
+            (p, d, len(v), float(statistics.median(v))) for (p, d), v in sorted(per_day.items())
+        ]
+
+    def station_statuses(self, stale_after_s: float) -> list[StationStatus]:
+        """[]: this index has no station registry (a station's site reads its live files)."""
+        return []
+
+    def fleet_health(self) -> list[dict[str, Any]]:
+        """[]: there is no fleet behind one station's index."""
+        return []
 
     def first_clip_utc(self) -> str | None:
         return self.clips.first_started_utc()

@@ -7,7 +7,9 @@ from collections.abc import Collection
 from typing import Any, Literal
 
 from station.ledger import ClipRecord, LegalHold
+from web.backends import IndexReader
 from web.db import AccessEntry, ShareLink, WebDB
+from web.stations import StationStatus
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +40,14 @@ def covers(outer: Stations, inner: Stations) -> bool:
 class ScopedIndex:
     """The clip index as one scope sees it: the only way the site's views read clips.
 
-    Wraps the station's ClipIndex (web/index.py) or the central CentralDB (central/db.py),
-    which have the same read methods. Clips of stations outside the scope do not exist for
+    Wraps any IndexReader (web/backends.py): the station's ClipIndex (web/index.py) or the
+    central CentralDB (central/db.py). Clips of stations outside the scope do not exist for
     it: an order of which only such clips exist is ``[]`` (so it answers the same 404 as an
     unknown order), such a clip is ``None``, searches are filtered in SQL (pages stay full),
     station lists, counts and health rows leave them out. ``scope=None``: no scoping.
     """
 
-    def __init__(self, index: Any, scope: Stations) -> None:
+    def __init__(self, index: IndexReader, scope: Stations) -> None:
         self.index = index
         self.scope = scope
 
@@ -61,7 +63,7 @@ class ScopedIndex:
 
     def order_info(self, order_id: str) -> dict[str, Any] | None:
         if self.scope is None:
-            return self.index.order_info(order_id)  # type: ignore[no-any-return]
+            return self.index.order_info(order_id)
         clips = self.order(order_id)
         if not clips:
             return None
@@ -80,19 +82,17 @@ class ScopedIndex:
     def legal_hold(self, order_id: str) -> LegalHold | None:
         if self.scope is not None and not self.order(order_id):
             return None
-        return self.index.legal_hold(order_id)  # type: ignore[no-any-return]
+        return self.index.legal_hold(order_id)
 
     # ---- search ---------------------------------------------------------------------------
 
     def search(self, q: str = "", *, station: str | None = None, **kw: Any) -> list[ClipRecord]:
         """The index's search, limited to the scope's stations inside the query itself."""
         if self.scope is None:
-            return self.index.search(q, station=station, **kw)  # type: ignore[no-any-return]
+            return self.index.search(q, station=station, **kw)
         if not self.scope or (station is not None and station not in self.scope):
             return []
-        return self.index.search(  # type: ignore[no-any-return]
-            q, station=station, stations=sorted(self.scope), **kw
-        )
+        return self.index.search(q, station=station, stations=sorted(self.scope), **kw)
 
     def stations(self) -> list[str]:
         return [s for s in self.index.stations() if self._ok(s)]
@@ -106,20 +106,20 @@ class ScopedIndex:
         return [r for r in rows if self._ok(r[0])]
 
     def packer_clips(self, start_utc: str, end_utc: str) -> list[tuple[str, str, float]]:
-        # only a station's own site has packers, and it is never scoped
-        if self.scope is not None or not hasattr(self.index, "packer_clips"):
+        # only a station's own site counts packers from clips, and it is never scoped
+        if self.scope is not None:
             return []
-        return self.index.packer_clips(start_utc, end_utc)  # type: ignore[no-any-return]
+        return self.index.packer_clips(start_utc, end_utc)
 
-    def packer_days(self, start_utc: str, end_utc: str, zone: str) -> list[Any]:
+    def packer_days(
+        self, start_utc: str, end_utc: str, zone: str
+    ) -> list[tuple[str, str, int, float]]:
         """The central index's per-packer days, of the scope's stations only."""
         if self.scope is None:
-            return self.index.packer_days(start_utc, end_utc, zone)  # type: ignore[no-any-return]
+            return self.index.packer_days(start_utc, end_utc, zone)
         if not self.scope:
             return []
-        return self.index.packer_days(  # type: ignore[no-any-return]
-            start_utc, end_utc, zone, stations=sorted(self.scope)
-        )
+        return self.index.packer_days(start_utc, end_utc, zone, stations=sorted(self.scope))
 
     def first_clip_utc(self) -> str | None:
         # scoped: unknown (the dashboard then spreads its rate over the whole window)
@@ -130,10 +130,10 @@ class ScopedIndex:
 
     def recent_rejections(self, limit: int = 10) -> list[Any]:
         if self.scope is None:
-            return self.index.recent_rejections(limit)  # type: ignore[no-any-return]
+            return self.index.recent_rejections(limit)
         return [r for r in self.index.recent_rejections(limit) if self._ok(r.station)]
 
-    def station_statuses(self, stale_after_s: float) -> list[Any]:
+    def station_statuses(self, stale_after_s: float) -> list[StationStatus]:
         rows = self.index.station_statuses(stale_after_s)
         return [s for s in rows if self._ok(s.station)]
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from station.packer_inbox import write_request
 from web.live import BOUNDARY, MjpegStream
 from web.stations import live_files
 
@@ -123,7 +124,6 @@ def packer(key: str) -> Any:
     (``action=signout``), as their badge would: the request goes to the station process
     through its inbox (station/packer_inbox.py); the screen shows the packer once the
     station has taken it (the stream). No PIN: see docs/integration.md."""
-    from station.packer_inbox import write_request
 
     _screen_file(key)
     names = current_app.config["PACKCAM"].screen.packers

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+import segno
 from flask import (
     Blueprint,
     abort,
@@ -19,6 +21,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
@@ -36,7 +39,10 @@ from web.clips import (
 from web.db import ShareLink
 from web.frames import FRAME_WIDTH, THUMB_WIDTH
 from web.handles import current_scope, get_db, get_index, media_store, share_index
+from web.i18n import KEYFRAMES, label
 from web.scope import covers
+from web.summary import in_both_languages, order_claims
+from web.verify import _site_anchors
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +166,6 @@ def revoke(share_id: str) -> Response:
 @require("viewer")
 def qr(share_id: str) -> Response:
     """The share link as a QR code (SVG), for a phone at the packing table or a printout."""
-    import io
-
-    import segno
 
     share = _managed_share(share_id)
     if share.state() != "active":
@@ -206,11 +209,6 @@ def page(token: str) -> Any:
 def summary(token: str) -> Any:
     """One printable page in Chinese and English that states what the verifier proved for
     each clip of the shared order (time source, hash, signer, log) and nothing more."""
-    from flask_babel import gettext
-
-    from web.i18n import KEYFRAMES, label
-    from web.summary import in_both_languages, order_claims
-    from web.verify import _site_anchors
 
     share = _share_from_token(token)
     clips = share_index(share).order(share.order_id)

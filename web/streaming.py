@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 from flask import Response, request
 from werkzeug.http import http_date, parse_date, parse_etags, parse_range_header, quote_etag
@@ -193,7 +194,6 @@ def _if_range_ok(etag: str, mtime: datetime) -> bool:
 
 def content_disposition(filename: str, attachment: bool) -> str:
     """Content-Disposition with an ASCII fallback and RFC 5987 ``filename*`` for Unicode."""
-    from urllib.parse import quote
 
     kind = "attachment" if attachment else "inline"
     ascii_name = _NOT_ASCII.sub("_", filename).strip() or "clip.mp4"

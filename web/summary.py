@@ -15,10 +15,12 @@ from markupsafe import Markup
 
 from station.config import WEB_LANGUAGES
 from station.ledger import ClipRecord
+from station.proof import ProofError
 from station.proof.ca import cert_fingerprint
 from station.proof.exports import bundle_key
 from station.proof.trust import Anchors
-from station.proof.verify import AUTHENTIC, TAMPERED, UNANCHORED, UNVERIFIED, Report
+from station.proof.verify import AUTHENTIC, TAMPERED, UNANCHORED, UNVERIFIED, Report, verify_clip
+from web.clips import clip_file
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +126,6 @@ def verify_station_clips(clips: list[ClipRecord], anchors: Anchors) -> list[Repo
 
 def _verify_station_clip(clip: ClipRecord, anchors: Anchors) -> Report:
     """``packcam verify --data`` on the clip's file, with the site's anchors."""
-    from station.proof import ProofError
-    from station.proof.verify import verify_clip
-    from web.clips import clip_file
 
     path = clip_file(clip)
     if path is None:

@@ -23,6 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from flask import request
+from waitress.buffers import FileBasedBuffer, OverflowableBuffer
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.task import WSGITask
+from waitress.utilities import Error
+from waitress.utilities import RequestEntityTooLarge as WaitressTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -424,8 +432,6 @@ def spooled_upload(spool: Spool, *, expected_csrf: str | None) -> Iterator[Uploa
     which the form's ``csrf_token`` field (or an ``X-CSRF-Token`` header) must match before
     any of the file is stored.
     """
-    from flask import request
-    from werkzeug.exceptions import RequestEntityTooLarge
 
     ticket: Ticket | None = request.environ.get("packcam.upload_ticket")
     owned = ticket is None
@@ -545,11 +551,6 @@ def waitress_channel(spool: Spool, site_cap: int, larger: tuple[tuple[str, int],
     API's batches). Refusals are answered at once and the connection
     closed, without reading the body.
     """
-    from waitress.buffers import FileBasedBuffer, OverflowableBuffer
-    from waitress.channel import HTTPChannel
-    from waitress.parser import HTTPRequestParser
-    from waitress.task import WSGITask
-    from waitress.utilities import Error, RequestEntityTooLarge
 
     class Refused(Error):  # type: ignore[misc]  # waitress is untyped
         def __init__(self, exc: UploadRefused) -> None:
@@ -598,7 +599,7 @@ def waitress_channel(spool: Spool, site_cap: int, larger: tuple[tuple[str, int],
             if self.command != "POST" or self.path != UPLOAD_PATH:
                 self.cap = next((c for p, c in larger if self.path.startswith(p)), site_cap)
                 if self.content_length > self.cap:
-                    self._refuse(RequestEntityTooLarge(f"exceeds {self.cap} bytes"))
+                    self._refuse(WaitressTooLarge(f"exceeds {self.cap} bytes"))
                 return
             if not self.chunked and self.content_length >= self.adj.max_request_body_size:
                 return  # waitress answers 413 by itself, before reading the body
@@ -625,7 +626,7 @@ def waitress_channel(spool: Spool, site_cap: int, larger: tuple[tuple[str, int],
                 and self.body_rcv is not None
                 and self.body_bytes_received > self.cap
             ):
-                self._refuse(RequestEntityTooLarge(f"exceeds {self.cap} bytes"))
+                self._refuse(WaitressTooLarge(f"exceeds {self.cap} bytes"))
             return n
 
         def close(self) -> None:

@@ -6,10 +6,12 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, render_template_string, request, session
+from flask_babel import gettext
 
 from station.config import Config
 from station.proof import ProofError
 from station.proof.ca import cert_fingerprint
+from station.proof.log import ProofLog
 from station.proof.paths import ProofPaths
 from station.proof.trust import Anchors
 from station.proof.tsa import load_pem_certs
@@ -23,6 +25,7 @@ from station.proof.verify import (
 )
 from web import uploads
 from web.handles import media_store
+from web.i18n import html_lang
 
 log = logging.getLogger(__name__)
 
@@ -186,16 +189,12 @@ TRUST_PAGE = """<!doctype html>
 def _(message: str, **kw: Any) -> str:
     """flask-babel's gettext on the real site (both languages), plain text without Babel."""
     if "babel" in current_app.extensions:
-        from flask_babel import gettext
-
         return str(gettext(message, **kw))
     return message % kw if kw else message
 
 
 def _html_lang() -> str:
     if "babel" in current_app.extensions:
-        from web.i18n import html_lang
-
         return html_lang()
     return "en"
 
@@ -305,7 +304,6 @@ def _check_bundle_against_store(cfg: Config | None, report: Report) -> None:
     """A bundle that verifies on its own must also be one of *this* station's clips."""
     if cfg is None or report.failures or not report.ok:
         return
-    from station.proof.log import ProofLog
 
     try:
         plog = ProofLog.in_data_dir(cfg.station.data_dir)

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import av
 from cryptography import x509
 
 import station
@@ -27,6 +28,7 @@ from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey, public_pem, station_public_key
 from station.proof.log import ArchivedLog, Checkpoint, LogEntry, ProofLog, Rotation
 from station.proof.paths import ProofPaths
+from station.proof.rotation import RotationFiles, cert_is_for
 from station.proof.tsa import TsaQueue, load_roots
 from station.proof.verify import (
     BUNDLE_FORMAT,
@@ -69,7 +71,6 @@ def keyframe_times(body: dict[str, Any]) -> list[tuple[float, str]]:
 
 def extract_jpegs(clip: Path, times: list[tuple[float, str]]) -> list[tuple[float, str, bytes]]:
     """Decode the frame shown at each time (seek to the keyframe before, decode forward)."""
-    import av
 
     out: list[tuple[float, str, bytes]] = []
     try:
@@ -221,7 +222,6 @@ def _export_archived(
     """An order recorded under a retired key: its closed log up to the final checkpoint, and
     the chain of rotation statements from that key to the current one (which signs the
     bundle manifest: the retired key is gone)."""
-    from station.proof.rotation import RotationFiles, cert_is_for
 
     rots = plog.rotations()
     start = next((i for i, r in enumerate(rots) if r.old_key == old_key), None)

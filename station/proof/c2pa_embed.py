@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import av
+
 from station.files import fsync_dir
 from station.mp4box import iter_boxes
 from station.proof import ProofError
@@ -52,7 +54,6 @@ def count_fragments(path: Path) -> int:
 
 def compact_fragments(path: Path) -> bool:
     """Remux ``path`` in place to one fragment per keyframe (stream copy); False if unchanged."""
-    import av
 
     tmp = path.with_name(path.name + ".remux.tmp")
     copied = source = 0

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from station import config as config_mod
-from station.proof import ProofError
+from station.proof import ProofError, rotation
+from station.proof.bundle import export_order
 from station.proof.ca import CA_CERT, CompanyCa
 from station.proof.keys import StationKey, load_public_pem
 from station.proof.log import ProofLog
@@ -26,6 +29,7 @@ from station.proof.verify import (
     verify_bundle,
     verify_clip,
 )
+from station.recovery import DataDirBusy, data_dir_lock
 
 EXIT_OK, EXIT_FAIL = 0, 1
 
@@ -82,8 +86,6 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    from station.proof import rotation
-    from station.recovery import DataDirBusy, data_dir_lock
 
     cfg = _config(args)
     paths = ProofPaths.from_config(cfg)
@@ -178,7 +180,6 @@ def cmd_ca_issue(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from station.proof.bundle import export_order
 
     res = export_order(_config(args), args.order, Path(args.output))
     print(
@@ -210,8 +211,6 @@ def _witness_doc(source: str) -> dict[str, Any] | None:
     """The witness's cosigned checkpoints: a saved file, or fetched from the central site's
     ``/witness/<station>`` URL (unreachable: None, and the report says it was not checked)."""
     if source.startswith(("http://", "https://")):
-        import urllib.request
-
         try:
             with urllib.request.urlopen(source, timeout=10) as resp:
                 doc = json.loads(resp.read(16 << 20))
@@ -448,7 +447,6 @@ def register(subparsers: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m station.proof``: the same commands without the rest of packcam."""
-    import logging
 
     parser = argparse.ArgumentParser(prog="packcam", description="packcam proof commands")
     register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))

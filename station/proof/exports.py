@@ -17,10 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from station.codes import sanitize
 from station.config import Config
 from station.errors import RejectedCode
 from station.files import SpoolFileError, remove_path, take_spool_file
 from station.ledger import ClipRecord, Ledger
+from station.proof import ProofError
+from station.proof.bundle import export_order
+from station.retention import Policy
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +86,6 @@ def parse_request(raw: bytes) -> str:
     order_id = body["order_id"]
     if not isinstance(order_id, str):
         raise ExportRequestError("order_id is not a string")
-    from station.codes import sanitize
 
     try:
         clean = sanitize(order_id, MAX_ORDER_ID)
@@ -291,8 +294,6 @@ class ExportWorker:
 
     def build(self, order_id: str, clips: Sequence[ClipRecord], key: str) -> int:
         """Build ``exports/<key>.zip`` unless a fresh one is there; 1 if built."""
-        from station.proof import ProofError
-        from station.proof.bundle import export_order
 
         out = self.dirs.bundle(key)
         now = self.clock()
@@ -347,7 +348,6 @@ class ExportWorker:
         return 0
 
     def _room(self, need: int) -> bool:
-        from station.retention import Policy
 
         free, total = self._free(self.dirs.exports)
         floor = Policy.from_config(self.cfg.retention).floor(total)

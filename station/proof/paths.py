@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from station.config import Config
+from station.proof import ProofError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,6 @@ class ProofPaths:
         holds private keys. One owned by another user is refused (ProofError): its owner could
         swap in a key they know. (Directories named in the config are the admin's business.)
         """
-        from station.proof import ProofError
 
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = self.dir.stat()

@@ -20,6 +20,8 @@ from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey, write_private, write_public
 from station.proof.log import ProofLog, Rotation, checkpoint_body, utc_now
 from station.proof.paths import ProofPaths
+from station.proof.trust import ChainError, verify_chain
+from station.proof.tsa import TsaQueue, load_roots
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +102,6 @@ def _check_cert(cert_pem: bytes, key: StationKey, station: str, paths: ProofPath
     if cn != [station]:
         raise ProofError(f"--cert is for station {cn}, not {station!r}")
     if paths.ca_cert.exists():
-        from station.proof.trust import ChainError, verify_chain
-
         ca = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
         try:
             verify_chain(cert, [ca], datetime.now(UTC), eku=DOCUMENT_SIGNING)
@@ -144,8 +144,6 @@ def rotate(cfg: Config, *, cert: Path | None = None, keep_old_key: bool = False)
         _finish(paths, plog, rot)
         pending = 0
         if cfg.proof.tsa_urls:
-            from station.proof.tsa import TsaQueue, load_roots
-
             TsaQueue(
                 plog,
                 roots=load_roots(paths.tsa_ca),

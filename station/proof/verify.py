@@ -11,7 +11,7 @@ import sqlite3
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from station.proof.keys import (
 )
 from station.proof.log import CHECKPOINT_TYPE, Checkpoint, LogEntry, ProofLog, Rotation
 from station.proof.paths import ProofPaths
+from station.proof.rotation import RotationFiles
 from station.proof.trust import Anchors, ChainError, verify_chain
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
 from station.proof.videohash import video_digests
@@ -1587,9 +1588,6 @@ def verify_clip(
 def _retired_store(report: Report, st: _Store, old_key: str) -> _Store:
     """The view of a data dir from a retired key: its closed log and archived certificate,
     after checking the rotation statement that closed it."""
-    from dataclasses import replace
-
-    from station.proof.rotation import RotationFiles
 
     rot = next(r for r in st.log.rotations() if r.old_key == old_key)
     old, new = load_public_pem(rot.old_public_pem), load_public_pem(rot.new_public_pem)
@@ -2174,7 +2172,6 @@ def _audit_rotations(report: Report, st: _Store, rots: list[Rotation], anchors: 
     """Each rotation statement: the final checkpoint of the retired key's log, signed by it and
     its successor; the chain of keys ends at the station's key; each retired key's archived
     certificate still chains to the anchors (a retired key's clips count only then)."""
-    from station.proof.rotation import RotationFiles
 
     for j, r in enumerate(rots):
         name = f"rotation[{j}]"

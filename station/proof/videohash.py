@@ -6,6 +6,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import av
+
 HEAD_PACKETS = 10  # a truncated copy still starts with the recorded first packets
 
 
@@ -17,8 +19,6 @@ def video_digests(path: Path) -> dict[str, Any] | None:
     head; a re-encode or another recording changes the head.
     """
     try:
-        import av
-
         with av.open(str(path)) as c:
             if not c.streams.video:
                 return None

@@ -790,13 +790,16 @@ class ClipTable(Table):
         )
         return [(r[0], r[1], r[2]) for r in rows]
 
-    def packer_clips(self, start_utc: str, end_utc: str) -> list[tuple[str, str, float]]:
+    def packer_clips(
+        self, start_utc: str, end_utc: str, stations: Sequence[str] | None = None
+    ) -> list[tuple[str, str, float]]:
         """(packer, started_at with offset, duration_s) of packing clips (not returns) with a
-        packer, started in [start, end)."""
+        packer, started in [start, end) (``stations``: only theirs)."""
+        only = "" if stations is None else f" AND station IN ({','.join('?' * len(stations))})"
         rows = self._all(
             "SELECT packer, started_at, duration_s FROM clips WHERE started_utc >= ?"
-            " AND started_utc < ? AND packer IS NOT NULL AND kind = 'order'",
-            (start_utc, end_utc),
+            " AND started_utc < ? AND packer IS NOT NULL AND kind = 'order'" + only,
+            (start_utc, end_utc, *(stations or ())),
         )
         return [(r[0], r[1], r[2]) for r in rows]
 

@@ -1,43 +1,4 @@
-"""A stand-in for picamera2 with the real API shape, for tests on machines without a Pi camera.
-
-It mirrors what ``station.hardware.picamera2_camera`` relies on, as picamera2 (v0.3.x)
-itself behaves:
-
-- ``Picamera2(camera_num)`` looks the number up in ``global_camera_info()`` first, so a camera
-  that is not attached raises ``IndexError``; a busy one raises ``RuntimeError("Camera
-  __init__ sequence did not complete.")``.
-- ``create_video_configuration`` returns the same dict layout with the same defaults
-  (XBGR8888 1280x720, FrameDurationLimits 33333 us, buffer_count 6) and rejects unknown stream
-  keys; ``configure`` refuses while started and, like libcamera's ``validate()``, may adjust
-  the main size (even sizes, at most the sensor's, widths rounded down to ``width_align``),
-  logging "Camera configuration has been adjusted!" and writing the size it chose back into
-  the configuration.
-- The queue: ``start`` runs an event loop thread (picamera2's NullPreview). Each call of
-  ``capture_request(wait=...)`` becomes a ``Job`` appended to ``_job_list``; the loop runs the
-  jobs in order whenever a frame completes (or it is prodded). ``wait`` True/None blocks,
-  False returns the job, seconds raise ``TimeoutError`` after that -- and the timed-out job
-  stays queued, as in picamera2. ``stop()`` is itself a job queued behind it, so with no
-  frames coming it waits for ever unless ``cancel_all_and_flush()`` clears the queue first.
-  ``close()`` stops the event loop first and then the camera directly (picamera2's order).
-- ``CompletedRequest`` holds one reference that must be ``release``d. Metadata carries
-  ``SensorTimestamp`` as picamera2 reads it: the end of the exposure in ns on
-  ``CLOCK_MONOTONIC`` (picamera2's ``wait_for_timestamp_`` takes ``SensorTimestamp -
-  1000 * ExposureTime`` as the start of exposure and compares it with ``time.monotonic_ns()``),
-  plus ``sensor_clock_skew_ns`` to play a kernel that stamps some other clock. ``RGB888``
-  arrays are B, G, R in memory, as in picamera2.
-- ``YUV420`` / ``YVU420`` (planar 4:2:0, what the ISP gives without a conversion): the Y
-  stride is the width rounded up to ``yuv_stride_align`` bytes (64 on a Pi 4's ISP,
-  raspberrypi/linux#4419; a Pi 5 may pad more), each chroma plane follows with half that
-  stride, and ``make_array`` returns picamera2's shape, ``(height * 3 // 2, stride)``, padding
-  included (filled with 0xEE here, garbage on a real Pi). ``colour_space`` defaults as in
-  ``create_video_configuration``: ``Smpte170m`` below 1280x720, else ``Rec709`` (names from
-  ``ColorSpace`` below, a stand-in for ``libcamera.ColorSpace``).
-
-Frame k is exposed from ``_t0 + k * period`` for ``exposure_us`` (at most a period) and
-delivered ``readout_us`` later; as with ``queue=True`` only the newest completed request waits
-for the application. Knobs for tests: ``hang`` (no more frames, like a dislodged cable),
-``fail`` (an exception ``capture_request`` raises), ``configure_error``.
-"""
+"""The mock camera backend: picamera2's API shape, for machines (and tests) without a Pi camera."""
 
 from __future__ import annotations
 
@@ -120,7 +81,9 @@ class Job:
 class CompletedRequest:
     """One captured frame: buffers and metadata, recycled to the camera on the last release."""
 
-    def __init__(self, picam2: Picamera2, arrays: dict[str, np.ndarray], metadata: dict) -> None:
+    def __init__(
+        self, picam2: Picamera2, arrays: dict[str, np.ndarray], metadata: dict[str, Any]
+    ) -> None:
         self.picam2 = picam2
         self.ref_count = 1
         self.config = dict(picam2.camera_config or {})
@@ -162,7 +125,46 @@ class CompletedRequest:
 
 
 class Picamera2:
-    """The camera. Class attributes describe the attached cameras and who has them open."""
+    """The camera. Class attributes describe the attached cameras and who has them open.
+
+    It mirrors what ``station.hardware.picamera2_camera`` relies on, as picamera2 (v0.3.x)
+    itself behaves:
+
+    - ``Picamera2(camera_num)`` looks the number up in ``global_camera_info()`` first, so a camera
+      that is not attached raises ``IndexError``; a busy one raises ``RuntimeError("Camera
+      __init__ sequence did not complete.")``.
+    - ``create_video_configuration`` returns the same dict layout with the same defaults
+      (XBGR8888 1280x720, FrameDurationLimits 33333 us, buffer_count 6) and rejects unknown stream
+      keys; ``configure`` refuses while started and, like libcamera's ``validate()``, may adjust
+      the main size (even sizes, at most the sensor's, widths rounded down to ``width_align``),
+      logging "Camera configuration has been adjusted!" and writing the size it chose back into
+      the configuration.
+    - The queue: ``start`` runs an event loop thread (picamera2's NullPreview). Each call of
+      ``capture_request(wait=...)`` becomes a ``Job`` appended to ``_job_list``; the loop runs the
+      jobs in order whenever a frame completes (or it is prodded). ``wait`` True/None blocks,
+      False returns the job, seconds raise ``TimeoutError`` after that -- and the timed-out job
+      stays queued, as in picamera2. ``stop()`` is itself a job queued behind it, so with no
+      frames coming it waits for ever unless ``cancel_all_and_flush()`` clears the queue first.
+      ``close()`` stops the event loop first and then the camera directly (picamera2's order).
+    - ``CompletedRequest`` holds one reference that must be ``release``d. Metadata carries
+      ``SensorTimestamp`` as picamera2 reads it: the end of the exposure in ns on
+      ``CLOCK_MONOTONIC`` (picamera2's ``wait_for_timestamp_`` takes ``SensorTimestamp -
+      1000 * ExposureTime`` as the start of exposure and compares it with ``time.monotonic_ns()``),
+      plus ``sensor_clock_skew_ns`` to play a kernel that stamps some other clock. ``RGB888``
+      arrays are B, G, R in memory, as in picamera2.
+    - ``YUV420`` / ``YVU420`` (planar 4:2:0, what the ISP gives without a conversion): the Y
+      stride is the width rounded up to ``yuv_stride_align`` bytes (64 on a Pi 4's ISP,
+      raspberrypi/linux#4419; a Pi 5 may pad more), each chroma plane follows with half that
+      stride, and ``make_array`` returns picamera2's shape, ``(height * 3 // 2, stride)``, padding
+      included (filled with 0xEE here, garbage on a real Pi). ``colour_space`` defaults as in
+      ``create_video_configuration``: ``Smpte170m`` below 1280x720, else ``Rec709`` (names from
+      ``ColorSpace`` below, a stand-in for ``libcamera.ColorSpace``).
+
+    Frame k is exposed from ``_t0 + k * period`` for ``exposure_us`` (at most a period) and
+    delivered ``readout_us`` later; as with ``queue=True`` only the newest completed request waits
+    for the application. Knobs for tests: ``hang`` (no more frames, like a dislodged cable),
+    ``fail`` (an exception ``capture_request`` raises), ``configure_error``.
+    """
 
     cameras: ClassVar[list[dict[str, Any]]] = [
         {"Model": "imx708", "Location": 2, "Rotation": 180,
@@ -219,22 +221,22 @@ class Picamera2:
 
     def create_video_configuration(
         self,
-        main: dict | None = None,
-        lores: dict | None = None,
-        raw: dict | None = None,
+        main: dict[str, Any] | None = None,
+        lores: dict[str, Any] | None = None,
+        raw: dict[str, Any] | None = None,
         transform: Any = None,
         colour_space: Any = None,
         buffer_count: int = 6,
-        controls: dict | None = None,
+        controls: dict[str, Any] | None = None,
         display: str | None = "main",
         encode: str | None = "main",
         queue: bool = True,
-        sensor: dict | None = None,
+        sensor: dict[str, Any] | None = None,
         use_case: str = "video",
     ) -> dict[str, Any]:
         if not self.is_open:
             raise RuntimeError("Camera not opened")
-        stream = {"format": "XBGR8888", "size": (1280, 720)}
+        stream: dict[str, Any] = {"format": "XBGR8888", "size": (1280, 720)}
         for key, value in (main or {}).items():
             if key not in ("format", "size", "stride", "preserve_ar"):
                 raise ValueError(
@@ -321,7 +323,7 @@ class Picamera2:
 
     def _period_ns(self) -> int:
         assert self.camera_config is not None
-        return self.camera_config["controls"]["FrameDurationLimits"][0] * 1000
+        return int(self.camera_config["controls"]["FrameDurationLimits"][0]) * 1000
 
     def _exposure_ns(self) -> int:
         return min(self.exposure_us * 1000, self._period_ns())
@@ -424,7 +426,10 @@ class Picamera2:
             raise self.fail
         if not self.started and self._loop is None and wait in (None, True):
             raise RuntimeError("fake Picamera2: would block forever (not started)")
-        return self.dispatch_functions([self._capture_request_], wait, signal_function)
+        request: CompletedRequest = self.dispatch_functions(
+            [self._capture_request_], wait, signal_function
+        )
+        return request
 
     def capture_metadata(self, wait: bool | float | None = None,
                          signal_function: Any = None) -> dict[str, Any]:  # fmt: skip
