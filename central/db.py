@@ -259,6 +259,13 @@ class CentralDB:
 
         return int(self._run(migrate))
 
+    def build_search_indexes(self) -> list[str]:
+        """``central.schema.build_search_indexes``: the next migration's search indexes,
+        built without blocking writes (minutes at millions of clips)."""
+        from central.schema import build_search_indexes
+
+        return list(self._run(build_search_indexes))
+
     # ---- station registry ---------------------------------------------------------------
 
     def add_station(self, name: str) -> str:
