@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from central.errors import CentralError
@@ -281,8 +282,7 @@ def migrate(conn: Any, upto: int | None = None) -> int:
         # One migrator at a time: the others wait here, then find nothing to do.
         cur.execute("SELECT pg_advisory_xact_lock(7263541)")
         if current_version(conn) < len(MIGRATIONS):
-            # a build_search_indexes under way: its indexes are what the migration needs
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_BUILD_LOCK,))
+            _wait_for_builder(cur)
         cur.execute(
             "CREATE TABLE IF NOT EXISTS schema_version ("
             " version integer PRIMARY KEY, applied_utc timestamptz NOT NULL DEFAULT now())"
@@ -304,6 +304,22 @@ def migrate(conn: Any, upto: int | None = None) -> int:
 _BUILD_LOCK = 7263542
 
 
+def _wait_for_builder(cur: Any) -> None:
+    """Wait while a build_search_indexes runs (its indexes are what the migration needs), by
+    polling: a statement waiting for its lock would hold a snapshot, which CREATE INDEX
+    CONCURRENTLY waits for in turn (a deadlock)."""
+    waited = False
+    while True:
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (_BUILD_LOCK,))
+        row = cur.fetchone()
+        if row and row[0]:
+            return
+        if not waited:
+            log.info("waiting for build-search-indexes to finish before migrating")
+            waited = True
+        time.sleep(1.0)
+
+
 def build_search_indexes(conn: Any) -> list[str]:
     """Build the search indexes of SEARCH_GRAMS with CREATE INDEX CONCURRENTLY (``conn`` in
     autocommit), ahead of the migration that needs them: at millions of clips the build takes
@@ -312,8 +328,12 @@ def build_search_indexes(conn: Any) -> list[str]:
     again. Returns the names built."""
     built = []
     with conn.cursor() as cur:
-        # one builder at a time (a second would drop the first's index in progress)
-        cur.execute("SELECT pg_advisory_lock(%s)", (_BUILD_LOCK,))
+        # one builder at a time (a second would drop the first's index in progress); not a
+        # waiting lock: see _wait_for_builder
+        cur.execute("SELECT pg_try_advisory_lock(%s)", (_BUILD_LOCK,))
+        row = cur.fetchone()
+        if not row or not row[0]:
+            raise CentralError("another build-search-indexes or a migration is running")
         try:
             built = _build(cur)
         finally:

@@ -332,3 +332,31 @@ def test_build_search_indexes_needs_the_schema(pg_dsn: str) -> None:
         pytest.raises(central_db_mod.CentralError, match="packcam central migrate"),
     ):
         schema_mod.build_search_indexes(conn)
+
+
+def test_one_search_index_builder_and_the_migration_waits(pg_dsn: str) -> None:
+    """While a builder runs (its advisory lock held) a second builder is refused and the
+    migration waits for it, polling (a waiting lock would deadlock with CREATE INDEX
+    CONCURRENTLY, which waits for every open snapshot)."""
+    import threading
+
+    import psycopg
+
+    upto = schema_mod.MIGRATIONS.index(schema_mod.SEARCH_GRAMS)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        schema_mod.migrate(conn, upto=upto)
+    done: list[int] = []
+    with psycopg.connect(pg_dsn, autocommit=True) as builder:
+        builder.execute("SELECT pg_advisory_lock(%s)", (schema_mod._BUILD_LOCK,))
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            with pytest.raises(central_db_mod.CentralError, match="is running"):
+                schema_mod.build_search_indexes(conn)
+            waiter = threading.Thread(target=lambda: done.append(schema_mod.migrate(conn)))
+            waiter.start()
+            waiter.join(2.5)
+            assert waiter.is_alive() and not done  # waiting for the builder
+            with psycopg.connect(pg_dsn, autocommit=True) as other:  # nothing migrated yet
+                assert schema_mod.current_version(other) == upto
+            builder.execute("SELECT pg_advisory_unlock(%s)", (schema_mod._BUILD_LOCK,))
+            waiter.join(30)
+    assert done == [len(schema_mod.MIGRATIONS)]
