@@ -423,7 +423,7 @@ def time_searches(dsn: str, kinds: dict[str, list[str]], previous: bool) -> dict
 
 def compare_searches(dsn: str, rows: int, n: int) -> dict[str, Any]:
     """On a database filled at the schema before the block indexes: the previous search,
-    then the migration to the current schema (timed: it builds the block indexes over the
+    then the migration to the current schema (timed: it builds the search indexes over the
     rows already there), then the current search, on the same queries."""
     import psycopg
 
@@ -479,7 +479,7 @@ def search_only(rows: int, n: int, keep: bool = False) -> int:
         fill_s = fill_rows(dsn, rows, 20, upto=upto)
         print(f"{rows:,} rows loaded and indexed (schema {upto}) in {fill_s:.0f} s", flush=True)
         got = compare_searches(dsn, rows, n)
-        print(f"migration to the block indexes on {rows:,} rows: {got['migrate_s']:.0f} s")
+        print(f"migration to the current search indexes on {rows:,} rows: {got['migrate_s']:.0f} s")
         print(search_table(got))
         print(json.dumps({"fill_s": fill_s, **got}))
         return 0 if all(m["p99"] <= 100 for m in got["current"].values()) else 1
@@ -502,8 +502,9 @@ def main() -> int:
         "--search-only",
         action="store_true",
         help="only the central substring search at --rows generated clips: the previous\n"
-        "search, the migration to the block indexes (timed), the current search, on the same\n"
-        "queries; a p50/p95/p99 table per query kind with ratios (exit 1 if a p99 > 100 ms)",
+        "search, the migration to the current search indexes (timed), the current search,\n"
+        "on the same queries; a p50/p95/p99 table per query kind with ratios\n"
+        "(exit 1 if a p99 > 100 ms)",
     )
     ap.add_argument("--searches", type=int, default=200, help="queries per search kind")
     ap.add_argument("--write-docs", action="store_true", help=f"put the table into {DOC}")

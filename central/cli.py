@@ -32,6 +32,15 @@ def cmd_central(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
     cfg = _config(args)
     db = CentralDB(cfg.central.dsn)
     try:
+        if args.central_command == "build-search-indexes":
+            # before the upgrade's migration, which would build them blocking writes
+            built = db.build_search_indexes()
+            out.write(
+                "search indexes built: "
+                + (", ".join(built) if built else "none (all there)")
+                + "\nnow upgrade or restart the central site: its migration finds them\n"
+            )
+            return 0
         db.migrate()
         if args.central_command == "migrate":
             out.write("central index schema is up to date\n")
@@ -196,6 +205,16 @@ def register(subparsers: Any) -> None:
     _common(p)
     sub = p.add_subparsers(dest="central_command", metavar="ACTION", required=True)
     q = sub.add_parser("migrate", help="create or upgrade the schema")
+    _common(q)
+    q = sub.add_parser(
+        "build-search-indexes",
+        help="build the search indexes of this version without blocking (before `migrate`)",
+        description="CREATE INDEX CONCURRENTLY of the search indexes this version's migration"
+        " needs, while the previous version's site keeps registering and searching (its own"
+        " indexes stay until the migration): at millions of clips the build takes many minutes,"
+        " which the migration would otherwise spend holding up registrations. Run it, then"
+        " upgrade or restart the central site. See docs/fleet.md, 'Upgrading a big index'.",
+    )
     _common(q)
     q = sub.add_parser("add-station", help="register a station and print its enrolment token")
     q.add_argument("name", help="exactly the station's [station] name")

@@ -25,26 +25,27 @@ from web.stations import StationStatus
 log = logging.getLogger(__name__)
 
 # Search (CentralDB._newest_ids). SEARCH_BLOCK_BITS must equal the shift in the indexes of
-# central.schema.SEARCH_BLOCKS.
+# central.schema.SEARCH_GRAMS_INDEXES.
 SEARCH_BLOCK_BITS = 14  # a block holds 16,384 clip ids
 NEWEST_SCAN = 2_000  # newest rows tested one by one before any index
 FIRST_BLOCKS = 8  # blocks walked before a piece is tried as a rare one
 RARE_ROWS = 5_000  # estimated matches up to which a piece is tried as a rare one first
-KEY_CHARS = 7  # the index lookup of a longer piece uses its last 7 characters
+KEY_CHARS = 7  # the index lookup of a longer piece uses its last 7 characters (4 keys)
 RARE_MIN_CHARS = 5  # shorter pieces are rarely rare at scale (and their estimates are noise)
 RARE_TRY_S = 0.15  # time a rare piece's lookup in all older rows may take (its own is ~30 ms)
 
 
-def piece_index(q: str) -> str:
-    """Which index part serves ``q`` (2+ characters): ``trigrams`` if it holds 3 ASCII letters
-    or digits in a row (pg_trgm splits words at other characters, and a piece without a
-    trigram would read the whole index), else ``pairs`` (its lower-case character pairs)."""
-    run = 0
-    for ch in q:
-        run = run + 1 if ch.isascii() and ch.isalnum() else 0
-        if run == 3:
-            return "trigrams"
-    return "pairs"
+def search_keys(q: str) -> list[str]:
+    """The index keys (SEARCH_GRAMS: a text's lower-case pieces of 2-4 characters) that every
+    text containing ``q`` (2+ characters, any case) has: ``q`` itself up to 4 characters (one
+    exact key), else the pieces of 4 of its last KEY_CHARS characters (an ID's tail varies
+    most; its head, ``SF700000…``, is in millions of rows and costs the index most)."""
+    # ASCII letters only: ILIKE and lower() on COLLATE "C" fold nothing else
+    folded = "".join(chr(ord(ch) + 32) if "A" <= ch <= "Z" else ch for ch in q)
+    if len(folded) <= 4:
+        return [folded]
+    tail = folded[-max(4, KEY_CHARS) :]
+    return sorted({tail[i : i + 4] for i in range(len(tail) - 3)})
 
 
 DSN_ENV = "PACKCAM_CENTRAL_DSN"
@@ -262,6 +263,13 @@ class CentralDB:
     def migrate(self) -> int:
 
         return int(self._run(migrate))
+
+    def build_search_indexes(self) -> list[str]:
+        """``central.schema.build_search_indexes``: the next migration's search indexes,
+        built without blocking writes (minutes at millions of clips)."""
+        from central.schema import build_search_indexes
+
+        return list(self._run(build_search_indexes))
 
     # ---- station registry ---------------------------------------------------------------
 
@@ -914,12 +922,12 @@ class CentralDB:
         as far as they must: (1) the newest NEWEST_SCAN rows by the primary key, tested with
         ILIKE (a common piece fills its page here); (2) a piece of RARE_MIN_CHARS or more
         that PostgreSQL estimates rare (RARE_ROWS): its few matches in all older rows through
-        the (block, trigrams, pairs) GIN index and a sort, given RARE_TRY_S (3x for 8+
-        characters); (3) otherwise, or if that ran out of time (a piece common only in older
-        rows), the next FIRST_BLOCKS blocks of 2**SEARCH_BLOCK_BITS clip ids, one block at a
-        time through the same index; (4) the remaining blocks. Ids older than the
-        ``want``-th newest found so far (in either branch) are never looked at. A piece that
-        matches nothing costs one index probe per block at most.
+        the (block, [station,] pieces of 2-4 characters) GIN index and a sort, given
+        RARE_TRY_S (3x for 8+ characters); (3) otherwise, or if that ran out of time (a piece
+        common only in older rows), the next FIRST_BLOCKS blocks of 2**SEARCH_BLOCK_BITS clip
+        ids, one block at a time through the same index; (4) the remaining blocks. Ids older
+        than the ``want``-th newest found so far (in either branch) are never looked at. A
+        piece that matches nothing costs one index probe per block at most.
         """
         import psycopg
 
@@ -927,11 +935,7 @@ class CentralDB:
             return "%" + piece.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
         pattern = like(q)
-        trigrams = piece_index(q) == "trigrams"
-        # the index is asked for the last KEY_CHARS only when they hold a trigram: the tail of
-        # an ID varies most, and its head's trigrams ("SF7", "000") are in millions of rows
-        # and cost the index most to intersect; every row is tested with the whole piece
-        key = q[-KEY_CHARS:] if piece_index(q[-KEY_CHARS:]) == "trigrams" else q
+        keys = search_keys(q)  # every row is tested with the whole piece too
 
         class Branch:
             def __init__(self, table: str, col: str, text: str) -> None:
@@ -941,10 +945,7 @@ class CentralDB:
                     self.src += " JOIN clips c ON c.id = w.clip_id"
                 # one clip can have several waybills
                 self.distinct = "DISTINCT " if table != "clips c" else ""
-                if trigrams:
-                    self.indexed, self.iarg = f"{text} ILIKE %s", like(key)
-                else:
-                    self.indexed, self.iarg = f"packcam_bigrams({text}) @> packcam_bigrams(%s)", q
+                self.indexed, self.iarg = f"packcam_grams({text}) @> %s::text[]", keys
                 # text || '': a condition no index serves, so the planner tests rows with it
                 self.test = f"({text} || '') ILIKE %s"
                 self.found: list[int] = []
@@ -1029,7 +1030,7 @@ class CentralDB:
                         continue
                     try:
                         with conn.transaction():
-                            # a long piece's walk costs more (many trigrams per block probe)
+                            # a long piece's lookup costs more (more keys to intersect)
                             settings(cur, RARE_TRY_S * (3 if len(q) >= 8 else 1), "off")
                             cur.execute(
                                 f"SELECT {b.distinct}{b.col} FROM {b.src} WHERE {b.col} <= %s"

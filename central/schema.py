@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from central.errors import CentralError
@@ -23,6 +24,57 @@ SEARCH_BLOCKS = """
     DROP INDEX IF EXISTS clips_order_trgm, clip_waybills_trgm, clips_order_bigrams,
         clip_waybills_bigrams;
     """
+
+# Exact substring keys (issue 12, after SEARCH_BLOCKS): each text's lower-case (ASCII letters,
+# as ILIKE on COLLATE "C" folds them) pieces of 2, 3 and 4 characters, any characters. A piece
+# of 2-4 characters is one key whose rows all match: no false candidates to read and drop (with
+# pg_trgm, `O001` read tens of thousands of rows holding `o00` and `001` apart); a longer one is
+# asked for its last pieces of 4 (central.db.search_keys). The clip index also holds the
+# station, so a search limited to a few stations skips the others' rows inside the index.
+# plpgsql: twice as fast per row as a SQL function's generate_series (the index build).
+SEARCH_GRAMS_FUNCTION = """
+    DO $do$ BEGIN
+    IF to_regprocedure('packcam_grams(text)') IS NULL THEN
+        CREATE FUNCTION packcam_grams(t text) RETURNS text[]
+        LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE COST 1000 AS $$
+        DECLARE
+            l text := lower(t COLLATE "C");
+            n int := length(l);
+            keys text[] := '{}';
+        BEGIN
+            FOR k IN 2..4 LOOP
+                FOR i IN 1..n - k + 1 LOOP
+                    keys := keys || substr(l, i, k);
+                END LOOP;
+            END LOOP;
+            RETURN keys;
+        END $$;
+    END IF;
+    END $do$;
+    """
+# name -> the index, without CREATE INDEX [CONCURRENTLY] (central.schema.build_search_indexes
+# builds them ahead of the migration without blocking writes; the migration then finds them).
+SEARCH_GRAMS_INDEXES = {
+    "clips_grams": "ON clips USING gin ((id >> 14), station, packcam_grams(order_id))",
+    "clip_waybills_grams": "ON clip_waybills USING gin ((clip_id >> 14), packcam_grams(waybill))",
+}
+_DROP_INVALID = """
+    DO $do$ DECLARE r record; BEGIN
+    FOR r IN SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             WHERE c.relname = ANY(%s) AND NOT i.indisvalid LOOP
+        EXECUTE format('DROP INDEX %%I', r.relname);
+    END LOOP;
+    END $do$;
+    """
+SEARCH_GRAMS = (
+    "CREATE EXTENSION IF NOT EXISTS btree_gin;"
+    + SEARCH_GRAMS_FUNCTION
+    # an interrupted CONCURRENTLY build leaves an invalid index of that name: build it again
+    + _DROP_INVALID % ("'{" + ",".join(SEARCH_GRAMS_INDEXES) + "}'",)
+    + "".join(f"CREATE INDEX IF NOT EXISTS {n} {d};" for n, d in SEARCH_GRAMS_INDEXES.items())
+    + "DROP INDEX IF EXISTS clips_search, clip_waybills_search;"
+    + "DROP FUNCTION IF EXISTS packcam_bigrams(text);"
+)
 
 # Each entry upgrades the schema by one version. Never edit a shipped entry: append one.
 # Text columns searched by prefix use COLLATE "C" so that range scans (x >= q AND x < q||max)
@@ -208,6 +260,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX clips_packer ON clips(packer, started_utc);
     """,
     SEARCH_BLOCKS,
+    SEARCH_GRAMS,
 )
 
 
@@ -228,6 +281,8 @@ def migrate(conn: Any, upto: int | None = None) -> int:
     with conn.transaction(), conn.cursor() as cur:
         # One migrator at a time: the others wait here, then find nothing to do.
         cur.execute("SELECT pg_advisory_xact_lock(7263541)")
+        if current_version(conn) < len(MIGRATIONS):
+            _wait_for_builder(cur)
         cur.execute(
             "CREATE TABLE IF NOT EXISTS schema_version ("
             " version integer PRIMARY KEY, applied_utc timestamptz NOT NULL DEFAULT now())"
@@ -244,3 +299,68 @@ def migrate(conn: Any, upto: int | None = None) -> int:
             cur.execute(script)
             cur.execute("INSERT INTO schema_version(version) VALUES (%s)", (n,))
         return max(version, last)
+
+
+_BUILD_LOCK = 7263542
+
+
+def _wait_for_builder(cur: Any) -> None:
+    """Wait while a build_search_indexes runs (its indexes are what the migration needs), by
+    polling: a statement waiting for its lock would hold a snapshot, which CREATE INDEX
+    CONCURRENTLY waits for in turn (a deadlock)."""
+    waited = False
+    while True:
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (_BUILD_LOCK,))
+        row = cur.fetchone()
+        if row and row[0]:
+            return
+        if not waited:
+            log.info("waiting for build-search-indexes to finish before migrating")
+            waited = True
+        time.sleep(1.0)
+
+
+def build_search_indexes(conn: Any) -> list[str]:
+    """Build the search indexes of SEARCH_GRAMS with CREATE INDEX CONCURRENTLY (``conn`` in
+    autocommit), ahead of the migration that needs them: at millions of clips the build takes
+    many minutes, and this way registrations and searches (on the old indexes) go on. Safe
+    beside a running site of the previous version; an interrupted build is dropped and built
+    again. Returns the names built."""
+    built = []
+    with conn.cursor() as cur:
+        # one builder at a time (a second would drop the first's index in progress); not a
+        # waiting lock: see _wait_for_builder
+        cur.execute("SELECT pg_try_advisory_lock(%s)", (_BUILD_LOCK,))
+        row = cur.fetchone()
+        if not row or not row[0]:
+            raise CentralError("another build-search-indexes or a migration is running")
+        try:
+            built = _build(cur)
+        finally:
+            cur.execute("SELECT pg_advisory_unlock(%s)", (_BUILD_LOCK,))
+    return built
+
+
+def _build(cur: Any) -> list[str]:
+    cur.execute("SELECT to_regclass('clips') IS NOT NULL")
+    row = cur.fetchone()
+    if not row or not row[0]:
+        raise CentralError("no central index in this database yet: run `packcam central migrate`")
+    built = []
+    cur.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
+    cur.execute(SEARCH_GRAMS_FUNCTION)
+    for name, definition in SEARCH_GRAMS_INDEXES.items():
+        cur.execute(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE c.relname = %s",
+            (name,),
+        )
+        row = cur.fetchone()
+        if row and row[0]:
+            continue
+        if row:  # left invalid by an interrupted build
+            cur.execute(f"DROP INDEX CONCURRENTLY {name}")
+        log.info("building the search index %s (CONCURRENTLY)", name)
+        cur.execute(f"CREATE INDEX CONCURRENTLY {name} {definition}")
+        built.append(name)
+    return built
