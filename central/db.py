@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from central.errors import CentralError, Unavailable
-from central.schema import migrate
+from central.schema import build_search_indexes, migrate
 from central.witness import ACCEPT, FORK, ROLLBACK, Judgement, cosign, judge
 from station.ledger import ClipRecord, LegalHold, ScanEventRecord, WaybillLink
 from station.proof.keys import fingerprint, load_public_pem
@@ -267,8 +267,6 @@ class CentralDB:
     def build_search_indexes(self) -> list[str]:
         """``central.schema.build_search_indexes``: the next migration's search indexes,
         built without blocking writes (minutes at millions of clips)."""
-        from central.schema import build_search_indexes
-
         return list(self._run(build_search_indexes))
 
     # ---- station registry ---------------------------------------------------------------
