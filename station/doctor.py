@@ -307,7 +307,7 @@ def encoder_probe(
     bytes). Raises ``RecordingError`` when the encoder cannot be opened."""
     import av
 
-    from station.h264_limits import hw_controls, hw_settings, i_period
+    from station.h264_limits import i_period
     from station.writer import TIME_BASE, encoder_context, encoder_failed
 
     period = i_period(fps, keyframe_interval_s)
@@ -332,10 +332,6 @@ def encoder_probe(
             preset=preset,
             crf=crf,
         )
-        with hw_controls(
-            encoder, hw_settings(width, height, fps, bitrate_kbps, keyframe_interval_s)
-        ):
-            ctx.open()
         keys: list[bool] = []
         size = 0
         t0 = time.perf_counter()
