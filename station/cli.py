@@ -14,16 +14,19 @@ from typing import Any
 
 import station
 from station import config as config_mod
+from station.cliargs import (
+    EXIT_ERROR,
+    EXIT_FAIL,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_config,
+    add_data,
+    load_config,
+)
 from station.errors import ConfigError, StationError
 from station.proof import cli as proof_cli
 
 log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
-
-
-def _load_config(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load_cli(getattr(args, "config", None), getattr(args, "data", None))
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -48,7 +51,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_station(args: argparse.Namespace) -> int:
     from station.service import run_station
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     stop = threading.Event()
     _stop_on_signals(stop)
     from station.doctor import startup_checks
@@ -66,7 +69,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"packcam doctor: unknown check(s) {', '.join(unknown)}; the checks are "
               f"{', '.join(CHECK_NAMES)}", file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
-    cfg = _load_config(args)
+    cfg = load_config(args)
     checks = run_checks(cfg, skip=args.skip)
     if args.json:
         print(json.dumps(report_dict(cfg, checks), ensure_ascii=False, indent=2))
@@ -78,7 +81,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from station.service import replay
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     clips = replay(cfg, Path(args.video), start=args.start)
     print(f"{len(clips)} clip(s) written to {cfg.station.data_dir}")
     for c in clips:
@@ -90,7 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from station.service import run_demo
     from station.synthetic import DEMO_SESSION
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     if args.config is None:
         # Short still/timeout limits so a demo shows every stop rule within minutes.
         cfg = cfg.replace("session", **DEMO_SESSION)
@@ -109,7 +112,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_clips(args: argparse.Namespace) -> int:
     from station.ledger import INDEX_NAME, Ledger
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     data_dir = cfg.station.data_dir
     if not (data_dir / INDEX_NAME).is_file():
         raise StationError(f"no clip index in {data_dir} (is that the station's data dir?)")
@@ -155,7 +158,7 @@ def _existing_index(cfg: config_mod.Config) -> Path:
 def cmd_recover(args: argparse.Namespace) -> int:
     from station.recovery import recover_data_dir
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     _existing_index(cfg)
     report = recover_data_dir(cfg)
     if args.json:
@@ -172,7 +175,7 @@ def cmd_hold(args: argparse.Namespace) -> int:
 
     from station.ledger import Ledger
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     ledger = Ledger(_existing_index(cfg))
     try:
         by = args.by or f"cli:{getpass.getuser()}"
@@ -194,7 +197,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
     from station.ledger import Ledger
     from station.retention import Candidate, Policy, disk_probe, plan
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     ledger = Ledger(_existing_index(cfg))
     try:
         stored = ledger.stored_clips()
@@ -232,7 +235,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
 def cmd_sounds(args: argparse.Namespace) -> int:
     from station.feedback import TONES, AplaySink, prepare_sounds
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     fb = cfg.feedback
     out = Path(args.out) if args.out else (
         Path(fb.sounds_dir) if fb.sounds_dir else cfg.station.data_dir / "sounds"
@@ -252,25 +255,6 @@ def cmd_sounds(args: argparse.Namespace) -> int:
 
 
 # ---- parser -------------------------------------------------------------------------------
-
-
-def _add_config(p: argparse.ArgumentParser, required: bool = False) -> None:
-    p.add_argument(
-        "--config",
-        metavar="FILE",
-        required=required,
-        help="TOML config file (see config/packcam.example.toml)"
-        + ("" if required else "; default: built-in defaults"),
-    )
-
-
-def _add_data(p: argparse.ArgumentParser, required: bool = False) -> None:
-    p.add_argument(
-        "--data",
-        metavar="DIR",
-        required=required,
-        help="data directory (clips, index, keys); overrides station.data_dir of the config",
-    )
 
 
 Registrar = Callable[[Any], None]
@@ -297,8 +281,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         "screen ([screen] packers); sounds go to <data>/sounds.log and webhooks to a receiver "
         "the demo starts (unless the config sets [feedback] / [webhooks]). Stop with Ctrl-C.",
     )
-    _add_config(p)
-    _add_data(p)
+    add_config(p)
+    add_data(p)
     p.add_argument("--port", type=int, help="web port (default: web.port of the config, 8080)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--no-web", action="store_true", help="run the station only")
@@ -309,8 +293,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         help="run the packing station (camera, scanners, recorder) until SIGTERM",
         description="Run the station as configured: capture, decode, record and index clips.",
     )
-    _add_config(p, required=True)
-    _add_data(p)
+    add_config(p, required=True)
+    add_data(p)
     p.set_defaults(func=cmd_station)
 
     p = sub.add_parser(
@@ -321,8 +305,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         "they would live). Prints the clips it wrote.",
     )
     p.add_argument("video", metavar="VIDEO", help="video file to use as the camera")
-    _add_data(p, required=True)
-    _add_config(p)
+    add_data(p, required=True)
+    add_config(p)
     p.add_argument(
         "--start",
         metavar="ISO8601",
@@ -335,8 +319,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         help="list indexed clips",
         description="List the clips in a data directory's index, oldest first.",
     )
-    _add_data(p, required=True)
-    _add_config(p)
+    add_data(p, required=True)
+    add_config(p)
     p.add_argument("--order", metavar="ID", help="only the clips of this order ID")
     p.add_argument(
         "--json",
@@ -375,8 +359,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         "index row are indexed, rows whose file is missing are reported and raise an alarm. "
         "Exit 0 when index and disk agree afterwards, 1 when evidence is missing.",
     )
-    _add_data(p, required=True)
-    _add_config(p)
+    add_data(p, required=True)
+    add_config(p)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=cmd_recover)
 
@@ -390,8 +374,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
     p.add_argument("--release", action="store_true", help="release the hold")
     p.add_argument("--by", metavar="NAME", help="who decides (default: cli:<user>)")
     p.add_argument("--note", metavar="TEXT", help="why (e.g. a dispute or case number)")
-    _add_data(p, required=True)
-    _add_config(p)
+    add_data(p, required=True)
+    add_config(p)
     p.set_defaults(func=cmd_hold)
 
     p = sub.add_parser(
@@ -402,8 +386,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         "archived), the legal holds and active alarms. Deletes nothing. Exit 1 when the floor "
         "cannot be reached (the station then refuses new clips).",
     )
-    _add_data(p, required=True)
-    _add_config(p)
+    add_data(p, required=True)
+    add_config(p)
     p.set_defaults(func=cmd_retention)
 
     p = sub.add_parser(
@@ -417,8 +401,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         "retention forecast, clock sync, signing key and certificate, TSA, web port, "
         "archive and central reachability. Exit 0 without FAIL, 1 with one.",
     )
-    _add_config(p)
-    _add_data(p)
+    add_config(p)
+    add_data(p)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument(
         "--skip", action="append", default=[], metavar="CHECK", help="leave out a check (repeat)"
@@ -432,8 +416,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         "spoken prompts, rendered once by espeak-ng) into the sounds directory, e.g. when "
         "building a station image, so the station needs no espeak-ng; --play tests the speaker.",
     )
-    _add_config(p)
-    _add_data(p)
+    add_config(p)
+    add_data(p)
     p.add_argument("--out", metavar="DIR", help="where to write them (default: [feedback])")
     p.add_argument("--voice", choices=("none", "en", "zh"), help="override [feedback] voice")
     p.add_argument("--play", metavar="NAME", help="play one sound through aplay, or 'all'")

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any, TextIO
 
-from station import config as config_mod
+from station.cliargs import add_config, add_data, load_config
 from station.config import Config
 from station.errors import StationError
 from station.sdnotify import Notifier
@@ -172,10 +172,6 @@ def ensure_demo_user(config: Config) -> tuple[str, str]:
 # ---- commands ------------------------------------------------------------------------------
 
 
-def _config(args: argparse.Namespace) -> Config:
-    return config_mod.load_cli(getattr(args, "config", None), getattr(args, "data", None))
-
-
 def start_demo_site(
     cfg: Config, stop: threading.Event, out: TextIO
 ) -> tuple[threading.Thread, str]:
@@ -207,7 +203,7 @@ def start_demo_site(
 def cmd_web(args: argparse.Namespace) -> int:
     import signal
 
-    cfg = _config(args)
+    cfg = load_config(args)
     host = args.host if getattr(args, "host", None) else cfg.web.host
     port = args.port if getattr(args, "port", None) is not None else cfg.web.port
     stop = threading.Event()
@@ -244,7 +240,7 @@ def read_new_password(
 
 def cmd_user(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
-    cfg = _config(args)
+    cfg = load_config(args)
     db = WebDB.in_data_dir(cfg.station.data_dir)
     try:
         if args.user_command == "list":
@@ -291,7 +287,7 @@ SCOPE_NOTE = (
 
 def cmd_group(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
-    cfg = _config(args)
+    cfg = load_config(args)
     db = WebDB.in_data_dir(cfg.station.data_dir)
     try:
         if args.group_command == "list":
@@ -321,18 +317,8 @@ def cmd_group(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config",
-        metavar="FILE",
-        default=argparse.SUPPRESS,
-        help="TOML config file; default: built-in defaults",
-    )
-    p.add_argument(
-        "--data",
-        metavar="DIR",
-        default=argparse.SUPPRESS,
-        help="data directory; overrides station.data_dir of the config",
-    )
+    add_config(p, suppress=True)
+    add_data(p, suppress=True)
 
 
 def register(
