@@ -83,14 +83,6 @@ def write_request(data_dir: Path, station: str, packer: str | None) -> Path:
     return final
 
 
-def _read_and_remove(path: Path) -> bytes:
-    """One request's bytes, without following links or blocking on a FIFO; removed after."""
-    try:
-        return take_spool_file(path, MAX_BYTES)
-    except SpoolFileError as exc:
-        raise PackerRequestError(str(exc)) from exc
-
-
 class ScreenSignIn:
     """A scan source: the packers picked (or signed out) on the station screen.
 
@@ -130,9 +122,9 @@ class ScreenSignIn:
         out: list[InputEvent] = []
         for name in names[:MAX_PENDING]:
             try:
-                raw = _read_and_remove(self.dir / name)
+                raw = take_spool_file(self.dir / name, MAX_BYTES)  # and removed
                 packer = parse_request(raw, self.station, self.packers, time.time())
-            except PackerRequestError as exc:
+            except (SpoolFileError, PackerRequestError) as exc:
                 log.warning("screen sign-in: request %s refused: %s", name[:40], exc)
                 continue
             out.append(PackerPick(packer, now))

@@ -93,14 +93,6 @@ def parse_request(raw: bytes) -> str:
     return order_id
 
 
-def read_request(path: Path) -> bytes:
-    """Read and remove one request file without following links or blocking on a FIFO."""
-    try:
-        return take_spool_file(path, MAX_REQUEST_BYTES)
-    except SpoolFileError as exc:
-        raise ExportRequestError(str(exc)) from exc
-
-
 @dataclass(frozen=True)
 class ExportDirs:
     """The spool the web writes requests to and the folder the station writes bundles to."""
@@ -265,8 +257,8 @@ class ExportWorker:
         stem = path.name.removesuffix(REQUEST_SUFFIX)
         web_key = stem if path.name.endswith(REQUEST_SUFFIX) and _KEY.fullmatch(stem) else None
         try:
-            order_id = parse_request(read_request(path))
-        except ExportRequestError as exc:
+            order_id = parse_request(take_spool_file(path, MAX_REQUEST_BYTES))  # and removed
+        except (SpoolFileError, ExportRequestError) as exc:
             log.warning("export worker: request %r rejected: %s", path.name[:80], exc)
             if web_key:
                 self._refuse(web_key, 400, f"bad export request: {exc}")
