@@ -216,27 +216,23 @@ class CentralSync(IndexWorker):
         return out
 
     def _push_clips(self) -> int:
-        total = 0
-        while not self._halt.is_set():
-            docs = self._clip_docs("id", self.journal.cursor(CLIPS_CURSOR), "id")
-            if not docs:
-                break
-            self._post("/clips", {"clips": [d for _, d in docs]})
-            self.journal.set_cursor(CLIPS_CURSOR, docs[-1][0])
-            total += len(docs)
-        return total
+        return self._push_clip_docs("id", CLIPS_CURSOR, "id")
 
     def _push_archived(self) -> int:
+        return self._push_clip_docs(
+            "archive_seq IS NOT NULL AND archive_seq", ARCHIVED_CURSOR, "archive_seq"
+        )
+
+    def _push_clip_docs(self, where: str, cursor: str, order: str) -> int:
+        """Post the clips past ``cursor`` in batches (``_clip_docs(where, ..., order)``),
+        moving the cursor after each acknowledged batch; the number posted."""
         total = 0
         while not self._halt.is_set():
-            docs = self._clip_docs(
-                "archive_seq IS NOT NULL AND archive_seq", self.journal.cursor(ARCHIVED_CURSOR),
-                "archive_seq",
-            )  # fmt: skip
+            docs = self._clip_docs(where, self.journal.cursor(cursor), order)
             if not docs:
                 break
             self._post("/clips", {"clips": [d for _, d in docs]})
-            self.journal.set_cursor(ARCHIVED_CURSOR, docs[-1][0])
+            self.journal.set_cursor(cursor, docs[-1][0])
             total += len(docs)
         return total
 
