@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from station.codes import safe_component
-from station.files import SpoolFileError, take_spool_file
+from station.files import SpoolFileError, spool_json, take_spool_file
 from station.frames import InputEvent, PackerPick
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,7 @@ def parse_request(raw: bytes, station: str, packers: Sequence[str], now: float) 
     """The packer a request signs in (None: sign-out); PackerRequestError saying why not.
     Pure. Only a name in ``[screen] packers`` is accepted: the station trusts its own config,
     not whoever could write into the folder."""
-    if len(raw) > MAX_BYTES:
-        raise PackerRequestError(f"request larger than {MAX_BYTES} bytes")
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise PackerRequestError(f"not JSON: {type(exc).__name__}") from exc
-    if not isinstance(doc, dict) or set(doc) != {"station", "packer", "at"}:
-        raise PackerRequestError('not {"station", "packer", "at"}')
+    doc = spool_json(raw, MAX_BYTES, ("station", "packer", "at"), PackerRequestError)
     if doc["station"] != station:
         raise PackerRequestError(f"for station {str(doc['station'])[:40]!r}, not this one")
     at = doc["at"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from station.config import Config
 from station.errors import RejectedCode
-from station.files import SpoolFileError, remove_path, take_spool_file
+from station.files import SpoolFileError, remove_path, spool_json, take_spool_file
 from station.ledger import ClipRecord, Ledger
 
 log = logging.getLogger(__name__)
@@ -71,15 +71,7 @@ def parse_request(raw: bytes) -> str:
     The order ID is only ever a query parameter for the station's own index (never part of a
     path), but anything that could not be a printed label is refused here already.
     """
-    if len(raw) > MAX_REQUEST_BYTES:
-        raise ExportRequestError(f"request larger than {MAX_REQUEST_BYTES} bytes")
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ExportRequestError(f"not JSON: {type(exc).__name__}") from exc
-    if not isinstance(body, dict) or set(body) != {"order_id"}:
-        raise ExportRequestError('not {"order_id": ...}')
-    order_id = body["order_id"]
+    order_id = spool_json(raw, MAX_REQUEST_BYTES, ("order_id",), ExportRequestError)["order_id"]
     if not isinstance(order_id, str):
         raise ExportRequestError("order_id is not a string")
     from station.codes import sanitize
