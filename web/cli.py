@@ -10,6 +10,7 @@ import secrets
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import closing
 from typing import IO, Any, TextIO
 
 from station.cliargs import add_config, add_data, load_config
@@ -240,9 +241,7 @@ def read_new_password(
 
 def cmd_user(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
-    cfg = load_config(args)
-    db = WebDB.in_data_dir(cfg.station.data_dir)
-    try:
+    with closing(WebDB.in_data_dir(load_config(args).station.data_dir)) as db:
         if args.user_command == "list":
             users = db.users()
             if not users:
@@ -273,8 +272,6 @@ def cmd_user(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
         elif args.user_command == "remove":
             db.remove_user(args.name)
             out.write(f"account {args.name} removed\n")
-    finally:
-        db.close()
     return 0
 
 
@@ -287,9 +284,7 @@ SCOPE_NOTE = (
 
 def cmd_group(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
-    cfg = load_config(args)
-    db = WebDB.in_data_dir(cfg.station.data_dir)
-    try:
+    with closing(WebDB.in_data_dir(load_config(args).station.data_dir)) as db:
         if args.group_command == "list":
             groups = db.groups()
             if not groups:
@@ -311,8 +306,6 @@ def cmd_group(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
             db.change_group_members(args.name, args.add or (), args.remove or ())
             (g,) = [g for g in db.groups() if g.name == args.name]
             out.write(f"{g.name}\tmembers {','.join(g.members) or '-'}\n")
-    finally:
-        db.close()
     return 0
 
 
