@@ -52,6 +52,7 @@ from fleet_servers import (  # noqa: E402
     weed_binary,
 )
 
+from bench import queries  # noqa: E402
 from central.site import CentralSite  # noqa: E402
 from station import config as config_mod  # noqa: E402
 from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink  # noqa: E402
@@ -369,25 +370,15 @@ def previous_search(db: Any, q: str, limit: int) -> list[Any]:
 
 
 def search_queries(rows: int, n: int, seed: int = 3) -> dict[str, list[str]]:
-    """2-, 3-, 4-character pieces of order IDs and waybills in any case (from anywhere in
-    them: prefixes, infixes, suffixes), an order's last digits, a waybill's digits alone,
-    and misses."""
-    rnd = random.Random(seed)
-
-    def piece(k: int) -> str:
-        g = rnd.randint(1, rows)
-        text = rnd.choice([f"PO{g:09d}", f"SF{7000000000000 + g}"])
-        at = rnd.randrange(len(text) - k + 1)
-        return rnd.choice([str.lower, str.upper])(text[at : at + k])
-
-    return {
-        "2 characters": [piece(2) for _ in range(n)],
-        "3 characters": [piece(3) for _ in range(n)],
-        "4 characters": [piece(4) for _ in range(n)],
-        "order suffix (last 5 digits)": [f"{rnd.randint(1, rows):09d}"[-5:] for _ in range(n)],
-        "waybill digits only": [str(7000000000000 + rnd.randint(1, rows)) for _ in range(n)],
-        "no match": [rnd.choice(["zq", "zqx", "qq-9", "xx99"]) for _ in range(n)],
-    }
+    """What people type, over this benchmark's rows 1..rows (bench/queries.py)."""
+    return queries.search_queries(
+        rows,
+        n,
+        seed=seed,
+        first=1,
+        order=lambda g: f"PO{g:09d}",
+        waybill=lambda g: f"SF{7000000000000 + g}",
+    )
 
 
 def time_searches(dsn: str, kinds: dict[str, list[str]], previous: bool) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import queries  # noqa: E402
 from station import config as config_mod  # noqa: E402
 from station.ledger import Ledger  # noqa: E402
 
@@ -192,24 +193,10 @@ def bench_lookup(data_dir: Path, cfg: Any, rows: int, n: int) -> dict[str, float
 
 
 def search_queries(rows: int, n: int) -> dict[str, list[str]]:
-    """What people type: 2-, 3- and 4-character pieces of order IDs and waybills (any case),
-    an order's last digits, a waybill's digits without its carrier letters, and misses."""
-    rnd = random.Random(11)
-
-    def piece(k: int) -> str:
-        i = rnd.randrange(rows)
-        text = rnd.choice([f"PO-{i:08d}", f"SF{1000000000000 + i}"])
-        at = rnd.randrange(len(text) - k + 1)
-        return rnd.choice([str.lower, str.upper])(text[at : at + k])
-
-    return {
-        "2 characters": [piece(2) for _ in range(n)],
-        "3 characters": [piece(3) for _ in range(n)],
-        "4 characters": [piece(4) for _ in range(n)],
-        "order suffix (last 5 digits)": [f"{rnd.randrange(rows):08d}"[-5:] for _ in range(n)],
-        "waybill digits only": [str(1000000000000 + rnd.randrange(rows)) for _ in range(n)],
-        "no match": [rnd.choice(["zq", "zqx", "qq-9", "xx99"]) for _ in range(n)],
-    }
+    """What people type, over this benchmark's rows (bench/queries.py)."""
+    return queries.search_queries(
+        rows, n, seed=11, order=lambda i: f"PO-{i:08d}", waybill=lambda i: f"SF{1000000000000 + i}"
+    )
 
 
 def bench_search(data_dir: Path, rows: int, n: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from central.bucket_audit import audit_bucket
 from central.db import CentralDB
 from central.storage_policy import render
 from station import config as config_mod
+from station.cliargs import add_config, add_data, load_config
 from station.config import Config
 from station.errors import ConfigError
 from station.objstore import ObjectStore
@@ -20,7 +21,7 @@ from station.service import build_fleet
 
 
 def _config(args: argparse.Namespace) -> Config:
-    cfg = config_mod.load_cli(getattr(args, "config", None), getattr(args, "data", None))
+    cfg = load_config(args)
     if getattr(args, "dsn", None):
         cfg = cfg.replace("central", dsn=args.dsn)
     return cfg
@@ -183,11 +184,9 @@ def _archive_pass(cfg: Config, build_fleet: Any, out: IO[str]) -> int:
 
 
 def _common(p: argparse.ArgumentParser, *, data: bool = False) -> None:
-    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML config")
+    add_config(p, suppress=True)
     if data:
-        p.add_argument(
-            "--data", metavar="DIR", default=argparse.SUPPRESS, help="overrides station.data_dir"
-        )
+        add_data(p, suppress=True)
     else:
         p.add_argument(
             "--dsn", default=argparse.SUPPRESS, help="PostgreSQL conninfo (overrides central.dsn)"

@@ -211,24 +211,21 @@ class CentralSync(IndexWorker):
         return out
 
     def _push_clips(self) -> int:
-        total = 0
-        while not self._halt.is_set():
-            docs = self._clip_docs(self.cursors.cursor(CLIPS_CURSOR), archived=False)
-            if not docs:
-                break
-            self._post("/clips", {"clips": [d for _, d in docs]})
-            self.cursors.set_cursor(CLIPS_CURSOR, docs[-1][0])
-            total += len(docs)
-        return total
+        return self._push_clip_docs(CLIPS_CURSOR, archived=False)
 
     def _push_archived(self) -> int:
+        return self._push_clip_docs(ARCHIVED_CURSOR, archived=True)
+
+    def _push_clip_docs(self, cursor: str, *, archived: bool) -> int:
+        """Post the clips past ``cursor`` in batches (``_clip_docs``), moving the cursor after
+        each acknowledged batch; the number posted."""
         total = 0
         while not self._halt.is_set():
-            docs = self._clip_docs(self.cursors.cursor(ARCHIVED_CURSOR), archived=True)
+            docs = self._clip_docs(self.cursors.cursor(cursor), archived=archived)
             if not docs:
                 break
             self._post("/clips", {"clips": [d for _, d in docs]})
-            self.cursors.set_cursor(ARCHIVED_CURSOR, docs[-1][0])
+            self.cursors.set_cursor(cursor, docs[-1][0])
             total += len(docs)
         return total
 

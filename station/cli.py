@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import station
-from station.errors import EXIT_ERROR, EXIT_USAGE, ConfigError, StationError
+from station.cliargs import EXIT_ERROR, EXIT_USAGE, add_config, add_data
+from station.errors import ConfigError, StationError
 from station.proof import cli as proof_cli
 
 Handler = Callable[[argparse.Namespace], int]
@@ -28,25 +29,6 @@ def _command(name: str) -> Handler:
 
     run.__name__ = run.__qualname__ = name
     return run
-
-
-def _add_config(p: argparse.ArgumentParser, required: bool = False) -> None:
-    p.add_argument(
-        "--config",
-        metavar="FILE",
-        required=required,
-        help="TOML config file (see config/packcam.example.toml)"
-        + ("" if required else "; default: built-in defaults"),
-    )
-
-
-def _add_data(p: argparse.ArgumentParser, required: bool = False) -> None:
-    p.add_argument(
-        "--data",
-        metavar="DIR",
-        required=required,
-        help="data directory (clips, index, keys); overrides station.data_dir of the config",
-    )
 
 
 Registrar = Callable[[Any], None]
@@ -73,8 +55,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         "screen ([screen] packers); sounds go to <data>/sounds.log and webhooks to a receiver "
         "the demo starts (unless the config sets [feedback] / [webhooks]). Stop with Ctrl-C.",
     )
-    _add_config(p)
-    _add_data(p)
+    add_config(p)
+    add_data(p)
     p.add_argument("--port", type=int, help="web port (default: web.port of the config, 8080)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--no-web", action="store_true", help="run the station only")
@@ -85,8 +67,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         help="run the packing station (camera, scanners, recorder) until SIGTERM",
         description="Run the station as configured: capture, decode, record and index clips.",
     )
-    _add_config(p, required=True)
-    _add_data(p)
+    add_config(p, required=True)
+    add_data(p)
     p.set_defaults(func=_command("cmd_station"))
 
     p = sub.add_parser(
@@ -97,8 +79,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         "they would live). Prints the clips it wrote.",
     )
     p.add_argument("video", metavar="VIDEO", help="video file to use as the camera")
-    _add_data(p, required=True)
-    _add_config(p)
+    add_data(p, required=True)
+    add_config(p)
     p.add_argument(
         "--start",
         metavar="ISO8601",
@@ -111,8 +93,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         help="list indexed clips",
         description="List the clips in a data directory's index, oldest first.",
     )
-    _add_data(p, required=True)
-    _add_config(p)
+    add_data(p, required=True)
+    add_config(p)
     p.add_argument("--order", metavar="ID", help="only the clips of this order ID")
     p.add_argument(
         "--json",
@@ -158,8 +140,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         "index row are indexed, rows whose file is missing are reported and raise an alarm. "
         "Exit 0 when index and disk agree afterwards, 1 when evidence is missing.",
     )
-    _add_data(p, required=True)
-    _add_config(p)
+    add_data(p, required=True)
+    add_config(p)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=_command("cmd_recover"))
 
@@ -173,8 +155,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
     p.add_argument("--release", action="store_true", help="release the hold")
     p.add_argument("--by", metavar="NAME", help="who decides (default: cli:<user>)")
     p.add_argument("--note", metavar="TEXT", help="why (e.g. a dispute or case number)")
-    _add_data(p, required=True)
-    _add_config(p)
+    add_data(p, required=True)
+    add_config(p)
     p.set_defaults(func=_command("cmd_hold"))
 
     p = sub.add_parser(
@@ -185,8 +167,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         "archived), the legal holds and active alarms. Deletes nothing. Exit 1 when the floor "
         "cannot be reached (the station then refuses new clips).",
     )
-    _add_data(p, required=True)
-    _add_config(p)
+    add_data(p, required=True)
+    add_config(p)
     p.set_defaults(func=_command("cmd_retention"))
 
     p = sub.add_parser(
@@ -200,8 +182,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         "retention forecast, clock sync, signing key and certificate, TSA, web port, "
         "archive and central reachability. Exit 0 without FAIL, 1 with one.",
     )
-    _add_config(p)
-    _add_data(p)
+    add_config(p)
+    add_data(p)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument(
         "--skip", action="append", default=[], metavar="CHECK", help="leave out a check (repeat)"
@@ -215,8 +197,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         "spoken prompts, rendered once by espeak-ng) into the sounds directory, e.g. when "
         "building a station image, so the station needs no espeak-ng; --play tests the speaker.",
     )
-    _add_config(p)
-    _add_data(p)
+    add_config(p)
+    add_data(p)
     p.add_argument("--out", metavar="DIR", help="where to write them (default: [feedback])")
     p.add_argument("--voice", choices=("none", "en", "zh"), help="override [feedback] voice")
     p.add_argument("--play", metavar="NAME", help="play one sound through aplay, or 'all'")

@@ -16,8 +16,9 @@ from typing import Any
 from station import config as config_mod
 from station import configdoc
 from station.barcodes import decode_command
+from station.cliargs import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load_config
 from station.doctor import CHECK_NAMES, FAIL, render_text, report_dict, run_checks, startup_checks
-from station.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, ConfigError, StationError
+from station.errors import ConfigError, StationError
 from station.feedback import TONES, AplaySink, prepare_sounds
 from station.ledger import INDEX_NAME, Ledger
 from station.recovery import recover_data_dir
@@ -26,10 +27,6 @@ from station.service import replay, run_demo, run_station
 from station.synthetic import DEMO_SESSION
 
 log = logging.getLogger(__name__)
-
-
-def _load_config(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load_cli(getattr(args, "config", None), getattr(args, "data", None))
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -61,7 +58,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_station(args: argparse.Namespace) -> int:
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     stop = threading.Event()
     _stop_on_signals(stop)
 
@@ -77,7 +74,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"packcam doctor: unknown check(s) {', '.join(unknown)}; the checks are "
               f"{', '.join(CHECK_NAMES)}", file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
-    cfg = _load_config(args)
+    cfg = load_config(args)
     checks = run_checks(cfg, skip=args.skip)
     if args.json:
         print(json.dumps(report_dict(cfg, checks), ensure_ascii=False, indent=2))
@@ -88,7 +85,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     clips = replay(cfg, Path(args.video), start=args.start)
     print(f"{len(clips)} clip(s) written to {cfg.station.data_dir}")
     for c in clips:
@@ -98,7 +95,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     if args.config is None:
         # Short still/timeout limits so a demo shows every stop rule within minutes.
         cfg = cfg.replace("session", **DEMO_SESSION)
@@ -116,7 +113,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_clips(args: argparse.Namespace) -> int:
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     data_dir = cfg.station.data_dir
     if not (data_dir / INDEX_NAME).is_file():
         raise StationError(f"no clip index in {data_dir} (is that the station's data dir?)")
@@ -159,7 +156,7 @@ def _existing_index(cfg: config_mod.Config) -> Path:
 
 def cmd_recover(args: argparse.Namespace) -> int:
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     _existing_index(cfg)
     report = recover_data_dir(cfg)
     if args.json:
@@ -173,7 +170,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 def cmd_hold(args: argparse.Namespace) -> int:
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     ledger = Ledger(_existing_index(cfg))
     try:
         by = args.by or f"cli:{getpass.getuser()}"
@@ -191,7 +188,7 @@ def cmd_hold(args: argparse.Namespace) -> int:
 
 def cmd_retention(args: argparse.Namespace) -> int:
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     ledger = Ledger(_existing_index(cfg))
     try:
         stored = ledger.stored_clips()
@@ -228,7 +225,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 def cmd_sounds(args: argparse.Namespace) -> int:
 
-    cfg = _load_config(args)
+    cfg = load_config(args)
     fb = cfg.feedback
     out = Path(args.out) if args.out else (
         Path(fb.sounds_dir) if fb.sounds_dir else cfg.station.data_dir / "sounds"

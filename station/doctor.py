@@ -35,7 +35,7 @@ from station.codes import safe_component
 from station.config import Config
 from station.errors import RecordingError, ScannerError, StationError
 from station.files import write_json_atomic
-from station.h264_limits import h264_level, hw_controls, hw_settings, i_period, keyframe_problem
+from station.h264_limits import h264_level, i_period, keyframe_problem
 from station.hardware.evdev_scanner import permission_hint, scanner_report, unreadable_input_devices
 from station.ledger import INDEX_NAME
 from station.proof import ProofError
@@ -342,10 +342,6 @@ def encoder_probe(
             preset=preset,
             crf=crf,
         )
-        with hw_controls(
-            encoder, hw_settings(width, height, fps, bitrate_kbps, keyframe_interval_s)
-        ):
-            ctx.open()
         keys: list[bool] = []
         size = 0
         t0 = time.perf_counter()

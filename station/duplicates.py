@@ -16,7 +16,7 @@ import station
 from station.central_sync import read_token
 from station.config import Config
 from station.events import EventKind, StationEvent, StationEvents
-from station.eventworker import EventWorker
+from station.eventworker import QueueWorker
 from station.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -119,10 +119,10 @@ class FleetDuplicates:
         self._pending: dict[str, tuple[list[dict[str, Any]], float]] = {}
         self._next_log = 0.0
         self.checked = 0  # answers received (tests and the log)
-        self._worker = EventWorker(
+        self._worker: QueueWorker[StationEvent] = QueueWorker(
             "fleet-duplicates",
-            "fleet duplicate check",
             self._handle,
+            lambda event: f"fleet duplicate check of {event.order_id!r}",
             max_queue=max_queue,
             close_timeout_s=self.timeout_s + 1,
         )

@@ -6,7 +6,6 @@ import hashlib
 import io
 import logging
 import os
-import queue
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +21,7 @@ import numpy as np
 
 from station.errors import ConfigError
 from station.events import EventKind, StationEvent
+from station.eventworker import QueueWorker
 
 log = logging.getLogger(__name__)
 
@@ -332,34 +332,21 @@ class Feedback:
         self.sounds = dict(sounds)
         self.event_sounds = dict(event_sounds)
         self.dropped = 0
-        self._queue: queue.Queue[str | None] = queue.Queue(maxsize=max_queue)
-        self._thread = threading.Thread(target=self._loop, name="feedback", daemon=True)
-        self._thread.start()
+        self._worker: QueueWorker[str] = QueueWorker(
+            "feedback",
+            lambda name: self.sink.play(name, self.sounds[name]),
+            lambda name: f"playing sound {name}",
+            max_queue=max_queue,
+            close_timeout_s=15.0,
+        )
 
     def on_event(self, event: StationEvent) -> None:
         name = self.event_sounds.get(event.kind)
-        if name is None:
-            return
-        try:
-            self._queue.put_nowait(name)
-        except queue.Full:
+        if name is not None and not self._worker.submit(name):
             self.dropped += 1
-            log.warning("feedback queue full; sound %s dropped", name)
-
-    def _loop(self) -> None:
-        while True:
-            name = self._queue.get()
-            if name is None:
-                return
-            try:
-                self.sink.play(name, self.sounds[name])
-            except Exception:
-                log.exception("playing sound %s failed", name)
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(timeout=15)
+        self._worker.close()
         self.sink.close()
 
 

@@ -81,6 +81,22 @@ def take_spool_file(path: Path, max_bytes: int) -> bytes:
         remove_path(path)
 
 
+def spool_json(
+    raw: bytes, max_bytes: int, keys: tuple[str, ...], error: type[Exception]
+) -> dict[str, Any]:
+    """A request file's JSON object with exactly ``keys``, or ``error`` saying why not (pure):
+    the part every spool reader (export requests, screen sign-ins) checks the same way."""
+    if len(raw) > max_bytes:
+        raise error(f"request larger than {max_bytes} bytes")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise error(f"not JSON: {type(exc).__name__}") from exc
+    if not isinstance(doc, dict) or set(doc) != set(keys):
+        raise error(f"not {{{', '.join(json.dumps(k) for k in keys)}}}")
+    return doc
+
+
 def remove_path(path: Path) -> None:
     """Remove a file, or a directory someone put in its place; already gone is fine."""
     try:

@@ -13,7 +13,7 @@ from typing import Any
 
 from station.config import Config
 from station.events import EventKind, StationEvent, StationEvents
-from station.eventworker import EventWorker
+from station.eventworker import QueueWorker
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,10 @@ class OrderLookup:
         self.events = events
         self.annotate = annotate
         self._fetch = fetch
-        self._worker = EventWorker(
+        self._worker: QueueWorker[StationEvent] = QueueWorker(
             "order-lookup",
-            "order lookup",
             self.lookup,
+            lambda event: f"order lookup of {event.order_id!r}",
             max_queue=max_queue,
             close_timeout_s=self.timeout_s + 1,
         )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from station.codes import safe_component
-from station.files import SpoolFileError, take_spool_file
+from station.files import SpoolFileError, spool_json, take_spool_file
 from station.frames import InputEvent, PackerPick
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,7 @@ def parse_request(raw: bytes, station: str, packers: Sequence[str], now: float) 
     """The packer a request signs in (None: sign-out); PackerRequestError saying why not.
     Pure. Only a name in ``[screen] packers`` is accepted: the station trusts its own config,
     not whoever could write into the folder."""
-    if len(raw) > MAX_BYTES:
-        raise PackerRequestError(f"request larger than {MAX_BYTES} bytes")
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise PackerRequestError(f"not JSON: {type(exc).__name__}") from exc
-    if not isinstance(doc, dict) or set(doc) != {"station", "packer", "at"}:
-        raise PackerRequestError('not {"station", "packer", "at"}')
+    doc = spool_json(raw, MAX_BYTES, ("station", "packer", "at"), PackerRequestError)
     if doc["station"] != station:
         raise PackerRequestError(f"for station {str(doc['station'])[:40]!r}, not this one")
     at = doc["at"]
@@ -81,14 +74,6 @@ def write_request(data_dir: Path, station: str, packer: str | None) -> Path:
     final = d / f"{name}{SUFFIX}"
     os.replace(tmp, final)
     return final
-
-
-def _read_and_remove(path: Path) -> bytes:
-    """One request's bytes, without following links or blocking on a FIFO; removed after."""
-    try:
-        return take_spool_file(path, MAX_BYTES)
-    except SpoolFileError as exc:
-        raise PackerRequestError(str(exc)) from exc
 
 
 class ScreenSignIn:
@@ -130,9 +115,9 @@ class ScreenSignIn:
         out: list[InputEvent] = []
         for name in names[:MAX_PENDING]:
             try:
-                raw = _read_and_remove(self.dir / name)
+                raw = take_spool_file(self.dir / name, MAX_BYTES)  # and removed
                 packer = parse_request(raw, self.station, self.packers, time.time())
-            except PackerRequestError as exc:
+            except (SpoolFileError, PackerRequestError) as exc:
                 log.warning("screen sign-in: request %s refused: %s", name[:40], exc)
                 continue
             out.append(PackerPick(packer, now))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,16 +18,13 @@ import numpy as np
 
 from station.config import RecorderSection
 from station.errors import RecordingError
-from station.files import fsync_dir, sha256_file
-from station.h264_limits import hw_controls, hw_settings
-from station.priority import lower_thread_priority, thread_ids
+from station.priority import lower_thread_priority
 from station.writer import (
     ENCODERS,
     MUX_OPTIONS,
     TIME_BASE,
-    FinishedFile,
+    ClipFileThread,
     _describe,
-    _HashingFile,
     _set_picture_params,
     encoder_context,
     encoder_unusable_hint,
@@ -137,15 +132,8 @@ class StreamEncoder:
                 preset=preset,
                 crf=crf,
                 threads=threads,
+                global_header=global_header,
             )
-            if global_header:
-                ctx.flags = int(ctx.flags) | int(av.codec.context.Flags.global_header)
-            before = thread_ids()
-            hw = hw_settings(width, height, self.fps, bitrate_kbps, keyframe_interval_s)
-            with hw_controls(encoder, hw):  # h264_v4l2m2m: I-period + level, as ClipWriter
-                ctx.open()
-            for tid in thread_ids() - before:  # libx264's workers: background, as ours
-                lower_thread_priority(tid)
         except Exception as exc:
             hint = encoder_unusable_hint(encoder)
             raise RecordingError(
@@ -303,16 +291,19 @@ class PacketRing:
         return [p for p in self._packets if p.t >= t - 1e-9]
 
 
-class ClipMuxer:
+class ClipMuxer(ClipFileThread):
     """Muxes already-encoded packets of one clip into fragmented MP4, hashing while written.
 
-    The same file as ``ClipWriter`` makes (``MUX_OPTIONS``: moov first, one fragment per
-    frame, flushed after each; hashed as written; fsync every ``fsync_interval_s`` and at
-    the end; cut back to the last whole fragment after a write error), without encoding:
-    the packets come from the ``StreamEncoder``. ``write`` queues a packet (the first must
-    be a keyframe) and returns; the thread "clip-muxer" writes. ``finish`` once, from the
-    caller's thread. Errors are ``RecordingError`` from the next ``write`` or ``finish``.
+    The same file as ``ClipWriter`` makes, by the same ``writer.ClipFileThread`` (moov first,
+    one fragment per frame, flushed after each; hashed as written; fsync every
+    ``fsync_interval_s`` and at the end; cut back to the last whole fragment after a write
+    error), without encoding: the packets come from the ``StreamEncoder``. ``write`` queues a
+    packet (the first must be a keyframe) and returns; the thread "clip-muxer" writes.
+    ``finish`` once, from the caller's thread. Errors are ``RecordingError`` from the next
+    ``write`` or ``finish``.
     """
+
+    _kind = "clip muxer"
 
     def __init__(
         self,
@@ -326,89 +317,23 @@ class ClipMuxer:
         fsync_interval_s: float = 1.0,
         max_queue: int = 256,
     ) -> None:
-        self.path = Path(path)
-        self.width, self.height, self.fps = width, height, float(fps)
+        super().__init__(path, width, height, fps, fsync_interval_s, max_queue)
         self._extradata = extradata
         self._codec = codec
-        self._fsync_interval = fsync_interval_s
-        self._nominal_ticks = max(1, round(_TICKS / self.fps))
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
-        self._first_t: float | None = None
-        self._last_t = 0.0
-        self._last_pts = -1
-        self._written = 0
-        self._packets = 0
-        self._good_size = 0
-        self._completed = False
-        self._closed = False
-        self._finished: FinishedFile | None = None
-        self._error: RecordingError | None = None
-        self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
-        try:
-            self._file = _HashingFile(self.path)
-        except FileExistsError as exc:
-            raise RecordingError(f"refusing to overwrite existing clip file {self.path}") from exc
-        except OSError as exc:
-            raise RecordingError(f"cannot create clip file {self.path}: {_describe(exc)}") from exc
-        self._thread = threading.Thread(
-            target=self._run, name=f"clip-muxer:{self.path.name}", daemon=True
-        )
-        self._thread.start()
+        self._start("clip-muxer")
 
     def write(self, packet: EncodedPacket) -> None:
         if self._closed:
             raise RuntimeError(f"write() after finish() on {self.path}")
-        if self._error is not None:
-            raise self._error
+        self._raise_if_failed()
         if self._first_t is None:
             if not packet.key:
                 raise ValueError("a clip must start on a keyframe")
             self._first_t = packet.t
         pts = max(round((packet.t - self._first_t) * _TICKS), self._last_pts + 1)
         self._last_pts, self._last_t = pts, packet.t
-        while True:
-            try:
-                self._queue.put((packet, pts), timeout=0.2)
-                break
-            except queue.Full:
-                if self._error is not None:
-                    raise self._error from None
-        self._written += 1
-
-    def finish(self) -> FinishedFile:
-        if self._finished is not None:
-            return self._finished
-        if not self._closed:
-            self._closed = True
-            if self._thread.is_alive():
-                self._queue.put(_FINISH)
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-        if self._packets == 0 or self._first_t is None:
-            self._error = RecordingError(f"clip {self.path} has no frames")
-            raise self._error
-        try:
-            size = self.path.stat().st_size
-            digest = self._file.hexdigest()
-            if not self._file.hash_valid or size != self._file.size:
-                digest = sha256_file(self.path)
-        except OSError as exc:
-            self._error = RecordingError(f"cannot hash finished clip {self.path}: {exc}")
-            raise self._error from exc
-        self._finished = FinishedFile(
-            path=self.path,
-            sha256=digest,
-            size=size,
-            frame_count=self._packets,
-            duration_s=(self._last_pts + self._nominal_ticks) / _TICKS,
-            first_t=self._first_t,
-            last_t=self._last_t,
-        )
-        log.info("clip finished path=%s frames=%d duration=%.2fs size=%d sha256=%s",
-                 self.path, self._packets, self._finished.duration_s, size, digest)  # fmt: skip
-        return self._finished
+        self._put((packet, pts))
 
     # ---- the thread -----------------------------------------------------------------------
 
@@ -435,71 +360,20 @@ class ClipMuxer:
         ctx.extradata = extradata
         self._container, self._stream = container, stream
 
-    def _run(self) -> None:
-        lower_thread_priority()
-        last_sync = time.monotonic()
-        dir_synced = False
-        try:
-            while True:
-                try:
-                    item = self._queue.get(timeout=self._fsync_interval)
-                except queue.Empty:
-                    item = None
-                if item is _FINISH:
-                    break
-                if item is not None:
-                    packet, pts = cast("tuple[EncodedPacket, int]", item)
-                    if self._container is None:
-                        self._open_container()
-                    container, stream = self._container, self._stream
-                    assert container is not None and stream is not None  # opened just above
-                    out = av.Packet(packet.data)
-                    out.pts = out.dts = pts
-                    out.time_base = TIME_BASE
-                    out.stream = stream
-                    out.is_keyframe = packet.key
-                    container.mux(out)
-                    self._packets += 1
-                    self._good_size = self._file.size
-                now = time.monotonic()
-                if self._file.dirty and now - last_sync >= self._fsync_interval:
-                    self._file.fsync()
-                    if not dir_synced:
-                        fsync_dir(self.path.parent)
-                        dir_synced = True
-                    last_sync = now
-            if self._container is not None:
-                self._container.close()
-            self._good_size = self._file.size
-            self._file.fsync()
-            fsync_dir(self.path.parent)
-            self._completed = True
-        except Exception as exc:
-            self._error = RecordingError(f"writing clip {self.path} failed: {_describe(exc)}")
-            self._error.__cause__ = exc
-            log.error("%s", self._error)
-            self._abandon()
-        finally:
-            self._file.close()
-
-    def _abandon(self) -> None:
-        try:
-            if self._file.fd is not None:
-                os.ftruncate(self._file.fd, self._good_size)
-                self._file.fsync()
-        except OSError as exc:
-            log.error("cannot cut %s back to %d bytes: %s", self.path, self._good_size, exc)
-        self._file.close()
-        if self._container is not None:
-            try:
-                self._container.close()
-            except Exception as exc:
-                log.debug("closing the failed container for %s: %s", self.path, exc)
-        try:
-            while True:
-                self._queue.get_nowait()
-        except queue.Empty:
-            pass
+    def _consume(self, item: object) -> None:
+        packet, pts = cast("tuple[EncodedPacket, int]", item)
+        if self._container is None:
+            self._open_container()
+        container, stream = self._container, self._stream
+        assert container is not None and stream is not None  # opened just above
+        out = av.Packet(packet.data)
+        out.pts = out.dts = pts
+        out.time_base = TIME_BASE
+        out.stream = stream
+        out.is_keyframe = packet.key
+        container.mux(out)
+        self._packets += 1
+        self._good_size = self._file.size
 
 
 def stream_factories(

@@ -22,7 +22,7 @@ import numpy as np
 from station.config import ENCODERS, HARDWARE_ENCODERS
 from station.errors import RecordingError
 from station.files import fsync_dir, sha256_file
-from station.h264_limits import hw_controls, hw_settings
+from station.h264_limits import HwH264Settings, hw_controls, hw_settings
 from station.priority import lower_thread_priority, thread_ids
 
 if TYPE_CHECKING:
@@ -181,6 +181,22 @@ def encoder_unusable_hint(encoder: str) -> str:
     )
 
 
+def open_encoder(ctx: VideoCodecContext, encoder: str, hw: HwH264Settings) -> None:
+    """Open ``ctx`` as the station does: the Pi 4's I-period and level ``hw`` set around the
+    open (``hw_controls``), and the worker threads the encoder starts given background
+    priority. The one place an encoder is opened (clip writer, stream encoder, start-up probe,
+    doctor), so a probe tests the encoder as it will really run."""
+    before = thread_ids()
+    with hw_controls(encoder, hw):  # h264_v4l2m2m: I-period + level as the driver takes
+        ctx.open()  # ~5 ms; bad encoder settings (or no device) fail here, not later
+    # libx264 starts its worker threads here, in the caller's thread: give them background
+    # priority, as the writer threads take for themselves, so encoding cannot starve the
+    # caller's loop. (A thread another part of the program starts at this very moment may be
+    # lowered too; all of those are background threads.)
+    for tid in thread_ids() - before:
+        lower_thread_priority(tid)
+
+
 def encoder_context(
     encoder: str,
     *,
@@ -192,9 +208,11 @@ def encoder_context(
     preset: str = "ultrafast",
     crf: int = 23,
     threads: int = 1,
+    global_header: bool = False,
 ) -> VideoCodecContext:
-    """A codec context set up as a clip's encoder is (not opened yet): one place for the
-    clip writer, the always-running stream encoder, the start-up probe and the doctor."""
+    """An opened codec context set up as a clip's encoder is (``open_encoder``): one place for
+    the always-running stream encoder, the start-up probe and the doctor. ``global_header``
+    asks for the SPS/PPS as extradata at open time. Raises what ``ctx.open()`` raises."""
     # create() is typed for any codec; an H.264 encoder's context is a video one.
     ctx = cast("VideoCodecContext", av.CodecContext.create(encoder, "w"))
     _configure_encoder(
@@ -209,6 +227,9 @@ def encoder_context(
     ctx.framerate = Fraction(fps).limit_denominator(1001)
     if encoder == "libx264":
         ctx.options = _x264_options(preset, crf, threads)
+    if global_header:
+        ctx.flags = int(ctx.flags) | int(av.codec.context.Flags.global_header)
+    open_encoder(ctx, encoder, hw_settings(width, height, fps, bitrate_kbps, keyframe_interval_s))
     return ctx
 
 
@@ -248,7 +269,6 @@ def probe_encoder(
             keyframe_interval_s=keyframe_interval_s,
             bitrate_kbps=bitrate_kbps,
         )
-        ctx.open()
         grey = np.full((height * 3 // 2, width), 128, np.uint8)
         packets = []
         for i in range(frames):
@@ -363,7 +383,231 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class ClipWriter:
+class ClipFileThread:
+    """What ``ClipWriter`` and ``stream.ClipMuxer`` share: one fragmented MP4 at ``path``
+    (``MUX_OPTIONS``, created O_EXCL) written by one daemon thread from a bounded queue,
+    hashed as written, fsynced every ``fsync_interval_s`` and at the end (the directory too),
+    cut back to its last whole fragment after a failure.
+
+    A subclass sets ``_container`` (before the first fragment), queues its items with
+    ``_put`` and says in ``_consume`` how one item becomes fragments (counting ``_packets``
+    and moving ``_good_size`` after each); ``_drain`` runs once after the last item.
+    ``finish`` is called once from the caller's thread; an error in the thread is stored and
+    raised as ``RecordingError`` by the next ``_put``/``finish``.
+    """
+
+    _kind = "clip writer"  # for the log lines of a blocked caller
+
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        fps: float,
+        fsync_interval_s: float,
+        max_queue: int,
+    ) -> None:
+        self.path = Path(path)
+        self.width, self.height, self.fps = width, height, float(fps)
+        self._fsync_interval = fsync_interval_s
+        self._nominal_ticks = max(1, round(_TICKS / self.fps))
+        self._max_queue = max_queue
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
+        # Written by the caller's thread only.
+        self._first_t: float | None = None
+        self._last_t = 0.0
+        self._last_pts = -1
+        self._finished: FinishedFile | None = None
+        self._closed = False
+        # Written by the file's thread only (ints and references: atomic under the GIL).
+        self._packets = 0
+        self._good_size = 0  # file size at the end of the last completely written fragment
+        self._completed = False  # the thread flushed, closed and fsynced the file
+        self._error: RecordingError | None = None
+        self._container: av.container.OutputContainer | None = None
+        try:
+            self._file = _HashingFile(self.path)
+        except FileExistsError as exc:
+            raise RecordingError(f"refusing to overwrite existing clip file {self.path}") from exc
+        except OSError as exc:
+            raise RecordingError(f"cannot create clip file {self.path}: {_describe(exc)}") from exc
+
+    def _start(self, name: str) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"{name}:{self.path.name}", daemon=True
+        )
+        self._thread.start()
+
+    # --- caller's thread -------------------------------------------------------------------
+    def finish(self) -> FinishedFile:
+        """Flush, close and fsync the file; return its hash and facts.
+
+        Idempotent after success. After a failure it cleans up and raises RecordingError
+        (again on every call). A clip with no frames is an error, the empty file is left.
+        """
+        if self._finished is not None:
+            return self._finished
+        if not self._closed:
+            self._closed = True
+            try:
+                if self._thread.is_alive():
+                    self._put(_FINISH)
+            except RecordingError:
+                pass  # the thread failed meanwhile; it is exiting, and the error is raised below
+            self._thread.join()
+        self._raise_if_failed()
+        if not self._completed:
+            self._error = RecordingError(f"{self._kind} thread for {self.path} ended unexpectedly")
+            raise self._error
+        if self._packets == 0 or self._first_t is None:
+            self._error = RecordingError(f"clip {self.path} has no frames")
+            raise self._error
+        self._check_complete()
+        try:
+            size = self.path.stat().st_size
+            digest = self._file.hexdigest()
+            if not self._file.hash_valid or size != self._file.size:
+                log.info("muxer rewrote %s in place; hashing the finished file", self.path)
+                digest = sha256_file(self.path)
+        except OSError as exc:
+            self._error = RecordingError(f"cannot hash finished clip {self.path}: {exc}")
+            raise self._error from exc
+        finished = FinishedFile(
+            path=self.path,
+            sha256=digest,
+            size=size,
+            frame_count=self._packets,
+            duration_s=(self._last_pts + self._nominal_ticks) / _TICKS,
+            first_t=self._first_t,
+            last_t=self._last_t,
+        )
+        self._finished = finished
+        log.info(
+            "clip finished path=%s frames=%d duration=%.2fs size=%d sha256=%s",
+            self.path,
+            finished.frame_count,
+            finished.duration_s,
+            size,
+            digest,
+        )
+        return finished
+
+    def _check_complete(self) -> None:
+        """After the thread completed, before hashing: a subclass's consistency check."""
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _put(self, item: object) -> None:
+        try:
+            self._queue.put_nowait(item)
+            return
+        except queue.Full:
+            pass
+        # Back-pressure: a faster-than-real-time source (file, synthetic) blocks here all the
+        # time, which is fine; a live camera blocking for long drops frames at the source.
+        start = last_report = time.monotonic()
+        while True:
+            self._raise_if_failed()
+            if not self._thread.is_alive():
+                raise RecordingError(f"{self._kind} thread for {self.path} stopped unexpectedly")
+            try:
+                self._queue.put(item, timeout=0.2)
+                break
+            except queue.Full:
+                now = time.monotonic()
+                if now - last_report >= 5.0:
+                    last_report = now
+                    log.warning(
+                        "%s stuck on %s: caller blocked for %.1f s with %d frames queued",
+                        self._kind,
+                        self.path.name,
+                        now - start,
+                        self._max_queue,
+                    )
+        blocked = time.monotonic() - start
+        if blocked >= _SLOW_BLOCK_S:
+            log.warning(
+                "%s behind on %s: queue of %d frames full, caller blocked %.2f s",
+                self._kind,
+                self.path.name,
+                self._max_queue,
+                blocked,
+            )
+
+    # --- the file's thread -----------------------------------------------------------------
+    def _consume(self, item: object) -> None:
+        raise NotImplementedError
+
+    def _drain(self) -> None:
+        """After the last item, before the container is closed."""
+
+    def _run(self) -> None:
+        """The file's thread: the only code touching the container, stream and file."""
+        lower_thread_priority()
+        last_sync = time.monotonic()
+        dir_synced = False
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=self._fsync_interval)
+                except queue.Empty:
+                    item = None
+                if item is _FINISH:
+                    break
+                if item is not None:
+                    self._consume(item)
+                now = time.monotonic()
+                if self._file.dirty and now - last_sync >= self._fsync_interval:
+                    self._file.fsync()
+                    if not dir_synced:  # make the new directory entry survive a power cut
+                        fsync_dir(self.path.parent)
+                        dir_synced = True
+                    last_sync = now
+            self._drain()
+            if self._container is not None:
+                self._container.close()
+            self._good_size = self._file.size  # the last fragment and the index are complete
+            self._file.fsync()
+            fsync_dir(self.path.parent)
+            self._completed = True
+        except Exception as exc:
+            self._error = RecordingError(f"writing clip {self.path} failed: {_describe(exc)}")
+            self._error.__cause__ = exc
+            log.error("%s", self._error)
+            self._abandon()
+        finally:
+            self._file.close()
+
+    def _abandon(self) -> None:
+        """After a failure: release FFmpeg, cut a half-written fragment off, keep the rest.
+
+        The trailer is not attempted (the file is no longer trusted), and the file is cut
+        back to the end of the last fragment that was written completely, so what is left
+        decodes cleanly to its end.
+        """
+        try:
+            if self._file.fd is not None:
+                os.ftruncate(self._file.fd, self._good_size)
+                self._file.fsync()
+        except OSError as exc:
+            log.error("cannot cut %s back to %d bytes: %s", self.path, self._good_size, exc)
+        self._file.close()  # closed first: PyAV skips the trailer for a closed file
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception as exc:  # already failed once; the first error is what matters
+                log.debug("closing the failed container for %s: %s", self.path, exc)
+        # Unblock a caller waiting in _put so it sees the error promptly.
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+
+
+class ClipWriter(ClipFileThread):
     """Encode one clip to ``path`` as H.264 (yuv420p) in fragmented MP4.
 
     Not the station's path (that is ``stream.StreamEncoder`` + ``stream.ClipMuxer``, which
@@ -412,6 +656,8 @@ class ClipWriter:
     after it, so the file has one sample per frame.
     """
 
+    _kind = "encoder"
+
     def __init__(
         self,
         path: Path,
@@ -437,39 +683,17 @@ class ClipWriter:
             raise ValueError(f"width and height must be positive and even, got {width}x{height}")
         if fps <= 0 or keyframe_interval_s <= 0 or fsync_interval_s <= 0 or max_queue_s <= 0:
             raise ValueError("fps and the intervals must be positive")
-        self.path = Path(path)
-        self.width = width
-        self.height = height
-        self.fps = float(fps)
+        max_queue = max(2, math.ceil(max_queue_s * float(fps)))
+        super().__init__(path, width, height, fps, fsync_interval_s, max_queue)
         self.encoder = encoder
-        self._fsync_interval = fsync_interval_s
-        self._nominal_ticks = max(1, round(_TICKS / self.fps))
-        self._max_queue = max(2, math.ceil(max_queue_s * self.fps))
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=self._max_queue)
-
         # Written by the caller's thread only.
         self._frames_written = 0
-        self._first_t: float | None = None
-        self._last_t = 0.0
-        self._last_pts = -1
         self._nudged = 0
-        self._finished: FinishedFile | None = None
-        self._closed = False
-        # Written by the encoder thread only (ints and references: atomic under the GIL).
+        # Written by the encoder thread only.
         self._frames_encoded = 0
-        self._packets = 0
-        self._good_size = 0  # file size at the end of the last completely written fragment
         self._needs_headers = False  # SPS/PPS still to be taken from the first packet
         self._held = b""  # a packet of parameter sets only, waiting for its picture
-        self._completed = False  # the thread flushed, closed and fsynced the file
-        self._error: RecordingError | None = None
 
-        try:
-            self._file = _HashingFile(self.path)
-        except FileExistsError as exc:
-            raise RecordingError(f"refusing to overwrite existing clip file {self.path}") from exc
-        except OSError as exc:
-            raise RecordingError(f"cannot create clip file {self.path}: {_describe(exc)}") from exc
         try:
             self._container = av.open(
                 self._file, "w", format="mp4", options=dict(MUX_OPTIONS), buffer_size=1 << 18
@@ -495,16 +719,8 @@ class ClipWriter:
             )
             if not global_header:
                 ctx.flags = int(ctx.flags) & ~int(av.codec.context.Flags.global_header)
-            before = thread_ids()
             hw = hw_settings(width, height, self.fps, bitrate_kbps, keyframe_interval_s)
-            with hw_controls(encoder, hw):  # h264_v4l2m2m: I-period + level as the driver takes
-                ctx.open()  # ~5 ms; bad encoder settings (or no device) fail here, not later
-            # libx264 starts its worker threads here, in the caller's thread: give them
-            # background priority, as the writer thread takes for itself, so encoding cannot
-            # starve the caller's loop. (A thread another part of the program starts at this
-            # very moment may be lowered too; all of those are background threads.)
-            for tid in thread_ids() - before:
-                lower_thread_priority(tid)
+            open_encoder(ctx, encoder, hw)
             # No SPS/PPS yet (h264_v4l2m2m): the muxer would write an empty avcC with the
             # empty moov, and no player could open the file. Take them from the first packet.
             self._needs_headers = not ctx.extradata
@@ -518,10 +734,7 @@ class ClipWriter:
                 f"{_describe(exc)}" + (f". {hint}" if hint else "")
             ) from exc
 
-        self._thread = threading.Thread(
-            target=self._run, name=f"clip-writer:{self.path.name}", daemon=True
-        )
-        self._thread.start()
+        self._start("clip-writer")
         quality = f"preset={preset} crf={crf}" if encoder == "libx264" else f"{bitrate_kbps} kb/s"
         log.info(
             "clip started path=%s encoder=%s %s size=%dx%d fps=%.3g gop=%d",
@@ -584,29 +797,8 @@ class ClipWriter:
         self._last_t = t
         self._frames_written += 1
 
-    def finish(self) -> FinishedFile:
-        """Flush the encoder, close and fsync the file; return its hash and facts.
-
-        Idempotent after success. After a failure it cleans up and raises RecordingError
-        (again on every call). A clip with no frames is an error, the empty file is left.
-        """
-        if self._finished is not None:
-            return self._finished
-        if not self._closed:
-            self._closed = True
-            try:
-                if self._thread.is_alive():
-                    self._put(_FINISH)
-            except RecordingError:
-                pass  # the thread failed meanwhile; it is exiting, and the error is raised below
-            self._thread.join()
-        self._raise_if_failed()
-        if not self._completed:
-            self._error = RecordingError(f"encoder thread for {self.path} ended unexpectedly")
-            raise self._error
-        if self._packets == 0:
-            self._error = RecordingError(f"clip {self.path} has no frames")
-            raise self._error
+    # --- internals -------------------------------------------------------------------------
+    def _check_complete(self) -> None:
         if self._packets != self._frames_written:  # the encoder was drained: one per frame
             log.error(
                 "clip %s: %d frames written but %d packets muxed after draining %s",
@@ -615,118 +807,19 @@ class ClipWriter:
                 self._packets,
                 self.encoder,
             )
-        try:
-            size = self.path.stat().st_size
-            digest = self._file.hexdigest()
-            if not self._file.hash_valid or size != self._file.size:
-                log.info("muxer rewrote %s in place; hashing the finished file", self.path)
-                digest = sha256_file(self.path)
-        except OSError as exc:
-            self._error = RecordingError(f"cannot hash finished clip {self.path}: {exc}")
-            raise self._error from exc
-        assert self._first_t is not None
-        finished = FinishedFile(
-            path=self.path,
-            sha256=digest,
-            size=size,
-            frame_count=self._packets,
-            duration_s=(self._last_pts + self._nominal_ticks) / _TICKS,
-            first_t=self._first_t,
-            last_t=self._last_t,
-        )
-        self._finished = finished
-        log.info(
-            "clip finished path=%s frames=%d duration=%.2fs size=%d sha256=%s",
-            self.path,
-            finished.frame_count,
-            finished.duration_s,
-            size,
-            digest,
-        )
-        return finished
 
-    # --- internals -------------------------------------------------------------------------
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise self._error
+    def _consume(self, item: object) -> None:
+        image, pts = cast("tuple[np.ndarray, int]", item)
+        frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
+        frame.pts = pts
+        frame.time_base = TIME_BASE
+        self._mux(self._stream.encode(frame))
+        self._frames_encoded += 1
 
-    def _put(self, item: object) -> None:
-        try:
-            self._queue.put_nowait(item)
-            return
-        except queue.Full:
-            pass
-        # Back-pressure: a faster-than-real-time source (file, synthetic) blocks here all the
-        # time, which is fine; a live camera blocking for long drops frames at the source.
-        start = last_report = time.monotonic()
-        while True:
-            self._raise_if_failed()
-            if not self._thread.is_alive():
-                raise RecordingError(f"encoder thread for {self.path} stopped unexpectedly")
-            try:
-                self._queue.put(item, timeout=0.2)
-                break
-            except queue.Full:
-                now = time.monotonic()
-                if now - last_report >= 5.0:
-                    last_report = now
-                    log.warning(
-                        "encoder stuck on %s: caller blocked for %.1f s with %d frames queued",
-                        self.path.name,
-                        now - start,
-                        self._max_queue,
-                    )
-        blocked = time.monotonic() - start
-        if blocked >= _SLOW_BLOCK_S:
-            log.warning(
-                "encoder behind on %s: queue of %d frames full, caller blocked %.2f s",
-                self.path.name,
-                self._max_queue,
-                blocked,
-            )
-
-    def _run(self) -> None:
-        """The encoder thread: the only code touching the container, stream and file."""
-        lower_thread_priority()
-        last_sync = time.monotonic()
-        dir_synced = False
-        try:
-            while True:
-                try:
-                    item = self._queue.get(timeout=self._fsync_interval)
-                except queue.Empty:
-                    item = None
-                if item is _FINISH:
-                    break
-                if item is not None:
-                    image, pts = cast("tuple[np.ndarray, int]", item)
-                    frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
-                    frame.pts = pts
-                    frame.time_base = TIME_BASE
-                    self._mux(self._stream.encode(frame))
-                    self._frames_encoded += 1
-                now = time.monotonic()
-                if self._file.dirty and now - last_sync >= self._fsync_interval:
-                    self._file.fsync()
-                    if not dir_synced:  # make the new directory entry survive a power cut
-                        fsync_dir(self.path.parent)
-                        dir_synced = True
-                    last_sync = now
-            self._mux(self._stream.encode(None))  # drain: a buffering encoder's last packets
-            if self._held:
-                raise RecordingError(f"{self.encoder} ended with parameter sets but no picture")
-            self._container.close()
-            self._good_size = self._file.size  # the last fragment and the index are complete
-            self._file.fsync()
-            fsync_dir(self.path.parent)
-            self._completed = True
-        except Exception as exc:
-            self._error = RecordingError(f"writing clip {self.path} failed: {_describe(exc)}")
-            self._error.__cause__ = exc
-            log.error("%s", self._error)
-            self._abandon()
-        finally:
-            self._file.close()
+    def _drain(self) -> None:
+        self._mux(self._stream.encode(None))  # drain: a buffering encoder's last packets
+        if self._held:
+            raise RecordingError(f"{self.encoder} ended with parameter sets but no picture")
 
     def _mux(self, packets: list[av.Packet[Any]]) -> None:
         for packet in packets:
@@ -737,6 +830,7 @@ class ClipWriter:
                 packet = joined
             if packet.dts is None:
                 packet.dts = packet.pts  # no B-frames: decode order is presentation order
+            assert self._container is not None  # opened in __init__
             self._container.mux(packet)
             self._packets += 1
             # flush_packets: after each mux the file ends on a complete fragment
@@ -774,31 +868,6 @@ class ClipWriter:
         joined.is_keyframe = packet.is_keyframe
         return joined
 
-    def _abandon(self) -> None:
-        """After a failure: release FFmpeg, cut a half-written fragment off, keep the rest.
-
-        The trailer is not attempted (the file is no longer trusted), and the file is cut
-        back to the end of the last fragment that was written completely, so what is left
-        decodes cleanly to its end.
-        """
-        try:
-            if self._file.fd is not None:
-                os.ftruncate(self._file.fd, self._good_size)
-                self._file.fsync()
-        except OSError as exc:
-            log.error("cannot cut %s back to %d bytes: %s", self.path, self._good_size, exc)
-        self._file.close()  # closed first: PyAV skips the trailer for a closed file
-        try:
-            self._container.close()
-        except Exception as exc:  # already failed once; the first error is what matters
-            log.debug("closing the failed container for %s: %s", self.path, exc)
-        # Unblock a caller waiting in _put so it sees the error promptly.
-        try:
-            while True:
-                self._queue.get_nowait()
-        except queue.Empty:
-            pass
-
 
 __all__ = [
     "ENCODERS",
@@ -806,12 +875,14 @@ __all__ = [
     "MUX_OPTIONS",
     "PI4_ENCODER_DEVICE",
     "TIME_BASE",
+    "ClipFileThread",
     "ClipWriter",
     "FinishedFile",
     "encoder_failed",
     "encoder_unusable_hint",
     "has_picture",
     "nal_units",
+    "open_encoder",
     "parameter_sets",
     "probe_encoder",
     "to_i420",

@@ -25,21 +25,12 @@ from recorder_support import encoded_recorder
 
 from station import config as config_mod
 from station.ledger import Ledger, ScanEventRecord
+from station.proof.ca import _key_usage
 from station.proof.trust import Anchors
+from station.writer import FinishedFile
 
 MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof"
 W, H, FPS = 160, 96, 10
-
-
-@dataclass(frozen=True)
-class Finished:
-    path: Path
-    sha256: str
-    size: int
-    frame_count: int
-    duration_s: float
-    first_t: float
-    last_t: float
 
 
 class SmallWriter:
@@ -68,13 +59,13 @@ class SmallWriter:
         self.count += 1
         self.last_t = t
 
-    def finish(self) -> Finished:
+    def finish(self) -> FinishedFile:
         for packet in self.stream.encode():
             self.container.mux(packet)
         self.container.close()
         data = self.path.read_bytes()
         first = self.first_t or 0.0
-        return Finished(
+        return FinishedFile(
             path=self.path,
             sha256=hashlib.sha256(data).hexdigest(),
             size=len(data),
@@ -152,20 +143,6 @@ def _name(cn: str) -> x509.Name:
     )
 
 
-def _usage(*, ca: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=ca,
-        crl_sign=ca,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
 def make_tsa_pki(directory: Path, kind: str) -> tuple[Path, Path, Path]:
     """A root CA and a TSA certificate (critical EKU timeStamping); returns (root, cert, key)."""
     now = datetime.now(UTC)
@@ -179,7 +156,7 @@ def make_tsa_pki(directory: Path, kind: str) -> tuple[Path, Path, Path]:
         .not_valid_before(now - timedelta(days=1))
         .not_valid_after(now + timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_usage(ca=True), critical=True)
+        .add_extension(_key_usage(sign=True, ca=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), False)
         .sign(root_key, hashes.SHA256())
     )
@@ -198,7 +175,7 @@ def make_tsa_pki(directory: Path, kind: str) -> tuple[Path, Path, Path]:
         .not_valid_after(now + timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-        .add_extension(_usage(ca=False), critical=True)
+        .add_extension(_key_usage(sign=True, ca=False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
@@ -118,6 +119,51 @@ def test_station_refuses_to_start_without_the_hardware_encoder(tmp_path: Path) -
 
 def test_libx264_probe_works_here() -> None:
     probe_encoder("libx264", 320, 240, 30.0)
+
+
+def _probe_clip_writer(tmp_path: Path, encoder: str) -> None:
+    ClipWriter(tmp_path / "probe.mp4", 640, 480, 60.0, encoder=encoder, bitrate_kbps=12_000,
+               keyframe_interval_s=2.0).finish()  # fmt: skip
+
+
+def _probe_start_up(tmp_path: Path, encoder: str) -> None:
+    probe_encoder(encoder, 640, 480, 60.0, bitrate_kbps=12_000, keyframe_interval_s=2.0)
+
+
+def _probe_doctor(tmp_path: Path, encoder: str) -> None:
+    from station.doctor import encoder_probe
+
+    encoder_probe(encoder, 640, 480, 60.0, bitrate_kbps=12_000, keyframe_interval_s=2.0, frames=3)
+
+
+@pytest.mark.parametrize("opener", [_probe_clip_writer, _probe_start_up, _probe_doctor])
+def test_every_probe_opens_the_hardware_encoder_inside_its_controls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opener: Callable[[Path, str], None]
+) -> None:
+    """The start-up probe opened h264_v4l2m2m without the I-period and level the station sets
+    (so it tested another encoder than the one that records); every opener now goes through
+    writer.open_encoder. The device exists only on a Pi 4: here the wiring is checked."""
+    import contextlib
+
+    import station.writer
+    from station.h264_limits import HwH264Settings
+
+    calls: list[tuple[str, HwH264Settings | None]] = []
+
+    @contextlib.contextmanager
+    def recording(encoder: str, settings: HwH264Settings | None) -> Iterator[None]:
+        calls.append((encoder, settings))
+        yield
+
+    works_here = hardware_problem() is None  # probed before the patch (cached)
+    monkeypatch.setattr(station.writer, "hw_controls", recording)
+    if works_here:
+        opener(tmp_path, HW)
+    else:
+        with pytest.raises(RecordingError):
+            opener(tmp_path, HW)
+    # 640x480 at 60 fps and 12 Mb/s: level 4.1 (the bitrate), a key frame every 2 s.
+    assert calls == [(HW, HwH264Settings(level="4.1", i_period=120))]
 
 
 # --- the real thing (a Raspberry Pi 4) --------------------------------------------------------

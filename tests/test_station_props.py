@@ -23,7 +23,7 @@ from station.ledger import Ledger
 from station.recorder import Recorder
 from station.runner import Station
 from station.stream import EncodedPacket
-from station.writer import to_i420
+from station.writer import FinishedFile, to_i420
 
 W, H, FPS = 16, 16, 10.0
 WALL0 = datetime(2026, 12, 4, 9, 0, 0).astimezone()
@@ -41,17 +41,6 @@ class World:
     pending: list[InputEvent] = field(default_factory=list)
     writers: list[FakeWriter] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
-
-
-@dataclass
-class FakeFinished:
-    path: Path
-    sha256: str
-    size: int
-    frame_count: int
-    duration_s: float
-    first_t: float
-    last_t: float
 
 
 class FakeWriter:
@@ -72,13 +61,13 @@ class FakeWriter:
             self.world.violations.append(f"{self.path.name} starts on a non-keyframe")
         self.times.append(packet.t)
 
-    def finish(self) -> FakeFinished:
+    def finish(self) -> FinishedFile:
         self.finishes += 1
         if not self.times:
             raise RecordingError(f"clip {self.path} has no frames")
         data = b"".join(f"{t:.3f}\n".encode() for t in self.times)
         self.path.write_bytes(data)
-        return FakeFinished(
+        return FinishedFile(
             self.path,
             hashlib.sha256(data).hexdigest(),
             len(data),

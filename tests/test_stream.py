@@ -160,9 +160,15 @@ def test_frames_go_to_the_encoder_without_a_copy_and_encode_as_a_copy_would() ->
     assert yuv420p_frame(strided).to_ndarray().shape == (H * 3 // 2, W)
 
     def encode(make) -> list[bytes]:  # type: ignore[no-untyped-def]
-        ctx = encoder_context("libx264", width=W, height=H, fps=FPS, keyframe_interval_s=1.0,
-                              bitrate_kbps=1000, threads=1)  # fmt: skip
-        ctx.open()
+        ctx = encoder_context(
+            "libx264",
+            width=W,
+            height=H,
+            fps=FPS,
+            keyframe_interval_s=1.0,
+            bitrate_kbps=1000,
+            threads=1,
+        )  # fmt: skip (opened)
         out = []
         for i, img in enumerate(images):
             f = make(img)
@@ -180,7 +186,7 @@ def test_the_stream_encoder_opens_the_codec_inside_the_pi4_encoder_controls(monk
     does. (The device itself exists only on a Pi 4; here the wiring is checked.)"""
     import contextlib
 
-    import station.stream
+    import station.writer
     from station.h264_limits import HwH264Settings
 
     calls: list[tuple[str, HwH264Settings]] = []
@@ -190,7 +196,7 @@ def test_the_stream_encoder_opens_the_codec_inside_the_pi4_encoder_controls(monk
         calls.append((encoder, settings))
         yield
 
-    monkeypatch.setattr(station.stream, "hw_controls", recording)
+    monkeypatch.setattr(station.writer, "hw_controls", recording)  # writer.open_encoder
     enc = StreamEncoder(W, H, FPS, keyframe_interval_s=2.0)
     enc.flush()
     assert calls == [("libx264", HwH264Settings(level="4.0", i_period=20))]

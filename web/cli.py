@@ -11,11 +11,12 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import closing
 from typing import IO, Any, TextIO
 
 from waitress import create_server, wasyncore
 
-from station import config as config_mod
+from station.cliargs import add_config, add_data, load_config
 from station.config import Config
 from station.errors import StationError
 from station.sdnotify import Notifier
@@ -171,10 +172,6 @@ def ensure_demo_user(config: Config) -> tuple[str, str]:
 # ---- commands ------------------------------------------------------------------------------
 
 
-def _config(args: argparse.Namespace) -> Config:
-    return config_mod.load_cli(getattr(args, "config", None), getattr(args, "data", None))
-
-
 def start_demo_site(
     cfg: Config, stop: threading.Event, out: TextIO
 ) -> tuple[threading.Thread, str]:
@@ -205,7 +202,7 @@ def start_demo_site(
 
 def cmd_web(args: argparse.Namespace) -> int:
 
-    cfg = _config(args)
+    cfg = load_config(args)
     host = args.host if getattr(args, "host", None) else cfg.web.host
     port = args.port if getattr(args, "port", None) is not None else cfg.web.port
     stop = threading.Event()
@@ -242,9 +239,7 @@ def read_new_password(
 
 def cmd_user(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
-    cfg = _config(args)
-    db = WebDB.in_data_dir(cfg.station.data_dir)
-    try:
+    with closing(WebDB.in_data_dir(load_config(args).station.data_dir)) as db:
         if args.user_command == "list":
             users = db.users()
             if not users:
@@ -275,8 +270,6 @@ def cmd_user(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
         elif args.user_command == "remove":
             db.remove_user(args.name)
             out.write(f"account {args.name} removed\n")
-    finally:
-        db.close()
     return 0
 
 
@@ -289,9 +282,7 @@ SCOPE_NOTE = (
 
 def cmd_group(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
-    cfg = _config(args)
-    db = WebDB.in_data_dir(cfg.station.data_dir)
-    try:
+    with closing(WebDB.in_data_dir(load_config(args).station.data_dir)) as db:
         if args.group_command == "list":
             groups = db.groups()
             if not groups:
@@ -313,24 +304,12 @@ def cmd_group(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
             db.change_group_members(args.name, args.add or (), args.remove or ())
             (g,) = [g for g in db.groups() if g.name == args.name]
             out.write(f"{g.name}\tmembers {','.join(g.members) or '-'}\n")
-    finally:
-        db.close()
     return 0
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config",
-        metavar="FILE",
-        default=argparse.SUPPRESS,
-        help="TOML config file; default: built-in defaults",
-    )
-    p.add_argument(
-        "--data",
-        metavar="DIR",
-        default=argparse.SUPPRESS,
-        help="data directory; overrides station.data_dir of the config",
-    )
+    add_config(p, suppress=True)
+    add_data(p, suppress=True)
 
 
 def register(

@@ -398,7 +398,8 @@ def video(clip_id: int) -> Response:
 @require("viewer")
 def download(clip_id: int) -> Response:
     clip = _clip_or_404(clip_id)
-    return _logged_fetch(serve_video(clip, attachment=True), clip, "download")
+    resp = serve_video(clip, attachment=True)
+    return log_fetch(resp, clip.order_id, "download", user=g.user.name, clip_id=clip.id)
 
 
 @bp.route("/clips/<int:clip_id>/bundle.zip", methods=["GET", "HEAD"])
@@ -407,20 +408,16 @@ def bundle(clip_id: int) -> Response:
     """The evidence bundle of the clip's order (every clip of it), from the bundle cache."""
 
     clip = _clip_or_404(clip_id)
-    return _logged_fetch(send_bundle(clip.order_id, clip_id=clip.id), clip, "export")
+    resp = send_bundle(clip.order_id, clip_id=clip.id)
+    return log_fetch(resp, clip.order_id, "export", user=g.user.name, clip_id=clip.id)
 
 
-def _logged_fetch(resp: Response, clip: ClipRecord, action: str) -> Response:
-    """Log ``action`` on the clip's order once per fetch (not per resumed range), then pass
-    the response on."""
+def log_fetch(resp: Response, order_id: str, action: str, **fields: Any) -> Response:
+    """Log ``action`` on ``order_id`` once per fetch (not per resumed range or revalidation),
+    then pass the response on. ``fields``: ``WebDB.log_access``'s (user, clip_id, share_id,
+    detail); the client's address is added."""
     if resp.status_code in (200, 206) and counts_as_download():
-        get_db().log_access(
-            clip.order_id,
-            action,
-            user=g.user.name,
-            clip_id=clip.id,
-            remote_addr=request.remote_addr,
-        )
+        get_db().log_access(order_id, action, remote_addr=request.remote_addr, **fields)
     return resp
 
 

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -350,22 +350,21 @@ class WebDB:
     def set_password(self, name: str, password: str) -> None:
         """Change a password; bumping ``epoch`` ends every session of that account."""
         check_password(password)
-        pw_hash = generate_password_hash(password, method=self.pw_method)
-        with self._tx() as db:
-            cur = db.execute(
-                "UPDATE users SET pw_hash = ?, epoch = epoch + 1 WHERE name = ?", (pw_hash, name)
-            )
-            if cur.rowcount == 0:
-                raise AccountError(f"no account named {name!r}")
-            _end_sessions_of(db, name)
+        self._change_account(
+            name, "pw_hash", generate_password_hash(password, method=self.pw_method)
+        )
         log.info("password of account %r changed; its sessions ended", name)
 
     def set_role(self, name: str, role: str) -> None:
         if role not in ROLES:
             raise AccountError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        self._change_account(name, "role", role)
+
+    def _change_account(self, name: str, column: Literal["pw_hash", "role"], value: str) -> None:
+        """Set ``column`` of account ``name``; bumping ``epoch`` ends its sessions."""
         with self._tx() as db:
             cur = db.execute(
-                "UPDATE users SET role = ?, epoch = epoch + 1 WHERE name = ?", (role, name)
+                f"UPDATE users SET {column} = ?, epoch = epoch + 1 WHERE name = ?", (value, name)
             )
             if cur.rowcount == 0:
                 raise AccountError(f"no account named {name!r}")

@@ -30,7 +30,7 @@ from station.ledger import ClipRecord
 from web.auth import require
 from web.clips import (
     clip_views,
-    counts_as_download,
+    log_fetch,
     order_url,
     send_bundle,
     serve_frame,
@@ -257,15 +257,9 @@ def bundle(token: str) -> Response:
     """The order's evidence bundle for the buyer or the platform: anyone can verify it."""
     share = _share_from_token(token)
     resp = send_bundle(share.order_id, index=share_index(share))
-    if resp.status_code in (200, 206) and counts_as_download():
-        get_db().log_access(
-            share.order_id,
-            "share-download",
-            share_id=share.id,
-            remote_addr=request.remote_addr,
-            detail="evidence bundle",
-        )
-    return resp
+    return log_fetch(
+        resp, share.order_id, "share-download", share_id=share.id, detail="evidence bundle"
+    )
 
 
 @bp.route("/s/<token>/clips/<int:clip_id>/video", methods=["GET", "HEAD"])
@@ -279,15 +273,7 @@ def download(token: str, clip_id: int) -> Response:
     share = _share_from_token(token)
     clip = _clip_in_share(share, clip_id)
     resp = serve_video(clip, attachment=True)
-    if resp.status_code in (200, 206) and counts_as_download():
-        get_db().log_access(
-            clip.order_id,
-            "share-download",
-            clip_id=clip.id,
-            share_id=share.id,
-            remote_addr=request.remote_addr,
-        )
-    return resp
+    return log_fetch(resp, clip.order_id, "share-download", clip_id=clip.id, share_id=share.id)
 
 
 @bp.get("/s/<token>/clips/<int:clip_id>/thumb.jpg")

@@ -10,7 +10,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from station import config as config_mod
+from station.cliargs import EXIT_OK, add_config, add_data, load_config
+from station.errors import ConfigError
 from station.proof import ProofError, rotation
 from station.proof.bundle import export_order
 from station.proof.ca import CA_CERT, CompanyCa
@@ -31,21 +32,10 @@ from station.proof.verify import (
 )
 from station.recovery import DataDirBusy, data_dir_lock
 
-EXIT_OK, EXIT_FAIL = 0, 1
-
-
-def _config(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load_cli(getattr(args, "config", None), getattr(args, "data", None))
-
 
 def _common(p: argparse.ArgumentParser, *, data_required: bool = False) -> None:
-    p.add_argument("--config", metavar="FILE", help="TOML config file; default: built-in defaults")
-    p.add_argument(
-        "--data",
-        metavar="DIR",
-        required=data_required,
-        help="data directory (clips, index, keys); overrides station.data_dir of the config",
-    )
+    add_config(p)
+    add_data(p, required=data_required)
 
 
 def _anchors(args: argparse.Namespace) -> Anchors:
@@ -76,7 +66,7 @@ def _print_report(report: Report, as_json: bool) -> int:
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
-    paths = ProofPaths.from_config(_config(args))
+    paths = ProofPaths.from_config(load_config(args))
     paths.ensure_dirs()
     key, created = StationKey.load_or_create(paths.key, public_path=paths.public_key)
     print(f"{'created' if created else 'existing'} station key {paths.key} (mode 0600)")
@@ -87,7 +77,7 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
-    cfg = _config(args)
+    cfg = load_config(args)
     paths = ProofPaths.from_config(cfg)
     try:
         with data_dir_lock(cfg.station.data_dir):
@@ -132,7 +122,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_ca_init(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = load_config(args)
     ca_dir = Path(args.ca_dir) if args.ca_dir else ProofPaths.from_config(cfg).ca_dir
     ca = CompanyCa.create(ca_dir, args.name)
     print(f"created company CA {args.name!r} in {ca_dir}")
@@ -143,7 +133,7 @@ def cmd_ca_init(args: argparse.Namespace) -> int:
 
 
 def cmd_ca_issue(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = load_config(args)
     paths = ProofPaths.from_config(cfg)
     ca = CompanyCa.load(Path(args.ca_dir) if args.ca_dir else paths.ca_dir)
     if args.station_key:
@@ -181,7 +171,7 @@ def cmd_ca_issue(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
 
-    res = export_order(_config(args), args.order, Path(args.output))
+    res = export_order(load_config(args), args.order, Path(args.output))
     print(
         f"wrote {res.path}: {res.clips} clip(s), {res.frames} key frames, {res.timestamps} "
         f"timestamp token(s), log checkpoint of {res.checkpoint_size} entries"
@@ -200,9 +190,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if target.suffix.lower() == ".zip" or _is_zip(target):
         report = verify_bundle(target, anchors=anchors, bound=bound, witness=witness)
         if args.data or args.config:
-            name_later_clips(report, _config(args))
+            name_later_clips(report, load_config(args))
     else:
-        cfg = _config(args) if (args.data or args.config) else None
+        cfg = load_config(args) if (args.data or args.config) else None
         report = verify_clip(target, cfg, anchors=anchors, bound=bound)
     return _print_report(report, args.json)
 
@@ -232,12 +222,12 @@ def _is_zip(path: Path) -> bool:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     known = [load_known_checkpoint(Path(f)) for f in args.checkpoint or ()]
-    report = audit(_config(args), anchors=_anchors(args), bound=_bound(args), known=known)
+    report = audit(load_config(args), anchors=_anchors(args), bound=_bound(args), known=known)
     return _print_report(report, args.json)
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = load_config(args)
     paths = ProofPaths.from_config(cfg)
     plog = ProofLog.in_data_dir(cfg.station.data_dir)
     try:
@@ -454,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except config_mod.ConfigError as exc:
+    except ConfigError as exc:
         print(f"packcam: config error: {exc}", file=sys.stderr)
         return 2
     except ProofError as exc:

@@ -20,7 +20,7 @@ from typing import Any
 from station.codes import sanitize
 from station.config import Config
 from station.errors import RejectedCode
-from station.files import SpoolFileError, remove_path, take_spool_file
+from station.files import SpoolFileError, remove_path, spool_json, take_spool_file
 from station.ledger import ClipRecord, Ledger
 from station.proof import ProofError
 from station.proof.bundle import export_order
@@ -75,15 +75,7 @@ def parse_request(raw: bytes) -> str:
     The order ID is only ever a query parameter for the station's own index (never part of a
     path), but anything that could not be a printed label is refused here already.
     """
-    if len(raw) > MAX_REQUEST_BYTES:
-        raise ExportRequestError(f"request larger than {MAX_REQUEST_BYTES} bytes")
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ExportRequestError(f"not JSON: {type(exc).__name__}") from exc
-    if not isinstance(body, dict) or set(body) != {"order_id"}:
-        raise ExportRequestError('not {"order_id": ...}')
-    order_id = body["order_id"]
+    order_id = spool_json(raw, MAX_REQUEST_BYTES, ("order_id",), ExportRequestError)["order_id"]
     if not isinstance(order_id, str):
         raise ExportRequestError("order_id is not a string")
 
@@ -94,14 +86,6 @@ def parse_request(raw: bytes) -> str:
     if clean != order_id:
         raise ExportRequestError("order_id is not in normal form")
     return order_id
-
-
-def read_request(path: Path) -> bytes:
-    """Read and remove one request file without following links or blocking on a FIFO."""
-    try:
-        return take_spool_file(path, MAX_REQUEST_BYTES)
-    except SpoolFileError as exc:
-        raise ExportRequestError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -268,8 +252,8 @@ class ExportWorker:
         stem = path.name.removesuffix(REQUEST_SUFFIX)
         web_key = stem if path.name.endswith(REQUEST_SUFFIX) and _KEY.fullmatch(stem) else None
         try:
-            order_id = parse_request(read_request(path))
-        except ExportRequestError as exc:
+            order_id = parse_request(take_spool_file(path, MAX_REQUEST_BYTES))  # and removed
+        except (SpoolFileError, ExportRequestError) as exc:
             log.warning("export worker: request %r rejected: %s", path.name[:80], exc)
             if web_key:
                 self._refuse(web_key, 400, f"bad export request: {exc}")
