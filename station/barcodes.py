@@ -840,10 +840,18 @@ class ScanWorker:
         else:
             found, pixels = [], 0
             for x0, y0, x1, y1 in boxes:
+                crop = _to_gray(image[y0:y1, x0:x1])
+                like = code_like(crop)
+                if not like:
+                    # A change with no patch of dense strong edges (a hand, a box, the table,
+                    # a hand over a label read a moment ago) holds no code the pipeline could
+                    # read: it would spend the crop's whole budget finding nothing, half the
+                    # worker's CPU on a busy table. The full look every full_every_s still
+                    # decodes the whole frame.
+                    continue
                 pixels += (x1 - x0) * (y1 - y0)
-                crop = image[y0:y1, x0:x1]
                 got = self._decoder.decode_frame(crop, crop.shape[0] * crop.shape[1] / (h * w))
-                like = not got and code_like(_to_gray(crop))
+                like = like and not got
                 if like and self._gate.settled((x0, y0, x1, y1), frame.t):
                     # The crop still looks like a code, one was read or located here on an
                     # earlier look, it has settled, and the cheap stages of the crop's budget
