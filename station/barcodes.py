@@ -685,7 +685,7 @@ class ScanWorkerStats:
     errors: int = 0
     decode_seconds: float = 0.0
     last_latency_s: float = 0.0
-    unchanged: int = 0  # decoded frames in which the change gate found nothing to look at
+    unchanged: int = 0  # decoded frames with nothing to look at: unchanged, or nothing code-like
     pixels: int = 0  # frame pixels given to the decoder (the gate's saving shows here)
     escalations: int = 0  # located codes sent to the whole pipeline (Escalator)
     escalation_seconds: float = 0.0  # CPU time of those, in the escalation thread
@@ -716,7 +716,8 @@ class ScanWorker:
     CPU speed. Frames are kept by reference, not copied: the caller must not modify a frame's
     image after submitting it (the capture loop draws its overlay on a copy).
     With a ``gate`` (ChangeGate) only the parts of a frame that changed since the decoder last
-    looked, and the places where codes were just read, are decoded (see station/changegate.py).
+    looked, and the places where codes were just read, are decoded (see station/changegate.py),
+    and of those only the ones that look like a code (``code_like``).
     A decode that raises is logged and counted; the worker carries on with the next frame.
     ``start``, ``submit``, ``poll`` and ``stop`` may be called from any thread; calling
     ``submit`` before ``start`` or after ``stop`` is a programming error and raises.
@@ -840,10 +841,18 @@ class ScanWorker:
         else:
             found, pixels = [], 0
             for x0, y0, x1, y1 in boxes:
+                crop = _to_gray(image[y0:y1, x0:x1])
+                like = code_like(crop)
+                if not like:
+                    # A change with no patch of dense strong edges (a hand, a box, the table,
+                    # a hand over a label read a moment ago) holds no code the pipeline could
+                    # read: it would spend the crop's whole budget finding nothing, half the
+                    # worker's CPU on a busy table. The full look every full_every_s still
+                    # decodes the whole frame.
+                    continue
                 pixels += (x1 - x0) * (y1 - y0)
-                crop = image[y0:y1, x0:x1]
                 got = self._decoder.decode_frame(crop, crop.shape[0] * crop.shape[1] / (h * w))
-                like = not got and code_like(_to_gray(crop))
+                like = like and not got
                 if like and self._gate.settled((x0, y0, x1, y1), frame.t):
                     # The crop still looks like a code, one was read or located here on an
                     # earlier look, it has settled, and the cheap stages of the crop's budget
