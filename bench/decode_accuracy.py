@@ -28,11 +28,11 @@ import numpy as np
 # run from a checkout without installing: `.venv/bin/python bench/decode_accuracy.py`
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from station import barcodes
-from station.changegate import ChangeGate
-from station.frames import Frame
-from station.ledger import ScanEventRecord
-from station.synthetic import Scenario, SyntheticCamera
+from station.capture import barcodes
+from station.capture.changegate import ChangeGate
+from station.capture.frames import Frame
+from station.capture.synthetic import Scenario, SyntheticCamera
+from station.store.ledger import ScanEventRecord
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = [REPO.parent / "shared/data/barcodes", Path("/work/shared/data/barcodes")]
@@ -85,7 +85,7 @@ def gated_read(
     wall = datetime(2026, 1, 1, tzinfo=UTC)
     worker.submit(Frame(image=background, t=0.0, wall=wall, index=0))
     worker.poll(0.0)
-    # two looks: a read becomes a scan once confirmed in two frames (station/confirm.py)
+    # two looks: a read becomes a scan once confirmed in two frames (station/capture/confirm.py)
     worker.submit(Frame(image=frame, t=0.1, wall=wall, index=3))
     worker.submit(Frame(image=frame, t=0.2, wall=wall, index=6))
     worker.stop()
@@ -391,7 +391,7 @@ def station_scans(
     writes nothing. Returns what was logged, the thread CPU seconds of each decoded frame's
     ``process`` (the sync decode runs in it) and the worker's counters."""
     from station import config as config_mod
-    from station.runner import Station
+    from station.recording.runner import Station
 
     cfg = config_mod.load(None)
     recorder = _NullRecorder()

@@ -28,12 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from station import config as config_mod  # noqa: E402
-from station.events import EventKind, StationEvent  # noqa: E402
-from station.feedback import EVENT_SOUNDS, Feedback, prepare_sounds  # noqa: E402
-from station.frames import InputEvent, RawScan  # noqa: E402
-from station.scanner import EventQueue  # noqa: E402
+from station.capture.frames import InputEvent, RawScan  # noqa: E402
+from station.capture.scanner import EventQueue  # noqa: E402
+from station.capture.synthetic import Scenario, SyntheticCamera  # noqa: E402
+from station.floor.events import EventKind, StationEvent  # noqa: E402
+from station.floor.feedback import EVENT_SOUNDS, Feedback, prepare_sounds  # noqa: E402
 from station.service import assemble  # noqa: E402
-from station.synthetic import Scenario, SyntheticCamera  # noqa: E402
 
 BUDGET_MS = 150.0
 

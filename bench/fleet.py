@@ -55,7 +55,7 @@ from fleet_servers import (  # noqa: E402
 from bench import queries  # noqa: E402
 from central.site import CentralSite  # noqa: E402
 from station import config as config_mod  # noqa: E402
-from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink  # noqa: E402
+from station.store.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink  # noqa: E402
 
 DOC = REPO / "docs" / "fleet.md"
 BEGIN, END = "<!-- bench:fleet:begin -->", "<!-- bench:fleet:end -->"
@@ -184,7 +184,7 @@ def big_upload(root: Path, cfg: config_mod.Config, mb: int) -> dict[str, Any]:
     import hashlib
     import os
 
-    from station.objstore import ObjectStore, UploadJournal
+    from station.fleet.objstore import ObjectStore, UploadJournal
     from station.store.index import open_index
 
     path = root / "big.bin"
@@ -539,7 +539,7 @@ def main() -> int:
             "access_key_id": S3_ACCESS_KEY, "secret_access_key": S3_SECRET_KEY,
             "addressing_style": "path",
         }  # fmt: skip
-        from station.objstore import build_client
+        from station.fleet.objstore import build_client
 
         cfg0 = config_mod.load(None).replace("archive", enabled=True, **s3)
         build_client(cfg0.archive).create_bucket(Bucket=bucket)

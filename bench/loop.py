@@ -39,10 +39,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from station import config as config_mod  # noqa: E402
-from station.barcodes import BarcodeDecoder  # noqa: E402
-from station.frames import RawScan  # noqa: E402
+from station.capture.barcodes import BarcodeDecoder  # noqa: E402
+from station.capture.frames import RawScan  # noqa: E402
+from station.capture.synthetic import Scenario, SyntheticCamera  # noqa: E402
 from station.service import assemble  # noqa: E402
-from station.synthetic import Scenario, SyntheticCamera  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SHARED_PHOTOS = REPO.parent / "shared/data/barcodes"
@@ -131,10 +131,10 @@ def run_packcam(
     pixel_format: str = "bgr",
     queue_frames: int | None = None,
 ) -> dict:
-    import station.stream
+    import station.recording.stream
 
     if queue_frames is not None:
-        station.stream.ENCODER_QUEUE_FRAMES = queue_frames
+        station.recording.stream.ENCODER_QUEUE_FRAMES = queue_frames
     rss_imports = peak_rss_mb("VmRSS")
     cfg = config_mod.load(None).with_data_dir(data)
     cfg = cfg.replace("camera", width=width, height=height, fps=30.0, pixel_format=pixel_format)
@@ -229,7 +229,7 @@ def run_packcam(
         "res": f"{width}x{height}",
         "pixel_format": pixel_format,
         "pre_roll_s": pre_roll_s,
-        "queue_frames": station.stream.ENCODER_QUEUE_FRAMES,
+        "queue_frames": station.recording.stream.ENCODER_QUEUE_FRAMES,
         "malloc_env": all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()),
         "peak_rss_mb": peak,
         "rss_imports_mb": rss_imports,
@@ -307,7 +307,7 @@ def run_floor(width: int, height: int, frames: int, data: Path) -> dict:
     """Capture, I420 and libx264 (packcam's settings) only, one thread feeding the encoder."""
     import av
 
-    from station.writer import to_i420
+    from station.recording.writer import to_i420
 
     path = data / f"floor_{width}.mp4"
     out = av.open(str(path), "w", format="mp4")

@@ -17,10 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from station import config as config_mod  # noqa: E402
-from station.frames import Frame  # noqa: E402
-from station.recorder import FinishedClip  # noqa: E402
+from station.capture.frames import Frame  # noqa: E402
+from station.capture.synthetic import DEMO_SESSION, Scenario, SyntheticCamera  # noqa: E402
+from station.recording.recorder import FinishedClip  # noqa: E402
 from station.service import assemble  # noqa: E402
-from station.synthetic import DEMO_SESSION, Scenario, SyntheticCamera  # noqa: E402
 
 
 class Until:

@@ -208,7 +208,7 @@ def main() -> int:
     # 3. index the big clip so it can be exported, then export and verify its bundle
     from datetime import datetime
 
-    from station.ledger import ClipRecord, Ledger
+    from station.store.ledger import ClipRecord, Ledger
 
     led = Ledger.in_data_dir(data)
     led.add_clip(

@@ -56,7 +56,7 @@ def child(args: argparse.Namespace) -> int:
 
     from station import config as config_mod
     from station.backends import build_camera
-    from station.faults import FlakyCamera, Outage, VirtualDisk, random_outages
+    from station.runtime.faults import FlakyCamera, Outage, VirtualDisk, random_outages
     from station.service import run_station
 
     logging.basicConfig(
@@ -238,8 +238,8 @@ def tally(a: argparse.Namespace, work: Path, data: Path, runs: list[dict]) -> di
     import av
 
     from station import config as config_mod
-    from station.ledger import Ledger
     from station.proof.verify import audit
+    from station.store.ledger import Ledger
 
     rec = subprocess.run(
         [sys.executable, "-m", "station", "recover", "--data", str(data)],
@@ -302,7 +302,7 @@ def tally(a: argparse.Namespace, work: Path, data: Path, runs: list[dict]) -> di
         "finish_reasons": reasons,
         "refused_disk_full": len(refused),
         "rejected_scans": rejected,
-        "camera_losses": logs.count("ERROR station.runner: camera lost:"),
+        "camera_losses": logs.count("ERROR station.recording.runner: camera lost:"),
         "recover_rc": rec.returncode,
         "audit_ok": report.ok,
         "audit_failures": [c.reason for c in report.failures][:10],

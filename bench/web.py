@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import queries  # noqa: E402
 from station import config as config_mod  # noqa: E402
-from station.ledger import Ledger  # noqa: E402
+from station.store.ledger import Ledger  # noqa: E402
 
 PASSWORD = "bench-password-1"
 DOC = REPO / "docs" / "web.md"
@@ -118,7 +118,7 @@ def add_file_clip(data_dir: Path, order: str, src: Path | None, size_mb: int = 0
     """Put a file under clips/ and index it; returns the clip id."""
     import hashlib
 
-    from station.ledger import ClipRecord
+    from station.store.ledger import ClipRecord
 
     rel = f"clips/bench/{order}.mp4"
     dest = data_dir / rel

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from station.config import AlertsSection
 from station.errors import StationError
-from station.files import write_json_atomic
-from station.webhooks import SIGNATURE_HEADER, sign
+from station.floor.webhooks import SIGNATURE_HEADER, sign
+from station.store.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class Sink(Protocol):
 
 class WebhookSink:
     """POSTs ``{"events": [...]}`` as JSON, signed like the station's own webhooks
-    (``X-Packcam-Signature: t=<unix>,v1=<HMAC-SHA256>``, station/webhooks.py), so a receiver
+    (``X-Packcam-Signature: t=<unix>,v1=<HMAC-SHA256>``, station/floor/webhooks.py), so a receiver
     checks both with one function."""
 
     name = "webhook"

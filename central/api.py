@@ -222,7 +222,7 @@ MAX_ORDER_ID = 512
 @bp.get("/order-clips")
 def order_clips() -> Response:
     """The clips of ``?order=`` at every station, earliest first (the stations' duplicate
-    check before it records a repack, station/duplicates.py)."""
+    check before it records a repack, station/fleet/duplicates.py)."""
     order = request.args.get("order", "")
     if not order or len(order) > MAX_ORDER_ID or not order.isprintable():
         return _error(400, "order: 1 to 512 printable characters")

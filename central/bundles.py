@@ -17,10 +17,10 @@ from typing import Any
 from flask import Response, abort, current_app, request
 
 from central.media import media_store
-from station.ledger import ClipRecord
-from station.objstore import ObjectStore, bundle_parts_dir, clip_key
+from station.fleet.objstore import ObjectStore, bundle_parts_dir, clip_key
 from station.proof.trust import Anchors
 from station.proof.verify import BUNDLE_MANIFEST, Report, verify_bundle
+from station.store.ledger import ClipRecord
 from web.errors import StationUnavailable
 from web.streaming import content_disposition
 

@@ -15,9 +15,9 @@ from station import config as config_mod
 from station.cliargs import add_config, add_data, load_config
 from station.config import Config
 from station.errors import ConfigError
-from station.objstore import ObjectStore
-from station.recovery import data_dir_lock
+from station.fleet.objstore import ObjectStore
 from station.service import build_fleet
+from station.store.recovery import data_dir_lock
 
 
 def _config(args: argparse.Namespace) -> Config:

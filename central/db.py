@@ -15,10 +15,10 @@ from typing import Any
 from central.errors import CentralError, Unavailable
 from central.schema import build_search_indexes, migrate
 from central.witness import ACCEPT, FORK, ROLLBACK, Judgement, cosign, judge
-from station.ledger import ClipRecord, LegalHold, ScanEventRecord, WaybillLink
 from station.proof.keys import fingerprint, load_public_pem
 from station.proof.verify import check_rotation_link
 from station.store.clips import search_sql
+from station.store.ledger import ClipRecord, LegalHold, ScanEventRecord, WaybillLink
 from web.index import SEARCH_TIMEOUT_S, SearchTimeout
 from web.stations import StationStatus
 
@@ -514,7 +514,8 @@ class CentralDB:
                         " archive_key = COALESCE(excluded.archive_key, clips.archive_key),"
                         " archive_meta = COALESCE(excluded.archive_meta, clips.archive_meta),"
                         # a late answer of the fleet duplicate check reaches the station's
-                        # index after the clip (station/duplicates.py): filled in, never cleared
+                        # index after the clip (station/fleet/duplicates.py): filled in, never
+                        # cleared
                         " repack_of_fleet = COALESCE(excluded.repack_of_fleet,"
                         " clips.repack_of_fleet)"
                         " WHERE clips.sha256 = excluded.sha256"
@@ -1080,7 +1081,7 @@ class CentralDB:
 
     def order_clips(self, order_id: str, limit: int = 20) -> list[dict[str, Any]]:
         """The earliest ``limit`` clips of an order, every station (the stations' duplicate
-        check, station/duplicates.py): station, its local clip id, start, kind, SHA-256."""
+        check, station/fleet/duplicates.py): station, its local clip id, start, kind, SHA-256."""
         return self._all(
             "SELECT station, local_id AS clip_id, started_at AS started, kind, sha256"
             " FROM clips WHERE order_id = %s ORDER BY started_utc, id LIMIT %s",

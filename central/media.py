@@ -12,8 +12,8 @@ from flask import Response, abort, current_app, redirect, request
 from werkzeug.http import http_date, parse_date
 
 from station.config import Config
-from station.ledger import ClipRecord
-from station.objstore import ObjectStore, build_client, is_not_found
+from station.fleet.objstore import ObjectStore, build_client, is_not_found
+from station.store.ledger import ClipRecord
 from web.frames import KeyFrame
 from web.streaming import content_disposition
 

@@ -251,7 +251,7 @@ MIGRATIONS: tuple[str, ...] = (
     # 9: the packing floor (issue 13): who packed a clip, its kind (order | return), and the
     # earlier clips a repack follows: at its own station (local ids) and at other stations
     # (``repack_of_fleet``: [{"station", "clip_id" (that station's local id), "started"}],
-    # from the duplicate check of station/duplicates.py). Searched and counted per packer.
+    # from the duplicate check of station/fleet/duplicates.py). Searched and counted per packer.
     """
     ALTER TABLE clips ADD COLUMN packer text COLLATE "C";
     ALTER TABLE clips ADD COLUMN kind text NOT NULL DEFAULT 'order';

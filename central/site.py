@@ -11,7 +11,7 @@ from central import api, bundles, media
 from central.db import CentralDB
 from central.verify import check_bundle_in_index, verify_clip_central
 from station.config import Config
-from station.ledger import ClipRecord
+from station.store.ledger import ClipRecord
 from web import create_app as create_web_app
 from web.backends import ClipsVerifier, MediaStore
 from web.cli import make_server as make_web_server

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from station.objstore import station_prefix
+from station.fleet.objstore import station_prefix
 
 STORES = ("aws", "minio", "seaweedfs")
 

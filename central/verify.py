@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from central.db import CentralDB
-from station.files import sha256_and_size
-from station.objstore import ObjectStore
+from station.fleet.objstore import ObjectStore
 from station.proof.keys import load_public_pem, verify_signature
 from station.proof.verify import Report
+from station.store.files import sha256_and_size
 
 log = logging.getLogger(__name__)
 

@@ -8,19 +8,19 @@ from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from station.camera import OpenCVCamera
+from station.capture.camera import OpenCVCamera
+from station.capture.frames import FrameSource, ScanSource
+from station.capture.hardware import mock_evdev, mock_picamera2
+from station.capture.hardware.evdev_scanner import EvdevScanner
+from station.capture.hardware.gpio_pedal import GpioPedal
+from station.capture.hardware.picamera2_camera import Picamera2Camera
+from station.capture.scanner import ScriptedScanner, StdinScanner
+from station.capture.synthetic import Scenario, SyntheticCamera, load_scenario
 from station.config import CAMERA_BACKENDS, Config
 from station.config import KEYBOARD_SCANNERS as KEYBOARDS
 from station.errors import ConfigError
-from station.feedback import AplaySink, Feedback, LogSink, SoundSink, prepare_sounds
-from station.frames import FrameSource, ScanSource
-from station.hardware import mock_evdev, mock_picamera2
-from station.hardware.evdev_scanner import EvdevScanner
-from station.hardware.gpio_pedal import GpioPedal
-from station.hardware.picamera2_camera import Picamera2Camera
-from station.packer_inbox import ScreenSignIn
-from station.scanner import ScriptedScanner, StdinScanner
-from station.synthetic import Scenario, SyntheticCamera, load_scenario
+from station.floor.feedback import AplaySink, Feedback, LogSink, SoundSink, prepare_sounds
+from station.floor.packer_inbox import ScreenSignIn
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _picamera2(cfg: Config, realtime: bool, *, mock: bool = False) -> FrameSourc
 
 
 def _mock_camera(cfg: Config, realtime: bool) -> FrameSource:
-    """The picamera2 adapter on the mock picamera2 (station/hardware/mock_picamera2.py): the
+    """The picamera2 adapter on the mock picamera2 (station/capture/hardware/mock_picamera2.py): the
     Pi camera's whole code path, on a machine without one."""
     return _picamera2(cfg, realtime, mock=True)
 
@@ -80,8 +80,8 @@ def _evdev(cfg: Config) -> ScanSource:
 
 
 class MockScanner(EvdevScanner):
-    """The evdev adapter on a mock input bus (station/hardware/mock_evdev.py) with one scanner
-    plugged in: type on it with ``bus.type(MOCK_SCANNER_PATH, "PO-1\\n")``."""
+    """The evdev adapter on a mock input bus (station/capture/hardware/mock_evdev.py) with one
+    scanner plugged in: type on it with ``bus.type(MOCK_SCANNER_PATH, "PO-1\\n")``."""
 
     def __init__(self, device: str = "", grab: bool = True) -> None:
         self.bus = mock_evdev.FakeEvdev()

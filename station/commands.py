@@ -15,16 +15,23 @@ from typing import Any
 
 from station import config as config_mod
 from station import configdoc
-from station.barcodes import decode_command
+from station.capture.barcodes import decode_command
+from station.capture.synthetic import DEMO_SESSION
 from station.cliargs import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load_config
-from station.doctor import CHECK_NAMES, FAIL, render_text, report_dict, run_checks, startup_checks
 from station.errors import ConfigError, StationError
-from station.feedback import TONES, AplaySink, prepare_sounds
-from station.ledger import INDEX_NAME, Ledger
-from station.recovery import recover_data_dir
-from station.retention import Candidate, Policy, disk_probe, plan
+from station.floor.feedback import TONES, AplaySink, prepare_sounds
+from station.runtime.doctor import (
+    CHECK_NAMES,
+    FAIL,
+    render_text,
+    report_dict,
+    run_checks,
+    startup_checks,
+)
 from station.service import replay, run_demo, run_station
-from station.synthetic import DEMO_SESSION
+from station.store.ledger import INDEX_NAME, Ledger
+from station.store.recovery import recover_data_dir
+from station.store.retention import Candidate, Policy, disk_probe, plan
 
 log = logging.getLogger(__name__)
 

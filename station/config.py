@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from station.errors import ConfigError
-from station.h264_limits import hw_size_problem
+from station.recording.h264_limits import hw_size_problem
 
 T = TypeVar("T")
 
@@ -166,26 +166,27 @@ DEFAULT_WAYBILL_PATTERNS: dict[str, str] = {
     "ZTO": r"^(?:7[0-9]|5[0-9]|6[0-9])\d{10,13}$",
 }
 # Frame sources and keyboard scanners: station/backends.py registers a factory for each ("mock":
-# the picamera2 / evdev adapters on the mock libraries shipped in station/hardware/).
+# the picamera2 / evdev adapters on the mock libraries shipped in station/capture/hardware/).
 CAMERA_BACKENDS = ("synthetic", "opencv", "picamera2", "mock")
 PIXEL_FORMATS = ("bgr", "i420")
-# The encoders a clip may be written with (station.writer). libx264 (software, every machine)
-# is the default; h264_v4l2m2m is FFmpeg's wrapper of a V4L2 memory-to-memory encoder, on a
+# The encoders a clip may be written with (station.recording.writer). libx264 (software, every
+# machine) is the default; h264_v4l2m2m is FFmpeg's wrapper of a V4L2 memory-to-memory encoder, on a
 # Raspberry Pi 4 the SoC's bcm2835-codec at /dev/video11 (a Pi 5 has no H.264 encoder in hardware).
 ENCODERS = ("libx264", "h264_v4l2m2m")
 HARDWARE_ENCODERS = frozenset({"h264_v4l2m2m"})
 # The libx264 presets fast enough for live recording.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
-# Labels on the overlay (station.overlay.LABELS has one set for each).
+# Labels on the overlay (station.recording.overlay.LABELS has one set for each).
 OVERLAY_LANGUAGES = ("en", "zh", "zh+en")
 # The web site's languages (web.i18n, web.summary).
 WEB_LANGUAGES = ("zh_CN", "en")
 KEYBOARD_SCANNERS = ("none", "stdin", "evdev", "mock")
-# What the camera's decoders report (station/barcodes.py); an ISBN is an "ean13" (978/979...).
+# What the camera's decoders report (station/capture/barcodes.py); an ISBN is an "ean13"
+# (978/979...).
 CAMERA_SYMBOLOGIES = ("code128", "code39", "qrcode", "datamatrix", "ean13", "ean8", "upca", "upce")
 # Product codes: a camera read of one is an item, never an order, unless [codes] lists it.
 PRODUCT_SYMBOLOGIES = frozenset({"ean13", "ean8", "upca", "upce"})
-# What a [codes] control card does (station.codes).
+# What a [codes] control card does (station.capture.codes).
 CONTROL_COMMANDS = ("seal", "test", "signout", "return")
 WEBHOOK_EVENTS = ("clip.finished", "clip.failed", "clip.archived", "alarm.raised", "alarm.cleared")
 FEEDBACK_OUTPUTS = ("none", "alsa", "log")
@@ -469,7 +470,8 @@ class ProofSection:
 
 @dataclass(frozen=True)
 class ArchiveSection:
-    """Upload finished clips and their proofs to S3-compatible object storage (station/archiver)."""
+    """Upload finished clips and their proofs to S3-compatible object storage
+    (station/fleet/archiver)."""
 
     enabled: bool = setting(False, "upload clips and proofs to the bucket")
     endpoint_url: str = setting(
@@ -552,7 +554,8 @@ class CentralSection:
 
 @dataclass(frozen=True)
 class RetentionSection:
-    """What may be deleted when space runs out, and the disk-space floor (station/retention.py)."""
+    """What may be deleted when space runs out, and the disk-space floor
+    (station/store/retention.py)."""
 
     min_age_days: float = setting(
         90.0,
@@ -606,7 +609,7 @@ class AlertsSection:
 
 @dataclass(frozen=True)
 class FeedbackSection:
-    """Sounds at the station on each scan, seal and alarm (station/feedback.py)."""
+    """Sounds at the station on each scan, seal and alarm (station/floor/feedback.py)."""
 
     output: str = setting(
         "none", "where the sounds go", choices=FEEDBACK_OUTPUTS,
@@ -628,7 +631,8 @@ class FeedbackSection:
 
 @dataclass(frozen=True)
 class LookupSection:
-    """Fetch each order's items from the seller's system as its clip starts (station/lookup.py)."""
+    """Fetch each order's items from the seller's system as its clip starts
+    (station/floor/lookup.py)."""
 
     url_template: str = setting(
         "",
@@ -660,7 +664,7 @@ class ScreenSection:
 
 @dataclass(frozen=True)
 class WebhooksSection:
-    """Signed POSTs to the seller's systems from a durable queue (station/webhooks.py)."""
+    """Signed POSTs to the seller's systems from a durable queue (station/floor/webhooks.py)."""
 
     urls: tuple[str, ...] = setting(
         (), 'e.g. ["https://erp.example.com/hooks/packcam"]; none = off'

@@ -13,34 +13,34 @@ from typing import TYPE_CHECKING, TextIO
 
 import cv2
 
-from station.alarms import AlarmBoard
-from station.archiver import Archiver
 from station.backends import build_camera, build_scan_sources
-from station.barcodes import camera_scan_worker
-from station.camera import OpenCVCamera
-from station.central_sync import CentralSync
+from station.capture.barcodes import camera_scan_worker
+from station.capture.camera import OpenCVCamera
+from station.capture.frames import FrameSource
 from station.config import Config
-from station.demo_floor import SCREEN_SIGN_IN_AFTER_S, packing_floor, sign_in_on_screen
 from station.errors import CameraError, ConfigError
-from station.events import StationEvents
-from station.frames import FrameSource
-from station.hooks import attach_recorder, build_events, clip_archived, clip_finished
-from station.ledger import ClipRecord, Ledger
-from station.live import LiveWriter
-from station.overlay import Overlay
+from station.fleet.archiver import Archiver
+from station.fleet.central_sync import CentralSync
+from station.floor.alarms import AlarmBoard
+from station.floor.demo_floor import SCREEN_SIGN_IN_AFTER_S, packing_floor, sign_in_on_screen
+from station.floor.events import StationEvents
+from station.floor.hooks import attach_recorder, build_events, clip_archived, clip_finished
 from station.proof.exports import ExportWorker
 from station.proof.finalizer import build_finalizers
-from station.recorder import Finalizer, FinishedClip, Recorder
-from station.recovery import Recovery, data_dir_lock
-from station.retention import DiskProbe, RetentionManager, station_signer
-from station.runner import Station, StationWatchdog, station_tz
-from station.sdnotify import Watchdog
-from station.stream import stream_factories
-from station.writer import HARDWARE_ENCODERS, probe_encoder, to_i420
+from station.recording.live import LiveWriter
+from station.recording.overlay import Overlay
+from station.recording.recorder import Finalizer, FinishedClip, Recorder
+from station.recording.runner import Station, StationWatchdog, station_tz
+from station.recording.stream import stream_factories
+from station.recording.writer import HARDWARE_ENCODERS, probe_encoder, to_i420
+from station.runtime.sdnotify import Watchdog
+from station.store.ledger import ClipRecord, Ledger
+from station.store.recovery import Recovery, data_dir_lock
+from station.store.retention import DiskProbe, RetentionManager, station_signer
 
 if TYPE_CHECKING:
-    from station.archiver import Archiver
-    from station.central_sync import CentralSync
+    from station.fleet.archiver import Archiver
+    from station.fleet.central_sync import CentralSync
     from station.proof.exports import ExportWorker
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import settings
 
 from station import config as config_mod
-from station.ledger import Ledger
+from station.store.ledger import Ledger
 
 REPO = Path(__file__).resolve().parents[1]
 

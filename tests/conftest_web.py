@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from station import config as config_mod
-from station.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
+from station.store.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
 
 TZ8 = timezone(timedelta(hours=8))
 FAST_PW = "scrypt:1024:8:1"  # the tests' KDF cost; production uses werkzeug's scrypt default
@@ -44,11 +44,11 @@ def _frame(i: int, w: int = 320, h: int = 240) -> Any:
 def make_mp4(path: Path, seconds: float = CLIP_SECONDS, fps: int = CLIP_FPS) -> None:
     """A real H.264 MP4 written by the station's own clip writer (fragmented MP4).
 
-    Falls back to PyAV with the writer's mux options when station.writer is not there.
+    Falls back to PyAV with the writer's mux options when station.recording.writer is not there.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        from station.writer import ClipWriter, to_i420
+        from station.recording.writer import ClipWriter, to_i420
     except ImportError:
         _make_mp4_pyav(path, seconds, fps)
         return

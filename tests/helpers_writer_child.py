@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from station.errors import RecordingError
-from station.writer import ClipWriter, to_i420
+from station.recording.writer import ClipWriter, to_i420
 
 WIDTH, HEIGHT, FPS = 320, 240, 30.0
 

@@ -24,10 +24,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from recorder_support import encoded_recorder
 
 from station import config as config_mod
-from station.ledger import Ledger, ScanEventRecord
 from station.proof.ca import _key_usage
 from station.proof.trust import Anchors
-from station.writer import FinishedFile
+from station.recording.writer import FinishedFile
+from station.store.ledger import Ledger, ScanEventRecord
 
 MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof"
 W, H, FPS = 160, 96, 10

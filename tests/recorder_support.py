@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from station import config as config_mod
-from station.ledger import Ledger
-from station.recorder import PacketSink, Recorder
-from station.stream import stream_factories
+from station.recording.recorder import PacketSink, Recorder
+from station.recording.stream import stream_factories
+from station.store.ledger import Ledger
 
 
 def encoded_recorder(

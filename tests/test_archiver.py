@@ -13,8 +13,8 @@ import pytest
 from proof_support import record_orders
 
 from station import config as config_mod
-from station.archiver import Archiver
-from station.ledger import Ledger
+from station.fleet.archiver import Archiver
+from station.store.ledger import Ledger
 
 BUCKET = "packcam-arch"  # created by the moto_s3 fixture (conftest)
 
@@ -125,7 +125,7 @@ def test_a_missing_or_changed_local_clip_is_logged_and_the_others_go_on(
     path2.write_bytes(bytes(data))
     arch = Archiver(station_cfg)
     try:
-        with caplog.at_level(logging.ERROR, logger="station.archiver"):
+        with caplog.at_level(logging.ERROR, logger="station.fleet.archiver"):
             assert arch.run_once() == 0
         assert "not archived" in caplog.text and first.path in caplog.text
         assert "SHA-256" in caplog.text

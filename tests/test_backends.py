@@ -1,5 +1,5 @@
 """Backends are registered once (station/backends.py) and chosen by config; "mock" runs the Pi
-camera and scanner adapters on the mock libraries shipped in station/hardware/."""
+camera and scanner adapters on the mock libraries shipped in station/capture/hardware/."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 
 from station import backends
 from station import config as config_mod
+from station.capture.frames import PedalPress, RawScan
+from station.capture.hardware.mock_picamera2 import Picamera2 as MockPicamera2
+from station.capture.hardware.picamera2_camera import Picamera2Camera
+from station.capture.scanner import ScriptedScanner
 from station.errors import ConfigError
-from station.frames import PedalPress, RawScan
-from station.hardware.mock_picamera2 import Picamera2 as MockPicamera2
-from station.hardware.picamera2_camera import Picamera2Camera
-from station.scanner import ScriptedScanner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,8 +106,8 @@ def test_each_hardware_library_is_imported_by_one_adapter_module() -> None:
                     if name.split(".")[0] in importers:
                         importers[name.split(".")[0]].add(str(path.relative_to(ROOT)))
     assert importers == {
-        "picamera2": {"station/hardware/picamera2_camera.py"},
-        "libcamera": {"station/hardware/picamera2_camera.py"},
-        "evdev": {"station/hardware/evdev_scanner.py"},
-        "gpiozero": {"station/hardware/gpio_pedal.py"},
+        "picamera2": {"station/capture/hardware/picamera2_camera.py"},
+        "libcamera": {"station/capture/hardware/picamera2_camera.py"},
+        "evdev": {"station/capture/hardware/evdev_scanner.py"},
+        "gpiozero": {"station/capture/hardware/gpio_pedal.py"},
     }

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from station.background import Repeater
+from station.runtime.background import Repeater
 
 
 class Waits:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from station.backoff import Backoff
+from station.runtime.backoff import Backoff
 
 
 def test_doubles_up_to_the_maximum_and_starts_over_after_reset() -> None:

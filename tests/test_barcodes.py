@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import zxingcpp
 
-from station.barcodes import (
+from station.capture.barcodes import (
     MIN_CROP_BUDGET_MS,
     STAGES,
     BarcodeDecoder,
@@ -29,10 +29,10 @@ from station.barcodes import (
     normalise_text,
     same_text,
 )
-from station.changegate import ChangeGate
-from station.confirm import ReadConfirmer
-from station.frames import Frame, RawScan, ScanSource
-from station.synthetic import Scenario, SyntheticCamera
+from station.capture.changegate import ChangeGate
+from station.capture.confirm import ReadConfirmer
+from station.capture.frames import Frame, RawScan, ScanSource
+from station.capture.synthetic import Scenario, SyntheticCamera
 
 F = zxingcpp.BarcodeFormat
 CASES = [
@@ -442,7 +442,7 @@ def test_worker_survives_a_decoder_that_raises(sync: bool, caplog) -> None:
     worker = ScanWorker(FlakyDecoder(), sync=sync, confirm=ReadConfirmer(1))
     worker.start()
     try:
-        with caplog.at_level(logging.ERROR, logger="station.barcodes"):
+        with caplog.at_level(logging.ERROR, logger="station.capture.barcodes"):
             worker.submit(make_frame(np.zeros((4, 4, 3), np.uint8), 1.0))
             if not sync:  # let the first frame reach the decoder before the next one
                 deadline = time.monotonic() + 10

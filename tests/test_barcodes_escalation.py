@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from station.barcodes import BarcodeDecoder, Detection, ScanWorker, read_located
-from station.changegate import ChangeGate
-from station.escalate import Escalator
-from station.frames import Frame, RawScan
-from station.synthetic import Scenario, SyntheticCamera
+from station.capture.barcodes import BarcodeDecoder, Detection, ScanWorker, read_located
+from station.capture.changegate import ChangeGate
+from station.capture.escalate import Escalator
+from station.capture.frames import Frame, RawScan
+from station.capture.synthetic import Scenario, SyntheticCamera
 
 BLURRY = "ean13/ean13-5_07.png"  # a fixed-focus shot only the EAN model reads
 BLURRY_TEXT = "9780345460950"

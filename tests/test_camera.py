@@ -13,11 +13,11 @@ import pytest
 from fake_clock import FakeClock
 
 from station.backends import build_camera
-from station.camera import OpenCVCamera, classify_source, fit_image
+from station.capture.camera import OpenCVCamera, classify_source, fit_image
+from station.capture.frames import FrameSource
+from station.capture.synthetic import SyntheticCamera
 from station.config import CAMERA_BACKENDS
 from station.errors import CameraError, ConfigError
-from station.frames import FrameSource
-from station.synthetic import SyntheticCamera
 
 
 def write_video(path: Path, fourcc: str, n: int = 12, fps: float = 10.0) -> None:

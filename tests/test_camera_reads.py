@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from station import config as config_mod
-from station.barcodes import Detection, ScanWorker
-from station.confirm import ReadConfirmer
-from station.ledger import ClipRecord, Ledger
+from station.capture.barcodes import Detection, ScanWorker
+from station.capture.confirm import ReadConfirmer
+from station.capture.synthetic import Scenario, SyntheticCamera
 from station.service import assemble
-from station.synthetic import Scenario, SyntheticCamera
+from station.store.ledger import ClipRecord, Ledger
 
 pytestmark = pytest.mark.slow
 

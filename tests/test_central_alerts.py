@@ -31,7 +31,7 @@ from central.alerts import (
 )
 from station import config as config_mod
 from station.config import AlertsSection
-from station.webhooks import SIGNATURE_HEADER, verify
+from station.floor.webhooks import SIGNATURE_HEADER, verify
 from web.stations import StationStatus
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from station.barcodes import BarcodeDecoder, Detection, ScanWorker
-from station.changegate import (
+from station.capture.barcodes import BarcodeDecoder, Detection, ScanWorker
+from station.capture.changegate import (
     MARGIN,
     SCALE,
     ChangeGate,
@@ -18,8 +18,8 @@ from station.changegate import (
     plan_regions,
     thumbnail,
 )
-from station.frames import Frame, RawScan
-from station.synthetic import Scenario, SyntheticCamera, render_card
+from station.capture.frames import Frame, RawScan
+from station.capture.synthetic import Scenario, SyntheticCamera, render_card
 
 W, H = 640, 480
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from station.codes import Code, Debounce, Kind, Rules, classify, safe_component, sanitize
+from station.capture.codes import Code, Debounce, Kind, Rules, classify, safe_component, sanitize
 from station.config import CodesSection
 from station.errors import RejectedCode
 

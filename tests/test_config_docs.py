@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 
-from station import barcodes, codes, configdoc, overlay, writer
 from station import config as config_mod
+from station import configdoc
+from station.capture import barcodes, codes
 from station.cli import main
 from station.config import Config, check_settings, setting_of
 from station.errors import EXIT_OK, ConfigError
+from station.recording import overlay, writer
 from web import i18n, summary
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Read confirmation (station/confirm.py): which camera reads may become scans."""
+"""Read confirmation (station/capture/confirm.py): which camera reads may become scans."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from station.confirm import Look, ReadConfirmer, box_of
+from station.capture.confirm import Look, ReadConfirmer, box_of
 
 A_BOX = (100, 100, 300, 160)
 NEAR_A = (110, 105, 290, 150)  # the same label: a misread of it overlaps

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from station import config as config_mod
-from station.demo_floor import DemoReceiver
+from station.capture.synthetic import DEMO_SESSION
+from station.floor.demo_floor import DemoReceiver
+from station.floor.webhooks import sign
 from station.service import run_demo
-from station.synthetic import DEMO_SESSION
-from station.webhooks import sign
 from web.cli import start_demo_site
 
 

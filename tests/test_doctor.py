@@ -24,10 +24,10 @@ from cryptography.x509.oid import NameOID
 from proof_support import tsa_rsa  # noqa: F401
 
 from station import config as config_mod
-from station import doctor
-from station.doctor import FAIL, OK, WARN, Probes, run_checks
-from station.hardware.mock_evdev import FakeEvdev
+from station.capture.hardware.mock_evdev import FakeEvdev
 from station.proof.keys import StationKey
+from station.runtime import doctor
+from station.runtime.doctor import FAIL, OK, WARN, Probes, run_checks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -367,9 +367,9 @@ def test_a_crashing_check_is_a_fail_line_and_the_rest_still_run(small, monkeypat
 
 
 def test_the_station_logs_the_checks_at_start_up(small, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="station.doctor")
+    caplog.set_level(logging.INFO, logger="station.runtime.doctor")
     doctor.startup_checks(small, background=False)
-    lines = [r.getMessage() for r in caplog.records if r.name == "station.doctor"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "station.runtime.doctor"]
     names = [line.split()[2].rstrip(":") for line in lines]
     assert names == [n for n in doctor.CHECK_NAMES if n not in ("camera", "web-port")]
     assert any(line.startswith("doctor OK encoder") for line in lines)

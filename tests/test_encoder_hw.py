@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from station import config as config_mod
+from station.capture.synthetic import Scenario, SyntheticCamera
 from station.cli import EXIT_USAGE, main
 from station.errors import ConfigError, RecordingError
+from station.recording.writer import PI4_ENCODER_DEVICE, ClipWriter, probe_encoder, to_i420
 from station.service import run_station
-from station.synthetic import Scenario, SyntheticCamera
-from station.writer import PI4_ENCODER_DEVICE, ClipWriter, probe_encoder, to_i420
 
 HW = "h264_v4l2m2m"
 
@@ -131,7 +131,7 @@ def _probe_start_up(tmp_path: Path, encoder: str) -> None:
 
 
 def _probe_doctor(tmp_path: Path, encoder: str) -> None:
-    from station.doctor import encoder_probe
+    from station.runtime.doctor import encoder_probe
 
     encoder_probe(encoder, 640, 480, 60.0, bitrate_kbps=12_000, keyframe_interval_s=2.0, frames=3)
 
@@ -145,8 +145,8 @@ def test_every_probe_opens_the_hardware_encoder_inside_its_controls(
     writer.open_encoder. The device exists only on a Pi 4: here the wiring is checked."""
     import contextlib
 
-    import station.writer
-    from station.h264_limits import HwH264Settings
+    import station.recording.writer
+    from station.recording.h264_limits import HwH264Settings
 
     calls: list[tuple[str, HwH264Settings | None]] = []
 
@@ -156,7 +156,7 @@ def test_every_probe_opens_the_hardware_encoder_inside_its_controls(
         yield
 
     works_here = hardware_problem() is None  # probed before the patch (cached)
-    monkeypatch.setattr(station.writer, "hw_controls", recording)
+    monkeypatch.setattr(station.recording.writer, "hw_controls", recording)
     if works_here:
         opener(tmp_path, HW)
     else:

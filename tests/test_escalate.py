@@ -1,4 +1,5 @@
-"""The escalation of located-but-unread codes to the whole pipeline (station/escalate.py)."""
+"""The escalation of located-but-unread codes to the whole pipeline
+(station/capture/escalate.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from station.escalate import GAP_S, MAX_WAITING, Escalator
+from station.capture.escalate import GAP_S, MAX_WAITING, Escalator
 
 BOX = (100, 100, 300, 250)
 MOVED = (104, 98, 306, 252)  # the same code a little later: overlapping

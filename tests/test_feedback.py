@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from station import config as config_mod
-from station.alarms import AlarmBoard
 from station.backends import build_feedback
+from station.capture.synthetic import Scenario, SyntheticCamera
 from station.errors import ConfigError
-from station.events import EventKind, EventRecorder, StationEvent, StationEvents
-from station.feedback import (
+from station.floor.alarms import AlarmBoard
+from station.floor.events import EventKind, EventRecorder, StationEvent, StationEvents
+from station.floor.feedback import (
     EVENT_SOUNDS,
     RATE,
     TONES,
@@ -32,7 +33,6 @@ from station.feedback import (
     wav_bytes,
 )
 from station.service import assemble
-from station.synthetic import Scenario, SyntheticCamera
 
 
 def need_tool(name: str) -> str:
@@ -385,7 +385,7 @@ def test_a_refused_order_buzzes_and_says_why(cfg: config_mod.Config) -> None:
 
 
 def test_a_replayed_video_plays_no_sounds(cfg: config_mod.Config) -> None:
-    from station.hooks import build_events
+    from station.floor.hooks import build_events
 
     cfg = cfg.replace("feedback", output="log")
     for live, expect in ((True, True), (False, False)):

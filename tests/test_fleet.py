@@ -27,10 +27,10 @@ from proof_support import record_orders
 
 from central.site import CentralSite
 from station import config as config_mod
-from station.archiver import Archiver
-from station.central_sync import CentralSync, SyncError
-from station.ledger import Ledger
-from station.objstore import clip_key
+from station.fleet.archiver import Archiver
+from station.fleet.central_sync import CentralSync, SyncError
+from station.fleet.objstore import clip_key
+from station.store.ledger import Ledger
 
 pytestmark = pytest.mark.slow
 
@@ -445,7 +445,7 @@ def test_object_store_killed_mid_upload_resumes_without_loss_or_duplicates(
     finally:
         seaweed.start()
 
-    with caplog.at_level(logging.INFO, logger="station.objstore"):
+    with caplog.at_level(logging.INFO, logger="station.fleet.objstore"):
         again = Archiver(cfg)
         try:
             assert again.run_once() == 1
@@ -602,8 +602,8 @@ def test_the_station_service_archives_and_registers_what_it_records(
     import argparse
 
     from central.cli import cmd_archive
+    from station.capture.synthetic import Scenario, SyntheticCamera
     from station.service import run_station
-    from station.synthetic import Scenario, SyntheticCamera
 
     db_token = fleet.tokens.get("station-svc")
     if db_token is None:
@@ -691,7 +691,7 @@ def test_central_sync_pushes_once_more_at_shutdown(
     # A central site that is gone: the stop still returns, says so, and loses nothing locally.
     dead = cfg.replace("central", url="http://127.0.0.1:9", timeout_s=2.0)
     record(dead, ["FIN-2"])
-    with caplog.at_level(logging.WARNING, logger="station.central_sync"):
+    with caplog.at_level(logging.WARNING, logger="station.fleet.central_sync"):
         CentralSync(dead).stop(final_push=True)
     assert "final push at shutdown failed" in caplog.text
     led = Ledger.in_data_dir(dead.station.data_dir)
@@ -710,8 +710,8 @@ def test_a_replaced_station_keeps_both_histories_and_overwrites_nothing(
     the bucket gets a second version (the two logs live under their keys' fingerprints)."""
     from central.db import CentralDB
     from central.verify import verify_clip_central
-    from station.central_sync import SyncError
-    from station.objstore import ObjectStore
+    from station.fleet.central_sync import SyncError
+    from station.fleet.objstore import ObjectStore
 
     name = "station-rep"
     cdb = CentralDB(fleet.dsn)

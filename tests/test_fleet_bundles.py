@@ -26,8 +26,8 @@ from verify_support import Browserless
 
 from central.site import CentralSite
 from station import config as config_mod
-from station.archiver import Archiver
-from station.central_sync import CentralSync
+from station.fleet.archiver import Archiver
+from station.fleet.central_sync import CentralSync
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from conftest_web import add_users, index_clip, login
 from central.db import CentralDB
 from central.site import CentralSite
 from station import config as config_mod
-from station.ledger import Ledger
+from station.store.ledger import Ledger
 from web.fleet import fleet_rows
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -181,7 +181,7 @@ def test_fleet_rows_decide_offset_silence_and_alarms() -> None:
 def test_station_health_reports_backlog_bytes_and_its_own_clock(
     tmp_path: Path, mp4_template: Path
 ) -> None:
-    from station.central_sync import CentralSync
+    from station.fleet.central_sync import CentralSync
 
     cfg = config_mod.load(None).with_data_dir(tmp_path / "st").replace("station", name="s1")
     cfg = cfg.replace("central", url="http://127.0.0.1:9", token="pcs_x")

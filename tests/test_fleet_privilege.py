@@ -23,9 +23,9 @@ from central.storage_policy import (
     station_user_policy,
 )
 from station import config as config_mod
-from station.archiver import Archiver
-from station.ledger import Ledger
-from station.objstore import station_prefix
+from station.fleet.archiver import Archiver
+from station.fleet.objstore import station_prefix
+from station.store.ledger import Ledger
 
 pytestmark = pytest.mark.slow
 
@@ -212,7 +212,7 @@ def test_bucket_audit_cli_reads_the_central_index(
 ) -> None:
     from central.cli import cmd_central
     from central.db import CentralDB
-    from station.central_sync import CentralSync
+    from station.fleet.central_sync import CentralSync
 
     server, bucket = locked_store
     cfg = station_cfg(tmp_path, "station-01", server, bucket)

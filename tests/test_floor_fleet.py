@@ -1,5 +1,5 @@
 """Repacks across stations and the central site's packing floor, on a real PostgreSQL with the
-real central site: the fleet duplicate check (station/duplicates.py), the links both ways on
+real central site: the fleet duplicate check (station/fleet/duplicates.py), the links both ways on
 the central order page, search by packer and kind, and per-packer counts in SQL."""
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from test_floor_station import manifest, run
 from central.db import CentralDB, CentralError
 from central.site import CentralSite
 from station import config as config_mod
-from station.central_sync import CentralSync
-from station.duplicates import FleetDuplicates, fleet_refs
-from station.events import EventKind, EventRecorder, StationEvents
-from station.feedback import RecordingSink
-from station.ledger import Ledger
+from station.fleet.central_sync import CentralSync
+from station.fleet.duplicates import FleetDuplicates, fleet_refs
+from station.floor.events import EventKind, EventRecorder, StationEvents
+from station.floor.feedback import RecordingSink
+from station.store.ledger import Ledger
 
 pytestmark = pytest.mark.slow
 
@@ -153,7 +153,7 @@ def test_an_unreachable_central_site_leaves_the_local_check_only(
         url = f"http://127.0.0.1:{s.getsockname()[1]}/"
     cfg = cfg.replace("central", enabled=True, url=url, token="t" * 20)
     sink = RecordingSink()
-    with caplog.at_level(logging.WARNING, logger="station.duplicates"):
+    with caplog.at_level(logging.WARNING, logger="station.fleet.duplicates"):
         clips, rec = run(cfg, [(0.3, "NEW-1"), (1.5, "SEAL")], 2.0, sink=sink, realtime=True)
     assert [(c.order_id, c.repack_of_fleet) for c in clips] == [("NEW-1", [])]
     assert EventKind.DUPLICATE_ORDER not in rec.kinds()
@@ -189,7 +189,7 @@ def test_a_slow_central_site_is_given_up_after_the_timeout_without_blocking(
         hub.emit(EventKind.ORDER_STARTED, 1.0, "SLOW-1", repack=False)
         assert time.monotonic() - t0 < 0.05  # the capture loop only queues
         t1 = time.monotonic()
-        from station.events import StationEvent
+        from station.floor.events import StationEvent
 
         assert dup.check(StationEvent(EventKind.ORDER_STARTED, "st", 1.0, "SLOW-2")) is None
         assert 0.25 < time.monotonic() - t1 < 1.5  # given up at the timeout
@@ -210,7 +210,7 @@ def test_a_late_answer_links_the_index_row_not_the_manifest(site: Site, ledger: 
     rec = EventRecorder()
     hub.add(rec)
     dup = FleetDuplicates(first, hub, lambda *a: False, ledger, token=site.tokens["st-01"])
-    from station.events import StationEvent
+    from station.floor.events import StationEvent
 
     started = StationEvent(EventKind.ORDER_STARTED, "st-01", 1.0, "LATE-1",
                            {"repack": False}, datetime.now(UTC))  # fmt: skip
@@ -249,7 +249,7 @@ def test_fleet_refs_keeps_other_stations_only() -> None:
         {"station": "bad", "clip_id": "3"},
     ]}).encode()  # fmt: skip
     assert fleet_refs(body, "A", "me") == [{"station": "other", "clip_id": 2, "started": "t"}]
-    from station.duplicates import CheckFailed
+    from station.fleet.duplicates import CheckFailed
 
     for bad in (b"nope", b"[]", json.dumps({"order": "B", "clips": []}).encode()):
         with pytest.raises(CheckFailed):
@@ -352,7 +352,7 @@ def test_packer_table_and_pg_zone() -> None:
 def test_a_clip_resuming_after_a_camera_loss_is_linked_but_not_warned_again(
     site: Site, ledger: Ledger
 ) -> None:
-    from station.events import StationEvent
+    from station.floor.events import StationEvent
 
     second = site.station("st-02")
     run(second, [(0.4, "RES-1"), (1.0, "SEAL")], 1.5)
@@ -379,7 +379,7 @@ def test_a_clip_resuming_after_a_camera_loss_is_linked_but_not_warned_again(
 def test_the_central_answer_comes_well_inside_the_timeout(site: Site, ledger: Ledger) -> None:
     import statistics
 
-    from station.events import StationEvent
+    from station.floor.events import StationEvent
 
     second = site.station("st-02")
     run(second, [(0.4, "FAST-1"), (1.0, "SEAL")], 1.5)

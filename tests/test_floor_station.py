@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from station import config as config_mod
-from station.events import EventKind, EventRecorder
-from station.feedback import Feedback, RecordingSink, prepare_sounds
-from station.ledger import ClipRecord
-from station.overlay import Overlay
+from station.capture.synthetic import Scenario, SyntheticCamera
+from station.floor.events import EventKind, EventRecorder
+from station.floor.feedback import Feedback, RecordingSink, prepare_sounds
+from station.recording.overlay import Overlay
 from station.service import assemble
-from station.synthetic import Scenario, SyntheticCamera
+from station.store.ledger import ClipRecord
 
 pytestmark = pytest.mark.slow
 
@@ -182,7 +182,7 @@ def test_the_bundle_names_the_earlier_clip_of_a_repack_by_its_hash(
 def test_the_station_screen_shows_packer_kind_and_the_duplicate_banner(
     cfg: config_mod.Config,
 ) -> None:
-    from station.screen import ScreenState
+    from station.floor.screen import ScreenState
 
     run(cfg, [(0.3, "PO-S1"), (1.0, "SEAL")], 1.5)
     _clips, rec = run(cfg, [(0.2, "OP:alice"), (0.25, "退货"), (0.3, "PO-S1")], 1.0)

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 from conftest_web import WebEnv, index_clip, login, make_app
 
-from station.ledger import Ledger
+from station.store.ledger import Ledger
 from web.dashboard import packer_stats
 
 
@@ -159,8 +159,8 @@ def test_the_station_publishes_who_is_signed_in(tmp_path) -> None:
 
     import numpy as np
 
-    from station.live import LiveWriter
-    from station.runner import Status
+    from station.recording.live import LiveWriter
+    from station.recording.runner import Status
     from web.stations import read_stations
 
     live = LiveWriter(tmp_path, "desk-1", interval=0.0)

@@ -13,7 +13,7 @@ import pytest
 
 from station import config as config_mod
 from station.errors import ConfigError
-from station.h264_limits import (
+from station.recording.h264_limits import (
     V4L2_CID_MPEG_VIDEO_H264_I_PERIOD,
     V4L2_CID_MPEG_VIDEO_H264_LEVEL,
     VIDIOC_S_CTRL,

@@ -1,8 +1,8 @@
 """The hardware adapters against fakes with the real libraries' shape, and gpiozero's MockFactory.
 
 picamera2 and python-evdev cannot work here (no libcamera, no input devices), so the mock
-backends in ``station/hardware/`` stand in for them; the pedal runs on gpiozero itself with its
-mock pins. A test at the end uses a real Pi camera and is skipped anywhere else.
+backends in ``station/capture/hardware/`` stand in for them; the pedal runs on gpiozero itself with
+its mock pins. A test at the end uses a real Pi camera and is skipped anywhere else.
 """
 
 from __future__ import annotations
@@ -22,25 +22,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from station.errors import CameraError, ScannerError
-from station.frames import FrameSource, PedalPress, RawScan, ScanSource
-from station.hardware import picamera2_camera
-from station.hardware.evdev_scanner import (
+from station.capture.frames import FrameSource, PedalPress, RawScan, ScanSource
+from station.capture.hardware import picamera2_camera
+from station.capture.hardware.evdev_scanner import (
     EvdevScanner,
     KeyDecoder,
     find_scanner,
     permission_hint,
     unreadable_input_devices,
 )
-from station.hardware.gpio_pedal import GpioPedal
-from station.hardware.mock_evdev import MOUSE_CAPS, FakeEvdev, ecodes
-from station.hardware.mock_picamera2 import Picamera2 as FakePicamera2
-from station.hardware.picamera2_camera import (
+from station.capture.hardware.gpio_pedal import GpioPedal
+from station.capture.hardware.mock_evdev import MOUSE_CAPS, FakeEvdev, ecodes
+from station.capture.hardware.mock_picamera2 import Picamera2 as FakePicamera2
+from station.capture.hardware.picamera2_camera import (
     INSTALL_HINT,
     Picamera2Camera,
     exposure_start_ns,
     import_hint,
 )
+from station.errors import CameraError, ScannerError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -342,7 +342,7 @@ def test_picamera2_numpy_mismatch_gives_the_simplejpeg_hint(tmp_path) -> None:
     )
     code = (
         "from station.errors import CameraError\n"
-        "from station.hardware.picamera2_camera import Picamera2Camera\n"
+        "from station.capture.hardware.picamera2_camera import Picamera2Camera\n"
         "try:\n    Picamera2Camera()\nexcept CameraError as exc:\n    print(exc)\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}

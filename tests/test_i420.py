@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from station import config as config_mod
+from station.capture.synthetic import Scenario, SyntheticCamera
 from station.errors import ConfigError
-from station.overlay import Overlay
+from station.recording.overlay import Overlay
+from station.recording.writer import to_i420
 from station.service import assemble
-from station.synthetic import Scenario, SyntheticCamera
-from station.writer import to_i420
 
 WALL = datetime(2026, 12, 4, 9, 0, 0).astimezone()
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from station.ledger import Ledger
 from station.proof.log import ProofLog
 from station.store.cursors import SyncCursors
 from station.store.index import MIGRATIONS, open_index
+from station.store.ledger import Ledger
 from station.store.uploads import UploadJournal
 
 # A dump (sqlite3 iterdump) of an index made by packcam before the tables had owners
-# (main at 4552218: one migration list in station/ledger.py, schema version 7), with a row
+# (main at 4552218: one migration list in station/store/ledger.py, schema version 7), with a row
 # in every table: three clips (one archived, one deleted by retention, one repack), holds
 # set and released, alarms, a proof log with a checkpoint, a timestamp, a retired key's log
 # and its rotation, a multipart upload in progress and two central-sync cursors.

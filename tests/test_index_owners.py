@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from station.ledger import Ledger
-from station.sqlitedb import Table
 from station.store import index as index_mod
 from station.store.holds import was_held_at
 from station.store.index import OWNERS, TABLE_OWNERS, compose, open_index
+from station.store.ledger import Ledger
+from station.store.sqlitedb import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 # The packages that share the station's index. central/ has its own PostgreSQL database
@@ -69,7 +69,7 @@ def scanned_sources() -> dict[str, str]:
 
 # The station's other database, the webhook queue (webhooks.sqlite3), has one owner too; the
 # web site's delivery log reads it through that owner.
-QUEUE_OWNERS = {"deliveries": "station.webhooks", "attempts": "station.webhooks"}
+QUEUE_OWNERS = {"deliveries": "station.floor.webhooks", "attempts": "station.floor.webhooks"}
 
 
 def test_no_sql_against_a_table_outside_its_owner() -> None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from station.errors import LedgerError
-from station.ledger import MIGRATIONS, ClipRecord, Ledger, ScanEventRecord, WaybillLink
+from station.store.ledger import MIGRATIONS, ClipRecord, Ledger, ScanEventRecord, WaybillLink
 
 TZ = timezone(timedelta(hours=8))
 

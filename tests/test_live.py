@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from fake_clock import FakeClock
 
-import station.live as live_mod
-from station.live import LiveWriter
-from station.runner import Status
+import station.recording.live as live_mod
+from station.recording.live import LiveWriter
+from station.recording.runner import Status
 
 
 def status(frames: int = 10, **kw) -> Status:

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from station import config as config_mod
+from station.capture.synthetic import Scenario, SyntheticCamera
 from station.errors import ConfigError
-from station.events import EventKind, EventRecorder, StationEvent, StationEvents
-from station.lookup import MANIFEST_KEY, LookupFailed, OrderLookup, lookup_url, parse_items
+from station.floor.events import EventKind, EventRecorder, StationEvent, StationEvents
+from station.floor.lookup import MANIFEST_KEY, LookupFailed, OrderLookup, lookup_url, parse_items
 from station.service import assemble
-from station.synthetic import Scenario, SyntheticCamera
 
 
 class ItemService:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from station.mp4box import Box, iter_boxes
 from station.proof.c2pa_embed import count_fragments
 from station.proof.verify import mp4_facts
-from station.recovery import box_walk
+from station.store.mp4box import Box, iter_boxes
+from station.store.recovery import box_walk
 
 
 def box(kind: bytes, payload: bytes) -> bytes:

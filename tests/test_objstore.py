@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from station import config as config_mod
-from station.objstore import (
+from station.fleet.objstore import (
     LocalFileChanged,
     ObjectStore,
     ThrottledBody,
@@ -46,7 +46,7 @@ def test_token_bucket_paces_to_its_rate(monkeypatch: pytest.MonkeyPatch) -> None
         slept.append(s)
         clock.t += s
 
-    monkeypatch.setattr("station.objstore.time.sleep", sleep)
+    monkeypatch.setattr("station.fleet.objstore.time.sleep", sleep)
     bucket = TokenBucket(1000, clock=clock)
     assert bucket.consume(1000)  # the initial burst
     assert slept == []
@@ -120,7 +120,7 @@ def test_a_wrong_object_in_the_bucket_is_replaced(
     store.client.put_object(
         Bucket=BUCKET, Key="k/b", Body=b"tampered", Metadata={"sha256": "0" * 64}
     )
-    with caplog.at_level(logging.ERROR, logger="station.objstore"):
+    with caplog.at_level(logging.ERROR, logger="station.fleet.objstore"):
         res = store.put_bytes("k/b", b"the real bytes")
     assert res.uploaded and "wrong" in caplog.text
     assert store.get_bytes("k/b") == b"the real bytes"
@@ -131,7 +131,7 @@ def test_a_wrong_object_in_the_bucket_is_replaced(
 def store_expect(data: bytes):
     import base64
 
-    from station.objstore import Expect
+    from station.fleet.objstore import Expect
 
     sha = hashlib.sha256(data)
     return Expect(
@@ -201,7 +201,7 @@ def test_object_lock_missing_on_the_bucket_degrades_with_a_log_line(
     tmp_path: Path, moto_s3: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = _store(tmp_path, object_lock_mode="COMPLIANCE", object_lock_days=30)
-    with caplog.at_level(logging.WARNING, logger="station.objstore"):
+    with caplog.at_level(logging.WARNING, logger="station.fleet.objstore"):
         assert store.detect_object_lock() is False
     assert "without retention" in caplog.text
     assert store.put_bytes("k/c", b"data").uploaded

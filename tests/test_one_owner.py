@@ -11,10 +11,10 @@ import pytest
 from recorder_support import encoded_recorder
 
 from station import config as config_mod
-from station.ledger import Ledger
-from station.recorder import FinishedClip
+from station.capture.synthetic import Scenario, SyntheticCamera
+from station.recording.recorder import FinishedClip
 from station.service import assemble
-from station.synthetic import Scenario, SyntheticCamera
+from station.store.ledger import Ledger
 
 W, H, FPS = 160, 96, 10.0
 WALL0 = datetime(2026, 12, 4, 9, 0, 0).astimezone()

@@ -1,4 +1,4 @@
-"""Tests for station.overlay: CJK glyphs, band-only drawing, per-second updates, caching."""
+"""station.recording.overlay: CJK glyphs, band-only drawing, per-second updates, caching."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from station import overlay as overlay_mod
-from station.overlay import (
+from station.recording import overlay as overlay_mod
+from station.recording.overlay import (
     CJK_FONT_CANDIDATES,
     Overlay,
     find_cjk_font,
@@ -71,7 +71,7 @@ def test_missing_cjk_font_falls_back_and_warns_once(
 ) -> None:
     monkeypatch.setattr(overlay_mod, "find_cjk_font", lambda: None)
     overlay_mod._warn_once.cache_clear()
-    with caplog.at_level(logging.WARNING, logger="station.overlay"):
+    with caplog.at_level(logging.WARNING, logger="station.recording.overlay"):
         a = Overlay("封箱", SHANGHAI, font_path="/nonexistent/font.ttc")
         b = Overlay("封箱", SHANGHAI)
         out = drawn(a, noise(), order_id="订单1")
@@ -91,7 +91,7 @@ def test_configured_font_is_used_only_if_it_has_chinese_glyphs(
     if cjk is None or latin is None:
         pytest.skip("needs both a CJK and a Latin-only font installed")
     assert Overlay("s", SHANGHAI, font_path=cjk).font_path == cjk
-    with caplog.at_level(logging.WARNING, logger="station.overlay"):
+    with caplog.at_level(logging.WARNING, logger="station.recording.overlay"):
         ov = Overlay("s", SHANGHAI, font_path=latin)
     assert "has no Chinese glyphs" in caplog.text
     assert ov.font_path == cjk and ov.cjk

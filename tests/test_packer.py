@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from station import session as ss
-from station.codes import Kind, Rules, classify
+from station.capture.codes import Kind, Rules, classify
 from station.config import CodesSection, SessionSection
+from station.recording import session as ss
 
 RULES = Rules.from_config(CodesSection())
 S = SessionSection()

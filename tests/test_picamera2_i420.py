@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from station import config as config_mod
+from station.capture.frames import PedalPress, RawScan, i420_planes
+from station.capture.hardware.mock_picamera2 import ColorSpace
+from station.capture.hardware.mock_picamera2 import Picamera2 as FakePicamera2
+from station.capture.hardware.picamera2_camera import Picamera2Camera, tight_i420
 from station.errors import ConfigError
-from station.frames import PedalPress, RawScan, i420_planes
-from station.hardware.mock_picamera2 import ColorSpace
-from station.hardware.mock_picamera2 import Picamera2 as FakePicamera2
-from station.hardware.picamera2_camera import Picamera2Camera, tight_i420
 
 BLUE = (41, 240, 110)  # BT.601 limited-range Y, U, V of pure blue, as the fake draws it
 RED = (81, 90, 240)

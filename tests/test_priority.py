@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from station.barcodes import Detection, ScanWorker
-from station.frames import Frame
-from station.priority import BACKGROUND_NICE, lower_thread_priority, thread_ids
+from station.capture.barcodes import Detection, ScanWorker
+from station.capture.frames import Frame
+from station.runtime.priority import BACKGROUND_NICE, lower_thread_priority, thread_ids
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature"
@@ -47,8 +47,8 @@ ENCODER_THREADS = """
 import json, os, sys, threading, time
 from pathlib import Path
 import numpy as np
-from station.priority import thread_ids
-from station.writer import ClipWriter, to_i420
+from station.runtime.priority import thread_ids
+from station.recording.writer import ClipWriter, to_i420
 
 frame = to_i420(np.full((240, 320, 3), 90, np.uint8))  # OpenCV starts its pool first
 before = thread_ids()

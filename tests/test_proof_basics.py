@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from station.ledger import Ledger
 from station.proof import ProofError
 from station.proof import manifest as manifest_mod
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey, fingerprint, load_public_pem
 from station.proof.log import ProofLog
+from station.store.ledger import Ledger
 
 
 @pytest.mark.parametrize(

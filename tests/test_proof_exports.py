@@ -13,7 +13,6 @@ import pytest
 from conftest_web import add_users, login
 from proof_support import Store, store, tsa_ec  # noqa: F401 (fixtures)
 
-from station.ledger import Ledger
 from station.proof.exports import (
     MAX_REQUEST_BYTES,
     ExportRequestError,
@@ -21,6 +20,7 @@ from station.proof.exports import (
     bundle_key,
     parse_request,
 )
+from station.store.ledger import Ledger
 from web.bundles import BundleCache, BundleUnavailable
 
 

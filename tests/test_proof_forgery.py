@@ -30,7 +30,6 @@ from proof_support import (  # noqa: F401 (fixtures)
 )
 
 from station import cli as station_cli
-from station.ledger import INDEX_NAME
 from station.proof.bundle import export_order
 from station.proof.ca import CompanyCa, cert_fingerprint
 from station.proof.canonical import canonical_json
@@ -48,6 +47,7 @@ from station.proof.verify import (
     verify_bundle,
     verify_clip,
 )
+from station.store.ledger import INDEX_NAME
 
 AUTHENTIC, UNANCHORED, TAMPERED = "authentic", "intact-unanchored", "tampered"
 

@@ -25,7 +25,6 @@ from proof_support import (  # noqa: F401 (fixtures)
 )
 
 from station import cli as station_cli
-from station.ledger import INDEX_NAME
 from station.proof import ProofError, rotation
 from station.proof.bundle import export_order
 from station.proof.ca import CompanyCa
@@ -35,6 +34,7 @@ from station.proof.keys import StationKey
 from station.proof.log import ProofLog
 from station.proof.paths import ProofPaths
 from station.proof.verify import Report, audit, load_known_checkpoint, verify_bundle, verify_clip
+from station.store.ledger import INDEX_NAME
 
 AUTHENTIC, UNANCHORED, TAMPERED = "authentic", "intact-unanchored", "tampered"
 
@@ -317,7 +317,7 @@ def test_rotation_row_edited_in_data_dir(rotated: Store, tmp_path: Path) -> None
 
 
 def test_rotate_refused_while_station_runs(rotated: Store, tmp_path: Path) -> None:
-    from station.recovery import data_dir_lock
+    from station.store.recovery import data_dir_lock
 
     st = rotated.copy(tmp_path / "busy")
     with data_dir_lock(st.data):
@@ -533,7 +533,7 @@ def test_retention_record_of_the_retired_key(
     after the rotation; a record the retired key signs dated after it is not taken."""
     from datetime import datetime
 
-    from station.ledger import Ledger
+    from station.store.ledger import Ledger
 
     st = rotated.copy(tmp_path / "ret")
     plog = ProofLog.in_data_dir(st.data)

@@ -20,13 +20,13 @@ from proof_support import (  # noqa: F401 (fixtures)
     tsa_ec,
 )
 
-from station.ledger import INDEX_NAME
 from station.proof import manifest as manifest_mod
 from station.proof.bundle import export_order
 from station.proof.ca import CompanyCa
 from station.proof.keys import StationKey
 from station.proof.log import ProofLog
 from station.proof.verify import Report, audit, verify_bundle, verify_clip
+from station.store.ledger import INDEX_NAME
 
 
 def flip_byte(path: Path) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from proof_support import TsaServer, make_tsa_pki, tsa_ec, tsa_rsa  # noqa: F401 (fixtures)
 
-from station.ledger import Ledger
 from station.proof.log import ProofLog
 from station.proof.tsa import (
     TokenInvalid,
@@ -19,6 +18,7 @@ from station.proof.tsa import (
     request_token,
     verify_token,
 )
+from station.store.ledger import Ledger
 
 
 @pytest.fixture(params=["rsa", "ec"])

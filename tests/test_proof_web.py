@@ -125,8 +125,8 @@ def test_order_page_bundle_button_exports_a_bundle_that_verifies(
     """Logged in on the real site: the order's evidence bundle downloads and verifies offline."""
     from conftest_web import add_users, login
 
-    from station.ledger import Ledger
     from station.proof.verify import verify_bundle
+    from station.store.ledger import Ledger
     from web import create_app
 
     st = store.copy(tmp_path / "data")

@@ -33,14 +33,14 @@ from central.site import CentralSite
 from central.witness import ACCEPT, FORK, NO_PROOF, ROLLBACK, judge
 from station import cli as station_cli
 from station import config as config_mod
-from station.central_sync import CentralSync, SyncError
-from station.ledger import INDEX_NAME
+from station.fleet.central_sync import CentralSync, SyncError
 from station.proof import manifest as manifest_mod
 from station.proof import merkle
 from station.proof.bundle import export_order
 from station.proof.finalizer import ProofFinalizer
 from station.proof.keys import StationKey, load_public_pem, verify_signature
 from station.proof.log import ProofLog
+from station.store.ledger import INDEX_NAME
 
 
 def test_judge_is_append_only() -> None:

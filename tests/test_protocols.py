@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from central.db import CentralDB
-from station.ledger import ClipRecord, Ledger, WaybillLink
+from station.store.ledger import ClipRecord, Ledger, WaybillLink
 from web.backends import IndexReader
 from web.index import ClipIndex, zone_of
 
@@ -89,7 +89,7 @@ def _utc(dt: datetime) -> str:
 
 
 def _doc(local_id: int, rec: ClipRecord) -> dict[str, Any]:
-    """The clip as central sync sends it (station/central_sync.py)."""
+    """The clip as central sync sends it (station/fleet/central_sync.py)."""
     doc = rec.to_json()
     doc.update(id=local_id, started_utc=_utc(rec.started_at), ended_utc=_utc(rec.ended_at))
     doc["tz"] = rec.started_at.strftime("%z")

@@ -12,8 +12,8 @@ from recorder_support import encoded_recorder
 
 from station import config as config_mod
 from station.errors import LedgerError
-from station.ledger import Ledger, ScanEventRecord
-from station.recorder import Recorder
+from station.recording.recorder import Recorder
+from station.store.ledger import Ledger, ScanEventRecord
 
 W, H, FPS = 64, 48, 10.0
 WALL0 = datetime(2026, 12, 4, 9, 0, 0).astimezone()
@@ -48,7 +48,7 @@ def test_refused_scans_are_kept_until_the_index_takes_writes_again(
     rec_cfg: config_mod.Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = [100.0]
-    monkeypatch.setattr("station.recorder.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("station.recording.recorder.time.monotonic", lambda: clock[0])
     ledger = FullIndex(tmp_path / "index.sqlite3")
     rec = recorder(rec_cfg, ledger)
     try:
@@ -74,7 +74,7 @@ def test_close_with_the_index_still_full_puts_the_scans_in_the_log(
     ledger = FullIndex(tmp_path / "index.sqlite3")
     rec = recorder(rec_cfg, ledger)
     rec.log_event(refused(7), 0.0)
-    with caplog.at_level(logging.ERROR, logger="station.recorder"):
+    with caplog.at_level(logging.ERROR, logger="station.recording.recorder"):
         rec.close()
     ledger.close()
     assert "scan event lost (index unavailable)" in caplog.text and "PO-7" in caplog.text

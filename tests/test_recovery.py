@@ -18,11 +18,13 @@ from recorder_support import encoded_recorder
 
 from station import config as config_mod
 from station.errors import LedgerError, RecordingError
-from station.ledger import Ledger, ScanEventRecord
 from station.proof.finalizer import build_finalizers
 from station.proof.verify import audit
-from station.recorder import FinishedClip, PacketSink, write_manifest
-from station.recovery import (
+from station.recording.recorder import FinishedClip, PacketSink, write_manifest
+from station.recording.stream import EncodedPacket
+from station.recording.writer import ClipWriter, to_i420
+from station.store.ledger import Ledger, ScanEventRecord
+from station.store.recovery import (
     DataDirBusy,
     Recovery,
     box_walk,
@@ -31,8 +33,6 @@ from station.recovery import (
     record_from_manifest,
     recover_data_dir,
 )
-from station.stream import EncodedPacket
-from station.writer import ClipWriter, to_i420
 
 W, H, FPS = 160, 96, 10.0
 REPO = Path(__file__).resolve().parents[1]
@@ -227,7 +227,7 @@ def test_file_without_a_decodable_frame_goes_to_quarantine(
     header = blob[: boxes(blob)[2][0]]
     put_tmp(data, "s_PO-9_1", header, journal("PO-9"))
     put_tmp(data, "s_PO-9_2", b"", journal("PO-9"))  # killed right after the file was created
-    with caplog.at_level(logging.WARNING, logger="station.recovery"):
+    with caplog.at_level(logging.WARNING, logger="station.store.recovery"):
         report = recover_data_dir(cfg)
     assert sorted(report.quarantined) == ["quarantine/s_PO-9_1.mp4", "quarantine/s_PO-9_2.mp4"]
     assert (data / "quarantine" / "s_PO-9_1.mp4").read_bytes() == header
@@ -430,7 +430,7 @@ def test_missing_file_is_reported_loudly_and_its_row_kept(
     clip = data / fin.record.path
     saved = clip.read_bytes()
     clip.unlink()
-    with caplog.at_level(logging.ERROR, logger="station.recovery"):
+    with caplog.at_level(logging.ERROR, logger="station.store.recovery"):
         report = recover_data_dir(cfg)
     assert not report.ok and report.missing == [fin.record.path]
     assert "missing from disk" in caplog.text

@@ -22,17 +22,17 @@ import numpy as np
 import pytest
 
 from station import config as config_mod
-from station.faults import DiskPressure, FlakyCamera, Outage
-from station.frames import Frame
-from station.ledger import Ledger
+from station.capture.frames import Frame
+from station.capture.synthetic import Scenario, SyntheticCamera
 from station.proof import manifest as manifest_mod
 from station.proof.keys import StationKey
 from station.proof.paths import ProofPaths
 from station.proof.verify import audit
-from station.recovery import recover_data_dir
-from station.retention import DiskSpace, disk_probe
+from station.runtime.faults import DiskPressure, FlakyCamera, Outage
 from station.service import assemble, run_station
-from station.synthetic import Scenario, SyntheticCamera
+from station.store.ledger import Ledger
+from station.store.recovery import recover_data_dir
+from station.store.retention import DiskSpace, disk_probe
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -594,8 +594,8 @@ def test_the_open_clip_is_finished_at_the_disk_floor_before_enospc_every_time(
 
 def test_live_status_keeps_changing_on_a_full_disk(tmp_path: Path) -> None:
     """It froze at "recording" for 40 s while the disk was full; now it is rewritten in place."""
-    from station.live import LiveWriter
-    from station.runner import Status
+    from station.recording.live import LiveWriter
+    from station.recording.runner import Status
 
     with small_fs(tmp_path / "fs", 1) as fs:
         live = LiveWriter(fs, "台 1")

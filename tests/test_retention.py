@@ -17,14 +17,15 @@ from hypothesis import strategies as st
 from recorder_support import encoded_recorder
 
 from station import config as config_mod
-from station.alarms import AlarmBoard
 from station.errors import ConfigError, LedgerError
-from station.ledger import Ledger
+from station.floor.alarms import AlarmBoard
 from station.proof.finalizer import build_finalizers
 from station.proof.keys import StationKey, verify_signature
 from station.proof.paths import ProofPaths
 from station.proof.verify import audit
-from station.retention import (
+from station.recording.writer import to_i420
+from station.store.ledger import Ledger
+from station.store.retention import (
     HELD,
     UNARCHIVED,
     UNFINISHED,
@@ -37,7 +38,6 @@ from station.retention import (
     station_signer,
     why_kept,
 )
-from station.writer import to_i420
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -131,7 +131,7 @@ def reference_plan(
     clips: list[Candidate], free: int, total: int, policy: Policy
 ) -> tuple[list[int], int, int, bool, dict[str, int]]:
     """The retention rule written again from docs/reliability.md and the example config,
-    sharing no code with station/retention.py: (ids deleted in order, floor, free after,
+    sharing no code with station/store/retention.py: (ids deleted in order, floor, free after,
     floor reached, kept clips per reason)."""
     # "floor = max(free_floor_mb, free_floor_percent x disk size)": at least that much free.
     floor = max(policy.free_floor_bytes, -(-total * Fraction(policy.free_floor_percent) // 100))

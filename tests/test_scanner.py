@@ -10,17 +10,17 @@ import time
 import pytest
 
 from station.backends import build_scan_sources
-from station.frames import PedalPress, RawScan, ScanSource
-from station.hardware.evdev_scanner import EvdevScanner
-from station.hardware.gpio_pedal import GpioPedal
-from station.scanner import (
+from station.capture.frames import PedalPress, RawScan, ScanSource
+from station.capture.hardware.evdev_scanner import EvdevScanner
+from station.capture.hardware.gpio_pedal import GpioPedal
+from station.capture.scanner import (
     MAX_LINE,
     EventQueue,
     ScriptedScanner,
     StdinScanner,
     read_capped,
 )
-from station.synthetic import Scenario
+from station.capture.synthetic import Scenario
 
 
 def run_to_eof(scanner: StdinScanner) -> list:

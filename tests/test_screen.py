@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest_web import WebEnv, login, make_app
 
-from station.events import EventKind, StationEvent
-from station.screen import ScreenFeed, ScreenState, screen_path
+from station.floor.events import EventKind, StationEvent
+from station.floor.screen import ScreenFeed, ScreenState, screen_path
 
 
 def ev(kind: EventKind, order: str | None = None, **data: object) -> StationEvent:

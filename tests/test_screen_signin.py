@@ -15,10 +15,11 @@ import pytest
 from conftest_web import WebEnv, make_app
 
 from station import config as config_mod
-from station.events import EventKind, EventRecorder, StationEvent
-from station.feedback import Feedback, RecordingSink, prepare_sounds
-from station.frames import PackerPick
-from station.packer_inbox import (
+from station.capture.frames import PackerPick
+from station.capture.synthetic import Scenario, SyntheticCamera
+from station.floor.events import EventKind, EventRecorder, StationEvent
+from station.floor.feedback import Feedback, RecordingSink, prepare_sounds
+from station.floor.packer_inbox import (
     MAX_AGE_S,
     PackerRequestError,
     ScreenSignIn,
@@ -27,9 +28,8 @@ from station.packer_inbox import (
     request_body,
     write_request,
 )
-from station.screen import ScreenFeed, screen_path
+from station.floor.screen import ScreenFeed, screen_path
 from station.service import assemble
-from station.synthetic import Scenario, SyntheticCamera
 
 PACKERS = ("王芳", "alice")
 NOW = 1_800_000_000.0
@@ -239,7 +239,7 @@ def test_screen_packers_are_validated() -> None:
 
 
 def test_the_screen_state_shows_the_picked_packer() -> None:
-    from station.screen import ScreenState
+    from station.floor.screen import ScreenState
 
     s = ScreenState("st")
     s.apply(StationEvent(EventKind.PACKER_CHANGED, "st", 1.0, None, {"packer": "王芳"}))

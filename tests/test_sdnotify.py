@@ -15,9 +15,9 @@ import pytest
 from fake_clock import FakeClock
 
 from station.errors import CameraError
-from station.live import LiveWriter
-from station.runner import Status
-from station.sdnotify import Notifier, Watchdog, describe, socket_address, watchdog_interval
+from station.recording.live import LiveWriter
+from station.recording.runner import Status
+from station.runtime.sdnotify import Notifier, Watchdog, describe, socket_address, watchdog_interval
 
 
 class Listener:
@@ -262,8 +262,8 @@ def test_a_stalled_capture_loop_stops_feeding_the_watchdog(
 ) -> None:
     """The real capture loop feeds it; when the camera read hangs, the pings stop, however
     long the watchdog's clock runs on; the next frame pings again."""
+    from station.capture.synthetic import Scenario, SyntheticCamera
     from station.service import assemble
-    from station.synthetic import Scenario, SyntheticCamera
 
     cfg = cfg.replace("camera", width=160, height=120, fps=10.0)
     cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from station.codes import Code, Kind
+from station.capture.codes import Code, Kind
 from station.config import SessionSection
-from station.session import (
+from station.recording.session import (
     CameraBack,
     CameraLost,
     ClipRefused,

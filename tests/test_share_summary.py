@@ -89,7 +89,7 @@ def test_an_anchored_clip_is_summarised_in_both_languages(store: Store, tmp_path
     assert "真实" in p["zh"] and "公司 CA" in p["zh"] and "时间戳" in p["zh"]
     assert "Authentic" not in p["zh"] and "certified" not in p["zh"]
     # the hash the station signed, the log entry and its checkpoint
-    from station.ledger import Ledger
+    from station.store.ledger import Ledger
 
     ledger = Ledger.in_data_dir(st.data)
     (clip,) = ledger.clips("B2")
@@ -159,7 +159,7 @@ def test_a_certificate_from_another_ca_is_not_claimed(store: Store, tmp_path: Pa
 
 
 def test_a_replaced_clip_gets_no_claims(store: Store, tmp_path: Path) -> None:  # noqa: F811
-    from station.ledger import Ledger
+    from station.store.ledger import Ledger
 
     st = store.copy(tmp_path / "data")
     ledger = Ledger.in_data_dir(st.data)

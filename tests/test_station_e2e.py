@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 
 from station import config as config_mod
+from station.capture.codes import Kind, Rules, classify, sanitize
+from station.capture.frames import Frame
+from station.capture.synthetic import Scenario, SyntheticCamera
 from station.cli import main
-from station.codes import Kind, Rules, classify, sanitize
 from station.errors import RejectedCode
-from station.frames import Frame
-from station.ledger import ClipRecord
 from station.service import assemble
-from station.synthetic import Scenario, SyntheticCamera
+from station.store.ledger import ClipRecord
 
 pytestmark = pytest.mark.slow
 
@@ -271,7 +271,7 @@ def test_real_barcode_photos_that_the_pipeline_reads_start_clips(
     cfg: config_mod.Config, barcodes_dir: Path
 ) -> None:
     root = barcodes_dir
-    from station.barcodes import BarcodeDecoder
+    from station.capture.barcodes import BarcodeDecoder
 
     decoder = BarcodeDecoder()
     rules = Rules.from_config(cfg.codes)

@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from station import config as config_mod
-from station import session as ss
+from station.capture.frames import Frame, InputEvent, PedalPress, RawScan
 from station.errors import CameraError, RecordingError
-from station.frames import Frame, InputEvent, PedalPress, RawScan
-from station.ledger import Ledger
-from station.recorder import Recorder
-from station.runner import Station
-from station.stream import EncodedPacket
-from station.writer import FinishedFile, to_i420
+from station.recording import session as ss
+from station.recording.recorder import Recorder
+from station.recording.runner import Station
+from station.recording.stream import EncodedPacket
+from station.recording.writer import FinishedFile, to_i420
+from station.store.ledger import Ledger
 
 W, H, FPS = 16, 16, 10.0
 WALL0 = datetime(2026, 12, 4, 9, 0, 0).astimezone()
@@ -295,11 +295,11 @@ def test_the_real_station_keeps_the_invariants(
         errors: list[str] = []
         handler = logging.Handler()
         handler.emit = lambda r: errors.append(r.getMessage()) if r.exc_info else None  # type: ignore[method-assign]
-        logging.getLogger("station.runner").addHandler(handler)
+        logging.getLogger("station.recording.runner").addHandler(handler)
         try:
             station.run(stop)
         finally:
-            logging.getLogger("station.runner").removeHandler(handler)
+            logging.getLogger("station.recording.runner").removeHandler(handler)
             ledger.close()
         assert errors == [] and world.violations == []
         assert not rec.recording and isinstance(station.state, ss.Idle)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from station import config as config_mod
-from station.ledger import Ledger
-from station.recorder import FinishedClip, Recorder
-from station.stream import ClipMuxer, EncodedPacket, PacketRing, StreamEncoder
+from station.recording.recorder import FinishedClip, Recorder
+from station.recording.stream import ClipMuxer, EncodedPacket, PacketRing, StreamEncoder
+from station.store.ledger import Ledger
 
 W, H, FPS = 160, 96, 10.0
 WALL0 = datetime(2026, 12, 4, 9, 0, 0).astimezone()
@@ -149,8 +149,8 @@ def test_next_order_starts_on_an_idr_right_after_the_previous_clip(
 
 
 def test_frames_go_to_the_encoder_without_a_copy_and_encode_as_a_copy_would() -> None:
-    from station.stream import yuv420p_frame
-    from station.writer import encoder_context
+    from station.recording.stream import yuv420p_frame
+    from station.recording.writer import encoder_context
 
     images = [frame(i) for i in range(12)]
     shared = yuv420p_frame(images[0])
@@ -182,12 +182,12 @@ def test_frames_go_to_the_encoder_without_a_copy_and_encode_as_a_copy_would() ->
 
 def test_the_stream_encoder_opens_the_codec_inside_the_pi4_encoder_controls(monkeypatch) -> None:
     """h264_v4l2m2m takes its I-period and level from V4L2 controls set on the descriptor
-    FFmpeg opens (station/h264_limits.py): the always-running encoder sets them as ClipWriter
-    does. (The device itself exists only on a Pi 4; here the wiring is checked.)"""
+    FFmpeg opens (station/recording/h264_limits.py): the always-running encoder sets them as
+    ClipWriter does. (The device itself exists only on a Pi 4; here the wiring is checked.)"""
     import contextlib
 
-    import station.writer
-    from station.h264_limits import HwH264Settings
+    import station.recording.writer
+    from station.recording.h264_limits import HwH264Settings
 
     calls: list[tuple[str, HwH264Settings]] = []
 
@@ -196,7 +196,7 @@ def test_the_stream_encoder_opens_the_codec_inside_the_pi4_encoder_controls(monk
         calls.append((encoder, settings))
         yield
 
-    monkeypatch.setattr(station.writer, "hw_controls", recording)  # writer.open_encoder
+    monkeypatch.setattr(station.recording.writer, "hw_controls", recording)  # writer.open_encoder
     enc = StreamEncoder(W, H, FPS, keyframe_interval_s=2.0)
     enc.flush()
     assert calls == [("libx264", HwH264Settings(level="4.0", i_period=20))]

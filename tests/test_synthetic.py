@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 import zxingcpp
 
-from station.config import DEFAULT_WAYBILL_PATTERNS
-from station.errors import ConfigError
-from station.synthetic import (
+from station.capture.synthetic import (
     DEMO_PACKER,
     DEMO_RETURN,
     SYMBOLOGIES,
@@ -25,6 +23,8 @@ from station.synthetic import (
     card_kind,
     render_card,
 )
+from station.config import DEFAULT_WAYBILL_PATTERNS
+from station.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 W, H, FPS = 960, 540, 10.0

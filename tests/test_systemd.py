@@ -15,7 +15,7 @@ import pytest
 from station import config as config_mod
 from station.proof.exports import EXPORTS_DIR, REQUESTS_DIR
 from station.proof.paths import PRIVATE_DIR, PUBLIC_DIR
-from station.sdnotify import watchdog_interval
+from station.runtime.sdnotify import watchdog_interval
 
 SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
 UNITS = ("packcam-station.service", "packcam-web.service")
@@ -191,7 +191,7 @@ def test_units_agree_with_the_code() -> None:
     tmpfiles = (SYSTEMD / "packcam.tmpfiles").read_text(encoding="utf-8")
     assert re.search(rf"^d /var/lib/packcam/{PRIVATE_DIR}\s+0700\s+packcam-station", tmpfiles, re.M)
     assert re.search(rf"^d /var/lib/packcam/{PUBLIC_DIR}\s+0755\s+packcam-station", tmpfiles, re.M)
-    from station.packer_inbox import INBOX_DIR
+    from station.floor.packer_inbox import INBOX_DIR
 
     for name, mode in ((REQUESTS_DIR, "2770"), (EXPORTS_DIR, "2750"), (INBOX_DIR, "2770")):
         assert re.search(rf"^d /var/lib/packcam/{name}\s+{mode}\s+packcam-station", tmpfiles, re.M)

@@ -18,8 +18,8 @@ from conftest_web import PASSWORDS, add_users
 from proof_support import Store, store, tsa_ec  # noqa: F401 (fixtures)
 from verify_support import Browserless, big_store, running_site  # noqa: F401 (fixture)
 
-from station.ledger import Ledger
 from station.proof.exports import ExportWorker
+from station.store.ledger import Ledger
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -193,8 +193,8 @@ def test_station_and_site_in_one_process_serve_a_signed_bundle(
     """As `packcam demo` runs them: run_station starts the export worker, the site asks it."""
     import threading
 
+    from station.capture.synthetic import Scenario, SyntheticCamera
     from station.service import run_station
-    from station.synthetic import Scenario, SyntheticCamera
 
     st = store.copy(tmp_path / "data")
     add_users(st.data)

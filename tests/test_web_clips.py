@@ -123,7 +123,7 @@ def test_slashes_in_order_ids_are_never_merged(web_env: WebEnv, mp4_template, or
     """ "A//B" is its own order: no redirect to order "A/B" (werkzeug merges slashes by default)."""
     from conftest_web import index_clip, make_app
 
-    from station.ledger import Ledger
+    from station.store.ledger import Ledger
 
     ledger = Ledger.in_data_dir(web_env.data_dir)
     for oid in ("A//B", "trail/", "A/B"):
@@ -359,7 +359,7 @@ def test_legal_hold_from_the_order_page(web_env: WebEnv) -> None:
     """Operators put an order on hold (retention then never deletes it) and release it."""
     from conftest_web import make_app, session_csrf
 
-    from station.ledger import Ledger
+    from station.store.ledger import Ledger
 
     clip = web_env.clips["plain"]
     client = login(make_app(web_env).test_client(), "operator")

@@ -11,7 +11,7 @@ import openpyxl
 import pytest
 from conftest_web import ORDERS, WebEnv, login
 
-from station.webhooks import QUEUE_NAME, Delivery, WebhookQueue
+from station.floor.webhooks import QUEUE_NAME, Delivery, WebhookQueue
 from web.xlsx import write_xlsx
 
 DAY = {"from": "2026-11-30", "to": "2026-11-30"}
@@ -57,7 +57,7 @@ def test_csv_export_lists_every_clip_of_the_day(operator, web_env: WebEnv) -> No
 def test_csv_cells_that_look_like_formulas_are_inert(operator, web_env: WebEnv) -> None:
     from conftest_web import index_clip
 
-    from station.ledger import Ledger
+    from station.store.ledger import Ledger
 
     ledger = Ledger.in_data_dir(web_env.data_dir)
     try:

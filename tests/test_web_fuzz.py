@@ -44,7 +44,7 @@ class FuzzSite:
     """Clients (admin, anonymous), the env, what may be served, and a share link of PO-1001."""
 
     def __init__(self, tmp: Path, mp4_template: Path) -> None:
-        from station.ledger import Ledger
+        from station.store.ledger import Ledger
 
         self.env = env = build_env(tmp / "site", mp4_template)
         add_users(env.data_dir)

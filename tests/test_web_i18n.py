@@ -113,7 +113,7 @@ def test_every_finish_reason_is_named_in_both_languages(web_app) -> None:
     name here would show up raw (as `disk-full` once did)."""
     from flask_babel import force_locale
 
-    from station.session import FinishReason
+    from station.recording.session import FinishReason
     from web.i18n import FINISH_REASONS
 
     assert set(FINISH_REASONS) == {r.value for r in FinishReason}
@@ -124,7 +124,7 @@ def test_every_finish_reason_is_named_in_both_languages(web_app) -> None:
 
 def test_the_readme_names_every_finish_reason() -> None:
     """The README's list of how a clip ends is the enum's list (it once left out `disk-full`)."""
-    from station.session import FinishReason
+    from station.recording.session import FinishReason
 
     readme = (TRANSLATIONS.parents[1] / "README.md").read_text(encoding="utf-8")
     start = readme.index("- **End** (the clip's `finish_reason`)")

@@ -134,7 +134,7 @@ def test_viewer_may_not_watch_live(web_client) -> None:
 def test_dashboard(operator, web_env: WebEnv) -> None:
     from conftest_web import TZ8, index_clip
 
-    from station.ledger import Ledger
+    from station.store.ledger import Ledger
     from web.formatting import site_tz
 
     client, _ = operator
@@ -174,7 +174,7 @@ def test_dashboard_shows_the_stations_start_up_self_check(web_env: WebEnv) -> No
     """The station's start-up `packcam doctor` report reaches the dashboard: its WARN lines
     with their fix (this test config has no company CA and no TSA: two WARNs)."""
     from station import config as config_mod
-    from station.doctor import startup_checks
+    from station.runtime.doctor import startup_checks
 
     cfg = config_mod.load(None).with_data_dir(web_env.data_dir)
     cfg = cfg.replace("camera", width=320, height=240, fps=10.0)

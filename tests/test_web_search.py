@@ -10,7 +10,7 @@ import pytest
 from conftest_web import TZ8, WebEnv, index_clip, login
 
 from station import config as config_mod
-from station.ledger import Ledger
+from station.store.ledger import Ledger
 from web import index as index_mod
 from web import search as search_mod
 from web.index import ClipIndex, SearchTimeout

@@ -263,7 +263,7 @@ def test_similar_order_ids_are_other_orders(shared, web_env: WebEnv, mp4_templat
     """Scope is equality of order IDs: no prefix, case or whitespace games."""
     from conftest_web import index_clip
 
-    from station.ledger import Ledger
+    from station.store.ledger import Ledger
 
     _staff, path, anon = shared
     ledger = Ledger.in_data_dir(web_env.data_dir)

@@ -13,11 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from station import config as config_mod
+from station.capture.synthetic import Scenario, SyntheticCamera
 from station.errors import ConfigError
-from station.events import EventKind, StationEvent
-from station.service import assemble
-from station.synthetic import Scenario, SyntheticCamera
-from station.webhooks import (
+from station.floor.events import EventKind, StationEvent
+from station.floor.webhooks import (
     QUEUE_NAME,
     SIGNATURE_HEADER,
     WebhookQueue,
@@ -26,6 +25,7 @@ from station.webhooks import (
     sign,
     verify,
 )
+from station.service import assemble
 
 SECRET = "s3cret-s3cret-s3cret"
 
@@ -270,9 +270,9 @@ def test_a_sealed_clip_is_posted_with_its_hash(cfg: config_mod.Config, receiver:
 def test_the_archiver_announces_each_archived_clip(cfg: config_mod.Config) -> None:
     from datetime import UTC, datetime
 
-    from station.events import EventRecorder, StationEvents
-    from station.ledger import ClipRecord
+    from station.floor.events import EventRecorder, StationEvents
     from station.service import build_fleet
+    from station.store.ledger import ClipRecord
 
     cfg = cfg.replace("archive", enabled=True, bucket="packcam-test",
                       endpoint_url="http://127.0.0.1:9")  # fmt: skip

@@ -1,4 +1,4 @@
-"""Tests for station.writer: real MP4 files encoded, decoded, hashed, killed and starved."""
+"""station.recording.writer: real MP4 files encoded, decoded, hashed, killed and starved."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import av
 import numpy as np
 import pytest
 
-from station import writer as writer_mod
 from station.errors import RecordingError
-from station.writer import ClipWriter, FinishedFile, to_i420
+from station.recording import writer as writer_mod
+from station.recording.writer import ClipWriter, FinishedFile, to_i420
 
 W, H, FPS = 320, 240, 30.0
 CHILD = Path(__file__).with_name("helpers_writer_child.py")
@@ -121,7 +121,7 @@ def test_non_increasing_times_are_nudged_not_dropped(
 ) -> None:
     times = [10.0, 10.1, 10.1, 10.05, 10.3]
     path = tmp_path / "nudge.mp4"
-    with caplog.at_level(logging.WARNING, logger="station.writer"):
+    with caplog.at_level(logging.WARNING, logger="station.recording.writer"):
         ff = write_clip(path, times)
     assert "non-increasing frame time" in caplog.text
     assert ff.frame_count == len(times)

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from werkzeug.wrappers import Response
 
-from station.ledger import ClipRecord
+from station.store.ledger import ClipRecord
 from web.auth import basic_auth_user, require
 from web.clips import PAGE_SIZE, order_url, search_args
 from web.dashboard import summary

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import Flask, Response
 
-from station.ledger import ClipRecord, LegalHold
+from station.store.ledger import ClipRecord, LegalHold
 from web.frames import KeyFrame
 from web.stations import StationStatus
 

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from station.ledger import ClipRecord
 from station.proof.exports import (
     ALIVE_S,
     ERROR_TTL_S,
@@ -24,6 +23,7 @@ from station.proof.exports import (
     read_error,
     request_body,
 )
+from station.store.ledger import ClipRecord
 
 log = logging.getLogger(__name__)
 

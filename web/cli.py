@@ -19,7 +19,7 @@ from waitress import create_server, wasyncore
 from station.cliargs import add_config, add_data, load_config
 from station.config import Config
 from station.errors import StationError
-from station.sdnotify import Notifier
+from station.runtime.sdnotify import Notifier
 from web import create_app
 from web.backends import SiteBackend
 from web.db import ROLES, AccountError, WebDB

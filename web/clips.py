@@ -25,7 +25,7 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from station.ledger import ClipRecord, Ledger
+from station.store.ledger import ClipRecord, Ledger
 from web.auth import require
 from web.bundles import BundleCache, BundleRefused, BundleTooLarge, BundleUnavailable
 from web.errors import InsufficientStorage, StationUnavailable

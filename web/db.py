@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from station import sqlitedb
 from station.errors import StationError
+from station.store import sqlitedb
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from station.ledger import ClipRecord
+from station.store.ledger import ClipRecord
 from web.auth import require
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.handles import get_index

@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 from PIL import Image
 
-from station.ledger import ClipRecord
+from station.store.ledger import ClipRecord
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
 from station.config import WEB_LANGUAGES
-from station.session import FinishReason
+from station.recording.session import FinishReason
 
 LANGUAGES = WEB_LANGUAGES  # the site's languages, defined with [web] default_language
 LANG_COOKIE = "packcam_lang"

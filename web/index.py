@@ -15,17 +15,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from station.errors import LedgerError
-from station.ledger import (
+from station.store.clips import ClipTable, FtsMatch
+from station.store.holds import HoldTable
+from station.store.index import open_in_data_dir
+from station.store.ledger import (
     INDEX_NAME,
     ClipRecord,
     LegalHold,
     WaybillLink,
     clip_from_rows,
 )
-from station.sqlitedb import Database
-from station.store.clips import ClipTable, FtsMatch
-from station.store.holds import HoldTable
-from station.store.index import open_in_data_dir
+from station.store.sqlitedb import Database
 from web.search import SearchIndex, contains_folded, match_expr
 from web.stations import StationStatus
 

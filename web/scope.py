@@ -6,7 +6,7 @@ import logging
 from collections.abc import Collection
 from typing import Any, Literal
 
-from station.ledger import ClipRecord, LegalHold
+from station.store.ledger import ClipRecord, LegalHold
 from web.backends import IndexReader
 from web.db import AccessEntry, ShareLink, WebDB
 from web.stations import StationStatus

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from station.packer_inbox import write_request
+from station.floor.packer_inbox import write_request
 from web.live import BOUNDARY, MjpegStream
 from web.stations import live_files
 
@@ -122,7 +122,7 @@ def page(key: str) -> str:
 def packer(key: str) -> Any:
     """Sign a packer in (``packer``: a name of ``[screen] packers``) or out
     (``action=signout``), as their badge would: the request goes to the station process
-    through its inbox (station/packer_inbox.py); the screen shows the packer once the
+    through its inbox (station/floor/packer_inbox.py); the screen shows the packer once the
     station has taken it (the stream). No PIN: see docs/integration.md."""
 
     _screen_file(key)

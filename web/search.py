@@ -8,8 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-from station.sqlitedb import Database
 from station.store.clips import ClipTable
+from station.store.sqlitedb import Database
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
-from station.ledger import ClipRecord
+from station.store.ledger import ClipRecord
 from web.auth import require
 from web.clips import (
     clip_views,

@@ -14,12 +14,12 @@ from flask_babel import force_locale
 from markupsafe import Markup
 
 from station.config import WEB_LANGUAGES
-from station.ledger import ClipRecord
 from station.proof import ProofError
 from station.proof.ca import cert_fingerprint
 from station.proof.exports import bundle_key
 from station.proof.trust import Anchors
 from station.proof.verify import AUTHENTIC, TAMPERED, UNANCHORED, UNVERIFIED, Report, verify_clip
+from station.store.ledger import ClipRecord
 from web.clips import clip_file
 
 log = logging.getLogger(__name__)

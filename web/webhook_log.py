@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, render_template
 
-from station.webhooks import QUEUE_NAME, WebhookQueue
+from station.floor.webhooks import QUEUE_NAME, WebhookQueue
 from web.auth import require
 
 bp = Blueprint("webhook_log", __name__)

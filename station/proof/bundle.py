@@ -20,7 +20,6 @@ from cryptography import x509
 
 import station
 from station.config import Config
-from station.ledger import ClipRecord, Ledger
 from station.proof import ProofError
 from station.proof import manifest as manifest_mod
 from station.proof.ca import cert_fingerprint
@@ -36,6 +35,7 @@ from station.proof.verify import (
     BUNDLE_MANIFEST_SIG,
     BUNDLE_MANIFEST_TYPE,
 )
+from station.store.ledger import ClipRecord, Ledger
 
 log = logging.getLogger(__name__)
 

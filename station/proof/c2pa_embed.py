@@ -12,9 +12,9 @@ from typing import Any
 
 import av
 
-from station.files import fsync_dir
-from station.mp4box import iter_boxes
 from station.proof import ProofError
+from station.store.files import fsync_dir
+from station.store.mp4box import iter_boxes
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from station.proof.verify import (
     verify_bundle,
     verify_clip,
 )
-from station.recovery import DataDirBusy, data_dir_lock
+from station.store.recovery import DataDirBusy, data_dir_lock
 
 
 def _common(p: argparse.ArgumentParser, *, data_required: bool = False) -> None:

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from station.codes import sanitize
+from station.capture.codes import sanitize
 from station.config import Config
 from station.errors import RejectedCode
-from station.files import SpoolFileError, remove_path, spool_json, take_spool_file
-from station.ledger import ClipRecord, Ledger
 from station.proof import ProofError
 from station.proof.bundle import export_order
-from station.retention import Policy
+from station.store.files import SpoolFileError, remove_path, spool_json, take_spool_file
+from station.store.ledger import ClipRecord, Ledger
+from station.store.retention import Policy
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import station
-from station.background import Repeater
-from station.clock import clock_synced
 from station.config import Config
-from station.files import sha256_file
 from station.proof import ProofError, rotation
 from station.proof import manifest as manifest_mod
 from station.proof.c2pa_embed import (
@@ -26,6 +23,9 @@ from station.proof.log import ProofLog, iso_utc, utc_now
 from station.proof.paths import ProofPaths
 from station.proof.tsa import TsaQueue, TsaWorker, load_roots
 from station.proof.videohash import video_digests
+from station.runtime.background import Repeater
+from station.runtime.clock import clock_synced
+from station.store.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def build_embedder(cfg: Config, paths: ProofPaths) -> C2paEmbedder | None:
 
 
 class ProofFinalizer:
-    """A ``station.recorder.Finalizer``: ``(final mp4 path, manifest dict) -> manifest dict``.
+    """A ``station.recording.recorder.Finalizer``: ``(final mp4 path, manifest dict) -> manifest
+    dict``.
 
     For each clip, in this order: optionally embed a C2PA manifest (rewrites the file), hash the
     final bytes, sign the manifest (sequence number + previous manifest's hash) with the station

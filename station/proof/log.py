@@ -19,8 +19,8 @@ from station.proof.tables import LogEntry as LogEntry
 from station.proof.tables import ProofTables
 from station.proof.tables import Rotation as Rotation
 from station.proof.tables import TimestampRow as TimestampRow
-from station.sqlitedb import Database
 from station.store.index import INDEX_NAME, open_index
+from station.store.sqlitedb import Database
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from station.proof import ProofError
-from station.sqlitedb import Table
+from station.store.sqlitedb import Table
 
 
 @dataclass(frozen=True)

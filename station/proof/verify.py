@@ -21,9 +21,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
 from station.config import Config
-from station.files import sha256_and_size
-from station.ledger import INDEX_NAME
-from station.mp4box import iter_boxes
 from station.proof import ProofError, merkle
 from station.proof import manifest as manifest_mod
 from station.proof.c2pa_embed import C2paInfo, c2pa_available, read_c2pa, unavailable_reason
@@ -42,7 +39,10 @@ from station.proof.trust import Anchors, ChainError, verify_chain
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
 from station.proof.videohash import video_digests
 from station.store.clips import ClipTable
+from station.store.files import sha256_and_size
 from station.store.holds import HoldTable
+from station.store.ledger import INDEX_NAME
+from station.store.mp4box import iter_boxes
 
 log = logging.getLogger(__name__)
 
@@ -1769,7 +1769,7 @@ def _retention_deletion(
     """Was the missing clip ``rel`` deleted by retention, provably? (ok, what was found)
 
     Retention keeps the index row (with ``deleted_utc``) and a deletion record signed by the
-    station key (``station/retention.py``). It counts only when that signature verifies, the
+    station key (``station/store/retention.py``). It counts only when that signature verifies, the
     record names these bytes, the clip was older than the policy's minimum age, and its order
     was not on legal hold at that moment. Anything less is reported as a missing clip.
     """

@@ -1,4 +1,5 @@
-"""The persistent record of station alarms (table alarms); the live board is station/alarms.py."""
+"""The persistent record of station alarms (table alarms); the live board is
+station/floor/alarms.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from station.errors import LedgerError
-from station.sqlitedb import Table, utc_text
+from station.store.sqlitedb import Table, utc_text
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class AlarmTable(Table):
     error = LedgerError
     TABLES: ClassVar[tuple[str, ...]] = ("alarms",)
     MIGRATIONS: ClassVar[dict[int, str]] = {
-        # persistent alarms (station/alarms.py).
+        # persistent alarms (station/floor/alarms.py).
         4: """
     CREATE TABLE alarms (
         id              INTEGER PRIMARY KEY,

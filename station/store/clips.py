@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from station.errors import LedgerError
-from station.sqlitedb import Table, utc_text
+from station.store.sqlitedb import Table, utc_text
 
 
 @dataclass(frozen=True)
@@ -328,7 +328,7 @@ class ClipTable(Table):
     );
     CREATE INDEX scan_events_clip ON scan_events(clip_id);
         """,
-        # fleet (station/archiver.py): when the clip and its proofs were verified in object
+        # fleet (station/fleet/archiver.py): when the clip and its proofs were verified in object
         # storage, and the order of archiving (the central sync follows it).
         3: """
     ALTER TABLE clips ADD COLUMN archived_utc TEXT;  -- NULL until verified in the archive
@@ -338,7 +338,7 @@ class ClipTable(Table):
     CREATE INDEX clips_unarchived ON clips(id) WHERE archived_utc IS NULL;
     CREATE UNIQUE INDEX clips_archive_seq ON clips(archive_seq) WHERE archive_seq IS NOT NULL;
     """,
-        # retention (station/retention.py): the row and its hash stay when the file goes.
+        # retention (station/store/retention.py): the row and its hash stay when the file goes.
         4: """
     ALTER TABLE clips ADD COLUMN deleted_utc TEXT;  -- NULL while the file is kept
     ALTER TABLE clips ADD COLUMN deleted_reason TEXT;
@@ -353,7 +353,7 @@ class ClipTable(Table):
     CREATE INDEX clips_packer ON clips(packer, started_utc);
         """,
         # a repack of an order first recorded at other stations (the central index said so,
-        # station/duplicates.py): JSON list of {"station", "clip_id", "started"}.
+        # station/fleet/duplicates.py): JSON list of {"station", "clip_id", "started"}.
         7: """
     ALTER TABLE clips ADD COLUMN repack_of_fleet TEXT;
         """,
@@ -495,7 +495,7 @@ class ClipTable(Table):
         d["archive_meta"] = json.loads(d["archive_meta"]) if d["archive_meta"] else None
         return d
 
-    # ---- retention (the holds come from HoldTable: station/ledger.py joins the two) -----
+    # ---- retention (the holds come from HoldTable: station/store/ledger.py joins the two) -----
 
     _STORED_SQL = (
         "SELECT id, order_id, path, manifest_path, started_utc, size, sha256, archived_utc,"

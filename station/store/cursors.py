@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from station.errors import StationError
-from station.sqlitedb import Table, utc_text
+from station.store.sqlitedb import Table, utc_text
 
 
 class SyncCursors(Table):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from station.errors import LedgerError
-from station.sqlitedb import Table, utc_text
+from station.store.sqlitedb import Table, utc_text
 
 log = logging.getLogger(__name__)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from station import sqlitedb
 from station.errors import LedgerError
 from station.proof.tables import ProofTables
-from station.sqlitedb import Database, Table
+from station.store import sqlitedb
 from station.store.alarms import AlarmTable
 from station.store.clips import ClipTable
 from station.store.cursors import SyncCursors
 from station.store.holds import HoldTable
+from station.store.sqlitedb import Database, Table
 from station.store.uploads import UploadJournal
 
 INDEX_NAME = "index.sqlite3"

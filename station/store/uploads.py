@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from station.errors import StationError
-from station.sqlitedb import Table
+from station.store.sqlitedb import Table
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,13 @@ class UploadState:
 
 class UploadJournal(Table):
     """Owner of ``archive_uploads``: every finished part is committed before the next one
-    starts, so a restart resumes after the last one. The object store (station/objstore.py)
+    starts, so a restart resumes after the last one. The object store (station/fleet/objstore.py)
     and the archiver use it on their own connection to the index (``open_index``)."""
 
     error = StationError
     TABLES: ClassVar[tuple[str, ...]] = ("archive_uploads",)
     MIGRATIONS: ClassVar[dict[int, str]] = {
-        # resumable multipart uploads (station/objstore.py).
+        # resumable multipart uploads (station/fleet/objstore.py).
         3: """
     CREATE TABLE archive_uploads (
         key             TEXT PRIMARY KEY,  -- object key being uploaded in parts

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from station import config as config_mod
-from station.frames import InputEvent, RawScan
-from station.scanner import EventQueue
-from station.screen import screen_path
+from station.capture.frames import InputEvent, RawScan
+from station.capture.scanner import EventQueue
+from station.capture.synthetic import Scenario, SyntheticCamera
+from station.floor.screen import screen_path
 from station.service import assemble
-from station.synthetic import Scenario, SyntheticCamera
 
 pytestmark = pytest.mark.slow
 

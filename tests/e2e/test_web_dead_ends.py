@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest_web import PASSWORDS, TZ8, WebEnv, add_users, build_env, index_clip
 
-from station.ledger import Ledger
+from station.store.ledger import Ledger
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ ODD_ORDERS = [".", "..", "../../etc/passwd", "/leading-slash", "a/./b"]
 
 def _noisy_mp4(path: Path, seconds: float = 6.0, fps: int = 25) -> Path:
     """A clip in the station's format that is several MB (noise does not compress)."""
-    from station.writer import ClipWriter, to_i420
+    from station.recording.writer import ClipWriter, to_i420
 
     rng = np.random.default_rng(5)
     writer = ClipWriter(path, 320, 240, fps, keyframe_interval_s=1.0)

@@ -1,0 +1,1 @@
+"""Frames and scans in: cameras, scanners, barcodes, the change gate, hardware adapters."""

@@ -1,0 +1,184 @@
+"""Pure code hygiene: sanitise scanner input, classify it, debounce repeats, make safe names."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+from station.config import PRODUCT_SYMBOLOGIES, CodesSection
+from station.errors import RejectedCode
+
+
+class Kind(StrEnum):
+    ORDER = "order"
+    WAYBILL = "waybill"
+    SEAL = "seal"
+    CONTROL = "control"
+    ITEM = "item"  # a product code (EAN/UPC) the camera saw: logged, never an order
+    OPERATOR = "operator"  # a packer badge: signs its packer in (detail: the packer)
+    RETURN = "return"  # a return waybill: the next clip is a return (detail: "return")
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """A classified code. ``detail`` is the carrier for waybills, the command for controls
+    the symbology for items and the packer's name for operator badges."""
+
+    text: str
+    kind: Kind
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Compiled classification rules, built once from ``[codes]``."""
+
+    order: tuple[re.Pattern[str], ...]
+    order_symbologies: frozenset[str]
+    waybill: tuple[tuple[str, re.Pattern[str]], ...]
+    seal: frozenset[str]
+    control: Mapping[str, str]
+    max_length: int
+    debounce_s: float
+    operator: tuple[re.Pattern[str], ...] = ()
+    returns: tuple[re.Pattern[str], ...] = ()
+
+    @classmethod
+    def from_config(cls, section: CodesSection) -> Rules:
+        return cls(
+            order=tuple(re.compile(p) for p in section.order_patterns),
+            order_symbologies=frozenset(section.order_symbologies),
+            waybill=tuple((n, re.compile(p)) for n, p in section.waybill_patterns.items()),
+            seal=frozenset(_fold(s) for s in section.seal_codes),
+            control=MappingProxyType(
+                {
+                    **{_fold(k): "signout" for k in section.signout_codes},
+                    **{_fold(k): "return" for k in section.return_codes},
+                    **{_fold(k): v for k, v in section.control_codes.items()},
+                }
+            ),
+            max_length=section.max_length,
+            debounce_s=section.debounce_s,
+            operator=tuple(re.compile(p) for p in section.operator_patterns),
+            returns=tuple(re.compile(p) for p in section.return_patterns),
+        )
+
+
+def _fold(text: str) -> str:
+    # Seal and control cards are compared case-insensitively and in NFC, so "seal", "SEAL" and a
+    # decomposed "封箱" all match; order IDs and waybills are kept exactly as scanned. Only
+    # true one-to-one case pairs fold (S/s, Σ/σ): str.casefold() also maps look-alikes such as
+    # the long s or the Kelvin sign onto ASCII, and "ſeal" on a label is not a seal card.
+    return "".join(map(_fold_char, unicodedata.normalize("NFC", text)))
+
+
+def _fold_char(ch: str) -> str:
+    low = ch.lower()
+    return low if len(low) == 1 and low.upper() == ch else ch
+
+
+def sanitize(raw: str, max_length: int) -> str:
+    """Return the scanned text ready to classify, or raise RejectedCode saying why.
+
+    Scanners end a code with CR/LF and sometimes pad it, so surrounding whitespace is dropped.
+    Everything else that could not be a printed label is refused rather than repaired: control
+    characters (they would corrupt logs and overlays), undecodable bytes, and overlong input.
+    """
+    if not isinstance(raw, str):
+        raise RejectedCode(f"not text: {type(raw).__name__}")
+    text = unicodedata.normalize("NFC", raw.strip())
+    if not text:
+        raise RejectedCode("empty code")
+    if len(text) > max_length:
+        raise RejectedCode(f"code too long ({len(text)} > {max_length} characters)")
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if ch == "\ufffd" or cat == "Cs":
+            raise RejectedCode("code contains undecodable (binary) data")
+        if cat in {"Cc", "Cf", "Co", "Cn", "Zl", "Zp"}:
+            raise RejectedCode(f"code contains a control or unassigned character U+{ord(ch):04X}")
+    return text
+
+
+def classify(text: str, rules: Rules, symbology: str = "") -> Code:
+    """Classify sanitised text. Order of precedence: seal, control, operator badge, return
+    waybill, order pattern, waybill.
+
+    Explicit order patterns beat the carrier heuristics because a warehouse that configured them
+    knows its own IDs; with no order patterns every other code is taken as an order ID.
+
+    ``symbology`` is given for camera reads only. A product code (EAN/UPC) whose symbology is
+    not among ``order_symbologies`` is an item before anything else: every product at the
+    table carries one, and it must never start or end a clip. Other camera reads can be
+    orders only in an order symbology (else they are unknown, logged and ignored). Without a
+    symbology (a keyboard-wedge scanner) the text alone decides, as it always has.
+    """
+    if symbology in PRODUCT_SYMBOLOGIES and symbology not in rules.order_symbologies:
+        return Code(text, Kind.ITEM, symbology)
+    order_ok = not symbology or symbology in rules.order_symbologies
+    folded = _fold(text)
+    if folded in rules.seal:
+        return Code(text, Kind.SEAL)
+    if folded in rules.control:
+        return Code(text, Kind.CONTROL, rules.control[folded])
+    if order_ok:
+        # Badges and return labels are read like orders: the camera takes them only from an
+        # order symbology (and confirmed, station/capture/confirm.py), never from a product code.
+        for pattern in rules.operator:
+            m = pattern.search(text)
+            if m and text[m.end() :].strip():
+                return Code(text, Kind.OPERATOR, text[m.end() :].strip())
+        if any(p.search(text) for p in rules.returns):
+            return Code(text, Kind.RETURN, "return")
+    if order_ok and any(p.search(text) for p in rules.order):
+        return Code(text, Kind.ORDER)
+    for carrier, pattern in rules.waybill:
+        if pattern.search(text):
+            return Code(text, Kind.WAYBILL, carrier)
+    if rules.order or not order_ok:
+        return Code(text, Kind.UNKNOWN)
+    return Code(text, Kind.ORDER)
+
+
+@dataclass(frozen=True)
+class Debounce:
+    """When each code was last seen (camera timeline). Immutable; ``seen`` returns a new one."""
+
+    last: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    def seen(self, text: str, t: float, window: float) -> tuple[bool, Debounce]:
+        """Return (is_new_scan, new_state).
+
+        The window slides: a label lying in view is decoded again and again, and must count as
+        one scan for as long as it stays there, so every sighting refreshes its time. A code
+        seen again only after ``window`` seconds without a sighting is a new scan.
+        """
+        prev = self.last.get(text)
+        is_new = prev is None or t - prev > window or t < prev
+        # Forget codes not seen for a long time so the map stays small over months of uptime.
+        horizon = t - max(window, 1.0) * 4
+        kept = {k: v for k, v in self.last.items() if v >= horizon}
+        kept[text] = t
+        return is_new, Debounce(MappingProxyType(kept))
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def safe_component(text: str, max_len: int = 48) -> str:
+    """A file-name component made from scanned text: ASCII letters, digits, '-' and '_' only.
+
+    A code never reaches the file system as-is. When anything had to be replaced or cut, a short
+    hash of the original is appended so two different codes can never map to the same name.
+    """
+    cleaned = _SAFE.sub("_", text).strip("_")[:max_len] or "code"
+    if cleaned != text:
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+        cleaned = f"{cleaned}~{digest}"
+    return cleaned

@@ -1,0 +1,330 @@
+"""Station side of the central index: push clips, archive state, checkpoints and health."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import station
+from station.capture.codes import safe_component
+from station.config import CentralSection, Config
+from station.errors import StationError
+from station.proof import merkle
+from station.proof.keys import StationKey
+from station.proof.paths import ProofPaths
+from station.proof.tables import ProofTables
+from station.runtime.background import IndexWorker
+from station.runtime.clock import clock_synced
+from station.store.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+CLIPS_CURSOR = "central:clips"
+ARCHIVED_CURSOR = "central:archived"
+CHECKPOINTS_CURSOR = "central:checkpoints"
+ROTATIONS_CURSOR = "central:rotations"
+MAX_BACKOFF_S = 300.0
+
+
+def read_token(c: CentralSection) -> str:
+    """The station's token for the central site's fleet API (``token_file`` wins)."""
+    if c.token_file:
+        try:
+            return Path(c.token_file).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise StationError(f"central.token_file: cannot read it: {exc}") from exc
+    return c.token
+
+
+class SyncError(StationError):
+    """The central server refused a request or could not be reached."""
+
+
+class CentralSync(IndexWorker):
+    """Keeps the central index up to date with this station, and catches up after outages.
+
+    The outbox is the station index itself, followed with cursors kept in ``sync_cursors``:
+    clips by id, archivings by ``archive_seq``, checkpoints by id. A cursor moves only after
+    the central server acknowledged the batch, so a crash, a dead network or a PostgreSQL
+    restart on the other side loses nothing; the server's upserts make a repeated batch
+    harmless. On every (re)connection ``hello`` also tells us what the server already holds,
+    and a cursor ahead of that (the central database was restored from a backup) moves back.
+
+    Threads: one daemon thread (``start``/``stop``); ``sync_once`` for the CLI and tests.
+    """
+
+    def __init__(self, cfg: Config, *, ledger: Ledger | None = None) -> None:
+        self.c = cfg.central
+        super().__init__(
+            cfg,
+            ledger,
+            name="central-sync",
+            job=self.sync_once,
+            interval_s=self.c.interval_s,
+            retry_s=self.c.interval_s,
+            max_backoff_s=MAX_BACKOFF_S,
+            on_error=self._forget_hello,
+        )
+        self.proof = ProofTables(self.index)
+        # What the push loops watch: the thread's stop event, except during the final push.
+        self._halt: threading.Event = self._stop
+        self.base = self.c.url.rstrip("/") + "/api/fleet/v1"
+        self._token = self._read_token()
+        self._hello_done = False
+        self._witness_size = 0  # tree size of the last checkpoint the witness accepted
+        self.last_ok: float | None = None
+
+    def _read_token(self) -> str:
+        return read_token(self.c)
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        super().start()
+        log.info("central sync: reporting to %s", self.c.url)
+
+    def stop(self, timeout: float | None = None, *, final_push: bool = False) -> None:
+        """Stop the thread; with ``final_push``, first send once more what is new.
+
+        At shutdown the archiver may have verified a clip moments before: without the last push
+        the central site would list it as not archived (404 to viewers) until the next start,
+        which for a replaced or retired station is never. One bounded pass (each request
+        times out after ``central.timeout_s``); a failure is logged and resumes at the next start.
+        """
+        self._repeater.stop(self.STOP_TIMEOUT_S if timeout is None else timeout)
+        if final_push and self._repeater.alive:
+            log.warning("central sync: still busy at shutdown; no final push (next start sends)")
+        elif final_push:
+            self._halt = threading.Event()  # the stop event is set: let the loops run once
+            try:
+                sent = self.sync_once()
+                log.info("central sync: final push at shutdown sent %s", sent)
+            except Exception as exc:  # the next start pushes it: nothing is lost
+                log.warning("central sync: final push at shutdown failed: %s", exc)
+            finally:
+                self._halt = self._stop
+        super().stop(timeout=0)
+
+    def _forget_hello(self, _exc: Exception) -> None:
+        # The central site may have restarted or been replaced: introduce ourselves again.
+        self._hello_done = False
+
+    # ---- HTTP -----------------------------------------------------------------------------
+
+    def _post(self, path: str, doc: dict[str, Any]) -> dict[str, Any]:
+        data = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        req = urllib.request.Request(
+            self.base + path,
+            data=data,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {self._token}",
+                "User-Agent": f"packcam-station/{station.__version__}",
+            },
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.c.timeout_s) as resp:
+                return dict(json.loads(resp.read() or b"{}"))
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode("utf-8", "replace")
+            raise SyncError(f"{path}: HTTP {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise SyncError(f"{path}: {exc}") from exc
+
+    # ---- one round ---------------------------------------------------------------------------
+
+    def sync_once(self) -> dict[str, int]:
+        """Push everything new; return how many clips, archivings and checkpoints were sent."""
+        if not self._hello_done:
+            self._push_rotations()  # before hello: the site knows the station by its old key
+            self._hello()
+        sent = {
+            "clips": self._push_clips(),
+            "archived": self._push_archived(),
+            "checkpoints": self._push_checkpoints(),
+        }
+        self._push_health()
+        self.last_ok = time.monotonic()
+        return sent
+
+    def _hello(self) -> None:
+
+        fp, pem = "", ""
+        key_path = ProofPaths.from_config(self.cfg).key
+        if key_path.exists():
+            try:
+                key = StationKey.load(key_path)
+                fp, pem = key.fingerprint, key.public_pem().decode("ascii")
+            except StationError as exc:
+                log.warning("central sync: cannot read the station key: %s", exc)
+        resp = self._post(
+            "/hello",
+            {
+                "station": self.cfg.station.name,
+                "key_fingerprint": fp,
+                "public_key": pem,
+                "software": f"packcam {station.__version__}",
+            },
+        )
+        self._witness_size = int((resp.get("witness") or {}).get("tree_size") or 0)
+        have = resp.get("have") or {}
+        for name, field in (
+            (CLIPS_CURSOR, "clips"),
+            (ARCHIVED_CURSOR, "archived"),
+            (CHECKPOINTS_CURSOR, "checkpoints"),
+        ):
+            mine, theirs = self.cursors.cursor(name), int(have.get(field, 0))
+            if theirs < mine:
+                log.warning("central sync: the server has %s up to %d, we had sent up to %d;"
+                            " sending again from there", field, theirs, mine)  # fmt: skip
+                self.cursors.set_cursor(name, theirs)
+        self._hello_done = True
+
+    def _clip_docs(self, cursor: int, *, archived: bool) -> list[tuple[int, dict[str, Any]]]:
+        rows = self.clips.sync_rows(cursor, self.c.batch, archived=archived)
+        out = []
+        for r in rows:
+            rec = self.ledger.clip(int(r["id"]))
+            if rec is None:
+                continue
+            doc = rec.to_json()
+            doc["started_utc"] = _utc(rec.started_at)
+            doc["ended_utc"] = _utc(rec.ended_at)
+            doc["tz"] = rec.started_at.strftime("%z") or "+0000"
+            if r["archived_utc"]:
+                doc["archived_utc"] = r["archived_utc"]
+                doc["archive_key"] = r["archive_key"]
+                doc["archive_meta"] = r["archive_meta"] or {}
+                doc["archive_seq"] = r["archive_seq"]
+            out.append((int(r["archive_seq" if archived else "id"]), doc))
+        return out
+
+    def _push_clips(self) -> int:
+        return self._push_clip_docs(CLIPS_CURSOR, archived=False)
+
+    def _push_archived(self) -> int:
+        return self._push_clip_docs(ARCHIVED_CURSOR, archived=True)
+
+    def _push_clip_docs(self, cursor: str, *, archived: bool) -> int:
+        """Post the clips past ``cursor`` in batches (``_clip_docs``), moving the cursor after
+        each acknowledged batch; the number posted."""
+        total = 0
+        while not self._halt.is_set():
+            docs = self._clip_docs(self.cursors.cursor(cursor), archived=archived)
+            if not docs:
+                break
+            self._post("/clips", {"clips": [d for _, d in docs]})
+            self.cursors.set_cursor(cursor, docs[-1][0])
+            total += len(docs)
+        return total
+
+    def _push_checkpoints(self) -> int:
+        total = 0
+        while not self._halt.is_set():
+            rows = self.proof.checkpoints(
+                after_id=self.cursors.cursor(CHECKPOINTS_CURSOR), limit=self.c.batch
+            )
+            if not rows:
+                break
+            items = []
+            old = self._witness_size
+            leaves = self._leaves(max(r.tree_size for r in rows))
+            for r in rows:
+                size = r.tree_size
+                # the witness accepts a checkpoint only with a consistency proof from the last
+                # one it accepted (RFC 9162 2.1.4)
+                proof = merkle.consistency_proof(old, leaves[:size]) if 0 < old < size else []
+                items.append(
+                    {
+                        "local_id": r.id,
+                        "tree_size": size,
+                        "root_hash": r.root_hash,
+                        "body_b64": base64.b64encode(r.body).decode("ascii"),
+                        "signature_b64": base64.b64encode(r.signature).decode("ascii"),
+                        "created_utc": r.created_utc,
+                        "consistency": {"old_size": old, "proof": [h.hex() for h in proof]},
+                    }
+                )
+                old = max(old, size)
+            resp = self._post("/checkpoints", {"checkpoints": items})
+            self._witness_size = int((resp.get("witness") or {}).get("tree_size") or old)
+            self.cursors.set_cursor(CHECKPOINTS_CURSOR, rows[-1].id)
+            total += len(rows)
+        return total
+
+    def _push_rotations(self) -> int:
+        """Each key rotation (`packcam keys rotate`) once: the old log's final checkpoint signed
+        by both keys, with the consistency proof the witness asks for."""
+        rows = self.proof.rotations(after_id=self.cursors.cursor(ROTATIONS_CURSOR))
+        for r in rows:
+            body = r.body
+            size = int(json.loads(body)["tree_size"])
+            leaves = [
+                merkle.leaf_hash(e.manifest)
+                for e in self.proof.archived_entries(r.old_key, below=size)
+            ]
+            doc: dict[str, Any] = {
+                "body_b64": base64.b64encode(body).decode("ascii"),
+                "signature_old_b64": base64.b64encode(r.signature_old).decode("ascii"),
+                "signature_new_b64": base64.b64encode(r.signature_new).decode("ascii"),
+                "new_public_key": r.new_public_pem.decode("ascii"),
+                "consistency": {"old_size": size, "proof": []},
+            }
+            resp = self._post("/rotation", doc)
+            if not resp.get("accepted"):
+                old = int(resp.get("need_old_size") or 0)
+                proof = merkle.consistency_proof(old, leaves) if 0 < old < size else []
+                doc["consistency"] = {"old_size": old, "proof": [h.hex() for h in proof]}
+                resp = self._post("/rotation", doc)
+                if not resp.get("accepted"):
+                    raise SyncError(f"/rotation: not accepted: {resp}")
+            log.info("central sync: key rotation %s -> %s witnessed", r.old_key, r.new_key)
+            self.cursors.set_cursor(ROTATIONS_CURSOR, r.id)
+        return len(rows)
+
+    def _leaves(self, size: int) -> list[bytes]:
+        return [merkle.leaf_hash(m) for m in self.proof.manifests(0, size)]
+
+    def health(self) -> dict[str, Any]:
+        """What the central dashboard shows of this station."""
+        doc: dict[str, Any] = {}
+        live = self.data_dir / "live" / f"{safe_component(self.cfg.station.name, 32)}.json"
+        try:
+            loaded = json.loads(live.read_text(encoding="utf-8"))
+            if isinstance(loaded, dict):
+                doc.update({k: loaded.get(k) for k in (
+                    "state", "order_id", "elapsed_s", "fps", "dropped", "last_error",
+                    "updated_utc", "disk_free_bytes", "clock_synced",
+                )})  # fmt: skip
+        except (OSError, ValueError):
+            pass
+        if doc.get("disk_free_bytes") is None:
+            with contextlib.suppress(OSError):
+                doc["disk_free_bytes"] = shutil.disk_usage(self.data_dir).free
+        if doc.get("clock_synced") is None:
+            doc["clock_synced"] = clock_synced()
+        doc["last_clip_utc"] = self.clips.last_started_utc()
+        doc["archive_backlog"] = self.ledger.archive_backlog()
+        doc["archive_backlog_bytes"] = self.ledger.archive_backlog_bytes()
+        # this station's own wall clock: the central site compares it with its receive time
+        doc["sent_utc"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        doc["software"] = f"packcam {station.__version__}"
+        return doc
+
+    def _push_health(self) -> None:
+        self._post("/health", self.health())
+
+
+def _utc(dt: Any) -> str:
+    return str(dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))

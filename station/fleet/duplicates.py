@@ -1,0 +1,226 @@
+"""Repacks across stations: ask the central index whether an order was recorded elsewhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, timedelta
+from typing import Any
+
+import station
+from station.config import Config
+from station.fleet.central_sync import read_token
+from station.floor.events import EventKind, StationEvent, StationEvents
+from station.floor.eventworker import QueueWorker
+from station.store.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+MANIFEST_KEY = "repack_of_fleet"
+MAX_BYTES = 64 * 1024
+MAX_REFS = 20
+PENDING_S = 600.0  # how long a late answer waits for its clip to be indexed
+LOG_EVERY_S = 60.0
+
+Fetcher = Callable[[str, str, float], bytes]
+Annotate = Callable[[str, str, Any], bool]
+
+
+class CheckFailed(Exception):
+    """The central index gave no usable answer (kept local: logged, never raised further)."""
+
+
+def http_get(url: str, token: str, timeout: float) -> bytes:
+    req = urllib.request.Request(
+        url,
+        headers={
+            "Accept": "application/json",
+            "Authorization": f"Bearer {token}",
+            "User-Agent": f"packcam-station/{station.__version__}",
+        },
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        data: bytes = resp.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise CheckFailed(f"answer larger than {MAX_BYTES} bytes")
+    return data
+
+
+def fleet_refs(body: bytes, order_id: str, own_station: str) -> list[dict[str, Any]]:
+    """The earlier clips of ``order_id`` at *other* stations in a central answer, as
+    {"station", "clip_id", "started"} (this station's own are in its own index). Pure;
+    raises CheckFailed for an answer that is not the API's."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckFailed(f"not JSON: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("order") != order_id:
+        raise CheckFailed("not an answer about this order")
+    clips = doc.get("clips")
+    if not isinstance(clips, list):
+        raise CheckFailed("no clips list")
+    refs = []
+    for c in clips:
+        if not isinstance(c, dict):
+            continue
+        st, cid = c.get("station"), c.get("clip_id")
+        if not isinstance(st, str) or type(cid) is not int or st == own_station:
+            continue
+        refs.append({"station": st[:64], "clip_id": cid, "started": str(c.get("started", ""))[:40]})
+    return refs[:MAX_REFS]
+
+
+def describe(refs: list[dict[str, Any]]) -> str:
+    """ "clip 3 at station-02, clip 9 at station-03": what the banner and the log say."""
+    return ", ".join(f"clip {r['clip_id']} at {r['station']}" for r in refs)
+
+
+class FleetDuplicates:
+    """An event listener: for each order started here, ask the central index
+    (``GET /api/fleet/v1/order-clips?order=``) on its own thread ("fleet-duplicates"),
+    waiting at most ``[central] duplicate_timeout_s``, whether other stations recorded it.
+
+    If so, the open clip becomes a repack linked to those clips: ``repack_of_fleet`` goes into
+    its manifest (``annotate``) and so into the index; an answer that comes after the clip
+    ended is written into the index row once the clip is indexed (CLIP_SEALED), not into
+    its manifest. DUPLICATE_ORDER (sound, banner, webhooks) is announced unless this
+    station's own index had already made the clip a repack (it announced it then) or the
+    clip resumes its order after a camera loss.
+
+    Never blocks the caller (the capture loop): ``on_event`` only queues; a full queue drops
+    the check (logged). An unreachable or failing central site leaves the local check only,
+    logged (at most once a minute), with no event for the packer.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        events: StationEvents,
+        annotate: Annotate,
+        ledger: Ledger,
+        *,
+        token: str,
+        fetch: Fetcher = http_get,
+        max_queue: int = 32,
+    ) -> None:
+        self.station = cfg.station.name
+        self.base = cfg.central.url.rstrip("/") + "/api/fleet/v1/order-clips?order="
+        self.timeout_s = cfg.central.duplicate_timeout_s
+        self.events = events
+        self.annotate = annotate
+        self.ledger = ledger
+        self._token = token
+        self._fetch = fetch
+        self._pending: dict[str, tuple[list[dict[str, Any]], float]] = {}
+        self._next_log = 0.0
+        self.checked = 0  # answers received (tests and the log)
+        self._worker: QueueWorker[StationEvent] = QueueWorker(
+            "fleet-duplicates",
+            self._handle,
+            lambda event: f"fleet duplicate check of {event.order_id!r}",
+            max_queue=max_queue,
+            close_timeout_s=self.timeout_s + 1,
+        )
+
+    def on_event(self, event: StationEvent) -> None:
+        if event.order_id is None:
+            return
+        if event.kind is EventKind.CLIP_SEALED and not self._pending:
+            return
+        if event.kind not in (EventKind.ORDER_STARTED, EventKind.CLIP_SEALED):
+            return
+        self._worker.submit(event)
+
+    def _handle(self, event: StationEvent) -> None:
+        if event.kind is EventKind.ORDER_STARTED:
+            self.check(event)
+        else:
+            self._sealed(event)
+
+    def check(self, event: StationEvent) -> list[dict[str, Any]] | None:
+        """Ask the central index about ``event``'s order; the other stations' clips, or
+        None when it could not be asked."""
+        assert event.order_id is not None
+        order = event.order_id
+        url = self.base + urllib.parse.quote(order, safe="")
+        try:
+            refs = fleet_refs(self._fetch(url, self._token, self.timeout_s), order, self.station)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            self._unreachable(order, f"HTTP {exc.code}")
+            return None
+        except (OSError, CheckFailed, ValueError) as exc:  # timeout, refused, bad answer
+            self._unreachable(order, f"{type(exc).__name__}: {exc}")
+            return None
+        self.checked += 1
+        if not refs:
+            return refs
+        in_manifest = self.annotate(order, MANIFEST_KEY, refs)
+        if in_manifest:
+            self.annotate(order, "repack", True)
+        else:
+            self._late(event, refs)
+        late = "" if in_manifest else " (the answer came after the clip ended)"
+        log.warning("order %r was recorded before at other stations: %s%s", order,
+                    describe(refs), late)  # fmt: skip
+        # One warning per packing: none when the station's own index already warned, or
+        # when the clip resumes its order after a camera loss (warned at its first clip).
+        if not event.data.get("repack") and not event.data.get("resumed"):
+            self.events.emit(EventKind.DUPLICATE_ORDER, event.t, order, earlier_fleet=refs,
+                             why=f"already recorded: {describe(refs)}")  # fmt: skip
+        return refs
+
+    def _unreachable(self, order: str, why: str) -> None:
+        now = time.monotonic()
+        if now >= self._next_log:
+            self._next_log = now + LOG_EVERY_S
+            log.warning("fleet duplicate check of %r: central index not answering (%s);"
+                        " local check only", order, why)  # fmt: skip
+        else:
+            log.debug("fleet duplicate check of %r: %s", order, why)
+
+    def _late(self, event: StationEvent, refs: list[dict[str, Any]]) -> None:
+        """The clip ended before the answer: link its index row, now or once indexed."""
+        assert event.order_id is not None
+        # Pending first, then the index: a CLIP_SEALED in between is queued, not missed.
+        now = time.monotonic()
+        pending = {o: v for o, v in self._pending.items() if v[1] > now}
+        pending[event.order_id] = (refs, now + PENDING_S)
+        self._pending = pending
+        since = (event.at - timedelta(seconds=5)).astimezone(UTC)
+        clip_id = self.ledger.newest_clip_of(
+            event.order_id, since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        )
+        if clip_id is not None:
+            self._pending.pop(event.order_id, None)
+            self.ledger.set_repack_of_fleet(clip_id, refs)
+
+    def _sealed(self, event: StationEvent) -> None:
+        assert event.order_id is not None
+        got = self._pending.pop(event.order_id, None)
+        clip_id = event.data.get("clip_id")
+        if got is not None and isinstance(clip_id, int):
+            self.ledger.set_repack_of_fleet(clip_id, got[0])
+            log.info("clip %d of %r linked to %s in the index", clip_id, event.order_id,
+                     describe(got[0]))  # fmt: skip
+
+    def close(self) -> None:
+        self._worker.close()
+
+
+def build_duplicates(
+    cfg: Config, events: StationEvents, annotate: Annotate, ledger: Ledger
+) -> FleetDuplicates | None:
+    """The fleet duplicate check when ``[central]`` is enabled with ``duplicate_check``."""
+    if not (cfg.central.enabled and cfg.central.duplicate_check):
+        return None
+
+    return FleetDuplicates(cfg, events, annotate, ledger, token=read_token(cfg.central))
+
+
+__all__ = ["MANIFEST_KEY", "FleetDuplicates", "build_duplicates", "describe", "fleet_refs"]

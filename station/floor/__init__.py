@@ -1,0 +1,1 @@
+"""Around the packing table: station events, sounds, the screen, webhooks, lookup, alarms."""

@@ -1,0 +1,1 @@
+"""A scan becomes a clip: the order state machine, capture loop, overlay, encoder, recorder."""

@@ -1,0 +1,730 @@
+"""Encoded pre-roll and clip lifecycle: temp file, finish, hash, atomic rename, manifest, index."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+import station
+from station.capture.codes import safe_component
+from station.config import Config
+from station.errors import RecordingError, StationError
+from station.recording.session import FinishReason
+from station.recording.stream import EncodedPacket, PacketRing
+from station.store.files import fsync_dir, sha256_file, write_json_atomic
+from station.store.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+
+
+class FrameEncoder(Protocol):
+    """What the recorder needs of the always-running encoder (stream.StreamEncoder)."""
+
+    width: int
+    height: int
+    fps: float
+    encoder: str
+    extradata: bytes | None
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def submit(
+        self, image_i420: np.ndarray, t: float, wall: datetime, label: str | None
+    ) -> None: ...
+
+    def request_keyframe(self) -> None: ...
+
+    def drain(self) -> list[EncodedPacket]: ...
+
+    def flush(self) -> list[EncodedPacket]: ...
+
+
+class PacketSink(Protocol):
+    """One clip's muxer (stream.ClipMuxer)."""
+
+    def write(self, packet: EncodedPacket) -> None: ...
+
+    def finish(self) -> Any: ...
+
+
+EncoderFactory = Callable[[], FrameEncoder]
+MuxerFactory = Callable[[Path, FrameEncoder], PacketSink]
+
+# Called after the clip is in its final place and before its manifest is written and indexed:
+# (final mp4 path, manifest dict) -> manifest dict. It may rewrite the file (e.g. embed a C2PA
+# manifest); the recorder then hashes the file again, so the index always holds the hash of the
+# bytes on disk. It may add keys to the manifest (signature, log index, ...).
+Finalizer = Callable[[Path, dict[str, Any]], dict[str, Any]]
+
+# Called on the finisher thread when a clip's writer failed (disk full, encoder error): (temp
+# mp4 path, its journal dict) -> the indexed record, or None when nothing could be kept (e.g.
+# no decodable frame: the file is quarantined). station.store.recovery.Recovery.salvage implements
+# it.
+Salvage = Callable[[Path, dict[str, Any]], ClipRecord | None]
+
+
+def manifest_body(record: ClipRecord, **more: Any) -> dict[str, Any]:
+    """The manifest of ``record`` before any finalizer: its index fields (without the row id),
+    the manifest version, the software that wrote it, and ``more``."""
+    data = record.to_json()
+    data.pop("id")
+    data.update(manifest_version=MANIFEST_VERSION, software=f"packcam {station.__version__}")
+    data.update(more)
+    return data
+
+
+def write_manifest(
+    final: Path, rel: str, record: ClipRecord, finalizers: Sequence[Finalizer]
+) -> dict[str, Any]:
+    """Build the manifest of the clip at ``final`` (``rel`` under the data dir), run the
+    finalizers, check the file still has the size and hash the manifest states, and write the
+    sidecar (``final`` with ``.json``) atomically. Returns the manifest as written.
+
+    The one builder of a new clip's manifest: the recorder and crash recovery both use it, so
+    the same clip gets the same bytes from either."""
+    data = manifest_body(record)
+    for finalize in finalizers:
+        data = finalize(final, data)
+    if finalizers:
+        # A finalizer may rewrite the file (C2PA): the manifest must then state the new bytes.
+        size, digest = final.stat().st_size, sha256_file(final)
+        if size != data["size"] or digest != data["sha256"]:
+            raise RecordingError(
+                f"a finalizer changed {rel} but the manifest does not match the file"
+            )
+    write_json_atomic(final.with_suffix(".json"), data)
+    return data
+
+
+JOURNAL_SUFFIX = ".open.json"
+FINISHED_KEPT = 256
+
+
+@dataclass
+class _OpenClip:
+    order_id: str
+    scan_t: float
+    tmp_path: Path
+    writer: PacketSink
+    first_t: float | None = None
+    last_t: float | None = None
+    first_wall: datetime | None = None
+    last_wall: datetime | None = None
+    waybills: list[WaybillLink] = field(default_factory=list)
+    events: list[tuple[float, ScanEventRecord]] = field(default_factory=list)
+    finish_reason: str = ""
+    scan_wall: datetime | None = None
+    journal_first_wall: datetime | None = None  # first frame's wall time, known at start()
+    journal_pre_roll_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)  # extra manifest fields (camera gap)
+    error: str | None = None
+    # The order label burned into each written frame, run-length coded: [[label, frames], ...]
+    labels: list[list[Any]] = field(default_factory=list)
+    # The keyframe to start at (None: the first keyframe after ``after_t``), and, once
+    # stopped, the camera time of the last frame that belongs to the clip.
+    start_key_t: float | None = None
+    after_t: float | None = None
+    end_t: float | None = None
+
+
+@dataclass(frozen=True)
+class FinishedClip:
+    """What the finisher produced: the indexed record, or the error that stopped it.
+
+    ``empty``: the clip was stopped before its first frame (no error, nothing to keep).
+    ``frame_labels``: the order label each frame of the clip had burned in when it was
+    captured (None: no order open then), run-length coded as ``((label, frames), ...)``:
+    what a test or an audit reads instead of OCR to prove no frame shows another order.
+    ``span``: camera times of the clip's first and last frame.
+    """
+
+    order_id: str
+    record: ClipRecord | None
+    error: str | None = None
+    empty: bool = False
+    frame_labels: tuple[tuple[str | None, int], ...] = ()
+    span: tuple[float, float] | None = None
+
+
+def journal_path(tmp_mp4: Path) -> Path:
+    """``tmp/<name>.open.json`` beside ``tmp/<name>.mp4``: what crash recovery reads."""
+    return tmp_mp4.with_suffix(JOURNAL_SUFFIX)
+
+
+def write_json_quick(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` atomically without fsync (kill -9 safe; a power cut may lose it)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Recorder:
+    """Keeps the last ``pre_roll_s`` seconds of video, encoded, and writes at most one clip
+    at a time.
+
+    Every frame is encoded once by an always-running ``FrameEncoder`` (``encoder``, made at
+    the first frame); the ring keeps the last ``pre_roll_s`` of encoded packets from a
+    keyframe on (a few MB, not hundreds of raw frames); a clip starts on the newest keyframe
+    at or before scan - ``pre_roll_s`` that no earlier clip holds (or, when there is none,
+    on an IDR picture requested at the scan) and its packets go to its ``PacketSink``
+    (``muxer``) as they come: no second encode, no burst at its start.
+    ``stream.stream_factories`` makes both from ``[recorder]``.
+
+    Thread contract: ``push``, ``start``, ``stop``, ``link_waybill`` and ``log_event`` are called
+    from the capture thread only. Finishing a clip (encoder flush, fsync, hashing, rename,
+    manifest, index) runs on the recorder's own finisher thread so the capture loop never waits
+    for the disk; ``close`` drains it. A clip that fails to finish stays in ``tmp/`` untouched
+    for crash recovery: evidence is never deleted here.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        ledger: Ledger,
+        *,
+        encoder: EncoderFactory,
+        muxer: MuxerFactory,
+        on_finished: Callable[[FinishedClip], None] | None = None,
+        finalizers: tuple[Finalizer, ...] = (),
+        salvage: Salvage | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.ledger = ledger
+        self._encoder_factory = encoder
+        self._muxer_factory = muxer
+        self._enc: FrameEncoder | None = None
+        self._packets = PacketRing(cfg.session.pre_roll_s)
+        self._closing: list[_OpenClip] = []  # stopped, waiting for their last packets
+        self._last_pushed_t: float | None = None
+        self.on_finished = on_finished
+        self.finalizers = finalizers
+        self.salvage = salvage
+        self.data_dir = cfg.station.data_dir
+        self.tmp_dir = self.data_dir / "tmp"
+        self.clips_dir = self.data_dir / "clips"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.clips_dir.mkdir(parents=True, exist_ok=True)
+        self._open: _OpenClip | None = None
+        # Camera time of the last frame written to any clip: a later clip's pre-roll starts
+        # after it, so no second of video belongs to two orders.
+        self._owned_t: float | None = None
+        self._pending: queue.Queue[_OpenClip | None] = queue.Queue()
+        self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
+        self._finisher.start()
+        # The latest results (tests, diagnostics); bounded, or a station running for months
+        # would keep every clip it ever finished in memory.
+        self.finished: deque[FinishedClip] = deque(maxlen=FINISHED_KEPT)
+        self._closed = False
+        self._unsalvaged: list[tuple[Path, dict[str, Any]]] = []  # retried after the next clip
+        self._unsaved_events: list[ScanEventRecord] = []  # capture thread only
+        self._events_tried = 0.0
+        self._events_failing = False
+        self._annotate_lock = threading.Lock()  # annotate (any thread) vs stop
+
+    # ---- capture-thread API ---------------------------------------------------------------
+
+    @property
+    def recording(self) -> bool:
+        return self._open is not None
+
+    def push(
+        self, image_i420: np.ndarray, t: float, wall: datetime, label: str | None = None
+    ) -> None:
+        """Encode one frame (already overlaid); its packet goes to the pre-roll ring and to
+        the clips it belongs to (the array is kept by reference until encoded: do not change it).
+
+        ``label``: the order burned into this frame (None when no order was open).
+        """
+        if self._unsaved_events and time.monotonic() - self._events_tried >= 1.0:
+            self._save_events()
+        try:
+            enc = self._encoder()
+            enc.submit(image_i420, t, wall, label)
+            self._last_pushed_t = t
+            packets = enc.drain()
+        except RecordingError as exc:
+            # The encoder is gone: every clip it fed ends here; a new one starts next frame.
+            self._enc = None
+            self._packets = PacketRing(self.cfg.session.pre_roll_s)
+            for clip in self._closing:
+                clip.error = clip.error or str(exc)
+            self._complete_closing(force=True)
+            if self._open is not None:
+                self._abandon(self._open, exc)
+            raise
+        self._route(packets)
+
+    def start(
+        self,
+        order_id: str,
+        t: float,
+        *,
+        pre_roll: bool = True,
+        waybills: tuple[str, ...] = (),
+        extra: dict[str, Any] | None = None,
+        wall: datetime | None = None,
+    ) -> None:
+        """Open a clip of ``order_id`` scanned at camera time ``t`` (wall time ``wall``).
+
+        ``extra`` goes into its manifest (e.g. a camera gap). The clip starts on the newest
+        keyframe in the ring at or before ``t - pre_roll_s`` that no earlier clip holds
+        (``PacketRing.start_for``); without one (or with ``pre_roll`` False) the encoder is
+        asked for an IDR picture and the clip starts at the next frame pushed. The file is
+        named with the wall time of its first frame: the keyframe's, or ``wall``.
+        """
+        if self._closed:
+            raise RuntimeError("recorder is closed")
+        if self._open is not None:
+            raise RuntimeError("start() while a clip is open: stop() it first")
+        enc = self._encoder()
+        bounds = [b for b in (self._owned_t, *(c.end_t for c in self._closing)) if b is not None]
+        if not pre_roll and self._last_pushed_t is not None:
+            bounds.append(self._last_pushed_t)  # from the next frame on
+        after_t = max(bounds) if bounds else None
+        key_t = None
+        if pre_roll:
+            key_t = self._packets.start_for(t, self.cfg.session.pre_roll_s, after_t)
+        if key_t is None:
+            enc.request_keyframe()  # an IDR picture at the next frame: the clip starts there
+        ring = self._packets.since(key_t) if key_t is not None else []
+        if wall is None:
+            wall = datetime.now().astimezone()
+        first_wall = ring[0].wall if ring else wall
+        name = self._base_name(order_id, first_wall)
+        tmp_path = self.tmp_dir / f"{name}.mp4"
+        try:
+            sink = self._muxer_factory(tmp_path, enc)
+        except StationError:
+            raise
+        except Exception as exc:  # a broken muxer or full disk must surface as one error type
+            raise RecordingError(f"cannot open clip file {tmp_path}: {exc}") from exc
+        clip = _OpenClip(order_id=order_id, scan_t=t, tmp_path=tmp_path, writer=sink)
+        clip.start_key_t, clip.after_t = key_t, after_t
+        clip.waybills.extend(WaybillLink(w, "", 0.0) for w in waybills)
+        clip.scan_wall = wall
+        clip.journal_first_wall = first_wall
+        clip.journal_pre_roll_s = round(max(0.0, t - ring[0].t), 3) if ring else 0.0
+        clip.extra = dict(extra or {})
+        self._open = clip
+        # Record what this temp file is before any frame is written, so a power cut leaves
+        # enough for crash recovery to index it under the right order.
+        self._journal(clip, durable=True)
+        try:
+            for packet in ring:
+                self._offer(clip, packet)
+        except RecordingError as exc:
+            self._abandon(clip, exc)
+            raise
+        start = f"keyframe at t={key_t:.3f}" if key_t is not None else "the next frame"
+        log.info("recording order %r -> %s (starts at %s)", order_id, tmp_path.name, start)
+
+    def stop(self, reason: str, t: float) -> None:
+        clip = self._open
+        if clip is None:
+            raise RuntimeError("stop() with no open clip")
+        with self._annotate_lock:
+            self._open = None
+        clip.finish_reason = reason
+        log.info("order %r finished (%s); finishing clip", clip.order_id, reason)
+        # Every frame pushed so far is the clip's; packets of those still in the encoder
+        # follow (a V4L2 encoder keeps a few): the clip is finished once they are muxed.
+        clip.end_t = self._last_pushed_t
+        if self._enc is not None:
+            # The first frame after a clip is an IDR picture: the next clip's pre-roll can
+            # start right where this one ended, not only at the next periodic keyframe.
+            self._enc.request_keyframe()
+        self._closing.append(clip)
+        self._complete_closing()
+
+    # ---- the encoder and the ring (capture thread) ---------------------------------------
+
+    def _encoder(self) -> FrameEncoder:
+        if self._enc is None:
+            try:
+                self._enc = self._encoder_factory()
+            except StationError:
+                raise
+            except Exception as exc:
+                raise RecordingError(f"cannot start the encoder: {exc}") from exc
+        return self._enc
+
+    def _route(self, packets: list[EncodedPacket]) -> None:
+        """Packets into the ring, into the clips stopped and waiting, into the open clip."""
+        failed: RecordingError | None = None
+        for packet in packets:
+            self._packets.append(packet)
+            for clip in [*self._closing, self._open]:
+                if clip is None or clip.error is not None:
+                    continue
+                try:
+                    self._offer(clip, packet)
+                except RecordingError as exc:
+                    if clip is self._open:
+                        self._abandon(clip, exc)
+                        failed = exc
+                    else:
+                        clip.error = str(exc)
+        self._complete_closing()
+        if failed is not None:
+            raise failed
+
+    def _offer(self, clip: _OpenClip, packet: EncodedPacket) -> None:
+        if clip.end_t is not None and packet.t > clip.end_t + 1e-9:
+            return
+        if clip.first_t is None:
+            if not packet.key:
+                return
+            if clip.start_key_t is not None and packet.t < clip.start_key_t - 1e-9:
+                return
+            if clip.after_t is not None and packet.t <= clip.after_t + 1e-9:
+                return
+        elif clip.last_t is not None and packet.t <= clip.last_t:
+            return
+        self._account(clip, packet.t, packet.wall, packet.label)
+        clip.writer.write(packet)
+
+    def _complete_closing(self, *, force: bool = False) -> None:
+        """Hand stopped clips to the finisher once their last packet can have come."""
+        if not self._closing:
+            return
+        enc = self._enc
+        idle = force or enc is None or enc.in_flight == 0
+        keep = []
+        for clip in self._closing:
+            if (
+                idle
+                or clip.error is not None
+                or (
+                    clip.last_t is not None and clip.end_t is not None and clip.last_t >= clip.end_t
+                )
+            ):
+                self._pending.put(clip)
+            else:
+                keep.append(clip)
+        self._closing = keep
+
+    def annotate(self, order_id: str, key: str, value: Any) -> bool:
+        """Add ``key`` to the manifest of ``order_id``'s clip if it is still open (any thread,
+        e.g. the order lookup); False when it has ended. Copy-on-write: readers never see a
+        dict change under them."""
+        with self._annotate_lock:
+            clip = self._open
+            if clip is None or clip.order_id != order_id:
+                return False
+            clip.extra = {**clip.extra, key: value}
+            return True
+
+    def link_waybill(self, waybill: str, carrier: str, t: float) -> None:
+        clip = self._open
+        if clip is None:
+            return
+        if any(w.waybill == waybill for w in clip.waybills):
+            return
+        clip.waybills.append(WaybillLink(waybill, carrier, self._rel(clip, t)))
+        self._journal(clip)
+
+    def log_event(self, event: ScanEventRecord, t: float) -> None:
+        """Attach a scan to the open clip, or index it on its own when no clip is open.
+
+        When the index cannot take it (a full disk: exactly when scans are refused), the
+        event is kept in memory and written, in order, once the index takes writes again
+        (tried at most once a second from ``push``, and at ``close``).
+        """
+        clip = self._open
+        if clip is None:
+            self._unsaved_events.append(event)
+            self._save_events()
+        else:
+            clip.events.append((t, event))
+            self._journal(clip)
+
+    @property
+    def unsaved_events(self) -> int:
+        """Scans kept in memory because the index could not take them yet."""
+        return len(self._unsaved_events)
+
+    def _save_events(self) -> bool:
+        if not self._unsaved_events:
+            return True
+        self._events_tried = time.monotonic()
+        try:
+            self.ledger.log_events(self.cfg.station.name, list(self._unsaved_events))
+        except (StationError, OSError, sqlite3.Error) as exc:
+            if not self._events_failing:
+                log.error("cannot index scan events (kept in memory, retried): %s", exc)
+            self._events_failing = True
+            return False
+        if self._events_failing:
+            log.warning("indexed %d scan events kept while the index failed",
+                        len(self._unsaved_events))  # fmt: skip
+        self._events_failing = False
+        self._unsaved_events.clear()
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Wait for every stopped clip to be finished and indexed. An open clip is an error."""
+        if self._open is not None:
+            raise RuntimeError("close() with an open clip: stop() it first")
+        if self._enc is not None:
+            enc, self._enc = self._enc, None
+            try:
+                self._route(enc.flush())  # the encoder's last packets, for clips still closing
+            except RecordingError as exc:
+                log.error("flushing the encoder failed: %s", exc)
+            self._complete_closing(force=True)
+        if not self._save_events():
+            for event in self._unsaved_events:  # the log is the last place they can go
+                log.error("scan event lost (index unavailable): %s", event.to_json())
+            self._unsaved_events.clear()
+        if not self._closed:
+            self._closed = True
+            self._pending.put(None)
+        self._finisher.join(timeout)
+
+    def wait_idle(self) -> None:
+        """Block until stopped clips are finished (tests and replay)."""
+        deadline = time.monotonic() + 10.0
+        while self._closing and time.monotonic() < deadline:  # their packets are on the way
+            if self._enc is not None:
+                self._route(self._enc.drain())
+            time.sleep(0.005)
+        self._complete_closing(force=True)
+        self._pending.join()
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _abandon(self, clip: _OpenClip, exc: RecordingError) -> None:
+        """The writer failed mid-clip: close the clip now; the finisher salvages what is on disk."""
+        if self._open is clip:
+            self._open = None
+        clip.finish_reason = FinishReason.INTERRUPTED.value
+        clip.error = str(exc)
+        log.error("recording of order %r failed; the clip so far is kept: %s", clip.order_id, exc)
+        self._pending.put(clip)
+
+    def journal_data(self, clip: _OpenClip) -> dict[str, Any]:
+        """What crash recovery needs to index this clip as recorded so far."""
+        first = clip.first_wall or clip.journal_first_wall
+        data: dict[str, Any] = {
+            "order_id": clip.order_id,
+            "station": self.cfg.station.name,
+            "software": f"packcam {station.__version__}",
+            "pre_roll_s": clip.journal_pre_roll_s,
+            "waybills": [dataclasses.asdict(w) for w in clip.waybills],
+            "events": [
+                dataclasses.replace(e, t_clip_s=self._rel(clip, t)).to_json()
+                for t, e in clip.events
+            ],
+            "extra": clip.extra,
+        }
+        if clip.scan_wall is not None:
+            data["scan_wall"] = clip.scan_wall.isoformat(timespec="milliseconds")
+        if first is not None:
+            data["first_wall"] = first.isoformat(timespec="milliseconds")
+        if clip.error:
+            data["error"] = clip.error
+        return data
+
+    def _journal(self, clip: _OpenClip, *, durable: bool = False, **more: Any) -> None:
+        path = journal_path(clip.tmp_path)
+        try:
+            data = {**self.journal_data(clip), **more}
+            if durable:
+                write_json_atomic(path, data)
+            else:  # scans and waybills: the capture thread must not wait for an fsync
+                write_json_quick(path, data)
+        except OSError as exc:
+            log.error("cannot write %s (recovery after a crash will know less): %s", path.name, exc)
+
+    def _account(self, clip: _OpenClip, t: float, wall: datetime, label: str | None) -> None:
+        """Note one frame going into ``clip``: its time, its owner, the label it shows."""
+        if self._owned_t is not None and t <= self._owned_t:
+            # A programming error upstream: this frame is already in a clip.
+            raise RuntimeError(f"frame at t={t} is already in a clip (up to t={self._owned_t})")
+        if clip.first_t is None:
+            clip.first_t, clip.first_wall = t, wall
+            if wall != clip.journal_first_wall:  # no pre-roll: the first frame came later
+                clip.journal_first_wall = wall
+                self._journal(clip)
+        clip.last_wall = wall
+        self._owned_t = t  # even if the write fails: the frame may be in the file
+        clip.last_t = t
+        if clip.labels and clip.labels[-1][0] == label:
+            clip.labels[-1][1] += 1
+        else:
+            clip.labels.append([label, 1])
+
+    @staticmethod
+    def _rel(clip: _OpenClip, t: float) -> float:
+        return round(t - clip.first_t, 3) if clip.first_t is not None else 0.0
+
+    def _base_name(self, order_id: str, wall: datetime) -> str:
+        stamp = wall.strftime("%Y%m%dT%H%M%S") + f"_{wall.microsecond // 1000:03d}"
+        return f"{safe_component(self.cfg.station.name, 32)}_{safe_component(order_id)}_{stamp}"
+
+    def _finish_loop(self) -> None:
+        while True:
+            clip = self._pending.get()
+            try:
+                if clip is None:
+                    return
+                result = self._finish(clip)
+                result = dataclasses.replace(
+                    result,
+                    frame_labels=tuple((label, n) for label, n in clip.labels),
+                    span=(clip.first_t, clip.last_t)
+                    if clip.first_t is not None and clip.last_t is not None
+                    else None,
+                )
+                self.finished.append(result)
+                if self.on_finished is not None:
+                    self.on_finished(result)
+                if result.error is None and self._unsalvaged:
+                    self._retry_salvage()  # a clip went through: there is room again
+            except Exception:  # the loop must survive one bad clip
+                log.exception("finisher failed")
+            finally:
+                self._pending.task_done()
+
+    def _salvage(self, clip: _OpenClip, error: str) -> FinishedClip:
+        """Keep and index what the failed writer left (as "interrupted"), or leave it in tmp/."""
+        if self.salvage is None:
+            return FinishedClip(clip.order_id, None, error)
+        clip.error = clip.error or error
+        meta = {**self.journal_data(clip), "finish_reason": FinishReason.INTERRUPTED.value}
+        try:
+            record = self.salvage(clip.tmp_path, meta)
+        except Exception as exc:
+            self._unsalvaged.append((clip.tmp_path, meta))
+            log.error(
+                "salvaging %s failed (%s); kept in tmp/, tried again after the next clip "
+                "and at the next start",
+                clip.tmp_path.name,
+                exc,
+                exc_info=not isinstance(exc, OSError),  # a full disk needs no traceback
+            )
+            return FinishedClip(clip.order_id, None, error)
+        return FinishedClip(clip.order_id, record, error)
+
+    def _retry_salvage(self) -> None:
+        assert self.salvage is not None
+        pending, self._unsalvaged = self._unsalvaged, []
+        for tmp_path, meta in pending:
+            if not tmp_path.exists():
+                continue
+            try:
+                record = self.salvage(tmp_path, meta)
+            except Exception as exc:
+                log.error("salvaging %s failed again: %s", tmp_path.name, exc)
+                self._unsalvaged.append((tmp_path, meta))
+                continue
+            log.warning("salvaged %s on a later try", tmp_path.name)
+            result = FinishedClip(str(meta.get("order_id")), record, meta.get("error"))
+            self.finished.append(result)
+            if self.on_finished is not None:
+                self.on_finished(result)
+
+    def _finish(self, clip: _OpenClip) -> FinishedClip:
+        if clip.first_t is None:
+            # Stopped before its first frame (e.g. two scans in one poll): nothing to keep.
+            # The writer refuses to finish an empty file; salvage sets it aside (quarantine/).
+            with contextlib.suppress(RecordingError):
+                clip.writer.finish()
+            log.info("clip of order %r was stopped before its first frame", clip.order_id)
+            if self.salvage is not None:
+                self._salvage(clip, "no frames")
+            return FinishedClip(clip.order_id, None, None, empty=True)
+        try:
+            done = clip.writer.finish()
+        except Exception as exc:
+            log.error("clip of order %r could not be finished, kept at %s: %s",
+                      clip.order_id, clip.tmp_path, exc)  # fmt: skip
+            return self._salvage(clip, str(exc))
+        if clip.error is not None:  # abandoned after a write error, yet the file closed
+            return self._salvage(clip, clip.error)
+        if done.frame_count == 0 or clip.first_wall is None or clip.first_t is None:
+            # Nothing was captured (e.g. the camera died at once). Keep the empty file for the
+            # audit trail in tmp/ but do not index a clip that has no pictures.
+            log.warning("clip of order %r has no frames; not indexed", clip.order_id)
+            return FinishedClip(clip.order_id, None, "no frames")
+        final = self._final_path(clip)
+        # Journal where the clip goes and why it ended before it moves: a crash between the
+        # rename and the index leaves recovery everything it needs to index it as recorded.
+        self._journal(
+            clip,
+            durable=True,
+            finish_reason=clip.finish_reason,
+            final_path=final.relative_to(self.data_dir).as_posix(),
+        )
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(clip.tmp_path, final)
+            fsync_dir(final.parent)
+            fsync_dir(clip.tmp_path.parent)
+        except OSError as exc:
+            log.error("cannot move clip %s into place: %s", clip.tmp_path, exc)
+            return FinishedClip(clip.order_id, None, str(exc))
+        rel = final.relative_to(self.data_dir).as_posix()
+        manifest = final.with_suffix(".json")
+        ended_wall = clip.first_wall + timedelta(seconds=done.last_t - done.first_t)
+        record = ClipRecord(
+            order_id=clip.order_id,
+            station=self.cfg.station.name,
+            started_at=clip.first_wall,
+            ended_at=ended_wall,
+            duration_s=done.duration_s,
+            frame_count=done.frame_count,
+            finish_reason=clip.finish_reason,
+            pre_roll_s=max(0.0, round(clip.scan_t - clip.first_t, 3)),
+            path=rel,
+            manifest_path=manifest.relative_to(self.data_dir).as_posix(),
+            size=done.size,
+            sha256=done.sha256,
+            waybills=tuple(clip.waybills),
+            events=tuple(
+                ScanEventRecord(e.kind, e.text, e.source, e.wall, self._rel(clip, t), e.note)
+                for t, e in clip.events
+            ),
+            extra=dict(clip.extra),
+        )
+        try:
+            data = write_manifest(final, rel, record, self.finalizers)
+            record = dataclasses.replace(record, size=data["size"], sha256=data["sha256"])
+            clip_id = self.ledger.add_clip(record)
+        except (OSError, StationError) as exc:
+            # The clip is safe in clips/; reconciliation on the next start indexes it.
+            log.error("clip %s is on disk but could not be indexed: %s", rel, exc)
+            return FinishedClip(clip.order_id, None, str(exc))
+        journal_path(clip.tmp_path).unlink(missing_ok=True)
+        log.info("clip %s indexed (id %d, %d frames, %.1fs, sha256 %s...)",
+                 rel, clip_id, done.frame_count, done.duration_s, done.sha256[:12])  # fmt: skip
+        return FinishedClip(clip.order_id, dataclasses.replace(record, id=clip_id))
+
+    def _final_path(self, clip: _OpenClip) -> Path:
+        assert clip.first_wall is not None
+        day = clip.first_wall.strftime("%Y/%m/%d")
+        base = clip.tmp_path.stem
+        path = self.clips_dir / day / f"{base}.mp4"
+        n = 1
+        while path.exists():  # never overwrite evidence
+            path = self.clips_dir / day / f"{base}-{n}.mp4"
+            n += 1
+        return path

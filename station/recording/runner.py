@@ -1,0 +1,590 @@
+"""The capture loop: frames in, scans classified, session stepped, overlay drawn, clips written."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, tzinfo
+from typing import Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
+
+import cv2
+import numpy as np
+
+from station.capture.codes import Code, Debounce, Kind, Rules, classify, sanitize
+from station.capture.frames import (
+    Frame,
+    FrameOverlay,
+    FrameScanner,
+    FrameSource,
+    InputEvent,
+    PackerPick,
+    PedalPress,
+    RawScan,
+    ScanSource,
+)
+from station.config import Config
+from station.errors import CameraError, RecordingError, RejectedCode, StationError
+from station.floor.alarms import AlarmBoard
+from station.floor.events import EventKind, StationEvents
+from station.recording import session as ss
+from station.recording.recorder import Recorder
+from station.runtime.backoff import Backoff
+from station.store.ledger import ScanEventRecord
+
+log = logging.getLogger(__name__)
+
+RECENT_ORDERS = 256  # orders remembered for the duplicate check until their clip is indexed
+
+
+def station_tz(cfg: Config) -> tzinfo | None:
+    """The configured zone, or None for the machine's local zone."""
+    return ZoneInfo(cfg.station.timezone) if cfg.station.timezone else None
+
+
+def localize(wall: datetime, tz: tzinfo | None) -> datetime:
+    return wall.astimezone(tz) if tz is not None else wall.astimezone()
+
+
+@dataclass
+class LoopStats:
+    """Counters and per-stage wall time (seconds) of the capture thread."""
+
+    frames: int = 0
+    capture_s: float = 0.0
+    overlay_s: float = 0.0
+    convert_s: float = 0.0
+    record_s: float = 0.0
+    control_s: float = 0.0
+    scans: int = 0
+    rejected: int = 0
+    camera_losses: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the live view and dashboard show about the station right now."""
+
+    station: str
+    state: str  # idle | recording | suspended | stopped
+    order_id: str | None
+    waybills: tuple[str, ...]
+    elapsed_s: float | None
+    frames: int
+    last_error: str | None
+    alarm: str | None = None  # the most important active alarm ("disk-full: ...")
+    packer: str | None = None  # the packer signed in now (issue 13)
+    next_kind: str = "order"  # the kind the next clip will be ("return" after a return card)
+
+
+class ClipGuard(Protocol):
+    """May a clip start, must the open one be finished now? (retention.RetentionManager)"""
+
+    def refusal(self) -> str | None: ...
+
+    def must_finish_clip(self) -> bool: ...
+
+
+class FrameSink(Protocol):
+    """Gets every frame the encoder got, with the status then: ``(image, status, dropped)``
+    (live.LiveWriter, sdnotify.Watchdog, a function in tests). Called on the capture thread."""
+
+    def __call__(self, image: np.ndarray, status: Status, dropped: int = 0) -> None: ...
+
+
+@runtime_checkable
+class StatusSink(FrameSink, Protocol):
+    """A frame sink that can also be told the status between frames (live.LiveWriter)."""
+
+    def write_status(self, status: Status, dropped: int = 0, state: str | None = None) -> None: ...
+
+
+@runtime_checkable
+class StationWatchdog(StatusSink, Protocol):
+    """A status sink that feeds systemd's watchdog (sdnotify.Watchdog): ``alive`` while no
+    frames come (a lost camera), ``stopping`` when the service shuts down."""
+
+    def alive(self, status: str) -> None: ...
+
+    def stopping(self, status: str = "stopping") -> None: ...
+
+
+class Station:
+    """Owns one camera, its scan sources and a recorder, and runs the capture loop.
+
+    ``run`` blocks on the calling thread (the capture thread) until ``stop_event`` is set or the
+    camera reports end of input. ``session.step`` decides everything about orders and clips;
+    the Station only executes its actions and reports what happens at the edges back to it
+    as events: a camera lost (or absent at start), back, a full disk, a refused clip, a
+    failed writer, the shutdown. It keeps no order state of its own.
+
+    Per-frame errors are logged and survived. This is the one reconnect loop for the camera:
+    a lost (or absent) camera raises the "camera-lost" alarm and is reopened with back-off,
+    the systemd watchdog fed and ``stop_event`` honoured meanwhile; the same order resumes in
+    a new clip whose manifest records the gap. ``guard`` (retention) refuses new clips when
+    the disk is full and asks for the open one to be finished ("disk-full") before it runs
+    out. Misuse raises at once.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        camera: FrameSource,
+        recorder: Recorder,
+        *,
+        scan_sources: Sequence[ScanSource] = (),
+        decoder: FrameScanner | None = None,
+        overlay: FrameOverlay | None = None,
+        to_i420: Callable[[np.ndarray], np.ndarray],
+        on_frame: FrameSink | None = None,
+        guard: ClipGuard | None = None,
+        alarms: AlarmBoard | None = None,
+        events: StationEvents | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.camera = camera
+        self.recorder = recorder
+        self.scan_sources = list(scan_sources)
+        self.decoder = decoder  # a barcodes.ScanWorker (has submit/poll), or None
+        self.overlay = overlay
+        self.to_i420 = to_i420
+        self.on_frame = on_frame
+        self.guard = guard
+        self.alarms = alarms
+        self.events = events  # sounds, station screen, webhooks (station/floor/events.py)
+        self.rules = Rules.from_config(cfg.codes)
+        self.tz = station_tz(cfg)
+        self.state: ss.State = ss.Idle()
+        self.debounce = Debounce()
+        self.stats = LoopStats()
+        self.last_error: str | None = None
+        self._prev_small: np.ndarray | None = None
+        self._last_frame: Frame | None = None
+        self._decode_sync = decoder is not None and decoder.sync
+        # Camera facts, not order state: the wall time of the last frame before a loss (None
+        # when the camera was absent from the start).
+        self._lost_wall: datetime | None = None
+        # Orders whose clip started lately in this run (the last RECENT_ORDERS): a repack
+        # scanned before the finisher indexed the first clip is still a repack.
+        self._started_orders: dict[str, None] = {}
+
+    # ---- status ---------------------------------------------------------------------------
+
+    def status(self, now_t: float | None = None) -> Status:
+        st = self.state
+        order = getattr(st, "order_id", None)
+        elapsed = None
+        if isinstance(st, ss.Recording) and now_t is not None:
+            elapsed = max(0.0, now_t - st.started_t)
+        name = {ss.Idle: "idle", ss.Recording: "recording", ss.Suspended: "suspended"}[type(st)]
+        return Status(
+            station=self.cfg.station.name,
+            state=name,
+            order_id=order,
+            waybills=getattr(st, "waybills", ()),
+            elapsed_s=elapsed,
+            frames=self.stats.frames,
+            last_error=self.last_error,
+            alarm=self.alarms.summary() if self.alarms is not None else None,
+            packer=st.floor.packer,
+            next_kind=st.floor.next_kind.value,
+        )
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def run(self, stop_event: threading.Event) -> LoopStats:
+        for src in self.scan_sources:
+            src.start()
+        if self.decoder is not None:
+            self.decoder.start()
+        end_reason = ss.FinishReason.INTERRUPTED
+        try:
+            try:
+                self.camera.start()
+            except CameraError as exc:  # absent at start: the same path as a loss
+                frame = self._reconnect(f"camera not available: {exc}", stop_event)
+            else:
+                frame = self._next_frame(stop_event)
+            while frame is not None and not stop_event.is_set():
+                try:
+                    self.process(frame)
+                except Exception as exc:  # one bad frame must not stop the station
+                    log.exception("frame %d failed", frame.index)
+                    self.last_error = f"frame {frame.index}: {exc}"
+                if stop_event.is_set():
+                    break
+                frame = self._next_frame(stop_event)
+            if frame is None and not stop_event.is_set():
+                end_reason = ss.FinishReason.END_OF_INPUT
+        finally:
+            self._shutdown(end_reason)
+        return self.stats
+
+    def _next_frame(self, stop_event: threading.Event) -> Frame | None:
+        """The next frame, reconnecting a lost camera; None at the end of input or on stop."""
+        t0 = time.perf_counter()
+        try:
+            frame = self.camera.read(self.cfg.camera.read_timeout_s)
+        except CameraError as exc:
+            return self._reconnect(str(exc), stop_event)
+        self.stats.capture_s += time.perf_counter() - t0
+        return frame
+
+    def _shutdown(self, reason: ss.FinishReason) -> None:
+        last_t = self._last_frame.t if self._last_frame is not None else 0.0
+        if self.decoder is not None:
+            # Let a sync decoder's last results reach the session before the clip closes.
+            for ev in self._poll(last_t):
+                self._handle_input(ev)
+            self.decoder.stop()
+        for src in self.scan_sources:
+            try:
+                src.stop()
+            except Exception:
+                log.exception("stopping scan source %r failed", src)
+        if reason is ss.FinishReason.END_OF_INPUT:
+            self._apply(ss.EndOfInput(last_t))
+        else:
+            self._apply(ss.Shutdown(last_t))
+        try:
+            self.camera.stop()
+        except Exception:
+            log.exception("stopping the camera failed")
+        self.recorder.close()
+
+    def process(self, frame: Frame) -> None:
+        """Handle one frame: decode, step the session, overlay, record."""
+        self._last_frame = frame
+        self.stats.frames += 1
+        t0 = time.perf_counter()
+        i420_in = frame.pixel_format == "i420"
+        if self.decoder is not None and frame.index % self.cfg.scanner.decode_every == 0:
+            if i420_in:
+                # The barcode reader reads grey: an I420 frame's Y plane, with no conversion;
+                # a copy of that plane alone when it reads in its own thread, so the overlay
+                # can draw on the frame itself.
+                luma = frame.luma if self._decode_sync else frame.luma.copy()
+                self.decoder.submit(replace(frame, image=luma))
+            else:
+                self.decoder.submit(frame)
+        for ev in self._poll(frame.t):
+            self._handle_input(ev)
+        moving = True
+        if self.cfg.session.still_timeout_s > 0:
+            moving = self._moving(frame.luma)
+        self._apply(ss.Tick(frame.t, moving))
+        t1 = time.perf_counter()
+        self.stats.control_s += t1 - t0
+
+        # The frame the encoder gets is I420: the camera's own (an I420 camera) or a new array
+        # converted from the BGR one. The overlay is drawn on that I420 frame, never on the
+        # camera's BGR frame, so the barcode worker can go on reading the BGR frame in its
+        # thread without a copy being made for it.
+        i420 = frame.image if i420_in else self.to_i420(frame.image)
+        t2 = time.perf_counter()
+        # The order this frame shows: the state now, at its capture, and never changed later.
+        label = getattr(self.state, "order_id", None)
+        if self.overlay is not None:
+            st = self.state
+            elapsed = frame.t - st.started_t if isinstance(st, ss.Recording) else None
+            waybills = getattr(st, "waybills", ())
+            self.overlay.apply_i420(
+                i420,
+                localize(frame.wall, self.tz),
+                label,
+                " ".join(waybills) or None,
+                elapsed,
+                isinstance(st, ss.Recording),
+                # The clip's packer while recording (a badge read mid-clip changes the next
+                # clip), else who is signed in now.
+                st.packer if isinstance(st, ss.Recording) else st.floor.packer,
+                st.kind.value if isinstance(st, ss.Recording) else st.floor.next_kind.value,
+            )
+        t3 = time.perf_counter()
+        try:
+            self.recorder.push(i420, frame.t, localize(frame.wall, self.tz), label)
+        except RecordingError as exc:
+            # The recorder closed the clip and salvages what was written; the order ends here.
+            self._error(f"recording failed, the clip so far is kept: {exc}")
+            if self.alarms is not None:
+                self.alarms.raise_("recording-failed", self.cfg.station.name, str(exc))
+            self._apply(ss.RecordingFailed(frame.t, str(exc)))
+        if self.guard is not None and self.recorder.recording and self.guard.must_finish_clip():
+            # Finish the clip while there is room for its manifest and index row.
+            self._error(f"disk nearly full: finishing the clip of {label!r} now")
+            self._apply(ss.DiskFull(frame.t))
+        t4 = time.perf_counter()
+        self.stats.convert_s += t2 - t1
+        self.stats.overlay_s += t3 - t2
+        self.stats.record_s += t4 - t3
+        if self.on_frame is not None:
+            try:
+                # Shared, not copied: nothing writes to this frame any more.
+                self.on_frame(i420, self.status(frame.t), self.camera.dropped)
+            except Exception:
+                log.exception("on_frame callback failed")
+
+    # ---- inputs ---------------------------------------------------------------------------
+
+    def _poll(self, now: float) -> list[InputEvent]:
+        events: list[InputEvent] = []
+        sources: list[ScanSource] = list(self.scan_sources)
+        if self.decoder is not None:
+            sources.append(self.decoder)
+        for src in sources:
+            try:
+                events.extend(src.poll(now))
+            except Exception:
+                log.exception("scan source %r failed", src)
+        events.sort(key=lambda e: e.t)
+        return events
+
+    def _handle_input(self, ev: InputEvent) -> None:
+        if isinstance(ev, PedalPress):
+            self._apply(ss.Pedal(ev.t, ev.source))
+            return
+        if isinstance(ev, PackerPick):
+            # The screen's sign-in is the badge by another road: the same session event.
+            if ev.packer is not None:
+                code = Code(ev.packer, Kind.OPERATOR, ev.packer)
+            else:
+                code = Code("SIGNOUT", Kind.CONTROL, "signout")
+            self.stats.scans += 1
+            log.info("packer %s on the station screen at t=%.3f",
+                     f"{ev.packer!r} picked" if ev.packer else "sign-out", ev.t)  # fmt: skip
+            self._apply(ss.Scanned(code, ev.t, ev.source))
+            return
+        assert isinstance(ev, RawScan)
+        try:
+            text = sanitize(ev.text, self.rules.max_length)
+        except RejectedCode as exc:
+            # A bad label lying in view is decoded again and again: report it once.
+            key = ev.text if isinstance(ev.text, str) else repr(ev.text)
+            is_new, self.debounce = self.debounce.seen(key, ev.t, self.rules.debounce_s)
+            if not is_new:
+                return
+            self.stats.rejected += 1
+            shown = repr(ev.text[:80]) if isinstance(ev.text, str) else type(ev.text).__name__
+            log.warning("rejected scan from %s: %s: %s", ev.source, exc, shown)
+            self.recorder.log_event(
+                ScanEventRecord("rejected", shown, ev.source, self._wall_at(ev.t), None, str(exc)),
+                ev.t,
+            )
+            self._emit(EventKind.SCAN_UNREADABLE, ev.t, None, source=ev.source, why=str(exc))
+            return
+        is_new, self.debounce = self.debounce.seen(text, ev.t, self.rules.debounce_s)
+        if not is_new:
+            return
+        code = classify(text, self.rules, ev.symbology)
+        self.stats.scans += 1
+        log.info("scan %r (%s%s) from %s at t=%.3f", code.text, code.kind.value,
+                 f" {code.detail}" if code.detail else "", ev.source, ev.t)  # fmt: skip
+        if code.kind is Kind.UNKNOWN:
+            log.warning("code %r matches no configured order pattern", code.text)
+        self._apply(ss.Scanned(code, ev.t, ev.source))
+
+    # ---- session actions ------------------------------------------------------------------
+
+    def _apply(self, event: ss.Event) -> None:
+        before = self.state.floor.packer
+        self.state, actions = ss.step(self.state, event, self.cfg.session)
+        if self.state.floor.packer != before:
+            log.info("packer %s", f"{self.state.floor.packer} signed in" if
+                     self.state.floor.packer else f"{before} signed out")  # fmt: skip
+            self._emit(EventKind.PACKER_CHANGED, event.t, getattr(self.state, "order_id", None),
+                       packer=self.state.floor.packer)  # fmt: skip
+        for action in actions:
+            self._do(action)
+
+    def _do(self, action: ss.Action) -> None:
+        match action:
+            case ss.StartClip():
+                refused = self.guard.refusal() if self.guard is not None else None
+                if refused is not None:
+                    self._error(f"not recording order {action.order_id!r}: {refused}")
+                    # The session logs the refusal; the log emits the scan-refused event.
+                    self._apply(ss.ClipRefused(action.order_id, action.t, refused))
+                    return
+                repack = self._repack(action)
+                try:
+                    self.recorder.start(
+                        action.order_id,
+                        action.t,
+                        pre_roll=action.pre_roll,
+                        waybills=action.waybills,
+                        extra={**self._floor(action), **repack, **(self._gap(action) or {})},
+                        wall=self._wall_at(action.t),
+                    )
+                except RecordingError as exc:
+                    self._error(f"cannot start clip for {action.order_id!r}: {exc}")
+                    self._apply(ss.RecordingFailed(action.t, str(exc)))
+                    self._emit(EventKind.SCAN_REFUSED, action.t, action.order_id, why=str(exc))
+                else:
+                    self._started_orders.pop(action.order_id, None)
+                    self._started_orders[action.order_id] = None
+                    if len(self._started_orders) > RECENT_ORDERS:
+                        del self._started_orders[next(iter(self._started_orders))]
+                    # repack: this station's own index made it one (announced just below);
+                    # the fleet duplicate check then links it without a second warning.
+                    self._emit(EventKind.ORDER_STARTED, action.t, action.order_id,
+                               packer=action.packer, clip_kind=action.kind.value,
+                               repack=bool(repack),
+                               resumed=action.resumed_after_s is not None)  # fmt: skip
+                    if repack:
+                        # After order-started: the screen clears its banner on a new order.
+                        earlier = repack.get("repack_of", [])
+                        self._emit(EventKind.DUPLICATE_ORDER, action.t, action.order_id,
+                                   earlier=earlier, why=f"already recorded: clip(s) {earlier}"
+                                   if earlier else "already recorded")  # fmt: skip
+            case ss.StopClip():
+                if self.recorder.recording:
+                    self.recorder.stop(action.reason.value, action.t)
+            case ss.LinkWaybill():
+                self.recorder.link_waybill(action.waybill, action.carrier, action.t)
+                self._emit(
+                    EventKind.WAYBILL_LINKED,
+                    action.t,
+                    getattr(self.state, "order_id", None),
+                    waybill=action.waybill,
+                    carrier=action.carrier,
+                )
+            case ss.LogEvent():
+                wall = self._wall_at(action.t)
+                rec = ScanEventRecord(
+                    action.kind, action.text, action.source, wall, None, action.note
+                )
+                self.recorder.log_event(rec, action.t)
+                if action.kind == "refused":
+                    self._emit(EventKind.SCAN_REFUSED, action.t, action.text, why=action.note)
+
+    def _repack(self, action: ss.StartClip) -> dict[str, object]:
+        """The manifest fields of a repack: an order this station recorded before (its index,
+        or started earlier in this run and not indexed yet). A clip resuming its own order
+        after a camera loss is the same packing, not a repack."""
+        if action.resumed_after_s is not None and action.order_at_loss == action.order_id:
+            return {}
+        try:
+            earlier = self.recorder.ledger.order_clip_refs(action.order_id)
+        except (StationError, sqlite3.Error) as exc:  # unreadable index: record anyway
+            log.error("duplicate check for %r failed: %s", action.order_id, exc)
+            earlier = []
+        if not earlier and action.order_id not in self._started_orders:
+            return {}
+        return {
+            "repack": True,
+            "repack_of": [i for i, _sha in earlier],
+            "repack_of_sha256": [sha for _i, sha in earlier],
+        }
+
+    def _floor(self, action: ss.StartClip) -> dict[str, object]:
+        """The manifest fields saying who packed the clip and what kind of clip it is."""
+        floor: dict[str, object] = {"kind": action.kind.value}
+        if action.packer is not None:
+            floor["packer"] = action.packer
+        return floor
+
+    def _gap(self, action: ss.StartClip) -> dict[str, object] | None:
+        """The manifest fields of a clip that resumes after a camera loss."""
+        if action.resumed_after_s is None:
+            return None
+        gap: dict[str, object] = {"seconds": action.resumed_after_s}
+        if action.scanned_t is not None:
+            gap["order_scanned_at"] = self._wall_at(action.scanned_t).isoformat(
+                timespec="milliseconds"
+            )
+        if self._lost_wall is not None:
+            gap["camera_lost_at"] = self._lost_wall.isoformat(timespec="milliseconds")
+        gap["resumed_at"] = self._wall_at(action.t).isoformat(timespec="milliseconds")
+        if action.order_at_loss is not None:
+            gap["order_at_loss"] = action.order_at_loss
+        return {"resumed_after_s": action.resumed_after_s, "gap": gap}
+
+    def _emit(self, kind: EventKind, t: float, order_id: str | None, **data: object) -> None:
+        if self.events is not None:
+            self.events.emit(kind, t, order_id, **data)  # never raises; listeners never block
+
+    def _wall_at(self, t: float) -> datetime:
+        f = self._last_frame
+        if f is None:
+            return localize(datetime.now().astimezone(), self.tz)
+        return localize(f.wall + timedelta(seconds=t - f.t), self.tz)
+
+    def _error(self, msg: str) -> None:
+        log.error(msg)
+        self.last_error = msg
+
+    def _moving(self, image: np.ndarray) -> bool:
+        small = cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA)
+        if small.ndim == 3:
+            small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        small = small.astype(np.int16)
+        prev, self._prev_small = self._prev_small, small
+        if prev is None:
+            return True
+        # Mean absolute change above sensor noise: a hand or a box moving in view.
+        return float(np.abs(small - prev).mean()) > 1.5
+
+    def _reconnect(self, why: str, stop_event: threading.Event) -> Frame | None:
+        """The camera is lost (or absent): tell the session, raise the alarm, reopen it with
+        back-off until a frame comes, the input ends (None) or ``stop_event`` is set (None).
+
+        Feeds systemd meanwhile (READY=1 with a "waiting for camera" status if no frame ever
+        came, then WATCHDOG=1): retrying on purpose is not a stall.
+        """
+        self.stats.camera_losses += 1
+        self._error(f"camera lost: {why}")
+        last = self._last_frame
+        self._lost_wall = self._wall_at(last.t) if last is not None else None
+        self._apply(ss.CameraLost(last.t if last is not None else 0.0))
+        if self.alarms is not None:
+            self.alarms.raise_("camera-lost", self.cfg.station.name, why)
+        watchdog = self.on_frame if isinstance(self.on_frame, StationWatchdog) else None
+        backoff = Backoff(0.5, 10.0)
+        while not stop_event.is_set():
+            if watchdog is not None:
+                watchdog.alive(f"waiting for camera: {why}")
+            self._publish_status()
+            try:
+                self.camera.stop()
+            except Exception:
+                log.debug("camera stop before reopening failed", exc_info=True)
+            try:
+                self.camera.start()
+                frame = self.camera.read(self.cfg.camera.read_timeout_s)
+            except CameraError as exc:
+                why = str(exc)
+                delay = backoff.next()
+                log.warning("camera still unavailable (%s); retrying in %.1fs", exc, delay)
+                stop_event.wait(delay)
+                continue
+            if frame is None:
+                return None
+            log.info("camera is back")
+            if self.alarms is not None:
+                self.alarms.clear("camera-lost", self.cfg.station.name)
+            self._camera_back(frame)
+            return frame
+        return None
+
+    def _camera_back(self, frame: Frame) -> None:
+        """Scans made while the camera was away go to the session first, still suspended (a
+        seal or the next order changes what resumes; orders begun and sealed in the dark are
+        only logged); then the session hears that the camera is back. ``frame`` follows."""
+        self._last_frame = frame  # wall times from here on are read off the returned camera
+        for ev in self._poll(frame.t):
+            self._handle_input(ev)
+        self._apply(ss.CameraBack(frame.t))
+
+    def _publish_status(self) -> None:
+        """Tell the live view now (it is otherwise updated per frame, and none arrive)."""
+        if not isinstance(self.on_frame, StatusSink):
+            return
+        try:
+            self.on_frame.write_status(self.status(), self.camera.dropped)
+        except Exception:
+            log.exception("live status update failed")

@@ -1,0 +1,415 @@
+"""The order state machine as a pure function: step(state, event, rules) -> (state, actions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from station.capture.codes import Code, Kind
+from station.config import SessionSection
+
+
+class FinishReason(StrEnum):
+    """Why a clip ended: its ``finish_reason`` in the index and the manifest. The one list of
+    them: the web labels (web/i18n.py) and the README are tested against it."""
+
+    SEALED = "sealed"
+    WAYBILL = "waybill"
+    NEXT_ORDER = "next-order"
+    RESCAN = "rescan"
+    TIMEOUT = "timeout"
+    STILL = "still"
+    END_OF_INPUT = "end-of-input"
+    INTERRUPTED = "interrupted"
+    CAMERA_LOST = "camera-lost"
+    DISK_FULL = "disk-full"
+
+
+# ---- states -------------------------------------------------------------------------------
+
+
+class ClipKind(StrEnum):
+    ORDER = "order"  # packing an outbound parcel
+    RETURN = "return"  # unboxing a returned parcel
+
+
+@dataclass(frozen=True, slots=True)
+class Floor:
+    """Who is at the table and what the next clip is: kept across every state change."""
+
+    packer: str | None = None
+    next_kind: ClipKind = ClipKind.ORDER
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """No order open: frames only feed the pre-roll buffer."""
+
+    floor: Floor = Floor()
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """A clip of ``order_id`` is being written since ``started_t``."""
+
+    order_id: str
+    started_t: float
+    last_motion_t: float
+    waybills: tuple[str, ...] = ()
+    floor: Floor = Floor()
+    packer: str | None = None  # the packer signed in when this clip started
+    kind: ClipKind = ClipKind.ORDER
+
+
+@dataclass(frozen=True, slots=True)
+class Suspended:
+    """The camera is away (lost at camera time ``lost_t``, or never there).
+
+    ``order_id``: the order to record from the first frame back, None for none: the order
+    open at the loss (``order_at_loss``) until it is sealed, or an order scanned in the dark
+    (at ``scanned_t``).
+    """
+
+    order_id: str | None
+    lost_t: float
+    waybills: tuple[str, ...] = ()
+    order_at_loss: str | None = None
+    scanned_t: float | None = None
+    floor: Floor = Floor()
+
+
+State = Idle | Recording | Suspended
+
+# ---- events -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scanned:
+    """A debounced, classified code seen at camera time ``t``."""
+
+    code: Code
+    t: float
+    source: str = "camera"
+
+
+@dataclass(frozen=True, slots=True)
+class Pedal:
+    t: float
+    source: str = "pedal"
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Sent for every frame; ``moving`` is False when the scene did not change."""
+
+    t: float
+    moving: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfInput:
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class CameraLost:
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class CameraBack:
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class DiskFull:
+    """Free space fell below what finishing a clip needs: end the open clip now."""
+
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClipRefused:
+    """The runner could not start the clip of ``order_id`` (e.g. the disk is full)."""
+
+    order_id: str
+    t: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingFailed:
+    """The clip writer failed; the recorder already closed the clip and keeps its frames."""
+
+    t: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """The station is stopping (SIGTERM, a fatal error): end the open clip."""
+
+    t: float
+
+
+Event = (
+    Scanned
+    | Pedal
+    | Tick
+    | EndOfInput
+    | CameraLost
+    | CameraBack
+    | DiskFull
+    | ClipRefused
+    | RecordingFailed
+    | Shutdown
+)
+
+# ---- actions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartClip:
+    """Open a clip for ``order_id`` at ``t``; ``pre_roll`` includes the buffered seconds.
+
+    ``resumed_after_s``: the clip starts when the camera came back after a loss, this many
+    seconds after the last frame before it (the gap, recorded in the manifest, with
+    ``lost_t``, the order open at the loss and when the order was scanned in the dark).
+    """
+
+    order_id: str
+    t: float
+    pre_roll: bool = True
+    waybills: tuple[str, ...] = ()
+    resumed_after_s: float | None = None
+    lost_t: float | None = None
+    order_at_loss: str | None = None
+    scanned_t: float | None = None
+    packer: str | None = None  # who was signed in when the clip started
+    kind: ClipKind = ClipKind.ORDER
+
+
+@dataclass(frozen=True, slots=True)
+class StopClip:
+    reason: FinishReason
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class LinkWaybill:
+    order_id: str
+    waybill: str
+    carrier: str
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """Record a scan or pedal press; it belongs to the clip open after the preceding actions."""
+
+    kind: str  # a codes.Kind value, "pedal" or "refused"
+    text: str
+    t: float
+    source: str
+    note: str = ""
+
+
+Action = StartClip | StopClip | LinkWaybill | LogEvent
+
+
+def _log(ev: Scanned, note: str = "") -> LogEvent:
+    return LogEvent(ev.code.kind.value, ev.code.text, ev.t, ev.source, note)
+
+
+def _is_seal(code: Code) -> bool:
+    return code.kind is Kind.SEAL or (code.kind is Kind.CONTROL and code.detail == "seal")
+
+
+def _start(order_id: str, t: float) -> Recording:
+    return Recording(order_id=order_id, started_t=t, last_motion_t=t)
+
+
+def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list[Action]]:
+    """Advance the session by one event. Pure: no clocks, no I/O, no hidden state.
+
+    The only authority on orders and clips: the runner executes the actions and reports
+    what happened at the edges (camera, disk, writer, shutdown) back as events.
+    """
+    if isinstance(event, Scanned) and event.code.kind is Kind.ITEM:
+        # A product seen by the camera: logged (in the open clip's timeline, if any), and it
+        # changes nothing, whatever the state: it never starts, ends or resumes a clip.
+        return state, [_log(event, event.code.detail)]
+    if not isinstance(state, Idle | Recording | Suspended):
+        raise TypeError(f"unknown state {state!r}")  # programming error: fail at once
+    floor = state.floor
+    if isinstance(event, Scanned):
+        # Badges, sign-out and return cards change the floor only: never a clip (an open clip
+        # keeps the packer and kind it started with).
+        code = event.code
+        if code.kind is Kind.OPERATOR:
+            return replace(state, floor=replace(floor, packer=code.detail)), [
+                _log(event, f"packer {code.detail} signed in")
+            ]
+        if code.kind is Kind.CONTROL and code.detail == "signout":
+            note = f"packer {floor.packer} signed out" if floor.packer else "no packer signed in"
+            return replace(state, floor=replace(floor, packer=None)), [_log(event, note)]
+        if code.kind is Kind.RETURN or (code.kind is Kind.CONTROL and code.detail == "return"):
+            return replace(state, floor=replace(floor, next_kind=ClipKind.RETURN)), [
+                _log(event, "the next clip is a return")
+            ]
+        if code.kind is Kind.ORDER and rules.require_packer and floor.packer is None:
+            return _refuse_unsigned(state, event)
+    if (
+        isinstance(event, ClipRefused)
+        and isinstance(state, Recording)
+        and event.order_id == state.order_id
+        and state.kind is ClipKind.RETURN
+    ):
+        floor = replace(floor, next_kind=ClipKind.RETURN)  # the return is still to come
+    match state:
+        case Idle():
+            new, actions = _step_idle(state, event)
+        case Recording():
+            new, actions = _step_recording(state, event, rules)
+        case Suspended():
+            new, actions = _step_suspended(state, event)
+    return _stamp(new, actions, floor)
+
+
+def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]:
+    """An order scanned while no packer is signed in and ``require_packer`` is on."""
+    refused = LogEvent("refused", event.code.text, event.t, event.source, "no packer signed in")
+    if isinstance(state, Recording):
+        if event.code.text == state.order_id:
+            return Idle(state.floor), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
+        return Idle(state.floor), [StopClip(FinishReason.NEXT_ORDER, event.t), refused]
+    return state, [refused]
+
+
+def _stamp(new: State, actions: list[Action], floor: Floor) -> tuple[State, list[Action]]:
+    """Carry the floor into the new state; give each started clip its packer and kind."""
+    if any(isinstance(a, StartClip) for a in actions):
+        actions = [
+            replace(a, packer=floor.packer, kind=floor.next_kind) if isinstance(a, StartClip) else a
+            for a in actions
+        ]
+        if isinstance(new, Recording):
+            new = replace(new, packer=floor.packer, kind=floor.next_kind)
+        floor = replace(floor, next_kind=ClipKind.ORDER)
+    return replace(new, floor=floor), actions
+
+
+def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
+    if isinstance(event, Scanned):
+        code = event.code
+        if code.kind is Kind.ORDER:
+            return _start(code.text, event.t), [StartClip(code.text, event.t), _log(event)]
+        if code.kind is Kind.CONTROL and code.detail == "test":
+            return state, [_log(event, "test scan")]
+        if code.kind is Kind.UNKNOWN:
+            return state, [_log(event, "matches no order pattern; ignored")]
+        return state, [_log(event, "no open order; ignored")]
+    if isinstance(event, Pedal):
+        return state, [LogEvent("pedal", "", event.t, event.source, "no open order; ignored")]
+    if isinstance(event, CameraLost):
+        return Suspended(None, event.t), []
+    return state, []
+
+
+def _step_recording(
+    state: Recording, event: Event, rules: SessionSection
+) -> tuple[State, list[Action]]:
+    if isinstance(event, Scanned):
+        code = event.code
+        if code.kind is Kind.ORDER:
+            if code.text == state.order_id:
+                return Idle(), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
+            return _start(code.text, event.t), [
+                StopClip(FinishReason.NEXT_ORDER, event.t),
+                StartClip(code.text, event.t),
+                _log(event),
+            ]
+        if code.kind is Kind.WAYBILL:
+            link = LinkWaybill(state.order_id, code.text, code.detail, event.t)
+            if rules.waybill_ends_clip:
+                return Idle(), [_log(event), link, StopClip(FinishReason.WAYBILL, event.t)]
+            waybills = state.waybills
+            if code.text not in waybills:
+                waybills = (*waybills, code.text)
+            return replace(state, waybills=waybills), [_log(event), link]
+        if _is_seal(code):
+            return Idle(), [_log(event), StopClip(FinishReason.SEALED, event.t)]
+        if code.kind is Kind.CONTROL:
+            return state, [_log(event, "test scan")]
+        return state, [_log(event, "matches no order pattern; ignored")]
+    if isinstance(event, Pedal):
+        return Idle(), [
+            LogEvent("pedal", "", event.t, event.source),
+            StopClip(FinishReason.SEALED, event.t),
+        ]
+    if isinstance(event, Tick):
+        if event.t - state.started_t >= rules.max_duration_s:
+            return Idle(), [StopClip(FinishReason.TIMEOUT, event.t)]
+        if event.moving:
+            return replace(state, last_motion_t=event.t), []
+        if rules.still_timeout_s > 0 and event.t - state.last_motion_t >= rules.still_timeout_s:
+            return Idle(), [StopClip(FinishReason.STILL, event.t)]
+        return state, []
+    if isinstance(event, EndOfInput):
+        return Idle(), [StopClip(FinishReason.END_OF_INPUT, event.t)]
+    if isinstance(event, CameraLost):
+        return Suspended(state.order_id, event.t, state.waybills, state.order_id), [
+            StopClip(FinishReason.CAMERA_LOST, event.t)
+        ]
+    if isinstance(event, DiskFull):
+        return Idle(), [StopClip(FinishReason.DISK_FULL, event.t)]
+    if isinstance(event, Shutdown):
+        return Idle(), [StopClip(FinishReason.INTERRUPTED, event.t)]
+    if isinstance(event, ClipRefused) and event.order_id == state.order_id:
+        return Idle(), [LogEvent("refused", event.order_id, event.t, "station", event.reason)]
+    if isinstance(event, RecordingFailed):
+        return Idle(), []  # the recorder closed the clip and keeps what was written
+    return state, []
+
+
+def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]]:
+    if isinstance(event, CameraBack):
+        if state.order_id is None:
+            return Idle(), []
+        rec = Recording(state.order_id, event.t, event.t, state.waybills)
+        gap = round(max(0.0, event.t - state.lost_t), 3)
+        start = StartClip(
+            state.order_id,
+            event.t,
+            pre_roll=False,
+            waybills=state.waybills,
+            resumed_after_s=gap,
+            lost_t=state.lost_t,
+            order_at_loss=state.order_at_loss,
+            scanned_t=state.scanned_t,
+        )
+        return rec, [start]
+    closed = replace(state, order_id=None, waybills=(), scanned_t=None)
+    if isinstance(event, Scanned):
+        code = event.code
+        if code.kind is Kind.ORDER:
+            if code.text == state.order_id:
+                return closed, [_log(event, "order closed while the camera was lost")]
+            waiting = replace(closed, order_id=code.text, scanned_t=event.t)
+            return waiting, [_log(event, "camera lost; waiting")]
+        if code.kind is Kind.WAYBILL and state.order_id is not None:
+            waybills = state.waybills
+            if code.text not in waybills:
+                waybills = (*waybills, code.text)
+            return replace(state, waybills=waybills), [
+                _log(event, "camera lost"),
+                LinkWaybill(state.order_id, code.text, code.detail, event.t),
+            ]
+        if _is_seal(code) and state.order_id is not None:
+            return closed, [_log(event, "order sealed while the camera was lost")]
+        return state, [_log(event, "camera lost; ignored")]
+    if isinstance(event, Pedal):
+        return closed, [LogEvent("pedal", "", event.t, event.source, "camera lost")]
+    if isinstance(event, EndOfInput | Shutdown):
+        return Idle(), []
+    return state, []

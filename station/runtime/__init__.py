@@ -1,0 +1,1 @@
+"""Keeping the station up: systemd notify, clock, priority, retries, doctor, faults."""

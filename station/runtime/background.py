@@ -1,0 +1,175 @@
+"""A daemon thread that repeats one job: on a timer, sooner when woken, backing off on errors."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from station.runtime.backoff import Backoff
+from station.store.clips import ClipTable
+from station.store.cursors import SyncCursors
+from station.store.index import open_index
+from station.store.ledger import INDEX_NAME, Ledger
+from station.store.uploads import UploadJournal
+
+if TYPE_CHECKING:
+    from station.config import Config
+    from station.recording.recorder import FinishedClip
+
+log = logging.getLogger(__name__)
+
+
+class Repeater:
+    """Runs ``job()`` on a daemon thread named ``name``, again every ``interval_s`` seconds or
+    as soon as ``wake()`` is called.
+
+    A job that raises is logged and retried after ``retry_s``, doubling up to
+    ``max_backoff_s`` while it keeps failing (the loop survives anything: the jobs keep their
+    place in the index, not in memory); ``last_error`` holds the last failure until a run
+    succeeds, and ``on_error`` (if given) hears of each one. ``stopping`` is set by ``stop``;
+    a job should check it between steps and give up early. ``start`` twice is a programming
+    error and raises.
+
+    Between runs the thread calls ``wait(event, seconds)``, which returns when ``event`` (set
+    by ``wake`` and ``stop``) is set or ``seconds`` have passed: ``threading.Event.wait`` by
+    default; tests pass one that records the seconds instead of spending them.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        job: Callable[[], object],
+        *,
+        interval_s: float,
+        retry_s: float,
+        max_backoff_s: float,
+        on_error: Callable[[Exception], None] | None = None,
+        wait: Callable[[threading.Event, float], object] = threading.Event.wait,
+    ) -> None:
+        if interval_s <= 0 or retry_s <= 0 or max_backoff_s < retry_s:
+            raise ValueError("intervals must be positive and max_backoff_s >= retry_s")
+        self.name = name
+        self.job = job
+        self.interval_s = interval_s
+        self.retry_s = retry_s
+        self.max_backoff_s = max_backoff_s
+        self.on_error = on_error
+        self._wait = wait
+        self.stopping = threading.Event()
+        self.last_error: str | None = None
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"{self.name} already started")
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread is (still) running a pass."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float | None) -> None:
+        """Ask the job to stop and wait up to ``timeout`` seconds for the thread."""
+        self.stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("%s: still busy after %.0f s; left to finish", self.name, timeout or 0)
+
+    def _loop(self) -> None:
+        backoff = Backoff(self.retry_s, self.max_backoff_s)
+        while not self.stopping.is_set():
+            wait = self.interval_s
+            try:
+                self.job()
+                backoff.reset()
+                self.last_error = None
+            except Exception as exc:
+                if self.stopping.is_set():
+                    break
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                if self.on_error is not None:
+                    self.on_error(exc)
+                wait = backoff.next()
+                log.warning("%s: %s; retrying in %.0f s", self.name, self.last_error, wait)
+            self._wait(self._wake, wait)
+            self._wake.clear()
+
+
+class IndexWorker:
+    """What the archiver and the central sync share: their own connections to the index, a
+    ``Repeater`` running ``job`` one pass at a time, and the recorder's hook that wakes it.
+
+    Own connections (WAL) because the capture and finisher threads must never wait for this
+    thread's statements, nor it for theirs; a ``ledger`` passed in (tests) is not closed.
+    ``_stop`` is set when stopping: long passes check it between steps.
+    """
+
+    STOP_TIMEOUT_S = 15.0
+
+    def __init__(
+        self,
+        cfg: Config,
+        ledger: Ledger | None,
+        *,
+        name: str,
+        job: Callable[[], object],
+        interval_s: float,
+        retry_s: float,
+        max_backoff_s: float,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.data_dir = cfg.station.data_dir
+        self._own_ledger = ledger is None
+        self.ledger = ledger or Ledger.in_data_dir(self.data_dir)
+        # this thread's own connection to the index, and the table owners it works with
+        self.index = open_index(self.data_dir / INDEX_NAME)
+        self.journal = UploadJournal(self.index)
+        self.cursors = SyncCursors(self.index)
+        self.clips = ClipTable(self.index)
+        self._repeater = Repeater(
+            name,
+            job,
+            interval_s=interval_s,
+            retry_s=retry_s,
+            max_backoff_s=max(max_backoff_s, retry_s),
+            on_error=on_error,
+        )
+        self._stop = self._repeater.stopping
+
+    def start(self) -> None:
+        self._repeater.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the current step (waiting up to ``timeout``, default ``STOP_TIMEOUT_S``)
+        and close the index connections."""
+        self._repeater.stop(self.STOP_TIMEOUT_S if timeout is None else timeout)
+        self.index.close()
+        if self._own_ledger:
+            self.ledger.close()
+
+    @property
+    def last_error(self) -> str | None:
+        """The last pass's failure, None once a pass succeeds."""
+        return self._repeater.last_error
+
+    def wake(self) -> None:
+        self._repeater.wake()
+
+    def on_finished(self, finished: FinishedClip) -> None:
+        """The recorder's callback: a clip was indexed; handle it soon."""
+        if finished.record is not None:
+            self._repeater.wake()
+
+
+__all__ = ["IndexWorker", "Repeater"]

@@ -1,0 +1,97 @@
+"""The station index as the recorder, retention and the CLI use it: clips, holds and alarms."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+from station.errors import LedgerError
+from station.store import sqlitedb
+from station.store.alarms import Alarm, AlarmTable
+from station.store.clips import (
+    ClipRecord,
+    ClipTable,
+    ScanEventRecord,
+    StoredClip,
+    WaybillLink,
+    clip_from_rows,
+    event_from_row,
+)
+from station.store.holds import HoldTable, LegalHold
+from station.store.index import INDEX_NAME, MIGRATIONS, open_index
+from station.store.sqlitedb import utc_text
+
+__all__ = [
+    "INDEX_NAME",
+    "MIGRATIONS",
+    "Alarm",
+    "ClipRecord",
+    "Ledger",
+    "LegalHold",
+    "ScanEventRecord",
+    "StoredClip",
+    "WaybillLink",
+    "clip_from_rows",
+    "event_from_row",
+]
+
+
+class Ledger(ClipTable, HoldTable, AlarmTable):
+    """The station's SQLite index: the clips, legal holds and alarms tables on one connection.
+
+    Open it with a path (a file in the data dir) or pass an existing connection, as sqlite-utils
+    does, so every layer can be tested on a real database. Each table's SQL lives with its owner
+    (station/store/); this class only joins what spans two owners in one transaction. All
+    writes go through one lock, so the capture thread and the clip finisher thread may share
+    an instance.
+    """
+
+    def __init__(self, target: Path | str | sqlite3.Connection) -> None:
+        super().__init__(open_index(target))
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> Ledger:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(data_dir / INDEX_NAME)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @property
+    def schema_version(self) -> int:
+        return sqlitedb.schema_version(self.conn)
+
+    def stored_clips(self, *, include_deleted: bool = False) -> list[StoredClip]:
+        """Indexed clips, oldest first; only those whose file is kept unless ``include_deleted``."""
+        return self.stored(self.held_orders(), include_deleted=include_deleted)
+
+    def mark_deleted(
+        self,
+        clip_id: int,
+        *,
+        reason: str,
+        record: bytes,
+        signature: bytes | None,
+        key_fingerprint: str,
+        deleted_at: datetime,
+    ) -> None:
+        """Record a retention deletion before the file goes: the row and its hash stay.
+
+        Refused (LedgerError) when the clip is unknown, already deleted, or its order is on
+        legal hold now: the check and the mark are one transaction, so a hold set a moment
+        before (from the web page) always wins.
+        """
+        with self._tx() as db:
+            clip = self.stored_in(db, clip_id, self.held_orders(db))
+            if clip is None:
+                raise LedgerError(f"no clip {clip_id} in the index")
+            if clip.deleted_utc is not None:
+                raise LedgerError(f"clip {clip_id} was already deleted ({clip.deleted_utc})")
+            if clip.legal_hold:
+                raise LedgerError(f"clip {clip_id}: order {clip.order_id!r} is on legal hold")
+            when = utc_text(deleted_at)
+            self.set_deleted_in(db, clip_id, when, reason)
+            self.record_deletion_in(
+                db, clip_id, clip.path, clip.sha256, record, signature, key_fingerprint, when
+            )

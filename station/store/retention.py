@@ -1,0 +1,481 @@
+"""Retention: the pure "what may be deleted now" decision, the deleter and the disk-space guard."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from station.config import Config, RetentionSection
+from station.errors import LedgerError
+from station.floor.alarms import AlarmBoard
+from station.proof.canonical import canonical_json
+from station.store.ledger import Ledger, StoredClip
+
+log = logging.getLogger(__name__)
+
+DELETION_TYPE = "packcam-retention-deletion"
+DELETION_VERSION = 1
+REASON_FLOOR = "free space below the floor"
+
+# Why a clip is not deleted (the keys of Plan.kept).
+HELD = "on legal hold"
+YOUNG = "younger than the minimum age"
+UNARCHIVED = "not archived yet"
+UNFINISHED = "not finished"
+
+
+# ---- the pure decision ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the decision needs to know about one clip."""
+
+    id: int
+    started_at: datetime  # aware
+    size: int
+    legal_hold: bool = False
+    archived: bool = False
+    finished: bool = True
+    kind: str = "order"  # "return": an unboxing clip, kept min_age_days_return
+
+    @classmethod
+    def from_stored(cls, c: StoredClip) -> Candidate:
+        return cls(
+            c.id, c.started_at, c.size, c.legal_hold, c.archived, c.deleted_utc is None, c.kind
+        )
+
+
+@dataclass(frozen=True)
+class Policy:
+    min_age_days: float = 90.0
+    free_floor_bytes: int = 0
+    free_floor_percent: float = 0.0
+    archive_required: bool = False
+    min_age_days_return: float | None = None  # None: the same as min_age_days
+
+    @classmethod
+    def from_config(cls, r: RetentionSection) -> Policy:
+        return cls(
+            r.min_age_days,
+            r.free_floor_mb * 1024 * 1024,
+            r.free_floor_percent,
+            r.archive_required,
+            r.min_age_days_return if r.min_age_days_return >= 0 else None,
+        )
+
+    def min_age(self, kind: str) -> float:
+        """Days a clip of ``kind`` is kept at least (returns may have their own window)."""
+        if kind == "return" and self.min_age_days_return is not None:
+            return self.min_age_days_return
+        return self.min_age_days
+
+    def floor(self, total_bytes: int) -> int:
+        """Bytes that must stay free: the larger of the absolute and the relative floor."""
+        return max(self.free_floor_bytes, math.ceil(total_bytes * self.free_floor_percent / 100))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Deletions needed now, oldest first, and whether they reach the floor."""
+
+    deletions: tuple[Candidate, ...]
+    floor_bytes: int
+    free_bytes: int
+    free_after: int  # free bytes once every deletion is done (sizes as indexed)
+    floor_reached: bool
+    kept: Mapping[str, int] = field(default_factory=dict)  # reason -> clips that may not go
+
+    @property
+    def below_floor(self) -> bool:
+        return self.free_bytes < self.floor_bytes
+
+
+def why_kept(clip: Candidate, now: datetime, policy: Policy) -> str | None:
+    """The reason ``clip`` may not be deleted now, or None when it may."""
+    if not clip.finished:
+        return UNFINISHED
+    if clip.legal_hold:
+        return HELD
+    # A clip "from the future" (the clock was wrong) counts as young: never delete on a guess.
+    if now - clip.started_at < timedelta(days=policy.min_age(clip.kind)):
+        return YOUNG
+    if policy.archive_required and not clip.archived:
+        return UNARCHIVED
+    return None
+
+
+def plan(
+    clips: Sequence[Candidate],
+    *,
+    now: datetime,
+    free_bytes: int,
+    total_bytes: int,
+    policy: Policy,
+) -> Plan:
+    """Pure: which clips to delete, oldest first, to get free space up to the floor.
+
+    Never a clip on legal hold, younger than ``min_age_days`` (``min_age_days_return`` for a
+    return clip), not finished, or not archived
+    when ``archive_required``. Deletes nothing while free space is at or above the floor and
+    stops as soon as it would be reached; ``floor_reached`` is False when even deleting every
+    eligible clip is not enough.
+    """
+    floor = policy.floor(total_bytes)
+    kept: Counter[str] = Counter()
+    eligible: list[Candidate] = []
+    for c in clips:
+        why = why_kept(c, now, policy)
+        if why is None:
+            eligible.append(c)
+        else:
+            kept[why] += 1
+    eligible.sort(key=lambda c: (c.started_at, c.id))
+    deletions: list[Candidate] = []
+    free = free_bytes
+    for c in eligible:
+        if free >= floor:
+            break
+        deletions.append(c)
+        free += c.size
+    return Plan(tuple(deletions), floor, free_bytes, free, free >= floor, dict(kept))
+
+
+# ---- the edges: disk probe, deletion records, the deleter -------------------------------------
+
+
+@dataclass(frozen=True)
+class DiskSpace:
+    free: int  # bytes available to this process
+    total: int
+
+
+DiskProbe = Callable[[], DiskSpace]
+
+
+def disk_probe(path: Path) -> DiskProbe:
+    """The real probe: ``statvfs`` of the filesystem holding ``path``."""
+
+    def probe() -> DiskSpace:
+        u = shutil.disk_usage(path)
+        return DiskSpace(u.free, u.total)
+
+    return probe
+
+
+# (canonical bytes) -> (signature, key fingerprint); None when proofs are off.
+Signer = Callable[[bytes], tuple[bytes, str]]
+
+
+def deletion_record(
+    clip: StoredClip,
+    *,
+    station: str,
+    deleted_at: datetime,
+    reason: str,
+    policy: Policy,
+    floor_bytes: int,
+    free_bytes: int,
+) -> dict[str, Any]:
+    """What a retention deletion states (signed by the station key, checked by the audit)."""
+    return {
+        "type": DELETION_TYPE,
+        "version": DELETION_VERSION,
+        "station": station,
+        "clip_id": clip.id,
+        "order_id": clip.order_id,
+        "path": clip.path,
+        "sha256": clip.sha256,
+        "size": clip.size,
+        "started_utc": clip.started_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "deleted_utc": deleted_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "reason": reason,
+        "min_age_days": policy.min_age(clip.kind),  # the age rule applied to this clip
+        "archive_required": policy.archive_required,
+        "floor_bytes": floor_bytes,
+        "free_bytes": free_bytes,
+    }
+
+
+def remove_clip_files(data_dir: Path, path: str, manifest_path: str) -> None:
+    """Unlink a clip and its JSON sidecar (either may already be gone) and sync the directory."""
+    clip = data_dir / path
+    for p in (clip, data_dir / manifest_path):
+        p.unlink(missing_ok=True)
+    try:
+        fd = os.open(clip.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class RetentionManager:
+    """Keeps free space above the floor by deleting what the policy allows; guards new clips.
+
+    ``check`` probes free space, plans, deletes (record first, signed; then file and sidecar)
+    and updates the guard: below the floor with nothing left to delete, ``refusal`` returns a
+    message (no new clips) and the "disk-full" alarm is raised; below half the floor,
+    ``must_finish_clip`` is True (the capture loop finishes the open clip at once, while there
+    is still room for its index and manifest).
+
+    Threads: ``start`` runs one ``check`` on the caller's thread, then one every
+    ``check_every_s`` on the daemon thread "retention"; ``poke`` (after each finished clip)
+    makes it check at once. ``refusal``/``must_finish_clip`` are called by the capture thread:
+    they read plain attributes and, while refusing, re-probe free space (a ``statvfs``, at most
+    once a second) so freed space is noticed without waiting for the next check.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        ledger: Ledger,
+        *,
+        probe: DiskProbe | None = None,
+        alarms: AlarmBoard | None = None,
+        signer: Signer | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] | None = None,
+    ) -> None:
+
+        self.cfg = cfg
+        self.ledger = ledger
+        self.data_dir = cfg.station.data_dir
+        self.policy = Policy.from_config(cfg.retention)
+        self.every = cfg.retention.check_every_s
+        self.probe = probe or disk_probe(self.data_dir)
+        self.alarms = alarms
+        self.signer = signer
+        self._now = now
+        self._mono = monotonic or time.monotonic
+        self._refusal: str | None = None
+        self._critical = False
+        self._floor = 0
+        self._last_probe = 0.0
+        self._lock = threading.Lock()  # one check at a time
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.deleted = 0
+        self.last_plan: Plan | None = None
+
+    # ---- the guard (capture thread) ------------------------------------------------------
+
+    def refusal(self) -> str | None:
+        """Why no new clip may start now, or None."""
+        if self._refusal is not None and self._mono() - self._last_probe >= 1.0:
+            self._last_probe = self._mono()
+            try:
+                space = self.probe()
+            except OSError:
+                return self._refusal
+            if space.free >= self._floor:  # someone made room: allow at once, tidy up later
+                log.warning("free space is back above the floor (%d MB free)", space.free >> 20)
+                self._refusal, self._critical = None, False
+                if self.alarms is not None:
+                    self.alarms.clear("disk-full", str(self.data_dir))
+                self.poke()
+        return self._refusal
+
+    def must_finish_clip(self) -> bool:
+        """True when free space is below half the floor: finish the open clip now.
+
+        Called once a frame while a clip is open, it probes free space itself (a
+        ``statvfs``, about a microsecond) instead of waiting for the next ``check``: a clip
+        fills the disk between two checks, and a replay faster than real time fills it
+        between two frames of a time-based probe. The clip must be finished while there is
+        room for its queued frames, manifest and index row.
+        """
+        try:
+            space = self.probe()
+        except OSError:
+            return self._critical
+        floor = self.policy.floor(space.total)
+        critical = space.free < floor // 2
+        if critical and not self._critical:
+            log.warning(
+                "free space %d MB is below half the floor (%d MB): finishing the open clip",
+                space.free >> 20,
+                floor >> 20,
+            )
+            self.poke()  # delete what may be deleted, raise the alarm
+        self._critical = critical
+        return self._critical
+
+    # ---- checks --------------------------------------------------------------------------
+
+    def check(self) -> Plan:
+        """Delete what is needed and allowed, then update the guard and the alarm."""
+        with self._lock:
+            space = self.probe()
+            result = self._plan(space)
+            attempted: set[int] = set()
+            while result.deletions and not {c.id for c in result.deletions} <= attempted:
+                kept = {c.id: c for c in self.ledger.stored_clips()}
+                for cand in result.deletions:
+                    attempted.add(cand.id)
+                    clip = kept.get(cand.id)
+                    if clip is not None and self.delete(clip, result, space):
+                        self.deleted += 1
+                space = self.probe()  # what the filesystem says, not what the index says
+                result = self._plan(space)
+            self.last_plan = result
+            self._update_guard(space, result)
+            return result
+
+    def _plan(self, space: DiskSpace) -> Plan:
+        floor = self.policy.floor(space.total)
+        if space.free >= floor:  # the usual case: no need to read the whole index
+            return Plan((), floor, space.free, space.free, True)
+        cands = [Candidate.from_stored(c) for c in self.ledger.stored_clips()]
+        return plan(
+            cands,
+            now=self._now(),
+            free_bytes=space.free,
+            total_bytes=space.total,
+            policy=self.policy,
+        )
+
+    def delete(self, clip: StoredClip, result: Plan, space: DiskSpace) -> bool:
+        """Delete one clip: signed record and row mark first (one transaction), then the files."""
+        path = self.data_dir / clip.path
+        if not path.exists():
+            # Not ours to paper over: a missing file is reported by reconciliation as missing.
+            log.error(
+                "retention: %s is already missing from disk; not marking it deleted", clip.path
+            )
+            return False
+
+        when = self._now()
+        record = canonical_json(
+            deletion_record(
+                clip,
+                station=self.cfg.station.name,
+                deleted_at=when,
+                reason=REASON_FLOOR,
+                policy=self.policy,
+                floor_bytes=result.floor_bytes,
+                free_bytes=space.free,
+            )
+        )
+        signature, key = self.signer(record) if self.signer is not None else (None, "")
+        try:
+            self.ledger.mark_deleted(
+                clip.id,
+                reason=REASON_FLOOR,
+                record=record,
+                signature=signature,
+                key_fingerprint=key,
+                deleted_at=when,
+            )
+        except LedgerError as exc:
+            log.warning("retention: not deleting %s: %s", clip.path, exc)
+            return False
+        remove_clip_files(self.data_dir, clip.path, clip.manifest_path)
+        log.warning(
+            "retention deleted %s (order %r, started %s, %d bytes): free %d MB < floor %d MB",
+            clip.path,
+            clip.order_id,
+            clip.started_at.isoformat(),
+            clip.size,
+            space.free >> 20,
+            result.floor_bytes >> 20,
+        )
+        return True
+
+    def _update_guard(self, space: DiskSpace, result: Plan) -> None:
+        self._floor = result.floor_bytes
+        self._last_probe = self._mono()
+        subject = str(self.data_dir)
+        if space.free >= result.floor_bytes:
+            self._refusal, self._critical = None, False
+            if self.alarms is not None:
+                self.alarms.clear("disk-full", subject)
+            return
+        kept = ", ".join(f"{n} {why}" for why, n in sorted(result.kept.items())) or "no clips"
+        msg = (
+            f"{space.free / 2**20:.0f} MB free, floor {result.floor_bytes / 2**20:.0f} MB, "
+            f"nothing more may be deleted ({kept}); not starting new clips"
+        )
+        self._refusal = f"disk full: {msg}"
+        self._critical = space.free < result.floor_bytes // 2
+        if self.alarms is not None:
+            self.alarms.raise_("disk-full", subject, msg)
+
+    # ---- the thread ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Check once now, then every ``check_every_s`` in the background."""
+        if self._thread is not None:
+            raise RuntimeError("RetentionManager.start() called twice")
+        try:
+            self.check()
+        except Exception:  # a failing probe must not keep the station from starting
+            log.exception("retention check failed")
+        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.every)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.check()
+            except Exception:  # survive a bad iteration; try again next time
+                log.exception("retention check failed")
+
+
+def station_signer(finalizers: Sequence[object]) -> Signer | None:
+    """Sign deletion records with the station key of the proof finalizer, if there is one."""
+    for f in finalizers:
+        key = getattr(f, "key", None)
+        if key is not None and hasattr(key, "sign"):
+
+            def sign(data: bytes, key: Any = key) -> tuple[bytes, str]:
+                return key.sign(data), key.fingerprint
+
+            return sign
+    return None
+
+
+__all__ = [
+    "HELD",
+    "UNARCHIVED",
+    "UNFINISHED",
+    "YOUNG",
+    "Candidate",
+    "DiskSpace",
+    "Plan",
+    "Policy",
+    "RetentionManager",
+    "deletion_record",
+    "disk_probe",
+    "plan",
+    "remove_clip_files",
+    "station_signer",
+    "why_kept",
+]
