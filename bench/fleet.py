@@ -25,6 +25,7 @@ waybill digits, misses) before and after the block indexes, side by side on the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import shutil
@@ -35,6 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -465,7 +467,7 @@ def search_table(got: dict[str, Any]) -> str:
 def scoped_queries(
     kinds: dict[str, list[str]], stations: int
 ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """The 3- and 4-character pieces again, searched by a user who sees 1 and 5 of the
+    """The 2-, 3- and 4-character pieces again, searched by a user who sees 1 (and 5) of the
     ``stations`` (issue 14's warehouse scope): (kinds, kind -> stations)."""
     more: dict[str, list[str]] = {}
     scope: dict[str, list[str]] = {}
@@ -479,19 +481,31 @@ def scoped_queries(
     return more, scope
 
 
-def current_only(rows: int, n: int, keep: bool = False) -> int:
-    """``--current-only``: a throwaway PostgreSQL with ``rows`` generated clips loaded at the
-    current schema (its indexes built after the load), then the current search only, unscoped
-    and scoped to 1 and 5 of the 20 stations; exit 1 if an unscoped kind's p99 > 100 ms."""
+@contextlib.contextmanager
+def throwaway_database(keep: bool) -> Iterator[str]:
+    """A PostgreSQL server of its own with an empty database ``lookups``: its DSN; the
+    server is destroyed after (``keep``: left running, and where it is printed)."""
+    import psycopg
+
     pg = PostgresServer(pg_bindir() or Path())
     try:
         pg.init()
         pg.start()
-        import psycopg
-
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
             conn.execute("CREATE DATABASE lookups")
-        dsn = pg.dsn.replace("dbname=postgres", "dbname=lookups")
+        yield pg.dsn.replace("dbname=postgres", "dbname=lookups")
+    finally:
+        if keep:
+            print(f"kept: {pg.root} ({pg.dsn}); stop it with pg_ctl -D {pg.data} stop")
+        else:
+            pg.destroy()
+
+
+def current_only(rows: int, n: int, keep: bool = False) -> int:
+    """``--current-only``: a throwaway PostgreSQL with ``rows`` generated clips loaded at the
+    current schema (its indexes built after the load), then the current search only, unscoped
+    and scoped to 1 and 5 of the 20 stations; exit 1 if an unscoped kind's p99 > 100 ms."""
+    with throwaway_database(keep) as dsn:
         fill_s = fill_rows(dsn, rows, 20)
         print(f"{rows:,} rows loaded and indexed (current schema) in {fill_s:.0f} s", flush=True)
         kinds = search_queries(rows, n)
@@ -526,11 +540,6 @@ def current_only(rows: int, n: int, keep: bool = False) -> int:
         print("\n".join(lines))
         print(json.dumps({"fill_s": fill_s, "rows": rows, "current": got}))
         return 0 if all(got[k]["p99"] <= 100 for k in unscoped) else 1
-    finally:
-        if keep:
-            print(f"kept: {pg.root} ({pg.dsn}); stop it with pg_ctl -D {pg.data} stop")
-        else:
-            pg.destroy()
 
 
 def search_only(rows: int, n: int, keep: bool = False) -> int:
@@ -538,15 +547,7 @@ def search_only(rows: int, n: int, keep: bool = False) -> int:
     before the block indexes, then ``compare_searches``."""
     from central import schema
 
-    pg = PostgresServer(pg_bindir() or Path())
-    try:
-        pg.init()
-        pg.start()
-        import psycopg
-
-        with psycopg.connect(pg.dsn, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE lookups")
-        dsn = pg.dsn.replace("dbname=postgres", "dbname=lookups")
+    with throwaway_database(keep) as dsn:
         upto = schema.MIGRATIONS.index(schema.SEARCH_BLOCKS)
         fill_s = fill_rows(dsn, rows, 20, upto=upto)
         print(f"{rows:,} rows loaded and indexed (schema {upto}) in {fill_s:.0f} s", flush=True)
@@ -555,11 +556,6 @@ def search_only(rows: int, n: int, keep: bool = False) -> int:
         print(search_table(got))
         print(json.dumps({"fill_s": fill_s, **got}))
         return 0 if all(m["p99"] <= 100 for m in got["current"].values()) else 1
-    finally:
-        if keep:
-            print(f"kept: {pg.root} ({pg.dsn}); stop it with pg_ctl -D {pg.data} stop")
-        else:
-            pg.destroy()
 
 
 def main() -> int:
