@@ -102,6 +102,28 @@ def test_kit_catches_tampering(store: Store, bundle: Path, tmp_path: Path) -> No
     assert rc == 1 and "[log-not-included]" in out, out
 
 
+def test_kit_wants_the_clips_own_checkpoint_to_cover_it(
+    store: Store,  # noqa: F811
+    bundle: Path,
+    tmp_path: Path,
+) -> None:
+    """A first checkpoint of fewer entries than the clip's place in the log (here the empty
+    tree, which every log extends) proves nothing about the clip: refused, as by the
+    in-package verifier, before its signature is even looked at."""
+    item = bundle_index(bundle)["clips"][0]
+    fc = item["first_checkpoint"]
+    body = json.loads(read_zip(bundle, fc["body"]))
+    body["tree_size"] = 0
+    cons = {"proof": []}
+    bad = rewrite_zip(
+        bundle,
+        tmp_path / "uncovered.zip",
+        {fc["body"]: json.dumps(body).encode(), fc["consistency"]: json.dumps(cons).encode()},
+    )
+    rc, out = _kit(bad, tmp_path, *_pins(store))
+    assert rc == 1 and "[log-proof-mismatch]" in out and "covers 0 entries" in out, out
+
+
 def test_kit_refuses_a_forgery_with_its_own_ca_and_tsa(
     store: Store,  # noqa: F811
     tmp_path: Path,

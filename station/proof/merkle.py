@@ -5,15 +5,27 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+# one copy of the hashing and of the proof checks: the verifier shipped inside evidence bundles
+# runs alone (no packcam), so it holds them and the station uses its copy
+from station.proof.standalone_verify import (
+    leaf_hash,
+    node_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+
+__all__ = [
+    "EMPTY_ROOT",
+    "consistency_proof",
+    "inclusion_proof",
+    "leaf_hash",
+    "node_hash",
+    "root",
+    "verify_consistency",
+    "verify_inclusion",
+]
+
 EMPTY_ROOT = hashlib.sha256(b"").digest()
-
-
-def leaf_hash(data: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + data).digest()
-
-
-def node_hash(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
 
 
 def _split(n: int) -> int:
@@ -74,63 +86,3 @@ def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
         return [*sub(m - k, lo + k, hi, False), root(leaves[lo : lo + k])]
 
     return sub(old_size, 0, n, True)
-
-
-def verify_inclusion(
-    index: int, size: int, leaf: bytes, proof: Sequence[bytes], expected_root: bytes
-) -> bool:
-    """RFC 9162 2.1.3.2: does ``leaf`` sit at ``index`` of the tree of ``size`` with that root?"""
-    if not 0 <= index < size:
-        return False
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while fn & 1 == 0 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == expected_root
-
-
-def verify_consistency(
-    size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes
-) -> bool:
-    """RFC 9162 2.1.4.2: is the tree of ``size2`` an append-only extension of ``size1``?"""
-    if size1 > size2 or size1 < 0:
-        return False
-    if size1 == size2:
-        return not proof and root1 == root2
-    if size1 == 0:
-        return not proof  # the empty tree is a prefix of every tree
-    if not proof:
-        return False
-    path = list(proof)
-    if size1 & (size1 - 1) == 0:  # size1 is an exact power of two
-        path.insert(0, root1)
-    fn, sn = size1 - 1, size2 - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            if not fn & 1:
-                while fn & 1 == 0 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return fr == root1 and sr == root2 and sn == 0

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -68,38 +69,45 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
-def verify_inclusion(index: int, size: int, leaf: bytes, path: list[bytes], root: bytes) -> bool:
-    """RFC 9162 2.1.3.2."""
-    if index >= size:
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, proof: Sequence[bytes], expected_root: bytes
+) -> bool:
+    """RFC 9162 2.1.3.2: does ``leaf`` sit at ``index`` of the tree of ``size`` with that root?"""
+    if not 0 <= index < size:
         return False
     fn, sn, r = index, size - 1, leaf
-    for p in path:
+    for p in proof:
         if sn == 0:
             return False
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
         else:
             r = node_hash(r, p)
         fn >>= 1
         sn >>= 1
-    return sn == 0 and r == root
+    return sn == 0 and r == expected_root
 
 
-def verify_consistency(n1: int, n2: int, proof: list[bytes], root1: bytes, root2: bytes) -> bool:
-    """RFC 9162 2.1.4.2."""
-    if n1 > n2 or n1 < 1:
+def verify_consistency(
+    size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes
+) -> bool:
+    """RFC 9162 2.1.4.2: is the tree of ``size2`` an append-only extension of ``size1``?"""
+    if size1 > size2 or size1 < 0:
         return False
-    if n1 == n2:
+    if size1 == size2:
         return not proof and root1 == root2
-    path = list(proof)
-    if n1 & (n1 - 1) == 0:
-        path.insert(0, root1)
-    if not path:
+    if size1 == 0:
+        return not proof  # the empty tree is a prefix of every tree
+    if not proof:
         return False
-    fn, sn = n1 - 1, n2 - 1
+    path = list(proof)
+    if size1 & (size1 - 1) == 0:  # size1 is an exact power of two
+        path.insert(0, root1)
+    fn, sn = size1 - 1, size2 - 1
     while fn & 1:
         fn >>= 1
         sn >>= 1
@@ -108,10 +116,12 @@ def verify_consistency(n1: int, n2: int, proof: list[bytes], root1: bytes, root2
         if sn == 0:
             return False
         if fn & 1 or fn == sn:
-            fr, sr = node_hash(c, fr), node_hash(c, sr)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
         else:
             sr = node_hash(sr, c)
         fn >>= 1
@@ -529,7 +539,14 @@ def _check(
         if fc:
             fcb = json.loads((root / fc["body"]).read_bytes())
             cons = json.loads((root / fc["consistency"]).read_bytes())
-            if not sig_ok(fc["body"], fc["signature"]) or not verify_consistency(
+            if not isinstance(seq, int) or int(fcb["tree_size"]) <= seq:
+                res.add(
+                    FAIL,
+                    pre,
+                    f"the clip's own checkpoint covers {fcb['tree_size']} entries, not entry {seq}",
+                    "log-proof-mismatch",
+                )
+            elif not sig_ok(fc["body"], fc["signature"]) or not verify_consistency(
                 int(fcb["tree_size"]),
                 cp_size,
                 [bytes.fromhex(h) for h in cons["proof"]],
