@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from station.proof import ProofError
-from station.store.sqlitedb import Table
+from station.store.sqlitedb import Table, from_row
 
 
 @dataclass(frozen=True)
@@ -429,56 +429,16 @@ def _enqueue(
 
 
 def _rotation(r: sqlite3.Row) -> Rotation:
-    return Rotation(
-        id=r["id"],
-        old_key=r["old_key"],
-        new_key=r["new_key"],
-        old_public_pem=bytes(r["old_public_pem"]),
-        new_public_pem=bytes(r["new_public_pem"]),
-        checkpoint_id=r["checkpoint_id"],
-        body=bytes(r["body"]),
-        signature_old=bytes(r["signature_old"]),
-        signature_new=bytes(r["signature_new"]),
-        created_utc=r["created_utc"],
-    )
+    return from_row(Rotation, r)
 
 
 def _entry(r: sqlite3.Row) -> LogEntry:
-    return LogEntry(
-        seq=r["seq"],
-        station=r["station"],
-        clip_path=r["clip_path"],
-        clip_sha256=r["clip_sha256"],
-        manifest_sha256=r["manifest_sha256"],
-        leaf_hash=r["leaf_hash"],
-        manifest=bytes(r["manifest"]),
-        signature=bytes(r["signature"]),
-        key_fingerprint=r["key_fingerprint"],
-        created_utc=r["created_utc"],
-    )
+    return from_row(LogEntry, r)
 
 
 def _checkpoint(r: sqlite3.Row) -> Checkpoint:
-    return Checkpoint(
-        id=r["id"],
-        tree_size=r["tree_size"],
-        root_hash=r["root_hash"],
-        body=bytes(r["body"]),
-        signature=bytes(r["signature"]),
-        created_utc=r["created_utc"],
-    )
+    return from_row(Checkpoint, r)
 
 
 def _ts(r: sqlite3.Row) -> TimestampRow:
-    return TimestampRow(
-        id=r["id"],
-        subject=r["subject"],
-        subject_sha256=r["subject_sha256"],
-        tsa_url=r["tsa_url"],
-        status=r["status"],
-        attempts=r["attempts"],
-        next_try_utc=r["next_try_utc"],
-        last_error=r["last_error"],
-        token=bytes(r["token"]) if r["token"] is not None else None,
-        gen_time_utc=r["gen_time_utc"],
-    )
+    return from_row(TimestampRow, r)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from station.errors import LedgerError
-from station.store.sqlitedb import Table, utc_text
+from station.store.sqlitedb import Table, from_row, utc_text
 
 
 @dataclass(frozen=True)
@@ -138,14 +138,7 @@ def _tzname(dt: datetime) -> str:
 
 
 def event_from_row(e: sqlite3.Row) -> ScanEventRecord:
-    return ScanEventRecord(
-        kind=e["kind"],
-        text=e["text"],
-        source=e["source"],
-        wall=datetime.fromisoformat(e["wall"]),
-        t_clip_s=e["t_clip_s"],
-        note=e["note"],
-    )
+    return from_row(ScanEventRecord, e, wall=datetime.fromisoformat(e["wall"]))
 
 
 def clip_from_rows(
@@ -155,20 +148,11 @@ def clip_from_rows(
     extra: dict[str, Any] | None = None,
 ) -> ClipRecord:
     """A ClipRecord from a ``clips`` row, its ``waybills`` rows and its ``scan_events`` rows."""
-    return ClipRecord(
-        id=r["id"],
-        order_id=r["order_id"],
-        station=r["station"],
+    return from_row(
+        ClipRecord,
+        r,
         started_at=datetime.fromisoformat(r["started_at"]),
         ended_at=datetime.fromisoformat(r["ended_at"]),
-        duration_s=r["duration_s"],
-        frame_count=r["frame_count"],
-        finish_reason=r["finish_reason"],
-        pre_roll_s=r["pre_roll_s"],
-        path=r["path"],
-        manifest_path=r["manifest_path"],
-        size=r["size"],
-        sha256=r["sha256"],
         waybills=tuple(WaybillLink(w["waybill"], w["carrier"], w["t_clip_s"]) for w in waybills),
         events=tuple(event_from_row(e) for e in events),
         extra={**_floor_extra(r), **(extra or {})},
@@ -504,18 +488,12 @@ class ClipTable(Table):
 
     @staticmethod
     def _stored(r: sqlite3.Row, held: Container[str]) -> StoredClip:
-        return StoredClip(
-            id=r["id"],
-            order_id=r["order_id"],
-            path=r["path"],
-            manifest_path=r["manifest_path"],
+        return from_row(
+            StoredClip,
+            r,
             started_at=datetime.fromisoformat(r["started_utc"]),
-            size=r["size"],
-            sha256=r["sha256"],
             legal_hold=r["order_id"] in held,
             archived=r["archived_utc"] is not None,
-            deleted_utc=r["deleted_utc"],
-            kind=r["kind"],
         )
 
     def stored(self, held: Container[str], *, include_deleted: bool = False) -> list[StoredClip]:

@@ -8,9 +8,13 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 log = logging.getLogger(__name__)
 
@@ -151,3 +155,12 @@ class Table:
 def utc_text(dt: datetime) -> str:
     """A time as the index stores it: UTC, microseconds, ``Z``."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+R = TypeVar("R", bound="DataclassInstance")
+
+
+def from_row(cls: type[R], row: sqlite3.Row, **extra: Any) -> R:
+    """A dataclass from the row's columns of the same names as its fields (``extra``: fields
+    the row has not, or values that replace a column's)."""
+    return cls(**{f.name: row[f.name] for f in fields(cls) if f.name not in extra}, **extra)
