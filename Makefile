@@ -134,8 +134,13 @@ demo: venv
 doctor: venv
 	$(VENV)/bin/packcam doctor $(DOCTOR_ARGS)
 
+# Everything the tests make in a temp dir (pytest's tmp_path, PostgreSQL and SeaweedFS servers
+# and their sockets, Chromium's profile, PulseAudio's runtime dir) goes under one TMPDIR that is
+# removed afterwards, whatever the outcome (an interrupt too): a test run leaves nothing in
+# /tmp. `make test PYTEST_ARGS="tests/test_x.py -x"` runs a part.
 test: venv test-deps
-	$(PY) -m pytest -q
+	@t=$$(mktemp -d /tmp/packcam-test-XXXXXX) && trap 'rm -rf "$$t"' EXIT && \
+	trap 'exit 130' INT TERM && TMPDIR="$$t" $(PY) -m pytest -q $(PYTEST_ARGS)
 
 # ruff, then mypy --strict on packcam/, station/, web/ and central/ ([tool.mypy] in
 # pyproject.toml), both from the locked venv.
