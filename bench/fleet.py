@@ -471,13 +471,10 @@ def scoped_queries(
     ``stations`` (issue 14's warehouse scope): (kinds, kind -> stations)."""
     more: dict[str, list[str]] = {}
     scope: dict[str, list[str]] = {}
-    for k in (2, 3, 4):
-        for seen in (1, 5):
-            if k == 2 and seen == 5:
-                continue
-            kind = f"{k} characters, {seen} of {stations} stations"
-            more[kind] = kinds[f"{k} characters"]
-            scope[kind] = [f"gen-{i:02d}" for i in range(3, 3 + seen)]
+    for k, seen in ((2, 1), (3, 1), (3, 5), (4, 1), (4, 5)):
+        kind = f"{k} characters, {seen} of {stations} stations"
+        more[kind] = kinds[f"{k} characters"]
+        scope[kind] = [f"gen-{i:02d}" for i in range(3, 3 + seen)]
     return more, scope
 
 
