@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sqlite3
 import threading
@@ -163,4 +164,10 @@ R = TypeVar("R", bound="DataclassInstance")
 def from_row(cls: type[R], row: sqlite3.Row, **extra: Any) -> R:
     """A dataclass from the row's columns of the same names as its fields (``extra``: fields
     the row has not, or values that replace a column's)."""
-    return cls(**{f.name: row[f.name] for f in fields(cls) if f.name not in extra}, **extra)
+    # positional, in field order: about half the overhead of building a keyword dict per row
+    return cls(*[extra[n] if n in extra else row[n] for n in _field_names(cls)])
+
+
+@functools.cache
+def _field_names(cls: type[DataclassInstance]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
