@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from station.runtime.background import Repeater
+from station.runtime.background import Repeater, Schedule
 
 
 class Waits:
@@ -41,8 +41,7 @@ class Waits:
 def test_runs_at_start_then_waits_its_interval_and_runs_again_when_woken() -> None:
     runs: list[int] = []  # how many waits had begun before each run
     waits = Waits()
-    r = Repeater("t-wake", lambda: runs.append(len(waits.seconds)), interval_s=60,
-                 retry_s=1, max_backoff_s=2, wait=waits)  # fmt: skip
+    r = Repeater("t-wake", lambda: runs.append(len(waits.seconds)), Schedule(60, 1, 2), wait=waits)
     r.start()
     try:
         assert waits.until(1) == [60]  # the next timed run is a minute away
@@ -60,8 +59,7 @@ def test_runs_at_start_then_waits_its_interval_and_runs_again_when_woken() -> No
 def test_runs_again_when_its_interval_has_passed() -> None:
     runs: list[int] = []
     waits = Waits(elapse=2)
-    r = Repeater("t-timer", lambda: runs.append(len(waits.seconds)), interval_s=60,
-                 retry_s=1, max_backoff_s=2, wait=waits)  # fmt: skip
+    r = Repeater("t-timer", lambda: runs.append(len(waits.seconds)), Schedule(60, 1, 2), wait=waits)
     r.start()
     try:
         assert waits.until(3) == [60, 60, 60]
@@ -81,8 +79,7 @@ def test_failures_back_off_doubling_to_the_cap_and_start_over_after_a_success() 
             raise OSError(f"store down {len(calls)}")
 
     waits = Waits(elapse=4)
-    r = Repeater("t-backoff", job, interval_s=60, retry_s=5, max_backoff_s=12,
-                 on_error=errors.append, wait=waits)  # fmt: skip
+    r = Repeater("t-backoff", job, Schedule(60, 5, 12), on_error=errors.append, wait=waits)
     r.start()
     try:
         # 5, doubled to 10, capped at 12; the success waits the interval; then 5 again.
@@ -103,7 +100,7 @@ def test_a_success_clears_the_last_error() -> None:
             raise OSError("store down")
 
     waits = Waits(elapse=1)
-    r = Repeater("t-clear", job, interval_s=60, retry_s=5, max_backoff_s=5, wait=waits)
+    r = Repeater("t-clear", job, Schedule(60, 5, 5), wait=waits)
     r.start()
     try:
         assert waits.until(2) == [5, 60]
@@ -114,8 +111,7 @@ def test_a_success_clears_the_last_error() -> None:
 
 def test_last_error_is_kept_while_failing_and_stop_ends_a_long_wait() -> None:
     waits = Waits()  # no wait passes by itself: only stop() can end it
-    r = Repeater("t-fail", lambda: 1 / 0, interval_s=60, retry_s=30, max_backoff_s=60,
-                 wait=waits)  # fmt: skip
+    r = Repeater("t-fail", lambda: 1 / 0, Schedule(60, 30, 60), wait=waits)
     r.start()
     assert waits.until(1) == [30]
     assert r.last_error is not None and r.last_error.startswith("ZeroDivisionError")
@@ -127,7 +123,7 @@ def test_last_error_is_kept_while_failing_and_stop_ends_a_long_wait() -> None:
 def test_the_default_wait_is_the_event_s() -> None:
     """Without a ``wait``, a real 60 s interval is cut short by ``wake`` and ``stop``."""
     ran = threading.Semaphore(0)
-    r = Repeater("t-real", ran.release, interval_s=60, retry_s=1, max_backoff_s=2)
+    r = Repeater("t-real", ran.release, Schedule(60, 1, 2))
     r.start()
     try:
         assert ran.acquire(timeout=30)
@@ -140,6 +136,6 @@ def test_the_default_wait_is_the_event_s() -> None:
 
 def test_bad_intervals_are_refused() -> None:
     with pytest.raises(ValueError):
-        Repeater("x", lambda: None, interval_s=0, retry_s=1, max_backoff_s=1)
+        Schedule(0, 1, 1)
     with pytest.raises(ValueError):
-        Repeater("x", lambda: None, interval_s=1, retry_s=5, max_backoff_s=1)
+        Schedule(1, 5, 1)

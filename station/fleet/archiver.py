@@ -27,7 +27,7 @@ from station.proof.keys import StationKey
 from station.proof.log import ProofLog
 from station.proof.paths import ProofPaths
 from station.proof.verify import BUNDLE_MANIFEST
-from station.runtime.background import IndexWorker
+from station.runtime.background import IndexWorker, Schedule
 from station.store.ledger import ClipRecord, Ledger
 
 log = logging.getLogger(__name__)
@@ -72,15 +72,10 @@ class Archiver(IndexWorker):
         on_archived: Callable[[ClipRecord], None] | None = None,
     ) -> None:
         self.a = cfg.archive
-        super().__init__(
-            cfg,
-            ledger,
-            name="archiver",
-            job=self.run_once,
-            interval_s=self.a.scan_interval_s,
-            retry_s=self.a.retry_s,
-            max_backoff_s=MAX_BACKOFF_S,
+        schedule = Schedule(
+            self.a.scan_interval_s, self.a.retry_s, max(MAX_BACKOFF_S, self.a.retry_s)
         )
+        super().__init__(cfg, ledger, name="archiver", job=self.run_once, schedule=schedule)
         self.proof_log = ProofLog(self.index)
         # the store gives up mid-upload when self._stop is set
         self.store = store or ObjectStore(

@@ -23,7 +23,7 @@ from station.proof import merkle
 from station.proof.keys import StationKey
 from station.proof.paths import ProofPaths
 from station.proof.tables import ProofTables
-from station.runtime.background import IndexWorker
+from station.runtime.background import IndexWorker, Schedule
 from station.runtime.clock import clock_synced
 from station.store.ledger import Ledger
 
@@ -65,14 +65,16 @@ class CentralSync(IndexWorker):
 
     def __init__(self, cfg: Config, *, ledger: Ledger | None = None) -> None:
         self.c = cfg.central
+        # a failed push is retried after the interval, backing off up to MAX_BACKOFF_S
+        schedule = Schedule(
+            self.c.interval_s, self.c.interval_s, max(MAX_BACKOFF_S, self.c.interval_s)
+        )
         super().__init__(
             cfg,
             ledger,
             name="central-sync",
             job=self.sync_once,
-            interval_s=self.c.interval_s,
-            retry_s=self.c.interval_s,
-            max_backoff_s=MAX_BACKOFF_S,
+            schedule=schedule,
             on_error=self._forget_hello,
         )
         self.proof = ProofTables(self.index)

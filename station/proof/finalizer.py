@@ -23,7 +23,7 @@ from station.proof.log import ProofLog, iso_utc, utc_now
 from station.proof.paths import ProofPaths
 from station.proof.tsa import TsaQueue, TsaWorker, load_roots
 from station.proof.videohash import video_digests
-from station.runtime.background import Repeater
+from station.runtime.background import Repeater, Schedule
 from station.runtime.clock import clock_synced
 from station.store.files import sha256_file
 
@@ -113,12 +113,9 @@ class ProofFinalizer:
         self.heartbeat: Repeater | None = None
         if start_worker:
             every = cfg.proof.checkpoint_interval_min * 60.0
+            soon = min(60.0, every / 2)
             self.heartbeat = Repeater(
-                "proof-checkpoint",
-                self.checkpoint_if_due,
-                interval_s=min(60.0, every / 2),
-                retry_s=min(60.0, every / 2),
-                max_backoff_s=every,
+                "proof-checkpoint", self.checkpoint_if_due, Schedule(soon, soon, every)
             )
             self.heartbeat.start()
         log.info(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from station.runtime.backoff import Backoff
@@ -21,13 +22,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Repeater:
-    """Runs ``job()`` on a daemon thread named ``name``, again every ``interval_s`` seconds or
-    as soon as ``wake()`` is called.
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a ``Repeater`` runs its job: every ``interval_s`` seconds; after a failure, again
+    after ``retry_s``, doubling up to ``max_backoff_s`` while it keeps failing."""
 
-    A job that raises is logged and retried after ``retry_s``, doubling up to
-    ``max_backoff_s`` while it keeps failing (the loop survives anything: the jobs keep their
-    place in the index, not in memory); ``last_error`` holds the last failure until a run
+    interval_s: float
+    retry_s: float
+    max_backoff_s: float
+
+    def __post_init__(self) -> None:
+        if self.interval_s <= 0 or self.retry_s <= 0 or self.max_backoff_s < self.retry_s:
+            raise ValueError("intervals must be positive and max_backoff_s >= retry_s")
+
+
+class Repeater:
+    """Runs ``job()`` on a daemon thread named ``name``, again every ``schedule.interval_s``
+    seconds or as soon as ``wake()`` is called.
+
+    A job that raises is logged and retried after the schedule's ``retry_s``, doubling up to
+    its ``max_backoff_s`` while it keeps failing (the loop survives anything: the jobs keep
+    their place in the index, not in memory); ``last_error`` holds the last failure until a run
     succeeds, and ``on_error`` (if given) hears of each one. ``stopping`` is set by ``stop``;
     a job should check it between steps and give up early. ``start`` twice is a programming
     error and raises.
@@ -41,20 +56,14 @@ class Repeater:
         self,
         name: str,
         job: Callable[[], object],
+        schedule: Schedule,
         *,
-        interval_s: float,
-        retry_s: float,
-        max_backoff_s: float,
         on_error: Callable[[Exception], None] | None = None,
         wait: Callable[[threading.Event, float], object] = threading.Event.wait,
     ) -> None:
-        if interval_s <= 0 or retry_s <= 0 or max_backoff_s < retry_s:
-            raise ValueError("intervals must be positive and max_backoff_s >= retry_s")
         self.name = name
         self.job = job
-        self.interval_s = interval_s
-        self.retry_s = retry_s
-        self.max_backoff_s = max_backoff_s
+        self.schedule = schedule
         self.on_error = on_error
         self._wait = wait
         self.stopping = threading.Event()
@@ -86,9 +95,9 @@ class Repeater:
                 log.warning("%s: still busy after %.0f s; left to finish", self.name, timeout or 0)
 
     def _loop(self) -> None:
-        backoff = Backoff(self.retry_s, self.max_backoff_s)
+        backoff = Backoff(self.schedule.retry_s, self.schedule.max_backoff_s)
         while not self.stopping.is_set():
-            wait = self.interval_s
+            wait = self.schedule.interval_s
             try:
                 self.job()
                 backoff.reset()
@@ -123,9 +132,7 @@ class IndexWorker:
         *,
         name: str,
         job: Callable[[], object],
-        interval_s: float,
-        retry_s: float,
-        max_backoff_s: float,
+        schedule: Schedule,
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self.cfg = cfg
@@ -137,14 +144,7 @@ class IndexWorker:
         self.journal = UploadJournal(self.index)
         self.cursors = SyncCursors(self.index)
         self.clips = ClipTable(self.index)
-        self._repeater = Repeater(
-            name,
-            job,
-            interval_s=interval_s,
-            retry_s=retry_s,
-            max_backoff_s=max(max_backoff_s, retry_s),
-            on_error=on_error,
-        )
+        self._repeater = Repeater(name, job, schedule, on_error=on_error)
         self._stop = self._repeater.stopping
 
     def start(self) -> None:
@@ -172,4 +172,4 @@ class IndexWorker:
             self._repeater.wake()
 
 
-__all__ = ["IndexWorker", "Repeater"]
+__all__ = ["IndexWorker", "Repeater", "Schedule"]
