@@ -58,6 +58,7 @@ from fleet_servers import (  # noqa: E402
 from bench import queries  # noqa: E402
 from central.site import CentralSite  # noqa: E402
 from station import config as config_mod  # noqa: E402
+from station.store.clips import ClipSearch  # noqa: E402
 from station.store.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink  # noqa: E402
 
 DOC = REPO / "docs" / "fleet.md"
@@ -284,7 +285,7 @@ def lookups(dsn: str, rows: int, central_dir: Path, n: int = 2000) -> dict[str, 
     for _ in range(n // 4):
         q = f"PO{rnd.randint(1, rows):09d}"[:-3]
         t = time.perf_counter()
-        db.search(q, limit=51)
+        db.search(ClipSearch(q, limit=51))
         prefix_ms.append((time.perf_counter() - t) * 1000)
     db.close()
 
@@ -392,7 +393,7 @@ def time_searches(
 ) -> dict[str, Any]:
     """p50/p95/p99 (ms) per query kind, through ``CentralDB.search`` or ``previous_search``;
     a search stopped by the statement timeout counts as 3000 ms and is counted. ``scope``:
-    kind -> the stations a user of those kinds may see (``CentralDB.search(stations=)``)."""
+    kind -> the stations a user of those kinds may see (``ClipSearch.stations``)."""
     from central.db import CentralDB
     from web.index import SearchTimeout
 
@@ -407,7 +408,7 @@ def time_searches(
                     if previous:
                         previous_search(db, q, 51)
                     else:
-                        db.search(q, limit=51, stations=(scope or {}).get(kind))
+                        db.search(ClipSearch(q, limit=51, stations=(scope or {}).get(kind)))
                     ms.append((time.perf_counter() - t) * 1000)
                 except SearchTimeout:
                     timeouts += 1

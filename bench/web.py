@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import queries  # noqa: E402
 from station import config as config_mod  # noqa: E402
+from station.store.clips import ClipSearch  # noqa: E402
 from station.store.ledger import Ledger  # noqa: E402
 
 PASSWORD = "bench-password-1"
@@ -163,7 +164,7 @@ def bench_lookup(data_dir: Path, cfg: Any, rows: int, n: int) -> dict[str, float
     prefix = []
     for oid in ids[: n // 4]:
         t0 = time.perf_counter()
-        index.search(oid[:-2], limit=51)
+        index.search(ClipSearch(oid[:-2], limit=51))
         prefix.append((time.perf_counter() - t0) * 1000)
     index.close()
 
@@ -216,7 +217,7 @@ def bench_search(data_dir: Path, rows: int, n: int) -> dict[str, Any]:
             times, hits = [], 0
             for q in qs:
                 t1 = time.perf_counter()
-                found = index.search(q, limit=51)
+                found = index.search(ClipSearch(q, limit=51))
                 times.append((time.perf_counter() - t1) * 1000)
                 hits += bool(found)
             out["search"][kind] = {

@@ -17,7 +17,7 @@ from central.schema import build_search_indexes, migrate
 from central.witness import ACCEPT, FORK, ROLLBACK, Judgement, cosign, judge
 from station.proof.keys import fingerprint, load_public_pem
 from station.proof.verify import check_rotation_link
-from station.store.clips import search_sql
+from station.store.clips import ClipSearch, search_filters, search_sql
 from station.store.ledger import ClipRecord, LegalHold, ScanEventRecord, WaybillLink
 from web.index import SEARCH_TIMEOUT_S, SearchTimeout
 from web.stations import StationStatus
@@ -848,49 +848,19 @@ class CentralDB:
             self._all("SELECT * FROM clips WHERE sha256 = %s ORDER BY id", (sha256,))
         )
 
-    def search(
-        self,
-        q: str = "",
-        *,
-        start_utc: str | None = None,
-        end_utc: str | None = None,
-        station: str | None = None,
-        stations: Sequence[str] | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        packer: str | None = None,
-        kind: str | None = None,
-    ) -> list[ClipRecord]:
-        """Newest first (by clip id); order ID or a waybill containing ``q`` in any case (2+
-        characters; 1 character: starts with it), packed by ``packer``, of ``kind`` (order or
-        return). ``stations`` limits the search to those stations (None: all). SearchTimeout
+    def search(self, s: ClipSearch) -> list[ClipRecord]:
+        """Newest first (by clip id); order ID or a waybill containing ``s.q`` in any case (2+
+        characters; 1 character: starts with it), and its filters (ClipSearch). SearchTimeout
         after SEARCH_TIMEOUT_S.
 
         See ``_newest_ids`` for how a piece is looked up at millions of rows.
         """
+        q, limit, offset = s.q, s.limit, s.offset
         if len(q) < 2:
-            sql, args = search_sql(
-                q, start_utc, end_utc, station, limit, offset, mark="%s",
-                waybill_table="clip_waybills", packer=packer, kind=kind,
-            )  # fmt: skip
-            if stations is not None:
-                sql = sql.replace(" ORDER BY ", " AND c.station = ANY(%s) ORDER BY ", 1)
-                if " WHERE " not in sql:
-                    sql = sql.replace(" AND c.station", " WHERE c.station", 1)
-                args = [*args[:-2], list(stations), *args[-2:]]
+            sql, args = search_sql(s, mark="%s", waybill_table="clip_waybills")
             return self._with_waybills(self._timed(q, [(sql, args)])[0])
-        filters, fargs = "", []
-        for cond, value in (
-            ("c.started_utc >= %s", start_utc),
-            ("c.started_utc < %s", end_utc),
-            ("c.station = %s", station),
-            ("c.packer = %s", packer),
-            ("c.kind = %s", kind),
-            ("c.station = ANY(%s)", None if stations is None else list(stations)),
-        ):
-            if value is not None and value != "":
-                filters += " AND " + cond
-                fargs.append(value)
+        conds, fargs = search_filters(s, "%s")
+        filters = "".join(" AND " + c for c in conds)
         want = offset + limit
         ids = self._newest_ids(q, filters, fargs, want)
         if not ids:

@@ -8,6 +8,7 @@ from central import db as central_db_mod
 from central import schema as schema_mod
 from central.db import CentralDB
 from central.site import CentralSite
+from station.store.clips import ClipSearch
 from web.index import SearchTimeout
 
 
@@ -50,7 +51,7 @@ def central(pg_dsn: str):
     ],
 )
 def test_central_search_matches_anywhere_in_any_case(central, q: str, expected: set) -> None:
-    found = {c.order_id for c in central.search(q, limit=500)}
+    found = {c.order_id for c in central.search(ClipSearch(q, limit=500))}
     if q == "p":
         assert len(found) == 300
     else:
@@ -58,13 +59,13 @@ def test_central_search_matches_anywhere_in_any_case(central, q: str, expected: 
 
 
 def test_common_and_rare_pieces_page_newest_first(central) -> None:
-    page1 = central.search("po", limit=10)
-    page2 = central.search("po", limit=10, offset=10)
+    page1 = central.search(ClipSearch("po", limit=10))
+    page2 = central.search(ClipSearch("po", limit=10, offset=10))
     orders = [c.order_id for c in page1 + page2]
     assert orders == [f"PO-{i:06d}" for i in range(300, 280, -1)]
-    assert [c.order_id for c in central.search("o-000012", limit=50)] == ["PO-000012"]
-    assert len(central.search("po-0001", limit=500)) == 100
-    assert [c.order_id for c in central.search("PO-0000", limit=3, offset=2)] == [
+    assert [c.order_id for c in central.search(ClipSearch("o-000012", limit=50))] == ["PO-000012"]
+    assert len(central.search(ClipSearch("po-0001", limit=500))) == 100
+    assert [c.order_id for c in central.search(ClipSearch("PO-0000", limit=3, offset=2))] == [
         "PO-000097", "PO-000096", "PO-000095",
     ]  # fmt: skip
 
@@ -85,7 +86,7 @@ def test_central_search_timeout(central, monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(central_db_mod.CentralError):
         central._run(slow)
     assert calls == [1]  # a timeout is not a lost connection: not run twice
-    assert central.search("po", limit=1)  # the connection is still usable
+    assert central.search(ClipSearch("po", limit=1))  # the connection is still usable
 
 
 def test_central_site_has_no_dead_ends(central, pg_dsn: str, tmp_path) -> None:
@@ -222,7 +223,8 @@ def test_search_equals_a_plain_scan(spread, monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setattr(central_db_mod, "NEWEST_SCAN", scan)
         monkeypatch.setattr(central_db_mod, "FIRST_BLOCKS", first)
         monkeypatch.setattr(central_db_mod, "RARE_TRY_S", rare_s)
-        got = [c.id for c in db.search(q, limit=limit, offset=offset, stations=stations)]
+        found = db.search(ClipSearch(q, limit=limit, offset=offset, stations=stations))
+        got = [c.id for c in found]
         assert got == _expected(rows, q, stations)[offset : offset + limit], q
 
     check()
@@ -230,7 +232,7 @@ def test_search_equals_a_plain_scan(spread, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_station_filter_and_one_character(spread) -> None:
     db, rows = spread
-    found = db.search("a", limit=500, stations=["s2"])
+    found = db.search(ClipSearch("a", limit=500, stations=["s2"]))
     assert found and {c.station for c in found} == {"s2"}
     assert [c.id for c in found] == sorted(
         (
@@ -240,7 +242,7 @@ def test_station_filter_and_one_character(spread) -> None:
         ),
         reverse=True,
     )
-    assert db.search("a", limit=500, stations=[]) == []
+    assert db.search(ClipSearch("a", limit=500, stations=[])) == []
 
 
 def test_search_migration_builds_on_an_existing_database(pg_dsn: str) -> None:
@@ -263,8 +265,8 @@ def test_search_migration_builds_on_an_existing_database(pg_dsn: str) -> None:
     assert set(schema.SEARCH_GRAMS_INDEXES) <= names
     assert not names & {"clips_order_trgm", "clips_order_bigrams", "clip_waybills_trgm",
                         "clips_search", "clip_waybills_search"}  # fmt: skip
-    assert [c.order_id for c in db.search("o-0", limit=5)] == ["PO-000002", "PO-000001"]
-    assert [c.order_id for c in db.search("sf1", limit=5)] == ["PO-000001"]
+    assert [c.order_id for c in db.search(ClipSearch("o-0", limit=5))] == ["PO-000002", "PO-000001"]
+    assert [c.order_id for c in db.search(ClipSearch("sf1", limit=5))] == ["PO-000001"]
     db.close()
 
 
@@ -319,8 +321,8 @@ def test_search_indexes_built_ahead_or_by_the_migration(pg_dsn: str, build_first
         got = _search_indexes(conn)
     assert set(got) == set(schema.SEARCH_GRAMS_INDEXES)
     assert all(valid and "packcam_grams" in d for valid, d in got.values())
-    assert [c.order_id for c in db.search("O-0", limit=5)] == ["PO-000002", "PO-000001"]
-    assert [c.order_id for c in db.search("f1", limit=5)] == ["PO-000001"]
+    assert [c.order_id for c in db.search(ClipSearch("O-0", limit=5))] == ["PO-000002", "PO-000001"]
+    assert [c.order_id for c in db.search(ClipSearch("f1", limit=5))] == ["PO-000001"]
     db.close()
 
 

@@ -28,6 +28,7 @@ from station.fleet.central_sync import CentralSync
 from station.fleet.duplicates import FleetDuplicates, fleet_refs
 from station.floor.events import EventKind, EventRecorder, StationEvents
 from station.floor.feedback import RecordingSink
+from station.store.clips import ClipSearch
 from station.store.ledger import Ledger
 
 pytestmark = pytest.mark.slow
@@ -285,10 +286,10 @@ def test_central_search_by_packer_and_kind_and_packer_days_in_sql(pg_dsn: str) -
                  _clip(5, "alice", "return", d1, 99), _clip(6, None, "order", d1, 5)]  # fmt: skip
         db.register_clips(int(st["id"]), "st-01", clips)
         ids = lambda rs: sorted(c.extra["local_id"] for c in rs)  # noqa: E731
-        assert ids(db.search("", packer="alice")) == [1, 2, 3, 5]
-        assert ids(db.search("PK", packer="alice", kind="return")) == [5]
-        assert ids(db.search("PK-", kind="order")) == [1, 2, 3, 4, 6]
-        assert ids(db.search("P", packer="王芳")) == [4]
+        assert ids(db.search(ClipSearch("", packer="alice"))) == [1, 2, 3, 5]
+        assert ids(db.search(ClipSearch("PK", packer="alice", kind="return"))) == [5]
+        assert ids(db.search(ClipSearch("PK-", kind="order"))) == [1, 2, 3, 4, 6]
+        assert ids(db.search(ClipSearch("P", packer="王芳"))) == [4]
         got = db.packer_days("2026-11-30T00:00:00Z", "2026-12-03T00:00:00Z", "Asia/Shanghai")
         assert got == [("alice", "2026-12-01", 3, 30.0), ("王芳", "2026-12-02", 1, 20.0)]
         assert db.packer_days("2026-11-30T00:00:00Z", "2026-12-03T00:00:00Z", "+08:00") == got

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from central.db import CentralDB
+from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord, Ledger, WaybillLink
 from web.backends import IndexReader
 from web.index import ClipIndex, zone_of
@@ -136,12 +137,13 @@ def test_both_indexes_answer_the_same(both: tuple[ClipIndex, CentralDB]) -> None
         got = reader.clip(first.id)
         assert got is not None and got.order_id == "PO-1"
         assert reader.clip(2**70) is None
-        assert {c.order_id for c in reader.search("po")} == {"PO-1", "PO-2", "PO-3", "PO-4"}
-        assert _orders(reader.search("", station="s1", limit=1)) == [
+        found = reader.search(ClipSearch("po"))
+        assert {c.order_id for c in found} == {"PO-1", "PO-2", "PO-3", "PO-4"}
+        assert _orders(reader.search(ClipSearch("", station="s1", limit=1))) == [
             ("PO-4", "s1", 20.0, "ann", None)
         ]
-        assert {c.order_id for c in reader.search("", stations=["s2"])} == {"PO-3"}
-        assert {c.order_id for c in reader.search("", packer="bob")} == {"PO-3"}
+        assert {c.order_id for c in reader.search(ClipSearch("", stations=["s2"]))} == {"PO-3"}
+        assert {c.order_id for c in reader.search(ClipSearch("", packer="bob"))} == {"PO-3"}
         assert reader.stations() == ["s1", "s2"]
         start, end = _utc(T0), _utc(T0 + timedelta(minutes=50))
         assert sorted((s, n) for s, _t, n in reader.started_between(start, end)) == [

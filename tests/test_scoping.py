@@ -20,6 +20,7 @@ from fleet_servers import S3_ACCESS_KEY, S3_SECRET_KEY, SeaweedServer
 from central.db import CentralDB
 from central.site import CentralSite
 from station import config as config_mod
+from station.store.clips import ClipSearch
 from web.db import WebDB
 from web.scope import ScopedIndex, covers, stations_for
 
@@ -501,11 +502,11 @@ def test_central_search_takes_the_station_list(fleet: Fleet) -> None:
     db = CentralDB(fleet.dsn)
     try:
         for q in ("", "M", "MA", "MAN", "SFM0"):
-            got = db.search(q, stations=["wh1-b"], limit=500)
+            got = db.search(ClipSearch(q, stations=["wh1-b"], limit=500))
             assert got and {x.station for x in got} == {"wh1-b"}, q
-            assert db.search(q, stations=[], limit=500) == []
-            assert db.search(q, stations=["no-such-station"], limit=500) == []
-        both = db.search("MANY", stations=["wh1-a", "wh1-b"], limit=500)
+            assert db.search(ClipSearch(q, stations=[], limit=500)) == []
+            assert db.search(ClipSearch(q, stations=["no-such-station"], limit=500)) == []
+        both = db.search(ClipSearch("MANY", stations=["wh1-a", "wh1-b"], limit=500))
         assert len(both) == 30
     finally:
         db.close()
@@ -567,13 +568,13 @@ def test_scoped_index_on_the_station_sqlite_index(web_env: Any) -> None:
     try:
         scoped = ScopedIndex(index, frozenset({"station-02"}))
         for q in ("", "S", "SF", "SF123"):
-            got = scoped.search(q, limit=100)
+            got = scoped.search(ClipSearch(q, limit=100))
             assert got and {x.station for x in got} == {"station-02"}, q
         assert scoped.stations() == ["station-02"]
         assert scoped.order("PO-1001") == [] and scoped.order_info("PO-1001") is None
         plain = web_env.clips["plain"]
         assert scoped.clip(plain.id) is None and ScopedIndex(index, None).clip(plain.id)
-        assert ScopedIndex(index, frozenset()).search("", limit=100) == []
+        assert ScopedIndex(index, frozenset()).search(ClipSearch("", limit=100)) == []
     finally:
         index.close()
 

@@ -10,6 +10,7 @@ import pytest
 from conftest_web import TZ8, WebEnv, index_clip, login
 
 from station import config as config_mod
+from station.store.clips import ClipSearch
 from station.store.ledger import Ledger
 from web import index as index_mod
 from web import search as search_mod
@@ -120,14 +121,14 @@ def test_a_big_backlog_is_filled_in_the_background_and_searched_meanwhile(
     si = SearchIndex(tmp_path / "s.sqlite3", tmp_path / "index.sqlite3")
     idx = ClipIndex(tmp_path / "index.sqlite3", search=si)
     try:
-        first = [c.order_id for c in idx.search("ord-0002999")]
+        first = [c.order_id for c in idx.search(ClipSearch("ord-0002999"))]
         assert first == ["ORD-0002999"]  # found by the direct scan while the fill runs
         assert si._thread is not None
         si._thread.join(60)
         assert si.indexed_up_to() == 3000 and si.backlog() == 0
-        assert [c.order_id for c in idx.search("ord-0002999")] == ["ORD-0002999"]
-        assert len(idx.search("ord-0001", limit=5000)) == 1000
-        assert len(idx.search("wb7000999", limit=5000)) == 3  # ids 1000, 2000, 3000
+        assert [c.order_id for c in idx.search(ClipSearch("ord-0002999"))] == ["ORD-0002999"]
+        assert len(idx.search(ClipSearch("ord-0001", limit=5000))) == 1000
+        assert len(idx.search(ClipSearch("wb7000999", limit=5000))) == 3  # ids 1000, 2000, 3000
     finally:
         idx.close()
         si.close()
@@ -153,7 +154,7 @@ def test_a_slow_search_is_stopped_with_a_message(
     assert page.status_code == 200 and "took too long" in page.get_data(as_text=True)
     assert client.get("/api/clips?q=ord").status_code == 503
     with pytest.raises(SearchTimeout):
-        ClipIndex(data / "index.sqlite3").search("ord-0001")
+        ClipIndex(data / "index.sqlite3").search(ClipSearch("ord-0001"))
 
 
 def test_bigrams_and_match_expressions() -> None:

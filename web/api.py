@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
@@ -72,7 +73,7 @@ def clips() -> Response:
     except ValueError:
         return _error(400, "limit and offset must be integers")
     try:
-        found = get_index().search(args["q"], limit=limit + 1, offset=offset, **args["query"])
+        found = get_index().search(replace(args["query"], limit=limit + 1, offset=offset))
     except SearchTimeout:
         return _error(503, "the search took too long; add characters or a date range")
     return jsonify(

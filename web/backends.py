@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import Flask, Response
 
+from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord, LegalHold
 from web.frames import KeyFrame
 from web.stations import StationStatus
@@ -72,19 +73,7 @@ class IndexReader(Protocol):
         """The order's legal hold (holds live on the stations: None on the central index)."""
         ...
 
-    def search(
-        self,
-        q: str = "",
-        *,
-        start_utc: str | None = None,
-        end_utc: str | None = None,
-        station: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        packer: str | None = None,
-        kind: str | None = None,
-        stations: Sequence[str] | None = None,
-    ) -> list[ClipRecord]: ...
+    def search(self, s: ClipSearch) -> list[ClipRecord]: ...
 
     def stations(self) -> list[str]: ...
 

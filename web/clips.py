@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
+from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord, Ledger
 from web.auth import require
 from web.bundles import BundleCache, BundleRefused, BundleTooLarge, BundleUnavailable
@@ -256,13 +258,10 @@ def search_args() -> dict[str, Any]:
         "kind": kind or "",
         "page": page,
         "bad_dates": bad_dates,
-        "query": {
-            "start_utc": start_utc,
-            "end_utc": end_utc,
-            "station": station,
-            # The packing floor (issue 13): in the station's index and the central one.
-            **({"packer": packer, "kind": kind} if (packer or kind) else {}),
-        },
+        # the first page's search; the packing floor's filters (issue 13) in both indexes
+        "query": ClipSearch(
+            q, start_utc=start_utc, end_utc=end_utc, station=station, packer=packer, kind=kind
+        ),
     }
 
 
@@ -275,10 +274,7 @@ def search() -> str:
     index = get_index()
     try:
         results = index.search(
-            args["q"],
-            limit=PAGE_SIZE + 1,
-            offset=(args["page"] - 1) * PAGE_SIZE,
-            **args["query"],
+            replace(args["query"], limit=PAGE_SIZE + 1, offset=(args["page"] - 1) * PAGE_SIZE)
         )
     except SearchTimeout:
         flash(_("The search took too long. Add more characters or a date range."), "error")

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord
 from web.auth import require
 from web.formatting import day_bounds_utc, parse_day, site_tz
@@ -62,7 +63,9 @@ def _clips(start_utc: str, end_utc: str, station: str | None) -> Iterator[ClipRe
     offset = 0
     while True:
         page = index.search(
-            "", start_utc=start_utc, end_utc=end_utc, station=station, limit=PAGE, offset=offset
+            ClipSearch(
+                start_utc=start_utc, end_utc=end_utc, station=station, limit=PAGE, offset=offset
+            )
         )
         yield from reversed(page)  # the index pages newest first; each page oldest first
         if len(page) < PAGE:

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from station.errors import LedgerError
-from station.store.clips import ClipTable, FtsMatch
+from station.store.clips import ClipSearch, ClipTable, FtsMatch
 from station.store.holds import HoldTable
 from station.store.index import open_in_data_dir
 from station.store.ledger import (
@@ -148,22 +148,11 @@ class ClipIndex:
 
     # ---- search ---------------------------------------------------------------------------
 
-    def search(
-        self,
-        q: str = "",
-        *,
-        start_utc: str | None = None,
-        end_utc: str | None = None,
-        station: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        packer: str | None = None,
-        kind: str | None = None,
-        stations: Sequence[str] | None = None,
-    ) -> list[ClipRecord]:
-        """Clips, newest first, whose order ID or a waybill contains ``q`` (2+ characters, any
-        case; 1 character: starts with it), packed by ``packer``, of ``kind`` (order or
-        return), of one of ``stations`` (when given); SearchTimeout after SEARCH_TIMEOUT_S."""
+    def search(self, s: ClipSearch) -> list[ClipRecord]:
+        """Clips, newest first, whose order ID or a waybill contains ``s.q`` (2+ characters,
+        any case; 1 character: starts with it) and that pass its filters (ClipSearch);
+        SearchTimeout after SEARCH_TIMEOUT_S."""
+        q = s.q
         m = match_expr(q) if self.search_index is not None and q else None
         fts = None
         if m is not None:
@@ -173,10 +162,7 @@ class ClipIndex:
         deadline = time.monotonic() + SEARCH_TIMEOUT_S
         self.conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
         try:
-            rows = self.clips.search_rows(
-                q, start_utc, end_utc, station, limit, offset, packer=packer, kind=kind,
-                stations=stations, fts=fts,
-            )  # fmt: skip
+            rows = self.clips.search_rows(s, fts)
         except sqlite3.OperationalError as exc:
             if "interrupt" in str(exc):
                 log.warning("search for %r stopped after %.0f s", q, SEARCH_TIMEOUT_S)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection
 from typing import Any, Literal
 
+from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord, LegalHold
 from web.backends import IndexReader
 from web.db import AccessEntry, ShareLink, WebDB
@@ -86,13 +88,15 @@ class ScopedIndex:
 
     # ---- search ---------------------------------------------------------------------------
 
-    def search(self, q: str = "", *, station: str | None = None, **kw: Any) -> list[ClipRecord]:
+    def search(self, s: ClipSearch) -> list[ClipRecord]:
         """The index's search, limited to the scope's stations inside the query itself."""
         if self.scope is None:
-            return self.index.search(q, station=station, **kw)
-        if not self.scope or (station is not None and station not in self.scope):
+            return self.index.search(s)
+        if not self.scope or (s.station is not None and s.station not in self.scope):
             return []
-        return self.index.search(q, station=station, stations=sorted(self.scope), **kw)
+        # a search already limited to some stations: those of them in the scope
+        scope = self.scope if s.stations is None else self.scope.intersection(s.stations)
+        return self.index.search(dataclasses.replace(s, stations=sorted(scope)))
 
     def stations(self) -> list[str]:
         return [s for s in self.index.stations() if self._ok(s)]

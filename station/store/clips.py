@@ -178,32 +178,65 @@ def _floor_extra(r: sqlite3.Row) -> dict[str, Any]:
 _TOP = "\U0010ffff"
 
 
+@dataclass(frozen=True)
+class ClipSearch:
+    """One search of the clip index (every IndexReader's ``search``, web/backends.py): clips
+    whose order ID or a waybill contains ``q`` (how: the index's), started in [``start_utc``,
+    ``end_utc``), at ``station``, packed by ``packer``, of ``kind`` (order or return), of one
+    of ``stations`` (the account's scope, web/scope.py; None: all, empty: none); the page
+    ``limit`` clips long after ``offset`` ones, newest first. An empty or None filter is none."""
+
+    q: str = ""
+    start_utc: str | None = None
+    end_utc: str | None = None
+    station: str | None = None
+    limit: int = 50
+    offset: int = 0
+    packer: str | None = None
+    kind: str | None = None
+    stations: Sequence[str] | None = None
+
+
+def search_filters(s: ClipSearch, mark: str = "?") -> tuple[list[str], list[Any]]:
+    """The conditions on ``clips c`` of the search's filters (all but ``q``) and their
+    arguments, for SQLite (``mark`` ``?``) and PostgreSQL (``%s``, which takes ``stations`` as
+    one array)."""
+    where: list[str] = []
+    args: list[Any] = []
+    for cond, value in (
+        (f"c.started_utc >= {mark}", s.start_utc),
+        (f"c.started_utc < {mark}", s.end_utc),
+        (f"c.station = {mark}", s.station),
+        (f"c.packer = {mark}", s.packer),
+        (f"c.kind = {mark}", s.kind),
+    ):
+        if value:
+            where.append(cond)
+            args.append(value)
+    if s.stations is not None:
+        if mark == "%s":
+            where.append("c.station = ANY(%s)")
+            args.append(list(s.stations))
+        else:
+            where.append(station_in(s.stations, mark))
+            args += list(s.stations)
+    return where, args
+
+
 def search_sql(
-    q: str,
-    start_utc: str | None,
-    end_utc: str | None,
-    station: str | None,
-    limit: int,
-    offset: int,
-    *,
-    mark: str = "?",
-    waybill_table: str = "waybills",
-    packer: str | None = None,
-    kind: str | None = None,
-    stations: Sequence[str] | None = None,
+    s: ClipSearch, *, mark: str = "?", waybill_table: str = "waybills"
 ) -> tuple[str, list[Any]]:
     """The clip search query and its arguments, for SQLite (``?``) and PostgreSQL (``%s``).
 
     Prefix matches are index range scans (``x >= q AND x < q || U+10FFFF``), never LIKE,
     so they stay fast at millions of rows and treat %, _ and quotes as plain characters. The
-    prefix is tried as typed, in upper and in lower case (scanners send either). ``stations``:
-    only clips of these stations (the account's scope, web/scope.py); empty: none.
+    prefix is tried as typed, in upper and in lower case (scanners send either).
     """
     where: list[str] = []
     args: list[Any] = []
-    if q:
+    if s.q:
         parts = []
-        for variant in dict.fromkeys((q, q.upper(), q.lower())):
+        for variant in dict.fromkeys((s.q, s.q.upper(), s.q.lower())):
             parts.append(
                 f"SELECT id FROM clips WHERE order_id >= {mark} AND order_id < {mark}"
                 f" UNION SELECT clip_id FROM {waybill_table} WHERE waybill >= {mark}"
@@ -211,24 +244,14 @@ def search_sql(
             )
             args += [variant, variant + _TOP, variant, variant + _TOP]
         where.append(f"c.id IN ({' UNION '.join(parts)})")
-    for cond, value in (
-        (f"c.started_utc >= {mark}", start_utc),
-        (f"c.started_utc < {mark}", end_utc),
-        (f"c.station = {mark}", station),
-        (f"c.packer = {mark}", packer),
-        (f"c.kind = {mark}", kind),
-    ):
-        if value:
-            where.append(cond)
-            args.append(value)
-    if stations is not None:
-        where.append(station_in(stations, mark))
-        args += list(stations)
+    conds, cargs = search_filters(s, mark)
+    where += conds
+    args += cargs
     sql = "SELECT c.* FROM clips c"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY c.started_utc DESC, c.id DESC LIMIT {mark} OFFSET {mark}"
-    return sql, [*args, limit, offset]
+    return sql, [*args, s.limit, s.offset]
 
 
 def station_in(stations: Sequence[str], mark: str = "?") -> str:
@@ -693,44 +716,17 @@ class ClipTable(Table):
                 out.setdefault(w["clip_id"], []).append(w)
         return out
 
-    def search_rows(
-        self,
-        q: str,
-        start_utc: str | None,
-        end_utc: str | None,
-        station: str | None,
-        limit: int,
-        offset: int,
-        *,
-        packer: str | None = None,
-        kind: str | None = None,
-        stations: Sequence[str] | None = None,
-        fts: FtsMatch | None = None,
-    ) -> list[sqlite3.Row]:
+    def search_rows(self, s: ClipSearch, fts: FtsMatch | None = None) -> list[sqlite3.Row]:
         """Clip rows, newest first: see ``search_sql`` (prefix matches); with ``fts``, ``q``
         is matched anywhere through the attached full-text tables, and the clips newer than
         those tables (``id > fts.upto``) are scanned directly."""
         if fts is None:
-            sql, args = search_sql(
-                q, start_utc, end_utc, station, limit, offset, packer=packer, kind=kind,
-                stations=stations,
-            )  # fmt: skip
+            sql, args = search_sql(s)
             with self._lock:
                 return self.conn.execute(sql, args).fetchall()
-        filters, fargs = "", []
-        for cond, value in (
-            ("c.started_utc >= ?", start_utc),
-            ("c.started_utc < ?", end_utc),
-            ("c.station = ?", station),
-            ("c.packer = ?", packer),
-            ("c.kind = ?", kind),
-        ):
-            if value:
-                filters += " AND " + cond
-                fargs.append(value)
-        if stations is not None:
-            filters += " AND " + station_in(stations)
-            fargs += list(stations)
+        conds, fargs = search_filters(s)
+        filters = "".join(" AND " + c for c in conds)
+        q, limit, offset = s.q, s.limit, s.offset
         with self._lock:
             # Clips newer than the search tables (a first fill still running): scanned directly.
             tail = self.conn.execute(
