@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from station import config as config_mod
+from station.capture.frames import Caption
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.floor.events import EventKind, EventRecorder
 from station.floor.feedback import Feedback, RecordingSink, prepare_sounds
@@ -82,12 +84,12 @@ def test_the_overlay_shows_packer_and_return_mark() -> None:
     img = np.zeros((H, W, 3), np.uint8)
     from datetime import datetime
 
-    ov.apply(img, datetime(2026, 12, 4, 9, 0).astimezone(), "PO-1", None, 1.0, True)
+    caption = Caption(datetime(2026, 12, 4, 9, 0).astimezone(), "PO-1", None, 1.0, True)
+    ov.apply(img, caption)
     plain = ov.band
     before = ov.renders
     img2 = np.zeros((H, W, 3), np.uint8)
-    ov.apply(img2, datetime(2026, 12, 4, 9, 0).astimezone(), "PO-1", None, 1.0, True,
-             "alice", "return")  # fmt: skip
+    ov.apply(img2, replace(caption, packer="alice", kind="return"))
     assert ov.renders > before  # new text was drawn: the packer and the return mark
     assert ov.band == plain
     assert not np.array_equal(img, img2)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from station import config as config_mod
+from station.capture.frames import Caption
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.errors import ConfigError
 from station.recording.overlay import Overlay
@@ -35,9 +36,10 @@ def test_the_band_drawn_in_i420_is_the_band_drawn_in_bgr(h: int, w: int) -> None
     scene = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 6)
     ov = Overlay("台 1", None)
     bgr = scene.copy()
-    ov.apply(bgr, WALL, "PO-1", "SF1234567890123", 65.0, True)
+    caption = Caption(WALL, "PO-1", "SF1234567890123", 65.0, True)
+    ov.apply(bgr, caption)
     yuv = to_i420(scene)
-    ov.apply_i420(yuv, WALL, "PO-1", "SF1234567890123", 65.0, True)
+    ov.apply_i420(yuv, caption)
     # Y: the same to the rounding; U/V: against the 2x2 average of the BGR result's chroma
     # (OpenCV's own I420 conversion samples one pixel of four, the encoder wants the mean).
     ref = bt601(bgr)  # 4:4:4, limited range, what to_i420 makes per pixel

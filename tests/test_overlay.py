@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from station.capture.frames import Caption
 from station.recording import overlay as overlay_mod
 from station.recording.overlay import (
     CJK_FONT_CANDIDATES,
@@ -30,15 +31,9 @@ def noise(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:
 
 def drawn(ov: Overlay, img: np.ndarray, **kwargs: object) -> np.ndarray:
     out = img.copy()
-    args: dict[str, object] = {
-        "wall": WALL,
-        "order_id": None,
-        "waybill": None,
-        "elapsed_s": None,
-        "recording": False,
-    }
+    args: dict[str, object] = {"wall": WALL}
     args.update(kwargs)
-    ov.apply(out, **args)  # type: ignore[arg-type]
+    ov.apply(out, Caption(**args))  # type: ignore[arg-type]
     return out
 
 
@@ -102,7 +97,7 @@ def test_draws_into_a_strided_view() -> None:
     view = base[:, 40:360]  # not C-contiguous
     before = view.copy()
     ov = Overlay("s", SHANGHAI)
-    ov.apply(view, WALL, "A1", None, None, False)
+    ov.apply(view, Caption(WALL, "A1"))
     assert ov.band is not None
     assert not np.array_equal(view[: ov.band[1]], before[: ov.band[1]])
     assert np.array_equal(base[:, :40], noise(240, 400)[:, :40])
@@ -172,7 +167,7 @@ def test_rec_marker_only_while_recording() -> None:
 def test_font_scales_with_frame_height(w: int, h: int) -> None:
     ov = Overlay("打包台 station", SHANGHAI)
     out = np.zeros((h, w, 3), np.uint8)
-    ov.apply(out, WALL, "ORDER-1", "SF1234567890123", 65.0, True)
+    ov.apply(out, Caption(WALL, "ORDER-1", "SF1234567890123", 65.0, True))
     assert ov.band is not None
     assert 0.07 < ov.band[1] / h < 0.16  # two lines, roughly the same share of the frame
     assert Overlay.font_size_for(h) == max(12, round(h / 28))
@@ -185,7 +180,7 @@ def test_long_text_is_cropped_not_an_error() -> None:
 
 def test_rejects_non_bgr_frames() -> None:
     with pytest.raises(ValueError):
-        Overlay("s", SHANGHAI).apply(np.zeros((10, 10), np.uint8), WALL, None, None, None, False)
+        Overlay("s", SHANGHAI).apply(np.zeros((10, 10), np.uint8), Caption(WALL))
 
 
 def test_format_wall_and_elapsed() -> None:

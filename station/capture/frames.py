@@ -148,18 +148,27 @@ class FrameScanner(ScanSource, Protocol):
     def submit(self, frame: Frame) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Caption:
+    """What is burned into one frame's band (overlay.Overlay).
+
+    ``wall`` is the aware wall-clock time shown (to the second); ``order_id`` and ``waybill``
+    (waybills joined by spaces) the order the frame shows, None when none; ``elapsed_s`` the
+    time since the clip started (``REC mm:ss`` while ``recording``, bare ``REC`` when None);
+    ``packer`` who packs; ``kind`` "order" or "return" (a return clip is marked).
+    """
+
+    wall: datetime
+    order_id: str | None = None
+    waybill: str | None = None
+    elapsed_s: float | None = None
+    recording: bool = False
+    packer: str | None = None
+    kind: str = "order"
+
+
 class FrameOverlay(Protocol):
     """Draws the burned-in band (time, order, waybills, packer) on an I420 frame in place
     (overlay.Overlay)."""
 
-    def apply_i420(
-        self,
-        image: np.ndarray,
-        wall: datetime,
-        order_id: str | None,
-        waybill: str | None,
-        elapsed_s: float | None,
-        recording: bool,
-        packer: str | None = None,
-        kind: str = "order",
-    ) -> None: ...
+    def apply_i420(self, image: np.ndarray, caption: Caption) -> None: ...

@@ -69,27 +69,42 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
+def _proof_sides(fn: int, sn: int, path: Sequence[bytes]) -> list[tuple[bytes, bool]] | None:
+    """RFC 9162's walk up the tree from node ``fn`` of a tree whose last node is ``sn``.
+
+    Each node of ``path`` with whether it is the left sibling (hashed as ``node_hash(c, r)``)
+    or the right one (``node_hash(r, c)``); None when ``path`` is too long or too short to
+    reach the root (``sn`` not 0 at its end). The same walk serves inclusion (2.1.3.2) and
+    consistency (2.1.4.2) proofs.
+    """
+    sides = []
+    for c in path:
+        if sn == 0:
+            return None
+        left = bool(fn & 1) or fn == sn
+        if left and not fn & 1:
+            while fn & 1 == 0 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        sides.append((c, left))
+        fn >>= 1
+        sn >>= 1
+    return sides if sn == 0 else None
+
+
 def verify_inclusion(
     index: int, size: int, leaf: bytes, proof: Sequence[bytes], expected_root: bytes
 ) -> bool:
     """RFC 9162 2.1.3.2: does ``leaf`` sit at ``index`` of the tree of ``size`` with that root?"""
     if not 0 <= index < size:
         return False
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while fn & 1 == 0 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == expected_root
+    sides = _proof_sides(index, size - 1, proof)
+    if sides is None:
+        return False
+    r = leaf
+    for p, left in sides:
+        r = node_hash(p, r) if left else node_hash(r, p)
+    return r == expected_root
 
 
 def verify_consistency(
@@ -111,22 +126,17 @@ def verify_consistency(
     while fn & 1:
         fn >>= 1
         sn >>= 1
+    sides = _proof_sides(fn, sn, path[1:])
+    if sides is None:
+        return False
     fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
+    for c, left in sides:
+        if left:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
-            if not fn & 1:
-                while fn & 1 == 0 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
         else:
             sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return fr == root1 and sr == root2 and sn == 0
+    return fr == root1 and sr == root2
 
 
 # ---- certificates and openssl ----------------------------------------------------------------

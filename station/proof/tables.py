@@ -79,6 +79,22 @@ class Rotation:
         return hashlib.sha256(self.body).hexdigest()
 
 
+def _read_only(*tables: tuple[str, str, str]) -> str:
+    """SQL for the triggers that make each table append-only: for ``(trigger, table,
+    message)``, ``{trigger}_no_update`` and ``{trigger}_no_delete`` abort with ``message``.
+
+    The text is what the database keeps in sqlite_master; the schema tests compare it with old
+    indexes (tests/fixtures), so it must not change.
+    """
+    return "".join(
+        f"""
+    CREATE TRIGGER {trigger}_no_{verb.lower()} BEFORE {verb} ON {table}
+        BEGIN SELECT RAISE(ABORT, '{message}'); END;"""
+        for trigger, table, message in tables
+        for verb in ("UPDATE", "DELETE")
+    )
+
+
 class ProofTables(Table):
     """Owner of the ``proof_*`` tables. The Merkle logic lives in ProofLog (proof/log.py), the
     followers (archiver, central sync) read through the methods here. Appends, checkpoints and
@@ -170,20 +186,12 @@ class ProofTables(Table):
         signature_old   BLOB NOT NULL,
         signature_new   BLOB NOT NULL,
         created_utc     TEXT NOT NULL
-    );
-    CREATE TRIGGER proof_archive_log_no_update BEFORE UPDATE ON proof_archive_log
-        BEGIN SELECT RAISE(ABORT, 'an archived log is read-only'); END;
-    CREATE TRIGGER proof_archive_log_no_delete BEFORE DELETE ON proof_archive_log
-        BEGIN SELECT RAISE(ABORT, 'an archived log is read-only'); END;
-    CREATE TRIGGER proof_archive_cp_no_update BEFORE UPDATE ON proof_archive_checkpoints
-        BEGIN SELECT RAISE(ABORT, 'an archived log is read-only'); END;
-    CREATE TRIGGER proof_archive_cp_no_delete BEFORE DELETE ON proof_archive_checkpoints
-        BEGIN SELECT RAISE(ABORT, 'an archived log is read-only'); END;
-    CREATE TRIGGER proof_rotations_no_update BEFORE UPDATE ON proof_rotations
-        BEGIN SELECT RAISE(ABORT, 'a rotation statement is read-only'); END;
-    CREATE TRIGGER proof_rotations_no_delete BEFORE DELETE ON proof_rotations
-        BEGIN SELECT RAISE(ABORT, 'a rotation statement is read-only'); END;
-        """,
+    );"""
+        + _read_only(
+            ("proof_archive_log", "proof_archive_log", "an archived log is read-only"),
+            ("proof_archive_cp", "proof_archive_checkpoints", "an archived log is read-only"),
+            ("proof_rotations", "proof_rotations", "a rotation statement is read-only"),
+        ),
     }
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:

@@ -1567,18 +1567,9 @@ def verify_clip(
             else:
                 report.add("index.row", OK, f"index row {row['id']} agrees with the manifest")
         _check_clip_in_log(report, st, e)
-        ended = _parse_time(body.get("ended_at"))
-        _, anchored = _check_tokens(
-            report,
-            "timestamp",
-            [t.token for t in st.log.timestamps_for(e.manifest_sha256) if t.token],
-            bytes.fromhex(e.manifest_sha256),
-            anchors,
-            st.tsa_roots,
-            ended.astimezone(UTC) if ended else None,
-            bound,
+        report.time_anchors.append(
+            _check_leaf_tokens(report, "timestamp", st, e, body, anchors, bound)
         )
-        report.time_anchors.append(anchored)
         _check_c2pa(report, path, body, trust_pem, anchored=bool(trusted))
         report.facts.update({k: body.get(k) for k in _CLIP_FACTS})
         report.facts["log_index"] = e.seq
@@ -1685,6 +1676,31 @@ def _check_clip_in_log(report: Report, st: _Store, e: LogEntry) -> None:
             "the latest checkpoint does not match the log (run `packcam audit`)",
             "log-checkpoint-mismatch",
         )
+
+
+def _check_leaf_tokens(
+    report: Report,
+    name: str,
+    st: _Store,
+    e: LogEntry,
+    body: dict[str, Any],
+    anchors: Anchors,
+    bound: TimeBound | None,
+) -> bool:
+    """The data dir's RFC 3161 tokens over leaf ``e``'s manifest, timed against the clip's
+    recorded end (``ended_at`` of its manifest ``body``); True when they anchor it."""
+    ended = _parse_time(body.get("ended_at"))
+    _, anchored = _check_tokens(
+        report,
+        name,
+        [t.token for t in st.log.timestamps_for(e.manifest_sha256) if t.token],
+        bytes.fromhex(e.manifest_sha256),
+        anchors,
+        st.tsa_roots,
+        ended.astimezone(UTC) if ended else None,
+        bound,
+    )
+    return anchored
 
 
 def _explain_unknown(
@@ -2282,17 +2298,9 @@ def _audit_log(
             )
         prev = hashlib.sha256(e.manifest).hexdigest()
         if check_timestamps:
-            ended = _parse_time(body.get("ended_at"))
             scratch = Report(subject=where)
-            _, anchored = _check_tokens(
-                scratch,
-                f"{where}.timestamp",
-                [t.token for t in st.log.timestamps_for(e.manifest_sha256) if t.token],
-                bytes.fromhex(e.manifest_sha256),
-                anchors,
-                st.tsa_roots,
-                ended.astimezone(UTC) if ended else None,
-                bound,
+            anchored = _check_leaf_tokens(
+                scratch, f"{where}.timestamp", st, e, body, anchors, bound
             )
             report.checks.extend(c for c in scratch.checks if c.status == FAIL)
             for c in scratch.facts.get("compare", []):

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from station.capture.frames import Caption
+
 log = logging.getLogger(__name__)
 
 # Fonts with Chinese glyphs, most common first (Debian/Raspberry Pi OS packages, then other
@@ -160,6 +162,10 @@ class _Band:
     ink: np.ndarray  # uint8 (rows, W, 3): alpha * colour, premultiplied band + text
 
 
+# What a band shows: frame height and width, time text, order, waybill, REC text, packer, kind.
+_BandKey = tuple[int, int, str, str, str, str | None, str, str]
+
+
 # The words on line 2 of the band. "zh" is for platforms' Chinese-speaking dispute reviewers;
 # "REC" and the digits read the same in both.
 LABELS: dict[str, dict[str, str]] = {
@@ -201,39 +207,19 @@ class Overlay:
         self.font_path, self.cjk = self._choose_font(font_path)
         self._fonts: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = {}
         self._patches: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
-        self._band_key: tuple[object, ...] | None = None
+        self._band_key: _BandKey | None = None
         self._band: _Band | None = None
-        self._i420_key: tuple[object, ...] | None = None
+        self._i420_key: _BandKey | None = None
         self._i420: Any = None  # the band for the Y, U and V planes (apply_i420)
         self.renders = 0
         self.band_builds = 0
 
     # --- public ----------------------------------------------------------------------------
-    def apply(
-        self,
-        image: np.ndarray,
-        wall: datetime,
-        order_id: str | None,
-        waybill: str | None,
-        elapsed_s: float | None,
-        recording: bool,
-        packer: str | None = None,
-        kind: str = "order",
-    ) -> None:
-        """Draw the band on ``image`` (HxWx3 uint8 BGR, modified in place)."""
+    def apply(self, image: np.ndarray, caption: Caption) -> None:
+        """Draw the band showing ``caption`` on ``image`` (HxWx3 uint8 BGR, modified in place)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 BGR image, got {image.shape} {image.dtype}")
-        height, width = image.shape[:2]
-        rec = None
-        if recording:
-            rec = "REC" if elapsed_s is None else f"REC {format_elapsed(elapsed_s)}"
-        key = (height, width, format_wall(wall, self.tz), order_id or "", waybill or "", rec,
-               packer or "", kind)  # fmt: skip
-        if key != self._band_key:
-            self._band = self._build_band(*key)
-            self._band_key = key
-        band = self._band
-        assert band is not None
+        band = self._bgr_band(self._band_content(caption, *image.shape[:2]))
         roi = image[band.y0 : band.y1]
         if roi.flags.c_contiguous:
             # Two saturating SIMD passes over the band rows, in place (rows of a C-contiguous
@@ -243,18 +229,9 @@ class Overlay:
         else:  # a strided view: OpenCV would write into a copy, so assign explicitly
             roi[...] = cv2.add(cv2.multiply(roi, band.keep, scale=1.0 / 255.0), band.ink)
 
-    def apply_i420(
-        self,
-        image: np.ndarray,
-        wall: datetime,
-        order_id: str | None,
-        waybill: str | None,
-        elapsed_s: float | None,
-        recording: bool,
-        packer: str | None = None,
-        kind: str = "order",
-    ) -> None:
-        """Draw the band on a planar I420 frame ((H*3/2)xW uint8, modified in place).
+    def apply_i420(self, image: np.ndarray, caption: Caption) -> None:
+        """Draw the band showing ``caption`` on a planar I420 frame ((H*3/2)xW uint8, modified
+        in place).
 
         What the station draws, on the I420 frame the encoder gets (from an I420 camera, or
         converted from a BGR one): the same band as ``apply``, blended in each plane (BT.601
@@ -263,17 +240,9 @@ class Overlay:
         if image.ndim != 2 or image.dtype != np.uint8 or image.shape[0] % 3:
             raise ValueError(f"expected an (H*3/2)xW uint8 I420 image, got {image.shape}")
         height, width = image.shape[0] * 2 // 3, image.shape[1]
-        rec = None
-        if recording:
-            rec = "REC" if elapsed_s is None else f"REC {format_elapsed(elapsed_s)}"
-        key = (height, width, format_wall(wall, self.tz), order_id or "", waybill or "", rec,
-               packer or "", kind)  # fmt: skip
+        key = self._band_content(caption, height, width)
         if key != self._i420_key:
-            if key != self._band_key:
-                self._band = self._build_band(*key)
-                self._band_key = key
-            assert self._band is not None
-            self._i420 = _i420_band(self._band)
+            self._i420 = _i420_band(self._bgr_band(key))
             self._i420_key = key
         assert self._i420 is not None
         (keep_y, ink_y), (keep_c, ink_u, ink_v) = self._i420
@@ -309,6 +278,25 @@ class Overlay:
     def font_size_for(height: int) -> int:
         """Text size in pixels for a frame ``height`` pixels tall."""
         return max(12, round(height / 28))
+
+    # --- band ------------------------------------------------------------------------------
+    def _band_content(self, caption: Caption, height: int, width: int) -> _BandKey:
+        """What the band on a ``height`` x ``width`` frame shows, as ``_build_band``'s
+        arguments: equal for two frames exactly when their bands are the same pixels."""
+        rec = None
+        if caption.recording:
+            elapsed = caption.elapsed_s
+            rec = "REC" if elapsed is None else f"REC {format_elapsed(elapsed)}"
+        return (height, width, format_wall(caption.wall, self.tz), caption.order_id or "",
+                caption.waybill or "", rec, caption.packer or "", caption.kind)  # fmt: skip
+
+    def _bgr_band(self, key: _BandKey) -> _Band:
+        """The band for ``key``, built again only when it differs from the last one."""
+        if key != self._band_key:
+            self._band = self._build_band(*key)
+            self._band_key = key
+        assert self._band is not None
+        return self._band
 
     # --- fonts -----------------------------------------------------------------------------
     @staticmethod

@@ -17,6 +17,7 @@ import numpy as np
 
 from station.capture.codes import Code, Debounce, Kind, Rules, classify, sanitize
 from station.capture.frames import (
+    Caption,
     Frame,
     FrameOverlay,
     FrameScanner,
@@ -293,18 +294,18 @@ class Station:
             st = self.state
             elapsed = frame.t - st.started_t if isinstance(st, ss.Recording) else None
             waybills = getattr(st, "waybills", ())
-            self.overlay.apply_i420(
-                i420,
-                localize(frame.wall, self.tz),
-                label,
-                " ".join(waybills) or None,
-                elapsed,
-                isinstance(st, ss.Recording),
+            caption = Caption(
+                wall=localize(frame.wall, self.tz),
+                order_id=label,
+                waybill=" ".join(waybills) or None,
+                elapsed_s=elapsed,
+                recording=isinstance(st, ss.Recording),
                 # The clip's packer while recording (a badge read mid-clip changes the next
                 # clip), else who is signed in now.
-                st.packer if isinstance(st, ss.Recording) else st.floor.packer,
-                st.kind.value if isinstance(st, ss.Recording) else st.floor.next_kind.value,
+                packer=st.packer if isinstance(st, ss.Recording) else st.floor.packer,
+                kind=st.kind.value if isinstance(st, ss.Recording) else st.floor.next_kind.value,
             )
+            self.overlay.apply_i420(i420, caption)
         t3 = time.perf_counter()
         try:
             self.recorder.push(i420, frame.t, localize(frame.wall, self.tz), label)
