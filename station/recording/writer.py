@@ -59,6 +59,8 @@ _HELD_HEADER_LIMIT = 1 << 20  # parameter sets are bytes; more than this is not 
 _FINISH = object()  # queue sentinel: flush the encoder and close the file
 # A live camera at 30 fps loses frames when write() blocks longer than this.
 _SLOW_BLOCK_S = 0.1
+# ClipWriter queues this many seconds of raw frames (1080p I420: 187 MB) before write() waits.
+_CLIP_QUEUE_S = 2.0
 
 
 def to_i420(bgr: np.ndarray) -> np.ndarray:
@@ -629,8 +631,8 @@ class ClipWriter(ClipFileThread):
 
     Threads: libx264 ultrafast costs ~8 ms of CPU per 1080p frame on the 2-core x86 dev
     box (more under load, and a Pi is slower), so ``write`` never encodes. It only enqueues
-    the array (no copy: do not modify it afterwards) on a bounded queue of ``max_queue_s``
-    seconds of frames and returns. One daemon thread owned by this writer ("clip-writer")
+    the array (no copy: do not modify it afterwards) on a bounded queue of 2 s of frames
+    (``_CLIP_QUEUE_S``) and returns. One daemon thread owned by this writer ("clip-writer")
     encodes, muxes, hashes and fsyncs; it is the only thread touching the PyAV objects. When
     the queue is full ``write`` blocks (logging a warning when it is long) until there is
     room; frames are never dropped. An error in the thread is stored and raised as
@@ -662,7 +664,6 @@ class ClipWriter(ClipFileThread):
         settings: EncoderSettings,
         *,
         fsync_interval_s: float = 1.0,
-        max_queue_s: float = 2.0,
     ) -> None:
         s = settings
         if s.encoder not in ENCODERS:
@@ -673,9 +674,9 @@ class ClipWriter(ClipFileThread):
             raise ValueError(
                 f"width and height must be positive and even, got {s.width}x{s.height}"
             )
-        if s.fps <= 0 or s.keyframe_interval_s <= 0 or fsync_interval_s <= 0 or max_queue_s <= 0:
+        if s.fps <= 0 or s.keyframe_interval_s <= 0 or fsync_interval_s <= 0:
             raise ValueError("fps and the intervals must be positive")
-        max_queue = max(2, math.ceil(max_queue_s * float(s.fps)))
+        max_queue = max(2, math.ceil(_CLIP_QUEUE_S * float(s.fps)))
         super().__init__(path, s, fsync_interval_s, max_queue)
         self.encoder = s.encoder
         # Written by the caller's thread only.
