@@ -32,7 +32,7 @@ from station.recording.overlay import Overlay
 from station.recording.recorder import Finalizer, FinishedClip, Recorder
 from station.recording.runner import Station, StationWatchdog, station_tz
 from station.recording.stream import stream_factories
-from station.recording.writer import HARDWARE_ENCODERS, probe_encoder, to_i420
+from station.recording.writer import HARDWARE_ENCODERS, EncoderSettings, probe_encoder, to_i420
 from station.runtime.sdnotify import Watchdog
 from station.store.ledger import ClipRecord, Ledger
 from station.store.recovery import Recovery, data_dir_lock
@@ -126,14 +126,7 @@ def assemble(
     if r.encoder in HARDWARE_ENCODERS:
         # Staff learn of a missing or busy hardware encoder now, not at the first parcel; no
         # silent fallback to libx264 (it would change what the evidence looks like).
-        probe_encoder(
-            r.encoder,
-            cam.width,
-            cam.height,
-            cam.fps,
-            bitrate_kbps=r.bitrate_kbps,
-            keyframe_interval_s=r.keyframe_interval_s,
-        )
+        probe_encoder(EncoderSettings.from_recorder(r, cam.width, cam.height, cam.fps))
     data_dir = cfg.station.data_dir
     ledger = Ledger.in_data_dir(data_dir)
     width, height, fps = cam.width, cam.height, cam.fps

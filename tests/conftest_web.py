@@ -48,11 +48,11 @@ def make_mp4(path: Path, seconds: float = CLIP_SECONDS, fps: int = CLIP_FPS) -> 
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        from station.recording.writer import ClipWriter, to_i420
+        from station.recording.writer import ClipWriter, EncoderSettings, to_i420
     except ImportError:
         _make_mp4_pyav(path, seconds, fps)
         return
-    writer = ClipWriter(path, 320, 240, fps, keyframe_interval_s=1.0)
+    writer = ClipWriter(path, EncoderSettings(320, 240, fps, keyframe_interval_s=1.0))
     for i in range(round(seconds * fps)):
         writer.write(to_i420(_frame(i)), i / fps)
     writer.finish()

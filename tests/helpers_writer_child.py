@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from station.errors import RecordingError
-from station.recording.writer import ClipWriter, to_i420
+from station.recording.writer import ClipWriter, EncoderSettings, to_i420
 
 WIDTH, HEIGHT, FPS = 320, 240, 30.0
 
@@ -28,7 +28,7 @@ def frame(i: int) -> np.ndarray:
 
 def run_until_killed(path: Path) -> None:
     """Write frames at ~100 fps forever, reporting the encoded count after each write."""
-    writer = ClipWriter(path, WIDTH, HEIGHT, FPS, fsync_interval_s=0.1)
+    writer = ClipWriter(path, EncoderSettings(WIDTH, HEIGHT, FPS), fsync_interval_s=0.1)
     i = 0
     while True:
         writer.write(to_i420(frame(i)), i / FPS)
@@ -42,7 +42,7 @@ def run_file_size_limit(path: Path, limit: int) -> None:
     """Write noise frames under RLIMIT_FSIZE until the writer fails; report where, as JSON."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    writer = ClipWriter(path, WIDTH, HEIGHT, FPS)
+    writer = ClipWriter(path, EncoderSettings(WIDTH, HEIGHT, FPS))
     result: dict[str, object] = {"raised_in": None}
     try:
         for i in range(300):

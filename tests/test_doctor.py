@@ -26,6 +26,7 @@ from proof_support import tsa_rsa  # noqa: F401
 from station import config as config_mod
 from station.capture.hardware.mock_evdev import FakeEvdev
 from station.proof.keys import StationKey
+from station.recording.writer import EncoderSettings
 from station.runtime import doctor
 from station.runtime.doctor import FAIL, OK, WARN, Probes, run_checks
 
@@ -245,8 +246,8 @@ def test_pedal_line_on_a_machine_without_gpio(small, monkeypatch) -> None:
 
 
 def test_encoder_probe_sees_key_frames_and_a_missing_hardware_encoder(small) -> None:
-    fps, keys, size = doctor.encoder_probe("libx264", 320, 240, 15.0, bitrate_kbps=4000,
-                                           keyframe_interval_s=2.0)  # fmt: skip
+    settings = EncoderSettings(320, 240, 15.0, bitrate_kbps=4000, keyframe_interval_s=2.0)
+    fps, keys, size = doctor.encoder_probe(settings)
     assert len(keys) == 61 and [i for i, k in enumerate(keys) if k] == [0, 30, 60]
     assert fps > 15 and size > 0
     hw = doctor.check_encoder(small.replace("recorder", encoder="h264_v4l2m2m"), Probes())

@@ -16,7 +16,13 @@ from station import config as config_mod
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.cli import EXIT_USAGE, main
 from station.errors import ConfigError, RecordingError
-from station.recording.writer import PI4_ENCODER_DEVICE, ClipWriter, probe_encoder, to_i420
+from station.recording.writer import (
+    PI4_ENCODER_DEVICE,
+    ClipWriter,
+    EncoderSettings,
+    probe_encoder,
+    to_i420,
+)
 from station.service import run_station
 
 HW = "h264_v4l2m2m"
@@ -26,7 +32,7 @@ HW = "h264_v4l2m2m"
 def hardware_problem() -> str | None:
     """None when the V4L2 H.264 encoder really encodes here, else why not."""
     try:
-        probe_encoder(HW, 640, 480, 30.0)
+        probe_encoder(EncoderSettings(640, 480, 30.0, encoder=HW))
     except RecordingError as exc:
         return str(exc)
     return None
@@ -86,7 +92,7 @@ def test_missing_device_is_a_clear_error_from_the_probe() -> None:
     if hardware_problem() is None:
         pytest.skip("this machine has a working V4L2 H.264 encoder")
     with pytest.raises(RecordingError) as exc:
-        probe_encoder(HW, 1280, 720, 30.0)
+        probe_encoder(EncoderSettings(1280, 720, 30.0, encoder=HW))
     msg = str(exc.value)
     assert HW in msg and PI4_ENCODER_DEVICE in msg and 'encoder = "libx264"' in msg
 
@@ -96,7 +102,7 @@ def test_missing_device_fails_the_writer_before_any_file_is_left(tmp_path: Path)
         pytest.skip("this machine has a working V4L2 H.264 encoder")
     path = tmp_path / "hw.mp4"
     with pytest.raises(RecordingError, match=f"{HW}.*{PI4_ENCODER_DEVICE}"):
-        ClipWriter(path, 320, 240, 30.0, encoder=HW)
+        ClipWriter(path, EncoderSettings(320, 240, 30.0, encoder=HW))
     assert not path.exists()
 
 
@@ -118,22 +124,27 @@ def test_station_refuses_to_start_without_the_hardware_encoder(tmp_path: Path) -
 
 
 def test_libx264_probe_works_here() -> None:
-    probe_encoder("libx264", 320, 240, 30.0)
+    probe_encoder(EncoderSettings(320, 240, 30.0))
+
+
+def _probe_settings(encoder: str) -> EncoderSettings:
+    return EncoderSettings(
+        640, 480, 60.0, encoder=encoder, bitrate_kbps=12_000, keyframe_interval_s=2.0
+    )
 
 
 def _probe_clip_writer(tmp_path: Path, encoder: str) -> None:
-    ClipWriter(tmp_path / "probe.mp4", 640, 480, 60.0, encoder=encoder, bitrate_kbps=12_000,
-               keyframe_interval_s=2.0).finish()  # fmt: skip
+    ClipWriter(tmp_path / "probe.mp4", _probe_settings(encoder)).finish()
 
 
 def _probe_start_up(tmp_path: Path, encoder: str) -> None:
-    probe_encoder(encoder, 640, 480, 60.0, bitrate_kbps=12_000, keyframe_interval_s=2.0)
+    probe_encoder(_probe_settings(encoder))
 
 
 def _probe_doctor(tmp_path: Path, encoder: str) -> None:
     from station.runtime.doctor import encoder_probe
 
-    encoder_probe(encoder, 640, 480, 60.0, bitrate_kbps=12_000, keyframe_interval_s=2.0, frames=3)
+    encoder_probe(_probe_settings(encoder), frames=3)
 
 
 @pytest.mark.parametrize("opener", [_probe_clip_writer, _probe_start_up, _probe_doctor])
@@ -176,7 +187,9 @@ def test_hardware_encoder_records_a_playable_clip(tmp_path: Path) -> None:
         pytest.skip(f"no usable V4L2 H.264 encoder here (a Pi 4's {PI4_ENCODER_DEVICE}): {problem}")
     w, h, fps, n = 640, 480, 30.0, 90
     path = tmp_path / "hw.mp4"
-    writer = ClipWriter(path, w, h, fps, encoder=HW, bitrate_kbps=2000, keyframe_interval_s=1.0)
+    writer = ClipWriter(
+        path, EncoderSettings(w, h, fps, encoder=HW, bitrate_kbps=2000, keyframe_interval_s=1.0)
+    )
     for i in range(n):
         img = np.full((h, w, 3), 90, np.uint8)
         x = (i * 5) % (w - 80)

@@ -48,11 +48,11 @@ import json, os, sys, threading, time
 from pathlib import Path
 import numpy as np
 from station.runtime.priority import thread_ids
-from station.recording.writer import ClipWriter, to_i420
+from station.recording.writer import ClipWriter, EncoderSettings, to_i420
 
 frame = to_i420(np.full((240, 320, 3), 90, np.uint8))  # OpenCV starts its pool first
 before = thread_ids()
-w = ClipWriter(Path(sys.argv[1]) / "c.mp4", 320, 240, 30.0, threads=2)
+w = ClipWriter(Path(sys.argv[1]) / "c.mp4", EncoderSettings(320, 240, 30.0, threads=2))
 w.write(frame, 0.0)
 deadline = time.monotonic() + 5
 while w.frames_encoded < 1 and time.monotonic() < deadline:

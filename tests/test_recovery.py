@@ -22,7 +22,7 @@ from station.proof.finalizer import build_finalizers
 from station.proof.verify import audit
 from station.recording.recorder import FinishedClip, PacketSink, write_manifest
 from station.recording.stream import EncodedPacket
-from station.recording.writer import ClipWriter, to_i420
+from station.recording.writer import ClipWriter, EncoderSettings, to_i420
 from station.store.ledger import Ledger, ScanEventRecord
 from station.store.recovery import (
     DataDirBusy,
@@ -48,7 +48,7 @@ def picture(i: int) -> np.ndarray:
 
 def write_clip(path: Path, frames: int = 25, *, keyframe_s: float = 1.0) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
-    w = ClipWriter(path, W, H, FPS, keyframe_interval_s=keyframe_s)
+    w = ClipWriter(path, EncoderSettings(W, H, FPS, keyframe_interval_s=keyframe_s))
     for i in range(frames):
         w.write(to_i420(picture(i)), i / FPS)
     w.finish()

@@ -13,6 +13,7 @@ import pytest
 from station import config as config_mod
 from station.recording.recorder import FinishedClip, Recorder
 from station.recording.stream import ClipMuxer, EncodedPacket, PacketRing, StreamEncoder
+from station.recording.writer import EncoderSettings
 from station.store.ledger import Ledger
 
 W, H, FPS = 160, 96, 10.0
@@ -75,10 +76,12 @@ def recorder(cfg: config_mod.Config, ledger: Ledger, *, global_header: bool = Tr
     Counting.submitted = 0
 
     def enc() -> StreamEncoder:
-        return Counting(W, H, FPS, keyframe_interval_s=1.0, global_header=global_header)
+        return Counting(
+            EncoderSettings(W, H, FPS, keyframe_interval_s=1.0, global_header=global_header)
+        )
 
     def mux(path: Path, e) -> ClipMuxer:  # type: ignore[no-untyped-def]
-        return ClipMuxer(path, W, H, FPS, lambda: e.extradata)
+        return ClipMuxer(path, e.settings, lambda: e.extradata)
 
     return Recorder(cfg, ledger, encoder=enc, muxer=mux)
 
@@ -160,15 +163,10 @@ def test_frames_go_to_the_encoder_without_a_copy_and_encode_as_a_copy_would() ->
     assert yuv420p_frame(strided).to_ndarray().shape == (H * 3 // 2, W)
 
     def encode(make) -> list[bytes]:  # type: ignore[no-untyped-def]
-        ctx = encoder_context(
-            "libx264",
-            width=W,
-            height=H,
-            fps=FPS,
-            keyframe_interval_s=1.0,
-            bitrate_kbps=1000,
-            threads=1,
-        )  # fmt: skip (opened)
+        settings = EncoderSettings(
+            W, H, FPS, keyframe_interval_s=1.0, bitrate_kbps=1000, threads=1, global_header=False
+        )
+        ctx = encoder_context(settings)  # opened
         out = []
         for i, img in enumerate(images):
             f = make(img)
@@ -197,6 +195,6 @@ def test_the_stream_encoder_opens_the_codec_inside_the_pi4_encoder_controls(monk
         yield
 
     monkeypatch.setattr(station.recording.writer, "hw_controls", recording)  # writer.open_encoder
-    enc = StreamEncoder(W, H, FPS, keyframe_interval_s=2.0)
+    enc = StreamEncoder(EncoderSettings(W, H, FPS, keyframe_interval_s=2.0))
     enc.flush()
     assert calls == [("libx264", HwH264Settings(level="4.0", i_period=20))]

@@ -21,7 +21,7 @@ import pytest
 
 from station.errors import RecordingError
 from station.recording import writer as writer_mod
-from station.recording.writer import ClipWriter, FinishedFile, to_i420
+from station.recording.writer import ClipWriter, EncoderSettings, FinishedFile, to_i420
 
 W, H, FPS = 320, 240, 30.0
 CHILD = Path(__file__).with_name("helpers_writer_child.py")
@@ -37,7 +37,7 @@ def scene(i: int) -> np.ndarray:
 
 
 def write_clip(path: Path, times: list[float], **kwargs: object) -> FinishedFile:
-    w = ClipWriter(path, W, H, FPS, **kwargs)  # type: ignore[arg-type]
+    w = ClipWriter(path, EncoderSettings(W, H, FPS, **kwargs))  # type: ignore[arg-type]
     for i, t in enumerate(times):
         w.write(to_i420(scene(i)), t)
     assert w.frames_written == len(times)
@@ -83,7 +83,7 @@ def test_decoded_colours_match_the_input(tmp_path: Path) -> None:
     for k, bgr in enumerate(patches):
         img[:, k * width : (k + 1) * width] = bgr
     path = tmp_path / "colours.mp4"
-    w = ClipWriter(path, W, H, FPS, crf=18)
+    w = ClipWriter(path, EncoderSettings(W, H, FPS, crf=18))
     for i in range(3):
         w.write(to_i420(img), i / FPS)
     w.finish()
@@ -144,29 +144,29 @@ def test_existing_file_is_never_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "taken.mp4"
     path.write_bytes(b"evidence")
     with pytest.raises(RecordingError, match="overwrite"):
-        ClipWriter(path, W, H, FPS)
+        ClipWriter(path, EncoderSettings(W, H, FPS))
     assert path.read_bytes() == b"evidence"
 
 
 def test_unwritable_path_raises_recording_error(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match="cannot create"):
-        ClipWriter(tmp_path / "missing-dir" / "clip.mp4", W, H, FPS)
+        ClipWriter(tmp_path / "missing-dir" / "clip.mp4", EncoderSettings(W, H, FPS))
     if os.geteuid() != 0:  # root ignores directory permissions
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o500)
         with pytest.raises(RecordingError, match="cannot create"):
-            ClipWriter(ro / "clip.mp4", W, H, FPS)
+            ClipWriter(ro / "clip.mp4", EncoderSettings(W, H, FPS))
 
 
 def test_bad_encoder_settings_fail_at_construction(tmp_path: Path) -> None:
     path = tmp_path / "bad.mp4"
     with pytest.raises(RecordingError, match="encoder"):
-        ClipWriter(path, W, H, FPS, preset="no-such-preset")
+        ClipWriter(path, EncoderSettings(W, H, FPS, preset="no-such-preset"))
     assert not path.exists()
 
 
 def test_programming_errors_raise_at_once(tmp_path: Path) -> None:
-    w = ClipWriter(tmp_path / "p.mp4", W, H, FPS)
+    w = ClipWriter(tmp_path / "p.mp4", EncoderSettings(W, H, FPS))
     with pytest.raises(ValueError, match="I420"):
         w.write(scene(0), 0.0)  # BGR instead of I420
     w.write(to_i420(scene(0)), 0.0)
@@ -177,7 +177,7 @@ def test_programming_errors_raise_at_once(tmp_path: Path) -> None:
 
 
 def test_finish_without_frames_is_an_error(tmp_path: Path) -> None:
-    w = ClipWriter(tmp_path / "empty.mp4", W, H, FPS)
+    w = ClipWriter(tmp_path / "empty.mp4", EncoderSettings(W, H, FPS))
     with pytest.raises(RecordingError, match="no frames"):
         w.finish()
     with pytest.raises(RecordingError):
@@ -193,7 +193,7 @@ def test_fsync_is_periodic_and_bounded(tmp_path: Path, monkeypatch: pytest.Monke
         real_fsync(fd)
 
     monkeypatch.setattr(writer_mod.os, "fsync", counting_fsync)
-    w = ClipWriter(tmp_path / "sync.mp4", W, H, FPS, fsync_interval_s=0.1)
+    w = ClipWriter(tmp_path / "sync.mp4", EncoderSettings(W, H, FPS), fsync_interval_s=0.1)
     start = time.monotonic()
     for i in range(30):  # ~0.3 s of frames
         w.write(to_i420(scene(i)), i / FPS)
@@ -330,7 +330,7 @@ def test_a_buffering_encoder_is_drained_at_finish(
     delaying_x264(monkeypatch)
     path = tmp_path / "late.mp4"
     times = [20.0 + i / FPS for i in range(45)]
-    w = ClipWriter(path, W, H, FPS)
+    w = ClipWriter(path, EncoderSettings(W, H, FPS))
     for i, t in enumerate(times):
         w.write(to_i420(scene(i)), t)
     deadline = time.monotonic() + 20
@@ -349,7 +349,7 @@ def test_without_a_global_header_the_avcc_comes_from_the_first_packet(tmp_path: 
     """
     times = [i / FPS for i in range(30)]
     path = tmp_path / "inband.mp4"
-    w = ClipWriter(path, W, H, FPS, global_header=False)
+    w = ClipWriter(path, EncoderSettings(W, H, FPS, global_header=False))
     assert w._needs_headers
     for i, t in enumerate(times):
         w.write(to_i420(scene(i)), t)
@@ -357,7 +357,9 @@ def test_without_a_global_header_the_avcc_comes_from_the_first_packet(tmp_path: 
     assert_plays(path, ff, times)
 
     normal = write_clip(tmp_path / "normal.mp4", times)
-    assert not ClipWriter(tmp_path / "n2.mp4", W, H, FPS)._needs_headers  # default unchanged
+    assert not ClipWriter(
+        tmp_path / "n2.mp4", EncoderSettings(W, H, FPS)
+    )._needs_headers  # default unchanged
     # the same SPS/PPS as libx264 puts in its global header
     assert avcc_box(path) == avcc_box(normal.path)
 
@@ -405,7 +407,7 @@ class V4L2LikeWriter(ClipWriter):
 def test_a_parameter_set_packet_is_joined_to_the_first_picture(tmp_path: Path) -> None:
     times = [5.0 + i / FPS for i in range(30)]
     path = tmp_path / "split.mp4"
-    w = V4L2LikeWriter(path, W, H, FPS, global_header=False)
+    w = V4L2LikeWriter(path, EncoderSettings(W, H, FPS, global_header=False))
     for i, t in enumerate(times):
         w.write(to_i420(scene(i)), t)
     ff = w.finish()
@@ -414,7 +416,7 @@ def test_a_parameter_set_packet_is_joined_to_the_first_picture(tmp_path: Path) -
 
 
 def test_no_parameter_sets_at_all_fails_the_clip_clearly(tmp_path: Path) -> None:
-    w = V4L2LikeWriter(tmp_path / "nosps.mp4", W, H, FPS, global_header=False)
+    w = V4L2LikeWriter(tmp_path / "nosps.mp4", EncoderSettings(W, H, FPS, global_header=False))
     w.strip_headers = True
     w.write(to_i420(scene(0)), 0.0)
     w.write(to_i420(scene(1)), 1 / FPS)
@@ -435,7 +437,7 @@ def test_nal_unit_helpers() -> None:
 
 def test_unknown_encoder_and_bitrate_are_programming_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="encoder"):
-        ClipWriter(tmp_path / "x.mp4", W, H, FPS, encoder="h264_omx")
+        ClipWriter(tmp_path / "x.mp4", EncoderSettings(W, H, FPS, encoder="h264_omx"))
     with pytest.raises(ValueError, match="bitrate"):
-        ClipWriter(tmp_path / "x.mp4", W, H, FPS, bitrate_kbps=0)
+        ClipWriter(tmp_path / "x.mp4", EncoderSettings(W, H, FPS, bitrate_kbps=0))
     assert not (tmp_path / "x.mp4").exists()

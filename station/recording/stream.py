@@ -23,6 +23,7 @@ from station.recording.writer import (
     MUX_OPTIONS,
     TIME_BASE,
     ClipFileThread,
+    EncoderSettings,
     _describe,
     _set_picture_params,
     encoder_context,
@@ -82,34 +83,23 @@ class StreamEncoder:
     of the codec) encodes it; ``drain`` hands the finished packets to the caller in order. A
     clip then costs no second encode and no burst at its start: its pre-roll is packets
     already made. ``request_keyframe`` makes the next submitted frame an IDR picture (a clip
-    starts there). Encoder options come from ``writer.encoder_context``, the one place they
-    are set. An encoder without global headers (h264_v4l2m2m) has its
-    SPS/PPS taken from its first picture (``extradata``); a packet of parameter sets alone is
-    joined to the picture after it.
+    starts there). The encoder is ``settings`` (a ``writer.EncoderSettings``) opened by
+    ``writer.encoder_context``, the one place encoder options are set. An encoder without
+    global headers (h264_v4l2m2m) has its SPS/PPS taken from its first picture
+    (``extradata``); a packet of parameter sets alone is joined to the picture after it.
 
     Errors in the thread are raised as ``RecordingError`` by the next ``submit``/``drain``.
     ``submit``, ``drain``, ``request_keyframe`` and ``flush`` are called from one thread.
     """
 
-    def __init__(
-        self,
-        width: int,
-        height: int,
-        fps: float,
-        *,
-        encoder: str = "libx264",
-        preset: str = "ultrafast",
-        crf: int = 23,
-        keyframe_interval_s: float = 4.0,
-        bitrate_kbps: int = 4000,
-        threads: int = 0,
-        max_queue_frames: int | None = None,
-        global_header: bool = True,
-    ) -> None:
+    def __init__(self, settings: EncoderSettings, *, max_queue_frames: int | None = None) -> None:
+        encoder = settings.encoder
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {encoder!r}")
-        self.width, self.height, self.fps, self.encoder = width, height, float(fps), encoder
-        self.keyframe_interval_s = keyframe_interval_s
+        self.settings = settings
+        self.width, self.height, self.fps = settings.width, settings.height, float(settings.fps)
+        self.encoder = encoder
+        self.keyframe_interval_s = settings.keyframe_interval_s
         frames = ENCODER_QUEUE_FRAMES if max_queue_frames is None else max_queue_frames
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, frames))
         self._out: deque[EncodedPacket] = deque()
@@ -122,22 +112,11 @@ class StreamEncoder:
         self._done = False
         self.extradata: bytes | None = None
         try:
-            ctx = encoder_context(
-                encoder,
-                width=width,
-                height=height,
-                fps=self.fps,
-                keyframe_interval_s=keyframe_interval_s,
-                bitrate_kbps=bitrate_kbps,
-                preset=preset,
-                crf=crf,
-                threads=threads,
-                global_header=global_header,
-            )
+            ctx = encoder_context(settings)
         except Exception as exc:
             hint = encoder_unusable_hint(encoder)
             raise RecordingError(
-                f"cannot open the H.264 encoder {encoder} at {width}x{height}: "
+                f"cannot open the H.264 encoder {encoder} at {self.width}x{self.height}: "
                 f"{_describe(exc)}" + (f". {hint}" if hint else "")
             ) from exc
         self._ctx = ctx
@@ -148,7 +127,7 @@ class StreamEncoder:
         self._thread = threading.Thread(target=self._run, name="stream-encoder", daemon=True)
         self._thread.start()
         log.info("stream encoder %s started at %dx%d@%g (keyframe every %.1f s)",
-                 encoder, width, height, self.fps, keyframe_interval_s)  # fmt: skip
+                 encoder, self.width, self.height, self.fps, self.keyframe_interval_s)  # fmt: skip
 
     # ---- caller's thread ------------------------------------------------------------------
 
@@ -297,7 +276,8 @@ class ClipMuxer(ClipFileThread):
     The same file as ``ClipWriter`` makes, by the same ``writer.ClipFileThread`` (moov first,
     one fragment per frame, flushed after each; hashed as written; fsync every
     ``fsync_interval_s`` and at the end; cut back to the last whole fragment after a write
-    error), without encoding: the packets come from the ``StreamEncoder``. ``write`` queues a
+    error), without encoding: the packets come from the ``StreamEncoder`` with the same
+    ``settings`` (their codec, size and rate are the stream's). ``write`` queues a
     packet (the first must be a keyframe) and returns; the thread "clip-muxer" writes.
     ``finish`` once, from the caller's thread. Errors are ``RecordingError`` from the next
     ``write`` or ``finish``.
@@ -308,18 +288,14 @@ class ClipMuxer(ClipFileThread):
     def __init__(
         self,
         path: Path,
-        width: int,
-        height: int,
-        fps: float,
+        settings: EncoderSettings,
         extradata: Callable[[], bytes | None],
         *,
-        codec: str = "libx264",
         fsync_interval_s: float = 1.0,
         max_queue: int = 256,
     ) -> None:
-        super().__init__(path, width, height, fps, fsync_interval_s, max_queue)
+        super().__init__(path, settings, fsync_interval_s, max_queue)
         self._extradata = extradata
-        self._codec = codec
         self._stream: av.video.stream.VideoStream | None = None
         self._start("clip-muxer")
 
@@ -349,9 +325,8 @@ class ClipMuxer(ClipFileThread):
         scratch = av.open(io.BytesIO(), "w", format="mp4")
         try:
             # add_stream is typed for any codec name; an H.264 stream is a video stream.
-            stream = cast(
-                "VideoStream", container.add_stream_from_template(scratch.add_stream(self._codec))
-            )
+            template = scratch.add_stream(self.settings.encoder)
+            stream = cast("VideoStream", container.add_stream_from_template(template))
         finally:
             scratch.close()
         stream.time_base = TIME_BASE
@@ -383,29 +358,14 @@ def stream_factories(
     one always-running ``StreamEncoder`` and a ``ClipMuxer`` per clip that takes its SPS/PPS
     from that encoder. The one place they are wired (the station and the tests use it)."""
 
+    settings = EncoderSettings.from_recorder(r, width, height, fps)
+
     def encoder() -> StreamEncoder:
         # Runs all the time: the pre-roll is encoded packets, not raw frames.
-        return StreamEncoder(
-            width,
-            height,
-            fps,
-            encoder=r.encoder,
-            preset=r.preset,
-            crf=r.crf,
-            keyframe_interval_s=r.keyframe_interval_s,
-            bitrate_kbps=r.bitrate_kbps,
-        )
+        return StreamEncoder(settings)
 
     def muxer(path: Path, enc: Any) -> ClipMuxer:
-        return ClipMuxer(
-            path,
-            width,
-            height,
-            fps,
-            lambda: enc.extradata,
-            codec=r.encoder,
-            fsync_interval_s=r.fsync_interval_s,
-        )
+        return ClipMuxer(path, settings, lambda: enc.extradata, fsync_interval_s=r.fsync_interval_s)
 
     return encoder, muxer
 

@@ -10,7 +10,7 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -19,9 +19,9 @@ import av
 import cv2
 import numpy as np
 
-from station.config import ENCODERS, HARDWARE_ENCODERS
+from station.config import ENCODERS, HARDWARE_ENCODERS, RecorderSection
 from station.errors import RecordingError
-from station.recording.h264_limits import HwH264Settings, hw_controls, hw_settings
+from station.recording.h264_limits import hw_controls, hw_settings
 from station.runtime.priority import lower_thread_priority, thread_ids
 from station.store.files import fsync_dir, sha256_file
 
@@ -59,6 +59,8 @@ _HELD_HEADER_LIMIT = 1 << 20  # parameter sets are bytes; more than this is not 
 _FINISH = object()  # queue sentinel: flush the encoder and close the file
 # A live camera at 30 fps loses frames when write() blocks longer than this.
 _SLOW_BLOCK_S = 0.1
+# ClipWriter queues this many seconds of raw frames (1080p I420: 187 MB) before write() waits.
+_CLIP_QUEUE_S = 2.0
 
 
 def to_i420(bgr: np.ndarray) -> np.ndarray:
@@ -112,26 +114,63 @@ def has_picture(data: bytes) -> bool:
     return any(1 <= u[0] & 0x1F <= 5 for u in nal_units(data))
 
 
-def _configure_encoder(
-    ctx: VideoCodecContext,
-    *,
-    encoder: str,
-    width: int,
-    height: int,
-    fps: float,
-    keyframe_interval_s: float,
-    bitrate_kbps: int,
-) -> None:
+@dataclass(frozen=True)
+class EncoderSettings:
+    """The H.264 encoder's settings: the picture it encodes, the encoder, and its options.
+
+    ``encoder="libx264"`` takes ``preset``, ``crf`` and ``threads`` (libx264's thread count;
+    0 = its automatic choice, sliced threads because of ``tune=zerolatency``, so no added
+    latency); ``"h264_v4l2m2m"``, a Pi 4's hardware encoder, takes ``bitrate_kbps`` (it has
+    no CRF). ``global_header`` asks for the SPS/PPS as extradata at open time. The defaults
+    are the station's; ``from_recorder`` takes the options from ``[recorder]``. What
+    ``ClipWriter``, ``stream.StreamEncoder``, ``stream.ClipMuxer``, ``probe_encoder`` and the
+    doctor are given, so they all open (or mux) the same encoder.
+    """
+
+    width: int
+    height: int
+    fps: float
+    encoder: str = "libx264"
+    preset: str = "ultrafast"
+    crf: int = 23
+    keyframe_interval_s: float = 4.0
+    bitrate_kbps: int = 4000
+    threads: int = 0
+    global_header: bool = True
+
+    @classmethod
+    def from_recorder(
+        cls, r: RecorderSection, width: int, height: int, fps: float
+    ) -> EncoderSettings:
+        """The station's encoder: ``[recorder]``'s options at the camera's size and rate."""
+        return cls(
+            width,
+            height,
+            fps,
+            encoder=r.encoder,
+            preset=r.preset,
+            crf=r.crf,
+            keyframe_interval_s=r.keyframe_interval_s,
+            bitrate_kbps=r.bitrate_kbps,
+        )
+
+    def for_probe(self) -> EncoderSettings:
+        """These settings as the start-up probe and the doctor open them: one libx264 thread
+        (the doctor reports one thread's speed) and no global header."""
+        return replace(self, threads=1, global_header=False)
+
+
+def _configure_encoder(ctx: VideoCodecContext, settings: EncoderSettings) -> None:
     """Settings every encoder gets: size, yuv420p, GOP, no B-frames, 90 kHz, BT.601 tags.
 
     The one place encoder options are set (with ``_x264_options``): the per-clip
     ``ClipWriter``, ``probe_encoder`` and the station's ``stream.StreamEncoder`` use it.
     """
-    _set_picture_params(ctx, width, height)
-    ctx.gop_size = max(1, round(keyframe_interval_s * fps))
+    _set_picture_params(ctx, settings.width, settings.height)
+    ctx.gop_size = max(1, round(settings.keyframe_interval_s * settings.fps))
     ctx.max_b_frames = 0  # decode order = presentation order, so dts = pts
-    if encoder in HARDWARE_ENCODERS:
-        ctx.bit_rate = bitrate_kbps * 1000  # the V4L2 encoder is bitrate-controlled, no CRF
+    if settings.encoder in HARDWARE_ENCODERS:
+        ctx.bit_rate = settings.bitrate_kbps * 1000  # the V4L2 encoder is bitrate-controlled
 
 
 def _set_picture_params(ctx: VideoCodecContext, width: int, height: int) -> None:
@@ -181,13 +220,15 @@ def encoder_unusable_hint(encoder: str) -> str:
     )
 
 
-def open_encoder(ctx: VideoCodecContext, encoder: str, hw: HwH264Settings) -> None:
-    """Open ``ctx`` as the station does: the Pi 4's I-period and level ``hw`` set around the
-    open (``hw_controls``), and the worker threads the encoder starts given background
-    priority. The one place an encoder is opened (clip writer, stream encoder, start-up probe,
-    doctor), so a probe tests the encoder as it will really run."""
+def open_encoder(ctx: VideoCodecContext, settings: EncoderSettings) -> None:
+    """Open ``ctx`` as the station does: the Pi 4's I-period and level for ``settings`` set
+    around the open (``hw_controls``), and the worker threads the encoder starts given
+    background priority. The one place an encoder is opened (clip writer, stream encoder,
+    start-up probe, doctor), so a probe tests the encoder as it will really run."""
+    s = settings
+    hw = hw_settings(s.width, s.height, s.fps, s.bitrate_kbps, s.keyframe_interval_s)
     before = thread_ids()
-    with hw_controls(encoder, hw):  # h264_v4l2m2m: I-period + level as the driver takes
+    with hw_controls(s.encoder, hw):  # h264_v4l2m2m: I-period + level as the driver takes
         ctx.open()  # ~5 ms; bad encoder settings (or no device) fail here, not later
     # libx264 starts its worker threads here, in the caller's thread: give them background
     # priority, as the writer threads take for themselves, so encoding cannot starve the
@@ -197,78 +238,44 @@ def open_encoder(ctx: VideoCodecContext, encoder: str, hw: HwH264Settings) -> No
         lower_thread_priority(tid)
 
 
-def encoder_context(
-    encoder: str,
-    *,
-    width: int,
-    height: int,
-    fps: float,
-    keyframe_interval_s: float,
-    bitrate_kbps: int,
-    preset: str = "ultrafast",
-    crf: int = 23,
-    threads: int = 1,
-    global_header: bool = False,
-) -> VideoCodecContext:
+def encoder_context(settings: EncoderSettings) -> VideoCodecContext:
     """An opened codec context set up as a clip's encoder is (``open_encoder``): one place for
-    the always-running stream encoder, the start-up probe and the doctor. ``global_header``
-    asks for the SPS/PPS as extradata at open time. Raises what ``ctx.open()`` raises."""
+    the always-running stream encoder, the start-up probe and the doctor. Raises what
+    ``ctx.open()`` raises."""
     # create() is typed for any codec; an H.264 encoder's context is a video one.
-    ctx = cast("VideoCodecContext", av.CodecContext.create(encoder, "w"))
-    _configure_encoder(
-        ctx,
-        encoder=encoder,
-        width=width,
-        height=height,
-        fps=fps,
-        keyframe_interval_s=keyframe_interval_s,
-        bitrate_kbps=bitrate_kbps,
-    )
-    ctx.framerate = Fraction(fps).limit_denominator(1001)
-    if encoder == "libx264":
-        ctx.options = _x264_options(preset, crf, threads)
-    if global_header:
+    ctx = cast("VideoCodecContext", av.CodecContext.create(settings.encoder, "w"))
+    _configure_encoder(ctx, settings)
+    ctx.framerate = Fraction(settings.fps).limit_denominator(1001)
+    if settings.encoder == "libx264":
+        ctx.options = _x264_options(settings.preset, settings.crf, settings.threads)
+    if settings.global_header:
         ctx.flags = int(ctx.flags) | int(av.codec.context.Flags.global_header)
-    open_encoder(ctx, encoder, hw_settings(width, height, fps, bitrate_kbps, keyframe_interval_s))
+    open_encoder(ctx, settings)
     return ctx
 
 
-def encoder_failed(encoder: str, width: int, height: int, exc: BaseException) -> RecordingError:
+def encoder_failed(settings: EncoderSettings, exc: BaseException) -> RecordingError:
     """The error for an encoder that cannot be opened or cannot encode, with what to do."""
-    hint = encoder_unusable_hint(encoder)
+    hint = encoder_unusable_hint(settings.encoder)
     return RecordingError(
-        f"H.264 encoder {encoder} cannot encode {width}x{height}: {_describe(exc)}"
-        + (f". {hint}" if hint else "")
+        f"H.264 encoder {settings.encoder} cannot encode {settings.width}x{settings.height}: "
+        f"{_describe(exc)}" + (f". {hint}" if hint else "")
     )
 
 
-def probe_encoder(
-    encoder: str,
-    width: int,
-    height: int,
-    fps: float,
-    *,
-    bitrate_kbps: int = 4000,
-    keyframe_interval_s: float = 4.0,
-    frames: int = 3,
-) -> None:
-    """Open ``encoder`` and encode a few grey frames in memory, or raise ``RecordingError``.
+def probe_encoder(settings: EncoderSettings, *, frames: int = 3) -> None:
+    """Open the encoder of ``settings`` and encode a few grey frames in memory, or raise
+    ``RecordingError``.
 
     For start-up: a station configured for the Pi 4's hardware encoder learns that it is
     missing (or busy, or refuses the size) before the first order, not in the middle of one.
     Nothing is written to disk.
     """
+    encoder, width, height, fps = settings.encoder, settings.width, settings.height, settings.fps
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}")
     try:
-        ctx = encoder_context(
-            encoder,
-            width=width,
-            height=height,
-            fps=fps,
-            keyframe_interval_s=keyframe_interval_s,
-            bitrate_kbps=bitrate_kbps,
-        )
+        ctx = encoder_context(settings.for_probe())
         grey = np.full((height * 3 // 2, width), 128, np.uint8)
         packets = []
         for i in range(frames):
@@ -278,7 +285,7 @@ def probe_encoder(
             packets += ctx.encode(frame)
         packets += ctx.encode(None)
     except Exception as exc:
-        raise encoder_failed(encoder, width, height, exc) from exc
+        raise encoder_failed(settings, exc) from exc
     pictures = sum(1 for packet in packets if has_picture(bytes(packet)))
     if pictures != frames:
         raise RecordingError(
@@ -387,7 +394,8 @@ class ClipFileThread:
     """What ``ClipWriter`` and ``stream.ClipMuxer`` share: one fragmented MP4 at ``path``
     (``MUX_OPTIONS``, created O_EXCL) written by one daemon thread from a bounded queue,
     hashed as written, fsynced every ``fsync_interval_s`` and at the end (the directory too),
-    cut back to its last whole fragment after a failure.
+    cut back to its last whole fragment after a failure. Its one H.264 stream is what an
+    encoder with ``settings`` makes (``width``, ``height`` and ``fps`` are theirs).
 
     A subclass sets ``_container`` (before the first fragment), queues its items with
     ``_put`` and says in ``_consume`` how one item becomes fragments (counting ``_packets``
@@ -399,16 +407,11 @@ class ClipFileThread:
     _kind = "clip writer"  # for the log lines of a blocked caller
 
     def __init__(
-        self,
-        path: Path,
-        width: int,
-        height: int,
-        fps: float,
-        fsync_interval_s: float,
-        max_queue: int,
+        self, path: Path, settings: EncoderSettings, fsync_interval_s: float, max_queue: int
     ) -> None:
         self.path = Path(path)
-        self.width, self.height, self.fps = width, height, float(fps)
+        self.settings = settings
+        self.width, self.height, self.fps = settings.width, settings.height, float(settings.fps)
         self._fsync_interval = fsync_interval_s
         self._nominal_ticks = max(1, round(_TICKS / self.fps))
         self._max_queue = max_queue
@@ -628,8 +631,8 @@ class ClipWriter(ClipFileThread):
 
     Threads: libx264 ultrafast costs ~8 ms of CPU per 1080p frame on the 2-core x86 dev
     box (more under load, and a Pi is slower), so ``write`` never encodes. It only enqueues
-    the array (no copy: do not modify it afterwards) on a bounded queue of ``max_queue_s``
-    seconds of frames and returns. One daemon thread owned by this writer ("clip-writer")
+    the array (no copy: do not modify it afterwards) on a bounded queue of 2 s of frames
+    (``_CLIP_QUEUE_S``) and returns. One daemon thread owned by this writer ("clip-writer")
     encodes, muxes, hashes and fsyncs; it is the only thread touching the PyAV objects. When
     the queue is full ``write`` blocks (logging a warning when it is long) until there is
     room; frames are never dropped. An error in the thread is stored and raised as
@@ -642,18 +645,15 @@ class ClipWriter(ClipFileThread):
     video plus whatever was queued; a killed process loses only the last frame or two. After
     a write error the file is cut back to its last complete fragment and left in place.
 
-    ``threads`` is libx264's thread count (0 = its automatic choice, sliced threads because
-    of ``tune=zerolatency``, so no added latency).
-
-    Encoders: ``encoder="libx264"`` (``preset``, ``crf``, ``threads``) or ``"h264_v4l2m2m"``,
-    a Pi 4's hardware encoder (``bitrate_kbps``; it has no CRF). Either may hand packets back
-    some frames late (the V4L2 encoder keeps several buffers in flight): ``finish`` drains
-    the encoder, and only then must every frame have its packet. Packets without a dts get
-    dts = pts (no B-frames). An encoder that gives no SPS/PPS at open time (h264_v4l2m2m;
-    libx264 with ``global_header=False``, which exists to test this path) has them taken
-    from its first packet into the stream's extradata before the file header is written, so
-    the ``avcC`` box is complete; a packet of parameter sets alone is joined to the picture
-    after it, so the file has one sample per frame.
+    Encoders (``settings``, an ``EncoderSettings``): ``encoder="libx264"`` (``preset``,
+    ``crf``, ``threads``) or ``"h264_v4l2m2m"``, a Pi 4's hardware encoder (``bitrate_kbps``;
+    it has no CRF). Either may hand packets back some frames late (the V4L2 encoder keeps
+    several buffers in flight): ``finish`` drains the encoder, and only then must every frame
+    have its packet. Packets without a dts get dts = pts (no B-frames). An encoder that gives
+    no SPS/PPS at open time (h264_v4l2m2m; libx264 with ``global_header=False``, which exists
+    to test this path) has them taken from its first packet into the stream's extradata
+    before the file header is written, so the ``avcC`` box is complete; a packet of parameter
+    sets alone is joined to the picture after it, so the file has one sample per frame.
     """
 
     _kind = "encoder"
@@ -661,31 +661,24 @@ class ClipWriter(ClipFileThread):
     def __init__(
         self,
         path: Path,
-        width: int,
-        height: int,
-        fps: float,
+        settings: EncoderSettings,
         *,
-        preset: str = "ultrafast",
-        crf: int = 23,
-        keyframe_interval_s: float = 4.0,
         fsync_interval_s: float = 1.0,
-        threads: int = 0,
-        max_queue_s: float = 2.0,
-        encoder: str = "libx264",
-        bitrate_kbps: int = 4000,
-        global_header: bool = True,
     ) -> None:
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {encoder!r}")
-        if bitrate_kbps <= 0:
+        s = settings
+        if s.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {s.encoder!r}")
+        if s.bitrate_kbps <= 0:
             raise ValueError("bitrate_kbps must be positive")
-        if width <= 0 or height <= 0 or width % 2 or height % 2:
-            raise ValueError(f"width and height must be positive and even, got {width}x{height}")
-        if fps <= 0 or keyframe_interval_s <= 0 or fsync_interval_s <= 0 or max_queue_s <= 0:
+        if s.width <= 0 or s.height <= 0 or s.width % 2 or s.height % 2:
+            raise ValueError(
+                f"width and height must be positive and even, got {s.width}x{s.height}"
+            )
+        if s.fps <= 0 or s.keyframe_interval_s <= 0 or fsync_interval_s <= 0:
             raise ValueError("fps and the intervals must be positive")
-        max_queue = max(2, math.ceil(max_queue_s * float(fps)))
-        super().__init__(path, width, height, fps, fsync_interval_s, max_queue)
-        self.encoder = encoder
+        max_queue = max(2, math.ceil(_CLIP_QUEUE_S * float(s.fps)))
+        super().__init__(path, s, fsync_interval_s, max_queue)
+        self.encoder = s.encoder
         # Written by the caller's thread only.
         self._frames_written = 0
         self._nudged = 0
@@ -698,29 +691,19 @@ class ClipWriter(ClipFileThread):
             self._container = av.open(
                 self._file, "w", format="mp4", options=dict(MUX_OPTIONS), buffer_size=1 << 18
             )
+            x264 = _x264_options(s.preset, s.crf, s.threads) if s.encoder == "libx264" else None
             stream = cast(  # add_stream is typed for any codec name; H.264's is a video stream
                 "VideoStream",
                 self._container.add_stream(
-                    encoder,
-                    rate=Fraction(self.fps).limit_denominator(1001),
-                    options=_x264_options(preset, crf, threads) if encoder == "libx264" else None,
+                    s.encoder, rate=Fraction(self.fps).limit_denominator(1001), options=x264
                 ),
             )
             stream.time_base = TIME_BASE
             ctx = stream.codec_context
-            _configure_encoder(
-                ctx,
-                encoder=encoder,
-                width=width,
-                height=height,
-                fps=self.fps,
-                keyframe_interval_s=keyframe_interval_s,
-                bitrate_kbps=bitrate_kbps,
-            )
-            if not global_header:
+            _configure_encoder(ctx, s)
+            if not s.global_header:
                 ctx.flags = int(ctx.flags) & ~int(av.codec.context.Flags.global_header)
-            hw = hw_settings(width, height, self.fps, bitrate_kbps, keyframe_interval_s)
-            open_encoder(ctx, encoder, hw)
+            open_encoder(ctx, s)
             # No SPS/PPS yet (h264_v4l2m2m): the muxer would write an empty avcC with the
             # empty moov, and no player could open the file. Take them from the first packet.
             self._needs_headers = not ctx.extradata
@@ -728,21 +711,23 @@ class ClipWriter(ClipFileThread):
         except Exception as exc:
             self._file.close()
             self.path.unlink(missing_ok=True)  # our own empty file, nothing was written
-            hint = encoder_unusable_hint(encoder)
+            hint = encoder_unusable_hint(s.encoder)
             raise RecordingError(
-                f"cannot set up the H.264/MP4 encoder {encoder} for {self.path}: "
+                f"cannot set up the H.264/MP4 encoder {s.encoder} for {self.path}: "
                 f"{_describe(exc)}" + (f". {hint}" if hint else "")
             ) from exc
 
         self._start("clip-writer")
-        quality = f"preset={preset} crf={crf}" if encoder == "libx264" else f"{bitrate_kbps} kb/s"
+        quality = (
+            f"preset={s.preset} crf={s.crf}" if s.encoder == "libx264" else f"{s.bitrate_kbps} kb/s"
+        )
         log.info(
             "clip started path=%s encoder=%s %s size=%dx%d fps=%.3g gop=%d",
             self.path,
-            encoder,
+            s.encoder,
             quality,
-            width,
-            height,
+            s.width,
+            s.height,
             self.fps,
             stream.gop_size,
         )
@@ -877,6 +862,7 @@ __all__ = [
     "TIME_BASE",
     "ClipFileThread",
     "ClipWriter",
+    "EncoderSettings",
     "FinishedFile",
     "encoder_failed",
     "encoder_unusable_hint",

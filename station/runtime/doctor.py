@@ -43,7 +43,7 @@ from station.proof.keys import fingerprint
 from station.proof.paths import ProofPaths
 from station.proof.tsa import request_token
 from station.recording.h264_limits import h264_level, i_period, keyframe_problem
-from station.recording.writer import TIME_BASE, encoder_context, encoder_failed
+from station.recording.writer import TIME_BASE, EncoderSettings, encoder_context, encoder_failed
 from station.runtime.clock import clock_synced
 from station.store.clips import ClipTable
 from station.store.files import write_json_atomic
@@ -310,21 +310,14 @@ def check_pedal(cfg: Config, probes: Probes) -> Check:
 
 
 def encoder_probe(
-    encoder: str,
-    width: int,
-    height: int,
-    fps: float,
-    *,
-    bitrate_kbps: int,
-    keyframe_interval_s: float,
-    preset: str = "ultrafast",
-    crf: int = 23,
-    frames: int | None = None,
+    settings: EncoderSettings, *, frames: int | None = None
 ) -> tuple[float, list[bool], int]:
-    """Encode synthetic frames as the station would; (frames per second, key-frame flags,
-    bytes). Raises ``RecordingError`` when the encoder cannot be opened."""
+    """Encode synthetic frames as the station would with ``settings`` (libx264 on one
+    thread); (frames per second, key-frame flags, bytes). Raises ``RecordingError`` when the
+    encoder cannot be opened."""
 
-    period = i_period(fps, keyframe_interval_s)
+    width, height, fps = settings.width, settings.height, settings.fps
+    period = i_period(fps, settings.keyframe_interval_s)
     n = frames if frames is not None else 2 * period + 1
     ticks = TIME_BASE.denominator // TIME_BASE.numerator
     y = np.add.outer(np.arange(height), np.arange(width)).astype(np.uint8)
@@ -336,16 +329,7 @@ def encoder_probe(
         img[height:] = 128
         planes.append(img)
     try:
-        ctx = encoder_context(
-            encoder,
-            width=width,
-            height=height,
-            fps=fps,
-            keyframe_interval_s=keyframe_interval_s,
-            bitrate_kbps=bitrate_kbps,
-            preset=preset,
-            crf=crf,
-        )
+        ctx = encoder_context(settings.for_probe())
         keys: list[bool] = []
         size = 0
         t0 = time.perf_counter()
@@ -360,7 +344,7 @@ def encoder_probe(
                 size += packet.size
         elapsed = time.perf_counter() - t0
     except Exception as exc:
-        raise encoder_failed(encoder, width, height, exc) from exc
+        raise encoder_failed(settings, exc) from exc
     return n / elapsed if elapsed > 0 else float("inf"), keys, size
 
 
@@ -372,18 +356,9 @@ def check_encoder(cfg: Config, probes: Probes, *, quick: bool = False) -> Check:
     # At start-up libx264 (which keeps its GOP) only gets a short speed test, so the station
     # does not lose frames to a long probe; the hardware encoder's key frames are checked.
     frames = None if not quick else (period + 1 if kind == "hardware" else min(period + 1, 30))
+    settings = EncoderSettings.from_recorder(r, c.width, c.height, c.fps)
     try:
-        fps, keys, size = encoder_probe(
-            r.encoder,
-            c.width,
-            c.height,
-            c.fps,
-            bitrate_kbps=r.bitrate_kbps,
-            keyframe_interval_s=r.keyframe_interval_s,
-            preset=r.preset,
-            crf=r.crf,
-            frames=frames,
-        )
+        fps, keys, size = encoder_probe(settings, frames=frames)
     except RecordingError as exc:
         return Check(
             "encoder", FAIL, str(exc), 'on a Pi 5 or a PC use recorder.encoder = "libx264"'

@@ -23,10 +23,10 @@ ODD_ORDERS = [".", "..", "../../etc/passwd", "/leading-slash", "a/./b"]
 
 def _noisy_mp4(path: Path, seconds: float = 6.0, fps: int = 25) -> Path:
     """A clip in the station's format that is several MB (noise does not compress)."""
-    from station.recording.writer import ClipWriter, to_i420
+    from station.recording.writer import ClipWriter, EncoderSettings, to_i420
 
     rng = np.random.default_rng(5)
-    writer = ClipWriter(path, 320, 240, fps, keyframe_interval_s=1.0)
+    writer = ClipWriter(path, EncoderSettings(320, 240, fps, keyframe_interval_s=1.0))
     for i in range(round(seconds * fps)):
         writer.write(to_i420(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)), i / fps)
     writer.finish()
