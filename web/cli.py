@@ -10,7 +10,7 @@ import secrets
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from typing import IO, Any, TextIO
 
@@ -22,7 +22,7 @@ from station.errors import StationError
 from station.runtime.sdnotify import Notifier
 from web import create_app
 from web.backends import SiteBackend
-from web.db import ROLES, AccountError, WebDB
+from web.db import ROLES, AccountError, StationGroup, User, WebDB
 from web.uploads import FRAMING, waitress_channel
 from web.verify import spool_of
 
@@ -237,17 +237,42 @@ def read_new_password(
     return first
 
 
+NO_ACCOUNTS = "no accounts; create one with: packcam user add NAME --role admin\n"
+NO_GROUPS = "no station groups; create one with: packcam group add NAME\n"
+
+
+def _open_db(args: argparse.Namespace) -> closing[WebDB]:
+    """The accounts database in the data directory of the configuration ``args`` name."""
+    return closing(WebDB.in_data_dir(load_config(args).station.data_dir))
+
+
+def _names(names: Iterable[str]) -> str:
+    """Names in a listing: comma-separated, "-" for none."""
+    return ",".join(names) or "-"
+
+
+def _user_line(db: WebDB, u: User) -> str:
+    return (
+        f"{u.name}\t{u.role}\tcreated {u.created_utc}\t"
+        f"last login {u.last_login_utc or '-'}\tgroups {_names(db.user_groups(u.id))}\n"
+    )
+
+
+def _group_line(g: StationGroup) -> str:
+    return f"{g.name}\tstations {_names(g.stations)}\tmembers {_names(g.members)}\n"
+
+
+def _write_list(out: IO[str], lines: list[str], empty: str) -> None:
+    """What ``user list`` and ``group list`` print: the lines, or ``empty`` when there are
+    none (it says how to make the first)."""
+    out.write("".join(lines) if lines else empty)
+
+
 def cmd_user(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
-    with closing(WebDB.in_data_dir(load_config(args).station.data_dir)) as db:
+    with _open_db(args) as db:
         if args.user_command == "list":
-            users = db.users()
-            if not users:
-                out.write("no accounts; create one with: packcam user add NAME --role admin\n")
-            for u in users:
-                names = ",".join(db.user_groups(u.id)) or "-"
-                out.write(f"{u.name}\t{u.role}\tcreated {u.created_utc}\t"
-                          f"last login {u.last_login_utc or '-'}\tgroups {names}\n")  # fmt: skip
+            _write_list(out, [_user_line(db, u) for u in db.users()], NO_ACCOUNTS)
         elif args.user_command == "add":
             if db.user(args.name) is not None:
                 raise AccountError(f"account {args.name!r} already exists")
@@ -282,14 +307,9 @@ SCOPE_NOTE = (
 
 def cmd_group(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
-    with closing(WebDB.in_data_dir(load_config(args).station.data_dir)) as db:
+    with _open_db(args) as db:
         if args.group_command == "list":
-            groups = db.groups()
-            if not groups:
-                out.write("no station groups; create one with: packcam group add NAME\n")
-            for g in groups:
-                out.write(f"{g.name}\tstations {','.join(g.stations) or '-'}\t"
-                          f"members {','.join(g.members) or '-'}\n")  # fmt: skip
+            _write_list(out, [_group_line(g) for g in db.groups()], NO_GROUPS)
         elif args.group_command == "add":
             db.add_group(args.name)
             out.write(f"station group {args.name} created\n")
@@ -299,11 +319,11 @@ def cmd_group(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
         elif args.group_command == "stations":
             db.change_group_stations(args.name, args.add or (), args.remove or ())
             (g,) = [g for g in db.groups() if g.name == args.name]
-            out.write(f"{g.name}\tstations {','.join(g.stations) or '-'}\n")
+            out.write(f"{g.name}\tstations {_names(g.stations)}\n")
         elif args.group_command == "members":
             db.change_group_members(args.name, args.add or (), args.remove or ())
             (g,) = [g for g in db.groups() if g.name == args.name]
-            out.write(f"{g.name}\tmembers {','.join(g.members) or '-'}\n")
+            out.write(f"{g.name}\tmembers {_names(g.members)}\n")
     return 0
 
 

@@ -43,7 +43,41 @@ def read_capped(
         yield chunk, dropped
 
 
-class StdinScanner:
+class ThreadedScanner:
+    """The lifecycle of a scan source read on a daemon thread: ``_run`` (the subclass's reader)
+    puts events into an ``EventQueue``, ``poll`` drains it, ``stop`` sets the stop event and
+    waits at most ``join_timeout_s`` for the thread, after which the source may be started
+    again.
+    """
+
+    join_timeout_s: float  # how long ``stop`` waits for the reader thread
+
+    def __init__(self, queue_name: str) -> None:
+        self._queue = EventQueue(queue_name)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _start_reader(self, name: str) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"{type(self).__name__} already started")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def poll(self, now: float) -> list[InputEvent]:
+        return self._queue.drain()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.join_timeout_s)
+            self._thread = None
+
+
+class StdinScanner(ThreadedScanner):
     """Scans typed or piped on standard input, one per line (a keyboard-wedge scanner on a
     terminal, or a test harness).
 
@@ -51,24 +85,21 @@ class StdinScanner:
     ``RawScan(text, "stdin", time.monotonic())``. Bytes that are not UTF-8 are replaced, lines
     longer than ``MAX_LINE`` characters are cut there (the rest is discarded and logged); what
     the text means is decided elsewhere. End of input ends the thread. ``stop`` cannot interrupt
-    a blocked read on a terminal, which is why the thread is a daemon.
+    a blocked read on a terminal, which is why the thread is a daemon (and ``stop`` waits for
+    it only briefly).
     """
 
+    join_timeout_s = 0.2
+
     def __init__(self, stream: IO[str] | IO[bytes] | None = None, source: str = "stdin") -> None:
+        super().__init__(f"{source} scanner")
         self._stream = stream if stream is not None else sys.stdin
         self.source = source
-        self._queue = EventQueue(f"{source} scanner")
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.lines = 0
         self.eof = threading.Event()
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("StdinScanner already started")
-        self._thread = threading.Thread(target=self._run, name=f"{self.source}-scanner",
-                                        daemon=True)  # fmt: skip
-        self._thread.start()
+        self._start_reader(f"{self.source}-scanner")
 
     def _run(self) -> None:
         stream = self._stream
@@ -93,14 +124,6 @@ class StdinScanner:
         finally:
             log.info("%s: end of input after %d lines", self.source, self.lines)
             self.eof.set()
-
-    def poll(self, now: float) -> list[InputEvent]:
-        return self._queue.drain()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=0.2)
 
 
 class ScriptedScanner:
@@ -154,5 +177,6 @@ __all__ = [
     "EventQueue",
     "ScriptedScanner",
     "StdinScanner",
+    "ThreadedScanner",
     "read_capped",
 ]

@@ -16,7 +16,7 @@ import station
 from station.config import Config
 from station.fleet.central_sync import read_token
 from station.floor.events import EventKind, StationEvent, StationEvents
-from station.floor.eventworker import QueueWorker
+from station.floor.eventworker import OrderEventWorker
 from station.store.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def describe(refs: list[dict[str, Any]]) -> str:
     return ", ".join(f"clip {r['clip_id']} at {r['station']}" for r in refs)
 
 
-class FleetDuplicates:
+class FleetDuplicates(OrderEventWorker):
     """An event listener: for each order started here, ask the central index
     (``GET /api/fleet/v1/order-clips?order=``) on its own thread ("fleet-duplicates"),
     waiting at most ``[central] duplicate_timeout_s``, whether other stations recorded it.
@@ -97,6 +97,10 @@ class FleetDuplicates:
     logged (at most once a minute), with no event for the packer.
     """
 
+    thread_name = "fleet-duplicates"
+    work = "fleet duplicate check"
+    max_queue = 32
+
     def __init__(
         self,
         cfg: Config,
@@ -106,7 +110,6 @@ class FleetDuplicates:
         *,
         token: str,
         fetch: Fetcher = http_get,
-        max_queue: int = 32,
     ) -> None:
         self.station = cfg.station.name
         self.base = cfg.central.url.rstrip("/") + "/api/fleet/v1/order-clips?order="
@@ -119,22 +122,14 @@ class FleetDuplicates:
         self._pending: dict[str, tuple[list[dict[str, Any]], float]] = {}
         self._next_log = 0.0
         self.checked = 0  # answers received (tests and the log)
-        self._worker: QueueWorker[StationEvent] = QueueWorker(
-            "fleet-duplicates",
-            self._handle,
-            lambda event: f"fleet duplicate check of {event.order_id!r}",
-            max_queue=max_queue,
-            close_timeout_s=self.timeout_s + 1,
-        )
+        super().__init__(self._handle, timeout_s=self.timeout_s)
 
-    def on_event(self, event: StationEvent) -> None:
+    def wants(self, event: StationEvent) -> bool:
         if event.order_id is None:
-            return
-        if event.kind is EventKind.CLIP_SEALED and not self._pending:
-            return
-        if event.kind not in (EventKind.ORDER_STARTED, EventKind.CLIP_SEALED):
-            return
-        self._worker.submit(event)
+            return False
+        if event.kind is EventKind.CLIP_SEALED:
+            return bool(self._pending)
+        return event.kind is EventKind.ORDER_STARTED
 
     def _handle(self, event: StationEvent) -> None:
         if event.kind is EventKind.ORDER_STARTED:
@@ -208,9 +203,6 @@ class FleetDuplicates:
             self.ledger.set_repack_of_fleet(clip_id, got[0])
             log.info("clip %d of %r linked to %s in the index", clip_id, event.order_id,
                      describe(got[0]))  # fmt: skip
-
-    def close(self) -> None:
-        self._worker.close()
 
 
 def build_duplicates(

@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from station.floor.events import StationEvent
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -64,3 +66,36 @@ class QueueWorker(Generic[T]):
             except queue.Full:
                 return
             self._thread.join(timeout=self._close_timeout_s)
+
+
+class OrderEventWorker:
+    """Base of the event listeners that work on an order's events off the capture loop.
+
+    ``on_event`` submits each event ``wants`` to a ``QueueWorker`` thread (named
+    ``thread_name``, at most ``max_queue`` events waiting) that runs ``handle``; a full queue
+    drops the event, logged as "<work> of '<order>'". ``close`` stops after the queued events,
+    waiting at most ``timeout_s`` (the handler's own timeout) + 1 s.
+    """
+
+    thread_name: str
+    work: str  # what the handler does, for the log ("order lookup")
+    max_queue: int
+
+    def __init__(self, handle: Callable[[StationEvent], object], *, timeout_s: float) -> None:
+        self._worker: QueueWorker[StationEvent] = QueueWorker(
+            self.thread_name,
+            handle,
+            lambda event: f"{self.work} of {event.order_id!r}",
+            max_queue=self.max_queue,
+            close_timeout_s=timeout_s + 1,
+        )
+
+    def wants(self, event: StationEvent) -> bool:
+        raise NotImplementedError
+
+    def on_event(self, event: StationEvent) -> None:
+        if self.wants(event):
+            self._worker.submit(event)
+
+    def close(self) -> None:
+        self._worker.close()

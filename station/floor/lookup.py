@@ -13,7 +13,7 @@ from typing import Any
 
 from station.config import Config
 from station.floor.events import EventKind, StationEvent, StationEvents
-from station.floor.eventworker import QueueWorker
+from station.floor.eventworker import OrderEventWorker
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def http_get(url: str, headers: Mapping[str, str], timeout: float) -> bytes:
     return data
 
 
-class OrderLookup:
+class OrderLookup(OrderEventWorker):
     """An event listener: on each order started, fetch the order's items on its own thread
     ("order-lookup"), put them into the open clip's manifest (``annotate``) and announce them
     as ORDER_ITEMS (the station screen shows them).
@@ -82,6 +82,10 @@ class OrderLookup:
     answer that arrives after the clip ended is shown but cannot be in that clip's manifest.
     """
 
+    thread_name = "order-lookup"
+    work = "order lookup"
+    max_queue = 16
+
     def __init__(
         self,
         cfg: Config,
@@ -89,7 +93,6 @@ class OrderLookup:
         annotate: Annotate,
         *,
         fetch: Fetcher = http_get,
-        max_queue: int = 16,
     ) -> None:
         self.template = cfg.lookup.url_template
         self.headers = dict(cfg.lookup.headers)
@@ -97,18 +100,10 @@ class OrderLookup:
         self.events = events
         self.annotate = annotate
         self._fetch = fetch
-        self._worker: QueueWorker[StationEvent] = QueueWorker(
-            "order-lookup",
-            self.lookup,
-            lambda event: f"order lookup of {event.order_id!r}",
-            max_queue=max_queue,
-            close_timeout_s=self.timeout_s + 1,
-        )
+        super().__init__(self.lookup, timeout_s=self.timeout_s)
 
-    def on_event(self, event: StationEvent) -> None:
-        if event.kind is not EventKind.ORDER_STARTED or event.order_id is None:
-            return
-        self._worker.submit(event)
+    def wants(self, event: StationEvent) -> bool:
+        return event.kind is EventKind.ORDER_STARTED and event.order_id is not None
 
     def lookup(self, event: StationEvent) -> dict[str, Any]:
         assert event.order_id is not None
@@ -134,9 +129,6 @@ class OrderLookup:
             EventKind.ORDER_ITEMS, event.t, event.order_id, **result, in_manifest=in_manifest
         )
         return result
-
-    def close(self) -> None:
-        self._worker.close()
 
 
 def build_lookup(cfg: Config, events: StationEvents, annotate: Annotate) -> OrderLookup | None:

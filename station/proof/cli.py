@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from station.cliargs import EXIT_OK, add_config, add_data, load_config
+from station.config import Config
 from station.errors import ConfigError
 from station.proof import ProofError, rotation
 from station.proof.bundle import export_order
@@ -53,6 +54,20 @@ def _bound(args: argparse.Namespace) -> TimeBound:
     return TimeBound(max_delay_s=args.max_delay * 60.0)
 
 
+def _config_and_paths(args: argparse.Namespace) -> tuple[Config, ProofPaths]:
+    """The configuration the command line names, and the proof files it puts where."""
+    cfg = load_config(args)
+    return cfg, ProofPaths.from_config(cfg)
+
+
+def _print_key(first_line: str, public_key: Path, fingerprint: str, *, width: int) -> None:
+    """A station key made or found: ``first_line`` names its private file, then its public
+    half and fingerprint follow, their labels padded to ``width``."""
+    print(first_line)
+    print(f"{'public key':{width}} {public_key}")
+    print(f"{'fingerprint':{width}} {fingerprint}")
+
+
 def _print_report(report: Report, as_json: bool) -> int:
     if as_json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
@@ -66,27 +81,30 @@ def _print_report(report: Report, as_json: bool) -> int:
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
-    paths = ProofPaths.from_config(load_config(args))
+    _, paths = _config_and_paths(args)
     paths.ensure_dirs()
     key, created = StationKey.load_or_create(paths.key, public_path=paths.public_key)
-    print(f"{'created' if created else 'existing'} station key {paths.key} (mode 0600)")
-    print(f"public key  {paths.public_key}")
-    print(f"fingerprint {key.fingerprint}")
+    made = "created" if created else "existing"
+    _print_key(
+        f"{made} station key {paths.key} (mode 0600)", paths.public_key, key.fingerprint, width=11
+    )
     return EXIT_OK
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
-    cfg = load_config(args)
-    paths = ProofPaths.from_config(cfg)
+    cfg, paths = _config_and_paths(args)
     try:
         with data_dir_lock(cfg.station.data_dir):
             if args.prepare:
                 key = rotation.prepare(paths)
                 files = rotation.RotationFiles.of(paths)
-                print(f"successor key {files.next_key} (mode 0600), not in use yet")
-                print(f"public key    {files.next_public}")
-                print(f"fingerprint   {key.fingerprint}")
+                _print_key(
+                    f"successor key {files.next_key} (mode 0600), not in use yet",
+                    files.next_public,
+                    key.fingerprint,
+                    width=13,
+                )
                 print(
                     "next: on the CA machine, `packcam ca issue "
                     f"{cfg.station.name} --station-key station-key.next.pub.pem --out DIR`, "
@@ -133,8 +151,7 @@ def cmd_ca_init(args: argparse.Namespace) -> int:
 
 
 def cmd_ca_issue(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
-    paths = ProofPaths.from_config(cfg)
+    cfg, paths = _config_and_paths(args)
     ca = CompanyCa.load(Path(args.ca_dir) if args.ca_dir else paths.ca_dir)
     if args.station_key:
         pub = load_public_pem(Path(args.station_key).read_bytes())
@@ -227,8 +244,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
-    paths = ProofPaths.from_config(cfg)
+    cfg, paths = _config_and_paths(args)
     plog = ProofLog.in_data_dir(cfg.station.data_dir)
     try:
         cp = plog.checkpoint(StationKey.load(paths.key), cfg.station.name)

@@ -51,7 +51,24 @@ def checkpoint_body(
     }
 
 
-class ProofLog:
+class MerkleView:
+    """The tree hash and proofs of a log, over its ``leaf_hashes`` (the live log, an archived
+    one)."""
+
+    def leaf_hashes(self, size: int | None = None) -> list[bytes]:
+        raise NotImplementedError
+
+    def root(self, size: int | None = None) -> bytes:
+        return merkle.root(self.leaf_hashes(size))
+
+    def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
+        return merkle.inclusion_proof(seq, self.leaf_hashes(size))
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        return merkle.consistency_proof(old_size, self.leaf_hashes(new_size))
+
+
+class ProofLog(MerkleView):
     """The station's append-only log (tables ``proof_*`` of the index, owned by ProofTables).
 
     Opened on a path (its own connection beside the Ledger's; WAL lets them share the file), on
@@ -147,15 +164,6 @@ class ProofLog:
         last = self.tables.manifests(len(self._leaves) - 1, len(self._leaves))
         return bool(last) and merkle.leaf_hash(last[0]) == self._leaves[-1]
 
-    def root(self, size: int | None = None) -> bytes:
-        return merkle.root(self.leaf_hashes(size))
-
-    def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
-        return merkle.inclusion_proof(seq, self.leaf_hashes(size))
-
-    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
-        return merkle.consistency_proof(old_size, self.leaf_hashes(new_size))
-
     # ---- checkpoints ----------------------------------------------------------------------
 
     def checkpoint(self, key: StationKey, station: str) -> Checkpoint | None:
@@ -250,7 +258,7 @@ class ProofLog:
         return self.tables.archived_entries_for_clip(sha256)
 
 
-class ArchivedLog:
+class ArchivedLog(MerkleView):
     """The closed log of a retired key (tables ``proof_archive_*``; triggers refuse changes):
     the read side of ``ProofLog`` that export and verification need. Its last checkpoint is
     the final one of the rotation; timestamps are looked up in the live table (tokens for
@@ -277,15 +285,6 @@ class ArchivedLog:
         if n > len(self._leaves):
             raise ProofError(f"archived log has fewer than {n} leaves")
         return self._leaves[:n]
-
-    def root(self, size: int | None = None) -> bytes:
-        return merkle.root(self.leaf_hashes(size))
-
-    def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
-        return merkle.inclusion_proof(seq, self.leaf_hashes(size))
-
-    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
-        return merkle.consistency_proof(old_size, self.leaf_hashes(new_size))
 
     def checkpoints(self) -> list[Checkpoint]:
         return self.live.tables.archived_checkpoints(self.key)

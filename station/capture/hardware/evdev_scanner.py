@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from station.capture.eventqueue import MAX_LINE, EventQueue
-from station.capture.frames import InputEvent, RawScan
+from station.capture.eventqueue import MAX_LINE
+from station.capture.frames import RawScan
+from station.capture.scanner import ThreadedScanner
 from station.errors import ScannerError
 
 log = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ def scanner_report(
         dev.close()
 
 
-class EvdevScanner:
+class EvdevScanner(ThreadedScanner):
     """A keyboard-wedge USB barcode scanner read from /dev/input with python-evdev.
 
     The device is ``device`` (an event node or a stable /dev/input/by-id path) or, when empty,
@@ -263,6 +264,8 @@ class EvdevScanner:
     permission: the user must be in group ``input``.
     """
 
+    join_timeout_s = 2.0
+
     def __init__(
         self,
         device: str = "",
@@ -277,9 +280,7 @@ class EvdevScanner:
         self.grab = grab
         self._evdev = evdev_module
         self.retry_max_s = retry_max_s
-        self._queue = EventQueue("evdev scanner")
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__("evdev scanner")
         self.connected = threading.Event()
         self.device_path = ""
         self.device_name = ""
@@ -287,23 +288,9 @@ class EvdevScanner:
         self.reconnects = 0
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("EvdevScanner already started")
         if self._evdev is None:
             self._evdev = import_evdev()
-        self._decoder = KeyDecoder(self._evdev.ecodes)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="evdev-scanner", daemon=True)
-        self._thread.start()
-
-    def poll(self, now: float) -> list[InputEvent]:
-        return self._queue.drain()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
+        self._start_reader("evdev-scanner")
 
     # ---- the reader thread ----------------------------------------------------------------
 
@@ -336,6 +323,7 @@ class EvdevScanner:
         return dev
 
     def _run(self) -> None:
+        self._decoder = KeyDecoder(self._evdev.ecodes)
         delay = 0.25
         missing_logged = False
         while not self._stop.is_set():
