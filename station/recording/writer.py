@@ -10,6 +10,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -263,6 +264,29 @@ def encoder_failed(settings: EncoderSettings, exc: BaseException) -> RecordingEr
     )
 
 
+def encode_test_frames(
+    settings: EncoderSettings, pictures: Sequence[np.ndarray], count: int
+) -> tuple[list[av.Packet[Any]], float]:
+    """Encode ``count`` I420 frames in memory, cycling through ``pictures``, with the probe
+    set-up of ``settings`` (``for_probe``), and flush: (the packets, the seconds spent
+    encoding). Raises ``RecordingError`` when the encoder cannot be opened or fails."""
+    try:
+        ctx = encoder_context(settings.for_probe())
+        step = max(1, round(_TICKS / settings.fps))
+        packets: list[av.Packet[Any]] = []
+        t0 = time.perf_counter()
+        for i in range(count):
+            frame = av.VideoFrame.from_ndarray(pictures[i % len(pictures)], format="yuv420p")
+            frame.pts = i * step
+            frame.time_base = TIME_BASE
+            packets += ctx.encode(frame)
+        packets += ctx.encode(None)
+        elapsed = time.perf_counter() - t0
+    except Exception as exc:
+        raise encoder_failed(settings, exc) from exc
+    return packets, elapsed
+
+
 def probe_encoder(settings: EncoderSettings, *, frames: int = 3) -> None:
     """Open the encoder of ``settings`` and encode a few grey frames in memory, or raise
     ``RecordingError``.
@@ -271,21 +295,11 @@ def probe_encoder(settings: EncoderSettings, *, frames: int = 3) -> None:
     missing (or busy, or refuses the size) before the first order, not in the middle of one.
     Nothing is written to disk.
     """
-    encoder, width, height, fps = settings.encoder, settings.width, settings.height, settings.fps
+    encoder, width, height = settings.encoder, settings.width, settings.height
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}")
-    try:
-        ctx = encoder_context(settings.for_probe())
-        grey = np.full((height * 3 // 2, width), 128, np.uint8)
-        packets = []
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(grey, format="yuv420p")
-            frame.pts = i * max(1, round(_TICKS / fps))
-            frame.time_base = TIME_BASE
-            packets += ctx.encode(frame)
-        packets += ctx.encode(None)
-    except Exception as exc:
-        raise encoder_failed(settings, exc) from exc
+    grey = np.full((height * 3 // 2, width), 128, np.uint8)
+    packets, _ = encode_test_frames(settings, [grey], frames)
     pictures = sum(1 for packet in packets if has_picture(bytes(packet)))
     if pictures != frames:
         raise RecordingError(

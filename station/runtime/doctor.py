@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -43,7 +42,7 @@ from station.proof.keys import fingerprint
 from station.proof.paths import ProofPaths
 from station.proof.tsa import request_token
 from station.recording.h264_limits import h264_level, i_period, keyframe_problem
-from station.recording.writer import TIME_BASE, EncoderSettings, encoder_context, encoder_failed
+from station.recording.writer import EncoderSettings, encode_test_frames
 from station.runtime.clock import clock_synced
 from station.store.clips import ClipTable
 from station.store.files import write_json_atomic
@@ -316,10 +315,9 @@ def encoder_probe(
     thread); (frames per second, key-frame flags, bytes). Raises ``RecordingError`` when the
     encoder cannot be opened."""
 
-    width, height, fps = settings.width, settings.height, settings.fps
-    period = i_period(fps, settings.keyframe_interval_s)
+    width, height = settings.width, settings.height
+    period = i_period(settings.fps, settings.keyframe_interval_s)
     n = frames if frames is not None else 2 * period + 1
-    ticks = TIME_BASE.denominator // TIME_BASE.numerator
     y = np.add.outer(np.arange(height), np.arange(width)).astype(np.uint8)
     # A gently moving picture (no scene cuts that would add key frames of their own).
     planes = []
@@ -328,23 +326,9 @@ def encoder_probe(
         img[:height] = np.roll(y, 2 * k, axis=1)
         img[height:] = 128
         planes.append(img)
-    try:
-        ctx = encoder_context(settings.for_probe())
-        keys: list[bool] = []
-        size = 0
-        t0 = time.perf_counter()
-        for i in range(n + 1):
-            frame = None
-            if i < n:
-                frame = av.VideoFrame.from_ndarray(planes[i % 8], format="yuv420p")
-                frame.pts = i * max(1, round(ticks / fps))
-                frame.time_base = TIME_BASE
-            for packet in ctx.encode(frame):
-                keys.append(bool(packet.is_keyframe))
-                size += packet.size
-        elapsed = time.perf_counter() - t0
-    except Exception as exc:
-        raise encoder_failed(settings, exc) from exc
+    packets, elapsed = encode_test_frames(settings, planes, n)
+    keys = [bool(packet.is_keyframe) for packet in packets]
+    size = sum(packet.size for packet in packets)
     return n / elapsed if elapsed > 0 else float("inf"), keys, size
 
 
