@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from station.capture.codes import Kind, Rules, classify
+from station.capture.frames import PedalPress
 from station.config import CodesSection, SessionSection
 from station.recording import session as ss
 
@@ -136,7 +137,7 @@ def test_no_clip_ever_lacks_the_packer_signed_in_when_it_started(
                 assert text is not None
                 ev = scan(text, t, "ean13" if text.isdigit() else "")
             case "pedal":
-                ev = ss.Pedal(t)
+                ev = PedalPress(t)
             case "tick":
                 ev = ss.Tick(t)
             case "lost":

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from station.capture.codes import Code, Kind
+from station.capture.frames import PedalPress
 from station.config import SessionSection
 from station.recording.session import (
     CameraBack,
@@ -18,7 +19,6 @@ from station.recording.session import (
     Idle,
     LinkWaybill,
     LogEvent,
-    Pedal,
     Recording,
     RecordingFailed,
     Scanned,
@@ -69,7 +69,7 @@ def test_idle_non_order_scans_are_logged_only(code: Code) -> None:
     assert actions[0].note
 
 
-@pytest.mark.parametrize("event", [Pedal(1.0), Tick(1.0), Tick(1.0, False), EndOfInput(1.0)])
+@pytest.mark.parametrize("event", [PedalPress(1.0), Tick(1.0), Tick(1.0, False), EndOfInput(1.0)])
 def test_idle_ignores_other_events(event) -> None:
     state, actions = step(Idle(), event, RULES)
     assert state == Idle()
@@ -114,7 +114,7 @@ def test_seal_ends_clip(code: Code) -> None:
 
 
 def test_pedal_ends_clip_as_sealed() -> None:
-    state, actions = step(rec(), Pedal(20.0), RULES)
+    state, actions = step(rec(), PedalPress(20.0), RULES)
     assert state == Idle()
     assert actions == [LogEvent("pedal", "", 20.0, "pedal"), StopClip(FinishReason.SEALED, 20.0)]
 
@@ -210,7 +210,7 @@ def test_suspended_handles_scans() -> None:
     dark = Suspended(None, 15.0, order_at_loss="PO-A")  # the camera is still away
     assert step(sus, Scanned(SEAL, 16.0), RULES)[0] == dark
     assert step(sus, Scanned(ORDER_A, 16.0), RULES)[0] == dark
-    assert step(sus, Pedal(16.0), RULES)[0] == dark
+    assert step(sus, PedalPress(16.0), RULES)[0] == dark
     assert step(sus, Scanned(ORDER_B, 16.0), RULES)[0] == Suspended(
         "PO-B", 15.0, order_at_loss="PO-A", scanned_t=16.0
     )
@@ -283,7 +283,7 @@ def test_unknown_state_is_a_programming_error() -> None:
 codes = st.sampled_from([ORDER_A, ORDER_B, WAYBILL, SEAL, CTRL_SEAL, CTRL_TEST, UNKNOWN, ITEM])
 events = st.one_of(
     st.builds(Scanned, codes, st.just(0.0)),
-    st.builds(Pedal, st.just(0.0)),
+    st.builds(PedalPress, st.just(0.0)),
     st.builds(Tick, st.just(0.0), st.booleans()),
     st.builds(EndOfInput, st.just(0.0)),
     st.builds(CameraLost, st.just(0.0)),

@@ -347,7 +347,7 @@ class Station:
 
     def _handle_input(self, ev: InputEvent) -> None:
         if isinstance(ev, PedalPress):
-            self._apply(ss.Pedal(ev.t, ev.source))
+            self._apply(ev)
             return
         if isinstance(ev, PackerPick):
             # The screen's sign-in is the badge by another road: the same session event.

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from station.capture.codes import Code, Kind
+from station.capture.frames import PedalPress
 from station.config import SessionSection
 
 
@@ -93,12 +94,6 @@ class Scanned:
 
 
 @dataclass(frozen=True, slots=True)
-class Pedal:
-    t: float
-    source: str = "pedal"
-
-
-@dataclass(frozen=True, slots=True)
 class Tick:
     """Sent for every frame; ``moving`` is False when the scene did not change."""
 
@@ -154,7 +149,7 @@ class Shutdown:
 
 Event = (
     Scanned
-    | Pedal
+    | PedalPress
     | Tick
     | EndOfInput
     | CameraLost
@@ -309,7 +304,7 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
         if code.kind is Kind.UNKNOWN:
             return state, [_log(event, "matches no order pattern; ignored")]
         return state, [_log(event, "no open order; ignored")]
-    if isinstance(event, Pedal):
+    if isinstance(event, PedalPress):
         return state, [LogEvent("pedal", "", event.t, event.source, "no open order; ignored")]
     if isinstance(event, CameraLost):
         return Suspended(None, event.t), []
@@ -342,7 +337,7 @@ def _step_recording(
         if code.kind is Kind.CONTROL:
             return state, [_log(event, "test scan")]
         return state, [_log(event, "matches no order pattern; ignored")]
-    if isinstance(event, Pedal):
+    if isinstance(event, PedalPress):
         return Idle(), [
             LogEvent("pedal", "", event.t, event.source),
             StopClip(FinishReason.SEALED, event.t),
@@ -408,7 +403,7 @@ def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]
         if _is_seal(code) and state.order_id is not None:
             return closed, [_log(event, "order sealed while the camera was lost")]
         return state, [_log(event, "camera lost; ignored")]
-    if isinstance(event, Pedal):
+    if isinstance(event, PedalPress):
         return closed, [LogEvent("pedal", "", event.t, event.source, "camera lost")]
     if isinstance(event, EndOfInput | Shutdown):
         return Idle(), []
