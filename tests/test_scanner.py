@@ -56,6 +56,24 @@ def test_stdin_survives_binary_garbage_and_huge_lines(caplog: pytest.LogCaptureF
     assert "discarded 5904 more" in caplog.text
 
 
+def test_a_reader_still_blocked_after_stop_keeps_the_scanner_from_starting_twice() -> None:
+    """stop() cannot interrupt a blocked read; a second start would add a second reader."""
+    r, w = os.pipe()
+    with os.fdopen(r, "rb") as stream:
+        scanner = StdinScanner(stream)
+        scanner.start()
+        scanner.stop()  # the reader is still blocked in read(): nothing was written
+        with pytest.raises(RuntimeError, match="already started"):
+            scanner.start()
+        os.write(w, b"PO1\n")
+        os.close(w)  # end of input: the reader ends
+        assert scanner.eof.wait(5.0)
+        scanner.stop()
+        scanner.start()  # the old reader has ended: a restart is allowed
+        scanner.stop()
+    assert scanner.poll(time.monotonic()) == []  # read after the stop: not reported
+
+
 def test_read_capped_never_holds_more_than_the_limit() -> None:
     text = io.StringIO("abc\n" + "x" * 25 + "\nlast")
     chunks = list(read_capped(text.readline, limit=10))

@@ -46,8 +46,8 @@ def read_capped(
 class ThreadedScanner:
     """The lifecycle of a scan source read on a daemon thread: ``_run`` (the subclass's reader)
     puts events into an ``EventQueue``, ``poll`` drains it, ``stop`` sets the stop event and
-    waits at most ``join_timeout_s`` for the thread, after which the source may be started
-    again.
+    waits at most ``join_timeout_s`` for the thread; once the thread has ended the source may
+    be started again.
     """
 
     join_timeout_s: float  # how long ``stop`` waits for the reader thread
@@ -74,7 +74,10 @@ class ThreadedScanner:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.join_timeout_s)
-            self._thread = None
+            # a reader still blocked (stdin on a terminal) keeps its place: a second start
+            # would put two readers on one device
+            if not self._thread.is_alive():
+                self._thread = None
 
 
 class StdinScanner(ThreadedScanner):
