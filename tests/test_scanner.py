@@ -59,14 +59,16 @@ def test_stdin_survives_binary_garbage_and_huge_lines(caplog: pytest.LogCaptureF
 def test_a_reader_still_blocked_after_stop_keeps_the_scanner_from_starting_twice() -> None:
     """stop() cannot interrupt a blocked read; a second start would add a second reader."""
     r, w = os.pipe()
-    with os.fdopen(r, "rb") as stream:
+    with os.fdopen(r, "rb") as stream, os.fdopen(w, "wb", buffering=0) as writer:
         scanner = StdinScanner(stream)
         scanner.start()
-        scanner.stop()  # the reader is still blocked in read(): nothing was written
-        with pytest.raises(RuntimeError, match="already started"):
-            scanner.start()
-        os.write(w, b"PO1\n")
-        os.close(w)  # end of input: the reader ends
+        try:
+            scanner.stop()  # the reader is still blocked in read(): nothing was written
+            with pytest.raises(RuntimeError, match="already started"):
+                scanner.start()
+        finally:
+            writer.write(b"PO1\n")
+            writer.close()  # end of input: every reader ends
         assert scanner.eof.wait(5.0)
         scanner.stop()
         scanner.start()  # the old reader has ended: a restart is allowed
