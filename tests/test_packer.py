@@ -145,9 +145,9 @@ def test_no_clip_ever_lacks_the_packer_signed_in_when_it_started(
             case "back":
                 ev = ss.CameraBack(t)
             case "disk":
-                ev = ss.DiskFull(t)
+                ev = ss.EndClip(t, ss.FinishReason.DISK_FULL)
             case _:
-                ev = ss.Shutdown(t)
+                ev = ss.EndClip(t, ss.FinishReason.INTERRUPTED)
         state, actions = ss.step(state, ev, rules)
         for a in actions:
             if isinstance(a, ss.StartClip):

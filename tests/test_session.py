@@ -10,11 +10,11 @@ from station.capture.codes import Code, Kind
 from station.capture.frames import PedalPress
 from station.config import SessionSection
 from station.recording.session import (
+    STATION_ENDS,
     CameraBack,
     CameraLost,
     ClipRefused,
-    DiskFull,
-    EndOfInput,
+    EndClip,
     FinishReason,
     Idle,
     LinkWaybill,
@@ -22,7 +22,6 @@ from station.recording.session import (
     Recording,
     RecordingFailed,
     Scanned,
-    Shutdown,
     StartClip,
     StopClip,
     Suspended,
@@ -69,7 +68,9 @@ def test_idle_non_order_scans_are_logged_only(code: Code) -> None:
     assert actions[0].note
 
 
-@pytest.mark.parametrize("event", [PedalPress(1.0), Tick(1.0), Tick(1.0, False), EndOfInput(1.0)])
+@pytest.mark.parametrize(
+    "event", [PedalPress(1.0), Tick(1.0), Tick(1.0, False), EndClip(1.0, FinishReason.END_OF_INPUT)]
+)
 def test_idle_ignores_other_events(event) -> None:
     state, actions = step(Idle(), event, RULES)
     assert state == Idle()
@@ -178,7 +179,7 @@ def test_still_timeout_off_by_default() -> None:
 
 
 def test_end_of_input_closes_clip() -> None:
-    state, actions = step(rec(), EndOfInput(40.0), RULES)
+    state, actions = step(rec(), EndClip(40.0, FinishReason.END_OF_INPUT), RULES)
     assert state == Idle()
     assert actions == [StopClip(FinishReason.END_OF_INPUT, 40.0)]
 
@@ -217,8 +218,8 @@ def test_suspended_handles_scans() -> None:
     state, actions = step(sus, Scanned(WAYBILL, 16.0), RULES)
     assert state.waybills == ("SF1234567890123",) and "LinkWaybill" in kinds(actions)
     assert step(sus, Tick(99.0), RULES) == (sus, [])
-    assert step(sus, EndOfInput(99.0), RULES) == (Idle(), [])
-    assert step(sus, Shutdown(99.0), RULES) == (Idle(), [])
+    assert step(sus, EndClip(99.0, FinishReason.END_OF_INPUT), RULES) == (Idle(), [])
+    assert step(sus, EndClip(99.0, FinishReason.INTERRUPTED), RULES) == (Idle(), [])
 
 
 def test_orders_begun_and_sealed_in_the_dark_are_only_logged_the_open_one_starts_at_return():
@@ -238,11 +239,21 @@ def test_orders_begun_and_sealed_in_the_dark_are_only_logged_the_open_one_starts
 
 
 def test_disk_full_finishes_the_clip() -> None:
-    assert step(rec(), DiskFull(12.0), RULES) == (
+    assert step(rec(), EndClip(12.0, FinishReason.DISK_FULL), RULES) == (
         Idle(),
         [StopClip(FinishReason.DISK_FULL, 12.0)],
     )
-    assert step(Idle(), DiskFull(12.0), RULES) == (Idle(), [])
+    assert step(Idle(), EndClip(12.0, FinishReason.DISK_FULL), RULES) == (Idle(), [])
+    # In the dark the order keeps waiting: the runner refuses its clip if the disk is still full.
+    waiting = Suspended("PO-A", 5.0, order_at_loss="PO-A")
+    assert step(waiting, EndClip(12.0, FinishReason.DISK_FULL), RULES) == (waiting, [])
+
+
+@pytest.mark.parametrize("reason", sorted(set(FinishReason) - STATION_ENDS), ids=lambda r: str(r))
+def test_the_station_ends_a_clip_only_for_its_own_reasons(reason: FinishReason) -> None:
+    """A packer's reason (sealed, waybill, ...) as a station event is a programming error."""
+    with pytest.raises(ValueError, match="does not end a clip"):
+        EndClip(1.0, reason)
 
 
 def test_a_refused_clip_returns_to_idle_and_logs_the_refusal() -> None:
@@ -255,11 +266,11 @@ def test_a_refused_clip_returns_to_idle_and_logs_the_refusal() -> None:
 
 def test_recording_failed_and_shutdown() -> None:
     assert step(rec(), RecordingFailed(11.0, "ENOSPC"), RULES) == (Idle(), [])
-    assert step(rec(), Shutdown(11.0), RULES) == (
+    assert step(rec(), EndClip(11.0, FinishReason.INTERRUPTED), RULES) == (
         Idle(),
         [StopClip(FinishReason.INTERRUPTED, 11.0)],
     )
-    assert step(Idle(), Shutdown(11.0), RULES) == (Idle(), [])
+    assert step(Idle(), EndClip(11.0, FinishReason.INTERRUPTED), RULES) == (Idle(), [])
 
 
 @pytest.mark.parametrize(
@@ -285,13 +296,11 @@ events = st.one_of(
     st.builds(Scanned, codes, st.just(0.0)),
     st.builds(PedalPress, st.just(0.0)),
     st.builds(Tick, st.just(0.0), st.booleans()),
-    st.builds(EndOfInput, st.just(0.0)),
+    st.builds(EndClip, st.just(0.0), st.sampled_from(sorted(STATION_ENDS))),
     st.builds(CameraLost, st.just(0.0)),
     st.builds(CameraBack, st.just(0.0)),
-    st.builds(DiskFull, st.just(0.0)),
     st.builds(ClipRefused, st.sampled_from(["PO-A", "PO-B"]), st.just(0.0), st.just("full")),
     st.builds(RecordingFailed, st.just(0.0), st.just("ENOSPC")),
-    st.builds(Shutdown, st.just(0.0)),
 )
 
 

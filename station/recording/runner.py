@@ -248,10 +248,7 @@ class Station:
                 src.stop()
             except Exception:
                 log.exception("stopping scan source %r failed", src)
-        if reason is ss.FinishReason.END_OF_INPUT:
-            self._apply(ss.EndOfInput(last_t))
-        else:
-            self._apply(ss.Shutdown(last_t))
+        self._apply(ss.EndClip(last_t, reason))
         try:
             self.camera.stop()
         except Exception:
@@ -318,7 +315,7 @@ class Station:
         if self.guard is not None and self.recorder.recording and self.guard.must_finish_clip():
             # Finish the clip while there is room for its manifest and index row.
             self._error(f"disk nearly full: finishing the clip of {label!r} now")
-            self._apply(ss.DiskFull(frame.t))
+            self._apply(ss.EndClip(frame.t, ss.FinishReason.DISK_FULL))
         t4 = time.perf_counter()
         self.stats.convert_s += t2 - t1
         self.stats.overlay_s += t3 - t2

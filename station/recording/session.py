@@ -26,6 +26,12 @@ class FinishReason(StrEnum):
     DISK_FULL = "disk-full"
 
 
+# What the station itself ends a clip for (``EndClip``), whatever the packer does.
+STATION_ENDS = frozenset(
+    {FinishReason.END_OF_INPUT, FinishReason.DISK_FULL, FinishReason.INTERRUPTED}
+)
+
+
 # ---- states -------------------------------------------------------------------------------
 
 
@@ -102,24 +108,12 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
-class EndOfInput:
-    t: float
-
-
-@dataclass(frozen=True, slots=True)
 class CameraLost:
     t: float
 
 
 @dataclass(frozen=True, slots=True)
 class CameraBack:
-    t: float
-
-
-@dataclass(frozen=True, slots=True)
-class DiskFull:
-    """Free space fell below what finishing a clip needs: end the open clip now."""
-
     t: float
 
 
@@ -141,23 +135,21 @@ class RecordingFailed:
 
 
 @dataclass(frozen=True, slots=True)
-class Shutdown:
-    """The station is stopping (SIGTERM, a fatal error): end the open clip."""
+class EndClip:
+    """The station ends the open clip now, for ``reason``: its input ran out
+    (``END_OF_INPUT``), free space fell below what finishing a clip needs (``DISK_FULL``), or
+    it is stopping (``INTERRUPTED``: SIGTERM, a fatal error)."""
 
     t: float
+    reason: FinishReason
+
+    def __post_init__(self) -> None:
+        if self.reason not in STATION_ENDS:
+            raise ValueError(f"the station does not end a clip for {self.reason!r}")
 
 
 Event = (
-    Scanned
-    | PedalPress
-    | Tick
-    | EndOfInput
-    | CameraLost
-    | CameraBack
-    | DiskFull
-    | ClipRefused
-    | RecordingFailed
-    | Shutdown
+    Scanned | PedalPress | Tick | CameraLost | CameraBack | ClipRefused | RecordingFailed | EndClip
 )
 
 # ---- actions ------------------------------------------------------------------------------
@@ -350,16 +342,12 @@ def _step_recording(
         if rules.still_timeout_s > 0 and event.t - state.last_motion_t >= rules.still_timeout_s:
             return Idle(), [StopClip(FinishReason.STILL, event.t)]
         return state, []
-    if isinstance(event, EndOfInput):
-        return Idle(), [StopClip(FinishReason.END_OF_INPUT, event.t)]
+    if isinstance(event, EndClip):
+        return Idle(), [StopClip(event.reason, event.t)]
     if isinstance(event, CameraLost):
         return Suspended(state.order_id, event.t, state.waybills, state.order_id), [
             StopClip(FinishReason.CAMERA_LOST, event.t)
         ]
-    if isinstance(event, DiskFull):
-        return Idle(), [StopClip(FinishReason.DISK_FULL, event.t)]
-    if isinstance(event, Shutdown):
-        return Idle(), [StopClip(FinishReason.INTERRUPTED, event.t)]
     if isinstance(event, ClipRefused) and event.order_id == state.order_id:
         return Idle(), [LogEvent("refused", event.order_id, event.t, "station", event.reason)]
     if isinstance(event, RecordingFailed):
@@ -405,6 +393,8 @@ def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]
         return state, [_log(event, "camera lost; ignored")]
     if isinstance(event, PedalPress):
         return closed, [LogEvent("pedal", "", event.t, event.source, "camera lost")]
-    if isinstance(event, EndOfInput | Shutdown):
+    # The input ran out or the station stops: nothing waits any more. A full disk leaves the
+    # order waiting: when the camera is back, the runner refuses its clip if still full.
+    if isinstance(event, EndClip) and event.reason is not FinishReason.DISK_FULL:
         return Idle(), []
     return state, []
