@@ -42,7 +42,7 @@ from web.handles import current_scope, get_db, get_index, media_store, share_ind
 from web.i18n import KEYFRAMES, label
 from web.scope import covers
 from web.summary import in_both_languages, order_claims
-from web.verify import _site_anchors
+from web.verify import site_anchors
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def summary(token: str) -> Any:
     if store is not None:  # central: the bundle it hands out, from the bucket
         verify = store.bundle_verifier(share.order_id)
 
-    claims = order_claims(share.order_id, clips, _site_anchors(cfg), verify=verify)
+    claims = order_claims(share.order_id, clips, site_anchors(cfg), verify=verify)
     _note_use(share, "summary")
 
     def url(endpoint: str, **kw: Any) -> str:

@@ -148,7 +148,7 @@ def _render(status: int = 200, **ctx: Any) -> Response:
     ctx.setdefault("name", "")
     ctx.setdefault("sha256", None)
     if ctx["report"] is not None and "verdict" not in ctx:  # the same model as `packcam verify`
-        ctx["verdict"] = verdict_view(ctx["report"], _site_anchors(_config()))
+        ctx["verdict"] = verdict_view(ctx["report"], site_anchors(_config()))
     html = render_template_string(PAGE, max_mb=_limit() // (1 << 20), layout=_layout(), **ctx)
     return Response(html, status=status, mimetype="text/html")
 
@@ -199,7 +199,7 @@ def _html_lang() -> str:
     return "en"
 
 
-def _site_anchors(cfg: Config | None) -> Anchors:
+def site_anchors(cfg: Config | None) -> Anchors:
     """What this site trusts: its company CA and its TSA roots (what /trust publishes)."""
     if cfg is None:
         return Anchors()
@@ -249,7 +249,7 @@ def verdict_view(report: Report, anchors: Anchors) -> dict[str, Any]:
 @bp.get("/trust")
 def trust() -> Response:
     """The seller's published anchors: a stable URL the verify page and the docs point to."""
-    anchors = _site_anchors(_config())
+    anchors = site_anchors(_config())
     html = render_template_string(
         TRUST_PAGE,
         lang=_html_lang(),
@@ -268,7 +268,7 @@ def trust() -> Response:
 @bp.get("/trust.txt")
 def trust_file() -> Response:
     """The same anchors as a packcam trust file (``packcam verify --trust trust.txt``)."""
-    anchors = _site_anchors(_config())
+    anchors = site_anchors(_config())
     lines = ["# packcam trust file: compare these fingerprints with the seller's"]
     lines += [f"ca {cert_fingerprint(c)}" for c in anchors.ca]
     lines += [f"tsa {cert_fingerprint(c)}" for c in anchors.tsa]
@@ -350,7 +350,7 @@ def _check(up: uploads.Upload) -> Response:
     store = media_store()
     if up.is_zip:
         up.ticket.grow(uploads.unzip_need(up.path, spool_of(current_app).limits))
-        report = verify_bundle(up.path, anchors=_site_anchors(cfg), tmp_dir=up.scratch())
+        report = verify_bundle(up.path, anchors=site_anchors(cfg), tmp_dir=up.scratch())
         if store is not None:  # the fleet's central site: the PostgreSQL index, not a local log
             store.check_bundle(report)
         else:
@@ -359,7 +359,7 @@ def _check(up: uploads.Upload) -> Response:
         report = store.verify_clip(up.path)
     else:
         try:
-            report = verify_clip(up.path, cfg, anchors=_site_anchors(cfg))
+            report = verify_clip(up.path, cfg, anchors=site_anchors(cfg))
         except ProofError as exc:
             log.warning("verify page: %s", exc)
             return _render(503, error="本站尚无录像索引 · this site has no clip index yet")
