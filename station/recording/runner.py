@@ -287,12 +287,13 @@ class Station:
         t2 = time.perf_counter()
         # The order this frame shows: the state now, at its capture, and never changed later.
         label = getattr(self.state, "order_id", None)
+        wall = localize(frame.wall, self.tz)  # burned in and written to the clip: one value
         if self.overlay is not None:
             st = self.state
             elapsed = frame.t - st.started_t if isinstance(st, ss.Recording) else None
             waybills = getattr(st, "waybills", ())
             caption = Caption(
-                wall=localize(frame.wall, self.tz),
+                wall=wall,
                 order_id=label,
                 waybill=" ".join(waybills) or None,
                 elapsed_s=elapsed,
@@ -305,7 +306,7 @@ class Station:
             self.overlay.apply_i420(i420, caption)
         t3 = time.perf_counter()
         try:
-            self.recorder.push(i420, frame.t, localize(frame.wall, self.tz), label)
+            self.recorder.push(i420, frame.t, wall, label)
         except RecordingError as exc:
             # The recorder closed the clip and salvages what was written; the order ends here.
             self._error(f"recording failed, the clip so far is kept: {exc}")
