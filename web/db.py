@@ -7,7 +7,6 @@ import logging
 import re
 import secrets
 import sqlite3
-import threading
 import unicodedata
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
@@ -244,12 +243,15 @@ def check_password(password: str) -> None:
         raise AccountError(f"password too long: at most {MAX_PASSWORD} characters")
 
 
-class WebDB:
+class WebDB(sqlitedb.Table):
     """Accounts, share links and access log in one SQLite file (WAL).
 
-    Open with a path or an existing connection. Safe to share between threads: every statement
-    runs under one lock (the site opens one instance per request anyway, on ``g``).
+    Open with a path or an existing connection (closed by ``close``). Safe to share between
+    threads: every statement runs under the database's lock (the site opens one instance per
+    request anyway, on ``g``).
     """
+
+    error = WebDBError
 
     def __init__(
         self,
@@ -259,9 +261,8 @@ class WebDB:
         setup: bool = True,
     ) -> None:
         self.pw_method = pw_method
-        self._lock = threading.RLock()
         try:
-            self.conn = sqlitedb.open_connection(target)
+            super().__init__(sqlitedb.Database(sqlitedb.open_connection(target)))
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA synchronous=NORMAL")
             if setup:  # once per process (the site does it in create_app), not per request
@@ -276,7 +277,7 @@ class WebDB:
         return cls(data_dir / WEB_DB_NAME, **kw)
 
     def close(self) -> None:
-        self.conn.close()
+        self.db.close()
 
     @property
     def schema_version(self) -> int:
@@ -286,16 +287,7 @@ class WebDB:
         sqlitedb.migrate(self.conn, self._lock, MIGRATIONS, WebDBError, "web.sqlite3")
 
     def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        return sqlitedb.transaction(self.conn, self._lock, WebDBError, "web.sqlite3 write")
-
-    def _one(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Row | None:
-        with self._lock:
-            row: sqlite3.Row | None = self.conn.execute(sql, args).fetchone()
-            return row
-
-    def _all(self, sql: str, args: tuple[object, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self.conn.execute(sql, args).fetchall()
+        return self.db.tx(WebDBError, "web.sqlite3 write")
 
     # ---- accounts -------------------------------------------------------------------------
 

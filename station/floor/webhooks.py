@@ -21,7 +21,7 @@ from typing import Any
 from station.config import Config
 from station.errors import ConfigError, StationError
 from station.floor.events import EventKind, StationEvent
-from station.store.sqlitedb import migrate, transaction
+from station.store.sqlitedb import Database, Table, migrate, transaction
 
 log = logging.getLogger(__name__)
 
@@ -127,26 +127,34 @@ class Delivery:
     done_at: float | None
 
 
-class WebhookQueue:
+class WebhookQueue(Table):
     """The durable queue (``<data>/webhooks.sqlite3``): deliveries and every attempt.
 
-    One connection, used from any thread under a lock (the sender and the listener's
-    persisting both run on the sender thread; the web site opens its own read-only one).
+    One connection, used from any thread under its database's lock (the sender and the
+    listener's persisting both run on the sender thread; the web site opens its own
+    read-only one).
     """
+
+    error = WebhookError
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         """Open (creating and migrating) the queue; ``read_only``: an existing file, as it
         is, for a reader in another process (the web site's delivery log)."""
         self.path = path
-        self._lock = threading.RLock()
         try:
             if read_only:
-                self.conn = sqlite3.connect(
-                    f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=5
+                super().__init__(
+                    Database(
+                        sqlite3.connect(
+                            f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=5
+                        )
+                    )
                 )
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            super().__init__(
+                Database(sqlite3.connect(path, check_same_thread=False, isolation_level=None))
+            )
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA busy_timeout=5000")
         except (sqlite3.Error, OSError) as exc:
@@ -155,7 +163,7 @@ class WebhookQueue:
 
     def close(self) -> None:
         with self._lock:
-            self.conn.close()
+            self.db.close()
 
     def enqueue(self, event: str, url: str, payload: Mapping[str, Any], now: float) -> str:
         uid = str(uuid.uuid4())
@@ -171,20 +179,16 @@ class WebhookQueue:
         return uid
 
     def due(self, now: float, limit: int = 50) -> list[Delivery]:
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT * FROM deliveries WHERE status = 'pending' AND next_at <= ?"
-                " ORDER BY next_at, id LIMIT ?",
-                (now, limit),
-            ).fetchall()
+        rows = self._all(
+            "SELECT * FROM deliveries WHERE status = 'pending' AND next_at <= ?"
+            " ORDER BY next_at, id LIMIT ?",
+            (now, limit),
+        )
         return [Delivery(*r) for r in rows]
 
     def next_due(self) -> float | None:
-        with self._lock:
-            row = self.conn.execute(
-                "SELECT MIN(next_at) FROM deliveries WHERE status = 'pending'"
-            ).fetchone()
-        due: float | None = row[0]
+        row = self._one("SELECT MIN(next_at) FROM deliveries WHERE status = 'pending'")
+        due: float | None = row[0] if row else None
         return due
 
     def record(
@@ -210,26 +214,19 @@ class WebhookQueue:
             )
 
     def deliveries(self, limit: int = 200) -> list[Delivery]:
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT * FROM deliveries ORDER BY id DESC LIMIT ?", (limit,)
-            ).fetchall()
+        rows = self._all("SELECT * FROM deliveries ORDER BY id DESC LIMIT ?", (limit,))
         return [Delivery(*r) for r in rows]
 
     def attempts_of(self, delivery_id: int) -> list[tuple[float, int | None, str | None, float]]:
         """(at, HTTP code, error, ms) of each attempt of one delivery, oldest first."""
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT at, code, error, ms FROM attempts WHERE delivery_id = ? ORDER BY at",
-                (delivery_id,),
-            ).fetchall()
+        rows = self._all(
+            "SELECT at, code, error, ms FROM attempts WHERE delivery_id = ? ORDER BY at",
+            (delivery_id,),
+        )
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT status, COUNT(*) FROM deliveries GROUP BY status"
-            ).fetchall()
+        rows = self._all("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
         return {s: n for s, n in rows}
 
 

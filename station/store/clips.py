@@ -465,12 +465,12 @@ class ClipTable(Table):
 
     def unarchived_clips(self, *, after_id: int = 0, limit: int = 100) -> list[ClipRecord]:
         """Clips not yet archived and still on disk, oldest first (by id), after ``after_id``."""
-        with self._lock:
-            rows = self.conn.execute(
+        with self._lock:  # the rows and their waybills and events read as one snapshot
+            rows = self._all(
                 "SELECT * FROM clips WHERE archived_utc IS NULL AND deleted_utc IS NULL"
                 " AND id > ? ORDER BY id LIMIT ?",
                 (after_id, limit),
-            ).fetchall()
+            )
             return [self._record(r) for r in rows]
 
     def archive_backlog(self) -> int:
@@ -553,8 +553,7 @@ class ClipTable(Table):
 
     def clip_paths(self) -> list[str]:
         """The path of every indexed clip, deleted ones included (cheap: no records built)."""
-        with self._lock:
-            return [r[0] for r in self.conn.execute("SELECT path FROM clips")]
+        return [r[0] for r in self._all("SELECT path FROM clips")]
 
     # ---- reads ----------------------------------------------------------------------------
 
@@ -569,9 +568,8 @@ class ClipTable(Table):
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        with self._lock:
-            rows = self.conn.execute(sql, args).fetchall()
-            return [self._record(r) for r in rows]
+        with self._lock:  # the rows and their waybills and events read as one snapshot
+            return [self._record(r) for r in self._all(sql, args)]
 
     def order_clip_refs(self, order_id: str) -> list[tuple[int, str]]:
         """(id, sha256) of the clips of ``order_id``, oldest first: cheap (the order index),
@@ -604,12 +602,12 @@ class ClipTable(Table):
 
     def clip(self, clip_id: int) -> ClipRecord | None:
         with self._lock:
-            row = self.conn.execute("SELECT * FROM clips WHERE id = ?", (clip_id,)).fetchone()
+            row = self._one("SELECT * FROM clips WHERE id = ?", (clip_id,))
             return self._record(row) if row else None
 
     def clip_by_path(self, rel_path: str) -> ClipRecord | None:
         with self._lock:
-            row = self.conn.execute("SELECT * FROM clips WHERE path = ?", (rel_path,)).fetchone()
+            row = self._one("SELECT * FROM clips WHERE path = ?", (rel_path,))
             return self._record(row) if row else None
 
     def unattached_events(self) -> list[ScanEventRecord]:
@@ -722,8 +720,7 @@ class ClipTable(Table):
         those tables (``id > fts.upto``) are scanned directly."""
         if fts is None:
             sql, args = search_sql(s)
-            with self._lock:
-                return self.conn.execute(sql, args).fetchall()
+            return self._all(sql, args)
         conds, fargs = search_filters(s)
         filters = "".join(" AND " + c for c in conds)
         q, limit, offset = s.q, s.limit, s.offset
