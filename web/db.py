@@ -533,15 +533,10 @@ class WebDB(sqlitedb.Table):
         return self._share(r) if r else None
 
     def shares(self, order_id: str | None = None, *, limit: int = 200) -> list[ShareLink]:
-        if order_id is None:
-            rows = self._all(
-                "SELECT * FROM share_links ORDER BY created_utc DESC LIMIT ?", (limit,)
-            )
-        else:
-            rows = self._all(
-                "SELECT * FROM share_links WHERE order_id = ? ORDER BY created_utc DESC LIMIT ?",
-                (order_id, limit),
-            )
+        where, args = ("", ()) if order_id is None else (" WHERE order_id = ?", (order_id,))
+        rows = self._all(
+            f"SELECT * FROM share_links{where} ORDER BY created_utc DESC LIMIT ?", (*args, limit)
+        )
         return [self._share(r) for r in rows]
 
     def revoke_share(self, share_id: str, by: str) -> bool:

@@ -391,17 +391,12 @@ class ProofTables(Table):
 
     # ---- the closed logs of retired keys ----------------------------------------------------
 
-    def archived_entries(self, log_key: str, *, below: int = -1) -> list[LogEntry]:
+    def archived_entries(self, log_key: str, *, below: int | None = None) -> list[LogEntry]:
         """The retired key's leaves by seq (only seq < ``below`` when given)."""
-        if below < 0:
-            rows = self._query(
-                "SELECT * FROM proof_archive_log WHERE log_key = ? ORDER BY seq", (log_key,)
-            )
-        else:
-            rows = self._query(
-                "SELECT * FROM proof_archive_log WHERE log_key = ? AND seq < ? ORDER BY seq",
-                (log_key, below),
-            )
+        upto, args = ("", (log_key,)) if below is None else (" AND seq < ?", (log_key, below))
+        rows = self._query(
+            f"SELECT * FROM proof_archive_log WHERE log_key = ?{upto} ORDER BY seq", args
+        )
         return [_entry(r) for r in rows]
 
     def archived_entries_for_clip(self, sha256: str) -> list[tuple[str, LogEntry]]:
