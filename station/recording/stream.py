@@ -19,7 +19,6 @@ import numpy as np
 from station.config import RecorderSection
 from station.errors import RecordingError
 from station.recording.writer import (
-    ENCODERS,
     MUX_OPTIONS,
     TIME_BASE,
     ClipFileThread,
@@ -94,8 +93,6 @@ class StreamEncoder:
 
     def __init__(self, settings: EncoderSettings, *, max_queue_frames: int | None = None) -> None:
         encoder = settings.encoder
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {encoder!r}")
         self.settings = settings
         self.width, self.height, self.fps = settings.width, settings.height, float(settings.fps)
         self.encoder = encoder
