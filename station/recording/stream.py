@@ -26,7 +26,7 @@ from station.recording.writer import (
     _describe,
     _set_picture_params,
     encoder_context,
-    encoder_unusable_hint,
+    encoder_failed,
     has_picture,
     nal_units,
     parameter_sets,
@@ -111,11 +111,7 @@ class StreamEncoder:
         try:
             ctx = encoder_context(settings)
         except Exception as exc:
-            hint = encoder_unusable_hint(encoder)
-            raise RecordingError(
-                f"cannot open the H.264 encoder {encoder} at {self.width}x{self.height}: "
-                f"{_describe(exc)}" + (f". {hint}" if hint else "")
-            ) from exc
+            raise encoder_failed(settings, exc) from exc
         self._ctx = ctx
         if ctx.extradata:
             self.extradata = bytes(ctx.extradata)

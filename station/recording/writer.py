@@ -273,10 +273,11 @@ def encoder_context(settings: EncoderSettings) -> VideoCodecContext:
 
 
 def encoder_failed(settings: EncoderSettings, exc: BaseException) -> RecordingError:
-    """The error for an encoder that cannot be opened or cannot encode, with what to do."""
+    """The error for an encoder that cannot be opened or cannot encode (``exc`` says which),
+    with what to do: the one message of the stream encoder, the probe and the doctor."""
     hint = encoder_unusable_hint(settings.encoder)
     return RecordingError(
-        f"H.264 encoder {settings.encoder} cannot encode {settings.width}x{settings.height}: "
+        f"H.264 encoder {settings.encoder} failed at {settings.width}x{settings.height}: "
         f"{_describe(exc)}" + (f". {hint}" if hint else "")
     )
 
