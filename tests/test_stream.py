@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from station import config as config_mod
+from station.errors import RecordingError
 from station.recording.recorder import FinishedClip, Recorder
 from station.recording.stream import ClipMuxer, EncodedPacket, PacketRing, StreamEncoder
-from station.recording.writer import EncoderSettings
+from station.recording.writer import EncoderSettings, encoder_failed
 from station.store.ledger import Ledger
 
 W, H, FPS = 160, 96, 10.0
@@ -198,3 +199,12 @@ def test_the_stream_encoder_opens_the_codec_inside_the_pi4_encoder_controls(monk
     enc = StreamEncoder(EncoderSettings(W, H, FPS, keyframe_interval_s=2.0))
     enc.flush()
     assert calls == [("libx264", HwH264Settings(level="4.0", i_period=20))]
+
+
+def test_an_encoder_that_will_not_open_is_the_one_encoder_error() -> None:
+    settings = EncoderSettings(W, H, FPS, preset="no-such-preset")
+    with pytest.raises(RecordingError) as exc:
+        StreamEncoder(settings)
+    assert str(exc.value).startswith(f"H.264 encoder libx264 failed at {W}x{H}: ")
+    cause = exc.value.__cause__  # what libx264 said
+    assert cause is not None and str(exc.value) == str(encoder_failed(settings, cause))

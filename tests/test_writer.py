@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
 import logging
 import os
+import re
 import select
 import signal
 import subprocess
@@ -435,9 +437,31 @@ def test_nal_unit_helpers() -> None:
     assert not writer_mod.has_picture(annexb([sps, pps, sei]))
 
 
-def test_unknown_encoder_and_bitrate_are_programming_errors(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="encoder"):
-        ClipWriter(tmp_path / "x.mp4", EncoderSettings(W, H, FPS, encoder="h264_omx"))
-    with pytest.raises(ValueError, match="bitrate"):
-        ClipWriter(tmp_path / "x.mp4", EncoderSettings(W, H, FPS, bitrate_kbps=0))
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"encoder": "h264_omx"}, "encoder must be one of libx264, h264_v4l2m2m, not 'h264_omx'"),
+        ({"width": 0}, "width and height must be positive and even, got 0x240"),
+        ({"height": -2}, "width and height must be positive and even, got 320x-2"),
+        ({"width": 321}, "width and height must be positive and even, got 321x240"),
+        ({"height": 241}, "width and height must be positive and even, got 320x241"),
+        ({"fps": 0.0}, "fps must be positive"),
+        ({"keyframe_interval_s": 0.0}, "keyframe_interval_s must be positive"),
+        ({"bitrate_kbps": 0}, "bitrate_kbps must be positive"),
+    ],
+)
+def test_settings_no_encoder_could_take_are_programming_errors(
+    change: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        EncoderSettings(**{"width": W, "height": H, "fps": FPS, **change})  # type: ignore[arg-type]
+    good = EncoderSettings(W, H, FPS)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dataclasses.replace(good, **change)  # replace checks again
+    assert good.for_probe() == dataclasses.replace(good, threads=1, global_header=False)
+
+
+def test_fsync_interval_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fsync_interval_s must be positive"):
+        ClipWriter(tmp_path / "x.mp4", EncoderSettings(W, H, FPS), fsync_interval_s=0)
     assert not (tmp_path / "x.mp4").exists()

@@ -19,7 +19,6 @@ import numpy as np
 from station.config import RecorderSection
 from station.errors import RecordingError
 from station.recording.writer import (
-    ENCODERS,
     MUX_OPTIONS,
     TIME_BASE,
     ClipFileThread,
@@ -27,7 +26,7 @@ from station.recording.writer import (
     _describe,
     _set_picture_params,
     encoder_context,
-    encoder_unusable_hint,
+    encoder_failed,
     has_picture,
     nal_units,
     parameter_sets,
@@ -94,8 +93,6 @@ class StreamEncoder:
 
     def __init__(self, settings: EncoderSettings, *, max_queue_frames: int | None = None) -> None:
         encoder = settings.encoder
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {encoder!r}")
         self.settings = settings
         self.width, self.height, self.fps = settings.width, settings.height, float(settings.fps)
         self.encoder = encoder
@@ -114,11 +111,7 @@ class StreamEncoder:
         try:
             ctx = encoder_context(settings)
         except Exception as exc:
-            hint = encoder_unusable_hint(encoder)
-            raise RecordingError(
-                f"cannot open the H.264 encoder {encoder} at {self.width}x{self.height}: "
-                f"{_describe(exc)}" + (f". {hint}" if hint else "")
-            ) from exc
+            raise encoder_failed(settings, exc) from exc
         self._ctx = ctx
         if ctx.extradata:
             self.extradata = bytes(ctx.extradata)

@@ -125,7 +125,9 @@ class EncoderSettings:
     no CRF). ``global_header`` asks for the SPS/PPS as extradata at open time. The defaults
     are the station's; ``from_recorder`` takes the options from ``[recorder]``. What
     ``ClipWriter``, ``stream.StreamEncoder``, ``stream.ClipMuxer``, ``probe_encoder`` and the
-    doctor are given, so they all open (or mux) the same encoder.
+    doctor are given, so they all open (or mux) the same encoder. Settings no encoder could
+    take (an unknown encoder, an odd or empty size, a rate, key-frame interval or bitrate that
+    is not positive) are a ``ValueError`` here, so none of their users checks them again.
     """
 
     width: int
@@ -138,6 +140,21 @@ class EncoderSettings:
     bitrate_kbps: int = 4000
     threads: int = 0
     global_header: bool = True
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {self.encoder!r}")
+        w, h = self.width, self.height
+        if w <= 0 or h <= 0 or w % 2 or h % 2:
+            raise ValueError(f"width and height must be positive and even, got {w}x{h}")
+        if self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
+        if self.keyframe_interval_s <= 0:
+            raise ValueError(
+                f"keyframe_interval_s must be positive, got {self.keyframe_interval_s}"
+            )
+        if self.bitrate_kbps <= 0:
+            raise ValueError(f"bitrate_kbps must be positive, got {self.bitrate_kbps}")
 
     @classmethod
     def from_recorder(
@@ -256,10 +273,11 @@ def encoder_context(settings: EncoderSettings) -> VideoCodecContext:
 
 
 def encoder_failed(settings: EncoderSettings, exc: BaseException) -> RecordingError:
-    """The error for an encoder that cannot be opened or cannot encode, with what to do."""
+    """The error for an encoder that cannot be opened or cannot encode (``exc`` says which),
+    with what to do: the one message of the stream encoder, the probe and the doctor."""
     hint = encoder_unusable_hint(settings.encoder)
     return RecordingError(
-        f"H.264 encoder {settings.encoder} cannot encode {settings.width}x{settings.height}: "
+        f"H.264 encoder {settings.encoder} failed at {settings.width}x{settings.height}: "
         f"{_describe(exc)}" + (f". {hint}" if hint else "")
     )
 
@@ -296,8 +314,6 @@ def probe_encoder(settings: EncoderSettings, *, frames: int = 3) -> None:
     Nothing is written to disk.
     """
     encoder, width, height = settings.encoder, settings.width, settings.height
-    if encoder not in ENCODERS:
-        raise ValueError(f"unknown encoder {encoder!r}")
     grey = np.full((height * 3 // 2, width), 128, np.uint8)
     packets, _ = encode_test_frames(settings, [grey], frames)
     pictures = sum(1 for packet in packets if has_picture(bytes(packet)))
@@ -680,16 +696,8 @@ class ClipWriter(ClipFileThread):
         fsync_interval_s: float = 1.0,
     ) -> None:
         s = settings
-        if s.encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {s.encoder!r}")
-        if s.bitrate_kbps <= 0:
-            raise ValueError("bitrate_kbps must be positive")
-        if s.width <= 0 or s.height <= 0 or s.width % 2 or s.height % 2:
-            raise ValueError(
-                f"width and height must be positive and even, got {s.width}x{s.height}"
-            )
-        if s.fps <= 0 or s.keyframe_interval_s <= 0 or fsync_interval_s <= 0:
-            raise ValueError("fps and the intervals must be positive")
+        if fsync_interval_s <= 0:
+            raise ValueError(f"fsync_interval_s must be positive, got {fsync_interval_s}")
         max_queue = max(2, math.ceil(_CLIP_QUEUE_S * float(s.fps)))
         super().__init__(path, s, fsync_interval_s, max_queue)
         self.encoder = s.encoder
