@@ -208,3 +208,11 @@ def test_an_encoder_that_will_not_open_is_the_one_encoder_error() -> None:
     assert str(exc.value).startswith(f"H.264 encoder libx264 failed at {W}x{H}: ")
     cause = exc.value.__cause__  # what libx264 said
     assert cause is not None and str(exc.value) == str(encoder_failed(settings, cause))
+
+
+def test_a_clip_muxer_refuses_a_non_positive_fsync_interval_before_creating_the_file(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ValueError, match="fsync_interval_s must be positive"):
+        ClipMuxer(tmp_path / "x.mp4", EncoderSettings(W, H, FPS), lambda: None, fsync_interval_s=0)
+    assert not (tmp_path / "x.mp4").exists()

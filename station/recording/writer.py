@@ -439,6 +439,8 @@ class ClipFileThread:
     def __init__(
         self, path: Path, settings: EncoderSettings, fsync_interval_s: float, max_queue: int
     ) -> None:
+        if fsync_interval_s <= 0:  # before the file exists: a wrong call leaves nothing behind
+            raise ValueError(f"fsync_interval_s must be positive, got {fsync_interval_s}")
         self.path = Path(path)
         self.settings = settings
         self.width, self.height, self.fps = settings.width, settings.height, float(settings.fps)
@@ -696,8 +698,6 @@ class ClipWriter(ClipFileThread):
         fsync_interval_s: float = 1.0,
     ) -> None:
         s = settings
-        if fsync_interval_s <= 0:
-            raise ValueError(f"fsync_interval_s must be positive, got {fsync_interval_s}")
         max_queue = max(2, math.ceil(_CLIP_QUEUE_S * float(s.fps)))
         super().__init__(path, s, fsync_interval_s, max_queue)
         self.encoder = s.encoder
