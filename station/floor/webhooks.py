@@ -143,18 +143,14 @@ class WebhookQueue(Table):
         self.path = path
         try:
             if read_only:
-                super().__init__(
-                    Database(
-                        sqlite3.connect(
-                            f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=5
-                        )
-                    )
+                conn = sqlite3.connect(
+                    f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=5
                 )
+                super().__init__(Database(conn))
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
-            super().__init__(
-                Database(sqlite3.connect(path, check_same_thread=False, isolation_level=None))
-            )
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            super().__init__(Database(conn))
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA busy_timeout=5000")
         except (sqlite3.Error, OSError) as exc:

@@ -553,7 +553,8 @@ class ClipTable(Table):
 
     def clip_paths(self) -> list[str]:
         """The path of every indexed clip, deleted ones included (cheap: no records built)."""
-        return [r[0] for r in self._all("SELECT path FROM clips")]
+        with self._lock:  # the cursor, not _all: no row objects for a million clips at start-up
+            return [r[0] for r in self.conn.execute("SELECT path FROM clips")]
 
     # ---- reads ----------------------------------------------------------------------------
 
