@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fractions
 import hashlib
+import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -270,3 +271,48 @@ def session_csrf(client: Any) -> str:
         if "csrf" not in sess:
             sess["csrf"] = "t" * 43
         return str(sess["csrf"])
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
+}
+
+
+def openapi_errors(
+    value: Any, schema: dict[str, Any], doc: dict[str, Any], at: str = "$"
+) -> list[str]:
+    """Where ``value`` (an API answer) breaks ``schema`` from the OpenAPI ``doc``: the subset
+    of JSON Schema the document uses, plus every object key the document does not describe
+    (so a field the API starts to send cannot go undocumented)."""
+    if "$ref" in schema:
+        node: Any = doc
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        return openapi_errors(value, node, doc, at)
+    errors: list[str] = []
+    if "type" in schema:
+        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        ok = any(
+            isinstance(value, _JSON_TYPES[n]) and (n == "boolean" or not isinstance(value, bool))
+            for n in names
+        )
+        if not ok:
+            return [f"{at}: {value!r} is not {'/'.join(names)}"]
+    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
+        errors.append(f"{at}: {value!r} does not match {schema['pattern']}")
+    if isinstance(value, dict) and "properties" in schema:
+        for key, item in value.items():
+            if key not in schema["properties"]:
+                errors.append(f"{at}.{key}: not in the OpenAPI document")
+            else:
+                errors += openapi_errors(item, schema["properties"][key], doc, f"{at}.{key}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            errors += openapi_errors(item, schema["items"], doc, f"{at}[{i}]")
+    return errors

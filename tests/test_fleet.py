@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest_web import TZ8, add_users, index_clip, login
+from conftest_web import TZ8, add_users, index_clip, login, openapi_errors
 from fleet_servers import S3_ACCESS_KEY, S3_SECRET_KEY, PostgresServer, SeaweedServer
 from proof_support import record_orders
 
@@ -258,12 +258,14 @@ def test_central_registration_and_search_finds_every_clip(fleet: Fleet) -> None:
         assert sent["checkpoints"] >= 1
     app = fleet.server.packcam_app
     client = login(app.test_client(), "viewer")
+    doc = client.get("/api/openapi.json").get_json()
     for i, cfg in enumerate(fleet.stations):
         for n in range(ORDERS_PER_STATION):
             order = f"ORD-{i + 1}-{n}"
             got = client.get(f"/api/orders/{order}").get_json()
             assert [c["station"] for c in got["clips"]] == [cfg.station.name]
             assert got["clips"][0]["sha256"] and got["clips"][0]["archived_utc"]
+            assert openapi_errors(got, {"$ref": "#/components/schemas/Order"}, doc) == []
     found = client.get("/api/clips?q=ORD-&limit=500").get_json()["clips"]
     assert len(found) == N_STATIONS * ORDERS_PER_STATION
     assert client.get("/api/clips?q=ORD-2-&limit=50").get_json()["clips"][0]["station"] == (

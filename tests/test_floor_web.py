@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
-from conftest_web import WebEnv, index_clip, login, make_app
+from conftest_web import WebEnv, index_clip, login, make_app, openapi_errors
 
 from station.store.ledger import Ledger
 from web.dashboard import packer_stats
@@ -57,6 +57,22 @@ def _search(client, **args: str) -> str:
     resp = client.get("/search", query_string=args)
     assert resp.status_code == 200
     return resp.get_data(as_text=True)
+
+
+def test_the_api_sends_packer_kind_and_repack_as_documented(floor_env: WebEnv) -> None:
+    client = login(make_app(floor_env).test_client(), "viewer")
+    doc = client.get("/api/openapi.json").get_json()
+    schema = {"$ref": "#/components/schemas/Order"}
+    first, repack = client.get("/api/orders/FL-1").get_json()["clips"]
+    assert (first["packer"], first["kind"], repack["repack_of"]) == (
+        "alice",
+        "order",
+        [first["id"]],
+    )
+    ret = client.get("/api/orders/FL-4").get_json()
+    assert ret["clips"][0]["kind"] == "return"
+    for order in ("FL-1", "FL-4"):
+        assert openapi_errors(client.get(f"/api/orders/{order}").get_json(), schema, doc) == []
 
 
 def test_search_filters_by_packer_and_kind(floor_env: WebEnv) -> None:

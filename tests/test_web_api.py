@@ -6,7 +6,7 @@ import base64
 from urllib.parse import quote
 
 import pytest
-from conftest_web import ORDERS, PASSWORDS, WebEnv, login
+from conftest_web import ORDERS, PASSWORDS, WebEnv, login, openapi_errors
 
 
 def basic(name: str, password: str) -> dict[str, str]:
@@ -97,3 +97,18 @@ def test_openapi_document_matches_the_routes(web_client, web_app) -> None:
         assert path in rules
     schema = doc["components"]["schemas"]["Clip"]["properties"]
     assert {"sha256", "waybill", "started_at", "duration_s", "finish_reason"} <= set(schema)
+
+
+def test_answers_are_what_the_openapi_document_says(api) -> None:
+    """Every field the API sends is documented, with its type (scripts are written from it)."""
+    doc = api.get("/api/openapi.json").get_json()
+    paths = doc["paths"]
+    order_schema = paths["/api/orders/{order_id}"]["get"]["responses"]["200"]["content"]
+    clips_schema = paths["/api/clips"]["get"]["responses"]["200"]["content"]
+    for order_id in ORDERS.values():
+        got = api.get("/api/orders/" + quote(order_id, safe="")).get_json()
+        assert got["clips"] and got["clips"][0]["events"]
+        assert openapi_errors(got, order_schema["application/json"]["schema"], doc) == []
+    found = api.get("/api/clips?limit=500").get_json()
+    assert len(found["clips"]) >= len(ORDERS)
+    assert openapi_errors(found, clips_schema["application/json"]["schema"], doc) == []

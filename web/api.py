@@ -142,7 +142,46 @@ def openapi_document(title_suffix: str = "") -> dict[str, Any]:
         "download_url": {"type": "string"},
         "thumbnail_url": {"type": "string"},
         "order_url": {"type": "string"},
-        "events": {"type": "array", "items": {"type": "object"}},
+        "events": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "kind": {"type": "string", "example": "order"},
+                    "text": {"type": "string"},
+                    "source": {"type": "string", "example": "scanner"},
+                    "wall": {"type": "string", "format": "date-time"},
+                    "t_clip_s": {"type": ["number", "null"]},
+                    "note": {"type": "string"},
+                },
+            },
+        },
+        # the packing floor (docs/integration.md)
+        "kind": {"type": "string", "enum": ["order", "return"]},
+        "packer": {"type": "string"},
+        "repack_of": {
+            "type": "array",
+            "items": {"type": "integer"},
+            "description": "ids of this order's earlier clips at this station",
+        },
+        "repack_of_fleet": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "station": {"type": "string"},
+                    "clip_id": {"type": "integer"},
+                    "started": {"type": "string"},
+                },
+            },
+            "description": "this order's earlier clips at other stations",
+        },
+        # only on the central site
+        "local_id": {"type": "integer", "description": "the clip's id at its station"},
+        "station_id": {"type": "integer", "description": "the station enrolment"},
+        "archived_utc": {"type": ["string", "null"]},
+        "archive_key": {"type": ["string", "null"]},
+        "archive_meta": {"type": ["object", "null"]},
     }
     return {
         "openapi": "3.1.0",
