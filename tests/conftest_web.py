@@ -312,6 +312,9 @@ def openapi_errors(
                 errors.append(f"{at}.{key}: not in the OpenAPI document")
             else:
                 errors += openapi_errors(item, schema["properties"][key], doc, f"{at}.{key}")
+    if isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
+        for key, item in value.items():
+            errors += openapi_errors(item, schema["additionalProperties"], doc, f"{at}.{key}")
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             errors += openapi_errors(item, schema["items"], doc, f"{at}[{i}]")

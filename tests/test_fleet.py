@@ -274,7 +274,8 @@ def test_central_registration_and_search_finds_every_clip(fleet: Fleet) -> None:
     page = client.get("/search?q=ORD-1-1")
     assert page.status_code == 200 and "ORD-1-1" in page.get_data(as_text=True)
     stations = client.get("/api/stations").get_json()
-    assert stations is not None
+    assert len(stations["stations"]) == N_STATIONS
+    assert openapi_errors(stations, {"$ref": "#/components/schemas/Stations"}, doc) == []
     # a repeated sync sends nothing new and duplicates nothing
     assert _sync(fleet.stations[0], fleet) == {"clips": 0, "archived": 0, "checkpoints": 0}
     assert len(client.get("/api/clips?q=ORD-1-&limit=50").get_json()["clips"]) == (

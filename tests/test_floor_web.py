@@ -59,7 +59,7 @@ def _search(client, **args: str) -> str:
     return resp.get_data(as_text=True)
 
 
-def test_the_api_sends_packer_kind_and_repack_as_documented(floor_env: WebEnv) -> None:
+def test_the_api_sends_the_packing_floor_as_documented(floor_env: WebEnv) -> None:
     client = login(make_app(floor_env).test_client(), "viewer")
     doc = client.get("/api/openapi.json").get_json()
     schema = {"$ref": "#/components/schemas/Order"}
@@ -73,6 +73,13 @@ def test_the_api_sends_packer_kind_and_repack_as_documented(floor_env: WebEnv) -
     assert ret["clips"][0]["kind"] == "return"
     for order in ("FL-1", "FL-4"):
         assert openapi_errors(client.get(f"/api/orders/{order}").get_json(), schema, doc) == []
+    from test_web_live import write_station
+
+    write_station(floor_env.data_dir / "live", "desk-7", state="recording", packer="王芳")
+    stations = client.get("/api/stations").get_json()
+    assert stations["stations"][0]["packer"] == "王芳" and stations["clips_today"]
+    assert max(max(v) for v in stations["clips_today_per_hour"].values()) > 0
+    assert openapi_errors(stations, {"$ref": "#/components/schemas/Stations"}, doc) == []
 
 
 def test_search_filters_by_packer_and_kind(floor_env: WebEnv) -> None:

@@ -183,6 +183,31 @@ def openapi_document(title_suffix: str = "") -> dict[str, Any]:
         "archive_key": {"type": ["string", "null"]},
         "archive_meta": {"type": ["object", "null"]},
     }
+    opt_str = {"type": ["string", "null"]}
+    opt_num = {"type": ["number", "null"]}
+    station_props: dict[str, Any] = {
+        "key": {"type": "string"},
+        "station": {"type": "string"},
+        "state": {"type": "string", "example": "recording"},
+        "shown_state": {"type": "string", "description": "state, or silent"},
+        "order_id": opt_str,
+        "waybills": {"type": "array", "items": {"type": "string"}},
+        "elapsed_s": opt_num,
+        "frames": {"type": "integer"},
+        "fps": {"type": "number"},
+        "dropped": {"type": "integer"},
+        "last_error": opt_str,
+        "alarm": opt_str,
+        "updated_utc": opt_str,
+        "age_s": opt_num,
+        "silent": {"type": "boolean", "description": "the station stopped reporting"},
+        "disk_free_bytes": {"type": ["integer", "null"]},
+        "clock_synced": {"type": ["boolean", "null"]},
+        "has_frame": {"type": "boolean"},
+        "last_clip_utc": opt_str,
+        "archive_backlog": {"type": ["integer", "null"]},
+        "packer": opt_str,
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -266,7 +291,11 @@ def openapi_document(title_suffix: str = "") -> dict[str, Any]:
                     "responses": {
                         "200": {
                             "description": "status",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Stations"}
+                                }
+                            },
                         },
                         "401": err,
                     },
@@ -290,6 +319,30 @@ def openapi_document(title_suffix: str = "") -> dict[str, Any]:
                         "clips": {"type": "array", "items": {"$ref": "#/components/schemas/Clip"}},
                     },
                 },
+                "Stations": {
+                    "type": "object",
+                    "properties": {
+                        "stations": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Station"},
+                        },
+                        "clips_today": {
+                            "type": "object",
+                            "additionalProperties": {"type": "integer"},
+                            "description": "station -> clips since local midnight",
+                        },
+                        "clips_today_per_hour": {
+                            "type": "object",
+                            "additionalProperties": {"type": "array", "items": {"type": "integer"}},
+                            "description": "station -> 24 counts, one per local hour",
+                        },
+                        "disk_free_bytes": {"type": "integer"},
+                        "bytes_per_day": {"type": "integer"},
+                        "days_left": {"type": ["number", "null"]},
+                        "generated_utc": {"type": "string", "format": "date-time"},
+                    },
+                },
+                "Station": {"type": "object", "properties": station_props},
                 "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
             },
             "responses": {
