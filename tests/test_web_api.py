@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import quote
 
 import pytest
 from conftest_web import ORDERS, PASSWORDS, WebEnv, login, openapi_errors
+
+from web.api import record_schema
 
 
 def basic(name: str, password: str) -> dict[str, str]:
@@ -112,3 +116,45 @@ def test_answers_are_what_the_openapi_document_says(api) -> None:
     found = api.get("/api/clips?limit=500").get_json()
     assert len(found["clips"]) >= len(ORDERS)
     assert openapi_errors(found, clips_schema["application/json"]["schema"], doc) == []
+
+
+@dataclass
+class _Inner:
+    at: datetime
+    n: int | None = None
+
+
+@dataclass
+class _Outer:
+    name: str
+    inner: tuple[_Inner, ...]
+    tags: list[str]
+    ratio: float | None
+
+
+@dataclass
+class _Odd:
+    codes: set[int]
+
+
+def test_record_schema_follows_the_record_types() -> None:
+    assert record_schema(_Outer) == {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "inner": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "at": {"type": "string", "format": "date-time"},
+                        "n": {"type": ["integer", "null"]},
+                    },
+                },
+            },
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "ratio": {"type": ["number", "null"]},
+        },
+    }
+    with pytest.raises(TypeError, match="no JSON Schema"):
+        record_schema(_Odd)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
@@ -14,6 +18,7 @@ from web.clips import PAGE_SIZE, order_url, search_args
 from web.dashboard import summary
 from web.handles import get_db, get_index
 from web.index import SearchTimeout
+from web.stations import StationStatus
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.before_request(basic_auth_user)
@@ -105,108 +110,95 @@ def openapi() -> Response:
     return jsonify(openapi_document(current_app.config["PACKCAM"].station.name))
 
 
+_JSON_TYPES: dict[Any, dict[str, Any]] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+    datetime: {"type": "string", "format": "date-time"},
+    type(None): {"type": "null"},
+}
+
+
+def record_schema(tp: Any) -> dict[str, Any]:
+    """The JSON Schema of a record type as its ``to_json``/``asdict`` sends it: a dataclass
+    is an object of its fields, a tuple or list an array, ``X | None`` either."""
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        props = {f.name: record_schema(hints[f.name]) for f in dataclasses.fields(tp)}
+        return {"type": "object", "properties": props}
+    if tp in _JSON_TYPES:
+        return dict(_JSON_TYPES[tp])
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (list, tuple):
+        return array_of(record_schema(args[0]))
+    if origin is dict:
+        return {"type": "object"}
+    if origin in (types.UnionType, typing.Union) and len(args) == 2 and type(None) in args:
+        (inner,) = (a for a in args if a is not type(None))
+        node = record_schema(inner)
+        return {**node, "type": [node["type"], "null"]}
+    raise TypeError(f"no JSON Schema for {tp!r}")  # a new field type: say how it is sent
+
+
+def ref(name: str) -> dict[str, Any]:
+    """A reference to one of the document's component schemas."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def array_of(items: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {"type": "array", "items": items, **more}
+
+
+def per_station(value: dict[str, Any], description: str) -> dict[str, Any]:
+    """An object keyed by station name."""
+    return {"type": "object", "additionalProperties": value, "description": description}
+
+
+def json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 def openapi_document(title_suffix: str = "") -> dict[str, Any]:
     """The OpenAPI 3.1 description of this API (kept beside the code it describes)."""
     err = {"$ref": "#/components/responses/Error"}
     date_param = {"type": "string", "format": "date", "example": "2026-11-30"}
     clip_props: dict[str, Any] = {
-        "id": {"type": "integer"},
-        "order_id": {"type": "string"},
+        **record_schema(ClipRecord)["properties"],
+        # what ClipRecord.to_json and clip_json add to the record's fields
         "waybill": {"type": ["string", "null"]},
-        "waybills": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "waybill": {"type": "string"},
-                    "carrier": {"type": "string"},
-                    "t_clip_s": {"type": "number"},
-                },
-            },
-        },
-        "station": {"type": "string"},
-        "started_at": {"type": "string", "format": "date-time"},
-        "ended_at": {"type": "string", "format": "date-time"},
-        "started_utc": {"type": "string"},
-        "ended_utc": {"type": "string"},
-        "tz": {"type": "string", "example": "+0800"},
-        "duration_s": {"type": "number"},
-        "frame_count": {"type": "integer"},
-        "finish_reason": {"type": "string"},
-        "pre_roll_s": {"type": "number"},
         "path": {"type": "string", "description": "relative to the data directory"},
-        "manifest_path": {"type": "string"},
-        "size": {"type": "integer"},
         "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "video_url": {"type": "string"},
         "download_url": {"type": "string"},
         "thumbnail_url": {"type": "string"},
         "order_url": {"type": "string"},
-        "events": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "kind": {"type": "string", "example": "order"},
-                    "text": {"type": "string"},
-                    "source": {"type": "string", "example": "scanner"},
-                    "wall": {"type": "string", "format": "date-time"},
-                    "t_clip_s": {"type": ["number", "null"]},
-                    "note": {"type": "string"},
-                },
-            },
-        },
-        # the packing floor (docs/integration.md)
+        # the index's own times (web/index.py)
+        "started_utc": {"type": "string"},
+        "ended_utc": {"type": "string"},
+        "tz": {"type": "string", "example": "+0800"},
+        # the packing floor (docs/integration.md): ClipRecord reads these from ``extra``
         "kind": {"type": "string", "enum": ["order", "return"]},
         "packer": {"type": "string"},
-        "repack_of": {
-            "type": "array",
-            "items": {"type": "integer"},
-            "description": "ids of this order's earlier clips at this station",
-        },
-        "repack_of_fleet": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "station": {"type": "string"},
-                    "clip_id": {"type": "integer"},
-                    "started": {"type": "string"},
-                },
-            },
-            "description": "this order's earlier clips at other stations",
-        },
-        # only on the central site
+        "repack_of": array_of(
+            {"type": "integer"}, description="ids of this order's earlier clips at this station"
+        ),
+        "repack_of_fleet": array_of(
+            {"type": "object"},
+            description='this order\'s earlier clips at other stations: {"station", '
+            '"clip_id" (its id at that station), "started"}',
+        ),
+        # only on the central site (central/db.py)
         "local_id": {"type": "integer", "description": "the clip's id at its station"},
-        "station_id": {"type": "integer", "description": "the station enrolment"},
+        "station_id": {"type": "integer", "description": "the station's enrolment"},
         "archived_utc": {"type": ["string", "null"]},
         "archive_key": {"type": ["string", "null"]},
         "archive_meta": {"type": ["object", "null"]},
     }
-    opt_str = {"type": ["string", "null"]}
-    opt_num = {"type": ["number", "null"]}
-    station_props: dict[str, Any] = {
-        "key": {"type": "string"},
-        "station": {"type": "string"},
-        "state": {"type": "string", "example": "recording"},
+    del clip_props["extra"]  # spread into the clip's fields above, never sent as one
+    station_props = {
+        **record_schema(StationStatus)["properties"],
         "shown_state": {"type": "string", "description": "state, or silent"},
-        "order_id": opt_str,
-        "waybills": {"type": "array", "items": {"type": "string"}},
-        "elapsed_s": opt_num,
-        "frames": {"type": "integer"},
-        "fps": {"type": "number"},
-        "dropped": {"type": "integer"},
-        "last_error": opt_str,
-        "alarm": opt_str,
-        "updated_utc": opt_str,
-        "age_s": opt_num,
-        "silent": {"type": "boolean", "description": "the station stopped reporting"},
-        "disk_free_bytes": {"type": ["integer", "null"]},
-        "clock_synced": {"type": ["boolean", "null"]},
-        "has_frame": {"type": "boolean"},
-        "last_clip_utc": opt_str,
-        "archive_backlog": {"type": ["integer", "null"]},
-        "packer": opt_str,
     }
     return {
         "openapi": "3.1.0",
@@ -231,14 +223,7 @@ def openapi_document(title_suffix: str = "") -> dict[str, Any]:
                         }
                     ],
                     "responses": {
-                        "200": {
-                            "description": "the order",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Order"}
-                                }
-                            },
-                        },
+                        "200": json_answer("the order", ref("Order")),
                         "401": err,
                         "404": err,
                     },
@@ -260,25 +245,18 @@ def openapi_document(title_suffix: str = "") -> dict[str, Any]:
                         {"name": "offset", "in": "query", "schema": {"type": "integer"}},
                     ],
                     "responses": {
-                        "200": {
-                            "description": "matching clips, newest first",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "properties": {
-                                            "clips": {
-                                                "type": "array",
-                                                "items": {"$ref": "#/components/schemas/Clip"},
-                                            },
-                                            "limit": {"type": "integer"},
-                                            "offset": {"type": "integer"},
-                                            "more": {"type": "boolean"},
-                                        },
-                                    }
-                                }
+                        "200": json_answer(
+                            "matching clips, newest first",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "clips": array_of(ref("Clip")),
+                                    "limit": {"type": "integer"},
+                                    "offset": {"type": "integer"},
+                                    "more": {"type": "boolean"},
+                                },
                             },
-                        },
+                        ),
                         "400": err,
                         "401": err,
                         "503": err,
@@ -289,14 +267,7 @@ def openapi_document(title_suffix: str = "") -> dict[str, Any]:
                 "get": {
                     "summary": "Station status, clips today, disk free and days left",
                     "responses": {
-                        "200": {
-                            "description": "status",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Stations"}
-                                }
-                            },
-                        },
+                        "200": json_answer("status", ref("Stations")),
                         "401": err,
                     },
                 }
@@ -315,27 +286,20 @@ def openapi_document(title_suffix: str = "") -> dict[str, Any]:
                         "order_id": {"type": "string"},
                         "first_seen_utc": {"type": ["string", "null"]},
                         "last_clip_utc": {"type": ["string", "null"]},
-                        "waybills": {"type": "array", "items": {"type": "string"}},
-                        "clips": {"type": "array", "items": {"$ref": "#/components/schemas/Clip"}},
+                        "waybills": array_of({"type": "string"}),
+                        "clips": array_of(ref("Clip")),
                     },
                 },
                 "Stations": {
                     "type": "object",
                     "properties": {
-                        "stations": {
-                            "type": "array",
-                            "items": {"$ref": "#/components/schemas/Station"},
-                        },
-                        "clips_today": {
-                            "type": "object",
-                            "additionalProperties": {"type": "integer"},
-                            "description": "station -> clips since local midnight",
-                        },
-                        "clips_today_per_hour": {
-                            "type": "object",
-                            "additionalProperties": {"type": "array", "items": {"type": "integer"}},
-                            "description": "station -> 24 counts, one per local hour",
-                        },
+                        "stations": array_of(ref("Station")),
+                        "clips_today": per_station(
+                            {"type": "integer"}, "station -> clips since local midnight"
+                        ),
+                        "clips_today_per_hour": per_station(
+                            array_of({"type": "integer"}), "station -> 24 counts, by local hour"
+                        ),
                         "disk_free_bytes": {"type": "integer"},
                         "bytes_per_day": {"type": "integer"},
                         "days_left": {"type": ["number", "null"]},
@@ -346,12 +310,7 @@ def openapi_document(title_suffix: str = "") -> dict[str, Any]:
                 "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
             },
             "responses": {
-                "Error": {
-                    "description": "error",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
-                }
+                "Error": json_answer("error", ref("Error")),
             },
         },
     }
