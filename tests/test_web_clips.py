@@ -211,6 +211,21 @@ def test_many_seeks_in_a_row(viewer, web_env: WebEnv) -> None:
         assert resp.status_code == 206 and resp.data == data[start : start + 1000]
 
 
+@pytest.mark.parametrize("extra", [1, 1000, 10**12])
+def test_suffix_range_longer_than_the_file_is_the_whole_file(
+    viewer, web_env: WebEnv, extra: int
+) -> None:
+    # RFC 9110 section 14.1.2: "If the selected representation is shorter than the specified
+    # suffix-length, the entire representation is used" (a player or a script asking for the
+    # last MB of a smaller clip); it is not a 416.
+    url, data = video(web_env)
+    resp = viewer.get(url, headers={"Range": f"bytes=-{len(data) + extra}"})
+    assert resp.status_code == 206
+    assert resp.data == data
+    assert resp.headers["Content-Range"] == f"bytes 0-{len(data) - 1}/{len(data)}"
+    assert resp.headers["Content-Length"] == str(len(data))
+
+
 @pytest.mark.parametrize("header", ["bytes=999999999-", "bytes=999999999-1000000000"])
 def test_unsatisfiable_range_is_416(viewer, web_env: WebEnv, header: str) -> None:
     url, data = video(web_env)

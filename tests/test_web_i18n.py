@@ -17,6 +17,13 @@ TRANSLATIONS = Path(__file__).resolve().parents[1] / "web" / "translations"
         ("zh-CN,zh;q=0.9,en;q=0.5", "zh-CN", "登录"),
         ("zh", "zh-CN", "登录"),
         ("zh-TW", "zh-CN", "登录"),
+        # Chinese first, English after it: Chinese (browsers' defaults in Taiwan, Hong Kong)
+        ("zh-TW,zh;q=0.9,en-US;q=0.8,en;q=0.7", "zh-CN", "登录"),
+        ("zh-HK,zh-TW;q=0.9,zh;q=0.8,en-US;q=0.7,en;q=0.6", "zh-CN", "登录"),
+        ("zh,en;q=0.9", "zh-CN", "登录"),
+        ("fr-FR,zh-TW;q=0.8,en;q=0.5", "zh-CN", "登录"),
+        ("en-US,zh-TW;q=0.9", "en", "Log in"),
+        ("zh-CN;q=0", "en", "Log in"),  # q=0: not acceptable
         ("en-US,en;q=0.9", "en", "Log in"),
         ("fr-FR", "en", "Log in"),
         ("", "en", "Log in"),

@@ -47,6 +47,36 @@ def test_search_matches_anywhere_in_any_case(web_client, q: str, order: str) -> 
     assert order in _orders(web_client, q)
 
 
+@pytest.mark.parametrize(
+    ("day_from", "day_to"),
+    [
+        ("0001-01-01", "9999-12-31"),  # "from the beginning, until forever"
+        ("0001-01-01", ""),
+        ("", "9999-12-31"),
+        ("0999-01-01", "2026-11-30"),  # a year of three digits
+    ],
+)
+def test_dates_at_the_ends_of_the_calendar_are_no_limit(
+    web_env: WebEnv, day_from: str, day_to: str
+) -> None:
+    # Real dates a date field accepts; the bounds in the site's zone (east of UTC here) and
+    # the day after 9999-12-31 are outside Python's calendar: a 500 before. They limit
+    # nothing: the 2026 clips are found by the API, the search page and the export.
+    from conftest_web import make_app
+
+    web_env.cfg = web_env.cfg.replace("station", timezone="Asia/Shanghai")
+    client = make_app(web_env).test_client()
+    login(client, "operator")
+    dates = {"from": day_from, "to": day_to}
+    assert "PO-1001" in _orders(client, "PO-1001", **dates)
+    page = client.get("/search", query_string={"q": "PO-1001", **dates})
+    assert page.status_code == 200 and "PO-1001" in page.get_data(as_text=True)
+    if (day_from, day_to) == ("0001-01-01", "9999-12-31"):  # the export: a day at each end
+        for first, last in ((day_from, "0001-01-02"), ("9999-12-30", day_to)):
+            csv = client.get("/export/orders.csv", query_string={"from": first, "to": last})
+            assert csv.status_code == 200 and "PO-1001" not in csv.get_data(as_text=True)
+
+
 def test_search_finds_nothing_that_is_not_there(web_client) -> None:
     login(web_client, "viewer")
     assert _orders(web_client, "PO-1001X") == []

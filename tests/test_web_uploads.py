@@ -422,3 +422,40 @@ def test_receive_frees_the_body_file_behind_the_copy(tmp_path: Path) -> None:
     assert ticket.reserved == body_file.stat().st_size  # no second copy had to be reserved
     ticket.release()
     assert list(spool.root.iterdir()) == []
+
+
+def test_a_full_disk_mid_upload_is_a_clear_507_and_leaves_nothing(
+    web_env, mp4_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data disk fills up (the station recording) while an admitted upload is copied to
+    the spool: the page says so (507, not "something went wrong"), the reservation is given
+    back and the spool is empty."""
+    from conftest_web import csrf_of, make_app
+
+    from web.verify import spool_of
+
+    real_workdir = uploads.Ticket.workdir
+
+    def full_disk(ticket: uploads.Ticket) -> Path:
+        d = real_workdir(ticket)
+        if not (d / "upload").is_symlink():
+            (d / "upload").symlink_to("/dev/full")  # every write: ENOSPC
+        return d
+
+    monkeypatch.setattr(uploads.Ticket, "workdir", full_disk)
+    app = make_app(web_env, PROPAGATE_EXCEPTIONS=False)
+    client = app.test_client()
+    token = csrf_of(client)
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+        + token.encode()
+        + b'\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="c.mp4"\r\n\r\n'
+        + mp4_template.read_bytes()
+        + b"\r\n--b--\r\n"
+    )
+    resp = client.post("/verify", data=body, content_type="multipart/form-data; boundary=b")
+    assert resp.status_code == 507
+    assert "disk space" in resp.get_data(as_text=True)
+    spool = spool_of(app)
+    assert spool.active == 0 and spool.reserved == 0
+    assert list((web_env.data_dir / "spool" / "verify").iterdir()) == []

@@ -24,7 +24,18 @@ def utc_index(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# Days a search or an export may be bounded by: a date field accepts 0001-01-01 and
+# 9999-12-31, whose bounds in a zone east (west) of UTC, and the day after 9999-12-31, are
+# outside Python's calendar, and a year below 1000 would not compare with the index's times.
+# No clip is older or newer, so a day outside is the nearest of these.
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+
+
 def day_bounds_utc(day: date, tz: tzinfo) -> tuple[str, str]:
+    """The start of ``day`` and of the next, in ``tz``, as the index writes UTC times (a day
+    before FIRST_DAY or after LAST_DAY is taken as that one)."""
+    day = min(max(day, FIRST_DAY), LAST_DAY)
     start = datetime.combine(day, time(0), tzinfo=tz)
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
     return utc_index(start), utc_index(end)

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, current_app, redirect, request
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
+from werkzeug.datastructures import LanguageAccept
 from werkzeug.wrappers import Response
 
 from station.config import WEB_LANGUAGES
@@ -79,12 +80,17 @@ def select_locale() -> str:
     chosen = request.cookies.get(LANG_COOKIE)
     if chosen in LANGUAGES:
         return chosen
-    best = request.accept_languages.best_match(LANGUAGES)
-    if best is not None:
-        return best
-    # zh-TW / zh-HK readers are better served by Simplified Chinese than by English.
-    if any(lang.lower().startswith("zh") for lang, _q in request.accept_languages):
-        return "zh_CN"
+    # The browser's languages by preference (q=0: not acceptable): the first the site has.
+    # Any Chinese (zh, zh-TW, zh-HK ...) is Simplified Chinese: Traditional readers are better
+    # served by it than by an English they listed after their Chinese.
+    for lang, quality in sorted(request.accept_languages, key=lambda v: -v[1]):
+        if quality <= 0:
+            continue
+        if lang.lower().replace("_", "-").split("-")[0] == "zh":
+            return "zh_CN"
+        best = LanguageAccept([(lang, quality)]).best_match(LANGUAGES)
+        if best is not None:
+            return best
     return str(current_app.config["BABEL_DEFAULT_LOCALE"])
 
 

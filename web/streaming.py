@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from flask import Response, request
+from werkzeug.datastructures import Range
 from werkzeug.http import http_date, parse_date, parse_etags, parse_range_header, quote_etag
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,10 @@ def send_stored_file(
 
     Preconditions follow RFC 9110 section 13.2.2: If-Match / If-Unmodified-Since fail with 412,
     If-None-Match / If-Modified-Since give 304. A single byte range gives 206 (If-Range must
-    match the strong ETag or the exact Last-Modified, else the whole file is sent); a range
-    that starts past the end gives 416; a malformed Range header or a request for several
-    ranges is ignored and the whole file is sent with 200 (allowed by RFC 9110 section 14.2).
+    match the strong ETag or the exact Last-Modified, else the whole file is sent; a suffix
+    longer than the file is the whole file); a range that starts past the end gives 416; a
+    malformed Range header or a request for several ranges is ignored and the whole file is
+    sent with 200 (allowed by RFC 9110 section 14.2).
     """
     f = path.open("rb")
     try:
@@ -126,7 +128,7 @@ def send_stored_file(
         if range_header is not None and size > 0 and _if_range_ok(etag, mtime):
             parsed = parse_range_header(range_header)
             if parsed is not None and parsed.units == "bytes" and len(parsed.ranges) == 1:
-                span = parsed.range_for_length(size)
+                span = _span(parsed, size)
                 if span is None:
                     f.close()
                     headers["Content-Range"] = f"bytes */{size}"
@@ -145,6 +147,18 @@ def send_stored_file(
     return Response(
         body, status=status, headers=headers, mimetype=mimetype, direct_passthrough=True
     )
+
+
+def _span(parsed: Range, size: int) -> tuple[int, int] | None:
+    """[start, end) of one byte range of a ``size``-byte file; None if it cannot be met.
+
+    A suffix range longer than the file is the whole file (RFC 9110 section 14.1.2), which
+    werkzeug's ``range_for_length`` turns into None (a 416).
+    """
+    start, end = parsed.ranges[0]
+    if start < 0 and end is None:
+        return max(0, size + start), size
+    return parsed.range_for_length(size)
 
 
 def _body(f: BinaryIO, start: int, length: int) -> Any:

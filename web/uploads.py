@@ -52,6 +52,11 @@ MAX_RATIO = 20
 RATIO_FROM = 1 * MB
 WINDOW_S = 3600.0
 
+DISK_FULL = (
+    "工位磁盘空间不足 · The station needs its disk space for recording; "
+    "this file cannot be checked here now"
+)
+
 DiskProbe = Callable[[Path], tuple[int, int]]  # (bytes free for this user, bytes in total)
 
 
@@ -206,12 +211,7 @@ class Spool:
                 "verify upload refused: %d MB asked, %d MB free, %d MB reserved, floor %d MB",
                 nbytes // MB, free // MB, self._reserved // MB, floor // MB,
             )  # fmt: skip
-            raise UploadRefused(
-                507,
-                "disk-floor",
-                "工位磁盘空间不足 · The station needs its disk space for recording; "
-                "this file cannot be checked here now",
-            )
+            raise UploadRefused(507, "disk-floor", DISK_FULL)
 
     def room(self, nbytes: int) -> bool:
         """Whether ``nbytes`` more on the data disk would keep /verify's floor (nothing kept)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
@@ -343,6 +344,13 @@ def upload() -> Response:
         if exc.retry_after:
             resp.headers["Retry-After"] = str(exc.retry_after)
         return resp
+    except OSError as exc:
+        # the data disk filled up under an admitted upload (the station recording): the
+        # upload's files are gone already (spooled_upload); say so, not "something went wrong"
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        log.error("verify page: the data disk is full: %s", exc)
+        return _render(507, error=uploads.DISK_FULL)
 
 
 def _check(up: uploads.Upload) -> Response:
