@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import sqlite3
+import warnings
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -351,6 +352,40 @@ def test_unsigned_member_changed(
     }[what]
     bad = rewrite_zip(bundle, tmp_path / "bad.zip", changes)
     _tampered(verify_bundle(bad, anchors=store.anchors()), "bundle-member-unsigned")
+
+
+def _shadowed(bundle: Path, dst: Path, name: str, data: bytes) -> Path:
+    """``bundle`` with a member ``name`` written before all the others."""
+    with zipfile.ZipFile(bundle) as zin, zipfile.ZipFile(dst, "w") as zout:
+        zout.writestr(name, data)
+        with warnings.catch_warnings():  # zipfile warns of the duplicate name, and writes it
+            warnings.simplefilter("ignore", UserWarning)
+            for info in zin.infolist():
+                zout.writestr(info, zin.read(info))
+    return dst
+
+
+@pytest.mark.parametrize("how", ["same", "dot", "case", "slashes"])
+def test_two_members_that_unpack_to_one_file(
+    store: Store,  # noqa: F811
+    bundle: Path,
+    station_key: StationKey,
+    tmp_path: Path,
+    how: str,
+) -> None:
+    """An edited copy of a clip under the clip's own name (or a spelling an unzip tool writes to
+    the same file: ./, another case, //): the verifier checked one of the two, the person
+    unzipping may be shown the other. Refused, also when the station key signed both."""
+    clip = bundle_index(bundle)["clips"][0]["clip"]
+    edited = b"edited " + read_zip(bundle, clip)
+    if how == "same":  # the bundle manifest cannot list it twice: it is simply never checked
+        bad = _shadowed(bundle, tmp_path / "bad.zip", clip, edited)
+    else:
+        name = {"dot": "./" + clip, "case": clip.upper(), "slashes": clip.replace("/", "//")}[how]
+        bad = _resign(bundle, tmp_path / "bad.zip", station_key, {name: edited})
+    report = verify_bundle(bad, anchors=store.anchors())
+    _tampered(report, "bundle-malformed")
+    assert "unpack to the same file" in report.lines()[-2], report.lines()
 
 
 def test_bundle_manifest_signed_by_another_key(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -148,3 +149,24 @@ def test_kit_refuses_unsafe_member_names(bundle: Path, tmp_path: Path) -> None:
     rc, out = _kit(bad, run)
     assert rc == 1 and "bundle-malformed" in out
     assert not (tmp_path / "escape.txt").exists() and not (run / "escape.txt").exists()
+
+
+@pytest.mark.parametrize("name", ["{clip}", "./{clip}", "{upper}"])
+def test_kit_refuses_two_members_that_unpack_to_one_file(
+    store: Store,  # noqa: F811
+    bundle: Path,
+    tmp_path: Path,
+    name: str,
+) -> None:
+    """An edited copy of a clip zipped before the real one under a name that unzips to the same
+    file: the kit checked the one unzipped last, a person's unzip tool may show the other."""
+    clip = bundle_index(bundle)["clips"][0]["clip"]
+    bad = tmp_path / "shadow.zip"
+    with zipfile.ZipFile(bundle) as zin, zipfile.ZipFile(bad, "w") as zout:
+        zout.writestr(name.format(clip=clip, upper=clip.upper()), b"edited")
+        with warnings.catch_warnings():  # zipfile warns of a duplicate name, and writes it
+            warnings.simplefilter("ignore", UserWarning)
+            for info in zin.infolist():
+                zout.writestr(info, zin.read(info))
+    rc, out = _kit(bad, tmp_path, *_pins(store))
+    assert rc == 1 and "[bundle-malformed]" in out and "RESULT: NOT AUTHENTIC" in out, out

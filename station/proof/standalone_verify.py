@@ -618,10 +618,24 @@ def main(argv: list[str] | None = None) -> int:
             return check(src, a.ca, a.tsa_ca, a.max_delay * 60, a.witness)
         with tempfile.TemporaryDirectory(prefix="packcam-kit-") as tmp, zipfile.ZipFile(src) as z:
             base = Path(tmp).resolve()
+            seen: set[str] = set()
             for info in z.infolist():  # never write outside the folder
-                if not str((base / info.filename).resolve()).startswith(str(base)):
+                parts = [
+                    p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")
+                ]
+                # two members unpacking to one file: only the last is checked, and which one
+                # your unzip tool shows is its choice
+                key = "/".join(parts).casefold() + "/" * info.filename.endswith(("/", "\\"))
+                if (
+                    not str((base / info.filename).resolve()).startswith(str(base))
+                    or ".." in parts
+                    or (parts and ":" in parts[0])
+                    or key in seen
+                ):
                     print(f"FAIL bundle: unsafe member name {info.filename!r} [bundle-malformed]")
+                    print("RESULT: NOT AUTHENTIC (bundle-malformed)")
                     return 1
+                seen.add(key)
             z.extractall(tmp)
             return check(Path(tmp), a.ca, a.tsa_ca, a.max_delay * 60, a.witness)
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:

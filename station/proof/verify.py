@@ -726,6 +726,16 @@ def _parse_time(s: Any) -> datetime | None:
 # ---- bundles -------------------------------------------------------------------------------
 
 
+def unpacked_name(name: str) -> str:
+    """Where an unzip tool puts member ``name``, as a case-folded key: ``./a``, ``a//b``,
+    ``/a``, ``a\\b`` and ``A`` all land on (or over) ``a`` somewhere. ProofError for a name
+    that leaves the folder (``..``)."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts or (parts and ":" in parts[0]):
+        raise ProofError(f"bundle member {name!r} would unpack outside its folder")
+    return "/".join(parts).casefold() + ("/" if name.endswith(("/", "\\")) else "")
+
+
 class _Bundle:
     """Read-only access to a bundle zip with size limits; member names are never paths."""
 
@@ -736,9 +746,18 @@ class _Bundle:
             raise ProofError("bundle has too many files")
         self.names = {i.filename: i for i in infos}
         self._sha256: dict[str, str] = {}
+        seen: dict[str, str] = {}
         for i in infos:
             if i.file_size > MAX_BUNDLE_MEMBER:
                 raise ProofError(f"bundle member {i.filename!r} is too large")
+            # Two members that unpack to the same file: only one is checked here, and which
+            # one a person's unzip tool shows is its choice (the last, the first, a prompt).
+            key = unpacked_name(i.filename)
+            if key in seen:
+                raise ProofError(
+                    f"bundle members {seen[key]!r} and {i.filename!r} unpack to the same file"
+                )
+            seen[key] = i.filename
 
     def has(self, name: str | None) -> bool:
         return bool(name) and name in self.names
