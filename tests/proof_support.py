@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import os
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -24,8 +26,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from recorder_support import encoded_recorder
 
 from station import config as config_mod
+from station.proof import merkle
 from station.proof.ca import _key_usage
+from station.proof.canonical import canonical_json
+from station.proof.keys import StationKey
+from station.proof.log import checkpoint_body, utc_now
 from station.proof.trust import Anchors
+from station.proof.tsa import request_token
 from station.recording.writer import FinishedFile
 from station.store.ledger import Ledger, ScanEventRecord
 
@@ -397,3 +404,74 @@ def bundle_index(path: Path) -> dict:
 def store(tmp_path_factory: pytest.TempPathFactory, tsa_ec: TsaServer) -> Store:
     """Orders A1, B2, A1 again (two clips for A1), C2PA on, ECDSA TSA; do not modify: copy()."""
     return build_store(tmp_path_factory.mktemp("store"), tsa_ec, ["A1", "B2", "A1"])
+
+
+def forge_log(
+    bundle: Path, dst: Path, key: StationKey, tsa_url: str, edit: Callable[[dict], None]
+) -> Path:
+    """What the station key holder can do offline, without a witness: each clip manifest
+    changed by ``edit`` and re-signed, a log of its own holding them at their indexes (other
+    leaves made up), its checkpoint signed, everything timestamped now by the TSA at
+    ``tsa_url``, the bundle manifest re-signed. The clips' own checkpoints are left out."""
+    import zipfile
+
+    idx = bundle_index(bundle)
+    changes: dict[str, bytes | None] = {}
+    leaves: dict[int, bytes] = {}
+    for e in idx["clips"]:
+        body = json.loads(read_zip(bundle, e["manifest"]))
+        edit(body)
+        m = canonical_json(body)
+        leaves[body["seq"]] = merkle.leaf_hash(m)
+        changes[e["manifest"]] = m
+        changes[e["signature"]] = key.sign(m)
+        for i, t in enumerate(e["timestamps"]):
+            changes[t] = request_token(tsa_url, hashlib.sha256(m).digest())[0] if i == 0 else None
+        e["timestamps"] = e["timestamps"][:1]
+        fc = e.pop("first_checkpoint", None) or {}
+        for n in [fc.get(k) for k in ("body", "signature", "consistency")] + fc.get(
+            "timestamps", []
+        ):
+            if n:
+                changes[n] = None
+    size = max(leaves) + 1
+    hashes_ = [leaves.get(i, hashlib.sha256(b"made up %d" % i).digest()) for i in range(size)]
+    root = merkle.root(hashes_)
+    cpi = idx["checkpoint"]
+    station = json.loads(read_zip(bundle, cpi["body"]))["station"]
+    cp = canonical_json(checkpoint_body(station, key, size, root, utc_now()))
+    changes[cpi["body"]] = cp
+    changes[cpi["signature"]] = key.sign(cp)
+    for t in cpi.get("timestamps", []):
+        changes[t] = request_token(tsa_url, hashlib.sha256(cp).digest())[0]
+    for e in idx["clips"]:
+        seq = json.loads(changes[e["manifest"]] or b"{}")["seq"]
+        inc = json.loads(read_zip(bundle, e["inclusion"]))
+        inc.update(
+            log_index=seq,
+            tree_size=size,
+            audit_path=[h.hex() for h in merkle.inclusion_proof(seq, hashes_)],
+            root_sha256=root.hex(),
+        )
+        changes[e["inclusion"]] = json.dumps(inc).encode()
+    changes["bundle.json"] = json.dumps(idx).encode()
+    tmp = rewrite_zip(bundle, dst.with_name("tmp-" + dst.name), changes)
+    bm = json.loads(read_zip(bundle, "bundle/manifest.json"))
+    with zipfile.ZipFile(tmp) as z:
+        bm["members"] = {
+            n: hashlib.sha256(z.read(n)).hexdigest()
+            for n in z.namelist()
+            if n not in ("bundle/manifest.json", "bundle/manifest.sig", "SHA256SUMS")
+        }
+    signed = canonical_json(bm)
+    out = rewrite_zip(
+        tmp,
+        dst,
+        {
+            "bundle/manifest.json": signed,
+            "bundle/manifest.sig": key.sign(signed),
+            "SHA256SUMS": None,
+        },
+    )
+    tmp.unlink()
+    return out

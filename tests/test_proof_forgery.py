@@ -23,6 +23,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     TsaServer,
     build_store,
     bundle_index,
+    forge_log,
     read_zip,
     rewrite_zip,
     store,
@@ -267,6 +268,44 @@ def test_recorded_times_far_from_the_tsa_time(
     _tampered(verify_clip(_clips(st.data)[0], st.cfg, anchors=anchors), code)
     # a verifier who accepts two days of delay (a station offline that long) gets authentic
     assert verify_bundle(out, anchors=anchors, bound=TimeBound(2 * 86400)).authentic
+
+
+@pytest.mark.parametrize(
+    ("ended_at", "authentic"),
+    [
+        (None, True),  # the helper's forgery with the times left as recorded: authentic
+        ("gone", False),
+        ("yesterday", False),
+        ("naive", False),  # a different instant in each verifier's time zone
+    ],
+)
+def test_recorded_end_missing_from_a_resigned_manifest(
+    store: Store,  # noqa: F811
+    bundle: Path,
+    station_key: StationKey,
+    tmp_path: Path,
+    ended_at: str | None,
+    authentic: bool,
+) -> None:
+    """The key holder re-signs the manifests (a log of its own, fresh tokens) without a
+    recorded end the TSA's time can be held to: the start then claims any day it likes."""
+
+    def edit(body: dict) -> None:
+        if ended_at == "gone":
+            del body["ended_at"]
+            body["started_at"] = "2020-01-01T10:00:00.000+08:00"
+        elif ended_at == "yesterday":
+            body["ended_at"] = "yesterday"
+        elif ended_at == "naive":
+            body["ended_at"] = body["ended_at"][:23]  # 2026-...T..:..:..... without +08:00
+
+    forged = forge_log(bundle, tmp_path / "f.zip", station_key, store.tsa.url, edit)
+    report = verify_bundle(forged, anchors=store.anchors())
+    if authentic:
+        assert report.authentic, report.lines()
+    else:
+        _tampered(report, "time-out-of-bounds")
+        assert "states no recorded end" in "\n".join(report.lines())
 
 
 def test_time_judgement_respects_accuracy_and_one_second_precision() -> None:

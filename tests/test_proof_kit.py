@@ -15,6 +15,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     Store,
     build_store,
     bundle_index,
+    forge_log,
     read_zip,
     rewrite_zip,
     store,
@@ -24,6 +25,7 @@ from proof_support import (  # noqa: F401 (fixtures)
 
 from station.proof.bundle import export_order
 from station.proof.ca import cert_fingerprint
+from station.proof.keys import StationKey
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +172,28 @@ def test_kit_refuses_two_members_that_unpack_to_one_file(
                 zout.writestr(info, zin.read(info))
     rc, out = _kit(bad, tmp_path, *_pins(store))
     assert rc == 1 and "[bundle-malformed]" in out and "RESULT: NOT AUTHENTIC" in out, out
+
+
+@pytest.mark.parametrize("ended_at", ["kept", "gone", "naive"])
+def test_kit_wants_a_recorded_end_to_hold_the_tsa_time_to(
+    store: Store,  # noqa: F811
+    bundle: Path,
+    tmp_path: Path,
+    ended_at: str,
+) -> None:
+    """Manifests re-signed by the key holder (own log, fresh tokens) with no recorded end, or
+    one without its UTC offset: no time bound can hold, never AUTHENTIC."""
+
+    def edit(body: dict) -> None:
+        if ended_at == "gone":
+            del body["ended_at"]
+        elif ended_at == "naive":
+            body["ended_at"] = body["ended_at"][:23]
+
+    key = StationKey.load(store.data / "proof/station-key.pem")
+    forged = forge_log(bundle, tmp_path / "f.zip", key, store.tsa.url, edit)
+    rc, out = _kit(forged, tmp_path, *_pins(store))
+    if ended_at == "kept":
+        assert rc == 0 and "RESULT: AUTHENTIC" in out, out
+    else:
+        assert rc == 1 and "[time-out-of-bounds]" in out and "no recorded end" in out, out

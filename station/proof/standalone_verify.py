@@ -455,7 +455,10 @@ def _check(
     tsa_file = pins_dir / "tsa-roots.pem"  # what you pinned, for openssl -CAfile
     tsa_file.write_bytes(b"".join(tsa_trusted))
 
-    def tokens(name: str, data: str, tsts: list[str], ended: datetime | None) -> bool:
+    def tokens(
+        name: str, data: str, tsts: list[str], ended: datetime | None, timed: bool = False
+    ) -> bool:
+        """``timed``: a clip's tokens, held to its recorded end ``ended`` (None: it has none)."""
         anchored = False
         if not tsts:
             res.add(WARN, name, "no RFC 3161 token", "time-unanchored")
@@ -489,6 +492,15 @@ def _check(
                 )
                 continue
             when, acc = token_time(root / t, root)
+            if timed and (ended is None or when is None):
+                res.add(
+                    FAIL,
+                    name,
+                    "the signed manifest states no recorded end (ended_at with its UTC offset) "
+                    "or the token no time: the TSA's time cannot be held to it",
+                    "time-out-of-bounds",
+                )
+                continue
             if ended is not None and when is not None:
                 delta = (when - ended).total_seconds()
                 if abs(delta) > max_delay_s + acc + 1:
@@ -569,10 +581,11 @@ def _check(
             else:
                 res.add(OK, pre, "the log only grew since the clip's own checkpoint")
                 tokens(f"{pre} first-checkpoint", fc["body"], fc.get("timestamps", []), None)
+        # ended_at without a UTC offset would be another instant in each verifier's time zone
         ended = parse_time(str(body.get("ended_at")))
-        ended = ended.astimezone(timezone.utc) if ended else None  # noqa: UP017
+        ended = ended.astimezone(timezone.utc) if ended and ended.tzinfo else None  # noqa: UP017
         res.time_anchors.append(
-            tokens(f"{pre} timestamp", item["manifest"], item.get("timestamps", []), ended)
+            tokens(f"{pre} timestamp", item["manifest"], item.get("timestamps", []), ended, True)
         )
     if witness:
         seen = [(cp_size, str(cp["root_sha256"]))]

@@ -500,11 +500,15 @@ def _check_tokens(
     shipped_roots: list[x509.Certificate],
     ended: datetime | None = None,
     bound: TimeBound | None = None,
+    *,
+    timed: bool = False,
 ) -> tuple[datetime | None, bool]:
     """Each RFC 3161 token over ``digest``: valid, from a trusted TSA, in time.
 
     Returns (earliest genTime, anchored): anchored when at least one token chains to a TSA root
     the verifier trusts and (with ``ended``) its time is within the bound of the recorded end.
+    ``timed``: tokens over a clip's manifest, which must state its recorded end (``ended``
+    None then means it does not, and no token can be held to it).
     """
     bound = bound or TimeBound()
     if not tokens:
@@ -544,7 +548,16 @@ def _check_tokens(
         when = info.gen_time.isoformat()
         earliest = info.gen_time if earliest is None else min(earliest, info.gen_time)
         in_bounds = True
-        if ended is not None:
+        if ended is None and timed:
+            in_bounds = False
+            report.add(
+                f"{tname}.time",
+                FAIL,
+                f"the TSA saw this at {when}, but the signed manifest states no recorded end "
+                "(ended_at with its UTC offset) to hold that time to",
+                "time-out-of-bounds",
+            )
+        elif ended is not None:
             slack = info.accuracy_s + TSA_TIME_PRECISION_S
             delta = (info.gen_time - ended).total_seconds()
             judged = judge_time(delta, info.accuracy_s, bound)
@@ -721,6 +734,14 @@ def _parse_time(s: Any) -> datetime | None:
         return datetime.fromisoformat(str(s))
     except ValueError:
         return None
+
+
+def _recorded_end(body: dict[str, Any]) -> datetime | None:
+    """A manifest's ``ended_at`` in UTC; None when missing, unreadable or without an offset
+    (the station always writes one; a time without it means a different instant to each
+    verifier's time zone)."""
+    ended = _parse_time(body.get("ended_at"))
+    return ended.astimezone(UTC) if ended is not None and ended.tzinfo is not None else None
 
 
 # ---- bundles -------------------------------------------------------------------------------
@@ -1090,7 +1111,6 @@ def _verify_bundle(
                 "(leaf replaced or proof forged)",
                 "log-not-included",
             )
-        ended = _parse_time(body.get("ended_at"))
         when, anchored = _check_tokens(
             report,
             f"{pre} timestamp",
@@ -1098,8 +1118,9 @@ def _verify_bundle(
             hashlib.sha256(m.canonical).digest(),
             anchors,
             shipped_roots,
-            ended.astimezone(UTC) if ended else None,
+            _recorded_end(body),
             bound,
+            timed=True,
         )
         report.time_anchors.append(anchored)
         if entry.get("first_checkpoint"):
@@ -1708,7 +1729,6 @@ def _check_leaf_tokens(
 ) -> bool:
     """The data dir's RFC 3161 tokens over leaf ``e``'s manifest, timed against the clip's
     recorded end (``ended_at`` of its manifest ``body``); True when they anchor it."""
-    ended = _parse_time(body.get("ended_at"))
     _, anchored = _check_tokens(
         report,
         name,
@@ -1716,8 +1736,9 @@ def _check_leaf_tokens(
         bytes.fromhex(e.manifest_sha256),
         anchors,
         st.tsa_roots,
-        ended.astimezone(UTC) if ended else None,
+        _recorded_end(body),
         bound,
+        timed=True,
     )
     return anchored
 
