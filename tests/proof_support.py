@@ -475,3 +475,40 @@ def forge_log(
     )
     tmp.unlink()
     return out
+
+
+def garbage_bundles(directory: Path) -> dict[str, Path]:
+    """Zips that are not evidence bundles but make a careless reader raise something other
+    than BadZipFile/ValueError: JSON of another shape, nested too deep, an encrypted member,
+    an unknown compression method, a corrupt deflate stream."""
+    import zipfile
+
+    def make(name: str, members: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> Path:
+        path = directory / name
+        with zipfile.ZipFile(path, "w", method) as zf:
+            for n, d in members.items():
+                zf.writestr(n, d)
+        return path
+
+    def patch(path: Path, central: int, local: int, value: int, *, bits: bool = False) -> Path:
+        data = bytearray(path.read_bytes())
+        for sig, off in ((b"PK\x01\x02", central), (b"PK\x03\x04", local)):
+            at = data.find(sig) + off
+            data[at] = data[at] | value if bits else value
+        path.write_bytes(bytes(data))
+        return path
+
+    out = {
+        "list": make("list.zip", {"bundle.json": b"[1, 2]"}),
+        "string": make("string.zip", {"bundle.json": b'"packcam-evidence-bundle"'}),
+        "deep": make("deep.zip", {"bundle.json": b"[" * 100_000 + b"]" * 100_000}),
+    }
+    out["encrypted"] = patch(make("enc.zip", {"bundle.json": b"{}"}), 8, 6, 1, bits=True)
+    out["method"] = patch(make("method.zip", {"bundle.json": b"{}"}), 10, 8, 99)
+    deflated = make("deflate.zip", {"bundle.json": b"{}" * 1000}, zipfile.ZIP_DEFLATED)
+    data = bytearray(deflated.read_bytes())
+    start = 30 + len("bundle.json")  # the local header, then the compressed stream
+    data[start : start + 8] = b"\xff" * 8  # an invalid deflate block type
+    deflated.write_bytes(bytes(data))
+    out["deflate"] = deflated
+    return out

@@ -16,6 +16,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     build_store,
     bundle_index,
     forge_log,
+    garbage_bundles,
     read_zip,
     rewrite_zip,
     store,
@@ -197,3 +198,23 @@ def test_kit_wants_a_recorded_end_to_hold_the_tsa_time_to(
         assert rc == 0 and "RESULT: AUTHENTIC" in out, out
     else:
         assert rc == 1 and "[time-out-of-bounds]" in out and "no recorded end" in out, out
+
+
+def test_kit_on_a_garbage_bundle_is_a_clear_verdict_not_a_traceback(
+    bundle: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "verify.py"
+    script.write_bytes(read_zip(bundle, "verify.py"))
+    (tmp_path / "tmp").mkdir()
+    for what, path in garbage_bundles(tmp_path).items():
+        r = subprocess.run(
+            [sys.executable, "-I", str(script), str(path)],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path / "tmp")},
+            check=False,
+            timeout=60,
+        )
+        assert "Traceback" not in r.stderr, (what, r.stderr)
+        assert r.returncode == 1 and "[bundle-malformed]" in r.stdout, (what, r.stdout)
+        assert not list((tmp_path / "tmp").iterdir()), what

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -651,7 +652,17 @@ def main(argv: list[str] | None = None) -> int:
                 seen.add(key)
             z.extractall(tmp)
             return check(Path(tmp), a.ca, a.tsa_ca, a.max_delay * 60, a.witness)
-    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
+    except (
+        OSError,
+        KeyError,
+        ValueError,
+        TypeError,
+        AttributeError,  # JSON of another shape (a list where an object belongs)
+        zipfile.BadZipFile,
+        RuntimeError,  # an encrypted member, an unknown compression, JSON nested too deep
+        EOFError,  # a cut deflate stream
+        zlib.error,  # a corrupt one
+    ) as exc:
         print(f"FAIL bundle: unreadable or incomplete: {exc!r} [bundle-malformed]")
         print("RESULT: NOT AUTHENTIC (bundle-malformed)")
         return 1

@@ -10,6 +10,7 @@ import logging
 import sqlite3
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -54,6 +55,10 @@ SUMS_NAME = "SHA256SUMS"
 MAX_BUNDLE_MEMBER = 8 << 30  # a 10-minute 1080p clip is well under 1 GiB
 MAX_BUNDLE_MEMBERS = 10_000
 OK, FAIL, WARN, INFO = "ok", "fail", "warn", "info"
+# What reading a hostile zip can raise besides BadZipFile: an encrypted member or an unknown
+# compression method (RuntimeError, NotImplementedError), a corrupt or cut deflate stream
+# (zlib.error, EOFError); and JSON nested too deep (RecursionError, a RuntimeError).
+ZIP_ERRORS = (zipfile.BadZipFile, RuntimeError, EOFError, zlib.error)
 
 
 AUTHENTIC, UNANCHORED, TAMPERED, UNVERIFIED = (
@@ -855,7 +860,8 @@ def verify_bundle(
             )
             if witness is not None:
                 check_witness(report, witness)
-        except (ProofError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
+        except (ProofError, KeyError, ValueError, TypeError, AttributeError, *ZIP_ERRORS) as exc:
+            # AttributeError: JSON of another shape (a list where an object belongs)
             report.add("bundle", FAIL, f"malformed bundle: {exc}", "bundle-malformed")
     return report
 
@@ -1911,7 +1917,7 @@ def load_known_checkpoint(path: Path) -> KnownCheckpoint:
                 )
         sig = path.with_suffix(".sig")
         return KnownCheckpoint(path.read_bytes(), sig.read_bytes(), path.name)
-    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+    except (OSError, KeyError, *ZIP_ERRORS) as exc:
         raise ProofError(f"cannot read a signed checkpoint from {path}: {exc}") from exc
 
 
