@@ -25,7 +25,7 @@ from proof_support import (  # noqa: F401 (fixtures)
 )
 
 from station.proof.bundle import export_order
-from station.proof.ca import cert_fingerprint
+from station.proof.ca import CompanyCa, cert_fingerprint, pem
 from station.proof.keys import StationKey
 
 
@@ -36,8 +36,9 @@ def bundle(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:  # n
     return path
 
 
-def _kit(bundle: Path, tmp: Path, *args: str) -> tuple[int, str]:
-    """Unzip only verify.py and run it in isolated mode (-I: no packcam on sys.path)."""
+def _kit(bundle: Path, tmp: Path, *args: str, cert_dir: Path | None = None) -> tuple[int, str]:
+    """Unzip only verify.py and run it in isolated mode (-I: no packcam on sys.path);
+    ``cert_dir``: the machine's CA certificates directory (SSL_CERT_DIR) openssl sees."""
     script = tmp / "verify.py"
     script.write_bytes(read_zip(bundle, "verify.py"))
     r = subprocess.run(
@@ -45,7 +46,7 @@ def _kit(bundle: Path, tmp: Path, *args: str) -> tuple[int, str]:
         cwd=tmp,
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", **({"SSL_CERT_DIR": str(cert_dir)} if cert_dir else {})},
         check=False,
         timeout=120,
     )
@@ -139,6 +140,26 @@ def test_kit_refuses_a_forgery_with_its_own_ca_and_tsa(
     assert rc == 1 and "[cert-foreign-ca]" in out and "[tsa-invalid]" in out, out
     rc, out = _kit(forged, tmp_path)
     assert rc == 4, out  # never 0 without a pin
+
+
+def test_kit_trusts_only_the_pinned_ca_not_the_machines(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A station key certified by a CA the verifier's machine happens to trust (its system
+    certificate store), not the company CA pinned with --ca: never AUTHENTIC. (openssl verify
+    -CAfile also reads the default certificate directory and store.)"""
+    other = CompanyCa.create(tmp_path / "other-ca", "Some CA in the system store")
+    forger = build_store(tmp_path / "forger", store.tsa, ["A1"], ca=other, c2pa=False)
+    forged = export_order(forger.cfg, "A1", tmp_path / "forged.zip").path
+    system = tmp_path / "system-certs"
+    system.mkdir()
+    (system / "other.pem").write_bytes(pem(other.cert))
+    subprocess.run(["openssl", "rehash", str(system)], check=True, capture_output=True)
+    rc, out = _kit(forged, tmp_path, *_pins(store), cert_dir=system)
+    assert rc == 1 and "[cert-foreign-ca]" in out, out
+    honest = export_order(store.cfg, "A1", tmp_path / "honest.zip").path
+    assert _kit(honest, tmp_path, *_pins(store), cert_dir=system)[0] == 0
 
 
 def test_kit_refuses_unsafe_member_names(bundle: Path, tmp_path: Path) -> None:

@@ -416,7 +416,8 @@ def _check(
         name = m.group(1) if m else None
         cafile = pins_dir / "ca.pem"  # the CA you pinned (else the shipped one, to say so)
         cafile.write_bytes(b"".join(trusted) or shipped_ca)
-        ok, out = openssl("verify", "-x509_strict", "-CAfile", str(cafile), str(cert), cwd=root)
+        # -trusted: these and nothing else (-CAfile also trusts the machine's CA store)
+        ok, out = openssl("verify", "-x509_strict", "-trusted", str(cafile), str(cert), cwd=root)
         if not ok:
             res.add(FAIL, what, f"does not chain to the company CA: {out.strip()}",
                     "cert-foreign-ca")  # fmt: skip
