@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import os
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -24,8 +26,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from recorder_support import encoded_recorder
 
 from station import config as config_mod
+from station.proof import merkle
 from station.proof.ca import _key_usage
+from station.proof.canonical import canonical_json
+from station.proof.keys import StationKey
+from station.proof.log import checkpoint_body, utc_now
 from station.proof.trust import Anchors
+from station.proof.tsa import request_token
 from station.recording.writer import FinishedFile
 from station.store.ledger import Ledger, ScanEventRecord
 
@@ -397,3 +404,111 @@ def bundle_index(path: Path) -> dict:
 def store(tmp_path_factory: pytest.TempPathFactory, tsa_ec: TsaServer) -> Store:
     """Orders A1, B2, A1 again (two clips for A1), C2PA on, ECDSA TSA; do not modify: copy()."""
     return build_store(tmp_path_factory.mktemp("store"), tsa_ec, ["A1", "B2", "A1"])
+
+
+def forge_log(
+    bundle: Path, dst: Path, key: StationKey, tsa_url: str, edit: Callable[[dict], None]
+) -> Path:
+    """What the station key holder can do offline, without a witness: each clip manifest
+    changed by ``edit`` and re-signed, a log of its own holding them at their indexes (other
+    leaves made up), its checkpoint signed, everything timestamped now by the TSA at
+    ``tsa_url``, the bundle manifest re-signed. The clips' own checkpoints are left out."""
+    import zipfile
+
+    idx = bundle_index(bundle)
+    changes: dict[str, bytes | None] = {}
+    leaves: dict[int, bytes] = {}
+    for e in idx["clips"]:
+        body = json.loads(read_zip(bundle, e["manifest"]))
+        edit(body)
+        m = canonical_json(body)
+        leaves[body["seq"]] = merkle.leaf_hash(m)
+        changes[e["manifest"]] = m
+        changes[e["signature"]] = key.sign(m)
+        for i, t in enumerate(e["timestamps"]):
+            changes[t] = request_token(tsa_url, hashlib.sha256(m).digest())[0] if i == 0 else None
+        e["timestamps"] = e["timestamps"][:1]
+        fc = e.pop("first_checkpoint", None) or {}
+        for n in [fc.get(k) for k in ("body", "signature", "consistency")] + fc.get(
+            "timestamps", []
+        ):
+            if n:
+                changes[n] = None
+    size = max(leaves) + 1
+    hashes_ = [leaves.get(i, hashlib.sha256(b"made up %d" % i).digest()) for i in range(size)]
+    root = merkle.root(hashes_)
+    cpi = idx["checkpoint"]
+    station = json.loads(read_zip(bundle, cpi["body"]))["station"]
+    cp = canonical_json(checkpoint_body(station, key, size, root, utc_now()))
+    changes[cpi["body"]] = cp
+    changes[cpi["signature"]] = key.sign(cp)
+    for t in cpi.get("timestamps", []):
+        changes[t] = request_token(tsa_url, hashlib.sha256(cp).digest())[0]
+    for e in idx["clips"]:
+        seq = json.loads(changes[e["manifest"]] or b"{}")["seq"]
+        inc = json.loads(read_zip(bundle, e["inclusion"]))
+        inc.update(
+            log_index=seq,
+            tree_size=size,
+            audit_path=[h.hex() for h in merkle.inclusion_proof(seq, hashes_)],
+            root_sha256=root.hex(),
+        )
+        changes[e["inclusion"]] = json.dumps(inc).encode()
+    changes["bundle.json"] = json.dumps(idx).encode()
+    tmp = rewrite_zip(bundle, dst.with_name("tmp-" + dst.name), changes)
+    bm = json.loads(read_zip(bundle, "bundle/manifest.json"))
+    with zipfile.ZipFile(tmp) as z:
+        bm["members"] = {
+            n: hashlib.sha256(z.read(n)).hexdigest()
+            for n in z.namelist()
+            if n not in ("bundle/manifest.json", "bundle/manifest.sig", "SHA256SUMS")
+        }
+    signed = canonical_json(bm)
+    out = rewrite_zip(
+        tmp,
+        dst,
+        {
+            "bundle/manifest.json": signed,
+            "bundle/manifest.sig": key.sign(signed),
+            "SHA256SUMS": None,
+        },
+    )
+    tmp.unlink()
+    return out
+
+
+def garbage_bundles(directory: Path) -> dict[str, Path]:
+    """Zips that are not evidence bundles but make a careless reader raise something other
+    than BadZipFile/ValueError: JSON of another shape, nested too deep, an encrypted member,
+    an unknown compression method, a corrupt deflate stream."""
+    import zipfile
+
+    def make(name: str, members: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> Path:
+        path = directory / name
+        with zipfile.ZipFile(path, "w", method) as zf:
+            for n, d in members.items():
+                zf.writestr(n, d)
+        return path
+
+    def patch(path: Path, central: int, local: int, value: int, *, bits: bool = False) -> Path:
+        data = bytearray(path.read_bytes())
+        for sig, off in ((b"PK\x01\x02", central), (b"PK\x03\x04", local)):
+            at = data.find(sig) + off
+            data[at] = data[at] | value if bits else value
+        path.write_bytes(bytes(data))
+        return path
+
+    out = {
+        "list": make("list.zip", {"bundle.json": b"[1, 2]"}),
+        "string": make("string.zip", {"bundle.json": b'"packcam-evidence-bundle"'}),
+        "deep": make("deep.zip", {"bundle.json": b"[" * 100_000 + b"]" * 100_000}),
+    }
+    out["encrypted"] = patch(make("enc.zip", {"bundle.json": b"{}"}), 8, 6, 1, bits=True)
+    out["method"] = patch(make("method.zip", {"bundle.json": b"{}"}), 10, 8, 99)
+    deflated = make("deflate.zip", {"bundle.json": b"{}" * 1000}, zipfile.ZIP_DEFLATED)
+    data = bytearray(deflated.read_bytes())
+    start = 30 + len("bundle.json")  # the local header, then the compressed stream
+    data[start : start + 8] = b"\xff" * 8  # an invalid deflate block type
+    deflated.write_bytes(bytes(data))
+    out["deflate"] = deflated
+    return out

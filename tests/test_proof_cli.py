@@ -10,9 +10,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from proof_support import Store, store, tsa_ec  # noqa: F401 (fixtures)
+from proof_support import Store, garbage_bundles, store, tsa_ec  # noqa: F401 (fixtures)
 
 from station import cli as station_cli
+from station.proof.verify import verify_bundle
 
 COMMANDS = [
     ["keys", "init"],
@@ -129,3 +130,18 @@ def test_export_verify_audit_exit_codes(
     assert "FAIL" in capsys.readouterr().out
     assert _main(["export", "NO-SUCH-ORDER", "-o", str(tmp_path / "x.zip"), "--data", data]) == 3
     assert _main(["verify", str(tmp_path / "missing.zip")]) == 3
+
+
+def test_verify_a_garbage_bundle_is_a_clear_verdict_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    for what, path in garbage_bundles(tmp_path).items():
+        capsys.readouterr()
+        assert _main(["verify", str(path), "--no-default-trust"]) == 1, what
+        out = capsys.readouterr().out
+        assert "[bundle-malformed]" in out and "NOT AUTHENTIC" in out, (what, out)
+        report = verify_bundle(path, tmp_dir=scratch)
+        assert report.codes() == {"bundle-malformed"}, (what, report.lines())
+        assert not list(scratch.iterdir()), what  # nothing left behind

@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import sqlite3
+import warnings
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     TsaServer,
     build_store,
     bundle_index,
+    forge_log,
     read_zip,
     rewrite_zip,
     store,
@@ -268,6 +270,44 @@ def test_recorded_times_far_from_the_tsa_time(
     assert verify_bundle(out, anchors=anchors, bound=TimeBound(2 * 86400)).authentic
 
 
+@pytest.mark.parametrize(
+    ("ended_at", "authentic"),
+    [
+        (None, True),  # the helper's forgery with the times left as recorded: authentic
+        ("gone", False),
+        ("yesterday", False),
+        ("naive", False),  # a different instant in each verifier's time zone
+    ],
+)
+def test_recorded_end_missing_from_a_resigned_manifest(
+    store: Store,  # noqa: F811
+    bundle: Path,
+    station_key: StationKey,
+    tmp_path: Path,
+    ended_at: str | None,
+    authentic: bool,
+) -> None:
+    """The key holder re-signs the manifests (a log of its own, fresh tokens) without a
+    recorded end the TSA's time can be held to: the start then claims any day it likes."""
+
+    def edit(body: dict) -> None:
+        if ended_at == "gone":
+            del body["ended_at"]
+            body["started_at"] = "2020-01-01T10:00:00.000+08:00"
+        elif ended_at == "yesterday":
+            body["ended_at"] = "yesterday"
+        elif ended_at == "naive":
+            body["ended_at"] = body["ended_at"][:23]  # 2026-...T..:..:..... without +08:00
+
+    forged = forge_log(bundle, tmp_path / "f.zip", station_key, store.tsa.url, edit)
+    report = verify_bundle(forged, anchors=store.anchors())
+    if authentic:
+        assert report.authentic, report.lines()
+    else:
+        _tampered(report, "time-out-of-bounds")
+        assert "states no recorded end" in "\n".join(report.lines())
+
+
 def test_time_judgement_respects_accuracy_and_one_second_precision() -> None:
     bound = TimeBound(15 * 60)
     # genTime is whole seconds: 16:00:00 for an end at 16:00:00.700 is no "clock ahead"
@@ -351,6 +391,40 @@ def test_unsigned_member_changed(
     }[what]
     bad = rewrite_zip(bundle, tmp_path / "bad.zip", changes)
     _tampered(verify_bundle(bad, anchors=store.anchors()), "bundle-member-unsigned")
+
+
+def _shadowed(bundle: Path, dst: Path, name: str, data: bytes) -> Path:
+    """``bundle`` with a member ``name`` written before all the others."""
+    with zipfile.ZipFile(bundle) as zin, zipfile.ZipFile(dst, "w") as zout:
+        zout.writestr(name, data)
+        with warnings.catch_warnings():  # zipfile warns of the duplicate name, and writes it
+            warnings.simplefilter("ignore", UserWarning)
+            for info in zin.infolist():
+                zout.writestr(info, zin.read(info))
+    return dst
+
+
+@pytest.mark.parametrize("how", ["same", "dot", "case", "slashes"])
+def test_two_members_that_unpack_to_one_file(
+    store: Store,  # noqa: F811
+    bundle: Path,
+    station_key: StationKey,
+    tmp_path: Path,
+    how: str,
+) -> None:
+    """An edited copy of a clip under the clip's own name (or a spelling an unzip tool writes to
+    the same file: ./, another case, //): the verifier checked one of the two, the person
+    unzipping may be shown the other. Refused, also when the station key signed both."""
+    clip = bundle_index(bundle)["clips"][0]["clip"]
+    edited = b"edited " + read_zip(bundle, clip)
+    if how == "same":  # the bundle manifest cannot list it twice: it is simply never checked
+        bad = _shadowed(bundle, tmp_path / "bad.zip", clip, edited)
+    else:
+        name = {"dot": "./" + clip, "case": clip.upper(), "slashes": clip.replace("/", "//")}[how]
+        bad = _resign(bundle, tmp_path / "bad.zip", station_key, {name: edited})
+    report = verify_bundle(bad, anchors=store.anchors())
+    _tampered(report, "bundle-malformed")
+    assert "unpack to the same file" in report.lines()[-2], report.lines()
 
 
 def test_bundle_manifest_signed_by_another_key(

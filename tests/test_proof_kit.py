@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from proof_support import (  # noqa: F401 (fixtures)
     Store,
     build_store,
     bundle_index,
+    forge_log,
+    garbage_bundles,
     read_zip,
     rewrite_zip,
     store,
@@ -22,7 +25,8 @@ from proof_support import (  # noqa: F401 (fixtures)
 )
 
 from station.proof.bundle import export_order
-from station.proof.ca import cert_fingerprint
+from station.proof.ca import CompanyCa, cert_fingerprint, pem
+from station.proof.keys import StationKey
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +36,9 @@ def bundle(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:  # n
     return path
 
 
-def _kit(bundle: Path, tmp: Path, *args: str) -> tuple[int, str]:
-    """Unzip only verify.py and run it in isolated mode (-I: no packcam on sys.path)."""
+def _kit(bundle: Path, tmp: Path, *args: str, cert_dir: Path | None = None) -> tuple[int, str]:
+    """Unzip only verify.py and run it in isolated mode (-I: no packcam on sys.path);
+    ``cert_dir``: the machine's CA certificates directory (SSL_CERT_DIR) openssl sees."""
     script = tmp / "verify.py"
     script.write_bytes(read_zip(bundle, "verify.py"))
     r = subprocess.run(
@@ -41,7 +46,7 @@ def _kit(bundle: Path, tmp: Path, *args: str) -> tuple[int, str]:
         cwd=tmp,
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", **({"SSL_CERT_DIR": str(cert_dir)} if cert_dir else {})},
         check=False,
         timeout=120,
     )
@@ -137,6 +142,26 @@ def test_kit_refuses_a_forgery_with_its_own_ca_and_tsa(
     assert rc == 4, out  # never 0 without a pin
 
 
+def test_kit_trusts_only_the_pinned_ca_not_the_machines(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A station key certified by a CA the verifier's machine happens to trust (its system
+    certificate store), not the company CA pinned with --ca: never AUTHENTIC. (openssl verify
+    -CAfile also reads the default certificate directory and store.)"""
+    other = CompanyCa.create(tmp_path / "other-ca", "Some CA in the system store")
+    forger = build_store(tmp_path / "forger", store.tsa, ["A1"], ca=other, c2pa=False)
+    forged = export_order(forger.cfg, "A1", tmp_path / "forged.zip").path
+    system = tmp_path / "system-certs"
+    system.mkdir()
+    (system / "other.pem").write_bytes(pem(other.cert))
+    subprocess.run(["openssl", "rehash", str(system)], check=True, capture_output=True)
+    rc, out = _kit(forged, tmp_path, *_pins(store), cert_dir=system)
+    assert rc == 1 and "[cert-foreign-ca]" in out, out
+    honest = export_order(store.cfg, "A1", tmp_path / "honest.zip").path
+    assert _kit(honest, tmp_path, *_pins(store), cert_dir=system)[0] == 0
+
+
 def test_kit_refuses_unsafe_member_names(bundle: Path, tmp_path: Path) -> None:
     bad = tmp_path / "evil.zip"
     with zipfile.ZipFile(bundle) as zin, zipfile.ZipFile(bad, "w") as zout:
@@ -148,3 +173,69 @@ def test_kit_refuses_unsafe_member_names(bundle: Path, tmp_path: Path) -> None:
     rc, out = _kit(bad, run)
     assert rc == 1 and "bundle-malformed" in out
     assert not (tmp_path / "escape.txt").exists() and not (run / "escape.txt").exists()
+
+
+@pytest.mark.parametrize("name", ["{clip}", "./{clip}", "{upper}"])
+def test_kit_refuses_two_members_that_unpack_to_one_file(
+    store: Store,  # noqa: F811
+    bundle: Path,
+    tmp_path: Path,
+    name: str,
+) -> None:
+    """An edited copy of a clip zipped before the real one under a name that unzips to the same
+    file: the kit checked the one unzipped last, a person's unzip tool may show the other."""
+    clip = bundle_index(bundle)["clips"][0]["clip"]
+    bad = tmp_path / "shadow.zip"
+    with zipfile.ZipFile(bundle) as zin, zipfile.ZipFile(bad, "w") as zout:
+        zout.writestr(name.format(clip=clip, upper=clip.upper()), b"edited")
+        with warnings.catch_warnings():  # zipfile warns of a duplicate name, and writes it
+            warnings.simplefilter("ignore", UserWarning)
+            for info in zin.infolist():
+                zout.writestr(info, zin.read(info))
+    rc, out = _kit(bad, tmp_path, *_pins(store))
+    assert rc == 1 and "[bundle-malformed]" in out and "RESULT: NOT AUTHENTIC" in out, out
+
+
+@pytest.mark.parametrize("ended_at", ["kept", "gone", "naive"])
+def test_kit_wants_a_recorded_end_to_hold_the_tsa_time_to(
+    store: Store,  # noqa: F811
+    bundle: Path,
+    tmp_path: Path,
+    ended_at: str,
+) -> None:
+    """Manifests re-signed by the key holder (own log, fresh tokens) with no recorded end, or
+    one without its UTC offset: no time bound can hold, never AUTHENTIC."""
+
+    def edit(body: dict) -> None:
+        if ended_at == "gone":
+            del body["ended_at"]
+        elif ended_at == "naive":
+            body["ended_at"] = body["ended_at"][:23]
+
+    key = StationKey.load(store.data / "proof/station-key.pem")
+    forged = forge_log(bundle, tmp_path / "f.zip", key, store.tsa.url, edit)
+    rc, out = _kit(forged, tmp_path, *_pins(store))
+    if ended_at == "kept":
+        assert rc == 0 and "RESULT: AUTHENTIC" in out, out
+    else:
+        assert rc == 1 and "[time-out-of-bounds]" in out and "no recorded end" in out, out
+
+
+def test_kit_on_a_garbage_bundle_is_a_clear_verdict_not_a_traceback(
+    bundle: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "verify.py"
+    script.write_bytes(read_zip(bundle, "verify.py"))
+    (tmp_path / "tmp").mkdir()
+    for what, path in garbage_bundles(tmp_path).items():
+        r = subprocess.run(
+            [sys.executable, "-I", str(script), str(path)],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path / "tmp")},
+            check=False,
+            timeout=60,
+        )
+        assert "Traceback" not in r.stderr, (what, r.stderr)
+        assert r.returncode == 1 and "[bundle-malformed]" in r.stdout, (what, r.stdout)
+        assert not list((tmp_path / "tmp").iterdir()), what

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from proof_support import Store, store, tsa_ec, tsa_rsa  # noqa: F401 (fixtures)
+from proof_support import Store, garbage_bundles, store, tsa_ec, tsa_rsa  # noqa: F401 (fixtures)
 
 from station.proof.bundle import export_order
 from station.proof.ca import cert_fingerprint
@@ -55,6 +55,21 @@ def test_recorded_clip_matches_and_upload_is_not_kept(store: Store, upload_tmp: 
     assert resp.status_code == 200 and "Authentic" in body, body
     assert "A1" in body and "station-01" in body
     assert list(upload_tmp.iterdir()) == []
+
+
+def test_garbage_bundle_gets_a_verdict_not_a_server_error(
+    store: Store,  # noqa: F811
+    upload_tmp: Path,
+    tmp_path: Path,
+) -> None:
+    """An encrypted bundle.json, an unknown compression method, a corrupt deflate stream, JSON
+    nested too deep or of another shape: NOT AUTHENTIC (bundle-malformed), not a 500."""
+    client = _app(store).test_client()
+    for what, path in garbage_bundles(tmp_path).items():
+        resp = client.post("/verify", data={"file": (io.BytesIO(path.read_bytes()), "b.zip")})
+        body = resp.get_data(as_text=True)
+        assert resp.status_code == 200 and "bundle-malformed" in body, (what, body[-2000:])
+        assert list(upload_tmp.iterdir()) == [], what
 
 
 def test_altered_clip_is_refused_with_its_reason(store: Store, upload_tmp: Path) -> None:  # noqa: F811

@@ -35,6 +35,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from station.config import Config
+from station.proof.verify import ZIP_ERRORS
 from web.throttle import address_key
 
 log = logging.getLogger(__name__)
@@ -504,8 +505,8 @@ def unzip_need(path: Path, limits: Limits) -> int:
                         f"from {i.compress_size // 1024} KB: not a recorded clip",
                     )
             listed = _listed_clips(zf, by_name)
-    except zipfile.BadZipFile:
-        return 0  # the verifier reports an unreadable bundle
+    except ZIP_ERRORS:  # encrypted, unknown compression, corrupt, JSON nested too deep
+        return 0  # the verifier reports an unreadable bundle (it reads bundle.json first)
     if listed is None:
         need = sum(i.file_size for i in by_name.values())
     else:

@@ -604,7 +604,7 @@ Unzip the bundle; for each clip `X` (see `bundle.json`) / 解压后对每段视�
     sha256sum clips/X.mp4        # = "sha256" in manifests/X.manifest.json
     openssl pkeyutl -verify -pubin -inkey keys/station-key.pub.pem -rawin \\
         -in manifests/X.manifest.json -sigfile manifests/X.manifest.sig
-    openssl verify -CAfile YOUR-COPY-OF-THE-COMPANY-CA.crt keys/station-key.crt
+    openssl verify -trusted YOUR-COPY-OF-THE-COMPANY-CA.crt keys/station-key.crt
     openssl x509 -in keys/station-key.crt -noout -pubkey -subject  # = pub key; CN = station
     openssl ts -verify -token_in -in manifests/X.manifest.0.tst \\
         -data manifests/X.manifest.json -CAfile YOUR-COPY-OF-THE-TSA-ROOT.pem

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -415,7 +416,8 @@ def _check(
         name = m.group(1) if m else None
         cafile = pins_dir / "ca.pem"  # the CA you pinned (else the shipped one, to say so)
         cafile.write_bytes(b"".join(trusted) or shipped_ca)
-        ok, out = openssl("verify", "-x509_strict", "-CAfile", str(cafile), str(cert), cwd=root)
+        # -trusted: these and nothing else (-CAfile also trusts the machine's CA store)
+        ok, out = openssl("verify", "-x509_strict", "-trusted", str(cafile), str(cert), cwd=root)
         if not ok:
             res.add(FAIL, what, f"does not chain to the company CA: {out.strip()}",
                     "cert-foreign-ca")  # fmt: skip
@@ -455,7 +457,10 @@ def _check(
     tsa_file = pins_dir / "tsa-roots.pem"  # what you pinned, for openssl -CAfile
     tsa_file.write_bytes(b"".join(tsa_trusted))
 
-    def tokens(name: str, data: str, tsts: list[str], ended: datetime | None) -> bool:
+    def tokens(
+        name: str, data: str, tsts: list[str], ended: datetime | None, timed: bool = False
+    ) -> bool:
+        """``timed``: a clip's tokens, held to its recorded end ``ended`` (None: it has none)."""
         anchored = False
         if not tsts:
             res.add(WARN, name, "no RFC 3161 token", "time-unanchored")
@@ -489,6 +494,15 @@ def _check(
                 )
                 continue
             when, acc = token_time(root / t, root)
+            if timed and (ended is None or when is None):
+                res.add(
+                    FAIL,
+                    name,
+                    "the signed manifest states no recorded end (ended_at with its UTC offset) "
+                    "or the token no time: the TSA's time cannot be held to it",
+                    "time-out-of-bounds",
+                )
+                continue
             if ended is not None and when is not None:
                 delta = (when - ended).total_seconds()
                 if abs(delta) > max_delay_s + acc + 1:
@@ -569,10 +583,11 @@ def _check(
             else:
                 res.add(OK, pre, "the log only grew since the clip's own checkpoint")
                 tokens(f"{pre} first-checkpoint", fc["body"], fc.get("timestamps", []), None)
+        # ended_at without a UTC offset would be another instant in each verifier's time zone
         ended = parse_time(str(body.get("ended_at")))
-        ended = ended.astimezone(timezone.utc) if ended else None  # noqa: UP017
+        ended = ended.astimezone(timezone.utc) if ended and ended.tzinfo else None  # noqa: UP017
         res.time_anchors.append(
-            tokens(f"{pre} timestamp", item["manifest"], item.get("timestamps", []), ended)
+            tokens(f"{pre} timestamp", item["manifest"], item.get("timestamps", []), ended, True)
         )
     if witness:
         seen = [(cp_size, str(cp["root_sha256"]))]
@@ -618,13 +633,37 @@ def main(argv: list[str] | None = None) -> int:
             return check(src, a.ca, a.tsa_ca, a.max_delay * 60, a.witness)
         with tempfile.TemporaryDirectory(prefix="packcam-kit-") as tmp, zipfile.ZipFile(src) as z:
             base = Path(tmp).resolve()
+            seen: set[str] = set()
             for info in z.infolist():  # never write outside the folder
-                if not str((base / info.filename).resolve()).startswith(str(base)):
+                parts = [
+                    p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")
+                ]
+                # two members unpacking to one file: only the last is checked, and which one
+                # your unzip tool shows is its choice
+                key = "/".join(parts).casefold() + "/" * info.filename.endswith(("/", "\\"))
+                if (
+                    not str((base / info.filename).resolve()).startswith(str(base))
+                    or ".." in parts
+                    or (parts and ":" in parts[0])
+                    or key in seen
+                ):
                     print(f"FAIL bundle: unsafe member name {info.filename!r} [bundle-malformed]")
+                    print("RESULT: NOT AUTHENTIC (bundle-malformed)")
                     return 1
+                seen.add(key)
             z.extractall(tmp)
             return check(Path(tmp), a.ca, a.tsa_ca, a.max_delay * 60, a.witness)
-    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
+    except (
+        OSError,
+        KeyError,
+        ValueError,
+        TypeError,
+        AttributeError,  # JSON of another shape (a list where an object belongs)
+        zipfile.BadZipFile,
+        RuntimeError,  # an encrypted member, an unknown compression, JSON nested too deep
+        EOFError,  # a cut deflate stream
+        zlib.error,  # a corrupt one
+    ) as exc:
         print(f"FAIL bundle: unreadable or incomplete: {exc!r} [bundle-malformed]")
         print("RESULT: NOT AUTHENTIC (bundle-malformed)")
         return 1

@@ -10,6 +10,7 @@ import logging
 import sqlite3
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -54,6 +55,10 @@ SUMS_NAME = "SHA256SUMS"
 MAX_BUNDLE_MEMBER = 8 << 30  # a 10-minute 1080p clip is well under 1 GiB
 MAX_BUNDLE_MEMBERS = 10_000
 OK, FAIL, WARN, INFO = "ok", "fail", "warn", "info"
+# What reading a hostile zip can raise besides BadZipFile: an encrypted member or an unknown
+# compression method (RuntimeError, NotImplementedError), a corrupt or cut deflate stream
+# (zlib.error, EOFError); and JSON nested too deep (RecursionError, a RuntimeError).
+ZIP_ERRORS = (zipfile.BadZipFile, RuntimeError, EOFError, zlib.error)
 
 
 AUTHENTIC, UNANCHORED, TAMPERED, UNVERIFIED = (
@@ -500,11 +505,15 @@ def _check_tokens(
     shipped_roots: list[x509.Certificate],
     ended: datetime | None = None,
     bound: TimeBound | None = None,
+    *,
+    timed: bool = False,
 ) -> tuple[datetime | None, bool]:
     """Each RFC 3161 token over ``digest``: valid, from a trusted TSA, in time.
 
     Returns (earliest genTime, anchored): anchored when at least one token chains to a TSA root
     the verifier trusts and (with ``ended``) its time is within the bound of the recorded end.
+    ``timed``: tokens over a clip's manifest, which must state its recorded end (``ended``
+    None then means it does not, and no token can be held to it).
     """
     bound = bound or TimeBound()
     if not tokens:
@@ -544,7 +553,16 @@ def _check_tokens(
         when = info.gen_time.isoformat()
         earliest = info.gen_time if earliest is None else min(earliest, info.gen_time)
         in_bounds = True
-        if ended is not None:
+        if ended is None and timed:
+            in_bounds = False
+            report.add(
+                f"{tname}.time",
+                FAIL,
+                f"the TSA saw this at {when}, but the signed manifest states no recorded end "
+                "(ended_at with its UTC offset) to hold that time to",
+                "time-out-of-bounds",
+            )
+        elif ended is not None:
             slack = info.accuracy_s + TSA_TIME_PRECISION_S
             delta = (info.gen_time - ended).total_seconds()
             judged = judge_time(delta, info.accuracy_s, bound)
@@ -723,7 +741,25 @@ def _parse_time(s: Any) -> datetime | None:
         return None
 
 
+def _recorded_end(body: dict[str, Any]) -> datetime | None:
+    """A manifest's ``ended_at`` in UTC; None when missing, unreadable or without an offset
+    (the station always writes one; a time without it means a different instant to each
+    verifier's time zone)."""
+    ended = _parse_time(body.get("ended_at"))
+    return ended.astimezone(UTC) if ended is not None and ended.tzinfo is not None else None
+
+
 # ---- bundles -------------------------------------------------------------------------------
+
+
+def unpacked_name(name: str) -> str:
+    """Where an unzip tool puts member ``name``, as a case-folded key: ``./a``, ``a//b``,
+    ``/a``, ``a\\b`` and ``A`` all land on (or over) ``a`` somewhere. ProofError for a name
+    that leaves the folder (``..``)."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts or (parts and ":" in parts[0]):
+        raise ProofError(f"bundle member {name!r} would unpack outside its folder")
+    return "/".join(parts).casefold() + ("/" if name.endswith(("/", "\\")) else "")
 
 
 class _Bundle:
@@ -736,9 +772,18 @@ class _Bundle:
             raise ProofError("bundle has too many files")
         self.names = {i.filename: i for i in infos}
         self._sha256: dict[str, str] = {}
+        seen: dict[str, str] = {}
         for i in infos:
             if i.file_size > MAX_BUNDLE_MEMBER:
                 raise ProofError(f"bundle member {i.filename!r} is too large")
+            # Two members that unpack to the same file: only one is checked here, and which
+            # one a person's unzip tool shows is its choice (the last, the first, a prompt).
+            key = unpacked_name(i.filename)
+            if key in seen:
+                raise ProofError(
+                    f"bundle members {seen[key]!r} and {i.filename!r} unpack to the same file"
+                )
+            seen[key] = i.filename
 
     def has(self, name: str | None) -> bool:
         return bool(name) and name in self.names
@@ -815,7 +860,8 @@ def verify_bundle(
             )
             if witness is not None:
                 check_witness(report, witness)
-        except (ProofError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
+        except (ProofError, KeyError, ValueError, TypeError, AttributeError, *ZIP_ERRORS) as exc:
+            # AttributeError: JSON of another shape (a list where an object belongs)
             report.add("bundle", FAIL, f"malformed bundle: {exc}", "bundle-malformed")
     return report
 
@@ -1071,7 +1117,6 @@ def _verify_bundle(
                 "(leaf replaced or proof forged)",
                 "log-not-included",
             )
-        ended = _parse_time(body.get("ended_at"))
         when, anchored = _check_tokens(
             report,
             f"{pre} timestamp",
@@ -1079,8 +1124,9 @@ def _verify_bundle(
             hashlib.sha256(m.canonical).digest(),
             anchors,
             shipped_roots,
-            ended.astimezone(UTC) if ended else None,
+            _recorded_end(body),
             bound,
+            timed=True,
         )
         report.time_anchors.append(anchored)
         if entry.get("first_checkpoint"):
@@ -1689,7 +1735,6 @@ def _check_leaf_tokens(
 ) -> bool:
     """The data dir's RFC 3161 tokens over leaf ``e``'s manifest, timed against the clip's
     recorded end (``ended_at`` of its manifest ``body``); True when they anchor it."""
-    ended = _parse_time(body.get("ended_at"))
     _, anchored = _check_tokens(
         report,
         name,
@@ -1697,8 +1742,9 @@ def _check_leaf_tokens(
         bytes.fromhex(e.manifest_sha256),
         anchors,
         st.tsa_roots,
-        ended.astimezone(UTC) if ended else None,
+        _recorded_end(body),
         bound,
+        timed=True,
     )
     return anchored
 
@@ -1871,7 +1917,7 @@ def load_known_checkpoint(path: Path) -> KnownCheckpoint:
                 )
         sig = path.with_suffix(".sig")
         return KnownCheckpoint(path.read_bytes(), sig.read_bytes(), path.name)
-    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+    except (OSError, KeyError, *ZIP_ERRORS) as exc:
         raise ProofError(f"cannot read a signed checkpoint from {path}: {exc}") from exc
 
 
