@@ -223,8 +223,9 @@ class Recorder:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.clips_dir.mkdir(parents=True, exist_ok=True)
         self._open: _OpenClip | None = None
-        # Camera time of the last frame written to any clip: a later clip's pre-roll starts
-        # after it, so no second of video belongs to two orders.
+        # Camera time of the last frame written to any clip (or pushed while a clip that
+        # failed was open): a later clip's pre-roll starts after it, so no second of video
+        # belongs to two orders.
         self._owned_t: float | None = None
         self._pending: queue.Queue[_OpenClip | None] = queue.Queue()
         self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
@@ -515,6 +516,12 @@ class Recorder:
         """The writer failed mid-clip: close the clip now; the finisher salvages what is on disk."""
         if self._open is clip:
             self._open = None
+        # Every frame pushed so far was the clip's (it shows its order, as after stop()), even
+        # those still in the encoder that will never reach its file: no later clip's pre-roll
+        # may take them.
+        pushed = self._last_pushed_t
+        if pushed is not None and (self._owned_t is None or pushed > self._owned_t):
+            self._owned_t = pushed
         clip.finish_reason = FinishReason.INTERRUPTED.value
         clip.error = str(exc)
         log.error("recording of order %r failed; the clip so far is kept: %s", clip.order_id, exc)
