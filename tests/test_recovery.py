@@ -336,6 +336,29 @@ def test_clip_moved_before_signing_gets_a_manifest_from_its_journal(
     assert_clean(cfg)
 
 
+class _CrashAfterIndexing(Ledger):
+    """Power cut right after the index row was committed, before the journal was removed."""
+
+    def add_clip(self, clip):  # type: ignore[no-untyped-def]
+        super().add_clip(clip)
+        raise LedgerError("simulated crash after the index row")
+
+
+def test_journal_of_a_clip_indexed_just_before_the_crash_is_removed(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    led = _CrashAfterIndexing(data / "index.sqlite3")
+    record(cfg, led, ["PO-3"])
+    led.close()
+    (journal_file,) = (data / "tmp").glob("*.open.json")
+    (clip,) = rows(cfg)
+    assert json.loads(journal_file.read_text())["final_path"] == clip.path
+    report = recover_data_dir(cfg)
+    assert report.ok and not report.indexed and not report.recovered
+    assert rows(cfg) == [clip]
+    assert_clean(cfg)  # tmp/ is empty: no journal left behind for months
+
+
 def test_writer_failure_mid_clip_is_salvaged_as_interrupted(
     cfg: config_mod.Config, data: Path
 ) -> None:
