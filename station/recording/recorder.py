@@ -355,6 +355,24 @@ class Recorder:
         self._closing.append(clip)
         self._complete_closing()
 
+    def end_stream(self) -> None:
+        """The frames stopped for an unknown time (the camera is lost): end the encoder's
+        stream now, so the clips stopped and waiting for their last packets are finished at
+        once, not when frames come back (hours later, perhaps); and empty the pre-roll ring,
+        so no clip started after the gap begins before it (its pre-roll would hide the gap,
+        and the clip would be named and dated by the frames from before it). The next frame
+        starts a new encoder. Capture thread only; no clip may be open (stop() it first)."""
+        if self._open is not None:
+            raise RuntimeError("end_stream() with an open clip: stop() it first")
+        enc, self._enc = self._enc, None
+        if enc is not None:
+            try:
+                self._route(enc.flush())  # the encoder's last packets, for clips still closing
+            except RecordingError as exc:
+                log.error("flushing the encoder failed: %s", exc)
+            self._complete_closing(force=True)
+        self._packets = PacketRing(self.cfg.session.pre_roll_s)
+
     # ---- the encoder and the ring (capture thread) ---------------------------------------
 
     def _encoder(self) -> FrameEncoder:
