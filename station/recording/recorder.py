@@ -170,10 +170,15 @@ def journal_path(tmp_mp4: Path) -> Path:
 
 
 def write_json_quick(path: Path, data: dict[str, Any]) -> None:
-    """Replace ``path`` atomically without fsync (kill -9 safe; a power cut may lose it)."""
+    """Replace ``path`` atomically without fsync (kill -9 safe; a power cut may lose it). A
+    write that fails (a full disk) leaves ``path`` as it was and no ``.tmp`` file behind."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, ensure_ascii=False, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class Recorder:
