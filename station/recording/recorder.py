@@ -219,6 +219,7 @@ class Recorder:
         self._packets = PacketRing(cfg.session.pre_roll_s)
         self._closing: list[_OpenClip] = []  # stopped, waiting for their last packets
         self._last_pushed_t: float | None = None
+        self._routed_t: float | None = None  # camera time of the last packet out of the encoder
         self.on_finished = on_finished
         self.finalizers = finalizers
         self.salvage = salvage
@@ -395,6 +396,7 @@ class Recorder:
         failed: RecordingError | None = None
         for packet in packets:
             self._packets.append(packet)
+            self._routed_t = packet.t
             for clip in [*self._closing, self._open]:
                 if clip is None or clip.error is not None:
                     continue
@@ -431,14 +433,16 @@ class Recorder:
             return
         enc = self._enc
         idle = force or enc is None or enc.in_flight == 0
+        routed = self._routed_t
         keep = []
         for clip in self._closing:
+            # Packets come out in camera-time order: once the one of the clip's last frame is
+            # out, nothing more is the clip's (even when nothing was: it stopped before its
+            # first keyframe, e.g. two scans in one poll).
             if (
                 idle
                 or clip.error is not None
-                or (
-                    clip.last_t is not None and clip.end_t is not None and clip.last_t >= clip.end_t
-                )
+                or (clip.end_t is not None and routed is not None and routed >= clip.end_t)
             ):
                 self._pending.put(clip)
             else:
