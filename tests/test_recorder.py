@@ -11,8 +11,9 @@ import pytest
 from recorder_support import encoded_recorder
 
 from station import config as config_mod
-from station.errors import LedgerError
+from station.errors import LedgerError, RecordingError
 from station.recording.recorder import Recorder
+from station.recording.stream import EncodedPacket
 from station.store.ledger import Ledger, ScanEventRecord
 
 W, H, FPS = 64, 48, 10.0
@@ -78,3 +79,90 @@ def test_close_with_the_index_still_full_puts_the_scans_in_the_log(
         rec.close()
     ledger.close()
     assert "scan event lost (index unavailable)" in caplog.text and "PO-7" in caplog.text
+
+
+# ---- a clip whose writer fails: its frames still in the encoder stay its own -------------------
+
+
+class LaggingEncoder:
+    """A ``FrameEncoder`` whose packets come out ``lag`` frames after their frame (a V4L2
+    encoder keeps a few, libx264's thread and queue a few more), a keyframe every ``gop``."""
+
+    width, height, fps, encoder, extradata = W, H, FPS, "libx264", b"\x00\x00\x00\x01\x67"
+
+    def __init__(self, lag: int = 3, gop: int = 7) -> None:
+        self.lag, self.gop = lag, gop
+        self._queue: list[EncodedPacket] = []
+        self._frames = 0
+        self._force = False
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._queue)
+
+    def submit(self, image_i420: np.ndarray, t: float, wall: datetime, label: str | None) -> None:
+        key = self._force or self._frames % self.gop == 0
+        self._force = False
+        self._frames += 1
+        self._queue.append(EncodedPacket(b"", t, wall, label, key))
+
+    def request_keyframe(self) -> None:
+        self._force = True
+
+    def drain(self) -> list[EncodedPacket]:
+        out = self._queue[: max(0, len(self._queue) - self.lag)]
+        del self._queue[: len(out)]
+        return out
+
+    def flush(self) -> list[EncodedPacket]:
+        out, self._queue = self._queue, []
+        return out
+
+
+class CountingSink:
+    """A clip's muxer that takes ``room`` packets, then fails as a full disk does."""
+
+    def __init__(self, room: int | None = None) -> None:
+        self.room = room
+        self.packets: list[EncodedPacket] = []
+
+    def write(self, packet: EncodedPacket) -> None:
+        if self.room is not None and len(self.packets) >= self.room:
+            raise RecordingError("writing clip failed: disk full: [Errno 28]")
+        self.packets.append(packet)
+
+    def finish(self) -> None:
+        raise RecordingError("not a real file")  # what becomes of it is not this test's
+
+
+def test_frames_of_an_order_whose_clip_failed_never_open_the_next_orders_clip(
+    rec_cfg: config_mod.Config, ledger: Ledger
+) -> None:
+    """Order A's writer fails (a full disk) while frames showing A are still in the encoder;
+    B is scanned a second later. B's pre-roll must not start on a keyframe among those frames:
+    they show A's parcel and A's order number burned in."""
+    sinks = [CountingSink(room=4), CountingSink()]
+    rec = Recorder(rec_cfg.replace("session", pre_roll_s=3.0), ledger,
+                   encoder=LaggingEncoder, muxer=lambda _p, _e: sinks.pop(0))  # fmt: skip
+    frame = np.zeros((H * 3 // 2, W), np.uint8)
+    label = None
+    try:
+        for i in range(30):
+            t = i / FPS
+            if i in (2, 12):
+                label = "A" if i == 2 else "B"
+                rec.start(label, t, wall=WALL0 + timedelta(seconds=t))
+            try:
+                rec.push(frame, t, WALL0 + timedelta(seconds=t), label)
+            except RecordingError:
+                label = None  # the runner's RecordingFailed: the session is idle again
+        rec.stop("sealed", 3.0)
+    finally:
+        rec.close()  # flushes the encoder: B's last frames, then both clips finish
+    a, b = rec.finished
+    assert a.order_id == "A" and a.frame_labels == ((None, 2), ("A", 3))
+    assert b.order_id == "B"
+    assert "A" not in [label for label, _n in b.frame_labels], b.frame_labels
+    # A failed when frame 4's packet came out, at the push of frame 7 (t=0.7, a keyframe):
+    # frames up to there showed A. B starts on the IDR asked for at its scan.
+    assert b.span is not None and b.span[0] > 0.7

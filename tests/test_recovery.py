@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -20,9 +21,10 @@ from station import config as config_mod
 from station.errors import LedgerError, RecordingError
 from station.proof.finalizer import build_finalizers
 from station.proof.verify import audit
-from station.recording.recorder import FinishedClip, PacketSink, write_manifest
+from station.recording.recorder import FinishedClip, PacketSink, write_json_quick, write_manifest
 from station.recording.stream import EncodedPacket
 from station.recording.writer import ClipWriter, EncoderSettings, to_i420
+from station.store.files import write_json_atomic
 from station.store.ledger import Ledger, ScanEventRecord
 from station.store.recovery import (
     DataDirBusy,
@@ -336,6 +338,29 @@ def test_clip_moved_before_signing_gets_a_manifest_from_its_journal(
     assert_clean(cfg)
 
 
+class _CrashAfterIndexing(Ledger):
+    """Power cut right after the index row was committed, before the journal was removed."""
+
+    def add_clip(self, clip):  # type: ignore[no-untyped-def]
+        super().add_clip(clip)
+        raise LedgerError("simulated crash after the index row")
+
+
+def test_journal_of_a_clip_indexed_just_before_the_crash_is_removed(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    led = _CrashAfterIndexing(data / "index.sqlite3")
+    record(cfg, led, ["PO-3"])
+    led.close()
+    (journal_file,) = (data / "tmp").glob("*.open.json")
+    (clip,) = rows(cfg)
+    assert json.loads(journal_file.read_text())["final_path"] == clip.path
+    report = recover_data_dir(cfg)
+    assert report.ok and not report.indexed and not report.recovered
+    assert rows(cfg) == [clip]
+    assert_clean(cfg)  # tmp/ is empty: no journal left behind for months
+
+
 def test_writer_failure_mid_clip_is_salvaged_as_interrupted(
     cfg: config_mod.Config, data: Path
 ) -> None:
@@ -480,6 +505,36 @@ def test_leftovers_of_interrupted_writes_are_removed(cfg: config_mod.Config, dat
 
 
 # ---- the lock and the CLI --------------------------------------------------------------------
+
+
+def test_a_json_write_that_fails_on_a_full_disk_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sidecar or journal write cut short by ENOSPC keeps the old file and leaves no
+    ``.tmp`` beside it (in clips/ it would stay for months, until the station restarts)."""
+    sidecar, journal_file = tmp_path / "clip.json", tmp_path / "clip.open.json"
+    sidecar.write_text('{"old": true}')
+    journal_file.write_text('{"old": true}')
+
+    def full(*_a: object, **_k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def half_written(self: Path, text: str, encoding: str | None = None) -> int:
+        with self.open("w", encoding=encoding) as f:
+            f.write(text[:3])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr("station.store.files.os.fsync", full)
+        with pytest.raises(OSError):
+            write_json_atomic(sidecar, {"new": True})
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_text", half_written)
+        with pytest.raises(OSError):
+            write_json_quick(journal_file, {"new": True})
+    assert json.loads(sidecar.read_text()) == {"old": True}
+    assert json.loads(journal_file.read_text()) == {"old": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.json", "clip.open.json"]
 
 
 def test_one_station_or_recovery_per_data_dir(cfg: config_mod.Config, data: Path) -> None:

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import av
@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 
 from station import config as config_mod
-from station.capture.frames import Frame
+from station.capture.frames import Frame, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
+from station.errors import CameraError
 from station.proof import manifest as manifest_mod
 from station.proof.keys import StationKey
 from station.proof.paths import ProofPaths
@@ -318,6 +319,104 @@ def test_orders_scanned_while_the_camera_is_away_start_when_it_is_back(
     assert manifest["resumed_after_s"] == pytest.approx(0.3, abs=0.01)
     assert "order_scanned_at" in manifest["gap"] and manifest["pre_roll_s"] == 0
     assert not (cfg.station.data_dir / "quarantine").exists()
+
+
+def test_a_clip_cut_by_a_camera_loss_is_indexed_while_the_camera_is_still_away(
+    cfg: config_mod.Config,
+) -> None:
+    """The camera dies mid-clip and stays dead: the clip is finished and indexed at once
+    (findable, archived, on the screen), not when frames come back, hours later perhaps."""
+    cfg = scenario_cfg(cfg).replace("proof", enabled=False)
+    scenario = Scenario.from_dict({"seed": 2, "event": [
+        {"at": 0.5, "kind": "key", "text": "PO-DARK"},
+        {"at": 60.0, "kind": "end"},
+    ]})  # fmt: skip
+    cam = FlakyCamera(SyntheticCamera(160, 96, 10.0, scenario, realtime=False), [Outage(30, 10**9)])
+    finished = threading.Event()
+    asm = assemble(cfg, camera=cam, live_view=False, on_finished=lambda _r: finished.set())
+    stop = threading.Event()
+    runner = threading.Thread(target=asm.station.run, args=(stop,))
+    runner.start()
+    try:
+        assert finished.wait(10), "the clip waits in tmp/ for frames that do not come"
+        assert asm.station.stats.camera_losses == 1 and cam.failures >= 1  # still away
+        assert [(c.order_id, c.finish_reason) for c in asm.ledger.clips()] == [
+            ("PO-DARK", "camera-lost")
+        ]
+        assert [p.name for p in (cfg.station.data_dir / "tmp").iterdir()] == []
+    finally:
+        stop.set()
+        runner.join(30)
+        asm.close()
+
+
+class _GapCamera:
+    """A file-like camera (10 fps) that is unplugged after ``before`` frames and plugged back
+    in ``gap_s`` seconds later (an evening to the next morning)."""
+
+    width, height, fps, dropped, live = 160, 96, 10.0, 0, False
+
+    def __init__(self, wall0: datetime, before: int, gap_s: float, after: int) -> None:
+        self.wall0, self.before, self.gap_s, self.after = wall0, before, gap_s, after
+        self.n, self.lost = 0, False
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def read(self, timeout: float = 2.0) -> Frame | None:
+        if self.n == self.before and not self.lost:
+            self.lost = True
+            raise CameraError("unplugged")
+        if self.n >= self.before + self.after:
+            return None
+        t = self.n / self.fps + (self.gap_s if self.n >= self.before else 0.0)
+        image = np.full((self.height, self.width, 3), self.n * 7 % 256, np.uint8)
+        self.n += 1
+        return Frame(image, t, self.wall0 + timedelta(seconds=t), self.n - 1)
+
+
+class _OrderAt:
+    """A scanner that types ``text`` at camera time ``at``."""
+
+    def __init__(self, text: str, at: float) -> None:
+        self.text, self.at, self.done = text, at, False
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def poll(self, now: float) -> list[RawScan]:
+        if self.done or now < self.at:
+            return []
+        self.done = True
+        return [RawScan(self.text, "script", now)]
+
+
+def test_the_first_order_after_a_camera_outage_does_not_start_before_it(
+    cfg: config_mod.Config,
+) -> None:
+    """Idle at 18:00, the camera is unplugged; plugged in at 08:00 and the first order is
+    scanned 2.5 s later. Its pre-roll comes from the frames since 08:00, not from the last
+    keyframe of the evening before: no 14-hour clip dated (and filed) the day before."""
+    cfg = scenario_cfg(cfg).replace("proof", enabled=False)
+    cfg = cfg.replace("session", pre_roll_s=3.0)
+    evening = datetime(2026, 12, 5, 18, 0, 0).astimezone()
+    gap = 14 * 3600.0
+    asm = assemble(cfg, camera=_GapCamera(evening, 21, gap, 40), live_view=False)
+    asm.station.scan_sources = [_OrderAt("PO-MORNING", gap + 2.1 + 2.5)]
+    asm.station.run(threading.Event())
+    (clip,) = asm.ledger.clips()
+    asm.close()
+    back = evening + timedelta(seconds=gap + 2.1)  # the first frame after the outage
+    assert clip.order_id == "PO-MORNING"
+    assert clip.started_at >= back, clip.started_at
+    assert clip.pre_roll_s <= 3.0 and clip.duration_s < 10.0
+    assert f"/{back:%Y/%m/%d}/" in clip.path
 
 
 def test_live_camera_outage_reconnects_with_backoff_and_shows_the_alarm(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -150,6 +151,32 @@ def test_next_order_starts_on_an_idr_right_after_the_previous_clip(
     c, d = run(rec2, {5: [("start", "C")], 20: [("stop", "sealed")], 26: [("start", "D")]}, 35)
     assert c.span == (0.0, 1.9) and d.span == (2.0, 3.4)  # the IDR after C's last frame
     assert d.frame_labels == ((None, 6), ("D", 9))
+
+
+def test_a_clip_stopped_before_its_first_frame_is_done_at_once_not_at_shutdown(
+    rec_cfg: config_mod.Config, ledger: Ledger
+) -> None:
+    """An order and a seal in one poll (two codes in one camera frame): the clip is stopped
+    before any frame of its own. It must be let go as soon as the frames pushed before the
+    stop are out of the encoder, not kept open (a muxer thread, a file descriptor and a temp
+    file each) until the station stops."""
+    done = threading.Event()
+    rec = recorder(rec_cfg, ledger)
+    rec.on_finished = lambda result: done.set()
+    try:
+        for i in range(40):
+            t = round(i / FPS, 6)
+            if i == 20:
+                rec.start("PO-1", t, pre_roll=False, wall=WALL0 + timedelta(seconds=t))
+                rec.stop("sealed", t)
+            rec.push(frame(i), t, WALL0 + timedelta(seconds=t), None)
+            if i > 20 and done.wait(0.05):
+                break
+        assert done.is_set(), "the stopped clip is still waiting while frames go on"
+        (empty,) = rec.finished
+        assert empty.order_id == "PO-1" and empty.empty and empty.record is None
+    finally:
+        rec.close()
 
 
 def test_frames_go_to_the_encoder_without_a_copy_and_encode_as_a_copy_would() -> None:

@@ -170,10 +170,15 @@ def journal_path(tmp_mp4: Path) -> Path:
 
 
 def write_json_quick(path: Path, data: dict[str, Any]) -> None:
-    """Replace ``path`` atomically without fsync (kill -9 safe; a power cut may lose it)."""
+    """Replace ``path`` atomically without fsync (kill -9 safe; a power cut may lose it). A
+    write that fails (a full disk) leaves ``path`` as it was and no ``.tmp`` file behind."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, ensure_ascii=False, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class Recorder:
@@ -214,6 +219,7 @@ class Recorder:
         self._packets = PacketRing(cfg.session.pre_roll_s)
         self._closing: list[_OpenClip] = []  # stopped, waiting for their last packets
         self._last_pushed_t: float | None = None
+        self._routed_t: float | None = None  # camera time of the last packet out of the encoder
         self.on_finished = on_finished
         self.finalizers = finalizers
         self.salvage = salvage
@@ -223,8 +229,9 @@ class Recorder:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.clips_dir.mkdir(parents=True, exist_ok=True)
         self._open: _OpenClip | None = None
-        # Camera time of the last frame written to any clip: a later clip's pre-roll starts
-        # after it, so no second of video belongs to two orders.
+        # Camera time of the last frame written to any clip (or pushed while a clip that
+        # failed was open): a later clip's pre-roll starts after it, so no second of video
+        # belongs to two orders.
         self._owned_t: float | None = None
         self._pending: queue.Queue[_OpenClip | None] = queue.Queue()
         self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
@@ -354,6 +361,24 @@ class Recorder:
         self._closing.append(clip)
         self._complete_closing()
 
+    def end_stream(self) -> None:
+        """The frames stopped for an unknown time (the camera is lost): end the encoder's
+        stream now, so the clips stopped and waiting for their last packets are finished at
+        once, not when frames come back (hours later, perhaps); and empty the pre-roll ring,
+        so no clip started after the gap begins before it (its pre-roll would hide the gap,
+        and the clip would be named and dated by the frames from before it). The next frame
+        starts a new encoder. Capture thread only; no clip may be open (stop() it first)."""
+        if self._open is not None:
+            raise RuntimeError("end_stream() with an open clip: stop() it first")
+        enc, self._enc = self._enc, None
+        if enc is not None:
+            try:
+                self._route(enc.flush())  # the encoder's last packets, for clips still closing
+            except RecordingError as exc:
+                log.error("flushing the encoder failed: %s", exc)
+            self._complete_closing(force=True)
+        self._packets = PacketRing(self.cfg.session.pre_roll_s)
+
     # ---- the encoder and the ring (capture thread) ---------------------------------------
 
     def _encoder(self) -> FrameEncoder:
@@ -371,6 +396,7 @@ class Recorder:
         failed: RecordingError | None = None
         for packet in packets:
             self._packets.append(packet)
+            self._routed_t = packet.t
             for clip in [*self._closing, self._open]:
                 if clip is None or clip.error is not None:
                     continue
@@ -407,14 +433,16 @@ class Recorder:
             return
         enc = self._enc
         idle = force or enc is None or enc.in_flight == 0
+        routed = self._routed_t
         keep = []
         for clip in self._closing:
+            # Packets come out in camera-time order: once the one of the clip's last frame is
+            # out, nothing more is the clip's (even when nothing was: it stopped before its
+            # first keyframe, e.g. two scans in one poll).
             if (
                 idle
                 or clip.error is not None
-                or (
-                    clip.last_t is not None and clip.end_t is not None and clip.last_t >= clip.end_t
-                )
+                or (clip.end_t is not None and routed is not None and routed >= clip.end_t)
             ):
                 self._pending.put(clip)
             else:
@@ -515,6 +543,12 @@ class Recorder:
         """The writer failed mid-clip: close the clip now; the finisher salvages what is on disk."""
         if self._open is clip:
             self._open = None
+        # Every frame pushed so far was the clip's (it shows its order, as after stop()), even
+        # those still in the encoder that will never reach its file: no later clip's pre-roll
+        # may take them.
+        pushed = self._last_pushed_t
+        if pushed is not None and (self._owned_t is None or pushed > self._owned_t):
+            self._owned_t = pushed
         clip.finish_reason = FinishReason.INTERRUPTED.value
         clip.error = str(exc)
         log.error("recording of order %r failed; the clip so far is kept: %s", clip.order_id, exc)

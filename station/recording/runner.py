@@ -540,6 +540,9 @@ class Station:
         last = self._last_frame
         self._lost_wall = self._wall_at(last.t) if last is not None else None
         self._apply(ss.CameraLost(last.t if last is not None else 0.0))
+        # The session stopped the open clip: finish it now, not when frames are back, and
+        # let no pre-roll reach back across the gap.
+        self.recorder.end_stream()
         if self.alarms is not None:
             self.alarms.raise_("camera-lost", self.cfg.station.name, why)
         watchdog = self.on_frame if isinstance(self.on_frame, StationWatchdog) else None

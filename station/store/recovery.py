@@ -413,6 +413,15 @@ class Recovery:
             journal = self.tmp_dir / f"{stem}{JOURNAL_SUFFIX}"
             meta = _read_json(journal)
             final = meta.get("final_path") if meta else None
+            if (
+                isinstance(final, str)
+                and not mp4.exists()
+                and self.ledger.clip_by_path(final) is not None
+            ):
+                # Indexed, then cut off before the recorder removed the journal: done.
+                log.info("recovery: removing the journal of the indexed clip %s", final)
+                journal.unlink(missing_ok=True)
+                continue
             if meta is not None and isinstance(final, str) and (self.data_dir / final).is_file():
                 moved[final] = meta  # moved into place; step 3 indexes it with this journal
                 if mp4.exists():
