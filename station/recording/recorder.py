@@ -370,6 +370,11 @@ class Recorder:
         starts a new encoder. Capture thread only; no clip may be open (stop() it first)."""
         if self._open is not None:
             raise RuntimeError("end_stream() with an open clip: stop() it first")
+        self._end_encoder()
+        self._packets = PacketRing(self.cfg.session.pre_roll_s)
+
+    def _end_encoder(self) -> None:
+        """Flush the encoder into the clips still closing, finish them, and drop it."""
         enc, self._enc = self._enc, None
         if enc is not None:
             try:
@@ -377,7 +382,6 @@ class Recorder:
             except RecordingError as exc:
                 log.error("flushing the encoder failed: %s", exc)
             self._complete_closing(force=True)
-        self._packets = PacketRing(self.cfg.session.pre_roll_s)
 
     # ---- the encoder and the ring (capture thread) ---------------------------------------
 
@@ -511,13 +515,7 @@ class Recorder:
         """Wait for every stopped clip to be finished and indexed. An open clip is an error."""
         if self._open is not None:
             raise RuntimeError("close() with an open clip: stop() it first")
-        if self._enc is not None:
-            enc, self._enc = self._enc, None
-            try:
-                self._route(enc.flush())  # the encoder's last packets, for clips still closing
-            except RecordingError as exc:
-                log.error("flushing the encoder failed: %s", exc)
-            self._complete_closing(force=True)
+        self._end_encoder()
         if not self._save_events():
             for event in self._unsaved_events:  # the log is the last place they can go
                 log.error("scan event lost (index unavailable): %s", event.to_json())
