@@ -10,6 +10,7 @@ import pytest
 from station import config as config_mod
 from station.capture.barcodes import Detection, ScanWorker
 from station.capture.confirm import ReadConfirmer
+from station.capture.frames import InputEvent, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.service import assemble
 from station.store.ledger import ClipRecord, Ledger
@@ -101,3 +102,50 @@ def test_a_single_unconfirmed_read_never_starts_a_clip(
     if clips_expected == 0:
         assert ledger.unattached_events() == []  # not even logged: it was never a scan
     ledger.close()
+
+
+class LateScans:
+    """A scan source that hands over each ``(poll_at, scan)`` at the first poll with
+    ``now >= poll_at``: a scan stamped ``scan.t`` that reaches the station only then."""
+
+    def __init__(self, scans: list[tuple[float, RawScan]]) -> None:
+        self.scans = scans
+
+    def start(self) -> None:
+        pass
+
+    def poll(self, now: float) -> list[InputEvent]:
+        ready = [s for at, s in self.scans if at <= now]
+        self.scans = [(at, s) for at, s in self.scans if at > now]
+        return list(ready)
+
+    def stop(self) -> None:
+        pass
+
+
+def test_the_camera_reading_the_order_just_scanned_by_hand_is_no_rescan(
+    station_cfg: config_mod.Config,
+) -> None:
+    # The packer scans the order sheet with the handheld scanner at t=2.04 while the sheet lies
+    # under the camera. The scan worker reads the same sheet in the frame of t=2.0, and its
+    # read (decoded in its own thread) reaches the station one frame later, after the
+    # keyboard scan: the same label, the same moment, one scan. It must not end the clip
+    # just started as a "rescan" (and start the next sighting as a repack).
+    order = "PO-TWICE-1"
+    keyboard = LateScans(
+        [(2.0, RawScan(order, "keyboard", 2.04)), (6.0, RawScan("SEAL", "keyboard", 6.0))]
+    )
+    camera = LateScans([(2.1, RawScan(order, "camera", 2.0, "code128"))])
+    cam = SyntheticCamera(
+        W,
+        H,
+        station_cfg.camera.fps,
+        Scenario.from_dict({"seed": 3, "event": [{"at": 8.0, "kind": "end"}]}),
+        realtime=False,
+    )
+    asm = assemble(station_cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.extend([keyboard, camera])
+    asm.station.run(threading.Event())
+    clips = asm.ledger.clips()
+    asm.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(order, "sealed")]

@@ -141,6 +141,20 @@ def test_debounce_sliding_window() -> None:
     assert new
 
 
+def test_debounce_a_sighting_just_before_the_last_is_the_same_scan() -> None:
+    # A camera read reaches the station after its decode, behind a keyboard scan of the same
+    # label stamped 50 ms later: one scan, and the window runs from the later sighting.
+    d = Debounce()
+    new, d = d.seen("A", 10.05, 3.0)
+    assert new
+    new, d = d.seen("A", 10.0, 3.0)
+    assert not new
+    new, d = d.seen("A", 13.04, 3.0)
+    assert not new
+    new, d = d.seen("A", 2.0, 3.0)  # the timeline went back (a new camera session)
+    assert new
+
+
 def test_debounce_forgets_old_codes() -> None:
     d = Debounce()
     for i in range(1000):

@@ -482,6 +482,29 @@ def test_evdev_scanner_survives_unplug_and_replug(bus, scanner, caplog) -> None:
     assert bus.opened == bus.closed  # every handle closed (auto-detect probes included)
 
 
+def test_evdev_scanner_discards_a_scan_whose_key_events_were_lost(bus, scanner, caplog) -> None:
+    # The reader fell behind and the kernel's buffer overflowed in the middle of a scan: it
+    # dropped the unread events and says so with SYN_DROPPED. What arrives around the gap
+    # ("PO2026" and "0001") is not the scanned code PO20261130-0001: it must not become a
+    # scan (an order that was never scanned would start a clip). The next scan is whole.
+    scanner.start()
+    wait_for(scanner.connected.is_set)
+    typed = bus.key_events("PO20261130-0001\n")
+    head, tail = typed[: 2 * 12 + 4 * 6], typed[-5 * 6 :]  # "PO2026" and "0001\n"
+    dropped = (ecodes.EV_SYN, ecodes.SYN_DROPPED, 0)
+    bus.send("/dev/input/event4", [*head, dropped, *tail])
+    bus.type("/dev/input/event4", "PO20261130-0002\n")
+    got: list[str] = []
+
+    def arrived() -> bool:
+        got.extend(e.text for e in scanner.poll(time.monotonic()) if isinstance(e, RawScan))
+        return "PO20261130-0002" in got
+
+    wait_for(arrived)
+    assert got == ["PO20261130-0002"]
+    assert "key events were lost" in caplog.text
+
+
 def test_evdev_scanner_waits_for_a_named_device(bus, caplog) -> None:
     s = EvdevScanner("/dev/input/event7", grab=False, evdev_module=bus, retry_max_s=0.05)
     s.start()

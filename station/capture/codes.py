@@ -158,13 +158,18 @@ class Debounce:
         The window slides: a label lying in view is decoded again and again, and must count as
         one scan for as long as it stays there, so every sighting refreshes its time. A code
         seen again only after ``window`` seconds without a sighting is a new scan.
+
+        A sighting up to ``window`` seconds *before* the last one is the same scan too: the
+        sources reach the station out of order (a camera read arrives only after its decode,
+        behind a keyboard scan of the same label stamped a moment later). Only a jump back by
+        more than ``window`` (a new timeline) makes it a new scan.
         """
         prev = self.last.get(text)
-        is_new = prev is None or t - prev > window or t < prev
+        is_new = prev is None or abs(t - prev) > window
         # Forget codes not seen for a long time so the map stays small over months of uptime.
         horizon = t - max(window, 1.0) * 4
         kept = {k: v for k, v in self.last.items() if v >= horizon}
-        kept[text] = t
+        kept[text] = t if is_new or prev is None else max(t, prev)
         return is_new, Debounce(MappingProxyType(kept))
 
 

@@ -116,7 +116,8 @@ class KeyDecoder:
     Pure and single-threaded. ``feed(code, value)`` returns the finished scan text when a
     terminator goes down, else None. Ctrl+letter gives the ASCII control character (how
     scanners type GS1's group separator); unknown keys are ignored. At most ``limit`` characters
-    of one scan are kept, the rest are counted in ``overflow`` and dropped.
+    of one scan are kept, the rest are counted in ``overflow`` and dropped. After ``lost``
+    (events were dropped) the scan being typed is thrown away, up to its terminator.
     """
 
     def __init__(self, ecodes: Any, limit: int = MAX_LINE) -> None:
@@ -136,7 +137,18 @@ class KeyDecoder:
         self._buf: list[str] = []
         self._held: set[int] = set()
         self._caps = False
+        self._damaged = False
         self.overflow = 0
+
+    def lost(self) -> None:
+        """Key events were dropped (the kernel's SYN_DROPPED: the reader fell behind and the
+        device's buffer overflowed). The scan being typed misses characters, and a scan with
+        a gap in it is another, wrong code: what was typed of it and the rest of it, up to its
+        terminator, are thrown away. Held modifiers are forgotten (their key-ups may be lost).
+        """
+        self._buf = []
+        self._held.clear()
+        self._damaged = True
 
     def feed(self, code: int, value: int) -> str | None:
         if code in self._shift_keys or code in self._ctrl_keys:
@@ -153,6 +165,9 @@ class KeyDecoder:
         if code in self._end_keys:
             text = "".join(self._buf)
             self._buf = []
+            if self._damaged:
+                self._damaged = False
+                return None
             return text or None
         chars = self._chars.get(code)
         if chars is None:
@@ -359,7 +374,9 @@ class EvdevScanner(ThreadedScanner):
                 self._close(dev)
 
     def _read(self, dev: Any) -> None:
-        ev_key = self._evdev.ecodes.EV_KEY
+        ecodes = self._evdev.ecodes
+        ev_key, ev_syn = ecodes.EV_KEY, ecodes.EV_SYN
+        syn_dropped = getattr(ecodes, "SYN_DROPPED", 3)
         while not self._stop.is_set():
             ready, _, _ = select.select([dev], [], [], 0.2)
             if not ready:
@@ -369,6 +386,12 @@ class EvdevScanner(ThreadedScanner):
             except BlockingIOError:
                 continue
             for ev in events:
+                if ev.type == ev_syn and ev.code == syn_dropped:
+                    log.warning("barcode scanner %s: key events were lost (the reader fell "
+                                "behind); the scan being typed is discarded: scan it again",
+                                self.device_path)  # fmt: skip
+                    self._decoder.lost()
+                    continue
                 if ev.type != ev_key:
                     continue
                 text = self._decoder.feed(ev.code, ev.value)

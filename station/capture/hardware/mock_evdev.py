@@ -18,7 +18,7 @@ from typing import Any
 _CODES: dict[str, int] = {
     "EV_SYN": 0x00, "EV_KEY": 0x01, "EV_REL": 0x02, "EV_ABS": 0x03, "EV_MSC": 0x04,
     "EV_LED": 0x11, "EV_REP": 0x14,
-    "SYN_REPORT": 0, "MSC_SCAN": 4, "REL_X": 0, "REL_Y": 1, "REL_WHEEL": 8,
+    "SYN_REPORT": 0, "SYN_DROPPED": 3, "MSC_SCAN": 4, "REL_X": 0, "REL_Y": 1, "REL_WHEEL": 8,
     "LED_NUML": 0, "LED_CAPSL": 1, "LED_SCROLLL": 2,
     "KEY_RESERVED": 0, "KEY_ESC": 1, "KEY_MINUS": 12, "KEY_EQUAL": 13, "KEY_BACKSPACE": 14,
     "KEY_TAB": 15, "KEY_LEFTBRACE": 26, "KEY_RIGHTBRACE": 27, "KEY_ENTER": 28,
