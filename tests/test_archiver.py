@@ -178,3 +178,27 @@ def test_signed_bundle_parts_wait_for_the_clips_timestamp(station_cfg: config_mo
         found[manifest["order_id"]] = set(clips.values())
     assert clip.sha256 in found["T-1"] and len(found["T-2"]) == 1
     assert not list((data / "archive-spool").iterdir())
+
+
+def test_key_frames_of_a_changed_local_clip_are_never_uploaded(
+    station_cfg: config_mod.Config,
+) -> None:
+    """The key frames are cut from the local file: when that file is no longer the indexed
+    clip (here another recording copied over it), no frame of it may go up under the clip's
+    SHA-256, where it would stay (frames in the bucket are kept as they are) and be shown as
+    the clip's once the file is restored."""
+    cfg = station_cfg.replace("archive", keyframes=True)
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    first, second = ledger.clips()
+    ledger.close()
+    data_dir = cfg.station.data_dir
+    (data_dir / first.path).write_bytes((data_dir / second.path).read_bytes())
+    arch = Archiver(cfg)
+    try:
+        assert arch.run_once() == 1  # the other clip is archived, with its frames
+        keys = _keys(arch)
+        assert any(f"/frames/{second.sha256}/" in k for k in keys)
+        assert not any(first.sha256 in k for k in keys if "/frames/" in k or "/clips/" in k)
+    finally:
+        arch.stop()
+
