@@ -154,7 +154,12 @@ class Archiver(IndexWorker):
         body: dict[str, Any] = {}
         if manifest.is_file():
             raw = manifest.read_bytes()
-            body = json.loads(raw)
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:  # damaged: a problem of this clip, not of the store
+                raise LocalFileChanged(f"{rec.manifest_path}: not a JSON manifest: {exc}") from exc
+            if not isinstance(body, dict) or body.get("sha256", rec.sha256) != rec.sha256:
+                raise LocalFileChanged(f"{rec.manifest_path}: not the manifest of {rec.path}")
             key = f"{self.prefix}manifests/{rec.sha256}.json"
             self.store.put_bytes(key, raw, content_type="application/json")
             meta["manifest"] = key
