@@ -332,3 +332,48 @@ def test_a_redirect_is_not_a_delivery(cfg: config_mod.Config) -> None:
     assert (d.status, d.attempts, d.last_code) == ("failed", 2, 302)
     assert d.last_error == "HTTP 302"
     assert seen == [("POST", "/hook"), ("POST", "/hook")]
+
+
+def test_events_are_written_to_the_queue_while_a_slow_receiver_holds_the_sender(
+    cfg: config_mod.Config,
+) -> None:
+    """Events wait in memory only until the sender writes them to the queue. A receiver that
+    takes its time (each attempt up to timeout_s, up to 50 due deliveries a pass) must not
+    keep a new event in memory for the whole pass, where a power cut would lose it: it is
+    written before the next attempt."""
+    gate = threading.Semaphore(0)
+    arrived = threading.Semaphore(0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrived.release()
+            gate.acquire(timeout=10)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    hooks = Webhooks(hook_cfg(cfg, url))
+    try:
+        hooks.on_event(sealed("PO-1"))
+        hooks.on_event(sealed("PO-2"))
+        assert arrived.acquire(timeout=10)  # the sender is in PO-1's attempt
+        hooks.on_event(sealed("PO-LATE"))
+        gate.release()
+        assert arrived.acquire(timeout=10)  # ... and now in PO-2's
+        orders = [json.loads(d.body)["order_id"] for d in hooks.queue.deliveries()]
+        assert "PO-LATE" in orders
+    finally:
+        for _ in range(5):
+            gate.release()
+        hooks.close()
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -320,6 +320,9 @@ class Webhooks:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
+            # an event that came in during the last attempt (each up to timeout_s) is written
+            # now, not after the whole pass: in memory a power cut would lose it
+            self._persist()
             ok += self._attempt(d)
         return ok
 
