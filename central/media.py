@@ -12,7 +12,13 @@ from flask import Response, abort, current_app, redirect, request
 from werkzeug.http import http_date, parse_date
 
 from station.config import Config
-from station.fleet.objstore import ObjectStore, build_client, is_not_found
+from station.fleet.objstore import (
+    ObjectStore,
+    build_client,
+    clip_key,
+    is_not_found,
+    station_prefix,
+)
 from station.store.ledger import ClipRecord
 from web.frames import KeyFrame
 from web.streaming import content_disposition
@@ -220,18 +226,35 @@ def _error_response(exc: Exception, key: str) -> Response:
     abort(502)
 
 
+def _own(clip: ClipRecord, key: str, expected: str, what: str) -> str:
+    """``key`` if it is where the clip's own station archives ``what`` (``expected``, or
+    under it for a directory), else 404. The keys are what a station registered; the site
+    reads the whole bucket, so a station's token must not make it serve another station's
+    objects (another buyer's video) under this station's order."""
+    inside = expected.endswith("/") and key.startswith(expected)
+    if (key == expected or inside) and not {".", ".."} & set(key.split("/")):
+        return key
+    log.error("clip %s of %s names %s %r, not its station's %r: not served",
+              clip.id, clip.station, what, key, expected)  # fmt: skip
+    abort(404)
+
+
 def serve_clip(clip: ClipRecord, *, download_name: str, attachment: bool) -> Response:
     key = clip.extra.get("archive_key")
     if not key:
         log.info("clip %s of %s is not archived yet", clip.id, clip.station)
         abort(404)
-    return serve_object(
-        str(key), mimetype="video/mp4", download_name=download_name, attachment=attachment
-    )
+    prefix = current_app.config["PACKCAM"].archive.prefix
+    key = _own(clip, str(key), clip_key(prefix, clip.station, clip.sha256), "archive key")
+    return serve_object(key, mimetype="video/mp4", download_name=download_name,
+                        attachment=attachment)  # fmt: skip
 
 
 def serve_frame(clip: ClipRecord, n: int | None) -> Response:
     key = _frame_key(clip, n)
     if key is None:
         abort(404)
+    prefix = current_app.config["PACKCAM"].archive.prefix
+    frames = f"{station_prefix(prefix, clip.station)}frames/{clip.sha256}/"
+    key = _own(clip, key, frames, "key frame")
     return serve_object(key, mimetype="image/jpeg", cache_control="private, max-age=86400")

@@ -178,3 +178,57 @@ def test_signed_bundle_parts_wait_for_the_clips_timestamp(station_cfg: config_mo
         found[manifest["order_id"]] = set(clips.values())
     assert clip.sha256 in found["T-1"] and len(found["T-2"]) == 1
     assert not list((data / "archive-spool").iterdir())
+
+
+def test_key_frames_of_a_changed_local_clip_are_never_uploaded(
+    station_cfg: config_mod.Config,
+) -> None:
+    """The key frames are cut from the local file: when that file is no longer the indexed
+    clip (here another recording copied over it), no frame of it may go up under the clip's
+    SHA-256, where it would stay (frames in the bucket are kept as they are) and be shown as
+    the clip's once the file is restored."""
+    cfg = station_cfg.replace("archive", keyframes=True)
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    first, second = ledger.clips()
+    ledger.close()
+    data_dir = cfg.station.data_dir
+    (data_dir / first.path).write_bytes((data_dir / second.path).read_bytes())
+    arch = Archiver(cfg)
+    try:
+        assert arch.run_once() == 1  # the other clip is archived, with its frames
+        keys = _keys(arch)
+        assert any(f"/frames/{second.sha256}/" in k for k in keys)
+        assert not any(first.sha256 in k for k in keys if "/frames/" in k or "/clips/" in k)
+    finally:
+        arch.stop()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "another clip's"])
+def test_a_bad_manifest_holds_up_only_its_own_clip(
+    station_cfg: config_mod.Config, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    """A clip whose manifest file is damaged (a bad SD card sector, a hand edit) or is
+    another clip's is a local problem of that clip: logged and retried later, nothing of it
+    uploaded, while the clips after it are archived. Before, the JSON error left every pass
+    at that clip, and nothing more was ever archived."""
+    ledger = Ledger.in_data_dir(station_cfg.station.data_dir)
+    first, second = ledger.clips()
+    ledger.close()
+    data_dir = station_cfg.station.data_dir
+    bad = (
+        b'{"sha256": "trunc'
+        if damage == "truncated"
+        else (data_dir / second.manifest_path).read_bytes()
+    )
+    (data_dir / first.manifest_path).write_bytes(bad)
+    arch = Archiver(station_cfg)
+    try:
+        with caplog.at_level(logging.ERROR, logger="station.fleet.archiver"):
+            assert arch.run_once() == 1
+        assert "not archived" in caplog.text and first.path in caplog.text
+        assert arch.backlog() == 1
+        keys = _keys(arch)
+        assert any(second.sha256 in k for k in keys if "/clips/" in k)
+        assert not any(first.sha256 in k for k in keys if "/clips/" in k or "/manifests/" in k)
+    finally:
+        arch.stop()

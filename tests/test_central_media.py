@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from flask import Flask
@@ -14,6 +15,8 @@ from werkzeug.exceptions import HTTPException
 
 from central import media
 from station import config as config_mod
+from station.fleet.objstore import clip_key, station_prefix
+from station.store.ledger import ClipRecord
 
 BOUND_S = 10.0
 
@@ -115,3 +118,55 @@ def test_a_body_that_stalls_ends_the_response(stalling: FrozenStore) -> None:
     resp.close()
     assert got <= 4096  # what arrived before the stall, never the 10 MB announced
     assert took < BOUND_S, f"held the thread {took:.1f} s"
+
+
+# ---- whose objects a clip may name -----------------------------------------------------------
+
+BUCKET = "packcam-media"  # created by the moto_s3 fixture (conftest)
+
+
+def _clip(station: str, sha256: str, key: str, frame: str) -> ClipRecord:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    meta = {"frames": [{"key": frame, "t": 0.0, "label": "order"}]}
+    return ClipRecord("PO-1", station, now, now, 4.0, 60, "sealed", 1.0, "clips/a.mp4",
+                      "clips/a.json", 10, sha256, id=7,
+                      extra={"archive_key": key, "archive_meta": meta})  # fmt: skip
+
+
+def test_a_station_cannot_make_the_site_serve_another_stations_objects(moto_s3: None) -> None:
+    """The archive key and key-frame keys are what a station registered: a station's token
+    could name another station's clip (another buyer's video, another warehouse's), and the
+    site, which reads the whole bucket, would stream it under the first station's order,
+    to its accounts and share links. Only the clip's own station's objects are served."""
+    cfg = config_mod.load(None).replace("archive", bucket=BUCKET, region="us-east-1")
+    app = Flask(__name__)
+    app.config["PACKCAM"] = cfg
+    media.init_app(app, cfg)
+    store = app.extensions["packcam_media"]["store"]
+    sha = "ab" * 32
+    theirs = clip_key(cfg.archive.prefix, "station-02", sha)
+    frame = f"{station_prefix(cfg.archive.prefix, 'station-02')}frames/{sha}/0000.00s_order.jpg"
+    store.client.put_object(Bucket=BUCKET, Key=theirs, Body=b"buyer B's parcel")
+    store.client.put_object(Bucket=BUCKET, Key=frame, Body=b"\xff\xd8 B's frame")
+    honest = _clip("station-02", sha, theirs, frame)
+    mine = f"{station_prefix(cfg.archive.prefix, 'station-01')}frames/{'cd' * 32}/"
+    claims = [
+        _clip("station-01", "cd" * 32, theirs, frame),
+        _clip("station-01", sha, theirs, frame),
+        _clip("station-01", "cd" * 32, theirs, f"{mine}../../../station-02/frames/{sha}/x.jpg"),
+    ]
+    for claimed in claims:
+        with app.test_request_context("/clip"):
+            with pytest.raises(HTTPException) as info:
+                media.serve_clip(claimed, download_name="a.mp4", attachment=False)
+            assert info.value.code == 404
+            with pytest.raises(HTTPException) as info:
+                media.serve_frame(claimed, None)
+            assert info.value.code == 404
+    with app.test_request_context("/clip"):
+        resp = media.serve_clip(honest, download_name="a.mp4", attachment=False)
+        assert resp.status_code == 200 and b"".join(resp.response) == b"buyer B's parcel"
+        resp.close()
+        resp = media.serve_frame(honest, None)
+        assert resp.status_code == 200
+        resp.close()

@@ -25,6 +25,7 @@ class ItemService:
 
     def __init__(self) -> None:
         self.answers: dict[str, tuple[int, bytes]] = {}
+        self.redirects: dict[str, str] = {}  # path -> Location of a 302
         self.delay_s = 0.0
         self.seen: list[tuple[str, dict[str, str]]] = []
         outer = self
@@ -35,6 +36,12 @@ class ItemService:
                 time.sleep(outer.delay_s)
                 code, body = outer.answers.get(self.path, (404, b"{}"))
                 try:
+                    if self.path in outer.redirects:
+                        self.send_response(302)
+                        self.send_header("Location", outer.redirects[self.path])
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                     self.send_response(code)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(body)))
@@ -160,6 +167,36 @@ def test_items_are_fetched_announced_and_annotated(
     assert value["items"] == ev.data["items"] and value["url"].endswith("/orders/PO%2F7")
     assert service.seen[0][1]["Authorization"] == "Bearer t0ken"
     assert len(service.seen) == 1
+
+
+def test_a_redirect_to_another_server_gets_neither_the_token_nor_the_manifest(
+    cfg: config_mod.Config, service: ItemService
+) -> None:
+    """urllib follows a redirect with every header, Authorization too: a lookup service that
+    redirects elsewhere (a hostile or hijacked ERP, an http downgrade, an address inside the
+    warehouse network) would get the seller's API token, and its answer would go into the
+    clip's signed manifest. A redirect on the same server is still followed."""
+    other = ItemService()
+    try:
+        other.answers["/steal"] = (200, json.dumps(["from the other server"]).encode())
+        service.redirects["/orders/PO-1"] = other.base + "/steal"
+        service.redirects["/orders/PO-2"] = "/v2/orders/PO-2"
+        service.answers["/v2/orders/PO-2"] = (200, json.dumps(ITEMS).encode())
+        lookup, rec, notes = make_lookup(cfg, service)
+        lookup.on_event(started("PO-1"))
+        [ev] = wait_items(rec)
+        lookup.on_event(started("PO-2"))
+        _, ev2 = wait_items(rec, 2)
+        lookup.close()
+    finally:
+        other.close()
+    assert not [h["Authorization"] for _, h in other.seen if "Authorization" in h]
+    assert other.seen == []
+    assert "items" not in ev.data and "HTTP 302" in ev.data["error"]
+    assert "items" not in notes[0][2]
+    assert [i["sku"] for i in ev2.data["items"]] == ["SKU-1", "SKU-2"]
+    assert service.seen[-1] == ("/v2/orders/PO-2", service.seen[-1][1])
+    assert service.seen[-1][1]["Authorization"] == "Bearer t0ken"
 
 
 @pytest.mark.parametrize(

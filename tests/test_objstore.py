@@ -197,6 +197,62 @@ def test_a_changed_local_file_is_never_archived(tmp_path: Path, moto_s3: None) -
     assert store.head("clips/c.mp4") is None
 
 
+def test_parts_sent_from_a_changed_file_are_never_completed_into_the_clip(
+    tmp_path: Path, moto_s3: None
+) -> None:
+    """A multipart upload refused at the end because the file was not the indexed bytes
+    (another file copied over it, a card returning bad data) had journalled its parts: once
+    the file was right again, the next pass reused those wrong parts, the whole-file hash of
+    the right file matched, and the object was completed from them, verified against their
+    own checksums and marked archived: wrong bytes in the bucket under the clip's SHA-256,
+    and retention then free to delete the only right copy. The refused upload is aborted and
+    forgotten, so the next pass starts from the file as it is."""
+    good = os.urandom(12 * 1024 * 1024 + 123)
+    sha = hashlib.sha256(good).hexdigest()
+    path = tmp_path / "big.mp4"
+    bad = bytearray(good)
+    bad[100] ^= 0xFF  # part 1 differs
+    path.write_bytes(bytes(bad))
+    store = _store(tmp_path)
+    with pytest.raises(LocalFileChanged):
+        store.put_file("clips/big.mp4", path, sha256=sha, size=len(good))
+    assert store.head("clips/big.mp4") is None
+    # aborted and forgotten: no parts left in the store, nothing in the journal to resume
+    assert not store.client.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+    assert store.journal is not None and store.journal.get("clips/big.mp4") is None
+    path.write_bytes(good)  # restored
+    fresh = _store(tmp_path)
+    assert fresh.put_file("clips/big.mp4", path, sha256=sha, size=len(good)).uploaded
+    assert fresh.sha256_of("clips/big.mp4") == (sha, len(good))
+
+
+def test_a_part_journalled_from_other_bytes_is_sent_again(tmp_path: Path, moto_s3: None) -> None:
+    """The same, cut off before the end (network gone, power cut): the journal holds a part
+    sent while the file was wrong, and the resumed upload must not reuse it."""
+    good = os.urandom(12 * 1024 * 1024 + 123)
+    sha = hashlib.sha256(good).hexdigest()
+    path = tmp_path / "big.mp4"
+    bad = bytearray(good)
+    bad[100] ^= 0xFF
+    path.write_bytes(bytes(bad))
+    store = _store(tmp_path)
+    real = store.client.upload_part
+
+    def cut(**kw: object) -> object:
+        if kw["PartNumber"] == 2:
+            raise ConnectionError("network went away")
+        return real(**kw)
+
+    store.client.upload_part = cut  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        store.put_file("clips/big.mp4", path, sha256=sha, size=len(good))
+    path.write_bytes(good)
+    fresh = _store(tmp_path)
+    res = fresh.put_file("clips/big.mp4", path, sha256=sha, size=len(good))
+    assert res.uploaded
+    assert fresh.sha256_of("clips/big.mp4") == (sha, len(good))
+
+
 def test_object_lock_missing_on_the_bucket_degrades_with_a_log_line(
     tmp_path: Path, moto_s3: None, caplog: pytest.LogCaptureFixture
 ) -> None:

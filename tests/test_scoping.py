@@ -20,6 +20,7 @@ from fleet_servers import S3_ACCESS_KEY, S3_SECRET_KEY, SeaweedServer
 from central.db import CentralDB
 from central.site import CentralSite
 from station import config as config_mod
+from station.fleet.objstore import clip_key, station_prefix
 from station.store.clips import ClipSearch
 from web.db import WebDB
 from web.scope import ScopedIndex, covers, stations_for
@@ -115,7 +116,6 @@ def fleet(pg_dsn: str, seaweed: SeaweedServer, bucket: str, tmp_path: Path) -> F
     from web import create_app
 
     s3 = _s3(seaweed)
-    run = uuid.uuid4().hex[:8]  # this test's keys in the shared bucket
     db = CentralDB(pg_dsn)
     db.migrate()
     ids: dict[tuple[str, str], int] = {}
@@ -127,12 +127,15 @@ def fleet(pg_dsn: str, seaweed: SeaweedServer, bucket: str, tmp_path: Path) -> F
     ) -> None:
         local[station] += 1
         n = local[station]
-        key, frame = f"{run}/{station}/{n}.mp4", f"{run}/{station}/{n}.jpg"
+        # where the station's archiver puts them (the site serves a clip only from there)
+        sha = uuid.uuid4().hex * 2
+        key = clip_key("packcam/", station, sha)
+        frame = f"{station_prefix('packcam/', station)}frames/{sha}/0001.00s_order.jpg"
         s3.put_object(Bucket=bucket, Key=key, Body=f"video {station}".encode())
         s3.put_object(Bucket=bucket, Key=frame, Body=b"\xff\xd8 jpeg")
         batches[station].append(
             _clip(n, station, order_id, when, waybill=waybill, archived_utc=_utc(when), **kw,
-                  archive_key=key,
+                  sha256=sha, archive_key=key,
                   archive_meta={"frames": [{"label": "order", "t": 1.0, "key": frame}]})
         )  # fmt: skip
 

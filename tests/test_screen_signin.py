@@ -3,6 +3,7 @@ same session event as a badge (packer in the manifest, the index, the overlay, t
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -111,6 +112,24 @@ def test_a_full_inbox_refuses_more(tmp_path: Path) -> None:
         write_request(tmp_path, "st", "alice")
     with pytest.raises(OSError):
         write_request(tmp_path, "st", "alice")
+
+
+def test_a_request_the_disk_cannot_hold_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full data disk: the web site's sign-in fails with its OSError (a 503 for the
+    screen), and the half-made request file it was writing is not left in the inbox."""
+    d = inbox_dir(tmp_path)
+    d.mkdir()
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError, match="No space"):
+        write_request(tmp_path, "st", "alice")
+    monkeypatch.undo()
+    assert os.listdir(d) == []
 
 
 # ---- the station: the same as a badge ------------------------------------------------------

@@ -287,3 +287,93 @@ def test_the_archiver_announces_each_archived_clip(cfg: config_mod.Config) -> No
     assert (ev.kind, ev.order_id, ev.data["sha256"], ev.data["clip_id"]) == (
         EventKind.CLIP_ARCHIVED, "PO-ARC", "ef" * 32, 7)  # fmt: skip
     archiver.stop()
+
+
+def test_a_redirect_is_not_a_delivery(cfg: config_mod.Config) -> None:
+    """A receiver that answers a POST with 302 (an http -> https move, a login page) has not
+    received the event: urllib would follow it as a GET without the body and take that page's
+    200 as delivered. The 302 is a failed attempt like any other non-2xx, and nothing is sent
+    to the address it names."""
+    seen: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(("POST", self.path))
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(302)
+            self.send_header("Location", "/moved")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            seen.append(("GET", self.path))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    hooks = Webhooks(hook_cfg(cfg, url, retry_s=0.01, max_backoff_s=0.02, max_attempts=2))
+    try:
+        hooks.on_event(sealed())
+        assert wait_until(lambda: set(hooks.queue.counts()) & {"delivered", "failed"})
+        [d] = hooks.queue.deliveries()
+    finally:
+        hooks.close()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert (d.status, d.attempts, d.last_code) == ("failed", 2, 302)
+    assert d.last_error == "HTTP 302"
+    assert seen == [("POST", "/hook"), ("POST", "/hook")]
+
+
+def test_events_are_written_to_the_queue_while_a_slow_receiver_holds_the_sender(
+    cfg: config_mod.Config,
+) -> None:
+    """Events wait in memory only until the sender writes them to the queue. A receiver that
+    takes its time (each attempt up to timeout_s, up to 50 due deliveries a pass) must not
+    keep a new event in memory for the whole pass, where a power cut would lose it: it is
+    written before the next attempt."""
+    gate = threading.Semaphore(0)
+    arrived = threading.Semaphore(0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrived.release()
+            gate.acquire(timeout=10)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    hooks = Webhooks(hook_cfg(cfg, url))
+    try:
+        hooks.on_event(sealed("PO-1"))
+        hooks.on_event(sealed("PO-2"))
+        assert arrived.acquire(timeout=10)  # the sender is in PO-1's attempt
+        hooks.on_event(sealed("PO-LATE"))
+        gate.release()
+        assert arrived.acquire(timeout=10)  # ... and now in PO-2's
+        orders = [json.loads(d.body)["order_id"] for d in hooks.queue.deliveries()]
+        assert "PO-LATE" in orders
+    finally:
+        for _ in range(5):
+            gate.release()
+        hooks.close()
+        server.shutdown()
+        server.server_close()
+        thread.join()

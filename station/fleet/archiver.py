@@ -154,20 +154,30 @@ class Archiver(IndexWorker):
         body: dict[str, Any] = {}
         if manifest.is_file():
             raw = manifest.read_bytes()
-            body = json.loads(raw)
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:  # damaged: a problem of this clip, not of the store
+                raise LocalFileChanged(f"{rec.manifest_path}: not a JSON manifest: {exc}") from exc
+            if not isinstance(body, dict) or body.get("sha256", rec.sha256) != rec.sha256:
+                raise LocalFileChanged(f"{rec.manifest_path}: not the manifest of {rec.path}")
             key = f"{self.prefix}manifests/{rec.sha256}.json"
             self.store.put_bytes(key, raw, content_type="application/json")
             meta["manifest"] = key
             objects += 1
         meta["log"] = self._upload_log_entry(rec)
         objects += 2 if meta["log"] else 0
+        cut: dict[str, bytes] = {}
         if self.a.keyframes:
-            meta["frames"] = self._upload_frames(rec, path, body or rec.to_json())
+            meta["frames"], cut = self._cut_frames(rec, path, body or rec.to_json())
             objects += len(meta["frames"])
         key = clip_key(self.a.prefix, self.cfg.station.name, rec.sha256)
+        # put_file checks the local file against the index (LocalFileChanged) before anything
+        # of it is stored: frames cut from it go up only after that, never from another file
         result = self.store.put_file(
             key, path, sha256=rec.sha256, size=rec.size, content_type="video/mp4"
         )
+        for frame_key, jpg in cut.items():
+            self.store.put_bytes(frame_key, jpg, content_type="image/jpeg", check_existing=False)
         objects += 1
         meta["clip"] = key
         meta["verified_by"] = result.verified_by
@@ -333,10 +343,12 @@ class Archiver(IndexWorker):
 
     # ---- key frames ---------------------------------------------------------------------------
 
-    def _upload_frames(
+    def _cut_frames(
         self, rec: ClipRecord, path: Path, body: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        """JPEGs at the start, each scan and the end (as in the evidence bundle)."""
+    ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+        """JPEGs at the start, each scan and the end (as in the evidence bundle): the frames'
+        entries for the archive meta, and the JPEGs not in the bucket yet, by key (uploaded
+        by the caller once the clip itself is verified)."""
 
         times = keyframe_times(body)
         out: list[dict[str, Any]] = []
@@ -349,13 +361,12 @@ class Archiver(IndexWorker):
             if self.store.head(key) is None:
                 todo.append((t, label))
         made = {(t, label): jpg for t, label, jpg in extract_jpegs(path, todo)} if todo else {}
+        cut: dict[str, bytes] = {}
         for t, label in times:
             key = keys[(t, label)]
             if (t, label) in made:
-                self.store.put_bytes(
-                    key, made[(t, label)], content_type="image/jpeg", check_existing=False
-                )
+                cut[key] = made[(t, label)]
             elif (t, label) in todo:
                 continue  # could not decode that moment; the clip is what matters
             out.append({"key": key, "t": round(t, 2), "label": label})
-        return out
+        return out, cut

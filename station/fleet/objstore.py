@@ -609,12 +609,17 @@ class ObjectStore:
                 whole.update(data)
                 have = st.parts.get(n)
                 on_server = server.get(n)
-                if have is not None and (on_server is None or on_server[0] == have.etag):
-                    # journalled as done; if the store's list missed it (eventual consistency)
-                    # completing will tell us
+                sha = hashlib.sha256(data).digest()
+                if (
+                    have is not None
+                    and (have.size, have.sha256_b64) == (len(data), _b64(sha))
+                    and (on_server is None or on_server[0] == have.etag)
+                ):
+                    # journalled as done, from these very bytes (a part sent while the file
+                    # was not the clip is sent again); if the store's list missed it
+                    # (eventual consistency) completing will tell us
                     parts.append(have)
                     continue
-                sha = hashlib.sha256(data).digest()
                 md5 = hashlib.md5(data, usedforsecurity=False).digest()
                 resp = self.client.upload_part(
                     Bucket=self.bucket,
@@ -634,6 +639,10 @@ class ObjectStore:
                 journal.add_part(st, part)
                 parts.append(part)
         if whole.hexdigest() != sha256:
+            # Its parts came from a file that is not the clip: never to be completed, also
+            # not after the file is right again (the next pass starts over from the file).
+            self._abort(key, st.upload_id)
+            journal.delete(key)
             raise LocalFileChanged(f"{path}: SHA-256 changed while uploading; not completing")
         exp = self._expect_multipart(sha256, size, parts)
         complete: list[dict[str, Any]] = []

@@ -63,9 +63,34 @@ def parse_items(body: bytes) -> list[dict[str, str]]:
     return items
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+class _SameOrigin(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only on the lookup's own server (scheme, host and port): urllib
+    would send the configured headers (the seller's API token) to wherever it points, and
+    that server's answer would go into the signed manifest. Elsewhere: the 3xx is the error."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:  # fmt: skip
+        if _origin(newurl) != _origin(req.full_url):
+            log.warning("order lookup: %s redirects to another server (%s); not followed",
+                        req.full_url, newurl)  # fmt: skip
+            return None  # urllib then raises HTTPError(code)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SameOrigin)
+
+
 def http_get(url: str, headers: Mapping[str, str], timeout: float) -> bytes:
     req = urllib.request.Request(url, headers={"Accept": "application/json", **headers})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    with _OPENER.open(req, timeout=timeout) as resp:
         data: bytes = resp.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise LookupFailed(f"answer larger than {MAX_BYTES} bytes")

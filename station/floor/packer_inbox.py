@@ -67,12 +67,18 @@ def write_request(data_dir: Path, station: str, packer: str | None) -> Path:
     name = f"{time.time_ns():020d}-{secrets.token_hex(4)}"
     tmp = d / f".{name}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o660)
-    try:
-        os.write(fd, request_body(station, packer, time.time()))
-    finally:
-        os.close(fd)
     final = d / f"{name}{SUFFIX}"
-    os.replace(tmp, final)
+    try:
+        try:
+            body = request_body(station, packer, time.time())
+            if os.write(fd, body) != len(body):  # a full disk may take only part of it
+                raise OSError(errno.ENOSPC, "the request was written only in part")
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-made request behind
+        raise
     return final
 
 

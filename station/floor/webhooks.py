@@ -229,11 +229,23 @@ class WebhookQueue(Table):
 Poster = Callable[[str, bytes, Mapping[str, str], float], int]
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx answer is the status of the attempt: urllib would follow a 301/302/303 as a GET
+    without the body (and count the page it lands on as delivered), to wherever it points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
-    """POST ``body``; return the HTTP status (an HTTP error status is returned, not raised)."""
+    """POST ``body``; return the HTTP status (an HTTP error status is returned, not raised;
+    a redirect is not followed: its 3xx is returned)."""
     req = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _OPENER.open(req, timeout=timeout) as resp:
             resp.read(65536)
             return int(resp.status)
     except urllib.error.HTTPError as exc:
@@ -308,6 +320,9 @@ class Webhooks:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
+            # an event that came in during the last attempt (each up to timeout_s) is written
+            # now, not after the whole pass: in memory a power cut would lose it
+            self._persist()
             ok += self._attempt(d)
         return ok
 
