@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import sqlite3
@@ -69,6 +70,20 @@ class Receiver:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 answering with ``handler``; yields its /hook URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 @pytest.fixture
@@ -315,20 +330,14 @@ def test_a_redirect_is_not_a_delivery(cfg: config_mod.Config) -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    hooks = Webhooks(hook_cfg(cfg, url, retry_s=0.01, max_backoff_s=0.02, max_attempts=2))
-    try:
-        hooks.on_event(sealed())
-        assert wait_until(lambda: set(hooks.queue.counts()) & {"delivered", "failed"})
-        [d] = hooks.queue.deliveries()
-    finally:
-        hooks.close()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Handler) as url:
+        hooks = Webhooks(hook_cfg(cfg, url, retry_s=0.01, max_backoff_s=0.02, max_attempts=2))
+        try:
+            hooks.on_event(sealed())
+            assert wait_until(lambda: set(hooks.queue.counts()) & {"delivered", "failed"})
+            [d] = hooks.queue.deliveries()
+        finally:
+            hooks.close()
     assert (d.status, d.attempts, d.last_code) == ("failed", 2, 302)
     assert d.last_error == "HTTP 302"
     assert seen == [("POST", "/hook"), ("POST", "/hook")]
@@ -356,24 +365,18 @@ def test_events_are_written_to_the_queue_while_a_slow_receiver_holds_the_sender(
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    hooks = Webhooks(hook_cfg(cfg, url))
-    try:
-        hooks.on_event(sealed("PO-1"))
-        hooks.on_event(sealed("PO-2"))
-        assert arrived.acquire(timeout=10)  # the sender is in PO-1's attempt
-        hooks.on_event(sealed("PO-LATE"))
-        gate.release()
-        assert arrived.acquire(timeout=10)  # ... and now in PO-2's
-        orders = [json.loads(d.body)["order_id"] for d in hooks.queue.deliveries()]
-        assert "PO-LATE" in orders
-    finally:
-        for _ in range(5):
+    with serving(Handler) as url:
+        hooks = Webhooks(hook_cfg(cfg, url))
+        try:
+            hooks.on_event(sealed("PO-1"))
+            hooks.on_event(sealed("PO-2"))
+            assert arrived.acquire(timeout=10)  # the sender is in PO-1's attempt
+            hooks.on_event(sealed("PO-LATE"))
             gate.release()
-        hooks.close()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+            assert arrived.acquire(timeout=10)  # ... and now in PO-2's
+            orders = [json.loads(d.body)["order_id"] for d in hooks.queue.deliveries()]
+            assert "PO-LATE" in orders
+        finally:
+            for _ in range(5):
+                gate.release()
+            hooks.close()
