@@ -283,6 +283,13 @@ class CodesSection:
         choices=CAMERA_SYMBOLOGIES,
         item="symbology",
     )
+    product_prefixes: tuple[str, ...] = setting(
+        ("69", "978", "979"),
+        "A code of 13 digits with a valid EAN-13 check digit that starts with one of these GS1"
+        " prefixes is a product (an item: logged, never an order or waybill), also when scanned"
+        " by hand, unless order_patterns match it. 69 = goods from China, 978/979 = books"
+        " (ISBN). [] = off.",
+    )
     waybill_patterns: dict[str, str] = setting(
         DEFAULT_WAYBILL_PATTERNS,
         "Waybill (tracking number) patterns per carrier; a waybill scan is linked to the open"
@@ -858,6 +865,11 @@ def validate(cfg: Config) -> None:
         _check_regex(p, f"codes.order_patterns[{i}]")
     for name, p in k.waybill_patterns.items():
         _check_regex(p, f"codes.waybill_patterns.{name}")
+    for i, prefix in enumerate(k.product_prefixes):
+        if not re.fullmatch(r"\d{2,3}", prefix):
+            raise ConfigError(
+                f"codes.product_prefixes[{i}]: a GS1 prefix is 2 or 3 digits, not {prefix!r}"
+            )
     for field_name in ("operator_patterns", "return_patterns"):
         for i, p in enumerate(getattr(k, field_name)):
             _check_regex(p, f"codes.{field_name}[{i}]")

@@ -149,3 +149,37 @@ def test_the_camera_reading_the_order_just_scanned_by_hand_is_no_rescan(
     clips = asm.ledger.clips()
     asm.close()
     assert [(c.order_id, c.finish_reason) for c in clips] == [(order, "sealed")]
+
+
+def test_product_codes_scanned_by_hand_neither_start_nor_end_a_clip(
+    station_cfg: config_mod.Config,
+) -> None:
+    """A packer checks each item with the handheld scanner: Chinese goods (69...) and books
+    (978...) before the order, during it and after the seal are items in the clip's timeline,
+    never orders, never waybills (69... has ZTO's shape), never the end of the clip."""
+    order = "PO-ITEMS-1"
+    keyboard = LateScans(
+        [
+            (1.0, RawScan("6901234567892", "keyboard", 1.0)),
+            (2.0, RawScan(order, "keyboard", 2.0)),
+            (3.0, RawScan("6920152400777", "keyboard", 3.0)),
+            (4.0, RawScan("9787111213826", "keyboard", 4.0)),
+            (6.0, RawScan("SEAL", "keyboard", 6.0)),
+            (7.0, RawScan("6901234567892", "keyboard", 7.0)),
+        ]
+    )
+    cam = SyntheticCamera(
+        W,
+        H,
+        station_cfg.camera.fps,
+        Scenario.from_dict({"seed": 4, "event": [{"at": 9.0, "kind": "end"}]}),
+        realtime=False,
+    )
+    asm = assemble(station_cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.append(keyboard)
+    asm.station.run(threading.Event())
+    clips = asm.ledger.clips()
+    asm.close()
+    assert [(c.order_id, c.finish_reason, c.waybill) for c in clips] == [(order, "sealed", None)]
+    items = [(e.text, e.note) for e in clips[0].events if e.kind == "item"]
+    assert items == [("6920152400777", "ean13"), ("9787111213826", "ean13")]

@@ -41,6 +41,66 @@ def test_default_classification(text: str, kind: Kind, detail: str) -> None:
     assert classify(text, RULES) == Code(text, kind, detail)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "6901234567892",  # goods from China (GS1 690-699)
+        "6920152400777",  # ... that the ZTO waybill heuristic (6x + 11 digits) would take
+        "9787111213826",  # a book (ISBN-13, 978)
+        "9791032305690",  # ... 979
+    ],
+)
+def test_a_product_ean13_scanned_by_hand_is_an_item(text: str) -> None:
+    """A packer checks each item with the handheld scanner: no product starts or ends a clip."""
+    assert classify(text, RULES) == Code(text, Kind.ITEM, "ean13")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("6901234567891", Kind.WAYBILL),  # wrong check digit: not an EAN-13 (ZTO's shape)
+        ("6901234567890", Kind.WAYBILL),
+        ("9787111213825", Kind.ORDER),
+        ("978711121382", Kind.ORDER),  # 12 digits (a JD-like order ID)
+        ("69012345678928", Kind.WAYBILL),  # 14 digits: ZTO
+        ("7312345678903", Kind.WAYBILL),  # valid check digit, not a product prefix: ZTO
+        ("978711121382６", Kind.ORDER),  # a full-width digit is no EAN digit
+    ],
+)
+def test_numbers_that_are_not_product_ean13s_keep_the_text_rules(text: str, kind: Kind) -> None:
+    assert classify(text, RULES).kind is kind
+
+
+def test_order_patterns_win_over_product_prefixes_and_an_empty_list_turns_them_off() -> None:
+    ordered = Rules.from_config(CodesSection(order_patterns=(r"^69\d{11}$",)))
+    assert classify("6901234567892", ordered).kind is Kind.ORDER
+    assert classify("9787111213826", ordered).kind is Kind.ITEM
+    off = Rules.from_config(CodesSection(product_prefixes=()))
+    assert classify("6901234567892", off).kind is Kind.WAYBILL  # ZTO's shape
+    assert classify("9787111213826", off).kind is Kind.ORDER
+    own = Rules.from_config(CodesSection(product_prefixes=("40",)))
+    assert classify("4045787034318", own).kind is Kind.ITEM
+    assert classify("6901234567892", own).kind is Kind.WAYBILL
+
+
+def test_real_product_labels_scanned_by_hand_are_items(barcodes_dir) -> None:
+    """The shared set's EAN-13 photos (zxing): their texts as a handheld scanner types them."""
+    import csv
+
+    lines = (barcodes_dir / "ean13" / "manifest.csv").read_text().splitlines()
+    rows = list(csv.DictReader(lines))
+    texts = {r["expected_text"] for r in rows}
+    books = {t for t in texts if t.startswith(("978", "979"))}
+    assert len(books) >= 10
+    for text in books:
+        assert classify(text, RULES).kind is Kind.ITEM, text
+    for text in texts - books:  # other countries' goods: [codes] product_prefixes names them
+        assert classify(text, RULES).kind is not Kind.ITEM, text
+        assert classify(text, Rules.from_config(CodesSection(product_prefixes=(text[:3],)))) == (
+            Code(text, Kind.ITEM, "ean13")
+        )
+
+
 def test_order_patterns_win_over_waybill_heuristics_and_others_are_unknown() -> None:
     rules = Rules.from_config(CodesSection(order_patterns=(r"^75\d{12}$",)))
     assert classify("75123456789012", rules).kind is Kind.ORDER

@@ -65,6 +65,8 @@ def test_unicode_station_name(tmp_path: Path) -> None:
         ("[session]\nmax_duration_s = 0", "max_duration_s"),
         ("[session]\nwaybill_ends_clip = 'yes'", "true or false"),
         ("[codes]\norder_patterns = ['(']", "invalid regular expression"),
+        ("[codes]\nproduct_prefixes = ['6x']", "a GS1 prefix is 2 or 3 digits"),
+        ("[codes]\nproduct_prefixes = ['6']", "a GS1 prefix is 2 or 3 digits"),
         ("[codes]\norder_symbologies = ['ean-13']", "unknown symbology 'ean-13'"),
         ("[codes]\norder_symbologies = 'qrcode'", "list of strings"),
         ("[scanner]\nconfirm_looks = 0", "scanner.confirm_looks"),

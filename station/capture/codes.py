@@ -19,7 +19,7 @@ class Kind(StrEnum):
     WAYBILL = "waybill"
     SEAL = "seal"
     CONTROL = "control"
-    ITEM = "item"  # a product code (EAN/UPC) the camera saw: logged, never an order
+    ITEM = "item"  # a product code (EAN/UPC): logged, never an order
     OPERATOR = "operator"  # a packer badge: signs its packer in (detail: the packer)
     RETURN = "return"  # a return waybill: the next clip is a return (detail: "return")
     UNKNOWN = "unknown"
@@ -48,6 +48,7 @@ class Rules:
     debounce_s: float
     operator: tuple[re.Pattern[str], ...] = ()
     returns: tuple[re.Pattern[str], ...] = ()
+    product_prefixes: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, section: CodesSection) -> Rules:
@@ -67,6 +68,7 @@ class Rules:
             debounce_s=section.debounce_s,
             operator=tuple(re.compile(p) for p in section.operator_patterns),
             returns=tuple(re.compile(p) for p in section.return_patterns),
+            product_prefixes=section.product_prefixes,
         )
 
 
@@ -117,7 +119,8 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     not among ``order_symbologies`` is an item before anything else: every product at the
     table carries one, and it must never start or end a clip. Other camera reads can be
     orders only in an order symbology (else they are unknown, logged and ignored). Without a
-    symbology (a keyboard-wedge scanner) the text alone decides, as it always has.
+    symbology (a keyboard-wedge scanner) the text alone decides: a product EAN-13 from
+    ``product_prefixes`` (unless an order pattern matches it) is an item too.
     """
     if symbology in PRODUCT_SYMBOLOGIES and symbology not in rules.order_symbologies:
         return Code(text, Kind.ITEM, symbology)
@@ -138,12 +141,27 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
             return Code(text, Kind.RETURN, "return")
     if order_ok and any(p.search(text) for p in rules.order):
         return Code(text, Kind.ORDER)
+    if is_product_ean13(text, rules.product_prefixes):
+        return Code(text, Kind.ITEM, "ean13")
     for carrier, pattern in rules.waybill:
         if pattern.search(text):
             return Code(text, Kind.WAYBILL, carrier)
     if rules.order or not order_ok:
         return Code(text, Kind.UNKNOWN)
     return Code(text, Kind.ORDER)
+
+
+def is_product_ean13(text: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether ``text`` is a product's EAN-13: 13 ASCII digits with a valid check digit,
+    starting with one of the GS1 ``prefixes``. Both matter: one 13-digit number in ten has a
+    valid check digit by chance (a waybill, an order ID), so only the product ranges count."""
+    if len(text) != 13 or not text.isascii() or not text.isdigit():
+        return False
+    if not text.startswith(tuple(prefixes)) or not prefixes:
+        return False
+    digits = [int(c) for c in text]
+    weighted = sum(d * (3 if i % 2 else 1) for i, d in enumerate(digits[:12]))
+    return (10 - weighted % 10) % 10 == digits[12]
 
 
 @dataclass(frozen=True)

@@ -223,7 +223,7 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
     what happened at the edges (camera, disk, writer, shutdown) back as events.
     """
     if isinstance(event, Scanned) and event.code.kind is Kind.ITEM:
-        # A product seen by the camera: logged (in the open clip's timeline, if any), and it
+        # A product code (camera or hand scan): logged (in the open clip's timeline, if any); it
         # changes nothing, whatever the state: it never starts, ends or resumes a clip.
         return state, [_log(event, event.code.detail)]
     if not isinstance(state, Idle | Recording | Suspended):
