@@ -6,13 +6,14 @@ inside the evidence vouches for itself: a forger with their own key, CA and TSA 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 import sqlite3
 import warnings
 import zipfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import av
@@ -32,6 +33,7 @@ from proof_support import (  # noqa: F401 (fixtures)
 )
 
 from station import cli as station_cli
+from station.proof import merkle
 from station.proof.bundle import export_order
 from station.proof.ca import CompanyCa, cert_fingerprint
 from station.proof.canonical import canonical_json
@@ -306,6 +308,97 @@ def test_recorded_end_missing_from_a_resigned_manifest(
     else:
         _tampered(report, "time-out-of-bounds")
         assert "states no recorded end" in "\n".join(report.lines())
+
+
+BACK_DATED = "2020-01-01T10:00:00.000+08:00"
+
+
+def _back_date(body: dict, *, inflate: bool) -> None:
+    """The start moved years back, the end kept next to the TSA's time; ``inflate``: the
+    duration made to match ("2020-01-01 to today, 5.6 years")."""
+    if inflate:
+        span = datetime.fromisoformat(body["ended_at"]) - datetime.fromisoformat(BACK_DATED)
+        body["duration_s"] = round(span.total_seconds() + 0.1, 3)
+    body["started_at"] = BACK_DATED
+
+
+@pytest.mark.parametrize("inflate", [False, True])
+def test_start_moved_back_in_a_resigned_bundle(
+    store: Store,  # noqa: F811
+    bundle: Path,
+    station_key: StationKey,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    inflate: bool,
+) -> None:
+    """The key holder re-signs the manifests (a log of its own, fresh tokens) with the start
+    moved back and the end kept next to the token: the TSA holds only the end, the signed
+    duration (and, inflated to match, the clip's own length) holds the start."""
+    forged = forge_log(
+        bundle, tmp_path / "f.zip", station_key, store.tsa.url,
+        lambda body: _back_date(body, inflate=inflate),
+    )  # fmt: skip
+    report = verify_bundle(forged, anchors=store.anchors())
+    _tampered(report, "time-inconsistent")
+    text = "\n".join(report.lines())
+    if inflate:
+        assert "the clip plays for" in text and "not the clip's" in text, text
+    else:
+        assert "2020-01-01T10:00:00+08:00" in text and "not when it happened" in text, text
+    rc, j = _cli(["verify", str(forged), *_pins(store)], capsys)
+    assert rc == 1 and "time-inconsistent" in j["reasons"], j
+
+
+@pytest.mark.parametrize("inflate", [False, True])
+def test_start_moved_back_in_the_data_dir(
+    store: Store,  # noqa: F811
+    station_key: StationKey,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    inflate: bool,
+) -> None:
+    """The same on the station: the newest log leaf re-signed back-dated, with a fresh token.
+    ``packcam verify --data`` holds the duration to the clip too; ``audit`` (which does not
+    demux every clip) to the manifest's own start and end."""
+    st = store.copy(tmp_path / "data")
+    with contextlib.closing(_db(st)) as conn:
+        seq, manifest, path = conn.execute(
+            "SELECT seq, manifest, clip_path FROM proof_log ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        body = json.loads(manifest)
+        _back_date(body, inflate=inflate)
+        m = canonical_json(body)
+        digest = hashlib.sha256(m).digest()
+        conn.execute(
+            "UPDATE proof_log SET manifest = ?, signature = ?, manifest_sha256 = ?,"
+            " leaf_hash = ? WHERE seq = ?",
+            (m, station_key.sign(m), digest.hex(), merkle.leaf_hash(m).hex(), seq),
+        )
+        conn.execute(
+            "INSERT INTO proof_timestamps(subject, subject_sha256, tsa_url, status,"
+            " next_try_utc, token, created_utc) VALUES ('manifest', ?, ?, 'granted', '', ?, '')",
+            (digest.hex(), store.tsa.url, request_token(store.tsa.url, digest)[0]),
+        )
+    rc, j = _cli(["verify", "--data", str(st.data), *_pins(store), str(st.data / path)], capsys)
+    assert rc == 1 and "time-inconsistent" in j["reasons"], j
+    rc, j = _cli(["audit", "--data", str(st.data), *_pins(store)], capsys)
+    assert rc == 1, j  # the leaf no longer matches the log's timestamped checkpoints either
+    if not inflate:
+        assert "time-inconsistent" in j["reasons"], j
+
+
+def test_recorded_times_of_genuine_clips_agree(store: Store) -> None:  # noqa: F811
+    """Each clip as recorded: its duration is its start-to-end span plus one frame, and how
+    long it plays; no verifier path calls that inconsistent."""
+    for clip in _clips(store.data):
+        body = json.loads(clip.with_suffix(".json").read_text("utf-8"))
+        span = (
+            datetime.fromisoformat(body["ended_at"]) - datetime.fromisoformat(body["started_at"])
+        ).total_seconds()
+        assert 0 < body["duration_s"] - span <= 0.2, body
+        report = verify_clip(clip, store.cfg, anchors=store.anchors())
+        assert report.authentic, report.lines()
+    assert audit(store.cfg, anchors=store.anchors()).authentic
 
 
 def test_time_judgement_respects_accuracy_and_one_second_precision() -> None:

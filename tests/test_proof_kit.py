@@ -221,6 +221,34 @@ def test_kit_wants_a_recorded_end_to_hold_the_tsa_time_to(
         assert rc == 1 and "[time-out-of-bounds]" in out and "no recorded end" in out, out
 
 
+@pytest.mark.parametrize("started_at", ["kept", "back-dated", "gone"])
+def test_kit_holds_the_recorded_start_to_the_signed_duration(
+    store: Store,  # noqa: F811
+    bundle: Path,
+    tmp_path: Path,
+    started_at: str,
+) -> None:
+    """Manifests re-signed by the key holder (own log, fresh tokens) with the start moved years
+    back and the end kept next to the token: "2020-01-01 to today" contradicts duration_s."""
+
+    def edit(body: dict) -> None:
+        if started_at == "back-dated":
+            body["started_at"] = "2020-01-01T10:00:00.000+08:00"
+        elif started_at == "gone":
+            del body["started_at"]
+
+    key = StationKey.load(store.data / "proof/station-key.pem")
+    forged = forge_log(bundle, tmp_path / "f.zip", key, store.tsa.url, edit)
+    rc, out = _kit(forged, tmp_path, *_pins(store))
+    if started_at == "kept":
+        assert rc == 0 and "RESULT: AUTHENTIC" in out, out
+    elif started_at == "gone":
+        assert rc == 1 and "[time-inconsistent]" in out and "no start" in out, out
+    else:
+        assert rc == 1 and "[time-inconsistent]" in out, out
+        assert "2020-01-01T10:00:00+08:00" in out and "not when it happened" in out, out
+
+
 def test_kit_on_a_garbage_bundle_is_a_clear_verdict_not_a_traceback(
     bundle: Path, tmp_path: Path
 ) -> None:

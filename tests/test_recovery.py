@@ -20,7 +20,7 @@ from recorder_support import encoded_recorder
 from station import config as config_mod
 from station.errors import LedgerError, RecordingError
 from station.proof.finalizer import build_finalizers
-from station.proof.verify import audit
+from station.proof.verify import audit, verify_clip
 from station.recording.recorder import FinishedClip, PacketSink, write_json_quick, write_manifest
 from station.recording.stream import EncodedPacket
 from station.recording.writer import ClipWriter, EncoderSettings, to_i420
@@ -118,6 +118,8 @@ def assert_clean(cfg: config_mod.Config) -> None:
         blob = (data / c.path).read_bytes()
         assert hashlib.sha256(blob).hexdigest() == c.sha256 and len(blob) == c.size
         assert decode_all(data / c.path) == c.frame_count
+        # its signed start, end and duration agree with each other and with how long it plays
+        assert "time-inconsistent" not in verify_clip(data / c.path, cfg).codes()
     report = audit(cfg, check_timestamps=False)
     assert report.ok, report.lines()
     assert [p.name for p in (data / "tmp").iterdir()] == []

@@ -8,7 +8,9 @@ It imports nothing from packcam, so you can read all of it before you run it. It
 every member's SHA-256 against the bundle manifest the station signed, the Ed25519 signatures
 (openssl pkeyutl), the station certificate against the company CA *you* pin (openssl verify),
 the RFC 3161 tokens against the TSA root *you* pin (openssl ts -verify) and their time against
-each clip's recorded end, and the RFC 9162 Merkle inclusion and consistency proofs.
+each clip's recorded end, each clip's recorded start, end and duration against one another,
+and the RFC 9162 Merkle inclusion and consistency proofs. It reads no video: unlike
+`packcam verify` it cannot hold the duration to how long the clip plays.
 Certificates that came inside the bundle are never trusted by themselves.
 
 Exit status: 0 AUTHENTIC, 1 NOT AUTHENTIC (a check failed), 4 INTACT BUT NOT ANCHORED (nothing
@@ -194,6 +196,36 @@ def parse_time(s: str) -> datetime | None:
         return datetime.fromisoformat(s.replace("Z", "+00:00"))
     except (ValueError, AttributeError):
         return None
+
+
+def span_problem(body: dict[str, Any], ended: datetime) -> str | None:
+    """Why a clip's signed start, end and duration disagree (None: they agree). A genuine clip's
+    duration_s is its presentation span plus one frame and ended_at - started_at that span;
+    the TSA holds only the end, so this holds the start (same bound as `packcam verify`)."""
+    started = parse_time(str(body.get("started_at")))
+    duration = body.get("duration_s")
+    if (
+        started is None
+        or started.tzinfo is None
+        or isinstance(duration, bool)
+        or not isinstance(duration, (int, float))
+        or duration != duration  # NaN
+        or duration in (float("inf"), float("-inf"))
+        or duration < 0
+    ):
+        return (
+            "the signed manifest states no start (started_at with its UTC offset) or no "
+            "duration (duration_s, seconds) to hold to its recorded end"
+        )
+    span = (ended - started).total_seconds()
+    slack = 2.0 + 0.01 * abs(duration)
+    if abs(duration - span) > slack:
+        return (
+            f"the signed manifest says {started.isoformat()} to {ended.isoformat()} "
+            f"({span:.0f} s) but a duration of {duration:g} s (allowed: +/- {slack:.1f} s): "
+            "the recorded start is not when it happened"
+        )
+    return None
 
 
 def token_time(tst: Path, cwd: Path) -> tuple[datetime | None, float]:
@@ -589,6 +621,9 @@ def _check(
         res.time_anchors.append(
             tokens(f"{pre} timestamp", item["manifest"], item.get("timestamps", []), ended, True)
         )
+        wrong = span_problem(body, ended) if ended is not None else None
+        if wrong:
+            res.add(FAIL, f"{pre} times", wrong, "time-inconsistent")
     if witness:
         seen = [(cp_size, str(cp["root_sha256"]))]
         for item in index["clips"]:

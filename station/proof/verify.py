@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import sqlite3
 import tempfile
 import zipfile
@@ -38,7 +39,7 @@ from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles
 from station.proof.trust import Anchors, ChainError, verify_chain
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
-from station.proof.videohash import video_digests
+from station.proof.videohash import presentation_s, video_digests
 from station.store.clips import ClipTable
 from station.store.files import sha256_and_size
 from station.store.holds import HoldTable
@@ -749,6 +750,70 @@ def _recorded_end(body: dict[str, Any]) -> datetime | None:
     return ended.astimezone(UTC) if ended is not None and ended.tzinfo is not None else None
 
 
+# A genuine clip's ``duration_s`` is its presentation span plus one frame interval, and
+# ``ended_at - started_at`` that span: they differ by one frame. Moving the start (the TSA
+# only holds the end) by minutes or years breaks that; the bound leaves room for odd cameras.
+SPAN_SLACK_S = 2.0
+SPAN_SLACK_FRACTION = 0.01
+
+
+def span_slack(duration_s: float) -> float:
+    """How far ``ended_at - started_at``, ``duration_s`` and the clip's own presentation span
+    may disagree before the recorded times are not the clip's."""
+    return SPAN_SLACK_S + SPAN_SLACK_FRACTION * abs(duration_s)
+
+
+def _check_recorded_span(
+    report: Report, name: str, body: dict[str, Any], played_s: float | None = None
+) -> None:
+    """The signed manifest's start, end and duration must agree (and, with ``played_s``, the
+    duration with how long the clip's bytes play): the TSA's time holds only the recorded end,
+    so this is what holds the start. Adds a check only when it fails (``time-inconsistent``);
+    a manifest with no recorded end is left to the token check (``time-out-of-bounds``)."""
+    ended = _recorded_end(body)
+    if ended is None:
+        return
+    started = _parse_time(body.get("started_at"))
+    duration = body.get("duration_s")
+    if (
+        started is None
+        or started.tzinfo is None
+        or isinstance(duration, bool)
+        or not isinstance(duration, int | float)
+        or not math.isfinite(duration)
+        or duration < 0
+    ):
+        report.add(
+            name,
+            FAIL,
+            "the signed manifest states no start (started_at with its UTC offset) or no "
+            "duration (duration_s, seconds) to hold to its recorded end",
+            "time-inconsistent",
+        )
+        return
+    span = (ended - started).total_seconds()
+    slack = span_slack(duration)
+    if abs(duration - span) > slack:
+        report.add(
+            name,
+            FAIL,
+            f"the signed manifest says {started.isoformat()} to {ended.isoformat()} ("
+            f"{'minus ' if span < 0 else ''}{_human(abs(span))}) but a duration of "
+            f"{duration:g} s (allowed: ± {slack:.1f} s): the recorded start is not when it "
+            "happened",
+            "time-inconsistent",
+        )
+    elif played_s is not None and abs(duration - played_s) > slack:
+        report.add(
+            name,
+            FAIL,
+            f"the clip plays for {_human(played_s)} but the signed manifest says a duration "
+            f"of {duration:g} s (allowed: ± {slack:.1f} s): the recorded times are not the "
+            "clip's",
+            "time-inconsistent",
+        )
+
+
 # ---- bundles -------------------------------------------------------------------------------
 
 
@@ -1057,8 +1122,10 @@ def _verify_bundle(
         # the clip's bytes against the signed manifest
         clip = b.extract(entry["clip"], tmp / f"clip{n}.mp4")
         digest, size = sha256_and_size(clip)
+        played: float | None = None  # how long the signed bytes play (not another file's)
         if digest == body.get("sha256") and size == body.get("size"):
             report.add(f"{pre} sha256", OK, f"SHA-256 {digest} and size {size} match the manifest")
+            played = presentation_s(clip)
         else:
             other = [
                 k for k, v in manifests.items() if v.get("sha256") == digest and k != entry["clip"]
@@ -1074,6 +1141,7 @@ def _verify_bundle(
             else:
                 code, reason = classify_mismatch(clip, size, body)
                 report.add(f"{pre} sha256", FAIL, reason, code)
+        _check_recorded_span(report, f"{pre} manifest.times", body, played)
         if Path(str(body.get("path", ""))).name != name:
             report.add(
                 f"{pre} manifest.path",
@@ -1596,6 +1664,8 @@ def verify_clip(
         )
         _check_manifest_sig(report, "manifest.signature", m, st.pub)
         _check_station_name(report, "manifest.station", body.get("station"), certified)
+        # the file's bytes are the signed ones (found in the log by their SHA-256)
+        _check_recorded_span(report, "manifest.times", body, presentation_s(path))
         row = st.clips.raw_row_by_sha256(digest)
         if row is None:
             report.add(
@@ -2298,6 +2368,7 @@ def _audit_log(
         body = m.body
         bodies.append(body)
         _check_station_name(report, where, body.get("station"), certified)
+        _check_recorded_span(report, f"{where}.times", body)
         if e.seq != i:
             report.add(
                 where, FAIL, f"log position {i} holds seq {e.seq}: a leaf is missing", "log-gap"
