@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import logging
 import math
 import os
@@ -117,13 +118,14 @@ class TokenBucket:
         return True
 
 
-class ThrottledBody:
+class ThrottledBody(io.BytesIO):
     """An in-memory request body whose reads are paced by a TokenBucket.
 
     Over plain http botocore reads the whole body once to hash it for SigV4 before sending it;
     the ``before-sign`` / ``before-send`` hooks (``_pacing_off`` / ``_pacing_on``) switch the
     pacing off for that read, so the limit applies to what goes over the wire (retries rewind
-    and are paced again).
+    and are paced again). Seeking and telling are ``io.BytesIO``'s, which shares ``data``
+    rather than copying it (a part is up to ``archive.part_size_mb``).
     """
 
     def __init__(
@@ -133,43 +135,24 @@ class ThrottledBody:
         stop: threading.Event | None = None,
         chunk: int = 64 * 1024,
     ) -> None:
-        self._data = memoryview(data)
-        self._pos = 0
+        super().__init__(data)
+        self._size = len(data)
         self._bucket = bucket
         self._stop = stop
         self._chunk = chunk
         self.paced = True
 
     def __len__(self) -> int:
-        return len(self._data)
+        return self._size
 
-    def read(self, n: int = -1) -> bytes:
-        if self._pos >= len(self._data):
-            return b""
-        if n is None or n < 0:
-            n = len(self._data) - self._pos
-        n = min(n, len(self._data) - self._pos)
-        if self.paced and self._bucket is not None:
+    def read(self, n: int | None = -1) -> bytes:
+        left = max(0, self._size - self.tell())
+        n = left if n is None or n < 0 else min(n, left)
+        if n and self.paced and self._bucket is not None:
             for start in range(0, n, self._chunk):  # tokens a chunk at a time: a smooth rate
                 if not self._bucket.consume(min(self._chunk, n - start), self._stop):
                     raise ArchiveError("upload stopped")
-        out = bytes(self._data[self._pos : self._pos + n])
-        self._pos += n
-        return out
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: len(self._data)}[whence]
-        self._pos = max(0, min(len(self._data), base + offset))
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
+        return super().read(n)
 
 
 def _pacing_off(request: Any, **_kw: Any) -> None:
