@@ -300,6 +300,13 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
         if event.code.text == state.order_id:
             return Idle(state.floor), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
         return Idle(state.floor), [StopClip(FinishReason.NEXT_ORDER, event.t), refused]
+    if isinstance(state, Suspended):
+        # The next parcel is on the table: the order waiting for the camera must not resume
+        # on it (as in the light, a refused next order ends the open one).
+        closed = replace(state, order_id=None, waybills=(), scanned_t=None)
+        if event.code.text == state.order_id:
+            return closed, [_log(event, "order closed while the camera was lost")]
+        return closed, [refused]
     return state, [refused]
 
 
