@@ -183,3 +183,50 @@ def test_product_codes_scanned_by_hand_neither_start_nor_end_a_clip(
     assert [(c.order_id, c.finish_reason, c.waybill) for c in clips] == [(order, "sealed", None)]
     items = [(e.text, e.note) for e in clips[0].events if e.kind == "item"]
     assert items == [("6920152400777", "ean13"), ("9787111213826", "ean13")]
+
+
+def test_a_late_camera_read_of_the_last_order_never_ends_links_to_or_replaces_the_next(
+    station_cfg: config_mod.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Order A is packed; at t=4.0-4.2 the camera sees its waybill, its sheet and the seal card,
+    # and at 4.3 the packer scans order B by hand. The decode queue lags: the camera's reads
+    # of A reach the station only after B's clip has begun. They happened before it, so they
+    # are not B's: B's clip is neither replaced by A (a "repack" of A), nor linked to A's
+    # waybill, nor sealed; each is logged outside B's clip with a warning.
+    a, b = "PO-LATE-A", "PO-LATE-B"
+    keyboard = LateScans(
+        [(0.5, RawScan(a, "keyboard", 0.5)), (4.3, RawScan(b, "keyboard", 4.3)),
+         (8.0, RawScan("SEAL", "keyboard", 8.0))]
+    )  # fmt: skip
+    camera = LateScans(
+        [
+            (4.5, RawScan("SF1234567890123", "camera", 4.0, "code128")),
+            (4.6, RawScan(a, "camera", 4.1, "code128")),
+            (4.7, RawScan("SEAL", "camera", 4.2, "qrcode")),
+        ]
+    )
+    cam = SyntheticCamera(
+        W,
+        H,
+        station_cfg.camera.fps,
+        Scenario.from_dict({"seed": 5, "event": [{"at": 10.0, "kind": "end"}]}),
+        realtime=False,
+    )
+    asm = assemble(station_cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.extend([keyboard, camera])
+    with caplog.at_level("WARNING", logger="station.recording.runner"):
+        asm.station.run(threading.Event())
+    clips = asm.ledger.clips()
+    stray = asm.ledger.unattached_events()
+    asm.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "next-order"), (b, "sealed")]
+    assert clips[1].waybills == ()
+    assert [(e.kind, e.text) for e in clips[1].events] == [("order", b), ("seal", "SEAL")]
+    assert [(e.kind, e.text, e.source) for e in stray] == [
+        ("waybill", "SF1234567890123", "camera"),
+        ("order", a, "camera"),
+        ("seal", "SEAL", "camera"),
+    ]
+    assert all("ignored" in e.note for e in stray)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(a in m and "t=4.100" in m and "t=4.300" in m for m in warned), warned

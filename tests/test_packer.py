@@ -21,7 +21,12 @@ def scan(text: str, t: float, symbology: str = "") -> ss.Scanned:
 
 
 def run(events: list[ss.Event], rules: SessionSection = S) -> tuple[ss.State, list[ss.Action]]:
-    state: ss.State = ss.Idle()
+    return run_from(ss.Idle(), events, rules)
+
+
+def run_from(
+    state: ss.State, events: list[ss.Event], rules: SessionSection = S
+) -> tuple[ss.State, list[ss.Action]]:
     out: list[ss.Action] = []
     for ev in events:
         state, actions = ss.step(state, ev, rules)
@@ -89,6 +94,32 @@ def test_require_packer_refuses_an_order_without_one() -> None:
     assert [a.order_id for a in starts(actions)] == ["A1"]
     assert ss.StopClip(ss.FinishReason.NEXT_ORDER, 3) in actions
     assert actions[-1].kind == "refused"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("dark", [False, True], ids=["open-at-loss", "scanned-in-the-dark"])
+def test_an_order_refused_while_the_camera_is_lost_ends_the_waiting_order(dark: bool) -> None:
+    """A1 waits for the camera (open at the loss, or scanned in the dark); alice signs out and
+    A2 is scanned, refused. The next parcel is on the table: when the camera is back, no clip
+    of A1 resumes on A2's parcel."""
+    if dark:
+        script = [scan("OP:alice", 0), ss.CameraLost(0.5), scan("A1", 1)]
+    else:
+        script = [scan("OP:alice", 0), scan("A1", 1), ss.CameraLost(1.5)]
+    state, _ = run(script, STRICT)
+    assert isinstance(state, ss.Suspended) and state.order_id == "A1"
+    state, actions = run_from(state, [scan("SIGNOUT", 2), scan("A2", 3)], STRICT)
+    assert actions[-1] == ss.LogEvent("refused", "A2", 3, "camera", "no packer signed in")
+    assert isinstance(state, ss.Suspended) and state.order_id is None
+    state, actions = ss.step(state, ss.CameraBack(4), STRICT)
+    assert state == ss.Idle() and starts(actions) == []
+
+
+def test_the_waiting_order_rescanned_while_signed_out_in_the_dark_is_closed() -> None:
+    state, _ = run([scan("OP:alice", 0), scan("A1", 1), ss.CameraLost(1.5), scan("SIGNOUT", 2)],
+                   STRICT)  # fmt: skip
+    state, actions = ss.step(state, scan("A1", 3), STRICT)
+    assert isinstance(state, ss.Suspended) and state.order_id is None
+    assert [a.kind for a in actions] == ["order"]  # type: ignore[union-attr]
 
 
 def test_a_return_card_makes_only_the_next_clip_a_return() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,6 +18,7 @@ from station.recording.session import (
     ClipRefused,
     EndClip,
     FinishReason,
+    Floor,
     Idle,
     LinkWaybill,
     LogEvent,
@@ -184,6 +187,57 @@ def test_end_of_input_closes_clip() -> None:
     assert actions == [StopClip(FinishReason.END_OF_INPUT, 40.0)]
 
 
+# ---- events stamped before the open clip began --------------------------------------------------
+
+OPEN_B = rec("PO-B", 10.0, waybills=("YT1234567890123",))
+
+
+def early(kind: str, text: str, t: float, source: str) -> LogEvent:
+    note = f"stamped t={t:.3f}, before the clip of 'PO-B' began at t=10.000; ignored"
+    return LogEvent(kind, text, t, source, note, in_clip=False)
+
+
+@pytest.mark.parametrize(
+    ("event", "rules", "logged"),
+    [
+        # order A's sheet, read by the camera at 9.5, decoded after B was scanned by hand at 10
+        (Scanned(ORDER_A, 9.5), RULES, early("order", "PO-A", 9.5, "camera")),
+        (Scanned(ORDER_B, 9.5), RULES, early("order", "PO-B", 9.5, "camera")),
+        (Scanned(WAYBILL, 9.5), RULES, early("waybill", WAYBILL.text, 9.5, "camera")),
+        (
+            Scanned(WAYBILL, 9.5),
+            SessionSection(waybill_ends_clip=True),
+            early("waybill", WAYBILL.text, 9.5, "camera"),
+        ),
+        (Scanned(SEAL, 9.99, "keyboard"), RULES, early("seal", "SEAL", 9.99, "keyboard")),
+        (PedalPress(9.0), RULES, early("pedal", "", 9.0, "pedal")),
+    ],
+    ids=["other-order", "same-order", "waybill", "waybill-ends-clip", "seal", "pedal"],
+)
+def test_an_event_stamped_before_the_open_clip_began_never_changes_it(event, rules, logged) -> None:
+    """A scan or pedal press that happened before the open clip began (a camera read decoded
+    late, after a hand scan opened the next order) is not the open order's: it neither ends,
+    seals, links to nor replaces that clip; it is logged outside it."""
+    assert step(OPEN_B, event, rules) == (OPEN_B, [logged])
+
+
+def test_an_order_stamped_before_the_open_clip_is_no_refused_scan_ending_it() -> None:
+    signed_out = replace(OPEN_B, packer="alice")  # the floor has nobody signed in now
+    state, actions = step(signed_out, Scanned(ORDER_A, 9.5), SessionSection(require_packer=True))
+    assert (state, actions) == (signed_out, [early("order", "PO-A", 9.5, "camera")])
+
+
+def test_an_event_stamped_as_the_clip_began_or_later_is_the_clips() -> None:
+    assert step(OPEN_B, Scanned(SEAL, 10.0), RULES)[0] == Idle()
+    assert step(OPEN_B, PedalPress(10.0), RULES)[0] == Idle()
+
+
+def test_a_badge_stamped_before_the_open_clip_still_signs_the_packer_in() -> None:
+    badge = Code("OP:alice", Kind.OPERATOR, "alice")
+    state, _ = step(OPEN_B, Scanned(badge, 9.5), RULES)
+    assert state == replace(OPEN_B, floor=Floor(packer="alice"))
+
+
 # ---- camera loss -----------------------------------------------------------------------------
 
 
@@ -291,7 +345,8 @@ def test_unknown_state_is_a_programming_error() -> None:
 
 # ---- properties ------------------------------------------------------------------------------
 
-codes = st.sampled_from([ORDER_A, ORDER_B, WAYBILL, SEAL, CTRL_SEAL, CTRL_TEST, UNKNOWN, ITEM])
+CODES = [ORDER_A, ORDER_B, WAYBILL, SEAL, CTRL_SEAL, CTRL_TEST, UNKNOWN, ITEM]
+codes = st.sampled_from(CODES)
 events = st.one_of(
     st.builds(Scanned, codes, st.just(0.0)),
     st.builds(PedalPress, st.just(0.0)),
@@ -375,3 +430,45 @@ def test_an_item_never_starts_or_ends_a_clip(seq) -> None:
         after, actions = step(state, Scanned(ITEM, t), RULES)
         assert after == state
         assert [type(a) for a in actions] == [LogEvent]
+
+
+early_codes = st.sampled_from(
+    [
+        *CODES,
+        Code("OP:alice", Kind.OPERATOR, "alice"),
+        Code("SIGNOUT", Kind.CONTROL, "signout"),
+        Code("RETURN", Kind.CONTROL, "return"),
+    ]
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(events, st.floats(0, 30)), max_size=40),
+    st.one_of(st.builds(Scanned, early_codes, st.just(0.0)), st.builds(PedalPress, st.just(0.0))),
+    st.floats(0.001, 30),
+    st.sampled_from(
+        [
+            RULES,
+            SessionSection(waybill_ends_clip=True),
+            SessionSection(require_packer=True, waybill_ends_clip=True),
+        ]
+    ),
+)
+def test_no_event_stamped_before_a_clip_began_changes_that_clip(seq, late, back, rules) -> None:
+    """Whatever came before, a scan or pedal press stamped before the open clip's start leaves
+    that clip as it is (its order, start, waybills, packer, kind) and starts, stops and links
+    nothing; only the floor (who is signed in, what the next clip is) may change."""
+    state, t = Idle(), 0.0
+    for ev, dt in seq:
+        t += dt
+        ev = type(ev)(**{**{f: getattr(ev, f) for f in ev.__slots__}, "t": t})
+        state, _ = step(state, ev, rules)
+        if not isinstance(state, Recording):
+            continue
+        ev = type(late)(
+            **{**{f: getattr(late, f) for f in late.__slots__}, "t": state.started_t - back}
+        )
+        after, actions = step(state, ev, rules)
+        assert replace(after, floor=state.floor) == state
+        assert not [a for a in actions if isinstance(a, StartClip | StopClip | LinkWaybill)]

@@ -473,14 +473,15 @@ class Recorder:
         clip.waybills.append(WaybillLink(waybill, carrier, self._rel(clip, t)))
         self._journal(clip)
 
-    def log_event(self, event: ScanEventRecord, t: float) -> None:
-        """Attach a scan to the open clip, or index it on its own when no clip is open.
+    def log_event(self, event: ScanEventRecord, t: float, *, in_clip: bool = True) -> None:
+        """Attach a scan to the open clip, or index it on its own when no clip is open or
+        ``in_clip`` is False (a scan made before the open clip began: not its order's).
 
         When the index cannot take it (a full disk: exactly when scans are refused), the
         event is kept in memory and written, in order, once the index takes writes again
         (tried at most once a second from ``push``, and at ``close``).
         """
-        clip = self._open
+        clip = self._open if in_clip else None
         if clip is None:
             self._unsaved_events.append(event)
             self._save_events()

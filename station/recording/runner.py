@@ -457,7 +457,10 @@ class Station:
                 rec = ScanEventRecord(
                     action.kind, action.text, action.source, wall, None, action.note
                 )
-                self.recorder.log_event(rec, action.t)
+                if not action.in_clip:
+                    log.warning("%s %r from %s not applied to the open clip: %s",
+                                action.kind, action.text, action.source, action.note)  # fmt: skip
+                self.recorder.log_event(rec, action.t, in_clip=action.in_clip)
                 if action.kind == "refused":
                     self._emit(EventKind.SCAN_REFUSED, action.t, action.text, why=action.note)
 

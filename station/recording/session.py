@@ -192,13 +192,16 @@ class LinkWaybill:
 
 @dataclass(frozen=True, slots=True)
 class LogEvent:
-    """Record a scan or pedal press; it belongs to the clip open after the preceding actions."""
+    """Record a scan or pedal press; it belongs to the clip open after the preceding actions,
+    unless ``in_clip`` is False: one stamped before that clip began, which the clip ignores
+    (the runner indexes it on its own and warns)."""
 
     kind: str  # a codes.Kind value, "pedal" or "refused"
     text: str
     t: float
     source: str
     note: str = ""
+    in_clip: bool = True
 
 
 Action = StartClip | StopClip | LinkWaybill | LogEvent
@@ -212,6 +215,23 @@ def _is_seal(code: Code) -> bool:
     return code.kind is Kind.SEAL or (code.kind is Kind.CONTROL and code.detail == "seal")
 
 
+def _changes_floor(code: Code) -> bool:
+    """A badge, the sign-out card or a return card: it changes the floor, never a clip."""
+    return code.kind in (Kind.OPERATOR, Kind.RETURN) or (
+        code.kind is Kind.CONTROL and code.detail in ("signout", "return")
+    )
+
+
+def _before_clip(state: Recording, event: Scanned | PedalPress) -> LogEvent:
+    note = (
+        f"stamped t={event.t:.3f}, before the clip of {state.order_id!r} began at"
+        f" t={state.started_t:.3f}; ignored"
+    )
+    if isinstance(event, PedalPress):
+        return LogEvent("pedal", "", event.t, event.source, note, in_clip=False)
+    return replace(_log(event, note), in_clip=False)
+
+
 def _start(order_id: str, t: float) -> Recording:
     return Recording(order_id=order_id, started_t=t, last_motion_t=t)
 
@@ -222,6 +242,16 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
     The only authority on orders and clips: the runner executes the actions and reports
     what happened at the edges (camera, disk, writer, shutdown) back as events.
     """
+    if (
+        isinstance(state, Recording)
+        and isinstance(event, Scanned | PedalPress)
+        and event.t < state.started_t
+        and not (isinstance(event, Scanned) and _changes_floor(event.code))
+    ):
+        # Made before the open clip began (a camera read decoded late, behind the hand scan
+        # that opened this order): it is not this order's, so it never ends, seals, links to
+        # or replaces this clip. A badge or card still changes the floor below.
+        return state, [_before_clip(state, event)]
     if isinstance(event, Scanned) and event.code.kind is Kind.ITEM:
         # A product code (camera or hand scan): logged (in the open clip's timeline, if any); it
         # changes nothing, whatever the state: it never starts, ends or resumes a clip.
@@ -270,6 +300,13 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
         if event.code.text == state.order_id:
             return Idle(state.floor), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
         return Idle(state.floor), [StopClip(FinishReason.NEXT_ORDER, event.t), refused]
+    if isinstance(state, Suspended):
+        # The next parcel is on the table: the order waiting for the camera must not resume
+        # on it (as in the light, a refused next order ends the open one).
+        closed = replace(state, order_id=None, waybills=(), scanned_t=None)
+        if event.code.text == state.order_id:
+            return closed, [_log(event, "order closed while the camera was lost")]
+        return closed, [refused]
     return state, [refused]
 
 
