@@ -230,3 +230,36 @@ def test_a_late_camera_read_of_the_last_order_never_ends_links_to_or_replaces_th
     assert all("ignored" in e.note for e in stray)
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(a in m and "t=4.100" in m and "t=4.300" in m for m in warned), warned
+
+
+def test_a_late_camera_read_of_the_order_sealed_by_hand_opens_no_repack(
+    station_cfg: config_mod.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The camera reads order A's sheet at t=3.9, while A's clip is open; the packer seals the
+    # parcel by hand at 4.0; the read reaches the station at 4.5, after the seal. On time it
+    # would have ended A's clip (a rescan); late, it must not open a "repack" of A that then
+    # records the next parcel until its order is scanned.
+    a = "PO-LATE-SEALED"
+    keyboard = LateScans(
+        [(0.5, RawScan(a, "keyboard", 0.5)), (4.0, RawScan("SEAL", "keyboard", 4.0))]
+    )
+    camera = LateScans([(4.5, RawScan(a, "camera", 3.9, "code128"))])
+    cam = SyntheticCamera(
+        W,
+        H,
+        station_cfg.camera.fps,
+        Scenario.from_dict({"seed": 6, "event": [{"at": 10.0, "kind": "end"}]}),
+        realtime=False,
+    )
+    asm = assemble(station_cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.extend([keyboard, camera])
+    with caplog.at_level("WARNING", logger="station.recording.runner"):
+        asm.station.run(threading.Event())
+    clips = asm.ledger.clips()
+    stray = asm.ledger.unattached_events()
+    asm.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "sealed")]
+    assert [(e.kind, e.text, e.source) for e in stray] == [("order", a, "camera")]
+    assert "before its clip ended" in stray[0].note
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(a in m and "t=3.900" in m for m in warned), warned

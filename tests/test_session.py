@@ -104,7 +104,7 @@ def test_waybill_links_without_ending_by_default() -> None:
 def test_waybill_ends_clip_when_configured() -> None:
     rules = SessionSection(waybill_ends_clip=True)
     state, actions = step(rec(), Scanned(WAYBILL, 12.0), rules)
-    assert state == Idle()
+    assert state == Idle(last=("PO-A", 12.0))
     assert kinds(actions) == ["LogEvent", "LinkWaybill", "StopClip"]
     assert actions[-1] == StopClip(FinishReason.WAYBILL, 12.0)
 
@@ -112,14 +112,14 @@ def test_waybill_ends_clip_when_configured() -> None:
 @pytest.mark.parametrize("code", [SEAL, CTRL_SEAL])
 def test_seal_ends_clip(code: Code) -> None:
     state, actions = step(rec(), Scanned(code, 20.0), RULES)
-    assert state == Idle()
+    assert state == Idle(last=("PO-A", 20.0))
     assert kinds(actions) == ["LogEvent", "StopClip"]
     assert actions[-1] == StopClip(FinishReason.SEALED, 20.0)
 
 
 def test_pedal_ends_clip_as_sealed() -> None:
     state, actions = step(rec(), PedalPress(20.0), RULES)
-    assert state == Idle()
+    assert state == Idle(last=("PO-A", 20.0))
     assert actions == [LogEvent("pedal", "", 20.0, "pedal"), StopClip(FinishReason.SEALED, 20.0)]
 
 
@@ -135,7 +135,7 @@ def test_next_order_ends_previous_and_starts_next() -> None:
 
 def test_same_order_again_is_rescan() -> None:
     state, actions = step(rec(), Scanned(ORDER_A, 30.0), RULES)
-    assert state == Idle()
+    assert state == Idle(last=("PO-A", 30.0))
     assert actions == [
         LogEvent("order", "PO-A", 30.0, "camera"),
         StopClip(FinishReason.RESCAN, 30.0),
@@ -154,7 +154,7 @@ def test_timeout_at_max_duration() -> None:
     state, actions = step(rec(t=10.0), Tick(69.9), rules)
     assert isinstance(state, Recording) and actions == []
     state, actions = step(state, Tick(70.0), rules)
-    assert state == Idle()
+    assert state == Idle(last=("PO-A", 70.0))
     assert actions == [StopClip(FinishReason.TIMEOUT, 70.0)]
 
 
@@ -172,7 +172,7 @@ def test_still_timeout() -> None:
     state, actions = step(state, Tick(7.9, moving=False), rules)
     assert isinstance(state, Recording) and actions == []
     state, actions = step(state, Tick(8.0, moving=False), rules)
-    assert state == Idle()
+    assert state == Idle(last=("PO-A", 8.0))
     assert actions == [StopClip(FinishReason.STILL, 8.0)]
 
 
@@ -183,7 +183,7 @@ def test_still_timeout_off_by_default() -> None:
 
 def test_end_of_input_closes_clip() -> None:
     state, actions = step(rec(), EndClip(40.0, FinishReason.END_OF_INPUT), RULES)
-    assert state == Idle()
+    assert state == Idle(last=("PO-A", 40.0))
     assert actions == [StopClip(FinishReason.END_OF_INPUT, 40.0)]
 
 
@@ -228,14 +228,39 @@ def test_an_order_stamped_before_the_open_clip_is_no_refused_scan_ending_it() ->
 
 
 def test_an_event_stamped_as_the_clip_began_or_later_is_the_clips() -> None:
-    assert step(OPEN_B, Scanned(SEAL, 10.0), RULES)[0] == Idle()
-    assert step(OPEN_B, PedalPress(10.0), RULES)[0] == Idle()
+    assert step(OPEN_B, Scanned(SEAL, 10.0), RULES)[0] == Idle(last=("PO-B", 10.0))
+    assert step(OPEN_B, PedalPress(10.0), RULES)[0] == Idle(last=("PO-B", 10.0))
 
 
 def test_a_badge_stamped_before_the_open_clip_still_signs_the_packer_in() -> None:
     badge = Code("OP:alice", Kind.OPERATOR, "alice")
     state, _ = step(OPEN_B, Scanned(badge, 9.5), RULES)
     assert state == replace(OPEN_B, floor=Floor(packer="alice"))
+
+
+# ---- a late read of the order whose clip just ended -----------------------------------------
+
+SEALED_A = Idle(last=("PO-A", 20.0))  # PO-A's clip was sealed by hand at t=20
+
+
+def test_a_late_read_of_the_sealed_order_opens_no_repack() -> None:
+    """PO-A's sheet read by the camera at 19.5, while its clip was open, decoded after the hand
+    seal at 20: on time it would have ended that clip as a rescan; late it opens nothing."""
+    note = "stamped t=19.500, before its clip ended at t=20.000; ignored"
+    assert step(SEALED_A, Scanned(ORDER_A, 19.5), RULES) == (
+        SEALED_A,
+        [LogEvent("order", "PO-A", 19.5, "camera", note, in_clip=False)],
+    )
+
+
+def test_a_read_after_the_clip_ended_or_of_another_order_still_opens_a_clip() -> None:
+    # Scanned again after the seal: a repack of PO-A, as ever.
+    state, actions = step(SEALED_A, Scanned(ORDER_A, 20.0), RULES)
+    assert state == rec("PO-A", 20.0) and kinds(actions) == ["StartClip", "LogEvent"]
+    # The next order's sheet, read at 19.5 and decoded late: its clip opens (the recorder
+    # starts it after PO-A's last frame, so no second is in both).
+    state, actions = step(SEALED_A, Scanned(ORDER_B, 19.5), RULES)
+    assert state == rec("PO-B", 19.5) and kinds(actions) == ["StartClip", "LogEvent"]
 
 
 # ---- camera loss -----------------------------------------------------------------------------
@@ -294,7 +319,7 @@ def test_orders_begun_and_sealed_in_the_dark_are_only_logged_the_open_one_starts
 
 def test_disk_full_finishes_the_clip() -> None:
     assert step(rec(), EndClip(12.0, FinishReason.DISK_FULL), RULES) == (
-        Idle(),
+        Idle(last=("PO-A", 12.0)),
         [StopClip(FinishReason.DISK_FULL, 12.0)],
     )
     assert step(Idle(), EndClip(12.0, FinishReason.DISK_FULL), RULES) == (Idle(), [])
@@ -321,7 +346,7 @@ def test_a_refused_clip_returns_to_idle_and_logs_the_refusal() -> None:
 def test_recording_failed_and_shutdown() -> None:
     assert step(rec(), RecordingFailed(11.0, "ENOSPC"), RULES) == (Idle(), [])
     assert step(rec(), EndClip(11.0, FinishReason.INTERRUPTED), RULES) == (
-        Idle(),
+        Idle(last=("PO-A", 11.0)),
         [StopClip(FinishReason.INTERRUPTED, 11.0)],
     )
     assert step(Idle(), EndClip(11.0, FinishReason.INTERRUPTED), RULES) == (Idle(), [])

@@ -50,9 +50,15 @@ class Floor:
 
 @dataclass(frozen=True, slots=True)
 class Idle:
-    """No order open: frames only feed the pre-roll buffer."""
+    """No order open: frames only feed the pre-roll buffer.
+
+    ``last``: the order of the clip that ended last and when, while nothing else has opened:
+    a camera read of that order stamped before then was made while its clip was open (decoded
+    late), not a new packing of it.
+    """
 
     floor: Floor = Floor()
+    last: tuple[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +258,19 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         # that opened this order): it is not this order's, so it never ends, seals, links to
         # or replaces this clip. A badge or card still changes the floor below.
         return state, [_before_clip(state, event)]
+    if (
+        isinstance(state, Idle)
+        and state.last is not None
+        and isinstance(event, Scanned)
+        and event.code.kind is Kind.ORDER
+        and event.code.text == state.last[0]
+        and event.t < state.last[1]
+    ):
+        # The order's own sheet, read while its clip was open and decoded after the clip
+        # ended (sealed by hand, say): on time it would have been a rescan ending that clip;
+        # late, it must not open a "repack" of an order already packed.
+        note = f"stamped t={event.t:.3f}, before its clip ended at t={state.last[1]:.3f}; ignored"
+        return state, [replace(_log(event, note), in_clip=False)]
     if isinstance(event, Scanned) and event.code.kind is Kind.ITEM:
         # A product code (camera or hand scan): logged (in the open clip's timeline, if any); it
         # changes nothing, whatever the state: it never starts, ends or resumes a clip.
@@ -290,16 +309,25 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
             new, actions = _step_recording(state, event, rules)
         case Suspended():
             new, actions = _step_suspended(state, event)
-    return _stamp(new, actions, floor)
+    return _stamp(_remember(state, new, actions), actions, floor)
+
+
+def _remember(old: State, new: State, actions: list[Action]) -> State:
+    """An Idle state after a clip stopped knows which order it was and when it ended."""
+    stops = [a for a in actions if isinstance(a, StopClip)]
+    if isinstance(old, Recording) and isinstance(new, Idle) and stops:
+        return replace(new, last=(old.order_id, stops[-1].t))
+    return new
 
 
 def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]:
     """An order scanned while no packer is signed in and ``require_packer`` is on."""
     refused = LogEvent("refused", event.code.text, event.t, event.source, "no packer signed in")
     if isinstance(state, Recording):
+        last = (state.order_id, event.t)
         if event.code.text == state.order_id:
-            return Idle(state.floor), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
-        return Idle(state.floor), [StopClip(FinishReason.NEXT_ORDER, event.t), refused]
+            return Idle(state.floor, last), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
+        return Idle(state.floor, last), [StopClip(FinishReason.NEXT_ORDER, event.t), refused]
     if isinstance(state, Suspended):
         # The next parcel is on the table: the order waiting for the camera must not resume
         # on it (as in the light, a refused next order ends the open one).
