@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -34,6 +35,27 @@ class BundleNotReady(Exception):
     """No signed parts in the bucket cover every archived clip of the order (yet)."""
 
 
+class ObjectAltered(Exception):
+    """A clip's bucket object is not the clip the station signed: another size than the index
+    registered, or other bytes than the signed SHA-256 (found while streaming)."""
+
+    def __init__(self, order_id: str, member: str, key: str, sha256: str, why: str) -> None:
+        super().__init__(
+            f"{member} of order {order_id!r} in the bucket ({key}) is not the signed clip: {why}"
+        )
+        self.member = member
+        self.sha256 = sha256  # the signed digest: which clip of the order it is
+
+
+@dataclass(frozen=True)
+class ClipObject:
+    """A clip member's bucket object and what it must hold."""
+
+    key: str
+    size: int  # the index's registered size (the object's, when the index lacks the clip)
+    sha256: str  # the member's digest in the station-signed bundle manifest
+
+
 @dataclass(frozen=True)
 class CentralBundle:
     """What to stream: the station's signed parts and, per clip member, its bucket object."""
@@ -42,7 +64,7 @@ class CentralBundle:
     station: str
     parts_key: str
     parts: bytes
-    clips: dict[str, tuple[str, int]]  # member name -> (object key, size)
+    clips: dict[str, ClipObject]  # member name -> its object
 
 
 def _signing_key(clip: ClipRecord) -> str | None:
@@ -66,7 +88,8 @@ def locate(
     store: ObjectStore, prefix: str, order_id: str, clips: list[ClipRecord]
 ) -> CentralBundle:
     """The newest signed parts of ``order_id`` that cover every one of ``clips`` (one station,
-    one signing key), with each clip's object; BundleNotReady saying what is missing."""
+    one signing key), with each clip's object; BundleNotReady saying what is missing,
+    ObjectAltered when an object's size is not the one the index registered."""
     station = clips[0].station
     key_fp = _signing_key(clips[0])
     if key_fp is None or any(not c.extra.get("archive_key") for c in clips):
@@ -95,13 +118,18 @@ def locate(
             f"the newest signed bundle of order {order_id!r} ({parts_key}) does not cover "
             + ", ".join(Path(c.path).name for c in missing)
         )
-    objects: dict[str, tuple[str, int]] = {}
+    indexed = {c.sha256: c.size for c in clips}
+    objects: dict[str, ClipObject] = {}
     for sha, name in covered.items():
         obj = clip_key(prefix, station, sha)
         head = store.head(obj)
         if head is None:
             raise BundleNotReady(f"{name} of order {order_id!r} is not in the bucket yet")
-        objects[name] = (obj, int(head["ContentLength"]))
+        size = int(head["ContentLength"])
+        want = indexed.get(sha, size)
+        if size != want:
+            raise ObjectAltered(order_id, name, obj, sha, f"{size} bytes, registered {want}")
+        objects[name] = ClipObject(obj, want, sha)
     return CentralBundle(order_id, station, parts_key, parts, objects)
 
 
@@ -129,24 +157,57 @@ class _Sink(io.RawIOBase):
         return out
 
 
+def _checked(body: Any, bundle: CentralBundle, name: str) -> Iterator[bytes]:
+    """The object's chunks, hashed and counted: ObjectAltered (logged) once it runs past its
+    size, or at its end when the length or SHA-256 is not the signed clip's. The store is
+    not trusted to hand back what was archived, and the index's size is all that was checked
+    before the headers went."""
+    obj = bundle.clips[name]
+    digest = hashlib.sha256()
+    got = 0
+    for chunk in body.iter_chunks(CHUNK):
+        got += len(chunk)
+        if got > obj.size:
+            break
+        digest.update(chunk)
+        yield chunk
+    if got == obj.size and digest.hexdigest() == obj.sha256:
+        return
+    why = (
+        f"more than the signed {obj.size} bytes"
+        if got > obj.size
+        else f"{got} bytes with SHA-256 {digest.hexdigest()}, signed {obj.size} bytes "
+        f"with {obj.sha256}"
+    )
+    exc = ObjectAltered(bundle.order_id, name, obj.key, obj.sha256, why)
+    log.error("evidence bundle of %s: %s; the download is cut", bundle.station, exc)
+    raise exc
+
+
 def stream(store: ObjectStore, bundle: CentralBundle) -> Iterator[bytes]:
     """The bundle as a zip written on the fly: the parts' members as the station wrote them,
     each clip read from the bucket in 256 KB chunks (stored, as the station stores clips).
-    Nothing touches the disk; closing the iterator early closes the open object body."""
+    Nothing touches the disk; closing the iterator early closes the open object body. A clip
+    object that is not the signed clip raises ObjectAltered mid-way: the zip is never
+    finished (no central directory), and the server drops the connection instead of ending
+    the response cleanly."""
     sink = _Sink()
-    out = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
-    with zipfile.ZipFile(io.BytesIO(bundle.parts)) as parts:
+    # Closed on any exit: an aborted zip's end record stays in the sink, never sent.
+    with (
+        zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as out,
+        zipfile.ZipFile(io.BytesIO(bundle.parts)) as parts,
+    ):
         names = sorted(set(parts.namelist()) | set(bundle.clips))
         for name in names:
             if name in bundle.clips:
-                key, size = bundle.clips[name]
                 info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
                 info.compress_type = zipfile.ZIP_STORED
-                info.file_size = size
+                info.file_size = bundle.clips[name].size
+                key = bundle.clips[name].key
                 body = store.client.get_object(Bucket=store.bucket, Key=key)["Body"]
                 try:
                     with out.open(info, "w") as dst:
-                        for chunk in body.iter_chunks(CHUNK):
+                        for chunk in _checked(body, bundle, name):
                             dst.write(chunk)
                             yield sink.take()
                 finally:
@@ -155,7 +216,6 @@ def stream(store: ObjectStore, bundle: CentralBundle) -> Iterator[bytes]:
                 info = parts.getinfo(name)
                 out.writestr(info, parts.read(info))
             yield sink.take()
-    out.close()
     yield sink.take()
 
 
@@ -187,7 +247,11 @@ def verify_archived(
             for c in group:
                 reports[c.id] = _not_checked(c, str(exc))
             continue
-        need = 2 * sum(size for _, size in bundle.clips.values()) + len(bundle.parts)
+        except ObjectAltered as exc:
+            log.error("summary of order %r: %s", order_id, exc)
+            reports.update(_altered(group, exc))
+            continue
+        need = 2 * sum(o.size for o in bundle.clips.values()) + len(bundle.parts)
         if need > max_bytes or shutil.disk_usage(spool).free - need < headroom:
             for c in group:
                 reports[c.id] = _not_checked(
@@ -203,6 +267,9 @@ def verify_archived(
                 for block in stream(store, bundle):
                     f.write(block)
             whole = verify_bundle(zpath, anchors=anchors, tmp_dir=work)
+        except ObjectAltered as exc:  # logged by stream; the site would cut this bundle off
+            reports.update(_altered(group, exc))
+            continue
         finally:
             shutil.rmtree(work, ignore_errors=True)
         for c in group:
@@ -214,6 +281,23 @@ def _not_checked(clip: ClipRecord, why: str) -> Report:
     report = Report(subject=Path(clip.path).name)
     report.add("bundle", "info", why)
     return report
+
+
+def _altered(group: list[ClipRecord], exc: ObjectAltered) -> dict[int | None, Report]:
+    """The summary's reports when the site cannot hand the bundle out: the altered clip
+    fails, the others are not checked (there is no bundle to check them in)."""
+    out: dict[int | None, Report] = {}
+    for c in group:
+        if c.sha256 == exc.sha256:
+            report = Report(subject=Path(c.path).name)
+            report.add("bucket object", "fail", str(exc), "clip-altered")
+            out[c.id] = report
+        else:
+            out[c.id] = _not_checked(
+                c,
+                f"the bundle is not handed out: {exc.member} in the bucket is not the signed clip",
+            )
+    return out
 
 
 def split_report(whole: Report, clip: ClipRecord) -> Report:
@@ -260,7 +344,9 @@ def split_report(whole: Report, clip: ClipRecord) -> Report:
 
 def respond(order_id: str, clips: list[ClipRecord], clip_id: int | None, download_name: str) -> Any:
     """The Flask response: the bundle streamed (200, no Range: it is written as it is sent),
-    503 + Retry-After while the station has not uploaded signed parts covering every clip."""
+    503 + Retry-After while the station has not uploaded signed parts covering every clip,
+    503 (logged) when a clip's object has another size than the index registered; an object
+    whose bytes are not the signed ones cuts the stream (``stream``)."""
 
     store = media_store()
     if store is None:
@@ -271,6 +357,9 @@ def respond(order_id: str, clips: list[ClipRecord], clip_id: int | None, downloa
     except BundleNotReady as exc:
         log.warning("evidence bundle of order %r not available centrally: %s", order_id, exc)
         raise StationUnavailable(description="bundle-not-signed", retry_after=60) from exc
+    except ObjectAltered as exc:
+        log.error("evidence bundle of %s not served: %s", group[0].station, exc)
+        abort(503)
     headers = {
         "Content-Disposition": content_disposition(download_name, True),
         "Cache-Control": "private, no-store",

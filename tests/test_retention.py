@@ -57,13 +57,14 @@ def test_floor_is_the_larger_of_absolute_and_percent() -> None:
 
 
 def test_oldest_eligible_first_and_stop_at_the_floor() -> None:
+    # Ids in recording order (as the index numbers them), the list in no particular order.
     clips = [
-        cand(1, 200, legal_hold=True),
-        cand(2, 150),
-        cand(3, 300),
-        cand(4, 10),
+        cand(2, 200, legal_hold=True),
+        cand(3, 150),
+        cand(1, 300),
+        cand(6, 10),
         cand(5, 120),
-        cand(6, 130, finished=False),
+        cand(4, 130, finished=False),
     ]
     p = plan(
         clips,
@@ -72,7 +73,7 @@ def test_oldest_eligible_first_and_stop_at_the_floor() -> None:
         total_bytes=10_000,
         policy=Policy(min_age_days=90, free_floor_bytes=220),
     )
-    assert [c.id for c in p.deletions] == [3, 2]
+    assert [c.id for c in p.deletions] == [1, 3]
     assert p.floor_reached and p.free_after == 250 and p.below_floor
     assert p.kept == {HELD: 1, YOUNG: 1, UNFINISHED: 1}
     nothing = plan(
@@ -86,7 +87,40 @@ def test_oldest_eligible_first_and_stop_at_the_floor() -> None:
         total_bytes=10_000,
         policy=Policy(min_age_days=90, free_floor_bytes=10_000),
     )
-    assert [c.id for c in stuck.deletions] == [3, 2, 5] and not stuck.floor_reached
+    assert [c.id for c in stuck.deletions] == [1, 3, 5] and not stuck.floor_reached
+
+
+def test_a_clock_set_back_does_not_make_newer_clips_go_first() -> None:
+    # Ids are recording order. Clips 1-3 were recorded with the clock right; then an RTC reset
+    # set it back 200 days for clips 4 and 5 (really recorded after clip 3), and NTP fixed it.
+    clips = [cand(1, 150), cand(2, 120), cand(3, 100), cand(4, 300), cand(5, 290)]
+    p = plan(
+        clips,
+        now=NOW,
+        free_bytes=0,
+        total_bytes=10_000,
+        policy=Policy(min_age_days=90, free_floor_bytes=200),
+    )
+    assert [c.id for c in p.deletions] == [1, 2]  # not 4 and 5, the newest
+    # Clips 4 and 5 are at most as old as clip 3 (100 days): under a 110-day minimum they stay.
+    young = plan(
+        clips,
+        now=NOW,
+        free_bytes=0,
+        total_bytes=10_000,
+        policy=Policy(min_age_days=110, free_floor_bytes=10_000),
+    )
+    assert [c.id for c in young.deletions] == [1, 2] and young.kept == {YOUNG: 3}
+    # A clip dated in the future (the clock was fast) does not keep the clips after it young.
+    fast = [cand(1, 150), cand(2, -30), cand(3, 120)]
+    p = plan(
+        fast,
+        now=NOW,
+        free_bytes=0,
+        total_bytes=10_000,
+        policy=Policy(min_age_days=90, free_floor_bytes=10_000),
+    )
+    assert [c.id for c in p.deletions] == [1, 3] and p.kept == {YOUNG: 1}
 
 
 def test_archive_required_and_clock_skew() -> None:
@@ -127,6 +161,17 @@ def _days(policy: Policy, c: Candidate) -> float:
     return policy.min_age_days
 
 
+def _age_starts(clips: list[Candidate]) -> dict[int, datetime]:
+    """'A clip's age counts from the latest of its own start and the starts of the clips with
+    a lower id (indexed before it) that are not in the future' (docs/reliability.md)."""
+    return {
+        c.id: max(
+            [c.started_at, *(o.started_at for o in clips if o.id < c.id and o.started_at <= NOW)]
+        )
+        for c in clips
+    }
+
+
 def reference_plan(
     clips: list[Candidate], free: int, total: int, policy: Policy
 ) -> tuple[list[int], int, int, bool, dict[str, int]]:
@@ -135,6 +180,9 @@ def reference_plan(
     floor reached, kept clips per reason)."""
     # "floor = max(free_floor_mb, free_floor_percent x disk size)": at least that much free.
     floor = max(policy.free_floor_bytes, -(-total * Fraction(policy.free_floor_percent) // 100))
+    # "a clip's age counts from the latest of its own start and the starts of the clips with a
+    # lower id that are not in the future"
+    age_start = _age_starts(clips)
     kept: dict[str, int] = {}
     may_go: list[Candidate] = []
     for c in clips:
@@ -142,7 +190,7 @@ def reference_plan(
         # as young), not finished, or not yet archived when archive_required"; a clip is
         # counted under the first of: not finished, held, young, unarchived.
         # (times are kept to the microsecond, datetime's resolution: so is the minimum age)
-        age_us = (NOW - c.started_at) // timedelta(microseconds=1)
+        age_us = (NOW - age_start[c.id]) // timedelta(microseconds=1)
         young = age_us < round(_days(policy, c) * 86_400_000_000)
         rules = [
             (not c.finished, UNFINISHED),
@@ -155,12 +203,12 @@ def reference_plan(
             kept[reasons[0]] = kept.get(reasons[0], 0) + 1
         else:
             may_go.append(c)
-    # "the oldest clips (by start time, then id) that may go are deleted, and it stops as soon
+    # "the oldest clips (by age start, then id) that may go are deleted, and it stops as soon
     # as the floor would be reached"; "while free space is at or above the floor nothing is
     # deleted".
     deleted: list[int] = []
     now_free = free
-    for c in sorted(may_go, key=lambda c: (c.started_at, c.id)):
+    for c in sorted(may_go, key=lambda c: (age_start[c.id], c.id)):
         if now_free >= floor:
             break
         deleted.append(c.id)
@@ -184,26 +232,27 @@ def test_plan_matches_a_reference_written_from_the_docs(clips, policy, free, ext
 @settings(max_examples=400, deadline=None)
 @given(clip_lists, policies, st.integers(0, 10**10), st.integers(0, 10**10))
 def test_plan_properties(clips, policy, free, extra) -> None:
-    """What must hold whatever the rules' details: safety, oldest first, minimal deletions."""
+    """What must hold whatever the rules' details: safety, recording order, minimal deletions."""
     total = free + extra
     p = plan(clips, now=NOW, free_bytes=free, total_bytes=total, policy=policy)
     floor = p.floor_bytes
     assert floor >= policy.free_floor_bytes and floor * 100 >= total * policy.free_floor_percent
     k = len(p.deletions)
+    starts = _age_starts(clips)
     for c in p.deletions:  # never a held, young, unfinished or (when required) unarchived clip
         assert not c.legal_hold and c.finished
-        assert NOW - c.started_at >= timedelta(days=_days(policy, c))
+        assert NOW - starts[c.id] >= timedelta(days=_days(policy, c))
+        assert NOW - c.started_at >= timedelta(days=_days(policy, c))  # by its own start too
         assert c.archived or not policy.archive_required
-    order = [(c.started_at, c.id) for c in p.deletions]
-    assert order == sorted(order)
-    if k:  # nothing kept for being young, etc. is older than the last clip deleted
-        deleted = {c.id for c in p.deletions}
+    ids = [c.id for c in p.deletions]
+    assert ids == sorted(ids)  # recording order, whatever the clock said
+    if k:  # nothing recorded before the last clip deleted stays unless a rule keeps it
         for c in clips:
-            if c.id not in deleted and (c.started_at, c.id) < order[-1]:
+            if c.id not in ids and c.id < ids[-1]:
                 assert (
                     not c.finished
                     or c.legal_hold
-                    or NOW - c.started_at < timedelta(days=_days(policy, c))
+                    or NOW - starts[c.id] < timedelta(days=_days(policy, c))
                     or (policy.archive_required and not c.archived)
                 )
     freed = sum(c.size for c in p.deletions)

@@ -101,14 +101,38 @@ class Plan:
         return self.free_bytes < self.floor_bytes
 
 
-def why_kept(clip: Candidate, now: datetime, policy: Policy) -> str | None:
-    """The reason ``clip`` may not be deleted now, or None when it may."""
+def age_starts(clips: Sequence[Candidate], now: datetime) -> dict[int, datetime]:
+    """Per clip id, the start its age counts from: the latest of its own start and the starts
+    of the clips indexed before it (lower ids) that are not in the future.
+
+    Ids are recording order; start times are the station clock's. After the clock is set back
+    (an NTP correction, an RTC reset) a newer clip's own start is earlier than an older clip's,
+    so by its own start it would look older than it is and go first. A clip dated in the future
+    (the clock was fast) is no anchor: it would keep every clip after it young for as long.
+    """
+    starts: dict[int, datetime] = {}
+    latest: datetime | None = None
+    for c in sorted(clips, key=lambda c: c.id):
+        starts[c.id] = c.started_at if latest is None else max(c.started_at, latest)
+        if c.started_at <= now and (latest is None or c.started_at > latest):
+            latest = c.started_at
+    return starts
+
+
+def why_kept(
+    clip: Candidate, now: datetime, policy: Policy, started_at: datetime | None = None
+) -> str | None:
+    """The reason ``clip`` may not be deleted now, or None when it may.
+
+    ``started_at`` is the start its age counts from (``age_starts``); its own by default.
+    """
     if not clip.finished:
         return UNFINISHED
     if clip.legal_hold:
         return HELD
     # A clip "from the future" (the clock was wrong) counts as young: never delete on a guess.
-    if now - clip.started_at < timedelta(days=policy.min_age(clip.kind)):
+    start = clip.started_at if started_at is None else started_at
+    if now - start < timedelta(days=policy.min_age(clip.kind)):
         return YOUNG
     if policy.archive_required and not clip.archived:
         return UNARCHIVED
@@ -127,20 +151,22 @@ def plan(
 
     Never a clip on legal hold, younger than ``min_age_days`` (``min_age_days_return`` for a
     return clip), not finished, or not archived
-    when ``archive_required``. Deletes nothing while free space is at or above the floor and
-    stops as soon as it would be reached; ``floor_reached`` is False when even deleting every
-    eligible clip is not enough.
+    when ``archive_required``. Age and order count from ``age_starts`` (a clock set back
+    does not make newer clips go first). Deletes nothing while free space is at or above the
+    floor and stops as soon as it would be reached; ``floor_reached`` is False when even
+    deleting every eligible clip is not enough.
     """
     floor = policy.floor(total_bytes)
+    starts = age_starts(clips, now)
     kept: Counter[str] = Counter()
     eligible: list[Candidate] = []
     for c in clips:
-        why = why_kept(c, now, policy)
+        why = why_kept(c, now, policy, starts[c.id])
         if why is None:
             eligible.append(c)
         else:
             kept[why] += 1
-    eligible.sort(key=lambda c: (c.started_at, c.id))
+    eligible.sort(key=lambda c: (starts[c.id], c.id))
     deletions: list[Candidate] = []
     free = free_bytes
     for c in eligible:
@@ -472,6 +498,7 @@ __all__ = [
     "Plan",
     "Policy",
     "RetentionManager",
+    "age_starts",
     "deletion_record",
     "disk_probe",
     "plan",
