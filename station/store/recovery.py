@@ -32,6 +32,7 @@ from station.recording.recorder import (
 )
 from station.recording.session import FinishReason
 from station.recording.writer import MUX_OPTIONS
+from station.store.clips import FLOOR_FIELDS
 from station.store.files import fsync_dir, sha256_file, write_json_atomic
 from station.store.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
 from station.store.mp4box import iter_boxes
@@ -240,6 +241,7 @@ def record_from_manifest(body: dict[str, Any]) -> ClipRecord:
             for w in body.get("waybills") or ()
         ),
         events=tuple(_event(e) for e in body.get("events") or ()),
+        extra={k: body[k] for k in FLOOR_FIELDS if k in body},
     )
 
 
