@@ -552,6 +552,33 @@ def test_a_crash_at_any_step_of_the_finisher_loses_nothing(tmp_path: Path) -> No
     assert_every_step(steps, check)
 
 
+def test_a_crash_at_any_step_of_recovery_loses_nothing(cfg: config_mod.Config, data: Path) -> None:
+    """A cut-off clip (repaired, original kept) whose recovery is itself killed at each step:
+    the next pass finishes it."""
+    blob = write_clip(data / "scratch.mp4")
+    (data / "scratch.mp4").unlink()
+    cut = blob[: [p for p, k, _ in boxes(blob) if k == b"mdat"][-1] + 100]
+    floor = {"kind": "order", "packer": "ann", "repack_of": [7]}
+    put_tmp(data, "s_PO-77_1", cut, journal(extra=floor))
+    work = cfg.station.data_dir.parent / "crash"
+    (work / "template").mkdir(parents=True)
+    data.rename(work / "template" / "data")
+    steps = crash_at_every_step("recover", work)
+    assert len(steps) >= 15
+
+    def check(n: int, where: str) -> None:
+        again = cfg.with_data_dir(work / str(n) / "data")
+        report = recover_data_dir(again)
+        assert report.ok, report.lines()
+        clip = assert_recovered_once(again, "PO-77", where)
+        assert clip.frame_count == 24 and clip.finish_reason == "interrupted", where
+        manifest = json.loads((work / str(n) / "data" / clip.manifest_path).read_text())
+        original = work / str(n) / "data" / manifest["recovery"]["original"]
+        assert original.read_bytes() == cut, where  # the original bytes, kept
+
+    assert_every_step(steps, check)
+
+
 # ---- rows without files, files without rows -------------------------------------------------
 
 

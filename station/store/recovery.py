@@ -537,6 +537,8 @@ class Recovery:
         if facts.error is not None or not facts.plays:
             recovery["decode_error"] = facts.error or "frames missing when decoding"
         meta = {**meta, "final_path": rel, "recovery": recovery}
+        if original:  # the repair moved it out of tmp/: a crash before the move finds it there
+            meta["original_saved_as"] = original
         write_json_atomic(journal, meta)  # a crash after the move: step 3 indexes it with this
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, final)
