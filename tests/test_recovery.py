@@ -371,6 +371,52 @@ def test_journal_of_a_clip_indexed_just_before_the_crash_is_removed(
     assert_clean(cfg)  # tmp/ is empty: no journal left behind for months
 
 
+class _IndexFullOnce(Ledger):
+    """The index refuses the first clip row as a full disk does; later rows go in."""
+
+    refused = False
+
+    def add_clip(self, clip):  # type: ignore[no-untyped-def]
+        if not self.refused:
+            self.refused = True
+            raise LedgerError("ClipTable write failed: database or disk is full")
+        return super().add_clip(clip)
+
+
+def test_a_signed_clip_the_full_index_refused_is_indexed_after_the_next_clip(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    """The disk filled between signing a clip and indexing it: once the next clip goes through
+    (there is room again), the station indexes it from its signed manifest, without waiting
+    for a restart; the file and its manifest stay as signed."""
+    led = _IndexFullOnce(data / "index.sqlite3")
+    recovery = Recovery(cfg, led, ())
+    signed: dict[str, bytes] = {}
+
+    def keep_signed(fin: FinishedClip) -> None:
+        if fin.record is None:
+            (mp4,) = (data / "clips").rglob(f"*{fin.order_id}*.mp4")
+            signed[fin.order_id] = mp4.read_bytes() + mp4.with_suffix(".json").read_bytes()
+            assert "database or disk is full" in str(fin.error)
+
+    finished = record(cfg, led, ["PO-1", "PO-2"], salvage=recovery.salvage, on_finished=keep_signed)
+    assert [(f.order_id, f.record is not None) for f in finished] == [
+        ("PO-1", False),
+        ("PO-2", True),
+        ("PO-1", True),
+    ]
+    clips = {c.order_id: c for c in rows(cfg)}
+    first = clips["PO-1"]
+    assert finished[-1].record is not None and finished[-1].record.id == first.id
+    assert first.finish_reason == "sealed" and first.waybill == "SF1234567890123"
+    mp4 = data / first.path
+    assert mp4.read_bytes() + (data / first.manifest_path).read_bytes() == signed["PO-1"]
+    led = Ledger.in_data_dir(data)
+    assert led.conn.execute("SELECT COUNT(*) FROM proof_log").fetchone()[0] == 2  # not re-signed
+    led.close()
+    assert_clean(cfg)  # its journal is gone too
+
+
 def test_writer_failure_mid_clip_is_salvaged_as_interrupted(
     cfg: config_mod.Config, data: Path
 ) -> None:

@@ -11,7 +11,7 @@ import os
 import shutil
 import statistics
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -384,10 +384,14 @@ class Recovery:
             log.info("recovery: index and disk agree")
         return self.report
 
-    def salvage(self, tmp_mp4: Path, meta: dict[str, Any]) -> ClipRecord | None:
-        """Finalise one temp clip whose writer failed (the recorder's ``Salvage``)."""
+    def salvage(self, mp4: Path, meta: dict[str, Any]) -> ClipRecord | None:
+        """The recorder's ``Salvage``: finalise one temp clip whose writer failed; or index one
+        already in place in ``clips/`` that its index write missed (a full disk), from the
+        manifest it was signed with when there is one: the file is never changed."""
         self.report = RecoveryReport()
-        return self._finalise_tmp(tmp_mp4.name[: -len(".mp4")], tmp_mp4, meta)
+        if self.clips_dir in mp4.parents:
+            return self._index_file(mp4, meta, None, False)
+        return self._finalise_tmp(mp4.name[: -len(".mp4")], mp4, meta)
 
     # ---- 1. leftovers ---------------------------------------------------------------------
 
@@ -648,7 +652,7 @@ class Recovery:
             record.frame_count,
             clip_id,
         )
-        return record
+        return replace(record, id=clip_id)
 
     def _drop_journal_for(self, rel: str) -> None:
         for j in self.tmp_dir.glob(f"*{JOURNAL_SUFFIX}"):
