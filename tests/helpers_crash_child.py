@@ -36,7 +36,7 @@ from station.store.recovery import Recovery, recover_data_dir
 W, H, FPS = 160, 96, 10.0
 WALL0 = datetime(2026, 11, 30, 14, 5, 6, 789000).astimezone()
 CRASHED = 77
-FLOOR = {"kind": "order", "packer": "ann", "repack_of": [7]}  # must reach the index row
+FLOOR = {"kind": "order", "packer": "ann", "repack_of": [7]}  # the clip's; must reach its row
 
 
 class Steps:

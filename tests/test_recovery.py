@@ -17,6 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from helpers_crash_child import FLOOR
 from recorder_support import encoded_recorder
 
 from station import config as config_mod
@@ -568,7 +569,7 @@ def assert_recovered_once(cfg: config_mod.Config, order: str, where: str) -> Cli
     digest = hashlib.sha256((data / clip.path).read_bytes()).hexdigest()
     assert digest == clip.sha256 == manifest["sha256"], where
     assert manifest["signature"]["alg"] == "Ed25519", where
-    assert (clip.packer, clip.kind, clip.repack_of) == ("ann", "order", [7]), where
+    assert (clip.packer, clip.kind, clip.repack_of) == (FLOOR["packer"], "order", [7]), where
     led = Ledger.in_data_dir(data)
     try:
         assert led.conn.execute("SELECT COUNT(*) FROM proof_log").fetchone()[0] == 1, where
@@ -598,17 +599,22 @@ def test_a_crash_at_any_step_of_the_finisher_loses_nothing(tmp_path: Path) -> No
     assert_every_step(steps, check)
 
 
+def crash_template(data: Path) -> Path:
+    """Move the data dir ``data`` to ``<its parent>/crash/template/data``; the work dir."""
+    work = data.parent / "crash"
+    (work / "template").mkdir(parents=True)
+    data.rename(work / "template" / "data")
+    return work
+
+
 def test_a_crash_at_any_step_of_recovery_loses_nothing(cfg: config_mod.Config, data: Path) -> None:
     """A cut-off clip (repaired, original kept) whose recovery is itself killed at each step:
     the next pass finishes it."""
     blob = write_clip(data / "scratch.mp4")
     (data / "scratch.mp4").unlink()
     cut = blob[: [p for p, k, _ in boxes(blob) if k == b"mdat"][-1] + 100]
-    floor = {"kind": "order", "packer": "ann", "repack_of": [7]}
-    put_tmp(data, "s_PO-77_1", cut, journal(extra=floor))
-    work = cfg.station.data_dir.parent / "crash"
-    (work / "template").mkdir(parents=True)
-    data.rename(work / "template" / "data")
+    put_tmp(data, "s_PO-77_1", cut, journal(extra=FLOOR))
+    work = crash_template(data)
     steps = crash_at_every_step("recover", work)
     assert len(steps) >= 15
 
@@ -618,9 +624,38 @@ def test_a_crash_at_any_step_of_recovery_loses_nothing(cfg: config_mod.Config, d
         assert report.ok, report.lines()
         clip = assert_recovered_once(again, "PO-77", where)
         assert clip.frame_count == 24 and clip.finish_reason == "interrupted", where
-        manifest = json.loads((work / str(n) / "data" / clip.manifest_path).read_text())
-        original = work / str(n) / "data" / manifest["recovery"]["original"]
+        manifest = json.loads((again.station.data_dir / clip.manifest_path).read_text())
+        original = again.station.data_dir / manifest["recovery"]["original"]
         assert original.read_bytes() == cut, where  # the original bytes, kept
+
+    assert_every_step(steps, check)
+
+
+def test_a_crash_at_any_step_of_indexing_a_clip_found_in_place_loses_nothing(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    """The finisher moved a clip into place and stopped before signing it; recovery, signing
+    and indexing it from its journal, is killed at each step: the next pass finishes it, and
+    the clip's bytes are the recorded ones."""
+    led = Ledger.in_data_dir(data)
+    record(cfg.replace("proof", enabled=False), _BrokenIndex(led.conn), ["PO-2"])
+    led.close()
+    (mp4,) = (data / "clips").rglob("*.mp4")
+    mp4.with_suffix(".json").unlink()
+    recorded = mp4.read_bytes()
+    (journal_file,) = (data / "tmp").glob("*.open.json")
+    journal_file.write_text(json.dumps({**json.loads(journal_file.read_text()), "extra": FLOOR}))
+    work = crash_template(data)
+    steps = crash_at_every_step("recover", work)
+    assert len(steps) >= 8
+
+    def check(n: int, where: str) -> None:
+        again = cfg.with_data_dir(work / str(n) / "data")
+        report = recover_data_dir(again)
+        assert report.ok, report.lines()
+        clip = assert_recovered_once(again, "PO-2", where)
+        assert clip.frame_count == 15 and clip.finish_reason == "sealed", where
+        assert (again.station.data_dir / clip.path).read_bytes() == recorded, where
 
     assert_every_step(steps, check)
 
