@@ -7,25 +7,34 @@ import errno
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from helpers_crash_child import FLOOR
 from recorder_support import encoded_recorder
 
 from station import config as config_mod
 from station.errors import LedgerError, RecordingError
 from station.proof.finalizer import build_finalizers
 from station.proof.verify import audit, verify_clip
-from station.recording.recorder import FinishedClip, PacketSink, write_json_quick, write_manifest
+from station.recording.recorder import (
+    FinishedClip,
+    PacketSink,
+    manifest_body,
+    write_json_quick,
+    write_manifest,
+)
 from station.recording.stream import EncodedPacket
 from station.recording.writer import ClipWriter, EncoderSettings, to_i420
 from station.store.files import write_json_atomic
-from station.store.ledger import Ledger, ScanEventRecord
+from station.store.ledger import ClipRecord, Ledger, ScanEventRecord
 from station.store.recovery import (
     DataDirBusy,
     Recovery,
@@ -363,6 +372,52 @@ def test_journal_of_a_clip_indexed_just_before_the_crash_is_removed(
     assert_clean(cfg)  # tmp/ is empty: no journal left behind for months
 
 
+class _IndexFullOnce(Ledger):
+    """The index refuses the first clip row as a full disk does; later rows go in."""
+
+    refused = False
+
+    def add_clip(self, clip):  # type: ignore[no-untyped-def]
+        if not self.refused:
+            self.refused = True
+            raise LedgerError("ClipTable write failed: database or disk is full")
+        return super().add_clip(clip)
+
+
+def test_a_signed_clip_the_full_index_refused_is_indexed_after_the_next_clip(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    """The disk filled between signing a clip and indexing it: once the next clip goes through
+    (there is room again), the station indexes it from its signed manifest, without waiting
+    for a restart; the file and its manifest stay as signed."""
+    led = _IndexFullOnce(data / "index.sqlite3")
+    recovery = Recovery(cfg, led, ())
+    signed: dict[str, bytes] = {}
+
+    def keep_signed(fin: FinishedClip) -> None:
+        if fin.record is None:
+            (mp4,) = (data / "clips").rglob(f"*{fin.order_id}*.mp4")
+            signed[fin.order_id] = mp4.read_bytes() + mp4.with_suffix(".json").read_bytes()
+            assert "database or disk is full" in str(fin.error)
+
+    finished = record(cfg, led, ["PO-1", "PO-2"], salvage=recovery.salvage, on_finished=keep_signed)
+    assert [(f.order_id, f.record is not None) for f in finished] == [
+        ("PO-1", False),
+        ("PO-2", True),
+        ("PO-1", True),
+    ]
+    clips = {c.order_id: c for c in rows(cfg)}
+    first = clips["PO-1"]
+    assert finished[-1].record is not None and finished[-1].record.id == first.id
+    assert first.finish_reason == "sealed" and first.waybill == "SF1234567890123"
+    mp4 = data / first.path
+    assert mp4.read_bytes() + (data / first.manifest_path).read_bytes() == signed["PO-1"]
+    led = Ledger.in_data_dir(data)
+    assert led.conn.execute("SELECT COUNT(*) FROM proof_log").fetchone()[0] == 2  # not re-signed
+    led.close()
+    assert_clean(cfg)  # its journal is gone too
+
+
 def test_writer_failure_mid_clip_is_salvaged_as_interrupted(
     cfg: config_mod.Config, data: Path
 ) -> None:
@@ -444,6 +499,165 @@ def test_recorder_and_recovery_build_byte_identical_manifests(
     # The index stores the clip kind explicitly ("order" when the manifest leaves it out).
     assert rebuilt.pop("kind") == body.get("kind", "order")
     assert rebuilt == body
+
+
+def test_a_record_rebuilt_from_a_manifest_keeps_who_packed_it_and_what_it_is(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    """Recovery indexes a signed-but-unindexed clip from its manifest: the packer, the clip kind
+    and the repack links the manifest states reach the index row too."""
+    plain = cfg.replace("proof", enabled=False)
+    (fin,) = record(plain, Ledger.in_data_dir(data), ["PO-5"])
+    assert fin.record is not None
+    floor = {
+        "packer": "ann",
+        "kind": "return",
+        "repack_of": [3, 4],
+        "repack_of_fleet": [{"station": "station-02", "clip_id": 9, "started": "2026-11-29"}],
+    }
+    body = {**json.loads((data / fin.record.manifest_path).read_text()), **floor}
+    rebuilt = record_from_manifest(body)
+    assert (rebuilt.packer, rebuilt.kind) == ("ann", "return")
+    assert rebuilt.repack_of == [3, 4] and rebuilt.repack_of_fleet == floor["repack_of_fleet"]
+    assert manifest_body(rebuilt) == {k: v for k, v in body.items() if k != "id"}
+
+
+# ---- a crash at every step -------------------------------------------------------------------
+
+CRASH_CHILD = Path(__file__).with_name("helpers_crash_child.py")
+
+
+def crash_at_every_step(mode: str, work: Path) -> list[str]:
+    """Run ``helpers_crash_child.py``: ``mode`` once per step, killed just before it; the steps.
+
+    Each run's data dir is ``work/<step number>/data``."""
+    out = subprocess.run(
+        [sys.executable, str(CRASH_CHILD), mode, str(work)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},  # the child forks: no BLAS threads
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = json.loads(out.stdout)
+    steps: list[str] = run["steps"]
+    assert run["crashed"] == list(range(1, len(steps) + 1))  # every point was a real crash
+    return steps
+
+
+def assert_every_step(steps: list[str], check: Callable[[int, str], None]) -> None:
+    """``check(n, where)`` the state a crash before each step left; fail listing every point
+    that does not pass (one bug often shows at several)."""
+    failed = []
+    for n, step in enumerate(steps, 1):
+        where = f"crash before step {n} ({step})"
+        try:
+            check(n, where)
+        except AssertionError as exc:
+            failed.append(f"{where}: {' '.join(str(exc).split())[:300]}")
+    assert not failed, "\n".join(failed)
+
+
+def assert_recovered_once(cfg: config_mod.Config, order: str, where: str) -> ClipRecord:
+    """One clip of ``order``, indexed once, signed once, its bytes the ones its signed manifest
+    and its row state, its packing-floor fields kept; nothing missing, nothing left in tmp/."""
+    data = cfg.station.data_dir
+    (clip,) = rows(cfg)
+    assert clip.order_id == order, where
+    manifest = json.loads((data / clip.manifest_path).read_text())
+    digest = hashlib.sha256((data / clip.path).read_bytes()).hexdigest()
+    assert digest == clip.sha256 == manifest["sha256"], where
+    assert manifest["signature"]["alg"] == "Ed25519", where
+    assert (clip.packer, clip.kind, clip.repack_of) == (FLOOR["packer"], "order", [7]), where
+    led = Ledger.in_data_dir(data)
+    try:
+        assert led.conn.execute("SELECT COUNT(*) FROM proof_log").fetchone()[0] == 1, where
+        assert led.alarms() == [], where
+    finally:
+        led.close()
+    assert_clean(cfg)
+    return clip
+
+
+def test_a_crash_at_any_step_of_the_finisher_loses_nothing(tmp_path: Path) -> None:
+    """Killed before each rename, fsync, unlink and index write of a finishing clip: the next
+    start indexes the clip once, with the hash its signed manifest states."""
+    steps = crash_at_every_step("finish", tmp_path)
+    assert len(steps) >= 12 and steps[-1].endswith(".open.json")  # the journal goes last
+    journaled = next(n for n, s in enumerate(steps, 1) if s.endswith(".open.json"))
+
+    def check(n: int, where: str) -> None:
+        cfg = config_mod.load(None).with_data_dir(tmp_path / str(n) / "data")
+        report = recover_data_dir(cfg)
+        assert report.ok, report.lines()
+        clip = assert_recovered_once(cfg, "PO-1", where)
+        # once the journal says how the clip ended, recovery indexes it as it ended
+        assert clip.finish_reason == ("sealed" if n > journaled else "interrupted"), where
+        assert clip.waybill == "SF1234567890123" and clip.events, where
+
+    assert_every_step(steps, check)
+
+
+def crash_template(data: Path) -> Path:
+    """Move the data dir ``data`` to ``<its parent>/crash/template/data``; the work dir."""
+    work = data.parent / "crash"
+    (work / "template").mkdir(parents=True)
+    data.rename(work / "template" / "data")
+    return work
+
+
+def test_a_crash_at_any_step_of_recovery_loses_nothing(cfg: config_mod.Config, data: Path) -> None:
+    """A cut-off clip (repaired, original kept) whose recovery is itself killed at each step:
+    the next pass finishes it."""
+    blob = write_clip(data / "scratch.mp4")
+    (data / "scratch.mp4").unlink()
+    cut = blob[: [p for p, k, _ in boxes(blob) if k == b"mdat"][-1] + 100]
+    put_tmp(data, "s_PO-77_1", cut, journal(extra=FLOOR))
+    work = crash_template(data)
+    steps = crash_at_every_step("recover", work)
+    assert len(steps) >= 15
+
+    def check(n: int, where: str) -> None:
+        again = cfg.with_data_dir(work / str(n) / "data")
+        report = recover_data_dir(again)
+        assert report.ok, report.lines()
+        clip = assert_recovered_once(again, "PO-77", where)
+        assert clip.frame_count == 24 and clip.finish_reason == "interrupted", where
+        manifest = json.loads((again.station.data_dir / clip.manifest_path).read_text())
+        original = again.station.data_dir / manifest["recovery"]["original"]
+        assert original.read_bytes() == cut, where  # the original bytes, kept
+
+    assert_every_step(steps, check)
+
+
+def test_a_crash_at_any_step_of_indexing_a_clip_found_in_place_loses_nothing(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    """The finisher moved a clip into place and stopped before signing it; recovery, signing
+    and indexing it from its journal, is killed at each step: the next pass finishes it, and
+    the clip's bytes are the recorded ones."""
+    led = Ledger.in_data_dir(data)
+    record(cfg.replace("proof", enabled=False), _BrokenIndex(led.conn), ["PO-2"])
+    led.close()
+    (mp4,) = (data / "clips").rglob("*.mp4")
+    mp4.with_suffix(".json").unlink()
+    recorded = mp4.read_bytes()
+    (journal_file,) = (data / "tmp").glob("*.open.json")
+    journal_file.write_text(json.dumps({**json.loads(journal_file.read_text()), "extra": FLOOR}))
+    work = crash_template(data)
+    steps = crash_at_every_step("recover", work)
+    assert len(steps) >= 8
+
+    def check(n: int, where: str) -> None:
+        again = cfg.with_data_dir(work / str(n) / "data")
+        report = recover_data_dir(again)
+        assert report.ok, report.lines()
+        clip = assert_recovered_once(again, "PO-2", where)
+        assert clip.frame_count == 15 and clip.finish_reason == "sealed", where
+        assert (again.station.data_dir / clip.path).read_bytes() == recorded, where
+
+    assert_every_step(steps, check)
 
 
 # ---- rows without files, files without rows -------------------------------------------------

@@ -76,8 +76,10 @@ Finalizer = Callable[[Path, dict[str, Any]], dict[str, Any]]
 
 # Called on the finisher thread when a clip's writer failed (disk full, encoder error): (temp
 # mp4 path, its journal dict) -> the indexed record, or None when nothing could be kept (e.g.
-# no decodable frame: the file is quarantined). station.store.recovery.Recovery.salvage implements
-# it.
+# no decodable frame: the file is quarantined). Also, after the next clean clip, for a clip that
+# is in place in clips/ but could not be indexed (its path and journal dict, with
+# ``final_path``): it is indexed as it is, from its signed manifest. Implemented by
+# station.store.recovery.Recovery.salvage.
 Salvage = Callable[[Path, dict[str, Any]], ClipRecord | None]
 
 
@@ -743,8 +745,12 @@ class Recorder:
             record = dataclasses.replace(record, size=data["size"], sha256=data["sha256"])
             clip_id = self.ledger.add_clip(record)
         except (OSError, StationError) as exc:
-            # The clip is safe in clips/; reconciliation on the next start indexes it.
+            # The clip is safe in clips/ (e.g. signed, then the index found the disk full): the
+            # salvage indexes it in place after the next clean clip, else the next start does.
             log.error("clip %s is on disk but could not be indexed: %s", rel, exc)
+            if self.salvage is not None:
+                meta = {**self.journal_data(clip), "finish_reason": clip.finish_reason}
+                self._unsalvaged.append((final, {**meta, "final_path": rel}))
             return FinishedClip(clip.order_id, None, str(exc))
         journal_path(clip.tmp_path).unlink(missing_ok=True)
         log.info("clip %s indexed (id %d, %d frames, %.1fs, sha256 %s...)",

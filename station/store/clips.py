@@ -37,6 +37,11 @@ class WaybillLink:
     t_clip_s: float
 
 
+# The manifest fields (in ``ClipRecord.extra``) that the index also keeps in columns of their
+# own: who packed the clip, its kind and the clips it repacks.
+FLOOR_FIELDS = ("kind", "packer", "repack_of", "repack_of_fleet")
+
+
 @dataclass(frozen=True)
 class ClipRecord:
     """Everything the index holds about one finished clip (also the manifest's content)."""

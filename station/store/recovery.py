@@ -11,7 +11,7 @@ import os
 import shutil
 import statistics
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from station.recording.recorder import (
 )
 from station.recording.session import FinishReason
 from station.recording.writer import MUX_OPTIONS
+from station.store.clips import FLOOR_FIELDS
 from station.store.files import fsync_dir, sha256_file, write_json_atomic
 from station.store.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
 from station.store.mp4box import iter_boxes
@@ -240,6 +241,7 @@ def record_from_manifest(body: dict[str, Any]) -> ClipRecord:
             for w in body.get("waybills") or ()
         ),
         events=tuple(_event(e) for e in body.get("events") or ()),
+        extra={k: body[k] for k in FLOOR_FIELDS if k in body},
     )
 
 
@@ -382,10 +384,14 @@ class Recovery:
             log.info("recovery: index and disk agree")
         return self.report
 
-    def salvage(self, tmp_mp4: Path, meta: dict[str, Any]) -> ClipRecord | None:
-        """Finalise one temp clip whose writer failed (the recorder's ``Salvage``)."""
+    def salvage(self, mp4: Path, meta: dict[str, Any]) -> ClipRecord | None:
+        """The recorder's ``Salvage``: finalise one temp clip whose writer failed; or index one
+        already in place in ``clips/`` that its index write missed (a full disk), from the
+        manifest it was signed with when there is one: the file is never changed."""
         self.report = RecoveryReport()
-        return self._finalise_tmp(tmp_mp4.name[: -len(".mp4")], tmp_mp4, meta)
+        if self.clips_dir in mp4.parents:
+            return self._index_file(mp4, meta, None, False)
+        return self._finalise_tmp(mp4.name[: -len(".mp4")], mp4, meta)
 
     # ---- 1. leftovers ---------------------------------------------------------------------
 
@@ -535,6 +541,8 @@ class Recovery:
         if facts.error is not None or not facts.plays:
             recovery["decode_error"] = facts.error or "frames missing when decoding"
         meta = {**meta, "final_path": rel, "recovery": recovery}
+        if original:  # the repair moved it out of tmp/: a crash before the move finds it there
+            meta["original_saved_as"] = original
         write_json_atomic(journal, meta)  # a crash after the move: step 3 indexes it with this
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, final)
@@ -644,7 +652,7 @@ class Recovery:
             record.frame_count,
             clip_id,
         )
-        return record
+        return replace(record, id=clip_id)
 
     def _drop_journal_for(self, rel: str) -> None:
         for j in self.tmp_dir.glob(f"*{JOURNAL_SUFFIX}"):

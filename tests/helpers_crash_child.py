@@ -1,0 +1,152 @@
+"""Child process of the crash-point tests: ``python helpers_crash_child.py MODE WORK``.
+
+Imports the station once, runs MODE once without a crash to list its steps (every rename,
+unlink, fsync and index transaction), then for each step N forks a child that runs MODE again
+on ``WORK/<N>/data`` and dies by ``os._exit`` just before step N (a kill -9 there). Forking
+saves the interpreter start and the imports for each of the many points. Prints one JSON line:
+``{"steps": [...], "crashed": [N, ...]}``.
+
+MODE ``finish``: record one clip of order PO-1 with the station's recorder, proof finalizer
+and salvage; the steps counted are the finisher's (from ``stop`` on).
+MODE ``recover``: one recovery pass over a copy of ``WORK/template`` (the test makes it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from recorder_support import encoded_recorder
+
+from station import config as config_mod
+from station.proof.finalizer import build_finalizers
+from station.recording.writer import to_i420
+from station.store import sqlitedb
+from station.store.ledger import Ledger, ScanEventRecord
+from station.store.recovery import Recovery, recover_data_dir
+
+W, H, FPS = 160, 96, 10.0
+WALL0 = datetime(2026, 11, 30, 14, 5, 6, 789000).astimezone()
+CRASHED = 77
+FLOOR = {"kind": "order", "packer": "ann", "repack_of": [7]}  # the clip's; must reach its row
+
+
+class Steps:
+    """Counts the side effects a crash can fall between; ``os._exit`` before step ``crash_at``."""
+
+    def __init__(self) -> None:
+        self.crash_at = 0  # 0: never
+        self.armed = False
+        self.done: list[str] = []
+
+    def step(self, what: str) -> None:
+        if not self.armed:
+            return
+        self.done.append(what)
+        if len(self.done) == self.crash_at:
+            os._exit(CRASHED)
+
+    def install(self) -> None:
+        def wrap(name: str) -> None:
+            real = getattr(os, name)
+
+            def call(*args: Any, **kw: Any) -> Any:
+                target = args[1] if name in ("replace", "rename") else args[0]
+                if isinstance(target, int):  # fsync(fd): name what it is open on
+                    target = os.readlink(f"/proc/self/fd/{target}")
+                self.step(f"{name} {os.path.basename(os.fsdecode(target))}")
+                return real(*args, **kw)
+
+            setattr(os, name, call)
+
+        for name in ("replace", "rename", "unlink", "fsync"):
+            wrap(name)
+        real_tx = sqlitedb.transaction
+
+        @contextlib.contextmanager
+        def tx(conn: Any, lock: Any, error: type[Exception], what: str) -> Iterator[Any]:
+            self.step(f"index: {what}")
+            with real_tx(conn, lock, error, what) as c:
+                yield c
+
+        sqlitedb.transaction = tx  # type: ignore[assignment]
+
+
+def picture(i: int) -> np.ndarray:
+    rng = np.random.default_rng(i)
+    img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    img[:, (i * 5) % (W - 10) :][:, :10] = (0, 200, 255)
+    return img
+
+
+def finish(data: Path, steps: Steps) -> None:
+    cfg = config_mod.load(None).with_data_dir(data)
+    ledger = Ledger.in_data_dir(data)
+    fins = build_finalizers(cfg)
+    salvage = Recovery(cfg, ledger, fins).salvage
+    rec = encoded_recorder(cfg, ledger, W, H, FPS, finalizers=fins, salvage=salvage)
+    t = 0.0
+    for i in range(15):
+        wall = WALL0 + timedelta(seconds=t)
+        rec.push(to_i420(picture(i)), t, wall)
+        if i == 3:
+            rec.start("PO-1", t, wall=wall, extra=dict(FLOOR))
+            rec.log_event(ScanEventRecord("order", "PO-1", "script", wall), t)
+        if i == 6:
+            rec.link_waybill("SF1234567890123", "SF", t)
+        t += 1 / FPS
+    steps.armed = True
+    rec.stop("sealed", t)
+    rec.wait_idle()
+    rec.close()
+    for f in fins:
+        f.close()
+    ledger.close()
+
+
+def recover(data: Path, steps: Steps) -> None:
+    steps.armed = True
+    recover_data_dir(config_mod.load(None).with_data_dir(data))
+
+
+def run(work: Path, mode: Callable[[Path, Steps], None], n: int, steps: Steps) -> int:
+    """Run ``mode`` in a forked child dying before step ``n`` (0: none); its exit status."""
+    point = work / str(n)
+    template = work / "template"
+    if template.exists():
+        shutil.copytree(template, point)
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            steps.crash_at = n
+            mode(point / "data", steps)
+            (point / "steps.json").write_text(json.dumps(steps.done))
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def main() -> None:
+    mode = {"finish": finish, "recover": recover}[sys.argv[1]]
+    work = Path(sys.argv[2])
+    steps = Steps()
+    steps.install()
+    if run(work, mode, 0, steps) != 0:
+        raise SystemExit("the run without a crash failed")
+    done = json.loads((work / "0" / "steps.json").read_text())
+    crashed = [n for n in range(1, len(done) + 1) if run(work, mode, n, steps) == CRASHED]
+    sys.stdout.write(json.dumps({"steps": done, "crashed": crashed}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
