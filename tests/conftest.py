@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,16 @@ def barcodes_dir() -> Path:
     if root is None:
         pytest.skip("../shared/data/barcodes (real barcode photos) is not beside the checkout")
     return root
+
+
+@pytest.fixture(scope="session")
+def dead_pid() -> int:
+    """The pid of a process that has exited (a station killed mid-write, say)."""
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return int(child.stdout)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from fake_clock import FakeClock
 
 import station.recording.live as live_mod
+from station.capture.codes import safe_component
 from station.recording.live import LiveWriter
 from station.recording.runner import Status
 
@@ -127,3 +129,20 @@ def test_threaded_writer_publishes_in_the_background(tmp_path: Path, monkeypatch
     doc = json.loads((tmp_path / "live" / "s1.json").read_text(encoding="utf-8"))
     assert doc["frames"] == 7 and doc["dropped"] == 2
     assert (tmp_path / "live" / "s1.jpg").read_bytes()[:2] == b"\xff\xd8"
+
+
+def test_temp_files_of_a_writer_killed_mid_write_are_removed_at_start(
+    tmp_path: Path, dead_pid: int
+) -> None:
+    # A station killed between writing a temp file and renaming it leaves
+    # .<station>.jpg.<pid>.tmp; the next run (another pid) never writes over it.
+    live_dir = tmp_path / "live"
+    live_dir.mkdir()
+    stem = safe_component("打包台1", 32)  # the files' name for this station
+    stale = [live_dir / f".{stem}.jpg.{dead_pid}.tmp", live_dir / f".{stem}.json.{dead_pid}.tmp"]
+    alive = live_dir / f".{stem}.json.{os.getpid()}.tmp"  # a running writer's: not ours to take
+    other = live_dir / f".{safe_component('桌2', 32)}.json.{dead_pid}.tmp"  # its own start's
+    for p in (*stale, alive, other):
+        p.write_bytes(b"half")
+    LiveWriter(tmp_path, "打包台1")
+    assert sorted(p.name for p in live_dir.iterdir()) == sorted([alive.name, other.name])

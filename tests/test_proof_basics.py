@@ -12,7 +12,7 @@ import pytest
 from station.proof import ProofError
 from station.proof import manifest as manifest_mod
 from station.proof.canonical import canonical_json
-from station.proof.keys import StationKey, fingerprint, load_public_pem
+from station.proof.keys import StationKey, fingerprint, load_public_pem, write_public
 from station.proof.log import ProofLog
 from station.store.ledger import Ledger
 
@@ -70,6 +70,18 @@ def test_station_key_created_once_with_mode_0600(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     with pytest.raises(ProofError):
         StationKey.load(tmp_path / "missing.pem")
+
+
+def test_publishing_the_key_removes_what_a_killed_publisher_left(
+    tmp_path: Path, dead_pid: int
+) -> None:
+    public = tmp_path / "proof-public" / "station-key.pub.pem"
+    public.parent.mkdir()
+    stale = public.with_name(f".{public.name}.{dead_pid}.new")
+    stale.write_bytes(b"-----BEGIN")
+    write_public(public, b"pem")
+    assert public.read_bytes() == b"pem"
+    assert sorted(p.name for p in public.parent.iterdir()) == [public.name]
 
 
 def _body(key: StationKey, seq: int = 0, prev: str = manifest_mod.GENESIS) -> dict:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,6 +84,25 @@ def test_the_feed_writes_the_file_and_says_stopped(tmp_path: Path) -> None:
     feed.close()
     assert json.loads(path.read_text("utf-8"))["state"] == "stopped"
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp file left
+
+
+def test_a_temp_file_left_by_a_killed_station_goes_and_a_failed_write_leaves_none(
+    tmp_path: Path, dead_pid: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = screen_path(tmp_path, "桌1")
+    path.parent.mkdir(parents=True)
+    stale = path.with_name(f".{path.name}.{dead_pid}.tmp")
+    stale.write_text("{", encoding="utf-8")
+    feed = ScreenFeed(tmp_path, "桌1")
+    feed.close()
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+    def full(*_a: object, **_k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)  # the temp file is written, the rename fails
+    feed.write()
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
 
 
 # ---- the web page --------------------------------------------------------------------------

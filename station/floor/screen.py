@@ -14,6 +14,7 @@ from typing import Any
 
 from station.capture.codes import safe_component
 from station.floor.events import EventKind, StationEvent
+from station.store.files import remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,8 @@ class ScreenFeed:
 
     def __init__(self, data_dir: Path, station: str) -> None:
         self.path = screen_path(data_dir, station)
+        if self.path.parent.is_dir():
+            remove_stale_temps(self.path, "tmp")  # a station killed mid-write
         self.state = ScreenState(station)
         self._lock = threading.Lock()
         self._dirty = threading.Event()
@@ -166,8 +169,12 @@ class ScreenFeed:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
-            os.replace(tmp, self.path)
+            try:
+                tmp.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+                os.replace(tmp, self.path)
+            except OSError:
+                tmp.unlink(missing_ok=True)  # a full disk: no half-written temp file stays
+                raise
         except OSError as exc:
             now = time.monotonic()
             if now >= self._next_error_log:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from station.proof import ProofError
+from station.store.files import remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def write_private(path: Path, pem: bytes) -> None:
 def write_public(path: Path, data: bytes) -> None:
     """Replace ``path`` atomically with a world-readable (0644) file, fsynced."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path, "new")  # left by a station killed while publishing
     tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:

@@ -23,6 +23,7 @@ from station.capture.codes import safe_component
 from station.capture.frames import resize_i420
 from station.runtime.clock import clock_synced
 from station.runtime.priority import lower_thread_priority
+from station.store.files import remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ class LiveWriter:
         self.dir = data_dir / "live"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.stem = safe_component(station_name, 32)
+        for name in (f"{self.stem}.jpg", f"{self.stem}.json"):  # a station killed mid-write
+            remove_stale_temps(self.dir / name, "tmp")
         self.station = station_name
         self.data_dir = data_dir
         self.interval = interval

@@ -39,6 +39,33 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # another user's process: alive
+    return False
+
+
+def remove_stale_temps(path: Path, suffix: str) -> list[Path]:
+    """Remove the ``.<name>.<pid>.<suffix>`` files beside ``path`` whose process is gone.
+
+    A writer that names its temp file after its pid (so two processes never share one) and is
+    killed between writing and renaming leaves it behind, and the next run, another pid,
+    never writes over it. A live process's temp file is left alone. Returns what was removed.
+    """
+    removed = []
+    head, tail = f".{path.name}.", f".{suffix}"
+    for p in path.parent.glob(f".*{tail}"):
+        pid = p.name[len(head) : -len(tail)] if p.name.startswith(head) else ""
+        if pid.isdigit() and _gone(int(pid)):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as JSON beside ``path``, fsync, rename over it, fsync the directory.
 
@@ -57,7 +84,13 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     fsync_dir(path.parent)
 
 
-__all__ = ["fsync_dir", "sha256_and_size", "sha256_file", "write_json_atomic"]
+__all__ = [
+    "fsync_dir",
+    "remove_stale_temps",
+    "sha256_and_size",
+    "sha256_file",
+    "write_json_atomic",
+]
 
 
 class SpoolFileError(ValueError):
