@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -70,6 +71,23 @@ def test_station_key_created_once_with_mode_0600(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     with pytest.raises(ProofError):
         StationKey.load(tmp_path / "missing.pem")
+
+
+def test_a_key_write_cut_short_leaves_no_key_file_to_stop_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "proof" / "station-key.pem"
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "write", full)
+        with pytest.raises(ProofError, match="cannot create station key"):
+            StationKey.load_or_create(path)
+    assert list(path.parent.iterdir()) == []  # no empty station-key.pem, no temp file
+    key, created = StationKey.load_or_create(path)  # the next start makes one
+    assert created and StationKey.load(path).fingerprint == key.fingerprint
 
 
 def test_publishing_the_key_removes_what_a_killed_publisher_left(

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from station.proof import ProofError
-from station.store.files import remove_stale_temps
+from station.store.files import fsync_dir, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +52,27 @@ def verify_signature(public: Ed25519PublicKey, data: bytes, signature: bytes) ->
 
 
 def write_private(path: Path, pem: bytes) -> None:
-    """Create ``path`` with mode 0600 (never overwriting) and fsync it; a new folder is 0700."""
+    """Create ``path`` with mode 0600 (never overwriting: FileExistsError) holding ``pem``,
+    whole or not at all; a new folder is 0700.
+
+    Written and fsynced under a temp name, then hard-linked into place: a power cut or a full
+    disk mid-write leaves no empty or torn key file that would stop the station at its next
+    start, and a key another process created meanwhile is never replaced.
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    remove_stale_temps(path, "new")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
-        os.write(fd, pem)
-        os.fsync(fd)
+        try:
+            os.write(fd, pem)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)
     finally:
-        os.close(fd)
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
 
 
 def write_public(path: Path, data: bytes) -> None:
