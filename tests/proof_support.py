@@ -323,14 +323,15 @@ def build_store(
     ca: Any = None,
     certify: bool = True,
     cert_station: str | None = None,
+    station: str | None = None,
     ago: timedelta = timedelta(minutes=2),
 ) -> Store:
     """CA + station certificates, then ``orders`` recorded through the real Recorder.
 
     ``ca`` (a CompanyCa) certifies the key instead of a fresh "Test Co CA"; ``certify`` False
     leaves the key uncertified; ``cert_station`` certifies it under another station name;
-    ``ago``: how long before now the recording (as the manifests say) started — the TSA's
-    time is now.
+    ``station``: the station's name (default the config's); ``ago``: how long before now the
+    recording (as the manifests say) started — the TSA's time is now.
     """
     from station.proof.ca import CompanyCa
     from station.proof.finalizer import ProofFinalizer
@@ -339,6 +340,8 @@ def build_store(
 
     data = root / "data"
     cfg = config_mod.load(None).with_data_dir(data)
+    if station is not None:
+        cfg = cfg.replace("station", name=station)
     cfg = cfg.replace(
         "proof",
         tsa_urls=(tsa.url,),
