@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import io
 import json
 import re
 import subprocess
@@ -189,6 +190,33 @@ def pins(values: list[str], candidates: list[bytes], what: str) -> list[bytes]:
         else:
             out += [c for c in candidates if cert_fingerprint(c) == fp]
     return out
+
+
+def subject_cn(text: str) -> str | None:
+    """The CN of ``openssl x509 -subject -nameopt RFC2253`` output, unescaped. RFC 2253 escapes
+    specials (``\\,``) and each byte of a non-ASCII character as ``\\XX`` (打 is \\E6\\89\\93),
+    which keeps the text ASCII in any locale; it lists the RDNs last first, so the last CN is
+    the certificate's first (the one `packcam verify` reads)."""
+    line = [ln for ln in text.splitlines() if ln.startswith("subject=")] or [""]
+    s = line[0][len("subject=") :]  # not stripped: a trailing space ("\\ ") is part of the CN
+    fields, raw, i = [], bytearray(), 0
+    while i < len(s):
+        c = s[i]
+        if c in (",", "+"):  # the end of one attribute
+            fields.append(bytes(raw))
+            raw = bytearray()
+        elif c == "\\" and re.fullmatch(r"[0-9A-Fa-f]{2}", s[i + 1 : i + 3]):
+            raw.append(int(s[i + 1 : i + 3], 16))
+            i += 2
+        elif c == "\\":
+            raw += s[i + 1 : i + 2].encode()
+            i += 1
+        else:
+            raw += c.encode()
+        i += 1
+    fields.append(bytes(raw))
+    cns = [f[3:].decode("utf-8", "replace") for f in fields if f.startswith(b"CN=")]
+    return cns[-1] if cns else None
 
 
 def parse_time(s: str) -> datetime | None:
@@ -444,8 +472,7 @@ def _check(
         _, subj = openssl(
             "x509", "-in", str(cert), "-noout", "-subject", "-nameopt", "RFC2253", cwd=root
         )
-        m = re.search(r"CN=((?:[^,\\\n]|\\.)*)", subj)
-        name = m.group(1) if m else None
+        name = subject_cn(subj)
         cafile = pins_dir / "ca.pem"  # the CA you pinned (else the shipped one, to say so)
         cafile.write_bytes(b"".join(trusted) or shipped_ca)
         # -trusted: these and nothing else (-CAfile also trusts the machine's CA store)
@@ -662,6 +689,8 @@ def main(argv: list[str] | None = None) -> int:
         "central site's /witness/<station>",
     )
     a = ap.parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a station named 打包台1 on a cp1252 console
+        sys.stdout.reconfigure(errors="backslashreplace")
     src = Path(a.bundle)
     try:
         if src.is_dir():
