@@ -50,6 +50,7 @@ class Result:
         self.covered = False
 
     def add(self, status: str, name: str, reason: str, code: str = "") -> None:
+        reason = " ".join(reason.split())  # one line per check (openssl's errors span several)
         self.checks.append((status, name, reason, code))
         print(f"{status:4} {name}: {reason}" + (f" [{code}]" if code else ""))
 
@@ -469,18 +470,39 @@ def _check(
         ok, key_pem = openssl("x509", "-in", str(cert), "-noout", "-pubkey", cwd=root)
         if not ok or key_pem.strip() != (root / key).read_text().strip():
             res.add(FAIL, what, "the certificate is for another key", "cert-key-mismatch")
+            return False, None
         _, subj = openssl(
             "x509", "-in", str(cert), "-noout", "-subject", "-nameopt", "RFC2253", cwd=root
         )
         name = subject_cn(subj)
+        shipped = f"CA {cert_fingerprint(shipped_ca)}" if shipped_ca else "no CA"
+        if ca_pins and not trusted:  # a pinned fingerprint the bundle's CA does not have
+            res.add(
+                FAIL,
+                what,
+                f"not from the company CA you pinned (the bundle ships {shipped})",
+                "cert-foreign-ca",
+            )
+            return False, None
+        if not trusted and not shipped_ca:
+            res.add(
+                WARN,
+                what,
+                "has a certificate but no company CA came with it: compare the station key "
+                f"{key_fp(root / key)} with the seller's",
+                "signer-unanchored",
+            )
+            return False, name
         cafile = pins_dir / "ca.pem"  # the CA you pinned (else the shipped one, to say so)
         cafile.write_bytes(b"".join(trusted) or shipped_ca)
         # -trusted: these and nothing else (-CAfile also trusts the machine's CA store)
         ok, out = openssl("verify", "-x509_strict", "-trusted", str(cafile), str(cert), cwd=root)
         if not ok:
-            res.add(FAIL, what, f"does not chain to the company CA: {out.strip()}",
-                    "cert-foreign-ca")  # fmt: skip
-            return False, name
+            where = "you pinned" if trusted else "shipped in the bundle"
+            res.add(
+                FAIL, what, f"does not chain to the company CA {where}: {out}", "cert-foreign-ca"
+            )
+            return False, None
         if trusted:
             res.add(OK, what, f"certified as {name!r} by the company CA you pinned")
             return True, name
