@@ -7,8 +7,9 @@ Usage:  python3 verify.py BUNDLE.zip --ca COMPANY-CA.pem|SHA256 --tsa-ca TSA-ROO
 It imports nothing from packcam, so you can read all of it before you run it. It checks
 every member's SHA-256 against the bundle manifest the station signed, the Ed25519 signatures
 (openssl pkeyutl), the station certificate against the company CA *you* pin (openssl verify),
-the RFC 3161 tokens against the TSA root *you* pin (openssl ts -verify) and their time against
-each clip's recorded end, each clip's recorded start, end and duration against one another,
+the RFC 3161 tokens (openssl ts -verify: over this data, signed by a timestamping certificate,
+anchored when it chains to the TSA root *you* pin) and their time against each clip's
+recorded end, each clip's recorded start, end and duration against one another,
 and the RFC 9162 Merkle inclusion and consistency proofs. It reads no video: unlike
 `packcam verify` it cannot hold the duration to how long the clip plays.
 Certificates that came inside the bundle are never trusted by themselves.
@@ -538,6 +539,10 @@ def _check(
     tsa_file = pins_dir / "tsa-roots.pem"  # what you pinned, for openssl -CAfile
     tsa_file.write_bytes(b"".join(tsa_trusted))
 
+    def ts_verify(tst: str, data: str, cafile: Path, *extra: str) -> tuple[bool, str]:
+        return openssl("ts", "-verify", "-token_in", "-in", tst, "-data", data,
+                       "-CAfile", str(cafile), *extra, cwd=root)  # fmt: skip
+
     def tokens(
         name: str, data: str, tsts: list[str], ended: datetime | None, timed: bool = False
     ) -> bool:
@@ -546,36 +551,28 @@ def _check(
         if not tsts:
             res.add(WARN, name, "no RFC 3161 token", "time-unanchored")
         for t in tsts:
-            if not tsa_trusted:
-                res.add(
-                    WARN,
-                    name,
-                    "token not checked: pin the TSA's root (--tsa-ca)",
-                    "time-unanchored",
-                )
-                continue
-            ok, out = openssl(
-                "ts",
-                "-verify",
-                "-token_in",
-                "-in",
-                t,
-                "-data",
-                data,
-                "-CAfile",
-                str(tsa_file),
-                cwd=root,
-            )
+            # What the token proves by itself, pinned or not: it is over this data and signed
+            # by the TSA certificate inside it (critical timeStamping EKU, ESS); -partial_chain
+            # trusts that certificate for this check only.
+            _, certs = openssl("pkcs7", "-inform", "DER", "-in", t, "-print_certs", cwd=root)
+            own = pins_dir / "token-certs.pem"
+            own.write_bytes(b"".join(pem_certs(certs.encode())))
+            ok, out = ts_verify(t, data, own, "-partial_chain")
             if not ok:
+                other = "message imprint mismatch" in out
                 res.add(
                     FAIL,
                     name,
-                    f"token does not verify against the TSA root you pinned: {out.strip()[-200:]}",
-                    "tsa-invalid",
+                    ("the token timestamps other data" if other else "not a valid token")
+                    + f": {out.strip()[-200:]}",
+                    "tsa-other-data" if other else "tsa-invalid",
                 )
                 continue
+            pinned = bool(tsa_trusted) and ts_verify(t, data, tsa_file)[0]
             when, acc = token_time(root / t, root)
+            in_bounds = True
             if timed and (ended is None or when is None):
+                in_bounds = False
                 res.add(
                     FAIL,
                     name,
@@ -583,10 +580,10 @@ def _check(
                     "or the token no time: the TSA's time cannot be held to it",
                     "time-out-of-bounds",
                 )
-                continue
-            if ended is not None and when is not None:
+            elif ended is not None and when is not None:
                 delta = (when - ended).total_seconds()
                 if abs(delta) > max_delay_s + acc + 1:
+                    in_bounds = False
                     res.add(
                         FAIL,
                         name,
@@ -594,11 +591,26 @@ def _check(
                         f"recorded end {ended.isoformat()}",
                         "time-out-of-bounds",
                     )
-                    continue
-            res.add(
-                OK, name, f"timestamped at {when.isoformat() if when else '?'} by a TSA you pinned"
-            )
-            anchored = True
+                elif delta < -(acc + 1):
+                    res.add(
+                        WARN,
+                        name,
+                        f"TSA time {when.isoformat()} is {-delta:.0f} s before the recorded end "
+                        f"{ended.isoformat()}: the station clock was ahead",
+                        "clock-ahead",
+                    )
+            at = when.isoformat() if when else "?"
+            if pinned:
+                res.add(OK, name, f"timestamped at {at} by a TSA you pinned")
+                anchored = anchored or in_bounds
+            else:
+                res.add(
+                    WARN,
+                    name,
+                    f"token valid, timestamped at {at}, but not by a TSA you pinned: compare "
+                    "its root with the TSA's published one and pin it (--tsa-ca)",
+                    "time-unanchored",
+                )
         return anchored
 
     tokens("checkpoint.timestamp", cpi["body"], cpi.get("timestamps", []), None)
