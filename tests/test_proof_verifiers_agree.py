@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from station.proof.bundle import export_order
 from station.proof.ca import CompanyCa, cert_fingerprint, pem
 from station.proof.keys import StationKey
 from station.proof.trust import build_anchors
-from station.proof.verify import FAIL, UNANCHORED, WARN, verify_bundle
+from station.proof.verify import AUTHENTIC, FAIL, UNANCHORED, WARN, verify_bundle
 
 CN_STATION = "打包台1"  # openssl prints it escaped (\E6\89\93...) unless told otherwise
 CODE_LINE = re.compile(r"^(OK|FAIL|WARN) .*\[([a-z0-9-]+)\]$")
@@ -243,3 +244,24 @@ def test_c2pa_signer_with_no_ca_at_all_is_unanchored_not_invalid(
     pinned = build_anchors([str(foreign_ca)], use_default=False)
     codes = verify_bundle(path, anchors=pinned, tmp_dir=tmp_path).codes()
     assert codes == {"cert-foreign-ca", "c2pa-untrusted"}, codes
+
+
+def test_a_tsa_certificate_that_expired_after_it_signed_still_counts(tmp_path: Path) -> None:
+    """An honest bundle outlives its TSA's certificate: the token is judged as of when it was
+    signed (packcam verify validates the TSA's chain at genTime; verify.py asks openssl for
+    the same with -attime), so both still say AUTHENTIC once that certificate has expired."""
+    valid = timedelta(seconds=10)
+    expires = datetime.now(UTC) + valid
+    tsa = TsaServer(tmp_path / "tsa", "ec", cert_valid=valid)
+    try:
+        st = build_store(tmp_path / "s", tsa, ["A1"], c2pa=False)
+    finally:
+        tsa.stop()
+    assert datetime.now(UTC) < expires - timedelta(seconds=1), "the tokens came too late"
+    path = export_order(st.cfg, "A1", tmp_path / "A1.zip").path
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 1.5)
+    ca, roots = [str(st.data / "proof-public/company-ca.crt")], [str(tsa.root)]
+    report = verify_bundle(path, anchors=build_anchors(ca, roots, use_default=False))
+    assert report.verdict == AUTHENTIC, report.lines()
+    rc, out = _standalone(path, tmp_path, ca, roots)
+    assert rc == 0 and "RESULT: AUTHENTIC" in out, out

@@ -557,7 +557,11 @@ def _check(
             _, certs = openssl("pkcs7", "-inform", "DER", "-in", t, "-print_certs", cwd=root)
             own = pins_dir / "token-certs.pem"
             own.write_bytes(b"".join(pem_certs(certs.encode())))
-            ok, out = ts_verify(t, data, own, "-partial_chain")
+            when, acc = token_time(root / t, root)
+            # the TSA's certificate as of when it signed, as `packcam verify` judges it: an
+            # honest bundle outlives it
+            attime = ("-attime", str(int(when.timestamp()))) if when else ()
+            ok, out = ts_verify(t, data, own, "-partial_chain", *attime)
             if not ok:
                 other = "message imprint mismatch" in out
                 res.add(
@@ -568,8 +572,7 @@ def _check(
                     "tsa-other-data" if other else "tsa-invalid",
                 )
                 continue
-            pinned = bool(tsa_trusted) and ts_verify(t, data, tsa_file)[0]
-            when, acc = token_time(root / t, root)
+            pinned = bool(tsa_trusted) and ts_verify(t, data, tsa_file, *attime)[0]
             in_bounds = True
             if timed and (ended is None or when is None):
                 in_bounds = False
