@@ -150,8 +150,11 @@ def _name(cn: str) -> x509.Name:
     )
 
 
-def make_tsa_pki(directory: Path, kind: str) -> tuple[Path, Path, Path]:
-    """A root CA and a TSA certificate (critical EKU timeStamping); returns (root, cert, key)."""
+def make_tsa_pki(
+    directory: Path, kind: str, cert_valid: timedelta = timedelta(days=30)
+) -> tuple[Path, Path, Path]:
+    """A root CA and a TSA certificate (critical EKU timeStamping) that expires after
+    ``cert_valid``; returns (root, cert, key)."""
     now = datetime.now(UTC)
     root_key = ec.generate_private_key(ec.SECP256R1())
     root = (
@@ -179,7 +182,7 @@ def make_tsa_pki(directory: Path, kind: str) -> tuple[Path, Path, Path]:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
+        .not_valid_after(now + cert_valid)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
         .add_extension(_key_usage(sign=True, ca=False), critical=True)
@@ -225,10 +228,12 @@ ess_cert_id_alg = sha256
 class TsaServer:
     """``openssl ts -reply`` behind http.server on 127.0.0.1; ``online = False``: an outage."""
 
-    def __init__(self, directory: Path, kind: str) -> None:
+    def __init__(
+        self, directory: Path, kind: str, cert_valid: timedelta = timedelta(days=30)
+    ) -> None:
         self.dir = directory
         self.kind = kind
-        self.root, self.cert, self.key = make_tsa_pki(directory, kind)
+        self.root, self.cert, self.key = make_tsa_pki(directory, kind, cert_valid)
         (directory / "serial").write_text("01\n")
         (directory / "tsa.cnf").write_text(TSA_CNF.format(dir=directory))
         self.online = True
@@ -323,14 +328,15 @@ def build_store(
     ca: Any = None,
     certify: bool = True,
     cert_station: str | None = None,
+    station: str | None = None,
     ago: timedelta = timedelta(minutes=2),
 ) -> Store:
     """CA + station certificates, then ``orders`` recorded through the real Recorder.
 
     ``ca`` (a CompanyCa) certifies the key instead of a fresh "Test Co CA"; ``certify`` False
     leaves the key uncertified; ``cert_station`` certifies it under another station name;
-    ``ago``: how long before now the recording (as the manifests say) started — the TSA's
-    time is now.
+    ``station``: the station's name (default the config's); ``ago``: how long before now the
+    recording (as the manifests say) started — the TSA's time is now.
     """
     from station.proof.ca import CompanyCa
     from station.proof.finalizer import ProofFinalizer
@@ -339,6 +345,8 @@ def build_store(
 
     data = root / "data"
     cfg = config_mod.load(None).with_data_dir(data)
+    if station is not None:
+        cfg = cfg.replace("station", name=station)
     cfg = cfg.replace(
         "proof",
         tsa_urls=(tsa.url,),

@@ -7,8 +7,9 @@ Usage:  python3 verify.py BUNDLE.zip --ca COMPANY-CA.pem|SHA256 --tsa-ca TSA-ROO
 It imports nothing from packcam, so you can read all of it before you run it. It checks
 every member's SHA-256 against the bundle manifest the station signed, the Ed25519 signatures
 (openssl pkeyutl), the station certificate against the company CA *you* pin (openssl verify),
-the RFC 3161 tokens against the TSA root *you* pin (openssl ts -verify) and their time against
-each clip's recorded end, each clip's recorded start, end and duration against one another,
+the RFC 3161 tokens (openssl ts -verify: over this data, signed by a timestamping certificate,
+anchored when it chains to the TSA root *you* pin) and their time against each clip's
+recorded end, each clip's recorded start, end and duration against one another,
 and the RFC 9162 Merkle inclusion and consistency proofs. It reads no video: unlike
 `packcam verify` it cannot hold the duration to how long the clip plays.
 Certificates that came inside the bundle are never trusted by themselves.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import io
 import json
 import re
 import subprocess
@@ -49,6 +51,7 @@ class Result:
         self.covered = False
 
     def add(self, status: str, name: str, reason: str, code: str = "") -> None:
+        reason = " ".join(reason.split())  # one line per check (openssl's errors span several)
         self.checks.append((status, name, reason, code))
         print(f"{status:4} {name}: {reason}" + (f" [{code}]" if code else ""))
 
@@ -189,6 +192,33 @@ def pins(values: list[str], candidates: list[bytes], what: str) -> list[bytes]:
         else:
             out += [c for c in candidates if cert_fingerprint(c) == fp]
     return out
+
+
+def subject_cn(text: str) -> str | None:
+    """The CN of ``openssl x509 -subject -nameopt RFC2253`` output, unescaped. RFC 2253 escapes
+    specials (``\\,``) and each byte of a non-ASCII character as ``\\XX`` (打 is \\E6\\89\\93),
+    which keeps the text ASCII in any locale; it lists the RDNs last first, so the last CN is
+    the certificate's first (the one `packcam verify` reads)."""
+    line = [ln for ln in text.splitlines() if ln.startswith("subject=")] or [""]
+    s = line[0][len("subject=") :]  # not stripped: a trailing space ("\\ ") is part of the CN
+    fields, raw, i = [], bytearray(), 0
+    while i < len(s):
+        c = s[i]
+        if c in (",", "+"):  # the end of one attribute
+            fields.append(bytes(raw))
+            raw = bytearray()
+        elif c == "\\" and re.fullmatch(r"[0-9A-Fa-f]{2}", s[i + 1 : i + 3]):
+            raw.append(int(s[i + 1 : i + 3], 16))
+            i += 2
+        elif c == "\\":
+            raw += s[i + 1 : i + 2].encode()
+            i += 1
+        else:
+            raw += c.encode()
+        i += 1
+    fields.append(bytes(raw))
+    cns = [f[3:].decode("utf-8", "replace") for f in fields if f.startswith(b"CN=")]
+    return cns[-1] if cns else None
 
 
 def parse_time(s: str) -> datetime | None:
@@ -441,19 +471,39 @@ def _check(
         ok, key_pem = openssl("x509", "-in", str(cert), "-noout", "-pubkey", cwd=root)
         if not ok or key_pem.strip() != (root / key).read_text().strip():
             res.add(FAIL, what, "the certificate is for another key", "cert-key-mismatch")
+            return False, None
         _, subj = openssl(
             "x509", "-in", str(cert), "-noout", "-subject", "-nameopt", "RFC2253", cwd=root
         )
-        m = re.search(r"CN=((?:[^,\\\n]|\\.)*)", subj)
-        name = m.group(1) if m else None
+        name = subject_cn(subj)
+        shipped = f"CA {cert_fingerprint(shipped_ca)}" if shipped_ca else "no CA"
+        if ca_pins and not trusted:  # a pinned fingerprint the bundle's CA does not have
+            res.add(
+                FAIL,
+                what,
+                f"not from the company CA you pinned (the bundle ships {shipped})",
+                "cert-foreign-ca",
+            )
+            return False, None
+        if not trusted and not shipped_ca:
+            res.add(
+                WARN,
+                what,
+                "has a certificate but no company CA came with it: compare the station key "
+                f"{key_fp(root / key)} with the seller's",
+                "signer-unanchored",
+            )
+            return False, name
         cafile = pins_dir / "ca.pem"  # the CA you pinned (else the shipped one, to say so)
         cafile.write_bytes(b"".join(trusted) or shipped_ca)
         # -trusted: these and nothing else (-CAfile also trusts the machine's CA store)
         ok, out = openssl("verify", "-x509_strict", "-trusted", str(cafile), str(cert), cwd=root)
         if not ok:
-            res.add(FAIL, what, f"does not chain to the company CA: {out.strip()}",
-                    "cert-foreign-ca")  # fmt: skip
-            return False, name
+            where = "you pinned" if trusted else "shipped in the bundle"
+            res.add(
+                FAIL, what, f"does not chain to the company CA {where}: {out}", "cert-foreign-ca"
+            )
+            return False, None
         if trusted:
             res.add(OK, what, f"certified as {name!r} by the company CA you pinned")
             return True, name
@@ -489,6 +539,10 @@ def _check(
     tsa_file = pins_dir / "tsa-roots.pem"  # what you pinned, for openssl -CAfile
     tsa_file.write_bytes(b"".join(tsa_trusted))
 
+    def ts_verify(tst: str, data: str, cafile: Path, *extra: str) -> tuple[bool, str]:
+        return openssl("ts", "-verify", "-token_in", "-in", tst, "-data", data,
+                       "-CAfile", str(cafile), *extra, cwd=root)  # fmt: skip
+
     def tokens(
         name: str, data: str, tsts: list[str], ended: datetime | None, timed: bool = False
     ) -> bool:
@@ -497,36 +551,31 @@ def _check(
         if not tsts:
             res.add(WARN, name, "no RFC 3161 token", "time-unanchored")
         for t in tsts:
-            if not tsa_trusted:
-                res.add(
-                    WARN,
-                    name,
-                    "token not checked: pin the TSA's root (--tsa-ca)",
-                    "time-unanchored",
-                )
-                continue
-            ok, out = openssl(
-                "ts",
-                "-verify",
-                "-token_in",
-                "-in",
-                t,
-                "-data",
-                data,
-                "-CAfile",
-                str(tsa_file),
-                cwd=root,
-            )
+            # What the token proves by itself, pinned or not: it is over this data and signed
+            # by the TSA certificate inside it (critical timeStamping EKU, ESS); -partial_chain
+            # trusts that certificate for this check only.
+            _, certs = openssl("pkcs7", "-inform", "DER", "-in", t, "-print_certs", cwd=root)
+            own = pins_dir / "token-certs.pem"
+            own.write_bytes(b"".join(pem_certs(certs.encode())))
+            when, acc = token_time(root / t, root)
+            # the TSA's certificate as of when it signed, as `packcam verify` judges it: an
+            # honest bundle outlives it
+            attime = ("-attime", str(int(when.timestamp()))) if when else ()
+            ok, out = ts_verify(t, data, own, "-partial_chain", *attime)
             if not ok:
+                other = "message imprint mismatch" in out
                 res.add(
                     FAIL,
                     name,
-                    f"token does not verify against the TSA root you pinned: {out.strip()[-200:]}",
-                    "tsa-invalid",
+                    ("the token timestamps other data" if other else "not a valid token")
+                    + f": {out.strip()[-200:]}",
+                    "tsa-other-data" if other else "tsa-invalid",
                 )
                 continue
-            when, acc = token_time(root / t, root)
+            pinned = bool(tsa_trusted) and ts_verify(t, data, tsa_file, *attime)[0]
+            in_bounds = True
             if timed and (ended is None or when is None):
+                in_bounds = False
                 res.add(
                     FAIL,
                     name,
@@ -534,10 +583,10 @@ def _check(
                     "or the token no time: the TSA's time cannot be held to it",
                     "time-out-of-bounds",
                 )
-                continue
-            if ended is not None and when is not None:
+            elif ended is not None and when is not None:
                 delta = (when - ended).total_seconds()
                 if abs(delta) > max_delay_s + acc + 1:
+                    in_bounds = False
                     res.add(
                         FAIL,
                         name,
@@ -545,11 +594,26 @@ def _check(
                         f"recorded end {ended.isoformat()}",
                         "time-out-of-bounds",
                     )
-                    continue
-            res.add(
-                OK, name, f"timestamped at {when.isoformat() if when else '?'} by a TSA you pinned"
-            )
-            anchored = True
+                elif delta < -(acc + 1):
+                    res.add(
+                        WARN,
+                        name,
+                        f"TSA time {when.isoformat()} is {-delta:.0f} s before the recorded end "
+                        f"{ended.isoformat()}: the station clock was ahead",
+                        "clock-ahead",
+                    )
+            at = when.isoformat() if when else "?"
+            if pinned:
+                res.add(OK, name, f"timestamped at {at} by a TSA you pinned")
+                anchored = anchored or in_bounds
+            else:
+                res.add(
+                    WARN,
+                    name,
+                    f"token valid, timestamped at {at}, but not by a TSA you pinned: compare "
+                    "its root with the TSA's published one and pin it (--tsa-ca)",
+                    "time-unanchored",
+                )
         return anchored
 
     tokens("checkpoint.timestamp", cpi["body"], cpi.get("timestamps", []), None)
@@ -662,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
         "central site's /witness/<station>",
     )
     a = ap.parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a station named 打包台1 on a cp1252 console
+        sys.stdout.reconfigure(errors="backslashreplace")
     src = Path(a.bundle)
     try:
         if src.is_dir():

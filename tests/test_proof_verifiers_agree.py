@@ -1,0 +1,266 @@
+"""`packcam verify` and the bundle's own verify.py reach the same verdict and reason codes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from proof_support import (  # noqa: F401 (fixtures)
+    Store,
+    TsaServer,
+    build_store,
+    bundle_index,
+    read_zip,
+    rewrite_zip,
+    store,
+    tsa_ec,
+    tsa_rsa,
+)
+
+from station.proof import standalone_verify
+from station.proof.bundle import export_order
+from station.proof.ca import CompanyCa, cert_fingerprint, pem
+from station.proof.keys import StationKey
+from station.proof.trust import build_anchors
+from station.proof.verify import AUTHENTIC, FAIL, UNANCHORED, WARN, verify_bundle
+
+CN_STATION = "打包台1"  # openssl prints it escaped (\E6\89\93...) unless told otherwise
+CODE_LINE = re.compile(r"^(OK|FAIL|WARN) .*\[([a-z0-9-]+)\]$")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A bundle to verify and what its pins refer to."""
+
+    path: Path
+    ca: Path  # the company CA the honest verifier holds a copy of
+    tsa: TsaServer  # the TSA that stamped it
+    other_tsa: TsaServer  # a real TSA that did not
+
+
+def _fp(pem_file: Path) -> str:
+    return cert_fingerprint(x509.load_pem_x509_certificate(pem_file.read_bytes()))
+
+
+@pytest.fixture(scope="module")
+def kinds(
+    store: Store,  # noqa: F811
+    tsa_ec: TsaServer,  # noqa: F811
+    tsa_rsa: TsaServer,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Kind]:
+    tmp = tmp_path_factory.mktemp("agree")
+    out: dict[str, Kind] = {}
+
+    def add(name: str, st: Store, ca: Path | None = None) -> Path:
+        path = export_order(st.cfg, "A1", tmp / f"{name}.zip").path
+        other = tsa_rsa if st.tsa is tsa_ec else tsa_ec
+        out[name] = Kind(path, ca or st.data / "proof-public/company-ca.crt", st.tsa, other)
+        return path
+
+    honest = add("honest", store)
+    add("chinese", build_store(tmp / "cn", tsa_ec, ["A1"], station=CN_STATION))
+    add(
+        "chinese-mismatch",
+        build_store(tmp / "cn2", tsa_ec, ["A1"], station="打包台2", cert_station=CN_STATION),
+    )
+    add("own-tsa", build_store(tmp / "rsa", tsa_rsa, ["A1"], c2pa=False))
+    add("late", build_store(tmp / "late", tsa_ec, ["A1"], c2pa=False, ago=timedelta(hours=2)))
+    ahead = build_store(tmp / "ahead", tsa_ec, ["A1"], c2pa=False, ago=-timedelta(minutes=5))
+    add("clock-ahead", ahead)
+    no_ca = store.copy(tmp / "no-ca")
+    (no_ca.data / "proof-public/company-ca.crt").unlink()
+    add("no-ca", no_ca, ca=store.data / "proof-public/company-ca.crt")
+    assert bundle_index(out["no-ca"].path)["keys"]["company_ca"] is None
+
+    idx = bundle_index(honest)
+    clip = idx["clips"][0]["clip"]
+    data = bytearray(read_zip(honest, clip))
+    data[len(data) // 2] ^= 1
+    tampered = rewrite_zip(honest, tmp / "tampered.zip", {clip: bytes(data)})
+    out["tampered"] = replace(out["honest"], path=tampered)
+    # the checkpoint's token in place of the first clip's: valid, but for other data
+    swapped = {
+        idx["clips"][0]["timestamps"][0]: read_zip(honest, idx["checkpoint"]["timestamps"][0])
+    }
+    other = rewrite_zip(honest, tmp / "other-data.zip", swapped)
+    out["other-data"] = replace(out["honest"], path=other)
+    return out
+
+
+@pytest.fixture(scope="module")
+def foreign_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A company CA that certified none of these stations."""
+    d = tmp_path_factory.mktemp("foreign")
+    ca = CompanyCa.create(d / "ca", "Foreign Co CA")
+    (d / "foreign.pem").write_bytes(pem(ca.cert))
+    return d / "foreign.pem"
+
+
+def _pins(kind: Kind, pins: str, foreign: Path) -> tuple[list[str], list[str]]:
+    """(--ca values, --tsa-ca values) of a named pin set."""
+    return {
+        "none": ([], []),
+        "files": ([str(kind.ca)], [str(kind.tsa.root)]),
+        "fingerprints": ([_fp(kind.ca)], [_fp(kind.tsa.root)]),
+        "ca-only": ([str(kind.ca)], []),
+        "foreign-ca-file": ([str(foreign)], [str(kind.tsa.root)]),
+        "foreign-ca-fingerprint": ([_fp(foreign)], [str(kind.tsa.root)]),
+        "other-tsa": ([str(kind.ca)], [str(kind.other_tsa.root)]),
+    }[pins]
+
+
+def _standalone(bundle: Path, tmp: Path, ca: list[str], tsa: list[str]) -> tuple[int, str]:
+    """The stranger's way: verify.py out of the bundle, python -I, openssl on PATH only."""
+    script = tmp / "verify.py"
+    script.write_bytes(read_zip(bundle, "verify.py"))
+    args = [a for v in ca for a in ("--ca", v)] + [a for v in tsa for a in ("--tsa-ca", v)]
+    r = subprocess.run(
+        [sys.executable, "-I", str(script), str(bundle), *args],
+        cwd=tmp,
+        capture_output=True,
+        encoding="utf-8",  # what Python prints in the C locale it runs in here
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp)},
+        check=False,
+        timeout=120,
+    )
+    assert "Traceback" not in r.stderr, r.stderr
+    return r.returncode, r.stdout
+
+
+def _verdict(exit_code: int, failed: set[str], other: set[str]) -> str:
+    """Exit code and reason codes, but those of the checks only `packcam verify` makes: it
+    reads the video (C2PA)."""
+    own = ("c2pa-",)
+    return (
+        f"exit {exit_code}; failed: {' '.join(sorted(c for c in failed if not c.startswith(own)))}"
+        f"; noted: {' '.join(sorted(c for c in other if not c.startswith(own)))}"
+    )
+
+
+ALL_PINS = [
+    "none",
+    "files",
+    "fingerprints",
+    "ca-only",
+    "foreign-ca-file",
+    "foreign-ca-fingerprint",
+    "other-tsa",
+]
+# exit code both must give: 0 AUTHENTIC, 1 NOT AUTHENTIC, 4 INTACT BUT NOT ANCHORED
+ANCHORED = {"none": 4, "files": 0, "fingerprints": 0, "ca-only": 4, "other-tsa": 4}
+HONEST = {**ANCHORED, "foreign-ca-file": 1, "foreign-ca-fingerprint": 1}
+CASES = (
+    [("honest", p, HONEST[p]) for p in ALL_PINS]
+    + [("chinese", p, HONEST[p]) for p in ALL_PINS]
+    + [("own-tsa", p, HONEST[p]) for p in ALL_PINS]
+    # no CA in the bundle: a pinned fingerprint has nothing to match
+    + [("no-ca", p, {**HONEST, "fingerprints": 1}[p]) for p in ALL_PINS]
+    + [("tampered", p, 1) for p in ALL_PINS]
+    + [("chinese-mismatch", p, 1) for p in ("none", "files", "fingerprints")]
+    + [("late", p, 1) for p in ("none", "files", "other-tsa")]
+    + [("clock-ahead", p, HONEST[p]) for p in ("none", "files")]
+    + [("other-data", p, 1) for p in ("none", "files", "other-tsa")]
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "pins", "exit_code"), CASES, ids=[f"{k}-{p}" for k, p, _ in CASES]
+)
+def test_standalone_and_packcam_verify_agree(
+    kinds: dict[str, Kind],
+    foreign_ca: Path,
+    tmp_path: Path,
+    kind: str,
+    pins: str,
+    exit_code: int,
+) -> None:
+    k = kinds[kind]
+    ca, tsa = _pins(k, pins, foreign_ca)
+    report = verify_bundle(
+        k.path, anchors=build_anchors(ca, tsa, use_default=False), tmp_dir=tmp_path
+    )
+    rc, out = _standalone(k.path, tmp_path, ca, tsa)
+    found = [CODE_LINE.match(line) for line in out.splitlines()]
+    standalone = _verdict(
+        rc,
+        {m.group(2) for m in found if m and m.group(1) == "FAIL"},
+        {m.group(2) for m in found if m and m.group(1) != "FAIL"},
+    )
+    failed = {c.code for c in report.checks if c.code and c.status == FAIL}
+    packcam = _verdict(report.exit_code, failed, report.reasons() - failed)
+    assert packcam == standalone, "\n".join([*report.lines(), "---- verify.py:", out])
+    assert rc == exit_code, out
+
+
+def test_a_chinese_station_name_is_compared_unescaped(
+    kinds: dict[str, Kind], tmp_path: Path
+) -> None:
+    """verify.py: the honest Chinese-named bundle is AUTHENTIC, and the one whose manifests
+    name 打包台2 for a key certified as 打包台1 fails on exactly that."""
+    k = kinds["chinese"]
+    rc, out = _standalone(k.path, tmp_path, [str(k.ca)], [str(k.tsa.root)])
+    assert rc == 0 and f"certified as '{CN_STATION}'" in out, out
+    k = kinds["chinese-mismatch"]
+    rc, out = _standalone(k.path, tmp_path, [str(k.ca)], [str(k.tsa.root)])
+    assert rc == 1 and "[station-name-mismatch]" in out, out
+    assert "manifest says station '打包台2', certificate '打包台1'" in out, out
+
+
+@pytest.mark.parametrize("cn", [CN_STATION, "a,b+c\\d =#x ", " #lead", "station-01", "é\x01"])
+def test_subject_cn_reads_openssls_escaped_rfc2253_output(tmp_path: Path, cn: str) -> None:
+    """openssl escapes RFC 2253 specials, leading and trailing spaces, each byte of a non-ASCII
+    character and control characters; verify.py gets back the CN `packcam verify` reads."""
+    ca = CompanyCa.create(tmp_path / "ca", "Org, CN=not this")
+    key = StationKey.load_or_create(tmp_path / "key.pem")[0]
+    (tmp_path / "c.pem").write_bytes(ca.issue_station(cn, key.public).key_cert_pem)
+    out = subprocess.run(
+        ["openssl", "x509", "-in", str(tmp_path / "c.pem"), "-noout", "-subject", "-nameopt",
+         "RFC2253"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert out.isascii()
+    assert standalone_verify.subject_cn(out) == cn
+
+
+def test_c2pa_signer_with_no_ca_at_all_is_unanchored_not_invalid(
+    kinds: dict[str, Kind], foreign_ca: Path, tmp_path: Path
+) -> None:
+    """The C2PA signer of an honest bundle that ships no company CA, nothing pinned, chains to
+    nothing, like its station key: not anchored, not a failure. Against a CA you pin that did
+    not issue it, it is c2pa-untrusted."""
+    path = kinds["no-ca"].path
+    report = verify_bundle(path, anchors=build_anchors(use_default=False), tmp_dir=tmp_path)
+    assert report.verdict == UNANCHORED, report.lines()
+    assert any(c.name.endswith("c2pa") and c.status == WARN for c in report.checks)
+    pinned = build_anchors([str(foreign_ca)], use_default=False)
+    codes = verify_bundle(path, anchors=pinned, tmp_dir=tmp_path).codes()
+    assert codes == {"cert-foreign-ca", "c2pa-untrusted"}, codes
+
+
+def test_a_tsa_certificate_that_expired_after_it_signed_still_counts(tmp_path: Path) -> None:
+    """An honest bundle outlives its TSA's certificate: the token is judged as of when it was
+    signed (packcam verify validates the TSA's chain at genTime; verify.py asks openssl for
+    the same with -attime), so both still say AUTHENTIC once that certificate has expired."""
+    valid = timedelta(seconds=12)
+    expires = datetime.now(UTC) + valid
+    tsa = TsaServer(tmp_path / "tsa", "ec", cert_valid=valid)
+    try:
+        st = build_store(tmp_path / "s", tsa, ["A1"], c2pa=False)
+    finally:
+        tsa.stop()
+    assert datetime.now(UTC) < expires - timedelta(seconds=1), "the tokens came too late"
+    path = export_order(st.cfg, "A1", tmp_path / "A1.zip").path
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 1.5)
+    ca, roots = [str(st.data / "proof-public/company-ca.crt")], [str(tsa.root)]
+    report = verify_bundle(path, anchors=build_anchors(ca, roots, use_default=False))
+    assert report.verdict == AUTHENTIC, report.lines()
+    rc, out = _standalone(path, tmp_path, ca, roots)
+    assert rc == 0 and "RESULT: AUTHENTIC" in out, out
