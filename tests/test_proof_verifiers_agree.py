@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from proof_support import (  # noqa: F401 (fixtures)
     Store,
     TsaServer,
@@ -28,6 +29,7 @@ from station.proof import standalone_verify
 from station.proof.bundle import export_order
 from station.proof.ca import CompanyCa, cert_fingerprint, pem
 from station.proof.keys import StationKey
+from station.proof.paths import ProofPaths
 from station.proof.trust import build_anchors
 from station.proof.verify import AUTHENTIC, FAIL, UNANCHORED, WARN, verify_bundle
 
@@ -79,6 +81,16 @@ def kinds(
     (no_ca.data / "proof-public/company-ca.crt").unlink()
     add("no-ca", no_ca, ca=store.data / "proof-public/company-ca.crt")
     assert bundle_index(out["no-ca"].path)["keys"]["company_ca"] is None
+
+    # the key certified by the company CA, but for a web server, not for signing documents
+    wrong_eku = store.copy(tmp / "wrong-eku")
+    paths = ProofPaths.from_config(wrong_eku.cfg)
+    ca = CompanyCa.load(store.data.parent / "ca")
+    subject = x509.load_pem_x509_certificate(paths.key_cert.read_bytes()).subject
+    station_key = StationKey.load(paths.key).public
+    tls = ca._leaf(subject, station_key, [ExtendedKeyUsageOID.SERVER_AUTH], 30)
+    paths.key_cert.write_bytes(pem(tls))
+    add("wrong-eku", wrong_eku)
 
     idx = bundle_index(honest)
     clip = idx["clips"][0]["clip"]
@@ -164,6 +176,8 @@ CASES = (
     # no CA in the bundle: a pinned fingerprint has nothing to match
     + [("no-ca", p, {**HONEST, "fingerprints": 1}[p]) for p in ALL_PINS]
     + [("tampered", p, 1) for p in ALL_PINS]
+    # a CA-issued certificate for another purpose vouches for nothing: shipped or pinned
+    + [("wrong-eku", p, 1) for p in ALL_PINS]
     + [("chinese-mismatch", p, 1) for p in ("none", "files", "fingerprints")]
     + [("late", p, 1) for p in ("none", "files", "other-tsa")]
     + [("clock-ahead", p, HONEST[p]) for p in ("none", "files")]

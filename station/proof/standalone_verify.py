@@ -38,6 +38,7 @@ from typing import Any
 
 OK, FAIL, WARN = "OK", "FAIL", "WARN"
 MAX_DELAY_MIN = 15.0
+DOCUMENT_SIGNING = "1.3.6.1.5.5.7.3.36"  # id-kp-documentSigning (RFC 9336)
 MANIFEST, MANIFEST_SIG = "bundle/manifest.json", "bundle/manifest.sig"
 
 
@@ -502,6 +503,22 @@ def _check(
             where = "you pinned" if trusted else "shipped in the bundle"
             res.add(
                 FAIL, what, f"does not chain to the company CA {where}: {out}", "cert-foreign-ca"
+            )
+            return False, None
+        # As `packcam verify`: the CA certified this key for signing documents (a certificate
+        # it issued for, say, a web server proves nothing about clips).
+        _, ext = openssl("x509", "-in", str(cert), "-noout", "-ext", "extendedKeyUsage,keyUsage",
+                         cwd=root)  # fmt: skip
+        eku = ext.partition("Extended Key Usage:")[2].partition("X509v3")[0]
+        ku = ext.partition("X509v3 Key Usage:")[2].partition("X509v3")[0]
+        signs = "X509v3 Key Usage:" not in ext or "Digital Signature" in ku
+        if not signs or not any(w in eku for w in (DOCUMENT_SIGNING, "Document Signing")):
+            res.add(
+                FAIL,
+                what,
+                "the certificate is not for signing documents (extended key usage "
+                f"{DOCUMENT_SIGNING}, key usage digitalSignature)",
+                "cert-foreign-ca",
             )
             return False, None
         if trusted:
