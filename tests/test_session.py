@@ -221,6 +221,12 @@ def test_an_event_stamped_before_the_open_clip_began_never_changes_it(event, rul
     assert step(OPEN_B, event, rules) == (OPEN_B, [logged])
 
 
+def test_an_item_stamped_before_the_open_clip_keeps_its_symbology() -> None:
+    state, actions = step(OPEN_B, Scanned(ITEM, 9.5), RULES)
+    note = "ean13; stamped t=9.500, before the clip of 'PO-B' began at t=10.000; ignored"
+    assert (state, actions) == (OPEN_B, [LogEvent("item", ITEM.text, 9.5, "camera", note, False)])
+
+
 def test_an_order_stamped_before_the_open_clip_is_no_refused_scan_ending_it() -> None:
     signed_out = replace(OPEN_B, packer="alice")  # the floor has nobody signed in now
     state, actions = step(signed_out, Scanned(ORDER_A, 9.5), SessionSection(require_packer=True))

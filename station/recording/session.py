@@ -235,6 +235,8 @@ def _before_clip(state: Recording, event: Scanned | PedalPress) -> LogEvent:
     )
     if isinstance(event, PedalPress):
         return LogEvent("pedal", "", event.t, event.source, note, in_clip=False)
+    if event.code.kind is Kind.ITEM:  # an item's note is its symbology: keep it
+        note = f"{event.code.detail}; {note}"
     return replace(_log(event, note), in_clip=False)
 
 
