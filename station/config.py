@@ -271,9 +271,9 @@ class ScannerSection:
 class CodesSection:
     order_patterns: tuple[str, ...] = setting(
         (),
-        "Regexes for your order IDs. Empty = any code that is not a seal, control or waybill is"
-        " an order. When set, they win over the waybill patterns, and codes matching nothing are"
-        " ignored (logged).",
+        "Regexes for your order IDs. Empty = any code that is not a seal, control, waybill or"
+        " item (a product code, a web address) is an order. When set, they win over the waybill"
+        " patterns, and codes matching nothing are ignored (logged).",
     )
     order_symbologies: tuple[str, ...] = setting(
         ("code128", "code39", "qrcode", "datamatrix"),

@@ -77,6 +77,27 @@ def test_a_product_barcode_lying_in_view_for_a_minute_produces_no_order_events(
     ledger.close()
 
 
+def test_a_web_address_qr_code_on_goods_neither_starts_nor_ends_a_clip(
+    station_cfg: config_mod.Config,
+) -> None:
+    """A product's QR code (a web address) seen before the order and held up during the
+    packing: logged as an item, no clip of its own, and the order's clip ends at the seal."""
+    url = "https://weixin.qq.com/r/mp/PACKCAM1"
+    events = [
+        {"at": 0.5, "kind": "show", "code": url, "symbology": "qrcode", "duration": 1.5},
+        {"at": 5.0, "kind": "show", "code": "PO-URL-1", "symbology": "code128", "duration": 1.5},
+        {"at": 8.0, "kind": "show", "code": url, "symbology": "qrcode", "duration": 1.5},
+        {"at": 13.0, "kind": "show", "code": "SEAL", "symbology": "qrcode", "duration": 1.5},
+        {"at": 16.0, "kind": "end"},
+    ]
+    clips, ledger = run(station_cfg, events)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [("PO-URL-1", "sealed")]
+    kinds = [(e.kind, e.text, e.note) for e in clips[0].events]
+    assert kinds == [("order", "PO-URL-1", ""), ("item", url, "url"), ("seal", "SEAL", "")]
+    assert [(e.kind, e.text) for e in ledger.unattached_events()] == [("item", url)]
+    ledger.close()
+
+
 class ReadsOn:
     """A decoder that 'reads' an order sheet on the given calls only (a misread, or a glimpse)."""
 

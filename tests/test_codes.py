@@ -101,6 +101,53 @@ def test_real_product_labels_scanned_by_hand_are_items(barcodes_dir) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("text", "symbology"),
+    [
+        ("https://weixin.qq.com/r/AbCdEfGh", "qrcode"),  # a product's WeChat QR code
+        ("http://google.com/m", "datamatrix"),
+        ("HTTPS://ID.GS1.ORG/01/06901234567892", "qrcode"),  # a GS1 Digital Link on goods
+        ("MEBKM:URL:http\\://en.wikipedia.org/wiki/Main_Page;;", "qrcode"),  # a bookmark
+        ("WWW.CITRONSOFT.COM", "code39"),
+        ("https://shop.example.com/item/123", ""),  # the same QR read by a handheld scanner
+    ],
+)
+def test_a_web_address_on_goods_is_an_item_never_an_order(text: str, symbology: str) -> None:
+    """QR codes on goods mostly hold web addresses: with no order_patterns every other
+    camera read in an order symbology would be an order, so a product's QR code held up in
+    view would start a clip (or end the open one as next-order)."""
+    assert classify(text, RULES, symbology) == Code(text, Kind.ITEM, "url")
+
+
+def test_an_order_pattern_may_take_web_addresses_as_orders() -> None:
+    rules = Rules.from_config(CodesSection(order_patterns=(r"^https://erp\.example\.com/o/\d+$",)))
+    assert classify("https://erp.example.com/o/42", rules, "qrcode").kind is Kind.ORDER
+    assert classify("https://weixin.qq.com/r/x", rules, "qrcode") == Code(
+        "https://weixin.qq.com/r/x", Kind.ITEM, "url"
+    )
+    # not web addresses: order IDs that merely contain a dot, a slash or a colon
+    for text in ("PO-2026/11/30.7", "OP:alice", "JD:123", "SO.20261130"):
+        assert classify(text, RULES, "code128").kind is not Kind.ITEM, text
+
+
+def test_real_web_address_labels_are_items(barcodes_dir) -> None:
+    """The shared set's QR, DataMatrix and Code 39 photos that hold a web address (zxing)."""
+    import csv
+
+    texts = set()
+    for sym in ("qrcode", "datamatrix", "code39"):
+        lines = (barcodes_dir / sym / "manifest.csv").read_text().splitlines()
+        for row in csv.DictReader(lines):
+            text = row["expected_text"].strip()
+            if "http" in text.lower() or "www." in text.lower():
+                texts.add((text, sym))
+    assert len(texts) >= 10
+    for text, sym in texts:
+        if any(ch in text for ch in "\r\n"):
+            continue  # multi-line payloads are rejected before classification
+        assert classify(text, RULES, sym).kind is Kind.ITEM, text
+
+
 def test_order_patterns_win_over_waybill_heuristics_and_others_are_unknown() -> None:
     rules = Rules.from_config(CodesSection(order_patterns=(r"^75\d{12}$",)))
     assert classify("75123456789012", rules).kind is Kind.ORDER

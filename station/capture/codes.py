@@ -120,7 +120,9 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     table carries one, and it must never start or end a clip. Other camera reads can be
     orders only in an order symbology (else they are unknown, logged and ignored). Without a
     symbology (a keyboard-wedge scanner) the text alone decides: a product EAN-13 from
-    ``product_prefixes`` (unless an order pattern matches it) is an item too.
+    ``product_prefixes`` (unless an order pattern matches it) is an item too. So is a web
+    address, from either source (the QR code on a product's box), unless an order pattern
+    matches it.
     """
     if symbology in PRODUCT_SYMBOLOGIES and symbology not in rules.order_symbologies:
         return Code(text, Kind.ITEM, symbology)
@@ -143,6 +145,8 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
         return Code(text, Kind.ORDER)
     if is_product_ean13(text, rules.product_prefixes):
         return Code(text, Kind.ITEM, "ean13")
+    if is_web_address(text):
+        return Code(text, Kind.ITEM, "url")
     for carrier, pattern in rules.waybill:
         if pattern.search(text):
             return Code(text, Kind.WAYBILL, carrier)
@@ -162,6 +166,17 @@ def is_product_ean13(text: str, prefixes: tuple[str, ...]) -> bool:
     digits = [int(c) for c in text]
     weighted = sum(d * (3 if i % 2 else 1) for i, d in enumerate(digits[:12]))
     return (10 - weighted % 10) % 10 == digits[12]
+
+
+# A scheme and "://" anywhere (a QR bookmark escapes it as "http\\://"), or a bare "www." host.
+_WEB_ADDRESS = re.compile(r"[A-Za-z]\\?://|(?:^|[^A-Za-z0-9])www\.", re.IGNORECASE)
+
+
+def is_web_address(text: str) -> bool:
+    """Whether ``text`` holds a web address: what most QR codes on goods carry (a brand's
+    page, a WeChat link, a GS1 Digital Link), and what no order sheet prints unless the
+    warehouse's ``order_patterns`` say so."""
+    return _WEB_ADDRESS.search(text) is not None
 
 
 @dataclass(frozen=True)
