@@ -110,7 +110,7 @@ def sanitize(raw: str, max_length: int) -> str:
 
 def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     """Classify sanitised text. Order of precedence: seal, control, operator badge, return
-    waybill, order pattern, waybill.
+    waybill, order pattern, product code, web address, waybill.
 
     Explicit order patterns beat the carrier heuristics because a warehouse that configured them
     knows its own IDs; with no order patterns every other code is taken as an order ID.
@@ -119,10 +119,10 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     not among ``order_symbologies`` is an item before anything else: every product at the
     table carries one, and it must never start or end a clip. Other camera reads can be
     orders only in an order symbology (else they are unknown, logged and ignored). Without a
-    symbology (a keyboard-wedge scanner) the text alone decides: a product EAN-13 from
-    ``product_prefixes`` (unless an order pattern matches it) is an item too. So is a web
-    address, from either source (the QR code on a product's box), unless an order pattern
-    matches it.
+    symbology (a keyboard-wedge scanner) the text alone decides: a product code of
+    ``product_prefixes`` (``product_code``: an EAN-13, its carton's ITF-14 or GS1 label;
+    unless an order pattern matches it) is an item too, from either source (a GS1-128 label
+    is a Code 128 to the camera). So is a web address (the QR code on a product's box).
     """
     if symbology in PRODUCT_SYMBOLOGIES and symbology not in rules.order_symbologies:
         return Code(text, Kind.ITEM, symbology)
