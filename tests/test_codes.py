@@ -65,6 +65,7 @@ def test_a_product_ean13_scanned_by_hand_is_an_item(text: str) -> None:
         ("0106901234567892", "gs1"),  # GS1-128 / GS1 DataMatrix: (01) GTIN
         ("0116901234567899", "gs1"),  # (01) the carton's GTIN-14
         ("01069012345678921726123110LOT1", "gs1"),  # (01) GTIN (17) best before (10) lot
+        ("010690123456789210AB-7", "gs1"),  # (01) GTIN (10) lot
         ("00069012340000000016", "gs1"),  # (00) SSCC of a carton of a Chinese company
     ],
 )

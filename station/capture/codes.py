@@ -166,7 +166,7 @@ def product_code(text: str, prefixes: tuple[str, ...]) -> str:
 
     Both tests matter: one number in ten has a valid check digit by chance (a waybill, an
     order ID), so only the product ranges count."""
-    if not prefixes or not text.isascii() or not text[:20].isdigit():
+    if not prefixes or not text.isascii() or not text[:2].isdigit():
         return ""
     digits = text if text.isdigit() else ""
     if len(digits) == 13 and _gtin_ok(digits, prefixes):
