@@ -271,9 +271,9 @@ class ScannerSection:
 class CodesSection:
     order_patterns: tuple[str, ...] = setting(
         (),
-        "Regexes for your order IDs. Empty = any code that is not a seal, control or waybill is"
-        " an order. When set, they win over the waybill patterns, and codes matching nothing are"
-        " ignored (logged).",
+        "Regexes for your order IDs. Empty = any code that is not a seal, control, waybill or"
+        " item (a product code, a web address) is an order. When set, they win over the waybill"
+        " patterns, and codes matching nothing are ignored (logged).",
     )
     order_symbologies: tuple[str, ...] = setting(
         ("code128", "code39", "qrcode", "datamatrix"),
@@ -287,8 +287,9 @@ class CodesSection:
         ("69", "978", "979"),
         "A code of 13 digits with a valid EAN-13 check digit that starts with one of these GS1"
         " prefixes is a product (an item: logged, never an order or waybill), also when scanned"
-        " by hand, unless order_patterns match it. 69 = goods from China, 978/979 = books"
-        " (ISBN). [] = off.",
+        " by hand, unless order_patterns match it; so are its cartons' ITF-14 and GS1-128"
+        ' labels, and a 12-digit UPC-A whose EAN-13 form ("0" + it) starts with one.'
+        " 69 = goods from China, 978/979 = books (ISBN), 0 = US/Canada goods. [] = off.",
     )
     waybill_patterns: dict[str, str] = setting(
         DEFAULT_WAYBILL_PATTERNS,

@@ -77,6 +77,27 @@ def test_a_product_barcode_lying_in_view_for_a_minute_produces_no_order_events(
     ledger.close()
 
 
+def test_a_web_address_qr_code_on_goods_neither_starts_nor_ends_a_clip(
+    station_cfg: config_mod.Config,
+) -> None:
+    """A product's QR code (a web address) seen before the order and held up during the
+    packing: logged as an item, no clip of its own, and the order's clip ends at the seal."""
+    url = "https://weixin.qq.com/r/mp/PACKCAM1"
+    events = [
+        {"at": 0.5, "kind": "show", "code": url, "symbology": "qrcode", "duration": 1.5},
+        {"at": 5.0, "kind": "show", "code": "PO-URL-1", "symbology": "code128", "duration": 1.5},
+        {"at": 8.0, "kind": "show", "code": url, "symbology": "qrcode", "duration": 1.5},
+        {"at": 13.0, "kind": "show", "code": "SEAL", "symbology": "qrcode", "duration": 1.5},
+        {"at": 16.0, "kind": "end"},
+    ]
+    clips, ledger = run(station_cfg, events)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [("PO-URL-1", "sealed")]
+    kinds = [(e.kind, e.text, e.note) for e in clips[0].events]
+    assert kinds == [("order", "PO-URL-1", ""), ("item", url, "url"), ("seal", "SEAL", "")]
+    assert [(e.kind, e.text) for e in ledger.unattached_events()] == [("item", url)]
+    ledger.close()
+
+
 class ReadsOn:
     """A decoder that 'reads' an order sheet on the given calls only (a misread, or a glimpse)."""
 
@@ -183,6 +204,46 @@ def test_product_codes_scanned_by_hand_neither_start_nor_end_a_clip(
     assert [(c.order_id, c.finish_reason, c.waybill) for c in clips] == [(order, "sealed", None)]
     items = [(e.text, e.note) for e in clips[0].events if e.kind == "item"]
     assert items == [("6920152400777", "ean13"), ("9787111213826", "ean13")]
+
+
+def test_cartons_and_gs1_labels_of_products_neither_start_nor_end_a_clip(
+    station_cfg: config_mod.Config,
+) -> None:
+    """A carton's ITF-14 scanned by hand before the order and during it (indicator 5 gives
+    ZTO's waybill shape), and a GS1-128 label (a Code 128: an order symbology) read by the
+    camera during it: items in the timeline, no clip of their own, no waybill, and the
+    order's clip ends at the seal."""
+    order = "PO-CARTON-1"
+    gs1 = "01069012345678921726123110LOT1"  # (01) GTIN (17) best before (10) lot
+    keyboard = LateScans(
+        [
+            (1.0, RawScan("16901234567899", "keyboard", 1.0)),
+            (2.0, RawScan(order, "keyboard", 2.0)),
+            (3.0, RawScan("56901234567897", "keyboard", 3.0)),
+            (9.0, RawScan("SEAL", "keyboard", 9.0)),
+        ]
+    )
+    events = [
+        {"at": 4.0, "kind": "show", "code": gs1, "symbology": "code128", "duration": 1.5},
+        {"at": 11.0, "kind": "end"},
+    ]
+    cam = SyntheticCamera(
+        W,
+        H,
+        station_cfg.camera.fps,
+        Scenario.from_dict({"seed": 4, "event": events}),
+        realtime=False,
+    )
+    asm = assemble(station_cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.append(keyboard)
+    asm.station.run(threading.Event())
+    clips = asm.ledger.clips()
+    stray = asm.ledger.unattached_events()
+    asm.close()
+    assert [(c.order_id, c.finish_reason, c.waybills) for c in clips] == [(order, "sealed", ())]
+    items = [(e.text, e.note, e.source) for e in clips[0].events if e.kind == "item"]
+    assert items == [("56901234567897", "itf14", "keyboard"), (gs1, "gs1", "camera")]
+    assert [(e.kind, e.text) for e in stray] == [("item", "16901234567899")]
 
 
 def test_a_late_camera_read_of_the_last_order_never_ends_links_to_or_replaces_the_next(

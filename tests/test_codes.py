@@ -56,6 +56,62 @@ def test_a_product_ean13_scanned_by_hand_is_an_item(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "detail"),
+    [
+        ("16901234567899", "itf14"),  # an ITF-14 carton of 6901234567892s (indicator 1)
+        ("36920152400778", "itf14"),  # indicator 3
+        ("56901234567897", "itf14"),  # ... indicator 5 gives ZTO's shape (14 digits, 5x)
+        ("19787111213823", "itf14"),  # a carton of books
+        ("0106901234567892", "gs1"),  # GS1-128 / GS1 DataMatrix: (01) GTIN
+        ("0116901234567899", "gs1"),  # (01) the carton's GTIN-14
+        ("01069012345678921726123110LOT1", "gs1"),  # (01) GTIN (17) best before (10) lot
+        ("010690123456789210AB-7", "gs1"),  # (01) GTIN (10) lot
+        ("00069012340000000016", "gs1"),  # (00) SSCC of a carton of a Chinese company
+    ],
+)
+def test_cartons_and_gs1_labels_of_products_are_items(text: str, detail: str) -> None:
+    """A carton's ITF-14 or a GS1-128 label scanned by hand, or the GS1-128 read by the camera
+    (a Code 128: an order symbology) is no order and no waybill: with the default config
+    these started a clip, ended the open one as next-order, or were linked as its waybill."""
+    assert classify(text, RULES) == Code(text, Kind.ITEM, detail)
+    assert classify(text, RULES, "code128") == Code(text, Kind.ITEM, detail)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("16901234567898", Kind.ORDER),  # wrong check digit
+        ("96901234567895", Kind.ORDER),  # indicator 9 (variable measure) is not a carton
+        ("14006381333938", Kind.ORDER),  # a German carton: 40 is not in product_prefixes
+        ("76901234567898", Kind.WAYBILL),  # wrong check digit: ZTO's shape
+        ("0106901234567891", Kind.ORDER),  # (01) with a wrong check digit
+        ("0114006381333938", Kind.ORDER),  # (01) of a German carton
+        ("00069012340000000017", Kind.ORDER),  # SSCC with a wrong check digit
+        ("0010614141123456789", Kind.ORDER),  # 19 digits: no SSCC
+        ("016901234567892", Kind.ORDER),  # 15 digits: no (01) element string
+    ],
+)
+def test_numbers_that_are_not_product_gtins_keep_the_text_rules(text: str, kind: Kind) -> None:
+    assert classify(text, RULES).kind is kind
+
+
+def test_upca_typed_in_12_digits_is_an_item_when_its_prefix_is_listed() -> None:
+    """Scanners type UPC-A in 12 digits: its EAN-13 form is "0" + those. Off by default (one
+    12-digit order ID or waybill in ten has a valid check digit): a seller packing US goods
+    lists "0" (or "03", ...) in product_prefixes."""
+    assert classify("781735802045", RULES).kind is Kind.WAYBILL  # ZTO's shape: the default
+    us = Rules.from_config(CodesSection(product_prefixes=("0",)))
+    assert classify("781735802045", us) == Code("781735802045", Kind.ITEM, "upca")
+    assert classify("036602301467", us) == Code("036602301467", Kind.ITEM, "upca")
+    assert classify("0036602301467", us) == Code("0036602301467", Kind.ITEM, "ean13")
+    assert classify("781735802046", us).kind is Kind.WAYBILL  # wrong check digit
+    with_orders = Rules.from_config(
+        CodesSection(product_prefixes=("0",), order_patterns=(r"^PO\d{8}$",))
+    )
+    assert classify("781735802045", with_orders).kind is Kind.ITEM
+
+
+@pytest.mark.parametrize(
     ("text", "kind"),
     [
         ("6901234567891", Kind.WAYBILL),  # wrong check digit: not an EAN-13 (ZTO's shape)
@@ -99,6 +155,65 @@ def test_real_product_labels_scanned_by_hand_are_items(barcodes_dir) -> None:
         assert classify(text, Rules.from_config(CodesSection(product_prefixes=(text[:3],)))) == (
             Code(text, Kind.ITEM, "ean13")
         )
+
+
+@pytest.mark.parametrize(
+    ("text", "symbology"),
+    [
+        ("https://weixin.qq.com/r/AbCdEfGh", "qrcode"),  # a product's WeChat QR code
+        ("http://google.com/m", "datamatrix"),
+        ("HTTPS://ID.GS1.ORG/01/06901234567892", "qrcode"),  # a GS1 Digital Link on goods
+        ("MEBKM:URL:http\\://en.wikipedia.org/wiki/Main_Page;;", "qrcode"),  # a bookmark
+        ("WWW.CITRONSOFT.COM", "code39"),
+        ("https://shop.example.com/item/123", ""),  # the same QR read by a handheld scanner
+    ],
+)
+def test_a_web_address_on_goods_is_an_item_never_an_order(text: str, symbology: str) -> None:
+    """QR codes on goods mostly hold web addresses: with no order_patterns every other
+    camera read in an order symbology would be an order, so a product's QR code held up in
+    view would start a clip (or end the open one as next-order)."""
+    assert classify(text, RULES, symbology) == Code(text, Kind.ITEM, "url")
+
+
+def test_an_order_pattern_may_take_web_addresses_as_orders() -> None:
+    rules = Rules.from_config(CodesSection(order_patterns=(r"^https://erp\.example\.com/o/\d+$",)))
+    assert classify("https://erp.example.com/o/42", rules, "qrcode").kind is Kind.ORDER
+    assert classify("https://weixin.qq.com/r/x", rules, "qrcode") == Code(
+        "https://weixin.qq.com/r/x", Kind.ITEM, "url"
+    )
+    # not web addresses: order IDs that merely contain a dot, a slash or a colon
+    for text in ("PO-2026/11/30.7", "OP:alice", "JD:123", "SO.20261130"):
+        assert classify(text, RULES, "code128").kind is not Kind.ITEM, text
+
+
+def test_real_web_address_labels_are_items(barcodes_dir) -> None:
+    """The shared set's QR, DataMatrix and Code 39 photos that hold a web address (zxing)."""
+    import csv
+
+    texts = set()
+    for sym in ("qrcode", "datamatrix", "code39"):
+        lines = (barcodes_dir / sym / "manifest.csv").read_text().splitlines()
+        for row in csv.DictReader(lines):
+            text = row["expected_text"].strip()
+            if "http" in text.lower() or "www." in text.lower():
+                texts.add((text, sym))
+    assert len(texts) >= 10
+    for text, sym in texts:
+        if any(ch in text for ch in "\r\n"):
+            continue  # multi-line payloads are rejected before classification
+        assert classify(text, RULES, sym).kind is Kind.ITEM, text
+
+
+def test_real_upca_labels_typed_in_12_digits_are_items_with_prefix_0(barcodes_dir) -> None:
+    """The shared set's UPC-A photos (zxing) as a handheld scanner types them: 12 digits."""
+    import csv
+
+    lines = (barcodes_dir / "upca" / "manifest.csv").read_text().splitlines()
+    texts = {r["expected_text"] for r in csv.DictReader(lines)}
+    assert len(texts) >= 20 and all(len(t) == 12 for t in texts)
+    us = Rules.from_config(CodesSection(product_prefixes=("0",), order_patterns=(r"^PO\d{8}$",)))
+    for text in texts:
+        assert classify(text, us) == Code(text, Kind.ITEM, "upca"), text
 
 
 def test_order_patterns_win_over_waybill_heuristics_and_others_are_unknown() -> None:

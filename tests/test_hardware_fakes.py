@@ -414,6 +414,35 @@ def test_key_decoder_caps_lock_ctrl_repeat_keypad_and_overflow() -> None:
     assert dec.feed(k.KEY_TAB, 1) == "12345" and dec.overflow == 4
 
 
+def alt_code_events(text: str) -> list[tuple[int, int, int]]:
+    """How a scanner types characters its keyboard layout lacks (e.g. a Chinese seal card):
+    Alt held while the code point's decimal digits are typed on the keypad, per character."""
+    k = ecodes
+    out: list[tuple[int, int, int]] = []
+    for ch in text:
+        out.append((k.EV_KEY, k.KEY_LEFTALT, 1))
+        for d in str(ord(ch)):
+            key = getattr(k, f"KEY_KP{d}")
+            out += [(k.EV_KEY, key, 1), (k.EV_KEY, key, 0)]
+        out.append((k.EV_KEY, k.KEY_LEFTALT, 0))
+    return out
+
+
+def test_key_decoder_discards_a_scan_typed_with_alt_codes() -> None:
+    """The seal card 封箱 typed as Alt+keypad codes must not become the number 2355331665:
+    with the default config that is an order, which ends the open clip as next-order and
+    starts a clip of its own. Keystrokes under Alt cannot be read as a US keyboard: the
+    scan is discarded (up to its Enter), and the next one is read as usual."""
+    dec = KeyDecoder(ecodes)
+    got = [dec.feed(c, v) for t, c, v in alt_code_events("封箱") if t == ecodes.EV_KEY]
+    assert [g for g in got if g is not None] == []
+    assert dec.feed(ecodes.KEY_ENTER, 1) is None
+    assert dec.refused == "typed with Alt key codes"
+    evdev = FakeEvdev()
+    assert feed_text(dec, evdev, "PO-1\n") == ["PO-1"]
+    assert dec.refused == ""
+
+
 @pytest.fixture
 def bus() -> FakeEvdev:
     evdev = FakeEvdev()
@@ -503,6 +532,23 @@ def test_evdev_scanner_discards_a_scan_whose_key_events_were_lost(bus, scanner, 
     wait_for(arrived)
     assert got == ["PO20261130-0002"]
     assert "key events were lost" in caplog.text
+
+
+def test_evdev_scanner_discards_a_scan_typed_with_alt_codes(bus, scanner, caplog) -> None:
+    scanner.start()
+    wait_for(scanner.connected.is_set)
+    enter = bus.key_events("\n")
+    bus.send("/dev/input/event4", [*alt_code_events("封箱"), *enter])
+    bus.type("/dev/input/event4", "PO20261130-0003\n")
+    got: list[str] = []
+
+    def arrived() -> bool:
+        got.extend(e.text for e in scanner.poll(time.monotonic()) if isinstance(e, RawScan))
+        return "PO20261130-0003" in got
+
+    wait_for(arrived)
+    assert got == ["PO20261130-0003"]
+    assert "typed with Alt key codes" in caplog.text
 
 
 def test_evdev_scanner_waits_for_a_named_device(bus, caplog) -> None:

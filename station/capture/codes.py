@@ -110,7 +110,7 @@ def sanitize(raw: str, max_length: int) -> str:
 
 def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     """Classify sanitised text. Order of precedence: seal, control, operator badge, return
-    waybill, order pattern, waybill.
+    waybill, order pattern, product code, web address, waybill.
 
     Explicit order patterns beat the carrier heuristics because a warehouse that configured them
     knows its own IDs; with no order patterns every other code is taken as an order ID.
@@ -119,8 +119,10 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     not among ``order_symbologies`` is an item before anything else: every product at the
     table carries one, and it must never start or end a clip. Other camera reads can be
     orders only in an order symbology (else they are unknown, logged and ignored). Without a
-    symbology (a keyboard-wedge scanner) the text alone decides: a product EAN-13 from
-    ``product_prefixes`` (unless an order pattern matches it) is an item too.
+    symbology (a keyboard-wedge scanner) the text alone decides: a product code of
+    ``product_prefixes`` (``product_code``: an EAN-13, its carton's ITF-14 or GS1 label;
+    unless an order pattern matches it) is an item too, from either source (a GS1-128 label
+    is a Code 128 to the camera). So is a web address (the QR code on a product's box).
     """
     if symbology in PRODUCT_SYMBOLOGIES and symbology not in rules.order_symbologies:
         return Code(text, Kind.ITEM, symbology)
@@ -141,8 +143,11 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
             return Code(text, Kind.RETURN, "return")
     if order_ok and any(p.search(text) for p in rules.order):
         return Code(text, Kind.ORDER)
-    if is_product_ean13(text, rules.product_prefixes):
-        return Code(text, Kind.ITEM, "ean13")
+    product = product_code(text, rules.product_prefixes)
+    if product:
+        return Code(text, Kind.ITEM, product)
+    if is_web_address(text):
+        return Code(text, Kind.ITEM, "url")
     for carrier, pattern in rules.waybill:
         if pattern.search(text):
             return Code(text, Kind.WAYBILL, carrier)
@@ -151,17 +156,57 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     return Code(text, Kind.ORDER)
 
 
-def is_product_ean13(text: str, prefixes: tuple[str, ...]) -> bool:
-    """Whether ``text`` is a product's EAN-13: 13 ASCII digits with a valid check digit,
-    starting with one of the GS1 ``prefixes``. Both matter: one 13-digit number in ten has a
-    valid check digit by chance (a waybill, an order ID), so only the product ranges count."""
-    if len(text) != 13 or not text.isascii() or not text.isdigit():
+def product_code(text: str, prefixes: tuple[str, ...]) -> str:
+    """What product code ``text`` is ("" for none): a GTIN with a valid check digit whose
+    EAN-13 form starts with one of the GS1 ``prefixes``, as the goods and their cartons carry
+    it. "ean13" (13 digits), "upca" (12 digits: the EAN-13 is "0" + them), "itf14" (a
+    carton's 14 digits: an indicator 0-8, then the item's EAN-13 without its check digit,
+    then a check digit), "gs1" (a GS1-128, GS1 DataMatrix or GS1 QR element string: AI 01
+    and such a GTIN-14, then maybe more AIs; or AI 00 and a carton's SSCC of that company).
+
+    Both tests matter: one number in ten has a valid check digit by chance (a waybill, an
+    order ID), so only the product ranges count."""
+    if not prefixes or not text.isascii() or not text[:2].isdigit():
+        return ""
+    digits = text if text.isdigit() else ""
+    if len(digits) == 13 and _gtin_ok(digits, prefixes):
+        return "ean13"
+    if len(digits) == 12 and _gtin_ok("0" + digits, prefixes):
+        return "upca"
+    if len(digits) == 14 and digits[0] != "9" and _gtin_ok(digits, prefixes):
+        return "itf14"
+    if (
+        len(text) >= 16
+        and text.startswith("01")
+        and text[2] != "9"
+        and _gtin_ok(text[2:16], prefixes)
+    ):
+        return "gs1"
+    if len(text) >= 20 and text.startswith("00") and _gtin_ok(text[2:20], prefixes):
+        return "gs1"
+    return ""
+
+
+def _gtin_ok(digits: str, prefixes: tuple[str, ...]) -> bool:
+    """A GTIN-13 or -14 (or an SSCC) with a valid GS1 check digit, of a listed prefix: the
+    13-digit form's prefix (a GTIN-14's and an SSCC's first digit is an indicator)."""
+    if len(digits) not in (13, 14, 18) or not digits.isdigit():
         return False
-    if not text.startswith(tuple(prefixes)) or not prefixes:
+    if not (digits if len(digits) == 13 else digits[1:]).startswith(tuple(prefixes)):
         return False
-    digits = [int(c) for c in text]
-    weighted = sum(d * (3 if i % 2 else 1) for i, d in enumerate(digits[:12]))
-    return (10 - weighted % 10) % 10 == digits[12]
+    weighted = sum(int(d) * (1 if i % 2 else 3) for i, d in enumerate(reversed(digits[:-1])))
+    return (10 - weighted % 10) % 10 == int(digits[-1])
+
+
+# A scheme and "://" anywhere (a QR bookmark escapes it as "http\\://"), or a bare "www." host.
+_WEB_ADDRESS = re.compile(r"[A-Za-z]\\?://|(?:^|[^A-Za-z0-9])www\.", re.IGNORECASE)
+
+
+def is_web_address(text: str) -> bool:
+    """Whether ``text`` holds a web address: what most QR codes on goods carry (a brand's
+    page, a WeChat link, a GS1 Digital Link), and what no order sheet prints unless the
+    warehouse's ``order_patterns`` say so."""
+    return _WEB_ADDRESS.search(text) is not None
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,10 @@ _US_KEYS: dict[str, tuple[str, str]] = {
 }
 _SHIFTS = ("KEY_LEFTSHIFT", "KEY_RIGHTSHIFT")
 _CTRLS = ("KEY_LEFTCTRL", "KEY_RIGHTCTRL")
+# Alt (and AltGr) + keypad digits is how scanners type what the layout lacks (a Chinese seal
+# card): the digits are a code point in a code page we cannot know, never the code's text.
+_ALTS = ("KEY_LEFTALT", "KEY_RIGHTALT")
+ALT_CODES = "typed with Alt key codes"
 # Enter ends a scan; Tab is the other suffix scanners are commonly set to send.
 _TERMINATORS = ("KEY_ENTER", "KEY_KPENTER", "KEY_TAB")
 _KEY_DOWN, _KEY_UP = 1, 0  # value 2 is autorepeat: scanners do not hold keys, so it is ignored
@@ -117,7 +121,9 @@ class KeyDecoder:
     terminator goes down, else None. Ctrl+letter gives the ASCII control character (how
     scanners type GS1's group separator); unknown keys are ignored. At most ``limit`` characters
     of one scan are kept, the rest are counted in ``overflow`` and dropped. After ``lost``
-    (events were dropped) the scan being typed is thrown away, up to its terminator.
+    (events were dropped) the scan being typed is thrown away, up to its terminator; so is a
+    scan with a key typed while Alt is held (Alt codes: "封箱" would read as "2355331665", an
+    order). ``refused`` says why the last terminated scan was thrown away ("" when it was not).
     """
 
     def __init__(self, ecodes: Any, limit: int = MAX_LINE) -> None:
@@ -127,6 +133,7 @@ class KeyDecoder:
         self._chars = {c: v for n, v in _US_KEYS.items() if (c := code(n)) is not None}
         self._shift_keys = {c for n in _SHIFTS if (c := code(n)) is not None}
         self._ctrl_keys = {c for n in _CTRLS if (c := code(n)) is not None}
+        self._alt_keys = {c for n in _ALTS if (c := code(n)) is not None}
         self._end_keys = {c for n in _TERMINATORS if (c := code(n)) is not None}
         self._caps_key = code("KEY_CAPSLOCK")
         self._limit = limit
@@ -137,8 +144,9 @@ class KeyDecoder:
         self._buf: list[str] = []
         self._held: set[int] = set()
         self._caps = False
-        self._damaged = False
+        self._damaged = ""
         self.overflow = 0
+        self.refused = ""
 
     def lost(self) -> None:
         """Key events were dropped (the kernel's SYN_DROPPED: the reader fell behind and the
@@ -148,10 +156,11 @@ class KeyDecoder:
         """
         self._buf = []
         self._held.clear()
-        self._damaged = True
+        self._damaged = "key events were lost"
 
     def feed(self, code: int, value: int) -> str | None:
-        if code in self._shift_keys or code in self._ctrl_keys:
+        self.refused = ""
+        if code in self._shift_keys or code in self._ctrl_keys or code in self._alt_keys:
             if value == _KEY_DOWN:
                 self._held.add(code)
             elif value == _KEY_UP:
@@ -165,12 +174,16 @@ class KeyDecoder:
         if code in self._end_keys:
             text = "".join(self._buf)
             self._buf = []
-            if self._damaged:
-                self._damaged = False
+            self.refused, self._damaged = self._damaged, ""
+            if self.refused:
                 return None
             return text or None
         chars = self._chars.get(code)
         if chars is None:
+            return None
+        if self._held & self._alt_keys:
+            self._buf = []
+            self._damaged = ALT_CODES
             return None
         plain, shifted = chars
         shift = bool(self._held & self._shift_keys)
@@ -396,6 +409,11 @@ class EvdevScanner(ThreadedScanner):
                     continue
                 text = self._decoder.feed(ev.code, ev.value)
                 if text is None:
+                    if self._decoder.refused == ALT_CODES:
+                        log.warning("barcode scanner %s: a scan was typed with Alt key codes "
+                                    "(characters a US keyboard lacks); discarded: set the "
+                                    "scanner to a US layout without Alt codes",
+                                    self.device_path)  # fmt: skip
                     continue
                 if self._decoder.overflow:
                     log.warning("scan longer than %d characters; kept the first %d and "
