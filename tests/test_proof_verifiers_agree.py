@@ -243,6 +243,16 @@ def _forged_rotation(st: Store, bundle: Path, tmp: Path) -> dict[str, Path]:
     out["rotation-token"] = resign_bundle(
         bundle, tmp / "rot-token.zip", new, {idx["rotations"][0]["timestamps"][0]: token}
     )
+    # an earlier checkpoint of the retired key's log in place of its final one
+    fc, cpi = idx["clips"][0]["first_checkpoint"], idx["checkpoint"]
+    earlier = {
+        cpi["body"]: read_zip(bundle, fc["body"]),
+        cpi["signature"]: read_zip(bundle, fc["signature"]),
+        **{
+            t: read_zip(bundle, u) for t, u in zip(cpi["timestamps"], fc["timestamps"], strict=True)
+        },
+    }
+    out["rotation-earlier-checkpoint"] = resign_bundle(bundle, tmp / "rot-cp.zip", new, earlier)
     return out
 
 
@@ -357,6 +367,7 @@ CASES = (
             "manifest-not-canonical",
             "rotation-station",
             "rotation-token",
+            "rotation-earlier-checkpoint",
         )
         for p in ("none", "files")
     ]
@@ -392,6 +403,18 @@ def test_standalone_and_packcam_verify_agree(
     packcam = _verdict(report.exit_code, failed, report.reasons() - failed)
     assert packcam == standalone, "\n".join([*report.lines(), "---- verify.py:", out])
     assert rc == exit_code, out
+
+
+def test_a_cut_clip_is_named_by_packcam_and_altered_for_verify_py(
+    kinds: dict[str, Kind], tmp_path: Path
+) -> None:
+    """What the agreement test reads as one code: `packcam verify` reads the video and says
+    how the clip changed, verify.py that it did."""
+    k = kinds["truncated"]
+    report = verify_bundle(k.path, anchors=build_anchors(use_default=False), tmp_dir=tmp_path)
+    assert "clip-truncated" in report.codes(), report.lines()
+    rc, out = _standalone(k.path, tmp_path, [], [])
+    assert rc == 1 and "[clip-altered]" in out, out
 
 
 @pytest.mark.parametrize(
