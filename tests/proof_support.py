@@ -415,12 +415,18 @@ def store(tmp_path_factory: pytest.TempPathFactory, tsa_ec: TsaServer) -> Store:
 
 
 def forge_log(
-    bundle: Path, dst: Path, key: StationKey, tsa_url: str, edit: Callable[[dict], None]
+    bundle: Path,
+    dst: Path,
+    key: StationKey,
+    tsa_url: str,
+    edit: Callable[[dict], None],
+    encode: Callable[[dict], bytes] = canonical_json,
 ) -> Path:
     """What the station key holder can do offline, without a witness: each clip manifest
-    changed by ``edit`` and re-signed, a log of its own holding them at their indexes (other
-    leaves made up), its checkpoint signed, everything timestamped now by the TSA at
-    ``tsa_url``, the bundle manifest re-signed. The clips' own checkpoints are left out."""
+    changed by ``edit`` and re-signed (as ``encode`` writes it), a log of its own holding them
+    at their indexes (other leaves made up), its checkpoint signed, everything timestamped now
+    by the TSA at ``tsa_url``, the bundle manifest re-signed. The clips' own checkpoints are
+    left out."""
     import zipfile
 
     idx = bundle_index(bundle)
@@ -429,7 +435,7 @@ def forge_log(
     for e in idx["clips"]:
         body = json.loads(read_zip(bundle, e["manifest"]))
         edit(body)
-        m = canonical_json(body)
+        m = encode(body)
         leaves[body["seq"]] = merkle.leaf_hash(m)
         changes[e["manifest"]] = m
         changes[e["signature"]] = key.sign(m)
@@ -480,6 +486,36 @@ def forge_log(
             "bundle/manifest.sig": key.sign(signed),
             "SHA256SUMS": None,
         },
+    )
+    tmp.unlink()
+    return out
+
+
+def resign_bundle(
+    src: Path,
+    dst: Path,
+    key: StationKey,
+    changes: dict[str, bytes | None],
+    edit_manifest: Callable[[dict], None] | None = None,
+) -> Path:
+    """What the station key holder can do to a bundle: change members (as rewrite_zip), then
+    list them all again in the bundle manifest (edited by ``edit_manifest``) and sign it.
+    SHA256SUMS is left out."""
+    import zipfile
+
+    tmp = rewrite_zip(src, dst.with_name("tmp-" + dst.name), {**changes, "SHA256SUMS": None})
+    bm = json.loads(read_zip(src, "bundle/manifest.json"))
+    with zipfile.ZipFile(tmp) as z:
+        bm["members"] = {
+            n: hashlib.sha256(z.read(n)).hexdigest()
+            for n in z.namelist()
+            if n not in ("bundle/manifest.json", "bundle/manifest.sig")
+        }
+    if edit_manifest is not None:
+        edit_manifest(bm)
+    signed = canonical_json(bm)
+    out = rewrite_zip(
+        tmp, dst, {"bundle/manifest.json": signed, "bundle/manifest.sig": key.sign(signed)}
     )
     tmp.unlink()
     return out

@@ -26,7 +26,10 @@ from proof_support import (  # noqa: F401 (fixtures)
 
 from station.proof.bundle import export_order
 from station.proof.ca import CompanyCa, cert_fingerprint, pem
+from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
+from station.proof.paths import ProofPaths
+from station.proof.verify import verify_bundle
 
 
 @pytest.fixture(scope="module")
@@ -114,17 +117,21 @@ def test_kit_wants_the_clips_own_checkpoint_to_cover_it(
 ) -> None:
     """A first checkpoint of fewer entries than the clip's place in the log (here the empty
     tree, which every log extends) proves nothing about the clip: refused, as by the
-    in-package verifier, before its signature is even looked at."""
+    in-package verifier, even when the station key signed it."""
     item = bundle_index(bundle)["clips"][0]
     fc = item["first_checkpoint"]
     body = json.loads(read_zip(bundle, fc["body"]))
     body["tree_size"] = 0
+    raw = canonical_json(body)
+    key = StationKey.load(ProofPaths.from_config(store.cfg).key)
     cons = {"proof": []}
     bad = rewrite_zip(
         bundle,
         tmp_path / "uncovered.zip",
-        {fc["body"]: json.dumps(body).encode(), fc["consistency"]: json.dumps(cons).encode()},
-    )
+        {fc["body"]: raw, fc["signature"]: key.sign(raw),
+         fc["consistency"]: json.dumps(cons).encode()},
+    )  # fmt: skip
+    assert "log-proof-mismatch" in verify_bundle(bad, anchors=store.anchors()).codes()
     rc, out = _kit(bad, tmp_path, *_pins(store))
     assert rc == 1 and "[log-proof-mismatch]" in out and "covers 0 entries" in out, out
 

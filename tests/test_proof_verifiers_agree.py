@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -18,16 +21,19 @@ from proof_support import (  # noqa: F401 (fixtures)
     TsaServer,
     build_store,
     bundle_index,
+    forge_log,
     read_zip,
+    resign_bundle,
     rewrite_zip,
     store,
     tsa_ec,
     tsa_rsa,
 )
 
-from station.proof import standalone_verify
+from station.proof import rotation, standalone_verify
 from station.proof.bundle import export_order
 from station.proof.ca import CompanyCa, cert_fingerprint, pem
+from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
 from station.proof.paths import ProofPaths
 from station.proof.trust import build_anchors
@@ -98,12 +104,155 @@ def kinds(
     data[len(data) // 2] ^= 1
     tampered = rewrite_zip(honest, tmp / "tampered.zip", {clip: bytes(data)})
     out["tampered"] = replace(out["honest"], path=tampered)
+    cut = rewrite_zip(honest, tmp / "truncated.zip", {clip: read_zip(honest, clip)[:-3000]})
+    out["truncated"] = replace(out["honest"], path=cut)
     # the checkpoint's token in place of the first clip's: valid, but for other data
     swapped = {
         idx["clips"][0]["timestamps"][0]: read_zip(honest, idx["checkpoint"]["timestamps"][0])
     }
     other = rewrite_zip(honest, tmp / "other-data.zip", swapped)
     out["other-data"] = replace(out["honest"], path=other)
+    for name, path in _forged(store, honest, tmp).items():
+        out[name] = replace(out["honest"], path=path)
+    rotated = _rotated_store(store, tmp / "rot")
+    path = add("rotated", rotated)
+    for name, forged in _forged_rotation(rotated, path, tmp).items():
+        out[name] = replace(out["rotated"], path=forged)
+    return out
+
+
+def _forged(st: Store, honest: Path, tmp: Path) -> dict[str, Path]:
+    """Bundles altered by someone who holds the station key (and re-signs what they change),
+    or by anyone (a signature or SHA256SUMS garbled): each caught by a check of its own."""
+    key = StationKey.load(ProofPaths.from_config(st.cfg).key)
+    idx = bundle_index(honest)
+    cpi, clip0, clip1 = idx["checkpoint"], idx["clips"][0], idx["clips"][1]
+    out: dict[str, Path] = {}
+
+    def resign(name: str, changes: dict[str, bytes | None], bm: Any = None) -> None:
+        out[name] = resign_bundle(honest, tmp / f"{name}.zip", key, changes, bm)
+
+    def index(edit: Any) -> bytes:
+        doc = bundle_index(honest)
+        edit(doc)
+        return json.dumps(doc).encode()
+
+    def checkpoint(edit: Any) -> dict[str, bytes | None]:
+        """The newest checkpoint edited and re-signed; its tokens (now over other bytes)
+        dropped."""
+        body = json.loads(read_zip(honest, cpi["body"]))
+        edit(body)
+        raw = canonical_json(body)
+        changes: dict[str, bytes | None] = {cpi["body"]: raw, cpi["signature"]: key.sign(raw)}
+        changes.update(dict.fromkeys(cpi["timestamps"]))
+        changes["bundle.json"] = index(lambda d: d["checkpoint"].update(timestamps=[]))
+        return changes
+
+    resign("checkpoint-station", checkpoint(lambda b: b.update(station="Other station")))
+    resign("checkpoint-key", checkpoint(lambda b: b.update(key="SHA256:" + "0" * 64)))
+    resign("checkpoint-type", checkpoint(lambda b: b.update(type="packcam-something")))
+    resign("bundle-manifest-station", {}, lambda bm: bm.update(station="Other station"))
+    resign("bundle-manifest-type", {}, lambda bm: bm.update(type="packcam-something"))
+    resign("bundle-manifest-key", {}, lambda bm: bm.update(station_key="SHA256:" + "0" * 64))
+    out["bundle-manifest-bad-sig"] = rewrite_zip(
+        honest, tmp / "bm-sig.zip", {"bundle/manifest.sig": b"\0" * 64}
+    )
+    sums = [  # the first clip's line with another digest
+        ("0" * 64 + ln[64:]) if ln.endswith("  " + clip0["clip"]) else ln
+        for ln in read_zip(honest, "SHA256SUMS").decode().splitlines()
+    ]
+    out["sums-wrong"] = rewrite_zip(
+        honest, tmp / "sums.zip", {"SHA256SUMS": "\n".join(sums).encode() + b"\n"}
+    )
+    out["not-a-zip"] = tmp / "not-a-zip.zip"
+    out["not-a-zip"].write_bytes(b"PK\x03\x04 not a zip at all")
+    pad = {f"pad/{i}": b"" for i in range(10_001)}  # more than a bundle ever holds
+    out["too-many-members"] = resign_bundle(honest, tmp / "many.zip", key, pad)
+    resign("index-format", {"bundle.json": index(lambda d: d.update(format="other"))})
+    # the two clips' bytes swapped: each matches the other's signed manifest
+    resign(
+        "clips-swapped",
+        {clip0["clip"]: read_zip(honest, clip1["clip"]),
+         clip1["clip"]: read_zip(honest, clip0["clip"])},
+    )  # fmt: skip
+    resign(
+        "manifest-missing", {"bundle.json": index(lambda d: d["clips"][0].update(manifest=None))}
+    )
+
+    def inclusion(**fields: int) -> bytes:
+        return json.dumps({**json.loads(read_zip(honest, clip0["inclusion"])), **fields}).encode()
+
+    resign("inclusion-index", {clip0["inclusion"]: inclusion(log_index=1)})
+    resign("inclusion-size", {clip0["inclusion"]: inclusion(tree_size=2)})
+    fc = clip0["first_checkpoint"]
+    resign("first-checkpoint-sig", {fc["signature"]: key.sign(b"something else")})
+    resign(
+        "first-checkpoint-untimed",
+        {**dict.fromkeys(fc["timestamps"]),
+         "bundle.json": index(lambda d: d["clips"][0]["first_checkpoint"].update(timestamps=[]))},
+    )  # fmt: skip
+    url = st.tsa.url
+    out["manifest-path"] = forge_log(
+        honest, tmp / "m-path.zip", key, url, lambda b: b.update(path="clips/other.mp4")
+    )
+    out["manifest-key"] = forge_log(
+        honest, tmp / "m-key.zip", key, url, lambda b: b.update(station_key="SHA256:" + "0" * 64)
+    )
+    out["manifest-not-canonical"] = forge_log(
+        honest, tmp / "m-form.zip", key, url, lambda b: None,
+        lambda b: json.dumps(b, sort_keys=True, indent=1).encode(),
+    )  # fmt: skip
+    return out
+
+
+def _rotated_store(st: Store, root: Path) -> Store:
+    """A copy of ``st`` whose key was rotated (certified successor; the old key kept, as a
+    thief who copied it would hold it)."""
+    rot = st.copy(root)
+    nxt = rotation.prepare(ProofPaths.from_config(rot.cfg))
+    issued = CompanyCa.load(st.data.parent / "ca").issue_station(rot.cfg.station.name, nxt.public)
+    (root.parent / "succ.crt").write_bytes(issued.key_cert_pem)
+    rotation.rotate(rot.cfg, cert=root.parent / "succ.crt", keep_old_key=True)
+    return rot
+
+
+def _forged_rotation(st: Store, bundle: Path, tmp: Path) -> dict[str, Path]:
+    """A rotated bundle whose rotation statement names another station (re-signed by both
+    keys), or carries a token for other data."""
+    paths = ProofPaths.from_config(st.cfg)
+    new = StationKey.load(paths.key)
+    old = StationKey.load(sorted((paths.key.parent / rotation.RETIRED_DIR).glob("*.pem"))[0])
+    idx = bundle_index(bundle)
+    link, cpi = idx["rotations"][0], idx["checkpoint"]
+    body = json.loads(read_zip(bundle, link["checkpoint"]))
+    body["station"] = "Other station"
+    raw = canonical_json(body)
+    changes: dict[str, bytes | None] = {
+        link["checkpoint"]: raw,
+        link["signature_old"]: old.sign(raw),
+        link["signature_new"]: new.sign(raw),
+        cpi["body"]: raw,  # the bundle's checkpoint is its log's final one
+        cpi["signature"]: old.sign(raw),
+        **dict.fromkeys(link["timestamps"] + cpi["timestamps"]),
+    }
+    link["timestamps"] = cpi["timestamps"] = []
+    changes["bundle.json"] = json.dumps(idx).encode()
+    out = {"rotation-station": resign_bundle(bundle, tmp / "rot-station.zip", new, changes)}
+    idx = bundle_index(bundle)
+    token = read_zip(bundle, idx["clips"][0]["timestamps"][0])
+    out["rotation-token"] = resign_bundle(
+        bundle, tmp / "rot-token.zip", new, {idx["rotations"][0]["timestamps"][0]: token}
+    )
+    # an earlier checkpoint of the retired key's log in place of its final one
+    fc, cpi = idx["clips"][0]["first_checkpoint"], idx["checkpoint"]
+    earlier = {
+        cpi["body"]: read_zip(bundle, fc["body"]),
+        cpi["signature"]: read_zip(bundle, fc["signature"]),
+        **{
+            t: read_zip(bundle, u) for t, u in zip(cpi["timestamps"], fc["timestamps"], strict=True)
+        },
+    }
+    out["rotation-earlier-checkpoint"] = resign_bundle(bundle, tmp / "rot-cp.zip", new, earlier)
     return out
 
 
@@ -132,7 +281,10 @@ def _pins(kind: Kind, pins: str, foreign: Path) -> tuple[list[str], list[str]]:
 def _standalone(bundle: Path, tmp: Path, ca: list[str], tsa: list[str]) -> tuple[int, str]:
     """The stranger's way: verify.py out of the bundle, python -I, openssl on PATH only."""
     script = tmp / "verify.py"
-    script.write_bytes(read_zip(bundle, "verify.py"))
+    if zipfile.is_zipfile(bundle):
+        script.write_bytes(read_zip(bundle, "verify.py"))
+    else:  # nothing to take it from: the one every bundle ships
+        script.write_bytes(Path(standalone_verify.__file__).read_bytes())
     args = [a for v in ca for a in ("--ca", v)] + [a for v in tsa for a in ("--tsa-ca", v)]
     r = subprocess.run(
         [sys.executable, "-I", str(script), str(bundle), *args],
@@ -147,14 +299,20 @@ def _standalone(bundle: Path, tmp: Path, ca: list[str], tsa: list[str]) -> tuple
     return r.returncode, r.stdout
 
 
+# `packcam verify` reads the video to say how a clip differs; verify.py, which reads none,
+# says that it does
+HOW_CLIP_DIFFERS = {"clip-truncated", "clip-remuxed", "clip-reencoded", "clip-replaced"}
+
+
 def _verdict(exit_code: int, failed: set[str], other: set[str]) -> str:
     """Exit code and reason codes, but those of the checks only `packcam verify` makes: it
-    reads the video (C2PA)."""
-    own = ("c2pa-",)
-    return (
-        f"exit {exit_code}; failed: {' '.join(sorted(c for c in failed if not c.startswith(own)))}"
-        f"; noted: {' '.join(sorted(c for c in other if not c.startswith(own)))}"
-    )
+    reads the video (C2PA; how a changed clip differs)."""
+
+    def codes(found: set[str]) -> str:
+        found = {"clip-altered" if c in HOW_CLIP_DIFFERS else c for c in found}
+        return " ".join(sorted(c for c in found if not c.startswith("c2pa-")))
+
+    return f"exit {exit_code}; failed: {codes(failed)}; noted: {codes(other)}"
 
 
 ALL_PINS = [
@@ -176,12 +334,52 @@ CASES = (
     # no CA in the bundle: a pinned fingerprint has nothing to match
     + [("no-ca", p, {**HONEST, "fingerprints": 1}[p]) for p in ALL_PINS]
     + [("tampered", p, 1) for p in ALL_PINS]
+    + [("truncated", p, 1) for p in ("none", "files")]
     # a CA-issued certificate for another purpose vouches for nothing: shipped or pinned
     + [("wrong-eku", p, 1) for p in ALL_PINS]
     + [("chinese-mismatch", p, 1) for p in ("none", "files", "fingerprints")]
     + [("late", p, 1) for p in ("none", "files", "other-tsa")]
     + [("clock-ahead", p, HONEST[p]) for p in ("none", "files")]
     + [("other-data", p, 1) for p in ("none", "files", "other-tsa")]
+    + [("rotated", p, HONEST[p]) for p in ("none", "files")]
+    # altered and re-signed with the station key (or garbled): NOT AUTHENTIC, pinned or not;
+    # with nothing pinned too where that changes what each verifier knows (the station name
+    # of a shipped certificate, what the verdict would be without the failure)
+    + [
+        (k, p, 1)
+        for k in (
+            "checkpoint-station",
+            "checkpoint-type",
+            "bundle-manifest-station",
+            "bundle-manifest-type",
+            "bundle-manifest-key",
+            "bundle-manifest-bad-sig",
+            "manifest-path",
+            "rotation-station",
+            "rotation-token",
+        )
+        for p in ("none", "files")
+    ]
+    + [
+        (k, "files", 1)
+        for k in (
+            "checkpoint-key",
+            "sums-wrong",
+            "not-a-zip",
+            "too-many-members",
+            "index-format",
+            "clips-swapped",
+            "manifest-missing",
+            "inclusion-index",
+            "inclusion-size",
+            "first-checkpoint-sig",
+            "manifest-key",
+            "manifest-not-canonical",
+            "rotation-earlier-checkpoint",
+        )
+    ]
+    # a clip's own checkpoint with no token: nothing lost (the clip's tokens hold the time)
+    + [("first-checkpoint-untimed", p, HONEST[p]) for p in ("none", "files")]
 )
 
 
@@ -212,6 +410,29 @@ def test_standalone_and_packcam_verify_agree(
     packcam = _verdict(report.exit_code, failed, report.reasons() - failed)
     assert packcam == standalone, "\n".join([*report.lines(), "---- verify.py:", out])
     assert rc == exit_code, out
+
+
+def test_a_cut_clip_is_named_by_packcam_and_altered_for_verify_py(
+    kinds: dict[str, Kind], tmp_path: Path
+) -> None:
+    """What the agreement test reads as one code: `packcam verify` reads the video and says
+    how the clip changed, verify.py that it did."""
+    k = kinds["truncated"]
+    report = verify_bundle(k.path, anchors=build_anchors(use_default=False), tmp_dir=tmp_path)
+    assert "clip-truncated" in report.codes(), report.lines()
+    rc, out = _standalone(k.path, tmp_path, [], [])
+    assert rc == 1 and "[clip-altered]" in out, out
+
+
+@pytest.mark.parametrize(
+    "x", [0.1, 1.0, -0.0, 2.5, 1e21, 1e20, 1e16, 1e-7, 1e-6, -1.5e-6, 123e-20, 5e-324,
+          1.7976931348623157e308, 123456789.125, 2.0**53, 2.0**53 + 2, 1 / 3]
+)  # fmt: skip
+def test_verify_py_reads_canonical_json_as_the_station_writes_it(x: float) -> None:
+    """verify.py's RFC 8785 form (keys in UTF-16 order, numbers as JavaScript prints them)
+    is the station's, byte for byte: an honest manifest is never "not canonical"."""
+    doc = {"n": x, "é": [x, -x, '打包台1\n"', None, True, 3], "\U0001f600": 1, "\ufb01": 2}
+    assert standalone_verify.canonical(doc).encode("utf-8") == canonical_json(doc)
 
 
 def test_a_chinese_station_name_is_compared_unescaped(

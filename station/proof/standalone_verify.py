@@ -6,12 +6,16 @@ Usage:  python3 verify.py BUNDLE.zip --ca COMPANY-CA.pem|SHA256 --tsa-ca TSA-ROO
 
 It imports nothing from packcam, so you can read all of it before you run it. It checks
 every member's SHA-256 against the bundle manifest the station signed, the Ed25519 signatures
-(openssl pkeyutl), the station certificate against the company CA *you* pin (openssl verify),
+(openssl pkeyutl) and that each signed document names the key that signed it, each clip
+manifest is in the canonical form that was signed and describes its own clip, the station
+certificate against the company CA *you* pin (openssl verify) and that every manifest,
+checkpoint, rotation statement and the bundle manifest names the station it certifies,
 the RFC 3161 tokens (openssl ts -verify: over this data, signed by a timestamping certificate,
 anchored when it chains to the TSA root *you* pin) and their time against each clip's
 recorded end, each clip's recorded start, end and duration against one another,
 and the RFC 9162 Merkle inclusion and consistency proofs. It reads no video: unlike
-`packcam verify` it cannot hold the duration to how long the clip plays.
+`packcam verify` it cannot hold the duration to how long the clip plays, nor tell how a
+changed clip was changed (cut, remuxed, re-encoded): each is clip-altered here.
 Certificates that came inside the bundle are never trusted by themselves.
 
 Exit status: 0 AUTHENTIC, 1 NOT AUTHENTIC (a check failed), 4 INTACT BUT NOT ANCHORED (nothing
@@ -33,13 +37,14 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 OK, FAIL, WARN = "OK", "FAIL", "WARN"
 MAX_DELAY_MIN = 15.0
 DOCUMENT_SIGNING = "1.3.6.1.5.5.7.3.36"  # id-kp-documentSigning (RFC 9336)
 MANIFEST, MANIFEST_SIG = "bundle/manifest.json", "bundle/manifest.sig"
+MAX_MEMBERS, MAX_MEMBER_SIZE = 10_000, 8 << 30  # as `packcam verify`: more is not a bundle
 
 
 class Result:
@@ -272,6 +277,47 @@ def token_time(tst: Path, cwd: Path) -> tuple[datetime | None, float]:
     return when.replace(tzinfo=timezone.utc), seconds  # noqa: UP017 (Python < 3.11 too)
 
 
+# ---- canonical JSON (what the station signs) -------------------------------------------------
+
+
+def js_number(x: float) -> str:
+    """A float as JavaScript prints it (RFC 8785 numbers): 1.0 is "1", 1e-7 "1e-7"."""
+    if x != x or x in (float("inf"), float("-inf")):
+        raise ValueError(f"{x!r} is not a JSON number")
+    if x == 0:
+        return "0"
+    if x.is_integer() and abs(x) < 2**53:
+        return str(int(x))
+    sign = "-" if x < 0 else ""
+    mant, _, exp = repr(abs(x)).partition("e")  # Python's shortest round-trip digits
+    whole, _, frac = mant.partition(".")
+    digits = (whole + frac).lstrip("0")
+    point = len(whole) - (len(whole + frac) - len(digits)) + int(exp or 0)  # after `point` digits
+    digits = digits.rstrip("0")
+    k = len(digits)
+    if k <= point <= 21:
+        return sign + digits + "0" * (point - k)
+    if 0 < point <= 21:
+        return sign + digits[:point] + "." + digits[point:]
+    if -6 < point <= 0:
+        return sign + "0." + "0" * -point + digits
+    e = point - 1
+    return f"{sign}{digits[0]}{'.' + digits[1:] if k > 1 else ''}e{'+' if e >= 0 else '-'}{abs(e)}"
+
+
+def canonical(value: Any) -> str:
+    """RFC 8785 canonical JSON: keys sorted by UTF-16 code units, no whitespace. A manifest
+    is signed in exactly this form; other bytes that parse to the same JSON are not it."""
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: kv[0].encode("utf-16-be"))
+        return "{" + ",".join(f"{canonical(k)}:{canonical(v)}" for k, v in items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(canonical(v) for v in value) + "]"
+    if isinstance(value, float):
+        return js_number(value)
+    return json.dumps(value, ensure_ascii=False)  # a string, an integer, true, false, null
+
+
 # ---- the bundle ------------------------------------------------------------------------------
 
 
@@ -364,6 +410,8 @@ def _check(
 ) -> int:
     res = Result()
     index = json.loads((root / "bundle.json").read_bytes())
+    if index.get("format") != "packcam-evidence-bundle":
+        raise ValueError("bundle.json is not a packcam evidence bundle index")
     keys = index["keys"]
     pub = keys["station_public_key"]
 
@@ -387,18 +435,21 @@ def _check(
 
     # 0. a retired key's clips: the chain of rotation statements to the key that signed the
     # bundle manifest (each a final checkpoint signed by the old and the new key)
-    signer = pub
-    links = index.get("rotations") or []
+    signer = pub  # each link's old key; at the end the key that signed the bundle manifest
+    links, statements = index.get("rotations") or [], []  # the links that hold, their bodies
+    cp_body = (root / index["checkpoint"]["body"]).read_bytes()
     for j, link in enumerate(links):
-        succ = link["successor_public_key"]
+        old = signer
+        signer = succ = link["successor_public_key"]
         body = (root / link["checkpoint"]).read_bytes()
         rc = json.loads(body)
         if not (
             rc.get("type") == "packcam-checkpoint"
             and rc.get("final") is True
-            and rc.get("key") == key_fp(root / signer)
+            and rc.get("key") == key_fp(root / old)
             and rc.get("successor_key") == key_fp(root / succ)
-            and sig_ok(link["checkpoint"], link["signature_old"], signer)
+            and isinstance(rc.get("tree_size"), int)
+            and sig_ok(link["checkpoint"], link["signature_old"], old)
             and sig_ok(link["checkpoint"], link["signature_new"], succ)
         ):
             res.add(
@@ -407,26 +458,50 @@ def _check(
                 "not a final checkpoint signed by both keys",
                 "rotation-unsigned",
             )
-        elif j == 0 and body != (root / index["checkpoint"]["body"]).read_bytes():
+            break  # as `packcam verify`: the chain ends here (its key signs the rest)
+        statements.append(rc)
+        if j == 0 and body != cp_body:
+            cp = json.loads(cp_body)
+            # a later checkpoint of the retired key's log: it signed after its final one
+            after = cp.get("key") == rc.get("key") and int(cp.get("tree_size", -1)) > int(
+                rc["tree_size"]
+            )
             res.add(
                 FAIL,
                 f"rotation[{j}]",
                 "the bundle's checkpoint is not its log's final one",
-                "log-after-rotation",
+                "log-after-rotation" if after else "rotation-unsigned",
             )
         else:
             res.add(OK, f"rotation[{j}]", f"log closed at {rc['tree_size']} entries, both "
                     "keys signed the final checkpoint")  # fmt: skip
-        signer = succ
 
-    # 1. every member is covered by the manifest the station signed
-    if have(MANIFEST) and sig_ok(MANIFEST, MANIFEST_SIG, signer):
-        bm = json.loads((root / MANIFEST).read_bytes())
-        members = bm.get("members", {})
+    # 1. every member is covered by the manifest the station signed (none at all: exported
+    # where the key was not readable, never authentic; one that does not verify: a failure)
+    files = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if not p.is_dir()}
+    bm: dict[str, Any] = json.loads((root / MANIFEST).read_bytes()) if have(MANIFEST) else {}
+    if not have(MANIFEST):
+        res.add(WARN, "bundle.manifest", "missing: the bundle index, summary and key frames "
+                "are not covered by a signature", "bundle-member-unsigned")  # fmt: skip
+    elif not (
+        have(MANIFEST_SIG)
+        and sig_ok(MANIFEST, MANIFEST_SIG, signer)
+        # what it is and which key signed it: no other signed document stands in for it
+        and bm.get("type") == "packcam-bundle-manifest"
+        and bm.get("station_key") == key_fp(root / signer)
+    ):
+        bm = {}
+        res.add(
+            FAIL,
+            "bundle.manifest",
+            "not signed by the station key (or not a bundle manifest of this key)",
+            "bundle-manifest-bad-signature",
+        )
+    else:
+        members = bm.get("members") or {}
         bad = False
-        for p in sorted(root.rglob("*")):
-            name = p.relative_to(root).as_posix()
-            if p.is_dir() or name in (MANIFEST, MANIFEST_SIG, "SHA256SUMS"):
+        for name, p in files.items():
+            if name in (MANIFEST, MANIFEST_SIG, "SHA256SUMS"):
                 continue
             if members.get(name) != hashlib.sha256(p.read_bytes()).hexdigest():
                 res.add(
@@ -436,24 +511,25 @@ def _check(
                     "bundle-member-unsigned",
                 )
                 bad = True
-        for name in sorted(
-            set(members) - {p.relative_to(root).as_posix() for p in root.rglob("*")}
-        ):
+        for name in sorted(set(members) - set(files)):
             res.add(
                 FAIL, name, "listed in the bundle manifest but missing", "bundle-member-missing"
             )
             bad = True
+        # SHA256SUMS is unsigned, for transport only; but one that disagrees with the members
+        # means something was changed (as `packcam verify`)
+        if have("SHA256SUMS"):
+            lines = (root / "SHA256SUMS").read_bytes().decode("utf-8").splitlines()
+            sums = {n: h for h, _, n in (ln.partition("  ") for ln in lines)}  # the last counts
+            for name, digest in sums.items():
+                if name in files and hashlib.sha256(files[name].read_bytes()).hexdigest() != digest:
+                    res.add(FAIL, "SHA256SUMS", f"lists another SHA-256 for {name}",
+                            "bundle-member-unsigned")  # fmt: skip
+                    bad = True
+                    break
         if not bad:
             res.add(OK, "bundle.manifest", f"all {len(members)} members match the signed list")
-            res.covered = True
-    else:
-        bm = {}
-        res.add(
-            WARN,
-            "bundle.manifest",
-            "missing or not signed by the station key",
-            "bundle-member-unsigned",
-        )
+        res.covered = True
 
     # 2. who signed: the station key's certificate against the company CA you pinned
     shipped_ca = (root / keys["company_ca"]).read_bytes() if have(keys.get("company_ca")) else b""
@@ -534,7 +610,7 @@ def _check(
         return False, name
 
     anchored, station = certify(keys.get("station_key_certificate"), pub, "signer")
-    for j, link in enumerate(links):
+    for j, link in enumerate(links[: len(statements)]):
         ok, succ_station = certify(
             link.get("successor_certificate"), link["successor_public_key"],
             f"rotation[{j}].signer",
@@ -544,11 +620,19 @@ def _check(
             res.add(FAIL, f"rotation[{j}]", f"successor certified for {succ_station!r}",
                     "station-name-mismatch")  # fmt: skip
     res.signer_anchored = anchored
+    cpi = index["checkpoint"]
+    cp = json.loads(cp_body)
+    if cp.get("type") != "packcam-checkpoint":
+        raise ValueError("the checkpoint is not a packcam checkpoint")
+    # every signed statement names the station: the one the key is certified for
+    named = [("checkpoint", cp), *((f"rotation[{j}]", rc) for j, rc in enumerate(statements))]
+    for what, doc in named + ([("bundle.manifest", bm)] if bm else []):
+        if station is not None and doc.get("station") != station:
+            res.add(FAIL, what, f"says station {doc.get('station')!r}, certificate {station!r}",
+                    "station-name-mismatch")  # fmt: skip
 
     # 3. the checkpoint every proof leads to
-    cpi = index["checkpoint"]
-    cp = json.loads((root / cpi["body"]).read_bytes())
-    if not sig_ok(cpi["body"], cpi["signature"]):
+    if cp.get("key") != key_fp(root / pub) or not sig_ok(cpi["body"], cpi["signature"]):
         res.add(FAIL, "checkpoint", "not signed by the station key", "checkpoint-bad-signature")
     cp_size, cp_root = int(cp["tree_size"]), bytes.fromhex(cp["root_sha256"])
     shipped_tsa = (root / keys["tsa_roots"]).read_bytes() if have(keys.get("tsa_roots")) else b""
@@ -561,12 +645,24 @@ def _check(
                        "-CAfile", str(cafile), *extra, cwd=root)  # fmt: skip
 
     def tokens(
-        name: str, data: str, tsts: list[str], ended: datetime | None, timed: bool = False
+        name: str,
+        data: str,
+        tsts: list[str],
+        ended: datetime | None,
+        timed: bool = False,
+        failures_only: bool = False,
     ) -> bool:
-        """``timed``: a clip's tokens, held to its recorded end ``ended`` (None: it has none)."""
+        """``timed``: a clip's tokens, held to its recorded end ``ended`` (None: it has none).
+        ``failures_only``: tokens that only back up another proof (a clip's own checkpoint,
+        a rotation statement) are reported only when they are bad, as `packcam verify` does."""
         anchored = False
+
+        def say(status: str, reason: str, code: str = "") -> None:
+            if status == FAIL or not failures_only:
+                res.add(status, name, reason, code)
+
         if not tsts:
-            res.add(WARN, name, "no RFC 3161 token", "time-unanchored")
+            say(WARN, "no RFC 3161 token", "time-unanchored")
         for t in tsts:
             # What the token proves by itself, pinned or not: it is over this data and signed
             # by the TSA certificate inside it (critical timeStamping EKU, ESS); -partial_chain
@@ -581,9 +677,8 @@ def _check(
             ok, out = ts_verify(t, data, own, "-partial_chain", *attime)
             if not ok:
                 other = "message imprint mismatch" in out
-                res.add(
+                say(
                     FAIL,
-                    name,
                     ("the token timestamps other data" if other else "not a valid token")
                     + f": {out.strip()[-200:]}",
                     "tsa-other-data" if other else "tsa-invalid",
@@ -593,9 +688,8 @@ def _check(
             in_bounds = True
             if timed and (ended is None or when is None):
                 in_bounds = False
-                res.add(
+                say(
                     FAIL,
-                    name,
                     "the signed manifest states no recorded end (ended_at with its UTC offset) "
                     "or the token no time: the TSA's time cannot be held to it",
                     "time-out-of-bounds",
@@ -604,29 +698,26 @@ def _check(
                 delta = (when - ended).total_seconds()
                 if abs(delta) > max_delay_s + acc + 1:
                     in_bounds = False
-                    res.add(
+                    say(
                         FAIL,
-                        name,
                         f"TSA time {when.isoformat()} is {delta:+.0f} s from the "
                         f"recorded end {ended.isoformat()}",
                         "time-out-of-bounds",
                     )
                 elif delta < -(acc + 1):
-                    res.add(
+                    say(
                         WARN,
-                        name,
                         f"TSA time {when.isoformat()} is {-delta:.0f} s before the recorded end "
                         f"{ended.isoformat()}: the station clock was ahead",
                         "clock-ahead",
                     )
             at = when.isoformat() if when else "?"
             if pinned:
-                res.add(OK, name, f"timestamped at {at} by a TSA you pinned")
+                say(OK, f"timestamped at {at} by a TSA you pinned")
                 anchored = anchored or in_bounds
             else:
-                res.add(
+                say(
                     WARN,
-                    name,
                     f"token valid, timestamped at {at}, but not by a TSA you pinned: compare "
                     "its root with the TSA's published one and pin it (--tsa-ca)",
                     "time-unanchored",
@@ -634,14 +725,32 @@ def _check(
         return anchored
 
     tokens("checkpoint.timestamp", cpi["body"], cpi.get("timestamps", []), None)
+    for j, link in enumerate(links[: len(statements)]):
+        tokens(f"rotation[{j}].timestamp", link["checkpoint"], link.get("timestamps", []), None,
+               failures_only=True)  # fmt: skip
 
     # 4. each clip
     seqs = set()
+    signed = {  # each clip's signed manifest, to name a swap
+        item["clip"]: json.loads((root / item["manifest"]).read_bytes().decode("utf-8"))
+        for item in index["clips"]
+        if item.get("manifest")
+    }
     for n, item in enumerate(index["clips"]):
         pre = f"clip[{n}]"
-        body = json.loads((root / item["manifest"]).read_bytes())
+        if not item.get("manifest"):
+            res.add(FAIL, pre, "no signed manifest (recorded before the proof was enabled?)",
+                    "manifest-missing")  # fmt: skip
+            continue
+        raw = (root / item["manifest"]).read_bytes()
+        body = json.loads(raw.decode("utf-8"))
+        if canonical(body).encode("utf-8") != raw:  # what was signed, logged and timestamped
+            res.add(FAIL, pre, "manifest bytes are not in canonical form", "manifest-not-canonical")
         if not sig_ok(item["manifest"], item["signature"]):
             res.add(FAIL, pre, "manifest not signed by the station key", "manifest-bad-signature")
+        elif body.get("station_key") != key_fp(root / pub):
+            res.add(FAIL, pre, f"manifest names key {body.get('station_key')} but verifies with "
+                    "the station key", "manifest-key-mismatch")  # fmt: skip
         if station is not None and body.get("station") != station:
             res.add(
                 FAIL,
@@ -649,53 +758,59 @@ def _check(
                 f"manifest says station {body.get('station')!r}, certificate {station!r}",
                 "station-name-mismatch",
             )
-        if body.get("order_id") != index.get("order_id") or (
-            bm and bm.get("order_id") != body.get("order_id")
-        ):
+        if body.get("order_id") != index.get("order_id"):
             res.add(FAIL, pre, "the bundle is labelled with another order", "bundle-order-mismatch")
         clip = (root / item["clip"]).read_bytes()
-        if hashlib.sha256(clip).hexdigest() == body.get("sha256") and len(clip) == body.get("size"):
+        digest = hashlib.sha256(clip).hexdigest()
+        if digest == body.get("sha256") and len(clip) == body.get("size"):
             res.add(OK, pre, f"{item['clip']}: SHA-256 matches the signed manifest")
+        elif any(c != item["clip"] and m.get("sha256") == digest for c, m in signed.items()):
+            res.add(FAIL, pre, f"{item['clip']} is another clip of this bundle: the manifests "
+                    "were swapped", "manifest-swapped")  # fmt: skip
         else:
             res.add(FAIL, pre, f"{item['clip']} is not the recorded file", "clip-altered")
+        if PurePosixPath(str(body.get("path", ""))).name != PurePosixPath(item["clip"]).name:
+            res.add(FAIL, pre, f"the manifest describes {body.get('path')!r}, not {item['clip']}",
+                    "manifest-swapped")  # fmt: skip
         inc = json.loads((root / item["inclusion"]).read_bytes())
         seq = body.get("seq")
-        seqs.add(seq)
+        if isinstance(seq, int):
+            seqs.add(seq)
         path = [bytes.fromhex(h) for h in inc["audit_path"]]
-        if (
-            inc.get("log_index") == seq
-            and int(inc.get("tree_size", -1)) == cp_size
-            and verify_inclusion(
-                seq, cp_size, leaf_hash((root / item["manifest"]).read_bytes()), path, cp_root
-            )
-        ):
+        if inc.get("log_index") != seq:
+            res.add(FAIL, pre, f"the inclusion proof is for entry {inc.get('log_index')}, the "
+                    f"manifest says {seq}", "log-index-mismatch")  # fmt: skip
+        elif int(inc.get("tree_size", -1)) != cp_size:
+            res.add(FAIL, pre, "the inclusion proof is not for the bundled checkpoint",
+                    "log-proof-mismatch")  # fmt: skip
+        elif verify_inclusion(seq, cp_size, leaf_hash(raw), path, cp_root):
             res.add(OK, pre, f"entry {seq} of the station's log of {cp_size} entries")
         else:
             res.add(FAIL, pre, "not included in the signed log", "log-not-included")
         fc = item.get("first_checkpoint")
         if fc:
             fcb = json.loads((root / fc["body"]).read_bytes())
-            cons = json.loads((root / fc["consistency"]).read_bytes())
-            if not isinstance(seq, int) or int(fcb["tree_size"]) <= seq:
-                res.add(
-                    FAIL,
-                    pre,
-                    f"the clip's own checkpoint covers {fcb['tree_size']} entries, not entry {seq}",
-                    "log-proof-mismatch",
-                )
-            elif not sig_ok(fc["body"], fc["signature"]) or not verify_consistency(
-                int(fcb["tree_size"]),
-                cp_size,
-                [bytes.fromhex(h) for h in cons["proof"]],
-                bytes.fromhex(fcb["root_sha256"]),
-                cp_root,
-            ):
-                res.add(
-                    FAIL, pre, "the newest checkpoint does not extend the clip's own", "log-fork"
-                )
+            if fcb.get("key") != key_fp(root / pub) or not sig_ok(fc["body"], fc["signature"]):
+                res.add(FAIL, pre, "the clip's own checkpoint is not signed by the station key",
+                        "checkpoint-bad-signature")  # fmt: skip
             else:
-                res.add(OK, pre, "the log only grew since the clip's own checkpoint")
-                tokens(f"{pre} first-checkpoint", fc["body"], fc.get("timestamps", []), None)
+                cons = json.loads((root / fc["consistency"]).read_bytes())
+                tokens(f"{pre} first-checkpoint", fc["body"], fc.get("timestamps", []), None,
+                       failures_only=True)  # fmt: skip
+                if not isinstance(seq, int) or int(fcb["tree_size"]) <= seq:
+                    res.add(FAIL, pre, f"the clip's own checkpoint covers {fcb['tree_size']} "
+                            f"entries, not entry {seq}", "log-proof-mismatch")  # fmt: skip
+                elif verify_consistency(
+                    int(fcb["tree_size"]),
+                    cp_size,
+                    [bytes.fromhex(h) for h in cons.get("proof", [])],
+                    bytes.fromhex(fcb["root_sha256"]),
+                    cp_root,
+                ):
+                    res.add(OK, pre, "the log only grew since the clip's own checkpoint")
+                else:
+                    res.add(FAIL, pre, "the newest checkpoint does not extend the clip's own",
+                            "log-fork")  # fmt: skip
         # ended_at without a UTC offset would be another instant in each verifier's time zone
         ended = parse_time(str(body.get("ended_at")))
         ended = ended.astimezone(timezone.utc) if ended and ended.tzinfo else None  # noqa: UP017
@@ -714,7 +829,10 @@ def _check(
         check_witness(
             res, json.loads(Path(witness).read_bytes()), seen, pins_dir, key_fp(root / pub)
         )
-    want = set(bm.get("order_clips", [])) if bm else set()
+    if bm and bm.get("order_id") != index.get("order_id"):
+        res.add(FAIL, "order", "the bundle is labelled with another order than the signed "
+                "bundle manifest", "bundle-order-mismatch")  # fmt: skip
+    want = {int(x) for x in bm.get("order_clips", [])}
     if want - seqs:
         res.add(
             FAIL,
@@ -746,13 +864,24 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):  # a station named 打包台1 on a cp1252 console
         sys.stdout.reconfigure(errors="backslashreplace")
     src = Path(a.bundle)
+    if not src.is_dir():
+        try:
+            zipfile.ZipFile(src).close()
+        except (OSError, zipfile.BadZipFile) as exc:
+            print(f"FAIL bundle: not a readable zip file: {exc!r} [bundle-unreadable]")
+            print("RESULT: NOT AUTHENTIC (bundle-unreadable)")
+            return 1
     try:
         if src.is_dir():
             return check(src, a.ca, a.tsa_ca, a.max_delay * 60, a.witness)
         with tempfile.TemporaryDirectory(prefix="packcam-kit-") as tmp, zipfile.ZipFile(src) as z:
             base = Path(tmp).resolve()
             seen: set[str] = set()
+            if len(z.infolist()) > MAX_MEMBERS:
+                raise ValueError(f"more than {MAX_MEMBERS} members")
             for info in z.infolist():  # never write outside the folder
+                if info.file_size > MAX_MEMBER_SIZE:
+                    raise ValueError(f"{info.filename!r} is too large")
                 parts = [
                     p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")
                 ]
