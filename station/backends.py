@@ -125,13 +125,17 @@ def build_camera(cfg: Config, *, realtime: bool = True) -> FrameSource:
     return _choose(CAMERAS, "camera backend", cfg.camera.backend)(cfg, realtime)
 
 
-def build_scan_sources(cfg: Config, scenario: Scenario | None = None) -> list[ScanSource]:
+def build_scan_sources(
+    cfg: Config, scenario: Scenario | None = None, *, scripted: bool = True
+) -> list[ScanSource]:
     """The keyboard, pedal, scripted and station-screen sign-in sources ``cfg`` asks for (not
     camera decoding).
 
     A synthetic camera brings its scenario's scripted keyboard and pedal; pass the camera's
-    ``scenario`` so both walk the same script (it is loaded from ``cfg`` otherwise). The pedal
-    runs on gpiozero's pin factory: ``GPIOZERO_PIN_FACTORY=mock`` gives gpiozero's own mock pins.
+    ``scenario`` so both walk the same script (it is loaded from ``cfg`` otherwise); with
+    ``scripted`` False there is none (the frames come from a source that walks no script). The
+    pedal runs on gpiozero's pin factory: ``GPIOZERO_PIN_FACTORY=mock`` gives gpiozero's own
+    mock pins.
     """
     sc = cfg.scanner
     sources: list[ScanSource] = []
@@ -140,7 +144,7 @@ def build_scan_sources(cfg: Config, scenario: Scenario | None = None) -> list[Sc
         sources.append(keyboard)
     if sc.pedal_gpio >= 0:
         sources.append(GpioPedal(sc.pedal_gpio))
-    if cfg.camera.backend == "synthetic":
+    if scripted and cfg.camera.backend == "synthetic":
         sources.append(ScriptedScanner(scenario or load_scenario(cfg.camera)))
     if cfg.screen.packers:
         sources.append(ScreenSignIn(cfg.station.data_dir, cfg.station.name, cfg.screen.packers))

@@ -185,7 +185,10 @@ def assemble(
         cfg,
         cam,
         recorder,
-        scan_sources=build_scan_sources(cfg, scenario=scenario),
+        # an injected camera that is no synthetic scene walks no script: no scripted scans
+        scan_sources=build_scan_sources(
+            cfg, scenario=scenario, scripted=camera is None or scenario is not None
+        ),
         decoder=decoder,
         overlay=overlay,
         to_i420=to_i420,
