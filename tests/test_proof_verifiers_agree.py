@@ -480,22 +480,41 @@ def test_c2pa_signer_with_no_ca_at_all_is_unanchored_not_invalid(
     assert codes == {"cert-foreign-ca", "c2pa-untrusted"}, codes
 
 
-def test_a_tsa_certificate_that_expired_after_it_signed_still_counts(tmp_path: Path) -> None:
-    """An honest bundle outlives its TSA's certificate: the token is judged as of when it was
-    signed (packcam verify validates the TSA's chain at genTime; verify.py asks openssl for
-    the same with -attime), so both still say AUTHENTIC once that certificate has expired."""
+@dataclass(frozen=True)
+class Expiring:
+    path: Path  # a bundle stamped by a TSA whose certificate expires at ``expires``
+    ca: list[str]
+    roots: list[str]
+    expires: datetime
+
+
+@pytest.fixture(scope="module", autouse=True)
+def expiring(tmp_path_factory: pytest.TempPathFactory) -> Expiring:
+    """Made before this module's first test (autouse), so that the TSA certificate has expired
+    by its last one, which then needs no sleep of its own."""
+    tmp = tmp_path_factory.mktemp("expiring")
     valid = timedelta(seconds=12)
     expires = datetime.now(UTC) + valid
-    tsa = TsaServer(tmp_path / "tsa", "ec", cert_valid=valid)
+    tsa = TsaServer(tmp / "tsa", "ec", cert_valid=valid)
     try:
-        st = build_store(tmp_path / "s", tsa, ["A1"], c2pa=False)
+        st = build_store(tmp / "s", tsa, ["A1"], c2pa=False)
     finally:
         tsa.stop()
     assert datetime.now(UTC) < expires - timedelta(seconds=1), "the tokens came too late"
-    path = export_order(st.cfg, "A1", tmp_path / "A1.zip").path
-    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 1.5)
+    path = export_order(st.cfg, "A1", tmp / "A1.zip").path
     ca, roots = [str(st.data / "proof-public/company-ca.crt")], [str(tsa.root)]
-    report = verify_bundle(path, anchors=build_anchors(ca, roots, use_default=False))
+    return Expiring(path, ca, roots, expires)
+
+
+def test_a_tsa_certificate_that_expired_after_it_signed_still_counts(
+    expiring: Expiring, tmp_path: Path
+) -> None:
+    """An honest bundle outlives its TSA's certificate: the token is judged as of when it was
+    signed (packcam verify validates the TSA's chain at genTime; verify.py asks openssl for
+    the same with -attime), so both still say AUTHENTIC once that certificate has expired."""
+    time.sleep(max(0.0, (expiring.expires - datetime.now(UTC)).total_seconds()) + 1.5)
+    ca, roots = expiring.ca, expiring.roots
+    report = verify_bundle(expiring.path, anchors=build_anchors(ca, roots, use_default=False))
     assert report.verdict == AUTHENTIC, report.lines()
-    rc, out = _standalone(path, tmp_path, ca, roots)
+    rc, out = _standalone(expiring.path, tmp_path, ca, roots)
     assert rc == 0 and "RESULT: AUTHENTIC" in out, out
