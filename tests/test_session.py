@@ -133,13 +133,23 @@ def test_next_order_ends_previous_and_starts_next() -> None:
     ]
 
 
-def test_same_order_again_is_rescan() -> None:
-    state, actions = step(rec(), Scanned(ORDER_A, 30.0), RULES)
+def test_same_order_again_by_hand_is_rescan() -> None:
+    state, actions = step(rec(), Scanned(ORDER_A, 30.0, "keyboard"), RULES)
     assert state == Idle(last=("PO-A", 30.0))
     assert actions == [
-        LogEvent("order", "PO-A", 30.0, "camera"),
+        LogEvent("order", "PO-A", 30.0, "keyboard"),
         StopClip(FinishReason.RESCAN, 30.0),
     ]
+
+
+def test_the_open_orders_sheet_seen_again_by_the_camera_ends_nothing() -> None:
+    """Its sheet lying at the table, covered by a box for a while and seen again: the packing
+    goes on, so the clip does too (a rescan would leave the rest of the packing unrecorded)."""
+    note = "seen again by the camera; the clip goes on"
+    assert step(rec(), Scanned(ORDER_A, 30.0), RULES) == (
+        rec(),
+        [LogEvent("order", "PO-A", 30.0, "camera", note)],
+    )
 
 
 def test_test_and_unknown_codes_keep_recording() -> None:
@@ -259,9 +269,26 @@ def test_a_late_read_of_the_sealed_order_opens_no_repack() -> None:
     )
 
 
+def test_the_sealed_orders_sheet_seen_again_by_the_camera_opens_no_repack() -> None:
+    """The sheet of the order just sealed, still at the table and seen again: no repack clip
+    (it would record the next parcel under this order until that one is scanned)."""
+    note = (
+        "its clip has ended: seen again by the camera, ignored (scan it by hand to record a repack)"
+    )
+    assert step(SEALED_A, Scanned(ORDER_A, 25.0), RULES) == (
+        SEALED_A,
+        [LogEvent("order", "PO-A", 25.0, "camera", note, in_clip=False)],
+    )
+    # Once another order has been recorded, the camera may open a repack of PO-A again.
+    state, _ = step(SEALED_A, Scanned(ORDER_B, 30.0), RULES)
+    state, _ = step(state, Scanned(SEAL, 40.0), RULES)
+    state, actions = step(state, Scanned(ORDER_A, 50.0), RULES)
+    assert state == rec("PO-A", 50.0) and kinds(actions) == ["StartClip", "LogEvent"]
+
+
 def test_a_read_after_the_clip_ended_or_of_another_order_still_opens_a_clip() -> None:
-    # Scanned again after the seal: a repack of PO-A, as ever.
-    state, actions = step(SEALED_A, Scanned(ORDER_A, 20.0), RULES)
+    # Scanned by hand again after the seal: a repack of PO-A, as ever.
+    state, actions = step(SEALED_A, Scanned(ORDER_A, 20.0, "keyboard"), RULES)
     assert state == rec("PO-A", 20.0) and kinds(actions) == ["StartClip", "LogEvent"]
     # The next order's sheet, read at 19.5 and decoded late: its clip opens (the recorder
     # starts it after PO-A's last frame, so no second is in both).

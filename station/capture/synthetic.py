@@ -307,8 +307,8 @@ class _Episode:
 def _demo_events(seed: int, stamp: str) -> Iterator[ScenarioEvent]:
     """Orders about every 15-20 s; each cycle of seven ends one clip by each stop rule.
 
-    sealed: the seal card. next-order: the next order's scan. rescan: the same order card shown
-    again (out of view for well over the 3 s debounce first). pedal: the pedal. waybill: the
+    sealed: the seal card. next-order: the next order's scan. rescan: the same order scanned
+    again by hand. pedal: the pedal. waybill: the
     waybill (ends the clip when ``session.waybill_ends_clip``; the seal card follows otherwise).
     still: 25 s of stillness (ends it when ``session.still_timeout_s`` is set), then the seal.
     timeout: no end at all for longer than ``DEMO_SESSION["max_duration_s"]``.
@@ -340,8 +340,8 @@ def _demo_events(seed: int, stamp: str) -> Iterator[ScenarioEvent]:
             seal_at: float | None = None
             if episode in ("sealed", "waybill"):
                 seal_at = t + rng.uniform(12.0, 13.5)
-            elif episode == "rescan":
-                ep.card(t + rng.uniform(11.5, 13.0), order, "qrcode")
+            elif episode == "rescan":  # by hand: the camera seeing the sheet again ends nothing
+                ep.scan(t + rng.uniform(11.5, 13.0), order, "qrcode", True)
             elif episode == "pedal":
                 ep.add(t + rng.uniform(12.0, 13.5), "pedal")
             elif episode == "still":

@@ -26,6 +26,9 @@ class FinishReason(StrEnum):
     DISK_FULL = "disk-full"
 
 
+# The source name of the camera's own reads (``RawScan.source``): all others are by hand.
+CAMERA = "camera"
+
 # What the station itself ends a clip for (``EndClip``), whatever the packer does.
 STATION_ENDS = frozenset(
     {FinishReason.END_OF_INPUT, FinishReason.DISK_FULL, FinishReason.INTERRUPTED}
@@ -102,7 +105,7 @@ class Scanned:
 
     code: Code
     t: float
-    source: str = "camera"
+    source: str = CAMERA
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,12 +269,18 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         and isinstance(event, Scanned)
         and event.code.kind is Kind.ORDER
         and event.code.text == state.last[0]
-        and event.t < state.last[1]
+        and (event.t < state.last[1] or event.source == CAMERA)
     ):
-        # The order's own sheet, read while its clip was open and decoded after the clip
-        # ended (sealed by hand, say): on time it would have been a rescan ending that clip;
-        # late, it must not open a "repack" of an order already packed.
-        note = f"stamped t={event.t:.3f}, before its clip ended at t={state.last[1]:.3f}; ignored"
+        # The order just packed, read again: by the camera, its sheet still lying at the table
+        # (a repack is scanned by hand); or read while its clip was open and decoded after the
+        # clip ended (sealed by hand, say), when on time it would have ended that clip. Either
+        # way it must not open a "repack" that records the next parcel.
+        note = (
+            f"stamped t={event.t:.3f}, before its clip ended at t={state.last[1]:.3f}; ignored"
+            if event.t < state.last[1]
+            else "its clip has ended: seen again by the camera, ignored (scan it by hand to "
+            "record a repack)"
+        )
         return state, [replace(_log(event, note), in_clip=False)]
     if isinstance(event, Scanned) and event.code.kind is Kind.ITEM:
         # A product code (camera or hand scan): logged (in the open clip's timeline, if any); it
@@ -376,6 +385,10 @@ def _step_recording(
     if isinstance(event, Scanned):
         code = event.code
         if code.kind is Kind.ORDER:
+            if code.text == state.order_id and event.source == CAMERA:
+                # Its sheet lying at the table, seen again after a box covered it: packing
+                # goes on. Ending a clip is a deliberate act (a hand scan, the seal, the pedal).
+                return state, [_log(event, "seen again by the camera; the clip goes on")]
             if code.text == state.order_id:
                 return Idle(), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
             return _start(code.text, event.t), [
