@@ -324,3 +324,37 @@ def test_a_late_camera_read_of_the_order_sealed_by_hand_opens_no_repack(
     assert "before its clip ended" in stray[0].note
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(a in m and "t=3.900" in m for m in warned), warned
+
+
+def test_the_order_sheet_seen_again_after_a_box_covered_it_ends_nothing(
+    station_cfg: config_mod.Config,
+) -> None:
+    # The camera reads order A's sheet at 0.5; a box covers it, and at 6.0 (well past the 3 s
+    # debounce) it is read again; the packer seals at 9.0 and the sheet is read once more at
+    # 12.0, still on the table. Packing went on throughout: one clip, sealed, and no repack.
+    a = "PO-SHEET-A"
+    camera = LateScans(
+        [(at, RawScan(a, "camera", at, "code128")) for at in (0.5, 6.0, 12.0)]
+        + [(9.0, RawScan("SEAL", "keyboard", 9.0))]
+    )
+    cam = SyntheticCamera(
+        W,
+        H,
+        station_cfg.camera.fps,
+        Scenario.from_dict({"seed": 7, "event": [{"at": 15.0, "kind": "end"}]}),
+        realtime=False,
+    )
+    asm = assemble(station_cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.append(camera)
+    asm.station.run(threading.Event())
+    clips = asm.ledger.clips()
+    stray = asm.ledger.unattached_events()
+    asm.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "sealed")]
+    assert [(e.kind, e.note) for e in clips[0].events] == [
+        ("order", ""),
+        ("order", "seen again by the camera; the clip goes on"),
+        ("seal", ""),
+    ]
+    assert [(e.kind, e.text) for e in stray] == [("order", a)]
+    assert "seen again by the camera" in stray[0].note
