@@ -13,7 +13,7 @@ from station.capture.confirm import ReadConfirmer
 from station.capture.frames import InputEvent, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.service import assemble
-from station.store.ledger import ClipRecord, Ledger
+from station.store.ledger import ClipRecord, Ledger, ScanEventRecord
 
 pytestmark = pytest.mark.slow
 
@@ -144,6 +144,28 @@ class LateScans:
         pass
 
 
+def run_table(
+    cfg: config_mod.Config,
+    scans: list[tuple[float, RawScan]],
+    *,
+    end: float,
+    seed: int,
+    shown: tuple[dict[str, object], ...] = (),
+) -> tuple[list[ClipRecord], list[ScanEventRecord]]:
+    """The station on a synthetic table (``shown`` events, input ending at ``end``), with
+    ``scans`` (poll time, scan) handed over late as LateScans does; its clips and the events
+    indexed outside any clip."""
+    script = {"seed": seed, "event": [*shown, {"at": end, "kind": "end"}]}
+    cam = SyntheticCamera(W, H, cfg.camera.fps, Scenario.from_dict(script), realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.append(LateScans(sorted(scans, key=lambda s: s[0])))
+    try:
+        asm.station.run(threading.Event())
+        return asm.ledger.clips(), asm.ledger.unattached_events()
+    finally:
+        asm.close()
+
+
 def test_the_camera_reading_the_order_just_scanned_by_hand_is_no_rescan(
     station_cfg: config_mod.Config,
 ) -> None:
@@ -153,22 +175,12 @@ def test_the_camera_reading_the_order_just_scanned_by_hand_is_no_rescan(
     # keyboard scan: the same label, the same moment, one scan. It must not end the clip
     # just started as a "rescan" (and start the next sighting as a repack).
     order = "PO-TWICE-1"
-    keyboard = LateScans(
-        [(2.0, RawScan(order, "keyboard", 2.04)), (6.0, RawScan("SEAL", "keyboard", 6.0))]
-    )
-    camera = LateScans([(2.1, RawScan(order, "camera", 2.0, "code128"))])
-    cam = SyntheticCamera(
-        W,
-        H,
-        station_cfg.camera.fps,
-        Scenario.from_dict({"seed": 3, "event": [{"at": 8.0, "kind": "end"}]}),
-        realtime=False,
-    )
-    asm = assemble(station_cfg, camera=cam, live_view=False)
-    asm.station.scan_sources.extend([keyboard, camera])
-    asm.station.run(threading.Event())
-    clips = asm.ledger.clips()
-    asm.close()
+    scans = [
+        (2.0, RawScan(order, "keyboard", 2.04)),
+        (2.1, RawScan(order, "camera", 2.0, "code128")),
+        (6.0, RawScan("SEAL", "keyboard", 6.0)),
+    ]
+    clips, _ = run_table(station_cfg, scans, end=8.0, seed=3)
     assert [(c.order_id, c.finish_reason) for c in clips] == [(order, "sealed")]
 
 
@@ -179,28 +191,15 @@ def test_product_codes_scanned_by_hand_neither_start_nor_end_a_clip(
     (978...) before the order, during it and after the seal are items in the clip's timeline,
     never orders, never waybills (69... has ZTO's shape), never the end of the clip."""
     order = "PO-ITEMS-1"
-    keyboard = LateScans(
-        [
-            (1.0, RawScan("6901234567892", "keyboard", 1.0)),
-            (2.0, RawScan(order, "keyboard", 2.0)),
-            (3.0, RawScan("6920152400777", "keyboard", 3.0)),
-            (4.0, RawScan("9787111213826", "keyboard", 4.0)),
-            (6.0, RawScan("SEAL", "keyboard", 6.0)),
-            (7.0, RawScan("6901234567892", "keyboard", 7.0)),
-        ]
-    )
-    cam = SyntheticCamera(
-        W,
-        H,
-        station_cfg.camera.fps,
-        Scenario.from_dict({"seed": 4, "event": [{"at": 9.0, "kind": "end"}]}),
-        realtime=False,
-    )
-    asm = assemble(station_cfg, camera=cam, live_view=False)
-    asm.station.scan_sources.append(keyboard)
-    asm.station.run(threading.Event())
-    clips = asm.ledger.clips()
-    asm.close()
+    scans = [
+        (1.0, RawScan("6901234567892", "keyboard", 1.0)),
+        (2.0, RawScan(order, "keyboard", 2.0)),
+        (3.0, RawScan("6920152400777", "keyboard", 3.0)),
+        (4.0, RawScan("9787111213826", "keyboard", 4.0)),
+        (6.0, RawScan("SEAL", "keyboard", 6.0)),
+        (7.0, RawScan("6901234567892", "keyboard", 7.0)),
+    ]
+    clips, _ = run_table(station_cfg, scans, end=9.0, seed=4)
     assert [(c.order_id, c.finish_reason, c.waybill) for c in clips] == [(order, "sealed", None)]
     items = [(e.text, e.note) for e in clips[0].events if e.kind == "item"]
     assert items == [("6920152400777", "ean13"), ("9787111213826", "ean13")]
@@ -215,35 +214,22 @@ def test_cartons_and_gs1_labels_of_products_neither_start_nor_end_a_clip(
     order's clip ends at the seal."""
     order = "PO-CARTON-1"
     gs1 = "01069012345678921726123110LOT1"  # (01) GTIN (17) best before (10) lot
-    keyboard = LateScans(
-        [
-            (1.0, RawScan("16901234567899", "keyboard", 1.0)),
-            (2.0, RawScan(order, "keyboard", 2.0)),
-            (3.0, RawScan("56901234567897", "keyboard", 3.0)),
-            (9.0, RawScan("SEAL", "keyboard", 9.0)),
-        ]
-    )
-    events = [
-        {"at": 4.0, "kind": "show", "code": gs1, "symbology": "code128", "duration": 1.5},
-        {"at": 11.0, "kind": "end"},
+    scans = [
+        (1.0, RawScan("16901234567899", "keyboard", 1.0)),
+        (2.0, RawScan(order, "keyboard", 2.0)),
+        (3.0, RawScan("56901234567897", "keyboard", 3.0)),
+        (9.0, RawScan("SEAL", "keyboard", 9.0)),
     ]
-    cam = SyntheticCamera(
-        W,
-        H,
-        station_cfg.camera.fps,
-        Scenario.from_dict({"seed": 4, "event": events}),
-        realtime=False,
-    )
-    asm = assemble(station_cfg, camera=cam, live_view=False)
-    asm.station.scan_sources.append(keyboard)
-    asm.station.run(threading.Event())
-    clips = asm.ledger.clips()
-    stray = asm.ledger.unattached_events()
-    asm.close()
+    label = {"at": 4.0, "kind": "show", "code": gs1, "symbology": "code128", "duration": 1.5}
+    clips, stray = run_table(station_cfg, scans, end=11.0, seed=4, shown=(label,))
     assert [(c.order_id, c.finish_reason, c.waybills) for c in clips] == [(order, "sealed", ())]
     items = [(e.text, e.note, e.source) for e in clips[0].events if e.kind == "item"]
     assert items == [("56901234567897", "itf14", "keyboard"), (gs1, "gs1", "camera")]
     assert [(e.kind, e.text) for e in stray] == [("item", "16901234567899")]
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 
 
 def test_a_late_camera_read_of_the_last_order_never_ends_links_to_or_replaces_the_next(
@@ -255,31 +241,16 @@ def test_a_late_camera_read_of_the_last_order_never_ends_links_to_or_replaces_th
     # are not B's: B's clip is neither replaced by A (a "repack" of A), nor linked to A's
     # waybill, nor sealed; each is logged outside B's clip with a warning.
     a, b = "PO-LATE-A", "PO-LATE-B"
-    keyboard = LateScans(
-        [(0.5, RawScan(a, "keyboard", 0.5)), (4.3, RawScan(b, "keyboard", 4.3)),
-         (8.0, RawScan("SEAL", "keyboard", 8.0))]
-    )  # fmt: skip
-    camera = LateScans(
-        [
-            (4.5, RawScan("SF1234567890123", "camera", 4.0, "code128")),
-            (4.6, RawScan(a, "camera", 4.1, "code128")),
-            (4.7, RawScan("SEAL", "camera", 4.2, "qrcode")),
-        ]
-    )
-    cam = SyntheticCamera(
-        W,
-        H,
-        station_cfg.camera.fps,
-        Scenario.from_dict({"seed": 5, "event": [{"at": 10.0, "kind": "end"}]}),
-        realtime=False,
-    )
-    asm = assemble(station_cfg, camera=cam, live_view=False)
-    asm.station.scan_sources.extend([keyboard, camera])
+    scans = [
+        (0.5, RawScan(a, "keyboard", 0.5)),
+        (4.3, RawScan(b, "keyboard", 4.3)),
+        (4.5, RawScan("SF1234567890123", "camera", 4.0, "code128")),
+        (4.6, RawScan(a, "camera", 4.1, "code128")),
+        (4.7, RawScan("SEAL", "camera", 4.2, "qrcode")),
+        (8.0, RawScan("SEAL", "keyboard", 8.0)),
+    ]
     with caplog.at_level("WARNING", logger="station.recording.runner"):
-        asm.station.run(threading.Event())
-    clips = asm.ledger.clips()
-    stray = asm.ledger.unattached_events()
-    asm.close()
+        clips, stray = run_table(station_cfg, scans, end=10.0, seed=5)
     assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "next-order"), (b, "sealed")]
     assert clips[1].waybills == ()
     assert [(e.kind, e.text) for e in clips[1].events] == [("order", b), ("seal", "SEAL")]
@@ -289,7 +260,7 @@ def test_a_late_camera_read_of_the_last_order_never_ends_links_to_or_replaces_th
         ("seal", "SEAL", "camera"),
     ]
     assert all("ignored" in e.note for e in stray)
-    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    warned = warnings_of(caplog)
     assert any(a in m and "t=4.100" in m and "t=4.300" in m for m in warned), warned
 
 
@@ -301,29 +272,17 @@ def test_a_late_camera_read_of_the_order_sealed_by_hand_opens_no_repack(
     # would have ended A's clip (a rescan); late, it must not open a "repack" of A that then
     # records the next parcel until its order is scanned.
     a = "PO-LATE-SEALED"
-    keyboard = LateScans(
-        [(0.5, RawScan(a, "keyboard", 0.5)), (4.0, RawScan("SEAL", "keyboard", 4.0))]
-    )
-    camera = LateScans([(4.5, RawScan(a, "camera", 3.9, "code128"))])
-    cam = SyntheticCamera(
-        W,
-        H,
-        station_cfg.camera.fps,
-        Scenario.from_dict({"seed": 6, "event": [{"at": 10.0, "kind": "end"}]}),
-        realtime=False,
-    )
-    asm = assemble(station_cfg, camera=cam, live_view=False)
-    asm.station.scan_sources.extend([keyboard, camera])
+    scans = [
+        (0.5, RawScan(a, "keyboard", 0.5)),
+        (4.0, RawScan("SEAL", "keyboard", 4.0)),
+        (4.5, RawScan(a, "camera", 3.9, "code128")),
+    ]
     with caplog.at_level("WARNING", logger="station.recording.runner"):
-        asm.station.run(threading.Event())
-    clips = asm.ledger.clips()
-    stray = asm.ledger.unattached_events()
-    asm.close()
+        clips, stray = run_table(station_cfg, scans, end=10.0, seed=6)
     assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "sealed")]
     assert [(e.kind, e.text, e.source) for e in stray] == [("order", a, "camera")]
     assert "before its clip ended" in stray[0].note
-    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any(a in m and "t=3.900" in m for m in warned), warned
+    assert any(a in m and "t=3.900" in m for m in warnings_of(caplog)), warnings_of(caplog)
 
 
 def test_the_order_sheet_seen_again_after_a_box_covered_it_ends_nothing(
@@ -333,23 +292,9 @@ def test_the_order_sheet_seen_again_after_a_box_covered_it_ends_nothing(
     # debounce) it is read again; the packer seals at 9.0 and the sheet is read once more at
     # 12.0, still on the table. Packing went on throughout: one clip, sealed, and no repack.
     a = "PO-SHEET-A"
-    camera = LateScans(
-        [(at, RawScan(a, "camera", at, "code128")) for at in (0.5, 6.0, 12.0)]
-        + [(9.0, RawScan("SEAL", "keyboard", 9.0))]
-    )
-    cam = SyntheticCamera(
-        W,
-        H,
-        station_cfg.camera.fps,
-        Scenario.from_dict({"seed": 7, "event": [{"at": 15.0, "kind": "end"}]}),
-        realtime=False,
-    )
-    asm = assemble(station_cfg, camera=cam, live_view=False)
-    asm.station.scan_sources.append(camera)
-    asm.station.run(threading.Event())
-    clips = asm.ledger.clips()
-    stray = asm.ledger.unattached_events()
-    asm.close()
+    scans = [(at, RawScan(a, "camera", at, "code128")) for at in (0.5, 6.0, 12.0)]
+    scans.append((9.0, RawScan("SEAL", "keyboard", 9.0)))
+    clips, stray = run_table(station_cfg, scans, end=15.0, seed=7)
     assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "sealed")]
     assert [(e.kind, e.note) for e in clips[0].events] == [
         ("order", ""),
