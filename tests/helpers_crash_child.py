@@ -11,7 +11,8 @@ and salvage; the steps counted are the finisher's (from ``stop`` on).
 MODE ``recover``: one recovery pass over a copy of ``WORK/template`` (the test makes it).
 MODE ``retain``: one retention check (``retention_config``, the disk always full) over a copy
 of the template. MODE ``export``: the export worker builds the bundle of order PO-1 from a
-copy of the template. MODE ``migrate``: ``open_index`` migrates the template's old index; the
+copy of the template. MODE ``tsa``: one pass of the TSA queue over a copy of the template.
+MODE ``migrate``: ``open_index`` migrates the template's old index; the
 steps are every ``MIGRATE_OPS`` SQLite instructions (a kill inside a migration's script).
 """
 
@@ -34,6 +35,8 @@ from recorder_support import encoded_recorder
 from station import config as config_mod
 from station.proof.exports import ExportWorker, bundle_key
 from station.proof.finalizer import build_finalizers
+from station.proof.log import ProofLog
+from station.proof.tsa import TsaQueue
 from station.recording.writer import to_i420
 from station.store import sqlitedb
 from station.store.index import INDEX_NAME, open_index
@@ -160,6 +163,13 @@ def export(data: Path, steps: Steps) -> None:
     worker.build("PO-1", clips, bundle_key("PO-1", clips))
 
 
+def tsa(data: Path, steps: Steps) -> None:
+    plog = ProofLog.in_data_dir(data)
+    steps.armed = True
+    TsaQueue(plog).process_due()
+    plog.close()
+
+
 MIGRATE_OPS = 100
 
 
@@ -234,7 +244,7 @@ def assert_every_step(steps: list[str], check: Callable[[int, str], None]) -> No
 
 def main() -> None:
     modes = {"finish": finish, "recover": recover, "retain": retain, "export": export}
-    mode = {**modes, "migrate": migrate}[sys.argv[1]]
+    mode = {**modes, "tsa": tsa, "migrate": migrate}[sys.argv[1]]
     work = Path(sys.argv[2])
     steps = Steps()
     steps.install()
