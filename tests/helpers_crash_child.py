@@ -9,6 +9,11 @@ saves the interpreter start and the imports for each of the many points. Prints 
 MODE ``finish``: record one clip of order PO-1 with the station's recorder, proof finalizer
 and salvage; the steps counted are the finisher's (from ``stop`` on).
 MODE ``recover``: one recovery pass over a copy of ``WORK/template`` (the test makes it).
+MODE ``retain``: one retention check (``retention_config``, the disk always full) over a copy
+of the template. MODE ``export``: the export worker builds the bundle of order PO-1 from a
+copy of the template. MODE ``tsa``: one pass of the TSA queue over a copy of the template.
+MODE ``migrate``: ``open_index`` migrates the template's old index; the
+steps are every ``MIGRATE_OPS`` SQLite instructions (a kill inside a migration's script).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -27,11 +33,16 @@ import numpy as np
 from recorder_support import encoded_recorder
 
 from station import config as config_mod
+from station.proof.exports import ExportWorker, bundle_key
 from station.proof.finalizer import build_finalizers
+from station.proof.log import ProofLog
+from station.proof.tsa import TsaQueue
 from station.recording.writer import to_i420
 from station.store import sqlitedb
+from station.store.index import INDEX_NAME, open_index
 from station.store.ledger import Ledger, ScanEventRecord
 from station.store.recovery import Recovery, recover_data_dir
+from station.store.retention import DiskSpace, RetentionManager, station_signer
 
 W, H, FPS = 160, 96, 10.0
 WALL0 = datetime(2026, 11, 30, 14, 5, 6, 789000).astimezone()
@@ -117,6 +128,64 @@ def recover(data: Path, steps: Steps) -> None:
     recover_data_dir(config_mod.load(None).with_data_dir(data))
 
 
+def retention_config(cfg: config_mod.Config) -> config_mod.Config:
+    """Every finished clip old enough; only archived ones may go."""
+    return cfg.replace(
+        "retention",
+        min_age_days=0.0,
+        free_floor_mb=1,
+        free_floor_percent=0.0,
+        archive_required=True,
+    )
+
+
+def retain(data: Path, steps: Steps) -> None:
+    cfg = retention_config(config_mod.load(None).with_data_dir(data))
+    ledger = Ledger.in_data_dir(data)
+    fins = build_finalizers(cfg)
+    mgr = RetentionManager(
+        cfg, ledger, probe=lambda: DiskSpace(0, 1 << 40), signer=station_signer(fins)
+    )
+    steps.armed = True
+    mgr.check()
+    for f in fins:
+        f.close()
+    ledger.close()
+
+
+def export(data: Path, steps: Steps) -> None:
+    cfg = config_mod.load(None).with_data_dir(data)
+    worker = ExportWorker(cfg)
+    ledger = Ledger.in_data_dir(data)
+    clips = ledger.clips("PO-1")
+    ledger.close()
+    steps.armed = True
+    worker.build("PO-1", clips, bundle_key("PO-1", clips))
+
+
+def tsa(data: Path, steps: Steps) -> None:
+    plog = ProofLog.in_data_dir(data)
+    steps.armed = True
+    TsaQueue(plog).process_due()
+    plog.close()
+
+
+MIGRATE_OPS = 100
+
+
+def migrate(data: Path, steps: Steps) -> None:
+    real = sqlitedb.open_connection
+
+    def opened(target: Any) -> Any:
+        conn = real(target)
+        conn.set_progress_handler(lambda: steps.step(f"sqlite: {MIGRATE_OPS} ops"), MIGRATE_OPS)
+        return conn
+
+    sqlitedb.open_connection = opened  # type: ignore[assignment]
+    steps.armed = True
+    open_index(data / INDEX_NAME).close()
+
+
 def run(work: Path, mode: Callable[[Path, Steps], None], n: int, steps: Steps) -> int:
     """Run ``mode`` in a forked child dying before step ``n`` (0: none); its exit status."""
     point = work / str(n)
@@ -136,8 +205,46 @@ def run(work: Path, mode: Callable[[Path, Steps], None], n: int, steps: Steps) -
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
+# ---- the test side ---------------------------------------------------------------------------
+
+CRASH_CHILD = Path(__file__).resolve()
+
+
+def crash_at_every_step(mode: str, work: Path) -> list[str]:
+    """Run ``helpers_crash_child.py``: ``mode`` once per step, killed just before it; the steps.
+
+    Each run's data dir is ``work/<step number>/data``."""
+    out = subprocess.run(
+        [sys.executable, str(CRASH_CHILD), mode, str(work)],
+        capture_output=True,
+        text=True,
+        cwd=CRASH_CHILD.parents[1],
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},  # the child forks: no BLAS threads
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = json.loads(out.stdout)
+    steps: list[str] = run["steps"]
+    assert run["crashed"] == list(range(1, len(steps) + 1))  # every point was a real crash
+    return steps
+
+
+def assert_every_step(steps: list[str], check: Callable[[int, str], None]) -> None:
+    """``check(n, where)`` the state a crash before each step left; fail listing every point
+    that does not pass (one bug often shows at several)."""
+    failed = []
+    for n, step in enumerate(steps, 1):
+        where = f"crash before step {n} ({step})"
+        try:
+            check(n, where)
+        except AssertionError as exc:
+            failed.append(f"{where}: {' '.join(str(exc).split())[:300]}")
+    assert not failed, "\n".join(failed)
+
+
 def main() -> None:
-    mode = {"finish": finish, "recover": recover}[sys.argv[1]]
+    modes = {"finish": finish, "recover": recover, "retain": retain, "export": export}
+    mode = {**modes, "tsa": tsa, "migrate": migrate}[sys.argv[1]]
     work = Path(sys.argv[2])
     steps = Steps()
     steps.install()

@@ -6,10 +6,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from helpers_crash_child import assert_every_step, crash_at_every_step
 
 from station.proof.log import ProofLog
 from station.store.cursors import SyncCursors
-from station.store.index import MIGRATIONS, open_index
+from station.store.index import INDEX_NAME, MIGRATIONS, open_index
 from station.store.ledger import Ledger
 from station.store.uploads import UploadJournal
 
@@ -153,3 +154,43 @@ def test_each_intermediate_version_migrates_to_the_fresh_schema(tmp_path: Path, 
     finally:
         db.close()
         fresh.close()
+
+
+def test_a_crash_inside_a_migration_leaves_a_whole_version_and_the_next_start_migrates(
+    tmp_path: Path,
+) -> None:
+    """A station's first start (every schema version from an empty index) killed every few
+    thousand SQLite instructions, inside a script or between two: the index is at a version
+    with exactly that version's schema, and the next ``open_index`` migrates to the fresh one."""
+    work = tmp_path / "crash"
+    (work / "template" / "data").mkdir(parents=True)
+    steps = crash_at_every_step("migrate", work)
+    assert len(steps) >= 10
+    schemas = []
+    for version in range(len(MIGRATIONS) + 1):
+        conn = sqlite3.connect(str(tmp_path / f"v{version}.sqlite3"))
+        try:
+            for script in MIGRATIONS[:version]:
+                conn.executescript(script)
+            schemas.append(_schema(conn))
+        finally:
+            conn.close()
+    seen = set()
+
+    def check(n: int, where: str) -> None:
+        path = work / str(n) / "data" / INDEX_NAME
+        conn = sqlite3.connect(str(path))
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            assert _schema(conn) == schemas[version], where
+        finally:
+            conn.close()
+        seen.add(version)
+        db = open_index(path)
+        try:
+            assert _schema(db.conn) == schemas[-1], where
+        finally:
+            db.close()
+
+    assert_every_step(steps, check)
+    assert len(seen) > 2  # the kills fell inside more than the first and last versions

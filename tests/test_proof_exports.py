@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hashlib
 import json
 import logging
 import os
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 from conftest_web import add_users, login
+from helpers_crash_child import Steps, assert_every_step, crash_at_every_step, finish
 from proof_support import Store, store, tsa_ec  # noqa: F401 (fixtures)
 
+from station import config as config_mod
+from station.proof.bundle import export_order
 from station.proof.exports import (
     MAX_REQUEST_BYTES,
+    ExportDirs,
     ExportRequestError,
     ExportWorker,
     bundle_key,
@@ -256,3 +263,71 @@ def test_builds_are_rate_limited(st: Store) -> None:
     now[0] += BUILD_WINDOW_S + 1  # the window has passed
     worker.dirs.request(key).write_text('{"order_id": "B2"}')
     assert worker.run_once() == 1
+
+
+# ---- a crash at every step of a build --------------------------------------------------------
+
+
+def _members(zip_path: Path) -> list[str]:
+    """The members of a whole bundle, each matching its line in SHA256SUMS."""
+    with zipfile.ZipFile(zip_path) as zf:
+        assert zf.testzip() is None
+        sums = dict(
+            reversed(line.split("  ", 1)) for line in zf.read("SHA256SUMS").decode().splitlines()
+        )
+        for name, digest in sums.items():
+            assert hashlib.sha256(zf.read(name)).hexdigest() == digest, name
+        return sorted(zf.namelist())
+
+
+def test_a_crash_at_any_step_of_a_build_leaves_no_half_bundle_and_no_leftover(
+    tmp_path: Path,
+) -> None:
+    """The worker killed before each step of building a bundle: under the bundle's name there
+    is the whole bundle or nothing, its bytes were synced before the rename (a power cut must
+    not leave an empty file under the final name), and the next start removes the partial
+    build and builds the bundle again."""
+    work = tmp_path / "crash"
+    finish(work / "template" / "data", Steps())
+    steps = crash_at_every_step("export", work)
+    cfg = config_mod.load(None).with_data_dir(work / "0" / "data")
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    clips = ledger.clips("PO-1")
+    ledger.close()
+    key = bundle_key("PO-1", clips)
+    whole = _members(ExportDirs.in_data_dir(cfg.station.data_dir).bundle(key))
+    renamed = steps.index(f"replace {key}.zip")
+    assert f"fsync {key}.zip.part" in steps[:renamed], steps
+
+    def check(n: int, where: str) -> None:
+        again = cfg.with_data_dir(work / str(n) / "data")
+        dirs = ExportDirs.in_data_dir(again.station.data_dir)
+        if dirs.bundle(key).exists():
+            assert n > renamed + 1 and _members(dirs.bundle(key)) == whole, where
+        worker = ExportWorker(again)
+        worker.start()
+        worker.stop()
+        assert not list(dirs.exports.glob("*.part")), where
+        worker.build("PO-1", clips, key)
+        assert _members(dirs.bundle(key)) == whole, where
+        assert sorted(p.name for p in dirs.exports.iterdir()) == [f"{key}.zip"], where
+
+    assert_every_step(steps, check)
+
+
+def test_an_export_that_fails_half_way_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``packcam export`` writes where the user asked: a build cut short by a full disk must
+    not leave a ``.part`` there (nothing sweeps the user's folder)."""
+    cfg = config_mod.load(None).with_data_dir(tmp_path / "data")
+    finish(cfg.station.data_dir, Steps())
+
+    def full(*args: object, **kw: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "write", full)
+    out = tmp_path / "out" / "PO-1.zip"
+    with pytest.raises(OSError, match="No space"):
+        export_order(cfg, "PO-1", out)
+    assert list(out.parent.iterdir()) == []

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers_crash_child import Steps, assert_every_step, crash_at_every_step, finish
 from proof_support import TsaServer, make_tsa_pki, tsa_ec, tsa_rsa  # noqa: F401 (fixtures)
 
 from station.proof.log import ProofLog
@@ -102,3 +103,42 @@ def test_queue_retries_while_offline_then_stores(tsa_rsa: TsaServer, tmp_path: P
     assert rows[down].status == "pending" and rows[down].attempts == 2
     verify_token(rows[tsa_rsa.url].token, bytes.fromhex(digest), load_roots(tsa_rsa.root))
     plog.close()
+
+
+def test_a_crash_at_any_step_of_the_worker_loses_no_token_and_the_next_run_fetches_again(
+    tmp_path: Path,
+    tsa_ec: TsaServer,  # noqa: F811
+) -> None:
+    """The TSA queue killed before storing each token (two TSAs' worth for one manifest): a
+    token is stored whole with its row granted, or the row is still pending as it was and the
+    next pass fetches it again. Tokens live only in their row: no file to leave behind."""
+    work = tmp_path / "crash"
+    data = work / "template" / "data"
+    finish(data, Steps())
+    plog = ProofLog.in_data_dir(data)
+    try:
+        (entry,) = plog.entries()
+        plog.enqueue_timestamp("manifest", entry.manifest_sha256, (tsa_ec.url, tsa_ec.url + "2"))
+    finally:
+        plog.close()
+    steps = crash_at_every_step("tsa", work)
+    assert steps == ["index: ProofTables write"] * 2, steps
+    digest = bytes.fromhex(entry.manifest_sha256)
+    roots = load_roots(tsa_ec.root)
+
+    def check(n: int, where: str) -> None:
+        again = ProofLog.in_data_dir(work / str(n) / "data")
+        try:
+            rows = again.timestamps_for(entry.manifest_sha256)
+            assert [r.status for r in rows] == ["granted"] * (n - 1) + ["pending"] * (3 - n), where
+            assert all(r.attempts == 0 and r.token is None for r in rows[n - 1 :]), where
+            TsaQueue(again, roots=roots).process_due()
+            rows = again.timestamps_for(entry.manifest_sha256)
+            assert [r.status for r in rows] == ["granted", "granted"], where
+            for r in rows:
+                assert r.token is not None, where
+                verify_token(r.token, digest, roots)
+        finally:
+            again.close()
+
+    assert_every_step(steps, check)

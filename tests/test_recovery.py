@@ -7,17 +7,15 @@ import errno
 import hashlib
 import json
 import logging
-import os
 import subprocess
 import sys
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from helpers_crash_child import FLOOR
+from helpers_crash_child import FLOOR, assert_every_step, crash_at_every_step
 from recorder_support import encoded_recorder
 
 from station import config as config_mod
@@ -523,40 +521,6 @@ def test_a_record_rebuilt_from_a_manifest_keeps_who_packed_it_and_what_it_is(
 
 
 # ---- a crash at every step -------------------------------------------------------------------
-
-CRASH_CHILD = Path(__file__).with_name("helpers_crash_child.py")
-
-
-def crash_at_every_step(mode: str, work: Path) -> list[str]:
-    """Run ``helpers_crash_child.py``: ``mode`` once per step, killed just before it; the steps.
-
-    Each run's data dir is ``work/<step number>/data``."""
-    out = subprocess.run(
-        [sys.executable, str(CRASH_CHILD), mode, str(work)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},  # the child forks: no BLAS threads
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    run = json.loads(out.stdout)
-    steps: list[str] = run["steps"]
-    assert run["crashed"] == list(range(1, len(steps) + 1))  # every point was a real crash
-    return steps
-
-
-def assert_every_step(steps: list[str], check: Callable[[int, str], None]) -> None:
-    """``check(n, where)`` the state a crash before each step left; fail listing every point
-    that does not pass (one bug often shows at several)."""
-    failed = []
-    for n, step in enumerate(steps, 1):
-        where = f"crash before step {n} ({step})"
-        try:
-            check(n, where)
-        except AssertionError as exc:
-            failed.append(f"{where}: {' '.join(str(exc).split())[:300]}")
-    assert not failed, "\n".join(failed)
 
 
 def assert_recovered_once(cfg: config_mod.Config, order: str, where: str) -> ClipRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_crash_child import assert_every_step, crash_at_every_step, retention_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from recorder_support import encoded_recorder
@@ -25,6 +27,7 @@ from station.proof.paths import ProofPaths
 from station.proof.verify import audit
 from station.recording.writer import to_i420
 from station.store.ledger import Ledger
+from station.store.recovery import recover_data_dir
 from station.store.retention import (
     HELD,
     UNARCHIVED,
@@ -559,3 +562,69 @@ def test_returns_keep_their_own_minimum_age(cfg) -> None:
     assert why_kept(ret, NOW, pol) == YOUNG and why_kept(order, NOW, pol) is None
     same = Policy.from_config(cfg.replace("retention", min_age_days=30).retention)
     assert why_kept(ret, NOW, same) is None  # negative (the default): as min_age_days
+
+
+# ---- a crash at every step of a deletion -----------------------------------------------------
+
+
+def test_a_crash_at_any_step_of_a_deletion_leaves_the_clip_whole_or_its_deletion_recorded(
+    cfg: config_mod.Config,
+) -> None:
+    """Retention killed before each index write, unlink and fsync of deleting two clips: the
+    next start completes each recorded deletion (and says so) and leaves every other clip
+    whole; the clip on hold and the one not archived are never touched."""
+    clips = record_at(cfg, [("PO-A", 9), ("PO-B", 8), ("PO-C", 7), ("PO-D", 6)])
+    by_order = {c.order_id: c for c in clips}
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    ledger.set_legal_hold("PO-B", True, "legal")
+    for order in ("PO-A", "PO-B", "PO-D"):  # PO-C is not archived yet
+        ledger.mark_archived(by_order[order].id, f"k/{order}.mp4", {})
+    ledger.close()
+    pub = StationKey.load(ProofPaths.from_config(cfg).key).public
+    work = cfg.station.data_dir.parent / "crash"
+    (work / "template").mkdir(parents=True)
+    cfg.station.data_dir.rename(work / "template" / "data")
+    steps = crash_at_every_step("retain", work)
+    assert len(steps) >= 8 and sum(s.startswith("index:") for s in steps) == 2
+
+    def check(n: int, where: str) -> None:
+        again = retention_config(cfg.with_data_dir(work / str(n) / "data"))
+        data = again.station.data_dir
+        led = Ledger.in_data_dir(data)
+        left = {
+            c.path
+            for c in led.stored_clips(include_deleted=True)
+            if c.deleted_utc and ((data / c.path).exists() or (data / c.manifest_path).exists())
+        }
+        led.close()
+        report = recover_data_dir(again)
+        assert report.ok, report.lines()
+        assert sorted(report.deletions_completed) == sorted(left), where
+        led = Ledger.in_data_dir(data)
+        try:
+            for c in led.stored_clips(include_deleted=True):
+                if c.deleted_utc is not None:
+                    assert c.order_id in ("PO-A", "PO-D"), where
+                    assert not (data / c.path).exists(), where
+                    assert not (data / c.manifest_path).exists(), where
+                    rec = led.deletion_of_clip(c.id)
+                    assert rec is not None, where
+                    assert verify_signature(pub, rec["record"], rec["signature"]), where
+                else:
+                    blob = (data / c.path).read_bytes()
+                    assert hashlib.sha256(blob).hexdigest() == c.sha256, where
+                    assert (data / c.manifest_path).is_file(), where
+            fins = build_finalizers(again)
+            mgr = RetentionManager(
+                again, led, probe=lambda: DiskSpace(0, 1 << 40), signer=station_signer(fins)
+            )
+            mgr.check()  # the next check deletes what the crash kept from going
+            for f in fins:
+                f.close()
+            gone = {c.order_id for c in led.stored_clips(include_deleted=True) if c.deleted_utc}
+            assert gone == {"PO-A", "PO-D"}, where
+        finally:
+            led.close()
+        assert audit(again, check_timestamps=False).ok, where
+
+    assert_every_step(steps, check)
