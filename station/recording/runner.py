@@ -458,7 +458,7 @@ class Station:
                     action.kind, action.text, action.source, wall, None, action.note
                 )
                 if not action.in_clip:
-                    log.warning("%s %r from %s not applied to the open clip: %s",
+                    log.warning("%s %r from %s applied to no clip: %s",
                                 action.kind, action.text, action.source, action.note)  # fmt: skip
                 self.recorder.log_event(rec, action.t, in_clip=action.in_clip)
                 if action.kind == "refused":
