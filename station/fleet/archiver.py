@@ -223,9 +223,11 @@ class Archiver(IndexWorker):
             return None
         e = entries[-1]
         # Under the signing key: a replaced station (same name, new key) starts its log at seq 0
-        # again, and must never write over the old station's leaves.
+        # again, and must never write over the old station's leaves. Named by the leaf's digest
+        # too: a station restored from a backup (same key) signs again the numbers of the day
+        # it lost, and those leaves are in the bucket, the only signed record of their clips.
         fp = e.key_fingerprint.split(":", 1)[-1][:16]
-        base = f"{self.prefix}proof/log/{fp}/{e.seq:010d}"
+        base = f"{self.prefix}proof/log/{fp}/{e.seq:010d}-{e.manifest_sha256[:16]}"
         self.store.put_bytes(base + ".manifest.json", e.manifest, content_type="application/json")
         self.store.put_bytes(base + ".sig", e.signature)
         return {
