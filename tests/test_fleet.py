@@ -785,6 +785,49 @@ def test_a_replaced_station_keeps_both_histories_and_overwrites_nothing(
     assert len(logs) == 2  # one log per key
 
 
+def test_a_clip_signed_before_a_key_rotation_still_verifies_centrally(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A station rotates its key (`packcam keys rotate`, witnessed by the site): the central
+    /verify page checks a clip's archived leaf against the key that signed it (the retired
+    one for a clip logged before), not the key the station holds now, which would call a
+    genuine clip's signature bad."""
+    from central.db import CentralDB
+    from central.verify import verify_clip_central
+    from station.fleet.objstore import ObjectStore
+    from station.proof import rotation
+
+    name = "station-rot"
+    cdb = CentralDB(fleet.dsn)
+    token = cdb.add_station(name)
+    cfg = station_cfg(tmp_path, name, fleet_seaweed(fleet), fleet.bucket)
+    cfg = cfg.replace("central", enabled=True, url=fleet.url, token=token, interval_s=0.2)
+
+    def sync() -> None:
+        s = CentralSync(cfg)
+        try:
+            s.sync_once()
+        finally:
+            s.stop()
+
+    record(cfg, ["ROT-1"])
+    _archive_all([cfg])
+    sync()
+    rotation.rotate(cfg)
+    sync()  # the rotation is witnessed: the site moves the station to the new key
+    led = Ledger.in_data_dir(cfg.station.data_dir)
+    try:
+        (clip,) = led.clips("ROT-1")
+    finally:
+        led.close()
+    report = verify_clip_central(
+        cfg.station.data_dir / clip.path, cdb, ObjectStore(fleet.central_cfg.archive)
+    )
+    cdb.close()
+    checks = {c.name: c.status for c in report.checks}
+    assert checks["signature"] == "ok" and checks["manifest"] == "ok", report.checks
+
+
 def test_station_counters_are_maintained_not_counted(fleet: Fleet) -> None:
     """The high-water marks `hello` returns and the dashboard's clip counts come from columns
     the registrations maintain; they must equal what counting the tables gives."""
