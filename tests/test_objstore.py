@@ -263,8 +263,9 @@ def test_object_lock_missing_on_the_bucket_degrades_with_a_log_line(
     assert store.put_bytes("k/c", b"data").uploaded
 
 
+@pytest.mark.parametrize("part_size_mb", [6, 16])  # other parts; one part (no multipart now)
 def test_a_multipart_object_sent_with_another_part_size_is_proven_not_sent_again(
-    tmp_path: Path, moto_s3: None
+    tmp_path: Path, moto_s3: None, part_size_mb: int
 ) -> None:
     """A clip completed in the bucket but not marked archived (a crash right after), and
     ``part_size_mb`` changed before the next pass: the store's composite SHA-256 is over other
@@ -278,7 +279,7 @@ def test_a_multipart_object_sent_with_another_part_size_is_proven_not_sent_again
     first = _store(tmp_path)
     first.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     assert first.put_file("k/clip.mp4", path, sha256=sha, size=len(data)).uploaded
-    again = _store(tmp_path, part_size_mb=6).put_file("k/clip.mp4", path, sha256=sha,
+    again = _store(tmp_path, part_size_mb=part_size_mb).put_file("k/clip.mp4", path, sha256=sha,
                                                        size=len(data))  # fmt: skip
     assert not again.uploaded and "read-back-sha256" in again.verified_by
     assert _versions(first, "k/clip.mp4") == 1
