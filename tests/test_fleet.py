@@ -496,6 +496,36 @@ def test_object_lock_is_applied_where_the_bucket_supports_it(
         arch.stop()
 
 
+@pytest.mark.parametrize("part_size_mb", [6, 16])
+def test_a_clip_sent_with_another_part_size_is_proven_and_not_sent_again(
+    seaweed: SeaweedServer, tmp_path: Path, part_size_mb: int
+) -> None:
+    """On a real store (whose composite checksums carry their part count): a clip completed
+    but not marked archived, then ``part_size_mb`` changed (other parts, or one part). The
+    next pass proves it by reading it back instead of sending a second version."""
+    from station.fleet.objstore import ObjectStore, UploadJournal
+    from station.store.index import open_index
+
+    bucket = _bucket(seaweed, lock=True)  # versioned: a second PUT would be a second version
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    path = big_mp4(tmp_path / "big.mp4")
+    size, sha = path.stat().st_size, _sha(path)
+    assert size > 6 * 1024 * 1024
+
+    def store(mb: int) -> ObjectStore:
+        cfg = station_cfg(tmp_path, "station-ps", seaweed, bucket, part_size_mb=mb)
+        journal = UploadJournal(open_index(data_dir / "index.sqlite3"))
+        return ObjectStore(cfg.archive, journal=journal)
+
+    first = store(5)
+    assert first.put_file("k/big.mp4", path, sha256=sha, size=size).uploaded
+    again = store(part_size_mb).put_file("k/big.mp4", path, sha256=sha, size=size)
+    assert not again.uploaded and "read-back-sha256" in again.verified_by
+    listing = first.client.list_object_versions(Bucket=bucket, Prefix="k/big.mp4")
+    assert len(listing["Versions"]) == 1
+
+
 def test_packcam_central_cli(pg_dsn: str, tmp_path: Path) -> None:
     import io
 
