@@ -16,10 +16,16 @@ from station.store.files import sha256_and_size
 log = logging.getLogger(__name__)
 
 
-def _station_key(db: CentralDB, station_id: int) -> Any:
-    """The key of the enrolment that registered the clip (a replaced station has two)."""
+def _station_key(db: CentralDB, station_id: int, leaf: dict[str, Any]) -> Any:
+    """The key of the enrolment that registered the clip (a replaced station has two): the
+    one it holds now, or a key it rotated away from (witnessed) when the leaf is in that key's
+    closed log; the station's current key never signed those."""
 
     pem = db.public_key(station_id)
+    fp, seq = leaf.get("key_fingerprint"), leaf.get("seq")
+    for r in db.retired_keys(station_id):
+        if r["old_key"] == fp and isinstance(seq, int) and 0 <= seq < int(r["tree_size"]):
+            pem = r["old_public_key"]
     return load_public_pem(pem.encode()) if pem else None
 
 
@@ -63,7 +69,7 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
         report.add("manifest", "warn", "the archived signed manifest could not be read")
         return report
     report.facts["log_index"] = leaf.get("seq")
-    public = _station_key(db, int(c.extra["station_id"]))
+    public = _station_key(db, int(c.extra["station_id"]), leaf)
     if public is None:
         report.add("signature", "warn", "the station has not enrolled a public key")
     elif verify_signature(public, manifest, signature):

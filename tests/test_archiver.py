@@ -70,10 +70,10 @@ def test_clips_proofs_and_checkpoints_are_archived(station_cfg: config_mod.Confi
 
         key = StationKey.load(ProofPaths.from_config(station_cfg).key)
         fp = key.fingerprint.split(":", 1)[-1][:16]
-        assert {
-            prefix + f"proof/log/{fp}/0000000000.manifest.json",
-            prefix + f"proof/log/{fp}/0000000001.sig",
-        } <= set(keys)
+        # ... and the leaf's digest (a station restored from a backup signs the same numbers)
+        leaves = {k for k in keys if k.startswith(prefix + f"proof/log/{fp}/")}
+        names = {k.rsplit("/", 1)[1].split("-")[0] for k in leaves}
+        assert names == {"0000000000", "0000000001"} and len(leaves) == 4
         assert any(k.startswith(prefix + "proof/checkpoints/") for k in keys)
         assert arch.backlog() == 0
         assert arch.run_once() == 0  # nothing is due any more
@@ -232,3 +232,59 @@ def test_a_bad_manifest_holds_up_only_its_own_clip(
         assert not any(first.sha256 in k for k in keys if "/clips/" in k or "/manifests/" in k)
     finally:
         arch.stop()
+
+
+def test_a_station_restored_from_a_backup_writes_over_no_leaf_of_its_log(
+    tmp_path: Path, moto_s3: None
+) -> None:
+    """A station whose data dir (index and key) is restored from last night's backup, or an
+    SD card cloned from it, goes on signing leaves with the numbers the lost day already
+    used. Those leaves are in the bucket: written over, the archived signed manifest of a
+    genuine clip would name another clip's bytes (the central /verify calls it swapped)."""
+    import hashlib
+    import json
+    import shutil
+
+    from station.proof.finalizer import build_finalizers
+
+    cfg = config_mod.load(None).with_data_dir(tmp_path / "data")
+    cfg = cfg.replace("archive", enabled=True, bucket=BUCKET, keyframes=False)
+    data_dir = cfg.station.data_dir
+
+    def record(order: str, frames: int) -> None:
+        finalizers = build_finalizers(cfg)
+        try:  # another length: other bytes than the clips before
+            record_orders(cfg, finalizers, [order], frames=frames)
+        finally:
+            for f in finalizers:
+                f.close()
+
+    def archive() -> None:
+        arch = Archiver(cfg)
+        try:
+            arch.run_once()
+            assert arch.backlog() == 0
+        finally:
+            arch.stop()
+
+    record("T-1", 12)
+    shutil.copytree(data_dir, tmp_path / "backup")
+    record("T-2", 13)
+    archive()
+    ledger = Ledger.in_data_dir(data_dir)
+    lost_day = next(c for c in ledger.clips() if c.order_id == "T-2")
+    meta = (ledger.archive_state(int(lost_day.id or 0)) or {})["archive_meta"]
+    ledger.close()
+
+    shutil.rmtree(data_dir)
+    shutil.copytree(tmp_path / "backup", data_dir)
+    record("T-3", 14)  # the same key, the same next leaf number as T-2's
+    archive()
+
+    arch = Archiver(cfg)
+    try:
+        manifest = arch.store.get_bytes(meta["log"]["manifest"])
+    finally:
+        arch.stop()
+    assert hashlib.sha256(manifest).hexdigest() == meta["log"]["manifest_sha256"]
+    assert json.loads(manifest)["sha256"] == lost_day.sha256

@@ -172,3 +172,45 @@ def test_an_object_altered_in_place_cuts_the_download(
     assert any(key in m and Path(clip.path).name in m and ORDER in m for m in errors), errors
     verdict, reasons = _summary_reasons(archived, tmp_path)
     assert verdict == TAMPERED and "clip-altered" in reasons
+
+
+def test_an_order_archived_after_a_key_rotation_has_its_bundle_found(
+    tmp_path: Path, moto_s3: None
+) -> None:
+    """A clip signed under a key that was rotated (`packcam keys rotate`) before the archiver
+    reached it: its log leaf is in the retired key's log, and the order's parts are signed by
+    the current key (the retired one is gone). The central site must still find them for that
+    clip, or the order's signed bundle is never served, also once the station is gone."""
+    from station.proof import rotation
+
+    cfg = config_mod.load(None).with_data_dir(tmp_path / "data")
+    cfg = cfg.replace("archive", enabled=True, bucket=BUCKET, keyframes=False)
+    finalizers = build_finalizers(cfg)
+    try:
+        record_orders(cfg, finalizers, [ORDER])
+    finally:
+        for f in finalizers:
+            f.close()
+    rotation.rotate(cfg)  # the bucket was out of reach until now
+    arch = Archiver(cfg)
+    try:
+        assert arch.run_once() == 1
+    finally:
+        arch.stop()
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    try:
+        clips = []
+        for c in ledger.clips():
+            state = ledger.archive_state(int(c.id or 0)) or {}
+            extra = {**c.extra, "archive_key": state["archive_key"],
+                     "archive_meta": state["archive_meta"]}  # fmt: skip
+            clips.append(dataclasses.replace(c, extra=extra))
+    finally:
+        ledger.close()
+    a = Archived(cfg, ObjectStore(cfg.archive), clips)
+    status, data, cut = _download(a)
+    assert status == 200 and cut is None
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(data)
+    report = verify_bundle(bundle, anchors=Anchors(), tmp_dir=tmp_path)
+    assert not report.failures, report.lines()

@@ -496,6 +496,36 @@ def test_object_lock_is_applied_where_the_bucket_supports_it(
         arch.stop()
 
 
+@pytest.mark.parametrize("part_size_mb", [6, 16])
+def test_a_clip_sent_with_another_part_size_is_proven_and_not_sent_again(
+    seaweed: SeaweedServer, tmp_path: Path, part_size_mb: int
+) -> None:
+    """On a real store (whose composite checksums carry their part count): a clip completed
+    but not marked archived, then ``part_size_mb`` changed (other parts, or one part). The
+    next pass proves it by reading it back instead of sending a second version."""
+    from station.fleet.objstore import ObjectStore, UploadJournal
+    from station.store.index import open_index
+
+    bucket = _bucket(seaweed, lock=True)  # versioned: a second PUT would be a second version
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    path = big_mp4(tmp_path / "big.mp4")
+    size, sha = path.stat().st_size, _sha(path)
+    assert size > 6 * 1024 * 1024
+
+    def store(mb: int) -> ObjectStore:
+        cfg = station_cfg(tmp_path, "station-ps", seaweed, bucket, part_size_mb=mb)
+        journal = UploadJournal(open_index(data_dir / "index.sqlite3"))
+        return ObjectStore(cfg.archive, journal=journal)
+
+    first = store(5)
+    assert first.put_file("k/big.mp4", path, sha256=sha, size=size).uploaded
+    again = store(part_size_mb).put_file("k/big.mp4", path, sha256=sha, size=size)
+    assert not again.uploaded and "read-back-sha256" in again.verified_by
+    listing = first.client.list_object_versions(Bucket=bucket, Prefix="k/big.mp4")
+    assert len(listing["Versions"]) == 1
+
+
 def test_packcam_central_cli(pg_dsn: str, tmp_path: Path) -> None:
     import io
 
@@ -783,6 +813,49 @@ def test_a_replaced_station_keeps_both_histories_and_overwrites_nothing(
     assert len(keys) == len(set(keys)), "an object of the old station got a second version"
     logs = {k.split("/proof/log/")[1].split("/")[0] for k in keys if "/proof/log/" in k}
     assert len(logs) == 2  # one log per key
+
+
+def test_a_clip_signed_before_a_key_rotation_still_verifies_centrally(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A station rotates its key (`packcam keys rotate`, witnessed by the site): the central
+    /verify page checks a clip's archived leaf against the key that signed it (the retired
+    one for a clip logged before), not the key the station holds now, which would call a
+    genuine clip's signature bad."""
+    from central.db import CentralDB
+    from central.verify import verify_clip_central
+    from station.fleet.objstore import ObjectStore
+    from station.proof import rotation
+
+    name = "station-rot"
+    cdb = CentralDB(fleet.dsn)
+    token = cdb.add_station(name)
+    cfg = station_cfg(tmp_path, name, fleet_seaweed(fleet), fleet.bucket)
+    cfg = cfg.replace("central", enabled=True, url=fleet.url, token=token, interval_s=0.2)
+
+    def sync() -> None:
+        s = CentralSync(cfg)
+        try:
+            s.sync_once()
+        finally:
+            s.stop()
+
+    record(cfg, ["ROT-1"])
+    _archive_all([cfg])
+    sync()
+    rotation.rotate(cfg)
+    sync()  # the rotation is witnessed: the site moves the station to the new key
+    led = Ledger.in_data_dir(cfg.station.data_dir)
+    try:
+        (clip,) = led.clips("ROT-1")
+    finally:
+        led.close()
+    report = verify_clip_central(
+        cfg.station.data_dir / clip.path, cdb, ObjectStore(fleet.central_cfg.archive)
+    )
+    cdb.close()
+    checks = {c.name: c.status for c in report.checks}
+    assert checks["signature"] == "ok" and checks["manifest"] == "ok", report.checks
 
 
 def test_station_counters_are_maintained_not_counted(fleet: Fleet) -> None:

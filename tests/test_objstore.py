@@ -92,7 +92,7 @@ def test_keys_are_deterministic_and_safe() -> None:
 
 def _store(tmp_path: Path, **archive: object) -> ObjectStore:
     cfg = config_mod.load(None).with_data_dir(tmp_path / "data")
-    cfg = cfg.replace("archive", enabled=True, bucket=BUCKET, part_size_mb=5, **archive)
+    cfg = cfg.replace("archive", enabled=True, bucket=BUCKET, **{"part_size_mb": 5, **archive})
     (tmp_path / "data").mkdir(exist_ok=True)
     journal = UploadJournal(open_index(tmp_path / "data" / "index.sqlite3"))
     return ObjectStore(cfg.archive, journal=journal)
@@ -261,3 +261,25 @@ def test_object_lock_missing_on_the_bucket_degrades_with_a_log_line(
         assert store.detect_object_lock() is False
     assert "without retention" in caplog.text
     assert store.put_bytes("k/c", b"data").uploaded
+
+
+@pytest.mark.parametrize("part_size_mb", [6, 16])  # other parts; one part (no multipart now)
+def test_a_multipart_object_sent_with_another_part_size_is_proven_not_sent_again(
+    tmp_path: Path, moto_s3: None, part_size_mb: int
+) -> None:
+    """A clip completed in the bucket but not marked archived (a crash right after), and
+    ``part_size_mb`` changed before the next pass: the store's composite SHA-256 is over other
+    parts than ours now. That proves nothing either way (a read-back does); taken as "another
+    object" it was sent again, a second version of a write-once clip on a versioned bucket,
+    which the bucket audit reports as overwritten."""
+    data = os.urandom(11 * 1024 * 1024)
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    first = _store(tmp_path)
+    first.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    assert first.put_file("k/clip.mp4", path, sha256=sha, size=len(data)).uploaded
+    again = _store(tmp_path, part_size_mb=part_size_mb).put_file("k/clip.mp4", path, sha256=sha,
+                                                       size=len(data))  # fmt: skip
+    assert not again.uploaded and "read-back-sha256" in again.verified_by
+    assert _versions(first, "k/clip.mp4") == 1

@@ -223,9 +223,11 @@ class Archiver(IndexWorker):
             return None
         e = entries[-1]
         # Under the signing key: a replaced station (same name, new key) starts its log at seq 0
-        # again, and must never write over the old station's leaves.
+        # again, and must never write over the old station's leaves. Named by the leaf's digest
+        # too: a station restored from a backup (same key) signs again the numbers of the day
+        # it lost, and those leaves are in the bucket, the only signed record of their clips.
         fp = e.key_fingerprint.split(":", 1)[-1][:16]
-        base = f"{self.prefix}proof/log/{fp}/{e.seq:010d}"
+        base = f"{self.prefix}proof/log/{fp}/{e.seq:010d}-{e.manifest_sha256[:16]}"
         self.store.put_bytes(base + ".manifest.json", e.manifest, content_type="application/json")
         self.store.put_bytes(base + ".sig", e.signature)
         return {
@@ -320,7 +322,7 @@ class Archiver(IndexWorker):
                 out = spool / f"order-{seq}.zip"
                 try:
                     result = export_order(self.cfg, order_id, out, without_clips=True)
-                    self._put_parts(order_id, out, result.checkpoint_size)
+                    self._put_parts(order_id, out, result.checkpoint_size, self._log_key(sha256))
                 except ProofError as exc:
                     log.info("archiver: no bundle parts for order %r: %s", order_id, exc)
                 finally:
@@ -328,7 +330,18 @@ class Archiver(IndexWorker):
                     out.with_name(out.name + ".part").unlink(missing_ok=True)
             self.cursors.set_cursor(BUNDLES_CURSOR, seq)
 
-    def _put_parts(self, order_id: str, parts: Path, tree_size: int) -> None:
+    def _log_key(self, sha256: str) -> str | None:
+        """The fingerprint of the key whose log holds the clip's leaf (a retired key's, when
+        the clip was logged before a rotation); None when it has none."""
+        try:
+            live = self.proof_log.entries_for_clip(sha256)
+            closed = [] if live else self.proof_log.archived_entries_for_clip(sha256)
+        except StationError:
+            return None
+        e = live[-1] if live else (closed[-1][1] if closed else None)
+        return e.key_fingerprint if e is not None else None
+
+    def _put_parts(self, order_id: str, parts: Path, tree_size: int, log_key: str | None) -> None:
 
         with zipfile.ZipFile(parts) as zf:
             if BUNDLE_MANIFEST not in zf.namelist():
@@ -336,8 +349,11 @@ class Archiver(IndexWorker):
                 log.warning("archiver: bundle parts of order %r not signed; not uploaded", order_id)
                 return
             station_key = json.loads(zf.read(BUNDLE_MANIFEST))["station_key"]
-        key = bundle_parts_key(self.a.prefix, self.cfg.station.name, order_id, station_key,
-                               tree_size)  # fmt: skip
+        # Under the key of the log the clips are in, where the central site looks (the clips'
+        # archive_meta): after a rotation the current key signs the parts of an order whose
+        # clips are in the retired key's log, with that log's final checkpoint.
+        key = bundle_parts_key(self.a.prefix, self.cfg.station.name, order_id,
+                               log_key or station_key, tree_size)  # fmt: skip
         self.store.put_bytes(key, parts.read_bytes(), content_type="application/zip")
         log.info("archiver: evidence bundle parts of order %r -> %s", order_id, key)
 
