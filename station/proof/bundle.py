@@ -7,7 +7,6 @@ import html
 import io
 import json
 import logging
-import os
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from station.proof.verify import (
     BUNDLE_MANIFEST_SIG,
     BUNDLE_MANIFEST_TYPE,
 )
-from station.store.files import fsync_dir
+from station.store.files import atomic_file
 from station.store.ledger import ClipRecord, Ledger
 
 log = logging.getLogger(__name__)
@@ -520,38 +519,31 @@ def bundle_manifest_body(
 
 
 def _write_zip(out: Path, files: dict[str, bytes | Path | ArchivedClip]) -> None:
-    """Write the zip beside ``out``, fsync, rename over it, fsync the folder: after a crash or
-    a power cut there is the whole bundle under ``out`` or none; a failed write leaves no
-    ``.part`` (a kill leaves one: the export worker and the archiver remove theirs)."""
+    """Write the zip through ``atomic_file``: after a crash or a power cut there is the whole
+    bundle under ``out`` or none; a failed write leaves no ``.part`` (a kill leaves one: the
+    export worker and the archiver remove theirs)."""
     sums = []
-    tmp = out.with_name(out.name + ".part")
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with tmp.open("wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for name in sorted(files):
-                    src = files[name]
-                    if isinstance(src, ArchivedClip):  # a bundle's parts: the clip is in the bucket
-                        sums.append((src.sha256, name))
-                    elif isinstance(src, Path):
-                        h = hashlib.sha256()
-                        with src.open("rb") as clip:
-                            while block := clip.read(1 << 20):
-                                h.update(block)
-                        # video does not compress; storing keeps extraction a plain copy
-                        zf.write(src, name, compress_type=zipfile.ZIP_STORED)
-                        sums.append((h.hexdigest(), name))
-                    else:
-                        zf.writestr(name, src)
-                        sums.append((hashlib.sha256(src).hexdigest(), name))
-                zf.writestr("SHA256SUMS", "".join(f"{h}  {n}\n" for h, n in sums))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(out.parent)
+    with (
+        atomic_file(out, suffix=".part") as f,
+        zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf,
+    ):
+        for name in sorted(files):
+            src = files[name]
+            if isinstance(src, ArchivedClip):  # a bundle's parts: the clip is in the bucket
+                sums.append((src.sha256, name))
+            elif isinstance(src, Path):
+                h = hashlib.sha256()
+                with src.open("rb") as clip:
+                    while block := clip.read(1 << 20):
+                        h.update(block)
+                # video does not compress; storing keeps extraction a plain copy
+                zf.write(src, name, compress_type=zipfile.ZIP_STORED)
+                sums.append((h.hexdigest(), name))
+            else:
+                zf.writestr(name, src)
+                sums.append((hashlib.sha256(src).hexdigest(), name))
+        zf.writestr("SHA256SUMS", "".join(f"{h}  {n}\n" for h, n in sums))
 
 
 VERIFY_TEMPLATE = """\

@@ -8,8 +8,10 @@ import json
 import os
 import shutil
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 _CHUNK = 1 << 20
 
@@ -66,15 +68,18 @@ def remove_stale_temps(path: Path, suffix: str) -> list[Path]:
     return removed
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON beside ``path``, fsync, rename over it, fsync the directory.
-
-    A write that fails (a full disk) leaves ``path`` as it was and no ``.tmp`` file behind."""
-    tmp = path.with_name(path.name + ".tmp")
+@contextmanager
+def atomic_file(
+    path: Path, mode: str = "wb", *, suffix: str = ".tmp", **kw: Any
+) -> Iterator[IO[Any]]:
+    """A file to write ``path`` through: opened beside it (``<name><suffix>``), and on a clean
+    exit fsynced, renamed over ``path`` and the folder fsynced; on any error removed. After a
+    crash or a power cut ``path`` is whole or as it was; a failed write (a full disk) leaves no
+    temp file behind."""
+    tmp = path.with_name(path.name + suffix)
     try:
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=2, sort_keys=True)
-            f.write("\n")
+        with tmp.open(mode, **kw) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -84,7 +89,15 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     fsync_dir(path.parent)
 
 
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON over ``path`` through ``atomic_file``."""
+    with atomic_file(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, indent=2, sort_keys=True)
+        f.write("\n")
+
+
 __all__ = [
+    "atomic_file",
     "fsync_dir",
     "remove_stale_temps",
     "sha256_and_size",
