@@ -204,7 +204,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     space = disk_probe(cfg.station.data_dir)()
-    policy = Policy.from_config(cfg.retention)
+    policy = Policy.from_config(cfg.retention, archiving=cfg.archive.enabled)
     result = plan([Candidate.from_stored(c) for c in stored], now=datetime.now(UTC),
                   free_bytes=space.free, total_bytes=space.total, policy=policy)  # fmt: skip
     mb = 1 << 20

@@ -582,7 +582,9 @@ class RetentionSection:
         30.0, "free-space check interval (and after every clip)", ge=1, le=3600
     )
     archive_required: bool = setting(
-        False, "true: delete only clips already verified in the [archive] store"
+        True,
+        "with [archive] enabled: delete only clips already verified in the store (false: also"
+        " clips not archived yet). Without archiving there is nothing to wait for.",
     )
     alarm_command: str = setting(
         "",

@@ -130,7 +130,7 @@ def recover(data: Path, steps: Steps) -> None:
 
 def retention_config(cfg: config_mod.Config) -> config_mod.Config:
     """Every finished clip old enough; only archived ones may go."""
-    return cfg.replace(
+    return cfg.replace("archive", enabled=True, bucket="packcam-clips").replace(
         "retention",
         min_age_days=0.0,
         free_floor_mb=1,

@@ -298,7 +298,7 @@ def test_legal_hold_history_and_refused_deletion(ledger: Ledger) -> None:
 
 def test_retention_config_is_validated() -> None:
     cfg = config_mod.load(None)
-    assert cfg.retention.min_age_days == 90 and cfg.retention.archive_required is False
+    assert cfg.retention.min_age_days == 90 and cfg.retention.archive_required is True
     for bad in (
         {"min_age_days": -1},
         {"free_floor_percent": 100},
@@ -454,13 +454,25 @@ def test_nothing_deletable_refuses_new_clips_and_alarms_until_space_returns(
     ledger.close()
 
 
+def test_with_archiving_on_only_archived_clips_go_unless_told_otherwise(cfg) -> None:
+    """archive_required is on by default and applies when [archive] is enabled: a station that
+    archives never deletes the only copy of a clip not yet in the bucket (unless its config
+    says archive_required = false); without archiving there is nothing to wait for."""
+    r = cfg.retention
+    assert Policy.from_config(r, archiving=True).archive_required
+    assert not Policy.from_config(r, archiving=False).archive_required
+    off = cfg.replace("retention", archive_required=False).retention
+    assert not Policy.from_config(off, archiving=True).archive_required
+
+
 def test_archive_required_keeps_unarchived_clips(stocked: tuple[config_mod.Config, list]) -> None:
     cfg, clips = stocked
     data = cfg.station.data_dir
     ledger = Ledger.in_data_dir(data)
     size = max(c.size for c in clips)
     disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 10 * size)
-    mgr = manager(cfg, ledger, disk, floor_bytes=11 * size, archive_required=True)
+    archiving = cfg.replace("archive", enabled=True, bucket="packcam-clips")
+    mgr = manager(archiving, ledger, disk, floor_bytes=11 * size, archive_required=True)
     assert mgr.check().deletions == () and mgr.deleted == 0 and mgr.refusal()
     old = next(c for c in clips if c.order_id == "PO-D")
     ledger.mark_archived(old.id, "k/PO-D.mp4", {})
@@ -555,12 +567,13 @@ def test_hold_and_retention_commands(stocked: tuple[config_mod.Config, list]) ->
 
 def test_returns_keep_their_own_minimum_age(cfg) -> None:
     pol = Policy.from_config(
-        cfg.replace("retention", min_age_days=30, min_age_days_return=180).retention
+        cfg.replace("retention", min_age_days=30, min_age_days_return=180).retention,
+        archiving=False,
     )
     ret = Candidate(1, NOW - timedelta(days=100), 10, kind="return")
     order = Candidate(2, NOW - timedelta(days=100), 10)
     assert why_kept(ret, NOW, pol) == YOUNG and why_kept(order, NOW, pol) is None
-    same = Policy.from_config(cfg.replace("retention", min_age_days=30).retention)
+    same = Policy.from_config(cfg.replace("retention", min_age_days=30).retention, archiving=False)
     assert why_kept(ret, NOW, same) is None  # negative (the default): as min_age_days
 
 

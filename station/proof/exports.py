@@ -334,7 +334,9 @@ class ExportWorker:
     def _room(self, need: int) -> bool:
 
         free, total = self._free(self.dirs.exports)
-        floor = Policy.from_config(self.cfg.retention).floor(total)
+        floor = Policy.from_config(self.cfg.retention, archiving=self.cfg.archive.enabled).floor(
+            total
+        )
         return free - need >= floor + (self.cfg.web.verify_headroom_mb << 20)
 
     def sweep(self, need: int = 0) -> None:

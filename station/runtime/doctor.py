@@ -414,7 +414,7 @@ def check_disk(cfg: Config, probes: Probes) -> Check:
         usage = shutil.disk_usage(where)
     except OSError as exc:
         return Check("disk", FAIL, f"cannot read the disk of {data_dir}: {exc}", "check the mount")
-    floor = Policy.from_config(cfg.retention).floor(usage.total)
+    floor = Policy.from_config(cfg.retention, archiving=cfg.archive.enabled).floor(usage.total)
     measured = _measured_bytes_per_s(data_dir)
     c, r = cfg.camera, cfg.recorder
     if measured is not None:

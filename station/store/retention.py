@@ -65,12 +65,13 @@ class Policy:
     min_age_days_return: float | None = None  # None: the same as min_age_days
 
     @classmethod
-    def from_config(cls, r: RetentionSection) -> Policy:
+    def from_config(cls, r: RetentionSection, *, archiving: bool) -> Policy:
+        """``archiving``: ``[archive] enabled``; only then is there an archive to wait for."""
         return cls(
             r.min_age_days,
             r.free_floor_mb * 1024 * 1024,
             r.free_floor_percent,
-            r.archive_required,
+            r.archive_required and archiving,
             r.min_age_days_return if r.min_age_days_return >= 0 else None,
         )
 
@@ -279,7 +280,7 @@ class RetentionManager:
         self.cfg = cfg
         self.ledger = ledger
         self.data_dir = cfg.station.data_dir
-        self.policy = Policy.from_config(cfg.retention)
+        self.policy = Policy.from_config(cfg.retention, archiving=cfg.archive.enabled)
         self.every = cfg.retention.check_every_s
         self.probe = probe or disk_probe(self.data_dir)
         self.alarms = alarms
