@@ -325,10 +325,10 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
 
 def _remember(old: State, new: State, actions: list[Action]) -> State:
     """An Idle state after a clip stopped knows which order it was and when it ended."""
+    if not (isinstance(old, Recording) and isinstance(new, Idle)):
+        return new  # every frame's Tick comes through here: nothing more to look at
     stops = [a for a in actions if isinstance(a, StopClip)]
-    if isinstance(old, Recording) and isinstance(new, Idle) and stops:
-        return replace(new, last=(old.order_id, stops[-1].t))
-    return new
+    return replace(new, last=(old.order_id, stops[-1].t)) if stops else new
 
 
 def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]:
