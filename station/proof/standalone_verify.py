@@ -307,15 +307,20 @@ def js_number(x: float) -> str:
 
 def canonical(value: Any) -> str:
     """RFC 8785 canonical JSON: keys sorted by UTF-16 code units, no whitespace. A manifest
-    is signed in exactly this form; other bytes that parse to the same JSON are not it."""
+    is signed in exactly this form; other bytes that parse to the same JSON are not it. (The
+    station signs with this same function: what is not JSON raises, never signs.)"""
     if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError("JSON object keys must be strings")
         items = sorted(value.items(), key=lambda kv: kv[0].encode("utf-16-be"))
         return "{" + ",".join(f"{canonical(k)}:{canonical(v)}" for k, v in items) + "}"
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "[" + ",".join(canonical(v) for v in value) + "]"
     if isinstance(value, float):
         return js_number(value)
-    return json.dumps(value, ensure_ascii=False)  # a string, an integer, true, false, null
+    if value is None or isinstance(value, (str, int)):  # bool is an int: true/false
+        return json.dumps(value, ensure_ascii=False)
+    raise TypeError(f"cannot canonicalise {type(value).__name__}")
 
 
 # ---- the bundle ------------------------------------------------------------------------------
@@ -331,6 +336,15 @@ def check(
     """Verify the unzipped bundle in ``root``; print every check and the verdict."""
     with tempfile.TemporaryDirectory(prefix="packcam-kit-pins-") as pins_dir:
         return _check(root, ca_pins, tsa_pins, max_delay_s, Path(pins_dir), witness)
+
+
+def signed_after_final(checkpoint: bytes, final: dict[str, Any]) -> bool:
+    """Whether ``checkpoint`` is a later one of the log a rotation statement closed (``final``):
+    the retired key signed after its final checkpoint."""
+    cp = json.loads(checkpoint)
+    return cp.get("key") == final.get("key") and int(cp.get("tree_size", -1)) > int(
+        final["tree_size"]
+    )
 
 
 def check_witness(
@@ -474,16 +488,11 @@ def _check(
             break  # as `packcam verify`: the chain ends here (its key signs the rest)
         statements.append(rc)
         if j == 0 and body != cp_body:
-            cp = json.loads(cp_body)
-            # a later checkpoint of the retired key's log: it signed after its final one
-            after = cp.get("key") == rc.get("key") and int(cp.get("tree_size", -1)) > int(
-                rc["tree_size"]
-            )
             res.add(
                 FAIL,
                 f"rotation[{j}]",
                 "the bundle's checkpoint is not its log's final one",
-                "log-after-rotation" if after else "rotation-unsigned",
+                "log-after-rotation" if signed_after_final(cp_body, rc) else "rotation-unsigned",
             )
         else:
             res.add(OK, f"rotation[{j}]", f"log closed at {rc['tree_size']} entries, both "

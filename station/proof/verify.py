@@ -37,6 +37,7 @@ from station.proof.keys import (
 from station.proof.log import CHECKPOINT_TYPE, Checkpoint, LogEntry, ProofLog, Rotation
 from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles
+from station.proof.standalone_verify import signed_after_final
 from station.proof.trust import Anchors, ChainError, verify_chain
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
 from station.proof.videohash import presentation_s, video_digests
@@ -1303,9 +1304,7 @@ def _check_rotations(
             return succ
         if j == 0 and body != cp_bytes:
             cp = json.loads(cp_bytes)
-            after = cp.get("key") == rc.get("key") and int(cp.get("tree_size", -1)) > int(
-                rc["tree_size"]
-            )
+            after = signed_after_final(cp_bytes, rc)
             report.add(
                 name,
                 FAIL,
