@@ -6,19 +6,26 @@ import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-# What can be wrong with an archived clip's object, worst first.
-KINDS = ("deleted", "missing", "overwritten", "unindexed")
+
+class Kind(StrEnum):
+    """What can be wrong with an archived clip's object, worst first (the report's order)."""
+
+    DELETED = "deleted"
+    MISSING = "missing"
+    OVERWRITTEN = "overwritten"
+    UNINDEXED = "unindexed"
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem: ``kind`` (one of :data:`KINDS`), the object key and what was seen."""
+    """One problem: its :class:`Kind`, the object key and what was seen."""
 
-    kind: str
+    kind: Kind
     key: str
     detail: str
 
@@ -52,16 +59,17 @@ def classify(
     for key in sorted(expected):
         vs = by_key.get(key, [])
         if key in latest_marker:
-            out.append(Finding("deleted", key, f"a delete marker hides {len(vs)} version(s)"))
+            out.append(Finding(Kind.DELETED, key, f"a delete marker hides {len(vs)} version(s)"))
         elif not vs:
-            out.append(Finding("missing", key, "no version of the object is in the bucket"))
+            out.append(Finding(Kind.MISSING, key, "no version of the object is in the bucket"))
         if len(vs) > 1:
-            out.append(Finding("overwritten", key, f"{len(vs)} versions of a write-once object"))
+            out.append(Finding(Kind.OVERWRITTEN, key, f"{len(vs)} versions of a write-once object"))
     for key in sorted(set(by_key) - set(expected)):
         newest = max((v["LastModified"] for v in by_key[key]), default=now)
         if key.endswith(".mp4") and "/clips/" in key and newest < now - grace:
-            out.append(Finding("unindexed", key, "a clip object the central index does not hold"))
-    return sorted(out, key=lambda f: (KINDS.index(f.kind), f.key))
+            what = "a clip object the central index does not hold"
+            out.append(Finding(Kind.UNINDEXED, key, what))
+    return sorted(out, key=lambda f: (list(Kind).index(f.kind), f.key))
 
 
 def list_versions(
