@@ -120,3 +120,45 @@ def test_back_to_back_orders_each_clip_shows_only_its_own_order(cfg: config_mod.
     first = min(f.span[0] for f in finished if f.span)
     last = max(f.span[1] for f in finished if f.span)
     assert total == round((last - first) * FPS) + 1
+
+
+def test_no_pre_roll_reaches_back_to_the_parcel_before_seen_with_no_order_open(
+    cfg: config_mod.Config,
+) -> None:
+    """A clip ended (sealed here; a timeout or the stillness rule in practice) and the parcel
+    is still being finished: a second seal, its waybill. The next order's pre-roll starts
+    after that, not at the end of the clip before: those frames show another buyer's parcel."""
+    cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=60.0, still_timeout_s=0.0)
+    cfg = cfg.replace("proof", enabled=False)
+    keys = [
+        (0.5, "PO-1"),
+        (3.0, "SEAL"),  # PO-1 sealed
+        (6.5, "SEAL"),  # no order open: PO-1's parcel is still at the table
+        (7.5, "PO-2"),
+        (10.0, "SEAL"),  # PO-2 sealed
+        (11.5, "SF1234567890123"),  # a waybill with no order open: PO-2's label
+        (12.5, "PO-3"),
+    ]  # (a code seen again within codes.debounce_s, 3 s, is one scan)
+    events = [{"at": at, "kind": "key", "text": text} for at, text in keys]
+    scenario = Scenario.from_dict({"seed": 3, "event": [*events, {"at": 14.0, "kind": "end"}]})
+    finished: list[FinishedClip] = []
+    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
+    try:
+        asm.station.run(threading.Event())
+        clips = asm.ledger.clips()
+    finally:
+        asm.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        ("PO-1", "sealed"),
+        ("PO-2", "sealed"),
+        ("PO-3", "end-of-input"),
+    ]
+    owners_ok(finished)
+    by = {f.order_id: f for f in finished}
+    # Started on a keyframe asked for right after the idle seal / waybill (frames 0.1 s apart).
+    assert by["PO-2"].span is not None and 6.5 < by["PO-2"].span[0] <= 6.5 + 2 / FPS
+    assert by["PO-3"].span is not None and 11.5 < by["PO-3"].span[0] <= 11.5 + 2 / FPS
+    pre = {c.order_id: c.pre_roll_s for c in clips}
+    assert pre["PO-2"] == pytest.approx(1.0, abs=0.15)
+    assert pre["PO-3"] == pytest.approx(1.0, abs=0.15)

@@ -22,6 +22,7 @@ from station.recording.session import (
     Idle,
     LinkWaybill,
     LogEvent,
+    PreviousParcel,
     Recording,
     RecordingFailed,
     Scanned,
@@ -63,7 +64,7 @@ def test_idle_order_scan_starts_recording_and_logs_scan_into_new_clip() -> None:
     ]
 
 
-@pytest.mark.parametrize("code", [WAYBILL, SEAL, CTRL_SEAL, CTRL_TEST, UNKNOWN])
+@pytest.mark.parametrize("code", [CTRL_TEST, UNKNOWN])
 def test_idle_non_order_scans_are_logged_only(code: Code) -> None:
     state, actions = step(Idle(), Scanned(code, 1.0), RULES)
     assert state == Idle()
@@ -71,13 +72,25 @@ def test_idle_non_order_scans_are_logged_only(code: Code) -> None:
     assert actions[0].note
 
 
+@pytest.mark.parametrize("event", [Scanned(WAYBILL, 1.0), Scanned(SEAL, 1.0),
+                                   Scanned(CTRL_SEAL, 1.0), PedalPress(1.0)])  # fmt: skip
+def test_a_seal_waybill_or_pedal_with_no_order_open_marks_the_parcel_before(event) -> None:
+    """With no order open, a seal, a waybill or a pedal press is the parcel before being
+    finished (its clip ended by a timeout, say): it opens nothing, and the next clip's pre-roll
+    must not reach back to it (that buyer's parcel and label would be in another order's clip)."""
+    state, actions = step(Idle(), event, RULES)
+    assert state == Idle()
+    assert kinds(actions) == ["LogEvent", "PreviousParcel"]
+    assert actions[0].note and actions[1] == PreviousParcel(1.0)
+
+
 @pytest.mark.parametrize(
-    "event", [PedalPress(1.0), Tick(1.0), Tick(1.0, False), EndClip(1.0, FinishReason.END_OF_INPUT)]
+    "event", [Tick(1.0), Tick(1.0, False), EndClip(1.0, FinishReason.END_OF_INPUT)]
 )
 def test_idle_ignores_other_events(event) -> None:
     state, actions = step(Idle(), event, RULES)
     assert state == Idle()
-    assert all(isinstance(a, LogEvent) for a in actions)
+    assert actions == []
 
 
 def test_idle_camera_loss_is_remembered_and_its_return_starts_nothing() -> None:
@@ -277,7 +290,7 @@ def test_the_sealed_orders_sheet_seen_again_by_the_camera_opens_no_repack() -> N
     )
     assert step(SEALED_A, Scanned(ORDER_A, 25.0), RULES) == (
         SEALED_A,
-        [LogEvent("order", "PO-A", 25.0, "camera", note, in_clip=False)],
+        [LogEvent("order", "PO-A", 25.0, "camera", note, in_clip=False), PreviousParcel(25.0)],
     )
     # Once another order has been recorded, the camera may open a repack of PO-A again.
     state, _ = step(SEALED_A, Scanned(ORDER_B, 30.0), RULES)

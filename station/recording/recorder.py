@@ -235,6 +235,11 @@ class Recorder:
         # failed was open): a later clip's pre-roll starts after it, so no second of video
         # belongs to two orders.
         self._owned_t: float | None = None
+        # Camera time the parcel before was last seen being finished with no clip open
+        # (``disown``): no pre-roll reaches back to it either; the first frame after it is
+        # made a keyframe (``_key_after``), so the next clip can start right there.
+        self._disowned_t: float | None = None
+        self._key_after: float | None = None
         self._pending: queue.Queue[_OpenClip | None] = queue.Queue()
         self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
         self._finisher.start()
@@ -266,6 +271,9 @@ class Recorder:
             self._save_events()
         try:
             enc = self._encoder()
+            if self._key_after is not None and t > self._key_after:
+                enc.request_keyframe()
+                self._key_after = None
             enc.submit(image_i420, t, wall, label)
             self._last_pushed_t = t
             packets = enc.drain()
@@ -304,7 +312,8 @@ class Recorder:
         if self._open is not None:
             raise RuntimeError("start() while a clip is open: stop() it first")
         enc = self._encoder()
-        bounds = [b for b in (self._owned_t, *(c.end_t for c in self._closing)) if b is not None]
+        ends = (self._owned_t, self._disowned_t, *(c.end_t for c in self._closing))
+        bounds = [b for b in ends if b is not None]
         if not pre_roll and self._last_pushed_t is not None:
             bounds.append(self._last_pushed_t)  # from the next frame on
         after_t = max(bounds) if bounds else None
@@ -344,6 +353,17 @@ class Recorder:
             raise
         start = f"keyframe at t={key_t:.3f}" if key_t is not None else "the next frame"
         log.info("recording order %r -> %s (starts at %s)", order_id, tmp_path.name, start)
+
+    def disown(self, t: float) -> None:
+        """Frames up to camera time ``t`` show the parcel before (seen being finished with no
+        clip open): the next clip's pre-roll starts after them, on a keyframe made at the first
+        frame after ``t`` so that it keeps what pre-roll is left."""
+        if self._closed:
+            raise RuntimeError("recorder is closed")
+        if self._open is not None:
+            raise RuntimeError("disown() while a clip is open: its frames are its own")
+        if self._disowned_t is None or t > self._disowned_t:
+            self._disowned_t = self._key_after = t
 
     def stop(self, reason: str, t: float) -> None:
         clip = self._open

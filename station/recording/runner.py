@@ -402,6 +402,8 @@ class Station:
 
     def _do(self, action: ss.Action) -> None:
         match action:
+            case ss.PreviousParcel():
+                self.recorder.disown(action.t)
             case ss.StartClip():
                 refused = self.guard.refusal() if self.guard is not None else None
                 if refused is not None:

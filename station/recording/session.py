@@ -213,7 +213,16 @@ class LogEvent:
     in_clip: bool = True
 
 
-Action = StartClip | StopClip | LinkWaybill | LogEvent
+@dataclass(frozen=True, slots=True)
+class PreviousParcel:
+    """With no order open, the parcel before was still at the table at camera time ``t`` (its
+    seal, its waybill, a pedal press, its sheet seen again): no clip's pre-roll reaches back to
+    ``t``, or another buyer's parcel and label would open the next order's clip."""
+
+    t: float
+
+
+Action = StartClip | StopClip | LinkWaybill | LogEvent | PreviousParcel
 
 
 def _log(ev: Scanned, note: str = "") -> LogEvent:
@@ -275,13 +284,12 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         # (a repack is scanned by hand); or read while its clip was open and decoded after the
         # clip ended (sealed by hand, say), when on time it would have ended that clip. Either
         # way it must not open a "repack" that records the next parcel.
-        note = (
-            f"stamped t={event.t:.3f}, before its clip ended at t={state.last[1]:.3f}; ignored"
-            if event.t < state.last[1]
-            else "its clip has ended: seen again by the camera, ignored (scan it by hand to "
-            "record a repack)"
-        )
-        return state, [replace(_log(event, note), in_clip=False)]
+        if event.t < state.last[1]:
+            note = f"stamped t={event.t:.3f}, before its clip ended at t={state.last[1]:.3f}"
+            return state, [replace(_log(event, note + "; ignored"), in_clip=False)]
+        note = "its clip has ended: seen again by the camera, ignored (scan it by hand to "
+        note += "record a repack)"
+        return state, [replace(_log(event, note), in_clip=False), PreviousParcel(event.t)]
     if isinstance(event, Scanned) and event.code.kind is Kind.ITEM:
         # A product code (camera or hand scan): logged (in the open clip's timeline, if any); it
         # changes nothing, whatever the state: it never starts, ends or resumes a clip.
@@ -371,9 +379,12 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
             return state, [_log(event, "test scan")]
         if code.kind is Kind.UNKNOWN:
             return state, [_log(event, "matches no order pattern; ignored")]
+        if code.kind is Kind.WAYBILL or _is_seal(code):
+            return state, [_log(event, "no open order; ignored"), PreviousParcel(event.t)]
         return state, [_log(event, "no open order; ignored")]
     if isinstance(event, PedalPress):
-        return state, [LogEvent("pedal", "", event.t, event.source, "no open order; ignored")]
+        note = "no open order; ignored"
+        return state, [LogEvent("pedal", "", event.t, event.source, note), PreviousParcel(event.t)]
     if isinstance(event, CameraLost):
         return Suspended(None, event.t), []
     return state, []
