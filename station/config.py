@@ -583,8 +583,9 @@ class RetentionSection:
     )
     archive_required: bool = setting(
         True,
-        "with [archive] enabled: delete only clips already verified in the store (false: also"
-        " clips not archived yet). Without archiving there is nothing to wait for.",
+        "with [archive] enabled: delete only clips already verified in the store, and only once"
+        " a HEAD finds their object still there (false: also clips not archived yet). Without"
+        " archiving there is nothing to wait for.",
     )
     alarm_command: str = setting(
         "",

@@ -36,7 +36,7 @@ from station.recording.writer import HARDWARE_ENCODERS, EncoderSettings, probe_e
 from station.runtime.sdnotify import Watchdog
 from station.store.ledger import ClipRecord, Ledger
 from station.store.recovery import Recovery, data_dir_lock
-from station.store.retention import DiskProbe, RetentionManager, station_signer
+from station.store.retention import ARCHIVE_MISSING, DiskProbe, RetentionManager, station_signer
 
 if TYPE_CHECKING:
     from station.fleet.archiver import Archiver
@@ -137,10 +137,16 @@ def assemble(
     events = build_events(cfg, live=cam.live)
     alarms = AlarmBoard(ledger, cfg.retention.alarm_command, events=events)
     recovery = Recovery(cfg, ledger, finalizers, alarms=alarms)
+    archiver, sync = build_fleet(cfg, events, alarms=alarms)
     retention = RetentionManager(
-        cfg, ledger, probe=probe, alarms=alarms, signer=station_signer(finalizers)
+        cfg,
+        ledger,
+        probe=probe,
+        alarms=alarms,
+        signer=station_signer(finalizers),
+        # an archived clip goes only once the bucket still shows its copy (one HEAD)
+        archive_check=archiver.store.check_archived if archiver is not None else None,
     )
-    archiver, sync = build_fleet(cfg, events)
 
     def finished(result: FinishedClip) -> None:
         if result.empty:
@@ -205,11 +211,12 @@ def assemble(
 
 
 def build_fleet(
-    cfg: Config, events: StationEvents | None = None
+    cfg: Config, events: StationEvents | None = None, *, alarms: AlarmBoard | None = None
 ) -> tuple[Archiver | None, CentralSync | None]:
     """The archiver ([archive] enabled) and the central sync ([central] enabled), not started.
 
-    Each opens its own connections to the index; the sync is woken when a clip is archived.
+    Each opens its own connections to the index; the sync is woken when a clip is archived,
+    and the clip's "archive-missing" alarm (retention found its bucket copy gone) is cleared.
     """
     archiver = sync = None
     if cfg.central.enabled:
@@ -217,6 +224,8 @@ def build_fleet(
     if cfg.archive.enabled:
 
         def archived(rec: ClipRecord) -> None:
+            if alarms is not None:
+                alarms.clear(ARCHIVE_MISSING, rec.path)
             if sync is not None:
                 sync.wake()
             if events is not None:

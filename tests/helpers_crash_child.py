@@ -9,9 +9,10 @@ saves the interpreter start and the imports for each of the many points. Prints 
 MODE ``finish``: record one clip of order PO-1 with the station's recorder, proof finalizer
 and salvage; the steps counted are the finisher's (from ``stop`` on).
 MODE ``recover``: one recovery pass over a copy of ``WORK/template`` (the test makes it).
-MODE ``retain``: one retention check (``retention_config``, the disk always full) over a copy
-of the template. MODE ``export``: the export worker builds the bundle of order PO-1 from a
-copy of the template. MODE ``tsa``: one pass of the TSA queue over a copy of the template.
+MODE ``retain``: one retention check (``retention_config``, the disk always full, every archive
+copy there: each HEAD is a step) over a copy of the template. MODE ``export``: the export
+worker builds the bundle of order PO-1 from a copy of the template. MODE ``tsa``: one pass of
+the TSA queue over a copy of the template.
 MODE ``migrate``: ``open_index`` migrates the template's old index; the
 steps are every ``MIGRATE_OPS`` SQLite instructions (a kill inside a migration's script).
 """
@@ -143,8 +144,16 @@ def retain(data: Path, steps: Steps) -> None:
     cfg = retention_config(config_mod.load(None).with_data_dir(data))
     ledger = Ledger.in_data_dir(data)
     fins = build_finalizers(cfg)
+
+    def bucket(key: str, size: int, sha256: str) -> None:
+        steps.step(f"head {key}")  # the archive copy is there: a crash may come after the HEAD
+
     mgr = RetentionManager(
-        cfg, ledger, probe=lambda: DiskSpace(0, 1 << 40), signer=station_signer(fins)
+        cfg,
+        ledger,
+        probe=lambda: DiskSpace(0, 1 << 40),
+        signer=station_signer(fins),
+        archive_check=bucket,
     )
     steps.armed = True
     mgr.check()

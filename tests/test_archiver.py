@@ -10,11 +10,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from proof_support import record_orders
 
 from station import config as config_mod
+from station.capture.synthetic import Scenario, SyntheticCamera
 from station.fleet.archiver import Archiver
+from station.fleet.objstore import ArchiveError, ObjectStore, clip_key
+from station.floor.alarms import AlarmBoard
+from station.service import assemble, build_fleet
 from station.store.ledger import Ledger
+from station.store.retention import DiskSpace, RetentionManager
 
 BUCKET = "packcam-arch"  # created by the moto_s3 fixture (conftest)
 
@@ -288,3 +294,87 @@ def test_a_station_restored_from_a_backup_writes_over_no_leaf_of_its_log(
         arch.stop()
     assert hashlib.sha256(manifest).hexdigest() == meta["log"]["manifest_sha256"]
     assert json.loads(manifest)["sha256"] == lost_day.sha256
+
+
+# ---- retention asks the bucket before it frees an archived clip ------------------------------
+
+
+def _full_disk() -> DiskSpace:
+    return DiskSpace(0, 1 << 40)  # below any floor: every clip the policy allows goes
+
+
+@pytest.mark.parametrize("change", ["deleted", "replaced", "overwritten"])
+def test_a_clip_whose_bucket_copy_went_is_kept_sent_again_then_freed(
+    station_cfg: config_mod.Config, change: str
+) -> None:
+    """The bucket object of an archived clip is deleted (a lifecycle rule, an operator),
+    replaced by other bytes, or overwritten by an object of the same size that is not ours:
+    retention keeps the station's copy, clears its mark and alarms; the archiver's next pass
+    sends it again; then retention frees it. The honest clip beside it goes at once."""
+    cfg = station_cfg.replace(
+        "retention", min_age_days=0.0, free_floor_mb=1, free_floor_percent=0.0
+    )
+    data = cfg.station.data_dir
+    board = AlarmBoard(Ledger.in_data_dir(data))
+    archiver, _ = build_fleet(cfg, alarms=board)
+    assert archiver is not None
+    ledger = Ledger.in_data_dir(data)
+    try:
+        assert archiver.run_once() == 2
+        gone, honest = ledger.clips()
+        key = clip_key(cfg.archive.prefix, cfg.station.name, gone.sha256)
+        s3 = archiver.store.client
+        if change == "deleted":
+            s3.delete_object(Bucket=BUCKET, Key=key)
+        elif change == "replaced":
+            s3.put_object(Bucket=BUCKET, Key=key, Body=b"other", Metadata={"sha256": gone.sha256})
+        else:
+            s3.put_object(Bucket=BUCKET, Key=key, Body=b"x" * gone.size)
+        mgr = RetentionManager(
+            cfg, ledger, probe=_full_disk, alarms=board, archive_check=archiver.store.check_archived
+        )
+        mgr.check()
+        assert (data / gone.path).is_file() and not (data / honest.path).exists()
+        assert ledger.archive_state(gone.id)["archived_utc"] is None  # type: ignore[index]
+        (alarm,) = [a for a in ledger.alarms() if a.kind == "archive-missing"]
+        assert alarm.subject == gone.path and key in alarm.message
+
+        assert archiver.run_once() == 1  # sent again, verified, marked
+        head = archiver.store.head(key)
+        assert head is not None and head["ContentLength"] == gone.size
+        assert archiver.store.sha256_of(key) == (gone.sha256, gone.size)
+        assert not [a for a in ledger.alarms() if a.kind == "archive-missing"]  # cleared
+        mgr.check()
+        assert not (data / gone.path).exists() and mgr.deleted == 2
+    finally:
+        archiver.stop()
+        ledger.close()
+        board.ledger.close()  # type: ignore[union-attr]
+
+
+def test_a_bucket_that_cannot_be_asked_keeps_the_clip_and_its_mark() -> None:
+    """A HEAD that fails (the store is down, a timeout) is an ArchiveError: retention keeps
+    the clip this round and does not clear the mark on a guess."""
+
+    class Down:
+        def head_object(self, **_kw: object) -> None:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+
+    a = config_mod.load(None).replace("archive", enabled=True, bucket=BUCKET).archive
+    with pytest.raises(ArchiveError, match="could not"):
+        ObjectStore(a, client=Down()).check_archived("k/c.mp4", 10, "ab" * 32)
+
+
+def test_the_assembled_station_asks_its_archivers_bucket(
+    station_cfg: config_mod.Config,
+) -> None:
+    """assemble() hands the archiver's store to retention as its archive check."""
+    scenario = Scenario.from_dict({"seed": 1, "event": [{"at": 0.5, "kind": "end"}]})
+    cam = SyntheticCamera(160, 96, 10.0, scenario, realtime=False)
+    asm = assemble(station_cfg, camera=cam, live_view=False)
+    try:
+        assert asm.archiver is not None and asm.retention is not None
+        assert asm.retention.archive_check == asm.archiver.store.check_archived
+    finally:
+        asm.recorder.close()
+        asm.close()

@@ -20,6 +20,7 @@ from recorder_support import encoded_recorder
 
 from station import config as config_mod
 from station.errors import ConfigError, LedgerError
+from station.fleet.objstore import ArchiveError
 from station.floor.alarms import AlarmBoard
 from station.proof.finalizer import build_finalizers
 from station.proof.keys import StationKey, verify_signature
@@ -361,7 +362,25 @@ def stocked(cfg: config_mod.Config) -> tuple[config_mod.Config, list]:
     return cfg, clips
 
 
-def manager(cfg, ledger, disk, *, floor_bytes: int, clock=None, **kw) -> RetentionManager:
+class FakeBucket:
+    """Retention's archive check: per object key, None (there, the bytes sent), why not (a
+    string), or an exception to raise (the bucket cannot be asked); records every question."""
+
+    def __init__(self, answers: dict[str, str | Exception] | None = None) -> None:
+        self.answers = answers or {}
+        self.asked: list[tuple[str, int, str]] = []
+
+    def __call__(self, key: str, size: int, sha256: str) -> str | None:
+        self.asked.append((key, size, sha256))
+        answer = self.answers.get(key)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def manager(
+    cfg, ledger, disk, *, floor_bytes: int, clock=None, bucket=None, **kw
+) -> RetentionManager:
     pct = floor_bytes / disk.capacity * 100
     cfg = cfg.replace("retention", min_age_days=90.0, free_floor_mb=0, free_floor_percent=pct, **kw)
     key = StationKey.load(ProofPaths.from_config(cfg).key)
@@ -373,6 +392,7 @@ def manager(cfg, ledger, disk, *, floor_bytes: int, clock=None, **kw) -> Retenti
         signer=signer,
         alarms=AlarmBoard(ledger, cfg.retention.alarm_command),
         monotonic=clock,
+        archive_check=bucket,
     )
 
 
@@ -472,12 +492,100 @@ def test_archive_required_keeps_unarchived_clips(stocked: tuple[config_mod.Confi
     size = max(c.size for c in clips)
     disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 10 * size)
     archiving = cfg.replace("archive", enabled=True, bucket="packcam-clips")
-    mgr = manager(archiving, ledger, disk, floor_bytes=11 * size, archive_required=True)
+    bucket = FakeBucket()
+    mgr = manager(
+        archiving, ledger, disk, floor_bytes=11 * size, archive_required=True, bucket=bucket
+    )
     assert mgr.check().deletions == () and mgr.deleted == 0 and mgr.refusal()
     old = next(c for c in clips if c.order_id == "PO-D")
     ledger.mark_archived(old.id, "k/PO-D.mp4", {})
     mgr.check()
     assert mgr.deleted == 1 and not (data / old.path).exists()
+    assert bucket.asked == [("k/PO-D.mp4", old.size, old.sha256)]  # one HEAD, for the one going
+    ledger.close()
+
+
+def test_archiving_needs_a_way_to_ask_the_bucket(cfg: config_mod.Config) -> None:
+    """With archive_required in force the manager only exists with an archive check: an
+    archived mark alone never frees the only local copy."""
+    archiving = cfg.replace("archive", enabled=True, bucket="packcam-clips")
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    try:
+        with pytest.raises(ValueError, match="archive_check"):
+            RetentionManager(archiving, ledger, probe=lambda: DiskSpace(0, 1 << 40))
+        off = archiving.replace("retention", archive_required=False)
+        RetentionManager(off, ledger, probe=lambda: DiskSpace(0, 1 << 40))  # nothing to ask
+    finally:
+        ledger.close()
+
+
+def archived_two(stocked: tuple[config_mod.Config, list], answers: dict[str, str | Exception]):
+    """PO-A and PO-B archived (as k/PO-A.mp4, k/PO-B.mp4), the disk two clips short of the
+    floor, and a manager whose bucket gives ``answers``: (data dir, clips by order, ledger,
+    manager, bucket)."""
+    cfg, clips = stocked
+    data = cfg.station.data_dir
+    by_order = {c.order_id: c for c in clips}
+    ledger = Ledger.in_data_dir(data)
+    size = max(c.size for c in clips)
+    disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 10 * size)
+    archiving = cfg.replace("archive", enabled=True, bucket="packcam-clips")
+    for order in ("PO-A", "PO-B"):
+        ledger.mark_archived(by_order[order].id, f"k/{order}.mp4", {"clip": f"k/{order}.mp4"})
+    bucket = FakeBucket(answers)
+    mgr = manager(archiving, ledger, disk, floor_bytes=12 * size, bucket=bucket)
+    return data, by_order, ledger, mgr, bucket
+
+
+@pytest.mark.parametrize("why", ["not in the bucket", "stored size 7, indexed 1234"])
+def test_an_archived_clip_whose_bucket_copy_is_gone_or_other_is_kept_and_sent_again(
+    stocked: tuple[config_mod.Config, list], why: str
+) -> None:
+    """The mark said archived, the bucket says otherwise: the only copy stays, the mark is
+    cleared (the archiver's queue is every unmarked clip), an alarm says so; the honest clip
+    next to it goes."""
+    data, by_order, ledger, mgr, bucket = archived_two(stocked, {"k/PO-A.mp4": why})
+    result = mgr.check()
+    a, b = by_order["PO-A"], by_order["PO-B"]
+    assert (data / a.path).is_file() and (data / a.manifest_path).is_file()
+    assert not (data / b.path).exists() and mgr.deleted == 1
+    state = ledger.archive_state(a.id)
+    assert state is not None and state["archived_utc"] is None and state["archive_key"] is None
+    assert next(c.id for c in ledger.unarchived_clips()) == a.id  # due for the archiver again
+    assert result.kept[UNARCHIVED] >= 1 and mgr.refusal()  # and the floor guard says so
+    (alarm,) = [x for x in ledger.alarms() if x.kind == "archive-missing"]
+    assert alarm.subject == a.path and why in alarm.message
+    assert [k for k, _, _ in bucket.asked] == ["k/PO-A.mp4", "k/PO-B.mp4"]
+
+    # archived again (by the archiver): the next check asks again, and it goes
+    ledger.mark_archived(a.id, "k/PO-A.mp4", {})
+    bucket.answers.clear()
+    mgr.check()
+    assert not (data / a.path).exists() and mgr.deleted == 2
+    assert not [x for x in ledger.alarms() if x.kind == "archive-missing"]  # cleared
+    ledger.close()
+
+
+def test_an_unreachable_bucket_deletes_nothing_archived_and_keeps_the_marks(
+    stocked: tuple[config_mod.Config, list],
+) -> None:
+    """The bucket cannot be asked: no archived clip goes this round, none is unmarked, the
+    bucket is not asked again for the next clip of the same round; the floor guard refuses."""
+    down = ArchiveError("k/PO-A.mp4: the store did not answer (connection refused)")
+    data, by_order, ledger, mgr, bucket = archived_two(
+        stocked, {"k/PO-A.mp4": down, "k/PO-B.mp4": down}
+    )
+    mgr.check()
+    assert mgr.deleted == 0 and len(bucket.asked) == 1
+    for order in ("PO-A", "PO-B"):
+        c = by_order[order]
+        assert (data / c.path).is_file()
+        assert ledger.archive_state(c.id)["archived_utc"] is not None  # type: ignore[index]
+    assert [x.kind for x in ledger.alarms()] == ["disk-full"] and mgr.refusal()
+
+    bucket.answers.clear()  # back: the next check deletes as the policy allows
+    mgr.check()
+    assert mgr.deleted == 2
     ledger.close()
 
 
@@ -599,6 +707,8 @@ def test_a_crash_at_any_step_of_a_deletion_leaves_the_clip_whole_or_its_deletion
     cfg.station.data_dir.rename(work / "template" / "data")
     steps = crash_at_every_step("retain", work)
     assert len(steps) >= 8 and sum(s.startswith("index:") for s in steps) == 2
+    # the bucket is asked before each deletion: a crash between the HEAD and the deletion
+    assert [s for s in steps if s.startswith("head ")] == ["head k/PO-A.mp4", "head k/PO-D.mp4"]
 
     def check(n: int, where: str) -> None:
         again = retention_config(cfg.with_data_dir(work / str(n) / "data"))
@@ -629,7 +739,11 @@ def test_a_crash_at_any_step_of_a_deletion_leaves_the_clip_whole_or_its_deletion
                     assert (data / c.manifest_path).is_file(), where
             fins = build_finalizers(again)
             mgr = RetentionManager(
-                again, led, probe=lambda: DiskSpace(0, 1 << 40), signer=station_signer(fins)
+                again,
+                led,
+                probe=lambda: DiskSpace(0, 1 << 40),
+                signer=station_signer(fins),
+                archive_check=FakeBucket(),
             )
             mgr.check()  # the next check deletes what the crash kept from going
             for f in fins:

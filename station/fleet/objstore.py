@@ -227,6 +227,18 @@ def is_not_found(exc: Exception) -> bool:
     return _code(exc) in {"404", "NoSuchKey", "NotFound"} or _status(exc) == 404
 
 
+def _not_ours(head: dict[str, Any], size: int, sha256: str) -> str | None:
+    """Why a HEAD response is not the object uploaded with ``size`` bytes and ``x-amz-meta-
+    sha256`` = ``sha256`` (every upload sets it), or None when size and metadata match."""
+    stored = int(head.get("ContentLength", -1))
+    if stored != size:
+        return f"stored size {stored}, expected {size}"
+    meta = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
+    if meta.get("sha256") != sha256:
+        return f"stored sha256 metadata {meta.get('sha256')!r} differs"
+    return None
+
+
 # ---- the store ---------------------------------------------------------------------------------
 
 
@@ -390,12 +402,9 @@ class ObjectStore:
         h = head if head is not None else self.head(key)
         if h is None:
             raise VerifyError(f"{key}: not in the bucket after the upload")
-        size = int(h.get("ContentLength", -1))
-        if size != exp.size:
-            raise VerifyError(f"{key}: stored size {size}, expected {exp.size}")
-        meta = {k.lower(): v for k, v in (h.get("Metadata") or {}).items()}
-        if meta.get("sha256") != exp.sha256:
-            raise VerifyError(f"{key}: stored sha256 metadata {meta.get('sha256')!r} differs")
+        other = _not_ours(h, exp.size, exp.sha256)
+        if other is not None:
+            raise VerifyError(f"{key}: {other}")
         proofs: list[str] = []
         etag = str(h.get("ETag", "")).strip('"').lower()
         cs = h.get("ChecksumSHA256")
@@ -416,6 +425,20 @@ class ObjectStore:
                 raise VerifyError(f"{key}: read back {n} bytes with sha256 {digest[:16]}...")
             proofs.append("read-back-sha256")
         return "+".join(proofs)
+
+    def check_archived(self, key: str, size: int, sha256: str) -> str | None:
+        """Whether ``key`` still holds the object the archiver sent: None when it does, else
+        why not ("not in the bucket", another size or SHA-256). One HEAD: the size and the
+        ``x-amz-meta-sha256`` every upload sets (retention asks this before it frees an
+        archived clip's local copy). Raises ArchiveError when the store cannot be asked.
+        """
+        try:
+            h = self.head(key)
+        except Exception as exc:  # down, timed out, refused: it could not say, so no verdict
+            raise ArchiveError(f"{key}: the store could not be asked: {exc}") from exc
+        if h is None:
+            return "not in the bucket"
+        return _not_ours(h, size, sha256)
 
     def _verified_existing(self, key: str, exp: Expect | Callable[[], Expect]) -> str | None:
         """How an object already in the bucket was proven to be ours; None if absent or bad."""

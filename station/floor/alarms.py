@@ -17,7 +17,14 @@ from station.store.ledger import Ledger
 log = logging.getLogger(__name__)
 
 # Order of importance when the live status shows only one alarm.
-SEVERITY = ("disk-full", "recording-failed", "clip-missing", "camera-lost", "disk-low")
+SEVERITY = (
+    "disk-full",
+    "recording-failed",
+    "clip-missing",
+    "archive-missing",
+    "camera-lost",
+    "disk-low",
+)
 REPEAT_HOOK_S = 300.0  # an alarm still active runs the hook again this often (a beeper nags)
 
 

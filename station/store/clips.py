@@ -468,6 +468,22 @@ class ClipTable(Table):
             )
         return cur.rowcount > 0
 
+    def unmark_archived(self, clip_id: int) -> bool:
+        """Forget that a clip still on disk is archived (its bucket copy is gone or not ours),
+        so the archiver sends it again and retention keeps it until then.
+
+        Clears the key, meta and ``archive_seq`` too: archiving it again numbers it anew, so
+        the central sync and the bundle parts follow it again. False when it was not marked.
+        """
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE clips SET archived_utc = NULL, archive_key = NULL, archive_meta = NULL,"
+                " archive_seq = NULL"
+                " WHERE id = ? AND archived_utc IS NOT NULL AND deleted_utc IS NULL",
+                (clip_id,),
+            )
+        return cur.rowcount > 0
+
     def unarchived_clips(self, *, after_id: int = 0, limit: int = 100) -> list[ClipRecord]:
         """Clips not yet archived and still on disk, oldest first (by id), after ``after_id``."""
         with self._lock:  # the rows and their waybills and events read as one snapshot

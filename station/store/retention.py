@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from station.config import Config, RetentionSection
-from station.errors import LedgerError
+from station.errors import LedgerError, StationError
 from station.floor.alarms import AlarmBoard
 from station.proof.canonical import canonical_json
 from station.store.ledger import Ledger, StoredClip
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 DELETION_TYPE = "packcam-retention-deletion"
 DELETION_VERSION = 1
 REASON_FLOOR = "free space below the floor"
+ARCHIVE_MISSING = "archive-missing"  # the alarm: an archived clip's bucket copy is gone or other
 
 # Why a clip is not deleted (the keys of Plan.kept).
 HELD = "on legal hold"
@@ -200,6 +201,11 @@ def disk_probe(path: Path) -> DiskProbe:
     return probe
 
 
+# (object key, indexed size, indexed SHA-256) -> None when the bucket still holds the object the
+# archiver sent, else why not; raises StationError when the bucket cannot be asked. The fleet
+# side is ObjectStore.check_archived (one HEAD); retention never talks to the bucket itself.
+ArchiveCheck = Callable[[str, int, str], str | None]
+
 # (canonical bytes) -> (signature, key fingerprint); None when proofs are off.
 Signer = Callable[[bytes], tuple[bytes, str]]
 
@@ -258,6 +264,12 @@ class RetentionManager:
     ``must_finish_clip`` is True (the capture loop finishes the open clip at once, while there
     is still room for its index and manifest).
 
+    With ``archive_required`` in force a clip goes only after ``archive_check`` (one HEAD) has
+    found its bucket copy still there and the one sent: the mark alone is not trusted, as an
+    object may be deleted or replaced after it was verified. A copy gone or other keeps the
+    clip, clears its mark (the archiver sends it again) and raises the "archive-missing" alarm;
+    a bucket that cannot be asked keeps every archived clip this round, marks untouched.
+
     Threads: ``start`` runs one ``check`` on the caller's thread, then one every
     ``check_every_s`` on the daemon thread "retention"; ``poke`` (after each finished clip)
     makes it check at once. ``refusal``/``must_finish_clip`` are called by the capture thread:
@@ -275,6 +287,7 @@ class RetentionManager:
         signer: Signer | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] | None = None,
+        archive_check: ArchiveCheck | None = None,
     ) -> None:
 
         self.cfg = cfg
@@ -285,6 +298,11 @@ class RetentionManager:
         self.probe = probe or disk_probe(self.data_dir)
         self.alarms = alarms
         self.signer = signer
+        if self.policy.archive_required and archive_check is None:
+            # programming error: the archived mark alone must never free the only local copy
+            raise ValueError("archive_required with [archive] enabled needs an archive_check")
+        self.archive_check = archive_check
+        self._bucket_down = False  # the bucket could not be asked during this check
         self._now = now
         self._mono = monotonic or time.monotonic
         self._refusal: str | None = None
@@ -346,6 +364,7 @@ class RetentionManager:
     def check(self) -> Plan:
         """Delete what is needed and allowed, then update the guard and the alarm."""
         with self._lock:
+            self._bucket_down = False
             space = self.probe()
             result = self._plan(space)
             attempted: set[int] = set()
@@ -384,6 +403,8 @@ class RetentionManager:
                 "retention: %s is already missing from disk; not marking it deleted", clip.path
             )
             return False
+        if self.policy.archive_required and not self._archive_copy_there(clip):
+            return False
 
         when = self._now()
         record = canonical_json(
@@ -421,6 +442,42 @@ class RetentionManager:
             result.floor_bytes >> 20,
         )
         return True
+
+    def _archive_copy_there(self, clip: StoredClip) -> bool:
+        """Ask the bucket whether the archived clip's copy is still the one sent; when it is
+        gone or other, clear the clip's mark (the archiver sends it again) and alarm.
+
+        A crash after the answer changes nothing: the clip is deleted, or unmarked, only after.
+        """
+        assert self.archive_check is not None  # the constructor requires it with the policy
+        if self._bucket_down:
+            return False
+        state = self.ledger.archive_state(clip.id)
+        key = state["archive_key"] if state is not None else None
+        if not key:
+            return False  # no longer marked: not archived, so not deleted
+        try:
+            why = self.archive_check(key, clip.size, clip.sha256)
+        except StationError as exc:
+            log.warning("retention: keeping archived clips this round, bucket not asked: %s", exc)
+            self._bucket_down = True
+            return False
+        if why is None:
+            if self.alarms is not None:
+                self.alarms.clear(ARCHIVE_MISSING, clip.path)  # it was sent again
+            return True
+        msg = (
+            f"{clip.path}: the bucket no longer holds its archived copy {key} ({why});"
+            " kept here, to be archived again"
+        )
+        log.error("retention: %s", msg)
+        if self.alarms is not None:  # first: a crash before the unmark asks the bucket again
+            self.alarms.raise_(ARCHIVE_MISSING, clip.path, msg)
+        try:
+            self.ledger.unmark_archived(clip.id)
+        except LedgerError as exc:  # still marked: the next check asks the bucket again
+            log.error("retention: cannot clear the archived mark of %s: %s", clip.path, exc)
+        return False
 
     def _update_guard(self, space: DiskSpace, result: Plan) -> None:
         self._floor = result.floor_bytes
@@ -490,10 +547,12 @@ def station_signer(finalizers: Sequence[object]) -> Signer | None:
 
 
 __all__ = [
+    "ARCHIVE_MISSING",
     "HELD",
     "UNARCHIVED",
     "UNFINISHED",
     "YOUNG",
+    "ArchiveCheck",
     "Candidate",
     "DiskSpace",
     "Plan",
