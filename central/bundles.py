@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -17,18 +16,17 @@ from typing import Any
 
 from flask import Response, abort, current_app, request
 
-from central.media import media_store
+from central.media import NotAsSigned, checked_chunks, media_store
 from station.fleet.objstore import ObjectStore, bundle_parts_dir, clip_key
 from station.proof.trust import Anchors
 from station.proof.verify import BUNDLE_MANIFEST, Report, verify_bundle
 from station.store.ledger import ClipRecord
-from web.errors import StationUnavailable
+from web.errors import ArchivedCopyAltered, StationUnavailable
 from web.streaming import content_disposition
 
 log = logging.getLogger(__name__)
 
 MAX_PARTS = 64 << 20  # manifests, proofs, key frames and the summary of one order
-CHUNK = 256 * 1024
 
 
 class BundleNotReady(Exception):
@@ -158,30 +156,16 @@ class _Sink(io.RawIOBase):
 
 
 def _checked(body: Any, bundle: CentralBundle, name: str) -> Iterator[bytes]:
-    """The object's chunks, hashed and counted: ObjectAltered (logged) once it runs past its
-    size, or at its end when the length or SHA-256 is not the signed clip's. The store is
-    not trusted to hand back what was archived, and the index's size is all that was checked
-    before the headers went."""
+    """The object's chunks, checked against the signed clip as they pass
+    (``media.checked_chunks``): ObjectAltered (logged) when they are not it; the index's size
+    is all that was checked before the headers went."""
     obj = bundle.clips[name]
-    digest = hashlib.sha256()
-    got = 0
-    for chunk in body.iter_chunks(CHUNK):
-        got += len(chunk)
-        if got > obj.size:
-            break
-        digest.update(chunk)
-        yield chunk
-    if got == obj.size and digest.hexdigest() == obj.sha256:
-        return
-    why = (
-        f"more than the signed {obj.size} bytes"
-        if got > obj.size
-        else f"{got} bytes with SHA-256 {digest.hexdigest()}, signed {obj.size} bytes "
-        f"with {obj.sha256}"
-    )
-    exc = ObjectAltered(bundle.order_id, name, obj.key, obj.sha256, why)
-    log.error("evidence bundle of %s: %s; the download is cut", bundle.station, exc)
-    raise exc
+    try:
+        yield from checked_chunks(body, obj.size, obj.sha256)
+    except NotAsSigned as why:
+        exc = ObjectAltered(bundle.order_id, name, obj.key, obj.sha256, str(why))
+        log.error("evidence bundle of %s: %s; the download is cut", bundle.station, exc)
+        raise exc from None
 
 
 def stream(store: ObjectStore, bundle: CentralBundle) -> Iterator[bytes]:
@@ -345,8 +329,9 @@ def split_report(whole: Report, clip: ClipRecord) -> Report:
 def respond(order_id: str, clips: list[ClipRecord], clip_id: int | None, download_name: str) -> Any:
     """The Flask response: the bundle streamed (200, no Range: it is written as it is sent),
     503 + Retry-After while the station has not uploaded signed parts covering every clip,
-    503 (logged) when a clip's object has another size than the index registered; an object
-    whose bytes are not the signed ones cuts the stream (``stream``)."""
+    503 (logged; ArchivedCopyAltered: the page says the copy is not the signed one) when a
+    clip's object has another size than the index registered; an object whose bytes are not
+    the signed ones cuts the stream (``stream``)."""
 
     store = media_store()
     if store is None:
@@ -359,7 +344,7 @@ def respond(order_id: str, clips: list[ClipRecord], clip_id: int | None, downloa
         raise StationUnavailable(description="bundle-not-signed", retry_after=60) from exc
     except ObjectAltered as exc:
         log.error("evidence bundle of %s not served: %s", group[0].station, exc)
-        abort(503)
+        raise ArchivedCopyAltered() from exc
     headers = {
         "Content-Disposition": content_disposition(download_name, True),
         "Cache-Control": "private, no-store",

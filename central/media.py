@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from station.fleet.objstore import (
     station_prefix,
 )
 from station.store.ledger import ClipRecord
+from web.errors import ArchivedCopyAltered
 from web.frames import KeyFrame
 from web.streaming import content_disposition
 
@@ -114,17 +116,70 @@ def _frame_key(clip: ClipRecord, n: int | None) -> str | None:
     return key if isinstance(key, str) else None
 
 
-class _Body:
-    """WSGI body over a botocore StreamingBody; ``close`` releases the connection."""
+class NotAsSigned(Exception):
+    """An object's bytes are not the clip the station signed: more or fewer, or other ones."""
 
-    def __init__(self, body: Any) -> None:
+
+def checked_chunks(body: Any, size: int, sha256: str) -> Iterator[bytes]:
+    """The chunks of ``body`` (a botocore StreamingBody), counted and hashed as they pass:
+    NotAsSigned as soon as they run past ``size``, or at the end when their length or SHA-256
+    is not the signed one. The store is not trusted to hand back what was archived. The last
+    chunk is held back until the end is checked: a response that announced ``size`` bytes
+    then never gets all of them (the server drops the connection short of its length)."""
+    digest = hashlib.sha256()
+    got = 0
+    held: bytes | None = None
+    for chunk in body.iter_chunks(CHUNK):
+        got += len(chunk)
+        if got > size:
+            raise NotAsSigned(f"more than the signed {size} bytes")
+        digest.update(chunk)
+        if held is not None:
+            yield held
+        held = chunk
+    if got != size or digest.hexdigest() != sha256:
+        raise NotAsSigned(
+            f"{got} bytes with SHA-256 {digest.hexdigest()}, signed {size} bytes with {sha256}"
+        )
+    if held is not None:
+        yield held
+
+
+class _Body:
+    """WSGI body over a botocore StreamingBody; ``close`` releases the connection. With
+    ``signed``, the whole object is checked against that clip as it streams (``checked_chunks``):
+    an object that is not it raises (logged) before its last chunk, so the server cuts the
+    response."""
+
+    def __init__(self, body: Any, key: str, signed: ClipRecord | None = None) -> None:
         self.body = body
+        self.key = key
+        self.signed = signed
 
     def __iter__(self) -> Iterator[bytes]:
-        yield from self.body.iter_chunks(CHUNK)
+        clip = self.signed
+        if clip is None:
+            yield from self.body.iter_chunks(CHUNK)
+            return
+        try:
+            yield from checked_chunks(self.body, clip.size, clip.sha256)
+        except NotAsSigned as exc:
+            log.error("clip %s of %s: the bucket's %s is not the signed clip (%s); the "
+                      "download is cut", clip.id, clip.station, self.key, exc)  # fmt: skip
+            raise
 
     def close(self) -> None:
         self.body.close()
+
+
+def _total(got: dict[str, Any]) -> int | None:
+    """The whole object's size from the store's answer: the total of its Content-Range
+    (``bytes a-b/TOTAL``) for a part, else its length; None when the store does not say."""
+    if got.get("ContentRange"):
+        total = str(got["ContentRange"]).rpartition("/")[2]
+        return int(total) if total.isdigit() else None
+    length = got.get("ContentLength")
+    return int(length) if length is not None else None
 
 
 def serve_object(
@@ -134,8 +189,15 @@ def serve_object(
     download_name: str | None = None,
     attachment: bool = False,
     cache_control: str = "private, no-cache",
+    signed: ClipRecord | None = None,
 ) -> Response:
-    """GET/HEAD of one object: proxied with Range/conditionals passed through, or a 302."""
+    """GET/HEAD of one object: proxied with Range/conditionals passed through, or a 302.
+
+    ``signed``: the clip the object must be. Every proxied answer's object size is checked
+    against the clip's (``ArchivedCopyAltered`` when it differs, nothing sent); a whole-object
+    answer (or a range of all of it) is also hashed as it streams and cut when it is not the
+    signed clip. Any other range cannot be hashed without the whole object: its size is all
+    that is checked. A redirect is not checked at all: the browser reads the store itself."""
     store = _store()
     cfg = current_app.config["PACKCAM"].archive
     disposition = content_disposition(download_name, attachment) if download_name else None
@@ -176,6 +238,8 @@ def serve_object(
             log.error("object store unreachable for %s: %s", key, exc)
             abort(503)
         return _error_response(exc, key)
+    if signed is not None:
+        _check_size(got, signed, key)
     meta = got.get("ResponseMetadata", {})
     status = int(meta.get("HTTPStatusCode", 200))
     headers = {
@@ -193,10 +257,35 @@ def serve_object(
         headers["Content-Disposition"] = disposition
     if request.method == "HEAD":
         return Response(status=status, headers=headers, mimetype=mimetype)
+    # A range that is the whole object (a download manager's or a player's "bytes=0-") is
+    # hashed as a whole answer is; any other range cannot be.
+    span = got.get("ContentRange")
+    whole = signed if signed and (not span or span == _all_of(signed.size)) else None
     return Response(
-        _Body(got["Body"]), status=status, headers=headers, mimetype=mimetype,
+        _Body(got["Body"], key, whole), status=status, headers=headers, mimetype=mimetype,
         direct_passthrough=True,
     )  # fmt: skip
+
+
+def _all_of(size: int) -> str:
+    return f"bytes 0-{size - 1}/{size}"
+
+
+def _check_size(got: dict[str, Any], clip: ClipRecord, key: str) -> None:
+    """Refuse (logged) an answer whose object is not the size the index registered for the
+    clip: a replaced or truncated object must not be served as the order's video. 503 as for an
+    evidence bundle with such an object (central/bundles.py): the site cannot serve the clip;
+    not 404 (it is indexed and archived) nor 502 (the store answered; asking again gets the
+    same object), and without Retry-After."""
+    total = _total(got)
+    if total == clip.size:
+        return
+    if "Body" in got:
+        got["Body"].close()
+    log.error("clip %s of %s not served: the bucket's %s has %s bytes, the signed clip %d",
+              clip.id, clip.station, key, total if total is not None else "an unknown number of",
+              clip.size)  # fmt: skip
+    raise ArchivedCopyAltered()
 
 
 def _timed_out(exc: Exception) -> bool:
@@ -247,7 +336,7 @@ def serve_clip(clip: ClipRecord, *, download_name: str, attachment: bool) -> Res
     prefix = current_app.config["PACKCAM"].archive.prefix
     key = _own(clip, str(key), clip_key(prefix, clip.station, clip.sha256), "archive key")
     return serve_object(key, mimetype="video/mp4", download_name=download_name,
-                        attachment=attachment)  # fmt: skip
+                        attachment=attachment, signed=clip)  # fmt: skip
 
 
 def serve_frame(clip: ClipRecord, n: int | None) -> Response:

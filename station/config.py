@@ -529,7 +529,10 @@ class ArchiveSection:
     timeout_s: float = setting(30.0, "connect/read timeout of one request", gt=0)
     stream: str = setting(
         "proxy", "how the central site serves clips", choices=("proxy", "redirect"),
-        notes={"proxy": "Range passed through", "redirect": "to a presigned URL"},
+        notes={"proxy": "Range passed through; each clip checked against its signed size, "
+                        "a whole download also against its SHA-256",
+               "redirect": "to a presigned URL: the browser reads the store, nothing is "
+                           "checked"},
     )  # fmt: skip
     presign_s: int = setting(
         300, "lifetime of a presigned URL in redirect mode", ge=10, le=7 * 86400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 import threading
 import time
@@ -125,11 +126,11 @@ def test_a_body_that_stalls_ends_the_response(stalling: FrozenStore) -> None:
 BUCKET = "packcam-media"  # created by the moto_s3 fixture (conftest)
 
 
-def _clip(station: str, sha256: str, key: str, frame: str) -> ClipRecord:
+def _clip(station: str, sha256: str, key: str, frame: str, size: int = 10) -> ClipRecord:
     now = datetime(2026, 12, 1, tzinfo=UTC)
     meta = {"frames": [{"key": frame, "t": 0.0, "label": "order"}]}
     return ClipRecord("PO-1", station, now, now, 4.0, 60, "sealed", 1.0, "clips/a.mp4",
-                      "clips/a.json", 10, sha256, id=7,
+                      "clips/a.json", size, sha256, id=7,
                       extra={"archive_key": key, "archive_meta": meta})  # fmt: skip
 
 
@@ -143,12 +144,13 @@ def test_a_station_cannot_make_the_site_serve_another_stations_objects(moto_s3: 
     app.config["PACKCAM"] = cfg
     media.init_app(app, cfg)
     store = app.extensions["packcam_media"]["store"]
-    sha = "ab" * 32
+    video = b"buyer B's parcel"
+    sha = hashlib.sha256(video).hexdigest()
     theirs = clip_key(cfg.archive.prefix, "station-02", sha)
     frame = f"{station_prefix(cfg.archive.prefix, 'station-02')}frames/{sha}/0000.00s_order.jpg"
-    store.client.put_object(Bucket=BUCKET, Key=theirs, Body=b"buyer B's parcel")
+    store.client.put_object(Bucket=BUCKET, Key=theirs, Body=video)
     store.client.put_object(Bucket=BUCKET, Key=frame, Body=b"\xff\xd8 B's frame")
-    honest = _clip("station-02", sha, theirs, frame)
+    honest = _clip("station-02", sha, theirs, frame, len(video))
     mine = f"{station_prefix(cfg.archive.prefix, 'station-01')}frames/{'cd' * 32}/"
     claims = [
         _clip("station-01", "cd" * 32, theirs, frame),
@@ -165,7 +167,7 @@ def test_a_station_cannot_make_the_site_serve_another_stations_objects(moto_s3: 
             assert info.value.code == 404
     with app.test_request_context("/clip"):
         resp = media.serve_clip(honest, download_name="a.mp4", attachment=False)
-        assert resp.status_code == 200 and b"".join(resp.response) == b"buyer B's parcel"
+        assert resp.status_code == 200 and b"".join(resp.response) == video
         resp.close()
         resp = media.serve_frame(honest, None)
         assert resp.status_code == 200

@@ -40,6 +40,13 @@ class StationUnavailable(ServiceUnavailable):
     """503: the station that builds evidence bundles is not running, or still building."""
 
 
+class ArchivedCopyAltered(ServiceUnavailable):
+    """503: the archived copy of a clip (central site: its object in the bucket) is not the clip
+    the station signed, so it is not served; no Retry-After: asking again does not mend it."""
+
+    description = "archived-copy-altered"
+
+
 STATION_MESSAGES = {
     "station-down": _l(
         "Evidence bundles are built and signed by the packing station, and it is not running "
@@ -56,11 +63,17 @@ STATION_MESSAGES = {
 }
 
 CSRF_MESSAGE = _l("The form expired. Go back, reload the page and try again.")
+ALTERED_MESSAGE = _l(
+    "The archived copy of this order's video does not match the record the packing station "
+    "signed, so it is not served. This has been logged for the site's administrators."
+)
 
 
 def _render(status: int, description: str | None) -> Any:
     if description == "csrf":
         message = str(CSRF_MESSAGE)
+    elif description == ArchivedCopyAltered.description:
+        message = str(ALTERED_MESSAGE)
     elif description in STATION_MESSAGES:
         message = str(STATION_MESSAGES[description])
     else:
