@@ -531,8 +531,9 @@ def _write_zip(
     out: Path, files: dict[str, bytes | Path | ArchivedClip], perm: int | None = None
 ) -> None:
     """Write the zip through ``atomic_file``: after a crash or a power cut there is the whole
-    bundle under ``out`` or none; a failed write leaves no ``.part`` (a kill leaves one: the
-    export worker and the archiver remove theirs)."""
+    bundle under ``out`` or none; a failed write leaves no ``.part``, nor does SIGTERM to the
+    CLI (station.cli; a SIGKILL leaves one: the export worker and the archiver remove theirs,
+    the next export to that path writes over it)."""
     sums = []
     out.parent.mkdir(parents=True, exist_ok=True)
     with (
