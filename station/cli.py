@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +34,9 @@ def _command(name: str) -> Handler:
 
 
 Registrar = Callable[[Any], None]
+
+# The long-running commands: they log at INFO and stop on SIGTERM by a handler of their own.
+SERVICES = frozenset({"station", "demo", "web"})
 
 
 def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.ArgumentParser:
@@ -217,11 +222,12 @@ def main(
     parser = parser or build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
-    if args.command in {"station", "demo", "web"}:
+    if args.command in SERVICES:
         level = min(level, logging.INFO)
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    previous = None if args.command in SERVICES else _exit_on_sigterm()
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
@@ -232,6 +238,23 @@ def main(
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _exit_on_sigterm() -> Any:
+    """Make SIGTERM (``kill``, systemd, a shell's timeout) end a command as Ctrl-C does, by an
+    exception that unwinds, with the status 128 + 15: a file being written (an export's
+    ``<out>.part``) is removed, where SIGTERM's default action would leave it in the user's
+    folder. The handler it replaced, to put back afterwards, or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None  # only the main thread may set handlers (a test calling main in a thread)
+    return signal.signal(signal.SIGTERM, _sigterm)
 
 
 if __name__ == "__main__":

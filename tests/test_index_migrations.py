@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 from helpers_crash_child import assert_every_step, crash_at_every_step
 
+from station.errors import LedgerError
 from station.proof.log import ProofLog
 from station.store.cursors import SyncCursors
 from station.store.index import INDEX_NAME, MIGRATIONS, open_index
@@ -194,3 +198,45 @@ def test_a_crash_inside_a_migration_leaves_a_whole_version_and_the_next_start_mi
 
     assert_every_step(steps, check)
     assert len(seen) > 2  # the kills fell inside more than the first and last versions
+
+
+ROUNDS = 6
+
+
+def _open_at_barrier(paths: list[Path], barrier: Barrier, results: Queue) -> None:
+    """A child process: for each fresh index, wait for the other child, then open it."""
+    for path in paths:
+        barrier.wait(timeout=60)  # a guard against a hung child, not a synchronisation
+        try:
+            open_index(path).close()
+            results.put((path.name, "ok"))
+        except LedgerError as exc:
+            results.put((path.name, str(exc)))
+
+
+def test_two_processes_opening_a_fresh_index_at_once_both_migrate_it(tmp_path: Path) -> None:
+    """The station service and `packcam web` (or two CLI commands) started together on a new
+    data dir: both open the index at the same moment, both succeed, and its schema is whole
+    (the second waits for the first's migration and then finds nothing to do)."""
+    paths = [tmp_path / f"{n}.sqlite3" for n in range(ROUNDS)]
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    children = [ctx.Process(target=_open_at_barrier, args=(paths, barrier, results)) for _ in "ab"]
+    for child in children:
+        child.start()
+    got = sorted(results.get(timeout=60) for _ in range(2 * ROUNDS))
+    for child in children:
+        child.join()
+    assert [c.exitcode for c in children] == [0, 0]
+    assert got == sorted((p.name, "ok") for p in paths * 2)
+    fresh = open_index(tmp_path / "fresh.sqlite3")
+    try:
+        for path in paths:
+            conn = sqlite3.connect(str(path))
+            try:
+                assert int(conn.execute("PRAGMA user_version").fetchone()[0]) == len(MIGRATIONS)
+                assert _schema(conn) == _schema(fresh.conn), path.name
+            finally:
+                conn.close()
+    finally:
+        fresh.close()

@@ -9,9 +9,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from station.proof import ProofError
 from station.proof import manifest as manifest_mod
+from station.proof.ca import CompanyCa
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey, fingerprint, load_public_pem, write_public
 from station.proof.log import ProofLog
@@ -100,6 +102,30 @@ def test_publishing_the_key_removes_what_a_killed_publisher_left(
     write_public(public, b"pem")
     assert public.read_bytes() == b"pem"
     assert sorted(p.name for p in public.parent.iterdir()) == [public.name]
+
+
+def test_reissuing_replaces_the_c2pa_key_whole_and_leaves_no_temp_file(
+    tmp_path: Path, dead_pid: int
+) -> None:
+    ca = CompanyCa.create(tmp_path / "ca", "Test Co CA")
+    key, _ = StationKey.load_or_create(tmp_path / "proof" / "station-key.pem")
+    public = tmp_path / "proof-public"
+    c2pa_key = tmp_path / "proof" / "c2pa-key.pem"
+    files = {
+        "c2pa_key": c2pa_key,
+        "c2pa_cert": public / "c2pa-chain.pem",
+        "key_cert": public / "station-key.crt",
+        "ca_cert": public / "company-ca.crt",
+    }
+    ca.issue_station("station-01", key.public).install(**files)
+    first = c2pa_key.read_bytes()
+    stale = c2pa_key.with_name(f".{c2pa_key.name}.{dead_pid}.new")  # a killed issuer's
+    stale.write_bytes(b"-----BEGIN")
+    ca.issue_station("station-01", key.public).install(**files)
+    assert c2pa_key.read_bytes() != first
+    assert serialization.load_pem_private_key(c2pa_key.read_bytes(), None)
+    assert stat.S_IMODE(c2pa_key.stat().st_mode) == 0o600
+    assert sorted(p.name for p in c2pa_key.parent.iterdir()) == ["c2pa-key.pem", "station-key.pem"]
 
 
 def _body(key: StationKey, seq: int = 0, prev: str = manifest_mod.GENESIS) -> dict:

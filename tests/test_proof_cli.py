@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import stat
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -130,6 +134,59 @@ def test_export_verify_audit_exit_codes(
     assert "FAIL" in capsys.readouterr().out
     assert _main(["export", "NO-SUCH-ORDER", "-o", str(tmp_path / "x.zip"), "--data", data]) == 3
     assert _main(["verify", str(tmp_path / "missing.zip")]) == 3
+
+
+# `packcam export` that stops, once it has written a clip into the bundle's .part, until a
+# signal ends it (stdin is a pipe the test never writes to).
+EXPORT_THAT_WAITS = """
+import sys, zipfile
+from packcam import cli
+real = zipfile.ZipFile.write
+def write(self, *args, **kw):
+    real(self, *args, **kw)
+    print("writing", flush=True)
+    sys.stdin.read()
+zipfile.ZipFile.write = write
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def _export_stopped_by(signum: int, out: Path, data: str) -> tuple[int, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EXPORT_THAT_WAITS, "export", "A1", "-o", str(out), "--data", data],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    part = out.with_name(out.name + ".part")
+    written = part.stat().st_size if part.exists() else 0
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert line == "writing\n" and written > 0, stderr[-2000:]
+    return proc.returncode, stderr
+
+
+def test_an_export_ended_by_sigterm_leaves_no_part_and_a_killed_ones_is_written_over(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``kill`` (systemd, a shell's timeout) ends `packcam export` as Ctrl-C does: the
+    ``.part`` in the user's folder is removed and the exit status is 128 + SIGTERM. A SIGKILL
+    cannot be caught: its ``.part`` stays until the next export to that path writes over it."""
+    data = str(store.copy(tmp_path / "data").data)
+    out = tmp_path / "out" / "A1.zip"
+    assert _export_stopped_by(signal.SIGKILL, out, data)[0] == -signal.SIGKILL
+    assert [p.name for p in out.parent.iterdir()] == ["A1.zip.part"]
+    status, stderr = _export_stopped_by(signal.SIGTERM, out, data)
+    assert status == 128 + signal.SIGTERM, stderr[-2000:]
+    assert list(out.parent.iterdir()) == []
+    out.with_name("A1.zip.part").write_bytes(b"\xff" * (4 << 20))  # longer than the bundle
+    assert _main(["export", "A1", "-o", str(out), "--data", data]) == 0
+    assert [p.name for p in out.parent.iterdir()] == ["A1.zip"]
+    with zipfile.ZipFile(out) as zf:
+        assert zf.testzip() is None and "bundle.json" in zf.namelist()
+    assert "2 clip(s)" in capsys.readouterr().out
 
 
 def test_verify_a_garbage_bundle_is_a_clear_verdict_not_a_traceback(

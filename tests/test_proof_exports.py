@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import time
 import zipfile
 from pathlib import Path
@@ -125,6 +126,30 @@ def test_a_refused_build_is_answered_and_a_fresh_bundle_is_not_rebuilt(st: Store
     assert small.run_once() == 0
     err = json.loads(small.dirs.error(key_a1).read_text())
     assert err["status"] == 507 and "larger than the download cache" in err["message"]
+
+
+def test_a_bundle_has_its_mode_before_it_has_its_name(st: Store, monkeypatch) -> None:
+    """The web may serve a bundle the moment it is renamed into place, and a crash just after
+    the rename leaves it as it is: it is 0640 (the web's group reads, never writes) already
+    then, under the station service's UMask=0007."""
+    worker = ExportWorker(st.cfg)
+    key = _key(st, "B2")
+    at_rename = {}
+    real = os.replace
+
+    def replace(src: Path, dst: Path) -> None:
+        at_rename[Path(dst).name] = stat.S_IMODE(os.stat(src).st_mode)
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    worker.dirs.request(key).write_text('{"order_id": "B2"}')
+    umask = os.umask(0o007)
+    try:
+        assert worker.run_once() == 1
+    finally:
+        os.umask(umask)
+    assert at_rename[f"{key}.zip"] == 0o640
+    assert stat.S_IMODE(worker.dirs.bundle(key).stat().st_mode) == 0o640
 
 
 def test_the_worker_thread_survives_a_failing_pass(st: Store, monkeypatch, caplog) -> None:
@@ -304,6 +329,7 @@ def test_a_crash_at_any_step_of_a_build_leaves_no_half_bundle_and_no_leftover(
         dirs = ExportDirs.in_data_dir(again.station.data_dir)
         if dirs.bundle(key).exists():
             assert n > renamed + 1 and _members(dirs.bundle(key)) == whole, where
+            assert stat.S_IMODE(dirs.bundle(key).stat().st_mode) == 0o640, where
         worker = ExportWorker(again)
         worker.start()
         worker.stop()

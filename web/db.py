@@ -266,7 +266,7 @@ class WebDB(sqlitedb.Table):
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA synchronous=NORMAL")
             if setup:  # once per process (the site does it in create_app), not per request
-                self.conn.execute("PRAGMA journal_mode=WAL")
+                sqlitedb.use_wal(self.conn)
                 self.migrate()
         except sqlite3.Error as exc:
             raise WebDBError(f"cannot open {target}: {exc}") from exc

@@ -21,7 +21,7 @@ from typing import Any
 from station.config import Config
 from station.errors import ConfigError, StationError
 from station.floor.events import EventKind, StationEvent
-from station.store.sqlitedb import Database, Table, migrate, transaction
+from station.store.sqlitedb import Database, Table, migrate, transaction, use_wal
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class WebhookQueue(Table):
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             super().__init__(Database(conn))
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            use_wal(self.conn)
             self.conn.execute("PRAGMA busy_timeout=5000")
         except (sqlite3.Error, OSError) as exc:
             raise WebhookError(f"cannot open the webhook queue {path}: {exc}") from exc

@@ -110,9 +110,15 @@ class ArchivedClip:
 
 
 def export_order(
-    cfg: Config, order_id: str, out: Path, *, without_clips: bool = False
+    cfg: Config,
+    order_id: str,
+    out: Path,
+    *,
+    without_clips: bool = False,
+    perm: int | None = None,
 ) -> ExportResult:
-    """Write the evidence bundle of every clip of ``order_id`` to ``out`` (a zip).
+    """Write the evidence bundle of every clip of ``order_id`` to ``out`` (a zip; ``perm``:
+    its mode bits, set before it has its name, else the umask's).
 
     ``without_clips``: the bundle's *parts*: every member but the clips (``clips/*``), signed
     exactly as the whole bundle (the bundle manifest lists the clips' SHA-256), for the
@@ -127,7 +133,7 @@ def export_order(
         records = ledger.clips(order_id)
         if not records:
             raise ProofError(f"no clips for order {order_id!r} in {data_dir}")
-        return _export(cfg, paths, plog, records, order_id, out, without_clips)
+        return _export(cfg, paths, plog, records, order_id, out, without_clips, perm)
     finally:
         plog.close()
         ledger.close()
@@ -141,6 +147,7 @@ def _export(
     order_id: str,
     out: Path,
     without_clips: bool = False,
+    perm: int | None = None,
 ) -> ExportResult:
     warnings: list[str] = []
     entries: list[LogEntry | None] = []
@@ -170,7 +177,7 @@ def _export(
     old_key = next(iter(logs), "")
     if old_key:
         return _export_archived(cfg, paths, plog, records, entries, order_id, out, old_key,
-                                warnings, without_clips)  # fmt: skip
+                                warnings, without_clips, perm)  # fmt: skip
     need = max((e.seq + 1 for e in entries if e is not None), default=0)
     queue = None
     if cfg.proof.tsa_urls:
@@ -203,7 +210,7 @@ def _export(
     station_pub = public_pem(station_public_key(paths.public_key, paths.key))
     return _assemble(
         cfg, paths, plog, records, entries, order_id, out, cp, station_pub, paths.key_cert, [],
-        warnings, without_clips,
+        warnings, without_clips, perm,
     )  # fmt: skip
 
 
@@ -218,6 +225,7 @@ def _export_archived(
     old_key: str,
     warnings: list[str],
     without_clips: bool = False,
+    perm: int | None = None,
 ) -> ExportResult:
     """An order recorded under a retired key: its closed log up to the final checkpoint, and
     the chain of rotation statements from that key to the current one (which signs the
@@ -247,7 +255,7 @@ def _export_archived(
         )
     return _assemble(
         cfg, paths, arch, records, entries, order_id, out, cp, chain[0].old_public_pem, cert,
-        links, warnings, without_clips,
+        links, warnings, without_clips, perm,
     )  # fmt: skip
 
 
@@ -265,6 +273,7 @@ def _assemble(
     links: list[tuple[Rotation, Path | None]],
     warnings: list[str],
     without_clips: bool = False,
+    perm: int | None = None,
 ) -> ExportResult:
     files: dict[str, bytes | Path | ArchivedClip] = {}
     keys: dict[str, str | None] = {"station_public_key": "keys/station-key.pub.pem"}
@@ -390,7 +399,7 @@ def _assemble(
         manifest = canonical_json(body)
         files[BUNDLE_MANIFEST] = manifest
         files[BUNDLE_MANIFEST_SIG] = key.sign(manifest)
-    _write_zip(out, files)
+    _write_zip(out, files, perm)
     log.info("exported order %r: %d clip(s) -> %s", order_id, len(records), out)
     return ExportResult(out, len(records), n_frames, n_tokens, cp.tree_size, warnings)
 
@@ -518,14 +527,17 @@ def bundle_manifest_body(
     }
 
 
-def _write_zip(out: Path, files: dict[str, bytes | Path | ArchivedClip]) -> None:
+def _write_zip(
+    out: Path, files: dict[str, bytes | Path | ArchivedClip], perm: int | None = None
+) -> None:
     """Write the zip through ``atomic_file``: after a crash or a power cut there is the whole
-    bundle under ``out`` or none; a failed write leaves no ``.part`` (a kill leaves one: the
-    export worker and the archiver remove theirs)."""
+    bundle under ``out`` or none; a failed write leaves no ``.part``, nor does SIGTERM to the
+    CLI (station.cli; a SIGKILL leaves one: the export worker and the archiver remove theirs,
+    the next export to that path writes over it)."""
     sums = []
     out.parent.mkdir(parents=True, exist_ok=True)
     with (
-        atomic_file(out, suffix=".part") as f,
+        atomic_file(out, suffix=".part", perm=perm) as f,
         zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf,
     ):
         for name in sorted(files):

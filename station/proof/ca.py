@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,13 +38,6 @@ def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-def _replace_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".new")
-    tmp.unlink(missing_ok=True)
-    write_private(tmp, data)
-    os.replace(tmp, path)
 
 
 def _write_public(path: Path, data: bytes) -> None:
@@ -183,7 +175,7 @@ class StationCerts:
     def install(self, *, c2pa_key: Path, c2pa_cert: Path, key_cert: Path, ca_cert: Path) -> None:
         """Write the files (the private key 0600), replacing an older issue atomically."""
         c2pa_key.parent.mkdir(parents=True, exist_ok=True)
-        _replace_private(c2pa_key, self.c2pa_key_pem)
+        write_private(c2pa_key, self.c2pa_key_pem, replace=True)
         _write_public(c2pa_cert, self.c2pa_chain_pem)
         _write_public(key_cert, self.key_cert_pem)
         _write_public(ca_cert, self.ca_cert_pem)

@@ -305,7 +305,7 @@ class ExportWorker:
         self._builds.append(now)
         t0 = time.monotonic()
         try:
-            export_order(self.cfg, order_id, out)
+            export_order(self.cfg, order_id, out, perm=0o640)  # the web's group reads it
         except ProofError as exc:
             log.warning("export worker: order %r not exported: %s", order_id, exc)
             out.with_name(out.name + ".part").unlink(missing_ok=True)
@@ -313,7 +313,6 @@ class ExportWorker:
         except BaseException:
             out.with_name(out.name + ".part").unlink(missing_ok=True)
             raise
-        out.chmod(0o640)
         self.dirs.error(key).unlink(missing_ok=True)
         log.info(
             "export worker: order %r signed and bundled in %.1f s (%d MB)",

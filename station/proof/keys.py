@@ -51,13 +51,14 @@ def verify_signature(public: Ed25519PublicKey, data: bytes, signature: bytes) ->
     return True
 
 
-def write_private(path: Path, pem: bytes) -> None:
+def write_private(path: Path, pem: bytes, *, replace: bool = False) -> None:
     """Create ``path`` with mode 0600 (never overwriting: FileExistsError) holding ``pem``,
-    whole or not at all; a new folder is 0700.
+    whole or not at all; a new folder is 0700. ``replace``: put it over an existing key.
 
-    Written and fsynced under a temp name, then hard-linked into place: a power cut or a full
-    disk mid-write leaves no empty or torn key file that would stop the station at its next
-    start, and a key another process created meanwhile is never replaced.
+    Written and fsynced under a temp name, then hard-linked into place (renamed over the old
+    key with ``replace``): a power cut or a full disk mid-write leaves no empty or torn key
+    file that would stop the station at its next start, and a key another process created
+    meanwhile is never replaced.
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     remove_stale_temps(path, "new")
@@ -69,7 +70,10 @@ def write_private(path: Path, pem: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.link(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)

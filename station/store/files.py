@@ -70,15 +70,18 @@ def remove_stale_temps(path: Path, suffix: str) -> list[Path]:
 
 @contextmanager
 def atomic_file(
-    path: Path, mode: str = "wb", *, suffix: str = ".tmp", **kw: Any
+    path: Path, mode: str = "wb", *, suffix: str = ".tmp", perm: int | None = None, **kw: Any
 ) -> Iterator[IO[Any]]:
     """A file to write ``path`` through: opened beside it (``<name><suffix>``), and on a clean
     exit fsynced, renamed over ``path`` and the folder fsynced; on any error removed. After a
     crash or a power cut ``path`` is whole or as it was; a failed write (a full disk) leaves no
-    temp file behind."""
+    temp file behind. ``perm``: the file's mode bits, whatever the umask, set before it has
+    its name (a reader never sees it under ``path`` with another mode)."""
     tmp = path.with_name(path.name + suffix)
     try:
         with tmp.open(mode, **kw) as f:
+            if perm is not None:
+                os.fchmod(f.fileno(), perm)
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -62,7 +62,7 @@ def open_index(target: Path | str | sqlite3.Connection) -> Database:
     try:
         conn = sqlitedb.open_connection(target)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
+        sqlitedb.use_wal(conn)
         # FULL: a finished clip's row must survive a power cut once add_clip returned.
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")

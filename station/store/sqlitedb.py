@@ -7,6 +7,7 @@ import functools
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
@@ -55,6 +56,31 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
+def use_wal(conn: sqlite3.Connection, attempts: int = 20) -> None:
+    """Put the file in WAL mode. Two processes opening a new file at once both switch it, and
+    SQLite answers the loser "database is locked" at once instead of waiting (the switch
+    upgrades a read lock, where waiting could deadlock): retry, a new attempt finds WAL set."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """A script's statements one by one (a trigger's body is one with it). executescript
+    would do, but it first commits the transaction it is called in (Python 3.11)."""
+    stmt = ""
+    for piece in script.split(";"):
+        stmt += piece + ";"
+        if sqlite3.complete_statement(stmt):  # not a ; inside a string, comment or trigger
+            yield stmt
+            stmt = ""
+
+
 def migrate(
     conn: sqlite3.Connection,
     lock: threading.RLock,
@@ -65,20 +91,29 @@ def migrate(
     """Bring the schema to ``len(migrations)`` (PRAGMA user_version), one script per version.
 
     Shipped scripts are never edited, only appended to, so every copy in the field migrates the
-    same way; a database newer than this code is refused rather than guessed at.
+    same way; a database newer than this code is refused rather than guessed at. Each version
+    runs in one transaction that holds the write lock from its start and reads the version
+    again under it: a second process migrating the same file (the station service and the
+    web site started together) waits, then finds that version done.
     """
-    current = schema_version(conn)
-    if current > len(migrations):
-        raise error(
-            f"{name} schema version {current} is newer than this packcam "
-            f"({len(migrations)}); upgrade packcam"
-        )
-    for version, script in enumerate(migrations[current:], start=current + 1):
-        with lock:
-            log.info("migrating %s to schema version %d", name, version)
-            conn.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={version};\nCOMMIT;"
-            )
+    with lock:
+        while (current := schema_version(conn)) != len(migrations):
+            if current > len(migrations):
+                raise error(
+                    f"{name} schema version {current} is newer than this packcam "
+                    f"({len(migrations)}); upgrade packcam"
+                )
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if schema_version(conn) == current:  # else another process just ran it
+                    log.info("migrating %s to schema version %d", name, current + 1)
+                    for stmt in _statements(migrations[current]):
+                        conn.execute(stmt)
+                    conn.execute(f"PRAGMA user_version={current + 1}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
 
 class Database:
