@@ -268,7 +268,8 @@ def register(subparsers: Any) -> None:
         "storage-policy",
         help="print a least-privilege bucket policy or identity for one station's key",
         description="What to apply on the object store so that a station's access key can put"
-        " and read objects under its own prefix (stations/<name>/) and can never delete: an IAM"
+        " and read objects under its own prefix (stations/<name>/), list that prefix only, and"
+        " can never delete: an IAM"
         " user policy for AWS S3 and MinIO, an s3.json identity plus a bucket policy for"
         " SeaweedFS. See docs/fleet.md.",
     )

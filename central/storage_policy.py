@@ -21,12 +21,9 @@ _OBJECT_ACTIONS = (
 _DELETE_ACTIONS = ("s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention")
 
 
-def _object_arn(bucket: str, prefix: str, station: str) -> str:
-    return f"arn:aws:s3:::{bucket}/{station_prefix(prefix, station)}*"
-
-
 def station_user_policy(bucket: str, prefix: str, station: str) -> dict[str, Any]:
     """The IAM policy (AWS S3, MinIO) for one station's access key: its own prefix, no delete."""
+    own = station_prefix(prefix, station)
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -34,7 +31,17 @@ def station_user_policy(bucket: str, prefix: str, station: str) -> dict[str, Any
                 "Sid": "OwnPrefixWriteOnce",
                 "Effect": "Allow",
                 "Action": list(_OBJECT_ACTIONS),
-                "Resource": [_object_arn(bucket, prefix, station)],
+                "Resource": [f"arn:aws:s3:::{bucket}/{own}*"],
+            },
+            {
+                # Without s3:ListBucket AWS answers a HEAD of a missing key 403, not 404; the
+                # archiver then lists that one key (ObjectStore.head). Only its own prefix
+                # (with the slash: "station-01/*" does not cover "station-010/").
+                "Sid": "ListOwnPrefixOnly",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+                "Condition": {"StringLike": {"s3:prefix": [own, own + "*"]}},
             },
             {
                 "Sid": "NeverDelete",

@@ -5,18 +5,20 @@ The same archiver runs against a real SeaweedFS in tests/test_fleet.py.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from proof_support import record_orders
 
+from central.storage_policy import station_user_policy
 from station import config as config_mod
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.fleet.archiver import Archiver
-from station.fleet.objstore import ArchiveError, ObjectStore, clip_key
+from station.fleet.objstore import ArchiveError, ObjectStore, clip_key, is_not_found
 from station.floor.alarms import AlarmBoard
 from station.service import assemble, build_fleet
 from station.store.ledger import Ledger
@@ -378,3 +380,121 @@ def test_the_assembled_station_asks_its_archivers_bucket(
     finally:
         asm.recorder.close()
         asm.close()
+
+
+# ---- AWS with the printed least-privilege policy --------------------------------------------
+
+
+class AwsStationKey:
+    """A moto client answering as AWS does a station key with ``packcam storage-policy``'s policy.
+
+    A HEAD of a missing key is refused (403, no body: the HEAD has no s3:prefix for the
+    ListBucket condition); a list is allowed only with a prefix the policy's condition allows,
+    and never with ``may_list=False`` (the policy before it had ListBucket). Keys in
+    ``unreadable`` are there but refused (a real permission problem).
+    """
+
+    def __init__(
+        self, cfg: config_mod.Config, *, may_list: bool = True, unreadable: tuple[str, ...] = ()
+    ) -> None:
+        import boto3
+
+        self.real = boto3.client("s3", region_name="us-east-1")
+        a = cfg.archive
+        policy = station_user_policy(a.bucket, a.prefix, cfg.station.name)
+        self.list_prefixes = [
+            pattern
+            for st in policy["Statement"]
+            if may_list and st["Effect"] == "Allow" and "s3:ListBucket" in st["Action"]
+            for pattern in st["Condition"]["StringLike"]["s3:prefix"]
+        ]
+        self.unreadable = unreadable
+        self.lists: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    @staticmethod
+    def _refused(op: str, code: str, message: str) -> ClientError:
+        meta = {"HTTPStatusCode": 403}  # AWS answers a HEAD with no body: the code is "403"
+        return ClientError(
+            {"Error": {"Code": code, "Message": message}, "ResponseMetadata": meta}, op
+        )
+
+    def head_object(self, **kw: object) -> object:
+        if kw["Key"] in self.unreadable:
+            raise self._refused("HeadObject", "403", "Forbidden")
+        try:
+            return self.real.head_object(**kw)
+        except ClientError as exc:
+            if is_not_found(exc):
+                raise self._refused("HeadObject", "403", "Forbidden") from None
+            raise
+
+    def list_objects_v2(self, **kw: object) -> object:
+        prefix = str(kw.get("Prefix", ""))
+        self.lists.append(prefix)
+        if not any(fnmatch.fnmatchcase(prefix, p) for p in self.list_prefixes):
+            raise self._refused("ListObjectsV2", "AccessDenied", "Access Denied")
+        return self.real.list_objects_v2(**kw)
+
+
+def test_a_least_privilege_aws_key_archives_new_clips(station_cfg: config_mod.Config) -> None:
+    """Every object's HEAD before its upload is a 403 on AWS: a list of that one key (allowed
+    by the policy's ListBucket on the station's prefix) tells that it is not there yet."""
+    aws = AwsStationKey(station_cfg)
+    arch = Archiver(station_cfg, client=aws)
+    try:
+        assert arch.run_once() == 2
+        assert arch.run_once() == 0  # nothing sent twice
+    finally:
+        arch.stop()
+    assert aws.lists and all(p.startswith("packcam/stations/station-01/") for p in aws.lists)
+    ledger = Ledger.in_data_dir(station_cfg.station.data_dir)
+    try:
+        clips = ledger.clips()
+    finally:
+        ledger.close()
+    store = ObjectStore(station_cfg.archive, client=aws)
+    for rec in clips:
+        key = clip_key(station_cfg.archive.prefix, station_cfg.station.name, rec.sha256)
+        assert store.sha256_of(key) == (rec.sha256, rec.size)
+        assert store.check_archived(key, rec.size, rec.sha256) is None
+        # retention's check of a clip whose object went
+        aws.real.delete_object(Bucket=BUCKET, Key=key)
+        assert store.check_archived(key, rec.size, rec.sha256) == "not in the bucket"
+
+
+def test_an_object_the_key_may_not_read_stays_an_error(station_cfg: config_mod.Config) -> None:
+    key = clip_key(station_cfg.archive.prefix, station_cfg.station.name, "ab" * 32)
+    aws = AwsStationKey(station_cfg, unreadable=(key,))
+    aws.real.put_object(Bucket=BUCKET, Key=key, Body=b"x")
+    store = ObjectStore(station_cfg.archive, client=aws)
+    with pytest.raises(ClientError) as info:
+        store.head(key)
+    assert info.value.response["Error"]["Code"] == "403"
+    assert store.head(key.removesuffix(".mp4")) is None  # only that very key is listed
+    with pytest.raises(ArchiveError, match="could not be asked"):
+        store.check_archived(key, 1, "ab" * 32)
+
+
+def test_a_policy_without_list_bucket_is_refused_loudly_naming_it(
+    station_cfg: config_mod.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    arch = Archiver(station_cfg, client=AwsStationKey(station_cfg, may_list=False))
+    try:
+        with (
+            caplog.at_level(logging.ERROR, logger="station.fleet.objstore"),
+            pytest.raises(ClientError) as info,
+        ):
+            arch.run_once()
+    finally:
+        arch.stop()
+    assert info.value.response["Error"]["Code"] == "403"  # the HEAD's own error, not the list's
+    assert "s3:ListBucket" in caplog.text and "packcam/stations/station-01/" in caplog.text
+    assert "packcam storage-policy" in caplog.text
+    ledger = Ledger.in_data_dir(station_cfg.station.data_dir)
+    try:
+        assert ledger.archive_backlog() == 2
+    finally:
+        ledger.close()

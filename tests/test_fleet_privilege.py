@@ -93,10 +93,21 @@ def test_classify_names_each_problem_once() -> None:
 
 def test_policies_scope_each_station_to_its_own_prefix_and_never_delete() -> None:
     pol = station_user_policy("bkt", PREFIX, "station-01")
-    allow, deny = pol["Statement"]
+    allow, listing, deny = pol["Statement"]
     assert allow["Effect"] == "Allow" and deny["Effect"] == "Deny"
-    assert allow["Resource"] == [f"arn:aws:s3:::bkt/{station_prefix(PREFIX, 'station-01')}*"]
+    own = station_prefix(PREFIX, "station-01")
+    assert allow["Resource"] == [f"arn:aws:s3:::bkt/{own}*"]
     assert not any("Delete" in a or "Bypass" in a for a in allow["Action"])
+    # Listing its own keys only (without s3:ListBucket AWS answers a HEAD of a missing key 403);
+    # "station-01/" with the slash: no other station's name starts with it, "station-010" would
+    assert listing == {
+        "Sid": "ListOwnPrefixOnly",
+        "Effect": "Allow",
+        "Action": ["s3:ListBucket"],
+        "Resource": ["arn:aws:s3:::bkt"],
+        "Condition": {"StringLike": {"s3:prefix": [own, own + "*"]}},
+    }
+    assert own.endswith("/stations/station-01/")
     assert {"s3:DeleteObject", "s3:DeleteObjectVersion"} <= set(deny["Action"])
     ident = seaweedfs_identity("bkt", PREFIX, "station-01", "k", "s")
     assert all(a.endswith(":bkt/packcam/stations/station-01/*") for a in ident["actions"])

@@ -227,6 +227,10 @@ def is_not_found(exc: Exception) -> bool:
     return _code(exc) in {"404", "NoSuchKey", "NotFound"} or _status(exc) == 404
 
 
+def is_denied(exc: Exception) -> bool:
+    return _code(exc) in {"403", "AccessDenied", "Forbidden"} or _status(exc) == 403
+
+
 def _not_ours(head: dict[str, Any], size: int, sha256: str) -> str | None:
     """Why a HEAD response is not the object uploaded with ``size`` bytes and ``x-amz-meta-
     sha256`` = ``sha256`` (every upload sets it), or None when size and metadata match."""
@@ -351,14 +355,43 @@ class ObjectStore:
     # ---- reads ---------------------------------------------------------------------------
 
     def head(self, key: str) -> dict[str, Any] | None:
+        """The object's HEAD; None when there is no object ``key``.
+
+        AWS answers a HEAD of a missing key with 403, not 404, unless the key may list the
+        bucket, and a station's ListBucket is conditioned on its prefix, which a HEAD does not
+        carry (central/storage_policy.py). So a refused HEAD is followed by a list of that one
+        key: absent from it, the object is not there; listed, the refusal stands.
+        """
         try:
             return dict(
                 self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
             )
         except Exception as exc:
-            if hasattr(exc, "response") and is_not_found(exc):
+            if not hasattr(exc, "response"):
+                raise
+            if is_not_found(exc):
                 return None
+            if not is_denied(exc) or self._listed(key, exc):
+                raise
+            return None
+
+    def _listed(self, key: str, refused: Exception) -> bool:
+        """Whether the bucket lists an object named exactly ``key`` (whose HEAD was
+        ``refused``); a refused list raises ``refused``: absent and forbidden look alike."""
+        try:
+            resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        except Exception as exc:
+            if hasattr(exc, "response") and is_denied(exc):
+                log.error(
+                    "archive: bucket %r refuses both HEAD and list of %s, so a missing object"
+                    " cannot be told from a forbidden one: this key needs s3:ListBucket on its"
+                    " own prefix (the policy `packcam storage-policy` prints)",
+                    self.bucket,
+                    key,
+                )
+                raise refused from exc
             raise
+        return any(o.get("Key") == key for o in resp.get("Contents", []))
 
     def get_bytes(self, key: str) -> bytes:
         body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
