@@ -14,7 +14,7 @@ from station import config as config_mod
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.recording.recorder import FinishedClip
 from station.service import assemble
-from station.store.ledger import Ledger
+from station.store.ledger import ClipRecord, Ledger
 
 W, H, FPS = 160, 96, 10.0
 WALL0 = datetime(2026, 12, 4, 9, 0, 0).astimezone()
@@ -40,6 +40,23 @@ def owners_ok(finished: list[FinishedClip]) -> None:
     spans.sort()
     for (_a0, a1), (b0, _b1) in itertools.pairwise(spans):
         assert a1 < b0, spans
+
+
+def run_keys(
+    cfg: config_mod.Config, keys: list[tuple[float, str]], *, seed: int, end: float
+) -> tuple[list[ClipRecord], list[FinishedClip]]:
+    """The station on a synthetic scene whose scans are ``keys`` (camera time, typed text),
+    ended at ``end``: the indexed clips and what the recorder finished."""
+    events = [{"at": at, "kind": "key", "text": text} for at, text in keys]
+    scenario = Scenario.from_dict({"seed": seed, "event": [*events, {"at": end, "kind": "end"}]})
+    finished: list[FinishedClip] = []
+    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
+    try:
+        asm.station.run(threading.Event())
+        return asm.ledger.clips(), finished
+    finally:
+        asm.close()
 
 
 def test_recorder_pre_roll_starts_after_the_previous_clip(
@@ -90,16 +107,7 @@ def test_back_to_back_orders_each_clip_shows_only_its_own_order(cfg: config_mod.
         (10.0, "PO-5"),  # 0.5 s after a seal
         (13.9, "PO-6"),
     ]
-    events = [{"at": at, "kind": "key", "text": text} for at, text in keys]
-    scenario = Scenario.from_dict({"seed": 7, "event": [*events, {"at": 16.0, "kind": "end"}]})
-    finished: list[FinishedClip] = []
-    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
-    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
-    try:
-        asm.station.run(threading.Event())
-        clips = asm.ledger.clips()
-    finally:
-        asm.close()
+    clips, finished = run_keys(cfg, keys, seed=7, end=16.0)
     assert [(c.order_id, c.finish_reason) for c in clips] == [
         ("PO-1", "next-order"),
         ("PO-2", "next-order"),
@@ -139,16 +147,7 @@ def test_no_pre_roll_reaches_back_to_the_parcel_before_seen_with_no_order_open(
         (11.5, "SF1234567890123"),  # a waybill with no order open: PO-2's label
         (12.5, "PO-3"),
     ]  # (a code seen again within codes.debounce_s, 3 s, is one scan)
-    events = [{"at": at, "kind": "key", "text": text} for at, text in keys]
-    scenario = Scenario.from_dict({"seed": 3, "event": [*events, {"at": 14.0, "kind": "end"}]})
-    finished: list[FinishedClip] = []
-    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
-    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
-    try:
-        asm.station.run(threading.Event())
-        clips = asm.ledger.clips()
-    finally:
-        asm.close()
+    clips, finished = run_keys(cfg, keys, seed=3, end=14.0)
     assert [(c.order_id, c.finish_reason) for c in clips] == [
         ("PO-1", "sealed"),
         ("PO-2", "sealed"),
