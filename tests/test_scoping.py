@@ -5,6 +5,7 @@ see everything, an account in no group nothing; the `packcam group` CLI; station
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 import uuid
@@ -128,14 +129,16 @@ def fleet(pg_dsn: str, seaweed: SeaweedServer, bucket: str, tmp_path: Path) -> F
         local[station] += 1
         n = local[station]
         # where the station's archiver puts them (the site serves a clip only from there)
-        sha = uuid.uuid4().hex * 2
+        # the bytes a clip's index row signs: the central site hashes what it serves
+        body = f"video {station} #{n}".encode()
+        sha = hashlib.sha256(body).hexdigest()
         key = clip_key("packcam/", station, sha)
         frame = f"{station_prefix('packcam/', station)}frames/{sha}/0001.00s_order.jpg"
-        s3.put_object(Bucket=bucket, Key=key, Body=f"video {station}".encode())
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
         s3.put_object(Bucket=bucket, Key=frame, Body=b"\xff\xd8 jpeg")
         batches[station].append(
             _clip(n, station, order_id, when, waybill=waybill, archived_utc=_utc(when), **kw,
-                  sha256=sha, archive_key=key,
+                  size=len(body), sha256=sha, archive_key=key,
                   archive_meta={"frames": [{"label": "order", "t": 1.0, "key": frame}]})
         )  # fmt: skip
 
@@ -299,7 +302,7 @@ def test_clip_media_and_evidence_bundles(fleet: Fleet, who: str) -> None:
             else:
                 assert got.status_code == 200, (who, station, path)
                 if path in ("video", "download"):
-                    assert got.get_data() == f"video {station}".encode()
+                    assert got.get_data().startswith(f"video {station} #".encode())
 
 
 @pytest.mark.parametrize("who", list(ACCOUNTS))
@@ -384,7 +387,7 @@ def test_share_links_are_created_only_in_scope_and_show_their_creators_stations(
     page = stranger.get(link).get_data(as_text=True)
     wh1, wh2 = fleet.ids[("wh1-a", "DUP-7")], fleet.ids[("wh2-a", "DUP-7")]
     assert f"/clips/{wh1}/video" in page and f"/clips/{wh2}/" not in page
-    assert stranger.get(f"{link}/clips/{wh1}/video").get_data() == b"video wh1-a"
+    assert stranger.get(f"{link}/clips/{wh1}/video").get_data().startswith(b"video wh1-a #")
     assert stranger.get(f"{link}/clips/{wh2}/video").status_code == 404
     assert stranger.get(f"{link}/clips/{wh2}/thumb.jpg").status_code == 404
     # the link works for whoever holds it, also someone of the other warehouse, and keeps
