@@ -190,3 +190,60 @@ def test_the_summary_follows_the_link(store: Store, tmp_path: Path) -> None:  # 
     share_id = re.search(r'action="/shares/([0-9a-f]+)/revoke"', page).group(1)
     staff.post(f"/shares/{share_id}/revoke", data={"csrf_token": csrf_of(staff)})
     assert anon.get(path + "/summary").status_code == 410
+
+
+def _retain_all(st: Store) -> Store:
+    """The real retention manager, disk reported full and no minimum age: every clip goes,
+    each with its deletion record signed by the station key."""
+    from station.proof.finalizer import build_finalizers
+    from station.store.ledger import Ledger
+    from station.store.retention import DiskSpace, RetentionManager, station_signer
+
+    cfg = st.cfg.replace("retention", min_age_days=0.0)
+    fins = build_finalizers(cfg)
+    ledger = Ledger.in_data_dir(st.data)
+    try:
+        mgr = RetentionManager(
+            cfg, ledger, probe=lambda: DiskSpace(0, 1 << 40), signer=station_signer(fins)
+        )
+        mgr.check()
+        assert mgr.deleted == 3
+    finally:
+        ledger.close()
+        for f in fins:
+            f.close()
+    assert not list(st.data.glob("clips/**/*.mp4"))
+    return Store(cfg, st.data, st.tsa)
+
+
+def test_a_clip_deleted_by_retention_is_not_verified_here_not_called_tampered(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Retention removed the order's clip (a signed deletion record: `packcam audit` passes):
+    the summary cannot check it, so it says so; it does not call honest evidence forged."""
+    from station.proof.verify import audit
+
+    st = _retain_all(store.copy(tmp_path / "data"))
+    assert audit(st.cfg, anchors=st.anchors(), check_timestamps=False).ok
+    p = parts(summary_of(st, "B2")[0])
+    assert "Not authentic" not in p["en"] and "verdict-tampered" not in p["en"]
+    assert 'class="summary-verdict verdict-not-verified"' in p["en"]
+    assert "could not be checked on this site" in p["en"]
+    assert "clip-deleted-by-retention" in p["en"] and "clip-deleted-by-retention" in p["zh"]
+    assert "未验证" in p["zh"] or "无法" in p["zh"]
+
+
+def test_a_clip_gone_without_a_deletion_record_is_still_not_authentic(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from station.store.ledger import Ledger
+
+    st = store.copy(tmp_path / "data")
+    ledger = Ledger.in_data_dir(st.data)
+    (clip,) = ledger.clips("B2")
+    ledger.close()
+    (st.data / clip.path).unlink()
+    p = parts(summary_of(st, "B2")[0])
+    assert "Not authentic" in p["en"] and "clip-missing" in p["en"]

@@ -18,7 +18,15 @@ from station.proof import ProofError
 from station.proof.ca import cert_fingerprint
 from station.proof.exports import bundle_key
 from station.proof.trust import Anchors
-from station.proof.verify import AUTHENTIC, TAMPERED, UNANCHORED, UNVERIFIED, Report, verify_clip
+from station.proof.verify import (
+    AUTHENTIC,
+    TAMPERED,
+    UNANCHORED,
+    UNVERIFIED,
+    Report,
+    verify_clip,
+    verify_gone_clip,
+)
 from station.store.ledger import ClipRecord
 from web.clips import clip_file
 
@@ -87,7 +95,9 @@ def claims_from_report(clip: ClipRecord, report: Report) -> ClipClaims:
     verdict = report.verdict
     facts = report.facts
     if verdict in (TAMPERED, UNVERIFIED):
-        return ClipClaims(clip=clip, verdict=verdict, reasons=tuple(sorted(report.codes())))
+        # not verified: no check failed, so say what kept it from being checked
+        reasons = report.codes() if verdict == TAMPERED else report.reasons()
+        return ClipClaims(clip=clip, verdict=verdict, reasons=tuple(sorted(reasons)))
     tokens = facts.get("tokens") or []
     trusted = next((t for t in tokens if t.get("trusted") and t.get("in_bounds")), None)
     other = next((t for t in tokens if t is not trusted), None) if trusted is None else None
@@ -128,12 +138,11 @@ def _verify_station_clip(clip: ClipRecord, anchors: Anchors) -> Report:
     """``packcam verify --data`` on the clip's file, with the site's anchors."""
 
     path = clip_file(clip)
-    if path is None:
-        report = Report(subject=clip.path)
-        report.add("file", "fail", "the clip's file is missing from the store", "clip-missing")
-        return report
+    cfg = current_app.config["PACKCAM"]
     try:
-        return verify_clip(path, current_app.config["PACKCAM"], anchors=anchors)
+        if path is None:  # deleted by retention (signed record) is not forgery
+            return verify_gone_clip(clip.path, clip.sha256, cfg)
+        return verify_clip(path, cfg, anchors=anchors)
     except ProofError as exc:
         log.warning("summary: clip %s not verified: %s", clip.id, exc)
         return Report(subject=clip.path)  # nothing checked: not verified

@@ -1694,6 +1694,30 @@ def verify_clip(
     return report
 
 
+def verify_gone_clip(rel: str, sha256: str, cfg: Config) -> Report:
+    """A logged clip whose file is not on disk, as ``packcam audit`` judges it: deleted by
+    retention with a valid signed record is not verified (nothing here to check, nothing
+    failed); any other absence is ``clip-missing``."""
+    report = Report(subject=rel)
+    with _open_store(cfg) as st:
+        entries = st.log.entries_for_clip(sha256)
+        archived = st.log.archived_entries_for_clip(sha256) if not entries else []
+        e = entries[-1] if entries else archived[-1][1] if archived else None
+        body = json.loads(e.manifest) if e is not None else {}
+        by_retention, why = _retention_deletion(st, st.clips.raw_row_by_sha256(sha256), rel, body)
+    if by_retention:
+        report.add(
+            "file", WARN, f"the clip's file is gone: {why}; not verifiable here",
+            "clip-deleted-by-retention",
+        )  # fmt: skip
+    else:
+        report.add(
+            "file", FAIL, "the clip's file is missing from the store" + (f"; {why}" if why else ""),
+            "clip-missing",
+        )  # fmt: skip
+    return report
+
+
 def _retired_store(report: Report, st: _Store, old_key: str) -> _Store:
     """The view of a data dir from a retired key: its closed log and archived certificate,
     after checking the rotation statement that closed it."""
