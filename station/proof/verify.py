@@ -1487,6 +1487,8 @@ def name_later_clips(report: Report, cfg: Config) -> None:
         logs: list[tuple[str, list[LogEntry]]] = []
         rots = plog.rotations()
         start = next((i for i, r in enumerate(rots) if r.old_key == key), None)
+        if key not in own_keys(cfg, plog):
+            return  # another station's bundle: this log says nothing about its order
         if start is None:  # the bundle is of the live log
             logs.append(("", plog.entries()[int(cp["tree_size"]) :]))
         else:  # of a retired key's log: anything after it, then every later log
@@ -1512,6 +1514,17 @@ def name_later_clips(report: Report, cfg: Config) -> None:
             + ", ".join(later),
             "order-later-clips",
         )
+
+
+def own_keys(cfg: Config, plog: ProofLog) -> set[str]:
+    """Fingerprints of every key this data dir's station signed with: its current one and
+    those it rotated away from (what one of them signed must be in this station's logs)."""
+    keys = {k for r in plog.rotations() for k in (r.old_key, r.new_key)}
+    try:
+        keys.add(fingerprint(_station_public(ProofPaths.from_config(cfg))))
+    except ProofError as exc:
+        log.warning("the station's public key is unreadable: %s", exc)
+    return keys
 
 
 def _clip_facts(name: str, body: dict[str, Any], when: datetime | None) -> dict[str, Any]:
