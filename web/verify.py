@@ -19,6 +19,7 @@ from station.proof.tsa import load_pem_certs
 from station.proof.verify import (
     AUTHENTIC,
     UNANCHORED,
+    UNVERIFIED,
     Report,
     name_later_clips,
     own_keys,
@@ -231,6 +232,13 @@ def verdict_view(report: Report, anchors: Anchors) -> dict[str, Any]:
             "Nothing was altered, but the signer or the time is not vouched for by a company CA "
             "or time-stamp authority this site trusts. Compare the fingerprints below with the "
             "ones the seller gave you."
+        )
+        css = "warn"
+    elif v == UNVERIFIED:  # nothing failed: no word on the file either way
+        title = _("Not verified")
+        detail = _(
+            "This site could not check the file: that proves neither that it is authentic "
+            "nor that it was altered."
         )
         css = "warn"
     else:
