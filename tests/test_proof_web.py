@@ -374,3 +374,32 @@ def test_a_bundle_signed_by_this_stations_key_but_not_in_its_log_is_refused(
     bundle = export_order(twin.cfg, "T9", tmp_path / "t9.zip").path
     body = _post(_app(store), bundle.read_bytes(), "t9.zip")
     assert "✘ Not authentic" in body and "clip-unknown" in body, body[-4000:]
+
+
+def test_a_sibling_stations_bare_clip_is_not_called_another_clip_of_this_station(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    tsa_ec: object,  # noqa: F811
+) -> None:
+    """station-02's honest clip (C2PA signed by a key the company CA certified) uploaded to
+    station-01's page: not "not authentic, claims to be station-01's clip of order A1", but
+    what its own signed C2PA manifest proves against the site's anchors (`packcam verify
+    --ca`: intact, the time not proven), naming station-02 and its order."""
+    from proof_support import build_store
+
+    from station.proof.c2pa_embed import c2pa_available
+    from station.proof.ca import CompanyCa
+    from station.proof.verify import UNANCHORED, verify_clip
+
+    if not c2pa_available():
+        pytest.skip("c2pa not installed")
+    ca = CompanyCa.load(store.data.parent / "ca")
+    sib = build_store(tmp_path / "sib", tsa_ec, ["Z9"], ca=ca, station="station-02")  # type: ignore[arg-type]
+    clip = _clip(sib)
+    assert verify_clip(clip, None, anchors=verify_web.site_anchors(store.cfg)).verdict == UNANCHORED
+    body = _post(_app(store), clip.read_bytes(), clip.name)
+    assert "⚠ Intact, but not anchored" in body and "Not authentic" not in body, body[-3000:]
+    assert "station-02" in body and "Z9" in body
+    assert "station-01_A1" not in body
+    assert "clip-remuxed" not in body and "clip-replaced" not in body
+    assert "[time-unanchored]" in body

@@ -1625,34 +1625,7 @@ def verify_clip(
     report.facts.update(sha256=digest, size=size)
     if cfg is None:
         report.add("index", WARN, "no data dir given: only the embedded C2PA manifest is checked")
-        trusted = anchors.trusted_ca()
-        info = _check_c2pa(
-            report,
-            path,
-            None,
-            b"".join(pem(c) for c in trusted) or None,
-            anchored=bool(trusted),
-        )
-        if info is not None and info.assertion:
-            report.facts.update(info.assertion)
-        if not trusted:
-            report.add(
-                "signer",
-                WARN,
-                "no company CA given (--ca) to trust the C2PA signer",
-                "signer-unanchored",
-            )
-        elif info is not None and info.present and info.state == "Trusted":
-            report.signer_anchored = True
-        report.add(
-            "time",
-            WARN,
-            "without the station's data (--data) or a bundle there is no RFC 3161 token to "
-            "check: the time is not proven",
-            "time-unanchored",
-        )
-        report.time_anchors.append(False)
-        return report
+        return _c2pa_only(report, path, anchors)
     with _open_store(cfg) as st:
         entries = st.log.entries_for_clip(digest)
         archived = st.log.archived_entries_for_clip(digest) if not entries else []
@@ -1665,6 +1638,14 @@ def verify_clip(
         trusted = anchors.trusted_ca([st.ca] if st.ca is not None else [])
         trust_pem = b"".join(pem(c) for c in (trusted or ([st.ca] if st.ca else []))) or None
         if not entries:
+            other = _other_station(path, anchors, certified or cfg.station.name)
+            if other is not None:  # its own signed C2PA manifest is all there is to check
+                report = Report(subject=path.name, facts={"sha256": digest, "size": size})
+                report.add(
+                    "index", INFO, f"not in this station's log: its embedded C2PA manifest is "
+                    f"signed by {other!r}, another station; only that manifest is checked",
+                )  # fmt: skip
+                return _c2pa_only(report, path, anchors)
             _explain_unknown(report, st, path, size, trust_pem)
             return report
         e = entries[-1]
@@ -1729,6 +1710,50 @@ def verify_gone_clip(rel: str, sha256: str, cfg: Config) -> Report:
             "clip-missing",
         )  # fmt: skip
     return report
+
+
+def _c2pa_only(report: Report, path: Path, anchors: Anchors) -> Report:
+    """A clip judged by its embedded C2PA manifest alone: at best intact (no token to time it)."""
+    trusted = anchors.trusted_ca()
+    info = _check_c2pa(
+        report,
+        path,
+        None,
+        b"".join(pem(c) for c in trusted) or None,
+        anchored=bool(trusted),
+    )
+    if info is not None and info.assertion:
+        report.facts.update(info.assertion)
+    if not trusted:
+        report.add(
+            "signer",
+            WARN,
+            "no company CA given (--ca) to trust the C2PA signer",
+            "signer-unanchored",
+        )
+    elif info is not None and info.present and info.state == "Trusted":
+        report.signer_anchored = True
+    report.add(
+        "time",
+        WARN,
+        "without the station's data (--data) or a bundle there is no RFC 3161 token to "
+        "check: the time is not proven",
+        "time-unanchored",
+    )
+    report.time_anchors.append(False)
+    return report
+
+
+def _other_station(path: Path, anchors: Anchors, this_station: str) -> str | None:
+    """The station whose valid C2PA manifest, chaining to a CA ``anchors`` trust, this clip
+    carries when that is not this data dir's station (whose log cannot speak for it)."""
+    trusted = anchors.trusted_ca()
+    if not trusted or not c2pa_available():
+        return None
+    info = read_c2pa(path, b"".join(pem(c) for c in trusted))
+    if not info.present or info.state != "Trusted" or info.failures or info.signer is None:
+        return None
+    return info.signer if info.signer != this_station else None
 
 
 def _retired_store(report: Report, st: _Store, old_key: str) -> _Store:
