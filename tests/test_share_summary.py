@@ -247,3 +247,55 @@ def test_a_clip_gone_without_a_deletion_record_is_still_not_authentic(
     (st.data / clip.path).unlink()
     p = parts(summary_of(st, "B2")[0])
     assert "Not authentic" in p["en"] and "clip-missing" in p["en"]
+
+
+def test_a_clip_file_swapped_for_another_stations_clip_is_not_authentic(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    tsa_ec,  # noqa: F811
+) -> None:
+    """B2's file on disk is replaced by station-02's honest clip of another order (its C2PA
+    manifest valid, certified by the same CA): the summary of B2 must not call it intact."""
+    import shutil
+
+    import pytest
+
+    from station.proof.c2pa_embed import c2pa_available
+    from station.proof.ca import CompanyCa
+    from station.store.ledger import Ledger
+
+    if not c2pa_available():
+        pytest.skip("c2pa not installed")
+    st = store.copy(tmp_path / "data")
+    sib = build_store(
+        tmp_path / "sib", tsa_ec, ["Z9"], ca=CompanyCa.load(store.data.parent / "ca"),
+        station="station-02",
+    )  # fmt: skip
+    ledger = Ledger.in_data_dir(st.data)
+    (clip,) = ledger.clips("B2")
+    ledger.close()
+    shutil.copyfile(next(sib.data.glob("clips/**/*.mp4")), st.data / clip.path)
+    p = parts(summary_of(st, "B2")[0])
+    assert "Not authentic" in p["en"] and "Intact" not in p["en"], p["en"]
+    assert "Z9" not in p["en"]
+
+
+def test_a_clip_file_swapped_for_another_order_of_this_station_is_not_authentic(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """B2's file on disk replaced by this station's (authentic) clip of order A1: B2's summary
+    must not show it as B2's evidence."""
+    import shutil
+
+    from station.store.ledger import Ledger
+
+    st = store.copy(tmp_path / "data")
+    ledger = Ledger.in_data_dir(st.data)
+    (b2,) = ledger.clips("B2")
+    a1 = ledger.clips("A1")[0]
+    ledger.close()
+    shutil.copyfile(st.data / a1.path, st.data / b2.path)
+    p = parts(summary_of(st, "B2")[0])
+    assert "Not authentic" in p["en"] and "Authentic:" not in p["en"], p["en"]
+    assert a1.sha256 not in p["en"]

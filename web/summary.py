@@ -135,17 +135,24 @@ def verify_station_clips(clips: list[ClipRecord], anchors: Anchors) -> list[Repo
 
 
 def _verify_station_clip(clip: ClipRecord, anchors: Anchors) -> Report:
-    """``packcam verify --data`` on the clip's file, with the site's anchors."""
+    """``packcam verify --data`` on the clip's file, with the site's anchors; the file must be
+    this clip's (another recording in its place, however authentic, is not its evidence)."""
 
     path = clip_file(clip)
     cfg = current_app.config["PACKCAM"]
     try:
         if path is None:  # deleted by retention (signed record) is not forgery
             return verify_gone_clip(clip.path, clip.sha256, cfg)
-        return verify_clip(path, cfg, anchors=anchors)
+        report = verify_clip(path, cfg, anchors=anchors)
     except ProofError as exc:
         log.warning("summary: clip %s not verified: %s", clip.id, exc)
         return Report(subject=clip.path)  # nothing checked: not verified
+    if report.facts.get("sha256") != clip.sha256 and not report.failures:
+        report.add(
+            "file", "fail", f"the file at {clip.path} is another recording than the clip "
+            f"indexed there (SHA-256 {report.facts.get('sha256')})", "clip-replaced",
+        )  # fmt: skip
+    return report
 
 
 def order_claims(
