@@ -9,7 +9,7 @@ from typing import Any
 
 from central.db import CentralDB
 from station.fleet.objstore import ObjectStore
-from station.proof.keys import load_public_pem, verify_signature
+from station.proof.keys import fingerprint, load_public_pem, verify_signature
 from station.proof.verify import Report
 from station.store.files import sha256_and_size
 
@@ -32,9 +32,10 @@ def _station_key(db: CentralDB, station_id: int, leaf: dict[str, Any]) -> Any:
 def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) -> Report:
     """A bare clip against the central index and the archived, signed manifest of that clip.
 
-    Authentic when the file's SHA-256 is a registered clip and the station's signed manifest
-    (the log leaf archived in the bucket) names exactly these bytes and verifies with the key
-    the station enrolled with.
+    The index is this site's own database: it finds the manifest but proves nothing. Intact
+    (never more: the key is the one the station enrolled with, no CA vouches for it) when the
+    station's signed manifest (the log leaf archived in the bucket) verifies with that key
+    and names exactly these bytes; the order, station and times shown are the manifest's.
     """
 
     report = Report(subject=path.name)
@@ -48,18 +49,12 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
         )  # fmt: skip
         return report
     c = clips[0]
-    report.add("index", "ok", f"registered: station {c.station}, order {c.order_id}")
-    report.facts.update(
-        order_id=c.order_id,
-        waybill=c.waybill,
-        station=c.station,
-        started_at=c.started_at.isoformat(timespec="seconds"),
-        ended_at=c.ended_at.isoformat(timespec="seconds"),
-    )
+    report.add("index", "info", f"registered (unsigned index): station {c.station}, "
+               f"order {c.order_id}")  # fmt: skip
     meta = c.extra.get("archive_meta") or {}
     leaf = meta.get("log") if isinstance(meta, dict) else None
     if not leaf or store is None:
-        report.add("manifest", "warn", "the signed manifest is not archived yet")
+        report.add("manifest", "warn", "the signed manifest is not archived yet: nothing to check")
         return report
     try:
         manifest = store.get_bytes(str(leaf["manifest"]))
@@ -68,12 +63,13 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
         log.warning("verify page: cannot read the archived manifest of clip %s: %s", c.id, exc)
         report.add("manifest", "warn", "the archived signed manifest could not be read")
         return report
-    report.facts["log_index"] = leaf.get("seq")
     public = _station_key(db, int(c.extra["station_id"]), leaf)
+    signed = public is not None and verify_signature(public, manifest, signature)
     if public is None:
         report.add("signature", "warn", "the station has not enrolled a public key")
-    elif verify_signature(public, manifest, signature):
+    elif signed:
         report.add("signature", "ok", "the manifest is signed by the station's enrolled key")
+        report.compare(f"station key {fingerprint(public)}")
     else:
         report.add("signature", "fail", "the archived manifest's signature does not verify",
                    "manifest-bad-signature")  # fmt: skip
@@ -81,12 +77,23 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
         body = json.loads(manifest)
     except ValueError:
         body = {}
-    if body.get("sha256") == sha and body.get("size") == size:
-        report.add("manifest", "ok", "the signed manifest names exactly these bytes")
-    else:
+    if not isinstance(body, dict):
+        body = {}
+    if body.get("sha256") != sha or body.get("size") != size:
         report.add("manifest", "fail", "the signed manifest describes other bytes",
                    "manifest-swapped")  # fmt: skip
+    elif signed:
+        report.add("manifest", "ok", "the signed manifest names exactly these bytes")
+        report.facts.update({k: body.get(k) for k in _SIGNED_FACTS})
+        report.facts["log_index"] = body.get("seq")
+    else:
+        report.add("manifest", "info", "the manifest names these bytes, but its signature is "
+                   "not checked")  # fmt: skip
     return report
+
+
+# What the page shows of a clip: only what the verified manifest states.
+_SIGNED_FACTS = ("order_id", "waybill", "station", "started_at", "ended_at")
 
 
 def check_bundle_in_index(report: Report, db: CentralDB) -> None:

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import proof_support
 import pytest
 from conftest_web import TZ8, add_users, index_clip, login, openapi_errors
 from fleet_servers import S3_ACCESS_KEY, S3_SECRET_KEY, PostgresServer, SeaweedServer
 from proof_support import record_orders
+from verify_support import noise_i420
 
 from central.site import CentralSite
 from station import config as config_mod
@@ -74,13 +76,13 @@ def station_cfg(
     )
 
 
-def record(cfg: config_mod.Config, orders: list[str]) -> None:
+def record(cfg: config_mod.Config, orders: list[str], frames: int = 12) -> None:
     """Real clips through the real Recorder with the proof finalizer (signed, logged)."""
     from station.proof.finalizer import build_finalizers
 
     finalizers = build_finalizers(cfg)
     try:
-        record_orders(cfg, finalizers, orders)
+        record_orders(cfg, finalizers, orders, frames=frames)
     finally:
         for f in finalizers:
             f.close()
@@ -598,33 +600,81 @@ def test_fleet_api_refuses_bad_tokens_other_stations_and_forged_checkpoints(flee
 
 
 def test_verify_page_in_central_mode(fleet: Fleet, tmp_path: Path) -> None:
-    import io
-
     _archive_all(fleet.stations[:1])
     _sync(fleet.stations[0], fleet)
     ledger = Ledger.in_data_dir(fleet.stations[0].station.data_dir)
     clip = ledger.clips()[0]
     ledger.close()
     data = (fleet.stations[0].station.data_dir / clip.path).read_bytes()
-    client = fleet.server.packcam_app.test_client()
-
-    def upload(payload: bytes) -> str:
-        client.get("/verify")
-        with client.session_transaction() as sess:
-            token = sess.setdefault("csrf", "c" * 43)
-        resp = client.post(
-            "/verify",
-            data={"file": (io.BytesIO(payload), "clip.mp4"), "csrf_token": token},
-            content_type="multipart/form-data",
-        )
-        assert resp.status_code == 200
-        return resp.get_data(as_text=True)
-
-    good = upload(data)
+    good = _verify_upload(fleet, data)
     assert "signed by the station" in good and clip.order_id in good
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 1
-    assert "no station of this site recorded" in upload(bytes(flipped))
+    assert "no station of this site recorded" in _verify_upload(fleet, bytes(flipped))
+
+
+def _verify_upload(fleet: Fleet, payload: bytes, lang: str = "en") -> str:
+    """The central /verify page's answer to a clip uploaded by anyone (the body built here:
+    werkzeug's form encoder would spool a multi-MB file to a temp file it never closes)."""
+    client = fleet.server.packcam_app.test_client()
+    client.get(f"/lang/{lang}")
+    client.get("/verify")
+    with client.session_transaction() as sess:
+        token = sess.setdefault("csrf", "c" * 43)
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+        + token.encode()
+        + b'\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="clip.mp4"\r\n\r\n'
+        + payload
+        + b"\r\n--b--\r\n"
+    )
+    resp = client.post("/verify", data=body, content_type="multipart/form-data; boundary=b")
+    assert resp.status_code == 200
+    return resp.get_data(as_text=True)
+
+
+def test_central_verify_says_only_what_the_signed_manifest_proves(
+    fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bare clip on the central /verify page. Registered but its signed manifest not yet
+    archived: the index (the seller's own database) proves nothing, so not verified, not
+    "intact". Archived: intact but not anchored, with the station key to compare; the order
+    shown is the signed manifest's, not an index row edited afterwards."""
+    import psycopg
+
+    from central.db import CentralDB
+    from station.proof.keys import StationKey, fingerprint
+    from station.proof.paths import ProofPaths
+
+    cdb = CentralDB(fleet.dsn)
+    fleet.tokens["station-vf"] = cdb.add_station("station-vf")
+    cdb.close()
+    cfg = station_cfg(tmp_path, "station-vf", fleet_seaweed(fleet), fleet.bucket)
+    monkeypatch.setattr(proof_support, "frame_i420", noise_i420)  # a clip of real size
+    record(cfg, ["VF-1"], frames=160)
+    _sync(cfg, fleet)  # registered, not archived
+    led = Ledger.in_data_dir(cfg.station.data_dir)
+    try:
+        (clip,) = led.clips("VF-1")
+    finally:
+        led.close()
+    data = (cfg.station.data_dir / clip.path).read_bytes()
+    assert len(data) > 2 << 20
+    page = _verify_upload(fleet, data)
+    assert "Not verified" in page and "Intact" not in page and "Not authentic" not in page
+    zh = _verify_upload(fleet, data, "zh_CN")
+    assert "未能验证" in zh and "本站无法检查该文件" in zh and "完整" not in zh
+
+    _archive_all([cfg])
+    _sync(cfg, fleet)
+    with psycopg.connect(fleet.dsn, autocommit=True) as conn:
+        conn.execute("UPDATE clips SET order_id = 'EDITED-1' WHERE sha256 = %s", (clip.sha256,))
+    page = _verify_upload(fleet, data)
+    assert "Intact, but not anchored" in page
+    key = fingerprint(StationKey.load(ProofPaths.from_config(cfg).key).public)
+    assert key in page  # the fingerprint the page asks the reader to compare
+    match = page.split("<table>", 1)[1].split("</table>", 1)[0]
+    assert "VF-1" in match and "EDITED-1" not in match
 
 
 def test_the_station_service_archives_and_registers_what_it_records(

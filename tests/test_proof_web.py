@@ -321,3 +321,85 @@ def test_verdict_in_chinese_on_the_real_site(store: Store, tmp_path: Path) -> No
     body = resp.get_data(as_text=True)
     assert resp.status_code == 200, body
     assert "真实：与录制的视频一致" in body and "依据本站公布的信任锚进行验证" in body
+
+
+def test_a_sibling_stations_bundle_gets_the_verdict_packcam_verify_gives(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    tsa_ec: object,  # noqa: F811
+) -> None:
+    """station-02, certified by the same company CA, exports an order; its bundle is uploaded
+    to station-01's page. `packcam verify --trust trust.txt` (this site's anchors) calls it
+    authentic; the page must not reject it because station-01's own log does not hold it, nor
+    read station-01's log as if it were the bundle's."""
+    from proof_support import build_store
+
+    from station.proof.ca import CompanyCa
+    from station.proof.verify import verify_bundle
+
+    ca = CompanyCa.load(store.data.parent / "ca")
+    sib = build_store(tmp_path / "sib", tsa_ec, ["A1"], ca=ca, station="station-02", c2pa=False)  # type: ignore[arg-type]
+    bundle = export_order(sib.cfg, "A1", tmp_path / "s1.zip").path
+    assert verify_bundle(bundle, anchors=verify_web.site_anchors(store.cfg)).authentic
+    body = _post(_app(store), bundle.read_bytes(), "s1.zip")
+    assert "✔ Authentic" in body and "clip-unknown" not in body, body[-3000:]
+    assert "station-02_A1" in body and "station-02" in body
+    assert "not in this station&#39;s log" in body  # said, as a warning, not a failure
+    # station-01 recorded an A1 too: its log says nothing about station-02's order
+    assert "order-later-clips" not in body and "recorded again" not in body
+
+
+def test_a_bundle_signed_by_this_stations_key_but_not_in_its_log_is_refused(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """This station's key signed a clip its log does not hold (a copy of the key recording
+    elsewhere): the page's own log contradicts the bundle, so it is not authentic."""
+    from datetime import timedelta
+
+    from proof_support import record_orders
+
+    from station.proof.finalizer import ProofFinalizer
+
+    twin = store.copy(tmp_path / "twin")
+    fin = ProofFinalizer(twin.cfg, start_worker=False, clock=lambda: True)
+    try:
+        record_orders(twin.cfg, (fin,), ["T9"], ago=timedelta(minutes=2))
+    finally:
+        fin.close()
+    fin2 = ProofFinalizer(twin.cfg, start_worker=False)
+    assert fin2.tsa is not None
+    fin2.tsa.process_due()
+    fin2.close()
+    bundle = export_order(twin.cfg, "T9", tmp_path / "t9.zip").path
+    body = _post(_app(store), bundle.read_bytes(), "t9.zip")
+    assert "✘ Not authentic" in body and "clip-unknown" in body, body[-4000:]
+
+
+def test_a_sibling_stations_bare_clip_is_not_called_another_clip_of_this_station(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    tsa_ec: object,  # noqa: F811
+) -> None:
+    """station-02's honest clip (C2PA signed by a key the company CA certified) uploaded to
+    station-01's page: not "not authentic, claims to be station-01's clip of order A1", but
+    what its own signed C2PA manifest proves against the site's anchors (`packcam verify
+    --ca`: intact, the time not proven), naming station-02 and its order."""
+    from proof_support import build_store
+
+    from station.proof.c2pa_embed import c2pa_available
+    from station.proof.ca import CompanyCa
+    from station.proof.verify import UNANCHORED, verify_clip
+
+    if not c2pa_available():
+        pytest.skip("c2pa not installed")
+    ca = CompanyCa.load(store.data.parent / "ca")
+    sib = build_store(tmp_path / "sib", tsa_ec, ["Z9"], ca=ca, station="station-02")  # type: ignore[arg-type]
+    clip = _clip(sib)
+    assert verify_clip(clip, None, anchors=verify_web.site_anchors(store.cfg)).verdict == UNANCHORED
+    body = _post(_app(store), clip.read_bytes(), clip.name)
+    assert "⚠ Intact, but not anchored" in body and "Not authentic" not in body, body[-3000:]
+    assert "station-02" in body and "Z9" in body
+    assert "station-01_A1" not in body
+    assert "clip-remuxed" not in body and "clip-replaced" not in body
+    assert "[time-unanchored]" in body

@@ -190,3 +190,112 @@ def test_the_summary_follows_the_link(store: Store, tmp_path: Path) -> None:  # 
     share_id = re.search(r'action="/shares/([0-9a-f]+)/revoke"', page).group(1)
     staff.post(f"/shares/{share_id}/revoke", data={"csrf_token": csrf_of(staff)})
     assert anon.get(path + "/summary").status_code == 410
+
+
+def _retain_all(st: Store) -> Store:
+    """The real retention manager, disk reported full and no minimum age: every clip goes,
+    each with its deletion record signed by the station key."""
+    from station.proof.finalizer import build_finalizers
+    from station.store.ledger import Ledger
+    from station.store.retention import DiskSpace, RetentionManager, station_signer
+
+    cfg = st.cfg.replace("retention", min_age_days=0.0)
+    fins = build_finalizers(cfg)
+    ledger = Ledger.in_data_dir(st.data)
+    try:
+        mgr = RetentionManager(
+            cfg, ledger, probe=lambda: DiskSpace(0, 1 << 40), signer=station_signer(fins)
+        )
+        mgr.check()
+        assert mgr.deleted == 3
+    finally:
+        ledger.close()
+        for f in fins:
+            f.close()
+    assert not list(st.data.glob("clips/**/*.mp4"))
+    return Store(cfg, st.data, st.tsa)
+
+
+def test_a_clip_deleted_by_retention_is_not_verified_here_not_called_tampered(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Retention removed the order's clip (a signed deletion record: `packcam audit` passes):
+    the summary cannot check it, so it says so; it does not call honest evidence forged."""
+    from station.proof.verify import audit
+
+    st = _retain_all(store.copy(tmp_path / "data"))
+    assert audit(st.cfg, anchors=st.anchors(), check_timestamps=False).ok
+    p = parts(summary_of(st, "B2")[0])
+    assert "Not authentic" not in p["en"] and "verdict-tampered" not in p["en"]
+    assert 'class="summary-verdict verdict-not-verified"' in p["en"]
+    assert "could not be checked on this site" in p["en"]
+    assert "clip-deleted-by-retention" in p["en"] and "clip-deleted-by-retention" in p["zh"]
+    assert "未验证" in p["zh"] or "无法" in p["zh"]
+
+
+def test_a_clip_gone_without_a_deletion_record_is_still_not_authentic(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from station.store.ledger import Ledger
+
+    st = store.copy(tmp_path / "data")
+    ledger = Ledger.in_data_dir(st.data)
+    (clip,) = ledger.clips("B2")
+    ledger.close()
+    (st.data / clip.path).unlink()
+    p = parts(summary_of(st, "B2")[0])
+    assert "Not authentic" in p["en"] and "clip-missing" in p["en"]
+
+
+def test_a_clip_file_swapped_for_another_stations_clip_is_not_authentic(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    tsa_ec,  # noqa: F811
+) -> None:
+    """B2's file on disk is replaced by station-02's honest clip of another order (its C2PA
+    manifest valid, certified by the same CA): the summary of B2 must not call it intact."""
+    import shutil
+
+    import pytest
+
+    from station.proof.c2pa_embed import c2pa_available
+    from station.proof.ca import CompanyCa
+    from station.store.ledger import Ledger
+
+    if not c2pa_available():
+        pytest.skip("c2pa not installed")
+    st = store.copy(tmp_path / "data")
+    sib = build_store(
+        tmp_path / "sib", tsa_ec, ["Z9"], ca=CompanyCa.load(store.data.parent / "ca"),
+        station="station-02",
+    )  # fmt: skip
+    ledger = Ledger.in_data_dir(st.data)
+    (clip,) = ledger.clips("B2")
+    ledger.close()
+    shutil.copyfile(next(sib.data.glob("clips/**/*.mp4")), st.data / clip.path)
+    p = parts(summary_of(st, "B2")[0])
+    assert "Not authentic" in p["en"] and "Intact" not in p["en"], p["en"]
+    assert "Z9" not in p["en"]
+
+
+def test_a_clip_file_swapped_for_another_order_of_this_station_is_not_authentic(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """B2's file on disk replaced by this station's (authentic) clip of order A1: B2's summary
+    must not show it as B2's evidence."""
+    import shutil
+
+    from station.store.ledger import Ledger
+
+    st = store.copy(tmp_path / "data")
+    ledger = Ledger.in_data_dir(st.data)
+    (b2,) = ledger.clips("B2")
+    a1 = ledger.clips("A1")[0]
+    ledger.close()
+    shutil.copyfile(st.data / a1.path, st.data / b2.path)
+    p = parts(summary_of(st, "B2")[0])
+    assert "Not authentic" in p["en"] and "Authentic:" not in p["en"], p["en"]
+    assert a1.sha256 not in p["en"]

@@ -18,7 +18,15 @@ from station.proof import ProofError
 from station.proof.ca import cert_fingerprint
 from station.proof.exports import bundle_key
 from station.proof.trust import Anchors
-from station.proof.verify import AUTHENTIC, TAMPERED, UNANCHORED, UNVERIFIED, Report, verify_clip
+from station.proof.verify import (
+    AUTHENTIC,
+    TAMPERED,
+    UNANCHORED,
+    UNVERIFIED,
+    Report,
+    verify_clip,
+    verify_gone_clip,
+)
 from station.store.ledger import ClipRecord
 from web.clips import clip_file
 
@@ -87,7 +95,9 @@ def claims_from_report(clip: ClipRecord, report: Report) -> ClipClaims:
     verdict = report.verdict
     facts = report.facts
     if verdict in (TAMPERED, UNVERIFIED):
-        return ClipClaims(clip=clip, verdict=verdict, reasons=tuple(sorted(report.codes())))
+        # not verified: no check failed, so say what kept it from being checked
+        reasons = report.codes() if verdict == TAMPERED else report.reasons()
+        return ClipClaims(clip=clip, verdict=verdict, reasons=tuple(sorted(reasons)))
     tokens = facts.get("tokens") or []
     trusted = next((t for t in tokens if t.get("trusted") and t.get("in_bounds")), None)
     other = next((t for t in tokens if t is not trusted), None) if trusted is None else None
@@ -125,18 +135,24 @@ def verify_station_clips(clips: list[ClipRecord], anchors: Anchors) -> list[Repo
 
 
 def _verify_station_clip(clip: ClipRecord, anchors: Anchors) -> Report:
-    """``packcam verify --data`` on the clip's file, with the site's anchors."""
+    """``packcam verify --data`` on the clip's file, with the site's anchors; the file must be
+    this clip's (another recording in its place, however authentic, is not its evidence)."""
 
     path = clip_file(clip)
-    if path is None:
-        report = Report(subject=clip.path)
-        report.add("file", "fail", "the clip's file is missing from the store", "clip-missing")
-        return report
+    cfg = current_app.config["PACKCAM"]
     try:
-        return verify_clip(path, current_app.config["PACKCAM"], anchors=anchors)
+        if path is None:  # deleted by retention (signed record) is not forgery
+            return verify_gone_clip(clip.path, clip.sha256, cfg)
+        report = verify_clip(path, cfg, anchors=anchors)
     except ProofError as exc:
         log.warning("summary: clip %s not verified: %s", clip.id, exc)
         return Report(subject=clip.path)  # nothing checked: not verified
+    if report.facts.get("sha256") != clip.sha256 and not report.failures:
+        report.add(
+            "file", "fail", f"the file at {clip.path} is another recording than the clip "
+            f"indexed there (SHA-256 {report.facts.get('sha256')})", "clip-replaced",
+        )  # fmt: skip
+    return report
 
 
 def order_claims(

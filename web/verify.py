@@ -19,8 +19,10 @@ from station.proof.tsa import load_pem_certs
 from station.proof.verify import (
     AUTHENTIC,
     UNANCHORED,
+    UNVERIFIED,
     Report,
     name_later_clips,
+    own_keys,
     verify_bundle,
     verify_clip,
 )
@@ -232,6 +234,13 @@ def verdict_view(report: Report, anchors: Anchors) -> dict[str, Any]:
             "ones the seller gave you."
         )
         css = "warn"
+    elif v == UNVERIFIED:  # nothing failed: no word on the file either way
+        title = _("Not verified")
+        detail = _(
+            "This site could not check the file: that proves neither that it is authentic "
+            "nor that it was altered."
+        )
+        css = "warn"
     else:
         title = _("Not authentic")
         detail = _("Reasons: %(codes)s", codes=", ".join(sorted(report.codes())) or "—")
@@ -302,7 +311,9 @@ def _recorded_match(cfg: Config | None, report: Report) -> dict[str, Any] | None
 
 
 def _check_bundle_against_store(cfg: Config | None, report: Report) -> None:
-    """A bundle that verifies on its own must also be one of *this* station's clips."""
+    """A bundle that verifies on its own must also be one of *this* station's clips, unless
+    another station's key signed it: this log knows nothing of those, and a key the site's
+    company CA certified is what ``packcam verify`` with the site's anchors accepts."""
     if cfg is None or report.failures or not report.ok:
         return
 
@@ -311,18 +322,29 @@ def _check_bundle_against_store(cfg: Config | None, report: Report) -> None:
     except ProofError:
         return
     try:
+        other_station = report.signer_anchored and report.facts.get("station_key") not in (
+            own_keys(cfg, plog)
+        )
         for clip in report.facts.get("clips", []):
             sha = str(clip.get("sha256"))
             # a clip recorded before a key rotation is in its retired key's closed log
-            if not plog.entries_for_clip(sha) and not plog.archived_entries_for_clip(sha):
+            if plog.entries_for_clip(sha) or plog.archived_entries_for_clip(sha):
+                report.add("store", "ok", f"{clip.get('file')} is in this site's signed log")
+            elif other_station:
+                report.add(
+                    "store",
+                    "warn",
+                    f"{clip.get('file')} is not in this station's log: station "
+                    f"{clip.get('station')!r} signed it with a key this site's company CA "
+                    "certified; this page checked its signatures, not that station's log",
+                )
+            else:
                 report.add(
                     "store",
                     "fail",
                     f"{clip.get('file')} is not a clip of this site's stations",
                     "clip-unknown",
                 )
-            else:
-                report.add("store", "ok", f"{clip.get('file')} is in this site's signed log")
     finally:
         plog.close()
     name_later_clips(report, cfg)  # the order recorded again since: say so

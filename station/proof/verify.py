@@ -1487,6 +1487,8 @@ def name_later_clips(report: Report, cfg: Config) -> None:
         logs: list[tuple[str, list[LogEntry]]] = []
         rots = plog.rotations()
         start = next((i for i, r in enumerate(rots) if r.old_key == key), None)
+        if key not in own_keys(cfg, plog):
+            return  # another station's bundle: this log says nothing about its order
         if start is None:  # the bundle is of the live log
             logs.append(("", plog.entries()[int(cp["tree_size"]) :]))
         else:  # of a retired key's log: anything after it, then every later log
@@ -1512,6 +1514,17 @@ def name_later_clips(report: Report, cfg: Config) -> None:
             + ", ".join(later),
             "order-later-clips",
         )
+
+
+def own_keys(cfg: Config, plog: ProofLog) -> set[str]:
+    """Fingerprints of every key this data dir's station signed with: its current one and
+    those it rotated away from (what one of them signed must be in this station's logs)."""
+    keys = {k for r in plog.rotations() for k in (r.old_key, r.new_key)}
+    try:
+        keys.add(fingerprint(_station_public(ProofPaths.from_config(cfg))))
+    except ProofError as exc:
+        log.warning("the station's public key is unreadable: %s", exc)
+    return keys
 
 
 def _clip_facts(name: str, body: dict[str, Any], when: datetime | None) -> dict[str, Any]:
@@ -1612,34 +1625,7 @@ def verify_clip(
     report.facts.update(sha256=digest, size=size)
     if cfg is None:
         report.add("index", WARN, "no data dir given: only the embedded C2PA manifest is checked")
-        trusted = anchors.trusted_ca()
-        info = _check_c2pa(
-            report,
-            path,
-            None,
-            b"".join(pem(c) for c in trusted) or None,
-            anchored=bool(trusted),
-        )
-        if info is not None and info.assertion:
-            report.facts.update(info.assertion)
-        if not trusted:
-            report.add(
-                "signer",
-                WARN,
-                "no company CA given (--ca) to trust the C2PA signer",
-                "signer-unanchored",
-            )
-        elif info is not None and info.present and info.state == "Trusted":
-            report.signer_anchored = True
-        report.add(
-            "time",
-            WARN,
-            "without the station's data (--data) or a bundle there is no RFC 3161 token to "
-            "check: the time is not proven",
-            "time-unanchored",
-        )
-        report.time_anchors.append(False)
-        return report
+        return _c2pa_only(report, path, anchors)
     with _open_store(cfg) as st:
         entries = st.log.entries_for_clip(digest)
         archived = st.log.archived_entries_for_clip(digest) if not entries else []
@@ -1652,6 +1638,14 @@ def verify_clip(
         trusted = anchors.trusted_ca([st.ca] if st.ca is not None else [])
         trust_pem = b"".join(pem(c) for c in (trusted or ([st.ca] if st.ca else []))) or None
         if not entries:
+            other = _other_station(path, anchors, certified or cfg.station.name)
+            if other is not None:  # its own signed C2PA manifest is all there is to check
+                report = Report(subject=path.name, facts={"sha256": digest, "size": size})
+                report.add(
+                    "index", INFO, f"not in this station's log: its embedded C2PA manifest is "
+                    f"signed by {other!r}, another station; only that manifest is checked",
+                )  # fmt: skip
+                return _c2pa_only(report, path, anchors)
             _explain_unknown(report, st, path, size, trust_pem)
             return report
         e = entries[-1]
@@ -1692,6 +1686,74 @@ def verify_clip(
         report.facts.update({k: body.get(k) for k in _CLIP_FACTS})
         report.facts["log_index"] = e.seq
     return report
+
+
+def verify_gone_clip(rel: str, sha256: str, cfg: Config) -> Report:
+    """A logged clip whose file is not on disk, as ``packcam audit`` judges it: deleted by
+    retention with a valid signed record is not verified (nothing here to check, nothing
+    failed); any other absence is ``clip-missing``."""
+    report = Report(subject=rel)
+    with _open_store(cfg) as st:
+        entries = st.log.entries_for_clip(sha256)
+        archived = st.log.archived_entries_for_clip(sha256) if not entries else []
+        e = entries[-1] if entries else archived[-1][1] if archived else None
+        body = json.loads(e.manifest) if e is not None else {}
+        by_retention, why = _retention_deletion(st, st.clips.raw_row_by_sha256(sha256), rel, body)
+    if by_retention:
+        report.add(
+            "file", WARN, f"the clip's file is gone: {why}; not verifiable here",
+            "clip-deleted-by-retention",
+        )  # fmt: skip
+    else:
+        report.add(
+            "file", FAIL, "the clip's file is missing from the store" + (f"; {why}" if why else ""),
+            "clip-missing",
+        )  # fmt: skip
+    return report
+
+
+def _c2pa_only(report: Report, path: Path, anchors: Anchors) -> Report:
+    """A clip judged by its embedded C2PA manifest alone: at best intact (no token to time it)."""
+    trusted = anchors.trusted_ca()
+    info = _check_c2pa(
+        report,
+        path,
+        None,
+        b"".join(pem(c) for c in trusted) or None,
+        anchored=bool(trusted),
+    )
+    if info is not None and info.assertion:
+        report.facts.update(info.assertion)
+    if not trusted:
+        report.add(
+            "signer",
+            WARN,
+            "no company CA given (--ca) to trust the C2PA signer",
+            "signer-unanchored",
+        )
+    elif info is not None and info.present and info.state == "Trusted":
+        report.signer_anchored = True
+    report.add(
+        "time",
+        WARN,
+        "without the station's data (--data) or a bundle there is no RFC 3161 token to "
+        "check: the time is not proven",
+        "time-unanchored",
+    )
+    report.time_anchors.append(False)
+    return report
+
+
+def _other_station(path: Path, anchors: Anchors, this_station: str) -> str | None:
+    """The station whose valid C2PA manifest, chaining to a CA ``anchors`` trust, this clip
+    carries when that is not this data dir's station (whose log cannot speak for it)."""
+    trusted = anchors.trusted_ca()
+    if not trusted or not c2pa_available():
+        return None
+    info = read_c2pa(path, b"".join(pem(c) for c in trusted))
+    if not info.present or info.state != "Trusted" or info.failures or info.signer is None:
+        return None
+    return info.signer if info.signer != this_station else None
 
 
 def _retired_store(report: Report, st: _Store, old_key: str) -> _Store:
