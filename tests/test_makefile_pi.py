@@ -41,6 +41,9 @@ def dry_run(pi: str) -> list[str]:
     result = make("-n", "-B", f"PACKCAM_PI={pi}", "venv")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in REPO.iterdir()) == before  # a dry run leaves nothing behind
+    # -B remakes every target: the lock that exists must not be "remade" by the missing-lock
+    # error, which a real `make -B venv` would then stop on.
+    assert "no requirements/" not in result.stdout
     return [line.strip() for line in result.stdout.splitlines() if line.strip()]
 
 
