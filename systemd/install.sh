@@ -14,8 +14,8 @@ usage: sudo systemd/install.sh [--prefix DIR] [--no-enable] [--root DIR]
 
 Creates the users packcam-station and packcam-web in group packcam (sysusers.d), the folders
 /etc/packcam and /var/lib/packcam/{clips,proof,proof-public,export-requests,exports}
-(tmpfiles.d), copies config/packcam.example.toml to /etc/packcam/packcam.toml when there is
-none, installs packcam-station.service and packcam-web.service, reloads systemd and enables
+(tmpfiles.d), copies config/packcam.example.toml (with the Pi camera, backend = "picamera2")
+to /etc/packcam/packcam.toml when there is none, installs packcam-station.service and packcam-web.service, reloads systemd and enables
 both.
 EOF
 }
@@ -57,12 +57,21 @@ systemd-sysusers ${root:+--root="$root"} "$root/etc/sysusers.d/packcam.conf"
 install -D -m 0644 "$here/packcam.tmpfiles" "$root/etc/tmpfiles.d/packcam.conf"
 systemd-tmpfiles ${root:+--root="$root"} --create "$root/etc/tmpfiles.d/packcam.conf"
 
-# 3. the config: root-owned, readable by both services, never overwritten
+# 3. the config: root-owned, readable by both services, never overwritten. On the Pi's camera,
+# not the example's synthetic demo scene: a station started before anyone edited its config
+# would sign and index that scene's scripted orders as evidence.
 gid="$(awk -F: '$1 == "packcam" { print $3 }' "$root/etc/group")"
 config="$root/etc/packcam/packcam.toml"
 if [ ! -e "$config" ]; then
-  install -m 0640 -o 0 -g "$gid" "$repo/config/packcam.example.toml" "$config"
-  echo "install.sh: wrote $config from config/packcam.example.toml: edit it (camera, scanner)"
+  (umask 077 && sed -e 's/^backend = "synthetic"/backend = "picamera2"/' \
+    "$repo/config/packcam.example.toml" > "$config.new")
+  grep -q '^backend = "picamera2"' "$config.new" \
+    || { rm -f "$config.new"; echo "install.sh: no [camera] backend line in the example config" >&2; exit 1; }
+  chown "0:$gid" "$config.new"
+  chmod 0640 "$config.new"
+  mv -f "$config.new" "$config"
+  echo "install.sh: wrote $config from config/packcam.example.toml (camera: picamera2):" \
+       "edit it (camera, scanner)"
 else
   echo "install.sh: kept the existing $config"
 fi

@@ -246,7 +246,10 @@ def test_install_script_builds_users_folders_config_and_units(tmp_path: Path) ->
     ]:
         st = path.stat()
         assert (oct(_mode(path)), st.st_uid, st.st_gid) == (oct(mode), uid, gid), path
-    config_mod.load(root / "etc/packcam/packcam.toml")  # a valid config
+    # a valid config, on the Pi's camera: never the synthetic demo scene, whose scripted orders
+    # a station started before its config was edited would sign and index as evidence
+    installed = config_mod.load(root / "etc/packcam/packcam.toml")
+    assert installed.camera.backend == "picamera2"
     for unit in UNITS:
         text = (root / "etc/systemd/system" / unit).read_text()
         assert "/srv/pc/.venv/bin/packcam" in text and "/opt/packcam" not in text
