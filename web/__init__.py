@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import secrets
 import stat
 import threading
@@ -20,6 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from station.config import Config
 from station.errors import ConfigError
+from station.proof.keys import write_private
 from web import (
     admin,
     api,
@@ -66,17 +66,25 @@ def load_or_create_secret(path: Path) -> str:
     """Read the site secret, creating it (random, mode 0600) the first time.
 
     It signs sessions, CSRF tokens and share links: replacing it logs everyone out and
-    invalidates every share link already sent.
+    invalidates every share link already sent. Made whole or not at all (write_private): a
+    power cut or a full disk meanwhile leaves no empty file that would stop the site at every
+    start. An empty one (older versions could leave it) is made anew: it never signed anything.
     """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if path.stat().st_size == 0:
+            log.warning("web secret %s is empty (a power cut while it was made?): a new one", path)
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"cannot read the web secret {path}: {exc}") from exc
+    try:
+        write_private(path, (secrets.token_hex(32) + "\n").encode("ascii"))
     except FileExistsError:
         pass
     except OSError as exc:
         raise ConfigError(f"cannot create the web secret {path}: {exc}") from exc
     else:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
         log.info("generated a new web secret in %s", path)
     try:
         mode = path.stat().st_mode
