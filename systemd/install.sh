@@ -8,7 +8,8 @@ usage() {
   cat <<'EOF'
 usage: sudo systemd/install.sh [--prefix DIR] [--no-enable] [--root DIR]
 
-  --prefix DIR   where packcam is installed, with its venv in DIR/.venv (default /opt/packcam)
+  --prefix DIR   where packcam is installed, with its venv in DIR/.venv (default /opt/packcam;
+                 not under /home or /root, which the services cannot see)
   --no-enable    install only; do not enable the services (they are never started here)
   --root DIR     install into an image or test tree at DIR (no systemctl calls)
 
@@ -32,6 +33,16 @@ while [ $# -gt 0 ]; do
     *) echo "install.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
 done
+
+# The units run with ProtectHome=yes (no /home, /root or /run/user) and systemd needs an
+# absolute ExecStart=: units pointing elsewhere could never start.
+case "$prefix" in
+  /home|/home/*|/root|/root/*|/run/user|/run/user/*|[!/]*)
+    echo "install.sh: --prefix $prefix: the services cannot run packcam from there (they see" \
+         "no /home, /root or /run/user, and the path must be absolute); install it in" \
+         "/opt/packcam (docs/raspberry-pi.md, 'Install packcam')" >&2
+    exit 2 ;;
+esac
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
