@@ -217,6 +217,20 @@ def test_short_secret_is_refused(web_env: WebEnv) -> None:
         create_app(web_env.cfg)
 
 
+def test_a_data_dir_the_site_cannot_make_is_named_with_the_fix(tmp_path: Path) -> None:
+    """packcam web (ReadWritePaths=/var/lib/packcam only) with data_dir moved elsewhere: a
+    StationError the CLI prints as one line, not a PermissionError traceback."""
+    from station import config as config_mod
+    from station.errors import StationError
+    from web import create_app
+
+    (tmp_path / "not-a-folder").write_text("")
+    bad = tmp_path / "not-a-folder" / "data"
+    with pytest.raises(StationError, match="ReadWritePaths=") as caught:
+        create_app(config_mod.load(None).with_data_dir(bad))
+    assert str(bad) in str(caught.value)
+
+
 def test_an_empty_secret_left_by_a_power_cut_is_made_anew(tmp_path: Path, caplog) -> None:
     """ext4 can leave a new file empty after a power cut; nothing was ever signed with an
     empty secret, so making it again loses nothing (refusing it stopped the site for good)."""

@@ -18,7 +18,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from station.config import Config
-from station.errors import ConfigError
+from station.errors import ConfigError, StationError
 from station.proof.keys import write_private
 from web import (
     admin,
@@ -148,7 +148,14 @@ def create_app(
     the site serves this data dir's index and clip files.
     """
     data_dir = config.station.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StationError(
+            f"cannot make the data dir {data_dir}: {exc.strerror or exc}; the packcam-web unit "
+            "may write only /var/lib/packcam: keep data_dir there, or add the folder to "
+            "ReadWritePaths= in a drop-in (docs/raspberry-pi.md)"
+        ) from exc
     app = Flask(__name__)
     app.request_class = _Request
     # Order IDs are matched with the path converter: "A//B" is an order of its own, not a
