@@ -89,6 +89,16 @@ def test_the_pi_lock_brings_simplejpeg_for_numpy_2_and_leaves_evdev_and_gpiozero
     assert not {"evdev", "gpiozero", "colorzero"} & pins.keys()
 
 
+def test_a_non_root_user_hands_apt_its_noninteractive_frontend_through_sudo() -> None:
+    """`make venv` as the Pi's own user runs apt through sudo, whose env_reset drops a
+    DEBIAN_FRONTEND set in front of sudo: it must be set behind it."""
+    result = make("-n", "-B", "PACKCAM_PI=1", "SUDO=sudo", "venv")
+    assert result.returncode == 0, result.stderr
+    (loop,) = [line for line in result.stdout.splitlines() if "dpkg-query" in line]
+    assert "sudo apt-get update -qq" in loop
+    assert "sudo DEBIAN_FRONTEND=noninteractive apt-get install" in loop
+
+
 def test_the_pc_branch_installs_the_dev_lock() -> None:
     lines = dry_run("0")
     assert apt_list(lines) == BASE_APT
