@@ -51,7 +51,7 @@ define apt_ensure
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	  $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 endef
 
@@ -86,10 +86,14 @@ ifneq ($(IS_PI),)
 endif
 	@echo $(LOCK_NAME) > $@
 
-requirements/%.lock:
+# Only for a lock that does not exist: a rule for an existing one would run under `make -B`
+# (and show in `make -n -B venv`) and stop it.
+ifeq ($(wildcard $(LOCK)),)
+$(LOCK):
 	@echo "packcam: no $@ for EXTRAS=$(EXTRAS); the locks are: $(filter-out tools.lock,$(notdir $(wildcard requirements/*.lock)))." >&2
 	@echo "  add it to LOCKS in requirements/lock.py, then run make lock" >&2
 	@exit 1
+endif
 
 # Regenerate the locks after a change to pyproject's dependencies (fast: uv keeps the current
 # pins unless LOCK_ARGS=--upgrade, and falls back to its cache when PyPI cannot be reached).

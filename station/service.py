@@ -242,8 +242,7 @@ def run_station(cfg: Config, stop: threading.Event, **kw: object) -> Assembly:
     directory is refused), recovers unfinished recordings and reconciles the index first, and
     keeps the retention thread running beside the capture loop.
     """
-    cfg.station.data_dir.mkdir(parents=True, exist_ok=True)
-    with data_dir_lock(cfg.station.data_dir):
+    with data_dir_lock(cfg.station.data_dir):  # makes the data dir, or says why it cannot
         return _run_locked(cfg, stop, **kw)
 
 

@@ -8,14 +8,15 @@ usage() {
   cat <<'EOF'
 usage: sudo systemd/install.sh [--prefix DIR] [--no-enable] [--root DIR]
 
-  --prefix DIR   where packcam is installed, with its venv in DIR/.venv (default /opt/packcam)
+  --prefix DIR   where packcam is installed, with its venv in DIR/.venv (default /opt/packcam;
+                 not under /home or /root, which the services cannot see)
   --no-enable    install only; do not enable the services (they are never started here)
   --root DIR     install into an image or test tree at DIR (no systemctl calls)
 
 Creates the users packcam-station and packcam-web in group packcam (sysusers.d), the folders
 /etc/packcam and /var/lib/packcam/{clips,proof,proof-public,export-requests,exports}
-(tmpfiles.d), copies config/packcam.example.toml to /etc/packcam/packcam.toml when there is
-none, installs packcam-station.service and packcam-web.service, reloads systemd and enables
+(tmpfiles.d), copies config/packcam.example.toml (with the Pi camera, backend = "picamera2")
+to /etc/packcam/packcam.toml when there is none, installs packcam-station.service and packcam-web.service, reloads systemd and enables
 both.
 EOF
 }
@@ -32,6 +33,16 @@ while [ $# -gt 0 ]; do
     *) echo "install.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
 done
+
+# The units run with ProtectHome=yes (no /home, /root or /run/user) and systemd needs an
+# absolute ExecStart=: units pointing elsewhere could never start.
+case "$prefix" in
+  /home|/home/*|/root|/root/*|/run/user|/run/user/*|[!/]*)
+    echo "install.sh: --prefix $prefix: the services cannot run packcam from there (they see" \
+         "no /home, /root or /run/user, and the path must be absolute); install it in" \
+         "/opt/packcam (docs/raspberry-pi.md, 'Install packcam')" >&2
+    exit 2 ;;
+esac
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
@@ -57,12 +68,21 @@ systemd-sysusers ${root:+--root="$root"} "$root/etc/sysusers.d/packcam.conf"
 install -D -m 0644 "$here/packcam.tmpfiles" "$root/etc/tmpfiles.d/packcam.conf"
 systemd-tmpfiles ${root:+--root="$root"} --create "$root/etc/tmpfiles.d/packcam.conf"
 
-# 3. the config: root-owned, readable by both services, never overwritten
+# 3. the config: root-owned, readable by both services, never overwritten. On the Pi's camera,
+# not the example's synthetic demo scene: a station started before anyone edited its config
+# would sign and index that scene's scripted orders as evidence.
 gid="$(awk -F: '$1 == "packcam" { print $3 }' "$root/etc/group")"
 config="$root/etc/packcam/packcam.toml"
 if [ ! -e "$config" ]; then
-  install -m 0640 -o 0 -g "$gid" "$repo/config/packcam.example.toml" "$config"
-  echo "install.sh: wrote $config from config/packcam.example.toml: edit it (camera, scanner)"
+  (umask 077 && sed -e 's/^backend = "synthetic"/backend = "picamera2"/' \
+    "$repo/config/packcam.example.toml" > "$config.new")
+  grep -q '^backend = "picamera2"' "$config.new" \
+    || { rm -f "$config.new"; echo "install.sh: no [camera] backend line in the example config" >&2; exit 1; }
+  chown "0:$gid" "$config.new"
+  chmod 0640 "$config.new"
+  mv -f "$config.new" "$config"
+  echo "install.sh: wrote $config from config/packcam.example.toml (camera: picamera2):" \
+       "edit it (camera, scanner)"
 else
   echo "install.sh: kept the existing $config"
 fi

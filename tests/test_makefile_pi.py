@@ -41,6 +41,9 @@ def dry_run(pi: str) -> list[str]:
     result = make("-n", "-B", f"PACKCAM_PI={pi}", "venv")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in REPO.iterdir()) == before  # a dry run leaves nothing behind
+    # -B remakes every target: the lock that exists must not be "remade" by the missing-lock
+    # error, which a real `make -B venv` would then stop on.
+    assert "no requirements/" not in result.stdout
     return [line.strip() for line in result.stdout.splitlines() if line.strip()]
 
 
@@ -84,6 +87,16 @@ def test_the_pi_lock_brings_simplejpeg_for_numpy_2_and_leaves_evdev_and_gpiozero
     major, minor = (int(x) for x in pins["simplejpeg"].split(".")[:2])
     assert (major, minor) >= (1, 8)  # the first simplejpeg built for numpy 2
     assert not {"evdev", "gpiozero", "colorzero"} & pins.keys()
+
+
+def test_a_non_root_user_hands_apt_its_noninteractive_frontend_through_sudo() -> None:
+    """`make venv` as the Pi's own user runs apt through sudo, whose env_reset drops a
+    DEBIAN_FRONTEND set in front of sudo: it must be set behind it."""
+    result = make("-n", "-B", "PACKCAM_PI=1", "SUDO=sudo", "venv")
+    assert result.returncode == 0, result.stderr
+    (loop,) = [line for line in result.stdout.splitlines() if "dpkg-query" in line]
+    assert "sudo apt-get update -qq" in loop
+    assert "sudo DEBIAN_FRONTEND=noninteractive apt-get install" in loop
 
 
 def test_the_pc_branch_installs_the_dev_lock() -> None:

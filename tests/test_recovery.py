@@ -733,6 +733,27 @@ def test_one_station_or_recovery_per_data_dir(cfg: config_mod.Config, data: Path
         pass
 
 
+def test_a_data_dir_the_station_cannot_write_is_named_with_the_fix(tmp_path: Path) -> None:
+    """First start with data_dir moved off /var/lib/packcam (read-only under the unit's
+    ProtectSystem=strict) or not the station user's: one line naming the folder and the fix,
+    not a traceback."""
+    (tmp_path / "not-a-folder").write_text("")
+    bad = tmp_path / "not-a-folder" / "data"
+    config = tmp_path / "packcam.toml"
+    config.write_text('[camera]\nbackend = "synthetic"\n', encoding="utf-8")
+    cli = subprocess.run(
+        [sys.executable, "-m", "station", "station", "--config", str(config), "--data", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert cli.returncode == 3, cli.stderr
+    assert "Traceback" not in cli.stderr
+    (line,) = [ln for ln in cli.stderr.splitlines() if ln.startswith("packcam: ")]
+    assert str(bad) in line and "ReadWritePaths=" in line
+
+
 def test_recover_cli_reports_and_exits_zero_when_all_is_well(
     cfg: config_mod.Config, data: Path
 ) -> None:

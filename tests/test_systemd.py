@@ -246,7 +246,10 @@ def test_install_script_builds_users_folders_config_and_units(tmp_path: Path) ->
     ]:
         st = path.stat()
         assert (oct(_mode(path)), st.st_uid, st.st_gid) == (oct(mode), uid, gid), path
-    config_mod.load(root / "etc/packcam/packcam.toml")  # a valid config
+    # a valid config, on the Pi's camera: never the synthetic demo scene, whose scripted orders
+    # a station started before its config was edited would sign and index as evidence
+    installed = config_mod.load(root / "etc/packcam/packcam.toml")
+    assert installed.camera.backend == "picamera2"
     for unit in UNITS:
         text = (root / "etc/systemd/system" / unit).read_text()
         assert "/srv/pc/.venv/bin/packcam" in text and "/opt/packcam" not in text
@@ -257,3 +260,23 @@ def test_install_script_builds_users_folders_config_and_units(tmp_path: Path) ->
     assert "kept the existing" in again.stdout
     assert "打包台1" in (root / "etc/packcam/packcam.toml").read_text()
     assert "/opt/packcam/.venv/bin/packcam" in (root / "etc/systemd/system" / UNITS[0]).read_text()
+
+
+@pytest.mark.parametrize(
+    "prefix", ["/home/pi/packcam", "/root/packcam", "packcam", "/run/user/1000/p"]
+)
+def test_install_script_refuses_a_prefix_the_units_cannot_reach(
+    tmp_path: Path, prefix: str
+) -> None:
+    """ProtectHome=yes hides /home, /root and /run/user from both services, and systemd wants
+    an absolute ExecStart=: such a --prefix would install units that can never start."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    run = subprocess.run(
+        ["bash", str(SYSTEMD / "install.sh"), "--root", str(root), "--prefix", prefix],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert prefix in run.stderr and "--prefix" in run.stderr
+    assert not (root / "etc/systemd").exists()  # refused before anything was installed

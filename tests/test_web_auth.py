@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import time
+from pathlib import Path
 
 import pytest
 from conftest_web import FAST_PW, PASSWORDS, WebEnv, csrf_of, login, make_app
@@ -213,6 +215,53 @@ def test_short_secret_is_refused(web_env: WebEnv) -> None:
     (web_env.data_dir / "web-secret").write_text("short")
     with pytest.raises(ConfigError, match="too short"):
         create_app(web_env.cfg)
+
+
+def test_a_data_dir_the_site_cannot_make_is_named_with_the_fix(tmp_path: Path) -> None:
+    """packcam web (ReadWritePaths=/var/lib/packcam only) with data_dir moved elsewhere: a
+    StationError the CLI prints as one line, not a PermissionError traceback."""
+    from station import config as config_mod
+    from station.errors import StationError
+    from web import create_app
+
+    (tmp_path / "not-a-folder").write_text("")
+    bad = tmp_path / "not-a-folder" / "data"
+    with pytest.raises(StationError, match="ReadWritePaths=") as caught:
+        create_app(config_mod.load(None).with_data_dir(bad))
+    assert str(bad) in str(caught.value)
+
+
+def test_an_empty_secret_left_by_a_power_cut_is_made_anew(tmp_path: Path, caplog) -> None:
+    """ext4 can leave a new file empty after a power cut; nothing was ever signed with an
+    empty secret, so making it again loses nothing (refusing it stopped the site for good)."""
+    from web import load_or_create_secret
+
+    path = tmp_path / "web-secret"
+    path.write_bytes(b"")
+    secret = load_or_create_secret(path)
+    assert len(secret) == 64 and path.read_text().strip() == secret
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "empty" in caplog.text
+
+
+def test_a_secret_that_could_not_be_written_leaves_no_file(tmp_path: Path, monkeypatch) -> None:
+    """Disk full while making it: an error now, and a clean start next time, no empty file."""
+    import errno
+
+    import web
+    from station.errors import ConfigError
+
+    real_write = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(ConfigError, match="No space left"):
+        web.load_or_create_secret(tmp_path / "web-secret")
+    monkeypatch.setattr(os, "write", real_write)
+    assert list(tmp_path.iterdir()) == []
+    assert len(web.load_or_create_secret(tmp_path / "web-secret")) == 64
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import secrets
 import stat
 import threading
@@ -19,7 +18,8 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from station.config import Config
-from station.errors import ConfigError
+from station.errors import ConfigError, StationError
+from station.proof.keys import write_private
 from web import (
     admin,
     api,
@@ -66,17 +66,25 @@ def load_or_create_secret(path: Path) -> str:
     """Read the site secret, creating it (random, mode 0600) the first time.
 
     It signs sessions, CSRF tokens and share links: replacing it logs everyone out and
-    invalidates every share link already sent.
+    invalidates every share link already sent. Made whole or not at all (write_private): a
+    power cut or a full disk meanwhile leaves no empty file that would stop the site at every
+    start. An empty one (older versions could leave it) is made anew: it never signed anything.
     """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if path.stat().st_size == 0:
+            log.warning("web secret %s is empty (a power cut while it was made?): a new one", path)
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"cannot read the web secret {path}: {exc}") from exc
+    try:
+        write_private(path, (secrets.token_hex(32) + "\n").encode("ascii"))
     except FileExistsError:
         pass
     except OSError as exc:
         raise ConfigError(f"cannot create the web secret {path}: {exc}") from exc
     else:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
         log.info("generated a new web secret in %s", path)
     try:
         mode = path.stat().st_mode
@@ -140,7 +148,14 @@ def create_app(
     the site serves this data dir's index and clip files.
     """
     data_dir = config.station.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StationError(
+            f"cannot make the data dir {data_dir}: {exc.strerror or exc}; the packcam-web unit "
+            "may write only /var/lib/packcam: keep data_dir there, or add the folder to "
+            "ReadWritePaths= in a drop-in (docs/raspberry-pi.md)"
+        ) from exc
     app = Flask(__name__)
     app.request_class = _Request
     # Order IDs are matched with the path converter: "A//B" is an order of its own, not a

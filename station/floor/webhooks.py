@@ -21,7 +21,14 @@ from typing import Any
 from station.config import Config
 from station.errors import ConfigError, StationError
 from station.floor.events import EventKind, StationEvent
-from station.store.sqlitedb import Database, Table, migrate, transaction, use_wal
+from station.store.sqlitedb import (
+    Database,
+    Table,
+    create_shared,
+    migrate,
+    transaction,
+    use_wal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +156,7 @@ class WebhookQueue(Table):
                 super().__init__(Database(conn))
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
+            create_shared(path)  # the web site's reader writes its -shm
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             super().__init__(Database(conn))
             use_wal(self.conn)

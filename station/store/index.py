@@ -60,6 +60,9 @@ def open_index(target: Path | str | sqlite3.Connection) -> Database:
     not closed by ``Database.close``. Raises LedgerError when it cannot be opened or migrated.
     """
     try:
+        if not isinstance(target, sqlite3.Connection) and str(target) not in {"", ":memory:"}:
+            # the web site reads it and sets legal holds in it: group-writable (0660)
+            sqlitedb.create_shared(Path(target))
         conn = sqlitedb.open_connection(target)
         conn.row_factory = sqlite3.Row
         sqlitedb.use_wal(conn)

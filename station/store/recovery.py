@@ -53,9 +53,18 @@ class DataDirBusy(StationError):
 
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path) -> Iterator[None]:
-    """Exclusive lock on ``<data>/station.lock`` (released by the kernel on kill -9 as well)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    """Exclusive lock on ``<data>/station.lock`` (released by the kernel on kill -9 as well).
+    A data dir that cannot be made or written is a StationError naming the fix."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise StationError(
+            f"cannot write the data dir {data_dir}: {exc.strerror or exc}; it must belong to "
+            "this user (sudo -u packcam-station; systemd/packcam.tmpfiles), and the "
+            "packcam-station unit may write only /var/lib/packcam: mount a disk there or add "
+            "the folder to ReadWritePaths= in a drop-in (docs/raspberry-pi.md)"
+        ) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -28,6 +30,33 @@ def open_connection(target: Path | str | sqlite3.Connection) -> sqlite3.Connecti
     if isinstance(target, sqlite3.Connection):
         return target
     return sqlite3.connect(str(target), check_same_thread=False, isolation_level=None, timeout=30)
+
+
+def create_shared(path: Path) -> None:
+    """Create ``path`` empty (a valid new database) with mode 0666 less the umask, unless it
+    exists. SQLite itself creates files 0644, and its -wal and -shm with the file's mode:
+    under the units' UMask=0007 a file the other service must write (a reader writes the
+    -shm) would be read-only to the group, and a reader that opened it while its writer was
+    down would leave -wal/-shm the writer cannot open: "attempt to write a readonly
+    database"."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+    except FileExistsError:
+        _open_to_folder_group(path)
+
+
+def _open_to_folder_group(path: Path) -> None:
+    """Make group-writable a file of ours that an older packcam left 0640 in a folder its group
+    may write (the units' shared data dir, 2770); elsewhere the mode is the owner's choice."""
+    st, folder = path.stat(), path.parent.stat()
+    if (
+        st.st_uid == os.geteuid()
+        and st.st_gid == folder.st_gid
+        and folder.st_mode & stat.S_IWGRP
+        and not st.st_mode & stat.S_IWGRP
+    ):
+        path.chmod(stat.S_IMODE(st.st_mode) | stat.S_IRGRP | stat.S_IWGRP)
+        log.info("%s: made group-writable, as the web site needs it", path)
 
 
 @contextmanager
