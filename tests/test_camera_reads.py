@@ -228,6 +228,37 @@ def test_cartons_and_gs1_labels_of_products_neither_start_nor_end_a_clip(
     assert [(e.kind, e.text) for e in stray] == [("item", "16901234567899")]
 
 
+def test_a_hand_scanner_sending_symbology_identifiers_records_one_clip_of_the_order(
+    station_cfg: config_mod.Config,
+) -> None:
+    """A scanner set to prefix each scan with its AIM identifier (]C0 Code 128, ]E0 EAN-13,
+    ]I1 ITF-14): the order sheet scanned by hand and read by the camera is one order, the
+    product and its carton are items, the waybill is linked and the seal card seals. Before,
+    every one of them was an order: the clip of "]C0PO-AIM-1" ended as next-order on the
+    camera's read of its own sheet, and again on each product and on the seal card."""
+    order = "PO-AIM-1"
+    scans = [
+        (2.0, RawScan("]C0" + order, "keyboard", 2.0)),
+        (5.0, RawScan("]E06901234567892", "keyboard", 5.0)),
+        (5.5, RawScan("]I156901234567897", "keyboard", 5.5)),
+        (6.0, RawScan("]C0SF1234567890123", "keyboard", 6.0)),
+        (7.0, RawScan("]C0SEAL", "keyboard", 7.0)),
+    ]
+    sheet = {"at": 3.0, "kind": "show", "code": order, "symbology": "code128", "duration": 1.5}
+    clips, stray = run_table(station_cfg, scans, end=9.0, seed=5, shown=(sheet,))
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(order, "sealed")]
+    assert [(w.waybill, w.carrier) for w in clips[0].waybills] == [("SF1234567890123", "SF")]
+    kinds = [(e.kind, e.text) for e in clips[0].events if e.source == "keyboard"]
+    assert kinds == [
+        ("order", order),
+        ("item", "6901234567892"),
+        ("item", "56901234567897"),
+        ("waybill", "SF1234567890123"),
+        ("seal", "SEAL"),
+    ]
+    assert stray == []
+
+
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 

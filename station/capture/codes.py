@@ -108,6 +108,25 @@ def sanitize(raw: str, max_length: int) -> str:
     return text
 
 
+# An AIM symbology identifier: "]", the symbology's letter, a modifier (]C0 Code 128, ]C1
+# GS1-128, ]E0 EAN-13/UPC-A, ]E4 EAN-8, ]I1 ITF-14, ]A0 Code 39, ]Q1 QR, ]d2 GS1 DataMatrix).
+_SYMBOLOGY_ID = re.compile(r"\][A-Za-z][0-9A-Za-z]")
+
+
+def strip_symbology_id(text: str) -> str:
+    """A hand scan's sanitised text without the AIM symbology identifier a scanner may be set
+    to send before each code (its transmission, not the label's text: with it an EAN-13 or
+    the seal card was a new order); raises RejectedCode when nothing else was scanned.
+    Camera reads never carry one."""
+    m = _SYMBOLOGY_ID.match(text)
+    if m is None:
+        return text
+    rest = text[m.end() :].strip()
+    if not rest:
+        raise RejectedCode(f"empty code after the symbology identifier {text!r}")
+    return rest
+
+
 def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     """Classify sanitised text. Order of precedence: seal, control, operator badge, return
     waybill, order pattern, product code, web address, waybill.
