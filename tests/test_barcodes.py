@@ -339,6 +339,26 @@ def test_product_reads_that_other_looks_contradict_are_dropped(barcodes_dir: Pat
     assert texts("ean13/ean13-3_12.png")[1] == ["9780596008574"]
 
 
+def test_zbar_never_reads_a_qr_code_as_another_text_than_zxing(barcodes_dir: Path) -> None:
+    """A QR code holding text in a legacy encoding (Shift_JIS half-width katakana, Big5 on a
+    contact card) is decoded by zxing and zbar with different guesses at the encoding: one
+    label, two texts. zbar's runs when zxing's pass over the whole frame misses (motion,
+    glare): the contact card's QR "MECARD:N:測試;;" then read "MECARD:N:皜祈岫;;", with
+    the default config another order, which started a clip of its own or ended this sheet's
+    open clip as next-order. No QR text zbar reads may differ from zxing's."""
+    differ: list[tuple[str, str]] = []
+    for path in sorted((barcodes_dir / "qrcode").glob("*.png")):
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        truth = {d.text for d in decode_zxing(gray)}
+        if not truth:
+            continue
+        differ += [(path.name, d.text) for d in decode_zbar(gray) if d.text not in truth]
+    assert differ == []
+    card = cv2.imread(str(barcodes_dir / "qrcode/qrcode-2_30.png"), cv2.IMREAD_GRAYSCALE)
+    missed = BarcodeDecoder().run(card, skip=frozenset({"zxing"}))  # a frame zxing missed
+    assert {d.text for d in missed.detections} <= {"MECARD:N:測試;;"}
+
+
 # --------------------------------------------------------------------------- ScanWorker
 
 
