@@ -259,6 +259,32 @@ def test_a_hand_scanner_sending_symbology_identifiers_records_one_clip_of_the_or
     assert stray == []
 
 
+def test_the_last_orders_sheet_seen_again_during_the_next_clip_ends_nothing(
+    station_cfg: config_mod.Config,
+) -> None:
+    """PO-LAST-1 is packed and sealed by hand; its sheet, left at the table, is covered by the
+    next parcel for 4 s and seen again while PO-NEXT-2 is recorded. It ended PO-NEXT-2's clip
+    as next-order and recorded the rest of its packing as a repack of PO-LAST-1."""
+    first, second = "PO-LAST-1", "PO-NEXT-2"
+    scans = [
+        (1.0, RawScan(first, "keyboard", 1.0)),
+        (3.5, RawScan("SEAL", "keyboard", 3.5)),
+        (4.0, RawScan(second, "keyboard", 4.0)),
+        (10.0, RawScan("SEAL", "keyboard", 10.0)),
+    ]
+    shown = (
+        {"at": 1.5, "kind": "show", "code": first, "symbology": "code128", "duration": 1.5},
+        {"at": 7.0, "kind": "show", "code": first, "symbology": "code128", "duration": 1.5},
+    )
+    clips, _ = run_table(station_cfg, scans, end=12.0, seed=6, shown=shown)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        (first, "sealed"),
+        (second, "sealed"),
+    ]
+    seen = [(e.kind, e.text, e.source) for e in clips[1].events if e.source == "camera"]
+    assert seen == [("order", first, "camera")]
+
+
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 

@@ -138,7 +138,7 @@ def test_pedal_ends_clip_as_sealed() -> None:
 
 def test_next_order_ends_previous_and_starts_next() -> None:
     state, actions = step(rec(), Scanned(ORDER_B, 30.0), RULES)
-    assert state == rec("PO-B", 30.0)
+    assert state == rec("PO-B", 30.0, previous="PO-A")
     assert actions == [
         StopClip(FinishReason.NEXT_ORDER, 30.0),
         StartClip("PO-B", 30.0),
@@ -296,17 +296,50 @@ def test_the_sealed_orders_sheet_seen_again_by_the_camera_opens_no_repack() -> N
     state, _ = step(SEALED_A, Scanned(ORDER_B, 30.0), RULES)
     state, _ = step(state, Scanned(SEAL, 40.0), RULES)
     state, actions = step(state, Scanned(ORDER_A, 50.0), RULES)
-    assert state == rec("PO-A", 50.0) and kinds(actions) == ["StartClip", "LogEvent"]
+    assert state == rec("PO-A", 50.0, previous="PO-B")
+    assert kinds(actions) == ["StartClip", "LogEvent"]
+
+
+@pytest.mark.parametrize("end", ["sealed", "next-order"])
+def test_the_last_orders_sheet_seen_again_while_the_next_is_recorded_ends_nothing(
+    end: str,
+) -> None:
+    """PO-A's sheet, still at the table when PO-B is scanned (after PO-A's seal, or as the
+    next order), covered by PO-B's box for longer than the debounce and seen again: the
+    camera's read of the order whose clip ended last changes nothing at any time. It ended
+    PO-B's clip as next-order and opened a "repack" of PO-A recording PO-B's packing."""
+    note = (
+        "its clip has ended: seen again by the camera, ignored (scan it by hand to record a repack)"
+    )
+    state: object = rec("PO-A", 10.0)
+    if end == "sealed":
+        state, _ = step(state, Scanned(SEAL, 20.0, "keyboard"), RULES)
+    state, actions = step(state, Scanned(ORDER_B, 21.0, "keyboard"), RULES)
+    assert isinstance(state, Recording) and state.order_id == "PO-B"
+    before = state
+    state, actions = step(state, Scanned(ORDER_A, 30.0), RULES)
+    assert state == before
+    assert actions == [LogEvent("order", "PO-A", 30.0, "camera", note)]
+    # By hand it is a repack of PO-A, as ever; and once PO-B has ended, PO-A is the order
+    # before the last: the camera may open it again.
+    _, actions = step(before, Scanned(ORDER_A, 30.0, "keyboard"), RULES)
+    assert kinds(actions) == ["StopClip", "StartClip", "LogEvent"]
+    state, _ = step(before, Scanned(SEAL, 40.0, "keyboard"), RULES)
+    state, _ = step(state, Scanned(Code("PO-C", Kind.ORDER), 41.0, "keyboard"), RULES)
+    _, actions = step(state, Scanned(ORDER_A, 50.0), RULES)
+    assert kinds(actions) == ["StopClip", "StartClip", "LogEvent"]
 
 
 def test_a_read_after_the_clip_ended_or_of_another_order_still_opens_a_clip() -> None:
     # Scanned by hand again after the seal: a repack of PO-A, as ever.
     state, actions = step(SEALED_A, Scanned(ORDER_A, 20.0, "keyboard"), RULES)
-    assert state == rec("PO-A", 20.0) and kinds(actions) == ["StartClip", "LogEvent"]
+    assert state == rec("PO-A", 20.0, previous="PO-A")
+    assert kinds(actions) == ["StartClip", "LogEvent"]
     # The next order's sheet, read at 19.5 and decoded late: its clip opens (the recorder
     # starts it after PO-A's last frame, so no second is in both).
     state, actions = step(SEALED_A, Scanned(ORDER_B, 19.5), RULES)
-    assert state == rec("PO-B", 19.5) and kinds(actions) == ["StartClip", "LogEvent"]
+    assert state == rec("PO-B", 19.5, previous="PO-A")
+    assert kinds(actions) == ["StartClip", "LogEvent"]
 
 
 # ---- camera loss -----------------------------------------------------------------------------

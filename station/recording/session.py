@@ -66,7 +66,11 @@ class Idle:
 
 @dataclass(frozen=True, slots=True)
 class Recording:
-    """A clip of ``order_id`` is being written since ``started_t``."""
+    """A clip of ``order_id`` is being written since ``started_t``.
+
+    ``previous``: the order whose clip ended last, before this one began (None for none): a
+    camera read of it is its sheet still at the table, not a next order.
+    """
 
     order_id: str
     started_t: float
@@ -75,6 +79,7 @@ class Recording:
     floor: Floor = Floor()
     packer: str | None = None  # the packer signed in when this clip started
     kind: ClipKind = ClipKind.ORDER
+    previous: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +230,11 @@ class PreviousParcel:
 Action = StartClip | StopClip | LinkWaybill | LogEvent | PreviousParcel
 
 
+_SEEN_AGAIN = (
+    "its clip has ended: seen again by the camera, ignored (scan it by hand to record a repack)"
+)
+
+
 def _log(ev: Scanned, note: str = "") -> LogEvent:
     return LogEvent(ev.code.kind.value, ev.code.text, ev.t, ev.source, note)
 
@@ -273,6 +283,17 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         # or replaces this clip. A badge or card still changes the floor below.
         return state, [_before_clip(state, event)]
     if (
+        isinstance(state, Recording)
+        and isinstance(event, Scanned)
+        and event.code.kind is Kind.ORDER
+        and event.code.text == state.previous
+        and event.source == CAMERA
+    ):
+        # The order packed before this one, its sheet still at the table and seen again after
+        # a box covered it: not a next order (which would end this clip and record its
+        # packing as a "repack" of that one). A repack is a hand scan.
+        return state, [_log(event, _SEEN_AGAIN)]
+    if (
         isinstance(state, Idle)
         and state.last is not None
         and isinstance(event, Scanned)
@@ -287,9 +308,7 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         if event.t < state.last[1]:
             note = f"stamped t={event.t:.3f}, before its clip ended at t={state.last[1]:.3f}"
             return state, [replace(_log(event, note + "; ignored"), in_clip=False)]
-        note = "its clip has ended: seen again by the camera, ignored (scan it by hand to "
-        note += "record a repack)"
-        return state, [replace(_log(event, note), in_clip=False), PreviousParcel(event.t)]
+        return state, [replace(_log(event, _SEEN_AGAIN), in_clip=False), PreviousParcel(event.t)]
     if isinstance(event, Scanned) and event.code.kind is Kind.ITEM:
         # A product code (camera or hand scan): logged (in the open clip's timeline, if any); it
         # changes nothing, whatever the state: it never starts, ends or resumes a clip.
@@ -332,9 +351,18 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
 
 
 def _remember(old: State, new: State, actions: list[Action]) -> State:
-    """An Idle state after a clip stopped knows which order it was and when it ended."""
-    if not (isinstance(old, Recording) and isinstance(new, Idle)):
+    """An Idle state after a clip stopped knows which order it was and when it ended; a clip
+    started after one ended (from that Idle, or as the next order) knows that order."""
+    if not actions:
         return new  # every frame's Tick comes through here: nothing more to look at
+    if isinstance(new, Recording) and any(isinstance(a, StartClip) for a in actions):
+        if isinstance(old, Recording):
+            return replace(new, previous=old.order_id)
+        if isinstance(old, Idle) and old.last is not None:
+            return replace(new, previous=old.last[0])
+        return new
+    if not (isinstance(old, Recording) and isinstance(new, Idle)):
+        return new
     stops = [a for a in actions if isinstance(a, StopClip)]
     return replace(new, last=(old.order_id, stops[-1].t)) if stops else new
 
