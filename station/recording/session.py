@@ -286,12 +286,15 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         isinstance(state, Recording)
         and isinstance(event, Scanned)
         and event.code.kind is Kind.ORDER
-        and event.code.text == state.previous
+        and event.code.text in (state.order_id, state.previous)
         and event.source == CAMERA
     ):
-        # The order packed before this one, its sheet still at the table and seen again after
-        # a box covered it: not a next order (which would end this clip and record its
-        # packing as a "repack" of that one). A repack is a hand scan.
+        # A sheet at the table seen again after a box covered it, whoever is signed in: the
+        # open order's (packing goes on; ending a clip is a deliberate act: a hand scan, the
+        # seal, the pedal), or the order packed before this one's (not a next order, which
+        # would end this clip and record its packing as a "repack" of that one).
+        if event.code.text == state.order_id:
+            return state, [_log(event, "seen again by the camera; the clip goes on")]
         return state, [_log(event, _SEEN_AGAIN)]
     if (
         isinstance(state, Idle)
@@ -424,11 +427,7 @@ def _step_recording(
     if isinstance(event, Scanned):
         code = event.code
         if code.kind is Kind.ORDER:
-            if code.text == state.order_id and event.source == CAMERA:
-                # Its sheet lying at the table, seen again after a box covered it: packing
-                # goes on. Ending a clip is a deliberate act (a hand scan, the seal, the pedal).
-                return state, [_log(event, "seen again by the camera; the clip goes on")]
-            if code.text == state.order_id:
+            if code.text == state.order_id:  # by hand (the camera's read changes nothing)
                 return Idle(), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
             return _start(code.text, event.t), [
                 StopClip(FinishReason.NEXT_ORDER, event.t),
