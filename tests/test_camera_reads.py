@@ -285,6 +285,32 @@ def test_the_last_orders_sheet_seen_again_during_the_next_clip_ends_nothing(
     assert seen == [("order", first, "camera")]
 
 
+def test_the_last_parcels_waybill_seen_again_during_the_next_clip_is_not_linked_to_it(
+    station_cfg: config_mod.Config,
+) -> None:
+    """PO-SHIP-1's waybill label is read by the camera and linked to it; the parcel, sealed,
+    stays at the table while PO-SHIP-2 is packed, and its label comes back into view: it was
+    linked to PO-SHIP-2 as well, and a search by that waybill found both parcels."""
+    first, second, waybill = "PO-SHIP-1", "PO-SHIP-2", "SF1234567890123"
+    scans = [
+        (1.0, RawScan(first, "keyboard", 1.0)),
+        (4.0, RawScan("SEAL", "keyboard", 4.0)),
+        (4.5, RawScan(second, "keyboard", 4.5)),
+        (11.0, RawScan("SEAL", "keyboard", 11.0)),
+    ]
+    shown = (
+        {"at": 2.0, "kind": "show", "code": waybill, "symbology": "code128", "duration": 1.5},
+        {"at": 8.0, "kind": "show", "code": waybill, "symbology": "code128", "duration": 1.5},
+    )
+    clips, _ = run_table(station_cfg, scans, end=13.0, seed=7, shown=shown)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        (first, "sealed"),
+        (second, "sealed"),
+    ]
+    assert [w.waybill for w in clips[0].waybills] == [waybill]
+    assert clips[1].waybills == ()
+
+
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 

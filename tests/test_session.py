@@ -117,7 +117,7 @@ def test_waybill_links_without_ending_by_default() -> None:
 def test_waybill_ends_clip_when_configured() -> None:
     rules = SessionSection(waybill_ends_clip=True)
     state, actions = step(rec(), Scanned(WAYBILL, 12.0), rules)
-    assert state == Idle(last=("PO-A", 12.0))
+    assert state == Idle(last=("PO-A", 12.0), last_waybills=("SF1234567890123",))
     assert kinds(actions) == ["LogEvent", "LinkWaybill", "StopClip"]
     assert actions[-1] == StopClip(FinishReason.WAYBILL, 12.0)
 
@@ -257,8 +257,9 @@ def test_an_order_stamped_before_the_open_clip_is_no_refused_scan_ending_it() ->
 
 
 def test_an_event_stamped_as_the_clip_began_or_later_is_the_clips() -> None:
-    assert step(OPEN_B, Scanned(SEAL, 10.0), RULES)[0] == Idle(last=("PO-B", 10.0))
-    assert step(OPEN_B, PedalPress(10.0), RULES)[0] == Idle(last=("PO-B", 10.0))
+    ended = Idle(last=("PO-B", 10.0), last_waybills=("YT1234567890123",))
+    assert step(OPEN_B, Scanned(SEAL, 10.0), RULES)[0] == ended
+    assert step(OPEN_B, PedalPress(10.0), RULES)[0] == ended
 
 
 def test_a_badge_stamped_before_the_open_clip_still_signs_the_packer_in() -> None:
@@ -328,6 +329,30 @@ def test_the_last_orders_sheet_seen_again_while_the_next_is_recorded_ends_nothin
     state, _ = step(state, Scanned(Code("PO-C", Kind.ORDER), 41.0, "keyboard"), RULES)
     _, actions = step(state, Scanned(ORDER_A, 50.0), RULES)
     assert kinds(actions) == ["StopClip", "StartClip", "LogEvent"]
+
+
+@pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
+@pytest.mark.parametrize("end", ["sealed", "next-order"])
+def test_the_last_orders_waybill_seen_again_while_the_next_is_recorded_is_not_its_waybill(
+    end: str, ends: bool
+) -> None:
+    """PO-A's parcel, its waybill label on it, still at the table while PO-B is packed, and
+    seen again by the camera: the label is PO-A's. It was linked to PO-B as its waybill (or,
+    with waybill_ends_clip, ended PO-B's clip). By hand it is linked, as ever."""
+    rules = SessionSection(waybill_ends_clip=ends)
+    state: object = rec("PO-A", 10.0)
+    state, _ = step(state, Scanned(WAYBILL, 15.0), rules)
+    if end == "sealed" and not ends:
+        state, _ = step(state, Scanned(SEAL, 20.0, "keyboard"), rules)
+    state, _ = step(state, Scanned(ORDER_B, 21.0, "keyboard"), rules)
+    assert isinstance(state, Recording) and state.order_id == "PO-B"
+    before = state
+    state, actions = step(state, Scanned(WAYBILL, 30.0), rules)
+    assert state == before
+    note = "PO-A's waybill, seen again by the camera; ignored (scan it by hand to link it)"
+    assert actions == [LogEvent("waybill", WAYBILL.text, 30.0, "camera", note)]
+    _, actions = step(before, Scanned(WAYBILL, 30.0, "keyboard"), rules)
+    assert LinkWaybill("PO-B", WAYBILL.text, "SF", 30.0) in actions
 
 
 def test_a_read_after_the_clip_ended_or_of_another_order_still_opens_a_clip() -> None:

@@ -62,14 +62,16 @@ class Idle:
 
     floor: Floor = Floor()
     last: tuple[str, float] | None = None
+    last_waybills: tuple[str, ...] = ()  # the waybills linked to that order's clip
 
 
 @dataclass(frozen=True, slots=True)
 class Recording:
     """A clip of ``order_id`` is being written since ``started_t``.
 
-    ``previous``: the order whose clip ended last, before this one began (None for none): a
-    camera read of it is its sheet still at the table, not a next order.
+    ``previous``: the order whose clip ended last, before this one began (None for none), and
+    ``previous_waybills`` the waybills linked to it: a camera read of one of them is that
+    parcel, still at the table, not a next order or this order's waybill.
     """
 
     order_id: str
@@ -80,6 +82,7 @@ class Recording:
     packer: str | None = None  # the packer signed in when this clip started
     kind: ClipKind = ClipKind.ORDER
     previous: str | None = None
+    previous_waybills: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +300,17 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
             return state, [_log(event, "seen again by the camera; the clip goes on")]
         return state, [_log(event, _SEEN_AGAIN)]
     if (
+        isinstance(state, Recording)
+        and isinstance(event, Scanned)
+        and event.code.kind is Kind.WAYBILL
+        and event.code.text in state.previous_waybills
+        and event.source == CAMERA
+    ):
+        # That parcel's label, the parcel still at the table: not this order's waybill (nor,
+        # with waybill_ends_clip, the end of its clip).
+        note = f"{state.previous}'s waybill, seen again by the camera; ignored (scan it by "
+        return state, [_log(event, note + "hand to link it)")]
+    if (
         isinstance(state, Idle)
         and state.last is not None
         and isinstance(event, Scanned)
@@ -360,14 +374,18 @@ def _remember(old: State, new: State, actions: list[Action]) -> State:
         return new  # every frame's Tick comes through here: nothing more to look at
     if isinstance(new, Recording) and any(isinstance(a, StartClip) for a in actions):
         if isinstance(old, Recording):
-            return replace(new, previous=old.order_id)
+            return replace(new, previous=old.order_id, previous_waybills=old.waybills)
         if isinstance(old, Idle) and old.last is not None:
-            return replace(new, previous=old.last[0])
+            return replace(new, previous=old.last[0], previous_waybills=old.last_waybills)
         return new
     if not (isinstance(old, Recording) and isinstance(new, Idle)):
         return new
     stops = [a for a in actions if isinstance(a, StopClip)]
-    return replace(new, last=(old.order_id, stops[-1].t)) if stops else new
+    if not stops:
+        return new
+    links = tuple(a.waybill for a in actions if isinstance(a, LinkWaybill))
+    waybills = tuple(dict.fromkeys((*old.waybills, *links)))
+    return replace(new, last=(old.order_id, stops[-1].t), last_waybills=waybills)
 
 
 def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]:
