@@ -259,6 +259,25 @@ def test_a_hand_scanner_sending_symbology_identifiers_records_one_clip_of_the_or
     assert stray == []
 
 
+def two_parcels(cfg: config_mod.Config, first: str, second: str, label: str) -> list[ClipRecord]:
+    """``first`` and ``second`` scanned and sealed by hand, one after the other; ``label``
+    lies in view during ``first``'s clip, and again, after 4 s covered, during ``second``'s.
+    Both clips must end at their seals."""
+    scans = [
+        (1.0, RawScan(first, "keyboard", 1.0)),
+        (3.5, RawScan("SEAL", "keyboard", 3.5)),
+        (4.0, RawScan(second, "keyboard", 4.0)),
+        (10.0, RawScan("SEAL", "keyboard", 10.0)),
+    ]
+    shown = tuple(
+        {"at": at, "kind": "show", "code": label, "symbology": "code128", "duration": 1.5}
+        for at in (1.5, 7.0)
+    )
+    clips, _ = run_table(cfg, scans, end=12.0, seed=6, shown=shown)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(first, "sealed"), (second, "sealed")]
+    return clips
+
+
 def test_the_last_orders_sheet_seen_again_during_the_next_clip_ends_nothing(
     station_cfg: config_mod.Config,
 ) -> None:
@@ -266,21 +285,7 @@ def test_the_last_orders_sheet_seen_again_during_the_next_clip_ends_nothing(
     next parcel for 4 s and seen again while PO-NEXT-2 is recorded. It ended PO-NEXT-2's clip
     as next-order and recorded the rest of its packing as a repack of PO-LAST-1."""
     first, second = "PO-LAST-1", "PO-NEXT-2"
-    scans = [
-        (1.0, RawScan(first, "keyboard", 1.0)),
-        (3.5, RawScan("SEAL", "keyboard", 3.5)),
-        (4.0, RawScan(second, "keyboard", 4.0)),
-        (10.0, RawScan("SEAL", "keyboard", 10.0)),
-    ]
-    shown = (
-        {"at": 1.5, "kind": "show", "code": first, "symbology": "code128", "duration": 1.5},
-        {"at": 7.0, "kind": "show", "code": first, "symbology": "code128", "duration": 1.5},
-    )
-    clips, _ = run_table(station_cfg, scans, end=12.0, seed=6, shown=shown)
-    assert [(c.order_id, c.finish_reason) for c in clips] == [
-        (first, "sealed"),
-        (second, "sealed"),
-    ]
+    clips = two_parcels(station_cfg, first, second, first)
     seen = [(e.kind, e.text, e.source) for e in clips[1].events if e.source == "camera"]
     assert seen == [("order", first, "camera")]
 
@@ -292,21 +297,7 @@ def test_the_last_parcels_waybill_seen_again_during_the_next_clip_is_not_linked_
     stays at the table while PO-SHIP-2 is packed, and its label comes back into view: it was
     linked to PO-SHIP-2 as well, and a search by that waybill found both parcels."""
     first, second, waybill = "PO-SHIP-1", "PO-SHIP-2", "SF1234567890123"
-    scans = [
-        (1.0, RawScan(first, "keyboard", 1.0)),
-        (4.0, RawScan("SEAL", "keyboard", 4.0)),
-        (4.5, RawScan(second, "keyboard", 4.5)),
-        (11.0, RawScan("SEAL", "keyboard", 11.0)),
-    ]
-    shown = (
-        {"at": 2.0, "kind": "show", "code": waybill, "symbology": "code128", "duration": 1.5},
-        {"at": 8.0, "kind": "show", "code": waybill, "symbology": "code128", "duration": 1.5},
-    )
-    clips, _ = run_table(station_cfg, scans, end=13.0, seed=7, shown=shown)
-    assert [(c.order_id, c.finish_reason) for c in clips] == [
-        (first, "sealed"),
-        (second, "sealed"),
-    ]
+    clips = two_parcels(station_cfg, first, second, waybill)
     assert [w.waybill for w in clips[0].waybills] == [waybill]
     assert clips[1].waybills == ()
 

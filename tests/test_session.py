@@ -301,6 +301,19 @@ def test_the_sealed_orders_sheet_seen_again_by_the_camera_opens_no_repack() -> N
     assert kinds(actions) == ["StartClip", "LogEvent"]
 
 
+def packing_b_after_a(end: str, rules: SessionSection, *in_a: Code) -> Recording:
+    """PO-B recording, scanned by hand after PO-A's clip (with ``in_a`` scanned by the camera
+    in it) was sealed by hand (``end`` "sealed") or ended by PO-B as the next order."""
+    state: object = rec("PO-A", 10.0)
+    for code in in_a:
+        state, _ = step(state, Scanned(code, 15.0), rules)
+    if end == "sealed" and isinstance(state, Recording):
+        state, _ = step(state, Scanned(SEAL, 20.0, "keyboard"), rules)
+    state, _ = step(state, Scanned(ORDER_B, 21.0, "keyboard"), rules)
+    assert isinstance(state, Recording) and state.order_id == "PO-B"
+    return state
+
+
 @pytest.mark.parametrize("end", ["sealed", "next-order"])
 def test_the_last_orders_sheet_seen_again_while_the_next_is_recorded_ends_nothing(
     end: str,
@@ -312,13 +325,8 @@ def test_the_last_orders_sheet_seen_again_while_the_next_is_recorded_ends_nothin
     note = (
         "its clip has ended: seen again by the camera, ignored (scan it by hand to record a repack)"
     )
-    state: object = rec("PO-A", 10.0)
-    if end == "sealed":
-        state, _ = step(state, Scanned(SEAL, 20.0, "keyboard"), RULES)
-    state, actions = step(state, Scanned(ORDER_B, 21.0, "keyboard"), RULES)
-    assert isinstance(state, Recording) and state.order_id == "PO-B"
-    before = state
-    state, actions = step(state, Scanned(ORDER_A, 30.0), RULES)
+    before = packing_b_after_a(end, RULES)
+    state, actions = step(before, Scanned(ORDER_A, 30.0), RULES)
     assert state == before
     assert actions == [LogEvent("order", "PO-A", 30.0, "camera", note)]
     # By hand it is a repack of PO-A, as ever; and once PO-B has ended, PO-A is the order
@@ -340,14 +348,8 @@ def test_the_last_orders_waybill_seen_again_while_the_next_is_recorded_is_not_it
     seen again by the camera: the label is PO-A's. It was linked to PO-B as its waybill (or,
     with waybill_ends_clip, ended PO-B's clip). By hand it is linked, as ever."""
     rules = SessionSection(waybill_ends_clip=ends)
-    state: object = rec("PO-A", 10.0)
-    state, _ = step(state, Scanned(WAYBILL, 15.0), rules)
-    if end == "sealed" and not ends:
-        state, _ = step(state, Scanned(SEAL, 20.0, "keyboard"), rules)
-    state, _ = step(state, Scanned(ORDER_B, 21.0, "keyboard"), rules)
-    assert isinstance(state, Recording) and state.order_id == "PO-B"
-    before = state
-    state, actions = step(state, Scanned(WAYBILL, 30.0), rules)
+    before = packing_b_after_a(end, rules, WAYBILL)
+    state, actions = step(before, Scanned(WAYBILL, 30.0), rules)
     assert state == before
     note = "PO-A's waybill, seen again by the camera; ignored (scan it by hand to link it)"
     assert actions == [LogEvent("waybill", WAYBILL.text, 30.0, "camera", note)]
