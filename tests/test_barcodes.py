@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import segno
 import zxingcpp
 
 from station.capture.barcodes import (
@@ -30,9 +31,11 @@ from station.capture.barcodes import (
     same_text,
 )
 from station.capture.changegate import ChangeGate
+from station.capture.codes import Kind, Rules, classify, sanitize
 from station.capture.confirm import ReadConfirmer
 from station.capture.frames import Frame, RawScan, ScanSource
 from station.capture.synthetic import Scenario, SyntheticCamera
+from station.config import CodesSection
 
 F = zxingcpp.BarcodeFormat
 CASES = [
@@ -337,6 +340,53 @@ def test_product_reads_that_other_looks_contradict_are_dropped(barcodes_dir: Pat
     assert texts("upca/upca-2_38.png") == (["0022121000066"], [])
     # a readable product code is kept
     assert texts("ean13/ean13-3_12.png")[1] == ["9780596008574"]
+
+
+def test_zbar_never_reads_a_qr_code_as_another_text_than_zxing(barcodes_dir: Path) -> None:
+    """A QR code holding text in a legacy encoding (Shift_JIS half-width katakana, Big5 on a
+    contact card) is decoded by zxing and zbar with different guesses at the encoding: one
+    label, two texts. zbar's runs when zxing's pass over the whole frame misses (motion,
+    glare): the contact card's QR "MECARD:N:測試;;" then read "MECARD:N:皜祈岫;;", with
+    the default config another order, which started a clip of its own or ended this sheet's
+    open clip as next-order. No QR text zbar reads may differ from zxing's."""
+    differ: list[tuple[str, str]] = []
+    for path in sorted((barcodes_dir / "qrcode").glob("*.png")):
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        truth = {d.text for d in decode_zxing(gray)}
+        if not truth:
+            continue
+        differ += [(path.name, d.text) for d in decode_zbar(gray) if d.text not in truth]
+    assert differ == []
+    card = cv2.imread(str(barcodes_dir / "qrcode/qrcode-2_30.png"), cv2.IMREAD_GRAYSCALE)
+    missed = BarcodeDecoder().run(card, skip=frozenset({"zxing"}))  # a frame zxing missed
+    assert {d.text for d in missed.detections} <= {"MECARD:N:測試;;"}
+
+
+@pytest.mark.parametrize("encoding", ["gb18030", "utf-8"])
+@pytest.mark.parametrize(
+    ("card", "kind", "detail"),
+    [
+        ("封箱", Kind.SEAL, ""),
+        ("签退", Kind.CONTROL, "signout"),
+        ("退货", Kind.CONTROL, "return"),
+    ],
+)
+def test_a_chinese_card_printed_as_a_gbk_qr_code_is_that_card(
+    card: str, kind: Kind, detail: str, encoding: str
+) -> None:
+    """Chinese label software writes a QR code's text in GBK without saying so (no ECI). zxing
+    guesses another encoding for such bytes (ISO-8859-1: "封箱" read "·âÏä"; Shift_JIS:
+    "签退" read "ﾇｩﾍﾋ"): the seal card was a new order that ended the open clip as next-order
+    and started a clip of its own, and so were the sign-out and return cards."""
+    qr = segno.make(card, encoding=encoding, micro=False)
+    buf = io.BytesIO()
+    qr.save(buf, kind="png", scale=6, border=4)
+    image = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    rules = Rules.from_config(CodesSection())
+    reads = BarcodeDecoder().decode(image)
+    assert len(reads) == 1 and reads[0].symbology == "qrcode"
+    code = classify(sanitize(reads[0].text, 64), rules, reads[0].symbology)
+    assert (code.kind, code.detail) == (kind, detail)
 
 
 # --------------------------------------------------------------------------- ScanWorker

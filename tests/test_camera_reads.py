@@ -228,6 +228,80 @@ def test_cartons_and_gs1_labels_of_products_neither_start_nor_end_a_clip(
     assert [(e.kind, e.text) for e in stray] == [("item", "16901234567899")]
 
 
+def test_a_hand_scanner_sending_symbology_identifiers_records_one_clip_of_the_order(
+    station_cfg: config_mod.Config,
+) -> None:
+    """A scanner set to prefix each scan with its AIM identifier (]C0 Code 128, ]E0 EAN-13,
+    ]I1 ITF-14): the order sheet scanned by hand and read by the camera is one order, the
+    product and its carton are items, the waybill is linked and the seal card seals. Before,
+    every one of them was an order: the clip of "]C0PO-AIM-1" ended as next-order on the
+    camera's read of its own sheet, and again on each product and on the seal card."""
+    order = "PO-AIM-1"
+    scans = [
+        (2.0, RawScan("]C0" + order, "keyboard", 2.0)),
+        (5.0, RawScan("]E06901234567892", "keyboard", 5.0)),
+        (5.5, RawScan("]I156901234567897", "keyboard", 5.5)),
+        (6.0, RawScan("]C0SF1234567890123", "keyboard", 6.0)),
+        (7.0, RawScan("]C0SEAL", "keyboard", 7.0)),
+    ]
+    sheet = {"at": 3.0, "kind": "show", "code": order, "symbology": "code128", "duration": 1.5}
+    clips, stray = run_table(station_cfg, scans, end=9.0, seed=5, shown=(sheet,))
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(order, "sealed")]
+    assert [(w.waybill, w.carrier) for w in clips[0].waybills] == [("SF1234567890123", "SF")]
+    kinds = [(e.kind, e.text) for e in clips[0].events if e.source == "keyboard"]
+    assert kinds == [
+        ("order", order),
+        ("item", "6901234567892"),
+        ("item", "56901234567897"),
+        ("waybill", "SF1234567890123"),
+        ("seal", "SEAL"),
+    ]
+    assert stray == []
+
+
+def two_parcels(cfg: config_mod.Config, first: str, second: str, label: str) -> list[ClipRecord]:
+    """``first`` and ``second`` scanned and sealed by hand, one after the other; ``label``
+    lies in view during ``first``'s clip, and again, after 4 s covered, during ``second``'s.
+    Both clips must end at their seals."""
+    scans = [
+        (1.0, RawScan(first, "keyboard", 1.0)),
+        (3.5, RawScan("SEAL", "keyboard", 3.5)),
+        (4.0, RawScan(second, "keyboard", 4.0)),
+        (10.0, RawScan("SEAL", "keyboard", 10.0)),
+    ]
+    shown = tuple(
+        {"at": at, "kind": "show", "code": label, "symbology": "code128", "duration": 1.5}
+        for at in (1.5, 7.0)
+    )
+    clips, _ = run_table(cfg, scans, end=12.0, seed=6, shown=shown)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(first, "sealed"), (second, "sealed")]
+    return clips
+
+
+def test_the_last_orders_sheet_seen_again_during_the_next_clip_ends_nothing(
+    station_cfg: config_mod.Config,
+) -> None:
+    """PO-LAST-1 is packed and sealed by hand; its sheet, left at the table, is covered by the
+    next parcel for 4 s and seen again while PO-NEXT-2 is recorded. It ended PO-NEXT-2's clip
+    as next-order and recorded the rest of its packing as a repack of PO-LAST-1."""
+    first, second = "PO-LAST-1", "PO-NEXT-2"
+    clips = two_parcels(station_cfg, first, second, first)
+    seen = [(e.kind, e.text, e.source) for e in clips[1].events if e.source == "camera"]
+    assert seen == [("order", first, "camera")]
+
+
+def test_the_last_parcels_waybill_seen_again_during_the_next_clip_is_not_linked_to_it(
+    station_cfg: config_mod.Config,
+) -> None:
+    """PO-SHIP-1's waybill label is read by the camera and linked to it; the parcel, sealed,
+    stays at the table while PO-SHIP-2 is packed, and its label comes back into view: it was
+    linked to PO-SHIP-2 as well, and a search by that waybill found both parcels."""
+    first, second, waybill = "PO-SHIP-1", "PO-SHIP-2", "SF1234567890123"
+    clips = two_parcels(station_cfg, first, second, waybill)
+    assert [w.waybill for w in clips[0].waybills] == [waybill]
+    assert clips[1].waybills == ()
+
+
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 

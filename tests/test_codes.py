@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from station.capture.codes import Code, Debounce, Kind, Rules, classify, safe_component, sanitize
+from station.capture.codes import (
+    Code,
+    Debounce,
+    Kind,
+    Rules,
+    classify,
+    safe_component,
+    sanitize,
+    strip_symbology_id,
+)
 from station.config import CodesSection
 from station.errors import RejectedCode
 
@@ -287,6 +296,40 @@ def test_sanitize_rejects(raw: str, why: str) -> None:
 def test_sanitize_strips_scanner_terminators() -> None:
     assert sanitize("  PO-1\r\n", 64) == "PO-1"
     assert sanitize("订单 42", 64) == "订单 42"
+
+
+@pytest.mark.parametrize(
+    ("typed", "text", "kind"),
+    [
+        ("]E06901234567892", "6901234567892", Kind.ITEM),  # EAN-13
+        ("]E09787111213826", "9787111213826", Kind.ITEM),  # a book's ISBN
+        ("]I156901234567897", "56901234567897", Kind.ITEM),  # a carton's ITF-14: ZTO's shape
+        ("]C101069012345678921726123110LOT1", "01069012345678921726123110LOT1", Kind.ITEM),
+        ("]d20106901234567892", "0106901234567892", Kind.ITEM),  # GS1 DataMatrix
+        ("]C0SEAL", "SEAL", Kind.SEAL),
+        ("]A0SIGNOUT", "SIGNOUT", Kind.CONTROL),
+        ("]C0OP:alice", "OP:alice", Kind.OPERATOR),
+        ("]C0SF1234567890123", "SF1234567890123", Kind.WAYBILL),
+        ("]Q1PO20261130-0001", "PO20261130-0001", Kind.ORDER),
+        ("PO-]C0", "PO-]C0", Kind.ORDER),  # only a prefix is an identifier
+        ("]X", "]X", Kind.ORDER),  # too short to be one
+    ],
+)
+def test_a_scanners_symbology_identifier_is_not_part_of_the_code(
+    typed: str, text: str, kind: Kind
+) -> None:
+    """A hand scanner set to send AIM symbology identifiers (]E0 EAN-13, ]C1 GS1-128, ...)
+    types them before the code: with them an EAN-13 was an order, and the seal card a new
+    order that ended the open clip."""
+    clean = strip_symbology_id(sanitize(typed, 64))
+    assert clean == text
+    assert classify(clean, RULES).kind is kind
+
+
+@pytest.mark.parametrize("typed", ["]C0", "]E0  "])
+def test_a_symbology_identifier_alone_is_rejected(typed: str) -> None:
+    with pytest.raises(RejectedCode, match="empty"):
+        strip_symbology_id(sanitize(typed, 64))
 
 
 @given(st.text(max_size=200))

@@ -414,6 +414,37 @@ def test_key_decoder_caps_lock_ctrl_repeat_keypad_and_overflow() -> None:
     assert dec.feed(k.KEY_TAB, 1) == "12345" and dec.overflow == 4
 
 
+def caps_lock_scan(letters: str, digits: str) -> list[tuple[int, int]]:
+    """How a scanner set to type capitals with Caps Lock types "LETTERS" + digits: Caps Lock
+    on, the letters unshifted, Caps Lock off, the digits, Enter (down and up)."""
+    k = ecodes
+    keys = [k.KEY_CAPSLOCK, *(getattr(k, f"KEY_{c}") for c in letters), k.KEY_CAPSLOCK]
+    keys += [*(getattr(k, f"KEY_{d}") for d in digits), k.KEY_ENTER]
+    return [(key, v) for key in keys for v in (1, 0)]
+
+
+@pytest.mark.parametrize("gap", [(0, 2), (6, 8)])  # the Caps Lock press going on, or off
+def test_key_decoder_caps_lock_lost_with_a_damaged_scan_does_not_stick(
+    gap: tuple[int, int],
+) -> None:
+    """Key events lost in a scan of a scanner that types capitals with Caps Lock took one of
+    its Caps Lock presses with them: the damaged scan is discarded, and every later scan came
+    out in the wrong case (the waybill SF1234567890123 as "sf1234567890123": no waybill but a
+    new order, which ended the open clip as next-order). Caps Lock is off again when a
+    damaged scan has ended, as the scanner left it."""
+    dec = KeyDecoder(ecodes)
+    damaged = caps_lock_scan("SF", "1234567890123")
+    for code, value in damaged[: gap[0]]:
+        dec.feed(code, value)
+    dec.lost()
+    got = [dec.feed(code, value) for code, value in damaged[gap[1] :]]
+    assert got.count(None) == len(got)  # discarded
+    again = [dec.feed(code, value) for code, value in caps_lock_scan("SF", "1234567890123")]
+    assert [g for g in again if g is not None] == ["SF1234567890123"]
+    evdev = FakeEvdev()
+    assert feed_text(dec, evdev, "PO-1\n") == ["PO-1"]  # a scanner typing capitals with Shift
+
+
 def alt_code_events(text: str) -> list[tuple[int, int, int]]:
     """How a scanner types characters its keyboard layout lacks (e.g. a Chinese seal card):
     Alt held while the code point's decimal digits are typed on the keypad, per character."""

@@ -96,6 +96,19 @@ def test_require_packer_refuses_an_order_without_one() -> None:
     assert actions[-1].kind == "refused"  # type: ignore[union-attr]
 
 
+def test_the_open_orders_sheet_seen_again_after_a_sign_out_ends_nothing() -> None:
+    """alice signs out while A1 is recorded (the clip keeps her); A1's sheet, seen again by the
+    camera, is no order scan to refuse: the clip goes on, as when a packer is signed in.
+    It ended A1's clip as a rescan."""
+    script = [scan("OP:alice", 0), scan("A1", 1), scan("SIGNOUT", 2)]
+    state, _ = run(script, STRICT)
+    after, actions = ss.step(state, scan("A1", 5), STRICT)
+    assert after == state
+    assert actions == [
+        ss.LogEvent("order", "A1", 5, "camera", "seen again by the camera; the clip goes on")
+    ]
+
+
 @pytest.mark.parametrize("dark", [False, True], ids=["open-at-loss", "scanned-in-the-dark"])
 def test_an_order_refused_while_the_camera_is_lost_ends_the_waiting_order(dark: bool) -> None:
     """A1 waits for the camera (open at the loss, or scanned in the dark); alice signs out and

@@ -117,7 +117,7 @@ def test_waybill_links_without_ending_by_default() -> None:
 def test_waybill_ends_clip_when_configured() -> None:
     rules = SessionSection(waybill_ends_clip=True)
     state, actions = step(rec(), Scanned(WAYBILL, 12.0), rules)
-    assert state == Idle(last=("PO-A", 12.0))
+    assert state == Idle(last=("PO-A", 12.0), last_waybills=("SF1234567890123",))
     assert kinds(actions) == ["LogEvent", "LinkWaybill", "StopClip"]
     assert actions[-1] == StopClip(FinishReason.WAYBILL, 12.0)
 
@@ -138,7 +138,7 @@ def test_pedal_ends_clip_as_sealed() -> None:
 
 def test_next_order_ends_previous_and_starts_next() -> None:
     state, actions = step(rec(), Scanned(ORDER_B, 30.0), RULES)
-    assert state == rec("PO-B", 30.0)
+    assert state == rec("PO-B", 30.0, previous="PO-A")
     assert actions == [
         StopClip(FinishReason.NEXT_ORDER, 30.0),
         StartClip("PO-B", 30.0),
@@ -257,8 +257,9 @@ def test_an_order_stamped_before_the_open_clip_is_no_refused_scan_ending_it() ->
 
 
 def test_an_event_stamped_as_the_clip_began_or_later_is_the_clips() -> None:
-    assert step(OPEN_B, Scanned(SEAL, 10.0), RULES)[0] == Idle(last=("PO-B", 10.0))
-    assert step(OPEN_B, PedalPress(10.0), RULES)[0] == Idle(last=("PO-B", 10.0))
+    ended = Idle(last=("PO-B", 10.0), last_waybills=("YT1234567890123",))
+    assert step(OPEN_B, Scanned(SEAL, 10.0), RULES)[0] == ended
+    assert step(OPEN_B, PedalPress(10.0), RULES)[0] == ended
 
 
 def test_a_badge_stamped_before_the_open_clip_still_signs_the_packer_in() -> None:
@@ -296,17 +297,76 @@ def test_the_sealed_orders_sheet_seen_again_by_the_camera_opens_no_repack() -> N
     state, _ = step(SEALED_A, Scanned(ORDER_B, 30.0), RULES)
     state, _ = step(state, Scanned(SEAL, 40.0), RULES)
     state, actions = step(state, Scanned(ORDER_A, 50.0), RULES)
-    assert state == rec("PO-A", 50.0) and kinds(actions) == ["StartClip", "LogEvent"]
+    assert state == rec("PO-A", 50.0, previous="PO-B")
+    assert kinds(actions) == ["StartClip", "LogEvent"]
+
+
+def packing_b_after_a(end: str, rules: SessionSection, *in_a: Code) -> Recording:
+    """PO-B recording, scanned by hand after PO-A's clip (with ``in_a`` scanned by the camera
+    in it) was sealed by hand (``end`` "sealed") or ended by PO-B as the next order."""
+    state: object = rec("PO-A", 10.0)
+    for code in in_a:
+        state, _ = step(state, Scanned(code, 15.0), rules)
+    if end == "sealed" and isinstance(state, Recording):
+        state, _ = step(state, Scanned(SEAL, 20.0, "keyboard"), rules)
+    state, _ = step(state, Scanned(ORDER_B, 21.0, "keyboard"), rules)
+    assert isinstance(state, Recording) and state.order_id == "PO-B"
+    return state
+
+
+@pytest.mark.parametrize("end", ["sealed", "next-order"])
+def test_the_last_orders_sheet_seen_again_while_the_next_is_recorded_ends_nothing(
+    end: str,
+) -> None:
+    """PO-A's sheet, still at the table when PO-B is scanned (after PO-A's seal, or as the
+    next order), covered by PO-B's box for longer than the debounce and seen again: the
+    camera's read of the order whose clip ended last changes nothing at any time. It ended
+    PO-B's clip as next-order and opened a "repack" of PO-A recording PO-B's packing."""
+    note = (
+        "its clip has ended: seen again by the camera, ignored (scan it by hand to record a repack)"
+    )
+    before = packing_b_after_a(end, RULES)
+    state, actions = step(before, Scanned(ORDER_A, 30.0), RULES)
+    assert state == before
+    assert actions == [LogEvent("order", "PO-A", 30.0, "camera", note)]
+    # By hand it is a repack of PO-A, as ever; and once PO-B has ended, PO-A is the order
+    # before the last: the camera may open it again.
+    _, actions = step(before, Scanned(ORDER_A, 30.0, "keyboard"), RULES)
+    assert kinds(actions) == ["StopClip", "StartClip", "LogEvent"]
+    state, _ = step(before, Scanned(SEAL, 40.0, "keyboard"), RULES)
+    state, _ = step(state, Scanned(Code("PO-C", Kind.ORDER), 41.0, "keyboard"), RULES)
+    _, actions = step(state, Scanned(ORDER_A, 50.0), RULES)
+    assert kinds(actions) == ["StopClip", "StartClip", "LogEvent"]
+
+
+@pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
+@pytest.mark.parametrize("end", ["sealed", "next-order"])
+def test_the_last_orders_waybill_seen_again_while_the_next_is_recorded_is_not_its_waybill(
+    end: str, ends: bool
+) -> None:
+    """PO-A's parcel, its waybill label on it, still at the table while PO-B is packed, and
+    seen again by the camera: the label is PO-A's. It was linked to PO-B as its waybill (or,
+    with waybill_ends_clip, ended PO-B's clip). By hand it is linked, as ever."""
+    rules = SessionSection(waybill_ends_clip=ends)
+    before = packing_b_after_a(end, rules, WAYBILL)
+    state, actions = step(before, Scanned(WAYBILL, 30.0), rules)
+    assert state == before
+    note = "PO-A's waybill, seen again by the camera; ignored (scan it by hand to link it)"
+    assert actions == [LogEvent("waybill", WAYBILL.text, 30.0, "camera", note)]
+    _, actions = step(before, Scanned(WAYBILL, 30.0, "keyboard"), rules)
+    assert LinkWaybill("PO-B", WAYBILL.text, "SF", 30.0) in actions
 
 
 def test_a_read_after_the_clip_ended_or_of_another_order_still_opens_a_clip() -> None:
     # Scanned by hand again after the seal: a repack of PO-A, as ever.
     state, actions = step(SEALED_A, Scanned(ORDER_A, 20.0, "keyboard"), RULES)
-    assert state == rec("PO-A", 20.0) and kinds(actions) == ["StartClip", "LogEvent"]
+    assert state == rec("PO-A", 20.0, previous="PO-A")
+    assert kinds(actions) == ["StartClip", "LogEvent"]
     # The next order's sheet, read at 19.5 and decoded late: its clip opens (the recorder
     # starts it after PO-A's last frame, so no second is in both).
     state, actions = step(SEALED_A, Scanned(ORDER_B, 19.5), RULES)
-    assert state == rec("PO-B", 19.5) and kinds(actions) == ["StartClip", "LogEvent"]
+    assert state == rec("PO-B", 19.5, previous="PO-A")
+    assert kinds(actions) == ["StartClip", "LogEvent"]
 
 
 # ---- camera loss -----------------------------------------------------------------------------

@@ -127,6 +127,12 @@ def decode_zbar(gray: np.ndarray) -> list[Detection]:
         if not text:
             continue
         text, sym = normalise_text(text, _ZBAR_SYMBOLS.get(d.type, d.type.lower()))
+        if sym == "qrcode" and not text.isascii():
+            # zbar guesses a QR text's legacy encoding (Shift_JIS, Big5) otherwise than zxing
+            # (half-width katakana and a Big5 card's name came out as other kanji): one label
+            # would be two codes, the second another order. zxing reads every such QR of the
+            # shared set, so zbar's reading is left to it.
+            continue
         # zbar's polygon of a 1-D code is the scan lines' end points (often just two): report
         # its bounding box corners, as zxing reports four corners.
         x, y, w, h = d.rect

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import unicodedata
@@ -56,12 +57,12 @@ class Rules:
             order=tuple(re.compile(p) for p in section.order_patterns),
             order_symbologies=frozenset(section.order_symbologies),
             waybill=tuple((n, re.compile(p)) for n, p in section.waybill_patterns.items()),
-            seal=frozenset(_fold(s) for s in section.seal_codes),
+            seal=frozenset(r for s in section.seal_codes for r in _card_readings(s)),
             control=MappingProxyType(
                 {
-                    **{_fold(k): "signout" for k in section.signout_codes},
-                    **{_fold(k): "return" for k in section.return_codes},
-                    **{_fold(k): v for k, v in section.control_codes.items()},
+                    **{r: "signout" for k in section.signout_codes for r in _card_readings(k)},
+                    **{r: "return" for k in section.return_codes for r in _card_readings(k)},
+                    **{r: v for k, v in section.control_codes.items() for r in _card_readings(k)},
                 }
             ),
             max_length=section.max_length,
@@ -70,6 +71,24 @@ class Rules:
             returns=tuple(re.compile(p) for p in section.return_patterns),
             product_prefixes=section.product_prefixes,
         )
+
+
+def _card_readings(card: str) -> set[str]:
+    """The folded texts a camera reads off a seal or control card: its own, and, for a card in
+    Chinese, what zxing reads off a QR code with the card's text in GBK and no ECI (what
+    Chinese label software writes): it guesses ISO-8859-1 or Shift_JIS for bytes that are not
+    UTF-8 ("封箱" read "·âÏä", "签退" read "ﾇｩﾍﾋ"), which would otherwise be a new order."""
+    readings = {_fold(card)}
+    try:
+        raw = unicodedata.normalize("NFC", card).encode("gb18030")
+    except UnicodeEncodeError:
+        return readings
+    if raw.isascii():
+        return readings
+    readings.add(_fold(raw.decode("latin-1")))
+    with contextlib.suppress(UnicodeDecodeError):  # not every GBK text is valid Shift_JIS
+        readings.add(_fold(raw.decode("shift_jis")))
+    return readings
 
 
 def _fold(text: str) -> str:
@@ -106,6 +125,25 @@ def sanitize(raw: str, max_length: int) -> str:
         if cat in {"Cc", "Cf", "Co", "Cn", "Zl", "Zp"}:
             raise RejectedCode(f"code contains a control or unassigned character U+{ord(ch):04X}")
     return text
+
+
+# An AIM symbology identifier: "]", the symbology's letter, a modifier (]C0 Code 128, ]C1
+# GS1-128, ]E0 EAN-13/UPC-A, ]E4 EAN-8, ]I1 ITF-14, ]A0 Code 39, ]Q1 QR, ]d2 GS1 DataMatrix).
+_SYMBOLOGY_ID = re.compile(r"\][A-Za-z][0-9A-Za-z]")
+
+
+def strip_symbology_id(text: str) -> str:
+    """A hand scan's sanitised text without the AIM symbology identifier a scanner may be set
+    to send before each code (its transmission, not the label's text: with it an EAN-13 or
+    the seal card was a new order); raises RejectedCode when nothing else was scanned.
+    Camera reads never carry one."""
+    m = _SYMBOLOGY_ID.match(text)
+    if m is None:
+        return text
+    rest = text[m.end() :].strip()
+    if not rest:
+        raise RejectedCode(f"empty code after the symbology identifier {text!r}")
+    return rest
 
 
 def classify(text: str, rules: Rules, symbology: str = "") -> Code:

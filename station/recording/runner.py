@@ -15,7 +15,15 @@ from zoneinfo import ZoneInfo
 import cv2
 import numpy as np
 
-from station.capture.codes import Code, Debounce, Kind, Rules, classify, sanitize
+from station.capture.codes import (
+    Code,
+    Debounce,
+    Kind,
+    Rules,
+    classify,
+    sanitize,
+    strip_symbology_id,
+)
 from station.capture.frames import (
     Caption,
     Frame,
@@ -361,6 +369,8 @@ class Station:
         assert isinstance(ev, RawScan)
         try:
             text = sanitize(ev.text, self.rules.max_length)
+            if not ev.symbology:  # a hand scan: the scanner may prefix its symbology's AIM ID
+                text = strip_symbology_id(text)
         except RejectedCode as exc:
             # A bad label lying in view is decoded again and again: report it once.
             key = ev.text if isinstance(ev.text, str) else repr(ev.text)

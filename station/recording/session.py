@@ -62,11 +62,17 @@ class Idle:
 
     floor: Floor = Floor()
     last: tuple[str, float] | None = None
+    last_waybills: tuple[str, ...] = ()  # the waybills linked to that order's clip
 
 
 @dataclass(frozen=True, slots=True)
 class Recording:
-    """A clip of ``order_id`` is being written since ``started_t``."""
+    """A clip of ``order_id`` is being written since ``started_t``.
+
+    ``previous``: the order whose clip ended last, before this one began (None for none), and
+    ``previous_waybills`` the waybills linked to it: a camera read of one of them is that
+    parcel, still at the table, not a next order or this order's waybill.
+    """
 
     order_id: str
     started_t: float
@@ -75,6 +81,8 @@ class Recording:
     floor: Floor = Floor()
     packer: str | None = None  # the packer signed in when this clip started
     kind: ClipKind = ClipKind.ORDER
+    previous: str | None = None
+    previous_waybills: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +233,11 @@ class PreviousParcel:
 Action = StartClip | StopClip | LinkWaybill | LogEvent | PreviousParcel
 
 
+_SEEN_AGAIN = (
+    "its clip has ended: seen again by the camera, ignored (scan it by hand to record a repack)"
+)
+
+
 def _log(ev: Scanned, note: str = "") -> LogEvent:
     return LogEvent(ev.code.kind.value, ev.code.text, ev.t, ev.source, note)
 
@@ -273,6 +286,31 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         # or replaces this clip. A badge or card still changes the floor below.
         return state, [_before_clip(state, event)]
     if (
+        isinstance(state, Recording)
+        and isinstance(event, Scanned)
+        and event.code.kind is Kind.ORDER
+        and event.code.text in (state.order_id, state.previous)
+        and event.source == CAMERA
+    ):
+        # A sheet at the table seen again after a box covered it, whoever is signed in: the
+        # open order's (packing goes on; ending a clip is a deliberate act: a hand scan, the
+        # seal, the pedal), or the order packed before this one's (not a next order, which
+        # would end this clip and record its packing as a "repack" of that one).
+        if event.code.text == state.order_id:
+            return state, [_log(event, "seen again by the camera; the clip goes on")]
+        return state, [_log(event, _SEEN_AGAIN)]
+    if (
+        isinstance(state, Recording)
+        and isinstance(event, Scanned)
+        and event.code.kind is Kind.WAYBILL
+        and event.code.text in state.previous_waybills
+        and event.source == CAMERA
+    ):
+        # That parcel's label, the parcel still at the table: not this order's waybill (nor,
+        # with waybill_ends_clip, the end of its clip).
+        note = f"{state.previous}'s waybill, seen again by the camera; ignored (scan it by "
+        return state, [_log(event, note + "hand to link it)")]
+    if (
         isinstance(state, Idle)
         and state.last is not None
         and isinstance(event, Scanned)
@@ -287,9 +325,7 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         if event.t < state.last[1]:
             note = f"stamped t={event.t:.3f}, before its clip ended at t={state.last[1]:.3f}"
             return state, [replace(_log(event, note + "; ignored"), in_clip=False)]
-        note = "its clip has ended: seen again by the camera, ignored (scan it by hand to "
-        note += "record a repack)"
-        return state, [replace(_log(event, note), in_clip=False), PreviousParcel(event.t)]
+        return state, [replace(_log(event, _SEEN_AGAIN), in_clip=False), PreviousParcel(event.t)]
     if isinstance(event, Scanned) and event.code.kind is Kind.ITEM:
         # A product code (camera or hand scan): logged (in the open clip's timeline, if any); it
         # changes nothing, whatever the state: it never starts, ends or resumes a clip.
@@ -332,11 +368,24 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
 
 
 def _remember(old: State, new: State, actions: list[Action]) -> State:
-    """An Idle state after a clip stopped knows which order it was and when it ended."""
-    if not (isinstance(old, Recording) and isinstance(new, Idle)):
+    """An Idle state after a clip stopped knows which order it was and when it ended; a clip
+    started after one ended (from that Idle, or as the next order) knows that order."""
+    if not actions:
         return new  # every frame's Tick comes through here: nothing more to look at
+    if isinstance(new, Recording) and any(isinstance(a, StartClip) for a in actions):
+        if isinstance(old, Recording):
+            return replace(new, previous=old.order_id, previous_waybills=old.waybills)
+        if isinstance(old, Idle) and old.last is not None:
+            return replace(new, previous=old.last[0], previous_waybills=old.last_waybills)
+        return new
+    if not (isinstance(old, Recording) and isinstance(new, Idle)):
+        return new
     stops = [a for a in actions if isinstance(a, StopClip)]
-    return replace(new, last=(old.order_id, stops[-1].t)) if stops else new
+    if not stops:
+        return new
+    links = tuple(a.waybill for a in actions if isinstance(a, LinkWaybill))
+    waybills = tuple(dict.fromkeys((*old.waybills, *links)))
+    return replace(new, last=(old.order_id, stops[-1].t), last_waybills=waybills)
 
 
 def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]:
@@ -396,11 +445,7 @@ def _step_recording(
     if isinstance(event, Scanned):
         code = event.code
         if code.kind is Kind.ORDER:
-            if code.text == state.order_id and event.source == CAMERA:
-                # Its sheet lying at the table, seen again after a box covered it: packing
-                # goes on. Ending a clip is a deliberate act (a hand scan, the seal, the pedal).
-                return state, [_log(event, "seen again by the camera; the clip goes on")]
-            if code.text == state.order_id:
+            if code.text == state.order_id:  # by hand (the camera's read changes nothing)
                 return Idle(), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
             return _start(code.text, event.t), [
                 StopClip(FinishReason.NEXT_ORDER, event.t),

@@ -109,6 +109,7 @@ _CTRLS = ("KEY_LEFTCTRL", "KEY_RIGHTCTRL")
 # card): the digits are a code point in a code page we cannot know, never the code's text.
 _ALTS = ("KEY_LEFTALT", "KEY_RIGHTALT")
 ALT_CODES = "typed with Alt key codes"
+EVENTS_LOST = "key events were lost"
 # Enter ends a scan; Tab is the other suffix scanners are commonly set to send.
 _TERMINATORS = ("KEY_ENTER", "KEY_KPENTER", "KEY_TAB")
 _KEY_DOWN, _KEY_UP = 1, 0  # value 2 is autorepeat: scanners do not hold keys, so it is ignored
@@ -152,11 +153,12 @@ class KeyDecoder:
         """Key events were dropped (the kernel's SYN_DROPPED: the reader fell behind and the
         device's buffer overflowed). The scan being typed misses characters, and a scan with
         a gap in it is another, wrong code: what was typed of it and the rest of it, up to its
-        terminator, are thrown away. Held modifiers are forgotten (their key-ups may be lost).
+        terminator, are thrown away. Held modifiers are forgotten (their key-ups may be lost),
+        and Caps Lock is off after that terminator (a Caps Lock press may be lost too).
         """
         self._buf = []
         self._held.clear()
-        self._damaged = "key events were lost"
+        self._damaged = EVENTS_LOST
 
     def feed(self, code: int, value: int) -> str | None:
         self.refused = ""
@@ -176,6 +178,11 @@ class KeyDecoder:
             self._buf = []
             self.refused, self._damaged = self._damaged, ""
             if self.refused:
+                if self.refused == EVENTS_LOST:
+                    # A lost Caps Lock press would invert the case of every later scan (a
+                    # waybill typed "sf1..." is a new order); a scanner leaves it off between
+                    # scans, so it is off again now.
+                    self._caps = False
                 return None
             return text or None
         chars = self._chars.get(code)
