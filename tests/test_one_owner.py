@@ -11,8 +11,10 @@ import pytest
 from recorder_support import encoded_recorder
 
 from station import config as config_mod
+from station.capture.frames import InputEvent, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.recording.recorder import FinishedClip
+from station.runtime.faults import FlakyCamera, Outage
 from station.service import assemble
 from station.store.ledger import ClipRecord, Ledger
 
@@ -161,3 +163,83 @@ def test_no_pre_roll_reaches_back_to_the_parcel_before_seen_with_no_order_open(
     pre = {c.order_id: c.pre_roll_s for c in clips}
     assert pre["PO-2"] == pytest.approx(1.0, abs=0.15)
     assert pre["PO-3"] == pytest.approx(1.0, abs=0.15)
+
+
+class HandedOver:
+    """A scan source that hands over each ``(poll_at, scan)`` at the first poll with
+    ``now >= poll_at`` (the station polls once more when the camera is back)."""
+
+    def __init__(self, scans: list[tuple[float, RawScan]]) -> None:
+        self.scans = sorted(scans, key=lambda s: s[0])
+
+    def start(self) -> None:
+        pass
+
+    def poll(self, now: float) -> list[InputEvent]:
+        ready = [s for at, s in self.scans if at <= now]
+        self.scans = [(at, s) for at, s in self.scans if at > now]
+        return list(ready)
+
+    def stop(self) -> None:
+        pass
+
+
+def _kb(text: str, t: float) -> tuple[float, RawScan]:
+    return t, RawScan(text, "keyboard", t)
+
+
+@pytest.mark.parametrize(
+    ("scans", "outage_at", "expected"),
+    [
+        pytest.param(  # PO-A sealed; the camera blinks; PO-A's sheet, still there, is read
+            [_kb("PO-A", 0.5), _kb("SEAL", 2.0), (4.0, RawScan("PO-A", "camera", 4.0))],
+            30,
+            [("PO-A", "sealed"), ("PO-B", "sealed")],
+            id="sealed-before-the-loss",
+        ),
+        pytest.param(  # PO-A open at the loss, sealed in the dark; then its sheet is read
+            [_kb("PO-A", 0.5), _kb("SEAL", 3.05), (4.0, RawScan("PO-A", "camera", 4.0))],
+            30,
+            [("PO-A", "camera-lost"), ("PO-B", "sealed")],
+            id="sealed-in-the-dark",
+        ),
+        pytest.param(  # PO-X's sheet read at 3.9, decoded only when the camera is back
+            [_kb("PO-X", 0.5), _kb("PO-A", 4.0), (4.55, RawScan("PO-X", "camera", 3.9))],
+            45,
+            [
+                ("PO-X", "next-order"),
+                ("PO-A", "camera-lost"),
+                ("PO-A", "next-order"),
+                ("PO-B", "sealed"),
+            ],
+            id="late-read-of-the-order-before",
+        ),
+    ],
+)
+def test_after_a_camera_loss_no_clip_of_an_earlier_order_records_the_next_parcel(
+    cfg: config_mod.Config,
+    scans: list[tuple[float, RawScan]],
+    outage_at: int,
+    expected: list[tuple[str, str]],
+) -> None:
+    """The camera blinks (two reads fail, 0.2 s) around the end of an order. A camera read of
+    an order finished before (its sheet still lying at the table, or a read decoded late)
+    must not open a clip of that order, nor become the order that resumes: that clip would
+    record the next buyer's parcel under the earlier order until PO-B is scanned."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS, read_timeout_s=0.5)
+    cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
+    cfg = cfg.replace("session", pre_roll_s=1.0, max_duration_s=60.0, still_timeout_s=0.0)
+    scans = [*scans, _kb("PO-B", 6.0), _kb("SEAL", 8.5)]
+    scenario = Scenario.from_dict({"seed": 4, "event": [{"at": 10.0, "kind": "end"}]})
+    cam = FlakyCamera(SyntheticCamera(W, H, FPS, scenario, realtime=False), [Outage(outage_at, 2)])
+    finished: list[FinishedClip] = []
+    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
+    asm.station.scan_sources.append(HandedOver(scans))
+    try:
+        asm.station.run(threading.Event())
+        clips = asm.ledger.clips()
+    finally:
+        asm.close()
+    assert asm.station.stats.camera_losses == 1
+    assert [(c.order_id, c.finish_reason) for c in clips] == expected
+    owners_ok(finished)

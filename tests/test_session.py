@@ -314,7 +314,7 @@ def test_a_read_after_the_clip_ended_or_of_another_order_still_opens_a_clip() ->
 
 def test_camera_loss_closes_clip_and_resumes_same_order_without_pre_roll() -> None:
     state, actions = step(rec(waybills=("SF1234567890123",)), CameraLost(15.0), RULES)
-    assert state == Suspended("PO-A", 15.0, ("SF1234567890123",), order_at_loss="PO-A")
+    assert state == Suspended("PO-A", 15.0, ("SF1234567890123",), order_at_loss="PO-A", since=10.0)
     assert actions == [StopClip(FinishReason.CAMERA_LOST, 15.0)]
     state, actions = step(state, CameraBack(19.0), RULES)
     assert state == Recording("PO-A", 19.0, 19.0, ("SF1234567890123",))
@@ -334,11 +334,12 @@ def test_camera_loss_closes_clip_and_resumes_same_order_without_pre_roll() -> No
 def test_suspended_handles_scans() -> None:
     sus = Suspended("PO-A", 15.0, order_at_loss="PO-A")
     dark = Suspended(None, 15.0, order_at_loss="PO-A")  # the camera is still away
-    assert step(sus, Scanned(SEAL, 16.0), RULES)[0] == dark
-    assert step(sus, Scanned(ORDER_A, 16.0), RULES)[0] == dark
-    assert step(sus, PedalPress(16.0), RULES)[0] == dark
+    last = ("PO-A", 16.0)  # ended in the dark: its sheet read later opens no repack
+    assert step(sus, Scanned(SEAL, 16.0), RULES)[0] == replace(dark, last=last)
+    assert step(sus, Scanned(ORDER_A, 16.0, "keyboard"), RULES)[0] == replace(dark, last=last)
+    assert step(sus, PedalPress(16.0), RULES)[0] == replace(dark, last=last)
     assert step(sus, Scanned(ORDER_B, 16.0), RULES)[0] == Suspended(
-        "PO-B", 15.0, order_at_loss="PO-A", scanned_t=16.0
+        "PO-B", 15.0, order_at_loss="PO-A", scanned_t=16.0, since=16.0
     )
     state, actions = step(sus, Scanned(WAYBILL, 16.0), RULES)
     assert state.waybills == ("SF1234567890123",) and "LinkWaybill" in kinds(actions)
@@ -351,13 +352,60 @@ def test_orders_begun_and_sealed_in_the_dark_are_only_logged_the_open_one_starts
     state, _ = step(Idle(), CameraLost(5.0), RULES)
     state, _ = step(state, Scanned(ORDER_A, 6.0), RULES)
     state, actions = step(state, Scanned(SEAL, 6.5), RULES)
-    assert state == Suspended(None, 5.0) and kinds(actions) == ["LogEvent"]
+    assert state == Suspended(None, 5.0, last=("PO-A", 6.5)) and kinds(actions) == ["LogEvent"]
     state, _ = step(state, Scanned(ORDER_B, 7.0), RULES)
     state, actions = step(state, CameraBack(8.0), RULES)
     assert state == Recording("PO-B", 8.0, 8.0)
     assert actions == [
         StartClip("PO-B", 8.0, pre_roll=False, resumed_after_s=3.0, lost_t=5.0, scanned_t=7.0)
     ]
+
+
+def test_the_last_order_is_remembered_through_a_camera_loss() -> None:
+    """PO-A sealed by hand, then the camera blinks: once it is back its sheet, still lying at
+    the table, is no repack of PO-A either (it would record the next buyer's parcel as PO-A)."""
+    dark, actions = step(SEALED_A, CameraLost(21.0), RULES)
+    assert dark == Suspended(None, 21.0, last=("PO-A", 20.0)) and actions == []
+    back, actions = step(dark, CameraBack(23.0), RULES)
+    assert back == SEALED_A and actions == []
+    state, actions = step(back, Scanned(ORDER_A, 24.0), RULES)
+    assert state == SEALED_A and kinds(actions) == ["LogEvent", "PreviousParcel"]
+    # A late read of it reaching the station in the dark waits for nothing either.
+    state, actions = step(dark, Scanned(ORDER_A, 19.9), RULES)
+    assert state == dark and kinds(actions) == ["LogEvent"] and not actions[0].in_clip
+
+
+@pytest.mark.parametrize(
+    "close", [Scanned(SEAL, 17.0), Scanned(ORDER_A, 17.0, "keyboard"), PedalPress(17.0)]
+)
+def test_the_order_closed_in_the_dark_is_the_last_one_when_the_camera_is_back(close) -> None:
+    """PO-A was open at the loss and finished in the dark: its sheet seen when the camera is
+    back opens no repack recording the next parcel."""
+    sus = Suspended("PO-A", 15.0, order_at_loss="PO-A", since=10.0)
+    state, _ = step(sus, close, RULES)
+    state, actions = step(state, CameraBack(19.0), RULES)
+    assert state == Idle(last=("PO-A", 17.0)) and actions == []
+    state, actions = step(state, Scanned(ORDER_A, 20.0), RULES)
+    assert kinds(actions) == ["LogEvent", "PreviousParcel"]
+
+
+def test_camera_reads_from_before_the_loss_decoded_in_the_dark() -> None:
+    """Reads of frames from before the loss reach the session only when the camera is back
+    (the decoder's queue): the order open at the loss, read again, is not closed; an order
+    read before its clip began is not its order and does not replace it (its clip would
+    resume on this buyer's parcel)."""
+    state, _ = step(rec("PO-A", 10.0), CameraLost(15.0), RULES)
+    assert state == Suspended("PO-A", 15.0, order_at_loss="PO-A", since=10.0)
+    new, actions = step(state, Scanned(ORDER_A, 14.0), RULES)
+    assert new == state and kinds(actions) == ["LogEvent"]
+    for ev in (Scanned(ORDER_B, 9.8), Scanned(SEAL, 9.9), Scanned(WAYBILL, 9.9), PedalPress(9.9)):
+        new, actions = step(state, ev, RULES)
+        assert new == state and kinds(actions) == ["LogEvent"] and not actions[0].in_clip
+    # Read after PO-A began, before the loss: the next order (as in the light).
+    new, _ = step(state, Scanned(ORDER_B, 14.5), RULES)
+    assert new.order_id == "PO-B"
+    new, actions = step(new, CameraBack(19.0), RULES)
+    assert kinds(actions) == ["StartClip"] and actions[0].order_id == "PO-B"
 
 
 # ---- failures are events too -------------------------------------------------------------------

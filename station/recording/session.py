@@ -83,7 +83,9 @@ class Suspended:
 
     ``order_id``: the order to record from the first frame back, None for none: the order
     open at the loss (``order_at_loss``) until it is sealed, or an order scanned in the dark
-    (at ``scanned_t``).
+    (at ``scanned_t``). ``since``: when that order began (its clip, or its scan in the dark):
+    a read stamped before then (decoded late) is not its order's. ``last``: as Idle's, with
+    no order waiting (the order finished before the loss, or in the dark).
     """
 
     order_id: str | None
@@ -92,6 +94,8 @@ class Suspended:
     order_at_loss: str | None = None
     scanned_t: float | None = None
     floor: Floor = Floor()
+    since: float | None = None
+    last: tuple[str, float] | None = None
 
 
 State = Idle | Recording | Suspended
@@ -240,11 +244,26 @@ def _changes_floor(code: Code) -> bool:
     )
 
 
-def _before_clip(state: Recording, event: Scanned | PedalPress) -> LogEvent:
-    note = (
-        f"stamped t={event.t:.3f}, before the clip of {state.order_id!r} began at"
-        f" t={state.started_t:.3f}; ignored"
-    )
+def _began(state: State) -> tuple[str, float] | None:
+    """The order open (or waiting for the camera) and the camera time it began."""
+    if isinstance(state, Recording):
+        return state.order_id, state.started_t
+    if isinstance(state, Suspended) and state.order_id is not None and state.since is not None:
+        return state.order_id, state.since
+    return None
+
+
+def _last(state: State) -> tuple[str, float] | None:
+    """The order that ended last, with no order open or waiting since."""
+    if isinstance(state, Idle) or (isinstance(state, Suspended) and state.order_id is None):
+        return state.last
+    return None
+
+
+def _before_clip(order: tuple[str, float], event: Scanned | PedalPress) -> LogEvent:
+    order_id, began = order
+    note = f"stamped t={event.t:.3f}, before the clip of {order_id!r} began at t={began:.3f}"
+    note += "; ignored"
     if isinstance(event, PedalPress):
         return LogEvent("pedal", "", event.t, event.source, note, in_clip=False)
     if event.code.kind is Kind.ITEM:  # an item's note is its symbology: keep it
@@ -262,30 +281,32 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
     The only authority on orders and clips: the runner executes the actions and reports
     what happened at the edges (camera, disk, writer, shutdown) back as events.
     """
+    began = _began(state)
     if (
-        isinstance(state, Recording)
+        began is not None
         and isinstance(event, Scanned | PedalPress)
-        and event.t < state.started_t
+        and event.t < began[1]
         and not (isinstance(event, Scanned) and _changes_floor(event.code))
     ):
         # Made before the open clip began (a camera read decoded late, behind the hand scan
-        # that opened this order): it is not this order's, so it never ends, seals, links to
-        # or replaces this clip. A badge or card still changes the floor below.
-        return state, [_before_clip(state, event)]
+        # that opened this order; or, in the dark, from a frame before the loss): it is not
+        # this order's, so it never ends, seals, links to or replaces this clip. A badge or
+        # card still changes the floor below.
+        return state, [_before_clip(began, event)]
+    last = _last(state)
     if (
-        isinstance(state, Idle)
-        and state.last is not None
+        last is not None
         and isinstance(event, Scanned)
         and event.code.kind is Kind.ORDER
-        and event.code.text == state.last[0]
-        and (event.t < state.last[1] or event.source == CAMERA)
+        and event.code.text == last[0]
+        and (event.t < last[1] or event.source == CAMERA)
     ):
         # The order just packed, read again: by the camera, its sheet still lying at the table
         # (a repack is scanned by hand); or read while its clip was open and decoded after the
         # clip ended (sealed by hand, say), when on time it would have ended that clip. Either
         # way it must not open a "repack" that records the next parcel.
-        if event.t < state.last[1]:
-            note = f"stamped t={event.t:.3f}, before its clip ended at t={state.last[1]:.3f}"
+        if event.t < last[1]:
+            note = f"stamped t={event.t:.3f}, before its clip ended at t={last[1]:.3f}"
             return state, [replace(_log(event, note + "; ignored"), in_clip=False)]
         note = "its clip has ended: seen again by the camera, ignored (scan it by hand to "
         note += "record a repack)"
@@ -350,7 +371,7 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
     if isinstance(state, Suspended):
         # The next parcel is on the table: the order waiting for the camera must not resume
         # on it (as in the light, a refused next order ends the open one).
-        closed = replace(state, order_id=None, waybills=(), scanned_t=None)
+        closed = _close_waiting(state, event.t)
         if event.code.text == state.order_id:
             return closed, [_log(event, "order closed while the camera was lost")]
         return closed, [refused]
@@ -386,7 +407,7 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
         note = "no open order; ignored"
         return state, [LogEvent("pedal", "", event.t, event.source, note), PreviousParcel(event.t)]
     if isinstance(event, CameraLost):
-        return Suspended(None, event.t), []
+        return Suspended(None, event.t, last=state.last), []
     return state, []
 
 
@@ -436,9 +457,10 @@ def _step_recording(
     if isinstance(event, EndClip):
         return Idle(), [StopClip(event.reason, event.t)]
     if isinstance(event, CameraLost):
-        return Suspended(state.order_id, event.t, state.waybills, state.order_id), [
-            StopClip(FinishReason.CAMERA_LOST, event.t)
-        ]
+        dark = Suspended(
+            state.order_id, event.t, state.waybills, state.order_id, since=state.started_t
+        )
+        return dark, [StopClip(FinishReason.CAMERA_LOST, event.t)]
     if isinstance(event, ClipRefused) and event.order_id == state.order_id:
         return Idle(), [LogEvent("refused", event.order_id, event.t, "station", event.reason)]
     if isinstance(event, RecordingFailed):
@@ -446,10 +468,16 @@ def _step_recording(
     return state, []
 
 
+def _close_waiting(state: Suspended, t: float) -> Suspended:
+    """No order waits for the camera any more; the one that did (if any) ended at ``t``."""
+    last = (state.order_id, t) if state.order_id is not None else state.last
+    return replace(state, order_id=None, waybills=(), scanned_t=None, since=None, last=last)
+
+
 def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]]:
     if isinstance(event, CameraBack):
         if state.order_id is None:
-            return Idle(), []
+            return Idle(last=state.last), []
         rec = Recording(state.order_id, event.t, event.t, state.waybills)
         gap = round(max(0.0, event.t - state.lost_t), 3)
         start = StartClip(
@@ -463,13 +491,19 @@ def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]
             scanned_t=state.scanned_t,
         )
         return rec, [start]
-    closed = replace(state, order_id=None, waybills=(), scanned_t=None)
+    closed = _close_waiting(state, event.t)
     if isinstance(event, Scanned):
         code = event.code
         if code.kind is Kind.ORDER:
+            if code.text == state.order_id and event.source == CAMERA:
+                # Read from a frame before the loss (no frames come in the dark): its sheet
+                # lying at the table, as in the light; the order goes on.
+                return state, [_log(event, "seen again by the camera before it was lost")]
             if code.text == state.order_id:
                 return closed, [_log(event, "order closed while the camera was lost")]
-            waiting = replace(closed, order_id=code.text, scanned_t=event.t)
+            waiting = replace(
+                closed, order_id=code.text, scanned_t=event.t, since=event.t, last=None
+            )
             return waiting, [_log(event, "camera lost; waiting")]
         if code.kind is Kind.WAYBILL and state.order_id is not None:
             waybills = state.waybills
