@@ -111,7 +111,7 @@ def test_an_order_refused_while_the_camera_is_lost_ends_the_waiting_order(dark: 
     assert actions[-1] == ss.LogEvent("refused", "A2", 3, "camera", "no packer signed in")
     assert isinstance(state, ss.Suspended) and state.order_id is None
     state, actions = ss.step(state, ss.CameraBack(4), STRICT)
-    assert state == ss.Idle() and starts(actions) == []
+    assert state == ss.Idle(last=("A1", 3)) and starts(actions) == []
 
 
 def test_the_waiting_order_rescanned_while_signed_out_in_the_dark_is_closed() -> None:
@@ -139,8 +139,29 @@ def test_the_floor_survives_a_camera_loss() -> None:
     )
     (first, resumed) = starts(actions)
     assert first.packer == "alice" and first.kind is ss.ClipKind.ORDER
-    assert resumed.packer == "alice" and resumed.kind is ss.ClipKind.RETURN
+    assert resumed.packer == "alice"
     assert isinstance(state, ss.Recording) and state.floor.packer == "alice"
+
+
+def test_a_clip_resumed_after_a_camera_loss_keeps_its_kind() -> None:
+    """The same packing goes on after the loss: an outbound order does not become a return
+    because the return card for the next parcel was scanned in the dark (that card is the
+    next clip's), and a return being unboxed does not become an outbound order."""
+    events: list[ss.Event] = [scan("A1", 1), ss.CameraLost(2), scan("退货", 3), ss.CameraBack(4)]
+    state, actions = run([*events, scan("A2", 5)])
+    assert [(a.order_id, a.kind) for a in starts(actions)] == [
+        ("A1", ss.ClipKind.ORDER),
+        ("A1", ss.ClipKind.ORDER),
+        ("A2", ss.ClipKind.RETURN),
+    ]
+    state, actions = run([scan("RETURN", 0), scan("A1", 1), ss.CameraLost(2), ss.CameraBack(4)])
+    assert [a.kind for a in starts(actions)] == [ss.ClipKind.RETURN, ss.ClipKind.RETURN]
+    assert isinstance(state, ss.Recording) and state.kind is ss.ClipKind.RETURN
+    assert state.floor.next_kind is ss.ClipKind.ORDER
+    # An order scanned in the dark is a new clip: it takes the next kind, as in the light.
+    state, actions = run([scan("A1", 1), ss.CameraLost(2), scan("RETURN", 3), scan("A2", 3.5),
+                          ss.CameraBack(4)])  # fmt: skip
+    assert [(a.order_id, a.kind) for a in starts(actions)][-1] == ("A2", ss.ClipKind.RETURN)
 
 
 codes = st.sampled_from(["OP:alice", "OP:bob", "OP-carol", "SIGNOUT", "签退", "RETURN", "A1",

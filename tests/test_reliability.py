@@ -294,6 +294,32 @@ def test_a_seal_while_the_camera_is_away_ends_the_order_without_an_empty_clip(
     assert not (cfg.station.data_dir / "quarantine").exists()  # no empty clip was started
 
 
+def test_a_return_card_scanned_while_the_camera_is_away_is_the_next_clips(
+    cfg: config_mod.Config,
+) -> None:
+    """PO-K is being packed when the camera blinks; the return card for the next parcel is
+    scanned in the dark. PO-K's packing resumes as what it was, an outbound order (a buyer's
+    dispute over it must not show an "unboxing of a return"), and the return is PO-R's."""
+    cfg = scenario_cfg(cfg).replace("proof", enabled=False)
+    scenario = Scenario.from_dict({"seed": 2, "event": [
+        {"at": 0.5, "kind": "key", "text": "PO-K"},
+        {"at": 3.05, "kind": "key", "text": "RETURN"},  # during the outage
+        {"at": 5.0, "kind": "key", "text": "PO-R"},
+        {"at": 7.0, "kind": "key", "text": "SEAL"},
+        {"at": 8.0, "kind": "end"},
+    ]})  # fmt: skip
+    cam = FlakyCamera(SyntheticCamera(160, 96, 10.0, scenario, realtime=False), [Outage(30, 2)])
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.run(threading.Event())
+    clips = asm.ledger.clips()
+    asm.close()
+    assert [(c.order_id, c.finish_reason, c.kind) for c in clips] == [
+        ("PO-K", "camera-lost", "order"),
+        ("PO-K", "next-order", "order"),
+        ("PO-R", "sealed", "return"),
+    ]
+
+
 def test_orders_scanned_while_the_camera_is_away_start_when_it_is_back(
     cfg: config_mod.Config,
 ) -> None:

@@ -15,6 +15,7 @@ from station.recording.session import (
     STATION_ENDS,
     CameraBack,
     CameraLost,
+    ClipKind,
     ClipRefused,
     EndClip,
     FinishReason,
@@ -314,7 +315,9 @@ def test_a_read_after_the_clip_ended_or_of_another_order_still_opens_a_clip() ->
 
 def test_camera_loss_closes_clip_and_resumes_same_order_without_pre_roll() -> None:
     state, actions = step(rec(waybills=("SF1234567890123",)), CameraLost(15.0), RULES)
-    assert state == Suspended("PO-A", 15.0, ("SF1234567890123",), order_at_loss="PO-A", since=10.0)
+    assert state == Suspended(
+        "PO-A", 15.0, ("SF1234567890123",), order_at_loss="PO-A", since=10.0, kind=ClipKind.ORDER
+    )
     assert actions == [StopClip(FinishReason.CAMERA_LOST, 15.0)]
     state, actions = step(state, CameraBack(19.0), RULES)
     assert state == Recording("PO-A", 19.0, 19.0, ("SF1234567890123",))
@@ -395,7 +398,7 @@ def test_camera_reads_from_before_the_loss_decoded_in_the_dark() -> None:
     read before its clip began is not its order and does not replace it (its clip would
     resume on this buyer's parcel)."""
     state, _ = step(rec("PO-A", 10.0), CameraLost(15.0), RULES)
-    assert state == Suspended("PO-A", 15.0, order_at_loss="PO-A", since=10.0)
+    assert state == Suspended("PO-A", 15.0, order_at_loss="PO-A", since=10.0, kind=ClipKind.ORDER)
     new, actions = step(state, Scanned(ORDER_A, 14.0), RULES)
     assert new == state and kinds(actions) == ["LogEvent"]
     for ev in (Scanned(ORDER_B, 9.8), Scanned(SEAL, 9.9), Scanned(WAYBILL, 9.9), PedalPress(9.9)):

@@ -85,7 +85,9 @@ class Suspended:
     open at the loss (``order_at_loss``) until it is sealed, or an order scanned in the dark
     (at ``scanned_t``). ``since``: when that order began (its clip, or its scan in the dark):
     a read stamped before then (decoded late) is not its order's. ``last``: as Idle's, with
-    no order waiting (the order finished before the loss, or in the dark).
+    no order waiting (the order finished before the loss, or in the dark). ``kind``: the kind
+    of the clip the loss cut while its order still waits (the same packing resumes as the
+    same kind), None when the waiting order is another (it takes the floor's next kind).
     """
 
     order_id: str | None
@@ -96,6 +98,7 @@ class Suspended:
     floor: Floor = Floor()
     since: float | None = None
     last: tuple[str, float] | None = None
+    kind: ClipKind | None = None
 
 
 State = Idle | Recording | Suspended
@@ -349,6 +352,10 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
             new, actions = _step_recording(state, event, rules)
         case Suspended():
             new, actions = _step_suspended(state, event)
+            if isinstance(event, CameraBack) and state.kind is not None:
+                # The clip cut by the loss resumes: it keeps its kind (and a return card
+                # scanned in the dark stays the next clip's); the packer is who is here now.
+                return _stamp(new, actions, replace(floor, next_kind=state.kind), keep=floor)
     return _stamp(_remember(state, new, actions), actions, floor)
 
 
@@ -378,8 +385,11 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
     return state, [refused]
 
 
-def _stamp(new: State, actions: list[Action], floor: Floor) -> tuple[State, list[Action]]:
-    """Carry the floor into the new state; give each started clip its packer and kind."""
+def _stamp(
+    new: State, actions: list[Action], floor: Floor, keep: Floor | None = None
+) -> tuple[State, list[Action]]:
+    """Carry the floor into the new state; give each started clip its packer and kind. The
+    next clip is an order again, unless ``keep``: the floor to carry on unchanged."""
     if any(isinstance(a, StartClip) for a in actions):
         actions = [
             replace(a, packer=floor.packer, kind=floor.next_kind) if isinstance(a, StartClip) else a
@@ -387,7 +397,9 @@ def _stamp(new: State, actions: list[Action], floor: Floor) -> tuple[State, list
         ]
         if isinstance(new, Recording):
             new = replace(new, packer=floor.packer, kind=floor.next_kind)
-        floor = replace(floor, next_kind=ClipKind.ORDER)
+        floor = keep if keep is not None else replace(floor, next_kind=ClipKind.ORDER)
+    elif keep is not None:
+        floor = keep
     return replace(new, floor=floor), actions
 
 
@@ -458,7 +470,12 @@ def _step_recording(
         return Idle(), [StopClip(event.reason, event.t)]
     if isinstance(event, CameraLost):
         dark = Suspended(
-            state.order_id, event.t, state.waybills, state.order_id, since=state.started_t
+            state.order_id,
+            event.t,
+            state.waybills,
+            state.order_id,
+            since=state.started_t,
+            kind=state.kind,
         )
         return dark, [StopClip(FinishReason.CAMERA_LOST, event.t)]
     if isinstance(event, ClipRefused) and event.order_id == state.order_id:
@@ -471,7 +488,9 @@ def _step_recording(
 def _close_waiting(state: Suspended, t: float) -> Suspended:
     """No order waits for the camera any more; the one that did (if any) ended at ``t``."""
     last = (state.order_id, t) if state.order_id is not None else state.last
-    return replace(state, order_id=None, waybills=(), scanned_t=None, since=None, last=last)
+    return replace(
+        state, order_id=None, waybills=(), scanned_t=None, since=None, last=last, kind=None
+    )
 
 
 def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]]:
