@@ -243,3 +243,36 @@ def test_after_a_camera_loss_no_clip_of_an_earlier_order_records_the_next_parcel
     assert asm.station.stats.camera_losses == 1
     assert [(c.order_id, c.finish_reason) for c in clips] == expected
     owners_ok(finished)
+
+
+def test_a_rejected_code_read_before_the_next_clip_began_is_not_in_its_timeline(
+    cfg: config_mod.Config,
+) -> None:
+    """A long QR code on PO-A's parcel (a platform's label: the buyer's address, say) is read
+    by the camera at 4.0 and rejected (too long) only after the packer scanned PO-B at 4.3:
+    it was on PO-A's parcel, not PO-B's, so its text must not be in PO-B's timeline (its
+    order page, share link and signed manifest), as no other late read is."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS).replace("proof", enabled=False)
+    cfg = cfg.replace("scanner", camera_decode=False)
+    long_code = "https://example.com/a?buyer=" + "x" * 80
+    scans = [
+        _kb("PO-A", 0.5),
+        _kb("PO-B", 4.3),
+        (4.6, RawScan(long_code, "camera", 4.0, "qrcode")),
+        _kb("SEAL", 8.0),
+    ]
+    scenario = Scenario.from_dict({"seed": 5, "event": [{"at": 9.0, "kind": "end"}]})
+    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.append(HandedOver(scans))
+    try:
+        asm.station.run(threading.Event())
+        clips, stray = asm.ledger.clips(), asm.ledger.unattached_events()
+    finally:
+        asm.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        ("PO-A", "next-order"),
+        ("PO-B", "sealed"),
+    ]
+    assert [e.kind for e in clips[1].events] == ["order", "seal"]
+    assert [e.kind for e in stray] == ["rejected"]

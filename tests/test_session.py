@@ -31,6 +31,7 @@ from station.recording.session import (
     StopClip,
     Suspended,
     Tick,
+    in_open_clip,
     step,
 )
 
@@ -458,6 +459,14 @@ def test_an_item_is_logged_and_changes_nothing(state) -> None:
     new, actions = step(state, Scanned(ITEM, 12.0), RULES)
     assert new == state
     assert actions == [LogEvent("item", "4006381333931", 12.0, "camera", "ean13")]
+
+
+def test_a_record_that_decides_nothing_is_in_the_open_clip_only_from_its_start() -> None:
+    """A rejected read stamped before the open clip began is of the parcel before."""
+    assert in_open_clip(rec("PO-B", 10.0), 10.0) and in_open_clip(rec("PO-B", 10.0), 11.0)
+    assert not in_open_clip(rec("PO-B", 10.0), 9.9)
+    assert not in_open_clip(Idle(), 10.0)
+    assert not in_open_clip(Suspended("PO-A", 5.0), 10.0)
 
 
 def test_unknown_state_is_a_programming_error() -> None:

@@ -274,6 +274,13 @@ def _before_clip(order: tuple[str, float], event: Scanned | PedalPress) -> LogEv
     return replace(_log(event, note), in_clip=False)
 
 
+def in_open_clip(state: State, t: float) -> bool:
+    """Does a record stamped at camera time ``t`` that decides nothing (a rejected read) go
+    in the open clip's timeline? Not when it was made before that clip began (decoded late):
+    it is of the parcel before, as a late scan is (``step``)."""
+    return isinstance(state, Recording) and t >= state.started_t
+
+
 def _start(order_id: str, t: float) -> Recording:
     return Recording(order_id=order_id, started_t=t, last_motion_t=t)
 
