@@ -276,3 +276,43 @@ def test_a_rejected_code_read_before_the_next_clip_began_is_not_in_its_timeline(
     ]
     assert [e.kind for e in clips[1].events] == ["order", "seal"]
     assert [e.kind for e in stray] == ["rejected"]
+
+
+class RefusesFirst:
+    """A clip guard that refuses the first clip (the disk was full then) and no other."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def refusal(self) -> str | None:
+        self.asked += 1
+        return "disk full" if self.asked == 1 else None
+
+    def must_finish_clip(self) -> bool:
+        return False
+
+
+def test_no_pre_roll_reaches_back_into_a_packing_no_clip_recorded(cfg: config_mod.Config) -> None:
+    """PO-A's clip is refused (the disk was full); the packer packs PO-A all the same and
+    scans PO-B at 6.0 when space is back. PO-B's clip starts at its scan: a 3 s pre-roll
+    would be PO-A's parcel, with no clip of PO-A to own those frames."""
+    cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=60.0, still_timeout_s=0.0)
+    cfg = cfg.replace("proof", enabled=False)
+    scenario = Scenario.from_dict({"seed": 6, "event": [
+        {"at": 0.5, "kind": "key", "text": "PO-A"},
+        {"at": 6.0, "kind": "key", "text": "PO-B"},
+        {"at": 8.0, "kind": "key", "text": "SEAL"},
+        {"at": 9.0, "kind": "end"},
+    ]})  # fmt: skip
+    finished: list[FinishedClip] = []
+    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
+    asm.station.guard = RefusesFirst()
+    try:
+        asm.station.run(threading.Event())
+        clips = asm.ledger.clips()
+    finally:
+        asm.close()
+    assert [(c.order_id, c.finish_reason, c.pre_roll_s) for c in clips] == [("PO-B", "sealed", 0)]
+    (b,) = finished
+    assert b.span is not None and 6.0 - 1e-6 <= b.span[0] <= 6.0 + 1 / FPS

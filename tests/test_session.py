@@ -435,14 +435,34 @@ def test_the_station_ends_a_clip_only_for_its_own_reasons(reason: FinishReason) 
 
 def test_a_refused_clip_returns_to_idle_and_logs_the_refusal() -> None:
     state, actions = step(rec("PO-A"), ClipRefused("PO-A", 10.0, "disk full"), RULES)
-    assert state == Idle()
+    assert state == Idle(unrecorded="PO-A")
     assert actions == [LogEvent("refused", "PO-A", 10.0, "station", "disk full")]
     # A refusal of another order than the open one changes nothing (a late report).
     assert step(rec("PO-A"), ClipRefused("PO-B", 10.0, "x"), RULES) == (rec("PO-A"), [])
 
 
+@pytest.mark.parametrize(
+    "failure", [ClipRefused("PO-A", 10.0, "disk full"), RecordingFailed(10.0, "EIO")]
+)
+def test_after_an_unrecorded_packing_the_next_order_has_no_pre_roll(failure) -> None:
+    """PO-A's clip was refused (or its writer failed): PO-A is packed on with no clip, and
+    nothing marks its end. The next order's pre-roll would be PO-A's parcel: it starts at its
+    scan. PO-A scanned again records its own parcel, pre-roll and all; a seal, a waybill or
+    the pedal marks the end of PO-A, after which pre-roll is as ever."""
+    state, _ = step(rec("PO-A", 10.0), failure, RULES)
+    assert state == Idle(unrecorded="PO-A")
+    _, actions = step(state, Scanned(ORDER_B, 30.0), RULES)
+    assert actions[0] == StartClip("PO-B", 30.0, pre_roll=False)
+    _, actions = step(state, Scanned(ORDER_A, 30.0, "keyboard"), RULES)
+    assert actions[0] == StartClip("PO-A", 30.0)
+    for end in (Scanned(SEAL, 20.0), Scanned(WAYBILL, 20.0), PedalPress(20.0)):
+        ended, actions = step(state, end, RULES)
+        assert ended == Idle() and kinds(actions) == ["LogEvent", "PreviousParcel"]
+    assert step(state, CameraLost(20.0), RULES)[0] == Suspended(None, 20.0)
+
+
 def test_recording_failed_and_shutdown() -> None:
-    assert step(rec(), RecordingFailed(11.0, "ENOSPC"), RULES) == (Idle(), [])
+    assert step(rec(), RecordingFailed(11.0, "ENOSPC"), RULES) == (Idle(unrecorded="PO-A"), [])
     assert step(rec(), EndClip(11.0, FinishReason.INTERRUPTED), RULES) == (
         Idle(last=("PO-A", 11.0)),
         [StopClip(FinishReason.INTERRUPTED, 11.0)],
@@ -541,6 +561,9 @@ def test_resumed_clips_carry_their_gap_and_only_follow_a_camera_loss(seq) -> Non
                 continue
             if a.pre_roll:
                 assert a.resumed_after_s is None
+                continue
+            if isinstance(before, Idle):  # after a packing no clip recorded: not resumed
+                assert before.unrecorded not in (None, a.order_id) and a.resumed_after_s is None
                 continue
             assert isinstance(before, Suspended) and isinstance(ev, CameraBack)
             # The gap is recorded to the millisecond.

@@ -58,10 +58,15 @@ class Idle:
     ``last``: the order of the clip that ended last and when, while nothing else has opened:
     a camera read of that order stamped before then was made while its clip was open (decoded
     late), not a new packing of it.
+
+    ``unrecorded``: the order whose clip was refused or whose writer failed: it is packed on
+    with no clip and nothing marks its end, so the next order's clip starts at its scan (its
+    pre-roll would be that parcel), until a seal, a waybill or the pedal ends it.
     """
 
     floor: Floor = Floor()
     last: tuple[str, float] | None = None
+    unrecorded: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,18 +419,22 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
     if isinstance(event, Scanned):
         code = event.code
         if code.kind is Kind.ORDER:
-            return _start(code.text, event.t), [StartClip(code.text, event.t), _log(event)]
+            pre_roll = state.unrecorded in (None, code.text)
+            start = StartClip(code.text, event.t, pre_roll=pre_roll)
+            return _start(code.text, event.t), [start, _log(event)]
         if code.kind is Kind.CONTROL and code.detail == "test":
             return state, [_log(event, "test scan")]
         if code.kind is Kind.UNKNOWN:
             return state, [_log(event, "matches no order pattern; ignored")]
         if code.kind is Kind.WAYBILL or _is_seal(code):
-            return state, [_log(event, "no open order; ignored"), PreviousParcel(event.t)]
+            ended = replace(state, unrecorded=None)
+            return ended, [_log(event, "no open order; ignored"), PreviousParcel(event.t)]
         return state, [_log(event, "no open order; ignored")]
     if isinstance(event, PedalPress):
         note = "no open order; ignored"
-        return state, [LogEvent("pedal", "", event.t, event.source, note), PreviousParcel(event.t)]
-    if isinstance(event, CameraLost):
+        ended = replace(state, unrecorded=None)
+        return ended, [LogEvent("pedal", "", event.t, event.source, note), PreviousParcel(event.t)]
+    if isinstance(event, CameraLost):  # no pre-roll reaches back across the loss
         return Suspended(None, event.t, last=state.last), []
     return state, []
 
@@ -486,9 +495,11 @@ def _step_recording(
         )
         return dark, [StopClip(FinishReason.CAMERA_LOST, event.t)]
     if isinstance(event, ClipRefused) and event.order_id == state.order_id:
-        return Idle(), [LogEvent("refused", event.order_id, event.t, "station", event.reason)]
+        refused = LogEvent("refused", event.order_id, event.t, "station", event.reason)
+        return Idle(unrecorded=state.order_id), [refused]
     if isinstance(event, RecordingFailed):
-        return Idle(), []  # the recorder closed the clip and keeps what was written
+        # The recorder closed the clip and keeps what was written; the packing goes on.
+        return Idle(unrecorded=state.order_id), []
     return state, []
 
 
