@@ -11,7 +11,7 @@ import pytest
 from recorder_support import encoded_recorder
 
 from station import config as config_mod
-from station.capture.frames import InputEvent, RawScan
+from station.capture.frames import Caption, InputEvent, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.recording.recorder import FinishedClip
 from station.runtime.faults import FlakyCamera, Outage
@@ -316,3 +316,76 @@ def test_no_pre_roll_reaches_back_into_a_packing_no_clip_recorded(cfg: config_mo
     assert [(c.order_id, c.finish_reason, c.pre_roll_s) for c in clips] == [("PO-B", "sealed", 0)]
     (b,) = finished
     assert b.span is not None and 6.0 - 1e-6 <= b.span[0] <= 6.0 + 1 / FPS
+
+
+def test_no_frame_of_a_clip_carries_another_orders_waybill_or_packer(
+    cfg: config_mod.Config,
+) -> None:
+    """What is burned into each frame of a clip (order, waybills, packer, kind) is that
+    clip's own, across waybills scanned at the switch, late camera reads of the order before
+    (its waybill too), badges changing mid-clip, a return card and a camera blink."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS, read_timeout_s=0.5)
+    cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
+    cfg = cfg.replace("session", pre_roll_s=2.0, max_duration_s=60.0, still_timeout_s=0.0)
+    wa, wb, wc = "SF1000000000001", "SF1000000000002", "SF1000000000003"
+    scans = [
+        _kb("OP:alice", 0.2),
+        _kb("PO-A", 0.5),
+        _kb(wa, 2.0),
+        _kb("OP:bob", 2.5),  # the next clip's packer; PO-A keeps alice
+        _kb("PO-B", 3.0),
+        (3.4, RawScan(wa, "camera", 2.9, "code128")),  # PO-A's label, decoded late
+        _kb(wb, 4.5),
+        _kb("RETURN", 5.0),
+        _kb("PO-C", 6.5),
+        _kb(wc, 7.5),  # the camera blinks at 8.0 (PO-C resumes with its waybill)
+        _kb("SEAL", 10.0),
+    ]
+    scenario = Scenario.from_dict({"seed": 8, "event": [{"at": 12.0, "kind": "end"}]})
+    cam = FlakyCamera(SyntheticCamera(W, H, FPS, scenario, realtime=False), [Outage(80, 2)])
+    finished: list[FinishedClip] = []
+    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
+    station = asm.station
+    station.scan_sources.append(HandedOver(scans))
+    shown: dict[float, Caption] = {}
+    drawn: list[Caption] = []
+    overlay, push = station.overlay, station.recorder.push
+    assert overlay is not None
+
+    class Seen:
+        def apply_i420(self, image: np.ndarray, caption: Caption) -> None:
+            drawn.append(caption)
+            overlay.apply_i420(image, caption)
+
+    def pushed(image: np.ndarray, t: float, wall: datetime, label: str | None = None) -> None:
+        shown[t] = drawn[-1]
+        push(image, t, wall, label)
+
+    station.overlay = Seen()
+    station.recorder.push = pushed  # type: ignore[method-assign]
+    try:
+        station.run(threading.Event())
+        clips = asm.ledger.clips()
+    finally:
+        asm.close()
+    assert [(c.order_id, c.finish_reason, c.packer, c.kind) for c in clips] == [
+        ("PO-A", "next-order", "alice", "order"),
+        ("PO-B", "next-order", "bob", "order"),
+        ("PO-C", "camera-lost", "bob", "return"),
+        ("PO-C", "sealed", "bob", "return"),
+    ]
+    owners_ok(finished)
+    checked = 0
+    for f, c in zip(sorted(finished, key=lambda f: f.span or (0, 0)), clips, strict=True):
+        assert f.span is not None
+        own = {w.waybill for w in c.waybills}
+        for t in (t for t in shown if f.span[0] <= t <= f.span[1]):
+            checked += 1
+            cap = shown[t]
+            assert cap.order_id in (None, c.order_id), (c.order_id, t, cap)
+            if cap.order_id is None:
+                continue  # pre-roll: the table before the scan
+            assert set((cap.waybill or "").split()) <= own, (c.order_id, t, cap)
+            assert (cap.packer, cap.kind) == (c.packer, c.kind), (c.order_id, t, cap)
+    assert checked == sum(c.frame_count for c in clips)
+    assert [sorted(w.waybill for w in c.waybills) for c in clips] == [[wa], [wb], [wc], [wc]]
