@@ -9,9 +9,10 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 from recorder_support import encoded_recorder
+from scan_support import LateScans
 
 from station import config as config_mod
-from station.capture.frames import Caption, InputEvent, RawScan
+from station.capture.frames import Caption, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.recording.recorder import FinishedClip
 from station.runtime.faults import FlakyCamera, Outage
@@ -165,25 +166,6 @@ def test_no_pre_roll_reaches_back_to_the_parcel_before_seen_with_no_order_open(
     assert pre["PO-3"] == pytest.approx(1.0, abs=0.15)
 
 
-class HandedOver:
-    """A scan source that hands over each ``(poll_at, scan)`` at the first poll with
-    ``now >= poll_at`` (the station polls once more when the camera is back)."""
-
-    def __init__(self, scans: list[tuple[float, RawScan]]) -> None:
-        self.scans = sorted(scans, key=lambda s: s[0])
-
-    def start(self) -> None:
-        pass
-
-    def poll(self, now: float) -> list[InputEvent]:
-        ready = [s for at, s in self.scans if at <= now]
-        self.scans = [(at, s) for at, s in self.scans if at > now]
-        return list(ready)
-
-    def stop(self) -> None:
-        pass
-
-
 def _kb(text: str, t: float) -> tuple[float, RawScan]:
     return t, RawScan(text, "keyboard", t)
 
@@ -234,7 +216,7 @@ def test_after_a_camera_loss_no_clip_of_an_earlier_order_records_the_next_parcel
     cam = FlakyCamera(SyntheticCamera(W, H, FPS, scenario, realtime=False), [Outage(outage_at, 2)])
     finished: list[FinishedClip] = []
     asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
-    asm.station.scan_sources.append(HandedOver(scans))
+    asm.station.scan_sources.append(LateScans(scans))
     try:
         asm.station.run(threading.Event())
         clips = asm.ledger.clips()
@@ -264,7 +246,7 @@ def test_a_rejected_code_read_before_the_next_clip_began_is_not_in_its_timeline(
     scenario = Scenario.from_dict({"seed": 5, "event": [{"at": 9.0, "kind": "end"}]})
     cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
     asm = assemble(cfg, camera=cam, live_view=False)
-    asm.station.scan_sources.append(HandedOver(scans))
+    asm.station.scan_sources.append(LateScans(scans))
     try:
         asm.station.run(threading.Event())
         clips, stray = asm.ledger.clips(), asm.ledger.unattached_events()
@@ -346,7 +328,7 @@ def test_no_frame_of_a_clip_carries_another_orders_waybill_or_packer(
     finished: list[FinishedClip] = []
     asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
     station = asm.station
-    station.scan_sources.append(HandedOver(scans))
+    station.scan_sources.append(LateScans(scans))
     shown: dict[float, Caption] = {}
     drawn: list[Caption] = []
     overlay, push = station.overlay, station.recorder.push
