@@ -86,7 +86,7 @@ def test_sign_out_leaves_the_open_clip_its_packer() -> None:
 
 def test_require_packer_refuses_an_order_without_one() -> None:
     state, actions = run([scan("A1", 1)], STRICT)
-    assert state == ss.Idle()
+    assert state == ss.Idle(unrecorded="A1")  # packed with no clip, maybe: see below
     assert actions == [ss.LogEvent("refused", "A1", 1, "camera", "no packer signed in")]
     state, actions = run([scan("OP:alice", 0), scan("A1", 1), scan("SIGNOUT", 2), scan("A2", 3)],
                          STRICT)  # fmt: skip
@@ -94,6 +94,18 @@ def test_require_packer_refuses_an_order_without_one() -> None:
     assert [a.order_id for a in starts(actions)] == ["A1"]
     assert ss.StopClip(ss.FinishReason.NEXT_ORDER, 3) in actions
     assert actions[-1].kind == "refused"  # type: ignore[union-attr]
+
+
+def test_after_an_order_refused_for_no_packer_the_next_order_has_no_pre_roll() -> None:
+    """A2 refused (no packer signed in) may be packed all the same, with no clip: the next
+    order's pre-roll would show it. A2 itself, scanned again once signed in, has its pre-roll."""
+    signed_out = [scan("OP:alice", 0), scan("A1", 1), scan("SIGNOUT", 2), scan("A2", 3)]
+    state, _ = run(signed_out, STRICT)
+    assert isinstance(state, ss.Idle) and state.unrecorded == "A2"
+    _, actions = run_from(state, [scan("OP:bob", 4), scan("A3", 9)], STRICT)
+    assert [(a.order_id, a.pre_roll) for a in starts(actions)] == [("A3", False)]
+    _, actions = run_from(state, [scan("OP:bob", 4), scan("A2", 9)], STRICT)
+    assert [(a.order_id, a.pre_roll) for a in starts(actions)] == [("A2", True)]
 
 
 @pytest.mark.parametrize("dark", [False, True], ids=["open-at-loss", "scanned-in-the-dark"])

@@ -59,9 +59,9 @@ class Idle:
     a camera read of that order stamped before then was made while its clip was open (decoded
     late), not a new packing of it.
 
-    ``unrecorded``: the order whose clip was refused or whose writer failed: it is packed on
-    with no clip and nothing marks its end, so the next order's clip starts at its scan (its
-    pre-roll would be that parcel), until a seal, a waybill or the pedal ends it.
+    ``unrecorded``: the order whose clip was refused (or whose writer failed): it may be
+    packed on with no clip, and nothing marks its end, so the next order's clip starts at its
+    scan (its pre-roll would be that parcel) until a seal, a waybill or the pedal ends it.
     """
 
     floor: Floor = Floor()
@@ -386,7 +386,8 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
         last = (state.order_id, event.t)
         if event.code.text == state.order_id:
             return Idle(state.floor, last), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
-        return Idle(state.floor, last), [StopClip(FinishReason.NEXT_ORDER, event.t), refused]
+        idle = Idle(state.floor, last, unrecorded=event.code.text)  # it may be packed all the same
+        return idle, [StopClip(FinishReason.NEXT_ORDER, event.t), refused]
     if isinstance(state, Suspended):
         # The next parcel is on the table: the order waiting for the camera must not resume
         # on it (as in the light, a refused next order ends the open one).
@@ -394,7 +395,7 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
         if event.code.text == state.order_id:
             return closed, [_log(event, "order closed while the camera was lost")]
         return closed, [refused]
-    return state, [refused]
+    return replace(state, unrecorded=event.code.text), [refused]
 
 
 def _stamp(
