@@ -455,7 +455,7 @@ class Station:
                 self._emit(
                     EventKind.WAYBILL_LINKED,
                     action.t,
-                    getattr(self.state, "order_id", None),
+                    action.order_id,  # not the state's: a waybill may end the clip
                     waybill=action.waybill,
                     carrier=action.carrier,
                 )
