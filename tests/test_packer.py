@@ -96,6 +96,16 @@ def test_require_packer_refuses_an_order_without_one() -> None:
     assert actions[-1].kind == "refused"  # type: ignore[union-attr]
 
 
+def test_the_open_orders_sheet_seen_again_after_a_sign_out_ends_nothing() -> None:
+    """alice signs out mid-clip (end of shift) and the camera sees A1's sheet again: packing
+    goes on, as when someone is signed in; a hand rescan still ends the clip."""
+    state, _ = run([scan("OP:alice", 0), scan("A1", 1), scan("SIGNOUT", 2)], STRICT)
+    new, actions = ss.step(state, scan("A1", 6), STRICT)
+    assert new == state and not any(isinstance(a, ss.StopClip) for a in actions)
+    new, actions = ss.step(state, ss.Scanned(classify("A1", RULES), 6, "keyboard"), STRICT)
+    assert isinstance(new, ss.Idle) and ss.StopClip(ss.FinishReason.RESCAN, 6) in actions
+
+
 def test_after_an_order_refused_for_no_packer_the_next_order_has_no_pre_roll() -> None:
     """A2 refused (no packer signed in) may be packed all the same, with no clip: the next
     order's pre-roll would show it. A2 itself, scanned again once signed in, has its pre-roll."""

@@ -348,7 +348,17 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
             return replace(state, floor=replace(floor, next_kind=ClipKind.RETURN)), [
                 _log(event, "the next clip is a return")
             ]
-        if code.kind is Kind.ORDER and rules.require_packer and floor.packer is None:
+        # The open order's sheet seen again by the camera is no new packing to refuse: the
+        # clip goes on, as when a packer is signed in.
+        seen_again = (
+            isinstance(state, Recording) and code.text == state.order_id and event.source == CAMERA
+        )
+        if (
+            code.kind is Kind.ORDER
+            and rules.require_packer
+            and floor.packer is None
+            and not seen_again
+        ):
             return _refuse_unsigned(state, event)
     if (
         isinstance(event, ClipRefused)
