@@ -6,11 +6,12 @@ import threading
 
 import numpy as np
 import pytest
+from scan_support import LateScans
 
 from station import config as config_mod
 from station.capture.barcodes import Detection, ScanWorker
 from station.capture.confirm import ReadConfirmer
-from station.capture.frames import InputEvent, RawScan
+from station.capture.frames import RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.service import assemble
 from station.store.ledger import ClipRecord, Ledger, ScanEventRecord
@@ -125,25 +126,6 @@ def test_a_single_unconfirmed_read_never_starts_a_clip(
     ledger.close()
 
 
-class LateScans:
-    """A scan source that hands over each ``(poll_at, scan)`` at the first poll with
-    ``now >= poll_at``: a scan stamped ``scan.t`` that reaches the station only then."""
-
-    def __init__(self, scans: list[tuple[float, RawScan]]) -> None:
-        self.scans = scans
-
-    def start(self) -> None:
-        pass
-
-    def poll(self, now: float) -> list[InputEvent]:
-        ready = [s for at, s in self.scans if at <= now]
-        self.scans = [(at, s) for at, s in self.scans if at > now]
-        return list(ready)
-
-    def stop(self) -> None:
-        pass
-
-
 def run_table(
     cfg: config_mod.Config,
     scans: list[tuple[float, RawScan]],
@@ -158,7 +140,7 @@ def run_table(
     script = {"seed": seed, "event": [*shown, {"at": end, "kind": "end"}]}
     cam = SyntheticCamera(W, H, cfg.camera.fps, Scenario.from_dict(script), realtime=False)
     asm = assemble(cfg, camera=cam, live_view=False)
-    asm.station.scan_sources.append(LateScans(sorted(scans, key=lambda s: s[0])))
+    asm.station.scan_sources.append(LateScans(scans))
     try:
         asm.station.run(threading.Event())
         return asm.ledger.clips(), asm.ledger.unattached_events()

@@ -232,3 +232,15 @@ def test_a_badge_under_the_camera_is_confirmed_signs_in_and_never_ends_the_clip(
     badge = [e for e in clips[0].events if e.kind == "operator"]
     assert [(e.text, e.source, e.note) for e in badge] == [("OP:bob", "camera",
                                                            "packer bob signed in")]  # fmt: skip
+
+
+@pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
+def test_the_waybill_linked_event_names_the_order_it_was_linked_to(
+    cfg: config_mod.Config, ends: bool
+) -> None:
+    """The station screen lists an order's waybills from these events; a waybill that ends
+    the clip (``waybill_ends_clip``) is that order's too, not "no order"."""
+    cfg = cfg.replace("session", waybill_ends_clip=ends)
+    _clips, rec = run(cfg, [(0.3, "PO-W1"), (1.0, "SF1234567890123")], 1.5)
+    linked = [e for e in rec.events if e.kind is EventKind.WAYBILL_LINKED]
+    assert [(e.order_id, e.data["waybill"]) for e in linked] == [("PO-W1", "SF1234567890123")]

@@ -9,10 +9,13 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 from recorder_support import encoded_recorder
+from scan_support import LateScans
 
 from station import config as config_mod
+from station.capture.frames import Caption, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.recording.recorder import FinishedClip
+from station.runtime.faults import FlakyCamera, Outage
 from station.service import assemble
 from station.store.ledger import ClipRecord, Ledger
 
@@ -161,3 +164,210 @@ def test_no_pre_roll_reaches_back_to_the_parcel_before_seen_with_no_order_open(
     pre = {c.order_id: c.pre_roll_s for c in clips}
     assert pre["PO-2"] == pytest.approx(1.0, abs=0.15)
     assert pre["PO-3"] == pytest.approx(1.0, abs=0.15)
+
+
+def _kb(text: str, t: float) -> tuple[float, RawScan]:
+    return t, RawScan(text, "keyboard", t)
+
+
+@pytest.mark.parametrize(
+    ("scans", "outage_at", "expected"),
+    [
+        pytest.param(  # PO-A sealed; the camera blinks; PO-A's sheet, still there, is read
+            [_kb("PO-A", 0.5), _kb("SEAL", 2.0), (4.0, RawScan("PO-A", "camera", 4.0))],
+            30,
+            [("PO-A", "sealed"), ("PO-B", "sealed")],
+            id="sealed-before-the-loss",
+        ),
+        pytest.param(  # PO-A open at the loss, sealed in the dark; then its sheet is read
+            [_kb("PO-A", 0.5), _kb("SEAL", 3.05), (4.0, RawScan("PO-A", "camera", 4.0))],
+            30,
+            [("PO-A", "camera-lost"), ("PO-B", "sealed")],
+            id="sealed-in-the-dark",
+        ),
+        pytest.param(  # PO-X's sheet read at 3.9, decoded only when the camera is back
+            [_kb("PO-X", 0.5), _kb("PO-A", 4.0), (4.55, RawScan("PO-X", "camera", 3.9))],
+            45,
+            [
+                ("PO-X", "next-order"),
+                ("PO-A", "camera-lost"),
+                ("PO-A", "next-order"),
+                ("PO-B", "sealed"),
+            ],
+            id="late-read-of-the-order-before",
+        ),
+    ],
+)
+def test_after_a_camera_loss_no_clip_of_an_earlier_order_records_the_next_parcel(
+    cfg: config_mod.Config,
+    scans: list[tuple[float, RawScan]],
+    outage_at: int,
+    expected: list[tuple[str, str]],
+) -> None:
+    """The camera blinks (two reads fail, 0.2 s) around the end of an order. A camera read of
+    an order finished before (its sheet still lying at the table, or a read decoded late)
+    must not open a clip of that order, nor become the order that resumes: that clip would
+    record the next buyer's parcel under the earlier order until PO-B is scanned."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS, read_timeout_s=0.5)
+    cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
+    cfg = cfg.replace("session", pre_roll_s=1.0, max_duration_s=60.0, still_timeout_s=0.0)
+    scans = [*scans, _kb("PO-B", 6.0), _kb("SEAL", 8.5)]
+    scenario = Scenario.from_dict({"seed": 4, "event": [{"at": 10.0, "kind": "end"}]})
+    cam = FlakyCamera(SyntheticCamera(W, H, FPS, scenario, realtime=False), [Outage(outage_at, 2)])
+    finished: list[FinishedClip] = []
+    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
+    asm.station.scan_sources.append(LateScans(scans))
+    try:
+        asm.station.run(threading.Event())
+        clips = asm.ledger.clips()
+    finally:
+        asm.close()
+    assert asm.station.stats.camera_losses == 1
+    assert [(c.order_id, c.finish_reason) for c in clips] == expected
+    owners_ok(finished)
+
+
+def test_a_rejected_code_read_before_the_next_clip_began_is_not_in_its_timeline(
+    cfg: config_mod.Config,
+) -> None:
+    """A long QR code on PO-A's parcel (a platform's label: the buyer's address, say) is read
+    by the camera at 4.0 and rejected (too long) only after the packer scanned PO-B at 4.3:
+    it was on PO-A's parcel, not PO-B's, so its text must not be in PO-B's timeline (its
+    order page, share link and signed manifest), as no other late read is."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS).replace("proof", enabled=False)
+    cfg = cfg.replace("scanner", camera_decode=False)
+    long_code = "https://example.com/a?buyer=" + "x" * 80
+    scans = [
+        _kb("PO-A", 0.5),
+        _kb("PO-B", 4.3),
+        (4.6, RawScan(long_code, "camera", 4.0, "qrcode")),
+        _kb("SEAL", 8.0),
+    ]
+    scenario = Scenario.from_dict({"seed": 5, "event": [{"at": 9.0, "kind": "end"}]})
+    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.append(LateScans(scans))
+    try:
+        asm.station.run(threading.Event())
+        clips, stray = asm.ledger.clips(), asm.ledger.unattached_events()
+    finally:
+        asm.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        ("PO-A", "next-order"),
+        ("PO-B", "sealed"),
+    ]
+    assert [e.kind for e in clips[1].events] == ["order", "seal"]
+    assert [e.kind for e in stray] == ["rejected"]
+
+
+class RefusesFirst:
+    """A clip guard that refuses the first clip (the disk was full then) and no other."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def refusal(self) -> str | None:
+        self.asked += 1
+        return "disk full" if self.asked == 1 else None
+
+    def must_finish_clip(self) -> bool:
+        return False
+
+
+def test_no_pre_roll_reaches_back_into_a_packing_no_clip_recorded(cfg: config_mod.Config) -> None:
+    """PO-A's clip is refused (the disk was full); the packer packs PO-A all the same and
+    scans PO-B at 6.0 when space is back. PO-B's clip starts at its scan: a 3 s pre-roll
+    would be PO-A's parcel, with no clip of PO-A to own those frames."""
+    cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=60.0, still_timeout_s=0.0)
+    cfg = cfg.replace("proof", enabled=False)
+    scenario = Scenario.from_dict({"seed": 6, "event": [
+        {"at": 0.5, "kind": "key", "text": "PO-A"},
+        {"at": 6.0, "kind": "key", "text": "PO-B"},
+        {"at": 8.0, "kind": "key", "text": "SEAL"},
+        {"at": 9.0, "kind": "end"},
+    ]})  # fmt: skip
+    finished: list[FinishedClip] = []
+    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
+    asm.station.guard = RefusesFirst()
+    try:
+        asm.station.run(threading.Event())
+        clips = asm.ledger.clips()
+    finally:
+        asm.close()
+    assert [(c.order_id, c.finish_reason, c.pre_roll_s) for c in clips] == [("PO-B", "sealed", 0)]
+    (b,) = finished
+    assert b.span is not None and 6.0 - 1e-6 <= b.span[0] <= 6.0 + 1 / FPS
+
+
+def test_no_frame_of_a_clip_carries_another_orders_waybill_or_packer(
+    cfg: config_mod.Config,
+) -> None:
+    """What is burned into each frame of a clip (order, waybills, packer, kind) is that
+    clip's own, across waybills scanned at the switch, late camera reads of the order before
+    (its waybill too), badges changing mid-clip, a return card and a camera blink."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS, read_timeout_s=0.5)
+    cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
+    cfg = cfg.replace("session", pre_roll_s=2.0, max_duration_s=60.0, still_timeout_s=0.0)
+    wa, wb, wc = "SF1000000000001", "SF1000000000002", "SF1000000000003"
+    scans = [
+        _kb("OP:alice", 0.2),
+        _kb("PO-A", 0.5),
+        _kb(wa, 2.0),
+        _kb("OP:bob", 2.5),  # the next clip's packer; PO-A keeps alice
+        _kb("PO-B", 3.0),
+        (3.4, RawScan(wa, "camera", 2.9, "code128")),  # PO-A's label, decoded late
+        _kb(wb, 4.5),
+        _kb("RETURN", 5.0),
+        _kb("PO-C", 6.5),
+        _kb(wc, 7.5),  # the camera blinks at 8.0 (PO-C resumes with its waybill)
+        _kb("SEAL", 10.0),
+    ]
+    scenario = Scenario.from_dict({"seed": 8, "event": [{"at": 12.0, "kind": "end"}]})
+    cam = FlakyCamera(SyntheticCamera(W, H, FPS, scenario, realtime=False), [Outage(80, 2)])
+    finished: list[FinishedClip] = []
+    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
+    station = asm.station
+    station.scan_sources.append(LateScans(scans))
+    shown: dict[float, Caption] = {}
+    drawn: list[Caption] = []
+    overlay, push = station.overlay, station.recorder.push
+    assert overlay is not None
+
+    class Seen:
+        def apply_i420(self, image: np.ndarray, caption: Caption) -> None:
+            drawn.append(caption)
+            overlay.apply_i420(image, caption)
+
+    def pushed(image: np.ndarray, t: float, wall: datetime, label: str | None = None) -> None:
+        shown[t] = drawn[-1]
+        push(image, t, wall, label)
+
+    station.overlay = Seen()
+    station.recorder.push = pushed  # type: ignore[method-assign]
+    try:
+        station.run(threading.Event())
+        clips = asm.ledger.clips()
+    finally:
+        asm.close()
+    assert [(c.order_id, c.finish_reason, c.packer, c.kind) for c in clips] == [
+        ("PO-A", "next-order", "alice", "order"),
+        ("PO-B", "next-order", "bob", "order"),
+        ("PO-C", "camera-lost", "bob", "return"),
+        ("PO-C", "sealed", "bob", "return"),
+    ]
+    owners_ok(finished)
+    checked = 0
+    for f, c in zip(sorted(finished, key=lambda f: f.span or (0, 0)), clips, strict=True):
+        assert f.span is not None
+        own = {w.waybill for w in c.waybills}
+        for t in (t for t in shown if f.span[0] <= t <= f.span[1]):
+            checked += 1
+            cap = shown[t]
+            assert cap.order_id in (None, c.order_id), (c.order_id, t, cap)
+            if cap.order_id is None:
+                continue  # pre-roll: the table before the scan
+            assert set((cap.waybill or "").split()) <= own, (c.order_id, t, cap)
+            assert (cap.packer, cap.kind) == (c.packer, c.kind), (c.order_id, t, cap)
+    assert checked == sum(c.frame_count for c in clips)
+    assert [sorted(w.waybill for w in c.waybills) for c in clips] == [[wa], [wb], [wc], [wc]]

@@ -86,7 +86,7 @@ def test_sign_out_leaves_the_open_clip_its_packer() -> None:
 
 def test_require_packer_refuses_an_order_without_one() -> None:
     state, actions = run([scan("A1", 1)], STRICT)
-    assert state == ss.Idle()
+    assert state == ss.Idle(unrecorded="A1")  # packed with no clip, maybe: see below
     assert actions == [ss.LogEvent("refused", "A1", 1, "camera", "no packer signed in")]
     state, actions = run([scan("OP:alice", 0), scan("A1", 1), scan("SIGNOUT", 2), scan("A2", 3)],
                          STRICT)  # fmt: skip
@@ -97,16 +97,29 @@ def test_require_packer_refuses_an_order_without_one() -> None:
 
 
 def test_the_open_orders_sheet_seen_again_after_a_sign_out_ends_nothing() -> None:
-    """alice signs out while A1 is recorded (the clip keeps her); A1's sheet, seen again by the
-    camera, is no order scan to refuse: the clip goes on, as when a packer is signed in.
-    It ended A1's clip as a rescan."""
-    script = [scan("OP:alice", 0), scan("A1", 1), scan("SIGNOUT", 2)]
-    state, _ = run(script, STRICT)
-    after, actions = ss.step(state, scan("A1", 5), STRICT)
-    assert after == state
+    """alice signs out mid-clip (end of shift) and the camera sees A1's sheet again: packing
+    goes on, as when someone is signed in (it ended A1's clip as a rescan); a hand rescan
+    still ends the clip."""
+    state, _ = run([scan("OP:alice", 0), scan("A1", 1), scan("SIGNOUT", 2)], STRICT)
+    new, actions = ss.step(state, scan("A1", 6), STRICT)
+    assert new == state
     assert actions == [
-        ss.LogEvent("order", "A1", 5, "camera", "seen again by the camera; the clip goes on")
+        ss.LogEvent("order", "A1", 6, "camera", "seen again by the camera; the clip goes on")
     ]
+    new, actions = ss.step(state, ss.Scanned(classify("A1", RULES), 6, "keyboard"), STRICT)
+    assert isinstance(new, ss.Idle) and ss.StopClip(ss.FinishReason.RESCAN, 6) in actions
+
+
+def test_after_an_order_refused_for_no_packer_the_next_order_has_no_pre_roll() -> None:
+    """A2 refused (no packer signed in) may be packed all the same, with no clip: the next
+    order's pre-roll would show it. A2 itself, scanned again once signed in, has its pre-roll."""
+    signed_out = [scan("OP:alice", 0), scan("A1", 1), scan("SIGNOUT", 2), scan("A2", 3)]
+    state, _ = run(signed_out, STRICT)
+    assert isinstance(state, ss.Idle) and state.unrecorded == "A2"
+    _, actions = run_from(state, [scan("OP:bob", 4), scan("A3", 9)], STRICT)
+    assert [(a.order_id, a.pre_roll) for a in starts(actions)] == [("A3", False)]
+    _, actions = run_from(state, [scan("OP:bob", 4), scan("A2", 9)], STRICT)
+    assert [(a.order_id, a.pre_roll) for a in starts(actions)] == [("A2", True)]
 
 
 @pytest.mark.parametrize("dark", [False, True], ids=["open-at-loss", "scanned-in-the-dark"])
@@ -124,7 +137,7 @@ def test_an_order_refused_while_the_camera_is_lost_ends_the_waiting_order(dark: 
     assert actions[-1] == ss.LogEvent("refused", "A2", 3, "camera", "no packer signed in")
     assert isinstance(state, ss.Suspended) and state.order_id is None
     state, actions = ss.step(state, ss.CameraBack(4), STRICT)
-    assert state == ss.Idle() and starts(actions) == []
+    assert state == ss.Idle(last=("A1", 3)) and starts(actions) == []
 
 
 def test_the_waiting_order_rescanned_while_signed_out_in_the_dark_is_closed() -> None:
@@ -152,8 +165,29 @@ def test_the_floor_survives_a_camera_loss() -> None:
     )
     (first, resumed) = starts(actions)
     assert first.packer == "alice" and first.kind is ss.ClipKind.ORDER
-    assert resumed.packer == "alice" and resumed.kind is ss.ClipKind.RETURN
+    assert resumed.packer == "alice"
     assert isinstance(state, ss.Recording) and state.floor.packer == "alice"
+
+
+def test_a_clip_resumed_after_a_camera_loss_keeps_its_kind() -> None:
+    """The same packing goes on after the loss: an outbound order does not become a return
+    because the return card for the next parcel was scanned in the dark (that card is the
+    next clip's), and a return being unboxed does not become an outbound order."""
+    events: list[ss.Event] = [scan("A1", 1), ss.CameraLost(2), scan("退货", 3), ss.CameraBack(4)]
+    state, actions = run([*events, scan("A2", 5)])
+    assert [(a.order_id, a.kind) for a in starts(actions)] == [
+        ("A1", ss.ClipKind.ORDER),
+        ("A1", ss.ClipKind.ORDER),
+        ("A2", ss.ClipKind.RETURN),
+    ]
+    state, actions = run([scan("RETURN", 0), scan("A1", 1), ss.CameraLost(2), ss.CameraBack(4)])
+    assert [a.kind for a in starts(actions)] == [ss.ClipKind.RETURN, ss.ClipKind.RETURN]
+    assert isinstance(state, ss.Recording) and state.kind is ss.ClipKind.RETURN
+    assert state.floor.next_kind is ss.ClipKind.ORDER
+    # An order scanned in the dark is a new clip: it takes the next kind, as in the light.
+    state, actions = run([scan("A1", 1), ss.CameraLost(2), scan("RETURN", 3), scan("A2", 3.5),
+                          ss.CameraBack(4)])  # fmt: skip
+    assert [(a.order_id, a.kind) for a in starts(actions)][-1] == ("A2", ss.ClipKind.RETURN)
 
 
 codes = st.sampled_from(["OP:alice", "OP:bob", "OP-carol", "SIGNOUT", "签退", "RETURN", "A1",

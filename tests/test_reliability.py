@@ -31,7 +31,7 @@ from station.proof.paths import ProofPaths
 from station.proof.verify import audit
 from station.runtime.faults import DiskPressure, FlakyCamera, Outage
 from station.service import assemble, run_station
-from station.store.ledger import Ledger
+from station.store.ledger import ClipRecord, Ledger, ScanEventRecord
 from station.store.recovery import recover_data_dir
 from station.store.retention import DiskSpace, disk_probe
 
@@ -232,6 +232,21 @@ def scenario_cfg(cfg: config_mod.Config, **session: float) -> config_mod.Config:
     return cfg.replace("session", pre_roll_s=0.5, **session)
 
 
+def run_blinking(
+    cfg: config_mod.Config, events: list[dict]
+) -> tuple[list[ClipRecord], list[ScanEventRecord]]:
+    """The station on a synthetic scene whose camera fails reads 30-31 (0.2 s at 3.0): its
+    clips and the scan events indexed outside any clip."""
+    scenario = Scenario.from_dict({"seed": 2, "event": events})
+    cam = FlakyCamera(SyntheticCamera(160, 96, 10.0, scenario, realtime=False), [Outage(30, 2)])
+    asm = assemble(cfg, camera=cam, live_view=False)
+    try:
+        asm.station.run(threading.Event())
+        return asm.ledger.clips(), asm.ledger.unattached_events()
+    finally:
+        asm.close()
+
+
 def test_camera_loss_closes_the_clip_and_resumes_the_order_with_the_gap_recorded(
     cfg: config_mod.Config,
 ) -> None:
@@ -278,20 +293,36 @@ def test_a_seal_while_the_camera_is_away_ends_the_order_without_an_empty_clip(
     cfg: config_mod.Config,
 ) -> None:
     cfg = scenario_cfg(cfg).replace("proof", enabled=False)
-    scenario = Scenario.from_dict({"seed": 2, "event": [
+    clips, stray = run_blinking(cfg, [
         {"at": 0.5, "kind": "key", "text": "PO-S"},
         {"at": 2.95, "kind": "key", "text": "SEAL"},  # typed during the outage
         {"at": 4.0, "kind": "end"},
-    ]})  # fmt: skip
-    cam = FlakyCamera(SyntheticCamera(160, 96, 10.0, scenario, realtime=False), [Outage(30, 2)])
-    asm = assemble(cfg, camera=cam, live_view=False)
-    asm.station.run(threading.Event())
-    clips = asm.ledger.clips()
-    notes = [e.note for e in asm.ledger.unattached_events()]
-    asm.close()
+    ])  # fmt: skip
+    notes = [e.note for e in stray]
     assert [c.finish_reason for c in clips] == ["camera-lost"]
     assert "order sealed while the camera was lost" in notes
     assert not (cfg.station.data_dir / "quarantine").exists()  # no empty clip was started
+
+
+def test_a_return_card_scanned_while_the_camera_is_away_is_the_next_clips(
+    cfg: config_mod.Config,
+) -> None:
+    """PO-K is being packed when the camera blinks; the return card for the next parcel is
+    scanned in the dark. PO-K's packing resumes as what it was, an outbound order (a buyer's
+    dispute over it must not show an "unboxing of a return"), and the return is PO-R's."""
+    cfg = scenario_cfg(cfg).replace("proof", enabled=False)
+    clips, _ = run_blinking(cfg, [
+        {"at": 0.5, "kind": "key", "text": "PO-K"},
+        {"at": 3.05, "kind": "key", "text": "RETURN"},  # during the outage
+        {"at": 5.0, "kind": "key", "text": "PO-R"},
+        {"at": 7.0, "kind": "key", "text": "SEAL"},
+        {"at": 8.0, "kind": "end"},
+    ])  # fmt: skip
+    assert [(c.order_id, c.finish_reason, c.kind) for c in clips] == [
+        ("PO-K", "camera-lost", "order"),
+        ("PO-K", "next-order", "order"),
+        ("PO-R", "sealed", "return"),
+    ]
 
 
 def test_orders_scanned_while_the_camera_is_away_start_when_it_is_back(
@@ -300,19 +331,14 @@ def test_orders_scanned_while_the_camera_is_away_start_when_it_is_back(
     """Found by the soak: orders scanned in the dark made empty clips. Now an order begun and
     sealed in the dark is only logged, and the one still open starts when frames return."""
     cfg = scenario_cfg(cfg).replace("proof", enabled=False)
-    scenario = Scenario.from_dict({"seed": 2, "event": [
+    clips, stray = run_blinking(cfg, [
         {"at": 2.91, "kind": "key", "text": "PO-D1"},  # all three during the outage
         {"at": 2.93, "kind": "key", "text": "SEAL"},
         {"at": 2.96, "kind": "key", "text": "PO-D2"},
         {"at": 6.5, "kind": "key", "text": "SEAL"},  # after the 3 s debounce of the first
         {"at": 7.5, "kind": "end"},
-    ]})  # fmt: skip
-    cam = FlakyCamera(SyntheticCamera(160, 96, 10.0, scenario, realtime=False), [Outage(30, 2)])
-    asm = assemble(cfg, camera=cam, live_view=False)
-    asm.station.run(threading.Event())
-    clips = asm.ledger.clips()
-    logged = [(e.kind, e.text) for e in asm.ledger.unattached_events()]
-    asm.close()
+    ])  # fmt: skip
+    logged = [(e.kind, e.text) for e in stray]
     assert [(c.order_id, c.finish_reason) for c in clips] == [("PO-D2", "sealed")]
     assert ("order", "PO-D1") in logged and ("seal", "SEAL") in logged
     manifest = json.loads((cfg.station.data_dir / clips[0].manifest_path).read_text())

@@ -15,6 +15,7 @@ from station.recording.session import (
     STATION_ENDS,
     CameraBack,
     CameraLost,
+    ClipKind,
     ClipRefused,
     EndClip,
     FinishReason,
@@ -30,6 +31,7 @@ from station.recording.session import (
     StopClip,
     Suspended,
     Tick,
+    in_open_clip,
     step,
 )
 
@@ -374,7 +376,9 @@ def test_a_read_after_the_clip_ended_or_of_another_order_still_opens_a_clip() ->
 
 def test_camera_loss_closes_clip_and_resumes_same_order_without_pre_roll() -> None:
     state, actions = step(rec(waybills=("SF1234567890123",)), CameraLost(15.0), RULES)
-    assert state == Suspended("PO-A", 15.0, ("SF1234567890123",), order_at_loss="PO-A")
+    assert state == Suspended(
+        "PO-A", 15.0, ("SF1234567890123",), order_at_loss="PO-A", since=10.0, kind=ClipKind.ORDER
+    )
     assert actions == [StopClip(FinishReason.CAMERA_LOST, 15.0)]
     state, actions = step(state, CameraBack(19.0), RULES)
     assert state == Recording("PO-A", 19.0, 19.0, ("SF1234567890123",))
@@ -394,11 +398,13 @@ def test_camera_loss_closes_clip_and_resumes_same_order_without_pre_roll() -> No
 def test_suspended_handles_scans() -> None:
     sus = Suspended("PO-A", 15.0, order_at_loss="PO-A")
     dark = Suspended(None, 15.0, order_at_loss="PO-A")  # the camera is still away
-    assert step(sus, Scanned(SEAL, 16.0), RULES)[0] == dark
-    assert step(sus, Scanned(ORDER_A, 16.0), RULES)[0] == dark
-    assert step(sus, PedalPress(16.0), RULES)[0] == dark
+    last = ("PO-A", 16.0)  # ended in the dark: its sheet read later opens no repack
+    assert step(sus, Scanned(SEAL, 16.0), RULES)[0] == replace(dark, last=last)
+    assert step(sus, Scanned(ORDER_A, 16.0, "keyboard"), RULES)[0] == replace(dark, last=last)
+    assert step(sus, PedalPress(16.0), RULES)[0] == replace(dark, last=last)
+    # PO-B waits; PO-A, closed by it, is the order before (PO-B's clip's ``previous``)
     assert step(sus, Scanned(ORDER_B, 16.0), RULES)[0] == Suspended(
-        "PO-B", 15.0, order_at_loss="PO-A", scanned_t=16.0
+        "PO-B", 15.0, order_at_loss="PO-A", scanned_t=16.0, since=16.0, last=last
     )
     state, actions = step(sus, Scanned(WAYBILL, 16.0), RULES)
     assert state.waybills == ("SF1234567890123",) and "LinkWaybill" in kinds(actions)
@@ -411,13 +417,61 @@ def test_orders_begun_and_sealed_in_the_dark_are_only_logged_the_open_one_starts
     state, _ = step(Idle(), CameraLost(5.0), RULES)
     state, _ = step(state, Scanned(ORDER_A, 6.0), RULES)
     state, actions = step(state, Scanned(SEAL, 6.5), RULES)
-    assert state == Suspended(None, 5.0) and kinds(actions) == ["LogEvent"]
+    assert state == Suspended(None, 5.0, last=("PO-A", 6.5)) and kinds(actions) == ["LogEvent"]
     state, _ = step(state, Scanned(ORDER_B, 7.0), RULES)
     state, actions = step(state, CameraBack(8.0), RULES)
-    assert state == Recording("PO-B", 8.0, 8.0)
+    # PO-A's sheet, still at the table, read during PO-B's clip is not a next order
+    assert state == Recording("PO-B", 8.0, 8.0, previous="PO-A")
     assert actions == [
         StartClip("PO-B", 8.0, pre_roll=False, resumed_after_s=3.0, lost_t=5.0, scanned_t=7.0)
     ]
+
+
+def test_the_last_order_is_remembered_through_a_camera_loss() -> None:
+    """PO-A sealed by hand, then the camera blinks: once it is back its sheet, still lying at
+    the table, is no repack of PO-A either (it would record the next buyer's parcel as PO-A)."""
+    dark, actions = step(SEALED_A, CameraLost(21.0), RULES)
+    assert dark == Suspended(None, 21.0, last=("PO-A", 20.0)) and actions == []
+    back, actions = step(dark, CameraBack(23.0), RULES)
+    assert back == SEALED_A and actions == []
+    state, actions = step(back, Scanned(ORDER_A, 24.0), RULES)
+    assert state == SEALED_A and kinds(actions) == ["LogEvent", "PreviousParcel"]
+    # A late read of it reaching the station in the dark waits for nothing either.
+    state, actions = step(dark, Scanned(ORDER_A, 19.9), RULES)
+    assert state == dark and kinds(actions) == ["LogEvent"] and not actions[0].in_clip
+
+
+@pytest.mark.parametrize(
+    "close", [Scanned(SEAL, 17.0), Scanned(ORDER_A, 17.0, "keyboard"), PedalPress(17.0)]
+)
+def test_the_order_closed_in_the_dark_is_the_last_one_when_the_camera_is_back(close) -> None:
+    """PO-A was open at the loss and finished in the dark: its sheet seen when the camera is
+    back opens no repack recording the next parcel."""
+    sus = Suspended("PO-A", 15.0, order_at_loss="PO-A", since=10.0)
+    state, _ = step(sus, close, RULES)
+    state, actions = step(state, CameraBack(19.0), RULES)
+    assert state == Idle(last=("PO-A", 17.0)) and actions == []
+    state, actions = step(state, Scanned(ORDER_A, 20.0), RULES)
+    assert kinds(actions) == ["LogEvent", "PreviousParcel"]
+
+
+def test_camera_reads_from_before_the_loss_decoded_in_the_dark() -> None:
+    """Reads of frames from before the loss reach the session only when the camera is back
+    (the decoder's queue): the order open at the loss, read again, is not closed; an order
+    read before its clip began is not its order and does not replace it (its clip would
+    resume on this buyer's parcel)."""
+    state, _ = step(rec("PO-A", 10.0), CameraLost(15.0), RULES)
+    assert state == Suspended("PO-A", 15.0, order_at_loss="PO-A", since=10.0, kind=ClipKind.ORDER)
+    new, actions = step(state, Scanned(ORDER_A, 14.0), RULES)
+    assert new == state and kinds(actions) == ["LogEvent"]
+    for ev in (Scanned(ORDER_B, 9.8), Scanned(SEAL, 9.9), Scanned(WAYBILL, 9.9), PedalPress(9.9)):
+        new, actions = step(state, ev, RULES)
+        assert new == state and kinds(actions) == ["LogEvent"] and not actions[0].in_clip
+    # Read after PO-A began, before the loss: the next order (as in the light).
+    new, _ = step(state, Scanned(ORDER_B, 14.5), RULES)
+    assert new.order_id == "PO-B"
+    new, actions = step(new, CameraBack(19.0), RULES)
+    assert kinds(actions) == ["StartClip"] and actions[0].order_id == "PO-B"
 
 
 # ---- failures are events too -------------------------------------------------------------------
@@ -443,14 +497,34 @@ def test_the_station_ends_a_clip_only_for_its_own_reasons(reason: FinishReason) 
 
 def test_a_refused_clip_returns_to_idle_and_logs_the_refusal() -> None:
     state, actions = step(rec("PO-A"), ClipRefused("PO-A", 10.0, "disk full"), RULES)
-    assert state == Idle()
+    assert state == Idle(unrecorded="PO-A")
     assert actions == [LogEvent("refused", "PO-A", 10.0, "station", "disk full")]
     # A refusal of another order than the open one changes nothing (a late report).
     assert step(rec("PO-A"), ClipRefused("PO-B", 10.0, "x"), RULES) == (rec("PO-A"), [])
 
 
+@pytest.mark.parametrize(
+    "failure", [ClipRefused("PO-A", 10.0, "disk full"), RecordingFailed(10.0, "EIO")]
+)
+def test_after_an_unrecorded_packing_the_next_order_has_no_pre_roll(failure) -> None:
+    """PO-A's clip was refused (or its writer failed): PO-A is packed on with no clip, and
+    nothing marks its end. The next order's pre-roll would be PO-A's parcel: it starts at its
+    scan. PO-A scanned again records its own parcel, pre-roll and all; a seal, a waybill or
+    the pedal marks the end of PO-A, after which pre-roll is as ever."""
+    state, _ = step(rec("PO-A", 10.0), failure, RULES)
+    assert state == Idle(unrecorded="PO-A")
+    _, actions = step(state, Scanned(ORDER_B, 30.0), RULES)
+    assert actions[0] == StartClip("PO-B", 30.0, pre_roll=False)
+    _, actions = step(state, Scanned(ORDER_A, 30.0, "keyboard"), RULES)
+    assert actions[0] == StartClip("PO-A", 30.0)
+    for end in (Scanned(SEAL, 20.0), Scanned(WAYBILL, 20.0), PedalPress(20.0)):
+        ended, actions = step(state, end, RULES)
+        assert ended == Idle() and kinds(actions) == ["LogEvent", "PreviousParcel"]
+    assert step(state, CameraLost(20.0), RULES)[0] == Suspended(None, 20.0)
+
+
 def test_recording_failed_and_shutdown() -> None:
-    assert step(rec(), RecordingFailed(11.0, "ENOSPC"), RULES) == (Idle(), [])
+    assert step(rec(), RecordingFailed(11.0, "ENOSPC"), RULES) == (Idle(unrecorded="PO-A"), [])
     assert step(rec(), EndClip(11.0, FinishReason.INTERRUPTED), RULES) == (
         Idle(last=("PO-A", 11.0)),
         [StopClip(FinishReason.INTERRUPTED, 11.0)],
@@ -467,6 +541,14 @@ def test_an_item_is_logged_and_changes_nothing(state) -> None:
     new, actions = step(state, Scanned(ITEM, 12.0), RULES)
     assert new == state
     assert actions == [LogEvent("item", "4006381333931", 12.0, "camera", "ean13")]
+
+
+def test_a_record_that_decides_nothing_is_in_the_open_clip_only_from_its_start() -> None:
+    """A rejected read stamped before the open clip began is of the parcel before."""
+    assert in_open_clip(rec("PO-B", 10.0), 10.0) and in_open_clip(rec("PO-B", 10.0), 11.0)
+    assert not in_open_clip(rec("PO-B", 10.0), 9.9)
+    assert not in_open_clip(Idle(), 10.0)
+    assert not in_open_clip(Suspended("PO-A", 5.0), 10.0)
 
 
 def test_unknown_state_is_a_programming_error() -> None:
@@ -542,6 +624,9 @@ def test_resumed_clips_carry_their_gap_and_only_follow_a_camera_loss(seq) -> Non
             if a.pre_roll:
                 assert a.resumed_after_s is None
                 continue
+            if isinstance(before, Idle):  # after a packing no clip recorded: not resumed
+                assert before.unrecorded not in (None, a.order_id) and a.resumed_after_s is None
+                continue
             assert isinstance(before, Suspended) and isinstance(ev, CameraBack)
             # The gap is recorded to the millisecond.
             gap = pytest.approx(t - before.lost_t, abs=5e-4)
@@ -603,3 +688,21 @@ def test_no_event_stamped_before_a_clip_began_changes_that_clip(seq, late, back,
         after, actions = step(state, ev, rules)
         assert replace(after, floor=state.floor) == state
         assert not [a for a in actions if isinstance(a, StartClip | StopClip | LinkWaybill)]
+
+
+def test_the_order_before_a_camera_loss_is_the_resumed_or_waiting_clips_previous() -> None:
+    """PO-A sealed, PO-B recording, the camera lost and back: PO-A's sheet, still at the table
+    and read during PO-B's resumed clip, ends nothing; likewise after PO-B was scanned in the
+    dark with PO-A open at the loss."""
+    state, _ = step(SEALED_A, Scanned(ORDER_B, 30.0, "keyboard"), RULES)
+    state, _ = step(state, CameraLost(31.0), RULES)
+    state, _ = step(state, CameraBack(33.0), RULES)
+    assert isinstance(state, Recording) and state.previous == "PO-A"
+    after, actions = step(state, Scanned(ORDER_A, 34.0), RULES)
+    assert after == state and kinds(actions) == ["LogEvent"]
+    state, _ = step(rec("PO-A", 10.0), CameraLost(11.0), RULES)
+    state, _ = step(state, Scanned(ORDER_B, 12.0, "keyboard"), RULES)
+    state, _ = step(state, CameraBack(13.0), RULES)
+    assert isinstance(state, Recording) and state.order_id == "PO-B"
+    after, actions = step(state, Scanned(ORDER_A, 14.0), RULES)
+    assert after == state and kinds(actions) == ["LogEvent"]

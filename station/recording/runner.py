@@ -380,9 +380,14 @@ class Station:
             self.stats.rejected += 1
             shown = repr(ev.text[:80]) if isinstance(ev.text, str) else type(ev.text).__name__
             log.warning("rejected scan from %s: %s: %s", ev.source, exc, shown)
+            in_clip = ss.in_open_clip(self.state, ev.t)
+            if self.recorder.recording and not in_clip:
+                log.warning("rejected read from %s stamped t=%.3f, before the open clip began:"
+                            " applied to no clip", ev.source, ev.t)  # fmt: skip
             self.recorder.log_event(
                 ScanEventRecord("rejected", shown, ev.source, self._wall_at(ev.t), None, str(exc)),
                 ev.t,
+                in_clip=in_clip,
             )
             self._emit(EventKind.SCAN_UNREADABLE, ev.t, None, source=ev.source, why=str(exc))
             return
@@ -460,7 +465,7 @@ class Station:
                 self._emit(
                     EventKind.WAYBILL_LINKED,
                     action.t,
-                    getattr(self.state, "order_id", None),
+                    action.order_id,  # not the state's: a waybill may end the clip
                     waybill=action.waybill,
                     carrier=action.carrier,
                 )

@@ -58,11 +58,16 @@ class Idle:
     ``last``: the order of the clip that ended last and when, while nothing else has opened:
     a camera read of that order stamped before then was made while its clip was open (decoded
     late), not a new packing of it.
+
+    ``unrecorded``: the order whose clip was refused (or whose writer failed): it may be
+    packed on with no clip, and nothing marks its end, so the next order's clip starts at its
+    scan (its pre-roll would be that parcel) until a seal, a waybill or the pedal ends it.
     """
 
     floor: Floor = Floor()
     last: tuple[str, float] | None = None
     last_waybills: tuple[str, ...] = ()  # the waybills linked to that order's clip
+    unrecorded: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +96,12 @@ class Suspended:
 
     ``order_id``: the order to record from the first frame back, None for none: the order
     open at the loss (``order_at_loss``) until it is sealed, or an order scanned in the dark
-    (at ``scanned_t``).
+    (at ``scanned_t``). ``since``: when that order began (its clip, or its scan in the dark):
+    a read stamped before then (decoded late) is not its order's. ``last``: as Idle's, with
+    no order waiting (the order finished before the loss, or in the dark); with one waiting,
+    the order before it (its clip's ``previous`` when the camera is back). ``kind``: the kind
+    of the clip the loss cut while its order still waits (the same packing resumes as the
+    same kind), None when the waiting order is another (it takes the floor's next kind).
     """
 
     order_id: str | None
@@ -100,6 +110,9 @@ class Suspended:
     order_at_loss: str | None = None
     scanned_t: float | None = None
     floor: Floor = Floor()
+    since: float | None = None
+    last: tuple[str, float] | None = None
+    kind: ClipKind | None = None
 
 
 State = Idle | Recording | Suspended
@@ -253,16 +266,38 @@ def _changes_floor(code: Code) -> bool:
     )
 
 
-def _before_clip(state: Recording, event: Scanned | PedalPress) -> LogEvent:
-    note = (
-        f"stamped t={event.t:.3f}, before the clip of {state.order_id!r} began at"
-        f" t={state.started_t:.3f}; ignored"
-    )
+def _began(state: State) -> tuple[str, float] | None:
+    """The order open (or waiting for the camera) and the camera time it began."""
+    if isinstance(state, Recording):
+        return state.order_id, state.started_t
+    if isinstance(state, Suspended) and state.order_id is not None and state.since is not None:
+        return state.order_id, state.since
+    return None
+
+
+def _last(state: State) -> tuple[str, float] | None:
+    """The order that ended last, with no order open or waiting since."""
+    if isinstance(state, Idle) or (isinstance(state, Suspended) and state.order_id is None):
+        return state.last
+    return None
+
+
+def _before_clip(order: tuple[str, float], event: Scanned | PedalPress) -> LogEvent:
+    order_id, began = order
+    note = f"stamped t={event.t:.3f}, before the clip of {order_id!r} began at t={began:.3f}"
+    note += "; ignored"
     if isinstance(event, PedalPress):
         return LogEvent("pedal", "", event.t, event.source, note, in_clip=False)
     if event.code.kind is Kind.ITEM:  # an item's note is its symbology: keep it
         note = f"{event.code.detail}; {note}"
     return replace(_log(event, note), in_clip=False)
+
+
+def in_open_clip(state: State, t: float) -> bool:
+    """Does a record stamped at camera time ``t`` that decides nothing (a rejected read) go
+    in the open clip's timeline? Not when it was made before that clip began (decoded late):
+    it is of the parcel before, as a late scan is (``step``)."""
+    return isinstance(state, Recording) and t >= state.started_t
 
 
 def _start(order_id: str, t: float) -> Recording:
@@ -275,16 +310,19 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
     The only authority on orders and clips: the runner executes the actions and reports
     what happened at the edges (camera, disk, writer, shutdown) back as events.
     """
+    began = _began(state)
     if (
-        isinstance(state, Recording)
+        began is not None
         and isinstance(event, Scanned | PedalPress)
-        and event.t < state.started_t
+        and event.t < began[1]
         and not (isinstance(event, Scanned) and _changes_floor(event.code))
     ):
         # Made before the open clip began (a camera read decoded late, behind the hand scan
-        # that opened this order): it is not this order's, so it never ends, seals, links to
-        # or replaces this clip. A badge or card still changes the floor below.
-        return state, [_before_clip(state, event)]
+        # that opened this order; or, in the dark, from a frame before the loss): it is not
+        # this order's, so it never ends, seals, links to or replaces this clip. A badge or
+        # card still changes the floor below.
+        return state, [_before_clip(began, event)]
+    last = _last(state)
     if (
         isinstance(state, Recording)
         and isinstance(event, Scanned)
@@ -311,19 +349,18 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         note = f"{state.previous}'s waybill, seen again by the camera; ignored (scan it by "
         return state, [_log(event, note + "hand to link it)")]
     if (
-        isinstance(state, Idle)
-        and state.last is not None
+        last is not None
         and isinstance(event, Scanned)
         and event.code.kind is Kind.ORDER
-        and event.code.text == state.last[0]
-        and (event.t < state.last[1] or event.source == CAMERA)
+        and event.code.text == last[0]
+        and (event.t < last[1] or event.source == CAMERA)
     ):
         # The order just packed, read again: by the camera, its sheet still lying at the table
         # (a repack is scanned by hand); or read while its clip was open and decoded after the
         # clip ended (sealed by hand, say), when on time it would have ended that clip. Either
         # way it must not open a "repack" that records the next parcel.
-        if event.t < state.last[1]:
-            note = f"stamped t={event.t:.3f}, before its clip ended at t={state.last[1]:.3f}"
+        if event.t < last[1]:
+            note = f"stamped t={event.t:.3f}, before its clip ended at t={last[1]:.3f}"
             return state, [replace(_log(event, note + "; ignored"), in_clip=False)]
         return state, [replace(_log(event, _SEEN_AGAIN), in_clip=False), PreviousParcel(event.t)]
     if isinstance(event, Scanned) and event.code.kind is Kind.ITEM:
@@ -348,6 +385,7 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
             return replace(state, floor=replace(floor, next_kind=ClipKind.RETURN)), [
                 _log(event, "the next clip is a return")
             ]
+        # (The open order's sheet seen again by the camera went on above: no new packing.)
         if code.kind is Kind.ORDER and rules.require_packer and floor.packer is None:
             return _refuse_unsigned(state, event)
     if (
@@ -364,6 +402,10 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
             new, actions = _step_recording(state, event, rules)
         case Suspended():
             new, actions = _step_suspended(state, event)
+            if isinstance(event, CameraBack) and state.kind is not None:
+                # The clip cut by the loss resumes: it keeps its kind (and a return card
+                # scanned in the dark stays the next clip's); the packer is who is here now.
+                return _stamp(new, actions, replace(floor, next_kind=state.kind), keep=floor)
     return _stamp(_remember(state, new, actions), actions, floor)
 
 
@@ -395,19 +437,23 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
         last = (state.order_id, event.t)
         if event.code.text == state.order_id:
             return Idle(state.floor, last), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
-        return Idle(state.floor, last), [StopClip(FinishReason.NEXT_ORDER, event.t), refused]
+        idle = Idle(state.floor, last, unrecorded=event.code.text)  # it may be packed all the same
+        return idle, [StopClip(FinishReason.NEXT_ORDER, event.t), refused]
     if isinstance(state, Suspended):
         # The next parcel is on the table: the order waiting for the camera must not resume
         # on it (as in the light, a refused next order ends the open one).
-        closed = replace(state, order_id=None, waybills=(), scanned_t=None)
+        closed = _close_waiting(state, event.t)
         if event.code.text == state.order_id:
             return closed, [_log(event, "order closed while the camera was lost")]
         return closed, [refused]
-    return state, [refused]
+    return replace(state, unrecorded=event.code.text), [refused]
 
 
-def _stamp(new: State, actions: list[Action], floor: Floor) -> tuple[State, list[Action]]:
-    """Carry the floor into the new state; give each started clip its packer and kind."""
+def _stamp(
+    new: State, actions: list[Action], floor: Floor, keep: Floor | None = None
+) -> tuple[State, list[Action]]:
+    """Carry the floor into the new state; give each started clip its packer and kind. The
+    next clip is an order again, unless ``keep``: the floor to carry on unchanged."""
     if any(isinstance(a, StartClip) for a in actions):
         actions = [
             replace(a, packer=floor.packer, kind=floor.next_kind) if isinstance(a, StartClip) else a
@@ -415,7 +461,9 @@ def _stamp(new: State, actions: list[Action], floor: Floor) -> tuple[State, list
         ]
         if isinstance(new, Recording):
             new = replace(new, packer=floor.packer, kind=floor.next_kind)
-        floor = replace(floor, next_kind=ClipKind.ORDER)
+        floor = keep if keep is not None else replace(floor, next_kind=ClipKind.ORDER)
+    elif keep is not None:
+        floor = keep
     return replace(new, floor=floor), actions
 
 
@@ -423,19 +471,23 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
     if isinstance(event, Scanned):
         code = event.code
         if code.kind is Kind.ORDER:
-            return _start(code.text, event.t), [StartClip(code.text, event.t), _log(event)]
+            pre_roll = state.unrecorded in (None, code.text)
+            start = StartClip(code.text, event.t, pre_roll=pre_roll)
+            return _start(code.text, event.t), [start, _log(event)]
         if code.kind is Kind.CONTROL and code.detail == "test":
             return state, [_log(event, "test scan")]
         if code.kind is Kind.UNKNOWN:
             return state, [_log(event, "matches no order pattern; ignored")]
         if code.kind is Kind.WAYBILL or _is_seal(code):
-            return state, [_log(event, "no open order; ignored"), PreviousParcel(event.t)]
+            ended = replace(state, unrecorded=None)
+            return ended, [_log(event, "no open order; ignored"), PreviousParcel(event.t)]
         return state, [_log(event, "no open order; ignored")]
     if isinstance(event, PedalPress):
         note = "no open order; ignored"
-        return state, [LogEvent("pedal", "", event.t, event.source, note), PreviousParcel(event.t)]
-    if isinstance(event, CameraLost):
-        return Suspended(None, event.t), []
+        ended = replace(state, unrecorded=None)
+        return ended, [LogEvent("pedal", "", event.t, event.source, note), PreviousParcel(event.t)]
+    if isinstance(event, CameraLost):  # no pre-roll reaches back across the loss
+        return Suspended(None, event.t, last=state.last), []
     return state, []
 
 
@@ -481,21 +533,39 @@ def _step_recording(
     if isinstance(event, EndClip):
         return Idle(), [StopClip(event.reason, event.t)]
     if isinstance(event, CameraLost):
-        return Suspended(state.order_id, event.t, state.waybills, state.order_id), [
-            StopClip(FinishReason.CAMERA_LOST, event.t)
-        ]
+        dark = Suspended(
+            state.order_id,
+            event.t,
+            state.waybills,
+            state.order_id,
+            since=state.started_t,
+            last=(state.previous, state.started_t) if state.previous is not None else None,
+            kind=state.kind,
+        )
+        return dark, [StopClip(FinishReason.CAMERA_LOST, event.t)]
     if isinstance(event, ClipRefused) and event.order_id == state.order_id:
-        return Idle(), [LogEvent("refused", event.order_id, event.t, "station", event.reason)]
+        refused = LogEvent("refused", event.order_id, event.t, "station", event.reason)
+        return Idle(unrecorded=state.order_id), [refused]
     if isinstance(event, RecordingFailed):
-        return Idle(), []  # the recorder closed the clip and keeps what was written
+        # The recorder closed the clip and keeps what was written; the packing goes on.
+        return Idle(unrecorded=state.order_id), []
     return state, []
+
+
+def _close_waiting(state: Suspended, t: float) -> Suspended:
+    """No order waits for the camera any more; the one that did (if any) ended at ``t``."""
+    last = (state.order_id, t) if state.order_id is not None else state.last
+    return replace(
+        state, order_id=None, waybills=(), scanned_t=None, since=None, last=last, kind=None
+    )
 
 
 def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]]:
     if isinstance(event, CameraBack):
         if state.order_id is None:
-            return Idle(), []
-        rec = Recording(state.order_id, event.t, event.t, state.waybills)
+            return Idle(last=state.last), []
+        before = state.last[0] if state.last is not None else None
+        rec = Recording(state.order_id, event.t, event.t, state.waybills, previous=before)
         gap = round(max(0.0, event.t - state.lost_t), 3)
         start = StartClip(
             state.order_id,
@@ -508,13 +578,18 @@ def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]
             scanned_t=state.scanned_t,
         )
         return rec, [start]
-    closed = replace(state, order_id=None, waybills=(), scanned_t=None)
+    closed = _close_waiting(state, event.t)
     if isinstance(event, Scanned):
         code = event.code
         if code.kind is Kind.ORDER:
+            if code.text == state.order_id and event.source == CAMERA:
+                # Read from a frame before the loss (no frames come in the dark): its sheet
+                # lying at the table, as in the light; the order goes on.
+                return state, [_log(event, "seen again by the camera before it was lost")]
             if code.text == state.order_id:
                 return closed, [_log(event, "order closed while the camera was lost")]
-            waiting = replace(closed, order_id=code.text, scanned_t=event.t)
+            # ``last`` stays: the order before the waiting one (the resumed clip's previous)
+            waiting = replace(closed, order_id=code.text, scanned_t=event.t, since=event.t)
             return waiting, [_log(event, "camera lost; waiting")]
         if code.kind is Kind.WAYBILL and state.order_id is not None:
             waybills = state.waybills
