@@ -140,3 +140,21 @@ def test_the_readme_names_every_finish_reason() -> None:
     assert named >= {r.value for r in FinishReason}, "README lacks " + ", ".join(
         sorted({r.value for r in FinishReason} - named)
     )
+
+
+def test_the_message_template_is_what_the_code_says() -> None:
+    """docs/web.md's update step starts from web/translations/messages.pot: a stale one would
+    mark live strings obsolete in the .po files and drop new ones."""
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.pofile import read_po
+
+    root = TRANSLATIONS.parent
+    method_map = [("**.py", "python"), ("**/templates/**.html", "jinja2")]
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None}
+    found = {
+        msg if isinstance(msg, str) else tuple(msg)
+        for _f, _l, msg, _c, _x in extract_from_dir(str(root), method_map, keywords=keywords)
+    }
+    with open(TRANSLATIONS / "messages.pot", "rb") as f:
+        pot = {m.id if isinstance(m.id, str) else tuple(m.id) for m in read_po(f) if m.id}
+    assert pot == found, "run the extract step of docs/web.md"
