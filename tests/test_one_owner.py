@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from scan_support import LateScans
 from station import config as config_mod
 from station.capture.frames import Caption, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
+from station.errors import RecordingError
 from station.recording.recorder import FinishedClip
 from station.runtime.faults import FlakyCamera, Outage
 from station.service import assemble
@@ -371,3 +373,38 @@ def test_no_frame_of_a_clip_carries_another_orders_waybill_or_packer(
             assert (cap.packer, cap.kind) == (c.packer, c.kind), (c.order_id, t, cap)
     assert checked == sum(c.frame_count for c in clips)
     assert [sorted(w.waybill for w in c.waybills) for c in clips] == [[wa], [wb], [wc], [wc]]
+
+
+def test_a_next_order_whose_clip_cannot_start_leaves_the_order_before_finished(
+    cfg: config_mod.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PO-B is scanned while PO-A records and its clip cannot be opened (the muxer fails).
+    PO-A's sheet, still at the table, read by the camera at 5.0 is not a repack of PO-A:
+    that clip would record PO-B's parcel, unrecorded, under PO-A until the seal."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS).replace("proof", enabled=False)
+    cfg = cfg.replace("scanner", camera_decode=False)
+    cfg = cfg.replace("session", max_duration_s=60.0, still_timeout_s=0.0)
+    scans = [
+        _kb("PO-A", 0.5),
+        _kb("PO-B", 4.0),
+        (5.0, RawScan("PO-A", "camera", 5.0)),
+        _kb("SEAL", 8.0),
+    ]
+    scenario = Scenario.from_dict({"seed": 7, "event": [{"at": 9.0, "kind": "end"}]})
+    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.append(LateScans(scans))
+    real_start = asm.recorder.start
+
+    def start(order_id: str, t: float, **kw: Any) -> None:
+        if order_id == "PO-B":
+            raise RecordingError("cannot open clip file: disk full")
+        real_start(order_id, t, **kw)
+
+    monkeypatch.setattr(asm.recorder, "start", start)
+    try:
+        asm.station.run(threading.Event())
+        clips = asm.ledger.clips()
+    finally:
+        asm.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [("PO-A", "next-order")]

@@ -523,6 +523,25 @@ def test_after_an_unrecorded_packing_the_next_order_has_no_pre_roll(failure) -> 
     assert step(state, CameraLost(20.0), RULES)[0] == Suspended(None, 20.0)
 
 
+@pytest.mark.parametrize(
+    "failure", [ClipRefused("PO-B", 30.0, "disk full"), RecordingFailed(30.0, "EIO")]
+)
+def test_a_next_order_whose_clip_fails_still_knows_the_order_before(failure) -> None:
+    """PO-B is scanned while PO-A records (one step: stop A, start B) and B's clip cannot
+    start. The state still knows PO-A ended there: A's sheet, still at the table, read by the
+    camera afterwards is not a "repack" of A (it would record B's parcel as A's), and A's
+    waybill seen again is A's parcel, not the end of B's unrecorded packing."""
+    recording_a = rec("PO-A", 10.0, waybills=(WAYBILL.text,))
+    state, _ = step(recording_a, Scanned(ORDER_B, 30.0, "keyboard"), RULES)
+    state, _ = step(state, failure, RULES)
+    assert state == Idle(last=("PO-A", 30.0), last_waybills=(WAYBILL.text,), unrecorded="PO-B")
+    again, actions = step(state, Scanned(ORDER_A, 31.0, "camera"), RULES)
+    assert again == state and not any(isinstance(a, StartClip) for a in actions)
+    # B scanned again by hand records B, pre-roll and all (B's own parcel).
+    _, actions = step(state, Scanned(ORDER_B, 32.0, "keyboard"), RULES)
+    assert actions[0] == StartClip("PO-B", 32.0)
+
+
 def test_recording_failed_and_shutdown() -> None:
     assert step(rec(), RecordingFailed(11.0, "ENOSPC"), RULES) == (Idle(unrecorded="PO-A"), [])
     assert step(rec(), EndClip(11.0, FinishReason.INTERRUPTED), RULES) == (

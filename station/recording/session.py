@@ -545,11 +545,21 @@ def _step_recording(
         return dark, [StopClip(FinishReason.CAMERA_LOST, event.t)]
     if isinstance(event, ClipRefused) and event.order_id == state.order_id:
         refused = LogEvent("refused", event.order_id, event.t, "station", event.reason)
-        return Idle(unrecorded=state.order_id), [refused]
+        return _unrecorded(state), [refused]
     if isinstance(event, RecordingFailed):
         # The recorder closed the clip and keeps what was written; the packing goes on.
-        return Idle(unrecorded=state.order_id), []
+        return _unrecorded(state), []
     return state, []
+
+
+def _unrecorded(state: Recording) -> Idle:
+    """Idle after the clip of ``state`` was refused or its writer failed: its order is packed
+    on unrecorded, and the order before it (if any) still ended where it did: its sheet read
+    by the camera afterwards is not a repack (it would record this order's parcel)."""
+    if state.previous is None:
+        return Idle(unrecorded=state.order_id)
+    last = (state.previous, state.started_t)
+    return Idle(last=last, last_waybills=state.previous_waybills, unrecorded=state.order_id)
 
 
 def _close_waiting(state: Suspended, t: float) -> Suspended:
