@@ -16,9 +16,11 @@ from station import config as config_mod
 from station.capture.frames import Caption, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.errors import RecordingError
+from station.proof.verify import verify_clip
 from station.recording.recorder import FinishedClip
 from station.runtime.faults import FlakyCamera, Outage
 from station.service import assemble
+from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord, Ledger
 
 W, H, FPS = 160, 96, 10.0
@@ -408,3 +410,43 @@ def test_a_next_order_whose_clip_cannot_start_leaves_the_order_before_finished(
     finally:
         asm.close()
     assert [(c.order_id, c.finish_reason) for c in clips] == [("PO-A", "next-order")]
+
+
+@pytest.mark.parametrize("decoded_at", [4.05, 6.0], ids=["at-the-next-scan", "seconds-later"])
+def test_a_late_waybill_of_the_order_before_is_found_under_that_orders_clip(
+    cfg: config_mod.Config, decoded_at: float
+) -> None:
+    """PO-A's waybill is read by the camera at 3.5, while PO-A records, and decoded only after
+    the packer scanned PO-B at 4.0. It is PO-A's label: a seller searching by it finds PO-A's
+    clip (never PO-B's). PO-A's clip may be signed by then: its manifest cannot change, so the
+    link is in the index only, marked as made after signing, and verification still finds the
+    index row as signed."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS).replace("scanner", camera_decode=False)
+    wb = "SF1234567890123"
+    scans = [
+        _kb("PO-A", 0.5),
+        _kb("PO-B", 4.0),
+        (decoded_at, RawScan(wb, "camera", 3.5, "code128")),
+        _kb("SEAL", 8.0),
+    ]
+    scenario = Scenario.from_dict({"seed": 8, "event": [{"at": 9.0, "kind": "end"}]})
+    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.append(LateScans(scans))
+    try:
+        asm.station.run(threading.Event())
+        found = asm.ledger.search_rows(ClipSearch(q=wb))
+        clips = asm.ledger.clips()
+    finally:
+        asm.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        ("PO-A", "next-order"),
+        ("PO-B", "sealed"),
+    ]
+    assert [r["order_id"] for r in found] == ["PO-A"]
+    a, b = clips
+    assert [w.waybill for w in a.waybills] == [wb] and b.waybills == ()
+    assert 0 < a.waybills[0].t_clip_s < a.duration_s  # the moment it was read, in PO-A's clip
+    report = verify_clip(cfg.station.data_dir / a.path, cfg)
+    (row,) = [c for c in report.checks if c.name == "index.row"]
+    assert row.status == "ok", row.reason
