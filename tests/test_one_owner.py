@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +21,7 @@ from station.errors import RecordingError
 from station.proof.verify import verify_clip
 from station.recording.recorder import FinishedClip
 from station.runtime.faults import FlakyCamera, Outage
-from station.service import assemble
+from station.service import Assembly, assemble
 from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord, Ledger
 
@@ -62,6 +64,28 @@ def run_keys(
     try:
         asm.station.run(threading.Event())
         return asm.ledger.clips(), finished
+    finally:
+        asm.close()
+
+
+def late_station(
+    cfg: config_mod.Config, scans: list[tuple[float, RawScan]], *, seed: int, end: float
+) -> Assembly:
+    """The station on a synthetic scene ended at ``end``, its ``scans`` reaching it late (at
+    their poll time, stamped with their own): not run yet (``ran``)."""
+    scenario = Scenario.from_dict({"seed": seed, "event": [{"at": end, "kind": "end"}]})
+    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.append(LateScans(scans))
+    return asm
+
+
+@contextlib.contextmanager
+def ran(asm: Assembly) -> Iterator[Ledger]:
+    """Run the station to the end of its input; its index until the assembly is closed."""
+    try:
+        asm.station.run(threading.Event())
+        yield asm.ledger
     finally:
         asm.close()
 
@@ -247,15 +271,8 @@ def test_a_rejected_code_read_before_the_next_clip_began_is_not_in_its_timeline(
         (4.6, RawScan(long_code, "camera", 4.0, "qrcode")),
         _kb("SEAL", 8.0),
     ]
-    scenario = Scenario.from_dict({"seed": 5, "event": [{"at": 9.0, "kind": "end"}]})
-    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
-    asm = assemble(cfg, camera=cam, live_view=False)
-    asm.station.scan_sources.append(LateScans(scans))
-    try:
-        asm.station.run(threading.Event())
-        clips, stray = asm.ledger.clips(), asm.ledger.unattached_events()
-    finally:
-        asm.close()
+    with ran(late_station(cfg, scans, seed=5, end=9.0)) as ledger:
+        clips, stray = ledger.clips(), ledger.unattached_events()
     assert [(c.order_id, c.finish_reason) for c in clips] == [
         ("PO-A", "next-order"),
         ("PO-B", "sealed"),
@@ -392,10 +409,7 @@ def test_a_next_order_whose_clip_cannot_start_leaves_the_order_before_finished(
         (5.0, RawScan("PO-A", "camera", 5.0)),
         _kb("SEAL", 8.0),
     ]
-    scenario = Scenario.from_dict({"seed": 7, "event": [{"at": 9.0, "kind": "end"}]})
-    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
-    asm = assemble(cfg, camera=cam, live_view=False)
-    asm.station.scan_sources.append(LateScans(scans))
+    asm = late_station(cfg, scans, seed=7, end=9.0)
     real_start = asm.recorder.start
 
     def start(order_id: str, t: float, **kw: Any) -> None:
@@ -404,11 +418,8 @@ def test_a_next_order_whose_clip_cannot_start_leaves_the_order_before_finished(
         real_start(order_id, t, **kw)
 
     monkeypatch.setattr(asm.recorder, "start", start)
-    try:
-        asm.station.run(threading.Event())
-        clips = asm.ledger.clips()
-    finally:
-        asm.close()
+    with ran(asm) as ledger:
+        clips = ledger.clips()
     assert [(c.order_id, c.finish_reason) for c in clips] == [("PO-A", "next-order")]
 
 
@@ -429,16 +440,8 @@ def test_a_late_waybill_of_the_order_before_is_found_under_that_orders_clip(
         (decoded_at, RawScan(wb, "camera", 3.5, "code128")),
         _kb("SEAL", 8.0),
     ]
-    scenario = Scenario.from_dict({"seed": 8, "event": [{"at": 9.0, "kind": "end"}]})
-    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
-    asm = assemble(cfg, camera=cam, live_view=False)
-    asm.station.scan_sources.append(LateScans(scans))
-    try:
-        asm.station.run(threading.Event())
-        found = asm.ledger.search_rows(ClipSearch(q=wb))
-        clips = asm.ledger.clips()
-    finally:
-        asm.close()
+    with ran(late_station(cfg, scans, seed=8, end=9.0)) as ledger:
+        found, clips = ledger.search_rows(ClipSearch(q=wb)), ledger.clips()
     assert [(c.order_id, c.finish_reason) for c in clips] == [
         ("PO-A", "next-order"),
         ("PO-B", "sealed"),
