@@ -37,13 +37,13 @@ _PASS = {
     "If-Modified-Since": "IfModifiedSince",
     "If-Unmodified-Since": "IfUnmodifiedSince",
 }
-# Kinds of the web's key-frame strip, from the labels the archiver gives its frames.
+# Kinds of the web's key-frame strip, from the labels the archiver gives its frames (a "control"
+# card is the seal only when it was the seal card: _frame_kind).
 _FRAME_KINDS = {
     "order": "order",
     "waybill": "waybill",
     "seal": "seal",
     "pedal": "seal",
-    "control": "seal",
     "end": "end",
 }
 
@@ -98,16 +98,30 @@ def keyframes(clip: ClipRecord) -> list[KeyFrame]:
     frames = archive_meta(clip).get("frames") or []
     out = []
     for f in frames:
-        kind = _FRAME_KINDS.get(str(f.get("label")))
+        kind = _frame_kind(clip, f)
         if kind is not None:
             text = clip.order_id if kind == "order" else (clip.waybill or "")
             out.append(KeyFrame(kind, float(f.get("t", 0.0)), text))
     return out
 
 
+def _frame_kind(clip: ClipRecord, frame: dict[str, Any]) -> str | None:
+    """The strip's kind of an archived frame; a "control" frame (labelled by the scan's kind)
+    is the seal only when the control card at that moment was the seal card, not a return,
+    sign-out or test card."""
+    label = str(frame.get("label"))
+    if label != "control":
+        return _FRAME_KINDS.get(label)
+    t = float(frame.get("t", 0.0))
+    seal = any(
+        e.is_seal and e.t_clip_s is not None and abs(e.t_clip_s - t) < 0.01 for e in clip.events
+    )
+    return "seal" if seal else None
+
+
 def _frame_key(clip: ClipRecord, n: int | None) -> str | None:
     frames = archive_meta(clip).get("frames") or []
-    wanted = [f for f in frames if _FRAME_KINDS.get(str(f.get("label")))]
+    wanted = [f for f in frames if _frame_kind(clip, f)]
     if n is None:
         pick = wanted[0] if wanted else (frames[0] if frames else None)
     else:

@@ -295,7 +295,8 @@ def test_a_late_camera_read_of_the_last_order_never_ends_links_to_or_replaces_th
     # and at 4.3 the packer scans order B by hand. The decode queue lags: the camera's reads
     # of A reach the station only after B's clip has begun. They happened before it, so they
     # are not B's: B's clip is neither replaced by A (a "repack" of A), nor linked to A's
-    # waybill, nor sealed; each is logged outside B's clip with a warning.
+    # waybill, nor sealed; each is logged outside B's clip with a warning. A's waybill, read
+    # while A's clip was open, is linked to A's clip (a search by it finds A).
     a, b = "PO-LATE-A", "PO-LATE-B"
     scans = [
         (0.5, RawScan(a, "keyboard", 0.5)),
@@ -309,13 +310,15 @@ def test_a_late_camera_read_of_the_last_order_never_ends_links_to_or_replaces_th
         clips, stray = run_table(station_cfg, scans, end=10.0, seed=5)
     assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "next-order"), (b, "sealed")]
     assert clips[1].waybills == ()
+    assert [w.waybill for w in clips[0].waybills] == ["SF1234567890123"]
     assert [(e.kind, e.text) for e in clips[1].events] == [("order", b), ("seal", "SEAL")]
     assert [(e.kind, e.text, e.source) for e in stray] == [
         ("waybill", "SF1234567890123", "camera"),
         ("order", a, "camera"),
         ("seal", "SEAL", "camera"),
     ]
-    assert all("ignored" in e.note for e in stray)
+    assert "PO-LATE-A's waybill, linked to its ended clip" in stray[0].note
+    assert all("ignored" in e.note for e in stray[1:])
     warned = warnings_of(caplog)
     assert any(a in m and "t=4.100" in m and "t=4.300" in m for m in warned), warned
 

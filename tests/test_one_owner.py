@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,9 +17,12 @@ from scan_support import LateScans
 from station import config as config_mod
 from station.capture.frames import Caption, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
+from station.errors import RecordingError
+from station.proof.verify import verify_clip
 from station.recording.recorder import FinishedClip
 from station.runtime.faults import FlakyCamera, Outage
-from station.service import assemble
+from station.service import Assembly, assemble
+from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord, Ledger
 
 W, H, FPS = 160, 96, 10.0
@@ -58,6 +64,28 @@ def run_keys(
     try:
         asm.station.run(threading.Event())
         return asm.ledger.clips(), finished
+    finally:
+        asm.close()
+
+
+def late_station(
+    cfg: config_mod.Config, scans: list[tuple[float, RawScan]], *, seed: int, end: float
+) -> Assembly:
+    """The station on a synthetic scene ended at ``end``, its ``scans`` reaching it late (at
+    their poll time, stamped with their own): not run yet (``ran``)."""
+    scenario = Scenario.from_dict({"seed": seed, "event": [{"at": end, "kind": "end"}]})
+    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.append(LateScans(scans))
+    return asm
+
+
+@contextlib.contextmanager
+def ran(asm: Assembly) -> Iterator[Ledger]:
+    """Run the station to the end of its input; its index until the assembly is closed."""
+    try:
+        asm.station.run(threading.Event())
+        yield asm.ledger
     finally:
         asm.close()
 
@@ -243,15 +271,8 @@ def test_a_rejected_code_read_before_the_next_clip_began_is_not_in_its_timeline(
         (4.6, RawScan(long_code, "camera", 4.0, "qrcode")),
         _kb("SEAL", 8.0),
     ]
-    scenario = Scenario.from_dict({"seed": 5, "event": [{"at": 9.0, "kind": "end"}]})
-    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
-    asm = assemble(cfg, camera=cam, live_view=False)
-    asm.station.scan_sources.append(LateScans(scans))
-    try:
-        asm.station.run(threading.Event())
-        clips, stray = asm.ledger.clips(), asm.ledger.unattached_events()
-    finally:
-        asm.close()
+    with ran(late_station(cfg, scans, seed=5, end=9.0)) as ledger:
+        clips, stray = ledger.clips(), ledger.unattached_events()
     assert [(c.order_id, c.finish_reason) for c in clips] == [
         ("PO-A", "next-order"),
         ("PO-B", "sealed"),
@@ -371,3 +392,64 @@ def test_no_frame_of_a_clip_carries_another_orders_waybill_or_packer(
             assert (cap.packer, cap.kind) == (c.packer, c.kind), (c.order_id, t, cap)
     assert checked == sum(c.frame_count for c in clips)
     assert [sorted(w.waybill for w in c.waybills) for c in clips] == [[wa], [wb], [wc], [wc]]
+
+
+def test_a_next_order_whose_clip_cannot_start_leaves_the_order_before_finished(
+    cfg: config_mod.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PO-B is scanned while PO-A records and its clip cannot be opened (the muxer fails).
+    PO-A's sheet, still at the table, read by the camera at 5.0 is not a repack of PO-A:
+    that clip would record PO-B's parcel, unrecorded, under PO-A until the seal."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS).replace("proof", enabled=False)
+    cfg = cfg.replace("scanner", camera_decode=False)
+    cfg = cfg.replace("session", max_duration_s=60.0, still_timeout_s=0.0)
+    scans = [
+        _kb("PO-A", 0.5),
+        _kb("PO-B", 4.0),
+        (5.0, RawScan("PO-A", "camera", 5.0)),
+        _kb("SEAL", 8.0),
+    ]
+    asm = late_station(cfg, scans, seed=7, end=9.0)
+    real_start = asm.recorder.start
+
+    def start(order_id: str, t: float, **kw: Any) -> None:
+        if order_id == "PO-B":
+            raise RecordingError("cannot open clip file: disk full")
+        real_start(order_id, t, **kw)
+
+    monkeypatch.setattr(asm.recorder, "start", start)
+    with ran(asm) as ledger:
+        clips = ledger.clips()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [("PO-A", "next-order")]
+
+
+@pytest.mark.parametrize("decoded_at", [4.05, 6.0], ids=["at-the-next-scan", "seconds-later"])
+def test_a_late_waybill_of_the_order_before_is_found_under_that_orders_clip(
+    cfg: config_mod.Config, decoded_at: float
+) -> None:
+    """PO-A's waybill is read by the camera at 3.5, while PO-A records, and decoded only after
+    the packer scanned PO-B at 4.0. It is PO-A's label: a seller searching by it finds PO-A's
+    clip (never PO-B's). PO-A's clip may be signed by then: its manifest cannot change, so the
+    link is in the index only, marked as made after signing, and verification still finds the
+    index row as signed."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS).replace("scanner", camera_decode=False)
+    wb = "SF1234567890123"
+    scans = [
+        _kb("PO-A", 0.5),
+        _kb("PO-B", 4.0),
+        (decoded_at, RawScan(wb, "camera", 3.5, "code128")),
+        _kb("SEAL", 8.0),
+    ]
+    with ran(late_station(cfg, scans, seed=8, end=9.0)) as ledger:
+        found, clips = ledger.search_rows(ClipSearch(q=wb)), ledger.clips()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        ("PO-A", "next-order"),
+        ("PO-B", "sealed"),
+    ]
+    assert [r["order_id"] for r in found] == ["PO-A"]
+    a, b = clips
+    assert [w.waybill for w in a.waybills] == [wb] and b.waybills == ()
+    assert 0 < a.waybills[0].t_clip_s < a.duration_s  # the moment it was read, in PO-A's clip
+    report = verify_clip(cfg.station.data_dir / a.path, cfg)
+    (row,) = [c for c in report.checks if c.name == "index.row"]
+    assert row.status == "ok", row.reason

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from recorder_support import encoded_recorder
 from station import config as config_mod
 from station.errors import LedgerError, RecordingError
 from station.recording.recorder import Recorder
-from station.recording.stream import EncodedPacket
+from station.recording.stream import EncodedPacket, stream_factories
 from station.store.ledger import Ledger, ScanEventRecord
 
 W, H, FPS = 64, 48, 10.0
@@ -166,3 +168,66 @@ def test_frames_of_an_order_whose_clip_failed_never_open_the_next_orders_clip(
     # A failed when frame 4's packet came out, at the push of frame 7 (t=0.7, a keyframe):
     # frames up to there showed A. B starts on the IDR asked for at its scan.
     assert b.span is not None and b.span[0] > 0.7
+
+
+class HeldBack:
+    """The station's real encoder, its packets handed on ``lag`` packets late (a V4L2
+    encoder keeps a few frames)."""
+
+    def __init__(self, inner: Any, lag: int = 3) -> None:
+        self.inner, self.lag, self.held = inner, lag, []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def in_flight(self) -> int:
+        return int(self.inner.in_flight) + len(self.held)
+
+    def drain(self) -> list[EncodedPacket]:
+        self.held += self.inner.drain()
+        out, self.held = self.held[: max(0, len(self.held) - self.lag)], self.held[-self.lag :]
+        return out
+
+    def flush(self) -> list[EncodedPacket]:
+        out, self.held = [*self.held, *self.inner.flush()], []
+        return out
+
+
+@pytest.mark.parametrize(("frames_after_stop", "signed"), [(0, False), (10, True)])
+def test_a_waybill_of_the_clip_stopped_last_is_linked_to_it(
+    rec_cfg: config_mod.Config, ledger: Ledger, frames_after_stop: int, signed: bool
+) -> None:
+    """A waybill read while A's clip was open, decoded after B's began, goes to A's clip: in
+    its signed manifest while A still waits for its last packets; once A is being finished,
+    in the index only, marked as linked after signing (the manifest cannot change)."""
+    cfg = rec_cfg.replace("recorder", keyframe_interval_s=1.0)
+    enc, mux = stream_factories(cfg.recorder, W, H, FPS)
+    rec = Recorder(cfg, ledger, encoder=lambda: HeldBack(enc()), muxer=mux)
+    frame = np.zeros((H * 3 // 2, W), np.uint8)
+    wb = "SF1234567890123"
+    try:
+        for i in range(40):
+            t = i / FPS
+            if i == 1:
+                rec.start("A", t, wall=WALL0 + timedelta(seconds=t))
+            if i == 20:
+                rec.stop("next-order", t)
+                rec.start("B", t, wall=WALL0 + timedelta(seconds=t))
+            if i == 20 + frames_after_stop:
+                if signed:
+                    rec.wait_idle()  # A is finished and indexed
+                assert rec.link_ended("B", wb, "SF", 1.5) is None  # not the clip stopped last
+                assert rec.link_ended("A", wb, "SF", 1.5) == ("index" if signed else "manifest")
+            label = "A" if 1 <= i < 20 else "B"
+            rec.push(frame, t, WALL0 + timedelta(seconds=t), label)
+        rec.stop("sealed", 4.0)
+    finally:
+        rec.close()
+    a, b = ledger.clips()
+    assert (a.order_id, [w.waybill for w in a.waybills]) == ("A", [wb])
+    assert b.waybills == ()
+    (row,) = ledger.waybill_rows(a.id or 0)
+    assert (row["linked_utc"] is not None) is signed
+    manifest = json.loads((cfg.station.data_dir / a.manifest_path).read_text())
+    assert [w["waybill"] for w in manifest["waybills"]] == ([] if signed else [wb])

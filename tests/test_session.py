@@ -119,7 +119,7 @@ def test_waybill_links_without_ending_by_default() -> None:
 def test_waybill_ends_clip_when_configured() -> None:
     rules = SessionSection(waybill_ends_clip=True)
     state, actions = step(rec(), Scanned(WAYBILL, 12.0), rules)
-    assert state == Idle(last=("PO-A", 12.0), last_waybills=("SF1234567890123",))
+    assert state == Idle(last=("PO-A", 12.0), last_waybills=("SF1234567890123",), last_began=10.0)
     assert kinds(actions) == ["LogEvent", "LinkWaybill", "StopClip"]
     assert actions[-1] == StopClip(FinishReason.WAYBILL, 12.0)
 
@@ -127,20 +127,20 @@ def test_waybill_ends_clip_when_configured() -> None:
 @pytest.mark.parametrize("code", [SEAL, CTRL_SEAL])
 def test_seal_ends_clip(code: Code) -> None:
     state, actions = step(rec(), Scanned(code, 20.0), RULES)
-    assert state == Idle(last=("PO-A", 20.0))
+    assert state == Idle(last=("PO-A", 20.0), last_began=10.0)
     assert kinds(actions) == ["LogEvent", "StopClip"]
     assert actions[-1] == StopClip(FinishReason.SEALED, 20.0)
 
 
 def test_pedal_ends_clip_as_sealed() -> None:
     state, actions = step(rec(), PedalPress(20.0), RULES)
-    assert state == Idle(last=("PO-A", 20.0))
+    assert state == Idle(last=("PO-A", 20.0), last_began=10.0)
     assert actions == [LogEvent("pedal", "", 20.0, "pedal"), StopClip(FinishReason.SEALED, 20.0)]
 
 
 def test_next_order_ends_previous_and_starts_next() -> None:
     state, actions = step(rec(), Scanned(ORDER_B, 30.0), RULES)
-    assert state == rec("PO-B", 30.0, previous="PO-A")
+    assert state == rec("PO-B", 30.0, previous="PO-A", previous_span=(10.0, 30.0))
     assert actions == [
         StopClip(FinishReason.NEXT_ORDER, 30.0),
         StartClip("PO-B", 30.0),
@@ -150,7 +150,7 @@ def test_next_order_ends_previous_and_starts_next() -> None:
 
 def test_same_order_again_by_hand_is_rescan() -> None:
     state, actions = step(rec(), Scanned(ORDER_A, 30.0, "keyboard"), RULES)
-    assert state == Idle(last=("PO-A", 30.0))
+    assert state == Idle(last=("PO-A", 30.0), last_began=10.0)
     assert actions == [
         LogEvent("order", "PO-A", 30.0, "keyboard"),
         StopClip(FinishReason.RESCAN, 30.0),
@@ -179,7 +179,7 @@ def test_timeout_at_max_duration() -> None:
     state, actions = step(rec(t=10.0), Tick(69.9), rules)
     assert isinstance(state, Recording) and actions == []
     state, actions = step(state, Tick(70.0), rules)
-    assert state == Idle(last=("PO-A", 70.0))
+    assert state == Idle(last=("PO-A", 70.0), last_began=10.0)
     assert actions == [StopClip(FinishReason.TIMEOUT, 70.0)]
 
 
@@ -197,7 +197,7 @@ def test_still_timeout() -> None:
     state, actions = step(state, Tick(7.9, moving=False), rules)
     assert isinstance(state, Recording) and actions == []
     state, actions = step(state, Tick(8.0, moving=False), rules)
-    assert state == Idle(last=("PO-A", 8.0))
+    assert state == Idle(last=("PO-A", 8.0), last_began=0.0)
     assert actions == [StopClip(FinishReason.STILL, 8.0)]
 
 
@@ -208,7 +208,7 @@ def test_still_timeout_off_by_default() -> None:
 
 def test_end_of_input_closes_clip() -> None:
     state, actions = step(rec(), EndClip(40.0, FinishReason.END_OF_INPUT), RULES)
-    assert state == Idle(last=("PO-A", 40.0))
+    assert state == Idle(last=("PO-A", 40.0), last_began=10.0)
     assert actions == [StopClip(FinishReason.END_OF_INPUT, 40.0)]
 
 
@@ -259,7 +259,7 @@ def test_an_order_stamped_before_the_open_clip_is_no_refused_scan_ending_it() ->
 
 
 def test_an_event_stamped_as_the_clip_began_or_later_is_the_clips() -> None:
-    ended = Idle(last=("PO-B", 10.0), last_waybills=("YT1234567890123",))
+    ended = Idle(last=("PO-B", 10.0), last_waybills=("YT1234567890123",), last_began=10.0)
     assert step(OPEN_B, Scanned(SEAL, 10.0), RULES)[0] == ended
     assert step(OPEN_B, PedalPress(10.0), RULES)[0] == ended
 
@@ -268,6 +268,49 @@ def test_a_badge_stamped_before_the_open_clip_still_signs_the_packer_in() -> Non
     badge = Code("OP:alice", Kind.OPERATOR, "alice")
     state, _ = step(OPEN_B, Scanned(badge, 9.5), RULES)
     assert state == replace(OPEN_B, floor=Floor(packer="alice"))
+
+
+def test_a_late_waybill_read_while_the_clip_before_was_open_is_linked_to_that_clip() -> None:
+    """PO-A records from 10; its waybill is read by the camera at 29.5 and decoded after PO-B
+    was scanned by hand at 30. It is PO-A's label: linked to PO-A's (ended) clip, so a search
+    by it finds PO-A; never to PO-B's, and the same read again links nothing twice."""
+    wb = Code("JT1234567890123", Kind.WAYBILL, "JT")
+    state, _ = step(rec("PO-A", 10.0, waybills=(WAYBILL.text,)), Scanned(ORDER_B, 30.0), RULES)
+    new, actions = step(state, Scanned(wb, 29.5), RULES)
+    note = "stamped t=29.500, before the clip of 'PO-B' began at t=30.000: PO-A's waybill"
+    assert actions == [
+        LogEvent("waybill", wb.text, 29.5, "camera", note + ", linked to its ended clip", False),
+        LinkWaybill("PO-A", wb.text, "JT", 29.5, ended=True),
+    ]
+    assert new == replace(state, previous_waybills=(WAYBILL.text, wb.text))
+    assert new.waybills == ()  # not PO-B's
+    again, actions = step(new, Scanned(wb, 29.6), RULES)
+    assert again == new
+    assert actions == [
+        LogEvent(
+            "waybill",
+            wb.text,
+            29.6,
+            "camera",
+            note.replace("29.500", "29.600") + ", already linked",
+            False,
+        )
+    ]
+
+
+def test_a_late_waybill_outside_the_clip_before_is_linked_to_no_clip() -> None:
+    """Only a read stamped while the clip before was open is its order's: one stamped after
+    its seal (before the next scan) or with no clip before known stays linked to none."""
+    sealed, _ = step(rec("PO-A", 10.0), Scanned(SEAL, 20.0), RULES)
+    state, _ = step(sealed, Scanned(ORDER_B, 30.0, "keyboard"), RULES)
+    assert state.previous_span == (10.0, 20.0)
+    new, actions = step(state, Scanned(WAYBILL, 15.0), RULES)
+    assert actions[-1] == LinkWaybill("PO-A", WAYBILL.text, "SF", 15.0, ended=True)
+    for stranger in (Scanned(WAYBILL, 25.0), Scanned(WAYBILL, 9.0)):
+        new, actions = step(state, stranger, RULES)
+        assert new == state and kinds(actions) == ["LogEvent"] and not actions[0].in_clip
+    unknown = rec("PO-B", 30.0, previous="PO-A")  # e.g. the camera came back: no span known
+    assert kinds(step(unknown, Scanned(WAYBILL, 29.0), RULES)[1]) == ["LogEvent"]
 
 
 # ---- a late read of the order whose clip just ended -----------------------------------------
@@ -299,7 +342,7 @@ def test_the_sealed_orders_sheet_seen_again_by_the_camera_opens_no_repack() -> N
     state, _ = step(SEALED_A, Scanned(ORDER_B, 30.0), RULES)
     state, _ = step(state, Scanned(SEAL, 40.0), RULES)
     state, actions = step(state, Scanned(ORDER_A, 50.0), RULES)
-    assert state == rec("PO-A", 50.0, previous="PO-B")
+    assert state == rec("PO-A", 50.0, previous="PO-B", previous_span=(30.0, 40.0))
     assert kinds(actions) == ["StartClip", "LogEvent"]
 
 
@@ -479,7 +522,7 @@ def test_camera_reads_from_before_the_loss_decoded_in_the_dark() -> None:
 
 def test_disk_full_finishes_the_clip() -> None:
     assert step(rec(), EndClip(12.0, FinishReason.DISK_FULL), RULES) == (
-        Idle(last=("PO-A", 12.0)),
+        Idle(last=("PO-A", 12.0), last_began=10.0),
         [StopClip(FinishReason.DISK_FULL, 12.0)],
     )
     assert step(Idle(), EndClip(12.0, FinishReason.DISK_FULL), RULES) == (Idle(), [])
@@ -523,10 +566,31 @@ def test_after_an_unrecorded_packing_the_next_order_has_no_pre_roll(failure) -> 
     assert step(state, CameraLost(20.0), RULES)[0] == Suspended(None, 20.0)
 
 
+@pytest.mark.parametrize(
+    "failure", [ClipRefused("PO-B", 30.0, "disk full"), RecordingFailed(30.0, "EIO")]
+)
+def test_a_next_order_whose_clip_fails_still_knows_the_order_before(failure) -> None:
+    """PO-B is scanned while PO-A records (one step: stop A, start B) and B's clip cannot
+    start. The state still knows PO-A ended there: A's sheet, still at the table, read by the
+    camera afterwards is not a "repack" of A (it would record B's parcel as A's), and A's
+    waybill seen again is A's parcel, not the end of B's unrecorded packing."""
+    recording_a = rec("PO-A", 10.0, waybills=(WAYBILL.text,))
+    state, _ = step(recording_a, Scanned(ORDER_B, 30.0, "keyboard"), RULES)
+    state, _ = step(state, failure, RULES)
+    assert state == Idle(
+        last=("PO-A", 30.0), last_waybills=(WAYBILL.text,), unrecorded="PO-B", last_began=10.0
+    )
+    again, actions = step(state, Scanned(ORDER_A, 31.0, "camera"), RULES)
+    assert again == state and not any(isinstance(a, StartClip) for a in actions)
+    # B scanned again by hand records B, pre-roll and all (B's own parcel).
+    _, actions = step(state, Scanned(ORDER_B, 32.0, "keyboard"), RULES)
+    assert actions[0] == StartClip("PO-B", 32.0)
+
+
 def test_recording_failed_and_shutdown() -> None:
     assert step(rec(), RecordingFailed(11.0, "ENOSPC"), RULES) == (Idle(unrecorded="PO-A"), [])
     assert step(rec(), EndClip(11.0, FinishReason.INTERRUPTED), RULES) == (
-        Idle(last=("PO-A", 11.0)),
+        Idle(last=("PO-A", 11.0), last_began=10.0),
         [StopClip(FinishReason.INTERRUPTED, 11.0)],
     )
     assert step(Idle(), EndClip(11.0, FinishReason.INTERRUPTED), RULES) == (Idle(), [])

@@ -46,7 +46,7 @@ def keyframes(clip: ClipRecord) -> list[KeyFrame]:
         (
             e
             for e in reversed(clip.events)
-            if e.kind in {"seal", "pedal", "control"} and e.t_clip_s is not None
+            if e.is_seal and e.t_clip_s is not None  # not a return, sign-out or test card
         ),
         None,
     )

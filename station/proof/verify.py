@@ -2141,6 +2141,7 @@ def _derived_diffs(clips: ClipTable, row: sqlite3.Row, body: dict[str, Any]) -> 
     rows_wb = sorted(
         (r["waybill"], r["carrier"], round(float(r["t_clip_s"] or 0), 3))
         for r in clips.waybill_rows(row["id"])
+        if r["linked_utc"] is None  # a late read linked after signing is in no manifest
     )
     if "waybills" in body and signed_wb != rows_wb:
         out.append(

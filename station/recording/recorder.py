@@ -145,6 +145,16 @@ class _OpenClip:
     start_key_t: float | None = None
     after_t: float | None = None
     end_t: float | None = None
+    clip_id: int | None = None  # its index row, once finished (finisher thread)
+
+
+@dataclass(frozen=True)
+class _LinkAfterSigning:
+    """A waybill of a clip already handed to the finisher: linked in the index once the clip
+    is indexed (the finisher takes this after the clip); its signed manifest cannot change."""
+
+    clip: _OpenClip
+    link: WaybillLink
 
 
 @dataclass(frozen=True)
@@ -240,7 +250,8 @@ class Recorder:
         # made a keyframe (``_key_after``), so the next clip can start right there.
         self._disowned_t: float | None = None
         self._key_after: float | None = None
-        self._pending: queue.Queue[_OpenClip | None] = queue.Queue()
+        self._pending: queue.Queue[_OpenClip | _LinkAfterSigning | None] = queue.Queue()
+        self._last_stopped: _OpenClip | None = None  # capture thread only
         self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
         self._finisher.start()
         # The latest results (tests, diagnostics); bounded, or a station running for months
@@ -372,6 +383,7 @@ class Recorder:
         with self._annotate_lock:
             self._open = None
         clip.finish_reason = reason
+        self._last_stopped = clip
         log.info("order %r finished (%s); finishing clip", clip.order_id, reason)
         # Every frame pushed so far is the clip's; packets of those still in the encoder
         # follow (a V4L2 encoder keeps a few): the clip is finished once they are muxed.
@@ -494,6 +506,25 @@ class Recorder:
             return
         clip.waybills.append(WaybillLink(waybill, carrier, self._rel(clip, t)))
         self._journal(clip)
+
+    def link_ended(self, order_id: str, waybill: str, carrier: str, t: float) -> str | None:
+        """Link a waybill read at camera time ``t`` to the clip of ``order_id`` stopped last (a
+        read decoded after the next clip began). "manifest": the clip was still waiting for
+        its last frames, so the link is in its signed manifest; "index": it was already being
+        finished, so the link goes in the index once it is indexed, marked as made after
+        signing; None: that clip is not the one stopped last, or had no frames."""
+        clip = self._last_stopped
+        if clip is None or clip.order_id != order_id or clip.first_t is None:
+            return None
+        if any(w.waybill == waybill for w in clip.waybills):
+            return "manifest"
+        link = WaybillLink(waybill, carrier, self._rel(clip, t))
+        if any(c is clip for c in self._closing):  # still the capture thread's: not signed
+            clip.waybills.append(link)
+            self._journal(clip)
+            return "manifest"
+        self._pending.put(_LinkAfterSigning(clip, link))
+        return "index"
 
     def log_event(self, event: ScanEventRecord, t: float, *, in_clip: bool = True) -> None:
         """Attach a scan to the open clip, or index it on its own when no clip is open or
@@ -641,6 +672,9 @@ class Recorder:
             try:
                 if clip is None:
                     return
+                if isinstance(clip, _LinkAfterSigning):
+                    self._link_after_signing(clip)
+                    continue
                 result = self._finish(clip)
                 result = dataclasses.replace(
                     result,
@@ -649,6 +683,8 @@ class Recorder:
                     if clip.first_t is not None and clip.last_t is not None
                     else None,
                 )
+                if result.record is not None:
+                    clip.clip_id = result.record.id
                 self.finished.append(result)
                 if self.on_finished is not None:
                     self.on_finished(result)
@@ -658,6 +694,22 @@ class Recorder:
                 log.exception("finisher failed")
             finally:
                 self._pending.task_done()
+
+    def _link_after_signing(self, job: _LinkAfterSigning) -> None:
+        clip, link = job.clip, job.link
+        if clip.clip_id is None:
+            log.warning("waybill %r of order %r linked to no clip: its clip was not indexed",
+                        link.waybill, clip.order_id)  # fmt: skip
+            return
+        try:
+            self.ledger.link_waybill_after_signing(clip.clip_id, clip.order_id, link)
+        except (StationError, OSError, sqlite3.Error) as exc:
+            log.error("cannot link waybill %r to clip %d of order %r: %s",
+                      link.waybill, clip.clip_id, clip.order_id, exc)  # fmt: skip
+            return
+        log.warning("waybill %r linked to clip %d of order %r after it was signed: in the "
+                    "index, not in its signed manifest", link.waybill, clip.clip_id,
+                    clip.order_id)  # fmt: skip
 
     def _salvage(self, clip: _OpenClip, error: str) -> FinishedClip:
         """Keep and index what the failed writer left (as "interrupted"), or leave it in tmp/."""

@@ -460,6 +460,22 @@ class Station:
             case ss.StopClip():
                 if self.recorder.recording:
                     self.recorder.stop(action.reason.value, action.t)
+            case ss.LinkWaybill(ended=True):
+                # A read of the order before, decoded after this clip began: to its clip.
+                how = self.recorder.link_ended(
+                    action.order_id, action.waybill, action.carrier, action.t
+                )
+                if how is None:
+                    log.warning("waybill %r of order %r linked to no clip: not the clip that"
+                                " ended last", action.waybill, action.order_id)  # fmt: skip
+                    return
+                log.info("waybill %r read at t=%.3f linked to the ended clip of order %r (%s)",
+                         action.waybill, action.t, action.order_id,
+                         "in its manifest" if how == "manifest" else
+                         "in the index, after its manifest was signed")  # fmt: skip
+                self._emit(EventKind.WAYBILL_LINKED, action.t, action.order_id,
+                           waybill=action.waybill, carrier=action.carrier,
+                           after_signing=how == "index")  # fmt: skip
             case ss.LinkWaybill():
                 self.recorder.link_waybill(action.waybill, action.carrier, action.t)
                 self._emit(

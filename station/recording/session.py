@@ -59,6 +59,8 @@ class Idle:
     a camera read of that order stamped before then was made while its clip was open (decoded
     late), not a new packing of it.
 
+    ``last_began``: when the clip of ``last`` began (its order's scan), None when unknown.
+
     ``unrecorded``: the order whose clip was refused (or whose writer failed): it may be
     packed on with no clip, and nothing marks its end, so the next order's clip starts at its
     scan (its pre-roll would be that parcel) until a seal, a waybill or the pedal ends it.
@@ -68,6 +70,7 @@ class Idle:
     last: tuple[str, float] | None = None
     last_waybills: tuple[str, ...] = ()  # the waybills linked to that order's clip
     unrecorded: str | None = None
+    last_began: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,9 @@ class Recording:
 
     ``previous``: the order whose clip ended last, before this one began (None for none), and
     ``previous_waybills`` the waybills linked to it: a camera read of one of them is that
-    parcel, still at the table, not a next order or this order's waybill.
+    parcel, still at the table, not a next order or this order's waybill. ``previous_span``:
+    when its clip began and ended (None when unknown): a waybill read stamped in it, decoded
+    after this clip began, is that order's and is linked to its (ended) clip.
     """
 
     order_id: str
@@ -88,6 +93,7 @@ class Recording:
     kind: ClipKind = ClipKind.ORDER
     previous: str | None = None
     previous_waybills: tuple[str, ...] = ()
+    previous_span: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,10 +220,14 @@ class StopClip:
 
 @dataclass(frozen=True, slots=True)
 class LinkWaybill:
+    """Link ``waybill`` to the clip of ``order_id``: the open one, or, with ``ended``, the one
+    that ended last (a read made while it was open and decoded after the next clip began)."""
+
     order_id: str
     waybill: str
     carrier: str
     t: float
+    ended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +303,29 @@ def _before_clip(order: tuple[str, float], event: Scanned | PedalPress) -> LogEv
     return replace(_log(event, note), in_clip=False)
 
 
+def _late_waybill(state: State, event: Scanned | PedalPress) -> tuple[State, list[Action]] | None:
+    """A waybill read stamped while the previous order's clip was open, decoded after this
+    one began: that parcel's label, linked to its ended clip (None: not such a read)."""
+    if not (
+        isinstance(state, Recording)
+        and isinstance(event, Scanned)
+        and event.code.kind is Kind.WAYBILL
+        and state.previous is not None
+        and state.previous_span is not None
+        and state.previous_span[0] <= event.t <= state.previous_span[1]
+    ):
+        return None
+    note = (
+        f"stamped t={event.t:.3f}, before the clip of {state.order_id!r} began at "
+        f"t={state.started_t:.3f}: {state.previous}'s waybill"
+    )
+    if event.code.text in state.previous_waybills:
+        return state, [replace(_log(event, note + ", already linked"), in_clip=False)]
+    link = LinkWaybill(state.previous, event.code.text, event.code.detail, event.t, ended=True)
+    new = replace(state, previous_waybills=(*state.previous_waybills, event.code.text))
+    return new, [replace(_log(event, note + ", linked to its ended clip"), in_clip=False), link]
+
+
 def in_open_clip(state: State, t: float) -> bool:
     """Does a record stamped at camera time ``t`` that decides nothing (a rejected read) go
     in the open clip's timeline? Not when it was made before that clip began (decoded late):
@@ -320,8 +353,10 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         # Made before the open clip began (a camera read decoded late, behind the hand scan
         # that opened this order; or, in the dark, from a frame before the loss): it is not
         # this order's, so it never ends, seals, links to or replaces this clip. A badge or
-        # card still changes the floor below.
-        return state, [_before_clip(began, event)]
+        # card still changes the floor below. A waybill read while the clip before was open
+        # is that order's label: linked to its clip.
+        late = _late_waybill(state, event)
+        return late if late is not None else (state, [_before_clip(began, event)])
     last = _last(state)
     if (
         isinstance(state, Recording)
@@ -414,20 +449,28 @@ def _remember(old: State, new: State, actions: list[Action]) -> State:
     started after one ended (from that Idle, or as the next order) knows that order."""
     if not actions:
         return new  # every frame's Tick comes through here: nothing more to look at
+    stops = [a for a in actions if isinstance(a, StopClip)]
     if isinstance(new, Recording) and any(isinstance(a, StartClip) for a in actions):
         if isinstance(old, Recording):
-            return replace(new, previous=old.order_id, previous_waybills=old.waybills)
+            span = (old.started_t, stops[-1].t) if stops else None
+            return replace(
+                new, previous=old.order_id, previous_waybills=old.waybills, previous_span=span
+            )
         if isinstance(old, Idle) and old.last is not None:
-            return replace(new, previous=old.last[0], previous_waybills=old.last_waybills)
+            began = old.last_began
+            span = (began, old.last[1]) if began is not None else None
+            return replace(
+                new, previous=old.last[0], previous_waybills=old.last_waybills, previous_span=span
+            )
         return new
     if not (isinstance(old, Recording) and isinstance(new, Idle)):
         return new
-    stops = [a for a in actions if isinstance(a, StopClip)]
     if not stops:
         return new
     links = tuple(a.waybill for a in actions if isinstance(a, LinkWaybill))
     waybills = tuple(dict.fromkeys((*old.waybills, *links)))
-    return replace(new, last=(old.order_id, stops[-1].t), last_waybills=waybills)
+    last = (old.order_id, stops[-1].t)
+    return replace(new, last=last, last_waybills=waybills, last_began=old.started_t)
 
 
 def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]:
@@ -545,11 +588,27 @@ def _step_recording(
         return dark, [StopClip(FinishReason.CAMERA_LOST, event.t)]
     if isinstance(event, ClipRefused) and event.order_id == state.order_id:
         refused = LogEvent("refused", event.order_id, event.t, "station", event.reason)
-        return Idle(unrecorded=state.order_id), [refused]
+        return _unrecorded(state), [refused]
     if isinstance(event, RecordingFailed):
         # The recorder closed the clip and keeps what was written; the packing goes on.
-        return Idle(unrecorded=state.order_id), []
+        return _unrecorded(state), []
     return state, []
+
+
+def _unrecorded(state: Recording) -> Idle:
+    """Idle after the clip of ``state`` was refused or its writer failed: its order is packed
+    on unrecorded, and the order before it (if any) still ended where it did: its sheet read
+    by the camera afterwards is not a repack (it would record this order's parcel)."""
+    if state.previous is None:
+        return Idle(unrecorded=state.order_id)
+    span = state.previous_span
+    last = (state.previous, span[1] if span is not None else state.started_t)
+    return Idle(
+        last=last,
+        last_waybills=state.previous_waybills,
+        unrecorded=state.order_id,
+        last_began=span[0] if span is not None else None,
+    )
 
 
 def _close_waiting(state: Suspended, t: float) -> Suspended:

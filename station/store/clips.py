@@ -24,6 +24,13 @@ class ScanEventRecord:
     t_clip_s: float | None = None
     note: str = ""
 
+    @property
+    def is_seal(self) -> bool:
+        """Did this scan seal its clip? A seal card, the pedal, or a control card set to
+        "seal": the session logs that one with no note, every other card (return, sign-out,
+        test) with a note saying what it did."""
+        return self.kind in ("seal", "pedal") or (self.kind == "control" and not self.note)
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["wall"] = self.wall.isoformat(timespec="milliseconds")
@@ -369,6 +376,11 @@ class ClipTable(Table):
         7: """
     ALTER TABLE clips ADD COLUMN repack_of_fleet TEXT;
         """,
+        # a waybill read while its clip was open but decoded after the clip was signed (the
+        # next order's clip had begun): linked in the index only, not in the signed manifest.
+        8: """
+    ALTER TABLE waybills ADD COLUMN linked_utc TEXT;  -- NULL: in the clip's signed manifest
+        """,
     }
 
     # ---- writes ---------------------------------------------------------------------------
@@ -422,6 +434,17 @@ class ClipTable(Table):
             )
             self._insert_events(db, clip_id, clip.station, clip.events)
         return clip_id
+
+    def link_waybill_after_signing(self, clip_id: int, order_id: str, link: WaybillLink) -> None:
+        """Link a waybill to an indexed clip whose signed manifest does not name it (a read
+        decoded after the clip was signed), marked with the time it was linked."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO waybills(clip_id, order_id, waybill, carrier, t_clip_s,"
+                " linked_utc) VALUES (?, ?, ?, ?, ?, ?)",
+                (clip_id, order_id, link.waybill, link.carrier, link.t_clip_s,
+                 _utc(datetime.now(UTC))),
+            )  # fmt: skip
 
     def log_events(self, station: str, events: Sequence[ScanEventRecord]) -> None:
         """Record scans that belong to no clip (e.g. a seal card shown with no order open)."""
@@ -696,8 +719,10 @@ class ClipTable(Table):
         return row
 
     def waybill_rows(self, clip_id: int) -> list[sqlite3.Row]:
+        """The clip's waybills; ``linked_utc`` is not NULL for those linked after it was signed."""
         return self._all(
-            "SELECT waybill, carrier, t_clip_s FROM waybills WHERE clip_id = ? ORDER BY t_clip_s",
+            "SELECT waybill, carrier, t_clip_s, linked_utc FROM waybills WHERE clip_id = ?"
+            " ORDER BY t_clip_s",
             (clip_id,),
         )
 
