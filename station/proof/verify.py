@@ -1678,6 +1678,7 @@ def verify_clip(
                 )
             else:
                 report.add("index.row", OK, f"index row {row['id']} agrees with the manifest")
+            _note_late_links(report, "index.row", st.clips, row)
         _check_clip_in_log(report, st, e)
         report.time_anchors.append(
             _check_leaf_tokens(report, "timestamp", st, e, body, anchors, bound)
@@ -2110,6 +2111,19 @@ def _utc_text(value: Any) -> str | None:
     return None if dt is None else dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _note_late_links(report: Report, name: str, clips: ClipTable, row: sqlite3.Row) -> None:
+    """Say which of the row's waybills were linked after the clip was signed (a read decoded
+    late): the index alone holds them, no signature vouches for them."""
+    late = [r["waybill"] for r in clips.waybill_rows(row["id"]) if r["linked_utc"] is not None]
+    if late:
+        report.add(
+            name,
+            INFO,
+            f"waybill(s) {', '.join(late)} linked in the index after the clip was signed (a "
+            "read decoded late): not in the signed manifest, so not proven by it",
+        )
+
+
 def _derived_diffs(clips: ClipTable, row: sqlite3.Row, body: dict[str, Any]) -> list[str]:
     """Index fields that reach search results, bundles and summaries but are not copied
     verbatim from the manifest: the UTC times, the time zone, the manifest path, the waybills
@@ -2279,6 +2293,7 @@ def _audit(
                     "index-row-edited",
                 )
                 rows_ok = False
+            _note_late_links(report, f"index {rel}", st.clips, row)
         sidecar = st.data_dir / str(body.get("manifest_path", ""))
         if body.get("manifest_path") and sidecar.is_file():
             try:
