@@ -403,3 +403,24 @@ def test_a_sibling_stations_bare_clip_is_not_called_another_clip_of_this_station
     assert "station-01_A1" not in body
     assert "clip-remuxed" not in body and "clip-replaced" not in body
     assert "[time-unanchored]" in body
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_intact_with_nothing_to_compare_does_not_point_at_fingerprints(web_app, lang) -> None:
+    """A bare clip judged by its C2PA manifest alone is intact but untimed, with no fingerprint
+    to compare: the page must not ask the reader to compare "the fingerprints below"."""
+    from station.proof.trust import Anchors
+    from station.proof.verify import Report
+
+    report = Report(subject="clip.mp4")
+    report.add("c2pa", "ok", "embedded C2PA manifest valid")
+    report.add("time", "warn", "no RFC 3161 token", "time-unanchored")
+    report.time_anchors.append(False)
+    with web_app.test_request_context("/verify", headers={"Accept-Language": lang}):
+        view = verify_web.verdict_view(report, Anchors())
+        assert not view["compare"]
+        assert "below" not in view["detail"] and "下面" not in view["detail"]
+        assert ("bundle" in view["detail"]) if lang == "en" else ("证据包" in view["detail"])
+        report.compare("station key SHA256:ab")
+        view = verify_web.verdict_view(report, Anchors())
+        assert view["compare"] and ("below" in view["detail"] or "下面" in view["detail"])

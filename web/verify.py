@@ -228,11 +228,18 @@ def verdict_view(report: Report, anchors: Anchors) -> dict[str, Any]:
         css = "ok"
     elif v == UNANCHORED:
         title = _("Intact, but not anchored")
-        detail = _(
-            "Nothing was altered, but the signer or the time is not vouched for by a company CA "
-            "or time-stamp authority this site trusts. Compare the fingerprints below with the "
-            "ones the seller gave you."
-        )
+        if report.facts.get("compare"):
+            detail = _(
+                "Nothing was altered, but the signer or the time is not vouched for by a company "
+                "CA or time-stamp authority this site trusts. Compare the fingerprints below with "
+                "the ones the seller gave you."
+            )
+        else:  # a bare clip judged by its C2PA manifest alone: no token, no key to compare
+            detail = _(
+                "Nothing was altered, but the signer or the time is not vouched for by a company "
+                "CA or time-stamp authority this site trusts, and this file carries nothing to "
+                "compare. Ask the seller for the order's evidence bundle."
+            )
         css = "warn"
     elif v == UNVERIFIED:  # nothing failed: no word on the file either way
         title = _("Not verified")
