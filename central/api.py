@@ -122,11 +122,21 @@ def hello() -> Response:
 @bp.post("/clips")
 def clips() -> Response:
     items = _items("clips")
+    # "conflicts": "report": a clip whose local id is held with another SHA-256 is left out
+    # and named in the answer, with the high-water marks (a station restored from a backup)
+    report = (request.get_json(silent=True) or {}).get("conflicts") == "report"
+    conflicts: list[int] | None = [] if report else None
+    db = central_db()
     try:
-        n = central_db().register_clips(g.station["id"], g.station["name"], items)
+        n = db.register_clips(g.station["id"], g.station["name"], items, conflicts=conflicts)
     except (KeyError, TypeError, ValueError) as exc:
         raise CentralError(f"malformed clip: {exc}") from exc
-    return jsonify(registered=n)
+    if conflicts is None:
+        return jsonify(registered=n)
+    if conflicts:
+        log.warning("fleet API: station %r: clips %s are held with other SHA-256s (restored?)",
+                    g.station["name"], conflicts)  # fmt: skip
+    return jsonify(registered=n, conflicts=conflicts, have=db.high_water(g.station["id"]))
 
 
 @bp.post("/checkpoints")

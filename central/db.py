@@ -470,11 +470,20 @@ class CentralDB:
 
     # ---- registration ---------------------------------------------------------------------
 
-    def register_clips(self, station_id: int, station: str, clips: Iterable[dict[str, Any]]) -> int:
+    def register_clips(
+        self,
+        station_id: int,
+        station: str,
+        clips: Iterable[dict[str, Any]],
+        *,
+        conflicts: list[int] | None = None,
+    ) -> int:
         """Insert or update clips by (station, local id); idempotent. Returns rows written.
 
         A clip already registered keeps its data; only its archive fields are filled in
-        (and never cleared). A different SHA-256 for the same local id is refused.
+        (and never cleared). A different SHA-256 for the same local id is refused: the whole
+        batch, or, given a ``conflicts`` list, that clip alone (its local id is appended; a
+        station restored from a backup renumbers it and sends it again).
         """
         items = list(clips)
 
@@ -550,6 +559,9 @@ class CentralDB:
                         ),
                     )
                     row = cur.fetchone()
+                    if row is None and conflicts is not None:
+                        conflicts.append(int(c["id"]))
+                        continue
                     if row is None:
                         raise CentralError(
                             f"clip {c['id']} of {station!r} is registered with another SHA-256"

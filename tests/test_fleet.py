@@ -865,6 +865,106 @@ def test_a_replaced_station_keeps_both_histories_and_overwrites_nothing(
     assert len(logs) == 2  # one log per key
 
 
+def test_a_station_restored_from_a_backup_syncs_again_and_overwrites_nothing(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The data dir is copied at T, more clips are recorded and synced, then the copy is put
+    back (same name and key) and new clips are recorded offline: they took local ids the
+    central site holds with other SHA-256s. The sync renumbers them (they were never
+    acknowledged), new clips start above the site's high, and every clip of both timelines is
+    on the central site with its own SHA-256, none overwritten."""
+    import shutil
+
+    from central.db import CentralDB
+    from station.fleet.central_sync import CLIPS_CURSOR
+    from station.store.cursors import SyncCursors
+
+    name = "station-rst"
+    cdb = CentralDB(fleet.dsn)
+    token = cdb.add_station(name)
+    cfg = station_cfg(tmp_path / "pi", name, fleet_seaweed(fleet), fleet.bucket)
+    cfg = cfg.replace("central", enabled=True, url=fleet.url, token=token, interval_s=0.2)
+    data = cfg.station.data_dir
+
+    def sync() -> dict[str, int]:
+        s = CentralSync(cfg)
+        try:
+            return s.sync_once()
+        finally:
+            s.stop()
+
+    def local() -> dict[str, tuple[int, str]]:
+        led = Ledger.in_data_dir(data)
+        try:
+            return {r.order_id: (int(r.id or 0), r.sha256) for r in led.clips()}
+        finally:
+            led.close()
+
+    record(cfg, ["RST-1", "RST-2"])  # (each call its own length: the test's frames repeat)
+    sync()
+    shutil.copytree(data, tmp_path / "backup")  # the backup, at T
+    record(cfg, ["RST-3", "RST-4"], frames=13)
+    assert sync()["clips"] == 2
+    first = local()
+    shutil.rmtree(data)
+    shutil.copytree(tmp_path / "backup", data)  # restored: RST-3 and RST-4 are not in it
+    record(cfg, ["RST-5", "RST-6"], frames=14)  # offline: they take the ids RST-3 and RST-4 had
+    collided = local()
+    assert {collided[o][0] for o in ("RST-5", "RST-6")} == {first[o][0] for o in ("RST-3", "RST-4")}
+
+    # The witness refuses the restored log's checkpoints (a rollback: an alarm, as it must);
+    # the clips go first and get through.
+    with pytest.raises(SyncError, match="log-rollback"):
+        sync()
+    record(cfg, ["RST-7"], frames=15)
+    with pytest.raises(SyncError, match="log-rollback"):
+        sync()
+    second = local()
+    renumbered = {o: s for o, (_i, s) in collided.items()} | {"RST-7": second["RST-7"][1]}
+    assert {o: s for o, (_i, s) in second.items()} == renumbered  # renumbered, not altered
+
+    rows = cdb._all(
+        "SELECT c.local_id, c.order_id, c.sha256 FROM clips c JOIN stations s"
+        " ON s.id = c.station_id WHERE s.name = %s ORDER BY c.local_id",
+        (name,),
+    )
+    central = {r["order_id"]: (int(r["local_id"]), r["sha256"]) for r in rows}
+    want = {**first, **second}
+    assert len(rows) == 7 and sorted(central) == sorted(want)
+    assert {o: sha for o, (_i, sha) in central.items()} == {o: s for o, (_i, s) in want.items()}
+    assert len({sha for _i, sha in central.values()}) == 7  # nobody's clip under another's
+    for order in ("RST-1", "RST-2", "RST-5", "RST-6", "RST-7"):
+        assert central[order][0] == second[order][0]  # the station's ids are the site's
+    for order in ("RST-3", "RST-4"):
+        assert central[order] == first[order]  # the first timeline kept its ids and hashes
+    assert second["RST-7"][0] > max(i for i, _s in central.values() if i != second["RST-7"][0])
+    led = Ledger.in_data_dir(data)
+    try:
+        assert SyncCursors(led.db).cursor(CLIPS_CURSOR) == second["RST-7"][0]
+    finally:
+        led.close()
+    (mine,) = [r for r in cdb.fleet_health() if r["name"] == name]
+    assert [a["kind"] for a in mine["witness_alarms"]] == ["log-rollback"]
+
+    # Restored once more, and this time the sync says hello before anything is recorded: the
+    # next clip takes an id above the site's at once, nothing to renumber.
+    shutil.rmtree(data)
+    shutil.copytree(tmp_path / "backup", data)
+    sync()
+    record(cfg, ["RST-8"], frames=16)
+    third = local()
+    assert third["RST-8"][0] == second["RST-7"][0] + 1
+    with pytest.raises(SyncError, match="log-rollback"):
+        sync()
+    (row,) = cdb._all(
+        "SELECT c.local_id, c.sha256 FROM clips c JOIN stations s ON s.id = c.station_id"
+        " WHERE s.name = %s AND c.order_id = 'RST-8'",
+        (name,),
+    )
+    assert (row["local_id"], row["sha256"]) == third["RST-8"]
+    cdb.close()
+
+
 def test_a_clip_signed_before_a_key_rotation_still_verifies_centrally(
     fleet: Fleet, tmp_path: Path
 ) -> None:

@@ -106,6 +106,27 @@ def test_archive_counters_equal_counted_values_after_repeated_batches(central) -
     assert _kept(central, sid)["archived_bytes"] == 11007
 
 
+def test_a_clip_held_with_another_sha256_is_left_out_and_named_when_asked(central) -> None:
+    """A restored station asks for its conflicts: the clip the index holds with another SHA-256
+    is named and left as it was; the rest of the batch registers and counts once."""
+    sid = _enrol(central, "s1")
+    central.register_clips(sid, "s1", [_clip(1, archived="2026-12-01T02:00:01Z"), _clip(2)])
+    reused = {**_clip(2, size=77, archived="2026-12-03T00:00:00Z"), "sha256": "e" * 64}
+    conflicts: list[int] = []
+    n = central.register_clips(sid, "s1", [reused, _clip(3)], conflicts=conflicts)
+    assert (n, conflicts) == (1, [2])
+    rows = central._all(
+        "SELECT local_id, sha256, archived_utc FROM clips WHERE station_id = %s ORDER BY local_id",
+        (sid,),
+    )
+    assert [(r["local_id"], r["sha256"]) for r in rows] == [(i, f"{i:064x}") for i in (1, 2, 3)]
+    assert rows[1]["archived_utc"] is None  # nothing of the refused clip was written
+    assert _kept(central, sid) == _counted(central, sid)
+    assert central.high_water(sid)["clips"] == 3
+    (r,) = [x for x in central.fleet_health() if x["id"] == sid]
+    assert r["n_clips"] == 3
+
+
 def test_migration_8_backfills_the_archive_counters(central) -> None:
     """An index that had archived clips before migration 8 starts with counted values."""
     sid = _enrol(central, "s1")

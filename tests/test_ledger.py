@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -108,3 +109,39 @@ def test_shared_connection_like_sqlite_utils() -> None:
     led = Ledger(conn)
     led.add_clip(make_clip())
     assert conn.execute("SELECT count(*) FROM clips").fetchone()[0] == 1
+
+
+def test_the_id_floor_numbers_new_clips_above_it_and_never_goes_down(ledger: Ledger) -> None:
+    assert ledger.add_clip(make_clip("PO-1", 1)) == 1
+    ledger.raise_id_floor(40)  # a restored index: the central site holds ids up to 40
+    ledger.raise_id_floor(7)
+    assert ledger.next_clip_id() == 41
+    assert ledger.add_clip(make_clip("PO-2", 2)) == 41
+    assert ledger.add_clip(make_clip("PO-3", 3)) == 42
+
+
+def test_renumbered_clips_keep_their_rows_and_never_take_an_old_id(ledger: Ledger) -> None:
+    first = ledger.add_clip(make_clip("PO-1", 1))
+    a = ledger.add_clip(replace(make_clip("PO-2", 2), sha256="cd" * 32))
+    repack = {"repack_of": [first, a]}
+    b = ledger.add_clip(replace(make_clip("PO-2", 3), sha256="ef" * 32, extra=repack))
+    assert ledger.renumber_clips([b, a], above=10) == {a: 11, b: 12}
+    got = {c.id: c for c in ledger.clips()}
+    assert sorted(got) == [first, 11, 12]
+    assert got[11].sha256 == "cd" * 32 and got[12].sha256 == "ef" * 32
+    assert got[12].repack_of == [first, 11]  # the repack names the clip where it now is
+    assert [e.kind for e in got[11].events] == ["order", "seal"]
+    assert got[11].waybills == make_clip().waybills
+    assert ledger.add_clip(make_clip("PO-3", 4)) == 13
+    assert ledger.renumber_clips([99], above=5) == {}  # not here: nothing moves
+
+
+def test_a_clip_named_by_a_signed_deletion_is_not_renumbered(ledger: Ledger) -> None:
+    cid = ledger.add_clip(make_clip("PO-1", 1))
+    ledger.mark_deleted(cid, reason="age", record=b"{}", signature=None, key_fingerprint="",
+                        deleted_at=datetime.now(TZ))  # fmt: skip
+    with pytest.raises(LedgerError, match="cannot renumber"):
+        ledger.renumber_clips([cid], above=10)
+    assert [c.id for c in ledger.clips()] == [cid]
+    assert ledger.next_clip_id() == cid + 1  # rolled back, the floor too
+    assert ledger.add_clip(make_clip("PO-2", 2)) == cid + 1

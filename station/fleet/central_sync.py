@@ -191,6 +191,14 @@ class CentralSync(IndexWorker):
                 log.warning("central sync: the server has %s up to %d, we had sent up to %d;"
                             " sending again from there", field, theirs, mine)  # fmt: skip
                 self.cursors.set_cursor(name, theirs)
+        high = int(have.get("clips", 0))
+        if high >= self.clips.next_clip_id():
+            log.warning(
+                "central sync: the server holds clip ids up to %d, this index is below"
+                " (restored from a backup?): new clips are numbered above it",
+                high,
+            )
+            self.clips.raise_id_floor(high)
         self._hello_done = True
 
     def _clip_docs(self, cursor: int, *, archived: bool) -> list[tuple[int, dict[str, Any]]]:
@@ -226,10 +234,33 @@ class CentralSync(IndexWorker):
             docs = self._clip_docs(self.cursors.cursor(cursor), archived=archived)
             if not docs:
                 break
-            self._post("/clips", {"clips": [d for _, d in docs]})
+            resp = self._post("/clips", {"clips": [d for _, d in docs], "conflicts": "report"})
+            refused = [int(i) for i in resp.get("conflicts") or []]
+            if refused:
+                self._renumber(refused, int((resp.get("have") or {}).get("clips") or 0))
             self.cursors.set_cursor(cursor, docs[-1][0])
             total += len(docs)
         return total
+
+    def _renumber(self, refused: list[int], high: int) -> None:
+        """The server holds these local ids with other SHA-256s: this index was restored from
+        a backup and reused them. The clips were never registered, so they take new ids above
+        the server's (the clips cursor reaches them again) and nothing there is overwritten."""
+        if not refused or high < max(refused):
+            raise SyncError(f"/clips: refused {refused} without the server's high-water mark")
+        try:
+            moved = self.clips.renumber_clips(refused, above=high)
+        except StationError as exc:
+            raise SyncError(f"/clips: clips {refused} are held with other SHA-256s: {exc}") from exc
+        for old, new in moved.items():
+            log.warning(
+                "central sync: clip %d is held by the server with another SHA-256"
+                " (this index was restored from a backup?): it is clip %d now",
+                old,
+                new,
+            )
+        if len(moved) != len(set(refused)):
+            raise SyncError(f"/clips: refused {refused}, of which only {sorted(moved)} are here")
 
     def _push_checkpoints(self) -> int:
         total = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Container, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -294,7 +294,13 @@ class ClipTable(Table):
     """
 
     error = LedgerError
-    TABLES: ClassVar[tuple[str, ...]] = ("orders", "clips", "waybills", "scan_events")
+    TABLES: ClassVar[tuple[str, ...]] = (
+        "orders",
+        "clips",
+        "waybills",
+        "scan_events",
+        "clip_id_floor",
+    )
     MIGRATIONS: ClassVar[dict[int, str]] = {
         1: """
     CREATE TABLE orders (
@@ -381,9 +387,27 @@ class ClipTable(Table):
         8: """
     ALTER TABLE waybills ADD COLUMN linked_utc TEXT;  -- NULL: in the clip's signed manifest
         """,
+        # A station restored from a backup would give new clips ids the central site already
+        # holds (``id`` has no AUTOINCREMENT): the central sync puts the floor above them.
+        9: """
+    CREATE TABLE clip_id_floor (
+        one             INTEGER PRIMARY KEY CHECK (one = 1),
+        floor           INTEGER NOT NULL  -- new clips get ids above it
+    );
+        """,
     }
 
     # ---- writes ---------------------------------------------------------------------------
+
+    # the next clip's id: above every row and above the floor (never an id used before)
+    _NEXT_ID_SQL = (
+        "SELECT MAX(COALESCE((SELECT MAX(id) FROM clips), 0),"
+        " COALESCE((SELECT floor FROM clip_id_floor), 0)) + 1"
+    )
+    _RAISE_FLOOR_SQL = (
+        "INSERT INTO clip_id_floor(one, floor) VALUES (1, ?)"
+        " ON CONFLICT(one) DO UPDATE SET floor = MAX(floor, excluded.floor)"
+    )
 
     def add_clip(self, clip: ClipRecord) -> int:
         """Index a finished clip with its waybills and events in one transaction; return its id."""
@@ -394,11 +418,12 @@ class ClipTable(Table):
                 (clip.order_id, _utc(clip.started_at), _utc(clip.started_at)),
             )
             cur = db.execute(
-                "INSERT INTO clips(order_id, waybill, station, started_at, ended_at, started_utc,"
-                " ended_utc, tz, duration_s, frame_count, finish_reason, pre_roll_s, path,"
-                " manifest_path, size, sha256, created_utc, packer, kind, repack_of,"
+                "INSERT INTO clips(id, order_id, waybill, station, started_at, ended_at,"
+                " started_utc, ended_utc, tz, duration_s, frame_count, finish_reason, pre_roll_s,"
+                " path, manifest_path, size, sha256, created_utc, packer, kind, repack_of,"
                 " repack_of_fleet)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f" VALUES (({self._NEXT_ID_SQL}),"
+                " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     clip.order_id,
                     clip.waybill,
@@ -475,6 +500,49 @@ class ClipTable(Table):
                 for e in events
             ],
         )
+
+    def next_clip_id(self) -> int:
+        """The id the next clip will get."""
+        row = self._one(self._NEXT_ID_SQL)
+        return int(row[0]) if row else 1
+
+    def raise_id_floor(self, floor: int) -> None:
+        """New clips get ids above ``floor`` from now on (it never goes down)."""
+        with self._tx() as db:
+            db.execute(self._RAISE_FLOOR_SQL, (floor,))
+
+    def renumber_clips(self, clip_ids: Iterable[int], *, above: int) -> dict[int, int]:
+        """Give these clips new ids above ``above`` and every id used before, in one
+        transaction; the floor goes up with them. Returns {old id: new id}.
+
+        For clips the central site refused because it holds their id with another SHA-256
+        (this index was restored from a backup): they were never registered, so nothing there
+        names them yet. Their waybills, events and the repack lists of other rows follow; a
+        row elsewhere that still names an old id (a signed retention deletion) refuses it all.
+        """
+        moved: dict[int, int] = {}
+        with self._tx() as db:
+            db.execute("PRAGMA defer_foreign_keys = ON")  # the clip and its rows move together
+            db.execute(self._RAISE_FLOOR_SQL, (above,))
+            for old in sorted(set(clip_ids)):
+                new = int(db.execute(self._NEXT_ID_SQL).fetchone()[0])
+                if db.execute("UPDATE clips SET id = ? WHERE id = ?", (new, old)).rowcount:
+                    db.execute("UPDATE waybills SET clip_id = ? WHERE clip_id = ?", (new, old))
+                    db.execute("UPDATE scan_events SET clip_id = ? WHERE clip_id = ?", (new, old))
+                    moved[old] = new
+            for cid, text in db.execute(
+                "SELECT id, repack_of FROM clips WHERE repack_of IS NOT NULL"
+            ).fetchall():
+                refs = json.loads(text)
+                if any(r in moved for r in refs):
+                    db.execute(
+                        "UPDATE clips SET repack_of = ? WHERE id = ?",
+                        (json.dumps([moved.get(r, r) for r in refs]), cid),
+                    )
+            bad = db.execute("PRAGMA foreign_key_check").fetchall()
+            if bad:  # checked here: a COMMIT refused for a deferred key leaves the tx open
+                raise LedgerError(f"cannot renumber clips {sorted(moved)}: still named in {bad}")
+        return moved
 
     def mark_archived(self, clip_id: int, key: str, meta: dict[str, Any]) -> bool:
         """Record that the clip and its proofs are verified in object storage (once).
