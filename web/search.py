@@ -159,7 +159,9 @@ class SearchIndex:
         try:
             top, late = _station(conn).waybills_linked_late(seen)
             if top != seen:
-                conn.executemany("INSERT OR IGNORE INTO late(wid) VALUES (?)", [(w,) for w in late])
+                conn.executemany(
+                    "INSERT OR IGNORE INTO late(wid) VALUES (?)", [(w,) for w, _c in late]
+                )
                 conn.execute(
                     "INSERT INTO meta(k, v) VALUES ('last_waybill', ?)"
                     " ON CONFLICT(k) DO UPDATE SET v = excluded.v",

@@ -940,18 +940,22 @@ class ClipTable(Table):
     def count_after(self, clip_id: int) -> int:
         return int(self._all("SELECT count(*) FROM clips WHERE id > ?", (clip_id,))[0][0])
 
-    def waybills_linked_late(self, after: int) -> tuple[int, list[int]]:
-        """(the newest ``waybills`` rowid, the rowids after ``after`` of waybills linked after
-        their clip was signed): the site's search index matches those directly, as its texts
-        may have been written before they were linked. Rows are only ever added, so rowids
-        grow: a rowid range scan finds every new one."""
+    def waybills_linked_late(
+        self, after: int, limit: int = -1
+    ) -> tuple[int, list[tuple[int, int]]]:
+        """(the ``waybills`` rowid read up to, (rowid, clip id) of the rows after ``after``
+        linked after their clip was signed, at most ``limit``): for the followers that took
+        the clip before its waybill was linked (the site's search index, the central sync).
+        Rows are only ever added, so rowids grow: a rowid range scan finds every new one."""
         top = int(self._all("SELECT max(rowid) FROM waybills")[0][0] or 0)
         rows = self._all(
-            "SELECT rowid FROM waybills WHERE rowid > ? AND rowid <= ? AND linked_utc IS NOT NULL"
-            " ORDER BY rowid",
-            (after, top),
+            "SELECT rowid, clip_id FROM waybills WHERE rowid > ? AND rowid <= ?"
+            " AND linked_utc IS NOT NULL ORDER BY rowid LIMIT ?",
+            (after, top, limit),
         )
-        return top, [int(r[0]) for r in rows]
+        if 0 <= limit == len(rows) and rows:
+            top = int(rows[-1][0])  # the rest next time
+        return top, [(int(r[0]), int(r[1])) for r in rows]
 
     def search_texts(self, after: int, upto: int, limit: int) -> list[tuple[int, str]]:
         """(id, order ID and each waybill on its own line) of the clips after ``after`` up to
