@@ -174,7 +174,8 @@ def _archive_pass(cfg: Config, build_fleet: Any, out: IO[str]) -> int:
             sent = sync.sync_once()
             out.write(
                 f"central: sent {sent['clips']} clip(s), {sent['archived']} archiving(s), "
-                f"{sent['checkpoints']} checkpoint(s)\n"
+                f"{sent['checkpoints']} checkpoint(s), {sent['waybills']} clip(s) with waybills"
+                " linked after signing\n"
             )
     finally:
         for part in (archiver, sync):

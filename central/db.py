@@ -481,9 +481,10 @@ class CentralDB:
         """Insert or update clips by (station, local id); idempotent. Returns rows written.
 
         A clip already registered keeps its data; only its archive fields are filled in
-        (and never cleared). A different SHA-256 for the same local id is refused: the whole
-        batch, or, given a ``conflicts`` list, that clip alone (its local id is appended; a
-        station restored from a backup renumbers it and sends it again).
+        (and never cleared), and waybills it lacks are added (one linked after the clip was
+        signed; none is changed or removed). A different SHA-256 for the same local id is
+        refused: the whole batch, or, given a ``conflicts`` list, that clip alone (its local id
+        is appended; a station restored from a backup renumbers it and sends it again).
         """
         items = list(clips)
 
@@ -577,12 +578,15 @@ class CentralDB:
                     if inserted:
                         high["n"] += 1
                         high["last"] = max(high["last"] or "", str(c["started_utc"]))
-                        for w in c.get("waybills") or []:
-                            cur.execute(
-                                "INSERT INTO clip_waybills(clip_id, waybill, carrier, t_clip_s)"
-                                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                                (clip_id, w["waybill"], w.get("carrier", ""), w.get("t_clip_s", 0)),
-                            )
+                    # Also for a clip held already (a row came back: the same SHA-256): a
+                    # waybill the station linked after signing comes with the clip sent again.
+                    # Added only: a waybill the clip has keeps its row.
+                    for w in c.get("waybills") or []:
+                        cur.execute(
+                            "INSERT INTO clip_waybills(clip_id, waybill, carrier, t_clip_s)"
+                            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                            (clip_id, w["waybill"], w.get("carrier", ""), w.get("t_clip_s", 0)),
+                        )
                     n += 1
                 cur.execute(
                     "UPDATE stations SET n_clips = n_clips + %s,"

@@ -171,7 +171,9 @@ def fleet(
     tokens = {cfg.station.name: db.add_station(cfg.station.name) for cfg in stations}
     db.close()
     # every station any test here enrols (an account in no group would see nothing)
-    names = [c.station.name for c in stations] + ["station-svc", "station-fin", "station-rep"]
+    names = [c.station.name for c in stations] + [
+        "station-svc", "station-fin", "station-rep", "station-late"
+    ]  # fmt: skip
     add_users(central_cfg.station.data_dir, stations=names)
     server = make_server(central_cfg, "127.0.0.1", 0, central=CentralSite(central_cfg))
     stop = threading.Event()
@@ -279,7 +281,9 @@ def test_central_registration_and_search_finds_every_clip(fleet: Fleet) -> None:
     assert len(stations["stations"]) == N_STATIONS
     assert openapi_errors(stations, {"$ref": "#/components/schemas/Stations"}, doc) == []
     # a repeated sync sends nothing new and duplicates nothing
-    assert _sync(fleet.stations[0], fleet) == {"clips": 0, "archived": 0, "checkpoints": 0}
+    assert _sync(fleet.stations[0], fleet) == {
+        "clips": 0, "archived": 0, "checkpoints": 0, "waybills": 0
+    }  # fmt: skip
     assert len(client.get("/api/clips?q=ORD-1-&limit=50").get_json()["clips"]) == (
         ORDERS_PER_STATION
     )
@@ -782,6 +786,68 @@ def test_central_sync_pushes_once_more_at_shutdown(
         assert [c.order_id for c in led.clips("FIN-2")] == ["FIN-2"]  # the next start sends it
     finally:
         led.close()
+
+
+def test_a_waybill_linked_after_the_clip_was_synced_reaches_the_central_search(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """LATE-A's waybill was decoded after its clip was signed and sent to the central site
+    (a late camera read, linked in the station's index only): the next sync sends the clip
+    again and the site adds the waybill, so a search there finds LATE-A by it. The site only
+    adds: a waybill it holds keeps its row, and a clip sent with another SHA-256 adds nothing."""
+    from central.db import CentralDB
+    from station.store.clips import WaybillLink
+
+    name, wb = "station-late", "YT5566778899"
+    cdb = CentralDB(fleet.dsn)
+    fleet.tokens[name] = cdb.add_station(name)
+    cfg = fleet.with_central(station_cfg(tmp_path, name, fleet_seaweed(fleet), fleet.bucket))
+    record(cfg, ["LATE-A", "LATE-B"])
+    client = login(fleet.server.packcam_app.test_client(), "viewer")
+
+    def found(q: str) -> list[tuple[str, str]]:
+        got = client.get("/api/clips", query_string={"q": q}).get_json()["clips"]
+        return [(c["order_id"], c["station"]) for c in got]
+
+    def held() -> list[tuple[str, str, str]]:
+        rows = cdb._all(
+            "SELECT c.order_id, w.waybill, w.carrier FROM clip_waybills w JOIN clips c"
+            " ON c.id = w.clip_id JOIN stations s ON s.id = c.station_id WHERE s.name = %s"
+            " ORDER BY c.order_id, w.waybill",
+            (name,),
+        )
+        return [(r["order_id"], r["waybill"], r["carrier"]) for r in rows]
+
+    sync = CentralSync(cfg)
+    try:
+        assert sync.sync_once()["clips"] == 2
+        signed = held()  # the waybills in the signed manifests
+        assert [o for o, _w, _c in signed] == ["LATE-A", "LATE-B"]
+        led = Ledger.in_data_dir(cfg.station.data_dir)
+        try:
+            (a,) = led.clips("LATE-A")
+            assert a.id is not None
+            led.link_waybill_after_signing(a.id, "LATE-A", WaybillLink(wb, "YT", 1.5))
+        finally:
+            led.close()
+        assert sync.sync_once()["waybills"] == 1
+        assert held() == sorted([*signed, ("LATE-A", wb, "YT")])
+        assert found(wb) == [("LATE-A", name)]
+        assert found("5566778") == [("LATE-A", name)]
+        assert sync.sync_once()["waybills"] == 0  # sent once
+        doc = sync._clip_doc(a.id)
+    finally:
+        sync.stop()
+    assert doc is not None
+    changed = {**doc, "waybills": [{"waybill": wb, "carrier": "ZZ", "t_clip_s": 9.0}]}
+    assert _post(fleet, "/clips", fleet.tokens[name], {"clips": [changed]})[0] == 200
+    other = {**doc, "sha256": "ab" * 32, "waybills": [{"waybill": "ZZ000111", "carrier": "ZZ"}]}
+    status, resp = _post(
+        fleet, "/clips", fleet.tokens[name], {"clips": [other], "conflicts": "report"}
+    )
+    assert status == 200 and resp["conflicts"] == [a.id]
+    assert held() == sorted([*signed, ("LATE-A", wb, "YT")])  # none rewritten, none added
+    cdb.close()
 
 
 def test_a_replaced_station_keeps_both_histories_and_overwrites_nothing(

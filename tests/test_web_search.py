@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest_web import TZ8, WebEnv, index_clip, login
 
 from station import config as config_mod
-from station.store.clips import ClipSearch
+from station.store.clips import ClipSearch, WaybillLink
 from station.store.ledger import Ledger
 from web import index as index_mod
 from web import search as search_mod
@@ -162,6 +162,54 @@ def test_a_big_backlog_is_filled_in_the_background_and_searched_meanwhile(
     finally:
         idx.close()
         si.close()
+
+
+def test_a_waybill_linked_after_its_clip_was_searchable_is_found_by_every_search(
+    tmp_path: Path,
+) -> None:
+    """PO-A's waybill was decoded after PO-A's clip was indexed (and after a search had put the
+    clip's text in the site's search index): every search that finds a waybill finds PO-A by
+    it, newest first, once, page by page."""
+    ledger = Ledger(tmp_path / "index.sqlite3")
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=TZ8)
+    a, b, c = (
+        index_clip(ledger, tmp_path, tmp_path / "none.mp4", order, copy=False, waybill=wb,
+                   start=start + timedelta(minutes=i))
+        for i, (order, wb) in enumerate(
+            [("PO-A", None), ("PO-B", "YT7700000002"), ("PO-C", "YT7700000003")]
+        )
+    )  # fmt: skip
+    si = SearchIndex(tmp_path / "s.sqlite3", tmp_path / "index.sqlite3")
+    idx = ClipIndex(tmp_path / "index.sqlite3", search=si)
+
+    def orders(q: str, **kw: int) -> list[str]:
+        return [x.order_id for x in idx.search(ClipSearch(q, **kw))]
+
+    try:
+        assert orders("po-") == ["PO-C", "PO-B", "PO-A"]  # the search index is filled
+        assert si.indexed_up_to() == c.id
+        assert a.id is not None and b.id is not None
+        ledger.link_waybill_after_signing(a.id, "PO-A", WaybillLink("YT7700000001", "YT", 3.0))
+        ledger.link_waybill_after_signing(b.id, "PO-B", WaybillLink("YT7700000009", "YT", 3.0))
+        for q in ("YT7700000001", "yt7700000001", "0000001", "000001", "001", "01"):
+            assert orders(q) == ["PO-A"], q
+        assert orders("0000009") == ["PO-B"]
+        assert orders("YT77") == ["PO-C", "PO-B", "PO-A"]  # PO-B once, though it matches twice
+        pages = [orders("YT77", limit=1, offset=i) for i in range(4)]
+        assert pages == [["PO-C"], ["PO-B"], ["PO-A"], []]
+        assert orders("YT77", limit=2, offset=1) == ["PO-B", "PO-A"]
+        # a new search index (a rebuild) holds them as well
+        si2 = SearchIndex(tmp_path / "s2.sqlite3", tmp_path / "index.sqlite3")
+        idx2 = ClipIndex(tmp_path / "index.sqlite3", search=si2)
+        try:
+            assert [x.order_id for x in idx2.search(ClipSearch("0000001"))] == ["PO-A"]
+        finally:
+            idx2.close()
+            si2.close()
+    finally:
+        idx.close()
+        si.close()
+        ledger.close()
 
 
 def test_a_slow_search_is_stopped_with_a_message(

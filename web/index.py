@@ -26,7 +26,7 @@ from station.store.ledger import (
     clip_from_rows,
 )
 from station.store.sqlitedb import Database
-from web.search import SearchIndex, contains_folded, match_expr
+from web.search import LATE_TABLE, SearchIndex, contains_folded, match_expr
 from web.stations import StationStatus
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class ClipIndex:
         if m is not None:
             assert self.search_index is not None
             upto = self.search_index.catch_up()
-            fts = FtsMatch("s", m[0], m[1], upto, m[2])
+            fts = FtsMatch("s", m[0], m[1], upto, m[2], LATE_TABLE)
         deadline = time.monotonic() + SEARCH_TIMEOUT_S
         self.conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
         try:

@@ -26,7 +26,11 @@ CREATE VIRTUAL TABLE IF NOT EXISTS tri USING fts5(
 CREATE VIRTUAL TABLE IF NOT EXISTS bi USING fts5(
     g, tokenize = 'ascii', content = '', detail = 'none'
 );
+-- the station's waybills rows linked after their clip was signed (by rowid): a clip's text
+-- above may predate them, and contentless rows cannot be rewritten, so they are matched apart
+CREATE TABLE IF NOT EXISTS late (wid INTEGER PRIMARY KEY);
 """
+LATE_TABLE = "late"
 
 
 def fold(text: str) -> str:
@@ -81,11 +85,14 @@ class SearchIndex:
     """Keeps web-search.sqlite3 filled from the station's index.sqlite3, by clip id.
 
     The station's index is only read (``mode=ro``): the site owns this file. Clips are never
-    re-indexed (their order ID and waybills are written once, with the clip); a clip the
-    station soft-deletes stays findable, as it does in ``clips``. ``catch_up`` adds what is
-    new, in batches of ``BATCH`` rows per transaction; a large backlog (a first start on a
-    big index) is filled by one background thread while searches scan the part not yet
-    indexed. Any server thread may call it; one lock serialises writers.
+    re-indexed (their order ID and waybills are written with the clip); a waybill the station
+    links to a clip later (``linked_utc``: decoded after the clip was signed) goes into the
+    ``late`` table by its rowid, a watermark on the station's ``waybills`` rowids finding the
+    new ones at each ``catch_up``, and searches match those directly. A clip the station
+    soft-deletes stays findable, as it does in ``clips``. ``catch_up`` adds what is new, in
+    batches of ``BATCH`` rows per transaction; a large backlog (a first start on a big index)
+    is filled by one background thread while searches scan the part not yet indexed. Any
+    server thread may call it; one lock serialises writers.
     """
 
     def __init__(self, path: Path, index_path: Path) -> None:
@@ -124,6 +131,7 @@ class SearchIndex:
         """Index new clips now if there are few; else start the background fill. Returns the
         id up to which the search tables are complete."""
         with self._lock:
+            self._add_late_links()
             last = self.indexed_up_to()
             top = _station(self.conn).max_id()
             if top <= last:
@@ -138,6 +146,33 @@ class SearchIndex:
             self._thread.daemon = True
             self._thread.start()
             return last
+
+    def _add_late_links(self) -> None:
+        """Note the waybills rows added since the last call that were linked after their
+        clip was signed (one read of the newest rowid when there are none)."""
+        conn = self.conn
+        # read before BEGIN: a snapshot of this file taken in the transaction could not then
+        # be written if the background fill committed meanwhile (SQLITE_BUSY_SNAPSHOT)
+        seen = int((conn.execute("SELECT v FROM meta WHERE k = 'last_waybill'").fetchone()
+                    or (0,))[0])  # fmt: skip
+        conn.execute("BEGIN")  # one snapshot of the station's index for both reads
+        try:
+            top, late = _station(conn).waybills_linked_late(seen)
+            if top != seen:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO late(wid) VALUES (?)", [(w,) for w, _c in late]
+                )
+                conn.execute(
+                    "INSERT INTO meta(k, v) VALUES ('last_waybill', ?)"
+                    " ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                    (top,),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if late:
+            log.info("search index: %d waybills linked after their clips were signed", len(late))
 
     def _background(self) -> None:
         conn = self._connect()

@@ -33,6 +33,7 @@ CLIPS_CURSOR = "central:clips"
 ARCHIVED_CURSOR = "central:archived"
 CHECKPOINTS_CURSOR = "central:checkpoints"
 ROTATIONS_CURSOR = "central:rotations"
+LATE_WAYBILLS_CURSOR = "central:late-waybills"  # a waybills rowid, not a clip id
 MAX_BACKOFF_S = 300.0
 
 
@@ -54,7 +55,9 @@ class CentralSync(IndexWorker):
     """Keeps the central index up to date with this station, and catches up after outages.
 
     The outbox is the station index itself, followed with cursors kept in ``sync_cursors``:
-    clips by id, archivings by ``archive_seq``, checkpoints by id. A cursor moves only after
+    clips by id, archivings by ``archive_seq``, checkpoints by id, and waybills linked to a
+    clip after it was signed (``linked_utc``) by their rowid: their clip is sent again (the
+    server adds waybills it lacks, changes none). A cursor moves only after
     the central server acknowledged the batch, so a crash, a dead network or a PostgreSQL
     restart on the other side loses nothing; the server's upserts make a repeated batch
     harmless. On every (re)connection ``hello`` also tells us what the server already holds,
@@ -155,6 +158,7 @@ class CentralSync(IndexWorker):
             "clips": self._push_clips(),
             "archived": self._push_archived(),
             "checkpoints": self._push_checkpoints(),
+            "waybills": self._push_late_waybills(),
         }
         self._push_health()
         self.last_ok = time.monotonic()
@@ -201,17 +205,24 @@ class CentralSync(IndexWorker):
             self.clips.raise_id_floor(high)
         self._hello_done = True
 
+    def _clip_doc(self, clip_id: int) -> dict[str, Any] | None:
+        """The clip as ``/clips`` takes it (its waybills included), None if it is gone."""
+        rec = self.ledger.clip(clip_id)
+        if rec is None:
+            return None
+        doc = rec.to_json()
+        doc["started_utc"] = _utc(rec.started_at)
+        doc["ended_utc"] = _utc(rec.ended_at)
+        doc["tz"] = rec.started_at.strftime("%z") or "+0000"
+        return doc
+
     def _clip_docs(self, cursor: int, *, archived: bool) -> list[tuple[int, dict[str, Any]]]:
         rows = self.clips.sync_rows(cursor, self.c.batch, archived=archived)
         out = []
         for r in rows:
-            rec = self.ledger.clip(int(r["id"]))
-            if rec is None:
+            doc = self._clip_doc(int(r["id"]))
+            if doc is None:
                 continue
-            doc = rec.to_json()
-            doc["started_utc"] = _utc(rec.started_at)
-            doc["ended_utc"] = _utc(rec.ended_at)
-            doc["tz"] = rec.started_at.strftime("%z") or "+0000"
             if r["archived_utc"]:
                 doc["archived_utc"] = r["archived_utc"]
                 doc["archive_key"] = r["archive_key"]
@@ -234,11 +245,36 @@ class CentralSync(IndexWorker):
             docs = self._clip_docs(self.cursors.cursor(cursor), archived=archived)
             if not docs:
                 break
-            resp = self._post("/clips", {"clips": [d for _, d in docs], "conflicts": "report"})
-            refused = [int(i) for i in resp.get("conflicts") or []]
-            if refused:
-                self._renumber(refused, int((resp.get("have") or {}).get("clips") or 0))
+            self._post_clips([d for _, d in docs])
             self.cursors.set_cursor(cursor, docs[-1][0])
+            total += len(docs)
+        return total
+
+    def _post_clips(self, docs: list[dict[str, Any]]) -> None:
+        resp = self._post("/clips", {"clips": docs, "conflicts": "report"})
+        refused = [int(i) for i in resp.get("conflicts") or []]
+        if refused:
+            self._renumber(refused, int((resp.get("have") or {}).get("clips") or 0))
+
+    def _push_late_waybills(self) -> int:
+        """Send again, with all their waybills, the clips a waybill was linked to after they
+        were signed (a late camera read); the number of clips sent.
+
+        Only clips the clips cursor has passed: one not sent yet takes its waybills with it.
+        The archive fields are left out (the server keeps what it has)."""
+        total = 0
+        while not self._halt.is_set():
+            after = self.cursors.cursor(LATE_WAYBILLS_CURSOR)
+            top, links = self.clips.waybills_linked_late(after, self.c.batch)
+            if top == after:
+                break
+            sent_up_to = self.cursors.cursor(CLIPS_CURSOR)
+            ids = sorted({c for _w, c in links if c <= sent_up_to})
+            docs = [d for d in map(self._clip_doc, ids) if d is not None]
+            if docs:
+                self._post_clips(docs)
+                log.info("central sync: waybills linked after signing sent for clips %s", ids)
+            self.cursors.set_cursor(LATE_WAYBILLS_CURSOR, top)
             total += len(docs)
         return total
 

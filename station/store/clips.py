@@ -278,13 +278,17 @@ class FtsMatch:
     """A full-text match against a table of an attached database whose rowids are clip ids
     (the site's search index, web/search.py): ``schema.table MATCH expr`` over rowids up to
     ``upto`` (the search tables are complete to there); ``check``: the match is a candidate
-    only, ``contains_ci(column, q)`` (a function the connection defines) decides."""
+    only, ``contains_ci(column, q)`` (a function the connection defines) decides. ``late``:
+    a table of that database whose ``wid`` are rowids of ``waybills`` rows linked after their
+    clip was signed (``linked_utc``), perhaps after its text went into ``table``: those
+    waybills are matched directly (``contains_ci``)."""
 
     schema: str
     table: str
     expr: str
     upto: int
     check: bool
+    late: str
 
 
 class ClipTable(Table):
@@ -856,14 +860,26 @@ class ClipTable(Table):
                         " WHERE w.clip_id = c.id AND contains_ci(w.waybill, ?)))"
                     )
                     wargs = [q, q]
+                # Waybills linked after their clip's text was indexed: matched directly (few).
+                late = self.conn.execute(
+                    "SELECT c.* FROM clips c WHERE c.id <= ? AND c.id IN (SELECT w.clip_id"
+                    f" FROM {fts.schema}.{fts.late} l JOIN waybills w ON w.rowid = l.wid"
+                    f" WHERE contains_ci(w.waybill, ?)){filters} ORDER BY c.id DESC",
+                    (fts.upto, q, *fargs),
+                ).fetchall()
+                need, skip = limit - len(rows), max(0, offset - len(tail))
                 f = f"{fts.schema}.{fts.table}"
-                rows += self.conn.execute(
+                found = self.conn.execute(
                     f"SELECT c.* FROM {f} f JOIN clips c ON c.id = f.rowid"
                     f" WHERE f.{fts.table} MATCH ? AND f.rowid <= ?{whole}{filters}"
                     " ORDER BY f.rowid DESC LIMIT ? OFFSET ?",
-                    (fts.expr, fts.upto, *wargs, *fargs, limit - len(rows),
-                     max(0, offset - len(tail))),
+                    (fts.expr, fts.upto, *wargs, *fargs,
+                     need + skip if late else need, 0 if late else skip),
                 ).fetchall()  # fmt: skip
+                if late:  # the page is cut from both, merged newest first, each clip once
+                    merged = {r["id"]: r for r in [*late, *found]}
+                    found = [merged[i] for i in sorted(merged, reverse=True)][skip : skip + need]
+                rows += found
         return rows
 
     def station_names(self) -> list[str]:
@@ -923,6 +939,23 @@ class ClipTable(Table):
 
     def count_after(self, clip_id: int) -> int:
         return int(self._all("SELECT count(*) FROM clips WHERE id > ?", (clip_id,))[0][0])
+
+    def waybills_linked_late(
+        self, after: int, limit: int = -1
+    ) -> tuple[int, list[tuple[int, int]]]:
+        """(the ``waybills`` rowid read up to, (rowid, clip id) of the rows after ``after``
+        linked after their clip was signed, at most ``limit``): for the followers that took
+        the clip before its waybill was linked (the site's search index, the central sync).
+        Rows are only ever added, so rowids grow: a rowid range scan finds every new one."""
+        top = int(self._all("SELECT max(rowid) FROM waybills")[0][0] or 0)
+        rows = self._all(
+            "SELECT rowid, clip_id FROM waybills WHERE rowid > ? AND rowid <= ?"
+            " AND linked_utc IS NOT NULL ORDER BY rowid LIMIT ?",
+            (after, top, limit),
+        )
+        if 0 <= limit == len(rows) and rows:
+            top = int(rows[-1][0])  # the rest next time
+        return top, [(int(r[0]), int(r[1])) for r in rows]
 
     def search_texts(self, after: int, upto: int, limit: int) -> list[tuple[int, str]]:
         """(id, order ID and each waybill on its own line) of the clips after ``after`` up to
