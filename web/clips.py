@@ -36,6 +36,7 @@ from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
 from web.handles import current_scope, get_db, get_index, media_store
 from web.index import SearchTimeout
 from web.scope import ScopedIndex, Stations, visible_access, visible_shares
+from web.search import half_width
 from web.streaming import resolve_in, send_stored_file
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ def search_args() -> dict[str, Any]:
     """Validated search parameters (shared with the JSON API)."""
     cfg = current_app.config["PACKCAM"]
     tz = site_tz(cfg)
-    q = request.args.get("q", "").strip()[:MAX_QUERY]
+    q = half_width(request.args.get("q", "")).strip()[:MAX_QUERY]
     day_from = parse_day(request.args.get("from"))
     day_to = parse_day(request.args.get("to"))
     bad_dates = bool(request.args.get("from") and day_from is None) or bool(
