@@ -137,3 +137,30 @@ def test_pages_read_in_chinese_when_the_browser_asks(browser: Any, site: Any) ->
         assert page.locator("h1.order-title").inner_text().startswith("Order")
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
+def test_a_link_revoked_before_play_says_so_under_the_player(
+    browser: Any, page: Any, site: Any, locale: str
+) -> None:
+    # The platform's reviewer opens the link, the seller revokes it (or it expires) before
+    # the video is played: the player's requests get 410. The reviewer is told why under
+    # the player, in the page's language, not left with a grey, broken player.
+    log_in(page, site)
+    url = _make_share(page, site)
+    anon = browser.new_context(locale=locale)
+    anon.set_default_timeout(15_000)
+    try:
+        visitor = anon.new_page()
+        visitor.goto(url)
+        page.goto(site("/orders/PO-1001"))
+        page.on("dialog", lambda d: d.accept())
+        page.locator("button.revoke").first.click()
+        page.wait_for_selector("text=Share link revoked.")
+        visitor.evaluate(PLAY)
+        note = visitor.locator(".clip .video-error").first
+        note.wait_for(state="visible")
+        want = "此链接已过期或已被撤销" if locale == "zh-CN" else "This link has expired or was revoked."
+        assert want in note.inner_text()
+    finally:
+        anon.close()
