@@ -160,7 +160,8 @@ def test_a_link_revoked_before_play_says_so_under_the_player(
         visitor.evaluate(PLAY)
         note = visitor.locator(".clip .video-error").first
         note.wait_for(state="visible")
-        want = "此链接已过期或已被撤销" if locale == "zh-CN" else "This link has expired or was revoked."
+        gone = {"zh-CN": "此链接已过期或已被撤销", "en-US": "This link has expired or was revoked."}
+        want = gone[locale]
         assert want in note.inner_text()
     finally:
         anon.close()
