@@ -446,7 +446,8 @@ def send_bundle(
         abort(exc.status if exc.status in (404, 409) else 500, description=str(exc))
     except BundleTooLarge as exc:
         log.warning("evidence bundle for order %r refused: %s", order_id, exc)
-        raise InsufficientStorage(description=str(exc)) from exc
+        # not the "no free space now" of a full disk: waiting does not mend this one
+        raise InsufficientStorage(description="bundle-too-large") from exc
     except BundleUnavailable as exc:
         log.warning("evidence bundle for order %r not available: %s", order_id, exc)
         raise StationUnavailable(

@@ -55,6 +55,11 @@ STATION_MESSAGES = {
     "bundle-pending": _l(
         "The packing station is still building this evidence bundle. Try again in a moment."
     ),
+    "bundle-too-large": _l(
+        "This order's evidence bundle is too large to build on this site. Download its clips "
+        "one by one here, or ask whoever runs the packing station to export the bundle there "
+        "(packcam export)."
+    ),
     "bundle-not-signed": _l(
         "No evidence bundle signed by the packing station covers every clip of this order yet. "
         "The station uploads one after it archives a clip (and its timestamp); try again in a "
