@@ -106,6 +106,19 @@ def test_a_query_typed_in_full_width_finds_the_order(web_client, q: str, order: 
     assert order in page or order.replace("'", "&#39;") in page
 
 
+@pytest.mark.parametrize(
+    "q", ["SF 1234 5678 90121", "1234 5678 9012 1", "sf 123456 7890121", "SF1234567890121 "]
+)
+def test_a_waybill_pasted_in_groups_finds_its_order(web_client, q: str) -> None:
+    """Carriers' apps print waybill numbers in groups of digits; the label holds none of the
+    spaces. A query that finds nothing as typed is tried without its spaces (an order ID
+    that does hold spaces is still found as typed, above)."""
+    login(web_client, "viewer")
+    assert _orders(web_client, q) == ["订单-七号"]
+    page = web_client.get("/search", query_string={"q": q}).get_data(as_text=True)
+    assert "订单-七号" in page and f'value="{q.strip()}"' in page  # the box keeps what was typed
+
+
 @pytest.mark.parametrize("q", ["\x00", "PO\x00", "PO-10\x0001", "10\x00\"'", "\x01\x02\x03"])
 def test_control_characters_find_nothing_and_break_nothing(web_client, q: str) -> None:
     """FTS5 reads a NUL as the end of its query string (the fuzz found a 500 there)."""

@@ -250,6 +250,9 @@ def search_args() -> dict[str, Any]:
         page = max(1, min(10_000, int(request.args.get("page", "1"))))
     except ValueError:
         page = 1
+    query = ClipSearch(
+        q, start_utc=start_utc, end_utc=end_utc, station=station, packer=packer, kind=kind
+    )
     return {
         "q": q,
         "from": day_from.isoformat() if day_from else "",
@@ -260,10 +263,23 @@ def search_args() -> dict[str, Any]:
         "page": page,
         "bad_dates": bad_dates,
         # the first page's search; the packing floor's filters (issue 13) in both indexes
-        "query": ClipSearch(
-            q, start_utc=start_utc, end_utc=end_utc, station=station, packer=packer, kind=kind
-        ),
+        "query": _without_spaces_if_nothing(query),
     }
+
+
+def _without_spaces_if_nothing(query: ClipSearch) -> ClipSearch:
+    """``query``, or without its spaces if it finds nothing as typed: carriers' apps print a
+    waybill in groups of digits ("SF 1234 5678 90121") that its label does not hold. Every
+    page of one search uses the same text, decided by the whole result, not by its page."""
+    squeezed = "".join(query.q.split())
+    if squeezed == query.q or len(squeezed) < 2:
+        return query
+    try:
+        if get_index().search(replace(query, limit=1, offset=0)):
+            return query
+    except SearchTimeout:
+        return query  # the search itself will say it took too long
+    return replace(query, q=squeezed)
 
 
 @bp.get("/search")
