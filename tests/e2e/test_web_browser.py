@@ -165,3 +165,27 @@ def test_a_link_revoked_before_play_says_so_under_the_player(
         assert want in note.inner_text()
     finally:
         anon.close()
+
+
+def test_download_on_a_link_revoked_meanwhile_says_why(browser: Any, page: Any, site: Any) -> None:
+    # The reviewer presses "Download original" after the link was revoked: Chrome must show
+    # the site's page saying why, not a failed item in its download list and nothing else.
+    log_in(page, site)
+    url = _make_share(page, site)
+    anon = browser.new_context(locale="zh-CN", accept_downloads=True)
+    anon.set_default_timeout(15_000)
+    try:
+        visitor = anon.new_page()
+        visitor.goto(url)
+        page.goto(site("/orders/PO-1001"))
+        page.on("dialog", lambda d: d.accept())
+        page.locator("button.revoke").first.click()
+        page.wait_for_selector("text=Share link revoked.")
+        failed: list[Any] = []
+        visitor.on("download", lambda d: failed.append(d.failure()))
+        with visitor.expect_navigation() as nav:
+            visitor.locator("a.download").first.click()
+        assert nav.value.status == 410 and failed == []
+        assert "此链接已过期或已被撤销" in visitor.locator("main").inner_text()
+    finally:
+        anon.close()
