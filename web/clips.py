@@ -153,6 +153,7 @@ def clip_views(
             missing=check_files and path is None,
             size_mismatch=size_on_disk is not None and size_on_disk != c.size,
         )
+        view["deleted_utc"] = c.extra.get("deleted_utc") if view["missing"] else None
         view["gap"] = camera_gap(c)
         view["links"] = links[c.id]
         out.append(view)
