@@ -282,3 +282,15 @@ def test_a_link_of_an_order_pointing_outside_the_store_serves_nothing(web_app, w
     for suffix in ("video", "download", "thumb.jpg", "keyframes/0.jpg"):
         resp = anon.get(f"{path}/clips/{evil}/{suffix}")
         assert resp.status_code == 404 and OUTSIDE_MARKER not in resp.data
+
+
+@pytest.mark.parametrize(("lang", "want"), [("en", "incomplete"), ("zh-CN", "不完整")])
+def test_a_link_cut_short_by_a_chat_app_says_so(shared, lang: str, want: str) -> None:
+    """A link cut short on its way (a chat app's line break, a partial copy) is not "nothing
+    here": the platform's reviewer would read that as no evidence. It says the link is
+    incomplete, in the reviewer's language; every part of the link alike."""
+    _staff, path, anon = shared
+    for cut in (path[:-4], path[:-4] + "/summary", path[:-4] + "/bundle.zip"):
+        resp = anon.get(cut, headers={"Accept-Language": lang})
+        assert resp.status_code == 404
+        assert want in resp.get_data(as_text=True)

@@ -68,6 +68,11 @@ STATION_MESSAGES = {
 }
 
 CSRF_MESSAGE = _l("The form expired. Go back, reload the page and try again.")
+BAD_LINK = "bad-share-link"  # a share link whose token does not check out
+BAD_LINK_MESSAGE = _l(
+    "This link is incomplete or not valid. Copy the whole link again from the message it "
+    "came in, or ask the sender for a new one."
+)
 ALTERED_MESSAGE = _l(
     "The archived copy of this order's video does not match the record the packing station "
     "signed, so it is not served. This has been logged for the site's administrators."
@@ -77,6 +82,8 @@ ALTERED_MESSAGE = _l(
 def _render(status: int, description: str | None) -> Any:
     if description == "csrf":
         message = str(CSRF_MESSAGE)
+    elif description == BAD_LINK:
+        message = str(BAD_LINK_MESSAGE)
     elif description == ArchivedCopyAltered.description:
         message = str(ALTERED_MESSAGE)
     elif description in STATION_MESSAGES:
