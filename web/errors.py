@@ -67,6 +67,12 @@ STATION_MESSAGES = {
     ),
 }
 
+# The same, to the holder of a share link (the platform's reviewer), who has no station to start.
+SHARED_STATION_DOWN = _l(
+    "The packing station that builds and signs this evidence bundle is not running now. Try "
+    "again later, or ask the sender of this link."
+)
+
 CSRF_MESSAGE = _l("The form expired. Go back, reload the page and try again.")
 BAD_LINK = "bad-share-link"  # a share link whose token does not check out
 BAD_LINK_MESSAGE = _l(
@@ -86,6 +92,8 @@ def _render(status: int, description: str | None) -> Any:
         message = str(BAD_LINK_MESSAGE)
     elif description == ArchivedCopyAltered.description:
         message = str(ALTERED_MESSAGE)
+    elif description == "station-down" and request.blueprint == "share":
+        message = str(SHARED_STATION_DOWN)
     elif description in STATION_MESSAGES:
         message = str(STATION_MESSAGES[description])
     else:
