@@ -138,9 +138,10 @@ def clip_views(
                 way[:] = [x for x in way if x["station"] in scope]
     for c in clips:
         if store is not None:
-            missing = not store.is_archived(c)
             frames: list[tuple[int, KeyFrame]] = list(enumerate(store.keyframes(c)))
-            out.append(_view(c, url, frames, missing=missing, size_mismatch=False))
+            out.append(_view(c, url, frames, missing=False, size_mismatch=False))
+            # the station synced the clip's row but has not uploaded its video (yet)
+            out[-1]["pending"] = not store.is_archived(c)
             out[-1]["links"] = links[c.id]
             continue
         path = clip_file(c) if check_files else None
