@@ -362,3 +362,22 @@ def test_one_search_index_builder_and_the_migration_waits(pg_dsn: str) -> None:
             builder.execute("SELECT pg_advisory_unlock(%s)", (schema_mod._BUILD_LOCK,))
             waiter.join(30)
     assert done == [len(schema_mod.MIGRATIONS)]
+
+
+def test_a_clip_not_uploaded_yet_is_not_called_missing(central, pg_dsn: str, tmp_path) -> None:
+    """The central site knows a clip (its station synced the row) before the station has
+    uploaded its video: the seller reads that it is on its way, not that it is missing."""
+    from conftest_web import add_users, login
+
+    from station import config as config_mod
+    from web import create_app
+
+    cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
+    add_users(cfg.station.data_dir, stations=["s1"])
+    client = create_app(cfg, central=CentralSite(cfg), test_config={"TESTING": True}).test_client()
+    login(client, "viewer")
+    for lang, want in (("en", "has not reached this site yet"), ("zh-CN", "尚未上传到本站")):
+        page = client.get("/orders/PO-000123", headers={"Accept-Language": lang})
+        text = page.get_data(as_text=True)
+        assert want in text
+        assert '<p class="flash error">' not in text.split('id="clip-')[1]

@@ -122,7 +122,9 @@ def test_a_bundle_larger_than_the_cache_is_refused_with_507(
         c = Browserless(url)
         _login(c)
         status, _, body = c.request("GET", f"/clips/{big1.id}/bundle.zip")
-        assert status == 507 and b"free space" in body
+        # Not "no free space now": waiting mends nothing, and the seller is told what does.
+        assert status == 507 and b"too large to build on this site" in body
+        assert b"free space" not in body and b"packcam export" in body
     assert not (st.data / "export-requests").exists()  # refused before asking the station
 
 

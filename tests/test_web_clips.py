@@ -414,3 +414,28 @@ def test_legal_hold_refusals(web_env: WebEnv, role: str, order: str, status: int
     assert "Put on legal hold" not in client.get(order_url("PO-1001")).get_data(as_text=True) or (
         role == "operator"
     )
+
+
+def test_a_clip_deleted_by_retention_says_so_not_missing(viewer, web_env: WebEnv) -> None:
+    """The station deleted an old clip to keep room for recording (a recorded, signed
+    deletion): the seller, and the reviewer of a share link, read that, in their language,
+    not "missing from the store", which reads as lost or tampered evidence."""
+    from datetime import UTC, datetime
+
+    from station.store.ledger import Ledger
+    from station.store.retention import REASON_FLOOR
+
+    clip = web_env.clips["plain2"]
+    ledger = Ledger.in_data_dir(web_env.data_dir)
+    ledger.mark_deleted(
+        clip.id, reason=REASON_FLOOR, record=b"{}", signature=None, key_fingerprint="",
+        deleted_at=datetime(2027, 3, 1, 2, 0, tzinfo=UTC),
+    )  # fmt: skip
+    ledger.close()
+    web_env.file("plain2").unlink()
+    page = viewer.get(order_url(ORDERS["plain"])).get_data(as_text=True)
+    assert '<p class="flash error">The video file of this clip is missing' not in page
+    assert "deleted this clip's video on 2027-03-01 02:00:00 +00:00 under its retention" in page
+    zh = viewer.get(order_url(ORDERS["plain"]), headers={"Accept-Language": "zh-CN"})
+    assert "工作站于 2027-03-01 02:00:00 +00:00 按保留策略删除了此视频" in zh.get_data(as_text=True)
+    assert viewer.get(f"/clips/{clip.id}/video").status_code == 404

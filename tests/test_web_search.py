@@ -86,6 +86,39 @@ def test_search_finds_nothing_that_is_not_there(web_client) -> None:
     assert _orders(web_client, "1001\n") == _orders(web_client, "1001")  # stripped
 
 
+@pytest.mark.parametrize(
+    ("q", "order"),
+    [
+        ("ＰＯ－１００１", "PO-1001"),  # a Chinese IME in full-width mode
+        ("ｐｏ-1001", "PO-1001"),  # half typed in each width
+        ("１００１", "PO-1001"),  # full-width digits
+        ("\u3000PO-1001\u3000", "PO-1001"),  # the IME's ideographic spaces around it
+        ("ＳＦ１２３４５６７８９０１２１", "订单-七号"),  # a waybill typed in full width
+        ("订单－七号", "订单-七号"),  # the IME's full-width hyphen between Chinese characters
+    ],
+)
+def test_a_query_typed_in_full_width_finds_the_order(web_client, q: str, order: str) -> None:
+    """A seller typing the order ID with a Chinese IME gets full-width letters and digits
+    (U+FF01-FF5E): scanned labels hold the ASCII ones, so the query is read in ASCII."""
+    login(web_client, "viewer")
+    assert order in _orders(web_client, q)
+    page = web_client.get("/search", query_string={"q": q}).get_data(as_text=True)
+    assert order in page or order.replace("'", "&#39;") in page
+
+
+@pytest.mark.parametrize(
+    "q", ["SF 1234 5678 90121", "1234 5678 9012 1", "sf 123456 7890121", "SF1234567890121 "]
+)
+def test_a_waybill_pasted_in_groups_finds_its_order(web_client, q: str) -> None:
+    """Carriers' apps print waybill numbers in groups of digits; the label holds none of the
+    spaces. A query that finds nothing as typed is tried without its spaces (an order ID
+    that does hold spaces is still found as typed, above)."""
+    login(web_client, "viewer")
+    assert _orders(web_client, q) == ["订单-七号"]
+    page = web_client.get("/search", query_string={"q": q}).get_data(as_text=True)
+    assert "订单-七号" in page and f'value="{q.strip()}"' in page  # the box keeps what was typed
+
+
 @pytest.mark.parametrize("q", ["\x00", "PO\x00", "PO-10\x0001", "10\x00\"'", "\x01\x02\x03"])
 def test_control_characters_find_nothing_and_break_nothing(web_client, q: str) -> None:
     """FTS5 reads a NUL as the end of its query string (the fuzz found a 500 there)."""

@@ -282,3 +282,35 @@ def test_a_link_of_an_order_pointing_outside_the_store_serves_nothing(web_app, w
     for suffix in ("video", "download", "thumb.jpg", "keyframes/0.jpg"):
         resp = anon.get(f"{path}/clips/{evil}/{suffix}")
         assert resp.status_code == 404 and OUTSIDE_MARKER not in resp.data
+
+
+@pytest.mark.parametrize(("lang", "want"), [("en", "incomplete"), ("zh-CN", "不完整")])
+def test_a_link_cut_short_by_a_chat_app_says_so(shared, lang: str, want: str) -> None:
+    """A link cut short on its way (a chat app's line break, a partial copy) is not "nothing
+    here": the platform's reviewer would read that as no evidence. It says the link is
+    incomplete, in the reviewer's language; every part of the link alike."""
+    _staff, path, anon = shared
+    for cut in (path[:-4], path[:-4] + "/summary", path[:-4] + "/bundle.zip"):
+        resp = anon.get(cut, headers={"Accept-Language": lang})
+        assert resp.status_code == 404
+        assert want in resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("lang", "want", "staff_only"),
+    [("en", "ask the sender", "Start it"), ("zh-CN", "请联系发送者", "请启动工位")],
+)
+def test_a_bundle_asked_while_the_station_is_down_tells_the_visitor_what_they_can_do(
+    shared, lang: str, want: str, staff_only: str
+) -> None:
+    """No station runs in this test: the bundle is 503. The seller is told to start the
+    station; the platform's reviewer, who has no station, to try later or ask the sender."""
+    staff, path, anon = shared
+    resp = anon.get(path + "/bundle.zip", headers={"Accept-Language": lang})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 503 and resp.headers.get("Retry-After")
+    assert want in body and staff_only not in body
+    clip_id = re.search(r'<video id="video-(\d+)"', anon.get(path).get_data(as_text=True))
+    assert clip_id is not None
+    own = staff.get(f"/clips/{clip_id.group(1)}/bundle.zip", headers={"Accept-Language": lang})
+    assert own.status_code == 503 and staff_only in own.get_data(as_text=True)

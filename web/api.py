@@ -177,6 +177,10 @@ def openapi_document(title_suffix: str = "") -> dict[str, Any]:
         "started_utc": {"type": "string"},
         "ended_utc": {"type": "string"},
         "tz": {"type": "string", "example": "+0800"},
+        "deleted_utc": {
+            "type": "string",
+            "description": "when the station's retention deleted the clip's file (only then)",
+        },
         # the packing floor (docs/integration.md): ClipRecord reads these from ``extra``
         "kind": {"type": "string", "enum": ["order", "return"]},
         "packer": {"type": "string"},

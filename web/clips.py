@@ -36,6 +36,7 @@ from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
 from web.handles import current_scope, get_db, get_index, media_store
 from web.index import SearchTimeout
 from web.scope import ScopedIndex, Stations, visible_access, visible_shares
+from web.search import half_width
 from web.streaming import resolve_in, send_stored_file
 
 log = logging.getLogger(__name__)
@@ -137,9 +138,10 @@ def clip_views(
                 way[:] = [x for x in way if x["station"] in scope]
     for c in clips:
         if store is not None:
-            missing = not store.is_archived(c)
             frames: list[tuple[int, KeyFrame]] = list(enumerate(store.keyframes(c)))
-            out.append(_view(c, url, frames, missing=missing, size_mismatch=False))
+            out.append(_view(c, url, frames, missing=False, size_mismatch=False))
+            # the station synced the clip's row but has not uploaded its video (yet)
+            out[-1]["pending"] = not store.is_archived(c)
             out[-1]["links"] = links[c.id]
             continue
         path = clip_file(c) if check_files else None
@@ -152,6 +154,7 @@ def clip_views(
             missing=check_files and path is None,
             size_mismatch=size_on_disk is not None and size_on_disk != c.size,
         )
+        view["deleted_utc"] = c.extra.get("deleted_utc") if view["missing"] else None
         view["gap"] = camera_gap(c)
         view["links"] = links[c.id]
         out.append(view)
@@ -231,7 +234,7 @@ def search_args() -> dict[str, Any]:
     """Validated search parameters (shared with the JSON API)."""
     cfg = current_app.config["PACKCAM"]
     tz = site_tz(cfg)
-    q = request.args.get("q", "").strip()[:MAX_QUERY]
+    q = half_width(request.args.get("q", "")).strip()[:MAX_QUERY]
     day_from = parse_day(request.args.get("from"))
     day_to = parse_day(request.args.get("to"))
     bad_dates = bool(request.args.get("from") and day_from is None) or bool(
@@ -249,6 +252,9 @@ def search_args() -> dict[str, Any]:
         page = max(1, min(10_000, int(request.args.get("page", "1"))))
     except ValueError:
         page = 1
+    query = ClipSearch(
+        q, start_utc=start_utc, end_utc=end_utc, station=station, packer=packer, kind=kind
+    )
     return {
         "q": q,
         "from": day_from.isoformat() if day_from else "",
@@ -259,10 +265,23 @@ def search_args() -> dict[str, Any]:
         "page": page,
         "bad_dates": bad_dates,
         # the first page's search; the packing floor's filters (issue 13) in both indexes
-        "query": ClipSearch(
-            q, start_utc=start_utc, end_utc=end_utc, station=station, packer=packer, kind=kind
-        ),
+        "query": _without_spaces_if_nothing(query),
     }
+
+
+def _without_spaces_if_nothing(query: ClipSearch) -> ClipSearch:
+    """``query``, or without its spaces if it finds nothing as typed: carriers' apps print a
+    waybill in groups of digits ("SF 1234 5678 90121") that its label does not hold. Every
+    page of one search uses the same text, decided by the whole result, not by its page."""
+    squeezed = "".join(query.q.split())
+    if squeezed == query.q or len(squeezed) < 2:
+        return query
+    try:
+        if get_index().search(replace(query, limit=1, offset=0)):
+            return query
+    except SearchTimeout:
+        return query  # the search itself will say it took too long
+    return replace(query, q=squeezed)
 
 
 @bp.get("/search")
@@ -445,7 +464,8 @@ def send_bundle(
         abort(exc.status if exc.status in (404, 409) else 500, description=str(exc))
     except BundleTooLarge as exc:
         log.warning("evidence bundle for order %r refused: %s", order_id, exc)
-        raise InsufficientStorage(description=str(exc)) from exc
+        # not the "no free space now" of a full disk: waiting does not mend this one
+        raise InsufficientStorage(description="bundle-too-large") from exc
     except BundleUnavailable as exc:
         log.warning("evidence bundle for order %r not available: %s", order_id, exc)
         raise StationUnavailable(

@@ -55,6 +55,11 @@ STATION_MESSAGES = {
     "bundle-pending": _l(
         "The packing station is still building this evidence bundle. Try again in a moment."
     ),
+    "bundle-too-large": _l(
+        "This order's evidence bundle is too large to build on this site. Download its clips "
+        "one by one here, or ask whoever runs the packing station to export the bundle there "
+        "(packcam export)."
+    ),
     "bundle-not-signed": _l(
         "No evidence bundle signed by the packing station covers every clip of this order yet. "
         "The station uploads one after it archives a clip (and its timestamp); try again in a "
@@ -62,7 +67,18 @@ STATION_MESSAGES = {
     ),
 }
 
+# The same, to the holder of a share link (the platform's reviewer), who has no station to start.
+SHARED_STATION_DOWN = _l(
+    "The packing station that builds and signs this evidence bundle is not running now. Try "
+    "again later, or ask the sender of this link."
+)
+
 CSRF_MESSAGE = _l("The form expired. Go back, reload the page and try again.")
+BAD_LINK = "bad-share-link"  # a share link whose token does not check out
+BAD_LINK_MESSAGE = _l(
+    "This link is incomplete or not valid. Copy the whole link again from the message it "
+    "came in, or ask the sender for a new one."
+)
 ALTERED_MESSAGE = _l(
     "The archived copy of this order's video does not match the record the packing station "
     "signed, so it is not served. This has been logged for the site's administrators."
@@ -72,8 +88,12 @@ ALTERED_MESSAGE = _l(
 def _render(status: int, description: str | None) -> Any:
     if description == "csrf":
         message = str(CSRF_MESSAGE)
+    elif description == BAD_LINK:
+        message = str(BAD_LINK_MESSAGE)
     elif description == ArchivedCopyAltered.description:
         message = str(ALTERED_MESSAGE)
+    elif description == "station-down" and request.blueprint == "share":
+        message = str(SHARED_STATION_DOWN)
     elif description in STATION_MESSAGES:
         message = str(STATION_MESSAGES[description])
     else:

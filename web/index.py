@@ -115,6 +115,10 @@ class ClipIndex:
             events,
             extra={"started_utc": r["started_utc"], "ended_utc": r["ended_utc"], "tz": r["tz"]},
         )
+        keys = r.keys()  # a Row's "in" looks at its values
+        if "deleted_utc" in keys and r["deleted_utc"]:
+            # retention deleted the file and recorded it: not the same as a file gone missing
+            clip.extra["deleted_utc"] = r["deleted_utc"]
         if not clip.waybills and r["waybill"]:
             # A row indexed before its waybill links existed: show the clip's own waybill.
             clip = dataclasses.replace(clip, waybills=(WaybillLink(r["waybill"], "", 0.0),))

@@ -37,6 +37,17 @@ def fold(text: str) -> str:
     return text.casefold()
 
 
+# A Chinese IME in full-width mode types "ＰＯ２０２６" and the ideographic space; labels and
+# scanners give ASCII. Only these fold: NFKC would also rewrite other characters
+# ("①" to "1", "ﬁ" to "fi") an order ID may really hold.
+_HALF_WIDTH = {0xFF01 + i: 0x21 + i for i in range(0x5E)} | {0x3000: 0x20}
+
+
+def half_width(query: str) -> str:
+    """A typed query with its full-width ASCII forms (U+FF01-FF5E, U+3000) as ASCII."""
+    return query.translate(_HALF_WIDTH)
+
+
 def bigram_tokens(text: str) -> str:
     """Every two-character substring of each line, case-folded, as hex tokens (the ascii
     tokenizer keeps them whole, whatever the characters)."""

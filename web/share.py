@@ -37,6 +37,7 @@ from web.clips import (
     serve_video,
 )
 from web.db import ShareLink
+from web.errors import BAD_LINK
 from web.frames import FRAME_WIDTH, THUMB_WIDTH
 from web.handles import current_scope, get_db, get_index, media_store, share_index
 from web.i18n import KEYFRAMES, label
@@ -70,7 +71,9 @@ def _share_from_token(token: str) -> ShareLink:
     try:
         share_id = _serializer().loads(token[:200], max_age=int(max_age.total_seconds()))
     except BadSignature:
-        abort(404)
+        # most often a link cut short on its way (a chat app, a partial copy): say so, not
+        # "nothing here", which the platform's reviewer would read as "no evidence"
+        abort(404, description=BAD_LINK)
     share = get_db().share(str(share_id)) if isinstance(share_id, str) else None
     if share is None:
         abort(404)

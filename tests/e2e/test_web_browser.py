@@ -137,3 +137,54 @@ def test_pages_read_in_chinese_when_the_browser_asks(browser: Any, site: Any) ->
         assert page.locator("h1.order-title").inner_text().startswith("Order")
     finally:
         context.close()
+
+
+def _open_then_revoke(browser: Any, page: Any, site: Any, locale: str) -> tuple[Any, Any]:
+    """(context, page) of a visitor in ``locale`` who opened a share link that the staff
+    page then revoked; the caller closes the context."""
+    log_in(page, site)
+    url = _make_share(page, site)
+    anon = browser.new_context(locale=locale, accept_downloads=True)
+    anon.set_default_timeout(15_000)
+    visitor = anon.new_page()
+    visitor.goto(url)
+    page.goto(site("/orders/PO-1001"))
+    page.on("dialog", lambda d: d.accept())
+    page.locator("button.revoke").first.click()
+    page.wait_for_selector("text=Share link revoked.")
+    return anon, visitor
+
+
+GONE = {"zh-CN": "此链接已过期或已被撤销", "en-US": "This link has expired or was revoked."}
+
+
+@pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
+def test_a_link_revoked_before_play_says_so_under_the_player(
+    browser: Any, page: Any, site: Any, locale: str
+) -> None:
+    # The platform's reviewer opens the link, the seller revokes it (or it expires) before
+    # the video is played: the player's requests get 410. The reviewer is told why under
+    # the player, in the page's language, not left with a grey, broken player.
+    anon, visitor = _open_then_revoke(browser, page, site, locale)
+    try:
+        visitor.evaluate(PLAY)
+        note = visitor.locator(".clip .video-error").first
+        note.wait_for(state="visible")
+        assert GONE[locale] in note.inner_text()
+    finally:
+        anon.close()
+
+
+def test_download_on_a_link_revoked_meanwhile_says_why(browser: Any, page: Any, site: Any) -> None:
+    # The reviewer presses "Download original" after the link was revoked: Chrome must show
+    # the site's page saying why, not a failed item in its download list and nothing else.
+    anon, visitor = _open_then_revoke(browser, page, site, "zh-CN")
+    try:
+        failed: list[Any] = []
+        visitor.on("download", lambda d: failed.append(d.failure()))
+        with visitor.expect_navigation() as nav:
+            visitor.locator("a.download").first.click()
+        assert nav.value.status == 410 and failed == []
+        assert GONE["zh-CN"] in visitor.locator("main").inner_text()
+    finally:
+        anon.close()

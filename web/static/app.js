@@ -80,6 +80,25 @@ document.addEventListener("DOMContentLoaded", () => {
     if (speed) speed.addEventListener("change", () => { video.playbackRate = parseFloat(speed.value) || 1; });
   });
 
+  // A clip that cannot be loaded says why under its player (a share link revoked or expired
+  // while the page was open, a clip gone from the store), not only a grey, broken player.
+  document.querySelectorAll("video.clip-video").forEach((video) => {
+    video.addEventListener("error", () => {
+      const player = video.closest(".player") || video;
+      if (player.nextElementSibling && player.nextElementSibling.classList.contains("video-error")) return;
+      fetch(video.currentSrc || video.src, { method: "HEAD", credentials: "same-origin", redirect: "manual" })
+        .then((r) => r.status, () => 0)
+        .then((status) => {
+          const d = video.dataset;
+          const note = document.createElement("p");
+          note.className = "flash error video-error";
+          note.setAttribute("role", "alert");
+          note.textContent = status === 410 ? d.errorGone : status === 404 ? d.errorMissing : d.errorOther;
+          if (!(player.nextElementSibling && player.nextElementSibling.classList.contains("video-error"))) player.after(note);
+        });
+    });
+  });
+
   // Confirm destructive forms.
   document.querySelectorAll("form[data-confirm]").forEach((form) => {
     form.addEventListener("submit", (ev) => {
