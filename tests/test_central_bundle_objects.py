@@ -11,7 +11,7 @@ import io
 import logging
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,11 @@ class Archived:
     clips: list[ClipRecord]  # as the central index has them (archive key and meta in extra)
 
 
-@pytest.fixture
-def archived(tmp_path: Path, moto_s3: None) -> Archived:
-    """A station recorded one order and archived it: the clip and the order's signed parts
-    are in the bucket."""
+def record_and_archive(
+    tmp_path: Path, before_archiving: Callable[[config_mod.Config], object] | None = None
+) -> Archived:
+    """A station records one order (then ``before_archiving``) and archives it: the clip and
+    the order's signed parts are in the bucket, the clips as the central index has them."""
     cfg = config_mod.load(None).with_data_dir(tmp_path / "data")
     cfg = cfg.replace("archive", enabled=True, bucket=BUCKET, keyframes=False)
     finalizers = build_finalizers(cfg)
@@ -55,6 +56,8 @@ def archived(tmp_path: Path, moto_s3: None) -> Archived:
     finally:
         for f in finalizers:
             f.close()
+    if before_archiving is not None:
+        before_archiving(cfg)
     arch = Archiver(cfg)
     try:
         assert arch.run_once() == 1
@@ -71,6 +74,12 @@ def archived(tmp_path: Path, moto_s3: None) -> Archived:
     finally:
         ledger.close()
     return Archived(cfg, ObjectStore(cfg.archive), clips)
+
+
+@pytest.fixture
+def archived(tmp_path: Path, moto_s3: None) -> Archived:
+    """A station recorded one order and archived it."""
+    return record_and_archive(tmp_path)
 
 
 @contextlib.contextmanager
@@ -199,31 +208,8 @@ def test_an_order_archived_after_a_key_rotation_has_its_bundle_found(
     clip, or the order's signed bundle is never served, also once the station is gone."""
     from station.proof import rotation
 
-    cfg = config_mod.load(None).with_data_dir(tmp_path / "data")
-    cfg = cfg.replace("archive", enabled=True, bucket=BUCKET, keyframes=False)
-    finalizers = build_finalizers(cfg)
-    try:
-        record_orders(cfg, finalizers, [ORDER])
-    finally:
-        for f in finalizers:
-            f.close()
-    rotation.rotate(cfg)  # the bucket was out of reach until now
-    arch = Archiver(cfg)
-    try:
-        assert arch.run_once() == 1
-    finally:
-        arch.stop()
-    ledger = Ledger.in_data_dir(cfg.station.data_dir)
-    try:
-        clips = []
-        for c in ledger.clips():
-            state = ledger.archive_state(int(c.id or 0)) or {}
-            extra = {**c.extra, "archive_key": state["archive_key"],
-                     "archive_meta": state["archive_meta"]}  # fmt: skip
-            clips.append(dataclasses.replace(c, extra=extra))
-    finally:
-        ledger.close()
-    a = Archived(cfg, ObjectStore(cfg.archive), clips)
+    # the bucket was out of reach until the key was rotated
+    a = record_and_archive(tmp_path, before_archiving=rotation.rotate)
     status, data, cut = _download(a)
     assert status == 200 and cut is None
     bundle = tmp_path / "bundle.zip"
