@@ -84,7 +84,11 @@ def fill_index(data_dir: Path, rows: int) -> float:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             clips,
         )
-        conn.executemany("INSERT INTO waybills VALUES (?, ?, ?, ?, ?)", waybills)
+        conn.executemany(
+            "INSERT INTO waybills(clip_id, order_id, waybill, carrier, t_clip_s)"
+            " VALUES (?, ?, ?, ?, ?)",
+            waybills,
+        )
         conn.executemany(
             "INSERT INTO scan_events(clip_id, station, kind, text, source, t_clip_s, wall)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
