@@ -861,10 +861,13 @@ class ClipTable(Table):
                     )
                     wargs = [q, q]
                 # Waybills linked after their clip's text was indexed: matched directly (few).
+                # Driven from that small table (CROSS JOIN fixes SQLite's join order): left to
+                # the planner, it ran contains_ci over every waybill of the index.
                 late = self.conn.execute(
-                    "SELECT c.* FROM clips c WHERE c.id <= ? AND c.id IN (SELECT w.clip_id"
-                    f" FROM {fts.schema}.{fts.late} l JOIN waybills w ON w.rowid = l.wid"
-                    f" WHERE contains_ci(w.waybill, ?)){filters} ORDER BY c.id DESC",
+                    f"SELECT DISTINCT c.* FROM {fts.schema}.{fts.late} l"
+                    " CROSS JOIN waybills w ON w.rowid = l.wid CROSS JOIN clips c"
+                    " ON c.id = w.clip_id"
+                    f" WHERE c.id <= ? AND contains_ci(w.waybill, ?){filters} ORDER BY c.id DESC",
                     (fts.upto, q, *fargs),
                 ).fetchall()
                 need, skip = limit - len(rows), max(0, offset - len(tail))
