@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from pathlib import Path
 
@@ -96,6 +97,40 @@ def test_another_day_is_empty_and_the_range_is_checked(operator) -> None:
                   {"from": "2020-01-01", "to": "2026-11-30"}):  # fmt: skip
         assert operator.get("/export/orders.csv", query_string=query).status_code == 400
         assert operator.get("/export/orders.xlsx", query_string=query).status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/export/orders.csv", "/export/orders.xlsx"])
+@pytest.mark.parametrize(
+    ("query", "en", "zh"),
+    [
+        ({"to": "2026-11-30", "station": "station-02"}, "Choose both dates", "请选择起止两个日期"),
+        ({"from": "30/11/2026", "to": "2026-11-30", "station": "station-02"},
+         "“30/11/2026” is not a date", "“30/11/2026” 不是日期"),
+        ({"from": "2020-01-01", "to": "2026-11-30", "station": "station-02"},
+         "2,526 days", "2,526 天"),
+    ],
+)  # fmt: skip
+def test_a_refused_export_says_why_and_keeps_the_form(
+    operator, path: str, query: dict[str, str], en: str, zh: str
+) -> None:
+    """A seller's mistake on the export form is answered with the form again, what they
+    chose still in it, and what to change, in their language: not the bare "The request
+    could not be understood." of a generic 400, which loses the form."""
+    for lang, want in (("en", en), ("zh-CN", zh)):
+        resp = operator.get(path, query_string=query, headers={"Accept-Language": lang})
+        page = resp.get_data(as_text=True)
+        assert resp.status_code == 400 and resp.mimetype == "text/html"
+        assert "Content-Disposition" not in resp.headers
+        error = re.search(r'<p class="flash error" id="export-error"[^>]*>(.*?)</p>', page, re.S)
+        assert error is not None and want in error.group(1), (lang, page)
+        assert 'id="export-form"' in page
+        assert f'name="to" value="{query["to"]}"' in page
+        assert 'value="station-02" selected' in page
+        if "from" in query and "/" not in query["from"]:
+            assert f'name="from" value="{query["from"]}"' in page
+        if lang == "zh-CN":
+            assert "The request could not be understood" not in page
+            assert not re.search(r"\b(days|Choose|date)\b", error.group(1))
 
 
 def test_the_station_filter_applies(operator) -> None:
