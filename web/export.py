@@ -38,6 +38,7 @@ HEADER = (
     "repack_of",
 )
 MAX_DAYS = 366
+XLSX_MAX_ROWS = 1_048_575  # a sheet holds 2**20 rows, the header included
 PAGE = 500
 # A cell starting with one of these is a formula to Excel and LibreOffice; order IDs come
 # from scanners and labels, so a CSV cell is made inert with a leading apostrophe (OWASP).
@@ -45,7 +46,12 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ExportRefused(Exception):
-    """The export form's values cannot be exported; the message says what to change."""
+    """The export form's values cannot be exported; the message says what to change.
+    ``status``: 400 when a value is not readable, 422 when it is but cannot be done."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _day(name: str) -> date:
@@ -56,8 +62,7 @@ def _day(name: str) -> date:
     if day is None or len(text) != 10:
         raise ExportRefused(
             _(
-                "“%(text)s” is not a date. Pick the day in the calendar, or type it as "
-                "2026-11-30.",
+                "“%(text)s” is not a date. Pick the day in the calendar, or type it as 2026-11-30.",
                 text=text[:40],
             )
         )
@@ -78,7 +83,8 @@ def _range() -> tuple[str, str, str, str]:
                 days=format_number(days),
                 max=MAX_DAYS,
                 **{"from": day_from.isoformat(), "to": day_to.isoformat()},
-            )
+            ),
+            422,
         )
     tz = site_tz(current_app.config["PACKCAM"])
     return (
@@ -104,10 +110,15 @@ def _clips(start_utc: str, end_utc: str, station: str | None) -> Iterator[ClipRe
         offset += PAGE
 
 
-def rows(start_utc: str, end_utc: str, station: str | None) -> list[list[str | float]]:
-    """One row per clip (a re-packed order has several), oldest first."""
+def rows(
+    start_utc: str, end_utc: str, station: str | None, limit: int | None = None
+) -> list[list[str | float]]:
+    """One row per clip (a re-packed order has several), oldest first; ``limit``: stop
+    after ``limit + 1`` rows (more than the caller can use)."""
     out: list[list[str | float]] = []
     for c in _clips(start_utc, end_utc, station):
+        if limit is not None and len(out) > limit:
+            break
         out.append(
             [
                 c.order_id,
@@ -137,10 +148,23 @@ def _station() -> str:
     return request.args.get("station", "").strip()[:64]
 
 
-def _args() -> tuple[str, list[list[str | float]]]:
+def _args(limit: int | None = None) -> tuple[str, list[list[str | float]]]:
+    """The file's name and its rows (ExportRefused; ``limit``: the most rows it may have)."""
     day_from, day_to, start_utc, end_utc = _range()
     name = f"packcam-orders_{day_from}_{day_to}"
-    return name, rows(start_utc, end_utc, _station() or None)
+    data = rows(start_utc, end_utc, _station() or None, limit)
+    if limit is not None and len(data) > limit:
+        # Excel would drop the rows past its last with a warning that is easy to miss
+        raise ExportRefused(
+            _(
+                "%(from)s to %(to)s has more than %(max)s clips, more than an Excel sheet "
+                "holds. Choose fewer days or one station, or export it as CSV.",
+                max=format_number(limit),
+                **{"from": day_from, "to": day_to},
+            ),
+            422,
+        )
+    return name, data
 
 
 def _form(day_from: str, day_to: str, station: str, error: str | None = None) -> str:
@@ -155,10 +179,13 @@ def _form(day_from: str, day_to: str, station: str, error: str | None = None) ->
 
 
 def _refused(exc: ExportRefused) -> tuple[str, int]:
-    """The form again, as the user filled it in, with what to change (400)."""
+    """The form again, as the user filled it in, with what to change."""
     args = request.args
     log.info("export refused: %s", exc)
-    return _form(args.get("from", "")[:40], args.get("to", "")[:40], _station(), str(exc)), 400
+    return (
+        _form(args.get("from", "")[:40], args.get("to", "")[:40], _station(), str(exc)),
+        exc.status,
+    )
 
 
 @bp.get("/export")
@@ -191,7 +218,7 @@ def orders_csv() -> Response | tuple[str, int]:
 @require("operator")
 def orders_xlsx() -> Response | tuple[str, int]:
     try:
-        name, data = _args()
+        name, data = _args(XLSX_MAX_ROWS)
     except ExportRefused as exc:
         return _refused(exc)
     blob = write_xlsx("orders", HEADER, data)
