@@ -104,6 +104,23 @@ def test_an_anchored_clip_is_summarised_in_both_languages(store: Store, tmp_path
     assert re.search(rf'<img src="{re.escape(path)}/clips/\d+/keyframes/0.jpg"', page)
 
 
+def test_the_summarys_own_times_are_in_the_site_zone(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    """The time-stamp authority's time, the checkpoint's and when the page was made are
+    shown in the site's zone (Beijing time here), with its offset, in both languages: the
+    reviewer compares them with the recorded times above, not with UTC."""
+    st = store.copy(tmp_path / "data")
+    st = Store(st.cfg.replace("station", timezone="Asia/Shanghai"), st.data, st.tsa)
+    page, _ = summary_of(st, "B2")
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+    for lang, text in parts(page).items():
+        for cls in ("claim-time", "claim-log"):
+            claim = re.search(rf'class="{cls}">(.*?)</dd>', text, re.S)
+            assert claim is not None and re.search(stamp + r"\+08:00", claim.group(1)), lang
+            assert not re.search(stamp + r"\+00:00", claim.group(1)), lang
+        made = re.search(r'class="summary-generated">(.*?)</p>', text, re.S)
+        assert made is not None and re.search(stamp + r"\+08:00", made.group(1)), lang
+
+
 def test_a_clip_without_a_timestamp_claims_the_station_clock_only(
     store: Store,  # noqa: F811
     tmp_path: Path,

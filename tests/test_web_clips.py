@@ -416,13 +416,19 @@ def test_legal_hold_refusals(web_env: WebEnv, role: str, order: str, status: int
     )
 
 
-def test_a_clip_deleted_by_retention_says_so_not_missing(viewer, web_env: WebEnv) -> None:
+def test_a_clip_deleted_by_retention_says_so_not_missing(web_env: WebEnv) -> None:
     """The station deleted an old clip to keep room for recording (a recorded, signed
     deletion): the seller, and the reviewer of a share link, read that, in their language,
+    and when, in the site's zone (Beijing time here) like every other time on the site,
     not "missing from the store", which reads as lost or tampered evidence."""
     from datetime import UTC, datetime
 
+    from conftest_web import make_app
+
     from station.store.ledger import Ledger
+
+    web_env.cfg = web_env.cfg.replace("station", timezone="Asia/Shanghai")
+    viewer = login(make_app(web_env).test_client(), "viewer")
     from station.store.retention import REASON_FLOOR
 
     clip = web_env.clips["plain2"]
@@ -435,7 +441,7 @@ def test_a_clip_deleted_by_retention_says_so_not_missing(viewer, web_env: WebEnv
     web_env.file("plain2").unlink()
     page = viewer.get(order_url(ORDERS["plain"])).get_data(as_text=True)
     assert '<p class="flash error">The video file of this clip is missing' not in page
-    assert "deleted this clip's video on 2027-03-01 02:00:00 +00:00 under its retention" in page
+    assert "deleted this clip's video on 2027-03-01 10:00:00 +08:00 under its retention" in page
     zh = viewer.get(order_url(ORDERS["plain"]), headers={"Accept-Language": "zh-CN"})
-    assert "工作站于 2027-03-01 02:00:00 +00:00 按保留策略删除了此视频" in zh.get_data(as_text=True)
+    assert "工作站于 2027-03-01 10:00:00 +08:00 按保留策略删除了此视频" in zh.get_data(as_text=True)
     assert viewer.get(f"/clips/{clip.id}/video").status_code == 404

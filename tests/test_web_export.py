@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from pathlib import Path
 
@@ -94,8 +95,64 @@ def test_another_day_is_empty_and_the_range_is_checked(operator) -> None:
     assert len(rows) == 1
     for query in ({}, {"from": "2026-11-30"}, {"from": "30/11/2026", "to": "2026-11-30"},
                   {"from": "2020-01-01", "to": "2026-11-30"}):  # fmt: skip
-        assert operator.get("/export/orders.csv", query_string=query).status_code == 400
-        assert operator.get("/export/orders.xlsx", query_string=query).status_code == 400
+        status = 422 if query.get("from") == "2020-01-01" else 400
+        assert operator.get("/export/orders.csv", query_string=query).status_code == status
+        assert operator.get("/export/orders.xlsx", query_string=query).status_code == status
+
+
+@pytest.mark.parametrize("path", ["/export/orders.csv", "/export/orders.xlsx"])
+@pytest.mark.parametrize(
+    ("query", "status", "en", "zh"),
+    [
+        ({"to": "2026-11-30", "station": "station-02"}, 400,
+         "Choose both dates", "请选择起止两个日期"),
+        ({"from": "30/11/2026", "to": "2026-11-30", "station": "station-02"}, 400,
+         "“30/11/2026” is not a date", "“30/11/2026” 不是日期"),
+        ({"from": "2020-01-01", "to": "2026-11-30", "station": "station-02"}, 422,
+         "2,526 days", "2,526 天"),
+    ],
+)  # fmt: skip
+def test_a_refused_export_says_why_and_keeps_the_form(
+    operator, path: str, query: dict[str, str], status: int, en: str, zh: str
+) -> None:
+    """A seller's mistake on the export form is answered with the form again, what they
+    chose still in it, and what to change, in their language: not the bare "The request
+    could not be understood." of a generic 400, which loses the form. A date that is not
+    one is a bad request (400); a range read well but too long to export, 422."""
+    for lang, want in (("en", en), ("zh-CN", zh)):
+        resp = operator.get(path, query_string=query, headers={"Accept-Language": lang})
+        page = resp.get_data(as_text=True)
+        assert resp.status_code == status and resp.mimetype == "text/html"
+        assert "Content-Disposition" not in resp.headers
+        error = re.search(r'<p class="flash error" id="export-error"[^>]*>(.*?)</p>', page, re.S)
+        assert error is not None and want in error.group(1), (lang, page)
+        assert 'id="export-form"' in page
+        assert f'name="to" value="{query["to"]}"' in page
+        assert 'value="station-02" selected' in page
+        if "from" in query and "/" not in query["from"]:
+            assert f'name="from" value="{query["from"]}"' in page
+        if lang == "zh-CN":
+            assert "The request could not be understood" not in page
+            assert not re.search(r"\b(days|Choose|date)\b", error.group(1))
+
+
+@pytest.mark.parametrize(("lang", "want"), [("en", "more than 3 clips"), ("zh-CN", "超过 3 段")])
+def test_an_xlsx_export_larger_than_a_sheet_is_refused_not_cut(
+    operator, monkeypatch: pytest.MonkeyPatch, lang: str, want: str
+) -> None:
+    """Excel shows at most 1,048,575 rows under the header and drops the rest with a
+    warning that is easy to miss: a range with more clips is refused with what to do (a
+    shorter range, one station, or the CSV), not handed out short. The CSV is not cut."""
+    from web import export
+
+    monkeypatch.setattr(export, "XLSX_MAX_ROWS", 3)  # the fixture's day has 8 clips
+    resp = operator.get("/export/orders.xlsx", query_string=DAY, headers={"Accept-Language": lang})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and "Content-Disposition" not in resp.headers
+    error = re.search(r'<p class="flash error" id="export-error"[^>]*>(.*?)</p>', page, re.S)
+    assert error is not None and want in error.group(1), page
+    assert 'name="from" value="2026-11-30"' in page and 'name="to" value="2026-11-30"' in page
+    assert len(csv_rows(operator.get("/export/orders.csv", query_string=DAY))) == 9
 
 
 def test_the_station_filter_applies(operator) -> None:

@@ -314,3 +314,37 @@ def test_a_bundle_asked_while_the_station_is_down_tells_the_visitor_what_they_ca
     assert clip_id is not None
     own = staff.get(f"/clips/{clip_id.group(1)}/bundle.zip", headers={"Accept-Language": lang})
     assert own.status_code == 503 and staff_only in own.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_link_times_are_shown_in_the_site_zone(web_env: WebEnv, lang: str) -> None:
+    """A seller in China reads when a link expires, and when it was made, in the site's zone
+    (Beijing time here), as every other time on the site: not in UTC, on the shared page and
+    on the staff's order page, in either language."""
+    from zoneinfo import ZoneInfo
+
+    from conftest_web import make_app
+
+    from web.db import WebDB
+
+    web_env.cfg = web_env.cfg.replace("station", timezone="Asia/Shanghai")
+    app = make_app(web_env)
+    staff = login(app.test_client(), "viewer")
+    path = create_share(staff)
+    db = WebDB.in_data_dir(web_env.data_dir)
+    try:
+        (share,) = db.shares("PO-1001")
+    finally:
+        db.close()
+    bj = ZoneInfo("Asia/Shanghai")
+    expires = datetime.fromisoformat(share.expires_utc).astimezone(bj)
+    created = datetime.fromisoformat(share.created_utc).astimezone(bj)
+    want = expires.strftime("%Y-%m-%d %H:%M:%S +08:00")
+    headers = {"Accept-Language": lang}
+    page = app.test_client().get(path, headers=headers).get_data(as_text=True)
+    banner = re.search(r'id="shared-banner">(.*?)</p>', page, re.S)
+    assert banner is not None and want in banner.group(1), banner
+    staff_page = staff.get("/orders/PO-1001", headers=headers).get_data(as_text=True)
+    assert want in staff_page
+    assert created.strftime("%Y-%m-%d %H:%M:%S +08:00") in staff_page
+    assert "+00:00" not in page and "+00:00" not in staff_page  # the access log's times too

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, request, url_for
+from flask_babel import format_number
+from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from station.store.clips import ClipSearch
@@ -16,6 +19,8 @@ from web.auth import require
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.handles import get_index
 from web.xlsx import write_xlsx
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("export", __name__)
 
@@ -33,22 +38,54 @@ HEADER = (
     "repack_of",
 )
 MAX_DAYS = 366
+XLSX_MAX_ROWS = 1_048_575  # a sheet holds 2**20 rows, the header included
 PAGE = 500
 # A cell starting with one of these is a formula to Excel and LibreOffice; order IDs come
 # from scanners and labels, so a CSV cell is made inert with a leading apostrophe (OWASP).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+class ExportRefused(Exception):
+    """The export form's values cannot be exported; the message says what to change.
+    ``status``: 400 when a value is not readable, 422 when it is but cannot be done."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _day(name: str) -> date:
+    text = request.args.get(name, "").strip()
+    if not text:
+        raise ExportRefused(_("Choose both dates, From and To."))
+    day = parse_day(text)
+    if day is None or len(text) != 10:
+        raise ExportRefused(
+            _(
+                "“%(text)s” is not a date. Pick the day in the calendar, or type it as 2026-11-30.",
+                text=text[:40],
+            )
+        )
+    return day
+
+
 def _range() -> tuple[str, str, str, str]:
-    """(from, to, start_utc, end_utc) from ?from=YYYY-MM-DD&to=YYYY-MM-DD, or 400."""
-    day_from = parse_day(request.args.get("from"))
-    day_to = parse_day(request.args.get("to"))
-    if day_from is None or day_to is None:
-        abort(400, description="from and to are required, as dates like 2026-11-30")
+    """(from, to, start_utc, end_utc) from ?from=YYYY-MM-DD&to=YYYY-MM-DD (ExportRefused)."""
+    day_from, day_to = _day("from"), _day("to")
     if day_to < day_from:
         day_from, day_to = day_to, day_from
-    if day_to - day_from > timedelta(days=MAX_DAYS - 1):
-        abort(400, description=f"export at most {MAX_DAYS} days at a time")
+    days = (day_to - day_from).days + 1
+    if days > MAX_DAYS:
+        raise ExportRefused(
+            _(
+                "%(from)s to %(to)s is %(days)s days; an export covers at most %(max)d days. "
+                "Export it in parts.",
+                days=format_number(days),
+                max=MAX_DAYS,
+                **{"from": day_from.isoformat(), "to": day_to.isoformat()},
+            ),
+            422,
+        )
     tz = site_tz(current_app.config["PACKCAM"])
     return (
         day_from.isoformat(),
@@ -73,10 +110,15 @@ def _clips(start_utc: str, end_utc: str, station: str | None) -> Iterator[ClipRe
         offset += PAGE
 
 
-def rows(start_utc: str, end_utc: str, station: str | None) -> list[list[str | float]]:
-    """One row per clip (a re-packed order has several), oldest first."""
+def rows(
+    start_utc: str, end_utc: str, station: str | None, limit: int | None = None
+) -> list[list[str | float]]:
+    """One row per clip (a re-packed order has several), oldest first; ``limit``: stop
+    after ``limit + 1`` rows (more than the caller can use)."""
     out: list[list[str | float]] = []
     for c in _clips(start_utc, end_utc, station):
+        if limit is not None and len(out) > limit:
+            break
         out.append(
             [
                 c.order_id,
@@ -102,29 +144,64 @@ def _inert(value: str | float) -> str | float:
     return value
 
 
-def _args() -> tuple[str, list[list[str | float]]]:
+def _station() -> str:
+    return request.args.get("station", "").strip()[:64]
+
+
+def _args(limit: int | None = None) -> tuple[str, list[list[str | float]]]:
+    """The file's name and its rows (ExportRefused; ``limit``: the most rows it may have)."""
     day_from, day_to, start_utc, end_utc = _range()
-    station = request.args.get("station", "").strip()[:64] or None
     name = f"packcam-orders_{day_from}_{day_to}"
-    return name, rows(start_utc, end_utc, station)
+    data = rows(start_utc, end_utc, _station() or None, limit)
+    if limit is not None and len(data) > limit:
+        # Excel would drop the rows past its last with a warning that is easy to miss
+        raise ExportRefused(
+            _(
+                "%(from)s to %(to)s has more than %(max)s clips, more than an Excel sheet "
+                "holds. Choose fewer days or one station, or export it as CSV.",
+                max=format_number(limit),
+                **{"from": day_from, "to": day_to},
+            ),
+            422,
+        )
+    return name, data
+
+
+def _form(day_from: str, day_to: str, station: str, error: str | None = None) -> str:
+    return render_template(
+        "export.html",
+        day_from=day_from,
+        day_to=day_to,
+        station=station,
+        error=error,
+        stations=get_index().stations(),
+    )
+
+
+def _refused(exc: ExportRefused) -> tuple[str, int]:
+    """The form again, as the user filled it in, with what to change."""
+    args = request.args
+    log.info("export refused: %s", exc)
+    return (
+        _form(args.get("from", "")[:40], args.get("to", "")[:40], _station(), str(exc)),
+        exc.status,
+    )
 
 
 @bp.get("/export")
 @require("operator")
 def form() -> str:
     today = datetime.now(site_tz(current_app.config["PACKCAM"])).date()
-    return render_template(
-        "export.html",
-        day_from=(today - timedelta(days=6)).isoformat(),
-        day_to=today.isoformat(),
-        stations=get_index().stations(),
-    )
+    return _form((today - timedelta(days=6)).isoformat(), today.isoformat(), "")
 
 
 @bp.get("/export/orders.csv")
 @require("operator")
-def orders_csv() -> Response:
-    name, data = _args()
+def orders_csv() -> Response | tuple[str, int]:
+    try:
+        name, data = _args()
+    except ExportRefused as exc:
+        return _refused(exc)
     buf = io.StringIO()
     buf.write("\ufeff")  # a BOM, so Excel reads the UTF-8 (Chinese order IDs) correctly
     writer = csv.writer(buf, lineterminator="\r\n")
@@ -139,8 +216,11 @@ def orders_csv() -> Response:
 
 @bp.get("/export/orders.xlsx")
 @require("operator")
-def orders_xlsx() -> Response:
-    name, data = _args()
+def orders_xlsx() -> Response | tuple[str, int]:
+    try:
+        name, data = _args(XLSX_MAX_ROWS)
+    except ExportRefused as exc:
+        return _refused(exc)
     blob = write_xlsx("orders", HEADER, data)
     resp = Response(
         blob, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

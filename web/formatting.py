@@ -6,7 +6,7 @@ import math
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
-from flask import Flask
+from flask import Flask, current_app
 
 from station.config import Config
 
@@ -50,8 +50,9 @@ def parse_day(text: str | None) -> date | None:
         return None
 
 
-def fmt_dt(value: datetime | str | None) -> str:
-    """``2026-11-30 09:00:03 +08:00``: local time as recorded, with its offset."""
+def fmt_dt(value: datetime | str | None, tz: tzinfo | None = None) -> str:
+    """``2026-11-30 09:00:03 +08:00``: local time as recorded, with its offset; with ``tz``,
+    the same moment in that zone (a time the site keeps in UTC, shown in the site's zone)."""
     if value is None or value == "":
         return ""
     if isinstance(value, str):
@@ -62,6 +63,8 @@ def fmt_dt(value: datetime | str | None) -> str:
         value = parsed
     if value.tzinfo is None:
         return value.strftime("%Y-%m-%d %H:%M:%S")
+    if tz is not None:
+        value = value.astimezone(tz)
     off = value.strftime("%z")
     return value.strftime("%Y-%m-%d %H:%M:%S ") + (f"{off[:3]}:{off[3:]}" if off else "UTC")
 
@@ -92,7 +95,15 @@ def fmt_size(n: int | float | None) -> str:
     return f"{value:.1f} TB"
 
 
+def fmt_site_dt(value: datetime | str | None) -> str:
+    """A time the site keeps in UTC (a link's expiry, a deletion, a log entry) in the site's
+    zone with its offset, like the recorded times beside it: never a bare UTC time."""
+    return fmt_dt(value, site_tz(current_app.config["PACKCAM"]))
+
+
 def register(app: Flask) -> None:
+    # dt: a clip's times as recorded (the offset burned into its frames); site_dt: the rest
     app.add_template_filter(fmt_dt, "dt")
+    app.add_template_filter(fmt_site_dt, "site_dt")
     app.add_template_filter(fmt_duration, "dur")
     app.add_template_filter(fmt_size, "size")
