@@ -136,6 +136,51 @@ def test_numbers_that_are_not_product_ean13s_keep_the_text_rules(text: str, kind
     assert classify(text, RULES).kind is kind
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "978039305867352595",  # a book and its price add-on (photo ean13-1_32), joined
+        "9780393058673 52595",  # ... after the separator a scanner may be set to send
+        "9780393058673-52595",
+        "978155860497190000",  # 90000: no suggested price (photo ean13-1_33)
+        "978711121382612",  # a 2-digit add-on
+        "977031784700103",  # a periodical (ISSN 0317-8471) and its issue number
+        "9770317847001",  # ... without it
+    ],
+)
+def test_a_book_or_periodical_with_its_add_on_scanned_by_hand_is_an_item(text: str) -> None:
+    """A handheld scanner with add-ons enabled types the price or issue add-on of a book or
+    a periodical after its EAN-13 (zxing reads it so too, e.g. "978039305867352595"):
+    it was an order, which opened a clip or ended the open one as next-order."""
+    assert classify(text, RULES) == Code(text, Kind.ITEM, "ean13")
+
+
+def test_a_upca_with_its_add_on_is_an_item_when_its_prefix_is_listed() -> None:
+    """The shared set's UPC-A photos with add-ons (upca-1_9: 19868, upca-1_18: 00), in 12
+    or 13 digits and the add-on."""
+    us = Rules.from_config(CodesSection(product_prefixes=("00", "02")))
+    for text in ("07183100799519868", "007183100799519868", "02454313653800", "002454313653800"):
+        assert classify(text, us).kind is Kind.ITEM, text
+        assert classify(text, RULES).kind is Kind.ORDER, text  # prefix 0 is not listed
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("978039305867452595", Kind.ORDER),  # the EAN-13's check digit is wrong
+        ("690123456789212345", Kind.ORDER),  # goods carry no add-on: 18 digits, an order ID
+        ("690123456789212", Kind.WAYBILL),  # ... 15 digits: ZTO's shape
+        ("97803930586735259", Kind.ORDER),  # 17 digits: a 4-digit add-on does not exist
+        ("9780393058673  52595", Kind.ORDER),  # two separators
+        ("9780393058673/52595", Kind.ORDER),
+    ],
+)
+def test_numbers_that_are_not_a_product_and_its_add_on_keep_the_text_rules(
+    text: str, kind: Kind
+) -> None:
+    assert classify(text, RULES).kind is kind
+
+
 def test_order_patterns_win_over_product_prefixes_and_an_empty_list_turns_them_off() -> None:
     ordered = Rules.from_config(CodesSection(order_patterns=(r"^69\d{11}$",)))
     assert classify("6901234567892", ordered).kind is Kind.ORDER

@@ -201,6 +201,8 @@ def product_code(text: str, prefixes: tuple[str, ...]) -> str:
     carton's 14 digits: an indicator 0-8, then the item's EAN-13 without its check digit,
     then a check digit), "gs1" (a GS1-128, GS1 DataMatrix or GS1 QR element string: AI 01
     and such a GTIN-14, then maybe more AIs; or AI 00 and a carton's SSCC of that company).
+    An EAN-13 or UPC-A of a book, a periodical or US goods followed by its 2- or 5-digit
+    add-on (``_ADD_ON``) is the EAN-13 or UPC-A it extends.
 
     Both tests matter: one number in ten has a valid check digit by chance (a waybill, an
     order ID), so only the product ranges count."""
@@ -222,7 +224,18 @@ def product_code(text: str, prefixes: tuple[str, ...]) -> str:
         return "gs1"
     if len(text) >= 20 and text.startswith("00") and _gtin_ok(text[2:20], prefixes):
         return "gs1"
+    add_on = _ADD_ON.fullmatch(text)
+    if add_on and add_on[1].zfill(13).startswith(_ADD_ON_PREFIXES):
+        return product_code(add_on[1], prefixes)
     return ""
+
+
+# A price or issue add-on (2 or 5 digits) after an EAN-13 or a UPC-A, as handheld scanners
+# type it: joined (ISO/IEC 15420; zxing reads it so too) or after a separator they may be set
+# to send. GS1 allows add-ons on periodicals (977), books and sheet music (978, 979) and UPC-A
+# (EAN-13 form 0...) only: an 18-digit order ID that starts with 69 stays an order.
+_ADD_ON = re.compile(r"(\d{12,13})[ -]?(?:\d{2}|\d{5})")
+_ADD_ON_PREFIXES = ("977", "978", "979", "0")
 
 
 def _gtin_ok(digits: str, prefixes: tuple[str, ...]) -> bool:
