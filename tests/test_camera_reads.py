@@ -362,3 +362,21 @@ def test_the_order_sheet_seen_again_after_a_box_covered_it_ends_nothing(
     ]
     assert [(e.kind, e.text) for e in stray] == [("order", a)]
     assert "seen again by the camera" in stray[0].note
+
+
+def test_a_waybill_and_a_badge_typed_with_caps_lock_on_are_what_their_labels_print(
+    station_cfg: config_mod.Config,
+) -> None:
+    """The hand scanner types letters in the other case (Caps Lock): the packer's badge signs
+    her in and the SF waybill is linked to the open order. Before, each was a new order: the
+    waybill ended the clip as next-order and recorded the rest as an order "sf1..."."""
+    order = "PO-CAPS-1"
+    scans = [
+        (1.0, RawScan("op:ALICE", "keyboard", 1.0)),
+        (2.0, RawScan(order, "keyboard", 2.0)),
+        (4.0, RawScan("sf1234567890123", "keyboard", 4.0)),
+        (6.0, RawScan("seal", "keyboard", 6.0)),
+    ]
+    clips, _ = run_table(station_cfg, scans, end=8.0, seed=4)
+    assert [(c.order_id, c.finish_reason, c.packer) for c in clips] == [(order, "sealed", "alice")]
+    assert [(w.waybill, w.carrier) for w in clips[0].waybills] == [("SF1234567890123", "SF")]

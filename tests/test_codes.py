@@ -270,6 +270,48 @@ def test_real_upca_labels_typed_in_12_digits_are_items_with_prefix_0(barcodes_di
         assert classify(text, us) == Code(text, Kind.ITEM, "upca"), text
 
 
+@pytest.mark.parametrize(
+    ("typed", "code"),
+    [
+        ("sf123456789012", Code("SF123456789012", Kind.WAYBILL, "SF")),
+        ("jdva12345678901", Code("JDVA12345678901", Kind.WAYBILL, "JD")),
+        ("ea123456789cn", Code("EA123456789CN", Kind.WAYBILL, "EMS")),
+        ("op:ALICE", Code("OP:alice", Kind.OPERATOR, "alice")),
+        ("sEAL", Code("sEAL", Kind.SEAL, "")),  # cards fold case anyway
+    ],
+)
+def test_a_label_typed_with_caps_lock_on_is_read_as_printed(typed: str, code: Code) -> None:
+    """A scanner that sees the host's Caps Lock on types every letter in the other case (it
+    is set to compensate for a Caps Lock the grabbed evdev device never applies): the SF
+    waybill "sf1..." was a new order that ended the open clip, a badge an order too."""
+    assert classify(typed, RULES) == code
+
+
+def test_caps_lock_inverted_order_ids_and_return_labels_match_their_patterns() -> None:
+    rules = Rules.from_config(
+        CodesSection(order_patterns=(r"^PO-\d+$",), return_patterns=(r"^RT\d{10}$",))
+    )
+    assert classify("po-1001", rules) == Code("PO-1001", Kind.ORDER)
+    assert classify("rt1234567890", rules) == Code("RT1234567890", Kind.RETURN, "return")
+    assert classify("po-1001", rules, "code128").kind is Kind.UNKNOWN  # a camera reads the label
+
+
+def test_caps_lock_never_merges_two_order_ids_a_format_allows() -> None:
+    """The inverted text is tried only when the typed one matches no pattern: IDs that
+    differ in case and both fit the format stay two orders, and without order_patterns (no
+    format to tell) a code stays as typed."""
+    mixed = Rules.from_config(CodesSection(order_patterns=(r"^[A-Za-z]{2}\d{4}$",)))
+    assert classify("Ab1234", mixed) == Code("Ab1234", Kind.ORDER)
+    assert classify("aB1234", mixed) == Code("aB1234", Kind.ORDER)
+    assert classify("po-1001", RULES) == Code("po-1001", Kind.ORDER)
+    assert classify("PO-1001", RULES) == Code("PO-1001", Kind.ORDER)
+    # a lower-case waybill a warehouse's own pattern takes is kept as scanned
+    own = Rules.from_config(CodesSection(waybill_patterns={"X": r"^sf\d{12}$"}))
+    assert classify("sf123456789012", own) == Code("sf123456789012", Kind.WAYBILL, "X")
+    # only ASCII letters are inverted: a keyboard-wedge scanner types nothing else
+    assert classify("ſf123456789012", RULES).kind is Kind.ORDER
+
+
 def test_order_patterns_win_over_waybill_heuristics_and_others_are_unknown() -> None:
     rules = Rules.from_config(CodesSection(order_patterns=(r"^75\d{12}$",)))
     assert classify("75123456789012", rules).kind is Kind.ORDER

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import string
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -161,6 +162,12 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     ``product_prefixes`` (``product_code``: an EAN-13, its carton's ITF-14 or GS1 label;
     unless an order pattern matches it) is an item too, from either source (a GS1-128 label
     is a Code 128 to the camera). So is a web address (the QR code on a product's box).
+
+    A hand scan that matches no pattern but would with its ASCII letters in the other case
+    is that code, typed with Caps Lock on, and gets its printed text: a scanner compensating
+    for the host's Caps Lock types "sf1..." for the waybill "SF1...". Only then: a code that
+    matches as typed (two IDs a format allows in both cases) is kept as typed, and a code
+    that matches nothing either way is an order as typed.
     """
     if symbology in PRODUCT_SYMBOLOGIES and symbology not in rules.order_symbologies:
         return Code(text, Kind.ITEM, symbology)
@@ -170,6 +177,25 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
         return Code(text, Kind.SEAL)
     if folded in rules.control:
         return Code(text, Kind.CONTROL, rules.control[folded])
+    code = _match(text, rules, order_ok)
+    if code is None and not symbology:
+        inverted = text.translate(_CAPS_LOCK)
+        code = _match(inverted, rules, order_ok) if inverted != text else None
+    if code is not None:
+        return code
+    if rules.order or not order_ok:
+        return Code(text, Kind.UNKNOWN)
+    return Code(text, Kind.ORDER)
+
+
+_CAPS_LOCK = str.maketrans(
+    string.ascii_lowercase + string.ascii_uppercase, string.ascii_uppercase + string.ascii_lowercase
+)
+
+
+def _match(text: str, rules: Rules, order_ok: bool) -> Code | None:
+    """What ``text`` is by the patterns, product ranges and web addresses of ``classify``
+    (after the cards), None when nothing says."""
     if order_ok:
         # Badges and return labels are read like orders: the camera takes them only from an
         # order symbology (and confirmed, station/capture/confirm.py), never from a product code.
@@ -189,9 +215,7 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     for carrier, pattern in rules.waybill:
         if pattern.search(text):
             return Code(text, Kind.WAYBILL, carrier)
-    if rules.order or not order_ok:
-        return Code(text, Kind.UNKNOWN)
-    return Code(text, Kind.ORDER)
+    return None
 
 
 def product_code(text: str, prefixes: tuple[str, ...]) -> str:

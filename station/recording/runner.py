@@ -395,6 +395,9 @@ class Station:
         if not is_new:
             return
         code = classify(text, self.rules, ev.symbology)
+        if code.text != text:
+            log.info("scan %r from %s taken as %r: typed with Caps Lock on", text, ev.source,
+                     code.text)  # fmt: skip
         self.stats.scans += 1
         log.info("scan %r (%s%s) from %s at t=%.3f", code.text, code.kind.value,
                  f" {code.detail}" if code.detail else "", ev.source, ev.t)  # fmt: skip
