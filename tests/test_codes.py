@@ -181,6 +181,34 @@ def test_numbers_that_are_not_a_product_and_its_add_on_keep_the_text_rules(
     assert classify(text, RULES).kind is kind
 
 
+def test_an_ean8_or_upce_typed_by_hand_is_an_item_when_its_prefix_is_listed() -> None:
+    """Small goods carry an EAN-8 (China's start 69, like its EAN-13s) or, from the US, a
+    UPC-E, which handheld scanners type as 8 digits (the camera reads them as ean8 / upce):
+    they were orders, opening a clip or ending the open one as next-order."""
+    assert classify("69012341", RULES) == Code("69012341", Kind.ITEM, "ean8")
+    assert classify("69712340", RULES) == Code("69712340", Kind.ITEM, "ean8")
+    us = Rules.from_config(CodesSection(product_prefixes=("00",)))
+    # UPC-E 0 123456 5 stands for the UPC-A 012345000065 (EAN-13 0012345000065)
+    assert classify("01234565", us) == Code("01234565", Kind.ITEM, "upce")
+    assert classify("01234565", RULES).kind is Kind.ORDER  # prefix 00 is not listed
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "69012340",  # wrong check digit
+        "42094043",  # a Code 128 order ID of the shared set: no listed prefix
+        "20261130",  # a date-like order ID
+        "01234564",  # a UPC-E's wrong check digit (were 00 listed)
+        "0690123",  # 7 digits
+    ],
+)
+def test_eight_digit_numbers_that_are_no_listed_ean8_or_upce_are_orders(text: str) -> None:
+    us = Rules.from_config(CodesSection(product_prefixes=("00", "69")))
+    assert classify(text, RULES).kind is Kind.ORDER
+    assert classify(text, us).kind is Kind.ORDER
+
+
 def test_order_patterns_win_over_product_prefixes_and_an_empty_list_turns_them_off() -> None:
     ordered = Rules.from_config(CodesSection(order_patterns=(r"^69\d{11}$",)))
     assert classify("6901234567892", ordered).kind is Kind.ORDER

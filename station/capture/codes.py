@@ -223,8 +223,10 @@ def product_code(text: str, prefixes: tuple[str, ...]) -> str:
     EAN-13 form starts with one of the GS1 ``prefixes``, as the goods and their cartons carry
     it. "ean13" (13 digits), "upca" (12 digits: the EAN-13 is "0" + them), "itf14" (a
     carton's 14 digits: an indicator 0-8, then the item's EAN-13 without its check digit,
-    then a check digit), "gs1" (a GS1-128, GS1 DataMatrix or GS1 QR element string: AI 01
-    and such a GTIN-14, then maybe more AIs; or AI 00 and a carton's SSCC of that company).
+    then a check digit), "ean8" (8 digits, the listed prefix first), "upce" (8 digits as a
+    scanner types a UPC-E: its UPC-A's EAN-13 form is tested), "gs1" (a GS1-128, GS1
+    DataMatrix or GS1 QR element string: AI 01 and such a GTIN-14, then maybe more AIs; or
+    AI 00 and a carton's SSCC of that company).
     An EAN-13 or UPC-A of a book, a periodical or US goods followed by its 2- or 5-digit
     add-on (``_ADD_ON``) is the EAN-13 or UPC-A it extends.
 
@@ -239,6 +241,13 @@ def product_code(text: str, prefixes: tuple[str, ...]) -> str:
         return "upca"
     if len(digits) == 14 and digits[0] != "9" and _gtin_ok(digits, prefixes):
         return "itf14"
+    if len(digits) == 8 and digits[0] in "01":
+        # How scanners type a UPC-E (number system 0 or 1): its check digit is that of the
+        # UPC-A it stands for. EAN-8s starting with 0 are in-store codes (restricted
+        # circulation); the ones of the listed ranges (69...) start otherwise.
+        return "upce" if _gtin_ok("0" + _upca_of_upce(digits), prefixes) else ""
+    if len(digits) == 8 and digits.startswith(tuple(prefixes)) and _check_ok(digits):
+        return "ean8"
     if (
         len(text) >= 16
         and text.startswith("01")
@@ -269,8 +278,28 @@ def _gtin_ok(digits: str, prefixes: tuple[str, ...]) -> bool:
         return False
     if not (digits if len(digits) == 13 else digits[1:]).startswith(tuple(prefixes)):
         return False
+    return _check_ok(digits)
+
+
+def _check_ok(digits: str) -> bool:
+    """Whether the last of ``digits`` is their GS1 check digit (any GTIN's length)."""
     weighted = sum(int(d) * (1 if i % 2 else 3) for i, d in enumerate(reversed(digits[:-1])))
     return (10 - weighted % 10) % 10 == int(digits[-1])
+
+
+def _upca_of_upce(upce: str) -> str:
+    """The 12-digit UPC-A an 8-digit UPC-E (number system, six digits, check) stands for."""
+    ns, d, check = upce[0], upce[1:7], upce[7]
+    last = d[5]
+    if last in "012":
+        body = d[:2] + last + "0000" + d[2:5]
+    elif last == "3":
+        body = d[:3] + "00000" + d[3:5]
+    elif last == "4":
+        body = d[:4] + "00000" + d[4]
+    else:
+        body = d[:5] + "0000" + last
+    return ns + body + check
 
 
 # A scheme and "://" anywhere (a QR bookmark escapes it as "http\\://"), or a bare "www." host.
