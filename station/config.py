@@ -284,12 +284,15 @@ class CodesSection:
         item="symbology",
     )
     product_prefixes: tuple[str, ...] = setting(
-        ("69", "978", "979"),
+        ("69", "977", "978", "979"),
         "A code of 13 digits with a valid EAN-13 check digit that starts with one of these GS1"
         " prefixes is a product (an item: logged, never an order or waybill), also when scanned"
         " by hand, unless order_patterns match it; so are its cartons' ITF-14 and GS1-128"
-        ' labels, and a 12-digit UPC-A whose EAN-13 form ("0" + it) starts with one.'
-        " 69 = goods from China, 978/979 = books (ISBN), 0 = US/Canada goods. [] = off.",
+        ' labels, a 12-digit UPC-A whose EAN-13 form ("0" + it) starts with one, an EAN-8'
+        " that starts with one or a UPC-E (8 digits) whose UPC-A does, and a book's, a"
+        " periodical's or a UPC-A's code with its 2- or 5-digit add-on. 69 = goods"
+        " from China, 977 = periodicals (ISSN), 978/979 = books (ISBN), 0 = US/Canada goods."
+        " [] = off.",
     )
     waybill_patterns: dict[str, str] = setting(
         DEFAULT_WAYBILL_PATTERNS,

@@ -362,3 +362,35 @@ def test_the_order_sheet_seen_again_after_a_box_covered_it_ends_nothing(
     ]
     assert [(e.kind, e.text) for e in stray] == [("order", a)]
     assert "seen again by the camera" in stray[0].note
+
+
+def test_a_waybill_and_a_badge_typed_with_caps_lock_on_are_what_their_labels_print(
+    station_cfg: config_mod.Config,
+) -> None:
+    """The hand scanner types letters in the other case (Caps Lock): the packer's badge signs
+    her in and the SF waybill is linked to the open order. Before, each was a new order: the
+    waybill ended the clip as next-order and recorded the rest as an order "sf1..."."""
+    order = "PO-CAPS-1"
+    scans = [
+        (1.0, RawScan("op:ALICE", "keyboard", 1.0)),
+        (2.0, RawScan(order, "keyboard", 2.0)),
+        (4.0, RawScan("sf1234567890123", "keyboard", 4.0)),
+        (6.0, RawScan("seal", "keyboard", 6.0)),
+    ]
+    clips, _ = run_table(station_cfg, scans, end=8.0, seed=4)
+    assert [(c.order_id, c.finish_reason, c.packer) for c in clips] == [(order, "sealed", "alice")]
+    assert [(w.waybill, w.carrier) for w in clips[0].waybills] == [("SF1234567890123", "SF")]
+
+
+def test_an_order_sheet_read_by_the_camera_and_typed_with_caps_lock_on_is_one_scan(
+    station_cfg: config_mod.Config,
+) -> None:
+    """The camera reads the sheet and opens its clip; a moment later the packer scans the
+    same sheet by hand, Caps Lock on: the same label at the same moment, one scan, not a
+    rescan that ends the clip just begun."""
+    cfg = station_cfg.replace("codes", order_patterns=(r"^PO-CAPS-\d$",))
+    order = "PO-CAPS-2"
+    sheet = {"at": 1.0, "kind": "show", "code": order, "symbology": "code128", "duration": 2.0}
+    scans = [(2.0, RawScan("po-caps-2", "keyboard", 2.0)), (6.0, RawScan("SEAL", "keyboard", 6.0))]
+    clips, _ = run_table(cfg, scans, end=8.0, seed=4, shown=(sheet,))
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(order, "sealed")]

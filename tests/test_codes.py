@@ -136,6 +136,79 @@ def test_numbers_that_are_not_product_ean13s_keep_the_text_rules(text: str, kind
     assert classify(text, RULES).kind is kind
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "978039305867352595",  # a book and its price add-on (photo ean13-1_32), joined
+        "9780393058673 52595",  # ... after the separator a scanner may be set to send
+        "9780393058673-52595",
+        "978155860497190000",  # 90000: no suggested price (photo ean13-1_33)
+        "978711121382612",  # a 2-digit add-on
+        "977031784700103",  # a periodical (ISSN 0317-8471) and its issue number
+        "9770317847001",  # ... without it
+    ],
+)
+def test_a_book_or_periodical_with_its_add_on_scanned_by_hand_is_an_item(text: str) -> None:
+    """A handheld scanner with add-ons enabled types the price or issue add-on of a book or
+    a periodical after its EAN-13 (zxing reads it so too, e.g. "978039305867352595"):
+    it was an order, which opened a clip or ended the open one as next-order."""
+    assert classify(text, RULES) == Code(text, Kind.ITEM, "ean13")
+
+
+def test_a_upca_with_its_add_on_is_an_item_when_its_prefix_is_listed() -> None:
+    """The shared set's UPC-A photos with add-ons (upca-1_9: 19868, upca-1_18: 00), in 12
+    or 13 digits and the add-on."""
+    us = Rules.from_config(CodesSection(product_prefixes=("00", "02")))
+    for text in ("07183100799519868", "007183100799519868", "02454313653800", "002454313653800"):
+        assert classify(text, us).kind is Kind.ITEM, text
+        assert classify(text, RULES).kind is Kind.ORDER, text  # prefix 0 is not listed
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("978039305867452595", Kind.ORDER),  # the EAN-13's check digit is wrong
+        ("690123456789212345", Kind.ORDER),  # goods carry no add-on: 18 digits, an order ID
+        ("690123456789212", Kind.WAYBILL),  # ... 15 digits: ZTO's shape
+        ("97803930586735259", Kind.ORDER),  # 17 digits: a 4-digit add-on does not exist
+        ("9780393058673  52595", Kind.ORDER),  # two separators
+        ("9780393058673/52595", Kind.ORDER),
+    ],
+)
+def test_numbers_that_are_not_a_product_and_its_add_on_keep_the_text_rules(
+    text: str, kind: Kind
+) -> None:
+    assert classify(text, RULES).kind is kind
+
+
+def test_an_ean8_or_upce_typed_by_hand_is_an_item_when_its_prefix_is_listed() -> None:
+    """Small goods carry an EAN-8 (China's start 69, like its EAN-13s) or, from the US, a
+    UPC-E, which handheld scanners type as 8 digits (the camera reads them as ean8 / upce):
+    they were orders, opening a clip or ending the open one as next-order."""
+    assert classify("69012341", RULES) == Code("69012341", Kind.ITEM, "ean8")
+    assert classify("69712340", RULES) == Code("69712340", Kind.ITEM, "ean8")
+    us = Rules.from_config(CodesSection(product_prefixes=("00",)))
+    # UPC-E 0 123456 5 stands for the UPC-A 012345000065 (EAN-13 0012345000065)
+    assert classify("01234565", us) == Code("01234565", Kind.ITEM, "upce")
+    assert classify("01234565", RULES).kind is Kind.ORDER  # prefix 00 is not listed
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "69012340",  # wrong check digit
+        "42094043",  # a Code 128 order ID of the shared set: no listed prefix
+        "20261130",  # a date-like order ID
+        "01234564",  # a UPC-E's wrong check digit (were 00 listed)
+        "0690123",  # 7 digits
+    ],
+)
+def test_eight_digit_numbers_that_are_no_listed_ean8_or_upce_are_orders(text: str) -> None:
+    us = Rules.from_config(CodesSection(product_prefixes=("00", "69")))
+    assert classify(text, RULES).kind is Kind.ORDER
+    assert classify(text, us).kind is Kind.ORDER
+
+
 def test_order_patterns_win_over_product_prefixes_and_an_empty_list_turns_them_off() -> None:
     ordered = Rules.from_config(CodesSection(order_patterns=(r"^69\d{11}$",)))
     assert classify("6901234567892", ordered).kind is Kind.ORDER
@@ -223,6 +296,48 @@ def test_real_upca_labels_typed_in_12_digits_are_items_with_prefix_0(barcodes_di
     us = Rules.from_config(CodesSection(product_prefixes=("0",), order_patterns=(r"^PO\d{8}$",)))
     for text in texts:
         assert classify(text, us) == Code(text, Kind.ITEM, "upca"), text
+
+
+@pytest.mark.parametrize(
+    ("typed", "code"),
+    [
+        ("sf123456789012", Code("SF123456789012", Kind.WAYBILL, "SF")),
+        ("jdva12345678901", Code("JDVA12345678901", Kind.WAYBILL, "JD")),
+        ("ea123456789cn", Code("EA123456789CN", Kind.WAYBILL, "EMS")),
+        ("op:ALICE", Code("OP:alice", Kind.OPERATOR, "alice")),
+        ("sEAL", Code("sEAL", Kind.SEAL, "")),  # cards fold case anyway
+    ],
+)
+def test_a_label_typed_with_caps_lock_on_is_read_as_printed(typed: str, code: Code) -> None:
+    """A scanner that sees the host's Caps Lock on types every letter in the other case (it
+    is set to compensate for a Caps Lock the grabbed evdev device never applies): the SF
+    waybill "sf1..." was a new order that ended the open clip, a badge an order too."""
+    assert classify(typed, RULES) == code
+
+
+def test_caps_lock_inverted_order_ids_and_return_labels_match_their_patterns() -> None:
+    rules = Rules.from_config(
+        CodesSection(order_patterns=(r"^PO-\d+$",), return_patterns=(r"^RT\d{10}$",))
+    )
+    assert classify("po-1001", rules) == Code("PO-1001", Kind.ORDER)
+    assert classify("rt1234567890", rules) == Code("RT1234567890", Kind.RETURN, "return")
+    assert classify("po-1001", rules, "code128").kind is Kind.UNKNOWN  # a camera reads the label
+
+
+def test_caps_lock_never_merges_two_order_ids_a_format_allows() -> None:
+    """The inverted text is tried only when the typed one matches no pattern: IDs that
+    differ in case and both fit the format stay two orders, and without order_patterns (no
+    format to tell) a code stays as typed."""
+    mixed = Rules.from_config(CodesSection(order_patterns=(r"^[A-Za-z]{2}\d{4}$",)))
+    assert classify("Ab1234", mixed) == Code("Ab1234", Kind.ORDER)
+    assert classify("aB1234", mixed) == Code("aB1234", Kind.ORDER)
+    assert classify("po-1001", RULES) == Code("po-1001", Kind.ORDER)
+    assert classify("PO-1001", RULES) == Code("PO-1001", Kind.ORDER)
+    # a lower-case waybill a warehouse's own pattern takes is kept as scanned
+    own = Rules.from_config(CodesSection(waybill_patterns={"X": r"^sf\d{12}$"}))
+    assert classify("sf123456789012", own) == Code("sf123456789012", Kind.WAYBILL, "X")
+    # only ASCII letters are inverted: a keyboard-wedge scanner types nothing else
+    assert classify("ſf123456789012", RULES).kind is Kind.ORDER
 
 
 def test_order_patterns_win_over_waybill_heuristics_and_others_are_unknown() -> None:

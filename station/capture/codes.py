@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import string
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -161,6 +162,12 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     ``product_prefixes`` (``product_code``: an EAN-13, its carton's ITF-14 or GS1 label;
     unless an order pattern matches it) is an item too, from either source (a GS1-128 label
     is a Code 128 to the camera). So is a web address (the QR code on a product's box).
+
+    A hand scan that matches no pattern but would with its ASCII letters in the other case
+    is that code, typed with Caps Lock on, and gets its printed text: a scanner compensating
+    for the host's Caps Lock types "sf1..." for the waybill "SF1...". Only then: a code that
+    matches as typed (two IDs a format allows in both cases) is kept as typed, and a code
+    that matches nothing either way is an order as typed.
     """
     if symbology in PRODUCT_SYMBOLOGIES and symbology not in rules.order_symbologies:
         return Code(text, Kind.ITEM, symbology)
@@ -170,6 +177,25 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
         return Code(text, Kind.SEAL)
     if folded in rules.control:
         return Code(text, Kind.CONTROL, rules.control[folded])
+    code = _match(text, rules, order_ok)
+    if code is None and not symbology:
+        inverted = text.translate(_CAPS_LOCK)
+        code = _match(inverted, rules, order_ok) if inverted != text else None
+    if code is not None:
+        return code
+    if rules.order or not order_ok:
+        return Code(text, Kind.UNKNOWN)
+    return Code(text, Kind.ORDER)
+
+
+_CAPS_LOCK = str.maketrans(
+    string.ascii_lowercase + string.ascii_uppercase, string.ascii_uppercase + string.ascii_lowercase
+)
+
+
+def _match(text: str, rules: Rules, order_ok: bool) -> Code | None:
+    """What ``text`` is by the patterns, product ranges and web addresses of ``classify``
+    (after the cards), None when nothing says."""
     if order_ok:
         # Badges and return labels are read like orders: the camera takes them only from an
         # order symbology (and confirmed, station/capture/confirm.py), never from a product code.
@@ -189,9 +215,7 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     for carrier, pattern in rules.waybill:
         if pattern.search(text):
             return Code(text, Kind.WAYBILL, carrier)
-    if rules.order or not order_ok:
-        return Code(text, Kind.UNKNOWN)
-    return Code(text, Kind.ORDER)
+    return None
 
 
 def product_code(text: str, prefixes: tuple[str, ...]) -> str:
@@ -199,8 +223,12 @@ def product_code(text: str, prefixes: tuple[str, ...]) -> str:
     EAN-13 form starts with one of the GS1 ``prefixes``, as the goods and their cartons carry
     it. "ean13" (13 digits), "upca" (12 digits: the EAN-13 is "0" + them), "itf14" (a
     carton's 14 digits: an indicator 0-8, then the item's EAN-13 without its check digit,
-    then a check digit), "gs1" (a GS1-128, GS1 DataMatrix or GS1 QR element string: AI 01
-    and such a GTIN-14, then maybe more AIs; or AI 00 and a carton's SSCC of that company).
+    then a check digit), "ean8" (8 digits, the listed prefix first), "upce" (8 digits as a
+    scanner types a UPC-E: its UPC-A's EAN-13 form is tested), "gs1" (a GS1-128, GS1
+    DataMatrix or GS1 QR element string: AI 01 and such a GTIN-14, then maybe more AIs; or
+    AI 00 and a carton's SSCC of that company).
+    An EAN-13 or UPC-A of a book, a periodical or US goods followed by its 2- or 5-digit
+    add-on (``_ADD_ON``) is the EAN-13 or UPC-A it extends.
 
     Both tests matter: one number in ten has a valid check digit by chance (a waybill, an
     order ID), so only the product ranges count."""
@@ -213,6 +241,13 @@ def product_code(text: str, prefixes: tuple[str, ...]) -> str:
         return "upca"
     if len(digits) == 14 and digits[0] != "9" and _gtin_ok(digits, prefixes):
         return "itf14"
+    if len(digits) == 8 and digits[0] in "01":
+        # How scanners type a UPC-E (number system 0 or 1): its check digit is that of the
+        # UPC-A it stands for. EAN-8s starting with 0 are in-store codes (restricted
+        # circulation); the ones of the listed ranges (69...) start otherwise.
+        return "upce" if _gtin_ok("0" + _upca_of_upce(digits), prefixes) else ""
+    if len(digits) == 8 and digits.startswith(tuple(prefixes)) and _check_ok(digits):
+        return "ean8"
     if (
         len(text) >= 16
         and text.startswith("01")
@@ -222,7 +257,18 @@ def product_code(text: str, prefixes: tuple[str, ...]) -> str:
         return "gs1"
     if len(text) >= 20 and text.startswith("00") and _gtin_ok(text[2:20], prefixes):
         return "gs1"
+    add_on = _ADD_ON.fullmatch(text)
+    if add_on and add_on[1].zfill(13).startswith(_ADD_ON_PREFIXES):
+        return product_code(add_on[1], prefixes)
     return ""
+
+
+# A price or issue add-on (2 or 5 digits) after an EAN-13 or a UPC-A, as handheld scanners
+# type it: joined (ISO/IEC 15420; zxing reads it so too) or after a separator they may be set
+# to send. GS1 allows add-ons on periodicals (977), books and sheet music (978, 979) and UPC-A
+# (EAN-13 form 0...) only: an 18-digit order ID that starts with 69 stays an order.
+_ADD_ON = re.compile(r"(\d{12,13})[ -]?(?:\d{2}|\d{5})")
+_ADD_ON_PREFIXES = ("977", "978", "979", "0")
 
 
 def _gtin_ok(digits: str, prefixes: tuple[str, ...]) -> bool:
@@ -232,8 +278,28 @@ def _gtin_ok(digits: str, prefixes: tuple[str, ...]) -> bool:
         return False
     if not (digits if len(digits) == 13 else digits[1:]).startswith(tuple(prefixes)):
         return False
+    return _check_ok(digits)
+
+
+def _check_ok(digits: str) -> bool:
+    """Whether the last of ``digits`` is their GS1 check digit (any GTIN's length)."""
     weighted = sum(int(d) * (1 if i % 2 else 3) for i, d in enumerate(reversed(digits[:-1])))
     return (10 - weighted % 10) % 10 == int(digits[-1])
+
+
+def _upca_of_upce(upce: str) -> str:
+    """The 12-digit UPC-A an 8-digit UPC-E (number system, six digits, check) stands for."""
+    ns, d, check = upce[0], upce[1:7], upce[7]
+    last = d[5]
+    if last in "012":
+        body = d[:2] + last + "0000" + d[2:5]
+    elif last == "3":
+        body = d[:3] + "00000" + d[3:5]
+    elif last == "4":
+        body = d[:4] + "00000" + d[4]
+    else:
+        body = d[:5] + "0000" + last
+    return ns + body + check
 
 
 # A scheme and "://" anywhere (a QR bookmark escapes it as "http\\://"), or a bare "www." host.

@@ -391,10 +391,16 @@ class Station:
             )
             self._emit(EventKind.SCAN_UNREADABLE, ev.t, None, source=ev.source, why=str(exc))
             return
-        is_new, self.debounce = self.debounce.seen(text, ev.t, self.rules.debounce_s)
+        code = classify(text, self.rules, ev.symbology)
+        # Keyed by the code's text: a hand scan typed with Caps Lock on and the camera's read
+        # of the same label are one scan (else the hand scan of the order the camera had just
+        # opened was a rescan that ended its clip).
+        is_new, self.debounce = self.debounce.seen(code.text, ev.t, self.rules.debounce_s)
         if not is_new:
             return
-        code = classify(text, self.rules, ev.symbology)
+        if code.text != text:
+            log.info("scan %r from %s taken as %r: typed with Caps Lock on", text, ev.source,
+                     code.text)  # fmt: skip
         self.stats.scans += 1
         log.info("scan %r (%s%s) from %s at t=%.3f", code.text, code.kind.value,
                  f" {code.detail}" if code.detail else "", ev.source, ev.t)  # fmt: skip
