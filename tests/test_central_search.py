@@ -381,3 +381,27 @@ def test_a_clip_not_uploaded_yet_is_not_called_missing(central, pg_dsn: str, tmp
         text = page.get_data(as_text=True)
         assert want in text
         assert '<p class="flash error">' not in text.split('id="clip-')[1]
+
+
+def test_download_of_a_clip_not_uploaded_yet_says_it_is_on_its_way(
+    central, pg_dsn: str, tmp_path
+) -> None:
+    """'Download original' of a clip whose video its station has not uploaded yet: the
+    site's page saying it is on its way (404: not here yet; the player reads 404 the same
+    way), in the reader's language, not 'there is nothing here'."""
+    from conftest_web import add_users, login
+
+    from station import config as config_mod
+    from web import create_app
+
+    cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
+    add_users(cfg.station.data_dir, stations=["s1"])
+    client = create_app(cfg, central=CentralSite(cfg), test_config={"TESTING": True}).test_client()
+    login(client, "viewer")
+    clip = central.order("PO-000123")[0]
+    for lang, want in (("en", "has not reached this site yet"), ("zh-CN", "尚未上传到本站")):
+        resp = client.get(f"/clips/{clip.id}/download", headers={"Accept-Language": lang})
+        assert resp.status_code == 404
+        text = resp.get_data(as_text=True)
+        assert want in text
+        assert "There is nothing here" not in text
