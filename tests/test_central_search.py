@@ -245,6 +245,20 @@ def test_station_filter_and_one_character(spread) -> None:
     assert db.search(ClipSearch("a", limit=500, stations=[])) == []
 
 
+def _register_before(db: CentralDB, pg_dsn: str, station_id: int) -> None:
+    """PO-000001 and PO-000002 (waybills SF1, SF2) in a database of an older schema version:
+    this code's register_clips writes columns of later versions, so the waybills by hand."""
+    import psycopg
+
+    clips = [_clip(i, f"PO-{i:06d}", f"SF{i}") for i in (1, 2)]
+    db.register_clips(station_id, "s1", [{**c, "waybills": []} for c in clips])
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO clip_waybills(clip_id, waybill, carrier, t_clip_s)"
+            " SELECT id, waybill, 'SF', 0 FROM clips"
+        )
+
+
 def test_search_migration_builds_on_an_existing_database(pg_dsn: str) -> None:
     """The block indexes are built over clips already there; the old ones go."""
     import psycopg
@@ -258,7 +272,7 @@ def test_search_migration_builds_on_an_existing_database(pg_dsn: str) -> None:
     token = db.add_station("s1")
     station = db.station_for_token(token)
     assert station is not None
-    db.register_clips(station["id"], "s1", [_clip(i, f"PO-{i:06d}", f"SF{i}") for i in (1, 2)])
+    _register_before(db, pg_dsn, station["id"])
     db.migrate()
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         names = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
@@ -301,7 +315,7 @@ def test_search_indexes_built_ahead_or_by_the_migration(pg_dsn: str, build_first
     token = db.add_station("s1")
     station = db.station_for_token(token)
     assert station is not None
-    db.register_clips(station["id"], "s1", [_clip(i, f"PO-{i:06d}", f"SF{i}") for i in (1, 2)])
+    _register_before(db, pg_dsn, station["id"])
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         # an interrupted CONCURRENTLY build: an invalid index under the name
         with pytest.raises(psycopg.errors.UniqueViolation):
