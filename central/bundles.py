@@ -229,7 +229,7 @@ def verify_archived(
             bundle = locate(store, prefix, order_id, group)
         except BundleNotReady as exc:
             for c in group:
-                reports[c.id] = _not_checked(c, str(exc))
+                reports[c.id] = _not_checked(c, str(exc), "bundle-not-signed")
             continue
         except ObjectAltered as exc:
             log.error("summary of order %r: %s", order_id, exc)
@@ -242,6 +242,7 @@ def verify_archived(
                     c,
                     f"the bundle (~{need >> 20} MB) is too large to "
                     "check on this site: verify it with packcam verify",
+                    "bundle-too-large",
                 )
             continue
         work = Path(tempfile.mkdtemp(prefix="summary-", dir=spool))
@@ -261,9 +262,11 @@ def verify_archived(
     return [reports[c.id] for c in clips]
 
 
-def _not_checked(clip: ClipRecord, why: str) -> Report:
+def _not_checked(clip: ClipRecord, why: str, code: str) -> Report:
+    """Nothing checked (not verified), and why, by a reason code (docs/proof.md) as the
+    station's summary names one (``clip-deleted-by-retention``)."""
     report = Report(subject=Path(clip.path).name)
-    report.add("bundle", "info", why)
+    report.add("bundle", "info", why, code)
     return report
 
 
@@ -280,6 +283,7 @@ def _altered(group: list[ClipRecord], exc: ObjectAltered) -> dict[int | None, Re
             out[c.id] = _not_checked(
                 c,
                 f"the bundle is not handed out: {exc.member} in the bucket is not the signed clip",
+                "bundle-withheld",
             )
     return out
 
@@ -289,7 +293,7 @@ def split_report(whole: Report, clip: ClipRecord) -> Report:
     checkpoint) and that clip's own; a clip not in the bundle is not verified."""
     facts = next((f for f in whole.facts.get("clips", []) if f.get("sha256") == clip.sha256), None)
     if facts is None:
-        return _not_checked(clip, "not in the bundle")
+        return _not_checked(clip, "not in the bundle", "bundle-not-signed")
     prefix = None
     for c in whole.checks:
         m = re.match(r"clip\[(\d+)\] (.+?) sha256$", c.name)

@@ -89,8 +89,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _clip_record(r: dict[str, Any], waybills: Sequence[tuple[str, str, float]] = ()) -> ClipRecord:
+def _clip_record(
+    r: dict[str, Any], waybills: Sequence[tuple[str, str, float, str | None]] = ()
+) -> ClipRecord:
+    """A ``clips`` row and its waybills (waybill, carrier, t_clip_s, linked_utc) as the pages
+    read it; waybills linked after signing are named in ``extra["late_waybills"]``."""
     events = r.get("events") or []
+    late = [w for w, _c, _t, linked_utc in waybills if linked_utc]
     return ClipRecord(
         id=int(r["id"]),
         order_id=r["order_id"],
@@ -105,7 +110,7 @@ def _clip_record(r: dict[str, Any], waybills: Sequence[tuple[str, str, float]] =
         manifest_path=r["manifest_path"],
         size=int(r["size"]),
         sha256=r["sha256"],
-        waybills=tuple(WaybillLink(w, c, t) for w, c, t in waybills)
+        waybills=tuple(WaybillLink(w, c, t) for w, c, t, _late in waybills)
         or ((WaybillLink(r["waybill"], "", 0.0),) if r.get("waybill") else ()),
         events=tuple(
             ScanEventRecord(
@@ -133,6 +138,7 @@ def _clip_record(r: dict[str, Any], waybills: Sequence[tuple[str, str, float]] =
             **({"packer": r["packer"]} if r.get("packer") else {}),
             **({"repack_of": r["repack_of"]} if r.get("repack_of") else {}),
             **({"repack_of_fleet": r["repack_of_fleet"]} if r.get("repack_of_fleet") else {}),
+            **({"late_waybills": late} if late else {}),
         },
     )
 
@@ -581,12 +587,14 @@ class CentralDB:
                     # Also for a clip held already (a row came back: the same SHA-256): a
                     # waybill the station linked after signing comes with the clip sent again.
                     # Added only: a waybill the clip has keeps its row.
+                    # ``linked_utc``: linked after signing, so the pages say it is not proven.
                     for w in c.get("waybills") or []:
                         cur.execute(
-                            "INSERT INTO clip_waybills(clip_id, waybill, carrier, t_clip_s)"
-                            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                            (clip_id, w["waybill"], w.get("carrier", ""), w.get("t_clip_s", 0)),
-                        )
+                            "INSERT INTO clip_waybills(clip_id, waybill, carrier, t_clip_s,"
+                            " linked_utc) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                            (clip_id, w["waybill"], w.get("carrier", ""), w.get("t_clip_s", 0),
+                             w.get("linked_utc")),
+                        )  # fmt: skip
                     n += 1
                 cur.execute(
                     "UPDATE stations SET n_clips = n_clips + %s,"
@@ -818,13 +826,15 @@ class CentralDB:
         if not rows:
             return []
         ids = [r["id"] for r in rows]
-        wb: dict[int, list[tuple[str, str, float]]] = {}
+        wb: dict[int, list[tuple[str, str, float, str | None]]] = {}
         for w in self._all(
-            "SELECT clip_id, waybill, carrier, t_clip_s FROM clip_waybills"
+            "SELECT clip_id, waybill, carrier, t_clip_s, linked_utc FROM clip_waybills"
             " WHERE clip_id = ANY(%s) ORDER BY t_clip_s",
             (ids,),
         ):
-            wb.setdefault(w["clip_id"], []).append((w["waybill"], w["carrier"], w["t_clip_s"]))
+            wb.setdefault(w["clip_id"], []).append(
+                (w["waybill"], w["carrier"], w["t_clip_s"], w["linked_utc"])
+            )
         return [_clip_record(r, wb.get(r["id"], ())) for r in rows]
 
     def order(self, order_id: str) -> list[ClipRecord]:

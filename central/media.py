@@ -21,7 +21,7 @@ from station.fleet.objstore import (
     station_prefix,
 )
 from station.store.ledger import ClipRecord
-from web.errors import ArchivedCopyAltered
+from web.errors import ArchivedCopyAltered, ClipNotUploaded
 from web.frames import KeyFrame
 from web.streaming import content_disposition
 
@@ -343,7 +343,7 @@ def serve_clip(clip: ClipRecord, *, download_name: str, attachment: bool) -> Res
     key = clip.extra.get("archive_key")
     if not key:
         log.info("clip %s of %s is not archived yet", clip.id, clip.station)
-        abort(404)
+        raise ClipNotUploaded()
     prefix = current_app.config["PACKCAM"].archive.prefix
     key = _own(clip, str(key), clip_key(prefix, clip.station, clip.sha256), "archive key")
     return serve_object(key, mimetype="video/mp4", download_name=download_name,

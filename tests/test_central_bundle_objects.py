@@ -27,7 +27,7 @@ from station.fleet.archiver import Archiver
 from station.fleet.objstore import ObjectStore
 from station.proof.finalizer import build_finalizers
 from station.proof.trust import Anchors
-from station.proof.verify import TAMPERED, verify_bundle
+from station.proof.verify import TAMPERED, UNVERIFIED, verify_bundle
 from station.store.ledger import ClipRecord, Ledger
 from web import create_app
 from web.summary import claims_from_report
@@ -393,3 +393,26 @@ def test_a_range_of_a_clip_object_altered_in_place_is_served(
         resp.data[0] == central.data[half] ^ 0xFF
         and resp.data[1:] == central.data[half + 1 : half + 10]
     )
+
+
+def test_a_clip_the_summary_could_not_check_names_why_by_a_code(
+    archived: Archived, tmp_path: Path
+) -> None:
+    """The central summary's "not verified" lines carry a reason code, as the station's do
+    (``clip-deleted-by-retention``): no signed bundle covers the clip yet, the bundle is too
+    large to check here, or it is withheld for another member's altered object."""
+
+    def reasons(order: str, max_bytes: int) -> tuple[str, tuple[str, ...]]:
+        (report,) = bundles.verify_archived(
+            archived.store, archived.cfg.archive.prefix, order, archived.clips, Anchors(),
+            tmp_path / "spool", max_bytes=max_bytes, headroom=0,
+        )  # fmt: skip
+        claims = claims_from_report(archived.clips[0], report)
+        return claims.verdict, claims.reasons
+
+    assert reasons(ORDER, 1) == (UNVERIFIED, ("bundle-too-large",))
+    assert reasons("NO-BUNDLE-1", 1 << 30) == (UNVERIFIED, ("bundle-not-signed",))
+    (clip,) = archived.clips
+    other = bundles.ObjectAltered(ORDER, "clips/other.mp4", "k", "0" * 64, "1 byte flipped")
+    report = bundles._altered([clip], other)[clip.id]
+    assert claims_from_report(clip, report).reasons == ("bundle-withheld",)

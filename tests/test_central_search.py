@@ -245,6 +245,20 @@ def test_station_filter_and_one_character(spread) -> None:
     assert db.search(ClipSearch("a", limit=500, stations=[])) == []
 
 
+def _register_before(db: CentralDB, pg_dsn: str, station_id: int) -> None:
+    """PO-000001 and PO-000002 (waybills SF1, SF2) in a database of an older schema version:
+    this code's register_clips writes columns of later versions, so the waybills by hand."""
+    import psycopg
+
+    clips = [_clip(i, f"PO-{i:06d}", f"SF{i}") for i in (1, 2)]
+    db.register_clips(station_id, "s1", [{**c, "waybills": []} for c in clips])
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO clip_waybills(clip_id, waybill, carrier, t_clip_s)"
+            " SELECT id, waybill, 'SF', 0 FROM clips"
+        )
+
+
 def test_search_migration_builds_on_an_existing_database(pg_dsn: str) -> None:
     """The block indexes are built over clips already there; the old ones go."""
     import psycopg
@@ -258,7 +272,7 @@ def test_search_migration_builds_on_an_existing_database(pg_dsn: str) -> None:
     token = db.add_station("s1")
     station = db.station_for_token(token)
     assert station is not None
-    db.register_clips(station["id"], "s1", [_clip(i, f"PO-{i:06d}", f"SF{i}") for i in (1, 2)])
+    _register_before(db, pg_dsn, station["id"])
     db.migrate()
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         names = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
@@ -301,7 +315,7 @@ def test_search_indexes_built_ahead_or_by_the_migration(pg_dsn: str, build_first
     token = db.add_station("s1")
     station = db.station_for_token(token)
     assert station is not None
-    db.register_clips(station["id"], "s1", [_clip(i, f"PO-{i:06d}", f"SF{i}") for i in (1, 2)])
+    _register_before(db, pg_dsn, station["id"])
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         # an interrupted CONCURRENTLY build: an invalid index under the name
         with pytest.raises(psycopg.errors.UniqueViolation):
@@ -381,3 +395,27 @@ def test_a_clip_not_uploaded_yet_is_not_called_missing(central, pg_dsn: str, tmp
         text = page.get_data(as_text=True)
         assert want in text
         assert '<p class="flash error">' not in text.split('id="clip-')[1]
+
+
+def test_download_of_a_clip_not_uploaded_yet_says_it_is_on_its_way(
+    central, pg_dsn: str, tmp_path
+) -> None:
+    """'Download original' of a clip whose video its station has not uploaded yet: the
+    site's page saying it is on its way (404: not here yet; the player reads 404 the same
+    way), in the reader's language, not 'there is nothing here'."""
+    from conftest_web import add_users, login
+
+    from station import config as config_mod
+    from web import create_app
+
+    cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
+    add_users(cfg.station.data_dir, stations=["s1"])
+    client = create_app(cfg, central=CentralSite(cfg), test_config={"TESTING": True}).test_client()
+    login(client, "viewer")
+    clip = central.order("PO-000123")[0]
+    for lang, want in (("en", "has not reached this site yet"), ("zh-CN", "尚未上传到本站")):
+        resp = client.get(f"/clips/{clip.id}/download", headers={"Accept-Language": lang})
+        assert resp.status_code == 404
+        text = resp.get_data(as_text=True)
+        assert want in text
+        assert "There is nothing here" not in text

@@ -839,6 +839,18 @@ def test_a_waybill_linked_after_the_clip_was_synced_reaches_the_central_search(
     finally:
         sync.stop()
     assert doc is not None
+    # marked as the station marks it: in the index only, not proven by the signed manifest
+    late = {w["waybill"]: w.get("linked_utc") for w in doc["waybills"]}
+    assert late[wb] and not any(v for w, v in late.items() if w != wb)
+    clips = client.get("/api/orders/LATE-A").get_json()["clips"]
+    assert [c.get("late_waybills") for c in clips] == [[wb]]
+    assert client.get("/api/orders/LATE-B").get_json()["clips"][0].get("late_waybills") is None
+    for lang, want in (("en", "linked in the index after the clip was signed"),
+                       ("zh-CN", "视频签名后才在索引中关联")):  # fmt: skip
+        page = client.get("/orders/LATE-A", headers={"Accept-Language": lang})
+        assert want in page.get_data(as_text=True).split(wb, 1)[1].split("</dd>", 1)[0], lang
+        page = client.get("/orders/LATE-B", headers={"Accept-Language": lang})
+        assert want not in page.get_data(as_text=True), lang
     changed = {**doc, "waybills": [{"waybill": wb, "carrier": "ZZ", "t_clip_s": 9.0}]}
     assert _post(fleet, "/clips", fleet.tokens[name], {"clips": [changed]})[0] == 200
     other = {**doc, "sha256": "ab" * 32, "waybills": [{"waybill": "ZZ000111", "carrier": "ZZ"}]}

@@ -348,3 +348,36 @@ def test_link_times_are_shown_in_the_site_zone(web_env: WebEnv, lang: str) -> No
     assert want in staff_page
     assert created.strftime("%Y-%m-%d %H:%M:%S +08:00") in staff_page
     assert "+00:00" not in page and "+00:00" not in staff_page  # the access log's times too
+
+
+LATE_EN = "linked in the index after the clip was signed"
+LATE_ZH = "视频签名后才在索引中关联"
+
+
+def test_a_waybill_linked_after_signing_is_marked_not_proven(web_app, web_env: WebEnv) -> None:
+    """A waybill the station linked to a clip after signing it (a late camera read) is in the
+    index only: the order page, the share page and the API say so, in the reader's language;
+    the waybills in the signed manifests carry no such mark."""
+    from station.store.clips import WaybillLink
+    from station.store.ledger import Ledger
+
+    late_clip = web_env.clips["plain2"]  # PO-1001's second clip, signed without a waybill
+    assert late_clip.id is not None
+    ledger = Ledger.in_data_dir(web_env.data_dir)
+    try:
+        ledger.link_waybill_after_signing(
+            late_clip.id, "PO-1001", WaybillLink("YT8800000001", "YT", 2.0)
+        )
+    finally:
+        ledger.close()
+    staff = login(web_app.test_client(), "viewer")
+    path = create_share(staff)
+    anyone = web_app.test_client()
+    for client, url in ((staff, "/orders/PO-1001"), (anyone, path)):
+        for lang, want in (("en", LATE_EN), ("zh-CN", LATE_ZH)):
+            page = client.get(url, headers={"Accept-Language": lang}).get_data(as_text=True)
+            signed_clip, late = page.split('id="clip-')[1:3]
+            assert "YT8800000001" in late and want in late, (url, lang)
+            assert "SF1234567890120" in signed_clip and want not in signed_clip, (url, lang)
+    clips = staff.get("/api/orders/PO-1001").get_json()["clips"]
+    assert [c.get("late_waybills") for c in clips] == [None, ["YT8800000001"]]

@@ -181,6 +181,11 @@ def openapi_document(title_suffix: str = "") -> dict[str, Any]:
             "type": "string",
             "description": "when the station's retention deleted the clip's file (only then)",
         },
+        "late_waybills": array_of(
+            {"type": "string"},
+            description="waybills linked in the index after the clip was signed (a camera read "
+            "decoded late): not in its signed manifest, so not proven by it (only then)",
+        ),
         # the packing floor (docs/integration.md): ClipRecord reads these from ``extra``
         "kind": {"type": "string", "enum": ["order", "return"]},
         "packer": {"type": "string"},

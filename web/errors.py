@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.exceptions import HTTPException, InternalServerError, NotFound, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,13 @@ class ArchivedCopyAltered(ServiceUnavailable):
     description = "archived-copy-altered"
 
 
+class ClipNotUploaded(NotFound):
+    """404: the central site holds the clip's record but its station has not uploaded the
+    video yet (404, as the player reads it: not here, for now)."""
+
+    description = "clip-not-uploaded"
+
+
 STATION_MESSAGES = {
     "station-down": _l(
         "Evidence bundles are built and signed by the packing station, and it is not running "
@@ -59,6 +66,11 @@ STATION_MESSAGES = {
         "This order's evidence bundle is too large to build on this site. Download its clips "
         "one by one here, or ask whoever runs the packing station to export the bundle there "
         "(packcam export)."
+    ),
+    # the order page says the same under the clip's player (templates/order.html)
+    ClipNotUploaded.description: _l(
+        "The video of this clip has not reached this site yet: its station uploads videos "
+        "after recording, and a station that is offline uploads them later."
     ),
     "bundle-not-signed": _l(
         "No evidence bundle signed by the packing station covers every clip of this order yet. "

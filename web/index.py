@@ -119,6 +119,11 @@ class ClipIndex:
         if "deleted_utc" in keys and r["deleted_utc"]:
             # retention deleted the file and recorded it: not the same as a file gone missing
             clip.extra["deleted_utc"] = r["deleted_utc"]
+        late = [w["waybill"] for w in waybills if w["linked_utc"]]
+        if late:
+            # linked after the clip was signed (a late camera read): the index alone holds
+            # them, the signed manifest does not prove them (the pages say so)
+            clip.extra["late_waybills"] = late
         if not clip.waybills and r["waybill"]:
             # A row indexed before its waybill links existed: show the clip's own waybill.
             clip = dataclasses.replace(clip, waybills=(WaybillLink(r["waybill"], "", 0.0),))

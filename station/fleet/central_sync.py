@@ -211,6 +211,16 @@ class CentralSync(IndexWorker):
         if rec is None:
             return None
         doc = rec.to_json()
+        # a waybill linked after the clip was signed (a late camera read) is in no signed
+        # manifest: the site must say so, as this station's pages and `packcam verify` do
+        late = {
+            w["waybill"]: w["linked_utc"]
+            for w in self.clips.waybill_rows(clip_id)
+            if w["linked_utc"] is not None
+        }
+        for w in doc["waybills"]:
+            if w["waybill"] in late:
+                w["linked_utc"] = late[w["waybill"]]
         doc["started_utc"] = _utc(rec.started_at)
         doc["ended_utc"] = _utc(rec.ended_at)
         doc["tz"] = rec.started_at.strftime("%z") or "+0000"

@@ -819,14 +819,15 @@ class ClipTable(Table):
         return dict(r) if r else None
 
     def waybill_rows_of(self, clip_ids: Sequence[int]) -> dict[int, list[sqlite3.Row]]:
-        """clip id -> its waybill rows (waybill, carrier, t_clip_s), for many clips at once."""
+        """clip id -> its waybill rows (waybill, carrier, t_clip_s, linked_utc), for many
+        clips at once."""
         out: dict[int, list[sqlite3.Row]] = {}
         if not clip_ids:
             return out
         marks = ",".join("?" * len(clip_ids))
         with self._lock:
             for w in self.conn.execute(
-                f"SELECT clip_id, waybill, carrier, t_clip_s FROM waybills"
+                f"SELECT clip_id, waybill, carrier, t_clip_s, linked_utc FROM waybills"
                 f" WHERE clip_id IN ({marks}) ORDER BY t_clip_s",
                 list(clip_ids),
             ):
