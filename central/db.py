@@ -19,6 +19,7 @@ from station.proof.keys import fingerprint, load_public_pem
 from station.proof.verify import check_rotation_link
 from station.store.clips import ClipSearch, search_filters, search_sql
 from station.store.ledger import ClipRecord, LegalHold, ScanEventRecord, WaybillLink
+from web.fleet import sync_problem
 from web.index import SEARCH_TIMEOUT_S, SearchTimeout
 from web.stations import StationStatus
 
@@ -449,6 +450,7 @@ class CentralDB:
                     else None,
                     last_clip_utc=r["last_clip_utc"],
                     archive_backlog=backlog if isinstance(backlog, int) else None,
+                    sync_problem=sync_problem(h),
                 )
             )
         return out
