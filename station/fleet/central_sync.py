@@ -380,6 +380,17 @@ class CentralSync(IndexWorker):
                 "consistency": {"old_size": size, "proof": []},
             }
             resp = self._post("/rotation", doc)
+            if resp.get("no_key"):
+                # A new enrolment (`replace-station`): no key of ours to retire there, so
+                # nothing to witness; the hello that follows enrols the current key.
+                log.warning(
+                    "central sync: key rotation %s -> %s not witnessed: the central enrolment"
+                    " is new and has no key yet",
+                    r.old_key,
+                    r.new_key,
+                )
+                self.cursors.set_cursor(ROTATIONS_CURSOR, r.id)
+                continue
             if not resp.get("accepted"):
                 old = int(resp.get("need_old_size") or 0)
                 proof = merkle.consistency_proof(old, leaves) if 0 < old < size else []
