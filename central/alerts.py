@@ -64,6 +64,8 @@ def fleet_alerts(statuses: Iterable[Any], a: AlertsSection) -> list[Alert]:
             out.append(Alert(name, "clock", f"{name}: the clock is not NTP-synchronised"))
         if s.last_error:
             out.append(Alert(name, "error", f"{name}: {s.last_error}"))
+        if s.sync_problem:  # up, but the site refuses part of what it sends (e.g. its log)
+            out.append(Alert(name, "sync", f"{name}: central sync failing: {s.sync_problem}"))
     return out
 
 

@@ -12,7 +12,7 @@ from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.wrappers import Response
 
 from central import witness
-from central.db import CentralDB
+from central.db import NO_KEY, CentralDB
 from central.errors import CentralError, Unavailable
 from central.witness import ACCEPT, witness_key
 from station.proof.keys import load_public_pem, verify_signature
@@ -223,6 +223,8 @@ def rotation() -> Response:
         return jsonify(accepted=True, reason=j.reason)
     if j.verdict == "no-proof":
         return jsonify(accepted=False, need_old_size=j.need)
+    if j.verdict == NO_KEY:  # a new enrolment (replace-station): the station's hello enrols
+        return jsonify(accepted=False, no_key=True, reason=j.reason)
     raise CentralError(f"{j.verdict}: {j.reason}")
 
 

@@ -224,8 +224,9 @@ def register(subparsers: Any) -> None:
         help="a replaced Pi (new data dir and key) under the same name: retire the old one",
         description="The old enrolment keeps its clips, checkpoints, public key and witness"
         " history, read-only (its token stops working), so its clips stay searchable, playable"
-        " and verifiable; prints the token for the new station, which starts a new log."
-        " See docs/fleet.md, 'Replacing a station'.",
+        " and verifiable; prints the token for the new station, which starts a new log. The"
+        " new station needs a key of its own: a Pi restored from a backup of its data dir runs"
+        " `packcam keys rotate` too. See docs/fleet.md, 'Replacing a station'.",
     )
     q.add_argument("name", help="exactly the station's [station] name")
     _common(q)

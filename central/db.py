@@ -19,6 +19,7 @@ from station.proof.keys import fingerprint, load_public_pem
 from station.proof.verify import check_rotation_link
 from station.store.clips import ClipSearch, search_filters, search_sql
 from station.store.ledger import ClipRecord, LegalHold, ScanEventRecord, WaybillLink
+from web.fleet import sync_problem
 from web.index import SEARCH_TIMEOUT_S, SearchTimeout
 from web.stations import StationStatus
 
@@ -176,6 +177,7 @@ def floor_fields(c: dict[str, Any]) -> tuple[str | None, str, str | None, str | 
 
 
 ROTATION_UNSIGNED = "rotation-unsigned"
+NO_KEY = "no-key"  # a rotation sent to an enrolment that has no key yet (replace-station)
 
 
 def _body_key(body: bytes) -> str | None:
@@ -359,8 +361,12 @@ class CentralDB:
     def hello(
         self, station_id: int, *, key_fingerprint: str, public_key: str, software: str
     ) -> dict[str, int]:
-        """Record an enrolment / restart; return what the index already holds of the station."""
+        """Record an enrolment / restart; return what the index already holds of the station
+        (for an enrolment made by ``replace-station``, also what the one it replaced holds:
+        a station restored from a backup must not send its old clips again)."""
         fp = key_fingerprint[:100]
+        if fp:
+            self._refuse_a_key_of_another_enrolment(station_id, fp)
         row = self._one(
             "UPDATE stations SET enrolled_utc = COALESCE(enrolled_utc, now()),"
             " last_seen_utc = now(), software = %s,"
@@ -389,7 +395,31 @@ class CentralDB:
                 f" this one presents {fp}. A new key is a new station: run `packcam central"
                 f" replace-station {known['name']}` and give it the new token"
             )
-        return self.high_water(station_id)
+        high = self.high_water(station_id)
+        for r in self._all("SELECT id FROM stations WHERE replaced_by = %s", (station_id,)):
+            old = self.high_water(int(r["id"]))
+            high = {k: max(v, old[k]) for k, v in high.items()}
+        return high
+
+    def _refuse_a_key_of_another_enrolment(self, station_id: int, fp: str) -> None:
+        """A new enrolment (no key yet) must not take a key another enrolment holds or held:
+        the witness keeps one log per key, and a station restored from a backup (or a cloned
+        SD card) signs a fork of that log, which the witness would then cosign."""
+        other = self._one(
+            "SELECT o.id, o.name FROM stations o WHERE o.id <> %s AND (o.key_fingerprint = %s"
+            " OR EXISTS (SELECT 1 FROM witness_rotations r WHERE r.station_id = o.id"
+            " AND r.old_key = %s)) AND EXISTS (SELECT 1 FROM stations s WHERE s.id = %s"
+            " AND s.key_fingerprint IS NULL) ORDER BY o.id DESC LIMIT 1",
+            (station_id, fp, fp, station_id),
+        )
+        if other is not None:
+            log.error("a new enrolment (row %d) presents key %s of station %r (row %d): refused",
+                      station_id, fp, other["name"], other["id"])  # fmt: skip
+            raise CentralError(
+                f"key {fp} already signs the log of station {other['name']!r} (enrolment"
+                f" {other['id']}); one log per key. A station restored from a backup needs a"
+                " key of its own: stop it, run `packcam keys rotate`, start it"
+            )
 
     def high_water(self, station_id: int) -> dict[str, int]:
         """The largest local ids the index holds for the station (the sync restarts there)."""
@@ -455,6 +485,7 @@ class CentralDB:
                     else None,
                     last_clip_utc=r["last_clip_utc"],
                     archive_backlog=backlog if isinstance(backlog, int) else None,
+                    sync_problem=sync_problem(h),
                 )
             )
         return out
@@ -723,6 +754,8 @@ class CentralDB:
                     (station_id,),
                 )
                 cur_fp, cur_pem = cur.fetchone()
+                if cur_pem is None:  # nothing to retire: the station's hello enrols its key
+                    return Judgement(NO_KEY, "this enrolment has no key yet: nothing to rotate")
                 new_pub = load_public_pem(new_public_key.encode())
                 new_fp = fingerprint(new_pub)
                 cur.execute(

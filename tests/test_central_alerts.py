@@ -53,6 +53,7 @@ def test_fleet_alerts_from_station_health() -> None:
             status("ok", archive_backlog=99, disk_free_bytes=1000 * MB, clock_synced=True),
             status("full", archive_backlog=100, disk_free_bytes=999 * MB),
             status("clock", clock_synced=False, last_error="camera lost"),
+            status("refused", sync_problem="checkpoints: /checkpoints: HTTP 409: log-fork"),
             # silent: only that, even with old bad news in its last health report
             status("gone", silent=True, updated_utc="2026-12-01T07:00:00Z", archive_backlog=5000),
         ],
@@ -63,8 +64,13 @@ def test_fleet_alerts_from_station_health() -> None:
         ("full", "disk-low"),
         ("clock", "clock"),
         ("clock", "error"),
+        ("refused", "sync"),
         ("gone", "silent"),
     ]
+    assert (
+        got[4].message
+        == "refused: central sync failing: checkpoints: /checkpoints: HTTP 409: log-fork"
+    )
     assert got[-1].message == "gone stopped reporting (last heard 2026-12-01T07:00:00Z)"
     assert got[1].message == "full: 999 MB free"
 

@@ -172,7 +172,7 @@ def fleet(
     db.close()
     # every station any test here enrols (an account in no group would see nothing)
     names = [c.station.name for c in stations] + [
-        "station-svc", "station-fin", "station-rep", "station-late"
+        "station-svc", "station-fin", "station-rep", "station-late", "station-rkey"
     ]  # fmt: skip
     add_users(central_cfg.station.data_dir, stations=names)
     server = make_server(central_cfg, "127.0.0.1", 0, central=CentralSite(central_cfg))
@@ -1040,6 +1040,135 @@ def test_a_station_restored_from_a_backup_syncs_again_and_overwrites_nothing(
         (name,),
     )
     assert (row["local_id"], row["sha256"]) == third["RST-8"]
+    cdb.close()
+
+
+def test_a_restored_station_reports_its_refused_log_and_gets_a_witnessed_log_back(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A Pi restored from a backup of its data dir (same name and key): the witness refuses
+    its log, and the station still reports its health, naming the refusal. The operator's way
+    back (docs/fleet.md): `replace-station`, then `packcam keys rotate` on the station. The
+    same key under the new enrolment is refused (the witness would cosign a fork of that key's
+    log); the rotation of the refused log is not held against the new enrolment; the new key's
+    log is witnessed from entry 0; no clip is registered twice and old clips still verify."""
+    import base64
+    import json
+    import shutil
+    import urllib.request
+
+    from central.db import CentralDB
+    from central.verify import verify_clip_central
+    from station.fleet.objstore import ObjectStore
+    from station.proof import rotation
+    from station.proof.bundle import export_order
+    from station.proof.verify import verify_bundle
+
+    name = "station-rkey"
+    cdb = CentralDB(fleet.dsn)
+    old_token = cdb.add_station(name)
+    cfg = station_cfg(tmp_path / "pi", name, fleet_seaweed(fleet), fleet.bucket)
+    data = cfg.station.data_dir
+
+    def sync(token: str) -> dict[str, int]:
+        s = CentralSync(cfg.replace("central", enabled=True, url=fleet.url, token=token))
+        try:
+            return s.sync_once()
+        finally:
+            s.stop()
+
+    def health() -> dict[str, Any]:
+        (row,) = [r for r in cdb.fleet_health() if r["name"] == name and not r["retired_utc"]]
+        return dict(row)
+
+    record(cfg, ["RK-1", "RK-2"], frames=21)  # lengths no other test here records
+    _archive_all([cfg])
+    sync(old_token)
+    shutil.copytree(data, tmp_path / "backup")
+    record(cfg, ["RK-3"], frames=22)
+    _archive_all([cfg])
+    sync(old_token)
+    shutil.rmtree(data)
+    shutil.copytree(tmp_path / "backup", data)  # the SD card died; the backup is put back
+    record(cfg, ["RK-4"], frames=23)
+    _archive_all([cfg])
+
+    # Refused by the witness, the round fails, but the health report still goes out and
+    # names the refusal: the dashboard shows a station that is up with its log refused.
+    with pytest.raises(SyncError, match="log-fork"):
+        sync(old_token)
+    h = health()
+    assert "log-fork" in h["health"].get("sync_failed", {}).get("checkpoints", "")
+    client = login(fleet.server.packcam_app.test_client(), "operator")
+    page = client.get("/fleet").get_data(as_text=True)
+    assert "central sync failing" in page and "log-fork" in page
+    dash = client.get("/dashboard").get_data(as_text=True)
+    assert "Central sync failing" in dash and "log-fork" in dash
+
+    # The operator: replace-station first. The same key on the new enrolment is refused.
+    new_token = cdb.replace_station(name)
+    with pytest.raises(SyncError, match="packcam keys rotate"):
+        sync(new_token)
+    assert "packcam keys rotate" in health()["health"]["sync_failed"]["hello"]
+    # Then the station rotates its key (stopped): the final checkpoint of its refused log
+    # cannot be witnessed, and the new enrolment does not need it.
+    rotation.rotate(cfg)
+    sync(new_token)
+    record(cfg, ["RK-5"], frames=24)
+    _archive_all([cfg])
+    assert sync(new_token)["checkpoints"] >= 1
+    assert not health()["health"]["sync_failed"]
+
+    rows = [r for r in cdb.stations_table(retired=True) if r["name"] == name]
+    assert [bool(r["retired_utc"]) for r in rows] == [True, False]
+    new_row = rows[1]
+    witnessed = cdb._all(
+        "SELECT tree_size, log_key FROM witnessed WHERE station_id = %s", (new_row["id"],)
+    )
+    assert witnessed and {w["log_key"] for w in witnessed} == {new_row["key_fingerprint"]}
+    assert max(w["tree_size"] for w in witnessed) == 1  # RK-5: entry 0 of the new key's log
+    alarms = cdb._all("SELECT kind FROM witness_alarms WHERE station_id = %s", (new_row["id"],))
+    assert alarms == []  # the new enrolment witnessed nothing wrong
+    assert new_row["clips"] == 1  # RK-5 only: nothing the old enrolment holds sent again
+    # The witness's public record: one root per key and size (the old key's refused log was
+    # never cosigned), so an old clip's bundle checked against it is not taken for a fork.
+    with urllib.request.urlopen(f"{fleet.url.rstrip('/')}/witness/{name}", timeout=10) as r:
+        wdoc = json.loads(r.read())
+    roots: dict[tuple[str, int], set[str]] = {}
+    for c in wdoc["checkpoints"]:
+        key = json.loads(base64.b64decode(c["body_b64"])).get("key")
+        roots.setdefault((key, c["tree_size"]), set()).add(c["root_sha256"])
+    assert len({k for k, _ in roots}) == 2 and all(len(v) == 1 for v in roots.values()), roots
+
+    def witness_verdict(bundle: Path) -> list[tuple[str, str]]:
+        report = verify_bundle(bundle, witness=wdoc)
+        return [(c.status, c.code) for c in report.checks if c.name == "witness"]
+
+    viewer = login(fleet.server.packcam_app.test_client(), "viewer")
+    (rk1,) = viewer.get("/api/orders/RK-1").get_json()["clips"]
+    got = viewer.get(f"/clips/{rk1['id']}/bundle.zip")
+    assert got.status_code == 200
+    (central_rk1 := tmp_path / "central-rk1.zip").write_bytes(got.data)
+    assert witness_verdict(central_rk1) == [("ok", "")]  # its parts, signed before the backup
+    (rk5,) = viewer.get("/api/orders/RK-5").get_json()["clips"]
+    (central_rk5 := tmp_path / "central-rk5.zip").write_bytes(
+        viewer.get(f"/clips/{rk5['id']}/bundle.zip").data
+    )
+    assert witness_verdict(central_rk5) == [("ok", "")]  # the new key's log, cosigned
+    # The restored station's own export of the same clip proves it with the refused log's
+    # final checkpoint: a fork, rightly (docs/fleet.md: export it from the central site).
+    own = export_order(cfg, "RK-1", tmp_path / "own-rk1.zip").path
+    assert witness_verdict(own) == [("fail", "log-fork")]
+
+    store = ObjectStore(fleet.central_cfg.archive)
+    for order in ("RK-1", "RK-3", "RK-4", "RK-5"):  # each listed once, and playing
+        (clip,) = viewer.get(f"/api/orders/{order}").get_json()["clips"]
+        assert viewer.get(clip["video_url"], headers={"Range": "bytes=0-9"}).status_code == 206
+        if order == "RK-3":  # recorded after the backup: only the bucket has it now
+            continue
+        report = verify_clip_central(data / clip["path"], cdb, store)
+        checks = {c.name: c.status for c in report.checks}
+        assert checks.get("signature") == checks.get("manifest") == "ok", (order, report.checks)
     cdb.close()
 
 

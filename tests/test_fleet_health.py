@@ -173,6 +173,9 @@ def test_fleet_rows_decide_offset_silence_and_alarms() -> None:
         _row(name="never", health={}, health_utc=None, last_seen_utc=None),
         _row(name="old", retired_utc=T0, health_utc=T0 - timedelta(days=3),
              witness_alarms=[{"kind": "log-fork", "detail": "two roots at 5"}]),
+        _row(name="refused", health={"state": "idle", "sync_failed": {
+             "checkpoints": "/checkpoints: HTTP 409: log-fork", "waybills": "/clips: timed out"}}),
+        _row(name="synced", health={"state": "idle", "sync_failed": {}}),
     ]  # fmt: skip
     got = {
         r.name: r
@@ -195,6 +198,11 @@ def test_fleet_rows_decide_offset_silence_and_alarms() -> None:
     assert got["skew"].clock_offset_s == 7.0
     assert [k for k, _ in got["skew"].alarms] == ["disk-low", "backlog", "clock-offset"]
     assert got["never"].age_s is None and got["never"].alarms == [("silent", "")]
+    # up and recording, but its last sync round failed: which step, and why
+    assert got["refused"].alarms == [
+        ("sync", "checkpoints: /checkpoints: HTTP 409: log-fork · waybills: /clips: timed out")
+    ]
+    assert got["synced"].alarms == []
     old = got["old"]  # retired: not "silent", but its witness alarm stays
     assert old.retired and old.alarms == [("log-fork", "two roots at 5")]
 

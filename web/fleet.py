@@ -52,6 +52,15 @@ def _parse_utc(v: Any) -> datetime | None:
     return t if t.tzinfo is not None else None
 
 
+def sync_problem(health: dict[str, Any]) -> str | None:
+    """What the station's last round of central sync could not do (``sync_failed`` in its
+    health report: step -> why, e.g. the witness refusing its checkpoints), or None."""
+    failed = health.get("sync_failed")
+    if not isinstance(failed, dict) or not failed:
+        return None
+    return " · ".join(f"{step}: {why}" for step, why in failed.items())[:600]
+
+
 def fleet_rows(
     rows: list[dict[str, Any]],
     now: datetime,
@@ -81,6 +90,8 @@ def fleet_rows(
                 alarms.append(("silent", ""))
             if h.get("last_error"):
                 alarms.append(("error", str(h["last_error"])[:300]))
+            if problem := sync_problem(h):
+                alarms.append(("sync", problem))
             if disk is not None and disk < disk_free_min_bytes:
                 alarms.append(("disk-low", ""))
             if backlog is not None and backlog >= backlog_max_clips:

@@ -59,6 +59,7 @@ KEYFRAMES = {
 FLEET_ALARMS = {
     "silent": _l("stopped reporting"),
     "error": _l("last error"),
+    "sync": _l("central sync failing"),
     "disk-low": _l("low disk space"),
     "backlog": _l("archive backlog"),
     "clock": _l("clock not synchronised"),

@@ -40,6 +40,7 @@ class StationStatus:
     # central mode (the fleet's registry): last clip and clips not yet archived
     last_clip_utc: str | None = None
     archive_backlog: int | None = None
+    sync_problem: str | None = None  # what its last central sync round could not do, and why
     packer: str | None = None  # the packer signed in at the station now (issue 13)
 
     @property

@@ -11,9 +11,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import station
 from station.capture.codes import safe_component
@@ -35,6 +36,8 @@ CHECKPOINTS_CURSOR = "central:checkpoints"
 ROTATIONS_CURSOR = "central:rotations"
 LATE_WAYBILLS_CURSOR = "central:late-waybills"  # a waybills rowid, not a clip id
 MAX_BACKOFF_S = 300.0
+
+_T = TypeVar("_T")
 
 
 def read_token(c: CentralSection) -> str:
@@ -150,19 +153,45 @@ class CentralSync(IndexWorker):
     # ---- one round ---------------------------------------------------------------------------
 
     def sync_once(self) -> dict[str, int]:
-        """Push everything new; return how many clips, archivings and checkpoints were sent."""
+        """Push everything new; return how many clips, archivings, checkpoints and clips with
+        late waybills were sent.
+
+        Each step runs even when another one failed: a witness refusing the checkpoints (a
+        station restored from a backup) must not keep the clips, the late waybills or the
+        health report from the site. The health report names the steps that failed (the
+        dashboard shows the station up, with its problem), then the round raises SyncError
+        naming them all, so it still counts as failed (back-off, hello again).
+        """
+        failed: dict[str, str] = {}
         if not self._hello_done:
-            self._push_rotations()  # before hello: the site knows the station by its old key
-            self._hello()
-        sent = {
-            "clips": self._push_clips(),
-            "archived": self._push_archived(),
-            "checkpoints": self._push_checkpoints(),
-            "waybills": self._push_late_waybills(),
-        }
-        self._push_health()
+            self._step("rotation", self._push_rotations, failed)  # the site knows the old key
+            if not failed:
+                self._step("hello", self._hello, failed)
+        sent = dict.fromkeys(("clips", "archived", "checkpoints", "waybills"), 0)
+        if self._hello_done:  # hello first: it moves cursors and the clip id floor
+            for step, push in (
+                ("clips", self._push_clips),
+                ("archived", self._push_archived),
+                ("checkpoints", self._push_checkpoints),
+                ("waybills", self._push_late_waybills),
+            ):
+                sent[step] = self._step(step, push, failed) or 0
+        self._step("health", lambda: self._push_health(failed), failed)
+        if failed:
+            raise SyncError("; ".join(f"{step}: {why}" for step, why in failed.items()))
         self.last_ok = time.monotonic()
         return sent
+
+    @staticmethod
+    def _step(step: str, push: Callable[[], _T], failed: dict[str, str]) -> _T | None:
+        """One step of a round: a refusal or an unreachable site is logged and noted in
+        ``failed`` (None); a programming error still raises at once."""
+        try:
+            return push()
+        except SyncError as exc:
+            log.info("central sync: %s failed (the other steps go on): %s", step, exc)
+            failed[step] = str(exc).strip()[:500]
+            return None
 
     def _hello(self) -> None:
 
@@ -361,6 +390,17 @@ class CentralSync(IndexWorker):
                 "consistency": {"old_size": size, "proof": []},
             }
             resp = self._post("/rotation", doc)
+            if resp.get("no_key"):
+                # A new enrolment (`replace-station`): no key of ours to retire there, so
+                # nothing to witness; the hello that follows enrols the current key.
+                log.warning(
+                    "central sync: key rotation %s -> %s not witnessed: the central enrolment"
+                    " is new and has no key yet",
+                    r.old_key,
+                    r.new_key,
+                )
+                self.cursors.set_cursor(ROTATIONS_CURSOR, r.id)
+                continue
             if not resp.get("accepted"):
                 old = int(resp.get("need_old_size") or 0)
                 proof = merkle.consistency_proof(old, leaves) if 0 < old < size else []
@@ -401,8 +441,10 @@ class CentralSync(IndexWorker):
         doc["software"] = f"packcam {station.__version__}"
         return doc
 
-    def _push_health(self) -> None:
-        self._post("/health", self.health())
+    def _push_health(self, failed: dict[str, str]) -> None:
+        """The health report, with the steps of this round that failed and why (empty: the
+        round went through), e.g. ``{"checkpoints": "... log-fork ..."}``."""
+        self._post("/health", {**self.health(), "sync_failed": dict(failed)})
 
 
 def _utc(dt: Any) -> str:
