@@ -228,7 +228,8 @@ class CentralSync(IndexWorker):
         if high >= self.clips.next_clip_id():
             log.warning(
                 "central sync: the server holds clip ids up to %d, this index is below"
-                " (restored from a backup?): new clips are numbered above it",
+                " (restored from a backup, or the first start of a replacement Pi):"
+                " new clips are numbered above it",
                 high,
             )
             self.clips.raise_id_floor(high)
