@@ -616,7 +616,11 @@ class Station:
         self._last_frame = frame  # wall times from here on are read off the returned camera
         for ev in self._poll(frame.t):
             self._handle_input(ev)
+        waiting = self.state.order_id if isinstance(self.state, ss.Suspended) else None
         self._apply(ss.CameraBack(frame.t))
+        if waiting is not None and isinstance(self.state, ss.Idle):
+            log.warning("order %r not resumed: its max_duration_s (%.0f s) ran out while the "
+                        "camera was lost", waiting, self.cfg.session.max_duration_s)  # fmt: skip
 
     def _publish_status(self) -> None:
         """Tell the live view now (it is otherwise updated per frame, and none arrive)."""
