@@ -484,6 +484,52 @@ def test_camera_loss_closes_clip_and_resumes_same_order_without_pre_roll() -> No
     ]
 
 
+ALICE = Code("OP:alice", Kind.OPERATOR, "alice")
+BOB = Code("OP:bob", Kind.OPERATOR, "bob")
+SIGNOUT = Code("SIGNOUT", Kind.CONTROL, "signout")
+
+
+def test_a_resumed_clip_keeps_the_packer_of_the_clip_the_loss_cut() -> None:
+    """The same packing goes on after the loss: bob's badge read mid-clip (the next clip's
+    packer) no more makes the resumed clip his than it made the clip it was read in."""
+    state: State = rec("PO-A", 10.0, packer="alice", floor=Floor("alice"))
+    state, _ = step(state, Scanned(BOB, 11.0), RULES)
+    state, _ = step(state, CameraLost(15.0), RULES)
+    state, actions = step(state, CameraBack(19.0), RULES)
+    (start,) = actions
+    assert isinstance(start, StartClip) and (start.packer, start.handover) == ("alice", None)
+    assert isinstance(state, Recording) and (state.packer, state.floor.packer) == ("alice", "bob")
+
+
+@pytest.mark.parametrize(
+    ("dark", "packer", "handover"),
+    [
+        ([SIGNOUT, BOB], None, ("alice", "bob")),
+        ([BOB], None, ("alice", "bob")),
+        ([SIGNOUT], None, ("alice", None)),
+        ([SIGNOUT, ALICE], "alice", None),  # she signed in again: it is hers
+        ([BOB, ALICE], "alice", None),
+    ],
+    ids=["signed-out-bob-in", "bob-in", "signed-out", "alice-again", "bob-then-alice"],
+)
+def test_a_resumed_clip_names_no_packer_when_sign_in_changed_in_the_dark(
+    dark: list[Code], packer: str | None, handover: tuple[str | None, str | None] | None
+) -> None:
+    """Alice packs PO-A; the camera is lost; the packer signed in changes in the dark. Who
+    packed on from the camera's return nobody saw: alice (her clip) or the one signed in now.
+    The resumed clip names neither (its caption and manifest name no packer) and its start
+    says who was at either end of the gap (the manifest's ``gap``)."""
+    state: State = rec("PO-A", 10.0, packer="alice", floor=Floor("alice"))
+    state, _ = step(state, CameraLost(15.0), RULES)
+    for i, code in enumerate(dark):
+        state, _ = step(state, Scanned(code, 16.0 + i, "keyboard"), RULES)
+    state, actions = step(state, CameraBack(19.0), RULES)
+    (start,) = actions
+    assert isinstance(start, StartClip) and (start.packer, start.handover) == (packer, handover)
+    assert isinstance(state, Recording) and state.packer == packer
+    assert state.floor.packer == (dark[-1].detail if dark[-1] is not SIGNOUT else None)
+
+
 def test_suspended_handles_scans() -> None:
     sus = Suspended("PO-A", 15.0, order_at_loss="PO-A")
     dark = Suspended(None, 15.0, order_at_loss="PO-A")  # the camera is still away

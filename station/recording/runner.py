@@ -537,6 +537,8 @@ class Station:
         gap["resumed_at"] = self._wall_at(action.t).isoformat(timespec="milliseconds")
         if action.order_at_loss is not None:
             gap["order_at_loss"] = action.order_at_loss
+        if action.handover is not None:  # the clip names no packer: who was here either end
+            gap["packer_at_loss"], gap["packer_at_resume"] = action.handover
         return {"resumed_after_s": action.resumed_after_s, "gap": gap}
 
     def _emit(self, kind: EventKind, t: float, order_id: str | None, **data: object) -> None:

@@ -112,8 +112,8 @@ class Suspended:
     the order before it (its clip's ``previous`` when the camera is back). ``kind``: the kind
     of the clip the loss cut while its order still waits (the same packing resumes as the
     same kind), None when the waiting order is another (it takes the floor's next kind).
-    With it, ``first_t``: when the order's first clip began (its safety timeout counts from
-    it).
+    With it, ``packer``: that clip's packer, ``signed_in``: who was signed in at the loss,
+    and ``first_t``: when the order's first clip began (its safety timeout counts from it).
     """
 
     order_id: str | None
@@ -125,6 +125,8 @@ class Suspended:
     since: float | None = None
     last: tuple[str, float] | None = None
     kind: ClipKind | None = None
+    packer: str | None = None
+    signed_in: str | None = None
     first_t: float | None = None
 
 
@@ -205,6 +207,10 @@ class StartClip:
     ``resumed_after_s``: the clip starts when the camera came back after a loss, this many
     seconds after the last frame before it (the gap, recorded in the manifest, with
     ``lost_t``, the order open at the loss and when the order was scanned in the dark).
+
+    ``handover``: the clip resumes the one the loss cut, and who is signed in changed in the
+    dark to another than that clip's packer: (that packer, who is signed in now). Nobody saw
+    which of them packed on, so the clip names no packer (``packer`` is None).
     """
 
     order_id: str
@@ -217,6 +223,7 @@ class StartClip:
     scanned_t: float | None = None
     packer: str | None = None  # who was signed in when the clip started
     kind: ClipKind = ClipKind.ORDER
+    handover: tuple[str | None, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,9 +452,14 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         case Suspended():
             new, actions = _step_suspended(state, event, rules)
             if isinstance(event, CameraBack) and state.kind is not None:
-                # The clip cut by the loss resumes: it keeps its kind (and a return card
-                # scanned in the dark stays the next clip's); the packer is who is here now.
-                return _stamp(new, actions, replace(floor, next_kind=state.kind), keep=floor)
+                # The clip cut by the loss resumes: the same packing, so it keeps its kind (a
+                # return card scanned in the dark stays the next clip's) and its packer.
+                packer, handover = _resumed_packer(state)
+                actions = [
+                    replace(a, handover=handover) if isinstance(a, StartClip) else a
+                    for a in actions
+                ]
+                return _stamp(new, actions, Floor(packer, state.kind), keep=floor)
     return _stamp(_remember(state, new, actions), actions, floor)
 
 
@@ -497,6 +509,19 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
             return closed, [_log(event, "order closed while the camera was lost")]
         return closed, [refused]
     return replace(state, unrecorded=event.code.text), [refused]
+
+
+def _resumed_packer(state: Suspended) -> tuple[str | None, tuple[str | None, str | None] | None]:
+    """The packer of the clip that resumes the one the loss cut, and its handover (StartClip).
+
+    That clip's packer, as a badge read in the light never changes the open clip; but when
+    who is signed in changed in the dark to someone else, nobody saw who packed on from the
+    camera's return: naming either could name the wrong person, so the clip names neither.
+    """
+    now = state.floor.packer
+    if now in (state.signed_in, state.packer):
+        return state.packer, None
+    return None, (state.packer, now)
 
 
 def _stamp(
@@ -591,6 +616,8 @@ def _step_recording(
             since=state.started_t,
             last=(state.previous, state.started_t) if state.previous is not None else None,
             kind=state.kind,
+            packer=state.packer,
+            signed_in=state.floor.packer,
             first_t=_first_t(state),
         )
         return dark, [StopClip(FinishReason.CAMERA_LOST, event.t)]
@@ -636,6 +663,8 @@ def _close_waiting(state: Suspended, t: float) -> Suspended:
         since=None,
         last=last,
         kind=None,
+        packer=None,
+        signed_in=None,
         first_t=None,
     )
 
