@@ -81,7 +81,9 @@ def test_sign_out_leaves_the_open_clip_its_packer() -> None:
     state, actions = run([scan("OP:alice", 0), scan("A1", 1), scan("SIGNOUT", 2)])
     assert isinstance(state, ss.Recording) and state.packer == "alice"
     assert state.floor.packer is None
-    assert actions[-1] == ss.LogEvent("control", "SIGNOUT", 2, "camera", "packer alice signed out")
+    assert actions[-1] == ss.LogEvent(
+        "control", "SIGNOUT", 2, "camera", "packer alice signed out", card="signout"
+    )
 
 
 def test_require_packer_refuses_an_order_without_one() -> None:

@@ -175,6 +175,29 @@ def test_test_and_unknown_codes_keep_recording() -> None:
         assert kinds(actions) == ["LogEvent"]
 
 
+@pytest.mark.parametrize(
+    "state", [Idle(), rec(), Suspended("PO-A", 5.0)], ids=["idle", "recording", "suspended"]
+)
+@pytest.mark.parametrize(
+    "code",
+    [
+        CTRL_SEAL,
+        CTRL_TEST,
+        Code("SIGNOUT", Kind.CONTROL, "signout"),
+        Code("RET", Kind.CONTROL, "return"),
+    ],
+)
+def test_a_control_card_is_logged_with_what_it_is_set_to_do(state: State, code: Code) -> None:
+    """The scan event names the card (a seal is told from a test card by it, not by its
+    note); no other code has one."""
+    _, actions = step(state, Scanned(code, 12.0), RULES)
+    assert [a.card for a in actions if isinstance(a, LogEvent)] == [code.detail]
+    _, actions = step(state, Scanned(code, 1.0), RULES)  # stamped before the open clip began
+    assert [a.card for a in actions if isinstance(a, LogEvent)] == [code.detail]
+    _, actions = step(state, Scanned(SEAL, 12.0), RULES)
+    assert [a.card for a in actions if isinstance(a, LogEvent)] == [""]
+
+
 def test_timeout_at_max_duration() -> None:
     rules = SessionSection(max_duration_s=60)
     state, actions = step(rec(t=10.0), Tick(69.9), rules)

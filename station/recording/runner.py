@@ -488,7 +488,7 @@ class Station:
             case ss.LogEvent():
                 wall = self._wall_at(action.t)
                 rec = ScanEventRecord(
-                    action.kind, action.text, action.source, wall, None, action.note
+                    action.kind, action.text, action.source, wall, None, action.note, action.card
                 )
                 if not action.in_clip:
                     log.warning("%s %r from %s applied to no clip: %s",

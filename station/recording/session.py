@@ -256,6 +256,7 @@ class LogEvent:
     source: str
     note: str = ""
     in_clip: bool = True
+    card: str = ""  # a control card's command (seal, test, signout, return)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +277,8 @@ _SEEN_AGAIN = (
 
 
 def _log(ev: Scanned, note: str = "") -> LogEvent:
-    return LogEvent(ev.code.kind.value, ev.code.text, ev.t, ev.source, note)
+    card = ev.code.detail if ev.code.kind is Kind.CONTROL else ""
+    return LogEvent(ev.code.kind.value, ev.code.text, ev.t, ev.source, note, card=card)
 
 
 def _is_seal(code: Code) -> bool:
