@@ -17,7 +17,7 @@ from central.schema import build_search_indexes, migrate
 from central.witness import ACCEPT, FORK, ROLLBACK, Judgement, cosign, judge
 from station.proof.keys import fingerprint, load_public_pem
 from station.proof.verify import check_rotation_link
-from station.store.clips import ClipSearch, search_filters, search_sql
+from station.store.clips import ClipSearch, event_card, search_filters, search_sql
 from station.store.ledger import ClipRecord, LegalHold, ScanEventRecord, WaybillLink
 from web.fleet import sync_problem
 from web.index import SEARCH_TIMEOUT_S, SearchTimeout
@@ -121,6 +121,7 @@ def _clip_record(
                 datetime.fromisoformat(e["wall"]),
                 e.get("t_clip_s"),
                 str(e.get("note", "")),
+                event_card(e),
             )
             for e in events
             if isinstance(e, dict) and isinstance(e.get("wall"), str)

@@ -334,7 +334,12 @@ class SessionSection:
     pre_roll_s: float = setting(
         3.0, "seconds before the order scan included in the clip", ge=0, le=30
     )
-    max_duration_s: float = setting(600.0, 'safety time limit ("timeout")', gt=0)
+    max_duration_s: float = setting(
+        600.0,
+        'safety time limit ("timeout") of an order, from the start of its first clip: a clip'
+        " resumed after a camera loss does not restart it",
+        gt=0,
+    )
     still_timeout_s: float = setting(
         0.0, 'end the clip after this many seconds without motion ("still"); 0 = off', ge=0
     )

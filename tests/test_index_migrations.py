@@ -17,6 +17,7 @@ from station.store.cursors import SyncCursors
 from station.store.index import INDEX_NAME, MIGRATIONS, open_index
 from station.store.ledger import Ledger
 from station.store.uploads import UploadJournal
+from web.index import ClipIndex
 
 # A dump (sqlite3 iterdump) of an index made by packcam before the tables had owners
 # (main at 4552218: one migration list in station/store/ledger.py, schema version 7), with a row
@@ -139,6 +140,63 @@ def test_the_owners_read_what_the_old_index_holds(tmp_path: Path) -> None:
         assert (cursors.cursor("central:clips"), cursors.cursor("central:archived")) == (2, 1)
     finally:
         db.close()
+
+
+def _index_at_9_with_cards(path: Path) -> None:
+    """An index at version 9 whose clip 1 logged a control card set to seal (no note), a test
+    card (its note) and a seal card, and a control card with no clip (its note)."""
+    conn = sqlite3.connect(str(path))
+    try:
+        for script in MIGRATIONS[:9]:
+            conn.executescript(script)
+        conn.execute("PRAGMA user_version=9")
+        conn.execute(
+            "INSERT INTO orders VALUES ('PO-1', '2026-12-01T09:00:00Z', '2026-12-01T09:00:00Z')"
+        )
+        conn.execute(
+            "INSERT INTO clips(id, order_id, station, started_at, ended_at, started_utc,"
+            " ended_utc, tz, duration_s, frame_count, finish_reason, pre_roll_s, path,"
+            " manifest_path, size, sha256, created_utc) VALUES (1, 'PO-1', 'st1',"
+            " '2026-12-01T09:00:00.000+00:00', '2026-12-01T09:00:10.000+00:00',"
+            " '2026-12-01T09:00:00Z', '2026-12-01T09:00:10Z', '+0000', 10, 100, 'sealed', 0,"
+            " 'clips/c1.mp4', 'clips/c1.json', 1, 'ab', '2026-12-01T09:00:10Z')"
+        )
+        wall = "2026-12-01T09:00:05.000+00:00"
+        conn.executemany(
+            "INSERT INTO scan_events(clip_id, station, kind, text, source, t_clip_s, wall, note)"
+            " VALUES (?, 'st1', ?, ?, 'hid', ?, ?, ?)",
+            [
+                (1, "control", "PING", 4.0, wall, "test scan"),
+                (1, "seal", "SEAL", 4.5, wall, ""),
+                (1, "control", "STOP", 5.0, wall, ""),
+                (None, "control", "PING", None, wall, "test scan"),
+            ],
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_version_10_gives_the_scan_events_of_an_old_index_their_card(tmp_path: Path) -> None:
+    """Before version 10 a control card set to seal was told by its empty note: the migration
+    records that as its card, and the web site reading an index the station has not migrated
+    yet reads it the same."""
+    path = tmp_path / "index.sqlite3"
+    _index_at_9_with_cards(path)
+    want = [("PING", "", False), ("SEAL", "", True), ("STOP", "seal", True)]
+    web = ClipIndex(path)  # query_only: the index stays at version 9
+    try:
+        clip = web.clip(1)
+        assert clip is not None and [(e.text, e.card, e.is_seal) for e in clip.events] == want
+    finally:
+        web.close()
+    led = Ledger(path)  # migrates
+    try:
+        clip = led.clip(1)
+        assert clip is not None and [(e.text, e.card, e.is_seal) for e in clip.events] == want
+        assert [(e.text, e.card) for e in led.unattached_events()] == [("PING", "")]
+    finally:
+        led.close()
 
 
 @pytest.mark.parametrize("start", range(len(MIGRATIONS)))

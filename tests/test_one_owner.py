@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -392,6 +393,66 @@ def test_no_frame_of_a_clip_carries_another_orders_waybill_or_packer(
             assert (cap.packer, cap.kind) == (c.packer, c.kind), (c.order_id, t, cap)
     assert checked == sum(c.frame_count for c in clips)
     assert [sorted(w.waybill for w in c.waybills) for c in clips] == [[wa], [wb], [wc], [wc]]
+
+
+@pytest.mark.parametrize(
+    ("badges", "packer", "gap"),
+    [
+        pytest.param([_kb("OP:bob", 2.0)], "alice", {}, id="bob-badged-before-the-loss"),
+        pytest.param(
+            [_kb("SIGNOUT", 3.2), _kb("OP:bob", 3.3)],
+            None,
+            {"packer_at_loss": "alice", "packer_at_resume": "bob"},
+            id="alice-out-bob-in-in-the-dark",
+        ),
+    ],
+)
+def test_a_resumed_clip_names_its_packer_only_when_it_is_known(
+    cfg: config_mod.Config,
+    badges: list[tuple[float, RawScan]],
+    packer: str | None,
+    gap: dict[str, str],
+) -> None:
+    """Alice packs PO-A; the camera is lost 3.0-3.5 and PO-A resumes. Bob's badge read before
+    the loss is the next clip's: the resumed clip is alice's, as the clip it was read in. A
+    sign-out and bob's badge in the dark: nobody saw who packed on, so the resumed clip's
+    caption and manifest name no packer, and its signed gap says who was signed in at either
+    end."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS, read_timeout_s=0.5)
+    cfg = cfg.replace("scanner", camera_decode=False)
+    cfg = cfg.replace("session", pre_roll_s=1.0, max_duration_s=60.0, still_timeout_s=0.0)
+    scans = [_kb("OP:alice", 0.2), _kb("PO-A", 0.5), *badges, _kb("SEAL", 5.0)]
+    scenario = Scenario.from_dict({"seed": 9, "event": [{"at": 6.0, "kind": "end"}]})
+    cam = FlakyCamera(SyntheticCamera(W, H, FPS, scenario, realtime=False), [Outage(30, 5)])
+    asm = assemble(cfg, camera=cam, live_view=False)
+    station = asm.station
+    station.scan_sources.append(LateScans(scans))
+    drawn: list[Caption] = []
+    overlay = station.overlay
+    assert overlay is not None
+
+    class Seen:
+        def apply_i420(self, image: np.ndarray, caption: Caption) -> None:
+            drawn.append(caption)
+            overlay.apply_i420(image, caption)
+
+    station.overlay = Seen()
+    with ran(asm) as ledger:
+        clips = ledger.clips()
+    assert [(c.order_id, c.finish_reason, c.packer) for c in clips] == [
+        ("PO-A", "camera-lost", "alice"),
+        ("PO-A", "sealed", packer),
+    ]
+    resumed = json.loads((cfg.station.data_dir / clips[1].manifest_path).read_text("utf-8"))
+    assert resumed.get("packer") == packer
+    assert {k: v for k, v in resumed["gap"].items() if k.startswith("packer")} == gap
+    assert verify_clip(cfg.station.data_dir / clips[1].path, cfg).ok
+    # burned in: the clip's packer on every frame of each clip (elapsed restarts on resume)
+    recorded = [c for c in drawn if c.recording]
+    (cut,) = [i for i in range(1, len(recorded))
+              if (recorded[i].elapsed_s or 0) < (recorded[i - 1].elapsed_s or 0)]  # fmt: skip
+    assert {c.packer for c in recorded[:cut]} == {"alice"}
+    assert {c.packer for c in recorded[cut:]} == {packer}
 
 
 def test_a_next_order_whose_clip_cannot_start_leaves_the_order_before_finished(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from station.capture.codes import Kind, Rules, classify
@@ -81,7 +81,9 @@ def test_sign_out_leaves_the_open_clip_its_packer() -> None:
     state, actions = run([scan("OP:alice", 0), scan("A1", 1), scan("SIGNOUT", 2)])
     assert isinstance(state, ss.Recording) and state.packer == "alice"
     assert state.floor.packer is None
-    assert actions[-1] == ss.LogEvent("control", "SIGNOUT", 2, "camera", "packer alice signed out")
+    assert actions[-1] == ss.LogEvent(
+        "control", "SIGNOUT", 2, "camera", "packer alice signed out", card="signout"
+    )
 
 
 def test_require_packer_refuses_an_order_without_one() -> None:
@@ -200,13 +202,20 @@ events = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(events, max_size=40), st.booleans(), st.booleans())
+@example([("scan", "OP:alice"), ("scan", "A1"), ("scan", "OP:bob"), ("lost", None),
+          ("back", None)], False, False)  # fmt: skip
+@example([("scan", "OP:alice"), ("scan", "A1"), ("lost", None), ("scan", "SIGNOUT"),
+          ("back", None)], False, False)  # fmt: skip
 def test_no_clip_ever_lacks_the_packer_signed_in_when_it_started(
     script: list[tuple[str, str | None]], strict: bool, waybill_ends: bool
 ) -> None:
+    """A clip names who was signed in when it started; one that resumes the clip a camera
+    loss cut names that clip's packer, or nobody when who is signed in changed in the dark."""
     rules = SessionSection(require_packer=strict, waybill_ends_clip=waybill_ends)
     state: ss.State = ss.Idle()
     signed_in: str | None = None  # the model: who the badges say is at the table
     clip_packer: str | None = None
+    at_loss: tuple[str | None, str | None] = (None, None)  # (clip's packer, signed in)
     for i, (what, text) in enumerate(script):
         t = float(i)
         ev: ss.Event
@@ -226,9 +235,21 @@ def test_no_clip_ever_lacks_the_packer_signed_in_when_it_started(
                 ev = ss.EndClip(t, ss.FinishReason.DISK_FULL)
             case _:
                 ev = ss.EndClip(t, ss.FinishReason.INTERRUPTED)
+        if isinstance(ev, ss.CameraLost) and isinstance(state, ss.Recording):
+            at_loss = (clip_packer, signed_in)
         state, actions = ss.step(state, ev, rules)
         for a in actions:
-            if isinstance(a, ss.StartClip):
+            if (
+                isinstance(a, ss.StartClip)
+                and a.resumed_after_s is not None
+                and a.scanned_t is None
+            ):
+                # The clip the loss cut resumes: its packer, unless the one signed in changed
+                # in the dark to another (then nobody).
+                kept = signed_in in (at_loss[1], at_loss[0])
+                assert a.packer == (at_loss[0] if kept else None)
+                clip_packer = a.packer
+            elif isinstance(a, ss.StartClip):
                 assert a.packer == signed_in
                 assert not (strict and a.packer is None and a.resumed_after_s is None)
                 clip_packer = a.packer

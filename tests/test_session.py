@@ -28,6 +28,7 @@ from station.recording.session import (
     RecordingFailed,
     Scanned,
     StartClip,
+    State,
     StopClip,
     Suspended,
     Tick,
@@ -174,6 +175,29 @@ def test_test_and_unknown_codes_keep_recording() -> None:
         assert kinds(actions) == ["LogEvent"]
 
 
+@pytest.mark.parametrize(
+    "state", [Idle(), rec(), Suspended("PO-A", 5.0)], ids=["idle", "recording", "suspended"]
+)
+@pytest.mark.parametrize(
+    "code",
+    [
+        CTRL_SEAL,
+        CTRL_TEST,
+        Code("SIGNOUT", Kind.CONTROL, "signout"),
+        Code("RET", Kind.CONTROL, "return"),
+    ],
+)
+def test_a_control_card_is_logged_with_what_it_is_set_to_do(state: State, code: Code) -> None:
+    """The scan event names the card (a seal is told from a test card by it, not by its
+    note); no other code has one."""
+    _, actions = step(state, Scanned(code, 12.0), RULES)
+    assert [a.card for a in actions if isinstance(a, LogEvent)] == [code.detail]
+    _, actions = step(state, Scanned(code, 1.0), RULES)  # stamped before the open clip began
+    assert [a.card for a in actions if isinstance(a, LogEvent)] == [code.detail]
+    _, actions = step(state, Scanned(SEAL, 12.0), RULES)
+    assert [a.card for a in actions if isinstance(a, LogEvent)] == [""]
+
+
 def test_timeout_at_max_duration() -> None:
     rules = SessionSection(max_duration_s=60)
     state, actions = step(rec(t=10.0), Tick(69.9), rules)
@@ -181,6 +205,45 @@ def test_timeout_at_max_duration() -> None:
     state, actions = step(state, Tick(70.0), rules)
     assert state == Idle(last=("PO-A", 70.0), last_began=10.0)
     assert actions == [StopClip(FinishReason.TIMEOUT, 70.0)]
+
+
+def test_the_timeout_counts_from_the_orders_first_clip_across_camera_losses() -> None:
+    """A camera that flickers does not keep an order open for ever: ``max_duration_s`` bounds
+    an order from its first clip's start, the time in the dark included, not each resumed
+    clip from its own start."""
+    rules = SessionSection(max_duration_s=60)
+    state: State = rec("PO-A", 10.0)
+    for lost in (30.0, 50.0):
+        state, _ = step(state, CameraLost(lost), rules)
+        state, _ = step(state, CameraBack(lost + 5), rules)
+    assert isinstance(state, Recording) and state.started_t == 55.0
+    state, actions = step(state, Tick(69.9), rules)
+    assert isinstance(state, Recording) and actions == []
+    state, actions = step(state, Tick(70.0), rules)
+    assert isinstance(state, Idle) and actions == [StopClip(FinishReason.TIMEOUT, 70.0)]
+
+
+def test_an_order_whose_time_ran_out_in_the_dark_does_not_resume() -> None:
+    """No clip of it starts when the camera is back (it would end at its first frame): the
+    order is over, as a timeout in the light; its sheet read then opens no repack."""
+    rules = SessionSection(max_duration_s=60)
+    state, _ = step(rec("PO-A", 10.0, waybills=(WAYBILL.text,)), CameraLost(30.0), rules)
+    state, actions = step(state, CameraBack(70.0), rules)
+    assert state == Idle(last=("PO-A", 70.0), last_waybills=(WAYBILL.text,)) and actions == []
+    state, actions = step(state, Scanned(ORDER_A, 71.0), rules)
+    assert kinds(actions) == ["LogEvent", "PreviousParcel"]
+
+
+def test_an_order_scanned_in_the_dark_is_timed_from_its_first_clip() -> None:
+    """Its recording begins when the camera is back (no picture of it before)."""
+    rules = SessionSection(max_duration_s=60)
+    state, _ = step(Idle(), CameraLost(5.0), rules)
+    state, _ = step(state, Scanned(ORDER_A, 6.0, "keyboard"), rules)
+    state, _ = step(state, CameraBack(100.0), rules)
+    state, actions = step(state, Tick(159.9), rules)
+    assert isinstance(state, Recording) and actions == []
+    _, actions = step(state, Tick(160.0), rules)
+    assert actions == [StopClip(FinishReason.TIMEOUT, 160.0)]
 
 
 def test_timeout_applies_even_while_still() -> None:
@@ -420,11 +483,17 @@ def test_a_read_after_the_clip_ended_or_of_another_order_still_opens_a_clip() ->
 def test_camera_loss_closes_clip_and_resumes_same_order_without_pre_roll() -> None:
     state, actions = step(rec(waybills=("SF1234567890123",)), CameraLost(15.0), RULES)
     assert state == Suspended(
-        "PO-A", 15.0, ("SF1234567890123",), order_at_loss="PO-A", since=10.0, kind=ClipKind.ORDER
+        "PO-A",
+        15.0,
+        ("SF1234567890123",),
+        order_at_loss="PO-A",
+        since=10.0,
+        kind=ClipKind.ORDER,
+        first_t=10.0,
     )
     assert actions == [StopClip(FinishReason.CAMERA_LOST, 15.0)]
     state, actions = step(state, CameraBack(19.0), RULES)
-    assert state == Recording("PO-A", 19.0, 19.0, ("SF1234567890123",))
+    assert state == Recording("PO-A", 19.0, 19.0, ("SF1234567890123",), first_t=10.0)
     assert actions == [
         StartClip(
             "PO-A",
@@ -436,6 +505,52 @@ def test_camera_loss_closes_clip_and_resumes_same_order_without_pre_roll() -> No
             order_at_loss="PO-A",
         )
     ]
+
+
+ALICE = Code("OP:alice", Kind.OPERATOR, "alice")
+BOB = Code("OP:bob", Kind.OPERATOR, "bob")
+SIGNOUT = Code("SIGNOUT", Kind.CONTROL, "signout")
+
+
+def test_a_resumed_clip_keeps_the_packer_of_the_clip_the_loss_cut() -> None:
+    """The same packing goes on after the loss: bob's badge read mid-clip (the next clip's
+    packer) no more makes the resumed clip his than it made the clip it was read in."""
+    state: State = rec("PO-A", 10.0, packer="alice", floor=Floor("alice"))
+    state, _ = step(state, Scanned(BOB, 11.0), RULES)
+    state, _ = step(state, CameraLost(15.0), RULES)
+    state, actions = step(state, CameraBack(19.0), RULES)
+    (start,) = actions
+    assert isinstance(start, StartClip) and (start.packer, start.handover) == ("alice", None)
+    assert isinstance(state, Recording) and (state.packer, state.floor.packer) == ("alice", "bob")
+
+
+@pytest.mark.parametrize(
+    ("dark", "packer", "handover"),
+    [
+        ([SIGNOUT, BOB], None, ("alice", "bob")),
+        ([BOB], None, ("alice", "bob")),
+        ([SIGNOUT], None, ("alice", None)),
+        ([SIGNOUT, ALICE], "alice", None),  # she signed in again: it is hers
+        ([BOB, ALICE], "alice", None),
+    ],
+    ids=["signed-out-bob-in", "bob-in", "signed-out", "alice-again", "bob-then-alice"],
+)
+def test_a_resumed_clip_names_no_packer_when_sign_in_changed_in_the_dark(
+    dark: list[Code], packer: str | None, handover: tuple[str | None, str | None] | None
+) -> None:
+    """Alice packs PO-A; the camera is lost; the packer signed in changes in the dark. Who
+    packed on from the camera's return nobody saw: alice (her clip) or the one signed in now.
+    The resumed clip names neither (its caption and manifest name no packer) and its start
+    says who was at either end of the gap (the manifest's ``gap``)."""
+    state: State = rec("PO-A", 10.0, packer="alice", floor=Floor("alice"))
+    state, _ = step(state, CameraLost(15.0), RULES)
+    for i, code in enumerate(dark):
+        state, _ = step(state, Scanned(code, 16.0 + i, "keyboard"), RULES)
+    state, actions = step(state, CameraBack(19.0), RULES)
+    (start,) = actions
+    assert isinstance(start, StartClip) and (start.packer, start.handover) == (packer, handover)
+    assert isinstance(state, Recording) and state.packer == packer
+    assert state.floor.packer == (dark[-1].detail if dark[-1] is not SIGNOUT else None)
 
 
 def test_suspended_handles_scans() -> None:
@@ -504,7 +619,9 @@ def test_camera_reads_from_before_the_loss_decoded_in_the_dark() -> None:
     read before its clip began is not its order and does not replace it (its clip would
     resume on this buyer's parcel)."""
     state, _ = step(rec("PO-A", 10.0), CameraLost(15.0), RULES)
-    assert state == Suspended("PO-A", 15.0, order_at_loss="PO-A", since=10.0, kind=ClipKind.ORDER)
+    assert state == Suspended(
+        "PO-A", 15.0, order_at_loss="PO-A", since=10.0, kind=ClipKind.ORDER, first_t=10.0
+    )
     new, actions = step(state, Scanned(ORDER_A, 14.0), RULES)
     assert new == state and kinds(actions) == ["LogEvent"]
     for ev in (Scanned(ORDER_B, 9.8), Scanned(SEAL, 9.9), Scanned(WAYBILL, 9.9), PedalPress(9.9)):
@@ -666,8 +783,10 @@ def test_clips_always_pair_up(seq, rules) -> None:
                 assert a.t == t
                 open_clip = False
         assert open_clip == isinstance(state, Recording)
-        if isinstance(state, Recording):
-            assert t - state.started_t < rules.max_duration_s or not isinstance(ev, Tick)
+        if isinstance(state, Recording) and isinstance(ev, Tick):
+            # the safety timeout bounds the order from its first clip, resumed or not
+            began = state.first_t if state.first_t is not None else state.started_t
+            assert t - began < rules.max_duration_s
 
 
 @settings(max_examples=300)

@@ -41,7 +41,7 @@ from station.proof.standalone_verify import signed_after_final
 from station.proof.trust import Anchors, ChainError, verify_chain
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
 from station.proof.videohash import presentation_s, video_digests
-from station.store.clips import ClipTable
+from station.store.clips import ClipTable, event_card
 from station.store.files import sha256_and_size
 from station.store.holds import HoldTable
 from station.store.ledger import INDEX_NAME
@@ -2162,13 +2162,17 @@ def _derived_diffs(clips: ClipTable, row: sqlite3.Row, body: dict[str, Any]) -> 
             f"waybills are {[w[0] for w in rows_wb]} in the index but "
             f"{[w[0] for w in signed_wb]} in the signed manifest"
         )
+    # the card decides which frame is the seal: it too follows from the manifest (one signed
+    # before events named their card gets it by the rule index version 10 gave its rows)
     signed_ev = sorted(
-        (str(e.get("kind")), str(e.get("text")), str(e.get("source")), str(e.get("wall")))
+        (str(e.get("kind")), str(e.get("text")), str(e.get("source")), str(e.get("wall")),
+         event_card(e))
         for e in body.get("events") or []
         if isinstance(e, dict)
-    )
+    )  # fmt: skip
     rows_ev = sorted(
-        (r["kind"], r["text"], r["source"], r["wall"]) for r in clips.event_rows(row["id"])
+        (r["kind"], r["text"], r["source"], r["wall"], r["card"])
+        for r in clips.event_rows(row["id"])
     )
     if "events" in body and signed_ev != rows_ev:
         out.append(

@@ -807,8 +807,7 @@ class Recorder:
             sha256=done.sha256,
             waybills=tuple(clip.waybills),
             events=tuple(
-                ScanEventRecord(e.kind, e.text, e.source, e.wall, self._rel(clip, t), e.note)
-                for t, e in clip.events
+                dataclasses.replace(e, t_clip_s=self._rel(clip, t)) for t, e in clip.events
             ),
             extra=dict(clip.extra),
         )

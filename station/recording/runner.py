@@ -494,7 +494,7 @@ class Station:
             case ss.LogEvent():
                 wall = self._wall_at(action.t)
                 rec = ScanEventRecord(
-                    action.kind, action.text, action.source, wall, None, action.note
+                    action.kind, action.text, action.source, wall, None, action.note, action.card
                 )
                 if not action.in_clip:
                     log.warning("%s %r from %s applied to no clip: %s",
@@ -543,6 +543,8 @@ class Station:
         gap["resumed_at"] = self._wall_at(action.t).isoformat(timespec="milliseconds")
         if action.order_at_loss is not None:
             gap["order_at_loss"] = action.order_at_loss
+        if action.handover is not None:  # the clip names no packer: who was here either end
+            gap["packer_at_loss"], gap["packer_at_resume"] = action.handover
         return {"resumed_after_s": action.resumed_after_s, "gap": gap}
 
     def _emit(self, kind: EventKind, t: float, order_id: str | None, **data: object) -> None:
@@ -622,7 +624,11 @@ class Station:
         self._last_frame = frame  # wall times from here on are read off the returned camera
         for ev in self._poll(frame.t):
             self._handle_input(ev)
+        waiting = self.state.order_id if isinstance(self.state, ss.Suspended) else None
         self._apply(ss.CameraBack(frame.t))
+        if waiting is not None and isinstance(self.state, ss.Idle):
+            log.warning("order %r not resumed: its max_duration_s (%.0f s) ran out while the "
+                        "camera was lost", waiting, self.cfg.session.max_duration_s)  # fmt: skip
 
     def _publish_status(self) -> None:
         """Tell the live view now (it is otherwise updated per frame, and none arrive)."""

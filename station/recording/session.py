@@ -82,6 +82,9 @@ class Recording:
     parcel, still at the table, not a next order or this order's waybill. ``previous_span``:
     when its clip began and ended (None when unknown): a waybill read stamped in it, decoded
     after this clip began, is that order's and is linked to its (ended) clip.
+
+    ``first_t``: when the order's first clip began, for a clip that resumes it after a camera
+    loss (None: this clip is its first). The safety timeout counts from it.
     """
 
     order_id: str
@@ -94,6 +97,7 @@ class Recording:
     previous: str | None = None
     previous_waybills: tuple[str, ...] = ()
     previous_span: tuple[float, float] | None = None
+    first_t: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,8 @@ class Suspended:
     the order before it (its clip's ``previous`` when the camera is back). ``kind``: the kind
     of the clip the loss cut while its order still waits (the same packing resumes as the
     same kind), None when the waiting order is another (it takes the floor's next kind).
+    With it, ``packer``: that clip's packer, ``signed_in``: who was signed in at the loss,
+    and ``first_t``: when the order's first clip began (its safety timeout counts from it).
     """
 
     order_id: str | None
@@ -119,6 +125,9 @@ class Suspended:
     since: float | None = None
     last: tuple[str, float] | None = None
     kind: ClipKind | None = None
+    packer: str | None = None
+    signed_in: str | None = None
+    first_t: float | None = None
 
 
 State = Idle | Recording | Suspended
@@ -198,6 +207,10 @@ class StartClip:
     ``resumed_after_s``: the clip starts when the camera came back after a loss, this many
     seconds after the last frame before it (the gap, recorded in the manifest, with
     ``lost_t``, the order open at the loss and when the order was scanned in the dark).
+
+    ``handover``: the clip resumes the one the loss cut, and who is signed in changed in the
+    dark to another than that clip's packer: (that packer, who is signed in now). Nobody saw
+    which of them packed on, so the clip names no packer (``packer`` is None).
     """
 
     order_id: str
@@ -210,6 +223,7 @@ class StartClip:
     scanned_t: float | None = None
     packer: str | None = None  # who was signed in when the clip started
     kind: ClipKind = ClipKind.ORDER
+    handover: tuple[str | None, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +256,7 @@ class LogEvent:
     source: str
     note: str = ""
     in_clip: bool = True
+    card: str = ""  # a control card's command (seal, test, signout, return)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +277,8 @@ _SEEN_AGAIN = (
 
 
 def _log(ev: Scanned, note: str = "") -> LogEvent:
-    return LogEvent(ev.code.kind.value, ev.code.text, ev.t, ev.source, note)
+    card = ev.code.detail if ev.code.kind is Kind.CONTROL else ""
+    return LogEvent(ev.code.kind.value, ev.code.text, ev.t, ev.source, note, card=card)
 
 
 def _is_seal(code: Code) -> bool:
@@ -436,11 +452,16 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         case Recording():
             new, actions = _step_recording(state, event, rules)
         case Suspended():
-            new, actions = _step_suspended(state, event)
+            new, actions = _step_suspended(state, event, rules)
             if isinstance(event, CameraBack) and state.kind is not None:
-                # The clip cut by the loss resumes: it keeps its kind (and a return card
-                # scanned in the dark stays the next clip's); the packer is who is here now.
-                return _stamp(new, actions, replace(floor, next_kind=state.kind), keep=floor)
+                # The clip cut by the loss resumes: the same packing, so it keeps its kind (a
+                # return card scanned in the dark stays the next clip's) and its packer.
+                packer, handover = _resumed_packer(state)
+                actions = [
+                    replace(a, handover=handover) if isinstance(a, StartClip) else a
+                    for a in actions
+                ]
+                return _stamp(new, actions, Floor(packer, state.kind), keep=floor)
     return _stamp(_remember(state, new, actions), actions, floor)
 
 
@@ -490,6 +511,19 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
             return closed, [_log(event, "order closed while the camera was lost")]
         return closed, [refused]
     return replace(state, unrecorded=event.code.text), [refused]
+
+
+def _resumed_packer(state: Suspended) -> tuple[str | None, tuple[str | None, str | None] | None]:
+    """The packer of the clip that resumes the one the loss cut, and its handover (StartClip).
+
+    That clip's packer, as a badge read in the light never changes the open clip; but when
+    who is signed in changed in the dark to someone else, nobody saw who packed on from the
+    camera's return: naming either could name the wrong person, so the clip names neither.
+    """
+    now = state.floor.packer
+    if now in (state.signed_in, state.packer):
+        return state.packer, None
+    return None, (state.packer, now)
 
 
 def _stamp(
@@ -566,7 +600,7 @@ def _step_recording(
             StopClip(FinishReason.SEALED, event.t),
         ]
     if isinstance(event, Tick):
-        if event.t - state.started_t >= rules.max_duration_s:
+        if event.t - _first_t(state) >= rules.max_duration_s:
             return Idle(), [StopClip(FinishReason.TIMEOUT, event.t)]
         if event.moving:
             return replace(state, last_motion_t=event.t), []
@@ -584,6 +618,9 @@ def _step_recording(
             since=state.started_t,
             last=(state.previous, state.started_t) if state.previous is not None else None,
             kind=state.kind,
+            packer=state.packer,
+            signed_in=state.floor.packer,
+            first_t=_first_t(state),
         )
         return dark, [StopClip(FinishReason.CAMERA_LOST, event.t)]
     if isinstance(event, ClipRefused) and event.order_id == state.order_id:
@@ -593,6 +630,12 @@ def _step_recording(
         # The recorder closed the clip and keeps what was written; the packing goes on.
         return _unrecorded(state), []
     return state, []
+
+
+def _first_t(state: Recording) -> float:
+    """When the order of ``state`` began to be recorded: its safety timeout counts from then,
+    through every clip that resumes it after a camera loss (the time in the dark included)."""
+    return state.first_t if state.first_t is not None else state.started_t
 
 
 def _unrecorded(state: Recording) -> Idle:
@@ -615,16 +658,33 @@ def _close_waiting(state: Suspended, t: float) -> Suspended:
     """No order waits for the camera any more; the one that did (if any) ended at ``t``."""
     last = (state.order_id, t) if state.order_id is not None else state.last
     return replace(
-        state, order_id=None, waybills=(), scanned_t=None, since=None, last=last, kind=None
+        state,
+        order_id=None,
+        waybills=(),
+        scanned_t=None,
+        since=None,
+        last=last,
+        kind=None,
+        packer=None,
+        signed_in=None,
+        first_t=None,
     )
 
 
-def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]]:
+def _step_suspended(
+    state: Suspended, event: Event, rules: SessionSection
+) -> tuple[State, list[Action]]:
     if isinstance(event, CameraBack):
         if state.order_id is None:
             return Idle(last=state.last), []
+        if state.first_t is not None and event.t - state.first_t >= rules.max_duration_s:
+            # Its time ran out in the dark: it is over, as a timeout in the light (a clip
+            # started now would end at its first frame).
+            return Idle(last=(state.order_id, event.t), last_waybills=state.waybills), []
         before = state.last[0] if state.last is not None else None
-        rec = Recording(state.order_id, event.t, event.t, state.waybills, previous=before)
+        rec = Recording(
+            state.order_id, event.t, event.t, state.waybills, previous=before, first_t=state.first_t
+        )
         gap = round(max(0.0, event.t - state.lost_t), 3)
         start = StartClip(
             state.order_id,

@@ -15,7 +15,8 @@ from station.store.sqlitedb import Table, from_row, utc_text
 
 @dataclass(frozen=True)
 class ScanEventRecord:
-    """One scan or pedal press. ``t_clip_s`` is seconds from the clip's first frame."""
+    """One scan or pedal press. ``t_clip_s`` is seconds from the clip's first frame; ``card``:
+    what a control card is set to do (seal, test, signout, return), empty for other kinds."""
 
     kind: str
     text: str
@@ -23,18 +24,33 @@ class ScanEventRecord:
     wall: datetime
     t_clip_s: float | None = None
     note: str = ""
+    card: str = ""
 
     @property
     def is_seal(self) -> bool:
-        """Did this scan seal its clip? A seal card, the pedal, or a control card set to
-        "seal": the session logs that one with no note, every other card (return, sign-out,
-        test) with a note saying what it did."""
-        return self.kind in ("seal", "pedal") or (self.kind == "control" and not self.note)
+        """Is this a seal (in a clip's timeline: what sealed it)? A seal card, the pedal, or a
+        control card set to "seal", not one set to return, sign out or test."""
+        return self.kind in ("seal", "pedal") or (self.kind == "control" and self.card == "seal")
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["wall"] = self.wall.isoformat(timespec="milliseconds")
+        if not self.card:  # as before cards were recorded: event_card reads it back the same
+            del d["card"]
         return d
+
+
+def legacy_card(kind: str, note: str) -> str:
+    """The card of a scan event recorded before events named it (index version 10): the
+    session logged a control card set to seal with no note, every other card with one."""
+    return "seal" if kind == "control" and not note else ""
+
+
+def event_card(e: dict[str, Any]) -> str:
+    """The card of a scan event as JSON (a manifest, a journal, the central index)."""
+    if "card" in e:
+        return str(e["card"])
+    return legacy_card(str(e.get("kind", "")), str(e.get("note", "")))
 
 
 @dataclass(frozen=True)
@@ -150,7 +166,12 @@ def _tzname(dt: datetime) -> str:
 
 
 def event_from_row(e: sqlite3.Row) -> ScanEventRecord:
-    return from_row(ScanEventRecord, e, wall=datetime.fromisoformat(e["wall"]))
+    wall = datetime.fromisoformat(e["wall"])
+    keys = e.keys()  # a Row's "in" looks at its values
+    if "card" in keys:
+        return from_row(ScanEventRecord, e, wall=wall)
+    # an index the station has not migrated yet, read by the web site (query_only)
+    return from_row(ScanEventRecord, e, wall=wall, card=legacy_card(e["kind"], e["note"]))
 
 
 def clip_from_rows(
@@ -399,6 +420,12 @@ class ClipTable(Table):
         floor           INTEGER NOT NULL  -- new clips get ids above it
     );
         """,
+        # what a control card was set to do (ScanEventRecord.card), recorded, no longer read
+        # off an empty note; the rows before are given it by that rule (legacy_card).
+        10: """
+    ALTER TABLE scan_events ADD COLUMN card TEXT NOT NULL DEFAULT '';
+    UPDATE scan_events SET card = 'seal' WHERE kind = 'control' AND note = '';
+        """,
     }
 
     # ---- writes ---------------------------------------------------------------------------
@@ -488,8 +515,8 @@ class ClipTable(Table):
         events: Sequence[ScanEventRecord],
     ) -> None:
         db.executemany(
-            "INSERT INTO scan_events(clip_id, station, kind, text, source, t_clip_s, wall, note)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO scan_events(clip_id, station, kind, text, source, t_clip_s, wall, note,"
+            " card) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     clip_id,
@@ -500,6 +527,7 @@ class ClipTable(Table):
                     e.t_clip_s,
                     e.wall.isoformat(timespec="milliseconds"),
                     e.note,
+                    e.card,
                 )
                 for e in events
             ],

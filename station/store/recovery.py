@@ -32,7 +32,7 @@ from station.recording.recorder import (
 )
 from station.recording.session import FinishReason
 from station.recording.writer import MUX_OPTIONS
-from station.store.clips import FLOOR_FIELDS
+from station.store.clips import FLOOR_FIELDS, event_card
 from station.store.files import fsync_dir, sha256_file, write_json_atomic
 from station.store.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
 from station.store.mp4box import iter_boxes
@@ -263,6 +263,7 @@ def _event(e: dict[str, Any]) -> ScanEventRecord:
         wall=datetime.fromisoformat(e["wall"]),
         t_clip_s=None if t is None else float(t),
         note=str(e.get("note", "")),
+        card=event_card(e),
     )
 
 
