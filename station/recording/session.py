@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from station.capture.codes import Code, Kind
+from station.capture.codes import CARD_KINDS, Code, Kind
 from station.capture.frames import PedalPress
 from station.config import SessionSection
 
@@ -128,11 +128,16 @@ State = Idle | Recording | Suspended
 
 @dataclass(frozen=True, slots=True)
 class Scanned:
-    """A debounced, classified code seen at camera time ``t``."""
+    """A debounced, classified code seen at camera time ``t``.
+
+    ``lying``: the camera read it at the place where it last lay still (``codes.Lying``): a
+    card put down at the table, seen again after something covered it.
+    """
 
     code: Code
     t: float
     source: str = CAMERA
+    lying: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +264,7 @@ Action = StartClip | StopClip | LinkWaybill | LogEvent | PreviousParcel
 _SEEN_AGAIN = (
     "its clip has ended: seen again by the camera, ignored (scan it by hand to record a repack)"
 )
+_LYING = "lying where it lay before, seen again by the camera; ignored (hold it up or scan it)"
 
 
 def _log(ev: Scanned, note: str = "") -> LogEvent:
@@ -357,6 +363,17 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         # is that order's label: linked to its clip.
         late = _late_waybill(state, event)
         return late if late is not None else (state, [_before_clip(began, event)])
+    if (
+        isinstance(event, Scanned)
+        and event.lying
+        and event.source == CAMERA
+        and event.code.kind in CARD_KINDS
+    ):
+        # A seal or control card put down at the table and seen again where it lay, after a
+        # parcel covered it for longer than the debounce: no gesture, so no seal (it would end
+        # the open clip mid-packing, the rest unrecorded), sign-out or return. The card held
+        # up (elsewhere), a hand scan or the pedal still does it.
+        return state, [_log(event, _LYING)]
     last = _last(state)
     if (
         isinstance(state, Recording)
