@@ -24,11 +24,13 @@ def _clip(*events: tuple[str, str, float, str]) -> ClipRecord:
 
 
 ORDER = ("order", "PO-1", 1.0, "")
-# What the session logs for each control card in an open clip (station/recording/session.py).
+LYING = "lying where it lay before, seen again by the camera; ignored (hold it up or scan it)"
+# What the session logs in an open clip for each card that is no seal (recording/session.py).
 NOT_SEALS = [
     pytest.param(("control", "RETURN", 4.0, "the next clip is a return"), id="return card"),
     pytest.param(("control", "SIGNOUT", 4.0, "packer ann signed out"), id="sign-out card"),
     pytest.param(("control", "TEST", 4.0, "test scan"), id="test card"),
+    pytest.param(("seal", "SEAL", 4.0, LYING), id="seal card lying where it lay"),
 ]
 
 

@@ -28,8 +28,8 @@ class ScanEventRecord:
     def is_seal(self) -> bool:
         """Did this scan seal its clip? A seal card, the pedal, or a control card set to
         "seal": the session logs that one with no note, every other card (return, sign-out,
-        test) with a note saying what it did."""
-        return self.kind in ("seal", "pedal") or (self.kind == "control" and not self.note)
+        test) and a seal card it ignored (lying where it lay) with a note saying why."""
+        return self.kind in ("seal", "pedal", "control") and not self.note
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
