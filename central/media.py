@@ -38,7 +38,7 @@ _PASS = {
     "If-Unmodified-Since": "IfUnmodifiedSince",
 }
 # Kinds of the web's key-frame strip, from the labels the archiver gives its frames (a "control"
-# card is the seal only when it was the seal card: _frame_kind).
+# or "seal" card is the seal only when it sealed the clip: _frame_kind).
 _FRAME_KINDS = {
     "order": "order",
     "waybill": "waybill",
@@ -106,11 +106,11 @@ def keyframes(clip: ClipRecord) -> list[KeyFrame]:
 
 
 def _frame_kind(clip: ClipRecord, frame: dict[str, Any]) -> str | None:
-    """The strip's kind of an archived frame; a "control" frame (labelled by the scan's kind)
-    is the seal only when the control card at that moment was the seal card, not a return,
-    sign-out or test card."""
+    """The strip's kind of an archived frame; a "control" or "seal" frame (labelled by the
+    scan's kind) is the seal only when the card at that moment sealed the clip: the seal card,
+    not a return, sign-out or test card, nor a seal card lying where it lay (ignored)."""
     label = str(frame.get("label"))
-    if label != "control":
+    if label not in ("control", "seal"):
         return _FRAME_KINDS.get(label)
     t = float(frame.get("t", 0.0))
     seal = any(

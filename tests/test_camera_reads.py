@@ -394,3 +394,44 @@ def test_an_order_sheet_read_by_the_camera_and_typed_with_caps_lock_on_is_one_sc
     scans = [(2.0, RawScan("po-caps-2", "keyboard", 2.0)), (6.0, RawScan("SEAL", "keyboard", 6.0))]
     clips, _ = run_table(cfg, scans, end=8.0, seed=4, shown=(sheet,))
     assert [(c.order_id, c.finish_reason) for c in clips] == [(order, "sealed")]
+
+
+HELD = {"position": [0.5, 0.45], "size": 0.6}  # held up to the camera: near it, mid-view
+LAID = {"position": [0.25, 0.7]}  # put down on the table, at its edge
+
+
+def test_the_seal_card_lying_in_view_seen_again_after_a_parcel_covered_it_seals_nothing(
+    station_cfg: config_mod.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The packer shows the seal card to end PO-LAY-A's clip and puts it down in view; PO-LAY-B
+    is scanned; its parcel covers the card for 6 s (longer than the 3 s debounce) and is
+    moved away. The card read again where it lay is no seal: it ended PO-LAY-B's clip as
+    sealed mid-packing, the rest of the packing unrecorded. Held up again, it seals."""
+    a, b = "PO-LAY-A", "PO-LAY-B"
+
+    def card(at: float, duration: float, where: dict[str, object]) -> dict[str, object]:
+        return {"at": at, "kind": "show", "code": "SEAL", "symbology": "qrcode",
+                "duration": duration, **where}  # fmt: skip
+
+    events = [
+        {"at": 0.5, "kind": "key", "text": a},
+        card(3.0, 1.5, HELD),  # seals A
+        card(4.5, 5.0, LAID),  # lying in view from 4.8: one debounced sighting with the seal
+        {"at": 6.0, "kind": "key", "text": b},
+        card(15.5, 4.0, LAID),  # covered 9.5-15.5, seen again where it lay
+        card(24.0, 1.5, HELD),  # held up again: seals B
+        {"at": 27.0, "kind": "end"},
+    ]
+    with caplog.at_level("INFO", logger="station.recording.runner"):
+        clips, ledger = run(station_cfg, events)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "sealed"), (b, "sealed")]
+    lay = [r.getMessage() for r in caplog.records if "where it lay before" in r.getMessage()]
+    assert len(lay) == 1 and "'SEAL'" in lay[0] and "ignored" in lay[0], lay
+    assert [(e.kind, e.source, e.note.split(",")[0]) for e in clips[1].events] == [
+        ("order", "script", ""),
+        ("seal", "camera", "lying where it lay before"),
+        ("seal", "camera", ""),
+    ]
+    assert clips[1].duration_s > 24.0 - 6.0  # sealed by the card held up, not where it lay
+    assert ledger.unattached_events() == []
+    ledger.close()

@@ -9,12 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from station.capture.codes import (
+    LYING_S,
     Code,
     Debounce,
     Kind,
+    Lying,
     Rules,
     classify,
     safe_component,
+    same_place,
     sanitize,
     strip_symbology_id,
 )
@@ -493,6 +496,64 @@ def test_debounce_forgets_old_codes() -> None:
     for i in range(1000):
         _, d = d.seen(f"C{i}", float(i), 3.0)
     assert len(d.last) < 20
+
+
+TABLE = (198, 330, 284, 416)  # the seal card lying at the table's edge (960x540)
+HELD = (406, 160, 554, 308)  # held up to the camera: mid-view, nearer (larger)
+ELSEWHERE = (600, 100, 686, 186)
+
+
+class Card:
+    """The seal card's camera reads fed to ``Lying``, one every 0.1 s."""
+
+    def __init__(self) -> None:
+        self.lying = Lying()
+
+    def at(self, box: tuple[int, int, int, int], t0: float, t1: float | None = None) -> list[bool]:
+        """Read at ``box`` from ``t0`` to ``t1`` (once when None): was each read lying?"""
+        out = []
+        for i in range(round(((t1 or t0) - t0) * 10) + 1):
+            flag, self.lying = self.lying.seen("SEAL", t0 + i / 10, box)
+            out.append(flag)
+        return out
+
+
+def test_a_card_put_down_and_seen_again_where_it_lay_is_lying() -> None:
+    card = Card()
+    assert not any(card.at(HELD, 0.0, 1.0))  # shown for a moment: held up
+    assert not any(card.at(TABLE, 1.5, 1.5 + LYING_S))  # put down: lying once unmoved so long
+    assert card.at(TABLE, 1.6 + LYING_S, 5.0) == [True] * 15
+    # Covered by a parcel, read once as it slid over, then uncovered: where it lay.
+    assert card.at((198, 399, 284, 485), 5.3) == [False]
+    assert card.at((199, 331, 285, 416), 12.0) == [True]
+
+
+def test_a_card_held_up_again_or_elsewhere_is_not_lying() -> None:
+    card = Card()
+    card.at(HELD, 0.0, 1.5)  # shown for 1.5 s: held up, not put down
+    assert card.at(HELD, 9.0) == [False]  # shown again at the same place
+    card.at(TABLE, 10.0, 13.0)  # put down
+    assert card.at(HELD, 20.0) == [False]  # held up: elsewhere, larger
+    assert card.at((120, 330, 206, 416), 30.0) == [False]  # another place on the table
+
+
+def test_a_card_lies_where_it_lay_last_and_a_new_timeline_starts_afresh() -> None:
+    card = Card()
+    card.at(TABLE, 0.0, 3.0)
+    card.at(HELD, 4.0, 4.5)  # picked up, held up for a moment
+    assert card.at(TABLE, 8.0) == [True]  # the last place it lay is still that one
+    card.at(ELSEWHERE, 9.0, 12.0)  # put down elsewhere
+    assert card.at(TABLE, 20.0) == [False]
+    assert card.at(ELSEWHERE, 21.0) == [True]
+    assert card.at(ELSEWHERE, 1.0) == [False]  # the timeline went back: a new camera session
+    assert Lying().seen("OTHER", 0.0, TABLE)[1].places.keys() == {"OTHER"}
+
+
+def test_same_place_allows_an_eighth_of_the_size() -> None:
+    assert same_place(TABLE, TABLE)
+    assert same_place(TABLE, (208, 340, 294, 426))  # 10 px off an 86 px code
+    assert not same_place(TABLE, (198, 345, 284, 431))  # 15 px off
+    assert not same_place(TABLE, (180, 312, 302, 434))  # larger: nearer the camera
 
 
 @pytest.mark.parametrize(

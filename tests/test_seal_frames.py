@@ -11,6 +11,7 @@ import pytest
 
 from central import media
 from station import config as config_mod
+from station.capture.codes import LYING_CARD
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.proof.verify import verify_clip
 from station.service import assemble
@@ -33,13 +34,16 @@ def _clip(*events: tuple[str, str, float, str] | tuple[str, str, float, str, str
 
 
 ORDER = ("order", "PO-1", 1.0, "")
-# What the session logs for each control card in an open clip (station/recording/session.py).
+LYING = "lying where it lay before, seen again by the camera; ignored (hold it up or scan it)"
+# What the session logs in an open clip for each card that is no seal (recording/session.py).
 NOT_SEALS = [
     pytest.param(("control", "RETURN", 4.0, "the next clip is a return", "return"), id="return"),
     pytest.param(("control", "SIGNOUT", 4.0, "packer ann signed out", "signout"), id="sign-out"),
     pytest.param(("control", "TEST", 4.0, "test scan", "test"), id="test card"),
     # the card says what it was, whatever the note says (none here)
     pytest.param(("control", "TEST", 4.0, "", "test"), id="test card with no note"),
+    pytest.param(("seal", "SEAL", 4.0, LYING, LYING_CARD), id="seal card lying where it lay"),
+    pytest.param(("control", "SEAL", 4.0, LYING, LYING_CARD), id="control seal card lying"),
 ]
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from station.capture.codes import Code, Kind
+from station.capture.codes import LYING_CARD, Code, Kind
 from station.capture.frames import PedalPress
 from station.config import SessionSection
 from station.recording.session import (
@@ -166,6 +166,36 @@ def test_the_open_orders_sheet_seen_again_by_the_camera_ends_nothing() -> None:
         rec(),
         [LogEvent("order", "PO-A", 30.0, "camera", note)],
     )
+
+
+SIGNOUT = Code("SIGNOUT", Kind.CONTROL, "signout")
+RETURN = Code("RETURN", Kind.CONTROL, "return")
+ANN = Floor(packer="ann")
+LYING = "lying where it lay before, seen again by the camera; ignored (hold it up or scan it)"
+
+
+@pytest.mark.parametrize("code", [SEAL, CTRL_SEAL, SIGNOUT, RETURN, CTRL_TEST])
+@pytest.mark.parametrize(
+    "state",
+    [Idle(ANN, unrecorded="PO-A"), rec(floor=ANN), Suspended("PO-A", 5.0, floor=ANN, since=1.0)],
+    ids=["idle", "recording", "suspended"],
+)
+def test_a_card_seen_again_by_the_camera_where_it_lay_changes_nothing(state, code: Code) -> None:
+    """The seal card put down at the table after it sealed the order before, covered by this
+    parcel for longer than the debounce and seen again where it lay: no seal (it ended the
+    open clip mid-packing, the rest unrecorded), no sign-out, no return."""
+    new, actions = step(state, Scanned(code, 30.0, "camera", lying=True), RULES)
+    assert new == state
+    # recorded as a card that did nothing: no seal key frame, no seal in the timeline
+    assert actions == [LogEvent(code.kind.value, code.text, 30.0, "camera", LYING, card=LYING_CARD)]
+
+
+@pytest.mark.parametrize("code", [SEAL, CTRL_SEAL])
+def test_a_seal_card_held_up_or_scanned_by_hand_seals(code: Code) -> None:
+    for event in (Scanned(code, 30.0, "camera"), Scanned(code, 30.0, "keyboard", lying=True)):
+        state, actions = step(rec(), event, RULES)
+        assert state == Idle(last=("PO-A", 30.0), last_began=10.0)
+        assert actions[-1] == StopClip(FinishReason.SEALED, 30.0)
 
 
 def test_test_and_unknown_codes_keep_recording() -> None:

@@ -1,4 +1,4 @@
-"""Pure code hygiene: sanitise scanner input, classify it, debounce repeats, make safe names."""
+"""Pure code hygiene: sanitise, classify, debounce repeats, see cards lying, make safe names."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import re
 import string
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 
+from station.capture.frames import Box
 from station.config import PRODUCT_SYMBOLOGIES, CodesSection
 from station.errors import RejectedCode
 
@@ -338,6 +339,62 @@ class Debounce:
         kept = {k: v for k, v in self.last.items() if v >= horizon}
         kept[text] = t if is_new or prev is None else max(t, prev)
         return is_new, Debounce(MappingProxyType(kept))
+
+
+# Seal and control cards: station cards a packer shows to the camera and may put down in view.
+CARD_KINDS = frozenset({Kind.SEAL, Kind.CONTROL})
+# What a seal or control card did when the camera saw it again where it lay (the scan
+# event's ``card``): nothing. Its own kind stays "seal" or "control"; this says it sealed nothing.
+LYING_CARD = "lying"
+
+# A card the camera read unmoved at one place for this long was put down there: one held up
+# to the camera is shown for a moment (it is read, and confirmed, in a fraction of a second).
+LYING_S = 2.0
+
+
+def same_place(a: Box, b: Box) -> bool:
+    """Whether two reads' boxes are one place: every edge within an eighth of the larger
+    side. A code lying still is read within a pixel or two; one held up again lands elsewhere
+    (and nearer the camera: larger)."""
+    tol = max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1]) / 8
+    return all(abs(p - q) <= tol for p, q in zip(a, b, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    at: Box  # where the last reads saw it, unmoved
+    since: float  # read there since
+    last: float  # last read there
+    lay: Box | None  # the last place it lay unmoved for LYING_S or more
+
+
+@dataclass(frozen=True)
+class Lying:
+    """Where each code was last seen lying still, from camera reads and their boxes (camera
+    timeline). Immutable; ``seen`` returns a new one. Fed every read of a card, also those the
+    debounce swallows: a card put down in view is read on and on, one scan."""
+
+    places: Mapping[str, _Place] = field(default_factory=lambda: MappingProxyType({}))
+
+    def seen(self, text: str, t: float, box: Box) -> tuple[bool, Lying]:
+        """Return (lying, new_state): ``lying`` when ``box`` is the place where the code last
+        lay unmoved for ``LYING_S`` or more, i.e. it was put down there, and is seen there
+        again (after something covered it, if this read starts a new sighting).
+
+        That place is kept when the card is then read elsewhere (a parcel sliding over it,
+        the card picked up): only lying unmoved at another place replaces it. A timeline
+        going back (a new camera session) starts afresh."""
+        prev = self.places.get(text)
+        if prev is not None and t < prev.last:
+            prev = None
+        lying = prev is not None and prev.lay is not None and same_place(box, prev.lay)
+        if prev is not None and same_place(box, prev.at):
+            place = replace(prev, last=t)
+        else:
+            place = _Place(box, t, t, prev.lay if prev is not None else None)
+        if place.last - place.since >= LYING_S:
+            place = replace(place, lay=place.at)
+        return lying, Lying(MappingProxyType({**self.places, text: place}))
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
+from station.capture.frames import Box
 
 DEFAULT_LOOKS = 2
 DEFAULT_WINDOW_S = 1.5

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -81,6 +81,9 @@ class FrameSource(Protocol):
     def stop(self) -> None: ...
 
 
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
+
+
 @dataclass(frozen=True, slots=True)
 class RawScan:
     """Text read by a scanner or decoded from a frame, before classification.
@@ -88,13 +91,15 @@ class RawScan:
     ``t`` is on the camera's timeline (see ``Frame.t``); ``source`` names where it came from:
     "camera", "keyboard", "stdin", "script". ``symbology`` ("ean13", "code128", ...; see
     station/capture/barcodes.py) is known for camera reads only; a keyboard-wedge scanner types
-    text.
+    text. ``box``: where the camera read it, (x0, y0, x1, y1) in frame pixels (None for a hand
+    scan); where a scan was read, not what was read, so two scans compare equal without it.
     """
 
     text: str
     source: str
     t: float
     symbology: str = ""
+    box: Box | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

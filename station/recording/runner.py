@@ -16,9 +16,11 @@ import cv2
 import numpy as np
 
 from station.capture.codes import (
+    CARD_KINDS,
     Code,
     Debounce,
     Kind,
+    Lying,
     Rules,
     classify,
     sanitize,
@@ -170,6 +172,7 @@ class Station:
         self.tz = station_tz(cfg)
         self.state: ss.State = ss.Idle()
         self.debounce = Debounce()
+        self.lying = Lying()
         self.stats = LoopStats()
         self.last_error: str | None = None
         self._prev_small: np.ndarray | None = None
@@ -392,6 +395,10 @@ class Station:
             self._emit(EventKind.SCAN_UNREADABLE, ev.t, None, source=ev.source, why=str(exc))
             return
         code = classify(text, self.rules, ev.symbology)
+        lying = False
+        if ev.box is not None and code.kind in CARD_KINDS:
+            # Every read of a card, also those the debounce swallows: where it lies.
+            lying, self.lying = self.lying.seen(code.text, ev.t, ev.box)
         # Keyed by the code's text: a hand scan typed with Caps Lock on and the camera's read
         # of the same label are one scan (else the hand scan of the order the camera had just
         # opened was a rescan that ended its clip).
@@ -406,7 +413,11 @@ class Station:
                  f" {code.detail}" if code.detail else "", ev.source, ev.t)  # fmt: skip
         if code.kind is Kind.UNKNOWN:
             log.warning("code %r matches no configured order pattern", code.text)
-        self._apply(ss.Scanned(code, ev.t, ev.source))
+        if lying:
+            log.info("card %r read at t=%.3f where it lay before, seen again after something"
+                     " covered it: ignored (hold it up to the camera, or scan it by hand)",
+                     code.text, ev.t)  # fmt: skip
+        self._apply(ss.Scanned(code, ev.t, ev.source, lying=lying))
 
     # ---- session actions ------------------------------------------------------------------
 

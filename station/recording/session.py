@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from station.capture.codes import Code, Kind
+from station.capture.codes import CARD_KINDS, LYING_CARD, Code, Kind
 from station.capture.frames import PedalPress
 from station.config import SessionSection
 
@@ -137,11 +137,16 @@ State = Idle | Recording | Suspended
 
 @dataclass(frozen=True, slots=True)
 class Scanned:
-    """A debounced, classified code seen at camera time ``t``."""
+    """A debounced, classified code seen at camera time ``t``.
+
+    ``lying``: the camera read it at the place where it last lay still (``codes.Lying``): a
+    card put down at the table, seen again after something covered it.
+    """
 
     code: Code
     t: float
     source: str = CAMERA
+    lying: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +261,7 @@ class LogEvent:
     source: str
     note: str = ""
     in_clip: bool = True
-    card: str = ""  # a control card's command (seal, test, signout, return)
+    card: str = ""  # a control card's command (seal, test, signout, return), or LYING_CARD
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +279,7 @@ Action = StartClip | StopClip | LinkWaybill | LogEvent | PreviousParcel
 _SEEN_AGAIN = (
     "its clip has ended: seen again by the camera, ignored (scan it by hand to record a repack)"
 )
+_LYING = "lying where it lay before, seen again by the camera; ignored (hold it up or scan it)"
 
 
 def _log(ev: Scanned, note: str = "") -> LogEvent:
@@ -373,6 +379,17 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         # is that order's label: linked to its clip.
         late = _late_waybill(state, event)
         return late if late is not None else (state, [_before_clip(began, event)])
+    if (
+        isinstance(event, Scanned)
+        and event.lying
+        and event.source == CAMERA
+        and event.code.kind in CARD_KINDS
+    ):
+        # A seal or control card put down at the table and seen again where it lay, after a
+        # parcel covered it for longer than the debounce: no gesture, so no seal (it would end
+        # the open clip mid-packing, the rest unrecorded), sign-out or return. The card held
+        # up (elsewhere), a hand scan or the pedal still does it.
+        return state, [replace(_log(event, _LYING), card=LYING_CARD)]
     last = _last(state)
     if (
         isinstance(state, Recording)

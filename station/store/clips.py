@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from station.capture.codes import LYING_CARD
 from station.errors import LedgerError
 from station.store.sqlitedb import Table, from_row, utc_text
 
@@ -16,7 +17,8 @@ from station.store.sqlitedb import Table, from_row, utc_text
 @dataclass(frozen=True)
 class ScanEventRecord:
     """One scan or pedal press. ``t_clip_s`` is seconds from the clip's first frame; ``card``:
-    what a control card is set to do (seal, test, signout, return), empty for other kinds."""
+    what a control card is set to do (seal, test, signout, return), ``LYING_CARD`` for a seal
+    or control card the session ignored as lying where it lay, empty for other kinds."""
 
     kind: str
     text: str
@@ -29,7 +31,10 @@ class ScanEventRecord:
     @property
     def is_seal(self) -> bool:
         """Is this a seal (in a clip's timeline: what sealed it)? A seal card, the pedal, or a
-        control card set to "seal", not one set to return, sign out or test."""
+        control card set to "seal", not one set to return, sign out or test, nor a card the
+        camera saw again where it lay (``LYING_CARD``), which sealed nothing."""
+        if self.card == LYING_CARD:
+            return False
         return self.kind in ("seal", "pedal") or (self.kind == "control" and self.card == "seal")
 
     def to_json(self) -> dict[str, Any]:
