@@ -394,3 +394,16 @@ def test_an_order_sheet_read_by_the_camera_and_typed_with_caps_lock_on_is_one_sc
     scans = [(2.0, RawScan("po-caps-2", "keyboard", 2.0)), (6.0, RawScan("SEAL", "keyboard", 6.0))]
     clips, _ = run_table(cfg, scans, end=8.0, seed=4, shown=(sheet,))
     assert [(c.order_id, c.finish_reason) for c in clips] == [(order, "sealed")]
+
+
+def test_a_code39_order_sheet_with_shift_pairs_starts_its_order_as_printed(
+    station_cfg: config_mod.Config,
+) -> None:
+    """A Code 39 "PO/A12" is that order to the camera, as to a hand scanner at its defaults,
+    not the full-ASCII "PO!12" (a read of no order symbology, which started nothing)."""
+    order = "PO/A12"
+    sheet = {"at": 1.0, "kind": "show", "code": order, "symbology": "code39", "duration": 2.0}
+    scans = [(6.0, RawScan("SEAL", "keyboard", 6.0))]
+    clips, _ = run_table(station_cfg, scans, end=8.0, seed=4, shown=(sheet,))
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(order, "sealed")]
+    assert [(e.kind, e.text, e.source) for e in clips[0].events][0] == ("order", order, "camera")
