@@ -406,4 +406,5 @@ def test_a_code39_order_sheet_with_shift_pairs_starts_its_order_as_printed(
     scans = [(6.0, RawScan("SEAL", "keyboard", 6.0))]
     clips, _ = run_table(station_cfg, scans, end=8.0, seed=4, shown=(sheet,))
     assert [(c.order_id, c.finish_reason) for c in clips] == [(order, "sealed")]
-    assert [(e.kind, e.text, e.source) for e in clips[0].events][0] == ("order", order, "camera")
+    first = clips[0].events[0]
+    assert (first.kind, first.text, first.source) == ("order", order, "camera")
