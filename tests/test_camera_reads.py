@@ -435,3 +435,17 @@ def test_the_seal_card_lying_in_view_seen_again_after_a_parcel_covered_it_seals_
     assert clips[1].duration_s > 24.0 - 6.0  # sealed by the card held up, not where it lay
     assert ledger.unattached_events() == []
     ledger.close()
+
+
+def test_a_code39_order_sheet_with_shift_pairs_starts_its_order_as_printed(
+    station_cfg: config_mod.Config,
+) -> None:
+    """A Code 39 "PO/A12" is that order to the camera, as to a hand scanner at its defaults,
+    not the full-ASCII "PO!12" (a read of no order symbology, which started nothing)."""
+    order = "PO/A12"
+    sheet = {"at": 1.0, "kind": "show", "code": order, "symbology": "code39", "duration": 2.0}
+    scans = [(6.0, RawScan("SEAL", "keyboard", 6.0))]
+    clips, _ = run_table(station_cfg, scans, end=8.0, seed=4, shown=(sheet,))
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(order, "sealed")]
+    first = clips[0].events[0]
+    assert (first.kind, first.text, first.source) == ("order", order, "camera")

@@ -50,6 +50,7 @@ class Detection:
 
 # --------------------------------------------------------------------------- decoders
 
+# The formats zxing-cpp reports, by packcam's names. A read of any other format is no read.
 _ZXING_FORMATS: dict[zxingcpp.BarcodeFormat, str] = {
     zxingcpp.BarcodeFormat.QRCode: "qrcode",
     zxingcpp.BarcodeFormat.Code128: "code128",
@@ -60,8 +61,23 @@ _ZXING_FORMATS: dict[zxingcpp.BarcodeFormat, str] = {
     zxingcpp.BarcodeFormat.Code39: "code39",
     zxingcpp.BarcodeFormat.DataMatrix: "datamatrix",
 }
-# A list, not `a | b`: zxing-cpp 3 deprecates or-ing formats.
-_ZXING_FORMAT_LIST = list(_ZXING_FORMATS)
+# The variants it is asked for (a list, not `a | b`: zxing-cpp 3 deprecates or-ing formats).
+# Not the families QRCode and Code39: they add Micro QR and rMQR, which packcam has no name
+# for, and Code 39 read as full ASCII ("PO/A12" as "PO!12"), as a PZN or as a Code 32
+# pharmacode (one 6-digit ID in ten becomes "A0..."). Hand scanners read standard Code 39 by
+# default and type the printed characters; so does zbar. Both QR models come as QRCode and
+# standard Code 39 as Code39.
+_ZXING_FORMAT_LIST = [
+    zxingcpp.BarcodeFormat.QRCodeModel1,
+    zxingcpp.BarcodeFormat.QRCodeModel2,
+    zxingcpp.BarcodeFormat.Code128,
+    zxingcpp.BarcodeFormat.EAN13,
+    zxingcpp.BarcodeFormat.EAN8,
+    zxingcpp.BarcodeFormat.UPCA,
+    zxingcpp.BarcodeFormat.UPCE,
+    zxingcpp.BarcodeFormat.Code39Std,
+    zxingcpp.BarcodeFormat.DataMatrix,
+]
 
 # UPC-A and UPC-E are left out on purpose: with only EAN-13 enabled zbar still reads them but
 # reports the 13-digit EAN form, the same text zxing-cpp >= 3 gives. zbar cannot read DataMatrix.
@@ -110,11 +126,17 @@ def decode_zxing(
     ):
         if not b.text:
             continue
+        name = _ZXING_FORMATS.get(b.format)
+        if name is None:
+            # Named after the format, it would be a code of no order symbology ("unknown") and
+            # stop the pipeline before zbar and the other stages could read the symbol.
+            log.warning("zxing-cpp read a %s, which packcam does not name: ignored", b.format)
+            continue
         p = b.position
         points = tuple(
             (int(q.x), int(q.y)) for q in (p.top_left, p.top_right, p.bottom_right, p.bottom_left)
         )
-        text, sym = normalise_text(b.text, _ZXING_FORMATS.get(b.format, str(b.format).lower()))
+        text, sym = normalise_text(b.text, name)
         found.append(Detection(text, sym, points))
     return found
 
