@@ -449,3 +449,24 @@ def test_a_code39_order_sheet_with_shift_pairs_starts_its_order_as_printed(
     assert [(c.order_id, c.finish_reason) for c in clips] == [(order, "sealed")]
     first = clips[0].events[0]
     assert (first.kind, first.text, first.source) == ("order", order, "camera")
+
+
+def test_a_code_of_no_order_symbology_is_logged_as_such_not_as_a_pattern_mismatch(
+    station_cfg: config_mod.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Code 128 in view on a station that takes orders from QR codes only is ignored with an
+    INFO line naming its symbology; the WARNING about order patterns is for a code of an order
+    symbology that matches none (a misconfiguration or a foreign sheet), not for this."""
+    cfg = station_cfg.replace("codes", order_symbologies=("qrcode",), order_patterns=(r"^PO-",))
+    shown = (
+        {"at": 1.0, "kind": "show", "code": "CARTON-77", "symbology": "code128", "duration": 2.0},
+        {"at": 4.0, "kind": "show", "code": "XX-1", "symbology": "qrcode", "duration": 2.0},
+    )
+    with caplog.at_level("INFO", logger="station.recording.runner"):
+        clips, _ = run_table(cfg, [], end=8.0, seed=4, shown=shown)
+    assert clips == []
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    carton = [(lvl, m) for lvl, m in lines if "'CARTON-77'" in m and "ignored" in m]
+    assert carton == [("INFO", carton[0][1])] and "code128" in carton[0][1], lines
+    assert ("WARNING", "code 'XX-1' matches no configured order pattern") in lines
+    assert not any(lvl == "WARNING" and "CARTON-77" in m for lvl, m in lines)

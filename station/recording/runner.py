@@ -412,7 +412,12 @@ class Station:
         log.info("scan %r (%s%s) from %s at t=%.3f", code.text, code.kind.value,
                  f" {code.detail}" if code.detail else "", ev.source, ev.t)  # fmt: skip
         if code.kind is Kind.UNKNOWN:
-            log.warning("code %r matches no configured order pattern", code.text)
+            if ev.symbology and ev.symbology not in self.rules.order_symbologies:
+                # the usual case: a product's or a carton's code in view, not a misconfiguration
+                log.info("code %r is a %s, no order symbology (codes.order_symbologies): "
+                         "ignored", code.text, ev.symbology)  # fmt: skip
+            else:
+                log.warning("code %r matches no configured order pattern", code.text)
         if lying:
             log.info("card %r read at t=%.3f where it lay before, seen again after something"
                      " covered it: ignored (hold it up to the camera, or scan it by hand)",
