@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import re
 import sqlite3
 import struct
+import tempfile
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -175,8 +177,10 @@ def test_export_needs_an_operator(web_client, path: str) -> None:
 
 
 def test_xlsx_writer_keeps_unicode_and_replaces_what_xml_cannot_carry() -> None:
-    blob = write_xlsx("s", ["a", "b"], [["订单-七号", 1.5], ["bad\x01char", None], [7, "x&<y>"]])
-    ws = openpyxl.load_workbook(io.BytesIO(blob)).active
+    out = io.BytesIO()
+    rows = [["订单-七号", 1.5], ["bad\x01char", None], [7, "x&<y>"]]
+    assert write_xlsx(out, "s", ["a", "b"], iter(rows)) == 3
+    ws = openpyxl.load_workbook(out).active
     assert list(ws.iter_rows(values_only=True)) == [
         ("a", "b"),
         ("订单-七号", 1.5),
@@ -343,3 +347,34 @@ def test_the_csv_is_streamed_a_page_at_a_time(
     resp.close()
     assert len(chunks) > 2 and chunks[0].startswith("\ufeff".encode())
     assert b"".join(chunks).decode("utf-8-sig").count("\r\n") == 1 + 8
+
+
+def _open_in(folder: Path) -> list[str]:
+    """The files this process holds open in ``folder`` (a nameless temporary file too)."""
+    links = (os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.is_symlink())
+    return [link for link in links if link.startswith(str(folder))]
+
+
+def test_an_xlsx_export_leaves_no_temporary_file_sent_abandoned_or_refused(
+    operator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workbook is spooled to a temporary file (on disk past SPOOL_BYTES, as a year's
+    is): closed, and so gone, once sent, when the browser goes away mid-download, and when
+    the export is refused."""
+    from web import export
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    monkeypatch.setattr(export, "SPOOL_BYTES", 1)
+    sent = operator.get("/export/orders.xlsx", query_string=DAY)
+    assert sent.status_code == 200 and openpyxl.load_workbook(io.BytesIO(sent.get_data()))
+    assert _open_in(spool) == []
+    gone = operator.get("/export/orders.xlsx", query_string=DAY, buffered=False)
+    assert gone.status_code == 200 and next(gone.iter_encoded()).startswith(b"PK")
+    assert len(_open_in(spool)) == 1  # on disk while it is sent
+    gone.close()  # the server closes the response of a client that went away
+    assert _open_in(spool) == []
+    monkeypatch.setattr(export, "XLSX_MAX_ROWS", 3)
+    assert operator.get("/export/orders.xlsx", query_string=DAY).status_code == 422
+    assert _open_in(spool) == [] and list(spool.iterdir()) == []
