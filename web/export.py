@@ -177,8 +177,8 @@ def _csv(data: Iterable[list[str | float]]) -> Iterator[bytes]:
 
 
 def _xlsx(day_from: str, day_to: str, data: Iterator[list[str | float]]) -> IO[bytes]:
-    """The workbook in a temporary file (in memory while small, else on disk and nameless),
-    rewound; ExportRefused when the range has more rows than a sheet holds."""
+    """The workbook in a temporary file (in memory while small, else on disk and nameless);
+    ExportRefused when the range has more rows than a sheet holds."""
     # closed here on a refusal or an error, else by the response (wrap_file) once sent
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
     try:
@@ -197,7 +197,6 @@ def _xlsx(day_from: str, day_to: str, data: Iterator[list[str | float]]) -> IO[b
     except BaseException:
         spool.close()
         raise
-    spool.seek(0)
     return spool
 
 
