@@ -167,6 +167,26 @@ def test_both_indexes_answer_the_same(both: tuple[ClipIndex, CentralDB]) -> None
         assert reader.legal_hold("PO-1") is None
 
 
+def test_both_indexes_page_a_listing_oldest_first_after_a_key(
+    both: tuple[ClipIndex, CentralDB],
+) -> None:
+    """Keyset paging (ClipSearch.after), as the export reads a year: each page starts after
+    the last clip of the one before, and the range's bounds and filters still hold."""
+    start, end = _utc(T0 + timedelta(minutes=1)), _utc(T0 + timedelta(hours=2))
+    for index in both:
+        pages, after = [], ("", 0)
+        while page := index.search(ClipSearch(limit=2, after=after, start_utc=start, end_utc=end)):
+            pages.append([(c.order_id, c.duration_s) for c in page])
+            last = page[-1]
+            assert last.id is not None
+            after = (str(last.extra["started_utc"]), last.id)
+        assert pages == [[("PO-2", 50.0), ("PO-3", 40.0)], [("PO-3", 12.0), ("PO-4", 20.0)]]
+        s1 = ClipSearch(limit=5, after=("", 0), station="s1", start_utc=start, end_utc=end)
+        assert [c.order_id for c in index.search(s1)] == ["PO-2", "PO-4"]
+    with pytest.raises(ValueError, match="after"):
+        ClipSearch("po", after=("", 0))
+
+
 def test_what_only_one_index_knows_is_empty_on_the_other(
     both: tuple[ClipIndex, CentralDB],
 ) -> None:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import os
 import re
+import sqlite3
+import struct
+import tempfile
 import time
+import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import openpyxl
@@ -170,8 +177,10 @@ def test_export_needs_an_operator(web_client, path: str) -> None:
 
 
 def test_xlsx_writer_keeps_unicode_and_replaces_what_xml_cannot_carry() -> None:
-    blob = write_xlsx("s", ["a", "b"], [["订单-七号", 1.5], ["bad\x01char", None], [7, "x&<y>"]])
-    ws = openpyxl.load_workbook(io.BytesIO(blob)).active
+    out = io.BytesIO()
+    rows = [["订单-七号", 1.5], ["bad\x01char", None], [7, "x&<y>"]]
+    assert write_xlsx(out, "s", ["a", "b"], iter(rows)) == 3
+    ws = openpyxl.load_workbook(out).active
     assert list(ws.iter_rows(values_only=True)) == [
         ("a", "b"),
         ("订单-七号", 1.5),
@@ -214,3 +223,158 @@ def test_the_export_page_offers_both_formats_for_the_last_week(operator) -> None
     page = operator.get("/export").get_data(as_text=True)
     assert 'action="/export/orders.csv"' in page and 'formaction="/export/orders.xlsx"' in page
     assert 'name="from"' in page and 'name="to"' in page and "station-02" in page
+
+
+# ---- the export of many clips: order, unchanged bytes, streaming ---------------------------
+
+
+def _undated(blob: bytes) -> bytes:
+    """The zip with every member's time set to 0: the rest of its bytes are the writer's."""
+    out = bytearray(blob)
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        infos = z.infolist()
+    for info in infos:
+        out[info.header_offset + 10 : info.header_offset + 14] = bytes(4)  # local header
+    at = blob.index(b"PK\x01\x02")  # the central directory, one header per member
+    for _ in infos:
+        out[at + 12 : at + 16] = bytes(4)
+        n, m, k = struct.unpack("<HHH", blob[at + 28 : at + 34])
+        at += 46 + n + m + k
+    return bytes(out)
+
+
+def _index_many(env: WebEnv, n: int) -> None:
+    """``n`` clips on the fixture's day, a few seconds apart, with order IDs a sheet could take
+    for formulas, Chinese ones, packers, returns and repacks: every column of the export."""
+    from conftest_web import TZ8, index_clip
+
+    from station.store.ledger import Ledger
+
+    shapes = ("PO-{i}", "订单-{i}", "=SUM(A{i})", "+86{i}", "-{i}", "@x{i}", "\t{i}")
+    ledger = Ledger.in_data_dir(env.data_dir)
+    try:
+        for i in range(n):
+            start = datetime(2026, 11, 30, 10, 0, 0, i * 37 % 1000 * 1000, tzinfo=TZ8)
+            extra: dict[str, object] = {"packer": "张三"} if i % 3 else {}
+            if i % 11 == 5:
+                extra.update(kind="return", repack_of=[1, i])
+            index_clip(
+                ledger, env.data_dir, env.file("plain"), shapes[i % len(shapes)].format(i=i),
+                station="桌1" if i % 2 else "station-02", start=start + timedelta(seconds=7 * i),
+                rel=f"clips/2026/11/30/many_{i}.mp4", copy=False,
+                waybill=None if i % 5 == 0 else f"SF{9000 + i}", extra=extra,
+            )  # fmt: skip
+    finally:
+        ledger.close()
+
+
+def test_the_export_of_a_few_hundred_clips_is_byte_for_byte_what_it_was(
+    operator, web_env: WebEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The digests are those of the exports built whole in memory (before they were
+    streamed, commit f013c44), for these clips: a spreadsheet a seller made from an earlier
+    export must read a new one the same way. Pages of 64 rows: several pages, each read once."""
+    from web import export
+
+    monkeypatch.setattr(export, "PAGE", 64)
+    _index_many(web_env, 300)
+    body = operator.get("/export/orders.csv", query_string=DAY).get_data()
+    assert len(csv_rows(operator.get("/export/orders.csv", query_string=DAY))) == 1 + 8 + 300
+    xlsx = operator.get("/export/orders.xlsx", query_string=DAY).get_data()
+    assert (
+        hashlib.sha256(body).hexdigest()
+        == "daf0806f9b99e76d86cd6d6ddfae5b05a23becebeebb14f59076c111989960e8"
+    )
+    assert (
+        hashlib.sha256(_undated(xlsx)).hexdigest()
+        == "b512939d6df403be49eca19567a2b46c88dee3a0236bd3b97da7c162e99e8709"
+    )
+
+
+def test_the_export_is_oldest_first_across_pages_and_time_zones(
+    operator, web_env: WebEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows are in the order the clips started (then by clip): clips started in the same
+    second on either side of a page of the index, and a station on another offset whose
+    local time reads earlier than an older clip's, are not shuffled."""
+    from conftest_web import TZ8, index_clip
+
+    from station.store.ledger import Ledger
+    from web import export
+
+    monkeypatch.setattr(export, "PAGE", 2)
+    ledger = Ledger.in_data_dir(web_env.data_dir)
+    try:
+        for i, (station, start) in enumerate((
+            ("桌1", datetime(2026, 11, 30, 10, 0, 0, 100000, tzinfo=TZ8)),
+            ("桌1", datetime(2026, 11, 30, 10, 0, 0, 600000, tzinfo=TZ8)),
+            ("station-02", datetime(2026, 11, 30, 10, 0, 0, 300000, tzinfo=TZ8)),
+            ("london", datetime(2026, 11, 30, 3, 0, 0, tzinfo=UTC)),  # 11:00 at +08:00
+            ("桌1", datetime(2026, 11, 30, 10, 30, 0, tzinfo=TZ8)),
+        )):  # fmt: skip
+            index_clip(ledger, web_env.data_dir, web_env.file("plain"), f"T-{i}",
+                       station=station, start=start, copy=False)  # fmt: skip
+    finally:
+        ledger.close()
+    conn = sqlite3.connect(web_env.data_dir / "index.sqlite3")
+    want = [
+        [order, datetime.fromisoformat(at).isoformat(timespec="seconds")]
+        for order, at in conn.execute(
+            "SELECT order_id, started_at FROM clips ORDER BY started_utc, id"
+        )
+    ]
+    conn.close()
+    rows = csv_rows(operator.get("/export/orders.csv", query_string=DAY))[1:]
+    assert [[r[0], r[3]] for r in rows] == want
+    assert [r[0] for r in rows if r[0].startswith("T-")] == ["T-0", "T-2", "T-1", "T-4", "T-3"]
+    sheet = openpyxl.load_workbook(
+        io.BytesIO(operator.get("/export/orders.xlsx", query_string=DAY).get_data())
+    ).active
+    assert [[r[0], r[3]] for r in sheet.iter_rows(min_row=2, values_only=True)] == want
+
+
+def test_the_csv_is_streamed_a_page_at_a_time(
+    operator, web_env: WebEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first rows leave before the last page of the index is read: a year of clips is
+    never held whole in the site's memory."""
+    from web import export
+
+    monkeypatch.setattr(export, "PAGE", 3)
+    resp = operator.get("/export/orders.csv", query_string=DAY, buffered=False)
+    assert resp.status_code == 200 and resp.is_streamed
+    chunks = list(resp.iter_encoded())
+    resp.close()
+    assert len(chunks) > 2 and chunks[0].startswith("\ufeff".encode())
+    assert b"".join(chunks).decode("utf-8-sig").count("\r\n") == 1 + 8
+
+
+def _open_in(folder: Path) -> list[str]:
+    """The files this process holds open in ``folder`` (a nameless temporary file too)."""
+    links = (os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.is_symlink())
+    return [link for link in links if link.startswith(str(folder))]
+
+
+def test_an_xlsx_export_leaves_no_temporary_file_sent_abandoned_or_refused(
+    operator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workbook is spooled to a temporary file (on disk past SPOOL_BYTES, as a year's
+    is): closed, and so gone, once sent, when the browser goes away mid-download, and when
+    the export is refused."""
+    from web import export
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    monkeypatch.setattr(export, "SPOOL_BYTES", 1)
+    sent = operator.get("/export/orders.xlsx", query_string=DAY)
+    assert sent.status_code == 200 and openpyxl.load_workbook(io.BytesIO(sent.get_data()))
+    assert _open_in(spool) == []
+    gone = operator.get("/export/orders.xlsx", query_string=DAY, buffered=False)
+    assert gone.status_code == 200 and next(gone.iter_encoded()).startswith(b"PK")
+    assert len(_open_in(spool)) == 1  # on disk while it is sent
+    gone.close()  # the server closes the response of a client that went away
+    assert _open_in(spool) == []
+    monkeypatch.setattr(export, "XLSX_MAX_ROWS", 3)
+    assert operator.get("/export/orders.xlsx", query_string=DAY).status_code == 422
+    assert _open_in(spool) == [] and list(spool.iterdir()) == []

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import logging
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
+from typing import IO
 
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_babel import format_number
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
+from werkzeug.wsgi import wrap_file
 
 from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord
@@ -40,6 +51,7 @@ HEADER = (
 MAX_DAYS = 366
 XLSX_MAX_ROWS = 1_048_575  # a sheet holds 2**20 rows, the header included
 PAGE = 500
+SPOOL_BYTES = 8 << 20  # a workbook larger than this is spooled to disk, not kept in memory
 # A cell starting with one of these is a formula to Excel and LibreOffice; order IDs come
 # from scanners and labels, so a CSV cell is made inert with a leading apostrophe (OWASP).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -96,46 +108,40 @@ def _range() -> tuple[str, str, str, str]:
 
 
 def _clips(start_utc: str, end_utc: str, station: str | None) -> Iterator[ClipRecord]:
+    """The clips started in [start, end), oldest first, a page at a time: each page starts
+    after the last clip of the one before (by OFFSET, each would read all those before it)."""
     index = get_index()
-    offset = 0
+    after = ("", 0)  # before the first clip
     while True:
         page = index.search(
             ClipSearch(
-                start_utc=start_utc, end_utc=end_utc, station=station, limit=PAGE, offset=offset
+                start_utc=start_utc, end_utc=end_utc, station=station, limit=PAGE, after=after
             )
         )
-        yield from reversed(page)  # the index pages newest first; each page oldest first
+        yield from page
         if len(page) < PAGE:
             return
-        offset += PAGE
+        last = page[-1]
+        assert last.id is not None  # both indexes give every clip its id
+        after = (str(last.extra["started_utc"]), last.id)
 
 
-def rows(
-    start_utc: str, end_utc: str, station: str | None, limit: int | None = None
-) -> list[list[str | float]]:
-    """One row per clip (a re-packed order has several), oldest first; ``limit``: stop
-    after ``limit + 1`` rows (more than the caller can use)."""
-    out: list[list[str | float]] = []
+def rows(start_utc: str, end_utc: str, station: str | None) -> Iterator[list[str | float]]:
+    """One row per clip (a re-packed order has several), oldest first."""
     for c in _clips(start_utc, end_utc, station):
-        if limit is not None and len(out) > limit:
-            break
-        out.append(
-            [
-                c.order_id,
-                " ".join(w.waybill for w in c.waybills),
-                c.station,
-                c.started_at.isoformat(timespec="seconds"),
-                round(c.duration_s, 1),
-                c.finish_reason,
-                c.sha256,
-                url_for("clips.order", order_id=c.order_id, _external=True),
-                c.packer or "",
-                c.kind,
-                " ".join(str(i) for i in c.repack_of),
-            ]
-        )
-    out.sort(key=lambda r: str(r[3]))
-    return out
+        yield [
+            c.order_id,
+            " ".join(w.waybill for w in c.waybills),
+            c.station,
+            c.started_at.isoformat(timespec="seconds"),
+            round(c.duration_s, 1),
+            c.finish_reason,
+            c.sha256,
+            url_for("clips.order", order_id=c.order_id, _external=True),
+            c.packer or "",
+            c.kind,
+            " ".join(str(i) for i in c.repack_of),
+        ]
 
 
 def _inert(value: str | float) -> str | float:
@@ -148,23 +154,57 @@ def _station() -> str:
     return request.args.get("station", "").strip()[:64]
 
 
-def _args(limit: int | None = None) -> tuple[str, list[list[str | float]]]:
-    """The file's name and its rows (ExportRefused; ``limit``: the most rows it may have)."""
+def _args() -> tuple[str, str, Iterator[list[str | float]]]:
+    """The first and last day of the form's range, and the rows of its clips, read as they
+    are used (ExportRefused)."""
     day_from, day_to, start_utc, end_utc = _range()
-    name = f"packcam-orders_{day_from}_{day_to}"
-    data = rows(start_utc, end_utc, _station() or None, limit)
-    if limit is not None and len(data) > limit:
-        # Excel would drop the rows past its last with a warning that is easy to miss
-        raise ExportRefused(
-            _(
-                "%(from)s to %(to)s has more than %(max)s clips, more than an Excel sheet "
-                "holds. Choose fewer days or one station, or export it as CSV.",
-                max=format_number(limit),
-                **{"from": day_from, "to": day_to},
-            ),
-            422,
-        )
-    return name, data
+    return day_from, day_to, rows(start_utc, end_utc, _station() or None)
+
+
+def _csv(data: Iterable[list[str | float]]) -> Iterator[bytes]:
+    """The CSV file, a page of rows at a time."""
+    buf = io.StringIO()
+    buf.write("\ufeff")  # a BOM, so Excel reads the UTF-8 (Chinese order IDs) correctly
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(HEADER)
+    for n, row in enumerate(data, start=1):
+        writer.writerow([_inert(v) for v in row])
+        if n % PAGE == 0:
+            yield buf.getvalue().encode("utf-8")
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue().encode("utf-8")
+
+
+def _xlsx(day_from: str, day_to: str, data: Iterator[list[str | float]]) -> IO[bytes]:
+    """The workbook in a temporary file (in memory while small, else on disk and nameless);
+    ExportRefused when the range has more rows than a sheet holds."""
+    # closed here on a refusal or an error, else by the response (wrap_file) once sent
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+    try:
+        n = write_xlsx(spool, "orders", HEADER, itertools.islice(data, XLSX_MAX_ROWS + 1))
+        if n > XLSX_MAX_ROWS:
+            # Excel would drop the rows past its last with a warning that is easy to miss
+            raise ExportRefused(
+                _(
+                    "%(from)s to %(to)s has more than %(max)s clips, more than an Excel sheet "
+                    "holds. Choose fewer days or one station, or export it as CSV.",
+                    max=format_number(XLSX_MAX_ROWS),
+                    **{"from": day_from, "to": day_to},
+                ),
+                422,
+            )
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _download(resp: Response, day_from: str, day_to: str, ext: str) -> Response:
+    name = f"packcam-orders_{day_from}_{day_to}.{ext}"
+    resp.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 def _form(day_from: str, day_to: str, station: str, error: str | None = None) -> str:
@@ -199,32 +239,29 @@ def form() -> str:
 @require("operator")
 def orders_csv() -> Response | tuple[str, int]:
     try:
-        name, data = _args()
+        day_from, day_to, data = _args()
     except ExportRefused as exc:
         return _refused(exc)
-    buf = io.StringIO()
-    buf.write("\ufeff")  # a BOM, so Excel reads the UTF-8 (Chinese order IDs) correctly
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(HEADER)
-    for row in data:
-        writer.writerow([_inert(v) for v in row])
-    resp = Response(buf.getvalue().encode("utf-8"), mimetype="text/csv")
-    resp.headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
+    # streamed: the rows are read, a page at a time, while the file is sent
+    resp = Response(stream_with_context(_csv(data)), mimetype="text/csv")
+    return _download(resp, day_from, day_to, "csv")
 
 
 @bp.get("/export/orders.xlsx")
 @require("operator")
 def orders_xlsx() -> Response | tuple[str, int]:
     try:
-        name, data = _args(XLSX_MAX_ROWS)
+        day_from, day_to, data = _args()
+        spool = _xlsx(day_from, day_to, data)
     except ExportRefused as exc:
         return _refused(exc)
-    blob = write_xlsx("orders", HEADER, data)
+    size = spool.seek(0, io.SEEK_END)
+    spool.seek(0)
+    # the server closes the file (and so deletes it) when the response ends, sent or not
     resp = Response(
-        blob, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        wrap_file(request.environ, spool),
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        direct_passthrough=True,
     )
-    resp.headers["Content-Disposition"] = f'attachment; filename="{name}.xlsx"'
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
+    resp.content_length = size
+    return _download(resp, day_from, day_to, "xlsx")

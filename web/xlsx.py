@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import itertools
 import re
+import time
 import zipfile
 from collections.abc import Iterable, Sequence
+from typing import IO
 from xml.sax.saxutils import escape
 
 Cell = str | int | float | None
@@ -61,34 +64,42 @@ def _cell(ref: str, value: Cell) -> str:
     return f'<c r="{ref}" t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
 
 
-def write_xlsx(sheet: str, header: Sequence[str], rows: Iterable[Sequence[Cell]]) -> bytes:
-    """The bytes of a one-sheet workbook: ``header`` in bold-free row 1, then ``rows``."""
+def write_xlsx(
+    out: IO[bytes], sheet: str, header: Sequence[str], rows: Iterable[Sequence[Cell]]
+) -> int:
+    """Write a one-sheet workbook to ``out`` (seekable): ``header`` in bold-free row 1, then
+    ``rows``, the sheet read and written a row at a time; returns the number of ``rows``."""
     name = escape(_ILLEGAL.sub("", sheet)[:31] or "Sheet1", {'"': "&quot;"})
-    body = io.StringIO()
-    body.write(
-        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-        '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
-        '<sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2"'
-        ' activePane="bottomLeft" state="frozen"/></sheetView></sheetViews><sheetData>'
-    )
-    for r, row in enumerate([header, *rows], start=1):
-        cells = "".join(_cell(f"{_col(c)}{r}", v) for c, v in enumerate(row))
-        body.write(f'<row r="{r}">{cells}</row>')
-    body.write("</sheetData></worksheet>")
     workbook = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
         ' xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
         f'<sheets><sheet name="{name}" sheetId="1" r:id="rId1"/></sheets></workbook>'
     )
-    out = io.BytesIO()
+    # the sheet's entry as writestr makes one (its time, its mode), with no sizes to know
+    # beforehand: written through open(), which goes back to fill them in
+    info = zipfile.ZipInfo("xl/worksheets/sheet1.xml", time.localtime(time.time())[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o600 << 16
+    n = 0
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("[Content_Types].xml", _CONTENT_TYPES)
         z.writestr("_rels/.rels", _RELS)
         z.writestr("xl/workbook.xml", workbook)
         z.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS)
-        z.writestr("xl/worksheets/sheet1.xml", body.getvalue())
-    return out.getvalue()
+        with z.open(info, "w") as raw, io.TextIOWrapper(raw, "utf-8", newline="") as body:
+            body.write(
+                '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+                '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+                '<sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2"'
+                ' activePane="bottomLeft" state="frozen"/></sheetView></sheetViews><sheetData>'
+            )
+            for r, row in enumerate(itertools.chain([header], rows), start=1):
+                cells = "".join(_cell(f"{_col(c)}{r}", v) for c, v in enumerate(row))
+                body.write(f'<row r="{r}">{cells}</row>')
+                n = r - 1
+            body.write("</sheetData></worksheet>")
+    return n
 
 
 __all__ = ["write_xlsx"]

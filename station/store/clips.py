@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Container, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -222,7 +222,10 @@ class ClipSearch:
     whose order ID or a waybill contains ``q`` (how: the index's), started in [``start_utc``,
     ``end_utc``), at ``station``, packed by ``packer``, of ``kind`` (order or return), of one
     of ``stations`` (the account's scope, web/scope.py; None: all, empty: none); the page
-    ``limit`` clips long after ``offset`` ones, newest first. An empty or None filter is none."""
+    ``limit`` clips long after ``offset`` ones, newest first. An empty or None filter is none.
+    ``after``: the (started_utc, id) of a clip (``("", 0)``: before the first), for a listing
+    without ``q``: the page is the ``limit`` clips after it, oldest first (keyset paging: the
+    last page of a year costs what the first does; ``offset`` reads every row before it again)."""
 
     q: str = ""
     start_utc: str | None = None
@@ -233,6 +236,11 @@ class ClipSearch:
     packer: str | None = None
     kind: str | None = None
     stations: Sequence[str] | None = None
+    after: tuple[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.after is not None and self.q:
+            raise ValueError("ClipSearch: after pages a listing, not a search for q")
 
 
 def search_filters(s: ClipSearch, mark: str = "?") -> tuple[list[str], list[Any]]:
@@ -272,6 +280,13 @@ def search_sql(
     """
     where: list[str] = []
     args: list[Any] = []
+    if s.after is not None:
+        where.append(f"(c.started_utc, c.id) > ({mark}, {mark})")
+        args += list(s.after)
+        if s.start_utc and s.after[0] >= s.start_utc:
+            # The key bounds the scan from below; with a second lower bound on started_utc,
+            # SQLite would scan from the range's start, every earlier page again.
+            s = replace(s, start_utc=None)
     if s.q:
         parts = []
         for variant in dict.fromkeys((s.q, s.q.upper(), s.q.lower())):
@@ -288,6 +303,8 @@ def search_sql(
     sql = "SELECT c.* FROM clips c"
     if where:
         sql += " WHERE " + " AND ".join(where)
+    if s.after is not None:
+        return sql + f" ORDER BY c.started_utc, c.id LIMIT {mark}", [*args, s.limit]
     sql += f" ORDER BY c.started_utc DESC, c.id DESC LIMIT {mark} OFFSET {mark}"
     return sql, [*args, s.limit, s.offset]
 
