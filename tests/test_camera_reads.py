@@ -404,9 +404,10 @@ def test_the_seal_card_lying_in_view_seen_again_after_a_parcel_covered_it_seals_
     station_cfg: config_mod.Config, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The packer shows the seal card to end PO-LAY-A's clip and puts it down in view; PO-LAY-B
-    is scanned; its parcel covers the card for 6 s (longer than the 3 s debounce) and is
-    moved away. The card read again where it lay is no seal: it ended PO-LAY-B's clip as
-    sealed mid-packing, the rest of the packing unrecorded. Held up again, it seals."""
+    is scanned; the card lies in view for 8 s, then its parcel covers it for 6 s (longer than
+    the 3 s debounce) and is moved away. The card read again where it lay is no seal: it
+    ended PO-LAY-B's clip as sealed mid-packing, the rest of the packing unrecorded. Held up
+    again, it seals."""
     a, b = "PO-LAY-A", "PO-LAY-B"
 
     def card(at: float, duration: float, where: dict[str, object]) -> dict[str, object]:
@@ -416,11 +417,11 @@ def test_the_seal_card_lying_in_view_seen_again_after_a_parcel_covered_it_seals_
     events = [
         {"at": 0.5, "kind": "key", "text": a},
         card(3.0, 1.5, HELD),  # seals A
-        card(4.5, 5.0, LAID),  # lying in view from 4.8: one debounced sighting with the seal
+        card(4.5, 8.0, LAID),  # lying in view from 4.8: one debounced sighting with the seal
         {"at": 6.0, "kind": "key", "text": b},
-        card(15.5, 4.0, LAID),  # covered 9.5-15.5, seen again where it lay
-        card(24.0, 1.5, HELD),  # held up again: seals B
-        {"at": 27.0, "kind": "end"},
+        card(18.5, 4.0, LAID),  # covered 12.5-18.5, seen again where it lay
+        card(27.0, 1.5, HELD),  # held up again: seals B
+        {"at": 30.0, "kind": "end"},
     ]
     with caplog.at_level("INFO", logger="station.recording.runner"):
         clips, ledger = run(station_cfg, events)
@@ -432,8 +433,33 @@ def test_the_seal_card_lying_in_view_seen_again_after_a_parcel_covered_it_seals_
         ("seal", "camera", "lying where it lay before"),
         ("seal", "camera", ""),
     ]
-    assert clips[1].duration_s > 24.0 - 6.0  # sealed by the card held up, not where it lay
+    assert clips[1].duration_s > 27.0 - 6.0  # sealed by the card held up, not where it lay
     assert ledger.unattached_events() == []
+    ledger.close()
+
+
+def test_a_seal_card_held_up_still_at_the_same_place_for_each_order_seals_each(
+    station_cfg: config_mod.Config,
+) -> None:
+    """A careful packer holds the seal card up at the same spot for 3 s, until the beep and a
+    moment more, for every order: that is a gesture each time, not a card put down there."""
+    a, b = "PO-HOLD-A", "PO-HOLD-B"
+
+    def card(at: float) -> dict[str, object]:
+        return {"at": at, "kind": "show", "code": "SEAL", "symbology": "qrcode",
+                "duration": 3.0, **HELD}  # fmt: skip
+
+    events = [
+        {"at": 0.5, "kind": "key", "text": a},
+        card(3.0),  # seals A
+        {"at": 8.0, "kind": "key", "text": b},
+        card(14.0),  # held up again, at the same spot: seals B
+        {"at": 22.0, "kind": "end"},
+    ]
+    clips, ledger = run(station_cfg, events)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "sealed"), (b, "sealed")]
+    last = clips[1].events[-1]  # sealed by the card held up, not at the end of input
+    assert (last.kind, last.source, last.note, last.card) == ("seal", "camera", "", "")
     ledger.close()
 
 

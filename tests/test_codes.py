@@ -519,32 +519,32 @@ class Card:
 
 
 def test_a_card_put_down_and_seen_again_where_it_lay_is_lying() -> None:
-    card = Card()
+    card, lay = Card(), LYING_S
     assert not any(card.at(HELD, 0.0, 1.0))  # shown for a moment: held up
-    assert not any(card.at(TABLE, 1.5, 1.5 + LYING_S))  # put down: lying once unmoved so long
-    assert card.at(TABLE, 1.6 + LYING_S, 5.0) == [True] * 15
+    assert not any(card.at(TABLE, 1.5, 1.5 + lay))  # put down: lying once unmoved so long
+    assert card.at(TABLE, 1.6 + lay, 3.0 + lay) == [True] * 15
     # Covered by a parcel, read once as it slid over, then uncovered: where it lay.
-    assert card.at((198, 399, 284, 485), 5.3) == [False]
-    assert card.at((199, 331, 285, 416), 12.0) == [True]
+    assert card.at((198, 399, 284, 485), 3.3 + lay) == [False]
+    assert card.at((199, 331, 285, 416), 10.0 + lay) == [True]
 
 
 def test_a_card_held_up_again_or_elsewhere_is_not_lying() -> None:
-    card = Card()
-    card.at(HELD, 0.0, 1.5)  # shown for 1.5 s: held up, not put down
+    card, lay = Card(), LYING_S
+    card.at(HELD, 0.0, 3.0)  # held up still for 3 s (until the beep): a gesture, not put down
     assert card.at(HELD, 9.0) == [False]  # shown again at the same place
-    card.at(TABLE, 10.0, 13.0)  # put down
-    assert card.at(HELD, 20.0) == [False]  # held up: elsewhere, larger
-    assert card.at((120, 330, 206, 416), 30.0) == [False]  # another place on the table
+    card.at(TABLE, 10.0, 11.0 + lay)  # put down
+    assert card.at(HELD, 20.0 + lay) == [False]  # held up: elsewhere, larger
+    assert card.at((120, 330, 206, 416), 30.0 + lay) == [False]  # another place on the table
 
 
 def test_a_card_lies_where_it_lay_last_and_a_new_timeline_starts_afresh() -> None:
-    card = Card()
-    card.at(TABLE, 0.0, 3.0)
-    card.at(HELD, 4.0, 4.5)  # picked up, held up for a moment
-    assert card.at(TABLE, 8.0) == [True]  # the last place it lay is still that one
-    card.at(ELSEWHERE, 9.0, 12.0)  # put down elsewhere
-    assert card.at(TABLE, 20.0) == [False]
-    assert card.at(ELSEWHERE, 21.0) == [True]
+    card, lay = Card(), LYING_S
+    card.at(TABLE, 0.0, 1.0 + lay)
+    card.at(HELD, 2.0 + lay, 2.5 + lay)  # picked up, held up for a moment
+    assert card.at(TABLE, 6.0 + lay) == [True]  # the last place it lay is still that one
+    card.at(ELSEWHERE, 7.0 + lay, 8.0 + 2 * lay)  # put down elsewhere
+    assert card.at(TABLE, 16.0 + 2 * lay) == [False]
+    assert card.at(ELSEWHERE, 17.0 + 2 * lay) == [True]
     assert card.at(ELSEWHERE, 1.0) == [False]  # the timeline went back: a new camera session
     assert Lying().seen("OTHER", 0.0, TABLE)[1].places.keys() == {"OTHER"}
 
