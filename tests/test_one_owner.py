@@ -194,6 +194,26 @@ def test_no_pre_roll_reaches_back_to_the_parcel_before_seen_with_no_order_open(
     assert pre["PO-3"] == pytest.approx(1.0, abs=0.15)
 
 
+def test_no_pre_roll_reaches_back_into_a_packing_whose_clip_timed_out(
+    cfg: config_mod.Config,
+) -> None:
+    """PO-1's clip ends at max_duration_s (3 s here, 10 minutes by default) while PO-1 is
+    still being packed; the packer then scans PO-2 with no seal, pedal or waybill first.
+    Nothing marked the end of PO-1's packing: PO-2's clip starts at its scan, as after a
+    refused clip; its pre-roll would be PO-1's parcel, with no clip of PO-1 to own it."""
+    cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=3.0, still_timeout_s=0.0)
+    cfg = cfg.replace("proof", enabled=False)
+    clips, finished = run_keys(cfg, [(0.5, "PO-1"), (6.0, "PO-2")], seed=9, end=8.0)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        ("PO-1", "timeout"),
+        ("PO-2", "end-of-input"),
+    ]
+    owners_ok(finished)
+    assert clips[1].pre_roll_s == 0
+    b = finished[1]
+    assert b.span is not None and 6.0 - 1e-6 <= b.span[0] <= 6.0 + 1 / FPS
+
+
 def _kb(text: str, t: float) -> tuple[float, RawScan]:
     return t, RawScan(text, "keyboard", t)
 

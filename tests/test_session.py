@@ -179,8 +179,10 @@ def test_timeout_at_max_duration() -> None:
     state, actions = step(rec(t=10.0), Tick(69.9), rules)
     assert isinstance(state, Recording) and actions == []
     state, actions = step(state, Tick(70.0), rules)
-    assert state == Idle(last=("PO-A", 70.0), last_began=10.0)
+    # The clip ends, not the packing: the next order's pre-roll would be PO-A's parcel.
+    assert state == Idle(last=("PO-A", 70.0), last_began=10.0, unrecorded="PO-A")
     assert actions == [StopClip(FinishReason.TIMEOUT, 70.0)]
+    assert step(state, Scanned(ORDER_B, 75.0), rules)[1][0] == StartClip("PO-B", 75.0, False)
 
 
 def test_timeout_applies_even_while_still() -> None:

@@ -61,9 +61,10 @@ class Idle:
 
     ``last_began``: when the clip of ``last`` began (its order's scan), None when unknown.
 
-    ``unrecorded``: the order whose clip was refused (or whose writer failed): it may be
-    packed on with no clip, and nothing marks its end, so the next order's clip starts at its
-    scan (its pre-roll would be that parcel) until a seal, a waybill or the pedal ends it.
+    ``unrecorded``: the order whose clip was refused (or whose writer failed, or which timed
+    out): it may be packed on with no clip, and nothing marks its end, so the next order's
+    clip starts at its scan (its pre-roll would be that parcel) until a seal, a waybill or the
+    pedal ends it.
     """
 
     floor: Floor = Floor()
@@ -567,7 +568,8 @@ def _step_recording(
         ]
     if isinstance(event, Tick):
         if event.t - state.started_t >= rules.max_duration_s:
-            return Idle(), [StopClip(FinishReason.TIMEOUT, event.t)]
+            # The clip ends, not the packing: nothing marks its end (as after a refused clip).
+            return Idle(unrecorded=state.order_id), [StopClip(FinishReason.TIMEOUT, event.t)]
         if event.moving:
             return replace(state, last_motion_t=event.t), []
         if rules.still_timeout_s > 0 and event.t - state.last_motion_t >= rules.still_timeout_s:
