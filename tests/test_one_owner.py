@@ -341,6 +341,38 @@ def test_no_pre_roll_reaches_back_into_a_packing_no_clip_recorded(cfg: config_mo
     assert b.span is not None and 6.0 - 1e-6 <= b.span[0] <= 6.0 + 1 / FPS
 
 
+@pytest.mark.parametrize("why", ["refused", "timeout"])
+def test_a_camera_blink_does_not_forget_a_packing_going_on_with_no_clip(
+    cfg: config_mod.Config, why: str
+) -> None:
+    """PO-A is packed on with no clip (its clip refused, or ended by the timeout) and the
+    camera blinks at 3.0. When it is back PO-A is still on the table: PO-B, scanned at 6.0
+    with nothing marking the end of PO-A, starts at its scan, as it does with no blink."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS, read_timeout_s=0.5)
+    cfg = cfg.replace("proof", enabled=False)
+    cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=2.0, still_timeout_s=0.0)
+    scenario = Scenario.from_dict({"seed": 6, "event": [
+        {"at": 0.5, "kind": "key", "text": "PO-A"},
+        {"at": 6.0, "kind": "key", "text": "PO-B"},
+        {"at": 8.0, "kind": "key", "text": "SEAL"},
+        {"at": 9.0, "kind": "end"},
+    ]})  # fmt: skip
+    finished: list[FinishedClip] = []
+    cam = FlakyCamera(SyntheticCamera(W, H, FPS, scenario, realtime=False), [Outage(30, 2)])
+    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
+    if why == "refused":
+        asm.station.guard = RefusesFirst()
+    try:
+        asm.station.run(threading.Event())
+        clips = asm.ledger.clips()
+    finally:
+        asm.close()
+    assert asm.station.stats.camera_losses == 1
+    assert [(c.order_id, c.pre_roll_s) for c in clips][-1] == ("PO-B", 0)
+    b = finished[-1]
+    assert b.span is not None and 6.0 - 1e-6 <= b.span[0] <= 6.0 + 1 / FPS
+
+
 def test_no_frame_of_a_clip_carries_another_orders_waybill_or_packer(
     cfg: config_mod.Config,
 ) -> None:

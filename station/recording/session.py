@@ -109,6 +109,8 @@ class Suspended:
     the order before it (its clip's ``previous`` when the camera is back). ``kind``: the kind
     of the clip the loss cut while its order still waits (the same packing resumes as the
     same kind), None when the waiting order is another (it takes the floor's next kind).
+    ``unrecorded``: as Idle's, with no order waiting: that packing goes on in the dark and
+    after, until a seal, a waybill or the pedal ends it.
     """
 
     order_id: str | None
@@ -120,6 +122,7 @@ class Suspended:
     since: float | None = None
     last: tuple[str, float] | None = None
     kind: ClipKind | None = None
+    unrecorded: str | None = None
 
 
 State = Idle | Recording | Suspended
@@ -489,7 +492,7 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
         closed = _close_waiting(state, event.t)
         if event.code.text == state.order_id:
             return closed, [_log(event, "order closed while the camera was lost")]
-        return closed, [refused]
+        return replace(closed, unrecorded=event.code.text), [refused]
     return replace(state, unrecorded=event.code.text), [refused]
 
 
@@ -531,7 +534,7 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
         ended = replace(state, unrecorded=None)
         return ended, [LogEvent("pedal", "", event.t, event.source, note), PreviousParcel(event.t)]
     if isinstance(event, CameraLost):  # no pre-roll reaches back across the loss
-        return Suspended(None, event.t, last=state.last), []
+        return Suspended(None, event.t, last=state.last, unrecorded=state.unrecorded), []
     return state, []
 
 
@@ -617,14 +620,21 @@ def _close_waiting(state: Suspended, t: float) -> Suspended:
     """No order waits for the camera any more; the one that did (if any) ended at ``t``."""
     last = (state.order_id, t) if state.order_id is not None else state.last
     return replace(
-        state, order_id=None, waybills=(), scanned_t=None, since=None, last=last, kind=None
+        state,
+        order_id=None,
+        waybills=(),
+        scanned_t=None,
+        since=None,
+        last=last,
+        kind=None,
+        unrecorded=None,
     )
 
 
 def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]]:
     if isinstance(event, CameraBack):
         if state.order_id is None:
-            return Idle(last=state.last), []
+            return Idle(last=state.last, unrecorded=state.unrecorded), []
         before = state.last[0] if state.last is not None else None
         rec = Recording(state.order_id, event.t, event.t, state.waybills, previous=before)
         gap = round(max(0.0, event.t - state.lost_t), 3)
@@ -662,6 +672,8 @@ def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]
             ]
         if _is_seal(code) and state.order_id is not None:
             return closed, [_log(event, "order sealed while the camera was lost")]
+        if _is_seal(code) or code.kind is Kind.WAYBILL:  # ends a packing with no clip, if any
+            return closed, [_log(event, "camera lost; ignored")]
         return state, [_log(event, "camera lost; ignored")]
     if isinstance(event, PedalPress):
         return closed, [LogEvent("pedal", "", event.t, event.source, "camera lost")]
