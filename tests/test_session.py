@@ -458,6 +458,19 @@ def test_suspended_handles_scans() -> None:
     assert step(sus, EndClip(99.0, FinishReason.INTERRUPTED), RULES) == (Idle(), [])
 
 
+def test_with_waybill_ends_clip_the_waybill_in_the_dark_ends_the_waiting_order() -> None:
+    """The waybill is the seal (``waybill_ends_clip``): scanned while the camera is lost, it
+    ends the order waiting, as a seal does, and is linked to that order's clip cut by the
+    loss. No clip of PO-A resumes when the camera is back: it would record the table after
+    PO-A was finished (the next parcel brought in) under PO-A."""
+    rules = SessionSection(waybill_ends_clip=True)
+    sus = Suspended("PO-A", 15.0, order_at_loss="PO-A")
+    state, actions = step(sus, Scanned(WAYBILL, 16.0), rules)
+    assert state == Suspended(None, 15.0, order_at_loss="PO-A", last=("PO-A", 16.0))
+    assert actions[1:] == [LinkWaybill("PO-A", WAYBILL.text, "SF", 16.0, ended=True)]
+    assert step(state, CameraBack(17.0), rules) == (Idle(last=("PO-A", 16.0)), [])
+
+
 def test_orders_begun_and_sealed_in_the_dark_are_only_logged_the_open_one_starts_at_return():
     state, _ = step(Idle(), CameraLost(5.0), RULES)
     state, _ = step(state, Scanned(ORDER_A, 6.0), RULES)

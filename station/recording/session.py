@@ -440,7 +440,7 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         case Recording():
             new, actions = _step_recording(state, event, rules)
         case Suspended():
-            new, actions = _step_suspended(state, event)
+            new, actions = _step_suspended(state, event, rules)
             if isinstance(event, CameraBack) and state.kind is not None:
                 # The clip cut by the loss resumes: it keeps its kind (and a return card
                 # scanned in the dark stays the next clip's); the packer is who is here now.
@@ -631,7 +631,9 @@ def _close_waiting(state: Suspended, t: float) -> Suspended:
     )
 
 
-def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]]:
+def _step_suspended(
+    state: Suspended, event: Event, rules: SessionSection
+) -> tuple[State, list[Action]]:
     if isinstance(event, CameraBack):
         if state.order_id is None:
             return Idle(last=state.last, unrecorded=state.unrecorded), []
@@ -662,6 +664,14 @@ def _step_suspended(state: Suspended, event: Event) -> tuple[State, list[Action]
             # ``last`` stays: the order before the waiting one (the resumed clip's previous)
             waiting = replace(closed, order_id=code.text, scanned_t=event.t, since=event.t)
             return waiting, [_log(event, "camera lost; waiting")]
+        if code.kind is Kind.WAYBILL and state.order_id is not None and rules.waybill_ends_clip:
+            # The seal, as in the light: the order waiting ends; its clip cut by the loss (if
+            # it is that clip's order) gets the waybill.
+            note = "order ended by its waybill while the camera was lost"
+            if state.order_at_loss != state.order_id or state.scanned_t is not None:
+                return closed, [_log(event, note)]
+            link = LinkWaybill(state.order_id, code.text, code.detail, event.t, ended=True)
+            return closed, [_log(event, note), link]
         if code.kind is Kind.WAYBILL and state.order_id is not None:
             waybills = state.waybills
             if code.text not in waybills:
