@@ -212,6 +212,8 @@ class Oracle:
             self.waiting = False
         if self.rec is not None and f - self.rec.since >= MAX_S:
             self.rec.until, self.rec.before, self.rec = f, True, None  # timeout: the clip ends
+        if self.rec is not None and self.world.critical:  # the disk nearly full: it ends too
+            self.rec.until, self.rec = f, None
         self.last_frame = f
 
     def lost(self) -> None:
@@ -286,6 +288,8 @@ class Table:
                 raise CameraError("no frame for 0.5 s")
             elif step == "refuse":
                 self.world.refuse = args[0]
+            elif step == "critical":
+                self.world.critical = args[0]
         self.frames_left -= 1
         self.t, self.dark = round(self.t + 1 / FPS, 6), False
         self.index += 1
@@ -448,6 +452,7 @@ steps = st.one_of(
     st.tuples(st.just("pedal")),
     st.tuples(st.just("lose"), st.integers(0, 2)),
     st.tuples(st.just("refuse"), st.booleans()),
+    st.tuples(st.just("critical"), st.booleans()),
 )
 
 

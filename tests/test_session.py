@@ -536,10 +536,12 @@ def test_camera_reads_from_before_the_loss_decoded_in_the_dark() -> None:
 
 
 def test_disk_full_finishes_the_clip() -> None:
-    assert step(rec(), EndClip(12.0, FinishReason.DISK_FULL), RULES) == (
-        Idle(last=("PO-A", 12.0), last_began=10.0),
-        [StopClip(FinishReason.DISK_FULL, 12.0)],
-    )
+    # The clip ends, not the packing: once there is room again, the next order's clip starts
+    # at its scan (its pre-roll would be PO-A's parcel, still being packed).
+    state, actions = step(rec(), EndClip(12.0, FinishReason.DISK_FULL), RULES)
+    assert state == Idle(last=("PO-A", 12.0), last_began=10.0, unrecorded="PO-A")
+    assert actions == [StopClip(FinishReason.DISK_FULL, 12.0)]
+    assert step(state, Scanned(ORDER_B, 20.0), RULES)[1][0] == StartClip("PO-B", 20.0, False)
     assert step(Idle(), EndClip(12.0, FinishReason.DISK_FULL), RULES) == (Idle(), [])
     # In the dark the order keeps waiting: the runner refuses its clip if the disk is still full.
     waiting = Suspended("PO-A", 5.0, order_at_loss="PO-A")

@@ -62,9 +62,9 @@ class Idle:
     ``last_began``: when the clip of ``last`` began (its order's scan), None when unknown.
 
     ``unrecorded``: the order whose clip was refused (or whose writer failed, or which timed
-    out): it may be packed on with no clip, and nothing marks its end, so the next order's
-    clip starts at its scan (its pre-roll would be that parcel) until a seal, a waybill or the
-    pedal ends it.
+    out or was finished for a full disk): it may be packed on with no clip, and nothing marks
+    its end, so the next order's clip starts at its scan (its pre-roll would be that parcel)
+    until a seal, a waybill or the pedal ends it.
     """
 
     floor: Floor = Floor()
@@ -579,7 +579,9 @@ def _step_recording(
             return Idle(), [StopClip(FinishReason.STILL, event.t)]
         return state, []
     if isinstance(event, EndClip):
-        return Idle(), [StopClip(event.reason, event.t)]
+        # A full disk ends the clip, not the packing: nothing marks its end (as after a timeout).
+        packed_on = state.order_id if event.reason is FinishReason.DISK_FULL else None
+        return Idle(unrecorded=packed_on), [StopClip(event.reason, event.t)]
     if isinstance(event, CameraLost):
         dark = Suspended(
             state.order_id,
