@@ -456,11 +456,12 @@ steps = st.one_of(
 )
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(steps, max_size=40), st.sampled_from([0, 3]), st.booleans(), st.booleans())
 # What it found: the next order's pre-roll on a parcel whose clip timed out; the same after
 # a camera blink; A and B scanned in one frame interval after it; with waybill_ends_clip, the
-# waybill scanned in the dark did not end the order waiting (it resumed after its end).
+# waybill scanned in the dark did not end the order waiting (it resumed after its end); the
+# pre-roll on a parcel whose clip was finished for a nearly full disk.
 @example([("hand", "PO-A"), ("frames", 16), ("hand", "PO-B"), ("frames", 1)], 0, False, False)
 @example(
     [("hand", "PO-A"), ("frames", 16), ("lose", 0), ("frames", 8), ("hand", "PO-B"),
@@ -473,6 +474,10 @@ steps = st.one_of(
 @example(
     [("hand", "PO-A"), ("frames", 3), ("lose", 0), ("hand", "WAYBILL"), ("frames", 5)],
     0, False, True,
+)  # fmt: skip
+@example(
+    [("hand", "PO-A"), ("frames", 3), ("critical", True), ("frames", 1), ("critical", False),
+     ("frames", 8), ("hand", "PO-B"), ("frames", 1)], 0, False, False,
 )  # fmt: skip
 def test_every_frame_of_a_clip_is_of_its_own_order(
     script: list[tuple[Any, ...]], lag: int, require_packer: bool, waybill_ends: bool
