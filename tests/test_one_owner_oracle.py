@@ -395,11 +395,20 @@ def run_script(
         logging.getLogger("station.recording.runner").addHandler(handler)
         try:
             station.run(InstantStop())
+            rows = ledger.clips()
         finally:
             logging.getLogger("station.recording.runner").removeHandler(handler)
             ledger.close()
     oracle.end()
-    return errors + world.violations + check(oracle, rec.opened, table.times, captions.by_t)
+    # The waybills the index links to each clip (its search, order page and manifest).
+    linked = [
+        f"{c.order_id}'s clip is linked to waybill {w.waybill}"
+        for c in rows
+        for w in c.waybills
+        if w.waybill != WAYBILL[c.order_id]
+    ]
+    problems = check(oracle, rec.opened, table.times, captions.by_t)
+    return errors + world.violations + linked + problems
 
 
 def check(
@@ -484,8 +493,8 @@ def test_every_frame_of_a_clip_is_of_its_own_order(
 ) -> None:
     """The oracle's parcels against the real station's clips: no clip frame is from while
     another order's parcel was at the table, or shows another order, waybill or packer; no
-    frame while an order is recorded is missing from its clips; no clip opens that no
-    packing began."""
+    clip is linked to another order's waybill in the index; no frame while an order is
+    recorded is missing from its clips; no clip opens that no packing began."""
     problems = run_script(script, lag=lag, require_packer=require_packer, waybill_ends=waybill_ends)
     assert problems == [], problems[:5]
 
