@@ -315,42 +315,22 @@ class RefusesFirst:
         return False
 
 
-def test_no_pre_roll_reaches_back_into_a_packing_no_clip_recorded(cfg: config_mod.Config) -> None:
-    """PO-A's clip is refused (the disk was full); the packer packs PO-A all the same and
-    scans PO-B at 6.0 when space is back. PO-B's clip starts at its scan: a 3 s pre-roll
-    would be PO-A's parcel, with no clip of PO-A to own those frames."""
-    cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=60.0, still_timeout_s=0.0)
-    cfg = cfg.replace("proof", enabled=False)
-    scenario = Scenario.from_dict({"seed": 6, "event": [
-        {"at": 0.5, "kind": "key", "text": "PO-A"},
-        {"at": 6.0, "kind": "key", "text": "PO-B"},
-        {"at": 8.0, "kind": "key", "text": "SEAL"},
-        {"at": 9.0, "kind": "end"},
-    ]})  # fmt: skip
-    finished: list[FinishedClip] = []
-    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
-    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
-    asm.station.guard = RefusesFirst()
-    try:
-        asm.station.run(threading.Event())
-        clips = asm.ledger.clips()
-    finally:
-        asm.close()
-    assert [(c.order_id, c.finish_reason, c.pre_roll_s) for c in clips] == [("PO-B", "sealed", 0)]
-    (b,) = finished
-    assert b.span is not None and 6.0 - 1e-6 <= b.span[0] <= 6.0 + 1 / FPS
-
-
-@pytest.mark.parametrize("why", ["refused", "timeout"])
-def test_a_camera_blink_does_not_forget_a_packing_going_on_with_no_clip(
-    cfg: config_mod.Config, why: str
+@pytest.mark.parametrize(
+    ("why", "outages"),
+    [("refused", []), ("refused", [Outage(30, 2)]), ("timeout", [Outage(30, 2)])],
+    ids=["refused", "refused-camera-blink", "timeout-camera-blink"],
+)
+def test_no_pre_roll_reaches_back_into_a_packing_no_clip_recorded(
+    cfg: config_mod.Config, why: str, outages: list[Outage]
 ) -> None:
-    """PO-A is packed on with no clip (its clip refused, or ended by the timeout) and the
-    camera blinks at 3.0. When it is back PO-A is still on the table: PO-B, scanned at 6.0
-    with nothing marking the end of PO-A, starts at its scan, as it does with no blink."""
+    """PO-A's clip is refused (the disk was full), or ends at max_duration_s; the packer packs
+    PO-A all the same and scans PO-B at 6.0 when space is back. PO-B's clip starts at its
+    scan: a 3 s pre-roll would be PO-A's parcel, with no clip of PO-A to own those frames.
+    A camera blink at 3.0 changes nothing: when it is back PO-A is still on the table."""
     cfg = cfg.replace("camera", width=W, height=H, fps=FPS, read_timeout_s=0.5)
     cfg = cfg.replace("proof", enabled=False)
-    cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=2.0, still_timeout_s=0.0)
+    limit = 2.0 if why == "timeout" else 60.0
+    cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=limit, still_timeout_s=0.0)
     scenario = Scenario.from_dict({"seed": 6, "event": [
         {"at": 0.5, "kind": "key", "text": "PO-A"},
         {"at": 6.0, "kind": "key", "text": "PO-B"},
@@ -358,7 +338,7 @@ def test_a_camera_blink_does_not_forget_a_packing_going_on_with_no_clip(
         {"at": 9.0, "kind": "end"},
     ]})  # fmt: skip
     finished: list[FinishedClip] = []
-    cam = FlakyCamera(SyntheticCamera(W, H, FPS, scenario, realtime=False), [Outage(30, 2)])
+    cam = FlakyCamera(SyntheticCamera(W, H, FPS, scenario, realtime=False), outages)
     asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
     if why == "refused":
         asm.station.guard = RefusesFirst()
@@ -367,8 +347,10 @@ def test_a_camera_blink_does_not_forget_a_packing_going_on_with_no_clip(
         clips = asm.ledger.clips()
     finally:
         asm.close()
-    assert asm.station.stats.camera_losses == 1
-    assert [(c.order_id, c.pre_roll_s) for c in clips][-1] == ("PO-B", 0)
+    assert asm.station.stats.camera_losses == len(outages)
+    a = [("PO-A", "timeout")] if why == "timeout" else []
+    assert [(c.order_id, c.finish_reason) for c in clips] == [*a, ("PO-B", "sealed")]
+    assert clips[-1].pre_roll_s == 0
     b = finished[-1]
     assert b.span is not None and 6.0 - 1e-6 <= b.span[0] <= 6.0 + 1 / FPS
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 from test_station_props import (
     FPS,
     WALL0,
+    FakeCamera,
     FakeEncoder,
     FakeGuard,
     FakeWriter,
@@ -22,6 +22,7 @@ from test_station_props import (
     InstantStop,
     W,
     World,
+    runner_errors,
 )
 
 from station import config as config_mod
@@ -80,11 +81,12 @@ class Oracle:
     the next order's scan, its waybill with ``waybill_ends_clip``; with no clip open (after a
     timeout, a refused clip, or its clip already ended) its seal, pedal or waybill finishes
     it too, and each of those, or the camera seeing its sheet again, shows it was still there
-    then (when known before the next order arrives). A timeout or a camera loss ends a clip,
-    not the packing. An order is recorded (a clip expected) from its scan until it is
-    finished, times out or the camera is lost; the order open at a loss (or scanned in the
-    dark) resumes when the camera is back. An order scanned while the disk refuses clips,
-    or with no packer signed in when one is required, is packed with no clip."""
+    then (when known before the next order arrives). A timeout, a nearly full disk or a
+    camera loss ends a clip, not the packing. An order is recorded (a clip expected) from its
+    scan until it is finished, times out, the disk is nearly full or the camera is lost; the
+    order open at a loss (or scanned in the dark) resumes when the camera is back. An order
+    scanned while the disk refuses clips, or with no packer signed in when one is required,
+    is packed with no clip."""
 
     world: World
     require_packer: bool
@@ -239,29 +241,17 @@ class Intent:
     what: str
 
 
-class Table:
+class Table(FakeCamera):
     """The camera playing a script: frames 1/FPS apart; hand scans and pedal presses between
     two frames; camera reads of a frame (now, or ``k`` frames back: decoded late); camera
-    losses with ``k`` failed reopenings; the disk refusing clips."""
-
-    live = False
-    width, height, fps = W, H, FPS
-    dropped = 0
+    losses with ``k`` failed reopenings; the disk refusing clips or nearly full."""
 
     def __init__(self, script: list[tuple[Any, ...]], world: World, oracle: Oracle) -> None:
-        self.script, self.world, self.oracle = list(script), world, oracle
-        self.t, self.index, self.frames_left = 0.0, 0, 0
+        super().__init__(script, world, InstantStop())
+        self.oracle = oracle
         self.times: list[float] = []
         self.intents: list[Intent] = []
         self.dark = False
-
-    def start(self) -> None:
-        if self.world.fail_starts > 0:
-            self.world.fail_starts -= 1
-            raise CameraError("cannot open camera: gone")
-
-    def stop(self) -> None:
-        pass
 
     def _intend(self, stamp: float, source: str, what: str) -> None:
         self.intents.append(Intent(stamp, len(self.intents), source, what))
@@ -389,15 +379,11 @@ def run_script(
             to_i420=to_i420,
             guard=FakeGuard(world),
         )
-        errors: list[str] = []
-        handler = logging.Handler()
-        handler.emit = lambda r: errors.append(r.getMessage()) if r.exc_info else None  # type: ignore[method-assign]
-        logging.getLogger("station.recording.runner").addHandler(handler)
         try:
-            station.run(InstantStop())
+            with runner_errors() as errors:
+                station.run(InstantStop())
             rows = ledger.clips()
         finally:
-            logging.getLogger("station.recording.runner").removeHandler(handler)
             ledger.close()
     oracle.end()
     # The waybills the index links to each clip (its search, order page and manifest).
