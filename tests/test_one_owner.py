@@ -195,6 +195,26 @@ def test_no_pre_roll_reaches_back_to_the_parcel_before_seen_with_no_order_open(
     assert pre["PO-3"] == pytest.approx(1.0, abs=0.15)
 
 
+def test_no_pre_roll_reaches_back_into_a_packing_whose_clip_timed_out(
+    cfg: config_mod.Config,
+) -> None:
+    """PO-1's clip ends at max_duration_s (3 s here, 10 minutes by default) while PO-1 is
+    still being packed; the packer then scans PO-2 with no seal, pedal or waybill first.
+    Nothing marked the end of PO-1's packing: PO-2's clip starts at its scan, as after a
+    refused clip; its pre-roll would be PO-1's parcel, with no clip of PO-1 to own it."""
+    cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=3.0, still_timeout_s=0.0)
+    cfg = cfg.replace("proof", enabled=False)
+    clips, finished = run_keys(cfg, [(0.5, "PO-1"), (6.0, "PO-2")], seed=9, end=8.0)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        ("PO-1", "timeout"),
+        ("PO-2", "end-of-input"),
+    ]
+    owners_ok(finished)
+    assert clips[1].pre_roll_s == 0
+    b = finished[1]
+    assert b.span is not None and 6.0 - 1e-6 <= b.span[0] <= 6.0 + 1 / FPS
+
+
 def _kb(text: str, t: float) -> tuple[float, RawScan]:
     return t, RawScan(text, "keyboard", t)
 
@@ -296,12 +316,22 @@ class RefusesFirst:
         return False
 
 
-def test_no_pre_roll_reaches_back_into_a_packing_no_clip_recorded(cfg: config_mod.Config) -> None:
-    """PO-A's clip is refused (the disk was full); the packer packs PO-A all the same and
-    scans PO-B at 6.0 when space is back. PO-B's clip starts at its scan: a 3 s pre-roll
-    would be PO-A's parcel, with no clip of PO-A to own those frames."""
-    cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=60.0, still_timeout_s=0.0)
+@pytest.mark.parametrize(
+    ("why", "outages"),
+    [("refused", []), ("refused", [Outage(30, 2)]), ("timeout", [Outage(30, 2)])],
+    ids=["refused", "refused-camera-blink", "timeout-camera-blink"],
+)
+def test_no_pre_roll_reaches_back_into_a_packing_no_clip_recorded(
+    cfg: config_mod.Config, why: str, outages: list[Outage]
+) -> None:
+    """PO-A's clip is refused (the disk was full), or ends at max_duration_s; the packer packs
+    PO-A all the same and scans PO-B at 6.0 when space is back. PO-B's clip starts at its
+    scan: a 3 s pre-roll would be PO-A's parcel, with no clip of PO-A to own those frames.
+    A camera blink at 3.0 changes nothing: when it is back PO-A is still on the table."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS, read_timeout_s=0.5)
     cfg = cfg.replace("proof", enabled=False)
+    limit = 2.0 if why == "timeout" else 60.0
+    cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=limit, still_timeout_s=0.0)
     scenario = Scenario.from_dict({"seed": 6, "event": [
         {"at": 0.5, "kind": "key", "text": "PO-A"},
         {"at": 6.0, "kind": "key", "text": "PO-B"},
@@ -309,16 +339,20 @@ def test_no_pre_roll_reaches_back_into_a_packing_no_clip_recorded(cfg: config_mo
         {"at": 9.0, "kind": "end"},
     ]})  # fmt: skip
     finished: list[FinishedClip] = []
-    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    cam = FlakyCamera(SyntheticCamera(W, H, FPS, scenario, realtime=False), outages)
     asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
-    asm.station.guard = RefusesFirst()
+    if why == "refused":
+        asm.station.guard = RefusesFirst()
     try:
         asm.station.run(threading.Event())
         clips = asm.ledger.clips()
     finally:
         asm.close()
-    assert [(c.order_id, c.finish_reason, c.pre_roll_s) for c in clips] == [("PO-B", "sealed", 0)]
-    (b,) = finished
+    assert asm.station.stats.camera_losses == len(outages)
+    a = [("PO-A", "timeout")] if why == "timeout" else []
+    assert [(c.order_id, c.finish_reason) for c in clips] == [*a, ("PO-B", "sealed")]
+    assert clips[-1].pre_roll_s == 0
+    b = finished[-1]
     assert b.span is not None and 6.0 - 1e-6 <= b.span[0] <= 6.0 + 1 / FPS
 
 

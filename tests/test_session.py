@@ -233,8 +233,10 @@ def test_timeout_at_max_duration() -> None:
     state, actions = step(rec(t=10.0), Tick(69.9), rules)
     assert isinstance(state, Recording) and actions == []
     state, actions = step(state, Tick(70.0), rules)
-    assert state == Idle(last=("PO-A", 70.0), last_began=10.0)
+    # The clip ends, not the packing: the next order's pre-roll would be PO-A's parcel.
+    assert state == Idle(last=("PO-A", 70.0), last_began=10.0, unrecorded="PO-A")
     assert actions == [StopClip(FinishReason.TIMEOUT, 70.0)]
+    assert step(state, Scanned(ORDER_B, 75.0), rules)[1][0] == StartClip("PO-B", 75.0, False)
 
 
 def test_the_timeout_counts_from_the_orders_first_clip_across_camera_losses() -> None:
@@ -254,14 +256,18 @@ def test_the_timeout_counts_from_the_orders_first_clip_across_camera_losses() ->
 
 
 def test_an_order_whose_time_ran_out_in_the_dark_does_not_resume() -> None:
-    """No clip of it starts when the camera is back (it would end at its first frame): the
-    order is over, as a timeout in the light; its sheet read then opens no repack."""
+    """No clip of it starts when the camera is back (it would end at its first frame): its
+    clip is over, as after a timeout in the light, but not its packing: its sheet read then
+    opens no repack, and the next order's clip starts at its scan, with no pre-roll."""
     rules = SessionSection(max_duration_s=60)
     state, _ = step(rec("PO-A", 10.0, waybills=(WAYBILL.text,)), CameraLost(30.0), rules)
     state, actions = step(state, CameraBack(70.0), rules)
-    assert state == Idle(last=("PO-A", 70.0), last_waybills=(WAYBILL.text,)) and actions == []
+    want = Idle(last=("PO-A", 70.0), last_waybills=(WAYBILL.text,), unrecorded="PO-A")
+    assert state == want and actions == []
     state, actions = step(state, Scanned(ORDER_A, 71.0), rules)
     assert kinds(actions) == ["LogEvent", "PreviousParcel"]
+    _, actions = step(want, Scanned(ORDER_B, 75.0, "keyboard"), rules)
+    assert actions[0] == StartClip(ORDER_B.text, 75.0, pre_roll=False)
 
 
 def test_an_order_scanned_in_the_dark_is_timed_from_its_first_clip() -> None:
@@ -601,6 +607,19 @@ def test_suspended_handles_scans() -> None:
     assert step(sus, EndClip(99.0, FinishReason.INTERRUPTED), RULES) == (Idle(), [])
 
 
+def test_with_waybill_ends_clip_the_waybill_in_the_dark_ends_the_waiting_order() -> None:
+    """The waybill is the seal (``waybill_ends_clip``): scanned while the camera is lost, it
+    ends the order waiting, as a seal does, and is linked to that order's clip cut by the
+    loss. No clip of PO-A resumes when the camera is back: it would record the table after
+    PO-A was finished (the next parcel brought in) under PO-A."""
+    rules = SessionSection(waybill_ends_clip=True)
+    sus = Suspended("PO-A", 15.0, order_at_loss="PO-A")
+    state, actions = step(sus, Scanned(WAYBILL, 16.0), rules)
+    assert state == Suspended(None, 15.0, order_at_loss="PO-A", last=("PO-A", 16.0))
+    assert actions[1:] == [LinkWaybill("PO-A", WAYBILL.text, "SF", 16.0, ended=True)]
+    assert step(state, CameraBack(17.0), rules) == (Idle(last=("PO-A", 16.0)), [])
+
+
 def test_orders_begun_and_sealed_in_the_dark_are_only_logged_the_open_one_starts_at_return():
     state, _ = step(Idle(), CameraLost(5.0), RULES)
     state, _ = step(state, Scanned(ORDER_A, 6.0), RULES)
@@ -668,10 +687,12 @@ def test_camera_reads_from_before_the_loss_decoded_in_the_dark() -> None:
 
 
 def test_disk_full_finishes_the_clip() -> None:
-    assert step(rec(), EndClip(12.0, FinishReason.DISK_FULL), RULES) == (
-        Idle(last=("PO-A", 12.0), last_began=10.0),
-        [StopClip(FinishReason.DISK_FULL, 12.0)],
-    )
+    # The clip ends, not the packing: once there is room again, the next order's clip starts
+    # at its scan (its pre-roll would be PO-A's parcel, still being packed).
+    state, actions = step(rec(), EndClip(12.0, FinishReason.DISK_FULL), RULES)
+    assert state == Idle(last=("PO-A", 12.0), last_began=10.0, unrecorded="PO-A")
+    assert actions == [StopClip(FinishReason.DISK_FULL, 12.0)]
+    assert step(state, Scanned(ORDER_B, 20.0), RULES)[1][0] == StartClip("PO-B", 20.0, False)
     assert step(Idle(), EndClip(12.0, FinishReason.DISK_FULL), RULES) == (Idle(), [])
     # In the dark the order keeps waiting: the runner refuses its clip if the disk is still full.
     waiting = Suspended("PO-A", 5.0, order_at_loss="PO-A")
@@ -710,7 +731,14 @@ def test_after_an_unrecorded_packing_the_next_order_has_no_pre_roll(failure) -> 
     for end in (Scanned(SEAL, 20.0), Scanned(WAYBILL, 20.0), PedalPress(20.0)):
         ended, actions = step(state, end, RULES)
         assert ended == Idle() and kinds(actions) == ["LogEvent", "PreviousParcel"]
-    assert step(state, CameraLost(20.0), RULES)[0] == Suspended(None, 20.0)
+    # A camera blink does not end that packing: it goes on when the camera is back, until
+    # a seal, a waybill or the pedal ends it (in the dark too).
+    dark = step(state, CameraLost(20.0), RULES)[0]
+    assert dark == Suspended(None, 20.0, unrecorded="PO-A")
+    assert step(dark, CameraBack(21.0), RULES)[0] == Idle(unrecorded="PO-A")
+    for end in (Scanned(SEAL, 20.5), Scanned(WAYBILL, 20.5), PedalPress(20.5)):
+        ended = step(dark, end, RULES)[0]
+        assert step(ended, CameraBack(21.0), RULES)[0] == Idle()
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,12 @@ random event sequences; the invariants hold in the loop, not only in ``session.s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -233,6 +235,19 @@ class FakeGuard:
         return self.world.critical
 
 
+@contextlib.contextmanager
+def runner_errors() -> Iterator[list[str]]:
+    """The messages the capture loop logs with a traceback (a frame or a source that failed)."""
+    errors: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda r: errors.append(r.getMessage()) if r.exc_info else None  # type: ignore[method-assign]
+    logging.getLogger("station.recording.runner").addHandler(handler)
+    try:
+        yield errors
+    finally:
+        logging.getLogger("station.recording.runner").removeHandler(handler)
+
+
 class InstantStop(threading.Event):
     """A stop event on a fake clock: back-off waits return at once."""
 
@@ -312,14 +327,10 @@ def test_the_real_station_keeps_the_invariants(
             on_frame=on_frame,
             guard=FakeGuard(world),
         )
-        errors: list[str] = []
-        handler = logging.Handler()
-        handler.emit = lambda r: errors.append(r.getMessage()) if r.exc_info else None  # type: ignore[method-assign]
-        logging.getLogger("station.recording.runner").addHandler(handler)
         try:
-            station.run(stop)
+            with runner_errors() as errors:
+                station.run(stop)
         finally:
-            logging.getLogger("station.recording.runner").removeHandler(handler)
             ledger.close()
         assert errors == [] and world.violations == []
         assert not rec.recording and isinstance(station.state, ss.Idle)

@@ -323,7 +323,10 @@ class Recorder:
         if self._open is not None:
             raise RuntimeError("start() while a clip is open: stop() it first")
         enc = self._encoder()
-        ends = (self._owned_t, self._disowned_t, *(c.end_t for c in self._closing))
+        # The clip stopped last holds the frames up to its stop even when none reached it (it
+        # stopped before its first frame, and was finished at once as no packet was due).
+        stopped = self._last_stopped.end_t if self._last_stopped is not None else None
+        ends = (self._owned_t, self._disowned_t, stopped, *(c.end_t for c in self._closing))
         bounds = [b for b in ends if b is not None]
         if not pre_roll and self._last_pushed_t is not None:
             bounds.append(self._last_pushed_t)  # from the next frame on

@@ -61,9 +61,10 @@ class Idle:
 
     ``last_began``: when the clip of ``last`` began (its order's scan), None when unknown.
 
-    ``unrecorded``: the order whose clip was refused (or whose writer failed): it may be
-    packed on with no clip, and nothing marks its end, so the next order's clip starts at its
-    scan (its pre-roll would be that parcel) until a seal, a waybill or the pedal ends it.
+    ``unrecorded``: the order whose clip was refused (or whose writer failed, or which timed
+    out or was finished for a full disk): it may be packed on with no clip, and nothing marks
+    its end, so the next order's clip starts at its scan (its pre-roll would be that parcel)
+    until a seal, a waybill or the pedal ends it.
     """
 
     floor: Floor = Floor()
@@ -114,6 +115,8 @@ class Suspended:
     same kind), None when the waiting order is another (it takes the floor's next kind).
     With it, ``packer``: that clip's packer, ``signed_in``: who was signed in at the loss,
     and ``first_t``: when the order's first clip began (its safety timeout counts from it).
+    ``unrecorded``: as Idle's, with no order waiting: that packing goes on in the dark and
+    after, until a seal, a waybill or the pedal ends it.
     """
 
     order_id: str | None
@@ -128,6 +131,7 @@ class Suspended:
     packer: str | None = None
     signed_in: str | None = None
     first_t: float | None = None
+    unrecorded: str | None = None
 
 
 State = Idle | Recording | Suspended
@@ -526,7 +530,7 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
         closed = _close_waiting(state, event.t)
         if event.code.text == state.order_id:
             return closed, [_log(event, "order closed while the camera was lost")]
-        return closed, [refused]
+        return replace(closed, unrecorded=event.code.text), [refused]
     return replace(state, unrecorded=event.code.text), [refused]
 
 
@@ -581,7 +585,7 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
         ended = replace(state, unrecorded=None)
         return ended, [LogEvent("pedal", "", event.t, event.source, note), PreviousParcel(event.t)]
     if isinstance(event, CameraLost):  # no pre-roll reaches back across the loss
-        return Suspended(None, event.t, last=state.last), []
+        return Suspended(None, event.t, last=state.last, unrecorded=state.unrecorded), []
     return state, []
 
 
@@ -618,14 +622,17 @@ def _step_recording(
         ]
     if isinstance(event, Tick):
         if event.t - _first_t(state) >= rules.max_duration_s:
-            return Idle(), [StopClip(FinishReason.TIMEOUT, event.t)]
+            # The clip ends, not the packing: nothing marks its end (as after a refused clip).
+            return Idle(unrecorded=state.order_id), [StopClip(FinishReason.TIMEOUT, event.t)]
         if event.moving:
             return replace(state, last_motion_t=event.t), []
         if rules.still_timeout_s > 0 and event.t - state.last_motion_t >= rules.still_timeout_s:
             return Idle(), [StopClip(FinishReason.STILL, event.t)]
         return state, []
     if isinstance(event, EndClip):
-        return Idle(), [StopClip(event.reason, event.t)]
+        # A full disk ends the clip, not the packing: nothing marks its end (as after a timeout).
+        packed_on = state.order_id if event.reason is FinishReason.DISK_FULL else None
+        return Idle(unrecorded=packed_on), [StopClip(event.reason, event.t)]
     if isinstance(event, CameraLost):
         dark = Suspended(
             state.order_id,
@@ -685,6 +692,7 @@ def _close_waiting(state: Suspended, t: float) -> Suspended:
         packer=None,
         signed_in=None,
         first_t=None,
+        unrecorded=None,
     )
 
 
@@ -693,11 +701,13 @@ def _step_suspended(
 ) -> tuple[State, list[Action]]:
     if isinstance(event, CameraBack):
         if state.order_id is None:
-            return Idle(last=state.last), []
+            return Idle(last=state.last, unrecorded=state.unrecorded), []
         if state.first_t is not None and event.t - state.first_t >= rules.max_duration_s:
-            # Its time ran out in the dark: it is over, as a timeout in the light (a clip
-            # started now would end at its first frame).
-            return Idle(last=(state.order_id, event.t), last_waybills=state.waybills), []
+            # Its time ran out in the dark: its clip is over, as a timeout in the light (a
+            # clip started now would end at its first frame), but not its packing: nothing
+            # marks its end, so the next order's clip starts at its scan.
+            idle = Idle(last=(state.order_id, event.t), last_waybills=state.waybills)
+            return replace(idle, unrecorded=state.order_id), []
         before = state.last[0] if state.last is not None else None
         rec = Recording(
             state.order_id, event.t, event.t, state.waybills, previous=before, first_t=state.first_t
@@ -727,6 +737,14 @@ def _step_suspended(
             # ``last`` stays: the order before the waiting one (the resumed clip's previous)
             waiting = replace(closed, order_id=code.text, scanned_t=event.t, since=event.t)
             return waiting, [_log(event, "camera lost; waiting")]
+        if code.kind is Kind.WAYBILL and state.order_id is not None and rules.waybill_ends_clip:
+            # The seal, as in the light: the order waiting ends; its clip cut by the loss (if
+            # it is that clip's order) gets the waybill.
+            note = "order ended by its waybill while the camera was lost"
+            if state.order_at_loss != state.order_id or state.scanned_t is not None:
+                return closed, [_log(event, note)]
+            link = LinkWaybill(state.order_id, code.text, code.detail, event.t, ended=True)
+            return closed, [_log(event, note), link]
         if code.kind is Kind.WAYBILL and state.order_id is not None:
             waybills = state.waybills
             if code.text not in waybills:
@@ -737,6 +755,8 @@ def _step_suspended(
             ]
         if _is_seal(code) and state.order_id is not None:
             return closed, [_log(event, "order sealed while the camera was lost")]
+        if _is_seal(code) or code.kind is Kind.WAYBILL:  # ends a packing with no clip, if any
+            return closed, [_log(event, "camera lost; ignored")]
         return state, [_log(event, "camera lost; ignored")]
     if isinstance(event, PedalPress):
         return closed, [LogEvent("pedal", "", event.t, event.source, "camera lost")]
