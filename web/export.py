@@ -11,14 +11,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from typing import IO
 
-from flask import (
-    Blueprint,
-    current_app,
-    render_template,
-    request,
-    stream_with_context,
-    url_for,
-)
+from flask import Blueprint, current_app, render_template, request, stream_with_context, url_for
 from flask_babel import format_number
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
