@@ -291,8 +291,8 @@ class CodesSection:
         ' labels, a 12-digit UPC-A whose EAN-13 form ("0" + it) starts with one, an EAN-8'
         " that starts with one or a UPC-E (8 digits) whose UPC-A does, and a book's, a"
         " periodical's or a UPC-A's code with its 2- or 5-digit add-on. 69 = goods"
-        " from China, 977 = periodicals (ISSN), 978/979 = books (ISBN), 0 = US/Canada goods."
-        " [] = off.",
+        " from China, 977 = periodicals (ISSN), 978/979 = books (ISBN), 00 to 13 = US/Canada"
+        ' goods (listed one by one: "00", "01", ...). [] = off.',
     )
     waybill_patterns: dict[str, str] = setting(
         DEFAULT_WAYBILL_PATTERNS,
