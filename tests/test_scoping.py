@@ -37,7 +37,14 @@ ACCOUNTS = {
     "cat": ("operator", ("WH1", "WH2")),  # both
     "dan": ("operator", ()),  # in no group: sees nothing
 }
-TODAY = datetime.now(UTC).replace(microsecond=0)
+
+
+def _today() -> datetime:
+    """A minute ago, but never before the local midnight: "today" on the dashboard is the
+    site's (here the machine's) day, and a run just after midnight must still count it."""
+    now = datetime.now().astimezone().replace(microsecond=0)
+    midnight = now.replace(hour=0, minute=0, second=0)
+    return max(now - timedelta(minutes=1), midnight).astimezone(UTC)
 
 
 def _utc(t: datetime) -> str:
@@ -157,7 +164,7 @@ def fleet(pg_dsn: str, seaweed: SeaweedServer, bucket: str, tmp_path: Path) -> F
             "wh1-a" if i % 2 else "wh2-a")  # fmt: skip
         add(st, f"MANY-{i:03d}", t0 + timedelta(hours=1, minutes=i), f"SFM{i:04d}")
     for st in STATIONS:  # one clip each today (the dashboard's and /api/stations' counts)
-        add(st, f"TODAY-{st}", TODAY - timedelta(minutes=1), packer=f"packer-{st}", kind="order")
+        add(st, f"TODAY-{st}", _today(), packer=f"packer-{st}", kind="order")
     for st, clips in batches.items():
         sid = db.station_for_token(db.add_station(st))
         assert sid is not None
