@@ -103,6 +103,18 @@ class WebEnv:
     def file(self, key: str) -> Path:
         return self.data_dir / self.clips[key].path
 
+    def link_late_waybill(self, waybill: str = "YT8800000001") -> ClipRecord:
+        """Link ``waybill`` to PO-1001's second clip (signed without a waybill) after its
+        signing, as a late camera read is linked; that clip."""
+        clip = self.clips["plain2"]
+        assert clip.id is not None
+        ledger = Ledger.in_data_dir(self.data_dir)
+        try:
+            ledger.link_waybill_after_signing(clip.id, "PO-1001", WaybillLink(waybill, "YT", 2.0))
+        finally:
+            ledger.close()
+        return clip
+
 
 def index_clip(
     ledger: Ledger,

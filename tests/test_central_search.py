@@ -89,8 +89,9 @@ def test_central_search_timeout(central, monkeypatch: pytest.MonkeyPatch) -> Non
     assert central.search(ClipSearch("po", limit=1))  # the connection is still usable
 
 
-def test_central_site_has_no_dead_ends(central, pg_dsn: str, tmp_path) -> None:
-    """No bare 501 behind the evidence button, no live view asking about a data dir."""
+def site_client(pg_dsn: str, tmp_path, role: str):  # type: ignore[no-untyped-def]
+    """A test client of the central site on ``pg_dsn``, logged in as ``role`` (in a station
+    group with s1)."""
     from conftest_web import add_users, login
 
     from station import config as config_mod
@@ -99,7 +100,12 @@ def test_central_site_has_no_dead_ends(central, pg_dsn: str, tmp_path) -> None:
     cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
     add_users(cfg.station.data_dir, stations=["s1"])
     client = create_app(cfg, central=CentralSite(cfg), test_config={"TESTING": True}).test_client()
-    login(client, "operator")
+    return login(client, role)
+
+
+def test_central_site_has_no_dead_ends(central, pg_dsn: str, tmp_path) -> None:
+    """No bare 501 behind the evidence button, no live view asking about a data dir."""
+    client = site_client(pg_dsn, tmp_path, "operator")
     page = client.get("/orders/PO-000123").get_data(as_text=True)
     assert "bundle.zip" in page  # streamed from the bucket (tests/test_fleet_bundles.py)
     assert 'href="/live"' not in page
@@ -108,6 +114,32 @@ def test_central_site_has_no_dead_ends(central, pg_dsn: str, tmp_path) -> None:
     clip_id = central.order("PO-000123")[0].id
     bundle = client.get(f"/clips/{clip_id}/bundle.zip")
     assert bundle.status_code == 503  # no [archive] bucket on this central site
+
+
+def test_a_waybill_linked_after_signing_is_marked_in_the_central_search_results(
+    central, pg_dsn: str, tmp_path
+) -> None:
+    """A waybill a station linked to a clip after signing it (``linked_utc``) is in no signed
+    manifest: the central site's search results say so next to it, in the reader's language,
+    and not next to the waybills the manifests signed."""
+    (station,) = central._all("SELECT id FROM stations WHERE name = 's1'")
+    late = _clip(303, "PO-LATE-1", "SF7700000001")
+    late["waybills"].append(
+        {"waybill": "YT8800000001", "carrier": "YT", "t_clip_s": 2.0,
+         "linked_utc": "2026-12-01T02:00:00Z"}
+    )  # fmt: skip
+    central.register_clips(station["id"], "s1", [late, _clip(304, "PO-LATE-2", "SF7700000002")])
+    client = site_client(pg_dsn, tmp_path, "viewer")
+    for lang, mark in (("en", "not in the signed manifest"), ("zh-CN", "不在签名的记录中")):
+        page = client.get("/search?q=PO-LATE", headers={"Accept-Language": lang})
+        body = page.get_data(as_text=True).split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+        rows = body.split("<tr>")[1:]
+        [one] = [r for r in rows if "PO-LATE-1" in r]
+        [two] = [r for r in rows if "PO-LATE-2" in r]
+        signed, after = one.split("YT8800000001", 1)
+        assert "SF7700000001" in signed and mark not in signed, lang
+        assert mark in after and "late-waybill" in after, lang
+        assert "SF7700000002" in two and mark not in two and "late-waybill" not in two, lang
 
 
 # ---- newest first in blocks of clip ids, against an exact oracle ----------------------------
@@ -381,15 +413,7 @@ def test_one_search_index_builder_and_the_migration_waits(pg_dsn: str) -> None:
 def test_a_clip_not_uploaded_yet_is_not_called_missing(central, pg_dsn: str, tmp_path) -> None:
     """The central site knows a clip (its station synced the row) before the station has
     uploaded its video: the seller reads that it is on its way, not that it is missing."""
-    from conftest_web import add_users, login
-
-    from station import config as config_mod
-    from web import create_app
-
-    cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
-    add_users(cfg.station.data_dir, stations=["s1"])
-    client = create_app(cfg, central=CentralSite(cfg), test_config={"TESTING": True}).test_client()
-    login(client, "viewer")
+    client = site_client(pg_dsn, tmp_path, "viewer")
     for lang, want in (("en", "has not reached this site yet"), ("zh-CN", "尚未上传到本站")):
         page = client.get("/orders/PO-000123", headers={"Accept-Language": lang})
         text = page.get_data(as_text=True)
@@ -403,15 +427,7 @@ def test_download_of_a_clip_not_uploaded_yet_says_it_is_on_its_way(
     """'Download original' of a clip whose video its station has not uploaded yet: the
     site's page saying it is on its way (404: not here yet; the player reads 404 the same
     way), in the reader's language, not 'there is nothing here'."""
-    from conftest_web import add_users, login
-
-    from station import config as config_mod
-    from web import create_app
-
-    cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
-    add_users(cfg.station.data_dir, stations=["s1"])
-    client = create_app(cfg, central=CentralSite(cfg), test_config={"TESTING": True}).test_client()
-    login(client, "viewer")
+    client = site_client(pg_dsn, tmp_path, "viewer")
     clip = central.order("PO-000123")[0]
     for lang, want in (("en", "has not reached this site yet"), ("zh-CN", "尚未上传到本站")):
         resp = client.get(f"/clips/{clip.id}/download", headers={"Accept-Language": lang})

@@ -47,7 +47,7 @@ def test_csv_export_lists_every_clip_of_the_day(operator, web_env: WebEnv) -> No
     header, body = rows[0], rows[1:]
     assert header == [
         "order", "waybills", "station", "start", "duration_s", "reason", "sha256", "link",
-        "packer", "kind", "repack_of",
+        "packer", "kind", "repack_of", "late_waybills",
     ]  # fmt: skip
     indexed = [c for k, c in web_env.clips.items()]
     assert len(body) == len(indexed)
@@ -94,6 +94,30 @@ def test_xlsx_export_opens_in_a_real_reader(operator, web_env: WebEnv) -> None:
     for got, want in zip(values[1:], csv_body, strict=True):
         assert got[0] == want[0].removeprefix("'") and got[6] == want[6]
         assert got[4] == pytest.approx(float(want[4]))  # a number cell, not text
+
+
+def test_a_waybill_linked_after_signing_is_named_in_its_own_last_column(
+    operator, web_env: WebEnv
+) -> None:
+    """A waybill the station linked to a clip after signing it (a late camera read) is in no
+    signed manifest: ``waybills`` keeps every waybill the index links, as before (a script
+    reading it by name finds the order by it still), and ``late_waybills``, the last column,
+    names those the signed manifest does not prove, in the CSV and the XLSX alike."""
+    late_clip = web_env.link_late_waybill("YT8800000001")  # PO-1001's second clip
+    header, *body = csv_rows(operator.get("/export/orders.csv", query_string=DAY))
+    assert header[-1] == "late_waybills" and header[1] == "waybills"
+    # by start: the fixture's clips of PO-1001 are one file (one SHA-256)
+    by_start = {r[3]: dict(zip(header, r, strict=True)) for r in body if r[0] == "PO-1001"}
+    start = late_clip.started_at.isoformat(timespec="seconds")
+    late = by_start[start]
+    assert late["waybills"] == "YT8800000001" and late["late_waybills"] == "YT8800000001"
+    signed = by_start[web_env.clips["plain"].started_at.isoformat(timespec="seconds")]
+    assert signed["waybills"] == "SF1234567890120" and signed["late_waybills"] == ""
+    assert [(r[0], r[3]) for r in body if r[-1]] == [("PO-1001", start)]  # the only late read
+    xlsx = operator.get("/export/orders.xlsx", query_string=DAY).get_data()
+    sheet = list(openpyxl.load_workbook(io.BytesIO(xlsx)).active.iter_rows(values_only=True))
+    assert sheet[0][-1] == "late_waybills"
+    assert [(r[0], r[3], r[-1]) for r in sheet[1:] if r[-1]] == [("PO-1001", start, "YT8800000001")]
 
 
 def test_another_day_is_empty_and_the_range_is_checked(operator) -> None:
@@ -271,9 +295,11 @@ def _index_many(env: WebEnv, n: int) -> None:
 def test_the_export_of_a_few_hundred_clips_is_byte_for_byte_what_it_was(
     operator, web_env: WebEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The digests are those of the exports built whole in memory (before they were
-    streamed, commit f013c44), for these clips: a spreadsheet a seller made from an earlier
-    export must read a new one the same way. Pages of 64 rows: several pages, each read once."""
+    """The CSV without its last column (``late_waybills``, added at the end) is byte for byte
+    the export built whole in memory (before it was streamed, commit f013c44), for these
+    clips; the digests with that column were taken when it was added: a spreadsheet a seller
+    made from an earlier export must read a new one the same way. Pages of 64 rows: several
+    pages, each read once."""
     from web import export
 
     monkeypatch.setattr(export, "PAGE", 64)
@@ -281,13 +307,23 @@ def test_the_export_of_a_few_hundred_clips_is_byte_for_byte_what_it_was(
     body = operator.get("/export/orders.csv", query_string=DAY).get_data()
     assert len(csv_rows(operator.get("/export/orders.csv", query_string=DAY))) == 1 + 8 + 300
     xlsx = operator.get("/export/orders.xlsx", query_string=DAY).get_data()
+    # Without the last column (late_waybills, added at the end and empty here), the CSV is
+    # the one pinned before it was added: the earlier columns are as they were.
+    header_end = b",late_waybills\r\n"
+    assert body.count(header_end) == 1 and body.count(b",\r\n") == 8 + 300
+    before = body.replace(header_end, b"\r\n").replace(b",\r\n", b"\r\n")
+    assert (
+        hashlib.sha256(before).hexdigest()
+        == "daf0806f9b99e76d86cd6d6ddfae5b05a23becebeebb14f59076c111989960e8"
+    )
+    # the digests with the late_waybills column
     assert (
         hashlib.sha256(body).hexdigest()
-        == "daf0806f9b99e76d86cd6d6ddfae5b05a23becebeebb14f59076c111989960e8"
+        == "ee2cd28c53f6c1befc466fc07d4d59fac3ac09949dfd02eb559a5eff6864d4e5"
     )
     assert (
         hashlib.sha256(_undated(xlsx)).hexdigest()
-        == "b512939d6df403be49eca19567a2b46c88dee3a0236bd3b97da7c162e99e8709"
+        == "c9d1dc56e082fe660f2964090e8a43647574a2e7515ab4674cc9a97b16552a81"
     )
 
 

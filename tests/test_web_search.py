@@ -302,3 +302,32 @@ def _bulk(conn, n: int) -> None:
         [(i + 1, f"ORD-{i:07d}", f"WB7000{i % 1000:03d}", "X", 0.0) for i in range(n)],
     )
     conn.commit()
+
+
+LATE_MARK = {"en": "not in the signed manifest", "zh-CN": "不在签名的记录中"}
+
+
+def result_rows(page: str) -> list[str]:
+    """The search page's result rows (the HTML of each ``<tr>`` in its table's body)."""
+    body = page.split('<table class="results" id="results">', 1)[1].split("<tbody>", 1)[1]
+    return body.split("</tbody>", 1)[0].split("<tr>")[1:]
+
+
+def test_a_waybill_linked_after_signing_is_marked_in_the_search_results(
+    web_client, web_env: WebEnv
+) -> None:
+    """A waybill the station linked to a clip after signing it (a late camera read) is in no
+    signed manifest: the search results say so next to it, in the reader's language, and
+    not next to a waybill the manifest signed."""
+    web_env.link_late_waybill("YT8800000001")  # to PO-1001's second clip
+    login(web_client, "viewer")
+    for lang, mark in LATE_MARK.items():
+        page = web_client.get("/search?q=PO-1001", headers={"Accept-Language": lang})
+        rows = result_rows(page.get_data(as_text=True))
+        [late] = [r for r in rows if "YT8800000001" in r]
+        [signed] = [r for r in rows if "SF1234567890120" in r]
+        assert mark in late and "late-waybill" in late, lang
+        assert mark not in signed and "late-waybill" not in signed, lang
+        found = web_client.get("/search?q=YT8800000001", headers={"Accept-Language": lang})
+        [row] = result_rows(found.get_data(as_text=True))
+        assert "YT8800000001" in row and mark in row, lang

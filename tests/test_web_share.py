@@ -358,18 +358,7 @@ def test_a_waybill_linked_after_signing_is_marked_not_proven(web_app, web_env: W
     """A waybill the station linked to a clip after signing it (a late camera read) is in the
     index only: the order page, the share page and the API say so, in the reader's language;
     the waybills in the signed manifests carry no such mark."""
-    from station.store.clips import WaybillLink
-    from station.store.ledger import Ledger
-
-    late_clip = web_env.clips["plain2"]  # PO-1001's second clip, signed without a waybill
-    assert late_clip.id is not None
-    ledger = Ledger.in_data_dir(web_env.data_dir)
-    try:
-        ledger.link_waybill_after_signing(
-            late_clip.id, "PO-1001", WaybillLink("YT8800000001", "YT", 2.0)
-        )
-    finally:
-        ledger.close()
+    web_env.link_late_waybill("YT8800000001")  # to PO-1001's second clip
     staff = login(web_app.test_client(), "viewer")
     path = create_share(staff)
     anyone = web_app.test_client()

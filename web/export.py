@@ -40,6 +40,8 @@ HEADER = (
     "packer",
     "kind",
     "repack_of",
+    # in no signed manifest (web/index.py, central/db.py); last, so older sheets keep theirs
+    "late_waybills",
 )
 MAX_DAYS = 366
 XLSX_MAX_ROWS = 1_048_575  # a sheet holds 2**20 rows, the header included
@@ -134,6 +136,7 @@ def rows(start_utc: str, end_utc: str, station: str | None) -> Iterator[list[str
             c.packer or "",
             c.kind,
             " ".join(str(i) for i in c.repack_of),
+            " ".join(c.extra.get("late_waybills") or ()),
         ]
 
 
