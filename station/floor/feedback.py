@@ -223,6 +223,9 @@ class AplaySink:
             )
         self.argv = [exe, "-q", "-D", device]
         self._procs: list[subprocess.Popen[bytes]] = []
+        # the players this sink terminated: aplay stopped while it reads the WAV header exits 1
+        # ("read error"), not -15, and a sound cut off on purpose is no device problem
+        self._cut_off: set[subprocess.Popen[bytes]] = set()
 
     def play(self, name: str, path: Path) -> None:
         self._reap(cut_off=True)
@@ -244,12 +247,14 @@ class AplaySink:
             code = proc.poll()
             if code is None and cut_off:
                 proc.terminate()
+                self._cut_off.add(proc)
                 alive.append(proc)  # reaped next time; terminate takes a moment
             elif code is None:
                 alive.append(proc)
-            elif code not in (0, -15):
+            elif code not in (0, -15) and proc not in self._cut_off:
                 log.warning("%s exited with %d (no sound device?)", self.argv[0], code)
         self._procs = alive
+        self._cut_off &= set(alive)
 
     def close(self) -> None:
         for proc in self._procs:
@@ -259,6 +264,7 @@ class AplaySink:
                 proc.kill()
                 proc.wait()
         self._procs = []
+        self._cut_off = set()
 
 
 class LogSink:
