@@ -12,6 +12,7 @@ from station.fleet.objstore import ObjectStore
 from station.proof.keys import fingerprint, load_public_pem, verify_signature
 from station.proof.verify import Report
 from station.store.files import sha256_and_size
+from station.store.ledger import ClipRecord
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,13 @@ def _station_key(db: CentralDB, station_id: int, leaf: dict[str, Any]) -> Any:
         if r["old_key"] == fp and isinstance(seq, int) and 0 <= seq < int(r["tree_size"]):
             pem = r["old_public_key"]
     return load_public_pem(pem.encode()) if pem else None
+
+
+def _archived_leaf(c: ClipRecord) -> dict[str, Any] | None:
+    """Where the bucket holds the clip's signed manifest (its log leaf), None if not yet."""
+    meta = c.extra.get("archive_meta") or {}
+    leaf = meta.get("log") if isinstance(meta, dict) else None
+    return leaf if isinstance(leaf, dict) and leaf else None
 
 
 def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) -> Report:
@@ -48,11 +56,12 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
             "clip-unknown",
         )  # fmt: skip
         return report
-    c = clips[0]
+    # The same bytes may stand in several rows (a restored station registering a clip again
+    # under its new enrolment): the one whose signed manifest is archived can be checked.
+    c = next((x for x in clips if _archived_leaf(x) is not None), clips[0])
     report.add("index", "info", f"registered (unsigned index): station {c.station}, "
                f"order {c.order_id}")  # fmt: skip
-    meta = c.extra.get("archive_meta") or {}
-    leaf = meta.get("log") if isinstance(meta, dict) else None
+    leaf = _archived_leaf(c)
     if not leaf or store is None:
         report.add("manifest", "warn", "the signed manifest is not archived yet: nothing to check")
         return report

@@ -1264,3 +1264,48 @@ def test_station_counters_are_maintained_not_counted(fleet: Fleet) -> None:
         assert any(r["archived_bytes"] > 0 for r in db.fleet_health())
     finally:
         db.close()
+
+
+def test_the_central_verify_page_takes_the_archived_row_of_bytes_registered_twice(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The same bytes registered by two rows (a restored station registering a clip again
+    under its new enrolment; here two stations recording the same frames): the page checks
+    the row whose signed manifest is archived, not the lowest id, which may not be archived
+    yet ("nothing to check", and the other station named)."""
+    from central.db import CentralDB
+    from central.verify import verify_clip_central
+    from station.fleet.objstore import ObjectStore
+
+    cdb = CentralDB(fleet.dsn)
+    cfgs = []
+    for name, order in (("station-dupa", "DUP-A"), ("station-dupb", "DUP-B")):
+        cfg = station_cfg(tmp_path / name, name, fleet_seaweed(fleet), fleet.bucket)
+        cfg = cfg.replace(
+            "central", enabled=True, url=fleet.url, token=cdb.add_station(name), interval_s=0.2
+        )
+        record(cfg, [order], frames=26)  # a length no other test here records
+        cfgs.append(cfg)
+    second = cfgs[1]
+    _archive_all([second])  # the first station's copy is not archived (yet)
+    for cfg in cfgs:
+        s = CentralSync(cfg)
+        try:
+            s.sync_once()
+        finally:
+            s.stop()
+    led = Ledger.in_data_dir(second.station.data_dir)
+    try:
+        (clip,) = led.clips("DUP-B")
+    finally:
+        led.close()
+    rows = cdb.clips_by_sha256(clip.sha256)
+    assert [r.station for r in rows] == ["station-dupa", "station-dupb"]
+    report = verify_clip_central(
+        second.station.data_dir / clip.path, cdb, ObjectStore(fleet.central_cfg.archive)
+    )
+    cdb.close()
+    checks = {c.name: c.status for c in report.checks}
+    assert checks.get("signature") == checks.get("manifest") == "ok", report.checks
+    index = next(c for c in report.checks if c.name == "index")
+    assert "station-dupb" in index.reason and "DUP-B" in index.reason, report.checks
