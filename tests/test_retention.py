@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers_crash_child import assert_every_step, crash_at_every_step, retention_config
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from recorder_support import encoded_recorder
 
@@ -58,6 +58,16 @@ def test_floor_is_the_larger_of_absolute_and_percent() -> None:
     assert Policy(free_floor_bytes=500, free_floor_percent=10).floor(10_000) == 1000
     assert Policy(free_floor_bytes=5000, free_floor_percent=10).floor(10_000) == 5000
     assert Policy().floor(10**12) == 0
+
+
+@pytest.mark.parametrize(
+    ("percent", "total", "want"),
+    [(0.07, 10_000, 7), (0.22, 78_125_000, 171_875), (0.07, 10_001, 8), (5.0, 1000, 50)],
+)
+def test_the_percent_floor_is_the_percent_as_written(percent: float, total: int, want: int) -> None:
+    """0.07 % of 10,000 bytes is 7 (float arithmetic said 8); 0.22 % of 78,125,000 is 171,875
+    (the float 0.22's exact binary value says 171,876): rounded up only when not whole."""
+    assert Policy(0.0, 0, percent).floor(total) == want
 
 
 def test_oldest_eligible_first_and_stop_at_the_floor() -> None:
@@ -183,7 +193,9 @@ def reference_plan(
     sharing no code with station/store/retention.py: (ids deleted in order, floor, free after,
     floor reached, kept clips per reason)."""
     # "floor = max(free_floor_mb, free_floor_percent x disk size)": at least that much free.
-    floor = max(policy.free_floor_bytes, -(-total * Fraction(policy.free_floor_percent) // 100))
+    # (the percent as written in the config: 0.22 is 22/100, not the binary float's value)
+    percent = Fraction(repr(policy.free_floor_percent))
+    floor = max(policy.free_floor_bytes, -(-total * percent // 100))
     # "a clip's age counts from the latest of its own start and the starts of the clips with a
     # lower id that are not in the future"
     age_start = _age_starts(clips)
@@ -222,6 +234,7 @@ def reference_plan(
 
 @settings(max_examples=400, deadline=None)
 @given(clip_lists, policies, st.integers(0, 10**10), st.integers(0, 10**10))
+@example(clips=[], policy=Policy(0.0, 0, 0.22, False, None), free=0, extra=78_125_000)  # CI found
 def test_plan_matches_a_reference_written_from_the_docs(clips, policy, free, extra) -> None:
     total = free + extra
     p = plan(clips, now=NOW, free_bytes=free, total_bytes=total, policy=policy)

@@ -36,6 +36,7 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 
 from station.config import Config
 from station.proof.verify import ZIP_ERRORS
+from station.store.retention import Policy
 from web.throttle import address_key
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,8 @@ class Limits:
 
     def floor(self, total_bytes: int) -> int:
         """Free bytes /verify always leaves on the data disk: retention's floor + headroom."""
-        station = max(self.floor_bytes, math.ceil(total_bytes * self.floor_percent / 100))
-        return station + self.headroom_bytes
+        station = Policy(free_floor_bytes=self.floor_bytes, free_floor_percent=self.floor_percent)
+        return station.floor(total_bytes) + self.headroom_bytes
 
 
 class Spool:

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,12 @@ class Policy:
         return self.min_age_days
 
     def floor(self, total_bytes: int) -> int:
-        """Bytes that must stay free: the larger of the absolute and the relative floor."""
-        return max(self.free_floor_bytes, math.ceil(total_bytes * self.free_floor_percent / 100))
+        """Bytes that must stay free: the larger of the absolute and the relative floor.
+
+        The percent is taken as written (0.07, not the binary float nearest to it): float
+        arithmetic made 0.07 % of 10,000 bytes 8, one byte off the 7 a person works out."""
+        percent = Fraction(repr(self.free_floor_percent))
+        return max(self.free_floor_bytes, math.ceil(total_bytes * percent / 100))
 
 
 @dataclass(frozen=True)
