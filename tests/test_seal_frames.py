@@ -11,11 +11,10 @@ import pytest
 
 from central import media
 from station import config as config_mod
-from station.capture.codes import LYING_CARD
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.proof.verify import verify_clip
 from station.service import assemble
-from station.store.clips import event_card
+from station.store.clips import LYING_CARD, event_card
 from station.store.ledger import INDEX_NAME, ClipRecord, ScanEventRecord
 from web.frames import keyframes
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from station.capture.codes import LYING_CARD, Code, Kind
+from station.capture.codes import Code, Kind
 from station.capture.frames import PedalPress
 from station.config import SessionSection
 from station.recording.session import (
@@ -35,6 +35,7 @@ from station.recording.session import (
     in_open_clip,
     step,
 )
+from station.store.clips import LYING_CARD
 
 RULES = SessionSection()
 ORDER_A = Code("PO-A", Kind.ORDER)

@@ -343,9 +343,6 @@ class Debounce:
 
 # Seal and control cards: station cards a packer shows to the camera and may put down in view.
 CARD_KINDS = frozenset({Kind.SEAL, Kind.CONTROL})
-# What a seal or control card did when the camera saw it again where it lay (the scan
-# event's ``card``): nothing. Its own kind stays "seal" or "control"; this says it sealed nothing.
-LYING_CARD = "lying"
 
 # A card the camera read unmoved at one place for this long was put down there. One held up
 # to the camera is read and confirmed in a fraction of a second, but a careful packer holds

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from station.capture.codes import CARD_KINDS, LYING_CARD, Code, Kind
+from station.capture.codes import CARD_KINDS, Code, Kind
 from station.capture.frames import PedalPress
 from station.config import SessionSection
+from station.store.clips import LYING_CARD
 
 
 class FinishReason(StrEnum):

@@ -9,9 +9,12 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from station.capture.codes import LYING_CARD
 from station.errors import LedgerError
 from station.store.sqlitedb import Table, from_row, utc_text
+
+# What a seal or control card did when the camera saw it again where it lay (a scan event's
+# ``card``): nothing. Its own kind stays "seal" or "control"; this says it sealed nothing.
+LYING_CARD = "lying"
 
 
 @dataclass(frozen=True)
