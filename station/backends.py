@@ -6,7 +6,6 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
-from zoneinfo import ZoneInfo
 
 from station.capture.camera import OpenCVCamera
 from station.capture.frames import FrameSource, ScanSource
@@ -21,6 +20,7 @@ from station.config import KEYBOARD_SCANNERS as KEYBOARDS
 from station.errors import ConfigError
 from station.floor.feedback import AplaySink, Feedback, LogSink, SoundSink, prepare_sounds
 from station.floor.packer_inbox import ScreenSignIn
+from station.runtime.localzone import station_tz
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,14 @@ MOCK_SCANNER_NAME = "Mock barcode scanner"
 def _synthetic(cfg: Config, realtime: bool) -> FrameSource:
     c = cfg.camera
     return SyntheticCamera(
-        c.width, c.height, c.fps, load_scenario(c), realtime, tz=_tz(cfg),
+        c.width, c.height, c.fps, load_scenario(c), realtime, tz=station_tz(cfg),
         pixel_format=c.pixel_format,
     )  # fmt: skip
 
 
 def _opencv(cfg: Config, realtime: bool) -> FrameSource:
     c = cfg.camera
-    return OpenCVCamera(c.source, c.width, c.height, c.fps, c.read_timeout_s, tz=_tz(cfg))
+    return OpenCVCamera(c.source, c.width, c.height, c.fps, c.read_timeout_s, tz=station_tz(cfg))
 
 
 def _picamera2(cfg: Config, realtime: bool, *, mock: bool = False) -> FrameSource:
@@ -56,7 +56,7 @@ def _picamera2(cfg: Config, realtime: bool, *, mock: bool = False) -> FrameSourc
         raise ConfigError(f"camera.source must be a camera number for picamera2, not {c.source!r}")
     return Picamera2Camera(
         int(c.source), c.width, c.height, c.fps, c.read_timeout_s,
-        mock_picamera2.Picamera2 if mock else None, tz=_tz(cfg), pixel_format=c.pixel_format,
+        mock_picamera2.Picamera2 if mock else None, tz=station_tz(cfg), pixel_format=c.pixel_format,
         colour_space_cls=mock_picamera2.ColorSpace if mock else None,
     )  # fmt: skip
 
@@ -104,10 +104,6 @@ SOUND_SINKS: dict[str, SinkFactory] = {
     "alsa": lambda cfg: AplaySink(cfg.feedback.device, cfg.feedback.player),
     "log": lambda cfg: LogSink(cfg.station.data_dir / "sounds.log"),
 }
-
-
-def _tz(cfg: Config) -> ZoneInfo | None:
-    return ZoneInfo(cfg.station.timezone) if cfg.station.timezone else None
 
 
 F = TypeVar("F")

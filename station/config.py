@@ -206,7 +206,9 @@ class StationSection:
         Path("/var/lib/packcam"), "clips/, index.sqlite3, tmp/, live/ (the CLI's --data overrides)"
     )
     timezone: str = setting(
-        "", 'IANA zone for the overlay and file names, e.g. "Asia/Shanghai"; "" = the system\'s'
+        "",
+        'IANA zone for the overlay, file names and the sites\' times, e.g. "Asia/Shanghai"; '
+        '"" = the machine\'s ($TZ, else /etc/localtime)',
     )
 
 

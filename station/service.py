@@ -30,9 +30,10 @@ from station.proof.finalizer import build_finalizers
 from station.recording.live import LiveWriter
 from station.recording.overlay import Overlay
 from station.recording.recorder import Finalizer, FinishedClip, Recorder
-from station.recording.runner import Station, StationWatchdog, station_tz
+from station.recording.runner import Station, StationWatchdog
 from station.recording.stream import stream_factories
 from station.recording.writer import HARDWARE_ENCODERS, EncoderSettings, probe_encoder, to_i420
+from station.runtime.localzone import station_tz
 from station.runtime.sdnotify import Watchdog
 from station.store.ledger import ClipRecord, Ledger
 from station.store.recovery import Recovery, data_dir_lock

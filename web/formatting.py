@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app
 
 from station.config import Config
+from station.runtime.localzone import machine_zone, station_tz
 
 
 def site_tz(config: Config) -> tzinfo:
-    """The station's configured zone, else the machine's local zone."""
-    if config.station.timezone:
-        return ZoneInfo(config.station.timezone)
-    tz = datetime.now().astimezone().tzinfo
-    return tz if tz is not None else UTC
+    """The station's configured zone, else the machine's IANA zone (station/runtime/localzone.py):
+    every instant, either side of a daylight-saving change, with the offset it had."""
+    configured = station_tz(config)
+    return configured if configured is not None else machine_zone()
 
 
 def utc_index(dt: datetime) -> str:

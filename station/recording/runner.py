@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Protocol, runtime_checkable
-from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
@@ -45,16 +44,12 @@ from station.floor.events import EventKind, StationEvents
 from station.recording import session as ss
 from station.recording.recorder import Recorder
 from station.runtime.backoff import Backoff
+from station.runtime.localzone import station_tz
 from station.store.ledger import ScanEventRecord
 
 log = logging.getLogger(__name__)
 
 RECENT_ORDERS = 256  # orders remembered for the duplicate check until their clip is indexed
-
-
-def station_tz(cfg: Config) -> tzinfo | None:
-    """The configured zone, or None for the machine's local zone."""
-    return ZoneInfo(cfg.station.timezone) if cfg.station.timezone else None
 
 
 def localize(wall: datetime, tz: tzinfo | None) -> datetime:
