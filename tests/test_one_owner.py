@@ -53,11 +53,18 @@ def owners_ok(finished: list[FinishedClip]) -> None:
 
 
 def run_keys(
-    cfg: config_mod.Config, keys: list[tuple[float, str]], *, seed: int, end: float
+    cfg: config_mod.Config,
+    keys: list[tuple[float, str]],
+    *,
+    seed: int,
+    end: float,
+    still: tuple[tuple[float, float], ...] = (),
 ) -> tuple[list[ClipRecord], list[FinishedClip]]:
     """The station on a synthetic scene whose scans are ``keys`` (camera time, typed text),
-    ended at ``end``: the indexed clips and what the recorder finished."""
+    frozen for each (start, duration) in ``still``, ended at ``end``: the indexed clips and
+    what the recorder finished."""
     events = [{"at": at, "kind": "key", "text": text} for at, text in keys]
+    events += [{"at": at, "kind": "still", "duration": d} for at, d in still]
     scenario = Scenario.from_dict({"seed": seed, "event": [*events, {"at": end, "kind": "end"}]})
     finished: list[FinishedClip] = []
     cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
@@ -213,6 +220,34 @@ def test_no_pre_roll_reaches_back_into_a_packing_whose_clip_timed_out(
     assert clips[1].pre_roll_s == 0
     b = finished[1]
     assert b.span is not None and 6.0 - 1e-6 <= b.span[0] <= 6.0 + 1 / FPS
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["packed-on", "sealed-after"])
+def test_no_pre_roll_reaches_back_into_a_packing_whose_clip_ended_still(
+    cfg: config_mod.Config, sealed: bool
+) -> None:
+    """Nothing moves in view from 1 s to 4 s (the packer away for tape, PO-1 half packed
+    where it lies): PO-1's clip ends "still" at 3 s. The packer is back and packs on with no
+    clip, then scans PO-2. With nothing marking the end of PO-1's packing, PO-2's clip starts
+    at its scan; PO-1's seal after the still stop ends it, and PO-2's pre-roll starts on the
+    keyframe made right after that seal, not in PO-1's packing before it."""
+    cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=60.0, still_timeout_s=2.0)
+    cfg = cfg.replace("proof", enabled=False)
+    keys = [(0.5, "PO-1"), *([(6.5, "SEAL")] if sealed else []), (7.5, "PO-2")]
+    clips, finished = run_keys(cfg, keys, seed=4, end=9.0, still=((1.0, 3.0),))
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        ("PO-1", "still"),
+        ("PO-2", "end-of-input"),
+    ]
+    owners_ok(finished)
+    b = finished[1]
+    assert b.span is not None
+    if sealed:
+        assert 6.5 < b.span[0] <= 6.5 + 2 / FPS
+        assert clips[1].pre_roll_s == pytest.approx(1.0, abs=0.15)
+    else:
+        assert 7.5 - 1e-6 <= b.span[0] <= 7.5 + 1 / FPS
+        assert clips[1].pre_roll_s == 0
 
 
 def _kb(text: str, t: float) -> tuple[float, RawScan]:

@@ -36,6 +36,7 @@ from station.store.ledger import Ledger
 # A hand scan or pedal press comes between two frames: half a frame after the last one.
 HALF = 0.5 / FPS
 MAX_S, PRE_ROLL_S, DEBOUNCE_S = 1.5, 0.5, 3.0
+STILL_S = 0.5  # still_timeout_s: 5 frames with no change in view end the clip
 ORDERS = ("PO-A", "PO-B", "PO-C")
 WAYBILL = {o: f"SF10000000000{i}" for i, o in enumerate(ORDERS, 1)}  # each parcel's label
 ITEM = "6901234567892"  # a product's EAN-13
@@ -81,12 +82,13 @@ class Oracle:
     the next order's scan, its waybill with ``waybill_ends_clip``; with no clip open (after a
     timeout, a refused clip, or its clip already ended) its seal, pedal or waybill finishes
     it too, and each of those, or the camera seeing its sheet again, shows it was still there
-    then (when known before the next order arrives). A timeout, a nearly full disk or a
-    camera loss ends a clip, not the packing. An order is recorded (a clip expected) from its
-    scan until it is finished, times out, the disk is nearly full or the camera is lost; the
-    order open at a loss (or scanned in the dark) resumes when the camera is back. An order
-    scanned while the disk refuses clips, or with no packer signed in when one is required,
-    is packed with no clip."""
+    then (when known before the next order arrives). A timeout, a nearly full disk, a camera
+    loss or the picture staying unchanged for ``STILL_S`` (the packer away for tape, the
+    parcel half packed where it was) ends a clip, not the packing. An order is recorded (a
+    clip expected) from its scan until it is finished, times out, stays still, the disk is
+    nearly full or the camera is lost; the order open at a loss (or scanned in the dark)
+    resumes when the camera is back. An order scanned while the disk refuses clips, or with
+    no packer signed in when one is required, is packed with no clip."""
 
     world: World
     require_packer: bool
@@ -99,6 +101,8 @@ class Oracle:
     packer: str | None = None
     seen: dict[str, float] = field(default_factory=dict)  # debounce: last sighting of a code
     last_frame: float | None = None
+    unchanged: set[float] = field(default_factory=set)  # frames the same as the one before
+    moved: float = 0.0  # the open clip's start or its last frame with a change in view
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -202,6 +206,7 @@ class Oracle:
         elif allowed and not self.world.refuse:
             self.rec = Expected(order, t, False, self.packer)
             self.expected.append(self.rec)
+            self.moved = t
 
     def frame(self, f: float) -> None:
         """A new frame at ``f`` (after the scans that came with it)."""
@@ -211,9 +216,14 @@ class Oracle:
             if self.waiting and p is not None and p.end is None and not self.world.refuse:
                 self.rec = Expected(p.order, f, True, self.packer)
                 self.expected.append(self.rec)
+                self.moved = f
             self.waiting = False
         if self.rec is not None and f - self.rec.since >= MAX_S:
             self.rec.until, self.rec.before, self.rec = f, True, None  # timeout: the clip ends
+        if f not in self.unchanged:
+            self.moved = f
+        elif self.rec is not None and f - self.moved >= STILL_S:
+            self.rec.until, self.rec.before, self.rec = f, True, None  # still: the clip ends
         if self.rec is not None and self.world.critical:  # the disk nearly full: it ends too
             self.rec.until, self.rec = f, None
         self.last_frame = f
@@ -242,9 +252,11 @@ class Intent:
 
 
 class Table(FakeCamera):
-    """The camera playing a script: frames 1/FPS apart; hand scans and pedal presses between
-    two frames; camera reads of a frame (now, or ``k`` frames back: decoded late); camera
-    losses with ``k`` failed reopenings; the disk refusing clips or nearly full."""
+    """The camera playing a script: frames 1/FPS apart, each unlike the one before (someone
+    at work), or the same as it (``still``: nothing moves in view); hand scans and pedal
+    presses between two frames; camera reads of a frame (now, or ``k`` frames back: decoded
+    late); camera losses with ``k`` failed reopenings; the disk refusing clips or nearly
+    full."""
 
     def __init__(self, script: list[tuple[Any, ...]], world: World, oracle: Oracle) -> None:
         super().__init__(script, world, InstantStop())
@@ -252,6 +264,8 @@ class Table(FakeCamera):
         self.times: list[float] = []
         self.intents: list[Intent] = []
         self.dark = False
+        self.still = False  # the frames to come are the same as the last one
+        self.grey = 0
 
     def _intend(self, stamp: float, source: str, what: str) -> None:
         self.intents.append(Intent(stamp, len(self.intents), source, what))
@@ -261,8 +275,8 @@ class Table(FakeCamera):
             if not self.script:
                 return None
             step, *args = self.script.pop(0)
-            if step == "frames":
-                self.frames_left = args[0]
+            if step in ("frames", "still"):
+                self.frames_left, self.still = args[0], step == "still" and self.index > 0
             elif step == "hand":
                 self._intend(round(self.t + HALF, 6), "keyboard", args[0])
             elif step == "pedal":
@@ -284,7 +298,11 @@ class Table(FakeCamera):
         self.t, self.dark = round(self.t + 1 / FPS, 6), False
         self.index += 1
         self.times.append(self.t)
-        image = np.full((H, W, 3), self.index % 256, np.uint8)
+        if self.still:
+            self.oracle.unchanged.add(self.t)
+        else:
+            self.grey = (self.grey + 37) % 256  # far above the station's motion threshold
+        image = np.full((H, W, 3), self.grey, np.uint8)
         return Frame(image, self.t, WALL0 + timedelta(seconds=self.t), self.index)
 
 
@@ -354,6 +372,7 @@ def run_script(
             "session",
             pre_roll_s=PRE_ROLL_S,
             max_duration_s=MAX_S,
+            still_timeout_s=STILL_S,
             require_packer=require_packer,
             waybill_ends_clip=waybill_ends,
         )
@@ -430,11 +449,13 @@ def check(
 
 whats = ["PO-A", "PO-B", "PO-C", "SEAL", "WAYBILL", "ITEM", "MISREAD"]
 frames = st.tuples(st.just("frames"), st.integers(1, 12) | st.just(16))
+still = st.tuples(st.just("still"), st.integers(1, 8))
 orders = st.tuples(st.just("hand"), st.sampled_from(ORDERS))
 steps = st.one_of(
     frames,
     frames,
     frames,
+    still,
     orders,
     orders,
     st.tuples(st.just("hand"), st.sampled_from([*whats, "OP:alice", "OP:bob", "SIGNOUT"])),
@@ -456,7 +477,8 @@ steps = st.one_of(
 # What it found: the next order's pre-roll on a parcel whose clip timed out; the same after
 # a camera blink; A and B scanned in one frame interval after it; with waybill_ends_clip, the
 # waybill scanned in the dark did not end the order waiting (it resumed after its end); the
-# pre-roll on a parcel whose clip was finished for a nearly full disk.
+# pre-roll on a parcel whose clip was finished for a nearly full disk; the same on a parcel
+# whose clip ended still (the packer away for a moment, then packing on).
 @example([("hand", "PO-A"), ("frames", 16), ("hand", "PO-B"), ("frames", 1)], 0, False, False)
 @example(
     [("hand", "PO-A"), ("frames", 16), ("lose", 0), ("frames", 8), ("hand", "PO-B"),
@@ -473,6 +495,10 @@ steps = st.one_of(
 @example(
     [("hand", "PO-A"), ("frames", 3), ("critical", True), ("frames", 1), ("critical", False),
      ("frames", 8), ("hand", "PO-B"), ("frames", 1)], 0, False, False,
+)  # fmt: skip
+@example(
+    [("hand", "PO-A"), ("frames", 2), ("still", 6), ("frames", 8), ("hand", "PO-B"),
+     ("frames", 1)], 0, False, False,
 )  # fmt: skip
 def test_every_frame_of_a_clip_is_of_its_own_order(
     script: list[tuple[Any, ...]], lag: int, require_packer: bool, waybill_ends: bool

@@ -297,8 +297,46 @@ def test_still_timeout() -> None:
     state, actions = step(state, Tick(7.9, moving=False), rules)
     assert isinstance(state, Recording) and actions == []
     state, actions = step(state, Tick(8.0, moving=False), rules)
-    assert state == Idle(last=("PO-A", 8.0), last_began=0.0)
+    # The clip ends, not the packing (as at a timeout): stillness is nobody moving in view.
+    assert state == Idle(last=("PO-A", 8.0), last_began=0.0, unrecorded="PO-A")
     assert actions == [StopClip(FinishReason.STILL, 8.0)]
+
+
+def test_a_clip_ended_still_leaves_its_parcel_packed_on_until_something_ends_it() -> None:
+    """The picture stays unchanged with the parcel half packed where it lies: the packer
+    away for tape or filler, or a question at the next table. The clip ends "still"; then
+    the packer is back and packs on (the scene moves again, with no clip), and scans the
+    next order. Its pre-roll would be the rest of PO-A's packing, owned by no clip: it starts
+    at its scan. PO-A's seal, waybill or the pedal after the still stop ends that packing
+    (the parcel before, up to then: ``PreviousParcel``), and pre-roll is as ever."""
+    rules = SessionSection(still_timeout_s=5)
+    state, _ = step(rec(t=0.0), Tick(2.0, moving=True), rules)
+    state, actions = step(state, Tick(7.0, moving=False), rules)
+    assert actions == [StopClip(FinishReason.STILL, 7.0)]
+    for moving in (Tick(20.0, moving=True), Tick(30.0, moving=False)):  # PO-A packed on
+        state, actions = step(state, moving, rules)
+        assert actions == []
+    _, actions = step(state, Scanned(ORDER_B, 40.0, "keyboard"), rules)
+    assert actions[0] == StartClip("PO-B", 40.0, pre_roll=False)
+    # Its sheet seen again says it was still there, not that it is finished.
+    seen, actions = step(state, Scanned(ORDER_A, 35.0), rules)
+    assert actions[-1] == PreviousParcel(35.0) and seen.unrecorded == "PO-A"
+    # PO-A scanned again by hand: its own parcel, pre-roll and all.
+    assert step(state, Scanned(ORDER_A, 40.0, "keyboard"), rules)[1][0] == StartClip("PO-A", 40.0)
+    # A camera blink in between changes none of it.
+    dark, _ = step(state, CameraLost(32.0), rules)
+    back, _ = step(dark, CameraBack(33.0), rules)
+    assert back.unrecorded == "PO-A"
+    for end in (Scanned(SEAL, 35.0), Scanned(WAYBILL, 35.0), PedalPress(35.0)):
+        for now in (state, dark):
+            ended, actions = step(now, end, rules)
+            if isinstance(ended, Suspended):
+                ended, actions = step(ended, CameraBack(36.0), rules)
+            else:
+                assert actions[-1] == PreviousParcel(35.0)
+            assert isinstance(ended, Idle) and ended.unrecorded is None
+            _, actions = step(ended, Scanned(ORDER_B, 40.0, "keyboard"), rules)
+            assert actions[0] == StartClip("PO-B", 40.0)
 
 
 def test_still_timeout_off_by_default() -> None:

@@ -63,9 +63,9 @@ class Idle:
     ``last_began``: when the clip of ``last`` began (its order's scan), None when unknown.
 
     ``unrecorded``: the order whose clip was refused (or whose writer failed, or which timed
-    out or was finished for a full disk): it may be packed on with no clip, and nothing marks
-    its end, so the next order's clip starts at its scan (its pre-roll would be that parcel)
-    until a seal, a waybill or the pedal ends it.
+    out, stayed still or was finished for a full disk): it may be packed on with no clip, and
+    nothing marks its end, so the next order's clip starts at its scan (its pre-roll would be
+    that parcel) until a seal, a waybill or the pedal ends it.
     """
 
     floor: Floor = Floor()
@@ -628,7 +628,9 @@ def _step_recording(
         if event.moving:
             return replace(state, last_motion_t=event.t), []
         if rules.still_timeout_s > 0 and event.t - state.last_motion_t >= rules.still_timeout_s:
-            return Idle(), [StopClip(FinishReason.STILL, event.t)]
+            # Nobody moves in view, not the parcel gone: it can lie half packed while the
+            # packer fetches tape, and be packed on. As at a timeout, nothing marks its end.
+            return Idle(unrecorded=state.order_id), [StopClip(FinishReason.STILL, event.t)]
         return state, []
     if isinstance(event, EndClip):
         # A full disk ends the clip, not the packing: nothing marks its end (as after a timeout).
