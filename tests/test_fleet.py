@@ -1163,7 +1163,12 @@ def test_a_restored_station_reports_its_refused_log_and_gets_a_witnessed_log_bac
     assert witness_verdict(central_rk5) == [("ok", "")]  # the new key's log, cosigned
     # The restored station's own export of the same clip proves it with the refused log's
     # final checkpoint: a fork, rightly (docs/fleet.md: export it from the central site).
-    own = export_order(cfg, "RK-1", tmp_path / "own-rk1.zip").path
+    # After the rotation the clip is in the closed log, whose bundle chains to the current key
+    # from that log's final checkpoint (never cosigned): the export says so and what to send.
+    own_cfg = cfg.replace("central", enabled=True, url=fleet.url, token=new_token)
+    own_res = export_order(own_cfg, "RK-1", tmp_path / "own-rk1.zip")
+    assert any("central site's bundle" in w for w in own_res.warnings), own_res.warnings
+    own = own_res.path
     assert witness_verdict(own) == [("fail", "log-fork")]
 
     store = ObjectStore(fleet.central_cfg.archive)

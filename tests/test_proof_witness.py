@@ -299,6 +299,11 @@ def test_witness_accepts_a_rotation_and_refuses_the_retired_key(
     # a stranger holding the witness's record catches a bundle from the thief's log
     wfile = tmp_path / "w.json"
     wfile.write_text(json.dumps(doc))
+    # the thief's bundle proves A1 with his own newest checkpoint (the export would pick the
+    # one the witness accepted, the sync's cursor, as it does for an honest restored station)
+    conn = sqlite3.connect(keep.data / INDEX_NAME, isolation_level=None)
+    conn.execute("DELETE FROM sync_cursors")
+    conn.close()
     bundle = export_order(keep.cfg, "A1", tmp_path / "thief.zip").path
     rc = station_cli.main(
         ["verify", str(bundle), "--witness", str(wfile), "--json", "--no-default-trust"]
@@ -330,3 +335,49 @@ def test_witness_accepts_a_rotation_and_refuses_the_retired_key(
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and any(c["name"] == "witness" and c["status"] == "ok" for c in out["checks"])
     assert not {"log-fork", "log-after-rotation"} & set(out["reasons"]), out
+
+
+def test_a_restored_station_proves_an_old_clip_with_a_checkpoint_the_witness_cosigned(
+    site: Site,
+    tsa_ec: TsaServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A station put back from a backup of its data dir signs leaf numbers again: its log forks
+    from the one the witness cosigned, and the witness refuses it. A clip recorded before the
+    backup is in the part both forks share: the station's own bundle of it proves it with the
+    newest checkpoint the witness accepted, and passes `verify --witness` (a seller's genuine
+    evidence). A clip of the fork has no such checkpoint: the export says so and what to do,
+    and its bundle still fails with log-fork (the verifier is not weakened)."""
+    from station.proof.verify import verify_bundle
+
+    st = build_store(tmp_path / "st", tsa_ec, ["A1", "B2"], c2pa=False)
+    site.sync(st.cfg)
+    restored = st.copy(tmp_path / "restored")  # the backup, taken after that sync
+    fin = ProofFinalizer(st.cfg, start_worker=False, clock=lambda: True)
+    record_orders(st.cfg, (fin,), ["C3"], ago=timedelta(minutes=1), frames=13)
+    fin.close()
+    site.sync(st.cfg)  # the witness cosigns the log of 3 entries
+    # the SD card died; the backup is put back and records another clip: leaf 2 again
+    fin = ProofFinalizer(restored.cfg, start_worker=False, clock=lambda: True)
+    record_orders(restored.cfg, (fin,), ["D4"], ago=timedelta(seconds=30), frames=14)
+    fin.close()
+    with pytest.raises(SyncError, match="log-fork"):
+        site.sync(restored.cfg)
+    doc = site.get("/witness/station-01")
+    cfg = site.station_cfg(restored.cfg)
+
+    def witness_verdict(bundle: Path) -> list[tuple[str, str]]:
+        report = verify_bundle(bundle, witness=doc)
+        return [(c.status, c.code) for c in report.checks if c.name == "witness"]
+
+    old = export_order(cfg, "A1", tmp_path / "a1.zip")
+    assert old.checkpoint_size == 2  # the witnessed prefix, not the fork's newest checkpoint
+    assert not [w for w in old.warnings if "witness" in w], old.warnings
+    assert witness_verdict(old.path) == [("ok", "")]
+    new = export_order(cfg, "D4", tmp_path / "d4.zip")
+    assert new.checkpoint_size == 3
+    (said,) = [w for w in new.warnings if "witness" in w]
+    assert "log-fork" in said and "restored from a backup" in said, said
+    assert said not in json.loads(read_zip(new.path, "bundle.json"))["warnings"]  # said, not kept
+    assert witness_verdict(new.path) == [("fail", "log-fork")]
+    shutil.rmtree(tmp_path / "restored")

@@ -26,13 +26,14 @@ from station.proof.paths import ProofPaths
 from station.proof.tables import ProofTables
 from station.runtime.background import IndexWorker, Schedule
 from station.runtime.clock import clock_synced
+from station.store.cursors import WITNESSED_CURSOR
 from station.store.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
 CLIPS_CURSOR = "central:clips"
 ARCHIVED_CURSOR = "central:archived"
-CHECKPOINTS_CURSOR = "central:checkpoints"
+CHECKPOINTS_CURSOR = WITNESSED_CURSOR
 ROTATIONS_CURSOR = "central:rotations"
 LATE_WAYBILLS_CURSOR = "central:late-waybills"  # a waybills rowid, not a clip id
 MAX_BACKOFF_S = 300.0

@@ -34,6 +34,7 @@ from station.proof.verify import (
     BUNDLE_MANIFEST_SIG,
     BUNDLE_MANIFEST_TYPE,
 )
+from station.store.cursors import WITNESSED_CURSOR, SyncCursors
 from station.store.files import atomic_file
 from station.store.ledger import ClipRecord, Ledger
 
@@ -101,6 +102,14 @@ def _latest_covering(plog: ProofLog, need: int) -> Checkpoint | None:
     return cp if cp is not None and cp.tree_size >= need else None
 
 
+def _witnessed(plog: ProofLog, accepted_id: int) -> Checkpoint | None:
+    """The newest checkpoint of the live log the central witness accepted (ids up to
+    ``accepted_id``, the sync's cursor). A station restored from a backup still holds the ones
+    it had sent before the backup: they are of the part both forks share."""
+    ok = [c for c in plog.checkpoints() if c.id <= accepted_id]
+    return max(ok, key=lambda c: c.id) if ok else None
+
+
 @dataclass(frozen=True)
 class ArchivedClip:
     """A clip member left out of a bundle's parts (``without_clips``): the fleet's bucket holds
@@ -133,7 +142,8 @@ def export_order(
         records = ledger.clips(order_id)
         if not records:
             raise ProofError(f"no clips for order {order_id!r} in {data_dir}")
-        return _export(cfg, paths, plog, records, order_id, out, without_clips, perm)
+        accepted = SyncCursors(ledger.db).cursor(WITNESSED_CURSOR)
+        return _export(cfg, paths, plog, records, order_id, out, accepted, without_clips, perm)
     finally:
         plog.close()
         ledger.close()
@@ -146,6 +156,7 @@ def _export(
     records: list[ClipRecord],
     order_id: str,
     out: Path,
+    accepted: int,
     without_clips: bool = False,
     perm: int | None = None,
 ) -> ExportResult:
@@ -187,7 +198,21 @@ def _export(
             timeout_s=cfg.proof.tsa_timeout_s,
             retry_s=cfg.proof.tsa_retry_s,
         )
-    cp = _latest_covering(plog, need) if need else None
+    # A checkpoint the witness cosigned first: it is what `verify --witness` holds the bundle
+    # to, and on a station restored from a backup the newest one is of a log the witness
+    # refused (a fork), while an older clip is in the part both share.
+    witnessed = _witnessed(plog, accepted)
+    cp = witnessed if need and witnessed is not None and witnessed.tree_size >= need else None
+    note = ""  # for the one exporting, not written into the bundle (the next sync may cosign)
+    if need and cp is None and cfg.central.enabled and not without_clips:
+        upto = f"up to {witnessed.tree_size} entries" if witnessed else "no checkpoint of it"
+        note = (
+            f"the central witness has accepted this log {upto}, not up to this order's newest "
+            "clip: `verify --witness` calls the bundle not cosigned until the next sync, or "
+            "fails it with log-fork if the witness refused this log (a station restored from a "
+            "backup: its clips recorded since are never cosigned, see docs/fleet.md)"
+        )
+    cp = cp or (_latest_covering(plog, need) if need else None)
     if need and cp is None:
         try:
             key = StationKey.load(paths.key)  # a new checkpoint needs the private key
@@ -208,10 +233,13 @@ def _export(
     if cp is None:
         raise ProofError("no signed log entries to export")
     station_pub = public_pem(station_public_key(paths.public_key, paths.key))
-    return _assemble(
+    res = _assemble(
         cfg, paths, plog, records, entries, order_id, out, cp, station_pub, paths.key_cert, [],
         warnings, without_clips, perm,
     )  # fmt: skip
+    if note:
+        res.warnings = [*res.warnings, note]
+    return res
 
 
 def _export_archived(
@@ -253,10 +281,23 @@ def _export_archived(
             f"no certificate for the current key {chain[-1].new_key}: the rotation to it cannot "
             "be anchored (run `packcam ca issue`)"
         )
-    return _assemble(
+    res = _assemble(
         cfg, paths, arch, records, entries, order_id, out, cp, chain[0].old_public_pem, cert,
         links, warnings, without_clips, perm,
     )  # fmt: skip
+    if cfg.central.enabled and not without_clips:
+        # The chain to the current key starts at the closed log's final checkpoint, so no
+        # earlier (cosigned) checkpoint can stand in, and the station does not know whether
+        # the witness saw the rotation; the one exporting is told what decides it.
+        res.warnings = [
+            *res.warnings,
+            f"this order is in the closed log of the retired key {old_key} ({cp.tree_size} "
+            "entries): `verify --witness` holds the bundle to that log's final checkpoint, "
+            "cosigned only if the witness saw the rotation; on a station restored from a "
+            "backup before `packcam keys rotate` it did not (log-fork): send the central "
+            "site's bundle of this order instead (docs/fleet.md)",
+        ]
+    return res
 
 
 def _assemble(

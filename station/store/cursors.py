@@ -8,6 +8,11 @@ from typing import ClassVar
 from station.errors import StationError
 from station.store.sqlitedb import Table, utc_text
 
+# The last checkpoint id of the live log the central site's witness accepted: the sync moves it
+# only when /checkpoints answers that the witness cosigned every checkpoint of the batch (a
+# refused one, a forked log, stops it there). The export proves clips with one of those.
+WITNESSED_CURSOR = "central:checkpoints"
+
 
 class SyncCursors(Table):
     """Owner of ``sync_cursors``: one integer per follower stream (e.g. ``central:clips``, the
