@@ -198,15 +198,17 @@ def cmd_retention(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     ledger = Ledger(_existing_index(cfg))
     try:
+        now = datetime.now(UTC)
         stored = ledger.stored_clips()
+        gone = ledger.latest_deleted(now)
         holds = ledger.legal_holds()
         alarms = ledger.alarms()
     finally:
         ledger.close()
     space = disk_probe(cfg.station.data_dir)()
     policy = Policy.from_config(cfg.retention, archiving=cfg.archive.enabled)
-    result = plan([Candidate.from_stored(c) for c in stored], now=datetime.now(UTC),
-                  free_bytes=space.free, total_bytes=space.total, policy=policy)  # fmt: skip
+    result = plan([Candidate.from_stored(c) for c in stored], now=now, free_bytes=space.free,
+                  total_bytes=space.total, policy=policy, gone=[gone] if gone else [])  # fmt: skip
     mb = 1 << 20
     print(f"free {space.free / mb:.0f} MB of {space.total / mb:.0f} MB; floor "
           f"{result.floor_bytes / mb:.0f} MB; {len(stored)} clips kept on disk; min age "

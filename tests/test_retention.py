@@ -137,6 +137,43 @@ def test_a_clock_set_back_does_not_make_newer_clips_go_first() -> None:
     assert [c.id for c in p.deletions] == [1, 3] and p.kept == {YOUNG: 1}
 
 
+def test_a_clip_dated_by_a_clock_that_started_wrong_is_no_older_than_the_next_clip() -> None:
+    # Clip 1 was recorded with the clock right, 100 days ago. Eighty days later the station
+    # lost power and booted with its clock at 1970 (a Pi has no RTC): clip 2 is dated 1970
+    # but was really recorded 20 days ago, just before NTP set the clock and clip 3 was dated
+    # right. Clip 2 is no older than clip 3, so the 90-day minimum keeps it; counting it from
+    # clip 1 (the clip before it) made it 100 days old and deleted it.
+    epoch = (NOW - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(days=1)
+    clips = [cand(1, 100), cand(2, epoch), cand(3, 20)]
+    p = plan(
+        clips,
+        now=NOW,
+        free_bytes=0,
+        total_bytes=10_000,
+        policy=Policy(min_age_days=90, free_floor_bytes=10_000),
+    )
+    assert [c.id for c in p.deletions] == [1] and p.kept == {YOUNG: 2}
+    # Once clip 1 is deleted it is still the anchor of the clips recorded after it.
+    gone = plan(
+        clips[1:],
+        now=NOW,
+        free_bytes=0,
+        total_bytes=10_000,
+        policy=Policy(min_age_days=90, free_floor_bytes=10_000),
+        gone=[(1, NOW - timedelta(days=100))],
+    )
+    assert gone.deletions == () and gone.kept == {YOUNG: 2}
+    # The newest clips dated wrong, none dated right after them yet: young, not a guess.
+    p = plan(
+        clips[:2],
+        now=NOW,
+        free_bytes=0,
+        total_bytes=10_000,
+        policy=Policy(min_age_days=90, free_floor_bytes=10_000),
+    )
+    assert [c.id for c in p.deletions] == [1] and p.kept == {YOUNG: 1}
+
+
 def test_archive_required_and_clock_skew() -> None:
     pol = Policy(min_age_days=1, archive_required=True)
     assert why_kept(cand(1, 5), NOW, pol) == UNARCHIVED
@@ -176,14 +213,23 @@ def _days(policy: Policy, c: Candidate) -> float:
 
 
 def _age_starts(clips: list[Candidate]) -> dict[int, datetime]:
-    """'A clip's age counts from the latest of its own start and the starts of the clips with
-    a lower id (indexed before it) that are not in the future' (docs/reliability.md)."""
-    return {
-        c.id: max(
-            [c.started_at, *(o.started_at for o in clips if o.id < c.id and o.started_at <= NOW)]
+    """'A clip's anchor is the latest start, not in the future, of the clips with a lower id.
+    A clip dated no earlier than its anchor (or with none) counts from its own start; one
+    dated earlier counts from the start of the first clip with a higher id dated no earlier
+    than its anchor, and from now while there is none' (docs/reliability.md)."""
+    starts = {}
+    for c in clips:
+        anchor = max(
+            (o.started_at for o in clips if o.id < c.id and o.started_at <= NOW), default=None
         )
-        for c in clips
-    }
+        if anchor is None or c.started_at >= anchor:
+            starts[c.id] = c.started_at
+            continue
+        later = sorted(
+            (o for o in clips if o.id > c.id and o.started_at >= anchor), key=lambda o: o.id
+        )
+        starts[c.id] = later[0].started_at if later else NOW
+    return starts
 
 
 def reference_plan(
@@ -485,6 +531,57 @@ def test_nothing_deletable_refuses_new_clips_and_alarms_until_space_returns(
     assert mgr.refusal() is None and not mgr.must_finish_clip()
     assert ledger.alarms() == []
     ledger.close()
+
+
+def test_a_clip_recorded_after_a_boot_with_the_clock_at_1970_is_not_deleted_as_old(
+    cfg: config_mod.Config,
+) -> None:
+    """PO-I was recorded 20 days ago by a station that booted with its clock at 1970; PO-J
+    after NTP set it. Retention deletes PO-K (100 days old) and nothing else, also on the
+    checks after PO-K is gone."""
+    epoch = (datetime.now(UTC) - datetime(1970, 1, 2, tzinfo=UTC)) / timedelta(days=1)
+    clips = record_at(cfg, [("PO-K", 100), ("PO-I", epoch), ("PO-J", 20)])
+    data = cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data)
+    size = max(c.size for c in clips)
+    disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 10 * size)
+    mgr = manager(cfg, ledger, disk, floor_bytes=12 * size)  # every clip would not do
+    for _ in range(2):
+        assert mgr.check().kept == {YOUNG: 2}
+    gone = {c.order_id for c in ledger.stored_clips(include_deleted=True) if c.deleted_utc}
+    assert gone == {"PO-K"} and mgr.deleted == 1
+    ledger.close()
+
+
+def test_a_hold_set_after_retention_chose_the_clip_wins(
+    stocked: tuple[config_mod.Config, list],
+) -> None:
+    """The web sets a hold (its own connection) after the plan chose PO-A and before the
+    deletion is recorded: PO-A stays whole, and PO-B goes instead."""
+    cfg, clips = stocked
+    data = cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data)
+    size = max(c.size for c in clips)
+    disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 10 * size)
+    mgr = manager(cfg, ledger, disk, floor_bytes=10 * size + size // 2)  # one clip short
+    sign = mgr.signer
+    assert sign is not None
+
+    def web_holds_then_sign(record: bytes) -> tuple[bytes, str]:
+        if json.loads(record)["order_id"] == "PO-A":
+            web = Ledger.in_data_dir(data)
+            web.set_legal_hold("PO-A", True, "lawyer")
+            web.close()
+        return sign(record)
+
+    mgr.signer = web_holds_then_sign
+    mgr.check()
+    by_order = {c.order_id: c for c in clips}
+    gone = {c.order_id for c in ledger.stored_clips(include_deleted=True) if c.deleted_utc}
+    assert gone == {"PO-B"} and (data / by_order["PO-A"].path).exists()
+    assert ledger.deletion_record(by_order["PO-A"].path) is None
+    ledger.close()
+    assert audit(cfg, check_timestamps=False).ok
 
 
 def test_with_archiving_on_only_archived_clips_go_unless_told_otherwise(cfg) -> None:
