@@ -39,6 +39,7 @@ from station.store.retention import (
     Policy,
     RetentionManager,
     plan,
+    remove_clip_files,
     station_signer,
     why_kept,
 )
@@ -386,8 +387,10 @@ class FakeDisk:
         return DiskSpace(max(0, self.capacity - self.used() - self.eaten), self.capacity)
 
 
-def record_at(cfg: config_mod.Config, orders_days: list[tuple[str, float]]) -> list:
-    """One small real clip per (order, age in days), finalised (signed) and indexed."""
+def record_at(
+    cfg: config_mod.Config, orders_days: list[tuple[str, float]], now: datetime | None = None
+) -> list:
+    """One small real clip per (order, age in days before ``now``), finalised and indexed."""
     ledger = Ledger.in_data_dir(cfg.station.data_dir)
     fins = build_finalizers(cfg)
     rec = encoded_recorder(cfg, ledger, W, H, FPS, finalizers=fins)
@@ -395,7 +398,7 @@ def record_at(cfg: config_mod.Config, orders_days: list[tuple[str, float]]) -> l
     t = 0.0
     try:
         for order, days in orders_days:
-            wall0 = datetime.now(UTC).astimezone() - timedelta(days=days)
+            wall0 = (now or datetime.now(UTC)).astimezone() - timedelta(days=days)
             for i in range(6):
                 img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
                 rec.push(to_i420(img), t, wall0 + timedelta(seconds=i / FPS))
@@ -551,6 +554,27 @@ def test_a_clip_recorded_after_a_boot_with_the_clock_at_1970_is_not_deleted_as_o
     gone = {c.order_id for c in ledger.stored_clips(include_deleted=True) if c.deleted_utc}
     assert gone == {"PO-K"} and mgr.deleted == 1
     ledger.close()
+
+
+def test_a_new_clip_never_takes_the_path_of_a_deleted_one(cfg: config_mod.Config) -> None:
+    """A clip named like one retention deleted (same order, same wall time to the millisecond:
+    a station that booted twice with its clock at the same wrong time) gets a path of its own:
+    on the deleted clip's path it could not be indexed (paths are unique), and the next
+    start's recovery, completing that deletion, removed it."""
+    at = datetime(1970, 1, 1, 0, 0, 5, tzinfo=UTC)
+    (first,) = record_at(cfg, [("PO-R", 0)], now=at)
+    data = cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data)
+    ledger.mark_deleted(
+        first.id, reason="test", record=b"{}", signature=None, key_fingerprint="", deleted_at=NOW
+    )
+    remove_clip_files(data, first.path, first.manifest_path)
+    (second,) = record_at(cfg, [("PO-R", 0)], now=at)
+    assert second is not None and second.path != first.path
+    assert ledger.clip_by_path(second.path) is not None
+    ledger.close()
+    recover_data_dir(cfg)
+    assert (data / second.path).exists() and not (data / first.path).exists()
 
 
 def test_a_hold_set_after_retention_chose_the_clip_wins(
