@@ -416,6 +416,39 @@ def test_legal_hold_refusals(web_env: WebEnv, role: str, order: str, status: int
     )
 
 
+@pytest.mark.parametrize("what", ["video", "download"])
+def test_a_clip_retention_deletes_as_it_is_asked_for_is_a_404_not_a_500(
+    web_env: WebEnv, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
+    """Retention deletes the clip between the site finding its file and opening it: the
+    answer is the 404 of a clip whose file is gone, not a server error."""
+    from datetime import UTC, datetime
+
+    from conftest_web import make_app
+
+    import web.clips
+    from station.store.ledger import Ledger
+    from station.store.retention import REASON_FLOOR, remove_clip_files
+
+    viewer = login(make_app(web_env).test_client(), "viewer")
+    clip = web_env.clips["plain2"]
+    found = web.clips.clip_file
+
+    def then_retention(c):  # type: ignore[no-untyped-def]
+        path = found(c)
+        ledger = Ledger.in_data_dir(web_env.data_dir)
+        ledger.mark_deleted(
+            clip.id, reason=REASON_FLOOR, record=b"{}", signature=None, key_fingerprint="",
+            deleted_at=datetime(2027, 3, 1, 2, 0, tzinfo=UTC),
+        )  # fmt: skip
+        ledger.close()
+        remove_clip_files(web_env.data_dir, clip.path, clip.manifest_path)
+        return path
+
+    monkeypatch.setattr(web.clips, "clip_file", then_retention)
+    assert viewer.get(f"/clips/{clip.id}/{what}").status_code == 404
+
+
 def test_a_clip_deleted_by_retention_says_so_not_missing(web_env: WebEnv) -> None:
     """The station deleted an old clip to keep room for recording (a recorded, signed
     deletion): the seller, and the reviewer of a share link, read that, in their language,
