@@ -577,6 +577,32 @@ def test_a_new_clip_never_takes_the_path_of_a_deleted_one(cfg: config_mod.Config
     assert (data / second.path).exists() and not (data / first.path).exists()
 
 
+def test_a_hold_keeps_every_clip_of_its_order_and_unindexed_files_are_never_touched(
+    cfg: config_mod.Config,
+) -> None:
+    """An order of two clips (packed, then repacked) on hold keeps both, however old; a clip
+    still being recorded (tmp/) or moved into place but not indexed yet (the finisher, or
+    recovery after a power cut, indexes it next) is no candidate: retention reads the index."""
+    clips = record_at(cfg, [("PO-M", 200), ("PO-N", 150), ("PO-M", 120)])
+    data = cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data)
+    ledger.set_legal_hold("PO-M", True, "lawyer")
+    recording = data / "tmp" / "station-01_PO-X_20260101T000000_000.mp4"
+    unindexed = data / "clips" / "2026" / "01" / "01" / "station-01_PO-Y_20260101T000000_000.mp4"
+    for p in (recording, unindexed):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"\0" * 1000)
+    size = max(c.size for c in clips)
+    disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 10 * size)
+    mgr = manager(cfg, ledger, disk, floor_bytes=12 * size)  # every clip would not do
+    result = mgr.check()
+    assert not result.floor_reached and result.kept == {HELD: 2}
+    gone = {c.id for c in ledger.stored_clips(include_deleted=True) if c.deleted_utc}
+    assert gone == {clips[1].id} and recording.exists() and unindexed.exists()
+    assert all((data / c.path).exists() for c in (clips[0], clips[2]))
+    ledger.close()
+
+
 def test_a_hold_set_after_retention_chose_the_clip_wins(
     stocked: tuple[config_mod.Config, list],
 ) -> None:
@@ -805,6 +831,25 @@ def test_hold_and_retention_commands(stocked: tuple[config_mod.Config, list]) ->
     assert ledger.legal_hold("PO-A") is None
     ledger.close()
     assert run_cli("hold", "PO-A", "--data", str(cfg.station.data_dir / "nope")).returncode == 3
+
+
+def test_a_hold_on_an_order_retention_already_thinned_says_which_clips_are_gone(
+    stocked: tuple[config_mod.Config, list],
+) -> None:
+    """A hold keeps what is still there; the clips retention deleted before it are not brought
+    back, and `packcam hold` says so instead of counting them as held."""
+    cfg, clips = stocked
+    (old,) = [c for c in clips if c.order_id == "PO-A"]
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    ledger.mark_deleted(
+        old.id, reason="t", record=b"{}", signature=None, key_fingerprint="", deleted_at=NOW
+    )
+    ledger.close()
+    remove_clip_files(cfg.station.data_dir, old.path, old.manifest_path)
+    out = run_cli("hold", "PO-A", "--data", str(cfg.station.data_dir))
+    assert out.returncode == 0 and "is now on legal hold (1 clip indexed" in out.stdout
+    assert "1 of them already deleted by retention" in out.stdout
+    assert old.path in out.stdout
 
 
 def test_returns_keep_their_own_minimum_age(cfg) -> None:
