@@ -36,6 +36,7 @@ from station.store.retention import (
     YOUNG,
     Candidate,
     DiskSpace,
+    Plan,
     Policy,
     RetentionManager,
     plan,
@@ -146,32 +147,18 @@ def test_a_clip_dated_by_a_clock_that_started_wrong_is_no_older_than_the_next_cl
     # clip 1 (the clip before it) made it 100 days old and deleted it.
     epoch = (NOW - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(days=1)
     clips = [cand(1, 100), cand(2, epoch), cand(3, 20)]
-    p = plan(
-        clips,
-        now=NOW,
-        free_bytes=0,
-        total_bytes=10_000,
-        policy=Policy(min_age_days=90, free_floor_bytes=10_000),
-    )
+    pol = Policy(min_age_days=90, free_floor_bytes=10_000)
+
+    def full(kept: list[Candidate], gone: list[tuple[int, datetime]] | None = None) -> Plan:
+        return plan(kept, now=NOW, free_bytes=0, total_bytes=10_000, policy=pol, gone=gone or [])
+
+    p = full(clips)
     assert [c.id for c in p.deletions] == [1] and p.kept == {YOUNG: 2}
     # Once clip 1 is deleted it is still the anchor of the clips recorded after it.
-    gone = plan(
-        clips[1:],
-        now=NOW,
-        free_bytes=0,
-        total_bytes=10_000,
-        policy=Policy(min_age_days=90, free_floor_bytes=10_000),
-        gone=[(1, NOW - timedelta(days=100))],
-    )
-    assert gone.deletions == () and gone.kept == {YOUNG: 2}
+    p = full(clips[1:], gone=[(1, NOW - timedelta(days=100))])
+    assert p.deletions == () and p.kept == {YOUNG: 2}
     # The newest clips dated wrong, none dated right after them yet: young, not a guess.
-    p = plan(
-        clips[:2],
-        now=NOW,
-        free_bytes=0,
-        total_bytes=10_000,
-        policy=Policy(min_age_days=90, free_floor_bytes=10_000),
-    )
+    p = full(clips[:2])
     assert [c.id for c in p.deletions] == [1] and p.kept == {YOUNG: 1}
 
 

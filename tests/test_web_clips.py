@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from conftest_web import ORDERS, WebEnv, login
 from werkzeug.http import http_date, parse_date
+
+from station.store.ledger import ClipRecord
 
 
 @pytest.fixture
@@ -416,33 +419,40 @@ def test_legal_hold_refusals(web_env: WebEnv, role: str, order: str, status: int
     )
 
 
+def _retention_deletes(web_env: WebEnv, clip: ClipRecord) -> None:
+    """What the station's retention does to ``clip``: the row marked (on 2027-03-01 02:00
+    UTC, a record kept), then its files removed."""
+    from datetime import UTC, datetime
+
+    from station.store.ledger import Ledger
+    from station.store.retention import REASON_FLOOR, remove_clip_files
+
+    ledger = Ledger.in_data_dir(web_env.data_dir)
+    ledger.mark_deleted(
+        clip.id, reason=REASON_FLOOR, record=b"{}", signature=None, key_fingerprint="",
+        deleted_at=datetime(2027, 3, 1, 2, 0, tzinfo=UTC),
+    )  # fmt: skip
+    ledger.close()
+    remove_clip_files(web_env.data_dir, clip.path, clip.manifest_path)
+
+
 @pytest.mark.parametrize("what", ["video", "download"])
 def test_a_clip_retention_deletes_as_it_is_asked_for_is_a_404_not_a_500(
     web_env: WebEnv, monkeypatch: pytest.MonkeyPatch, what: str
 ) -> None:
     """Retention deletes the clip between the site finding its file and opening it: the
     answer is the 404 of a clip whose file is gone, not a server error."""
-    from datetime import UTC, datetime
-
     from conftest_web import make_app
 
     import web.clips
-    from station.store.ledger import Ledger
-    from station.store.retention import REASON_FLOOR, remove_clip_files
 
     viewer = login(make_app(web_env).test_client(), "viewer")
     clip = web_env.clips["plain2"]
     found = web.clips.clip_file
 
-    def then_retention(c):  # type: ignore[no-untyped-def]
+    def then_retention(c: ClipRecord) -> Path | None:
         path = found(c)
-        ledger = Ledger.in_data_dir(web_env.data_dir)
-        ledger.mark_deleted(
-            clip.id, reason=REASON_FLOOR, record=b"{}", signature=None, key_fingerprint="",
-            deleted_at=datetime(2027, 3, 1, 2, 0, tzinfo=UTC),
-        )  # fmt: skip
-        ledger.close()
-        remove_clip_files(web_env.data_dir, clip.path, clip.manifest_path)
+        _retention_deletes(web_env, clip)
         return path
 
     monkeypatch.setattr(web.clips, "clip_file", then_retention)
@@ -454,24 +464,12 @@ def test_a_clip_deleted_by_retention_says_so_not_missing(web_env: WebEnv) -> Non
     deletion): the seller, and the reviewer of a share link, read that, in their language,
     and when, in the site's zone (Beijing time here) like every other time on the site,
     not "missing from the store", which reads as lost or tampered evidence."""
-    from datetime import UTC, datetime
-
     from conftest_web import make_app
-
-    from station.store.ledger import Ledger
 
     web_env.cfg = web_env.cfg.replace("station", timezone="Asia/Shanghai")
     viewer = login(make_app(web_env).test_client(), "viewer")
-    from station.store.retention import REASON_FLOOR
-
     clip = web_env.clips["plain2"]
-    ledger = Ledger.in_data_dir(web_env.data_dir)
-    ledger.mark_deleted(
-        clip.id, reason=REASON_FLOOR, record=b"{}", signature=None, key_fingerprint="",
-        deleted_at=datetime(2027, 3, 1, 2, 0, tzinfo=UTC),
-    )  # fmt: skip
-    ledger.close()
-    web_env.file("plain2").unlink()
+    _retention_deletes(web_env, clip)
     page = viewer.get(order_url(ORDERS["plain"])).get_data(as_text=True)
     assert '<p class="flash error">The video file of this clip is missing' not in page
     assert "deleted this clip's video on 2027-03-01 10:00:00 +08:00 under its retention" in page
