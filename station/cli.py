@@ -154,7 +154,8 @@ def build_parser(groups: Sequence[Registrar] | None = None) -> argparse.Argument
         "hold",
         help="put an order on legal hold (retention never deletes its clips) or release it",
         description="Legal hold for ORDER: its clips, present and future, are never deleted by "
-        "retention until released. Every change is logged with who made it.",
+        "retention until released; clips retention deleted before the hold are named, not "
+        "brought back. Every change is logged with who made it.",
     )
     p.add_argument("order", metavar="ORDER")
     p.add_argument("--release", action="store_true", help="release the hold")

@@ -182,12 +182,20 @@ def cmd_hold(args: argparse.Namespace) -> int:
     try:
         by = args.by or f"cli:{getpass.getuser()}"
         changed = ledger.set_legal_hold(args.order, not args.release, by, args.note or "")
-        n = len(ledger.clips(args.order))
+        clips = ledger.clips(args.order)
+        # a hold keeps what is still there: say which clips retention deleted before it
+        gone = [(c.path, d["deleted_utc"]) for c in clips
+                if (d := ledger.deletion_record(c.path)) is not None]  # fmt: skip
     finally:
         ledger.close()
+    n = len(clips)
     state = "released" if args.release else "on legal hold"
     print(f"order {args.order!r} {'is now' if changed else 'was already'} {state}"
-          f" ({n} clip{'s' if n != 1 else ''} indexed)")  # fmt: skip
+          f" ({n} clip{'s' if n != 1 else ''} indexed"
+          f"{f', {len(gone)} of them already deleted by retention' if gone else ''})")  # fmt: skip
+    for path, when in gone:
+        print(f"deleted by retention on {when[:19].replace('T', ' ')} UTC (signed record kept):"
+              f" {path}")  # fmt: skip
     if n == 0 and not args.release:
         print("note: no clips of this order yet; the hold covers clips recorded later")
     return EXIT_OK
@@ -198,15 +206,17 @@ def cmd_retention(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     ledger = Ledger(_existing_index(cfg))
     try:
+        now = datetime.now(UTC)
         stored = ledger.stored_clips()
+        gone = ledger.latest_deleted(now)
         holds = ledger.legal_holds()
         alarms = ledger.alarms()
     finally:
         ledger.close()
     space = disk_probe(cfg.station.data_dir)()
     policy = Policy.from_config(cfg.retention, archiving=cfg.archive.enabled)
-    result = plan([Candidate.from_stored(c) for c in stored], now=datetime.now(UTC),
-                  free_bytes=space.free, total_bytes=space.total, policy=policy)  # fmt: skip
+    result = plan([Candidate.from_stored(c) for c in stored], now=now, free_bytes=space.free,
+                  total_bytes=space.total, policy=policy, gone=[gone] if gone else [])  # fmt: skip
     mb = 1 << 20
     print(f"free {space.free / mb:.0f} MB of {space.total / mb:.0f} MB; floor "
           f"{result.floor_bytes / mb:.0f} MB; {len(stored)} clips kept on disk; min age "

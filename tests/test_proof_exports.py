@@ -11,6 +11,7 @@ import os
 import stat
 import time
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from station.proof.exports import (
     parse_request,
 )
 from station.store.ledger import Ledger
+from station.store.retention import REASON_FLOOR, remove_clip_files
 from web.bundles import BundleCache, BundleUnavailable
 
 
@@ -339,6 +341,41 @@ def test_a_crash_at_any_step_of_a_build_leaves_no_half_bundle_and_no_leftover(
         assert sorted(p.name for p in dirs.exports.iterdir()) == [f"{key}.zip"], where
 
     assert_every_step(steps, check)
+
+
+def test_retention_deleting_a_clip_while_its_bundle_is_built_leaves_no_half_bundle(
+    st: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention deletes one of order A1's two clips while the station builds the order's
+    bundle: no bundle, no ``.part``, the web is answered at once; the next request is refused
+    saying the clip was deleted by retention (and when), not "missing", which reads as lost or
+    tampered evidence."""
+    ledger = Ledger.in_data_dir(st.data)
+    first = ledger.clips("A1")[0]
+    write = zipfile.ZipFile.write
+
+    def retention_strikes(zf: zipfile.ZipFile, src: Path, *args: object, **kw: object) -> None:
+        if Path(src) == st.data / first.path and ledger.deletion_record(first.path) is None:
+            ledger.mark_deleted(
+                first.id, reason=REASON_FLOOR, record=b"{}", signature=None,
+                key_fingerprint="", deleted_at=datetime(2027, 3, 1, 2, 0, tzinfo=UTC),
+            )  # fmt: skip
+            remove_clip_files(st.data, first.path, first.manifest_path)
+        write(zf, src, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zipfile.ZipFile, "write", retention_strikes)
+    worker = ExportWorker(st.cfg)
+    key = _key(st, "A1")
+    worker.dirs.request(key).write_text('{"order_id": "A1"}')
+    assert worker.run_once() == 0
+    assert json.loads(worker.dirs.error(key).read_text())["status"] == 500
+    assert [p.name for p in worker.dirs.exports.iterdir() if p.suffix in (".zip", ".part")] == []
+    worker.dirs.request(key).write_text('{"order_id": "A1"}')
+    assert worker.run_once() == 0
+    err = json.loads(worker.dirs.error(key).read_text())
+    assert err["status"] == 409 and "missing" not in err["message"]
+    assert f"{first.path} was deleted by this station's retention on 2027-03-01" in err["message"]
+    ledger.close()
 
 
 def test_an_export_that_fails_half_way_leaves_no_partial_file(

@@ -42,6 +42,7 @@ from station.store.recovery import (
     record_from_manifest,
     recover_data_dir,
 )
+from station.store.retention import remove_clip_files
 
 W, H, FPS = 160, 96, 10.0
 REPO = Path(__file__).resolve().parents[1]
@@ -212,6 +213,61 @@ def test_complete_tmp_clip_is_kept_byte_for_byte(cfg: config_mod.Config, data: P
     )
     assert not (data / "recovered").exists()
     assert_clean(cfg)
+
+
+STEM = "s_PO-1_20261130T140507_789"
+
+
+def recovered_then_marked_deleted(cfg: config_mod.Config, data: Path) -> tuple[ClipRecord, bytes]:
+    """Clip STEM recovered from tmp/ and indexed, then marked deleted by retention (its files
+    not yet removed); the record and its bytes."""
+    blob = write_clip(data / "tmp" / f"{STEM}.mp4")
+    (data / "tmp" / f"{STEM}.open.json").write_text(json.dumps(journal("PO-1")))
+    recover_data_dir(cfg)
+    (old,) = rows(cfg)
+    ledger = Ledger.in_data_dir(data)
+    ledger.mark_deleted(
+        old.id, reason="t", record=b"{}", signature=None, key_fingerprint="", deleted_at=WALL0
+    )
+    ledger.close()
+    return old, blob
+
+
+def test_a_recovered_clip_never_takes_the_path_of_a_deleted_one(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    """A power cut left a clip in tmp/ named like one retention deleted (same order, same
+    wall time to the millisecond: a station that booted twice with its clock at the same
+    wrong time). Recovery gives it a path of its own: on the deleted clip's path it could not
+    be indexed (paths are unique), and the pass's last step removed it as retention's."""
+    old, _ = recovered_then_marked_deleted(cfg, data)
+    remove_clip_files(data, old.path, old.manifest_path)
+    blob = write_clip(data / "tmp" / f"{STEM}.mp4", frames=20)
+    (data / "tmp" / f"{STEM}.open.json").write_text(json.dumps(journal("PO-1")))
+    report = recover_data_dir(cfg)
+    assert report.ok and report.deletions_completed == []
+    (new,) = [c for c in rows(cfg) if c.id != old.id]
+    assert new.path != old.path and (data / new.path).read_bytes() == blob
+    assert not (data / old.path).exists()
+
+
+def test_other_bytes_on_a_deleted_clip_path_are_kept_and_reported(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    """Completing a retention deletion removes only the bytes retention deleted: a file put
+    on that path since (before the fix above, a clip named like the deleted one) is kept,
+    and the pass says so."""
+    old, original = recovered_then_marked_deleted(cfg, data)
+    (data / old.path).unlink()
+    other = write_clip(data / old.path, frames=20)
+    report = recover_data_dir(cfg)
+    assert report.deletions_completed == [] and not report.ok
+    assert "not the clip retention deleted" in report.errors[0]
+    assert (data / old.path).read_bytes() == other and (data / old.manifest_path).exists()
+    (data / old.path).write_bytes(original)  # a crash between the mark and the unlink
+    report = recover_data_dir(cfg)
+    assert report.ok and report.deletions_completed == [old.path]
+    assert not (data / old.path).exists() and not (data / old.manifest_path).exists()
 
 
 def test_clip_without_journal_is_indexed_under_unknown_order(

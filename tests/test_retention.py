@@ -36,9 +36,11 @@ from station.store.retention import (
     YOUNG,
     Candidate,
     DiskSpace,
+    Plan,
     Policy,
     RetentionManager,
     plan,
+    remove_clip_files,
     station_signer,
     why_kept,
 )
@@ -137,6 +139,29 @@ def test_a_clock_set_back_does_not_make_newer_clips_go_first() -> None:
     assert [c.id for c in p.deletions] == [1, 3] and p.kept == {YOUNG: 1}
 
 
+def test_a_clip_dated_by_a_clock_that_started_wrong_is_no_older_than_the_next_clip() -> None:
+    # Clip 1 was recorded with the clock right, 100 days ago. Eighty days later the station
+    # lost power and booted with its clock at 1970 (a Pi has no RTC): clip 2 is dated 1970
+    # but was really recorded 20 days ago, just before NTP set the clock and clip 3 was dated
+    # right. Clip 2 is no older than clip 3, so the 90-day minimum keeps it; counting it from
+    # clip 1 (the clip before it) made it 100 days old and deleted it.
+    epoch = (NOW - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(days=1)
+    clips = [cand(1, 100), cand(2, epoch), cand(3, 20)]
+    pol = Policy(min_age_days=90, free_floor_bytes=10_000)
+
+    def full(kept: list[Candidate], gone: list[tuple[int, datetime]] | None = None) -> Plan:
+        return plan(kept, now=NOW, free_bytes=0, total_bytes=10_000, policy=pol, gone=gone or [])
+
+    p = full(clips)
+    assert [c.id for c in p.deletions] == [1] and p.kept == {YOUNG: 2}
+    # Once clip 1 is deleted it is still the anchor of the clips recorded after it.
+    p = full(clips[1:], gone=[(1, NOW - timedelta(days=100))])
+    assert p.deletions == () and p.kept == {YOUNG: 2}
+    # The newest clips dated wrong, none dated right after them yet: young, not a guess.
+    p = full(clips[:2])
+    assert [c.id for c in p.deletions] == [1] and p.kept == {YOUNG: 1}
+
+
 def test_archive_required_and_clock_skew() -> None:
     pol = Policy(min_age_days=1, archive_required=True)
     assert why_kept(cand(1, 5), NOW, pol) == UNARCHIVED
@@ -176,14 +201,23 @@ def _days(policy: Policy, c: Candidate) -> float:
 
 
 def _age_starts(clips: list[Candidate]) -> dict[int, datetime]:
-    """'A clip's age counts from the latest of its own start and the starts of the clips with
-    a lower id (indexed before it) that are not in the future' (docs/reliability.md)."""
-    return {
-        c.id: max(
-            [c.started_at, *(o.started_at for o in clips if o.id < c.id and o.started_at <= NOW)]
+    """'A clip's anchor is the latest start, not in the future, of the clips with a lower id.
+    A clip dated no earlier than its anchor (or with none) counts from its own start; one
+    dated earlier counts from the start of the first clip with a higher id dated no earlier
+    than its anchor, and from now while there is none' (docs/reliability.md)."""
+    starts = {}
+    for c in clips:
+        anchor = max(
+            (o.started_at for o in clips if o.id < c.id and o.started_at <= NOW), default=None
         )
-        for c in clips
-    }
+        if anchor is None or c.started_at >= anchor:
+            starts[c.id] = c.started_at
+            continue
+        later = sorted(
+            (o for o in clips if o.id > c.id and o.started_at >= anchor), key=lambda o: o.id
+        )
+        starts[c.id] = later[0].started_at if later else NOW
+    return starts
 
 
 def reference_plan(
@@ -340,8 +374,10 @@ class FakeDisk:
         return DiskSpace(max(0, self.capacity - self.used() - self.eaten), self.capacity)
 
 
-def record_at(cfg: config_mod.Config, orders_days: list[tuple[str, float]]) -> list:
-    """One small real clip per (order, age in days), finalised (signed) and indexed."""
+def record_at(
+    cfg: config_mod.Config, orders_days: list[tuple[str, float]], now: datetime | None = None
+) -> list:
+    """One small real clip per (order, age in days before ``now``), finalised and indexed."""
     ledger = Ledger.in_data_dir(cfg.station.data_dir)
     fins = build_finalizers(cfg)
     rec = encoded_recorder(cfg, ledger, W, H, FPS, finalizers=fins)
@@ -349,7 +385,7 @@ def record_at(cfg: config_mod.Config, orders_days: list[tuple[str, float]]) -> l
     t = 0.0
     try:
         for order, days in orders_days:
-            wall0 = datetime.now(UTC).astimezone() - timedelta(days=days)
+            wall0 = (now or datetime.now(UTC)).astimezone() - timedelta(days=days)
             for i in range(6):
                 img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
                 rec.push(to_i420(img), t, wall0 + timedelta(seconds=i / FPS))
@@ -485,6 +521,104 @@ def test_nothing_deletable_refuses_new_clips_and_alarms_until_space_returns(
     assert mgr.refusal() is None and not mgr.must_finish_clip()
     assert ledger.alarms() == []
     ledger.close()
+
+
+def test_a_clip_recorded_after_a_boot_with_the_clock_at_1970_is_not_deleted_as_old(
+    cfg: config_mod.Config,
+) -> None:
+    """PO-I was recorded 20 days ago by a station that booted with its clock at 1970; PO-J
+    after NTP set it. Retention deletes PO-K (100 days old) and nothing else, also on the
+    checks after PO-K is gone."""
+    epoch = (datetime.now(UTC) - datetime(1970, 1, 2, tzinfo=UTC)) / timedelta(days=1)
+    clips = record_at(cfg, [("PO-K", 100), ("PO-I", epoch), ("PO-J", 20)])
+    data = cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data)
+    size = max(c.size for c in clips)
+    disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 10 * size)
+    mgr = manager(cfg, ledger, disk, floor_bytes=12 * size)  # every clip would not do
+    for _ in range(2):
+        assert mgr.check().kept == {YOUNG: 2}
+    gone = {c.order_id for c in ledger.stored_clips(include_deleted=True) if c.deleted_utc}
+    assert gone == {"PO-K"} and mgr.deleted == 1
+    ledger.close()
+
+
+def test_a_new_clip_never_takes_the_path_of_a_deleted_one(cfg: config_mod.Config) -> None:
+    """A clip named like one retention deleted (same order, same wall time to the millisecond:
+    a station that booted twice with its clock at the same wrong time) gets a path of its own:
+    on the deleted clip's path it could not be indexed (paths are unique), and the next
+    start's recovery, completing that deletion, removed it."""
+    at = datetime(1970, 1, 1, 0, 0, 5, tzinfo=UTC)
+    (first,) = record_at(cfg, [("PO-R", 0)], now=at)
+    data = cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data)
+    ledger.mark_deleted(
+        first.id, reason="test", record=b"{}", signature=None, key_fingerprint="", deleted_at=NOW
+    )
+    remove_clip_files(data, first.path, first.manifest_path)
+    (second,) = record_at(cfg, [("PO-R", 0)], now=at)
+    assert second is not None and second.path != first.path
+    assert ledger.clip_by_path(second.path) is not None
+    ledger.close()
+    recover_data_dir(cfg)
+    assert (data / second.path).exists() and not (data / first.path).exists()
+
+
+def test_a_hold_keeps_every_clip_of_its_order_and_unindexed_files_are_never_touched(
+    cfg: config_mod.Config,
+) -> None:
+    """An order of two clips (packed, then repacked) on hold keeps both, however old; a clip
+    still being recorded (tmp/) or moved into place but not indexed yet (the finisher, or
+    recovery after a power cut, indexes it next) is no candidate: retention reads the index."""
+    clips = record_at(cfg, [("PO-M", 200), ("PO-N", 150), ("PO-M", 120)])
+    data = cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data)
+    ledger.set_legal_hold("PO-M", True, "lawyer")
+    recording = data / "tmp" / "station-01_PO-X_20260101T000000_000.mp4"
+    unindexed = data / "clips" / "2026" / "01" / "01" / "station-01_PO-Y_20260101T000000_000.mp4"
+    for p in (recording, unindexed):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"\0" * 1000)
+    size = max(c.size for c in clips)
+    disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 10 * size)
+    mgr = manager(cfg, ledger, disk, floor_bytes=12 * size)  # every clip would not do
+    result = mgr.check()
+    assert not result.floor_reached and result.kept == {HELD: 2}
+    gone = {c.id for c in ledger.stored_clips(include_deleted=True) if c.deleted_utc}
+    assert gone == {clips[1].id} and recording.exists() and unindexed.exists()
+    assert all((data / c.path).exists() for c in (clips[0], clips[2]))
+    ledger.close()
+
+
+def test_a_hold_set_after_retention_chose_the_clip_wins(
+    stocked: tuple[config_mod.Config, list],
+) -> None:
+    """The web sets a hold (its own connection) after the plan chose PO-A and before the
+    deletion is recorded: PO-A stays whole, and PO-B goes instead."""
+    cfg, clips = stocked
+    data = cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data)
+    size = max(c.size for c in clips)
+    disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 10 * size)
+    mgr = manager(cfg, ledger, disk, floor_bytes=10 * size + size // 2)  # one clip short
+    sign = mgr.signer
+    assert sign is not None
+
+    def web_holds_then_sign(record: bytes) -> tuple[bytes, str]:
+        if json.loads(record)["order_id"] == "PO-A":
+            web = Ledger.in_data_dir(data)
+            web.set_legal_hold("PO-A", True, "lawyer")
+            web.close()
+        return sign(record)
+
+    mgr.signer = web_holds_then_sign
+    mgr.check()
+    by_order = {c.order_id: c for c in clips}
+    gone = {c.order_id for c in ledger.stored_clips(include_deleted=True) if c.deleted_utc}
+    assert gone == {"PO-B"} and (data / by_order["PO-A"].path).exists()
+    assert ledger.deletion_record(by_order["PO-A"].path) is None
+    ledger.close()
+    assert audit(cfg, check_timestamps=False).ok
 
 
 def test_with_archiving_on_only_archived_clips_go_unless_told_otherwise(cfg) -> None:
@@ -684,6 +818,25 @@ def test_hold_and_retention_commands(stocked: tuple[config_mod.Config, list]) ->
     assert ledger.legal_hold("PO-A") is None
     ledger.close()
     assert run_cli("hold", "PO-A", "--data", str(cfg.station.data_dir / "nope")).returncode == 3
+
+
+def test_a_hold_on_an_order_retention_already_thinned_says_which_clips_are_gone(
+    stocked: tuple[config_mod.Config, list],
+) -> None:
+    """A hold keeps what is still there; the clips retention deleted before it are not brought
+    back, and `packcam hold` says so instead of counting them as held."""
+    cfg, clips = stocked
+    (old,) = [c for c in clips if c.order_id == "PO-A"]
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    ledger.mark_deleted(
+        old.id, reason="t", record=b"{}", signature=None, key_fingerprint="", deleted_at=NOW
+    )
+    ledger.close()
+    remove_clip_files(cfg.station.data_dir, old.path, old.manifest_path)
+    out = run_cli("hold", "PO-A", "--data", str(cfg.station.data_dir))
+    assert out.returncode == 0 and "is now on legal hold (1 clip indexed" in out.stdout
+    assert "1 of them already deleted by retention" in out.stdout
+    assert old.path in out.stdout
 
 
 def test_returns_keep_their_own_minimum_age(cfg) -> None:

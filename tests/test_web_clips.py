@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from conftest_web import ORDERS, WebEnv, login
 from werkzeug.http import http_date, parse_date
+
+from station.store.ledger import ClipRecord
 
 
 @pytest.fixture
@@ -416,29 +419,57 @@ def test_legal_hold_refusals(web_env: WebEnv, role: str, order: str, status: int
     )
 
 
-def test_a_clip_deleted_by_retention_says_so_not_missing(web_env: WebEnv) -> None:
-    """The station deleted an old clip to keep room for recording (a recorded, signed
-    deletion): the seller, and the reviewer of a share link, read that, in their language,
-    and when, in the site's zone (Beijing time here) like every other time on the site,
-    not "missing from the store", which reads as lost or tampered evidence."""
+def _retention_deletes(web_env: WebEnv, clip: ClipRecord) -> None:
+    """What the station's retention does to ``clip``: the row marked (on 2027-03-01 02:00
+    UTC, a record kept), then its files removed."""
     from datetime import UTC, datetime
 
-    from conftest_web import make_app
-
     from station.store.ledger import Ledger
+    from station.store.retention import REASON_FLOOR, remove_clip_files
 
-    web_env.cfg = web_env.cfg.replace("station", timezone="Asia/Shanghai")
-    viewer = login(make_app(web_env).test_client(), "viewer")
-    from station.store.retention import REASON_FLOOR
-
-    clip = web_env.clips["plain2"]
     ledger = Ledger.in_data_dir(web_env.data_dir)
     ledger.mark_deleted(
         clip.id, reason=REASON_FLOOR, record=b"{}", signature=None, key_fingerprint="",
         deleted_at=datetime(2027, 3, 1, 2, 0, tzinfo=UTC),
     )  # fmt: skip
     ledger.close()
-    web_env.file("plain2").unlink()
+    remove_clip_files(web_env.data_dir, clip.path, clip.manifest_path)
+
+
+@pytest.mark.parametrize("what", ["video", "download"])
+def test_a_clip_retention_deletes_as_it_is_asked_for_is_a_404_not_a_500(
+    web_env: WebEnv, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
+    """Retention deletes the clip between the site finding its file and opening it: the
+    answer is the 404 of a clip whose file is gone, not a server error."""
+    from conftest_web import make_app
+
+    import web.clips
+
+    viewer = login(make_app(web_env).test_client(), "viewer")
+    clip = web_env.clips["plain2"]
+    found = web.clips.clip_file
+
+    def then_retention(c: ClipRecord) -> Path | None:
+        path = found(c)
+        _retention_deletes(web_env, clip)
+        return path
+
+    monkeypatch.setattr(web.clips, "clip_file", then_retention)
+    assert viewer.get(f"/clips/{clip.id}/{what}").status_code == 404
+
+
+def test_a_clip_deleted_by_retention_says_so_not_missing(web_env: WebEnv) -> None:
+    """The station deleted an old clip to keep room for recording (a recorded, signed
+    deletion): the seller, and the reviewer of a share link, read that, in their language,
+    and when, in the site's zone (Beijing time here) like every other time on the site,
+    not "missing from the store", which reads as lost or tampered evidence."""
+    from conftest_web import make_app
+
+    web_env.cfg = web_env.cfg.replace("station", timezone="Asia/Shanghai")
+    viewer = login(make_app(web_env).test_client(), "viewer")
+    clip = web_env.clips["plain2"]
+    _retention_deletes(web_env, clip)
     page = viewer.get(order_url(ORDERS["plain"])).get_data(as_text=True)
     assert '<p class="flash error">The video file of this clip is missing' not in page
     assert "deleted this clip's video on 2027-03-01 10:00:00 +08:00 under its retention" in page

@@ -108,9 +108,13 @@ def serve_video(clip: ClipRecord, *, attachment: bool) -> Response:
         log.error("clip %s (%s) is indexed but its file is missing or outside the store",
                   clip.id, clip.path)  # fmt: skip
         abort(404)
-    return send_stored_file(
-        video, sha256=clip.sha256, download_name=download_name(clip), attachment=attachment
-    )
+    try:
+        return send_stored_file(
+            video, sha256=clip.sha256, download_name=download_name(clip), attachment=attachment
+        )
+    except FileNotFoundError:  # retention deleted it a moment ago: gone, not a server error
+        log.warning("clip %s (%s): its file went as it was opened", clip.id, clip.path)
+        abort(404)
 
 
 def counts_as_download() -> bool:

@@ -142,6 +142,15 @@ def export_order(
         records = ledger.clips(order_id)
         if not records:
             raise ProofError(f"no clips for order {order_id!r} in {data_dir}")
+        for r in records if not without_clips else ():
+            done = None if (data_dir / r.path).exists() else ledger.deletion_record(r.path)
+            if done is not None:  # not "missing": that reads as lost or tampered evidence
+                raise ProofError(
+                    f"clip {r.path} was deleted by this station's retention on "
+                    f"{done['deleted_utc'][:19].replace('T', ' ')} UTC (a signed deletion "
+                    "record): a bundle holds whole clips, so this order's can no longer be "
+                    "built here"
+                )
         accepted = SyncCursors(ledger.db).cursor(WITNESSED_CURSOR)
         return _export(cfg, paths, plog, records, order_id, out, accepted, without_clips, perm)
     finally:

@@ -837,7 +837,12 @@ class Recorder:
         base = clip.tmp_path.stem
         path = self.clips_dir / day / f"{base}.mp4"
         n = 1
-        while path.exists():  # never overwrite evidence
+        # Never overwrite evidence, nor take the path of a clip retention deleted (its row
+        # keeps the path: this clip could not be indexed, and recovery would remove it).
+        while path.exists() or self._indexed(path):
             path = self.clips_dir / day / f"{base}-{n}.mp4"
             n += 1
         return path
+
+    def _indexed(self, path: Path) -> bool:
+        return self.ledger.clip_by_path(path.relative_to(self.data_dir).as_posix()) is not None

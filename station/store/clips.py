@@ -712,6 +712,16 @@ class ClipTable(Table):
         r = db.execute(self._STORED_SQL + " WHERE id = ?", (clip_id,)).fetchone()
         return self._stored(r, held) if r else None
 
+    def latest_deleted(self, not_after: datetime) -> tuple[int, datetime] | None:
+        """The id and start of the deleted clip dated latest, not after ``not_after``: the
+        anchor retention's age starts keep once the clips recorded before them are gone."""
+        r = self._one(
+            "SELECT id, started_utc FROM clips WHERE deleted_utc IS NOT NULL"
+            " AND started_utc <= ? ORDER BY started_utc DESC, id DESC LIMIT 1",
+            (utc_text(not_after),),
+        )
+        return (r["id"], datetime.fromisoformat(r["started_utc"])) if r else None
+
     @staticmethod
     def set_deleted_in(db: sqlite3.Connection, clip_id: int, when_utc: str, reason: str) -> None:
         """Mark the clip's file deleted by retention, inside the caller's transaction ``db``."""

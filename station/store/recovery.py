@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +34,7 @@ from station.recording.session import FinishReason
 from station.recording.writer import MUX_OPTIONS
 from station.store.clips import FLOOR_FIELDS, event_card
 from station.store.files import fsync_dir, sha256_file, write_json_atomic
-from station.store.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
+from station.store.ledger import ClipRecord, Ledger, ScanEventRecord, StoredClip, WaybillLink
 from station.store.mp4box import iter_boxes
 from station.store.retention import remove_clip_files
 
@@ -741,6 +741,15 @@ class Recovery:
         for c in self.ledger.stored_clips(include_deleted=True):
             exists = os.path.isfile(os.path.join(base, c.path))
             if c.deleted_utc is not None:
+                if exists and not self._is_clip(c):
+                    msg = (
+                        f"{c.path} is on disk but is not the clip retention deleted there "
+                        "(other bytes): kept, not indexed; give it a name of its own and run "
+                        "`packcam recover`"
+                    )
+                    log.error("recovery: %s", msg)
+                    self.report.errors.append(msg)
+                    continue
                 if exists or os.path.exists(os.path.join(base, c.manifest_path)):
                     remove_clip_files(self.data_dir, c.path, c.manifest_path)
                     log.warning("recovery: completed the retention deletion of %s", c.path)
@@ -763,6 +772,11 @@ class Recovery:
             if not os.path.exists(os.path.join(base, c.manifest_path)):
                 sidecar = self.data_dir / c.manifest_path
                 self._try(c.path, self._rewrite_sidecar, c.id, c.path, c.sha256, sidecar)
+
+    def _is_clip(self, c: StoredClip) -> bool:
+        """Are the bytes at ``c.path`` the indexed clip's (size first: hashing is slow)?"""
+        path = self.data_dir / c.path
+        return path.stat().st_size == c.size and sha256_file(path) == c.sha256
 
     def _clear_missing(self, rel: str) -> None:
         log.warning("recovery: %s is back on disk", rel)
@@ -804,14 +818,18 @@ class Recovery:
         fsync_dir(self.quarantine_dir)
 
     def _final_path(self, stem: str, first_wall: datetime) -> Path:
-        return _unique(self.clips_dir / first_wall.strftime("%Y/%m/%d") / f"{stem}.mp4")
+        def indexed(p: Path) -> bool:  # a deleted clip's row keeps its path
+            return self.ledger.clip_by_path(p.relative_to(self.data_dir).as_posix()) is not None
+
+        return _unique(self.clips_dir / first_wall.strftime("%Y/%m/%d") / f"{stem}.mp4", indexed)
 
 
-def _unique(path: Path) -> Path:
-    """``path``, or ``name-1.ext``, ``name-2.ext``, ... : never overwrite anything."""
+def _unique(path: Path, taken: Callable[[Path], bool] = lambda p: False) -> Path:
+    """``path``, or ``name-1.ext``, ``name-2.ext``, ... : never overwrite anything, nor take a
+    path ``taken`` says is someone else's."""
     n, cand = 1, path
     base = path.name.split(".", 1)
-    while cand.exists() or cand.with_suffix(".json").exists():
+    while cand.exists() or cand.with_suffix(".json").exists() or taken(cand):
         suffix = "." + base[1] if len(base) > 1 else ""
         cand = path.with_name(f"{base[0]}-{n}{suffix}")
         n += 1

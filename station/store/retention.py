@@ -8,7 +8,7 @@ import os
 import shutil
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -108,21 +108,38 @@ class Plan:
         return self.free_bytes < self.floor_bytes
 
 
-def age_starts(clips: Sequence[Candidate], now: datetime) -> dict[int, datetime]:
-    """Per clip id, the start its age counts from: the latest of its own start and the starts
-    of the clips indexed before it (lower ids) that are not in the future.
+def age_starts(
+    clips: Sequence[Candidate], now: datetime, gone: Sequence[tuple[int, datetime]] = ()
+) -> dict[int, datetime]:
+    """Per clip id, the start its age counts from: a start no earlier than it really began.
 
-    Ids are recording order; start times are the station clock's. After the clock is set back
-    (an NTP correction, an RTC reset) a newer clip's own start is earlier than an older clip's,
-    so by its own start it would look older than it is and go first. A clip dated in the future
-    (the clock was fast) is no anchor: it would keep every clip after it young for as long.
+    Ids are recording order; start times are the station clock's. The anchor of a clip is the
+    latest start, not in the future, of the clips indexed before it (lower ids; ``gone``: the
+    (id, start) of deleted clips, anchors only). A clip dated no earlier than its anchor counts
+    from its own start. A clip dated earlier (the clock was set back, or the station booted
+    with it wrong: a Pi has no RTC) has no date to trust: it began after its anchor and before
+    the next clip dated right, so it counts from the start of the first later clip dated no
+    earlier than its anchor; with none yet, from ``now`` (young: never deleted on a guess).
+    A clip dated in the future (the clock was fast) is no anchor: it would keep every clip
+    after it young for as long.
     """
+    kept = {c.id for c in clips}
+    seq = sorted([*((c.id, c.started_at) for c in clips), *(a for a in gone if a[0] not in kept)])
     starts: dict[int, datetime] = {}
+    waiting: deque[tuple[int, datetime]] = deque()  # (id, anchor) of clips dated too early
     latest: datetime | None = None
-    for c in sorted(clips, key=lambda c: c.id):
-        starts[c.id] = c.started_at if latest is None else max(c.started_at, latest)
-        if c.started_at <= now and (latest is None or c.started_at > latest):
-            latest = c.started_at
+    for cid, start in seq:
+        if cid in kept:
+            while waiting and waiting[0][1] <= start:  # anchors rise with ids: oldest first
+                starts[waiting.popleft()[0]] = start
+            if latest is not None and start < latest:
+                waiting.append((cid, latest))
+            else:
+                starts[cid] = start
+        if start <= now and (latest is None or start > latest):
+            latest = start
+    for cid, _ in waiting:
+        starts[cid] = now
     return starts
 
 
@@ -153,18 +170,19 @@ def plan(
     free_bytes: int,
     total_bytes: int,
     policy: Policy,
+    gone: Sequence[tuple[int, datetime]] = (),
 ) -> Plan:
     """Pure: which clips to delete, oldest first, to get free space up to the floor.
 
     Never a clip on legal hold, younger than ``min_age_days`` (``min_age_days_return`` for a
-    return clip), not finished, or not archived
-    when ``archive_required``. Age and order count from ``age_starts`` (a clock set back
-    does not make newer clips go first). Deletes nothing while free space is at or above the
-    floor and stops as soon as it would be reached; ``floor_reached`` is False when even
-    deleting every eligible clip is not enough.
+    return clip), not finished, or not archived when ``archive_required``. Age and order
+    count from ``age_starts`` (a clock set wrong makes no clip look older than it is, nor
+    newer clips go first; ``gone``: deleted clips, anchors only). Deletes nothing while free
+    space is at or above the floor and stops as soon as it would be reached;
+    ``floor_reached`` is False when even deleting every eligible clip is not enough.
     """
     floor = policy.floor(total_bytes)
-    starts = age_starts(clips, now)
+    starts = age_starts(clips, now, gone)
     kept: Counter[str] = Counter()
     eligible: list[Candidate] = []
     for c in clips:
@@ -390,13 +408,16 @@ class RetentionManager:
         floor = self.policy.floor(space.total)
         if space.free >= floor:  # the usual case: no need to read the whole index
             return Plan((), floor, space.free, space.free, True)
+        now = self._now()
         cands = [Candidate.from_stored(c) for c in self.ledger.stored_clips()]
+        gone = self.ledger.latest_deleted(now)
         return plan(
             cands,
-            now=self._now(),
+            now=now,
             free_bytes=space.free,
             total_bytes=space.total,
             policy=self.policy,
+            gone=[gone] if gone else [],
         )
 
     def delete(self, clip: StoredClip, result: Plan, space: DiskSpace) -> bool:
