@@ -171,11 +171,12 @@ def test_the_open_orders_sheet_seen_again_by_the_camera_ends_nothing() -> None:
 
 SIGNOUT = Code("SIGNOUT", Kind.CONTROL, "signout")
 RETURN = Code("RETURN", Kind.CONTROL, "return")
+RETURN_LABEL = Code("RT0123456789", Kind.RETURN, "return")
 ANN = Floor(packer="ann")
 LYING = "lying where it lay before, seen again by the camera; ignored (hold it up or scan it)"
 
 
-@pytest.mark.parametrize("code", [SEAL, CTRL_SEAL, SIGNOUT, RETURN, CTRL_TEST])
+@pytest.mark.parametrize("code", [SEAL, CTRL_SEAL, SIGNOUT, RETURN, CTRL_TEST, RETURN_LABEL])
 @pytest.mark.parametrize(
     "state",
     [Idle(ANN, unrecorded="PO-A"), rec(floor=ANN), Suspended("PO-A", 5.0, floor=ANN, since=1.0)],
@@ -184,7 +185,8 @@ LYING = "lying where it lay before, seen again by the camera; ignored (hold it u
 def test_a_card_seen_again_by_the_camera_where_it_lay_changes_nothing(state, code: Code) -> None:
     """The seal card put down at the table after it sealed the order before, covered by this
     parcel for longer than the debounce and seen again where it lay: no seal (it ended the
-    open clip mid-packing, the rest unrecorded), no sign-out, no return."""
+    open clip mid-packing, the rest unrecorded), no sign-out, no return. Nor a returned
+    parcel's label seen again on it at the table (it made the next clip a return too)."""
     new, actions = step(state, Scanned(code, 30.0, "camera", lying=True), RULES)
     assert new == state
     # recorded as a card that did nothing: no seal key frame, no seal in the timeline
