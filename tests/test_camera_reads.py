@@ -457,8 +457,9 @@ def test_a_seal_card_held_up_still_at_the_same_place_for_each_order_seals_each(
     station_cfg: config_mod.Config,
 ) -> None:
     """A careful packer holds the seal card up at the same spot for 3 s, until the beep and a
-    moment more, for every order: that is a gesture each time, not a card put down there."""
-    a, b = "PO-HOLD-A", "PO-HOLD-B"
+    moment more, for every order: that is a gesture each time, not a card put down there. (The
+    showings for A and B were one stay there of 11 s: C's was taken as the card lying.)"""
+    a, b, c = "PO-HOLD-A", "PO-HOLD-B", "PO-HOLD-C"
 
     def card(at: float) -> dict[str, object]:
         return {"at": at, "kind": "show", "code": "SEAL", "symbology": "qrcode",
@@ -469,12 +470,15 @@ def test_a_seal_card_held_up_still_at_the_same_place_for_each_order_seals_each(
         card(3.0),  # seals A
         {"at": 8.0, "kind": "key", "text": b},
         card(14.0),  # held up again, at the same spot: seals B
-        {"at": 22.0, "kind": "end"},
+        {"at": 19.0, "kind": "key", "text": c},
+        card(25.0),  # and again: seals C
+        {"at": 30.0, "kind": "end"},
     ]
     clips, ledger = run(station_cfg, events)
-    assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "sealed"), (b, "sealed")]
-    last = clips[1].events[-1]  # sealed by the card held up, not at the end of input
-    assert (last.kind, last.source, last.note, last.card) == ("seal", "camera", "", "")
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(o, "sealed") for o in (a, b, c)]
+    for clip in clips[1:]:  # sealed by the card held up, not at the end of input
+        last = clip.events[-1]
+        assert (last.kind, last.source, last.note, last.card) == ("seal", "camera", "", "")
     ledger.close()
 
 

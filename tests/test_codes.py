@@ -587,6 +587,14 @@ def test_a_card_held_up_that_the_debounce_takes_as_new_is_no_second_showing() ->
     assert Sight.HELD_UP not in card.sights(HELD, 20.0, 21.0, new=True)  # a scan already
 
 
+def test_a_card_shown_at_one_spot_for_every_order_never_lies_there() -> None:
+    """Held up still at the same spot for 3 s per order, each showing a new sighting: the
+    showings do not add up to a card lying there (the third order's seal was ignored)."""
+    card = Card()
+    for t in (0.0, 11.0, 22.0, 33.0):
+        assert Sight.LYING not in card.sights(HELD, t, t + 3.0, new=True)
+
+
 def test_same_place_allows_an_eighth_of_the_size() -> None:
     assert same_place(TABLE, TABLE)
     assert same_place(TABLE, (208, 340, 294, 426))  # 10 px off an 86 px code

@@ -355,7 +355,8 @@ LYING_KINDS = CARD_KINDS | {Kind.RETURN}
 # it still until the beep and a moment more, at the same spot for every order: 3 s must stay
 # a gesture (tests/test_camera_reads.py). A card put down lies there while the next order is
 # scanned and its box fetched, mostly far longer; one covered sooner than this is taken as a
-# seal again, as before this rule.
+# seal again, as before this rule, at each uncovering until it lies uncovered this long (in
+# one sighting: showings at one spot, order after order, never add up to it).
 LYING_S = 5.0
 
 # A read this much larger (its box's longer side) than the place where the card lay is nearer
@@ -392,7 +393,7 @@ class Sight(StrEnum):
 @dataclass(frozen=True, slots=True)
 class _Place:
     at: Box  # where the last reads saw it, unmoved
-    since: float  # read there since
+    since: float  # read there since, in one sighting
     last: float  # last read there
     lay: Box | None  # the last place it lay unmoved for LYING_S or more
     up: bool = False  # held up from there (Sight.HELD_UP) since last read at the table
@@ -417,6 +418,10 @@ class Lying:
         lay). Once per showing; a single read there (a card or a parcel carried through) is
         not, nor one after a read the debounce took as ``new`` already (that was the showing).
 
+        ``new``: the debounce takes this read as a new sighting. A stay at one place is one
+        sighting: a card held up at the same spot for every order is not lying there because
+        its showings add up to ``LYING_S`` (from the third order on it sealed nothing).
+
         That place is kept when the card is then read elsewhere (a parcel sliding over it,
         the card picked up): only lying unmoved at another place replaces it. A timeline
         going back (a new camera session) starts afresh."""
@@ -425,7 +430,7 @@ class Lying:
             prev = None
         lay = prev.lay if prev is not None else None
         sight = Sight.LYING if lay is not None and same_place(box, lay) else Sight.OTHER
-        if prev is not None and same_place(box, prev.at):
+        if prev is not None and same_place(box, prev.at) and not new:
             place = replace(prev, last=t)
         else:
             place = _Place(box, t, t, lay, prev.up if prev is not None else False)
