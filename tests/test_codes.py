@@ -595,6 +595,16 @@ def test_a_card_shown_at_one_spot_for_every_order_never_lies_there() -> None:
         assert Sight.LYING not in card.sights(HELD, t, t + 3.0, new=True)
 
 
+def test_return_labels_are_forgotten_when_unread_for_long_cards_never() -> None:
+    labels = Lying(forget_s=60.0)
+    for text in ("RT01", "RT02", "RT03"):
+        _sight, labels = labels.seen(text, 0.0, TABLE)
+    _sight, labels = labels.seen("RT02", 30.0, TABLE)
+    assert labels.seen("RT04", 70.0, HELD)[1].places.keys() == {"RT02", "RT04"}
+    cards = Lying().seen("SEAL", 0.0, TABLE)[1]
+    assert cards.seen("X", 1e6, HELD)[1].places.keys() == {"SEAL", "X"}
+
+
 def test_same_place_allows_an_eighth_of_the_size() -> None:
     assert same_place(TABLE, TABLE)
     assert same_place(TABLE, (208, 340, 294, 426))  # 10 px off an 86 px code

@@ -350,6 +350,11 @@ CARD_KINDS = frozenset({Kind.SEAL, Kind.CONTROL})
 # would be ignored, and, with require_packer, the next clip refused.
 LYING_KINDS = CARD_KINDS | {Kind.RETURN}
 
+# How long a return label's place is kept unread (``Lying.forget_s``): its parcel is unboxed
+# within it. Each return has its own label, so they would add up over months; the few station
+# cards are kept for good (one covered for hours and seen again must still seal nothing).
+LABEL_MEMORY_S = 3600.0
+
 # A card the camera read unmoved at one place for this long was put down there. One held up
 # to the camera is read and confirmed in a fraction of a second, but a careful packer holds
 # it still until the beep and a moment more, at the same spot for every order: 3 s must stay
@@ -406,6 +411,7 @@ class Lying:
     debounce swallows: a card put down in view is read on and on, one scan."""
 
     places: Mapping[str, _Place] = field(default_factory=lambda: MappingProxyType({}))
+    forget_s: float | None = None  # codes not read for this long are forgotten (None: never)
 
     def seen(self, text: str, t: float, box: Box, new: bool = False) -> tuple[Sight, Lying]:
         """Return (sight, new_state). ``Sight.LYING`` when ``box`` is the place where the code
@@ -441,7 +447,10 @@ class Lying:
             sight = Sight.OTHER if new else Sight.HELD_UP
         if place.last - place.since >= LYING_S:
             place = replace(place, lay=place.at, up=False)
-        return sight, Lying(MappingProxyType({**self.places, text: place}))
+        kept = self.places
+        if self.forget_s is not None:
+            kept = {k: v for k, v in kept.items() if v.last >= t - self.forget_s}
+        return sight, Lying(MappingProxyType({**kept, text: place}), self.forget_s)
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")

@@ -17,6 +17,7 @@ import numpy as np
 
 from station.capture.codes import (
     CARD_KINDS,
+    LABEL_MEMORY_S,
     LYING_KINDS,
     Code,
     Debounce,
@@ -174,7 +175,8 @@ class Station:
         self.tz = station_tz(cfg)
         self.state: ss.State = ss.Idle()
         self.debounce = Debounce()
-        self.lying = Lying()
+        self.lying = Lying()  # the station cards'
+        self.labels = Lying(forget_s=LABEL_MEMORY_S)  # return labels'
         self.stats = LoopStats()
         self.last_error: str | None = None
         self._prev_small: np.ndarray | None = None
@@ -404,7 +406,10 @@ class Station:
         sight = Sight.OTHER
         if ev.box is not None and code.kind in LYING_KINDS:
             # Every read of a card, also those the debounce swallows: where it lies.
-            sight, self.lying = self.lying.seen(code.text, ev.t, ev.box, is_new)
+            if code.kind is Kind.RETURN:
+                sight, self.labels = self.labels.seen(code.text, ev.t, ev.box, is_new)
+            else:
+                sight, self.lying = self.lying.seen(code.text, ev.t, ev.box, is_new)
         lying = sight is Sight.LYING
         # A card picked up from where it lay in view and held up is shown, however soon after
         # its last read there (else the seal was missed, the clip running on past it). Not a
