@@ -417,7 +417,7 @@ class Station:
         held_up = sight is Sight.HELD_UP and code.kind in CARD_KINDS
         if not is_new and not held_up:
             return
-        if held_up and not is_new:
+        if held_up:  # (never a read the debounce took as new: that was the showing)
             log.info("card %r picked up from where it lay and held up at t=%.3f: shown again",
                      code.text, ev.t)  # fmt: skip
         if code.text != text:
