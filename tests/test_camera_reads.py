@@ -14,6 +14,7 @@ from station.capture.confirm import ReadConfirmer
 from station.capture.frames import RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.service import assemble
+from station.store.clips import LYING_CARD
 from station.store.ledger import ClipRecord, Ledger, ScanEventRecord
 
 pytestmark = pytest.mark.slow
@@ -398,6 +399,27 @@ def test_an_order_sheet_read_by_the_camera_and_typed_with_caps_lock_on_is_one_sc
 
 HELD = {"position": [0.5, 0.45], "size": 0.6}  # held up to the camera: near it, mid-view
 LAID = {"position": [0.25, 0.7]}  # put down on the table, at its edge
+UP = {"position": [0.5, 0.45], "size": 0.9}  # picked up and held up near the camera
+
+
+def shown(
+    code: str, at: float, duration: float, where: dict[str, object], symbology: str = "qrcode"
+) -> dict[str, object]:
+    """A card or label in view from ``at`` for ``duration`` seconds, ``where`` (HELD, LAID, UP)."""
+    return {"at": at, "kind": "show", "code": code, "symbology": symbology,
+            "duration": duration, **where}  # fmt: skip
+
+
+def sealed_and_put_down(a: str, b: str) -> list[dict[str, object]]:
+    """Order ``a`` scanned and sealed by the seal card held up at 3 s, the card put down in
+    view (read lying there from 4.8 s to 12.5 s: one debounced sighting with the seal), order
+    ``b`` scanned at 6 s."""
+    return [
+        {"at": 0.5, "kind": "key", "text": a},
+        shown("SEAL", 3.0, 1.5, HELD),
+        shown("SEAL", 4.5, 8.0, LAID),
+        {"at": 6.0, "kind": "key", "text": b},
+    ]
 
 
 def test_the_seal_card_lying_in_view_seen_again_after_a_parcel_covered_it_seals_nothing(
@@ -410,17 +432,10 @@ def test_the_seal_card_lying_in_view_seen_again_after_a_parcel_covered_it_seals_
     again, it seals."""
     a, b = "PO-LAY-A", "PO-LAY-B"
 
-    def card(at: float, duration: float, where: dict[str, object]) -> dict[str, object]:
-        return {"at": at, "kind": "show", "code": "SEAL", "symbology": "qrcode",
-                "duration": duration, **where}  # fmt: skip
-
     events = [
-        {"at": 0.5, "kind": "key", "text": a},
-        card(3.0, 1.5, HELD),  # seals A
-        card(4.5, 8.0, LAID),  # lying in view from 4.8: one debounced sighting with the seal
-        {"at": 6.0, "kind": "key", "text": b},
-        card(18.5, 4.0, LAID),  # covered 12.5-18.5, seen again where it lay
-        card(27.0, 1.5, HELD),  # held up again: seals B
+        *sealed_and_put_down(a, b),
+        shown("SEAL", 18.5, 4.0, LAID),  # covered 12.5-18.5, seen again where it lay
+        shown("SEAL", 27.0, 1.5, HELD),  # held up again: seals B
         {"at": 30.0, "kind": "end"},
     ]
     with caplog.at_level("INFO", logger="station.recording.runner"):
@@ -442,8 +457,9 @@ def test_a_seal_card_held_up_still_at_the_same_place_for_each_order_seals_each(
     station_cfg: config_mod.Config,
 ) -> None:
     """A careful packer holds the seal card up at the same spot for 3 s, until the beep and a
-    moment more, for every order: that is a gesture each time, not a card put down there."""
-    a, b = "PO-HOLD-A", "PO-HOLD-B"
+    moment more, for every order: that is a gesture each time, not a card put down there. (The
+    showings for A and B were one stay there of 11 s: C's was taken as the card lying.)"""
+    a, b, c = "PO-HOLD-A", "PO-HOLD-B", "PO-HOLD-C"
 
     def card(at: float) -> dict[str, object]:
         return {"at": at, "kind": "show", "code": "SEAL", "symbology": "qrcode",
@@ -454,12 +470,94 @@ def test_a_seal_card_held_up_still_at_the_same_place_for_each_order_seals_each(
         card(3.0),  # seals A
         {"at": 8.0, "kind": "key", "text": b},
         card(14.0),  # held up again, at the same spot: seals B
-        {"at": 22.0, "kind": "end"},
+        {"at": 19.0, "kind": "key", "text": c},
+        card(25.0),  # and again: seals C
+        {"at": 30.0, "kind": "end"},
+    ]
+    clips, ledger = run(station_cfg, events)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(o, "sealed") for o in (a, b, c)]
+    for clip in clips[1:]:  # sealed by the card held up, not at the end of input
+        last = clip.events[-1]
+        assert (last.kind, last.source, last.note, last.card) == ("seal", "camera", "", "")
+    ledger.close()
+
+
+def test_the_seal_card_picked_up_from_where_it_lay_and_shown_within_the_debounce_seals(
+    station_cfg: config_mod.Config,
+) -> None:
+    """The packer seals PO-PICK-A with the card and puts it down in view; it lies there, read
+    on and on, while PO-PICK-B is scanned and packed; then it is picked up and held up to
+    seal B, 0.5 s after its last read where it lay. One sighting for the debounce: the seal
+    was missed and B's clip ran on past it (over the next buyer's goods)."""
+    a, b = "PO-PICK-A", "PO-PICK-B"
+
+    events = [
+        *sealed_and_put_down(a, b),
+        shown("SEAL", 13.0, 1.5, UP),  # picked up 0.5 s after its last read lying: seals B
+        {"at": 20.0, "kind": "end"},
     ]
     clips, ledger = run(station_cfg, events)
     assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "sealed"), (b, "sealed")]
-    last = clips[1].events[-1]  # sealed by the card held up, not at the end of input
+    first, last = clips[1].events[0], clips[1].events[-1]
     assert (last.kind, last.source, last.note, last.card) == ("seal", "camera", "", "")
+    assert first.t_clip_s is not None and last.t_clip_s is not None
+    assert 13.0 - 6.0 <= last.t_clip_s - first.t_clip_s < 14.5 - 6.0  # sealed when held up
+    assert ledger.unattached_events() == []  # shown once: one seal
+    ledger.close()
+
+
+def test_the_return_card_picked_up_from_where_it_lay_and_shown_makes_a_return(
+    station_cfg: config_mod.Config,
+) -> None:
+    """The return card shown for PO-PICK-R1 and put down in view, read on and on while R1 is
+    unboxed and sealed; picked up and shown for the next returned parcel 0.5 s after its last
+    read where it lay. One sighting for the debounce: PO-PICK-R2 was recorded as an order."""
+    r1, r2 = "PO-PICK-R1", "PO-PICK-R2"
+
+    events = [
+        shown("RETURN", 0.5, 1.5, HELD),  # the next clip is a return
+        shown("RETURN", 2.0, 8.0, LAID),  # lying in view from 2.3 to 10.0
+        {"at": 3.0, "kind": "key", "text": r1},
+        {"at": 9.0, "kind": "key", "text": "SEAL"},
+        shown("RETURN", 10.5, 1.5, UP),  # picked up and shown: the next clip is a return
+        {"at": 13.0, "kind": "key", "text": r2},
+        {"at": 15.0, "kind": "key", "text": "SEAL"},
+        {"at": 16.0, "kind": "end"},
+    ]
+    clips, ledger = run(station_cfg, events)
+    assert [(c.order_id, c.kind) for c in clips] == [(r1, "return"), (r2, "return")]
+    ledger.close()
+
+
+def test_a_return_label_lying_in_view_seen_again_makes_no_later_clip_a_return(
+    station_cfg: config_mod.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A returned parcel's label read by the camera makes the next clip, PO-RET-A, a return;
+    the parcel lies at the table with its label in view, covered by hands for 4 s while it is
+    unboxed and uncovered. Seen again where it lay, the label made the clip after it,
+    PO-RET-B, an ordinary order packed later, a "return" too."""
+    cfg = station_cfg.replace("codes", return_patterns=("^RT\\d{10}$",))
+    a, b, label = "PO-RET-A", "PO-RET-B", "RT0123456789"
+
+    events = [
+        shown(label, 0.5, 7.0, LAID, "code128"),  # the returned parcel put down, label in view
+        {"at": 2.0, "kind": "key", "text": a},  # its order: a return
+        shown(label, 11.5, 4.0, LAID, "code128"),  # covered 7.5-11.5, seen again where it lay
+        {"at": 16.0, "kind": "key", "text": "SEAL"},
+        {"at": 18.0, "kind": "key", "text": b},
+        {"at": 20.0, "kind": "key", "text": "SEAL"},
+        {"at": 21.0, "kind": "end"},
+    ]
+    with caplog.at_level("INFO", logger="station.recording.runner"):
+        clips, ledger = run(cfg, events)
+    assert [(c.order_id, c.kind) for c in clips] == [(a, "return"), (b, "order")]
+    lay = [r.getMessage() for r in caplog.records if "where it lay before" in r.getMessage()]
+    assert len(lay) == 1 and label in lay[0], lay
+    assert [(e.kind, e.source, e.card) for e in clips[0].events] == [
+        ("order", "script", ""),
+        ("return", "camera", LYING_CARD),
+        ("seal", "script", ""),
+    ]
     ledger.close()
 
 

@@ -15,6 +15,7 @@ from station.capture.codes import (
     Kind,
     Lying,
     Rules,
+    Sight,
     classify,
     safe_component,
     same_place,
@@ -511,10 +512,17 @@ class Card:
 
     def at(self, box: tuple[int, int, int, int], t0: float, t1: float | None = None) -> list[bool]:
         """Read at ``box`` from ``t0`` to ``t1`` (once when None): was each read lying?"""
+        return [s is Sight.LYING for s in self.sights(box, t0, t1)]
+
+    def sights(
+        self, box: tuple[int, int, int, int], t0: float, t1: float | None = None, new: bool = False
+    ) -> list[Sight]:
+        """Read at ``box`` from ``t0`` to ``t1`` (once when None, the first read ``new`` to the
+        debounce): what was each read?"""
         out = []
         for i in range(round(((t1 or t0) - t0) * 10) + 1):
-            flag, self.lying = self.lying.seen("SEAL", t0 + i / 10, box)
-            out.append(flag)
+            sight, self.lying = self.lying.seen("SEAL", t0 + i / 10, box, new and i == 0)
+            out.append(sight)
         return out
 
 
@@ -547,6 +555,54 @@ def test_a_card_lies_where_it_lay_last_and_a_new_timeline_starts_afresh() -> Non
     assert card.at(ELSEWHERE, 17.0 + 2 * lay) == [True]
     assert card.at(ELSEWHERE, 1.0) == [False]  # the timeline went back: a new camera session
     assert Lying().seen("OTHER", 0.0, TABLE)[1].places.keys() == {"OTHER"}
+
+
+def test_a_card_picked_up_from_where_it_lay_and_held_still_nearer_is_held_up_once() -> None:
+    """Read on and on where it lay, then held up: one sighting to the debounce, so the second
+    read held still nearer the camera is a showing of its own, once."""
+    card, lay, o, up = Card(), LYING_S, Sight.OTHER, Sight.HELD_UP
+    card.sights(TABLE, 0.0, 1.0 + lay)  # put down
+    assert card.sights(HELD, 7.0, 7.5) == [o, up, o, o, o, o]  # picked up, held still
+    assert card.sights((420, 170, 568, 318), 7.6, 7.8) == [o] * 3  # wobbling: the same showing
+    assert card.sights(TABLE, 8.5, 8.6) == [Sight.LYING] * 2  # put down again where it lay
+    assert card.sights(HELD, 9.0, 9.2) == [o, up, o]  # picked up again: shown again
+
+
+def test_a_card_moved_at_the_table_or_carried_through_is_not_held_up() -> None:
+    """Slid over, pushed along the table (its size) or carried through the view nearer the
+    camera (never read twice at one place) it is no showing; nor before it ever lay."""
+    card, lay = Card(), LYING_S
+    assert Sight.HELD_UP not in card.sights(HELD, 0.0, 1.0)  # held up; lay nowhere yet
+    card.sights(TABLE, 2.0, 3.0 + lay)  # put down
+    assert card.sights((198, 399, 284, 485), 9.0, 9.3) == [Sight.OTHER] * 4  # slid over
+    assert card.sights((120, 330, 206, 416), 9.5, 9.8) == [Sight.OTHER] * 4  # pushed along
+    assert card.sights((300, 280, 421, 401), 9.9, 10.2) == [Sight.OTHER] * 4  # and turned 45°
+    boxes = [(150 + 40 * i, 300 - 30 * i, 260 + 50 * i, 410 - 20 * i) for i in range(5)]
+    assert [card.sights(b, 10.5 + i / 10)[0] for i, b in enumerate(boxes)] == [Sight.OTHER] * 5
+
+
+def test_a_card_held_up_that_the_debounce_takes_as_new_is_no_second_showing() -> None:
+    card, lay = Card(), LYING_S
+    card.sights(TABLE, 0.0, 1.0 + lay)
+    assert Sight.HELD_UP not in card.sights(HELD, 20.0, 21.0, new=True)  # a scan already
+
+
+def test_a_card_shown_at_one_spot_for_every_order_never_lies_there() -> None:
+    """Held up still at the same spot for 3 s per order, each showing a new sighting: the
+    showings do not add up to a card lying there (the third order's seal was ignored)."""
+    card = Card()
+    for t in (0.0, 11.0, 22.0, 33.0):
+        assert Sight.LYING not in card.sights(HELD, t, t + 3.0, new=True)
+
+
+def test_return_labels_are_forgotten_when_unread_for_long_cards_never() -> None:
+    labels = Lying(forget_s=60.0)
+    for text in ("RT01", "RT02", "RT03"):
+        _sight, labels = labels.seen(text, 0.0, TABLE)
+    _sight, labels = labels.seen("RT02", 30.0, TABLE)
+    assert labels.seen("RT04", 70.0, HELD)[1].places.keys() == {"RT02", "RT04"}
+    cards = Lying().seen("SEAL", 0.0, TABLE)[1]
+    assert cards.seen("X", 1e6, HELD)[1].places.keys() == {"SEAL", "X"}
 
 
 def test_same_place_allows_an_eighth_of_the_size() -> None:

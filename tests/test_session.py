@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from station.capture.codes import Code, Kind
@@ -171,11 +171,12 @@ def test_the_open_orders_sheet_seen_again_by_the_camera_ends_nothing() -> None:
 
 SIGNOUT = Code("SIGNOUT", Kind.CONTROL, "signout")
 RETURN = Code("RETURN", Kind.CONTROL, "return")
+RETURN_LABEL = Code("RT0123456789", Kind.RETURN, "return")
 ANN = Floor(packer="ann")
 LYING = "lying where it lay before, seen again by the camera; ignored (hold it up or scan it)"
 
 
-@pytest.mark.parametrize("code", [SEAL, CTRL_SEAL, SIGNOUT, RETURN, CTRL_TEST])
+@pytest.mark.parametrize("code", [SEAL, CTRL_SEAL, SIGNOUT, RETURN, CTRL_TEST, RETURN_LABEL])
 @pytest.mark.parametrize(
     "state",
     [Idle(ANN, unrecorded="PO-A"), rec(floor=ANN), Suspended("PO-A", 5.0, floor=ANN, since=1.0)],
@@ -184,7 +185,8 @@ LYING = "lying where it lay before, seen again by the camera; ignored (hold it u
 def test_a_card_seen_again_by_the_camera_where_it_lay_changes_nothing(state, code: Code) -> None:
     """The seal card put down at the table after it sealed the order before, covered by this
     parcel for longer than the debounce and seen again where it lay: no seal (it ended the
-    open clip mid-packing, the rest unrecorded), no sign-out, no return."""
+    open clip mid-packing, the rest unrecorded), no sign-out, no return. Nor a returned
+    parcel's label seen again on it at the table (it made the next clip a return too)."""
     new, actions = step(state, Scanned(code, 30.0, "camera", lying=True), RULES)
     assert new == state
     # recorded as a card that did nothing: no seal key frame, no seal in the timeline
@@ -951,10 +953,14 @@ early_codes = st.sampled_from(
         ]
     ),
 )
+@example(  # the waybill of the parcel before, read while its clip was open
+    [(Scanned(ORDER_A, 0.0), 0.0), (Scanned(ORDER_B, 0.0), 1.0)], Scanned(WAYBILL, 0.0), 1.0, RULES
+)
 def test_no_event_stamped_before_a_clip_began_changes_that_clip(seq, late, back, rules) -> None:
     """Whatever came before, a scan or pedal press stamped before the open clip's start leaves
     that clip as it is (its order, start, waybills, packer, kind) and starts, stops and links
-    nothing; only the floor (who is signed in, what the next clip is) may change."""
+    nothing to it; only the floor (who is signed in, what the next clip is) may change, and
+    a waybill stamped while the clip before was open is linked to that one (_late_waybill)."""
     state, t = Idle(), 0.0
     for ev, dt in seq:
         t += dt
@@ -966,8 +972,15 @@ def test_no_event_stamped_before_a_clip_began_changes_that_clip(seq, late, back,
             **{**{f: getattr(late, f) for f in late.__slots__}, "t": state.started_t - back}
         )
         after, actions = step(state, ev, rules)
-        assert replace(after, floor=state.floor) == state
-        assert not [a for a in actions if isinstance(a, StartClip | StopClip | LinkWaybill)]
+        kept = replace(after, floor=state.floor, previous_waybills=state.previous_waybills)
+        assert kept == state
+        assert not [a for a in actions if isinstance(a, StartClip | StopClip)]
+        links = [a for a in actions if isinstance(a, LinkWaybill)]
+        assert all(a.ended and a.order_id == state.previous for a in links)
+        assert set(after.previous_waybills) == {
+            *state.previous_waybills,
+            *(a.waybill for a in links),
+        }
 
 
 def test_the_order_before_a_camera_loss_is_the_resumed_or_waiting_clips_previous() -> None:

@@ -344,13 +344,33 @@ class Debounce:
 # Seal and control cards: station cards a packer shows to the camera and may put down in view.
 CARD_KINDS = frozenset({Kind.SEAL, Kind.CONTROL})
 
+# What may lie in view and be seen again where it lay, a sighting that does nothing: the cards,
+# and a returned parcel's label (its parcel lies at the table while it is unboxed; seen again,
+# it made the clip after the return one too). Not badges: one put back at a fixed sign-in spot
+# would be ignored, and, with require_packer, the next clip refused.
+LYING_KINDS = CARD_KINDS | {Kind.RETURN}
+
+# How long a return label's place is kept unread (``Lying.forget_s``): its parcel is unboxed
+# within it. Each return has its own label, so they would add up over months; the few station
+# cards are kept for good (one covered for hours and seen again must still seal nothing).
+LABEL_MEMORY_S = 3600.0
+
 # A card the camera read unmoved at one place for this long was put down there. One held up
 # to the camera is read and confirmed in a fraction of a second, but a careful packer holds
 # it still until the beep and a moment more, at the same spot for every order: 3 s must stay
 # a gesture (tests/test_camera_reads.py). A card put down lies there while the next order is
 # scanned and its box fetched, mostly far longer; one covered sooner than this is taken as a
-# seal again, as before this rule.
+# seal again, as before this rule, at each uncovering until it lies uncovered this long (in
+# one sighting: showings at one spot, order after order, never add up to it).
 LYING_S = 5.0
+
+# A read this much larger (its box's longer side) than the place where the card lay is nearer
+# the camera: held up, a third of the camera's height above the table or more (20-35 cm under
+# a camera 60-100 cm up; held up to be read it is nearer still). A card pushed along the table
+# keeps its size, but turned by 45 degrees its box grows by 1.41 and it looks a little larger
+# nearer the middle of the view: less than this would take a card a parcel pushed and turned
+# for one picked up. A card held up lower is a sighting only after the debounce, as before.
+HELD_UP = 1.5
 
 
 def same_place(a: Box, b: Box) -> bool:
@@ -361,12 +381,27 @@ def same_place(a: Box, b: Box) -> bool:
     return all(abs(p - q) <= tol for p, q in zip(a, b, strict=True))
 
 
+def _nearer(a: Box, b: Box) -> bool:
+    """Whether a read at ``a`` is of a card held up from ``b``: elsewhere and larger."""
+    side = max(a[2] - a[0], a[3] - a[1])
+    return side >= HELD_UP * max(b[2] - b[0], b[3] - b[1]) and not same_place(a, b)
+
+
+class Sight(StrEnum):
+    """What a camera read of a card is, by where it was read (``Lying.seen``)."""
+
+    LYING = "lying"  # where it last lay: seen again after something covered it
+    HELD_UP = "held up"  # picked up from where it lay and held still nearer the camera
+    OTHER = ""
+
+
 @dataclass(frozen=True, slots=True)
 class _Place:
     at: Box  # where the last reads saw it, unmoved
-    since: float  # read there since
+    since: float  # read there since, in one sighting
     last: float  # last read there
     lay: Box | None  # the last place it lay unmoved for LYING_S or more
+    up: bool = False  # held up from there (Sight.HELD_UP) since last read at the table
 
 
 @dataclass(frozen=True)
@@ -376,11 +411,22 @@ class Lying:
     debounce swallows: a card put down in view is read on and on, one scan."""
 
     places: Mapping[str, _Place] = field(default_factory=lambda: MappingProxyType({}))
+    forget_s: float | None = None  # codes not read for this long are forgotten (None: never)
 
-    def seen(self, text: str, t: float, box: Box) -> tuple[bool, Lying]:
-        """Return (lying, new_state): ``lying`` when ``box`` is the place where the code last
-        lay unmoved for ``LYING_S`` or more, i.e. it was put down there, and is seen there
+    def seen(self, text: str, t: float, box: Box, new: bool = False) -> tuple[Sight, Lying]:
+        """Return (sight, new_state). ``Sight.LYING`` when ``box`` is the place where the code
+        last lay unmoved for ``LYING_S`` or more, i.e. it was put down there, and is seen there
         again (after something covered it, if this read starts a new sighting).
+
+        ``Sight.HELD_UP`` for the second read in a row at one place nearer the camera than
+        where it lay (``HELD_UP``), the first since it was read at the table: the card picked
+        up and shown, a new sighting even within the debounce (it was read on and on where it
+        lay). Once per showing; a single read there (a card or a parcel carried through) is
+        not, nor one after a read the debounce took as ``new`` already (that was the showing).
+
+        ``new``: the debounce takes this read as a new sighting. A stay at one place is one
+        sighting: a card held up at the same spot for every order is not lying there because
+        its showings add up to ``LYING_S`` (from the third order on it sealed nothing).
 
         That place is kept when the card is then read elsewhere (a parcel sliding over it,
         the card picked up): only lying unmoved at another place replaces it. A timeline
@@ -388,14 +434,23 @@ class Lying:
         prev = self.places.get(text)
         if prev is not None and t < prev.last:
             prev = None
-        lying = prev is not None and prev.lay is not None and same_place(box, prev.lay)
-        if prev is not None and same_place(box, prev.at):
+        lay = prev.lay if prev is not None else None
+        sight = Sight.LYING if lay is not None and same_place(box, lay) else Sight.OTHER
+        if prev is not None and same_place(box, prev.at) and not new:
             place = replace(prev, last=t)
         else:
-            place = _Place(box, t, t, prev.lay if prev is not None else None)
+            place = _Place(box, t, t, lay, prev.up if prev is not None else False)
+        if lay is not None and not _nearer(box, lay):
+            place = replace(place, up=False)  # at the table again
+        elif lay is not None and not place.up and (new or place.since < t):
+            place = replace(place, up=True)
+            sight = Sight.OTHER if new else Sight.HELD_UP
         if place.last - place.since >= LYING_S:
-            place = replace(place, lay=place.at)
-        return lying, Lying(MappingProxyType({**self.places, text: place}))
+            place = replace(place, lay=place.at, up=False)
+        kept = self.places
+        if self.forget_s is not None:
+            kept = {k: v for k, v in kept.items() if v.last >= t - self.forget_s}
+        return sight, Lying(MappingProxyType({**kept, text: place}), self.forget_s)
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")

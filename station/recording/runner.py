@@ -16,11 +16,14 @@ import numpy as np
 
 from station.capture.codes import (
     CARD_KINDS,
+    LABEL_MEMORY_S,
+    LYING_KINDS,
     Code,
     Debounce,
     Kind,
     Lying,
     Rules,
+    Sight,
     classify,
     sanitize,
     strip_symbology_id,
@@ -167,7 +170,8 @@ class Station:
         self.tz = station_tz(cfg)
         self.state: ss.State = ss.Idle()
         self.debounce = Debounce()
-        self.lying = Lying()
+        self.lying = Lying()  # the station cards'
+        self.labels = Lying(forget_s=LABEL_MEMORY_S)  # return labels'
         self.stats = LoopStats()
         self.last_error: str | None = None
         self._prev_small: np.ndarray | None = None
@@ -390,16 +394,27 @@ class Station:
             self._emit(EventKind.SCAN_UNREADABLE, ev.t, None, source=ev.source, why=str(exc))
             return
         code = classify(text, self.rules, ev.symbology)
-        lying = False
-        if ev.box is not None and code.kind in CARD_KINDS:
-            # Every read of a card, also those the debounce swallows: where it lies.
-            lying, self.lying = self.lying.seen(code.text, ev.t, ev.box)
         # Keyed by the code's text: a hand scan typed with Caps Lock on and the camera's read
         # of the same label are one scan (else the hand scan of the order the camera had just
         # opened was a rescan that ended its clip).
         is_new, self.debounce = self.debounce.seen(code.text, ev.t, self.rules.debounce_s)
-        if not is_new:
+        sight = Sight.OTHER
+        if ev.box is not None and code.kind in LYING_KINDS:
+            # Every read of a card, also those the debounce swallows: where it lies.
+            if code.kind is Kind.RETURN:
+                sight, self.labels = self.labels.seen(code.text, ev.t, ev.box, is_new)
+            else:
+                sight, self.lying = self.lying.seen(code.text, ev.t, ev.box, is_new)
+        lying = sight is Sight.LYING
+        # A card picked up from where it lay in view and held up is shown, however soon after
+        # its last read there (else the seal was missed, the clip running on past it). Not a
+        # return label: its parcel lifted is no new return.
+        held_up = sight is Sight.HELD_UP and code.kind in CARD_KINDS
+        if not is_new and not held_up:
             return
+        if held_up:  # (never a read the debounce took as new: that was the showing)
+            log.info("card %r picked up from where it lay and held up at t=%.3f: shown again",
+                     code.text, ev.t)  # fmt: skip
         if code.text != text:
             log.info("scan %r from %s taken as %r: typed with Caps Lock on", text, ev.source,
                      code.text)  # fmt: skip

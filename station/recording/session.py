@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from station.capture.codes import CARD_KINDS, Code, Kind
+from station.capture.codes import LYING_KINDS, Code, Kind
 from station.capture.frames import PedalPress
 from station.config import SessionSection
 from station.store.clips import LYING_CARD
@@ -145,7 +145,8 @@ class Scanned:
     """A debounced, classified code seen at camera time ``t``.
 
     ``lying``: the camera read it at the place where it last lay still (``codes.Lying``): a
-    card put down at the table, seen again after something covered it.
+    card put down at the table, or a returned parcel's label, seen again after something
+    covered it.
     """
 
     code: Code
@@ -388,12 +389,13 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         isinstance(event, Scanned)
         and event.lying
         and event.source == CAMERA
-        and event.code.kind in CARD_KINDS
+        and event.code.kind in LYING_KINDS
     ):
         # A seal or control card put down at the table and seen again where it lay, after a
         # parcel covered it for longer than the debounce: no gesture, so no seal (it would end
         # the open clip mid-packing, the rest unrecorded), sign-out or return. The card held
-        # up (elsewhere), a hand scan or the pedal still does it.
+        # up (elsewhere), a hand scan or the pedal still does it. Nor a returned parcel's label
+        # seen again on it: that return began already (it made the next clip a return too).
         return state, [replace(_log(event, _LYING), card=LYING_CARD)]
     last = _last(state)
     if (

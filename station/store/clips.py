@@ -12,16 +12,16 @@ from typing import Any, ClassVar
 from station.errors import LedgerError
 from station.store.sqlitedb import Table, from_row, utc_text
 
-# What a seal or control card did when the camera saw it again where it lay (a scan event's
-# ``card``): nothing. Its own kind stays "seal" or "control"; this says it sealed nothing.
+# What a seal or control card (or a return label) did when the camera saw it again where it
+# lay (a scan event's ``card``): nothing. Its own kind stays; this says it sealed nothing.
 LYING_CARD = "lying"
 
 
 @dataclass(frozen=True)
 class ScanEventRecord:
     """One scan or pedal press. ``t_clip_s`` is seconds from the clip's first frame; ``card``:
-    what a control card is set to do (seal, test, signout, return), ``LYING_CARD`` for a seal
-    or control card the session ignored as lying where it lay, empty for other kinds."""
+    what a control card is set to do (seal, test, signout, return), ``LYING_CARD`` for a card
+    or return label the session ignored as lying where it lay, empty for other kinds."""
 
     kind: str
     text: str
