@@ -107,9 +107,17 @@ def record_orders(
     *,
     frames: int = 12,
     ago: timedelta = timedelta(minutes=30),
+    pre_roll: bool = True,
 ) -> list:
     """Drive the real Recorder, built as the station builds it (encoded pre-roll): one clip
-    per order with a scan, a waybill and a seal event."""
+    per order with a scan, a waybill and a seal event.
+
+    With ``pre_roll`` (the default) a clip's bytes depend on thread timing: its scan comes
+    two frames in, and the pre-roll ring holds the first keyframe only if the encoder thread
+    has already given it back; otherwise an IDR picture is forced at the next frame (and the
+    first keyframe still joins the clip when it comes). ``pre_roll=False`` starts each clip
+    at an IDR picture made at the frame after its scan (``Recorder.start``): the same frames
+    then make the same bytes, at any station and any load."""
     ledger = Ledger.in_data_dir(cfg.station.data_dir)
     rec = encoded_recorder(cfg, ledger, W, H, FPS, finalizers=finalizers)
     t = 0.0
@@ -120,7 +128,7 @@ def record_orders(
                 wall = wall0 + timedelta(seconds=t)
                 rec.push(frame_i420(n * 100 + i), t, wall)
                 if i == 2:
-                    rec.start(order, t, wall=wall)
+                    rec.start(order, t, wall=wall, pre_roll=pre_roll)
                     rec.log_event(ScanEventRecord("order", order, "camera", wall), t)
                 if i == 5:
                     rec.link_waybill(f"SF{1000000000000 + n}", "SF", t)

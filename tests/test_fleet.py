@@ -76,13 +76,19 @@ def station_cfg(
     )
 
 
-def record(cfg: config_mod.Config, orders: list[str], frames: int = 12) -> None:
-    """Real clips through the real Recorder with the proof finalizer (signed, logged)."""
+def record(
+    cfg: config_mod.Config, orders: list[str], frames: int = 12, *, pre_roll: bool = True
+) -> None:
+    """Real clips through the real Recorder with the proof finalizer (signed, logged).
+
+    With ``pre_roll`` a clip's bytes depend on thread timing (``record_orders``): two
+    recordings of the same frames may or may not be the same file. A test that needs the same
+    bytes twice records with ``pre_roll=False``."""
     from station.proof.finalizer import build_finalizers
 
     finalizers = build_finalizers(cfg)
     try:
-        record_orders(cfg, finalizers, orders, frames=frames)
+        record_orders(cfg, finalizers, orders, frames=frames, pre_roll=pre_roll)
     finally:
         for f in finalizers:
             f.close()
@@ -879,8 +885,9 @@ def test_a_replaced_station_keeps_both_histories_and_overwrites_nothing(
     old_token = cdb.add_station(name)
     old = station_cfg(tmp_path / "old-pi", name, fleet_seaweed(fleet), fleet.bucket)
     old = old.replace("central", enabled=True, url=fleet.url, token=old_token, interval_s=0.2)
-    # lengths no other test here records: a clip's bytes depend only on its frames, so the first
-    # clip of each default-length record() is the same file at every station of the module
+    # lengths no other test here records: a clip's frames depend only on the length, so the
+    # first clip of each default-length record() may be the same file at every station of the
+    # module (it is, unless the encoder thread's timing made an extra keyframe in one)
     record(old, ["REP-1", "REP-2"], frames=17)
     _archive_all([old])
     sync = CentralSync(old)
@@ -1208,7 +1215,9 @@ def test_a_clip_signed_before_a_key_rotation_still_verifies_centrally(
         finally:
             s.stop()
 
-    record(cfg, ["ROT-1"])
+    # a length no other test here records: the default one's first clip may be the same file
+    # as the fixture stations' ORD-n-0, whose archived row the page would check instead
+    record(cfg, ["ROT-1"], frames=27)
     _archive_all([cfg])
     sync()
     rotation.rotate(cfg)
@@ -1224,6 +1233,8 @@ def test_a_clip_signed_before_a_key_rotation_still_verifies_centrally(
     cdb.close()
     checks = {c.name: c.status for c in report.checks}
     assert checks["signature"] == "ok" and checks["manifest"] == "ok", report.checks
+    index = next(c for c in report.checks if c.name == "index")
+    assert name in index.reason and "ROT-1" in index.reason, report.checks  # this clip's row
 
 
 def test_station_counters_are_maintained_not_counted(fleet: Fleet) -> None:
@@ -1275,9 +1286,10 @@ def test_the_central_verify_page_takes_the_archived_row_of_bytes_registered_twic
     fleet: Fleet, tmp_path: Path
 ) -> None:
     """The same bytes registered by two rows (a restored station registering a clip again
-    under its new enrolment; here two stations recording the same frames): the page checks
-    the row whose signed manifest is archived, not the lowest id, which may not be archived
-    yet ("nothing to check", and the other station named)."""
+    under its new enrolment; here two stations recording the same frames, each clip started
+    without pre-roll so that its bytes do not depend on the encoder thread's timing): the page
+    checks the row whose signed manifest is archived, not the lowest id, which may not be
+    archived yet ("nothing to check", and the other station named)."""
     from central.db import CentralDB
     from central.verify import verify_clip_central
     from station.fleet.objstore import ObjectStore
@@ -1289,8 +1301,17 @@ def test_the_central_verify_page_takes_the_archived_row_of_bytes_registered_twic
         cfg = cfg.replace(
             "central", enabled=True, url=fleet.url, token=cdb.add_station(name), interval_s=0.2
         )
-        record(cfg, [order], frames=26)  # a length no other test here records
+        record(cfg, [order], frames=26, pre_roll=False)  # a length no other test here records
         cfgs.append(cfg)
+    clips = []
+    for cfg, order in zip(cfgs, ("DUP-A", "DUP-B"), strict=True):
+        led = Ledger.in_data_dir(cfg.station.data_dir)
+        try:
+            clips.extend(led.clips(order))
+        finally:
+            led.close()
+    first, clip = clips  # one clip each
+    assert first.sha256 == clip.sha256, "two recordings of the same frames are not the same file"
     second = cfgs[1]
     _archive_all([second])  # the first station's copy is not archived (yet)
     for cfg in cfgs:
@@ -1299,11 +1320,6 @@ def test_the_central_verify_page_takes_the_archived_row_of_bytes_registered_twic
             s.sync_once()
         finally:
             s.stop()
-    led = Ledger.in_data_dir(second.station.data_dir)
-    try:
-        (clip,) = led.clips("DUP-B")
-    finally:
-        led.close()
     rows = cdb.clips_by_sha256(clip.sha256)
     assert [r.station for r in rows] == ["station-dupa", "station-dupb"]
     report = verify_clip_central(
