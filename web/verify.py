@@ -335,8 +335,22 @@ def _check_bundle_against_store(cfg: Config | None, report: Report) -> None:
         for clip in report.facts.get("clips", []):
             sha = str(clip.get("sha256"))
             # a clip recorded before a key rotation is in its retired key's closed log
-            if plog.entries_for_clip(sha) or plog.archived_entries_for_clip(sha):
+            logged = plog.entries_for_clip(sha) + [
+                e for _, e in plog.archived_entries_for_clip(sha)
+            ]
+            if any(e.manifest_sha256 == clip.get("manifest_sha256") for e in logged):
                 report.add("store", "ok", f"{clip.get('file')} is in this site's signed log")
+            elif logged:
+                # the key holder re-signed these bytes (another waybill, other times) in a log
+                # of its own: offline that is its word, but this site holds the real entry
+                report.add(
+                    "store",
+                    "fail",
+                    f"{clip.get('file')} is entry {logged[-1].seq} of this site's signed log, "
+                    "under another signed manifest than the bundle's: the bundle's manifest and "
+                    "log are not the ones this site recorded",
+                    "log-leaf-replaced",
+                )
             elif other_station:
                 report.add(
                     "store",

@@ -347,6 +347,34 @@ def signed_after_final(checkpoint: bytes, final: dict[str, Any]) -> bool:
     )
 
 
+# What an export writes besides what bundle.json names (bundle.py): the index, its signature,
+# the stranger's kit and the human summary.
+FIXED_MEMBERS = frozenset(
+    ("bundle.json", MANIFEST, MANIFEST_SIG, "SHA256SUMS", "VERIFY.md", "verify.py", "summary.html")
+)
+
+
+def unreferenced_members(index: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """The members among ``names`` that ``bundle.json`` does not name (nor are fixed parts of
+    every bundle): an export never writes one, so one is material only the export-time bundle
+    manifest vouches for (another clip, a picture), with no timestamp, proof or manifest."""
+    named: set[str] = set(FIXED_MEMBERS)
+    named.update(v for v in (index.get("keys") or {}).values() if isinstance(v, str))
+    cp = index.get("checkpoint") or {}
+    named.update((cp.get("body"), cp.get("signature"), *(cp.get("timestamps") or [])))
+    for link in index.get("rotations") or []:
+        named.update(v for v in link.values() if isinstance(v, str))
+        named.update(link.get("timestamps") or [])
+    for e in index.get("clips") or []:
+        named.update(e.get(k) for k in ("clip", "manifest", "signature", "inclusion"))
+        named.update(e.get("timestamps") or [])
+        fc = e.get("first_checkpoint") or {}
+        named.update(fc.get(k) for k in ("body", "signature", "consistency"))
+        named.update(fc.get("timestamps") or [])
+        named.update(f.get("file") for f in e.get("frames") or [] if isinstance(f, dict))
+    return sorted(n for n in names if n not in named and not n.endswith("/"))
+
+
 def check_witness(
     res: Result, doc: dict[str, Any], seen: list[tuple[int, str]], pins_dir: Path, log_key: str = ""
 ) -> None:
@@ -552,6 +580,10 @@ def _check(
         if not bad:
             res.add(OK, "bundle.manifest", f"all {len(members)} members match the signed list")
         res.covered = True
+    for name in unreferenced_members(index, list(files)):
+        res.add(FAIL, name, "not named by bundle.json: no manifest, timestamp or log proof "
+                "vouches for it, only the bundle manifest signed at export",
+                "bundle-member-unreferenced")  # fmt: skip
 
     # 2. who signed: the station key's certificate against the company CA you pinned
     shipped_ca = (root / keys["company_ca"]).read_bytes() if have(keys.get("company_ca")) else b""

@@ -37,7 +37,7 @@ from station.proof.keys import (
 from station.proof.log import CHECKPOINT_TYPE, Checkpoint, LogEntry, ProofLog, Rotation
 from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles
-from station.proof.standalone_verify import signed_after_final
+from station.proof.standalone_verify import signed_after_final, unreferenced_members
 from station.proof.trust import Anchors, ChainError, verify_chain
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
 from station.proof.videohash import presentation_s, video_digests
@@ -1084,6 +1084,14 @@ def _verify_bundle(
             report, b, index["rotations"], pub, cp_bytes, ca, anchors, shipped_roots, certified
         )
     bm = _check_bundle_manifest(report, b, signer, certified)
+    for name in unreferenced_members(index, list(b.names)):
+        report.add(
+            f"member {name}",
+            FAIL,
+            "not named by bundle.json: no manifest, timestamp or log proof vouches for it, only "
+            "the bundle manifest signed at export",
+            "bundle-member-unreferenced",
+        )
 
     manifests: dict[str, dict[str, Any]] = {}
     for entry in index["clips"]:
@@ -1207,7 +1215,7 @@ def _verify_bundle(
                 anchors, shipped_roots, seq,
             )  # fmt: skip
         _check_c2pa(report, clip, body, trust_pem or None, f"{pre} c2pa", anchored=bool(trusted_ca))
-        clips_facts.append(_clip_facts(name, body, when))
+        clips_facts.append(_clip_facts(name, body, when, m.canonical))
         if body.get("clock_synced") is False:
             report.add(
                 f"{pre} clock",
@@ -1527,8 +1535,11 @@ def own_keys(cfg: Config, plog: ProofLog) -> set[str]:
     return keys
 
 
-def _clip_facts(name: str, body: dict[str, Any], when: datetime | None) -> dict[str, Any]:
-    """What a clip's signed manifest says (never the unsigned bundle index)."""
+def _clip_facts(
+    name: str, body: dict[str, Any], when: datetime | None, manifest: bytes
+) -> dict[str, Any]:
+    """What a clip's signed manifest (its bytes ``manifest``) says (never the unsigned bundle
+    index)."""
     return {
         "file": name,
         "order_id": body.get("order_id"),
@@ -1541,6 +1552,7 @@ def _clip_facts(name: str, body: dict[str, Any], when: datetime | None) -> dict[
         "log_index": body.get("seq"),
         "timestamp": when.isoformat() if when else None,
         "clock_synced": body.get("clock_synced"),
+        "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
     }
 
 

@@ -1,0 +1,215 @@
+"""A seller holding the station key, or a buyer with a doctored file, against the verdict.
+
+Each attack is judged as a stranger who distrusts the seller would: nothing the station key
+signed at export time (the bundle manifest) vouches for a member the TSA-timed manifests and
+the site's own log do not also hold.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from proof_support import (  # noqa: F401 (fixtures)
+    Store,
+    bundle_index,
+    forge_log,
+    read_zip,
+    resign_bundle,
+    rewrite_zip,
+    store,
+    tsa_ec,
+)
+from verify_support import big_store  # noqa: F401 (fixture)
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
+
+from station.proof.bundle import export_order
+from station.proof.keys import StationKey
+from station.proof.verify import AUTHENTIC, TAMPERED, verify_bundle, verify_clip
+from web import verify as verify_web
+
+
+def _app(st: Store) -> Flask:
+    app = Flask("verify-stranger")
+    app.config.update(PACKCAM=st.cfg, TESTING=True)
+    app.register_blueprint(verify_web.bp)
+    return app
+
+
+def _post(st: Store, data: bytes, name: str) -> str:
+    # encoded in memory: the test client would spool a multi-MB form to a file it never closes
+    boundary, body = encode_multipart({"file": FileStorage(io.BytesIO(data), name)})
+    resp = (
+        _app(st)
+        .test_client()
+        .post("/verify", data=body, content_type=f"multipart/form-data; boundary={boundary}")
+    )
+    assert resp.status_code == 200
+    return resp.get_data(as_text=True)
+
+
+def _key(st: Store) -> StationKey:
+    return StationKey.load(st.data / "proof/station-key.pem")
+
+
+@pytest.fixture(scope="module")
+def a1(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    """Order A1's honest bundle (two clips, key frames, signed bundle manifest)."""
+    return export_order(store.cfg, "A1", tmp_path_factory.mktemp("stranger") / "A1.zip").path
+
+
+@pytest.fixture(scope="module")
+def b2(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    return export_order(store.cfg, "B2", tmp_path_factory.mktemp("stranger") / "B2.zip").path
+
+
+def test_the_honest_bundles_are_authentic(store: Store, a1: Path, b2: Path) -> None:  # noqa: F811
+    for bundle in (a1, b2):
+        report = verify_bundle(bundle, anchors=store.anchors())
+        assert report.verdict == AUTHENTIC, report.lines()
+
+
+# ---- the seller re-signs the bundle manifest over extra or swapped members ---------------
+
+
+@pytest.mark.parametrize("member", ["clips/extra.mp4", "evidence/B2.mp4", "frames/extra.jpg"])
+def test_an_unrelated_member_signed_only_at_export_is_not_authentic(
+    store: Store,  # noqa: F811
+    a1: Path,
+    b2: Path,
+    tmp_path: Path,
+    member: str,
+) -> None:
+    """A second, unrelated clip (order B2's, genuine) added to A1's bundle and listed in a
+    re-signed bundle manifest: bundle.json names no manifest, token or proof for it, so only
+    the seller's export-time signature vouches for it."""
+    idx = bundle_index(b2)
+    other = read_zip(b2, idx["clips"][0]["clip"])
+    forged = resign_bundle(a1, tmp_path / "extra.zip", _key(store), {member: other})
+    report = verify_bundle(forged, anchors=store.anchors())
+    assert report.verdict == TAMPERED, report.lines()
+    assert "bundle-member-unreferenced" in report.codes(), report.lines()
+
+
+# ---- the clip's bytes (pins: the whole-file SHA-256 in the signed manifest holds) -------
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        pytest.param(_box(b"mdat", b"\x00" * 64), id="extra-mdat"),
+        pytest.param(_box(b"moov", _box(b"mvhd", b"\x00" * 100)), id="second-moov"),
+        pytest.param(_box(b"uuid", b"\x11" * 16 + b"packcam"), id="uuid-box"),
+    ],
+)
+def test_a_box_appended_after_signing_is_not_authentic(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+    tail: bytes,
+) -> None:
+    """A box appended to the clip (a player ignores it or prefers it), bundle manifest
+    re-signed; and the same file uploaded alone to the site."""
+    name = bundle_index(a1)["clips"][0]["clip"]
+    doctored = read_zip(a1, name) + tail
+    forged = resign_bundle(a1, tmp_path / "box.zip", _key(store), {name: doctored})
+    report = verify_bundle(forged, anchors=store.anchors())
+    assert report.verdict == TAMPERED, report.lines()
+    assert report.codes() & {"clip-remuxed", "clip-altered", "clip-replaced"}, report.lines()
+    clip = tmp_path / Path(name).name
+    clip.write_bytes(doctored)
+    bare = verify_clip(clip, store.cfg, anchors=store.anchors())
+    assert bare.verdict == TAMPERED, bare.lines()
+    assert "✘ Not authentic" in _post(store, doctored, clip.name)
+
+
+def test_another_orders_clip_under_this_orders_manifest_is_not_authentic(
+    store: Store,  # noqa: F811
+    a1: Path,
+    b2: Path,
+    tmp_path: Path,
+) -> None:
+    """Splice: B2's genuine clip in A1's bundle under A1's signed manifest and log entry."""
+    name = bundle_index(a1)["clips"][0]["clip"]
+    theirs = read_zip(b2, bundle_index(b2)["clips"][0]["clip"])
+    forged = resign_bundle(a1, tmp_path / "splice.zip", _key(store), {name: theirs})
+    report = verify_bundle(forged, anchors=store.anchors())
+    assert report.verdict == TAMPERED, report.lines()
+    assert "clip-replaced" in report.codes(), report.lines()
+
+
+# ---- the site's own log against a bundle the key holder re-signed ------------------------
+
+
+def test_the_site_refuses_a_logged_clip_under_a_manifest_its_log_does_not_hold(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """The key holder re-signs A1's genuine clips with another waybill (the buyer's), builds a
+    log of its own around them and has the TSA stamp it now. Offline that is the key holder's
+    word (docs/proof.md, threat model); the site holds the real log, whose entry for these
+    bytes says another waybill: not authentic there."""
+
+    def edit(body: dict) -> None:
+        body["waybill"] = "SF9999999999999"
+        body["waybills"] = [{**w, "waybill": "SF9999999999999"} for w in body.get("waybills") or []]
+
+    forged = forge_log(a1, tmp_path / "relabel.zip", _key(store), store.tsa.url, edit)
+    body = _post(store, forged.read_bytes(), "relabel.zip")
+    assert "✘ Not authentic" in body, body[-4000:]
+    assert "log-leaf-replaced" in body, body[-4000:]
+    honest = _post(store, a1.read_bytes(), "A1.zip")
+    assert "✔ Authentic" in honest, honest[-4000:]
+
+
+# ---- the zip itself over the site (pins) --------------------------------------------------
+
+
+@pytest.mark.parametrize("evil", ["../../evil.mp4", "/tmp/evil.mp4", "C:/evil.mp4", "a\\..\\..\\e"])
+def test_a_member_that_would_unpack_outside_is_refused_and_nothing_is_written(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+    evil: str,
+) -> None:
+    forged = rewrite_zip(a1, tmp_path / "evil.zip", {evil: b"x" * 100})
+    with zipfile.ZipFile(forged) as z:
+        assert evil in z.namelist()
+    body = _post(store, forged.read_bytes(), "evil.zip")
+    # "/tmp/x" unpacks as "tmp/x" (unzip drops the slash): a member the station did not sign
+    assert "✘ Not authentic" in body, body[-3000:]
+    assert "bundle-malformed" in body or "bundle-member-unsigned" in body, body[-3000:]
+    assert not (tmp_path.parent.parent / "evil.mp4").exists()
+
+
+# ---- a real multi-MB bundle over the site ------------------------------------------------
+
+
+def test_a_multi_mb_bundle_with_a_second_unrelated_clip_is_refused_by_the_site(
+    big_store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """BIG1's real bundle (megabytes of video) with BIG2's clip added as a second clip and the
+    bundle manifest re-signed, uploaded to the site's /verify page."""
+    big1 = export_order(big_store.cfg, "BIG1", tmp_path / "BIG1.zip").path
+    big2 = export_order(big_store.cfg, "BIG2", tmp_path / "BIG2.zip").path
+    other = read_zip(big2, bundle_index(big2)["clips"][0]["clip"])
+    assert len(other) > 1 << 20
+    honest = _post(big_store, big1.read_bytes(), "BIG1.zip")
+    assert "✔ Authentic" in honest, honest[-3000:]
+    forged = resign_bundle(big1, tmp_path / "two.zip", _key(big_store), {"clips/b.mp4": other})
+    body = _post(big_store, forged.read_bytes(), "two.zip")
+    assert "✘ Not authentic" in body and "bundle-member-unreferenced" in body, body[-3000:]
+    # the same clip only appended by whoever holds the file: not even the seller vouches
+    added = rewrite_zip(big1, tmp_path / "added.zip", {"clips/b.mp4": other})
+    body = _post(big_store, added.read_bytes(), "added.zip")
+    assert "✘ Not authentic" in body and "bundle-member-unsigned" in body, body[-3000:]
