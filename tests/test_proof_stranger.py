@@ -95,6 +95,42 @@ def test_an_unrelated_member_signed_only_at_export_is_not_authentic(
     assert "bundle-member-unreferenced" in report.codes(), report.lines()
 
 
+def test_key_frames_of_another_clip_are_not_authentic(
+    store: Store,  # noqa: F811
+    a1: Path,
+    b2: Path,
+    tmp_path: Path,
+) -> None:
+    """The key frames summary.html shows, swapped for B2's (a picture of another packing) and
+    the bundle manifest re-signed: the frames are not the clip's."""
+    frames = bundle_index(a1)["clips"][0]["frames"]
+    theirs = bundle_index(b2)["clips"][0]["frames"]
+    assert frames and theirs
+    forged = resign_bundle(
+        a1,
+        tmp_path / "frames.zip",
+        _key(store),
+        {f["file"]: read_zip(b2, theirs[0]["file"]) for f in frames},
+    )
+    report = verify_bundle(forged, anchors=store.anchors())
+    assert report.verdict == TAMPERED, report.lines()
+    assert "bundle-frame-mismatch" in report.codes(), report.lines()
+
+
+def test_key_frames_moved_to_another_time_are_not_authentic(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """The clip's own last frame shown as its first (the start looked like the end)."""
+    frames = bundle_index(a1)["clips"][0]["frames"]
+    assert len(frames) >= 2
+    last = read_zip(a1, frames[-1]["file"])
+    forged = resign_bundle(a1, tmp_path / "moved.zip", _key(store), {frames[0]["file"]: last})
+    report = verify_bundle(forged, anchors=store.anchors())
+    assert "bundle-frame-mismatch" in report.codes(), report.lines()
+
+
 # ---- the clip's bytes (pins: the whole-file SHA-256 in the signed manifest holds) -------
 
 

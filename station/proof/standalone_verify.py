@@ -14,8 +14,9 @@ the RFC 3161 tokens (openssl ts -verify: over this data, signed by a timestampin
 anchored when it chains to the TSA root *you* pin) and their time against each clip's
 recorded end, each clip's recorded start, end and duration against one another,
 and the RFC 9162 Merkle inclusion and consistency proofs. It reads no video: unlike
-`packcam verify` it cannot hold the duration to how long the clip plays, nor tell how a
-changed clip was changed (cut, remuxed, re-encoded): each is clip-altered here.
+`packcam verify` it cannot hold the duration to how long the clip plays, nor the key frames
+to the clip's pictures, nor tell how a changed clip was changed (cut, remuxed, re-encoded):
+each is clip-altered here.
 Certificates that came inside the bundle are never trusted by themselves.
 
 Exit status: 0 AUTHENTIC, 1 NOT AUTHENTIC (a check failed), 4 INTACT BUT NOT ANCHORED (nothing
@@ -358,7 +359,7 @@ def unreferenced_members(index: dict[str, Any], names: Sequence[str]) -> list[st
     """The members among ``names`` that ``bundle.json`` does not name (nor are fixed parts of
     every bundle): an export never writes one, so one is material only the export-time bundle
     manifest vouches for (another clip, a picture), with no timestamp, proof or manifest."""
-    named: set[str] = set(FIXED_MEMBERS)
+    named: set[Any] = set(FIXED_MEMBERS)  # whatever bundle.json holds, compared to names
     named.update(v for v in (index.get("keys") or {}).values() if isinstance(v, str))
     cp = index.get("checkpoint") or {}
     named.update((cp.get("body"), cp.get("signature"), *(cp.get("timestamps") or [])))

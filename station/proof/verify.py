@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import math
@@ -18,9 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import av
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
+from PIL import Image, UnidentifiedImageError
 
 from station.config import Config
 from station.proof import ProofError, merkle
@@ -40,7 +43,13 @@ from station.proof.rotation import RotationFiles
 from station.proof.standalone_verify import signed_after_final, unreferenced_members
 from station.proof.trust import Anchors, ChainError, verify_chain
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
-from station.proof.videohash import presentation_s, video_digests
+from station.proof.videohash import (
+    frames_at,
+    keyframe_times,
+    presentation_s,
+    same_picture,
+    video_digests,
+)
 from station.store.clips import ClipTable, event_card
 from station.store.files import sha256_and_size
 from station.store.holds import HoldTable
@@ -1138,6 +1147,7 @@ def _verify_bundle(
         if digest == body.get("sha256") and size == body.get("size"):
             report.add(f"{pre} sha256", OK, f"SHA-256 {digest} and size {size} match the manifest")
             played = presentation_s(clip)
+            _check_key_frames(report, f"{pre} frames", b, entry.get("frames") or [], clip, body)
         else:
             other = [
                 k for k, v in manifests.items() if v.get("sha256") == digest and k != entry["clip"]
@@ -1252,6 +1262,63 @@ def _verify_bundle(
     orders = {c["order_id"] for c in clips_facts}
     report.facts["order_id"] = orders.pop() if len(orders) == 1 else sorted(map(str, orders))
     report.facts["clips"] = clips_facts
+
+
+MAX_FRAME_BYTES = 8 << 20  # a key frame is a JPEG of one picture
+
+
+def _check_key_frames(
+    report: Report,
+    name: str,
+    b: _Bundle,
+    frames: list[dict[str, Any]],
+    clip: Path,
+    body: dict[str, Any],
+) -> None:
+    """The key frames summary.html shows must be the clip's own pictures at the moments its
+    signed manifest names (``keyframe_times``, as the export picks them): the bundle
+    manifest, signed at export, vouches for a picture no more than for another clip."""
+    if not frames:
+        return
+    moments = keyframe_times(body)
+    wrong: list[str] = []
+    named: list[tuple[float, str, str]] = []  # (exact time, label, member)
+    for f in frames:
+        t = next(
+            (
+                t
+                for t, label in moments
+                if label == f.get("label")
+                and abs(round(t, 2) - float(f.get("t_clip_s", -1))) < 0.006
+            ),
+            None,
+        )
+        if t is None:
+            wrong.append(f"{f.get('file')} (no {f.get('label')!r} at {f.get('t_clip_s')} s)")
+        else:
+            named.append((t, str(f.get("label")), str(f.get("file"))))
+    try:
+        shown = {t: image for t, _, image in frames_at(clip, [(t, lb) for t, lb, _ in named])}
+    except (av.FFmpegError, OSError, IndexError):
+        shown = {}
+    for t, _, member in named:
+        try:
+            with Image.open(io.BytesIO(b.read(member, MAX_FRAME_BYTES))) as img:
+                same = t in shown and same_picture(shown[t], img)
+        except (UnidentifiedImageError, OSError, ValueError):
+            same = False
+        if not same:
+            wrong.append(member)
+    if wrong:
+        report.add(
+            name,
+            FAIL,
+            f"key frame(s) {', '.join(wrong)} are not this clip's pictures at the moments they "
+            "name: only the bundle manifest, signed at export, vouches for them",
+            "bundle-frame-mismatch",
+        )
+    else:
+        report.add(name, OK, f"all {len(frames)} key frames are this clip's own pictures")
 
 
 def check_rotation_link(
