@@ -249,3 +249,28 @@ def test_a_multi_mb_bundle_with_a_second_unrelated_clip_is_refused_by_the_site(
     added = rewrite_zip(big1, tmp_path / "added.zip", {"clips/b.mp4": other})
     body = _post(big_store, added.read_bytes(), "added.zip")
     assert "✘ Not authentic" in body and "bundle-member-unsigned" in body, body[-3000:]
+
+
+# ---- what the page shows of a signed order ID ----------------------------------------------
+
+
+def test_an_order_id_with_a_bidi_override_is_shown_as_signed_not_as_rendered(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    tsa_ec: object,  # noqa: F811
+) -> None:
+    """A sibling station (its key certified by the site's CA) signed order "\\u202e1A-RO",
+    which a browser draws as "OR-A1" (the station's scanner refuses such codes; the key holder
+    need not). The page shows the characters that were signed, not a look-alike."""
+    from proof_support import build_store
+
+    from station.proof.ca import CompanyCa
+
+    order = "\u202e1A-RO"
+    ca = CompanyCa.load(store.data.parent / "ca")
+    sib = build_store(tmp_path / "sib", tsa_ec, [order], ca=ca, station="station-02")  # type: ignore[arg-type]
+    bundle = export_order(sib.cfg, order, tmp_path / "sib.zip").path
+    body = _post(store, bundle.read_bytes(), "sib.zip")
+    assert "✔ Authentic" in body, body[-3000:]
+    assert "\u202e" not in body, body[-3000:]
+    assert "\\u202e1A-RO" in body, body[-3000:]
