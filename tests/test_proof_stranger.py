@@ -7,7 +7,11 @@ the site's own log do not also hold.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -274,3 +278,57 @@ def test_an_order_id_with_a_bidi_override_is_shown_as_signed_not_as_rendered(
     assert "✔ Authentic" in body, body[-3000:]
     assert "\u202e" not in body, body[-3000:]
     assert "\\u202e1A-RO" in body, body[-3000:]
+
+
+# ---- time ---------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_from_the_future_is_not_authentic(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """The key holder re-signs the bundle's checkpoint saying 2099 (the same tree), has the TSA
+    stamp it now and re-signs the bundle manifest: the site's share summary would state "signed
+    2099"; the TSA saw it decades before it claims to have been signed."""
+    from station.proof.canonical import canonical_json
+    from station.proof.tsa import request_token
+
+    idx = bundle_index(a1)
+    cpi = idx["checkpoint"]
+    cp = json.loads(read_zip(a1, cpi["body"]))
+    cp["time"] = "2099-01-01T00:00:00+00:00"
+    raw = canonical_json(cp)
+    key = _key(store)
+    changes: dict[str, bytes | None] = {cpi["body"]: raw, cpi["signature"]: key.sign(raw)}
+    token = request_token(store.tsa.url, hashlib.sha256(raw).digest())[0]
+    changes.update({t: token for t in cpi["timestamps"]})
+    forged = resign_bundle(
+        a1,
+        tmp_path / "future.zip",
+        key,
+        changes,
+        lambda bm: bm.update(checkpoint_sha256=hashlib.sha256(raw).hexdigest()),
+    )
+    report = verify_bundle(forged, anchors=store.anchors())
+    assert report.verdict == TAMPERED, report.lines()
+    assert "time-out-of-bounds" in report.codes(), report.lines()
+    # the stranger's verify.py, inside the bundle, says the same
+    kit = tmp_path / "verify.py"
+    kit.write_bytes(read_zip(forged, "verify.py"))
+    pins = [
+        "--ca",
+        str(store.data / "proof-public/company-ca.crt"),
+        "--tsa-ca",
+        str(store.tsa.root),
+    ]
+    r = subprocess.run(
+        [sys.executable, "-I", str(kit), str(forged), *pins],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+        timeout=120,
+    )
+    assert r.returncode == 1 and "[time-out-of-bounds]" in r.stdout, r.stdout + r.stderr

@@ -706,10 +706,13 @@ def _check(
         ended: datetime | None,
         timed: bool = False,
         failures_only: bool = False,
+        stated: datetime | None = None,
     ) -> bool:
         """``timed``: a clip's tokens, held to its recorded end ``ended`` (None: it has none).
         ``failures_only``: tokens that only back up another proof (a clip's own checkpoint,
-        a rotation statement) are reported only when they are bad, as `packcam verify` does."""
+        a rotation statement) are reported only when they are bad, as `packcam verify` does.
+        ``stated``: the time the signed data says it was signed at (a checkpoint's): a token
+        may come much later, but not more than the bound before it."""
         anchored = False
 
         def say(status: str, reason: str, code: str = "") -> None:
@@ -766,6 +769,18 @@ def _check(
                         f"{ended.isoformat()}: the station clock was ahead",
                         "clock-ahead",
                     )
+            if (
+                stated is not None
+                and stated.tzinfo is not None
+                and when is not None
+                and (stated - when).total_seconds() > max_delay_s + 1
+            ):
+                say(
+                    FAIL,
+                    f"signed, it says, at {stated.isoformat()}, but the TSA saw it at "
+                    f"{when.isoformat()}: its time is not when it was signed",
+                    "time-out-of-bounds",
+                )
             at = when.isoformat() if when else "?"
             if pinned:
                 say(OK, f"timestamped at {at} by a TSA you pinned")
@@ -779,7 +794,8 @@ def _check(
                 )
         return anchored
 
-    tokens("checkpoint.timestamp", cpi["body"], cpi.get("timestamps", []), None)
+    cp_time = parse_time(str(json.loads(cp_body).get("time")))
+    tokens("checkpoint.timestamp", cpi["body"], cpi.get("timestamps", []), None, stated=cp_time)
     for j, link in enumerate(links[: len(statements)]):
         tokens(f"rotation[{j}].timestamp", link["checkpoint"], link.get("timestamps", []), None,
                failures_only=True)  # fmt: skip

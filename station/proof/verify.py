@@ -626,6 +626,27 @@ def _check_tokens(
     return earliest, anchored
 
 
+def _check_not_after_seen(
+    report: Report, name: str, claimed: Any, seen: datetime | None, bound: TimeBound
+) -> None:
+    """A signed statement's own time (a checkpoint's ``time``) against the earliest TSA time
+    over it: a token may come hours later (the station was offline), but a statement cannot
+    be signed after a TSA saw it. Pages state that time (the share summary's "signed ...")."""
+    stated = _parse_time(claimed)
+    if seen is None or stated is None or stated.tzinfo is None:
+        return
+    ahead = (stated - seen).total_seconds()
+    if ahead > bound.max_delay_s + TSA_TIME_PRECISION_S:
+        report.add(
+            name,
+            FAIL,
+            f"signed, it says, at {stated.isoformat()}, but a TSA saw it at {seen.isoformat()}, "
+            f"{_human(ahead)} earlier (allowed: {_human(bound.max_delay_s)}): its time is not "
+            "when it was signed",
+            "time-out-of-bounds",
+        )
+
+
 def judge_time(delta_s: float, accuracy_s: float, bound: TimeBound) -> str:
     """The TSA's time minus the recorded end, judged: ``ok``, ``clock-ahead`` (the TSA saw it
     before the recorded end by more than the token's accuracy plus genTime's 1 s precision, but
@@ -1079,7 +1100,7 @@ def _verify_bundle(
         "created_utc": cp.get("time"),
     }
     report.facts["checkpoints_seen"] = [(cp_size, str(cp["root_sha256"]))]
-    _check_tokens(
+    cp_seen, _ = _check_tokens(
         report,
         "checkpoint.timestamp",
         [b.read(n) for n in cpi.get("timestamps", [])],
@@ -1087,6 +1108,7 @@ def _verify_bundle(
         anchors,
         shipped_roots,
     )
+    _check_not_after_seen(report, "checkpoint.time", cp.get("time"), cp_seen, bound)
     signer = pub
     if index.get("rotations"):
         signer = _check_rotations(
