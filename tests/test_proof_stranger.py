@@ -328,3 +328,51 @@ def test_a_checkpoint_from_the_future_is_not_authentic(
         timeout=120,
     )
     assert r.returncode == 1 and "[time-out-of-bounds]" in r.stdout, r.stdout + r.stderr
+
+
+def _remux(src: Path, dst: Path, *, keep: int | None = None, audio: bool = False) -> Path:
+    """A stream copy of ``src``'s video (its first ``keep`` packets), with a silent audio track
+    added when ``audio``: a new moov, the coded frames untouched."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        if audio:
+            aout = out.add_stream("aac", rate=8000, layout="mono")
+            for frame_no in range(4):
+                silence = av.AudioFrame(format="fltp", layout="mono", samples=1024)
+                silence.planes[0].update(bytes(4 * 1024))
+                silence.sample_rate, silence.pts = 8000, frame_no * 1024
+                for p in aout.encode(silence):
+                    out.mux(p)
+            for p in aout.encode(None):
+                out.mux(p)
+        for n, packet in enumerate(inp.demux(vin)):
+            if packet.dts is None or (keep is not None and n >= keep):
+                continue
+            packet.stream = vout
+            out.mux(packet)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("how", "code"),
+    [({"audio": True}, "clip-remuxed"), ({"keep": 10}, "clip-truncated")],
+    ids=["extra-track", "cut-and-moov-rebuilt"],
+)
+def test_a_clip_remuxed_with_a_new_moov_is_named_and_not_authentic(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+    how: dict,
+    code: str,
+) -> None:
+    """A track added after signing, or the clip cut short and its moov rebuilt (so it plays
+    whole): in a re-signed bundle and uploaded alone, each named for what it is."""
+    name = bundle_index(a1)["clips"][0]["clip"]
+    src = tmp_path / "src.mp4"
+    src.write_bytes(read_zip(a1, name))
+    doctored = _remux(src, tmp_path / Path(name).name, **how)
+    _refused(_resigned(store, a1, tmp_path / "remux.zip", {name: doctored.read_bytes()}), code)
+    _refused(verify_clip(doctored, store.cfg, anchors=store.anchors()), code)
