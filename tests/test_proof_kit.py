@@ -18,6 +18,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     forge_log,
     garbage_bundles,
     read_zip,
+    resign_bundle,
     rewrite_zip,
     store,
     tsa_ec,
@@ -108,6 +109,22 @@ def test_kit_catches_tampering(store: Store, bundle: Path, tmp_path: Path) -> No
     )
     rc, out = _kit(bad2, tmp_path, *_pins(store))
     assert rc == 1 and "[log-not-included]" in out, out
+
+
+def test_kit_refuses_a_member_bundle_json_does_not_name(
+    store: Store,  # noqa: F811
+    bundle: Path,
+    tmp_path: Path,
+) -> None:
+    """Another order's genuine clip added and the bundle manifest re-signed by the key holder:
+    only that export-time signature vouches for it, as `packcam verify` says too."""
+    other = read_zip(bundle, bundle_index(bundle)["clips"][1]["clip"])
+    key = StationKey.load(ProofPaths.from_config(store.cfg).key)
+    forged = resign_bundle(bundle, tmp_path / "extra.zip", key, {"clips/other.mp4": other})
+    rc, out = _kit(forged, tmp_path, *_pins(store))
+    assert rc == 1 and "[bundle-member-unreferenced]" in out, out
+    assert "bundle-member-unsigned" not in out, out
+    assert "bundle-member-unreferenced" in verify_bundle(forged, anchors=store.anchors()).codes()
 
 
 def test_kit_wants_the_clips_own_checkpoint_to_cover_it(

@@ -100,9 +100,20 @@ def fmt_site_dt(value: datetime | str | None) -> str:
     return fmt_dt(value, site_tz(current_app.config["PACKCAM"]))
 
 
+def visible(value: object) -> str:
+    """Text as its characters, not as a browser draws them: a control, format (bidi override,
+    zero width) or unassigned character is shown as its escape (``\\u202e``), so a signed
+    "\\u202e1A-RO" is not read as "OR-A1". Other Unicode (Chinese order IDs) is kept."""
+    text = "" if value is None else str(value)
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 def register(app: Flask) -> None:
     # dt: a clip's times as recorded (the offset burned into its frames); site_dt: the rest
     app.add_template_filter(fmt_dt, "dt")
     app.add_template_filter(fmt_site_dt, "site_dt")
     app.add_template_filter(fmt_duration, "dur")
     app.add_template_filter(fmt_size, "size")
+    app.add_template_filter(visible, "visible")

@@ -27,6 +27,7 @@ from station.proof.verify import (
     verify_clip,
 )
 from web import uploads
+from web.formatting import visible
 from web.handles import media_store
 from web.i18n import html_lang
 
@@ -106,20 +107,21 @@ unaltered. The file is only used for this check and is not kept.</p>
 <ul>{% for a in verdict.compare %}<li><code>{{ a }}</code></li>{% endfor %}</ul>{% endif %}
 {% if match %}
 <table>
-<tr><th>订单 Order</th><td>{{ match.order_id }}</td></tr>
-<tr><th>运单 Waybill</th><td>{{ match.waybill or "—" }}</td></tr>
-<tr><th>工位 Station</th><td>{{ match.station }}</td></tr>
+<tr><th>订单 Order</th><td>{{ visible(match.order_id) }}</td></tr>
+<tr><th>运单 Waybill</th><td>{{ visible(match.waybill or "—") }}</td></tr>
+<tr><th>工位 Station</th><td>{{ visible(match.station) }}</td></tr>
 <tr><th>时间 Time</th><td>{{ match.started_at }} – {{ match.ended_at }}</td></tr>
 {% if match.log_index is not none %}
 <tr><th>日志序号 Log entry</th><td>{{ match.log_index }}</td></tr>
 {% endif %}
 </table>
 {% endif %}
-<p>文件 File: <code>{{ name }}</code>
+<p>文件 File: <code>{{ visible(name) }}</code>
 {% if sha256 %}SHA-256 <code>{{ sha256 }}</code>{% endif %}</p>
 <ul>
 {% for c in report.checks %}
-<li class="{{ c.status }}"><b>{{ c.status|upper }}</b> {{ c.name }}: {{ c.reason }}
+<li class="{{ c.status }}"><b>{{ c.status|upper }}</b>
+{{ visible(c.name) }}: {{ visible(c.reason) }}
 {% if c.code %}<code>[{{ c.code }}]</code>{% endif %}</li>
 {% endfor %}</ul>
 {% endif %}
@@ -152,7 +154,9 @@ def _render(status: int = 200, **ctx: Any) -> Response:
     ctx.setdefault("sha256", None)
     if ctx["report"] is not None and "verdict" not in ctx:  # the same model as `packcam verify`
         ctx["verdict"] = verdict_view(ctx["report"], site_anchors(_config()))
-    html = render_template_string(PAGE, max_mb=_limit() // (1 << 20), layout=_layout(), **ctx)
+    html = render_template_string(
+        PAGE, max_mb=_limit() // (1 << 20), layout=_layout(), visible=visible, **ctx
+    )
     return Response(html, status=status, mimetype="text/html")
 
 
@@ -335,8 +339,22 @@ def _check_bundle_against_store(cfg: Config | None, report: Report) -> None:
         for clip in report.facts.get("clips", []):
             sha = str(clip.get("sha256"))
             # a clip recorded before a key rotation is in its retired key's closed log
-            if plog.entries_for_clip(sha) or plog.archived_entries_for_clip(sha):
+            logged = plog.entries_for_clip(sha) + [
+                e for _, e in plog.archived_entries_for_clip(sha)
+            ]
+            if any(e.manifest_sha256 == clip.get("manifest_sha256") for e in logged):
                 report.add("store", "ok", f"{clip.get('file')} is in this site's signed log")
+            elif logged:
+                # the key holder re-signed these bytes (another waybill, other times) in a log
+                # of its own: offline that is its word, but this site holds the real entry
+                report.add(
+                    "store",
+                    "fail",
+                    f"{clip.get('file')} is entry {logged[-1].seq} of this site's signed log, "
+                    "under another signed manifest than the bundle's: the bundle's manifest and "
+                    "log are not the ones this site recorded",
+                    "log-leaf-replaced",
+                )
             elif other_station:
                 report.add(
                     "store",

@@ -22,11 +22,12 @@ from station.fleet.objstore import (
     station_prefix,
 )
 from station.proof import ProofError
-from station.proof.bundle import export_order, extract_jpegs, keyframe_times
+from station.proof.bundle import export_order, extract_jpegs
 from station.proof.keys import StationKey
 from station.proof.log import ProofLog
 from station.proof.paths import ProofPaths
 from station.proof.verify import BUNDLE_MANIFEST
+from station.proof.videohash import keyframe_times
 from station.runtime.background import IndexWorker, Schedule
 from station.store.ledger import ClipRecord, Ledger
 

@@ -34,13 +34,12 @@ from station.proof.verify import (
     BUNDLE_MANIFEST_SIG,
     BUNDLE_MANIFEST_TYPE,
 )
+from station.proof.videohash import frames_at, keyframe_times
 from station.store.cursors import WITNESSED_CURSOR, SyncCursors
 from station.store.files import atomic_file
 from station.store.ledger import ClipRecord, Ledger
 
 log = logging.getLogger(__name__)
-
-MAX_FRAMES_PER_CLIP = 8
 
 
 @dataclass
@@ -53,45 +52,14 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def keyframe_times(body: dict[str, Any]) -> list[tuple[float, str]]:
-    """(seconds into the clip, label) for the first frame, each scan event and the last frame."""
-    duration = float(body.get("duration_s") or 0.0)
-    out: list[tuple[float, str]] = [(0.0, "start")]
-    for ev in body.get("events", []):
-        t = ev.get("t_clip_s")
-        if isinstance(t, int | float):
-            out.append((max(0.0, float(t)), f"{ev.get('kind', 'scan')}"))
-    out.append((max(0.0, duration - 0.2), "end"))
-    picked: list[tuple[float, str]] = []
-    for t, label in sorted(out):
-        if picked and t - picked[-1][0] < 0.5:
-            continue
-        picked.append((t, label))
-    return picked[:MAX_FRAMES_PER_CLIP]
-
-
 def extract_jpegs(clip: Path, times: list[tuple[float, str]]) -> list[tuple[float, str, bytes]]:
-    """Decode the frame shown at each time (seek to the keyframe before, decode forward)."""
-
+    """The picture shown at each time, as JPEG (none when the clip cannot be decoded)."""
     out: list[tuple[float, str, bytes]] = []
     try:
-        with av.open(str(clip)) as container:
-            stream = container.streams.video[0]
-            tb = stream.time_base
-            start = stream.start_time or 0
-            for t, label in times:
-                target = start + int(t / tb) if tb else 0
-                container.seek(target, stream=stream, backward=True, any_frame=False)
-                chosen = None
-                for frame in container.decode(stream):
-                    chosen = frame
-                    if frame.pts is not None and frame.pts >= target:
-                        break
-                if chosen is None:
-                    continue
-                buf = io.BytesIO()
-                chosen.to_image().save(buf, "JPEG", quality=85)  # type: ignore[no-untyped-call]  # PyAV leaves to_image unannotated
-                out.append((t, label, buf.getvalue()))
+        for t, label, image in frames_at(clip, times):
+            buf = io.BytesIO()
+            image.save(buf, "JPEG", quality=85)
+            out.append((t, label, buf.getvalue()))
     except (av.FFmpegError, OSError, IndexError) as exc:
         log.warning("no key frames from %s: %s", clip, exc)
     return out

@@ -14,8 +14,9 @@ the RFC 3161 tokens (openssl ts -verify: over this data, signed by a timestampin
 anchored when it chains to the TSA root *you* pin) and their time against each clip's
 recorded end, each clip's recorded start, end and duration against one another,
 and the RFC 9162 Merkle inclusion and consistency proofs. It reads no video: unlike
-`packcam verify` it cannot hold the duration to how long the clip plays, nor tell how a
-changed clip was changed (cut, remuxed, re-encoded): each is clip-altered here.
+`packcam verify` it cannot hold the duration to how long the clip plays, nor the key frames
+to the clip's pictures, nor tell how a changed clip was changed (cut, remuxed, re-encoded):
+each is clip-altered here.
 Certificates that came inside the bundle are never trusted by themselves.
 
 Exit status: 0 AUTHENTIC, 1 NOT AUTHENTIC (a check failed), 4 INTACT BUT NOT ANCHORED (nothing
@@ -347,6 +348,34 @@ def signed_after_final(checkpoint: bytes, final: dict[str, Any]) -> bool:
     )
 
 
+# What an export writes besides what bundle.json names (bundle.py): the index, its signature,
+# the stranger's kit and the human summary.
+FIXED_MEMBERS = frozenset(
+    ("bundle.json", MANIFEST, MANIFEST_SIG, "SHA256SUMS", "VERIFY.md", "verify.py", "summary.html")
+)
+
+
+def unreferenced_members(index: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """The members among ``names`` that ``bundle.json`` does not name (nor are fixed parts of
+    every bundle): an export never writes one, so one is material only the export-time bundle
+    manifest vouches for (another clip, a picture), with no timestamp, proof or manifest."""
+    named: set[Any] = set(FIXED_MEMBERS)  # whatever bundle.json holds, compared to names
+    named.update(v for v in (index.get("keys") or {}).values() if isinstance(v, str))
+    cp = index.get("checkpoint") or {}
+    named.update((cp.get("body"), cp.get("signature"), *(cp.get("timestamps") or [])))
+    for link in index.get("rotations") or []:
+        named.update(v for v in link.values() if isinstance(v, str))
+        named.update(link.get("timestamps") or [])
+    for e in index.get("clips") or []:
+        named.update(e.get(k) for k in ("clip", "manifest", "signature", "inclusion"))
+        named.update(e.get("timestamps") or [])
+        fc = e.get("first_checkpoint") or {}
+        named.update(fc.get(k) for k in ("body", "signature", "consistency"))
+        named.update(fc.get("timestamps") or [])
+        named.update(f.get("file") for f in e.get("frames") or [] if isinstance(f, dict))
+    return sorted(n for n in names if n not in named and not n.endswith("/"))
+
+
 def check_witness(
     res: Result, doc: dict[str, Any], seen: list[tuple[int, str]], pins_dir: Path, log_key: str = ""
 ) -> None:
@@ -552,6 +581,10 @@ def _check(
         if not bad:
             res.add(OK, "bundle.manifest", f"all {len(members)} members match the signed list")
         res.covered = True
+    for name in unreferenced_members(index, list(files)):
+        res.add(FAIL, name, "not named by bundle.json: no manifest, timestamp or log proof "
+                "vouches for it, only the bundle manifest signed at export",
+                "bundle-member-unreferenced")  # fmt: skip
 
     # 2. who signed: the station key's certificate against the company CA you pinned
     shipped_ca = (root / keys["company_ca"]).read_bytes() if have(keys.get("company_ca")) else b""
@@ -673,10 +706,13 @@ def _check(
         ended: datetime | None,
         timed: bool = False,
         failures_only: bool = False,
+        stated: datetime | None = None,
     ) -> bool:
         """``timed``: a clip's tokens, held to its recorded end ``ended`` (None: it has none).
         ``failures_only``: tokens that only back up another proof (a clip's own checkpoint,
-        a rotation statement) are reported only when they are bad, as `packcam verify` does."""
+        a rotation statement) are reported only when they are bad, as `packcam verify` does.
+        ``stated``: the time the signed data says it was signed at (a checkpoint's): a token
+        may come much later, but not more than the bound before it."""
         anchored = False
 
         def say(status: str, reason: str, code: str = "") -> None:
@@ -733,6 +769,18 @@ def _check(
                         f"{ended.isoformat()}: the station clock was ahead",
                         "clock-ahead",
                     )
+            if (
+                stated is not None
+                and stated.tzinfo is not None
+                and when is not None
+                and (stated - when).total_seconds() > max_delay_s + 1
+            ):
+                say(
+                    FAIL,
+                    f"signed, it says, at {stated.isoformat()}, but the TSA saw it at "
+                    f"{when.isoformat()}: its time is not when it was signed",
+                    "time-out-of-bounds",
+                )
             at = when.isoformat() if when else "?"
             if pinned:
                 say(OK, f"timestamped at {at} by a TSA you pinned")
@@ -746,7 +794,8 @@ def _check(
                 )
         return anchored
 
-    tokens("checkpoint.timestamp", cpi["body"], cpi.get("timestamps", []), None)
+    cp_time = parse_time(str(json.loads(cp_body).get("time")))
+    tokens("checkpoint.timestamp", cpi["body"], cpi.get("timestamps", []), None, stated=cp_time)
     for j, link in enumerate(links[: len(statements)]):
         tokens(f"rotation[{j}].timestamp", link["checkpoint"], link.get("timestamps", []), None,
                failures_only=True)  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import math
@@ -18,9 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import av
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
+from PIL import Image, UnidentifiedImageError
 
 from station.config import Config
 from station.proof import ProofError, merkle
@@ -37,10 +40,16 @@ from station.proof.keys import (
 from station.proof.log import CHECKPOINT_TYPE, Checkpoint, LogEntry, ProofLog, Rotation
 from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles
-from station.proof.standalone_verify import signed_after_final
+from station.proof.standalone_verify import signed_after_final, unreferenced_members
 from station.proof.trust import Anchors, ChainError, verify_chain
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
-from station.proof.videohash import presentation_s, video_digests
+from station.proof.videohash import (
+    frames_at,
+    keyframe_times,
+    presentation_s,
+    same_picture,
+    video_digests,
+)
 from station.store.clips import ClipTable, event_card
 from station.store.files import sha256_and_size
 from station.store.holds import HoldTable
@@ -617,6 +626,27 @@ def _check_tokens(
     return earliest, anchored
 
 
+def _check_not_after_seen(
+    report: Report, name: str, claimed: Any, seen: datetime | None, bound: TimeBound
+) -> None:
+    """A signed statement's own time (a checkpoint's ``time``) against the earliest TSA time
+    over it: a token may come hours later (the station was offline), but a statement cannot
+    be signed after a TSA saw it. Pages state that time (the share summary's "signed ...")."""
+    stated = _parse_time(claimed)
+    if seen is None or stated is None or stated.tzinfo is None:
+        return
+    ahead = (stated - seen).total_seconds()
+    if ahead > bound.max_delay_s + TSA_TIME_PRECISION_S:
+        report.add(
+            name,
+            FAIL,
+            f"signed, it says, at {stated.isoformat()}, but a TSA saw it at {seen.isoformat()}, "
+            f"{_human(ahead)} earlier (allowed: {_human(bound.max_delay_s)}): its time is not "
+            "when it was signed",
+            "time-out-of-bounds",
+        )
+
+
 def judge_time(delta_s: float, accuracy_s: float, bound: TimeBound) -> str:
     """The TSA's time minus the recorded end, judged: ``ok``, ``clock-ahead`` (the TSA saw it
     before the recorded end by more than the token's accuracy plus genTime's 1 s precision, but
@@ -1070,7 +1100,7 @@ def _verify_bundle(
         "created_utc": cp.get("time"),
     }
     report.facts["checkpoints_seen"] = [(cp_size, str(cp["root_sha256"]))]
-    _check_tokens(
+    cp_seen, _ = _check_tokens(
         report,
         "checkpoint.timestamp",
         [b.read(n) for n in cpi.get("timestamps", [])],
@@ -1078,12 +1108,21 @@ def _verify_bundle(
         anchors,
         shipped_roots,
     )
+    _check_not_after_seen(report, "checkpoint.time", cp.get("time"), cp_seen, bound)
     signer = pub
     if index.get("rotations"):
         signer = _check_rotations(
             report, b, index["rotations"], pub, cp_bytes, ca, anchors, shipped_roots, certified
         )
     bm = _check_bundle_manifest(report, b, signer, certified)
+    for name in unreferenced_members(index, list(b.names)):
+        report.add(
+            f"member {name}",
+            FAIL,
+            "not named by bundle.json: no manifest, timestamp or log proof vouches for it, only "
+            "the bundle manifest signed at export",
+            "bundle-member-unreferenced",
+        )
 
     manifests: dict[str, dict[str, Any]] = {}
     for entry in index["clips"]:
@@ -1130,6 +1169,7 @@ def _verify_bundle(
         if digest == body.get("sha256") and size == body.get("size"):
             report.add(f"{pre} sha256", OK, f"SHA-256 {digest} and size {size} match the manifest")
             played = presentation_s(clip)
+            _check_key_frames(report, f"{pre} frames", b, entry.get("frames") or [], clip, body)
         else:
             other = [
                 k for k, v in manifests.items() if v.get("sha256") == digest and k != entry["clip"]
@@ -1207,7 +1247,7 @@ def _verify_bundle(
                 anchors, shipped_roots, seq,
             )  # fmt: skip
         _check_c2pa(report, clip, body, trust_pem or None, f"{pre} c2pa", anchored=bool(trusted_ca))
-        clips_facts.append(_clip_facts(name, body, when))
+        clips_facts.append(_clip_facts(name, body, when, m.canonical))
         if body.get("clock_synced") is False:
             report.add(
                 f"{pre} clock",
@@ -1244,6 +1284,63 @@ def _verify_bundle(
     orders = {c["order_id"] for c in clips_facts}
     report.facts["order_id"] = orders.pop() if len(orders) == 1 else sorted(map(str, orders))
     report.facts["clips"] = clips_facts
+
+
+MAX_FRAME_BYTES = 8 << 20  # a key frame is a JPEG of one picture
+
+
+def _check_key_frames(
+    report: Report,
+    name: str,
+    b: _Bundle,
+    frames: list[dict[str, Any]],
+    clip: Path,
+    body: dict[str, Any],
+) -> None:
+    """The key frames summary.html shows must be the clip's own pictures at the moments its
+    signed manifest names (``keyframe_times``, as the export picks them): the bundle
+    manifest, signed at export, vouches for a picture no more than for another clip."""
+    if not frames:
+        return
+    moments = keyframe_times(body)
+    wrong: list[str] = []
+    named: list[tuple[float, str, str]] = []  # (exact time, label, member)
+    for f in frames:
+        t = next(
+            (
+                t
+                for t, label in moments
+                if label == f.get("label")
+                and abs(round(t, 2) - float(f.get("t_clip_s", -1))) < 0.006
+            ),
+            None,
+        )
+        if t is None:
+            wrong.append(f"{f.get('file')} (no {f.get('label')!r} at {f.get('t_clip_s')} s)")
+        else:
+            named.append((t, str(f.get("label")), str(f.get("file"))))
+    try:
+        shown = {t: image for t, _, image in frames_at(clip, [(t, lb) for t, lb, _ in named])}
+    except (av.FFmpegError, OSError, IndexError):
+        shown = {}
+    for t, _, member in named:
+        try:
+            with Image.open(io.BytesIO(b.read(member, MAX_FRAME_BYTES))) as img:
+                same = t in shown and same_picture(shown[t], img)
+        except (UnidentifiedImageError, OSError, ValueError):
+            same = False
+        if not same:
+            wrong.append(member)
+    if wrong:
+        report.add(
+            name,
+            FAIL,
+            f"key frame(s) {', '.join(wrong)} are not this clip's pictures at the moments they "
+            "name: only the bundle manifest, signed at export, vouches for them",
+            "bundle-frame-mismatch",
+        )
+    else:
+        report.add(name, OK, f"all {len(frames)} key frames are this clip's own pictures")
 
 
 def check_rotation_link(
@@ -1527,8 +1624,11 @@ def own_keys(cfg: Config, plog: ProofLog) -> set[str]:
     return keys
 
 
-def _clip_facts(name: str, body: dict[str, Any], when: datetime | None) -> dict[str, Any]:
-    """What a clip's signed manifest says (never the unsigned bundle index)."""
+def _clip_facts(
+    name: str, body: dict[str, Any], when: datetime | None, manifest: bytes
+) -> dict[str, Any]:
+    """What a clip's signed manifest (its bytes ``manifest``) says (never the unsigned bundle
+    index)."""
     return {
         "file": name,
         "order_id": body.get("order_id"),
@@ -1541,6 +1641,7 @@ def _clip_facts(name: str, body: dict[str, Any], when: datetime | None) -> dict[
         "log_index": body.get("seq"),
         "timestamp": when.isoformat() if when else None,
         "clock_synced": body.get("clock_synced"),
+        "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
     }
 
 

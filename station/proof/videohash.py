@@ -1,4 +1,5 @@
-"""Digests of a clip's coded video packets: tell a remux, a cut and a re-encode apart."""
+"""A clip's video without trusting its container: packet digests (tell a remux, a cut and a
+re-encode apart), how long it plays, and the key frames a bundle shows."""
 
 from __future__ import annotations
 
@@ -9,8 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
+from PIL import Image
 
 HEAD_PACKETS = 10  # a truncated copy still starts with the recorded first packets
+MAX_FRAMES_PER_CLIP = 8
+# Two pictures are the same frame when the mean of every 8x8 luma block (what JPEG keeps best:
+# its DC coefficient) agrees this closely; another frame or another recording moves whole
+# blocks by tens of levels, a JPEG of the same frame by a few.
+BLOCK = 8
+MAX_BLOCK_DIFF = 12.0
 
 
 def video_digests(path: Path) -> dict[str, Any] | None:
@@ -60,3 +69,58 @@ def presentation_s(path: Path) -> float | None:
     steps = [b - a for a, b in itertools.pairwise(pts) if b > a]
     frame = statistics.median(steps) if steps else 0
     return float((pts[-1] - pts[0] + frame) * tb)
+
+
+def keyframe_times(body: dict[str, Any]) -> list[tuple[float, str]]:
+    """(seconds into the clip, label) for the first frame, each scan event and the last frame
+    of a clip's signed manifest ``body``: the key frames a bundle shows."""
+    duration = float(body.get("duration_s") or 0.0)
+    out: list[tuple[float, str]] = [(0.0, "start")]
+    for ev in body.get("events", []):
+        t = ev.get("t_clip_s")
+        if isinstance(t, int | float):
+            out.append((max(0.0, float(t)), f"{ev.get('kind', 'scan')}"))
+    out.append((max(0.0, duration - 0.2), "end"))
+    picked: list[tuple[float, str]] = []
+    for t, label in sorted(out):
+        if picked and t - picked[-1][0] < 0.5:
+            continue
+        picked.append((t, label))
+    return picked[:MAX_FRAMES_PER_CLIP]
+
+
+def frames_at(clip: Path, times: list[tuple[float, str]]) -> list[tuple[float, str, Image.Image]]:
+    """The picture shown at each (time, label): seek to the keyframe before, decode forward.
+    Raises av.FFmpegError, OSError or IndexError (no video stream)."""
+    out: list[tuple[float, str, Image.Image]] = []
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        tb = stream.time_base
+        start = stream.start_time or 0
+        for t, label in times:
+            target = start + int(t / tb) if tb else 0
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+            chosen = None
+            for frame in container.decode(stream):
+                chosen = frame
+                if frame.pts is not None and frame.pts >= target:
+                    break
+            if chosen is not None:
+                out.append((t, label, chosen.to_image()))  # type: ignore[no-untyped-call]  # PyAV leaves to_image unannotated
+    return out
+
+
+def same_picture(a: Image.Image, b: Image.Image) -> bool:
+    """Whether ``a`` and ``b`` show the same frame (one may be a JPEG of the other)."""
+    if a.size != b.size:
+        return False
+    w, h = (a.size[0] // BLOCK) * BLOCK, (a.size[1] // BLOCK) * BLOCK
+    if not w or not h:
+        return False
+
+    def blocks(img: Image.Image) -> np.ndarray:
+        luma = np.asarray(img.convert("L"), dtype=np.float64)[:h, :w]
+        means: np.ndarray = luma.reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).mean(axis=(1, 3))
+        return means
+
+    return float(np.abs(blocks(a) - blocks(b)).max()) <= MAX_BLOCK_DIFF
