@@ -77,8 +77,9 @@ class Expected:
 class Oracle:
     """What a warehouse knows happened at the table, from the script alone (not the session).
 
-    A parcel is at the table from its order's scan (by hand, or the camera reading a new
-    order's sheet) until it is finished: a seal card, the pedal, a hand rescan of its order,
+    A parcel is at the table from its order's scan (by hand, or the camera reading the sheet
+    of an order not packed here before: old sheets lie in view; the station remembers 100, a
+    script has fewer) until it is finished: a seal card, the pedal, a hand rescan of its order,
     the next order's scan, its waybill with ``waybill_ends_clip``; with no clip open (after a
     timeout, a refused clip, or its clip already ended) its seal, pedal or waybill finishes
     it too, and each of those, or the camera seeing its sheet again, shows it was still there
@@ -192,8 +193,8 @@ class Oracle:
         if camera and p is not None and order == p.order:
             self._finish_or_seen(t, ending=False)  # its sheet seen again
             return
-        if camera and len(self.parcels) >= 2 and order == self.parcels[-2].order:
-            return  # the sheet of the parcel before, left lying: no new packing
+        if camera and order in {q.order for q in self.parcels[:-1]}:
+            return  # the sheet of a parcel packed before, left lying: no new packing
         if not camera and p is not None and p.end is None and order == p.order and self._open():
             self._end(t)  # a rescan by hand ends the packing
             return
@@ -478,7 +479,9 @@ steps = st.one_of(
 # a camera blink; A and B scanned in one frame interval after it; with waybill_ends_clip, the
 # waybill scanned in the dark did not end the order waiting (it resumed after its end); the
 # pre-roll on a parcel whose clip was finished for a nearly full disk; the same on a parcel
-# whose clip ended still (the packer away for a moment, then packing on).
+# whose clip ended still (the packer away for a moment, then packing on); the sheet of the
+# order before the last (or of one packed with no clip before it), seen again after the
+# next one's clip ended, opened a clip of it over the next parcel.
 @example([("hand", "PO-A"), ("frames", 16), ("hand", "PO-B"), ("frames", 1)], 0, False, False)
 @example(
     [("hand", "PO-A"), ("frames", 16), ("lose", 0), ("frames", 8), ("hand", "PO-B"),
@@ -499,6 +502,14 @@ steps = st.one_of(
 @example(
     [("hand", "PO-A"), ("frames", 2), ("still", 6), ("frames", 8), ("hand", "PO-B"),
      ("frames", 1)], 0, False, False,
+)  # fmt: skip
+@example(
+    [("hand", "PO-A"), ("frames", 3), ("pedal",), ("hand", "PO-B"), ("frames", 16),
+     ("frames", 16), ("pedal",), ("frames", 2), ("cam", "PO-A"), ("frames", 5)], 0, False, False,
+)  # fmt: skip
+@example(
+    [("refuse", True), ("hand", "PO-A"), ("frames", 3), ("refuse", False), ("hand", "PO-B"),
+     ("frames", 36), ("cam", "PO-A"), ("frames", 3)], 0, False, False,
 )  # fmt: skip
 def test_every_frame_of_a_clip_is_of_its_own_order(
     script: list[tuple[Any, ...]], lag: int, require_packer: bool, waybill_ends: bool

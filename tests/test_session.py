@@ -12,6 +12,7 @@ from station.capture.codes import Code, Kind
 from station.capture.frames import PedalPress
 from station.config import SessionSection
 from station.recording.session import (
+    KEPT_ORDERS,
     STATION_ENDS,
     CameraBack,
     CameraLost,
@@ -52,6 +53,11 @@ def rec(order: str = "PO-A", t: float = 10.0, **kw) -> Recording:
     return Recording(order_id=order, started_t=t, last_motion_t=kw.pop("last_motion_t", t), **kw)
 
 
+def packed(*orders: str) -> Floor:
+    """The floor of a table where ``orders`` were packed (newest first), no one signed in."""
+    return Floor(packed=orders)
+
+
 def kinds(actions) -> list[str]:
     return [type(a).__name__ for a in actions]
 
@@ -61,7 +67,7 @@ def kinds(actions) -> list[str]:
 
 def test_idle_order_scan_starts_recording_and_logs_scan_into_new_clip() -> None:
     state, actions = step(Idle(), Scanned(ORDER_A, 5.0, "camera"), RULES)
-    assert state == rec("PO-A", 5.0)
+    assert state == rec("PO-A", 5.0, floor=packed("PO-A"))
     assert actions == [
         StartClip("PO-A", 5.0),
         LogEvent("order", "PO-A", 5.0, "camera"),
@@ -142,7 +148,8 @@ def test_pedal_ends_clip_as_sealed() -> None:
 
 def test_next_order_ends_previous_and_starts_next() -> None:
     state, actions = step(rec(), Scanned(ORDER_B, 30.0), RULES)
-    assert state == rec("PO-B", 30.0, previous="PO-A", previous_span=(10.0, 30.0))
+    expected = rec("PO-B", 30.0, previous="PO-A", previous_span=(10.0, 30.0))
+    assert state == replace(expected, floor=packed("PO-B"))
     assert actions == [
         StopClip(FinishReason.NEXT_ORDER, 30.0),
         StartClip("PO-B", 30.0),
@@ -151,8 +158,8 @@ def test_next_order_ends_previous_and_starts_next() -> None:
 
 
 def test_same_order_again_by_hand_is_rescan() -> None:
-    state, actions = step(rec(), Scanned(ORDER_A, 30.0, "keyboard"), RULES)
-    assert state == Idle(last=("PO-A", 30.0), last_began=10.0)
+    state, actions = step(rec(floor=packed("PO-A")), Scanned(ORDER_A, 30.0, "keyboard"), RULES)
+    assert state == Idle(packed("PO-A"), last=("PO-A", 30.0), last_began=10.0)
     assert actions == [
         LogEvent("order", "PO-A", 30.0, "keyboard"),
         StopClip(FinishReason.RESCAN, 30.0),
@@ -478,18 +485,21 @@ def test_the_sealed_orders_sheet_seen_again_by_the_camera_opens_no_repack() -> N
         SEALED_A,
         [LogEvent("order", "PO-A", 25.0, "camera", note, in_clip=False), PreviousParcel(25.0)],
     )
-    # Once another order has been recorded, the camera may open a repack of PO-A again.
-    state, _ = step(SEALED_A, Scanned(ORDER_B, 30.0), RULES)
+    # Nor once another order has been recorded: PO-A's sheet may lie there still.
+    state, _ = step(replace(SEALED_A, floor=packed("PO-A")), Scanned(ORDER_B, 30.0), RULES)
     state, _ = step(state, Scanned(SEAL, 40.0), RULES)
     state, actions = step(state, Scanned(ORDER_A, 50.0), RULES)
-    assert state == rec("PO-A", 50.0, previous="PO-B", previous_span=(30.0, 40.0))
-    assert kinds(actions) == ["StartClip", "LogEvent"]
+    assert isinstance(state, Idle) and state.last == ("PO-B", 40.0)
+    assert actions == [
+        LogEvent("order", "PO-A", 50.0, "camera", note, in_clip=False),
+        PreviousParcel(50.0),
+    ]
 
 
 def packing_b_after_a(end: str, rules: SessionSection, *in_a: Code) -> Recording:
     """PO-B recording, scanned by hand after PO-A's clip (with ``in_a`` scanned by the camera
     in it) was sealed by hand (``end`` "sealed") or ended by PO-B as the next order."""
-    state: object = rec("PO-A", 10.0)
+    state: object = rec("PO-A", 10.0, floor=packed("PO-A"))
     for code in in_a:
         state, _ = step(state, Scanned(code, 15.0), rules)
     if end == "sealed" and isinstance(state, Recording):
@@ -514,14 +524,14 @@ def test_the_last_orders_sheet_seen_again_while_the_next_is_recorded_ends_nothin
     state, actions = step(before, Scanned(ORDER_A, 30.0), RULES)
     assert state == before
     assert actions == [LogEvent("order", "PO-A", 30.0, "camera", note)]
-    # By hand it is a repack of PO-A, as ever; and once PO-B has ended, PO-A is the order
-    # before the last: the camera may open it again.
+    # By hand it is a repack of PO-A, as ever; and once PO-B has ended, the camera still
+    # opens no clip of PO-A: its sheet may lie there while PO-C is packed.
     _, actions = step(before, Scanned(ORDER_A, 30.0, "keyboard"), RULES)
     assert kinds(actions) == ["StopClip", "StartClip", "LogEvent"]
     state, _ = step(before, Scanned(SEAL, 40.0, "keyboard"), RULES)
     state, _ = step(state, Scanned(Code("PO-C", Kind.ORDER), 41.0, "keyboard"), RULES)
     _, actions = step(state, Scanned(ORDER_A, 50.0), RULES)
-    assert kinds(actions) == ["StopClip", "StartClip", "LogEvent"]
+    assert actions == [LogEvent("order", "PO-A", 50.0, "camera", note)]
 
 
 @pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
@@ -545,13 +555,111 @@ def test_the_last_orders_waybill_seen_again_while_the_next_is_recorded_is_not_it
 def test_a_read_after_the_clip_ended_or_of_another_order_still_opens_a_clip() -> None:
     # Scanned by hand again after the seal: a repack of PO-A, as ever.
     state, actions = step(SEALED_A, Scanned(ORDER_A, 20.0, "keyboard"), RULES)
-    assert state == rec("PO-A", 20.0, previous="PO-A")
+    assert state == rec("PO-A", 20.0, previous="PO-A", floor=packed("PO-A"))
     assert kinds(actions) == ["StartClip", "LogEvent"]
     # The next order's sheet, read at 19.5 and decoded late: its clip opens (the recorder
     # starts it after PO-A's last frame, so no second is in both).
     state, actions = step(SEALED_A, Scanned(ORDER_B, 19.5), RULES)
-    assert state == rec("PO-B", 19.5, previous="PO-A")
+    assert state == rec("PO-B", 19.5, previous="PO-A", floor=packed("PO-B"))
     assert kinds(actions) == ["StartClip", "LogEvent"]
+
+
+# ---- an earlier order's sheet lying in view --------------------------------------------------
+
+SEEN_AGAIN = (
+    "its clip has ended: seen again by the camera, ignored (scan it by hand to record a repack)"
+)
+STILL_RULES = SessionSection(still_timeout_s=5.0)
+B_ENDS = {
+    "sealed": Scanned(SEAL, 30.0, "keyboard"),
+    "pedal": PedalPress(30.0),
+    "waybill": Scanned(WAYBILL, 30.0, "keyboard"),
+    "timeout": Tick(21.0 + STILL_RULES.max_duration_s),
+    "still": Tick(26.0, moving=False),
+}
+
+
+def after(*events: Scanned | PedalPress | Tick | CameraLost, rules: SessionSection) -> State:
+    state: State = Idle()
+    for event in events:
+        state, _ = step(state, event, rules)
+    return state
+
+
+@pytest.mark.parametrize("end", list(B_ENDS))
+def test_the_sheet_of_the_order_before_the_last_opens_no_clip_over_the_next_parcel(
+    end: str,
+) -> None:
+    """PO-A packed, then PO-B, whose clip ended (however): PO-A's sheet, still lying at the
+    table, seen again by the camera. It opened a "repack" of PO-A recording PO-B's parcel
+    (or the next one): the session forgot PO-A once PO-B's clip had ended. The rule for the
+    last order holds for every order packed here: by hand it is a repack, as ever."""
+    rules = replace(STILL_RULES, waybill_ends_clip=end == "waybill")
+    a = (Scanned(ORDER_A, 10.0, "keyboard"), PedalPress(20.0))
+    idle = after(*a, Scanned(ORDER_B, 21.0, "keyboard"), B_ENDS[end], rules=rules)
+    assert isinstance(idle, Idle) and idle.last is not None and idle.last[0] == "PO-B"
+    t = 700.0
+    state, actions = step(idle, Scanned(ORDER_A, t), rules)
+    assert state == idle
+    assert actions == [
+        LogEvent("order", "PO-A", t, "camera", SEEN_AGAIN, in_clip=False),
+        PreviousParcel(t),
+    ]
+    state, actions = step(idle, Scanned(ORDER_A, t, "keyboard"), rules)
+    assert isinstance(state, Recording) and state.order_id == "PO-A"
+    assert kinds(actions) == ["StartClip", "LogEvent"]
+
+
+def test_an_earlier_orders_sheet_ends_nothing_while_another_is_recorded_or_waits() -> None:
+    """PO-A, PO-B, then PO-C recorded (or waiting for the camera): PO-A's sheet seen again
+    is not a next order. It ended PO-C's clip and recorded PO-C's parcel as PO-A's."""
+    order_c = Code("PO-C", Kind.ORDER)
+    ab = (Scanned(ORDER_A, 10.0, "keyboard"), Scanned(ORDER_B, 20.0, "keyboard"))
+    recording = after(*ab, Scanned(order_c, 30.0, "keyboard"), rules=RULES)
+    assert isinstance(recording, Recording) and recording.previous == "PO-B"
+    assert step(recording, Scanned(ORDER_A, 40.0), RULES) == (
+        recording,
+        [LogEvent("order", "PO-A", 40.0, "camera", SEEN_AGAIN)],
+    )
+    waiting = after(*ab, CameraLost(25.0), Scanned(order_c, 30.0, "keyboard"), rules=RULES)
+    assert isinstance(waiting, Suspended) and waiting.order_id == "PO-C"
+    for order in (ORDER_A, ORDER_B):
+        state, actions = step(waiting, Scanned(order, 40.0), RULES)
+        assert state == waiting
+        assert actions == [LogEvent("order", order.text, 40.0, "camera", SEEN_AGAIN)]
+    # By hand it is the next order, as ever.
+    _, actions = step(recording, Scanned(ORDER_A, 40.0, "keyboard"), RULES)
+    assert kinds(actions) == ["StopClip", "StartClip", "LogEvent"]
+
+
+def test_the_sheet_of_an_order_packed_with_no_clip_opens_none_over_the_next_parcel() -> None:
+    """PO-A's clip refused (the disk full): it is packed all the same, and its sheet shown
+    again records it (its own parcel). Once PO-B is scanned, PO-A's sheet still lying there
+    is not a next order: it ended PO-B's clip and recorded PO-B's parcel as PO-A's."""
+    state, _ = step(Idle(), Scanned(ORDER_A, 10.0, "keyboard"), RULES)
+    idle, _ = step(state, ClipRefused("PO-A", 10.0, "disk full"), RULES)
+    assert isinstance(idle, Idle) and idle.unrecorded == "PO-A"
+    _, actions = step(idle, Scanned(ORDER_A, 20.0), RULES)
+    assert kinds(actions) == ["StartClip", "LogEvent"]
+    recording, _ = step(idle, Scanned(ORDER_B, 20.0, "keyboard"), RULES)
+    assert isinstance(recording, Recording) and recording.previous is None
+    assert step(recording, Scanned(ORDER_A, 30.0), RULES) == (
+        recording,
+        [LogEvent("order", "PO-A", 30.0, "camera", SEEN_AGAIN)],
+    )
+
+
+def test_the_table_remembers_its_last_orders_only() -> None:
+    """A sheet lies in view for a while, not for ever: the camera opens a clip of an order
+    again once KEPT_ORDERS others have been packed here since."""
+    events = [Scanned(Code(f"PO-{i}", Kind.ORDER), i, "keyboard") for i in range(KEPT_ORDERS + 1)]
+    state = after(*events, rules=RULES)
+    assert isinstance(state, Recording)
+    late = float(KEPT_ORDERS + 1)
+    _, actions = step(state, Scanned(Code("PO-1", Kind.ORDER), late), RULES)
+    assert kinds(actions) == ["LogEvent"]
+    _, actions = step(state, Scanned(Code("PO-0", Kind.ORDER), late), RULES)
+    assert kinds(actions) == ["StopClip", "StartClip", "LogEvent"]
 
 
 # ---- camera loss -----------------------------------------------------------------------------
@@ -635,11 +743,18 @@ def test_suspended_handles_scans() -> None:
     dark = Suspended(None, 15.0, order_at_loss="PO-A")  # the camera is still away
     last = ("PO-A", 16.0)  # ended in the dark: its sheet read later opens no repack
     assert step(sus, Scanned(SEAL, 16.0), RULES)[0] == replace(dark, last=last)
-    assert step(sus, Scanned(ORDER_A, 16.0, "keyboard"), RULES)[0] == replace(dark, last=last)
+    by_hand = step(sus, Scanned(ORDER_A, 16.0, "keyboard"), RULES)[0]
+    assert by_hand == replace(dark, last=last, floor=packed("PO-A"))
     assert step(sus, PedalPress(16.0), RULES)[0] == replace(dark, last=last)
     # PO-B waits; PO-A, closed by it, is the order before (PO-B's clip's ``previous``)
     assert step(sus, Scanned(ORDER_B, 16.0), RULES)[0] == Suspended(
-        "PO-B", 15.0, order_at_loss="PO-A", scanned_t=16.0, since=16.0, last=last
+        "PO-B",
+        15.0,
+        order_at_loss="PO-A",
+        scanned_t=16.0,
+        floor=packed("PO-B"),
+        since=16.0,
+        last=last,
     )
     state, actions = step(sus, Scanned(WAYBILL, 16.0), RULES)
     assert state.waybills == ("SF1234567890123",) and "LinkWaybill" in kinds(actions)
@@ -665,11 +780,12 @@ def test_orders_begun_and_sealed_in_the_dark_are_only_logged_the_open_one_starts
     state, _ = step(Idle(), CameraLost(5.0), RULES)
     state, _ = step(state, Scanned(ORDER_A, 6.0), RULES)
     state, actions = step(state, Scanned(SEAL, 6.5), RULES)
-    assert state == Suspended(None, 5.0, last=("PO-A", 6.5)) and kinds(actions) == ["LogEvent"]
+    assert state == Suspended(None, 5.0, floor=packed("PO-A"), last=("PO-A", 6.5))
+    assert kinds(actions) == ["LogEvent"]
     state, _ = step(state, Scanned(ORDER_B, 7.0), RULES)
     state, actions = step(state, CameraBack(8.0), RULES)
     # PO-A's sheet, still at the table, read during PO-B's clip is not a next order
-    assert state == Recording("PO-B", 8.0, 8.0, previous="PO-A")
+    assert state == Recording("PO-B", 8.0, 8.0, floor=packed("PO-B", "PO-A"), previous="PO-A")
     assert actions == [
         StartClip("PO-B", 8.0, pre_roll=False, resumed_after_s=3.0, lost_t=5.0, scanned_t=7.0)
     ]
@@ -698,7 +814,7 @@ def test_the_order_closed_in_the_dark_is_the_last_one_when_the_camera_is_back(cl
     sus = Suspended("PO-A", 15.0, order_at_loss="PO-A", since=10.0)
     state, _ = step(sus, close, RULES)
     state, actions = step(state, CameraBack(19.0), RULES)
-    assert state == Idle(last=("PO-A", 17.0)) and actions == []
+    assert replace(state, floor=Floor()) == Idle(last=("PO-A", 17.0)) and actions == []
     state, actions = step(state, Scanned(ORDER_A, 20.0), RULES)
     assert kinds(actions) == ["LogEvent", "PreviousParcel"]
 
@@ -794,7 +910,11 @@ def test_a_next_order_whose_clip_fails_still_knows_the_order_before(failure) -> 
     state, _ = step(recording_a, Scanned(ORDER_B, 30.0, "keyboard"), RULES)
     state, _ = step(state, failure, RULES)
     assert state == Idle(
-        last=("PO-A", 30.0), last_waybills=(WAYBILL.text,), unrecorded="PO-B", last_began=10.0
+        packed("PO-B"),
+        last=("PO-A", 30.0),
+        last_waybills=(WAYBILL.text,),
+        unrecorded="PO-B",
+        last_began=10.0,
     )
     again, actions = step(state, Scanned(ORDER_A, 31.0, "camera"), RULES)
     assert again == state and not any(isinstance(a, StartClip) for a in actions)

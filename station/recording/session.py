@@ -30,6 +30,11 @@ class FinishReason(StrEnum):
 # The source name of the camera's own reads (``RawScan.source``): all others are by hand.
 CAMERA = "camera"
 
+# How many orders packed at this table the session remembers (``Floor.packed``): more than
+# the sheets a table keeps in view between clearings. Too few lets an old sheet open a clip
+# over another buyer's parcel; too many only asks a hand scan for the repack of an old order.
+KEPT_ORDERS = 100
+
 # What the station itself ends a clip for (``EndClip``), whatever the packer does.
 STATION_ENDS = frozenset(
     {FinishReason.END_OF_INPUT, FinishReason.DISK_FULL, FinishReason.INTERRUPTED}
@@ -46,10 +51,15 @@ class ClipKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Floor:
-    """Who is at the table and what the next clip is: kept across every state change."""
+    """Who is at the table and what the next clip is: kept across every state change.
+
+    ``packed``: the orders packed at this table, newest first (at most ``KEPT_ORDERS``):
+    their sheets may still lie in view, so a camera read of one is not a new packing.
+    """
 
     packer: str | None = None
     next_kind: ClipKind = ClipKind.ORDER
+    packed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +330,30 @@ def _last(state: State) -> tuple[str, float] | None:
     return None
 
 
+def _packed_here(state: State, event: Scanned) -> bool:
+    """Is ``event`` the camera reading the sheet of an order packed at this table before:
+    one it remembers (the last, the one before the open clip, ``Floor.packed``), not the
+    order open or waiting for the camera now, nor the one packed now whose clip never
+    started (refused, or its writer failed: its sheet shown again records its own parcel)?"""
+    if event.source != CAMERA or event.code.kind is not Kind.ORDER:
+        return False
+    text = event.code.text
+    began = _began(state)
+    if began is not None and text == began[0]:
+        return False
+    last = _last(state)
+    if isinstance(state, Idle | Suspended) and text == state.unrecorded:
+        return last is not None and text == last[0]  # its clip ended (timeout, still, ...)
+    before = state.previous if isinstance(state, Recording) else last[0] if last else None
+    return text == before or text in state.floor.packed
+
+
+def _packed(floor: Floor, order_id: str) -> tuple[str, ...]:
+    """The orders packed at the table after ``order_id`` was scanned there, newest first."""
+    rest = tuple(o for o in floor.packed if o != order_id)
+    return (order_id, *rest)[:KEPT_ORDERS]
+
+
 def _before_clip(order: tuple[str, float], event: Scanned | PedalPress) -> LogEvent:
     order_id, began = order
     note = f"stamped t={event.t:.3f}, before the clip of {order_id!r} began at t={began:.3f}"
@@ -402,16 +436,13 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         isinstance(state, Recording)
         and isinstance(event, Scanned)
         and event.code.kind is Kind.ORDER
-        and event.code.text in (state.order_id, state.previous)
+        and event.code.text == state.order_id
         and event.source == CAMERA
     ):
-        # A sheet at the table seen again after a box covered it, whoever is signed in: the
-        # open order's (packing goes on; ending a clip is a deliberate act: a hand scan, the
-        # seal, the pedal), or the order packed before this one's (not a next order, which
-        # would end this clip and record its packing as a "repack" of that one).
-        if event.code.text == state.order_id:
-            return state, [_log(event, "seen again by the camera; the clip goes on")]
-        return state, [_log(event, _SEEN_AGAIN)]
+        # The open order's sheet at the table seen again after a box covered it, whoever is
+        # signed in: packing goes on (ending a clip is a deliberate act: a hand scan, the
+        # seal, the pedal).
+        return state, [_log(event, "seen again by the camera; the clip goes on")]
     if (
         isinstance(state, Recording)
         and isinstance(event, Scanned)
@@ -428,15 +459,19 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         and isinstance(event, Scanned)
         and event.code.kind is Kind.ORDER
         and event.code.text == last[0]
-        and (event.t < last[1] or event.source == CAMERA)
+        and event.t < last[1]
     ):
-        # The order just packed, read again: by the camera, its sheet still lying at the table
-        # (a repack is scanned by hand); or read while its clip was open and decoded after the
-        # clip ended (sealed by hand, say), when on time it would have ended that clip. Either
-        # way it must not open a "repack" that records the next parcel.
-        if event.t < last[1]:
-            note = f"stamped t={event.t:.3f}, before its clip ended at t={last[1]:.3f}"
-            return state, [replace(_log(event, note + "; ignored"), in_clip=False)]
+        # The order just packed, read while its clip was open and decoded after the clip ended
+        # (sealed by hand, say), when on time it would have ended that clip: it must not open
+        # a "repack" that records the next parcel.
+        note = f"stamped t={event.t:.3f}, before its clip ended at t={last[1]:.3f}"
+        return state, [replace(_log(event, note + "; ignored"), in_clip=False)]
+    if isinstance(event, Scanned) and _packed_here(state, event):
+        # An order packed here before, its sheet still lying at the table (old sheets pile up
+        # in view) and seen again: not a new packing, which would end the open clip or open a
+        # "repack" recording the next parcel as that order's. A repack is scanned by hand.
+        if began is not None:
+            return state, [_log(event, _SEEN_AGAIN)]
         return state, [replace(_log(event, _SEEN_AGAIN), in_clip=False), PreviousParcel(event.t)]
     if isinstance(event, Scanned) and event.code.kind is Kind.ITEM:
         # A product code (camera or hand scan): logged (in the open clip's timeline, if any); it
@@ -445,6 +480,12 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
     if not isinstance(state, Idle | Recording | Suspended):
         raise TypeError(f"unknown state {state!r}")  # programming error: fail at once
     floor = state.floor
+    if (
+        isinstance(event, Scanned)
+        and event.code.kind is Kind.ORDER
+        and (began is None or event.code.text != began[0])
+    ):
+        floor = replace(floor, packed=_packed(floor, event.code.text))
     if isinstance(event, Scanned):
         # Badges, sign-out and return cards change the floor only: never a clip (an open clip
         # keeps the packer and kind it started with).
@@ -462,7 +503,8 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
             ]
         # (The open order's sheet seen again by the camera went on above: no new packing.)
         if code.kind is Kind.ORDER and rules.require_packer and floor.packer is None:
-            return _refuse_unsigned(state, event)
+            new, actions = _refuse_unsigned(state, event)
+            return replace(new, floor=floor), actions
     if (
         isinstance(event, ClipRefused)
         and isinstance(state, Recording)
