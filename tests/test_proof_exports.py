@@ -487,3 +487,23 @@ def test_an_order_in_a_closed_log_tells_the_seller_to_send_the_central_bundle(
         behind = seller_note(WITNESS_BEHIND, {"accepted": 41})
         assert behind is not None and "41" in behind
         assert seller_note("a-code-from-a-newer-station", {}) is None  # its English is shown
+
+
+def test_a_bundle_the_station_removes_as_the_site_opens_it_is_a_503_not_a_500(
+    st: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The station's sweep removes the oldest bundle to make room just after the site found it
+    fresh: the client is told to try again (which asks for it anew), not a server error."""
+    client, url = _client(st)
+    found = BundleCache.get
+
+    def then_swept(self: BundleCache, order_id: str, clips: list) -> Path:  # type: ignore[type-arg]
+        path = found(self, order_id, clips)
+        path.unlink()
+        return path
+
+    monkeypatch.setattr(BundleCache, "get", then_swept)
+    with ExportWorker(st.cfg, poll_s=0.02):
+        resp = client.get(url)
+    assert resp.status_code == 503, resp.get_data(as_text=True)[:300]
+    assert resp.headers["Retry-After"] == "15"

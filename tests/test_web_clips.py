@@ -460,6 +460,53 @@ def test_a_clip_retention_deletes_as_it_is_asked_for_is_a_404_not_a_500(
     assert viewer.get(f"/clips/{clip.id}/{what}").status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("what", "status"),
+    [
+        ("{clip}/thumb.jpg", 404),
+        ("{clip}/keyframes/0.jpg", 404),
+        ("{order}", 200),
+        ("{share}/clips/{id}/video", 404),
+        ("{share}/clips/{id}/download", 404),
+        ("{share}/clips/{id}/thumb.jpg", 404),
+        ("{share}/clips/{id}/keyframes/1.jpg", 404),
+        ("{share}", 200),
+        ("{share}/summary", 200),
+    ],
+)
+def test_every_route_reading_a_clip_retention_deletes_as_it_reads_is_not_a_500(
+    web_env: WebEnv, monkeypatch: pytest.MonkeyPatch, what: str, status: int
+) -> None:
+    """The same race on the key frames, the order page (it checks each clip's size on disk),
+    and a share link's clips, page and summary (which verifies the stored clip): the clip is
+    gone (404), or the page says so, never a server error."""
+    from conftest_web import make_app
+    from test_web_share import create_share
+
+    import web.clips
+    import web.summary
+
+    viewer = login(make_app(web_env).test_client(), "viewer")
+    clip = web_env.clips["plain2"]
+    share = create_share(viewer, order_id=clip.order_id)
+    found = web.clips.clip_file
+
+    def then_retention(c: ClipRecord) -> Path | None:
+        path = found(c)
+        if c.id == clip.id and path is not None:
+            _retention_deletes(web_env, clip)
+        return path
+
+    monkeypatch.setattr(web.clips, "clip_file", then_retention)
+    monkeypatch.setattr(web.summary, "clip_file", then_retention)
+    url = what.format(
+        clip=f"/clips/{clip.id}", order=order_url(clip.order_id), share=share, id=clip.id
+    )
+    resp = viewer.get(url)
+    assert resp.status_code == status, resp.get_data(as_text=True)[:300]
+    resp.close()
+
+
 def test_a_clip_deleted_by_retention_says_so_not_missing(web_env: WebEnv) -> None:
     """The station deleted an old clip to keep room for recording (a recorded, signed
     deletion): the seller, and the reviewer of a share link, read that, in their language,

@@ -30,7 +30,13 @@ from station.proof.bundle import CLOSED_LOG, WITNESS_BEHIND
 from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord, Ledger
 from web.auth import require
-from web.bundles import BundleCache, BundleRefused, BundleTooLarge, BundleUnavailable
+from web.bundles import (
+    RETRY_AFTER_S,
+    BundleCache,
+    BundleRefused,
+    BundleTooLarge,
+    BundleUnavailable,
+)
 from web.errors import InsufficientStorage, StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
@@ -38,7 +44,7 @@ from web.handles import current_scope, get_db, get_index, media_store
 from web.index import SearchTimeout
 from web.scope import ScopedIndex, Stations, visible_access, visible_shares
 from web.search import half_width
-from web.streaming import resolve_in, send_stored_file
+from web.streaming import resolve_in, send_stored_file, unless_gone
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +115,20 @@ def serve_video(clip: ClipRecord, *, attachment: bool) -> Response:
         log.error("clip %s (%s) is indexed but its file is missing or outside the store",
                   clip.id, clip.path)  # fmt: skip
         abort(404)
-    try:
-        return send_stored_file(
+    resp = unless_gone(
+        lambda: send_stored_file(
             video, sha256=clip.sha256, download_name=download_name(clip), attachment=attachment
-        )
-    except FileNotFoundError:  # retention deleted it a moment ago: gone, not a server error
-        log.warning("clip %s (%s): its file went as it was opened", clip.id, clip.path)
+        ),
+        clip_named(clip),
+    )
+    if resp is None:  # retention deleted it a moment ago
         abort(404)
+    return resp
+
+
+def clip_named(clip: ClipRecord) -> str:
+    """The clip as a log line names it."""
+    return f"clip {clip.id} ({clip.path})"
 
 
 def counts_as_download() -> bool:
@@ -150,7 +163,9 @@ def clip_views(
             out[-1]["links"] = links[c.id]
             continue
         path = clip_file(c) if check_files else None
-        size_on_disk = path.stat().st_size if path is not None else None
+        st = unless_gone(path.stat, clip_named(c)) if path is not None else None
+        path = path if st is not None else None  # retention may have deleted it just now
+        size_on_disk = st.st_size if st is not None else None
         frames = list(enumerate(keyframes(c)))
         view = _view(
             c,
@@ -460,13 +475,16 @@ def send_bundle(
     if store is not None:
         return store.bundle(order_id, clips, clip_id, name)
     path = _station_bundle(order_id, clips)
-    return send_stored_file(
-        path,
-        sha256=path.stem,
-        mimetype="application/zip",
-        download_name=name,
-        attachment=True,
-    )
+    resp = unless_gone(
+        lambda: send_stored_file(
+            path, sha256=path.stem, mimetype="application/zip", download_name=name,
+            attachment=True,
+        ),
+        f"evidence bundle of order {order_id!r}",
+    )  # fmt: skip
+    if resp is None:  # the station removed it to make room: asking again builds it anew
+        raise StationUnavailable(description="bundle-pending", retry_after=RETRY_AFTER_S)
+    return resp
 
 
 def _station_bundle(order_id: str, clips: list[ClipRecord]) -> Path:
