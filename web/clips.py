@@ -539,29 +539,27 @@ def bundle_page(clip_id: int) -> Any:
 def seller_note(code: str, params: dict[str, Any]) -> str | None:
     """An export note (station/proof/bundle.py ``ExportNote``) in the reader's language; None
     for a code this site does not know (its English text is shown then)."""
-    if code == WITNESS_BEHIND and isinstance(params.get("accepted"), int):
-        return str(
-            _(
-                "The central site (the witness of this station's log) has accepted the log only up"
-                " to %(n)d entries, not up to this order's newest clip. Until the station's next "
-                "sync, “packcam verify --witness” calls this bundle not cosigned: download it "
-                "again after that sync. If the witness refused this station's log (a station "
-                "restored from a backup), the check fails with “log-fork”, and the clips recorded "
-                "since the restore are never cosigned.",
-                n=params["accepted"],
-            )
-        )
     if code == WITNESS_BEHIND:
-        return str(
+        n = params.get("accepted")
+        upto = (
             _(
+                "The central site (the witness of this station's log) has accepted the log only"
+                " up to %(n)d entries, not up to this order's newest clip.",
+                n=n,
+            )
+            if isinstance(n, int)
+            else _(
                 "The central site (the witness of this station's log) has not accepted any "
-                "checkpoint of this station's log yet. Until the station's next sync, “packcam "
-                "verify --witness” calls this bundle not cosigned: download it again after that "
-                "sync. If the witness refused this station's log (a station restored from a "
-                "backup), the check fails with “log-fork”, and the clips recorded since the "
-                "restore are never cosigned."
+                "checkpoint of this station's log yet."
             )
         )
+        then = _(
+            "Until the station's next sync, “packcam verify --witness” calls this bundle not "
+            "cosigned: download it again after that sync. If the witness refused this station's "
+            "log (a station restored from a backup), the check fails with “log-fork”, and the "
+            "clips recorded since the restore are never cosigned."
+        )
+        return f"{upto} {then}"
     if code == CLOSED_LOG and isinstance(params.get("entries"), int):
         return str(
             _(
