@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
+import html
 import json
 import logging
 import os
@@ -324,7 +325,7 @@ def test_a_crash_at_any_step_of_a_build_leaves_no_half_bundle_and_no_leftover(
     key = bundle_key("PO-1", clips)
     whole = _members(ExportDirs.in_data_dir(cfg.station.data_dir).bundle(key))
     renamed = steps.index(f"replace {key}.zip")
-    assert f"fsync {key}.zip.part" in steps[:renamed], steps
+    assert f"fsync .{key}.zip.build.part" in steps[:renamed], steps  # built under another name
 
     def check(n: int, where: str) -> None:
         again = cfg.with_data_dir(work / str(n) / "data")
@@ -394,3 +395,115 @@ def test_an_export_that_fails_half_way_leaves_no_partial_file(
     with pytest.raises(OSError, match="No space"):
         export_order(cfg, "PO-1", out)
     assert list(out.parent.iterdir()) == []
+
+
+# ---- the export's warnings reach the seller, next to the download, never inside the bundle ----
+
+
+def _seller(st: Store, cfg: config_mod.Config):
+    from web import create_app
+
+    app = create_app(cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
+    client = app.test_client()
+    login(client, "viewer")
+    ledger = Ledger.in_data_dir(st.data)
+    (clip_id,) = [c.id for c in ledger.clips("B2")]
+    ledger.close()
+    return client, clip_id
+
+
+@pytest.mark.parametrize(
+    ("lang", "said"),
+    [
+        ("en", "has not accepted any checkpoint of this station's log yet"),
+        ("zh-CN", "中心站点（本工位日志的见证方）尚未接受本工位日志的任何检查点"),
+    ],
+)
+def test_the_seller_is_told_what_the_export_warned_next_to_the_download(
+    st: Store, lang: str, said: str
+) -> None:
+    """A station in a fleet whose witness has cosigned nothing of its log yet: `packcam export`
+    warns that `verify --witness` will not pass this bundle now; so does the bundle page."""
+    cfg = st.cfg.replace("central", enabled=True, url="https://central.invalid/", token="t" * 40)
+    client, clip_id = _seller(st, cfg)
+    head = {"Accept-Language": lang}
+    order_page = client.get("/orders/B2", headers=head).get_data(as_text=True)
+    assert f'href="/clips/{clip_id}/bundle"' in order_page
+    with ExportWorker(cfg, poll_s=0.02):
+        resp = client.get(f"/clips/{clip_id}/bundle", headers=head)
+        page = html.unescape(resp.get_data(as_text=True))
+        assert resp.status_code == 200, page[:500]
+        assert said in page
+        assert f'href="/clips/{clip_id}/bundle.zip"' in page  # the download, beside it
+        with client.get(f"/clips/{clip_id}/bundle.zip") as resp:
+            data = resp.data
+    with zipfile.ZipFile(__import__("io").BytesIO(data)) as zf:
+        inside = zf.read("bundle.json").decode()
+    assert "witness" not in inside  # not evidence: the next sync may make it untrue
+
+
+def test_a_bundle_without_warnings_downloads_at_once(st: Store) -> None:
+    client, clip_id = _seller(st, st.cfg)  # not in a fleet: nothing to warn of
+    with ExportWorker(st.cfg, poll_s=0.02):
+        resp = client.get(f"/clips/{clip_id}/bundle")
+        assert resp.status_code == 303
+        assert resp.headers["Location"].endswith(f"/clips/{clip_id}/bundle.zip")
+        with client.get(resp.headers["Location"]) as resp:
+            assert resp.status_code == 200
+
+
+def test_a_bundles_warnings_go_with_it(st: Store) -> None:
+    cfg = st.cfg.replace("central", enabled=True, url="https://central.invalid/", token="t" * 40)
+    worker = ExportWorker(cfg)
+    key = _key(st, "B2")
+    worker.dirs.request(key).write_text('{"order_id": "B2"}')
+    assert worker.run_once() == 1
+    notes = json.loads(worker.dirs.warnings(key).read_text())["notes"]
+    assert [n["code"] for n in notes] == ["witness-behind"]
+    worker.dirs.bundle(key).unlink()
+    worker.sweep()
+    assert not worker.dirs.warnings(key).exists()
+    assert not [p for p in worker.dirs.exports.iterdir() if p.name != ".alive"]
+
+
+@pytest.mark.parametrize(
+    ("lang", "said"),
+    [
+        ("en", "Send the central site's evidence bundle of this order instead."),
+        ("zh-CN", "请改为发送中心站点生成的本订单证据包。"),
+    ],
+)
+def test_an_order_in_a_closed_log_tells_the_seller_to_send_the_central_bundle(
+    st: Store, lang: str, said: str
+) -> None:
+    from station.proof.bundle import CLOSED_LOG, WITNESS_BEHIND
+    from web import create_app
+    from web.clips import seller_note
+
+    app = create_app(st.cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
+    with app.test_request_context("/", headers={"Accept-Language": lang}):
+        note = seller_note(CLOSED_LOG, {"key": "ab12", "entries": 7})
+        assert note is not None and said in note and "ab12" in note and "7" in note
+        behind = seller_note(WITNESS_BEHIND, {"accepted": 41})
+        assert behind is not None and "41" in behind
+        assert seller_note("a-code-from-a-newer-station", {}) is None  # its English is shown
+
+
+def test_a_bundle_the_station_removes_as_the_site_opens_it_is_a_503_not_a_500(
+    st: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The station's sweep removes the oldest bundle to make room just after the site found it
+    fresh: the client is told to try again (which asks for it anew), not a server error."""
+    client, url = _client(st)
+    found = BundleCache.get
+
+    def then_swept(self: BundleCache, order_id: str, clips: list) -> Path:  # type: ignore[type-arg]
+        path = found(self, order_id, clips)
+        path.unlink()
+        return path
+
+    monkeypatch.setattr(BundleCache, "get", then_swept)
+    with ExportWorker(st.cfg, poll_s=0.02):
+        resp = client.get(url)
+    assert resp.status_code == 503, resp.get_data(as_text=True)[:300]
+    assert resp.headers["Retry-After"] == "15"

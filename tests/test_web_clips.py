@@ -359,13 +359,14 @@ def test_keyframe_times_come_from_the_index(web_env: WebEnv) -> None:
 def test_evidence_bundle_of_unsigned_clips_is_a_clear_409(viewer, web_env: WebEnv) -> None:
     clip = web_env.clips["plain"]  # indexed without the proof finalizer: nothing to export
     page = viewer.get(order_url(clip.order_id)).get_data(as_text=True)
-    assert f"/clips/{clip.id}/bundle.zip" in page
+    assert f'href="/clips/{clip.id}/bundle"' in page  # the page that says what the export warned
     from station.proof.exports import ExportWorker
 
     with ExportWorker(web_env.cfg, poll_s=0.02):  # the station refuses; the site says why
-        resp = viewer.get(f"/clips/{clip.id}/bundle.zip")
-    assert resp.status_code == 409
-    assert "no signed clips" in resp.get_data(as_text=True)
+        for url in (f"/clips/{clip.id}/bundle", f"/clips/{clip.id}/bundle.zip"):
+            resp = viewer.get(url)
+            assert resp.status_code == 409, url
+            assert "no signed clips" in resp.get_data(as_text=True)
 
 
 def test_evidence_bundle_needs_a_login(web_client, web_env: WebEnv) -> None:
@@ -457,6 +458,53 @@ def test_a_clip_retention_deletes_as_it_is_asked_for_is_a_404_not_a_500(
 
     monkeypatch.setattr(web.clips, "clip_file", then_retention)
     assert viewer.get(f"/clips/{clip.id}/{what}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("what", "status"),
+    [
+        ("{clip}/thumb.jpg", 404),
+        ("{clip}/keyframes/0.jpg", 404),
+        ("{order}", 200),
+        ("{share}/clips/{id}/video", 404),
+        ("{share}/clips/{id}/download", 404),
+        ("{share}/clips/{id}/thumb.jpg", 404),
+        ("{share}/clips/{id}/keyframes/1.jpg", 404),
+        ("{share}", 200),
+        ("{share}/summary", 200),
+    ],
+)
+def test_every_route_reading_a_clip_retention_deletes_as_it_reads_is_not_a_500(
+    web_env: WebEnv, monkeypatch: pytest.MonkeyPatch, what: str, status: int
+) -> None:
+    """The same race on the key frames, the order page (it checks each clip's size on disk),
+    and a share link's clips, page and summary (which verifies the stored clip): the clip is
+    gone (404), or the page says so, never a server error."""
+    from conftest_web import make_app
+    from test_web_share import create_share
+
+    import web.clips
+    import web.summary
+
+    viewer = login(make_app(web_env).test_client(), "viewer")
+    clip = web_env.clips["plain2"]
+    share = create_share(viewer, order_id=clip.order_id)
+    found = web.clips.clip_file
+
+    def then_retention(c: ClipRecord) -> Path | None:
+        path = found(c)
+        if c.id == clip.id and path is not None:
+            _retention_deletes(web_env, clip)
+        return path
+
+    monkeypatch.setattr(web.clips, "clip_file", then_retention)
+    monkeypatch.setattr(web.summary, "clip_file", then_retention)
+    url = what.format(
+        clip=f"/clips/{clip.id}", order=order_url(clip.order_id), share=share, id=clip.id
+    )
+    resp = viewer.get(url)
+    assert resp.status_code == status, resp.get_data(as_text=True)[:300]
+    resp.close()
 
 
 def test_a_clip_deleted_by_retention_says_so_not_missing(web_env: WebEnv) -> None:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from station.proof.exports import (
     ALIVE_S,
@@ -21,6 +22,7 @@ from station.proof.exports import (
     bundle_key,
     bundle_need,
     read_error,
+    read_warnings,
     request_body,
 )
 from station.store.ledger import ClipRecord
@@ -142,6 +144,11 @@ class BundleCache:
             "bundle of order %r not ready after %.0f s; the client retries", order_id, self.wait_s
         )
         raise BundleUnavailable("the station is still building the bundle", station_down=False)
+
+    def warnings(self, bundle: Path) -> dict[str, list[Any]]:
+        """What the station's export said of ``bundle`` (a path ``get`` returned): for whoever
+        downloads it from the order page, not in the bundle (``read_warnings``)."""
+        return read_warnings(self.dirs.warnings(bundle.stem))
 
     def _raise_refusal(self, key: str, *, since: float) -> None:
         err = self.dirs.error(key)

@@ -26,10 +26,17 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
+from station.proof.bundle import CLOSED_LOG, WITNESS_BEHIND
 from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord, Ledger
 from web.auth import require
-from web.bundles import BundleCache, BundleRefused, BundleTooLarge, BundleUnavailable
+from web.bundles import (
+    RETRY_AFTER_S,
+    BundleCache,
+    BundleRefused,
+    BundleTooLarge,
+    BundleUnavailable,
+)
 from web.errors import InsufficientStorage, StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
@@ -37,7 +44,7 @@ from web.handles import current_scope, get_db, get_index, media_store
 from web.index import SearchTimeout
 from web.scope import ScopedIndex, Stations, visible_access, visible_shares
 from web.search import half_width
-from web.streaming import resolve_in, send_stored_file
+from web.streaming import resolve_in, send_stored_file, unless_gone
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +115,20 @@ def serve_video(clip: ClipRecord, *, attachment: bool) -> Response:
         log.error("clip %s (%s) is indexed but its file is missing or outside the store",
                   clip.id, clip.path)  # fmt: skip
         abort(404)
-    try:
-        return send_stored_file(
+    resp = unless_gone(
+        lambda: send_stored_file(
             video, sha256=clip.sha256, download_name=download_name(clip), attachment=attachment
-        )
-    except FileNotFoundError:  # retention deleted it a moment ago: gone, not a server error
-        log.warning("clip %s (%s): its file went as it was opened", clip.id, clip.path)
+        ),
+        clip_named(clip),
+    )
+    if resp is None:  # retention deleted it a moment ago
         abort(404)
+    return resp
+
+
+def clip_named(clip: ClipRecord) -> str:
+    """The clip as a log line names it."""
+    return f"clip {clip.id} ({clip.path})"
 
 
 def counts_as_download() -> bool:
@@ -149,7 +163,9 @@ def clip_views(
             out[-1]["links"] = links[c.id]
             continue
         path = clip_file(c) if check_files else None
-        size_on_disk = path.stat().st_size if path is not None else None
+        st = unless_gone(path.stat, clip_named(c)) if path is not None else None
+        path = path if st is not None else None  # retention may have deleted it just now
+        size_on_disk = st.st_size if st is not None else None
         frames = list(enumerate(keyframes(c)))
         view = _view(
             c,
@@ -362,6 +378,7 @@ def order(order_id: str) -> Any:
         order_id=order_id,
         hold_enabled=not _central(),
         hold=None if _central() else get_index().legal_hold(order_id),
+        bundle_page=not _central(),
         views=clip_views(clips, _clip_url, scope=scope),
         access=visible_access(db.access_log(order_id), scope, db),
         shares=visible_shares(db.shares(order_id), scope),
@@ -457,8 +474,23 @@ def send_bundle(
     store = media_store()
     if store is not None:
         return store.bundle(order_id, clips, clip_id, name)
+    path = _station_bundle(order_id, clips)
+    resp = unless_gone(
+        lambda: send_stored_file(
+            path, sha256=path.stem, mimetype="application/zip", download_name=name,
+            attachment=True,
+        ),
+        f"evidence bundle of order {order_id!r}",
+    )  # fmt: skip
+    if resp is None:  # the station removed it to make room: asking again builds it anew
+        raise StationUnavailable(description="bundle-pending", retry_after=RETRY_AFTER_S)
+    return resp
+
+
+def _station_bundle(order_id: str, clips: list[ClipRecord]) -> Path:
+    """The order's bundle from the station (``BundleCache.get``); its refusals as HTTP errors."""
     try:
-        path = bundle_cache().get(order_id, clips)
+        return bundle_cache().get(order_id, clips)
     except BundleRefused as exc:
         log.warning("evidence bundle for order %r refused by the station: %s", order_id, exc)
         if exc.status == 507:
@@ -476,13 +508,72 @@ def send_bundle(
             description="station-down" if exc.station_down else "bundle-pending",
             retry_after=exc.retry_after,
         ) from exc
-    return send_stored_file(
-        path,
-        sha256=path.stem,
-        mimetype="application/zip",
-        download_name=name,
-        attachment=True,
+
+
+@bp.get("/clips/<int:clip_id>/bundle")
+@require("viewer")
+def bundle_page(clip_id: int) -> Any:
+    """The order page's "Evidence bundle": the station builds it, then the download, or, when
+    its export warned, a page that says what beside the download. Not for a share link's
+    holder: the warnings tell the seller which bundle to send (web/share.py)."""
+
+    clip = _clip_or_404(clip_id)
+    zip_url = url_for("clips.bundle", clip_id=clip.id)
+    clips = get_index().order(clip.order_id)
+    if media_store() is not None or not clips:  # central: its bundles are not the station's
+        return redirect(zip_url, 303)
+    said = bundle_cache().warnings(_station_bundle(clip.order_id, clips))
+    notes = [seller_note(n["code"], n["params"]) or n["text"] for n in said["notes"]]
+    if not notes and not said["warnings"]:
+        return redirect(zip_url, 303)
+    return render_template(
+        "bundle.html",
+        order_id=clip.order_id,
+        order_link=order_url(clip.order_id),
+        zip_url=zip_url,
+        notes=notes,
+        others=said["warnings"],
     )
+
+
+def seller_note(code: str, params: dict[str, Any]) -> str | None:
+    """An export note (station/proof/bundle.py ``ExportNote``) in the reader's language; None
+    for a code this site does not know (its English text is shown then)."""
+    if code == WITNESS_BEHIND:
+        n = params.get("accepted")
+        upto = (
+            _(
+                "The central site (the witness of this station's log) has accepted the log only"
+                " up to %(n)d entries, not up to this order's newest clip.",
+                n=n,
+            )
+            if isinstance(n, int)
+            else _(
+                "The central site (the witness of this station's log) has not accepted any "
+                "checkpoint of this station's log yet."
+            )
+        )
+        then = _(
+            "Until the station's next sync, “packcam verify --witness” calls this bundle not "
+            "cosigned: download it again after that sync. If the witness refused this station's "
+            "log (a station restored from a backup), the check fails with “log-fork”, and the "
+            "clips recorded since the restore are never cosigned."
+        )
+        return f"{upto} {then}"
+    if code == CLOSED_LOG and isinstance(params.get("entries"), int):
+        return str(
+            _(
+                "This order was recorded under a station key that has since been replaced "
+                "(%(key)s, whose log ends at %(n)d entries). “packcam verify --witness” holds this"
+                " bundle to that log's last checkpoint, cosigned only if the central site saw the "
+                "key change; a station restored from a backup made before the key was replaced "
+                "fails that check with “log-fork”. Send the central site's evidence bundle of this"
+                " order instead.",
+                key=str(params.get("key", "")),
+                n=params["entries"],
+            )
+        )
+    return None
 
 
 def bundle_cache() -> BundleCache:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote
 
 from flask import Response, request
@@ -18,6 +18,7 @@ from werkzeug.http import http_date, parse_date, parse_etags, parse_range_header
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
+T = TypeVar("T")
 # Runs of characters an old-style quoted filename cannot carry.
 _NOT_ASCII = re.compile(r'[^\x20-\x7e]+|["\\;%]')
 
@@ -49,6 +50,18 @@ class FileChunks:
 
     def close(self) -> None:
         self.f.close()
+
+
+def unless_gone(read: Callable[[], T], what: str) -> T | None:
+    """``read()``, or None when the file it opens went first: the station deletes clips
+    (retention) and bundles (its export cache) while the site runs, so a file found a moment
+    ago may be gone when opened. The caller answers as for a file that is not there (a 404,
+    "deleted", "try again"), never with a server error."""
+    try:
+        return read()
+    except FileNotFoundError:
+        log.warning("%s: its file went as it was opened", what)
+        return None
 
 
 def resolve_in(root: Path, rel: str) -> Path | None:

@@ -28,7 +28,8 @@ from station.proof.verify import (
     verify_gone_clip,
 )
 from station.store.ledger import ClipRecord
-from web.clips import clip_file
+from web.clips import clip_file, clip_named
+from web.streaming import unless_gone
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +142,12 @@ def _verify_station_clip(clip: ClipRecord, anchors: Anchors) -> Report:
     path = clip_file(clip)
     cfg = current_app.config["PACKCAM"]
     try:
-        if path is None:  # deleted by retention (signed record) is not forgery
+        # deleted by retention (signed record, also just now) is not forgery
+        report = None if path is None else unless_gone(
+            lambda: verify_clip(path, cfg, anchors=anchors), clip_named(clip)
+        )  # fmt: skip
+        if report is None:
             return verify_gone_clip(clip.path, clip.sha256, cfg)
-        report = verify_clip(path, cfg, anchors=anchors)
     except ProofError as exc:
         log.warning("summary: clip %s not verified: %s", clip.id, exc)
         return Report(subject=clip.path)  # nothing checked: not verified

@@ -42,6 +42,21 @@ from station.store.ledger import ClipRecord, Ledger
 log = logging.getLogger(__name__)
 
 
+WITNESS_BEHIND = "witness-behind"  # params: accepted (entries the witness accepted, or absent)
+CLOSED_LOG = "closed-log"  # params: key (the retired key's fingerprint), entries
+
+
+@dataclass(frozen=True)
+class ExportNote:
+    """A warning for the one exporting that is not evidence, so not in the bundle (the next sync
+    may make it untrue): ``code`` (above) and ``params`` let the web site say it in its reader's
+    language; ``text`` is the English one ``ExportResult.warnings`` holds too."""
+
+    code: str
+    text: str
+    params: tuple[tuple[str, int | str], ...] = ()
+
+
 @dataclass
 class ExportResult:
     path: Path
@@ -50,6 +65,11 @@ class ExportResult:
     timestamps: int
     checkpoint_size: int
     warnings: list[str] = field(default_factory=list)
+    notes: list[ExportNote] = field(default_factory=list)  # those of ``warnings`` not in it
+
+    def add_note(self, note: ExportNote) -> None:
+        self.warnings = [*self.warnings, note.text]
+        self.notes = [*self.notes, note]
 
 
 def extract_jpegs(clip: Path, times: list[tuple[float, str]]) -> list[tuple[float, str, bytes]]:
@@ -180,14 +200,16 @@ def _export(
     # refused (a fork), while an older clip is in the part both share.
     witnessed = _witnessed(plog, accepted)
     cp = witnessed if need and witnessed is not None and witnessed.tree_size >= need else None
-    note = ""  # for the one exporting, not written into the bundle (the next sync may cosign)
+    note = None  # for the one exporting, not written into the bundle (the next sync may cosign)
     if need and cp is None and cfg.central.enabled and not without_clips:
         upto = f"up to {witnessed.tree_size} entries" if witnessed else "no checkpoint of it"
-        note = (
+        note = ExportNote(
+            WITNESS_BEHIND,
             f"the central witness has accepted this log {upto}, not up to this order's newest "
             "clip: `verify --witness` calls the bundle not cosigned until the next sync, or "
             "fails it with log-fork if the witness refused this log (a station restored from a "
-            "backup: its clips recorded since are never cosigned, see docs/fleet.md)"
+            "backup: its clips recorded since are never cosigned, see docs/fleet.md)",
+            (("accepted", witnessed.tree_size),) if witnessed else (),
         )
     cp = cp or (_latest_covering(plog, need) if need else None)
     if need and cp is None:
@@ -215,7 +237,7 @@ def _export(
         warnings, without_clips, perm,
     )  # fmt: skip
     if note:
-        res.warnings = [*res.warnings, note]
+        res.add_note(note)
     return res
 
 
@@ -266,14 +288,16 @@ def _export_archived(
         # The chain to the current key starts at the closed log's final checkpoint, so no
         # earlier (cosigned) checkpoint can stand in, and the station does not know whether
         # the witness saw the rotation; the one exporting is told what decides it.
-        res.warnings = [
-            *res.warnings,
+        note = ExportNote(
+            CLOSED_LOG,
             f"this order is in the closed log of the retired key {old_key} ({cp.tree_size} "
             "entries): `verify --witness` holds the bundle to that log's final checkpoint, "
             "cosigned only if the witness saw the rotation; on a station restored from a "
             "backup before `packcam keys rotate` it did not (log-fork): send the central "
             "site's bundle of this order instead (docs/fleet.md)",
-        ]
+            (("key", old_key), ("entries", cp.tree_size)),
+        )
+        res.add_note(note)
     return res
 
 

@@ -21,8 +21,15 @@ from station.capture.codes import sanitize
 from station.config import Config
 from station.errors import RejectedCode
 from station.proof import ProofError
-from station.proof.bundle import export_order
-from station.store.files import SpoolFileError, remove_path, spool_json, take_spool_file
+from station.proof.bundle import ExportResult, export_order
+from station.store.files import (
+    SpoolFileError,
+    atomic_file,
+    fsync_dir,
+    remove_path,
+    spool_json,
+    take_spool_file,
+)
 from station.store.ledger import ClipRecord, Ledger
 from station.store.retention import Policy
 
@@ -33,7 +40,9 @@ EXPORTS_DIR = "exports"  # the station writes here; the web (group packcam) only
 HEARTBEAT = ".alive"  # in EXPORTS_DIR, touched while the worker runs, removed when it stops
 REQUEST_SUFFIX = ".json"
 ERROR_SUFFIX = ".error"
+WARNINGS_SUFFIX = ".warnings"  # beside a bundle whose export warned: what the seller is told
 MAX_REQUEST_BYTES = 4096
+MAX_WARNINGS_BYTES = 1 << 20
 MAX_ORDER_ID = 512
 MAX_PENDING = 8  # requests the web may leave waiting; the station reads no more per pass
 TTL_S = 600.0  # long enough to resume a download with Range, short enough to pick up new tokens
@@ -108,6 +117,9 @@ class ExportDirs:
     def request(self, key: str) -> Path:
         return self.requests / f"{key}{REQUEST_SUFFIX}"
 
+    def warnings(self, key: str) -> Path:
+        return self.exports / f"{key}{WARNINGS_SUFFIX}"
+
 
 class ExportWorker:
     """Builds and signs the evidence bundles the web site asks for, one at a time.
@@ -117,7 +129,10 @@ class ExportWorker:
     removes each request, looks the order up in the station's own index and builds the bundle
     from its own files with ``export_order`` (so it signs only what it built), then renames it
     to ``<data>/exports/<bundle_key>.zip`` (0640; the folder is the station's, group-readable).
-    A refusal goes to ``<key>.error`` (JSON: status, message) so the web can answer at once.
+    A refusal goes to ``<key>.error`` (JSON: status, message) so the web can answer at once;
+    the export's warnings to ``<key>.warnings`` (``warnings_body``) before the bundle has its
+    name, so the web shows them to whoever downloads it from the order page (not in the bundle:
+    the next sync may make them untrue).
     ``.alive`` in the exports folder is touched every ``BEAT_S`` by a second thread (so a long
     build does not look like a stopped station). Bundles are kept ``TTL_S`` (+ grace) within
     ``web.bundle_cache_mb`` and the disk floor; at most
@@ -304,15 +319,21 @@ class ExportWorker:
             )
         self._builds.append(now)
         t0 = time.monotonic()
+        # built under another name: the web serves a bundle once it has its name, and its
+        # warnings must be there by then (the sweep removes one a crash left)
+        staged = out.with_name(f".{out.name}.build")
         try:
-            export_order(self.cfg, order_id, out, perm=0o640)  # the web's group reads it
+            res = export_order(self.cfg, order_id, staged, perm=0o640)  # the web's group reads it
         except ProofError as exc:
             log.warning("export worker: order %r not exported: %s", order_id, exc)
-            out.with_name(out.name + ".part").unlink(missing_ok=True)
+            staged.with_name(staged.name + ".part").unlink(missing_ok=True)
             return self._refuse(key, 409, str(exc))
         except BaseException:
-            out.with_name(out.name + ".part").unlink(missing_ok=True)
+            staged.with_name(staged.name + ".part").unlink(missing_ok=True)
             raise
+        self._write_warnings(key, res)
+        os.replace(staged, out)
+        fsync_dir(out.parent)
         self.dirs.error(key).unlink(missing_ok=True)
         log.info(
             "export worker: order %r signed and bundled in %.1f s (%d MB)",
@@ -329,6 +350,15 @@ class ExportWorker:
         tmp.chmod(0o640)
         os.replace(tmp, err)
         return 0
+
+    def _write_warnings(self, key: str, res: ExportResult) -> None:
+        """Durable before the bundle has its name: no power cut leaves one without its own."""
+        path = self.dirs.warnings(key)
+        if not res.warnings:
+            path.unlink(missing_ok=True)  # an older bundle's of the same key
+            return
+        with atomic_file(path, "w", suffix=".part", perm=0o640, encoding="utf-8") as f:
+            json.dump(warnings_body(res), f, ensure_ascii=False)
 
     def _room(self, need: int) -> bool:
 
@@ -357,6 +387,9 @@ class ExportWorker:
             elif p.name.endswith(ERROR_SUFFIX):
                 if age > 2 * ERROR_TTL_S:
                     p.unlink(missing_ok=True)
+            elif p.name.endswith(WARNINGS_SUFFIX):
+                if not p.with_suffix(".zip").exists():  # they go with their bundle
+                    p.unlink(missing_ok=True)
             elif age >= TTL_S + GRACE_S or not p.name.endswith(".zip"):
                 log.debug("exports: removing %s", p.name)
                 remove_path(p)
@@ -368,12 +401,46 @@ class ExportWorker:
                 break
             log.info("exports: removing %s (%d MB) to make room", p.name, size >> 20)
             p.unlink(missing_ok=True)
+            p.with_suffix(WARNINGS_SUFFIX).unlink(missing_ok=True)
             total -= size
 
 
 def _disk_free(path: Path) -> tuple[int, int]:
     u = shutil.disk_usage(path)
     return u.free, u.total
+
+
+def warnings_body(res: ExportResult) -> dict[str, Any]:
+    """What ``<key>.warnings`` holds: ``warnings``, the English texts the bundle's own
+    ``bundle.json`` holds, and ``notes``, those it does not ({"code", "params", "text"}: see
+    ``ExportNote``)."""
+    noted = {n.text for n in res.notes}
+    return {
+        "warnings": [w for w in res.warnings if w not in noted],
+        "notes": [{"code": n.code, "params": dict(n.params), "text": n.text} for n in res.notes],
+    }
+
+
+def read_warnings(path: Path) -> dict[str, list[Any]]:
+    """A bundle's warnings (``warnings_body``) as the worker wrote them; empty lists when there
+    are none or the file is not what the worker writes."""
+    empty: dict[str, list[Any]] = {"warnings": [], "notes": []}
+    try:
+        body = json.loads(path.read_bytes()[:MAX_WARNINGS_BYTES])
+    except (OSError, ValueError):
+        return empty
+    if not isinstance(body, dict):
+        return empty
+    texts = [str(w) for w in body.get("warnings") or [] if isinstance(w, str)]
+    notes = [
+        n
+        for n in body.get("notes") or []
+        if isinstance(n, dict)
+        and isinstance(n.get("code"), str)
+        and isinstance(n.get("params"), dict)
+        and isinstance(n.get("text"), str)
+    ]
+    return {"warnings": texts, "notes": notes}
 
 
 def read_error(path: Path) -> dict[str, Any] | None:
