@@ -46,7 +46,7 @@ def pins(path: Path) -> dict[str, tuple[Version, int]]:
 
 
 def direct(lock: ModuleType, entry: Any, project: dict) -> list[Requirement]:
-    env = {"platform_machine": entry.platform.split("-")[0], "python_version": "3.11"}
+    env = {"platform_machine": entry.platform.split("-")[0], "python_version": entry.python}
     reqs = [Requirement(r) for r in lock.inputs(entry, project)]
     return [r for r in reqs if r.marker is None or r.marker.evaluate(env)]
 
@@ -102,7 +102,7 @@ def test_a_changed_dependency_makes_exactly_the_locks_that_use_it_stale(lock: Mo
     assert lock.stale(project) == []
     changed = copy.deepcopy(project)
     changed["project"]["optional-dependencies"]["dev"].append("tomli-w>=1,<2")
-    assert {entry.name for entry in lock.stale(changed)} == {"dev", "dev-pi"}
+    assert {entry.name for entry in lock.stale(changed)} == {"dev", "dev-pi", "dev-pi-trixie"}
     changed = copy.deepcopy(project)
     changed["project"]["dependencies"][0] += ",!=18.0.0"
     assert {entry.name for entry in lock.stale(changed)} == {
@@ -140,3 +140,4 @@ def test_lock_check_fails_naming_the_stale_lock_and_the_fix(lock: ModuleType, tm
         bad.stderr
     )
     assert "tools.lock" not in bad.stderr
+
