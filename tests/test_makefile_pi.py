@@ -116,7 +116,8 @@ def test_the_pc_branch_installs_the_dev_lock() -> None:
 
 
 @pytest.mark.parametrize(
-    ("python", "lock"), [("3.11", "pi"), ("3.13", "pi-trixie")]  # Bookworm, Trixie
+    ("python", "lock"),
+    [("3.11", "pi"), ("3.13", "pi-trixie")],  # Bookworm, Trixie
 )
 def test_the_pi_s_python_chooses_the_lock_of_its_release(python: str, lock: str) -> None:
     lines = dry_run("1", python)
