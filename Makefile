@@ -6,11 +6,20 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 comma  := ,
-# The Raspberry Pi branch (Raspberry Pi OS Bookworm 64-bit, Pi 4/5): detected from the device
-# tree, or forced with PACKCAM_PI=1 (PACKCAM_PI=0 turns it off). On x86, `make -n -B
+# The Raspberry Pi branch (Raspberry Pi OS 64-bit, Bookworm or Trixie, Pi 4/5): detected from
+# the device tree, or forced with PACKCAM_PI=1 (PACKCAM_PI=0 turns it off). On x86, `make -n -B
 # PACKCAM_PI=1 venv` prints exactly the commands a Pi would run (tests/test_makefile_pi.py).
 PACKCAM_PI ?= $(shell grep -qs "Raspberry Pi" /proc/device-tree/model && echo 1)
 IS_PI  := $(filter 1,$(PACKCAM_PI))
+# The release is told by the Python that makes the venv, the thing pip's choice of wheels
+# depends on: Python=release for each release the Pi's locks are resolved for (lock.py's
+# RELEASES). Trixie's locks end in -trixie. Any other Python stops `make venv` before apt and
+# pip (pi-python). PI_PYTHON=3.13 fakes a Trixie Pi (tests/test_makefile_pi.py).
+PI_RELEASES := 3.11=Bookworm 3.13=Trixie
+ifeq ($(origin PI_PYTHON),undefined)
+PI_PYTHON := $(if $(IS_PI),$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))
+endif
+PI_RELEASE := $(patsubst $(PI_PYTHON)=%,%,$(filter $(PI_PYTHON)=%,$(PI_RELEASES)))
 # picamera2, python-evdev and gpiozero/lgpio come from apt (libcamera's bindings cannot be
 # built by pip; evdev has no aarch64 wheel and Lite has no python3-dev), so the venv must see
 # the system packages. The Pi's locks leave evdev and gpiozero out, so pip builds nothing.
@@ -19,9 +28,10 @@ VENV_FLAGS := $(if $(IS_PI),--system-site-packages,)
 # On a Pi the venv gets only what a station needs; add `dev` (EXTRAS=dev,pi) to run the tests.
 EXTRAS ?= $(if $(IS_PI),pi,dev)
 # The venv is installed from the hashed lock for EXTRAS, requirements/<extras, sorted, joined by
-# "-">.lock (dev, fleet, pi, fleet-pi, dev-pi), made by `make lock` from pyproject.toml.
+# "-">.lock (dev, fleet, pi, fleet-pi, dev-pi; on a Trixie Pi pi-trixie, fleet-pi-trixie,
+# dev-pi-trixie), made by `make lock` from pyproject.toml.
 space  := $(subst ,, )
-LOCK_NAME := $(subst $(space),-,$(sort $(subst $(comma), ,$(EXTRAS))))
+LOCK_NAME := $(subst $(space),-,$(sort $(subst $(comma), ,$(EXTRAS))))$(if $(IS_PI),$(if $(filter Trixie,$(PI_RELEASE)),-trixie))
 LOCK   := requirements/$(LOCK_NAME).lock
 # `make lock` runs uv from its own small venv (uv locked in requirements/tools.lock);
 # LOCK_ARGS=--upgrade moves every pin to the newest version pyproject allows,
@@ -32,6 +42,7 @@ LOCK_ARGS ?=
 # Bookworm's numpy 1.24 and fails with "numpy.dtype size changed". The lock's PyPI build,
 # installed into the venv over it, matches numpy 2 (raspberrypi/picamera2#1088, #1211; why not
 # pin numpy instead: docs/raspberry-pi.md). The import check names this as the fix by hand.
+# Trixie's apt builds against numpy 2.2, which the lock's newer numpy 2 loads: harmless there.
 PI_SIMPLEJPEG := simplejpeg>=1.8.1
 PI_IMPORTS := picamera2 evdev gpiozero
 # pyzbar needs libzbar0; the overlay needs a font with Chinese glyphs; openssl signs/timestamps;
@@ -55,7 +66,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: all deps test-deps venv pi-check demo doctor test lint lock lock-check config-docs bench clean FORCE
+.PHONY: all deps test-deps venv pi-python pi-check demo doctor test lint lock lock-check config-docs bench clean FORCE
 
 all: test
 
@@ -76,7 +87,7 @@ test-deps: .test-deps-stamp
 # The stamp names the lock the venv was made from: another EXTRAS installs again.
 VENV_LOCK := $(shell cat $(VENV)/.installed 2>/dev/null)
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml $(LOCK) $(if $(filter-out $(LOCK_NAME),$(VENV_LOCK)),FORCE,) | .deps-stamp
+$(VENV)/.installed: pyproject.toml $(LOCK) $(if $(filter-out $(LOCK_NAME),$(VENV_LOCK)),FORCE,) | $(if $(IS_PI),pi-python) .deps-stamp
 	$(PYTHON) requirements/lock.py --check $(LOCK_NAME)
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(PY) -m pip install -q --require-hashes $(if $(IS_PI),--ignore-installed,) -r $(LOCK)
@@ -85,6 +96,13 @@ ifneq ($(IS_PI),)
 	$(call pi_import_check)
 endif
 	@echo $(LOCK_NAME) > $@
+
+# A Pi whose Python no lock is resolved for (Ubuntu's 3.12, a future release's 3.14): stop at
+# once, before apt and pip (a make error, so `make -n` stops too), rather than install a lock
+# whose markers and wheels were never checked for that Python.
+pi_supported := $(subst $(space)Python, or Python,$(foreach r,$(PI_RELEASES),Python $(word 1,$(subst =, ,$r)) (Raspberry Pi OS $(word 2,$(subst =, ,$r)))))
+pi-python:
+	$(if $(PI_RELEASE),,$(error packcam: this Pi's $(PYTHON) is Python $(or $(PI_PYTHON),(no answer)); packcam's Pi locks are for $(pi_supported). Flash Raspberry Pi OS Lite (64-bit), Trixie (the Imager's default) or Bookworm (Raspberry Pi OS (other)), then make venv again: docs/raspberry-pi.md, step 1))
 
 # Only for a lock that does not exist: a rule for an existing one would run under `make -B`
 # (and show in `make -n -B venv`) and stop it.

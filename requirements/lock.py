@@ -22,6 +22,12 @@ PYTHON_VERSION = "3.11"
 # would not load there, so the resolver must not pick them.
 PC = "x86_64-manylinux_2_36"
 PI = "aarch64-manylinux_2_36"
+# Raspberry Pi OS Trixie (the Imager's default since late 2025): Python 3.13, glibc 2.41. uv
+# 0.13 knows manylinux tags up to 2_40, and a wheel for 2_40 loads on 2.41.
+PI_TRIXIE = "aarch64-manylinux_2_40"
+PI_TRIXIE_PYTHON = "3.13"
+# The Pi's releases by platform: the Makefile's PI_RELEASES picks a Pi's locks by its Python.
+RELEASES = {PI: "Bookworm", PI_TRIXIE: "Trixie"}
 # On a Pi these come from apt into a --system-site-packages venv (evdev has no aarch64 wheel and
 # Lite cannot build it; gpiozero needs apt's lgpio): pip finds them there, so the Pi's locks
 # leave them out (pyproject's bounds still say which versions packcam works with).
@@ -47,6 +53,7 @@ class Lock:
     platform: str
     from_apt: tuple[str, ...] = ()
     tools: bool = False
+    python: str = PYTHON_VERSION
 
     @property
     def path(self) -> Path:
@@ -56,20 +63,25 @@ class Lock:
     def purpose(self) -> str:
         if self.tools:
             return "the tools `make lock` runs (uv)"
-        where = "a Raspberry Pi (aarch64, Bookworm)" if self.platform == PI else "a PC (x86_64)"
+        release = RELEASES.get(self.platform)
+        where = f"a Raspberry Pi (aarch64, {release})" if release else "a PC (x86_64)"
         extras = ",".join(self.extras)
         apt = f" ({', '.join(self.from_apt)} from apt)" if self.from_apt else ""
-        return f"packcam[{extras}] on {where}, Python {PYTHON_VERSION}{apt}"
+        return f"packcam[{extras}] on {where}, Python {self.python}{apt}"
 
 
-# The Makefile picks requirements/<EXTRAS, sorted, joined by "-">.lock. The first is made
-# first, and the others take its versions: a station runs what the tests ran.
+# The Makefile picks requirements/<EXTRAS, sorted, joined by "-">.lock, with "-trixie" on a
+# Trixie Pi. The first is made first, and the others take its versions: a station runs what
+# the tests ran, on either release.
 LOCKS = (
     Lock("dev", ("dev",), PC),  # `make test`, `make demo` on a PC
     Lock("fleet", ("fleet",), PC),  # a central server
     Lock("pi", ("pi",), PI, PI_FROM_APT),  # a station
     Lock("fleet-pi", ("fleet", "pi"), PI, PI_FROM_APT),  # a station that archives to S3
     Lock("dev-pi", ("dev", "pi"), PI, PI_FROM_APT),  # the tests on a Pi
+    Lock("pi-trixie", ("pi",), PI_TRIXIE, PI_FROM_APT, python=PI_TRIXIE_PYTHON),
+    Lock("fleet-pi-trixie", ("fleet", "pi"), PI_TRIXIE, PI_FROM_APT, python=PI_TRIXIE_PYTHON),
+    Lock("dev-pi-trixie", ("dev", "pi"), PI_TRIXIE, PI_FROM_APT, python=PI_TRIXIE_PYTHON),
     Lock("tools", (), PC, tools=True),
 )
 
@@ -103,7 +115,7 @@ def fingerprint(lock: Lock, project: dict) -> str:
     data = {
         "requires": inputs(lock, project),
         "requires-python": project["project"].get("requires-python"),
-        "python": PYTHON_VERSION,
+        "python": lock.python,
         "platform": lock.platform,
         "from-apt": sorted(lock.from_apt),
     }
@@ -164,7 +176,7 @@ def compile_lock(
         cmd = [
             uv, "pip", "compile", str(req_in), "--output-file", str(out), "--quiet",
             "--generate-hashes", "--no-header", "--annotation-style", "line",
-            "--python-version", PYTHON_VERSION, "--python-platform", lock.platform,
+            "--python-version", lock.python, "--python-platform", lock.platform,
             "--only-binary", ":all:",  # nothing is compiled on a Pi without python3-dev
         ]  # fmt: skip
         if like is not None:

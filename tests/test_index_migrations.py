@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+from contextlib import closing
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -62,7 +63,7 @@ def _rows(conn: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
 def test_an_old_index_migrates_forward_and_keeps_every_row(tmp_path: Path) -> None:
     old = tmp_path / "old.sqlite3"
     version = _old_index(old)
-    with sqlite3.connect(str(old)) as conn:
+    with closing(sqlite3.connect(str(old))) as conn:
         before = _rows(conn)
         old_cols = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in before}
     assert all(before.values()), "the fixture has a row in every table"
@@ -93,7 +94,7 @@ def test_the_owners_schema_up_to_the_fixture_version_is_the_old_schema(tmp_path:
     try:
         for script in MIGRATIONS[:version]:
             conn.executescript(script)
-        with sqlite3.connect(str(old)) as o:
+        with closing(sqlite3.connect(str(old))) as o:
             assert _schema(conn) == _schema(o)
     finally:
         conn.close()

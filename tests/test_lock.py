@@ -46,7 +46,7 @@ def pins(path: Path) -> dict[str, tuple[Version, int]]:
 
 
 def direct(lock: ModuleType, entry: Any, project: dict) -> list[Requirement]:
-    env = {"platform_machine": entry.platform.split("-")[0], "python_version": "3.11"}
+    env = {"platform_machine": entry.platform.split("-")[0], "python_version": entry.python}
     reqs = [Requirement(r) for r in lock.inputs(entry, project)]
     return [r for r in reqs if r.marker is None or r.marker.evaluate(env)]
 
@@ -102,7 +102,7 @@ def test_a_changed_dependency_makes_exactly_the_locks_that_use_it_stale(lock: Mo
     assert lock.stale(project) == []
     changed = copy.deepcopy(project)
     changed["project"]["optional-dependencies"]["dev"].append("tomli-w>=1,<2")
-    assert {entry.name for entry in lock.stale(changed)} == {"dev", "dev-pi"}
+    assert {entry.name for entry in lock.stale(changed)} == {"dev", "dev-pi", "dev-pi-trixie"}
     changed = copy.deepcopy(project)
     changed["project"]["dependencies"][0] += ",!=18.0.0"
     assert {entry.name for entry in lock.stale(changed)} == {
@@ -140,3 +140,26 @@ def test_lock_check_fails_naming_the_stale_lock_and_the_fix(lock: ModuleType, tm
         bad.stderr
     )
     assert "tools.lock" not in bad.stderr
+
+
+def test_each_pi_release_the_makefile_knows_has_a_lock_for_every_pi_extras(
+    lock: ModuleType,
+) -> None:
+    """`make venv` on a Pi picks requirements/<extras>[-trixie].lock by its Python (the
+    Makefile's PI_RELEASES): each of those Pythons has the same Pi locks, resolved for it."""
+    line = next(
+        line
+        for line in (REPO / "Makefile").read_text(encoding="utf-8").splitlines()
+        if line.startswith("PI_RELEASES")
+    )
+    releases = dict(pair.split("=") for pair in line.split(":=")[1].split())
+    assert releases == {"3.11": "Bookworm", "3.13": "Trixie"}
+    pi = [entry for entry in lock.LOCKS if entry.platform in lock.RELEASES]
+    by_python: dict[str, set[tuple[str, ...]]] = {}
+    for entry in pi:
+        assert lock.RELEASES[entry.platform] == releases[entry.python], entry.name
+        suffix = "" if entry.python == "3.11" else f"-{releases[entry.python].lower()}"
+        assert entry.name == "-".join(sorted(entry.extras)) + suffix
+        by_python.setdefault(entry.python, set()).add(entry.extras)
+    assert by_python.keys() == releases.keys()
+    assert by_python["3.11"] == by_python["3.13"]

@@ -22,7 +22,9 @@ def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     if exe is None:  # CI runs `make test`: make is always there; never skip silently
         pytest.fail("make is not installed")
     full_env = {
-        k: v for k, v in os.environ.items() if k not in ("PACKCAM_PI", "EXTRAS", "MAKEFLAGS")
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PACKCAM_PI", "PI_PYTHON", "EXTRAS", "MAKEFLAGS")
     }
     full_env.update(env or {})
     return subprocess.run(
@@ -35,10 +37,11 @@ def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-def dry_run(pi: str) -> list[str]:
-    """`make -n -B venv`: every command the venv target would run, nothing executed."""
+def dry_run(pi: str, python: str = "3.11") -> list[str]:
+    """`make -n -B venv`: every command the venv target would run, nothing executed, on a Pi
+    whose python3 is ``python`` (Bookworm's unless told)."""
     before = sorted(p.name for p in REPO.iterdir())
-    result = make("-n", "-B", f"PACKCAM_PI={pi}", "venv")
+    result = make("-n", "-B", f"PACKCAM_PI={pi}", f"PI_PYTHON={python}", "venv")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in REPO.iterdir()) == before  # a dry run leaves nothing behind
     # -B remakes every target: the lock that exists must not be "remade" by the missing-lock
@@ -92,7 +95,7 @@ def test_the_pi_lock_brings_simplejpeg_for_numpy_2_and_leaves_evdev_and_gpiozero
 def test_a_non_root_user_hands_apt_its_noninteractive_frontend_through_sudo() -> None:
     """`make venv` as the Pi's own user runs apt through sudo, whose env_reset drops a
     DEBIAN_FRONTEND set in front of sudo: it must be set behind it."""
-    result = make("-n", "-B", "PACKCAM_PI=1", "SUDO=sudo", "venv")
+    result = make("-n", "-B", "PACKCAM_PI=1", "PI_PYTHON=3.11", "SUDO=sudo", "venv")
     assert result.returncode == 0, result.stderr
     (loop,) = [line for line in result.stdout.splitlines() if "dpkg-query" in line]
     assert "sudo apt-get update -qq" in loop
@@ -113,11 +116,60 @@ def test_the_pc_branch_installs_the_dev_lock() -> None:
 
 
 @pytest.mark.parametrize(
-    ("extras", "lock"),
-    [("dev,pi", "dev-pi"), ("pi,dev", "dev-pi"), ("fleet", "fleet"), ("pi,fleet", "fleet-pi")],
+    ("python", "lock"),
+    [("3.11", "pi"), ("3.13", "pi-trixie")],  # Bookworm, Trixie
 )
-def test_extras_choose_their_lock(extras: str, lock: str) -> None:
-    result = make("-n", "-B", "PACKCAM_PI=1", f"EXTRAS={extras}", "venv")
+def test_the_pi_s_python_chooses_the_lock_of_its_release(python: str, lock: str) -> None:
+    lines = dry_run("1", python)
+    assert f"python3 requirements/lock.py --check {lock}" in lines
+    assert any(line.endswith(f"--ignore-installed -r requirements/{lock}.lock") for line in lines)
+    assert lines[-1] == f"echo {lock} > .venv/.installed"
+    assert apt_list(lines) == BASE_APT + PI_APT
+
+
+def test_the_release_is_told_by_the_python_that_makes_the_venv(tmp_path: Path) -> None:
+    python = tmp_path / "python3"  # answers the Makefile's version question as Trixie's would
+    python.write_text("#!/bin/sh\necho 3.13\n")
+    python.chmod(0o755)
+    result = make("-n", "-B", "PACKCAM_PI=1", f"PYTHON={python}", "venv")
+    assert result.returncode == 0, result.stderr
+    assert f"{python} requirements/lock.py --check pi-trixie" in result.stdout
+    assert "-r requirements/pi-trixie.lock" in result.stdout
+
+
+@pytest.mark.parametrize("python", ["3.12", "3.14", ""])  # "": python3 did not answer
+def test_a_pi_whose_python_no_lock_targets_stops_at_once_saying_what_to_flash(
+    python: str,
+) -> None:
+    result = make("-n", "-B", "PACKCAM_PI=1", f"PI_PYTHON={python}", "venv")
+    assert result.returncode != 0
+    assert result.stdout == ""  # before apt, before pip: not one command
+    (message,) = [line for line in result.stderr.splitlines() if "packcam:" in line]
+    assert f"python3 is Python {python or '(no answer)'};" in message
+    assert "Python 3.11 (Raspberry Pi OS Bookworm)" in message
+    assert "Python 3.13 (Raspberry Pi OS Trixie)" in message
+    assert "Raspberry Pi OS Lite (64-bit)" in message and "docs/raspberry-pi.md" in message
+
+
+def test_a_pc_does_not_ask_which_python_the_pi_has() -> None:
+    result = make("-n", "-B", "PACKCAM_PI=0", "PI_PYTHON=3.12", "venv")
+    assert result.returncode == 0, result.stderr
+    assert "-r requirements/dev.lock" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("python", "extras", "lock"),
+    [
+        ("3.11", "dev,pi", "dev-pi"),
+        ("3.11", "pi,dev", "dev-pi"),
+        ("3.11", "fleet", "fleet"),
+        ("3.11", "pi,fleet", "fleet-pi"),
+        ("3.13", "dev,pi", "dev-pi-trixie"),
+        ("3.13", "pi,fleet", "fleet-pi-trixie"),
+    ],
+)
+def test_extras_choose_their_lock(python: str, extras: str, lock: str) -> None:
+    result = make("-n", "-B", "PACKCAM_PI=1", f"PI_PYTHON={python}", f"EXTRAS={extras}", "venv")
     assert result.returncode == 0, result.stderr
     assert f"-r requirements/{lock}.lock" in result.stdout
 
@@ -141,7 +193,8 @@ def fake_venv(tmp_path: Path) -> Path:
 def pi_check(venv: Path) -> subprocess.CompletedProcess[str]:
     # -o: take the venv as made, so only the import check runs.
     return make(
-        "-s", "-o", f"{venv}/.installed", "PACKCAM_PI=1", f"VENV={venv}", "pi-check",
+        "-s", "-o", f"{venv}/.installed", "PACKCAM_PI=1", "PI_PYTHON=3.11", f"VENV={venv}",
+        "pi-check",
         env={"PYTHONPATH": str(venv / "mods")},
     )  # fmt: skip
 

@@ -7,7 +7,8 @@ import hashlib
 import io
 import itertools
 import json
-from contextlib import redirect_stdout
+import sqlite3
+from contextlib import closing, redirect_stdout
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -153,13 +154,8 @@ def test_every_stop_rule_yields_exactly_the_expected_clips(e2e_cfg: config_mod.C
         assert c.started_at.tzinfo is not None
     # No half-clip left behind, and the rejected scan was logged with a reason.
     assert list((data / "tmp").glob("*.mp4")) == []
-    import sqlite3
-
-    rows = (
-        sqlite3.connect(data / "index.sqlite3")
-        .execute("SELECT note FROM scan_events WHERE kind = 'rejected'")
-        .fetchall()
-    )
+    with closing(sqlite3.connect(data / "index.sqlite3")) as conn:
+        rows = conn.execute("SELECT note FROM scan_events WHERE kind = 'rejected'").fetchall()
     assert len(rows) == 1 and "control" in rows[0][0]
 
 

@@ -198,7 +198,7 @@ def test_a_failing_receiver_is_retried_with_back_off(
     assert got[0][2] == got[1][2] == got[2][2]  # the same bytes every time
     assert {g[1]["X-Packcam-Delivery"] for g in got} == {d.uid}
     assert (d.attempts, d.status, d.last_code) == (3, "delivered", 200)
-    with sqlite3.connect(cfg.station.data_dir / QUEUE_NAME) as c:
+    with contextlib.closing(sqlite3.connect(cfg.station.data_dir / QUEUE_NAME)) as c:
         rows = c.execute("SELECT code, at FROM attempts ORDER BY at").fetchall()
     assert [r[0] for r in rows] == [500, 503, 200]
     # The sender's own attempt times (not the receiver's, which a loaded machine delays by
