@@ -115,6 +115,7 @@ def test_the_export_holds_the_remaining_clip_and_the_signed_deletion_record(
     assert f"clips/{Path(first.path).name}" not in names
     record = json.loads(read_zip(path, gone["deletion_record"]))
     assert record["sha256"] == first.sha256 and record["deleted_utc"].startswith("2027-03-01")
+    assert "This bundle is partial" in read_zip(path, "VERIFY.md").decode()
     assert (
         "已被工位的保留策略于 2027-03-01 02:00:00 UTC 删除"
         in read_zip(path, "summary.html").decode()
@@ -277,3 +278,20 @@ def test_the_verify_page_names_the_deleted_clip_in_both_languages(
     for w in words:
         assert w in body, (w, body[-4000:])
     assert first.sha256 in body
+
+
+def test_the_share_summary_dates_the_deleted_clip_in_both_languages(
+    partial: tuple[Store, Path, ClipRecord], tmp_path: Path
+) -> None:
+    """The order's summary (the station's own clips, not a bundle): the clip left keeps its
+    claims, the deleted one is named with its date, and the order is not called verified."""
+    from test_share_summary import parts, summary_of
+
+    st, _, first = partial
+    st = st.copy(tmp_path / "data")
+    p = {k: html.unescape(v) for k, v in parts(summary_of(st, "A1")[0]).items()}
+    assert "verdict-authentic" not in p["en"] and "verdict-tampered" not in p["en"]
+    assert "Clip 1 of this order (" in p["en"] and first.sha256 in p["en"]
+    assert "was deleted by the station's retention on 2027-03-01" in p["en"]
+    assert "本订单第 1 段视频（" in p["zh"] and "被工位的保留策略删除" in p["zh"]
+    assert "The file is the one the station hashed and signed" in p["en"]  # the clip left

@@ -771,7 +771,23 @@ proofs (`verify.py` recomputes them). `SHA256SUMS` only detects transport damage
 """
 
 
+PARTIAL_NOTE = """
+## 本证据包不完整 / This bundle is partial
+
+本订单有 {n} 段视频已被工位的保留策略删除，包内没有这些视频，只有工位签名的删除记录
+（`deleted/`）。验证结果只针对包内的视频；删除记录是卖家自己的声明，只说明缺口和删除日期，
+不能证明被删除的视频内容。
+
+{n} clip(s) of this order were deleted by the station's retention: they are not in this
+bundle, only the station's signed deletion records are (`deleted/`). The verdict is for the
+clips that are here; a deletion record is the seller's own statement: it explains the gap and
+dates it, it proves nothing of what the deleted clip showed. The verifiers print each one as
+`clip-deleted-by-retention`.
+"""
+
+
 def verify_md(index: dict[str, Any], ca_fp: str | None, tsa_fps: list[str]) -> str:
+    gaps = len(index.get("deleted_clips") or [])
     return VERIFY_TEMPLATE.format(
         order=index["order_id"],
         station=index["station"],
@@ -780,7 +796,7 @@ def verify_md(index: dict[str, Any], ca_fp: str | None, tsa_fps: list[str]) -> s
         ca_fp=ca_fp or "—",
         tsa_fps=", ".join(f"`{f}`" for f in tsa_fps) or "—",
         max_delay=15,
-    )
+    ) + (PARTIAL_NOTE.format(n=gaps) if gaps else "")
 
 
 def _tokens_text(n: int) -> str:

@@ -1857,7 +1857,17 @@ def verify_gone_clip(rel: str, sha256: str, cfg: Config) -> Report:
         archived = st.log.archived_entries_for_clip(sha256) if not entries else []
         e = entries[-1] if entries else archived[-1][1] if archived else None
         body = json.loads(e.manifest) if e is not None else {}
-        by_retention, why = _retention_deletion(st, st.clips.raw_row_by_sha256(sha256), rel, body)
+        row = st.clips.raw_row_by_sha256(sha256)
+        by_retention, why = _retention_deletion(st, row, rel, body)
+        stored = st.holds.deletion_of_clip(row["id"]) if by_retention and row else None
+        if stored is not None:  # what the summary says of it, with its date (verified above)
+            rec = json.loads(bytes(stored["record"]))
+            report.facts["deleted"] = {
+                "sha256": sha256,
+                "started_at": body.get("started_at"),
+                "ended_at": body.get("ended_at"),
+                "deleted_utc": rec["deleted_utc"],
+            }
     if by_retention:
         report.add(
             "file", WARN, f"the clip's file is gone: {why}; not verifiable here",
