@@ -160,7 +160,8 @@ def test_the_strangers_verifier_reports_the_deletion_and_a_partial_result(
 
 def _forged(partial: tuple[Store, Path, ClipRecord], tmp: Path, what: str) -> Path:
     """The bundle with its deletion record changed by the station key's holder (who can sign
-    the bundle manifest again): signed by another key, unsigned, or for another clip."""
+    the bundle manifest again): signed by another key, unsigned, for another clip, or one
+    saying the clip went younger than its own minimum age."""
     st, path, _ = partial
     (gone,) = bundle_index(path)["deleted_clips"]
     record = read_zip(path, gone["deletion_record"])
@@ -177,6 +178,12 @@ def _forged(partial: tuple[Store, Path, ClipRecord], tmp: Path, what: str) -> Pa
         forged = canonical_json(body)
         changes[gone["deletion_record"]] = forged
         changes[gone["deletion_signature"]] = key.sign(forged)
+    elif what == "too-young":  # deleted sooner than the record's own age rule allowed
+        body = json.loads(record)
+        body["min_age_days"] = 1000
+        forged = canonical_json(body)
+        changes[gone["deletion_record"]] = forged
+        changes[gone["deletion_signature"]] = key.sign(forged)
     elif what == "dropped":  # the record and the deleted clip's entry left out: a silent gap
         index = bundle_index(path)
         del index["deleted_clips"]
@@ -187,7 +194,7 @@ def _forged(partial: tuple[Store, Path, ClipRecord], tmp: Path, what: str) -> Pa
     return resign_bundle(path, tmp / f"{what}.zip", key, changes)
 
 
-@pytest.mark.parametrize("what", ["other-key", "unsigned", "other-clip"])
+@pytest.mark.parametrize("what", ["other-key", "unsigned", "other-clip", "too-young"])
 def test_a_deletion_record_that_is_not_the_stations_for_that_clip_is_not_accepted(
     partial: tuple[Store, Path, ClipRecord], tmp_path: Path, what: str
 ) -> None:

@@ -1393,6 +1393,11 @@ def _deletion_problem(
         return "the deletion record gives another start time"
     if ended is None or deleted < ended:
         return "the deletion record says it was deleted before it was recorded"
+    min_age = d.get("min_age_days")  # as `packcam audit`: its own rule, broken, is no retention
+    if not isinstance(min_age, int | float) or (deleted - started).total_seconds() < (
+        min_age * 86400 - 1
+    ):
+        return f"the deletion record says it was deleted younger than its minimum age ({min_age})"
     return None
 
 
