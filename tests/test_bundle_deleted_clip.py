@@ -5,8 +5,6 @@ from __future__ import annotations
 import html
 import io
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +18,8 @@ from proof_support import (  # noqa: F401 (fixtures)
     store,
     tsa_ec,
 )
+from test_proof_kit import _kit, _pins
+from test_share_summary import parts, summary_of
 
 from station import cli as station_cli
 from station.proof.bundle import export_order
@@ -30,6 +30,7 @@ from station.proof.keys import StationKey
 from station.proof.verify import AUTHENTIC, TAMPERED, Report, verify_bundle
 from station.store.ledger import ClipRecord, Ledger
 from station.store.retention import DiskSpace, Policy, RetentionManager, station_signer
+from web import create_app
 
 DELETED_WHEN = datetime(2027, 3, 1, 2, 0, tzinfo=UTC)
 
@@ -75,26 +76,6 @@ def partial(
     assert out.clips == 1
     assert any("deleted by this station's retention" in w for w in out.warnings), out.warnings
     return st, out.path, first
-
-
-def _pins(st: Store) -> list[str]:
-    return ["--ca", str(st.data / "proof-public/company-ca.crt"), "--tsa-ca", str(st.tsa.root)]
-
-
-def _kit(bundle: Path, tmp: Path, *args: str) -> tuple[int, str]:
-    script = tmp / "verify.py"
-    script.write_bytes(read_zip(bundle, "verify.py"))
-    r = subprocess.run(
-        [sys.executable, "-I", str(script), str(bundle), *args],
-        cwd=tmp,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin"},
-        check=False,
-        timeout=120,
-    )
-    assert "Traceback" not in r.stderr, r.stderr
-    return r.returncode, r.stdout
 
 
 def _deleted_lines(report: Report) -> list[str]:
@@ -266,8 +247,6 @@ def test_the_webs_download_of_such_an_order_is_built(
 def test_the_verify_page_names_the_deleted_clip_in_both_languages(
     partial: tuple[Store, Path, ClipRecord], tmp_path: Path, lang: str, words: list[str]
 ) -> None:
-    from web import create_app
-
     st, path, first = partial
     app = create_app(st.cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
     client = app.test_client()
@@ -292,8 +271,6 @@ def test_the_share_summary_dates_the_deleted_clip_in_both_languages(
 ) -> None:
     """The order's summary (the station's own clips, not a bundle): the clip left keeps its
     claims, the deleted one is named with its date, and the order is not called verified."""
-    from test_share_summary import parts, summary_of
-
     st, _, first = partial
     st = st.copy(tmp_path / "data")
     p = {k: html.unescape(v) for k, v in parts(summary_of(st, "A1")[0]).items()}
