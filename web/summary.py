@@ -70,6 +70,9 @@ class ClipClaims:
     checkpoint: dict[str, Any] | None = None
     later_clips: tuple[Any, ...] = ()
     compare: tuple[str, ...] = ()
+    # deleted by the station's retention, by its signed record: sha256, started_at, ended_at,
+    # deleted_utc (the seller's own statement: it dates the gap, it proves nothing)
+    deleted: dict[str, Any] | None = None
 
     @property
     def intact(self) -> bool:
@@ -98,7 +101,12 @@ def claims_from_report(clip: ClipRecord, report: Report) -> ClipClaims:
     if verdict in (TAMPERED, UNVERIFIED):
         # not verified: no check failed, so say what kept it from being checked
         reasons = report.codes() if verdict == TAMPERED else report.reasons()
-        return ClipClaims(clip=clip, verdict=verdict, reasons=tuple(sorted(reasons)))
+        return ClipClaims(
+            clip=clip,
+            verdict=verdict,
+            reasons=tuple(sorted(reasons)),
+            deleted=facts.get("deleted") if verdict == UNVERIFIED else None,
+        )
     tokens = facts.get("tokens") or []
     trusted = next((t for t in tokens if t.get("trusted") and t.get("in_bounds")), None)
     other = next((t for t in tokens if t is not trusted), None) if trusted is None else None

@@ -27,7 +27,7 @@ from station.proof.verify import (
     verify_clip,
 )
 from web import uploads
-from web.formatting import visible
+from web.formatting import fmt_dt, fmt_site_dt, visible
 from web.handles import media_store
 from web.i18n import html_lang
 
@@ -100,6 +100,8 @@ unaltered. The file is only used for this check and is not kept.</p>
 <hr>
 <p class="verdict {{ verdict.css }}">{{ verdict.title }}</p>
 <p>{{ verdict.detail }}</p>
+{% if verdict.gaps %}<ul class="gaps">{% for g in verdict.gaps.clips %}<li class="warn">{{ g }}</li>
+{% endfor %}</ul><p>{{ verdict.gaps.note }}</p>{% endif %}
 {% if verdict.anchors %}<p>{{ verdict.anchors_label }}
 (<a href="{{ url_for('verify.trust') }}">/trust</a>)</p>
 <ul>{% for a in verdict.anchors %}<li><code>{{ a }}</code></li>{% endfor %}</ul>{% endif %}
@@ -256,14 +258,51 @@ def verdict_view(report: Report, anchors: Anchors) -> dict[str, Any]:
         title = _("Not authentic")
         detail = _("Reasons: %(codes)s", codes=", ".join(sorted(report.codes())) or "—")
         css = "fail"
+    gaps = _gaps(report) if v in (AUTHENTIC, UNANCHORED) else {}
+    if gaps:  # the verdict is for the clips here: the title must not read as the whole order
+        title += " — " + gaps["title"]
     return {
         "css": css,
         "title": ("✔ " if css == "ok" else "✘ " if css == "fail" else "⚠ ") + title,
         "detail": detail,
+        "gaps": gaps,
         "anchors": anchors.describe(),
         "anchors_label": _("Checked against this site's published trust anchors:"),
         "compare": report.facts.get("compare", []),
         "compare_label": _("Fingerprints to compare:"),
+    }
+
+
+def _gaps(report: Report) -> dict[str, Any]:
+    """A partial bundle's missing clips, each by the station's signed deletion record, in the
+    reader's language; {} when none is missing."""
+    deleted = report.facts.get("deleted_clips") or []
+    if not deleted:
+        return {}
+    here = len(report.facts.get("clips") or [])
+    return {
+        "title": _(
+            "partial: %(here)d of this order's %(total)d clips are in this bundle",
+            here=here,
+            total=here + len(deleted),
+        ),
+        "clips": [
+            _(
+                "Clip %(n)s of this order (%(start)s – %(end)s, SHA-256 %(sha)s) was deleted by "
+                "the station's retention on %(when)s, by its own signed record.",
+                n=d["clip"],
+                start=fmt_dt(d["started_at"]),
+                end=fmt_dt(d["ended_at"]),
+                sha=d["sha256"],
+                when=fmt_site_dt(d["deleted_utc"]),
+            )
+            for d in deleted
+        ],
+        "note": _(
+            "A deletion record is the seller's own statement: it explains the gap and when it "
+            "arose, it proves nothing of what the deleted clip showed. Note whether the clip "
+            "was deleted after the dispute may have begun."
+        ),
     }
 
 

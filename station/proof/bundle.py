@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -33,6 +34,7 @@ from station.proof.verify import (
     BUNDLE_MANIFEST,
     BUNDLE_MANIFEST_SIG,
     BUNDLE_MANIFEST_TYPE,
+    utc_plain,
 )
 from station.proof.videohash import frames_at, keyframe_times
 from station.store.cursors import WITNESSED_CURSOR, SyncCursors
@@ -121,6 +123,10 @@ def export_order(
     exactly as the whole bundle (the bundle manifest lists the clips' SHA-256), for the
     archiver to upload; the central site streams parts + archived clips as one bundle. A clip
     whose local file is gone (archived, then freed by retention) is listed by its indexed hash.
+
+    Otherwise a clip this station's retention deleted is carried as a gap: its signed manifest,
+    log proof and the signed deletion record (``deleted_clips``); verifiers name it and give
+    their verdict for the clips that are here only.
     """
     data_dir = cfg.station.data_dir
     paths = ProofPaths.from_config(cfg)
@@ -130,17 +136,30 @@ def export_order(
         records = ledger.clips(order_id)
         if not records:
             raise ProofError(f"no clips for order {order_id!r} in {data_dir}")
+        deleted: dict[str, dict[str, Any]] = {}
         for r in records if not without_clips else ():
             done = None if (data_dir / r.path).exists() else ledger.deletion_record(r.path)
-            if done is not None:  # not "missing": that reads as lost or tampered evidence
+            if done is None:
+                continue
+            # not "missing": that reads as lost or tampered evidence
+            when = f"{done['deleted_utc'][:19].replace('T', ' ')} UTC"
+            if done["signature"] is None:
                 raise ProofError(
-                    f"clip {r.path} was deleted by this station's retention on "
-                    f"{done['deleted_utc'][:19].replace('T', ' ')} UTC (a signed deletion "
-                    "record): a bundle holds whole clips, so this order's can no longer be "
+                    f"clip {r.path} was deleted by this station's retention on {when}, and its "
+                    "deletion record is not signed (proofs were off): a bundle can show a gap "
+                    "only by the station's signed record, so this order's can no longer be "
                     "built here"
                 )
+            deleted[r.path] = done
+        if deleted and len(deleted) == len(records):
+            raise ProofError(
+                f"every clip of order {order_id!r} was deleted by this station's retention "
+                "(signed deletion records; `packcam audit` checks them): there is no clip left "
+                "to bundle"
+            )
         accepted = SyncCursors(ledger.db).cursor(WITNESSED_CURSOR)
-        return _export(cfg, paths, plog, records, order_id, out, accepted, without_clips, perm)
+        return _export(cfg, paths, plog, records, order_id, out, accepted, without_clips, perm,
+                       deleted)  # fmt: skip
     finally:
         plog.close()
         ledger.close()
@@ -156,6 +175,7 @@ def _export(
     accepted: int,
     without_clips: bool = False,
     perm: int | None = None,
+    deleted: Mapping[str, dict[str, Any]] | None = None,
 ) -> ExportResult:
     warnings: list[str] = []
     entries: list[LogEntry | None] = []
@@ -185,7 +205,7 @@ def _export(
     old_key = next(iter(logs), "")
     if old_key:
         return _export_archived(cfg, paths, plog, records, entries, order_id, out, old_key,
-                                warnings, without_clips, perm)  # fmt: skip
+                                warnings, without_clips, perm, deleted)  # fmt: skip
     need = max((e.seq + 1 for e in entries if e is not None), default=0)
     queue = None
     if cfg.proof.tsa_urls:
@@ -234,7 +254,7 @@ def _export(
     station_pub = public_pem(station_public_key(paths.public_key, paths.key))
     res = _assemble(
         cfg, paths, plog, records, entries, order_id, out, cp, station_pub, paths.key_cert, [],
-        warnings, without_clips, perm,
+        warnings, without_clips, perm, deleted,
     )  # fmt: skip
     if note:
         res.add_note(note)
@@ -253,6 +273,7 @@ def _export_archived(
     warnings: list[str],
     without_clips: bool = False,
     perm: int | None = None,
+    deleted: Mapping[str, dict[str, Any]] | None = None,
 ) -> ExportResult:
     """An order recorded under a retired key: its closed log up to the final checkpoint, and
     the chain of rotation statements from that key to the current one (which signs the
@@ -282,7 +303,7 @@ def _export_archived(
         )
     res = _assemble(
         cfg, paths, arch, records, entries, order_id, out, cp, chain[0].old_public_pem, cert,
-        links, warnings, without_clips, perm,
+        links, warnings, without_clips, perm, deleted,
     )  # fmt: skip
     if cfg.central.enabled and not without_clips:
         # The chain to the current key starts at the closed log's final checkpoint, so no
@@ -316,6 +337,7 @@ def _assemble(
     warnings: list[str],
     without_clips: bool = False,
     perm: int | None = None,
+    deleted: Mapping[str, dict[str, Any]] | None = None,
 ) -> ExportResult:
     files: dict[str, bytes | Path | ArchivedClip] = {}
     keys: dict[str, str | None] = {"station_public_key": "keys/station-key.pub.pem"}
@@ -347,9 +369,26 @@ def _assemble(
 
     clips_index = []
     summaries = []
+    deleted_index: list[dict[str, Any]] = []
+    gaps: list[Gap] = []
     n_frames = n_tokens = 0
     all_cps = plog.checkpoints()
-    for r, e in zip(records, entries, strict=True):
+    for n, (r, e) in enumerate(zip(records, entries, strict=True), 1):
+        gone_record = (deleted or {}).get(r.path)
+        if gone_record is not None:
+            if e is None:
+                raise ProofError(
+                    f"clip {r.path} was deleted by this station's retention and has no signed "
+                    "manifest: a bundle could not show which clip its gap is"
+                )
+            deleted_index.append(_add_deleted(files, plog, r, e, gone_record, cp))
+            gaps.append(Gap(n, json.loads(e.manifest), json.loads(gone_record["record"])))
+            warnings.append(
+                f"clip {r.path} was deleted by this station's retention on "
+                f"{gone_record['deleted_utc'][:19].replace('T', ' ')} UTC: the bundle carries "
+                "its signed deletion record instead, and verifiers report the gap"
+            )
+            continue
         clip_path = cfg.station.data_dir / r.path
         gone = not clip_path.exists()
         if gone and not without_clips:
@@ -372,18 +411,8 @@ def _assemble(
                 files[name] = tok
                 item["timestamps"].append(name)
             n_tokens += len(tokens)
-            proof = plog.inclusion_proof(e.seq, cp.tree_size)
-            inc = {
-                "log_index": e.seq,
-                "tree_size": cp.tree_size,
-                "leaf_hash": e.leaf_hash,
-                "root_sha256": cp.root_hash,
-                "audit_path": [h.hex() for h in proof],
-                "hashing": "RFC 6962: leaf = SHA-256(0x00 || manifest bytes), "
-                "node = SHA-256(0x01 || left || right)",
-            }
             item["inclusion"] = f"log/{stem}.inclusion.json"
-            files[item["inclusion"]] = json.dumps(inc, indent=2).encode()
+            files[item["inclusion"]] = _inclusion(plog, e, cp)
             first = _first_covering(all_cps, e.seq)
             if first is not None and first.id != cp.id and first.tree_size <= cp.tree_size:
                 item["first_checkpoint"] = _add_first_checkpoint(files, plog, first, cp)
@@ -417,6 +446,8 @@ def _assemble(
         "clips": clips_index,
         "warnings": warnings,
     }
+    if deleted_index:  # absent otherwise: a bundle without gaps reads as before
+        index["deleted_clips"] = deleted_index
     if rotations:
         index["rotations"] = rotations
     files["bundle.json"] = json.dumps(index, indent=2, ensure_ascii=False).encode()
@@ -425,7 +456,7 @@ def _assemble(
     files["verify.py"] = (
         resources.files("station.proof").joinpath("standalone_verify.py").read_bytes()
     )
-    files["summary.html"] = summary_html(index, summaries, cp, ca_fp).encode()
+    files["summary.html"] = summary_html(index, summaries, cp, ca_fp, gaps).encode()
     order_clips = _order_log_indexes(plog, order_id, cp.tree_size)
     try:
         key = StationKey.load(paths.key)
@@ -442,8 +473,62 @@ def _assemble(
         files[BUNDLE_MANIFEST] = manifest
         files[BUNDLE_MANIFEST_SIG] = key.sign(manifest)
     _write_zip(out, files, perm)
-    log.info("exported order %r: %d clip(s) -> %s", order_id, len(records), out)
-    return ExportResult(out, len(records), n_frames, n_tokens, cp.tree_size, warnings)
+    log.info("exported order %r: %d clip(s), %d deleted by retention -> %s", order_id,
+             len(clips_index), len(deleted_index), out)  # fmt: skip
+    return ExportResult(out, len(clips_index), n_frames, n_tokens, cp.tree_size, warnings)
+
+
+def _inclusion(plog: ProofLog | ArchivedLog, e: LogEntry, cp: Checkpoint) -> bytes:
+    """The RFC 9162 inclusion proof of log entry ``e`` in checkpoint ``cp`` (JSON)."""
+    proof = plog.inclusion_proof(e.seq, cp.tree_size)
+    inc = {
+        "log_index": e.seq,
+        "tree_size": cp.tree_size,
+        "leaf_hash": e.leaf_hash,
+        "root_sha256": cp.root_hash,
+        "audit_path": [h.hex() for h in proof],
+        "hashing": "RFC 6962: leaf = SHA-256(0x00 || manifest bytes), "
+        "node = SHA-256(0x01 || left || right)",
+    }
+    return json.dumps(inc, indent=2).encode()
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A clip of the order retention deleted, for the summary: its place among the order's
+    clips (1 = first recorded), its signed manifest and the signed deletion record."""
+
+    n: int
+    manifest: dict[str, Any]
+    record: dict[str, Any]
+
+
+def _add_deleted(
+    files: dict[str, bytes | Path | ArchivedClip],
+    plog: ProofLog | ArchivedLog,
+    r: ClipRecord,
+    e: LogEntry,
+    row: dict[str, Any],
+    cp: Checkpoint,
+) -> dict[str, Any]:
+    """A deleted clip's gap: its signed manifest and log proof (which clip it was: the order's
+    clip count in the bundle manifest includes it) and the station's signed deletion record
+    (why it is not here, by the seller's own word: it vouches for nothing the clip showed)."""
+    base = f"deleted/{Path(r.path).stem}"
+    item = {
+        "clip": f"clips/{Path(r.path).name}",
+        "manifest": f"{base}.manifest.json",
+        "signature": f"{base}.manifest.sig",
+        "inclusion": f"{base}.inclusion.json",
+        "deletion_record": f"{base}.deletion.json",
+        "deletion_signature": f"{base}.deletion.sig",
+    }
+    files[item["manifest"]] = e.manifest
+    files[item["signature"]] = e.signature
+    files[item["inclusion"]] = _inclusion(plog, e, cp)
+    files[item["deletion_record"]] = bytes(row["record"])
+    files[item["deletion_signature"]] = bytes(row["signature"])
+    return item
 
 
 def _add_rotation(
@@ -678,7 +763,23 @@ proofs (`verify.py` recomputes them). `SHA256SUMS` only detects transport damage
 """
 
 
+PARTIAL_NOTE = """
+## 本证据包不完整 / This bundle is partial
+
+本订单有 {n} 段视频已被工位的保留策略删除，包内没有这些视频，只有工位签名的删除记录
+（`deleted/`）。验证结果只针对包内的视频；删除记录是卖家自己的声明，只说明缺口和删除日期，
+不能证明被删除的视频内容。
+
+{n} clip(s) of this order were deleted by the station's retention: they are not in this
+bundle, only the station's signed deletion records are (`deleted/`). The verdict is for the
+clips that are here; a deletion record is the seller's own statement: it explains the gap and
+dates it, it proves nothing of what the deleted clip showed. The verifiers print each one as
+`clip-deleted-by-retention`.
+"""
+
+
 def verify_md(index: dict[str, Any], ca_fp: str | None, tsa_fps: list[str]) -> str:
+    gaps = len(index.get("deleted_clips") or [])
     return VERIFY_TEMPLATE.format(
         order=index["order_id"],
         station=index["station"],
@@ -687,7 +788,7 @@ def verify_md(index: dict[str, Any], ca_fp: str | None, tsa_fps: list[str]) -> s
         ca_fp=ca_fp or "—",
         tsa_fps=", ".join(f"`{f}`" for f in tsa_fps) or "—",
         max_delay=15,
-    )
+    ) + (PARTIAL_NOTE.format(n=gaps) if gaps else "")
 
 
 def _tokens_text(n: int) -> str:
@@ -728,6 +829,37 @@ def _intro_html(tokens: int, clips: int) -> str:
     )
 
 
+def _gaps_html(gaps: list[Gap], here: int) -> str:
+    """The clips of the order retention deleted, first and plain: this bundle is not the whole
+    order's recording, and the deletion record is the seller's own word."""
+    if not gaps:
+        return ""
+    e = html.escape
+    items = []
+    for g in gaps:
+        span = (
+            f"{utc_plain(g.manifest.get('started_at'))} – {utc_plain(g.manifest.get('ended_at'))}"
+        )
+        sha = str(g.manifest.get("sha256"))
+        when = utc_plain(g.record.get("deleted_utc"))
+        items.append(
+            f"<li>本订单第 {g.n} 段视频（{e(span)} UTC，SHA-256 <code>{e(sha)}</code>）"
+            f"已被工位的保留策略于 {e(when)} UTC 删除（依据工位自己签名的删除记录）。<br>\n"
+            f"Clip {g.n} of this order ({e(span)} UTC, SHA-256 <code>{e(sha)}</code>) was "
+            f"deleted by the station's retention on {e(when)} UTC, by its own signed record.</li>"
+        )
+    total = here + len(gaps)
+    return (
+        f'<div class="gaps"><p><b>本证据包不完整：本订单共 {total} 段视频，包内只有 {here} 段。'
+        f"<br>\nThis bundle is partial: {here} of this order's {total} clips are here.</b></p>"
+        f"<ul>{''.join(items)}</ul>"
+        "<p>删除记录是卖家工位自己的声明：它说明缺口的原因和时间，不能证明被删除的视频里有什么。"
+        "请留意删除日期是否在争议发生之后。<br>\nA deletion record is the seller's station's own "
+        "statement: it explains the gap and when it arose, it proves nothing of what the deleted "
+        "clip showed. Note whether it was deleted after the dispute may have begun.</p></div>"
+    )
+
+
 _KIND_TEXT = {"order": "打包 Packing an order", "return": "退货拆箱 Return (unboxing)"}
 
 
@@ -736,6 +868,7 @@ def summary_html(
     summaries: list[tuple[ClipRecord, dict[str, Any], dict[str, Any], int | None, int]],
     cp: Checkpoint,
     ca_fp: str | None,
+    gaps: list[Gap] | None = None,
 ) -> str:
     e = html.escape
     rows = []
@@ -786,11 +919,13 @@ max-width:60em}} th{{text-align:left;padding-right:1em;white-space:nowrap}}
 code{{font-size:.8em;word-break:break-all}} .frames{{display:flex;flex-wrap:wrap;gap:.5em}}
 figure{{margin:0}} img{{width:12em;border:1px solid #999}} figcaption{{font-size:.8em}}
 .clip{{border-top:1px solid #ccc;margin-top:1em}}
+.gaps{{border:2px solid #a40000;padding:0 1em;margin:1em 0}}
 </style></head><body>
 <h1>打包视频证据 · Packing video evidence</h1>
 <p>订单 Order <b>{e(index["order_id"])}</b> · 工位 Station <b>{e(index["station"])}</b>
 · 导出 Exported {e(index["created_utc"])} · {e(index["software"])}</p>
 {_intro_html(sum(n for *_, n in summaries), len(summaries))}
+{_gaps_html(gaps or [], len(summaries))}
 <p>公司根证书 Company CA: <code>{e(ca_fp or "—")}</code></p>
 {"".join(rows)}
 </body></html>

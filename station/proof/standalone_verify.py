@@ -56,6 +56,8 @@ class Result:
         self.signer_anchored = False
         self.time_anchors: list[bool] = []
         self.covered = False
+        self.here = 0  # clips in the bundle
+        self.deleted = 0  # clips of the order deleted by retention, by the station's record
 
     def add(self, status: str, name: str, reason: str, code: str = "") -> None:
         reason = " ".join(reason.split())  # one line per check (openssl's errors span several)
@@ -67,8 +69,20 @@ class Result:
         if failed or not any(c[0] == OK for c in self.checks):
             return 1, "NOT AUTHENTIC (" + ", ".join(failed) + ")"
         if self.signer_anchored and self.time_anchors and all(self.time_anchors) and self.covered:
-            return 0, "AUTHENTIC"
-        return 4, "INTACT BUT NOT ANCHORED: compare the fingerprints above with the seller's"
+            code, text = 0, "AUTHENTIC"
+        else:
+            code, text = (
+                4,
+                "INTACT BUT NOT ANCHORED: compare the fingerprints above with the seller's",
+            )
+        if self.deleted:  # never read as the whole order's recording
+            label, colon, rest = text.partition(":")
+            text = (
+                f"{label} FOR {self.here} OF THIS ORDER'S {self.here + self.deleted} CLIPS "
+                f"(PARTIAL: {self.deleted} deleted by the station's retention, by its own signed "
+                f"record; see the clip-deleted-by-retention lines){colon}{rest}"
+            )
+        return code, text
 
 
 # ---- RFC 9162 Merkle proofs ------------------------------------------------------------------
@@ -337,6 +351,43 @@ def check(
     """Verify the unzipped bundle in ``root``; print every check and the verdict."""
     with tempfile.TemporaryDirectory(prefix="packcam-kit-pins-") as pins_dir:
         return _check(root, ca_pins, tsa_pins, max_delay_s, Path(pins_dir), witness)
+
+
+def utc_plain(value: object) -> str:
+    """A signed time as UTC "YYYY-MM-DD HH:MM:SS" (the text as it is when it is not one)."""
+    t = parse_time(str(value))
+    if t is None:
+        return str(value)
+    return (t.astimezone(timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M:%S")  # noqa: UP017
+
+
+def deletion_problem(body: dict[str, Any], record: bytes) -> str | None:
+    """Why a (signature-checked) retention deletion record is not about the clip of the signed
+    manifest ``body``, or None."""
+    try:
+        d = json.loads(record)
+    except ValueError:
+        d = None
+    if not isinstance(d, dict):
+        return "the deletion record is unreadable"
+    deleted, started = parse_time(str(d.get("deleted_utc"))), parse_time(str(d.get("started_utc")))
+    if d.get("type") != "packcam-retention-deletion":
+        return "it is not a retention deletion record"
+    if deleted is None or started is None or deleted.tzinfo is None or started.tzinfo is None:
+        return "the deletion record is unreadable"
+    if any(d.get(f) != body.get(f) for f in ("sha256", "path", "order_id", "station")):
+        return "the deletion record names another clip"
+    claimed, ended = parse_time(str(body.get("started_at"))), parse_time(str(body.get("ended_at")))
+    if claimed is None or claimed.tzinfo is None or abs((claimed - started).total_seconds()) > 1:
+        return "the deletion record gives another start time"
+    if ended is None or ended.tzinfo is None or deleted < ended:
+        return "the deletion record says it was deleted before it was recorded"
+    min_age = d.get("min_age_days")  # as `packcam audit`: its own rule, broken, is no retention
+    if not isinstance(min_age, (int, float)) or (deleted - started).total_seconds() < (
+        min_age * 86400 - 1
+    ):
+        return f"the deletion record says it was deleted younger than its minimum age ({min_age})"
+    return None
 
 
 def signed_after_final(checkpoint: bytes, final: dict[str, Any]) -> bool:
@@ -900,16 +951,80 @@ def _check(
         check_witness(
             res, json.loads(Path(witness).read_bytes()), seen, pins_dir, key_fp(root / pub)
         )
+    # 5. clips of the order the station's retention deleted: the clip's signed manifest in the
+    # log and the station's signed deletion record. The record is the seller's own word: it
+    # explains a gap, it proves nothing of what the clip showed, so it is only ever a warning.
+    want = {int(x) for x in bm.get("order_clips", [])}
+    order = sorted(want or seqs)
+    gone: set[int] = set()
+    for n, item in enumerate(index.get("deleted_clips") or []):
+        pre = f"deleted[{n}] {PurePosixPath(item['clip']).name}"
+        raw = (root / item["manifest"]).read_bytes()
+        body = json.loads(raw.decode("utf-8"))
+        inc = json.loads((root / item["inclusion"]).read_bytes())
+        seq = body.get("seq")
+        why = None
+        if canonical(body).encode("utf-8") != raw or not sig_ok(
+            item["manifest"], item["signature"]
+        ):
+            why = "its manifest is not signed by the station key"
+        elif not (
+            isinstance(seq, int)
+            and inc.get("log_index") == seq
+            and int(inc.get("tree_size", -1)) == cp_size
+            and verify_inclusion(seq, cp_size, leaf_hash(raw),
+                                 [bytes.fromhex(h) for h in inc["audit_path"]], cp_root)
+        ):  # fmt: skip
+            why = "its manifest is not in the bundled signed log"
+        elif not any(
+            sig_ok(item["deletion_record"], item["deletion_signature"], k) for k in {pub, signer}
+        ):
+            why = "the deletion record is not signed by the station key"
+        else:
+            why = deletion_problem(body, (root / item["deletion_record"]).read_bytes())
+        if why is None and body.get("order_id") != index.get("order_id"):
+            why = f"it is a clip of order {body.get('order_id')!r}"
+        if why is None and (seq in seqs or seq in gone or (order and seq not in order)):
+            why = f"log entry {seq} is not a clip of this order missing from the bundle"
+        if why is not None:
+            res.add(FAIL, pre, f"not accepted as a clip deleted by retention: {why}",
+                    "deletion-record-invalid")  # fmt: skip
+            continue
+        d = json.loads((root / item["deletion_record"]).read_bytes())
+        gone.add(seq)
+        # both parsed with their offsets by deletion_problem
+        age = parse_time(d["deleted_utc"]) - parse_time(body["ended_at"])  # type: ignore[operator]
+        res.add(
+            WARN,
+            pre,
+            f"clip {order.index(seq) + 1 if seq in order else '?'} of this order "
+            f"({utc_plain(body['started_at'])}–{utc_plain(body['ended_at'])[11:]} UTC, sha256 "
+            f"{body['sha256']}) was deleted by the station's retention on "
+            f"{utc_plain(d['deleted_utc'])[:16]} UTC, by its own signed record "
+            f"({age.total_seconds() / 86400:.1f} days after it was recorded; "
+            f"{d.get('reason', '')}): it is not in this bundle; the record is the seller's "
+            "statement, it explains the gap and proves nothing of what the clip showed",
+            "clip-deleted-by-retention",
+        )
+    res.here, res.deleted = len(index["clips"]), len(gone)
     if bm and bm.get("order_id") != index.get("order_id"):
         res.add(FAIL, "order", "the bundle is labelled with another order than the signed "
                 "bundle manifest", "bundle-order-mismatch")  # fmt: skip
-    want = {int(x) for x in bm.get("order_clips", [])}
-    if want - seqs:
+    if want - seqs - gone:
         res.add(
             FAIL,
             "order",
-            f"log entries {sorted(want - seqs)} of this order are missing",
+            f"log entries {sorted(want - seqs - gone)} of this order are missing",
             "order-incomplete",
+        )
+    elif gone:
+        res.add(
+            WARN,
+            "order",
+            f"{len(seqs & want)} of the {len(want)} clip(s) the station logged for this order "
+            f"are here, {len(gone)} deleted by its retention (log entries {sorted(gone)}): the "
+            "result is for the clips here only",
+            "order-partial",
         )
     for c in pem_certs(shipped_ca):
         print(f"     compare: company CA {cert_fingerprint(c)}")

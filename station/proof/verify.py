@@ -55,6 +55,7 @@ from station.store.files import sha256_and_size
 from station.store.holds import HoldTable
 from station.store.ledger import INDEX_NAME
 from station.store.mp4box import iter_boxes
+from station.store.retention import DELETION_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,12 @@ class Report:
         return self.verdict == AUTHENTIC
 
     @property
+    def partial(self) -> bool:
+        """A bundle without some clips of its order (deleted by the station's retention, by
+        its signed record): the verdict is for the clips that are here only."""
+        return bool(self.facts.get("deleted_clips"))
+
+    @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.verdict]
 
@@ -173,12 +180,26 @@ class Report:
             "exit_code": self.exit_code,
             "signer_anchored": self.signer_anchored,
             "time_anchored": self.time_anchored,
+            "partial": self.partial,
             "reasons": sorted(self.reasons()),
             "facts": self.facts,
             "checks": [asdict(c) for c in self.checks],
         }
 
     def summary(self) -> str:
+        text = self._summary()
+        if self.partial and self.verdict in (AUTHENTIC, UNANCHORED):
+            gone = len(self.facts["deleted_clips"])
+            here = len(self.facts.get("clips") or [])
+            label, _, rest = text.partition(":")
+            text = (
+                f"{label} FOR {here} OF THIS ORDER'S {here + gone} CLIPS (PARTIAL: {gone} "
+                f"deleted by the station's retention, by its own signed record; see the "
+                f"clip-deleted-by-retention lines):{rest}"
+            )
+        return text
+
+    def _summary(self) -> str:
         v = self.verdict
         if v == AUTHENTIC:
             return (
@@ -1255,8 +1276,11 @@ def _verify_bundle(
                 "the station clock was not NTP-synchronised when "
                 "this clip was signed: rely on the TSA time",
             )
+    want = {int(x) for x in bm.get("order_clips", [])} if bm is not None else set()
+    gone = _check_deleted_clips(
+        report, b, index, pub, signer, cp_size, cp_root, sorted(want or seqs), seqs
+    )
     if bm is not None:
-        want = {int(x) for x in bm.get("order_clips", [])}
         if bm.get("order_id") != index.get("order_id"):
             report.add(
                 "bundle.order",
@@ -1265,14 +1289,24 @@ def _verify_bundle(
                 f"{bm.get('order_id')!r}",
                 "bundle-order-mismatch",
             )
-        if want - seqs:
+        if want - seqs - gone:
+            held = f" and the deletion records of {len(gone & want)}" if gone else ""
             report.add(
                 "bundle.order",
                 FAIL,
                 f"the station logged {len(want)} clip(s) of this order (log entries "
-                f"{sorted(want)}) but the bundle holds {len(seqs & want)}: entries "
-                f"{sorted(want - seqs)} were left out",
+                f"{sorted(want)}) but the bundle holds {len(seqs & want)}{held}: entries "
+                f"{sorted(want - seqs - gone)} were left out",
                 "order-incomplete",
+            )
+        elif gone:
+            report.add(
+                "bundle.order",
+                WARN,
+                f"the station logged {len(want)} clip(s) of this order: {len(seqs & want)} are "
+                f"here, {len(gone)} deleted by its retention (log entries {sorted(gone)}); the "
+                "verdict is for the clips here only",
+                "order-partial",
             )
         elif want:
             report.add(
@@ -1341,6 +1375,135 @@ def _check_key_frames(
         )
     else:
         report.add(name, OK, f"all {len(frames)} key frames are this clip's own pictures")
+
+
+def _check_deleted_clips(
+    report: Report,
+    b: _Bundle,
+    index: dict[str, Any],
+    pub: Ed25519PublicKey,
+    signer: Ed25519PublicKey,
+    cp_size: int,
+    cp_root: bytes,
+    order: list[int],
+    seqs: set[int],
+) -> set[int]:
+    """The clips of the order the station's retention deleted (``deleted_clips``): each the
+    clip's signed manifest in the bundled log and the deletion record signed by the station
+    key (the log's or, after a rotation, the bundle's). Returns the log entries so accounted
+    for. The record is the seller's own statement: it explains a gap, it vouches for nothing
+    the clip showed, so each is reported (a warning) and none counts towards the verdict."""
+    gone: set[int] = set()
+    for n, item in enumerate(index.get("deleted_clips") or []):
+        name = f"deleted[{n}] {Path(item['clip']).name}"
+        raw = b.read(item["manifest"])
+        body = manifest_mod.from_canonical(raw, b.read(item["signature"])).body
+        record = b.read(item["deletion_record"])
+        why = _deletion_problem(
+            body, raw, b.read(item["signature"]), record, b.read(item["deletion_signature"]),
+            json.loads(b.read(item["inclusion"])), pub, signer, cp_size, cp_root,
+        )  # fmt: skip
+        seq = body.get("seq")
+        if why is None and body.get("order_id") != index.get("order_id"):
+            why = f"it is a clip of order {body.get('order_id')!r}"
+        if why is None and (seq in seqs or seq in gone or (order and seq not in order)):
+            why = f"log entry {seq} is not a clip of this order missing from the bundle"
+        if why is not None or not isinstance(seq, int):  # an int when nothing is wrong
+            report.add(name, FAIL, f"not accepted as a clip deleted by retention: {why}",
+                       "deletion-record-invalid")  # fmt: skip
+            continue
+        d = json.loads(record)
+        gone.add(seq)
+        k = order.index(seq) + 1 if seq in order else "?"
+        span = f"{utc_plain(body['started_at'])}–{utc_plain(body['ended_at'])[11:]} UTC"
+        when = utc_plain(d["deleted_utc"])[:16]
+        age = (_parse_time(d["deleted_utc"]) - _parse_time(body["ended_at"])).total_seconds()  # type: ignore[operator]  # both parsed in _deletion_problem
+        report.add(
+            name,
+            WARN,
+            f"clip {k} of this order ({span}, sha256 {body['sha256']}) was deleted by the "
+            f"station's retention on {when} UTC, by its own signed record ({age / 86400:.1f} "
+            f"days after it was recorded; {d.get('reason', '')}): it is not in this bundle; "
+            "the record is the seller's statement, it explains the gap and proves nothing of "
+            "what the clip showed",
+            "clip-deleted-by-retention",
+        )
+        report.facts.setdefault("deleted_clips", []).append(
+            {
+                "clip": k,
+                "file": Path(item["clip"]).name,
+                "log_index": seq,
+                "sha256": body["sha256"],
+                "started_at": body["started_at"],
+                "ended_at": body["ended_at"],
+                "deleted_utc": d["deleted_utc"],
+                "reason": d.get("reason"),
+            }
+        )
+    return gone
+
+
+def _deletion_problem(
+    body: dict[str, Any],
+    raw: bytes,
+    sig: bytes,
+    record: bytes,
+    record_sig: bytes,
+    inc: dict[str, Any],
+    pub: Ed25519PublicKey,
+    signer: Ed25519PublicKey,
+    cp_size: int,
+    cp_root: bytes,
+) -> str | None:
+    """Why a deleted clip's manifest and deletion record are not the station's about one and
+    the same logged clip (None: they are)."""
+    if canonical_json(body) != raw or not verify_signature(pub, raw, sig):
+        return "its manifest is not signed by the station key"
+    seq = body.get("seq")
+    if (
+        not isinstance(seq, int)
+        or inc.get("log_index") != seq
+        or int(inc.get("tree_size", -1)) != cp_size
+        or not merkle.verify_inclusion(
+            seq,
+            cp_size,
+            merkle.leaf_hash(raw),
+            [bytes.fromhex(h) for h in inc["audit_path"]],
+            cp_root,
+        )
+    ):
+        return "its manifest is not in the bundled signed log"
+    if not any(verify_signature(k, record, record_sig) for k in (pub, signer)):
+        return "the deletion record is not signed by the station key"
+    try:
+        d = json.loads(record)
+        deleted = datetime.fromisoformat(d["deleted_utc"])
+        started = datetime.fromisoformat(d["started_utc"])
+    except (ValueError, KeyError, TypeError):
+        return "the deletion record is unreadable"
+    if not isinstance(d, dict) or d.get("type") != DELETION_TYPE:
+        return "it is not a retention deletion record"
+    if any(d.get(f) != body.get(f) for f in ("sha256", "path", "order_id", "station")):
+        return "the deletion record names another clip"
+    claimed, ended = _parse_time(body.get("started_at")), _recorded_end(body)
+    if claimed is None or abs((claimed - started).total_seconds()) > 1:
+        return "the deletion record gives another start time"
+    if ended is None or deleted < ended:
+        return "the deletion record says it was deleted before it was recorded"
+    min_age = d.get("min_age_days")  # as `packcam audit`: its own rule, broken, is no retention
+    if not isinstance(min_age, int | float) or (deleted - started).total_seconds() < (
+        min_age * 86400 - 1
+    ):
+        return f"the deletion record says it was deleted younger than its minimum age ({min_age})"
+    return None
+
+
+def utc_plain(value: object) -> str:
+    """A signed time as UTC "YYYY-MM-DD HH:MM:SS" (the text as it is when it is not one)."""
+    t = _parse_time(value)
+    if t is None:
+        return str(value)
+    return (t.astimezone(UTC) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def check_rotation_link(
@@ -1800,7 +1963,17 @@ def verify_gone_clip(rel: str, sha256: str, cfg: Config) -> Report:
         archived = st.log.archived_entries_for_clip(sha256) if not entries else []
         e = entries[-1] if entries else archived[-1][1] if archived else None
         body = json.loads(e.manifest) if e is not None else {}
-        by_retention, why = _retention_deletion(st, st.clips.raw_row_by_sha256(sha256), rel, body)
+        row = st.clips.raw_row_by_sha256(sha256)
+        by_retention, why = _retention_deletion(st, row, rel, body)
+        stored = st.holds.deletion_of_clip(row["id"]) if by_retention and row else None
+        if stored is not None:  # what the summary says of it, with its date (verified above)
+            rec = json.loads(bytes(stored["record"]))
+            report.facts["deleted"] = {
+                "sha256": sha256,
+                "started_at": body.get("started_at"),
+                "ended_at": body.get("ended_at"),
+                "deleted_utc": rec["deleted_utc"],
+            }
     if by_retention:
         report.add(
             "file", WARN, f"the clip's file is gone: {why}; not verifiable here",
@@ -2207,7 +2380,7 @@ def check_known_checkpoints(
             )
 
 
-def _utc_text(value: Any) -> str | None:
+def utc_seconds(value: Any) -> str | None:
     dt = _parse_time(value)
     return None if dt is None else dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -2232,8 +2405,8 @@ def _derived_diffs(clips: ClipTable, row: sqlite3.Row, body: dict[str, Any]) -> 
     out = []
     start = _parse_time(body.get("started_at"))
     derived = {
-        "started_utc": _utc_text(body.get("started_at")),
-        "ended_utc": _utc_text(body.get("ended_at")),
+        "started_utc": utc_seconds(body.get("started_at")),
+        "ended_utc": utc_seconds(body.get("ended_at")),
         "tz": (start.strftime("%z") or "+0000") if start is not None else None,
         "manifest_path": body.get("manifest_path"),
     }
