@@ -406,6 +406,10 @@ FIXED_MEMBERS = frozenset(
 )
 
 
+# The members a clip deleted by retention is accounted for by (bundle.json's deleted_clips).
+DELETED_MEMBERS = ("manifest", "signature", "inclusion", "deletion_record", "deletion_signature")
+
+
 def unreferenced_members(index: dict[str, Any], names: Sequence[str]) -> list[str]:
     """The members among ``names`` that ``bundle.json`` does not name (nor are fixed parts of
     every bundle): an export never writes one, so one is material only the export-time bundle
@@ -424,6 +428,8 @@ def unreferenced_members(index: dict[str, Any], names: Sequence[str]) -> list[st
         named.update(fc.get(k) for k in ("body", "signature", "consistency"))
         named.update(fc.get("timestamps") or [])
         named.update(f.get("file") for f in e.get("frames") or [] if isinstance(f, dict))
+    for d in index.get("deleted_clips") or []:  # each checked as a retention deletion
+        named.update(d.get(k) for k in DELETED_MEMBERS)
     return sorted(n for n in names if n not in named and not n.endswith("/"))
 
 
