@@ -77,7 +77,7 @@ class CentralSite:
         return verify
 
     def check_bundle(self, report: Report) -> None:
-        check_bundle_in_index(report, api.central_db())
+        check_bundle_in_index(report, api.central_db(), media.media_store())
 
     def verify_clip(self, path: Path) -> Report:
         return verify_clip_central(path, api.central_db(), media.media_store())

@@ -25,7 +25,7 @@ import pytest
 from conftest_web import TZ8, add_users, index_clip, login, openapi_errors
 from fleet_servers import S3_ACCESS_KEY, S3_SECRET_KEY, PostgresServer, SeaweedServer
 from proof_support import record_orders
-from verify_support import noise_i420
+from verify_support import noise_i420, verify_page
 
 from central.site import CentralSite
 from station import config as config_mod
@@ -624,23 +624,8 @@ def test_verify_page_in_central_mode(fleet: Fleet, tmp_path: Path) -> None:
 
 
 def _verify_upload(fleet: Fleet, payload: bytes, lang: str = "en") -> str:
-    """The central /verify page's answer to a clip uploaded by anyone (the body built here:
-    werkzeug's form encoder would spool a multi-MB file to a temp file it never closes)."""
-    client = fleet.server.packcam_app.test_client()
-    client.get(f"/lang/{lang}")
-    client.get("/verify")
-    with client.session_transaction() as sess:
-        token = sess.setdefault("csrf", "c" * 43)
-    body = (
-        b'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
-        + token.encode()
-        + b'\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="clip.mp4"\r\n\r\n'
-        + payload
-        + b"\r\n--b--\r\n"
-    )
-    resp = client.post("/verify", data=body, content_type="multipart/form-data; boundary=b")
-    assert resp.status_code == 200
-    return resp.get_data(as_text=True)
+    """The central /verify page's answer to a clip uploaded by anyone."""
+    return verify_page(fleet.server.packcam_app, payload, lang)
 
 
 def test_central_verify_says_only_what_the_signed_manifest_proves(

@@ -21,8 +21,8 @@ from urllib.parse import urlencode
 import pytest
 from conftest_web import PASSWORDS, add_users
 from fleet_servers import S3_ACCESS_KEY, S3_SECRET_KEY, PostgresServer, SeaweedServer
-from proof_support import Store, build_store, tsa_ec  # noqa: F401 (fixture)
-from verify_support import Browserless
+from proof_support import Store, build_store, forge_log, tsa_ec  # noqa: F401 (fixture)
+from verify_support import Browserless, verify_page
 
 from central.site import CentralSite
 from station import config as config_mod
@@ -301,6 +301,61 @@ def test_the_central_summary_states_what_the_bundle_proves(site: Site) -> None:
     text = page.decode()
     assert status == 200 and "verdict-authentic" not in text
     assert "certified as" not in text and "It is not certified by a company CA" in text
+
+
+def _verify_page(site: Site, payload: bytes, lang: str = "en") -> str:
+    """The central /verify page's answer to a bundle uploaded by anyone."""
+    return verify_page(site.server.packcam_app, payload, lang, "F1.zip")
+
+
+def test_central_verify_holds_a_bundle_to_the_archived_signed_manifest(
+    site: Site, tmp_path: Path
+) -> None:
+    """The key holder re-signs F1's real clips with another waybill in a log of its own,
+    TSA-stamped now: every signature checks, and the clips' SHA-256 are in the central index.
+    The station's signed manifests archived in the bucket are other ones: not authentic. A clip
+    whose manifest is not archived yet leaves the site nothing to hold a bundle to: not
+    verified, the honest bundle as much as the forged one, never authentic on the index."""
+    import psycopg
+
+    from station.proof.bundle import export_order
+    from station.proof.keys import StationKey
+
+    def edit(body: dict) -> None:
+        body["waybill"] = "SF9999999999999"
+        body["waybills"] = [{**w, "waybill": "SF9999999999999"} for w in body.get("waybills") or []]
+
+    honest = export_order(site.store.cfg, "F1", tmp_path / "F1.zip").path
+    key = StationKey.load(site.store.data / "proof/station-key.pem")
+    forged = forge_log(honest, tmp_path / "relabel.zip", key, site.store.tsa.url, edit)
+    page = _verify_page(site, honest.read_bytes())
+    assert "✔ Authentic" in page, page[-4000:]
+    page = _verify_page(site, forged.read_bytes())
+    assert "✘ Not authentic" in page and "log-leaf-replaced" in page, page[-4000:]
+    assert "Authentic:" not in page
+
+    dsn = site.central_cfg.central.dsn
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        saved = conn.execute(
+            "SELECT id, archive_meta::text FROM clips WHERE order_id = 'F1'"
+        ).fetchall()
+        conn.execute("UPDATE clips SET archive_meta = archive_meta - 'log' WHERE order_id = 'F1'")
+    try:
+        for bundle in (honest, forged):
+            page = _verify_page(site, bundle.read_bytes())
+            assert "Not verified" in page and "Authentic" not in page, page[-4000:]
+            assert "not archived yet" in page, page[-4000:]
+            assert "SF9999999999999" not in page  # no recorded clip is shown as matched
+        zh = _verify_page(site, honest.read_bytes(), "zh_CN")
+        assert "未能验证" in zh and "本站无法将此证据包与用工位密钥重新签名" in zh, zh[-4000:]
+        assert "真实：与录制的视频一致" not in zh, zh[-4000:]
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for clip_id, meta in saved:
+                conn.execute(
+                    "UPDATE clips SET archive_meta = %s::jsonb WHERE id = %s", (meta, clip_id)
+                )
+    assert "✔ Authentic" in _verify_page(site, honest.read_bytes())
 
 
 def test_a_clip_not_covered_by_signed_parts_is_not_served(site: Site) -> None:

@@ -125,6 +125,29 @@ class Browserless:
         return status, out.decode("utf-8", "replace")
 
 
+def verify_page(app: Any, payload: bytes, lang: str = "en", filename: str = "clip.mp4") -> str:
+    """A site's /verify page's answer to a file uploaded by anyone, through the app's test
+    client (the body built here: werkzeug's form encoder would spool a multi-MB file to a temp
+    file it never closes)."""
+    client = app.test_client()
+    client.get(f"/lang/{lang}")
+    client.get("/verify")
+    with client.session_transaction() as sess:
+        token = sess.setdefault("csrf", "c" * 43)
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+        + token.encode()
+        + b'\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="'
+        + filename.encode()
+        + b'"\r\n\r\n'
+        + payload
+        + b"\r\n--b--\r\n"
+    )
+    resp = client.post("/verify", data=body, content_type="multipart/form-data; boundary=b")
+    assert resp.status_code == 200
+    return str(resp.get_data(as_text=True))
+
+
 @dataclass
 class SmallDisk:
     """A data dir on a small filesystem (a tmpfs when this process may mount one), or on the

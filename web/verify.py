@@ -247,6 +247,14 @@ def verdict_view(report: Report, anchors: Anchors) -> dict[str, Any]:
                 "compare. Ask the seller for the order's evidence bundle."
             )
         css = "warn"
+    elif v == UNVERIFIED and report.pending:  # the central site: a clip not archived yet
+        title = _("Not verified")
+        detail = _(
+            "The station has not yet archived its signed record of these clips with this site, "
+            "so the site cannot tell this bundle from one re-signed with the station's key: "
+            "that proves neither that it is authentic nor that it was altered. Try again later."
+        )
+        css = "warn"
     elif v == UNVERIFIED:  # nothing failed: no word on the file either way
         title = _("Not verified")
         detail = _(
@@ -467,7 +475,7 @@ def _check(up: uploads.Upload) -> Response:
     return _render(
         200,
         report=report,
-        match=_recorded_match(cfg, report) if report.ok else None,
+        match=_recorded_match(cfg, report) if report.ok and not report.pending else None,
         name=up.name,
         sha256=report.facts.get("sha256"),
     )

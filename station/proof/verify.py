@@ -105,7 +105,8 @@ class Report:
       time bound (exit 0).
     * ``intact-unanchored``: nothing failed, but the signer or the time rests only on material
       that came with the evidence (exit 4); ``facts["compare"]`` names what to compare.
-    * ``not-verified``: nothing could be checked (exit 1).
+    * ``not-verified``: nothing could be checked, or a check this verifier must make could not
+      be made yet (``pending``) (exit 1).
     """
 
     subject: str
@@ -114,6 +115,9 @@ class Report:
     signer_anchored: bool = False
     time_anchors: list[bool] = field(default_factory=list)  # one per signed manifest
     covered: bool = True  # False: part of the evidence is not covered by any signature
+    # True: a check this verifier must make could not be made yet (the central site: a clip's
+    # signed manifest not archived), so nothing else that held makes the evidence verified
+    pending: bool = False
 
     def add(self, name: str, status: str, reason: str, code: str = "") -> Check:
         c = Check(name, status, reason, code)
@@ -133,7 +137,7 @@ class Report:
     def verdict(self) -> str:
         if self.failures:
             return TAMPERED
-        if not self.ok:
+        if not self.ok or self.pending:
             return UNVERIFIED
         if self.signer_anchored and self.time_anchored and self.covered:
             return AUTHENTIC
@@ -226,6 +230,10 @@ class Report:
             for c in self.facts.get("compare", []):
                 out += f"\n       {c}"
             return out
+        if v == UNVERIFIED and self.pending:
+            return (
+                "NOT VERIFIED: a check this verifier must make cannot be made yet (the warn lines)"
+            )
         if v == UNVERIFIED:
             return "NOT VERIFIED: nothing could be checked"
         return (
