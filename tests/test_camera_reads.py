@@ -285,6 +285,35 @@ def test_the_last_parcels_waybill_seen_again_during_the_next_clip_is_not_linked_
     assert clips[1].waybills == ()
 
 
+def test_after_a_restart_the_last_parcels_sheet_and_label_in_view_open_and_link_nothing(
+    station_cfg: config_mod.Config,
+) -> None:
+    """PO-SHIP-1 is packed, its label linked, sealed; the station restarts (the same index).
+    Its sheet and label still lie at the table: the camera reading the sheet opened a clip of
+    PO-SHIP-1 over the table, and the label was linked to PO-SHIP-2's clip, as the session
+    started with no memory of the orders packed here; it starts with the index's last ones."""
+    first, second, waybill = "PO-SHIP-1", "PO-SHIP-2", "SF1234567890123"
+
+    def show(code: str, at: float) -> dict[str, object]:
+        return {"at": at, "kind": "show", "code": code, "symbology": "code128", "duration": 1.5}
+
+    scans = [(1.0, RawScan(first, "keyboard", 1.0)), (4.0, RawScan("SEAL", "keyboard", 4.0))]
+    clips, _ = run_table(station_cfg, scans, end=5.0, seed=6, shown=(show(waybill, 2.0),))
+    assert [(c.order_id, [w.waybill for w in c.waybills]) for c in clips] == [(first, [waybill])]
+    scans = [(4.0, RawScan(second, "keyboard", 4.0)), (9.0, RawScan("SEAL", "keyboard", 9.0))]
+    clips, stray = run_table(
+        station_cfg, scans, end=10.0, seed=6, shown=(show(first, 1.0), show(waybill, 6.0))
+    )
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        (first, "sealed"),
+        (second, "sealed"),
+    ]
+    assert clips[1].waybills == ()
+    assert [(e.text, e.source) for e in stray] == [(first, "camera")]
+    seen = [(e.kind, e.text) for e in clips[1].events if e.source == "camera"]
+    assert seen == [("waybill", waybill)]
+
+
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 

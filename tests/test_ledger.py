@@ -82,6 +82,22 @@ def test_one_order_many_clips_in_time_order(ledger: Ledger) -> None:
     assert ledger.clips("nope") == []
 
 
+def test_the_last_orders_of_a_station_newest_first_with_their_waybills(ledger: Ledger) -> None:
+    """What the table may still have in view at start-up (the session's memory): the orders
+    of the station's newest clips, each once, with the waybills of their clips walked."""
+    yt = (WaybillLink("YT1234567890123", "YTO", 3.0),)
+    ledger.add_clip(make_clip("PO-1", 1))
+    ledger.add_clip(replace(make_clip("PO-2", 2), waybills=yt))
+    ledger.add_clip(replace(make_clip("PO-1", 3), waybills=()))  # a repack: the newest
+    ledger.add_clip(replace(make_clip("PO-9", 4), station="桌2"))  # another station's
+    assert ledger.recent_orders("桌1", 10) == [
+        ("PO-1", ("SF1234567890123",)),
+        ("PO-2", ("YT1234567890123",)),
+    ]
+    assert ledger.recent_orders("桌1", 1) == [("PO-1", ("SF1234567890123",))]
+    assert ledger.recent_orders("桌3", 10) == []
+
+
 def test_duplicate_path_is_refused_and_rolls_back(ledger: Ledger) -> None:
     ledger.add_clip(make_clip("PO-1", 1, path="clips/x.mp4"))
     with pytest.raises(LedgerError):

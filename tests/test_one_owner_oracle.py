@@ -89,7 +89,10 @@ class Oracle:
     clip expected) from its scan until it is finished, times out, stays still, the disk is
     nearly full or the camera is lost; the order open at a loss (or scanned in the dark)
     resumes when the camera is back. An order scanned while the disk refuses clips, or with
-    no packer signed in when one is required, is packed with no clip."""
+    no packer signed in when one is required, is packed with no clip. Each parcel has its own
+    waybill label; once read while its clip was open (``labelled``), a copy of it may lie in
+    view while later parcels are packed: the camera reading that label of an earlier parcel is
+    no event of the parcel at the table (it neither ends its packing nor names its waybill)."""
 
     world: World
     require_packer: bool
@@ -101,6 +104,7 @@ class Oracle:
     dark: bool = False
     packer: str | None = None
     seen: dict[str, float] = field(default_factory=dict)  # debounce: last sighting of a code
+    labelled: dict[str, float] = field(default_factory=dict)  # order -> when its label was read
     last_frame: float | None = None
     unchanged: set[float] = field(default_factory=set)  # frames the same as the one before
     moved: float = 0.0  # the open clip's start or its last frame with a change in view
@@ -135,6 +139,13 @@ class Oracle:
             if p is None:
                 return None
             text = WAYBILL[p.order]
+        elif what in ("OLDWAYBILL", "LASTWAYBILL"):  # the camera sees an earlier label lying
+            p = self.parcel_at(stamp)
+            old = [o for o, t in self.labelled.items() if t < stamp and (p is None or o != p.order)]
+            if not old:
+                return None
+            pick = min if what == "OLDWAYBILL" else max
+            text = WAYBILL[pick(old, key=self.labelled.__getitem__)]
         elif what == "ITEM":
             text, symbology = ITEM, ("ean13" if source == "camera" else "")
         elif what == "MISREAD":
@@ -163,9 +174,19 @@ class Oracle:
         elif text == "SEAL":
             self._finish_or_seen(t, ending=True)
         elif text in WAYBILL.values():
-            self._finish_or_seen(t, ending=self.waybill_ends and self._open())
+            self._waybill(text, t, camera)
         elif text in ORDERS:
             self._order(text, t, camera)
+
+    def _waybill(self, text: str, t: float, camera: bool) -> None:
+        (order,) = [o for o, w in WAYBILL.items() if w == text]
+        here = self.parcel_at(t)
+        if camera and order in self.labelled and (here is None or here.order != order):
+            return  # an earlier parcel's label lying in view: no event of the parcel here
+        p = self.cur
+        if p is not None and p.order == order and self.rec is not None and t >= self.rec.since:
+            self.labelled.setdefault(order, t)  # the station linked it to the open clip
+        self._finish_or_seen(t, ending=self.waybill_ends and self._open())
 
     def _open(self) -> bool:
         return self.rec is not None or self.waiting
@@ -449,6 +470,7 @@ def check(
 
 
 whats = ["PO-A", "PO-B", "PO-C", "SEAL", "WAYBILL", "ITEM", "MISREAD"]
+labels = ["OLDWAYBILL", "LASTWAYBILL"]  # earlier parcels' labels lying in view
 frames = st.tuples(st.just("frames"), st.integers(1, 12) | st.just(16))
 still = st.tuples(st.just("still"), st.integers(1, 8))
 orders = st.tuples(st.just("hand"), st.sampled_from(ORDERS))
@@ -460,10 +482,10 @@ steps = st.one_of(
     orders,
     orders,
     st.tuples(st.just("hand"), st.sampled_from([*whats, "OP:alice", "OP:bob", "SIGNOUT"])),
-    st.tuples(st.just("cam"), st.sampled_from([*whats, "SHEET", "PREV"])),
+    st.tuples(st.just("cam"), st.sampled_from([*whats, "SHEET", "PREV", *labels])),
     st.tuples(
         st.just("late"),
-        st.sampled_from(["SHEET", "WAYBILL", "SEAL", "ITEM", "MISREAD"]),
+        st.sampled_from(["SHEET", "WAYBILL", "SEAL", "ITEM", "MISREAD", *labels]),
         st.integers(1, 4),
     ),
     st.tuples(st.just("pedal")),
@@ -481,7 +503,8 @@ steps = st.one_of(
 # pre-roll on a parcel whose clip was finished for a nearly full disk; the same on a parcel
 # whose clip ended still (the packer away for a moment, then packing on); the sheet of the
 # order before the last (or of one packed with no clip before it), seen again after the
-# next one's clip ended, opened a clip of it over the next parcel.
+# next one's clip ended, opened a clip of it over the next parcel; the label of the parcel
+# before the last, lying in view, was linked to the open clip (or ended it, waybill_ends_clip).
 @example([("hand", "PO-A"), ("frames", 16), ("hand", "PO-B"), ("frames", 1)], 0, False, False)
 @example(
     [("hand", "PO-A"), ("frames", 16), ("lose", 0), ("frames", 8), ("hand", "PO-B"),
@@ -510,6 +533,16 @@ steps = st.one_of(
 @example(
     [("refuse", True), ("hand", "PO-A"), ("frames", 3), ("refuse", False), ("hand", "PO-B"),
      ("frames", 36), ("cam", "PO-A"), ("frames", 3)], 0, False, False,
+)  # fmt: skip
+@example(
+    [("hand", "PO-A"), ("frames", 2), ("hand", "WAYBILL"), ("pedal",), ("hand", "PO-B"),
+     ("frames", 16), ("frames", 16), ("pedal",), ("hand", "PO-C"), ("frames", 2),
+     ("cam", "OLDWAYBILL"), ("frames", 3)], 0, False, False,
+)  # fmt: skip
+@example(
+    [("hand", "PO-A"), ("frames", 2), ("hand", "WAYBILL"), ("pedal",), ("hand", "PO-B"),
+     ("frames", 16), ("frames", 16), ("pedal",), ("hand", "PO-C"), ("frames", 2),
+     ("cam", "OLDWAYBILL"), ("frames", 3)], 0, False, True,
 )  # fmt: skip
 def test_every_frame_of_a_clip_is_of_its_own_order(
     script: list[tuple[Any, ...]], lag: int, require_packer: bool, waybill_ends: bool

@@ -34,6 +34,7 @@ from station.recording.session import (
     Suspended,
     Tick,
     in_open_clip,
+    remembered,
     step,
 )
 from station.store.clips import LYING_CARD
@@ -660,6 +661,104 @@ def test_the_table_remembers_its_last_orders_only() -> None:
     assert kinds(actions) == ["LogEvent"]
     _, actions = step(state, Scanned(Code("PO-0", Kind.ORDER), late), RULES)
     assert kinds(actions) == ["StopClip", "StartClip", "LogEvent"]
+
+
+# ---- an earlier parcel's waybill label lying in view -----------------------------------------
+
+ORDER_C = Code("PO-C", Kind.ORDER)
+LABEL_A = "PO-A's waybill, seen again by the camera; ignored (scan it by hand to link it)"
+
+
+def labelled_a(rules: SessionSection, *then: Scanned | PedalPress | Tick | CameraLost) -> State:
+    """PO-A packed, its waybill linked to its clip, sealed by the pedal; then PO-B scanned by
+    hand and ``then``."""
+    a = (Scanned(ORDER_A, 10.0, "keyboard"), Scanned(WAYBILL, 12.0), PedalPress(15.0))
+    return after(*a, Scanned(ORDER_B, 20.0, "keyboard"), *then, rules=rules)
+
+
+@pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
+def test_an_earlier_parcels_waybill_lying_in_view_is_not_the_open_orders(ends: bool) -> None:
+    """PO-A packed with its waybill, PO-B, then PO-C recording: PO-A's label, lying on the
+    table, read by the camera. The session remembered the last order's waybills only: it
+    linked PO-A's label to PO-C's clip (its index row and manifest named another buyer's
+    waybill) or, with waybill_ends_clip, ended PO-C's clip mid-packing. By hand it is linked
+    (and ends the clip), as ever: a deliberate act, as for the last order's label."""
+    rules = SessionSection(waybill_ends_clip=ends)
+    c = labelled_a(rules, PedalPress(25.0), Scanned(ORDER_C, 30.0, "keyboard"))
+    assert isinstance(c, Recording) and c.order_id == "PO-C" and c.previous == "PO-B"
+    state, actions = step(c, Scanned(WAYBILL, 40.0), rules)
+    assert (state, actions) == (c, [LogEvent("waybill", WAYBILL.text, 40.0, "camera", LABEL_A)])
+    _, actions = step(c, Scanned(WAYBILL, 40.0, "keyboard"), rules)
+    assert LinkWaybill("PO-C", WAYBILL.text, "SF", 40.0) in actions
+    assert (StopClip(FinishReason.WAYBILL, 40.0) in actions) is ends
+
+
+def test_an_earlier_parcels_waybill_ends_no_packing_waiting_or_unrecorded() -> None:
+    """PO-A's label read by the camera while PO-C waits for the camera (read from a frame
+    before the loss): it ended PO-C (waybill_ends_clip), so PO-C did not resume. With PO-C
+    packed with no clip (refused): it ended PO-C's packing, so the next order's pre-roll
+    reached back into PO-C's parcel."""
+    rules = SessionSection(waybill_ends_clip=True)
+    waiting = labelled_a(rules, Scanned(ORDER_C, 30.0, "keyboard"), CameraLost(35.0))
+    assert isinstance(waiting, Suspended) and waiting.order_id == "PO-C"
+    assert step(waiting, Scanned(WAYBILL, 33.0), rules) == (
+        waiting,
+        [LogEvent("waybill", WAYBILL.text, 33.0, "camera", LABEL_A)],
+    )
+    refused, _ = step(labelled_a(rules), ClipRefused("PO-B", 20.0, "disk full"), rules)
+    assert isinstance(refused, Idle) and refused.unrecorded == "PO-B"
+    assert step(refused, Scanned(WAYBILL, 30.0), rules) == (
+        refused,
+        [LogEvent("waybill", WAYBILL.text, 30.0, "camera", LABEL_A, in_clip=False),
+         PreviousParcel(30.0)],
+    )  # fmt: skip
+
+
+def test_an_earlier_parcels_waybill_read_late_is_linked_to_no_clip() -> None:
+    """PO-A's label read by the camera while PO-B's clip was open, decoded after PO-C was
+    scanned: it is not PO-B's waybill either (it was linked to PO-B's ended clip)."""
+    c = labelled_a(RULES, Scanned(ORDER_C, 30.0, "keyboard"))
+    assert isinstance(c, Recording) and c.previous_span == (20.0, 30.0)
+    note = "stamped t=29.000, before the clip of 'PO-C' began at t=30.000: " + LABEL_A
+    assert step(c, Scanned(WAYBILL, 29.0), RULES) == (
+        c,
+        [LogEvent("waybill", WAYBILL.text, 29.0, "camera", note, in_clip=False)],
+    )
+
+
+def test_the_table_remembers_the_waybills_of_its_last_orders_only() -> None:
+    """A label is its order's for as long as the table remembers that order: a repack of
+    PO-A gets PO-A's label from the camera, and once KEPT_ORDERS others were packed since,
+    PO-A's label is a waybill of the open order again."""
+    repack = labelled_a(RULES, Scanned(ORDER_A, 30.0, "keyboard"))
+    assert isinstance(repack, Recording) and repack.order_id == "PO-A"
+    _, actions = step(repack, Scanned(WAYBILL, 40.0), RULES)
+    assert LinkWaybill("PO-A", WAYBILL.text, "SF", 40.0) in actions
+    others = [Scanned(Code(f"PO-{i}", Kind.ORDER), 20.0 + i, "keyboard") for i in range(1, 100)]
+    state = labelled_a(RULES, *others[:-1])
+    assert state.floor.waybills == ((WAYBILL.text, "PO-A"),)
+    state, _ = step(state, others[-1], RULES)
+    assert state.floor.waybills == () and len(state.floor.packed) == KEPT_ORDERS
+    _, actions = step(state, Scanned(WAYBILL, 200.0), RULES)
+    assert LinkWaybill("PO-99", WAYBILL.text, "SF", 200.0) in actions
+
+
+def test_a_floor_remembered_from_the_index_knows_the_sheets_and_labels_in_view() -> None:
+    """After a restart, the orders of the station's last clips (newest first) with their
+    waybills: their sheets open no clip, their labels are no waybill of the next order."""
+    yt = "YT1234567890123"
+    floor = remembered([("PO-B", [yt]), ("PO-A", [WAYBILL.text]), ("PO-B", [])])
+    assert floor == Floor(packed=("PO-B", "PO-A"), waybills=((yt, "PO-B"), (WAYBILL.text, "PO-A")))
+    idle = Idle(floor)
+    assert kinds(step(idle, Scanned(ORDER_A, 5.0), RULES)[1]) == ["LogEvent", "PreviousParcel"]
+    c, _ = step(idle, Scanned(ORDER_C, 5.0, "keyboard"), RULES)
+    assert step(c, Scanned(WAYBILL, 6.0), RULES) == (
+        c,
+        [LogEvent("waybill", WAYBILL.text, 6.0, "camera", LABEL_A)],
+    )
+    many = remembered((f"PO-{i}", [f"SF{i:013d}"]) for i in range(2 * KEPT_ORDERS))
+    assert many.packed[0] == "PO-0" and len(many.packed) == KEPT_ORDERS
+    assert len(many.waybills) == KEPT_ORDERS and many.waybills[0] == ("SF0000000000000", "PO-0")
 
 
 # ---- camera loss -----------------------------------------------------------------------------

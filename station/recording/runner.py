@@ -209,6 +209,7 @@ class Station:
     # ---- the loop -------------------------------------------------------------------------
 
     def run(self, stop_event: threading.Event) -> LoopStats:
+        self._remember_the_table()
         for src in self.scan_sources:
             src.start()
         if self.decoder is not None:
@@ -235,6 +236,19 @@ class Station:
         finally:
             self._shutdown(end_reason)
         return self.stats
+
+    def _remember_the_table(self) -> None:
+        """Start the session knowing the orders last packed at this station (the index's last
+        clips, those recovered after a crash included): their sheets and waybill labels may
+        still lie in view after a restart, and the camera reading one must open no clip over
+        the next parcel nor name its waybill. An unreadable index only costs that memory."""
+        try:
+            recent = self.recorder.ledger.recent_orders(self.cfg.station.name, ss.KEPT_ORDERS)
+        except sqlite3.Error as exc:
+            log.warning("the orders last packed here are unknown (the index: %s)", exc)
+            return
+        self.state = replace(self.state, floor=ss.remembered(recent))
+        log.info("remembering the %d orders last packed at this table", len(recent))
 
     def _next_frame(self, stop_event: threading.Event) -> Frame | None:
         """The next frame, reconnecting a lost camera; None at the end of input or on stop."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -33,6 +34,7 @@ CAMERA = "camera"
 # How many orders packed at this table the session remembers (``Floor.packed``): more than
 # the sheets a table keeps in view between clearings. Too few lets an old sheet open a clip
 # over another buyer's parcel; too many only asks a hand scan for the repack of an old order.
+# As many waybills linked to them are kept (``Floor.waybills``): their labels pile up too.
 KEPT_ORDERS = 100
 
 # What the station itself ends a clip for (``EndClip``), whatever the packer does.
@@ -55,11 +57,15 @@ class Floor:
 
     ``packed``: the orders packed at this table, newest first (at most ``KEPT_ORDERS``):
     their sheets may still lie in view, so a camera read of one is not a new packing.
+    ``waybills``: (waybill, order) for the waybills linked to the clips of those orders,
+    newest link first (at most ``KEPT_ORDERS``): a label of an earlier parcel lying in view,
+    read by the camera, is that parcel's, not the open order's waybill nor its end.
     """
 
     packer: str | None = None
     next_kind: ClipKind = ClipKind.ORDER
     packed: tuple[str, ...] = ()
+    waybills: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +302,7 @@ _SEEN_AGAIN = (
     "its clip has ended: seen again by the camera, ignored (scan it by hand to record a repack)"
 )
 _LYING = "lying where it lay before, seen again by the camera; ignored (hold it up or scan it)"
+_LABEL_SEEN_AGAIN = "{}'s waybill, seen again by the camera; ignored (scan it by hand to link it)"
 
 
 def _log(ev: Scanned, note: str = "") -> LogEvent:
@@ -354,6 +361,66 @@ def _packed(floor: Floor, order_id: str) -> tuple[str, ...]:
     return (order_id, *rest)[:KEPT_ORDERS]
 
 
+def _linked(floor: Floor, links: Iterable[tuple[str, str]]) -> Floor:
+    """``floor`` once ``links`` (waybill, order), newest first, were linked after the ones it
+    remembers: a waybill is its newest order's, and only those of orders in ``packed`` stay."""
+    orders = set(floor.packed)
+    kept: dict[str, str] = {}
+    for waybill, order in (*links, *floor.waybills):
+        if order in orders:
+            kept.setdefault(waybill, order)
+    waybills = tuple(kept.items())[:KEPT_ORDERS]
+    return floor if waybills == floor.waybills else replace(floor, waybills=waybills)
+
+
+def remembered(orders: Iterable[tuple[str, Iterable[str]]]) -> Floor:
+    """The floor of a table where ``orders`` were packed before the station started, newest
+    first, each with the waybills linked to its clips (the index's last clips of the station):
+    their sheets and labels may still lie in view. Nobody is signed in."""
+    newest_first = [(order_id, tuple(waybills)) for order_id, waybills in orders]
+    floor = Floor()
+    for order_id, _ in reversed(newest_first):
+        floor = replace(floor, packed=_packed(floor, order_id))
+    return _linked(floor, ((w, o) for o, waybills in newest_first for w in waybills))
+
+
+def _label_owner(state: State, waybill: str) -> str | None:
+    """The order ``waybill`` was last linked to at this table, as the session remembers it."""
+    if isinstance(state, Recording | Suspended) and waybill in state.waybills:
+        return state.order_id
+    for linked, order in state.floor.waybills:
+        if linked == waybill:
+            return order
+    if isinstance(state, Recording) and waybill in state.previous_waybills:
+        return state.previous
+    if isinstance(state, Idle) and state.last is not None and waybill in state.last_waybills:
+        return state.last[0]
+    return None
+
+
+def _earlier_label(state: State, event: Scanned, order: str | None) -> str | None:
+    """Is ``event`` the camera reading the waybill label of an earlier parcel, one linked at
+    this table to another order than ``order`` (the order it would be linked to or end)?
+    That earlier order, else None. A hand scan is deliberate: it links, as ever."""
+    if event.source != CAMERA or event.code.kind is not Kind.WAYBILL:
+        return None
+    owner = _label_owner(state, event.code.text)
+    return owner if owner is not None and owner != order else None
+
+
+def _lying_from_before(state: State, event: Scanned) -> str | None:
+    """The note for ``event`` when it is the camera reading the sheet or the waybill label of
+    an earlier parcel packed at this table, still lying in view (None: it is not)."""
+    if _packed_here(state, event):
+        return _SEEN_AGAIN
+    # The parcel at the table: the open or waiting order's, else the one packed with no clip.
+    at_table = None if isinstance(state, Idle) else state.order_id
+    if isinstance(state, Idle | Suspended) and at_table is None:
+        at_table = state.unrecorded
+    owner = _earlier_label(state, event, at_table)
+    return None if owner is None else _LABEL_SEEN_AGAIN.format(owner)
+
+
 def _before_clip(order: tuple[str, float], event: Scanned | PedalPress) -> LogEvent:
     order_id, began = order
     note = f"stamped t={event.t:.3f}, before the clip of {order_id!r} began at t={began:.3f}"
@@ -377,10 +444,15 @@ def _late_waybill(state: State, event: Scanned | PedalPress) -> tuple[State, lis
         and state.previous_span[0] <= event.t <= state.previous_span[1]
     ):
         return None
-    note = (
+    stamped = (
         f"stamped t={event.t:.3f}, before the clip of {state.order_id!r} began at "
-        f"t={state.started_t:.3f}: {state.previous}'s waybill"
+        f"t={state.started_t:.3f}: "
     )
+    earlier = _earlier_label(state, event, state.previous)
+    if earlier is not None:  # a label lying in view since before that clip: linked to none
+        note = stamped + _LABEL_SEEN_AGAIN.format(earlier)
+        return state, [replace(_log(event, note), in_clip=False)]
+    note = stamped + f"{state.previous}'s waybill"
     if event.code.text in state.previous_waybills:
         return state, [replace(_log(event, note + ", already linked"), in_clip=False)]
     link = LinkWaybill(state.previous, event.code.text, event.code.detail, event.t, ended=True)
@@ -405,6 +477,18 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
     The only authority on orders and clips: the runner executes the actions and reports
     what happened at the edges (camera, disk, writer, shutdown) back as events.
     """
+    new, actions = _decide(state, event, rules)
+    if not actions:  # every frame's Tick: the table's memory changes with a scan only
+        return new, actions
+    # The floor remembers every waybill linked (to the open clip, an ended one, the order
+    # waiting in the dark) with its order, for as long as it remembers that order.
+    links = [(a.waybill, a.order_id) for a in reversed(actions) if isinstance(a, LinkWaybill)]
+    floor = _linked(new.floor, links)
+    return (new if floor is new.floor else replace(new, floor=floor)), actions
+
+
+def _decide(state: State, event: Event, rules: SessionSection) -> tuple[State, list[Action]]:
+    """``step`` but for the waybills the floor remembers."""
     began = _began(state)
     if (
         began is not None
@@ -444,17 +528,6 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         # seal, the pedal).
         return state, [_log(event, "seen again by the camera; the clip goes on")]
     if (
-        isinstance(state, Recording)
-        and isinstance(event, Scanned)
-        and event.code.kind is Kind.WAYBILL
-        and event.code.text in state.previous_waybills
-        and event.source == CAMERA
-    ):
-        # That parcel's label, the parcel still at the table: not this order's waybill (nor,
-        # with waybill_ends_clip, the end of its clip).
-        note = f"{state.previous}'s waybill, seen again by the camera; ignored (scan it by "
-        return state, [_log(event, note + "hand to link it)")]
-    if (
         last is not None
         and isinstance(event, Scanned)
         and event.code.kind is Kind.ORDER
@@ -466,13 +539,15 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
         # a "repack" that records the next parcel.
         note = f"stamped t={event.t:.3f}, before its clip ended at t={last[1]:.3f}"
         return state, [replace(_log(event, note + "; ignored"), in_clip=False)]
-    if isinstance(event, Scanned) and _packed_here(state, event):
-        # An order packed here before, its sheet still lying at the table (old sheets pile up
-        # in view) and seen again: not a new packing, which would end the open clip or open a
-        # "repack" recording the next parcel as that order's. A repack is scanned by hand.
+    if isinstance(event, Scanned) and (lying := _lying_from_before(state, event)) is not None:
+        # An order packed here before, its sheet or its waybill label still lying at the table
+        # (they pile up in view) and seen again: not a new packing, which would end the open
+        # clip or open a "repack" recording the next parcel as that order's; nor the open
+        # order's waybill (its index row and manifest would name another buyer's label) or,
+        # with waybill_ends_clip, its end. A repack or a relabelling is scanned by hand.
         if began is not None:
-            return state, [_log(event, _SEEN_AGAIN)]
-        return state, [replace(_log(event, _SEEN_AGAIN), in_clip=False), PreviousParcel(event.t)]
+            return state, [_log(event, lying)]
+        return state, [replace(_log(event, lying), in_clip=False), PreviousParcel(event.t)]
     if isinstance(event, Scanned) and event.code.kind is Kind.ITEM:
         # A product code (camera or hand scan): logged (in the open clip's timeline, if any); it
         # changes nothing, whatever the state: it never starts, ends or resumes a clip.

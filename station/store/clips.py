@@ -790,6 +790,34 @@ class ClipTable(Table):
             row = self._one("SELECT * FROM clips WHERE path = ?", (rel_path,))
             return self._record(row) if row else None
 
+    def recent_orders(self, station: str, limit: int) -> list[tuple[str, tuple[str, ...]]]:
+        """The last ``limit`` orders recorded at ``station``, newest first, each with the
+        waybills linked to its clips there (the newest clips walked back until ``limit``
+        orders: cheap however many the index holds): what the packing table may still have
+        lying in view when the station starts (session.remembered)."""
+        orders: dict[str, list[str]] = {}
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT order_id FROM clips WHERE station = ? ORDER BY started_utc DESC, id DESC",
+                (station,),
+            )
+            try:
+                for (order_id,) in rows:
+                    if order_id not in orders and len(orders) >= limit:
+                        break
+                    orders.setdefault(order_id, [])
+            finally:
+                rows.close()
+            marks = ",".join("?" * len(orders))
+            for order_id, waybill in self.conn.execute(
+                "SELECT c.order_id, w.waybill FROM clips c JOIN waybills w ON w.clip_id = c.id"
+                f" WHERE c.station = ? AND c.order_id IN ({marks})"
+                " ORDER BY c.started_utc DESC, c.id DESC, w.t_clip_s",
+                (station, *orders),
+            ):
+                orders[order_id].append(waybill)
+        return [(order_id, tuple(dict.fromkeys(w))) for order_id, w in orders.items()]
+
     def unattached_events(self) -> list[ScanEventRecord]:
         rows = self._all("SELECT * FROM scan_events WHERE clip_id IS NULL ORDER BY id")
         return [event_from_row(r) for r in rows]
