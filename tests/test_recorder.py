@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from recorder_support import encoded_recorder
+from recorder_support import HeldBack, encoded_recorder
 
 from station import config as config_mod
 from station.errors import LedgerError, RecordingError
@@ -168,30 +168,6 @@ def test_frames_of_an_order_whose_clip_failed_never_open_the_next_orders_clip(
     # A failed when frame 4's packet came out, at the push of frame 7 (t=0.7, a keyframe):
     # frames up to there showed A. B starts on the IDR asked for at its scan.
     assert b.span is not None and b.span[0] > 0.7
-
-
-class HeldBack:
-    """The station's real encoder, its packets handed on ``lag`` packets late (a V4L2
-    encoder keeps a few frames)."""
-
-    def __init__(self, inner: Any, lag: int = 3) -> None:
-        self.inner, self.lag, self.held = inner, lag, []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    @property
-    def in_flight(self) -> int:
-        return int(self.inner.in_flight) + len(self.held)
-
-    def drain(self) -> list[EncodedPacket]:
-        self.held += self.inner.drain()
-        out, self.held = self.held[: max(0, len(self.held) - self.lag)], self.held[-self.lag :]
-        return out
-
-    def flush(self) -> list[EncodedPacket]:
-        out, self.held = [*self.held, *self.inner.flush()], []
-        return out
 
 
 @pytest.mark.parametrize(("frames_after_stop", "signed"), [(0, False), (10, True)])
