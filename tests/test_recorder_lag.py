@@ -76,7 +76,7 @@ class Station:
         self.rec.stop("sealed", i / FPS)
         self.label = None
 
-    def keys(self) -> list[float]:
+    def keyframes(self) -> list[float]:
         return [round(p.t, 3) for e in self.encoders for p in e.seen if p.key]
 
 
@@ -141,7 +141,7 @@ def test_a_clip_whose_pre_roll_is_in_the_encoder_is_named_journaled_and_signed_b
     manifest = json.loads((cfg.station.data_dir / rec.manifest_path).read_text())
     assert manifest["pre_roll_s"] == pre_roll
     # No IDR picture was asked for at the scan: the one in the encoder serves.
-    assert scan / FPS not in st.keys()
+    assert scan / FPS not in st.keyframes()
     # Nothing from before the previous clip's end (or the disowned parcel) is in it.
     assert [label for label, _n in fin.frame_labels] == [None, order]
 
