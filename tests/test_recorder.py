@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ from recorder_support import HeldBack, encoded_recorder
 
 from station import config as config_mod
 from station.errors import LedgerError, RecordingError
-from station.recording.recorder import Recorder
+from station.recording.recorder import Recorder, journal_path
 from station.recording.stream import EncodedPacket, stream_factories
 from station.store.ledger import Ledger, ScanEventRecord
 
@@ -167,6 +168,37 @@ def test_frames_of_an_order_whose_clip_failed_never_open_the_next_orders_clip(
     # A failed when frame 4's packet came out, at the push of frame 7 (t=0.7, a keyframe):
     # frames up to there showed A. B starts on the IDR asked for at its scan.
     assert b.span is not None and b.span[0] > 0.7
+
+
+def test_a_keyframe_the_encoder_made_on_its_own_in_flight_does_not_start_a_clip(
+    rec_cfg: config_mod.Config, ledger: Ledger
+) -> None:
+    """After A's writer failed (no IDR picture is asked for then), B is scanned at frame 16
+    while the encoder still holds frames 13-15, 14 a periodic keyframe the recorder cannot
+    know of. B starts at the IDR picture asked for at its scan, so the journal written at its
+    start (all a power cut leaves) names its real first frame and pre-roll."""
+    sinks = [CountingSink(room=4), CountingSink()]
+    rec = Recorder(rec_cfg, ledger, encoder=LaggingEncoder, muxer=lambda _p, _e: sinks.pop(0))
+    frame = np.zeros((H * 3 // 2, W), np.uint8)
+    label, journal = None, {}
+    try:
+        for i in range(30):
+            t = i / FPS
+            if i in (2, 16):
+                label = "A" if i == 2 else "B"
+                rec.start(label, t, wall=WALL0 + timedelta(seconds=t))
+                assert rec._open is not None
+                journal = json.loads(journal_path(rec._open.tmp_path).read_text())
+            with contextlib.suppress(RecordingError):  # A's clip failed; the loop goes on
+                rec.push(frame, t, WALL0 + timedelta(seconds=t), label)
+        rec.stop("sealed", 3.0)
+    finally:
+        rec.close()
+    b = rec.finished[-1]
+    assert b.order_id == "B" and b.span is not None
+    first_wall = WALL0 + timedelta(seconds=b.span[0])
+    assert journal["first_wall"] == first_wall.isoformat(timespec="milliseconds")
+    assert journal["pre_roll_s"] == max(0.0, round(1.6 - b.span[0], 3))
 
 
 @pytest.mark.parametrize(("frames_after_stop", "signed"), [(0, False), (10, True)])
