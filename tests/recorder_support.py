@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from station import config as config_mod
 from station.recording.recorder import PacketSink, Recorder
-from station.recording.stream import stream_factories
+from station.recording.stream import EncodedPacket, StreamEncoder, stream_factories
+from station.recording.writer import EncoderSettings
 from station.store.ledger import Ledger
 
 
@@ -36,3 +41,54 @@ def encoded_recorder(
             return wrap_muxer(inner(path, enc))
 
     return Recorder(cfg, ledger, encoder=encoder, muxer=muxer, **kw)
+
+
+class HeldBack:
+    """The station's real encoder, its packets handed on ``lag`` packets late (a V4L2
+    encoder keeps a few frames). ``seen``: every packet handed on, in order."""
+
+    def __init__(self, inner: Any, lag: int = 3) -> None:
+        self.inner, self.lag, self.held = inner, lag, []
+        self.seen: list[EncodedPacket] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def in_flight(self) -> int:
+        return int(self.inner.in_flight) + len(self.held)
+
+    def drain(self) -> list[EncodedPacket]:
+        self.held += self.inner.drain()
+        cut = max(0, len(self.held) - self.lag)
+        out, self.held = self.held[:cut], self.held[cut:]
+        self.seen += out
+        return out
+
+    def flush(self) -> list[EncodedPacket]:
+        out, self.held = [*self.held, *self.inner.flush()], []
+        self.seen += out
+        return out
+
+
+class PromptEncoder(StreamEncoder):
+    """The station's encoder whose ``submit`` returns once the frame's packet is out (libx264
+    with ``tune=zerolatency`` holds no frame back): wrapped in ``HeldBack``, the lag is exactly
+    what the test says, whatever the machine's load."""
+
+    def __init__(self, settings: EncoderSettings) -> None:
+        self._emitted = threading.Condition()
+        super().__init__(settings)
+
+    def _emit(self, packets: list[Any]) -> None:
+        super()._emit(packets)
+        with self._emitted:
+            self._emitted.notify_all()
+
+    def submit(self, image_i420: np.ndarray, t: float, wall: datetime, label: str | None) -> None:
+        super().submit(image_i420, t, wall, label)
+        with self._emitted:  # the timeout only keeps a broken encoder from hanging the run
+            self._emitted.wait_for(self._caught_up, timeout=60.0)
+
+    def _caught_up(self) -> bool:
+        return self._error is not None or self._drained + len(self._out) >= self._submitted

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from recorder_support import encoded_recorder
+from recorder_support import HeldBack, encoded_recorder
 
 from station import config as config_mod
 from station.errors import LedgerError, RecordingError
-from station.recording.recorder import Recorder
+from station.recording.recorder import Recorder, journal_path
 from station.recording.stream import EncodedPacket, stream_factories
 from station.store.ledger import Ledger, ScanEventRecord
 
@@ -137,6 +137,29 @@ class CountingSink:
         raise RecordingError("not a real file")  # what becomes of it is not this test's
 
 
+def after_a_failed_clip(rec: Recorder, b_at: int) -> dict[str, Any]:
+    """Frames 0-29 into ``rec`` (its first muxer fails after 4 packets): A scanned at frame 2,
+    B at frame ``b_at``. Returns B's journal as written at its start (all a power cut leaves)."""
+    frame = np.zeros((H * 3 // 2, W), np.uint8)
+    label, journal = None, {}
+    try:
+        for i in range(30):
+            t = i / FPS
+            if i in (2, b_at):
+                label = "A" if i == 2 else "B"
+                rec.start(label, t, wall=WALL0 + timedelta(seconds=t))
+                assert rec._open is not None
+                journal = json.loads(journal_path(rec._open.tmp_path).read_text())
+            try:
+                rec.push(frame, t, WALL0 + timedelta(seconds=t), label)
+            except RecordingError:
+                label = None  # the runner's RecordingFailed: the session is idle again
+        rec.stop("sealed", 3.0)
+    finally:
+        rec.close()  # flushes the encoder: B's last frames, then both clips finish
+    return journal
+
+
 def test_frames_of_an_order_whose_clip_failed_never_open_the_next_orders_clip(
     rec_cfg: config_mod.Config, ledger: Ledger
 ) -> None:
@@ -146,21 +169,7 @@ def test_frames_of_an_order_whose_clip_failed_never_open_the_next_orders_clip(
     sinks = [CountingSink(room=4), CountingSink()]
     rec = Recorder(rec_cfg.replace("session", pre_roll_s=3.0), ledger,
                    encoder=LaggingEncoder, muxer=lambda _p, _e: sinks.pop(0))  # fmt: skip
-    frame = np.zeros((H * 3 // 2, W), np.uint8)
-    label = None
-    try:
-        for i in range(30):
-            t = i / FPS
-            if i in (2, 12):
-                label = "A" if i == 2 else "B"
-                rec.start(label, t, wall=WALL0 + timedelta(seconds=t))
-            try:
-                rec.push(frame, t, WALL0 + timedelta(seconds=t), label)
-            except RecordingError:
-                label = None  # the runner's RecordingFailed: the session is idle again
-        rec.stop("sealed", 3.0)
-    finally:
-        rec.close()  # flushes the encoder: B's last frames, then both clips finish
+    after_a_failed_clip(rec, 12)
     a, b = rec.finished
     assert a.order_id == "A" and a.frame_labels == ((None, 2), ("A", 3))
     assert b.order_id == "B"
@@ -170,28 +179,21 @@ def test_frames_of_an_order_whose_clip_failed_never_open_the_next_orders_clip(
     assert b.span is not None and b.span[0] > 0.7
 
 
-class HeldBack:
-    """The station's real encoder, its packets handed on ``lag`` packets late (a V4L2
-    encoder keeps a few frames)."""
-
-    def __init__(self, inner: Any, lag: int = 3) -> None:
-        self.inner, self.lag, self.held = inner, lag, []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    @property
-    def in_flight(self) -> int:
-        return int(self.inner.in_flight) + len(self.held)
-
-    def drain(self) -> list[EncodedPacket]:
-        self.held += self.inner.drain()
-        out, self.held = self.held[: max(0, len(self.held) - self.lag)], self.held[-self.lag :]
-        return out
-
-    def flush(self) -> list[EncodedPacket]:
-        out, self.held = [*self.held, *self.inner.flush()], []
-        return out
+def test_a_keyframe_the_encoder_made_on_its_own_in_flight_does_not_start_a_clip(
+    rec_cfg: config_mod.Config, ledger: Ledger
+) -> None:
+    """After A's writer failed (no IDR picture is asked for then), B is scanned at frame 16
+    while the encoder still holds frames 13-15, 14 a periodic keyframe the recorder cannot
+    know of. B starts at the IDR picture asked for at its scan, so the journal written at its
+    start names its real first frame and pre-roll."""
+    sinks = [CountingSink(room=4), CountingSink()]
+    rec = Recorder(rec_cfg, ledger, encoder=LaggingEncoder, muxer=lambda _p, _e: sinks.pop(0))
+    journal = after_a_failed_clip(rec, 16)
+    b = rec.finished[-1]
+    assert b.order_id == "B" and b.span is not None
+    first_wall = WALL0 + timedelta(seconds=b.span[0])
+    assert journal["first_wall"] == first_wall.isoformat(timespec="milliseconds")
+    assert journal["pre_roll_s"] == max(0.0, round(1.6 - b.span[0], 3))
 
 
 @pytest.mark.parametrize(("frames_after_stop", "signed"), [(0, False), (10, True)])

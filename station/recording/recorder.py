@@ -250,6 +250,11 @@ class Recorder:
         # made a keyframe (``_key_after``), so the next clip can start right there.
         self._disowned_t: float | None = None
         self._key_after: float | None = None
+        # Frames pushed that will be IDR pictures (a stream's first, or one asked for) whose
+        # packets are still in the encoder (it lags under load): (camera time, wall time). A
+        # clip scanned meanwhile may start on one, and is named and journaled by it.
+        self._keys_coming: deque[tuple[float, datetime]] = deque()
+        self._key_next = False  # the next frame pushed is one of them
         self._pending: queue.Queue[_OpenClip | _LinkAfterSigning | None] = queue.Queue()
         self._last_stopped: _OpenClip | None = None  # capture thread only
         self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
@@ -283,10 +288,13 @@ class Recorder:
         try:
             enc = self._encoder()
             if self._key_after is not None and t > self._key_after:
-                enc.request_keyframe()
+                self._ask_keyframe(enc)
                 self._key_after = None
             enc.submit(image_i420, t, wall, label)
             self._last_pushed_t = t
+            if self._key_next:
+                self._keys_coming.append((t, wall))
+                self._key_next = False
             packets = enc.drain()
         except RecordingError as exc:
             # The encoder is gone: every clip it fed ends here; a new one starts next frame.
@@ -313,10 +321,13 @@ class Recorder:
         """Open a clip of ``order_id`` scanned at camera time ``t`` (wall time ``wall``).
 
         ``extra`` goes into its manifest (e.g. a camera gap). The clip starts on the newest
-        keyframe in the ring at or before ``t - pre_roll_s`` that no earlier clip holds
-        (``PacketRing.start_for``); without one (or with ``pre_roll`` False) the encoder is
-        asked for an IDR picture and the clip starts at the next frame pushed. The file is
-        named with the wall time of its first frame: the keyframe's, or ``wall``.
+        keyframe at or before ``t - pre_roll_s`` that no earlier clip holds
+        (``PacketRing.start_for``): one in the ring, or one pushed whose packet is still in
+        the encoder (the first of a stream, or one asked for); without one (or with
+        ``pre_roll`` False) the encoder is asked for an IDR picture and the clip starts at the
+        next frame pushed. The file is named with the wall time of its first frame (the
+        keyframe's, or ``wall``), and its journal states the pre-roll it has, whatever the
+        encoder's lag.
         """
         if self._closed:
             raise RuntimeError("recorder is closed")
@@ -328,18 +339,27 @@ class Recorder:
         stopped = self._last_stopped.end_t if self._last_stopped is not None else None
         ends = (self._owned_t, self._disowned_t, stopped, *(c.end_t for c in self._closing))
         bounds = [b for b in ends if b is not None]
-        if not pre_roll and self._last_pushed_t is not None:
-            bounds.append(self._last_pushed_t)  # from the next frame on
         after_t = max(bounds) if bounds else None
         key_t = None
         if pre_roll:
-            key_t = self._packets.start_for(t, self.cfg.session.pre_roll_s, after_t)
+            coming = [k for k, _wall in self._keys_coming]
+            key_t = self._packets.start_for(t, self.cfg.session.pre_roll_s, after_t, coming)
         if key_t is None:
-            enc.request_keyframe()  # an IDR picture at the next frame: the clip starts there
+            self._ask_keyframe(enc)  # an IDR picture at the next frame: the clip starts there
+            pushed = self._last_pushed_t
+            if pushed is not None:
+                # Not on a keyframe nobody asked for still in the encoder (a periodic one): its
+                # time, and so the clip's name and pre-roll, are not known here.
+                after_t = pushed if after_t is None else max(after_t, pushed)
         ring = self._packets.since(key_t) if key_t is not None else []
         if wall is None:
             wall = datetime.now().astimezone()
-        first_wall = ring[0].wall if ring else wall
+        first_t, first_wall = t, wall
+        if ring:
+            first_t, first_wall = ring[0].t, ring[0].wall
+        elif key_t is not None:  # a keyframe still in the encoder
+            first_t = key_t
+            first_wall = next(w for k, w in self._keys_coming if k == key_t)
         name = self._base_name(order_id, first_wall)
         tmp_path = self.tmp_dir / f"{name}.mp4"
         try:
@@ -353,7 +373,7 @@ class Recorder:
         clip.waybills.extend(WaybillLink(w, "", 0.0) for w in waybills)
         clip.scan_wall = wall
         clip.journal_first_wall = first_wall
-        clip.journal_pre_roll_s = round(max(0.0, t - ring[0].t), 3) if ring else 0.0
+        clip.journal_pre_roll_s = round(max(0.0, t - first_t), 3)
         clip.extra = dict(extra or {})
         self._open = clip
         # Record what this temp file is before any frame is written, so a power cut leaves
@@ -394,7 +414,7 @@ class Recorder:
         if self._enc is not None:
             # The first frame after a clip is an IDR picture: the next clip's pre-roll can
             # start right where this one ended, not only at the next periodic keyframe.
-            self._enc.request_keyframe()
+            self._ask_keyframe(self._enc)
         self._closing.append(clip)
         self._complete_closing()
 
@@ -430,7 +450,13 @@ class Recorder:
                 raise
             except Exception as exc:
                 raise RecordingError(f"cannot start the encoder: {exc}") from exc
+            self._keys_coming.clear()  # the old stream's are out, or lost with it
+            self._key_next = True  # a stream starts with an IDR picture
         return self._enc
+
+    def _ask_keyframe(self, enc: FrameEncoder) -> None:
+        enc.request_keyframe()
+        self._key_next = True
 
     def _route(self, packets: list[EncodedPacket]) -> None:
         """Packets into the ring, into the clips stopped and waiting, into the open clip."""
@@ -438,6 +464,8 @@ class Recorder:
         for packet in packets:
             self._packets.append(packet)
             self._routed_t = packet.t
+            while self._keys_coming and self._keys_coming[0][0] <= packet.t + 1e-9:
+                self._keys_coming.popleft()
             for clip in [*self._closing, self._open]:
                 if clip is None or clip.error is not None:
                     continue
@@ -616,7 +644,7 @@ class Recorder:
             "order_id": clip.order_id,
             "station": self.cfg.station.name,
             "software": f"packcam {station.__version__}",
-            "pre_roll_s": clip.journal_pre_roll_s,
+            "pre_roll_s": self._pre_roll(clip),
             "waybills": [dataclasses.asdict(w) for w in clip.waybills],
             "events": [
                 dataclasses.replace(e, t_clip_s=self._rel(clip, t)).to_json()
@@ -660,6 +688,14 @@ class Recorder:
             clip.labels[-1][1] += 1
         else:
             clip.labels.append([label, 1])
+
+    @staticmethod
+    def _pre_roll(clip: _OpenClip) -> float:
+        """Seconds of ``clip`` before its scan: from its first frame once it has one, else as
+        foreseen by ``start``."""
+        if clip.first_t is None:
+            return clip.journal_pre_roll_s
+        return max(0.0, round(clip.scan_t - clip.first_t, 3))
 
     @staticmethod
     def _rel(clip: _OpenClip, t: float) -> float:
@@ -803,7 +839,7 @@ class Recorder:
             duration_s=done.duration_s,
             frame_count=done.frame_count,
             finish_reason=clip.finish_reason,
-            pre_roll_s=max(0.0, round(clip.scan_t - clip.first_t, 3)),
+            pre_roll_s=self._pre_roll(clip),
             path=rel,
             manifest_path=manifest.relative_to(self.data_dir).as_posix(),
             size=done.size,

@@ -7,7 +7,7 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -246,12 +246,20 @@ class PacketRing:
         while self._packets and not self._packets[0].key:  # never start mid-GOP
             self._packets.popleft()
 
-    def start_for(self, scan_t: float, pre_roll_s: float, after_t: float | None) -> float | None:
+    def start_for(
+        self,
+        scan_t: float,
+        pre_roll_s: float,
+        after_t: float | None,
+        coming: Sequence[float] = (),
+    ) -> float | None:
         """Camera time of the keyframe a clip scanned at ``scan_t`` starts at, or None (start
         at the next keyframe): the newest keyframe at or before ``scan_t - pre_roll_s``, or
         failing that the oldest one at or before ``scan_t``; never one at or before
-        ``after_t`` (those frames are another clip's)."""
-        keys = [p.t for p in self._packets if p.key and p.t <= scan_t + 1e-6]
+        ``after_t`` (those frames are another clip's). ``coming``: camera times of frames
+        newer than the ring that will be keyframes, their packets still in the encoder."""
+        keys = [p.t for p in self._packets if p.key] + sorted(coming)
+        keys = [k for k in keys if k <= scan_t + 1e-6]
         if after_t is not None:
             keys = [k for k in keys if k > after_t]
         if not keys:
