@@ -105,6 +105,11 @@ class Oracle:
     # its safety timeout counts from then, through clips resumed after a loss (the station's
     # rule, docs/reliability.md: a flickering camera must not keep an order open for ever).
     first: float | None = None
+    # The clip the loss cut: its packer and who was signed in at the loss (None: no clip cut,
+    # or another order scanned since). It resumes with that packer, as a badge read in the
+    # light never changes the open clip; or with none when who is signed in changed in the
+    # dark to someone else: nobody saw which of them packed on (docs/reliability.md).
+    cut: tuple[str | None, str | None] | None = None
     packer: str | None = None
     seen: dict[str, float] = field(default_factory=dict)  # debounce: last sighting of a code
     last_frame: float | None = None
@@ -208,7 +213,7 @@ class Oracle:
             self._end(t)
         self.parcels.append(Parcel(order, t))
         allowed = not (self.require_packer and self.packer is None)
-        self.first = None if self.dark else t
+        self.first, self.cut = (None if self.dark else t), None
         if self.dark:
             self.waiting = allowed
         elif allowed and not self.world.refuse:
@@ -230,7 +235,10 @@ class Oracle:
                 and in_time
                 and not self.world.refuse
             ):
-                self.rec = Expected(p.order, f, True, self.packer)
+                packer = self.packer
+                if self.cut is not None:
+                    packer = self.cut[0] if self.packer in self.cut else None
+                self.rec = Expected(p.order, f, True, packer)
                 self.expected.append(self.rec)
                 self.moved = f
             self.waiting = False
@@ -250,6 +258,7 @@ class Oracle:
         self.dark = True
         self.waiting = self.rec is not None
         if self.rec is not None:
+            self.cut = (self.rec.packer, self.packer)
             self.rec.until = self.last_frame if self.last_frame is not None else 0.0
             self.rec = None
 
@@ -497,7 +506,9 @@ steps = st.one_of(
 # whose clip ended still (the packer away for a moment, then packing on); the clip resumed
 # after a camera loss timed out at the order's first clip's start + max_duration_s (the
 # station's rule), not at its own start + max_duration_s (the oracle's model was wrong); nor
-# does an order whose time ran out in the dark resume (then B's clip starts at its scan).
+# does an order whose time ran out in the dark resume (then B's clip starts at its scan); the
+# clip resumed after a loss keeps the packer of the clip it cut (a badge read in the light,
+# heard in the dark, does not name alice on it).
 @example([("hand", "PO-A"), ("frames", 16), ("hand", "PO-B"), ("frames", 1)], 0, False, False)
 @example(
     [("hand", "PO-A"), ("frames", 16), ("lose", 0), ("frames", 8), ("hand", "PO-B"),
@@ -523,6 +534,10 @@ steps = st.one_of(
 @example(
     [("hand", "PO-A"), ("frames", 12), ("lose", 0), ("frames", 4), ("hand", "PO-B"),
      ("frames", 2)], 0, False, False,
+)  # fmt: skip
+@example(
+    [("hand", "PO-A"), ("frames", 1), ("hand", "OP:alice"), ("lose", 0), ("frames", 3)],
+    0, False, False,
 )  # fmt: skip
 def test_every_frame_of_a_clip_is_of_its_own_order(
     script: list[tuple[Any, ...]], lag: int, require_packer: bool, waybill_ends: bool
