@@ -224,6 +224,9 @@ class Oracle:
     def _order(self, order: str, t: float, camera: bool) -> None:
         p = self.cur
         if camera and p is not None and order == p.order:
+            if self._refused_here(p):  # its clip refused, now allowed: its sheet records it
+                self._record(order, t)
+                return
             self._finish_or_seen(t, ending=False)  # its sheet seen again
             return
         if camera and order in {q.order for q in self.parcels[:-1]}:
@@ -239,9 +242,25 @@ class Oracle:
         if self.dark:
             self.waiting = allowed
         elif allowed and not self.world.refuse:
-            self.rec = Expected(order, t, False, self.packer)
-            self.expected.append(self.rec)
-            self.moved = t
+            self._record(order, t)
+
+    def _record(self, order: str, t: float) -> None:
+        self.rec = Expected(order, t, False, self.packer)
+        self.expected.append(self.rec)
+        self.moved = t
+
+    def _refused_here(self, p: Parcel) -> bool:
+        """The parcel at the table is being packed with no clip because its clip was refused
+        (no packer signed in, the disk), and a clip would be allowed now: the station records
+        it when its sheet is shown again (docs/design.md), from then on, with no pre-roll."""
+        return (
+            p.end is None
+            and not self._open()
+            and not self.dark
+            and not any(e.order == p.order and e.since >= p.start for e in self.expected)
+            and not (self.require_packer and self.packer is None)
+            and not self.world.refuse
+        )
 
     def frame(self, f: float) -> None:
         """A new frame at ``f`` (after the scans that came with it)."""
@@ -535,6 +554,11 @@ steps = st.one_of(
 # model was wrong); nor does an order whose time ran out in the dark resume (then B's clip
 # starts at its scan); the clip resumed after a loss keeps the packer of the clip it cut (a
 # badge read in the light, heard in the dark, does not name alice on it).
+# The sheet of the order before the last seen after the last one's clip timed out opened a
+# clip over the next parcel (the session remembered the last order only); the order packed
+# with no clip because its clip was refused is recorded when its sheet is shown again once a
+# clip is allowed (the station's documented rule; the oracle's model had missed it), but not
+# once it is sealed.
 @example([("hand", "PO-A"), ("frames", 16), ("hand", "PO-B"), ("frames", 1)], 0, False, False)
 @example(
     [("hand", "PO-A"), ("frames", 16), ("lose", 0), ("frames", 8), ("hand", "PO-B"),
@@ -582,6 +606,22 @@ steps = st.one_of(
 @example(
     [("hand", "PO-A"), ("frames", 1), ("hand", "OP:alice"), ("lose", 0), ("frames", 3)],
     0, False, False,
+)  # fmt: skip
+@example(
+    [("hand", "PO-A"), ("frames", 16), ("hand", "PO-B"), ("frames", 16), ("cam", "PO-A"),
+     ("frames", 16)], 0, False, False,
+)  # fmt: skip
+@example(
+    [("hand", "PO-C"), ("frames", 16), ("hand", "OP:alice"), ("frames", 16), ("cam", "PO-C"),
+     ("frames", 4)], 0, True, False,
+)  # fmt: skip
+@example(
+    [("refuse", True), ("hand", "PO-C"), ("frames", 16), ("refuse", False), ("frames", 16),
+     ("cam", "PO-C"), ("frames", 4)], 0, False, False,
+)  # fmt: skip
+@example(
+    [("refuse", True), ("hand", "PO-C"), ("frames", 16), ("refuse", False), ("hand", "SEAL"),
+     ("frames", 16), ("cam", "PO-C"), ("frames", 4)], 0, False, False,
 )  # fmt: skip
 def test_every_frame_of_a_clip_is_of_its_own_order(
     script: list[tuple[Any, ...]], lag: int, require_packer: bool, waybill_ends: bool
