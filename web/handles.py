@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from flask import current_app, g, session
 
@@ -15,7 +16,14 @@ from web.index import ClipIndex
 from web.scope import ScopedIndex, Stations, stations_for
 from web.search import SearchIndex
 
-_H = TypeVar("_H", WebDB, ClipIndex)
+log = logging.getLogger(__name__)
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_H = TypeVar("_H", bound=_Closable)
 
 
 def csrf_token() -> str:
@@ -40,7 +48,8 @@ class _Handles(threading.local):
 
 
 class SiteHandles:
-    """The site's SQLite handles: its search index and every thread's ``_Handles``.
+    """The site's database handles: its search index and every thread's ``_Handles`` (and, on
+    the central site, each thread's PostgreSQL connection: central/api.py).
 
     They live as long as the app: ``close`` closes them all, once its server has stopped
     (``web.cli.run_server``) or when an app nobody closed (a test's) is collected
@@ -52,9 +61,10 @@ class SiteHandles:
         self.search = search
         self.local = _Handles()
         self._lock = threading.Lock()
-        self._opened: list[WebDB | ClipIndex | SearchIndex] = [] if search is None else [search]
+        self._opened: list[_Closable] = [] if search is None else [search]
 
     def keep(self, handle: _H) -> _H:
+        """``handle``, to be closed with the site (a server thread's, kept between requests)."""
         with self._lock:
             self._opened.append(handle)
         return handle
@@ -63,7 +73,10 @@ class SiteHandles:
         with self._lock:
             opened, self._opened = self._opened, []
         for handle in opened:
-            handle.close()
+            try:
+                handle.close()
+            except Exception:  # one that fails to close must not keep the others open
+                log.exception("closing %r", handle)
 
 
 def get_db() -> WebDB:
