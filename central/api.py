@@ -16,6 +16,7 @@ from central.db import NO_KEY, CentralDB
 from central.errors import CentralError, Unavailable
 from central.witness import ACCEPT, witness_key
 from station.proof.keys import load_public_pem, verify_signature
+from web.handles import SiteHandles
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ def central_db() -> CentralDB:
     """This server thread's connection to the central index (kept between requests)."""
     handles: _Handles = current_app.extensions["packcam_central"]["handles"]
     if handles.db is None:
-        handles.db = CentralDB(current_app.config["CENTRAL_DSN"])
+        site: SiteHandles = current_app.extensions["packcam"]["handles"]
+        handles.db = site.keep(CentralDB(current_app.config["CENTRAL_DSN"]))
     return handles.db
 
 

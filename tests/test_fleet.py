@@ -192,8 +192,9 @@ def fleet(
         thread.join(timeout=15)
 
 
-def _archive_all(cfgs: list[config_mod.Config]) -> list[Archiver]:
-    """Every station's archiver pass at once, each on its own thread (as on real stations)."""
+def _archive_all(cfgs: list[config_mod.Config], *, keep: bool = False) -> list[Archiver]:
+    """Every station's archiver pass at once, each on its own thread (as on real stations);
+    stopped (their index connections closed) unless ``keep``: the caller stops them."""
     archivers = [Archiver(cfg) for cfg in cfgs]
     errors: list[BaseException] = []
 
@@ -208,12 +209,15 @@ def _archive_all(cfgs: list[config_mod.Config]) -> list[Archiver]:
         t.start()
     for t in threads:
         t.join(timeout=120)
+    if not keep:
+        for a in archivers:
+            a.stop()
     assert not errors, errors
     return archivers
 
 
 def test_stations_archive_concurrently_verified_without_duplicates(fleet: Fleet) -> None:
-    archivers = _archive_all(fleet.stations)
+    archivers = _archive_all(fleet.stations, keep=True)
     try:
         s3 = archivers[0].store.client
         for cfg, arch in zip(fleet.stations, archivers, strict=True):
@@ -239,8 +243,6 @@ def test_stations_archive_concurrently_verified_without_duplicates(fleet: Fleet)
         # a second pass uploads nothing and makes no second version of anything
         again = _archive_all(fleet.stations)
         assert all(a.stats.bytes_sent == 0 and a.stats.clips == 0 for a in again)
-        for a in again:
-            a.stop()
         listed = s3.list_object_versions(Bucket=fleet.bucket)
         keys = [v["Key"] for v in listed.get("Versions", [])]
         assert len(keys) == len(set(keys)), "a retried upload made a duplicate"
@@ -517,6 +519,7 @@ def test_a_clip_sent_with_another_part_size_is_proven_and_not_sent_again(
     next pass proves it by reading it back instead of sending a second version."""
     from station.fleet.objstore import ObjectStore, UploadJournal
     from station.store.index import open_index
+    from station.store.sqlitedb import Database
 
     bucket = _bucket(seaweed, lock=True)  # versioned: a second PUT would be a second version
     data_dir = tmp_path / "data"
@@ -525,17 +528,23 @@ def test_a_clip_sent_with_another_part_size_is_proven_and_not_sent_again(
     size, sha = path.stat().st_size, _sha(path)
     assert size > 6 * 1024 * 1024
 
+    opened: list[Database] = []
+
     def store(mb: int) -> ObjectStore:
         cfg = station_cfg(tmp_path, "station-ps", seaweed, bucket, part_size_mb=mb)
-        journal = UploadJournal(open_index(data_dir / "index.sqlite3"))
-        return ObjectStore(cfg.archive, journal=journal)
+        opened.append(open_index(data_dir / "index.sqlite3"))
+        return ObjectStore(cfg.archive, journal=UploadJournal(opened[-1]))
 
-    first = store(5)
-    assert first.put_file("k/big.mp4", path, sha256=sha, size=size).uploaded
-    again = store(part_size_mb).put_file("k/big.mp4", path, sha256=sha, size=size)
-    assert not again.uploaded and "read-back-sha256" in again.verified_by
-    listing = first.client.list_object_versions(Bucket=bucket, Prefix="k/big.mp4")
-    assert len(listing["Versions"]) == 1
+    try:
+        first = store(5)
+        assert first.put_file("k/big.mp4", path, sha256=sha, size=size).uploaded
+        again = store(part_size_mb).put_file("k/big.mp4", path, sha256=sha, size=size)
+        assert not again.uploaded and "read-back-sha256" in again.verified_by
+        listing = first.client.list_object_versions(Bucket=bucket, Prefix="k/big.mp4")
+        assert len(listing["Versions"]) == 1
+    finally:
+        for db in opened:
+            db.close()
 
 
 def test_packcam_central_cli(pg_dsn: str, tmp_path: Path) -> None:

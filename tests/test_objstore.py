@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from station.fleet.objstore import (
     station_prefix,
 )
 from station.store.index import open_index
+from station.store.sqlitedb import Database
 
 BUCKET = "packcam-unit"  # created by the moto_s3 fixture (conftest)
 
@@ -90,12 +92,22 @@ def test_keys_are_deterministic_and_safe() -> None:
     assert ".." not in weird.split("/") and weird.startswith("stations/") and "/x" not in weird
 
 
+_JOURNAL_DBS: list[Database] = []  # the index connections _store opened, closed after each test
+
+
+@pytest.fixture(autouse=True)
+def _close_journals() -> Iterator[None]:
+    yield
+    while _JOURNAL_DBS:
+        _JOURNAL_DBS.pop().close()
+
+
 def _store(tmp_path: Path, **archive: object) -> ObjectStore:
     cfg = config_mod.load(None).with_data_dir(tmp_path / "data")
     cfg = cfg.replace("archive", enabled=True, bucket=BUCKET, **{"part_size_mb": 5, **archive})
     (tmp_path / "data").mkdir(exist_ok=True)
-    journal = UploadJournal(open_index(tmp_path / "data" / "index.sqlite3"))
-    return ObjectStore(cfg.archive, journal=journal)
+    _JOURNAL_DBS.append(open_index(tmp_path / "data" / "index.sqlite3"))
+    return ObjectStore(cfg.archive, journal=UploadJournal(_JOURNAL_DBS[-1]))
 
 
 def _versions(store: ObjectStore, key: str) -> int:

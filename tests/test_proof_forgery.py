@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import warnings
 import zipfile
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -361,7 +362,7 @@ def test_start_moved_back_in_the_data_dir(
     ``packcam verify --data`` holds the duration to the clip too; ``audit`` (which does not
     demux every clip) to the manifest's own start and end."""
     st = store.copy(tmp_path / "data")
-    with contextlib.closing(_db(st)) as conn:
+    with _db(st) as conn:
         seq, manifest, path = conn.execute(
             "SELECT seq, manifest, clip_path FROM proof_log ORDER BY seq DESC LIMIT 1"
         ).fetchone()
@@ -605,10 +606,12 @@ def test_another_orders_clip_swapped_in(
 # ---- the data directory: verify --data and audit -------------------------------------------
 
 
-def _db(st: Store) -> sqlite3.Connection:
-    conn = sqlite3.connect(st.data / INDEX_NAME, isolation_level=None)
-    conn.execute("PRAGMA foreign_keys=OFF")
-    return conn
+@contextlib.contextmanager
+def _db(st: Store) -> Iterator[sqlite3.Connection]:
+    """The station's index, to tamper with (autocommit); closed on leaving the block."""
+    with contextlib.closing(sqlite3.connect(st.data / INDEX_NAME, isolation_level=None)) as conn:
+        conn.execute("PRAGMA foreign_keys=OFF")
+        yield conn
 
 
 def test_deleted_middle_clip_is_a_reason_not_a_crash(
@@ -693,7 +696,8 @@ def test_index_fields_outside_the_old_audit(
     report = audit(st.cfg, anchors=store.anchors())
     _tampered(report, "index-row-edited")
     assert any(field in c.reason for c in report.failures), report.lines()
-    clip = st.data / _db(st).execute("SELECT path FROM clips WHERE id = 1").fetchone()[0]
+    with _db(st) as conn:
+        clip = st.data / conn.execute("SELECT path FROM clips WHERE id = 1").fetchone()[0]
     _tampered(verify_clip(clip, st.cfg, anchors=store.anchors()), "index-row-edited")
 
 

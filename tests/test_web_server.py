@@ -101,3 +101,36 @@ def test_head_and_304_do_not_leak_files(server, web_env: WebEnv) -> None:
     while open_clip_fds() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert open_clip_fds() == 0
+
+
+def test_a_stopped_server_closes_its_databases(web_env: WebEnv) -> None:
+    """Each server thread keeps its web.sqlite3 and clip index handles between requests, the
+    site one search index: when the server stops, none of them stays open (a process that
+    serves again, or a test, would otherwise hold their files and locks until collected)."""
+
+    def open_databases() -> list[str]:
+        names = []
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/self/fd/{fd}")
+                if target.startswith(str(web_env.data_dir)) and ".sqlite3" in target:
+                    names.append(os.path.basename(target))
+        return sorted(names)
+
+    before = open_databases()
+    srv = cli.make_server(web_env.cfg, "127.0.0.1", 0)
+    stop = threading.Event()
+    thread = threading.Thread(target=cli.run_server, args=(srv,), kwargs={"stop": stop})
+    thread.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.effective_port, timeout=10)
+        for path in ("/login", "/share/nosuchtoken"):  # web.sqlite3, then the clip index
+            conn.request("GET", path)
+            conn.getresponse().read()
+        conn.close()
+        assert "web.sqlite3" in open_databases()  # kept by the thread that served
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert open_databases() == before

@@ -7,6 +7,7 @@ import logging
 import secrets
 import stat
 import threading
+import weakref
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -40,7 +41,7 @@ from web import (
 from web.backends import SiteBackend
 from web.bundles import BundleCache
 from web.db import DEFAULT_PW_METHOD, WEB_DB_NAME, WebDB
-from web.handles import _Handles, csrf_token, get_db, get_index, raw_index, share_index
+from web.handles import SiteHandles, csrf_token, get_db, get_index, raw_index, share_index
 from web.index import ensure_index
 from web.search import SEARCH_DB_NAME, SearchIndex
 
@@ -197,6 +198,10 @@ def create_app(
     else:
         app.config["INDEX_PATH"] = ensure_index(data_dir)
         search = SearchIndex(data_dir / SEARCH_DB_NAME, app.config["INDEX_PATH"])
+    # substring search over order IDs and waybills (web/search.py), None on central, and each
+    # server thread's handles: closed by the server as it stops, or as the app is collected
+    handles = SiteHandles(search)
+    weakref.finalize(app, handles.close)  # not a method of the app: that would keep it alive
     app.session_interface = _SessionInterface()
     if config.web.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
@@ -204,14 +209,13 @@ def create_app(
         "stop": threading.Event(),
         "live_slots": threading.BoundedSemaphore(max(1, config.web.threads // 2)),
         "frame_slots": threading.BoundedSemaphore(2),
-        "handles": _Handles(),
+        # the search index and each server thread's handles, closed with the app (SiteHandles)
+        "handles": handles,
         # this thread's clip index and the media store when they are not the data dir's
         "index": central.index if central is not None else None,
         "media": central.media if central is not None else None,
         # evidence bundles for download, asked of the station, which signs them (web/bundles.py)
         "bundles": BundleCache(data_dir, config.web.bundle_cache_mb << 20),
-        # substring search over order IDs and waybills (web/search.py); None on central
-        "search": search,
     }
 
     Babel(app, locale_selector=i18n.select_locale)

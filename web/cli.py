@@ -110,6 +110,7 @@ def run_server(server: Any, *, stop: threading.Event | None = None) -> None:
         finished.set()
         app_stop.set()
         server.task_dispatcher.shutdown(timeout=5)
+        app.extensions["packcam"]["handles"].close()  # its threads are done with them
         log.info("web server stopped")
 
 

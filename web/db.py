@@ -262,12 +262,14 @@ class WebDB(sqlitedb.Table):
     ) -> None:
         self.pw_method = pw_method
         try:
-            super().__init__(sqlitedb.Database(sqlitedb.open_connection(target)))
-            self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            if setup:  # once per process (the site does it in create_app), not per request
-                sqlitedb.use_wal(self.conn)
-                self.migrate()
+            own = not isinstance(target, sqlite3.Connection)
+            with sqlitedb.closed_on_error(sqlitedb.open_connection(target), own=own) as conn:
+                super().__init__(sqlitedb.Database(conn))
+                self.conn.row_factory = sqlite3.Row
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                if setup:  # once per process (the site does it in create_app), not per request
+                    sqlitedb.use_wal(self.conn)
+                    self.migrate()
         except sqlite3.Error as exc:
             raise WebDBError(f"cannot open {target}: {exc}") from exc
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from flask import current_app, g, session
 
@@ -12,6 +14,16 @@ from web.backends import IndexReader, MediaStore
 from web.db import ShareLink, WebDB
 from web.index import ClipIndex
 from web.scope import ScopedIndex, Stations, stations_for
+from web.search import SearchIndex
+
+log = logging.getLogger(__name__)
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_H = TypeVar("_H", bound=_Closable)
 
 
 def csrf_token() -> str:
@@ -35,14 +47,49 @@ class _Handles(threading.local):
     index: ClipIndex | None = None
 
 
+class SiteHandles:
+    """The site's database handles: its search index and every thread's ``_Handles`` (and, on
+    the central site, each thread's PostgreSQL connection: central/api.py).
+
+    They live as long as the app: ``close`` closes them all, once its server has stopped
+    (``web.cli.run_server``) or when an app nobody closed (a test's) is collected
+    (``create_app``), not one by one whenever the garbage collector finds them (each holds
+    a file descriptor and its file's locks). Any thread may add; closing runs once.
+    """
+
+    def __init__(self, search: SearchIndex | None) -> None:
+        self.search = search
+        self.local = _Handles()
+        self._lock = threading.Lock()
+        self._opened: list[_Closable] = [] if search is None else [search]
+
+    def keep(self, handle: _H) -> _H:
+        """``handle``, to be closed with the site (a server thread's, kept between requests)."""
+        with self._lock:
+            self._opened.append(handle)
+        return handle
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for handle in opened:
+            try:
+                handle.close()
+            except Exception:  # one that fails to close must not keep the others open
+                log.exception("closing %r", handle)
+
+
 def get_db() -> WebDB:
     """This thread's web.sqlite3 handle."""
-    handles: _Handles = current_app.extensions["packcam"]["handles"]
+    site: SiteHandles = current_app.extensions["packcam"]["handles"]
+    handles = site.local
     if handles.webdb is None:
-        handles.webdb = WebDB(
-            current_app.config["WEB_DB_PATH"],
-            pw_method=current_app.config["PASSWORD_METHOD"],
-            setup=False,
+        handles.webdb = site.keep(
+            WebDB(
+                current_app.config["WEB_DB_PATH"],
+                pw_method=current_app.config["PASSWORD_METHOD"],
+                setup=False,
+            )
         )
     return handles.webdb
 
@@ -66,11 +113,10 @@ def raw_index() -> IndexReader:
     if given is not None:
         # Given by the site backend (central mode: the PostgreSQL index): this thread's handle.
         return given()
-    handles: _Handles = ext["handles"]
+    site: SiteHandles = ext["handles"]
+    handles = site.local
     if handles.index is None:
-        handles.index = ClipIndex(
-            current_app.config["INDEX_PATH"], search=current_app.extensions["packcam"]["search"]
-        )
+        handles.index = site.keep(ClipIndex(current_app.config["INDEX_PATH"], search=site.search))
     return handles.index
 
 

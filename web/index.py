@@ -25,7 +25,7 @@ from station.store.ledger import (
     WaybillLink,
     clip_from_rows,
 )
-from station.store.sqlitedb import Database
+from station.store.sqlitedb import Database, closed_on_error
 from web.search import LATE_TABLE, SearchIndex, contains_folded, match_expr
 from web.stations import StationStatus
 
@@ -81,18 +81,20 @@ class ClipIndex:
     ) -> None:
         self.search_index = search
         try:
+            own = not isinstance(target, sqlite3.Connection)
             if isinstance(target, sqlite3.Connection):
                 self.conn = target
             else:
                 self.conn = sqlite3.connect(str(target), check_same_thread=False, timeout=10)
-            self.conn.row_factory = sqlite3.Row
-            if search is not None:
-                uri = "file:" + str(search.path.resolve()) + "?mode=ro"
-                self.conn.execute("ATTACH DATABASE ? AS s", (uri,))
-                self.conn.create_function("contains_ci", 2, contains_folded, deterministic=True)
-            self.conn.execute("PRAGMA query_only=ON")
+            with closed_on_error(self.conn, own=own):
+                self.conn.row_factory = sqlite3.Row
+                if search is not None:
+                    uri = "file:" + str(search.path.resolve()) + "?mode=ro"
+                    self.conn.execute("ATTACH DATABASE ? AS s", (uri,))
+                    self.conn.create_function("contains_ci", 2, contains_folded, deterministic=True)
+                self.conn.execute("PRAGMA query_only=ON")
             # the station's table owners, read only here (query_only)
-            db = Database(self.conn, own=not isinstance(target, sqlite3.Connection))
+            db = Database(self.conn, own=own)
             self.clips = ClipTable(db)
             self.holds = HoldTable(db)
         except sqlite3.Error as exc:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from station.store.clips import ClipTable
-from station.store.sqlitedb import Database
+from station.store.sqlitedb import Database, closed_on_error
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +112,19 @@ class SearchIndex:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.conn = self._connect()
-        self.conn.executescript(SCHEMA)
+        with closed_on_error(self.conn):
+            self.conn.executescript(SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
             str(self.path), check_same_thread=False, isolation_level=None, timeout=30
         )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.create_function("bigram_tokens", 1, bigram_tokens, deterministic=True)
-        uri = "file:" + str(self.index_path.resolve()) + "?mode=ro"
-        conn.execute("ATTACH DATABASE ? AS st", (uri,))
+        with closed_on_error(conn):
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.create_function("bigram_tokens", 1, bigram_tokens, deterministic=True)
+            uri = "file:" + str(self.index_path.resolve()) + "?mode=ro"
+            conn.execute("ATTACH DATABASE ? AS st", (uri,))
         return conn
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from station.floor.events import EventKind, StationEvent
 from station.store.sqlitedb import (
     Database,
     Table,
+    closed_on_error,
     create_shared,
     migrate,
     transaction,
@@ -158,12 +159,13 @@ class WebhookQueue(Table):
             path.parent.mkdir(parents=True, exist_ok=True)
             create_shared(path)  # the web site's reader writes its -shm
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            super().__init__(Database(conn))
-            use_wal(self.conn)
-            self.conn.execute("PRAGMA busy_timeout=5000")
+            with closed_on_error(conn):
+                super().__init__(Database(conn))
+                use_wal(self.conn)
+                self.conn.execute("PRAGMA busy_timeout=5000")
+                migrate(self.conn, self._lock, MIGRATIONS, WebhookError, "webhook queue")
         except (sqlite3.Error, OSError) as exc:
             raise WebhookError(f"cannot open the webhook queue {path}: {exc}") from exc
-        migrate(self.conn, self._lock, MIGRATIONS, WebhookError, "webhook queue")
 
     def close(self) -> None:
         with self._lock:

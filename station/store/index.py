@@ -63,14 +63,15 @@ def open_index(target: Path | str | sqlite3.Connection) -> Database:
         if not isinstance(target, sqlite3.Connection) and str(target) not in {"", ":memory:"}:
             # the web site reads it and sets legal holds in it: group-writable (0660)
             sqlitedb.create_shared(Path(target))
-        conn = sqlitedb.open_connection(target)
-        conn.row_factory = sqlite3.Row
-        sqlitedb.use_wal(conn)
-        # FULL: a finished clip's row must survive a power cut once add_clip returned.
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        db = Database(conn, own=not isinstance(target, sqlite3.Connection))
-        sqlitedb.migrate(conn, db.lock, MIGRATIONS, LedgerError, "index")
+        own = not isinstance(target, sqlite3.Connection)
+        with sqlitedb.closed_on_error(sqlitedb.open_connection(target), own=own) as conn:
+            conn.row_factory = sqlite3.Row
+            sqlitedb.use_wal(conn)
+            # FULL: a finished clip's row must survive a power cut once add_clip returned.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            db = Database(conn, own=own)
+            sqlitedb.migrate(conn, db.lock, MIGRATIONS, LedgerError, "index")
     except sqlite3.Error as exc:
         raise LedgerError(f"cannot open index {target}: {exc}") from exc
     return db

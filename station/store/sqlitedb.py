@@ -32,6 +32,19 @@ def open_connection(target: Path | str | sqlite3.Connection) -> sqlite3.Connecti
     return sqlite3.connect(str(target), check_same_thread=False, isolation_level=None, timeout=30)
 
 
+@contextmanager
+def closed_on_error(conn: sqlite3.Connection, *, own: bool = True) -> Iterator[sqlite3.Connection]:
+    """``conn`` while its opener sets it up; closed if that raises (unless the caller passed
+    it in, ``own=False``): a file that is not a database fails at the first statement, and
+    its connection must not stay open until the garbage collector finds it."""
+    try:
+        yield conn
+    except BaseException:
+        if own:
+            conn.close()
+        raise
+
+
 def create_shared(path: Path) -> None:
     """Create ``path`` empty (a valid new database) with mode 0666 less the umask, unless it
     exists. SQLite itself creates files 0644, and its -wal and -shm with the file's mode:
