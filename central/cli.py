@@ -241,10 +241,7 @@ def register(subparsers: Any) -> None:
         " written more than once, and clip objects the index does not hold. Exit 1 on findings.",
     )
     q.add_argument("--json", action="store_true", help="as JSON")
-    q.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML config")
-    q.add_argument(
-        "--dsn", default=argparse.SUPPRESS, help="PostgreSQL conninfo (overrides central.dsn)"
-    )
+    _common(q)
     q = sub.add_parser(
         "alerts",
         help="send what changed in the fleet's health (webhook, e-mail), de-duplicated",
@@ -256,10 +253,7 @@ def register(subparsers: Any) -> None:
     )
     q.add_argument("--bucket-audit", action="store_true", help="also alert on bucket findings")
     q.add_argument("--json", action="store_true", help="as JSON")
-    q.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML config")
-    q.add_argument(
-        "--dsn", default=argparse.SUPPRESS, help="PostgreSQL conninfo (overrides central.dsn)"
-    )
+    _common(q)
     q = sub.add_parser("stations", help="list stations with their health and backlog")
     q.add_argument("--json", action="store_true", help="as JSON")
     q.add_argument("--all", action="store_true", help="also the retired (replaced) stations")
@@ -279,7 +273,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--store", choices=["aws", "minio", "seaweedfs"], default="aws")
     p.add_argument("--bucket", help="default: [archive] bucket from the config")
     p.add_argument("--prefix", help="default: [archive] prefix from the config")
-    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML config")
+    add_config(p, suppress=True)
     p.set_defaults(func=cmd_storage_policy)
 
     p = subparsers.add_parser(

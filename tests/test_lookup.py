@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
+import urllib.error
 from collections.abc import Iterator
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -15,6 +18,7 @@ from station import config as config_mod
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.errors import ConfigError
 from station.floor.events import EventKind, EventRecorder, StationEvent, StationEvents
+from station.floor.eventworker import fetch_failure
 from station.floor.lookup import MANIFEST_KEY, LookupFailed, OrderLookup, lookup_url, parse_items
 from station.service import assemble
 
@@ -119,6 +123,18 @@ def test_lookup_url_quotes_the_order_id() -> None:
 def test_bad_lookup_config_is_refused(values: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         config_mod.from_dict({"lookup": values})
+
+
+def test_a_failed_fetch_is_named_by_its_status_or_its_exception() -> None:
+    """What the order lookup and the fleet duplicate check say of a failed fetch: an HTTP
+    error by its status, its body closed (it holds the connection); anything else by its type
+    and text, at most 300 characters (it goes into the signed manifest)."""
+    body = io.BytesIO(b"<html>busy</html>")
+    err = urllib.error.HTTPError("http://erp.example/x", 503, "Unavailable", Message(), body)
+    assert fetch_failure(err) == "HTTP 503"
+    assert body.closed
+    assert fetch_failure(TimeoutError("timed out")) == "TimeoutError: timed out"
+    assert fetch_failure(LookupFailed("x" * 400)) == ("LookupFailed: " + "x" * 400)[:300]
 
 
 # ---- a real service ------------------------------------------------------------------------

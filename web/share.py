@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -21,7 +22,6 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import gettext
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
@@ -90,6 +90,23 @@ def _note_use(share: ShareLink, detail: str) -> None:
         share.order_id, "share-use", share_id=share.id, remote_addr=request.remote_addr,
         detail=detail,
     )  # fmt: skip
+
+
+def _order_clips(share: ShareLink) -> list[ClipRecord]:
+    """The shared order's clips the link shows; 404 when there are none."""
+    clips = share_index(share).order(share.order_id)
+    if not clips:
+        abort(404)
+    return clips
+
+
+def _link_url(token: str) -> Callable[..., str]:
+    """``url(endpoint, **values)``: the URL of this blueprint's ``endpoint`` for the link."""
+
+    def url(endpoint: str, **kw: Any) -> str:
+        return url_for(f"share.{endpoint}", token=token, **kw)
+
+    return url
 
 
 def _clip_in_share(share: ShareLink, clip_id: int) -> ClipRecord:
@@ -187,14 +204,9 @@ def qr(share_id: str) -> Response:
 @bp.get("/s/<token>")
 def page(token: str) -> Any:
     share = _share_from_token(token)
-    clips = share_index(share).order(share.order_id)
-    if not clips:
-        abort(404)
+    clips = _order_clips(share)
     _note_use(share, request.user_agent.string[:120])
-
-    def url(endpoint: str, **kw: Any) -> str:
-        return url_for(f"share.{endpoint}", token=token, **kw)
-
+    url = _link_url(token)
     return render_template(
         "order.html",
         order_id=share.order_id,
@@ -203,8 +215,8 @@ def page(token: str) -> Any:
         shares=[],
         share_days=[],
         shared=share,
-        bundle_url=url_for("share.bundle", token=token),
-        summary_url=url_for("share.summary", token=token),
+        bundle_url=url("bundle"),
+        summary_url=url("summary"),
     )
 
 
@@ -214,9 +226,7 @@ def summary(token: str) -> Any:
     each clip of the shared order (time source, hash, signer, log) and nothing more."""
 
     share = _share_from_token(token)
-    clips = share_index(share).order(share.order_id)
-    if not clips:
-        abort(404)
+    clips = _order_clips(share)
     cfg = current_app.config["PACKCAM"]
     verify = None
     store = media_store()
@@ -225,10 +235,7 @@ def summary(token: str) -> Any:
 
     claims = order_claims(share.order_id, clips, site_anchors(cfg), verify=verify)
     _note_use(share, "summary")
-
-    def url(endpoint: str, **kw: Any) -> str:
-        return url_for(f"share.{endpoint}", token=token, **kw)
-
+    url = _link_url(token)
     views = clip_views(clips, url, check_files=False, scope=share.stations)
     generated = datetime.now(UTC)
     body = in_both_languages(
@@ -248,10 +255,10 @@ def summary(token: str) -> Any:
         claims=claims,
         views=views,
         body=body,
-        heading=both(lambda: gettext("Evidence summary")),
+        heading=both(lambda: _("Evidence summary")),
         captions={k: both(partial(label, KEYFRAMES, k)) for k in KEYFRAMES},
-        back_url=url_for("share.page", token=token),
-        bundle_url=url_for("share.bundle", token=token),
+        back_url=url("page"),
+        bundle_url=url("bundle"),
     )
 
 

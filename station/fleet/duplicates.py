@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -16,7 +15,7 @@ import station
 from station.config import Config
 from station.fleet.central_sync import read_token
 from station.floor.events import EventKind, StationEvent, StationEvents
-from station.floor.eventworker import OrderEventWorker
+from station.floor.eventworker import Annotate, OrderEventWorker, fetch_failure
 from station.store.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,6 @@ PENDING_S = 600.0  # how long a late answer waits for its clip to be indexed
 LOG_EVERY_S = 60.0
 
 Fetcher = Callable[[str, str, float], bytes]
-Annotate = Callable[[str, str, Any], bool]
 
 
 class CheckFailed(Exception):
@@ -145,12 +143,8 @@ class FleetDuplicates(OrderEventWorker):
         url = self.base + urllib.parse.quote(order, safe="")
         try:
             refs = fleet_refs(self._fetch(url, self._token, self.timeout_s), order, self.station)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            self._unreachable(order, f"HTTP {exc.code}")
-            return None
-        except (OSError, CheckFailed, ValueError) as exc:  # timeout, refused, bad answer
-            self._unreachable(order, f"{type(exc).__name__}: {exc}")
+        except (OSError, CheckFailed, ValueError) as exc:  # HTTP error, timeout, bad answer
+            self._unreachable(order, fetch_failure(exc))
             return None
         self.checked += 1
         if not refs:

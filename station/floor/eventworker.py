@@ -5,14 +5,28 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import urllib.error
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from station.floor.events import StationEvent
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# (order ID, manifest key, value) -> whether it went into the manifest of the order's open clip
+Annotate = Callable[[str, str, Any], bool]
+
+
+def fetch_failure(exc: Exception) -> str:
+    """What a handler says of a failed fetch, in the log and the manifest: an HTTP error by its
+    status (closed: its unread body holds the connection), anything else by its type and text;
+    at most 300 characters."""
+    if isinstance(exc, urllib.error.HTTPError):
+        exc.close()
+        return f"HTTP {exc.code}"
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 class QueueWorker(Generic[T]):

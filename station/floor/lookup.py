@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -13,7 +12,7 @@ from typing import Any
 
 from station.config import Config
 from station.floor.events import EventKind, StationEvent, StationEvents
-from station.floor.eventworker import OrderEventWorker
+from station.floor.eventworker import Annotate, OrderEventWorker, fetch_failure
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +22,6 @@ MAX_FIELD = 200
 MANIFEST_KEY = "order_lookup"
 
 Fetcher = Callable[[str, Mapping[str, str], float], bytes]
-Annotate = Callable[[str, str, Any], bool]
 
 
 class LookupFailed(Exception):
@@ -139,11 +137,8 @@ class OrderLookup(OrderEventWorker):
         }
         try:
             result["items"] = parse_items(self._fetch(url, self.headers, self.timeout_s))
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            result["error"] = f"HTTP {exc.code}"
-        except (OSError, LookupFailed, ValueError) as exc:  # timeout, refused, bad answer
-            result["error"] = f"{type(exc).__name__}: {exc}"[:300]
+        except (OSError, LookupFailed, ValueError) as exc:  # HTTP error, timeout, bad answer
+            result["error"] = fetch_failure(exc)
         if "error" in result:
             log.warning("order lookup of %r: %s", event.order_id, result["error"])
         in_manifest = self.annotate(event.order_id, MANIFEST_KEY, result)

@@ -20,6 +20,7 @@ from station.capture.eventqueue import MAX_LINE
 from station.capture.frames import RawScan
 from station.capture.scanner import ThreadedScanner
 from station.errors import ScannerError
+from station.runtime.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +360,7 @@ class EvdevScanner(ThreadedScanner):
 
     def _run(self) -> None:
         self._decoder = KeyDecoder(self._evdev.ecodes)
-        delay = 0.25
+        backoff = Backoff(min(0.25, self.retry_max_s), self.retry_max_s)
         missing_logged = False
         while not self._stop.is_set():
             dev = self._open()
@@ -374,13 +375,12 @@ class EvdevScanner(ThreadedScanner):
                     if hint:
                         log.error("barcode scanner: %s", hint)
                     missing_logged = True
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.retry_max_s)
+                self._stop.wait(backoff.next())
                 continue
             log.info("reading barcode scanner %s (%r)%s", self.device_path, self.device_name,
                      ", grabbed" if self.grab else "")  # fmt: skip
             missing_logged = False
-            delay = 0.25
+            backoff.reset()
             self._decoder.reset()
             self.connected.set()
             try:
