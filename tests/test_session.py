@@ -863,6 +863,60 @@ def test_a_timeout_of_the_resumed_clip_leaves_no_second_resumption() -> None:
     assert step(state, Scanned(ORDER_A, 9999.0, "keyboard"), RULES)[1][0].after_restart is False
 
 
+# ---- the repack card -------------------------------------------------------------------------
+
+REPACK = Code("REPACK", Kind.CONTROL, "repack")
+# PO-A and PO-B were packed here, PO-A last: their sheets may lie in view.
+PACKED_HERE = Idle(packed("PO-A", "PO-B"), last=("PO-A", 20.0))
+
+
+def test_the_repack_card_shown_lets_the_next_sheet_shown_record_its_repack() -> None:
+    """A station with no hand scanner: the repack card, then PO-B's sheet shown to the camera
+    within repack_window_s, opens PO-B's clip (the runner makes it a repack); only that
+    sheet: the next one packed here before is an old sheet again."""
+    armed, actions = step(PACKED_HERE, Scanned(REPACK, 30.0), RULES)
+    assert armed == replace(PACKED_HERE, floor=replace(PACKED_HERE.floor, repack=(30.0, 40.0)))
+    assert kinds(actions) == ["LogEvent"] and actions[0].card == "repack"
+    state, actions = step(armed, Scanned(ORDER_B, 35.0), RULES)
+    assert actions[0] == StartClip("PO-B", 35.0)
+    assert isinstance(state, Recording) and state.floor.repack is None
+    idle, _ = step(state, Scanned(SEAL, 50.0), RULES)
+    assert kinds(step(idle, Scanned(ORDER_A, 52.0), RULES)[1]) == ["LogEvent", "PreviousParcel"]
+
+
+def test_a_sheet_shown_after_the_repack_window_is_an_old_one_again() -> None:
+    armed, _ = step(PACKED_HERE, Scanned(REPACK, 30.0), RULES)
+    late = 30.0 + RULES.repack_window_s + 0.1
+    assert kinds(step(armed, Scanned(ORDER_B, late), RULES)[1]) == ["LogEvent", "PreviousParcel"]
+
+
+def test_a_sheet_read_before_the_repack_card_was_shown_is_no_repack() -> None:
+    """Decoded late, stamped before the card: a sheet lying in view, not the one shown."""
+    armed, _ = step(PACKED_HERE, Scanned(REPACK, 30.0), RULES)
+    assert kinds(step(armed, Scanned(ORDER_B, 29.5), RULES)[1]) == ["LogEvent", "PreviousParcel"]
+
+
+def test_a_repack_card_lying_in_view_seen_again_makes_no_repack() -> None:
+    """Put down in view and seen again where it lay: no gesture, so no repack window; every
+    old sheet seen after it stays an old sheet."""
+    state, actions = step(PACKED_HERE, Scanned(REPACK, 30.0, lying=True), RULES)
+    assert state == PACKED_HERE and actions[0].card == LYING_CARD
+    assert kinds(step(state, Scanned(ORDER_B, 31.0), RULES)[1]) == ["LogEvent", "PreviousParcel"]
+
+
+def test_a_repack_card_never_touches_the_open_clip() -> None:
+    """Shown while PO-C records: logged, and an old sheet read then still changes nothing
+    (ending the open clip is a seal); once it is sealed, the next sheet within the window is
+    the repack."""
+    state, actions = step(
+        rec("PO-C", 25.0, floor=packed("PO-C", "PO-A")), Scanned(REPACK, 30.0), RULES
+    )
+    assert kinds(actions) == ["LogEvent"] and isinstance(state, Recording)
+    assert step(state, Scanned(ORDER_A, 31.0), RULES)[0].order_id == "PO-C"
+    idle, _ = step(state, Scanned(SEAL, 32.0), RULES)
+    assert step(idle, Scanned(ORDER_A, 33.0), RULES)[1][0] == StartClip("PO-A", 33.0)
+
+
 # ---- camera loss -----------------------------------------------------------------------------
 
 

@@ -60,12 +60,16 @@ class Floor:
     ``waybills``: (waybill, order) for the waybills linked to the clips of those orders,
     newest link first (at most ``KEPT_ORDERS``): a label of an earlier parcel lying in view,
     read by the camera, is that parcel's, not the open order's waybill nor its end.
+    ``repack``: a repack card was shown at the first camera time, and the first order sheet
+    the camera reads from then until the second, with no clip open, is the one shown to be
+    packed again, also of an order in ``packed`` (None: no card, or its sheet came).
     """
 
     packer: str | None = None
     next_kind: ClipKind = ClipKind.ORDER
     packed: tuple[str, ...] = ()
     waybills: tuple[tuple[str, str], ...] = ()
+    repack: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +309,7 @@ class LogEvent:
     source: str
     note: str = ""
     in_clip: bool = True
-    card: str = ""  # a control card's command (seal, test, signout, return), or LYING_CARD
+    card: str = ""  # a control card's command (seal, test, signout, return, repack), or LYING_CARD
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,9 +341,9 @@ def _is_seal(code: Code) -> bool:
 
 
 def _changes_floor(code: Code) -> bool:
-    """A badge, the sign-out card or a return card: it changes the floor, never a clip."""
+    """A badge, the sign-out, return or repack card: it changes the floor, never a clip."""
     return code.kind in (Kind.OPERATOR, Kind.RETURN) or (
-        code.kind is Kind.CONTROL and code.detail in ("signout", "return")
+        code.kind is Kind.CONTROL and code.detail in ("signout", "return", "repack")
     )
 
 
@@ -366,6 +370,9 @@ def _packed_here(state: State, event: Scanned) -> bool:
     started (refused, or its writer failed: its sheet shown again records its own parcel)?"""
     if event.source != CAMERA or event.code.kind is not Kind.ORDER:
         return False
+    shown = state.floor.repack
+    if isinstance(state, Idle) and shown is not None and shown[0] <= event.t <= shown[1]:
+        return False  # the sheet shown after the repack card: recorded again
     text = event.code.text
     began = _began(state)
     if began is not None and text == began[0]:
@@ -607,7 +614,8 @@ def _decide(state: State, event: Event, rules: SessionSection) -> tuple[State, l
         and event.code.kind is Kind.ORDER
         and (began is None or event.code.text != began[0])
     ):
-        floor = replace(floor, packed=_packed(floor, event.code.text))
+        # (any order scanned ends the repack card's wait for its sheet)
+        floor = replace(floor, packed=_packed(floor, event.code.text), repack=None)
     if isinstance(event, Scanned):
         # Badges, sign-out and return cards change the floor only: never a clip (an open clip
         # keeps the packer and kind it started with).
@@ -623,6 +631,13 @@ def _decide(state: State, event: Event, rules: SessionSection) -> tuple[State, l
             return replace(state, floor=replace(floor, next_kind=ClipKind.RETURN)), [
                 _log(event, "the next clip is a return")
             ]
+        if code.kind is Kind.CONTROL and code.detail == "repack":
+            # Held up (lying cards were ignored above): a camera-only station's way to record
+            # an order packed here again. Only the first sheet, soon, with no clip open: an
+            # old sheet read during a clip still ends nothing.
+            wait = (event.t, event.t + rules.repack_window_s)
+            note = f"the first order sheet shown within {rules.repack_window_s:g} s is packed again"
+            return replace(state, floor=replace(floor, repack=wait)), [_log(event, note)]
         # (The open order's sheet seen again by the camera went on above: no new packing.)
         if code.kind is Kind.ORDER and rules.require_packer and floor.packer is None:
             new, actions = _refuse_unsigned(state, event)

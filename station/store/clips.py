@@ -20,8 +20,8 @@ LYING_CARD = "lying"
 @dataclass(frozen=True)
 class ScanEventRecord:
     """One scan or pedal press. ``t_clip_s`` is seconds from the clip's first frame; ``card``:
-    what a control card is set to do (seal, test, signout, return), ``LYING_CARD`` for a card
-    or return label the session ignored as lying where it lay, empty for other kinds."""
+    what a control card is set to do (seal, test, signout, return, repack), ``LYING_CARD`` for
+    a card or return label the session ignored as lying where it lay, empty for other kinds."""
 
     kind: str
     text: str
