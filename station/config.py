@@ -187,7 +187,7 @@ CAMERA_SYMBOLOGIES = ("code128", "code39", "qrcode", "datamatrix", "ean13", "ean
 # Product codes: a camera read of one is an item, never an order, unless [codes] lists it.
 PRODUCT_SYMBOLOGIES = frozenset({"ean13", "ean8", "upca", "upce"})
 # What a [codes] control card does (station.capture.codes).
-CONTROL_COMMANDS = ("seal", "test", "signout", "return")
+CONTROL_COMMANDS = ("seal", "test", "signout", "return", "repack")
 WEBHOOK_EVENTS = ("clip.finished", "clip.failed", "clip.archived", "alarm.raised", "alarm.cleared")
 FEEDBACK_OUTPUTS = ("none", "alsa", "log")
 FEEDBACK_VOICES = ("none", "en", "zh")
@@ -307,7 +307,10 @@ class CodesSection:
     control_codes: dict[str, str] = setting(
         {},
         'code -> command: "seal" ends the clip like the pedal; "test" is only logged (scanner'
-        ' check); "signout" signs the packer out; "return" makes the next clip a return.',
+        ' check); "signout" signs the packer out; "return" makes the next clip a return;'
+        ' "repack": the next order sheet the camera reads within session.repack_window_s opens'
+        " its clip, also of an order packed at this table before (a repack, for a station"
+        " with no hand scanner).",
         choices=CONTROL_COMMANDS,
     )
     operator_patterns: tuple[str, ...] = setting(
@@ -348,6 +351,14 @@ class SessionSection:
     waybill_ends_clip: bool = setting(False, 'true: the waybill scan is the seal ("waybill")')
     require_packer: bool = setting(
         False, "true: an order scan is refused (refusal sound) while no packer is signed in"
+    )
+    repack_window_s: float = setting(
+        10.0,
+        'after a "repack" control card is shown (held up, not lying in view), the first order'
+        " sheet the camera reads within this many seconds, with no clip open, opens its clip"
+        " even if the order was packed at this table before",
+        gt=0,
+        le=60,
     )
 
 

@@ -590,6 +590,50 @@ def test_a_return_label_lying_in_view_seen_again_makes_no_later_clip_a_return(
     ledger.close()
 
 
+def test_a_camera_only_station_records_a_repack_after_the_repack_card_not_after_it_lying(
+    station_cfg: config_mod.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No hand scanner: PO-RE-A is packed and sealed by the camera; its sheet shown again
+    opens nothing (it may lie in view). The repack card held up, then the sheet shown: its
+    repack is recorded. The card put down in view and seen again where it lay after a parcel
+    covered it: no repack, the sheet shown then opens nothing."""
+    cfg = station_cfg.replace("codes", control_codes={"REPACK": "repack"})
+    cfg = cfg.replace("session", repack_window_s=5.0)
+    a = "PO-RE-A"
+
+    def sheet(at: float) -> dict[str, object]:
+        return shown(a, at, 1.5, HELD, "code128")
+
+    events = [
+        sheet(0.5),
+        shown("SEAL", 3.0, 1.5, HELD),
+        sheet(6.0),  # packed here: nothing
+        shown("REPACK", 9.0, 1.5, HELD),
+        sheet(11.0),  # the repack
+        shown("SEAL", 14.0, 1.5, HELD),
+        shown("REPACK", 17.0, 8.0, LAID),  # put down: read lying there from 22 on
+        shown("REPACK", 31.0, 4.0, LAID),  # covered 25-31, seen again where it lay
+        sheet(32.0),  # nothing
+        {"at": 37.0, "kind": "end"},
+    ]
+    with caplog.at_level("INFO", logger="station.recording.runner"):
+        clips, ledger = run(cfg, events)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "sealed"), (a, "sealed")]
+    assert clips[1].repack_of == [clips[0].id]
+    assert clips[1].events[0].t_clip_s is not None
+    lay = [r.getMessage() for r in caplog.records if "where it lay before" in r.getMessage()]
+    assert len(lay) == 1 and "'REPACK'" in lay[0], lay
+    stray = [(e.kind, e.text, e.card) for e in ledger.unattached_events()]
+    assert stray == [
+        ("order", a, ""),
+        ("control", "REPACK", "repack"),
+        ("control", "REPACK", "repack"),
+        ("control", "REPACK", LYING_CARD),
+        ("order", a, ""),
+    ]
+    ledger.close()
+
+
 def test_a_code39_order_sheet_with_shift_pairs_starts_its_order_as_printed(
     station_cfg: config_mod.Config,
 ) -> None:

@@ -71,7 +71,7 @@ def test_unicode_station_name(tmp_path: Path) -> None:
         ("[codes]\norder_symbologies = 'qrcode'", "list of strings"),
         ("[scanner]\nconfirm_looks = 0", "scanner.confirm_looks"),
         ("[codes]\nseal_codes = 'SEAL'", "list of strings"),
-        ("[codes.control_codes]\nX = 'explode'", "seal, test, signout or return"),
+        ("[codes.control_codes]\nX = 'explode'", "seal, test, signout, return or repack"),
         ("[station]\ntimezone = 'Mars/Olympus'", "unknown time zone"),
         ("[station]\nname = ''", "station.name"),
         ("[scanner]\nkeyboard = 'ps2'", "scanner.keyboard"),

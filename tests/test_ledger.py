@@ -98,6 +98,25 @@ def test_the_last_orders_of_a_station_newest_first_with_their_waybills(ledger: L
     assert ledger.recent_orders("桌3", 10) == []
 
 
+def test_the_newest_clip_of_a_station_says_how_it_last_stopped(ledger: Ledger) -> None:
+    """Its newest by start, another station's newer one aside: ended "interrupted", its
+    packing is the one the station's stop cut (session.Cut)."""
+    ledger.add_clip(make_clip("PO-1", 1))
+    ledger.add_clip(replace(make_clip("PO-2", 3), finish_reason="interrupted"))
+    ledger.add_clip(make_clip("PO-3", 2))  # indexed later, started before
+    ledger.add_clip(replace(make_clip("PO-9", 4), station="桌2"))
+    newest = ledger.newest_clip_at("桌1")
+    assert newest is not None
+    assert (newest.order_id, newest.finish_reason) == ("PO-2", "interrupted")
+    assert ledger.newest_clip_at("桌3") is None
+    assert ledger.newest_unattached_event("桌1") is None
+    wall = newest.ended_at
+    ledger.log_events("桌1", [ScanEventRecord("seal", "SEAL", "keyboard", wall)])
+    ledger.log_events("桌2", [ScanEventRecord("item", "4006381333931", "camera", wall)])
+    got = ledger.newest_unattached_event("桌1")
+    assert got is not None and (got.kind, got.wall) == ("seal", wall)
+
+
 def test_duplicate_path_is_refused_and_rolls_back(ledger: Ledger) -> None:
     ledger.add_clip(make_clip("PO-1", 1, path="clips/x.mp4"))
     with pytest.raises(LedgerError):

@@ -18,6 +18,7 @@ from station.recording.session import (
     CameraLost,
     ClipKind,
     ClipRefused,
+    Cut,
     EndClip,
     FinishReason,
     Floor,
@@ -35,6 +36,7 @@ from station.recording.session import (
     Tick,
     in_open_clip,
     remembered,
+    restarted,
     step,
 )
 from station.store.clips import LYING_CARD
@@ -759,6 +761,160 @@ def test_a_floor_remembered_from_the_index_knows_the_sheets_and_labels_in_view()
     many = remembered((f"PO-{i}", [f"SF{i:013d}"]) for i in range(2 * KEPT_ORDERS))
     assert many.packed[0] == "PO-0" and len(many.packed) == KEPT_ORDERS
     assert len(many.waybills) == KEPT_ORDERS and many.waybills[0] == ("SF0000000000000", "PO-0")
+
+
+# ---- a restart mid-order ------------------------------------------------------------------
+
+# The station stopped while PO-A's clip recorded (its newest clip ended "interrupted"); PO-B
+# was packed and sealed before. Nobody is signed in after the restart.
+CUT_A = restarted([("PO-A", [WAYBILL.text]), ("PO-B", [])], Cut("PO-A"))
+
+
+def test_a_restart_keeps_the_cut_order_in_memory_and_its_packing_unended() -> None:
+    floor = Floor(packed=("PO-A", "PO-B"), waybills=((WAYBILL.text, "PO-A"),))
+    assert restarted([("PO-A", [WAYBILL.text]), ("PO-B", [])], Cut("PO-A")) == Idle(
+        floor, unrecorded="PO-A", cut=Cut("PO-A")
+    )
+    assert restarted([("PO-A", []), ("PO-B", [])]) == Idle(Floor(packed=("PO-A", "PO-B")))
+
+
+@pytest.mark.parametrize("source", ["camera", "keyboard"])
+def test_the_sheet_of_the_order_a_stop_cut_resumes_its_packing(source: str) -> None:
+    """Shown to the camera or scanned: a clip of PO-A, with its pre-roll (that parcel), marked
+    as resuming the packing the stop cut (no repack); then PO-A is the order open, as ever."""
+    state, actions = step(CUT_A, Scanned(ORDER_A, 5.0, source), RULES)
+    assert actions == [
+        StartClip("PO-A", 5.0, after_restart=True),
+        LogEvent("order", "PO-A", 5.0, source),
+    ]
+    assert state == rec("PO-A", 5.0, floor=CUT_A.floor)
+    # sealed: its sheet seen again is an old one; scanned by hand, a repack
+    state, _ = step(state, Scanned(SEAL, 9.0), RULES)
+    assert kinds(step(state, Scanned(ORDER_A, 12.0), RULES)[1]) == ["LogEvent", "PreviousParcel"]
+    again = step(state, Scanned(ORDER_A, 12.0, "keyboard"), RULES)[1][0]
+    assert again == StartClip("PO-A", 12.0)
+
+
+def test_the_other_orders_remembered_before_a_restart_stay_old_sheets() -> None:
+    assert kinds(step(CUT_A, Scanned(ORDER_B, 5.0), RULES)[1]) == ["LogEvent", "PreviousParcel"]
+
+
+def test_another_order_after_a_restart_ends_the_cut_packing() -> None:
+    """PO-C scanned first: its clip starts at its scan (PO-A's parcel may be packed on in
+    view before it), and PO-A's sheet is an old one from then on, not a packing resumed."""
+    order_c = Code("PO-C", Kind.ORDER)
+    state, actions = step(CUT_A, Scanned(order_c, 5.0, "keyboard"), RULES)
+    assert actions[0] == StartClip("PO-C", 5.0, pre_roll=False)
+    assert kinds(step(state, Scanned(ORDER_A, 6.0), RULES)[1]) == ["LogEvent"]
+    idle, _ = step(state, Scanned(SEAL, 9.0), RULES)
+    assert kinds(step(idle, Scanned(ORDER_A, 12.0), RULES)[1]) == ["LogEvent", "PreviousParcel"]
+    assert step(idle, Scanned(ORDER_A, 12.0, "keyboard"), RULES)[1][0] == StartClip("PO-A", 12.0)
+
+
+@pytest.mark.parametrize("end", [Scanned(SEAL, 3.0), Scanned(WAYBILL, 3.0, "keyboard"),
+                                 PedalPress(3.0)])  # fmt: skip
+def test_a_cut_packing_ended_with_no_clip_is_not_resumed(end) -> None:
+    """Sealed (or its waybill scanned, or the pedal) before its sheet was shown: that packing
+    is over, PO-A is an order packed here, its sheet an old one and its hand scan a repack."""
+    state, _ = step(CUT_A, end, RULES)
+    assert state == Idle(CUT_A.floor)
+    assert kinds(step(state, Scanned(ORDER_A, 5.0), RULES)[1]) == ["LogEvent", "PreviousParcel"]
+    assert step(state, Scanned(ORDER_A, 5.0, "keyboard"), RULES)[1][0] == StartClip("PO-A", 5.0)
+
+
+def test_a_cut_packing_refused_for_no_packer_resumes_once_one_signs_in() -> None:
+    rules = SessionSection(require_packer=True)
+    state, actions = step(CUT_A, Scanned(ORDER_A, 5.0), rules)
+    assert kinds(actions) == ["LogEvent"] and actions[0].kind == "refused"
+    assert state == CUT_A
+    state, _ = step(state, Scanned(Code("OP:alice", Kind.OPERATOR, "alice"), 6.0), rules)
+    _, actions = step(state, Scanned(ORDER_A, 7.0), rules)
+    assert actions[0] == StartClip("PO-A", 7.0, packer="alice", after_restart=True)
+
+
+def test_a_cut_return_resumes_as_a_return() -> None:
+    cut = restarted([("PO-A", [])], Cut("PO-A", ClipKind.RETURN))
+    state, actions = step(cut, Scanned(ORDER_A, 5.0), RULES)
+    assert actions[0] == StartClip("PO-A", 5.0, kind=ClipKind.RETURN, after_restart=True)
+    assert isinstance(state, Recording) and state.kind is ClipKind.RETURN
+    assert state.floor.next_kind is ClipKind.ORDER
+
+
+def test_a_cut_packing_survives_a_camera_away_at_start() -> None:
+    """The camera is absent when the station starts: the cut packing waits with it, and PO-A's
+    sheet shown when it is back, or scanned in the dark, resumes it."""
+    dark, _ = step(CUT_A, CameraLost(0.0), RULES)
+    assert dark == Suspended(None, 0.0, floor=CUT_A.floor, unrecorded="PO-A", cut=Cut("PO-A"))
+    back, _ = step(dark, CameraBack(4.0), RULES)
+    assert back == CUT_A
+    assert step(back, Scanned(ORDER_A, 5.0), RULES)[1][0].after_restart
+    waiting, _ = step(dark, Scanned(ORDER_A, 2.0, "keyboard"), RULES)
+    _, actions = step(waiting, CameraBack(4.0), RULES)
+    assert actions[0].after_restart and actions[0].scanned_t == 2.0
+    sealed, _ = step(waiting, Scanned(SEAL, 3.0), RULES)
+    again, _ = step(sealed, Scanned(ORDER_A, 3.5, "keyboard"), RULES)
+    assert not step(again, CameraBack(4.0), RULES)[1][0].after_restart
+
+
+def test_a_timeout_of_the_resumed_clip_leaves_no_second_resumption() -> None:
+    state, _ = step(CUT_A, Scanned(ORDER_A, 5.0, "keyboard"), RULES)
+    state, _ = step(state, Tick(5.0 + RULES.max_duration_s), RULES)
+    assert isinstance(state, Idle) and state.cut is None
+    assert step(state, Scanned(ORDER_A, 9999.0, "keyboard"), RULES)[1][0].after_restart is False
+
+
+# ---- the repack card -------------------------------------------------------------------------
+
+REPACK = Code("REPACK", Kind.CONTROL, "repack")
+# PO-A and PO-B were packed here, PO-A last: their sheets may lie in view.
+PACKED_HERE = Idle(packed("PO-A", "PO-B"), last=("PO-A", 20.0))
+
+
+def test_the_repack_card_shown_lets_the_next_sheet_shown_record_its_repack() -> None:
+    """A station with no hand scanner: the repack card, then PO-B's sheet shown to the camera
+    within repack_window_s, opens PO-B's clip (the runner makes it a repack); only that
+    sheet: the next one packed here before is an old sheet again."""
+    armed, actions = step(PACKED_HERE, Scanned(REPACK, 30.0), RULES)
+    assert armed == replace(PACKED_HERE, floor=replace(PACKED_HERE.floor, repack=(30.0, 40.0)))
+    assert kinds(actions) == ["LogEvent"] and actions[0].card == "repack"
+    state, actions = step(armed, Scanned(ORDER_B, 35.0), RULES)
+    assert actions[0] == StartClip("PO-B", 35.0)
+    assert isinstance(state, Recording) and state.floor.repack is None
+    idle, _ = step(state, Scanned(SEAL, 50.0), RULES)
+    assert kinds(step(idle, Scanned(ORDER_A, 52.0), RULES)[1]) == ["LogEvent", "PreviousParcel"]
+
+
+def test_a_sheet_shown_after_the_repack_window_is_an_old_one_again() -> None:
+    armed, _ = step(PACKED_HERE, Scanned(REPACK, 30.0), RULES)
+    late = 30.0 + RULES.repack_window_s + 0.1
+    assert kinds(step(armed, Scanned(ORDER_B, late), RULES)[1]) == ["LogEvent", "PreviousParcel"]
+
+
+def test_a_sheet_read_before_the_repack_card_was_shown_is_no_repack() -> None:
+    """Decoded late, stamped before the card: a sheet lying in view, not the one shown."""
+    armed, _ = step(PACKED_HERE, Scanned(REPACK, 30.0), RULES)
+    assert kinds(step(armed, Scanned(ORDER_B, 29.5), RULES)[1]) == ["LogEvent", "PreviousParcel"]
+
+
+def test_a_repack_card_lying_in_view_seen_again_makes_no_repack() -> None:
+    """Put down in view and seen again where it lay: no gesture, so no repack window; every
+    old sheet seen after it stays an old sheet."""
+    state, actions = step(PACKED_HERE, Scanned(REPACK, 30.0, lying=True), RULES)
+    assert state == PACKED_HERE and actions[0].card == LYING_CARD
+    assert kinds(step(state, Scanned(ORDER_B, 31.0), RULES)[1]) == ["LogEvent", "PreviousParcel"]
+
+
+def test_a_repack_card_never_touches_the_open_clip() -> None:
+    """Shown while PO-C records: logged, and an old sheet read then still changes nothing
+    (ending the open clip is a seal); once it is sealed, the next sheet within the window is
+    the repack."""
+    state, actions = step(
+        rec("PO-C", 25.0, floor=packed("PO-C", "PO-A")), Scanned(REPACK, 30.0), RULES
+    )
+    assert kinds(actions) == ["LogEvent"] and isinstance(state, Recording)
+    assert step(state, Scanned(ORDER_A, 31.0), RULES)[0].order_id == "PO-C"
+    idle, _ = step(state, Scanned(SEAL, 32.0), RULES)
+    assert step(idle, Scanned(ORDER_A, 33.0), RULES)[1][0] == StartClip("PO-A", 33.0)
 
 
 # ---- camera loss -----------------------------------------------------------------------------

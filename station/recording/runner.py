@@ -48,7 +48,7 @@ from station.recording import session as ss
 from station.recording.recorder import Recorder
 from station.runtime.backoff import Backoff
 from station.runtime.localzone import station_tz
-from station.store.ledger import ScanEventRecord
+from station.store.ledger import ClipRecord, ScanEventRecord
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,9 @@ class Station:
         # Orders whose clip started lately in this run (the last RECENT_ORDERS): a repack
         # scanned before the finisher indexed the first clip is still a repack.
         self._started_orders: dict[str, None] = {}
+        # Index facts, not order state: the clip the station's last stop cut (its newest,
+        # ended "interrupted"), whose packing the session may resume (session.Cut).
+        self._cut_clip: ClipRecord | None = None
 
     # ---- status ---------------------------------------------------------------------------
 
@@ -241,13 +244,32 @@ class Station:
         """Start the session knowing the orders last packed at this station (the index's last
         clips, those recovered after a crash included): their sheets and waybill labels may
         still lie in view after a restart, and the camera reading one must open no clip over
-        the next parcel nor name its waybill. An unreadable index only costs that memory."""
+        the next parcel nor name its waybill. But when the newest clip ended "interrupted"
+        and nothing was scanned here since, the station stopped while it recorded (a power
+        cut, a crash, a restart) and nothing ended its packing: its sheet shown again resumes
+        it (session.restarted). An unreadable index only costs that memory."""
+        ledger, station = self.recorder.ledger, self.cfg.station.name
         try:
-            recent = self.recorder.ledger.recent_orders(self.cfg.station.name, ss.KEPT_ORDERS)
+            recent = ledger.recent_orders(station, ss.KEPT_ORDERS)
+            newest = ledger.newest_clip_at(station)
+            scanned = ledger.newest_unattached_event(station)
         except sqlite3.Error as exc:
             log.warning("the orders last packed here are unknown (the index: %s)", exc)
             return
-        self.state = replace(self.state, floor=ss.remembered(recent))
+        cut = None
+        if (
+            newest is not None
+            and newest.finish_reason == ss.FinishReason.INTERRUPTED
+            # A scan after it: the station ran on (its writer failed, the clip salvaged as
+            # "interrupted"), and that packing may have been sealed or left since.
+            and (scanned is None or scanned.wall <= newest.ended_at)
+        ):
+            # (its order "unknown" too, recovered with no journal: a parcel at the table)
+            cut = ss.Cut(newest.order_id, ss.ClipKind(newest.kind))
+            self._cut_clip = newest
+            log.info("the station stopped while clip %s of order %r recorded: its sheet shown "
+                     "again resumes that packing", newest.id, newest.order_id)  # fmt: skip
+        self.state = ss.restarted(recent, cut)
         log.info("remembering the %d orders last packed at this table", len(recent))
 
     def _next_frame(self, stop_event: threading.Event) -> Frame | None:
@@ -495,8 +517,8 @@ class Station:
                     # the fleet duplicate check then links it without a second warning.
                     self._emit(EventKind.ORDER_STARTED, action.t, action.order_id,
                                packer=action.packer, clip_kind=action.kind.value,
-                               repack=bool(repack),
-                               resumed=action.resumed_after_s is not None)  # fmt: skip
+                               repack=bool(repack), resumed=action.after_restart
+                               or action.resumed_after_s is not None)  # fmt: skip
                     if repack:
                         # After order-started: the screen clears its banner on a new order.
                         earlier = repack.get("repack_of", [])
@@ -546,7 +568,10 @@ class Station:
     def _repack(self, action: ss.StartClip) -> dict[str, object]:
         """The manifest fields of a repack: an order this station recorded before (its index,
         or started earlier in this run and not indexed yet). A clip resuming its own order
-        after a camera loss is the same packing, not a repack."""
+        after a camera loss, or the packing the station's last stop cut, is the same packing,
+        not a repack."""
+        if action.after_restart:
+            return {}
         if action.resumed_after_s is not None and action.order_at_loss == action.order_id:
             return {}
         try:
@@ -570,7 +595,9 @@ class Station:
         return floor
 
     def _gap(self, action: ss.StartClip) -> dict[str, object] | None:
-        """The manifest fields of a clip that resumes after a camera loss."""
+        """The manifest fields of a clip that resumes after a camera loss or a stop."""
+        if action.after_restart and self._cut_clip is not None:
+            return self._restart_gap(action, self._cut_clip)
         if action.resumed_after_s is None:
             return None
         gap: dict[str, object] = {"seconds": action.resumed_after_s}
@@ -586,6 +613,29 @@ class Station:
         if action.handover is not None:  # the clip names no packer: who was here either end
             gap["packer_at_loss"], gap["packer_at_resume"] = action.handover
         return {"resumed_after_s": action.resumed_after_s, "gap": gap}
+
+    def _restart_gap(self, action: ss.StartClip, cut: ClipRecord) -> dict[str, object]:
+        """The manifest fields of a clip resuming the packing the station's stop cut: as after
+        a camera loss, the gap from the last frame of the clip cut (``station_stopped_at``,
+        which that clip's index row and manifest name, with its hash) to this clip's start. A
+        clock set back in the meantime (no RTC, no network yet) shows in the two times."""
+        resumed = self._wall_at(action.t)
+        seconds = round(max(0.0, (resumed - cut.ended_at).total_seconds()), 3)
+        gap: dict[str, object] = {
+            "seconds": seconds,
+            "station_stopped_at": cut.ended_at.isoformat(timespec="milliseconds"),
+            "resumed_at": resumed.isoformat(timespec="milliseconds"),
+            "order_at_loss": cut.order_id,
+            "cut_clip": cut.id,
+            "cut_clip_sha256": cut.sha256,
+        }
+        if action.scanned_t is not None:  # scanned while the camera was away
+            gap["order_scanned_at"] = self._wall_at(action.scanned_t).isoformat(
+                timespec="milliseconds"
+            )
+        log.info("order %r resumes the packing cut by the station's stop (clip %s), %.1f s on",
+                 action.order_id, cut.id, seconds)  # fmt: skip
+        return {"resumed_after_s": seconds, "gap": gap}
 
     def _emit(self, kind: EventKind, t: float, order_id: str | None, **data: object) -> None:
         if self.events is not None:

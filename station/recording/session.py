@@ -60,12 +60,27 @@ class Floor:
     ``waybills``: (waybill, order) for the waybills linked to the clips of those orders,
     newest link first (at most ``KEPT_ORDERS``): a label of an earlier parcel lying in view,
     read by the camera, is that parcel's, not the open order's waybill nor its end.
+    ``repack``: a repack card was shown at the first camera time, and the first order sheet
+    the camera reads from then until the second, with no clip open, is the one shown to be
+    packed again, also of an order in ``packed`` (None: no card, or its sheet came).
     """
 
     packer: str | None = None
     next_kind: ClipKind = ClipKind.ORDER
     packed: tuple[str, ...] = ()
     waybills: tuple[tuple[str, str], ...] = ()
+    repack: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """The packing the station's last stop cut: the newest clip it recorded ended
+    ``interrupted`` (a power cut, a crash, a restart while it recorded), of ``order_id``, a
+    clip of ``kind``. Nothing the packer does ended it, so it may go on when the station is
+    back (``restarted``)."""
+
+    order_id: str
+    kind: ClipKind = ClipKind.ORDER
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +97,10 @@ class Idle:
     out, stayed still or was finished for a full disk): it may be packed on with no clip, and
     nothing marks its end, so the next order's clip starts at its scan (its pre-roll would be
     that parcel) until a seal, a waybill or the pedal ends it.
+
+    ``cut``: the packing the station's last stop cut, while ``unrecorded`` is its order (from
+    the start, until a clip of it starts or that packing ends): the clip its sheet opens
+    resumes it (``StartClip.after_restart``), no repack.
     """
 
     floor: Floor = Floor()
@@ -89,6 +108,7 @@ class Idle:
     last_waybills: tuple[str, ...] = ()  # the waybills linked to that order's clip
     unrecorded: str | None = None
     last_began: float | None = None
+    cut: Cut | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +153,8 @@ class Suspended:
     With it, ``packer``: that clip's packer, ``signed_in``: who was signed in at the loss,
     and ``first_t``: when the order's first clip began (its safety timeout counts from it).
     ``unrecorded``: as Idle's, with no order waiting: that packing goes on in the dark and
-    after, until a seal, a waybill or the pedal ends it.
+    after, until a seal, a waybill or the pedal ends it. ``cut``: as Idle's, with no order
+    waiting; with one, the packing the station's stop cut when that order is its own.
     """
 
     order_id: str | None
@@ -149,6 +170,7 @@ class Suspended:
     signed_in: str | None = None
     first_t: float | None = None
     unrecorded: str | None = None
+    cut: Cut | None = None
 
 
 State = Idle | Recording | Suspended
@@ -238,6 +260,9 @@ class StartClip:
     ``handover``: the clip resumes the one the loss cut, and who is signed in changed in the
     dark to another than that clip's packer: (that packer, who is signed in now). Nobody saw
     which of them packed on, so the clip names no packer (``packer`` is None).
+
+    ``after_restart``: the clip resumes the packing the station's last stop cut (``Cut``):
+    the same packing, of the same kind, not a repack (the runner's manifest names the clip cut).
     """
 
     order_id: str
@@ -251,6 +276,7 @@ class StartClip:
     packer: str | None = None  # who was signed in when the clip started
     kind: ClipKind = ClipKind.ORDER
     handover: tuple[str | None, str | None] | None = None
+    after_restart: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +309,7 @@ class LogEvent:
     source: str
     note: str = ""
     in_clip: bool = True
-    card: str = ""  # a control card's command (seal, test, signout, return), or LYING_CARD
+    card: str = ""  # a control card's command (seal, test, signout, return, repack), or LYING_CARD
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,9 +341,9 @@ def _is_seal(code: Code) -> bool:
 
 
 def _changes_floor(code: Code) -> bool:
-    """A badge, the sign-out card or a return card: it changes the floor, never a clip."""
+    """A badge, the sign-out, return or repack card: it changes the floor, never a clip."""
     return code.kind in (Kind.OPERATOR, Kind.RETURN) or (
-        code.kind is Kind.CONTROL and code.detail in ("signout", "return")
+        code.kind is Kind.CONTROL and code.detail in ("signout", "return", "repack")
     )
 
 
@@ -344,6 +370,9 @@ def _packed_here(state: State, event: Scanned) -> bool:
     started (refused, or its writer failed: its sheet shown again records its own parcel)?"""
     if event.source != CAMERA or event.code.kind is not Kind.ORDER:
         return False
+    shown = state.floor.repack
+    if isinstance(state, Idle) and shown is not None and shown[0] <= event.t <= shown[1]:
+        return False  # the sheet shown after the repack card: recorded again
     text = event.code.text
     began = _began(state)
     if began is not None and text == began[0]:
@@ -382,6 +411,31 @@ def remembered(orders: Iterable[tuple[str, Iterable[str]]]) -> Floor:
     for order_id, _ in reversed(newest_first):
         floor = replace(floor, packed=_packed(floor, order_id))
     return _linked(floor, ((w, o) for o, waybills in newest_first for w in waybills))
+
+
+def restarted(orders: Iterable[tuple[str, Iterable[str]]], cut: Cut | None = None) -> Idle:
+    """The session of a station that starts where ``orders`` were packed (``remembered``) and
+    its last stop cut the packing ``cut`` (None: it stopped between parcels).
+
+    That order stays in the table's memory (once another is packed, its sheet in view is an
+    old one), but its parcel is at the table, half packed, its end never marked: as after a
+    refused clip, its sheet shown again (to the camera too) opens its clip, which resumes that
+    packing, and the next order's clip starts at its scan, until a seal, a waybill or the
+    pedal marks that packing's end."""
+    floor = remembered(orders)
+    if cut is None:
+        return Idle(floor)
+    return Idle(floor, unrecorded=cut.order_id, cut=cut)
+
+
+def _resumes_cut(state: Idle | Suspended, order_id: str) -> bool:
+    """Does a clip of ``order_id`` opened now resume the packing the station's stop cut?"""
+    return state.cut is not None and state.cut.order_id == order_id == state.unrecorded
+
+
+def _kept_cut(state: Idle | Suspended, order_id: str) -> Cut | None:
+    """``state.cut`` once ``order_id`` is the order packed on with no clip: only its own."""
+    return state.cut if state.cut is not None and state.cut.order_id == order_id else None
 
 
 def _label_owner(state: State, waybill: str) -> str | None:
@@ -560,7 +614,8 @@ def _decide(state: State, event: Event, rules: SessionSection) -> tuple[State, l
         and event.code.kind is Kind.ORDER
         and (began is None or event.code.text != began[0])
     ):
-        floor = replace(floor, packed=_packed(floor, event.code.text))
+        # (any order scanned ends the repack card's wait for its sheet)
+        floor = replace(floor, packed=_packed(floor, event.code.text), repack=None)
     if isinstance(event, Scanned):
         # Badges, sign-out and return cards change the floor only: never a clip (an open clip
         # keeps the packer and kind it started with).
@@ -576,6 +631,13 @@ def _decide(state: State, event: Event, rules: SessionSection) -> tuple[State, l
             return replace(state, floor=replace(floor, next_kind=ClipKind.RETURN)), [
                 _log(event, "the next clip is a return")
             ]
+        if code.kind is Kind.CONTROL and code.detail == "repack":
+            # Held up (lying cards were ignored above): a camera-only station's way to record
+            # an order packed here again. Only the first sheet, soon, with no clip open: an
+            # old sheet read during a clip still ends nothing.
+            wait = (event.t, event.t + rules.repack_window_s)
+            note = f"the first order sheet shown within {rules.repack_window_s:g} s is packed again"
+            return replace(state, floor=replace(floor, repack=wait)), [_log(event, note)]
         # (The open order's sheet seen again by the camera went on above: no new packing.)
         if code.kind is Kind.ORDER and rules.require_packer and floor.packer is None:
             new, actions = _refuse_unsigned(state, event)
@@ -603,6 +665,12 @@ def _decide(state: State, event: Event, rules: SessionSection) -> tuple[State, l
                     for a in actions
                 ]
                 return _stamp(new, actions, Floor(packer, state.kind), keep=floor)
+    cut = state.cut if isinstance(state, Idle | Suspended) else None
+    if cut is not None and any(isinstance(a, StartClip) and a.after_restart for a in actions):
+        # The packing the station's stop cut resumes: the same kind of clip (a return card
+        # shown before stays the next clip's).
+        resumed = replace(floor, next_kind=cut.kind)
+        return _stamp(_remember(state, new, actions), actions, resumed, keep=floor)
     return _stamp(_remember(state, new, actions), actions, floor)
 
 
@@ -650,8 +718,10 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
         closed = _close_waiting(state, event.t)
         if event.code.text == state.order_id:
             return closed, [_log(event, "order closed while the camera was lost")]
-        return replace(closed, unrecorded=event.code.text), [refused]
-    return replace(state, unrecorded=event.code.text), [refused]
+        cut = _kept_cut(state, event.code.text)
+        return replace(closed, unrecorded=event.code.text, cut=cut), [refused]
+    cut = _kept_cut(state, event.code.text)
+    return replace(state, unrecorded=event.code.text, cut=cut), [refused]
 
 
 def _resumed_packer(state: Suspended) -> tuple[str | None, tuple[str | None, str | None] | None]:
@@ -690,22 +760,24 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
         code = event.code
         if code.kind is Kind.ORDER:
             pre_roll = state.unrecorded in (None, code.text)
-            start = StartClip(code.text, event.t, pre_roll=pre_roll)
+            again = _resumes_cut(state, code.text)
+            start = StartClip(code.text, event.t, pre_roll=pre_roll, after_restart=again)
             return _start(code.text, event.t), [start, _log(event)]
         if code.kind is Kind.CONTROL and code.detail == "test":
             return state, [_log(event, "test scan")]
         if code.kind is Kind.UNKNOWN:
             return state, [_log(event, "matches no order pattern; ignored")]
         if code.kind is Kind.WAYBILL or _is_seal(code):
-            ended = replace(state, unrecorded=None)
+            ended = replace(state, unrecorded=None, cut=None)
             return ended, [_log(event, "no open order; ignored"), PreviousParcel(event.t)]
         return state, [_log(event, "no open order; ignored")]
     if isinstance(event, PedalPress):
         note = "no open order; ignored"
-        ended = replace(state, unrecorded=None)
+        ended = replace(state, unrecorded=None, cut=None)
         return ended, [LogEvent("pedal", "", event.t, event.source, note), PreviousParcel(event.t)]
     if isinstance(event, CameraLost):  # no pre-roll reaches back across the loss
-        return Suspended(None, event.t, last=state.last, unrecorded=state.unrecorded), []
+        dark = Suspended(None, event.t, last=state.last, unrecorded=state.unrecorded, cut=state.cut)
+        return dark, []
     return state, []
 
 
@@ -815,6 +887,7 @@ def _close_waiting(state: Suspended, t: float) -> Suspended:
         signed_in=None,
         first_t=None,
         unrecorded=None,
+        cut=None,
     )
 
 
@@ -823,7 +896,7 @@ def _step_suspended(
 ) -> tuple[State, list[Action]]:
     if isinstance(event, CameraBack):
         if state.order_id is None:
-            return Idle(last=state.last, unrecorded=state.unrecorded), []
+            return Idle(last=state.last, unrecorded=state.unrecorded, cut=state.cut), []
         if state.first_t is not None and event.t - state.first_t >= rules.max_duration_s:
             # Its time ran out in the dark: its clip is over, as a timeout in the light (a
             # clip started now would end at its first frame), but not its packing: nothing
@@ -844,6 +917,7 @@ def _step_suspended(
             lost_t=state.lost_t,
             order_at_loss=state.order_at_loss,
             scanned_t=state.scanned_t,
+            after_restart=state.cut is not None and state.cut.order_id == state.order_id,
         )
         return rec, [start]
     closed = _close_waiting(state, event.t)
@@ -857,7 +931,9 @@ def _step_suspended(
             if code.text == state.order_id:
                 return closed, [_log(event, "order closed while the camera was lost")]
             # ``last`` stays: the order before the waiting one (the resumed clip's previous)
-            waiting = replace(closed, order_id=code.text, scanned_t=event.t, since=event.t)
+            # (the packing the station's stop cut, if it is that order's, waits with it)
+            cut = state.cut if _resumes_cut(state, code.text) else None
+            waiting = replace(closed, order_id=code.text, scanned_t=event.t, since=event.t, cut=cut)
             return waiting, [_log(event, "camera lost; waiting")]
         if code.kind is Kind.WAYBILL and state.order_id is not None and rules.waybill_ends_clip:
             # The seal, as in the light: the order waiting ends; its clip cut by the loss (if

@@ -20,8 +20,8 @@ LYING_CARD = "lying"
 @dataclass(frozen=True)
 class ScanEventRecord:
     """One scan or pedal press. ``t_clip_s`` is seconds from the clip's first frame; ``card``:
-    what a control card is set to do (seal, test, signout, return), ``LYING_CARD`` for a card
-    or return label the session ignored as lying where it lay, empty for other kinds."""
+    what a control card is set to do (seal, test, signout, return, repack), ``LYING_CARD`` for
+    a card or return label the session ignored as lying where it lay, empty for other kinds."""
 
     kind: str
     text: str
@@ -817,6 +817,25 @@ class ClipTable(Table):
             ):
                 orders[order_id].append(waybill)
         return [(order_id, tuple(dict.fromkeys(w))) for order_id, w in orders.items()]
+
+    def newest_clip_at(self, station: str) -> ClipRecord | None:
+        """The clip recorded last at ``station`` (None: none): how the station last stopped
+        (a clip ended "interrupted": while it recorded)."""
+        with self._lock:
+            row = self._one(
+                "SELECT * FROM clips WHERE station = ? ORDER BY started_utc DESC, id DESC LIMIT 1",
+                (station,),
+            )
+            return self._record(row) if row else None
+
+    def newest_unattached_event(self, station: str) -> ScanEventRecord | None:
+        """The scan or press logged last at ``station`` with no clip open (None: none)."""
+        row = self._one(
+            "SELECT * FROM scan_events WHERE station = ? AND clip_id IS NULL"
+            " ORDER BY id DESC LIMIT 1",
+            (station,),
+        )
+        return event_from_row(row) if row else None
 
     def unattached_events(self) -> list[ScanEventRecord]:
         rows = self._all("SELECT * FROM scan_events WHERE clip_id IS NULL ORDER BY id")

@@ -1,0 +1,219 @@
+"""A station stopped mid-order and started again on the same index: that packing resumes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from scan_support import LateScans
+from test_recovery import WALL0 as CUT_WALL
+from test_recovery import boxes, journal, put_tmp, write_clip
+
+from station import config as config_mod
+from station.capture.frames import InputEvent, RawScan
+from station.capture.synthetic import Scenario, SyntheticCamera
+from station.service import assemble, run_station
+from station.store.ledger import ClipRecord, Ledger, ScanEventRecord
+
+pytestmark = pytest.mark.slow
+
+W, H = 640, 360
+CUT, OTHER = "PO-CUT-1", "PO-NEXT-2"
+# The first run's camera clock; the second starts an hour later (the station was off).
+WALL0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+AFTER = WALL0 + timedelta(hours=1)
+
+
+@pytest.fixture
+def station_cfg(cfg: config_mod.Config) -> config_mod.Config:
+    cfg = cfg.replace("camera", width=W, height=H, fps=10.0)
+    return cfg.replace("proof", enabled=False)
+
+
+class StopAt(LateScans):
+    """LateScans that also stops the station (as SIGTERM does) at its first poll at or after
+    ``stop_at``: the clip open then ends "interrupted"."""
+
+    def __init__(
+        self, scans: list[tuple[float, RawScan]], stop_at: float, stop: threading.Event
+    ) -> None:
+        super().__init__(scans)
+        self.stop_at, self.stop_event = stop_at, stop
+
+    def poll(self, now: float) -> list[InputEvent]:
+        if now >= self.stop_at:
+            self.stop_event.set()
+        return super().poll(now)
+
+
+def shown(code: str, at: float) -> dict[str, object]:
+    return {"at": at, "kind": "show", "code": code, "symbology": "code128", "duration": 1.5}
+
+
+def run(
+    cfg: config_mod.Config,
+    scans: list[tuple[float, RawScan]],
+    *,
+    end: float,
+    stop_at: float | None = None,
+    show: tuple[dict[str, object], ...] = (),
+    wall: datetime = AFTER,
+) -> list[ClipRecord]:
+    """One run of the station on a synthetic table; the index's clips after it, oldest first."""
+    script = {"seed": 4, "event": [*show, {"at": end, "kind": "end"}]}
+    cam = SyntheticCamera(
+        W, H, cfg.camera.fps, Scenario.from_dict(script), realtime=False, start_wall=wall
+    )
+    asm = assemble(cfg, camera=cam, live_view=False)
+    stop = threading.Event()
+    source = LateScans(scans) if stop_at is None else StopAt(scans, stop_at, stop)
+    asm.station.scan_sources.append(source)
+    try:
+        asm.station.run(stop)
+        return asm.ledger.clips()
+    finally:
+        asm.close()
+
+
+def manifest(cfg: config_mod.Config, clip: ClipRecord) -> dict[str, object]:
+    return json.loads((cfg.station.data_dir / clip.manifest_path).read_text())
+
+
+def cut_mid_order(cfg: config_mod.Config) -> ClipRecord:
+    """The first run: OTHER packed and sealed, then CUT scanned and the station stopped."""
+    scans = [
+        (0.5, RawScan(OTHER, "keyboard", 0.5)),
+        (2.0, RawScan("SEAL", "keyboard", 2.0)),
+        (3.0, RawScan(CUT, "keyboard", 3.0)),
+    ]
+    clips = run(cfg, scans, end=20.0, stop_at=5.0, wall=WALL0)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        (OTHER, "sealed"),
+        (CUT, "interrupted"),
+    ]
+    return clips[1]
+
+
+@pytest.mark.parametrize("how", ["camera", "keyboard"])
+def test_the_order_a_stop_cut_resumes_when_its_sheet_is_shown_again_not_as_a_repack(
+    station_cfg: config_mod.Config, how: str
+) -> None:
+    """The station stops while CUT's clip records (a power cut, a crash, a restart): after it
+    is back, the packer shows CUT's sheet to the camera (or scans it) to pack on. It opened
+    nothing (the camera) or recorded a repack announced as a duplicate (by hand), as the
+    session started with CUT among the orders packed here; the clip resumes that packing,
+    its signed manifest saying when the station stopped and which clip it cut."""
+    cut = cut_mid_order(station_cfg)
+    scans = [(4.0, RawScan("SEAL", "keyboard", 4.0))]
+    show: tuple[dict[str, object], ...] = ()
+    if how == "camera":
+        show = (shown(CUT, 1.0),)
+    else:
+        scans.append((1.0, RawScan(CUT, "keyboard", 1.0)))
+    clips = run(station_cfg, scans, end=6.0, show=show)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        (OTHER, "sealed"),
+        (CUT, "interrupted"),
+        (CUT, "sealed"),
+    ]
+    resumed = clips[2]
+    assert resumed.repack_of == []
+    body = manifest(station_cfg, resumed)
+    assert "repack" not in body and "repack" not in resumed.extra
+    gap = body["gap"]
+    assert isinstance(gap, dict)
+    assert gap["order_at_loss"] == CUT
+    assert gap["station_stopped_at"] == cut.ended_at.isoformat(timespec="milliseconds")
+    assert (gap["cut_clip"], gap["cut_clip_sha256"]) == (cut.id, cut.sha256)
+    assert body["resumed_after_s"] == gap["seconds"]
+    assert isinstance(gap["seconds"], float) and gap["seconds"] >= 0.0
+
+
+def test_once_another_order_is_packed_the_cut_orders_sheet_in_view_is_an_old_one(
+    station_cfg: config_mod.Config,
+) -> None:
+    """After the restart the packer leaves CUT and packs OTHER-3: its clip starts at its scan
+    (CUT's parcel may have been packed on in view before), and CUT's sheet lying in view is
+    then an old one: read by the camera, it neither ends OTHER-3's clip nor opens its own."""
+    cut_mid_order(station_cfg)
+    third = "PO-THIRD-3"
+    scans = [
+        (1.0, RawScan(third, "keyboard", 1.0)),
+        (5.0, RawScan("SEAL", "keyboard", 5.0)),
+    ]
+    clips = run(station_cfg, scans, end=9.0, show=(shown(CUT, 2.0), shown(CUT, 6.5)))
+    assert [(c.order_id, c.finish_reason) for c in clips[2:]] == [(third, "sealed")]
+    assert clips[2].pre_roll_s == 0.0
+    seen = [(e.kind, e.text, e.source) for e in clips[2].events]
+    assert ("order", CUT, "camera") in seen
+
+
+def test_an_order_sealed_before_the_stop_stays_remembered(
+    station_cfg: config_mod.Config,
+) -> None:
+    """Only the packing the stop cut resumes: the sheet of OTHER (sealed before the stop)
+    shown to the camera after the restart still opens nothing."""
+    cut_mid_order(station_cfg)
+    clips = run(station_cfg, [], end=5.0, show=(shown(OTHER, 1.0),))
+    assert len(clips) == 2
+
+
+def test_a_clip_a_power_cut_left_unfinished_recovered_then_resumed(
+    station_cfg: config_mod.Config,
+) -> None:
+    """The power went while CUT's clip recorded: the station's next start finishes it (crash
+    recovery: "interrupted"), and CUT's sheet shown to the camera resumes that packing."""
+    data = station_cfg.station.data_dir
+    (data / "tmp").mkdir(parents=True)
+    blob = write_clip(data / "scratch.mp4")
+    (data / "scratch.mp4").unlink()
+    torn = blob[: [p for p, k, _ in boxes(blob) if k == b"mdat"][-1] + 100]
+    put_tmp(data, "station-01_PO-CUT-1_20261130T140506_789", torn, journal(CUT))
+    script = {
+        "seed": 4,
+        "event": [
+            shown(CUT, 1.0),
+            {"at": 4.0, "kind": "show", "code": "SEAL", "symbology": "qrcode", "duration": 1.5},
+            {"at": 7.0, "kind": "end"},
+        ],
+    }
+    cam = SyntheticCamera(
+        W,
+        H,
+        station_cfg.camera.fps,
+        Scenario.from_dict(script),
+        realtime=False,
+        start_wall=CUT_WALL + timedelta(hours=1),
+    )
+    run_station(station_cfg, threading.Event(), camera=cam, live_view=False)
+    ledger = Ledger.in_data_dir(data)
+    try:
+        clips = ledger.clips()
+    finally:
+        ledger.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        (CUT, "interrupted"),
+        (CUT, "sealed"),
+    ]
+    body = manifest(station_cfg, clips[1])
+    assert "repack" not in body and clips[1].repack_of == []
+    assert body["gap"]["cut_clip"] == clips[0].id  # type: ignore[index]
+
+
+def test_a_clip_salvaged_as_interrupted_while_the_station_ran_on_is_no_cut_packing(
+    station_cfg: config_mod.Config,
+) -> None:
+    """CUT's clip indexed "interrupted" and a seal scanned after it with no clip open: the
+    station ran on (its writer failed, and the clip was salvaged so), and the packer sealed
+    the parcel since. After a restart CUT is an order packed here: its sheet opens nothing."""
+    cut = cut_mid_order(station_cfg)
+    ledger = Ledger.in_data_dir(station_cfg.station.data_dir)
+    try:
+        wall = cut.ended_at + timedelta(seconds=20)
+        ledger.log_events("station-01", [ScanEventRecord("seal", "SEAL", "keyboard", wall)])
+    finally:
+        ledger.close()
+    clips = run(station_cfg, [], end=5.0, show=(shown(CUT, 1.0),))
+    assert len(clips) == 2
