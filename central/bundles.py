@@ -19,7 +19,7 @@ from flask import Response, abort, current_app, request
 from central.media import NotAsSigned, checked_chunks, media_store
 from station.fleet.objstore import ObjectStore, bundle_parts_dir, clip_key
 from station.proof.trust import Anchors
-from station.proof.verify import BUNDLE_MANIFEST, Report, verify_bundle
+from station.proof.verify import BUNDLE_MANIFEST, TAMPERED, Report, verify_bundle
 from station.store.ledger import ClipRecord
 from web.errors import ArchivedCopyAltered, StationUnavailable
 from web.streaming import content_disposition
@@ -63,6 +63,9 @@ class CentralBundle:
     parts_key: str
     parts: bytes
     clips: dict[str, ClipObject]  # member name -> its object
+    # SHA-256 of the clips the parts carry as deleted by the station's retention (each with
+    # its signed record, judged by the verifiers): the bucket never had them
+    deleted: frozenset[str] = frozenset()
 
 
 def _signing_key(clip: ClipRecord) -> str | None:
@@ -108,6 +111,10 @@ def locate(
     with zipfile.ZipFile(io.BytesIO(parts)) as zf:
         manifest = json.loads(zf.read(BUNDLE_MANIFEST))
         index = json.loads(zf.read("bundle.json"))
+        deleted = frozenset(
+            str(json.loads(zf.read(d["manifest"])).get("sha256"))
+            for d in index.get("deleted_clips") or []
+        )
     members: dict[str, str] = manifest["members"]
     covered = {members[c["clip"]]: c["clip"] for c in index["clips"] if c["clip"] in members}
     missing = [c for c in clips if c.sha256 not in covered]
@@ -128,7 +135,28 @@ def locate(
         if size != want:
             raise ObjectAltered(order_id, name, obj, sha, f"{size} bytes, registered {want}")
         objects[name] = ClipObject(obj, want, sha)
-    return CentralBundle(order_id, station, parts_key, parts, objects)
+    return CentralBundle(order_id, station, parts_key, parts, objects, deleted)
+
+
+def locate_for(
+    store: ObjectStore, prefix: str, order_id: str, clips: list[ClipRecord], clip_id: int | None
+) -> CentralBundle:
+    """``locate`` for the clips ``pick_station`` picks. Clips the bucket never got are served
+    by the bundle of their station's archived clips of the order when it carries each of
+    them as deleted by the station's retention (its signed record) before the archiver sent
+    it; a clip merely not archived yet has no bundle yet (BundleNotReady)."""
+    group = pick_station(clips, clip_id)
+    try:
+        return locate(store, prefix, order_id, group)
+    except BundleNotReady:
+        archived = [c for c in clips if c.station == group[0].station and _signing_key(c)]
+        if _signing_key(group[0]) is not None or not archived:
+            raise
+        newest = max(archived, key=lambda c: (c.started_at, c.id or 0))
+        bundle = locate(store, prefix, order_id, pick_station(clips, newest.id))
+        if {c.sha256 for c in group} <= bundle.deleted:
+            return bundle
+        raise
 
 
 class _Sink(io.RawIOBase):
@@ -220,6 +248,7 @@ def verify_archived(
     above ``headroom``, is not checked here (its clips say so)."""
 
     reports: dict[int | None, Report] = {}
+    deleted: dict[str, dict[str, Any]] = {}  # sha256 -> a verified bundle's deleted clip
     groups: dict[tuple[str, str | None], list[ClipRecord]] = {}
     for c in clips:
         groups.setdefault((c.station, _signing_key(c)), []).append(c)
@@ -259,6 +288,17 @@ def verify_archived(
             shutil.rmtree(work, ignore_errors=True)
         for c in group:
             reports[c.id] = split_report(whole, c)
+        if whole.verdict != TAMPERED:
+            deleted.update((d["sha256"], d) for d in whole.facts.get("deleted_clips", []))
+    for c in clips:  # never archived: the station's retention deleted it before, by its record
+        if c.sha256 in deleted and not _signing_key(c):
+            reports[c.id] = _not_checked(
+                c,
+                "deleted by the station's retention before it was archived, by its own signed "
+                "record (in the evidence bundle of the order's other clips)",
+                "clip-deleted-by-retention",
+            )
+            reports[c.id].facts["deleted"] = deleted[c.sha256]
     return [reports[c.id] for c in clips]
 
 
@@ -340,14 +380,14 @@ def respond(order_id: str, clips: list[ClipRecord], clip_id: int | None, downloa
     store = media_store()
     if store is None:
         abort(503)
-    group = pick_station(clips, clip_id)
+    prefix = current_app.config["PACKCAM"].archive.prefix
     try:
-        bundle = locate(store, current_app.config["PACKCAM"].archive.prefix, order_id, group)
+        bundle = locate_for(store, prefix, order_id, clips, clip_id)
     except BundleNotReady as exc:
         log.warning("evidence bundle of order %r not available centrally: %s", order_id, exc)
         raise StationUnavailable(description="bundle-not-signed", retry_after=60) from exc
     except ObjectAltered as exc:
-        log.error("evidence bundle of %s not served: %s", group[0].station, exc)
+        log.error("evidence bundle of order %r not served: %s", order_id, exc)
         raise ArchivedCopyAltered() from exc
     headers = {
         "Content-Disposition": content_disposition(download_name, True),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,9 +19,11 @@ from proof_support import (  # noqa: F401 (fixtures)
     tsa_ec,
 )
 from test_proof_kit import _kit, _pins
+from test_proof_rotation import _issue_next
 from test_share_summary import parts, summary_of
 
 from station import cli as station_cli
+from station.proof import rotation
 from station.proof.bundle import export_order
 from station.proof.canonical import canonical_json
 from station.proof.exports import ExportWorker, bundle_key
@@ -35,23 +37,24 @@ from web import create_app
 DELETED_WHEN = datetime(2027, 3, 1, 2, 0, tzinfo=UTC)
 
 
-def _retain_oldest(st: Store) -> ClipRecord:
+def retain_oldest(st: Store, when: datetime = DELETED_WHEN, order: str = "A1") -> ClipRecord:
     """The real retention manager, free space one byte below the floor and no minimum age:
-    it deletes the oldest clip (order A1's first) with a record signed by the station key."""
+    it deletes the oldest clip (``order``'s first) at ``when`` with a record signed by the
+    station key."""
     cfg = st.cfg.replace("retention", min_age_days=0.0)
     ledger = Ledger.in_data_dir(st.data)
     fins = build_finalizers(cfg)
     total = 1 << 40
     floor = Policy.from_config(cfg.retention, archiving=False).floor(total)
     try:
-        first = ledger.clips("A1")[0]
+        first = ledger.clips(order)[0]
         mgr = RetentionManager(
             cfg,
             ledger,
             # the first deletion frees the byte that was missing
             probe=lambda: DiskSpace(floor - (st.data / first.path).exists(), total),
             signer=station_signer(fins),
-            now=lambda: DELETED_WHEN,
+            now=lambda: when,
         )
         mgr.check()
         assert mgr.deleted == 1
@@ -71,7 +74,7 @@ def partial(
 ) -> tuple[Store, Path, ClipRecord]:
     """Order A1's first clip deleted by retention, the second kept; the order exported."""
     st = store.copy(tmp_path_factory.mktemp("partial") / "data")
-    first = _retain_oldest(st)
+    first = retain_oldest(st)
     out = export_order(st.cfg, "A1", st.data.parent / "A1.zip")
     assert out.clips == 1
     assert any("deleted by this station's retention" in w for w in out.warnings), out.warnings
@@ -279,3 +282,84 @@ def test_the_share_summary_dates_the_deleted_clip_in_both_languages(
     assert "was deleted by the station's retention on 2027-03-01" in p["en"]
     assert "本订单第 1 段视频（" in p["zh"] and "被工位的保留策略删除" in p["zh"]
     assert "The file is the one the station hashed and signed" in p["en"]  # the clip left
+
+
+ROTATIONS = {
+    "rotated before the deletion": ("rotate", "delete"),
+    "rotated after the deletion": ("delete", "rotate"),
+    "rotated before and after the deletion": ("rotate", "delete", "rotate"),
+}
+
+
+def _rotated_partial(base: Store, root: Path, steps: tuple[str, ...]) -> tuple[Store, Path]:
+    """Order A1 (in the first key's log) with its first clip deleted by the real retention
+    manager, the station key rotated (`packcam keys rotate`, certified by the company CA,
+    the retired key kept to play the thief) around the deletion as ``steps`` say; exported."""
+    st = base.copy(root / "data")
+    for n, step in enumerate(steps):
+        if step == "rotate":
+            cert = _issue_next(st, root / f"issued-{n}", base.data.parent / "ca")
+            assert rotation.rotate(st.cfg, cert=cert, keep_old_key=True).certified
+        else:  # a minute after the clip ended: before any later rotation, as on a station
+            retain_oldest(st, datetime.now(UTC))
+    out = export_order(st.cfg, "A1", root / "A1.zip")
+    assert out.clips == 1 and bundle_index(out.path)["deleted_clips"], out.warnings
+    return st, out.path
+
+
+@pytest.mark.parametrize("steps", list(ROTATIONS.values()), ids=list(ROTATIONS))
+def test_a_deletion_record_signed_around_a_key_rotation_is_accepted(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    steps: tuple[str, ...],
+) -> None:
+    """An honest seller who rotated the station key: the record is signed by whichever key
+    was the station's when retention ran, a key the bundle's rotation chain vouches for."""
+    st, path = _rotated_partial(store, tmp_path, steps)
+    report = verify_bundle(path, anchors=st.anchors(), tmp_dir=tmp_path)
+    assert report.verdict == AUTHENTIC and report.partial, report.lines()
+    assert len(_deleted_lines(report)) == 1 and "deletion-record-invalid" not in report.codes()
+    rc, out = _kit(path, tmp_path, *_pins(st))
+    assert rc == 0 and "RESULT: AUTHENTIC FOR 1 OF THIS ORDER'S 2 CLIPS (PARTIAL" in out, out
+    assert "FAIL" not in out
+
+
+def _resigned_record(st: Store, path: Path, tmp: Path, key: StationKey, when: datetime) -> Path:
+    """The bundle with its deletion record dated ``when`` and signed by ``key`` (the bundle
+    manifest signed again by the station key's holder)."""
+    (gone,) = bundle_index(path)["deleted_clips"]
+    body = json.loads(read_zip(path, gone["deletion_record"]))
+    body["deleted_utc"] = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    record = canonical_json(body)
+    changes: dict[str, bytes | None] = {
+        gone["deletion_record"]: record,
+        gone["deletion_signature"]: key.sign(record),
+    }
+    current = StationKey.load(st.data / "proof/station-key.pem")
+    return resign_bundle(path, tmp / "forged.zip", current, changes)
+
+
+@pytest.mark.parametrize("signer", [0, 1, None], ids=["first key", "middle key", "no key"])
+def test_a_deletion_record_of_a_key_the_chain_does_not_vouch_for_then_is_refused(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    signer: int | None,
+) -> None:
+    """The thief who kept a retired key (the log's own, or the one between two rotations)
+    signs a record dated after that key's rotation, or anyone signs one with a key of their
+    own: a retired key counts only for what it signed while it was the station's."""
+    st, path = _rotated_partial(store, tmp_path, ("rotate", "delete", "rotate"))
+    kept = sorted((st.data / "proof" / rotation.RETIRED_DIR).glob("*.pem"))
+    retired = [StationKey.load(k) for k in kept]
+    rots = [json.loads(read_zip(path, r["checkpoint"])) for r in bundle_index(path)["rotations"]]
+    if signer is not None:  # rotation statement `signer` retired this key
+        key = next(k for k in retired if k.fingerprint == rots[signer]["key"])
+        when = datetime.fromisoformat(rots[signer]["time"]) + timedelta(minutes=5)
+    else:
+        key, when = StationKey.generate(), datetime.now(UTC)
+    bad = _resigned_record(st, path, tmp_path, key, when)
+    report = verify_bundle(bad, anchors=st.anchors(), tmp_dir=tmp_path)
+    assert report.verdict == TAMPERED, report.lines()
+    assert {"deletion-record-invalid", "order-incomplete"} <= report.codes(), report.lines()
+    rc, out = _kit(bad, tmp_path, *_pins(st))
+    assert rc == 1 and "deletion-record-invalid" in out and "order-incomplete" in out, out

@@ -13,6 +13,7 @@ import threading
 import uuid
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,11 +73,7 @@ def site(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Site]:
     import proof_support
-    import psycopg
     from verify_support import noise_i420
-
-    from central.db import CentralDB
-    from web.cli import make_server, run_server
 
     root = tmp_path_factory.mktemp("fleet-bundles")
     with pytest.MonkeyPatch.context() as m:  # clips of a few MB: a download can be cut mid-way
@@ -88,6 +85,21 @@ def site(
 
         m.setattr(proof_support, "record_orders", record)
         st = build_store(root / "station", tsa_ec, ["F1", "F2", "F1"], c2pa=False)
+    with central_site(st, seaweed, postgres, root) as s:
+        yield s
+
+
+@contextmanager
+def central_site(
+    st: Store, seaweed: SeaweedServer, postgres: PostgresServer, root: Path
+) -> Iterator[Site]:
+    """A central site (PostgreSQL, a fresh bucket) serving ``st``'s station after one archive
+    pass (clips, proofs and each order's signed bundle parts) and one sync."""
+    import psycopg
+
+    from central.db import CentralDB
+    from web.cli import make_server, run_server
+
     archive = {
         "endpoint_url": seaweed.endpoint,
         "region": "us-east-1",
@@ -400,3 +412,59 @@ def test_central_live_view_points_at_the_stations(site: Site) -> None:
     status, _, page = c.request("GET", "/live")
     assert status == 200 and b'id="live-central"' in page
     assert b"data directory" not in page
+
+
+def test_an_order_whose_clip_retention_deleted_before_archiving_gets_a_partial_bundle(
+    seaweed: SeaweedServer,
+    postgres: PostgresServer,
+    tsa_ec,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Retention may delete a clip the archiver never sent (`archive_required = false`, or
+    archiving turned on later): the central site has no object for it, so its bundle can
+    only be the station's partial one, carrying the station's signed deletion record."""
+    from datetime import UTC, datetime
+
+    from test_bundle_deleted_clip import retain_oldest
+
+    st = build_store(tmp_path / "station", tsa_ec, ["D1", "D2", "D1"], c2pa=False)
+    gone = retain_oldest(st, datetime.now(UTC), order="D1")
+    with central_site(st, seaweed, postgres, tmp_path) as site:
+        ids = _clip_ids(site, "D1")
+        assert len(ids) == 2
+        c = Browserless(site.url)
+        _login(c)
+        status, _, data = c.request("GET", f"/clips/{ids[-1]}/bundle.zip")
+        assert status == 200, data[:300]
+        with zipfile.ZipFile(__import__("io").BytesIO(data)) as zf:
+            names = zf.namelist()
+        assert len([n for n in names if n.startswith("clips/")]) == 1
+        assert f"clips/{Path(gone.path).name}" not in names
+        assert f"deleted/{Path(gone.path).stem}.deletion.json" in names
+        packcam, kit = _verify_both_ways(st, data, tmp_path / "verifier")
+        assert "AUTHENTIC FOR 1 OF THIS ORDER'S 2 CLIPS (PARTIAL" in packcam, packcam
+        assert "AUTHENTIC FOR 1 OF THIS ORDER'S 2 CLIPS (PARTIAL" in kit, kit
+        assert gone.sha256 in packcam and "deleted by the station's retention" in packcam
+        # the deleted clip's own link gives the same bundle: its signed record is the answer
+        status, _, same = c.request("GET", f"/clips/{ids[0]}/bundle.zip")
+        assert status == 200 and same == data
+        # the share summary dates the gap instead of calling the clip "not signed yet"
+        assert "was deleted by the station's retention on" in _summary(site, "D1")
+        assert "verdict-tampered" not in _summary(site, "D1")
+
+
+def _summary(site: Site, order: str) -> str:
+    """The central share summary of ``order`` (English)."""
+    from datetime import timedelta
+
+    from web.db import WebDB
+    from web.share import share_token
+
+    db = WebDB.in_data_dir(site.central_cfg.station.data_dir)
+    share = db.create_share(order, "viewer", timedelta(days=1), "")
+    db.close()
+    with site.server.packcam_app.test_request_context():
+        path = f"/s/{share_token(share)}"
+    status, _, page = Browserless(site.url).request("GET", path + "/summary")
+    assert status == 200
+    return page.decode()

@@ -122,11 +122,13 @@ def export_order(
     ``without_clips``: the bundle's *parts*: every member but the clips (``clips/*``), signed
     exactly as the whole bundle (the bundle manifest lists the clips' SHA-256), for the
     archiver to upload; the central site streams parts + archived clips as one bundle. A clip
-    whose local file is gone (archived, then freed by retention) is listed by its indexed hash.
+    whose local file is gone after it was archived (freed by retention) is listed by its
+    indexed hash: the bucket holds it.
 
-    Otherwise a clip this station's retention deleted is carried as a gap: its signed manifest,
-    log proof and the signed deletion record (``deleted_clips``); verifiers name it and give
-    their verdict for the clips that are here only.
+    Otherwise (and in the parts, for a clip retention deleted before it was archived: the
+    bucket never had it) a clip this station's retention deleted is carried as a gap: its
+    signed manifest, log proof and the signed deletion record (``deleted_clips``); verifiers
+    name it and give their verdict for the clips that are here only.
     """
     data_dir = cfg.station.data_dir
     paths = ProofPaths.from_config(cfg)
@@ -137,8 +139,10 @@ def export_order(
         if not records:
             raise ProofError(f"no clips for order {order_id!r} in {data_dir}")
         deleted: dict[str, dict[str, Any]] = {}
-        for r in records if not without_clips else ():
-            done = None if (data_dir / r.path).exists() else ledger.deletion_record(r.path)
+        for r in records:
+            if (data_dir / r.path).exists() or (without_clips and _archived(ledger, r)):
+                continue
+            done = ledger.deletion_record(r.path)
             if done is None:
                 continue
             # not "missing": that reads as lost or tampered evidence
@@ -163,6 +167,12 @@ def export_order(
     finally:
         plog.close()
         ledger.close()
+
+
+def _archived(ledger: Ledger, r: ClipRecord) -> bool:
+    """Whether the archiver verified the clip in the bucket (the central site then has it)."""
+    state = ledger.archive_state(r.id) if r.id is not None else None
+    return bool(state and state["archived_utc"])
 
 
 def _export(

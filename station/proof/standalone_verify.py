@@ -361,9 +361,12 @@ def utc_plain(value: object) -> str:
     return (t.astimezone(timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M:%S")  # noqa: UP017
 
 
-def deletion_problem(body: dict[str, Any], record: bytes) -> str | None:
-    """Why a (signature-checked) retention deletion record is not about the clip of the signed
-    manifest ``body``, or None."""
+def deletion_problem(body: dict[str, Any], record: bytes, retired: str | bool | None) -> str | None:
+    """Why a retention deletion record is not the station's about the clip of the signed
+    manifest ``body``, or None. ``retired``: when the station key that signed it was retired
+    (None: it is the current one; False: no key of the bundle's chain signed it)."""
+    if retired is False:
+        return "the deletion record is not signed by the station key"
     try:
         d = json.loads(record)
     except ValueError:
@@ -382,6 +385,10 @@ def deletion_problem(body: dict[str, Any], record: bytes) -> str | None:
         return "the deletion record gives another start time"
     if ended is None or ended.tzinfo is None or deleted < ended:
         return "the deletion record says it was deleted before it was recorded"
+    until = parse_time(str(retired)) if retired is not None else None
+    if retired is not None and (until is None or until.tzinfo is None or deleted > until):
+        # what a thief holding the retired key would sign (as `packcam audit` judges it)
+        return f"the deletion record is signed by a key after it was retired ({retired})"
     min_age = d.get("min_age_days")  # as `packcam audit`: its own rule, broken, is no retention
     if not isinstance(min_age, (int, float)) or (deleted - started).total_seconds() < (
         min_age * 86400 - 1
@@ -550,6 +557,7 @@ def _check(
     # bundle manifest (each a final checkpoint signed by the old and the new key)
     signer = pub  # each link's old key; at the end the key that signed the bundle manifest
     links, statements = index.get("rotations") or [], []  # the links that hold, their bodies
+    station_keys: list[tuple[str, str | None]] = []  # each key of the chain, retired when
     cp_body = (root / index["checkpoint"]["body"]).read_bytes()
     for j, link in enumerate(links):
         old = signer
@@ -573,6 +581,7 @@ def _check(
             )
             break  # as `packcam verify`: the chain ends here (its key signs the rest)
         statements.append(rc)
+        station_keys.append((old, str(rc.get("time"))))
         if j == 0 and body != cp_body:
             res.add(
                 FAIL,
@@ -583,6 +592,8 @@ def _check(
         else:
             res.add(OK, f"rotation[{j}]", f"log closed at {rc['tree_size']} entries, both "
                     "keys signed the final checkpoint")  # fmt: skip
+
+    station_keys.append((signer, None))  # the bundle manifest's: the station's now
 
     # 1. every member is covered by the manifest the station signed (none at all: exported
     # where the key was not readable, never authentic; one that does not verify: a failure)
@@ -982,12 +993,13 @@ def _check(
                                  [bytes.fromhex(h) for h in inc["audit_path"]], cp_root)
         ):  # fmt: skip
             why = "its manifest is not in the bundled signed log"
-        elif not any(
-            sig_ok(item["deletion_record"], item["deletion_signature"], k) for k in {pub, signer}
-        ):
-            why = "the deletion record is not signed by the station key"
         else:
-            why = deletion_problem(body, (root / item["deletion_record"]).read_bytes())
+            why = deletion_problem(
+                body,
+                (root / item["deletion_record"]).read_bytes(),
+                next((r for k, r in station_keys
+                      if sig_ok(item["deletion_record"], item["deletion_signature"], k)), False),
+            )  # fmt: skip
         if why is None and body.get("order_id") != index.get("order_id"):
             why = f"it is a clip of order {body.get('order_id')!r}"
         if why is None and (seq in seqs or seq in gone or (order and seq not in order)):

@@ -503,6 +503,15 @@ def _check_station_name(report: Report, name: str, claimed: Any, certified: str 
 
 
 @dataclass(frozen=True)
+class StationKeySpan:
+    """A key a bundle's rotation chain vouches for as the station's: up to ``retired_at``
+    (its log's final checkpoint time, as signed) or, None, still the station's."""
+
+    key: Ed25519PublicKey
+    retired_at: str | None
+
+
+@dataclass(frozen=True)
 class TimeBound:
     """How far the TSA's time may lie from the recorded end (``--max-delay``)."""
 
@@ -1138,11 +1147,12 @@ def _verify_bundle(
         shipped_roots,
     )
     _check_not_after_seen(report, "checkpoint.time", cp.get("time"), cp_seen, bound)
-    signer = pub
+    signer, station_keys = pub, [StationKeySpan(pub, None)]
     if index.get("rotations"):
-        signer = _check_rotations(
+        station_keys = _check_rotations(
             report, b, index["rotations"], pub, cp_bytes, ca, anchors, shipped_roots, certified
         )
+        signer = station_keys[-1].key
     bm = _check_bundle_manifest(report, b, signer, certified)
     for name in unreferenced_members(index, list(b.names)):
         report.add(
@@ -1286,7 +1296,7 @@ def _verify_bundle(
             )
     want = {int(x) for x in bm.get("order_clips", [])} if bm is not None else set()
     gone = _check_deleted_clips(
-        report, b, index, pub, signer, cp_size, cp_root, sorted(want or seqs), seqs
+        report, b, index, pub, station_keys, cp_size, cp_root, sorted(want or seqs), seqs
     )
     if bm is not None:
         if bm.get("order_id") != index.get("order_id"):
@@ -1390,17 +1400,18 @@ def _check_deleted_clips(
     b: _Bundle,
     index: dict[str, Any],
     pub: Ed25519PublicKey,
-    signer: Ed25519PublicKey,
+    station_keys: list[StationKeySpan],
     cp_size: int,
     cp_root: bytes,
     order: list[int],
     seqs: set[int],
 ) -> set[int]:
     """The clips of the order the station's retention deleted (``deleted_clips``): each the
-    clip's signed manifest in the bundled log and the deletion record signed by the station
-    key (the log's or, after a rotation, the bundle's). Returns the log entries so accounted
-    for. The record is the seller's own statement: it explains a gap, it vouches for nothing
-    the clip showed, so each is reported (a warning) and none counts towards the verdict."""
+    clip's signed manifest in the bundled log and the deletion record signed by a station
+    key of the bundle's chain (the log's, a successor's, the bundle's; a retired one only
+    dated up to its rotation). Returns the log entries so accounted for. The record is the
+    seller's own statement: it explains a gap, it vouches for nothing the clip showed, so
+    each is reported (a warning) and none counts towards the verdict."""
     gone: set[int] = set()
     for n, item in enumerate(index.get("deleted_clips") or []):
         name = f"deleted[{n}] {Path(item['clip']).name}"
@@ -1409,7 +1420,7 @@ def _check_deleted_clips(
         record = b.read(item["deletion_record"])
         why = _deletion_problem(
             body, raw, b.read(item["signature"]), record, b.read(item["deletion_signature"]),
-            json.loads(b.read(item["inclusion"])), pub, signer, cp_size, cp_root,
+            json.loads(b.read(item["inclusion"])), pub, station_keys, cp_size, cp_root,
         )  # fmt: skip
         seq = body.get("seq")
         if why is None and body.get("order_id") != index.get("order_id"):
@@ -1459,7 +1470,7 @@ def _deletion_problem(
     record_sig: bytes,
     inc: dict[str, Any],
     pub: Ed25519PublicKey,
-    signer: Ed25519PublicKey,
+    station_keys: list[StationKeySpan],
     cp_size: int,
     cp_root: bytes,
 ) -> str | None:
@@ -1481,7 +1492,8 @@ def _deletion_problem(
         )
     ):
         return "its manifest is not in the bundled signed log"
-    if not any(verify_signature(k, record, record_sig) for k in (pub, signer)):
+    by = next((k for k in station_keys if verify_signature(k.key, record, record_sig)), None)
+    if by is None:
         return "the deletion record is not signed by the station key"
     try:
         d = json.loads(record)
@@ -1489,6 +1501,13 @@ def _deletion_problem(
         started = datetime.fromisoformat(d["started_utc"])
     except (ValueError, KeyError, TypeError):
         return "the deletion record is unreadable"
+    retired = _parse_time(by.retired_at)
+    if by.retired_at is not None and (retired is None or deleted > retired):
+        # what a thief holding the retired key would sign (as `packcam audit` judges it)
+        return (
+            f"the deletion record is signed by the key {fingerprint(by.key)[:23]}... and dated "
+            f"after that key was retired ({by.retired_at})"
+        )
     if not isinstance(d, dict) or d.get("type") != DELETION_TYPE:
         return "it is not a retention deletion record"
     if any(d.get(f) != body.get(f) for f in ("sha256", "path", "order_id", "station")):
@@ -1547,12 +1566,15 @@ def _check_rotations(
     anchors: Anchors,
     shipped_roots: list[x509.Certificate],
     certified: str | None,
-) -> Ed25519PublicKey:
+) -> list[StationKeySpan]:
     """A bundle of clips signed by a retired key: the chain of rotation statements from that
     key to the one that signed the bundle manifest. Each link is the closed log's final
     checkpoint, signed by both keys; each successor key must be certified like the first
-    (a forger's own "successor" never makes the verdict authentic). Returns the last key."""
+    (a forger's own "successor" never makes the verdict authentic). Returns the chain's keys,
+    each retired at its link's final checkpoint, the last one (which signs the bundle
+    manifest) not."""
     key = pub
+    chain: list[StationKeySpan] = []
     for j, link in enumerate(links):
         name = f"rotation[{j}]"
         body = b.read(link["checkpoint"])
@@ -1569,7 +1591,7 @@ def _check_rotations(
                 "(edited, or signed by one only)",
                 "rotation-unsigned",
             )
-            return succ
+            return [*chain, StationKeySpan(succ, None)]
         if j == 0 and body != cp_bytes:
             cp = json.loads(cp_bytes)
             after = signed_after_final(cp_bytes, rc)
@@ -1615,8 +1637,9 @@ def _check_rotations(
             {"old_key": fingerprint(key), "new_key": fingerprint(succ),
              "tree_size": rc["tree_size"], "root_sha256": rc.get("root_sha256")}
         )  # fmt: skip
+        chain.append(StationKeySpan(key, str(rc.get("time"))))
         key = succ
-    return key
+    return [*chain, StationKeySpan(key, None)]
 
 
 def _check_first_checkpoint(
