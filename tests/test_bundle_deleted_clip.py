@@ -29,7 +29,7 @@ from station.proof.canonical import canonical_json
 from station.proof.exports import ExportWorker, bundle_key
 from station.proof.finalizer import build_finalizers
 from station.proof.keys import StationKey
-from station.proof.verify import AUTHENTIC, TAMPERED, Report, verify_bundle
+from station.proof.verify import AUTHENTIC, EXIT_PARTIAL, TAMPERED, Report, verify_bundle
 from station.store.ledger import ClipRecord, Ledger
 from station.store.retention import DiskSpace, Policy, RetentionManager, station_signer
 from web import create_app
@@ -113,7 +113,7 @@ def test_packcam_verify_gives_the_remaining_clip_its_verdict_and_names_the_delet
 ) -> None:
     st, path, first = partial
     report = verify_bundle(path, anchors=st.anchors(), tmp_dir=tmp_path)
-    assert report.verdict == AUTHENTIC and report.exit_code == 0, report.lines()
+    assert report.verdict == AUTHENTIC and report.exit_code == EXIT_PARTIAL, report.lines()
     (line,) = _deleted_lines(report)
     start = first.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     assert f"clip 1 of this order ({start}–" in line
@@ -126,8 +126,15 @@ def test_packcam_verify_gives_the_remaining_clip_its_verdict_and_names_the_delet
     assert "order-incomplete" not in report.reasons()
     rc = station_cli.main(["verify", str(path), *_pins(st), "--no-default-trust"])
     out = capsys.readouterr().out
-    assert rc == 0 and "deleted by the station's retention on 2027-03-01" in out
+    assert rc == EXIT_PARTIAL and "deleted by the station's retention on 2027-03-01" in out
     assert "PARTIAL" in out.splitlines()[-1]
+    # a partial bundle never exits 0 (a script checking for 0 would take it for the whole
+    # order), in --json too; unanchored it stays 4
+    assert rc != 0 and report.to_json()["exit_code"] == EXIT_PARTIAL
+    rc = station_cli.main(["verify", str(path), "--no-default-trust"])
+    assert rc == 4 and "INTACT BUT NOT ANCHORED FOR 1 OF THIS ORDER'S 2 CLIPS" in (
+        capsys.readouterr().out
+    )
 
 
 def test_the_strangers_verifier_reports_the_deletion_and_a_partial_result(
@@ -136,7 +143,7 @@ def test_the_strangers_verifier_reports_the_deletion_and_a_partial_result(
 ) -> None:
     st, path, first = partial
     rc, out = _kit(path, tmp_path, *_pins(st))
-    assert rc == 0, out
+    assert rc == EXIT_PARTIAL, out
     assert "FAIL" not in out
     assert "deleted by the station's retention on 2027-03-01" in out and first.sha256 in out
     assert "RESULT: AUTHENTIC FOR 1 OF THIS ORDER'S 2 CLIPS (PARTIAL" in out, out
@@ -320,7 +327,9 @@ def test_a_deletion_record_signed_around_a_key_rotation_is_accepted(
     assert report.verdict == AUTHENTIC and report.partial, report.lines()
     assert len(_deleted_lines(report)) == 1 and "deletion-record-invalid" not in report.codes()
     rc, out = _kit(path, tmp_path, *_pins(st))
-    assert rc == 0 and "RESULT: AUTHENTIC FOR 1 OF THIS ORDER'S 2 CLIPS (PARTIAL" in out, out
+    assert (
+        rc == EXIT_PARTIAL and "RESULT: AUTHENTIC FOR 1 OF THIS ORDER'S 2 CLIPS (PARTIAL" in out
+    ), out
     assert "FAIL" not in out
 
 

@@ -748,7 +748,9 @@ at `/trust.txt`):
 Exit status / verdict: **0 AUTHENTIC** (unaltered, signer certified by the company CA you
 pinned, trusted time within {max_delay} minutes of the recorded end); **1 NOT AUTHENTIC** (a
 check failed; each names its reason code); **4 INTACT BUT NOT ANCHORED** (nothing altered, but
-nothing you pinned vouches for it: compare the fingerprints above).
+nothing you pinned vouches for it: compare the fingerprints above); **5 AUTHENTIC FOR SOME OF
+THE ORDER'S CLIPS** (a partial bundle: the others were deleted by the station's retention, by
+its signed record, which dates the gap and proves nothing of what they showed).
 
 ## By hand with openssl / 手工验证（openssl 3）
 

@@ -275,7 +275,9 @@ VERDICT_HELP = (
     "altered, removed or contradicts the signed record; each check names its reason code, see "
     "docs/proof.md); 4 INTACT BUT NOT ANCHORED (nothing altered, but signer or time rest only "
     "on certificates that came with the evidence: compare the printed fingerprints with the "
-    "ones the seller and the TSA publish); 2 usage/config error; 3 unusable input. "
+    "ones the seller and the TSA publish); 5 AUTHENTIC FOR SOME OF THE ORDER'S CLIPS (a partial "
+    "bundle: the others were deleted by the station's retention, by its signed record); "
+    "2 usage/config error; 3 unusable input. "
     "Certificates shipped with the evidence are never trusted by themselves."
 )
 
@@ -407,7 +409,7 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "verify",
-        help="verify a bundle or a clip; exit 0 only when authentic, 4 when unanchored",
+        help="verify a bundle or a clip; exit 0 only when authentic, 4 when unanchored, 5 partial",
         description="Verify an evidence bundle (needs nothing else) or a bare clip (against the "
         "station index with --data, and its embedded C2PA manifest). Prints one reason per "
         "check. " + VERDICT_HELP,

@@ -20,7 +20,9 @@ each is clip-altered here.
 Certificates that came inside the bundle are never trusted by themselves.
 
 Exit status: 0 AUTHENTIC, 1 NOT AUTHENTIC (a check failed), 4 INTACT BUT NOT ANCHORED (nothing
-altered, but you pinned no company CA or TSA root that vouches for it), 2 usage error.
+altered, but you pinned no company CA or TSA root that vouches for it), 5 AUTHENTIC FOR SOME
+OF THE ORDER'S CLIPS (a partial bundle: the others were deleted by the station's retention, by
+its signed record), 2 usage error.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class Result:
                 "INTACT BUT NOT ANCHORED: compare the fingerprints above with the seller's",
             )
         if self.deleted:  # never read as the whole order's recording
+            code = 5 if code == 0 else code
             label, colon, rest = text.partition(":")
             text = (
                 f"{label} FOR {self.here} OF THIS ORDER'S {self.here + self.deleted} CLIPS "

@@ -81,6 +81,9 @@ AUTHENTIC, UNANCHORED, TAMPERED, UNVERIFIED = (
 )
 # `packcam verify|audit` exit codes per verdict (2 = usage/config error, 3 = unusable input)
 EXIT_CODES = {AUTHENTIC: 0, TAMPERED: 1, UNVERIFIED: 1, UNANCHORED: 4}
+# authentic for the clips here, but some of the order's clips are gone (by the station's signed
+# retention record): never 0, so a script that checks for 0 never takes it for the whole order
+EXIT_PARTIAL = 5
 DEFAULT_MAX_DELAY_S = 15 * 60.0  # recorded end -> the TSA's time, either way
 TSA_TIME_PRECISION_S = 1.0  # genTime is usually whole seconds (RFC 3161 2.4.2 allows more)
 
@@ -102,7 +105,8 @@ class Report:
     * ``tampered``: some check failed (exit 1).
     * ``authentic``: nothing failed, the bytes are the signed ones, the signer chains to a
       company CA the verifier trusts and every clip has a token from a trusted TSA within the
-      time bound (exit 0).
+      time bound (exit 0; 5 when the bundle is partial: some of the order's clips were
+      deleted by the station's retention, by its signed record).
     * ``intact-unanchored``: nothing failed, but the signer or the time rests only on material
       that came with the evidence (exit 4); ``facts["compare"]`` names what to compare.
     * ``not-verified``: nothing could be checked, or a check this verifier must make could not
@@ -155,6 +159,8 @@ class Report:
 
     @property
     def exit_code(self) -> int:
+        if self.partial and self.verdict == AUTHENTIC:
+            return EXIT_PARTIAL
         return EXIT_CODES[self.verdict]
 
     @property
