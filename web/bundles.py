@@ -104,9 +104,11 @@ class BundleCache:
             return False
         return self.clock() - beat < ALIVE_S
 
-    def get(self, order_id: str, clips: list[ClipRecord]) -> Path:
-        """The order's bundle file, asked of the station unless a fresh one is there."""
-        key = self.key(order_id, clips)
+    def get(self, order_id: str, clips: list[ClipRecord], witness: str = "") -> Path:
+        """The order's bundle file, asked of the station unless a fresh one is there.
+        ``witness``: what the central witness accepted of the order (``order_witness``): a
+        fresh bundle built before a sync moved it is not the one the seller should send."""
+        key = self.key(order_id, clips, witness)
         path = self.fresh(key)
         if path is not None:
             return path

@@ -27,6 +27,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from station.proof.bundle import CLOSED_LOG, WITNESS_BEHIND
+from station.proof.exports import order_witness
 from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord, Ledger
 from web.auth import require
@@ -40,8 +41,8 @@ from web.bundles import (
 from web.errors import InsufficientStorage, StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
-from web.handles import current_scope, get_db, get_index, media_store
-from web.index import SearchTimeout
+from web.handles import current_scope, get_db, get_index, media_store, raw_index
+from web.index import ClipIndex, SearchTimeout
 from web.scope import ScopedIndex, Stations, visible_access, visible_shares
 from web.search import half_width
 from web.streaming import resolve_in, send_stored_file, unless_gone
@@ -489,8 +490,11 @@ def send_bundle(
 
 def _station_bundle(order_id: str, clips: list[ClipRecord]) -> Path:
     """The order's bundle from the station (``BundleCache.get``); its refusals as HTTP errors."""
+    index = raw_index()
+    # the station's own index (this site is not the central one): what its witness accepted
+    witness = order_witness(index.db, clips) if isinstance(index, ClipIndex) else ""
     try:
-        return bundle_cache().get(order_id, clips)
+        return bundle_cache().get(order_id, clips, witness)
     except BundleRefused as exc:
         log.warning("evidence bundle for order %r refused by the station: %s", order_id, exc)
         if exc.status == 507:

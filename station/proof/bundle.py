@@ -100,6 +100,33 @@ def _witnessed(plog: ProofLog, accepted_id: int) -> Checkpoint | None:
     return max(ok, key=lambda c: c.id) if ok else None
 
 
+def _live_entry(plog: ProofLog, r: ClipRecord) -> LogEntry | None:
+    """The clip's leaf in the live log (None: unsigned, or in a retired key's closed log)."""
+    # the same bytes could be logged twice (a static scene): the path tells them apart
+    e = [x for x in plog.entries_for_clip(r.sha256) if x.clip_path == r.path]
+    return e[-1] if e else None
+
+
+def _witness_covers(witnessed: Checkpoint | None, need: int) -> bool:
+    return bool(need) and witnessed is not None and witnessed.tree_size >= need
+
+
+def witness_state(plog: ProofLog, records: list[ClipRecord], accepted: int) -> str:
+    """What an export of ``records`` would make of the central witness (``accepted``: the
+    sync's cursor), in a word that changes exactly when its bundle or its witness note would:
+    "" (no leaf of the live log to prove, or no witness has accepted anything: no fleet, or
+    not yet), "witnessed" (proved with a checkpoint the witness accepted), "behind:<n>" (it
+    accepted <n> entries, fewer than the order needs: the bundle holds a checkpoint it has not
+    cosigned, and the note says <n>). A cached bundle is named by it too
+    (``exports.bundle_key``), so the sync that makes the witness catch up gets the seller a
+    cosigned bundle and a true note at once, not after the cache's 10 minutes."""
+    need = max((e.seq + 1 for r in records if (e := _live_entry(plog, r)) is not None), default=0)
+    witnessed = _witnessed(plog, accepted)
+    if not need or witnessed is None:
+        return ""
+    return "witnessed" if _witness_covers(witnessed, need) else f"behind:{witnessed.tree_size}"
+
+
 @dataclass(frozen=True)
 class ArchivedClip:
     """A clip member left out of a bundle's parts (``without_clips``): the fleet's bucket holds
@@ -181,15 +208,12 @@ def _export(
     entries: list[LogEntry | None] = []
     logs: set[str] = set()  # "" the live log, else the fingerprint of a retired key's log
     for r in records:
-        # the same bytes could be logged twice (a static scene): the path tells them apart
-        e = [x for x in plog.entries_for_clip(r.sha256) if x.clip_path == r.path]
+        live = _live_entry(plog, r)
         archived = [
             (k, x) for k, x in plog.archived_entries_for_clip(r.sha256) if x.clip_path == r.path
         ]
-        if e:
-            archived = []
-        if e:
-            entries.append(e[-1])
+        if live is not None:
+            entries.append(live)
             logs.add("")
         elif archived:
             entries.append(archived[-1][1])
@@ -219,7 +243,7 @@ def _export(
     # to, and on a station restored from a backup the newest one is of a log the witness
     # refused (a fork), while an older clip is in the part both share.
     witnessed = _witnessed(plog, accepted)
-    cp = witnessed if need and witnessed is not None and witnessed.tree_size >= need else None
+    cp = witnessed if _witness_covers(witnessed, need) else None
     note = None  # for the one exporting, not written into the bundle (the next sync may cosign)
     if need and cp is None and cfg.central.enabled and not without_clips:
         upto = f"up to {witnessed.tree_size} entries" if witnessed else "no checkpoint of it"
