@@ -38,11 +38,16 @@ class BundleTooLarge(Exception):
 
 
 class BundleRefused(Exception):
-    """The station refused to build the bundle (``status``: the HTTP status to answer)."""
+    """The station refused to build the bundle (``status``: the HTTP status to answer;
+    ``code``, ``params``: why, as station/proof/bundle.py ``ExportRefused`` says it)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, code: str = "", params: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
+        self.params = params or {}
 
 
 class BundleUnavailable(Exception):
@@ -161,7 +166,7 @@ class BundleCache:
             return
         body = read_error(err)
         if body is not None:
-            raise BundleRefused(body["status"], body["message"])
+            raise BundleRefused(body["status"], body["message"], body["code"], body["params"])
 
     def _ask(self, order_id: str, key: str) -> float:
         """Leave a request for the station (unless one waits already); when it was asked."""

@@ -38,7 +38,7 @@ from web.bundles import (
     BundleTooLarge,
     BundleUnavailable,
 )
-from web.errors import InsufficientStorage, StationUnavailable
+from web.errors import BundleConflict, InsufficientStorage, StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
 from web.handles import current_scope, get_db, get_index, media_store, raw_index
@@ -501,7 +501,9 @@ def _station_bundle(order_id: str, clips: list[ClipRecord]) -> Path:
             raise InsufficientStorage(description=str(exc)) from exc
         if exc.status == 503:  # busy, or the order changed while it was asked for
             raise StationUnavailable(retry_after=15) from exc
-        abort(exc.status if exc.status in (404, 409) else 500, description=str(exc))
+        if exc.status == 409:  # the page says why, in its reader's words, not the station's
+            raise BundleConflict(exc.code, exc.params) from exc
+        abort(exc.status if exc.status == 404 else 500, description=str(exc))
     except BundleTooLarge as exc:
         log.warning("evidence bundle for order %r refused: %s", order_id, exc)
         # not the "no free space now" of a full disk: waiting does not mend this one

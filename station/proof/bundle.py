@@ -48,6 +48,30 @@ WITNESS_BEHIND = "witness-behind"  # params: accepted (entries the witness accep
 CLOSED_LOG = "closed-log"  # params: key (the retired key's fingerprint), entries
 
 
+# Why an order's bundle cannot be built (ExportRefused.code): the web site says it in its
+# reader's language, never the message, which names files of the station.
+NOT_SIGNED = "not-signed"  # no clip of the order is in the signed log
+DELETED_UNSIGNED = "deleted-unsigned"  # params: started, deleted_utc (no signed deletion record)
+DELETED_UNMANIFESTED = "deleted-unmanifested"  # params: started, deleted_utc (clip never signed)
+ALL_DELETED = "all-deleted"  # params: deleted_utc (the last deletion)
+SEVERAL_KEYS = "several-keys"  # params: keys (recorded before and after a key rotation)
+CLOSED_LOG_BROKEN = "closed-log-broken"  # a retired key's log or its rotation chain is not whole
+NO_CHECKPOINT = "no-checkpoint"  # none covers the newest clip, and this process cannot sign one
+CLIP_MISSING = "clip-missing"  # a clip's file is gone with no deletion record
+REFUSAL_CODES = (NOT_SIGNED, DELETED_UNSIGNED, DELETED_UNMANIFESTED, ALL_DELETED, SEVERAL_KEYS,
+                 CLOSED_LOG_BROKEN, NO_CHECKPOINT, CLIP_MISSING)  # fmt: skip
+
+
+class ExportRefused(ProofError):
+    """The order's bundle cannot be built: ``code`` (above) says why, ``params`` its values
+    (times as ISO 8601 text, counts), for the web site to say in its reader's language."""
+
+    def __init__(self, code: str, message: str, **params: str | int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
+
+
 @dataclass(frozen=True)
 class ExportNote:
     """A warning for the one exporting that is not evidence, so not in the bundle (the next sync
@@ -171,18 +195,23 @@ def export_order(
             # not "missing": that reads as lost or tampered evidence
             when = f"{done['deleted_utc'][:19].replace('T', ' ')} UTC"
             if done["signature"] is None:
-                raise ProofError(
+                raise ExportRefused(
+                    DELETED_UNSIGNED,
                     f"clip {r.path} was deleted by this station's retention on {when}, and its "
                     "deletion record is not signed (proofs were off): a bundle can show a gap "
                     "only by the station's signed record, so this order's can no longer be "
-                    "built here"
+                    "built here",
+                    started=r.started_at.isoformat(),
+                    deleted_utc=done["deleted_utc"],
                 )
             deleted[r.path] = done
         if deleted and len(deleted) == len(records):
-            raise ProofError(
+            raise ExportRefused(
+                ALL_DELETED,
                 f"every clip of order {order_id!r} was deleted by this station's retention "
                 "(signed deletion records; `packcam audit` checks them): there is no clip left "
-                "to bundle"
+                "to bundle",
+                deleted_utc=max(d["deleted_utc"] for d in deleted.values()),
             )
         accepted = SyncCursors(ledger.db).cursor(WITNESSED_CURSOR)
         return _export(cfg, paths, plog, records, order_id, out, accepted, without_clips, perm,
@@ -222,9 +251,11 @@ def _export(
             entries.append(None)
             warnings.append(f"{r.path} has no signed manifest (recorded before proof was on?)")
     if len(logs) > 1:
-        raise ProofError(
+        raise ExportRefused(
+            SEVERAL_KEYS,
             f"order {order_id!r} has clips in the logs of {len(logs)} station keys (it was "
-            "recorded before and after a key rotation): one bundle holds the clips of one log"
+            "recorded before and after a key rotation): one bundle holds the clips of one log",
+            keys=len(logs),
         )
     old_key = next(iter(logs), "")
     if old_key:
@@ -260,10 +291,11 @@ def _export(
         try:
             key = StationKey.load(paths.key)  # a new checkpoint needs the private key
         except ProofError as exc:
-            raise ProofError(
+            raise ExportRefused(
+                NO_CHECKPOINT,
                 f"no signed checkpoint covers the newest clip yet, and this process cannot sign "
                 f"one ({exc}); the station signs one every proof.checkpoint_every clips and when "
-                "it stops"
+                "it stops",
             ) from exc
         cp = plog.checkpoint(key, cfg.station.name)
         if cp is not None and cfg.proof.tsa_urls:
@@ -274,7 +306,7 @@ def _export(
         if pending:
             warnings.append(f"{pending} timestamp request(s) still pending (TSA unreachable)")
     if cp is None:
-        raise ProofError("no signed log entries to export")
+        raise ExportRefused(NOT_SIGNED, "no signed log entries to export")
     station_pub = public_pem(station_public_key(paths.public_key, paths.key))
     res = _assemble(
         cfg, paths, plog, records, entries, order_id, out, cp, station_pub, paths.key_cert, [],
@@ -306,12 +338,14 @@ def _export_archived(
     rots = plog.rotations()
     start = next((i for i, r in enumerate(rots) if r.old_key == old_key), None)
     if start is None:
-        raise ProofError(f"no rotation statement closes the log of {old_key}")
+        raise ExportRefused(CLOSED_LOG_BROKEN, f"no rotation statement closes the log of {old_key}")
     chain = rots[start:]
     arch = plog.archived(old_key)
     cp = arch.latest_checkpoint()
     if cp is None or cp.body != chain[0].body:
-        raise ProofError(f"the archived log of {old_key} does not end at its final checkpoint")
+        raise ExportRefused(
+            CLOSED_LOG_BROKEN, f"the archived log of {old_key} does not end at its final checkpoint"
+        )
     rf = RotationFiles.of(paths)
     cert = rf.retired(old_key) / "station-key.crt"
     links = []
@@ -401,9 +435,12 @@ def _assemble(
         gone_record = (deleted or {}).get(r.path)
         if gone_record is not None:
             if e is None:
-                raise ProofError(
+                raise ExportRefused(
+                    DELETED_UNMANIFESTED,
                     f"clip {r.path} was deleted by this station's retention and has no signed "
-                    "manifest: a bundle could not show which clip its gap is"
+                    "manifest: a bundle could not show which clip its gap is",
+                    started=r.started_at.isoformat(),
+                    deleted_utc=gone_record["deleted_utc"],
                 )
             deleted_index.append(_add_deleted(files, plog, r, e, gone_record, cp))
             gaps.append(Gap(n, json.loads(e.manifest), json.loads(gone_record["record"])))
@@ -416,7 +453,9 @@ def _assemble(
         clip_path = cfg.station.data_dir / r.path
         gone = not clip_path.exists()
         if gone and not without_clips:
-            raise ProofError(f"clip {r.path} is missing from {cfg.station.data_dir}")
+            raise ExportRefused(
+                CLIP_MISSING, f"clip {r.path} is missing from {cfg.station.data_dir}"
+            )
         stem = Path(r.path).stem
         item: dict[str, Any] = {"clip": f"clips/{Path(r.path).name}"}
         files[item["clip"]] = ArchivedClip(r.sha256) if without_clips else clip_path

@@ -21,7 +21,7 @@ from station.capture.codes import sanitize
 from station.config import Config
 from station.errors import RejectedCode
 from station.proof import ProofError
-from station.proof.bundle import ExportResult, export_order, witness_state
+from station.proof.bundle import ExportRefused, ExportResult, export_order, witness_state
 from station.proof.log import ProofLog
 from station.store.cursors import WITNESSED_CURSOR, SyncCursors
 from station.store.files import (
@@ -341,6 +341,8 @@ class ExportWorker:
         except ProofError as exc:
             log.warning("export worker: order %r not exported: %s", order_id, exc)
             staged.with_name(staged.name + ".part").unlink(missing_ok=True)
+            if isinstance(exc, ExportRefused):
+                return self._refuse(key, 409, str(exc), exc.code, exc.params)
             return self._refuse(key, 409, str(exc))
         except BaseException:
             staged.with_name(staged.name + ".part").unlink(missing_ok=True)
@@ -357,10 +359,20 @@ class ExportWorker:
         )
         return 1
 
-    def _refuse(self, key: str, status: int, message: str) -> int:
+    def _refuse(
+        self,
+        key: str,
+        status: int,
+        message: str,
+        code: str = "",
+        params: dict[str, str | int] | None = None,
+    ) -> int:
+        """Answer the web: ``<key>.error``; ``code`` and ``params``: ``ExportRefused``'s, which
+        the web says in its reader's language (the message names the station's files)."""
         err = self.dirs.error(key)
         tmp = err.with_name(f".{err.name}.part")
-        tmp.write_text(json.dumps({"status": status, "message": message}, ensure_ascii=False))
+        body = {"status": status, "message": message, "code": code, "params": params or {}}
+        tmp.write_text(json.dumps(body, ensure_ascii=False))
         tmp.chmod(0o640)
         os.replace(tmp, err)
         return 0
@@ -458,11 +470,23 @@ def read_warnings(path: Path) -> dict[str, list[Any]]:
 
 
 def read_error(path: Path) -> dict[str, Any] | None:
-    """A refusal the worker wrote (status, message), or None when there is none."""
+    """A refusal the worker wrote (status, message, code, params: ``_refuse``), or None when
+    there is none; a code or param that is not what the worker writes is left out."""
     try:
         body = json.loads(path.read_bytes()[:MAX_REQUEST_BYTES])
     except (OSError, ValueError):
         return None
     if not isinstance(body, dict) or not isinstance(body.get("status"), int):
         return None
-    return {"status": body["status"], "message": str(body.get("message", ""))[:500]}
+    code = body.get("code")
+    params = body.get("params")
+    return {
+        "status": body["status"],
+        "message": str(body.get("message", ""))[:500],
+        "code": code[:64] if isinstance(code, str) else "",
+        "params": {
+            str(k)[:64]: v if isinstance(v, int) else v[:100]
+            for k, v in (params.items() if isinstance(params, dict) else ())
+            if isinstance(v, int | str) and not isinstance(v, bool)
+        },
+    }
