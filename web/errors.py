@@ -74,6 +74,18 @@ class ClipNotUploaded(NotFound):
     description = "clip-not-uploaded"
 
 
+class ClipDeleted(NotFound):
+    """404: the station's retention deleted the clip's video (``deleted_utc``: when, as the
+    index keeps it); the page says so and when, and ``X-Clip-Deleted`` tells the order page's
+    player, whose page may be older than the deletion, not to call the file missing."""
+
+    description = "clip-deleted"
+
+    def __init__(self, deleted_utc: str) -> None:
+        super().__init__()
+        self.deleted_utc = deleted_utc
+
+
 STATION_MESSAGES = {
     "station-down": _l(
         "Evidence bundles are built and signed by the packing station, and it is not running "
@@ -242,6 +254,11 @@ def _render(status: int, description: str | None, said: str | None = None) -> An
     return render_template("error.html", status=status, message=message), status
 
 
+def _with(resp: Any, headers: dict[str, str]) -> Any:
+    resp.headers.update(headers)
+    return resp
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
@@ -251,7 +268,16 @@ def register(app: Flask) -> None:
         said = None
         if isinstance(exc, BundleConflict):
             said = refusal_message(exc.refusal, exc.params, shared=request.blueprint == "share")
+        elif isinstance(exc, ClipDeleted):
+            said = _(
+                "The station deleted this clip's video on %(when)s under its retention policy (to"
+                " keep room for recording); the record of the clip and of its deletion stays.",
+                when=fmt_site_dt(exc.deleted_utc),
+            )
         resp = _render(status, exc.description, said)
+        if isinstance(exc, ClipDeleted):
+            headers = {"X-Clip-Deleted": exc.deleted_utc.encode("ascii", "replace").decode()}
+            return (*resp, headers) if isinstance(resp, tuple) else _with(resp, headers)
         keep = {405: "Allow", 429: "Retry-After", 503: "Retry-After"}.get(status)
         if keep and exc.get_response().headers.get(keep):
             headers = {keep: exc.get_response().headers[keep]}
