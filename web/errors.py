@@ -254,11 +254,6 @@ def _render(status: int, description: str | None, said: str | None = None) -> An
     return render_template("error.html", status=status, message=message), status
 
 
-def _with(resp: Any, headers: dict[str, str]) -> Any:
-    resp.headers.update(headers)
-    return resp
-
-
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
@@ -275,15 +270,17 @@ def register(app: Flask) -> None:
                 when=fmt_site_dt(exc.deleted_utc),
             )
         resp = _render(status, exc.description, said)
-        if isinstance(exc, ClipDeleted):
-            headers = {"X-Clip-Deleted": exc.deleted_utc.encode("ascii", "replace").decode()}
-            return (*resp, headers) if isinstance(resp, tuple) else _with(resp, headers)
+        headers = {}
+        if isinstance(exc, ClipDeleted):  # the player reads it (static/app.js)
+            headers["X-Clip-Deleted"] = exc.deleted_utc.encode("ascii", "replace").decode()
         keep = {405: "Allow", 429: "Retry-After", 503: "Retry-After"}.get(status)
         if keep and exc.get_response().headers.get(keep):
-            headers = {keep: exc.get_response().headers[keep]}
-            if isinstance(resp, tuple):
-                return (*resp, headers)
-            resp.headers.update(headers)
+            headers[keep] = exc.get_response().headers[keep]
+        if not headers:
+            return resp
+        if isinstance(resp, tuple):
+            return (*resp, headers)
+        resp.headers.update(headers)
         return resp
 
     @app.errorhandler(InternalServerError)
