@@ -372,3 +372,118 @@ def test_a_deletion_record_of_a_key_the_chain_does_not_vouch_for_then_is_refused
     assert {"deletion-record-invalid", "order-incomplete"} <= report.codes(), report.lines()
     rc, out = _kit(bad, tmp_path, *_pins(st))
     assert rc == 1 and "deletion-record-invalid" in out and "order-incomplete" in out, out
+
+
+# ---- why an order's bundle cannot be built: said to the seller and to a share link's holder ----
+
+
+def _refused_order(st: Store, what: str) -> None:
+    """Order A1 (two clips) as the station can no longer bundle it: one clip deleted by
+    retention with no signed record (proofs were off then), or every clip deleted by it."""
+    ledger = Ledger.in_data_dir(st.data)
+    try:
+        clips = ledger.clips("A1")
+        gone = clips[:1] if what == "deleted-unsigned" else clips
+        for n, c in enumerate(gone):
+            ledger.mark_deleted(
+                c.id, reason="free space below the floor", record=b"{}",
+                signature=None if what == "deleted-unsigned" else b"s" * 64,
+                key_fingerprint="", deleted_at=DELETED_WHEN.replace(hour=2 + n),
+            )  # fmt: skip
+            (st.data / c.path).unlink()
+    finally:
+        ledger.close()
+
+
+REFUSALS = {
+    ("deleted-unsigned", "en"): (
+        ["was deleted by the station's retention on 2027-03-01", "no signed record"],
+        ["was deleted by the station's retention on 2027-03-01", "without a record"],
+    ),
+    ("deleted-unsigned", "zh-CN"): (
+        ["已于 2027-03-01", "没有签名记录"],
+        ["已于 2027-03-01", "没有证据包可以出示的记录"],
+    ),
+    ("all-deleted", "en"): (
+        ["Every clip of this order was deleted by the station's retention", "2027-03-01"],
+        ["Every clip of this order was deleted by the station's retention", "2027-03-01"],
+    ),
+    ("all-deleted", "zh-CN"): (
+        ["本订单的所有视频都已被工位的保留策略删除", "2027-03-01"],
+        ["本订单的所有视频都已被工位的保留策略删除", "2027-03-01"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("what", "lang"), sorted(REFUSALS))
+def test_a_refused_bundle_says_why_to_the_seller_and_to_the_share_links_holder(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    what: str,
+    lang: str,
+) -> None:
+    """The station refuses order A1's bundle (409): the order page's button and a share link's
+    bundle say why, in the reader's language, and with the deletion's date; neither shows the
+    station's own message (file paths, the data dir), the share link's holder no advice meant
+    for the station's staff."""
+    from conftest_web import login
+    from test_web_share import create_share
+
+    st = store.copy(tmp_path / "data")
+    add_users(st.data)
+    _refused_order(st, what)
+    app = create_app(st.cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
+    seller = login(app.test_client(), "viewer")
+    clip_id = Ledger.in_data_dir(st.data).clips("A1")[0].id
+    share = create_share(seller, "A1")
+    head = {"Accept-Language": lang}
+    with ExportWorker(st.cfg, poll_s=0.02):
+        pages = []
+        for client, url in ((seller, f"/clips/{clip_id}/bundle"),
+                            (app.test_client(), f"{share}/bundle.zip")):  # fmt: skip
+            resp = client.get(url, headers=head)
+            pages.append(html.unescape(resp.get_data(as_text=True)))
+            assert resp.status_code == 409, pages[-1][-1500:]
+    for page, words in zip(pages, REFUSALS[(what, lang)], strict=True):
+        for w in words:
+            assert w in page, (w, page[-1500:])
+        assert "no signed clips" not in page and "没有已签名的视频" not in page
+        assert str(st.data) not in page and "clips/" not in page.split("<main>")[-1]
+    assert "packcam" not in pages[1].split("<main>")[-1]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_every_refusal_of_the_exporter_has_its_own_words(store: Store, lang: str) -> None:  # noqa: F811
+    """Each reason station/proof/bundle.py refuses an order's bundle for is said as itself
+    (never the generic 409), in both languages; a share link's holder is told the deletions
+    the order's page shows anyway, and for the rest (the station's keys, log and disk) only
+    that the bundle cannot be built now."""
+    from station.proof.bundle import (
+        ALL_DELETED,
+        DELETED_UNMANIFESTED,
+        DELETED_UNSIGNED,
+        NOT_SIGNED,
+        REFUSAL_CODES,
+    )
+    from web.errors import MESSAGES, SHARED_CANNOT_BUILD, refusal_message
+
+    params = {"started": "2027-02-28T09:00:00+08:00", "deleted_utc": "2027-03-01T02:00:00.0Z"}
+    app = create_app(store.cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
+    with app.test_request_context("/", headers={"Accept-Language": lang}):
+        staff = {c: refusal_message(c, params, shared=False) for c in REFUSAL_CODES}
+        holder = {c: refusal_message(c, params, shared=True) for c in REFUSAL_CODES}
+        generic = str(MESSAGES[409])
+        assert refusal_message("a-code-of-a-newer-station", {}, shared=False) == generic
+        cannot = str(SHARED_CANNOT_BUILD)
+    assert len(set(staff.values())) == len(REFUSAL_CODES) and generic not in staff.values()
+    told = (NOT_SIGNED, DELETED_UNSIGNED, DELETED_UNMANIFESTED, ALL_DELETED)
+    for code in REFUSAL_CODES:
+        assert (holder[code] == cannot) is (code not in told), code
+        assert "packcam" not in holder[code]
+    for code in (DELETED_UNSIGNED, DELETED_UNMANIFESTED):
+        assert "2027-02-28 09:00:00 +08:00" in staff[code] and "2027-03-01" in staff[code]
+        assert "2027-02-28 09:00:00 +08:00" in holder[code]
+    assert "2027-03-01" in staff[ALL_DELETED] == holder[ALL_DELETED]
+    assert all(any("\u4e00" <= ch <= "\u9fff" for ch in t) for t in staff.values()) is (
+        lang == "zh-CN"
+    )

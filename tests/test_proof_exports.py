@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import hashlib
 import html
+import io
 import json
 import logging
 import os
@@ -30,6 +31,8 @@ from station.proof.exports import (
     bundle_key,
     parse_request,
 )
+from station.proof.log import ProofLog
+from station.store.cursors import WITNESSED_CURSOR, SyncCursors
 from station.store.ledger import Ledger
 from station.store.retention import REASON_FLOOR, remove_clip_files
 from web.bundles import BundleCache, BundleUnavailable
@@ -466,6 +469,39 @@ def test_a_bundles_warnings_go_with_it(st: Store) -> None:
     assert not [p for p in worker.dirs.exports.iterdir() if p.name != ".alive"]
 
 
+def test_once_the_witness_catches_up_the_seller_is_not_told_it_is_behind(st: Store) -> None:
+    """The seller opened the bundle page while the central witness had cosigned nothing of the
+    log: the page says so and to download the bundle again after the next sync. That sync has
+    the witness accept the checkpoint covering the order (the sync moves its cursor only then).
+    Within the cached bundle's 10 minutes, downloading again must not give the cached bundle
+    and its note again: the page goes straight to the download, a bundle the station built
+    after the sync (another ETag), proved with the checkpoint the witness accepted."""
+    cfg = st.cfg.replace("central", enabled=True, url="https://central.invalid/", token="t" * 40)
+    client, clip_id = _seller(st, cfg)
+    page_url, zip_url = f"/clips/{clip_id}/bundle", f"/clips/{clip_id}/bundle.zip"
+    with ExportWorker(cfg, poll_s=0.02):
+        resp = client.get(page_url)
+        assert resp.status_code == 200
+        assert "has not accepted any checkpoint" in html.unescape(resp.get_data(as_text=True))
+        with client.get(zip_url) as resp:
+            before = resp.headers["ETag"]
+        ledger = Ledger.in_data_dir(st.data)
+        try:
+            (cp,) = ProofLog(ledger.db).checkpoints()[-1:]
+            SyncCursors(ledger.db).set_cursor(WITNESSED_CURSOR, cp.id)  # what the sync does
+        finally:
+            ledger.close()
+        resp = client.get(page_url)
+        assert resp.status_code == 303, html.unescape(resp.get_data(as_text=True))[-2000:]
+        assert resp.headers["Location"].endswith(zip_url)
+        with client.get(zip_url) as resp:
+            after, data = resp.headers["ETag"], resp.data
+    assert after != before  # built after the sync, not the cached bundle of before
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.read("log/checkpoint.json") == cp.body
+        assert "witness" not in zf.read("bundle.json").decode()
+
+
 @pytest.mark.parametrize(
     ("lang", "said"),
     [
@@ -497,8 +533,8 @@ def test_a_bundle_the_station_removes_as_the_site_opens_it_is_a_503_not_a_500(
     client, url = _client(st)
     found = BundleCache.get
 
-    def then_swept(self: BundleCache, order_id: str, clips: list) -> Path:  # type: ignore[type-arg]
-        path = found(self, order_id, clips)
+    def then_swept(self: BundleCache, order_id: str, clips: list, witness: str = "") -> Path:  # type: ignore[type-arg]
+        path = found(self, order_id, clips, witness)
         path.unlink()
         return path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from urllib.parse import quote
 
@@ -524,3 +525,92 @@ def test_a_clip_deleted_by_retention_says_so_not_missing(web_env: WebEnv) -> Non
     zh = viewer.get(order_url(ORDERS["plain"]), headers={"Accept-Language": "zh-CN"})
     assert "工作站于 2027-03-01 10:00:00 +08:00 按保留策略删除了此视频" in zh.get_data(as_text=True)
     assert viewer.get(f"/clips/{clip.id}/video").status_code == 404
+
+
+DELETED_SAYS = {
+    "en": "deleted this clip's video on 2027-03-01 10:00:00 +08:00 under its retention",
+    "zh-CN": "工作站于 2027-03-01 10:00:00 +08:00 按保留策略删除了此视频",
+}
+MISSING_SAYS = {"en": "The video file of this clip is missing", "zh-CN": "存储中缺少此视频文件"}
+
+
+@pytest.mark.parametrize(
+    ("page", "lang", "said"),
+    [(p, lang, said) for p in ("order", "share") for lang, said in DELETED_SAYS.items()],
+)
+def test_a_clip_retention_deletes_as_the_page_is_built_reads_deleted_not_missing(
+    web_env: WebEnv, monkeypatch: pytest.MonkeyPatch, page: str, lang: str, said: str
+) -> None:
+    """Retention deletes a clip after the site read the order's clips and before it looked at
+    the clip's file: the order page and a share link's page say the station deleted it and
+    when, as a reload would, not that its file is missing from the store (lost evidence)."""
+    from conftest_web import make_app
+    from test_web_share import create_share
+
+    import web.clips
+
+    web_env.cfg = web_env.cfg.replace("station", timezone="Asia/Shanghai")
+    app = make_app(web_env)
+    viewer = login(app.test_client(), "viewer")
+    clip = web_env.clips["plain2"]
+    url = create_share(viewer, order_id=clip.order_id) if page == "share" else None
+    found = web.clips.clip_file
+
+    def retention_first(c: ClipRecord) -> Path | None:
+        if c.id == clip.id and (web_env.data_dir / clip.path).exists():
+            _retention_deletes(web_env, clip)
+        return found(c)
+
+    monkeypatch.setattr(web.clips, "clip_file", retention_first)
+    client = app.test_client() if url else viewer
+    resp = client.get(url or order_url(clip.order_id), headers={"Accept-Language": lang})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert said in body, body[-3000:]
+    missing = MISSING_SAYS[lang]
+    assert f'<p class="flash error">{missing}' not in body
+    player = body[body.index(f'id="video-{clip.id}"') :].split(">", 1)[0]
+    assert said in html.unescape(player) and missing not in player  # what the player says
+
+
+@pytest.mark.parametrize(
+    ("lang", "said", "player"),
+    [
+        ("en", "deleted this clip's video on 2027-03-01 10:00:00 +08:00 under its retention",
+         "after this page was opened. Reload the page to see when."),
+        ("zh-CN", "工作站于 2027-03-01 10:00:00 +08:00 按保留策略删除了此视频",
+         "在本页面打开之后按保留策略删除了此视频"),
+    ],
+)  # fmt: skip
+def test_a_clip_retention_deletes_after_its_page_was_made_is_not_called_missing(
+    web_env: WebEnv, lang: str, said: str, player: str
+) -> None:
+    """The order page was made while the clip's file was there; retention then deleted it. Its
+    player, when the video fails, must not say the file is missing from the store: the video's
+    404 says it was deleted (``X-Clip-Deleted``, which app.js reads), and the player has that
+    to say; "Download original" (and a share link's) shows the site's page saying so and when."""
+    from conftest_web import make_app
+    from test_web_share import create_share
+
+    web_env.cfg = web_env.cfg.replace("station", timezone="Asia/Shanghai")
+    app = make_app(web_env)
+    viewer = login(app.test_client(), "viewer")
+    clip = web_env.clips["plain2"]
+    share = create_share(viewer, order_id=clip.order_id)
+    head = {"Accept-Language": lang}
+    page = html.unescape(viewer.get(order_url(clip.order_id), headers=head).get_data(as_text=True))
+    tag = page[page.index(f'id="video-{clip.id}"') :].split(">", 1)[0]
+    assert player in tag
+    _retention_deletes(web_env, clip)
+    for client, base in ((viewer, ""), (app.test_client(), share)):
+        resp = client.head(f"{base}/clips/{clip.id}/video")
+        assert resp.status_code == 404 and resp.headers["X-Clip-Deleted"].startswith("2027-03-01")
+        resp = client.get(f"{base}/clips/{clip.id}/download", headers=head)
+        assert resp.status_code == 404
+        assert said in html.unescape(resp.get_data(as_text=True))
+    js = (Path(__file__).parents[1] / "web/static/app.js").read_text()
+    assert 'r.headers.get("X-Clip-Deleted")' in js and "d.errorDeleted" in js
+    gone = web_env.clips["plain"]  # a clip whose file is simply not there: missing, as before
+    (web_env.data_dir / gone.path).unlink()
+    resp = viewer.head(f"/clips/{gone.id}/video")
+    assert resp.status_code == 404 and "X-Clip-Deleted" not in resp.headers

@@ -370,3 +370,35 @@ def test_a_waybill_linked_after_signing_is_marked_not_proven(web_app, web_env: W
             assert "SF1234567890120" in signed_clip and want not in signed_clip, (url, lang)
     clips = staff.get("/api/orders/PO-1001").get_json()["clips"]
     assert [c.get("late_waybills") for c in clips] == [None, ["YT8800000001"]]
+
+
+def test_the_links_people_send_outlive_the_renumbering_of_a_clip(web_app, web_env: WebEnv) -> None:
+    """A station restored from a backup renumbers the clips whose ids the central site holds
+    with other recordings (station/fleet/central_sync.py ``_renumber``). The links people send
+    name the order (a share link, the order page), not a clip: they still open it, with the
+    clip under its new id, and search finds it there. The clip's old URL is a 404, never a
+    redirect: before the backup that id named another recording (now held only by the central
+    site), so no redirect could tell which of the two an old link meant."""
+    from station.store.ledger import Ledger
+
+    staff = login(web_app.test_client(), "viewer")
+    path = create_share(staff)
+    clip = web_env.clips["plain2"]
+    assert f"/clips/{clip.id}/thumb.jpg" in staff.get("/search?q=PO-1001").get_data(as_text=True)
+    ledger = Ledger.in_data_dir(web_env.data_dir)
+    try:
+        new = ledger.renumber_clips([clip.id], above=1000)[clip.id]
+    finally:
+        ledger.close()
+    anon = web_app.test_client()
+    page = anon.get(path).get_data(as_text=True)
+    assert f'id="video-{new}"' in page and f'id="video-{clip.id}"' not in page
+    assert anon.get(f"{path}/clips/{new}/download").data == web_env.file("plain2").read_bytes()
+    order = staff.get("/orders/PO-1001").get_data(as_text=True)
+    assert f'id="video-{new}"' in order and f'id="video-{clip.id}"' not in order
+    found = staff.get("/search?q=PO-1001").get_data(as_text=True)
+    assert f"/clips/{new}/thumb.jpg" in found and f"/clips/{clip.id}/" not in found
+    for client, base in ((anon, path), (staff, "")):
+        for what in ("video", "download", "thumb.jpg"):
+            resp = client.get(f"{base}/clips/{clip.id}/{what}")
+            assert resp.status_code == 404 and "Location" not in resp.headers, what

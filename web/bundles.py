@@ -38,11 +38,16 @@ class BundleTooLarge(Exception):
 
 
 class BundleRefused(Exception):
-    """The station refused to build the bundle (``status``: the HTTP status to answer)."""
+    """The station refused to build the bundle (``status``: the HTTP status to answer;
+    ``code``, ``params``: why, as station/proof/bundle.py ``ExportRefused`` says it)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, code: str = "", params: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
+        self.params = params or {}
 
 
 class BundleUnavailable(Exception):
@@ -104,9 +109,11 @@ class BundleCache:
             return False
         return self.clock() - beat < ALIVE_S
 
-    def get(self, order_id: str, clips: list[ClipRecord]) -> Path:
-        """The order's bundle file, asked of the station unless a fresh one is there."""
-        key = self.key(order_id, clips)
+    def get(self, order_id: str, clips: list[ClipRecord], witness: str = "") -> Path:
+        """The order's bundle file, asked of the station unless a fresh one is there.
+        ``witness``: what the central witness accepted of the order (``order_witness``): a
+        fresh bundle built before a sync moved it is not the one the seller should send."""
+        key = self.key(order_id, clips, witness)
         path = self.fresh(key)
         if path is not None:
             return path
@@ -159,7 +166,7 @@ class BundleCache:
             return
         body = read_error(err)
         if body is not None:
-            raise BundleRefused(body["status"], body["message"])
+            raise BundleRefused(body["status"], body["message"], body["code"], body["params"])
 
     def _ask(self, order_id: str, key: str) -> float:
         """Leave a request for the station (unless one waits already); when it was asked."""

@@ -27,6 +27,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from station.proof.bundle import CLOSED_LOG, WITNESS_BEHIND
+from station.proof.exports import order_witness
 from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord, Ledger
 from web.auth import require
@@ -37,11 +38,11 @@ from web.bundles import (
     BundleTooLarge,
     BundleUnavailable,
 )
-from web.errors import InsufficientStorage, StationUnavailable
+from web.errors import BundleConflict, ClipDeleted, InsufficientStorage, StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
-from web.handles import current_scope, get_db, get_index, media_store
-from web.index import SearchTimeout
+from web.handles import current_scope, get_db, get_index, media_store, raw_index
+from web.index import ClipIndex, SearchTimeout
 from web.scope import ScopedIndex, Stations, visible_access, visible_shares
 from web.search import half_width
 from web.streaming import resolve_in, send_stored_file, unless_gone
@@ -111,17 +112,20 @@ def serve_video(clip: ClipRecord, *, attachment: bool) -> Response:
     if store is not None:  # from object storage, Range passed through (or a presigned redirect)
         return store.serve_clip(clip, download_name=download_name(clip), attachment=attachment)
     video = clip_file(clip)
-    if video is None:
+    resp = None
+    if video is not None:
+        resp = unless_gone(
+            lambda: send_stored_file(
+                video, sha256=clip.sha256, download_name=download_name(clip), attachment=attachment
+            ),
+            clip_named(clip),
+        )
+    if resp is None:
+        deleted = _deleted_utc(clip)
+        if deleted is not None:  # by retention, now or before: not evidence gone missing
+            raise ClipDeleted(deleted)
         log.error("clip %s (%s) is indexed but its file is missing or outside the store",
                   clip.id, clip.path)  # fmt: skip
-        abort(404)
-    resp = unless_gone(
-        lambda: send_stored_file(
-            video, sha256=clip.sha256, download_name=download_name(clip), attachment=attachment
-        ),
-        clip_named(clip),
-    )
-    if resp is None:  # retention deleted it a moment ago
         abort(404)
     return resp
 
@@ -174,11 +178,22 @@ def clip_views(
             missing=check_files and path is None,
             size_mismatch=size_on_disk is not None and size_on_disk != c.size,
         )
-        view["deleted_utc"] = c.extra.get("deleted_utc") if view["missing"] else None
+        view["deleted_utc"] = _deleted_utc(c) if view["missing"] else None
         view["gap"] = camera_gap(c)
         view["links"] = links[c.id]
         out.append(view)
     return out
+
+
+def _deleted_utc(c: ClipRecord) -> str | None:
+    """When retention deleted the clip whose file is not there, or None (it is missing).
+    Retention marks the row before it removes the file, so a row read before a deletion that
+    found no file is read again: else the clip reads as missing (lost evidence) until a reload."""
+    when = c.extra.get("deleted_utc")
+    if when is None and c.id is not None:
+        again = raw_index().clip(c.id)
+        when = again.extra.get("deleted_utc") if again is not None else None
+    return str(when) if when else None
 
 
 def repack_links(clips: list[ClipRecord]) -> dict[int | None, dict[str, list[dict[str, Any]]]]:
@@ -489,15 +504,20 @@ def send_bundle(
 
 def _station_bundle(order_id: str, clips: list[ClipRecord]) -> Path:
     """The order's bundle from the station (``BundleCache.get``); its refusals as HTTP errors."""
+    index = raw_index()
+    # the station's own index (this site is not the central one): what its witness accepted
+    witness = order_witness(index.db, clips) if isinstance(index, ClipIndex) else ""
     try:
-        return bundle_cache().get(order_id, clips)
+        return bundle_cache().get(order_id, clips, witness)
     except BundleRefused as exc:
         log.warning("evidence bundle for order %r refused by the station: %s", order_id, exc)
         if exc.status == 507:
             raise InsufficientStorage(description=str(exc)) from exc
         if exc.status == 503:  # busy, or the order changed while it was asked for
             raise StationUnavailable(retry_after=15) from exc
-        abort(exc.status if exc.status in (404, 409) else 500, description=str(exc))
+        if exc.status == 409:  # the page says why, in its reader's words, not the station's
+            raise BundleConflict(exc.code, exc.params) from exc
+        abort(exc.status if exc.status == 404 else 500, description=str(exc))
     except BundleTooLarge as exc:
         log.warning("evidence bundle for order %r refused: %s", order_id, exc)
         # not the "no free space now" of a full disk: waiting does not mend this one

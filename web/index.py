@@ -94,9 +94,9 @@ class ClipIndex:
                     self.conn.create_function("contains_ci", 2, contains_folded, deterministic=True)
                 self.conn.execute("PRAGMA query_only=ON")
             # the station's table owners, read only here (query_only)
-            db = Database(self.conn, own=own)
-            self.clips = ClipTable(db)
-            self.holds = HoldTable(db)
+            self.db = Database(self.conn, own=own)
+            self.clips = ClipTable(self.db)
+            self.holds = HoldTable(self.db)
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot open index {target}: {exc}") from exc
 

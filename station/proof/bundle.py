@@ -48,6 +48,30 @@ WITNESS_BEHIND = "witness-behind"  # params: accepted (entries the witness accep
 CLOSED_LOG = "closed-log"  # params: key (the retired key's fingerprint), entries
 
 
+# Why an order's bundle cannot be built (ExportRefused.code): the web site says it in its
+# reader's language, never the message, which names files of the station.
+NOT_SIGNED = "not-signed"  # no clip of the order is in the signed log
+DELETED_UNSIGNED = "deleted-unsigned"  # params: started, deleted_utc (no signed deletion record)
+DELETED_UNMANIFESTED = "deleted-unmanifested"  # params: started, deleted_utc (clip never signed)
+ALL_DELETED = "all-deleted"  # params: deleted_utc (the last deletion)
+SEVERAL_KEYS = "several-keys"  # params: keys (recorded before and after a key rotation)
+CLOSED_LOG_BROKEN = "closed-log-broken"  # a retired key's log or its rotation chain is not whole
+NO_CHECKPOINT = "no-checkpoint"  # none covers the newest clip, and this process cannot sign one
+CLIP_MISSING = "clip-missing"  # a clip's file is gone with no deletion record
+REFUSAL_CODES = (NOT_SIGNED, DELETED_UNSIGNED, DELETED_UNMANIFESTED, ALL_DELETED, SEVERAL_KEYS,
+                 CLOSED_LOG_BROKEN, NO_CHECKPOINT, CLIP_MISSING)  # fmt: skip
+
+
+class ExportRefused(ProofError):
+    """The order's bundle cannot be built: ``code`` (above) says why, ``params`` its values
+    (times as ISO 8601 text, counts), for the web site to say in its reader's language."""
+
+    def __init__(self, code: str, message: str, **params: str | int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
+
+
 @dataclass(frozen=True)
 class ExportNote:
     """A warning for the one exporting that is not evidence, so not in the bundle (the next sync
@@ -100,6 +124,33 @@ def _witnessed(plog: ProofLog, accepted_id: int) -> Checkpoint | None:
     return max(ok, key=lambda c: c.id) if ok else None
 
 
+def _live_entry(plog: ProofLog, r: ClipRecord) -> LogEntry | None:
+    """The clip's leaf in the live log (None: unsigned, or in a retired key's closed log)."""
+    # the same bytes could be logged twice (a static scene): the path tells them apart
+    e = [x for x in plog.entries_for_clip(r.sha256) if x.clip_path == r.path]
+    return e[-1] if e else None
+
+
+def _witness_covers(witnessed: Checkpoint | None, need: int) -> bool:
+    return bool(need) and witnessed is not None and witnessed.tree_size >= need
+
+
+def witness_state(plog: ProofLog, records: list[ClipRecord], accepted: int) -> str:
+    """What an export of ``records`` would make of the central witness (``accepted``: the
+    sync's cursor), in a word that changes exactly when its bundle or its witness note would:
+    "" (no leaf of the live log to prove, or no witness has accepted anything: no fleet, or
+    not yet), "witnessed" (proved with a checkpoint the witness accepted), "behind:<n>" (it
+    accepted <n> entries, fewer than the order needs: the bundle holds a checkpoint it has not
+    cosigned, and the note says <n>). A cached bundle is named by it too
+    (``exports.bundle_key``), so the sync that makes the witness catch up gets the seller a
+    cosigned bundle and a true note at once, not after the cache's 10 minutes."""
+    need = max((e.seq + 1 for r in records if (e := _live_entry(plog, r)) is not None), default=0)
+    witnessed = _witnessed(plog, accepted)
+    if not need or witnessed is None:
+        return ""
+    return "witnessed" if _witness_covers(witnessed, need) else f"behind:{witnessed.tree_size}"
+
+
 @dataclass(frozen=True)
 class ArchivedClip:
     """A clip member left out of a bundle's parts (``without_clips``): the fleet's bucket holds
@@ -148,18 +199,23 @@ def export_order(
             # not "missing": that reads as lost or tampered evidence
             when = f"{done['deleted_utc'][:19].replace('T', ' ')} UTC"
             if done["signature"] is None:
-                raise ProofError(
+                raise ExportRefused(
+                    DELETED_UNSIGNED,
                     f"clip {r.path} was deleted by this station's retention on {when}, and its "
                     "deletion record is not signed (proofs were off): a bundle can show a gap "
                     "only by the station's signed record, so this order's can no longer be "
-                    "built here"
+                    "built here",
+                    started=r.started_at.isoformat(),
+                    deleted_utc=done["deleted_utc"],
                 )
             deleted[r.path] = done
         if deleted and len(deleted) == len(records):
-            raise ProofError(
+            raise ExportRefused(
+                ALL_DELETED,
                 f"every clip of order {order_id!r} was deleted by this station's retention "
                 "(signed deletion records; `packcam audit` checks them): there is no clip left "
-                "to bundle"
+                "to bundle",
+                deleted_utc=max(d["deleted_utc"] for d in deleted.values()),
             )
         accepted = SyncCursors(ledger.db).cursor(WITNESSED_CURSOR)
         return _export(cfg, paths, plog, records, order_id, out, accepted, without_clips, perm,
@@ -191,15 +247,12 @@ def _export(
     entries: list[LogEntry | None] = []
     logs: set[str] = set()  # "" the live log, else the fingerprint of a retired key's log
     for r in records:
-        # the same bytes could be logged twice (a static scene): the path tells them apart
-        e = [x for x in plog.entries_for_clip(r.sha256) if x.clip_path == r.path]
+        live = _live_entry(plog, r)
         archived = [
             (k, x) for k, x in plog.archived_entries_for_clip(r.sha256) if x.clip_path == r.path
         ]
-        if e:
-            archived = []
-        if e:
-            entries.append(e[-1])
+        if live is not None:
+            entries.append(live)
             logs.add("")
         elif archived:
             entries.append(archived[-1][1])
@@ -208,9 +261,11 @@ def _export(
             entries.append(None)
             warnings.append(f"{r.path} has no signed manifest (recorded before proof was on?)")
     if len(logs) > 1:
-        raise ProofError(
+        raise ExportRefused(
+            SEVERAL_KEYS,
             f"order {order_id!r} has clips in the logs of {len(logs)} station keys (it was "
-            "recorded before and after a key rotation): one bundle holds the clips of one log"
+            "recorded before and after a key rotation): one bundle holds the clips of one log",
+            keys=len(logs),
         )
     old_key = next(iter(logs), "")
     if old_key:
@@ -229,7 +284,7 @@ def _export(
     # to, and on a station restored from a backup the newest one is of a log the witness
     # refused (a fork), while an older clip is in the part both share.
     witnessed = _witnessed(plog, accepted)
-    cp = witnessed if need and witnessed is not None and witnessed.tree_size >= need else None
+    cp = witnessed if _witness_covers(witnessed, need) else None
     note = None  # for the one exporting, not written into the bundle (the next sync may cosign)
     if need and cp is None and cfg.central.enabled and not without_clips:
         upto = f"up to {witnessed.tree_size} entries" if witnessed else "no checkpoint of it"
@@ -246,10 +301,11 @@ def _export(
         try:
             key = StationKey.load(paths.key)  # a new checkpoint needs the private key
         except ProofError as exc:
-            raise ProofError(
+            raise ExportRefused(
+                NO_CHECKPOINT,
                 f"no signed checkpoint covers the newest clip yet, and this process cannot sign "
                 f"one ({exc}); the station signs one every proof.checkpoint_every clips and when "
-                "it stops"
+                "it stops",
             ) from exc
         cp = plog.checkpoint(key, cfg.station.name)
         if cp is not None and cfg.proof.tsa_urls:
@@ -260,7 +316,7 @@ def _export(
         if pending:
             warnings.append(f"{pending} timestamp request(s) still pending (TSA unreachable)")
     if cp is None:
-        raise ProofError("no signed log entries to export")
+        raise ExportRefused(NOT_SIGNED, "no signed log entries to export")
     station_pub = public_pem(station_public_key(paths.public_key, paths.key))
     res = _assemble(
         cfg, paths, plog, records, entries, order_id, out, cp, station_pub, paths.key_cert, [],
@@ -292,12 +348,14 @@ def _export_archived(
     rots = plog.rotations()
     start = next((i for i, r in enumerate(rots) if r.old_key == old_key), None)
     if start is None:
-        raise ProofError(f"no rotation statement closes the log of {old_key}")
+        raise ExportRefused(CLOSED_LOG_BROKEN, f"no rotation statement closes the log of {old_key}")
     chain = rots[start:]
     arch = plog.archived(old_key)
     cp = arch.latest_checkpoint()
     if cp is None or cp.body != chain[0].body:
-        raise ProofError(f"the archived log of {old_key} does not end at its final checkpoint")
+        raise ExportRefused(
+            CLOSED_LOG_BROKEN, f"the archived log of {old_key} does not end at its final checkpoint"
+        )
     rf = RotationFiles.of(paths)
     cert = rf.retired(old_key) / "station-key.crt"
     links = []
@@ -387,9 +445,12 @@ def _assemble(
         gone_record = (deleted or {}).get(r.path)
         if gone_record is not None:
             if e is None:
-                raise ProofError(
+                raise ExportRefused(
+                    DELETED_UNMANIFESTED,
                     f"clip {r.path} was deleted by this station's retention and has no signed "
-                    "manifest: a bundle could not show which clip its gap is"
+                    "manifest: a bundle could not show which clip its gap is",
+                    started=r.started_at.isoformat(),
+                    deleted_utc=gone_record["deleted_utc"],
                 )
             deleted_index.append(_add_deleted(files, plog, r, e, gone_record, cp))
             gaps.append(Gap(n, json.loads(e.manifest), json.loads(gone_record["record"])))
@@ -402,7 +463,9 @@ def _assemble(
         clip_path = cfg.station.data_dir / r.path
         gone = not clip_path.exists()
         if gone and not without_clips:
-            raise ProofError(f"clip {r.path} is missing from {cfg.station.data_dir}")
+            raise ExportRefused(
+                CLIP_MISSING, f"clip {r.path} is missing from {cfg.station.data_dir}"
+            )
         stem = Path(r.path).stem
         item: dict[str, Any] = {"clip": f"clips/{Path(r.path).name}"}
         files[item["clip"]] = ArchivedClip(r.sha256) if without_clips else clip_path

@@ -21,7 +21,9 @@ from station.capture.codes import sanitize
 from station.config import Config
 from station.errors import RejectedCode
 from station.proof import ProofError
-from station.proof.bundle import ExportResult, export_order
+from station.proof.bundle import ExportRefused, ExportResult, export_order, witness_state
+from station.proof.log import ProofLog
+from station.store.cursors import WITNESSED_CURSOR, SyncCursors
 from station.store.files import (
     SpoolFileError,
     atomic_file,
@@ -32,6 +34,7 @@ from station.store.files import (
 )
 from station.store.ledger import ClipRecord, Ledger
 from station.store.retention import Policy
+from station.store.sqlitedb import Database
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +64,21 @@ class ExportRequestError(ValueError):
     """A request file the station refuses (not a regular small file, not the expected JSON)."""
 
 
-def bundle_key(order_id: str, clips: Sequence[ClipRecord]) -> str:
-    """Names an order's bundle: covers the order and its clips' IDs, hashes and sizes."""
+def bundle_key(order_id: str, clips: Sequence[ClipRecord], witness: str = "") -> str:
+    """Names an order's bundle: covers the order, its clips' IDs, hashes and sizes, and what
+    the central witness has accepted of them (``order_witness``)."""
     h = hashlib.sha256(order_id.encode("utf-8", "surrogatepass"))
     for c in sorted(clips, key=lambda c: c.id or 0):
         h.update(f"|{c.id}:{c.sha256}:{c.size}".encode())
+    if witness:  # "" keeps the key of a station without a witness as it was
+        h.update(f"|witness:{witness}".encode())
     return h.hexdigest()[:40]
+
+
+def order_witness(db: Database, clips: Sequence[ClipRecord]) -> str:
+    """``bundle.witness_state`` of the order's clips, read from the index ``db`` (the station's
+    own, or the web site's read-only handle on it)."""
+    return witness_state(ProofLog(db), list(clips), SyncCursors(db).cursor(WITNESSED_CURSOR))
 
 
 def bundle_need(clips: Sequence[ClipRecord]) -> int:
@@ -279,14 +291,16 @@ class ExportWorker:
         ledger = Ledger.in_data_dir(self.cfg.station.data_dir)
         try:
             clips = ledger.clips(order_id)
+            witness = order_witness(ledger.db, clips)
         finally:
             ledger.close()
         if not clips:
             log.warning("export worker: request for unknown order %r rejected", order_id[:80])
             self._refuse(web_key, 404, "no such order on this station")
             return 0
-        key = bundle_key(order_id, clips)
+        key = bundle_key(order_id, clips, witness)
         if key != web_key:
+            # a clip came or went, or a sync moved the witness, since the web asked
             log.info("export worker: order %r changed since the request; building anew", order_id)
             self._refuse(web_key, 503, "the order's clips changed; try again")
         return self.build(order_id, clips, key)
@@ -327,6 +341,8 @@ class ExportWorker:
         except ProofError as exc:
             log.warning("export worker: order %r not exported: %s", order_id, exc)
             staged.with_name(staged.name + ".part").unlink(missing_ok=True)
+            if isinstance(exc, ExportRefused):
+                return self._refuse(key, 409, str(exc), exc.code, exc.params)
             return self._refuse(key, 409, str(exc))
         except BaseException:
             staged.with_name(staged.name + ".part").unlink(missing_ok=True)
@@ -343,10 +359,20 @@ class ExportWorker:
         )
         return 1
 
-    def _refuse(self, key: str, status: int, message: str) -> int:
+    def _refuse(
+        self,
+        key: str,
+        status: int,
+        message: str,
+        code: str = "",
+        params: dict[str, str | int] | None = None,
+    ) -> int:
+        """Answer the web: ``<key>.error``; ``code`` and ``params``: ``ExportRefused``'s, which
+        the web says in its reader's language (the message names the station's files)."""
         err = self.dirs.error(key)
         tmp = err.with_name(f".{err.name}.part")
-        tmp.write_text(json.dumps({"status": status, "message": message}, ensure_ascii=False))
+        body = {"status": status, "message": message, "code": code, "params": params or {}}
+        tmp.write_text(json.dumps(body, ensure_ascii=False))
         tmp.chmod(0o640)
         os.replace(tmp, err)
         return 0
@@ -444,11 +470,23 @@ def read_warnings(path: Path) -> dict[str, list[Any]]:
 
 
 def read_error(path: Path) -> dict[str, Any] | None:
-    """A refusal the worker wrote (status, message), or None when there is none."""
+    """A refusal the worker wrote (status, message, code, params: ``_refuse``), or None when
+    there is none; a code or param that is not what the worker writes is left out."""
     try:
         body = json.loads(path.read_bytes()[:MAX_REQUEST_BYTES])
     except (OSError, ValueError):
         return None
     if not isinstance(body, dict) or not isinstance(body.get("status"), int):
         return None
-    return {"status": body["status"], "message": str(body.get("message", ""))[:500]}
+    code = body.get("code")
+    params = body.get("params")
+    return {
+        "status": body["status"],
+        "message": str(body.get("message", ""))[:500],
+        "code": code[:64] if isinstance(code, str) else "",
+        "params": {
+            str(k)[:64]: v if isinstance(v, int) else v[:100]
+            for k, v in (params.items() if isinstance(params, dict) else ())
+            if isinstance(v, int | str) and not isinstance(v, bool)
+        },
+    }

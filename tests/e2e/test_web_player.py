@@ -99,3 +99,27 @@ def test_the_share_links_qr_code_reads_back_as_the_link(page: Any, site: Any, tm
     assert found.text.split(".")[0] == url.split(".")[0]
     page.goto(found.text)
     assert page.locator("#shared-banner").is_visible()
+
+
+def test_a_clip_retention_deletes_after_the_page_opened_is_not_called_missing(
+    page: Any, site: Any
+) -> None:
+    """Last in this module: it deletes PO-1001's second clip. The seller opened the order page,
+    then the station's retention deleted the clip: playing it says so under the player (the
+    video's 404 says deleted), not that the file is missing from the store (lost evidence)."""
+    from test_web_clips import _retention_deletes
+
+    clip = site.env.clips["plain2"]
+    _log_in(page, site)
+    page.goto(site("/orders/PO-1001"))
+    _retention_deletes(site.env, clip)
+    page.evaluate(
+        "(id) => { const v = document.getElementById(id); v.muted = true;"
+        " v.play().catch(() => {}); }",
+        f"video-{clip.id}",
+    )
+    note = page.locator(f"#clip-{clip.id} .video-error")
+    note.wait_for(state="visible")
+    text = note.inner_text()
+    assert "deleted this clip's video" in text and "after this page was opened" in text, text
+    assert "missing" not in text

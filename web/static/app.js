@@ -87,13 +87,15 @@ document.addEventListener("DOMContentLoaded", () => {
       const player = video.closest(".player") || video;
       if (player.nextElementSibling && player.nextElementSibling.classList.contains("video-error")) return;
       fetch(video.currentSrc || video.src, { method: "HEAD", credentials: "same-origin", redirect: "manual" })
-        .then((r) => r.status, () => 0)
+        .then((r) => (r.status === 404 && r.headers.get("X-Clip-Deleted") ? -404 : r.status), () => 0)
         .then((status) => {
           const d = video.dataset;
           const note = document.createElement("p");
           note.className = "flash error video-error";
           note.setAttribute("role", "alert");
-          note.textContent = status === 410 ? d.errorGone : status === 404 ? d.errorMissing : d.errorOther;
+          // -404: deleted by the station's retention (maybe after this page was made), not missing
+          note.textContent = status === 410 ? d.errorGone : status === -404 ? d.errorDeleted
+            : status === 404 ? d.errorMissing : d.errorOther;
           if (!(player.nextElementSibling && player.nextElementSibling.classList.contains("video-error"))) player.after(note);
         });
     });
