@@ -242,23 +242,32 @@ def test_a_hand_scanner_sending_symbology_identifiers_records_one_clip_of_the_or
     assert stray == []
 
 
-def two_parcels(cfg: config_mod.Config, first: str, second: str, label: str) -> list[ClipRecord]:
-    """``first`` and ``second`` scanned and sealed by hand, one after the other; ``label``
-    lies in view during ``first``'s clip, and again, after 4 s covered, during ``second``'s.
-    Both clips must end at their seals."""
+def two_parcels(
+    cfg: config_mod.Config,
+    first: str,
+    second: str,
+    label: str,
+    *,
+    seen: tuple[float, float] = (1.5, 7.0),
+    then: float = 4.0,
+) -> tuple[list[ClipRecord], list[ScanEventRecord]]:
+    """``first`` and ``second`` (scanned at ``then``) scanned and sealed by hand, one after the
+    other; ``label`` in view for 1.5 s from each time ``seen``: by default during ``first``'s
+    clip, and again, after 4 s covered, during ``second``'s. Both clips must end at their
+    seals. The clips, and the events indexed outside any clip."""
     scans = [
         (1.0, RawScan(first, "keyboard", 1.0)),
         (3.5, RawScan("SEAL", "keyboard", 3.5)),
-        (4.0, RawScan(second, "keyboard", 4.0)),
-        (10.0, RawScan("SEAL", "keyboard", 10.0)),
+        (then, RawScan(second, "keyboard", then)),
+        (then + 6.0, RawScan("SEAL", "keyboard", then + 6.0)),
     ]
     shown = tuple(
         {"at": at, "kind": "show", "code": label, "symbology": "code128", "duration": 1.5}
-        for at in (1.5, 7.0)
+        for at in seen
     )
-    clips, _ = run_table(cfg, scans, end=12.0, seed=6, shown=shown)
+    clips, stray = run_table(cfg, scans, end=then + 8.0, seed=6, shown=shown)
     assert [(c.order_id, c.finish_reason) for c in clips] == [(first, "sealed"), (second, "sealed")]
-    return clips
+    return clips, stray
 
 
 def test_the_last_orders_sheet_seen_again_during_the_next_clip_ends_nothing(
@@ -268,7 +277,7 @@ def test_the_last_orders_sheet_seen_again_during_the_next_clip_ends_nothing(
     next parcel for 4 s and seen again while PO-NEXT-2 is recorded. It ended PO-NEXT-2's clip
     as next-order and recorded the rest of its packing as a repack of PO-LAST-1."""
     first, second = "PO-LAST-1", "PO-NEXT-2"
-    clips = two_parcels(station_cfg, first, second, first)
+    clips, _ = two_parcels(station_cfg, first, second, first)
     seen = [(e.kind, e.text, e.source) for e in clips[1].events if e.source == "camera"]
     assert seen == [("order", first, "camera")]
 
@@ -280,9 +289,27 @@ def test_the_last_parcels_waybill_seen_again_during_the_next_clip_is_not_linked_
     stays at the table while PO-SHIP-2 is packed, and its label comes back into view: it was
     linked to PO-SHIP-2 as well, and a search by that waybill found both parcels."""
     first, second, waybill = "PO-SHIP-1", "PO-SHIP-2", "SF1234567890123"
-    clips = two_parcels(station_cfg, first, second, waybill)
+    clips, _ = two_parcels(station_cfg, first, second, waybill)
     assert [w.waybill for w in clips[0].waybills] == [waybill]
     assert clips[1].waybills == ()
+
+
+@pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
+def test_a_waybill_first_read_with_no_clip_open_is_no_waybill_of_the_next_clip(
+    station_cfg: config_mod.Config, ends: bool
+) -> None:
+    """PO-LOOSE-1 is packed and sealed by hand before the camera read its label; the label,
+    still in view, is read with no clip open, then covered for 3.5 s and read again while
+    PO-LOOSE-2 is packed. It was linked to PO-LOOSE-2's clip (its index row and signed
+    manifest named another parcel's waybill) or, with waybill_ends_clip, ended that clip
+    mid-packing."""
+    cfg = station_cfg.replace("session", waybill_ends_clip=ends)
+    first, second, waybill = "PO-LOOSE-1", "PO-LOOSE-2", "SF1234567890123"
+    clips, stray = two_parcels(cfg, first, second, waybill, seen=(4.0, 9.0), then=6.0)
+    assert clips[0].waybills == () and clips[1].waybills == ()
+    assert [(e.kind, e.text, e.source) for e in stray] == [("waybill", waybill, "camera")]
+    seen = [(e.kind, e.note.split(",")[0]) for e in clips[1].events if e.source == "camera"]
+    assert seen == [("waybill", "a waybill first seen with no clip open")]
 
 
 def test_after_a_restart_the_last_parcels_sheet_and_label_in_view_open_and_link_nothing(
