@@ -509,6 +509,39 @@ def test_the_seal_card_lying_in_view_seen_again_after_a_parcel_covered_it_seals_
     ledger.close()
 
 
+@pytest.mark.parametrize("covered", [4.0, 13.5])
+def test_the_seal_card_put_down_and_covered_soon_after_seals_nothing_when_uncovered(
+    station_cfg: config_mod.Config, covered: float
+) -> None:
+    """The seal card shown to end PO-SOON-A's clip is put down in view, PO-SOON-B scanned, and
+    2 s after it was put down (before it lay there 5 s) PO-SOON-B's parcel covers it, for
+    ``covered`` seconds (longer than the 3 s debounce), then again. Each uncovering was a new
+    sighting at no place where it lay: a seal, ending PO-SOON-B's clip mid-packing. It is
+    where it was last read, a moment before or while PO-SOON-B's clip ran: no seal."""
+    a, b = "PO-SOON-A", "PO-SOON-B"
+    again = 6.5 + covered
+    events = [
+        {"at": 0.5, "kind": "key", "text": a},
+        shown("SEAL", 3.0, 1.5, HELD),  # seals A
+        shown("SEAL", 4.5, 2.0, LAID),  # put down, read lying there for less than 5 s
+        {"at": 5.0, "kind": "key", "text": b},
+        shown("SEAL", again, 1.5, LAID),  # uncovered where it lay
+        shown("SEAL", again + 1.5 + covered, 1.5, LAID),  # and again
+        {"at": again + 2 * covered + 4.0, "kind": "key", "text": "SEAL"},  # B sealed by hand
+        {"at": again + 2 * covered + 5.0, "kind": "end"},
+    ]
+    clips, ledger = run(station_cfg, events)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "sealed"), (b, "sealed")]
+    assert [(e.kind, e.source, e.card) for e in clips[1].events] == [
+        ("order", "script", ""),
+        ("seal", "camera", LYING_CARD),
+        ("seal", "camera", LYING_CARD),
+        ("seal", "script", ""),
+    ]
+    assert ledger.unattached_events() == []
+    ledger.close()
+
+
 def test_a_seal_card_held_up_still_at_the_same_place_for_each_order_seals_each(
     station_cfg: config_mod.Config,
 ) -> None:
@@ -559,6 +592,34 @@ def test_the_seal_card_picked_up_from_where_it_lay_and_shown_within_the_debounce
     assert first.t_clip_s is not None and last.t_clip_s is not None
     assert 13.0 - 6.0 <= last.t_clip_s - first.t_clip_s < 14.5 - 6.0  # sealed when held up
     assert ledger.unattached_events() == []  # shown once: one seal
+    ledger.close()
+
+
+def test_the_seal_card_lifted_only_a_little_within_the_debounce_is_a_missed_seal(
+    station_cfg: config_mod.Config,
+) -> None:
+    """The seal card lying in view is lifted a little (its code 1.25 times larger, less than
+    HELD_UP) 0.5 s after its last read where it lay: as a card pushed and turned at the table,
+    it is no showing. The seal is missed, not taken: PO-LIFT-B's clip runs on to PO-LIFT-C's
+    scan, which starts its own clip at once; no second is lost (a false seal would have ended
+    B's clip mid-packing, the rest unrecorded)."""
+    a, b, c = "PO-LIFT-A", "PO-LIFT-B", "PO-LIFT-C"
+    events = [
+        *sealed_and_put_down(a, b),
+        shown("SEAL", 13.0, 1.5, {"position": [0.3, 0.6], "size": 0.5}),  # lifted a little
+        {"at": 16.0, "kind": "key", "text": c},
+        {"at": 18.0, "kind": "key", "text": "SEAL"},
+        {"at": 19.0, "kind": "end"},
+    ]
+    clips, ledger = run(station_cfg, events)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        (a, "sealed"),
+        (b, "next-order"),
+        (c, "sealed"),
+    ]
+    assert [e.kind for e in clips[1].events] == ["order"]
+    assert clips[1].duration_s >= 16.0 - 6.0  # its scan (and pre-roll) to C's
+    assert clips[2].duration_s == pytest.approx(18.0 - 16.0, abs=0.2)  # C's from its scan on
     ledger.close()
 
 
