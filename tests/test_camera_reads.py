@@ -242,23 +242,32 @@ def test_a_hand_scanner_sending_symbology_identifiers_records_one_clip_of_the_or
     assert stray == []
 
 
-def two_parcels(cfg: config_mod.Config, first: str, second: str, label: str) -> list[ClipRecord]:
-    """``first`` and ``second`` scanned and sealed by hand, one after the other; ``label``
-    lies in view during ``first``'s clip, and again, after 4 s covered, during ``second``'s.
-    Both clips must end at their seals."""
+def two_parcels(
+    cfg: config_mod.Config,
+    first: str,
+    second: str,
+    label: str,
+    *,
+    seen: tuple[float, float] = (1.5, 7.0),
+    then: float = 4.0,
+) -> tuple[list[ClipRecord], list[ScanEventRecord]]:
+    """``first`` and ``second`` (scanned at ``then``) scanned and sealed by hand, one after the
+    other; ``label`` in view for 1.5 s from each time ``seen``: by default during ``first``'s
+    clip, and again, after 4 s covered, during ``second``'s. Both clips must end at their
+    seals. The clips, and the events indexed outside any clip."""
     scans = [
         (1.0, RawScan(first, "keyboard", 1.0)),
         (3.5, RawScan("SEAL", "keyboard", 3.5)),
-        (4.0, RawScan(second, "keyboard", 4.0)),
-        (10.0, RawScan("SEAL", "keyboard", 10.0)),
+        (then, RawScan(second, "keyboard", then)),
+        (then + 6.0, RawScan("SEAL", "keyboard", then + 6.0)),
     ]
     shown = tuple(
         {"at": at, "kind": "show", "code": label, "symbology": "code128", "duration": 1.5}
-        for at in (1.5, 7.0)
+        for at in seen
     )
-    clips, _ = run_table(cfg, scans, end=12.0, seed=6, shown=shown)
+    clips, stray = run_table(cfg, scans, end=then + 8.0, seed=6, shown=shown)
     assert [(c.order_id, c.finish_reason) for c in clips] == [(first, "sealed"), (second, "sealed")]
-    return clips
+    return clips, stray
 
 
 def test_the_last_orders_sheet_seen_again_during_the_next_clip_ends_nothing(
@@ -268,7 +277,7 @@ def test_the_last_orders_sheet_seen_again_during_the_next_clip_ends_nothing(
     next parcel for 4 s and seen again while PO-NEXT-2 is recorded. It ended PO-NEXT-2's clip
     as next-order and recorded the rest of its packing as a repack of PO-LAST-1."""
     first, second = "PO-LAST-1", "PO-NEXT-2"
-    clips = two_parcels(station_cfg, first, second, first)
+    clips, _ = two_parcels(station_cfg, first, second, first)
     seen = [(e.kind, e.text, e.source) for e in clips[1].events if e.source == "camera"]
     assert seen == [("order", first, "camera")]
 
@@ -280,9 +289,27 @@ def test_the_last_parcels_waybill_seen_again_during_the_next_clip_is_not_linked_
     stays at the table while PO-SHIP-2 is packed, and its label comes back into view: it was
     linked to PO-SHIP-2 as well, and a search by that waybill found both parcels."""
     first, second, waybill = "PO-SHIP-1", "PO-SHIP-2", "SF1234567890123"
-    clips = two_parcels(station_cfg, first, second, waybill)
+    clips, _ = two_parcels(station_cfg, first, second, waybill)
     assert [w.waybill for w in clips[0].waybills] == [waybill]
     assert clips[1].waybills == ()
+
+
+@pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
+def test_a_waybill_first_read_with_no_clip_open_is_no_waybill_of_the_next_clip(
+    station_cfg: config_mod.Config, ends: bool
+) -> None:
+    """PO-LOOSE-1 is packed and sealed by hand before the camera read its label; the label,
+    still in view, is read with no clip open, then covered for 3.5 s and read again while
+    PO-LOOSE-2 is packed. It was linked to PO-LOOSE-2's clip (its index row and signed
+    manifest named another parcel's waybill) or, with waybill_ends_clip, ended that clip
+    mid-packing."""
+    cfg = station_cfg.replace("session", waybill_ends_clip=ends)
+    first, second, waybill = "PO-LOOSE-1", "PO-LOOSE-2", "SF1234567890123"
+    clips, stray = two_parcels(cfg, first, second, waybill, seen=(4.0, 9.0), then=6.0)
+    assert clips[0].waybills == () and clips[1].waybills == ()
+    assert [(e.kind, e.text, e.source) for e in stray] == [("waybill", waybill, "camera")]
+    seen = [(e.kind, e.note.split(",")[0]) for e in clips[1].events if e.source == "camera"]
+    assert seen == [("waybill", "a waybill first seen with no clip open")]
 
 
 def test_after_a_restart_the_last_parcels_sheet_and_label_in_view_open_and_link_nothing(
@@ -482,6 +509,39 @@ def test_the_seal_card_lying_in_view_seen_again_after_a_parcel_covered_it_seals_
     ledger.close()
 
 
+@pytest.mark.parametrize("covered", [4.0, 13.5])
+def test_the_seal_card_put_down_and_covered_soon_after_seals_nothing_when_uncovered(
+    station_cfg: config_mod.Config, covered: float
+) -> None:
+    """The seal card shown to end PO-SOON-A's clip is put down in view, PO-SOON-B scanned, and
+    2 s after it was put down (before it lay there 5 s) PO-SOON-B's parcel covers it, for
+    ``covered`` seconds (longer than the 3 s debounce), then again. Each uncovering was a new
+    sighting at no place where it lay: a seal, ending PO-SOON-B's clip mid-packing. It is
+    where it was last read, a moment before or while PO-SOON-B's clip ran: no seal."""
+    a, b = "PO-SOON-A", "PO-SOON-B"
+    again = 6.5 + covered
+    events = [
+        {"at": 0.5, "kind": "key", "text": a},
+        shown("SEAL", 3.0, 1.5, HELD),  # seals A
+        shown("SEAL", 4.5, 2.0, LAID),  # put down, read lying there for less than 5 s
+        {"at": 5.0, "kind": "key", "text": b},
+        shown("SEAL", again, 1.5, LAID),  # uncovered where it lay
+        shown("SEAL", again + 1.5 + covered, 1.5, LAID),  # and again
+        {"at": again + 2 * covered + 4.0, "kind": "key", "text": "SEAL"},  # B sealed by hand
+        {"at": again + 2 * covered + 5.0, "kind": "end"},
+    ]
+    clips, ledger = run(station_cfg, events)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "sealed"), (b, "sealed")]
+    assert [(e.kind, e.source, e.card) for e in clips[1].events] == [
+        ("order", "script", ""),
+        ("seal", "camera", LYING_CARD),
+        ("seal", "camera", LYING_CARD),
+        ("seal", "script", ""),
+    ]
+    assert ledger.unattached_events() == []
+    ledger.close()
+
+
 def test_a_seal_card_held_up_still_at_the_same_place_for_each_order_seals_each(
     station_cfg: config_mod.Config,
 ) -> None:
@@ -532,6 +592,34 @@ def test_the_seal_card_picked_up_from_where_it_lay_and_shown_within_the_debounce
     assert first.t_clip_s is not None and last.t_clip_s is not None
     assert 13.0 - 6.0 <= last.t_clip_s - first.t_clip_s < 14.5 - 6.0  # sealed when held up
     assert ledger.unattached_events() == []  # shown once: one seal
+    ledger.close()
+
+
+def test_the_seal_card_lifted_only_a_little_within_the_debounce_is_a_missed_seal(
+    station_cfg: config_mod.Config,
+) -> None:
+    """The seal card lying in view is lifted a little (its code 1.25 times larger, less than
+    HELD_UP) 0.5 s after its last read where it lay: as a card pushed and turned at the table,
+    it is no showing. The seal is missed, not taken: PO-LIFT-B's clip runs on to PO-LIFT-C's
+    scan, which starts its own clip at once; no second is lost (a false seal would have ended
+    B's clip mid-packing, the rest unrecorded)."""
+    a, b, c = "PO-LIFT-A", "PO-LIFT-B", "PO-LIFT-C"
+    events = [
+        *sealed_and_put_down(a, b),
+        shown("SEAL", 13.0, 1.5, {"position": [0.3, 0.6], "size": 0.5}),  # lifted a little
+        {"at": 16.0, "kind": "key", "text": c},
+        {"at": 18.0, "kind": "key", "text": "SEAL"},
+        {"at": 19.0, "kind": "end"},
+    ]
+    clips, ledger = run(station_cfg, events)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        (a, "sealed"),
+        (b, "next-order"),
+        (c, "sealed"),
+    ]
+    assert [e.kind for e in clips[1].events] == ["order"]
+    assert clips[1].duration_s >= 16.0 - 6.0  # its scan (and pre-roll) to C's
+    assert clips[2].duration_s == pytest.approx(18.0 - 16.0, abs=0.2)  # C's from its scan on
     ledger.close()
 
 

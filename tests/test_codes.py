@@ -515,13 +515,19 @@ class Card:
         return [s is Sight.LYING for s in self.sights(box, t0, t1)]
 
     def sights(
-        self, box: tuple[int, int, int, int], t0: float, t1: float | None = None, new: bool = False
+        self,
+        box: tuple[int, int, int, int],
+        t0: float,
+        t1: float | None = None,
+        new: bool = False,
+        clip_began: float | None = None,
     ) -> list[Sight]:
         """Read at ``box`` from ``t0`` to ``t1`` (once when None, the first read ``new`` to the
-        debounce): what was each read?"""
+        debounce; a clip open since ``clip_began``): what was each read?"""
         out = []
         for i in range(round(((t1 or t0) - t0) * 10) + 1):
-            sight, self.lying = self.lying.seen("SEAL", t0 + i / 10, box, new and i == 0)
+            t = t0 + i / 10
+            sight, self.lying = self.lying.seen("SEAL", t, box, new and i == 0, clip_began)
             out.append(sight)
         return out
 
@@ -593,6 +599,36 @@ def test_a_card_shown_at_one_spot_for_every_order_never_lies_there() -> None:
     card = Card()
     for t in (0.0, 11.0, 22.0, 33.0):
         assert Sight.LYING not in card.sights(HELD, t, t + 3.0, new=True)
+
+
+def test_a_card_put_down_and_covered_for_moments_sooner_than_it_lies_is_lying() -> None:
+    """Put down, covered before it lay there 5 s, for longer than the debounce but less than
+    5 s, and uncovered, again and again: each uncovering was a new sighting at a place where
+    it never lay, so a seal, each ending the open clip mid-packing. Where it was last read,
+    less than 5 s before, it is the card uncovered, not shown. The stays do not add up (a card
+    shown twice at one spot is not lying there for the orders after)."""
+    card, o, lying = Card(), Sight.OTHER, Sight.LYING
+    assert lying not in card.sights(TABLE, 0.0, 2.0, new=True)  # put down
+    assert card.sights(TABLE, 6.0, 7.0, new=True) == [lying] + [o] * 10  # covered for 4 s
+    assert card.sights(TABLE, 11.0, 12.0, new=True) == [lying] + [o] * 10  # and again
+    assert card.sights(TABLE, 17.5, new=True) == [o]  # 5.5 s covered: held up there, as ever
+    assert card.sights(HELD, 18.0, 18.5, new=True) == [o] * 6  # held up elsewhere: shown
+    assert card.sights(HELD, 30.0, new=True) == [o]  # at the same spot for the next order
+
+
+def test_a_card_read_where_it_lies_while_the_open_clip_runs_is_lying_there() -> None:
+    """Put down before the order's scan, read there on and on while its clip began, then
+    covered by its parcel for long and uncovered: the card seen again, no showing (it lay in
+    view while that order was packed), whether or not it lay there 5 s before. A card shown at
+    one spot for every order was last read there before the open clip began: shown."""
+    card, o, lying = Card(), Sight.OTHER, Sight.LYING
+    card.sights(TABLE, 0.0, 2.0, new=True)  # put down; the next order scanned at 1.0
+    assert card.sights(TABLE, 30.0, 30.5, new=True, clip_began=1.0) == [lying] + [o] * 5
+    assert card.sights(TABLE, 60.0, new=True, clip_began=1.0) == [lying]  # and again
+    assert card.sights(TABLE, 90.0, new=True, clip_began=70.0) == [o]  # not in this clip
+    held = Card()
+    for t, began in ((0.0, None), (11.0, 5.0), (22.0, 16.0)):
+        assert held.sights(HELD, t, t + 3.0, new=True, clip_began=began)[0] is o
 
 
 def test_return_labels_are_forgotten_when_unread_for_long_cards_never() -> None:

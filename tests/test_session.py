@@ -65,6 +65,11 @@ def kinds(actions) -> list[str]:
     return [type(a).__name__ for a in actions]
 
 
+def unlabelled(state: State) -> State:
+    """``state`` without the waybills read with no clip open it remembers."""
+    return replace(state, floor=replace(state.floor, unlinked=()))
+
+
 # ---- idle ----------------------------------------------------------------------------------
 
 
@@ -92,9 +97,11 @@ def test_a_seal_waybill_or_pedal_with_no_order_open_marks_the_parcel_before(even
     finished (its clip ended by a timeout, say): it opens nothing, and the next clip's pre-roll
     must not reach back to it (that buyer's parcel and label would be in another order's clip)."""
     state, actions = step(Idle(), event, RULES)
-    assert state == Idle()
+    assert unlabelled(state) == Idle()
     assert kinds(actions) == ["LogEvent", "PreviousParcel"]
     assert actions[0].note and actions[1] == PreviousParcel(1.0)
+    waybill = isinstance(event, Scanned) and event.code is WAYBILL
+    assert state.floor.unlinked == ((WAYBILL.text,) if waybill else ())  # no clip's label
 
 
 @pytest.mark.parametrize(
@@ -392,8 +399,11 @@ def early(kind: str, text: str, t: float, source: str) -> LogEvent:
 def test_an_event_stamped_before_the_open_clip_began_never_changes_it(event, rules, logged) -> None:
     """A scan or pedal press that happened before the open clip began (a camera read decoded
     late, after a hand scan opened the next order) is not the open order's: it neither ends,
-    seals, links to nor replaces that clip; it is logged outside it."""
-    assert step(OPEN_B, event, rules) == (OPEN_B, [logged])
+    seals, links to nor replaces that clip; it is logged outside it. A waybill read then is
+    remembered as no clip's (``Floor.unlinked``)."""
+    state, actions = step(OPEN_B, event, rules)
+    assert (unlabelled(state), actions) == (OPEN_B, [logged])
+    assert state.floor.unlinked == ((WAYBILL.text,) if logged.kind == "waybill" else ())
 
 
 def test_an_item_stamped_before_the_open_clip_keeps_its_symbology() -> None:
@@ -458,7 +468,8 @@ def test_a_late_waybill_outside_the_clip_before_is_linked_to_no_clip() -> None:
     assert actions[-1] == LinkWaybill("PO-A", WAYBILL.text, "SF", 15.0, ended=True)
     for stranger in (Scanned(WAYBILL, 25.0), Scanned(WAYBILL, 9.0)):
         new, actions = step(state, stranger, RULES)
-        assert new == state and kinds(actions) == ["LogEvent"] and not actions[0].in_clip
+        assert unlabelled(new) == state and kinds(actions) == ["LogEvent"]
+        assert not actions[0].in_clip and new.floor.unlinked == (WAYBILL.text,)
     unknown = rec("PO-B", 30.0, previous="PO-A")  # e.g. the camera came back: no span known
     assert kinds(step(unknown, Scanned(WAYBILL, 29.0), RULES)[1]) == ["LogEvent"]
 
@@ -726,6 +737,55 @@ def test_an_earlier_parcels_waybill_read_late_is_linked_to_no_clip() -> None:
         c,
         [LogEvent("waybill", WAYBILL.text, 29.0, "camera", note, in_clip=False)],
     )
+
+
+LOOSE = (
+    "a waybill first seen with no clip open, seen again by the camera; ignored (scan it by hand"
+    " to link it)"
+)
+
+
+@pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
+@pytest.mark.parametrize(
+    "first",
+    [Scanned(WAYBILL, 16.0), Scanned(WAYBILL, 16.0, "keyboard"), Scanned(WAYBILL, 17.0)],
+    ids=["camera", "by-hand", "decoded-late"],
+)
+def test_a_waybill_first_seen_with_no_clip_open_is_no_waybill_of_a_later_clip(
+    first: Scanned, ends: bool
+) -> None:
+    """PO-A sealed by the pedal before its label was read; the label is read at the table with
+    no clip open (by the camera or by hand; or read then and decoded after PO-B's scan), then
+    by the camera while PO-B is recorded. It was linked to PO-B's clip (its index row and
+    signed manifest named another parcel's waybill) or, with waybill_ends_clip, ended PO-B's
+    clip mid-packing. A label stuck on before its order's scan is no different: the camera
+    cannot tell them apart. By hand it is linked (and ends the clip), as ever."""
+    rules = SessionSection(waybill_ends_clip=ends)
+    a = (Scanned(ORDER_A, 10.0, "keyboard"), PedalPress(15.0))
+    scan_b = Scanned(ORDER_B, 20.0, "keyboard")
+    b = after(*a, *((scan_b, first) if first.t == 17.0 else (first, scan_b)), rules=rules)
+    assert isinstance(b, Recording) and b.order_id == "PO-B" and b.waybills == ()
+    state, actions = step(b, Scanned(WAYBILL, 30.0), rules)
+    assert (state, actions) == (b, [LogEvent("waybill", WAYBILL.text, 30.0, "camera", LOOSE)])
+    state, actions = step(b, Scanned(WAYBILL, 30.0, "keyboard"), rules)
+    assert LinkWaybill("PO-B", WAYBILL.text, "SF", 30.0) in actions
+    assert (StopClip(FinishReason.WAYBILL, 30.0) in actions) is ends
+    if not ends:  # linked by hand: PO-B's label from then on, the camera's reads included
+        _, actions = step(state, Scanned(WAYBILL, 40.0), rules)
+        assert LinkWaybill("PO-B", WAYBILL.text, "SF", 40.0) in actions
+
+
+def test_the_table_remembers_its_last_unlinked_waybills_only() -> None:
+    """Each parcel has its own label: those read with no clip open are kept as many as the
+    orders, the newest; an older one is a waybill of the open order again."""
+    labels = [Scanned(Code(f"SF{i:013d}", Kind.WAYBILL, "SF"), float(i)) for i in range(101)]
+    state = after(*labels, Scanned(ORDER_B, 200.0, "keyboard"), rules=RULES)
+    assert len(state.floor.unlinked) == KEPT_ORDERS
+    assert state.floor.unlinked[0] == labels[-1].code.text
+    _, actions = step(state, replace(labels[0], t=210.0), RULES)
+    assert kinds(actions) == ["LogEvent", "LinkWaybill"]
+    _, actions = step(state, replace(labels[1], t=210.0), RULES)
+    assert kinds(actions) == ["LogEvent"]
 
 
 def test_the_table_remembers_the_waybills_of_its_last_orders_only() -> None:
@@ -1087,7 +1147,8 @@ def test_camera_reads_from_before_the_loss_decoded_in_the_dark() -> None:
     assert new == state and kinds(actions) == ["LogEvent"]
     for ev in (Scanned(ORDER_B, 9.8), Scanned(SEAL, 9.9), Scanned(WAYBILL, 9.9), PedalPress(9.9)):
         new, actions = step(state, ev, RULES)
-        assert new == state and kinds(actions) == ["LogEvent"] and not actions[0].in_clip
+        assert unlabelled(new) == state and kinds(actions) == ["LogEvent"]
+        assert not actions[0].in_clip
     # Read after PO-A began, before the loss: the next order (as in the light).
     new, _ = step(state, Scanned(ORDER_B, 14.5), RULES)
     assert new.order_id == "PO-B"
@@ -1142,7 +1203,7 @@ def test_after_an_unrecorded_packing_the_next_order_has_no_pre_roll(failure) -> 
     assert actions[0] == StartClip("PO-A", 30.0)
     for end in (Scanned(SEAL, 20.0), Scanned(WAYBILL, 20.0), PedalPress(20.0)):
         ended, actions = step(state, end, RULES)
-        assert ended == Idle() and kinds(actions) == ["LogEvent", "PreviousParcel"]
+        assert unlabelled(ended) == Idle() and kinds(actions) == ["LogEvent", "PreviousParcel"]
     # A camera blink does not end that packing: it goes on when the camera is back, until
     # a seal, a waybill or the pedal ends it (in the dark too).
     dark = step(state, CameraLost(20.0), RULES)[0]
@@ -1150,7 +1211,7 @@ def test_after_an_unrecorded_packing_the_next_order_has_no_pre_roll(failure) -> 
     assert step(dark, CameraBack(21.0), RULES)[0] == Idle(unrecorded="PO-A")
     for end in (Scanned(SEAL, 20.5), Scanned(WAYBILL, 20.5), PedalPress(20.5)):
         ended = step(dark, end, RULES)[0]
-        assert step(ended, CameraBack(21.0), RULES)[0] == Idle()
+        assert unlabelled(step(ended, CameraBack(21.0), RULES)[0]) == Idle()
 
 
 @pytest.mark.parametrize(

@@ -359,9 +359,10 @@ LABEL_MEMORY_S = 3600.0
 # to the camera is read and confirmed in a fraction of a second, but a careful packer holds
 # it still until the beep and a moment more, at the same spot for every order: 3 s must stay
 # a gesture (tests/test_camera_reads.py). A card put down lies there while the next order is
-# scanned and its box fetched, mostly far longer; one covered sooner than this is taken as a
-# seal again, as before this rule, at each uncovering until it lies uncovered this long (in
-# one sighting: showings at one spot, order after order, never add up to it).
+# scanned and its box fetched, mostly far longer (in one sighting: showings at one spot, order
+# after order, never add up to it). One covered sooner is lying where it stayed when seen
+# there again within this long, or after the open clip began (``Lying.seen``); a card is not
+# shown again at the very spot so soon, nor was it in view unmoved while the order was packed.
 LYING_S = 5.0
 
 # A read this much larger (its box's longer side) than the place where the card lay is nearer
@@ -387,6 +388,12 @@ def _nearer(a: Box, b: Box) -> bool:
     return side >= HELD_UP * max(b[2] - b[0], b[3] - b[1]) and not same_place(a, b)
 
 
+def _stayed(t: float, last: float, clip_began: float | None) -> bool:
+    """Whether a card last read where it stayed at ``last`` and read there again at ``t`` lay
+    there: covered for a moment, or in view while the clip open since ``clip_began`` ran."""
+    return t - last < LYING_S or (clip_began is not None and last >= clip_began)
+
+
 class Sight(StrEnum):
     """What a camera read of a card is, by where it was read (``Lying.seen``)."""
 
@@ -402,6 +409,9 @@ class _Place:
     last: float  # last read there
     lay: Box | None  # the last place it lay unmoved for LYING_S or more
     up: bool = False  # held up from there (Sight.HELD_UP) since last read at the table
+    # The last place it stayed (read there twice or more in a row) and its last read there: a
+    # parcel sliding over the card is read once elsewhere on its way
+    stay: tuple[Box, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -413,7 +423,9 @@ class Lying:
     places: Mapping[str, _Place] = field(default_factory=lambda: MappingProxyType({}))
     forget_s: float | None = None  # codes not read for this long are forgotten (None: never)
 
-    def seen(self, text: str, t: float, box: Box, new: bool = False) -> tuple[Sight, Lying]:
+    def seen(
+        self, text: str, t: float, box: Box, new: bool = False, clip_began: float | None = None
+    ) -> tuple[Sight, Lying]:
         """Return (sight, new_state). ``Sight.LYING`` when ``box`` is the place where the code
         last lay unmoved for ``LYING_S`` or more, i.e. it was put down there, and is seen there
         again (after something covered it, if this read starts a new sighting).
@@ -428,6 +440,14 @@ class Lying:
         sighting: a card held up at the same spot for every order is not lying there because
         its showings add up to ``LYING_S`` (from the third order on it sealed nothing).
 
+        A new sighting where the code last stayed (read there twice or more in a row) is
+        ``Sight.LYING`` too, though it never lay there ``LYING_S``, when its last read there
+        was less than ``LYING_S`` before (covered for a moment: a card is not shown again so
+        soon, nor at the very spot) or after the open clip began (``clip_began``: it was in
+        view, unmoved, while that order was packed; a card shown at one spot for every order
+        was last read there before that order's scan). The stays still do not add up: only
+        lying unmoved for ``LYING_S`` makes a place its lay.
+
         That place is kept when the card is then read elsewhere (a parcel sliding over it,
         the card picked up): only lying unmoved at another place replaces it. A timeline
         going back (a new camera session) starts afresh."""
@@ -435,11 +455,19 @@ class Lying:
         if prev is not None and t < prev.last:
             prev = None
         lay = prev.lay if prev is not None else None
+        stay = prev.stay if prev is not None else None
         sight = Sight.LYING if lay is not None and same_place(box, lay) else Sight.OTHER
+        if (
+            new
+            and stay is not None
+            and same_place(box, stay[0])
+            and _stayed(t, stay[1], clip_began)
+        ):
+            sight = Sight.LYING  # uncovered where it stayed: not shown
         if prev is not None and same_place(box, prev.at) and not new:
-            place = replace(prev, last=t)
+            place = replace(prev, last=t, stay=(prev.at, t))
         else:
-            place = _Place(box, t, t, lay, prev.up if prev is not None else False)
+            place = _Place(box, t, t, lay, prev.up if prev is not None else False, stay)
         if lay is not None and not _nearer(box, lay):
             place = replace(place, up=False)  # at the table again
         elif lay is not None and not place.up and (new or place.since < t):

@@ -437,10 +437,11 @@ class Station:
         sight = Sight.OTHER
         if ev.box is not None and code.kind in LYING_KINDS:
             # Every read of a card, also those the debounce swallows: where it lies.
+            began = self.state.started_t if isinstance(self.state, ss.Recording) else None
             if code.kind is Kind.RETURN:
-                sight, self.labels = self.labels.seen(code.text, ev.t, ev.box, is_new)
+                sight, self.labels = self.labels.seen(code.text, ev.t, ev.box, is_new, began)
             else:
-                sight, self.lying = self.lying.seen(code.text, ev.t, ev.box, is_new)
+                sight, self.lying = self.lying.seen(code.text, ev.t, ev.box, is_new, began)
         lying = sight is Sight.LYING
         # A card picked up from where it lay in view and held up is shown, however soon after
         # its last read there (else the seal was missed, the clip running on past it). Not a

@@ -34,7 +34,8 @@ CAMERA = "camera"
 # How many orders packed at this table the session remembers (``Floor.packed``): more than
 # the sheets a table keeps in view between clearings. Too few lets an old sheet open a clip
 # over another buyer's parcel; too many only asks a hand scan for the repack of an old order.
-# As many waybills linked to them are kept (``Floor.waybills``): their labels pile up too.
+# As many waybills linked to them are kept (``Floor.waybills``): their labels pile up too,
+# and as many read with no clip open (``Floor.unlinked``).
 KEPT_ORDERS = 100
 
 # What the station itself ends a clip for (``EndClip``), whatever the packer does.
@@ -63,6 +64,10 @@ class Floor:
     ``repack``: a repack card was shown at the first camera time, and the first order sheet
     the camera reads from then until the second, with no clip open, is the one shown to be
     packed again, also of an order in ``packed`` (None: no card, or its sheet came).
+    ``unlinked``: the waybills read with no clip open and linked to none, newest first (at
+    most ``KEPT_ORDERS``): a label in view then (the parcel before, finished after its clip
+    ended; or one labelled before its order was scanned) is no clip's, and read by the camera
+    during a later clip it is not that clip's waybill nor its end either.
     """
 
     packer: str | None = None
@@ -70,6 +75,7 @@ class Floor:
     packed: tuple[str, ...] = ()
     waybills: tuple[tuple[str, str], ...] = ()
     repack: tuple[float, float] | None = None
+    unlinked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +335,10 @@ _SEEN_AGAIN = (
 )
 _LYING = "lying where it lay before, seen again by the camera; ignored (hold it up or scan it)"
 _LABEL_SEEN_AGAIN = "{}'s waybill, seen again by the camera; ignored (scan it by hand to link it)"
+_UNLINKED_SEEN_AGAIN = (
+    "a waybill first seen with no clip open, seen again by the camera; ignored (scan it by hand"
+    " to link it)"
+)
 
 
 def _log(ev: Scanned, note: str = "") -> LogEvent:
@@ -454,12 +464,34 @@ def _label_owner(state: State, waybill: str) -> str | None:
 
 def _earlier_label(state: State, event: Scanned, order: str | None) -> str | None:
     """Is ``event`` the camera reading the waybill label of an earlier parcel, one linked at
-    this table to another order than ``order`` (the order it would be linked to or end)?
-    That earlier order, else None. A hand scan is deliberate: it links, as ever."""
+    this table to another order than ``order`` (the order it would be linked to or end), or
+    one read with no clip open and linked to none? Its note, else None. A hand scan is
+    deliberate: it links, as ever."""
     if event.source != CAMERA or event.code.kind is not Kind.WAYBILL:
         return None
     owner = _label_owner(state, event.code.text)
-    return owner if owner is not None and owner != order else None
+    if owner is None:
+        return _UNLINKED_SEEN_AGAIN if event.code.text in state.floor.unlinked else None
+    return _LABEL_SEEN_AGAIN.format(owner) if owner != order else None
+
+
+def _unlinked(state: State, event: Event, actions: list[Action]) -> bool:
+    """Is ``event`` a waybill read (camera or hand) made with no clip open (no order open or
+    waiting then: it is stamped before the open one began) and linked to no clip?"""
+    if not isinstance(event, Scanned) or event.code.kind is not Kind.WAYBILL:
+        return False
+    began = _began(state)
+    if began is not None and event.t >= began[1]:
+        return False
+    if any(isinstance(a, LinkWaybill) for a in actions):
+        return False
+    return _label_owner(state, event.code.text) is None
+
+
+def _labelled(floor: Floor, waybill: str) -> Floor:
+    """``floor`` once ``waybill`` was read with no clip open (``Floor.unlinked``)."""
+    rest = tuple(w for w in floor.unlinked if w != waybill)
+    return replace(floor, unlinked=(waybill, *rest)[:KEPT_ORDERS])
 
 
 def _lying_from_before(state: State, event: Scanned) -> str | None:
@@ -471,8 +503,7 @@ def _lying_from_before(state: State, event: Scanned) -> str | None:
     at_table = None if isinstance(state, Idle) else state.order_id
     if isinstance(state, Idle | Suspended) and at_table is None:
         at_table = state.unrecorded
-    owner = _earlier_label(state, event, at_table)
-    return None if owner is None else _LABEL_SEEN_AGAIN.format(owner)
+    return _earlier_label(state, event, at_table)
 
 
 def _before_clip(order: tuple[str, float], event: Scanned | PedalPress) -> LogEvent:
@@ -504,8 +535,7 @@ def _late_waybill(state: State, event: Scanned | PedalPress) -> tuple[State, lis
     )
     earlier = _earlier_label(state, event, state.previous)
     if earlier is not None:  # a label lying in view since before that clip: linked to none
-        note = stamped + _LABEL_SEEN_AGAIN.format(earlier)
-        return state, [replace(_log(event, note), in_clip=False)]
+        return state, [replace(_log(event, stamped + earlier), in_clip=False)]
     note = stamped + f"{state.previous}'s waybill"
     if event.code.text in state.previous_waybills:
         return state, [replace(_log(event, note + ", already linked"), in_clip=False)]
@@ -535,9 +565,12 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
     if not actions:  # every frame's Tick: the table's memory changes with a scan only
         return new, actions
     # The floor remembers every waybill linked (to the open clip, an ended one, the order
-    # waiting in the dark) with its order, for as long as it remembers that order.
+    # waiting in the dark) with its order, for as long as it remembers that order; and those
+    # read with no clip open, linked to none.
     links = [(a.waybill, a.order_id) for a in reversed(actions) if isinstance(a, LinkWaybill)]
     floor = _linked(new.floor, links)
+    if isinstance(event, Scanned) and _unlinked(state, event, actions):
+        floor = _labelled(floor, event.code.text)
     return (new if floor is new.floor else replace(new, floor=floor)), actions
 
 
