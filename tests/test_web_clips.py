@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from urllib.parse import quote
 
@@ -614,3 +615,33 @@ def test_a_clip_retention_deletes_after_its_page_was_made_is_not_called_missing(
     (web_env.data_dir / gone.path).unlink()
     resp = viewer.head(f"/clips/{gone.id}/video")
     assert resp.status_code == 404 and "X-Clip-Deleted" not in resp.headers
+
+
+GAPS = {
+    "camera": ({"resumed_after_s": 7.5}, "Camera gap", "画面中断"),
+    "restart": (
+        {
+            "resumed_after_s": 5400.0,
+            "gap": {"seconds": 5400.0, "station_stopped_at": "2027-03-01T02:00:00.000+00:00"},
+        },
+        "Resumed after restart",
+        "重启后继续",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(GAPS))
+def test_the_order_page_tells_a_station_restart_from_a_camera_gap(
+    viewer, web_env: WebEnv, kind: str
+) -> None:
+    """A clip that resumes the packing a station stop cut (an hour and a half without power)
+    is not labelled "the camera came back": its signed manifest names the station's stop."""
+    clip = web_env.clips["plain"]
+    manifest, en, zh = GAPS[kind]
+    (web_env.data_dir / clip.manifest_path).write_text(json.dumps(manifest))
+    page = viewer.get(order_url(clip.order_id)).get_data(as_text=True)
+    assert f">{en}</span>" in page
+    other = {g[1] for g in GAPS.values()} - {en}
+    assert not any(f">{o}</span>" in page for o in other)
+    page = viewer.get(order_url(clip.order_id), headers={"Accept-Language": "zh-CN"})
+    assert f">{zh}</span>" in page.get_data(as_text=True)

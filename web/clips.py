@@ -223,8 +223,10 @@ def repack_links(clips: list[ClipRecord]) -> dict[int | None, dict[str, list[dic
     return out
 
 
-def camera_gap(clip: ClipRecord) -> float | None:
-    """Seconds the camera was lost before this clip began (its signed manifest says so)."""
+def camera_gap(clip: ClipRecord) -> dict[str, Any] | None:
+    """What came before this clip began, as its signed manifest says: {"s": seconds,
+    "restart": True when the station itself had stopped (the clip resumes the packing the
+    stop cut, ``gap.station_stopped_at``), False when only the camera was lost}; or None."""
 
     if not clip.manifest_path:
         return None
@@ -235,8 +237,14 @@ def camera_gap(clip: ClipRecord) -> float | None:
         body = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return None
-    gap = body.get("resumed_after_s") if isinstance(body, dict) else None
-    return float(gap) if isinstance(gap, int | float) and gap > 0 else None
+    if not isinstance(body, dict):
+        return None
+    gap = body.get("resumed_after_s")
+    if not isinstance(gap, int | float) or isinstance(gap, bool) or gap <= 0:
+        return None
+    detail = body.get("gap")
+    restart = isinstance(detail, dict) and "station_stopped_at" in detail
+    return {"s": float(gap), "restart": restart}
 
 
 def _view(
