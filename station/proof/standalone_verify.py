@@ -4,7 +4,10 @@
 Usage:  python3 verify.py BUNDLE.zip --ca COMPANY-CA.pem|SHA256 --tsa-ca TSA-ROOT.pem|SHA256
                           [--witness STATION.json]   (saved from <site>/witness/<station>)
 
-It imports nothing from packcam, so you can read all of it before you run it. It checks
+It imports nothing from packcam, so you can read all of it before you run it. Run a copy you
+hold (from the packcam project, or one you checked before), not the one inside the bundle you
+check: that one is the seller's, like everything in the bundle, and may say anything; this
+script names a bundle copy that is not byte for byte itself (bundle-verifier-differs). It checks
 every member's SHA-256 against the bundle manifest the station signed, the Ed25519 signatures
 (openssl pkeyutl) and that each signed document names the key that signed it, each clip
 manifest is in the canonical form that was signed and describes its own clip, the station
@@ -46,6 +49,10 @@ MAX_DELAY_MIN = 15.0
 DOCUMENT_SIGNING = "1.3.6.1.5.5.7.3.36"  # id-kp-documentSigning (RFC 9336)
 MANIFEST, MANIFEST_SIG = "bundle/manifest.json", "bundle/manifest.sig"
 MAX_MEMBERS, MAX_MEMBER_SIZE = 10_000, 8 << 30  # as `packcam verify`: more is not a bundle
+# An export stores clips and deflates only text and pictures: a member (from 1 MiB on) that
+# unpacks to more than 20 times its compressed size is a zip bomb, not a bundle.
+MAX_UNPACK_RATIO, UNPACK_RATIO_FROM = 20, 1 << 20
+VERIFIER = "verify.py"  # the copy of this script every bundle ships
 
 
 class Result:
@@ -249,6 +256,38 @@ def parse_time(s: str) -> datetime | None:
         return None
 
 
+# A time as the station writes it (datetime.isoformat): calendar date, seconds, UTC offset
+STATION_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[+-]\d{2}:\d{2}|Z)")
+# The UTC offsets time zones use: -12:00 to +14:00, on the quarter hour (Nepal +05:45)
+MIN_OFFSET_MIN, MAX_OFFSET_MIN, OFFSET_STEP_MIN = -12 * 60, 14 * 60, 15
+
+
+def local_time_problem(body: dict[str, Any]) -> str | None:
+    """Why a clip's signed start or end reads as another wall-clock time than it was (None:
+    it does not): not written as the station writes times (a week date), or with a UTC offset
+    no time zone uses (a station's TZ set to UTC-23:59 writes every instant as the day before;
+    the TSA holds only the instant). A missing or unreadable time is the other checks' matter."""
+    for field in ("started_at", "ended_at"):
+        value = str(body.get(field))
+        t = parse_time(value)
+        offset = t.utcoffset() if t is not None else None
+        if offset is None:
+            continue
+        minutes = offset.total_seconds() / 60
+        if (
+            not STATION_TIME.fullmatch(value)
+            or not MIN_OFFSET_MIN <= minutes <= MAX_OFFSET_MIN
+            or minutes % OFFSET_STEP_MIN
+        ):
+            utc = t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[union-attr]  # noqa: UP017
+            return (
+                f"the signed {field} {value!r} is not a local time as a station writes it "
+                f"(YYYY-MM-DDTHH:MM:SS with a UTC offset a time zone uses, -12:00 to +14:00): "
+                f"its wall-clock reading misleads; the instant is {utc} UTC"
+            )
+    return None
+
+
 def span_problem(body: dict[str, Any], ended: datetime) -> str | None:
     """Why a clip's signed start, end and duration disagree (None: they agree). A genuine clip's
     duration_s is its presentation span plus one frame and ended_at - started_at that span;
@@ -410,6 +449,27 @@ FIXED_MEMBERS = frozenset(
 DELETED_MEMBERS = ("manifest", "signature", "inclusion", "deletion_record", "deletion_signature")
 
 
+def unpack_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why a verifier must not unpack member ``info`` (too large, a zip bomb), or None."""
+    if info.file_size > MAX_MEMBER_SIZE:
+        return f"{info.filename!r} is too large"
+    if info.file_size > UNPACK_RATIO_FROM and info.file_size > MAX_UNPACK_RATIO * max(
+        1, info.compress_size
+    ):
+        return (
+            f"{info.filename!r} would unpack to {info.file_size >> 20} MiB from "
+            f"{info.compress_size >> 10} KiB: a zip bomb, not a bundle"
+        )
+    return None
+
+
+def clip_listed_twice(index: dict[str, Any]) -> str | None:
+    """A clip ``bundle.json`` lists more than once (an export lists each once; a verifier
+    would unpack and hash it once per listing), or None."""
+    names = [str(e.get("clip")) for e in index.get("clips") or []]
+    return next((n for n in names if names.count(n) > 1), None)
+
+
 def unreferenced_members(index: dict[str, Any], names: Sequence[str]) -> list[str]:
     """The members among ``names`` that ``bundle.json`` does not name (nor are fixed parts of
     every bundle): an export never writes one, so one is material only the export-time bundle
@@ -512,6 +572,8 @@ def _check(
     index = json.loads((root / "bundle.json").read_bytes())
     if index.get("format") != "packcam-evidence-bundle":
         raise ValueError("bundle.json is not a packcam evidence bundle index")
+    if twice := clip_listed_twice(index):
+        raise ValueError(f"bundle.json lists {twice} more than once")
     keys = index["keys"]
     pub = keys["station_public_key"]
 
@@ -642,6 +704,12 @@ def _check(
         res.add(FAIL, name, "not named by bundle.json: no manifest, timestamp or log proof "
                 "vouches for it, only the bundle manifest signed at export",
                 "bundle-member-unreferenced")  # fmt: skip
+    # Whoever made the bundle wrote its copy of this script: one that differs may say anything
+    own = Path(globals().get("__file__") or "-")  # "<stdin>" as `python3 - < verify.py`
+    if own.is_file() and have(VERIFIER) and (root / VERIFIER).read_bytes() != own.read_bytes():
+        res.add(WARN, VERIFIER, "the bundle's verify.py is not this one (another packcam "
+                "version, or edited after export): never run the bundle's own copy; this "
+                "verdict is this script's", "bundle-verifier-differs")  # fmt: skip
 
     # 2. who signed: the station key's certificate against the company CA you pinned
     shipped_ca = (root / keys["company_ca"]).read_bytes() if have(keys.get("company_ca")) else b""
@@ -948,6 +1016,8 @@ def _check(
         wrong = span_problem(body, ended) if ended is not None else None
         if wrong:
             res.add(FAIL, f"{pre} times", wrong, "time-inconsistent")
+        if shifted := local_time_problem(body):
+            res.add(FAIL, f"{pre} times", shifted, "time-offset-invalid")
     if witness:
         seen = [(cp_size, str(cp["root_sha256"]))]
         for item in index["clips"]:
@@ -1071,9 +1141,9 @@ def main(argv: list[str] | None = None) -> int:
             seen: set[str] = set()
             if len(z.infolist()) > MAX_MEMBERS:
                 raise ValueError(f"more than {MAX_MEMBERS} members")
-            for info in z.infolist():  # never write outside the folder
-                if info.file_size > MAX_MEMBER_SIZE:
-                    raise ValueError(f"{info.filename!r} is too large")
+            for info in z.infolist():  # never write outside the folder, nor fill the disk
+                if problem := unpack_problem(info):
+                    raise ValueError(problem)
                 parts = [
                     p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")
                 ]
