@@ -37,6 +37,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -284,6 +285,29 @@ def local_time_problem(body: dict[str, Any]) -> str | None:
                 f"the signed {field} {value!r} is not a local time as a station writes it "
                 f"(YYYY-MM-DDTHH:MM:SS with a UTC offset a time zone uses, -12:00 to +14:00): "
                 f"its wall-clock reading misleads; the instant is {utc} UTC"
+            )
+    return None
+
+
+# Scripts an order ID may hold besides ASCII without reading as another one (Chinese,
+# Japanese and Korean order IDs; their names start so in the Unicode database)
+CJK_NAMES = ("CJK ", "HIRAGANA ", "KATAKANA ", "HANGUL ", "BOPOMOFO ", "IDEOGRAPHIC ")
+
+
+def lookalike_problem(order_id: object) -> str | None:
+    """Why a signed order ID may read as another order's (None: it reads as itself): not in
+    NFC (the station writes NFC), or a character neither ASCII nor CJK (a Cyrillic А, a
+    fullwidth １, an accented letter): a genuine clip of "А1" is drawn as order A1."""
+    if not isinstance(order_id, str):
+        return None
+    if unicodedata.normalize("NFC", order_id) != order_id:
+        return f"the signed order ID {order_id!a} is not in NFC: it reads as another ID"
+    for ch in order_id:
+        name = unicodedata.name(ch, "")
+        if not ch.isascii() and not name.startswith(CJK_NAMES):
+            return (
+                f"the signed order ID {order_id!a} holds U+{ord(ch):04X} {name or '?'}: "
+                "it may read as another order's ID; compare it character by character"
             )
     return None
 
@@ -555,7 +579,9 @@ def check_witness(
             )
             return
     if any(cosigned.get(size) == root for size, root in seen):
-        res.add(OK, "witness", "the bundle's checkpoint was cosigned by the witness")
+        res.add(OK, "witness", f"the bundle's checkpoint was cosigned by the witness key "
+                f"{key_fp(key)} of the file you gave: no witness key is pinned, compare it "
+                "with the one the central witness publishes (GET /witness)")  # fmt: skip
     else:
         res.add(WARN, "witness", "not cosigned by the witness (yet)", "checkpoint-unwitnessed")
 
@@ -1083,6 +1109,8 @@ def _check(
             "clip-deleted-by-retention",
         )
     res.here, res.deleted = len(index["clips"]), len(gone)
+    if odd := lookalike_problem(index.get("order_id")):  # the signed one (bundle-order-mismatch)
+        res.add(WARN, "order", odd, "order-id-lookalike")
     if bm and bm.get("order_id") != index.get("order_id"):
         res.add(FAIL, "order", "the bundle is labelled with another order than the signed "
                 "bundle manifest", "bundle-order-mismatch")  # fmt: skip

@@ -45,6 +45,7 @@ from station.proof.standalone_verify import (
     VERIFIER,
     clip_listed_twice,
     local_time_problem,
+    lookalike_problem,
     signed_after_final,
     unpack_problem,
     unreferenced_members,
@@ -1357,6 +1358,9 @@ def _verify_bundle(
                 f"all {len(want)} clip(s) the station logged for this order up to the checkpoint "
                 "are here",
             )
+    # the signed one: each clip's manifest is held to it (bundle-order-mismatch)
+    if odd := lookalike_problem(index.get("order_id")):
+        report.add("bundle.order", WARN, odd, "order-id-lookalike")
     orders = {c["order_id"] for c in clips_facts}
     report.facts["order_id"] = orders.pop() if len(orders) == 1 else sorted(map(str, orders))
     report.facts["clips"] = clips_facts
@@ -1764,8 +1768,9 @@ def check_witness(report: Report, doc: dict[str, Any]) -> None:
         report.add(
             "witness",
             OK,
-            f"checkpoint(s) of {matched} entries cosigned by the witness "
-            f"{fingerprint(wkey)[:23]}...",
+            f"checkpoint(s) of {matched} entries cosigned by the witness key "
+            f"{fingerprint(wkey)[:23]}... of the document you gave: no witness key is pinned, "
+            "compare it with the one the central witness publishes (GET /witness)",
         )
     else:
         report.add(
