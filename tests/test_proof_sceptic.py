@@ -63,6 +63,16 @@ def _kit(script: Path, bundle: Path, tmp: Path, *args: str) -> tuple[int, str]:
     return r.returncode, r.stdout
 
 
+def _both_refuse(st: Store, bundle: Path, tmp: Path, code: str) -> str:
+    """`packcam verify` and a verify.py you hold both say NOT AUTHENTIC with ``code``, the
+    anchors pinned; verify.py's output."""
+    report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp)
+    assert report.verdict == TAMPERED and code in report.codes(), report.lines()
+    rc, out = _kit(KIT, bundle, tmp, *_pins(st))
+    assert rc == 1 and f"[{code}]" in out, out
+    return out
+
+
 @pytest.fixture(scope="module")
 def a1(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
     return export_order(store.cfg, "A1", tmp_path_factory.mktemp("sceptic") / "A1.zip").path
@@ -128,10 +138,7 @@ def test_a_zip_bomb_clip_is_refused_before_it_is_unpacked(
 ) -> None:
     bomb = _bomb(a1, tmp_path / "bomb.zip", _key(store), 64)
     assert bomb.stat().st_size < 1 << 20
-    report = verify_bundle(bomb, anchors=store.anchors(), tmp_dir=tmp_path)
-    assert report.verdict == TAMPERED and "bundle-malformed" in report.codes(), report.lines()
-    rc, out = _kit(KIT, bomb, tmp_path, *_pins(store))
-    assert rc == 1 and "[bundle-malformed]" in out, out
+    _both_refuse(store, bomb, tmp_path, "bundle-malformed")
 
 
 def test_a_clip_listed_twice_is_refused(
@@ -144,11 +151,7 @@ def test_a_clip_listed_twice_is_refused(
     twice = resign_bundle(
         a1, tmp_path / "twice.zip", _key(store), {"bundle.json": json.dumps(idx).encode()}
     )
-    report = verify_bundle(twice, anchors=store.anchors(), tmp_dir=tmp_path)
-    print(report.lines())
-    assert report.verdict == TAMPERED and "bundle-malformed" in report.codes(), report.lines()
-    rc, out = _kit(KIT, twice, tmp_path, *_pins(store))
-    assert rc == 1 and "[bundle-malformed]" in out, out
+    _both_refuse(store, twice, tmp_path, "bundle-malformed")
 
 
 # ---- times that read as another day ----------------------------------------------------------
@@ -177,10 +180,7 @@ def test_a_station_clock_in_a_made_up_time_zone_is_not_authentic(
     bundle = export_order(st.cfg, "A1", tmp_path / "A1.zip").path
     body = json.loads(read_zip(bundle, bundle_index(bundle)["clips"][0]["manifest"]))
     assert body["ended_at"].endswith("-23:59"), body
-    report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
-    assert report.verdict == TAMPERED and "time-offset-invalid" in report.codes(), report.lines()
-    rc, out = _kit(KIT, bundle, tmp_path, *_pins(st))
-    assert rc == 1 and "[time-offset-invalid]" in out, out
+    _both_refuse(st, bundle, tmp_path, "time-offset-invalid")
 
 
 @pytest.mark.parametrize(
@@ -272,10 +272,7 @@ def test_a_manifest_with_a_key_twice_is_not_canonical(
         lambda b: None,
         lambda b: b'{"order_id":"B2",' + canonical_json(b)[1:],
     )
-    report = verify_bundle(forged, anchors=store.anchors(), tmp_dir=tmp_path)
-    assert report.verdict == TAMPERED and "manifest-not-canonical" in report.codes(), report.lines()
-    rc, out = _kit(KIT, forged, tmp_path, *_pins(store))
-    assert rc == 1 and "[manifest-not-canonical]" in out, out
+    _both_refuse(store, forged, tmp_path, "manifest-not-canonical")
 
 
 def test_a_forgers_tsa_root_shipped_beside_the_pinned_one_anchors_nothing(
@@ -344,3 +341,111 @@ def test_a_witness_file_made_by_the_seller_is_named_by_its_key(
     rc, out = _kit(KIT, a1, tmp_path, *_pins(store), "--witness", str(saved))
     line = next(ln for ln in out.splitlines() if ln.startswith("OK   witness"))
     assert rc == 0 and fp in line and "compare" in line, out
+
+
+def test_many_small_zip_bombs_are_refused_before_they_are_unpacked(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """Each member under the one-member limit, together a thousand times the zip: verify.py
+    unpacks every member, so the whole bundle is held to the ratio too."""
+    bomb = tmp_path / "many.zip"
+    with zipfile.ZipFile(a1) as zin, zipfile.ZipFile(bomb, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info))
+        for i in range(64):
+            zout.writestr(f"pad/{i}", b"\0" * (1 << 20), zipfile.ZIP_DEFLATED)
+    assert bomb.stat().st_size < 1 << 20
+    _both_refuse(store, bomb, tmp_path, "bundle-malformed")
+    assert not list((tmp_path / "t").iterdir())
+
+
+# ---- what the share summary shows of signed text -------------------------------------------
+
+
+def test_the_share_summary_shows_signed_waybills_and_station_names_as_signed(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A waybill, a certified station name or a TSA's name with a bidi override
+    ("\\u202eSF123" is drawn "321FS") is shown as its characters on the share summary, as the
+    order ID already is."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from flask import render_template
+
+    from web import create_app
+    from web.summary import ClipClaims, OrderClaims
+
+    st = store.copy(tmp_path / "data")
+    app = create_app(st.cfg, test_config={"TESTING": True})
+    claims = ClipClaims(
+        clip=SimpleNamespace(duration_s=1.0),  # type: ignore[arg-type]
+        verdict=AUTHENTIC,
+        sha256="0" * 64,
+        size=1,
+        station_key="SHA256:" + "1" * 64,
+        signer_ca="SHA256:" + "2" * 64,
+        signer_station="\u202e10-noitats",
+        order_id="A1",
+        waybills=("\u202eSF123",),
+        untrusted_tsa="\u202eAST",
+    )
+    with app.test_request_context("/"):
+        page = render_template(
+            "share_summary_body.html",
+            claims=OrderClaims("A1", [claims]),
+            share=None,
+            generated=datetime.now(UTC),
+            site="http://site",
+            max_delay_min=15,
+        )
+    assert "\u202e" not in page, page
+    assert "\\u202eSF123" in page and "\\u202e10-noitats" in page, page
+    assert "\\u202eAST" in page, page
+
+
+# ---- one camera, one clip at a time -----------------------------------------------------------
+
+
+def test_two_clips_claiming_the_same_seconds_are_not_authentic(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """The key holder re-signs A1's second clip as recorded over the first one's seconds (its
+    log of its own, timestamped now: within the time bound). Offline nothing else contradicts
+    it, but one station records one clip at a time."""
+    idx = bundle_index(a1)
+    first = json.loads(read_zip(a1, idx["clips"][0]["manifest"]))
+
+    def edit(b: dict) -> None:
+        b["clock_synced"] = True
+        if b["seq"] != first["seq"]:
+            b.update({k: first[k] for k in ("started_at", "ended_at", "duration_s")})
+
+    forged = forge_log(a1, tmp_path / "overlap.zip", _key(store), store.tsa.url, edit)
+    assert "FAIL clips" in _both_refuse(store, forged, tmp_path, "clip-overlap")
+
+
+def test_an_overlap_with_an_unsynchronised_clock_is_a_warning() -> None:
+    from station.proof.standalone_verify import overlap_problem
+
+    a = {
+        "seq": 0,
+        "started_at": "2026-12-07T10:00:00+08:00",
+        "ended_at": "2026-12-07T10:01:00+08:00",
+    }
+    b = {
+        "seq": 1,
+        "started_at": "2026-12-07T10:00:30+08:00",
+        "ended_at": "2026-12-07T10:02:00+08:00",
+    }
+    assert overlap_problem([{**a, "clock_synced": True}, {**b, "clock_synced": True}])[1] is True  # type: ignore[index]
+    assert overlap_problem([{**a, "clock_synced": True}, {**b, "clock_synced": None}])[1] is False  # type: ignore[index]
+    # the next clip starts a frame before the end: not the same seconds
+    c = {**b, "started_at": "2026-12-07T10:00:59.900+08:00"}
+    assert overlap_problem([a, c]) is None
+    assert overlap_problem([a]) is None

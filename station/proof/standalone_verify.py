@@ -312,6 +312,35 @@ def lookalike_problem(order_id: object) -> str | None:
     return None
 
 
+# A clip's ended_at and the next one's started_at are a frame apart: more shared time than
+# this (a frame interval and clock jitter, at any camera rate over 1 fps) is the same seconds
+OVERLAP_SLACK_S = 1.0
+
+
+def overlap_problem(bodies: Sequence[dict[str, Any]]) -> tuple[str, bool] | None:
+    """Why two clips of one station's log claim the same seconds (one camera records one clip
+    at a time, and a clip's pre-roll starts after the clip before it), and whether both
+    clocks were NTP-synchronised (if not, a clock stepped back may explain it); or None."""
+    spans = []
+    for b in bodies:
+        start, end = parse_time(str(b.get("started_at"))), parse_time(str(b.get("ended_at")))
+        if start is not None and end is not None and start.tzinfo and end.tzinfo:
+            spans.append((start, end, b))
+    for i, (s1, e1, b1) in enumerate(spans):
+        for s2, e2, b2 in spans[i + 1 :]:
+            shared = (min(e1, e2) - max(s1, s2)).total_seconds()
+            if shared > OVERLAP_SLACK_S:
+                synced = b1.get("clock_synced") is True and b2.get("clock_synced") is True
+                return (
+                    f"log entries {b1.get('seq')} and {b2.get('seq')} both claim {shared:.0f} s "
+                    f"from {utc_plain(max(s1, s2).isoformat())} UTC: one station records one "
+                    "clip at a time"
+                    + ("" if synced else " (a clock not NTP-synchronised may have stepped back)"),
+                    synced,
+                )
+    return None
+
+
 def span_problem(body: dict[str, Any], ended: datetime) -> str | None:
     """Why a clip's signed start, end and duration disagree (None: they agree). A genuine clip's
     duration_s is its presentation span plus one frame and ended_at - started_at that span;
@@ -473,17 +502,23 @@ FIXED_MEMBERS = frozenset(
 DELETED_MEMBERS = ("manifest", "signature", "inclusion", "deletion_record", "deletion_signature")
 
 
-def unpack_problem(info: zipfile.ZipInfo) -> str | None:
-    """Why a verifier must not unpack member ``info`` (too large, a zip bomb), or None."""
-    if info.file_size > MAX_MEMBER_SIZE:
-        return f"{info.filename!r} is too large"
-    if info.file_size > UNPACK_RATIO_FROM and info.file_size > MAX_UNPACK_RATIO * max(
-        1, info.compress_size
-    ):
-        return (
-            f"{info.filename!r} would unpack to {info.file_size >> 20} MiB from "
-            f"{info.compress_size >> 10} KiB: a zip bomb, not a bundle"
-        )
+def unpack_problem(infos: Sequence[zipfile.ZipInfo]) -> str | None:
+    """Why a verifier must not unpack these members (too many, one too large, a zip bomb:
+    one member, or all of them together, many times their compressed size), or None."""
+    if len(infos) > MAX_MEMBERS:
+        return f"more than {MAX_MEMBERS} members"
+    for info in infos:
+        if info.file_size > MAX_MEMBER_SIZE:
+            return f"{info.filename!r} is too large"
+    for what, size, packed in [
+        *((repr(i.filename), i.file_size, i.compress_size) for i in infos),
+        ("its members", sum(i.file_size for i in infos), sum(i.compress_size for i in infos)),
+    ]:
+        if size > UNPACK_RATIO_FROM and size > MAX_UNPACK_RATIO * max(1, packed):
+            return (
+                f"{what} would unpack to {size >> 20} MiB from {packed >> 10} KiB: "
+                "a zip bomb, not a bundle"
+            )
     return None
 
 
@@ -958,6 +993,7 @@ def _check(
         for item in index["clips"]
         if item.get("manifest")
     }
+    bodies = []  # the clips' signed manifests
     for n, item in enumerate(index["clips"]):
         pre = f"clip[{n}]"
         if not item.get("manifest"):
@@ -966,6 +1002,7 @@ def _check(
             continue
         raw = (root / item["manifest"]).read_bytes()
         body = json.loads(raw.decode("utf-8"))
+        bodies.append(body)
         if canonical(body).encode("utf-8") != raw:  # what was signed, logged and timestamped
             res.add(FAIL, pre, "manifest bytes are not in canonical form", "manifest-not-canonical")
         if not sig_ok(item["manifest"], item["signature"]):
@@ -1044,6 +1081,8 @@ def _check(
             res.add(FAIL, f"{pre} times", wrong, "time-inconsistent")
         if shifted := local_time_problem(body):
             res.add(FAIL, f"{pre} times", shifted, "time-offset-invalid")
+    if overlap := overlap_problem(bodies):
+        res.add(FAIL if overlap[1] else WARN, "clips", overlap[0], "clip-overlap")
     if witness:
         seen = [(cp_size, str(cp["root_sha256"]))]
         for item in index["clips"]:
@@ -1167,11 +1206,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="packcam-kit-") as tmp, zipfile.ZipFile(src) as z:
             base = Path(tmp).resolve()
             seen: set[str] = set()
-            if len(z.infolist()) > MAX_MEMBERS:
-                raise ValueError(f"more than {MAX_MEMBERS} members")
-            for info in z.infolist():  # never write outside the folder, nor fill the disk
-                if problem := unpack_problem(info):
-                    raise ValueError(problem)
+            if problem := unpack_problem(z.infolist()):  # nor fill the disk
+                raise ValueError(problem)
+            for info in z.infolist():  # never write outside the folder
                 parts = [
                     p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")
                 ]

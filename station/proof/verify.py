@@ -46,6 +46,7 @@ from station.proof.standalone_verify import (
     clip_listed_twice,
     local_time_problem,
     lookalike_problem,
+    overlap_problem,
     signed_after_final,
     unpack_problem,
     unreferenced_members,
@@ -73,7 +74,6 @@ BUNDLE_MANIFEST = "bundle/manifest.json"  # canonical JSON, every other member's
 BUNDLE_MANIFEST_SIG = "bundle/manifest.sig"  # Ed25519 by the station key
 BUNDLE_MANIFEST_TYPE = "packcam-bundle-manifest"
 SUMS_NAME = "SHA256SUMS"
-MAX_BUNDLE_MEMBERS = 10_000
 OK, FAIL, WARN, INFO = "ok", "fail", "warn", "info"
 # What reading a hostile zip can raise besides BadZipFile: an encrypted member or an unknown
 # compression method (RuntimeError, NotImplementedError), a corrupt or cut deflate stream
@@ -907,14 +907,12 @@ class _Bundle:
     def __init__(self, zf: zipfile.ZipFile) -> None:
         self.zf = zf
         infos = zf.infolist()
-        if len(infos) > MAX_BUNDLE_MEMBERS:
-            raise ProofError("bundle has too many files")
+        if problem := unpack_problem(infos):  # each is hashed in full, a clip also unpacked
+            raise ProofError(f"bundle: {problem}")
         self.names = {i.filename: i for i in infos}
         self._sha256: dict[str, str] = {}
         seen: dict[str, str] = {}
         for i in infos:
-            if problem := unpack_problem(i):  # unpacked, or hashed, in full
-                raise ProofError(f"bundle member {problem}")
             # Two members that unpack to the same file: only one is checked here, and which
             # one a person's unzip tool shows is its choice (the last, the first, a prompt).
             key = unpacked_name(i.filename)
@@ -1358,6 +1356,8 @@ def _verify_bundle(
                 f"all {len(want)} clip(s) the station logged for this order up to the checkpoint "
                 "are here",
             )
+    if overlap := overlap_problem(list(manifests.values())):
+        report.add("clips", FAIL if overlap[1] else WARN, overlap[0], "clip-overlap")
     # the signed one: each clip's manifest is held to it (bundle-order-mismatch)
     if odd := lookalike_problem(index.get("order_id")):
         report.add("bundle.order", WARN, odd, "order-id-lookalike")
