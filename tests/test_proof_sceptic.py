@@ -6,6 +6,7 @@ than it holds, and other tricks a key holder can play on what the verifiers read
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     forge_log,
     read_zip,
     resign_bundle,
+    rewrite_zip,
     store,
     tsa_ec,
     tsa_rsa,
@@ -449,3 +451,48 @@ def test_an_overlap_with_an_unsynchronised_clock_is_a_warning() -> None:
     c = {**b, "started_at": "2026-12-07T10:00:59.900+08:00"}
     assert overlap_problem([a, c]) is None
     assert overlap_problem([a]) is None
+
+
+def test_an_edit_list_that_claims_longer_than_the_frames_play_is_not_authentic(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """The key holder remuxes a clip with every frame 30 s later (an edit list opens with 30 s
+    of nothing), re-signs its manifest as 30 s longer, started 30 s earlier, in a log of its
+    own stamped now: the frames still play 1.2 s, which `packcam verify` reads from them."""
+    from datetime import datetime, timedelta
+
+    import av
+
+    from station.proof.videohash import presentation_s
+
+    idx = bundle_index(a1)
+    name = idx["clips"][0]["clip"]
+    src, dst = tmp_path / "src.mp4", tmp_path / "late.mp4"
+    src.write_bytes(read_zip(a1, name))
+    with av.open(str(src)) as i, av.open(str(dst), "w", format="mp4") as o:
+        out = o.add_stream_from_template(i.streams.video[0])
+        shift = int(30 / i.streams.video[0].time_base)
+        for p in i.demux(i.streams.video[0]):
+            if p.dts is not None:
+                p.pts, p.dts, p.stream = p.pts + shift, p.dts + shift, out
+                o.mux(p)
+    data = dst.read_bytes()
+    assert b"elst" in data and presentation_s(dst) == presentation_s(src)
+    first = json.loads(read_zip(a1, idx["clips"][0]["manifest"]))
+
+    def edit(b: dict) -> None:
+        if b["seq"] == first["seq"]:
+            start = datetime.fromisoformat(b["started_at"]) - timedelta(seconds=30)
+            b.update(
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                duration_s=round(b["duration_s"] + 30, 3),
+                started_at=start.isoformat(timespec="milliseconds"),
+            )
+
+    swapped = rewrite_zip(a1, tmp_path / "swapped.zip", {name: data})
+    forged = forge_log(swapped, tmp_path / "elst.zip", _key(store), store.tsa.url, edit)
+    report = verify_bundle(forged, anchors=store.anchors(), tmp_dir=tmp_path)
+    assert report.verdict == TAMPERED and "time-inconsistent" in report.codes(), report.lines()
