@@ -11,7 +11,6 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from station.proof.verify import (
     BUNDLE_MANIFEST_SIG,
     BUNDLE_MANIFEST_TYPE,
     utc_plain,
+    verifier_kit,
 )
 from station.proof.videohash import frames_at, keyframe_times
 from station.store.cursors import WITNESSED_CURSOR, SyncCursors
@@ -526,9 +526,7 @@ def _assemble(
     files["bundle.json"] = json.dumps(index, indent=2, ensure_ascii=False).encode()
     tsa_fps = [cert_fingerprint(c) for c in load_roots(paths.tsa_ca)] if keys["tsa_roots"] else []
     files["VERIFY.md"] = verify_md(index, ca_fp, tsa_fps).encode()
-    files["verify.py"] = (
-        resources.files("station.proof").joinpath("standalone_verify.py").read_bytes()
-    )
+    files["verify.py"] = verifier_kit()
     files["summary.html"] = summary_html(index, summaries, cp, ca_fp, gaps).encode()
     order_clips = _order_log_indexes(plog, order_id, cp.tree_size)
     try:
@@ -774,9 +772,12 @@ VERIFY_TEMPLATE = """\
 - **时间戳机构（TSA）根证书的指纹** {tsa_fps}：与时间戳机构官网公布的根证书核对。它证明
   录制时间由独立第三方见证，卖家事后无法倒签。
 
-验证（只需 Python 3 和 `openssl` 命令，不需要安装 packcam，`verify.py` 可以先阅读）：
+验证（只需 Python 3 和 `openssl` 命令，不需要安装 packcam）。**不要运行本包内的
+`verify.py`**：它和包内其他文件一样来自卖家，伪造者会把它改成总是输出"真实"。请运行您自己
+持有的副本（来自 packcam 项目，或您以前核对过的副本；包内副本与它不同时会提示
+`bundle-verifier-differs`）：
 
-    python3 verify.py {bundle_name} --ca 公司CA指纹或文件 --tsa-ca TSA根证书指纹或文件
+    python3 您的/verify.py {bundle_name} --ca 公司CA指纹或文件 --tsa-ca TSA根证书指纹或文件
 
 或使用 packcam：
 
@@ -799,9 +800,12 @@ obtained **through another channel**:
 - **The time-stamp authority's (TSA) root** {tsa_fps}: check with the root the TSA publishes
   on its own site. It proves an independent party saw each manifest in time: no back-dating.
 
-Verify (needs only Python 3 and the `openssl` command, no packcam; read `verify.py` first):
+Verify (needs only Python 3 and the `openssl` command, no packcam) with a `verify.py` you
+hold yourself, from the packcam project or one you checked before, **not the one in this
+bundle**: like every file here it comes from the seller, and a forger edits it to print
+AUTHENTIC (yours warns `bundle-verifier-differs` when the bundle's copy is not the same):
 
-    python3 verify.py {bundle_name} --ca CA-FINGERPRINT-OR-FILE --tsa-ca TSA-ROOT-OR-FINGERPRINT
+    python3 YOUR/verify.py {bundle_name} --ca CA-FINGERPRINT-OR-FILE --tsa-ca TSA-ROOT-OR-FP
 
 or with packcam (`--trust FILE` reads `ca ...` / `tsa ...` lines; the seller's site serves one
 at `/trust.txt`):

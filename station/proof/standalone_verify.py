@@ -4,7 +4,10 @@
 Usage:  python3 verify.py BUNDLE.zip --ca COMPANY-CA.pem|SHA256 --tsa-ca TSA-ROOT.pem|SHA256
                           [--witness STATION.json]   (saved from <site>/witness/<station>)
 
-It imports nothing from packcam, so you can read all of it before you run it. It checks
+It imports nothing from packcam, so you can read all of it before you run it. Run a copy you
+hold (from the packcam project, or one you checked before), not the one inside the bundle you
+check: that one is the seller's, like everything in the bundle, and may say anything; this
+script names a bundle copy that is not byte for byte itself (bundle-verifier-differs). It checks
 every member's SHA-256 against the bundle manifest the station signed, the Ed25519 signatures
 (openssl pkeyutl) and that each signed document names the key that signed it, each clip
 manifest is in the canonical form that was signed and describes its own clip, the station
@@ -36,6 +39,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -48,6 +52,10 @@ MAX_DELAY_MIN = 15.0
 DOCUMENT_SIGNING = "1.3.6.1.5.5.7.3.36"  # id-kp-documentSigning (RFC 9336)
 MANIFEST, MANIFEST_SIG = "bundle/manifest.json", "bundle/manifest.sig"
 MAX_MEMBERS, MAX_MEMBER_SIZE = 10_000, 8 << 30  # as `packcam verify`: more is not a bundle
+# An export stores clips and deflates only text and pictures: a member (from 1 MiB on) that
+# unpacks to more than 20 times its compressed size is a zip bomb, not a bundle.
+MAX_UNPACK_RATIO, UNPACK_RATIO_FROM = 20, 1 << 20
+VERIFIER = "verify.py"  # the copy of this script every bundle ships
 
 
 class Result:
@@ -252,6 +260,90 @@ def parse_time(s: str) -> datetime | None:
         return None
 
 
+# A time as the station writes it (datetime.isoformat): calendar date, seconds, UTC offset
+STATION_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[+-]\d{2}:\d{2}|Z)")
+# The UTC offsets time zones use: -12:00 to +14:00, on the quarter hour (Nepal +05:45)
+MIN_OFFSET_MIN, MAX_OFFSET_MIN, OFFSET_STEP_MIN = -12 * 60, 14 * 60, 15
+
+
+def local_time_problem(body: dict[str, Any]) -> str | None:
+    """Why a clip's signed start or end reads as another wall-clock time than it was (None:
+    it does not): not written as the station writes times (a week date), or with a UTC offset
+    no time zone uses (a station's TZ set to UTC-23:59 writes every instant as the day before;
+    the TSA holds only the instant). A missing or unreadable time is the other checks' matter."""
+    for field in ("started_at", "ended_at"):
+        value = str(body.get(field))
+        t = parse_time(value)
+        offset = t.utcoffset() if t is not None else None
+        if offset is None:
+            continue
+        minutes = offset.total_seconds() / 60
+        if (
+            not STATION_TIME.fullmatch(value)
+            or not MIN_OFFSET_MIN <= minutes <= MAX_OFFSET_MIN
+            or minutes % OFFSET_STEP_MIN
+        ):
+            utc = t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[union-attr]  # noqa: UP017
+            return (
+                f"the signed {field} {value!r} is not a local time as a station writes it "
+                f"(YYYY-MM-DDTHH:MM:SS with a UTC offset a time zone uses, -12:00 to +14:00): "
+                f"its wall-clock reading misleads; the instant is {utc} UTC"
+            )
+    return None
+
+
+# Scripts an order ID may hold besides ASCII without reading as another one (Chinese,
+# Japanese and Korean order IDs; their names start so in the Unicode database)
+CJK_NAMES = ("CJK ", "HIRAGANA ", "KATAKANA ", "HANGUL ", "BOPOMOFO ", "IDEOGRAPHIC ")
+
+
+def lookalike_problem(order_id: object) -> str | None:
+    """Why a signed order ID may read as another order's (None: it reads as itself): not in
+    NFC (the station writes NFC), or a character neither ASCII nor CJK (a Cyrillic А, a
+    fullwidth １, an accented letter): a genuine clip of "А1" is drawn as order A1."""
+    if not isinstance(order_id, str):
+        return None
+    if unicodedata.normalize("NFC", order_id) != order_id:
+        return f"the signed order ID {order_id!a} is not in NFC: it reads as another ID"
+    for ch in order_id:
+        name = unicodedata.name(ch, "")
+        if not ch.isascii() and not name.startswith(CJK_NAMES):
+            return (
+                f"the signed order ID {order_id!a} holds U+{ord(ch):04X} {name or '?'}: "
+                "it may read as another order's ID; compare it character by character"
+            )
+    return None
+
+
+# A clip's ended_at and the next one's started_at are a frame apart: more shared time than
+# this (a frame interval and clock jitter, at any camera rate over 1 fps) is the same seconds
+OVERLAP_SLACK_S = 1.0
+
+
+def overlap_problem(bodies: Sequence[dict[str, Any]]) -> tuple[str, bool] | None:
+    """Why two clips of one station's log claim the same seconds (one camera records one clip
+    at a time, and a clip's pre-roll starts after the clip before it), and whether both
+    clocks were NTP-synchronised (if not, a clock stepped back may explain it); or None."""
+    spans = []
+    for b in bodies:
+        start, end = parse_time(str(b.get("started_at"))), parse_time(str(b.get("ended_at")))
+        if start is not None and end is not None and start.tzinfo and end.tzinfo:
+            spans.append((start, end, b))
+    for i, (s1, e1, b1) in enumerate(spans):
+        for s2, e2, b2 in spans[i + 1 :]:
+            shared = (min(e1, e2) - max(s1, s2)).total_seconds()
+            if shared > OVERLAP_SLACK_S:
+                synced = b1.get("clock_synced") is True and b2.get("clock_synced") is True
+                return (
+                    f"log entries {b1.get('seq')} and {b2.get('seq')} both claim {shared:.0f} s "
+                    f"from {utc_plain(max(s1, s2).isoformat())} UTC: one station records one "
+                    "clip at a time"
+                    + ("" if synced else " (a clock not NTP-synchronised may have stepped back)"),
+                    synced,
+                )
+    return None
+
+
 def span_problem(body: dict[str, Any], ended: datetime) -> str | None:
     """Why a clip's signed start, end and duration disagree (None: they agree). A genuine clip's
     duration_s is its presentation span plus one frame and ended_at - started_at that span;
@@ -420,6 +512,33 @@ FIXED_MEMBERS = frozenset(
 DELETED_MEMBERS = ("manifest", "signature", "inclusion", "deletion_record", "deletion_signature")
 
 
+def unpack_problem(infos: Sequence[zipfile.ZipInfo]) -> str | None:
+    """Why a verifier must not unpack these members (too many, one too large, a zip bomb:
+    one member, or all of them together, many times their compressed size), or None."""
+    if len(infos) > MAX_MEMBERS:
+        return f"more than {MAX_MEMBERS} members"
+    for info in infos:
+        if info.file_size > MAX_MEMBER_SIZE:
+            return f"{info.filename!r} is too large"
+    for what, size, packed in [
+        *((repr(i.filename), i.file_size, i.compress_size) for i in infos),
+        ("its members", sum(i.file_size for i in infos), sum(i.compress_size for i in infos)),
+    ]:
+        if size > UNPACK_RATIO_FROM and size > MAX_UNPACK_RATIO * max(1, packed):
+            return (
+                f"{what} would unpack to {size >> 20} MiB from {packed >> 10} KiB: "
+                "a zip bomb, not a bundle"
+            )
+    return None
+
+
+def clip_listed_twice(index: dict[str, Any]) -> str | None:
+    """A clip ``bundle.json`` lists more than once (an export lists each once; a verifier
+    would unpack and hash it once per listing), or None."""
+    names = [str(e.get("clip")) for e in index.get("clips") or []]
+    return next((n for n in names if names.count(n) > 1), None)
+
+
 def unreferenced_members(index: dict[str, Any], names: Sequence[str]) -> list[str]:
     """The members among ``names`` that ``bundle.json`` does not name (nor are fixed parts of
     every bundle): an export never writes one, so one is material only the export-time bundle
@@ -505,7 +624,9 @@ def check_witness(
             )
             return
     if any(cosigned.get(size) == root for size, root in seen):
-        res.add(OK, "witness", "the bundle's checkpoint was cosigned by the witness")
+        res.add(OK, "witness", f"the bundle's checkpoint was cosigned by the witness key "
+                f"{key_fp(key)} of the file you gave: no witness key is pinned, compare it "
+                "with the one the central witness publishes (GET /witness)")  # fmt: skip
     else:
         res.add(WARN, "witness", "not cosigned by the witness (yet)", "checkpoint-unwitnessed")
 
@@ -522,6 +643,8 @@ def _check(
     index = json.loads((root / "bundle.json").read_bytes())
     if index.get("format") != "packcam-evidence-bundle":
         raise ValueError("bundle.json is not a packcam evidence bundle index")
+    if twice := clip_listed_twice(index):
+        raise ValueError(f"bundle.json lists {twice} more than once")
     keys = index["keys"]
     pub = keys["station_public_key"]
 
@@ -656,6 +779,12 @@ def _check(
         res.add(FAIL, name, "not named by bundle.json: no manifest, timestamp or log proof "
                 "vouches for it, only the bundle manifest signed at export",
                 "bundle-member-unreferenced")  # fmt: skip
+    # Whoever made the bundle wrote its copy of this script: one that differs may say anything
+    own = Path(globals().get("__file__") or "-")  # "<stdin>" as `python3 - < verify.py`
+    if own.is_file() and have(VERIFIER) and (root / VERIFIER).read_bytes() != own.read_bytes():
+        res.add(WARN, VERIFIER, "the bundle's verify.py is not this one (another packcam "
+                "version, or edited after export): never run the bundle's own copy; this "
+                "verdict is this script's", "bundle-verifier-differs")  # fmt: skip
 
     # 2. who signed: the station key's certificate against the company CA you pinned
     shipped_ca = (root / keys["company_ca"]).read_bytes() if have(keys.get("company_ca")) else b""
@@ -878,6 +1007,7 @@ def _check(
         for item in index["clips"]
         if item.get("manifest")
     }
+    bodies = []  # the clips' signed manifests
     for n, item in enumerate(index["clips"]):
         pre = f"clip[{n}]"
         if not item.get("manifest"):
@@ -886,6 +1016,7 @@ def _check(
             continue
         raw = (root / item["manifest"]).read_bytes()
         body = json.loads(raw.decode("utf-8"))
+        bodies.append(body)
         if canonical(body).encode("utf-8") != raw:  # what was signed, logged and timestamped
             res.add(FAIL, pre, "manifest bytes are not in canonical form", "manifest-not-canonical")
         if not sig_ok(item["manifest"], item["signature"]):
@@ -962,6 +1093,10 @@ def _check(
         wrong = span_problem(body, ended) if ended is not None else None
         if wrong:
             res.add(FAIL, f"{pre} times", wrong, "time-inconsistent")
+        if shifted := local_time_problem(body):
+            res.add(FAIL, f"{pre} times", shifted, "time-offset-invalid")
+    if overlap := overlap_problem(bodies):
+        res.add(FAIL if overlap[1] else WARN, "clips", overlap[0], "clip-overlap")
     if witness:
         seen = [(cp_size, str(cp["root_sha256"]))]
         for item in index["clips"]:
@@ -1028,6 +1163,8 @@ def _check(
             "clip-deleted-by-retention",
         )
     res.here, res.deleted = len(index["clips"]), len(gone)
+    if odd := lookalike_problem(index.get("order_id")):  # the signed one (bundle-order-mismatch)
+        res.add(WARN, "order", odd, "order-id-lookalike")
     if bm and bm.get("order_id") != index.get("order_id"):
         res.add(FAIL, "order", "the bundle is labelled with another order than the signed "
                 "bundle manifest", "bundle-order-mismatch")  # fmt: skip
@@ -1084,11 +1221,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="packcam-kit-") as tmp, zipfile.ZipFile(src) as z:
             base = Path(tmp).resolve()
             seen: set[str] = set()
-            if len(z.infolist()) > MAX_MEMBERS:
-                raise ValueError(f"more than {MAX_MEMBERS} members")
+            if problem := unpack_problem(z.infolist()):  # nor fill the disk
+                raise ValueError(problem)
             for info in z.infolist():  # never write outside the folder
-                if info.file_size > MAX_MEMBER_SIZE:
-                    raise ValueError(f"{info.filename!r} is too large")
                 parts = [
                     p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")
                 ]

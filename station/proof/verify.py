@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,16 @@ from station.proof.keys import (
 from station.proof.log import CHECKPOINT_TYPE, Checkpoint, LogEntry, ProofLog, Rotation
 from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles
-from station.proof.standalone_verify import signed_after_final, unreferenced_members
+from station.proof.standalone_verify import (
+    VERIFIER,
+    clip_listed_twice,
+    local_time_problem,
+    lookalike_problem,
+    overlap_problem,
+    signed_after_final,
+    unpack_problem,
+    unreferenced_members,
+)
 from station.proof.trust import Anchors, ChainError, verify_chain
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
 from station.proof.videohash import (
@@ -64,8 +74,6 @@ BUNDLE_MANIFEST = "bundle/manifest.json"  # canonical JSON, every other member's
 BUNDLE_MANIFEST_SIG = "bundle/manifest.sig"  # Ed25519 by the station key
 BUNDLE_MANIFEST_TYPE = "packcam-bundle-manifest"
 SUMS_NAME = "SHA256SUMS"
-MAX_BUNDLE_MEMBER = 8 << 30  # a 10-minute 1080p clip is well under 1 GiB
-MAX_BUNDLE_MEMBERS = 10_000
 OK, FAIL, WARN, INFO = "ok", "fail", "warn", "info"
 # What reading a hostile zip can raise besides BadZipFile: an encrypted member or an unknown
 # compression method (RuntimeError, NotImplementedError), a corrupt or cut deflate stream
@@ -847,7 +855,10 @@ def _check_recorded_span(
     """The signed manifest's start, end and duration must agree (and, with ``played_s``, the
     duration with how long the clip's bytes play): the TSA's time holds only the recorded end,
     so this is what holds the start. Adds a check only when it fails (``time-inconsistent``);
-    a manifest with no recorded end is left to the token check (``time-out-of-bounds``)."""
+    a manifest with no recorded end is left to the token check (``time-out-of-bounds``).
+    A start or end that reads as another wall-clock time is ``time-offset-invalid``."""
+    if shifted := local_time_problem(body):
+        report.add(name, FAIL, shifted, "time-offset-invalid")
     ended = _recorded_end(body)
     if ended is None:
         return
@@ -911,14 +922,12 @@ class _Bundle:
     def __init__(self, zf: zipfile.ZipFile) -> None:
         self.zf = zf
         infos = zf.infolist()
-        if len(infos) > MAX_BUNDLE_MEMBERS:
-            raise ProofError("bundle has too many files")
+        if problem := unpack_problem(infos):  # each is hashed in full, a clip also unpacked
+            raise ProofError(f"bundle: {problem}")
         self.names = {i.filename: i for i in infos}
         self._sha256: dict[str, str] = {}
         seen: dict[str, str] = {}
         for i in infos:
-            if i.file_size > MAX_BUNDLE_MEMBER:
-                raise ProofError(f"bundle member {i.filename!r} is too large")
             # Two members that unpack to the same file: only one is checked here, and which
             # one a person's unzip tool shows is its choice (the last, the first, a prompt).
             key = unpacked_name(i.filename)
@@ -1092,12 +1101,35 @@ def _check_bundle_manifest(
     return bm
 
 
+def verifier_kit() -> bytes:
+    """The stranger's verifier (standalone_verify.py) every bundle ships as verify.py."""
+    return resources.files("station.proof").joinpath("standalone_verify.py").read_bytes()
+
+
+def _check_shipped_verifier(report: Report, b: _Bundle) -> None:
+    """The bundle's verify.py against this packcam's: whoever made the bundle wrote that copy
+    (the bundle manifest signs whatever it was), and a stranger who runs it runs their code.
+    Never run here; another packcam version's copy differs too, so it is a warning."""
+    if not b.has(VERIFIER):
+        return
+    if b.member_sha256(VERIFIER) != hashlib.sha256(verifier_kit()).hexdigest():
+        report.add(
+            VERIFIER,
+            WARN,
+            "the bundle's verify.py is not this packcam's (another version, or edited after "
+            "export): never run the bundle's own copy; this verdict does not come from it",
+            "bundle-verifier-differs",
+        )
+
+
 def _verify_bundle(
     report: Report, b: _Bundle, tmp: Path, anchors: Anchors, bound: TimeBound
 ) -> None:
     index = json.loads(b.read("bundle.json"))
     if index.get("format") != BUNDLE_FORMAT:
         raise ProofError("bundle.json is not a packcam evidence bundle index")
+    if twice := clip_listed_twice(index):  # it would be unpacked once per listing
+        raise ProofError(f"bundle.json lists {twice} more than once")
     keys = index["keys"]
     pub = load_public_pem(b.read(keys["station_public_key"]))
     key_cert = (
@@ -1160,6 +1192,7 @@ def _verify_bundle(
         )
         signer = station_keys[-1].key
     bm = _check_bundle_manifest(report, b, signer, certified)
+    _check_shipped_verifier(report, b)
     for name in unreferenced_members(index, list(b.names)):
         report.add(
             f"member {name}",
@@ -1339,6 +1372,11 @@ def _verify_bundle(
                 f"all {len(want)} clip(s) the station logged for this order up to the checkpoint "
                 "are here",
             )
+    if overlap := overlap_problem(list(manifests.values())):
+        report.add("clips", FAIL if overlap[1] else WARN, overlap[0], "clip-overlap")
+    # the signed one: each clip's manifest is held to it (bundle-order-mismatch)
+    if odd := lookalike_problem(index.get("order_id")):
+        report.add("bundle.order", WARN, odd, "order-id-lookalike")
     orders = {c["order_id"] for c in clips_facts}
     report.facts["order_id"] = orders.pop() if len(orders) == 1 else sorted(map(str, orders))
     report.facts["clips"] = clips_facts
@@ -1759,8 +1797,9 @@ def check_witness(report: Report, doc: dict[str, Any]) -> None:
         report.add(
             "witness",
             OK,
-            f"checkpoint(s) of {matched} entries cosigned by the witness "
-            f"{fingerprint(wkey)[:23]}...",
+            f"checkpoint(s) of {matched} entries cosigned by the witness key "
+            f"{fingerprint(wkey)[:23]}... of the document you gave: no witness key is pinned, "
+            "compare it with the one the central witness publishes (GET /witness)",
         )
     else:
         report.add(

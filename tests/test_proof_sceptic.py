@@ -1,0 +1,498 @@
+"""A buyer's lawyer against every verifier: material shipped in a bundle never vouches for itself.
+
+Beyond test_proof_stranger: the bundle's own verify.py rigged, a zip that unpacks to far more
+than it holds, and other tricks a key holder can play on what the verifiers read or show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from proof_support import (  # noqa: F401 (fixtures)
+    Store,
+    TsaServer,
+    bundle_index,
+    forge_log,
+    read_zip,
+    resign_bundle,
+    rewrite_zip,
+    store,
+    tsa_ec,
+    tsa_rsa,
+)
+
+from station.proof.bundle import export_order
+from station.proof.ca import cert_fingerprint
+from station.proof.canonical import canonical_json
+from station.proof.keys import StationKey
+from station.proof.trust import build_anchors
+from station.proof.verify import AUTHENTIC, TAMPERED, UNANCHORED, WARN, verify_bundle
+
+KIT = Path(__file__).resolve().parents[1] / "station/proof/standalone_verify.py"
+RIGGED = b'print("RESULT: AUTHENTIC")\n'
+
+
+def _key(st: Store) -> StationKey:
+    return StationKey.load(st.data / "proof/station-key.pem")
+
+
+def _pins(st: Store) -> list[str]:
+    return ["--ca", str(st.data / "proof-public/company-ca.crt"), "--tsa-ca", str(st.tsa.root)]
+
+
+def _kit(script: Path, bundle: Path, tmp: Path, *args: str) -> tuple[int, str]:
+    """A verify.py run in isolated mode (no packcam on sys.path), its temp dir in ``tmp``."""
+    (tmp / "t").mkdir(exist_ok=True)
+    r = subprocess.run(
+        [sys.executable, "-I", str(script), str(bundle), *args],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp / "t")},
+        check=False,
+        timeout=120,
+    )
+    assert "Traceback" not in r.stderr, r.stderr
+    return r.returncode, r.stdout
+
+
+def _both_refuse(st: Store, bundle: Path, tmp: Path, code: str) -> str:
+    """`packcam verify` and a verify.py you hold both say NOT AUTHENTIC with ``code``, the
+    anchors pinned; verify.py's output."""
+    report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp)
+    assert report.verdict == TAMPERED and code in report.codes(), report.lines()
+    rc, out = _kit(KIT, bundle, tmp, *_pins(st))
+    assert rc == 1 and f"[{code}]" in out, out
+    return out
+
+
+@pytest.fixture(scope="module")
+def a1(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    return export_order(store.cfg, "A1", tmp_path_factory.mktemp("sceptic") / "A1.zip").path
+
+
+# ---- the bundle's own verify.py, edited by the key holder ---------------------------------
+
+
+def test_a_rigged_verify_py_is_named_by_packcam_verify(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """The key holder swaps verify.py for one that prints AUTHENTIC and re-signs the bundle
+    manifest over it: `packcam verify` never runs it and says the copy is not its own."""
+    rigged = resign_bundle(a1, tmp_path / "rigged.zip", _key(store), {"verify.py": RIGGED})
+    report = verify_bundle(rigged, anchors=store.anchors())
+    assert [c.status for c in report.checks if c.code == "bundle-verifier-differs"] == [WARN], (
+        report.lines()
+    )
+    honest = verify_bundle(a1, anchors=store.anchors())
+    assert honest.verdict == AUTHENTIC and "bundle-verifier-differs" not in honest.reasons()
+
+
+def test_a_rigged_verify_py_is_named_by_a_verify_py_you_hold(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    rigged = resign_bundle(a1, tmp_path / "rigged.zip", _key(store), {"verify.py": RIGGED})
+    rc, out = _kit(KIT, rigged, tmp_path, *_pins(store))
+    assert "[bundle-verifier-differs]" in out, out
+    rc, out = _kit(KIT, a1, tmp_path, *_pins(store))
+    assert rc == 0 and "bundle-verifier-differs" not in out, out
+
+
+def test_verify_md_says_to_run_a_verifier_not_from_the_bundle(a1: Path) -> None:
+    text = " ".join(read_zip(a1, "VERIFY.md").decode().split())
+    assert "not the one in this bundle" in text, text
+    assert "不要运行本包内的" in text, text
+
+
+# ---- a zip that unpacks to far more than it holds ------------------------------------------
+
+
+def _bomb(src: Path, dst: Path, key: StationKey, mb: int) -> Path:
+    """The first clip replaced by ``mb`` MB of zeros, deflated to almost nothing, re-signed."""
+    clip = bundle_index(src)["clips"][0]["clip"]
+    out = resign_bundle(src, dst.with_name("plain-" + dst.name), key, {clip: b""})
+    with zipfile.ZipFile(out) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(
+                info.filename, zin.read(info) if info.filename != clip else b"\0" * (mb << 20)
+            )
+    out.unlink()
+    return dst
+
+
+def test_a_zip_bomb_clip_is_refused_before_it_is_unpacked(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    bomb = _bomb(a1, tmp_path / "bomb.zip", _key(store), 64)
+    assert bomb.stat().st_size < 1 << 20
+    _both_refuse(store, bomb, tmp_path, "bundle-malformed")
+
+
+def test_a_clip_listed_twice_is_refused(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    idx = bundle_index(a1)
+    idx["clips"].append(idx["clips"][0])
+    twice = resign_bundle(
+        a1, tmp_path / "twice.zip", _key(store), {"bundle.json": json.dumps(idx).encode()}
+    )
+    _both_refuse(store, twice, tmp_path, "bundle-malformed")
+
+
+# ---- times that read as another day ----------------------------------------------------------
+
+
+def test_a_station_clock_in_a_made_up_time_zone_is_not_authentic(
+    tmp_path: Path,
+    tsa_ec: object,  # noqa: F811
+) -> None:
+    """The seller sets the station's TZ to UTC-23:59: every signed time is the true instant
+    (the TSA agrees), but written as the day before; the summary, the share page and the
+    burnt-in overlay all read "yesterday". No time zone has that offset."""
+    from proof_support import build_store
+
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "XYZ+23:59"  # POSIX: 23 h 59 min west of UTC
+    time.tzset()
+    try:
+        st = build_store(tmp_path / "st", tsa_ec, ["A1"], c2pa=False)  # type: ignore[arg-type]
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+    bundle = export_order(st.cfg, "A1", tmp_path / "A1.zip").path
+    body = json.loads(read_zip(bundle, bundle_index(bundle)["clips"][0]["manifest"]))
+    assert body["ended_at"].endswith("-23:59"), body
+    _both_refuse(st, bundle, tmp_path, "time-offset-invalid")
+
+
+@pytest.mark.parametrize(
+    ("when", "ok"),
+    [
+        ("2026-12-07T10:00:00.123+08:00", True),
+        ("2026-12-07T10:00:00+05:45", True),  # Nepal
+        ("2026-12-07T10:00:00-12:00", True),
+        ("2026-12-07T10:00:00+14:00", True),  # Kiribati
+        ("2026-12-07T10:00:00+00:00", True),
+        ("2026-12-07T10:00:00Z", True),
+        ("2026-12-07T10:00:00+23:59", False),
+        ("2026-12-07T10:00:00-14:00", False),
+        ("2026-12-07T10:00:00+08:07", False),
+        ("2026-12-07T10:00:00+08:00:30", False),
+        ("2026-W49-1T10:00:00+08:00", False),  # a week date: Python reads it, people do not
+        ("20261207T100000+0800", False),
+        ("2026-12-07 10:00:00+08:00", False),
+    ],
+)
+def test_which_signed_times_read_as_what_they_are(when: str, ok: bool) -> None:
+    from station.proof.standalone_verify import local_time_problem
+
+    body = {"started_at": when, "ended_at": "2026-12-07T10:00:10.000+08:00"}
+    assert (local_time_problem(body) is None) is ok
+    assert (
+        local_time_problem({**body, "started_at": body["ended_at"], "ended_at": when}) is None
+    ) is ok
+
+
+# ---- an order ID that reads as another ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("order", "named"),
+    [
+        ("\u04101", "U+0410 CYRILLIC CAPITAL LETTER A"),  # А1, not A1
+        ("A\uff11", "U+FF11 FULLWIDTH DIGIT ONE"),  # A１
+    ],
+)
+def test_an_order_id_that_looks_like_another_is_named(
+    tmp_path: Path,
+    tsa_ec: object,  # noqa: F811
+    order: str,
+    named: str,
+) -> None:
+    """A QR code reading "А1" (a Cyrillic А) shown to the camera while some parcel is packed:
+    a genuine, signed, timestamped clip of order "А1", which every page draws as A1, the order
+    in dispute. Both verifiers name the character; the clip is still what it says."""
+    from proof_support import build_store
+
+    st = build_store(tmp_path / "st", tsa_ec, [order], c2pa=False)  # type: ignore[arg-type]
+    bundle = export_order(st.cfg, order, tmp_path / "b.zip").path
+    report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
+    warned = [c for c in report.checks if c.code == "order-id-lookalike"]
+    assert [c.status for c in warned] == [WARN], report.lines()
+    assert named in warned[0].reason, report.lines()
+    assert report.verdict == AUTHENTIC, report.lines()
+    rc, out = _kit(KIT, bundle, tmp_path, *_pins(st))
+    assert rc == 0 and "[order-id-lookalike]" in out and named in out, out
+
+
+@pytest.mark.parametrize(
+    "order", ["A1", "SO-2026/0042_x", "订单12345", "注文ＡＢ", "\u00e9t\u00e9"]
+)
+def test_which_order_ids_read_as_themselves(order: str) -> None:
+    from station.proof.standalone_verify import lookalike_problem
+
+    plain = order.isascii() or order.startswith("订单")
+    assert (lookalike_problem(order) is None) is plain, order
+
+
+# ---- pins: what is already refused ----------------------------------------------------------
+
+
+def test_a_manifest_with_a_key_twice_is_not_canonical(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """The key holder signs (and has timestamped) a manifest naming order B2 first and A1
+    last: Python's json keeps the last, a first-wins parser or a person reads B2. Only the
+    canonical form is accepted, and it has no key twice."""
+    forged = forge_log(
+        a1,
+        tmp_path / "twice.zip",
+        _key(store),
+        store.tsa.url,
+        lambda b: None,
+        lambda b: b'{"order_id":"B2",' + canonical_json(b)[1:],
+    )
+    _both_refuse(store, forged, tmp_path, "manifest-not-canonical")
+
+
+def test_a_forgers_tsa_root_shipped_beside_the_pinned_one_anchors_nothing(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+    tsa_rsa: TsaServer,  # noqa: F811
+) -> None:
+    """Tokens from the forger's own TSA, its root added to keys/tsa-roots.pem beside the real
+    one, and the verifier pins the real root by fingerprint: only the certificate with that
+    fingerprint is trusted, not the file it came in."""
+    key = _key(store)
+    forged = forge_log(a1, tmp_path / "own-tsa.zip", key, tsa_rsa.url, lambda b: None)
+    roots = store.tsa.root.read_bytes() + tsa_rsa.root.read_bytes()
+    both = resign_bundle(forged, tmp_path / "both.zip", key, {"keys/tsa-roots.pem": roots})
+    fp = cert_fingerprint(x509.load_pem_x509_certificate(store.tsa.root.read_bytes()))
+    ca = str(store.data / "proof-public/company-ca.crt")
+    report = verify_bundle(
+        both, anchors=build_anchors([ca], [fp], use_default=False), tmp_dir=tmp_path
+    )
+    assert report.verdict == UNANCHORED and "time-unanchored" in report.reasons(), report.lines()
+    rc, out = _kit(KIT, both, tmp_path, "--ca", ca, "--tsa-ca", fp)
+    assert rc == 4 and "[time-unanchored]" in out, out
+
+
+def test_a_witness_file_made_by_the_seller_is_named_by_its_key(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """The seller hands the buyer a "saved witness file" whose key is its own, cosigning the
+    bundle's checkpoint: nothing pins a witness key yet, so both verifiers say which key
+    cosigned, to compare with the one the central witness publishes; the verdict is the
+    bundle's own."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from station.proof.keys import fingerprint
+
+    wkey = Ed25519PrivateKey.generate()
+    cp = json.loads(read_zip(a1, bundle_index(a1)["checkpoint"]["body"]))
+    cosigned = canonical_json(
+        {"type": "packcam-witness-cosignature", "tree_size": cp["tree_size"],
+         "root_sha256": cp["root_sha256"]}
+    )  # fmt: skip
+    pem = wkey.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    doc = {
+        "public_key_pem": pem.decode(),
+        "checkpoints": [
+            {
+                "cosigned_b64": base64.b64encode(cosigned).decode(),
+                "cosignature_b64": base64.b64encode(wkey.sign(cosigned)).decode(),
+            }
+        ],
+    }
+    fp = fingerprint(wkey.public_key())
+    report = verify_bundle(a1, anchors=store.anchors(), tmp_dir=tmp_path, witness=doc)
+    said = [c.reason for c in report.checks if c.name == "witness"]
+    assert len(said) == 1 and fp[:23] in said[0] and "compare" in said[0], report.lines()
+    saved = tmp_path / "witness.json"
+    saved.write_text(json.dumps(doc))
+    rc, out = _kit(KIT, a1, tmp_path, *_pins(store), "--witness", str(saved))
+    line = next(ln for ln in out.splitlines() if ln.startswith("OK   witness"))
+    assert rc == 0 and fp in line and "compare" in line, out
+
+
+def test_many_small_zip_bombs_are_refused_before_they_are_unpacked(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """Each member under the one-member limit, together a thousand times the zip: verify.py
+    unpacks every member, so the whole bundle is held to the ratio too."""
+    bomb = tmp_path / "many.zip"
+    with zipfile.ZipFile(a1) as zin, zipfile.ZipFile(bomb, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info))
+        for i in range(64):
+            zout.writestr(f"pad/{i}", b"\0" * (1 << 20), zipfile.ZIP_DEFLATED)
+    assert bomb.stat().st_size < 1 << 20
+    _both_refuse(store, bomb, tmp_path, "bundle-malformed")
+    assert not list((tmp_path / "t").iterdir())
+
+
+# ---- what the share summary shows of signed text -------------------------------------------
+
+
+def test_the_share_summary_shows_signed_waybills_and_station_names_as_signed(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A waybill, a certified station name or a TSA's name with a bidi override
+    ("\\u202eSF123" is drawn "321FS") is shown as its characters on the share summary, as the
+    order ID already is."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from flask import render_template
+
+    from web import create_app
+    from web.summary import ClipClaims, OrderClaims
+
+    st = store.copy(tmp_path / "data")
+    app = create_app(st.cfg, test_config={"TESTING": True})
+    claims = ClipClaims(
+        clip=SimpleNamespace(duration_s=1.0),  # type: ignore[arg-type]
+        verdict=AUTHENTIC,
+        sha256="0" * 64,
+        size=1,
+        station_key="SHA256:" + "1" * 64,
+        signer_ca="SHA256:" + "2" * 64,
+        signer_station="\u202e10-noitats",
+        order_id="A1",
+        waybills=("\u202eSF123",),
+        untrusted_tsa="\u202eAST",
+    )
+    with app.test_request_context("/"):
+        page = render_template(
+            "share_summary_body.html",
+            claims=OrderClaims("A1", [claims]),
+            share=None,
+            generated=datetime.now(UTC),
+            site="http://site",
+            max_delay_min=15,
+        )
+    assert "\u202e" not in page, page
+    assert "\\u202eSF123" in page and "\\u202e10-noitats" in page, page
+    assert "\\u202eAST" in page, page
+
+
+# ---- one camera, one clip at a time -----------------------------------------------------------
+
+
+def test_two_clips_claiming_the_same_seconds_are_not_authentic(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """The key holder re-signs A1's second clip as recorded over the first one's seconds (its
+    log of its own, timestamped now: within the time bound). Offline nothing else contradicts
+    it, but one station records one clip at a time."""
+    idx = bundle_index(a1)
+    first = json.loads(read_zip(a1, idx["clips"][0]["manifest"]))
+
+    def edit(b: dict) -> None:
+        b["clock_synced"] = True
+        if b["seq"] != first["seq"]:
+            b.update({k: first[k] for k in ("started_at", "ended_at", "duration_s")})
+
+    forged = forge_log(a1, tmp_path / "overlap.zip", _key(store), store.tsa.url, edit)
+    assert "FAIL clips" in _both_refuse(store, forged, tmp_path, "clip-overlap")
+
+
+def test_an_overlap_with_an_unsynchronised_clock_is_a_warning() -> None:
+    from station.proof.standalone_verify import overlap_problem
+
+    a = {
+        "seq": 0,
+        "started_at": "2026-12-07T10:00:00+08:00",
+        "ended_at": "2026-12-07T10:01:00+08:00",
+    }
+    b = {
+        "seq": 1,
+        "started_at": "2026-12-07T10:00:30+08:00",
+        "ended_at": "2026-12-07T10:02:00+08:00",
+    }
+    assert overlap_problem([{**a, "clock_synced": True}, {**b, "clock_synced": True}])[1] is True  # type: ignore[index]
+    assert overlap_problem([{**a, "clock_synced": True}, {**b, "clock_synced": None}])[1] is False  # type: ignore[index]
+    # the next clip starts a frame before the end: not the same seconds
+    c = {**b, "started_at": "2026-12-07T10:00:59.900+08:00"}
+    assert overlap_problem([a, c]) is None
+    assert overlap_problem([a]) is None
+
+
+def test_an_edit_list_that_claims_longer_than_the_frames_play_is_not_authentic(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """The key holder remuxes a clip with every frame 30 s later (an edit list opens with 30 s
+    of nothing), re-signs its manifest as 30 s longer, started 30 s earlier, in a log of its
+    own stamped now: the frames still play 1.2 s, which `packcam verify` reads from them."""
+    from datetime import datetime, timedelta
+
+    import av
+
+    from station.proof.videohash import presentation_s
+
+    idx = bundle_index(a1)
+    name = idx["clips"][0]["clip"]
+    src, dst = tmp_path / "src.mp4", tmp_path / "late.mp4"
+    src.write_bytes(read_zip(a1, name))
+    with av.open(str(src)) as i, av.open(str(dst), "w", format="mp4") as o:
+        out = o.add_stream_from_template(i.streams.video[0])
+        shift = int(30 / i.streams.video[0].time_base)
+        for p in i.demux(i.streams.video[0]):
+            if p.dts is not None:
+                p.pts, p.dts, p.stream = p.pts + shift, p.dts + shift, out
+                o.mux(p)
+    data = dst.read_bytes()
+    assert b"elst" in data and presentation_s(dst) == presentation_s(src)
+    first = json.loads(read_zip(a1, idx["clips"][0]["manifest"]))
+
+    def edit(b: dict) -> None:
+        if b["seq"] == first["seq"]:
+            start = datetime.fromisoformat(b["started_at"]) - timedelta(seconds=30)
+            b.update(
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                duration_s=round(b["duration_s"] + 30, 3),
+                started_at=start.isoformat(timespec="milliseconds"),
+            )
+
+    swapped = rewrite_zip(a1, tmp_path / "swapped.zip", {name: data})
+    forged = forge_log(swapped, tmp_path / "elst.zip", _key(store), store.tsa.url, edit)
+    report = verify_bundle(forged, anchors=store.anchors(), tmp_dir=tmp_path)
+    assert report.verdict == TAMPERED and "time-inconsistent" in report.codes(), report.lines()
