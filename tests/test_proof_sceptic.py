@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import subprocess
 import sys
 import time
 import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,7 @@ from station.proof.bundle import export_order
 from station.proof.ca import cert_fingerprint
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
+from station.proof.standalone_verify import OVERLAP_SLACK_S, overlaps
 from station.proof.trust import build_anchors
 from station.proof.verify import AUTHENTIC, TAMPERED, UNANCHORED, WARN, verify_bundle
 
@@ -451,6 +454,44 @@ def test_an_overlap_with_an_unsynchronised_clock_is_a_warning() -> None:
     c = {**b, "started_at": "2026-12-07T10:00:59.900+08:00"}
     assert overlap_problem([a, c]) is None
     assert overlap_problem([a]) is None
+
+
+def test_the_sweep_finds_every_pair_a_comparison_of_all_pairs_finds() -> None:
+    """Sorted by start and swept (a log of 100k clips), the same pairs as every pair compared."""
+    rng = random.Random(7)
+    t0 = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    bodies = []
+    for seq in range(400):
+        start = t0 + timedelta(seconds=rng.uniform(0, 3000))
+        end = start + timedelta(seconds=rng.choice([0.5, 5.0, 30.0, 120.0]))
+        bodies.append({"seq": seq, "started_at": start.isoformat(), "ended_at": end.isoformat()})
+
+    def shared(a: dict, b: dict) -> float:
+        s = max(datetime.fromisoformat(a["started_at"]), datetime.fromisoformat(b["started_at"]))
+        e = min(datetime.fromisoformat(a["ended_at"]), datetime.fromisoformat(b["ended_at"]))
+        return (e - s).total_seconds()
+
+    want = {
+        frozenset((a["seq"], b["seq"]))
+        for i, a in enumerate(bodies)
+        for b in bodies[i + 1 :]
+        if shared(a, b) > OVERLAP_SLACK_S
+    }
+    got = [frozenset((o.first["seq"], o.second["seq"])) for o in overlaps(bodies)]
+    assert len(got) == len(set(got)) and set(got) == want and want
+
+
+def test_an_honest_sequence_of_clips_a_frame_apart_has_no_overlap() -> None:
+    t0 = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    bodies = [
+        {
+            "seq": i,
+            "started_at": (t0 + timedelta(seconds=10 * i - 0.1)).isoformat(),
+            "ended_at": (t0 + timedelta(seconds=10 * i + 10)).isoformat(),
+        }
+        for i in range(1000)
+    ]
+    assert overlaps(bodies) == []
 
 
 def test_an_edit_list_that_claims_longer_than_the_frames_play_is_not_authentic(

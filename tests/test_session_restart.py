@@ -14,6 +14,7 @@ from test_recovery import boxes, journal, put_tmp, write_clip
 from station import config as config_mod
 from station.capture.frames import InputEvent, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
+from station.proof.verify import audit, verify_clip
 from station.service import assemble, run_station
 from station.store.ledger import ClipRecord, Ledger, ScanEventRecord
 
@@ -160,11 +161,15 @@ def test_an_order_sealed_before_the_stop_stays_remembered(
     assert len(clips) == 2
 
 
+@pytest.mark.parametrize("back_after", [timedelta(hours=1), timedelta(seconds=3)])
 def test_a_clip_a_power_cut_left_unfinished_recovered_then_resumed(
-    station_cfg: config_mod.Config,
+    station_cfg: config_mod.Config, back_after: timedelta
 ) -> None:
     """The power went while CUT's clip recorded: the station's next start finishes it (crash
-    recovery: "interrupted"), and CUT's sheet shown to the camera resumes that packing."""
+    recovery: "interrupted"), and CUT's sheet shown to the camera resumes that packing. The
+    recovered clip ends at its last frame that survived: the resumed one, the station back
+    seconds after the cut, claims none of its seconds (`packcam audit`)."""
+    station_cfg = station_cfg.replace("proof", enabled=True)
     data = station_cfg.station.data_dir
     (data / "tmp").mkdir(parents=True)
     blob = write_clip(data / "scratch.mp4")
@@ -185,7 +190,7 @@ def test_a_clip_a_power_cut_left_unfinished_recovered_then_resumed(
         station_cfg.camera.fps,
         Scenario.from_dict(script),
         realtime=False,
-        start_wall=CUT_WALL + timedelta(hours=1),
+        start_wall=CUT_WALL + back_after,
     )
     run_station(station_cfg, threading.Event(), camera=cam, live_view=False)
     ledger = Ledger.in_data_dir(data)
@@ -200,6 +205,8 @@ def test_a_clip_a_power_cut_left_unfinished_recovered_then_resumed(
     body = manifest(station_cfg, clips[1])
     assert "repack" not in body and clips[1].repack_of == []
     assert body["gap"]["cut_clip"] == clips[0].id  # type: ignore[index]
+    report = audit(station_cfg, check_timestamps=False)
+    assert report.ok and "clip-overlap" not in report.codes(), report.lines()
 
 
 def test_a_clip_salvaged_as_interrupted_while_the_station_ran_on_is_no_cut_packing(
@@ -217,3 +224,41 @@ def test_a_clip_salvaged_as_interrupted_while_the_station_ran_on_is_no_cut_packi
         ledger.close()
     clips = run(station_cfg, [], end=5.0, show=(shown(CUT, 1.0),))
     assert len(clips) == 2
+
+
+def test_an_honest_session_with_stops_resumes_and_repacks_audits_clean(
+    cfg: config_mod.Config,
+) -> None:
+    """Each second of video belongs to one order, whatever an honest station went through:
+    an order packed and sealed, another cut by a stop and resumed a few seconds after it,
+    the first packed again (a repack), then a power cut mid-clip recovered at the next start
+    and resumed. `packcam audit` finds no two clips claiming the same seconds."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=10.0)
+    cut = cut_mid_order(cfg)
+    soon = cut.ended_at + timedelta(seconds=3)
+    scans = [
+        (1.0, RawScan(CUT, "keyboard", 1.0)),
+        (3.0, RawScan("SEAL", "keyboard", 3.0)),
+        (4.0, RawScan(OTHER, "keyboard", 4.0)),
+        (6.0, RawScan("SEAL", "keyboard", 6.0)),
+        (7.0, RawScan(CUT, "keyboard", 7.0)),
+    ]
+    clips = run(cfg, scans, end=12.0, stop_at=9.0, wall=soon)
+    scans = [(1.0, RawScan(CUT, "keyboard", 1.0)), (3.0, RawScan("SEAL", "keyboard", 3.0))]
+    clips = run(cfg, scans, end=5.0, wall=clips[-1].ended_at + timedelta(seconds=2))
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        (OTHER, "sealed"),
+        (CUT, "interrupted"),
+        (CUT, "sealed"),
+        (OTHER, "next-order"),
+        (CUT, "interrupted"),
+        (CUT, "sealed"),
+    ]
+    assert clips[3].repack_of == [clips[0].id]
+    report = audit(cfg, check_timestamps=False)
+    assert report.ok, report.lines()
+    assert {"clip-overlap", "clip-logged-twice"}.isdisjoint(report.codes()), report.lines()
+    assert any(c.name == "clips" and c.status == "ok" for c in report.checks), report.lines()
+    for c in clips:
+        data = cfg.station.data_dir / c.path
+        assert "clip-overlap" not in verify_clip(data, cfg).codes()

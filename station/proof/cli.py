@@ -430,7 +430,8 @@ def register(subparsers: Any) -> None:
         "audit",
         help="check that clips on disk, index and signed log agree",
         description="Re-walk the store: every missing, replaced, reordered or extra clip, edited "
-        "or deleted index row and rewritten log entry is reported with its reason. " + VERDICT_HELP,
+        "or deleted index row, rewritten log entry, pair of clips claiming the same seconds and "
+        "recording logged twice is reported with its reason. " + VERDICT_HELP,
     )
     _common(p, data_required=True)
     _trust_args(p)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import heapq
 import io
 import json
 import re
@@ -45,7 +46,7 @@ import zlib
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 OK, FAIL, WARN = "OK", "FAIL", "WARN"
 MAX_DELAY_MIN = 15.0
@@ -320,28 +321,57 @@ def lookalike_problem(order_id: object) -> str | None:
 OVERLAP_SLACK_S = 1.0
 
 
-def overlap_problem(bodies: Sequence[dict[str, Any]]) -> tuple[str, bool] | None:
-    """Why two clips of one station's log claim the same seconds (one camera records one clip
-    at a time, and a clip's pre-roll starts after the clip before it), and whether both
-    clocks were NTP-synchronised (if not, a clock stepped back may explain it); or None."""
+class Overlap(NamedTuple):
+    """Two clips claiming the same seconds: the one that started first, the other, how many
+    seconds they share from when, and whether both clocks were NTP-synchronised."""
+
+    first: dict[str, Any]
+    second: dict[str, Any]
+    shared_s: float
+    since: datetime
+    synced: bool
+
+    def text(self) -> str:
+        a, b = self.first, self.second
+        return (
+            f"log entries {a.get('seq')} (order {a.get('order_id')!r}) and {b.get('seq')} "
+            f"(order {b.get('order_id')!r}) both claim {self.shared_s:.0f} s from "
+            f"{utc_plain(self.since.isoformat())} UTC: one station records one clip at a time"
+            + ("" if self.synced else " (a clock not NTP-synchronised may have stepped back)")
+        )
+
+
+def overlaps(bodies: Sequence[dict[str, Any]]) -> list[Overlap]:
+    """Every pair of clips of one station's log that claim the same seconds (one camera records
+    one clip at a time, and a clip's pre-roll starts after the clip before it), in order of
+    start. Sorted by start and swept, keeping only the clips still open: a log of 100k clips
+    costs n log n plus one step per pair."""
     spans = []
     for b in bodies:
         start, end = parse_time(str(b.get("started_at"))), parse_time(str(b.get("ended_at")))
         if start is not None and end is not None and start.tzinfo and end.tzinfo:
             spans.append((start, end, b))
-    for i, (s1, e1, b1) in enumerate(spans):
-        for s2, e2, b2 in spans[i + 1 :]:
-            shared = (min(e1, e2) - max(s1, s2)).total_seconds()
+    spans.sort(key=lambda x: (x[0], x[1]))
+    found: list[Overlap] = []
+    open_: list[tuple[datetime, int, datetime, dict[str, Any]]] = []  # a heap by end
+    for i, (s2, e2, b2) in enumerate(spans):
+        # a clip ending within the slack after this start shares too little with any later one
+        while open_ and (open_[0][0] - s2).total_seconds() <= OVERLAP_SLACK_S:
+            heapq.heappop(open_)
+        for e1, _, _s1, b1 in sorted(open_, key=lambda x: x[1]):
+            shared = (min(e1, e2) - s2).total_seconds()
             if shared > OVERLAP_SLACK_S:
                 synced = b1.get("clock_synced") is True and b2.get("clock_synced") is True
-                return (
-                    f"log entries {b1.get('seq')} and {b2.get('seq')} both claim {shared:.0f} s "
-                    f"from {utc_plain(max(s1, s2).isoformat())} UTC: one station records one "
-                    "clip at a time"
-                    + ("" if synced else " (a clock not NTP-synchronised may have stepped back)"),
-                    synced,
-                )
-    return None
+                found.append(Overlap(b1, b2, shared, s2, synced))
+        heapq.heappush(open_, (e2, i, s2, b2))
+    return found
+
+
+def overlap_problem(bodies: Sequence[dict[str, Any]]) -> tuple[str, bool] | None:
+    """Why two clips of one station's log claim the same seconds, and whether both clocks were
+    NTP-synchronised (if not, a clock stepped back may explain it); or None."""
+    found = overlaps(bodies)
+    return (found[0].text(), found[0].synced) if found else None
 
 
 def span_problem(body: dict[str, Any], ended: datetime) -> str | None:

@@ -13,7 +13,7 @@ import sqlite3
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -43,10 +43,12 @@ from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles
 from station.proof.standalone_verify import (
     VERIFIER,
+    Overlap,
     clip_listed_twice,
     local_time_problem,
     lookalike_problem,
     overlap_problem,
+    overlaps,
     signed_after_final,
     unpack_problem,
     unreferenced_members,
@@ -2019,6 +2021,7 @@ def verify_clip(
             else:
                 report.add("index.row", OK, f"index row {row['id']} agrees with the manifest")
             _note_late_links(report, "index.row", st.clips, row)
+        _note_overlaps(report, st, entries, body, row)
         _check_clip_in_log(report, st, e)
         report.time_anchors.append(
             _check_leaf_tokens(report, "timestamp", st, e, body, anchors, bound)
@@ -2027,6 +2030,41 @@ def verify_clip(
         report.facts.update({k: body.get(k) for k in _CLIP_FACTS})
         report.facts["log_index"] = e.seq
     return report
+
+
+def _note_overlaps(
+    report: Report,
+    st: _Store,
+    entries: list[LogEntry],
+    body: dict[str, Any],
+    row: sqlite3.Row | None,
+) -> None:
+    """Another clip of this station claiming this clip's seconds (its index row found by time,
+    judged by its signed manifest when the log holds it), and this clip's bytes logged twice:
+    the rules ``packcam audit`` applies to the whole log, for this clip."""
+
+    def clip_id(b: dict[str, Any]) -> object:
+        clip = st.clips.clip_by_path(str(b.get("path")))
+        return clip.id if clip is not None else "?"
+
+    start, end = _parse_time(body.get("started_at")), _parse_time(body.get("ended_at"))
+    others: list[dict[str, Any]] = []
+    if start is not None and end is not None and start.tzinfo and end.tzinfo:
+        for r in st.clips.rows_overlapping(start, end):
+            if row is not None and r["id"] == row["id"]:
+                continue
+            logged = st.log.entries_for_clip(r["sha256"])
+            others.append(
+                json.loads(logged[-1].manifest)
+                if logged  # its signed claim; else what the index says (no clock known)
+                else {k: r[k] for k in ("order_id", "path", "sha256", "started_at", "ended_at")}
+            )
+    for o in overlaps([body, *others]):
+        if o.first is body or o.second is body:
+            _add_overlap(report, "index.overlap", o, clip_id(o.first), clip_id(o.second))
+    if len(entries) > 1:
+        same = [json.loads(e.manifest) for e in entries]
+        report.add("index.log", FAIL, _logged_twice(same, clip_id), "clip-logged-twice")
 
 
 def verify_gone_clip(rel: str, sha256: str, cfg: Config) -> Report:
@@ -2700,6 +2738,7 @@ def _audit(
                     "clip-extra",
                 )
                 files_ok = False
+    _audit_one_order_per_second(report, [b for b in bodies if b is not None], rows_by_path)
     if entries and files_ok:
         report.add(
             "store",
@@ -2711,6 +2750,57 @@ def _audit(
         report.add("index", OK, f"all {len(rows)} index rows agree with the signed manifests")
     if not entries and not rows:
         report.add("store", OK, "empty store: nothing recorded yet")
+
+
+def _audit_one_order_per_second(
+    report: Report, bodies: list[dict[str, Any]], rows_by_path: dict[str, sqlite3.Row]
+) -> None:
+    """Each second of video belongs to one order: no two logged clips claim the same seconds
+    (whatever their orders), and no recording (one SHA-256) is logged twice."""
+
+    def clip_id(b: dict[str, Any]) -> object:
+        row = rows_by_path.get(str(b.get("path")))
+        return row["id"] if row is not None else "?"
+
+    found = overlaps(bodies)
+    for o in found:
+        _add_overlap(report, f"clip {o.second.get('path')}", o, clip_id(o.first), clip_id(o.second))
+    by_digest: dict[str, list[dict[str, Any]]] = {}
+    for b in bodies:
+        by_digest.setdefault(str(b.get("sha256")), []).append(b)
+    twice = [same for same in by_digest.values() if len(same) > 1]
+    for same in twice:
+        report.add(
+            f"clip {same[-1].get('path')}", FAIL, _logged_twice(same, clip_id), "clip-logged-twice"
+        )
+    if bodies and not found and not twice:
+        report.add(
+            "clips",
+            OK,
+            f"no two of the {len(bodies)} logged clips claim the same seconds or the same bytes",
+        )
+
+
+def _add_overlap(
+    report: Report, name: str, o: Overlap, first_id: object, second_id: object
+) -> None:
+    report.add(
+        name, FAIL if o.synced else WARN, f"clips {first_id} and {second_id}: {o.text()}",
+        "clip-overlap",
+    )  # fmt: skip
+
+
+def _logged_twice(same: list[dict[str, Any]], clip_id: Callable[[dict[str, Any]], object]) -> str:
+    """Why the signed manifests ``same`` (one SHA-256) wrong a buyer: the one recording is
+    logged more than once, under one order or several."""
+    orders = sorted({str(b.get("order_id")) for b in same})
+    return (
+        f"the same bytes (SHA-256 {str(same[0].get('sha256'))[:16]}...) are logged "
+        f"{len(same)} times (log entries {[b.get('seq') for b in same]}, clips "
+        f"{[clip_id(b) for b in same]}) "
+        + (f"under orders {orders}: one recording is one order's evidence" if len(orders) > 1
+           else f"for order {orders[0]!r}: a station logs each recording once")
+    )  # fmt: skip
 
 
 def _final_size(r: Rotation) -> int:

@@ -900,6 +900,13 @@ class ClipTable(Table):
         row = self._one("SELECT * FROM clips WHERE sha256 = ? ORDER BY id DESC LIMIT 1", (digest,))
         return row
 
+    def rows_overlapping(self, start: datetime, end: datetime) -> list[sqlite3.Row]:
+        """The rows of clips that share any time with ``start``-``end`` (aware), by start."""
+        return self._all(
+            "SELECT * FROM clips WHERE started_utc < ? AND ended_utc > ? ORDER BY started_utc, id",
+            (_utc(end), _utc(start)),
+        )
+
     def waybill_rows(self, clip_id: int) -> list[sqlite3.Row]:
         """The clip's waybills; ``linked_utc`` is not NULL for those linked after it was signed."""
         return self._all(

@@ -1,0 +1,100 @@
+"""Each second of video belongs to one order: `packcam audit` and a bare clip with --data name
+clips of different orders claiming the same seconds, and one recording logged twice."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from proof_support import TsaServer, build_store, record_orders, tsa_ec  # noqa: F401 (fixtures)
+
+from station.config import Config
+from station.proof.finalizer import ProofFinalizer
+from station.proof.verify import audit, verify_clip
+from station.store.ledger import INDEX_NAME
+
+
+def _session(
+    store_cfg: Config,
+    orders: list[str],
+    started: datetime,
+    *,
+    clock: Callable[[], bool | None] = lambda: True,
+    pre_roll: bool = True,
+) -> None:
+    """One more recording session on the station, its camera clock reading ``started`` at its
+    first frame (a clock set back, or a key holder signing made-up times), 4 s per clip;
+    every manifest signed, logged and timestamped as the station does."""
+    fin = ProofFinalizer(store_cfg, start_worker=False, clock=clock)
+    ago = datetime.now(UTC) - started
+    done = record_orders(store_cfg, (fin,), orders, frames=40, ago=ago, pre_roll=pre_roll)
+    assert all(d.record is not None for d in done), [d.error for d in done]
+    fin.close()
+    fin2 = ProofFinalizer(store_cfg, start_worker=False)
+    assert fin2.tsa is not None
+    fin2.tsa.process_due()
+    fin2.close()
+
+
+def _clip_rows(data: Path) -> list[tuple[int, str, str, str]]:
+    with sqlite3.connect(data / INDEX_NAME) as conn:
+        rows = conn.execute("SELECT id, order_id, path, sha256 FROM clips ORDER BY id").fetchall()
+    conn.close()
+    return rows
+
+
+@pytest.mark.parametrize("synced", [True, None])
+def test_audit_names_clips_of_two_orders_claiming_the_same_seconds(
+    tmp_path: Path,
+    tsa_ec: TsaServer,  # noqa: F811
+    synced: bool | None,
+) -> None:
+    """A1 and B2 recorded (4 s each); then C3 signed as recorded from 1 s into A1 (the
+    station's clock set back, or its key holder making up a clip): every manifest is genuine
+    and timestamped, and C3's buyer would get seconds of A1's packing. Both clocks
+    NTP-synchronised: a failure; else a warning (a clock stepped back may explain it)."""
+    st = build_store(tmp_path, tsa_ec, [])
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    _session(st.cfg, ["A1", "B2"], t0)
+    _session(st.cfg, ["C3"], t0 + timedelta(seconds=1), clock=lambda: synced)
+    rows = _clip_rows(st.data)
+    assert [r[1] for r in rows] == ["A1", "B2", "C3"]
+    report = audit(st.cfg, anchors=st.anchors())
+    hits = [c for c in report.checks if c.code == "clip-overlap"]
+    assert len(hits) == 1, report.lines()
+    assert hits[0].status == ("fail" if synced else "warn"), report.lines()
+    why = hits[0].reason
+    assert "'A1'" in why and "'C3'" in why and f"clips {rows[0][0]} and {rows[2][0]}" in why
+    assert report.verdict == ("tampered" if synced else "authentic"), report.lines()
+    # the bare clip, verified against the station's index, says so too (and A1's names C3)
+    for mine, other in ((2, 0), (0, 2)):
+        bare = verify_clip(st.data / rows[mine][2], st.cfg, anchors=st.anchors())
+        got = [c for c in bare.checks if c.code == "clip-overlap"]
+        assert len(got) == 1 and f"'{rows[other][1]}'" in got[0].reason, bare.lines()
+    assert "clip-overlap" not in verify_clip(st.data / rows[1][2], st.cfg).codes()
+
+
+def test_audit_fails_one_recording_logged_under_two_orders(
+    tmp_path: Path,
+    tsa_ec: TsaServer,  # noqa: F811
+) -> None:
+    """A1's packing recorded, then the same bytes signed again as Z9's (the same frames, no
+    C2PA to tell them apart): two buyers would each be shown one packing as theirs."""
+    st = build_store(tmp_path, tsa_ec, [], c2pa=False)
+    t0 = datetime.now(UTC) - timedelta(minutes=20)
+    _session(st.cfg, ["A1"], t0, pre_roll=False)
+    _session(st.cfg, ["Z9"], t0 + timedelta(minutes=5), pre_roll=False)
+    rows = _clip_rows(st.data)
+    assert [r[1] for r in rows] == ["A1", "Z9"] and rows[0][3] == rows[1][3]
+    report = audit(st.cfg, anchors=st.anchors())
+    hits = [c for c in report.checks if c.code == "clip-logged-twice"]
+    assert len(hits) == 1 and hits[0].status == "fail", report.lines()
+    assert "['A1', 'Z9']" in hits[0].reason and "log entries [0, 1]" in hits[0].reason
+    assert f"clips {[rows[0][0], rows[1][0]]}" in hits[0].reason
+    assert report.verdict == "tampered"
+    bare = verify_clip(st.data / rows[1][2], st.cfg, anchors=st.anchors())
+    got = [c for c in bare.checks if c.code == "clip-logged-twice"]
+    assert len(got) == 1 and got[0].reason == hits[0].reason, bare.lines()
