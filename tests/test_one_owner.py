@@ -310,6 +310,38 @@ def _kb(text: str, t: float) -> tuple[float, RawScan]:
     return t, RawScan(text, "keyboard", t)
 
 
+def test_a_frame_shot_before_a_hand_scan_that_comes_with_it_is_the_order_befores(
+    cfg: config_mod.Config,
+) -> None:
+    """A camera hands a frame over some ms after it was shot; a hand scan typed meanwhile
+    reaches the station with it, stamped after it. The frame at 2.0 shows PO-A's packing (PO-B
+    was scanned at 2.03): it is PO-A's, not the first frame of PO-B's clip with PO-B burned in;
+    the frame at 4.0, shot before the seal at 4.03, is PO-B's last. Each scan acts from the
+    first frame shot after it, also the ones typed after the last frame."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS).replace("proof", enabled=False)
+    cfg = cfg.replace("scanner", camera_decode=False)
+    cfg = cfg.replace("session", pre_roll_s=1.0, max_duration_s=60.0, still_timeout_s=0.0)
+    typed = [(0.5, "PO-A"), (2.0, "PO-B"), (4.0, "SEAL"), (4.5, "PO-C"), (7.4, "SEAL")]
+    scans = [(at, RawScan(text, "keyboard", at + 0.03)) for at, text in typed]
+    finished: list[FinishedClip] = []
+    scenario = Scenario.from_dict({"seed": 5, "event": [{"at": 7.5, "kind": "end"}]})
+    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
+    asm.station.scan_sources.append(LateScans(scans))
+    with ran(asm) as ledger:
+        clips = ledger.clips()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        ("PO-A", "next-order"),
+        ("PO-B", "sealed"),
+        ("PO-C", "sealed"),
+    ]
+    owners_ok(finished)
+    a, b, c = finished
+    assert a.span == pytest.approx((0.0, 2.0)) and a.frame_labels == ((None, 6), ("PO-A", 15))
+    assert b.span == pytest.approx((2.1, 4.0)) and b.frame_labels == (("PO-B", 20),)
+    assert c.span == pytest.approx((4.1, 7.4)) and c.frame_labels == ((None, 5), ("PO-C", 29))
+
+
 @pytest.mark.parametrize(
     ("scans", "outage_at", "expected"),
     [
