@@ -430,17 +430,18 @@ def _stamped(order: tuple[str, float], t: float) -> str:
 
 
 def _opening_frame(state: State, event: Scanned | PedalPress) -> bool:
-    """Is ``event`` another code the camera read in the frame whose read of the open order
-    opened its first clip? One frame's reads reach the session in no set order, and that
-    frame was shot before the order was opened, while the parcel before was at the table:
-    its waybill label read beside the new order's sheet is its own, not the new order's."""
+    """Is ``event`` a waybill the camera read in the frame whose read of the open order opened
+    its first clip? One frame's reads reach the session in no set order, and that frame was
+    shot before the order was opened, while the parcel before was at the table: its label
+    read beside the new order's sheet is its own, not the new order's. (Another sheet read
+    there is still the next order, and a seal card still seals: only a label is a buyer's.)"""
     return (
         isinstance(state, Recording)
         and state.first_t is None
         and isinstance(event, Scanned)
         and event.source == CAMERA
         and event.t == state.started_t
-        and event.code.text != state.order_id
+        and event.code.kind is Kind.WAYBILL
     )
 
 
@@ -518,10 +519,10 @@ def _decide(state: State, event: Event, rules: SessionSection) -> tuple[State, l
         and not (isinstance(event, Scanned) and _changes_floor(event.code))
     ):
         # Made before the open clip began (a camera read decoded late, behind the hand scan
-        # that opened this order; or, in the dark, from a frame before the loss; or read in
-        # the frame whose read opened it): it is not this order's, so it never ends, seals,
-        # links to or replaces this clip. A badge or card still changes the floor below. A
-        # waybill read while the clip before was open is that order's label: linked to it.
+        # that opened this order; or, in the dark, from a frame before the loss; or a label
+        # read in the frame whose read opened it): it is not this order's, so it never ends,
+        # seals, links to or replaces this clip. A badge or card still changes the floor
+        # below. A waybill read while the clip before was open is that order's: linked to it.
         late = _late_waybill(state, event)
         return late if late is not None else (state, [_before_clip(began, event)])
     if (
