@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import threading
@@ -10,13 +11,14 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import av
 import numpy as np
 import pytest
 from recorder_support import encoded_recorder
 from scan_support import LateScans
 
 from station import config as config_mod
-from station.capture.frames import Caption, RawScan
+from station.capture.frames import Caption, Frame, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.errors import RecordingError
 from station.proof.verify import verify_clip
@@ -52,6 +54,23 @@ def owners_ok(finished: list[FinishedClip]) -> None:
         assert a1 < b0, spans
 
 
+class SteppedWall(SyntheticCamera):
+    """The synthetic camera on a Pi with no battery clock, its wall clock stepped by NTP: by
+    ``d`` seconds from camera time ``at`` on, for each (at, d) of ``steps``. Camera time (the
+    monotonic clock) runs on untouched."""
+
+    def __init__(self, *a: Any, steps: tuple[tuple[float, float], ...], **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.steps = steps
+
+    def read(self, timeout: float = 2.0) -> Frame | None:
+        frame = super().read(timeout)
+        if frame is None:
+            return None
+        shift = sum(d for at, d in self.steps if frame.t >= at)
+        return dataclasses.replace(frame, wall=frame.wall + timedelta(seconds=shift))
+
+
 def run_keys(
     cfg: config_mod.Config,
     keys: list[tuple[float, str]],
@@ -59,15 +78,17 @@ def run_keys(
     seed: int,
     end: float,
     still: tuple[tuple[float, float], ...] = (),
+    wall_steps: tuple[tuple[float, float], ...] = (),
 ) -> tuple[list[ClipRecord], list[FinishedClip]]:
     """The station on a synthetic scene whose scans are ``keys`` (camera time, typed text),
-    frozen for each (start, duration) in ``still``, ended at ``end``: the indexed clips and
-    what the recorder finished."""
+    frozen for each (start, duration) in ``still``, its wall clock stepped as ``wall_steps``
+    say (``SteppedWall``), ended at ``end``: the indexed clips and what the recorder
+    finished."""
     events = [{"at": at, "kind": "key", "text": text} for at, text in keys]
     events += [{"at": at, "kind": "still", "duration": d} for at, d in still]
     scenario = Scenario.from_dict({"seed": seed, "event": [*events, {"at": end, "kind": "end"}]})
     finished: list[FinishedClip] = []
-    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    cam = SteppedWall(W, H, FPS, scenario, realtime=False, start_wall=WALL0, steps=wall_steps)
     asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
     try:
         asm.station.run(threading.Event())
@@ -250,8 +271,75 @@ def test_no_pre_roll_reaches_back_into_a_packing_whose_clip_ended_still(
         assert clips[1].pre_roll_s == 0
 
 
+def test_a_wall_clock_step_changes_only_the_dates_of_clips(cfg: config_mod.Config) -> None:
+    """NTP steps the wall clock back 5 minutes in PO-1's clip, forward 10 minutes in PO-2's
+    and back an hour between PO-4's scan and its rescan within the debounce. Every rule runs
+    on camera time: PO-2's pre-roll starts after PO-1's seal, its clip times out 4 s after
+    its scan, the rescan is one scan with the first; each clip is dated by its first frame's
+    wall time, lasts as long as its frames, and its file's timestamps run on evenly."""
+    cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=4.0, still_timeout_s=0.0)
+    cfg = cfg.replace("proof", enabled=False)
+    keys = [(1.0, "PO-1"), (5.0, "SEAL"), (6.0, "PO-2"), (13.0, "PO-3"), (14.0, "PO-4")]
+    keys.append((15.0, "PO-4"))  # 1 s after the first scan: the debounce's, not a rescan
+    steps = ((3.0, -300.0), (7.0, 600.0), (14.5, -3600.0))
+    clips, finished = run_keys(cfg, keys, seed=5, end=17.0, wall_steps=steps)
+    # The index lists clips by their dates: PO-2 (08:55) before PO-1 (09:00).
+    assert sorted((c.order_id, c.finish_reason) for c in clips) == [
+        ("PO-1", "sealed"),
+        ("PO-2", "timeout"),
+        ("PO-3", "next-order"),
+        ("PO-4", "end-of-input"),
+    ]
+    owners_ok(finished)
+    spans = {f.order_id: f.span for f in finished}
+    assert spans["PO-1"] == pytest.approx((0.0, 4.9))
+    assert spans["PO-2"] == pytest.approx((5.0, 9.9))  # from the seal on; timed out at 10.0
+    assert spans["PO-4"] == pytest.approx((14.0, 16.9))
+    for c in clips:
+        first, last = spans[c.order_id]
+        shift = sum(d for at, d in steps if first >= at)
+        assert c.started_at == WALL0 + timedelta(seconds=first + shift)
+        assert (c.ended_at - c.started_at).total_seconds() == pytest.approx(last - first)
+        assert c.frame_count == round((last - first) * FPS) + 1
+        with av.open(str(cfg.station.data_dir / c.path)) as mp4:
+            times = [f.time for f in mp4.decode(video=0)]
+        assert times == pytest.approx([i / FPS for i in range(c.frame_count)])
+
+
 def _kb(text: str, t: float) -> tuple[float, RawScan]:
     return t, RawScan(text, "keyboard", t)
+
+
+def test_a_frame_shot_before_a_hand_scan_that_comes_with_it_is_the_order_befores(
+    cfg: config_mod.Config,
+) -> None:
+    """A camera hands a frame over some ms after it was shot; a hand scan typed meanwhile
+    reaches the station with it, stamped after it. The frame at 2.0 shows PO-A's packing (PO-B
+    was scanned at 2.03): it is PO-A's, not the first frame of PO-B's clip with PO-B burned in;
+    the frame at 4.0, shot before the seal at 4.03, is PO-B's last. Each scan acts from the
+    first frame shot after it, also the ones typed after the last frame."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS).replace("proof", enabled=False)
+    cfg = cfg.replace("scanner", camera_decode=False)
+    cfg = cfg.replace("session", pre_roll_s=1.0, max_duration_s=60.0, still_timeout_s=0.0)
+    typed = [(0.5, "PO-A"), (2.0, "PO-B"), (4.0, "SEAL"), (4.5, "PO-C"), (7.4, "SEAL")]
+    scans = [(at, RawScan(text, "keyboard", at + 0.03)) for at, text in typed]
+    finished: list[FinishedClip] = []
+    scenario = Scenario.from_dict({"seed": 5, "event": [{"at": 7.5, "kind": "end"}]})
+    cam = SyntheticCamera(W, H, FPS, scenario, realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False, on_finished=finished.append)
+    asm.station.scan_sources.append(LateScans(scans))
+    with ran(asm) as ledger:
+        clips = ledger.clips()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        ("PO-A", "next-order"),
+        ("PO-B", "sealed"),
+        ("PO-C", "sealed"),
+    ]
+    owners_ok(finished)
+    a, b, c = finished
+    assert a.span == pytest.approx((0.0, 2.0)) and a.frame_labels == ((None, 6), ("PO-A", 15))
+    assert b.span == pytest.approx((2.1, 4.0)) and b.frame_labels == (("PO-B", 20),)
+    assert c.span == pytest.approx((4.1, 7.4)) and c.frame_labels == ((None, 5), ("PO-C", 29))
 
 
 @pytest.mark.parametrize(

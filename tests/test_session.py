@@ -458,6 +458,23 @@ def test_a_late_waybill_read_while_the_clip_before_was_open_is_linked_to_that_cl
     ]
 
 
+def test_a_label_read_with_the_next_orders_sheet_in_one_frame_is_the_parcel_befores() -> None:
+    """The camera reads PO-B's sheet and, in the same frame, the label on PO-A's parcel still
+    at the table; the sheet's read comes first and ends PO-A's clip. The label is PO-A's
+    (linked to its ended clip), or, when PO-A's clip had ended before (a timeout), nobody's:
+    never PO-B's, burned into its frames, in its index row and manifest."""
+    opened, _ = step(rec("PO-A", 10.0), Scanned(ORDER_B, 20.0), RULES)
+    new, actions = step(opened, Scanned(WAYBILL, 20.0), RULES)
+    assert new.waybills == () and LinkWaybill("PO-A", WAYBILL.text, "SF", 20.0, True) in actions
+    timed_out, _ = step(rec("PO-A", 10.0), Tick(10.0 + RULES.max_duration_s), RULES)
+    opened, _ = step(timed_out, Scanned(ORDER_B, 700.0), RULES)
+    new, actions = step(opened, Scanned(WAYBILL, 700.0), RULES)
+    assert new == opened and kinds(actions) == ["LogEvent"] and not actions[0].in_clip
+    assert "in the frame whose read opened the clip of 'PO-B'" in actions[0].note
+    seen, actions = step(opened, Scanned(WAYBILL, 700.0, "keyboard"), RULES)  # by hand: B's
+    assert seen.waybills == (WAYBILL.text,)
+
+
 def test_a_late_waybill_outside_the_clip_before_is_linked_to_no_clip() -> None:
     """Only a read stamped while the clip before was open is its order's: one stamped after
     its seal (before the next scan) or with no clip before known stays linked to none."""
@@ -1260,9 +1277,12 @@ def test_an_item_is_logged_and_changes_nothing(state) -> None:
 
 
 def test_a_record_that_decides_nothing_is_in_the_open_clip_only_from_its_start() -> None:
-    """A rejected read stamped before the open clip began is of the parcel before."""
+    """A rejected read stamped before the open clip began, or read by the camera in the frame
+    whose read opened it, is of the parcel before."""
     assert in_open_clip(rec("PO-B", 10.0), 10.0) and in_open_clip(rec("PO-B", 10.0), 11.0)
     assert not in_open_clip(rec("PO-B", 10.0), 9.9)
+    assert not in_open_clip(rec("PO-B", 10.0), 10.0, "camera")
+    assert in_open_clip(rec("PO-B", 10.0, first_t=4.0), 10.0, "camera")  # resumed: its own
     assert not in_open_clip(Idle(), 10.0)
     assert not in_open_clip(Suspended("PO-A", 5.0), 10.0)
 

@@ -54,6 +54,14 @@ log = logging.getLogger(__name__)
 
 RECENT_ORDERS = 256  # orders remembered for the duplicate check until their clip is indexed
 
+# A camera hands a frame over some ms after it was shot (``Frame.t``: its exposure), so a hand
+# scan or pedal press made meanwhile comes with it, stamped after it. Such an input waits for
+# the first frame shot at or after it: acted on at once, the frame (the order before's
+# packing) would carry the new order and open its clip, and be missing from the clip before.
+# One stamped further ahead than this is on another clock (a video file's camera time, a
+# scene not run in real time) and is acted on at once, as it comes.
+INPUT_AHEAD_S = 1.0
+
 
 def localize(wall: datetime, tz: tzinfo | None) -> datetime:
     return wall.astimezone(tz) if tz is not None else wall.astimezone()
@@ -180,6 +188,7 @@ class Station:
         # Camera facts, not order state: the wall time of the last frame before a loss (None
         # when the camera was absent from the start).
         self._lost_wall: datetime | None = None
+        self._ahead: list[InputEvent] = []  # inputs stamped after the frame they came with
         # Orders whose clip started lately in this run (the last RECENT_ORDERS): a repack
         # scanned before the finisher indexed the first clip is still a repack.
         self._started_orders: dict[str, None] = {}
@@ -284,10 +293,11 @@ class Station:
 
     def _shutdown(self, reason: ss.FinishReason) -> None:
         last_t = self._last_frame.t if self._last_frame is not None else 0.0
+        # A sync decoder's last results and the inputs made after the last frame reach the
+        # session before the clip closes.
+        for ev in self._poll(last_t, ahead=True):
+            self._handle_input(ev)
         if self.decoder is not None:
-            # Let a sync decoder's last results reach the session before the clip closes.
-            for ev in self._poll(last_t):
-                self._handle_input(ev)
             self.decoder.stop()
         for src in self.scan_sources:
             try:
@@ -376,8 +386,11 @@ class Station:
 
     # ---- inputs ---------------------------------------------------------------------------
 
-    def _poll(self, now: float) -> list[InputEvent]:
-        events: list[InputEvent] = []
+    def _poll(self, now: float, *, ahead: bool = False) -> list[InputEvent]:
+        """The inputs to act on before the frame shot at ``now``, in time order: those stamped
+        up to ``now``; the ones stamped after it (up to ``INPUT_AHEAD_S``) wait for a later
+        frame, unless ``ahead`` (no frame follows)."""
+        events = self._ahead
         sources: list[ScanSource] = list(self.scan_sources)
         if self.decoder is not None:
             sources.append(self.decoder)
@@ -386,8 +399,12 @@ class Station:
                 events.extend(src.poll(now))
             except Exception:
                 log.exception("scan source %r failed", src)
-        events.sort(key=lambda e: e.t)
-        return events
+        due: list[InputEvent] = []
+        self._ahead = []
+        for ev in sorted(events, key=lambda e: e.t):
+            waits = not ahead and now < ev.t <= now + INPUT_AHEAD_S
+            (self._ahead if waits else due).append(ev)
+        return due
 
     def _handle_input(self, ev: InputEvent) -> None:
         if isinstance(ev, PedalPress):
@@ -418,7 +435,7 @@ class Station:
             self.stats.rejected += 1
             shown = repr(ev.text[:80]) if isinstance(ev.text, str) else type(ev.text).__name__
             log.warning("rejected scan from %s: %s: %s", ev.source, exc, shown)
-            in_clip = ss.in_open_clip(self.state, ev.t)
+            in_clip = ss.in_open_clip(self.state, ev.t, ev.source)
             if self.recorder.recording and not in_clip:
                 log.warning("rejected read from %s stamped t=%.3f, before the open clip began:"
                             " applied to no clip", ev.source, ev.t)  # fmt: skip

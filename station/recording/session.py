@@ -506,10 +506,32 @@ def _lying_from_before(state: State, event: Scanned) -> str | None:
     return _earlier_label(state, event, at_table)
 
 
-def _before_clip(order: tuple[str, float], event: Scanned | PedalPress) -> LogEvent:
+def _stamped(order: tuple[str, float], t: float) -> str:
+    """Why a read stamped ``t`` is not of the clip of ``order`` (its order, when it began)."""
     order_id, began = order
-    note = f"stamped t={event.t:.3f}, before the clip of {order_id!r} began at t={began:.3f}"
-    note += "; ignored"
+    if t == began:
+        return f"stamped t={t:.3f}, in the frame whose read opened the clip of {order_id!r}"
+    return f"stamped t={t:.3f}, before the clip of {order_id!r} began at t={began:.3f}"
+
+
+def _opening_frame(state: State, event: Scanned | PedalPress) -> bool:
+    """Is ``event`` a waybill the camera read in the frame whose read of the open order opened
+    its first clip? One frame's reads reach the session in no set order, and that frame was
+    shot before the order was opened, while the parcel before was at the table: its label
+    read beside the new order's sheet is its own, not the new order's. (Another sheet read
+    there is still the next order, and a seal card still seals: only a label is a buyer's.)"""
+    return (
+        isinstance(state, Recording)
+        and state.first_t is None
+        and isinstance(event, Scanned)
+        and event.source == CAMERA
+        and event.t == state.started_t
+        and event.code.kind is Kind.WAYBILL
+    )
+
+
+def _before_clip(order: tuple[str, float], event: Scanned | PedalPress) -> LogEvent:
+    note = _stamped(order, event.t) + "; ignored"
     if isinstance(event, PedalPress):
         return LogEvent("pedal", "", event.t, event.source, note, in_clip=False)
     if event.code.kind is Kind.ITEM:  # an item's note is its symbology: keep it
@@ -529,10 +551,7 @@ def _late_waybill(state: State, event: Scanned | PedalPress) -> tuple[State, lis
         and state.previous_span[0] <= event.t <= state.previous_span[1]
     ):
         return None
-    stamped = (
-        f"stamped t={event.t:.3f}, before the clip of {state.order_id!r} began at "
-        f"t={state.started_t:.3f}: "
-    )
+    stamped = _stamped((state.order_id, state.started_t), event.t) + ": "
     earlier = _earlier_label(state, event, state.previous)
     if earlier is not None:  # a label lying in view since before that clip: linked to none
         return state, [replace(_log(event, stamped + earlier), in_clip=False)]
@@ -544,11 +563,14 @@ def _late_waybill(state: State, event: Scanned | PedalPress) -> tuple[State, lis
     return new, [replace(_log(event, note + ", linked to its ended clip"), in_clip=False), link]
 
 
-def in_open_clip(state: State, t: float) -> bool:
-    """Does a record stamped at camera time ``t`` that decides nothing (a rejected read) go
-    in the open clip's timeline? Not when it was made before that clip began (decoded late):
-    it is of the parcel before, as a late scan is (``step``)."""
-    return isinstance(state, Recording) and t >= state.started_t
+def in_open_clip(state: State, t: float, source: str = "") -> bool:
+    """Does a record stamped at camera time ``t`` from ``source`` that decides nothing (a
+    rejected read) go in the open clip's timeline? Not when it was made before that clip began
+    (decoded late), nor read by the camera in the frame whose read opened it: it is of the
+    parcel before, as such a scan is (``step``)."""
+    if not isinstance(state, Recording) or t < state.started_t:
+        return False
+    return not (source == CAMERA and t == state.started_t and state.first_t is None)
 
 
 def _start(order_id: str, t: float) -> Recording:
@@ -580,14 +602,14 @@ def _decide(state: State, event: Event, rules: SessionSection) -> tuple[State, l
     if (
         began is not None
         and isinstance(event, Scanned | PedalPress)
-        and event.t < began[1]
+        and (event.t < began[1] or _opening_frame(state, event))
         and not (isinstance(event, Scanned) and _changes_floor(event.code))
     ):
         # Made before the open clip began (a camera read decoded late, behind the hand scan
-        # that opened this order; or, in the dark, from a frame before the loss): it is not
-        # this order's, so it never ends, seals, links to or replaces this clip. A badge or
-        # card still changes the floor below. A waybill read while the clip before was open
-        # is that order's label: linked to its clip.
+        # that opened this order; or, in the dark, from a frame before the loss; or a label
+        # read in the frame whose read opened it): it is not this order's, so it never ends,
+        # seals, links to or replaces this clip. A badge or card still changes the floor
+        # below. A waybill read while the clip before was open is that order's: linked to it.
         late = _late_waybill(state, event)
         return late if late is not None else (state, [_before_clip(began, event)])
     if (
