@@ -823,6 +823,27 @@ def test_a_floor_remembered_from_the_index_knows_the_sheets_and_labels_in_view()
     assert len(many.waybills) == KEPT_ORDERS and many.waybills[0] == ("SF0000000000000", "PO-0")
 
 
+def test_a_floor_remembered_from_the_index_knows_the_labels_read_with_no_clip_open() -> None:
+    """After a restart, the waybills the station read with no clip open and linked to none
+    (its index's scan events of no clip, newest first): read by the camera while the next
+    order is packed, one is neither its waybill nor its end. One linked to a remembered
+    order is that order's label; a hand scan still links."""
+    yt = "YT1234567890123"
+    idle = restarted([("PO-A", [yt])], unlinked=[WAYBILL.text, yt, WAYBILL.text])
+    assert idle == Idle(Floor(packed=("PO-A",), waybills=((yt, "PO-A"),), unlinked=(WAYBILL.text,)))
+    ends = SessionSection(waybill_ends_clip=True)
+    c, _ = step(idle, Scanned(ORDER_C, 5.0, "keyboard"), ends)
+    assert step(c, Scanned(WAYBILL, 6.0), ends) == (
+        c,
+        [LogEvent("waybill", WAYBILL.text, 6.0, "camera", LOOSE)],
+    )
+    assert kinds(step(c, Scanned(WAYBILL, 6.0, "keyboard"), ends)[1]) == [
+        "LogEvent", "LinkWaybill", "StopClip"
+    ]  # fmt: skip
+    many = remembered([], (f"SF{i:013d}" for i in range(2 * KEPT_ORDERS)))
+    assert len(many.unlinked) == KEPT_ORDERS and many.unlinked[0] == "SF0000000000000"
+
+
 # ---- a restart mid-order ------------------------------------------------------------------
 
 # The station stopped while PO-A's clip recorded (its newest clip ended "interrupted"); PO-B

@@ -412,27 +412,36 @@ def _linked(floor: Floor, links: Iterable[tuple[str, str]]) -> Floor:
     return floor if waybills == floor.waybills else replace(floor, waybills=waybills)
 
 
-def remembered(orders: Iterable[tuple[str, Iterable[str]]]) -> Floor:
+def remembered(orders: Iterable[tuple[str, Iterable[str]]], unlinked: Iterable[str] = ()) -> Floor:
     """The floor of a table where ``orders`` were packed before the station started, newest
-    first, each with the waybills linked to its clips (the index's last clips of the station):
-    their sheets and labels may still lie in view. Nobody is signed in."""
+    first, each with the waybills linked to its clips (the index's last clips of the station),
+    and where the waybills ``unlinked`` were read with no clip open, newest first (the index's
+    events of no clip): their sheets and labels may still lie in view. Nobody is signed in."""
     newest_first = [(order_id, tuple(waybills)) for order_id, waybills in orders]
     floor = Floor()
     for order_id, _ in reversed(newest_first):
         floor = replace(floor, packed=_packed(floor, order_id))
-    return _linked(floor, ((w, o) for o, waybills in newest_first for w in waybills))
+    floor = _linked(floor, ((w, o) for o, waybills in newest_first for w in waybills))
+    owned = {w for w, _ in floor.waybills}  # linked to none means to no order remembered
+    loose = dict.fromkeys(w for w in unlinked if w not in owned)
+    return replace(floor, unlinked=tuple(loose)[:KEPT_ORDERS])
 
 
-def restarted(orders: Iterable[tuple[str, Iterable[str]]], cut: Cut | None = None) -> Idle:
-    """The session of a station that starts where ``orders`` were packed (``remembered``) and
-    its last stop cut the packing ``cut`` (None: it stopped between parcels).
+def restarted(
+    orders: Iterable[tuple[str, Iterable[str]]],
+    cut: Cut | None = None,
+    unlinked: Iterable[str] = (),
+) -> Idle:
+    """The session of a station that starts where ``orders`` were packed and ``unlinked``
+    waybills read (``remembered``) and its last stop cut the packing ``cut`` (None: it
+    stopped between parcels).
 
     That order stays in the table's memory (once another is packed, its sheet in view is an
     old one), but its parcel is at the table, half packed, its end never marked: as after a
     refused clip, its sheet shown again (to the camera too) opens its clip, which resumes that
     packing, and the next order's clip starts at its scan, until a seal, a waybill or the
     pedal marks that packing's end."""
-    floor = remembered(orders)
+    floor = remembered(orders, unlinked)
     if cut is None:
         return Idle(floor)
     return Idle(floor, unrecorded=cut.order_id, cut=cut)

@@ -818,6 +818,28 @@ class ClipTable(Table):
                 orders[order_id].append(waybill)
         return [(order_id, tuple(dict.fromkeys(w))) for order_id, w in orders.items()]
 
+    def unlinked_waybills(self, station: str, limit: int) -> list[str]:
+        """The last ``limit`` waybills read at ``station`` with no clip open (its scan events
+        of no clip) and linked to no clip, newest read first: labels the packing table may
+        still have lying in view when the station starts, no clip's (session.remembered)."""
+        found: dict[str, None] = {}
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT e.text FROM scan_events e WHERE e.clip_id IS NULL AND e.station = ?"
+                " AND e.kind = 'waybill'"
+                " AND NOT EXISTS (SELECT 1 FROM waybills w WHERE w.waybill = e.text)"
+                " ORDER BY e.id DESC",
+                (station,),
+            )
+            try:
+                for (text,) in rows:
+                    if text not in found and len(found) >= limit:
+                        break
+                    found.setdefault(text)
+            finally:
+                rows.close()
+        return list(found)
+
     def newest_clip_at(self, station: str) -> ClipRecord | None:
         """The clip recorded last at ``station`` (None: none): how the station last stopped
         (a clip ended "interrupted": while it recorded)."""
