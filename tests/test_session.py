@@ -489,6 +489,52 @@ def test_a_late_read_of_the_sealed_order_opens_no_repack() -> None:
     )
 
 
+@pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
+def test_a_late_waybill_read_while_the_clip_that_ended_last_was_open_is_linked_to_it(
+    ends: bool,
+) -> None:
+    """PO-A's clip records from 10 and is sealed by hand at 20; its label, read by the camera
+    at 19.5, is decoded after the seal with no clip open. It was in PO-A's frames: PO-A's
+    label, linked to its ended clip (it was remembered as no clip's: the seller lost the
+    link), and PO-A's from then on. A read stamped outside that clip stays no clip's."""
+    rules = SessionSection(waybill_ends_clip=ends)
+    sealed = Idle(packed("PO-A"), last=("PO-A", 20.0), last_began=10.0)
+    state, actions = step(sealed, Scanned(WAYBILL, 19.5), rules)
+    note = "stamped t=19.500, before its clip ended at t=20.000: PO-A's waybill"
+    assert actions == [
+        LogEvent("waybill", WAYBILL.text, 19.5, "camera", note + ", linked to its ended clip"),
+        LinkWaybill("PO-A", WAYBILL.text, "SF", 19.5, ended=True),
+        PreviousParcel(19.5),
+    ]
+    assert state == replace(
+        sealed,
+        floor=replace(sealed.floor, waybills=((WAYBILL.text, "PO-A"),)),
+        last_waybills=(WAYBILL.text,),
+    )
+    _, actions = step(state, Scanned(WAYBILL, 19.6), rules)
+    assert kinds(actions) == ["LogEvent", "PreviousParcel"]  # linked once
+    b, _ = step(state, Scanned(ORDER_B, 30.0, "keyboard"), rules)
+    assert step(b, Scanned(WAYBILL, 31.0), rules)[1] == [
+        LogEvent("waybill", WAYBILL.text, 31.0, "camera", LABEL_A)
+    ]
+    for stranger in (Scanned(WAYBILL, 25.0), Scanned(WAYBILL, 9.0)):
+        new, actions = step(sealed, stranger, rules)
+        assert "LinkWaybill" not in kinds(actions) and new.floor.unlinked == (WAYBILL.text,)
+
+
+def test_a_late_waybill_of_the_clip_that_ended_last_ends_its_packing_not_the_next() -> None:
+    """PO-A's clip timed out (PO-A is packed on with no clip), or PO-B's clip was refused
+    after it: PO-A's label read while its clip was open, decoded now, is linked to that clip;
+    it ends PO-A's packing (as a waybill read with no clip open does), never PO-B's: it was
+    made before PO-B was scanned."""
+    timed_out = Idle(packed("PO-A"), last=("PO-A", 20.0), last_began=10.0, unrecorded="PO-A")
+    state, actions = step(timed_out, Scanned(WAYBILL, 19.5), RULES)
+    assert "LinkWaybill" in kinds(actions) and state.unrecorded is None
+    refused = replace(timed_out, floor=packed("PO-B", "PO-A"), unrecorded="PO-B")
+    state, actions = step(refused, Scanned(WAYBILL, 19.5), RULES)
+    assert "LinkWaybill" in kinds(actions) and state.unrecorded == "PO-B"
+
+
 def test_the_sealed_orders_sheet_seen_again_by_the_camera_opens_no_repack() -> None:
     """The sheet of the order just sealed, still at the table and seen again: no repack clip
     (it would record the next parcel under this order until that one is scanned)."""

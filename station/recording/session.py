@@ -97,7 +97,8 @@ class Idle:
     a camera read of that order stamped before then was made while its clip was open (decoded
     late), not a new packing of it.
 
-    ``last_began``: when the clip of ``last`` began (its order's scan), None when unknown.
+    ``last_began``: when the clip of ``last`` began (its order's scan), None when unknown: a
+    waybill read stamped between then and its end is that order's label, linked to its clip.
 
     ``unrecorded``: the order whose clip was refused (or whose writer failed, or which timed
     out, stayed still or was finished for a full disk): it may be packed on with no clip, and
@@ -809,6 +810,8 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
             return state, [_log(event, "test scan")]
         if code.kind is Kind.UNKNOWN:
             return state, [_log(event, "matches no order pattern; ignored")]
+        if code.kind is Kind.WAYBILL and (late := _label_of_last_clip(state, event)) is not None:
+            return late
         if code.kind is Kind.WAYBILL or _is_seal(code):
             ended = replace(state, unrecorded=None, cut=None)
             return ended, [_log(event, "no open order; ignored"), PreviousParcel(event.t)]
@@ -821,6 +824,24 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
         dark = Suspended(None, event.t, last=state.last, unrecorded=state.unrecorded, cut=state.cut)
         return dark, []
     return state, []
+
+
+def _label_of_last_clip(state: Idle, event: Scanned) -> tuple[State, list[Action]] | None:
+    """A waybill read stamped while the clip that ended last was open, decoded after it ended
+    (no clip opened since): that parcel's label, linked to its ended clip, as one decoded
+    after the next clip began (``_late_waybill``). None: not such a read, or linked already.
+    It ends that order's packing if it goes on with no clip, never another's (scanned after)."""
+    if state.last is None or state.last_began is None:
+        return None
+    order_id, end = state.last
+    if not state.last_began <= event.t <= end or event.code.text in state.last_waybills:
+        return None
+    note = f"stamped t={event.t:.3f}, before its clip ended at t={end:.3f}: {order_id}'s waybill"
+    link = LinkWaybill(order_id, event.code.text, event.code.detail, event.t, ended=True)
+    new = replace(state, last_waybills=(*state.last_waybills, event.code.text))
+    if state.unrecorded == order_id:
+        new = replace(new, unrecorded=None, cut=None)
+    return new, [_log(event, note + ", linked to its ended clip"), link, PreviousParcel(event.t)]
 
 
 def _step_recording(
