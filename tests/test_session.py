@@ -1158,6 +1158,30 @@ def test_with_waybill_ends_clip_the_waybill_in_the_dark_ends_the_waiting_order()
     assert step(state, CameraBack(17.0), rules) == (Idle(last=("PO-A", 16.0)), [])
 
 
+def test_the_waybill_ending_an_order_scanned_in_the_dark_stays_that_orders_label() -> None:
+    """With ``waybill_ends_clip``: PO-B scanned while the camera is lost and ended by its
+    waybill scanned by hand; no clip of PO-B exists to link it to. Its label was remembered as
+    nobody's: lying in view and read by the camera while PO-C is recorded, it was linked to
+    PO-C's clip (its index row and signed manifest naming another buyer's waybill) and ended
+    it. It is PO-B's label; of an order the table does not know, no clip's."""
+    rules = SessionSection(waybill_ends_clip=True)
+    dark = after(CameraLost(5.0), Scanned(ORDER_B, 6.0, "keyboard"), rules=rules)
+    state, actions = step(dark, Scanned(WAYBILL, 7.0, "keyboard"), rules)
+    assert kinds(actions) == ["LogEvent"] and isinstance(state, Suspended)
+    assert state.order_id is None and state.last == ("PO-B", 7.0)
+    assert state.floor.waybills == ((WAYBILL.text, "PO-B"),) and state.floor.unlinked == ()
+    state, _ = step(state, CameraBack(8.0), rules)
+    c, _ = step(state, Scanned(ORDER_C, 9.0, "keyboard"), rules)
+    label_b = LABEL_A.replace("PO-A", "PO-B")
+    assert step(c, Scanned(WAYBILL, 10.0), rules) == (
+        c,
+        [LogEvent("waybill", WAYBILL.text, 10.0, "camera", label_b)],
+    )
+    stranger = Suspended("PO-X", 5.0, scanned_t=6.0, since=6.0)  # not among the orders packed
+    state, _ = step(stranger, Scanned(WAYBILL, 7.0, "keyboard"), rules)
+    assert state.floor.waybills == () and state.floor.unlinked == (WAYBILL.text,)
+
+
 def test_orders_begun_and_sealed_in_the_dark_are_only_logged_the_open_one_starts_at_return():
     state, _ = step(Idle(), CameraLost(5.0), RULES)
     state, _ = step(state, Scanned(ORDER_A, 6.0), RULES)

@@ -58,9 +58,10 @@ class Floor:
 
     ``packed``: the orders packed at this table, newest first (at most ``KEPT_ORDERS``):
     their sheets may still lie in view, so a camera read of one is not a new packing.
-    ``waybills``: (waybill, order) for the waybills linked to the clips of those orders,
-    newest link first (at most ``KEPT_ORDERS``): a label of an earlier parcel lying in view,
-    read by the camera, is that parcel's, not the open order's waybill nor its end.
+    ``waybills``: (waybill, order) for the waybills linked to the clips of those orders (or
+    that ended one waiting for the camera, with no clip of it to link to), newest link first
+    (at most ``KEPT_ORDERS``): a label of an earlier parcel lying in view, read by the camera,
+    is that parcel's, not the open order's waybill nor its end.
     ``repack``: a repack card was shown at the first camera time, and the first order sheet
     the camera reads from then until the second, with no clip open, is the one shown to be
     packed again, also of an order in ``packed`` (None: no card, or its sheet came).
@@ -498,6 +499,26 @@ def _unlinked(state: State, event: Event, actions: list[Action]) -> bool:
     return _label_owner(state, event.code.text) is None
 
 
+def _ended_in_the_dark(
+    state: State, new: State, event: Event, actions: list[Action]
+) -> list[tuple[str, str]]:
+    """[(waybill, order)] when ``event`` is a waybill that ended the order waiting for the
+    camera (``waybill_ends_clip``: the only way a waybill closes it) and was linked to no clip
+    (none of that order's was cut by the loss): still that order's label, which may lie in
+    view while the next order is packed. Else []."""
+    if not (
+        isinstance(event, Scanned)
+        and event.code.kind is Kind.WAYBILL
+        and isinstance(state, Suspended)
+        and state.order_id is not None
+        and isinstance(new, Suspended)
+        and new.order_id is None
+        and not any(isinstance(a, LinkWaybill) for a in actions)
+    ):
+        return []
+    return [(event.code.text, state.order_id)]
+
+
 def _labelled(floor: Floor, waybill: str) -> Floor:
     """``floor`` once ``waybill`` was read with no clip open (``Floor.unlinked``)."""
     rest = tuple(w for w in floor.unlinked if w != waybill)
@@ -575,11 +596,14 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
     if not actions:  # every frame's Tick: the table's memory changes with a scan only
         return new, actions
     # The floor remembers every waybill linked (to the open clip, an ended one, the order
-    # waiting in the dark) with its order, for as long as it remembers that order; and those
-    # read with no clip open, linked to none.
+    # waiting in the dark) or ending the order waiting in the dark, with its order, for as long
+    # as it remembers that order; and those read with no clip open, linked to none.
     links = [(a.waybill, a.order_id) for a in reversed(actions) if isinstance(a, LinkWaybill)]
-    floor = _linked(new.floor, links)
-    if isinstance(event, Scanned) and _unlinked(state, event, actions):
+    dark = _ended_in_the_dark(state, new, event, actions)
+    floor = _linked(new.floor, [*dark, *links])
+    if isinstance(event, Scanned) and (
+        _unlinked(state, event, actions) or any(d not in floor.waybills for d in dark)
+    ):
         floor = _labelled(floor, event.code.text)
     return (new if floor is new.floor else replace(new, floor=floor)), actions
 
