@@ -206,8 +206,12 @@ class Oracle:
         ):
             return  # an earlier parcel's label lying in view: no event of the parcel here
         p = self.cur
-        if p is not None and p.order == order and self.rec is not None and t >= self.rec.since:
-            self.labelled.setdefault(order, t)  # the station linked it to the open clip
+        if p is not None and p.order == order and (
+            (self.rec is not None and t >= self.rec.since) or (self.waiting and not camera)
+        ):
+            # The station linked it to the open clip or the order waiting for the camera (or,
+            # ending that order with waybill_ends_clip, remembers it as that order's).
+            self.labelled.setdefault(order, t)
             self.loose.discard(order)
         elif self.rec is None and not self.waiting and order not in self.labelled:
             # Read with no clip open: no clip's label, lying in view (by hand, the open
@@ -578,6 +582,14 @@ LINKED_LATE_TO_ITS_ENDED_CLIP = [
     ("frames", 16), ("hand", "PO-A"), ("frames", 2), ("cam", "WAYBILL"), ("frames", 3),
 ]  # fmt: skip
 
+# PO-B scanned while the camera is lost and ended by its label scanned by hand (waybill_ends_clip),
+# no clip of PO-B to link it to; the label, lying in view, read while PO-C is packed.
+ENDED_BY_ITS_LABEL_IN_THE_DARK = [
+    ("hand", "PO-A"), ("frames", 2), ("lose", 0), ("hand", "PO-B"), ("hand", "WAYBILL"),
+    ("frames", 16), ("frames", 16), ("hand", "PO-C"), ("frames", 2), ("cam", "LASTWAYBILL"),
+    ("frames", 3),
+]  # fmt: skip
+
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(steps, max_size=40), st.sampled_from([0, 3]), st.booleans(), st.booleans())
@@ -642,6 +654,7 @@ LINKED_LATE_TO_ITS_ENDED_CLIP = [
 )  # fmt: skip
 @example(SEALED_BEFORE_ITS_LABEL, 0, False, False)
 @example(LINKED_LATE_TO_ITS_ENDED_CLIP, 0, False, True)
+@example(ENDED_BY_ITS_LABEL_IN_THE_DARK, 0, False, True)
 @example(SEALED_BEFORE_ITS_LABEL, 0, False, True)
 @example([("hand", "PO-A"), ("frames", 1), ("lose", 0), ("frames", 16)], 0, False, False)
 @example(
