@@ -206,8 +206,10 @@ class Oracle:
         ):
             return  # an earlier parcel's label lying in view: no event of the parcel here
         p = self.cur
-        if p is not None and p.order == order and (
-            (self.rec is not None and t >= self.rec.since) or (self.waiting and not camera)
+        if (
+            p is not None
+            and p.order == order
+            and ((self.rec is not None and t >= self.rec.since) or (self.waiting and not camera))
         ):
             # The station linked it to the open clip or the order waiting for the camera (or,
             # ending that order with waybill_ends_clip, remembers it as that order's).

@@ -273,7 +273,8 @@ class Station:
             log.info("the station stopped while clip %s of order %r recorded: its sheet shown "
                      "again resumes that packing", newest.id, newest.order_id)  # fmt: skip
         self.state = ss.restarted(recent, cut, unlinked)
-        log.info("remembering the %d orders last packed at this table", len(recent))
+        log.info("remembering the %d orders last packed at this table and %d waybills read there"
+                 " with no clip open", len(recent), len(unlinked))  # fmt: skip
 
     def _next_frame(self, stop_event: threading.Event) -> Frame | None:
         """The next frame, reconnecting a lost camera; None at the end of input or on stop."""
