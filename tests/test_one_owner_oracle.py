@@ -580,8 +580,8 @@ SEALED_BEFORE_ITS_LABEL = [
 # clip open); PO-A packed again, its label read (after the debounce) during that clip.
 LINKED_LATE_TO_ITS_ENDED_CLIP = [
     ("hand", "PO-A"), ("frames", 3), ("pedal",), ("frames", 1), ("late", "WAYBILL", 2),
-    ("frames", 16),
-    ("frames", 16), ("hand", "PO-A"), ("frames", 2), ("cam", "WAYBILL"), ("frames", 3),
+    ("frames", 16), ("frames", 16), ("hand", "PO-A"), ("frames", 2), ("cam", "WAYBILL"),
+    ("frames", 3),
 ]  # fmt: skip
 
 # PO-B scanned while the camera is lost and ended by its label scanned by hand (waybill_ends_clip),
@@ -615,6 +615,9 @@ ENDED_BY_ITS_LABEL_IN_THE_DARK = [
 # once it is sealed. The label of a parcel sealed before its label was read, read with no clip
 # open and then again while the next order was packed, was linked to the next clip (its
 # caption named it), or ended it with waybill_ends_clip.
+# With waybill_ends_clip, the label that ended an order scanned in the dark (no clip of it to
+# link to) was remembered as nobody's: read while the next order was packed, it was linked to
+# that clip and ended it.
 @example([("hand", "PO-A"), ("frames", 16), ("hand", "PO-B"), ("frames", 1)], 0, False, False)
 @example(
     [("hand", "PO-A"), ("frames", 16), ("lose", 0), ("frames", 8), ("hand", "PO-B"),

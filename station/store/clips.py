@@ -828,8 +828,7 @@ class ClipTable(Table):
 
     def _first_distinct(self, sql: str, params: tuple[Any, ...], limit: int) -> list[str]:
         """The first ``limit`` distinct values of the first column of ``sql``'s rows, in
-        their order: the rows walked only until then (cheap however many the index holds).
-        The caller holds the lock."""
+        their order, the rows walked only until then. The caller holds the lock."""
         found: dict[str, None] = {}
         rows = self.conn.execute(sql, params)
         try:
