@@ -401,6 +401,31 @@ def test_a_late_camera_read_of_the_order_sealed_by_hand_opens_no_repack(
     assert any(a in m and "t=3.900" in m for m in warnings_of(caplog)), warnings_of(caplog)
 
 
+def test_a_late_camera_read_of_the_waybill_of_the_order_sealed_by_hand_is_linked_to_its_clip(
+    station_cfg: config_mod.Config,
+) -> None:
+    # The camera reads order A's waybill at t=3.9, while A's clip is open; the packer seals
+    # by hand at 4.0; the read reaches the station at 4.5, with no clip open. It was in A's
+    # frames: it is linked to A's clip (it was linked to none, so a search by it found no
+    # order), and the camera reading it again while B is packed links it to no clip of B.
+    a, b, waybill = "PO-LATE-LABEL-A", "PO-LATE-LABEL-B", "SF1234567890123"
+    scans = [
+        (0.5, RawScan(a, "keyboard", 0.5)),
+        (4.0, RawScan("SEAL", "keyboard", 4.0)),
+        (4.5, RawScan(waybill, "camera", 3.9, "code128")),
+        (6.0, RawScan(b, "keyboard", 6.0)),
+        (7.5, RawScan(waybill, "camera", 7.5, "code128")),
+        (9.0, RawScan("SEAL", "keyboard", 9.0)),
+    ]
+    clips, stray = run_table(station_cfg, scans, end=10.0, seed=6)
+    assert [(c.order_id, [w.waybill for w in c.waybills]) for c in clips] == [
+        (a, [waybill]),
+        (b, []),
+    ]
+    assert [(e.kind, e.text) for e in stray] == [("waybill", waybill)]
+    assert "A's waybill, linked to its ended clip" in stray[0].note
+
+
 def test_the_order_sheet_seen_again_after_a_box_covered_it_ends_nothing(
     station_cfg: config_mod.Config,
 ) -> None:

@@ -98,6 +98,29 @@ def test_the_last_orders_of_a_station_newest_first_with_their_waybills(ledger: L
     assert ledger.recent_orders("桌3", 10) == []
 
 
+def test_the_waybills_a_station_read_with_no_clip_open_newest_first(ledger: Ledger) -> None:
+    """Labels the table may still have in view at start-up, no clip's (the session's memory):
+    the waybills of the station's scan events of no clip, each once, newest read first; not
+    one linked to a clip since, nor one read in a clip, nor another station's."""
+    wall = datetime(2026, 11, 30, 10, 0, tzinfo=TZ)
+
+    def read(text: str, kind: str = "waybill", station: str = "桌1") -> None:
+        ledger.log_events(station, [ScanEventRecord(kind, text, "camera", wall)])
+
+    for text in ("YT1234567890123", "JT1234567890123", "SF1234567890123"):
+        read(text)
+    read("YT1234567890123")  # read again: the newest
+    read("JD0123456789012", station="桌2")
+    read("SEAL", kind="seal")
+    ledger.add_clip(make_clip("PO-1", 1))  # SF1234567890123 linked to a clip since
+    ledger.add_clip(replace(make_clip("PO-2", 2), waybills=(), events=(
+        ScanEventRecord("waybill", "JT9999999999999", "camera", wall, 3.0),
+    )))  # fmt: skip
+    assert ledger.unlinked_waybills("桌1", 10) == ["YT1234567890123", "JT1234567890123"]
+    assert ledger.unlinked_waybills("桌1", 1) == ["YT1234567890123"]
+    assert ledger.unlinked_waybills("桌3", 10) == []
+
+
 def test_the_newest_clip_of_a_station_says_how_it_last_stopped(ledger: Ledger) -> None:
     """Its newest by start, another station's newer one aside: ended "interrupted", its
     packing is the one the station's stop cut (session.Cut)."""

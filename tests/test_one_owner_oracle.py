@@ -96,7 +96,9 @@ class Oracle:
     open, or with no clip open (``labelled``), a copy of it may lie in view while later parcels
     are packed: the camera reading that label of an earlier parcel is no event of the parcel at
     the table (it neither ends its packing nor names its waybill); one first read with no clip
-    open (``loose``) is none of its own parcel's later clip either (the camera cannot tell)."""
+    open (``loose``) is none of its own parcel's later clip either (the camera cannot tell);
+    but one read while its own clip was open and decoded after that clip ended (``ended``, the
+    camera not lost since) is linked to that clip: its own parcel's from then on."""
 
     world: World
     require_packer: bool
@@ -119,6 +121,8 @@ class Oracle:
     seen: dict[str, float] = field(default_factory=dict)  # debounce: last sighting of a code
     labelled: dict[str, float] = field(default_factory=dict)  # order -> when its label was read
     loose: set[str] = field(default_factory=set)  # orders whose label was read with no clip open
+    # The clip that ended last, its span known to the station (None: the camera was lost since).
+    ended: Expected | None = None
     last_frame: float | None = None
     unchanged: set[float] = field(default_factory=set)  # frames the same as the one before
     moved: float = 0.0  # the open clip's start or its last frame with a change in view
@@ -202,14 +206,24 @@ class Oracle:
         ):
             return  # an earlier parcel's label lying in view: no event of the parcel here
         p = self.cur
-        if p is not None and p.order == order and self.rec is not None and t >= self.rec.since:
-            self.labelled.setdefault(order, t)  # the station linked it to the open clip
+        if (
+            p is not None
+            and p.order == order
+            and ((self.rec is not None and t >= self.rec.since) or (self.waiting and not camera))
+        ):
+            # The station linked it to the open clip or the order waiting for the camera (or,
+            # ending that order with waybill_ends_clip, remembers it as that order's).
+            self.labelled.setdefault(order, t)
             self.loose.discard(order)
         elif self.rec is None and not self.waiting and order not in self.labelled:
             # Read with no clip open: no clip's label, lying in view (by hand, the open
             # clip's only); the camera reading it later is no event of the parcel then here.
+            # Unless it was read while its own clip was open (decoded after it ended): the
+            # station links it to that clip.
             self.labelled[order] = t
-            self.loose.add(order)
+            e = self.ended
+            if e is None or e.order != order or e.until is None or not e.since <= t <= e.until:
+                self.loose.add(order)
         self._finish_or_seen(t, ending=self.waybill_ends and self._open())
 
     def _open(self) -> bool:
@@ -230,7 +244,7 @@ class Oracle:
         p.end = t
         if self.rec is not None:
             self.rec.until = t
-            self.rec = None
+            self.rec, self.ended = None, self.rec
         self.waiting = False
 
     def _order(self, order: str, t: float, camera: bool) -> None:
@@ -296,19 +310,22 @@ class Oracle:
                 self.moved = f
             self.waiting = False
         if self.rec is not None and self.first is not None and f - self.first >= MAX_S:
-            self.rec.until, self.rec.before, self.rec = f, True, None  # timeout: the clip ends
+            self.rec.until, self.rec.before = f, True  # timeout: the clip ends
+            self.rec, self.ended = None, self.rec
         if f not in self.unchanged:
             self.moved = f
         elif self.rec is not None and f - self.moved >= STILL_S:
-            self.rec.until, self.rec.before, self.rec = f, True, None  # still: the clip ends
+            self.rec.until, self.rec.before = f, True  # still: the clip ends
+            self.rec, self.ended = None, self.rec
         if self.rec is not None and self.world.critical:  # the disk nearly full: it ends too
-            self.rec.until, self.rec = f, None
+            self.rec.until = f
+            self.rec, self.ended = None, self.rec
         self.last_frame = f
 
     def lost(self) -> None:
         if self.dark:
             return
-        self.dark = True
+        self.dark, self.ended = True, None  # the session forgets when the clip before began
         self.waiting = self.rec is not None
         if self.rec is not None:
             self.cut = (self.rec.packer, self.packer)
@@ -569,6 +586,22 @@ SEALED_BEFORE_ITS_LABEL = [
     ("frames", 3),
 ]  # fmt: skip
 
+# PO-A sealed by the pedal; its label, read while its clip was open, decoded after the pedal (no
+# clip open); PO-A packed again, its label read (after the debounce) during that clip.
+LINKED_LATE_TO_ITS_ENDED_CLIP = [
+    ("hand", "PO-A"), ("frames", 3), ("pedal",), ("frames", 1), ("late", "WAYBILL", 2),
+    ("frames", 16), ("frames", 16), ("hand", "PO-A"), ("frames", 2), ("cam", "WAYBILL"),
+    ("frames", 3),
+]  # fmt: skip
+
+# PO-B scanned while the camera is lost and ended by its label scanned by hand (waybill_ends_clip),
+# no clip of PO-B to link it to; the label, lying in view, read while PO-C is packed.
+ENDED_BY_ITS_LABEL_IN_THE_DARK = [
+    ("hand", "PO-A"), ("frames", 2), ("lose", 0), ("hand", "PO-B"), ("hand", "WAYBILL"),
+    ("frames", 16), ("frames", 16), ("hand", "PO-C"), ("frames", 2), ("cam", "LASTWAYBILL"),
+    ("frames", 3),
+]  # fmt: skip
+
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(steps, max_size=40), st.sampled_from([0, 3]), st.booleans(), st.booleans())
@@ -600,6 +633,9 @@ SEALED_BEFORE_ITS_LABEL = [
 # (one frame's reads come in no set order) linked that label to the next order's clip, with
 # it burned into its frames, when the sheet's read came first (found in a 6000-example run);
 # two sheets read in one frame stay the later read's order (a first fix ignored the second).
+# With waybill_ends_clip, the label that ended an order scanned in the dark (no clip of it to
+# link to) was remembered as nobody's: read while the next order was packed, it was linked to
+# that clip and ended it.
 @example([("hand", "PO-A"), ("frames", 16), ("hand", "PO-B"), ("frames", 1)], 0, False, False)
 @example(
     [("hand", "PO-A"), ("frames", 16), ("lose", 0), ("frames", 8), ("hand", "PO-B"),
@@ -640,6 +676,8 @@ SEALED_BEFORE_ITS_LABEL = [
      ("cam", "OLDWAYBILL"), ("frames", 3)], 0, False, True,
 )  # fmt: skip
 @example(SEALED_BEFORE_ITS_LABEL, 0, False, False)
+@example(LINKED_LATE_TO_ITS_ENDED_CLIP, 0, False, True)
+@example(ENDED_BY_ITS_LABEL_IN_THE_DARK, 0, False, True)
 @example(SEALED_BEFORE_ITS_LABEL, 0, False, True)
 @example([("hand", "PO-A"), ("frames", 1), ("lose", 0), ("frames", 16)], 0, False, False)
 @example(

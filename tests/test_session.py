@@ -506,6 +506,52 @@ def test_a_late_read_of_the_sealed_order_opens_no_repack() -> None:
     )
 
 
+@pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
+def test_a_late_waybill_read_while_the_clip_that_ended_last_was_open_is_linked_to_it(
+    ends: bool,
+) -> None:
+    """PO-A's clip records from 10 and is sealed by hand at 20; its label, read by the camera
+    at 19.5, is decoded after the seal with no clip open. It was in PO-A's frames: PO-A's
+    label, linked to its ended clip (it was remembered as no clip's: the seller lost the
+    link), and PO-A's from then on. A read stamped outside that clip stays no clip's."""
+    rules = SessionSection(waybill_ends_clip=ends)
+    sealed = Idle(packed("PO-A"), last=("PO-A", 20.0), last_began=10.0)
+    state, actions = step(sealed, Scanned(WAYBILL, 19.5), rules)
+    note = "stamped t=19.500, before its clip ended at t=20.000: PO-A's waybill"
+    assert actions == [
+        LogEvent("waybill", WAYBILL.text, 19.5, "camera", note + ", linked to its ended clip"),
+        LinkWaybill("PO-A", WAYBILL.text, "SF", 19.5, ended=True),
+        PreviousParcel(19.5),
+    ]
+    assert state == replace(
+        sealed,
+        floor=replace(sealed.floor, waybills=((WAYBILL.text, "PO-A"),)),
+        last_waybills=(WAYBILL.text,),
+    )
+    _, actions = step(state, Scanned(WAYBILL, 19.6), rules)
+    assert kinds(actions) == ["LogEvent", "PreviousParcel"]  # linked once
+    b, _ = step(state, Scanned(ORDER_B, 30.0, "keyboard"), rules)
+    assert step(b, Scanned(WAYBILL, 31.0), rules)[1] == [
+        LogEvent("waybill", WAYBILL.text, 31.0, "camera", LABEL_A)
+    ]
+    for stranger in (Scanned(WAYBILL, 25.0), Scanned(WAYBILL, 9.0)):
+        new, actions = step(sealed, stranger, rules)
+        assert "LinkWaybill" not in kinds(actions) and new.floor.unlinked == (WAYBILL.text,)
+
+
+def test_a_late_waybill_of_the_clip_that_ended_last_ends_its_packing_not_the_next() -> None:
+    """PO-A's clip timed out (PO-A is packed on with no clip), or PO-B's clip was refused
+    after it: PO-A's label read while its clip was open, decoded now, is linked to that clip;
+    it ends PO-A's packing (as a waybill read with no clip open does), never PO-B's: it was
+    made before PO-B was scanned."""
+    timed_out = Idle(packed("PO-A"), last=("PO-A", 20.0), last_began=10.0, unrecorded="PO-A")
+    state, actions = step(timed_out, Scanned(WAYBILL, 19.5), RULES)
+    assert "LinkWaybill" in kinds(actions) and state.unrecorded is None
+    refused = replace(timed_out, floor=packed("PO-B", "PO-A"), unrecorded="PO-B")
+    state, actions = step(refused, Scanned(WAYBILL, 19.5), RULES)
+    assert "LinkWaybill" in kinds(actions) and state.unrecorded == "PO-B"
+
+
 def test_the_sealed_orders_sheet_seen_again_by_the_camera_opens_no_repack() -> None:
     """The sheet of the order just sealed, still at the table and seen again: no repack clip
     (it would record the next parcel under this order until that one is scanned)."""
@@ -840,6 +886,27 @@ def test_a_floor_remembered_from_the_index_knows_the_sheets_and_labels_in_view()
     assert len(many.waybills) == KEPT_ORDERS and many.waybills[0] == ("SF0000000000000", "PO-0")
 
 
+def test_a_floor_remembered_from_the_index_knows_the_labels_read_with_no_clip_open() -> None:
+    """After a restart, the waybills the station read with no clip open and linked to none
+    (its index's scan events of no clip, newest first): read by the camera while the next
+    order is packed, one is neither its waybill nor its end. One linked to a remembered
+    order is that order's label; a hand scan still links."""
+    yt = "YT1234567890123"
+    idle = restarted([("PO-A", [yt])], unlinked=[WAYBILL.text, yt, WAYBILL.text])
+    assert idle == Idle(Floor(packed=("PO-A",), waybills=((yt, "PO-A"),), unlinked=(WAYBILL.text,)))
+    ends = SessionSection(waybill_ends_clip=True)
+    c, _ = step(idle, Scanned(ORDER_C, 5.0, "keyboard"), ends)
+    assert step(c, Scanned(WAYBILL, 6.0), ends) == (
+        c,
+        [LogEvent("waybill", WAYBILL.text, 6.0, "camera", LOOSE)],
+    )
+    assert kinds(step(c, Scanned(WAYBILL, 6.0, "keyboard"), ends)[1]) == [
+        "LogEvent", "LinkWaybill", "StopClip"
+    ]  # fmt: skip
+    many = remembered([], (f"SF{i:013d}" for i in range(2 * KEPT_ORDERS)))
+    assert len(many.unlinked) == KEPT_ORDERS and many.unlinked[0] == "SF0000000000000"
+
+
 # ---- a restart mid-order ------------------------------------------------------------------
 
 # The station stopped while PO-A's clip recorded (its newest clip ended "interrupted"); PO-B
@@ -1106,6 +1173,30 @@ def test_with_waybill_ends_clip_the_waybill_in_the_dark_ends_the_waiting_order()
     assert state == Suspended(None, 15.0, order_at_loss="PO-A", last=("PO-A", 16.0))
     assert actions[1:] == [LinkWaybill("PO-A", WAYBILL.text, "SF", 16.0, ended=True)]
     assert step(state, CameraBack(17.0), rules) == (Idle(last=("PO-A", 16.0)), [])
+
+
+def test_the_waybill_ending_an_order_scanned_in_the_dark_stays_that_orders_label() -> None:
+    """With ``waybill_ends_clip``: PO-B scanned while the camera is lost and ended by its
+    waybill scanned by hand; no clip of PO-B exists to link it to. Its label was remembered as
+    nobody's: lying in view and read by the camera while PO-C is recorded, it was linked to
+    PO-C's clip (its index row and signed manifest naming another buyer's waybill) and ended
+    it. It is PO-B's label; of an order the table does not know, no clip's."""
+    rules = SessionSection(waybill_ends_clip=True)
+    dark = after(CameraLost(5.0), Scanned(ORDER_B, 6.0, "keyboard"), rules=rules)
+    state, actions = step(dark, Scanned(WAYBILL, 7.0, "keyboard"), rules)
+    assert kinds(actions) == ["LogEvent"] and isinstance(state, Suspended)
+    assert state.order_id is None and state.last == ("PO-B", 7.0)
+    assert state.floor.waybills == ((WAYBILL.text, "PO-B"),) and state.floor.unlinked == ()
+    state, _ = step(state, CameraBack(8.0), rules)
+    c, _ = step(state, Scanned(ORDER_C, 9.0, "keyboard"), rules)
+    label_b = LABEL_A.replace("PO-A", "PO-B")
+    assert step(c, Scanned(WAYBILL, 10.0), rules) == (
+        c,
+        [LogEvent("waybill", WAYBILL.text, 10.0, "camera", label_b)],
+    )
+    stranger = Suspended("PO-X", 5.0, scanned_t=6.0, since=6.0)  # not among the orders packed
+    state, _ = step(stranger, Scanned(WAYBILL, 7.0, "keyboard"), rules)
+    assert state.floor.waybills == () and state.floor.unlinked == (WAYBILL.text,)
 
 
 def test_orders_begun_and_sealed_in_the_dark_are_only_logged_the_open_one_starts_at_return():

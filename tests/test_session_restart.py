@@ -21,7 +21,7 @@ from station.store.ledger import ClipRecord, Ledger, ScanEventRecord
 pytestmark = pytest.mark.slow
 
 W, H = 640, 360
-CUT, OTHER = "PO-CUT-1", "PO-NEXT-2"
+CUT, OTHER, THIRD = "PO-CUT-1", "PO-NEXT-2", "PO-THIRD-3"
 # The first run's camera clock; the second starts an hour later (the station was off).
 WALL0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 AFTER = WALL0 + timedelta(hours=1)
@@ -139,13 +139,12 @@ def test_once_another_order_is_packed_the_cut_orders_sheet_in_view_is_an_old_one
     (CUT's parcel may have been packed on in view before), and CUT's sheet lying in view is
     then an old one: read by the camera, it neither ends OTHER-3's clip nor opens its own."""
     cut_mid_order(station_cfg)
-    third = "PO-THIRD-3"
     scans = [
-        (1.0, RawScan(third, "keyboard", 1.0)),
+        (1.0, RawScan(THIRD, "keyboard", 1.0)),
         (5.0, RawScan("SEAL", "keyboard", 5.0)),
     ]
     clips = run(station_cfg, scans, end=9.0, show=(shown(CUT, 2.0), shown(CUT, 6.5)))
-    assert [(c.order_id, c.finish_reason) for c in clips[2:]] == [(third, "sealed")]
+    assert [(c.order_id, c.finish_reason) for c in clips[2:]] == [(THIRD, "sealed")]
     assert clips[2].pre_roll_s == 0.0
     seen = [(e.kind, e.text, e.source) for e in clips[2].events]
     assert ("order", CUT, "camera") in seen
@@ -262,3 +261,30 @@ def test_an_honest_session_with_stops_resumes_and_repacks_audits_clean(
     for c in clips:
         data = cfg.station.data_dir / c.path
         assert "clip-overlap" not in verify_clip(data, cfg).codes()
+
+
+@pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
+def test_a_label_read_with_no_clip_open_before_a_restart_is_no_later_clips_waybill(
+    station_cfg: config_mod.Config, ends: bool
+) -> None:
+    """OTHER sealed, then its label scanned with no clip open (sealed before it was stuck on),
+    and the station restarted: the label, lying in view, read by the camera while NEXT is
+    packed. The session forgot such labels at a restart (the index holds them as scan events
+    of no clip): it linked it to NEXT's clip (its index row and signed manifest naming another
+    buyer's waybill) or, with waybill_ends_clip, ended NEXT's clip mid-packing."""
+    cfg = station_cfg.replace("session", waybill_ends_clip=ends)
+    label = "SF1234567890123"
+    first = [
+        (0.5, RawScan(OTHER, "keyboard", 0.5)),
+        (2.0, RawScan("SEAL", "keyboard", 2.0)),
+        (3.0, RawScan(label, "keyboard", 3.0)),
+    ]
+    clips = run(cfg, first, end=5.0, wall=WALL0)
+    assert [(c.order_id, c.waybills) for c in clips] == [(OTHER, ())]
+    second = [(1.0, RawScan(THIRD, "keyboard", 1.0)), (5.0, RawScan("SEAL", "keyboard", 5.0))]
+    clips = run(cfg, second, end=7.0, show=(shown(label, 2.5),))
+    assert [(c.order_id, c.finish_reason, c.waybills) for c in clips[1:]] == [(THIRD, "sealed", ())]
+    seen = [(e.kind, e.text, e.source, e.note) for e in clips[1].events]
+    assert ("waybill", label, "camera", "a waybill first seen with no clip open, seen again by"
+            " the camera; ignored (scan it by hand to link it)") in seen  # fmt: skip
+    assert manifest(cfg, clips[1])["waybills"] == []

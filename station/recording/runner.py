@@ -253,13 +253,16 @@ class Station:
         """Start the session knowing the orders last packed at this station (the index's last
         clips, those recovered after a crash included): their sheets and waybill labels may
         still lie in view after a restart, and the camera reading one must open no clip over
-        the next parcel nor name its waybill. But when the newest clip ended "interrupted"
-        and nothing was scanned here since, the station stopped while it recorded (a power
-        cut, a crash, a restart) and nothing ended its packing: its sheet shown again resumes
-        it (session.restarted). An unreadable index only costs that memory."""
+        the next parcel nor name its waybill; nor a label read with no clip open and linked to
+        none (its scan events of no clip: no clip's label, session.Floor.unlinked). But when
+        the newest clip ended "interrupted" and nothing was scanned here since, the station
+        stopped while it recorded (a power cut, a crash, a restart) and nothing ended its
+        packing: its sheet shown again resumes it (session.restarted). An unreadable index
+        only costs that memory."""
         ledger, station = self.recorder.ledger, self.cfg.station.name
         try:
             recent = ledger.recent_orders(station, ss.KEPT_ORDERS)
+            unlinked = ledger.unlinked_waybills(station, ss.KEPT_ORDERS)
             newest = ledger.newest_clip_at(station)
             scanned = ledger.newest_unattached_event(station)
         except sqlite3.Error as exc:
@@ -278,8 +281,9 @@ class Station:
             self._cut_clip = newest
             log.info("the station stopped while clip %s of order %r recorded: its sheet shown "
                      "again resumes that packing", newest.id, newest.order_id)  # fmt: skip
-        self.state = ss.restarted(recent, cut)
-        log.info("remembering the %d orders last packed at this table", len(recent))
+        self.state = ss.restarted(recent, cut, unlinked)
+        log.info("remembering the %d orders last packed at this table and %d waybills read there"
+                 " with no clip open", len(recent), len(unlinked))  # fmt: skip
 
     def _next_frame(self, stop_event: threading.Event) -> Frame | None:
         """The next frame, reconnecting a lost camera; None at the end of input or on stop."""

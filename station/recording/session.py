@@ -58,9 +58,10 @@ class Floor:
 
     ``packed``: the orders packed at this table, newest first (at most ``KEPT_ORDERS``):
     their sheets may still lie in view, so a camera read of one is not a new packing.
-    ``waybills``: (waybill, order) for the waybills linked to the clips of those orders,
-    newest link first (at most ``KEPT_ORDERS``): a label of an earlier parcel lying in view,
-    read by the camera, is that parcel's, not the open order's waybill nor its end.
+    ``waybills``: (waybill, order) for the waybills linked to the clips of those orders (or
+    that ended one waiting for the camera, with no clip of it to link to), newest link first
+    (at most ``KEPT_ORDERS``): a label of an earlier parcel lying in view, read by the camera,
+    is that parcel's, not the open order's waybill nor its end.
     ``repack``: a repack card was shown at the first camera time, and the first order sheet
     the camera reads from then until the second, with no clip open, is the one shown to be
     packed again, also of an order in ``packed`` (None: no card, or its sheet came).
@@ -97,7 +98,8 @@ class Idle:
     a camera read of that order stamped before then was made while its clip was open (decoded
     late), not a new packing of it.
 
-    ``last_began``: when the clip of ``last`` began (its order's scan), None when unknown.
+    ``last_began``: when the clip of ``last`` began (its order's scan), None when unknown: a
+    waybill read stamped between then and its end is that order's label, linked to its clip.
 
     ``unrecorded``: the order whose clip was refused (or whose writer failed, or which timed
     out, stayed still or was finished for a full disk): it may be packed on with no clip, and
@@ -412,27 +414,36 @@ def _linked(floor: Floor, links: Iterable[tuple[str, str]]) -> Floor:
     return floor if waybills == floor.waybills else replace(floor, waybills=waybills)
 
 
-def remembered(orders: Iterable[tuple[str, Iterable[str]]]) -> Floor:
+def remembered(orders: Iterable[tuple[str, Iterable[str]]], unlinked: Iterable[str] = ()) -> Floor:
     """The floor of a table where ``orders`` were packed before the station started, newest
-    first, each with the waybills linked to its clips (the index's last clips of the station):
-    their sheets and labels may still lie in view. Nobody is signed in."""
+    first, each with the waybills linked to its clips (the index's last clips of the station),
+    and where the waybills ``unlinked`` were read with no clip open, newest first (the index's
+    events of no clip): their sheets and labels may still lie in view. Nobody is signed in."""
     newest_first = [(order_id, tuple(waybills)) for order_id, waybills in orders]
     floor = Floor()
     for order_id, _ in reversed(newest_first):
         floor = replace(floor, packed=_packed(floor, order_id))
-    return _linked(floor, ((w, o) for o, waybills in newest_first for w in waybills))
+    floor = _linked(floor, ((w, o) for o, waybills in newest_first for w in waybills))
+    owned = {w for w, _ in floor.waybills}  # linked to none means to no order remembered
+    loose = dict.fromkeys(w for w in unlinked if w not in owned)
+    return replace(floor, unlinked=tuple(loose)[:KEPT_ORDERS])
 
 
-def restarted(orders: Iterable[tuple[str, Iterable[str]]], cut: Cut | None = None) -> Idle:
-    """The session of a station that starts where ``orders`` were packed (``remembered``) and
-    its last stop cut the packing ``cut`` (None: it stopped between parcels).
+def restarted(
+    orders: Iterable[tuple[str, Iterable[str]]],
+    cut: Cut | None = None,
+    unlinked: Iterable[str] = (),
+) -> Idle:
+    """The session of a station that starts where ``orders`` were packed and ``unlinked``
+    waybills read (``remembered``) and its last stop cut the packing ``cut`` (None: it
+    stopped between parcels).
 
     That order stays in the table's memory (once another is packed, its sheet in view is an
     old one), but its parcel is at the table, half packed, its end never marked: as after a
     refused clip, its sheet shown again (to the camera too) opens its clip, which resumes that
     packing, and the next order's clip starts at its scan, until a seal, a waybill or the
     pedal marks that packing's end."""
-    floor = remembered(orders)
+    floor = remembered(orders, unlinked)
     if cut is None:
         return Idle(floor)
     return Idle(floor, unrecorded=cut.order_id, cut=cut)
@@ -486,6 +497,26 @@ def _unlinked(state: State, event: Event, actions: list[Action]) -> bool:
     if any(isinstance(a, LinkWaybill) for a in actions):
         return False
     return _label_owner(state, event.code.text) is None
+
+
+def _ended_in_the_dark(
+    state: State, new: State, event: Event, actions: list[Action]
+) -> list[tuple[str, str]]:
+    """[(waybill, order)] when ``event`` is a waybill that ended the order waiting for the
+    camera (``waybill_ends_clip``: the only way a waybill closes it) and was linked to no clip
+    (none of that order's was cut by the loss): still that order's label, which may lie in
+    view while the next order is packed. Else []."""
+    if not (
+        isinstance(event, Scanned)
+        and event.code.kind is Kind.WAYBILL
+        and isinstance(state, Suspended)
+        and state.order_id is not None
+        and isinstance(new, Suspended)
+        and new.order_id is None
+        and not any(isinstance(a, LinkWaybill) for a in actions)
+    ):
+        return []
+    return [(event.code.text, state.order_id)]
 
 
 def _labelled(floor: Floor, waybill: str) -> Floor:
@@ -587,11 +618,14 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
     if not actions:  # every frame's Tick: the table's memory changes with a scan only
         return new, actions
     # The floor remembers every waybill linked (to the open clip, an ended one, the order
-    # waiting in the dark) with its order, for as long as it remembers that order; and those
-    # read with no clip open, linked to none.
+    # waiting in the dark) or ending the order waiting in the dark, with its order, for as long
+    # as it remembers that order; and those read with no clip open, linked to none.
     links = [(a.waybill, a.order_id) for a in reversed(actions) if isinstance(a, LinkWaybill)]
-    floor = _linked(new.floor, links)
-    if isinstance(event, Scanned) and _unlinked(state, event, actions):
+    dark = _ended_in_the_dark(state, new, event, actions)
+    floor = _linked(new.floor, [*dark, *links])
+    if isinstance(event, Scanned) and (
+        _unlinked(state, event, actions) or any(d not in floor.waybills for d in dark)
+    ):
         floor = _labelled(floor, event.code.text)
     return (new if floor is new.floor else replace(new, floor=floor)), actions
 
@@ -822,6 +856,8 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
             return state, [_log(event, "test scan")]
         if code.kind is Kind.UNKNOWN:
             return state, [_log(event, "matches no order pattern; ignored")]
+        if code.kind is Kind.WAYBILL and (late := _label_of_last_clip(state, event)) is not None:
+            return late
         if code.kind is Kind.WAYBILL or _is_seal(code):
             ended = replace(state, unrecorded=None, cut=None)
             return ended, [_log(event, "no open order; ignored"), PreviousParcel(event.t)]
@@ -834,6 +870,24 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
         dark = Suspended(None, event.t, last=state.last, unrecorded=state.unrecorded, cut=state.cut)
         return dark, []
     return state, []
+
+
+def _label_of_last_clip(state: Idle, event: Scanned) -> tuple[State, list[Action]] | None:
+    """A waybill read stamped while the clip that ended last was open, decoded after it ended
+    (no clip opened since): that parcel's label, linked to its ended clip, as one decoded
+    after the next clip began (``_late_waybill``). None: not such a read, or linked already.
+    It ends that order's packing if it goes on with no clip, never another's (scanned after)."""
+    if state.last is None or state.last_began is None:
+        return None
+    order_id, end = state.last
+    if not state.last_began <= event.t <= end or event.code.text in state.last_waybills:
+        return None
+    note = f"stamped t={event.t:.3f}, before its clip ended at t={end:.3f}: {order_id}'s waybill"
+    link = LinkWaybill(order_id, event.code.text, event.code.detail, event.t, ended=True)
+    new = replace(state, last_waybills=(*state.last_waybills, event.code.text))
+    if state.unrecorded == order_id:
+        new = replace(new, unrecorded=None, cut=None)
+    return new, [_log(event, note + ", linked to its ended clip"), link, PreviousParcel(event.t)]
 
 
 def _step_recording(

@@ -795,19 +795,13 @@ class ClipTable(Table):
         waybills linked to its clips there (the newest clips walked back until ``limit``
         orders: cheap however many the index holds): what the packing table may still have
         lying in view when the station starts (session.remembered)."""
-        orders: dict[str, list[str]] = {}
         with self._lock:
-            rows = self.conn.execute(
+            newest = self._first_distinct(
                 "SELECT order_id FROM clips WHERE station = ? ORDER BY started_utc DESC, id DESC",
                 (station,),
+                limit,
             )
-            try:
-                for (order_id,) in rows:
-                    if order_id not in orders and len(orders) >= limit:
-                        break
-                    orders.setdefault(order_id, [])
-            finally:
-                rows.close()
+            orders: dict[str, list[str]] = {order_id: [] for order_id in newest}
             marks = ",".join("?" * len(orders))
             for order_id, waybill in self.conn.execute(
                 "SELECT c.order_id, w.waybill FROM clips c JOIN waybills w ON w.clip_id = c.id"
@@ -817,6 +811,34 @@ class ClipTable(Table):
             ):
                 orders[order_id].append(waybill)
         return [(order_id, tuple(dict.fromkeys(w))) for order_id, w in orders.items()]
+
+    def unlinked_waybills(self, station: str, limit: int) -> list[str]:
+        """The last ``limit`` waybills read at ``station`` with no clip open (its scan events
+        of no clip) and linked to no clip, newest read first: labels the packing table may
+        still have lying in view when the station starts, no clip's (session.remembered)."""
+        with self._lock:
+            return self._first_distinct(
+                "SELECT e.text FROM scan_events e WHERE e.clip_id IS NULL AND e.station = ?"
+                " AND e.kind = 'waybill'"
+                " AND NOT EXISTS (SELECT 1 FROM waybills w WHERE w.waybill = e.text)"
+                " ORDER BY e.id DESC",
+                (station,),
+                limit,
+            )
+
+    def _first_distinct(self, sql: str, params: tuple[Any, ...], limit: int) -> list[str]:
+        """The first ``limit`` distinct values of the first column of ``sql``'s rows, in
+        their order, the rows walked only until then. The caller holds the lock."""
+        found: dict[str, None] = {}
+        rows = self.conn.execute(sql, params)
+        try:
+            for (value,) in rows:
+                if value not in found and len(found) >= limit:
+                    break
+                found.setdefault(value)
+        finally:
+            rows.close()
+        return list(found)
 
     def newest_clip_at(self, station: str) -> ClipRecord | None:
         """The clip recorded last at ``station`` (None: none): how the station last stopped
