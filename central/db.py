@@ -898,10 +898,11 @@ class CentralDB:
         found = self._with_waybills(rows)
         return found[0] if found else None
 
-    def archived_clip_keys(self) -> set[str]:
-        """The bucket key of every clip a station reported archived (for the bucket audit)."""
-        rows = self._all("SELECT archive_key FROM clips WHERE archive_key IS NOT NULL")
-        return {str(r["archive_key"]) for r in rows}
+    def archived_clip_keys(self) -> dict[str, int]:
+        """The bucket key of every clip a station reported archived, and its registered size
+        (for the bucket audit)."""
+        rows = self._all("SELECT archive_key, size FROM clips WHERE archive_key IS NOT NULL")
+        return {str(r["archive_key"]): int(r["size"]) for r in rows}
 
     def clips_by_sha256(self, sha256: str) -> list[ClipRecord]:
         return self._with_waybills(
