@@ -66,9 +66,9 @@ def classify(
             out.append(Finding(Kind.MISSING, key, "no version of the object is in the bucket"))
         if len(vs) > 1:
             out.append(Finding(Kind.OVERWRITTEN, key, f"{len(vs)} versions of a write-once object"))
-        newest = [int(x.get("Size", -1)) for x in vs if x.get("IsLatest")]
-        if key not in latest_marker and newest and newest[0] != expected[key]:
-            what = f"the object is {newest[0]} bytes, the index registered {expected[key]}"
+        sizes = [int(x.get("Size", -1)) for x in vs if x.get("IsLatest")]
+        if key not in latest_marker and sizes and sizes[0] != expected[key]:
+            what = f"the object is {sizes[0]} bytes, the index registered {expected[key]}"
             out.append(Finding(Kind.OVERWRITTEN, key, what))
     for key in sorted(set(by_key) - set(expected)):
         newest = max((v["LastModified"] for v in by_key[key]), default=now)
