@@ -485,6 +485,65 @@ def test_object_store_killed_mid_upload_resumes_without_loss_or_duplicates(
         ledger.close()
 
 
+class _CutAfter:
+    """A TokenBucket stand-in that lets ``limit`` bytes go over the wire, then sets the
+    archiver's stop: the request body ends there, mid-object."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sent = 0
+
+    def consume(self, n: int, stop: threading.Event | None = None) -> bool:
+        self.sent += n
+        if self.sent <= self.limit:
+            return True
+        assert stop is not None
+        stop.set()
+        return False
+
+
+@pytest.mark.parametrize("part_size_mb", [16, 5], ids=["single-put", "multipart"])
+def test_an_upload_cut_mid_object_is_never_counted_and_the_retry_sends_it_whole(
+    seaweed: SeaweedServer, tmp_path: Path, part_size_mb: int
+) -> None:
+    """The body stops half-way through the clip (one PUT, or a part of a multipart upload):
+    the clip is not marked archived, retention's question finds no copy of it, and the
+    next pass leaves the whole clip, verified, as the key's object."""
+    from botocore.exceptions import HTTPClientError
+
+    from station.fleet.objstore import ObjectStore
+
+    bucket = _bucket(seaweed)
+    cfg = station_cfg(tmp_path, "station-cut", seaweed, bucket, part_size_mb=part_size_mb,
+                      keyframes=False)  # fmt: skip
+    cfg.station.data_dir.mkdir(parents=True)
+    src = big_mp4(tmp_path / "big.mp4")
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    try:
+        clip = index_clip(ledger, cfg.station.data_dir, src, "CUT-1", station="station-cut")
+    finally:
+        ledger.close()
+    key = clip_key(cfg.archive.prefix, cfg.station.name, clip.sha256)
+    cut = Archiver(cfg)
+    try:
+        cut.store.limiter = _CutAfter(clip.size * 3 // 5)  # type: ignore[assignment]
+        with pytest.raises(HTTPClientError, match="upload stopped"):
+            cut.run_once()  # a store error: the archiver's loop backs off
+        assert cut.ledger.archive_backlog() == 1  # not marked archived
+    finally:
+        cut.stop()
+    store = ObjectStore(cfg.archive)
+    assert store.check_archived(key, clip.size, clip.sha256) is not None
+    again = Archiver(cfg)
+    try:
+        assert again.run_once() == 1
+        assert again.ledger.archive_backlog() == 0
+    finally:
+        again.stop()
+    assert store.check_archived(key, clip.size, clip.sha256) is None
+    assert store.sha256_of(key) == (clip.sha256, clip.size)
+
+
 def test_object_lock_is_applied_where_the_bucket_supports_it(
     seaweed: SeaweedServer, tmp_path: Path
 ) -> None:
