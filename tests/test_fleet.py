@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import fractions
 import hashlib
+import io
 import logging
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -932,6 +934,7 @@ def test_a_replaced_station_keeps_both_histories_and_overwrites_nothing(
     from central.verify import verify_clip_central
     from station.fleet.central_sync import SyncError
     from station.fleet.objstore import ObjectStore
+    from station.proof.verify import TAMPERED, verify_bundle
 
     name = "station-rep"
     cdb = CentralDB(fleet.dsn)
@@ -979,6 +982,18 @@ def test_a_replaced_station_keeps_both_histories_and_overwrites_nothing(
     client = login(fleet.server.packcam_app.test_client(), "viewer")
     rep2 = client.get("/api/orders/REP-2").get_json()["clips"]
     assert len(rep2) == 2 and {c["station"] for c in rep2} == {name}
+    # Each Pi's clip of REP-2 has its own bundle, signed by its own key: never the other's
+    # clip in it, never one key's parts said to cover the other's clip
+    for c, cfg in zip(sorted(rep2, key=lambda c: c["id"]), (old, new), strict=True):
+        got = client.get(f"/clips/{c['id']}/bundle.zip")
+        assert got.status_code == 200, got.data[:300]
+        with zipfile.ZipFile(io.BytesIO(got.data)) as zf:
+            clips = [n for n in zf.namelist() if n.startswith("clips/")]
+            assert clips == [f"clips/{Path(c['path']).name}"]
+            assert zf.read(clips[0]) == (cfg.station.data_dir / c["path"]).read_bytes()
+        (bundle := tmp_path / f"rep2-{c['id']}.zip").write_bytes(got.data)
+        report = verify_bundle(bundle, tmp_dir=tmp_path)
+        assert report.verdict != TAMPERED, "\n".join(report.lines())
     store = ObjectStore(fleet.central_cfg.archive)
     for order, cfg in (("REP-1", old), ("REP-3", new)):
         clip = client.get(f"/api/orders/{order}").get_json()["clips"][0]
