@@ -396,6 +396,11 @@ class CentralDB:
                 f" this one presents {fp}. A new key is a new station: run `packcam central"
                 f" replace-station {known['name']}` and give it the new token"
             )
+        return self.held(station_id)
+
+    def held(self, station_id: int) -> dict[str, int]:
+        """The high-water marks a station syncs after (``high_water``), with those of the
+        enrolment it replaced (``replace-station``), whose clips it does not send again."""
         high = self.high_water(station_id)
         for r in self._all("SELECT id FROM stations WHERE replaced_by = %s", (station_id,)):
             old = self.high_water(int(r["id"]))

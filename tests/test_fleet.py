@@ -423,6 +423,65 @@ def test_postgres_restart_registration_catches_up(
         sync.stop()
 
 
+def test_a_central_index_restored_from_an_older_backup_gets_back_what_it_lost(
+    fleet: Fleet, mp4_template: Path, tmp_path: Path
+) -> None:
+    """The central database is restored from a backup taken before the station's last clips
+    were registered, and the site stays up: the station, syncing on without a new hello,
+    has its cursors past them; its next batch is answered "behind" and it sends them again,
+    so no clip is missing from the central index for good."""
+    from central.db import CentralDB
+
+    name = "station-restore"
+    cdb = CentralDB(fleet.dsn)
+    token = cdb.add_station(name)
+    cfg = station_cfg(tmp_path, name, fleet_seaweed(fleet), fleet.bucket)
+    cfg = cfg.replace("central", enabled=True, url=fleet.url, token=token, interval_s=0.2)
+    cfg.station.data_dir.mkdir(parents=True)
+
+    def add(n: int) -> None:
+        ledger = Ledger.in_data_dir(cfg.station.data_dir)
+        try:
+            start = datetime(2026, 11, 30, 15, n, 0, tzinfo=TZ8)
+            index_clip(ledger, cfg.station.data_dir, mp4_template, f"RESTORE-{n}",
+                       station=name, start=start)  # fmt: skip
+        finally:
+            ledger.close()
+
+    def held() -> list[str]:
+        rows = cdb.conn.execute("SELECT order_id FROM clips WHERE station = %s", (name,))
+        return sorted(str(r[0]) for r in rows.fetchall())
+
+    sync = CentralSync(cfg)
+    try:
+        add(0)
+        add(1)
+        sync.sync_once()
+        sid = cdb.station_for_token(token)["id"]  # type: ignore[index]
+        backup = cdb.high_water(sid)
+        add(2)
+        add(3)
+        sync.sync_once()
+        assert held() == [f"RESTORE-{n}" for n in range(4)]
+        # the restore: the station's rows and marks as they were at the backup
+        with cdb.conn.transaction():
+            cdb.conn.execute(
+                "DELETE FROM clips WHERE station_id = %s AND local_id > %s",
+                (sid, backup["clips"]),
+            )
+            cdb.conn.execute(
+                "UPDATE stations SET high_clip = %s, n_clips = n_clips - 2 WHERE id = %s",
+                (backup["clips"], sid),
+            )
+        assert held() == ["RESTORE-0", "RESTORE-1"]
+        add(4)
+        sync.sync_once()  # the same process: no new hello
+        assert held() == [f"RESTORE-{n}" for n in range(5)]
+    finally:
+        sync.stop()
+        cdb.close()
+
+
 def test_object_store_killed_mid_upload_resumes_without_loss_or_duplicates(
     seaweed: SeaweedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
