@@ -140,7 +140,8 @@ def clips() -> Response:
             log.warning("fleet API: station %r sent clips after %s, this index holds %s"
                         " (restored from a backup?): sent back", g.station["name"], after,
                         high)  # fmt: skip
-            return jsonify(registered=0, conflicts=[], have=high, behind=True)
+            return jsonify(registered=0, conflicts=[], have=high, behind=True,
+                           witness=db.witness_latest(g.station["id"]))  # fmt: skip
     try:
         n = db.register_clips(g.station["id"], g.station["name"], items, conflicts=conflicts)
     except (KeyError, TypeError, ValueError) as exc:

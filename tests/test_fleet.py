@@ -482,6 +482,58 @@ def test_a_central_index_restored_from_an_older_backup_gets_back_what_it_lost(
         cdb.close()
 
 
+def test_a_witness_restored_from_an_older_backup_goes_on_witnessing_without_a_failed_round(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The central database (the witness with it) is restored from a backup taken before
+    the station's last clip and checkpoint, while the station syncs on: the next round sends
+    both again, the checkpoint with a consistency proof from what the witness holds now, so
+    no round fails, no alarm is raised and the log is witnessed up to its newest entry."""
+    from central.db import CentralDB
+
+    name = "station-wrestore"
+    cdb = CentralDB(fleet.dsn)
+    token = cdb.add_station(name)
+    cfg = station_cfg(tmp_path, name, fleet_seaweed(fleet), fleet.bucket)
+    cfg = cfg.replace("central", enabled=True, url=fleet.url, token=token, interval_s=0.2)
+    sync = CentralSync(cfg)
+    try:
+        record(cfg, ["WR-1"], frames=25)  # lengths no other test here records
+        sync.sync_once()
+        sid = cdb.station_for_token(token)["id"]  # type: ignore[index]
+        backup = cdb.held(sid)
+        (witnessed,) = cdb._all("SELECT max(tree_size) AS n FROM witnessed WHERE station_id = %s",
+                                (sid,))  # fmt: skip
+        record(cfg, ["WR-2"], frames=26)
+        sync.sync_once()
+        with cdb.conn.transaction():  # the restore: the station's rows as at the backup
+            for sql, arg in (
+                ("DELETE FROM clips WHERE station_id = %s AND local_id > %s", backup["clips"]),
+                ("DELETE FROM checkpoints WHERE station_id = %s AND local_id > %s",
+                 backup["checkpoints"]),
+                ("DELETE FROM witnessed WHERE station_id = %s AND tree_size > %s",
+                 witnessed["n"]),
+            ):  # fmt: skip
+                cdb.conn.execute(sql, (sid, arg))
+            cdb.conn.execute(
+                "UPDATE stations SET high_clip = %s, high_checkpoint = %s WHERE id = %s",
+                (backup["clips"], backup["checkpoints"], sid),
+            )
+        record(cfg, ["WR-3"], frames=27)
+        sync.sync_once()  # the same process, no new hello: raises SyncError if a step fails
+    finally:
+        sync.stop()
+    try:
+        orders = cdb._all("SELECT order_id FROM clips WHERE station_id = %s", (sid,))
+        assert sorted(r["order_id"] for r in orders) == ["WR-1", "WR-2", "WR-3"]
+        (now,) = cdb._all("SELECT max(tree_size) AS n FROM witnessed WHERE station_id = %s",
+                          (sid,))  # fmt: skip
+        assert now["n"] == 3
+        assert cdb._all("SELECT kind FROM witness_alarms WHERE station_id = %s", (sid,)) == []
+    finally:
+        cdb.close()
+
+
 def test_object_store_killed_mid_upload_resumes_without_loss_or_duplicates(
     seaweed: SeaweedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -305,7 +305,8 @@ class CentralSync(IndexWorker):
     def _post_clips(self, docs: list[dict[str, Any]], after: dict[str, int] | None = None) -> bool:
         """Post ``docs``; with ``after`` (the cursor they follow), the server registers
         nothing when it holds less than that (its database was restored from a backup while
-        this process synced on: no hello tells it): the cursors go back (False)."""
+        this process synced on: no hello tells it): the cursors and the witnessed size go
+        back (False)."""
         doc: dict[str, Any] = {"clips": docs, "conflicts": "report"}
         if after is not None:
             doc["after"] = after
@@ -313,6 +314,8 @@ class CentralSync(IndexWorker):
         if resp.get("behind"):
             if not self._rewind(resp.get("have") or {}):
                 raise SyncError(f"/clips: the server says it is behind {after}, but has {resp}")
+            # the witness was restored with it: checkpoints are proven from what it holds now
+            self._witness_size = int((resp.get("witness") or {}).get("tree_size") or 0)
             return False
         refused = [int(i) for i in resp.get("conflicts") or []]
         if refused:
