@@ -423,6 +423,36 @@ def test_postgres_restart_registration_catches_up(
         sync.stop()
 
 
+_COUNTERS = ("n_clips", "high_clip", "high_archived", "high_checkpoint", "last_clip_utc",
+             "n_archived", "archived_bytes", "last_archived_utc")  # fmt: skip
+
+
+def _backup(cdb: Any, sid: int) -> dict[str, Any]:
+    """What a backup of the central database holds of station ``sid`` (its counters and
+    the size of its newest witnessed checkpoint)."""
+    row = cdb._one(f"SELECT {', '.join(_COUNTERS)} FROM stations WHERE id = %s", (sid,))
+    (w,) = cdb._all("SELECT COALESCE(max(tree_size), 0) AS n FROM witnessed"
+                    " WHERE station_id = %s", (sid,))  # fmt: skip
+    return {**dict(row), "witnessed": int(w["n"])}
+
+
+def _restore(cdb: Any, sid: int, backup: dict[str, Any]) -> None:
+    """Station ``sid``'s rows and counters as a restore of ``backup`` leaves them."""
+    with cdb.conn.transaction():
+        for sql, arg in (
+            ("DELETE FROM clips WHERE station_id = %s AND local_id > %s", backup["high_clip"]),
+            ("DELETE FROM checkpoints WHERE station_id = %s AND local_id > %s",
+             backup["high_checkpoint"]),
+            ("DELETE FROM witnessed WHERE station_id = %s AND tree_size > %s",
+             backup["witnessed"]),
+        ):  # fmt: skip
+            cdb.conn.execute(sql, (sid, arg))
+        cdb.conn.execute(
+            f"UPDATE stations SET {', '.join(f'{c} = %s' for c in _COUNTERS)} WHERE id = %s",
+            (*(backup[c] for c in _COUNTERS), sid),
+        )
+
+
 def test_a_central_index_restored_from_an_older_backup_gets_back_what_it_lost(
     fleet: Fleet, mp4_template: Path, tmp_path: Path
 ) -> None:
@@ -458,21 +488,12 @@ def test_a_central_index_restored_from_an_older_backup_gets_back_what_it_lost(
         add(1)
         sync.sync_once()
         sid = cdb.station_for_token(token)["id"]  # type: ignore[index]
-        backup = cdb.high_water(sid)
+        backup = _backup(cdb, sid)
         add(2)
         add(3)
         sync.sync_once()
         assert held() == [f"RESTORE-{n}" for n in range(4)]
-        # the restore: the station's rows and marks as they were at the backup
-        with cdb.conn.transaction():
-            cdb.conn.execute(
-                "DELETE FROM clips WHERE station_id = %s AND local_id > %s",
-                (sid, backup["clips"]),
-            )
-            cdb.conn.execute(
-                "UPDATE stations SET high_clip = %s, n_clips = n_clips - 2 WHERE id = %s",
-                (backup["clips"], sid),
-            )
+        _restore(cdb, sid, backup)
         assert held() == ["RESTORE-0", "RESTORE-1"]
         add(4)
         sync.sync_once()  # the same process: no new hello
@@ -501,24 +522,10 @@ def test_a_witness_restored_from_an_older_backup_goes_on_witnessing_without_a_fa
         record(cfg, ["WR-1"], frames=25)  # lengths no other test here records
         sync.sync_once()
         sid = cdb.station_for_token(token)["id"]  # type: ignore[index]
-        backup = cdb.held(sid)
-        (witnessed,) = cdb._all("SELECT max(tree_size) AS n FROM witnessed WHERE station_id = %s",
-                                (sid,))  # fmt: skip
+        backup = _backup(cdb, sid)
         record(cfg, ["WR-2"], frames=26)
         sync.sync_once()
-        with cdb.conn.transaction():  # the restore: the station's rows as at the backup
-            for sql, arg in (
-                ("DELETE FROM clips WHERE station_id = %s AND local_id > %s", backup["clips"]),
-                ("DELETE FROM checkpoints WHERE station_id = %s AND local_id > %s",
-                 backup["checkpoints"]),
-                ("DELETE FROM witnessed WHERE station_id = %s AND tree_size > %s",
-                 witnessed["n"]),
-            ):  # fmt: skip
-                cdb.conn.execute(sql, (sid, arg))
-            cdb.conn.execute(
-                "UPDATE stations SET high_clip = %s, high_checkpoint = %s WHERE id = %s",
-                (backup["clips"], backup["checkpoints"], sid),
-            )
+        _restore(cdb, sid, backup)
         record(cfg, ["WR-3"], frames=27)
         sync.sync_once()  # the same process, no new hello: raises SyncError if a step fails
     finally:
