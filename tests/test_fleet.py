@@ -541,6 +541,17 @@ def test_a_witness_restored_from_an_older_backup_goes_on_witnessing_without_a_fa
         cdb.close()
 
 
+def _big_clip(cfg: config_mod.Config, tmp_path: Path, order: str) -> Any:
+    """A ~12 MB clip of ``order`` indexed in ``cfg``'s new data dir."""
+    cfg.station.data_dir.mkdir(parents=True)
+    src = big_mp4(tmp_path / "big.mp4")
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    try:
+        return index_clip(ledger, cfg.station.data_dir, src, order, station=cfg.station.name)
+    finally:
+        ledger.close()
+
+
 def test_object_store_killed_mid_upload_resumes_without_loss_or_duplicates(
     seaweed: SeaweedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -550,13 +561,7 @@ def test_object_store_killed_mid_upload_resumes_without_loss_or_duplicates(
         tmp_path, "station-big", seaweed, bucket, part_size_mb=5, max_bytes_per_s=8_000_000,
         keyframes=False,
     )  # fmt: skip
-    cfg.station.data_dir.mkdir(parents=True)
-    src = big_mp4(tmp_path / "big.mp4")
-    ledger = Ledger.in_data_dir(cfg.station.data_dir)
-    try:
-        clip = index_clip(ledger, cfg.station.data_dir, src, "BIG-1", station="station-big")
-    finally:
-        ledger.close()
+    clip = _big_clip(cfg, tmp_path, "BIG-1")
     assert clip.size > 10 * 1024 * 1024
     key = clip_key(cfg.archive.prefix, cfg.station.name, clip.sha256)
 
@@ -636,13 +641,7 @@ def test_an_upload_cut_mid_object_is_never_counted_and_the_retry_sends_it_whole(
     bucket = _bucket(seaweed)
     cfg = station_cfg(tmp_path, "station-cut", seaweed, bucket, part_size_mb=part_size_mb,
                       keyframes=False)  # fmt: skip
-    cfg.station.data_dir.mkdir(parents=True)
-    src = big_mp4(tmp_path / "big.mp4")
-    ledger = Ledger.in_data_dir(cfg.station.data_dir)
-    try:
-        clip = index_clip(ledger, cfg.station.data_dir, src, "CUT-1", station="station-cut")
-    finally:
-        ledger.close()
+    clip = _big_clip(cfg, tmp_path, "CUT-1")
     key = clip_key(cfg.archive.prefix, cfg.station.name, clip.sha256)
     cut = Archiver(cfg)
     try:
