@@ -386,7 +386,12 @@ class Archiver(IndexWorker):
         # clips are in the retired key's log, with that log's final checkpoint.
         key = bundle_parts_key(self.a.prefix, self.cfg.station.name, order_id,
                                log_key or station_key, tree_size)  # fmt: skip
-        self.store.put_bytes(key, parts.read_bytes(), content_type="application/zip")
+        data = parts.read_bytes()
+        if self.store.check_archived(key, len(data), hashlib.sha256(data).hexdigest()) is None:
+            return  # these very parts are there
+        # Other parts at that checkpoint are older ones of the order (a clip deleted or a
+        # token granted since): the newer replace them, which is no fault of the bucket.
+        self.store.put_bytes(key, data, content_type="application/zip", check_existing=False)
         log.info("archiver: evidence bundle parts of order %r -> %s", order_id, key)
 
     # ---- key frames ---------------------------------------------------------------------------
