@@ -126,9 +126,22 @@ def clips() -> Response:
     items = _items("clips")
     # "conflicts": "report": a clip whose local id is held with another SHA-256 is left out
     # and named in the answer, with the high-water marks (a station restored from a backup)
-    report = (request.get_json(silent=True) or {}).get("conflicts") == "report"
+    doc = request.get_json(silent=True) or {}
+    report = doc.get("conflicts") == "report"
     conflicts: list[int] | None = [] if report else None
     db = central_db()
+    # "after": the station's cursor these clips follow. Holding less than that, this index
+    # was restored from an older backup while the station synced on: nothing is registered,
+    # and the high-water marks send the station back to what was lost.
+    after = doc.get("after")
+    if report and isinstance(after, dict):
+        high = db.held(g.station["id"])
+        if any(isinstance(v, int) and high.get(k, v) < v for k, v in after.items()):
+            log.warning("fleet API: station %r sent clips after %s, this index holds %s"
+                        " (restored from a backup?): sent back", g.station["name"], after,
+                        high)  # fmt: skip
+            return jsonify(registered=0, conflicts=[], have=high, behind=True,
+                           witness=db.witness_latest(g.station["id"]))  # fmt: skip
     try:
         n = db.register_clips(g.station["id"], g.station["name"], items, conflicts=conflicts)
     except (KeyError, TypeError, ValueError) as exc:

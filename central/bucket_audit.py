@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -34,20 +34,22 @@ class Finding:
 
 
 def classify(
-    expected: Collection[str],
+    expected: Mapping[str, int],
     versions: Iterable[Mapping[str, Any]],
     delete_markers: Iterable[Mapping[str, Any]],
     *,
     now: datetime,
     grace: timedelta = timedelta(minutes=30),
 ) -> list[Finding]:
-    """Pure: the findings for the ``expected`` archive keys against a version listing.
+    """Pure: the findings for the ``expected`` archive keys (key -> the size the index
+    registered) against a version listing.
 
     ``versions`` and ``delete_markers`` are S3 ListObjectVersions entries (Key, VersionId,
-    IsLatest). Clip keys carry the clip's SHA-256 (``objstore.clip_key``), so a key that is
-    there holds the bytes it names (the archiver verified them on upload). A clip whose newest
-    entry is a delete marker was deleted (its locked versions are still there, but every plain
-    GET answers 404); a key with more than one version was written again; a clip object the
+    IsLatest, Size). Clip keys carry the clip's SHA-256 (``objstore.clip_key``), and the
+    archiver verified the bytes on upload. A clip whose newest entry is a delete marker was
+    deleted (its locked versions are still there, but every plain GET answers 404); a key with
+    more than one version was written again; so was one whose newest version has another size
+    than the index's (an unversioned bucket keeps one version only); a clip object the
     index does not know is reported too, because a forger's upload would look like that, unless
     it is younger than ``grace`` (archived, not yet registered centrally).
     """
@@ -64,6 +66,10 @@ def classify(
             out.append(Finding(Kind.MISSING, key, "no version of the object is in the bucket"))
         if len(vs) > 1:
             out.append(Finding(Kind.OVERWRITTEN, key, f"{len(vs)} versions of a write-once object"))
+        sizes = [int(x.get("Size", -1)) for x in vs if x.get("IsLatest")]
+        if key not in latest_marker and sizes and sizes[0] != expected[key]:
+            what = f"the object is {sizes[0]} bytes, the index registered {expected[key]}"
+            out.append(Finding(Kind.OVERWRITTEN, key, what))
     for key in sorted(set(by_key) - set(expected)):
         newest = max((v["LastModified"] for v in by_key[key]), default=now)
         if key.endswith(".mp4") and "/clips/" in key and newest < now - grace:
@@ -85,9 +91,15 @@ def list_versions(
 
 
 def audit_bucket(
-    client: Any, bucket: str, prefix: str, expected: Collection[str], *, now: datetime | None = None
+    client: Any,
+    bucket: str,
+    prefix: str,
+    expected: Mapping[str, int],
+    *,
+    now: datetime | None = None,
 ) -> list[Finding]:
-    """List ``bucket`` under ``prefix`` with an admin (list-versions) key and classify it."""
+    """List ``bucket`` under ``prefix`` with an admin (list-versions) key and classify it
+    against ``expected`` (archive key -> the size the index registered)."""
     versions, markers = list_versions(client, bucket, prefix)
     findings = classify(expected, versions, markers, now=now or datetime.now(UTC))
     for f in findings:

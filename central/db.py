@@ -396,6 +396,11 @@ class CentralDB:
                 f" this one presents {fp}. A new key is a new station: run `packcam central"
                 f" replace-station {known['name']}` and give it the new token"
             )
+        return self.held(station_id)
+
+    def held(self, station_id: int) -> dict[str, int]:
+        """The high-water marks a station syncs after (``high_water``), with those of the
+        enrolment it replaced (``replace-station``), whose clips it does not send again."""
         high = self.high_water(station_id)
         for r in self._all("SELECT id FROM stations WHERE replaced_by = %s", (station_id,)):
             old = self.high_water(int(r["id"]))
@@ -898,10 +903,11 @@ class CentralDB:
         found = self._with_waybills(rows)
         return found[0] if found else None
 
-    def archived_clip_keys(self) -> set[str]:
-        """The bucket key of every clip a station reported archived (for the bucket audit)."""
-        rows = self._all("SELECT archive_key FROM clips WHERE archive_key IS NOT NULL")
-        return {str(r["archive_key"]) for r in rows}
+    def archived_clip_keys(self) -> dict[str, int]:
+        """The bucket key of every clip a station reported archived, and its registered size
+        (for the bucket audit)."""
+        rows = self._all("SELECT archive_key, size FROM clips WHERE archive_key IS NOT NULL")
+        return {str(r["archive_key"]): int(r["size"]) for r in rows}
 
     def clips_by_sha256(self, sha256: str) -> list[ClipRecord]:
         return self._with_waybills(

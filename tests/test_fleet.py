@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import fractions
 import hashlib
+import io
 import logging
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -421,6 +423,135 @@ def test_postgres_restart_registration_catches_up(
         sync.stop()
 
 
+_COUNTERS = ("n_clips", "high_clip", "high_archived", "high_checkpoint", "last_clip_utc",
+             "n_archived", "archived_bytes", "last_archived_utc")  # fmt: skip
+
+
+def _backup(cdb: Any, sid: int) -> dict[str, Any]:
+    """What a backup of the central database holds of station ``sid`` (its counters and
+    the size of its newest witnessed checkpoint)."""
+    row = cdb._one(f"SELECT {', '.join(_COUNTERS)} FROM stations WHERE id = %s", (sid,))
+    (w,) = cdb._all("SELECT COALESCE(max(tree_size), 0) AS n FROM witnessed"
+                    " WHERE station_id = %s", (sid,))  # fmt: skip
+    return {**dict(row), "witnessed": int(w["n"])}
+
+
+def _restore(cdb: Any, sid: int, backup: dict[str, Any]) -> None:
+    """Station ``sid``'s rows and counters as a restore of ``backup`` leaves them."""
+    with cdb.conn.transaction():
+        for sql, arg in (
+            ("DELETE FROM clips WHERE station_id = %s AND local_id > %s", backup["high_clip"]),
+            ("DELETE FROM checkpoints WHERE station_id = %s AND local_id > %s",
+             backup["high_checkpoint"]),
+            ("DELETE FROM witnessed WHERE station_id = %s AND tree_size > %s",
+             backup["witnessed"]),
+        ):  # fmt: skip
+            cdb.conn.execute(sql, (sid, arg))
+        cdb.conn.execute(
+            f"UPDATE stations SET {', '.join(f'{c} = %s' for c in _COUNTERS)} WHERE id = %s",
+            (*(backup[c] for c in _COUNTERS), sid),
+        )
+
+
+def test_a_central_index_restored_from_an_older_backup_gets_back_what_it_lost(
+    fleet: Fleet, mp4_template: Path, tmp_path: Path
+) -> None:
+    """The central database is restored from a backup taken before the station's last clips
+    were registered, and the site stays up: the station, syncing on without a new hello,
+    has its cursors past them; its next batch is answered "behind" and it sends them again,
+    so no clip is missing from the central index for good."""
+    from central.db import CentralDB
+
+    name = "station-restore"
+    cdb = CentralDB(fleet.dsn)
+    token = cdb.add_station(name)
+    cfg = station_cfg(tmp_path, name, fleet_seaweed(fleet), fleet.bucket)
+    cfg = cfg.replace("central", enabled=True, url=fleet.url, token=token, interval_s=0.2)
+    cfg.station.data_dir.mkdir(parents=True)
+
+    def add(n: int) -> None:
+        ledger = Ledger.in_data_dir(cfg.station.data_dir)
+        try:
+            start = datetime(2026, 11, 30, 15, n, 0, tzinfo=TZ8)
+            index_clip(ledger, cfg.station.data_dir, mp4_template, f"RESTORE-{n}",
+                       station=name, start=start)  # fmt: skip
+        finally:
+            ledger.close()
+
+    def held() -> list[str]:
+        rows = cdb.conn.execute("SELECT order_id FROM clips WHERE station = %s", (name,))
+        return sorted(str(r[0]) for r in rows.fetchall())
+
+    sync = CentralSync(cfg)
+    try:
+        add(0)
+        add(1)
+        sync.sync_once()
+        sid = cdb.station_for_token(token)["id"]  # type: ignore[index]
+        backup = _backup(cdb, sid)
+        add(2)
+        add(3)
+        sync.sync_once()
+        assert held() == [f"RESTORE-{n}" for n in range(4)]
+        _restore(cdb, sid, backup)
+        assert held() == ["RESTORE-0", "RESTORE-1"]
+        add(4)
+        sync.sync_once()  # the same process: no new hello
+        assert held() == [f"RESTORE-{n}" for n in range(5)]
+    finally:
+        sync.stop()
+        cdb.close()
+
+
+def test_a_witness_restored_from_an_older_backup_goes_on_witnessing_without_a_failed_round(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The central database (the witness with it) is restored from a backup taken before
+    the station's last clip and checkpoint, while the station syncs on: the next round sends
+    both again, the checkpoint with a consistency proof from what the witness holds now, so
+    no round fails, no alarm is raised and the log is witnessed up to its newest entry."""
+    from central.db import CentralDB
+
+    name = "station-wrestore"
+    cdb = CentralDB(fleet.dsn)
+    token = cdb.add_station(name)
+    cfg = station_cfg(tmp_path, name, fleet_seaweed(fleet), fleet.bucket)
+    cfg = cfg.replace("central", enabled=True, url=fleet.url, token=token, interval_s=0.2)
+    sync = CentralSync(cfg)
+    try:
+        record(cfg, ["WR-1"], frames=25)  # lengths no other test here records
+        sync.sync_once()
+        sid = cdb.station_for_token(token)["id"]  # type: ignore[index]
+        backup = _backup(cdb, sid)
+        record(cfg, ["WR-2"], frames=26)
+        sync.sync_once()
+        _restore(cdb, sid, backup)
+        record(cfg, ["WR-3"], frames=27)
+        sync.sync_once()  # the same process, no new hello: raises SyncError if a step fails
+    finally:
+        sync.stop()
+    try:
+        orders = cdb._all("SELECT order_id FROM clips WHERE station_id = %s", (sid,))
+        assert sorted(r["order_id"] for r in orders) == ["WR-1", "WR-2", "WR-3"]
+        (now,) = cdb._all("SELECT max(tree_size) AS n FROM witnessed WHERE station_id = %s",
+                          (sid,))  # fmt: skip
+        assert now["n"] == 3
+        assert cdb._all("SELECT kind FROM witness_alarms WHERE station_id = %s", (sid,)) == []
+    finally:
+        cdb.close()
+
+
+def _big_clip(cfg: config_mod.Config, tmp_path: Path, order: str) -> Any:
+    """A ~12 MB clip of ``order`` indexed in ``cfg``'s new data dir."""
+    cfg.station.data_dir.mkdir(parents=True)
+    src = big_mp4(tmp_path / "big.mp4")
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    try:
+        return index_clip(ledger, cfg.station.data_dir, src, order, station=cfg.station.name)
+    finally:
+        ledger.close()
+
+
 def test_object_store_killed_mid_upload_resumes_without_loss_or_duplicates(
     seaweed: SeaweedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -430,13 +561,7 @@ def test_object_store_killed_mid_upload_resumes_without_loss_or_duplicates(
         tmp_path, "station-big", seaweed, bucket, part_size_mb=5, max_bytes_per_s=8_000_000,
         keyframes=False,
     )  # fmt: skip
-    cfg.station.data_dir.mkdir(parents=True)
-    src = big_mp4(tmp_path / "big.mp4")
-    ledger = Ledger.in_data_dir(cfg.station.data_dir)
-    try:
-        clip = index_clip(ledger, cfg.station.data_dir, src, "BIG-1", station="station-big")
-    finally:
-        ledger.close()
+    clip = _big_clip(cfg, tmp_path, "BIG-1")
     assert clip.size > 10 * 1024 * 1024
     key = clip_key(cfg.archive.prefix, cfg.station.name, clip.sha256)
 
@@ -483,6 +608,59 @@ def test_object_store_killed_mid_upload_resumes_without_loss_or_duplicates(
         assert _sha(cfg.station.data_dir / clip.path) == clip.sha256  # local copy untouched
     finally:
         ledger.close()
+
+
+class _CutAfter:
+    """A TokenBucket stand-in that lets ``limit`` bytes go over the wire, then sets the
+    archiver's stop: the request body ends there, mid-object."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sent = 0
+
+    def consume(self, n: int, stop: threading.Event | None = None) -> bool:
+        self.sent += n
+        if self.sent <= self.limit:
+            return True
+        assert stop is not None
+        stop.set()
+        return False
+
+
+@pytest.mark.parametrize("part_size_mb", [16, 5], ids=["single-put", "multipart"])
+def test_an_upload_cut_mid_object_is_never_counted_and_the_retry_sends_it_whole(
+    seaweed: SeaweedServer, tmp_path: Path, part_size_mb: int
+) -> None:
+    """The body stops half-way through the clip (one PUT, or a part of a multipart upload):
+    the clip is not marked archived, retention's question finds no copy of it, and the
+    next pass leaves the whole clip, verified, as the key's object."""
+    from botocore.exceptions import HTTPClientError
+
+    from station.fleet.objstore import ObjectStore
+
+    bucket = _bucket(seaweed)
+    cfg = station_cfg(tmp_path, "station-cut", seaweed, bucket, part_size_mb=part_size_mb,
+                      keyframes=False)  # fmt: skip
+    clip = _big_clip(cfg, tmp_path, "CUT-1")
+    key = clip_key(cfg.archive.prefix, cfg.station.name, clip.sha256)
+    cut = Archiver(cfg)
+    try:
+        cut.store.limiter = _CutAfter(clip.size * 3 // 5)  # type: ignore[assignment]
+        with pytest.raises(HTTPClientError, match="upload stopped"):
+            cut.run_once()  # a store error: the archiver's loop backs off
+        assert cut.ledger.archive_backlog() == 1  # not marked archived
+    finally:
+        cut.stop()
+    store = ObjectStore(cfg.archive)
+    assert store.check_archived(key, clip.size, clip.sha256) is not None
+    again = Archiver(cfg)
+    try:
+        assert again.run_once() == 1
+        assert again.ledger.archive_backlog() == 0
+    finally:
+        again.stop()
+    assert store.check_archived(key, clip.size, clip.sha256) is None
+    assert store.sha256_of(key) == (clip.sha256, clip.size)
 
 
 def test_object_lock_is_applied_where_the_bucket_supports_it(
@@ -873,6 +1051,7 @@ def test_a_replaced_station_keeps_both_histories_and_overwrites_nothing(
     from central.verify import verify_clip_central
     from station.fleet.central_sync import SyncError
     from station.fleet.objstore import ObjectStore
+    from station.proof.verify import TAMPERED, verify_bundle
 
     name = "station-rep"
     cdb = CentralDB(fleet.dsn)
@@ -920,6 +1099,18 @@ def test_a_replaced_station_keeps_both_histories_and_overwrites_nothing(
     client = login(fleet.server.packcam_app.test_client(), "viewer")
     rep2 = client.get("/api/orders/REP-2").get_json()["clips"]
     assert len(rep2) == 2 and {c["station"] for c in rep2} == {name}
+    # Each Pi's clip of REP-2 has its own bundle, signed by its own key: never the other's
+    # clip in it, never one key's parts said to cover the other's clip
+    for c, cfg in zip(sorted(rep2, key=lambda c: c["id"]), (old, new), strict=True):
+        got = client.get(f"/clips/{c['id']}/bundle.zip")
+        assert got.status_code == 200, got.data[:300]
+        with zipfile.ZipFile(io.BytesIO(got.data)) as zf:
+            clips = [n for n in zf.namelist() if n.startswith("clips/")]
+            assert clips == [f"clips/{Path(c['path']).name}"]
+            assert zf.read(clips[0]) == (cfg.station.data_dir / c["path"]).read_bytes()
+        (bundle := tmp_path / f"rep2-{c['id']}.zip").write_bytes(got.data)
+        report = verify_bundle(bundle, tmp_dir=tmp_path)
+        assert report.verdict != TAMPERED, "\n".join(report.lines())
     store = ObjectStore(fleet.central_cfg.archive)
     for order, cfg in (("REP-1", old), ("REP-3", new)):
         clip = client.get(f"/api/orders/{order}").get_json()["clips"][0]

@@ -29,6 +29,7 @@ from central.site import CentralSite
 from station import config as config_mod
 from station.fleet.archiver import Archiver
 from station.fleet.central_sync import CentralSync
+from station.store.ledger import Ledger
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -41,6 +42,16 @@ class Site:
     central_cfg: config_mod.Config
     server: Any
     tmp: Path  # the central site's system temp dir (must stay empty)
+    token: str = ""  # the station's central token
+
+    def sync(self) -> None:
+        """One more sync of the station with the central site."""
+        cfg = self.station_cfg.replace("central", enabled=True, url=self.url, token=self.token)
+        sync = CentralSync(cfg)
+        try:
+            sync.sync_once()
+        finally:
+            sync.stop()
 
     @property
     def url(self) -> str:
@@ -135,14 +146,10 @@ def central_site(
     stop = threading.Event()
     thread = threading.Thread(target=run_server, args=(server,), kwargs={"stop": stop})
     thread.start()
-    s = Site(st, station_cfg, central_cfg, server, tmp)
+    s = Site(st, station_cfg, central_cfg, server, tmp, token)
     try:
         Archiver(station_cfg).run_once()  # clips, proofs and each order's signed bundle parts
-        sync = CentralSync(station_cfg.replace("central", enabled=True, url=s.url, token=token))
-        try:
-            sync.sync_once()
-        finally:
-            sync.stop()
+        s.sync()
         yield s
     finally:
         stop.set()
@@ -170,8 +177,9 @@ def _pins(st: Store, where: Path) -> list[str]:
     return ["--ca", str(ca), "--tsa-ca", str(root)]
 
 
-def _verify_both_ways(st: Store, data: bytes, where: Path) -> tuple[str, str]:
-    """``packcam verify`` and the bundle's own verify.py (isolated), anchors pinned."""
+def _verify_both_ways(st: Store, data: bytes, where: Path, code: int = 0) -> tuple[str, str]:
+    """``packcam verify`` and the bundle's own verify.py (isolated), anchors pinned; each
+    exits ``code`` (5: authentic for the clips here, some deleted by retention)."""
     where.mkdir()
     bundle = where / "bundle.zip"
     bundle.write_bytes(data)
@@ -182,7 +190,7 @@ def _verify_both_ways(st: Store, data: bytes, where: Path) -> tuple[str, str]:
         [sys.executable, "-m", "station.proof", "verify", *pins, str(bundle)],
         cwd=where, env=env, capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
-    assert packcam.returncode == 0, packcam.stdout + packcam.stderr
+    assert packcam.returncode == code, packcam.stdout + packcam.stderr
     script = where / "verify.py"
     with zipfile.ZipFile(bundle) as zf:
         script.write_bytes(zf.read("verify.py"))
@@ -191,7 +199,7 @@ def _verify_both_ways(st: Store, data: bytes, where: Path) -> tuple[str, str]:
         cwd=where, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=False,
         timeout=120,
     )  # fmt: skip
-    assert kit.returncode == 0, kit.stdout + kit.stderr
+    assert kit.returncode == code, kit.stdout + kit.stderr
     return packcam.stdout, kit.stdout
 
 
@@ -441,7 +449,7 @@ def test_an_order_whose_clip_retention_deleted_before_archiving_gets_a_partial_b
         assert len([n for n in names if n.startswith("clips/")]) == 1
         assert f"clips/{Path(gone.path).name}" not in names
         assert f"deleted/{Path(gone.path).stem}.deletion.json" in names
-        packcam, kit = _verify_both_ways(st, data, tmp_path / "verifier")
+        packcam, kit = _verify_both_ways(st, data, tmp_path / "verifier", 5)
         assert "AUTHENTIC FOR 1 OF THIS ORDER'S 2 CLIPS (PARTIAL" in packcam, packcam
         assert "AUTHENTIC FOR 1 OF THIS ORDER'S 2 CLIPS (PARTIAL" in kit, kit
         assert gone.sha256 in packcam and "deleted by the station's retention" in packcam
@@ -451,6 +459,49 @@ def test_an_order_whose_clip_retention_deleted_before_archiving_gets_a_partial_b
         # the share summary dates the gap instead of calling the clip "not signed yet"
         assert "was deleted by the station's retention on" in _summary(site, "D1")
         assert "verdict-tampered" not in _summary(site, "D1")
+
+
+def test_a_clip_retention_deleted_after_its_order_s_parts_went_up_gets_a_partial_bundle(
+    seaweed: SeaweedServer,
+    postgres: PostgresServer,
+    tsa_ec,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The order's parts went up while its first clip was not archived yet (they list it by
+    its hash), then retention deleted that clip (`archive_required = false`) and no other
+    clip of the order was archived since: the station signs and uploads the parts again,
+    carrying the deletion, so the central site serves the partial bundle instead of waiting
+    for an object the bucket will never get."""
+    from datetime import UTC, datetime
+
+    from test_bundle_deleted_clip import retain_oldest
+
+    st = build_store(tmp_path / "station", tsa_ec, ["D1", "D2", "D1"], c2pa=False)
+    ledger = Ledger.in_data_dir(st.data)
+    first = ledger.clips("D1")[0]
+    ledger.close()
+    clip = st.data / first.path
+    hidden = clip.with_name(clip.name + ".away")
+    clip.rename(hidden)  # the archiver cannot send it on the first pass
+    with central_site(st, seaweed, postgres, tmp_path) as site:
+        hidden.rename(clip)
+        gone = retain_oldest(st, datetime.now(UTC), order="D1")
+        assert gone.sha256 == first.sha256
+        Archiver(site.station_cfg).run_once()
+        site.sync()
+        ids = _clip_ids(site, "D1")
+        assert len(ids) == 2
+        c = Browserless(site.url)
+        _login(c)
+        for clip_id in ids:
+            status, _, data = c.request("GET", f"/clips/{clip_id}/bundle.zip")
+            assert status == 200, data[:300]
+        with zipfile.ZipFile(__import__("io").BytesIO(data)) as zf:
+            names = zf.namelist()
+        assert len([n for n in names if n.startswith("clips/")]) == 1
+        assert f"deleted/{Path(gone.path).stem}.deletion.json" in names
+        packcam, _ = _verify_both_ways(st, data, tmp_path / "verifier", 5)
+        assert "AUTHENTIC FOR 1 OF THIS ORDER'S 2 CLIPS (PARTIAL" in packcam, packcam
 
 
 def _summary(site: Site, order: str) -> str:

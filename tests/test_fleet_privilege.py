@@ -64,13 +64,14 @@ def denied(call: Any) -> str:
 # ---- the pure parts ---------------------------------------------------------------------------
 
 
-def v(key: str, *, latest: bool = True, at: datetime = T0) -> dict[str, Any]:
-    return {"Key": key, "VersionId": uuid.uuid4().hex, "IsLatest": latest, "LastModified": at}
+def v(key: str, *, latest: bool = True, at: datetime = T0, size: int = 10) -> dict[str, Any]:
+    return {"Key": key, "VersionId": uuid.uuid4().hex, "IsLatest": latest, "LastModified": at,
+            "Size": size}  # fmt: skip
 
 
 def test_classify_names_each_problem_once() -> None:
     base = "packcam/stations/s1/clips/"
-    expected = {base + "a.mp4", base + "b.mp4", base + "c.mp4", base + "d.mp4"}
+    expected = dict.fromkeys([base + "a.mp4", base + "b.mp4", base + "c.mp4", base + "d.mp4"], 10)
     versions = [
         v(base + "a.mp4"),  # fine
         v(base + "b.mp4", latest=False),  # hidden by the marker below
@@ -88,7 +89,18 @@ def test_classify_names_each_problem_once() -> None:
         Finding("overwritten", base + "d.mp4", "2 versions of a write-once object"),
         Finding("unindexed", base + "x.mp4", "a clip object the central index does not hold"),
     ]
-    assert classify({base + "a.mp4"}, [v(base + "a.mp4")], [], now=T0) == []
+    assert classify({base + "a.mp4": 10}, [v(base + "a.mp4")], [], now=T0) == []
+
+
+def test_a_clip_object_of_another_size_than_indexed_is_reported_though_it_is_one_version() -> None:
+    """An unversioned bucket, or an admin who removed the locked version and wrote another:
+    one version, but not the bytes the index registered (the key names the clip's SHA-256,
+    so a size that differs is proof enough)."""
+    key = "packcam/stations/s1/clips/a.mp4"
+    found = classify({key: 10}, [v(key, size=7)], [], now=T0)
+    assert found == [
+        Finding("overwritten", key, "the object is 7 bytes, the index registered 10"),
+    ]
 
 
 def test_policies_scope_each_station_to_its_own_prefix_and_never_delete() -> None:
@@ -206,13 +218,31 @@ def test_station_keys_archive_with_retention_but_cannot_delete_or_cross(
     assert {own, other} <= {x["Key"] for x in listing["Versions"]}
 
     # The audit agrees with the index; an admin's delete marker is found at once.
-    expected = set(archived["station-01"]) | set(archived["station-02"])
+    expected = {k: admin.head_object(Bucket=bucket, Key=k)["ContentLength"]
+                for k in archived["station-01"] + archived["station-02"]}  # fmt: skip
     assert audit_bucket(admin, bucket, PREFIX, expected) == []
     admin.delete_object(Bucket=bucket, Key=other)
     found = audit_bucket(admin, bucket, PREFIX, expected)
     assert [(f.kind, f.key) for f in found] == [("deleted", other)]
     # The locked version is still there for whoever removes the marker.
     assert any(x["Key"] == other for x in admin.list_object_versions(Bucket=bucket)["Versions"])
+
+
+def test_bucket_audit_finds_a_clip_object_replaced_in_an_unversioned_bucket(
+    locked_store: tuple[SeaweedServer, str],
+) -> None:
+    """Without versioning an operator's put over an archived clip leaves one version: the
+    audit still reports it, by the size the central index registered."""
+    server, _ = locked_store
+    admin = client(server.endpoint, S3_ACCESS_KEY, S3_SECRET_KEY)
+    bucket = "plain-" + uuid.uuid4().hex[:10]
+    admin.create_bucket(Bucket=bucket)
+    key = station_prefix(PREFIX, "station-01") + "clips/" + "a" * 64 + ".mp4"
+    admin.put_object(Bucket=bucket, Key=key, Body=b"the archived clip")
+    assert audit_bucket(admin, bucket, PREFIX, {key: 17}) == []
+    admin.put_object(Bucket=bucket, Key=key, Body=b"other")
+    found = audit_bucket(admin, bucket, PREFIX, {key: 17})
+    assert [(f.kind, f.key) for f in found] == [("overwritten", key)]
 
 
 def test_bucket_audit_cli_reads_the_central_index(

@@ -38,6 +38,7 @@ LOCAL_PROBLEM_RETRY_S = 3600.0  # a clip whose file is missing or changed: look 
 TOKENS_CURSOR = "archive:tokens"
 CHECKPOINTS_CURSOR = "archive:checkpoints"
 BUNDLES_CURSOR = "archive:bundles"
+DELETIONS_CURSOR = "archive:deletions"
 PARTS_SPOOL = "archive-spool"  # in the data dir: a bundle's parts between export and upload
 
 
@@ -319,17 +320,47 @@ class Archiver(IndexWorker):
                 return
             if order_id not in built:  # the export takes every clip of the order at once
                 built.add(order_id)
-                spool.mkdir(exist_ok=True)
-                out = spool / f"order-{seq}.zip"
-                try:
-                    result = export_order(self.cfg, order_id, out, without_clips=True)
-                    self._put_parts(order_id, out, result.checkpoint_size, self._log_key(sha256))
-                except ProofError as exc:
-                    log.info("archiver: no bundle parts for order %r: %s", order_id, exc)
-                finally:
-                    out.unlink(missing_ok=True)
-                    out.with_name(out.name + ".part").unlink(missing_ok=True)
+                self._build_parts(order_id, spool / f"order-{seq}.zip", self._log_key(sha256))
             self.cursors.set_cursor(BUNDLES_CURSOR, seq)
+        self._upload_deletion_parts()
+
+    def _upload_deletion_parts(self) -> None:
+        """Sign and upload the parts again of each order with an archived clip whose other
+        clip retention deleted before the archiver sent it (``archive_required = false``):
+        parts signed before the deletion list that clip by its hash, and the central site
+        would wait forever for an object the bucket never gets; the new parts carry it as
+        deleted, with the station's signed record. Follows the deletions; a pending RFC 3161
+        token of the order holds the cursor, as in ``_upload_bundle_parts``."""
+
+        cursor = self.cursors.cursor(DELETIONS_CURSOR)
+        spool = self.data_dir / PARTS_SPOOL
+        # Not the orders built above: a deletion may have come after their export.
+        built: set[str] = set()
+        for deletion_id, order_id in self.ledger.unarchived_deletions_after(cursor):
+            if self._stop.is_set() or any(
+                self.proof_log.tables.pending_for_clip(c.sha256)
+                for c in self.ledger.clips(order_id)
+            ):
+                return
+            if order_id not in built:  # parts built since carry every deletion before
+                built.add(order_id)
+                clips = self.ledger.clips(order_id)  # one log: the export refuses two
+                log_key = next((k for c in clips if (k := self._log_key(c.sha256))), None)
+                self._build_parts(order_id, spool / f"deleted-{deletion_id}.zip", log_key)
+            self.cursors.set_cursor(DELETIONS_CURSOR, deletion_id)
+
+    def _build_parts(self, order_id: str, out: Path, log_key: str | None) -> None:
+        """Export the parts of ``order_id`` to ``out`` (in the spool) and upload them under
+        ``log_key`` (``_put_parts``)."""
+        out.parent.mkdir(exist_ok=True)
+        try:
+            result = export_order(self.cfg, order_id, out, without_clips=True)
+            self._put_parts(order_id, out, result.checkpoint_size, log_key)
+        except ProofError as exc:
+            log.info("archiver: no bundle parts for order %r: %s", order_id, exc)
+        finally:
+            out.unlink(missing_ok=True)
+            out.with_name(out.name + ".part").unlink(missing_ok=True)
 
     def _log_key(self, sha256: str) -> str | None:
         """The fingerprint of the key whose log holds the clip's leaf (a retired key's, when
@@ -355,7 +386,12 @@ class Archiver(IndexWorker):
         # clips are in the retired key's log, with that log's final checkpoint.
         key = bundle_parts_key(self.a.prefix, self.cfg.station.name, order_id,
                                log_key or station_key, tree_size)  # fmt: skip
-        self.store.put_bytes(key, parts.read_bytes(), content_type="application/zip")
+        data = parts.read_bytes()
+        if self.store.check_archived(key, len(data), hashlib.sha256(data).hexdigest()) is None:
+            return  # these very parts are there
+        # Other parts at that checkpoint are older ones of the order (a clip deleted or a
+        # token granted since): the newer replace them, which is no fault of the bucket.
+        self.store.put_bytes(key, data, content_type="application/zip", check_existing=False)
         log.info("archiver: evidence bundle parts of order %r -> %s", order_id, key)
 
     # ---- key frames ---------------------------------------------------------------------------

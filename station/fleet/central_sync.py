@@ -215,16 +215,7 @@ class CentralSync(IndexWorker):
         )
         self._witness_size = int((resp.get("witness") or {}).get("tree_size") or 0)
         have = resp.get("have") or {}
-        for name, field in (
-            (CLIPS_CURSOR, "clips"),
-            (ARCHIVED_CURSOR, "archived"),
-            (CHECKPOINTS_CURSOR, "checkpoints"),
-        ):
-            mine, theirs = self.cursors.cursor(name), int(have.get(field, 0))
-            if theirs < mine:
-                log.warning("central sync: the server has %s up to %d, we had sent up to %d;"
-                            " sending again from there", field, theirs, mine)  # fmt: skip
-                self.cursors.set_cursor(name, theirs)
+        self._rewind(have)
         high = int(have.get("clips", 0))
         if high >= self.clips.next_clip_id():
             log.warning(
@@ -235,6 +226,23 @@ class CentralSync(IndexWorker):
             )
             self.clips.raise_id_floor(high)
         self._hello_done = True
+
+    def _rewind(self, have: dict[str, Any]) -> bool:
+        """Move back each cursor past the server's high-water mark in ``have`` (its database
+        was restored from a backup): what it lost is sent again. True if one moved."""
+        moved = False
+        for name, field in (
+            (CLIPS_CURSOR, "clips"),
+            (ARCHIVED_CURSOR, "archived"),
+            (CHECKPOINTS_CURSOR, "checkpoints"),
+        ):
+            mine, theirs = self.cursors.cursor(name), int(have.get(field, 0))
+            if theirs < mine:
+                log.warning("central sync: the server has %s up to %d, we had sent up to %d;"
+                            " sending again from there", field, theirs, mine)  # fmt: skip
+                self.cursors.set_cursor(name, theirs)
+                moved = True
+        return moved
 
     def _clip_doc(self, clip_id: int) -> dict[str, Any] | None:
         """The clip as ``/clips`` takes it (its waybills included), None if it is gone."""
@@ -282,20 +290,37 @@ class CentralSync(IndexWorker):
         """Post the clips past ``cursor`` in batches (``_clip_docs``), moving the cursor after
         each acknowledged batch; the number posted."""
         total = 0
+        field = "archived" if archived else "clips"
         while not self._halt.is_set():
-            docs = self._clip_docs(self.cursors.cursor(cursor), archived=archived)
+            after = self.cursors.cursor(cursor)
+            docs = self._clip_docs(after, archived=archived)
             if not docs:
                 break
-            self._post_clips([d for _, d in docs])
+            if not self._post_clips([d for _, d in docs], after={field: after}):
+                continue  # the server holds less than the cursor says: sent again from there
             self.cursors.set_cursor(cursor, docs[-1][0])
             total += len(docs)
         return total
 
-    def _post_clips(self, docs: list[dict[str, Any]]) -> None:
-        resp = self._post("/clips", {"clips": docs, "conflicts": "report"})
+    def _post_clips(self, docs: list[dict[str, Any]], after: dict[str, int] | None = None) -> bool:
+        """Post ``docs``; with ``after`` (the cursor they follow), the server registers
+        nothing when it holds less than that (its database was restored from a backup while
+        this process synced on: no hello tells it): the cursors and the witnessed size go
+        back (False)."""
+        doc: dict[str, Any] = {"clips": docs, "conflicts": "report"}
+        if after is not None:
+            doc["after"] = after
+        resp = self._post("/clips", doc)
+        if resp.get("behind"):
+            if not self._rewind(resp.get("have") or {}):
+                raise SyncError(f"/clips: the server says it is behind {after}, but has {resp}")
+            # the witness was restored with it: checkpoints are proven from what it holds now
+            self._witness_size = int((resp.get("witness") or {}).get("tree_size") or 0)
+            return False
         refused = [int(i) for i in resp.get("conflicts") or []]
         if refused:
             self._renumber(refused, int((resp.get("have") or {}).get("clips") or 0))
+        return True
 
     def _push_late_waybills(self) -> int:
         """Send again, with all their waybills, the clips a waybill was linked to after they
