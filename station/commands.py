@@ -16,6 +16,7 @@ from typing import Any
 from station import config as config_mod
 from station import configdoc
 from station.capture.barcodes import decode_command
+from station.capture.codes import Rules, orders_that_are_products
 from station.capture.synthetic import DEMO_SESSION
 from station.cliargs import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load_config
 from station.errors import ConfigError, StationError
@@ -60,6 +61,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
           + (":" if changed else ""))  # fmt: skip
     for key, value in changed:
         print(f"  {key} = {value}")
+    for pattern, code in orders_that_are_products(Rules.from_config(cfg.codes)):
+        print(f"warning: [codes] order_patterns {pattern!r} matches product codes (e.g. {code},"
+              " of [codes] product_prefixes): a product scanned by hand would start an order's"
+              " clip; narrow the pattern to your order IDs")  # fmt: skip
     return EXIT_OK
 
 

@@ -17,6 +17,8 @@ from station.capture.codes import (
     Rules,
     Sight,
     classify,
+    orders_that_are_products,
+    product_code,
     safe_component,
     same_place,
     sanitize,
@@ -715,3 +717,26 @@ def test_without_order_patterns_other_symbologies_are_unknown() -> None:
     assert classify("PO-12", rules, "qrcode").kind is Kind.ORDER
     assert classify("PO-12", rules, "code128").kind is Kind.UNKNOWN
     assert classify("PO-12", rules).kind is Kind.ORDER  # keyboard
+
+
+@pytest.mark.parametrize(
+    ("patterns", "prefixes", "taken"),
+    [
+        ((r"^\d{12,19}$",), ("69",), True),  # "any long number": every Chinese EAN-13
+        ((r"^\d{13}$",), ("00", "01"), True),  # a US UPC-A as its EAN-13 form... or itself
+        ((r"^\d{14}$",), ("69",), True),  # a carton's ITF-14
+        ((r"^69\d{11}$",), ("69",), True),
+        ((r"^PO-\d+$", r"^\d{18}$"), ("69", "978"), False),  # order IDs of other shapes
+        ((r"^\d{12,19}$",), (), False),  # product ranges off: nothing to take
+    ],
+)
+def test_an_order_pattern_that_takes_product_codes_is_named(
+    patterns: tuple[str, ...], prefixes: tuple[str, ...], taken: bool
+) -> None:
+    rules = Rules.from_config(CodesSection(order_patterns=patterns, product_prefixes=prefixes))
+    found = orders_that_are_products(rules)
+    assert bool(found) == taken, found
+    for pattern, code in found:
+        assert re.search(pattern, code) and product_code(code, prefixes)
+        # and so a hand scan of that product is an order, which is why check-config warns
+        assert classify(code, rules).kind == Kind.ORDER

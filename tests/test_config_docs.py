@@ -190,6 +190,22 @@ def test_check_config_of_the_defaults_lists_nothing(
     assert "0 keys differ from the defaults\n" in capsys.readouterr().out
 
 
+def test_check_config_warns_of_order_patterns_that_take_product_codes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An order pattern wins over the product ranges: "any long number" makes every product
+    scanned by hand an order, starting a clip. The config is valid, so it is a warning."""
+    path = tmp_path / "c.toml"
+    patterns = '["^PO-\\\\d+$", "^\\\\d{12,19}$"]'
+    path.write_text(f"[codes]\norder_patterns = {patterns}\n", encoding="utf-8")
+    assert main(["check-config", str(path)]) == EXIT_OK
+    warned = [w for w in capsys.readouterr().out.splitlines() if w.startswith("warning:")]
+    assert len(warned) == 1 and "'^\\\\d{12,19}$' matches product codes (e.g. 69" in warned[0]
+    path.write_text('[codes]\norder_patterns = ["^PO-\\\\d+$"]\n', encoding="utf-8")
+    assert main(["check-config", str(path)]) == EXIT_OK
+    assert "warning:" not in capsys.readouterr().out
+
+
 def test_each_list_of_choices_is_defined_once() -> None:
     # The modules that act on a list import it from station.config rather than repeat it.
     assert writer.ENCODERS is config_mod.ENCODERS

@@ -272,6 +272,39 @@ _ADD_ON = re.compile(r"(\d{12,13})[ -]?(?:\d{2}|\d{5})")
 _ADD_ON_PREFIXES = ("977", "978", "979", "0")
 
 
+def orders_that_are_products(rules: Rules) -> list[tuple[str, str]]:
+    """The order patterns that take product codes of ``product_prefixes`` for orders, each with
+    one such code it matches: (pattern, code). An order pattern wins over the product ranges,
+    so a product scanned by hand that matches one starts an order's clip (``packcam
+    check-config`` warns). Pure: tried on made-up GTINs of each prefix (EAN-13, its UPC-A,
+    its carton's ITF-14)."""
+    samples: list[str] = []
+    for prefix in rules.product_prefixes:
+        for body in ("0000000000000", "1234567890123", "9876543210987"):
+            ean = (prefix + body)[:12]
+            ean += _check_digit(ean)
+            samples.append(ean)
+            if ean.startswith("0"):
+                samples.append(ean[1:])  # its UPC-A
+            carton = "1" + ean[:12]
+            samples.append(carton + _check_digit(carton))
+    found: list[tuple[str, str]] = []
+    for pattern in rules.order:
+        hit = next(
+            (c for c in samples if pattern.search(c) and product_code(c, rules.product_prefixes)),
+            None,
+        )
+        if hit is not None:
+            found.append((pattern.pattern, hit))
+    return found
+
+
+def _check_digit(digits: str) -> str:
+    """The GS1 check digit to append to ``digits``."""
+    weighted = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
+    return str((10 - weighted % 10) % 10)
+
+
 def _gtin_ok(digits: str, prefixes: tuple[str, ...]) -> bool:
     """A GTIN-13 or -14 (or an SSCC) with a valid GS1 check digit, of a listed prefix: the
     13-digit form's prefix (a GTIN-14's and an SSCC's first digit is an indicator)."""
@@ -284,8 +317,7 @@ def _gtin_ok(digits: str, prefixes: tuple[str, ...]) -> bool:
 
 def _check_ok(digits: str) -> bool:
     """Whether the last of ``digits`` is their GS1 check digit (any GTIN's length)."""
-    weighted = sum(int(d) * (1 if i % 2 else 3) for i, d in enumerate(reversed(digits[:-1])))
-    return (10 - weighted % 10) % 10 == int(digits[-1])
+    return _check_digit(digits[:-1]) == digits[-1]
 
 
 def _upca_of_upce(upce: str) -> str:
