@@ -84,7 +84,13 @@ def moto_s3(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
 from ci_no_skip import pytest_runtest_makereport  # noqa: E402, F401
 
 # ---- web fixtures (tests/conftest_web.py) ---------------------------------------------------
-from conftest_web import mp4_template, web_app, web_client, web_env  # noqa: E402, F401
+from conftest_web import (  # noqa: E402, F401
+    mp4_template,
+    web_app,
+    web_client,
+    web_env,
+    web_env_template,
+)
 
 # ---- fleet fixtures (tests/fleet_servers.py): real SeaweedFS and PostgreSQL on 127.0.0.1 --------
 from fleet_servers import pg_dsn, postgres, seaweed  # noqa: E402, F401

@@ -225,11 +225,23 @@ def add_users(data_dir: Path, *, stations: list[str] | None = None) -> None:
         db.close()
 
 
-@pytest.fixture
-def web_env(tmp_path: Path, mp4_template: Path) -> WebEnv:
-    env = build_env(tmp_path, mp4_template)
+@pytest.fixture(scope="session")
+def web_env_template(tmp_path_factory: pytest.TempPathFactory, mp4_template: Path) -> WebEnv:
+    """The data dir every ``web_env`` starts from, built once (the index, its clips' files and
+    the accounts); tests get a copy, never this one."""
+    env = build_env(tmp_path_factory.mktemp("web-env"), mp4_template)
     add_users(env.data_dir)
     return env
+
+
+@pytest.fixture
+def web_env(tmp_path: Path, web_env_template: WebEnv) -> WebEnv:
+    """A data dir of its own for the test: a copy of ``web_env_template``'s, at the place
+    ``build_env`` puts it, its files written now (copied without their times)."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(web_env_template.data_dir, data_dir, copy_function=shutil.copy)
+    cfg = config_mod.load(None).with_data_dir(data_dir)
+    return WebEnv(data_dir, cfg, dict(web_env_template.clips))
 
 
 def make_app(env: WebEnv, **test_config: Any):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,17 @@ def source_modules() -> dict[str, Path]:
     return out
 
 
+@functools.cache
+def _parse(text: str, filename: str) -> ast.Module:
+    """The tree of a source text, parsed once for all the checks (keyed by the text itself,
+    so a changed file is parsed again; no check changes a tree)."""
+    return ast.parse(text, filename)
+
+
+def parse(path: Path) -> ast.Module:
+    return _parse(path.read_text(encoding="utf-8"), str(path))
+
+
 def _resolve(mod: str, node: ast.ImportFrom, is_pkg: bool) -> str:
     if not node.level:
         return node.module or ""
@@ -62,7 +74,7 @@ def _resolve(mod: str, node: ast.ImportFrom, is_pkg: bool) -> str:
 def imports_of(mod: str, path: Path, known: set[str]) -> Iterator[tuple[str, int]]:
     """(imported module, line) for every import statement in the file, at any depth, and every
     ``importlib.import_module("...")`` with a literal name."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    tree = parse(path)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -185,7 +197,7 @@ def test_the_allow_list_only_shrinks() -> None:
 
 def function_level_imports(path: Path) -> Iterator[tuple[str, int]]:
     """(top-level module, line) of every import inside a function (or lambda) in the file."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    tree = parse(path)
     scopes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
     for func in (n for n in ast.walk(tree) if isinstance(n, scopes)):
         for node in ast.walk(func):

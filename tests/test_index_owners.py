@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sqlite3
 from pathlib import Path
@@ -27,14 +28,15 @@ def module_of(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def sql_strings(source: str) -> list[tuple[int, str]]:
+@functools.cache  # each module's source is scanned for both databases' owners
+def sql_strings(source: str) -> tuple[tuple[int, str], ...]:
     """(line, text) of every string literal in ``source``, f-strings' literal parts included
     (adjacent literals arrive joined, as the parser joins them)."""
     out = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             out.append((node.lineno, node.value))
-    return out
+    return tuple(out)
 
 
 def tables_used(text: str, tables: set[str]) -> set[str]:

@@ -107,42 +107,24 @@ def _s3(seaweed: SeaweedServer) -> Any:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def bucket(seaweed: SeaweedServer) -> str:
-    """One bucket for the module (SeaweedFS gives each bucket volumes of its own)."""
-    name = "scope-" + uuid.uuid4().hex[:10]
-    _s3(seaweed).create_bucket(Bucket=name)
-    return name
+def _body(station: str, n: int) -> bytes:
+    """The bytes of ``station``'s clip ``n``: the central site hashes what it serves."""
+    return f"video {station} #{n}".encode()
 
 
-@pytest.fixture
-def fleet(pg_dsn: str, seaweed: SeaweedServer, bucket: str, tmp_path: Path) -> Fleet:
-    """Three stations in two warehouses; every clip archived (video and key frame objects in
-    the bucket, so an out-of-scope 404 is the scoping, not a missing object)."""
-    from flask.testing import FlaskClient
-
-    from web import create_app
-
-    s3 = _s3(seaweed)
-    db = CentralDB(pg_dsn)
-    db.migrate()
-    ids: dict[tuple[str, str], int] = {}
+def _batches() -> dict[str, list[dict]]:
+    """Three stations in two warehouses: each one's clips as it registers them, archived
+    where its archiver puts them (the site serves a clip only from there)."""
     batches: dict[str, list[dict]] = {s: [] for s in STATIONS}
-    local = dict.fromkeys(STATIONS, 0)
 
     def add(
         station: str, order_id: str, when: datetime, waybill: str | None = None, **kw: Any
     ) -> None:
-        local[station] += 1
-        n = local[station]
-        # where the station's archiver puts them (the site serves a clip only from there)
-        # the bytes a clip's index row signs: the central site hashes what it serves
-        body = f"video {station} #{n}".encode()
+        n = len(batches[station]) + 1
+        body = _body(station, n)
         sha = hashlib.sha256(body).hexdigest()
         key = clip_key("packcam/", station, sha)
         frame = f"{station_prefix('packcam/', station)}frames/{sha}/0001.00s_order.jpg"
-        s3.put_object(Bucket=bucket, Key=key, Body=body)
-        s3.put_object(Bucket=bucket, Key=frame, Body=b"\xff\xd8 jpeg")
         batches[station].append(
             _clip(n, station, order_id, when, waybill=waybill, archived_utc=_utc(when), **kw,
                   size=len(body), sha256=sha, archive_key=key,
@@ -165,7 +147,37 @@ def fleet(pg_dsn: str, seaweed: SeaweedServer, bucket: str, tmp_path: Path) -> F
         add(st, f"MANY-{i:03d}", t0 + timedelta(hours=1, minutes=i), f"SFM{i:04d}")
     for st in STATIONS:  # one clip each today (the dashboard's and /api/stations' counts)
         add(st, f"TODAY-{st}", _today(), packer=f"packer-{st}", kind="order")
-    for st, clips in batches.items():
+    return batches
+
+
+@pytest.fixture(scope="module")
+def bucket(seaweed: SeaweedServer) -> str:
+    """One bucket for the module (SeaweedFS gives each bucket volumes of its own) holding
+    every clip's video and key frame object: the same keys and bytes for every test, and no
+    test changes them, so they are uploaded once."""
+    name = "scope-" + uuid.uuid4().hex[:10]
+    s3 = _s3(seaweed)
+    s3.create_bucket(Bucket=name)
+    for station, clips in _batches().items():
+        for clip in clips:
+            s3.put_object(Bucket=name, Key=clip["archive_key"], Body=_body(station, clip["id"]))
+            for frame in clip["archive_meta"]["frames"]:
+                s3.put_object(Bucket=name, Key=frame["key"], Body=b"\xff\xd8 jpeg")
+    return name
+
+
+@pytest.fixture
+def fleet(pg_dsn: str, seaweed: SeaweedServer, bucket: str, tmp_path: Path) -> Fleet:
+    """Three stations in two warehouses; every clip archived (video and key frame objects in
+    the bucket, so an out-of-scope 404 is the scoping, not a missing object)."""
+    from flask.testing import FlaskClient
+
+    from web import create_app
+
+    db = CentralDB(pg_dsn)
+    db.migrate()
+    ids: dict[tuple[str, str], int] = {}
+    for st, clips in _batches().items():
         sid = db.station_for_token(db.add_station(st))
         assert sid is not None
         db.register_clips(sid["id"], st, clips)
