@@ -31,9 +31,8 @@ from playwright.sync_api import sync_playwright
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.feedback import TimedScanner  # noqa: E402
 from station import config as config_mod  # noqa: E402
-from station.capture.frames import InputEvent, RawScan  # noqa: E402
-from station.capture.scanner import EventQueue  # noqa: E402
 from station.capture.synthetic import Scenario, SyntheticCamera  # noqa: E402
 from station.floor.events import EventKind, StationEvent  # noqa: E402
 from station.floor.screen import ScreenFeed, screen_path  # noqa: E402
@@ -54,28 +53,6 @@ RENDER_LOG = """() => {
     last: text('last-clip')})).observe(root, {attributes: true,
     attributeFilter: ['data-rendered-at']});
 }"""
-
-
-class TimedScanner:
-    """A keyboard-like scan source: ``type`` queues a scan stamped with the keystroke time."""
-
-    def __init__(self) -> None:
-        self.queue = EventQueue("bench")
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def type(self, text: str) -> float:
-        """Queue ``text``; the keystroke's wall-clock time (the browser's clock)."""
-        wall = time.time()
-        self.queue.put(RawScan(text, "keyboard", time.monotonic()))
-        return wall
-
-    def poll(self, now: float) -> list[InputEvent]:
-        return self.queue.drain()
 
 
 Write = tuple[float, dict[str, Any]]
@@ -169,7 +146,9 @@ def run(args: argparse.Namespace, data: Path, browser: Any) -> dict[str, float]:
                 ("waybill", f"SF{1000000000000 + i}"),
                 ("seal", "SEAL"),
             ):
-                scans.append((kind, order if kind == "seal" else text, scanner.type(text)))
+                typed = time.time()  # the keystroke on the browser's clock (wall)
+                scanner.type(text)
+                scans.append((kind, order if kind == "seal" else text, typed))
                 time.sleep(args.every / 2)
                 floor_order = f"PO-FLOOR-{len(floor_events):04d}"
                 floor_events.append((floor_order, time.time()))
