@@ -1,9 +1,8 @@
-"""The station screen in Chromium: a real station and a real site; a scan shows within 300 ms."""
+"""The station screen in Chromium: a real station and a real site; each scan shows on it."""
 
 from __future__ import annotations
 
 import contextlib
-import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -19,8 +18,6 @@ from station.floor.screen import screen_path
 from station.service import assemble
 
 pytestmark = pytest.mark.slow
-
-BOUND_MS = 300.0
 
 
 class Keyboard:
@@ -84,7 +81,8 @@ def _station_site(tmp_path: Any, **screen: Any) -> Iterator[tuple[str, Keyboard,
         web.join(15)
 
 
-def test_a_scan_changes_the_kiosk_screen_within_the_bound(page: Any, station_site) -> None:
+def test_the_kiosk_screen_shows_each_order_waybill_and_seal(page: Any, station_site) -> None:
+    # How fast it shows is bench/screen.py's measure (docs/performance.md), not a test's.
     url, keyboard, key = station_site
     page.goto(f"{url}/screen")  # from 127.0.0.1: the kiosk needs no login
     page.wait_for_url(f"{url}/screen/{key}")
@@ -92,16 +90,11 @@ def test_a_scan_changes_the_kiosk_screen_within_the_bound(page: Any, station_sit
     assert page.locator("#state").inner_text() == "Ready: scan an order"
     page.wait_for_function("() => { const i = document.getElementById('live');"
                            " return i && i.complete && i.naturalWidth > 0; }")  # fmt: skip
-    latencies = []
     for i, order in enumerate(["PO-SCREEN-1", "PO-SCREEN-2", "PO-SCREEN-3"]):
-        time.sleep(0.5)
-        scanned_ms = time.time() * 1000
         keyboard.type(order)
         page.wait_for_function(
             "(o) => document.getElementById('order').textContent === o", arg=order, timeout=5000
         )
-        rendered = float(page.locator("#screen").get_attribute("data-rendered-at") or 0)
-        latencies.append(rendered - scanned_ms)
         assert page.locator("#screen").get_attribute("data-state") == "recording"
         if i == 0:
             keyboard.type("SF1234567890123")
@@ -114,8 +107,6 @@ def test_a_scan_changes_the_kiosk_screen_within_the_bound(page: Any, station_sit
     last = page.locator("#last-clip").inner_text()
     assert last.startswith("PO-SCREEN-3") and "✓" in last
     assert page.locator("#recent li").count() == 3  # next-order ended the first two
-    print(f"scan -> screen (ms): {[round(x) for x in latencies]}")
-    assert statistics.median(latencies) <= BOUND_MS, latencies
 
 
 def test_a_packer_signs_in_and_out_on_the_kiosk_screen(page: Any, signin_site) -> None:

@@ -40,7 +40,7 @@
     received = performance.now();
     root.dataset.state = d.state;
     root.dataset.seq = String(d.seq);
-    root.dataset.renderedAt = String(Date.now()); // the browser test measures scan -> screen
+    root.dataset.renderedAt = String(Date.now()); // bench/screen.py measures scan -> screen by it
     setText($("state"), label(d.state));
     var shown = d.order_id || (d.state === "sealed" && d.last_clip ? d.last_clip.order_id : "");
     setText($("order"), shown || "—");
