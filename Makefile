@@ -54,10 +54,15 @@ TEST_APT_PACKAGES := chromium systemd postgresql
 DEMO_ARGS ?=
 DOCTOR_ARGS ?=
 
-# apt-get install whatever of the listed packages is missing (sudo when not root).
+# apt-get install whatever of the listed packages is missing (sudo when not root). A name is
+# there when an installed package has it or provides it: Trixie's libzbar0t64 (Debian 13's
+# 64-bit time_t rename) provides libzbar0, which dpkg-query by name does not find.
 define apt_ensure
-	@missing=""; for p in $(1); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	@have=$$(dpkg-query -W -f='$${Status}|$${Package}|$${Provides}\n' 2>/dev/null | awk -F'|' \
+	  '$$1 ~ / ok installed$$/ { print $$2; n = split($$3, p, ", *"); \
+	    for (i = 1; i <= n; i++) { split(p[i], w, " "); print w[1] } }'); \
+	missing=""; for p in $(1); do \
+	  printf '%s\n' "$$have" | grep -qxF "$$p" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
