@@ -162,6 +162,40 @@ def fake_commands(where: Path, **scripts: str) -> dict[str, str]:
     return {"PATH": f"{where}{os.pathsep}{os.environ['PATH']}"}
 
 
+# A Raspberry Pi OS whose userland is 32-bit (armhf) on the Pi's 64-bit kernel: uname -m says
+# aarch64, the Python and dpkg are armhf, and no wheel in the Pi's locks is for it.
+UNAME_AARCH64 = 'case "$1" in -m) echo aarch64;; *) echo Linux;; esac'
+
+
+@pytest.mark.parametrize("arch", ["armhf", "armel"])
+@pytest.mark.parametrize("python", ["3.11", "3.13", "3.9"])
+def test_a_32_bit_raspberry_pi_os_stops_at_once_naming_the_64_bit_one_to_flash(
+    tmp_path: Path, arch: str, python: str
+) -> None:
+    env = fake_commands(tmp_path, uname=UNAME_AARCH64, dpkg=f"echo {arch}")
+    result = make("-n", "-B", "PACKCAM_PI=1", f"PI_PYTHON={python}", "venv", env=env)
+    assert result.returncode != 0
+    assert result.stdout == ""  # before apt, before pip: not one command
+    (message,) = [line for line in result.stderr.splitlines() if "packcam:" in line]
+    assert f"32-bit Raspberry Pi OS (dpkg says {arch}," in message
+    assert "Raspberry Pi OS Lite (64-bit)" in message and "docs/raspberry-pi.md" in message
+    assert "Trixie" in message and "Bookworm" in message
+
+
+def test_a_64_bit_raspberry_pi_os_goes_on(tmp_path: Path) -> None:
+    env = fake_commands(tmp_path, uname=UNAME_AARCH64, dpkg="echo arm64")
+    result = make("-n", "-B", "PACKCAM_PI=1", "PI_PYTHON=3.13", "venv", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "-r requirements/pi-trixie.lock" in result.stdout
+
+
+def test_a_pc_does_not_ask_dpkg_its_architecture(tmp_path: Path) -> None:
+    env = fake_commands(tmp_path, dpkg="echo armhf")  # a 32-bit PC: the dev lock's business
+    result = make("-n", "-B", "PACKCAM_PI=0", "venv", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "-r requirements/dev.lock" in result.stdout
+
+
 # dpkg-query -W [-f=FORMAT] [NAME...] as Debian's answers it, from a status database in
 # $FAKE_DPKG (package|status|provides per line): by name it finds real packages only, never
 # one another provides; without names it lists every package dpkg knows.
