@@ -20,6 +20,11 @@ ifeq ($(origin PI_PYTHON),undefined)
 PI_PYTHON := $(if $(IS_PI),$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))
 endif
 PI_RELEASE := $(patsubst $(PI_PYTHON)=%,%,$(filter $(PI_PYTHON)=%,$(PI_RELEASES)))
+# The Pi's locks hold aarch64 wheels only. A 32-bit Raspberry Pi OS runs an armhf userland
+# (Python included) on the Pi's 64-bit kernel, where `uname -m` says aarch64: dpkg tells
+# (pi-arch, before pi-python: its Python can be Trixie's 3.13).
+PI_ARCH := $(if $(IS_PI),$(shell dpkg --print-architecture 2>/dev/null))
+PI_32BIT := $(filter armhf armel,$(PI_ARCH))
 # picamera2, python-evdev and gpiozero/lgpio come from apt (libcamera's bindings cannot be
 # built by pip; evdev has no aarch64 wheel and Lite has no python3-dev), so the venv must see
 # the system packages. The Pi's locks leave evdev and gpiozero out, so pip builds nothing.
@@ -54,10 +59,15 @@ TEST_APT_PACKAGES := chromium systemd postgresql
 DEMO_ARGS ?=
 DOCTOR_ARGS ?=
 
-# apt-get install whatever of the listed packages is missing (sudo when not root).
+# apt-get install whatever of the listed packages is missing (sudo when not root). A name is
+# there when an installed package has it or provides it: Trixie's libzbar0t64 (Debian 13's
+# 64-bit time_t rename) provides libzbar0, which dpkg-query by name does not find.
 define apt_ensure
-	@missing=""; for p in $(1); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	@have=$$(dpkg-query -W -f='$${Status}|$${Package}|$${Provides}\n' 2>/dev/null | awk -F'|' \
+	  '$$1 ~ / ok installed$$/ { print $$2; n = split($$3, p, ", *"); \
+	    for (i = 1; i <= n; i++) { split(p[i], w, " "); print w[1] } }'); \
+	missing=""; for p in $(1); do \
+	  printf '%s\n' "$$have" | grep -qxF "$$p" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
@@ -66,7 +76,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: all deps test-deps venv pi-python pi-check demo doctor test lint lock lock-check config-docs bench clean FORCE
+.PHONY: all deps test-deps venv pi-arch pi-python pi-check demo doctor test lint lock lock-check config-docs bench clean FORCE
 
 all: test
 
@@ -87,7 +97,7 @@ test-deps: .test-deps-stamp
 # The stamp names the lock the venv was made from: another EXTRAS installs again.
 VENV_LOCK := $(shell cat $(VENV)/.installed 2>/dev/null)
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml $(LOCK) $(if $(filter-out $(LOCK_NAME),$(VENV_LOCK)),FORCE,) | $(if $(IS_PI),pi-python) .deps-stamp
+$(VENV)/.installed: pyproject.toml $(LOCK) $(if $(filter-out $(LOCK_NAME),$(VENV_LOCK)),FORCE,) | $(if $(IS_PI),pi-arch pi-python) .deps-stamp
 	$(PYTHON) requirements/lock.py --check $(LOCK_NAME)
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(PY) -m pip install -q --require-hashes $(if $(IS_PI),--ignore-installed,) -r $(LOCK)
@@ -101,8 +111,11 @@ endif
 # once, before apt and pip (a make error, so `make -n` stops too), rather than install a lock
 # whose markers and wheels were never checked for that Python.
 pi_supported := $(subst $(space)Python, or Python,$(foreach r,$(PI_RELEASES),Python $(word 1,$(subst =, ,$r)) (Raspberry Pi OS $(word 2,$(subst =, ,$r)))))
+pi_flash := Flash Raspberry Pi OS Lite (64-bit), Trixie (the Imager's default) or Bookworm (Raspberry Pi OS (other)), then make venv again: docs/raspberry-pi.md, step 1
+pi-arch:
+	$(if $(PI_32BIT),$(error packcam: this Pi runs a 32-bit Raspberry Pi OS (dpkg says $(PI_32BIT), whatever uname -m says); packcam's Pi locks hold 64-bit (aarch64) wheels only. $(pi_flash)))
 pi-python:
-	$(if $(PI_RELEASE),,$(error packcam: this Pi's $(PYTHON) is Python $(or $(PI_PYTHON),(no answer)); packcam's Pi locks are for $(pi_supported). Flash Raspberry Pi OS Lite (64-bit), Trixie (the Imager's default) or Bookworm (Raspberry Pi OS (other)), then make venv again: docs/raspberry-pi.md, step 1))
+	$(if $(PI_RELEASE),,$(error packcam: this Pi's $(PYTHON) is Python $(or $(PI_PYTHON),(no answer)); packcam's Pi locks are for $(pi_supported). $(pi_flash)))
 
 # Only for a lock that does not exist: a rule for an existing one would run under `make -B`
 # (and show in `make -n -B venv`) and stop it.

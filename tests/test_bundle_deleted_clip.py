@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import io
 import json
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -90,9 +91,9 @@ def test_the_export_holds_the_remaining_clip_and_the_signed_deletion_record(
 ) -> None:
     st, path, first = partial
     index = bundle_index(path)
-    assert [Path(c["clip"]).name for c in index["clips"]] == [
-        Path(r.path).name for r in Ledger.in_data_dir(st.data).clips("A1")[1:]
-    ]
+    with closing(Ledger.in_data_dir(st.data)) as ledger:
+        kept = [Path(r.path).name for r in ledger.clips("A1")[1:]]
+    assert [Path(c["clip"]).name for c in index["clips"]] == kept
     (gone,) = index["deleted_clips"]
     assert gone["clip"] == f"clips/{Path(first.path).name}"
     names = set(json.loads(read_zip(path, "bundle/manifest.json"))["members"])
@@ -163,7 +164,8 @@ def _forged(partial: tuple[Store, Path, ClipRecord], tmp: Path, what: str) -> Pa
     elif what == "unsigned":
         changes[gone["deletion_signature"]] = b""
     elif what == "other-clip":
-        other = Ledger.in_data_dir(st.data).clips("B2")[0]
+        with closing(Ledger.in_data_dir(st.data)) as ledger:
+            other = ledger.clips("B2")[0]
         body = json.loads(record)
         body.update(sha256=other.sha256, path=other.path)
         forged = canonical_json(body)

@@ -151,6 +151,126 @@ def test_a_pi_whose_python_no_lock_targets_stops_at_once_saying_what_to_flash(
     assert "Raspberry Pi OS Lite (64-bit)" in message and "docs/raspberry-pi.md" in message
 
 
+def fake_commands(where: Path, **scripts: str) -> dict[str, str]:
+    """Shell scripts named as commands in ``where``, found before the real ones: the env to
+    hand to make or sh."""
+    where.mkdir(exist_ok=True)
+    for name, body in scripts.items():
+        exe = where / name.replace("_", "-")
+        exe.write_text(f"#!/bin/sh\n{body}\n")
+        exe.chmod(0o755)
+    return {"PATH": f"{where}{os.pathsep}{os.environ['PATH']}"}
+
+
+# A Raspberry Pi OS whose userland is 32-bit (armhf) on the Pi's 64-bit kernel: uname -m says
+# aarch64, the Python and dpkg are armhf, and no wheel in the Pi's locks is for it.
+UNAME_AARCH64 = 'case "$1" in -m) echo aarch64;; *) echo Linux;; esac'
+
+
+@pytest.mark.parametrize("arch", ["armhf", "armel"])
+@pytest.mark.parametrize("python", ["3.11", "3.13", "3.9"])
+def test_a_32_bit_raspberry_pi_os_stops_at_once_naming_the_64_bit_one_to_flash(
+    tmp_path: Path, arch: str, python: str
+) -> None:
+    env = fake_commands(tmp_path, uname=UNAME_AARCH64, dpkg=f"echo {arch}")
+    result = make("-n", "-B", "PACKCAM_PI=1", f"PI_PYTHON={python}", "venv", env=env)
+    assert result.returncode != 0
+    assert result.stdout == ""  # before apt, before pip: not one command
+    (message,) = [line for line in result.stderr.splitlines() if "packcam:" in line]
+    assert f"32-bit Raspberry Pi OS (dpkg says {arch}," in message
+    assert "Raspberry Pi OS Lite (64-bit)" in message and "docs/raspberry-pi.md" in message
+    assert "Trixie" in message and "Bookworm" in message
+
+
+def test_a_64_bit_raspberry_pi_os_goes_on(tmp_path: Path) -> None:
+    env = fake_commands(tmp_path, uname=UNAME_AARCH64, dpkg="echo arm64")
+    result = make("-n", "-B", "PACKCAM_PI=1", "PI_PYTHON=3.13", "venv", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "-r requirements/pi-trixie.lock" in result.stdout
+
+
+def test_a_pc_does_not_ask_dpkg_its_architecture(tmp_path: Path) -> None:
+    env = fake_commands(tmp_path, dpkg="echo armhf")  # a 32-bit PC: the dev lock's business
+    result = make("-n", "-B", "PACKCAM_PI=0", "venv", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "-r requirements/dev.lock" in result.stdout
+
+
+# dpkg-query -W [-f=FORMAT] [NAME...] as Debian's answers it, from a status database in
+# $FAKE_DPKG (package|status|provides per line): by name it finds real packages only, never
+# one another provides; without names it lists every package dpkg knows.
+FAKE_DPKG_QUERY = """\
+import fnmatch, os, re, sys
+db = [dict(zip(("Package", "Status", "Provides"), line.split("|")))
+      for line in open(os.environ["FAKE_DPKG"]).read().splitlines()]
+fmt, names = "${Package}\\n", []
+for arg in sys.argv[1:]:
+    if arg.startswith("-f="): fmt = arg[3:]
+    elif arg != "-W": names.append(arg)
+rc, rows = 0, db
+if names:
+    rows = []
+    for name in names:
+        found = [p for p in db if fnmatch.fnmatchcase(p["Package"], name)]
+        if not found:
+            print(f"dpkg-query: no packages found matching {name}", file=sys.stderr)
+            rc = 1
+        rows += found
+for p in rows:
+    out = re.sub(r"\\$\\{([^}]*)\\}", lambda m: p.get(m.group(1), ""), fmt)
+    sys.stdout.write(out.replace("\\\\n", "\\n"))
+sys.exit(rc)
+"""
+
+OK = "install ok installed"
+
+
+def apt_asked(tmp_path: Path, status: list[tuple[str, str, str]]) -> list[str]:
+    """Runs the apt step of a Trixie Pi's `make venv` (`make deps`) against a dpkg status
+    database; returns the apt-get commands it ran."""
+    result = make("-n", "-B", "PACKCAM_PI=1", "PI_PYTHON=3.13", "SUDO=", "deps")
+    assert result.returncode == 0, result.stderr
+    (loop,) = [line for line in result.stdout.splitlines() if "dpkg-query" in line]
+    (tmp_path / "dpkg-query.py").write_text(FAKE_DPKG_QUERY)
+    (tmp_path / "status").write_text("".join(f"{'|'.join(row)}\n" for row in status))
+    env = fake_commands(
+        tmp_path / "bin",
+        dpkg_query=f'exec {sys.executable} {tmp_path / "dpkg-query.py"} "$@"',
+        apt_get=f'echo "apt-get $*" >> {tmp_path / "apt.log"}',
+    )
+    env["FAKE_DPKG"] = str(tmp_path / "status")
+    subprocess.run(["sh", "-c", loop], env=env, check=True, timeout=60)
+    log = tmp_path / "apt.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_apt_is_not_run_when_every_package_is_installed(tmp_path: Path) -> None:
+    assert apt_asked(tmp_path, [(p, OK, "") for p in BASE_APT + PI_APT]) == []
+
+
+def test_trixie_s_libzbar0t64_is_the_libzbar0_apt_needs_not_install(tmp_path: Path) -> None:
+    """Debian 13 renamed libzbar0 to libzbar0t64 (the 64-bit time_t transition), which
+    provides libzbar0 on arm64: dpkg-query by the old name finds nothing."""
+    others = [(p, OK, "") for p in BASE_APT + PI_APT if p != "libzbar0"]
+    status = [("libzbar0t64", OK, "libzbar0 (= 0.23.93-7)"), *others]
+    assert apt_asked(tmp_path, status) == []
+
+
+def test_apt_installs_what_is_missing_removed_or_only_provided_by_a_removed_package(
+    tmp_path: Path,
+) -> None:
+    status = [
+        ("libzbar0t64", "deinstall ok config-files", "libzbar0 (= 0.23.93-7)"),
+        ("libzbar-dev", OK, "libzbar0-dev"),  # a name that only begins like a wanted one
+        ("openssl", "deinstall ok config-files", ""),
+        *[(p, OK, "") for p in BASE_APT + PI_APT if p not in ("libzbar0", "openssl", "espeak-ng")],
+    ]
+    assert apt_asked(tmp_path, status) == [
+        "apt-get update -qq",
+        "apt-get install -y -qq --no-install-recommends libzbar0 openssl espeak-ng",
+    ]
+
+
 def test_a_pc_does_not_ask_which_python_the_pi_has() -> None:
     result = make("-n", "-B", "PACKCAM_PI=0", "PI_PYTHON=3.12", "venv")
     assert result.returncode == 0, result.stderr

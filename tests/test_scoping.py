@@ -602,6 +602,7 @@ def test_scoped_index_on_the_station_sqlite_index(web_env: Any) -> None:
         assert ScopedIndex(index, frozenset()).search(ClipSearch("", limit=100)) == []
     finally:
         index.close()
+        search.close()  # the site's, not the index's: whoever made it closes it
 
 
 class _Stdin(io.StringIO):

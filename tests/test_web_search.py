@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -264,8 +265,8 @@ def test_a_slow_search_is_stopped_with_a_message(
     page = client.get("/search?q=ord-0001")
     assert page.status_code == 200 and "took too long" in page.get_data(as_text=True)
     assert client.get("/api/clips?q=ord").status_code == 503
-    with pytest.raises(SearchTimeout):
-        ClipIndex(data / "index.sqlite3").search(ClipSearch("ord-0001"))
+    with closing(ClipIndex(data / "index.sqlite3")) as idx, pytest.raises(SearchTimeout):
+        idx.search(ClipSearch("ord-0001"))
 
 
 def test_bigrams_and_match_expressions() -> None:
