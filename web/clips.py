@@ -41,8 +41,15 @@ from web.bundles import (
 from web.errors import BundleConflict, ClipDeleted, InsufficientStorage, StationUnavailable
 from web.formatting import day_bounds_utc, parse_day, site_tz
 from web.frames import FRAME_WIDTH, THUMB_WIDTH, FrameCache, KeyFrame, keyframes
-from web.handles import current_scope, get_db, get_index, media_store, raw_index
-from web.index import ClipIndex, SearchTimeout
+from web.handles import (
+    current_scope,
+    get_db,
+    get_index,
+    media_store,
+    scoped_index,
+    station_index_db,
+)
+from web.index import SearchTimeout
 from web.scope import ScopedIndex, Stations, visible_access, visible_shares
 from web.search import half_width
 from web.streaming import resolve_in, send_stored_file, unless_gone
@@ -107,7 +114,9 @@ def serve_frame(clip: ClipRecord, n: int | None, width: int) -> Response:
     return resp
 
 
-def serve_video(clip: ClipRecord, *, attachment: bool) -> Response:
+def serve_video(clip: ClipRecord, *, attachment: bool, scope: Stations) -> Response:
+    """The clip's video; ``scope``: the stations its viewer sees (the account's, or the share
+    link's), to read its row again if its file went."""
     store = media_store()
     if store is not None:  # from object storage, Range passed through (or a presigned redirect)
         return store.serve_clip(clip, download_name=download_name(clip), attachment=attachment)
@@ -121,7 +130,7 @@ def serve_video(clip: ClipRecord, *, attachment: bool) -> Response:
             clip_named(clip),
         )
     if resp is None:
-        deleted = _deleted_utc(clip)
+        deleted = _deleted_utc(clip, scope)
         if deleted is not None:  # by retention, now or before: not evidence gone missing
             raise ClipDeleted(deleted)
         log.error("clip %s (%s) is indexed but its file is missing or outside the store",
@@ -178,20 +187,21 @@ def clip_views(
             missing=check_files and path is None,
             size_mismatch=size_on_disk is not None and size_on_disk != c.size,
         )
-        view["deleted_utc"] = _deleted_utc(c) if view["missing"] else None
+        view["deleted_utc"] = _deleted_utc(c, scope) if view["missing"] else None
         view["gap"] = camera_gap(c)
         view["links"] = links[c.id]
         out.append(view)
     return out
 
 
-def _deleted_utc(c: ClipRecord) -> str | None:
+def _deleted_utc(c: ClipRecord, scope: Stations) -> str | None:
     """When retention deleted the clip whose file is not there, or None (it is missing).
     Retention marks the row before it removes the file, so a row read before a deletion that
-    found no file is read again: else the clip reads as missing (lost evidence) until a reload."""
+    found no file is read again (as the viewer, who saw it, sees it): else the clip reads as
+    missing (lost evidence) until a reload."""
     when = c.extra.get("deleted_utc")
     if when is None and c.id is not None:
-        again = raw_index().clip(c.id)
+        again = scoped_index(scope).clip(c.id)
         when = again.extra.get("deleted_utc") if again is not None else None
     return str(when) if when else None
 
@@ -450,14 +460,14 @@ def _clip_or_404(clip_id: int) -> ClipRecord:
 @bp.route("/clips/<int:clip_id>/video", methods=["GET", "HEAD"])
 @require("viewer")
 def video(clip_id: int) -> Response:
-    return serve_video(_clip_or_404(clip_id), attachment=False)
+    return serve_video(_clip_or_404(clip_id), attachment=False, scope=current_scope())
 
 
 @bp.route("/clips/<int:clip_id>/download", methods=["GET", "HEAD"])
 @require("viewer")
 def download(clip_id: int) -> Response:
     clip = _clip_or_404(clip_id)
-    resp = serve_video(clip, attachment=True)
+    resp = serve_video(clip, attachment=True, scope=current_scope())
     return log_fetch(resp, clip.order_id, "download", user=g.user.name, clip_id=clip.id)
 
 
@@ -512,9 +522,9 @@ def send_bundle(
 
 def _station_bundle(order_id: str, clips: list[ClipRecord]) -> Path:
     """The order's bundle from the station (``BundleCache.get``); its refusals as HTTP errors."""
-    index = raw_index()
+    db = station_index_db()
     # the station's own index (this site is not the central one): what its witness accepted
-    witness = order_witness(index.db, clips) if isinstance(index, ClipIndex) else ""
+    witness = order_witness(db, clips) if db is not None else ""
     try:
         return bundle_cache().get(order_id, clips, witness)
     except BundleRefused as exc:

@@ -10,6 +10,7 @@ from typing import Protocol, TypeVar
 
 from flask import current_app, g, session
 
+from station.store.sqlitedb import Database
 from web.backends import IndexReader, MediaStore
 from web.db import ShareLink, WebDB
 from web.index import ClipIndex
@@ -97,12 +98,18 @@ def get_db() -> WebDB:
 def get_index() -> ScopedIndex:
     """The clip index as the request's account may see it (web/scope.py): every view reads
     clips through this, so a station outside the account's groups does not exist for it."""
-    return ScopedIndex(raw_index(), current_scope())
+    return scoped_index(current_scope())
 
 
 def share_index(share: ShareLink) -> ScopedIndex:
     """The clip index as a share link shows it: its order, at the stations its creator saw."""
-    return ScopedIndex(raw_index(), share.stations)
+    return scoped_index(share.stations)
+
+
+def scoped_index(stations: Stations) -> ScopedIndex:
+    """The clip index as one who sees ``stations`` sees it (None: every station), for a
+    helper that serves both an account's pages and a share link's."""
+    return ScopedIndex(raw_index(), stations)
 
 
 def raw_index() -> IndexReader:
@@ -118,6 +125,13 @@ def raw_index() -> IndexReader:
     if handles.index is None:
         handles.index = site.keep(ClipIndex(current_app.config["INDEX_PATH"], search=site.search))
     return handles.index
+
+
+def station_index_db() -> Database | None:
+    """The station's own index database behind this site (read-only), for what is not a clip
+    read (the proof log, the sync cursors); None on the central site."""
+    index = raw_index()
+    return index.db if isinstance(index, ClipIndex) else None
 
 
 def current_scope() -> Stations:

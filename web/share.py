@@ -275,14 +275,14 @@ def bundle(token: str) -> Response:
 @bp.route("/s/<token>/clips/<int:clip_id>/video", methods=["GET", "HEAD"])
 def video(token: str, clip_id: int) -> Response:
     share = _share_from_token(token)
-    return serve_video(_clip_in_share(share, clip_id), attachment=False)
+    return serve_video(_clip_in_share(share, clip_id), attachment=False, scope=share.stations)
 
 
 @bp.route("/s/<token>/clips/<int:clip_id>/download", methods=["GET", "HEAD"])
 def download(token: str, clip_id: int) -> Response:
     share = _share_from_token(token)
     clip = _clip_in_share(share, clip_id)
-    resp = serve_video(clip, attachment=True)
+    resp = serve_video(clip, attachment=True, scope=share.stations)
     return log_fetch(resp, clip.order_id, "share-download", clip_id=clip.id, share_id=share.id)
 
 
