@@ -792,12 +792,14 @@ class ClipTable(Table):
 
     def recent_orders(self, station: str, limit: int) -> list[tuple[str, tuple[str, ...]]]:
         """The last ``limit`` orders recorded at ``station``, newest first, each with the
-        waybills linked to its clips there (the newest clips walked back until ``limit``
+        waybills linked to its clips there (the last indexed clips walked back until ``limit``
         orders: cheap however many the index holds): what the packing table may still have
-        lying in view when the station starts (session.remembered)."""
+        lying in view when the station starts (session.remembered). Last indexed, not last
+        started: a Pi booted on fake-hwclock's saved time records clips that start before
+        older ones until NTP steps its clock."""
         with self._lock:
             newest = self._first_distinct(
-                "SELECT order_id FROM clips WHERE station = ? ORDER BY started_utc DESC, id DESC",
+                "SELECT order_id FROM clips WHERE station = ? ORDER BY id DESC",
                 (station,),
                 limit,
             )
@@ -806,7 +808,7 @@ class ClipTable(Table):
             for order_id, waybill in self.conn.execute(
                 "SELECT c.order_id, w.waybill FROM clips c JOIN waybills w ON w.clip_id = c.id"
                 f" WHERE c.station = ? AND c.order_id IN ({marks})"
-                " ORDER BY c.started_utc DESC, c.id DESC, w.t_clip_s",
+                " ORDER BY c.id DESC, w.t_clip_s",
                 (station, *orders),
             ):
                 orders[order_id].append(waybill)
@@ -841,11 +843,12 @@ class ClipTable(Table):
         return list(found)
 
     def newest_clip_at(self, station: str) -> ClipRecord | None:
-        """The clip recorded last at ``station`` (None: none): how the station last stopped
-        (a clip ended "interrupted": while it recorded)."""
+        """The clip indexed last at ``station`` (None: none): how the station last stopped
+        (a clip ended "interrupted": while it recorded). Not the last started, by a clock
+        that may have stepped back since (recent_orders)."""
         with self._lock:
             row = self._one(
-                "SELECT * FROM clips WHERE station = ? ORDER BY started_utc DESC, id DESC LIMIT 1",
+                "SELECT * FROM clips WHERE station = ? ORDER BY id DESC LIMIT 1",
                 (station,),
             )
             return self._record(row) if row else None
