@@ -215,3 +215,18 @@ def test_a_clip_named_by_a_signed_deletion_is_not_renumbered(ledger: Ledger) -> 
     assert [c.id for c in ledger.clips()] == [cid]
     assert ledger.next_clip_id() == cid + 1  # rolled back, the floor too
     assert ledger.add_clip(make_clip("PO-2", 2)) == cid + 1
+
+
+def test_a_scan_logged_after_a_clip_is_after_it_whatever_its_stamp(ledger: Ledger) -> None:
+    """What was scanned with no clip open after a clip, by the index's sequence: a clock set
+    back (a boot on fake-hwclock's time) stamps it before the clip ended. Unknown for a clip
+    with no events to place it by."""
+    clip_id = ledger.add_clip(make_clip("PO-1", 30))
+    bare = ledger.add_clip(replace(make_clip("PO-2", 40), events=()))
+    assert ledger.logged_since("桌1", clip_id) is False
+    assert ledger.logged_since("桌1", bare) is None
+    set_back = datetime(2026, 11, 30, 8, 0, tzinfo=TZ)
+    ledger.log_events("桌2", [ScanEventRecord("seal", "SEAL", "keyboard", set_back)])
+    assert ledger.logged_since("桌1", clip_id) is False  # another station's
+    ledger.log_events("桌1", [ScanEventRecord("seal", "SEAL", "keyboard", set_back)])
+    assert ledger.logged_since("桌1", clip_id) is True

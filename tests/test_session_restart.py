@@ -274,6 +274,19 @@ def test_a_packing_cut_on_an_earlier_clock_resumes_at_the_next_start(
     assert manifest(station_cfg, clips[2])["gap"]["cut_clip"] == clips[1].id  # type: ignore[index]
 
 
+def test_a_cut_packing_sealed_after_a_boot_on_an_earlier_clock_stays_sealed(
+    station_cfg: config_mod.Config,
+) -> None:
+    """After the restart, on a clock set back, the packer seals CUT's parcel with no clip open:
+    that seal is stamped before CUT's clip ended, yet scanned after it. At the next start
+    CUT's sheet lying in view is an old one: it resumes nothing."""
+    cut_mid_order(station_cfg)
+    run(station_cfg, [(1.0, RawScan("SEAL", "keyboard", 1.0))], end=3.0, wall=BOOTED_EARLIER)
+    later = BOOTED_EARLIER + timedelta(minutes=10)
+    clips = run(station_cfg, [], end=5.0, show=(shown(CUT, 1.0),), wall=later)
+    assert len(clips) == 2
+
+
 def test_an_honest_session_with_stops_resumes_and_repacks_audits_clean(
     cfg: config_mod.Config,
 ) -> None:

@@ -862,6 +862,24 @@ class ClipTable(Table):
         )
         return event_from_row(row) if row else None
 
+    def logged_since(self, station: str, clip_id: int) -> bool | None:
+        """Was a scan or press logged at ``station`` with no clip open after clip ``clip_id``
+        was indexed? In the index's own sequence (a clip's events are written with it), not
+        by their stamps: a clock set back stamps them before it. None: the clip has no
+        events to place it by."""
+        with self._lock:
+            row = self._one("SELECT MAX(id) AS last FROM scan_events WHERE clip_id = ?", (clip_id,))
+            if row is None or row["last"] is None:
+                return None
+            return (
+                self._one(
+                    "SELECT 1 FROM scan_events WHERE station = ? AND clip_id IS NULL AND id > ?"
+                    " LIMIT 1",
+                    (station, row["last"]),
+                )
+                is not None
+            )
+
     def unattached_events(self) -> list[ScanEventRecord]:
         rows = self._all("SELECT * FROM scan_events WHERE clip_id IS NULL ORDER BY id")
         return [event_from_row(r) for r in rows]
