@@ -88,7 +88,7 @@ def test_sign_out_leaves_the_open_clip_its_packer() -> None:
 
 def test_require_packer_refuses_an_order_without_one() -> None:
     state, actions = run([scan("A1", 1)], STRICT)
-    assert state == ss.Idle(ss.Floor(packed=("A1",)), unrecorded="A1")  # packed with no clip?
+    assert state == ss.Idle(ss.Floor(packed=("A1",)), unrecorded="A1", unrecorded_t=1)
     assert actions == [ss.LogEvent("refused", "A1", 1, "camera", "no packer signed in")]
     state, actions = run([scan("OP:alice", 0), scan("A1", 1), scan("SIGNOUT", 2), scan("A2", 3)],
                          STRICT)  # fmt: skip

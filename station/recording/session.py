@@ -104,7 +104,9 @@ class Idle:
     ``unrecorded``: the order whose clip was refused (or whose writer failed, or which timed
     out, stayed still or was finished for a full disk): it may be packed on with no clip, and
     nothing marks its end, so the next order's clip starts at its scan (its pre-roll would be
-    that parcel) until a seal, a waybill or the pedal ends it.
+    that parcel) until a seal, a waybill or the pedal ends it. ``unrecorded_t``: when that
+    order was scanned (its packing known to go on since; None: unknown): a seal or waybill
+    read before then, decoded late, is an earlier parcel's and ends nothing.
 
     ``cut``: the packing the station's last stop cut, while ``unrecorded`` is its order (from
     the start, until a clip of it starts or that packing ends): the clip its sheet opens
@@ -117,6 +119,7 @@ class Idle:
     unrecorded: str | None = None
     last_began: float | None = None
     cut: Cut | None = None
+    unrecorded_t: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -730,7 +733,8 @@ def _decide(state: State, event: Event, rules: SessionSection) -> tuple[State, l
         # (The open order's sheet seen again by the camera went on above: no new packing.)
         if code.kind is Kind.ORDER and rules.require_packer and floor.packer is None:
             new, actions = _refuse_unsigned(state, event)
-            return replace(new, floor=floor), actions
+            # (the clip it ends is remembered: its label read late is still linked to it)
+            return replace(_remember(state, new, actions), floor=floor), actions
     if (
         isinstance(event, ClipRefused)
         and isinstance(state, Recording)
@@ -799,7 +803,8 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
         last = (state.order_id, event.t)
         if event.code.text == state.order_id:
             return Idle(state.floor, last), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
-        idle = Idle(state.floor, last, unrecorded=event.code.text)  # it may be packed all the same
+        idle = Idle(state.floor, last, unrecorded=event.code.text, unrecorded_t=event.t)
+        # (it may be packed all the same)
         return idle, [StopClip(FinishReason.NEXT_ORDER, event.t), refused]
     if isinstance(state, Suspended):
         # The next parcel is on the table: the order waiting for the camera must not resume
@@ -810,7 +815,9 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
         cut = _kept_cut(state, event.code.text)
         return replace(closed, unrecorded=event.code.text, cut=cut), [refused]
     cut = _kept_cut(state, event.code.text)
-    return replace(state, unrecorded=event.code.text, cut=cut), [refused]
+    # (the same order scanned again: its packing went on since it was first scanned)
+    since = state.unrecorded_t if event.code.text == state.unrecorded else event.t
+    return replace(state, unrecorded=event.code.text, unrecorded_t=since, cut=cut), [refused]
 
 
 def _resumed_packer(state: Suspended) -> tuple[str | None, tuple[str | None, str | None] | None]:
@@ -858,18 +865,29 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
             return state, [_log(event, "matches no order pattern; ignored")]
         if code.kind is Kind.WAYBILL and (late := _label_of_last_clip(state, event)) is not None:
             return late
+        if (code.kind is Kind.WAYBILL or _is_seal(code)) and _before_unrecorded(state, event.t):
+            note = f"read before {state.unrecorded} was scanned: no open order; ignored"
+            return state, [_log(event, note), PreviousParcel(event.t)]
         if code.kind is Kind.WAYBILL or _is_seal(code):
-            ended = replace(state, unrecorded=None, cut=None)
+            ended = replace(state, unrecorded=None, unrecorded_t=None, cut=None)
             return ended, [_log(event, "no open order; ignored"), PreviousParcel(event.t)]
         return state, [_log(event, "no open order; ignored")]
     if isinstance(event, PedalPress):
         note = "no open order; ignored"
-        ended = replace(state, unrecorded=None, cut=None)
+        ended = replace(state, unrecorded=None, unrecorded_t=None, cut=None)
         return ended, [LogEvent("pedal", "", event.t, event.source, note), PreviousParcel(event.t)]
     if isinstance(event, CameraLost):  # no pre-roll reaches back across the loss
         dark = Suspended(None, event.t, last=state.last, unrecorded=state.unrecorded, cut=state.cut)
         return dark, []
     return state, []
+
+
+def _before_unrecorded(state: Idle, t: float) -> bool:
+    """Was a read stamped ``t`` made before the order packed with no clip was scanned (decoded
+    late)? Then it is an earlier parcel's seal or label: that packing goes on."""
+    return (
+        state.unrecorded is not None and state.unrecorded_t is not None and t < state.unrecorded_t
+    )
 
 
 def _label_of_last_clip(state: Idle, event: Scanned) -> tuple[State, list[Action]] | None:
@@ -886,7 +904,7 @@ def _label_of_last_clip(state: Idle, event: Scanned) -> tuple[State, list[Action
     link = LinkWaybill(order_id, event.code.text, event.code.detail, event.t, ended=True)
     new = replace(state, last_waybills=(*state.last_waybills, event.code.text))
     if state.unrecorded == order_id:
-        new = replace(new, unrecorded=None, cut=None)
+        new = replace(new, unrecorded=None, unrecorded_t=None, cut=None)
     return new, [_log(event, note + ", linked to its ended clip"), link, PreviousParcel(event.t)]
 
 
@@ -924,18 +942,22 @@ def _step_recording(
     if isinstance(event, Tick):
         if event.t - _first_t(state) >= rules.max_duration_s:
             # The clip ends, not the packing: nothing marks its end (as after a refused clip).
-            return Idle(unrecorded=state.order_id), [StopClip(FinishReason.TIMEOUT, event.t)]
+            idle = Idle(unrecorded=state.order_id, unrecorded_t=_first_t(state))
+            return idle, [StopClip(FinishReason.TIMEOUT, event.t)]
         if event.moving:
             return replace(state, last_motion_t=event.t), []
         if rules.still_timeout_s > 0 and event.t - state.last_motion_t >= rules.still_timeout_s:
             # Nobody moves in view, not the parcel gone: it can lie half packed while the
             # packer fetches tape, and be packed on. As at a timeout, nothing marks its end.
-            return Idle(unrecorded=state.order_id), [StopClip(FinishReason.STILL, event.t)]
+            idle = Idle(unrecorded=state.order_id, unrecorded_t=_first_t(state))
+            return idle, [StopClip(FinishReason.STILL, event.t)]
         return state, []
     if isinstance(event, EndClip):
         # A full disk ends the clip, not the packing: nothing marks its end (as after a timeout).
-        packed_on = state.order_id if event.reason is FinishReason.DISK_FULL else None
-        return Idle(unrecorded=packed_on), [StopClip(event.reason, event.t)]
+        if event.reason is FinishReason.DISK_FULL:
+            idle = Idle(unrecorded=state.order_id, unrecorded_t=_first_t(state))
+            return idle, [StopClip(event.reason, event.t)]
+        return Idle(), [StopClip(event.reason, event.t)]
     if isinstance(event, CameraLost):
         dark = Suspended(
             state.order_id,
@@ -969,8 +991,9 @@ def _unrecorded(state: Recording) -> Idle:
     """Idle after the clip of ``state`` was refused or its writer failed: its order is packed
     on unrecorded, and the order before it (if any) still ended where it did: its sheet read
     by the camera afterwards is not a repack (it would record this order's parcel)."""
+    since = _first_t(state)
     if state.previous is None:
-        return Idle(unrecorded=state.order_id)
+        return Idle(unrecorded=state.order_id, unrecorded_t=since)
     span = state.previous_span
     last = (state.previous, span[1] if span is not None else state.started_t)
     return Idle(
@@ -978,6 +1001,7 @@ def _unrecorded(state: Recording) -> Idle:
         last_waybills=state.previous_waybills,
         unrecorded=state.order_id,
         last_began=span[0] if span is not None else None,
+        unrecorded_t=since,
     )
 
 
