@@ -140,7 +140,9 @@ def test_an_order_refused_while_the_camera_is_lost_ends_the_waiting_order(dark: 
     assert isinstance(state, ss.Suspended) and state.order_id is None
     state, actions = ss.step(state, ss.CameraBack(4), STRICT)
     # A2 may be packed all the same, with no clip: the next order's pre-roll would show it.
-    expected = ss.Idle(ss.Floor(packed=("A2", "A1")), last=("A1", 3), unrecorded="A2")
+    expected = ss.Idle(
+        ss.Floor(packed=("A2", "A1")), last=("A1", 3), unrecorded="A2", unrecorded_t=3
+    )
     assert state == expected and starts(actions) == []
 
 

@@ -283,7 +283,7 @@ def test_an_order_whose_time_ran_out_in_the_dark_does_not_resume() -> None:
     state, _ = step(rec("PO-A", 10.0, waybills=(WAYBILL.text,)), CameraLost(30.0), rules)
     state, actions = step(state, CameraBack(70.0), rules)
     want = Idle(last=("PO-A", 70.0), last_waybills=(WAYBILL.text,), unrecorded="PO-A")
-    assert state == want and actions == []
+    assert state == replace(want, unrecorded_t=10.0) and actions == []
     state, actions = step(state, Scanned(ORDER_A, 71.0), rules)
     assert kinds(actions) == ["LogEvent", "PreviousParcel"]
     _, actions = step(want, Scanned(ORDER_B, 75.0, "keyboard"), rules)
@@ -580,6 +580,24 @@ def test_a_late_waybill_stamped_before_a_refused_order_ends_not_its_packing(
     state, _ = step(state, replace(sign_in, t=50.0), rules)
     _, actions = step(state, Scanned(ORDER_C, 60.0, "keyboard"), rules)
     assert [x.pre_roll for x in actions if isinstance(x, StartClip)] == [False]
+
+
+@pytest.mark.parametrize("read_at", ["in-the-dark", "after-it"])
+def test_a_late_waybill_before_a_refused_order_ends_not_its_packing_across_a_loss(
+    read_at: str,
+) -> None:
+    """As in the light, across a camera blink after PO-B's clip was refused at 30: a waybill
+    stamped at 25, decoded in the dark or once the camera is back, ends not PO-B's packing."""
+    refused, _ = step(rec("PO-A", 10.0), Scanned(ORDER_B, 30.0, "keyboard"), RULES)
+    idle, _ = step(refused, ClipRefused("PO-B", 30.0, "disk full"), RULES)
+    assert isinstance(idle, Idle) and idle.unrecorded == "PO-B"
+    dark, _ = step(idle, CameraLost(35.0), RULES)
+    if read_at == "in-the-dark":
+        dark, _ = step(dark, Scanned(OTHER_WAYBILL, 5.0), RULES)
+    state, _ = step(dark, CameraBack(36.0), RULES)
+    if read_at == "after-it":
+        state, _ = step(state, Scanned(OTHER_WAYBILL, 5.0), RULES)
+    assert isinstance(state, Idle) and state.unrecorded == "PO-B"
 
 
 def test_a_late_label_of_the_clip_a_refused_order_ended_is_linked_to_it() -> None:
@@ -1359,8 +1377,8 @@ def test_after_an_unrecorded_packing_the_next_order_has_no_pre_roll(failure) -> 
     # A camera blink does not end that packing: it goes on when the camera is back, until
     # a seal, a waybill or the pedal ends it (in the dark too).
     dark = step(state, CameraLost(20.0), RULES)[0]
-    assert dark == Suspended(None, 20.0, unrecorded="PO-A")
-    assert step(dark, CameraBack(21.0), RULES)[0] == Idle(unrecorded="PO-A")
+    assert dark == Suspended(None, 20.0, unrecorded="PO-A", unrecorded_t=10.0)
+    assert step(dark, CameraBack(21.0), RULES)[0] == Idle(unrecorded="PO-A", unrecorded_t=10.0)
     for end in (Scanned(SEAL, 20.5), Scanned(WAYBILL, 20.5), PedalPress(20.5)):
         ended = step(dark, end, RULES)[0]
         assert unlabelled(step(ended, CameraBack(21.0), RULES)[0]) == Idle()

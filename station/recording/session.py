@@ -163,9 +163,10 @@ class Suspended:
     same kind), None when the waiting order is another (it takes the floor's next kind).
     With it, ``packer``: that clip's packer, ``signed_in``: who was signed in at the loss,
     and ``first_t``: when the order's first clip began (its safety timeout counts from it).
-    ``unrecorded``: as Idle's, with no order waiting: that packing goes on in the dark and
-    after, until a seal, a waybill or the pedal ends it. ``cut``: as Idle's, with no order
-    waiting; with one, the packing the station's stop cut when that order is its own.
+    ``unrecorded``, ``unrecorded_t``: as Idle's, with no order waiting: that packing goes on
+    in the dark and after, until a seal, a waybill or the pedal ends it. ``cut``: as Idle's,
+    with no order waiting; with one, the packing the station's stop cut when that order is
+    its own.
     """
 
     order_id: str | None
@@ -182,6 +183,7 @@ class Suspended:
     first_t: float | None = None
     unrecorded: str | None = None
     cut: Cut | None = None
+    unrecorded_t: float | None = None
 
 
 State = Idle | Recording | Suspended
@@ -813,7 +815,7 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
         if event.code.text == state.order_id:
             return closed, [_log(event, "order closed while the camera was lost")]
         cut = _kept_cut(state, event.code.text)
-        return replace(closed, unrecorded=event.code.text, cut=cut), [refused]
+        return replace(closed, unrecorded=event.code.text, unrecorded_t=event.t, cut=cut), [refused]
     cut = _kept_cut(state, event.code.text)
     # (the same order scanned again: its packing went on since it was first scanned)
     since = state.unrecorded_t if event.code.text == state.unrecorded else event.t
@@ -878,11 +880,11 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
         return ended, [LogEvent("pedal", "", event.t, event.source, note), PreviousParcel(event.t)]
     if isinstance(event, CameraLost):  # no pre-roll reaches back across the loss
         dark = Suspended(None, event.t, last=state.last, unrecorded=state.unrecorded, cut=state.cut)
-        return dark, []
+        return replace(dark, unrecorded_t=state.unrecorded_t), []
     return state, []
 
 
-def _before_unrecorded(state: Idle, t: float) -> bool:
+def _before_unrecorded(state: Idle | Suspended, t: float) -> bool:
     """Was a read stamped ``t`` made before the order packed with no clip was scanned (decoded
     late)? Then it is an earlier parcel's seal or label: that packing goes on."""
     return (
@@ -1021,6 +1023,7 @@ def _close_waiting(state: Suspended, t: float) -> Suspended:
         first_t=None,
         unrecorded=None,
         cut=None,
+        unrecorded_t=None,
     )
 
 
@@ -1029,13 +1032,14 @@ def _step_suspended(
 ) -> tuple[State, list[Action]]:
     if isinstance(event, CameraBack):
         if state.order_id is None:
-            return Idle(last=state.last, unrecorded=state.unrecorded, cut=state.cut), []
+            idle = Idle(last=state.last, unrecorded=state.unrecorded, cut=state.cut)
+            return replace(idle, unrecorded_t=state.unrecorded_t), []
         if state.first_t is not None and event.t - state.first_t >= rules.max_duration_s:
             # Its time ran out in the dark: its clip is over, as a timeout in the light (a
             # clip started now would end at its first frame), but not its packing: nothing
             # marks its end, so the next order's clip starts at its scan.
             idle = Idle(last=(state.order_id, event.t), last_waybills=state.waybills)
-            return replace(idle, unrecorded=state.order_id), []
+            return replace(idle, unrecorded=state.order_id, unrecorded_t=state.first_t), []
         before = state.last[0] if state.last is not None else None
         rec = Recording(
             state.order_id, event.t, event.t, state.waybills, previous=before, first_t=state.first_t
@@ -1086,6 +1090,9 @@ def _step_suspended(
             ]
         if _is_seal(code) and state.order_id is not None:
             return closed, [_log(event, "order sealed while the camera was lost")]
+        if (_is_seal(code) or code.kind is Kind.WAYBILL) and _before_unrecorded(state, event.t):
+            note = f"read before {state.unrecorded} was scanned: camera lost; ignored"
+            return state, [_log(event, note)]
         if _is_seal(code) or code.kind is Kind.WAYBILL:  # ends a packing with no clip, if any
             return closed, [_log(event, "camera lost; ignored")]
         return state, [_log(event, "camera lost; ignored")]
