@@ -121,12 +121,24 @@ def test_the_waybills_a_station_read_with_no_clip_open_newest_first(ledger: Ledg
     assert ledger.unlinked_waybills("桌3", 10) == []
 
 
+def test_the_last_orders_of_a_station_are_its_last_indexed_not_last_started(
+    ledger: Ledger,
+) -> None:
+    """A Pi boots on fake-hwclock's saved time after a power cut, before its clips: those it
+    records then start before older ones. The orders last packed there are those indexed
+    last (the station's own sequence), not the latest by a clock that steps."""
+    ledger.add_clip(make_clip("PO-1", 9))
+    ledger.add_clip(make_clip("PO-2", 1))  # recorded after PO-1, on a clock set back
+    assert ledger.recent_orders("桌1", 1) == [("PO-2", ("SF1234567890123",))]
+    assert [o for o, _ in ledger.recent_orders("桌1", 10)] == ["PO-2", "PO-1"]
+
+
 def test_the_newest_clip_of_a_station_says_how_it_last_stopped(ledger: Ledger) -> None:
-    """Its newest by start, another station's newer one aside: ended "interrupted", its
-    packing is the one the station's stop cut (session.Cut)."""
+    """Its last indexed (by start a clock set back would hide it), another station's aside:
+    ended "interrupted", its packing is the one the station's stop cut (session.Cut)."""
     ledger.add_clip(make_clip("PO-1", 1))
-    ledger.add_clip(replace(make_clip("PO-2", 3), finish_reason="interrupted"))
-    ledger.add_clip(make_clip("PO-3", 2))  # indexed later, started before
+    ledger.add_clip(make_clip("PO-3", 3))
+    ledger.add_clip(replace(make_clip("PO-2", 2), finish_reason="interrupted"))  # after PO-3
     ledger.add_clip(replace(make_clip("PO-9", 4), station="桌2"))
     newest = ledger.newest_clip_at("桌1")
     assert newest is not None
@@ -203,3 +215,18 @@ def test_a_clip_named_by_a_signed_deletion_is_not_renumbered(ledger: Ledger) -> 
     assert [c.id for c in ledger.clips()] == [cid]
     assert ledger.next_clip_id() == cid + 1  # rolled back, the floor too
     assert ledger.add_clip(make_clip("PO-2", 2)) == cid + 1
+
+
+def test_a_scan_logged_after_a_clip_is_after_it_whatever_its_stamp(ledger: Ledger) -> None:
+    """What was scanned with no clip open after a clip, by the index's sequence: a clock set
+    back (a boot on fake-hwclock's time) stamps it before the clip ended. Unknown for a clip
+    with no events to place it by."""
+    clip_id = ledger.add_clip(make_clip("PO-1", 30))
+    bare = ledger.add_clip(replace(make_clip("PO-2", 40), events=()))
+    assert ledger.logged_since("桌1", clip_id) is False
+    assert ledger.logged_since("桌1", bare) is None
+    set_back = datetime(2026, 11, 30, 8, 0, tzinfo=TZ)
+    ledger.log_events("桌2", [ScanEventRecord("seal", "SEAL", "keyboard", set_back)])
+    assert ledger.logged_since("桌1", clip_id) is False  # another station's
+    ledger.log_events("桌1", [ScanEventRecord("seal", "SEAL", "keyboard", set_back)])
+    assert ledger.logged_since("桌1", clip_id) is True

@@ -603,6 +603,23 @@ ENDED_BY_ITS_LABEL_IN_THE_DARK = [
 ]  # fmt: skip
 
 
+# PO-A sealed; its label, read after the seal, decoded after PO-B was scanned, PO-B's clip
+# refused (PO-B packed with no clip); PO-C scanned once clips are allowed again.
+LATE_LABEL_BEFORE_A_REFUSED_ORDER = [
+    ("hand", "PO-A"), ("frames", 3), ("pedal",), ("frames", 3), ("refuse", True),
+    ("hand", "PO-B"), ("frames", 2), ("late", "WAYBILL", 3), ("frames", 16), ("refuse", False),
+    ("frames", 16), ("hand", "PO-C"), ("frames", 3),
+]  # fmt: skip
+
+# The same with PO-B scanned while no packer is signed in (require_packer): its clip refused;
+# bob signs in before PO-C.
+LATE_LABEL_BEFORE_AN_UNSIGNED_ORDER = [
+    ("hand", "OP:alice"), ("hand", "PO-A"), ("frames", 3), ("pedal",), ("frames", 3),
+    ("hand", "SIGNOUT"), ("hand", "PO-B"), ("frames", 2), ("late", "WAYBILL", 3),
+    ("frames", 16), ("hand", "OP:bob"), ("frames", 16), ("hand", "PO-C"), ("frames", 3),
+]  # fmt: skip
+
+
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(steps, max_size=40), st.sampled_from([0, 3]), st.booleans(), st.booleans())
 # What it found: the next order's pre-roll on a parcel whose clip timed out; the same after
@@ -635,7 +652,9 @@ ENDED_BY_ITS_LABEL_IN_THE_DARK = [
 # two sheets read in one frame stay the later read's order (a first fix ignored the second).
 # With waybill_ends_clip, the label that ended an order scanned in the dark (no clip of it to
 # link to) was remembered as nobody's: read while the next order was packed, it was linked to
-# that clip and ended it.
+# that clip and ended it. A parcel's label read before the next order was scanned, decoded
+# after it, with that order's clip refused (the disk, no packer signed in): it ended that
+# order's packing with no clip, and the next order's pre-roll reached back into its parcel.
 @example([("hand", "PO-A"), ("frames", 16), ("hand", "PO-B"), ("frames", 1)], 0, False, False)
 @example(
     [("hand", "PO-A"), ("frames", 16), ("lose", 0), ("frames", 8), ("hand", "PO-B"),
@@ -717,6 +736,8 @@ ENDED_BY_ITS_LABEL_IN_THE_DARK = [
     0, False, False,
 )  # fmt: skip
 @example([("frames", 16), ("cam", "PO-A"), ("cam", "PO-B"), ("frames", 16)], 0, False, False)
+@example(LATE_LABEL_BEFORE_A_REFUSED_ORDER, 0, False, False)
+@example(LATE_LABEL_BEFORE_AN_UNSIGNED_ORDER, 0, True, False)
 def test_every_frame_of_a_clip_is_of_its_own_order(
     script: list[tuple[Any, ...]], lag: int, require_packer: bool, waybill_ends: bool
 ) -> None:

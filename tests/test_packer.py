@@ -88,7 +88,7 @@ def test_sign_out_leaves_the_open_clip_its_packer() -> None:
 
 def test_require_packer_refuses_an_order_without_one() -> None:
     state, actions = run([scan("A1", 1)], STRICT)
-    assert state == ss.Idle(ss.Floor(packed=("A1",)), unrecorded="A1")  # packed with no clip?
+    assert state == ss.Idle(ss.Floor(packed=("A1",)), unrecorded="A1", unrecorded_t=1)
     assert actions == [ss.LogEvent("refused", "A1", 1, "camera", "no packer signed in")]
     state, actions = run([scan("OP:alice", 0), scan("A1", 1), scan("SIGNOUT", 2), scan("A2", 3)],
                          STRICT)  # fmt: skip
@@ -140,7 +140,9 @@ def test_an_order_refused_while_the_camera_is_lost_ends_the_waiting_order(dark: 
     assert isinstance(state, ss.Suspended) and state.order_id is None
     state, actions = ss.step(state, ss.CameraBack(4), STRICT)
     # A2 may be packed all the same, with no clip: the next order's pre-roll would show it.
-    expected = ss.Idle(ss.Floor(packed=("A2", "A1")), last=("A1", 3), unrecorded="A2")
+    expected = ss.Idle(
+        ss.Floor(packed=("A2", "A1")), last=("A1", 3), unrecorded="A2", unrecorded_t=3
+    )
     assert state == expected and starts(actions) == []
 
 

@@ -254,7 +254,7 @@ def test_timeout_at_max_duration() -> None:
     assert isinstance(state, Recording) and actions == []
     state, actions = step(state, Tick(70.0), rules)
     # The clip ends, not the packing: the next order's pre-roll would be PO-A's parcel.
-    assert state == Idle(last=("PO-A", 70.0), last_began=10.0, unrecorded="PO-A")
+    assert state == Idle(last=("PO-A", 70.0), last_began=10.0, unrecorded="PO-A", unrecorded_t=10.0)
     assert actions == [StopClip(FinishReason.TIMEOUT, 70.0)]
     assert step(state, Scanned(ORDER_B, 75.0), rules)[1][0] == StartClip("PO-B", 75.0, False)
 
@@ -283,7 +283,7 @@ def test_an_order_whose_time_ran_out_in_the_dark_does_not_resume() -> None:
     state, _ = step(rec("PO-A", 10.0, waybills=(WAYBILL.text,)), CameraLost(30.0), rules)
     state, actions = step(state, CameraBack(70.0), rules)
     want = Idle(last=("PO-A", 70.0), last_waybills=(WAYBILL.text,), unrecorded="PO-A")
-    assert state == want and actions == []
+    assert state == replace(want, unrecorded_t=10.0) and actions == []
     state, actions = step(state, Scanned(ORDER_A, 71.0), rules)
     assert kinds(actions) == ["LogEvent", "PreviousParcel"]
     _, actions = step(want, Scanned(ORDER_B, 75.0, "keyboard"), rules)
@@ -317,7 +317,7 @@ def test_still_timeout() -> None:
     assert isinstance(state, Recording) and actions == []
     state, actions = step(state, Tick(8.0, moving=False), rules)
     # The clip ends, not the packing (as at a timeout): stillness is nobody moving in view.
-    assert state == Idle(last=("PO-A", 8.0), last_began=0.0, unrecorded="PO-A")
+    assert state == Idle(last=("PO-A", 8.0), last_began=0.0, unrecorded="PO-A", unrecorded_t=0.0)
     assert actions == [StopClip(FinishReason.STILL, 8.0)]
 
 
@@ -550,6 +550,68 @@ def test_a_late_waybill_of_the_clip_that_ended_last_ends_its_packing_not_the_nex
     refused = replace(timed_out, floor=packed("PO-B", "PO-A"), unrecorded="PO-B")
     state, actions = step(refused, Scanned(WAYBILL, 19.5), RULES)
     assert "LinkWaybill" in kinds(actions) and state.unrecorded == "PO-B"
+
+
+OTHER_WAYBILL = Code("YT1234567890123", Kind.WAYBILL, "YTO")
+ANN_BADGE = Code("PACKER-ANN", Kind.OPERATOR, "ann")
+
+
+@pytest.mark.parametrize(
+    ("a_ends", "stamped"),
+    [([PedalPress(20.0)], 25.0), ([PedalPress(20.0)], 5.0), ([], 5.0)],
+    ids=["after-its-seal", "before-its-clip", "before-the-clip-b-ended"],
+)
+def test_a_late_waybill_stamped_before_a_refused_order_ends_not_its_packing(
+    a_ends: list[PedalPress], stamped: float
+) -> None:
+    """PO-B scanned at 30 with no packer signed in (require_packer): its clip refused, it is
+    packed all the same with no clip. A waybill the camera read before then, outside PO-A's
+    clip (after its seal, or before it began), decoded now: another parcel's label, it does
+    not end PO-B's packing. It did, and PO-C's clip opened with a pre-roll reaching back
+    into PO-B's parcel: another buyer's packing."""
+    rules = SessionSection(require_packer=True)
+    sign_in = Scanned(ANN_BADGE, 1.0, "keyboard")
+    a = (sign_in, Scanned(ORDER_A, 10.0, "keyboard"), *a_ends, Scanned(SIGNOUT, 28.0, "keyboard"))
+    idle = after(*a, Scanned(ORDER_B, 30.0, "keyboard"), rules=rules)
+    assert isinstance(idle, Idle) and idle.unrecorded == "PO-B"
+    state, actions = step(idle, Scanned(OTHER_WAYBILL, stamped), rules)
+    assert not any(isinstance(x, LinkWaybill) for x in actions)
+    assert isinstance(state, Idle) and state.unrecorded == "PO-B"
+    state, _ = step(state, replace(sign_in, t=50.0), rules)
+    _, actions = step(state, Scanned(ORDER_C, 60.0, "keyboard"), rules)
+    assert [x.pre_roll for x in actions if isinstance(x, StartClip)] == [False]
+
+
+@pytest.mark.parametrize("read_at", ["in-the-dark", "after-it"])
+def test_a_late_waybill_before_a_refused_order_ends_not_its_packing_across_a_loss(
+    read_at: str,
+) -> None:
+    """As in the light, across a camera blink after PO-B's clip was refused at 30: a waybill
+    stamped at 25, decoded in the dark or once the camera is back, ends not PO-B's packing."""
+    refused, _ = step(rec("PO-A", 10.0), Scanned(ORDER_B, 30.0, "keyboard"), RULES)
+    idle, _ = step(refused, ClipRefused("PO-B", 30.0, "disk full"), RULES)
+    assert isinstance(idle, Idle) and idle.unrecorded == "PO-B"
+    dark, _ = step(idle, CameraLost(35.0), RULES)
+    if read_at == "in-the-dark":
+        dark, _ = step(dark, Scanned(OTHER_WAYBILL, 5.0), RULES)
+    state, _ = step(dark, CameraBack(36.0), RULES)
+    if read_at == "after-it":
+        state, _ = step(state, Scanned(OTHER_WAYBILL, 5.0), RULES)
+    assert isinstance(state, Idle) and state.unrecorded == "PO-B"
+
+
+def test_a_late_label_of_the_clip_a_refused_order_ended_is_linked_to_it() -> None:
+    """PO-B scanned at 30 while PO-A records, with no packer signed in: PO-A's clip ends
+    there and PO-B's is refused. PO-A's label read at 25, decoded now, is PO-A's (linked to
+    its ended clip), as after any clip the next order's scan ended; it ends not PO-B's
+    packing. The session forgot PO-A's clip there, and that read ended PO-B's packing."""
+    rules = SessionSection(require_packer=True)
+    a = (Scanned(ANN_BADGE, 1.0, "keyboard"), Scanned(ORDER_A, 10.0, "keyboard"))
+    a = (*a, Scanned(SIGNOUT, 28.0, "keyboard"))
+    idle = after(*a, Scanned(ORDER_B, 30.0, "keyboard"), rules=rules)
+    state, actions = step(idle, Scanned(OTHER_WAYBILL, 25.0), rules)
+    assert LinkWaybill("PO-A", OTHER_WAYBILL.text, "YTO", 25.0, ended=True) in actions
+    assert isinstance(state, Idle) and state.unrecorded == "PO-B"
 
 
 def test_the_sealed_orders_sheet_seen_again_by_the_camera_opens_no_repack() -> None:
@@ -1271,7 +1333,7 @@ def test_disk_full_finishes_the_clip() -> None:
     # The clip ends, not the packing: once there is room again, the next order's clip starts
     # at its scan (its pre-roll would be PO-A's parcel, still being packed).
     state, actions = step(rec(), EndClip(12.0, FinishReason.DISK_FULL), RULES)
-    assert state == Idle(last=("PO-A", 12.0), last_began=10.0, unrecorded="PO-A")
+    assert state == Idle(last=("PO-A", 12.0), last_began=10.0, unrecorded="PO-A", unrecorded_t=10.0)
     assert actions == [StopClip(FinishReason.DISK_FULL, 12.0)]
     assert step(state, Scanned(ORDER_B, 20.0), RULES)[1][0] == StartClip("PO-B", 20.0, False)
     assert step(Idle(), EndClip(12.0, FinishReason.DISK_FULL), RULES) == (Idle(), [])
@@ -1289,7 +1351,7 @@ def test_the_station_ends_a_clip_only_for_its_own_reasons(reason: FinishReason) 
 
 def test_a_refused_clip_returns_to_idle_and_logs_the_refusal() -> None:
     state, actions = step(rec("PO-A"), ClipRefused("PO-A", 10.0, "disk full"), RULES)
-    assert state == Idle(unrecorded="PO-A")
+    assert state == Idle(unrecorded="PO-A", unrecorded_t=10.0)
     assert actions == [LogEvent("refused", "PO-A", 10.0, "station", "disk full")]
     # A refusal of another order than the open one changes nothing (a late report).
     assert step(rec("PO-A"), ClipRefused("PO-B", 10.0, "x"), RULES) == (rec("PO-A"), [])
@@ -1304,7 +1366,7 @@ def test_after_an_unrecorded_packing_the_next_order_has_no_pre_roll(failure) -> 
     scan. PO-A scanned again records its own parcel, pre-roll and all; a seal, a waybill or
     the pedal marks the end of PO-A, after which pre-roll is as ever."""
     state, _ = step(rec("PO-A", 10.0), failure, RULES)
-    assert state == Idle(unrecorded="PO-A")
+    assert state == Idle(unrecorded="PO-A", unrecorded_t=10.0)
     _, actions = step(state, Scanned(ORDER_B, 30.0), RULES)
     assert actions[0] == StartClip("PO-B", 30.0, pre_roll=False)
     _, actions = step(state, Scanned(ORDER_A, 30.0, "keyboard"), RULES)
@@ -1315,8 +1377,8 @@ def test_after_an_unrecorded_packing_the_next_order_has_no_pre_roll(failure) -> 
     # A camera blink does not end that packing: it goes on when the camera is back, until
     # a seal, a waybill or the pedal ends it (in the dark too).
     dark = step(state, CameraLost(20.0), RULES)[0]
-    assert dark == Suspended(None, 20.0, unrecorded="PO-A")
-    assert step(dark, CameraBack(21.0), RULES)[0] == Idle(unrecorded="PO-A")
+    assert dark == Suspended(None, 20.0, unrecorded="PO-A", unrecorded_t=10.0)
+    assert step(dark, CameraBack(21.0), RULES)[0] == Idle(unrecorded="PO-A", unrecorded_t=10.0)
     for end in (Scanned(SEAL, 20.5), Scanned(WAYBILL, 20.5), PedalPress(20.5)):
         ended = step(dark, end, RULES)[0]
         assert unlabelled(step(ended, CameraBack(21.0), RULES)[0]) == Idle()
@@ -1339,6 +1401,7 @@ def test_a_next_order_whose_clip_fails_still_knows_the_order_before(failure) -> 
         last_waybills=(WAYBILL.text,),
         unrecorded="PO-B",
         last_began=10.0,
+        unrecorded_t=30.0,
     )
     again, actions = step(state, Scanned(ORDER_A, 31.0, "camera"), RULES)
     assert again == state and not any(isinstance(a, StartClip) for a in actions)
@@ -1348,7 +1411,10 @@ def test_a_next_order_whose_clip_fails_still_knows_the_order_before(failure) -> 
 
 
 def test_recording_failed_and_shutdown() -> None:
-    assert step(rec(), RecordingFailed(11.0, "ENOSPC"), RULES) == (Idle(unrecorded="PO-A"), [])
+    assert step(rec(), RecordingFailed(11.0, "ENOSPC"), RULES) == (
+        Idle(unrecorded="PO-A", unrecorded_t=10.0),
+        [],
+    )
     assert step(rec(), EndClip(11.0, FinishReason.INTERRUPTED), RULES) == (
         Idle(last=("PO-A", 11.0), last_began=10.0),
         [StopClip(FinishReason.INTERRUPTED, 11.0)],

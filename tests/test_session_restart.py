@@ -225,6 +225,68 @@ def test_a_clip_salvaged_as_interrupted_while_the_station_ran_on_is_no_cut_packi
     assert len(clips) == 2
 
 
+# A Pi has no clock of its own: booted after a power cut, it runs on fake-hwclock's saved time
+# (saved now and then, so before the clips the cut interrupted) until NTP steps it.
+BOOTED_EARLIER = WALL0 - timedelta(hours=1)
+
+
+def by_id(clip: ClipRecord) -> int:
+    """The station's own sequence (the index lists clips by start: by a clock set back)."""
+    return clip.id or 0
+
+
+def test_after_a_boot_on_an_earlier_clock_the_order_packed_since_is_the_newest(
+    station_cfg: config_mod.Config,
+) -> None:
+    """The packer leaves CUT after the restart and packs THIRD, on a clock set back: THIRD's
+    clip starts before CUT's, yet it was recorded after it. At the next start CUT's sheet
+    lying in view is an old one: it resumes nothing (nor records over the next parcel)."""
+    cut_mid_order(station_cfg)
+    scans = [(1.0, RawScan(THIRD, "keyboard", 1.0)), (3.0, RawScan("SEAL", "keyboard", 3.0))]
+    run(station_cfg, scans, end=5.0, wall=BOOTED_EARLIER)
+    later = BOOTED_EARLIER + timedelta(minutes=10)
+    clips = sorted(run(station_cfg, [], end=5.0, show=(shown(CUT, 1.0),), wall=later), key=by_id)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        (OTHER, "sealed"),
+        (CUT, "interrupted"),
+        (THIRD, "sealed"),
+    ]
+
+
+def test_a_packing_cut_on_an_earlier_clock_resumes_at_the_next_start(
+    station_cfg: config_mod.Config,
+) -> None:
+    """OTHER sealed; after a boot on a clock set back CUT is scanned and the station stops
+    while it records: CUT's clip starts before OTHER's, yet it is the station's last. Its
+    sheet shown at the next start resumes that packing."""
+    scans = [(0.5, RawScan(OTHER, "keyboard", 0.5)), (2.0, RawScan("SEAL", "keyboard", 2.0))]
+    run(station_cfg, scans, end=4.0, wall=WALL0)
+    run(station_cfg, [(1.0, RawScan(CUT, "keyboard", 1.0))], end=20.0, stop_at=3.0,
+        wall=BOOTED_EARLIER)  # fmt: skip
+    later = BOOTED_EARLIER + timedelta(minutes=10)
+    seal = [(4.0, RawScan("SEAL", "keyboard", 4.0))]
+    clips = sorted(run(station_cfg, seal, end=6.0, show=(shown(CUT, 1.0),), wall=later), key=by_id)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        (OTHER, "sealed"),
+        (CUT, "interrupted"),
+        (CUT, "sealed"),
+    ]
+    assert manifest(station_cfg, clips[2])["gap"]["cut_clip"] == clips[1].id  # type: ignore[index]
+
+
+def test_a_cut_packing_sealed_after_a_boot_on_an_earlier_clock_stays_sealed(
+    station_cfg: config_mod.Config,
+) -> None:
+    """After the restart, on a clock set back, the packer seals CUT's parcel with no clip open:
+    that seal is stamped before CUT's clip ended, yet scanned after it. At the next start
+    CUT's sheet lying in view is an old one: it resumes nothing."""
+    cut_mid_order(station_cfg)
+    run(station_cfg, [(1.0, RawScan("SEAL", "keyboard", 1.0))], end=3.0, wall=BOOTED_EARLIER)
+    later = BOOTED_EARLIER + timedelta(minutes=10)
+    clips = run(station_cfg, [], end=5.0, show=(shown(CUT, 1.0),), wall=later)
+    assert len(clips) == 2
+
+
 def test_an_honest_session_with_stops_resumes_and_repacks_audits_clean(
     cfg: config_mod.Config,
 ) -> None:

@@ -264,7 +264,7 @@ class Station:
             recent = ledger.recent_orders(station, ss.KEPT_ORDERS)
             unlinked = ledger.unlinked_waybills(station, ss.KEPT_ORDERS)
             newest = ledger.newest_clip_at(station)
-            scanned = ledger.newest_unattached_event(station)
+            scanned_since = newest is not None and self._scanned_since(newest)
         except sqlite3.Error as exc:
             log.warning("the orders last packed here are unknown (the index: %s)", exc)
             return
@@ -273,8 +273,9 @@ class Station:
             newest is not None
             and newest.finish_reason == ss.FinishReason.INTERRUPTED
             # A scan after it: the station ran on (its writer failed, the clip salvaged as
-            # "interrupted"), and that packing may have been sealed or left since.
-            and (scanned is None or scanned.wall <= newest.ended_at)
+            # "interrupted"), or ran again since, and that packing may have been sealed or
+            # left since.
+            and not scanned_since
         ):
             # (its order "unknown" too, recovered with no journal: a parcel at the table)
             cut = ss.Cut(newest.order_id, ss.ClipKind(newest.kind))
@@ -284,6 +285,17 @@ class Station:
         self.state = ss.restarted(recent, cut, unlinked)
         log.info("remembering the %d orders last packed at this table and %d waybills read there"
                  " with no clip open", len(recent), len(unlinked))  # fmt: skip
+
+    def _scanned_since(self, clip: ClipRecord) -> bool:
+        """Was anything scanned or pressed here with no clip open after ``clip`` was indexed?
+        By the index's sequence (a clock stepped back after a boot on fake-hwclock's time
+        stamps a later scan before the clip ended); by the stamps when the clip has no
+        events to place it by (recovered with no journal)."""
+        ledger, station = self.recorder.ledger, self.cfg.station.name
+        if clip.id is not None and (since := ledger.logged_since(station, clip.id)) is not None:
+            return since
+        scanned = ledger.newest_unattached_event(station)
+        return scanned is not None and scanned.wall > clip.ended_at
 
     def _next_frame(self, stop_event: threading.Event) -> Frame | None:
         """The next frame, reconnecting a lost camera; None at the end of input or on stop."""

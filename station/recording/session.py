@@ -104,7 +104,9 @@ class Idle:
     ``unrecorded``: the order whose clip was refused (or whose writer failed, or which timed
     out, stayed still or was finished for a full disk): it may be packed on with no clip, and
     nothing marks its end, so the next order's clip starts at its scan (its pre-roll would be
-    that parcel) until a seal, a waybill or the pedal ends it.
+    that parcel) until a seal, a waybill or the pedal ends it. ``unrecorded_t``: when that
+    order was scanned (its packing known to go on since; None: unknown): a seal or waybill
+    read before then, decoded late, is an earlier parcel's and ends nothing.
 
     ``cut``: the packing the station's last stop cut, while ``unrecorded`` is its order (from
     the start, until a clip of it starts or that packing ends): the clip its sheet opens
@@ -117,6 +119,7 @@ class Idle:
     unrecorded: str | None = None
     last_began: float | None = None
     cut: Cut | None = None
+    unrecorded_t: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +163,10 @@ class Suspended:
     same kind), None when the waiting order is another (it takes the floor's next kind).
     With it, ``packer``: that clip's packer, ``signed_in``: who was signed in at the loss,
     and ``first_t``: when the order's first clip began (its safety timeout counts from it).
-    ``unrecorded``: as Idle's, with no order waiting: that packing goes on in the dark and
-    after, until a seal, a waybill or the pedal ends it. ``cut``: as Idle's, with no order
-    waiting; with one, the packing the station's stop cut when that order is its own.
+    ``unrecorded``, ``unrecorded_t``: as Idle's, with no order waiting: that packing goes on
+    in the dark and after, until a seal, a waybill or the pedal ends it. ``cut``: as Idle's,
+    with no order waiting; with one, the packing the station's stop cut when that order is
+    its own.
     """
 
     order_id: str | None
@@ -179,6 +183,7 @@ class Suspended:
     first_t: float | None = None
     unrecorded: str | None = None
     cut: Cut | None = None
+    unrecorded_t: float | None = None
 
 
 State = Idle | Recording | Suspended
@@ -730,7 +735,8 @@ def _decide(state: State, event: Event, rules: SessionSection) -> tuple[State, l
         # (The open order's sheet seen again by the camera went on above: no new packing.)
         if code.kind is Kind.ORDER and rules.require_packer and floor.packer is None:
             new, actions = _refuse_unsigned(state, event)
-            return replace(new, floor=floor), actions
+            # (the clip it ends is remembered: its label read late is still linked to it)
+            return replace(_remember(state, new, actions), floor=floor), actions
     if (
         isinstance(event, ClipRefused)
         and isinstance(state, Recording)
@@ -799,7 +805,8 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
         last = (state.order_id, event.t)
         if event.code.text == state.order_id:
             return Idle(state.floor, last), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
-        idle = Idle(state.floor, last, unrecorded=event.code.text)  # it may be packed all the same
+        idle = Idle(state.floor, last, unrecorded=event.code.text, unrecorded_t=event.t)
+        # (it may be packed all the same)
         return idle, [StopClip(FinishReason.NEXT_ORDER, event.t), refused]
     if isinstance(state, Suspended):
         # The next parcel is on the table: the order waiting for the camera must not resume
@@ -808,9 +815,11 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
         if event.code.text == state.order_id:
             return closed, [_log(event, "order closed while the camera was lost")]
         cut = _kept_cut(state, event.code.text)
-        return replace(closed, unrecorded=event.code.text, cut=cut), [refused]
+        return replace(closed, unrecorded=event.code.text, unrecorded_t=event.t, cut=cut), [refused]
     cut = _kept_cut(state, event.code.text)
-    return replace(state, unrecorded=event.code.text, cut=cut), [refused]
+    # (the same order scanned again: its packing went on since it was first scanned)
+    since = state.unrecorded_t if event.code.text == state.unrecorded else event.t
+    return replace(state, unrecorded=event.code.text, unrecorded_t=since, cut=cut), [refused]
 
 
 def _resumed_packer(state: Suspended) -> tuple[str | None, tuple[str | None, str | None] | None]:
@@ -858,18 +867,29 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
             return state, [_log(event, "matches no order pattern; ignored")]
         if code.kind is Kind.WAYBILL and (late := _label_of_last_clip(state, event)) is not None:
             return late
+        if (code.kind is Kind.WAYBILL or _is_seal(code)) and _before_unrecorded(state, event.t):
+            note = f"read before {state.unrecorded} was scanned: no open order; ignored"
+            return state, [_log(event, note), PreviousParcel(event.t)]
         if code.kind is Kind.WAYBILL or _is_seal(code):
-            ended = replace(state, unrecorded=None, cut=None)
+            ended = replace(state, unrecorded=None, unrecorded_t=None, cut=None)
             return ended, [_log(event, "no open order; ignored"), PreviousParcel(event.t)]
         return state, [_log(event, "no open order; ignored")]
     if isinstance(event, PedalPress):
         note = "no open order; ignored"
-        ended = replace(state, unrecorded=None, cut=None)
+        ended = replace(state, unrecorded=None, unrecorded_t=None, cut=None)
         return ended, [LogEvent("pedal", "", event.t, event.source, note), PreviousParcel(event.t)]
     if isinstance(event, CameraLost):  # no pre-roll reaches back across the loss
         dark = Suspended(None, event.t, last=state.last, unrecorded=state.unrecorded, cut=state.cut)
-        return dark, []
+        return replace(dark, unrecorded_t=state.unrecorded_t), []
     return state, []
+
+
+def _before_unrecorded(state: Idle | Suspended, t: float) -> bool:
+    """Was a read stamped ``t`` made before the order packed with no clip was scanned (decoded
+    late)? Then it is an earlier parcel's seal or label: that packing goes on."""
+    return (
+        state.unrecorded is not None and state.unrecorded_t is not None and t < state.unrecorded_t
+    )
 
 
 def _label_of_last_clip(state: Idle, event: Scanned) -> tuple[State, list[Action]] | None:
@@ -886,7 +906,7 @@ def _label_of_last_clip(state: Idle, event: Scanned) -> tuple[State, list[Action
     link = LinkWaybill(order_id, event.code.text, event.code.detail, event.t, ended=True)
     new = replace(state, last_waybills=(*state.last_waybills, event.code.text))
     if state.unrecorded == order_id:
-        new = replace(new, unrecorded=None, cut=None)
+        new = replace(new, unrecorded=None, unrecorded_t=None, cut=None)
     return new, [_log(event, note + ", linked to its ended clip"), link, PreviousParcel(event.t)]
 
 
@@ -924,18 +944,22 @@ def _step_recording(
     if isinstance(event, Tick):
         if event.t - _first_t(state) >= rules.max_duration_s:
             # The clip ends, not the packing: nothing marks its end (as after a refused clip).
-            return Idle(unrecorded=state.order_id), [StopClip(FinishReason.TIMEOUT, event.t)]
+            idle = Idle(unrecorded=state.order_id, unrecorded_t=_first_t(state))
+            return idle, [StopClip(FinishReason.TIMEOUT, event.t)]
         if event.moving:
             return replace(state, last_motion_t=event.t), []
         if rules.still_timeout_s > 0 and event.t - state.last_motion_t >= rules.still_timeout_s:
             # Nobody moves in view, not the parcel gone: it can lie half packed while the
             # packer fetches tape, and be packed on. As at a timeout, nothing marks its end.
-            return Idle(unrecorded=state.order_id), [StopClip(FinishReason.STILL, event.t)]
+            idle = Idle(unrecorded=state.order_id, unrecorded_t=_first_t(state))
+            return idle, [StopClip(FinishReason.STILL, event.t)]
         return state, []
     if isinstance(event, EndClip):
         # A full disk ends the clip, not the packing: nothing marks its end (as after a timeout).
-        packed_on = state.order_id if event.reason is FinishReason.DISK_FULL else None
-        return Idle(unrecorded=packed_on), [StopClip(event.reason, event.t)]
+        if event.reason is FinishReason.DISK_FULL:
+            idle = Idle(unrecorded=state.order_id, unrecorded_t=_first_t(state))
+            return idle, [StopClip(event.reason, event.t)]
+        return Idle(), [StopClip(event.reason, event.t)]
     if isinstance(event, CameraLost):
         dark = Suspended(
             state.order_id,
@@ -969,8 +993,9 @@ def _unrecorded(state: Recording) -> Idle:
     """Idle after the clip of ``state`` was refused or its writer failed: its order is packed
     on unrecorded, and the order before it (if any) still ended where it did: its sheet read
     by the camera afterwards is not a repack (it would record this order's parcel)."""
+    since = _first_t(state)
     if state.previous is None:
-        return Idle(unrecorded=state.order_id)
+        return Idle(unrecorded=state.order_id, unrecorded_t=since)
     span = state.previous_span
     last = (state.previous, span[1] if span is not None else state.started_t)
     return Idle(
@@ -978,6 +1003,7 @@ def _unrecorded(state: Recording) -> Idle:
         last_waybills=state.previous_waybills,
         unrecorded=state.order_id,
         last_began=span[0] if span is not None else None,
+        unrecorded_t=since,
     )
 
 
@@ -997,6 +1023,7 @@ def _close_waiting(state: Suspended, t: float) -> Suspended:
         first_t=None,
         unrecorded=None,
         cut=None,
+        unrecorded_t=None,
     )
 
 
@@ -1005,13 +1032,14 @@ def _step_suspended(
 ) -> tuple[State, list[Action]]:
     if isinstance(event, CameraBack):
         if state.order_id is None:
-            return Idle(last=state.last, unrecorded=state.unrecorded, cut=state.cut), []
+            idle = Idle(last=state.last, unrecorded=state.unrecorded, cut=state.cut)
+            return replace(idle, unrecorded_t=state.unrecorded_t), []
         if state.first_t is not None and event.t - state.first_t >= rules.max_duration_s:
             # Its time ran out in the dark: its clip is over, as a timeout in the light (a
             # clip started now would end at its first frame), but not its packing: nothing
             # marks its end, so the next order's clip starts at its scan.
             idle = Idle(last=(state.order_id, event.t), last_waybills=state.waybills)
-            return replace(idle, unrecorded=state.order_id), []
+            return replace(idle, unrecorded=state.order_id, unrecorded_t=state.first_t), []
         before = state.last[0] if state.last is not None else None
         rec = Recording(
             state.order_id, event.t, event.t, state.waybills, previous=before, first_t=state.first_t
@@ -1062,6 +1090,9 @@ def _step_suspended(
             ]
         if _is_seal(code) and state.order_id is not None:
             return closed, [_log(event, "order sealed while the camera was lost")]
+        if (_is_seal(code) or code.kind is Kind.WAYBILL) and _before_unrecorded(state, event.t):
+            note = f"read before {state.unrecorded} was scanned: camera lost; ignored"
+            return state, [_log(event, note)]
         if _is_seal(code) or code.kind is Kind.WAYBILL:  # ends a packing with no clip, if any
             return closed, [_log(event, "camera lost; ignored")]
         return state, [_log(event, "camera lost; ignored")]

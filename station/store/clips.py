@@ -792,12 +792,14 @@ class ClipTable(Table):
 
     def recent_orders(self, station: str, limit: int) -> list[tuple[str, tuple[str, ...]]]:
         """The last ``limit`` orders recorded at ``station``, newest first, each with the
-        waybills linked to its clips there (the newest clips walked back until ``limit``
+        waybills linked to its clips there (the last indexed clips walked back until ``limit``
         orders: cheap however many the index holds): what the packing table may still have
-        lying in view when the station starts (session.remembered)."""
+        lying in view when the station starts (session.remembered). Last indexed, not last
+        started: a Pi booted on fake-hwclock's saved time records clips that start before
+        older ones until NTP steps its clock."""
         with self._lock:
             newest = self._first_distinct(
-                "SELECT order_id FROM clips WHERE station = ? ORDER BY started_utc DESC, id DESC",
+                "SELECT order_id FROM clips WHERE station = ? ORDER BY id DESC",
                 (station,),
                 limit,
             )
@@ -806,7 +808,7 @@ class ClipTable(Table):
             for order_id, waybill in self.conn.execute(
                 "SELECT c.order_id, w.waybill FROM clips c JOIN waybills w ON w.clip_id = c.id"
                 f" WHERE c.station = ? AND c.order_id IN ({marks})"
-                " ORDER BY c.started_utc DESC, c.id DESC, w.t_clip_s",
+                " ORDER BY c.id DESC, w.t_clip_s",
                 (station, *orders),
             ):
                 orders[order_id].append(waybill)
@@ -841,11 +843,12 @@ class ClipTable(Table):
         return list(found)
 
     def newest_clip_at(self, station: str) -> ClipRecord | None:
-        """The clip recorded last at ``station`` (None: none): how the station last stopped
-        (a clip ended "interrupted": while it recorded)."""
+        """The clip indexed last at ``station`` (None: none): how the station last stopped
+        (a clip ended "interrupted": while it recorded). Not the last started, by a clock
+        that may have stepped back since (recent_orders)."""
         with self._lock:
             row = self._one(
-                "SELECT * FROM clips WHERE station = ? ORDER BY started_utc DESC, id DESC LIMIT 1",
+                "SELECT * FROM clips WHERE station = ? ORDER BY id DESC LIMIT 1",
                 (station,),
             )
             return self._record(row) if row else None
@@ -858,6 +861,24 @@ class ClipTable(Table):
             (station,),
         )
         return event_from_row(row) if row else None
+
+    def logged_since(self, station: str, clip_id: int) -> bool | None:
+        """Was a scan or press logged at ``station`` with no clip open after clip ``clip_id``
+        was indexed? In the index's own sequence (a clip's events are written with it), not
+        by their stamps: a clock set back stamps them before it. None: the clip has no
+        events to place it by."""
+        with self._lock:
+            row = self._one("SELECT MAX(id) AS last FROM scan_events WHERE clip_id = ?", (clip_id,))
+            if row is None or row["last"] is None:
+                return None
+            return (
+                self._one(
+                    "SELECT 1 FROM scan_events WHERE station = ? AND clip_id IS NULL AND id > ?"
+                    " LIMIT 1",
+                    (station, row["last"]),
+                )
+                is not None
+            )
 
     def unattached_events(self) -> list[ScanEventRecord]:
         rows = self._all("SELECT * FROM scan_events WHERE clip_id IS NULL ORDER BY id")
