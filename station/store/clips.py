@@ -842,6 +842,17 @@ class ClipTable(Table):
             rows.close()
         return list(found)
 
+    def unarchived_with_archived_order(self, clip_id: int) -> str | None:
+        """The order of clip ``clip_id`` if the archiver never sent the clip and the order has
+        an archived clip (signed parts in the bucket, which may still list this one); else
+        None."""
+        row = self._one(
+            "SELECT c.order_id FROM clips c WHERE c.id = ? AND c.archived_utc IS NULL AND EXISTS"
+            " (SELECT 1 FROM clips o WHERE o.order_id = c.order_id AND o.archived_utc IS NOT NULL)",
+            (clip_id,),
+        )
+        return str(row[0]) if row is not None else None
+
     def newest_clip_at(self, station: str) -> ClipRecord | None:
         """The clip indexed last at ``station`` (None: none): how the station last stopped
         (a clip ended "interrupted": while it recorded). Not the last started, by a clock

@@ -156,6 +156,15 @@ class HoldTable(Table):
         )
         return dict(r) if r else None
 
+    def deletions_after(self, deletion_id: int) -> list[tuple[int, int]]:
+        """(deletion id, clip id) of the retention deletions after ``deletion_id``, in the
+        order they happened."""
+        rows = self._all(
+            "SELECT id, clip_id FROM retention_deletions WHERE id > ? ORDER BY id",
+            (deletion_id,),
+        )
+        return [(int(r[0]), int(r[1])) for r in rows]
+
     def deletion_of_clip(self, clip_id: int) -> sqlite3.Row | None:
         """The retention deletion record of clip ``clip_id`` (record, signature), if any."""
         row = self._one(

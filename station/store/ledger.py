@@ -100,10 +100,7 @@ class Ledger(ClipTable, HoldTable, AlarmTable):
         """(deletion id, order_id) of the retention deletions after ``deletion_id`` of clips
         the archiver never sent, in the order they happened, whose order has an archived clip
         (it has signed parts in the bucket, which may still list the deleted clip)."""
-        rows = self._all(
-            "SELECT d.id, c.order_id FROM retention_deletions d JOIN clips c ON c.id = d.clip_id"
-            " WHERE d.id > ? AND c.archived_utc IS NULL AND EXISTS (SELECT 1 FROM clips o"
-            " WHERE o.order_id = c.order_id AND o.archived_utc IS NOT NULL) ORDER BY d.id",
-            (deletion_id,),
-        )
-        return [(int(r[0]), str(r[1])) for r in rows]
+        # each owner reads its own table: the deletions (HoldTable), then their clips (ClipTable)
+        deletions = self.deletions_after(deletion_id)
+        found = [(d, self.unarchived_with_archived_order(c)) for d, c in deletions]
+        return [(d, order) for d, order in found if order is not None]
