@@ -798,8 +798,10 @@ class ClipTable(Table):
         started: a Pi booted on fake-hwclock's saved time records clips that start before
         older ones until NTP steps its clock."""
         with self._lock:
+            # NOT INDEXED: walked back by rowid, stopping at ``limit`` orders; by clips_station
+            # (station, started_utc) SQLite would sort every row of the station first
             newest = self._first_distinct(
-                "SELECT order_id FROM clips WHERE station = ? ORDER BY id DESC",
+                "SELECT order_id FROM clips NOT INDEXED WHERE station = ? ORDER BY id DESC",
                 (station,),
                 limit,
             )
@@ -859,7 +861,8 @@ class ClipTable(Table):
         that may have stepped back since (recent_orders)."""
         with self._lock:
             row = self._one(
-                "SELECT * FROM clips WHERE station = ? ORDER BY id DESC LIMIT 1",
+                # the last row by rowid, not a sort of the station's rows (recent_orders)
+                "SELECT * FROM clips NOT INDEXED WHERE station = ? ORDER BY id DESC LIMIT 1",
                 (station,),
             )
             return self._record(row) if row else None
