@@ -617,6 +617,56 @@ def test_a_clip_retention_deletes_after_its_page_was_made_is_not_called_missing(
     assert resp.status_code == 404 and "X-Clip-Deleted" not in resp.headers
 
 
+@pytest.mark.parametrize(("lang", "said"), list(DELETED_SAYS.items()))
+@pytest.mark.parametrize("when", ["before", "cached", "while-cut"])
+def test_a_deleted_clips_key_frames_say_deleted_as_its_video_does(
+    web_env: WebEnv, monkeypatch: pytest.MonkeyPatch, lang: str, said: str, when: str
+) -> None:
+    """Retention deleted the clip (before the frame was asked for, after it was cached, or as
+    it was being cut): its thumbnail and key frames answer as its video does, a 404 with
+    ``X-Clip-Deleted`` and the page saying the station deleted it and when, to its staff and
+    to a share link's holder; not the bare 404 of a file gone missing (lost evidence)."""
+    from conftest_web import make_app
+    from test_web_share import create_share
+
+    import web.clips
+
+    web_env.cfg = web_env.cfg.replace("station", timezone="Asia/Shanghai")
+    app = make_app(web_env)
+    viewer = login(app.test_client(), "viewer")
+    clip = web_env.clips["plain2"]
+    share = create_share(viewer, order_id=clip.order_id)
+    frames = ("thumb.jpg", "keyframes/0.jpg", "keyframes/1.jpg")
+    clients = ((viewer, ""), (app.test_client(), share))
+    if when == "cached":
+        for client, base in clients:
+            for frame in frames:
+                assert client.get(f"{base}/clips/{clip.id}/{frame}").status_code == 200
+    if when == "while-cut":
+        found = web.clips.clip_file
+
+        def then_retention(c: ClipRecord) -> Path | None:
+            path = found(c)
+            if c.id == clip.id and path is not None:
+                _retention_deletes(web_env, clip)
+            return path
+
+        monkeypatch.setattr(web.clips, "clip_file", then_retention)
+    else:
+        _retention_deletes(web_env, clip)
+    for client, base in clients:
+        for frame in frames:
+            resp = client.get(f"{base}/clips/{clip.id}/{frame}", headers={"Accept-Language": lang})
+            assert resp.status_code == 404, (base, frame)
+            assert resp.headers.get("X-Clip-Deleted", "").startswith("2027-03-01"), (base, frame)
+            assert said in html.unescape(resp.get_data(as_text=True))
+            monkeypatch.undo()  # the deletion is done: the next ask finds it so
+    gone = web_env.clips["plain"]  # a clip whose file is simply not there: missing, as before
+    (web_env.data_dir / gone.path).unlink()
+    resp = viewer.get(f"/clips/{gone.id}/thumb.jpg")
+    assert resp.status_code == 404 and "X-Clip-Deleted" not in resp.headers
+
+
 GAPS = {
     "camera": ({"resumed_after_s": 7.5}, "Camera gap", "画面中断"),
     "restart": (

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import (
     Blueprint,
@@ -93,8 +93,10 @@ def _central() -> bool:
     return bool(current_app.config.get("PACKCAM_CENTRAL"))
 
 
-def serve_frame(clip: ClipRecord, n: int | None, width: int) -> Response:
-    """A key frame (``n``) or the thumbnail (``None``) of a clip as a cached JPEG."""
+def serve_frame(clip: ClipRecord, n: int | None, width: int, *, scope: Stations) -> Response:
+    """A key frame (``n``) or the thumbnail (``None``) of a clip as a cached JPEG; ``scope``:
+    as ``serve_video``'s. A clip retention deleted answers as its video does (``ClipDeleted``),
+    its cached frames included: the page says deleted, not missing."""
     store = media_store()
     if store is not None:  # central: the archiver's JPEGs from object storage
         return store.serve_frame(clip, n)
@@ -104,9 +106,11 @@ def serve_frame(clip: ClipRecord, n: int | None, width: int) -> Response:
     kf = frames[n or 0]
     video = clip_file(clip)
     if video is None:
-        abort(404)
+        _not_there(clip, scope)
     path = frame_cache().get(clip, video, kf.t, width)
     if path is None:
+        if clip_file(clip) is None:  # retention deleted it as the frame was being cut
+            _not_there(clip, scope)
         abort(404)
     resp = send_file(path, mimetype="image/jpeg", conditional=True, max_age=86400)
     resp.cache_control.public = False
@@ -130,13 +134,19 @@ def serve_video(clip: ClipRecord, *, attachment: bool, scope: Stations) -> Respo
             clip_named(clip),
         )
     if resp is None:
-        deleted = _deleted_utc(clip, scope)
-        if deleted is not None:  # by retention, now or before: not evidence gone missing
-            raise ClipDeleted(deleted)
-        log.error("clip %s (%s) is indexed but its file is missing or outside the store",
-                  clip.id, clip.path)  # fmt: skip
-        abort(404)
+        _not_there(clip, scope)
     return resp
+
+
+def _not_there(clip: ClipRecord, scope: Stations) -> NoReturn:
+    """The answer for a clip whose file is not in the store: deleted by retention (now or
+    before: not evidence gone missing), or a 404 logged as missing."""
+    deleted = _deleted_utc(clip, scope)
+    if deleted is not None:
+        raise ClipDeleted(deleted)
+    log.error("clip %s (%s) is indexed but its file is missing or outside the store",
+              clip.id, clip.path)  # fmt: skip
+    abort(404)
 
 
 def clip_named(clip: ClipRecord) -> str:
@@ -621,10 +631,10 @@ def bundle_cache() -> BundleCache:
 @bp.get("/clips/<int:clip_id>/thumb.jpg")
 @require("viewer")
 def thumb(clip_id: int) -> Response:
-    return serve_frame(_clip_or_404(clip_id), None, THUMB_WIDTH)
+    return serve_frame(_clip_or_404(clip_id), None, THUMB_WIDTH, scope=current_scope())
 
 
 @bp.get("/clips/<int:clip_id>/keyframes/<int:n>.jpg")
 @require("viewer")
 def keyframe(clip_id: int, n: int) -> Response:
-    return serve_frame(_clip_or_404(clip_id), n, FRAME_WIDTH)
+    return serve_frame(_clip_or_404(clip_id), n, FRAME_WIDTH, scope=current_scope())

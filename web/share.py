@@ -289,10 +289,10 @@ def download(token: str, clip_id: int) -> Response:
 @bp.get("/s/<token>/clips/<int:clip_id>/thumb.jpg")
 def thumb(token: str, clip_id: int) -> Response:
     share = _share_from_token(token)
-    return serve_frame(_clip_in_share(share, clip_id), None, THUMB_WIDTH)
+    return serve_frame(_clip_in_share(share, clip_id), None, THUMB_WIDTH, scope=share.stations)
 
 
 @bp.get("/s/<token>/clips/<int:clip_id>/keyframes/<int:n>.jpg")
 def keyframe(token: str, clip_id: int, n: int) -> Response:
     share = _share_from_token(token)
-    return serve_frame(_clip_in_share(share, clip_id), n, FRAME_WIDTH)
+    return serve_frame(_clip_in_share(share, clip_id), n, FRAME_WIDTH, scope=share.stations)
