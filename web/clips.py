@@ -47,6 +47,7 @@ from web.handles import (
     get_index,
     media_store,
     scoped_index,
+    site_config,
     station_index_db,
 )
 from web.index import SearchTimeout
@@ -295,7 +296,7 @@ def home() -> Response:
 
 def search_args() -> dict[str, Any]:
     """Validated search parameters (shared with the JSON API)."""
-    cfg = current_app.config["PACKCAM"]
+    cfg = site_config()
     tz = site_tz(cfg)
     q = half_width(request.args.get("q", "")).strip()[:MAX_QUERY]
     day_from = parse_day(request.args.get("from"))

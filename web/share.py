@@ -39,7 +39,7 @@ from web.clips import (
 from web.db import ShareLink
 from web.errors import BAD_LINK
 from web.frames import FRAME_WIDTH, THUMB_WIDTH
-from web.handles import current_scope, get_db, get_index, media_store, share_index
+from web.handles import current_scope, get_db, get_index, media_store, share_index, site_config
 from web.i18n import KEYFRAMES, label
 from web.scope import covers
 from web.summary import in_both_languages, order_claims
@@ -227,7 +227,7 @@ def summary(token: str) -> Any:
 
     share = _share_from_token(token)
     clips = _order_clips(share)
-    cfg = current_app.config["PACKCAM"]
+    cfg = site_config()
     verify = None
     store = media_store()
     if store is not None:  # central: the bundle it hands out, from the bucket
