@@ -447,18 +447,18 @@ def test_a_clip_retention_deletes_as_it_is_asked_for_is_a_404_not_a_500(
     answer is the 404 of a clip whose file is gone, not a server error."""
     from conftest_web import make_app
 
-    import web.clips
+    import web.serving
 
     viewer = login(make_app(web_env).test_client(), "viewer")
     clip = web_env.clips["plain2"]
-    found = web.clips.clip_file
+    found = web.serving.clip_file
 
     def then_retention(c: ClipRecord) -> Path | None:
         path = found(c)
         _retention_deletes(web_env, clip)
         return path
 
-    monkeypatch.setattr(web.clips, "clip_file", then_retention)
+    monkeypatch.setattr(web.serving, "clip_file", then_retention)
     assert viewer.get(f"/clips/{clip.id}/{what}").status_code == 404
 
 
@@ -485,13 +485,13 @@ def test_every_route_reading_a_clip_retention_deletes_as_it_reads_is_not_a_500(
     from conftest_web import make_app
     from test_web_share import create_share
 
-    import web.clips
+    import web.serving
     import web.summary
 
     viewer = login(make_app(web_env).test_client(), "viewer")
     clip = web_env.clips["plain2"]
     share = create_share(viewer, order_id=clip.order_id)
-    found = web.clips.clip_file
+    found = web.serving.clip_file
 
     def then_retention(c: ClipRecord) -> Path | None:
         path = found(c)
@@ -499,7 +499,7 @@ def test_every_route_reading_a_clip_retention_deletes_as_it_reads_is_not_a_500(
             _retention_deletes(web_env, clip)
         return path
 
-    monkeypatch.setattr(web.clips, "clip_file", then_retention)
+    monkeypatch.setattr(web.serving, "clip_file", then_retention)
     monkeypatch.setattr(web.summary, "clip_file", then_retention)
     url = what.format(
         clip=f"/clips/{clip.id}", order=order_url(clip.order_id), share=share, id=clip.id
@@ -548,21 +548,21 @@ def test_a_clip_retention_deletes_as_the_page_is_built_reads_deleted_not_missing
     from conftest_web import make_app
     from test_web_share import create_share
 
-    import web.clips
+    import web.serving
 
     web_env.cfg = web_env.cfg.replace("station", timezone="Asia/Shanghai")
     app = make_app(web_env)
     viewer = login(app.test_client(), "viewer")
     clip = web_env.clips["plain2"]
     url = create_share(viewer, order_id=clip.order_id) if page == "share" else None
-    found = web.clips.clip_file
+    found = web.serving.clip_file
 
     def retention_first(c: ClipRecord) -> Path | None:
         if c.id == clip.id and (web_env.data_dir / clip.path).exists():
             _retention_deletes(web_env, clip)
         return found(c)
 
-    monkeypatch.setattr(web.clips, "clip_file", retention_first)
+    monkeypatch.setattr(web.serving, "clip_file", retention_first)
     client = app.test_client() if url else viewer
     resp = client.get(url or order_url(clip.order_id), headers={"Accept-Language": lang})
     body = resp.get_data(as_text=True)
@@ -629,7 +629,7 @@ def test_a_deleted_clips_key_frames_say_deleted_as_its_video_does(
     from conftest_web import make_app
     from test_web_share import create_share
 
-    import web.clips
+    import web.serving
 
     web_env.cfg = web_env.cfg.replace("station", timezone="Asia/Shanghai")
     app = make_app(web_env)
@@ -643,7 +643,7 @@ def test_a_deleted_clips_key_frames_say_deleted_as_its_video_does(
             for frame in frames:
                 assert client.get(f"{base}/clips/{clip.id}/{frame}").status_code == 200
     if when == "while-cut":
-        found = web.clips.clip_file
+        found = web.serving.clip_file
 
         def then_retention(c: ClipRecord) -> Path | None:
             path = found(c)
@@ -651,7 +651,7 @@ def test_a_deleted_clips_key_frames_say_deleted_as_its_video_does(
                 _retention_deletes(web_env, clip)
             return path
 
-        monkeypatch.setattr(web.clips, "clip_file", then_retention)
+        monkeypatch.setattr(web.serving, "clip_file", then_retention)
     else:
         _retention_deletes(web_env, clip)
     for client, base in clients:

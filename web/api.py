@@ -14,10 +14,10 @@ from werkzeug.wrappers import Response
 
 from station.store.ledger import ClipRecord
 from web.auth import basic_auth_user, require
-from web.clips import PAGE_SIZE, order_url, search_args
 from web.dashboard import summary
 from web.handles import get_db, get_index, site_config
 from web.index import SearchTimeout
+from web.serving import PAGE_SIZE, order_url, search_args
 from web.stations import StationStatus
 
 bp = Blueprint("api", __name__, url_prefix="/api")

@@ -28,7 +28,13 @@ from werkzeug.wrappers import Response
 
 from station.store.ledger import ClipRecord
 from web.auth import require
-from web.clips import (
+from web.db import ShareLink
+from web.errors import BAD_LINK
+from web.frames import FRAME_WIDTH, THUMB_WIDTH
+from web.handles import current_scope, get_db, get_index, media_store, share_index, site_config
+from web.i18n import KEYFRAMES, label
+from web.scope import covers
+from web.serving import (
     clip_views,
     log_fetch,
     order_url,
@@ -36,12 +42,6 @@ from web.clips import (
     serve_frame,
     serve_video,
 )
-from web.db import ShareLink
-from web.errors import BAD_LINK
-from web.frames import FRAME_WIDTH, THUMB_WIDTH
-from web.handles import current_scope, get_db, get_index, media_store, share_index, site_config
-from web.i18n import KEYFRAMES, label
-from web.scope import covers
 from web.summary import in_both_languages, order_claims
 from web.verify import site_anchors
 

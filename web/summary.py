@@ -28,8 +28,8 @@ from station.proof.verify import (
     verify_gone_clip,
 )
 from station.store.ledger import ClipRecord
-from web.clips import clip_file, clip_named
 from web.handles import site_config
+from web.serving import clip_file, clip_named
 from web.streaming import unless_gone
 
 log = logging.getLogger(__name__)
