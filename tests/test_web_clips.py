@@ -667,6 +667,35 @@ def test_a_deleted_clips_key_frames_say_deleted_as_its_video_does(
     assert resp.status_code == 404 and "X-Clip-Deleted" not in resp.headers
 
 
+def test_a_deleted_clip_shows_no_broken_pictures(web_env: WebEnv) -> None:
+    """The order page, a share link's page and its printable summary (for the platform's
+    reviewer) of an order whose clip retention deleted ask for none of its pictures (poster,
+    key frames): each would be a broken image beside the words saying it was deleted. Its
+    key frames' times stay listed; the other clip of the order keeps its pictures."""
+    from conftest_web import make_app
+    from test_web_share import create_share
+
+    app = make_app(web_env)
+    viewer = login(app.test_client(), "viewer")
+    clip, kept = web_env.clips["plain2"], web_env.clips["plain"]
+    assert clip.order_id == kept.order_id
+    share = create_share(viewer, order_id=clip.order_id)
+    _retention_deletes(web_env, clip)
+    for client, url in (
+        (viewer, order_url(clip.order_id)),
+        (app.test_client(), share),
+        (app.test_client(), share + "/summary"),
+    ):
+        page = client.get(url).get_data(as_text=True)
+        assert f"/clips/{clip.id}/keyframes/" not in page, url
+        assert f"/clips/{kept.id}/keyframes/0.jpg" in page, url
+        if not url.endswith("/summary"):
+            tag = page[page.index(f'id="video-{clip.id}"') :].split(">", 1)[0]
+            assert "poster=" not in tag, url
+            section = page[page.index(f'id="clip-{clip.id}"') :].split("</section>", 1)[0]
+            assert 'class="keyframe"' in section  # the moments, without their pictures
+
+
 GAPS = {
     "camera": ({"resumed_after_s": 7.5}, "Camera gap", "画面中断"),
     "restart": (

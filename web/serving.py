@@ -174,7 +174,10 @@ def clip_views(
             missing=check_files and path is None,
             size_mismatch=size_on_disk is not None and size_on_disk != c.size,
         )
-        view["deleted_utc"] = _deleted_utc(c, scope) if view["missing"] else None
+        if view["missing"]:
+            view["deleted_utc"] = _deleted_utc(c, scope)
+        else:  # files not looked at (the summary): the row says whether retention deleted it
+            view["deleted_utc"] = None if check_files else c.extra.get("deleted_utc")
         view["gap"] = camera_gap(c)
         view["links"] = links[c.id]
         out.append(view)
