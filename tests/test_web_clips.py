@@ -696,6 +696,24 @@ def test_a_deleted_clip_shows_no_broken_pictures(web_env: WebEnv) -> None:
             assert 'class="keyframe"' in section  # the moments, without their pictures
 
 
+@pytest.mark.parametrize(("lang", "said"), [("en", "Video deleted"), ("zh-CN", "视频已删除")])
+def test_search_shows_a_deleted_clip_as_deleted_not_as_a_broken_thumbnail(
+    web_env: WebEnv, lang: str, said: str
+) -> None:
+    """A search lists a clip retention deleted (its record stays) with the word that its video
+    was deleted where its thumbnail was, not a broken image; the others keep theirs."""
+    from conftest_web import make_app
+
+    viewer = login(make_app(web_env).test_client(), "viewer")
+    clip, kept = web_env.clips["plain2"], web_env.clips["plain"]
+    _retention_deletes(web_env, clip)
+    page = viewer.get(f"/search?q={clip.order_id}", headers={"Accept-Language": lang})
+    body = page.get_data(as_text=True)
+    assert f"/clips/{clip.id}/thumb.jpg" not in body
+    assert f"/clips/{kept.id}/thumb.jpg" in body
+    assert body.count(said) == 1
+
+
 GAPS = {
     "camera": ({"resumed_after_s": 7.5}, "Camera gap", "画面中断"),
     "restart": (
