@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -439,6 +440,25 @@ def _retention_deletes(web_env: WebEnv, clip: ClipRecord) -> None:
     remove_clip_files(web_env.data_dir, clip.path, clip.manifest_path)
 
 
+def _retention_as_found(
+    monkeypatch: pytest.MonkeyPatch, web_env: WebEnv, clip: ClipRecord, *modules: Any
+) -> None:
+    """Retention deletes ``clip`` just after the site found its file (through ``clip_file``
+    as each of ``modules`` imported it): the race of a file gone as it is opened."""
+    import web.serving
+
+    found = web.serving.clip_file
+
+    def then_retention(c: ClipRecord) -> Path | None:
+        path = found(c)
+        if c.id == clip.id and path is not None:
+            _retention_deletes(web_env, clip)
+        return path
+
+    for module in modules:
+        monkeypatch.setattr(module, "clip_file", then_retention)
+
+
 @pytest.mark.parametrize("what", ["video", "download"])
 def test_a_clip_retention_deletes_as_it_is_asked_for_is_a_404_not_a_500(
     web_env: WebEnv, monkeypatch: pytest.MonkeyPatch, what: str
@@ -491,16 +511,7 @@ def test_every_route_reading_a_clip_retention_deletes_as_it_reads_is_not_a_500(
     viewer = login(make_app(web_env).test_client(), "viewer")
     clip = web_env.clips["plain2"]
     share = create_share(viewer, order_id=clip.order_id)
-    found = web.serving.clip_file
-
-    def then_retention(c: ClipRecord) -> Path | None:
-        path = found(c)
-        if c.id == clip.id and path is not None:
-            _retention_deletes(web_env, clip)
-        return path
-
-    monkeypatch.setattr(web.serving, "clip_file", then_retention)
-    monkeypatch.setattr(web.summary, "clip_file", then_retention)
+    _retention_as_found(monkeypatch, web_env, clip, web.serving, web.summary)
     url = what.format(
         clip=f"/clips/{clip.id}", order=order_url(clip.order_id), share=share, id=clip.id
     )
@@ -643,15 +654,7 @@ def test_a_deleted_clips_key_frames_say_deleted_as_its_video_does(
             for frame in frames:
                 assert client.get(f"{base}/clips/{clip.id}/{frame}").status_code == 200
     if when == "while-cut":
-        found = web.serving.clip_file
-
-        def then_retention(c: ClipRecord) -> Path | None:
-            path = found(c)
-            if c.id == clip.id and path is not None:
-                _retention_deletes(web_env, clip)
-            return path
-
-        monkeypatch.setattr(web.serving, "clip_file", then_retention)
+        _retention_as_found(monkeypatch, web_env, clip, web.serving)
     else:
         _retention_deletes(web_env, clip)
     for client, base in clients:
