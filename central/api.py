@@ -16,7 +16,7 @@ from central.db import NO_KEY, CentralDB
 from central.errors import CentralError, Unavailable
 from central.witness import ACCEPT, witness_key
 from station.proof.keys import load_public_pem, verify_signature
-from web.handles import SiteHandles
+from web.handles import SiteHandles, site_config
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def checkpoints() -> Response:
             row,
             old_size,
             proof,
-            witness_key(current_app.config["PACKCAM"]),
+            witness_key(site_config()),
         )
         if j.verdict != ACCEPT:
             db.register_checkpoints(g.station["id"], rows)  # the ones before it are fine
@@ -232,7 +232,7 @@ def rotation() -> Response:
     db = central_db()
     j = db.witness_rotation(
         g.station["id"], g.station["name"], body, sig_old, sig_new, new_pem, old_size, proof,
-        witness_key(current_app.config["PACKCAM"]),
+        witness_key(site_config()),
     )  # fmt: skip
     if j.verdict == ACCEPT:
         return jsonify(accepted=True, reason=j.reason)

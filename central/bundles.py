@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Response, abort, current_app, request
+from flask import Response, abort, request
 
 from central.media import NotAsSigned, checked_chunks, media_store
 from station.fleet.objstore import ObjectStore, bundle_parts_dir, clip_key
@@ -22,6 +22,7 @@ from station.proof.trust import Anchors
 from station.proof.verify import BUNDLE_MANIFEST, TAMPERED, Report, verify_bundle
 from station.store.ledger import ClipRecord
 from web.errors import ArchivedCopyAltered, StationUnavailable
+from web.handles import site_config
 from web.streaming import content_disposition
 
 log = logging.getLogger(__name__)
@@ -380,7 +381,7 @@ def respond(order_id: str, clips: list[ClipRecord], clip_id: int | None, downloa
     store = media_store()
     if store is None:
         abort(503)
-    prefix = current_app.config["PACKCAM"].archive.prefix
+    prefix = site_config().archive.prefix
     try:
         bundle = locate_for(store, prefix, order_id, clips, clip_id)
     except BundleNotReady as exc:

@@ -23,6 +23,7 @@ from station.fleet.objstore import (
 from station.store.ledger import ClipRecord
 from web.errors import ArchivedCopyAltered, ClipNotUploaded
 from web.frames import KeyFrame
+from web.handles import site_config
 from web.streaming import content_disposition
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,7 @@ def serve_object(
     signed clip. Any other range cannot be hashed without the whole object: its size is all
     that is checked. A redirect is not checked at all: the browser reads the store itself."""
     store = _store()
-    cfg = current_app.config["PACKCAM"].archive
+    cfg = site_config().archive
     disposition = content_disposition(download_name, attachment) if download_name else None
     if cfg.stream == "redirect":
         params: dict[str, Any] = {"ResponseContentType": mimetype}
@@ -344,7 +345,7 @@ def serve_clip(clip: ClipRecord, *, download_name: str, attachment: bool) -> Res
     if not key:
         log.info("clip %s of %s is not archived yet", clip.id, clip.station)
         raise ClipNotUploaded()
-    prefix = current_app.config["PACKCAM"].archive.prefix
+    prefix = site_config().archive.prefix
     key = _own(clip, str(key), clip_key(prefix, clip.station, clip.sha256), "archive key")
     return serve_object(key, mimetype="video/mp4", download_name=download_name,
                         attachment=attachment, signed=clip)  # fmt: skip
@@ -354,7 +355,7 @@ def serve_frame(clip: ClipRecord, n: int | None) -> Response:
     key = _frame_key(clip, n)
     if key is None:
         abort(404)
-    prefix = current_app.config["PACKCAM"].archive.prefix
+    prefix = site_config().archive.prefix
     frames = f"{station_prefix(prefix, clip.station)}frames/{clip.sha256}/"
     key = _own(clip, key, frames, "key frame")
     return serve_object(key, mimetype="image/jpeg", cache_control="private, max-age=86400")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, abort, current_app
+from flask import Flask, Response, abort
 
 from central import api, bundles, media
 from central.db import CentralDB
@@ -16,6 +16,7 @@ from web import create_app as create_web_app
 from web.backends import ClipsVerifier, MediaStore
 from web.cli import make_server as make_web_server
 from web.frames import KeyFrame
+from web.handles import site_config
 
 if TYPE_CHECKING:
     from station.proof.trust import Anchors
@@ -65,7 +66,7 @@ class CentralSite:
         store = media.media_store()
         if store is None:
             abort(503)
-        cfg: Config = current_app.config["PACKCAM"]
+        cfg = site_config()
         spool = cfg.station.data_dir / "spool" / "summary"
 
         def verify(clips: list[ClipRecord], anchors: Anchors) -> list[Any]:

@@ -15,6 +15,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from station.proof import merkle
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
+from web.handles import site_config
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def _b64(b: bytes) -> str:
 @bp.get("/witness")
 def witness_index() -> Response:
     """Who the witness is (its public key) and the newest cosigned checkpoint of each station."""
-    key = witness_key(current_app.config["PACKCAM"])
+    key = witness_key(site_config())
     return jsonify(
         witness_key=key.fingerprint,
         public_key_pem=key.public_pem().decode("ascii"),
@@ -110,7 +111,7 @@ def witness_station(station: str) -> Response:
     """A station's cosigned checkpoints (newest first) and its fork/rollback alarms: public, so
     anyone can hold the seller to them (`packcam verify --witness FILE`)."""
     db = current_app.extensions["packcam_central"]["db"]()
-    key = witness_key(current_app.config["PACKCAM"])
+    key = witness_key(site_config())
     rows = db.witnessed(station)
     return jsonify(
         station=station,

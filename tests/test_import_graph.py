@@ -253,3 +253,36 @@ def test_run_time_imports_only_in_the_command_table() -> None:
         if "import_module(" in path.read_text(encoding="utf-8")
     )
     assert users == ["station/cli.py"]
+
+
+def config_reads(path: Path) -> Iterator[int]:
+    """Lines of ``path`` that read the site's config by its key (``config["PACKCAM"]`` or
+    ``config.get("PACKCAM")``): untyped (``Any``), so a typo or a wrong attribute passes mypy."""
+    for node in ast.walk(parse(path)):
+        key = None
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute):
+            key = node.slice if node.value.attr == "config" else None
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and isinstance(node.func.value, ast.Attribute)
+            and node.func.value.attr == "config"
+            and node.args
+        ):
+            key = node.args[0]
+        if isinstance(key, ast.Constant) and key.value == "PACKCAM":
+            yield node.lineno
+
+
+def test_the_sites_config_is_read_through_its_typed_accessor() -> None:
+    """The web and central sites read their packcam ``Config`` through ``web.handles.
+    site_config`` (typed), the one place that reads the Flask config's key."""
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for mod, path in source_modules().items()
+        if top(mod) in ("web", "central") and mod != "web.handles"
+        for line in config_reads(path)
+    ]
+    assert not found, found
+    assert list(config_reads(ROOT / "web/handles.py"))  # the check sees a read

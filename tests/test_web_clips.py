@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -439,6 +440,25 @@ def _retention_deletes(web_env: WebEnv, clip: ClipRecord) -> None:
     remove_clip_files(web_env.data_dir, clip.path, clip.manifest_path)
 
 
+def _retention_as_found(
+    monkeypatch: pytest.MonkeyPatch, web_env: WebEnv, clip: ClipRecord, *modules: Any
+) -> None:
+    """Retention deletes ``clip`` just after the site found its file (through ``clip_file``
+    as each of ``modules`` imported it): the race of a file gone as it is opened."""
+    import web.serving
+
+    found = web.serving.clip_file
+
+    def then_retention(c: ClipRecord) -> Path | None:
+        path = found(c)
+        if c.id == clip.id and path is not None:
+            _retention_deletes(web_env, clip)
+        return path
+
+    for module in modules:
+        monkeypatch.setattr(module, "clip_file", then_retention)
+
+
 @pytest.mark.parametrize("what", ["video", "download"])
 def test_a_clip_retention_deletes_as_it_is_asked_for_is_a_404_not_a_500(
     web_env: WebEnv, monkeypatch: pytest.MonkeyPatch, what: str
@@ -447,18 +467,18 @@ def test_a_clip_retention_deletes_as_it_is_asked_for_is_a_404_not_a_500(
     answer is the 404 of a clip whose file is gone, not a server error."""
     from conftest_web import make_app
 
-    import web.clips
+    import web.serving
 
     viewer = login(make_app(web_env).test_client(), "viewer")
     clip = web_env.clips["plain2"]
-    found = web.clips.clip_file
+    found = web.serving.clip_file
 
     def then_retention(c: ClipRecord) -> Path | None:
         path = found(c)
         _retention_deletes(web_env, clip)
         return path
 
-    monkeypatch.setattr(web.clips, "clip_file", then_retention)
+    monkeypatch.setattr(web.serving, "clip_file", then_retention)
     assert viewer.get(f"/clips/{clip.id}/{what}").status_code == 404
 
 
@@ -485,22 +505,13 @@ def test_every_route_reading_a_clip_retention_deletes_as_it_reads_is_not_a_500(
     from conftest_web import make_app
     from test_web_share import create_share
 
-    import web.clips
+    import web.serving
     import web.summary
 
     viewer = login(make_app(web_env).test_client(), "viewer")
     clip = web_env.clips["plain2"]
     share = create_share(viewer, order_id=clip.order_id)
-    found = web.clips.clip_file
-
-    def then_retention(c: ClipRecord) -> Path | None:
-        path = found(c)
-        if c.id == clip.id and path is not None:
-            _retention_deletes(web_env, clip)
-        return path
-
-    monkeypatch.setattr(web.clips, "clip_file", then_retention)
-    monkeypatch.setattr(web.summary, "clip_file", then_retention)
+    _retention_as_found(monkeypatch, web_env, clip, web.serving, web.summary)
     url = what.format(
         clip=f"/clips/{clip.id}", order=order_url(clip.order_id), share=share, id=clip.id
     )
@@ -548,21 +559,21 @@ def test_a_clip_retention_deletes_as_the_page_is_built_reads_deleted_not_missing
     from conftest_web import make_app
     from test_web_share import create_share
 
-    import web.clips
+    import web.serving
 
     web_env.cfg = web_env.cfg.replace("station", timezone="Asia/Shanghai")
     app = make_app(web_env)
     viewer = login(app.test_client(), "viewer")
     clip = web_env.clips["plain2"]
     url = create_share(viewer, order_id=clip.order_id) if page == "share" else None
-    found = web.clips.clip_file
+    found = web.serving.clip_file
 
     def retention_first(c: ClipRecord) -> Path | None:
         if c.id == clip.id and (web_env.data_dir / clip.path).exists():
             _retention_deletes(web_env, clip)
         return found(c)
 
-    monkeypatch.setattr(web.clips, "clip_file", retention_first)
+    monkeypatch.setattr(web.serving, "clip_file", retention_first)
     client = app.test_client() if url else viewer
     resp = client.get(url or order_url(clip.order_id), headers={"Accept-Language": lang})
     body = resp.get_data(as_text=True)
@@ -615,6 +626,95 @@ def test_a_clip_retention_deletes_after_its_page_was_made_is_not_called_missing(
     (web_env.data_dir / gone.path).unlink()
     resp = viewer.head(f"/clips/{gone.id}/video")
     assert resp.status_code == 404 and "X-Clip-Deleted" not in resp.headers
+
+
+@pytest.mark.parametrize(("lang", "said"), list(DELETED_SAYS.items()))
+@pytest.mark.parametrize("when", ["before", "cached", "while-cut"])
+def test_a_deleted_clips_key_frames_say_deleted_as_its_video_does(
+    web_env: WebEnv, monkeypatch: pytest.MonkeyPatch, lang: str, said: str, when: str
+) -> None:
+    """Retention deleted the clip (before the frame was asked for, after it was cached, or as
+    it was being cut): its thumbnail and key frames answer as its video does, a 404 with
+    ``X-Clip-Deleted`` and the page saying the station deleted it and when, to its staff and
+    to a share link's holder; not the bare 404 of a file gone missing (lost evidence)."""
+    from conftest_web import make_app
+    from test_web_share import create_share
+
+    import web.serving
+
+    web_env.cfg = web_env.cfg.replace("station", timezone="Asia/Shanghai")
+    app = make_app(web_env)
+    viewer = login(app.test_client(), "viewer")
+    clip = web_env.clips["plain2"]
+    share = create_share(viewer, order_id=clip.order_id)
+    frames = ("thumb.jpg", "keyframes/0.jpg", "keyframes/1.jpg")
+    clients = ((viewer, ""), (app.test_client(), share))
+    if when == "cached":
+        for client, base in clients:
+            for frame in frames:
+                assert client.get(f"{base}/clips/{clip.id}/{frame}").status_code == 200
+    if when == "while-cut":
+        _retention_as_found(monkeypatch, web_env, clip, web.serving)
+    else:
+        _retention_deletes(web_env, clip)
+    for client, base in clients:
+        for frame in frames:
+            resp = client.get(f"{base}/clips/{clip.id}/{frame}", headers={"Accept-Language": lang})
+            assert resp.status_code == 404, (base, frame)
+            assert resp.headers.get("X-Clip-Deleted", "").startswith("2027-03-01"), (base, frame)
+            assert said in html.unescape(resp.get_data(as_text=True))
+            monkeypatch.undo()  # the deletion is done: the next ask finds it so
+    gone = web_env.clips["plain"]  # a clip whose file is simply not there: missing, as before
+    (web_env.data_dir / gone.path).unlink()
+    resp = viewer.get(f"/clips/{gone.id}/thumb.jpg")
+    assert resp.status_code == 404 and "X-Clip-Deleted" not in resp.headers
+
+
+def test_a_deleted_clip_shows_no_broken_pictures(web_env: WebEnv) -> None:
+    """The order page, a share link's page and its printable summary (for the platform's
+    reviewer) of an order whose clip retention deleted ask for none of its pictures (poster,
+    key frames): each would be a broken image beside the words saying it was deleted. Its
+    key frames' times stay listed; the other clip of the order keeps its pictures."""
+    from conftest_web import make_app
+    from test_web_share import create_share
+
+    app = make_app(web_env)
+    viewer = login(app.test_client(), "viewer")
+    clip, kept = web_env.clips["plain2"], web_env.clips["plain"]
+    assert clip.order_id == kept.order_id
+    share = create_share(viewer, order_id=clip.order_id)
+    _retention_deletes(web_env, clip)
+    for client, url in (
+        (viewer, order_url(clip.order_id)),
+        (app.test_client(), share),
+        (app.test_client(), share + "/summary"),
+    ):
+        page = client.get(url).get_data(as_text=True)
+        assert f"/clips/{clip.id}/keyframes/" not in page, url
+        assert f"/clips/{kept.id}/keyframes/0.jpg" in page, url
+        if not url.endswith("/summary"):
+            tag = page[page.index(f'id="video-{clip.id}"') :].split(">", 1)[0]
+            assert "poster=" not in tag, url
+            section = page[page.index(f'id="clip-{clip.id}"') :].split("</section>", 1)[0]
+            assert 'class="keyframe"' in section  # the moments, without their pictures
+
+
+@pytest.mark.parametrize(("lang", "said"), [("en", "Video deleted"), ("zh-CN", "视频已删除")])
+def test_search_shows_a_deleted_clip_as_deleted_not_as_a_broken_thumbnail(
+    web_env: WebEnv, lang: str, said: str
+) -> None:
+    """A search lists a clip retention deleted (its record stays) with the word that its video
+    was deleted where its thumbnail was, not a broken image; the others keep theirs."""
+    from conftest_web import make_app
+
+    viewer = login(make_app(web_env).test_client(), "viewer")
+    clip, kept = web_env.clips["plain2"], web_env.clips["plain"]
+    _retention_deletes(web_env, clip)
+    page = viewer.get(f"/search?q={clip.order_id}", headers={"Accept-Language": lang})
+    body = page.get_data(as_text=True)
+    assert f"/clips/{clip.id}/thumb.jpg" not in body
+    assert f"/clips/{kept.id}/thumb.jpg" in body
+    assert body.count(said) == 1
 
 
 GAPS = {

@@ -9,15 +9,15 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request, url_for
+from flask import Blueprint, g, jsonify, request, url_for
 from werkzeug.wrappers import Response
 
 from station.store.ledger import ClipRecord
 from web.auth import basic_auth_user, require
-from web.clips import PAGE_SIZE, order_url, search_args
 from web.dashboard import summary
-from web.handles import get_db, get_index
+from web.handles import get_db, get_index, site_config
 from web.index import SearchTimeout
+from web.serving import PAGE_SIZE, order_url, search_args
 from web.stations import StationStatus
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -107,7 +107,7 @@ def stations() -> Response:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    return jsonify(openapi_document(current_app.config["PACKCAM"].station.name))
+    return jsonify(openapi_document(site_config().station.name))
 
 
 _JSON_TYPES: dict[Any, dict[str, Any]] = {

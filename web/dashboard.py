@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, render_template
 
 from web.auth import require
 from web.formatting import day_bounds_utc, site_tz, utc_index
-from web.handles import get_index
+from web.handles import get_index, site_config
 from web.stations import read_stations
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def read_selfchecks(live_dir: Path) -> list[dict[str, Any]]:
 
 def summary() -> dict[str, Any]:
     """Everything the dashboard shows (also served by /api/stations)."""
-    cfg = current_app.config["PACKCAM"]
+    cfg = site_config()
     tz = site_tz(cfg)
     index = get_index()
     now = datetime.now(tz)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from typing import IO
 
-from flask import Blueprint, current_app, render_template, request, stream_with_context, url_for
+from flask import Blueprint, render_template, request, stream_with_context, url_for
 from flask_babel import format_number
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
@@ -21,7 +21,7 @@ from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord
 from web.auth import require
 from web.formatting import day_bounds_utc, parse_day, site_tz
-from web.handles import get_index
+from web.handles import get_index, site_config
 from web.xlsx import write_xlsx
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def _range() -> tuple[str, str, str, str]:
             ),
             422,
         )
-    tz = site_tz(current_app.config["PACKCAM"])
+    tz = site_tz(site_config())
     return (
         day_from.isoformat(),
         day_to.isoformat(),
@@ -227,7 +227,7 @@ def _refused(exc: ExportRefused) -> tuple[str, int]:
 @bp.get("/export")
 @require("operator")
 def form() -> str:
-    today = datetime.now(site_tz(current_app.config["PACKCAM"])).date()
+    today = datetime.now(site_tz(site_config())).date()
     return _form((today - timedelta(days=6)).isoformat(), today.isoformat(), "")
 
 

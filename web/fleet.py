@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, render_template
 
 from web.auth import require
-from web.handles import get_index
+from web.handles import get_index, site_config
 
 log = logging.getLogger(__name__)
 bp = Blueprint("fleet_health", __name__)
@@ -128,7 +128,7 @@ def fleet_rows(
 def page() -> str:
     if not current_app.config.get("PACKCAM_CENTRAL"):
         abort(404)  # a station's own site has its live page instead
-    cfg = current_app.config["PACKCAM"]
+    cfg = site_config()
     rows = fleet_rows(
         get_index().fleet_health(),
         datetime.now(UTC),

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from flask import Flask, current_app
+from flask import Flask
 
 from station.config import Config
 from station.runtime.localzone import machine_zone, station_tz
+from web.handles import site_config
 
 
 def site_tz(config: Config) -> tzinfo:
@@ -97,7 +98,7 @@ def fmt_size(n: int | float | None) -> str:
 def fmt_site_dt(value: datetime | str | None) -> str:
     """A time the site keeps in UTC (a link's expiry, a deletion, a log entry) in the site's
     zone with its offset, like the recorded times beside it: never a bare UTC time."""
-    return fmt_dt(value, site_tz(current_app.config["PACKCAM"]))
+    return fmt_dt(value, site_tz(site_config()))
 
 
 def visible(value: object) -> str:

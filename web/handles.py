@@ -8,8 +8,9 @@ import threading
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from flask import current_app, g, session
+from flask import Flask, current_app, g, session
 
+from station.config import Config
 from station.store.sqlitedb import Database
 from web.backends import IndexReader, MediaStore
 from web.db import ShareLink, WebDB
@@ -78,6 +79,15 @@ class SiteHandles:
                 handle.close()
             except Exception:  # one that fails to close must not keep the others open
                 log.exception("closing %r", handle)
+
+
+def site_config(app: Flask | None = None) -> Config:
+    """The packcam config the site was built from (``create_app``'s), typed: the site reads it
+    only through this. ``app``: before a request (a blueprint's set-up), else the current one."""
+    cfg = (current_app if app is None else app).config["PACKCAM"]
+    if not isinstance(cfg, Config):  # a wiring mistake: fail where it is, not at an attribute
+        raise TypeError(f"the site's PACKCAM config is a {type(cfg).__name__}, not a Config")
+    return cfg
 
 
 def get_db() -> WebDB:
@@ -167,4 +177,5 @@ __all__ = [
     "media_store",
     "raw_index",
     "share_index",
+    "site_config",
 ]

@@ -17,6 +17,7 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 from werkzeug.wrappers import Response
 
 from station.floor.packer_inbox import write_request
+from web.handles import site_config
 from web.live import BOUNDARY, MjpegStream
 from web.stations import live_files
 
@@ -37,7 +38,7 @@ MAX_DOC = 256 * 1024
 def kiosk_allowed() -> bool:
     """A logged-in operator, the station's own browser (loopback, not through a proxy) when
     ``[screen] allow_localhost``, or the ``[screen] token``."""
-    cfg = current_app.config["PACKCAM"].screen
+    cfg = site_config().screen
     user = g.get("user")
     if user is not None and user.can("operator"):
         return True
@@ -111,7 +112,7 @@ def choose() -> Any:
 def page(key: str) -> str:
     _screen_file(key)
     has_live = key in live_files(current_app.config["LIVE_DIR"])
-    packers = current_app.config["PACKCAM"].screen.packers
+    packers = site_config().screen.packers
     return render_template(
         "screen.html", key=key, has_live=has_live, token=_token_arg(), packers=packers
     )
@@ -126,7 +127,7 @@ def packer(key: str) -> Any:
     station has taken it (the stream). No PIN: see docs/integration.md."""
 
     _screen_file(key)
-    names = current_app.config["PACKCAM"].screen.packers
+    names = site_config().screen.packers
     if request.form.get("action") == "signout":
         who = None
     else:
@@ -184,7 +185,7 @@ def _slots() -> threading.BoundedSemaphore:
     with _SLOTS_LOCK:
         if "screen_slots" not in ext:
             # A kiosk holds two (events and picture); the other half of the threads serve pages.
-            threads = current_app.config["PACKCAM"].web.threads
+            threads = site_config().web.threads
             ext["screen_slots"] = threading.BoundedSemaphore(max(2, threads // 2))
         slots: threading.BoundedSemaphore = ext["screen_slots"]
         return slots

@@ -28,7 +28,13 @@ from werkzeug.wrappers import Response
 
 from station.store.ledger import ClipRecord
 from web.auth import require
-from web.clips import (
+from web.db import ShareLink
+from web.errors import BAD_LINK
+from web.frames import FRAME_WIDTH, THUMB_WIDTH
+from web.handles import current_scope, get_db, get_index, media_store, share_index, site_config
+from web.i18n import KEYFRAMES, label
+from web.scope import covers
+from web.serving import (
     clip_views,
     log_fetch,
     order_url,
@@ -36,12 +42,6 @@ from web.clips import (
     serve_frame,
     serve_video,
 )
-from web.db import ShareLink
-from web.errors import BAD_LINK
-from web.frames import FRAME_WIDTH, THUMB_WIDTH
-from web.handles import current_scope, get_db, get_index, media_store, share_index
-from web.i18n import KEYFRAMES, label
-from web.scope import covers
 from web.summary import in_both_languages, order_claims
 from web.verify import site_anchors
 
@@ -227,7 +227,7 @@ def summary(token: str) -> Any:
 
     share = _share_from_token(token)
     clips = _order_clips(share)
-    cfg = current_app.config["PACKCAM"]
+    cfg = site_config()
     verify = None
     store = media_store()
     if store is not None:  # central: the bundle it hands out, from the bucket
@@ -289,10 +289,10 @@ def download(token: str, clip_id: int) -> Response:
 @bp.get("/s/<token>/clips/<int:clip_id>/thumb.jpg")
 def thumb(token: str, clip_id: int) -> Response:
     share = _share_from_token(token)
-    return serve_frame(_clip_in_share(share, clip_id), None, THUMB_WIDTH)
+    return serve_frame(_clip_in_share(share, clip_id), None, THUMB_WIDTH, scope=share.stations)
 
 
 @bp.get("/s/<token>/clips/<int:clip_id>/keyframes/<int:n>.jpg")
 def keyframe(token: str, clip_id: int, n: int) -> Response:
     share = _share_from_token(token)
-    return serve_frame(_clip_in_share(share, clip_id), n, FRAME_WIDTH)
+    return serve_frame(_clip_in_share(share, clip_id), n, FRAME_WIDTH, scope=share.stations)

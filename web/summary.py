@@ -28,7 +28,8 @@ from station.proof.verify import (
     verify_gone_clip,
 )
 from station.store.ledger import ClipRecord
-from web.clips import clip_file, clip_named
+from web.handles import site_config
+from web.serving import clip_file, clip_named
 from web.streaming import unless_gone
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ def _verify_station_clip(clip: ClipRecord, anchors: Anchors) -> Report:
     this clip's (another recording in its place, however authentic, is not its evidence)."""
 
     path = clip_file(clip)
-    cfg = current_app.config["PACKCAM"]
+    cfg = site_config()
     try:
         # deleted by retention (signed record, also just now) is not forgery
         report = None if path is None else unless_gone(

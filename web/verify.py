@@ -28,7 +28,7 @@ from station.proof.verify import (
 )
 from web import uploads
 from web.formatting import fmt_dt, fmt_site_dt, visible
-from web.handles import media_store
+from web.handles import media_store, site_config
 from web.i18n import html_lang
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def _install(state: Any) -> None:
     # before the app's own hooks.
     app: Flask = state.app
     app.before_request_funcs.setdefault(None, []).insert(0, _raise_upload_limit)
-    cfg: Config = app.config["PACKCAM"]
+    cfg = site_config(app)
     override = app.config.get("PACKCAM_VERIFY_MAX_BYTES")
     limits = uploads.Limits.from_config(
         cfg, max_bytes=int(override) if override is not None else None
@@ -155,7 +155,7 @@ def _render(status: int = 200, **ctx: Any) -> Response:
     ctx.setdefault("name", "")
     ctx.setdefault("sha256", None)
     if ctx["report"] is not None and "verdict" not in ctx:  # the same model as `packcam verify`
-        ctx["verdict"] = verdict_view(ctx["report"], site_anchors(_config()))
+        ctx["verdict"] = verdict_view(ctx["report"], site_anchors(site_config()))
     html = render_template_string(
         PAGE, max_mb=_limit() // (1 << 20), layout=_layout(), visible=visible, **ctx
     )
@@ -172,11 +172,6 @@ def _layout() -> Any:
 @bp.get("/verify")
 def page() -> Response:
     return _render()
-
-
-def _config() -> Config | None:
-    cfg = current_app.config.get("PACKCAM")
-    return cfg if isinstance(cfg, Config) else None
 
 
 TRUST_PAGE = """<!doctype html>
@@ -317,7 +312,7 @@ def _gaps(report: Report) -> dict[str, Any]:
 @bp.get("/trust")
 def trust() -> Response:
     """The seller's published anchors: a stable URL the verify page and the docs point to."""
-    anchors = site_anchors(_config())
+    anchors = site_anchors(site_config())
     html = render_template_string(
         TRUST_PAGE,
         lang=_html_lang(),
@@ -336,7 +331,7 @@ def trust() -> Response:
 @bp.get("/trust.txt")
 def trust_file() -> Response:
     """The same anchors as a packcam trust file (``packcam verify --trust trust.txt``)."""
-    anchors = site_anchors(_config())
+    anchors = site_anchors(site_config())
     lines = ["# packcam trust file: compare these fingerprints with the seller's"]
     lines += [f"ca {cert_fingerprint(c)}" for c in anchors.ca]
     lines += [f"tsa {cert_fingerprint(c)}" for c in anchors.tsa]
@@ -448,7 +443,7 @@ def upload() -> Response:
 
 
 def _check(up: uploads.Upload) -> Response:
-    cfg = _config()
+    cfg = site_config()
     store = media_store()
     if up.is_zip:
         up.ticket.grow(uploads.unzip_need(up.path, spool_of(current_app).limits))

@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, render_template
 
 from station.floor.webhooks import QUEUE_NAME, WebhookQueue
 from web.auth import require
+from web.handles import site_config
 
 bp = Blueprint("webhook_log", __name__)
 
@@ -48,7 +49,7 @@ def read_log(path: Path, limit: int = LIMIT) -> tuple[list[dict[str, Any]], dict
 @bp.get("/admin/webhooks")
 @require("admin")
 def index() -> str:
-    cfg = current_app.config["PACKCAM"]
+    cfg = site_config()
     deliveries, counts = read_log(current_app.config["DATA_DIR"] / QUEUE_NAME)
     return render_template(
         "webhooks.html",
