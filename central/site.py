@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, abort, current_app
 
-from central import api, bundles, media
+from central import api, bundles, media, witness
 from central.db import CentralDB
 from central.verify import check_bundle_in_index, verify_clip_central
 from station.config import Config
@@ -77,6 +77,8 @@ class CentralSite:
         return verify
 
     def check_bundle(self, report: Report) -> None:
+        # this site is the witness: the bundle is held to its own record, its own key pinned
+        witness.check_bundle(report, api.central_db(), witness.witness_key(self.config))
         check_bundle_in_index(report, api.central_db(), media.media_store())
 
     def verify_clip(self, path: Path) -> Report:

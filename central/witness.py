@@ -8,13 +8,17 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, jsonify
 
 from station.proof import merkle
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
+from station.proof.verify import Report, check_witness
+
+if TYPE_CHECKING:
+    from central.db import CentralDB
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +100,8 @@ def _b64(b: bytes) -> str:
 
 @bp.get("/witness")
 def witness_index() -> Response:
-    """Who the witness is (its public key) and the newest cosigned checkpoint of each station."""
+    """Who the witness is (its public key, and ``witness_key``: the fingerprint a verifier
+    pins with ``--witness-key``) and the newest cosigned checkpoint of each station."""
     key = witness_key(current_app.config["PACKCAM"])
     return jsonify(
         witness_key=key.fingerprint,
@@ -108,11 +113,26 @@ def witness_index() -> Response:
 @bp.get("/witness/<station>")
 def witness_station(station: str) -> Response:
     """A station's cosigned checkpoints (newest first) and its fork/rollback alarms: public, so
-    anyone can hold the seller to them (`packcam verify --witness FILE`)."""
+    anyone can hold the seller to them (`packcam verify --witness FILE --witness-key FP`)."""
     db = current_app.extensions["packcam_central"]["db"]()
-    key = witness_key(current_app.config["PACKCAM"])
+    return jsonify(station_record(db, witness_key(current_app.config["PACKCAM"]), station))
+
+
+def check_bundle(report: Report, db: CentralDB, key: StationKey) -> None:
+    """The /verify page of the site that is the witness: a bundle is held to this site's own
+    cosigned record of its station's log, with this site's witness key pinned (a forked
+    log's bundle fails with log-fork, as ``verify --witness`` would)."""
+    station = (report.facts.get("checkpoint") or {}).get("station")
+    if not isinstance(station, str):  # no signed checkpoint read: nothing to hold to
+        return
+    check_witness(report, station_record(db, key, station), key.fingerprint)
+
+
+def station_record(db: CentralDB, key: StationKey, station: str) -> dict[str, Any]:
+    """What ``GET /witness/<station>`` publishes: the witness key, the station's cosigned
+    checkpoints (newest first), its alarms and its witnessed key rotations."""
     rows = db.witnessed(station)
-    return jsonify(
+    return dict(
         station=station,
         witness_key=key.fingerprint,
         public_key_pem=key.public_pem().decode("ascii"),

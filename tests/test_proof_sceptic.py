@@ -309,9 +309,9 @@ def test_a_witness_file_made_by_the_seller_is_named_by_its_key(
     tmp_path: Path,
 ) -> None:
     """The seller hands the buyer a "saved witness file" whose key is its own, cosigning the
-    bundle's checkpoint: nothing pins a witness key yet, so both verifiers say which key
-    cosigned, to compare with the one the central witness publishes; the verdict is the
-    bundle's own."""
+    bundle's checkpoint. With no witness key pinned both verifiers say which key cosigned and
+    that it was not pinned, to compare with the one the central witness publishes; the verdict
+    is the bundle's own. With the central witness's key pinned, both refuse the file."""
     import base64
 
     from cryptography.hazmat.primitives import serialization
@@ -341,11 +341,20 @@ def test_a_witness_file_made_by_the_seller_is_named_by_its_key(
     report = verify_bundle(a1, anchors=store.anchors(), tmp_dir=tmp_path, witness=doc)
     said = [c.reason for c in report.checks if c.name == "witness"]
     assert len(said) == 1 and fp[:23] in said[0] and "compare" in said[0], report.lines()
+    assert "not pinned" in said[0], said
     saved = tmp_path / "witness.json"
     saved.write_text(json.dumps(doc))
     rc, out = _kit(KIT, a1, tmp_path, *_pins(store), "--witness", str(saved))
     line = next(ln for ln in out.splitlines() if ln.startswith("OK   witness"))
-    assert rc == 0 and fp in line and "compare" in line, out
+    assert rc == 0 and fp in line and "compare" in line and "not pinned" in line, out
+    central = Ed25519PrivateKey.generate().public_key()
+    report = verify_bundle(
+        a1, anchors=store.anchors(), tmp_dir=tmp_path, witness=doc, witness_pin=fingerprint(central)
+    )
+    assert report.codes() == {"witness-untrusted"}, report.lines()
+    rc, out = _kit(KIT, a1, tmp_path, *_pins(store), "--witness", str(saved),
+                   "--witness-key", fingerprint(central))  # fmt: skip
+    assert rc == 1 and "[witness-untrusted]" in out, out
 
 
 def test_many_small_zip_bombs_are_refused_before_they_are_unpacked(
