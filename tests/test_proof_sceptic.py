@@ -120,6 +120,14 @@ def test_verify_md_says_to_run_a_verifier_not_from_the_bundle(a1: Path) -> None:
     assert "不要运行本包内的" in text, text
 
 
+def test_verify_md_says_to_pin_the_witness_key_from_the_site_itself(a1: Path) -> None:
+    """A witness file the seller hands over may be its own: VERIFY.md tells the stranger to
+    fetch the witness key's fingerprint from the central site and pin it, in both languages."""
+    text = " ".join(read_zip(a1, "VERIFY.md").decode().split())
+    assert "--witness FILE --witness-key FINGERPRINT" in text and "yourself" in text, text
+    assert "--witness 文件 --witness-key 指纹" in text and "witness-untrusted" in text, text
+
+
 # ---- a zip that unpacks to far more than it holds ------------------------------------------
 
 
