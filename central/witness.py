@@ -8,17 +8,13 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 
 from station.proof import merkle
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
-from station.proof.verify import Report, check_witness
-
-if TYPE_CHECKING:
-    from central.db import CentralDB
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +114,10 @@ def witness_station(station: str) -> Response:
     return jsonify(station_record(db, witness_key(current_app.config["PACKCAM"]), station))
 
 
-def check_bundle(report: Report, db: CentralDB, key: StationKey) -> None:
-    """The /verify page of the site that is the witness: a bundle is held to this site's own
-    cosigned record of its station's log, with this site's witness key pinned (a forked
-    log's bundle fails with log-fork, as ``verify --witness`` would)."""
-    station = (report.facts.get("checkpoint") or {}).get("station")
-    if not isinstance(station, str):  # no signed checkpoint read: nothing to hold to
-        return
-    check_witness(report, station_record(db, key, station), key.fingerprint)
-
-
-def station_record(db: CentralDB, key: StationKey, station: str) -> dict[str, Any]:
+def station_record(db: Any, key: StationKey, station: str) -> dict[str, Any]:
     """What ``GET /witness/<station>`` publishes: the witness key, the station's cosigned
-    checkpoints (newest first), its alarms and its witnessed key rotations."""
+    checkpoints (newest first), its alarms and its witnessed key rotations (``db``: a
+    central.db.CentralDB, which imports this module)."""
     rows = db.witnessed(station)
     return dict(
         station=station,
