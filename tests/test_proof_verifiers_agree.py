@@ -38,7 +38,7 @@ from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
 from station.proof.paths import ProofPaths
 from station.proof.trust import build_anchors, parse_witness_pin
-from station.proof.verify import AUTHENTIC, FAIL, UNANCHORED, WARN, verify_bundle
+from station.proof.verify import AUTHENTIC, FAIL, UNANCHORED, WARN, Report, verify_bundle
 
 CN_STATION = "打包台1"  # openssl prints it escaped (\E6\89\93...) unless told otherwise
 CODE_LINE = re.compile(r"^(OK|FAIL|WARN) .*\[([a-z0-9-]+)\]$")
@@ -318,6 +318,21 @@ def _verdict(exit_code: int, failed: set[str], other: set[str]) -> str:
     return f"exit {exit_code}; failed: {codes(failed)}; noted: {codes(other)}"
 
 
+def _assert_agree(report: Report, rc: int, out: str, exit_code: int) -> None:
+    """`packcam verify`'s report and verify.py's exit and output give the same verdict and
+    codes, and the exit code expected."""
+    found = [CODE_LINE.match(line) for line in out.splitlines()]
+    standalone = _verdict(
+        rc,
+        {m.group(2) for m in found if m and m.group(1) == "FAIL"},
+        {m.group(2) for m in found if m and m.group(1) != "FAIL"},
+    )
+    failed = {c.code for c in report.checks if c.code and c.status == FAIL}
+    packcam = _verdict(report.exit_code, failed, report.reasons() - failed)
+    assert packcam == standalone, "\n".join([*report.lines(), "---- verify.py:", out])
+    assert rc == exit_code, out
+
+
 ALL_PINS = [
     "none",
     "files",
@@ -403,16 +418,7 @@ def test_standalone_and_packcam_verify_agree(
         k.path, anchors=build_anchors(ca, tsa, use_default=False), tmp_dir=tmp_path
     )
     rc, out = _standalone(k.path, tmp_path, ca, tsa)
-    found = [CODE_LINE.match(line) for line in out.splitlines()]
-    standalone = _verdict(
-        rc,
-        {m.group(2) for m in found if m and m.group(1) == "FAIL"},
-        {m.group(2) for m in found if m and m.group(1) != "FAIL"},
-    )
-    failed = {c.code for c in report.checks if c.code and c.status == FAIL}
-    packcam = _verdict(report.exit_code, failed, report.reasons() - failed)
-    assert packcam == standalone, "\n".join([*report.lines(), "---- verify.py:", out])
-    assert rc == exit_code, out
+    _assert_agree(report, rc, out, exit_code)
 
 
 # A witness file (GET /witness/<station>) cosigned by the central site's witness key, or by a
@@ -449,16 +455,8 @@ def test_both_verifiers_hold_a_witness_file_to_the_witness_key_pinned(
     )
     more = ["--witness", str(saved), *(["--witness-key", value] if value else [])]
     rc, out = _standalone(k.path, tmp_path, ca, tsa, *more)
-    found = [CODE_LINE.match(line) for line in out.splitlines()]
-    standalone = _verdict(
-        rc,
-        {m.group(2) for m in found if m and m.group(1) == "FAIL"},
-        {m.group(2) for m in found if m and m.group(1) != "FAIL"},
-    )
+    _assert_agree(report, rc, out, exit_code)
     failed = {c.code for c in report.checks if c.code and c.status == FAIL}
-    packcam = _verdict(report.exit_code, failed, report.reasons() - failed)
-    assert packcam == standalone, "\n".join([*report.lines(), "---- verify.py:", out])
-    assert rc == exit_code, out
     said = " ".join(c.reason for c in report.checks if c.name == "witness")
     line = " ".join(ln for ln in out.splitlines() if " witness:" in ln or " witness " in ln)
     if exit_code:
