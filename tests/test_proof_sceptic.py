@@ -365,6 +365,25 @@ def test_a_witness_file_made_by_the_seller_is_named_by_its_key(
     assert rc == 1 and "[witness-untrusted]" in out, out
 
 
+@pytest.mark.parametrize("text", ["[]", '"witness"', "null"])
+def test_a_witness_file_that_is_not_a_json_object_is_refused_not_skipped(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+    text: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`packcam verify --witness FILE` with a file that is JSON but no witness document: an
+    error (exit 3), never a verdict given as if no witness (and no pinned key) was asked for."""
+    from station import cli as station_cli
+
+    saved = tmp_path / "witness.json"
+    saved.write_text(text)
+    args = ["verify", str(a1), *_pins(store), "--no-default-trust", "--witness", str(saved)]
+    assert station_cli.main([*args, "--witness-key", "SHA256:" + "0" * 64]) == 3
+    assert "not a witness document" in capsys.readouterr().err
+
+
 def test_many_small_zip_bombs_are_refused_before_they_are_unpacked(
     store: Store,  # noqa: F811
     a1: Path,

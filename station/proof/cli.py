@@ -219,7 +219,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return _print_report(report, args.json)
 
 
-def _witness_doc(source: str) -> dict[str, Any] | None:
+def _witness_doc(source: str) -> dict[str, Any]:
     """The witness's cosigned checkpoints: a saved file, or fetched from the central site's
     ``/witness/<station>`` URL (unreachable: None, and the report says it was not checked)."""
     if source.startswith(("http://", "https://")):
@@ -234,7 +234,9 @@ def _witness_doc(source: str) -> dict[str, Any] | None:
         doc = json.loads(Path(source).read_bytes())
     except (OSError, ValueError) as exc:
         raise ProofError(f"cannot read the witness document {source}: {exc}") from exc
-    return doc if isinstance(doc, dict) else None
+    if not isinstance(doc, dict):  # never a verdict as if no witness had been asked for
+        raise ProofError(f"{source} is not a witness document (GET /witness/<station>)")
+    return doc
 
 
 def _is_zip(path: Path) -> bool:
