@@ -9,7 +9,8 @@ from flask import Flask, Response, abort
 
 from central import api, bundles, media
 from central.db import CentralDB
-from central.verify import check_bundle_in_index, verify_clip_central
+from central.verify import check_bundle_in_index, check_bundle_witnessed, verify_clip_central
+from central.witness import witness_key
 from station.config import Config
 from station.store.ledger import ClipRecord
 from web import create_app as create_web_app
@@ -79,6 +80,8 @@ class CentralSite:
 
     def check_bundle(self, report: Report) -> None:
         check_bundle_in_index(report, api.central_db(), media.media_store())
+        # this site is the witness: the bundle is held to its own record, its own key pinned
+        check_bundle_witnessed(report, api.central_db(), witness_key(self.config))
 
     def verify_clip(self, path: Path) -> Report:
         return verify_clip_central(path, api.central_db(), media.media_store())

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from central.db import CentralDB
+from central.witness import station_record
 from station.fleet.objstore import ObjectStore
-from station.proof.keys import fingerprint, load_public_pem, verify_signature
-from station.proof.verify import Report
+from station.proof.keys import StationKey, fingerprint, load_public_pem, verify_signature
+from station.proof.verify import Report, check_witness
 from station.store.files import sha256_and_size
 from station.store.ledger import ClipRecord
 
@@ -165,3 +166,14 @@ def check_bundle_in_index(report: Report, db: CentralDB, store: ObjectStore | No
                        "manifest is not archived yet (or could not be read and checked): "
                        "nothing to hold the bundle's manifest to")  # fmt: skip
             report.pending = True
+
+
+def check_bundle_witnessed(report: Report, db: CentralDB, key: StationKey) -> None:
+    """The /verify page of the site that is the witness: a bundle is held to this site's own
+    cosigned record of its station's log (``GET /witness/<station>``), this site's witness
+    key pinned: a bundle of a log the witness refused fails with log-fork, as ``verify
+    --witness`` would."""
+    station = (report.facts.get("checkpoint") or {}).get("station")
+    if not isinstance(station, str):  # no signed checkpoint read: nothing to hold it to
+        return
+    check_witness(report, station_record(db, key, station), key.fingerprint)

@@ -97,7 +97,8 @@ def _b64(b: bytes) -> str:
 
 @bp.get("/witness")
 def witness_index() -> Response:
-    """Who the witness is (its public key) and the newest cosigned checkpoint of each station."""
+    """Who the witness is (its public key, and ``witness_key``: the fingerprint a verifier
+    pins with ``--witness-key``) and the newest cosigned checkpoint of each station."""
     key = witness_key(site_config())
     return jsonify(
         witness_key=key.fingerprint,
@@ -109,11 +110,17 @@ def witness_index() -> Response:
 @bp.get("/witness/<station>")
 def witness_station(station: str) -> Response:
     """A station's cosigned checkpoints (newest first) and its fork/rollback alarms: public, so
-    anyone can hold the seller to them (`packcam verify --witness FILE`)."""
+    anyone can hold the seller to them (`packcam verify --witness FILE --witness-key FP`)."""
     db = current_app.extensions["packcam_central"]["db"]()
-    key = witness_key(site_config())
+    return jsonify(station_record(db, witness_key(site_config()), station))
+
+
+def station_record(db: Any, key: StationKey, station: str) -> dict[str, Any]:
+    """What ``GET /witness/<station>`` publishes: the witness key, the station's cosigned
+    checkpoints (newest first), its alarms and its witnessed key rotations (``db``: a
+    central.db.CentralDB, which imports this module)."""
     rows = db.witnessed(station)
-    return jsonify(
+    return dict(
         station=station,
         witness_key=key.fingerprint,
         public_key_pem=key.public_pem().decode("ascii"),

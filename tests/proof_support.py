@@ -564,3 +564,41 @@ def garbage_bundles(directory: Path) -> dict[str, Path]:
     deflated.write_bytes(bytes(data))
     out["deflate"] = deflated
     return out
+
+
+def witness_doc(bundle: Path, key: StationKey) -> dict[str, Any]:
+    """A ``GET /witness/<station>`` document whose witness ``key`` cosigned the bundle's
+    checkpoint (central.witness.cosign): the central site's own when ``key`` is its witness
+    key, a forgery when it is anyone else's (the seller's)."""
+    import base64
+    import json
+
+    from central.witness import cosign
+
+    cpi = bundle_index(bundle)["checkpoint"]
+    body = read_zip(bundle, cpi["body"])
+    cp = json.loads(body)
+    cosigned, cosignature = cosign(
+        key, str(cp["station"]), body, int(cp["tree_size"]), str(cp["root_sha256"])
+    )
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode("ascii")
+
+    return {
+        "station": cp["station"],
+        "witness_key": key.fingerprint,
+        "public_key_pem": key.public_pem().decode("ascii"),
+        "checkpoints": [
+            {
+                "tree_size": cp["tree_size"],
+                "root_sha256": cp["root_sha256"],
+                "body_b64": b64(body),
+                "signature_b64": b64(read_zip(bundle, cpi["signature"])),
+                "cosignature_b64": b64(cosignature),
+                "cosigned_b64": b64(cosigned),
+            }
+        ],
+        "alarms": [],
+        "rotations": [],
+    }

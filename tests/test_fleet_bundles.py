@@ -335,7 +335,8 @@ def test_central_verify_holds_a_bundle_to_the_archived_signed_manifest(
     TSA-stamped now: every signature checks, and the clips' SHA-256 are in the central index.
     The station's signed manifests archived in the bucket are other ones: not authentic. A clip
     whose manifest is not archived yet leaves the site nothing to hold a bundle to: not
-    verified, the honest bundle as much as the forged one, never authentic on the index."""
+    verified, never authentic on the index; the forged log, of as many entries as the one the
+    site witnessed, is a fork of it there whatever is archived (log-fork)."""
     import psycopg
 
     from station.proof.bundle import export_order
@@ -352,7 +353,7 @@ def test_central_verify_holds_a_bundle_to_the_archived_signed_manifest(
     assert "✔ Authentic" in page, page[-4000:]
     page = _verify_page(site, forged.read_bytes())
     assert "✘ Not authentic" in page and "log-leaf-replaced" in page, page[-4000:]
-    assert "Authentic:" not in page
+    assert "[log-fork]" in page and "Authentic:" not in page
 
     dsn = site.central_cfg.central.dsn
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -361,11 +362,12 @@ def test_central_verify_holds_a_bundle_to_the_archived_signed_manifest(
         ).fetchall()
         conn.execute("UPDATE clips SET archive_meta = archive_meta - 'log' WHERE order_id = 'F1'")
     try:
-        for bundle in (honest, forged):
-            page = _verify_page(site, bundle.read_bytes())
-            assert "Not verified" in page and "Authentic" not in page, page[-4000:]
-            assert "not archived yet" in page, page[-4000:]
-            assert "SF9999999999999" not in page  # no recorded clip is shown as matched
+        page = _verify_page(site, honest.read_bytes())
+        assert "Not verified" in page and "Authentic" not in page, page[-4000:]
+        assert "not archived yet" in page, page[-4000:]
+        page = _verify_page(site, forged.read_bytes())
+        assert "✘ Not authentic" in page and "[log-fork]" in page, page[-4000:]
+        assert "SF9999999999999" not in page  # no recorded clip is shown as matched
         zh = _verify_page(site, honest.read_bytes(), "zh_CN")
         assert "未能验证" in zh and "本站无法将此证据包与用工位密钥重新签名" in zh, zh[-4000:]
         assert "真实：与录制的视频一致" not in zh, zh[-4000:]

@@ -120,6 +120,14 @@ def test_verify_md_says_to_run_a_verifier_not_from_the_bundle(a1: Path) -> None:
     assert "不要运行本包内的" in text, text
 
 
+def test_verify_md_says_to_pin_the_witness_key_from_the_site_itself(a1: Path) -> None:
+    """A witness file the seller hands over may be its own: VERIFY.md tells the stranger to
+    fetch the witness key's fingerprint from the central site and pin it, in both languages."""
+    text = " ".join(read_zip(a1, "VERIFY.md").decode().split())
+    assert "--witness FILE --witness-key FINGERPRINT" in text and "yourself" in text, text
+    assert "--witness 文件 --witness-key 指纹" in text and "witness-untrusted" in text, text
+
+
 # ---- a zip that unpacks to far more than it holds ------------------------------------------
 
 
@@ -309,9 +317,9 @@ def test_a_witness_file_made_by_the_seller_is_named_by_its_key(
     tmp_path: Path,
 ) -> None:
     """The seller hands the buyer a "saved witness file" whose key is its own, cosigning the
-    bundle's checkpoint: nothing pins a witness key yet, so both verifiers say which key
-    cosigned, to compare with the one the central witness publishes; the verdict is the
-    bundle's own."""
+    bundle's checkpoint. With no witness key pinned both verifiers say which key cosigned and
+    that it was not pinned, to compare with the one the central witness publishes; the verdict
+    is the bundle's own. With the central witness's key pinned, both refuse the file."""
     import base64
 
     from cryptography.hazmat.primitives import serialization
@@ -341,11 +349,39 @@ def test_a_witness_file_made_by_the_seller_is_named_by_its_key(
     report = verify_bundle(a1, anchors=store.anchors(), tmp_dir=tmp_path, witness=doc)
     said = [c.reason for c in report.checks if c.name == "witness"]
     assert len(said) == 1 and fp[:23] in said[0] and "compare" in said[0], report.lines()
+    assert "not pinned" in said[0], said
     saved = tmp_path / "witness.json"
     saved.write_text(json.dumps(doc))
     rc, out = _kit(KIT, a1, tmp_path, *_pins(store), "--witness", str(saved))
     line = next(ln for ln in out.splitlines() if ln.startswith("OK   witness"))
-    assert rc == 0 and fp in line and "compare" in line, out
+    assert rc == 0 and fp in line and "compare" in line and "not pinned" in line, out
+    central = Ed25519PrivateKey.generate().public_key()
+    report = verify_bundle(
+        a1, anchors=store.anchors(), tmp_dir=tmp_path, witness=doc, witness_pin=fingerprint(central)
+    )
+    assert report.codes() == {"witness-untrusted"}, report.lines()
+    rc, out = _kit(KIT, a1, tmp_path, *_pins(store), "--witness", str(saved),
+                   "--witness-key", fingerprint(central))  # fmt: skip
+    assert rc == 1 and "[witness-untrusted]" in out, out
+
+
+@pytest.mark.parametrize("text", ["[]", '"witness"', "null"])
+def test_a_witness_file_that_is_not_a_json_object_is_refused_not_skipped(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+    text: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`packcam verify --witness FILE` with a file that is JSON but no witness document: an
+    error (exit 3), never a verdict given as if no witness (and no pinned key) was asked for."""
+    from station import cli as station_cli
+
+    saved = tmp_path / "witness.json"
+    saved.write_text(text)
+    args = ["verify", str(a1), *_pins(store), "--no-default-trust", "--witness", str(saved)]
+    assert station_cli.main([*args, "--witness-key", "SHA256:" + "0" * 64]) == 3
+    assert "not a witness document" in capsys.readouterr().err
 
 
 def test_many_small_zip_bombs_are_refused_before_they_are_unpacked(

@@ -28,6 +28,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     store,
     tsa_ec,
     tsa_rsa,
+    witness_doc,
 )
 
 from station.proof import rotation, standalone_verify
@@ -36,8 +37,8 @@ from station.proof.ca import CompanyCa, cert_fingerprint, pem
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
 from station.proof.paths import ProofPaths
-from station.proof.trust import build_anchors
-from station.proof.verify import AUTHENTIC, FAIL, UNANCHORED, WARN, verify_bundle
+from station.proof.trust import build_anchors, parse_witness_pin
+from station.proof.verify import AUTHENTIC, FAIL, UNANCHORED, WARN, Report, verify_bundle
 
 CN_STATION = "打包台1"  # openssl prints it escaped (\E6\89\93...) unless told otherwise
 CODE_LINE = re.compile(r"^(OK|FAIL|WARN) .*\[([a-z0-9-]+)\]$")
@@ -278,7 +279,9 @@ def _pins(kind: Kind, pins: str, foreign: Path) -> tuple[list[str], list[str]]:
     }[pins]
 
 
-def _standalone(bundle: Path, tmp: Path, ca: list[str], tsa: list[str]) -> tuple[int, str]:
+def _standalone(
+    bundle: Path, tmp: Path, ca: list[str], tsa: list[str], *more: str
+) -> tuple[int, str]:
     """The stranger's way: verify.py out of the bundle, python -I, openssl on PATH only."""
     script = tmp / "verify.py"
     if zipfile.is_zipfile(bundle):
@@ -287,7 +290,7 @@ def _standalone(bundle: Path, tmp: Path, ca: list[str], tsa: list[str]) -> tuple
         script.write_bytes(Path(standalone_verify.__file__).read_bytes())
     args = [a for v in ca for a in ("--ca", v)] + [a for v in tsa for a in ("--tsa-ca", v)]
     r = subprocess.run(
-        [sys.executable, "-I", str(script), str(bundle), *args],
+        [sys.executable, "-I", str(script), str(bundle), *args, *more],
         cwd=tmp,
         capture_output=True,
         encoding="utf-8",  # what Python prints in the C locale it runs in here
@@ -313,6 +316,21 @@ def _verdict(exit_code: int, failed: set[str], other: set[str]) -> str:
         return " ".join(sorted(c for c in found if not c.startswith("c2pa-")))
 
     return f"exit {exit_code}; failed: {codes(failed)}; noted: {codes(other)}"
+
+
+def _assert_agree(report: Report, rc: int, out: str, exit_code: int) -> None:
+    """`packcam verify`'s report and verify.py's exit and output give the same verdict and
+    codes, and the exit code expected."""
+    found = [CODE_LINE.match(line) for line in out.splitlines()]
+    standalone = _verdict(
+        rc,
+        {m.group(2) for m in found if m and m.group(1) == "FAIL"},
+        {m.group(2) for m in found if m and m.group(1) != "FAIL"},
+    )
+    failed = {c.code for c in report.checks if c.code and c.status == FAIL}
+    packcam = _verdict(report.exit_code, failed, report.reasons() - failed)
+    assert packcam == standalone, "\n".join([*report.lines(), "---- verify.py:", out])
+    assert rc == exit_code, out
 
 
 ALL_PINS = [
@@ -400,16 +418,54 @@ def test_standalone_and_packcam_verify_agree(
         k.path, anchors=build_anchors(ca, tsa, use_default=False), tmp_dir=tmp_path
     )
     rc, out = _standalone(k.path, tmp_path, ca, tsa)
-    found = [CODE_LINE.match(line) for line in out.splitlines()]
-    standalone = _verdict(
-        rc,
-        {m.group(2) for m in found if m and m.group(1) == "FAIL"},
-        {m.group(2) for m in found if m and m.group(1) != "FAIL"},
+    _assert_agree(report, rc, out, exit_code)
+
+
+# A witness file (GET /witness/<station>) cosigned by the central site's witness key, or by a
+# key of the seller's own, against the witness key the stranger pinned (its fingerprint as
+# GET /witness prints it, or its PEM), or none: with a pin, any other key is a failure.
+WITNESS_CASES = [
+    (doc, pin, 1 if doc == "forged" and pin != "none" else 0)
+    for doc in ("central", "forged")
+    for pin in ("none", "fingerprint", "pem")
+]
+
+
+@pytest.mark.parametrize(
+    ("doc", "pin", "exit_code"), WITNESS_CASES, ids=[f"{d}-{p}" for d, p, _ in WITNESS_CASES]
+)
+def test_both_verifiers_hold_a_witness_file_to_the_witness_key_pinned(
+    kinds: dict[str, Kind], tmp_path: Path, doc: str, pin: str, exit_code: int
+) -> None:
+    k = kinds["honest"]
+    central, seller = StationKey.generate(), StationKey.generate()
+    wdoc = witness_doc(k.path, central if doc == "central" else seller)
+    saved = tmp_path / "witness.json"
+    saved.write_text(json.dumps(wdoc))
+    pem = tmp_path / "witness.pub.pem"
+    pem.write_bytes(central.public_pem())
+    value = {"none": None, "fingerprint": central.fingerprint, "pem": str(pem)}[pin]
+    ca, tsa = _pins(k, "files", k.ca)
+    report = verify_bundle(
+        k.path,
+        anchors=build_anchors(ca, tsa, use_default=False),
+        tmp_dir=tmp_path,
+        witness=wdoc,
+        witness_pin=parse_witness_pin(value) if value else None,
     )
+    more = ["--witness", str(saved), *(["--witness-key", value] if value else [])]
+    rc, out = _standalone(k.path, tmp_path, ca, tsa, *more)
+    _assert_agree(report, rc, out, exit_code)
     failed = {c.code for c in report.checks if c.code and c.status == FAIL}
-    packcam = _verdict(report.exit_code, failed, report.reasons() - failed)
-    assert packcam == standalone, "\n".join([*report.lines(), "---- verify.py:", out])
-    assert rc == exit_code, out
+    said = " ".join(c.reason for c in report.checks if c.name == "witness")
+    line = " ".join(ln for ln in out.splitlines() if " witness:" in ln or " witness " in ln)
+    if exit_code:
+        assert "witness-untrusted" in failed and "[witness-untrusted]" in out, out
+        assert seller.fingerprint in said and seller.fingerprint in line, out
+    elif value is None:  # today's behaviour, and the output says nothing was pinned
+        assert "not pinned" in said and "not pinned" in line, out
+    else:
+        assert "pinned witness key" in said and "pinned witness key" in line, out
 
 
 def test_a_cut_clip_is_named_by_packcam_and_altered_for_verify_py(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -27,7 +28,9 @@ from proof_support import (  # noqa: F401 (fixtures)
     read_zip,
     record_orders,
     tsa_ec,
+    witness_doc,
 )
+from verify_support import Browserless
 
 from central.site import CentralSite
 from central.witness import ACCEPT, FORK, NO_PROOF, ROLLBACK, judge
@@ -380,4 +383,90 @@ def test_a_restored_station_proves_an_old_clip_with_a_checkpoint_the_witness_cos
     assert "log-fork" in said and "restored from a backup" in said, said
     assert said not in json.loads(read_zip(new.path, "bundle.json"))["warnings"]  # said, not kept
     assert witness_verdict(new.path) == [("fail", "log-fork")]
+    shutil.rmtree(tmp_path / "restored")
+
+
+def test_a_pinned_witness_key_refuses_a_witness_file_the_seller_made(
+    site: Site,
+    tsa_ec: TsaServer,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The seller hands the buyer a "saved witness file" cosigned by a key of its own. The
+    buyer pins the witness key GET /witness prints: both verifiers fail that file
+    (witness-untrusted) and pass the site's own, saved or fetched; unpinned, the file's key is
+    only named, as before, and the output says it was not pinned. The site's /verify page is
+    the witness itself: it holds a bundle to its own cosignatures, pinned to its own key, so
+    the bundle of a log the witness refused (a station restored from a backup: every check of
+    its own passes) fails there with log-fork."""
+    st = build_store(tmp_path / "st", tsa_ec, ["A1", "B2"], c2pa=False)
+    site.sync(st.cfg)
+    restored = st.copy(tmp_path / "restored")  # a backup, put back later: a fork
+    fin = ProofFinalizer(st.cfg, start_worker=False, clock=lambda: True)
+    record_orders(st.cfg, (fin,), ["C3"], ago=timedelta(minutes=1), frames=13)
+    fin.close()
+    site.sync(st.cfg)
+    pin = site.get("/witness")["witness_key"]
+    assert pin.startswith("SHA256:") and site.get("/witness/station-01")["witness_key"] == pin
+    honest = export_order(st.cfg, "A1", tmp_path / "honest.zip").path
+    real, forged = tmp_path / "witness.json", tmp_path / "forged.json"
+    real.write_text(json.dumps(site.get("/witness/station-01")))
+    seller = StationKey.generate()
+    forged.write_text(json.dumps(witness_doc(honest, seller)))
+    url = site.url.rstrip("/") + "/witness/station-01"
+    pins = [
+        "--ca", str(st.data / "proof-public/company-ca.crt"), "--tsa-ca", str(tsa_ec.root),
+        "--no-default-trust", "--json",
+    ]  # fmt: skip
+
+    def packcam(*args: str) -> tuple[int, dict[str, Any]]:
+        rc = station_cli.main(["verify", str(honest), *pins, *args])
+        out = json.loads(capsys.readouterr().out)
+        return rc, next(c for c in out["checks"] if c["name"] == "witness")
+
+    for source in (str(real), url):
+        rc, check = packcam("--witness", source, "--witness-key", pin)
+        assert rc == 0 and check["status"] == "ok" and "pinned witness key" in check["reason"]
+    rc, check = packcam("--witness", str(forged), "--witness-key", pin)
+    assert rc == 1 and check["code"] == "witness-untrusted", check
+    assert seller.fingerprint in check["reason"] and pin in check["reason"], check
+    rc, check = packcam("--witness", str(forged))  # nothing pinned: named, as before
+    assert (
+        rc == 0 and "not pinned" in check["reason"] and seller.fingerprint[:23] in check["reason"]
+    )
+    assert station_cli.main(["verify", str(honest), *pins, "--witness-key", pin]) == 3
+    capsys.readouterr()
+
+    kit = tmp_path / "verify.py"
+    kit.write_bytes(read_zip(honest, "verify.py"))
+
+    def run_kit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-I", str(kit), str(honest), *pins[:4], *args],
+            capture_output=True, text=True, check=False, timeout=120,
+            env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+        )  # fmt: skip
+
+    r = run_kit("--witness", str(real), "--witness-key", pin)
+    assert r.returncode == 0 and "OK   witness" in r.stdout, r.stdout + r.stderr
+    r = run_kit("--witness", str(forged), "--witness-key", pin)
+    assert r.returncode == 1 and "[witness-untrusted]" in r.stdout, r.stdout + r.stderr
+    r = run_kit("--witness", str(forged))
+    assert r.returncode == 0 and "not pinned" in r.stdout, r.stdout + r.stderr
+    assert run_kit("--witness-key", pin).returncode == 2
+
+    # the site's own /verify page, over the real server: the witness's own record, its own key
+    page = Browserless(site.url)
+    status, text = page.upload(honest.read_bytes(), "honest.zip")
+    assert status == 200 and "pinned witness key" in text and pin[:23] in text, text
+    fin = ProofFinalizer(restored.cfg, start_worker=False, clock=lambda: True)
+    record_orders(restored.cfg, (fin,), ["D4"], ago=timedelta(seconds=30), frames=14)
+    fin.close()
+    with pytest.raises(SyncError, match="log-fork"):
+        site.sync(restored.cfg)
+    bundle = export_order(site.station_cfg(restored.cfg), "D4", tmp_path / "d4.zip").path
+    status, text = page.upload(bundle.read_bytes(), "d4.zip")
+    failed = re.findall(r'<li class="fail"><b>FAIL</b>\s*([^:<]+):.*?\[([a-z0-9-]+)\]', text, re.S)
+    assert status == 200 and 'class="verdict fail"' in text, text
+    assert failed == [("witness", "log-fork")], text
     shutil.rmtree(tmp_path / "restored")

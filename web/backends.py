@@ -48,8 +48,8 @@ class MediaStore(Protocol):
         ...
 
     def check_bundle(self, report: Report) -> None:
-        """Add to a verified bundle's report what the site's index (and, centrally, the archive)
-        says of its clips."""
+        """Add to a verified bundle's report what the site's index (and, centrally, the archive
+        and the site's own witness record, its witness key pinned) says of its clips."""
         ...
 
     def verify_clip(self, path: Path) -> Report:

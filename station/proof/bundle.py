@@ -783,6 +783,12 @@ VERIFY_TEMPLATE = """\
 
     packcam verify {bundle_name} --ca 公司CA指纹或文件 --tsa-ca TSA根证书指纹或文件
 
+若卖家有中心站（多个工位），中心站是各工位日志的见证者，为每个检查点副签。请**自己**从中心站
+保存 `<中心站>/witness/<工位>`，并从 `<中心站>/witness` 读出见证者密钥指纹 `witness_key`，
+再加上 `--witness 文件 --witness-key 指纹`。卖家直接交给您的"见证文件"可能是卖家用自己的
+密钥签的：固定指纹后，其他密钥签的见证文件判为失败（`witness-untrusted`）；不固定时只列出
+它的密钥，请自行比对。
+
 退出码 / 结论：**0 真实**（未被修改、签名者由您信任的公司 CA 认证、可信时间戳在录制结束
 {max_delay} 分钟内）；**1 不真实**（某项检查失败，每项都写明原因代码）；**4 完整但未锚定**
 （文件未被修改，但您没有固定任何能为它担保的 CA 或 TSA——请先比对上表中的指纹）。
@@ -811,6 +817,13 @@ or with packcam (`--trust FILE` reads `ca ...` / `tsa ...` lines; the seller's s
 at `/trust.txt`):
 
     packcam verify {bundle_name} --ca CA-FINGERPRINT-OR-FILE --tsa-ca TSA-ROOT-OR-FINGERPRINT
+
+If the seller runs a central site (a fleet of stations), it witnesses each station's log and
+cosigns its checkpoints. Save `<site>/witness/<station>` and read the witness key's fingerprint
+(`witness_key`) at `<site>/witness` **yourself**, then add `--witness FILE --witness-key
+FINGERPRINT` (`packcam verify` also takes the URL). A "witness file" the seller hands you may
+be signed with a key of the seller's own: with the key pinned, a file signed by any other key
+fails (`witness-untrusted`); unpinned, its key is only named for you to compare.
 
 Exit status / verdict: **0 AUTHENTIC** (unaltered, signer certified by the company CA you
 pinned, trusted time within {max_delay} minutes of the recorded end); **1 NOT AUTHENTIC** (a

@@ -19,7 +19,7 @@ from station.proof.ca import CA_CERT, CompanyCa
 from station.proof.keys import StationKey, load_public_pem
 from station.proof.log import ProofLog
 from station.proof.paths import ProofPaths
-from station.proof.trust import Anchors, build_anchors
+from station.proof.trust import Anchors, build_anchors, parse_witness_pin
 from station.proof.tsa import TsaQueue, load_roots
 from station.proof.verify import (
     DEFAULT_MAX_DELAY_S,
@@ -203,9 +203,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not target.is_file():
         raise ProofError(f"no such file: {target}")
     anchors, bound = _anchors(args), _bound(args)
+    if args.witness_key and not args.witness:
+        raise ProofError("--witness-key pins the key of a witness document: give --witness too")
+    pin = parse_witness_pin(args.witness_key) if args.witness_key else None
     witness = _witness_doc(args.witness) if args.witness else None
     if target.suffix.lower() == ".zip" or _is_zip(target):
-        report = verify_bundle(target, anchors=anchors, bound=bound, witness=witness)
+        report = verify_bundle(
+            target, anchors=anchors, bound=bound, witness=witness, witness_pin=pin
+        )
         if args.data or args.config:
             name_later_clips(report, load_config(args))
     else:
@@ -214,7 +219,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return _print_report(report, args.json)
 
 
-def _witness_doc(source: str) -> dict[str, Any] | None:
+def _witness_doc(source: str) -> dict[str, Any]:
     """The witness's cosigned checkpoints: a saved file, or fetched from the central site's
     ``/witness/<station>`` URL (unreachable: None, and the report says it was not checked)."""
     if source.startswith(("http://", "https://")):
@@ -229,7 +234,9 @@ def _witness_doc(source: str) -> dict[str, Any] | None:
         doc = json.loads(Path(source).read_bytes())
     except (OSError, ValueError) as exc:
         raise ProofError(f"cannot read the witness document {source}: {exc}") from exc
-    return doc if isinstance(doc, dict) else None
+    if not isinstance(doc, dict):  # never a verdict as if no witness had been asked for
+        raise ProofError(f"{source} is not a witness document (GET /witness/<station>)")
+    return doc
 
 
 def _is_zip(path: Path) -> bool:
@@ -422,6 +429,13 @@ def register(subparsers: Any) -> None:
         metavar="FILE|URL",
         help="the station's cosigned checkpoints from the central witness: a saved "
         "<site>/witness/<station> or that URL; a bundle from a forked log fails with log-fork",
+    )
+    p.add_argument(
+        "--witness-key",
+        metavar="SHA256|PEM",
+        help="the central witness's key you trust: its fingerprint (the witness_key "
+        "<site>/witness prints) or its public key PEM file; a --witness document signed by "
+        "any other key fails (witness-untrusted). Without it the document's key is only named",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_verify)

@@ -3,6 +3,7 @@
 
 Usage:  python3 verify.py BUNDLE.zip --ca COMPANY-CA.pem|SHA256 --tsa-ca TSA-ROOT.pem|SHA256
                           [--witness STATION.json]   (saved from <site>/witness/<station>)
+                          [--witness-key SHA256|PEM] (the witness key you trust)
 
 It imports nothing from packcam, so you can read all of it before you run it. Run a copy you
 hold (from the packcam project, or one you checked before), not the one inside the bundle you
@@ -472,10 +473,12 @@ def check(
     tsa_pins: list[str],
     max_delay_s: float,
     witness: str | None = None,
+    witness_pin: str | None = None,
 ) -> int:
-    """Verify the unzipped bundle in ``root``; print every check and the verdict."""
+    """Verify the unzipped bundle in ``root``; print every check and the verdict
+    (``witness_pin``: the fingerprint the ``witness`` file's key must have)."""
     with tempfile.TemporaryDirectory(prefix="packcam-kit-pins-") as pins_dir:
-        return _check(root, ca_pins, tsa_pins, max_delay_s, Path(pins_dir), witness)
+        return _check(root, ca_pins, tsa_pins, max_delay_s, Path(pins_dir), witness, witness_pin)
 
 
 def utc_plain(value: object) -> str:
@@ -592,13 +595,45 @@ def unreferenced_members(index: dict[str, Any], names: Sequence[str]) -> list[st
     return sorted(n for n in names if n not in named and not n.endswith("/"))
 
 
+def parse_witness_pin(value: str) -> str:
+    """A --witness-key value: the witness key's SHA-256 fingerprint, or its public key PEM
+    file; its fingerprint."""
+    fp = normalise_fp(value)
+    if fp is not None:
+        return fp
+    try:
+        return key_fp(Path(value))
+    except (OSError, ValueError) as exc:
+        sys.exit(f"verify.py: cannot read the witness key {value}: {exc}")
+
+
 def check_witness(
-    res: Result, doc: dict[str, Any], seen: list[tuple[int, str]], pins_dir: Path, log_key: str = ""
+    res: Result,
+    doc: dict[str, Any],
+    seen: list[tuple[int, str]],
+    pins_dir: Path,
+    log_key: str = "",
+    pinned: str | None = None,
 ) -> None:
     """The bundle's checkpoints against the witness's cosigned ones (GET /witness/<station>
-    of the central site): another root for the same size is a forked log."""
+    of the central site): another root for the same size is a forked log. ``pinned``: the
+    fingerprint the witness key must have (a file of any other key is refused); without it
+    the file's key is only named."""
     key = pins_dir / "witness.pub.pem"
     key.write_text(doc["public_key_pem"])
+    if pinned is not None and key_fp(key) != pinned:
+        res.add(FAIL, "witness", f"the witness document is cosigned by key {key_fp(key)}, not "
+                f"by the pinned witness key {pinned}: it is not that witness's record",
+                "witness-untrusted")  # fmt: skip
+        return
+    if pinned is None:
+        whose = (
+            f"the witness key {key_fp(key)} of the file you gave, which was not pinned "
+            "(--witness-key): compare it with the one the central witness publishes "
+            "(GET /witness)"
+        )
+    else:
+        whose = f"the pinned witness key {pinned}"
     cosigned: dict[int, str] = {}
     for i, c in enumerate(doc.get("checkpoints", [])):
         body, sig = pins_dir / f"w{i}.json", pins_dir / f"w{i}.sig"
@@ -649,16 +684,15 @@ def check_witness(
                 FAIL,
                 "witness",
                 f"the witness cosigned another root for {size} entries: "
-                "this bundle comes from a forked log",
+                f"this bundle comes from a forked log (cosigned by {whose})",
                 "log-fork",
             )
             return
     if any(cosigned.get(size) == root for size, root in seen):
-        res.add(OK, "witness", f"the bundle's checkpoint was cosigned by the witness key "
-                f"{key_fp(key)} of the file you gave: no witness key is pinned, compare it "
-                "with the one the central witness publishes (GET /witness)")  # fmt: skip
+        res.add(OK, "witness", f"the bundle's checkpoint was cosigned by {whose}")
     else:
-        res.add(WARN, "witness", "not cosigned by the witness (yet)", "checkpoint-unwitnessed")
+        res.add(WARN, "witness", f"not cosigned by the witness (yet); the record checked is "
+                f"signed by {whose}", "checkpoint-unwitnessed")  # fmt: skip
 
 
 def _check(
@@ -668,6 +702,7 @@ def _check(
     max_delay_s: float,
     pins_dir: Path,
     witness: str | None,
+    witness_pin: str | None = None,
 ) -> int:
     res = Result()
     index = json.loads((root / "bundle.json").read_bytes())
@@ -1134,7 +1169,12 @@ def _check(
                 fcb = json.loads((root / item["first_checkpoint"]["body"]).read_bytes())
                 seen.append((int(fcb["tree_size"]), str(fcb["root_sha256"])))
         check_witness(
-            res, json.loads(Path(witness).read_bytes()), seen, pins_dir, key_fp(root / pub)
+            res,
+            json.loads(Path(witness).read_bytes()),
+            seen,
+            pins_dir,
+            key_fp(root / pub),
+            witness_pin,
         )
     # 5. clips of the order the station's retention deleted: the clip's signed manifest in the
     # log and the station's signed deletion record. The record is the seller's own word: it
@@ -1234,7 +1274,16 @@ def main(argv: list[str] | None = None) -> int:
         help="the station's cosigned checkpoints: a saved JSON of the "
         "central site's /witness/<station>",
     )
+    ap.add_argument(
+        "--witness-key",
+        help="the central witness's key you trust: its SHA-256 fingerprint (witness_key in "
+        "<site>/witness) or its public key PEM file; a --witness file signed by any other key "
+        "fails (witness-untrusted). Without it the file's key is only named",
+    )
     a = ap.parse_args(argv)
+    if a.witness_key and not a.witness:
+        ap.error("--witness-key pins the key of a --witness file: give --witness too")
+    pin = parse_witness_pin(a.witness_key) if a.witness_key else None
     if isinstance(sys.stdout, io.TextIOWrapper):  # a station named 打包台1 on a cp1252 console
         sys.stdout.reconfigure(errors="backslashreplace")
     src = Path(a.bundle)
@@ -1247,7 +1296,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     try:
         if src.is_dir():
-            return check(src, a.ca, a.tsa_ca, a.max_delay * 60, a.witness)
+            return check(src, a.ca, a.tsa_ca, a.max_delay * 60, a.witness, pin)
         with tempfile.TemporaryDirectory(prefix="packcam-kit-") as tmp, zipfile.ZipFile(src) as z:
             base = Path(tmp).resolve()
             seen: set[str] = set()
@@ -1271,7 +1320,7 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
                 seen.add(key)
             z.extractall(tmp)
-            return check(Path(tmp), a.ca, a.tsa_ca, a.max_delay * 60, a.witness)
+            return check(Path(tmp), a.ca, a.tsa_ca, a.max_delay * 60, a.witness, pin)
     except (
         OSError,
         KeyError,

@@ -21,6 +21,7 @@ from cryptography.x509.verification import (
 
 from station.proof import ProofError
 from station.proof.ca import cert_fingerprint as cert_sha256
+from station.proof.keys import fingerprint, load_public_pem
 
 TRUST_FILE_NAME = "trust"
 MAX_CHAIN_DEPTH = 4  # root -> (intermediate) -> leaf; public TSAs use one intermediate
@@ -118,6 +119,25 @@ def parse_pin(value: str, *, base: Path | None = None) -> tuple[list[x509.Certif
         return x509.load_pem_x509_certificates(data), set()
     except ValueError as exc:
         raise ProofError(f"{p} is not a PEM certificate file: {exc}") from exc
+
+
+def parse_witness_pin(value: str) -> str:
+    """A ``--witness-key`` value: the witness key's SHA-256 fingerprint (as ``GET /witness``
+    and the verifiers print it) or its Ed25519 public key as a PEM file; its fingerprint."""
+    fp = normalise_fingerprint(value)
+    if fp is not None:
+        return fp
+    p = Path(value).expanduser()
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ProofError(
+            f"{value!r} is neither a SHA-256 fingerprint nor a readable public key file: {exc}"
+        ) from exc
+    try:
+        return fingerprint(load_public_pem(data))
+    except ProofError as exc:
+        raise ProofError(f"{p}: {exc}") from exc
 
 
 def load_trust_file(path: Path) -> Anchors:

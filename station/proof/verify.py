@@ -990,12 +990,14 @@ def verify_bundle(
     bound: TimeBound | None = None,
     tmp_dir: Path | None = None,
     witness: dict[str, Any] | None = None,
+    witness_pin: str | None = None,
 ) -> Report:
     """Check an evidence bundle using only what is inside it and the anchors you pass.
 
     Nothing in the bundle is trusted by itself: a CA or TSA root shipped inside counts only
     when it is one of ``anchors`` (a certificate or a pinned fingerprint). ``tmp_dir``: where
-    its clips are unpacked to be hashed (default: the system's temp dir).
+    its clips are unpacked to be hashed (default: the system's temp dir). ``witness``: a
+    ``GET /witness/<station>`` document; ``witness_pin``: the fingerprint its key must have.
     """
     report = Report(subject=path.name)
     try:
@@ -1013,7 +1015,7 @@ def verify_bundle(
                 bound or TimeBound(),
             )
             if witness is not None:
-                check_witness(report, witness)
+                check_witness(report, witness, witness_pin)
         except (ProofError, KeyError, ValueError, TypeError, AttributeError, *ZIP_ERRORS) as exc:
             # AttributeError: JSON of another shape (a list where an object belongs)
             report.add("bundle", FAIL, f"malformed bundle: {exc}", "bundle-malformed")
@@ -1176,6 +1178,7 @@ def _verify_bundle(
         "tree_size": cp_size,
         "root_sha256": cp["root_sha256"],
         "created_utc": cp.get("time"),
+        "station": cp.get("station"),  # the signed name: whose witness record to hold it to
     }
     report.facts["checkpoints_seen"] = [(cp_size, str(cp["root_sha256"]))]
     cp_seen, _ = _check_tokens(
@@ -1735,10 +1738,12 @@ def _check_first_checkpoint(
         )
 
 
-def check_witness(report: Report, doc: dict[str, Any]) -> None:
+def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None) -> None:
     """The bundle's checkpoints against a witness's cosigned history (``/witness/<station>``
     of the central site, saved by the verifier): another root for the same tree size is a
-    fork."""
+    fork. ``pinned``: the fingerprint of the witness key the verifier trusts; a document of
+    any other key (one the seller made with a key of its own) is refused. Without a pin the
+    document's key is only named, to be compared out of band."""
     if "unreachable" in doc:
         report.add(
             "witness",
@@ -1749,6 +1754,15 @@ def check_witness(report: Report, doc: dict[str, Any]) -> None:
         return
     try:
         wkey = load_public_pem(str(doc["public_key_pem"]).encode())
+        if pinned is not None and fingerprint(wkey) != pinned:
+            report.add(
+                "witness",
+                FAIL,
+                f"the witness document is cosigned by key {fingerprint(wkey)}, not by the "
+                f"pinned witness key {pinned}: it is not that witness's record",
+                "witness-untrusted",
+            )
+            return
         seen: dict[int, str] = {}
         mine_key = report.facts.get("station_key")  # the key of the bundle's log
         for c in doc.get("checkpoints", []):
@@ -1782,7 +1796,15 @@ def check_witness(report: Report, doc: dict[str, Any]) -> None:
     except (KeyError, TypeError, ValueError) as exc:
         report.add("witness", FAIL, f"not a witness document: {exc}", "witness-invalid")
         return
-    report.compare(f"witness key {fingerprint(wkey)}")
+    if pinned is None:
+        report.compare(f"witness key {fingerprint(wkey)}")
+        whose = (
+            f"the witness key {fingerprint(wkey)[:23]}... of the document you gave, which was "
+            "not pinned (--witness-key): compare it with the one the central witness "
+            "publishes (GET /witness)"
+        )
+    else:
+        whose = f"the pinned witness key {pinned}"
     mine = report.facts.get("checkpoints_seen", [])
     for size, root in mine:
         if size in seen and seen[size] != root:
@@ -1790,24 +1812,19 @@ def check_witness(report: Report, doc: dict[str, Any]) -> None:
                 "witness",
                 FAIL,
                 f"the witness cosigned another root for the station's log of {size} entries: "
-                "this bundle comes from a forked log",
+                f"this bundle comes from a forked log (cosigned by {whose})",
                 "log-fork",
             )
             return
     matched = [s for s, r in mine if seen.get(s) == r]
     if matched:
-        report.add(
-            "witness",
-            OK,
-            f"checkpoint(s) of {matched} entries cosigned by the witness key "
-            f"{fingerprint(wkey)[:23]}... of the document you gave: no witness key is pinned, "
-            "compare it with the one the central witness publishes (GET /witness)",
-        )
+        report.add("witness", OK, f"checkpoint(s) of {matched} entries cosigned by {whose}")
     else:
         report.add(
             "witness",
             WARN,
-            "the witness has not cosigned this bundle's checkpoints (yet)",
+            f"the witness has not cosigned this bundle's checkpoints (yet); the record "
+            f"checked is signed by {whose}",
             "checkpoint-unwitnessed",
         )
 
