@@ -725,6 +725,54 @@ def test_a_clip_sent_with_another_part_size_is_proven_and_not_sent_again(
             db.close()
 
 
+@pytest.mark.parametrize("part_size_mb", [16, 5], ids=["single-put", "multipart"])
+def test_retention_proves_the_bytes_not_just_the_size_and_metadata_a_forger_can_copy(
+    seaweed: SeaweedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part_size_mb: int
+) -> None:
+    """Someone who may write the bucket replaces an archived clip by other bytes of the same
+    size and copies the uploader's ``x-amz-meta-sha256`` onto them: retention's check finds
+    it not the clip (the store's checksum, then the read-back), with or without the local
+    file. The honest object is proven by the store's SHA-256 checksum (for a multipart
+    object its composite over the local file's parts), without reading it back."""
+    from station.fleet.objstore import ObjectStore
+
+    bucket = _bucket(seaweed)
+    cfg = station_cfg(tmp_path, "station-forge", seaweed, bucket, part_size_mb=part_size_mb,
+                      keyframes=False)  # fmt: skip
+    clip = _big_clip(cfg, tmp_path, "FORGE-1")
+    path = cfg.station.data_dir / clip.path
+    key = clip_key(cfg.archive.prefix, cfg.station.name, clip.sha256)
+    arch = Archiver(cfg)
+    try:
+        assert arch.run_once() == 1
+    finally:
+        arch.stop()
+    store = ObjectStore(cfg.archive)
+    real_read_back = store.sha256_of
+    reads: list[str] = []
+
+    def read_back(k: str) -> tuple[str, int]:
+        reads.append(k)
+        return real_read_back(k)
+
+    monkeypatch.setattr(store, "sha256_of", read_back)
+    assert store.check_archived(key, clip.size, clip.sha256, path) is None
+    assert reads == []  # the store's own checksum proved it
+    assert store.check_archived(key, clip.size, clip.sha256) is None  # no local file: read back
+    assert reads == ([] if part_size_mb == 16 else [key])
+
+    forged = bytes(b ^ 0xFF for b in path.read_bytes()[:4096]) + path.read_bytes()[4096:]
+    store.client.put_object(Bucket=bucket, Key=key, Body=forged,
+                            Metadata={"sha256": clip.sha256})  # fmt: skip
+    head = store.head(key)
+    assert head is not None and head["ContentLength"] == clip.size
+    assert head["Metadata"]["sha256"] == clip.sha256  # what the HEAD alone compared
+    for local in (path, None):
+        why = store.check_archived(key, clip.size, clip.sha256, local)
+        assert why is not None and "read back" in why
+    assert path.is_file()
+
+
 def test_packcam_central_cli(pg_dsn: str, tmp_path: Path) -> None:
     import io
 
