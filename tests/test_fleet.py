@@ -541,6 +541,55 @@ def test_a_witness_restored_from_an_older_backup_goes_on_witnessing_without_a_fa
         cdb.close()
 
 
+def test_a_witness_restored_from_an_older_backup_takes_checkpoints_alone_without_a_failed_round(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """As above, but the first thing the station sends after the restore is a checkpoint
+    alone (no new clip, so no clips batch finds the site behind): the checkpoints batch names
+    the cursor it follows too, is answered "behind", and goes again from what the site holds,
+    with a consistency proof from what the witness holds now. No round fails, and the clip
+    the restore lost is sent again in the next round."""
+    from central.db import CentralDB
+    from station.proof.finalizer import build_finalizers
+
+    name = "station-wrestore-cp"
+    cdb = CentralDB(fleet.dsn)
+    token = cdb.add_station(name)
+    cfg = station_cfg(tmp_path, name, fleet_seaweed(fleet), fleet.bucket)
+    cfg = cfg.replace("central", enabled=True, url=fleet.url, token=token, interval_s=0.2)
+    sync = CentralSync(cfg)
+    try:
+        record(cfg, ["WRC-1"], frames=28)  # lengths no other test here records
+        sync.sync_once()
+        sid = cdb.station_for_token(token)["id"]  # type: ignore[index]
+        backup = _backup(cdb, sid)
+        record(cfg, ["WRC-2"], frames=29)
+        sync.sync_once()
+        _restore(cdb, sid, backup)
+        finalizers = build_finalizers(cfg)
+        try:
+            for f in finalizers:
+                if hasattr(f, "checkpoint"):
+                    f.checkpoint()  # e.g. the one signed at shutdown, or before an export
+        finally:
+            for f in finalizers:
+                f.close()
+        sent = sync.sync_once()  # the same process, no new hello: raises if a step fails
+        assert sent["checkpoints"] >= 2  # the lost one again, and the new one
+        sync.sync_once()
+    finally:
+        sync.stop()
+    try:
+        orders = cdb._all("SELECT order_id FROM clips WHERE station_id = %s", (sid,))
+        assert sorted(r["order_id"] for r in orders) == ["WRC-1", "WRC-2"]
+        (now,) = cdb._all("SELECT max(tree_size) AS n FROM witnessed WHERE station_id = %s",
+                          (sid,))  # fmt: skip
+        assert now["n"] == 2
+        assert cdb._all("SELECT kind FROM witness_alarms WHERE station_id = %s", (sid,)) == []
+    finally:
+        cdb.close()
+
+
 def _big_clip(cfg: config_mod.Config, tmp_path: Path, order: str) -> Any:
     """A ~12 MB clip of ``order`` indexed in ``cfg``'s new data dir."""
     cfg.station.data_dir.mkdir(parents=True)
