@@ -503,77 +503,48 @@ def test_a_central_index_restored_from_an_older_backup_gets_back_what_it_lost(
         cdb.close()
 
 
+@pytest.mark.parametrize("then", ["clip", "checkpoint-alone"])
 def test_a_witness_restored_from_an_older_backup_goes_on_witnessing_without_a_failed_round(
-    fleet: Fleet, tmp_path: Path
+    fleet: Fleet, tmp_path: Path, then: str
 ) -> None:
     """The central database (the witness with it) is restored from a backup taken before
     the station's last clip and checkpoint, while the station syncs on: the next round sends
     both again, the checkpoint with a consistency proof from what the witness holds now, so
-    no round fails, no alarm is raised and the log is witnessed up to its newest entry."""
-    from central.db import CentralDB
+    no round fails, no alarm is raised and the log is witnessed up to its newest entry.
 
-    name = "station-wrestore"
-    cdb = CentralDB(fleet.dsn)
-    token = cdb.add_station(name)
-    cfg = station_cfg(tmp_path, name, fleet_seaweed(fleet), fleet.bucket)
-    cfg = cfg.replace("central", enabled=True, url=fleet.url, token=token, interval_s=0.2)
-    sync = CentralSync(cfg)
-    try:
-        record(cfg, ["WR-1"], frames=25)  # lengths no other test here records
-        sync.sync_once()
-        sid = cdb.station_for_token(token)["id"]  # type: ignore[index]
-        backup = _backup(cdb, sid)
-        record(cfg, ["WR-2"], frames=26)
-        sync.sync_once()
-        _restore(cdb, sid, backup)
-        record(cfg, ["WR-3"], frames=27)
-        sync.sync_once()  # the same process, no new hello: raises SyncError if a step fails
-    finally:
-        sync.stop()
-    try:
-        orders = cdb._all("SELECT order_id FROM clips WHERE station_id = %s", (sid,))
-        assert sorted(r["order_id"] for r in orders) == ["WR-1", "WR-2", "WR-3"]
-        (now,) = cdb._all("SELECT max(tree_size) AS n FROM witnessed WHERE station_id = %s",
-                          (sid,))  # fmt: skip
-        assert now["n"] == 3
-        assert cdb._all("SELECT kind FROM witness_alarms WHERE station_id = %s", (sid,)) == []
-    finally:
-        cdb.close()
-
-
-def test_a_witness_restored_from_an_older_backup_takes_checkpoints_alone_without_a_failed_round(
-    fleet: Fleet, tmp_path: Path
-) -> None:
-    """As above, but the first thing the station sends after the restore is a checkpoint
-    alone (no new clip, so no clips batch finds the site behind): the checkpoints batch names
-    the cursor it follows too, is answered "behind", and goes again from what the site holds,
-    with a consistency proof from what the witness holds now. No round fails, and the clip
-    the restore lost is sent again in the next round."""
+    Also when the first thing sent after the restore is a checkpoint alone (say the one
+    signed at shutdown: no new clip, so no clips batch finds the site behind): the
+    checkpoints batch names the cursor it follows too, is answered "behind" and goes again
+    from what the site holds; the lost clip goes in the next round."""
     from central.db import CentralDB
     from station.proof.finalizer import build_finalizers
 
-    name = "station-wrestore-cp"
+    name = f"station-wrestore-{then}"
     cdb = CentralDB(fleet.dsn)
     token = cdb.add_station(name)
     cfg = station_cfg(tmp_path, name, fleet_seaweed(fleet), fleet.bucket)
     cfg = cfg.replace("central", enabled=True, url=fleet.url, token=token, interval_s=0.2)
+    frames = 25 if then == "clip" else 28  # lengths no other test here records
     sync = CentralSync(cfg)
     try:
-        record(cfg, ["WRC-1"], frames=28)  # lengths no other test here records
+        record(cfg, ["WR-1"], frames=frames)
         sync.sync_once()
         sid = cdb.station_for_token(token)["id"]  # type: ignore[index]
         backup = _backup(cdb, sid)
-        record(cfg, ["WRC-2"], frames=29)
+        record(cfg, ["WR-2"], frames=frames + 1)
         sync.sync_once()
         _restore(cdb, sid, backup)
-        finalizers = build_finalizers(cfg)
-        try:
-            for f in finalizers:
-                if hasattr(f, "checkpoint"):
-                    f.checkpoint()  # e.g. the one signed at shutdown, or before an export
-        finally:
-            for f in finalizers:
-                f.close()
+        if then == "clip":
+            record(cfg, ["WR-3"], frames=frames + 2)
+        else:
+            finalizers = build_finalizers(cfg)
+            try:
+                for f in finalizers:
+                    if hasattr(f, "checkpoint"):
+                        f.checkpoint()
+            finally:
+                for f in finalizers:
+                    f.close()
         sent = sync.sync_once()  # the same process, no new hello: raises if a step fails
         assert sent["checkpoints"] >= 2  # the lost one again, and the new one
         sync.sync_once()
@@ -581,10 +552,11 @@ def test_a_witness_restored_from_an_older_backup_takes_checkpoints_alone_without
         sync.stop()
     try:
         orders = cdb._all("SELECT order_id FROM clips WHERE station_id = %s", (sid,))
-        assert sorted(r["order_id"] for r in orders) == ["WRC-1", "WRC-2"]
+        n = 3 if then == "clip" else 2
+        assert sorted(r["order_id"] for r in orders) == [f"WR-{i}" for i in range(1, n + 1)]
         (now,) = cdb._all("SELECT max(tree_size) AS n FROM witnessed WHERE station_id = %s",
                           (sid,))  # fmt: skip
-        assert now["n"] == 2
+        assert now["n"] == n
         assert cdb._all("SELECT kind FROM witness_alarms WHERE station_id = %s", (sid,)) == []
     finally:
         cdb.close()
