@@ -121,6 +121,23 @@ def hello() -> Response:
     return jsonify(station=st["name"], have=high, witness=central_db().witness_latest(st["id"]))
 
 
+def _behind(db: CentralDB, what: str, after: Any) -> Response | None:
+    """The answer to a batch that follows the station's cursors ``after`` ({"clips": id,
+    ...}) when this index holds less than that (restored from an older backup while the
+    station synced on): nothing is registered, and the high-water marks and the witness's
+    newest checkpoint send the station back to what was lost. None: go on."""
+    if not isinstance(after, dict):
+        return None
+    high = db.held(g.station["id"])
+    if not any(isinstance(v, int) and high.get(k, v) < v for k, v in after.items()):
+        return None
+    log.warning("fleet API: station %r sent %s after %s, this index holds %s"
+                " (restored from a backup?): sent back", g.station["name"], what, after,
+                high)  # fmt: skip
+    return jsonify(registered=0, conflicts=[], have=high, behind=True,
+                   witness=db.witness_latest(g.station["id"]))  # fmt: skip
+
+
 @bp.post("/clips")
 def clips() -> Response:
     items = _items("clips")
@@ -130,18 +147,8 @@ def clips() -> Response:
     report = doc.get("conflicts") == "report"
     conflicts: list[int] | None = [] if report else None
     db = central_db()
-    # "after": the station's cursor these clips follow. Holding less than that, this index
-    # was restored from an older backup while the station synced on: nothing is registered,
-    # and the high-water marks send the station back to what was lost.
-    after = doc.get("after")
-    if report and isinstance(after, dict):
-        high = db.held(g.station["id"])
-        if any(isinstance(v, int) and high.get(k, v) < v for k, v in after.items()):
-            log.warning("fleet API: station %r sent clips after %s, this index holds %s"
-                        " (restored from a backup?): sent back", g.station["name"], after,
-                        high)  # fmt: skip
-            return jsonify(registered=0, conflicts=[], have=high, behind=True,
-                           witness=db.witness_latest(g.station["id"]))  # fmt: skip
+    if report and (back := _behind(db, "clips", doc.get("after"))) is not None:
+        return back
     try:
         n = db.register_clips(g.station["id"], g.station["name"], items, conflicts=conflicts)
     except (KeyError, TypeError, ValueError) as exc:
@@ -158,6 +165,11 @@ def clips() -> Response:
 def checkpoints() -> Response:
 
     db = central_db()
+    # "after": the checkpoint cursor these follow, as for /clips (a station that sends none,
+    # older than this, has its checkpoints judged as they come)
+    doc = request.get_json(silent=True) or {}
+    if (back := _behind(db, "checkpoints", doc.get("after"))) is not None:
+        return back
     pem = db.public_key(g.station["id"])
     public = load_public_pem(pem.encode()) if pem else None
     rows: list[dict[str, Any]] = []

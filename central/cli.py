@@ -8,7 +8,7 @@ import sys
 from typing import IO, Any
 
 from central.alerts import Alert, DeliveryError, build_sinks, fleet_alerts, run_once
-from central.bucket_audit import audit_bucket
+from central.bucket_audit import Kind, audit_bucket, by_kind, deep_audit
 from central.db import CentralDB
 from central.storage_policy import render
 from station import config as config_mod
@@ -90,8 +90,12 @@ def _bucket_audit(cfg: Config, db: Any, args: argparse.Namespace, out: IO[str]) 
     if not cfg.archive.bucket:
         raise ConfigError("bucket-audit needs [archive] bucket and an admin key to list versions")
     store = ObjectStore(cfg.archive)
-    findings = audit_bucket(store.client, cfg.archive.bucket, cfg.archive.prefix,
-                            db.archived_clip_keys())  # fmt: skip
+    digests = db.archived_clip_digests()
+    expected = {k: size for k, (size, _sha) in digests.items()}
+    findings = audit_bucket(store.client, cfg.archive.bucket, cfg.archive.prefix, expected)
+    if args.deep:
+        gone = {f.key for f in findings if f.kind in (Kind.DELETED, Kind.MISSING)}
+        findings = by_kind([*findings, *deep_audit(store.check_archived, digests, skip=gone)])
     if args.json:
         json.dump([f.as_dict() for f in findings], out, indent=2)
         out.write("\n")
@@ -239,6 +243,12 @@ def register(subparsers: Any) -> None:
         description="Lists every object version under [archive] prefix (an admin key that may"
         " list versions) and reports archived clips hidden by a delete marker, missing or"
         " written more than once, and clip objects the index does not hold. Exit 1 on findings.",
+    )
+    q.add_argument(
+        "--deep",
+        action="store_true",
+        help="also prove each archived clip's bytes: the store's SHA-256 checksum, else read it"
+        " back (one download per clip); reports other bytes under the clip's size and metadata",
     )
     q.add_argument("--json", action="store_true", help="as JSON")
     _common(q)

@@ -906,8 +906,15 @@ class CentralDB:
     def archived_clip_keys(self) -> dict[str, int]:
         """The bucket key of every clip a station reported archived, and its registered size
         (for the bucket audit)."""
-        rows = self._all("SELECT archive_key, size FROM clips WHERE archive_key IS NOT NULL")
-        return {str(r["archive_key"]): int(r["size"]) for r in rows}
+        return {k: size for k, (size, _sha) in self.archived_clip_digests().items()}
+
+    def archived_clip_digests(self) -> dict[str, tuple[int, str]]:
+        """The bucket key of every clip a station reported archived, and its registered size
+        and SHA-256 (for the deep bucket audit)."""
+        rows = self._all(
+            "SELECT archive_key, size, sha256 FROM clips WHERE archive_key IS NOT NULL"
+        )
+        return {str(r["archive_key"]): (int(r["size"]), str(r["sha256"])) for r in rows}
 
     def clips_by_sha256(self, sha256: str) -> list[ClipRecord]:
         return self._with_waybills(

@@ -145,7 +145,7 @@ def retain(data: Path, steps: Steps) -> None:
     ledger = Ledger.in_data_dir(data)
     fins = build_finalizers(cfg)
 
-    def bucket(key: str, size: int, sha256: str) -> None:
+    def bucket(key: str, size: int, sha256: str, _path: Path) -> None:
         steps.step(f"head {key}")  # the archive copy is there: a crash may come after the HEAD
 
     mgr = RetentionManager(

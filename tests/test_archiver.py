@@ -305,14 +305,16 @@ def _full_disk() -> DiskSpace:
     return DiskSpace(0, 1 << 40)  # below any floor: every clip the policy allows goes
 
 
-@pytest.mark.parametrize("change", ["deleted", "replaced", "overwritten"])
+@pytest.mark.parametrize("change", ["deleted", "replaced", "overwritten", "forged"])
 def test_a_clip_whose_bucket_copy_went_is_kept_sent_again_then_freed(
     station_cfg: config_mod.Config, change: str
 ) -> None:
     """The bucket object of an archived clip is deleted (a lifecycle rule, an operator),
-    replaced by other bytes, or overwritten by an object of the same size that is not ours:
-    retention keeps the station's copy, clears its mark and alarms; the archiver's next pass
-    sends it again; then retention frees it. The honest clip beside it goes at once."""
+    replaced by other bytes, overwritten by an object of the same size that is not ours, or
+    forged (other bytes of the same size, the uploader's ``x-amz-meta-sha256`` copied onto
+    them by someone who may write the bucket): retention keeps the station's copy, clears
+    its mark and alarms; the archiver's next pass sends it again; then retention frees it.
+    The honest clip beside it goes at once."""
     cfg = station_cfg.replace(
         "retention", min_age_days=0.0, free_floor_mb=1, free_floor_percent=0.0
     )
@@ -330,8 +332,12 @@ def test_a_clip_whose_bucket_copy_went_is_kept_sent_again_then_freed(
             s3.delete_object(Bucket=BUCKET, Key=key)
         elif change == "replaced":
             s3.put_object(Bucket=BUCKET, Key=key, Body=b"other", Metadata={"sha256": gone.sha256})
-        else:
+        elif change == "overwritten":
             s3.put_object(Bucket=BUCKET, Key=key, Body=b"x" * gone.size)
+        else:
+            s3.put_object(
+                Bucket=BUCKET, Key=key, Body=b"x" * gone.size, Metadata={"sha256": gone.sha256}
+            )
         mgr = RetentionManager(
             cfg, ledger, probe=_full_disk, alarms=board, archive_check=archiver.store.check_archived
         )

@@ -503,39 +503,60 @@ def test_a_central_index_restored_from_an_older_backup_gets_back_what_it_lost(
         cdb.close()
 
 
+@pytest.mark.parametrize("then", ["clip", "checkpoint-alone"])
 def test_a_witness_restored_from_an_older_backup_goes_on_witnessing_without_a_failed_round(
-    fleet: Fleet, tmp_path: Path
+    fleet: Fleet, tmp_path: Path, then: str
 ) -> None:
     """The central database (the witness with it) is restored from a backup taken before
     the station's last clip and checkpoint, while the station syncs on: the next round sends
     both again, the checkpoint with a consistency proof from what the witness holds now, so
-    no round fails, no alarm is raised and the log is witnessed up to its newest entry."""
-    from central.db import CentralDB
+    no round fails, no alarm is raised and the log is witnessed up to its newest entry.
 
-    name = "station-wrestore"
+    Also when the first thing sent after the restore is a checkpoint alone (say the one
+    signed at shutdown: no new clip, so no clips batch finds the site behind): the
+    checkpoints batch names the cursor it follows too, is answered "behind" and goes again
+    from what the site holds; the lost clip goes in the next round."""
+    from central.db import CentralDB
+    from station.proof.finalizer import build_finalizers
+
+    name = f"station-wrestore-{then}"
     cdb = CentralDB(fleet.dsn)
     token = cdb.add_station(name)
     cfg = station_cfg(tmp_path, name, fleet_seaweed(fleet), fleet.bucket)
     cfg = cfg.replace("central", enabled=True, url=fleet.url, token=token, interval_s=0.2)
+    frames = 25 if then == "clip" else 28  # lengths no other test here records
     sync = CentralSync(cfg)
     try:
-        record(cfg, ["WR-1"], frames=25)  # lengths no other test here records
+        record(cfg, ["WR-1"], frames=frames)
         sync.sync_once()
         sid = cdb.station_for_token(token)["id"]  # type: ignore[index]
         backup = _backup(cdb, sid)
-        record(cfg, ["WR-2"], frames=26)
+        record(cfg, ["WR-2"], frames=frames + 1)
         sync.sync_once()
         _restore(cdb, sid, backup)
-        record(cfg, ["WR-3"], frames=27)
-        sync.sync_once()  # the same process, no new hello: raises SyncError if a step fails
+        if then == "clip":
+            record(cfg, ["WR-3"], frames=frames + 2)
+        else:
+            finalizers = build_finalizers(cfg)
+            try:
+                for f in finalizers:
+                    if hasattr(f, "checkpoint"):
+                        f.checkpoint()
+            finally:
+                for f in finalizers:
+                    f.close()
+        sent = sync.sync_once()  # the same process, no new hello: raises if a step fails
+        assert sent["checkpoints"] >= 2  # the lost one again, and the new one
+        sync.sync_once()
     finally:
         sync.stop()
     try:
         orders = cdb._all("SELECT order_id FROM clips WHERE station_id = %s", (sid,))
-        assert sorted(r["order_id"] for r in orders) == ["WR-1", "WR-2", "WR-3"]
+        n = 3 if then == "clip" else 2
+        assert sorted(r["order_id"] for r in orders) == [f"WR-{i}" for i in range(1, n + 1)]
         (now,) = cdb._all("SELECT max(tree_size) AS n FROM witnessed WHERE station_id = %s",
                           (sid,))  # fmt: skip
-        assert now["n"] == 3
+        assert now["n"] == n
         assert cdb._all("SELECT kind FROM witness_alarms WHERE station_id = %s", (sid,)) == []
     finally:
         cdb.close()
@@ -723,6 +744,54 @@ def test_a_clip_sent_with_another_part_size_is_proven_and_not_sent_again(
     finally:
         for db in opened:
             db.close()
+
+
+@pytest.mark.parametrize("part_size_mb", [16, 5], ids=["single-put", "multipart"])
+def test_retention_proves_the_bytes_not_just_the_size_and_metadata_a_forger_can_copy(
+    seaweed: SeaweedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part_size_mb: int
+) -> None:
+    """Someone who may write the bucket replaces an archived clip by other bytes of the same
+    size and copies the uploader's ``x-amz-meta-sha256`` onto them: retention's check finds
+    it not the clip (the store's checksum, then the read-back), with or without the local
+    file. The honest object is proven by the store's SHA-256 checksum (for a multipart
+    object its composite over the local file's parts), without reading it back."""
+    from station.fleet.objstore import ObjectStore
+
+    bucket = _bucket(seaweed)
+    cfg = station_cfg(tmp_path, "station-forge", seaweed, bucket, part_size_mb=part_size_mb,
+                      keyframes=False)  # fmt: skip
+    clip = _big_clip(cfg, tmp_path, "FORGE-1")
+    path = cfg.station.data_dir / clip.path
+    key = clip_key(cfg.archive.prefix, cfg.station.name, clip.sha256)
+    arch = Archiver(cfg)
+    try:
+        assert arch.run_once() == 1
+    finally:
+        arch.stop()
+    store = ObjectStore(cfg.archive)
+    real_read_back = store.sha256_of
+    reads: list[str] = []
+
+    def read_back(k: str) -> tuple[str, int]:
+        reads.append(k)
+        return real_read_back(k)
+
+    monkeypatch.setattr(store, "sha256_of", read_back)
+    assert store.check_archived(key, clip.size, clip.sha256, path) is None
+    assert reads == []  # the store's own checksum proved it
+    assert store.check_archived(key, clip.size, clip.sha256) is None  # no local file: read back
+    assert reads == ([] if part_size_mb == 16 else [key])
+
+    forged = bytes(b ^ 0xFF for b in path.read_bytes()[:4096]) + path.read_bytes()[4096:]
+    store.client.put_object(Bucket=bucket, Key=key, Body=forged,
+                            Metadata={"sha256": clip.sha256})  # fmt: skip
+    head = store.head(key)
+    assert head is not None and head["ContentLength"] == clip.size
+    assert head["Metadata"]["sha256"] == clip.sha256  # what the HEAD alone compared
+    for local in (path, None):
+        why = store.check_archived(key, clip.size, clip.sha256, local)
+        assert why is not None and "read back" in why
+    assert path.is_file()
 
 
 def test_packcam_central_cli(pg_dsn: str, tmp_path: Path) -> None:

@@ -245,6 +245,39 @@ def test_bucket_audit_finds_a_clip_object_replaced_in_an_unversioned_bucket(
     assert [(f.kind, f.key) for f in found] == [("overwritten", key)]
 
 
+def test_a_deep_bucket_audit_finds_other_bytes_under_the_size_and_metadata_of_the_clip(
+    locked_store: tuple[SeaweedServer, str],
+) -> None:
+    """Someone with write access puts other bytes of the clip's size under its key, with the
+    uploader's ``x-amz-meta-sha256`` copied: the listing cannot tell (one version, the size
+    the index registered); ``--deep`` reads each clip back and finds it altered."""
+    import hashlib
+
+    from central.bucket_audit import deep_audit
+    from station.fleet.objstore import ObjectStore
+
+    server, _ = locked_store
+    admin = client(server.endpoint, S3_ACCESS_KEY, S3_SECRET_KEY)
+    bucket = "plain-" + uuid.uuid4().hex[:10]
+    admin.create_bucket(Bucket=bucket)
+    body = b"the archived clip"
+    sha = hashlib.sha256(body).hexdigest()
+    clips = station_prefix(PREFIX, "station-01") + "clips/"
+    key, gone = clips + sha + ".mp4", clips + "b" * 64 + ".mp4"
+    admin.put_object(Bucket=bucket, Key=key, Body=body, Metadata={"sha256": sha})
+    store = ObjectStore(config_mod.load(None).replace(
+        "archive", endpoint_url=server.endpoint, region="us-east-1", bucket=bucket,
+        access_key_id=S3_ACCESS_KEY, secret_access_key=S3_SECRET_KEY, addressing_style="path",
+    ).archive)  # fmt: skip
+    assert deep_audit(store.check_archived, {key: (len(body), sha)}) == []
+    admin.put_object(Bucket=bucket, Key=key, Body=b"a forged clip...!", Metadata={"sha256": sha})
+    assert audit_bucket(admin, bucket, PREFIX, {key: len(body)}) == []  # the listing cannot tell
+    found = deep_audit(store.check_archived, {key: (len(body), sha), gone: (3, "b" * 64)},
+                       skip={gone})  # fmt: skip
+    assert [(f.kind, f.key) for f in found] == [("altered", key)]
+    assert "read back 17 bytes" in found[0].detail
+
+
 def test_bucket_audit_cli_reads_the_central_index(
     locked_store: tuple[SeaweedServer, str],
     pg_dsn: str,
@@ -289,10 +322,11 @@ def test_bucket_audit_cli_reads_the_central_index(
     ).replace("central", dsn=pg_dsn)
     # The CLI's --config/--dsn parsing is the same as every central command's (test_fleet).
     monkeypatch.setattr("central.cli._config", lambda _args: admin_cfg)
-    args = argparse.Namespace(central_command="bucket-audit", json=True)
-    out = io.StringIO()
-    assert cmd_central(args, out=out) == 0
-    assert json.loads(out.getvalue()) == []
+    args = argparse.Namespace(central_command="bucket-audit", json=True, deep=False)
+    for deep in (False, True):  # --deep: every clip read back (or proven by its checksum)
+        out = io.StringIO()
+        assert cmd_central(argparse.Namespace(**{**vars(args), "deep": deep}), out=out) == 0
+        assert json.loads(out.getvalue()) == []
     client(server.endpoint, S3_ACCESS_KEY, S3_SECRET_KEY).delete_object(Bucket=bucket, Key=keys[0])
     out = io.StringIO()
     assert cmd_central(args, out=out) == 1

@@ -419,7 +419,7 @@ class FakeBucket:
         self.answers = answers or {}
         self.asked: list[tuple[str, int, str]] = []
 
-    def __call__(self, key: str, size: int, sha256: str) -> str | None:
+    def __call__(self, key: str, size: int, sha256: str, _path: Path) -> str | None:
         self.asked.append((key, size, sha256))
         answer = self.answers.get(key)
         if isinstance(answer, Exception):

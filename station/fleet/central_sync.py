@@ -311,15 +311,23 @@ class CentralSync(IndexWorker):
         if after is not None:
             doc["after"] = after
         resp = self._post("/clips", doc)
-        if resp.get("behind"):
-            if not self._rewind(resp.get("have") or {}):
-                raise SyncError(f"/clips: the server says it is behind {after}, but has {resp}")
-            # the witness was restored with it: checkpoints are proven from what it holds now
-            self._witness_size = int((resp.get("witness") or {}).get("tree_size") or 0)
+        if self._sent_back("/clips", after, resp):
             return False
         refused = [int(i) for i in resp.get("conflicts") or []]
         if refused:
             self._renumber(refused, int((resp.get("have") or {}).get("clips") or 0))
+        return True
+
+    def _sent_back(self, path: str, after: dict[str, int] | None, resp: dict[str, Any]) -> bool:
+        """Whether the server answered a batch that follows the cursors ``after`` with
+        "behind" (it holds less: restored from a backup): then the cursors and the witnessed
+        size go back to what it holds, and the batch is not acknowledged."""
+        if not resp.get("behind"):
+            return False
+        if not self._rewind(resp.get("have") or {}):
+            raise SyncError(f"{path}: the server says it is behind {after}, but has {resp}")
+        # the witness was restored with it: checkpoints are proven from what it holds now
+        self._witness_size = int((resp.get("witness") or {}).get("tree_size") or 0)
         return True
 
     def _push_late_waybills(self) -> int:
@@ -367,9 +375,8 @@ class CentralSync(IndexWorker):
     def _push_checkpoints(self) -> int:
         total = 0
         while not self._halt.is_set():
-            rows = self.proof.checkpoints(
-                after_id=self.cursors.cursor(CHECKPOINTS_CURSOR), limit=self.c.batch
-            )
+            after = {"checkpoints": self.cursors.cursor(CHECKPOINTS_CURSOR)}
+            rows = self.proof.checkpoints(after_id=after["checkpoints"], limit=self.c.batch)
             if not rows:
                 break
             items = []
@@ -392,7 +399,9 @@ class CentralSync(IndexWorker):
                     }
                 )
                 old = max(old, size)
-            resp = self._post("/checkpoints", {"checkpoints": items})
+            resp = self._post("/checkpoints", {"checkpoints": items, "after": after})
+            if self._sent_back("/checkpoints", after, resp):
+                continue  # sent again from what the server holds, proven from its witness
             self._witness_size = int((resp.get("witness") or {}).get("tree_size") or old)
             self.cursors.set_cursor(CHECKPOINTS_CURSOR, rows[-1].id)
             total += len(rows)

@@ -459,19 +459,57 @@ class ObjectStore:
             proofs.append("read-back-sha256")
         return "+".join(proofs)
 
-    def check_archived(self, key: str, size: int, sha256: str) -> str | None:
-        """Whether ``key`` still holds the object the archiver sent: None when it does, else
-        why not ("not in the bucket", another size or SHA-256). One HEAD: the size and the
-        ``x-amz-meta-sha256`` every upload sets (retention asks this before it frees an
-        archived clip's local copy). Raises ArchiveError when the store cannot be asked.
+    def check_archived(
+        self, key: str, size: int, sha256: str, path: Path | None = None
+    ) -> str | None:
+        """Whether ``key`` still holds the bytes the archiver sent: None when it does, else
+        why not ("not in the bucket", another size, SHA-256 metadata or content). Retention
+        asks this before it frees an archived clip's local copy (``path``).
+
+        A HEAD gives the size and the ``x-amz-meta-sha256`` every upload sets, but anyone who
+        may write the bucket can put other bytes of that size under those metadata. So the
+        bytes are proven too: by the store's own SHA-256 checksum (computed from what it
+        received; SeaweedFS and S3 refuse a request whose checksum header is not its body's),
+        for a multipart object its composite over ``path``'s parts, or else by reading the
+        object back and hashing it (one download). Raises ArchiveError when the store cannot
+        be asked.
         """
         try:
             h = self.head(key)
+            if h is None:
+                return "not in the bucket"
+            other = _not_ours(h, size, sha256)
+            if other is not None or self._checksum_proves(h, size, sha256, path):
+                return other
+            digest, n = self.sha256_of(key)
         except Exception as exc:  # down, timed out, refused: it could not say, so no verdict
             raise ArchiveError(f"{key}: the store could not be asked: {exc}") from exc
-        if h is None:
-            return "not in the bucket"
-        return _not_ours(h, size, sha256)
+        if (digest, n) != (sha256, size):
+            return f"read back {n} bytes with SHA-256 {digest[:16]}..., not the clip's"
+        return None
+
+    def _checksum_proves(
+        self, head: dict[str, Any], size: int, sha256: str, path: Path | None
+    ) -> bool:
+        """Whether the store's SHA-256 checksum in ``head`` is that of the clip: its full
+        SHA-256, or the composite of the local clip ``path`` cut in our parts (the same bytes
+        only: ``path`` must still be the clip). False proves nothing either way."""
+        cs = str(head.get("ChecksumSHA256") or "")
+        if not cs:
+            return False
+        if cs == _b64(bytes.fromhex(sha256)):
+            return True
+        if path is None:
+            return False
+        try:
+            parts, whole = _file_parts(path, self._part_size_for(size), md5=False)
+        except OSError:
+            return False
+        if whole != sha256:
+            return False
+        composite = self._expect_multipart(sha256, size, parts).checksum_sha256
+        # "<b64>-N" as AWS and SeaweedFS report it; some stores drop the "-N"
+        return cs in {composite, composite.split("-")[0]}
 
     def _verified_existing(self, key: str, exp: Expect | Callable[[], Expect]) -> str | None:
         """How an object already in the bucket was proven to be ours; None if absent or bad."""
@@ -714,12 +752,20 @@ class ObjectStore:
 
     def _expect_whole(self, path: Path, sha256: str, size: int, part_size: int) -> Expect:
         """The Expect of ``path`` as a multipart object (reads the file to hash its parts)."""
-        parts: list[Part] = []
-        with path.open("rb") as f:
-            n = 1
-            while data := f.read(part_size):
-                sha = hashlib.sha256(data).digest()
-                md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-                parts.append(Part(n, len(data), "", _b64(sha), md5))
-                n += 1
-        return self._expect_multipart(sha256, size, parts)
+        return self._expect_multipart(sha256, size, _file_parts(path, part_size)[0])
+
+
+def _file_parts(path: Path, part_size: int, *, md5: bool = True) -> tuple[list[Part], str]:
+    """``path`` cut in ``part_size`` parts, as a multipart upload sends it (each part's
+    SHA-256, and MD5 unless not asked for), and the SHA-256 hex of the whole file; one read."""
+    parts: list[Part] = []
+    whole = hashlib.sha256()
+    with path.open("rb") as f:
+        n = 1
+        while data := f.read(part_size):
+            whole.update(data)
+            sha = hashlib.sha256(data).digest()
+            md5_hex = hashlib.md5(data, usedforsecurity=False).hexdigest() if md5 else ""
+            parts.append(Part(n, len(data), "", _b64(sha), md5_hex))
+            n += 1
+    return parts, whole.hexdigest()

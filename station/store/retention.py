@@ -224,10 +224,11 @@ def disk_probe(path: Path) -> DiskProbe:
     return probe
 
 
-# (object key, indexed size, indexed SHA-256) -> None when the bucket still holds the object the
-# archiver sent, else why not; raises StationError when the bucket cannot be asked. The fleet
-# side is ObjectStore.check_archived (one HEAD); retention never talks to the bucket itself.
-ArchiveCheck = Callable[[str, int, str], str | None]
+# (object key, indexed size, indexed SHA-256, the local clip) -> None when the bucket still holds
+# the bytes the archiver sent, else why not; raises StationError when the bucket cannot be asked.
+# The fleet side is ObjectStore.check_archived (a HEAD, and the bytes proven by the store's
+# checksum or a read-back); retention never talks to the bucket itself.
+ArchiveCheck = Callable[[str, int, str, Path], str | None]
 
 # (canonical bytes) -> (signature, key fingerprint); None when proofs are off.
 Signer = Callable[[bytes], tuple[bytes, str]]
@@ -287,9 +288,10 @@ class RetentionManager:
     ``must_finish_clip`` is True (the capture loop finishes the open clip at once, while there
     is still room for its index and manifest).
 
-    With ``archive_required`` in force a clip goes only after ``archive_check`` (one HEAD) has
-    found its bucket copy still there and the one sent: the mark alone is not trusted, as an
-    object may be deleted or replaced after it was verified. A copy gone or other keeps the
+    With ``archive_required`` in force a clip goes only after ``archive_check`` (a HEAD, and
+    the bytes proven by the store's checksum or read back) has found its bucket copy still
+    there and the one sent: the mark alone is not trusted, as an object may be deleted or
+    replaced after it was verified. A copy gone or other keeps the
     clip, clears its mark (the archiver sends it again) and raises the "archive-missing" alarm;
     a bucket that cannot be asked keeps every archived clip this round, marks untouched.
 
@@ -483,7 +485,7 @@ class RetentionManager:
         if not key:
             return False  # no longer marked: not archived, so not deleted
         try:
-            why = self.archive_check(key, clip.size, clip.sha256)
+            why = self.archive_check(key, clip.size, clip.sha256, self.data_dir / clip.path)
         except StationError as exc:
             log.warning("retention: keeping archived clips this round, bucket not asked: %s", exc)
             self._bucket_down = True
