@@ -59,6 +59,16 @@ MAX_UNPACK_RATIO, UNPACK_RATIO_FROM = 20, 1 << 20
 VERIFIER = "verify.py"  # the copy of this script every bundle ships
 
 
+def as_characters(text: str) -> str:
+    """``text`` as its characters: a control or format character (a line break, ESC, a bidi
+    override) written as its escape (``\\x1b``), so a member name or signed text from the
+    bundle cannot draw a line of its own ("RESULT: AUTHENTIC") or hide the ones after it on
+    the terminal. Other Unicode (打包台1) is kept."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 class Result:
     """The checks so far and the verdict they add up to (same rules as `packcam verify`)."""
 
@@ -73,7 +83,8 @@ class Result:
     def add(self, status: str, name: str, reason: str, code: str = "") -> None:
         reason = " ".join(reason.split())  # one line per check (openssl's errors span several)
         self.checks.append((status, name, reason, code))
-        print(f"{status:4} {name}: {reason}" + (f" [{code}]" if code else ""))
+        print(f"{status:4} {as_characters(name)}: {as_characters(reason)}"
+              + (f" [{code}]" if code else ""))  # fmt: skip
 
     def verdict(self) -> tuple[int, str]:
         failed = sorted({c[3] for c in self.checks if c[0] == FAIL})

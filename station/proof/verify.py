@@ -44,6 +44,7 @@ from station.proof.rotation import RotationFiles
 from station.proof.standalone_verify import (
     VERIFIER,
     Overlap,
+    as_characters,
     clip_listed_twice,
     local_time_problem,
     lookalike_problem,
@@ -258,10 +259,12 @@ class Report:
 
     def lines(self) -> list[str]:
         out = [
-            f"{c.status.upper():4} {c.name}: {c.reason}" + (f" [{c.code}]" if c.code else "")
+            # text from the evidence as its characters: it must not draw or hide a line
+            f"{c.status.upper():4} {as_characters(c.name)}: {as_characters(c.reason)}"
+            + (f" [{c.code}]" if c.code else "")
             for c in self.checks
         ]
-        out.append(f"RESULT {self.subject}: {self.summary()}")
+        out.append(f"RESULT {as_characters(self.subject)}: {self.summary()}")
         return out
 
 
