@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +12,9 @@ from pathlib import Path
 import pytest
 from proof_support import (  # noqa: F401 (fixtures)
     Store,
+    bundle_index,
+    forge_log,
+    read_zip,
     resign_bundle,
     store,
     tsa_ec,
@@ -16,8 +22,12 @@ from proof_support import (  # noqa: F401 (fixtures)
 
 from station import cli as station_cli
 from station.proof.bundle import export_order
+from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
+from station.proof.tsa import request_token
+from station.proof.verify import TAMPERED, verify_bundle
 
+CODE = re.compile(r"^FAIL .*\[([a-z0-9-]+)\]$", re.M)
 KIT = Path(__file__).resolve().parents[1] / "station/proof/standalone_verify.py"
 # A member name that, printed raw to a terminal, draws a verdict of its own and hides (SGR 8,
 # "conceal") every line after it: the real NOT AUTHENTIC included
@@ -90,3 +100,52 @@ def test_a_verify_py_you_hold_prints_a_member_name_as_its_characters(
     assert rc == 1 and "[bundle-member-unreferenced]" in out, out
     _drawn_as_is(out)
     assert "\\x1b[8m" in out and "\\u202e" in out, out
+
+
+# ---- JSON numbers a station never writes ----------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["duration_s", "seq"])
+def test_a_signed_number_too_large_for_a_float_is_a_reason_not_a_crash(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+    field: str,
+) -> None:
+    """The key holder signs (and has timestamped) a manifest whose duration or log index is a
+    401-digit integer: canonical JSON, valid Python, but no float holds it. Both verifiers
+    give a verdict with a reason, never a traceback."""
+    first = json.loads(read_zip(a1, bundle_index(a1)["clips"][0]["manifest"]))
+
+    def edit(b: dict) -> None:
+        if b["seq"] == first["seq"] and field == "duration_s":
+            b["duration_s"] = 10**400
+
+    forged = forge_log(a1, tmp_path / "huge.zip", _key(store), store.tsa.url, edit)
+    if field == "seq":  # the inclusion proof follows the manifest's index
+        idx = bundle_index(forged)
+        e = idx["clips"][0]
+        body = json.loads(read_zip(forged, e["manifest"]))
+        body["seq"] = 10**400
+        m = canonical_json(body)
+        inc = json.loads(read_zip(forged, e["inclusion"]))
+        inc["log_index"] = body["seq"]
+        forged = resign_bundle(
+            forged,
+            tmp_path / "huge-seq.zip",
+            _key(store),
+            {
+                e["manifest"]: m,
+                e["signature"]: _key(store).sign(m),
+                e["timestamps"][0]: request_token(store.tsa.url, hashlib.sha256(m).digest())[0],
+                e["inclusion"]: json.dumps(inc).encode(),
+            },
+        )
+    rc, out = _kit(forged, tmp_path, *_pins(store))
+    assert rc == 1 and "RESULT: NOT AUTHENTIC" in out, out
+    report = verify_bundle(forged, anchors=store.anchors(), tmp_dir=tmp_path)
+    assert report.verdict == TAMPERED, report.lines()
+    # the same reason (packcam verify also reads the key frames and the C2PA manifest)
+    want = "time-inconsistent" if field == "duration_s" else "log-not-included"
+    assert want in report.codes() and set(CODE.findall(out)) <= report.codes(), report.lines()
+    assert f"[{want}]" in out, out

@@ -396,8 +396,7 @@ def span_problem(body: dict[str, Any], ended: datetime) -> str | None:
         or started.tzinfo is None
         or isinstance(duration, bool)
         or not isinstance(duration, (int, float))
-        or duration != duration  # NaN
-        or duration in (float("inf"), float("-inf"))
+        or not -1e9 < duration < 1e9  # NaN, infinities and integers no float holds
         or duration < 0
     ):
         return (
