@@ -25,7 +25,7 @@ from station.proof.bundle import export_order
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
 from station.proof.tsa import request_token
-from station.proof.verify import TAMPERED, verify_bundle
+from station.proof.verify import TAMPERED, WARN, verify_bundle
 
 CODE = re.compile(r"^FAIL .*\[([a-z0-9-]+)\]$", re.M)
 KIT = Path(__file__).resolve().parents[1] / "station/proof/standalone_verify.py"
@@ -149,3 +149,48 @@ def test_a_signed_number_too_large_for_a_float_is_a_reason_not_a_crash(
     want = "time-inconsistent" if field == "duration_s" else "log-not-included"
     assert want in report.codes() and set(CODE.findall(out)) <= report.codes(), report.lines()
     assert f"[{want}]" in out, out
+
+
+# ---- an order ID no scanner gives ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("order", "plain"),
+    [
+        ("A1", True),
+        ("SO 2026 42", True),
+        ("A1 ", False),  # drawn as A1 everywhere
+        (" A1", False),
+        ("A  1", False),  # a browser draws two spaces as one
+        ("A1\t", False),
+        ("A1\x00", False),
+        ("A1\x7f", False),
+        ("A1\x1e", False),
+    ],
+)
+def test_an_order_id_with_spaces_or_controls_is_named(order: str, plain: bool) -> None:
+    """The station strips a code's surrounding whitespace and refuses control characters
+    (station/capture/codes.py sanitize): a signed "A1 " is drawn as A1 but is not the order A1,
+    and only a key holder's forgery carries it; a page draws "A  1" as "A 1"."""
+    from station.proof.standalone_verify import lookalike_problem
+
+    said = lookalike_problem(order)
+    assert (said is None) is plain, said
+    if said:
+        assert ascii(order) in said, said
+
+
+def test_a_bundle_of_order_a1_with_a_trailing_space_is_named(
+    tmp_path: Path,
+    tsa_ec: object,  # noqa: F811
+) -> None:
+    from proof_support import build_store
+
+    st = build_store(tmp_path / "st", tsa_ec, ["A1 "], c2pa=False)  # type: ignore[arg-type]
+    bundle = export_order(st.cfg, "A1 ", tmp_path / "b.zip").path
+    report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
+    assert [c.status for c in report.checks if c.code == "order-id-lookalike"] == [WARN], (
+        report.lines()
+    )
+    rc, out = _kit(bundle, tmp_path, *_pins(st))
+    assert rc == 0 and "[order-id-lookalike]" in out and "'A1 '" in out, out

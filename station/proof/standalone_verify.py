@@ -317,6 +317,16 @@ def lookalike_problem(order_id: object) -> str | None:
         return None
     if unicodedata.normalize("NFC", order_id) != order_id:
         return f"the signed order ID {order_id!a} is not in NFC: it reads as another ID"
+    # a scanned code's surrounding whitespace is stripped and a control character refused
+    # (station/capture/codes.py); a page draws "A1 " as A1 and two spaces as one
+    if " ".join(order_id.split()) != order_id or any(
+        unicodedata.category(ch) == "Cc" for ch in order_id
+    ):
+        return (
+            f"the signed order ID {order_id!a} holds a control character, a space at an end or "
+            f"spaces in a row: it is drawn as {' '.join(order_id.split())!a}, another order's "
+            "ID; compare it character by character"
+        )
     for ch in order_id:
         name = unicodedata.name(ch, "")
         if not ch.isascii() and not name.startswith(CJK_NAMES):
