@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import subprocess
@@ -61,6 +62,20 @@ def _kit(bundle: Path, tmp: Path, *args: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def a1(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
     return export_order(store.cfg, "A1", tmp_path_factory.mktemp("sceptic3") / "A1.zip").path
+
+
+def _post(st: Store, data: bytes, name: str) -> str:
+    """The /verify page's answer to an upload (the blueprint on its own app)."""
+    from flask import Flask
+
+    from web import verify as verify_web
+
+    app = Flask("verify-test")
+    app.config.update(PACKCAM=st.cfg, TESTING=True)
+    app.register_blueprint(verify_web.bp)
+    resp = app.test_client().post("/verify", data={"file": (io.BytesIO(data), name)})
+    assert resp.status_code == 200
+    return resp.get_data(as_text=True)
 
 
 def _drawn_as_is(out: str) -> None:
@@ -194,3 +209,54 @@ def test_a_bundle_of_order_a1_with_a_trailing_space_is_named(
     )
     rc, out = _kit(bundle, tmp_path, *_pins(st))
     assert rc == 0 and "[order-id-lookalike]" in out and "'A1 '" in out, out
+
+
+# ---- a bundle that is something else too -----------------------------------------------------
+
+
+def _polyglot(a1: Path, tmp: Path, store: Store) -> Path:  # noqa: F811
+    """Another recording (order B2's clip, which plays) in front of A1's genuine bundle: zip
+    readers find the members from the end, a player plays the MP4 from the start."""
+    b2 = next(p for p in sorted(store.data.glob("clips/**/*.mp4")) if "_B2_" in p.name)
+    out = tmp / "A1-evidence.zip"
+    out.write_bytes(b2.read_bytes() + a1.read_bytes())
+    return out
+
+
+def test_a_video_in_front_of_a_bundle_is_not_authentic_in_either_verifier(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """The page (which reads an upload starting with an MP4 as a clip) says not authentic;
+    `packcam verify` and verify.py must not say AUTHENTIC for the same file."""
+    from station.proof.videohash import presentation_s
+
+    poly = _polyglot(a1, tmp_path, store)
+    assert presentation_s(poly) is not None  # it plays
+    report = verify_bundle(poly, anchors=store.anchors(), tmp_dir=tmp_path)
+    assert report.verdict == TAMPERED and "bundle-malformed" in report.codes(), report.lines()
+    rc, out = _kit(poly, tmp_path, *_pins(store))
+    assert rc == 1 and "[bundle-malformed]" in out, out
+    page = _post(store, poly.read_bytes(), poly.name)
+    assert "✘ Not authentic" in page and "✔" not in page, page[-3000:]
+
+
+def test_a_zip_comment_is_not_part_of_an_authentic_bundle(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """`unzip` prints an archive comment before the members: one saying "verified authentic"
+    is the key holder's text, outside every signature; an export never writes one."""
+    import shutil
+    import zipfile
+
+    said = tmp_path / "said.zip"
+    shutil.copy(a1, said)
+    with zipfile.ZipFile(said, "a") as z:
+        z.comment = "packcam: VERIFIED AUTHENTIC, every clip of order A1".encode()
+    report = verify_bundle(said, anchors=store.anchors(), tmp_dir=tmp_path)
+    assert report.verdict == TAMPERED and "bundle-malformed" in report.codes(), report.lines()
+    rc, out = _kit(said, tmp_path, *_pins(store))
+    assert rc == 1 and "[bundle-malformed]" in out, out

@@ -582,6 +582,29 @@ def unpack_problem(infos: Sequence[zipfile.ZipInfo]) -> str | None:
     return None
 
 
+def framing_problem(path: Path, z: zipfile.ZipFile) -> str | None:
+    """Why the zip file at ``path`` holds more than its members, or None. An export (and the
+    central site's stream) starts with its first member and ends with the zip's end record;
+    zip readers find the members from the end, so bytes in front can be another file that
+    plays (an MP4 of another recording), and `unzip` prints an archive comment: neither is
+    covered by any signature."""
+    first = min((i.header_offset for i in z.infolist()), default=0)
+    if first:
+        return (
+            f"{first} bytes before its first member: the file is something else too (a video "
+            "that plays, say), not only the bundle"
+        )
+    if z.comment:
+        return (
+            f"an archive comment ({z.comment[:60]!r}): unzip prints it, and no signature covers it"
+        )
+    with path.open("rb") as f:
+        f.seek(-22, 2)  # the end record, which an export writes last
+        if f.read(4) != b"PK\x05\x06":
+            return "data after the zip's end record: not only the bundle"
+    return None
+
+
 def clip_listed_twice(index: dict[str, Any]) -> str | None:
     """A clip ``bundle.json`` lists more than once (an export lists each once; a verifier
     would unpack and hash it once per listing), or None."""
@@ -1271,8 +1294,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="packcam-kit-") as tmp, zipfile.ZipFile(src) as z:
             base = Path(tmp).resolve()
             seen: set[str] = set()
-            if problem := unpack_problem(z.infolist()):  # nor fill the disk
-                raise ValueError(problem)
+            if problem := unpack_problem(z.infolist()) or framing_problem(src, z):
+                raise ValueError(problem)  # nor fill the disk, nor vouch for another file
             for info in z.infolist():  # never write outside the folder
                 parts = [
                     p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")

@@ -45,6 +45,7 @@ from station.proof.standalone_verify import (
     Overlap,
     as_characters,
     clip_listed_twice,
+    framing_problem,
     local_time_problem,
     lookalike_problem,
     overlap_problem,
@@ -928,6 +929,8 @@ class _Bundle:
         infos = zf.infolist()
         if problem := unpack_problem(infos):  # each is hashed in full, a clip also unpacked
             raise ProofError(f"bundle: {problem}")
+        if zf.filename and (problem := framing_problem(Path(zf.filename), zf)):
+            raise ProofError(f"bundle: {problem}")  # vouch for the members, not another file
         self.names = {i.filename: i for i in infos}
         self._sha256: dict[str, str] = {}
         seen: dict[str, str] = {}
