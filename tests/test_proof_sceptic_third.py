@@ -255,8 +255,75 @@ def test_a_zip_comment_is_not_part_of_an_authentic_bundle(
     said = tmp_path / "said.zip"
     shutil.copy(a1, said)
     with zipfile.ZipFile(said, "a") as z:
-        z.comment = "packcam: VERIFIED AUTHENTIC, every clip of order A1".encode()
+        z.comment = b"packcam: VERIFIED AUTHENTIC, every clip of order A1"
     report = verify_bundle(said, anchors=store.anchors(), tmp_dir=tmp_path)
     assert report.verdict == TAMPERED and "bundle-malformed" in report.codes(), report.lines()
     rc, out = _kit(said, tmp_path, *_pins(store))
     assert rc == 1 and "[bundle-malformed]" in out, out
+
+
+# ---- the same files on the real site (create_app behind waitress) ----------------------------
+
+
+def _post_real(st: Store, uploads: list[tuple[bytes, str]]) -> list[str]:
+    """Each upload POSTed to /verify of the real site over HTTP, with its session's CSRF."""
+    import http.cookiejar
+    import re
+    import threading
+    import urllib.request
+
+    from web import cli
+
+    srv = cli.make_server(st.cfg, "127.0.0.1", 0, test_config={"SECRET_KEY": "k" * 40})
+    stop = threading.Event()
+    thread = threading.Thread(target=cli.run_server, args=(srv,), kwargs={"stop": stop})
+    thread.start()
+    base = f"http://127.0.0.1:{srv.effective_port}"
+    http = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    pages = []
+    try:
+        with http.open(f"{base}/verify", timeout=30) as resp:
+            found = re.search(r'name="csrf_token" value="([^"]+)"', resp.read().decode())
+        assert found
+        for data, name in uploads:
+            body = (
+                b'--bnd\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+                + found.group(1).encode()
+                + b'\r\n--bnd\r\nContent-Disposition: form-data; name="file"; filename="'
+                + name.encode()
+                + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                + data
+                + b"\r\n--bnd--\r\n"
+            )
+            req = urllib.request.Request(
+                f"{base}/verify",
+                data=body,
+                headers={"Content-Type": "multipart/form-data; boundary=bnd"},
+            )
+            with http.open(req, timeout=120) as resp:
+                assert resp.status == 200
+                pages.append(resp.read().decode())
+    finally:
+        stop.set()
+        thread.join(10)
+    return pages
+
+
+def test_the_real_site_agrees_on_a_rigged_name_and_a_video_in_front(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    st = store.copy(tmp_path / "data")
+    rigged = resign_bundle(a1, tmp_path / "rigged.zip", _key(st), {FAKE_VERDICT: b"x"})
+    poly = _polyglot(a1, tmp_path, st)
+    named, front, honest = _post_real(
+        st, [(rigged.read_bytes(), "rigged.zip"), (poly.read_bytes(), poly.name),
+             (a1.read_bytes(), "A1.zip")]
+    )  # fmt: skip
+    assert "✘ Not authentic" in named and "bundle-member-unreferenced" in named, named[-3000:]
+    assert "\x1b" not in named and "\u202e" not in named and "\\x1b[8m" in named
+    assert "✘ Not authentic" in front and "✔" not in front, front[-3000:]
+    assert "✔ Authentic" in honest, honest[-3000:]
