@@ -327,3 +327,84 @@ def test_the_real_site_agrees_on_a_rigged_name_and_a_video_in_front(
     assert "\x1b" not in named and "\u202e" not in named and "\\x1b[8m" in named
     assert "✘ Not authentic" in front and "✔" not in front, front[-3000:]
     assert "✔ Authentic" in honest, honest[-3000:]
+
+
+# ---- pins: tried this round, already refused ---------------------------------------------------
+
+
+def _refused_by_both(st: Store, bundle: Path, tmp: Path, code: str) -> None:
+    report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp)
+    assert report.verdict == TAMPERED and code in report.codes(), report.lines()
+    rc, out = _kit(bundle, tmp, *_pins(st))
+    assert rc == 1 and f"[{code}]" in out, out
+
+
+def test_a_manifest_signed_with_nan_as_its_duration_is_refused(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """Python's json reads NaN; canonical JSON has no such number, so the bytes signed and
+    timestamped are not a manifest either verifier accepts (a NaN compares false to any
+    bound)."""
+
+    def encode(b: dict) -> bytes:
+        return canonical_json({**b, "duration_s": 0}).replace(
+            b'"duration_s":0', b'"duration_s":NaN'
+        )
+
+    forged = forge_log(a1, tmp_path / "nan.zip", _key(store), store.tsa.url, lambda b: None, encode)
+    _refused_by_both(store, forged, tmp_path, "bundle-malformed")
+
+
+def test_another_stations_clip_and_manifest_in_the_bundle_are_refused(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+    tsa_ec: object,  # noqa: F811
+) -> None:
+    """station-02 (same company CA) recorded a clip; the key holder puts it, its manifest,
+    signature and token in place of A1's first clip and re-signs the bundle manifest: the
+    manifest is not signed by the bundle's station key."""
+    from proof_support import build_store
+
+    from station.proof.ca import CompanyCa
+
+    sib = build_store(
+        tmp_path / "sib",
+        tsa_ec,  # type: ignore[arg-type]
+        ["A1"],
+        ca=CompanyCa.load(store.data.parent / "ca"),
+        station="station-02",
+        c2pa=False,
+    )
+    other = export_order(sib.cfg, "A1", tmp_path / "sib.zip").path
+    mine, theirs = bundle_index(a1)["clips"][0], bundle_index(other)["clips"][0]
+    swap = {mine[k]: read_zip(other, theirs[k]) for k in ("clip", "manifest", "signature")}
+    swap[mine["timestamps"][0]] = read_zip(other, theirs["timestamps"][0])
+    mixed = resign_bundle(a1, tmp_path / "mixed.zip", _key(store), swap)
+    _refused_by_both(store, mixed, tmp_path, "manifest-bad-signature")
+
+
+def test_a_symlink_member_in_place_of_a_clip_is_refused(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+) -> None:
+    """A zip entry marked as a symlink to the station's clip on the verifier's disk: neither
+    verifier follows it (zipfile unpacks the link text as a file), and that is not the clip."""
+    import stat
+    import zipfile
+
+    name = bundle_index(a1)["clips"][0]["clip"]
+    plain = resign_bundle(a1, tmp_path / "plain.zip", _key(store), {name: b"/etc/hostname"})
+    linked = tmp_path / "linked.zip"
+    with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(linked, "w") as zout:
+        for info in zin.infolist():
+            if info.filename == name:
+                info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zout.writestr(info, zin.read(info))
+    report = verify_bundle(linked, anchors=store.anchors(), tmp_dir=tmp_path)
+    assert report.verdict == TAMPERED and "clip-truncated" in report.codes(), report.lines()
+    rc, out = _kit(linked, tmp_path, *_pins(store))
+    assert rc == 1 and "[clip-altered]" in out, out  # what verify.py says of any other bytes
