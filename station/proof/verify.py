@@ -1819,7 +1819,10 @@ def check_witness(report: Report, doc: dict[str, Any]) -> None:
 
 def name_later_clips(report: Report, cfg: Config) -> None:
     """With the station's data: clips of the bundle's order logged after its checkpoint (an
-    order re-recorded after the export) are named, so an old bundle is not taken as complete."""
+    order re-recorded after the export) are named, so an old bundle is not taken as complete;
+    and one logged up to the checkpoint that the bundle neither holds nor carries the deletion
+    record of fails (``order-incomplete``): the bundle manifest that lists the order's clips
+    is signed at export, and a key holder can re-sign it without one (offline nothing tells)."""
     order = report.facts.get("order_id")
     cp = report.facts.get("checkpoint") or {}
     if not isinstance(order, str) or "tree_size" not in cp:
@@ -1832,10 +1835,11 @@ def name_later_clips(report: Report, cfg: Config) -> None:
         start = next((i for i, r in enumerate(rots) if r.old_key == key), None)
         if key not in own_keys(cfg, plog):
             return  # another station's bundle: this log says nothing about its order
-        if start is None:  # the bundle is of the live log
-            logs.append(("", plog.entries()[int(cp["tree_size"]) :]))
-        else:  # of a retired key's log: anything after it, then every later log
-            logs.append(("", plog.archived(str(key)).entries()[int(cp["tree_size"]) :]))
+        size = int(cp["tree_size"])
+        own = plog.entries() if start is None else plog.archived(str(key)).entries()
+        _name_left_out_clips(report, order, own[:size])
+        logs.append(("", own[size:]))
+        if start is not None:  # of a retired key's log: then every later log
             for r in rots[start + 1 :]:
                 logs.append((r.old_key, plog.archived(r.old_key).entries()))
             logs.append((rots[-1].new_key, plog.entries()))
@@ -1856,6 +1860,26 @@ def name_later_clips(report: Report, cfg: Config) -> None:
             f"order {order!r} was recorded again after this bundle's checkpoint: "
             + ", ".join(later),
             "order-later-clips",
+        )
+
+
+def _name_left_out_clips(report: Report, order: str, entries: list[LogEntry]) -> None:
+    """Fail a bundle that leaves out a clip of its order the station's log holds up to the
+    bundle's checkpoint (``entries``), unless it carries that clip's deletion record."""
+    held = {c.get("log_index") for c in report.facts.get("clips", [])}
+    held |= {d.get("log_index") for d in report.facts.get("deleted_clips", [])}
+    left = [
+        f"{Path(str(body.get('path'))).name} (log entry {e.seq})"
+        for e in entries
+        if (body := json.loads(e.manifest)).get("order_id") == order and e.seq not in held
+    ]
+    if left:
+        report.add(
+            "order.log",
+            FAIL,
+            f"this station's log holds clips of order {order!r} up to the bundle's checkpoint "
+            f"that the bundle leaves out: {', '.join(left)}",
+            "order-incomplete",
         )
 
 
