@@ -6,17 +6,17 @@ import hashlib
 import io
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from proof_support import (  # noqa: F401 (fixtures)
+    KIT,
     Store,
     bundle_index,
     forge_log,
     read_zip,
     resign_bundle,
+    run_kit,
     store,
     tsa_ec,
 )
@@ -24,39 +24,21 @@ from proof_support import (  # noqa: F401 (fixtures)
 from station import cli as station_cli
 from station.proof.bundle import export_order
 from station.proof.canonical import canonical_json
-from station.proof.keys import StationKey
 from station.proof.tsa import request_token
 from station.proof.verify import AUTHENTIC, TAMPERED, WARN, verify_bundle
 
 CODE = re.compile(r"^FAIL .*\[([a-z0-9-]+)\]$", re.M)
-KIT = Path(__file__).resolve().parents[1] / "station/proof/standalone_verify.py"
 # A member name that, printed raw to a terminal, draws a verdict of its own and hides (SGR 8,
 # "conceal") every line after it: the real NOT AUTHENTIC included
 FAKE_VERDICT = "frames/x.jpg\r\x1b[2K\nRESULT: AUTHENTIC\x1b[8m\u202e.jpg"
 
 
-def _key(st: Store) -> StationKey:
-    return StationKey.load(st.data / "proof/station-key.pem")
-
-
-def _pins(st: Store) -> list[str]:
-    return ["--ca", str(st.data / "proof-public/company-ca.crt"), "--tsa-ca", str(st.tsa.root)]
+_key, _pins = Store.station_key, Store.pins
 
 
 def _kit(bundle: Path, tmp: Path, *args: str) -> tuple[int, str]:
-    """A verify.py you hold run in isolated mode (no packcam on sys.path)."""
-    (tmp / "t").mkdir(exist_ok=True)
-    r = subprocess.run(
-        [sys.executable, "-I", str(KIT), str(bundle), *args],
-        cwd=tmp,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp / "t")},
-        check=False,
-        timeout=120,
-    )
-    assert "Traceback" not in r.stderr, r.stderr
-    return r.returncode, r.stdout
+    """A verify.py you hold, run in isolated mode (no packcam on sys.path)."""
+    return run_kit(KIT, bundle, tmp, *args)
 
 
 @pytest.fixture(scope="module")
