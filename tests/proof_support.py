@@ -560,6 +560,27 @@ def resign_bundle(
     return out
 
 
+def leave_out_last_clip(src: Path, dst: Path, key: StationKey) -> Path:
+    """The bundle without its last clip: that clip's members dropped, bundle.json and the
+    signed bundle manifest's ``order_clips`` edited to match, re-signed with ``key`` (how the
+    key holder hides the clip that shows the wrong item; offline nothing contradicts it)."""
+    import zipfile
+
+    from station.proof.standalone_verify import unreferenced_members
+
+    idx = bundle_index(src)
+    idx["clips"] = idx["clips"][:-1]
+    with zipfile.ZipFile(src) as z:
+        gone: dict[str, bytes | None] = dict.fromkeys(unreferenced_members(idx, z.namelist()))
+    kept = [json.loads(read_zip(src, e["manifest"]))["seq"] for e in idx["clips"]]
+
+    def edit(bm: dict) -> None:
+        bm["order_clips"] = kept
+
+    gone["bundle.json"] = json.dumps(idx).encode()
+    return resign_bundle(src, dst, key, gone, edit_manifest=edit)
+
+
 def garbage_bundles(directory: Path) -> dict[str, Path]:
     """Zips that are not evidence bundles but make a careless reader raise something other
     than BadZipFile/ValueError: JSON of another shape, nested too deep, an encrypted member,

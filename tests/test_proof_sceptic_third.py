@@ -14,6 +14,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     Store,
     bundle_index,
     forge_log,
+    leave_out_last_clip,
     read_zip,
     resign_bundle,
     run_kit,
@@ -395,33 +396,6 @@ def test_a_symlink_member_in_place_of_a_clip_is_refused(
 # ---- a clip left out of the order, by the bundle manifest re-signed ---------------------------
 
 
-def _without_second_clip(st: Store, a1: Path, tmp: Path) -> Path:
-    """A1's bundle without its second clip (log entry 2): its members dropped, bundle.json
-    and the signed bundle manifest's order_clips edited to match, re-signed with the real key.
-    Offline nothing contradicts it: the log's leaf 2 is not in the bundle."""
-    from station.proof.standalone_verify import unreferenced_members
-
-    idx = bundle_index(a1)
-    idx["clips"] = [e for e in idx["clips"] if "_A1_" in e["clip"]][:1]
-    import zipfile
-
-    with zipfile.ZipFile(a1) as z:
-        names = z.namelist()
-    gone = {n: None for n in unreferenced_members(idx, names)}
-    kept = json.loads(read_zip(a1, idx["clips"][0]["manifest"]))["seq"]
-
-    def edit(bm: dict) -> None:
-        bm["order_clips"] = [kept]
-
-    return resign_bundle(
-        a1,
-        tmp / "one-of-two.zip",
-        _key(st),
-        {**gone, "bundle.json": json.dumps(idx).encode()},
-        edit_manifest=edit,
-    )
-
-
 def test_a_clip_left_out_by_a_resigned_bundle_manifest_is_named_by_the_stations_log(
     store: Store,  # noqa: F811
     a1: Path,
@@ -431,7 +405,7 @@ def test_a_clip_left_out_by_a_resigned_bundle_manifest_is_named_by_the_stations_
     """The key holder hands over A1 without the clip that shows the wrong item. Offline that
     is its word (docs/proof.md, threat model); but the /verify page and `packcam verify
     --data` hold the station's log, which has that clip of A1 within the bundle's checkpoint."""
-    one = _without_second_clip(store, a1, tmp_path)
+    one = leave_out_last_clip(a1, tmp_path / "one-of-two.zip", _key(store))
     offline = verify_bundle(one, anchors=store.anchors(), tmp_dir=tmp_path)
     assert offline.verdict == AUTHENTIC, offline.lines()  # the documented offline limit
     page = _post(store, one.read_bytes(), "A1.zip")
