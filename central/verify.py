@@ -166,6 +166,39 @@ def check_bundle_in_index(report: Report, db: CentralDB, store: ObjectStore | No
                        "manifest is not archived yet (or could not be read and checked): "
                        "nothing to hold the bundle's manifest to")  # fmt: skip
             report.pending = True
+    _name_left_out_clips(report, db)
+
+
+def _name_left_out_clips(report: Report, db: CentralDB) -> None:
+    """Fail a bundle that leaves out a clip of its order this site holds: registered for the
+    station of the bundle's clips, its signed manifest archived under the same log key at an
+    index the bundle's checkpoint covers, and neither in the bundle nor carried as deleted by
+    the station's retention. The bundle manifest listing the order's clips is signed at
+    export; a key holder re-signs it without one (offline nothing tells)."""
+    order = report.facts.get("order_id")
+    size = (report.facts.get("checkpoint") or {}).get("tree_size")
+    if not isinstance(order, str) or not isinstance(size, int):
+        return
+    held = {str(c.get("sha256")) for c in report.facts.get("clips", [])}
+    held |= {str(d.get("sha256")) for d in report.facts.get("deleted_clips", [])}
+    logs = set()  # (station, log key) of the bundle's clips, as the station archived them
+    for sha in held:
+        for row in db.clips_by_sha256(sha):
+            if (leaf := _archived_leaf(row)) is not None:
+                logs.add((row.station, leaf.get("key_fingerprint")))
+    left = [
+        f"{Path(c.path).name} (log entry {leaf.get('seq')})"
+        for c in db.order(order)
+        if (leaf := _archived_leaf(c)) is not None
+        and (c.station, leaf.get("key_fingerprint")) in logs
+        and isinstance(leaf.get("seq"), int)
+        and leaf["seq"] < size
+        and c.sha256 not in held
+    ]
+    if left:
+        report.add("store", "fail", f"this site holds clips of order {order!r} that the "
+                   f"bundle's station logged up to its checkpoint and the bundle leaves out: "
+                   f"{', '.join(left)}", "order-incomplete")  # fmt: skip
 
 
 def check_bundle_witnessed(report: Report, db: CentralDB, key: StationKey) -> None:

@@ -320,6 +320,16 @@ class Store:
         tsa = x509.load_pem_x509_certificate(self.tsa.root.read_bytes())
         return Anchors(ca=(ca,), tsa=(tsa,))
 
+    def station_key(self) -> StationKey:
+        """The station's private key: what its holder re-signs with."""
+        return StationKey.load(self.data / "proof/station-key.pem")
+
+    def pins(self) -> list[str]:
+        """The same anchors as verifier arguments: ``--ca FILE --tsa-ca FILE``."""
+        return [
+            "--ca", str(self.data / "proof-public/company-ca.crt"), "--tsa-ca", str(self.tsa.root)
+        ]  # fmt: skip
+
     def copy(self, dest: Path) -> Store:
         import shutil
 
@@ -382,6 +392,27 @@ def build_store(
     fin2.tsa.process_due()
     fin2.close()
     return Store(cfg, data, tsa)
+
+
+KIT = Path(__file__).resolve().parents[1] / "station/proof/standalone_verify.py"
+
+
+def run_kit(script: Path, bundle: Path, tmp: Path, *args: str) -> tuple[int, str]:
+    """A verify.py run in isolated mode (no packcam on sys.path), its temp dir in ``tmp``."""
+    import sys
+
+    (tmp / "t").mkdir(exist_ok=True)
+    r = subprocess.run(
+        [sys.executable, "-I", str(script), str(bundle), *args],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp / "t")},
+        check=False,
+        timeout=120,
+    )
+    assert "Traceback" not in r.stderr, r.stderr
+    return r.returncode, r.stdout
 
 
 def rewrite_zip(src: Path, dst: Path, changes: dict[str, bytes | None]) -> Path:
@@ -527,6 +558,27 @@ def resign_bundle(
     )
     tmp.unlink()
     return out
+
+
+def leave_out_last_clip(src: Path, dst: Path, key: StationKey) -> Path:
+    """The bundle without its last clip: that clip's members dropped, bundle.json and the
+    signed bundle manifest's ``order_clips`` edited to match, re-signed with ``key`` (how the
+    key holder hides the clip that shows the wrong item; offline nothing contradicts it)."""
+    import zipfile
+
+    from station.proof.standalone_verify import unreferenced_members
+
+    idx = bundle_index(src)
+    idx["clips"] = idx["clips"][:-1]
+    with zipfile.ZipFile(src) as z:
+        gone: dict[str, bytes | None] = dict.fromkeys(unreferenced_members(idx, z.namelist()))
+    kept = [json.loads(read_zip(src, e["manifest"]))["seq"] for e in idx["clips"]]
+
+    def edit(bm: dict) -> None:
+        bm["order_clips"] = kept
+
+    gone["bundle.json"] = json.dumps(idx).encode()
+    return resign_bundle(src, dst, key, gone, edit_manifest=edit)
 
 
 def garbage_bundles(directory: Path) -> dict[str, Path]:

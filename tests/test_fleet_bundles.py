@@ -22,7 +22,13 @@ from urllib.parse import urlencode
 import pytest
 from conftest_web import PASSWORDS, add_users
 from fleet_servers import S3_ACCESS_KEY, S3_SECRET_KEY, PostgresServer, SeaweedServer
-from proof_support import Store, build_store, forge_log, tsa_ec  # noqa: F401 (fixture)
+from proof_support import (  # noqa: F401 (fixture)
+    Store,
+    build_store,
+    forge_log,
+    leave_out_last_clip,
+    tsa_ec,
+)
 from verify_support import Browserless, verify_page
 
 from central.site import CentralSite
@@ -377,6 +383,21 @@ def test_central_verify_holds_a_bundle_to_the_archived_signed_manifest(
                 conn.execute(
                     "UPDATE clips SET archive_meta = %s::jsonb WHERE id = %s", (meta, clip_id)
                 )
+    assert "✔ Authentic" in _verify_page(site, honest.read_bytes())
+
+
+def test_central_verify_names_a_clip_the_bundle_leaves_out(site: Site, tmp_path: Path) -> None:
+    """The key holder re-signs F1's bundle manifest without its second clip (the one showing
+    the wrong item): offline that is its word, but this site holds that clip of F1, archived
+    by the station under the same log at an index the bundle's checkpoint covers."""
+    from station.proof.bundle import export_order
+    from station.proof.keys import StationKey
+
+    honest = export_order(site.store.cfg, "F1", tmp_path / "F1.zip").path
+    key = StationKey.load(site.store.data / "proof/station-key.pem")
+    one = leave_out_last_clip(honest, tmp_path / "one.zip", key)
+    page = _verify_page(site, one.read_bytes())
+    assert "✘ Not authentic" in page and "order-incomplete" in page, page[-4000:]
     assert "✔ Authentic" in _verify_page(site, honest.read_bytes())
 
 

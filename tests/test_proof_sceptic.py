@@ -10,8 +10,6 @@ import hashlib
 import json
 import os
 import random
-import subprocess
-import sys
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -20,6 +18,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from proof_support import (  # noqa: F401 (fixtures)
+    KIT,
     Store,
     TsaServer,
     bundle_index,
@@ -27,6 +26,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     read_zip,
     resign_bundle,
     rewrite_zip,
+    run_kit,
     store,
     tsa_ec,
     tsa_rsa,
@@ -40,32 +40,8 @@ from station.proof.standalone_verify import OVERLAP_SLACK_S, overlaps
 from station.proof.trust import build_anchors
 from station.proof.verify import AUTHENTIC, TAMPERED, UNANCHORED, WARN, verify_bundle
 
-KIT = Path(__file__).resolve().parents[1] / "station/proof/standalone_verify.py"
 RIGGED = b'print("RESULT: AUTHENTIC")\n'
-
-
-def _key(st: Store) -> StationKey:
-    return StationKey.load(st.data / "proof/station-key.pem")
-
-
-def _pins(st: Store) -> list[str]:
-    return ["--ca", str(st.data / "proof-public/company-ca.crt"), "--tsa-ca", str(st.tsa.root)]
-
-
-def _kit(script: Path, bundle: Path, tmp: Path, *args: str) -> tuple[int, str]:
-    """A verify.py run in isolated mode (no packcam on sys.path), its temp dir in ``tmp``."""
-    (tmp / "t").mkdir(exist_ok=True)
-    r = subprocess.run(
-        [sys.executable, "-I", str(script), str(bundle), *args],
-        cwd=tmp,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp / "t")},
-        check=False,
-        timeout=120,
-    )
-    assert "Traceback" not in r.stderr, r.stderr
-    return r.returncode, r.stdout
+_key, _pins, _kit = Store.station_key, Store.pins, run_kit
 
 
 def _both_refuse(st: Store, bundle: Path, tmp: Path, code: str) -> str:

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from flask import Flask
 
 from station.config import Config
+from station.proof.standalone_verify import as_characters
 from station.runtime.localzone import machine_zone, station_tz
 from web.handles import site_config
 
@@ -105,10 +106,7 @@ def visible(value: object) -> str:
     """Text as its characters, not as a browser draws them: a control, format (bidi override,
     zero width) or unassigned character is shown as its escape (``\\u202e``), so a signed
     "\\u202e1A-RO" is not read as "OR-A1". Other Unicode (Chinese order IDs) is kept."""
-    text = "" if value is None else str(value)
-    return "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
-    )
+    return as_characters("" if value is None else str(value))
 
 
 def register(app: Flask) -> None:

@@ -60,6 +60,16 @@ MAX_UNPACK_RATIO, UNPACK_RATIO_FROM = 20, 1 << 20
 VERIFIER = "verify.py"  # the copy of this script every bundle ships
 
 
+def as_characters(text: str) -> str:
+    """``text`` as its characters: a control or format character (a line break, ESC, a bidi
+    override) written as its escape (``\\x1b``), so a member name or signed text from the
+    bundle cannot draw a line of its own ("RESULT: AUTHENTIC") or hide the ones after it on
+    the terminal. Other Unicode (打包台1) is kept."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 class Result:
     """The checks so far and the verdict they add up to (same rules as `packcam verify`)."""
 
@@ -74,7 +84,8 @@ class Result:
     def add(self, status: str, name: str, reason: str, code: str = "") -> None:
         reason = " ".join(reason.split())  # one line per check (openssl's errors span several)
         self.checks.append((status, name, reason, code))
-        print(f"{status:4} {name}: {reason}" + (f" [{code}]" if code else ""))
+        print(f"{status:4} {as_characters(name)}: {as_characters(reason)}"
+              + (f" [{code}]" if code else ""))  # fmt: skip
 
     def verdict(self) -> tuple[int, str]:
         failed = sorted({c[3] for c in self.checks if c[0] == FAIL})
@@ -307,6 +318,16 @@ def lookalike_problem(order_id: object) -> str | None:
         return None
     if unicodedata.normalize("NFC", order_id) != order_id:
         return f"the signed order ID {order_id!a} is not in NFC: it reads as another ID"
+    # a scanned code's surrounding whitespace is stripped and a control character refused
+    # (station/capture/codes.py); a page draws "A1 " as A1 and two spaces as one
+    if " ".join(order_id.split()) != order_id or any(
+        unicodedata.category(ch) == "Cc" for ch in order_id
+    ):
+        return (
+            f"the signed order ID {order_id!a} holds a control character, a space at an end or "
+            f"spaces in a row: it is drawn as {' '.join(order_id.split())!a}, another order's "
+            "ID; compare it character by character"
+        )
     for ch in order_id:
         name = unicodedata.name(ch, "")
         if not ch.isascii() and not name.startswith(CJK_NAMES):
@@ -386,8 +407,7 @@ def span_problem(body: dict[str, Any], ended: datetime) -> str | None:
         or started.tzinfo is None
         or isinstance(duration, bool)
         or not isinstance(duration, (int, float))
-        or duration != duration  # NaN
-        or duration in (float("inf"), float("-inf"))
+        or not -1e9 < duration < 1e9  # NaN, infinities and integers no float holds
         or duration < 0
     ):
         return (
@@ -562,6 +582,29 @@ def unpack_problem(infos: Sequence[zipfile.ZipInfo]) -> str | None:
                 f"{what} would unpack to {size >> 20} MiB from {packed >> 10} KiB: "
                 "a zip bomb, not a bundle"
             )
+    return None
+
+
+def framing_problem(path: Path, z: zipfile.ZipFile) -> str | None:
+    """Why the zip file at ``path`` holds more than its members, or None. An export (and the
+    central site's stream) starts with its first member and ends with the zip's end record;
+    zip readers find the members from the end, so bytes in front can be another file that
+    plays (an MP4 of another recording), and `unzip` prints an archive comment: neither is
+    covered by any signature."""
+    first = min((i.header_offset for i in z.infolist()), default=0)
+    if first:
+        return (
+            f"{first} bytes before its first member: the file is something else too (a video "
+            "that plays, say), not only the bundle"
+        )
+    if z.comment:
+        return (
+            f"an archive comment ({z.comment[:60]!r}): unzip prints it, and no signature covers it"
+        )
+    with path.open("rb") as f:
+        f.seek(-22, 2)  # the end record, which an export writes last
+        if f.read(4) != b"PK\x05\x06":
+            return "data after the zip's end record: not only the bundle"
     return None
 
 
@@ -1300,8 +1343,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="packcam-kit-") as tmp, zipfile.ZipFile(src) as z:
             base = Path(tmp).resolve()
             seen: set[str] = set()
-            if problem := unpack_problem(z.infolist()):  # nor fill the disk
-                raise ValueError(problem)
+            if problem := unpack_problem(z.infolist()) or framing_problem(src, z):
+                raise ValueError(problem)  # nor fill the disk, nor vouch for another file
             for info in z.infolist():  # never write outside the folder
                 parts = [
                     p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")

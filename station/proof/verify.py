@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import sqlite3
 import tempfile
 import zipfile
@@ -44,7 +43,9 @@ from station.proof.rotation import RotationFiles
 from station.proof.standalone_verify import (
     VERIFIER,
     Overlap,
+    as_characters,
     clip_listed_twice,
+    framing_problem,
     local_time_problem,
     lookalike_problem,
     overlap_problem,
@@ -258,10 +259,12 @@ class Report:
 
     def lines(self) -> list[str]:
         out = [
-            f"{c.status.upper():4} {c.name}: {c.reason}" + (f" [{c.code}]" if c.code else "")
+            # text from the evidence as its characters: it must not draw or hide a line
+            f"{c.status.upper():4} {as_characters(c.name)}: {as_characters(c.reason)}"
+            + (f" [{c.code}]" if c.code else "")
             for c in self.checks
         ]
-        out.append(f"RESULT {self.subject}: {self.summary()}")
+        out.append(f"RESULT {as_characters(self.subject)}: {self.summary()}")
         return out
 
 
@@ -871,7 +874,7 @@ def _check_recorded_span(
         or started.tzinfo is None
         or isinstance(duration, bool)
         or not isinstance(duration, int | float)
-        or not math.isfinite(duration)
+        or not -1e9 < duration < 1e9  # NaN, infinities and integers no float holds
         or duration < 0
     ):
         report.add(
@@ -926,6 +929,8 @@ class _Bundle:
         infos = zf.infolist()
         if problem := unpack_problem(infos):  # each is hashed in full, a clip also unpacked
             raise ProofError(f"bundle: {problem}")
+        if zf.filename and (problem := framing_problem(Path(zf.filename), zf)):
+            raise ProofError(f"bundle: {problem}")  # vouch for the members, not another file
         self.names = {i.filename: i for i in infos}
         self._sha256: dict[str, str] = {}
         seen: dict[str, str] = {}
@@ -1831,7 +1836,10 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
 
 def name_later_clips(report: Report, cfg: Config) -> None:
     """With the station's data: clips of the bundle's order logged after its checkpoint (an
-    order re-recorded after the export) are named, so an old bundle is not taken as complete."""
+    order re-recorded after the export) are named, so an old bundle is not taken as complete;
+    and one logged up to the checkpoint that the bundle neither holds nor carries the deletion
+    record of fails (``order-incomplete``): the bundle manifest that lists the order's clips
+    is signed at export, and a key holder can re-sign it without one (offline nothing tells)."""
     order = report.facts.get("order_id")
     cp = report.facts.get("checkpoint") or {}
     if not isinstance(order, str) or "tree_size" not in cp:
@@ -1844,10 +1852,11 @@ def name_later_clips(report: Report, cfg: Config) -> None:
         start = next((i for i, r in enumerate(rots) if r.old_key == key), None)
         if key not in own_keys(cfg, plog):
             return  # another station's bundle: this log says nothing about its order
-        if start is None:  # the bundle is of the live log
-            logs.append(("", plog.entries()[int(cp["tree_size"]) :]))
-        else:  # of a retired key's log: anything after it, then every later log
-            logs.append(("", plog.archived(str(key)).entries()[int(cp["tree_size"]) :]))
+        size = int(cp["tree_size"])
+        own = plog.entries() if start is None else plog.archived(str(key)).entries()
+        _name_left_out_clips(report, order, own[:size])
+        logs.append(("", own[size:]))
+        if start is not None:  # of a retired key's log: then every later log
             for r in rots[start + 1 :]:
                 logs.append((r.old_key, plog.archived(r.old_key).entries()))
             logs.append((rots[-1].new_key, plog.entries()))
@@ -1868,6 +1877,26 @@ def name_later_clips(report: Report, cfg: Config) -> None:
             f"order {order!r} was recorded again after this bundle's checkpoint: "
             + ", ".join(later),
             "order-later-clips",
+        )
+
+
+def _name_left_out_clips(report: Report, order: str, entries: list[LogEntry]) -> None:
+    """Fail a bundle that leaves out a clip of its order the station's log holds up to the
+    bundle's checkpoint (``entries``), unless it carries that clip's deletion record."""
+    held = {c.get("log_index") for c in report.facts.get("clips", [])}
+    held |= {d.get("log_index") for d in report.facts.get("deleted_clips", [])}
+    left = [
+        f"{Path(str(body.get('path'))).name} (log entry {e.seq})"
+        for e in entries
+        if (body := json.loads(e.manifest)).get("order_id") == order and e.seq not in held
+    ]
+    if left:
+        report.add(
+            "order.log",
+            FAIL,
+            f"this station's log holds clips of order {order!r} up to the bundle's checkpoint "
+            f"that the bundle leaves out: {', '.join(left)}",
+            "order-incomplete",
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -71,15 +72,27 @@ def presentation_s(path: Path) -> float | None:
     return float((pts[-1] - pts[0] + frame) * tb)
 
 
+def _seconds(value: Any) -> float | None:
+    """A signed number of seconds as a finite float; None for anything else (a 400-digit
+    integer is valid JSON, but no float holds it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
 def keyframe_times(body: dict[str, Any]) -> list[tuple[float, str]]:
     """(seconds into the clip, label) for the first frame, each scan event and the last frame
     of a clip's signed manifest ``body``: the key frames a bundle shows."""
-    duration = float(body.get("duration_s") or 0.0)
+    duration = _seconds(body.get("duration_s")) or 0.0
     out: list[tuple[float, str]] = [(0.0, "start")]
     for ev in body.get("events", []):
-        t = ev.get("t_clip_s")
-        if isinstance(t, int | float):
-            out.append((max(0.0, float(t)), f"{ev.get('kind', 'scan')}"))
+        t = _seconds(ev.get("t_clip_s"))
+        if t is not None:
+            out.append((max(0.0, t), f"{ev.get('kind', 'scan')}"))
     out.append((max(0.0, duration - 0.2), "end"))
     picked: list[tuple[float, str]] = []
     for t, label in sorted(out):
