@@ -452,7 +452,9 @@ def register(subparsers: Any) -> None:
         "--witness",
         metavar="FILE|URL",
         help="the station's cosigned checkpoints from the central witness: a saved "
-        "<site>/witness/<station> or that URL; a bundle from a forked log fails with log-fork",
+        "<site>/witness/<station>?tree_size=N (N: the bundle's checkpoint size; without it the "
+        "record lists the newest checkpoints only) or the URL <site>/witness/<station>, asked "
+        "for the bundle's sizes; a bundle from a forked log fails with log-fork",
     )
     p.add_argument(
         "--witness-key",

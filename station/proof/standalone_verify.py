@@ -2,7 +2,8 @@
 """A stranger's verifier for packcam evidence bundles (verify.py): Python stdlib + openssl only.
 
 Usage:  python3 verify.py BUNDLE.zip --ca COMPANY-CA.pem|SHA256 --tsa-ca TSA-ROOT.pem|SHA256
-                          [--witness STATION.json]   (saved from <site>/witness/<station>)
+                          [--witness STATION.json]   (saved from <site>/witness/<station>
+                                                      ?tree_size=N: the bundle's size)
                           [--witness-key SHA256|PEM] (the witness key you trust)
 
 It imports nothing from packcam, so you can read all of it before you run it. Run a copy you
@@ -1351,8 +1352,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-delay", type=float, default=MAX_DELAY_MIN, help="minutes (default 15)")
     ap.add_argument(
         "--witness",
-        help="the station's cosigned checkpoints: a saved JSON of the "
-        "central site's /witness/<station>",
+        help="the station's cosigned checkpoints: a saved JSON of the central site's "
+        "/witness/<station>?tree_size=N (N: the bundle's checkpoint size, in VERIFY.md; "
+        "without it the record lists the newest checkpoints only)",
     )
     ap.add_argument(
         "--witness-key",
