@@ -35,7 +35,16 @@ from proof_support import (  # noqa: F401 (fixtures)
 from verify_support import Browserless
 
 from central.site import CentralSite
-from central.witness import ACCEPT, FORK, NO_PROOF, ROLLBACK, cosign, judge, witness_key
+from central.witness import (
+    ACCEPT,
+    FORK,
+    NO_PROOF,
+    ROLLBACK,
+    cosign,
+    judge,
+    parse_tree_sizes,
+    witness_key,
+)
 from station import cli as station_cli
 from station import config as config_mod
 from station.fleet.central_sync import CentralSync, SyncError
@@ -61,6 +70,17 @@ def test_judge_is_append_only() -> None:
     other = [merkle.leaf_hash(b"x"), *leaves[1:]]
     assert judge((3, r3), 7, merkle.root(other).hex(), 3, proof).verdict == FORK
     assert judge((3, r3), 7, r7, 2, proof).verdict == NO_PROOF
+
+
+def test_tree_sizes_are_whole_numbers_each_once_and_bounded() -> None:
+    assert parse_tree_sizes([]) == []
+    assert parse_tree_sizes(["7", "3, 7", "0"]) == [7, 3, 0]  # repeated, comma lists, once
+    for bad in (["x"], ["-1"], ["1e3"], [""], ["3,"], ["٣"], [str(1 << 63)]):
+        with pytest.raises(ValueError, match="tree_size"):
+            parse_tree_sizes(bad)
+    assert len(parse_tree_sizes([",".join(map(str, range(64)))])) == 64
+    with pytest.raises(ValueError, match="at most 64"):
+        parse_tree_sizes([",".join(map(str, range(65)))])
 
 
 @dataclass
