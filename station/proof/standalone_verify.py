@@ -753,8 +753,8 @@ def witness_path(station: str, sizes: Sequence[int]) -> str:
 
 def witness_gap(station: str, doc: dict[str, Any], missing: Sequence[int]) -> str:
     """What to say of the bundle's checkpoint sizes a witness record holds none of: those the
-    record was asked for (``requested_sizes``) the witness never cosigned in any log of the
-    station's; the others the record does not include, and where to fetch them."""
+    record was asked for (``requested_sizes``) the witness never cosigned in this log; the
+    others the record does not include, and where to fetch them."""
     missing = list(dict.fromkeys(missing))
     asked = doc.get("requested_sizes")
     known = {s for s in asked if isinstance(s, int)} if isinstance(asked, list) else set()
