@@ -14,7 +14,7 @@ from typing import Any
 
 from central.errors import CentralError, Unavailable
 from central.schema import build_search_indexes, migrate
-from central.witness import ACCEPT, FORK, ROLLBACK, Judgement, cosign, judge
+from central.witness import ACCEPT, FORK, NEWEST, ROLLBACK, Judgement, cosign, judge
 from station.proof.keys import fingerprint, load_public_pem
 from station.proof.verify import check_rotation_link
 from station.store.clips import ClipSearch, event_card, search_filters, search_sql
@@ -841,12 +841,25 @@ class CentralDB:
         )
         return [{**r, "witnessed_utc": r["witnessed_utc"].isoformat()} for r in rows]
 
-    def witnessed(self, station: str, limit: int = 1000) -> list[dict[str, Any]]:
-        return self._all(
+    def witnessed(
+        self, station: str, limit: int = NEWEST, tree_sizes: Sequence[int] = ()
+    ) -> list[dict[str, Any]]:
+        """The station's newest ``limit`` cosigned checkpoints and, however old, those of
+        ``tree_sizes`` (index witnessed_size; all of the station's keys' logs): newest first."""
+        newest = self._all(
             "SELECT w.* FROM witnessed w JOIN stations s ON s.id = w.station_id"
             " WHERE s.name = %s ORDER BY w.id DESC LIMIT %s",
             (station, limit),
         )
+        if not tree_sizes:
+            return newest
+        exact = self._all(
+            "SELECT w.* FROM witnessed w JOIN stations s ON s.id = w.station_id"
+            " WHERE s.name = %s AND w.tree_size = ANY(%s) ORDER BY w.id DESC",
+            (station, sorted(set(tree_sizes))),
+        )
+        rows = {int(r["id"]): r for r in (*newest, *exact)}
+        return [rows[i] for i in sorted(rows, reverse=True)]
 
     def witness_alarms(self, station: str) -> list[dict[str, Any]]:
         return self._all(

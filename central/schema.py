@@ -266,6 +266,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE clip_waybills ADD COLUMN linked_utc text;  -- NULL: in the signed manifest
     """,
+    # 13: the witness's cosigned checkpoint at a given tree size (GET /witness/<station>
+    # ?tree_size=N, the /verify page): an old bundle cites a size long out of the newest ones.
+    """
+    CREATE INDEX witnessed_size ON witnessed(station_id, tree_size);
+    """,
 )
 
 

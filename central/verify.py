@@ -12,6 +12,7 @@ from central.db import CentralDB
 from central.witness import station_record
 from station.fleet.objstore import ObjectStore
 from station.proof.keys import StationKey, fingerprint, load_public_pem, verify_signature
+from station.proof.standalone_verify import WITNESS_SIZES_MAX
 from station.proof.verify import Report, check_witness
 from station.store.files import sha256_and_size
 from station.store.ledger import ClipRecord
@@ -203,10 +204,14 @@ def _name_left_out_clips(report: Report, db: CentralDB) -> None:
 
 def check_bundle_witnessed(report: Report, db: CentralDB, key: StationKey) -> None:
     """The /verify page of the site that is the witness: a bundle is held to this site's own
-    cosigned record of its station's log (``GET /witness/<station>``), this site's witness
-    key pinned: a bundle of a log the witness refused fails with log-fork, as ``verify
-    --witness`` would."""
+    cosigned record of its station's log at exactly the sizes the bundle cites (``GET
+    /witness/<station>?tree_size=N``, however old), this site's witness key pinned: a bundle
+    of a log the witness refused, or re-signed at an old size, fails with log-fork, as
+    ``verify --witness`` would."""
     station = (report.facts.get("checkpoint") or {}).get("station")
     if not isinstance(station, str):  # no signed checkpoint read: nothing to hold it to
         return
-    check_witness(report, station_record(db, key, station), key.fingerprint)
+    # the bundle's checkpoint first: it is what its clips' proofs lead to
+    sizes = list(dict.fromkeys(int(s) for s, _ in report.facts.get("checkpoints_seen", [])))
+    record = station_record(db, key, station, sizes[:WITNESS_SIZES_MAX])
+    check_witness(report, record, key.fingerprint)

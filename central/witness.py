@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from station.proof import merkle
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
+from station.proof.standalone_verify import WITNESS_SIZES_MAX
 from web.handles import site_config
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,28 @@ log = logging.getLogger(__name__)
 COSIGNATURE_TYPE = "packcam-witness-cosignature"
 ACCEPT, ROLLBACK, FORK, NO_PROOF = "accept", "log-rollback", "log-fork", "no-proof"
 
+# GET /witness/<station> lists this many newest cosigned checkpoints (the page stays small);
+# older ones only at the sizes asked for (?tree_size=N: the sizes a bundle cites).
+NEWEST = 1000
+_MAX_SIZE = (1 << 63) - 1  # tree_size is a PostgreSQL bigint
+
 bp = Blueprint("witness", __name__)
+
+
+def parse_tree_sizes(values: list[str]) -> list[int]:
+    """The tree sizes of ``?tree_size=`` (repeated, or comma lists), in the order given, each
+    once; ValueError with what is wrong for anything but up to WITNESS_SIZES_MAX integers."""
+    sizes: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            text = part.strip()
+            if not (text.isascii() and text.isdigit()) or int(text) > _MAX_SIZE:
+                raise ValueError(f"tree_size must be whole numbers of log entries, not {part!r}")
+            if int(text) not in sizes:
+                sizes.append(int(text))
+    if len(sizes) > WITNESS_SIZES_MAX:
+        raise ValueError(f"at most {WITNESS_SIZES_MAX} tree_size values at once, not {len(sizes)}")
+    return sizes
 
 
 @dataclass(frozen=True)
@@ -108,22 +130,38 @@ def witness_index() -> Response:
 
 
 @bp.get("/witness/<station>")
-def witness_station(station: str) -> Response:
-    """A station's cosigned checkpoints (newest first) and its fork/rollback alarms: public, so
-    anyone can hold the seller to them (`packcam verify --witness FILE --witness-key FP`)."""
+def witness_station(station: str) -> Response | tuple[Response, int]:
+    """A station's cosigned checkpoints (the newest, and any older ones at the sizes asked for
+    with ``?tree_size=N``) and its fork/rollback alarms: public, so anyone can hold the seller
+    to them (`packcam verify --witness FILE --witness-key FP`)."""
+    try:
+        sizes = parse_tree_sizes(request.args.getlist("tree_size"))
+    except ValueError as exc:
+        return jsonify(error=str(exc)), 400
     db = current_app.extensions["packcam_central"]["db"]()
-    return jsonify(station_record(db, witness_key(site_config()), station))
+    newest = int(current_app.config.get("WITNESS_NEWEST", NEWEST))
+    return jsonify(station_record(db, witness_key(site_config()), station, sizes, newest))
 
 
-def station_record(db: Any, key: StationKey, station: str) -> dict[str, Any]:
-    """What ``GET /witness/<station>`` publishes: the witness key, the station's cosigned
-    checkpoints (newest first), its alarms and its witnessed key rotations (``db``: a
-    central.db.CentralDB, which imports this module)."""
-    rows = db.witnessed(station)
+def station_record(
+    db: Any, key: StationKey, station: str, tree_sizes: list[int] | None = None,
+    newest: int = NEWEST,
+) -> dict[str, Any]:  # fmt: skip
+    """What ``GET /witness/<station>`` publishes: the witness key, the station's ``newest``
+    cosigned checkpoints and those at ``tree_sizes`` however old (newest first; a size asked
+    for that none has is in ``never_witnessed_sizes``: the witness cosigned no checkpoint of
+    that size, which a record that merely leaves it out would not say), its alarms and its
+    witnessed key rotations (``db``: a central.db.CentralDB, which imports this module)."""
+    sizes = tree_sizes or []
+    rows = db.witnessed(station, newest, sizes)
+    have = {int(r["tree_size"]) for r in rows}
     return dict(
         station=station,
         witness_key=key.fingerprint,
         public_key_pem=key.public_pem().decode("ascii"),
+        newest=newest,
+        requested_sizes=sizes,
+        never_witnessed_sizes=[s for s in sizes if s not in have],
         checkpoints=[
             {
                 "tree_size": r["tree_size"],

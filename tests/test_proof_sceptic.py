@@ -104,6 +104,16 @@ def test_verify_md_says_to_pin_the_witness_key_from_the_site_itself(a1: Path) ->
     assert "--witness 文件 --witness-key 指纹" in text and "witness-untrusted" in text, text
 
 
+def test_verify_md_names_the_witness_record_of_the_bundle_s_own_checkpoint(a1: Path) -> None:
+    """The plain witness record lists the newest checkpoints only: long after the export the
+    bundle's is not among them. VERIFY.md names the record that holds it, in both languages."""
+    cp = json.loads(read_zip(a1, bundle_index(a1)["checkpoint"]["body"]))
+    text = " ".join(read_zip(a1, "VERIFY.md").decode().split())
+    path = f"/witness/{cp['station']}?tree_size={cp['tree_size']}"
+    assert text.count(path) == 2 and f"({cp['tree_size']} entries)" in text, text
+    assert f"（{cp['tree_size']} 条记录）" in text, text
+
+
 # ---- a zip that unpacks to far more than it holds ------------------------------------------
 
 

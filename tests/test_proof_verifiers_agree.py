@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -12,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from cryptography import x509
@@ -31,6 +33,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     witness_doc,
 )
 
+from central.witness import cosign
 from station.proof import rotation, standalone_verify
 from station.proof.bundle import export_order
 from station.proof.ca import CompanyCa, cert_fingerprint, pem
@@ -466,6 +469,93 @@ def test_both_verifiers_hold_a_witness_file_to_the_witness_key_pinned(
         assert "not pinned" in said and "not pinned" in line, out
     else:
         assert "pinned witness key" in said and "pinned witness key" in line, out
+
+
+def _witness_record(bundle: Path, key: StationKey, record: str) -> dict[str, Any]:
+    """A witness record (GET /witness/<station>, the witness ``key``) against the bundle's
+    checkpoint: "cosigned" holds it; "newest-only" the station's newer checkpoints only (the
+    plain record, long after the export); "never" that, asked for the bundle's size, which the
+    witness never cosigned; "forked" another root cosigned at the bundle's size."""
+    doc = witness_doc(bundle, key)
+    cp = json.loads(base64.b64decode(doc["checkpoints"][0]["body_b64"]))
+    if record == "cosigned":
+        return doc
+    size = int(cp["tree_size"])
+    other = (
+        {**cp, "root_sha256": "ab" * 32}
+        if record == "forked"
+        else {**cp, "tree_size": size + 40, "root_sha256": "cd" * 32}
+    )
+    body = canonical_json(other)
+    cosigned, cosig = cosign(key, str(cp["station"]), body, other["tree_size"],
+                             other["root_sha256"])  # fmt: skip
+    doc["checkpoints"] = [
+        {
+            "tree_size": other["tree_size"],
+            "root_sha256": other["root_sha256"],
+            "body_b64": base64.b64encode(body).decode(),
+            "signature_b64": "",
+            "cosignature_b64": base64.b64encode(cosig).decode(),
+            "cosigned_b64": base64.b64encode(cosigned).decode(),
+        }
+    ]
+    if record == "never":  # asked for every size up to the bundle's (its clips' checkpoints)
+        asked = list(range(size, 0, -1))
+        doc.update(requested_sizes=asked, never_witnessed_sizes=asked)
+    return doc
+
+
+# A witness record (GET /witness/<station>) that holds the bundle's checkpoint, one that lists
+# only the station's newer ones (a plain record long after the export: both say which record
+# to fetch, /witness/<station>?tree_size=N), one asked for the bundle's size that the witness
+# never cosigned, and one cosigning another root at that size (a fork at an old size).
+RECORD_CASES = [
+    ("honest", "cosigned", 0),
+    ("honest", "newest-only", 0),
+    ("chinese", "newest-only", 0),
+    ("honest", "never", 0),
+    ("honest", "forked", 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "record", "exit_code"), RECORD_CASES, ids=[f"{k}-{r}" for k, r, _ in RECORD_CASES]
+)
+def test_both_verifiers_say_which_witness_record_holds_the_bundle_s_checkpoint(
+    kinds: dict[str, Kind], tmp_path: Path, kind: str, record: str, exit_code: int
+) -> None:
+    k = kinds[kind]
+    central = StationKey.generate()
+    doc = _witness_record(k.path, central, record)
+    saved = tmp_path / "witness.json"
+    saved.write_text(json.dumps(doc))
+    ca, tsa = _pins(k, "files", k.ca)
+    report = verify_bundle(
+        k.path,
+        anchors=build_anchors(ca, tsa, use_default=False),
+        tmp_dir=tmp_path,
+        witness=doc,
+        witness_pin=central.fingerprint,
+    )
+    rc, out = _standalone(
+        k.path, tmp_path, ca, tsa, "--witness", str(saved), "--witness-key", central.fingerprint
+    )
+    _assert_agree(report, rc, out, exit_code)
+    said = " ".join(c.reason for c in report.checks if c.name == "witness")
+    line = " ".join(ln for ln in out.splitlines() if " witness:" in ln)
+    size = report.facts["checkpoint"]["tree_size"]
+    station = quote(report.facts["checkpoint"]["station"], safe="")
+    fetch = f"fetch /witness/{station}?tree_size={size}"  # the bundle's checkpoint first
+    never = f"never cosigned a checkpoint of this log at {size}"
+    codes = {c.code for c in report.checks if c.name == "witness"}
+    if record == "newest-only":
+        assert codes == {"checkpoint-unwitnessed"} and fetch in said and fetch in line, out
+    elif record == "never":
+        assert never in said and never in line and "fetch" not in said + line, out
+    elif record == "forked":
+        assert codes == {"log-fork"} and "[log-fork]" in line, out
+    else:
+        assert codes == {""} and line.startswith("OK"), out
 
 
 def test_a_cut_clip_is_named_by_packcam_and_altered_for_verify_py(

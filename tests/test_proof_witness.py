@@ -5,6 +5,7 @@ from the fork."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import shutil
@@ -20,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from proof_support import (  # noqa: F401 (fixtures)
     Store,
@@ -33,13 +35,23 @@ from proof_support import (  # noqa: F401 (fixtures)
 from verify_support import Browserless
 
 from central.site import CentralSite
-from central.witness import ACCEPT, FORK, NO_PROOF, ROLLBACK, judge
+from central.witness import (
+    ACCEPT,
+    FORK,
+    NO_PROOF,
+    ROLLBACK,
+    cosign,
+    judge,
+    parse_tree_sizes,
+    witness_key,
+)
 from station import cli as station_cli
 from station import config as config_mod
 from station.fleet.central_sync import CentralSync, SyncError
 from station.proof import manifest as manifest_mod
 from station.proof import merkle
 from station.proof.bundle import export_order
+from station.proof.canonical import canonical_json
 from station.proof.finalizer import ProofFinalizer
 from station.proof.keys import StationKey, load_public_pem, verify_signature
 from station.proof.log import ProofLog
@@ -58,6 +70,17 @@ def test_judge_is_append_only() -> None:
     other = [merkle.leaf_hash(b"x"), *leaves[1:]]
     assert judge((3, r3), 7, merkle.root(other).hex(), 3, proof).verdict == FORK
     assert judge((3, r3), 7, r7, 2, proof).verdict == NO_PROOF
+
+
+def test_tree_sizes_are_whole_numbers_each_once_and_bounded() -> None:
+    assert parse_tree_sizes([]) == []
+    assert parse_tree_sizes(["7", "3, 7", "0"]) == [7, 3, 0]  # repeated, comma lists, once
+    for bad in (["x"], ["-1"], ["1e3"], [""], ["3,"], ["٣"], [str(1 << 63)]):
+        with pytest.raises(ValueError, match="tree_size"):
+            parse_tree_sizes(bad)
+    assert len(parse_tree_sizes([",".join(map(str, range(64)))])) == 64
+    with pytest.raises(ValueError, match="at most 64"):
+        parse_tree_sizes([",".join(map(str, range(65)))])
 
 
 @dataclass
@@ -82,8 +105,8 @@ class Site:
             return json.loads(resp.read())
 
 
-@pytest.fixture
-def site(pg_dsn: str, tmp_path: Path) -> Iterator[Site]:
+@contextlib.contextmanager
+def _serve(pg_dsn: str, tmp_path: Path, test_config: dict[str, Any] | None) -> Iterator[Site]:
     from central.db import CentralDB
     from web.cli import make_server, run_server, server_url
 
@@ -92,7 +115,7 @@ def site(pg_dsn: str, tmp_path: Path) -> Iterator[Site]:
     token = db.add_station("station-01")
     db.close()
     cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
-    server = make_server(cfg, "127.0.0.1", 0, central=CentralSite(cfg))
+    server = make_server(cfg, "127.0.0.1", 0, central=CentralSite(cfg), test_config=test_config)
     stop = threading.Event()
     thread = threading.Thread(target=run_server, args=(server,), kwargs={"stop": stop})
     thread.start()
@@ -101,6 +124,20 @@ def site(pg_dsn: str, tmp_path: Path) -> Iterator[Site]:
     finally:
         stop.set()
         thread.join(timeout=15)
+
+
+@pytest.fixture
+def site(pg_dsn: str, tmp_path: Path) -> Iterator[Site]:
+    with _serve(pg_dsn, tmp_path, None) as s:
+        yield s
+
+
+@pytest.fixture
+def busy_site(pg_dsn: str, tmp_path: Path) -> Iterator[Site]:
+    """A witness whose GET /witness/<station> lists the newest 2 cosigned checkpoints (the
+    product lists 1000: a busy station passes that in days), as if many more had come."""
+    with _serve(pg_dsn, tmp_path, {"WITNESS_NEWEST": 2}) as s:
+        yield s
 
 
 def _forked_copy(st: Store, dest: Path) -> Store:
@@ -470,3 +507,203 @@ def test_a_pinned_witness_key_refuses_a_witness_file_the_seller_made(
     assert status == 200 and 'class="verdict fail"' in text, text
     assert failed == [("witness", "log-fork")], text
     shutil.rmtree(tmp_path / "restored")
+
+
+def _rewritten_history(st: Store, dest: Path) -> Store:
+    """The key holder's fork of an old size (_forked_copy), its every trace of the history the
+    witness saw gone: the checkpoints signed before (a clip's own checkpoint is the forged one)
+    and the sync's cursor (which names the one the witness accepted, for the export)."""
+    fork = _forked_copy(st, dest)
+    conn = sqlite3.connect(fork.data / INDEX_NAME, isolation_level=None)
+    conn.execute("DELETE FROM sync_cursors")
+    conn.execute("DELETE FROM proof_checkpoints WHERE id < (SELECT MAX(id) FROM proof_checkpoints)")
+    conn.close()
+    return fork
+
+
+def _cosign_more(site: Site, station: str, sizes: range) -> None:
+    """What a busy station's pushes leave in the witness: a cosigned checkpoint of its log (its
+    current key) at each of ``sizes``, newer than everything before (the witness's own key, as
+    central.db.CentralDB.witness_checkpoint would; the roots are made up: only sizes count)."""
+    key = witness_key(site.cfg)
+    with psycopg.connect(site.dsn, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id, key_fingerprint FROM stations WHERE name = %s", (station,))
+        station_id, fp = cur.fetchone()  # type: ignore[misc]
+        rows = []
+        for n in sizes:
+            root = format(n, "064x")
+            body = canonical_json(
+                {"type": "packcam-checkpoint", "station": station, "tree_size": n,
+                 "root_sha256": root, "key": fp}
+            )  # fmt: skip
+            cosigned, cosig = cosign(key, station, body, n, root)
+            rows.append((station_id, n, root, body, b"", cosigned, cosig, fp))
+        cur.executemany(
+            "INSERT INTO witnessed(station_id, tree_size, root_hash, body, signature, cosigned,"
+            " cosignature, log_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            rows,
+        )
+
+
+def test_the_verify_page_holds_a_bundle_re_signed_at_an_old_size_past_the_newest_1000(
+    site: Site,
+    tsa_ec: TsaServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The key holder rewrites old history and re-signs a checkpoint at a size the witness
+    cosigned long ago: more than the 1000 newest cosigned checkpoints later (a busy station,
+    days), the central /verify page still holds the bundle to the witness's record at exactly
+    that size and fails it with log-fork; the station's genuine old bundle is cosigned."""
+    from central.db import CentralDB
+    from central.verify import check_bundle_witnessed
+    from station.proof.verify import verify_bundle
+
+    st = build_store(tmp_path / "st", tsa_ec, ["A1", "B2"], c2pa=False)
+    site.sync(st.cfg)  # the witness cosigns the log of 2 entries
+    honest = export_order(site.station_cfg(st.cfg), "A1", tmp_path / "a1.zip")
+    assert honest.checkpoint_size == 2
+    fork = _rewritten_history(st, tmp_path / "fork")  # re-signed at 2 entries
+    forked = export_order(fork.cfg, "A1", tmp_path / "forked.zip").path
+    _cosign_more(site, "station-01", range(3, 3 + 1000))
+    db = CentralDB(site.dsn)
+    try:
+
+        def witness_verdict(bundle: Path) -> list[tuple[str, str]]:
+            report = verify_bundle(bundle)
+            check_bundle_witnessed(report, db, witness_key(site.cfg))
+            return [(c.status, c.code) for c in report.checks if c.name == "witness"]
+
+        assert witness_verdict(forked) == [("fail", "log-fork")]
+        assert witness_verdict(honest.path) == [("ok", "")]
+    finally:
+        db.close()
+    with psycopg.connect(site.dsn, autocommit=True) as conn, conn.cursor() as cur:
+        # the lookup of a size reads an index, not the station's every cosigned checkpoint
+        cur.execute("SET enable_seqscan = off")
+        cur.execute(
+            "EXPLAIN SELECT w.* FROM witnessed w JOIN stations s ON s.id = w.station_id"
+            " WHERE s.name = 'station-01' AND w.tree_size = ANY(ARRAY[2]::bigint[])"
+        )
+        plan = " ".join(str(r[0]) for r in cur.fetchall())
+    assert "witnessed_size" in plan, plan
+    shutil.rmtree(tmp_path / "fork")
+
+
+def test_an_old_bundle_is_held_to_the_witness_record_of_its_own_tree_size(
+    busy_site: Site,
+    tsa_ec: TsaServer,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """GET /witness/<station> lists the newest cosigned checkpoints; a bundle exported before
+    many more names a size long out of them. Held to that record, the station's genuine old
+    bundle and one re-signed at that size (a fork) are both merely "not cosigned", and both
+    verifiers say which record to fetch: /witness/<station>?tree_size=N. That record holds the
+    cosigned checkpoint of N: the genuine bundle is cosigned, the fork fails with log-fork, in
+    packcam verify (which asks a witness URL for the bundle's sizes itself), in the bundle's
+    verify.py and on the central /verify page. A size the witness never cosigned is said to be
+    one, garbage sizes are a 400."""
+    site = busy_site
+    st = build_store(tmp_path / "st", tsa_ec, ["A1", "B2"], c2pa=False)
+    site.sync(st.cfg)  # cosigned: the log of 2 entries
+    honest = export_order(site.station_cfg(st.cfg), "A1", tmp_path / "a1.zip").path
+    fork = _rewritten_history(st, tmp_path / "fork")  # re-signed at 2 entries
+    forked = export_order(fork.cfg, "A1", tmp_path / "forked.zip").path
+    for n, order in enumerate(("C3", "D4", "E5")):  # the station goes on: 3, 4, 5 cosigned
+        fin = ProofFinalizer(st.cfg, start_worker=False, clock=lambda: True)
+        record_orders(st.cfg, (fin,), [order], ago=timedelta(seconds=90 - 30 * n), frames=13)
+        fin.close()
+        site.sync(st.cfg)
+    plain = site.get("/witness/station-01")
+    assert [c["tree_size"] for c in plain["checkpoints"]] == [5, 4], plain["checkpoints"]
+    assert plain["newest"] == 2 and plain["requested_sizes"] == [], plain
+
+    def witness_check(bundle: Path, doc: dict[str, Any]) -> tuple[str, str, str]:
+        from station.proof.verify import verify_bundle
+
+        (c,) = [c for c in verify_bundle(bundle, witness=doc).checks if c.name == "witness"]
+        return c.status, c.code, c.reason
+
+    fetch = "fetch /witness/station-01?tree_size=2"
+    for bundle in (honest, forked):
+        status, code, why = witness_check(bundle, plain)
+        assert (status, code) == ("warn", "checkpoint-unwitnessed") and fetch in why, why
+    record = site.get("/witness/station-01?tree_size=2")
+    assert [c["tree_size"] for c in record["checkpoints"]] == [5, 4, 2], record["checkpoints"]
+    assert record["requested_sizes"] == [2] and record["never_witnessed_sizes"] == []
+    assert witness_check(honest, record)[:2] == ("ok", "")
+    assert witness_check(forked, record)[:2] == ("fail", "log-fork")
+    both = site.get("/witness/station-01?tree_size=2&tree_size=999,1")
+    # the first sync sent the log of 2 entries: the witness never saw the one of 1
+    assert both["requested_sizes"] == [2, 999, 1] and both["never_witnessed_sizes"] == [999, 1]
+    # a size the witness never cosigned: said so, not "fetch it" (a clip not synced yet)
+    fin = ProofFinalizer(st.cfg, start_worker=False, clock=lambda: True)
+    record_orders(st.cfg, (fin,), ["F6"], ago=timedelta(seconds=5), frames=13)
+    fin.close()
+    unsynced = export_order(site.station_cfg(st.cfg), "F6", tmp_path / "f6.zip")
+    assert unsynced.checkpoint_size == 6
+    asked = site.get("/witness/station-01?tree_size=6")
+    assert asked["never_witnessed_sizes"] == [6]
+    status, code, why = witness_check(unsynced.path, asked)
+    assert code == "checkpoint-unwitnessed", why
+    assert "never cosigned a checkpoint of this log at 6 entries" in why
+    assert "fetch" not in why, why
+
+    # garbage: a clear 400, nothing looked up
+    too_many = ",".join(str(n) for n in range(65))
+    for query in ("abc", "-1", "1.5", "", "2,,3", "%EF%BC%92", "0x10", too_many, "9" * 20):
+        with pytest.raises(urllib.error.HTTPError) as ei:
+            site.get(f"/witness/station-01?tree_size={query}")
+        assert ei.value.code == 400 and b"tree_size" in ei.value.read(), query
+
+    # packcam verify: the saved plain record says where to look; the URL asks for the sizes
+    pin = site.get("/witness")["witness_key"]
+    plain_file, record_file = tmp_path / "plain.json", tmp_path / "record.json"
+    plain_file.write_text(json.dumps(plain))
+    record_file.write_text(json.dumps(record))
+    url = site.url.rstrip("/") + "/witness/station-01"
+
+    def packcam(bundle: Path, source: str) -> tuple[int, dict[str, Any]]:
+        rc = station_cli.main(
+            ["verify", str(bundle), "--witness", source, "--witness-key", pin, "--json",
+             "--no-default-trust"]
+        )  # fmt: skip
+        out = json.loads(capsys.readouterr().out)
+        return rc, next(c for c in out["checks"] if c["name"] == "witness")
+
+    rc, check = packcam(forked, str(plain_file))  # the fork passes this record (rc 4: no CA)
+    assert rc == 4 and check["code"] == "checkpoint-unwitnessed", check
+    assert fetch in check["reason"], check
+    for source in (str(record_file), url):
+        rc, check = packcam(forked, source)
+        assert rc == 1 and check["code"] == "log-fork", (source, check)
+        rc, check = packcam(honest, source)
+        assert check["status"] == "ok", (source, check)
+    # the bundle's own verify.py agrees
+    kit = tmp_path / "verify.py"
+    kit.write_bytes(read_zip(forked, "verify.py"))
+
+    def run_kit(bundle: Path, wfile: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-I", str(kit), str(bundle), "--witness", str(wfile),
+             "--witness-key", pin],
+            capture_output=True, text=True, check=False, timeout=120,
+            env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+        )  # fmt: skip
+
+    r = run_kit(forked, plain_file)
+    assert r.returncode == 4 and "[checkpoint-unwitnessed]" in r.stdout, r.stdout + r.stderr
+    assert fetch in r.stdout, r.stdout
+    r = run_kit(forked, record_file)
+    assert r.returncode == 1 and "[log-fork]" in r.stdout, r.stdout + r.stderr
+    r = run_kit(honest, record_file)
+    assert "OK   witness" in r.stdout, r.stdout + r.stderr
+
+    # the central /verify page looks up exactly the sizes the bundle cites
+    page = Browserless(site.url)
+    status, text = page.upload(forked.read_bytes(), "forked.zip")
+    failed = re.findall(r'<li class="fail"><b>FAIL</b>\s*([^:<]+):.*?\[([a-z0-9-]+)\]', text, re.S)
+    assert status == 200 and ("witness", "log-fork") in failed, text
+    status, text = page.upload(honest.read_bytes(), "a1.zip")
+    assert status == 200 and "pinned witness key" in text and "log-fork" not in text, text
+    shutil.rmtree(tmp_path / "fork")

@@ -27,6 +27,7 @@ from station.proof.keys import StationKey, public_pem, station_public_key
 from station.proof.log import ArchivedLog, Checkpoint, LogEntry, ProofLog, Rotation
 from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles, cert_is_for
+from station.proof.standalone_verify import witness_path
 from station.proof.tsa import TsaQueue, load_roots
 from station.proof.verify import (
     BUNDLE_FORMAT,
@@ -525,7 +526,7 @@ def _assemble(
         index["rotations"] = rotations
     files["bundle.json"] = json.dumps(index, indent=2, ensure_ascii=False).encode()
     tsa_fps = [cert_fingerprint(c) for c in load_roots(paths.tsa_ca)] if keys["tsa_roots"] else []
-    files["VERIFY.md"] = verify_md(index, ca_fp, tsa_fps).encode()
+    files["VERIFY.md"] = verify_md(index, ca_fp, tsa_fps, cp.tree_size).encode()
     files["verify.py"] = verifier_kit()
     files["summary.html"] = summary_html(index, summaries, cp, ca_fp, gaps).encode()
     order_clips = _order_log_indexes(plog, order_id, cp.tree_size)
@@ -784,8 +785,11 @@ VERIFY_TEMPLATE = """\
     packcam verify {bundle_name} --ca 公司CA指纹或文件 --tsa-ca TSA根证书指纹或文件
 
 若卖家有中心站（多个工位），中心站是各工位日志的见证者，为每个检查点副签。请**自己**从中心站
-保存 `<中心站>/witness/<工位>`，并从 `<中心站>/witness` 读出见证者密钥指纹 `witness_key`，
-再加上 `--witness 文件 --witness-key 指纹`。卖家直接交给您的"见证文件"可能是卖家用自己的
+保存本证据包的检查点（{tree_size} 条记录）的见证记录 `<中心站>{witness_path}`（不带
+`?tree_size=` 时只列出最新的检查点，旧证据包的检查点不在其中），并从 `<中心站>/witness` 读出
+见证者密钥指纹 `witness_key`，再加上 `--witness 文件 --witness-key 指纹`（`packcam verify`
+也接受网址 `<中心站>/witness/<工位>`，并自动查询本包的检查点）。见证者为同样条数副签了另一个
+根哈希时判为失败（`log-fork`：日志被改写过）。卖家直接交给您的"见证文件"可能是卖家用自己的
 密钥签的：固定指纹后，其他密钥签的见证文件判为失败（`witness-untrusted`）；不固定时只列出
 它的密钥，请自行比对。
 
@@ -819,11 +823,15 @@ at `/trust.txt`):
     packcam verify {bundle_name} --ca CA-FINGERPRINT-OR-FILE --tsa-ca TSA-ROOT-OR-FINGERPRINT
 
 If the seller runs a central site (a fleet of stations), it witnesses each station's log and
-cosigns its checkpoints. Save `<site>/witness/<station>` and read the witness key's fingerprint
+cosigns its checkpoints. Save the witness's record of this bundle's checkpoint ({tree_size}
+entries), `<site>{witness_path}` (without `?tree_size=` it lists the newest checkpoints
+only, and an old bundle's is not among them), and read the witness key's fingerprint
 (`witness_key`) at `<site>/witness` **yourself**, then add `--witness FILE --witness-key
-FINGERPRINT` (`packcam verify` also takes the URL). A "witness file" the seller hands you may
-be signed with a key of the seller's own: with the key pinned, a file signed by any other key
-fails (`witness-untrusted`); unpinned, its key is only named for you to compare.
+FINGERPRINT` (`packcam verify` also takes the URL `<site>/witness/<station>` and asks it for
+this bundle's checkpoints). Another root cosigned for as many entries fails (`log-fork`: the
+log was rewritten). A "witness file" the seller hands you may be signed with a key of the
+seller's own: with the key pinned, a file signed by any other key fails
+(`witness-untrusted`); unpinned, its key is only named for you to compare.
 
 Exit status / verdict: **0 AUTHENTIC** (unaltered, signer certified by the company CA you
 pinned, trusted time within {max_delay} minutes of the recorded end); **1 NOT AUTHENTIC** (a
@@ -870,11 +878,14 @@ dates it, it proves nothing of what the deleted clip showed. The verifiers print
 """
 
 
-def verify_md(index: dict[str, Any], ca_fp: str | None, tsa_fps: list[str]) -> str:
+def verify_md(index: dict[str, Any], ca_fp: str | None, tsa_fps: list[str], tree_size: int) -> str:
+    """The bundle's VERIFY.md (``tree_size``: its checkpoint's, the witness record to fetch)."""
     gaps = len(index.get("deleted_clips") or [])
     return VERIFY_TEMPLATE.format(
         order=index["order_id"],
         station=index["station"],
+        tree_size=tree_size,
+        witness_path=witness_path(str(index["station"]), [tree_size]),
         created=index["created_utc"],
         bundle_name="bundle.zip",
         ca_fp=ca_fp or "—",

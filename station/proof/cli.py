@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,14 @@ from station.proof.ca import CA_CERT, CompanyCa
 from station.proof.keys import StationKey, load_public_pem
 from station.proof.log import ProofLog
 from station.proof.paths import ProofPaths
+from station.proof.standalone_verify import WITNESS_SIZES_MAX
 from station.proof.trust import Anchors, build_anchors, parse_witness_pin
 from station.proof.tsa import TsaQueue, load_roots
 from station.proof.verify import (
     DEFAULT_MAX_DELAY_S,
     Report,
     TimeBound,
+    WitnessFetch,
     audit,
     load_known_checkpoint,
     name_later_clips,
@@ -206,7 +209,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.witness_key and not args.witness:
         raise ProofError("--witness-key pins the key of a witness document: give --witness too")
     pin = parse_witness_pin(args.witness_key) if args.witness_key else None
-    witness = _witness_doc(args.witness) if args.witness else None
+    witness: dict[str, Any] | WitnessFetch | None = None
+    if args.witness and args.witness.startswith(("http://", "https://")):
+        url = str(args.witness)
+
+        def witness_of(sizes: list[int]) -> dict[str, Any]:  # once the bundle's are known
+            return _witness_doc(_with_sizes(url, sizes))
+
+        witness = witness_of
+    elif args.witness:
+        witness = _witness_doc(args.witness)
     if target.suffix.lower() == ".zip" or _is_zip(target):
         report = verify_bundle(
             target, anchors=anchors, bound=bound, witness=witness, witness_pin=pin
@@ -217,6 +229,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
         cfg = load_config(args) if (args.data or args.config) else None
         report = verify_clip(target, cfg, anchors=anchors, bound=bound)
     return _print_report(report, args.json)
+
+
+def _with_sizes(url: str, sizes: list[int]) -> str:
+    """The witness URL asking also for the checkpoints at the tree sizes the bundle cites
+    (``?tree_size=N``): the plain record lists the newest ones only, and an old bundle's are
+    long past them."""
+    if not sizes:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query.append(("tree_size", ",".join(str(s) for s in sizes[:WITNESS_SIZES_MAX])))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, safe=",")))
 
 
 def _witness_doc(source: str) -> dict[str, Any]:
@@ -428,7 +452,9 @@ def register(subparsers: Any) -> None:
         "--witness",
         metavar="FILE|URL",
         help="the station's cosigned checkpoints from the central witness: a saved "
-        "<site>/witness/<station> or that URL; a bundle from a forked log fails with log-fork",
+        "<site>/witness/<station>?tree_size=N (N: the bundle's checkpoint size; without it the "
+        "record lists the newest checkpoints only) or the URL <site>/witness/<station>, asked "
+        "for the bundle's sizes; a bundle from a forked log fails with log-fork",
     )
     p.add_argument(
         "--witness-key",

@@ -2,7 +2,8 @@
 """A stranger's verifier for packcam evidence bundles (verify.py): Python stdlib + openssl only.
 
 Usage:  python3 verify.py BUNDLE.zip --ca COMPANY-CA.pem|SHA256 --tsa-ca TSA-ROOT.pem|SHA256
-                          [--witness STATION.json]   (saved from <site>/witness/<station>)
+                          [--witness STATION.json]   (saved from <site>/witness/<station>
+                                                      ?tree_size=N: the bundle's size)
                           [--witness-key SHA256|PEM] (the witness key you trust)
 
 It imports nothing from packcam, so you can read all of it before you run it. Run a copy you
@@ -48,6 +49,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 OK, FAIL, WARN = "OK", "FAIL", "WARN"
 MAX_DELAY_MIN = 15.0
@@ -58,6 +60,7 @@ MAX_MEMBERS, MAX_MEMBER_SIZE = 10_000, 8 << 30  # as `packcam verify`: more is n
 # unpacks to more than 20 times its compressed size is a zip bomb, not a bundle.
 MAX_UNPACK_RATIO, UNPACK_RATIO_FROM = 20, 1 << 20
 VERIFIER = "verify.py"  # the copy of this script every bundle ships
+WITNESS_SIZES_MAX = 64  # tree sizes one GET /witness/<station>?tree_size=... may ask for
 
 
 def as_characters(text: str) -> str:
@@ -657,11 +660,13 @@ def check_witness(
     pins_dir: Path,
     log_key: str = "",
     pinned: str | None = None,
+    station: str = "",
 ) -> None:
     """The bundle's checkpoints against the witness's cosigned ones (GET /witness/<station>
     of the central site): another root for the same size is a forked log. ``pinned``: the
     fingerprint the witness key must have (a file of any other key is refused); without it
-    the file's key is only named."""
+    the file's key is only named. ``station``: the checkpoint's signed name, for where to
+    fetch a record holding the bundle's sizes."""
     key = pins_dir / "witness.pub.pem"
     key.write_text(doc["public_key_pem"])
     if pinned is not None and key_fp(key) != pinned:
@@ -734,8 +739,40 @@ def check_witness(
     if any(cosigned.get(size) == root for size, root in seen):
         res.add(OK, "witness", f"the bundle's checkpoint was cosigned by {whose}")
     else:
-        res.add(WARN, "witness", f"not cosigned by the witness (yet); the record checked is "
-                f"signed by {whose}", "checkpoint-unwitnessed")  # fmt: skip
+        gap = witness_gap(station, doc, [s for s, _ in seen if s not in cosigned])
+        res.add(WARN, "witness", f"not cosigned by the witness (yet){gap}; the record checked "
+                f"is signed by {whose}", "checkpoint-unwitnessed")  # fmt: skip
+
+
+def witness_path(station: str, sizes: Sequence[int]) -> str:
+    """Where the central site serves its witness record of ``station`` with the cosigned
+    checkpoints at ``sizes`` however old they are (the plain record lists the newest only)."""
+    want = list(dict.fromkeys(sizes))[:WITNESS_SIZES_MAX]
+    return f"/witness/{quote(station, safe='')}?tree_size={','.join(str(s) for s in want)}"
+
+
+def witness_gap(station: str, doc: dict[str, Any], missing: Sequence[int]) -> str:
+    """What to say of the bundle's checkpoint sizes a witness record holds none of: those the
+    record was asked for (``requested_sizes``) the witness never cosigned in this log; the
+    others the record does not include, and where to fetch them."""
+    missing = list(dict.fromkeys(missing))
+    asked = doc.get("requested_sizes")
+    known = {s for s in asked if isinstance(s, int)} if isinstance(asked, list) else set()
+    never = [s for s in missing if s in known]
+    absent = [s for s in missing if s not in known]
+    said = ""
+    if never:
+        said += (
+            "; the witness says it never cosigned a checkpoint of this log at "
+            f"{', '.join(map(str, never))} entries"
+        )
+    if absent:
+        said += (
+            f"; the witness record given does not include its checkpoints at "
+            f"{', '.join(map(str, absent))} entries (a record lists the newest ones only): "
+            f"fetch {witness_path(station, absent)} from the central site and verify again"
+        )
+    return said
 
 
 def _check(
@@ -1218,6 +1255,7 @@ def _check(
             pins_dir,
             key_fp(root / pub),
             witness_pin,
+            str(cp.get("station") or ""),
         )
     # 5. clips of the order the station's retention deleted: the clip's signed manifest in the
     # log and the station's signed deletion record. The record is the seller's own word: it
@@ -1314,8 +1352,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-delay", type=float, default=MAX_DELAY_MIN, help="minutes (default 15)")
     ap.add_argument(
         "--witness",
-        help="the station's cosigned checkpoints: a saved JSON of the "
-        "central site's /witness/<station>",
+        help="the station's cosigned checkpoints: a saved JSON of the central site's "
+        "/witness/<station>?tree_size=N (N: the bundle's checkpoint size, in VERIFY.md; "
+        "without it the record lists the newest checkpoints only)",
     )
     ap.add_argument(
         "--witness-key",

@@ -53,6 +53,7 @@ from station.proof.standalone_verify import (
     signed_after_final,
     unpack_problem,
     unreferenced_members,
+    witness_gap,
 )
 from station.proof.trust import Anchors, ChainError, verify_chain
 from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
@@ -82,6 +83,8 @@ OK, FAIL, WARN, INFO = "ok", "fail", "warn", "info"
 # compression method (RuntimeError, NotImplementedError), a corrupt or cut deflate stream
 # (zlib.error, EOFError); and JSON nested too deep (RecursionError, a RuntimeError).
 ZIP_ERRORS = (zipfile.BadZipFile, RuntimeError, EOFError, zlib.error)
+# fetches the witness's record of the tree sizes a bundle cites (``verify --witness URL``)
+WitnessFetch = Callable[[list[int]], dict[str, Any]]
 
 
 AUTHENTIC, UNANCHORED, TAMPERED, UNVERIFIED = (
@@ -994,7 +997,7 @@ def verify_bundle(
     tsa_roots: list[x509.Certificate] | None = None,
     bound: TimeBound | None = None,
     tmp_dir: Path | None = None,
-    witness: dict[str, Any] | None = None,
+    witness: dict[str, Any] | WitnessFetch | None = None,
     witness_pin: str | None = None,
 ) -> Report:
     """Check an evidence bundle using only what is inside it and the anchors you pass.
@@ -1002,7 +1005,8 @@ def verify_bundle(
     Nothing in the bundle is trusted by itself: a CA or TSA root shipped inside counts only
     when it is one of ``anchors`` (a certificate or a pinned fingerprint). ``tmp_dir``: where
     its clips are unpacked to be hashed (default: the system's temp dir). ``witness``: a
-    ``GET /witness/<station>`` document; ``witness_pin``: the fingerprint its key must have.
+    ``GET /witness/<station>`` document, or what fetches it given the tree sizes the bundle
+    cites (its checkpoint's first); ``witness_pin``: the fingerprint its key must have.
     """
     report = Report(subject=path.name)
     try:
@@ -1020,6 +1024,9 @@ def verify_bundle(
                 bound or TimeBound(),
             )
             if witness is not None:
+                if callable(witness):
+                    sizes = [s for s, _ in report.facts.get("checkpoints_seen", [])]
+                    witness = witness(list(dict.fromkeys(sizes)))
                 check_witness(report, witness, witness_pin)
         except (ProofError, KeyError, ValueError, TypeError, AttributeError, *ZIP_ERRORS) as exc:
             # AttributeError: JSON of another shape (a list where an object belongs)
@@ -1825,10 +1832,12 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
     if matched:
         report.add("witness", OK, f"checkpoint(s) of {matched} entries cosigned by {whose}")
     else:
+        station = str((report.facts.get("checkpoint") or {}).get("station") or "")
+        gap = witness_gap(station, doc, [s for s, _ in mine if s not in seen])
         report.add(
             "witness",
             WARN,
-            f"the witness has not cosigned this bundle's checkpoints (yet); the record "
+            f"the witness has not cosigned this bundle's checkpoints (yet){gap}; the record "
             f"checked is signed by {whose}",
             "checkpoint-unwitnessed",
         )
