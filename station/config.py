@@ -447,6 +447,12 @@ class WebSection:
     bundle_cache_mb: int = setting(
         2048, "evidence bundles kept for resumed downloads (<data>/exports)", ge=1
     )
+    frame_cache_mb: int = setting(
+        256,
+        "key frames and thumbnails kept for the pages (<data>/cache/frames, ~90 KB a clip)",
+        ge=1,
+        le=65536,
+    )
 
 
 @dataclass(frozen=True)

@@ -628,6 +628,65 @@ def test_a_clip_retention_deletes_after_its_page_was_made_is_not_called_missing(
     assert resp.status_code == 404 and "X-Clip-Deleted" not in resp.headers
 
 
+def _swept_as_found(monkeypatch: pytest.MonkeyPatch, web_env: WebEnv, then: Any = None) -> None:
+    """The station's cache sweep empties the frame cache once, just after the site found (or
+    cut) a frame and before it sent it; ``then`` runs after the sweep (retention, say)."""
+    import web.frames
+
+    found = web.frames.FrameCache.get
+    swept: list[Path] = []
+
+    def then_swept(self: Any, *args: Any) -> Path | None:
+        path = found(self, *args)
+        if path is not None and not swept:
+            swept.extend(p for p in path.parent.iterdir())
+            for p in swept:
+                p.unlink()
+            if then is not None:
+                then()
+        return path
+
+    monkeypatch.setattr(web.frames.FrameCache, "get", then_swept)
+
+
+@pytest.mark.parametrize("when", ["cut", "cached"])
+@pytest.mark.parametrize("frame", ["thumb.jpg", "keyframes/1.jpg"])
+def test_a_frame_the_cache_sweep_removes_as_it_is_served_is_cut_again(
+    web_env: WebEnv, monkeypatch: pytest.MonkeyPatch, when: str, frame: str
+) -> None:
+    """The sweep removes the frame between the site finding it (just cut, or cached) and
+    sending it: the picture is cut again and sent whole, not a server error."""
+    from conftest_web import make_app
+
+    viewer = login(make_app(web_env).test_client(), "viewer")
+    clip = web_env.clips["plain"]
+    url = f"/clips/{clip.id}/{frame}"
+    first = viewer.get(url).data if when == "cached" else None
+    _swept_as_found(monkeypatch, web_env)
+    resp = viewer.get(url)
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    assert resp.data[:2] == b"\xff\xd8" and resp.data[-2:] == b"\xff\xd9"
+    assert first is None or resp.data == first
+    etag = resp.headers["ETag"]
+    assert viewer.get(url, headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_a_deleted_clips_frame_swept_as_it_is_served_is_a_clean_404(
+    web_env: WebEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention deletes the clip and the sweep its frames as the site serves one: the 404
+    of a deleted clip (``X-Clip-Deleted``), not a server error."""
+    from conftest_web import make_app
+
+    viewer = login(make_app(web_env).test_client(), "viewer")
+    clip = web_env.clips["plain2"]
+    url = f"/clips/{clip.id}/keyframes/0.jpg"
+    assert viewer.get(url).status_code == 200
+    _swept_as_found(monkeypatch, web_env, lambda: _retention_deletes(web_env, clip))
+    resp = viewer.get(url)
+    assert resp.status_code == 404 and resp.headers["X-Clip-Deleted"].startswith("2027-03-01")
+
+
 @pytest.mark.parametrize(("lang", "said"), list(DELETED_SAYS.items()))
 @pytest.mark.parametrize("when", ["before", "cached", "while-cut"])
 def test_a_deleted_clips_key_frames_say_deleted_as_its_video_does(

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 from PIL import Image
 
+from station.store.caches import TOUCH_EVERY_S, frame_name
 from station.store.ledger import ClipRecord
 
 log = logging.getLogger(__name__)
@@ -97,9 +100,12 @@ def extract_jpeg(video: Path, t: float, width: int, dest: Path) -> None:
 class FrameCache:
     """Key-frame JPEGs under ``<data_dir>/cache/frames``, made on first request.
 
-    Names are built only from the clip id, its indexed SHA-256, the time in ms and the width,
-    so a request never names a file. At most ``slots`` extractions run at once (the others
-    wait); a clip that cannot be decoded gets a ``.bad`` marker so it is not retried per view.
+    Names are built only from the clip id, its indexed SHA-256, the time in ms and the width
+    (``station.store.caches.frame_name``), so a request never names a file. At most ``slots``
+    extractions run at once (the others wait); a clip that cannot be decoded gets a ``.bad``
+    marker so it is not retried per view. The station sweeps the folder (``FrameFiles``: least
+    recently used first, within ``web.frame_cache_mb``), so a hit refreshes the frame's mtime
+    (at most every ``TOUCH_EVERY_S``) and ``read`` cuts a frame again that went as it was found.
     """
 
     def __init__(self, cache_dir: Path, slots: threading.BoundedSemaphore) -> None:
@@ -107,13 +113,24 @@ class FrameCache:
         self.slots = slots
 
     def path_for(self, clip: ClipRecord, t: float, width: int) -> Path:
-        digest = "".join(c for c in clip.sha256[:16] if c in "0123456789abcdef")
-        return self.dir / f"{int(clip.id or 0)}-{digest}-{round(t * 1000)}-{width}.jpg"
+        return self.dir / frame_name(clip.id or 0, clip.sha256, t, width)
+
+    def read(self, clip: ClipRecord, video: Path, t: float, width: int) -> bytes | None:
+        """The frame's JPEG bytes (cut now unless cached), or None when it cannot be cut."""
+        for _ in range(2):  # a sweep may remove it between finding and opening it: cut it again
+            path = self.get(clip, video, t, width)
+            if path is None:
+                return None
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                log.info("key frame %s went as it was read; cutting it again", path.name)
+        return None
 
     def get(self, clip: ClipRecord, video: Path, t: float, width: int) -> Path | None:
         dest = self.path_for(clip, t, width)
         bad = dest.with_suffix(".bad")
-        if dest.is_file():
+        if self._hit(dest):
             return dest
         if bad.exists():
             return None
@@ -135,3 +152,17 @@ class FrameCache:
             return None
         finally:
             self.slots.release()
+
+    @staticmethod
+    def _hit(dest: Path) -> bool:
+        """Whether ``dest`` is cached; a hit marks it used (its mtime) for the LRU sweep."""
+        try:
+            st = dest.stat()
+        except FileNotFoundError:
+            return False
+        now = time.time()
+        if now - st.st_mtime >= TOUCH_EVERY_S:  # not every view: a write per hit wears the card
+            # swept meanwhile, or not ours: it is still a hit for this request
+            with contextlib.suppress(OSError):
+                os.utime(dest, (now, now))
+        return True
