@@ -756,11 +756,12 @@ class Config:
     )
     retention: RetentionSection = section(
         RetentionSection,
-        "Clips are deleted only when free space falls below the floor: oldest first, never one"
-        " on legal hold (`packcam hold ORDER`), never one younger than min_age_days, never one"
-        " not yet archived when archive_required. When nothing may be deleted: no new clips,"
-        " alarm (log, live status, alarm_command); the clip being recorded is finished at once"
-        " below half the floor.",
+        "Clips are deleted only when free space falls below the floor, and only once the web"
+        " site's cached key frames and evidence bundles (web.frame_cache_mb, bundle_cache_mb)"
+        " are freed: oldest first, never one on legal hold (`packcam hold ORDER`), never one"
+        " younger than min_age_days, never one not yet archived when archive_required. When"
+        " nothing may be deleted: no new clips, alarm (log, live status, alarm_command); the"
+        " clip being recorded is finished at once below half the floor.",
     )
     alerts: AlertsSection = section(
         AlertsSection,

@@ -671,6 +671,34 @@ def test_a_frame_the_cache_sweep_removes_as_it_is_served_is_cut_again(
     assert viewer.get(url, headers={"If-None-Match": etag}).status_code == 304
 
 
+def test_a_frame_not_cut_for_want_of_room_is_cut_once_there_is_room(
+    web_env: WebEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk (ENOSPC writing the JPEG) is no bad clip: no ``.bad`` marker, which kept
+    the frame a 404 for good; the next view, with room again, gets the picture."""
+    import errno
+    import os
+
+    from conftest_web import make_app
+
+    import web.frames
+
+    cut = web.frames.extract_jpeg
+    full = [True]
+
+    def disk_full(*args: Any) -> None:
+        if full[0]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        cut(*args)
+
+    monkeypatch.setattr(web.frames, "extract_jpeg", disk_full)
+    viewer = login(make_app(web_env).test_client(), "viewer")
+    url = f"/clips/{web_env.clips['plain'].id}/keyframes/0.jpg"
+    assert viewer.get(url).status_code == 404
+    full[0] = False  # retention made room
+    assert viewer.get(url).status_code == 200
+
+
 def test_a_deleted_clips_frame_swept_as_it_is_served_is_a_clean_404(
     web_env: WebEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:

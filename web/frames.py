@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import threading
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 THUMB_WIDTH = 320
 FRAME_WIDTH = 640
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -142,16 +144,26 @@ class FrameCache:
                 return dest
             extract_jpeg(video, t, width, dest)
             return dest
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            log.warning("cannot cut a frame at %.2fs from clip %s: %s", t, clip.id, exc)
-            try:
-                bad.parent.mkdir(parents=True, exist_ok=True)
-                bad.write_text(str(exc)[:500], encoding="utf-8")
-            except OSError:
-                pass
+        except OSError as exc:
+            if exc.errno not in _NO_ROOM:
+                return self._bad(clip, t, bad, exc)
+            # the disk is full, not the clip bad: no marker, so it is cut once there is room
+            log.warning("no room to cache a frame of clip %s: %s", clip.id, exc)
             return None
+        except (av.FFmpegError, ValueError) as exc:
+            return self._bad(clip, t, bad, exc)
         finally:
             self.slots.release()
+
+    @staticmethod
+    def _bad(clip: ClipRecord, t: float, bad: Path, exc: Exception) -> None:
+        """Mark the frame as one that cannot be cut (not retried per view)."""
+        log.warning("cannot cut a frame at %.2fs from clip %s: %s", t, clip.id, exc)
+        try:
+            bad.parent.mkdir(parents=True, exist_ok=True)
+            bad.write_text(str(exc)[:500], encoding="utf-8")
+        except OSError:
+            pass
 
     @staticmethod
     def _hit(dest: Path) -> bool:
