@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,3 +201,33 @@ def test_expired_bundles_go_with_the_sweep_not_only_before_the_next_build(
     assert not old.exists() and fresh.exists() and freed >= 20000
     assert worker.usage() >= 20000
     assert worker.release(1) >= 20000 and not fresh.exists()  # retention: the rest too
+
+
+# ---- the station wires it -------------------------------------------------------------------
+
+
+def test_a_station_sweeps_the_caches_at_start_and_hands_them_to_retention(cfg) -> None:
+    """What a stopped station left over the bounds goes at its start (the frame of a clip
+    not in the index, a bundle long expired); retention frees key frames, then bundles."""
+    from station.capture.synthetic import Scenario, SyntheticCamera
+    from station.service import run_station
+
+    cfg = cfg.replace("camera", width=160, height=96, fps=10.0).replace("proof", enabled=False)
+    data = cfg.station.data_dir
+    frames = data / "cache" / "frames"
+    frames.mkdir(parents=True)
+    stale = frames / frame_name(999, "ab" * 32, 1.0, 640)
+    stale.write_bytes(b"x" * 1000)
+    exports = ExportDirs.in_data_dir(data).exports
+    exports.mkdir(parents=True)
+    old = exports / f"{'d' * 40}.zip"
+    old.write_bytes(b"z" * 1000)
+    day_ago = time.time() - 86400  # the worker's own clock
+    os.utime(old, (day_ago, day_ago))
+    scene = Scenario.from_dict({"seed": 1, "event": [{"at": 0.5, "kind": "end"}]})
+    cam = SyntheticCamera(160, 96, 10.0, scene, realtime=False)
+    asm = run_station(cfg, threading.Event(), camera=cam, live_view=False)
+    assert not stale.exists() and not old.exists()
+    assert asm.retention is not None and asm.sweep is not None
+    assert [type(c).__name__ for c in asm.retention.caches] == ["FrameFiles", "ExportWorker"]
+    assert not any(t.name == "cache-sweep" and t.is_alive() for t in threading.enumerate())
