@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest_web import WebEnv, login, make_app
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from station.proof.exports import GRACE_S, TTL_S, ExportDirs, ExportWorker
 from station.runtime.background import CacheSweep
@@ -231,3 +233,31 @@ def test_a_station_sweeps_the_caches_at_start_and_hands_them_to_retention(cfg) -
     assert asm.retention is not None and asm.sweep is not None
     assert [type(c).__name__ for c in asm.retention.caches] == ["FrameFiles", "ExportWorker"]
     assert not any(t.name == "cache-sweep" and t.is_alive() for t in threading.enumerate())
+
+
+files_st = st.lists(
+    st.tuples(st.integers(0, 500), st.integers(0, 50), st.booleans()), max_size=12
+).map(lambda xs: [f(f"f{i}", size, T0 + used, stale) for i, (size, used, stale) in enumerate(xs)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(files=files_st, cap=st.integers(0, 3000), need=st.integers(0, 3000))
+def test_the_sweep_choice_properties(files: list[CachedFile], cap: int, need: int) -> None:
+    """Every stale file goes, and goes first; the rest go least recently used first, and
+    only while the cache is over ``cap`` or short of ``need``: never one more."""
+    out = sweep_choice(files, cap=cap, need=need)
+    names = [c.name for c in out]
+    assert len(set(names)) == len(names)
+    stale = [c for c in files if c.stale]
+    assert out[: len(stale)] == stale
+    taken = out[len(stale) :]
+    assert all(not c.stale for c in taken)
+    assert [(c.used, c.name) for c in taken] == sorted((c.used, c.name) for c in taken)
+    left = [c for c in files if c not in out]
+    assert all((c.used, c.name) >= (t.used, t.name) for c in left for t in taken)
+    kept = sum(c.size for c in left)
+    freed = sum(c.size for c in out)
+    assert left == [] or (kept <= cap and freed >= need)  # else everything went
+    if taken:  # the last one taken was still needed
+        last = taken[-1]
+        assert kept + last.size > cap or freed - last.size < need
