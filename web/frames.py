@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import errno
+import io
 import logging
 import os
 import threading
@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 
 THUMB_WIDTH = 320
 FRAME_WIDTH = 640
-_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,8 @@ def keyframes(clip: ClipRecord) -> list[KeyFrame]:
     return out
 
 
-def extract_jpeg(video: Path, t: float, width: int, dest: Path) -> None:
-    """Write the frame shown at ``t`` seconds as a JPEG ``width`` pixels wide (atomically).
+def extract_jpeg(video: Path, t: float, width: int) -> bytes:
+    """The frame shown at ``t`` seconds as JPEG bytes, ``width`` pixels wide at most.
 
     Seeks to the key frame at or before ``t`` and decodes forward, so the cost is at most one
     GOP of decoding, whatever the clip's length.
@@ -90,10 +89,18 @@ def extract_jpeg(video: Path, t: float, width: int, dest: Path) -> None:
         image = image.resize(
             (width, max(2, round(image.height * width / image.width))), Image.Resampling.BILINEAR
         )
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def store_jpeg(dest: Path, data: bytes) -> None:
+    """Put ``data`` at ``dest`` atomically (a temporary name, then a rename): a reader, or the
+    station's sweep, sees the whole file or none."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        image.save(tmp, "JPEG", quality=80)
+        tmp.write_bytes(data)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -106,8 +113,11 @@ class FrameCache:
     (``station.store.caches.frame_name``), so a request never names a file. At most ``slots``
     extractions run at once (the others wait); a clip that cannot be decoded gets a ``.bad``
     marker so it is not retried per view. The station sweeps the folder (``FrameFiles``: least
-    recently used first, within ``web.frame_cache_mb``), so a hit refreshes the frame's mtime
-    (at most every ``TOUCH_EVERY_S``) and ``read`` cuts a frame again that went as it was found.
+    recently used first, within ``web.frame_cache_mb``; all of it when the disk runs short), so
+    ``read`` answers with bytes it holds, never a path the sweep may remove: a cached frame is
+    read in one open (gone: cut again), a frame cut now is answered from memory, cached or not
+    (a full disk leaves it uncached, no marker), and a hit refreshes the file's mtime (at
+    most every ``TOUCH_EVERY_S``) for the LRU sweep.
     """
 
     def __init__(self, cache_dir: Path, slots: threading.BoundedSemaphore) -> None:
@@ -119,62 +129,46 @@ class FrameCache:
 
     def read(self, clip: ClipRecord, video: Path, t: float, width: int) -> bytes | None:
         """The frame's JPEG bytes (cut now unless cached), or None when it cannot be cut."""
-        for _ in range(2):  # a sweep may remove it between finding and opening it: cut it again
-            path = self.get(clip, video, t, width)
-            if path is None:
-                return None
-            try:
-                return path.read_bytes()
-            except FileNotFoundError:
-                log.info("key frame %s went as it was read; cutting it again", path.name)
-        return None
-
-    def get(self, clip: ClipRecord, video: Path, t: float, width: int) -> Path | None:
         dest = self.path_for(clip, t, width)
         bad = dest.with_suffix(".bad")
-        if self._hit(dest):
-            return dest
+        data = self._cached(dest)
+        if data is not None:
+            return data
         if bad.exists():
             return None
         if not self.slots.acquire(timeout=30):
             log.warning("frame extraction busy; gave up on clip %s", clip.id)
             return None
         try:
-            if dest.is_file():
-                return dest
-            extract_jpeg(video, t, width, dest)
-            return dest
-        except OSError as exc:
-            if exc.errno not in _NO_ROOM:
-                return self._bad(clip, t, bad, exc)
-            # the disk is full, not the clip bad: no marker, so it is cut once there is room
-            log.warning("no room to cache a frame of clip %s: %s", clip.id, exc)
-            return None
-        except (av.FFmpegError, ValueError) as exc:
-            return self._bad(clip, t, bad, exc)
+            data = self._cached(dest)  # cut by another request while this one waited
+            if data is not None:
+                return data
+            try:
+                data = extract_jpeg(video, t, width)
+            except (av.FFmpegError, OSError, ValueError) as exc:
+                log.warning("cannot cut a frame at %.2fs from clip %s: %s", t, clip.id, exc)
+                with contextlib.suppress(OSError):
+                    bad.parent.mkdir(parents=True, exist_ok=True)
+                    bad.write_text(str(exc)[:500], encoding="utf-8")
+                return None
         finally:
             self.slots.release()
+        try:
+            store_jpeg(dest, data)
+        except OSError as exc:  # a full disk, say: the picture is shown, cached next time
+            log.warning("cannot cache a frame of clip %s: %s", clip.id, exc)
+        return data
 
     @staticmethod
-    def _bad(clip: ClipRecord, t: float, bad: Path, exc: Exception) -> None:
-        """Mark the frame as one that cannot be cut (not retried per view)."""
-        log.warning("cannot cut a frame at %.2fs from clip %s: %s", t, clip.id, exc)
+    def _cached(dest: Path) -> bytes | None:
+        """``dest``'s bytes if it is cached (one open: the sweep may remove it at any moment);
+        a hit marks it used (its mtime) for the LRU sweep."""
         try:
-            bad.parent.mkdir(parents=True, exist_ok=True)
-            bad.write_text(str(exc)[:500], encoding="utf-8")
-        except OSError:
-            pass
-
-    @staticmethod
-    def _hit(dest: Path) -> bool:
-        """Whether ``dest`` is cached; a hit marks it used (its mtime) for the LRU sweep."""
-        try:
-            st = dest.stat()
-        except FileNotFoundError:
-            return False
+            data = dest.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
         now = time.time()
-        if now - st.st_mtime >= TOUCH_EVERY_S:  # not every view: a write per hit wears the card
-            # swept meanwhile, or not ours: it is still a hit for this request
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # swept meanwhile: it is still a hit for this request
+            if now - dest.stat().st_mtime >= TOUCH_EVERY_S:  # not per view: writes wear the card
                 os.utime(dest, (now, now))
-        return True
+        return data

@@ -86,7 +86,7 @@ def serve_frame(clip: ClipRecord, n: int | None, width: int, *, scope: Stations)
     if video is None:
         _not_there(clip, scope)
     cache = frame_cache()
-    # read whole (tens of KB): the station's cache sweep may remove the file at any moment
+    # bytes in hand (tens of KB), not a path: the station's cache sweep may remove the file
     data = cache.read(clip, video, kf.t, width)
     if data is None:
         if clip_file(clip) is None:  # retention deleted it as the frame was being cut
