@@ -151,13 +151,13 @@ class FrameCache:
                     bad.parent.mkdir(parents=True, exist_ok=True)
                     bad.write_text(str(exc)[:500], encoding="utf-8")
                 return None
+            try:  # within the slot: a request waiting for it finds the frame cached
+                store_jpeg(dest, data)
+            except OSError as exc:  # a full disk, say: the picture is shown, cached next time
+                log.warning("cannot cache a frame of clip %s: %s", clip.id, exc)
+            return data
         finally:
             self.slots.release()
-        try:
-            store_jpeg(dest, data)
-        except OSError as exc:  # a full disk, say: the picture is shown, cached next time
-            log.warning("cannot cache a frame of clip %s: %s", clip.id, exc)
-        return data
 
     @staticmethod
     def _cached(dest: Path) -> bytes | None:
