@@ -447,6 +447,12 @@ class WebSection:
     bundle_cache_mb: int = setting(
         2048, "evidence bundles kept for resumed downloads (<data>/exports)", ge=1
     )
+    frame_cache_mb: int = setting(
+        256,
+        "key frames and thumbnails kept for the pages (<data>/cache/frames, ~90 KB a clip)",
+        ge=1,
+        le=65536,
+    )
 
 
 @dataclass(frozen=True)
@@ -750,11 +756,12 @@ class Config:
     )
     retention: RetentionSection = section(
         RetentionSection,
-        "Clips are deleted only when free space falls below the floor: oldest first, never one"
-        " on legal hold (`packcam hold ORDER`), never one younger than min_age_days, never one"
-        " not yet archived when archive_required. When nothing may be deleted: no new clips,"
-        " alarm (log, live status, alarm_command); the clip being recorded is finished at once"
-        " below half the floor.",
+        "Clips are deleted only when free space falls below the floor, and only once the web"
+        " site's cached key frames and evidence bundles (web.frame_cache_mb, bundle_cache_mb)"
+        " are freed: oldest first, never one on legal hold (`packcam hold ORDER`), never one"
+        " younger than min_age_days, never one not yet archived when archive_required. When"
+        " nothing may be deleted: no new clips, alarm (log, live status, alarm_command); the"
+        " clip being recorded is finished at once below half the floor.",
     )
     alerts: AlertsSection = section(
         AlertsSection,

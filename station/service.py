@@ -33,8 +33,10 @@ from station.recording.recorder import Finalizer, FinishedClip, Recorder
 from station.recording.runner import Station, StationWatchdog
 from station.recording.stream import stream_factories
 from station.recording.writer import HARDWARE_ENCODERS, EncoderSettings, probe_encoder, to_i420
+from station.runtime.background import CacheSweep
 from station.runtime.localzone import station_tz
 from station.runtime.sdnotify import Watchdog
+from station.store.caches import FrameFiles
 from station.store.ledger import ClipRecord, Ledger
 from station.store.recovery import Recovery, data_dir_lock
 from station.store.retention import ARCHIVE_MISSING, DiskProbe, RetentionManager, station_signer
@@ -69,9 +71,13 @@ class Assembly:
     live: LiveWriter | None = None
     events: StationEvents | None = None
     exports: ExportWorker | None = None  # builds the web site's evidence bundles
+    frames: FrameFiles | None = None  # the web site's key-frame cache, kept within its bound
+    sweep: CacheSweep | None = None  # sweeps both caches in the background
 
     def close(self) -> None:
         """Close what the station run leaves open (the recorder is closed by the run)."""
+        if self.sweep is not None:
+            self.sweep.stop()
         if self.exports is not None:
             try:
                 self.exports.stop()  # before the finalizers: a build may sign a checkpoint
@@ -139,6 +145,9 @@ def assemble(
     alarms = AlarmBoard(ledger, cfg.retention.alarm_command, events=events)
     recovery = Recovery(cfg, ledger, finalizers, alarms=alarms)
     archiver, sync = build_fleet(cfg, events, alarms=alarms)
+    # the site's key frames: freed before any clip when the disk runs short (the bundles too,
+    # once the export worker is made: _run_locked)
+    frames = FrameFiles(data_dir, cfg.web.frame_cache_mb << 20, ledger)
     retention = RetentionManager(
         cfg,
         ledger,
@@ -147,6 +156,7 @@ def assemble(
         signer=station_signer(finalizers),
         # an archived clip goes only once the bucket still shows its copy (one HEAD)
         archive_check=archiver.store.check_archived if archiver is not None else None,
+        caches=[frames],
     )
 
     def finished(result: FinishedClip) -> None:
@@ -208,6 +218,7 @@ def assemble(
         st, recorder, ledger, cam, finalizers, alarms, recovery, retention, archiver, sync, live
     )
     asm.events = events
+    asm.frames = frames
     return asm
 
 
@@ -266,13 +277,22 @@ def _run_locked(cfg: Config, stop: threading.Event, **kw: object) -> Assembly:
             log.exception("crash recovery failed; recording anyway")
             msg = f"crash recovery failed: {exc}"
             asm.alarms.raise_("recovery", str(cfg.station.data_dir), msg)
-        asm.retention.start()
+        exports = None
         try:
-            asm.exports = ExportWorker(cfg)
-            asm.exports.start()
+            exports = ExportWorker(cfg)
         except OSError as exc:  # the web's bundles wait; recording must not
-            log.error("evidence bundles for the web site are off: %s", exc)
-            asm.alarms.raise_("exports", str(cfg.station.data_dir), f"export worker: {exc}")
+            _exports_off(asm.alarms, cfg, exc)
+        if exports is not None:
+            asm.retention.add_cache(exports)  # bundles too go before any clip
+        asm.retention.start()
+        asm.sweep = CacheSweep([c for c in (asm.frames, exports) if c is not None])
+        asm.sweep.start()  # one sweep now: what a stopped station left over its bounds
+        if exports is not None:
+            try:
+                asm.exports = exports
+                exports.start()
+            except OSError as exc:
+                _exports_off(asm.alarms, cfg, exc)
         for part in (asm.archiver, asm.central_sync):
             if part is not None:
                 part.start()  # after recovery, so recovered clips are archived too
@@ -283,6 +303,11 @@ def _run_locked(cfg: Config, stop: threading.Event, **kw: object) -> Assembly:
             asm.station.on_frame.write_status(asm.station.status(), state="stopped")
         asm.close()
     return asm
+
+
+def _exports_off(alarms: AlarmBoard, cfg: Config, exc: OSError) -> None:
+    log.error("evidence bundles for the web site are off: %s", exc)
+    alarms.raise_("exports", str(cfg.station.data_dir), f"export worker: {exc}")
 
 
 def probe_video(path: Path) -> tuple[int, int, float]:

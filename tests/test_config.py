@@ -77,6 +77,8 @@ def test_unicode_station_name(tmp_path: Path) -> None:
         ("[scanner]\nkeyboard = 'ps2'", "scanner.keyboard"),
         ("[recorder]\ncrf = 99", "crf"),
         ("camera = 3", "must be a table"),
+        ("[web]\nframe_cache_mb = 0", "web.frame_cache_mb"),
+        ("[web]\nframe_cache_mb = 70000", "web.frame_cache_mb"),
     ],
 )
 def test_invalid_configs_fail_with_a_clear_message(tmp_path: Path, text: str, message: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -22,11 +23,13 @@ from station import config as config_mod
 from station.errors import ConfigError, LedgerError
 from station.fleet.objstore import ArchiveError
 from station.floor.alarms import AlarmBoard
+from station.proof.exports import ExportDirs, ExportWorker
 from station.proof.finalizer import build_finalizers
 from station.proof.keys import StationKey, verify_signature
 from station.proof.paths import ProofPaths
 from station.proof.verify import audit
 from station.recording.writer import to_i420
+from station.store.caches import FRAMES_DIR, FrameFiles, frame_name
 from station.store.ledger import Ledger
 from station.store.recovery import recover_data_dir
 from station.store.retention import (
@@ -428,7 +431,7 @@ class FakeBucket:
 
 
 def manager(
-    cfg, ledger, disk, *, floor_bytes: int, clock=None, bucket=None, **kw
+    cfg, ledger, disk, *, floor_bytes: int, clock=None, bucket=None, caches=(), **kw
 ) -> RetentionManager:
     pct = floor_bytes / disk.capacity * 100
     cfg = cfg.replace("retention", min_age_days=90.0, free_floor_mb=0, free_floor_percent=pct, **kw)
@@ -442,6 +445,7 @@ def manager(
         alarms=AlarmBoard(ledger, cfg.retention.alarm_command),
         monotonic=clock,
         archive_check=bucket,
+        caches=caches,
     )
 
 
@@ -521,6 +525,88 @@ def test_nothing_deletable_refuses_new_clips_and_alarms_until_space_returns(
     assert mgr.refusal() is None and not mgr.must_finish_clip()
     assert ledger.alarms() == []
     ledger.close()
+
+
+class WholeDisk(FakeDisk):
+    """Capacity minus every clip, key frame and bundle under the data dir."""
+
+    def used(self) -> int:
+        kinds = {".mp4", ".jpg", ".zip"}
+        return sum(p.stat().st_size for p in self.data.rglob("*") if p.suffix in kinds)
+
+
+def site_caches(cfg: config_mod.Config, ledger: Ledger, clips: list, size: int):
+    """The site's caches as a busy site leaves them: two key frames of each of the two oldest
+    clips, used in that order, and one evidence bundle, each ``size`` bytes; the caches as
+    the station hands them to retention (frames first, then bundles) and their files."""
+    data = cfg.station.data_dir
+    frames = data / FRAMES_DIR
+    frames.mkdir(parents=True)
+    files = []
+    for c in clips[:2]:
+        for t in (1.0, 2.0):
+            p = frames / frame_name(c.id, c.sha256, t, 640)
+            p.write_bytes(b"\xff" * size)
+            when = 1_800_000_000 + len(files)
+            os.utime(p, (when, when))
+            files.append(p)
+    exports = ExportWorker(cfg)
+    bundle = ExportDirs.in_data_dir(data).bundle("c" * 40)
+    bundle.write_bytes(b"z" * size)
+    files.append(bundle)
+    caches = [FrameFiles(data, cfg.web.frame_cache_mb << 20, ledger), exports]
+    return caches, files
+
+
+def test_a_disk_nearly_full_empties_the_caches_and_deletes_no_clip(
+    stocked: tuple[config_mod.Config, list],
+) -> None:
+    """Derived files (key frames, bundles: made again on demand) go before any evidence: the
+    disk is two clips short of its floor and the caches hold five clips' worth."""
+    cfg, clips = stocked
+    data = cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data)
+    size = max(c.size for c in clips)
+    caches, files = site_caches(cfg, ledger, clips, size)
+    disk = WholeDisk(data, capacity=WholeDisk(data, 0).used() + 10 * size)
+    mgr = manager(cfg, ledger, disk, floor_bytes=12 * size, caches=caches)
+    result = mgr.check()
+    assert mgr.deleted == 0 and result.floor_reached and mgr.refusal() is None
+    assert disk().free >= 12 * size
+    assert all((data / c.path).exists() for c in clips)
+    assert not [c for c in ledger.stored_clips(include_deleted=True) if c.deleted_utc]
+    # as much as the floor needed, least recently used key frames first; the bundle stays
+    assert [p.exists() for p in files] == [False, False, True, True, True]
+    ledger.close()
+
+
+def test_caches_too_small_are_emptied_and_only_the_rest_is_taken_from_clips(
+    stocked: tuple[config_mod.Config, list],
+) -> None:
+    """Six clips short, five clips' worth of caches: every cached file goes, then the fewest
+    oldest clips for the rest (without the caches, all four old clips went: not enough)."""
+    cfg, clips = stocked
+    data = cfg.station.data_dir
+    ledger = Ledger.in_data_dir(data)
+    size = max(c.size for c in clips)
+    caches, files = site_caches(cfg, ledger, clips, size)
+    disk = WholeDisk(data, capacity=WholeDisk(data, 0).used() + 10 * size)
+    mgr = manager(cfg, ledger, disk, floor_bytes=16 * size, caches=caches)
+    result = mgr.check()
+    assert result.floor_reached and not any(p.exists() for p in files)
+    gone = [c.order_id for c in ledger.stored_clips(include_deleted=True) if c.deleted_utc]
+    assert 1 <= mgr.deleted <= 2 and gone == ["PO-A", "PO-B"][: mgr.deleted]
+    ledger.close()
+
+
+def test_the_plan_counts_the_caches_before_any_clip() -> None:
+    clips = [cand(1, 200, 100), cand(2, 150, 100)]
+    p = plan(clips, now=NOW, free_bytes=0, total_bytes=10_000, policy=Policy(90, 250),
+             reclaimable=200)  # fmt: skip
+    assert p.cache_bytes == 200 and [c.id for c in p.deletions] == [1] and p.floor_reached
+    p = plan(clips, now=NOW, free_bytes=0, total_bytes=10_000, policy=Policy(90, 250),
+             reclaimable=900)  # fmt: skip
+    assert p.cache_bytes == 250 and p.deletions == () and p.free_after == 250
 
 
 def test_a_clip_recorded_after_a_boot_with_the_clock_at_1970_is_not_deleted_as_old(

@@ -628,6 +628,111 @@ def test_a_clip_retention_deletes_after_its_page_was_made_is_not_called_missing(
     assert resp.status_code == 404 and "X-Clip-Deleted" not in resp.headers
 
 
+def _as_frames_get_their_name(monkeypatch: pytest.MonkeyPatch, then: Any) -> None:
+    """Run ``then(dest)`` the moment the site renames a frame it cut into its cache (before
+    it answers): the station's sweep, a full disk."""
+    import os
+    import types
+
+    import web.frames
+
+    def replace(src: Any, dst: Any) -> None:
+        then(Path(src), Path(dst))
+
+    proxy = types.ModuleType("os")
+    proxy.__dict__.update(vars(os))
+    proxy.replace = replace  # type: ignore[attr-defined]
+    monkeypatch.setattr(web.frames, "os", proxy)
+
+
+def _then_swept(after: Any = None) -> Any:
+    """The frame gets its name, then the station's sweep empties the cache (``after``: what
+    happens next, retention, say)."""
+    import os
+
+    def then(src: Path, dst: Path) -> None:
+        os.replace(src, dst)
+        for p in dst.parent.iterdir():
+            p.unlink()
+        if after is not None:
+            after()
+
+    return then
+
+
+@pytest.mark.parametrize("when", ["first-view", "swept-before"])
+@pytest.mark.parametrize("frame", ["thumb.jpg", "keyframes/1.jpg"])
+def test_a_frame_the_cache_sweep_removes_as_it_is_served_is_sent_whole(
+    web_env: WebEnv, monkeypatch: pytest.MonkeyPatch, when: str, frame: str
+) -> None:
+    """The sweep removes the frame just after the site cut and cached it, before it was sent
+    (its first view, or one after an earlier sweep): the picture is sent whole, not a server
+    error (the site used to open the file again to send it); it revalidates with 304."""
+    from conftest_web import make_app
+
+    viewer = login(make_app(web_env).test_client(), "viewer")
+    clip = web_env.clips["plain"]
+    url = f"/clips/{clip.id}/{frame}"
+    first = None
+    if when == "swept-before":
+        first = viewer.get(url).data
+        for p in (web_env.data_dir / "cache" / "frames").iterdir():
+            p.unlink()
+    _as_frames_get_their_name(monkeypatch, _then_swept())
+    resp = viewer.get(url)
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    assert resp.data[:2] == b"\xff\xd8" and resp.data[-2:] == b"\xff\xd9"
+    assert first is None or resp.data == first
+    etag = resp.headers["ETag"]
+    assert viewer.get(url, headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_a_clip_deleted_and_its_frames_swept_as_one_is_cut_is_no_server_error(
+    web_env: WebEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention deletes the clip, and the sweep its frames, while the site cuts one: the
+    frame it cut is sent (it was cut from the clip before it went); the next view is the
+    deleted clip's 404 (``X-Clip-Deleted``). Never a server error."""
+    from conftest_web import make_app
+
+    viewer = login(make_app(web_env).test_client(), "viewer")
+    clip = web_env.clips["plain2"]
+    url = f"/clips/{clip.id}/keyframes/0.jpg"
+    _as_frames_get_their_name(monkeypatch, _then_swept(lambda: _retention_deletes(web_env, clip)))
+    resp = viewer.get(url)
+    assert resp.status_code == 200 and resp.data[:2] == b"\xff\xd8"
+    monkeypatch.undo()
+    resp = viewer.get(url)
+    assert resp.status_code == 404 and resp.headers["X-Clip-Deleted"].startswith("2027-03-01")
+
+
+def test_a_frame_not_cached_for_want_of_room_is_shown_and_cached_once_there_is_room(
+    web_env: WebEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk as the frame is cached (ENOSPC) is no bad clip: the picture is shown
+    uncached and no ``.bad`` marker is left (which kept it a 404 for good); with room again
+    the next view caches it."""
+    import errno
+    import os
+
+    from conftest_web import make_app
+
+    def disk_full(src: Path, dst: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    viewer = login(make_app(web_env).test_client(), "viewer")
+    clip = web_env.clips["plain"]
+    url = f"/clips/{clip.id}/keyframes/0.jpg"
+    frames = web_env.data_dir / "cache" / "frames"
+    _as_frames_get_their_name(monkeypatch, disk_full)
+    resp = viewer.get(url)
+    assert resp.status_code == 200 and resp.data[:2] == b"\xff\xd8"
+    assert list(frames.iterdir()) == []  # neither the frame nor a marker
+    monkeypatch.undo()  # retention made room
+    assert viewer.get(url).data == resp.data
+    assert [p.suffix for p in frames.iterdir()] == [".jpg"]
+
+
 @pytest.mark.parametrize(("lang", "said"), list(DELETED_SAYS.items()))
 @pytest.mark.parametrize("when", ["before", "cached", "while-cut"])
 def test_a_deleted_clips_key_frames_say_deleted_as_its_video_does(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 from PIL import Image
 
+from station.store.caches import TOUCH_EVERY_S, frame_name
 from station.store.ledger import ClipRecord
 
 log = logging.getLogger(__name__)
@@ -57,8 +61,8 @@ def keyframes(clip: ClipRecord) -> list[KeyFrame]:
     return out
 
 
-def extract_jpeg(video: Path, t: float, width: int, dest: Path) -> None:
-    """Write the frame shown at ``t`` seconds as a JPEG ``width`` pixels wide (atomically).
+def extract_jpeg(video: Path, t: float, width: int) -> bytes:
+    """The frame shown at ``t`` seconds as JPEG bytes, ``width`` pixels wide at most.
 
     Seeks to the key frame at or before ``t`` and decodes forward, so the cost is at most one
     GOP of decoding, whatever the clip's length.
@@ -85,10 +89,18 @@ def extract_jpeg(video: Path, t: float, width: int, dest: Path) -> None:
         image = image.resize(
             (width, max(2, round(image.height * width / image.width))), Image.Resampling.BILINEAR
         )
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def store_jpeg(dest: Path, data: bytes) -> None:
+    """Put ``data`` at ``dest`` atomically (a temporary name, then a rename): a reader, or the
+    station's sweep, sees the whole file or none."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        image.save(tmp, "JPEG", quality=80)
+        tmp.write_bytes(data)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -97,9 +109,15 @@ def extract_jpeg(video: Path, t: float, width: int, dest: Path) -> None:
 class FrameCache:
     """Key-frame JPEGs under ``<data_dir>/cache/frames``, made on first request.
 
-    Names are built only from the clip id, its indexed SHA-256, the time in ms and the width,
-    so a request never names a file. At most ``slots`` extractions run at once (the others
-    wait); a clip that cannot be decoded gets a ``.bad`` marker so it is not retried per view.
+    Names are built only from the clip id, its indexed SHA-256, the time in ms and the width
+    (``station.store.caches.frame_name``), so a request never names a file. At most ``slots``
+    extractions run at once (the others wait); a clip that cannot be decoded gets a ``.bad``
+    marker so it is not retried per view. The station sweeps the folder (``FrameFiles``: least
+    recently used first, within ``web.frame_cache_mb``; all of it when the disk runs short), so
+    ``read`` answers with bytes it holds, never a path the sweep may remove: a cached frame is
+    read in one open (gone: cut again), a frame cut now is answered from memory, cached or not
+    (a full disk leaves it uncached, no marker), and a hit refreshes the file's mtime (at
+    most every ``TOUCH_EVERY_S``) for the LRU sweep.
     """
 
     def __init__(self, cache_dir: Path, slots: threading.BoundedSemaphore) -> None:
@@ -107,31 +125,50 @@ class FrameCache:
         self.slots = slots
 
     def path_for(self, clip: ClipRecord, t: float, width: int) -> Path:
-        digest = "".join(c for c in clip.sha256[:16] if c in "0123456789abcdef")
-        return self.dir / f"{int(clip.id or 0)}-{digest}-{round(t * 1000)}-{width}.jpg"
+        return self.dir / frame_name(clip.id or 0, clip.sha256, t, width)
 
-    def get(self, clip: ClipRecord, video: Path, t: float, width: int) -> Path | None:
+    def read(self, clip: ClipRecord, video: Path, t: float, width: int) -> bytes | None:
+        """The frame's JPEG bytes (cut now unless cached), or None when it cannot be cut."""
         dest = self.path_for(clip, t, width)
         bad = dest.with_suffix(".bad")
-        if dest.is_file():
-            return dest
+        data = self._cached(dest)
+        if data is not None:
+            return data
         if bad.exists():
             return None
         if not self.slots.acquire(timeout=30):
             log.warning("frame extraction busy; gave up on clip %s", clip.id)
             return None
         try:
-            if dest.is_file():
-                return dest
-            extract_jpeg(video, t, width, dest)
-            return dest
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            log.warning("cannot cut a frame at %.2fs from clip %s: %s", t, clip.id, exc)
+            data = self._cached(dest)  # cut by another request while this one waited
+            if data is not None:
+                return data
             try:
-                bad.parent.mkdir(parents=True, exist_ok=True)
-                bad.write_text(str(exc)[:500], encoding="utf-8")
-            except OSError:
-                pass
-            return None
+                data = extract_jpeg(video, t, width)
+            except (av.FFmpegError, OSError, ValueError) as exc:
+                log.warning("cannot cut a frame at %.2fs from clip %s: %s", t, clip.id, exc)
+                with contextlib.suppress(OSError):
+                    bad.parent.mkdir(parents=True, exist_ok=True)
+                    bad.write_text(str(exc)[:500], encoding="utf-8")
+                return None
+            try:  # within the slot: a request waiting for it finds the frame cached
+                store_jpeg(dest, data)
+            except OSError as exc:  # a full disk, say: the picture is shown, cached next time
+                log.warning("cannot cache a frame of clip %s: %s", clip.id, exc)
+            return data
         finally:
             self.slots.release()
+
+    @staticmethod
+    def _cached(dest: Path) -> bytes | None:
+        """``dest``'s bytes if it is cached (one open: the sweep may remove it at any moment);
+        a hit marks it used (its mtime) for the LRU sweep."""
+        try:
+            data = dest.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        now = time.time()
+        with contextlib.suppress(OSError):  # swept meanwhile: it is still a hit for this request
+            if now - dest.stat().st_mtime >= TOUCH_EVERY_S:  # not per view: writes wear the card
+                os.utime(dest, (now, now))
+        return data

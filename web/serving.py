@@ -3,6 +3,7 @@ frames and evidence bundle as answers, the order page's clip views, the search's
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -84,12 +85,20 @@ def serve_frame(clip: ClipRecord, n: int | None, width: int, *, scope: Stations)
     video = clip_file(clip)
     if video is None:
         _not_there(clip, scope)
-    path = frame_cache().get(clip, video, kf.t, width)
-    if path is None:
+    cache = frame_cache()
+    # bytes in hand (tens of KB), not a path: the station's cache sweep may remove the file
+    data = cache.read(clip, video, kf.t, width)
+    if data is None:
         if clip_file(clip) is None:  # retention deleted it as the frame was being cut
             _not_there(clip, scope)
         abort(404)
-    resp = send_file(path, mimetype="image/jpeg", conditional=True, max_age=86400)
+    resp = send_file(
+        io.BytesIO(data),
+        mimetype="image/jpeg",
+        conditional=True,
+        max_age=86400,
+        etag=cache.path_for(clip, kf.t, width).stem,  # names what it shows: clip hash, time, width
+    )
     resp.cache_control.public = False
     resp.cache_control.private = True
     return resp

@@ -168,6 +168,7 @@ class ExportWorker:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._builds: deque[float] = deque()
+        self._sweep_lock = threading.Lock()
         self.ensure_dirs()
 
     def ensure_dirs(self) -> None:
@@ -394,22 +395,47 @@ class ExportWorker:
         )
         return free - need >= floor + (self.cfg.web.verify_headroom_mb << 20)
 
-    def sweep(self, need: int = 0) -> None:
+    def sweep(self, need: int = 0, *, release: int = 0) -> int:
         """Remove expired bundles, old refusals and stale partial builds, then the oldest
-        bundles until ``need`` more fits the cap."""
+        bundles until ``need`` more fits the cap and ``release`` bytes are freed (retention:
+        the disk is below its floor); the bytes freed. Called by the worker before a build, by
+        the station's cache sweep and by retention, on their threads: one at a time. A bundle
+        being downloaded stays readable to the site, which holds it open."""
+        with self._sweep_lock:
+            return self._sweep(need, release)
+
+    def usage(self) -> int:
+        """Bytes the bundles and their companions take on disk (what ``sweep`` may free)."""
+        total = 0
+        for p in _entries(self.dirs.exports):
+            if p.name != HEARTBEAT:
+                try:
+                    total += p.lstat().st_blocks * 512
+                except FileNotFoundError:
+                    continue
+        return total
+
+    def release(self, need: int) -> int:
+        """Free at least ``need`` bytes of bundles if there are as many; the bytes freed."""
+        return self.sweep(release=need)
+
+    def _sweep(self, need: int, release: int) -> int:
         now = self.clock()
         bundles = []
-        for p in self.dirs.exports.iterdir():
+        freed = 0
+        for p in _entries(self.dirs.exports):
             try:
                 st = p.lstat()
             except FileNotFoundError:
                 continue
             age = now - st.st_mtime
+            on_disk = st.st_blocks * 512
             if p.name == HEARTBEAT:
                 continue
             if p.name.endswith(".part"):
                 if age > PART_STALE_S:
                     p.unlink(missing_ok=True)
+                    freed += on_disk
             elif p.name.endswith(ERROR_SUFFIX):
                 if age > 2 * ERROR_TTL_S:
                     p.unlink(missing_ok=True)
@@ -419,16 +445,26 @@ class ExportWorker:
             elif age >= TTL_S + GRACE_S or not p.name.endswith(".zip"):
                 log.debug("exports: removing %s", p.name)
                 remove_path(p)
+                freed += on_disk
             else:
-                bundles.append((st.st_mtime, st.st_size, p))
-        total = sum(size for _, size, _ in bundles)
-        for _mtime, size, p in sorted(bundles, key=lambda e: e[0]):
-            if total + need <= self.cap:
+                bundles.append((st.st_mtime, st.st_size, on_disk, p))
+        total = sum(size for _, size, _, _ in bundles)
+        for _mtime, size, on_disk, p in sorted(bundles, key=lambda e: e[0]):
+            if total + need <= self.cap and freed >= release:
                 break
             log.info("exports: removing %s (%d MB) to make room", p.name, size >> 20)
             p.unlink(missing_ok=True)
             p.with_suffix(WARNINGS_SUFFIX).unlink(missing_ok=True)
             total -= size
+            freed += on_disk
+        return freed
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except FileNotFoundError:  # made again by the worker's next pass (ensure_dirs)
+        return []
 
 
 def _disk_free(path: Path) -> tuple[int, int]:

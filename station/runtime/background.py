@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from station.runtime.backoff import Backoff
 from station.store.clips import ClipTable
@@ -114,6 +114,55 @@ class Repeater:
             self._wake.clear()
 
 
+class Sweepable(Protocol):
+    """A cache that keeps itself within its bound (``FrameFiles``, ``ExportWorker``)."""
+
+    def sweep(self) -> int:
+        """Remove what is over the bound, stale files first; the bytes freed."""
+        ...
+
+
+# Key frames and bundles grow only as the site is used: every ten minutes is soon enough, and
+# retention frees them at once when the disk runs short.
+CACHE_SWEEP = Schedule(interval_s=600.0, retry_s=60.0, max_backoff_s=600.0)
+
+
+class CacheSweep:
+    """Keeps the caches of derived files (the site's key frames, its evidence bundles) within
+    their bounds: one sweep at ``start`` on the caller's thread, then one every
+    ``schedule.interval_s`` on the daemon thread "cache-sweep" (a ``Repeater``). A cache whose
+    sweep fails is logged and the others are still swept; the pass is retried with backoff.
+    """
+
+    def __init__(self, caches: Sequence[Sweepable], schedule: Schedule = CACHE_SWEEP) -> None:
+        self.caches = list(caches)
+        self._repeater = Repeater("cache-sweep", self.sweep, schedule)
+
+    def sweep(self) -> int:
+        """Sweep every cache once; the bytes freed. Raises the first failure after trying all."""
+        freed = 0
+        failed: Exception | None = None
+        for cache in self.caches:
+            try:
+                freed += cache.sweep()
+            except Exception as exc:
+                log.warning("cache sweep of %r failed: %s", cache, exc)
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+        return freed
+
+    def start(self) -> None:
+        try:
+            self.sweep()
+        except Exception:  # the caches must not keep the station from recording
+            log.exception("cache sweep at start failed")
+        self._repeater.start()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        self._repeater.stop(timeout)
+
+
 class IndexWorker:
     """What the archiver and the central sync share: their own connections to the index, a
     ``Repeater`` running ``job`` one pass at a time, and the recorder's hook that wakes it.
@@ -172,4 +221,4 @@ class IndexWorker:
             self._repeater.wake()
 
 
-__all__ = ["IndexWorker", "Repeater", "Schedule"]
+__all__ = ["CACHE_SWEEP", "CacheSweep", "IndexWorker", "Repeater", "Schedule", "Sweepable"]

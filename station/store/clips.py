@@ -730,6 +730,18 @@ class ClipTable(Table):
             (when_utc, reason, clip_id),
         )
 
+    def kept_hashes(self, clip_ids: Iterable[int]) -> dict[int, str]:
+        """The SHA-256 of each of ``clip_ids`` whose file is kept (indexed, not deleted by
+        retention): what the cache sweep asks of the frames it finds, a few hundred at a time."""
+        ids = sorted(set(clip_ids))
+        out: dict[int, str] = {}
+        for i in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+            part = ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            sql = f"SELECT id, sha256 FROM clips WHERE deleted_utc IS NULL AND id IN ({marks})"
+            out.update((r["id"], r["sha256"]) for r in self._all(sql, tuple(part)))
+        return out
+
     def clip_paths(self) -> list[str]:
         """The path of every indexed clip, deleted ones included (cheap: no records built)."""
         with self._lock:  # the cursor, not _all: no row objects for a million clips at start-up

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from station.config import Config, RetentionSection
 from station.errors import LedgerError, StationError
@@ -102,6 +102,7 @@ class Plan:
     free_after: int  # free bytes once every deletion is done (sizes as indexed)
     floor_reached: bool
     kept: Mapping[str, int] = field(default_factory=dict)  # reason -> clips that may not go
+    cache_bytes: int = 0  # bytes of the caches to free first, before any of the deletions
 
     @property
     def below_floor(self) -> bool:
@@ -171,8 +172,13 @@ def plan(
     total_bytes: int,
     policy: Policy,
     gone: Sequence[tuple[int, datetime]] = (),
+    reclaimable: int = 0,
 ) -> Plan:
     """Pure: which clips to delete, oldest first, to get free space up to the floor.
+
+    ``reclaimable``: bytes the caches of derived files hold (key frames, evidence bundles:
+    made again from the clips): they count as free space, and go before any clip
+    (``cache_bytes``: as much of them as the floor needs).
 
     Never a clip on legal hold, younger than ``min_age_days`` (``min_age_days_return`` for a
     return clip), not finished, or not archived when ``archive_required``. Age and order
@@ -193,13 +199,14 @@ def plan(
             kept[why] += 1
     eligible.sort(key=lambda c: (starts[c.id], c.id))
     deletions: list[Candidate] = []
-    free = free_bytes
+    from_caches = min(max(0, floor - free_bytes), max(0, reclaimable))
+    free = free_bytes + from_caches
     for c in eligible:
         if free >= floor:
             break
         deletions.append(c)
         free += c.size
-    return Plan(tuple(deletions), floor, free_bytes, free, free >= floor, dict(kept))
+    return Plan(tuple(deletions), floor, free_bytes, free, free >= floor, dict(kept), from_caches)
 
 
 # ---- the edges: disk probe, deletion records, the deleter -------------------------------------
@@ -229,6 +236,20 @@ def disk_probe(path: Path) -> DiskProbe:
 # The fleet side is ObjectStore.check_archived (a HEAD, and the bytes proven by the store's
 # checksum or a read-back); retention never talks to the bucket itself.
 ArchiveCheck = Callable[[str, int, str, Path], str | None]
+
+
+class DerivedFiles(Protocol):
+    """A cache of files made from the clips and made again on demand (the site's key frames,
+    its evidence bundles): retention frees them before it deletes any clip for space."""
+
+    def usage(self) -> int:
+        """Bytes the cache takes on disk."""
+        ...
+
+    def release(self, need: int) -> int:
+        """Free at least ``need`` bytes if the cache holds them; the bytes freed."""
+        ...
+
 
 # (canonical bytes) -> (signature, key fingerprint); None when proofs are off.
 Signer = Callable[[bytes], tuple[bytes, str]]
@@ -295,6 +316,10 @@ class RetentionManager:
     clip, clears its mark (the archiver sends it again) and raises the "archive-missing" alarm;
     a bucket that cannot be asked keeps every archived clip this round, marks untouched.
 
+    Below the floor, the ``caches`` of derived files (the site's key frames, its evidence
+    bundles: made again from the clips) are freed first, as far as the floor needs; a clip is
+    deleted only for what they cannot free.
+
     Threads: ``start`` runs one ``check`` on the caller's thread, then one every
     ``check_every_s`` on the daemon thread "retention"; ``poke`` (after each finished clip)
     makes it check at once. ``refusal``/``must_finish_clip`` are called by the capture thread:
@@ -313,6 +338,7 @@ class RetentionManager:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] | None = None,
         archive_check: ArchiveCheck | None = None,
+        caches: Sequence[DerivedFiles] = (),
     ) -> None:
 
         self.cfg = cfg
@@ -327,6 +353,8 @@ class RetentionManager:
             # programming error: the archived mark alone must never free the only local copy
             raise ValueError("archive_required with [archive] enabled needs an archive_check")
         self.archive_check = archive_check
+        # emptied, in this order, before any clip is deleted for space (``add_cache``)
+        self.caches: list[DerivedFiles] = list(caches)
         self._bucket_down = False  # the bucket could not be asked during this check
         self._now = now
         self._mono = monotonic or time.monotonic
@@ -391,7 +419,12 @@ class RetentionManager:
         with self._lock:
             self._bucket_down = False
             space = self.probe()
-            result = self._plan(space)
+            result = self._plan(space, count_caches=True)
+            if result.cache_bytes:
+                self._release_caches(result.cache_bytes, space, result.floor_bytes)
+                space = self.probe()
+                # what the caches still hold could not be freed now: clips go for the rest
+                result = self._plan(space)
             attempted: set[int] = set()
             while result.deletions and not {c.id for c in result.deletions} <= attempted:
                 kept = {c.id: c for c in self.ledger.stored_clips()}
@@ -406,10 +439,43 @@ class RetentionManager:
             self._update_guard(space, result)
             return result
 
-    def _plan(self, space: DiskSpace) -> Plan:
+    def add_cache(self, cache: DerivedFiles) -> None:
+        """Free ``cache`` too before deleting clips (call before ``start``)."""
+        self.caches.append(cache)
+
+    def _release_caches(self, need: int, space: DiskSpace, floor: int) -> None:
+        """Free ``need`` bytes of derived files, cache by cache; a cache that fails is logged
+        and skipped (its bytes are then freed by deleting clips, never left to fill the disk)."""
+        freed = 0
+        for cache in self.caches:
+            if freed >= need:
+                break
+            try:
+                freed += cache.release(need - freed)
+            except Exception:
+                log.exception("retention: cannot free the cache %r", cache)
+        log.warning(
+            "retention: freed %d MB of cached key frames and evidence bundles first"
+            " (free %d MB < floor %d MB)",
+            freed >> 20,
+            space.free >> 20,
+            floor >> 20,
+        )
+
+    def _cache_usage(self) -> int:
+        total = 0
+        for cache in self.caches:
+            try:
+                total += cache.usage()
+            except Exception:
+                log.exception("retention: cannot measure the cache %r", cache)
+        return total
+
+    def _plan(self, space: DiskSpace, *, count_caches: bool = False) -> Plan:
         floor = self.policy.floor(space.total)
         if space.free >= floor:  # the usual case: no need to read the whole index
             return Plan((), floor, space.free, space.free, True)
+        reclaimable = self._cache_usage() if count_caches else 0
         now = self._now()
         cands = [Candidate.from_stored(c) for c in self.ledger.stored_clips()]
         gone = self.ledger.latest_deleted(now)
@@ -420,6 +486,7 @@ class RetentionManager:
             total_bytes=space.total,
             policy=self.policy,
             gone=[gone] if gone else [],
+            reclaimable=reclaimable,
         )
 
     def delete(self, clip: StoredClip, result: Plan, space: DiskSpace) -> bool:
@@ -582,6 +649,7 @@ __all__ = [
     "YOUNG",
     "ArchiveCheck",
     "Candidate",
+    "DerivedFiles",
     "DiskSpace",
     "Plan",
     "Policy",
