@@ -129,7 +129,7 @@ def witness_index() -> Response:
     )
 
 
-@bp.get("/witness/<station>")
+@bp.get("/witness/<path:station>")
 def witness_station(station: str) -> Response | tuple[Response, int]:
     """A station's cosigned checkpoints (the newest, and any older ones at the sizes asked for
     with ``?tree_size=N``) and its fork/rollback alarms: public, so anyone can hold the seller

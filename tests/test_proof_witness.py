@@ -707,3 +707,17 @@ def test_an_old_bundle_is_held_to_the_witness_record_of_its_own_tree_size(
     status, text = page.upload(honest.read_bytes(), "a1.zip")
     assert status == 200 and "pinned witness key" in text and "log-fork" not in text, text
     shutil.rmtree(tmp_path / "fork")
+
+
+def test_the_record_of_a_station_named_with_a_slash_is_served(site: Site) -> None:
+    """A station name may hold "/" (names are 1-64 printable characters); the verifiers print
+    its record's path quoted (hall%2F2), which the site must serve, not answer 404."""
+    from central.db import CentralDB
+
+    db = CentralDB(site.dsn)
+    db.add_station("hall/2")
+    db.close()
+    for path in ("/witness/hall%2F2", "/witness/hall/2?tree_size=3"):
+        doc = site.get(path)
+        assert doc["station"] == "hall/2" and doc["checkpoints"] == [], doc
+    assert site.get("/witness/hall/2?tree_size=3")["never_witnessed_sizes"] == [3]
