@@ -9,7 +9,7 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,11 +242,13 @@ def verify_archived(
     *,
     max_bytes: int,
     headroom: int,
+    check: Callable[[Report], None] | None = None,
 ) -> list[Report]:
     """Per clip, the verdict of the bundle the site would hand out (``verify_bundle`` on the
-    streamed bundle, spooled under ``spool`` on the data disk and removed afterwards). A
-    bundle needing more than ``max_bytes`` (zip + unpacked clips), or more than the disk has
-    above ``headroom``, is not checked here (its clips say so)."""
+    streamed bundle, spooled under ``spool`` on the data disk and removed afterwards, then
+    ``check``: what this site holds the bundle to beyond its own contents, the witness record
+    as the /verify page does). A bundle needing more than ``max_bytes`` (zip + unpacked clips),
+    or more than the disk has above ``headroom``, is not checked here (its clips say so)."""
 
     reports: dict[int | None, Report] = {}
     deleted: dict[str, dict[str, Any]] = {}  # sha256 -> a verified bundle's deleted clip
@@ -282,6 +284,8 @@ def verify_archived(
                 for block in stream(store, bundle):
                     f.write(block)
             whole = verify_bundle(zpath, anchors=anchors, tmp_dir=work)
+            if check is not None:
+                check(whole)
         except ObjectAltered as exc:  # logged by stream; the site would cut this bundle off
             reports.update(_altered(group, exc))
             continue

@@ -70,10 +70,16 @@ class CentralSite:
         cfg = site_config()
         spool = cfg.station.data_dir / "spool" / "summary"
 
+        def witnessed(report: Report) -> None:
+            # the parts in the bucket are the station's word: the share summary holds them to
+            # this site's own witness record, as its /verify page does (a re-signed log: fork)
+            check_bundle_witnessed(report, api.central_db(), witness_key(self.config))
+
         def verify(clips: list[ClipRecord], anchors: Anchors) -> list[Any]:
             return bundles.verify_archived(
                 store, cfg.archive.prefix, order_id, clips, anchors, spool,
                 max_bytes=cfg.web.bundle_cache_mb << 20, headroom=cfg.web.verify_headroom_mb << 20,
+                check=witnessed,
             )  # fmt: skip
 
         return verify

@@ -3,6 +3,7 @@ bundle's parts when it archives, the central site streams parts + clips from the
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import socket
@@ -327,6 +328,68 @@ def test_the_central_summary_states_what_the_bundle_proves(site: Site) -> None:
     text = page.decode()
     assert status == 200 and "verdict-authentic" not in text
     assert "certified as" not in text and "It is not certified by a company CA" in text
+
+
+def test_the_central_summary_holds_the_bucket_s_parts_to_the_witness_record(
+    site: Site, tmp_path: Path
+) -> None:
+    """The key holder re-signs F1's manifests (another waybill) in a log of its own, as large
+    as the one this site witnessed, TSA-stamped now, and puts those parts in the bucket where
+    the honest ones were: every signature checks, the clips are the bucket's own. The site that
+    cosigned the honest log must not call the forged one authentic to a share link's visitor
+    (log-fork, as its /verify page says)."""
+    from datetime import timedelta
+
+    from station.fleet.objstore import ObjectStore, bundle_parts_dir
+    from station.proof.bundle import export_order
+    from station.proof.keys import StationKey
+    from web.db import WebDB
+    from web.share import share_token
+
+    def edit(body: dict) -> None:
+        body["waybill"] = "SF9999999999999"
+        body["waybills"] = [{**w, "waybill": "SF9999999999999"} for w in body.get("waybills") or []]
+
+    honest = export_order(site.store.cfg, "F1", tmp_path / "F1.zip").path
+    key = StationKey.load(site.store.data / "proof/station-key.pem")
+    forged = forge_log(honest, tmp_path / "relabel.zip", key, site.store.tsa.url, edit)
+    parts = io.BytesIO()
+    with zipfile.ZipFile(forged) as src, zipfile.ZipFile(parts, "w") as dst:
+        for info in src.infolist():
+            if not info.filename.startswith("clips/"):
+                dst.writestr(info, src.read(info))
+    store = ObjectStore(site.station_cfg.archive)
+    where = bundle_parts_dir(
+        site.station_cfg.archive.prefix, site.station_cfg.station.name, "F1", key.fingerprint
+    )
+    keys = [
+        o["Key"]
+        for page in store.client.get_paginator("list_objects_v2").paginate(
+            Bucket=store.bucket, Prefix=where
+        )
+        for o in page.get("Contents", [])
+    ]
+    assert keys, "the station uploaded F1's parts"
+    newest = max(keys)
+    saved = store.get_bytes(newest)
+    db = WebDB.in_data_dir(site.central_cfg.station.data_dir)
+    share = db.create_share("F1", "viewer", timedelta(days=1), "")
+    db.close()
+    with site.server.packcam_app.test_request_context():
+        path = f"/s/{share_token(share)}/summary"
+    summaries = site.server.packcam_app.extensions
+    summaries.pop("packcam_summary", None)  # a summary of F1 another test asked for
+    store.put_bytes(newest, parts.getvalue(), content_type="application/zip", check_existing=False)
+    try:
+        status, _, page = Browserless(site.url).request("GET", path)
+    finally:
+        store.put_bytes(newest, saved, content_type="application/zip", check_existing=False)
+        summaries.pop("packcam_summary", None)
+    text = page.decode()
+    assert status == 200 and "verdict-authentic" not in text, text[-4000:]
+    assert "log-fork" in text or "fork" in text, text[-4000:]
+    status, _, page = Browserless(site.url).request("GET", path)
+    assert page.decode().count("verdict-authentic") == 2  # the honest parts back: authentic
 
 
 def _verify_page(site: Site, payload: bytes, lang: str = "en") -> str:
