@@ -633,6 +633,27 @@ def test_a_card_read_where_it_lies_while_the_open_clip_runs_is_lying_there() -> 
         assert held.sights(HELD, t, t + 3.0, new=True, clip_began=began)[0] is o
 
 
+def test_a_card_put_down_from_where_it_was_shown_lies_there_however_long_it_is_covered() -> None:
+    """Shown to seal (held up: nearer), then put down at the table in the same sighting and
+    covered before it lay there 5 s, until after the next order's clip began (its stays
+    before that scan): each uncovering there was a new sighting at no place where it lay,
+    and 5 s or more after its last read there, so a seal, ending that order's clip
+    mid-packing. Lowered from where it was shown and left there, it was put down: seen again
+    there it is lying, however long it was covered. Shown at a spot for every order is not
+    putting it down, nor is a card first read at the table (no showing before it there)."""
+    card, o, lying = Card(), Sight.OTHER, Sight.LYING
+    assert lying not in card.sights(HELD, 0.0, 1.5, new=True)  # shown: seals the open order
+    assert lying not in card.sights(TABLE, 2.0, 3.5)  # put down, covered at 3.5
+    # the next order scanned at 8.0; uncovered 11.5 s after the last read at the table
+    assert card.sights(TABLE, 15.0, 15.5, new=True, clip_began=8.0) == [lying] + [o] * 5
+    assert card.sights(TABLE, 40.0, new=True, clip_began=30.0) == [lying]  # and again, later
+    assert card.sights(HELD, 50.0, 51.0, new=True) == [o] * 11  # held up again: shown
+    assert card.sights(HELD, 60.0, new=True) == [o]  # at the same spot for the next order
+    first = Card()  # first read lying at the table (put down from out of view): as before
+    assert lying not in first.sights(TABLE, 0.0, 2.0, new=True)
+    assert first.sights(TABLE, 15.0, new=True, clip_began=8.0) == [o]
+
+
 def test_return_labels_are_forgotten_when_unread_for_long_cards_never() -> None:
     labels = Lying(forget_s=60.0)
     for text in ("RT01", "RT02", "RT03"):

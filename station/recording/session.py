@@ -989,6 +989,13 @@ def _first_t(state: Recording) -> float:
     return state.first_t if state.first_t is not None else state.started_t
 
 
+def recorded_since(state: State) -> float | None:
+    """When the order recorded now began to be (its first clip: through clips resumed after a
+    camera loss), None with no clip open: a card read lying unmoved since then lay in view
+    while that order was packed (``codes.Lying``)."""
+    return _first_t(state) if isinstance(state, Recording) else None
+
+
 def _unrecorded(state: Recording) -> Idle:
     """Idle after the clip of ``state`` was refused or its writer failed: its order is packed
     on unrecorded, and the order before it (if any) still ended where it did: its sheet read
