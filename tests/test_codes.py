@@ -654,6 +654,52 @@ def test_a_card_put_down_from_where_it_was_shown_lies_there_however_long_it_is_c
     assert first.sights(TABLE, 15.0, new=True, clip_began=8.0) == [o]
 
 
+@given(
+    shown_s=st.floats(0.2, 3.0),
+    laid_s=st.floats(0.2, 4.8),
+    covers=st.lists(st.tuples(st.floats(3.1, 600.0), st.floats(0.0, 4.8)), min_size=1, max_size=5),
+    scan_after=st.floats(0.0, 20.0),
+)
+def test_a_card_put_down_from_a_showing_is_lying_at_every_uncovering(
+    shown_s: float, laid_s: float, covers: list[tuple[float, float]], scan_after: float
+) -> None:
+    """Shown for ``shown_s``, put down at the table for ``laid_s`` (less than it takes to lie
+    there), then covered and uncovered there again and again (each cover longer than the
+    debounce, each uncovering read for a while), the next order scanned at any time: no
+    uncovering is a showing (a seal ending that order's clip mid-packing)."""
+    card = Card()
+    card.sights(HELD, 0.0, shown_s, new=True)
+    t = shown_s + 0.1
+    card.sights(TABLE, t, t + laid_s)
+    t += laid_s
+    began = t + scan_after
+    for covered, read_s in covers:
+        t += covered
+        sights = card.sights(TABLE, t, t + read_s, new=True, clip_began=began)
+        assert sights[0] is Sight.LYING, (t, began)
+        t += read_s
+
+
+@given(
+    gaps=st.lists(st.floats(5.1, 600.0), min_size=1, max_size=5),
+    held_s=st.floats(0.1, 3.0),
+    laid_s=st.floats(0.2, 4.8),
+)
+def test_a_card_shown_at_one_spot_for_every_order_is_shown_each_time(
+    gaps: list[float], held_s: float, laid_s: float
+) -> None:
+    """Held up still at the same spot for every order (each showing a new sighting, 5 s or
+    more after the last, before that order's scan), put down elsewhere at the table in
+    between: every showing is one, also after the card was put down (the put-down place is
+    the table's, not the spot it is shown at)."""
+    card, t = Card(), 0.0
+    for gap in gaps:
+        sights = card.sights(HELD, t, t + held_s, new=True, clip_began=t - 0.5)
+        assert Sight.LYING not in sights, t
+        card.sights(TABLE, t + held_s + 0.1, t + held_s + 0.1 + laid_s)  # put down
+        t += held_s + 0.1 + laid_s + gap
+
+
 def test_return_labels_are_forgotten_when_unread_for_long_cards_never() -> None:
     labels = Lying(forget_s=60.0)
     for text in ("RT01", "RT02", "RT03"):
