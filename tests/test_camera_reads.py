@@ -13,6 +13,7 @@ from station.capture.barcodes import Detection, ScanWorker
 from station.capture.confirm import ReadConfirmer
 from station.capture.frames import RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
+from station.runtime.faults import FlakyCamera, Outage
 from station.service import assemble
 from station.store.clips import LYING_CARD
 from station.store.ledger import ClipRecord, Ledger, ScanEventRecord
@@ -30,11 +31,17 @@ def station_cfg(cfg: config_mod.Config) -> config_mod.Config:
 
 
 def run(
-    cfg: config_mod.Config, events: list[dict], decoder: object | None = None
+    cfg: config_mod.Config,
+    events: list[dict],
+    decoder: object | None = None,
+    outages: tuple[Outage, ...] = (),
 ) -> tuple[list[ClipRecord], Ledger]:
-    cam = SyntheticCamera(
-        W, H, cfg.camera.fps, Scenario.from_dict({"seed": 3, "event": events}), realtime=False
+    scene = Scenario.from_dict({"seed": 3, "event": events})
+    cam: SyntheticCamera | FlakyCamera = SyntheticCamera(
+        W, H, cfg.camera.fps, scene, realtime=False
     )
+    if outages:
+        cam = FlakyCamera(cam, list(outages))
     asm = assemble(cfg, camera=cam, live_view=False)
     if decoder is not None:
         asm.station.decoder = decoder
@@ -564,6 +571,68 @@ def test_the_seal_card_put_down_and_covered_soon_after_seals_nothing_when_uncove
         ("seal", "script", ""),
     ]
     assert ledger.unattached_events() == []
+    ledger.close()
+
+
+def test_the_seal_card_shown_then_put_down_and_covered_before_the_next_scan_seals_nothing(
+    station_cfg: config_mod.Config,
+) -> None:
+    """The seal card held up to seal PO-DOWN-A is put down in view and covered 2 s later (it
+    never lay there 5 s), before PO-DOWN-B is scanned; PO-DOWN-B's parcel is moved off it 7.5
+    s after its last read there. The card seen again where it was put down sealed PO-DOWN-B
+    6 s into its packing, the rest of it unrecorded: it is lying there, no seal. B is sealed
+    by hand."""
+    a, b = "PO-DOWN-A", "PO-DOWN-B"
+    events = [
+        {"at": 0.5, "kind": "key", "text": a},
+        shown("SEAL", 3.0, 1.5, UP),  # held up: seals A
+        shown("SEAL", 4.5, 2.0, LAID),  # put down, covered at 6.5
+        {"at": 8.0, "kind": "key", "text": b},
+        shown("SEAL", 14.0, 1.5, LAID),  # uncovered where it was put down
+        {"at": 19.0, "kind": "key", "text": "SEAL"},  # B sealed by hand (after the debounce)
+        {"at": 20.0, "kind": "end"},
+    ]
+    clips, ledger = run(station_cfg, events)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "sealed"), (b, "sealed")]
+    first, last = clips[1].events[0], clips[1].events[-1]
+    assert first.t_clip_s is not None and last.t_clip_s is not None
+    assert last.t_clip_s - first.t_clip_s > 19.0 - 8.0 - 0.5  # sealed by hand, not at 14 s
+    assert [(e.kind, e.source, e.card) for e in clips[1].events] == [
+        ("order", "script", ""),
+        ("seal", "camera", LYING_CARD),
+        ("seal", "script", ""),
+    ]
+    ledger.close()
+
+
+def test_the_seal_card_lying_while_the_order_was_recorded_seals_nothing_after_a_camera_loss(
+    station_cfg: config_mod.Config,
+) -> None:
+    """The seal card is put down in view after PO-GAP-A was sealed by hand, read lying there
+    while PO-GAP-B is scanned, and covered 2 s after it was put down (it never lay there 5 s);
+    the camera is lost for a moment and PO-GAP-B's clip resumes. Uncovered 7.5 s after its last
+    read there, it was taken as shown (its last read was before the resumed clip began) and
+    sealed PO-GAP-B mid-packing: it lay in view, unmoved, while that order was recorded."""
+    a, b = "PO-GAP-A", "PO-GAP-B"
+    events = [
+        {"at": 0.5, "kind": "key", "text": a},
+        {"at": 2.0, "kind": "key", "text": "SEAL"},  # A sealed by hand
+        shown("SEAL", 5.5, 3.0, LAID),  # put down (no open order), read lying till about 8.2
+        {"at": 7.0, "kind": "key", "text": b},
+        shown("SEAL", 16.0, 1.5, LAID),  # uncovered where it lay, in B's resumed clip
+        {"at": 21.0, "kind": "key", "text": "SEAL"},  # B sealed by hand
+        {"at": 22.0, "kind": "end"},
+    ]
+    clips, ledger = run(station_cfg, events, outages=(Outage(100, 2),))  # lost at about 10 s
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        (a, "sealed"),
+        (b, "camera-lost"),
+        (b, "sealed"),
+    ]
+    assert [(e.kind, e.source, e.card) for e in clips[2].events] == [
+        ("seal", "camera", LYING_CARD),
+        ("seal", "script", ""),
+    ]
     ledger.close()
 
 

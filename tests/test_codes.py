@@ -633,6 +633,73 @@ def test_a_card_read_where_it_lies_while_the_open_clip_runs_is_lying_there() -> 
         assert held.sights(HELD, t, t + 3.0, new=True, clip_began=began)[0] is o
 
 
+def test_a_card_put_down_from_where_it_was_shown_lies_there_however_long_it_is_covered() -> None:
+    """Shown to seal (held up: nearer), then put down at the table in the same sighting and
+    covered before it lay there 5 s, until after the next order's clip began (its stays
+    before that scan): each uncovering there was a new sighting at no place where it lay,
+    and 5 s or more after its last read there, so a seal, ending that order's clip
+    mid-packing. Lowered from where it was shown and left there, it was put down: seen again
+    there it is lying, however long it was covered. Shown at a spot for every order is not
+    putting it down, nor is a card first read at the table (no showing before it there)."""
+    card, o, lying = Card(), Sight.OTHER, Sight.LYING
+    assert lying not in card.sights(HELD, 0.0, 1.5, new=True)  # shown: seals the open order
+    assert lying not in card.sights(TABLE, 2.0, 3.5)  # put down, covered at 3.5
+    # the next order scanned at 8.0; uncovered 11.5 s after the last read at the table
+    assert card.sights(TABLE, 15.0, 15.5, new=True, clip_began=8.0) == [lying] + [o] * 5
+    assert card.sights(TABLE, 40.0, new=True, clip_began=30.0) == [lying]  # and again, later
+    assert card.sights(HELD, 50.0, 51.0, new=True) == [o] * 11  # held up again: shown
+    assert card.sights(HELD, 60.0, new=True) == [o]  # at the same spot for the next order
+    first = Card()  # first read lying at the table (put down from out of view): as before
+    assert lying not in first.sights(TABLE, 0.0, 2.0, new=True)
+    assert first.sights(TABLE, 15.0, new=True, clip_began=8.0) == [o]
+
+
+@given(
+    shown_s=st.floats(0.2, 3.0),
+    laid_s=st.floats(0.2, 4.8),
+    covers=st.lists(st.tuples(st.floats(3.1, 600.0), st.floats(0.0, 4.8)), min_size=1, max_size=5),
+    scan_after=st.floats(0.0, 20.0),
+)
+def test_a_card_put_down_from_a_showing_is_lying_at_every_uncovering(
+    shown_s: float, laid_s: float, covers: list[tuple[float, float]], scan_after: float
+) -> None:
+    """Shown for ``shown_s``, put down at the table for ``laid_s`` (less than it takes to lie
+    there), then covered and uncovered there again and again (each cover longer than the
+    debounce, each uncovering read for a while), the next order scanned at any time: no
+    uncovering is a showing (a seal ending that order's clip mid-packing)."""
+    card = Card()
+    card.sights(HELD, 0.0, shown_s, new=True)
+    t = shown_s + 0.1
+    card.sights(TABLE, t, t + laid_s)
+    t += laid_s
+    began = t + scan_after
+    for covered, read_s in covers:
+        t += covered
+        sights = card.sights(TABLE, t, t + read_s, new=True, clip_began=began)
+        assert sights[0] is Sight.LYING, (t, began)
+        t += read_s
+
+
+@given(
+    gaps=st.lists(st.floats(5.1, 600.0), min_size=1, max_size=5),
+    held_s=st.floats(0.1, 3.0),
+    laid_s=st.floats(0.2, 4.8),
+)
+def test_a_card_shown_at_one_spot_for_every_order_is_shown_each_time(
+    gaps: list[float], held_s: float, laid_s: float
+) -> None:
+    """Held up still at the same spot for every order (each showing a new sighting, 5 s or
+    more after the last, before that order's scan), put down elsewhere at the table in
+    between: every showing is one, also after the card was put down (the put-down place is
+    the table's, not the spot it is shown at)."""
+    card, t = Card(), 0.0
+    for gap in gaps:
+        sights = card.sights(HELD, t, t + held_s, new=True, clip_began=t - 0.5)
+        assert Sight.LYING not in sights, t
+        card.sights(TABLE, t + held_s + 0.1, t + held_s + 0.1 + laid_s)  # put down
+        t += held_s + 0.1 + laid_s + gap
+
+
 def test_return_labels_are_forgotten_when_unread_for_long_cards_never() -> None:
     labels = Lying(forget_s=60.0)
     for text in ("RT01", "RT02", "RT03"):

@@ -121,6 +121,35 @@ def test_the_waybills_a_station_read_with_no_clip_open_newest_first(ledger: Ledg
     assert ledger.unlinked_waybills("桌3", 10) == []
 
 
+def test_the_unlinked_waybills_at_start_up_are_read_by_an_index_not_a_scan(
+    ledger: Ledger,
+) -> None:
+    """The start-up seed of the table's memory (``unlinked_waybills``) runs over a year of
+    scans (a million scan events) on a Pi: its plan must search an index for the events of no
+    clip (newest first by that index, no sort of them), never scan the table; also once
+    ANALYZE has given the planner the table's real statistics."""
+    wall = datetime(2026, 11, 30, 10, 0, tzinfo=TZ)
+    for i in range(50):  # clips with their events, and scans made with no clip open
+        events = tuple(
+            ScanEventRecord("item", f"690123456{i:04d}", "camera", wall, 1.0) for _ in range(8)
+        )
+        ledger.add_clip(replace(make_clip(f"PO-{i}", i), events=events))
+        ledger.log_events("桌1", [ScanEventRecord("waybill", f"YT{i:013d}", "camera", wall)])
+    statements: list[str] = []
+    ledger.conn.set_trace_callback(statements.append)
+    try:
+        assert len(ledger.unlinked_waybills("桌1", 10)) == 10
+    finally:
+        ledger.conn.set_trace_callback(None)
+    (query,) = [q for q in statements if "scan_events" in q]
+    for analyzed in (False, True):
+        if analyzed:
+            ledger.conn.execute("ANALYZE")
+        plan = [row[3] for row in ledger.conn.execute(f"EXPLAIN QUERY PLAN {query}")]
+        assert any(p.startswith("SEARCH e USING") and "INDEX" in p for p in plan), plan
+        assert not any(p.startswith("SCAN") or "TEMP B-TREE" in p for p in plan), plan
+
+
 def test_the_last_orders_of_a_station_are_its_last_indexed_not_last_started(
     ledger: Ledger,
 ) -> None:

@@ -399,6 +399,94 @@ def test_after_a_camera_loss_no_clip_of_an_earlier_order_records_the_next_parcel
     owners_ok(finished)
 
 
+LABEL = "SF1234567890123"  # PO-A's waybill label
+
+
+@pytest.mark.parametrize(
+    ("scans", "expected"),
+    [
+        pytest.param(  # scanned by hand in the dark, PO-A sealed there
+            [_kb("PO-A", 0.5), _kb(LABEL, 4.55), _kb("SEAL", 4.6), _kb("PO-B", 6.0)],
+            [("PO-A", "camera-lost", [LABEL]), ("PO-B", "sealed", [])],
+            id="by-hand-in-the-dark",
+        ),
+        pytest.param(  # read at 4.2, decoded in the dark, PO-A sealed there
+            [
+                _kb("PO-A", 0.5),
+                (4.55, RawScan(LABEL, "camera", 4.2)),
+                _kb("SEAL", 4.6),
+                _kb("PO-B", 6.0),
+            ],
+            [("PO-A", "camera-lost", [LABEL]), ("PO-B", "sealed", [])],
+            id="decoded-in-the-dark",
+        ),
+        pytest.param(  # read at 4.2, decoded in PO-B's clip, PO-B scanned in the dark
+            [
+                _kb("PO-A", 0.5),
+                _kb("SEAL", 4.55),
+                _kb("PO-B", 4.6),
+                (5.5, RawScan(LABEL, "camera", 4.2)),
+            ],
+            [("PO-A", "camera-lost", [LABEL]), ("PO-B", "sealed", [])],
+            id="decoded-in-the-next-orders-clip",
+        ),
+        pytest.param(  # read at 4.2, decoded in PO-A's clip resumed after the loss
+            [
+                _kb("PO-A", 0.5),
+                (5.5, RawScan(LABEL, "camera", 4.2)),
+                _kb("SEAL", 7.0),
+                _kb("PO-B", 7.5),
+            ],
+            [
+                ("PO-A", "camera-lost", [LABEL]),
+                ("PO-A", "sealed", []),
+                ("PO-B", "end-of-input", []),  # (the seal at 8.5: one sighting with 7.0's)
+            ],
+            id="decoded-in-its-resumed-clip",
+        ),
+        pytest.param(  # PO-A sealed before the loss, its label read at 2.5 decoded in the dark
+            [
+                _kb("PO-A", 0.5),
+                _kb("SEAL", 3.0),
+                (4.55, RawScan(LABEL, "camera", 2.5)),
+                _kb("PO-B", 6.0),
+            ],
+            [("PO-A", "sealed", [LABEL]), ("PO-B", "sealed", [])],
+            id="sealed-before-the-loss",
+        ),
+    ],
+)
+def test_a_waybill_read_around_a_camera_loss_is_linked_to_its_orders_clip(
+    cfg: config_mod.Config,
+    scans: list[tuple[float, RawScan]],
+    expected: list[tuple[str, str, list[str]]],
+) -> None:
+    """PO-A's waybill scanned by hand while the camera is lost (two reads fail, 0.2 s at 4.5),
+    or read by the camera while PO-A's clip was open and decoded only after the loss: it was
+    linked to no clip (the link went to no open clip, or the session forgot when PO-A's clip
+    began), so a search for the waybill found no clip and a restart remembered it as no
+    clip's. It is PO-A's clip's; never PO-B's, whose clip is the one open or next."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS, read_timeout_s=0.5)
+    cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
+    cfg = cfg.replace("session", pre_roll_s=1.0, max_duration_s=60.0, still_timeout_s=0.0)
+    scans = [*scans, _kb("SEAL", 8.5)]
+    scenario = Scenario.from_dict({"seed": 4, "event": [{"at": 10.0, "kind": "end"}]})
+    cam = FlakyCamera(SyntheticCamera(W, H, FPS, scenario, realtime=False), [Outage(45, 2)])
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.append(LateScans(scans))
+    try:
+        asm.station.run(threading.Event())
+        clips = asm.ledger.clips()
+        unlinked = asm.ledger.unlinked_waybills(cfg.station.name, 100)
+    finally:
+        asm.close()
+    assert asm.station.stats.camera_losses == 1
+    assert [(c.order_id, c.finish_reason, [w.waybill for w in c.waybills]) for c in clips] == (
+        expected
+    )
+    assert unlinked == []
+
+
 def test_a_rejected_code_read_before_the_next_clip_began_is_not_in_its_timeline(
     cfg: config_mod.Config,
 ) -> None:

@@ -97,8 +97,9 @@ class Oracle:
     are packed: the camera reading that label of an earlier parcel is no event of the parcel at
     the table (it neither ends its packing nor names its waybill); one first read with no clip
     open (``loose``) is none of its own parcel's later clip either (the camera cannot tell);
-    but one read while its own clip was open and decoded after that clip ended (``ended``, the
-    camera not lost since) is linked to that clip: its own parcel's from then on."""
+    but one read while its own clip was open and decoded after that clip ended (``ended``, also
+    a clip a camera loss cut, or one that ended before the loss) is linked to that clip: its
+    own parcel's from then on."""
 
     world: World
     require_packer: bool
@@ -121,7 +122,8 @@ class Oracle:
     seen: dict[str, float] = field(default_factory=dict)  # debounce: last sighting of a code
     labelled: dict[str, float] = field(default_factory=dict)  # order -> when its label was read
     loose: set[str] = field(default_factory=set)  # orders whose label was read with no clip open
-    # The clip that ended last, its span known to the station (None: the camera was lost since).
+    # The clip that ended last, its span known to the station (None: an order scanned in the
+    # dark, no clip of it, ended there since).
     ended: Expected | None = None
     last_frame: float | None = None
     unchanged: set[float] = field(default_factory=set)  # frames the same as the one before
@@ -245,6 +247,8 @@ class Oracle:
         if self.rec is not None:
             self.rec.until = t
             self.rec, self.ended = None, self.rec
+        elif self.waiting and self.cut is None:
+            self.ended = None  # scanned in the dark and ended there: the last order, no clip
         self.waiting = False
 
     def _order(self, order: str, t: float, camera: bool) -> None:
@@ -325,12 +329,12 @@ class Oracle:
     def lost(self) -> None:
         if self.dark:
             return
-        self.dark, self.ended = True, None  # the session forgets when the clip before began
+        self.dark = True
         self.waiting = self.rec is not None
         if self.rec is not None:
             self.cut = (self.rec.packer, self.packer)
             self.rec.until = self.last_frame if self.last_frame is not None else 0.0
-            self.rec = None
+            self.rec, self.ended = None, self.rec  # the clip the loss cut
 
     def end(self) -> None:
         if self.rec is not None:

@@ -1237,6 +1237,79 @@ def test_with_waybill_ends_clip_the_waybill_in_the_dark_ends_the_waiting_order()
     assert step(state, CameraBack(17.0), rules) == (Idle(last=("PO-A", 16.0)), [])
 
 
+@pytest.mark.parametrize(
+    "read",
+    [Scanned(WAYBILL, 16.0, "keyboard"), Scanned(WAYBILL, 14.0)],
+    ids=["scanned-by-hand-in-the-dark", "read-before-the-loss-decoded-in-the-dark"],
+)
+def test_a_waybill_read_while_the_order_waits_for_the_camera_is_linked_to_its_cut_clip(
+    read: Scanned,
+) -> None:
+    """PO-A's clip is cut by a camera loss; its waybill is scanned by hand in the dark (or read
+    by the camera before the loss, decoded in the dark), then PO-A is sealed in the dark. The
+    link went to no clip (the runner has none open in the dark): PO-A's clip had no waybill
+    in the index, searching the waybill found nothing, and after a restart it was remembered
+    as no clip's label. It is linked to PO-A's clip the loss cut, as with waybill_ends_clip,
+    and the clip that resumes it (if it does) names it too."""
+    state, _ = step(rec("PO-A", 10.0, floor=packed("PO-A")), CameraLost(15.0), RULES)
+    state, actions = step(state, read, RULES)
+    assert actions[1:] == [LinkWaybill("PO-A", WAYBILL.text, "SF", read.t, ended=True)]
+    assert isinstance(state, Suspended) and state.waybills == (WAYBILL.text,)
+    assert state.floor.waybills == ((WAYBILL.text, "PO-A"),) and state.floor.unlinked == ()
+    back, actions = step(state, CameraBack(19.0), RULES)
+    assert isinstance(actions[0], StartClip) and actions[0].waybills == (WAYBILL.text,)
+    sealed, actions = step(state, Scanned(SEAL, 17.0, "keyboard"), RULES)
+    assert kinds(actions) == ["LogEvent"] and sealed.floor.waybills == back.floor.waybills
+    # An order scanned in the dark has no clip yet: its first clip, when the camera is back,
+    # names the waybill (the runner links none in the dark).
+    dark = replace(state, order_id="PO-B", waybills=(), scanned_t=16.5, since=16.5)
+    state, actions = step(dark, Scanned(WAYBILL, 17.0, "keyboard"), RULES)
+    assert actions[1:] == [LinkWaybill("PO-B", WAYBILL.text, "SF", 17.0)]
+
+
+def _links(actions: list) -> list[LinkWaybill]:
+    return [a for a in actions if isinstance(a, LinkWaybill)]
+
+
+def test_a_label_read_in_the_last_clip_decoded_after_a_camera_loss_is_linked_to_that_clip() -> None:
+    """The camera read PO-A's label at 14, while its clip (begun at 10) was open; the decode
+    reached the session only after a camera loss: in the dark, once the camera is back, in
+    the clip of PO-B scanned in the dark, or in PO-A's own clip resumed after the loss. The
+    session forgot when that clip began at the loss, so the label was linked to no clip (no
+    clip of PO-A named it, and it was remembered as no clip's). It is linked to PO-A's clip,
+    as with no loss between (``Idle.last_began``, ``Recording.previous_span``); never to
+    PO-B's."""
+    late = Scanned(WAYBILL, 14.0)
+    ended = [LinkWaybill("PO-A", WAYBILL.text, "SF", 14.0, ended=True)]
+    # PO-A sealed by hand at 14.5, then the camera lost at 15
+    sealed, _ = step(
+        rec("PO-A", 10.0, floor=packed("PO-A")), Scanned(SEAL, 14.5, "keyboard"), RULES
+    )
+    dark, _ = step(sealed, CameraLost(15.0), RULES)
+    state, actions = step(dark, late, RULES)
+    assert _links(actions) == ended and state.floor.unlinked == ()
+    back, _ = step(dark, CameraBack(19.0), RULES)
+    state, actions = step(back, late, RULES)
+    assert _links(actions) == ended and state.floor.unlinked == ()
+    # PO-A's clip cut by the loss at 15, PO-A sealed in the dark, PO-B scanned in the dark
+    cut, _ = step(rec("PO-A", 10.0, floor=packed("PO-A")), CameraLost(15.0), RULES)
+    state, _ = step(cut, Scanned(SEAL, 16.0, "keyboard"), RULES)
+    state, _ = step(state, Scanned(ORDER_B, 16.5, "keyboard"), RULES)
+    b, _ = step(state, CameraBack(19.0), RULES)
+    assert isinstance(b, Recording) and (b.previous, b.previous_span) == ("PO-A", (10.0, 15.0))
+    state, actions = step(b, late, RULES)
+    assert _links(actions) == ended and isinstance(state, Recording)
+    assert state.waybills == () and state.floor.unlinked == ()
+    # PO-A resumed after the loss: the label read before it is its own, linked to its cut clip
+    resumed, _ = step(cut, CameraBack(19.0), RULES)
+    state, actions = step(resumed, late, RULES)
+    assert _links(actions) == ended and not actions[0].in_clip
+    assert state.floor.waybills == ((WAYBILL.text, "PO-A"),) and state.floor.unlinked == ()
+    # Stamped before PO-A's clip began: no label of it, linked to none
+    state, actions = step(resumed, Scanned(WAYBILL, 9.0), RULES)
+    assert _links(actions) == [] and state.floor.unlinked == (WAYBILL.text,)
+
+
 def test_the_waybill_ending_an_order_scanned_in_the_dark_stays_that_orders_label() -> None:
     """With ``waybill_ends_clip``: PO-B scanned while the camera is lost and ended by its
     waybill scanned by hand; no clip of PO-B exists to link it to. Its label was remembered as
@@ -1295,11 +1368,13 @@ def test_the_last_order_is_remembered_through_a_camera_loss() -> None:
 )
 def test_the_order_closed_in_the_dark_is_the_last_one_when_the_camera_is_back(close) -> None:
     """PO-A was open at the loss and finished in the dark: its sheet seen when the camera is
-    back opens no repack recording the next parcel."""
+    back opens no repack recording the next parcel (and its label read before the loss,
+    decoded late, is linked to its clip the loss cut, begun at 10)."""
     sus = Suspended("PO-A", 15.0, order_at_loss="PO-A", since=10.0)
     state, _ = step(sus, close, RULES)
     state, actions = step(state, CameraBack(19.0), RULES)
-    assert replace(state, floor=Floor()) == Idle(last=("PO-A", 17.0)) and actions == []
+    idle = Idle(last=("PO-A", 17.0), last_began=10.0)
+    assert replace(state, floor=Floor()) == idle and actions == []
     state, actions = step(state, Scanned(ORDER_A, 20.0), RULES)
     assert kinds(actions) == ["LogEvent", "PreviousParcel"]
 

@@ -393,8 +393,10 @@ LABEL_MEMORY_S = 3600.0
 # a gesture (tests/test_camera_reads.py). A card put down lies there while the next order is
 # scanned and its box fetched, mostly far longer (in one sighting: showings at one spot, order
 # after order, never add up to it). One covered sooner is lying where it stayed when seen
-# there again within this long, or after the open clip began (``Lying.seen``); a card is not
-# shown again at the very spot so soon, nor was it in view unmoved while the order was packed.
+# there again within this long, or after the open order began to be recorded, or at any time
+# where it was put down from a showing (``Lying.seen``); a card is not shown again at the very
+# spot so soon, nor was it in view unmoved while the order was packed, nor is it shown at the
+# table.
 LYING_S = 5.0
 
 # A read this much larger (its box's longer side) than the place where the card lay is nearer
@@ -418,6 +420,11 @@ def _nearer(a: Box, b: Box) -> bool:
     """Whether a read at ``a`` is of a card held up from ``b``: elsewhere and larger."""
     side = max(a[2] - a[0], a[3] - a[1])
     return side >= HELD_UP * max(b[2] - b[0], b[3] - b[1]) and not same_place(a, b)
+
+
+def _larger(a: Box, b: Box) -> Box:
+    """The nearer of two reads: the one with the longer side (``a`` when equal)."""
+    return b if max(b[2] - b[0], b[3] - b[1]) > max(a[2] - a[0], a[3] - a[1]) else a
 
 
 def _stayed(t: float, last: float, clip_began: float | None) -> bool:
@@ -444,6 +451,10 @@ class _Place:
     # The last place it stayed (read there twice or more in a row) and its last read there: a
     # parcel sliding over the card is read once elsewhere on its way
     stay: tuple[Box, float] | None = None
+    # The nearest read (longest side) since the debounce last took a read as a new sighting
+    peak: Box | None = None
+    # Whether it was put down where it stayed: lowered there from nearer in one sighting
+    put: bool = False
 
 
 @dataclass(frozen=True)
@@ -475,10 +486,14 @@ class Lying:
         A new sighting where the code last stayed (read there twice or more in a row) is
         ``Sight.LYING`` too, though it never lay there ``LYING_S``, when its last read there
         was less than ``LYING_S`` before (covered for a moment: a card is not shown again so
-        soon, nor at the very spot) or after the open clip began (``clip_began``: it was in
-        view, unmoved, while that order was packed; a card shown at one spot for every order
-        was last read there before that order's scan). The stays still do not add up: only
-        lying unmoved for ``LYING_S`` makes a place its lay.
+        soon, nor at the very spot) or after the open order began to be recorded
+        (``clip_began``, its first clip: it was in view, unmoved, while that order was packed;
+        a card shown at one spot for every order was last read there before that order's
+        scan). So is one there however long after, when it was put down there: lowered
+        there from a read nearer the camera (``HELD_UP``) in one sighting (a card shown, then
+        laid on the table, and covered before it lay there ``LYING_S``; shown at one spot for
+        every order, each stay starts a sighting of its own). The stays still do not add up:
+        only lying unmoved for ``LYING_S`` makes a place its lay.
 
         That place is kept when the card is then read elsewhere (a parcel sliding over it,
         the card picked up): only lying unmoved at another place replaces it. A timeline
@@ -493,13 +508,21 @@ class Lying:
             new
             and stay is not None
             and same_place(box, stay[0])
-            and _stayed(t, stay[1], clip_began)
+            and ((prev is not None and prev.put) or _stayed(t, stay[1], clip_began))
         ):
             sight = Sight.LYING  # uncovered where it stayed: not shown
+        peak = box if new or prev is None or prev.peak is None else _larger(prev.peak, box)
         if prev is not None and same_place(box, prev.at) and not new:
-            place = replace(prev, last=t, stay=(prev.at, t))
+            # Stays there: put down, if lowered there from a read nearer in this sighting (a
+            # card shown, then laid on the table), or where it was put down before.
+            put = (prev.stay is not None and same_place(prev.at, prev.stay[0]) and prev.put) or (
+                prev.peak is not None and _nearer(prev.peak, prev.at)
+            )
+            place = replace(prev, last=t, stay=(prev.at, t), peak=peak, put=put)
         else:
-            place = _Place(box, t, t, lay, prev.up if prev is not None else False, stay)
+            up = prev.up if prev is not None else False
+            put = prev.put if prev is not None else False
+            place = _Place(box, t, t, lay, up, stay, peak, put)
         if lay is not None and not _nearer(box, lay):
             place = replace(place, up=False)  # at the table again
         elif lay is not None and not place.up and (new or place.since < t):

@@ -469,8 +469,9 @@ class Station:
         is_new, self.debounce = self.debounce.seen(code.text, ev.t, self.rules.debounce_s)
         sight = Sight.OTHER
         if ev.box is not None and code.kind in LYING_KINDS:
-            # Every read of a card, also those the debounce swallows: where it lies.
-            began = self.state.started_t if isinstance(self.state, ss.Recording) else None
+            # Every read of a card, also those the debounce swallows: where it lies. (Since
+            # the order's first clip: a clip resumed after a camera loss is the same packing.)
+            began = ss.recorded_since(self.state)
             if code.kind is Kind.RETURN:
                 sight, self.labels = self.labels.seen(code.text, ev.t, ev.box, is_new, began)
             else:

@@ -166,7 +166,10 @@ class Suspended:
     ``unrecorded``, ``unrecorded_t``: as Idle's, with no order waiting: that packing goes on
     in the dark and after, until a seal, a waybill or the pedal ends it. ``cut``: as Idle's,
     with no order waiting; with one, the packing the station's stop cut when that order is
-    its own.
+    its own. ``last_span``: when the clip of ``last`` began and ended (None when unknown, or
+    it had none: scanned in the dark): a waybill read stamped in it, decoded after the loss,
+    is that order's label, linked to that clip (as with no loss: ``Idle.last_began``,
+    ``Recording.previous_span``).
     """
 
     order_id: str | None
@@ -184,6 +187,7 @@ class Suspended:
     unrecorded: str | None = None
     cut: Cut | None = None
     unrecorded_t: float | None = None
+    last_span: tuple[float, float] | None = None
 
 
 State = Idle | Recording | Suspended
@@ -577,7 +581,17 @@ def _before_clip(order: tuple[str, float], event: Scanned | PedalPress) -> LogEv
 
 def _late_waybill(state: State, event: Scanned | PedalPress) -> tuple[State, list[Action]] | None:
     """A waybill read stamped while the previous order's clip was open, decoded after this
-    one began: that parcel's label, linked to its ended clip (None: not such a read)."""
+    one began: that parcel's label, linked to its ended clip (None: not such a read). Or, in
+    a clip that resumes its order after a camera loss, one stamped while the clip the loss
+    cut was open: the order's own label, linked to that clip."""
+    if (
+        isinstance(state, Recording)
+        and isinstance(event, Scanned)
+        and event.code.kind is Kind.WAYBILL
+        and state.first_t is not None
+        and state.first_t <= event.t < state.started_t
+    ):
+        return _label_before_the_loss(state, event)
     if not (
         isinstance(state, Recording)
         and isinstance(event, Scanned)
@@ -597,6 +611,20 @@ def _late_waybill(state: State, event: Scanned | PedalPress) -> tuple[State, lis
     link = LinkWaybill(state.previous, event.code.text, event.code.detail, event.t, ended=True)
     new = replace(state, previous_waybills=(*state.previous_waybills, event.code.text))
     return new, [replace(_log(event, note + ", linked to its ended clip"), in_clip=False), link]
+
+
+def _label_before_the_loss(state: Recording, event: Scanned) -> tuple[State, list[Action]]:
+    """``_late_waybill`` for a read of the resumed order's clip the loss cut."""
+    stamped = _stamped((state.order_id, state.started_t), event.t) + ": "
+    earlier = _earlier_label(state, event, state.order_id)
+    if earlier is not None:  # another parcel's label lying in view: linked to none
+        return state, [replace(_log(event, stamped + earlier), in_clip=False)]
+    note = stamped + f"read before the camera was lost, {state.order_id}'s waybill"
+    if event.code.text in state.waybills:
+        return state, [replace(_log(event, note + ", already linked"), in_clip=False)]
+    link = LinkWaybill(state.order_id, event.code.text, event.code.detail, event.t, ended=True)
+    logged = replace(_log(event, note + ", linked to its clip the loss cut"), in_clip=False)
+    return state, [logged, link]
 
 
 def in_open_clip(state: State, t: float, source: str = "") -> bool:
@@ -880,7 +908,10 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
         return ended, [LogEvent("pedal", "", event.t, event.source, note), PreviousParcel(event.t)]
     if isinstance(event, CameraLost):  # no pre-roll reaches back across the loss
         dark = Suspended(None, event.t, last=state.last, unrecorded=state.unrecorded, cut=state.cut)
-        return replace(dark, unrecorded_t=state.unrecorded_t), []
+        span = None
+        if state.last is not None and state.last_began is not None:
+            span = (state.last_began, state.last[1])
+        return replace(dark, unrecorded_t=state.unrecorded_t, last_span=span), []
     return state, []
 
 
@@ -892,22 +923,36 @@ def _before_unrecorded(state: Idle | Suspended, t: float) -> bool:
     )
 
 
-def _label_of_last_clip(state: Idle, event: Scanned) -> tuple[State, list[Action]] | None:
+def _label_of_last_clip(
+    state: Idle | Suspended, event: Scanned
+) -> tuple[State, list[Action]] | None:
     """A waybill read stamped while the clip that ended last was open, decoded after it ended
-    (no clip opened since): that parcel's label, linked to its ended clip, as one decoded
-    after the next clip began (``_late_waybill``). None: not such a read, or linked already.
-    It ends that order's packing if it goes on with no clip, never another's (scanned after)."""
-    if state.last is None or state.last_began is None:
-        return None
-    order_id, end = state.last
-    if not state.last_began <= event.t <= end or event.code.text in state.last_waybills:
+    (no clip opened since; also across a camera loss, or in the dark): that parcel's label,
+    linked to its ended clip, as one decoded after the next clip began (``_late_waybill``).
+    None: not such a read, or linked already. It ends that order's packing if it goes on with
+    no clip, never another's (scanned after)."""
+    if isinstance(state, Suspended):
+        if state.order_id is not None or state.last is None or state.last_span is None:
+            return None
+        order_id, (began, end) = state.last[0], state.last_span
+        linked: tuple[str, ...] = ()
+    else:
+        if state.last is None or state.last_began is None:
+            return None
+        (order_id, end), began, linked = state.last, state.last_began, state.last_waybills
+    if not began <= event.t <= end or event.code.text in linked:
         return None
     note = f"stamped t={event.t:.3f}, before its clip ended at t={end:.3f}: {order_id}'s waybill"
     link = LinkWaybill(order_id, event.code.text, event.code.detail, event.t, ended=True)
-    new = replace(state, last_waybills=(*state.last_waybills, event.code.text))
+    new: Idle | Suspended = state
+    if isinstance(state, Idle):
+        new = replace(state, last_waybills=(*state.last_waybills, event.code.text))
     if state.unrecorded == order_id:
         new = replace(new, unrecorded=None, unrecorded_t=None, cut=None)
-    return new, [_log(event, note + ", linked to its ended clip"), link, PreviousParcel(event.t)]
+    logged = _log(event, note + ", linked to its ended clip")
+    if isinstance(state, Suspended):  # (no pre-roll reaches back across the loss)
+        return new, [logged, link]
+    return new, [logged, link, PreviousParcel(event.t)]
 
 
 def _step_recording(
@@ -989,6 +1034,13 @@ def _first_t(state: Recording) -> float:
     return state.first_t if state.first_t is not None else state.started_t
 
 
+def recorded_since(state: State) -> float | None:
+    """When the order recorded now began to be (its first clip: through clips resumed after a
+    camera loss), None with no clip open: a card read lying unmoved since then lay in view
+    while that order was packed (``codes.Lying``)."""
+    return _first_t(state) if isinstance(state, Recording) else None
+
+
 def _unrecorded(state: Recording) -> Idle:
     """Idle after the clip of ``state`` was refused or its writer failed: its order is packed
     on unrecorded, and the order before it (if any) still ended where it did: its sheet read
@@ -1010,8 +1062,13 @@ def _unrecorded(state: Recording) -> Idle:
 def _close_waiting(state: Suspended, t: float) -> Suspended:
     """No order waits for the camera any more; the one that did (if any) ended at ``t``."""
     last = (state.order_id, t) if state.order_id is not None else state.last
+    span = state.last_span
+    if state.order_id is not None:  # its clip the loss cut, if it had one
+        cut = state.order_id == state.order_at_loss and state.scanned_t is None
+        span = (state.since, state.lost_t) if cut and state.since is not None else None
     return replace(
         state,
+        last_span=span,
         order_id=None,
         waybills=(),
         scanned_t=None,
@@ -1033,7 +1090,8 @@ def _step_suspended(
     if isinstance(event, CameraBack):
         if state.order_id is None:
             idle = Idle(last=state.last, unrecorded=state.unrecorded, cut=state.cut)
-            return replace(idle, unrecorded_t=state.unrecorded_t), []
+            began = state.last_span[0] if state.last_span is not None else None
+            return replace(idle, unrecorded_t=state.unrecorded_t, last_began=began), []
         if state.first_t is not None and event.t - state.first_t >= rules.max_duration_s:
             # Its time ran out in the dark: its clip is over, as a timeout in the light (a
             # clip started now would end at its first frame), but not its packing: nothing
@@ -1042,7 +1100,14 @@ def _step_suspended(
             return replace(idle, unrecorded=state.order_id, unrecorded_t=state.first_t), []
         before = state.last[0] if state.last is not None else None
         rec = Recording(
-            state.order_id, event.t, event.t, state.waybills, previous=before, first_t=state.first_t
+            state.order_id,
+            event.t,
+            event.t,
+            state.waybills,
+            previous=before,
+            # (resuming the order the loss cut, the clip that ended last is its own, cut)
+            previous_span=state.last_span if state.first_t is None else None,
+            first_t=state.first_t,
         )
         gap = round(max(0.0, event.t - state.lost_t), 3)
         start = StartClip(
@@ -1084,12 +1149,16 @@ def _step_suspended(
             waybills = state.waybills
             if code.text not in waybills:
                 waybills = (*waybills, code.text)
-            return replace(state, waybills=waybills), [
-                _log(event, "camera lost"),
-                LinkWaybill(state.order_id, code.text, code.detail, event.t),
-            ]
+            # The clip that resumes the order names it (StartClip.waybills); the clip the loss
+            # cut, if it is that order's, gets it now, as with waybill_ends_clip: no clip is
+            # open in the dark, and the order may be sealed there (its label in no clip).
+            was_cut = state.order_at_loss == state.order_id and state.scanned_t is None
+            link = LinkWaybill(state.order_id, code.text, code.detail, event.t, ended=was_cut)
+            return replace(state, waybills=waybills), [_log(event, "camera lost"), link]
         if _is_seal(code) and state.order_id is not None:
             return closed, [_log(event, "order sealed while the camera was lost")]
+        if code.kind is Kind.WAYBILL and (late := _label_of_last_clip(state, event)) is not None:
+            return late
         if (_is_seal(code) or code.kind is Kind.WAYBILL) and _before_unrecorded(state, event.t):
             note = f"read before {state.unrecorded} was scanned: camera lost; ignored"
             return state, [_log(event, note)]
