@@ -1223,8 +1223,8 @@ def _check(
         ended = ended.astimezone(timezone.utc) if ended and ended.tzinfo else None  # noqa: UP017
         step, bad_step = clock_step(body)
         after_step = ended + timedelta(seconds=step) if ended is not None else None
-        stamps, signed = item.get("timestamps", []), item["manifest"]
-        res.time_anchors.append(tokens(f"{pre} timestamp", signed, stamps, after_step, True))
+        stamps, member = item.get("timestamps", []), item["manifest"]
+        res.time_anchors.append(tokens(f"{pre} timestamp", member, stamps, after_step, True))
         if bad_step:
             res.add(FAIL, f"{pre} manifest.times", bad_step, "time-inconsistent")
         elif step:
