@@ -17,6 +17,8 @@ from scan_support import LateScans
 from station import config as config_mod
 from station.capture.frames import Frame, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
+from station.proof import standalone_verify
+from station.proof import verify as verify_mod
 from station.proof.bundle import export_order
 from station.proof.finalizer import ProofFinalizer
 from station.proof.trust import Anchors
@@ -122,3 +124,17 @@ def test_a_clip_across_a_clock_step_is_signed_with_its_real_times_and_states_the
     _code, out = run_kit(KIT, bundle, tmp_path, "--tsa-ca", str(tsa_ec.root))
     assert "time-out-of-bounds" not in out and "clock-ahead" not in out, out
     assert "clock stepped" in out and "NOT AUTHENTIC" not in out, out
+
+
+@pytest.mark.parametrize("stated", ["300", True, float("nan"), 1e300, None, [1]])
+def test_a_stated_step_that_is_no_number_of_seconds_is_a_reason_in_both_verifiers(
+    stated: object,
+) -> None:
+    """A signed ``clock_step_s`` moves the end a TSA time is held to: anything but a number of
+    seconds is no step (``time-inconsistent``), in `packcam verify` and in the stranger's
+    verify.py alike; none stated is no step and no reason."""
+    for module in (verify_mod, standalone_verify):
+        assert module.clock_step({"clock_step_s": stated})[0] == 0.0
+        assert "clock_step_s" in str(module.clock_step({"clock_step_s": stated})[1])
+        assert module.clock_step({"clock_step_s": -300}) == (-300.0, None)
+        assert module.clock_step({}) == (0.0, None)
