@@ -20,6 +20,7 @@ from central.media import NotAsSigned, checked_chunks, media_store
 from station.fleet.objstore import ObjectStore, bundle_parts_dir, clip_key
 from station.proof.trust import Anchors
 from station.proof.verify import BUNDLE_MANIFEST, TAMPERED, Report, verify_bundle
+from station.store.clips import recording_order
 from station.store.ledger import ClipRecord
 from web.errors import ArchivedCopyAltered, StationUnavailable
 from web.handles import site_config
@@ -78,10 +79,10 @@ def _signing_key(clip: ClipRecord) -> str | None:
 
 def pick_station(clips: list[ClipRecord], clip_id: int | None = None) -> list[ClipRecord]:
     """The clips one bundle covers: the named clip's station (and signing key), else the
-    newest clip's. A bundle is one station's signed log; an order packed at two stations has
-    one bundle per station."""
+    newest clip's (recorded last: ``recording_order``). A bundle is one station's signed log;
+    an order packed at two stations has one bundle per station."""
     anchor = next((c for c in clips if c.id == clip_id), None) if clip_id is not None else None
-    anchor = anchor or max(clips, key=lambda c: (c.started_at, c.id or 0))
+    anchor = anchor or recording_order(clips)[-1]
     key = _signing_key(anchor)
     return [c for c in clips if c.station == anchor.station and _signing_key(c) == key]
 
@@ -153,7 +154,7 @@ def locate_for(
         archived = [c for c in clips if c.station == group[0].station and _signing_key(c)]
         if _signing_key(group[0]) is not None or not archived:
             raise
-        newest = max(archived, key=lambda c: (c.started_at, c.id or 0))
+        newest = recording_order(archived)[-1]
         bundle = locate(store, prefix, order_id, pick_station(clips, newest.id))
         if {c.sha256 for c in group} <= bundle.deleted:
             return bundle

@@ -17,7 +17,14 @@ from central.schema import build_search_indexes, migrate
 from central.witness import ACCEPT, FORK, NEWEST, ROLLBACK, Judgement, cosign, judge
 from station.proof.keys import fingerprint, load_public_pem
 from station.proof.verify import check_rotation_link
-from station.store.clips import ClipSearch, event_card, search_filters, search_sql
+from station.store.clips import (
+    ClipSearch,
+    event_card,
+    in_recording_order,
+    recording_order,
+    search_filters,
+    search_sql,
+)
 from station.store.ledger import ClipRecord, LegalHold, ScanEventRecord, WaybillLink
 from web.fleet import sync_problem
 from web.index import SEARCH_TIMEOUT_S, SearchTimeout
@@ -143,6 +150,18 @@ def _clip_record(
             **({"late_waybills": late} if late else {}),
         },
     )
+
+
+def _recorder(r: dict[str, Any]) -> tuple[str, int]:
+    return str(r["station"]), int(r["station_id"])
+
+
+def _local_id(r: dict[str, Any]) -> int:
+    return int(r["local_id"])
+
+
+def _started(r: dict[str, Any]) -> str:
+    return str(r["started_utc"])
 
 
 def floor_fields(c: dict[str, Any]) -> tuple[str | None, str, str | None, str | None]:
@@ -890,20 +909,28 @@ class CentralDB:
         return [_clip_record(r, wb.get(r["id"], ())) for r in rows]
 
     def order(self, order_id: str) -> list[ClipRecord]:
+        """The order's clips in the order they were recorded (``recording_order``: each
+        station's by its own sequence, the stations' merged by start), not by start alone."""
         rows = self._all(
-            "SELECT * FROM clips WHERE order_id = %s ORDER BY started_utc, id", (order_id,)
+            "SELECT * FROM clips WHERE order_id = %s ORDER BY station_id, local_id", (order_id,)
         )
-        return self._with_waybills(rows)
+        return recording_order(self._with_waybills(rows))
 
     def order_info(self, order_id: str) -> dict[str, Any] | None:
-        r = self._one(
-            "SELECT MIN(started_utc) AS first_seen_utc, MAX(started_utc) AS last_clip_utc"
-            " FROM clips WHERE order_id = %s",
+        """The starts of the order's first and last clip in the order recorded (as ``order``
+        lists them; the station's own ``orders`` row says the same)."""
+        rows = self._all(
+            "SELECT station, station_id, local_id, started_utc FROM clips WHERE order_id = %s",
             (order_id,),
         )
-        if r is None or r["first_seen_utc"] is None:
+        if not rows:
             return None
-        return {"order_id": order_id, **r}
+        ordered = in_recording_order(rows, recorder=_recorder, seq=_local_id, start=_started)
+        return {
+            "order_id": order_id,
+            "first_seen_utc": ordered[0]["started_utc"],
+            "last_clip_utc": ordered[-1]["started_utc"],
+        }
 
     def legal_hold(self, order_id: str) -> LegalHold | None:
         """None: legal holds are set and kept on the stations (their ledger), not centrally."""
@@ -1136,13 +1163,22 @@ class CentralDB:
         return [r["name"] for r in self._all("SELECT DISTINCT name FROM stations ORDER BY name")]
 
     def order_clips(self, order_id: str, limit: int = 20) -> list[dict[str, Any]]:
-        """The earliest ``limit`` clips of an order, every station (the stations' duplicate
-        check, station/fleet/duplicates.py): station, its local clip id, start, kind, SHA-256."""
-        return self._all(
-            "SELECT station, local_id AS clip_id, started_at AS started, kind, sha256"
-            " FROM clips WHERE order_id = %s ORDER BY started_utc, id LIMIT %s",
+        """The first ``limit`` clips of an order recorded, every station, in the order
+        recorded (``order``; the stations' duplicate check, station/fleet/duplicates.py):
+        station, its local clip id, start, kind, SHA-256. The first ``limit`` of each
+        station's are all the merge can take."""
+        rows = self._all(
+            "SELECT station, station_id, local_id, started_utc, started_at, kind, sha256 FROM"
+            " (SELECT *, row_number() OVER (PARTITION BY station_id ORDER BY local_id) AS n"
+            "  FROM clips WHERE order_id = %s) c WHERE n <= %s",
             (order_id, limit),
         )
+        ordered = in_recording_order(rows, recorder=_recorder, seq=_local_id, start=_started)
+        return [
+            {"station": r["station"], "clip_id": r["local_id"], "started": r["started_at"],
+             "kind": r["kind"], "sha256": r["sha256"]}
+            for r in ordered[:limit]
+        ]  # fmt: skip
 
     def packer_clips(self, start_utc: str, end_utc: str) -> list[tuple[str, str, float]]:
         """(packer, started_at with offset, duration_s) of packing clips (not returns) with a

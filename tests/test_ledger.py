@@ -73,12 +73,14 @@ def test_round_trip_keeps_everything(ledger: Ledger) -> None:
     assert tuple(row) == ("2026-11-30T01:00:00.123000Z", "+0800")
 
 
-def test_one_order_many_clips_in_time_order(ledger: Ledger) -> None:
+def test_one_order_many_clips_in_the_order_recorded(ledger: Ledger) -> None:
+    """Listed in the index's sequence, not by start: the third clip, started "earlier" (a clock
+    set back at boot), was recorded last (tests/test_recording_order.py)."""
     ledger.add_clip(make_clip("PO-1", 5))
     ledger.add_clip(make_clip("PO-2", 1))
     ledger.add_clip(make_clip("PO-1", 2))
-    assert [c.started_at.minute for c in ledger.clips("PO-1")] == [2, 5]
-    assert [c.order_id for c in ledger.clips()] == ["PO-2", "PO-1", "PO-1"]
+    assert [c.started_at.minute for c in ledger.clips("PO-1")] == [5, 2]
+    assert [c.order_id for c in ledger.clips()] == ["PO-1", "PO-2", "PO-1"]
     assert ledger.clips("nope") == []
 
 

@@ -827,3 +827,30 @@ def test_recover_cli_reports_and_exits_zero_when_all_is_well(
     out = json.loads(cli.stdout)
     assert out["ok"] and len(out["recovered"]) == 1
     assert_clean(cfg)
+
+
+def test_clips_recovered_together_are_indexed_in_the_order_they_were_recorded(
+    cfg: config_mod.Config, data: Path
+) -> None:
+    """A power cut leaves two clips in tmp/ (the one before still waiting for its finisher)
+    and one moved into clips/ but not indexed: recovery indexes them by when they started
+    recording, not by their names (order IDs sort as they like), so the index's sequence is
+    the station's and its last row the clip that recorded when the power went."""
+    blob = write_clip(data / "scratch.mp4")
+    (data / "scratch.mp4").unlink()
+    at = [WALL0 + timedelta(seconds=s) for s in (0, 10, 20)]
+    moved = data / "clips" / "2026" / "11" / "30" / "s_PO-Z_20261130T140506_789.mp4"
+    moved.parent.mkdir(parents=True)
+    moved.write_bytes(blob)
+    put_tmp(data, "s_PO-Z_20261130T140506_789", b"", None).unlink()
+    rel = moved.relative_to(data).as_posix()
+    (data / "tmp" / "s_PO-Z_20261130T140506_789.open.json").write_text(json.dumps(journal(
+        "PO-Z", first_wall=at[0].isoformat(), finish_reason="sealed", final_path=rel)))  # fmt: skip
+    put_tmp(data, "s_PO-B_20261130T140516_789", blob, journal("PO-B", first_wall=at[1].isoformat()))
+    put_tmp(data, "s_PO-A_20261130T140526_789", blob, journal("PO-A", first_wall=at[2].isoformat()))
+    recover_data_dir(cfg)
+    assert [(c.id, c.order_id, c.finish_reason) for c in sorted(rows(cfg), key=lambda c: c.id)] == [
+        (1, "PO-Z", "sealed"),
+        (2, "PO-B", "interrupted"),
+        (3, "PO-A", "interrupted"),
+    ]

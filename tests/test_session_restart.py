@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from scan_support import LateScans
@@ -350,3 +353,95 @@ def test_a_label_read_with_no_clip_open_before_a_restart_is_no_later_clips_waybi
     assert ("waybill", label, "camera", "a waybill first seen with no clip open, seen again by"
             " the camera; ignored (scan it by hand to link it)") in seen  # fmt: skip
     assert manifest(cfg, clips[1])["waybills"] == []
+
+
+class PowerCut(LateScans):
+    """LateScans that, at its first poll at or after ``at``, copies the data dir as a power cut
+    would leave it on disk (``into``): once the finisher is inside the finalizer ``held``
+    (the clip before moved into clips/ but not signed nor indexed yet), then lets it go on."""
+
+    def __init__(
+        self, scans: list[tuple[float, RawScan]], at: float, held: HeldFinisher, into: Path
+    ) -> None:
+        super().__init__(scans)
+        self.at, self.held, self.into = at, held, into
+
+    def poll(self, now: float) -> list[InputEvent]:
+        if now >= self.at and not self.into.exists():
+            assert self.held.entered.wait(60), "the finisher never reached the finalizer"
+            shutil.copytree(self.held.data_dir, self.into)
+            self.held.go.set()
+        return super().poll(now)
+
+
+class HeldFinisher:
+    """A finalizer that holds the recorder's finisher until ``go`` (signing that takes long:
+    C2PA on a slow card, say)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.entered, self.go = threading.Event(), threading.Event()
+
+    def __call__(self, path: Path, data: dict[str, Any]) -> dict[str, Any]:
+        self.entered.set()
+        assert self.go.wait(60), "the test never let the finisher go on"
+        return data
+
+
+def test_a_power_cut_while_the_clip_before_was_signed_resumes_the_clip_that_recorded(
+    station_cfg: config_mod.Config, tmp_path: Path
+) -> None:
+    """OTHER sealed and CUT scanned while OTHER's clip was still being signed (in clips/, not
+    yet indexed); then the power went. Crash recovery at the next start indexes both: CUT's
+    (from tmp/, "interrupted") must be the station's newest, as it was recorded last, so its
+    sheet resumes that packing. Recovery indexed CUT's first and OTHER's after it: the station
+    took OTHER (sealed) for its last clip, CUT for an order packed here, and its sheet opened
+    nothing."""
+    data = station_cfg.station.data_dir
+    held = HeldFinisher(data)
+    cut_copy = tmp_path / "after-the-cut"
+    scans = [
+        (0.5, RawScan(OTHER, "keyboard", 0.5)),
+        (2.0, RawScan("SEAL", "keyboard", 2.0)),
+        (3.0, RawScan(CUT, "keyboard", 3.0)),
+    ]
+    script = {"seed": 4, "event": [{"at": 8.0, "kind": "end"}]}
+    cam = SyntheticCamera(
+        W, H, station_cfg.camera.fps, Scenario.from_dict(script), realtime=False, start_wall=WALL0
+    )
+    asm = assemble(station_cfg, camera=cam, live_view=False)
+    asm.recorder.finalizers = (*asm.recorder.finalizers, held)
+    asm.station.scan_sources.append(PowerCut(scans, 5.0, held, cut_copy))
+    try:
+        asm.station.run(threading.Event())
+    finally:
+        held.go.set()
+        asm.close()
+    assert sorted(p.parent.name for p in cut_copy.rglob("*.mp4")) == ["02", "tmp"]
+
+    cfg = station_cfg.with_data_dir(cut_copy)
+    script = {
+        "seed": 4,
+        "event": [
+            shown(CUT, 1.0),
+            {"at": 4.0, "kind": "show", "code": "SEAL", "symbology": "qrcode", "duration": 1.5},
+            {"at": 7.0, "kind": "end"},
+        ],
+    }
+    cam = SyntheticCamera(
+        W, H, cfg.camera.fps, Scenario.from_dict(script), realtime=False, start_wall=AFTER
+    )
+    run_station(cfg, threading.Event(), camera=cam, live_view=False)
+    ledger = Ledger.in_data_dir(cut_copy)
+    try:
+        clips = sorted(ledger.clips(), key=by_id)
+    finally:
+        ledger.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        (OTHER, "sealed"),
+        (CUT, "interrupted"),
+        (CUT, "sealed"),
+    ]
+    body = manifest(cfg, clips[2])
+    assert "repack" not in body and clips[2].repack_of == []
+    assert body["gap"]["cut_clip"] == clips[1].id  # type: ignore[index]

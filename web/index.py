@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from station.errors import LedgerError
-from station.store.clips import ClipSearch, ClipTable, FtsMatch
+from station.store.clips import ClipSearch, ClipTable, FtsMatch, recording_order
 from station.store.holds import HoldTable
 from station.store.index import open_in_data_dir
 from station.store.ledger import (
@@ -145,8 +145,9 @@ class ClipIndex:
             return None
 
     def order(self, order_id: str) -> list[ClipRecord]:
-        """Every clip of one order (oldest first) with waybills and scan events; [] if unknown."""
-        return self._full(self.clips.raw_rows_of_order(order_id))
+        """Every clip of one order in the order recorded (``recording_order``) with waybills
+        and scan events; [] if unknown."""
+        return recording_order(self._full(self.clips.raw_rows_of_order(order_id)))
 
     def order_info(self, order_id: str) -> dict[str, Any] | None:
         return self.clips.order_row(order_id)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord, LegalHold
+from station.store.sqlitedb import utc_text
 from web.backends import IndexReader
 from web.db import AccessEntry, ShareLink, WebDB
 from web.stations import StationStatus
@@ -66,14 +67,14 @@ class ScopedIndex:
     def order_info(self, order_id: str) -> dict[str, Any] | None:
         if self.scope is None:
             return self.index.order_info(order_id)
-        clips = self.order(order_id)
+        clips = self.order(order_id)  # in the order recorded: first and last are by that
         if not clips:
             return None
-        starts = sorted(str(c.extra.get("started_utc") or c.started_at.isoformat()) for c in clips)
+        first, last = (str(c.extra.get("started_utc") or utc_text(c.started_at))
+                       for c in (clips[0], clips[-1]))  # fmt: skip
         info = self.index.order_info(order_id) or {}
         # the times of the clips this scope sees, not of another warehouse's same order ID
-        return {**info, "order_id": order_id, "first_seen_utc": starts[0],
-                "last_clip_utc": starts[-1]}  # fmt: skip
+        return {**info, "order_id": order_id, "first_seen_utc": first, "last_clip_utc": last}
 
     def clip(self, clip_id: int) -> ClipRecord | None:
         if self.scope is not None and not self.scope:

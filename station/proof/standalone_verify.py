@@ -46,7 +46,7 @@ import unicodedata
 import zipfile
 import zlib
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -426,6 +426,32 @@ def span_problem(body: dict[str, Any], ended: datetime) -> str | None:
             "the recorded start is not when it happened"
         )
     return None
+
+
+def clock_step(body: dict[str, Any]) -> tuple[float, str | None]:
+    """The wall-clock step a manifest states (``clock_step_s``: NTP stepped the station's clock
+    while the clip recorded; its times are by the clock at its start), 0.0 when none; and why
+    the stated one is no step (None: it is one, or none is stated). As `packcam verify`."""
+    if "clock_step_s" not in body:
+        return 0.0, None
+    step = body["clock_step_s"]
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or not -1e10 < step < 1e10:
+        return 0.0, (
+            f"the signed manifest states a clock step of {step!r}, not a number of seconds "
+            "(clock_step_s): its recorded times cannot be held to the TSA's"
+        )
+    return float(step), None
+
+
+def step_text(step: float) -> str:
+    """What a clock step stated in a manifest means (as `packcam verify` says it)."""
+    return (
+        f"the station's clock stepped {'forward' if step > 0 else 'back'} by {abs(step):g} s "
+        "while this clip recorded (clock_step_s): its start and end are by the clock at its "
+        "start, the camera's time between them; its TSA time is held to the end by the clock "
+        f"after the step; the time burned into the picture after the step reads {abs(step):g} s "
+        f"{'later' if step > 0 else 'earlier'}"
+    )
 
 
 def token_time(tst: Path, cwd: Path) -> tuple[datetime | None, float]:
@@ -1232,9 +1258,14 @@ def _check(
         # ended_at without a UTC offset would be another instant in each verifier's time zone
         ended = parse_time(str(body.get("ended_at")))
         ended = ended.astimezone(timezone.utc) if ended and ended.tzinfo else None  # noqa: UP017
-        res.time_anchors.append(
-            tokens(f"{pre} timestamp", item["manifest"], item.get("timestamps", []), ended, True)
-        )
+        step, bad_step = clock_step(body)
+        after_step = ended + timedelta(seconds=step) if ended is not None else None
+        stamps, member = item.get("timestamps", []), item["manifest"]
+        res.time_anchors.append(tokens(f"{pre} timestamp", member, stamps, after_step, True))
+        if bad_step:
+            res.add(FAIL, f"{pre} manifest.times", bad_step, "time-inconsistent")
+        elif step:
+            res.add(OK, f"{pre} manifest.times", step_text(step))
         wrong = span_problem(body, ended) if ended is not None else None
         if wrong:
             res.add(FAIL, f"{pre} times", wrong, "time-inconsistent")

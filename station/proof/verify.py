@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -844,6 +844,49 @@ def _recorded_end(body: dict[str, Any]) -> datetime | None:
     return ended.astimezone(UTC) if ended is not None and ended.tzinfo is not None else None
 
 
+def clock_step(body: dict[str, Any]) -> tuple[float, str | None]:
+    """The wall-clock step a manifest states (``clock_step_s``: NTP stepped the station's clock
+    while the clip recorded; its times are by the clock at its start), 0.0 when none; and why
+    the stated one is no step (None: it is one, or none is stated)."""
+    if "clock_step_s" not in body:
+        return 0.0, None
+    step = body["clock_step_s"]
+    if isinstance(step, bool) or not isinstance(step, int | float) or not -1e10 < step < 1e10:
+        return 0.0, (
+            f"the signed manifest states a clock step of {step!r}, not a number of seconds "
+            "(clock_step_s): its recorded times cannot be held to the TSA's"
+        )
+    return float(step), None
+
+
+def _end_after_step(body: dict[str, Any]) -> datetime | None:
+    """The clip's recorded end by the station's clock after a step it states (``clock_step``):
+    what the TSA saw it after; the recorded end when it states none."""
+    ended = _recorded_end(body)
+    step, _problem = clock_step(body)
+    return ended + timedelta(seconds=step) if ended is not None else None
+
+
+def _check_clock_step(report: Report, name: str, body: dict[str, Any]) -> None:
+    step, problem = clock_step(body)
+    if problem is not None:
+        report.add(name, FAIL, problem, "time-inconsistent")
+    elif step:
+        report.facts["clock_step_s"] = step
+        report.add(name, OK, step_text(step))
+
+
+def step_text(step: float) -> str:
+    """What a clock step stated in a manifest means, for a reader of the verdict."""
+    return (
+        f"the station's clock stepped {'forward' if step > 0 else 'back'} by {abs(step):g} s "
+        "while this clip recorded (clock_step_s): its start and end are by the clock at its "
+        "start, the camera's time between them; its TSA time is held to the end by the clock "
+        f"after the step; the time burned into the picture after the step reads {abs(step):g} s "
+        f"{'later' if step > 0 else 'earlier'}"
+    )
+
+
 # A genuine clip's ``duration_s`` is its presentation span plus one frame interval, and
 # ``ended_at - started_at`` that span: they differ by one frame. Moving the start (the TSA
 # only holds the end) by minutes or years breaks that; the bound leaves room for odd cameras.
@@ -867,6 +910,7 @@ def _check_recorded_span(
     A start or end that reads as another wall-clock time is ``time-offset-invalid``."""
     if shifted := local_time_problem(body):
         report.add(name, FAIL, shifted, "time-offset-invalid")
+    _check_clock_step(report, name, body)
     ended = _recorded_end(body)
     if ended is None:
         return
@@ -1331,7 +1375,7 @@ def _verify_bundle(
             hashlib.sha256(m.canonical).digest(),
             anchors,
             shipped_roots,
-            _recorded_end(body),
+            _end_after_step(body),
             bound,
             timed=True,
         )
@@ -2320,7 +2364,7 @@ def _check_leaf_tokens(
         bytes.fromhex(e.manifest_sha256),
         anchors,
         st.tsa_roots,
-        _recorded_end(body),
+        _end_after_step(body),
         bound,
         timed=True,
     )

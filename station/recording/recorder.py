@@ -116,6 +116,26 @@ def write_manifest(
     return data
 
 
+# Wall time against camera time over a clip differs by jitter and NTP's slewing (at most
+# 0.5 ms/s: 0.3 s over 10 minutes); a step of this much or more is stated in the manifest.
+CLOCK_STEP_MIN_S = 1.0
+
+
+def clock_step_s(
+    first_wall: datetime | None,
+    first_t: float | None,
+    last_wall: datetime | None,
+    last_t: float | None,
+) -> float | None:
+    """How far the wall clock stepped between a clip's first and last frame (``wall`` and
+    camera time ``t`` of each): the wall time elapsed minus the camera time elapsed, rounded
+    to the millisecond; None when it did not (less than ``CLOCK_STEP_MIN_S``)."""
+    if first_wall is None or last_wall is None or first_t is None or last_t is None:
+        return None
+    step = round((last_wall - first_wall).total_seconds() - (last_t - first_t), 3)
+    return step if abs(step) >= CLOCK_STEP_MIN_S else None
+
+
 JOURNAL_SUFFIX = ".open.json"
 FINISHED_KEPT = 256
 
@@ -830,7 +850,13 @@ class Recorder:
             return FinishedClip(clip.order_id, None, str(exc))
         rel = final.relative_to(self.data_dir).as_posix()
         manifest = final.with_suffix(".json")
+        # The camera's own time is the truth within a clip: its end is the start plus that,
+        # and a wall clock stepped meanwhile (NTP) is stated, not folded into either time.
         ended_wall = clip.first_wall + timedelta(seconds=done.last_t - done.first_t)
+        step = clock_step_s(clip.first_wall, clip.first_t, clip.last_wall, clip.last_t)
+        if step is not None:
+            log.warning("the wall clock stepped by %+.3f s while clip of order %r recorded: its "
+                        "times are by the clock at its start", step, clip.order_id)  # fmt: skip
         record = ClipRecord(
             order_id=clip.order_id,
             station=self.cfg.station.name,
@@ -848,7 +874,7 @@ class Recorder:
             events=tuple(
                 dataclasses.replace(e, t_clip_s=self._rel(clip, t)) for t, e in clip.events
             ),
-            extra=dict(clip.extra),
+            extra={**clip.extra, **({"clock_step_s": step} if step is not None else {})},
         )
         try:
             data = write_manifest(final, rel, record, self.finalizers)

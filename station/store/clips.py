@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import sqlite3
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from station.errors import LedgerError
 from station.store.sqlitedb import Table, from_row, utc_text
@@ -15,6 +16,8 @@ from station.store.sqlitedb import Table, from_row, utc_text
 # What a seal or control card (or a return label) did when the camera saw it again where it
 # lay (a scan event's ``card``): nothing. Its own kind stays; this says it sealed nothing.
 LYING_CARD = "lying"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,50 @@ class ClipRecord:
             "events": [e.to_json() for e in self.events],
             **self.extra,
         }
+
+
+def recording_order(clips: Iterable[ClipRecord]) -> list[ClipRecord]:
+    """``clips`` (an order's, say) in the order they were recorded: each station's in its own
+    sequence, the stations' merged by start time (``in_recording_order``). Not by start alone:
+    a Pi without a clock can boot on an earlier time (fake-hwclock), so a later clip (a repack,
+    the packing a restart resumed) may start before the one it follows. A station's sequence
+    is its index's id; on the central index (``extra`` names ``station_id`` and ``local_id``),
+    per enrolment (a Pi set up again under the same name counts from 1 again), the station's
+    own id."""
+    return in_recording_order(
+        clips,
+        recorder=lambda c: (c.station, int(c.extra.get("station_id") or 0)),
+        seq=lambda c: int(c.extra.get("local_id") or c.id or 0),
+        start=lambda c: utc_text(c.started_at),
+    )
+
+
+def in_recording_order(
+    items: Iterable[T],
+    *,
+    recorder: Callable[[T], tuple[str, int]],
+    seq: Callable[[T], int],
+    start: Callable[[T], str],
+) -> list[T]:
+    """``items`` each station's in its sequence (``recorder``: who recorded it, ``seq``: its
+    place there), merged by start (``start``: UTC text as the index stores it): next comes
+    the one whose station's next item started first (ties by station). One station's clock
+    says nothing about another's order, nor a clock set back about its own."""
+    runs: dict[tuple[str, int], list[T]] = {}
+    for item in items:
+        runs.setdefault(recorder(item), []).append(item)
+    heads: list[tuple[str, tuple[str, int], int, list[T]]] = []
+    for key, run in runs.items():
+        run.sort(key=seq)
+        heads.append((start(run[0]), key, 0, run))
+    heapq.heapify(heads)
+    out: list[T] = []
+    while heads:
+        _t, key, i, run = heapq.heappop(heads)
+        out.append(run[i])
+        if i + 1 < len(run):
+            heapq.heappush(heads, (start(run[i + 1]), key, i + 1, run))
+    return out
 
 
 @dataclass(frozen=True)
@@ -750,33 +797,36 @@ class ClipTable(Table):
     # ---- reads ----------------------------------------------------------------------------
 
     def clips(self, order_id: str | None = None, *, limit: int | None = None) -> list[ClipRecord]:
-        """Clips, oldest first; only those of ``order_id`` when given."""
+        """Clips in the order they were recorded (``recording_order``: the index's sequence,
+        not their starts, which a clock set back puts out of order); only those of
+        ``order_id`` when given."""
         sql = "SELECT * FROM clips"
         args: list[Any] = []
         if order_id is not None:
             sql += " WHERE order_id = ?"
             args.append(order_id)
-        sql += " ORDER BY started_utc, id"
+        sql += " ORDER BY id"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
         with self._lock:  # the rows and their waybills and events read as one snapshot
-            return [self._record(r) for r in self._all(sql, args)]
+            return recording_order([self._record(r) for r in self._all(sql, args)])
 
     def order_clip_refs(self, order_id: str) -> list[tuple[int, str]]:
-        """(id, sha256) of the clips of ``order_id``, oldest first: cheap (the order index),
-        for the capture thread's duplicate check at each order scan."""
+        """(id, sha256) of the clips of ``order_id`` in the order they were recorded (the
+        index's sequence): cheap (the order index), for the capture thread's duplicate check
+        at each order scan."""
         rows = self._all(
-            "SELECT id, sha256 FROM clips WHERE order_id = ? ORDER BY started_utc, id",
+            "SELECT id, sha256 FROM clips WHERE order_id = ? ORDER BY id",
             (order_id,),
         )
         return [(int(r[0]), str(r[1])) for r in rows]
 
     def newest_clip_of(self, order_id: str, since_utc: str) -> int | None:
-        """The id of the newest clip of ``order_id`` started at or after ``since_utc``."""
+        """The id of the clip of ``order_id`` recorded last (the index's sequence) of those
+        started at or after ``since_utc``."""
         row = self._one(
-            "SELECT id FROM clips WHERE order_id = ? AND started_utc >= ?"
-            " ORDER BY started_utc DESC, id DESC LIMIT 1",
+            "SELECT id FROM clips WHERE order_id = ? AND started_utc >= ? ORDER BY id DESC LIMIT 1",
             (order_id, since_utc),
         )
         return int(row[0]) if row else None
@@ -994,10 +1044,8 @@ class ClipTable(Table):
         return row
 
     def raw_rows_of_order(self, order_id: str) -> list[sqlite3.Row]:
-        """The rows of one order's clips, oldest first."""
-        return self._all(
-            "SELECT * FROM clips WHERE order_id = ? ORDER BY started_utc, id", (order_id,)
-        )
+        """The rows of one order's clips in the index's sequence (the order recorded)."""
+        return self._all("SELECT * FROM clips WHERE order_id = ? ORDER BY id", (order_id,))
 
     def order_row(self, order_id: str) -> dict[str, Any] | None:
         """The order's row in ``orders`` (first seen, last clip), None if unknown."""

@@ -341,12 +341,12 @@ class Recovery:
        decodable frame -> moved to ``quarantine/``; cut off inside a fragment (or unreadable to
        the demuxer) -> the whole fragments are copied (or the packets stream-copied, never
        re-encoded) into a new file and the original bytes are kept in ``recovered/``; then it is
-       moved into ``clips/YYYY/MM/DD/``, hashed, given a manifest, signed by the finalizers and
-       indexed with finish reason "interrupted" under the journal's order ("unknown" without
-       one);
-    3. each file in ``clips/`` without an index row is indexed: from its sidecar or its signed
-       log entry when they match the bytes (the station stopped between signing and indexing),
-       else with a new manifest from its journal;
+       moved into ``clips/YYYY/MM/DD/``, to be indexed by step 3 with finish reason
+       "interrupted" under the journal's order ("unknown" without one);
+    3. each file in ``clips/`` without an index row is indexed, in the order they were recorded
+       (``recorded_order``): from its sidecar or its signed log entry when they match the bytes
+       (the station stopped between signing and indexing), else with a new manifest from its
+       journal (signed by the finalizers);
     4. each index row is checked against the disk: a missing file is logged at ERROR and raised
        as a persistent "clip-missing" alarm (the row stays); a missing sidecar is written again
        from the signed log; a file that retention had recorded as deleted is removed.
@@ -376,11 +376,14 @@ class Recovery:
         self.quarantine_dir = self.data_dir / "quarantine"
         self.originals_dir = self.data_dir / "recovered"
         self.report = RecoveryReport()
+        # temp clips moved into place this pass, not indexed yet: rel -> (probe, original kept)
+        self._fresh: dict[str, tuple[Mp4Probe, str | None]] = {}
 
     # ---- entry points ----------------------------------------------------------------------
 
     def run(self) -> RecoveryReport:
         self.report = RecoveryReport()
+        self._fresh = {}
         for d in (self.tmp_dir, self.clips_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._sweep_partials()
@@ -403,6 +406,13 @@ class Recovery:
             return self._index_file(mp4, meta, None, False)
         return self._finalise_tmp(mp4.name[: -len(".mp4")], mp4, meta)
 
+    def _finalise_tmp(
+        self, stem: str, source: Path, meta: dict[str, Any] | None
+    ) -> ClipRecord | None:
+        """Move one temp clip into place (``_move_tmp``) and index it at once."""
+        moved = self._move_tmp(stem, source, meta)
+        return None if moved is None else self._index_moved(*moved)
+
     # ---- 1. leftovers ---------------------------------------------------------------------
 
     def _sweep_partials(self) -> None:
@@ -416,7 +426,8 @@ class Recovery:
     # ---- 2. unfinished recordings -------------------------------------------------------
 
     def _recover_tmp(self) -> dict[str, dict[str, Any]]:
-        """Finalise every temp clip; return the journals of clips already in ``clips/``."""
+        """Move every temp clip into place (``_move_tmp``), not indexed yet; return the
+        journals of clips in ``clips/`` without an index row (those moved now included)."""
         stems: set[str] = set()
         for p in self.tmp_dir.iterdir():
             if p.name.endswith(".mp4"):
@@ -442,7 +453,8 @@ class Recovery:
                 moved[final] = meta  # moved into place; step 3 indexes it with this journal
                 if mp4.exists():
                     log.error("recovery: %s and %s both exist; recovering both", mp4, final)
-                    self._try(stem, self._finalise_tmp, stem, mp4, {**meta, "final_path": None})
+                    self._try(stem, self._move_tmp_into, moved, stem, mp4,
+                              {**meta, "final_path": None})  # fmt: skip
                 continue
             if isinstance(final, str) and self.ledger.clip_by_path(final) is not None:
                 journal.unlink(missing_ok=True)  # indexed already; its file is checked in step 4
@@ -460,8 +472,18 @@ class Recovery:
                 else:
                     moved[found] = meta or {}
                 continue
-            self._try(stem, self._finalise_tmp, stem, source, meta)
+            self._try(stem, self._move_tmp_into, moved, stem, source, meta)
         return moved
+
+    def _move_tmp_into(
+        self, moved: dict[str, dict[str, Any]], stem: str, source: Path, meta: dict[str, Any] | None
+    ) -> None:
+        done = self._move_tmp(stem, source, meta)
+        if done is not None:
+            final, meta, facts, original = done
+            rel = final.relative_to(self.data_dir).as_posix()
+            moved[rel] = meta
+            self._fresh[rel] = (facts, original)
 
     def _try(self, what: str, fn: Any, *args: Any) -> Any:
         try:
@@ -490,9 +512,12 @@ class Recovery:
             self.alarms.raise_("clip-missing", f"tmp/{stem}.mp4", msg)
         self._quarantine(journal)
 
-    def _finalise_tmp(
+    def _move_tmp(
         self, stem: str, source: Path, meta: dict[str, Any] | None
-    ) -> ClipRecord | None:
+    ) -> tuple[Path, dict[str, Any], Mp4Probe, str | None] | None:
+        """Probe (and repair) one temp clip and move it into ``clips/``, its journal naming
+        where it went: the final path, the journal, the probe and the original kept (None: as
+        recorded); None when nothing was kept (quarantine)."""
         journal = self.tmp_dir / f"{stem}{JOURNAL_SUFFIX}"
         if meta is None:
             meta = {
@@ -558,8 +583,15 @@ class Recovery:
         os.replace(source, final)
         fsync_dir(final.parent)
         fsync_dir(source.parent)
+        return final, meta, facts, original
+
+    def _index_moved(
+        self, final: Path, meta: dict[str, Any], facts: Mp4Probe, original: str | None
+    ) -> ClipRecord | None:
+        """Index a temp clip ``_move_tmp`` moved into place."""
         record = self._index_file(final, meta, facts, fresh=True)
         if record is not None:
+            rel = final.relative_to(self.data_dir).as_posix()
             self.report.recovered.append(rel)
             if original:
                 self.report.repaired.append(f"{rel} (original: {original})")
@@ -623,14 +655,32 @@ class Recovery:
         return sorted(out)
 
     def _index_orphans(self, journals: dict[str, dict[str, Any]]) -> None:
+        """Index every clip in ``clips/`` without a row, those just moved from tmp/ included,
+        in the order they were recorded (``recorded_order``): the index's sequence is the
+        station's, and at its start the station takes its last indexed clip for the one its
+        stop cut (a clip still being signed when the power went was recorded before the one
+        recording then, whatever their names)."""
         known = set(self.ledger.clip_paths())
-        for rel in self._clip_files():
-            if rel in known:
-                continue
+        orphans = [rel for rel in self._clip_files() if rel not in known]
+        starts = {rel: self._recorded_start(rel, journals.get(rel)) for rel in orphans}
+        for rel in recorded_order(starts):
             meta = journals.get(rel)
+            fresh = self._fresh.pop(rel, None)
+            if fresh is not None and meta is not None:
+                self._try(rel, self._index_moved, self.data_dir / rel, meta, *fresh)
+                continue
             record = self._try(rel, self._index_file, self.data_dir / rel, meta, None, False)
             if record is not None:
                 self.report.indexed.append(rel)
+
+    def _recorded_start(self, rel: str, meta: dict[str, Any] | None) -> datetime | None:
+        """When the clip at ``rel`` started recording, as its journal or its manifest says
+        (None: neither does)."""
+        started = _parse_wall((meta or {}).get("first_wall") or (meta or {}).get("scan_wall"))
+        if started is None:
+            sidecar = _read_json((self.data_dir / rel).with_suffix(".json"))
+            started = _parse_wall((sidecar or {}).get("started_at"))
+        return started
 
     def _index_file(
         self, final: Path, meta: dict[str, Any] | None, facts: Mp4Probe | None, fresh: bool
@@ -834,6 +884,14 @@ def _unique(path: Path, taken: Callable[[Path], bool] = lambda p: False) -> Path
         cand = path.with_name(f"{base[0]}-{n}{suffix}")
         n += 1
     return cand
+
+
+def recorded_order(starts: dict[str, datetime | None]) -> list[str]:
+    """The clips ``starts`` names (path -> when it started recording, None: unknown) in the
+    order they were recorded: by start, ties by path; those of unknown start first (no
+    journal, no manifest: not the clip a journal shows recording at the cut)."""
+    known = sorted((t.astimezone(UTC), rel) for rel, t in starts.items() if t is not None)
+    return sorted(rel for rel, t in starts.items() if t is None) + [rel for _t, rel in known]
 
 
 def _parse_wall(value: Any) -> datetime | None:
