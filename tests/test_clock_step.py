@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from proof_support import KIT, TsaServer, run_kit, tsa_ec  # noqa: F401 (fixtures)
+from proof_support import (  # noqa: F401 (fixtures)
+    KIT,
+    TsaServer,
+    build_store,
+    forge_log,
+    run_kit,
+    tsa_ec,
+)
 from scan_support import LateScans
 
 from station import config as config_mod
@@ -21,6 +28,7 @@ from station.proof import standalone_verify
 from station.proof import verify as verify_mod
 from station.proof.bundle import export_order
 from station.proof.finalizer import ProofFinalizer
+from station.proof.keys import StationKey
 from station.proof.trust import Anchors
 from station.proof.verify import TAMPERED, audit, verify_bundle
 from station.recording.recorder import clock_step_s
@@ -90,11 +98,11 @@ def test_a_clip_across_a_clock_step_is_signed_with_its_real_times_and_states_the
     tmp_path: Path,
 ) -> None:
     """The clock was 5 minutes ahead (or an hour behind, booted on fake-hwclock's time) and
-    NTP set it right while the clip recorded. The clip's start is the clock at its first frame
-    and its end that plus the camera's time: neither moves by the step (held before and
-    after). New: its signed manifest states the step (``clock_step_s``), and both verifiers
-    hold its TSA time to the end by the clock after the step: an hour's step was
-    `time-out-of-bounds` (NOT AUTHENTIC), five minutes back a `clock-ahead` warning."""
+    NTP set it right while the clip recorded. The clip's times are by the clock after the step
+    (the right one, and the one the TSA's time is held to): its start is the clock at its first
+    frame moved by the step, its end that plus the camera's time. Its signed manifest states
+    the step (``clock_step_s``: the picture before the step reads that much off). An hour's
+    step was `time-out-of-bounds` (NOT AUTHENTIC), five minutes back a `clock-ahead` warning."""
     cfg = step_cfg
     # The TSA's time is now: the clip started half a minute ago, by a clock then off by minus
     # the step (the synthetic camera runs faster than real time: its 8 s pass at once).
@@ -102,10 +110,10 @@ def test_a_clip_across_a_clock_step_is_signed_with_its_real_times_and_states_the
     clip = record_across_a_step(cfg, start, step)
     body = json.loads((cfg.station.data_dir / clip.manifest_path).read_text())
     span = timedelta(seconds=clip.frame_count / FPS - 1 / FPS)
-    assert clip.started_at == start  # the first pre-roll frame, before the step
-    assert clip.ended_at == start + span
-    assert body["started_at"] == start.isoformat(timespec="milliseconds")
-    assert body["ended_at"] == (start + span).isoformat(timespec="milliseconds")
+    assert clip.started_at == start + step  # the first pre-roll frame, by the clock after
+    assert clip.ended_at == start + step + span
+    assert body["started_at"] == (start + step).isoformat(timespec="milliseconds")
+    assert body["ended_at"] == (start + step + span).isoformat(timespec="milliseconds")
     assert body["clock_step_s"] == step.total_seconds()
 
     fin = ProofFinalizer(cfg, start_worker=False)  # the station's TSA queue, online now
@@ -138,3 +146,30 @@ def test_a_stated_step_that_is_no_number_of_seconds_is_a_reason_in_both_verifier
         assert "clock_step_s" in str(module.clock_step({"clock_step_s": stated})[1])
         assert module.clock_step({"clock_step_s": -300}) == (-300.0, None)
         assert module.clock_step({}) == (0.0, None)
+
+
+def test_a_step_stated_by_the_key_holder_backdates_nothing(
+    cfg: config_mod.Config,
+    tsa_ec: TsaServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The key holder re-signs an honest clip's manifest a day earlier and states a clock step
+    of a day, TSA-stamped now: were the token held to ``ended_at + clock_step_s``, a clip
+    recorded today would pass for yesterday's. The times are by the clock after the step, so
+    the token is held to the stated end itself: `time-out-of-bounds` in both verifiers."""
+    st = build_store(tmp_path / "st", tsa_ec, [ORDER], c2pa=False)
+    honest = export_order(st.cfg, ORDER, tmp_path / "honest.zip").path
+    day = timedelta(days=1)
+
+    def backdate(body: dict[str, Any]) -> None:
+        for k in ("started_at", "ended_at"):
+            body[k] = (datetime.fromisoformat(body[k]) - day).isoformat(timespec="milliseconds")
+        body["clock_step_s"] = day.total_seconds()
+
+    key = StationKey.load(st.data / "proof/station-key.pem")
+    forged = forge_log(honest, tmp_path / "backdated.zip", key, tsa_ec.url, backdate)
+    tsa_root = x509.load_pem_x509_certificate(tsa_ec.root.read_bytes())
+    report = verify_bundle(forged, anchors=Anchors(tsa=(tsa_root,)))
+    assert "time-out-of-bounds" in report.reasons() and report.verdict == TAMPERED
+    _code, out = run_kit(KIT, forged, tmp_path, "--tsa-ca", str(tsa_ec.root))
+    assert "time-out-of-bounds" in out and "NOT AUTHENTIC" in out, out

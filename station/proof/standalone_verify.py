@@ -46,7 +46,7 @@ import unicodedata
 import zipfile
 import zlib
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -430,8 +430,9 @@ def span_problem(body: dict[str, Any], ended: datetime) -> str | None:
 
 def clock_step(body: dict[str, Any]) -> tuple[float, str | None]:
     """The wall-clock step a manifest states (``clock_step_s``: NTP stepped the station's clock
-    while the clip recorded; its times are by the clock at its start), 0.0 when none; and why
-    the stated one is no step (None: it is one, or none is stated). As `packcam verify`."""
+    while the clip recorded; its times are by the clock after the step, the one the TSA time is
+    held to), 0.0 when none; and why the stated one is no step (None: it is one, or none). As
+    `packcam verify`."""
     if "clock_step_s" not in body:
         return 0.0, None
     step = body["clock_step_s"]
@@ -447,10 +448,10 @@ def step_text(step: float) -> str:
     """What a clock step stated in a manifest means (as `packcam verify` says it)."""
     return (
         f"the station's clock stepped {'forward' if step > 0 else 'back'} by {abs(step):g} s "
-        "while this clip recorded (clock_step_s): its start and end are by the clock at its "
-        "start, the camera's time between them; its TSA time is held to the end by the clock "
-        f"after the step; the time burned into the picture after the step reads {abs(step):g} s "
-        f"{'later' if step > 0 else 'earlier'}"
+        "while this clip recorded (clock_step_s): its start and end are by the clock after the "
+        "step, the camera's time between them, and its TSA time is held to that end; the time "
+        f"burned into the picture before the step reads {abs(step):g} s "
+        f"{'earlier' if step > 0 else 'later'}"
     )
 
 
@@ -1259,9 +1260,8 @@ def _check(
         ended = parse_time(str(body.get("ended_at")))
         ended = ended.astimezone(timezone.utc) if ended and ended.tzinfo else None  # noqa: UP017
         step, bad_step = clock_step(body)
-        after_step = ended + timedelta(seconds=step) if ended is not None else None
         stamps, member = item.get("timestamps", []), item["manifest"]
-        res.time_anchors.append(tokens(f"{pre} timestamp", member, stamps, after_step, True))
+        res.time_anchors.append(tokens(f"{pre} timestamp", member, stamps, ended, True))
         if bad_step:
             res.add(FAIL, f"{pre} manifest.times", bad_step, "time-inconsistent")
         elif step:

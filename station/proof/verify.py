@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -846,8 +846,8 @@ def _recorded_end(body: dict[str, Any]) -> datetime | None:
 
 def clock_step(body: dict[str, Any]) -> tuple[float, str | None]:
     """The wall-clock step a manifest states (``clock_step_s``: NTP stepped the station's clock
-    while the clip recorded; its times are by the clock at its start), 0.0 when none; and why
-    the stated one is no step (None: it is one, or none is stated)."""
+    while the clip recorded; its times are by the clock after the step, the one the TSA time is
+    held to), 0.0 when none; and why the stated one is no step (None: it is one, or none)."""
     if "clock_step_s" not in body:
         return 0.0, None
     step = body["clock_step_s"]
@@ -857,14 +857,6 @@ def clock_step(body: dict[str, Any]) -> tuple[float, str | None]:
             "(clock_step_s): its recorded times cannot be held to the TSA's"
         )
     return float(step), None
-
-
-def _end_after_step(body: dict[str, Any]) -> datetime | None:
-    """The clip's recorded end by the station's clock after a step it states (``clock_step``):
-    what the TSA saw it after; the recorded end when it states none."""
-    ended = _recorded_end(body)
-    step, _problem = clock_step(body)
-    return ended + timedelta(seconds=step) if ended is not None else None
 
 
 def _check_clock_step(report: Report, name: str, body: dict[str, Any]) -> None:
@@ -880,10 +872,10 @@ def step_text(step: float) -> str:
     """What a clock step stated in a manifest means, for a reader of the verdict."""
     return (
         f"the station's clock stepped {'forward' if step > 0 else 'back'} by {abs(step):g} s "
-        "while this clip recorded (clock_step_s): its start and end are by the clock at its "
-        "start, the camera's time between them; its TSA time is held to the end by the clock "
-        f"after the step; the time burned into the picture after the step reads {abs(step):g} s "
-        f"{'later' if step > 0 else 'earlier'}"
+        "while this clip recorded (clock_step_s): its start and end are by the clock after the "
+        "step, the camera's time between them, and its TSA time is held to that end; the time "
+        f"burned into the picture before the step reads {abs(step):g} s "
+        f"{'earlier' if step > 0 else 'later'}"
     )
 
 
@@ -1375,7 +1367,7 @@ def _verify_bundle(
             hashlib.sha256(m.canonical).digest(),
             anchors,
             shipped_roots,
-            _end_after_step(body),
+            _recorded_end(body),
             bound,
             timed=True,
         )
@@ -2364,7 +2356,7 @@ def _check_leaf_tokens(
         bytes.fromhex(e.manifest_sha256),
         anchors,
         st.tsa_roots,
-        _end_after_step(body),
+        _recorded_end(body),
         bound,
         timed=True,
     )

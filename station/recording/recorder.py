@@ -850,17 +850,20 @@ class Recorder:
             return FinishedClip(clip.order_id, None, str(exc))
         rel = final.relative_to(self.data_dir).as_posix()
         manifest = final.with_suffix(".json")
-        # The camera's own time is the truth within a clip: its end is the start plus that,
-        # and a wall clock stepped meanwhile (NTP) is stated, not folded into either time.
-        ended_wall = clip.first_wall + timedelta(seconds=done.last_t - done.first_t)
+        # The camera's own time is the truth within a clip: its end is the start plus that.
+        # A wall clock stepped meanwhile (NTP setting it right) is stated, and both times are
+        # by the clock after the step: the one a TSA's time is held to, so a stated step can
+        # never widen what the token vouches for (a key holder backdating a clip by "a step").
         step = clock_step_s(clip.first_wall, clip.first_t, clip.last_wall, clip.last_t)
+        started_wall = clip.first_wall + timedelta(seconds=step or 0.0)
+        ended_wall = started_wall + timedelta(seconds=done.last_t - done.first_t)
         if step is not None:
             log.warning("the wall clock stepped by %+.3f s while clip of order %r recorded: its "
-                        "times are by the clock at its start", step, clip.order_id)  # fmt: skip
+                        "times are by the clock after the step", step, clip.order_id)  # fmt: skip
         record = ClipRecord(
             order_id=clip.order_id,
             station=self.cfg.station.name,
-            started_at=clip.first_wall,
+            started_at=started_wall,
             ended_at=ended_wall,
             duration_s=done.duration_s,
             frame_count=done.frame_count,
