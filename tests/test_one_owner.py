@@ -276,14 +276,15 @@ def test_a_wall_clock_step_changes_only_the_dates_of_clips(cfg: config_mod.Confi
     and back an hour between PO-4's scan and its rescan within the debounce. Every rule runs
     on camera time: PO-2's pre-roll starts after PO-1's seal, its clip times out 4 s after
     its scan, the rescan is one scan with the first; each clip is dated by its first frame's
-    wall time, lasts as long as its frames, and its file's timestamps run on evenly."""
+    wall time by the clock after any step within it (the clock its TSA time is held to), lasts
+    as long as its frames, and its file's timestamps run on evenly."""
     cfg = cfg.replace("session", pre_roll_s=3.0, max_duration_s=4.0, still_timeout_s=0.0)
     cfg = cfg.replace("proof", enabled=False)
     keys = [(1.0, "PO-1"), (5.0, "SEAL"), (6.0, "PO-2"), (13.0, "PO-3"), (14.0, "PO-4")]
     keys.append((15.0, "PO-4"))  # 1 s after the first scan: the debounce's, not a rescan
     steps = ((3.0, -300.0), (7.0, 600.0), (14.5, -3600.0))
     clips, finished = run_keys(cfg, keys, seed=5, end=17.0, wall_steps=steps)
-    # The index lists clips by their dates: PO-2 (08:55) before PO-1 (09:00).
+    # (sorted: the index lists clips by their dates, which the steps moved)
     assert sorted((c.order_id, c.finish_reason) for c in clips) == [
         ("PO-1", "sealed"),
         ("PO-2", "timeout"),
@@ -297,7 +298,7 @@ def test_a_wall_clock_step_changes_only_the_dates_of_clips(cfg: config_mod.Confi
     assert spans["PO-4"] == pytest.approx((14.0, 16.9))
     for c in clips:
         first, last = spans[c.order_id]
-        shift = sum(d for at, d in steps if first >= at)
+        shift = sum(d for at, d in steps if last >= at)  # the steps up to its last frame
         assert c.started_at == WALL0 + timedelta(seconds=first + shift)
         assert (c.ended_at - c.started_at).total_seconds() == pytest.approx(last - first)
         assert c.frame_count == round((last - first) * FPS) + 1
