@@ -45,12 +45,14 @@ from station.proof.standalone_verify import (
     Overlap,
     as_characters,
     clip_listed_twice,
+    clock_step,
     framing_problem,
     local_time_problem,
     lookalike_problem,
     overlap_problem,
     overlaps,
     signed_after_final,
+    step_text,
     unpack_problem,
     unreferenced_members,
     witness_gap,
@@ -844,21 +846,6 @@ def _recorded_end(body: dict[str, Any]) -> datetime | None:
     return ended.astimezone(UTC) if ended is not None and ended.tzinfo is not None else None
 
 
-def clock_step(body: dict[str, Any]) -> tuple[float, str | None]:
-    """The wall-clock step a manifest states (``clock_step_s``: NTP stepped the station's clock
-    while the clip recorded; its times are by the clock after the step, the one the TSA time is
-    held to), 0.0 when none; and why the stated one is no step (None: it is one, or none)."""
-    if "clock_step_s" not in body:
-        return 0.0, None
-    step = body["clock_step_s"]
-    if isinstance(step, bool) or not isinstance(step, int | float) or not -1e10 < step < 1e10:
-        return 0.0, (
-            f"the signed manifest states a clock step of {step!r}, not a number of seconds "
-            "(clock_step_s): its recorded times cannot be held to the TSA's"
-        )
-    return float(step), None
-
-
 def _check_clock_step(report: Report, name: str, body: dict[str, Any]) -> None:
     step, problem = clock_step(body)
     if problem is not None:
@@ -866,17 +853,6 @@ def _check_clock_step(report: Report, name: str, body: dict[str, Any]) -> None:
     elif step:
         report.facts["clock_step_s"] = step
         report.add(name, OK, step_text(step))
-
-
-def step_text(step: float) -> str:
-    """What a clock step stated in a manifest means, for a reader of the verdict."""
-    return (
-        f"the station's clock stepped {'forward' if step > 0 else 'back'} by {abs(step):g} s "
-        "while this clip recorded (clock_step_s): its start and end are by the clock after the "
-        "step, the camera's time between them, and its TSA time is held to that end; the time "
-        f"burned into the picture before the step reads {abs(step):g} s "
-        f"{'earlier' if step > 0 else 'later'}"
-    )
 
 
 # A genuine clip's ``duration_s`` is its presentation span plus one frame interval, and
