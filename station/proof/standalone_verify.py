@@ -709,47 +709,38 @@ def check_witness(
         )
     else:
         whose = f"the pinned witness key {pinned}"
-    cosigned: dict[int, str] = {}
+    cosigned: dict[int, str] = {}  # size -> root cosigned in this key's log (body given)
+    loose: set[tuple[int, str]] = set()  # cosigned, the log unnamed (no body)
     for i, c in enumerate(doc.get("checkpoints", [])):
         body, sig = pins_dir / f"w{i}.json", pins_dir / f"w{i}.sig"
         body.write_bytes(base64.b64decode(c["cosigned_b64"]))
         sig.write_bytes(base64.b64decode(c["cosignature_b64"]))
-        ok, _ = openssl(
-            "pkeyutl",
-            "-verify",
-            "-pubin",
-            "-inkey",
-            str(key),
-            "-rawin",
-            "-in",
-            str(body),
-            "-sigfile",
-            str(sig),
-            cwd=pins_dir,
-        )
-        if not ok:
+        if not signed_by(key, body, sig, pins_dir):
             res.add(FAIL, "witness", "a cosignature does not verify", "witness-invalid")
             return
         w = json.loads(body.read_bytes())
-        if c.get("body_b64"):  # after a key rotation sizes repeat: only this key's log counts
-            cp = base64.b64decode(c["body_b64"])
-            if hashlib.sha256(cp).hexdigest() != w.get("checkpoint_sha256"):
-                res.add(FAIL, "witness", "a cosigned checkpoint was swapped", "witness-invalid")
-                return
-            if log_key and json.loads(cp).get("key") not in (log_key, None):
-                continue
+        if station and w.get("station") not in (station, None):
+            continue  # the witness's word on another station's log
+        if not c.get("body_b64"):
+            # sizes repeat across a station's logs (one per key): a cosignature without the
+            # checkpoint it names may confirm this root, never contradict it
+            loose.add((int(w["tree_size"]), str(w["root_sha256"])))
+            continue
+        cp = base64.b64decode(c["body_b64"])
+        if hashlib.sha256(cp).hexdigest() != w.get("checkpoint_sha256"):
+            res.add(FAIL, "witness", "a cosigned checkpoint was swapped", "witness-invalid")
+            return
+        if log_key and json.loads(cp).get("key") not in (log_key, None):
+            continue
         cosigned[int(w["tree_size"])] = str(w["root_sha256"])
-    for r in doc.get("rotations", []):
-        if (
-            log_key
-            and r.get("old_key") == log_key
-            and any(s > int(r["tree_size"]) for s, _ in seen)
-        ):
+    for i, r in enumerate(doc.get("rotations", [])):
+        final = rotation_final_size(r, log_key, pins_dir / f"r{i}")
+        if final is not None and any(s > final for s, _ in seen):
             res.add(
                 FAIL,
                 "witness",
-                f"the witness saw this key retired at {r['tree_size']} entries; this bundle's "
-                "log goes on past that",
+                f"the witness saw this key retired at {final} entries (its final checkpoint, "
+                "which it signed); this bundle's log goes on past that",
                 "log-after-rotation",
             )
             return
@@ -763,12 +754,44 @@ def check_witness(
                 "log-fork",
             )
             return
-    if any(cosigned.get(size) == root for size, root in seen):
+    if any(cosigned.get(size) == root or (size, root) in loose for size, root in seen):
         res.add(OK, "witness", f"the bundle's checkpoint was cosigned by {whose}")
     else:
         gap = witness_gap(station, doc, [s for s, _ in seen if s not in cosigned])
         res.add(WARN, "witness", f"not cosigned by the witness (yet){gap}; the record checked "
                 f"is signed by {whose}", "checkpoint-unwitnessed")  # fmt: skip
+
+
+def signed_by(key: Path, data: Path, sig: Path, cwd: Path) -> bool:
+    """Whether the Ed25519 public key in ``key`` signed ``data`` (``sig``: 64 raw bytes)."""
+    ok, _ = openssl(
+        "pkeyutl", "-verify", "-pubin", "-inkey", str(key), "-rawin", "-in", str(data),
+        "-sigfile", str(sig), cwd=cwd,
+    )  # fmt: skip
+    return ok
+
+
+def rotation_final_size(r: dict[str, Any], log_key: str, work: Path) -> int | None:
+    """The size at which a rotation a witness record lists retired ``log_key``: only when its
+    final checkpoint (``body_b64``) is of that key and signed by it. The record's other
+    fields are nobody's signature: a line reading "retired at 1" would otherwise turn every
+    honest bundle of the key into a stolen key's. ``work``: a path prefix for its files."""
+    if not log_key or r.get("old_key") != log_key:
+        return None
+    pub, body, sig = (work.with_name(work.name + x) for x in (".pub.pem", ".json", ".sig"))
+    try:
+        pub.write_text(str(r["old_public_key_pem"]))
+        body.write_bytes(base64.b64decode(r["body_b64"]))
+        sig.write_bytes(base64.b64decode(r["signature_old_b64"]))
+        if key_fp(pub) != log_key or not signed_by(pub, body, sig, work.parent):
+            return None
+        cp = json.loads(body.read_bytes())
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not isinstance(cp, dict) or cp.get("key") != log_key or cp.get("final") is not True:
+        return None
+    size = cp.get("tree_size")
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
 def witness_path(station: str, sizes: Sequence[int]) -> str:

@@ -1787,33 +1787,42 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
                 "witness-untrusted",
             )
             return
-        seen: dict[int, str] = {}
+        seen: dict[int, str] = {}  # size -> root cosigned in this key's log (body given)
+        loose: set[tuple[int, str]] = set()  # cosigned, the log unnamed (no body)
         mine_key = report.facts.get("station_key")  # the key of the bundle's log
+        station = str((report.facts.get("checkpoint") or {}).get("station") or "")
         for c in doc.get("checkpoints", []):
             cosigned = base64.b64decode(c["cosigned_b64"])
             if not verify_signature(wkey, cosigned, base64.b64decode(c["cosignature_b64"])):
                 report.add("witness", FAIL, "a cosignature does not verify", "witness-invalid")
                 return
             w = json.loads(cosigned)
-            if "body_b64" in c:  # after a key rotation, sizes repeat: only this key's log
-                body = base64.b64decode(c["body_b64"])
-                if hashlib.sha256(body).hexdigest() != w.get("checkpoint_sha256"):
-                    report.add("witness", FAIL, "a cosigned checkpoint was swapped",
-                               "witness-invalid")  # fmt: skip
-                    return
-                if mine_key and json.loads(body).get("key") not in (mine_key, None):
-                    continue
+            if station and w.get("station") not in (station, None):
+                continue  # the witness's word on another station's log
+            if "body_b64" not in c:
+                # sizes repeat across a station's logs (one per key): a cosignature without
+                # the checkpoint it names may confirm this root, never contradict it
+                loose.add((int(w["tree_size"]), str(w["root_sha256"])))
+                continue
+            body = base64.b64decode(c["body_b64"])
+            if hashlib.sha256(body).hexdigest() != w.get("checkpoint_sha256"):
+                report.add("witness", FAIL, "a cosigned checkpoint was swapped",
+                           "witness-invalid")  # fmt: skip
+                return
+            if mine_key and json.loads(body).get("key") not in (mine_key, None):
+                continue
             seen[int(w["tree_size"])] = str(w["root_sha256"])
         for r in doc.get("rotations", []):
-            if r.get("old_key") == mine_key and any(
-                s > int(r["tree_size"]) for s, _ in report.facts.get("checkpoints_seen", [])
+            final = rotation_final_size(r, mine_key)
+            if final is not None and any(
+                s > final for s, _ in report.facts.get("checkpoints_seen", [])
             ):
                 report.add(
                     "witness",
                     FAIL,
-                    f"the witness saw key {str(mine_key)[:23]}... retired at {r['tree_size']} "
-                    "entries, but this bundle's log goes on past that: signed after its "
-                    "rotation (a stolen key?)",
+                    f"the witness saw key {str(mine_key)[:23]}... retired at {final} entries "
+                    "(its final checkpoint, which it signed), but this bundle's log goes on "
+                    "past that: signed after its rotation (a stolen key?)",
                     "log-after-rotation",
                 )
                 return
@@ -1840,11 +1849,10 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
                 "log-fork",
             )
             return
-    matched = [s for s, r in mine if seen.get(s) == r]
+    matched = [s for s, r in mine if seen.get(s) == r or (s, r) in loose]
     if matched:
         report.add("witness", OK, f"checkpoint(s) of {matched} entries cosigned by {whose}")
     else:
-        station = str((report.facts.get("checkpoint") or {}).get("station") or "")
         gap = witness_gap(station, doc, [s for s, _ in mine if s not in seen])
         report.add(
             "witness",
@@ -1853,6 +1861,28 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
             f"checked is signed by {whose}",
             "checkpoint-unwitnessed",
         )
+
+
+def rotation_final_size(r: dict[str, Any], log_key: str | None) -> int | None:
+    """The size at which a rotation a witness record lists retired ``log_key``: only when its
+    final checkpoint (``body_b64``) is of that key and signed by it. The record's other
+    fields are nobody's signature: a line reading "retired at 1" would otherwise turn every
+    honest bundle of the key into a stolen key's."""
+    if not log_key or r.get("old_key") != log_key:
+        return None
+    try:
+        pub = load_public_pem(str(r["old_public_key_pem"]).encode())
+        body = base64.b64decode(r["body_b64"])
+        signed = verify_signature(pub, body, base64.b64decode(r["signature_old_b64"]))
+        cp = json.loads(body)
+    except (KeyError, TypeError, ValueError, ProofError):
+        return None
+    if not (signed and fingerprint(pub) == log_key and isinstance(cp, dict)):
+        return None
+    if cp.get("key") != log_key or cp.get("final") is not True:
+        return None
+    size = cp.get("tree_size")
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
 def name_later_clips(report: Report, cfg: Config) -> None:

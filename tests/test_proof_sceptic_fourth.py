@@ -1,0 +1,121 @@
+"""A fourth sceptic round: a saved witness record, edited by the seller or a buyer.
+
+Only each checkpoint's cosignature is the witness's word in ``GET /witness/<station>``; the
+rest of the record (the rotations it lists, the sizes it says it never cosigned) travels
+unsigned beside it. A verifier given the file must not let that rest accuse an honest bundle.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from proof_support import (  # noqa: F401 (fixtures)
+    KIT,
+    Store,
+    TsaServer,
+    bundle_index,
+    read_zip,
+    run_kit,
+    store,
+    tsa_ec,
+    witness_doc,
+)
+
+from central.witness import cosign
+from station.proof.bundle import export_order
+from station.proof.canonical import canonical_json
+from station.proof.keys import StationKey
+from station.proof.log import checkpoint_body
+from station.proof.verify import AUTHENTIC, verify_bundle
+
+
+@pytest.fixture(scope="module")
+def a1(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    return export_order(store.cfg, "A1", tmp_path_factory.mktemp("sceptic4") / "A1.zip").path
+
+
+@pytest.fixture(scope="module")
+def witness(tmp_path_factory: pytest.TempPathFactory) -> StationKey:
+    """The central site's witness key (the one a stranger pins)."""
+    return StationKey.load_or_create(tmp_path_factory.mktemp("witness") / "witness-key.pem")[0]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _both(
+    st: Store, bundle: Path, tmp: Path, doc: dict[str, Any], pin: str
+) -> tuple[Any, int, str]:
+    """`packcam verify` and a verify.py you hold, each given ``doc`` as the saved witness
+    record and ``pin`` as the witness key."""
+    report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp, witness=doc, witness_pin=pin)
+    saved = tmp / "witness.json"
+    saved.write_text(json.dumps(doc))
+    rc, out = run_kit(KIT, bundle, tmp, *st.pins(), "--witness", str(saved), "--witness-key", pin)
+    return report, rc, out
+
+
+def _other_log_entry(witness: StationKey, station: str, size: int, tmp: Path) -> dict[str, Any]:
+    """A checkpoint the witness genuinely cosigned at ``size``: of another log (``station``'s,
+    another key), with another root; as a buyer copies it from a public record, without the
+    checkpoint body."""
+    other = StationKey.load_or_create(tmp / f"other-{station}.pem")[0]
+    root = bytes(range(32))
+    body = canonical_json(checkpoint_body(station, other, size, root, datetime.now(UTC)))
+    cosigned, cosignature = cosign(witness, station, body, size, root.hex())
+    return {
+        "tree_size": size,
+        "root_sha256": root.hex(),
+        "cosigned_b64": _b64(cosigned),
+        "cosignature_b64": _b64(cosignature),
+    }
+
+
+@pytest.mark.parametrize("station", ["station-02", "own-name"])
+def test_a_cosigned_checkpoint_of_another_log_does_not_make_an_honest_bundle_a_fork(
+    store: Store,  # noqa: F811
+    a1: Path,
+    witness: StationKey,
+    tmp_path: Path,
+    station: str,
+) -> None:
+    """A buyer adds to the genuine record of A1's station a checkpoint the same witness
+    cosigned at the bundle's size for another station (or for this station's log under an
+    earlier key, sizes repeat after a rotation), its body left out: neither verifier may call
+    the honest bundle a fork on the strength of a cosignature that is not of its log."""
+    doc = witness_doc(a1, witness)
+    cp = json.loads(read_zip(a1, bundle_index(a1)["checkpoint"]["body"]))
+    name = cp["station"] if station == "own-name" else station
+    doc["checkpoints"].append(_other_log_entry(witness, name, int(cp["tree_size"]), tmp_path))
+    report, rc, out = _both(store, a1, tmp_path, doc, witness.fingerprint)
+    assert report.verdict == AUTHENTIC and "log-fork" not in report.codes(), report.codes()
+    assert rc == 0 and "[log-fork]" not in out, out
+
+
+def test_a_rotation_listed_in_the_record_but_signed_by_nobody_accuses_nothing(
+    store: Store,  # noqa: F811
+    a1: Path,
+    witness: StationKey,
+    tmp_path: Path,
+) -> None:
+    """A buyer adds to the record a rotation of the bundle's key "at 1 entry" (a record's
+    rotations carry no cosignature): the honest bundle's log goes past 1, and a verifier that
+    takes the line at its word says the seller signed after retiring the key (a stolen key).
+    Only a final checkpoint the key itself signed can say the key was retired."""
+    doc = witness_doc(a1, witness)
+    fp = json.loads(read_zip(a1, bundle_index(a1)["checkpoint"]["body"]))["key"]
+    doc["rotations"] = [{"old_key": fp, "new_key": "SHA256:" + "0" * 64, "tree_size": 1}]
+    report, rc, out = _both(store, a1, tmp_path, doc, witness.fingerprint)
+    assert report.verdict == AUTHENTIC, report.codes()
+    assert "log-after-rotation" not in report.codes(), report.lines()
+    assert rc == 0 and "[log-after-rotation]" not in out, out
+    doc["rotations"][0].update(body_b64=_b64(b"{}"), signature_old_b64=_b64(b"\0" * 64))
+    report, rc, out = _both(store, a1, tmp_path, doc, witness.fingerprint)
+    assert "log-after-rotation" not in report.codes(), report.lines()
+    assert rc == 0 and "[log-after-rotation]" not in out, out
