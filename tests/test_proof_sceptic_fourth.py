@@ -26,7 +26,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     witness_doc,
 )
 
-from central.witness import cosign
+from central.witness import cosign, sizes_statement
 from station.proof.bundle import export_order
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
@@ -119,3 +119,67 @@ def test_a_rotation_listed_in_the_record_but_signed_by_nobody_accuses_nothing(
     report, rc, out = _both(store, a1, tmp_path, doc, witness.fingerprint)
     assert "log-after-rotation" not in report.codes(), report.lines()
     assert rc == 0 and "[log-after-rotation]" not in out, out
+
+
+def _forking_record(bundle: Path, witness: StationKey) -> dict[str, Any]:
+    """The witness's record of the bundle's station at the bundle's checkpoint size, as
+    ``GET /witness/<station>?tree_size=N`` serves it, for a log of which the witness cosigned
+    another root at that size: the bundle is of a fork (A1's genuine bundle stands in for
+    the seller's re-signed one; what a verifier makes of the record is the same)."""
+    doc = witness_doc(bundle, witness)
+    cp = json.loads(base64.b64decode(doc["checkpoints"][0]["body_b64"]))
+    other = {**cp, "root_sha256": "ab" * 32}
+    body = canonical_json(other)
+    size = int(cp["tree_size"])
+    cosigned, cosignature = cosign(witness, str(cp["station"]), body, size, other["root_sha256"])
+    raw, sig = sizes_statement(witness, str(cp["station"]), [size], [body])
+    doc["checkpoints"] = [
+        {
+            "tree_size": size,
+            "root_sha256": other["root_sha256"],
+            "body_b64": _b64(body),
+            "cosigned_b64": _b64(cosigned),
+            "cosignature_b64": _b64(cosignature),
+        }
+    ]
+    doc.update(
+        requested_sizes=[size],
+        never_witnessed_sizes=[],
+        sizes_statement_b64=_b64(raw),
+        sizes_signature_b64=_b64(sig),
+    )
+    return doc
+
+
+@pytest.mark.parametrize("edit", ["lists", "dropped", "bodiless"])
+def test_a_fork_s_checkpoint_left_out_of_the_record_is_never_said_to_be_unwitnessed(
+    store: Store,  # noqa: F811
+    a1: Path,
+    witness: StationKey,
+    tmp_path: Path,
+    edit: str,
+) -> None:
+    """The seller's log forked at the bundle's size: the witness's record of that size holds
+    the cosigned checkpoint that makes it ``log-fork``. The seller edits the saved file: the
+    checkpoint dropped and its size moved into ``never_witnessed_sizes`` (lists no one
+    signs, the witness's signed statement of the sizes dropped too: "lists"), or the
+    statement kept ("dropped"), or the checkpoint kept without its body ("bodiless"). The
+    verifiers may only say the record leaves that size out and where to fetch it, never that
+    the witness says it never cosigned one: not the witness's word."""
+    doc = _forking_record(a1, witness)
+    report, rc, out = _both(store, a1, tmp_path, doc, witness.fingerprint)
+    assert report.codes() == {"log-fork"} and rc == 1 and "[log-fork]" in out, report.codes()
+    size = int(doc["checkpoints"][0]["tree_size"])
+    if edit == "bodiless":
+        del doc["checkpoints"][0]["body_b64"]
+    else:
+        doc["checkpoints"] = []
+        doc["never_witnessed_sizes"] = [size]
+    if edit == "lists":
+        del doc["sizes_statement_b64"], doc["sizes_signature_b64"]
+    report, rc, out = _both(store, a1, tmp_path, doc, witness.fingerprint)
+    (check,) = [c for c in report.checks if c.name == "witness"]
+    line = next(ln for ln in out.splitlines() if " witness:" in ln)
+    assert check.code == "checkpoint-unwitnessed" and "[checkpoint-unwitnessed]" in line, line
+    for text in (check.reason, line):
+        assert "never cosigned" not in text and f"tree_size={size}" in text, text

@@ -61,6 +61,9 @@ MAX_MEMBERS, MAX_MEMBER_SIZE = 10_000, 8 << 30  # as `packcam verify`: more is n
 MAX_UNPACK_RATIO, UNPACK_RATIO_FROM = 20, 1 << 20
 VERIFIER = "verify.py"  # the copy of this script every bundle ships
 WITNESS_SIZES_MAX = 64  # tree sizes one GET /witness/<station>?tree_size=... may ask for
+# The witness's signed word that a record asked for sizes holds every checkpoint it cosigned
+# at them (GET /witness/<station>?tree_size=N: ``sizes_statement_b64``)
+SIZES_STATEMENT_TYPE = "packcam-witness-sizes"
 
 
 def as_characters(text: str) -> str:
@@ -711,6 +714,7 @@ def check_witness(
         whose = f"the pinned witness key {pinned}"
     cosigned: dict[int, str] = {}  # size -> root cosigned in this key's log (body given)
     loose: set[tuple[int, str]] = set()  # cosigned, the log unnamed (no body)
+    attributed: set[str] = set()  # checkpoints (SHA-256) cosigned, given with their body
     for i, c in enumerate(doc.get("checkpoints", [])):
         body, sig = pins_dir / f"w{i}.json", pins_dir / f"w{i}.sig"
         body.write_bytes(base64.b64decode(c["cosigned_b64"]))
@@ -730,6 +734,7 @@ def check_witness(
         if hashlib.sha256(cp).hexdigest() != w.get("checkpoint_sha256"):
             res.add(FAIL, "witness", "a cosigned checkpoint was swapped", "witness-invalid")
             return
+        attributed.add(str(w["checkpoint_sha256"]))
         if log_key and json.loads(cp).get("key") not in (log_key, None):
             continue
         cosigned[int(w["tree_size"])] = str(w["root_sha256"])
@@ -757,7 +762,14 @@ def check_witness(
     if any(cosigned.get(size) == root or (size, root) in loose for size, root in seen):
         res.add(OK, "witness", f"the bundle's checkpoint was cosigned by {whose}")
     else:
-        gap = witness_gap(station, doc, [s for s, _ in seen if s not in cosigned])
+        vouched: set[int] = set()
+        if doc.get("sizes_statement_b64"):
+            body, sig = pins_dir / "sizes.json", pins_dir / "sizes.sig"
+            body.write_bytes(base64.b64decode(doc["sizes_statement_b64"]))
+            sig.write_bytes(base64.b64decode(doc.get("sizes_signature_b64") or ""))
+            if signed_by(key, body, sig, pins_dir):
+                vouched = vouched_sizes(json.loads(body.read_bytes()), station, attributed)
+        gap = witness_gap(station, vouched, [s for s, _ in seen if s not in cosigned])
         res.add(WARN, "witness", f"not cosigned by the witness (yet){gap}; the record checked "
                 f"is signed by {whose}", "checkpoint-unwitnessed")  # fmt: skip
 
@@ -801,15 +813,31 @@ def witness_path(station: str, sizes: Sequence[int]) -> str:
     return f"/witness/{quote(station, safe='')}?tree_size={','.join(str(s) for s in want)}"
 
 
-def witness_gap(station: str, doc: dict[str, Any], missing: Sequence[int]) -> str:
+def vouched_sizes(statement: Any, station: str, attributed: set[str]) -> set[int]:
+    """The tree sizes at which a witness record holds every checkpoint the witness cosigned,
+    by its signed statement (``sizes_statement_b64``, its signature already verified): each
+    checkpoint it lists (by SHA-256) must be in the record with its body (``attributed``:
+    whose log it is of is known). Only at those sizes can a verifier say the witness never
+    cosigned a checkpoint of the bundle's log; ``requested_sizes`` and
+    ``never_witnessed_sizes`` beside it are signed by no one (a seller drops the checkpoint
+    that forks his bundle and lists its size there)."""
+    if not isinstance(statement, dict) or statement.get("type") != SIZES_STATEMENT_TYPE:
+        return set()
+    sizes, listed = statement.get("tree_sizes"), statement.get("checkpoints")
+    if statement.get("station") != station or not isinstance(sizes, list):
+        return set()
+    if not isinstance(listed, list) or not set(map(str, listed)) <= attributed:
+        return set()
+    return {s for s in sizes if isinstance(s, int) and not isinstance(s, bool)}
+
+
+def witness_gap(station: str, vouched: set[int], missing: Sequence[int]) -> str:
     """What to say of the bundle's checkpoint sizes a witness record holds none of: those the
-    record was asked for (``requested_sizes``) the witness never cosigned in this log; the
-    others the record does not include, and where to fetch them."""
+    witness's signed statement covers (``vouched``: vouched_sizes) it never cosigned in this
+    log; the others the record does not include, and where to fetch them."""
     missing = list(dict.fromkeys(missing))
-    asked = doc.get("requested_sizes")
-    known = {s for s in asked if isinstance(s, int)} if isinstance(asked, list) else set()
-    never = [s for s in missing if s in known]
-    absent = [s for s in missing if s not in known]
+    never = [s for s in missing if s in vouched]
+    absent = [s for s in missing if s not in vouched]
     said = ""
     if never:
         said += (

@@ -55,6 +55,7 @@ from station.proof.standalone_verify import (
     step_text,
     unpack_problem,
     unreferenced_members,
+    vouched_sizes,
     witness_gap,
 )
 from station.proof.trust import Anchors, ChainError, verify_chain
@@ -1789,6 +1790,7 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
             return
         seen: dict[int, str] = {}  # size -> root cosigned in this key's log (body given)
         loose: set[tuple[int, str]] = set()  # cosigned, the log unnamed (no body)
+        attributed: set[str] = set()  # checkpoints (SHA-256) cosigned, given with their body
         mine_key = report.facts.get("station_key")  # the key of the bundle's log
         station = str((report.facts.get("checkpoint") or {}).get("station") or "")
         for c in doc.get("checkpoints", []):
@@ -1809,6 +1811,7 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
                 report.add("witness", FAIL, "a cosigned checkpoint was swapped",
                            "witness-invalid")  # fmt: skip
                 return
+            attributed.add(str(w["checkpoint_sha256"]))
             if mine_key and json.loads(body).get("key") not in (mine_key, None):
                 continue
             seen[int(w["tree_size"])] = str(w["root_sha256"])
@@ -1826,6 +1829,12 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
                     "log-after-rotation",
                 )
                 return
+        vouched: set[int] = set()
+        if doc.get("sizes_statement_b64"):
+            statement = base64.b64decode(doc["sizes_statement_b64"])
+            sig = base64.b64decode(doc.get("sizes_signature_b64") or "")
+            if verify_signature(wkey, statement, sig):
+                vouched = vouched_sizes(json.loads(statement), station, attributed)
     except (KeyError, TypeError, ValueError) as exc:
         report.add("witness", FAIL, f"not a witness document: {exc}", "witness-invalid")
         return
@@ -1853,7 +1862,7 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
     if matched:
         report.add("witness", OK, f"checkpoint(s) of {matched} entries cosigned by {whose}")
     else:
-        gap = witness_gap(station, doc, [s for s, _ in mine if s not in seen])
+        gap = witness_gap(station, vouched, [s for s, _ in mine if s not in seen])
         report.add(
             "witness",
             WARN,
