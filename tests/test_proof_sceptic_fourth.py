@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     KIT,
     Store,
     TsaServer,
+    build_store,
     bundle_index,
     read_zip,
     run_kit,
@@ -183,3 +185,47 @@ def test_a_fork_s_checkpoint_left_out_of_the_record_is_never_said_to_be_unwitnes
     assert check.code == "checkpoint-unwitnessed" and "[checkpoint-unwitnessed]" in line, line
     for text in (check.reason, line):
         assert "never cosigned" not in text and f"tree_size={size}" in text, text
+
+
+# ---- RFC 3161 tokens whose TSA states its time only to within hours ----------------------
+
+
+@pytest.fixture(scope="module")
+def tsa_loose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TsaServer]:
+    """A TSA (one the verifier trusts) whose tokens say their time is right to ± 2 hours."""
+    srv = TsaServer(tmp_path_factory.mktemp("tsa-loose"), "ec")
+    cnf = srv.dir / "tsa.cnf"
+    cnf.write_text(cnf.read_text().replace("accuracy = secs:1", "accuracy = secs:7200"))
+    yield srv
+    srv.stop()
+
+
+def test_a_token_accurate_only_to_hours_does_not_stretch_the_time_bound(
+    tsa_loose: TsaServer, tmp_path: Path
+) -> None:
+    """The key holder re-signs a clip an hour after its recorded end and has it timestamped
+    by a TSA the verifier trusts, whose tokens state an accuracy of ± 2 h. The token says
+    only that the TSA saw the manifest by genTime + 2 h: the clip is not shown to have been
+    signed within 15 minutes of its recorded end, whichever way the accuracy is read; the
+    old rule widened the bound by the accuracy, in the signer's favour."""
+    st = build_store(tmp_path / "st", tsa_loose, ["A1"], c2pa=False, ago=timedelta(hours=1))
+    bundle = export_order(st.cfg, "A1", tmp_path / "A1.zip").path
+    report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
+    assert report.verdict != AUTHENTIC and "time-out-of-bounds" in report.codes(), report.codes()
+    said = " ".join(c.reason for c in report.checks if c.code == "time-out-of-bounds")
+    assert "accuracy" in said, said
+    rc, out = run_kit(KIT, bundle, tmp_path, *st.pins())
+    assert rc == 1 and "[time-out-of-bounds]" in out, out
+
+
+def test_time_beyond_counts_accuracy_past_a_second_against_the_signer() -> None:
+    """Up to 1 s (what real TSAs state) the accuracy is slack, as genTime's precision is;
+    beyond it the doubt it adds is the signer's, either way."""
+    from station.proof.standalone_verify import time_beyond
+
+    bound = 15 * 60
+    assert not time_beyond(bound + 2.0, 1.0, bound)  # as before: ± accuracy + 1 s precision
+    assert time_beyond(bound + 3.0, 1.0, bound)
+    assert not time_beyond(bound - 60, 60.0, bound) and time_beyond(bound - 55, 60.0, bound)
+    assert time_beyond(60.0, 7200.0, bound) and time_beyond(-60.0, 7200.0, bound)
+    assert time_beyond(3600.0, 7200.0, bound)  # the old rule: within 15 min + 2 h

@@ -60,6 +60,10 @@ MAX_MEMBERS, MAX_MEMBER_SIZE = 10_000, 8 << 30  # as `packcam verify`: more is n
 # unpacks to more than 20 times its compressed size is a zip bomb, not a bundle.
 MAX_UNPACK_RATIO, UNPACK_RATIO_FROM = 20, 1 << 20
 VERIFIER = "verify.py"  # the copy of this script every bundle ships
+# A token's stated accuracy (RFC 3161 2.4.2) up to this counts as slack both ways, as
+# genTime's one-second precision does (real TSAs state 1 s or less); beyond it, against the
+# signer: the TSA vouches only that it saw the data by genTime + accuracy.
+ACCURACY_GRACE_S = 1.0
 WITNESS_SIZES_MAX = 64  # tree sizes one GET /witness/<station>?tree_size=... may ask for
 # The witness's signed word that a record asked for sizes holds every checkpoint it cosigned
 # at them (GET /witness/<station>?tree_size=N: ``sizes_statement_b64``)
@@ -456,6 +460,15 @@ def step_text(step: float) -> str:
         f"burned into the picture before the step reads {abs(step):g} s "
         f"{'earlier' if step > 0 else 'later'}"
     )
+
+
+def time_beyond(delta_s: float, accuracy_s: float, max_delay_s: float) -> bool:
+    """Whether a TSA time ``delta_s`` from the recorded end (its token's stated accuracy
+    ``accuracy_s``) fails to place the signing within ``max_delay_s`` of it, either way: the
+    accuracy past ACCURACY_GRACE_S widens the doubt, never the bound (a token of ± 2 h would
+    otherwise pass a manifest signed 2 h late)."""
+    excess = max(accuracy_s - ACCURACY_GRACE_S, 0.0)
+    return abs(delta_s) + excess > max_delay_s + min(accuracy_s, ACCURACY_GRACE_S) + 1.0
 
 
 def token_time(tst: Path, cwd: Path) -> tuple[datetime | None, float]:
@@ -1177,12 +1190,17 @@ def _check(
                 )
             elif ended is not None and when is not None:
                 delta = (when - ended).total_seconds()
-                if abs(delta) > max_delay_s + acc + 1:
+                if time_beyond(delta, acc, max_delay_s):
                     in_bounds = False
+                    loose = (
+                        f" (the TSA states an accuracy of only ± {acc:g} s)"
+                        if acc > ACCURACY_GRACE_S
+                        else ""
+                    )
                     say(
                         FAIL,
                         f"TSA time {when.isoformat()} is {delta:+.0f} s from the "
-                        f"recorded end {ended.isoformat()}",
+                        f"recorded end {ended.isoformat()}{loose}",
                         "time-out-of-bounds",
                     )
                 elif delta < -(acc + 1):

@@ -41,6 +41,7 @@ from station.proof.log import CHECKPOINT_TYPE, Checkpoint, LogEntry, ProofLog, R
 from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles
 from station.proof.standalone_verify import (
+    ACCURACY_GRACE_S,
     VERIFIER,
     Overlap,
     as_characters,
@@ -53,6 +54,7 @@ from station.proof.standalone_verify import (
     overlaps,
     signed_after_final,
     step_text,
+    time_beyond,
     unpack_problem,
     unreferenced_members,
     vouched_sizes,
@@ -648,8 +650,14 @@ def _check_tokens(
                     f"the TSA saw this at {when}, {_human(abs(delta))} "
                     + ("after" if delta > 0 else "before")
                     + f" the recorded end {ended.isoformat()} (allowed: "
-                    f"{_human(bound.max_delay_s)} ± {slack:g} s): the recorded times are not "
-                    "when it happened",
+                    f"{_human(bound.max_delay_s)} ± {min(slack, ACCURACY_GRACE_S + 1):g} s"
+                    + (
+                        f"; the TSA states an accuracy of only ± {_human(info.accuracy_s)}, "
+                        "so its time cannot place it nearer"
+                        if info.accuracy_s > ACCURACY_GRACE_S
+                        else ""
+                    )
+                    + "): the recorded times are not when it happened",
                     "time-out-of-bounds",
                 )
             elif judged == "clock-ahead":
@@ -713,9 +721,10 @@ def _check_not_after_seen(
 def judge_time(delta_s: float, accuracy_s: float, bound: TimeBound) -> str:
     """The TSA's time minus the recorded end, judged: ``ok``, ``clock-ahead`` (the TSA saw it
     before the recorded end by more than the token's accuracy plus genTime's 1 s precision, but
-    within the bound) or ``out-of-bounds`` (further than the bound, either way)."""
+    within the bound) or ``out-of-bounds`` (further than the bound, either way, as
+    ``time_beyond`` reads the token's accuracy)."""
     slack = accuracy_s + TSA_TIME_PRECISION_S
-    if abs(delta_s) > bound.max_delay_s + slack:
+    if time_beyond(delta_s, accuracy_s, bound.max_delay_s):
         return "out-of-bounds"
     if delta_s < -slack:
         return "clock-ahead"
