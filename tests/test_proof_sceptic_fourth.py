@@ -8,6 +8,8 @@ unsigned beside it. A verifier given the file must not let that rest accuse an h
 from __future__ import annotations
 
 import base64
+import html
+import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,13 +29,16 @@ from proof_support import (  # noqa: F401 (fixtures)
     tsa_ec,
     witness_doc,
 )
+from test_bundle_deleted_clip import partial  # noqa: F401 (fixture)
 
 from central.witness import cosign, sizes_statement
 from station.proof.bundle import export_order
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
 from station.proof.log import checkpoint_body
-from station.proof.verify import AUTHENTIC, verify_bundle
+from station.proof.verify import AUTHENTIC, EXIT_PARTIAL, verify_bundle
+from station.store.ledger import ClipRecord
+from web import create_app
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +234,45 @@ def test_time_beyond_counts_accuracy_past_a_second_against_the_signer() -> None:
     assert not time_beyond(bound - 60, 60.0, bound) and time_beyond(bound - 55, 60.0, bound)
     assert time_beyond(60.0, 7200.0, bound) and time_beyond(-60.0, 7200.0, bound)
     assert time_beyond(3600.0, 7200.0, bound)  # the old rule: within 15 min + 2 h
+
+
+# ---- a deletion record as cover ----------------------------------------------------------
+
+# What each reader must be told of a deletion record's date: the key holder writes it, and
+# no TSA sees it (retention signs the record, nothing timestamps it).
+UNDATED = {"en": "no time-stamp authority saw it", "zh": "没有可信时间戳机构见证"}
+
+
+def test_a_deletion_record_s_date_is_said_to_be_the_seller_s_own(
+    partial: tuple[Store, Path, ClipRecord],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The key holder deletes the clip that shows the wrong item after the buyer complains
+    and signs a retention record dated weeks earlier (here 2027-03-01: a date in the future
+    is taken as readily). Both verifiers, the bundle's summary.html and the /verify page
+    told the reader the record "explains the gap and when it arose" and to note whether the
+    clip was deleted after the dispute began: a date only the seller vouches for, read as
+    the deletion's time. Each now says the date is the seller's too."""
+    st, path, _ = partial
+    report = verify_bundle(path, anchors=st.anchors(), tmp_dir=tmp_path)
+    (line,) = [c.reason for c in report.checks if c.code == "clip-deleted-by-retention"]
+    assert UNDATED["en"] in line, line
+    rc, out = run_kit(KIT, path, tmp_path, *st.pins())
+    assert rc == EXIT_PARTIAL and UNDATED["en"] in out, out
+    summary = read_zip(path, "summary.html").decode()
+    assert UNDATED["en"] in summary and UNDATED["zh"] in summary
+    assert "when it arose" not in summary and "whether it was deleted after" not in summary
+    app = create_app(st.cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
+    for lang in ("en", "zh-CN"):
+        client = app.test_client()
+        head = {"Accept-Language": lang}
+        assert client.get("/verify", headers=head).status_code == 200
+        with client.session_transaction() as sess:
+            token = sess.get("csrf")
+        resp = client.post(
+            "/verify",
+            data={"csrf_token": token, "file": (io.BytesIO(path.read_bytes()), "A1.zip")},
+            headers=head,
+        )
+        body = html.unescape(resp.get_data(as_text=True))
+        assert resp.status_code == 200 and UNDATED[lang[:2]] in body, body[-3000:]

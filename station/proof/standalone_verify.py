@@ -1410,7 +1410,8 @@ def _check(
             f"{utc_plain(d['deleted_utc'])[:16]} UTC, by its own signed record "
             f"({age.total_seconds() / 86400:.1f} days after it was recorded; "
             f"{d.get('reason', '')}): it is not in this bundle; the record is the seller's "
-            "statement, it explains the gap and proves nothing of what the clip showed",
+            "statement, its date too (no time-stamp authority saw it): it explains the gap "
+            "and proves neither when the clip was deleted nor what it showed",
             "clip-deleted-by-retention",
         )
     res.here, res.deleted = len(index["clips"]), len(gone)

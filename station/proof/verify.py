@@ -1526,8 +1526,9 @@ def _check_deleted_clips(
             f"clip {k} of this order ({span}, sha256 {body['sha256']}) was deleted by the "
             f"station's retention on {when} UTC, by its own signed record ({age / 86400:.1f} "
             f"days after it was recorded; {d.get('reason', '')}): it is not in this bundle; "
-            "the record is the seller's statement, it explains the gap and proves nothing of "
-            "what the clip showed",
+            "the record is the seller's statement, its date too (no time-stamp authority saw "
+            "it): it explains the gap and proves neither when the clip was deleted nor what it "
+            "showed",
             "clip-deleted-by-retention",
         )
         report.facts.setdefault("deleted_clips", []).append(
