@@ -276,3 +276,42 @@ def test_a_deletion_record_s_date_is_said_to_be_the_seller_s_own(
         )
         body = html.unescape(resp.get_data(as_text=True))
         assert resp.status_code == 200 and UNDATED[lang[:2]] in body, body[-3000:]
+
+
+def test_a_statement_older_than_the_bundle_s_checkpoint_says_nothing_of_it(
+    store: Store,  # noqa: F811
+    a1: Path,
+    witness: StationKey,
+    tmp_path: Path,
+) -> None:
+    """Planning a fork, the seller asks the witness, before his station gets there, for the
+    sizes it will reach (?tree_size=N): the witness truthfully signs that it never cosigned
+    N. Once the honest log of N is cosigned, he forks at N and hands over that old statement
+    with the record. It says nothing of a checkpoint signed after it: not the witness's word
+    that this one was never cosigned. A statement as new as the checkpoint is, and the reader
+    is told as of when."""
+    doc = _forking_record(a1, witness)
+    size = int(doc["checkpoints"][0]["tree_size"])
+    station = json.loads(read_zip(a1, bundle_index(a1)["checkpoint"]["body"]))["station"]
+    stale = json.loads(base64.b64decode(doc["sizes_statement_b64"]))
+    stale.update(checkpoints=[], time="2020-01-01T00:00:00+00:00")
+    raw = canonical_json(stale)
+    doc.update(
+        checkpoints=[],
+        never_witnessed_sizes=[size],
+        sizes_statement_b64=_b64(raw),
+        sizes_signature_b64=_b64(witness.sign(raw)),
+    )
+    report, _, out = _both(store, a1, tmp_path, doc, witness.fingerprint)
+    (check,) = [c for c in report.checks if c.name == "witness"]
+    line = next(ln for ln in out.splitlines() if " witness:" in ln)
+    for text in (check.reason, line):
+        assert "never cosigned" not in text and f"tree_size={size}" in text, text
+    fresh, sig = sizes_statement(witness, station, [size], [])
+    doc.update(sizes_statement_b64=_b64(fresh), sizes_signature_b64=_b64(sig))
+    when = json.loads(fresh)["time"]
+    report, _, out = _both(store, a1, tmp_path, doc, witness.fingerprint)
+    (check,) = [c for c in report.checks if c.name == "witness"]
+    line = next(ln for ln in out.splitlines() if " witness:" in ln)
+    for text in (check.reason, line):
+        assert f"never cosigned a checkpoint of this log at {size}" in text and when in text, text

@@ -68,6 +68,9 @@ WITNESS_SIZES_MAX = 64  # tree sizes one GET /witness/<station>?tree_size=... ma
 # The witness's signed word that a record asked for sizes holds every checkpoint it cosigned
 # at them (GET /witness/<station>?tree_size=N: ``sizes_statement_b64``)
 SIZES_STATEMENT_TYPE = "packcam-witness-sizes"
+# How far the station's clock (a checkpoint's time) may run ahead of the witness's (its
+# statement's, whole seconds) before a statement counts as older than the checkpoint
+WITNESS_CLOCK_SLACK_S = 60.0
 
 
 def as_characters(text: str) -> str:
@@ -704,12 +707,13 @@ def check_witness(
     log_key: str = "",
     pinned: str | None = None,
     station: str = "",
+    made: str = "",
 ) -> None:
     """The bundle's checkpoints against the witness's cosigned ones (GET /witness/<station>
     of the central site): another root for the same size is a forked log. ``pinned``: the
     fingerprint the witness key must have (a file of any other key is refused); without it
     the file's key is only named. ``station``: the checkpoint's signed name, for where to
-    fetch a record holding the bundle's sizes."""
+    fetch a record holding the bundle's sizes; ``made``: its signed time (vouched_sizes)."""
     key = pins_dir / "witness.pub.pem"
     key.write_text(doc["public_key_pem"])
     if pinned is not None and key_fp(key) != pinned:
@@ -775,13 +779,13 @@ def check_witness(
     if any(cosigned.get(size) == root or (size, root) in loose for size, root in seen):
         res.add(OK, "witness", f"the bundle's checkpoint was cosigned by {whose}")
     else:
-        vouched: set[int] = set()
+        vouched: tuple[set[int], str] = (set(), "")
         if doc.get("sizes_statement_b64"):
             body, sig = pins_dir / "sizes.json", pins_dir / "sizes.sig"
             body.write_bytes(base64.b64decode(doc["sizes_statement_b64"]))
             sig.write_bytes(base64.b64decode(doc.get("sizes_signature_b64") or ""))
             if signed_by(key, body, sig, pins_dir):
-                vouched = vouched_sizes(json.loads(body.read_bytes()), station, attributed)
+                vouched = vouched_sizes(json.loads(body.read_bytes()), station, attributed, made)
         gap = witness_gap(station, vouched, [s for s, _ in seen if s not in cosigned])
         res.add(WARN, "witness", f"not cosigned by the witness (yet){gap}; the record checked "
                 f"is signed by {whose}", "checkpoint-unwitnessed")  # fmt: skip
@@ -826,36 +830,46 @@ def witness_path(station: str, sizes: Sequence[int]) -> str:
     return f"/witness/{quote(station, safe='')}?tree_size={','.join(str(s) for s in want)}"
 
 
-def vouched_sizes(statement: Any, station: str, attributed: set[str]) -> set[int]:
+def vouched_sizes(
+    statement: Any, station: str, attributed: set[str], not_before: Any
+) -> tuple[set[int], str]:
     """The tree sizes at which a witness record holds every checkpoint the witness cosigned,
-    by its signed statement (``sizes_statement_b64``, its signature already verified): each
-    checkpoint it lists (by SHA-256) must be in the record with its body (``attributed``:
-    whose log it is of is known). Only at those sizes can a verifier say the witness never
-    cosigned a checkpoint of the bundle's log; ``requested_sizes`` and
-    ``never_witnessed_sizes`` beside it are signed by no one (a seller drops the checkpoint
-    that forks his bundle and lists its size there)."""
+    by its signed statement (``sizes_statement_b64``, its signature already verified), and
+    its time: each checkpoint it lists (by SHA-256) must be in the record with its body
+    (``attributed``: whose log it is of is known), and it must be no older than the bundle's
+    checkpoint (``not_before``, its signed time: a statement signed before that checkpoint
+    existed, asked for a size the log had not reached, says nothing of it). Only at those
+    sizes can a verifier say the witness never cosigned a checkpoint of the bundle's log;
+    ``requested_sizes`` and ``never_witnessed_sizes`` beside it are signed by no one (a
+    seller drops the checkpoint that forks his bundle and lists its size there)."""
     if not isinstance(statement, dict) or statement.get("type") != SIZES_STATEMENT_TYPE:
-        return set()
+        return set(), ""
     sizes, listed = statement.get("tree_sizes"), statement.get("checkpoints")
     if statement.get("station") != station or not isinstance(sizes, list):
-        return set()
+        return set(), ""
     if not isinstance(listed, list) or not set(map(str, listed)) <= attributed:
-        return set()
-    return {s for s in sizes if isinstance(s, int) and not isinstance(s, bool)}
+        return set(), ""
+    said, made = parse_time(str(statement.get("time"))), parse_time(str(not_before))
+    if said is None or said.tzinfo is None or made is None or made.tzinfo is None:
+        return set(), ""
+    if (made - said).total_seconds() > WITNESS_CLOCK_SLACK_S:
+        return set(), ""
+    return {s for s in sizes if isinstance(s, int) and not isinstance(s, bool)}, said.isoformat()
 
 
-def witness_gap(station: str, vouched: set[int], missing: Sequence[int]) -> str:
+def witness_gap(station: str, vouched: tuple[set[int], str], missing: Sequence[int]) -> str:
     """What to say of the bundle's checkpoint sizes a witness record holds none of: those the
-    witness's signed statement covers (``vouched``: vouched_sizes) it never cosigned in this
-    log; the others the record does not include, and where to fetch them."""
+    witness's signed statement covers (``vouched``: vouched_sizes, and its time) it never
+    cosigned in this log; the others the record does not include, and where to fetch them."""
+    sizes, as_of = vouched
     missing = list(dict.fromkeys(missing))
-    never = [s for s in missing if s in vouched]
-    absent = [s for s in missing if s not in vouched]
+    never = [s for s in missing if s in sizes]
+    absent = [s for s in missing if s not in sizes]
     said = ""
     if never:
         said += (
-            "; the witness says it never cosigned a checkpoint of this log at "
-            f"{', '.join(map(str, never))} entries"
+            f"; the witness's signed statement of {as_of} says it never cosigned a checkpoint "
+            f"of this log at {', '.join(map(str, never))} entries"
         )
     if absent:
         said += (
@@ -1356,6 +1370,7 @@ def _check(
             key_fp(root / pub),
             witness_pin,
             str(cp.get("station") or ""),
+            str(cp.get("time") or ""),
         )
     # 5. clips of the order the station's retention deleted: the clip's signed manifest in the
     # log and the station's signed deletion record. The record is the seller's own word: it

@@ -1839,12 +1839,13 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
                     "log-after-rotation",
                 )
                 return
-        vouched: set[int] = set()
+        vouched: tuple[set[int], str] = (set(), "")
         if doc.get("sizes_statement_b64"):
             statement = base64.b64decode(doc["sizes_statement_b64"])
             sig = base64.b64decode(doc.get("sizes_signature_b64") or "")
             if verify_signature(wkey, statement, sig):
-                vouched = vouched_sizes(json.loads(statement), station, attributed)
+                made = (report.facts.get("checkpoint") or {}).get("created_utc")
+                vouched = vouched_sizes(json.loads(statement), station, attributed, made)
     except (KeyError, TypeError, ValueError) as exc:
         report.add("witness", FAIL, f"not a witness document: {exc}", "witness-invalid")
         return
