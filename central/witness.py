@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from station.proof import merkle
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
-from station.proof.standalone_verify import WITNESS_SIZES_MAX
+from station.proof.standalone_verify import SIZES_STATEMENT_TYPE, WITNESS_SIZES_MAX
 from web.handles import site_config
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,26 @@ def cosign(key: StationKey, station: str, body: bytes, size: int, root: str) -> 
     return raw, key.sign(raw)
 
 
+def sizes_statement(
+    key: StationKey, station: str, sizes: list[int], bodies: list[bytes]
+) -> tuple[bytes, bytes]:
+    """The witness's word "these (``bodies``) are every checkpoint of this station I cosigned
+    at these tree sizes": what lets a verifier say a size was never cosigned in a bundle's
+    log, which a record's plain lists cannot (anyone can edit a saved file). Returns
+    (canonical bytes, Ed25519 signature)."""
+    doc = {
+        "type": SIZES_STATEMENT_TYPE,
+        "version": 1,
+        "station": station,
+        "tree_sizes": sorted(set(sizes)),
+        "checkpoints": sorted(hashlib.sha256(b).hexdigest() for b in bodies),
+        "witness_key": key.fingerprint,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    raw = canonical_json(doc)
+    return raw, key.sign(raw)
+
+
 def _b64(b: bytes) -> str:
     return base64.b64encode(bytes(b)).decode("ascii")
 
@@ -150,11 +170,18 @@ def station_record(
     """What ``GET /witness/<station>`` publishes: the witness key, the station's ``newest``
     cosigned checkpoints and those at ``tree_sizes`` however old (newest first; a size asked
     for that none has is in ``never_witnessed_sizes``: the witness cosigned no checkpoint of
-    that size, which a record that merely leaves it out would not say), its alarms and its
-    witnessed key rotations (``db``: a central.db.CentralDB, which imports this module)."""
+    that size, which a record that merely leaves it out would not say; with sizes, the
+    witness's signed word on them: sizes_statement), its alarms and its witnessed key
+    rotations (``db``: a central.db.CentralDB, which imports this module)."""
     sizes = tree_sizes or []
     rows = db.witnessed(station, newest, sizes)
     have = {int(r["tree_size"]) for r in rows}
+    signed: dict[str, str] = {}
+    if sizes:  # the lists below are the site's text; this is the witness's signed word
+        raw, sig = sizes_statement(
+            key, station, sizes, [bytes(r["body"]) for r in rows if int(r["tree_size"]) in sizes]
+        )
+        signed = {"sizes_statement_b64": _b64(raw), "sizes_signature_b64": _b64(sig)}
     return dict(
         station=station,
         witness_key=key.fingerprint,
@@ -192,4 +219,5 @@ def station_record(
             }
             for r in db.witness_rotations(station)
         ],
+        **signed,
     )

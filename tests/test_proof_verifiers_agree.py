@@ -33,7 +33,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     witness_doc,
 )
 
-from central.witness import cosign
+from central.witness import cosign, sizes_statement
 from station.proof import rotation, standalone_verify
 from station.proof.bundle import export_order
 from station.proof.ca import CompanyCa, cert_fingerprint, pem
@@ -501,7 +501,13 @@ def _witness_record(bundle: Path, key: StationKey, record: str) -> dict[str, Any
     ]
     if record == "never":  # asked for every size up to the bundle's (its clips' checkpoints)
         asked = list(range(size, 0, -1))
-        doc.update(requested_sizes=asked, never_witnessed_sizes=asked)
+        raw, sig = sizes_statement(key, str(cp["station"]), asked, [])  # none at those sizes
+        doc.update(
+            requested_sizes=asked,
+            never_witnessed_sizes=asked,
+            sizes_statement_b64=base64.b64encode(raw).decode(),
+            sizes_signature_b64=base64.b64encode(sig).decode(),
+        )
     return doc
 
 

@@ -302,9 +302,10 @@ def _gaps(report: Report) -> dict[str, Any]:
             for d in deleted
         ],
         "note": _(
-            "A deletion record is the seller's own statement: it explains the gap and when it "
-            "arose, it proves nothing of what the deleted clip showed. Note whether the clip "
-            "was deleted after the dispute may have begun."
+            "A deletion record is the seller's own statement, its date too (no time-stamp "
+            "authority saw it): it explains the gap, it proves neither when the clip was "
+            "deleted nor what it showed. A date after the dispute may have begun tells against "
+            "the seller; an earlier one proves nothing."
         ),
     }
 

@@ -838,7 +838,8 @@ pinned, trusted time within {max_delay} minutes of the recorded end); **1 NOT AU
 check failed; each names its reason code); **4 INTACT BUT NOT ANCHORED** (nothing altered, but
 nothing you pinned vouches for it: compare the fingerprints above); **5 AUTHENTIC FOR SOME OF
 THE ORDER'S CLIPS** (a partial bundle: the others were deleted by the station's retention, by
-its signed record, which dates the gap and proves nothing of what they showed).
+its signed record, which explains the gap and proves nothing of what they showed nor, its date
+being the seller's own, when they were deleted).
 
 ## By hand with openssl / 手工验证（openssl 3）
 
@@ -867,13 +868,14 @@ PARTIAL_NOTE = """
 ## 本证据包不完整 / This bundle is partial
 
 本订单有 {n} 段视频已被工位的保留策略删除，包内没有这些视频，只有工位签名的删除记录
-（`deleted/`）。验证结果只针对包内的视频；删除记录是卖家自己的声明，只说明缺口和删除日期，
-不能证明被删除的视频内容。
+（`deleted/`）。验证结果只针对包内的视频；删除记录是卖家自己的声明，删除日期也是（没有可信
+时间戳机构见证）：它只说明缺口，既不能证明视频何时被删除，也不能证明被删除的视频内容。
 
 {n} clip(s) of this order were deleted by the station's retention: they are not in this
 bundle, only the station's signed deletion records are (`deleted/`). The verdict is for the
-clips that are here; a deletion record is the seller's own statement: it explains the gap and
-dates it, it proves nothing of what the deleted clip showed. The verifiers print each one as
+clips that are here; a deletion record is the seller's own statement, its date too (no
+time-stamp authority saw it): it explains the gap, it proves neither when the clip was deleted
+nor what it showed. The verifiers print each one as
 `clip-deleted-by-retention`.
 """
 
@@ -956,12 +958,23 @@ def _gaps_html(gaps: list[Gap], here: int) -> str:
         f'<div class="gaps"><p><b>本证据包不完整：本订单共 {total} 段视频，包内只有 {here} 段。'
         f"<br>\nThis bundle is partial: {here} of this order's {total} clips are here.</b></p>"
         f"<ul>{''.join(items)}</ul>"
-        "<p>删除记录是卖家工位自己的声明：它说明缺口的原因和时间，不能证明被删除的视频里有什么。"
-        "请留意删除日期是否在争议发生之后。<br>\nA deletion record is the seller's station's own "
-        "statement: it explains the gap and when it arose, it proves nothing of what the deleted "
-        "clip showed. Note whether it was deleted after the dispute may have begun.</p></div>"
+        f"<p>{DELETION_NOTE_ZH}<br>\n{DELETION_NOTE_EN}</p></div>"
     )
 
+
+# What a deletion record is worth, in summary.html: its date is the key holder's (no TSA
+# sees a retention record), so a date before the dispute proves nothing.
+DELETION_NOTE_ZH = (
+    "删除记录是卖家工位自己的声明，其日期也是（没有可信时间戳机构见证）：它说明缺"
+    "口的原因，既不能证明视频何时被删除，也不能证明视频里有什么。删除日期若在争议"
+    "可能开始之后，对卖家不利；更早的日期什么也证明不了。"
+)
+DELETION_NOTE_EN = (
+    "A deletion record is the seller's station's own statement, its date too (no time-stamp "
+    "authority saw it): it explains the gap, it proves neither when the clip was deleted nor "
+    "what it showed. A date after the dispute may have begun tells against the seller; an "
+    "earlier one proves nothing."
+)
 
 _KIND_TEXT = {"order": "打包 Packing an order", "return": "退货拆箱 Return (unboxing)"}
 

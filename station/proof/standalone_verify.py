@@ -60,7 +60,17 @@ MAX_MEMBERS, MAX_MEMBER_SIZE = 10_000, 8 << 30  # as `packcam verify`: more is n
 # unpacks to more than 20 times its compressed size is a zip bomb, not a bundle.
 MAX_UNPACK_RATIO, UNPACK_RATIO_FROM = 20, 1 << 20
 VERIFIER = "verify.py"  # the copy of this script every bundle ships
+# A token's stated accuracy (RFC 3161 2.4.2) up to this counts as slack both ways, as
+# genTime's one-second precision does (real TSAs state 1 s or less); beyond it, against the
+# signer: the TSA vouches only that it saw the data by genTime + accuracy.
+ACCURACY_GRACE_S = 1.0
 WITNESS_SIZES_MAX = 64  # tree sizes one GET /witness/<station>?tree_size=... may ask for
+# The witness's signed word that a record asked for sizes holds every checkpoint it cosigned
+# at them (GET /witness/<station>?tree_size=N: ``sizes_statement_b64``)
+SIZES_STATEMENT_TYPE = "packcam-witness-sizes"
+# How far the station's clock (a checkpoint's time) may run ahead of the witness's (its
+# statement's, whole seconds) before a statement counts as older than the checkpoint
+WITNESS_CLOCK_SLACK_S = 60.0
 
 
 def as_characters(text: str) -> str:
@@ -455,6 +465,15 @@ def step_text(step: float) -> str:
     )
 
 
+def time_beyond(delta_s: float, accuracy_s: float, max_delay_s: float) -> bool:
+    """Whether a TSA time ``delta_s`` from the recorded end (its token's stated accuracy
+    ``accuracy_s``) fails to place the signing within ``max_delay_s`` of it, either way: the
+    accuracy past ACCURACY_GRACE_S widens the doubt, never the bound (a token of ± 2 h would
+    otherwise pass a manifest signed 2 h late)."""
+    excess = max(accuracy_s - ACCURACY_GRACE_S, 0.0)
+    return abs(delta_s) + excess > max_delay_s + min(accuracy_s, ACCURACY_GRACE_S) + 1.0
+
+
 def token_time(tst: Path, cwd: Path) -> tuple[datetime | None, float]:
     """(genTime, accuracy in seconds) as `openssl ts -reply -text` prints them."""
     ok, out = openssl("ts", "-reply", "-token_in", "-in", str(tst), "-text", cwd=cwd)
@@ -688,12 +707,13 @@ def check_witness(
     log_key: str = "",
     pinned: str | None = None,
     station: str = "",
+    made: str = "",
 ) -> None:
     """The bundle's checkpoints against the witness's cosigned ones (GET /witness/<station>
     of the central site): another root for the same size is a forked log. ``pinned``: the
     fingerprint the witness key must have (a file of any other key is refused); without it
     the file's key is only named. ``station``: the checkpoint's signed name, for where to
-    fetch a record holding the bundle's sizes."""
+    fetch a record holding the bundle's sizes; ``made``: its signed time (vouched_sizes)."""
     key = pins_dir / "witness.pub.pem"
     key.write_text(doc["public_key_pem"])
     if pinned is not None and key_fp(key) != pinned:
@@ -709,47 +729,40 @@ def check_witness(
         )
     else:
         whose = f"the pinned witness key {pinned}"
-    cosigned: dict[int, str] = {}
+    cosigned: dict[int, str] = {}  # size -> root cosigned in this key's log (body given)
+    loose: set[tuple[int, str]] = set()  # cosigned, the log unnamed (no body)
+    attributed: set[str] = set()  # checkpoints (SHA-256) cosigned, given with their body
     for i, c in enumerate(doc.get("checkpoints", [])):
         body, sig = pins_dir / f"w{i}.json", pins_dir / f"w{i}.sig"
         body.write_bytes(base64.b64decode(c["cosigned_b64"]))
         sig.write_bytes(base64.b64decode(c["cosignature_b64"]))
-        ok, _ = openssl(
-            "pkeyutl",
-            "-verify",
-            "-pubin",
-            "-inkey",
-            str(key),
-            "-rawin",
-            "-in",
-            str(body),
-            "-sigfile",
-            str(sig),
-            cwd=pins_dir,
-        )
-        if not ok:
+        if not signed_by(key, body, sig, pins_dir):
             res.add(FAIL, "witness", "a cosignature does not verify", "witness-invalid")
             return
         w = json.loads(body.read_bytes())
-        if c.get("body_b64"):  # after a key rotation sizes repeat: only this key's log counts
-            cp = base64.b64decode(c["body_b64"])
-            if hashlib.sha256(cp).hexdigest() != w.get("checkpoint_sha256"):
-                res.add(FAIL, "witness", "a cosigned checkpoint was swapped", "witness-invalid")
-                return
-            if log_key and json.loads(cp).get("key") not in (log_key, None):
-                continue
+        if station and w.get("station") not in (station, None):
+            continue  # the witness's word on another station's log
+        if not c.get("body_b64"):
+            # sizes repeat across a station's logs (one per key): a cosignature without the
+            # checkpoint it names may confirm this root, never contradict it
+            loose.add((int(w["tree_size"]), str(w["root_sha256"])))
+            continue
+        cp = base64.b64decode(c["body_b64"])
+        if hashlib.sha256(cp).hexdigest() != w.get("checkpoint_sha256"):
+            res.add(FAIL, "witness", "a cosigned checkpoint was swapped", "witness-invalid")
+            return
+        attributed.add(str(w["checkpoint_sha256"]))
+        if log_key and json.loads(cp).get("key") not in (log_key, None):
+            continue
         cosigned[int(w["tree_size"])] = str(w["root_sha256"])
-    for r in doc.get("rotations", []):
-        if (
-            log_key
-            and r.get("old_key") == log_key
-            and any(s > int(r["tree_size"]) for s, _ in seen)
-        ):
+    for i, r in enumerate(doc.get("rotations", [])):
+        final = rotation_final_size(r, log_key, pins_dir / f"r{i}")
+        if final is not None and any(s > final for s, _ in seen):
             res.add(
                 FAIL,
                 "witness",
-                f"the witness saw this key retired at {r['tree_size']} entries; this bundle's "
-                "log goes on past that",
+                f"the witness saw this key retired at {final} entries (its final checkpoint, "
+                "which it signed); this bundle's log goes on past that",
                 "log-after-rotation",
             )
             return
@@ -763,12 +776,51 @@ def check_witness(
                 "log-fork",
             )
             return
-    if any(cosigned.get(size) == root for size, root in seen):
+    if any(cosigned.get(size) == root or (size, root) in loose for size, root in seen):
         res.add(OK, "witness", f"the bundle's checkpoint was cosigned by {whose}")
     else:
-        gap = witness_gap(station, doc, [s for s, _ in seen if s not in cosigned])
+        vouched: tuple[set[int], str] = (set(), "")
+        if doc.get("sizes_statement_b64"):
+            body, sig = pins_dir / "sizes.json", pins_dir / "sizes.sig"
+            body.write_bytes(base64.b64decode(doc["sizes_statement_b64"]))
+            sig.write_bytes(base64.b64decode(doc.get("sizes_signature_b64") or ""))
+            if signed_by(key, body, sig, pins_dir):
+                vouched = vouched_sizes(json.loads(body.read_bytes()), station, attributed, made)
+        gap = witness_gap(station, vouched, [s for s, _ in seen if s not in cosigned])
         res.add(WARN, "witness", f"not cosigned by the witness (yet){gap}; the record checked "
                 f"is signed by {whose}", "checkpoint-unwitnessed")  # fmt: skip
+
+
+def signed_by(key: Path, data: Path, sig: Path, cwd: Path) -> bool:
+    """Whether the Ed25519 public key in ``key`` signed ``data`` (``sig``: 64 raw bytes)."""
+    ok, _ = openssl(
+        "pkeyutl", "-verify", "-pubin", "-inkey", str(key), "-rawin", "-in", str(data),
+        "-sigfile", str(sig), cwd=cwd,
+    )  # fmt: skip
+    return ok
+
+
+def rotation_final_size(r: dict[str, Any], log_key: str, work: Path) -> int | None:
+    """The size at which a rotation a witness record lists retired ``log_key``: only when its
+    final checkpoint (``body_b64``) is of that key and signed by it. The record's other
+    fields are nobody's signature: a line reading "retired at 1" would otherwise turn every
+    honest bundle of the key into a stolen key's. ``work``: a path prefix for its files."""
+    if not log_key or r.get("old_key") != log_key:
+        return None
+    pub, body, sig = (work.with_name(work.name + x) for x in (".pub.pem", ".json", ".sig"))
+    try:
+        pub.write_text(str(r["old_public_key_pem"]))
+        body.write_bytes(base64.b64decode(r["body_b64"]))
+        sig.write_bytes(base64.b64decode(r["signature_old_b64"]))
+        if key_fp(pub) != log_key or not signed_by(pub, body, sig, work.parent):
+            return None
+        cp = json.loads(body.read_bytes())
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not isinstance(cp, dict) or cp.get("key") != log_key or cp.get("final") is not True:
+        return None
+    size = cp.get("tree_size")
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
 def witness_path(station: str, sizes: Sequence[int]) -> str:
@@ -778,20 +830,46 @@ def witness_path(station: str, sizes: Sequence[int]) -> str:
     return f"/witness/{quote(station, safe='')}?tree_size={','.join(str(s) for s in want)}"
 
 
-def witness_gap(station: str, doc: dict[str, Any], missing: Sequence[int]) -> str:
+def vouched_sizes(
+    statement: Any, station: str, attributed: set[str], not_before: Any
+) -> tuple[set[int], str]:
+    """The tree sizes at which a witness record holds every checkpoint the witness cosigned,
+    by its signed statement (``sizes_statement_b64``, its signature already verified), and
+    its time: each checkpoint it lists (by SHA-256) must be in the record with its body
+    (``attributed``: whose log it is of is known), and it must be no older than the bundle's
+    checkpoint (``not_before``, its signed time: a statement signed before that checkpoint
+    existed, asked for a size the log had not reached, says nothing of it). Only at those
+    sizes can a verifier say the witness never cosigned a checkpoint of the bundle's log;
+    ``requested_sizes`` and ``never_witnessed_sizes`` beside it are signed by no one (a
+    seller drops the checkpoint that forks his bundle and lists its size there)."""
+    if not isinstance(statement, dict) or statement.get("type") != SIZES_STATEMENT_TYPE:
+        return set(), ""
+    sizes, listed = statement.get("tree_sizes"), statement.get("checkpoints")
+    if statement.get("station") != station or not isinstance(sizes, list):
+        return set(), ""
+    if not isinstance(listed, list) or not set(map(str, listed)) <= attributed:
+        return set(), ""
+    said, made = parse_time(str(statement.get("time"))), parse_time(str(not_before))
+    if said is None or said.tzinfo is None or made is None or made.tzinfo is None:
+        return set(), ""
+    if (made - said).total_seconds() > WITNESS_CLOCK_SLACK_S:
+        return set(), ""
+    return {s for s in sizes if isinstance(s, int) and not isinstance(s, bool)}, said.isoformat()
+
+
+def witness_gap(station: str, vouched: tuple[set[int], str], missing: Sequence[int]) -> str:
     """What to say of the bundle's checkpoint sizes a witness record holds none of: those the
-    record was asked for (``requested_sizes``) the witness never cosigned in this log; the
-    others the record does not include, and where to fetch them."""
+    witness's signed statement covers (``vouched``: vouched_sizes, and its time) it never
+    cosigned in this log; the others the record does not include, and where to fetch them."""
+    sizes, as_of = vouched
     missing = list(dict.fromkeys(missing))
-    asked = doc.get("requested_sizes")
-    known = {s for s in asked if isinstance(s, int)} if isinstance(asked, list) else set()
-    never = [s for s in missing if s in known]
-    absent = [s for s in missing if s not in known]
+    never = [s for s in missing if s in sizes]
+    absent = [s for s in missing if s not in sizes]
     said = ""
     if never:
         said += (
-            "; the witness says it never cosigned a checkpoint of this log at "
-            f"{', '.join(map(str, never))} entries"
+            f"; the witness's signed statement of {as_of} says it never cosigned a checkpoint "
+            f"of this log at {', '.join(map(str, never))} entries"
         )
     if absent:
         said += (
@@ -1126,12 +1204,17 @@ def _check(
                 )
             elif ended is not None and when is not None:
                 delta = (when - ended).total_seconds()
-                if abs(delta) > max_delay_s + acc + 1:
+                if time_beyond(delta, acc, max_delay_s):
                     in_bounds = False
+                    loose = (
+                        f" (the TSA states an accuracy of only ± {acc:g} s)"
+                        if acc > ACCURACY_GRACE_S
+                        else ""
+                    )
                     say(
                         FAIL,
                         f"TSA time {when.isoformat()} is {delta:+.0f} s from the "
-                        f"recorded end {ended.isoformat()}",
+                        f"recorded end {ended.isoformat()}{loose}",
                         "time-out-of-bounds",
                     )
                 elif delta < -(acc + 1):
@@ -1287,6 +1370,7 @@ def _check(
             key_fp(root / pub),
             witness_pin,
             str(cp.get("station") or ""),
+            str(cp.get("time") or ""),
         )
     # 5. clips of the order the station's retention deleted: the clip's signed manifest in the
     # log and the station's signed deletion record. The record is the seller's own word: it
@@ -1341,7 +1425,8 @@ def _check(
             f"{utc_plain(d['deleted_utc'])[:16]} UTC, by its own signed record "
             f"({age.total_seconds() / 86400:.1f} days after it was recorded; "
             f"{d.get('reason', '')}): it is not in this bundle; the record is the seller's "
-            "statement, it explains the gap and proves nothing of what the clip showed",
+            "statement, its date too (no time-stamp authority saw it): it explains the gap "
+            "and proves neither when the clip was deleted nor what it showed",
             "clip-deleted-by-retention",
         )
     res.here, res.deleted = len(index["clips"]), len(gone)

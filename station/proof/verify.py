@@ -41,6 +41,7 @@ from station.proof.log import CHECKPOINT_TYPE, Checkpoint, LogEntry, ProofLog, R
 from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles
 from station.proof.standalone_verify import (
+    ACCURACY_GRACE_S,
     VERIFIER,
     Overlap,
     as_characters,
@@ -53,8 +54,10 @@ from station.proof.standalone_verify import (
     overlaps,
     signed_after_final,
     step_text,
+    time_beyond,
     unpack_problem,
     unreferenced_members,
+    vouched_sizes,
     witness_gap,
 )
 from station.proof.trust import Anchors, ChainError, verify_chain
@@ -647,8 +650,14 @@ def _check_tokens(
                     f"the TSA saw this at {when}, {_human(abs(delta))} "
                     + ("after" if delta > 0 else "before")
                     + f" the recorded end {ended.isoformat()} (allowed: "
-                    f"{_human(bound.max_delay_s)} ± {slack:g} s): the recorded times are not "
-                    "when it happened",
+                    f"{_human(bound.max_delay_s)} ± {min(slack, ACCURACY_GRACE_S + 1):g} s"
+                    + (
+                        f"; the TSA states an accuracy of only ± {_human(info.accuracy_s)}, "
+                        "so its time cannot place it nearer"
+                        if info.accuracy_s > ACCURACY_GRACE_S
+                        else ""
+                    )
+                    + "): the recorded times are not when it happened",
                     "time-out-of-bounds",
                 )
             elif judged == "clock-ahead":
@@ -712,9 +721,10 @@ def _check_not_after_seen(
 def judge_time(delta_s: float, accuracy_s: float, bound: TimeBound) -> str:
     """The TSA's time minus the recorded end, judged: ``ok``, ``clock-ahead`` (the TSA saw it
     before the recorded end by more than the token's accuracy plus genTime's 1 s precision, but
-    within the bound) or ``out-of-bounds`` (further than the bound, either way)."""
+    within the bound) or ``out-of-bounds`` (further than the bound, either way, as
+    ``time_beyond`` reads the token's accuracy)."""
     slack = accuracy_s + TSA_TIME_PRECISION_S
-    if abs(delta_s) > bound.max_delay_s + slack:
+    if time_beyond(delta_s, accuracy_s, bound.max_delay_s):
         return "out-of-bounds"
     if delta_s < -slack:
         return "clock-ahead"
@@ -1516,8 +1526,9 @@ def _check_deleted_clips(
             f"clip {k} of this order ({span}, sha256 {body['sha256']}) was deleted by the "
             f"station's retention on {when} UTC, by its own signed record ({age / 86400:.1f} "
             f"days after it was recorded; {d.get('reason', '')}): it is not in this bundle; "
-            "the record is the seller's statement, it explains the gap and proves nothing of "
-            "what the clip showed",
+            "the record is the seller's statement, its date too (no time-stamp authority saw "
+            "it): it explains the gap and proves neither when the clip was deleted nor what it "
+            "showed",
             "clip-deleted-by-retention",
         )
         report.facts.setdefault("deleted_clips", []).append(
@@ -1787,36 +1798,54 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
                 "witness-untrusted",
             )
             return
-        seen: dict[int, str] = {}
+        seen: dict[int, str] = {}  # size -> root cosigned in this key's log (body given)
+        loose: set[tuple[int, str]] = set()  # cosigned, the log unnamed (no body)
+        attributed: set[str] = set()  # checkpoints (SHA-256) cosigned, given with their body
         mine_key = report.facts.get("station_key")  # the key of the bundle's log
+        station = str((report.facts.get("checkpoint") or {}).get("station") or "")
         for c in doc.get("checkpoints", []):
             cosigned = base64.b64decode(c["cosigned_b64"])
             if not verify_signature(wkey, cosigned, base64.b64decode(c["cosignature_b64"])):
                 report.add("witness", FAIL, "a cosignature does not verify", "witness-invalid")
                 return
             w = json.loads(cosigned)
-            if "body_b64" in c:  # after a key rotation, sizes repeat: only this key's log
-                body = base64.b64decode(c["body_b64"])
-                if hashlib.sha256(body).hexdigest() != w.get("checkpoint_sha256"):
-                    report.add("witness", FAIL, "a cosigned checkpoint was swapped",
-                               "witness-invalid")  # fmt: skip
-                    return
-                if mine_key and json.loads(body).get("key") not in (mine_key, None):
-                    continue
+            if station and w.get("station") not in (station, None):
+                continue  # the witness's word on another station's log
+            if "body_b64" not in c:
+                # sizes repeat across a station's logs (one per key): a cosignature without
+                # the checkpoint it names may confirm this root, never contradict it
+                loose.add((int(w["tree_size"]), str(w["root_sha256"])))
+                continue
+            body = base64.b64decode(c["body_b64"])
+            if hashlib.sha256(body).hexdigest() != w.get("checkpoint_sha256"):
+                report.add("witness", FAIL, "a cosigned checkpoint was swapped",
+                           "witness-invalid")  # fmt: skip
+                return
+            attributed.add(str(w["checkpoint_sha256"]))
+            if mine_key and json.loads(body).get("key") not in (mine_key, None):
+                continue
             seen[int(w["tree_size"])] = str(w["root_sha256"])
         for r in doc.get("rotations", []):
-            if r.get("old_key") == mine_key and any(
-                s > int(r["tree_size"]) for s, _ in report.facts.get("checkpoints_seen", [])
+            final = rotation_final_size(r, mine_key)
+            if final is not None and any(
+                s > final for s, _ in report.facts.get("checkpoints_seen", [])
             ):
                 report.add(
                     "witness",
                     FAIL,
-                    f"the witness saw key {str(mine_key)[:23]}... retired at {r['tree_size']} "
-                    "entries, but this bundle's log goes on past that: signed after its "
-                    "rotation (a stolen key?)",
+                    f"the witness saw key {str(mine_key)[:23]}... retired at {final} entries "
+                    "(its final checkpoint, which it signed), but this bundle's log goes on "
+                    "past that: signed after its rotation (a stolen key?)",
                     "log-after-rotation",
                 )
                 return
+        vouched: tuple[set[int], str] = (set(), "")
+        if doc.get("sizes_statement_b64"):
+            statement = base64.b64decode(doc["sizes_statement_b64"])
+            sig = base64.b64decode(doc.get("sizes_signature_b64") or "")
+            if verify_signature(wkey, statement, sig):
+                made = (report.facts.get("checkpoint") or {}).get("created_utc")
+                vouched = vouched_sizes(json.loads(statement), station, attributed, made)
     except (KeyError, TypeError, ValueError) as exc:
         report.add("witness", FAIL, f"not a witness document: {exc}", "witness-invalid")
         return
@@ -1840,12 +1869,11 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
                 "log-fork",
             )
             return
-    matched = [s for s, r in mine if seen.get(s) == r]
+    matched = [s for s, r in mine if seen.get(s) == r or (s, r) in loose]
     if matched:
         report.add("witness", OK, f"checkpoint(s) of {matched} entries cosigned by {whose}")
     else:
-        station = str((report.facts.get("checkpoint") or {}).get("station") or "")
-        gap = witness_gap(station, doc, [s for s, _ in mine if s not in seen])
+        gap = witness_gap(station, vouched, [s for s, _ in mine if s not in seen])
         report.add(
             "witness",
             WARN,
@@ -1853,6 +1881,28 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
             f"checked is signed by {whose}",
             "checkpoint-unwitnessed",
         )
+
+
+def rotation_final_size(r: dict[str, Any], log_key: str | None) -> int | None:
+    """The size at which a rotation a witness record lists retired ``log_key``: only when its
+    final checkpoint (``body_b64``) is of that key and signed by it. The record's other
+    fields are nobody's signature: a line reading "retired at 1" would otherwise turn every
+    honest bundle of the key into a stolen key's."""
+    if not log_key or r.get("old_key") != log_key:
+        return None
+    try:
+        pub = load_public_pem(str(r["old_public_key_pem"]).encode())
+        body = base64.b64decode(r["body_b64"])
+        signed = verify_signature(pub, body, base64.b64decode(r["signature_old_b64"]))
+        cp = json.loads(body)
+    except (KeyError, TypeError, ValueError, ProofError):
+        return None
+    if not (signed and fingerprint(pub) == log_key and isinstance(cp, dict)):
+        return None
+    if cp.get("key") != log_key or cp.get("final") is not True:
+        return None
+    size = cp.get("tree_size")
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
 def name_later_clips(report: Report, cfg: Config) -> None:
