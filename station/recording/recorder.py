@@ -153,6 +153,7 @@ class _OpenClip:
     waybills: list[WaybillLink] = field(default_factory=list)
     events: list[tuple[float, ScanEventRecord]] = field(default_factory=list)
     finish_reason: str = ""
+    stopped_wall: datetime | None = None  # wall time of the last frame pushed at stop()
     scan_wall: datetime | None = None
     journal_first_wall: datetime | None = None  # first frame's wall time, known at start()
     journal_pre_roll_s: float = 0.0
@@ -251,6 +252,7 @@ class Recorder:
         self._packets = PacketRing(cfg.session.pre_roll_s)
         self._closing: list[_OpenClip] = []  # stopped, waiting for their last packets
         self._last_pushed_t: float | None = None
+        self._last_pushed_wall: datetime | None = None
         self._routed_t: float | None = None  # camera time of the last packet out of the encoder
         self.on_finished = on_finished
         self.finalizers = finalizers
@@ -311,7 +313,7 @@ class Recorder:
                 self._ask_keyframe(enc)
                 self._key_after = None
             enc.submit(image_i420, t, wall, label)
-            self._last_pushed_t = t
+            self._last_pushed_t, self._last_pushed_wall = t, wall
             if self._key_next:
                 self._keys_coming.append((t, wall))
                 self._key_next = False
@@ -430,7 +432,12 @@ class Recorder:
         log.info("order %r finished (%s); finishing clip", clip.order_id, reason)
         # Every frame pushed so far is the clip's; packets of those still in the encoder
         # follow (a V4L2 encoder keeps a few): the clip is finished once they are muxed.
-        clip.end_t = self._last_pushed_t
+        clip.end_t, clip.stopped_wall = self._last_pushed_t, self._last_pushed_wall
+        # Why and when it ended, durably now: the clip may wait for its last packets, and
+        # behind others for the finisher, for seconds; a power cut meanwhile must not leave
+        # recovery to call it "interrupted" (its manifest, and the next start's resume rule,
+        # would take a sealed packing for one the stop cut).
+        self._journal(clip, durable=True)
         if self._enc is not None:
             # The first frame after a clip is an IDR picture: the next clip's pre-roll can
             # start right where this one ended, not only at the next periodic keyframe.
@@ -678,6 +685,10 @@ class Recorder:
             data["first_wall"] = first.isoformat(timespec="milliseconds")
         if clip.error:
             data["error"] = clip.error
+        if clip.finish_reason:  # it was stopped (or its writer failed)
+            data["finish_reason"] = clip.finish_reason
+        if clip.stopped_wall is not None:
+            data["stopped_wall"] = clip.stopped_wall.isoformat(timespec="milliseconds")
         return data
 
     def _journal(self, clip: _OpenClip, *, durable: bool = False, **more: Any) -> None:
@@ -832,14 +843,10 @@ class Recorder:
             log.warning("clip of order %r has no frames; not indexed", clip.order_id)
             return FinishedClip(clip.order_id, None, "no frames")
         final = self._final_path(clip)
-        # Journal where the clip goes and why it ended before it moves: a crash between the
-        # rename and the index leaves recovery everything it needs to index it as recorded.
-        self._journal(
-            clip,
-            durable=True,
-            finish_reason=clip.finish_reason,
-            final_path=final.relative_to(self.data_dir).as_posix(),
-        )
+        # Journal where the clip goes before it moves (why it ended is in it since stop()):
+        # a crash between the rename and the index leaves recovery everything it needs to
+        # index it as recorded.
+        self._journal(clip, durable=True, final_path=final.relative_to(self.data_dir).as_posix())
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(clip.tmp_path, final)
@@ -888,7 +895,7 @@ class Recorder:
             # salvage indexes it in place after the next clean clip, else the next start does.
             log.error("clip %s is on disk but could not be indexed: %s", rel, exc)
             if self.salvage is not None:
-                meta = {**self.journal_data(clip), "finish_reason": clip.finish_reason}
+                meta = self.journal_data(clip)
                 self._unsalvaged.append((final, {**meta, "final_path": rel}))
             return FinishedClip(clip.order_id, None, str(exc))
         journal_path(clip.tmp_path).unlink(missing_ok=True)

@@ -565,6 +565,16 @@ class Recovery:
             "note": "the recording was interrupted (station stopped, power cut or write error)"
             " and finalised by crash recovery",
         }
+        ended = meta.get("finish_reason")
+        if ended and ended != FinishReason.INTERRUPTED.value:
+            # Stopped (sealed, the next order, ...) and journaled so, then cut off while it
+            # waited for its last frames or for the finisher: what ended it is what it says.
+            recovery["note"] = (
+                f"the clip had ended ({ended}), but the station stopped (power cut or crash)"
+                " before it was finished; finalised by crash recovery"
+            )
+            if meta.get("stopped_wall"):
+                recovery["stopped_at"] = meta["stopped_wall"]
         if original:
             recovery["original"] = original
         if meta.get("error"):
