@@ -219,7 +219,7 @@ def test_a_waybill_of_the_clip_stopped_last_is_linked_to_it(
             if i == 20 + frames_after_stop:
                 if signed:
                     rec.wait_idle()  # A is finished and indexed
-                assert rec.link_ended("B", wb, "SF", 1.5) is None  # not the clip stopped last
+                assert rec.link_ended("B", wb, "SF", 1.5) is None  # still open: no ended clip
                 assert rec.link_ended("A", wb, "SF", 1.5) == ("index" if signed else "manifest")
             label = "A" if 1 <= i < 20 else "B"
             rec.push(frame, t, WALL0 + timedelta(seconds=t), label)

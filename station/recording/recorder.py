@@ -138,6 +138,9 @@ def clock_step_s(
 
 JOURNAL_SUFFIX = ".open.json"
 FINISHED_KEPT = 256
+# The clips stopped last that a late read may still be linked to (``link_ended``): an order
+# cut by several camera losses has a clip for each; a read is decoded seconds late at most.
+STOPPED_KEPT = 16
 
 
 @dataclass
@@ -279,6 +282,7 @@ class Recorder:
         self._key_next = False  # the next frame pushed is one of them
         self._pending: queue.Queue[_OpenClip | _LinkAfterSigning | None] = queue.Queue()
         self._last_stopped: _OpenClip | None = None  # capture thread only
+        self._stopped: deque[_OpenClip] = deque(maxlen=STOPPED_KEPT)  # capture thread only
         self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
         self._finisher.start()
         # The latest results (tests, diagnostics); bounded, or a station running for months
@@ -429,6 +433,7 @@ class Recorder:
             self._open = None
         clip.finish_reason = reason
         self._last_stopped = clip
+        self._stopped.append(clip)
         log.info("order %r finished (%s); finishing clip", clip.order_id, reason)
         # Every frame pushed so far is the clip's; packets of those still in the encoder
         # follow (a V4L2 encoder keeps a few): the clip is finished once they are muxed.
@@ -566,13 +571,16 @@ class Recorder:
         self._journal(clip)
 
     def link_ended(self, order_id: str, waybill: str, carrier: str, t: float) -> str | None:
-        """Link a waybill read at camera time ``t`` to the clip of ``order_id`` stopped last (a
-        read decoded after the next clip began). "manifest": the clip was still waiting for
-        its last frames, so the link is in its signed manifest; "index": it was already being
-        finished, so the link goes in the index once it is indexed, marked as made after
-        signing; None: that clip is not the one stopped last, or had no frames."""
-        clip = self._last_stopped
-        if clip is None or clip.order_id != order_id or clip.first_t is None:
+        """Link a waybill read at camera time ``t`` to the ended clip of ``order_id`` it was
+        read in (a read decoded after the next clip began, or after a camera loss cut it): the
+        last of the order's clips stopped lately that began at or before ``t`` (an order cut
+        by several losses has several; a read in the dark goes to the clip the loss cut).
+        "manifest": the clip was still waiting for its last frames, so the link is in its
+        signed manifest; "index": it was already being finished, so the link goes in the
+        index once it is indexed, marked as made after signing; None: no such clip with
+        frames."""
+        clip = self._ended_clip(order_id, t)
+        if clip is None:
             return None
         if any(w.waybill == waybill for w in clip.waybills):
             return "manifest"
@@ -583,6 +591,16 @@ class Recorder:
             return "manifest"
         self._pending.put(_LinkAfterSigning(clip, link))
         return "index"
+
+    def _ended_clip(self, order_id: str, t: float) -> _OpenClip | None:
+        """The clip of ``order_id`` stopped lately that a read stamped ``t`` was made in (or
+        after, in the dark): the last that began (its scan or its first frame) by ``t``."""
+        for clip in reversed(self._stopped):
+            if clip.order_id != order_id or clip.first_t is None:
+                continue
+            if min(clip.scan_t, clip.first_t) <= t + 1e-9:
+                return clip
+        return None
 
     def log_event(self, event: ScanEventRecord, t: float, *, in_clip: bool = True) -> None:
         """Attach a scan to the open clip, or index it on its own when no clip is open or
