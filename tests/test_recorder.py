@@ -220,7 +220,8 @@ def test_a_waybill_of_the_clip_stopped_last_is_linked_to_it(
                 if signed:
                     rec.wait_idle()  # A is finished and indexed
                 assert rec.link_ended("B", wb, "SF", 1.5) is None  # still open: no ended clip
-                assert rec.link_ended("A", wb, "SF", 1.5) == ("index" if signed else "manifest")
+                linked = rec.link_ended("A", wb, "SF", 1.5)
+                assert linked is not None and linked.how == ("index" if signed else "manifest")
             label = "A" if 1 <= i < 20 else "B"
             rec.push(frame, t, WALL0 + timedelta(seconds=t), label)
         rec.stop("sealed", 4.0)

@@ -182,6 +182,19 @@ class _LinkAfterSigning:
 
 
 @dataclass(frozen=True)
+class Linked:
+    """Where ``Recorder.link_waybill`` or ``link_ended`` put a waybill. ``clip``: the clip's
+    name (its file name as started, without ``.mp4``; the final file adds ``-n`` only when
+    that name is taken). ``how``: "open" (the clip recording: in its signed manifest),
+    "manifest" (an ended clip still waiting for its last frames: in its signed manifest too),
+    "index" (an ended clip already being finished: in the index only, marked as linked after
+    signing)."""
+
+    clip: str
+    how: str
+
+
+@dataclass(frozen=True)
 class FinishedClip:
     """What the finisher produced: the indexed record, or the error that stopped it.
 
@@ -561,36 +574,41 @@ class Recorder:
             clip.extra = {**clip.extra, key: value}
             return True
 
-    def link_waybill(self, waybill: str, carrier: str, t: float) -> None:
+    def link_waybill(self, waybill: str, carrier: str, t: float) -> Linked | None:
+        """Link a waybill read at camera time ``t`` to the open clip; None when no clip is
+        open (nothing linked: the caller must not say it was)."""
         clip = self._open
         if clip is None:
-            return
+            return None
+        linked = Linked(clip.tmp_path.stem, "open")
         if any(w.waybill == waybill for w in clip.waybills):
-            return
+            return linked
         clip.waybills.append(WaybillLink(waybill, carrier, self._rel(clip, t)))
         self._journal(clip)
+        return linked
 
-    def link_ended(self, order_id: str, waybill: str, carrier: str, t: float) -> str | None:
+    def link_ended(self, order_id: str, waybill: str, carrier: str, t: float) -> Linked | None:
         """Link a waybill read at camera time ``t`` to the ended clip of ``order_id`` it was
         read in (a read decoded after the next clip began, or after a camera loss cut it): the
         last of the order's clips stopped lately that began at or before ``t`` (an order cut
         by several losses has several; a read in the dark goes to the clip the loss cut).
-        "manifest": the clip was still waiting for its last frames, so the link is in its
-        signed manifest; "index": it was already being finished, so the link goes in the
-        index once it is indexed, marked as made after signing; None: no such clip with
-        frames."""
+        ``Linked.how`` "manifest": the clip was still waiting for its last frames, so the
+        link is in its signed manifest; "index": it was already being finished, so the link
+        goes in the index once it is indexed, marked as made after signing; None: no such
+        clip with frames."""
         clip = self._ended_clip(order_id, t)
         if clip is None:
             return None
+        name = clip.tmp_path.stem
         if any(w.waybill == waybill for w in clip.waybills):
-            return "manifest"
+            return Linked(name, "manifest")
         link = WaybillLink(waybill, carrier, self._rel(clip, t))
         if any(c is clip for c in self._closing):  # still the capture thread's: not signed
             clip.waybills.append(link)
             self._journal(clip)
-            return "manifest"
+            return Linked(name, "manifest")
         self._pending.put(_LinkAfterSigning(clip, link))
-        return "index"
+        return Linked(name, "index")
 
     def _ended_clip(self, order_id: str, t: float) -> _OpenClip | None:
         """The clip of ``order_id`` stopped lately that a read stamped ``t`` was made in (or
