@@ -234,3 +234,33 @@ def test_a_waybill_of_the_clip_stopped_last_is_linked_to_it(
     assert (row["linked_utc"] is not None) is signed
     manifest = json.loads((cfg.station.data_dir / a.manifest_path).read_text())
     assert [w["waybill"] for w in manifest["waybills"]] == ([] if signed else [wb])
+
+
+def test_a_stopped_clip_waiting_for_its_last_packets_has_its_end_journaled(
+    rec_cfg: config_mod.Config, ledger: Ledger
+) -> None:
+    """A clip sealed while the encoder still holds its last frames is not finished yet; its
+    journal on disk says already how and when it ended (a power cut now must not leave
+    recovery to call it "interrupted"). A clip still open says neither."""
+    enc, mux = stream_factories(rec_cfg.recorder, W, H, FPS)
+    rec = Recorder(rec_cfg, ledger, encoder=lambda: HeldBack(enc()), muxer=mux)
+    frame = np.zeros((H * 3 // 2, W), np.uint8)
+    try:
+        for i in range(10):
+            t = i / FPS
+            if i == 1:
+                rec.start("A", t, wall=WALL0 + timedelta(seconds=t))
+            rec.push(frame, t, WALL0 + timedelta(seconds=t), "A" if i >= 1 else None)
+        (open_journal,) = rec.tmp_dir.glob("*.open.json")
+        assert "finish_reason" not in json.loads(open_journal.read_text())
+        rec.stop("sealed", 0.9)
+        journal = json.loads(open_journal.read_text())  # (the clip waits for 3 packets)
+        assert (journal["finish_reason"], journal["stopped_wall"]) == (
+            "sealed",
+            (WALL0 + timedelta(seconds=0.9)).isoformat(timespec="milliseconds"),
+        )
+        assert not rec.finished
+    finally:
+        rec.close()
+    (clip,) = ledger.clips()
+    assert clip.finish_reason == "sealed"
