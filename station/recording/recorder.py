@@ -823,6 +823,10 @@ class Recorder:
             return FinishedClip(clip.order_id, None, error)
         clip.error = clip.error or error
         meta = {**self.journal_data(clip), "finish_reason": FinishReason.INTERRUPTED.value}
+        # Its journal says so too (it said how the clip was stopped): should the salvage fail,
+        # the next start indexes it as salvaged now, with the error (unless the disk is too
+        # full for even this: then as stopped, its note saying it was not finished).
+        self._journal(clip, durable=True, finish_reason=FinishReason.INTERRUPTED.value)
         try:
             record = self.salvage(clip.tmp_path, meta)
         except Exception as exc:
