@@ -264,3 +264,33 @@ def test_a_stopped_clip_waiting_for_its_last_packets_has_its_end_journaled(
         rec.close()
     (clip,) = ledger.clips()
     assert clip.finish_reason == "sealed"
+
+
+def test_a_stopped_clip_whose_writer_fails_is_journaled_interrupted_before_its_salvage(
+    rec_cfg: config_mod.Config, ledger: Ledger
+) -> None:
+    """A's clip sealed, then its writer fails as it finishes, and the salvage fails too (kept
+    in tmp/ for the next start): its journal no longer says "sealed" but what the salvage
+    would have indexed, "interrupted" with the error."""
+    tried: list[dict[str, Any]] = []
+
+    def salvage(_mp4: Path, meta: dict[str, Any]) -> None:
+        tried.append(meta)
+        raise OSError(28, "No space left on device")
+
+    rec = Recorder(rec_cfg, ledger, encoder=LaggingEncoder, muxer=lambda _p, _e: CountingSink(),
+                   salvage=salvage)  # fmt: skip
+    frame = np.zeros((H * 3 // 2, W), np.uint8)
+    try:
+        for i in range(12):
+            t = i / FPS
+            if i == 1:
+                rec.start("A", t, wall=WALL0 + timedelta(seconds=t))
+            rec.push(frame, t, WALL0 + timedelta(seconds=t), "A" if i >= 1 else None)
+        rec.stop("sealed", 1.1)
+    finally:
+        rec.close()
+    (journal_file,) = rec.tmp_dir.glob("*.open.json")
+    journal = json.loads(journal_file.read_text())
+    assert (journal["finish_reason"], journal["error"]) == ("interrupted", "not a real file")
+    assert [m["finish_reason"] for m in tried] == ["interrupted"]
