@@ -7,7 +7,8 @@ saves the interpreter start and the imports for each of the many points. Prints 
 ``{"steps": [...], "crashed": [N, ...]}``.
 
 MODE ``finish``: record one clip of order PO-1 with the station's recorder, proof finalizer
-and salvage; the steps counted are the finisher's (from ``stop`` on).
+and salvage; the steps counted are the finisher's (from ``stop`` on: it journals how the
+clip ended), once a fragment of the clip is on disk.
 MODE ``recover``: one recovery pass over a copy of ``WORK/template`` (the test makes it).
 MODE ``retain``: one retention check (``retention_config``, the disk always full, every archive
 copy there: each HEAD is a step) over a copy of the template. MODE ``export``: the export
@@ -25,6 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -115,6 +117,13 @@ def finish(data: Path, steps: Steps) -> None:
         if i == 6:
             rec.link_waybill("SF1234567890123", "SF", t)
         t += 1 / FPS
+    # A whole fragment of the clip on disk before the steps are counted: a kill -9 before
+    # any is the loss of frames still in memory (docs/reliability.md), not a finisher's step
+    # (stop() journals how the clip ended: the first step counted).
+    writer = rec._open.writer if rec._open is not None else None
+    deadline = time.monotonic() + 30.0
+    while getattr(writer, "_good_size", 1) == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
     steps.armed = True
     rec.stop("sealed", t)
     rec.wait_idle()

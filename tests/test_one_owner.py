@@ -21,6 +21,8 @@ from station import config as config_mod
 from station.capture.frames import Caption, Frame, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.errors import RecordingError
+from station.floor.events import EventKind, EventRecorder
+from station.floor.feedback import Feedback, RecordingSink, prepare_sounds
 from station.proof.verify import verify_clip
 from station.recording.recorder import FinishedClip
 from station.runtime.faults import FlakyCamera, Outage
@@ -445,6 +447,33 @@ LABEL = "SF1234567890123"  # PO-A's waybill label
             ],
             id="decoded-in-its-resumed-clip",
         ),
+        pytest.param(  # read at 4.2, decoded after PO-A's clip resumed after the loss ended
+            [
+                _kb("PO-A", 0.5),
+                _kb("SEAL", 7.0),
+                (7.5, RawScan(LABEL, "camera", 4.2)),
+                _kb("PO-B", 8.0),
+            ],
+            [
+                ("PO-A", "camera-lost", [LABEL]),
+                ("PO-A", "sealed", []),
+                ("PO-B", "end-of-input", []),  # (the seal at 8.5: one sighting with 7.0's)
+            ],
+            id="decoded-after-its-resumed-clip-ended",
+        ),
+        pytest.param(  # read at 4.2, decoded in PO-B's clip scanned after PO-A's resumed one
+            [
+                _kb("PO-A", 0.5),
+                _kb("PO-B", 7.0),
+                (7.5, RawScan(LABEL, "camera", 4.2)),
+            ],
+            [
+                ("PO-A", "camera-lost", [LABEL]),
+                ("PO-A", "next-order", []),
+                ("PO-B", "sealed", []),
+            ],
+            id="decoded-in-the-next-orders-clip-after-the-resumed-one",
+        ),
         pytest.param(  # PO-A sealed before the loss, its label read at 2.5 decoded in the dark
             [
                 _kb("PO-A", 0.5),
@@ -762,3 +791,102 @@ def test_a_late_waybill_of_the_order_before_is_found_under_that_orders_clip(
     assert row.status == "ok", row.reason
     # linked after PO-A's clip was signed: verify says the index alone holds it
     assert [(c.status, wb in c.reason) for c in notes] in ([], [("info", True)]), notes
+
+
+@pytest.mark.parametrize(
+    ("decoded_at", "expected"),
+    [
+        pytest.param(
+            6.5,
+            [("PO-A", "camera-lost", [LABEL]), ("PO-A", "camera-lost", []), ("PO-A", "sealed", [])],
+            id="decoded-in-the-clip-resumed-last",
+        ),
+        pytest.param(
+            6.05,
+            [("PO-A", "camera-lost", [LABEL]), ("PO-A", "camera-lost", []), ("PO-A", "sealed", [])],
+            id="decoded-in-the-dark-of-the-second-loss",
+        ),
+        pytest.param(
+            8.5,
+            [("PO-A", "camera-lost", [LABEL]), ("PO-A", "camera-lost", []), ("PO-A", "sealed", [])],
+            id="decoded-after-it-ended",
+        ),
+    ],
+)
+def test_after_two_camera_losses_a_late_waybill_goes_to_the_clip_it_was_read_in(
+    cfg: config_mod.Config, decoded_at: float, expected: list[tuple[str, str, list[str]]]
+) -> None:
+    """PO-A's clip is cut twice by the camera (two reads fail at 3.0 and at 6.0): its label
+    read at 2.5, in the first clip, decoded late. It was linked to the clip the loss cut
+    last (the recorder knew only the clip stopped last): same buyer, but the wrong clip's
+    signed manifest and index row; or, decoded after the order was sealed, to no clip."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS, read_timeout_s=0.5)
+    cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
+    cfg = cfg.replace("session", pre_roll_s=1.0, max_duration_s=60.0, still_timeout_s=0.0)
+    scans = [_kb("PO-A", 0.5), (decoded_at, RawScan(LABEL, "camera", 2.5)), _kb("SEAL", 8.0)]
+    scenario = Scenario.from_dict({"seed": 4, "event": [{"at": 10.0, "kind": "end"}]})
+    outages = [Outage(30, 2), Outage(60, 2)]
+    cam = FlakyCamera(SyntheticCamera(W, H, FPS, scenario, realtime=False), outages)
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.append(LateScans(scans))
+    try:
+        asm.station.run(threading.Event())
+        clips = asm.ledger.clips()
+        unlinked = asm.ledger.unlinked_waybills(cfg.station.name, 100)
+    finally:
+        asm.close()
+    assert asm.station.stats.camera_losses == 2
+    assert [(c.order_id, c.finish_reason, [w.waybill for w in c.waybills]) for c in clips] == (
+        expected
+    )
+    assert unlinked == []
+
+
+def test_a_waybill_scanned_while_the_camera_is_lost_is_announced_as_what_happened_to_it(
+    cfg: config_mod.Config,
+) -> None:
+    """PO-A sealed; the camera lost (two reads fail at 4.5); PO-B and its label scanned by hand
+    in the dark. No clip is open, so the recorder linked the label to none, yet the station
+    announced "waybill linked" (the blip, the screen, the hub's listeners): a label in no clip
+    yet (and in none at all were PO-B sealed in the dark). The event says it is remembered for
+    PO-B's clip to come, with no "linked" blip; the clip that starts when the camera is back
+    names it, and a waybill linked to an open clip says which clip."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS, read_timeout_s=0.5)
+    cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
+    cfg = cfg.replace("session", pre_roll_s=1.0, max_duration_s=60.0, still_timeout_s=0.0)
+    other = "YT1234567890123"
+    scans = [
+        _kb("PO-A", 0.5),
+        _kb("SEAL", 3.0),
+        _kb("PO-B", 4.55),
+        _kb(LABEL, 4.6),
+        _kb(other, 6.0),
+        _kb("SEAL", 8.0),
+    ]
+    scenario = Scenario.from_dict({"seed": 4, "event": [{"at": 10.0, "kind": "end"}]})
+    cam = FlakyCamera(SyntheticCamera(W, H, FPS, scenario, realtime=False), [Outage(45, 2)])
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.append(LateScans(scans))
+    heard = EventRecorder()
+    sink = RecordingSink()
+    assert asm.events is not None
+    asm.events.add(heard)
+    asm.events.add(Feedback(sink, prepare_sounds(cfg.station.data_dir / "sounds")))
+    try:
+        asm.station.run(threading.Event())
+        clips = asm.ledger.clips()
+    finally:
+        asm.close()
+    assert asm.station.stats.camera_losses == 1
+    assert [(c.order_id, c.finish_reason, [w.waybill for w in c.waybills]) for c in clips] == [
+        ("PO-A", "sealed", []),
+        ("PO-B", "sealed", [LABEL, other]),
+    ]
+    linked = [e for e in heard.events if e.kind is EventKind.WAYBILL_LINKED]
+    assert [(e.order_id, e.data["waybill"], e.data["linked_to"]) for e in linked] == [
+        ("PO-B", LABEL, "order"),
+        ("PO-B", other, "open-clip"),
+    ]
+    assert "clip" not in linked[0].data
+    assert clips[1].path.endswith(f"{linked[1].data['clip']}.mp4")
+    assert [p.name for p in sink.played].count("waybill-linked") == 1

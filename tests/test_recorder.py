@@ -219,8 +219,9 @@ def test_a_waybill_of_the_clip_stopped_last_is_linked_to_it(
             if i == 20 + frames_after_stop:
                 if signed:
                     rec.wait_idle()  # A is finished and indexed
-                assert rec.link_ended("B", wb, "SF", 1.5) is None  # not the clip stopped last
-                assert rec.link_ended("A", wb, "SF", 1.5) == ("index" if signed else "manifest")
+                assert rec.link_ended("B", wb, "SF", 1.5) is None  # still open: no ended clip
+                linked = rec.link_ended("A", wb, "SF", 1.5)
+                assert linked is not None and linked.how == ("index" if signed else "manifest")
             label = "A" if 1 <= i < 20 else "B"
             rec.push(frame, t, WALL0 + timedelta(seconds=t), label)
         rec.stop("sealed", 4.0)
@@ -233,3 +234,63 @@ def test_a_waybill_of_the_clip_stopped_last_is_linked_to_it(
     assert (row["linked_utc"] is not None) is signed
     manifest = json.loads((cfg.station.data_dir / a.manifest_path).read_text())
     assert [w["waybill"] for w in manifest["waybills"]] == ([] if signed else [wb])
+
+
+def test_a_stopped_clip_waiting_for_its_last_packets_has_its_end_journaled(
+    rec_cfg: config_mod.Config, ledger: Ledger
+) -> None:
+    """A clip sealed while the encoder still holds its last frames is not finished yet; its
+    journal on disk says already how and when it ended (a power cut now must not leave
+    recovery to call it "interrupted"). A clip still open says neither."""
+    enc, mux = stream_factories(rec_cfg.recorder, W, H, FPS)
+    rec = Recorder(rec_cfg, ledger, encoder=lambda: HeldBack(enc()), muxer=mux)
+    frame = np.zeros((H * 3 // 2, W), np.uint8)
+    try:
+        for i in range(10):
+            t = i / FPS
+            if i == 1:
+                rec.start("A", t, wall=WALL0 + timedelta(seconds=t))
+            rec.push(frame, t, WALL0 + timedelta(seconds=t), "A" if i >= 1 else None)
+        (open_journal,) = rec.tmp_dir.glob("*.open.json")
+        assert "finish_reason" not in json.loads(open_journal.read_text())
+        rec.stop("sealed", 0.9)
+        journal = json.loads(open_journal.read_text())  # (the clip waits for 3 packets)
+        assert (journal["finish_reason"], journal["stopped_wall"]) == (
+            "sealed",
+            (WALL0 + timedelta(seconds=0.9)).isoformat(timespec="milliseconds"),
+        )
+        assert not rec.finished
+    finally:
+        rec.close()
+    (clip,) = ledger.clips()
+    assert clip.finish_reason == "sealed"
+
+
+def test_a_stopped_clip_whose_writer_fails_is_journaled_interrupted_before_its_salvage(
+    rec_cfg: config_mod.Config, ledger: Ledger
+) -> None:
+    """A's clip sealed, then its writer fails as it finishes, and the salvage fails too (kept
+    in tmp/ for the next start): its journal no longer says "sealed" but what the salvage
+    would have indexed, "interrupted" with the error."""
+    tried: list[dict[str, Any]] = []
+
+    def salvage(_mp4: Path, meta: dict[str, Any]) -> None:
+        tried.append(meta)
+        raise OSError(28, "No space left on device")
+
+    rec = Recorder(rec_cfg, ledger, encoder=LaggingEncoder, muxer=lambda _p, _e: CountingSink(),
+                   salvage=salvage)  # fmt: skip
+    frame = np.zeros((H * 3 // 2, W), np.uint8)
+    try:
+        for i in range(12):
+            t = i / FPS
+            if i == 1:
+                rec.start("A", t, wall=WALL0 + timedelta(seconds=t))
+            rec.push(frame, t, WALL0 + timedelta(seconds=t), "A" if i >= 1 else None)
+        rec.stop("sealed", 1.1)
+    finally:
+        rec.close()
+    (journal_file,) = rec.tmp_dir.glob("*.open.json")
+    journal = json.loads(journal_file.read_text())
+    assert (journal["finish_reason"], journal["error"]) == ("interrupted", "not a real file")
+    assert [m["finish_reason"] for m in tried] == ["interrupted"]

@@ -605,18 +605,30 @@ def test_a_crash_at_any_step_of_the_finisher_loses_nothing(tmp_path: Path) -> No
     start indexes the clip once, with the hash its signed manifest states."""
     steps = crash_at_every_step("finish", tmp_path)
     assert len(steps) >= 12 and steps[-1].endswith(".open.json")  # the journal goes last
-    journaled = next(n for n, s in enumerate(steps, 1) if s.endswith(".open.json"))
+    # How the clip ended is journaled at its stop, before the clip is finished and moved.
+    journaled = next(n for n, s in enumerate(steps, 1) if s.startswith("replace") and
+                     s.endswith(".open.json"))  # fmt: skip
+    moved = next(n for n, s in enumerate(steps, 1) if s.startswith("replace") and
+                 s.endswith(".mp4"))  # fmt: skip
+    assert journaled < moved
+    reasons: dict[int, str] = {}
 
     def check(n: int, where: str) -> None:
         cfg = config_mod.load(None).with_data_dir(tmp_path / str(n) / "data")
+        # (the writer's thread fsyncs the file now and then: a crash point's step number may
+        # fall on either side of the journal's write, so what it left is read here)
+        journals = list((cfg.station.data_dir / "tmp").glob("*.open.json"))
+        ended = json.loads(journals[0].read_text()).get("finish_reason") if journals else "sealed"
         report = recover_data_dir(cfg)
         assert report.ok, report.lines()
         clip = assert_recovered_once(cfg, "PO-1", where)
         # once the journal says how the clip ended, recovery indexes it as it ended
-        assert clip.finish_reason == ("sealed" if n > journaled else "interrupted"), where
+        assert clip.finish_reason == (ended or "interrupted"), where
         assert clip.waybill == "SF1234567890123" and clip.events, where
+        reasons[n] = clip.finish_reason
 
     assert_every_step(steps, check)
+    assert reasons[1] == "interrupted" and reasons[moved] == "sealed", reasons
 
 
 def crash_template(data: Path) -> Path:

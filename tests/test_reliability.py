@@ -656,7 +656,16 @@ def test_real_full_disk_keeps_partial_clips_and_the_station_running(
         checker = StoreChecker(cfg)
         clips = checker.check_indexed()
         assert listing(cfg.station.data_dir)[0] == set() and checker.unindexed() == set()
-        assert "interrupted" in {c.finish_reason for c in clips}
+        # The clips the full disk cut are kept and indexed: "interrupted" when their journal
+        # could say so; else as they were stopped (the next order), their note saying they
+        # were not finished (the disk had no room left for even the journal's update).
+        failed = {f.order_id for f in finished if f.error}
+        cut = [c for c in clips if c.order_id in failed]
+        assert cut, (clips, failed)
+        for c in cut:
+            body = json.loads((cfg.station.data_dir / c.manifest_path).read_text())
+            note = body["recovery"]["note"]
+            assert c.finish_reason == "interrupted" or "not finished" in note, (c, note)
         assert audit(cfg, check_timestamps=False).ok
 
         # A floor above what is free, with nothing old enough to delete: new clips refused.

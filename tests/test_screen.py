@@ -41,6 +41,16 @@ def test_an_order_goes_idle_recording_sealed() -> None:
     assert [c["order_id"] for c in doc["recent"]] == ["PO-1"]
 
 
+def test_a_waybill_kept_for_a_clip_to_come_is_not_listed_as_the_recording_orders() -> None:
+    """The camera lost, the waybill scanned is linked to no clip (kept for the order's clip to
+    come): the screen does not list it as a waybill of the clip on screen."""
+    s = ScreenState("桌1")
+    s.apply(ev(EventKind.ORDER_STARTED, "PO-1"))
+    assert not s.apply(ev(EventKind.WAYBILL_LINKED, "PO-1", waybill="SF1", linked_to="order"))
+    s.apply(ev(EventKind.WAYBILL_LINKED, "PO-1", waybill="SF2", linked_to="open-clip", clip="c"))
+    assert s.to_json()["waybills"] == ["SF2"]
+
+
 def test_a_clip_sealed_after_the_next_order_started_keeps_the_new_order_on_screen() -> None:
     s = ScreenState("桌1")
     s.apply(ev(EventKind.ORDER_STARTED, "PO-1"))

@@ -445,3 +445,67 @@ def test_a_power_cut_while_the_clip_before_was_signed_resumes_the_clip_that_reco
     body = manifest(cfg, clips[2])
     assert "repack" not in body and clips[2].repack_of == []
     assert body["gap"]["cut_clip"] == clips[1].id  # type: ignore[index]
+
+
+def test_a_clip_sealed_but_not_yet_finished_when_the_power_went_stays_sealed(
+    station_cfg: config_mod.Config, tmp_path: Path
+) -> None:
+    """OTHER sealed (its clip held in signing), then THIRD scanned and sealed: THIRD's clip
+    stopped and queued for the finisher behind OTHER's when the power went. Its journal had
+    no finish reason (written only just before the rename), so crash recovery indexed it
+    "interrupted": its signed manifest said so (it was sealed), and at the next start the
+    station took it for the packing its stop cut, THIRD's sheet lying in view opening a
+    "resumed" clip over the next parcel. The reason is journaled at the stop."""
+    data = station_cfg.station.data_dir
+    held = HeldFinisher(data)
+    cut_copy = tmp_path / "after-the-cut"
+    scans = [
+        (0.5, RawScan(OTHER, "keyboard", 0.5)),
+        (2.0, RawScan("SEAL", "keyboard", 2.0)),
+        (3.0, RawScan(THIRD, "keyboard", 3.0)),
+        (5.5, RawScan("SEAL", "keyboard", 5.5)),
+    ]
+    script = {"seed": 4, "event": [{"at": 8.0, "kind": "end"}]}
+    cam = SyntheticCamera(
+        W, H, station_cfg.camera.fps, Scenario.from_dict(script), realtime=False, start_wall=WALL0
+    )
+    asm = assemble(station_cfg, camera=cam, live_view=False)
+    asm.recorder.finalizers = (*asm.recorder.finalizers, held)
+    asm.station.scan_sources.append(PowerCut(scans, 6.5, held, cut_copy))
+    try:
+        asm.station.run(threading.Event())
+    finally:
+        held.go.set()
+        asm.close()
+    (third_tmp,) = (cut_copy / "tmp").glob(f"*{THIRD}*.mp4")
+
+    cfg = station_cfg.with_data_dir(cut_copy)
+    script = {
+        "seed": 4,
+        "event": [
+            shown(THIRD, 1.0),
+            {"at": 4.0, "kind": "show", "code": "SEAL", "symbology": "qrcode", "duration": 1.5},
+            {"at": 7.0, "kind": "end"},
+        ],
+    }
+    cam = SyntheticCamera(
+        W, H, cfg.camera.fps, Scenario.from_dict(script), realtime=False, start_wall=AFTER
+    )
+    run_station(cfg, threading.Event(), camera=cam, live_view=False)
+    ledger = Ledger.in_data_dir(cut_copy)
+    try:
+        clips = sorted(ledger.clips(), key=by_id)
+    finally:
+        ledger.close()
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        (OTHER, "sealed"),
+        (THIRD, "sealed"),
+    ]
+    assert clips[1].path.endswith(third_tmp.name)
+    body = manifest(cfg, clips[1])
+    assert body["finish_reason"] == "sealed"
+    recovery = body["recovery"]
+    assert isinstance(recovery, dict)
+    assert "interrupted" not in recovery["note"] and "sealed" in recovery["note"]
+    stopped = datetime.fromisoformat(str(recovery["stopped_at"]))
+    assert abs((stopped - (WALL0 + timedelta(seconds=5.5))).total_seconds()) < 0.2

@@ -348,6 +348,9 @@ class Feedback:
 
     def on_event(self, event: StationEvent) -> None:
         name = self.event_sounds.get(event.kind)
+        if event.kind is EventKind.WAYBILL_LINKED and event.data.get("linked_to") == "order":
+            # Kept for a clip to come (the camera is lost), in none yet: no "linked" blip.
+            name = None
         if name is not None and not self._worker.submit(name):
             self.dropped += 1
 

@@ -56,7 +56,11 @@ class ScreenState:
             self.started_mono = time.monotonic()
             self.waybills, self.items, self.items_error, self.notice = [], None, None, None
             self.packer, self.kind = d.get("packer"), d.get("clip_kind") or "order"
-        elif k is EventKind.WAYBILL_LINKED and ev.order_id == self.order_id:
+        elif (
+            k is EventKind.WAYBILL_LINKED
+            and ev.order_id == self.order_id
+            and d.get("linked_to") != "order"  # kept for a clip to come: in none yet
+        ):
             self.waybills.append(str(d.get("waybill", "")))
         elif k is EventKind.ORDER_ITEMS and ev.order_id == self.order_id:
             self.items = list(d.get("items", [])) if "items" in d else None

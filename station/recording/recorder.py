@@ -138,6 +138,9 @@ def clock_step_s(
 
 JOURNAL_SUFFIX = ".open.json"
 FINISHED_KEPT = 256
+# The clips stopped last that a late read may still be linked to (``link_ended``): an order
+# cut by several camera losses has a clip for each; a read is decoded seconds late at most.
+STOPPED_KEPT = 16
 
 
 @dataclass
@@ -153,6 +156,7 @@ class _OpenClip:
     waybills: list[WaybillLink] = field(default_factory=list)
     events: list[tuple[float, ScanEventRecord]] = field(default_factory=list)
     finish_reason: str = ""
+    stopped_wall: datetime | None = None  # wall time of the last frame pushed at stop()
     scan_wall: datetime | None = None
     journal_first_wall: datetime | None = None  # first frame's wall time, known at start()
     journal_pre_roll_s: float = 0.0
@@ -175,6 +179,19 @@ class _LinkAfterSigning:
 
     clip: _OpenClip
     link: WaybillLink
+
+
+@dataclass(frozen=True)
+class Linked:
+    """Where ``Recorder.link_waybill`` or ``link_ended`` put a waybill. ``clip``: the clip's
+    name (its file name as started, without ``.mp4``; the final file adds ``-n`` only when
+    that name is taken). ``how``: "open" (the clip recording: in its signed manifest),
+    "manifest" (an ended clip still waiting for its last frames: in its signed manifest too),
+    "index" (an ended clip already being finished: in the index only, marked as linked after
+    signing)."""
+
+    clip: str
+    how: str
 
 
 @dataclass(frozen=True)
@@ -251,6 +268,7 @@ class Recorder:
         self._packets = PacketRing(cfg.session.pre_roll_s)
         self._closing: list[_OpenClip] = []  # stopped, waiting for their last packets
         self._last_pushed_t: float | None = None
+        self._last_pushed_wall: datetime | None = None
         self._routed_t: float | None = None  # camera time of the last packet out of the encoder
         self.on_finished = on_finished
         self.finalizers = finalizers
@@ -277,6 +295,7 @@ class Recorder:
         self._key_next = False  # the next frame pushed is one of them
         self._pending: queue.Queue[_OpenClip | _LinkAfterSigning | None] = queue.Queue()
         self._last_stopped: _OpenClip | None = None  # capture thread only
+        self._stopped: deque[_OpenClip] = deque(maxlen=STOPPED_KEPT)  # capture thread only
         self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
         self._finisher.start()
         # The latest results (tests, diagnostics); bounded, or a station running for months
@@ -311,7 +330,7 @@ class Recorder:
                 self._ask_keyframe(enc)
                 self._key_after = None
             enc.submit(image_i420, t, wall, label)
-            self._last_pushed_t = t
+            self._last_pushed_t, self._last_pushed_wall = t, wall
             if self._key_next:
                 self._keys_coming.append((t, wall))
                 self._key_next = False
@@ -427,10 +446,16 @@ class Recorder:
             self._open = None
         clip.finish_reason = reason
         self._last_stopped = clip
+        self._stopped.append(clip)
         log.info("order %r finished (%s); finishing clip", clip.order_id, reason)
         # Every frame pushed so far is the clip's; packets of those still in the encoder
         # follow (a V4L2 encoder keeps a few): the clip is finished once they are muxed.
-        clip.end_t = self._last_pushed_t
+        clip.end_t, clip.stopped_wall = self._last_pushed_t, self._last_pushed_wall
+        # Why and when it ended, durably now: the clip may wait for its last packets, and
+        # behind others for the finisher, for seconds; a power cut meanwhile must not leave
+        # recovery to call it "interrupted" (its manifest, and the next start's resume rule,
+        # would take a sealed packing for one the stop cut).
+        self._journal(clip, durable=True)
         if self._enc is not None:
             # The first frame after a clip is an IDR picture: the next clip's pre-roll can
             # start right where this one ended, not only at the next periodic keyframe.
@@ -549,33 +574,51 @@ class Recorder:
             clip.extra = {**clip.extra, key: value}
             return True
 
-    def link_waybill(self, waybill: str, carrier: str, t: float) -> None:
+    def link_waybill(self, waybill: str, carrier: str, t: float) -> Linked | None:
+        """Link a waybill read at camera time ``t`` to the open clip; None when no clip is
+        open (nothing linked: the caller must not say it was)."""
         clip = self._open
         if clip is None:
-            return
+            return None
+        linked = Linked(clip.tmp_path.stem, "open")
         if any(w.waybill == waybill for w in clip.waybills):
-            return
+            return linked
         clip.waybills.append(WaybillLink(waybill, carrier, self._rel(clip, t)))
         self._journal(clip)
+        return linked
 
-    def link_ended(self, order_id: str, waybill: str, carrier: str, t: float) -> str | None:
-        """Link a waybill read at camera time ``t`` to the clip of ``order_id`` stopped last (a
-        read decoded after the next clip began). "manifest": the clip was still waiting for
-        its last frames, so the link is in its signed manifest; "index": it was already being
-        finished, so the link goes in the index once it is indexed, marked as made after
-        signing; None: that clip is not the one stopped last, or had no frames."""
-        clip = self._last_stopped
-        if clip is None or clip.order_id != order_id or clip.first_t is None:
+    def link_ended(self, order_id: str, waybill: str, carrier: str, t: float) -> Linked | None:
+        """Link a waybill read at camera time ``t`` to the ended clip of ``order_id`` it was
+        read in (a read decoded after the next clip began, or after a camera loss cut it): the
+        last of the order's clips stopped lately that began at or before ``t`` (an order cut
+        by several losses has several; a read in the dark goes to the clip the loss cut).
+        ``Linked.how`` "manifest": the clip was still waiting for its last frames, so the
+        link is in its signed manifest; "index": it was already being finished, so the link
+        goes in the index once it is indexed, marked as made after signing; None: no such
+        clip with frames."""
+        clip = self._ended_clip(order_id, t)
+        if clip is None:
             return None
+        name = clip.tmp_path.stem
         if any(w.waybill == waybill for w in clip.waybills):
-            return "manifest"
+            return Linked(name, "manifest")
         link = WaybillLink(waybill, carrier, self._rel(clip, t))
         if any(c is clip for c in self._closing):  # still the capture thread's: not signed
             clip.waybills.append(link)
             self._journal(clip)
-            return "manifest"
+            return Linked(name, "manifest")
         self._pending.put(_LinkAfterSigning(clip, link))
-        return "index"
+        return Linked(name, "index")
+
+    def _ended_clip(self, order_id: str, t: float) -> _OpenClip | None:
+        """The clip of ``order_id`` stopped lately that a read stamped ``t`` was made in (or
+        after, in the dark): the last that began (its scan or its first frame) by ``t``."""
+        for clip in reversed(self._stopped):
+            if clip.order_id != order_id or clip.first_t is None:
+                continue
+            if min(clip.scan_t, clip.first_t) <= t + 1e-9:
+                return clip
+        return None
 
     def log_event(self, event: ScanEventRecord, t: float, *, in_clip: bool = True) -> None:
         """Attach a scan to the open clip, or index it on its own when no clip is open or
@@ -678,6 +721,10 @@ class Recorder:
             data["first_wall"] = first.isoformat(timespec="milliseconds")
         if clip.error:
             data["error"] = clip.error
+        if clip.finish_reason:  # it was stopped (or its writer failed)
+            data["finish_reason"] = clip.finish_reason
+        if clip.stopped_wall is not None:
+            data["stopped_wall"] = clip.stopped_wall.isoformat(timespec="milliseconds")
         return data
 
     def _journal(self, clip: _OpenClip, *, durable: bool = False, **more: Any) -> None:
@@ -776,6 +823,10 @@ class Recorder:
             return FinishedClip(clip.order_id, None, error)
         clip.error = clip.error or error
         meta = {**self.journal_data(clip), "finish_reason": FinishReason.INTERRUPTED.value}
+        # Its journal says so too (it said how the clip was stopped): should the salvage fail,
+        # the next start indexes it as salvaged now, with the error (unless the disk is too
+        # full for even this: then as stopped, its note saying it was not finished).
+        self._journal(clip, durable=True, finish_reason=FinishReason.INTERRUPTED.value)
         try:
             record = self.salvage(clip.tmp_path, meta)
         except Exception as exc:
@@ -832,14 +883,10 @@ class Recorder:
             log.warning("clip of order %r has no frames; not indexed", clip.order_id)
             return FinishedClip(clip.order_id, None, "no frames")
         final = self._final_path(clip)
-        # Journal where the clip goes and why it ended before it moves: a crash between the
-        # rename and the index leaves recovery everything it needs to index it as recorded.
-        self._journal(
-            clip,
-            durable=True,
-            finish_reason=clip.finish_reason,
-            final_path=final.relative_to(self.data_dir).as_posix(),
-        )
+        # Journal where the clip goes before it moves (why it ended is in it since stop()):
+        # a crash between the rename and the index leaves recovery everything it needs to
+        # index it as recorded.
+        self._journal(clip, durable=True, final_path=final.relative_to(self.data_dir).as_posix())
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(clip.tmp_path, final)
@@ -888,7 +935,7 @@ class Recorder:
             # salvage indexes it in place after the next clean clip, else the next start does.
             log.error("clip %s is on disk but could not be indexed: %s", rel, exc)
             if self.salvage is not None:
-                meta = {**self.journal_data(clip), "finish_reason": clip.finish_reason}
+                meta = self.journal_data(clip)
                 self._unsalvaged.append((final, {**meta, "final_path": rel}))
             return FinishedClip(clip.order_id, None, str(exc))
         journal_path(clip.tmp_path).unlink(missing_ok=True)

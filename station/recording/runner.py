@@ -565,29 +565,35 @@ class Station:
                     self.recorder.stop(action.reason.value, action.t)
             case ss.LinkWaybill(ended=True):
                 # A read of the order before, decoded after this clip began: to its clip.
-                how = self.recorder.link_ended(
+                linked = self.recorder.link_ended(
                     action.order_id, action.waybill, action.carrier, action.t
                 )
-                if how is None:
-                    log.warning("waybill %r of order %r linked to no clip: not the clip that"
-                                " ended last", action.waybill, action.order_id)  # fmt: skip
+                if linked is None:
+                    log.warning("waybill %r of order %r linked to no clip: no ended clip of it"
+                                " here", action.waybill, action.order_id)  # fmt: skip
                     return
-                log.info("waybill %r read at t=%.3f linked to the ended clip of order %r (%s)",
-                         action.waybill, action.t, action.order_id,
-                         "in its manifest" if how == "manifest" else
+                log.info("waybill %r read at t=%.3f linked to the ended clip %s of order %r (%s)",
+                         action.waybill, action.t, linked.clip, action.order_id,
+                         "in its manifest" if linked.how == "manifest" else
                          "in the index, after its manifest was signed")  # fmt: skip
                 self._emit(EventKind.WAYBILL_LINKED, action.t, action.order_id,
                            waybill=action.waybill, carrier=action.carrier,
-                           after_signing=how == "index")  # fmt: skip
+                           linked_to="ended-clip", clip=linked.clip,
+                           after_signing=linked.how == "index")  # fmt: skip
             case ss.LinkWaybill():
-                self.recorder.link_waybill(action.waybill, action.carrier, action.t)
-                self._emit(
-                    EventKind.WAYBILL_LINKED,
-                    action.t,
-                    action.order_id,  # not the state's: a waybill may end the clip
-                    waybill=action.waybill,
-                    carrier=action.carrier,
-                )
+                linked = self.recorder.link_waybill(action.waybill, action.carrier, action.t)
+                # (not the state's order: a waybill may end the clip)
+                where: dict[str, object] = {"linked_to": "order"}
+                if linked is not None:
+                    where = {"linked_to": "open-clip", "clip": linked.clip}
+                else:
+                    # No clip open (the order waits for the camera): the session keeps it
+                    # for that order's clip to come (StartClip.waybills); linked to none now,
+                    # and to none at all if the order is sealed in the dark.
+                    log.info("waybill %r of order %r kept for its clip to come: no clip is "
+                             "open", action.waybill, action.order_id)  # fmt: skip
+                self._emit(EventKind.WAYBILL_LINKED, action.t, action.order_id,
+                           waybill=action.waybill, carrier=action.carrier, **where)  # fmt: skip
             case ss.LogEvent():
                 wall = self._wall_at(action.t)
                 rec = ScanEventRecord(

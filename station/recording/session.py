@@ -98,8 +98,10 @@ class Idle:
     a camera read of that order stamped before then was made while its clip was open (decoded
     late), not a new packing of it.
 
-    ``last_began``: when the clip of ``last`` began (its order's scan), None when unknown: a
-    waybill read stamped between then and its end is that order's label, linked to its clip.
+    ``last_began``: when the clip of ``last`` began (its order's scan; its first clip's, for
+    one that resumed the order after a camera loss), None when unknown: a waybill read
+    stamped between then and its end is that order's label, linked to the clip it was read
+    in (``Recorder.link_ended`` picks it by the read's time).
 
     ``unrecorded``: the order whose clip was refused (or whose writer failed, or which timed
     out, stayed still or was finished for a full disk): it may be packed on with no clip, and
@@ -129,8 +131,9 @@ class Recording:
     ``previous``: the order whose clip ended last, before this one began (None for none), and
     ``previous_waybills`` the waybills linked to it: a camera read of one of them is that
     parcel, still at the table, not a next order or this order's waybill. ``previous_span``:
-    when its clip began and ended (None when unknown): a waybill read stamped in it, decoded
-    after this clip began, is that order's and is linked to its (ended) clip.
+    when its clip began (its first, through camera losses) and ended (None when unknown): a
+    waybill read stamped in it, decoded after this clip began, is that order's and is linked
+    to the (ended) clip it was read in.
 
     ``first_t``: when the order's first clip began, for a clip that resumes it after a camera
     loss (None: this clip is its first). The safety timeout counts from it.
@@ -582,16 +585,19 @@ def _before_clip(order: tuple[str, float], event: Scanned | PedalPress) -> LogEv
 def _late_waybill(state: State, event: Scanned | PedalPress) -> tuple[State, list[Action]] | None:
     """A waybill read stamped while the previous order's clip was open, decoded after this
     one began: that parcel's label, linked to its ended clip (None: not such a read). Or, in
-    a clip that resumes its order after a camera loss, one stamped while the clip the loss
-    cut was open: the order's own label, linked to that clip."""
+    a clip that resumes its order after a camera loss (or in the dark of a later loss, its
+    order waiting), one stamped while an earlier clip of the order a loss cut was open: the
+    order's own label, linked to that clip."""
+    began = _began(state)
     if (
-        isinstance(state, Recording)
+        isinstance(state, Recording | Suspended)
         and isinstance(event, Scanned)
         and event.code.kind is Kind.WAYBILL
         and state.first_t is not None
-        and state.first_t <= event.t < state.started_t
+        and began is not None
+        and state.first_t <= event.t < began[1]
     ):
-        return _label_before_the_loss(state, event)
+        return _label_before_the_loss(state, event, began)
     if not (
         isinstance(state, Recording)
         and isinstance(event, Scanned)
@@ -613,16 +619,20 @@ def _late_waybill(state: State, event: Scanned | PedalPress) -> tuple[State, lis
     return new, [replace(_log(event, note + ", linked to its ended clip"), in_clip=False), link]
 
 
-def _label_before_the_loss(state: Recording, event: Scanned) -> tuple[State, list[Action]]:
-    """``_late_waybill`` for a read of the resumed order's clip the loss cut."""
-    stamped = _stamped((state.order_id, state.started_t), event.t) + ": "
-    earlier = _earlier_label(state, event, state.order_id)
+def _label_before_the_loss(
+    state: Recording | Suspended, event: Scanned, began: tuple[str, float]
+) -> tuple[State, list[Action]]:
+    """``_late_waybill`` for a read of a clip a loss cut, of the order resumed (or waiting
+    for the camera), ``began``: that order and when its latest clip began."""
+    order_id = began[0]
+    stamped = _stamped(began, event.t) + ": "
+    earlier = _earlier_label(state, event, order_id)
     if earlier is not None:  # another parcel's label lying in view: linked to none
         return state, [replace(_log(event, stamped + earlier), in_clip=False)]
-    note = stamped + f"read before the camera was lost, {state.order_id}'s waybill"
+    note = stamped + f"read before the camera was lost, {order_id}'s waybill"
     if event.code.text in state.waybills:
         return state, [replace(_log(event, note + ", already linked"), in_clip=False)]
-    link = LinkWaybill(state.order_id, event.code.text, event.code.detail, event.t, ended=True)
+    link = LinkWaybill(order_id, event.code.text, event.code.detail, event.t, ended=True)
     logged = replace(_log(event, note + ", linked to its clip the loss cut"), in_clip=False)
     return state, [logged, link]
 
@@ -805,7 +815,8 @@ def _remember(old: State, new: State, actions: list[Action]) -> State:
     stops = [a for a in actions if isinstance(a, StopClip)]
     if isinstance(new, Recording) and any(isinstance(a, StartClip) for a in actions):
         if isinstance(old, Recording):
-            span = (old.started_t, stops[-1].t) if stops else None
+            # (from the order's first clip: a read in a clip a camera loss cut is its too)
+            span = (_first_t(old), stops[-1].t) if stops else None
             return replace(
                 new, previous=old.order_id, previous_waybills=old.waybills, previous_span=span
             )
@@ -823,7 +834,7 @@ def _remember(old: State, new: State, actions: list[Action]) -> State:
     links = tuple(a.waybill for a in actions if isinstance(a, LinkWaybill))
     waybills = tuple(dict.fromkeys((*old.waybills, *links)))
     last = (old.order_id, stops[-1].t)
-    return replace(new, last=last, last_waybills=waybills, last_began=old.started_t)
+    return replace(new, last=last, last_waybills=waybills, last_began=_first_t(old))
 
 
 def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]:
@@ -1065,7 +1076,8 @@ def _close_waiting(state: Suspended, t: float) -> Suspended:
     span = state.last_span
     if state.order_id is not None:  # its clip the loss cut, if it had one
         cut = state.order_id == state.order_at_loss and state.scanned_t is None
-        span = (state.since, state.lost_t) if cut and state.since is not None else None
+        began = state.first_t if state.first_t is not None else state.since  # its first clip
+        span = (began, state.lost_t) if cut and began is not None else None
     return replace(
         state,
         last_span=span,

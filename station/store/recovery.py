@@ -565,6 +565,19 @@ class Recovery:
             "note": "the recording was interrupted (station stopped, power cut or write error)"
             " and finalised by crash recovery",
         }
+        ended = meta.get("finish_reason")
+        if ended and ended != FinishReason.INTERRUPTED.value:
+            # Stopped (sealed, the next order, ...) and journaled so, then cut off while it
+            # waited for its last frames or for the finisher: what ended it is what it says.
+            # (A writer that failed as it finished journals "interrupted", unless the disk was
+            # too full for even that.)
+            recovery["note"] = (
+                f"the clip had ended ({ended}), but it was not finished: the station stopped"
+                " (power cut or crash), or its writer failed, before it was; finalised by"
+                " crash recovery"
+            )
+            if meta.get("stopped_wall"):
+                recovery["stopped_at"] = meta["stopped_wall"]
         if original:
             recovery["original"] = original
         if meta.get("error"):
