@@ -612,8 +612,8 @@ def test_the_seal_card_put_down_from_out_of_view_and_covered_soon_seals_nothing_
     PO-SIDE-A was sealed by hand, and covered 2 s later (it never lay there 5 s), before
     PO-SIDE-B is scanned; PO-SIDE-B's parcel is moved off it 9 s after its last read there.
     The card seen again where it stayed sealed PO-SIDE-B 6 s into its packing, the rest of it
-    unrecorded: it was never read nearer the camera than there, so it is lying, no seal. B is
-    sealed by hand."""
+    unrecorded: it was never read farther from the camera than there, so it is lying, no seal.
+    Held up to the camera (nearer), it seals B."""
     a, b = "PO-SIDE-A", "PO-SIDE-B"
     events = [
         {"at": 0.5, "kind": "key", "text": a},
@@ -621,18 +621,18 @@ def test_the_seal_card_put_down_from_out_of_view_and_covered_soon_seals_nothing_
         shown("SEAL", 2.5, 2.0, LAID),  # put down from the side, covered at 4.5
         {"at": 8.0, "kind": "key", "text": b},
         shown("SEAL", 13.5, 1.5, LAID),  # uncovered where it stayed
-        {"at": 19.0, "kind": "key", "text": "SEAL"},  # B sealed by hand (after the debounce)
-        {"at": 20.0, "kind": "end"},
+        shown("SEAL", 19.0, 1.5, UP),  # held up (after the debounce): seals B
+        {"at": 22.0, "kind": "end"},
     ]
     clips, ledger = run(station_cfg, events)
     assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "sealed"), (b, "sealed")]
     first, last = clips[1].events[0], clips[1].events[-1]
     assert first.t_clip_s is not None and last.t_clip_s is not None
-    assert last.t_clip_s - first.t_clip_s > 19.0 - 8.0 - 0.5  # sealed by hand, not at 13.5 s
+    assert last.t_clip_s - first.t_clip_s > 19.0 - 8.0 - 0.5  # sealed held up, not at 13.5 s
     assert [(e.kind, e.source, e.card) for e in clips[1].events] == [
         ("order", "script", ""),
         ("seal", "camera", LYING_CARD),
-        ("seal", "script", ""),
+        ("seal", "camera", ""),
     ]
     ledger.close()
 
