@@ -42,7 +42,8 @@ ORDERS = ("PO-A", "PO-B", "PO-C")
 WAYBILL = {o: f"SF10000000000{i}" for i, o in enumerate(ORDERS, 1)}  # each parcel's label
 ITEM = "6901234567892"  # a product's EAN-13
 MISREAD = "https://example.com/a?buyer=" + "x" * 80  # too long: rejected
-# Examples per run of the property (PACKCAM_ORACLE_EXAMPLES=3000 for a long hunt).
+# Examples per run of the property (PACKCAM_ORACLE_EXAMPLES=10000 and pytest --timeout=0 for a
+# long hunt: the 300 s bound per test cuts off more than about 5000 here).
 EXAMPLES = int(os.environ.get("PACKCAM_ORACLE_EXAMPLES", "500"))
 
 
