@@ -605,6 +605,38 @@ def test_the_seal_card_shown_then_put_down_and_covered_before_the_next_scan_seal
     ledger.close()
 
 
+def test_the_seal_card_put_down_from_out_of_view_and_covered_soon_seals_nothing_uncovered(
+    station_cfg: config_mod.Config,
+) -> None:
+    """The seal card, never shown, is put down in view by a hand coming from the side after
+    PO-SIDE-A was sealed by hand, and covered 2 s later (it never lay there 5 s), before
+    PO-SIDE-B is scanned; PO-SIDE-B's parcel is moved off it 9 s after its last read there.
+    The card seen again where it stayed sealed PO-SIDE-B 6 s into its packing, the rest of it
+    unrecorded: it was never read farther from the camera than there, so it is lying, no seal.
+    Held up to the camera (nearer), it seals B."""
+    a, b = "PO-SIDE-A", "PO-SIDE-B"
+    events = [
+        {"at": 0.5, "kind": "key", "text": a},
+        {"at": 2.0, "kind": "key", "text": "SEAL"},  # A sealed by hand
+        shown("SEAL", 2.5, 2.0, LAID),  # put down from the side, covered at 4.5
+        {"at": 8.0, "kind": "key", "text": b},
+        shown("SEAL", 13.5, 1.5, LAID),  # uncovered where it stayed
+        shown("SEAL", 19.0, 1.5, UP),  # held up (after the debounce): seals B
+        {"at": 22.0, "kind": "end"},
+    ]
+    clips, ledger = run(station_cfg, events)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(a, "sealed"), (b, "sealed")]
+    first, last = clips[1].events[0], clips[1].events[-1]
+    assert first.t_clip_s is not None and last.t_clip_s is not None
+    assert last.t_clip_s - first.t_clip_s > 19.0 - 8.0 - 0.5  # sealed held up, not at 13.5 s
+    assert [(e.kind, e.source, e.card) for e in clips[1].events] == [
+        ("order", "script", ""),
+        ("seal", "camera", LYING_CARD),
+        ("seal", "camera", ""),
+    ]
+    ledger.close()
+
+
 def test_the_seal_card_lying_while_the_order_was_recorded_seals_nothing_after_a_camera_loss(
     station_cfg: config_mod.Config,
 ) -> None:
@@ -641,21 +673,24 @@ def test_a_seal_card_held_up_still_at_the_same_place_for_each_order_seals_each(
 ) -> None:
     """A careful packer holds the seal card up at the same spot for 3 s, until the beep and a
     moment more, for every order: that is a gesture each time, not a card put down there. (The
-    showings for A and B were one stay there of 11 s: C's was taken as the card lying.)"""
+    showings for A and B were one stay there of 11 s: C's was taken as the card lying.) The
+    card was read on the table at the start, so that spot is known to be nearer the camera:
+    one never read farther away than where it was last shown is taken as lying there."""
     a, b, c = "PO-HOLD-A", "PO-HOLD-B", "PO-HOLD-C"
 
     def card(at: float) -> dict[str, object]:
         return {"at": at, "kind": "show", "code": "SEAL", "symbology": "qrcode",
-                "duration": 3.0, **HELD}  # fmt: skip
+                "duration": 3.0, **UP}  # fmt: skip
 
     events = [
-        {"at": 0.5, "kind": "key", "text": a},
-        card(3.0),  # seals A
-        {"at": 8.0, "kind": "key", "text": b},
-        card(14.0),  # held up again, at the same spot: seals B
-        {"at": 19.0, "kind": "key", "text": c},
-        card(25.0),  # and again: seals C
-        {"at": 30.0, "kind": "end"},
+        shown("SEAL", 0.0, 1.0, LAID),  # on the table at the start of the shift
+        {"at": 2.0, "kind": "key", "text": a},
+        card(6.0),  # seals A
+        {"at": 11.0, "kind": "key", "text": b},
+        card(17.0),  # held up again, at the same spot: seals B
+        {"at": 22.0, "kind": "key", "text": c},
+        card(28.0),  # and again: seals C
+        {"at": 33.0, "kind": "end"},
     ]
     clips, ledger = run(station_cfg, events)
     assert [(c.order_id, c.finish_reason) for c in clips] == [(o, "sealed") for o in (a, b, c)]
@@ -792,7 +827,7 @@ def test_a_camera_only_station_records_a_repack_after_the_repack_card_not_after_
         sheet(6.0),  # packed here: nothing
         shown("REPACK", 9.0, 1.5, HELD),
         sheet(11.0),  # the repack
-        shown("SEAL", 14.0, 1.5, HELD),
+        shown("SEAL", 14.0, 1.5, UP),  # held up nearer than at 3 s (there it would be lying)
         shown("REPACK", 17.0, 8.0, LAID),  # put down: read lying there from 22 on
         shown("REPACK", 31.0, 4.0, LAID),  # covered 25-31, seen again where it lay
         sheet(32.0),  # nothing

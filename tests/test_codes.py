@@ -599,8 +599,27 @@ def test_a_card_shown_at_one_spot_for_every_order_never_lies_there() -> None:
     """Held up still at the same spot for 3 s per order, each showing a new sighting: the
     showings do not add up to a card lying there (the third order's seal was ignored)."""
     card = Card()
-    for t in (0.0, 11.0, 22.0, 33.0):
+    card.sights(TABLE, 0.0, 1.0, new=True)  # read at the table once: HELD is nearer
+    for t in (2.0, 13.0, 24.0, 35.0):
         assert Sight.LYING not in card.sights(HELD, t, t + 3.0, new=True)
+
+
+def test_a_card_never_read_farther_than_where_it_stayed_is_lying_there_when_seen_again() -> None:
+    """Put down at the table by a hand from out of view (never shown), covered before it lay
+    there 5 s, uncovered 5 s or more after its last read and after the next order's scan: a
+    new sighting at no place where it lay, so a seal mid-packing. Nothing tells that spot
+    from one it was held up at, so it is lying there, however long it was covered (a missed
+    seal, not a false one); so is a card shown at one spot for every order and never read at
+    the table (its first showing acts). Read nearer than there (held up) it is shown."""
+    side, o, lying = Card(), Sight.OTHER, Sight.LYING
+    assert lying not in side.sights(TABLE, 0.0, 2.0, new=True)  # put down from the side
+    assert side.sights(TABLE, 15.0, 15.5, new=True, clip_began=8.0) == [lying] + [o] * 5
+    assert side.sights(TABLE, 600.0, new=True) == [lying]  # and again, much later
+    assert side.sights(HELD, 610.0, 610.5, new=True) == [o] * 6  # held up: shown
+    assert side.sights(HELD, 620.0, new=True, clip_began=615.0) == [o]  # there again: shown
+    held = Card()
+    assert held.sights(HELD, 0.0, 3.0, new=True) == [o] * 31  # shown: acts
+    assert held.sights(HELD, 11.0, new=True, clip_began=5.0) == [lying]  # not known held up
 
 
 def test_a_card_put_down_and_covered_for_moments_sooner_than_it_lies_is_lying() -> None:
@@ -613,7 +632,7 @@ def test_a_card_put_down_and_covered_for_moments_sooner_than_it_lies_is_lying() 
     assert lying not in card.sights(TABLE, 0.0, 2.0, new=True)  # put down
     assert card.sights(TABLE, 6.0, 7.0, new=True) == [lying] + [o] * 10  # covered for 4 s
     assert card.sights(TABLE, 11.0, 12.0, new=True) == [lying] + [o] * 10  # and again
-    assert card.sights(TABLE, 17.5, new=True) == [o]  # 5.5 s covered: held up there, as ever
+    assert card.sights(TABLE, 17.5, new=True) == [lying]  # 5.5 s: never read farther away
     assert card.sights(HELD, 18.0, 18.5, new=True) == [o] * 6  # held up elsewhere: shown
     assert card.sights(HELD, 30.0, new=True) == [o]  # at the same spot for the next order
 
@@ -627,9 +646,11 @@ def test_a_card_read_where_it_lies_while_the_open_clip_runs_is_lying_there() -> 
     card.sights(TABLE, 0.0, 2.0, new=True)  # put down; the next order scanned at 1.0
     assert card.sights(TABLE, 30.0, 30.5, new=True, clip_began=1.0) == [lying] + [o] * 5
     assert card.sights(TABLE, 60.0, new=True, clip_began=1.0) == [lying]  # and again
-    assert card.sights(TABLE, 90.0, new=True, clip_began=70.0) == [o]  # not in this clip
+    # Not read in this clip, but never read farther from the camera either: lying too
+    assert card.sights(TABLE, 90.0, new=True, clip_began=70.0) == [lying]
     held = Card()
-    for t, began in ((0.0, None), (11.0, 5.0), (22.0, 16.0)):
+    held.sights(TABLE, 0.0, 1.0, new=True)  # read at the table once: HELD is nearer
+    for t, began in ((2.0, None), (11.0, 6.0), (22.0, 17.0)):
         assert held.sights(HELD, t, t + 3.0, new=True, clip_began=began)[0] is o
 
 
@@ -640,7 +661,7 @@ def test_a_card_put_down_from_where_it_was_shown_lies_there_however_long_it_is_c
     and 5 s or more after its last read there, so a seal, ending that order's clip
     mid-packing. Lowered from where it was shown and left there, it was put down: seen again
     there it is lying, however long it was covered. Shown at a spot for every order is not
-    putting it down, nor is a card first read at the table (no showing before it there)."""
+    putting it down."""
     card, o, lying = Card(), Sight.OTHER, Sight.LYING
     assert lying not in card.sights(HELD, 0.0, 1.5, new=True)  # shown: seals the open order
     assert lying not in card.sights(TABLE, 2.0, 3.5)  # put down, covered at 3.5
@@ -649,9 +670,9 @@ def test_a_card_put_down_from_where_it_was_shown_lies_there_however_long_it_is_c
     assert card.sights(TABLE, 40.0, new=True, clip_began=30.0) == [lying]  # and again, later
     assert card.sights(HELD, 50.0, 51.0, new=True) == [o] * 11  # held up again: shown
     assert card.sights(HELD, 60.0, new=True) == [o]  # at the same spot for the next order
-    first = Card()  # first read lying at the table (put down from out of view): as before
-    assert lying not in first.sights(TABLE, 0.0, 2.0, new=True)
-    assert first.sights(TABLE, 15.0, new=True, clip_began=8.0) == [o]
+    first = Card()  # first read lying at the table (put down from out of view): lying too,
+    assert lying not in first.sights(TABLE, 0.0, 2.0, new=True)  # never read farther away
+    assert first.sights(TABLE, 15.0, new=True, clip_began=8.0) == [lying]
 
 
 @given(
@@ -678,6 +699,29 @@ def test_a_card_put_down_from_a_showing_is_lying_at_every_uncovering(
         sights = card.sights(TABLE, t, t + read_s, new=True, clip_began=began)
         assert sights[0] is Sight.LYING, (t, began)
         t += read_s
+
+
+@given(
+    laid_s=st.floats(0.1, 4.8),
+    covers=st.lists(st.tuples(st.floats(3.1, 600.0), st.floats(0.0, 4.8)), min_size=1, max_size=5),
+    scan_after=st.floats(0.0, 20.0),
+)
+def test_a_card_put_down_from_out_of_view_is_lying_at_every_uncovering(
+    laid_s: float, covers: list[tuple[float, float]], scan_after: float
+) -> None:
+    """Never shown: first read at the table for ``laid_s`` (less than it takes to lie there),
+    then covered and uncovered there again and again, the next order scanned at any time: no
+    uncovering is a showing (a seal ending that order's clip mid-packing); held up nearer the
+    camera after, it is one."""
+    card = Card()
+    card.sights(TABLE, 0.0, laid_s, new=True)
+    t, began = laid_s, laid_s + scan_after
+    for covered, read_s in covers:
+        t += covered
+        sights = card.sights(TABLE, t, t + read_s, new=True, clip_began=began)
+        assert sights[0] is Sight.LYING, (t, began)
+        t += read_s
+    assert card.sights(HELD, t + 5.0, new=True, clip_began=t + 1.0) == [Sight.OTHER]
 
 
 @given(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ ORDERS = ("PO-A", "PO-B", "PO-C")
 WAYBILL = {o: f"SF10000000000{i}" for i, o in enumerate(ORDERS, 1)}  # each parcel's label
 ITEM = "6901234567892"  # a product's EAN-13
 MISREAD = "https://example.com/a?buyer=" + "x" * 80  # too long: rejected
+# Examples per run of the property (PACKCAM_ORACLE_EXAMPLES=10000 and pytest --timeout=0 for a
+# long hunt: the 300 s bound per test cuts off more than about 5000 here).
+EXAMPLES = int(os.environ.get("PACKCAM_ORACLE_EXAMPLES", "500"))
 
 
 @dataclass
@@ -366,6 +370,7 @@ class Table(FakeCamera):
         self.dark = False
         self.still = False  # the frames to come are the same as the last one
         self.grey = 0
+        self.done = False  # the script is played out: no frame follows
 
     def _intend(self, stamp: float, source: str, what: str) -> None:
         self.intents.append(Intent(stamp, len(self.intents), source, what))
@@ -373,6 +378,7 @@ class Table(FakeCamera):
     def read(self, timeout: float = 2.0) -> Frame | None:
         while self.frames_left == 0:
             if not self.script:
+                self.done = True
                 return None
             step, *args = self.script.pop(0)
             if step in ("frames", "still"):
@@ -412,10 +418,14 @@ class Table(FakeCamera):
 class Desk:
     """The scan source: hands the station what the script did since the last poll, in time
     order, as the oracle resolves it; and tells the oracle of each new frame (before what
-    was made after it was shot)."""
+    was made after it was shot). The oracle hears each input when the station acts on it: one
+    stamped after the frame it came with (``typed``) waits, as in the station, for a later
+    frame (or the end of input), and a camera read of an earlier frame decoded meanwhile acts
+    before it (runner.INPUT_AHEAD_S)."""
 
     def __init__(self, table: Table, oracle: Oracle) -> None:
         self.table, self.oracle = table, oracle
+        self.waiting: list[tuple[float, InputEvent]] = []  # handed over, not yet acted on
 
     def start(self) -> None:
         pass
@@ -424,21 +434,59 @@ class Desk:
         pass
 
     def poll(self, now: float) -> list[InputEvent]:
-        due = sorted(self.table.intents, key=lambda i: (i.stamp, i.seq))
+        new = sorted(self.table.intents, key=lambda i: (i.stamp, i.seq))
         self.table.intents = []
+        # In the station's order: what waited first, then what came now, by stamp.
+        held = self.waiting
+        due: list[tuple[float, Intent | InputEvent]] = [*held, *((i.stamp, i) for i in new)]
+        due.sort(key=lambda d: d[0])
+        self.waiting = []
         out = []
-        for intent in due:
-            if intent.stamp > now and (
-                self.oracle.last_frame is None or now > self.oracle.last_frame
-            ):
+        for stamp, item in due:
+            acts = stamp <= now or self.table.done
+            if not acts and (self.oracle.last_frame is None or now > self.oracle.last_frame):
                 self.oracle.frame(now)  # made after the frame at ``now`` was shot
-            ev = self.oracle.resolve(intent.stamp, intent.source, intent.what)
-            if ev is not None:
-                self.oracle.hear(ev)
+            if isinstance(item, Intent):
+                ev = self._resolve(stamp, item, acts, [*held, *self.waiting])
+                if ev is None:
+                    continue
                 out.append(ev)
+            else:
+                ev = item
+            if acts:
+                self.oracle.hear(ev)
+            else:
+                self.waiting.append((stamp, ev))
         if self.oracle.last_frame is None or now > self.oracle.last_frame:
             self.oracle.frame(now)
         return out
+
+    def _resolve(
+        self, stamp: float, intent: Intent, acts: bool, waiting: list[tuple[float, InputEvent]]
+    ) -> InputEvent | None:
+        """The scan ``intent`` makes: the oracle's, but a label scanned by hand that waits is
+        the parcel's whose order was scanned (or typed, waiting too) last before it, and a
+        camera read of another order's sheet stamped before such a label, decoded after it was
+        handed over, is left undecoded (the script cannot say which parcel's label that was)."""
+        labels = [
+            (t, ev.text)
+            for t, ev in waiting
+            if isinstance(ev, RawScan) and ev.text in WAYBILL.values()
+        ]
+        ev = self.oracle.resolve(stamp, intent.source, intent.what)
+        if (
+            isinstance(ev, RawScan)
+            and ev.source == "camera"
+            and ev.text in ORDERS
+            and any(t > stamp and text != WAYBILL[ev.text] for t, text in labels)
+        ):
+            return None
+        if isinstance(ev, RawScan) and intent.what == "WAYBILL" and not acts:
+            typed = [e.text for _t, e in self.waiting if isinstance(e, RawScan)]
+            orders = [text for text in typed if text in ORDERS]
+            if orders:
+                ev = replace(ev, text=WAYBILL[orders[-1]])
+        return ev
 
 
 class Captions:
@@ -607,6 +655,15 @@ ENDED_BY_ITS_LABEL_IN_THE_DARK = [
 ]  # fmt: skip
 
 
+# PO-A's label typed after the first frame was shot, waiting for the next; the camera's read of
+# PO-B's sheet in that frame decoded after it (acting first in the station): the script cannot
+# say whose label the packer scanned, so that read is left undecoded (with the original oracle,
+# hearing the label first, it failed both ways).
+TYPED_LABEL_BEFORE_A_LATE_SHEET = [
+    ("hand", "PO-A"), ("typed", "WAYBILL"), ("frames", 1), ("cam", "PO-B"), ("frames", 1),
+]  # fmt: skip
+
+
 # PO-A sealed; its label, read after the seal, decoded after PO-B was scanned, PO-B's clip
 # refused (PO-B packed with no clip); PO-C scanned once clips are allowed again.
 LATE_LABEL_BEFORE_A_REFUSED_ORDER = [
@@ -624,7 +681,7 @@ LATE_LABEL_BEFORE_AN_UNSIGNED_ORDER = [
 ]  # fmt: skip
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(steps, max_size=40), st.sampled_from([0, 3]), st.booleans(), st.booleans())
 # What it found: the next order's pre-roll on a parcel whose clip timed out; the same after
 # a camera blink; A and B scanned in one frame interval after it; with waybill_ends_clip, the
@@ -659,6 +716,11 @@ LATE_LABEL_BEFORE_AN_UNSIGNED_ORDER = [
 # that clip and ended it. A parcel's label read before the next order was scanned, decoded
 # after it, with that order's clip refused (the disk, no packer signed in): it ended that
 # order's packing with no clip, and the next order's pre-roll reached back into its parcel.
+# The oracle heard a hand scan typed after the first frame was shot (waiting in the station for
+# the next frame) before the camera's read of that frame, decoded after it: the camera saw the
+# order's sheet first, and the station rightly opened its clip at that read (the oracle's model
+# was wrong; found in a 3000-example run). Heard so, a label typed after the next order (both
+# waiting for the next frame) was taken for the parcel's before (the oracle's again).
 @example([("hand", "PO-A"), ("frames", 16), ("hand", "PO-B"), ("frames", 1)], 0, False, False)
 @example(
     [("hand", "PO-A"), ("frames", 16), ("lose", 0), ("frames", 8), ("hand", "PO-B"),
@@ -742,6 +804,12 @@ LATE_LABEL_BEFORE_AN_UNSIGNED_ORDER = [
 @example([("frames", 16), ("cam", "PO-A"), ("cam", "PO-B"), ("frames", 16)], 0, False, False)
 @example(LATE_LABEL_BEFORE_A_REFUSED_ORDER, 0, False, False)
 @example(LATE_LABEL_BEFORE_AN_UNSIGNED_ORDER, 0, True, False)
+@example([("typed", "PO-A"), ("still", 1), ("cam", "PO-A")], 0, False, False)
+@example(
+    [("hand", "PO-A"), ("typed", "PO-B"), ("typed", "WAYBILL"), ("frames", 2)], 0, False, False
+)
+@example(TYPED_LABEL_BEFORE_A_LATE_SHEET, 0, False, False)
+@example(TYPED_LABEL_BEFORE_A_LATE_SHEET, 0, False, True)
 def test_every_frame_of_a_clip_is_of_its_own_order(
     script: list[tuple[Any, ...]], lag: int, require_packer: bool, waybill_ends: bool
 ) -> None:

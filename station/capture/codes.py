@@ -394,9 +394,9 @@ LABEL_MEMORY_S = 3600.0
 # scanned and its box fetched, mostly far longer (in one sighting: showings at one spot, order
 # after order, never add up to it). One covered sooner is lying where it stayed when seen
 # there again within this long, or after the open order began to be recorded, or at any time
-# where it was put down from a showing (``Lying.seen``); a card is not shown again at the very
-# spot so soon, nor was it in view unmoved while the order was packed, nor is it shown at the
-# table.
+# where it was put down from a showing or that is no nearer than its farthest read
+# (``Lying.seen``); a card is not shown again at the very spot so soon, nor was it in view
+# unmoved while the order was packed, nor is it shown at the table.
 LYING_S = 5.0
 
 # A read this much larger (its box's longer side) than the place where the card lay is nearer
@@ -427,6 +427,11 @@ def _larger(a: Box, b: Box) -> Box:
     return b if max(b[2] - b[0], b[3] - b[1]) > max(a[2] - a[0], a[3] - a[1]) else a
 
 
+def _smaller(a: Box, b: Box) -> Box:
+    """The farther of two reads: the one with the shorter longest side (``a`` when equal)."""
+    return b if max(b[2] - b[0], b[3] - b[1]) < max(a[2] - a[0], a[3] - a[1]) else a
+
+
 def _stayed(t: float, last: float, clip_began: float | None) -> bool:
     """Whether a card last read where it stayed at ``last`` and read there again at ``t`` lay
     there: covered for a moment, or in view while the clip open since ``clip_began`` ran."""
@@ -455,6 +460,9 @@ class _Place:
     peak: Box | None = None
     # Whether it was put down where it stayed: lowered there from nearer in one sighting
     put: bool = False
+    # Its farthest read (shortest side) in this timeline: the card at the table, when it was
+    # ever read there; a place nearer than that (HELD_UP) is one it was held up at
+    low: Box | None = None
 
 
 @dataclass(frozen=True)
@@ -492,8 +500,14 @@ class Lying:
         scan). So is one there however long after, when it was put down there: lowered
         there from a read nearer the camera (``HELD_UP``) in one sighting (a card shown, then
         laid on the table, and covered before it lay there ``LYING_S``; shown at one spot for
-        every order, each stay starts a sighting of its own). The stays still do not add up:
-        only lying unmoved for ``LYING_S`` makes a place its lay.
+        every order, each stay starts a sighting of its own). So is one there however long
+        after when that place is not ``HELD_UP`` nearer than the code's farthest read (its
+        shortest box) in this timeline: nothing tells it from a place at the table (a card
+        put down from out of view, never shown, covered before it lay there ``LYING_S`` and
+        uncovered in the next order's clip sealed that order mid-packing). A card shown at one
+        spot for every order is shown each time once it was read at the table; never read
+        farther away, only its first showing there acts (a missed seal, not a false one). The
+        stays still do not add up: only lying unmoved for ``LYING_S`` makes a place its lay.
 
         That place is kept when the card is then read elsewhere (a parcel sliding over it,
         the card picked up): only lying unmoved at another place replaces it. A timeline
@@ -504,13 +518,21 @@ class Lying:
         lay = prev.lay if prev is not None else None
         stay = prev.stay if prev is not None else None
         sight = Sight.LYING if lay is not None and same_place(box, lay) else Sight.OTHER
+        low = prev.low if prev is not None else None
         if (
             new
             and stay is not None
             and same_place(box, stay[0])
-            and ((prev is not None and prev.put) or _stayed(t, stay[1], clip_began))
+            and (
+                (prev is not None and prev.put)
+                or _stayed(t, stay[1], clip_began)
+                # never read farther from the camera than there: not known to be held up
+                or low is None
+                or not _nearer(stay[0], low)
+            )
         ):
             sight = Sight.LYING  # uncovered where it stayed: not shown
+        low = box if low is None else _smaller(low, box)
         peak = box if new or prev is None or prev.peak is None else _larger(prev.peak, box)
         if prev is not None and same_place(box, prev.at) and not new:
             # Stays there: put down, if lowered there from a read nearer in this sighting (a
@@ -518,11 +540,11 @@ class Lying:
             put = (prev.stay is not None and same_place(prev.at, prev.stay[0]) and prev.put) or (
                 prev.peak is not None and _nearer(prev.peak, prev.at)
             )
-            place = replace(prev, last=t, stay=(prev.at, t), peak=peak, put=put)
+            place = replace(prev, last=t, stay=(prev.at, t), peak=peak, put=put, low=low)
         else:
             up = prev.up if prev is not None else False
             put = prev.put if prev is not None else False
-            place = _Place(box, t, t, lay, up, stay, peak, put)
+            place = _Place(box, t, t, lay, up, stay, peak, put, low)
         if lay is not None and not _nearer(box, lay):
             place = replace(place, up=False)  # at the table again
         elif lay is not None and not place.up and (new or place.since < t):
