@@ -550,8 +550,11 @@ class Station:
                         del self._started_orders[next(iter(self._started_orders))]
                     # repack: this station's own index made it one (announced just below);
                     # the fleet duplicate check then links it without a second warning.
+                    # waybills: those the clip starts with (scanned while the camera was
+                    # lost), announced "kept" then: the screen lists them under this clip.
                     self._emit(EventKind.ORDER_STARTED, action.t, action.order_id,
                                packer=action.packer, clip_kind=action.kind.value,
+                               waybills=list(action.waybills),
                                repack=bool(repack), resumed=action.after_restart
                                or action.resumed_after_s is not None)  # fmt: skip
                     if repack:
