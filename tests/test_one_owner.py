@@ -944,3 +944,44 @@ def test_the_screen_lists_the_waybill_scanned_in_the_dark_under_the_clip_that_na
     assert started == [[LABEL]]
     before_seal = [w for k, w in on_b if k is EventKind.WAYBILL_LINKED][-1]
     assert before_seal == [LABEL, other]
+
+
+def test_a_late_waybill_for_a_clip_never_indexed_is_announced_unlinked_not_linked(
+    cfg: config_mod.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PO-A's waybill read by the camera at 3.5, decoded at 6.0, long after PO-B's scan ended
+    PO-A's clip and handed it to the finisher: the link can go in the index only, once PO-A
+    is indexed. The index refuses PO-A's row (a full disk). The station announced
+    "waybill-linked" (ended-clip, after signing) at once, for a link that landed nowhere;
+    it announces "waybill-unlinked" (the buzz, the screen's notice, the webhook) instead."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS).replace("scanner", camera_decode=False)
+    wb = "SF1234567890123"
+    scans = [
+        _kb("PO-A", 0.5),
+        _kb("PO-B", 4.0),
+        (6.0, RawScan(wb, "camera", 3.5, "code128")),
+        _kb("SEAL", 8.0),
+    ]
+    asm = late_station(cfg, scans, seed=8, end=9.0)
+    add_clip = asm.ledger.add_clip
+
+    def full_for_a(record: ClipRecord) -> int:
+        if record.order_id == "PO-A":
+            raise RecordingError("database or disk is full")
+        return add_clip(record)
+
+    monkeypatch.setattr(asm.ledger, "add_clip", full_for_a)
+    heard = EventRecorder()
+    screen = ScreenWaybills(cfg.station.name)
+    assert asm.events is not None
+    asm.events.add(heard)
+    asm.events.add(screen)
+    with ran(asm) as ledger:
+        found = ledger.search_rows(ClipSearch(q=wb))
+    assert found == []
+    about = [e for e in heard.events if e.data.get("waybill") == wb]
+    assert [(e.kind, e.order_id) for e in about] == [(EventKind.WAYBILL_UNLINKED, "PO-A")]
+    assert "not indexed" in about[0].data["why"] and about[0].data["clip"]
+    notice = screen.state.notice
+    assert notice is not None
+    assert (notice["kind"], notice["order_id"]) == ("waybill-unlinked", "PO-A")

@@ -85,7 +85,12 @@ class ScreenState:
                 self.state = "sealed" if ok else "error"
                 self.order_id, self.started_at, self.started_mono = None, None, None
                 self.waybills = []
-        elif k in (EventKind.SCAN_REFUSED, EventKind.SCAN_UNREADABLE, EventKind.DUPLICATE_ORDER):
+        elif k in (
+            EventKind.SCAN_REFUSED,
+            EventKind.SCAN_UNREADABLE,
+            EventKind.DUPLICATE_ORDER,
+            EventKind.WAYBILL_UNLINKED,
+        ):
             self.notice = {
                 "kind": k.value,
                 "order_id": ev.order_id,
