@@ -583,7 +583,7 @@ class Station:
                 log.info("waybill %r read at t=%.3f linked to the ended clip %s of order %r (%s)",
                          action.waybill, action.t, linked.clip, action.order_id,
                          "in its manifest" if linked.how == "manifest" else
-                         "in the index, after its manifest was signed")  # fmt: skip
+                         "queued for the index: its manifest is already signed")  # fmt: skip
                 if linked.how == "index":
                     return  # announced once the index has it, or could not take it
                 self._emit(EventKind.WAYBILL_LINKED, action.t, action.order_id,
