@@ -188,7 +188,14 @@ CAMERA_SYMBOLOGIES = ("code128", "code39", "qrcode", "datamatrix", "ean13", "ean
 PRODUCT_SYMBOLOGIES = frozenset({"ean13", "ean8", "upca", "upce"})
 # What a [codes] control card does (station.capture.codes).
 CONTROL_COMMANDS = ("seal", "test", "signout", "return", "repack")
-WEBHOOK_EVENTS = ("clip.finished", "clip.failed", "clip.archived", "alarm.raised", "alarm.cleared")
+WEBHOOK_EVENTS = (
+    "clip.finished",
+    "clip.failed",
+    "clip.archived",
+    "alarm.raised",
+    "alarm.cleared",
+    "waybill.unlinked",
+)
 FEEDBACK_OUTPUTS = ("none", "alsa", "log")
 FEEDBACK_VOICES = ("none", "en", "zh")
 

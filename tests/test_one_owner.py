@@ -23,6 +23,7 @@ from station.capture.synthetic import Scenario, SyntheticCamera
 from station.errors import RecordingError
 from station.floor.events import EventKind, EventRecorder
 from station.floor.feedback import Feedback, RecordingSink, prepare_sounds
+from station.floor.screen import ScreenState
 from station.proof.verify import verify_clip
 from station.recording.recorder import FinishedClip
 from station.runtime.faults import FlakyCamera, Outage
@@ -890,3 +891,97 @@ def test_a_waybill_scanned_while_the_camera_is_lost_is_announced_as_what_happene
     assert "clip" not in linked[0].data
     assert clips[1].path.endswith(f"{linked[1].data['clip']}.mp4")
     assert [p.name for p in sink.played].count("waybill-linked") == 1
+
+
+class ScreenWaybills:
+    """A listener folding events into the station screen's state, noting after each event the
+    waybills the screen lists under the order on screen."""
+
+    def __init__(self, station: str) -> None:
+        self.state = ScreenState(station)
+        self.seen: list[tuple[EventKind, str | None, list[str]]] = []
+
+    def on_event(self, event: Any) -> None:
+        self.state.apply(event)
+        self.seen.append((event.kind, event.order_id, list(self.state.waybills)))
+
+
+def test_the_screen_lists_the_waybill_scanned_in_the_dark_under_the_clip_that_names_it(
+    cfg: config_mod.Config,
+) -> None:
+    """PO-B and its label scanned by hand while the camera is lost: the clip that starts when
+    the camera is back names the label (its manifest, its index row), yet the screen cleared
+    its waybill list on order-started and showed none: the packer saw no label for PO-B. The
+    screen lists it from the moment the clip starts."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS, read_timeout_s=0.5)
+    cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
+    cfg = cfg.replace("session", pre_roll_s=1.0, max_duration_s=60.0, still_timeout_s=0.0)
+    other = "YT1234567890123"
+    scans = [
+        _kb("PO-A", 0.5),
+        _kb("SEAL", 3.0),
+        _kb("PO-B", 4.55),
+        _kb(LABEL, 4.6),
+        _kb(other, 6.0),
+        _kb("SEAL", 8.0),
+    ]
+    scenario = Scenario.from_dict({"seed": 4, "event": [{"at": 10.0, "kind": "end"}]})
+    cam = FlakyCamera(SyntheticCamera(W, H, FPS, scenario, realtime=False), [Outage(45, 2)])
+    asm = assemble(cfg, camera=cam, live_view=False)
+    asm.station.scan_sources.append(LateScans(scans))
+    screen = ScreenWaybills(cfg.station.name)
+    assert asm.events is not None
+    asm.events.add(screen)
+    try:
+        asm.station.run(threading.Event())
+        clips = asm.ledger.clips()
+    finally:
+        asm.close()
+    assert asm.station.stats.camera_losses == 1
+    assert [w.waybill for w in clips[1].waybills] == [LABEL, other]
+    on_b = [(k, w) for k, order, w in screen.seen if order == "PO-B"]
+    started = [w for k, w in on_b if k is EventKind.ORDER_STARTED]
+    assert started == [[LABEL]]
+    before_seal = [w for k, w in on_b if k is EventKind.WAYBILL_LINKED][-1]
+    assert before_seal == [LABEL, other]
+
+
+def test_a_late_waybill_for_a_clip_never_indexed_is_announced_unlinked_not_linked(
+    cfg: config_mod.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PO-A's waybill read by the camera at 3.5, decoded at 6.0, long after PO-B's scan ended
+    PO-A's clip and handed it to the finisher: the link can go in the index only, once PO-A
+    is indexed. The index refuses PO-A's row (a full disk). The station announced
+    "waybill-linked" (ended-clip, after signing) at once, for a link that landed nowhere;
+    it announces "waybill-unlinked" (the buzz, the screen's notice, the webhook) instead."""
+    cfg = cfg.replace("camera", width=W, height=H, fps=FPS).replace("scanner", camera_decode=False)
+    wb = "SF1234567890123"
+    scans = [
+        _kb("PO-A", 0.5),
+        _kb("PO-B", 4.0),
+        (6.0, RawScan(wb, "camera", 3.5, "code128")),
+        _kb("SEAL", 8.0),
+    ]
+    asm = late_station(cfg, scans, seed=8, end=9.0)
+    add_clip = asm.ledger.add_clip
+
+    def full_for_a(record: ClipRecord) -> int:
+        if record.order_id == "PO-A":
+            raise RecordingError("database or disk is full")
+        return add_clip(record)
+
+    monkeypatch.setattr(asm.ledger, "add_clip", full_for_a)
+    heard = EventRecorder()
+    screen = ScreenWaybills(cfg.station.name)
+    assert asm.events is not None
+    asm.events.add(heard)
+    asm.events.add(screen)
+    with ran(asm) as ledger:
+        found = ledger.search_rows(ClipSearch(q=wb))
+    assert found == []
+    about = [e for e in heard.events if e.data.get("waybill") == wb]
+    assert [(e.kind, e.order_id) for e in about] == [(EventKind.WAYBILL_UNLINKED, "PO-A")]
+    assert "not indexed" in about[0].data["why"] and about[0].data["clip"]
+    notice = screen.state.notice
+    assert notice is not None
+    assert (notice["kind"], notice["order_id"]) == ("waybill-unlinked", "PO-A")

@@ -14,7 +14,7 @@ from recorder_support import HeldBack, encoded_recorder
 
 from station import config as config_mod
 from station.errors import LedgerError, RecordingError
-from station.recording.recorder import Recorder, journal_path
+from station.recording.recorder import LateLink, Recorder, journal_path
 from station.recording.stream import EncodedPacket, stream_factories
 from station.store.ledger import Ledger, ScanEventRecord
 
@@ -202,8 +202,10 @@ def test_a_waybill_of_the_clip_stopped_last_is_linked_to_it(
 ) -> None:
     """A waybill read while A's clip was open, decoded after B's began, goes to A's clip: in
     its signed manifest while A still waits for its last packets; once A is being finished,
-    in the index only, marked as linked after signing (the manifest cannot change)."""
+    in the index only, marked as linked after signing (the manifest cannot change), and told
+    to ``done`` once its index row is written."""
     cfg = rec_cfg.replace("recorder", keyframe_interval_s=1.0)
+    told: list[LateLink] = []
     enc, mux = stream_factories(cfg.recorder, W, H, FPS)
     rec = Recorder(cfg, ledger, encoder=lambda: HeldBack(enc()), muxer=mux)
     frame = np.zeros((H * 3 // 2, W), np.uint8)
@@ -220,7 +222,7 @@ def test_a_waybill_of_the_clip_stopped_last_is_linked_to_it(
                 if signed:
                     rec.wait_idle()  # A is finished and indexed
                 assert rec.link_ended("B", wb, "SF", 1.5) is None  # still open: no ended clip
-                linked = rec.link_ended("A", wb, "SF", 1.5)
+                linked = rec.link_ended("A", wb, "SF", 1.5, done=told.append)
                 assert linked is not None and linked.how == ("index" if signed else "manifest")
             label = "A" if 1 <= i < 20 else "B"
             rec.push(frame, t, WALL0 + timedelta(seconds=t), label)
@@ -234,6 +236,9 @@ def test_a_waybill_of_the_clip_stopped_last_is_linked_to_it(
     assert (row["linked_utc"] is not None) is signed
     manifest = json.loads((cfg.station.data_dir / a.manifest_path).read_text())
     assert [w["waybill"] for w in manifest["waybills"]] == ([] if signed else [wb])
+    assert [(t.order_id, t.link.waybill, t.error) for t in told] == (
+        [("A", wb, None)] if signed else []
+    )
 
 
 def test_a_stopped_clip_waiting_for_its_last_packets_has_its_end_journaled(

@@ -51,6 +51,20 @@ def test_a_waybill_kept_for_a_clip_to_come_is_not_listed_as_the_recording_orders
     assert s.to_json()["waybills"] == ["SF2"]
 
 
+def test_the_waybills_a_clip_starts_with_are_listed_from_its_start() -> None:
+    """The camera back after a loss: the clip that starts names the waybill scanned in the
+    dark (announced "kept for the order's clip" then); the screen lists it under that clip,
+    and a waybill linked later joins it."""
+    s = ScreenState("桌1")
+    s.apply(ev(EventKind.ORDER_STARTED, "PO-0"))
+    s.apply(ev(EventKind.WAYBILL_LINKED, "PO-0", waybill="SF0", linked_to="open-clip", clip="a"))
+    s.apply(ev(EventKind.WAYBILL_LINKED, "PO-1", waybill="SF1", linked_to="order"))
+    assert s.apply(ev(EventKind.ORDER_STARTED, "PO-1", waybills=["SF1"], resumed=True))
+    assert s.to_json()["waybills"] == ["SF1"]
+    s.apply(ev(EventKind.WAYBILL_LINKED, "PO-1", waybill="SF2", linked_to="open-clip", clip="b"))
+    assert s.to_json()["waybills"] == ["SF1", "SF2"]
+
+
 def test_a_clip_sealed_after_the_next_order_started_keeps_the_new_order_on_screen() -> None:
     s = ScreenState("桌1")
     s.apply(ev(EventKind.ORDER_STARTED, "PO-1"))

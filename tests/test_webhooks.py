@@ -182,6 +182,32 @@ def test_clip_and_alarm_events_reach_the_receiver_signed(
     q.close()
 
 
+def test_a_waybill_in_no_clip_is_sent_when_asked_for(
+    cfg: config_mod.Config, receiver: Receiver
+) -> None:
+    """A late waybill whose clip was never indexed ("waybill-unlinked"): not sent by default;
+    sent as waybill.unlinked when [webhooks] events lists it."""
+    why = {"waybill": "SF1", "clip": "c", "why": "its clip was not indexed"}
+    unlinked = StationEvent(EventKind.WAYBILL_UNLINKED, "st-1", 1.0, "PO-1", why)
+    hooks = Webhooks(hook_cfg(cfg, receiver.url))
+    try:
+        hooks.on_event(unlinked)  # not among the default events
+        hooks.on_event(sealed())
+        receiver.wait_for(1)
+    finally:
+        hooks.close()
+    wanted = (*config_mod.WebhooksSection().events, "waybill.unlinked")
+    hooks = Webhooks(hook_cfg(cfg, receiver.url, events=wanted))
+    try:
+        hooks.on_event(unlinked)
+        got = receiver.wait_for(2)
+    finally:
+        hooks.close()
+    docs = [json.loads(body) for _, _, body in got]
+    assert [d["event"] for d in docs] == ["clip.finished", "waybill.unlinked"]
+    assert docs[1]["data"]["why"] == "its clip was not indexed"
+
+
 def test_a_failing_receiver_is_retried_with_back_off(
     cfg: config_mod.Config, receiver: Receiver
 ) -> None:

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 class EventKind(StrEnum):
     ORDER_STARTED = "order-started"
     WAYBILL_LINKED = "waybill-linked"
+    WAYBILL_UNLINKED = "waybill-unlinked"  # a late read's link to its signed clip landed nowhere
     ORDER_ITEMS = "order-items"  # the order lookup's answer (items, or an error)
     CLIP_SEALED = "clip-sealed"  # the clip is finished, hashed and indexed
     CLIP_FAILED = "clip-failed"  # the clip ended with an error (salvaged or left to recovery)

@@ -47,6 +47,7 @@ EVENT_SOUNDS: dict[EventKind, str] = {
     EventKind.CLIP_SEALED: "sealed",
     EventKind.SCAN_REFUSED: "refused",
     EventKind.SCAN_UNREADABLE: "refused",
+    EventKind.WAYBILL_UNLINKED: "refused",
     EventKind.DUPLICATE_ORDER: "duplicate",
     EventKind.ALARM_RAISED: "alarm",
 }

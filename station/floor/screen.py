@@ -54,7 +54,9 @@ class ScreenState:
             self.state, self.order_id = "recording", ev.order_id
             self.started_at = ev.at.isoformat(timespec="milliseconds")
             self.started_mono = time.monotonic()
-            self.waybills, self.items, self.items_error, self.notice = [], None, None, None
+            # A clip started when the camera came back names the waybills scanned in the dark.
+            self.waybills = [str(w) for w in d.get("waybills", ())]
+            self.items, self.items_error, self.notice = None, None, None
             self.packer, self.kind = d.get("packer"), d.get("clip_kind") or "order"
         elif (
             k is EventKind.WAYBILL_LINKED
@@ -83,7 +85,12 @@ class ScreenState:
                 self.state = "sealed" if ok else "error"
                 self.order_id, self.started_at, self.started_mono = None, None, None
                 self.waybills = []
-        elif k in (EventKind.SCAN_REFUSED, EventKind.SCAN_UNREADABLE, EventKind.DUPLICATE_ORDER):
+        elif k in (
+            EventKind.SCAN_REFUSED,
+            EventKind.SCAN_UNREADABLE,
+            EventKind.DUPLICATE_ORDER,
+            EventKind.WAYBILL_UNLINKED,
+        ):
             self.notice = {
                 "kind": k.value,
                 "order_id": ev.order_id,

@@ -42,6 +42,7 @@ WIRE_NAMES: dict[EventKind, str] = {
     EventKind.CLIP_ARCHIVED: "clip.archived",
     EventKind.ALARM_RAISED: "alarm.raised",
     EventKind.ALARM_CLEARED: "alarm.cleared",
+    EventKind.WAYBILL_UNLINKED: "waybill.unlinked",
 }
 WIRE_EVENTS = tuple(WIRE_NAMES.values())
 

@@ -173,12 +173,26 @@ class _OpenClip:
 
 
 @dataclass(frozen=True)
+class LateLink:
+    """What became of a waybill ``link_ended`` put in the index only (``Linked.how`` "index"),
+    told by the finisher once it tried: ``error`` None when the index row is written, else
+    why the waybill is in no clip (the clip was not indexed, or the index refused the row)."""
+
+    order_id: str
+    clip: str
+    link: WaybillLink
+    error: str | None
+
+
+@dataclass(frozen=True)
 class _LinkAfterSigning:
     """A waybill of a clip already handed to the finisher: linked in the index once the clip
-    is indexed (the finisher takes this after the clip); its signed manifest cannot change."""
+    is indexed (the finisher takes this after the clip); its signed manifest cannot change.
+    ``done`` hears what became of it (on the finisher thread)."""
 
     clip: _OpenClip
     link: WaybillLink
+    done: Callable[[LateLink], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -587,15 +601,24 @@ class Recorder:
         self._journal(clip)
         return linked
 
-    def link_ended(self, order_id: str, waybill: str, carrier: str, t: float) -> Linked | None:
+    def link_ended(
+        self,
+        order_id: str,
+        waybill: str,
+        carrier: str,
+        t: float,
+        *,
+        done: Callable[[LateLink], None] | None = None,
+    ) -> Linked | None:
         """Link a waybill read at camera time ``t`` to the ended clip of ``order_id`` it was
         read in (a read decoded after the next clip began, or after a camera loss cut it): the
         last of the order's clips stopped lately that began at or before ``t`` (an order cut
         by several losses has several; a read in the dark goes to the clip the loss cut).
         ``Linked.how`` "manifest": the clip was still waiting for its last frames, so the
         link is in its signed manifest; "index": it was already being finished, so the link
-        goes in the index once it is indexed, marked as made after signing; None: no such
-        clip with frames."""
+        goes in the index once it is indexed, marked as made after signing, and ``done``
+        hears, on the finisher thread, whether it was (a clip never indexed takes no link);
+        None: no such clip with frames."""
         clip = self._ended_clip(order_id, t)
         if clip is None:
             return None
@@ -607,7 +630,7 @@ class Recorder:
             clip.waybills.append(link)
             self._journal(clip)
             return Linked(name, "manifest")
-        self._pending.put(_LinkAfterSigning(clip, link))
+        self._pending.put(_LinkAfterSigning(clip, link, done))
         return Linked(name, "index")
 
     def _ended_clip(self, order_id: str, t: float) -> _OpenClip | None:
@@ -802,20 +825,26 @@ class Recorder:
                 self._pending.task_done()
 
     def _link_after_signing(self, job: _LinkAfterSigning) -> None:
-        clip, link = job.clip, job.link
+        error = self._write_late_link(job.clip, job.link)
+        if job.done is not None:
+            job.done(LateLink(job.clip.order_id, job.clip.tmp_path.stem, job.link, error))
+
+    def _write_late_link(self, clip: _OpenClip, link: WaybillLink) -> str | None:
+        """Link ``link`` to the indexed ``clip``: None once the row is written, else why not."""
         if clip.clip_id is None:
             log.warning("waybill %r of order %r linked to no clip: its clip was not indexed",
                         link.waybill, clip.order_id)  # fmt: skip
-            return
+            return "its clip was not indexed" + (f": {clip.error}" if clip.error else "")
         try:
             self.ledger.link_waybill_after_signing(clip.clip_id, clip.order_id, link)
         except (StationError, OSError, sqlite3.Error) as exc:
             log.error("cannot link waybill %r to clip %d of order %r: %s",
                       link.waybill, clip.clip_id, clip.order_id, exc)  # fmt: skip
-            return
+            return f"the index refused it: {exc}"
         log.warning("waybill %r linked to clip %d of order %r after it was signed: in the "
                     "index, not in its signed manifest", link.waybill, clip.clip_id,
                     clip.order_id)  # fmt: skip
+        return None
 
     def _salvage(self, clip: _OpenClip, error: str) -> FinishedClip:
         """Keep and index what the failed writer left (as "interrupted"), or leave it in tmp/."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
@@ -45,7 +46,7 @@ from station.errors import CameraError, RecordingError, RejectedCode, StationErr
 from station.floor.alarms import AlarmBoard
 from station.floor.events import EventKind, StationEvents
 from station.recording import session as ss
-from station.recording.recorder import Recorder
+from station.recording.recorder import LateLink, Recorder
 from station.runtime.backoff import Backoff
 from station.runtime.localzone import station_tz
 from station.store.ledger import ClipRecord, ScanEventRecord
@@ -550,8 +551,11 @@ class Station:
                         del self._started_orders[next(iter(self._started_orders))]
                     # repack: this station's own index made it one (announced just below);
                     # the fleet duplicate check then links it without a second warning.
+                    # waybills: those the clip starts with (scanned while the camera was
+                    # lost), announced "kept" then: the screen lists them under this clip.
                     self._emit(EventKind.ORDER_STARTED, action.t, action.order_id,
                                packer=action.packer, clip_kind=action.kind.value,
+                               waybills=list(action.waybills),
                                repack=bool(repack), resumed=action.after_restart
                                or action.resumed_after_s is not None)  # fmt: skip
                     if repack:
@@ -566,7 +570,11 @@ class Station:
             case ss.LinkWaybill(ended=True):
                 # A read of the order before, decoded after this clip began: to its clip.
                 linked = self.recorder.link_ended(
-                    action.order_id, action.waybill, action.carrier, action.t
+                    action.order_id,
+                    action.waybill,
+                    action.carrier,
+                    action.t,
+                    done=functools.partial(self._linked_late, action.t),
                 )
                 if linked is None:
                     log.warning("waybill %r of order %r linked to no clip: no ended clip of it"
@@ -575,11 +583,13 @@ class Station:
                 log.info("waybill %r read at t=%.3f linked to the ended clip %s of order %r (%s)",
                          action.waybill, action.t, linked.clip, action.order_id,
                          "in its manifest" if linked.how == "manifest" else
-                         "in the index, after its manifest was signed")  # fmt: skip
+                         "queued for the index: its manifest is already signed")  # fmt: skip
+                if linked.how == "index":
+                    return  # announced once the index has it, or could not take it
                 self._emit(EventKind.WAYBILL_LINKED, action.t, action.order_id,
                            waybill=action.waybill, carrier=action.carrier,
                            linked_to="ended-clip", clip=linked.clip,
-                           after_signing=linked.how == "index")  # fmt: skip
+                           after_signing=False)  # fmt: skip
             case ss.LinkWaybill():
                 linked = self.recorder.link_waybill(action.waybill, action.carrier, action.t)
                 # (not the state's order: a waybill may end the clip)
@@ -677,6 +687,20 @@ class Station:
         log.info("order %r resumes the packing cut by the station's stop (clip %s), %.1f s on",
                  action.order_id, cut.id, seconds)  # fmt: skip
         return {"resumed_after_s": seconds, "gap": gap}
+
+    def _linked_late(self, t: float, late: LateLink) -> None:
+        """Announce (on the finisher thread) what became of a waybill read at ``t`` for a
+        clip already being signed: linked once its index row is written; told "unlinked"
+        when that clip was never indexed or the index refused the row (the floor is never
+        told "linked" for a link that lands nowhere)."""
+        if late.error is None:
+            self._emit(EventKind.WAYBILL_LINKED, t, late.order_id, waybill=late.link.waybill,
+                       carrier=late.link.carrier, linked_to="ended-clip", clip=late.clip,
+                       after_signing=True)  # fmt: skip
+        else:
+            self._emit(EventKind.WAYBILL_UNLINKED, t, late.order_id, waybill=late.link.waybill,
+                       carrier=late.link.carrier, clip=late.clip,
+                       why=late.error)  # fmt: skip
 
     def _emit(self, kind: EventKind, t: float, order_id: str | None, **data: object) -> None:
         if self.events is not None:
