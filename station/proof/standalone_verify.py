@@ -46,13 +46,16 @@ import unicodedata
 import zipfile
 import zlib
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
 OK, FAIL, WARN = "OK", "FAIL", "WARN"
 MAX_DELAY_MIN = 15.0
+# how far past the verifier's clock a retention deletion record may be dated: two clocks
+# disagree, a station's never by a day; a later date is one no honest station signed
+DELETION_CLOCK_ALLOWANCE = timedelta(days=1)
 DOCUMENT_SIGNING = "1.3.6.1.5.5.7.3.36"  # id-kp-documentSigning (RFC 9336)
 MANIFEST, MANIFEST_SIG = "bundle/manifest.json", "bundle/manifest.sig"
 MAX_MEMBERS, MAX_MEMBER_SIZE = 10_000, 8 << 30  # as `packcam verify`: more is not a bundle
@@ -558,10 +561,13 @@ def utc_plain(value: object) -> str:
     return (t.astimezone(timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M:%S")  # noqa: UP017
 
 
-def deletion_problem(body: dict[str, Any], record: bytes, retired: str | bool | None) -> str | None:
+def deletion_problem(
+    body: dict[str, Any], record: bytes, retired: str | bool | None, now: datetime
+) -> str | None:
     """Why a retention deletion record is not the station's about the clip of the signed
     manifest ``body``, or None. ``retired``: when the station key that signed it was retired
-    (None: it is the current one; False: no key of the bundle's chain signed it)."""
+    (None: it is the current one; False: no key of the bundle's chain signed it); ``now``:
+    the moment of verification."""
     if retired is False:
         return "the deletion record is not signed by the station key"
     try:
@@ -582,6 +588,12 @@ def deletion_problem(body: dict[str, Any], record: bytes, retired: str | bool | 
         return "the deletion record gives another start time"
     if ended is None or ended.tzinfo is None or deleted < ended:
         return "the deletion record says it was deleted before it was recorded"
+    if deleted > now + DELETION_CLOCK_ALLOWANCE:
+        return (
+            f"the deletion record is dated {utc_plain(str(d['deleted_utc']))[:16]} UTC, after "
+            f"this verification ({now:%Y-%m-%d %H:%M} UTC, with a day for the two clocks): no "
+            "station deletes a clip in the future"
+        )
     until = parse_time(str(retired)) if retired is not None else None
     if retired is not None and (until is None or until.tzinfo is None or deleted > until):
         # what a thief holding the retired key would sign (as `packcam audit` judges it)
@@ -1378,6 +1390,7 @@ def _check(
     want = {int(x) for x in bm.get("order_clips", [])}
     order = sorted(want or seqs)
     gone: set[int] = set()
+    now = datetime.now(timezone.utc)  # noqa: UP017
     for n, item in enumerate(index.get("deleted_clips") or []):
         pre = f"deleted[{n}] {PurePosixPath(item['clip']).name}"
         raw = (root / item["manifest"]).read_bytes()
@@ -1403,6 +1416,7 @@ def _check(
                 (root / item["deletion_record"]).read_bytes(),
                 next((r for k, r in station_keys
                       if sig_ok(item["deletion_record"], item["deletion_signature"], k)), False),
+                now,
             )  # fmt: skip
         if why is None and body.get("order_id") != index.get("order_id"):
             why = f"it is a clip of order {body.get('order_id')!r}"

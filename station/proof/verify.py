@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,9 @@ EXIT_CODES = {AUTHENTIC: 0, TAMPERED: 1, UNVERIFIED: 1, UNANCHORED: 4}
 # authentic for the clips here, but some of the order's clips are gone (by the station's signed
 # retention record): never 0, so a script that checks for 0 never takes it for the whole order
 EXIT_PARTIAL = 5
+# how far past the verifier's clock a retention deletion record may be dated: two clocks
+# disagree, a station's never by a day; a later date is one no honest station signed
+DELETION_CLOCK_ALLOWANCE = timedelta(days=1)
 DEFAULT_MAX_DELAY_S = 15 * 60.0  # recorded end -> the TSA's time, either way
 TSA_TIME_PRECISION_S = 1.0  # genTime is usually whole seconds (RFC 3161 2.4.2 allows more)
 
@@ -1496,6 +1499,7 @@ def _check_deleted_clips(
     seller's own statement: it explains a gap, it vouches for nothing the clip showed, so
     each is reported (a warning) and none counts towards the verdict."""
     gone: set[int] = set()
+    now = datetime.now(UTC)
     for n, item in enumerate(index.get("deleted_clips") or []):
         name = f"deleted[{n}] {Path(item['clip']).name}"
         raw = b.read(item["manifest"])
@@ -1503,7 +1507,7 @@ def _check_deleted_clips(
         record = b.read(item["deletion_record"])
         why = _deletion_problem(
             body, raw, b.read(item["signature"]), record, b.read(item["deletion_signature"]),
-            json.loads(b.read(item["inclusion"])), pub, station_keys, cp_size, cp_root,
+            json.loads(b.read(item["inclusion"])), pub, station_keys, cp_size, cp_root, now,
         )  # fmt: skip
         seq = body.get("seq")
         if why is None and body.get("order_id") != index.get("order_id"):
@@ -1557,9 +1561,10 @@ def _deletion_problem(
     station_keys: list[StationKeySpan],
     cp_size: int,
     cp_root: bytes,
+    now: datetime,
 ) -> str | None:
     """Why a deleted clip's manifest and deletion record are not the station's about one and
-    the same logged clip (None: they are)."""
+    the same logged clip (None: they are). ``now``: the moment of verification."""
     if canonical_json(body) != raw or not verify_signature(pub, raw, sig):
         return "its manifest is not signed by the station key"
     seq = body.get("seq")
@@ -1601,6 +1606,12 @@ def _deletion_problem(
         return "the deletion record gives another start time"
     if ended is None or deleted < ended:
         return "the deletion record says it was deleted before it was recorded"
+    if deleted > now + DELETION_CLOCK_ALLOWANCE:
+        return (
+            f"the deletion record is dated {utc_plain(d['deleted_utc'])[:16]} UTC, after this "
+            f"verification ({now:%Y-%m-%d %H:%M} UTC, with a day for the two clocks): no "
+            "station deletes a clip in the future"
+        )
     min_age = d.get("min_age_days")  # as `packcam audit`: its own rule, broken, is no retention
     if not isinstance(min_age, int | float) or (deleted - started).total_seconds() < (
         min_age * 86400 - 1
