@@ -464,9 +464,12 @@ def test_a_pinned_witness_key_refuses_a_witness_file_the_seller_made(
     for source in (str(real), url):
         rc, check = packcam("--witness", source, "--witness-key", pin)
         assert rc == 0 and check["status"] == "ok" and "pinned witness key" in check["reason"]
-    rc, check = packcam("--witness", str(forged), "--witness-key", pin)
-    assert rc == 1 and check["code"] == "witness-untrusted", check
-    assert seller.fingerprint in check["reason"] and pin in check["reason"], check
+    # the seller's file, pinned: refused as the verifier's own input (exit 3), no verdict
+    rc = station_cli.main(["verify", str(honest), *pins, "--witness", str(forged),
+                           "--witness-key", pin])  # fmt: skip
+    said = capsys.readouterr()
+    assert rc == 3 and not said.out and "witness-untrusted" in said.err, said
+    assert seller.fingerprint in said.err and pin in said.err, said.err
     rc, check = packcam("--witness", str(forged))  # nothing pinned: named, as before
     assert (
         rc == 0 and "not pinned" in check["reason"] and seller.fingerprint[:23] in check["reason"]
@@ -487,7 +490,8 @@ def test_a_pinned_witness_key_refuses_a_witness_file_the_seller_made(
     r = run_kit("--witness", str(real), "--witness-key", pin)
     assert r.returncode == 0 and "OK   witness" in r.stdout, r.stdout + r.stderr
     r = run_kit("--witness", str(forged), "--witness-key", pin)
-    assert r.returncode == 1 and "[witness-untrusted]" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 3 and "RESULT:" not in r.stdout, r.stdout + r.stderr
+    assert "witness-untrusted" in r.stderr and seller.fingerprint in r.stderr, r.stderr
     r = run_kit("--witness", str(forged))
     assert r.returncode == 0 and "not pinned" in r.stdout, r.stdout + r.stderr
     assert run_kit("--witness-key", pin).returncode == 2

@@ -1053,6 +1053,8 @@ def verify_bundle(
                     sizes = [s for s, _ in report.facts.get("checkpoints_seen", [])]
                     witness = witness(list(dict.fromkeys(sizes)))
                 check_witness(report, witness, witness_pin)
+        except WitnessRecordError:
+            raise  # the verifier's own input: no verdict on the bundle
         except (ProofError, KeyError, ValueError, TypeError, AttributeError, *ZIP_ERRORS) as exc:
             # AttributeError: JSON of another shape (a list where an object belongs)
             report.add("bundle", FAIL, f"malformed bundle: {exc}", "bundle-malformed")
@@ -1784,12 +1786,28 @@ def _check_first_checkpoint(
         )
 
 
+class WitnessRecordError(ProofError):
+    """The witness record the verifier passed is not one the witness signed (a cosignature
+    that does not verify, a swapped checkpoint, another key than the pinned one, not a
+    witness document): a fault of the verifier's own input, never a verdict on the bundle."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(
+            f"the witness record you passed is not one the witness signed ({code}: {detail}): "
+            "fetch it again (GET /witness/<station>?tree_size=N of the central site)"
+        )
+        self.code = code
+
+
 def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None) -> None:
     """The bundle's checkpoints against a witness's cosigned history (``/witness/<station>``
     of the central site, saved by the verifier): another root for the same tree size is a
     fork. ``pinned``: the fingerprint of the witness key the verifier trusts; a document of
     any other key (one the seller made with a key of its own) is refused. Without a pin the
-    document's key is only named, to be compared out of band."""
+    document's key is only named, to be compared out of band. A document that fails its own
+    signatures or the pin raises WitnessRecordError: anyone can flip a byte of a genuine
+    record, so it says nothing of the bundle (only a record the witness signed can make it
+    a fork)."""
     if "unreachable" in doc:
         report.add(
             "witness",
@@ -1801,14 +1819,11 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
     try:
         wkey = load_public_pem(str(doc["public_key_pem"]).encode())
         if pinned is not None and fingerprint(wkey) != pinned:
-            report.add(
-                "witness",
-                FAIL,
-                f"the witness document is cosigned by key {fingerprint(wkey)}, not by the "
-                f"pinned witness key {pinned}: it is not that witness's record",
+            raise WitnessRecordError(
                 "witness-untrusted",
+                f"it is cosigned by key {fingerprint(wkey)}, not by the pinned witness key "
+                f"{pinned}",
             )
-            return
         seen: dict[int, str] = {}  # size -> root cosigned in this key's log (body given)
         loose: set[tuple[int, str]] = set()  # cosigned, the log unnamed (no body)
         attributed: set[str] = set()  # checkpoints (SHA-256) cosigned, given with their body
@@ -1817,8 +1832,7 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
         for c in doc.get("checkpoints", []):
             cosigned = base64.b64decode(c["cosigned_b64"])
             if not verify_signature(wkey, cosigned, base64.b64decode(c["cosignature_b64"])):
-                report.add("witness", FAIL, "a cosignature does not verify", "witness-invalid")
-                return
+                raise WitnessRecordError("witness-invalid", "a cosignature does not verify")
             w = json.loads(cosigned)
             if station and w.get("station") not in (station, None):
                 continue  # the witness's word on another station's log
@@ -1829,9 +1843,7 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
                 continue
             body = base64.b64decode(c["body_b64"])
             if hashlib.sha256(body).hexdigest() != w.get("checkpoint_sha256"):
-                report.add("witness", FAIL, "a cosigned checkpoint was swapped",
-                           "witness-invalid")  # fmt: skip
-                return
+                raise WitnessRecordError("witness-invalid", "a cosigned checkpoint was swapped")
             attributed.add(str(w["checkpoint_sha256"]))
             if mine_key and json.loads(body).get("key") not in (mine_key, None):
                 continue
@@ -1858,8 +1870,7 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
                 made = (report.facts.get("checkpoint") or {}).get("created_utc")
                 vouched = vouched_sizes(json.loads(statement), station, attributed, made)
     except (KeyError, TypeError, ValueError) as exc:
-        report.add("witness", FAIL, f"not a witness document: {exc}", "witness-invalid")
-        return
+        raise WitnessRecordError("witness-invalid", f"not a witness document: {exc}") from exc
     if pinned is None:
         report.compare(f"witness key {fingerprint(wkey)}")
         whose = (
