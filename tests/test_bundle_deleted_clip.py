@@ -35,10 +35,21 @@ from station.store.ledger import ClipRecord, Ledger
 from station.store.retention import DiskSpace, Policy, RetentionManager, station_signer
 from web import create_app
 
-DELETED_WHEN = datetime(2027, 3, 1, 2, 0, tzinfo=UTC)
+
+@pytest.fixture(scope="module")
+def deleted_when(store: Store) -> datetime:  # noqa: F811
+    """When retention deleted order A1's first clip in these tests: after the store's clips
+    were recorded (minutes before it was built), before now, as on a station; a record dated
+    after the verification is refused (test_a_future_dated_deletion_record_is_refused)."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
-def retain_oldest(st: Store, when: datetime = DELETED_WHEN, order: str = "A1") -> ClipRecord:
+def day(when: datetime, fmt: str = "%Y-%m-%d") -> str:
+    """``when`` as the verifiers, pages and messages print it (UTC)."""
+    return when.astimezone(UTC).strftime(fmt)
+
+
+def retain_oldest(st: Store, when: datetime, order: str = "A1") -> ClipRecord:
     """The real retention manager, free space one byte below the floor and no minimum age:
     it deletes the oldest clip (``order``'s first) at ``when`` with a record signed by the
     station key."""
@@ -71,11 +82,12 @@ def retain_oldest(st: Store, when: datetime = DELETED_WHEN, order: str = "A1") -
 @pytest.fixture(scope="module")
 def partial(
     store: Store,  # noqa: F811
+    deleted_when: datetime,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Store, Path, ClipRecord]:
     """Order A1's first clip deleted by retention, the second kept; the order exported."""
     st = store.copy(tmp_path_factory.mktemp("partial") / "data")
-    first = retain_oldest(st)
+    first = retain_oldest(st, deleted_when)
     out = export_order(st.cfg, "A1", st.data.parent / "A1.zip")
     assert out.clips == 1
     assert any("deleted by this station's retention" in w for w in out.warnings), out.warnings
@@ -88,6 +100,7 @@ def _deleted_lines(report: Report) -> list[str]:
 
 def test_the_export_holds_the_remaining_clip_and_the_signed_deletion_record(
     partial: tuple[Store, Path, ClipRecord],
+    deleted_when: datetime,
 ) -> None:
     st, path, first = partial
     index = bundle_index(path)
@@ -99,16 +112,19 @@ def test_the_export_holds_the_remaining_clip_and_the_signed_deletion_record(
     names = set(json.loads(read_zip(path, "bundle/manifest.json"))["members"])
     assert f"clips/{Path(first.path).name}" not in names
     record = json.loads(read_zip(path, gone["deletion_record"]))
-    assert record["sha256"] == first.sha256 and record["deleted_utc"].startswith("2027-03-01")
+    assert record["sha256"] == first.sha256 and record["deleted_utc"].startswith(
+        day(deleted_when, "%Y-%m-%dT%H:%M:%S")
+    )
     assert "This bundle is partial" in read_zip(path, "VERIFY.md").decode()
     assert (
-        "已被工位的保留策略于 2027-03-01 02:00:00 UTC 删除"
+        f"已被工位的保留策略于 {day(deleted_when, '%Y-%m-%d %H:%M:%S')} UTC 删除"
         in read_zip(path, "summary.html").decode()
     )
 
 
 def test_packcam_verify_gives_the_remaining_clip_its_verdict_and_names_the_deletion(
     partial: tuple[Store, Path, ClipRecord],
+    deleted_when: datetime,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -118,7 +134,7 @@ def test_packcam_verify_gives_the_remaining_clip_its_verdict_and_names_the_delet
     (line,) = _deleted_lines(report)
     start = first.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     assert f"clip 1 of this order ({start}–" in line
-    assert first.sha256 in line and "2027-03-01 02:00" in line
+    assert first.sha256 in line and day(deleted_when, "%Y-%m-%d %H:%M") in line
     assert "by its own signed record" in line
     assert report.facts["deleted_clips"][0]["sha256"] == first.sha256
     assert report.partial
@@ -127,7 +143,8 @@ def test_packcam_verify_gives_the_remaining_clip_its_verdict_and_names_the_delet
     assert "order-incomplete" not in report.reasons()
     rc = station_cli.main(["verify", str(path), *_pins(st), "--no-default-trust"])
     out = capsys.readouterr().out
-    assert rc == EXIT_PARTIAL and "deleted by the station's retention on 2027-03-01" in out
+    assert rc == EXIT_PARTIAL
+    assert f"deleted by the station's retention on {day(deleted_when)}" in out
     assert "PARTIAL" in out.splitlines()[-1]
     # a partial bundle never exits 0 (a script checking for 0 would take it for the whole
     # order), in --json too; unanchored it stays 4
@@ -140,13 +157,15 @@ def test_packcam_verify_gives_the_remaining_clip_its_verdict_and_names_the_delet
 
 def test_the_strangers_verifier_reports_the_deletion_and_a_partial_result(
     partial: tuple[Store, Path, ClipRecord],
+    deleted_when: datetime,
     tmp_path: Path,
 ) -> None:
     st, path, first = partial
     rc, out = _kit(path, tmp_path, *_pins(st))
     assert rc == EXIT_PARTIAL, out
     assert "FAIL" not in out
-    assert "deleted by the station's retention on 2027-03-01" in out and first.sha256 in out
+    assert f"deleted by the station's retention on {day(deleted_when)}" in out
+    assert first.sha256 in out
     assert "RESULT: AUTHENTIC FOR 1 OF THIS ORDER'S 2 CLIPS (PARTIAL" in out, out
 
 
@@ -214,6 +233,7 @@ def test_a_bundle_that_silently_leaves_the_deleted_clip_out_still_fails(
 
 def test_an_unsigned_deletion_record_still_refuses_the_export(
     store: Store,  # noqa: F811
+    deleted_when: datetime,
     tmp_path: Path,
 ) -> None:
     """Retention with proofs off leaves no signature: nothing could vouch for the gap."""
@@ -222,11 +242,12 @@ def test_an_unsigned_deletion_record_still_refuses_the_export(
     first = ledger.clips("A1")[0]
     ledger.mark_deleted(
         first.id, reason="free space below the floor", record=b"{}", signature=None,
-        key_fingerprint="", deleted_at=DELETED_WHEN,
+        key_fingerprint="", deleted_at=deleted_when,
     )  # fmt: skip
     ledger.close()
     (st.data / first.path).unlink()
-    with pytest.raises(Exception, match="deleted by this station's retention on 2027-03-01"):
+    said = f"deleted by this station's retention on {day(deleted_when)}"
+    with pytest.raises(Exception, match=said):
         export_order(st.cfg, "A1", tmp_path / "A1.zip")
 
 
@@ -250,14 +271,18 @@ def test_the_webs_download_of_such_an_order_is_built(
     ("lang", "words"),
     [
         ("en", ["partial: 1 of this order's 2 clips are in this bundle",
-                "Clip 1 of this order (", "was deleted by the station's retention on 2027-03-01",
+                "Clip 1 of this order (", "was deleted by the station's retention on {day}",
                 "by its own signed record", "the seller's own statement"]),
         ("zh-CN", ["不完整：本订单共 2 段视频，本证据包只含 1 段", "本订单第 1 段视频（",
                    "被工位的保留策略删除，依据工位自己签名的删除记录", "卖家工位自己的声明"]),
     ],
 )  # fmt: skip
 def test_the_verify_page_names_the_deleted_clip_in_both_languages(
-    partial: tuple[Store, Path, ClipRecord], tmp_path: Path, lang: str, words: list[str]
+    partial: tuple[Store, Path, ClipRecord],
+    deleted_when: datetime,
+    tmp_path: Path,
+    lang: str,
+    words: list[str],
 ) -> None:
     st, path, first = partial
     app = create_app(st.cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
@@ -274,12 +299,12 @@ def test_the_verify_page_names_the_deleted_clip_in_both_languages(
     body = html.unescape(resp.get_data(as_text=True))
     assert resp.status_code == 200, body
     for w in words:
-        assert w in body, (w, body[-4000:])
+        assert w.format(day=day(deleted_when)) in body, (w, body[-4000:])
     assert first.sha256 in body
 
 
 def test_the_share_summary_dates_the_deleted_clip_in_both_languages(
-    partial: tuple[Store, Path, ClipRecord], tmp_path: Path
+    partial: tuple[Store, Path, ClipRecord], deleted_when: datetime, tmp_path: Path
 ) -> None:
     """The order's summary (the station's own clips, not a bundle): the clip left keeps its
     claims, the deleted one is named with its date, and the order is not called verified."""
@@ -288,7 +313,7 @@ def test_the_share_summary_dates_the_deleted_clip_in_both_languages(
     p = {k: html.unescape(v) for k, v in parts(summary_of(st, "A1")[0]).items()}
     assert "verdict-authentic" not in p["en"] and "verdict-tampered" not in p["en"]
     assert "Clip 1 of this order (" in p["en"] and first.sha256 in p["en"]
-    assert "was deleted by the station's retention on 2027-03-01" in p["en"]
+    assert f"was deleted by the station's retention on {day(deleted_when)}" in p["en"]
     assert "本订单第 1 段视频（" in p["zh"] and "被工位的保留策略删除" in p["zh"]
     assert "The file is the one the station hashed and signed" in p["en"]  # the clip left
 
@@ -379,7 +404,7 @@ def test_a_deletion_record_of_a_key_the_chain_does_not_vouch_for_then_is_refused
 # ---- why an order's bundle cannot be built: said to the seller and to a share link's holder ----
 
 
-def _refused_order(st: Store, what: str) -> None:
+def _refused_order(st: Store, what: str, when: datetime) -> None:
     """Order A1 (two clips) as the station can no longer bundle it: one clip deleted by
     retention with no signed record (proofs were off then), or every clip deleted by it."""
     ledger = Ledger.in_data_dir(st.data)
@@ -390,7 +415,7 @@ def _refused_order(st: Store, what: str) -> None:
             ledger.mark_deleted(
                 c.id, reason="free space below the floor", record=b"{}",
                 signature=None if what == "deleted-unsigned" else b"s" * 64,
-                key_fingerprint="", deleted_at=DELETED_WHEN.replace(hour=2 + n),
+                key_fingerprint="", deleted_at=when - timedelta(seconds=n),
             )  # fmt: skip
             (st.data / c.path).unlink()
     finally:
@@ -399,20 +424,20 @@ def _refused_order(st: Store, what: str) -> None:
 
 REFUSALS = {
     ("deleted-unsigned", "en"): (
-        ["was deleted by the station's retention on 2027-03-01", "no signed record"],
-        ["was deleted by the station's retention on 2027-03-01", "without a record"],
+        ["was deleted by the station's retention on {day}", "no signed record"],
+        ["was deleted by the station's retention on {day}", "without a record"],
     ),
     ("deleted-unsigned", "zh-CN"): (
-        ["已于 2027-03-01", "没有签名记录"],
-        ["已于 2027-03-01", "没有证据包可以出示的记录"],
+        ["已于 {day}", "没有签名记录"],
+        ["已于 {day}", "没有证据包可以出示的记录"],
     ),
     ("all-deleted", "en"): (
-        ["Every clip of this order was deleted by the station's retention", "2027-03-01"],
-        ["Every clip of this order was deleted by the station's retention", "2027-03-01"],
+        ["Every clip of this order was deleted by the station's retention", "{day}"],
+        ["Every clip of this order was deleted by the station's retention", "{day}"],
     ),
     ("all-deleted", "zh-CN"): (
-        ["本订单的所有视频都已被工位的保留策略删除", "2027-03-01"],
-        ["本订单的所有视频都已被工位的保留策略删除", "2027-03-01"],
+        ["本订单的所有视频都已被工位的保留策略删除", "{day}"],
+        ["本订单的所有视频都已被工位的保留策略删除", "{day}"],
     ),
 }
 
@@ -420,6 +445,7 @@ REFUSALS = {
 @pytest.mark.parametrize(("what", "lang"), sorted(REFUSALS))
 def test_a_refused_bundle_says_why_to_the_seller_and_to_the_share_links_holder(
     store: Store,  # noqa: F811
+    deleted_when: datetime,
     tmp_path: Path,
     what: str,
     lang: str,
@@ -433,7 +459,7 @@ def test_a_refused_bundle_says_why_to_the_seller_and_to_the_share_links_holder(
 
     st = store.copy(tmp_path / "data")
     add_users(st.data)
-    _refused_order(st, what)
+    _refused_order(st, what, deleted_when)
     app = create_app(st.cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
     seller = login(app.test_client(), "viewer")
     clip_id = Ledger.in_data_dir(st.data).clips("A1")[0].id
@@ -448,7 +474,7 @@ def test_a_refused_bundle_says_why_to_the_seller_and_to_the_share_links_holder(
             assert resp.status_code == 409, pages[-1][-1500:]
     for page, words in zip(pages, REFUSALS[(what, lang)], strict=True):
         for w in words:
-            assert w in page, (w, page[-1500:])
+            assert w.format(day=day(deleted_when)) in page, (w, page[-1500:])
         assert "no signed clips" not in page and "没有已签名的视频" not in page
         assert str(st.data) not in page and "clips/" not in page.split("<main>")[-1]
     assert "packcam" not in pages[1].split("<main>")[-1]
@@ -469,7 +495,7 @@ def test_every_refusal_of_the_exporter_has_its_own_words(store: Store, lang: str
     )
     from web.errors import MESSAGES, SHARED_CANNOT_BUILD, refusal_message
 
-    params = {"started": "2027-02-28T09:00:00+08:00", "deleted_utc": "2027-03-01T02:00:00.0Z"}
+    params = {"started": "2026-02-28T09:00:00+08:00", "deleted_utc": "2026-03-01T02:00:00.0Z"}
     app = create_app(store.cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
     with app.test_request_context("/", headers={"Accept-Language": lang}):
         staff = {c: refusal_message(c, params, shared=False) for c in REFUSAL_CODES}
@@ -483,9 +509,54 @@ def test_every_refusal_of_the_exporter_has_its_own_words(store: Store, lang: str
         assert (holder[code] == cannot) is (code not in told), code
         assert "packcam" not in holder[code]
     for code in (DELETED_UNSIGNED, DELETED_UNMANIFESTED):
-        assert "2027-02-28 09:00:00 +08:00" in staff[code] and "2027-03-01" in staff[code]
-        assert "2027-02-28 09:00:00 +08:00" in holder[code]
-    assert "2027-03-01" in staff[ALL_DELETED] == holder[ALL_DELETED]
+        assert "2026-02-28 09:00:00 +08:00" in staff[code] and "2026-03-01" in staff[code]
+        assert "2026-02-28 09:00:00 +08:00" in holder[code]
+    assert "2026-03-01" in staff[ALL_DELETED] == holder[ALL_DELETED]
     assert all(any("\u4e00" <= ch <= "\u9fff" for ch in t) for t in staff.values()) is (
         lang == "zh-CN"
     )
+
+
+@pytest.mark.parametrize(
+    ("ahead", "accepted"),
+    [(timedelta(hours=3), True), (timedelta(days=30), False)],
+    ids=["within the clocks' day", "a month ahead"],
+)
+def test_a_future_dated_deletion_record_is_refused(
+    partial: tuple[Store, Path, ClipRecord],
+    tmp_path: Path,
+    ahead: timedelta,
+    accepted: bool,
+) -> None:
+    """The station key's holder dates the deletion after the moment of verification: no
+    honest station signed that, so both verifiers and the /verify page refuse the record
+    (the entry stays missing); a station clock a few hours fast is still accepted."""
+    st, path, _ = partial
+    key = StationKey.load(st.data / "proof/station-key.pem")
+    when = datetime.now(UTC) + ahead
+    bad = _resigned_record(st, path, tmp_path, key, when)
+    report = verify_bundle(bad, anchors=st.anchors(), tmp_dir=tmp_path)
+    rc, out = _kit(bad, tmp_path, *_pins(st))
+    app = create_app(st.cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
+    client = app.test_client()
+    assert client.get("/verify").status_code == 200
+    with client.session_transaction() as sess:
+        token = sess.get("csrf")
+    page = html.unescape(
+        client.post(
+            "/verify", data={"csrf_token": token, "file": (io.BytesIO(bad.read_bytes()), "A1.zip")}
+        ).get_data(as_text=True)
+    )
+    if accepted:
+        assert report.verdict == AUTHENTIC and report.partial, report.lines()
+        assert rc == EXIT_PARTIAL and "deletion-record-invalid" not in out, out
+        assert "deletion-record-invalid" not in page
+        return
+    assert report.verdict == TAMPERED, report.lines()
+    assert {"deletion-record-invalid", "order-incomplete"} <= report.codes(), report.lines()
+    (why,) = [c.reason for c in report.checks if c.code == "deletion-record-invalid"]
+    assert f"dated {day(when, '%Y-%m-%d %H:%M')} UTC, after this verification" in why, why
+    assert not _deleted_lines(report)
+    assert rc == 1 and "deletion-record-invalid" in out and "order-incomplete" in out, out
+    assert "after this verification" in out, out
+    assert "deletion-record-invalid" in page and "after this verification" in page, page[-3000:]

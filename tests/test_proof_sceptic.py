@@ -38,7 +38,14 @@ from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
 from station.proof.standalone_verify import OVERLAP_SLACK_S, overlaps
 from station.proof.trust import build_anchors
-from station.proof.verify import AUTHENTIC, TAMPERED, UNANCHORED, WARN, verify_bundle
+from station.proof.verify import (
+    AUTHENTIC,
+    TAMPERED,
+    UNANCHORED,
+    WARN,
+    WitnessRecordError,
+    verify_bundle,
+)
 
 RIGGED = b'print("RESULT: AUTHENTIC")\n'
 _key, _pins, _kit = Store.station_key, Store.pins, run_kit
@@ -342,13 +349,13 @@ def test_a_witness_file_made_by_the_seller_is_named_by_its_key(
     line = next(ln for ln in out.splitlines() if ln.startswith("OK   witness"))
     assert rc == 0 and fp in line and "compare" in line and "not pinned" in line, out
     central = Ed25519PrivateKey.generate().public_key()
-    report = verify_bundle(
-        a1, anchors=store.anchors(), tmp_dir=tmp_path, witness=doc, witness_pin=fingerprint(central)
-    )
-    assert report.codes() == {"witness-untrusted"}, report.lines()
+    # pinned to another key: the file is refused as the verifier's input, no verdict
+    with pytest.raises(WitnessRecordError, match="witness-untrusted"):
+        verify_bundle(a1, anchors=store.anchors(), tmp_dir=tmp_path, witness=doc,
+                      witness_pin=fingerprint(central))  # fmt: skip
     rc, out = _kit(KIT, a1, tmp_path, *_pins(store), "--witness", str(saved),
                    "--witness-key", fingerprint(central))  # fmt: skip
-    assert rc == 1 and "[witness-untrusted]" in out, out
+    assert rc == 3 and "RESULT:" not in out, out
 
 
 @pytest.mark.parametrize("text", ["[]", '"witness"', "null"])
@@ -359,8 +366,9 @@ def test_a_witness_file_that_is_not_a_json_object_is_refused_not_skipped(
     text: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`packcam verify --witness FILE` with a file that is JSON but no witness document: an
-    error (exit 3), never a verdict given as if no witness (and no pinned key) was asked for."""
+    """`packcam verify --witness FILE` (and the bundle's verify.py) with a file that is JSON
+    but no witness document: an error (exit 3), never a verdict given as if no witness (and
+    no pinned key) was asked for, nor NOT AUTHENTIC for the bundle."""
     from station import cli as station_cli
 
     saved = tmp_path / "witness.json"
@@ -368,6 +376,9 @@ def test_a_witness_file_that_is_not_a_json_object_is_refused_not_skipped(
     args = ["verify", str(a1), *_pins(store), "--no-default-trust", "--witness", str(saved)]
     assert station_cli.main([*args, "--witness-key", "SHA256:" + "0" * 64]) == 3
     assert "not a witness document" in capsys.readouterr().err
+    # the bundle's verify.py alike: the file is the verifier's input, never bundle-malformed
+    rc, out = _kit(KIT, a1, tmp_path, *_pins(store), "--witness", str(saved))
+    assert rc == 3 and "RESULT:" not in out and "bundle-malformed" not in out, out
 
 
 def test_many_small_zip_bombs_are_refused_before_they_are_unpacked(

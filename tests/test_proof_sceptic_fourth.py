@@ -29,7 +29,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     tsa_ec,
     witness_doc,
 )
-from test_bundle_deleted_clip import partial  # noqa: F401 (fixture)
+from test_bundle_deleted_clip import deleted_when, partial  # noqa: F401 (fixtures)
 
 from central.witness import cosign, sizes_statement
 from station.proof.bundle import export_order

@@ -41,7 +41,15 @@ from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
 from station.proof.paths import ProofPaths
 from station.proof.trust import build_anchors, parse_witness_pin
-from station.proof.verify import AUTHENTIC, FAIL, UNANCHORED, WARN, Report, verify_bundle
+from station.proof.verify import (
+    AUTHENTIC,
+    FAIL,
+    UNANCHORED,
+    WARN,
+    Report,
+    WitnessRecordError,
+    verify_bundle,
+)
 
 CN_STATION = "打包台1"  # openssl prints it escaped (\E6\89\93...) unless told otherwise
 CODE_LINE = re.compile(r"^(OK|FAIL|WARN) .*\[([a-z0-9-]+)\]$")
@@ -426,9 +434,10 @@ def test_standalone_and_packcam_verify_agree(
 
 # A witness file (GET /witness/<station>) cosigned by the central site's witness key, or by a
 # key of the seller's own, against the witness key the stranger pinned (its fingerprint as
-# GET /witness prints it, or its PEM), or none: with a pin, any other key is a failure.
+# GET /witness prints it, or its PEM), or none: with a pin, any other key's file is refused
+# as the verifier's own input (exit 3, no verdict on the bundle).
 WITNESS_CASES = [
-    (doc, pin, 1 if doc == "forged" and pin != "none" else 0)
+    (doc, pin, 3 if doc == "forged" and pin != "none" else 0)
     for doc in ("central", "forged")
     for pin in ("none", "fingerprint", "pem")
 ]
@@ -449,26 +458,98 @@ def test_both_verifiers_hold_a_witness_file_to_the_witness_key_pinned(
     pem.write_bytes(central.public_pem())
     value = {"none": None, "fingerprint": central.fingerprint, "pem": str(pem)}[pin]
     ca, tsa = _pins(k, "files", k.ca)
-    report = verify_bundle(
-        k.path,
-        anchors=build_anchors(ca, tsa, use_default=False),
-        tmp_dir=tmp_path,
-        witness=wdoc,
-        witness_pin=parse_witness_pin(value) if value else None,
-    )
+
+    def verify() -> Report:
+        return verify_bundle(
+            k.path,
+            anchors=build_anchors(ca, tsa, use_default=False),
+            tmp_dir=tmp_path,
+            witness=wdoc,
+            witness_pin=parse_witness_pin(value) if value else None,
+        )
+
     more = ["--witness", str(saved), *(["--witness-key", value] if value else [])]
     rc, out = _standalone(k.path, tmp_path, ca, tsa, *more)
+    if exit_code == 3:
+        with pytest.raises(WitnessRecordError, match=seller.fingerprint) as refused:
+            verify()
+        assert refused.value.code == "witness-untrusted"
+        assert rc == 3 and "RESULT:" not in out, out
+        return
+    report = verify()
     _assert_agree(report, rc, out, exit_code)
-    failed = {c.code for c in report.checks if c.code and c.status == FAIL}
     said = " ".join(c.reason for c in report.checks if c.name == "witness")
     line = " ".join(ln for ln in out.splitlines() if " witness:" in ln or " witness " in ln)
-    if exit_code:
-        assert "witness-untrusted" in failed and "[witness-untrusted]" in out, out
-        assert seller.fingerprint in said and seller.fingerprint in line, out
-    elif value is None:  # today's behaviour, and the output says nothing was pinned
+    if value is None:  # today's behaviour, and the output says nothing was pinned
         assert "not pinned" in said and "not pinned" in line, out
     else:
         assert "pinned witness key" in said and "pinned witness key" in line, out
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["pinned", "unpinned"])
+@pytest.mark.parametrize("fault", ["flipped-cosignature", "swapped-checkpoint"])
+def test_a_witness_record_that_fails_its_own_signatures_is_the_verifiers_input_error(
+    kinds: dict[str, Kind], tmp_path: Path, fault: str, pinned: bool
+) -> None:
+    """The central witness's genuine record of an honest bundle, one byte of an unrelated
+    cosignature changed by whoever passes it on (another station's, or the checkpoint under
+    the bundle's swapped): the record is no longer one the witness signed, which
+    says nothing of the bundle. Both verifiers refuse the record (exit 3, "fetch it again"),
+    never NOT AUTHENTIC; the untouched record passes."""
+    k = kinds["honest"]
+    central = StationKey.generate()
+    wdoc = witness_doc(k.path, central)
+    ca, tsa = _pins(k, "files", k.ca)
+    pin = ["--witness-key", central.fingerprint] if pinned else []
+
+    def both(
+        doc: dict[str, Any],
+    ) -> tuple[Report | WitnessRecordError, subprocess.CompletedProcess[str]]:
+        saved = tmp_path / "witness.json"
+        saved.write_text(json.dumps(doc))
+        script = tmp_path / "verify.py"
+        script.write_bytes(read_zip(k.path, "verify.py"))
+        args = [a for v in ca for a in ("--ca", v)] + [a for v in tsa for a in ("--tsa-ca", v)]
+        r = subprocess.run(
+            [sys.executable, "-I", str(script), str(k.path), *args, "--witness", str(saved), *pin],
+            cwd=tmp_path, capture_output=True, encoding="utf-8", check=False, timeout=120,
+            env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+        )  # fmt: skip
+        try:
+            report: Report | WitnessRecordError = verify_bundle(
+                k.path, anchors=build_anchors(ca, tsa, use_default=False), tmp_dir=tmp_path,
+                witness=doc, witness_pin=central.fingerprint if pinned else None,
+            )  # fmt: skip
+        except WitnessRecordError as exc:
+            report = exc
+        return report, r
+
+    report, r = both(wdoc)
+    assert isinstance(report, Report) and report.verdict == AUTHENTIC, report
+    assert r.returncode == 0 and "OK   witness" in r.stdout, r.stdout + r.stderr
+    cp = wdoc["checkpoints"][0]
+    body = base64.b64decode(cp["body_b64"])
+    other = dict(cp)  # the witness's word on another station's log at the same size
+    cosigned, cosignature = cosign(
+        central, "another-station", body, int(cp["tree_size"]), str(cp["root_sha256"])
+    )
+    other.update(
+        cosigned_b64=base64.b64encode(cosigned).decode(),
+        cosignature_b64=base64.b64encode(cosignature).decode(),
+    )
+    assert isinstance(both({**wdoc, "checkpoints": [cp, other]})[0], Report)  # genuine: fine
+    if fault == "flipped-cosignature":
+        sig = bytearray(cosignature)
+        sig[7] ^= 0x01
+        other["cosignature_b64"] = base64.b64encode(bytes(sig)).decode()
+    else:  # the checkpoint under the bundle's own cosignature (only it is looked at)
+        cp = {**cp, "body_b64": base64.b64encode(body + b" ").decode()}
+    report, r = both({**wdoc, "checkpoints": [cp, other]})
+    assert isinstance(report, WitnessRecordError), report.lines()
+    assert report.code == "witness-invalid" and "fetch it again" in str(report), report
+    assert r.returncode == 3 and "RESULT:" not in r.stdout, r.stdout + r.stderr
+    assert "not one the witness signed" in r.stderr and "fetch it again" in r.stderr, r.stderr
+    assert "witness-invalid" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def _witness_record(bundle: Path, key: StationKey, record: str) -> dict[str, Any]:

@@ -464,9 +464,12 @@ def test_a_pinned_witness_key_refuses_a_witness_file_the_seller_made(
     for source in (str(real), url):
         rc, check = packcam("--witness", source, "--witness-key", pin)
         assert rc == 0 and check["status"] == "ok" and "pinned witness key" in check["reason"]
-    rc, check = packcam("--witness", str(forged), "--witness-key", pin)
-    assert rc == 1 and check["code"] == "witness-untrusted", check
-    assert seller.fingerprint in check["reason"] and pin in check["reason"], check
+    # the seller's file, pinned: refused as the verifier's own input (exit 3), no verdict
+    rc = station_cli.main(["verify", str(honest), *pins, "--witness", str(forged),
+                           "--witness-key", pin])  # fmt: skip
+    said = capsys.readouterr()
+    assert rc == 3 and not said.out and "witness-untrusted" in said.err, said
+    assert seller.fingerprint in said.err and pin in said.err, said.err
     rc, check = packcam("--witness", str(forged))  # nothing pinned: named, as before
     assert (
         rc == 0 and "not pinned" in check["reason"] and seller.fingerprint[:23] in check["reason"]
@@ -487,7 +490,8 @@ def test_a_pinned_witness_key_refuses_a_witness_file_the_seller_made(
     r = run_kit("--witness", str(real), "--witness-key", pin)
     assert r.returncode == 0 and "OK   witness" in r.stdout, r.stdout + r.stderr
     r = run_kit("--witness", str(forged), "--witness-key", pin)
-    assert r.returncode == 1 and "[witness-untrusted]" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 3 and "RESULT:" not in r.stdout, r.stdout + r.stderr
+    assert "witness-untrusted" in r.stderr and seller.fingerprint in r.stderr, r.stderr
     r = run_kit("--witness", str(forged))
     assert r.returncode == 0 and "not pinned" in r.stdout, r.stdout + r.stderr
     assert run_kit("--witness-key", pin).returncode == 2
@@ -721,3 +725,38 @@ def test_the_record_of_a_station_named_with_a_slash_is_served(site: Site) -> Non
         doc = site.get(path)
         assert doc["station"] == "hall/2" and doc["checkpoints"] == [], doc
     assert site.get("/witness/hall/2?tree_size=3")["never_witnessed_sizes"] == [3]
+
+
+def test_the_verify_page_whose_own_record_fails_its_key_warns_not_fails(
+    site: Site,
+    tsa_ec: TsaServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The central /verify page holds a bundle to its own witness record; when a stored
+    cosignature no longer verifies with the site's witness key (its own data damaged, or the
+    key replaced), that is the site's fault, not the bundle's: a warning that the bundle
+    could not be held to the record (checkpoint-unwitnessed), never a failure or a crash."""
+    from central.db import CentralDB
+    from central.verify import check_bundle_witnessed
+    from station.proof.verify import verify_bundle
+
+    st = build_store(tmp_path / "st", tsa_ec, ["A1"], c2pa=False)
+    site.sync(st.cfg)
+    honest = export_order(site.station_cfg(st.cfg), "A1", tmp_path / "a1.zip").path
+    db = CentralDB(site.dsn)
+    try:
+
+        def witness_verdict() -> list[tuple[str, str]]:
+            report = verify_bundle(honest)
+            check_bundle_witnessed(report, db, witness_key(site.cfg))
+            return [(c.status, c.code) for c in report.checks if c.name == "witness"]
+
+        assert witness_verdict() == [("ok", "")]
+        with psycopg.connect(site.dsn, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(  # one bit of every stored cosignature flipped
+                "UPDATE witnessed SET cosignature = set_byte(cosignature, 7, "
+                "get_byte(cosignature, 7) # 1)"
+            )
+        assert witness_verdict() == [("warn", "checkpoint-unwitnessed")]
+    finally:
+        db.close()

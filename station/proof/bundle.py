@@ -790,8 +790,9 @@ VERIFY_TEMPLATE = """\
 见证者密钥指纹 `witness_key`，再加上 `--witness 文件 --witness-key 指纹`（`packcam verify`
 也接受网址 `<中心站>/witness/<工位>`，并自动查询本包的检查点）。见证者为同样条数副签了另一个
 根哈希时判为失败（`log-fork`：日志被改写过）。卖家直接交给您的"见证文件"可能是卖家用自己的
-密钥签的：固定指纹后，其他密钥签的见证文件判为失败（`witness-untrusted`）；不固定时只列出
-它的密钥，请自行比对。
+密钥签的：固定指纹后，其他密钥签的见证文件会被拒绝（退出码 3，`witness-untrusted`）；签名
+验证不通过的见证文件同样被拒绝（退出码 3，`witness-invalid`）：那是您传入的文件有问题，不是
+对证据包的结论，请自己重新获取。不固定时只列出它的密钥，请自行比对。
 
 退出码 / 结论：**0 真实**（未被修改、签名者由您信任的公司 CA 认证、可信时间戳在录制结束
 {max_delay} 分钟内）；**1 不真实**（某项检查失败，每项都写明原因代码）；**4 完整但未锚定**
@@ -830,8 +831,10 @@ only, and an old bundle's is not among them), and read the witness key's fingerp
 FINGERPRINT` (`packcam verify` also takes the URL `<site>/witness/<station>` and asks it for
 this bundle's checkpoints). Another root cosigned for as many entries fails (`log-fork`: the
 log was rewritten). A "witness file" the seller hands you may be signed with a key of the
-seller's own: with the key pinned, a file signed by any other key fails
-(`witness-untrusted`); unpinned, its key is only named for you to compare.
+seller's own: with the key pinned, a file signed by any other key is refused (exit 3,
+`witness-untrusted`), as is one whose own signatures do not verify (exit 3, `witness-invalid`):
+that is the file you passed, no verdict on the bundle; fetch it again yourself. Unpinned, its
+key is only named for you to compare.
 
 Exit status / verdict: **0 AUTHENTIC** (unaltered, signer certified by the company CA you
 pinned, trusted time within {max_delay} minutes of the recorded end); **1 NOT AUTHENTIC** (a

@@ -461,7 +461,8 @@ def register(subparsers: Any) -> None:
         metavar="SHA256|PEM",
         help="the central witness's key you trust: its fingerprint (the witness_key "
         "<site>/witness prints) or its public key PEM file; a --witness document signed by "
-        "any other key fails (witness-untrusted). Without it the document's key is only named",
+        "any other key is refused (exit 3, witness-untrusted), as is one whose own signatures "
+        "do not verify (witness-invalid). Without it the document's key is only named",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_verify)

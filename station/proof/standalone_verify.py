@@ -27,7 +27,8 @@ Certificates that came inside the bundle are never trusted by themselves.
 Exit status: 0 AUTHENTIC, 1 NOT AUTHENTIC (a check failed), 4 INTACT BUT NOT ANCHORED (nothing
 altered, but you pinned no company CA or TSA root that vouches for it), 5 AUTHENTIC FOR SOME
 OF THE ORDER'S CLIPS (a partial bundle: the others were deleted by the station's retention, by
-its signed record), 2 usage error.
+its signed record), 2 usage error, 3 a --witness file that is not one the witness signed
+(fetch it again: no verdict on the bundle).
 """
 
 from __future__ import annotations
@@ -46,13 +47,16 @@ import unicodedata
 import zipfile
 import zlib
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
 OK, FAIL, WARN = "OK", "FAIL", "WARN"
 MAX_DELAY_MIN = 15.0
+# how far past the verifier's clock a retention deletion record may be dated: two clocks
+# disagree, a station's never by a day; a later date is one no honest station signed
+DELETION_CLOCK_ALLOWANCE = timedelta(days=1)
 DOCUMENT_SIGNING = "1.3.6.1.5.5.7.3.36"  # id-kp-documentSigning (RFC 9336)
 MANIFEST, MANIFEST_SIG = "bundle/manifest.json", "bundle/manifest.sig"
 MAX_MEMBERS, MAX_MEMBER_SIZE = 10_000, 8 << 30  # as `packcam verify`: more is not a bundle
@@ -541,11 +545,12 @@ def check(
     ca_pins: list[str],
     tsa_pins: list[str],
     max_delay_s: float,
-    witness: str | None = None,
+    witness: dict[str, Any] | None = None,
     witness_pin: str | None = None,
 ) -> int:
     """Verify the unzipped bundle in ``root``; print every check and the verdict
-    (``witness_pin``: the fingerprint the ``witness`` file's key must have)."""
+    (``witness``: the witness record read by read_witness; ``witness_pin``: the fingerprint
+    its key must have)."""
     with tempfile.TemporaryDirectory(prefix="packcam-kit-pins-") as pins_dir:
         return _check(root, ca_pins, tsa_pins, max_delay_s, Path(pins_dir), witness, witness_pin)
 
@@ -558,10 +563,13 @@ def utc_plain(value: object) -> str:
     return (t.astimezone(timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M:%S")  # noqa: UP017
 
 
-def deletion_problem(body: dict[str, Any], record: bytes, retired: str | bool | None) -> str | None:
+def deletion_problem(
+    body: dict[str, Any], record: bytes, retired: str | bool | None, now: datetime
+) -> str | None:
     """Why a retention deletion record is not the station's about the clip of the signed
     manifest ``body``, or None. ``retired``: when the station key that signed it was retired
-    (None: it is the current one; False: no key of the bundle's chain signed it)."""
+    (None: it is the current one; False: no key of the bundle's chain signed it); ``now``:
+    the moment of verification."""
     if retired is False:
         return "the deletion record is not signed by the station key"
     try:
@@ -582,6 +590,12 @@ def deletion_problem(body: dict[str, Any], record: bytes, retired: str | bool | 
         return "the deletion record gives another start time"
     if ended is None or ended.tzinfo is None or deleted < ended:
         return "the deletion record says it was deleted before it was recorded"
+    if deleted > now + DELETION_CLOCK_ALLOWANCE:
+        return (
+            f"the deletion record is dated {utc_plain(str(d['deleted_utc']))[:16]} UTC, after "
+            f"this verification ({now:%Y-%m-%d %H:%M} UTC, with a day for the two clocks): no "
+            "station deletes a clip in the future"
+        )
     until = parse_time(str(retired)) if retired is not None else None
     if retired is not None and (until is None or until.tzinfo is None or deleted > until):
         # what a thief holding the retired key would sign (as `packcam audit` judges it)
@@ -699,6 +713,28 @@ def parse_witness_pin(value: str) -> str:
         sys.exit(f"verify.py: cannot read the witness key {value}: {exc}")
 
 
+def read_witness(path: str) -> dict[str, Any]:
+    """The saved witness record (a JSON object), or WitnessFileError."""
+    try:
+        doc = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise WitnessFileError("witness-invalid", f"cannot read {path}: {exc!r}") from exc
+    if not isinstance(doc, dict):
+        raise WitnessFileError("witness-invalid", f"{path} is not a witness document")
+    return doc
+
+
+class WitnessFileError(Exception):
+    """The --witness file is not one the witness signed: the verifier's own input (exit 3),
+    never a verdict on the bundle."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(
+            f"the witness record you passed is not one the witness signed ({code}: {detail}): "
+            "fetch it again (GET /witness/<station>?tree_size=N of the central site)"
+        )
+
+
 def check_witness(
     res: Result,
     doc: dict[str, Any],
@@ -713,14 +749,32 @@ def check_witness(
     of the central site): another root for the same size is a forked log. ``pinned``: the
     fingerprint the witness key must have (a file of any other key is refused); without it
     the file's key is only named. ``station``: the checkpoint's signed name, for where to
-    fetch a record holding the bundle's sizes; ``made``: its signed time (vouched_sizes)."""
+    fetch a record holding the bundle's sizes; ``made``: its signed time (vouched_sizes).
+    A file that fails its own signatures or the pin raises WitnessFileError: anyone can flip a
+    byte of a genuine record, so it says nothing of the bundle."""
+    try:
+        _check_witness(res, doc, seen, pins_dir, log_key, pinned, station, made)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise WitnessFileError("witness-invalid", f"not a witness document: {exc!r}") from exc
+
+
+def _check_witness(
+    res: Result,
+    doc: dict[str, Any],
+    seen: list[tuple[int, str]],
+    pins_dir: Path,
+    log_key: str,
+    pinned: str | None,
+    station: str,
+    made: str,
+) -> None:
     key = pins_dir / "witness.pub.pem"
     key.write_text(doc["public_key_pem"])
     if pinned is not None and key_fp(key) != pinned:
-        res.add(FAIL, "witness", f"the witness document is cosigned by key {key_fp(key)}, not "
-                f"by the pinned witness key {pinned}: it is not that witness's record",
-                "witness-untrusted")  # fmt: skip
-        return
+        raise WitnessFileError(
+            "witness-untrusted",
+            f"it is cosigned by key {key_fp(key)}, not by the pinned witness key {pinned}",
+        )
     if pinned is None:
         whose = (
             f"the witness key {key_fp(key)} of the file you gave, which was not pinned "
@@ -737,8 +791,7 @@ def check_witness(
         body.write_bytes(base64.b64decode(c["cosigned_b64"]))
         sig.write_bytes(base64.b64decode(c["cosignature_b64"]))
         if not signed_by(key, body, sig, pins_dir):
-            res.add(FAIL, "witness", "a cosignature does not verify", "witness-invalid")
-            return
+            raise WitnessFileError("witness-invalid", "a cosignature does not verify")
         w = json.loads(body.read_bytes())
         if station and w.get("station") not in (station, None):
             continue  # the witness's word on another station's log
@@ -749,8 +802,7 @@ def check_witness(
             continue
         cp = base64.b64decode(c["body_b64"])
         if hashlib.sha256(cp).hexdigest() != w.get("checkpoint_sha256"):
-            res.add(FAIL, "witness", "a cosigned checkpoint was swapped", "witness-invalid")
-            return
+            raise WitnessFileError("witness-invalid", "a cosigned checkpoint was swapped")
         attributed.add(str(w["checkpoint_sha256"]))
         if log_key and json.loads(cp).get("key") not in (log_key, None):
             continue
@@ -886,7 +938,7 @@ def _check(
     tsa_pins: list[str],
     max_delay_s: float,
     pins_dir: Path,
-    witness: str | None,
+    witness: dict[str, Any] | None,
     witness_pin: str | None = None,
 ) -> int:
     res = Result()
@@ -1356,7 +1408,7 @@ def _check(
             res.add(FAIL, f"{pre} times", shifted, "time-offset-invalid")
     if overlap := overlap_problem(bodies):
         res.add(FAIL if overlap[1] else WARN, "clips", overlap[0], "clip-overlap")
-    if witness:
+    if witness is not None:
         seen = [(cp_size, str(cp["root_sha256"]))]
         for item in index["clips"]:
             if item.get("first_checkpoint"):
@@ -1364,7 +1416,7 @@ def _check(
                 seen.append((int(fcb["tree_size"]), str(fcb["root_sha256"])))
         check_witness(
             res,
-            json.loads(Path(witness).read_bytes()),
+            witness,
             seen,
             pins_dir,
             key_fp(root / pub),
@@ -1378,6 +1430,7 @@ def _check(
     want = {int(x) for x in bm.get("order_clips", [])}
     order = sorted(want or seqs)
     gone: set[int] = set()
+    now = datetime.now(timezone.utc)  # noqa: UP017
     for n, item in enumerate(index.get("deleted_clips") or []):
         pre = f"deleted[{n}] {PurePosixPath(item['clip']).name}"
         raw = (root / item["manifest"]).read_bytes()
@@ -1403,6 +1456,7 @@ def _check(
                 (root / item["deletion_record"]).read_bytes(),
                 next((r for k, r in station_keys
                       if sig_ok(item["deletion_record"], item["deletion_signature"], k)), False),
+                now,
             )  # fmt: skip
         if why is None and body.get("order_id") != index.get("order_id"):
             why = f"it is a clip of order {body.get('order_id')!r}"
@@ -1476,12 +1530,22 @@ def main(argv: list[str] | None = None) -> int:
         "--witness-key",
         help="the central witness's key you trust: its SHA-256 fingerprint (witness_key in "
         "<site>/witness) or its public key PEM file; a --witness file signed by any other key "
-        "fails (witness-untrusted). Without it the file's key is only named",
+        "is refused (exit 3, witness-untrusted), as is one whose own signatures do not verify "
+        "(witness-invalid). Without it the file's key is only named",
     )
     a = ap.parse_args(argv)
     if a.witness_key and not a.witness:
         ap.error("--witness-key pins the key of a --witness file: give --witness too")
     pin = parse_witness_pin(a.witness_key) if a.witness_key else None
+    try:
+        return _main(a, pin)
+    except WitnessFileError as exc:  # the verifier's own input: no verdict on the bundle
+        print(f"verify.py: {exc}", file=sys.stderr)
+        return 3
+
+
+def _main(a: argparse.Namespace, pin: str | None) -> int:
+    witness = read_witness(a.witness) if a.witness else None
     if isinstance(sys.stdout, io.TextIOWrapper):  # a station named 打包台1 on a cp1252 console
         sys.stdout.reconfigure(errors="backslashreplace")
     src = Path(a.bundle)
@@ -1494,7 +1558,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     try:
         if src.is_dir():
-            return check(src, a.ca, a.tsa_ca, a.max_delay * 60, a.witness, pin)
+            return check(src, a.ca, a.tsa_ca, a.max_delay * 60, witness, pin)
         with tempfile.TemporaryDirectory(prefix="packcam-kit-") as tmp, zipfile.ZipFile(src) as z:
             base = Path(tmp).resolve()
             seen: set[str] = set()
@@ -1518,7 +1582,7 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
                 seen.add(key)
             z.extractall(tmp)
-            return check(Path(tmp), a.ca, a.tsa_ca, a.max_delay * 60, a.witness, pin)
+            return check(Path(tmp), a.ca, a.tsa_ca, a.max_delay * 60, witness, pin)
     except (
         OSError,
         KeyError,

@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,9 @@ EXIT_CODES = {AUTHENTIC: 0, TAMPERED: 1, UNVERIFIED: 1, UNANCHORED: 4}
 # authentic for the clips here, but some of the order's clips are gone (by the station's signed
 # retention record): never 0, so a script that checks for 0 never takes it for the whole order
 EXIT_PARTIAL = 5
+# how far past the verifier's clock a retention deletion record may be dated: two clocks
+# disagree, a station's never by a day; a later date is one no honest station signed
+DELETION_CLOCK_ALLOWANCE = timedelta(days=1)
 DEFAULT_MAX_DELAY_S = 15 * 60.0  # recorded end -> the TSA's time, either way
 TSA_TIME_PRECISION_S = 1.0  # genTime is usually whole seconds (RFC 3161 2.4.2 allows more)
 
@@ -1050,6 +1053,8 @@ def verify_bundle(
                     sizes = [s for s, _ in report.facts.get("checkpoints_seen", [])]
                     witness = witness(list(dict.fromkeys(sizes)))
                 check_witness(report, witness, witness_pin)
+        except WitnessRecordError:
+            raise  # the verifier's own input: no verdict on the bundle
         except (ProofError, KeyError, ValueError, TypeError, AttributeError, *ZIP_ERRORS) as exc:
             # AttributeError: JSON of another shape (a list where an object belongs)
             report.add("bundle", FAIL, f"malformed bundle: {exc}", "bundle-malformed")
@@ -1496,6 +1501,7 @@ def _check_deleted_clips(
     seller's own statement: it explains a gap, it vouches for nothing the clip showed, so
     each is reported (a warning) and none counts towards the verdict."""
     gone: set[int] = set()
+    now = datetime.now(UTC)
     for n, item in enumerate(index.get("deleted_clips") or []):
         name = f"deleted[{n}] {Path(item['clip']).name}"
         raw = b.read(item["manifest"])
@@ -1503,7 +1509,7 @@ def _check_deleted_clips(
         record = b.read(item["deletion_record"])
         why = _deletion_problem(
             body, raw, b.read(item["signature"]), record, b.read(item["deletion_signature"]),
-            json.loads(b.read(item["inclusion"])), pub, station_keys, cp_size, cp_root,
+            json.loads(b.read(item["inclusion"])), pub, station_keys, cp_size, cp_root, now,
         )  # fmt: skip
         seq = body.get("seq")
         if why is None and body.get("order_id") != index.get("order_id"):
@@ -1557,9 +1563,10 @@ def _deletion_problem(
     station_keys: list[StationKeySpan],
     cp_size: int,
     cp_root: bytes,
+    now: datetime,
 ) -> str | None:
     """Why a deleted clip's manifest and deletion record are not the station's about one and
-    the same logged clip (None: they are)."""
+    the same logged clip (None: they are). ``now``: the moment of verification."""
     if canonical_json(body) != raw or not verify_signature(pub, raw, sig):
         return "its manifest is not signed by the station key"
     seq = body.get("seq")
@@ -1601,6 +1608,12 @@ def _deletion_problem(
         return "the deletion record gives another start time"
     if ended is None or deleted < ended:
         return "the deletion record says it was deleted before it was recorded"
+    if deleted > now + DELETION_CLOCK_ALLOWANCE:
+        return (
+            f"the deletion record is dated {utc_plain(d['deleted_utc'])[:16]} UTC, after this "
+            f"verification ({now:%Y-%m-%d %H:%M} UTC, with a day for the two clocks): no "
+            "station deletes a clip in the future"
+        )
     min_age = d.get("min_age_days")  # as `packcam audit`: its own rule, broken, is no retention
     if not isinstance(min_age, int | float) or (deleted - started).total_seconds() < (
         min_age * 86400 - 1
@@ -1773,12 +1786,28 @@ def _check_first_checkpoint(
         )
 
 
+class WitnessRecordError(ProofError):
+    """The witness record the verifier passed is not one the witness signed (a cosignature
+    that does not verify, a swapped checkpoint, another key than the pinned one, not a
+    witness document): a fault of the verifier's own input, never a verdict on the bundle."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(
+            f"the witness record you passed is not one the witness signed ({code}: {detail}): "
+            "fetch it again (GET /witness/<station>?tree_size=N of the central site)"
+        )
+        self.code = code
+
+
 def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None) -> None:
     """The bundle's checkpoints against a witness's cosigned history (``/witness/<station>``
     of the central site, saved by the verifier): another root for the same tree size is a
     fork. ``pinned``: the fingerprint of the witness key the verifier trusts; a document of
     any other key (one the seller made with a key of its own) is refused. Without a pin the
-    document's key is only named, to be compared out of band."""
+    document's key is only named, to be compared out of band. A document that fails its own
+    signatures or the pin raises WitnessRecordError: anyone can flip a byte of a genuine
+    record, so it says nothing of the bundle (only a record the witness signed can make it
+    a fork)."""
     if "unreachable" in doc:
         report.add(
             "witness",
@@ -1790,14 +1819,11 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
     try:
         wkey = load_public_pem(str(doc["public_key_pem"]).encode())
         if pinned is not None and fingerprint(wkey) != pinned:
-            report.add(
-                "witness",
-                FAIL,
-                f"the witness document is cosigned by key {fingerprint(wkey)}, not by the "
-                f"pinned witness key {pinned}: it is not that witness's record",
+            raise WitnessRecordError(
                 "witness-untrusted",
+                f"it is cosigned by key {fingerprint(wkey)}, not by the pinned witness key "
+                f"{pinned}",
             )
-            return
         seen: dict[int, str] = {}  # size -> root cosigned in this key's log (body given)
         loose: set[tuple[int, str]] = set()  # cosigned, the log unnamed (no body)
         attributed: set[str] = set()  # checkpoints (SHA-256) cosigned, given with their body
@@ -1806,8 +1832,7 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
         for c in doc.get("checkpoints", []):
             cosigned = base64.b64decode(c["cosigned_b64"])
             if not verify_signature(wkey, cosigned, base64.b64decode(c["cosignature_b64"])):
-                report.add("witness", FAIL, "a cosignature does not verify", "witness-invalid")
-                return
+                raise WitnessRecordError("witness-invalid", "a cosignature does not verify")
             w = json.loads(cosigned)
             if station and w.get("station") not in (station, None):
                 continue  # the witness's word on another station's log
@@ -1818,9 +1843,7 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
                 continue
             body = base64.b64decode(c["body_b64"])
             if hashlib.sha256(body).hexdigest() != w.get("checkpoint_sha256"):
-                report.add("witness", FAIL, "a cosigned checkpoint was swapped",
-                           "witness-invalid")  # fmt: skip
-                return
+                raise WitnessRecordError("witness-invalid", "a cosigned checkpoint was swapped")
             attributed.add(str(w["checkpoint_sha256"]))
             if mine_key and json.loads(body).get("key") not in (mine_key, None):
                 continue
@@ -1847,8 +1870,7 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
                 made = (report.facts.get("checkpoint") or {}).get("created_utc")
                 vouched = vouched_sizes(json.loads(statement), station, attributed, made)
     except (KeyError, TypeError, ValueError) as exc:
-        report.add("witness", FAIL, f"not a witness document: {exc}", "witness-invalid")
-        return
+        raise WitnessRecordError("witness-invalid", f"not a witness document: {exc}") from exc
     if pinned is None:
         report.compare(f"witness key {fingerprint(wkey)}")
         whose = (
