@@ -158,7 +158,7 @@ def _forking_record(bundle: Path, witness: StationKey) -> dict[str, Any]:
     return doc
 
 
-@pytest.mark.parametrize("edit", ["lists", "dropped", "bodiless"])
+@pytest.mark.parametrize("edit", ["lists", "dropped", "bodiless", "empty-body"])
 def test_a_fork_s_checkpoint_left_out_of_the_record_is_never_said_to_be_unwitnessed(
     store: Store,  # noqa: F811
     a1: Path,
@@ -170,7 +170,8 @@ def test_a_fork_s_checkpoint_left_out_of_the_record_is_never_said_to_be_unwitnes
     the cosigned checkpoint that makes it ``log-fork``. The seller edits the saved file: the
     checkpoint dropped and its size moved into ``never_witnessed_sizes`` (lists no one
     signs, the witness's signed statement of the sizes dropped too: "lists"), or the
-    statement kept ("dropped"), or the checkpoint kept without its body ("bodiless"). The
+    statement kept ("dropped"), or the checkpoint kept without its body ("bodiless", or an
+    empty one: both verifiers alike). The
     verifiers may only say the record leaves that size out and where to fetch it, never that
     the witness says it never cosigned one: not the witness's word."""
     doc = _forking_record(a1, witness)
@@ -179,6 +180,8 @@ def test_a_fork_s_checkpoint_left_out_of_the_record_is_never_said_to_be_unwitnes
     size = int(doc["checkpoints"][0]["tree_size"])
     if edit == "bodiless":
         del doc["checkpoints"][0]["body_b64"]
+    elif edit == "empty-body":
+        doc["checkpoints"][0]["body_b64"] = ""
     else:
         doc["checkpoints"] = []
         doc["never_witnessed_sizes"] = [size]

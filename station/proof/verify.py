@@ -1836,7 +1836,7 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
             w = json.loads(cosigned)
             if station and w.get("station") not in (station, None):
                 continue  # the witness's word on another station's log
-            if "body_b64" not in c:
+            if not c.get("body_b64"):  # missing or empty, as verify.py reads it
                 # sizes repeat across a station's logs (one per key): a cosignature without
                 # the checkpoint it names may confirm this root, never contradict it
                 loose.add((int(w["tree_size"]), str(w["root_sha256"])))
