@@ -293,3 +293,21 @@ def test_kit_on_a_garbage_bundle_is_a_clear_verdict_not_a_traceback(
         assert "Traceback" not in r.stderr, (what, r.stderr)
         assert r.returncode == 1 and "[bundle-malformed]" in r.stdout, (what, r.stdout)
         assert not list((tmp_path / "tmp").iterdir()), what
+
+
+@pytest.mark.parametrize("flag", ["--ca", "--tsa-ca", "--witness-key"])
+def test_a_pin_file_the_kit_cannot_read_is_an_input_error_not_a_verdict(
+    bundle: Path, tmp_path: Path, flag: str
+) -> None:
+    """A --ca, --tsa-ca or --witness-key file that is not there is the verifier's own input:
+    exit 3 and no RESULT line in verify.py, as in packcam verify (never a verdict on the
+    bundle, never exit 1, which reads NOT AUTHENTIC to a script)."""
+    missing = str(tmp_path / "missing.pem")
+    args = [flag, missing] + (["--witness", missing] if flag == "--witness-key" else [])
+    rc, out = _kit(bundle, tmp_path, *args)
+    assert rc == 3 and "RESULT" not in out, (rc, out)
+    packcam = subprocess.run(
+        [sys.executable, "-m", "station.proof", "verify", str(bundle), *args],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert packcam.returncode == 3 and "RESULT" not in packcam.stdout, packcam.stdout

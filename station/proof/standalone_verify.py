@@ -27,8 +27,9 @@ Certificates that came inside the bundle are never trusted by themselves.
 Exit status: 0 AUTHENTIC, 1 NOT AUTHENTIC (a check failed), 4 INTACT BUT NOT ANCHORED (nothing
 altered, but you pinned no company CA or TSA root that vouches for it), 5 AUTHENTIC FOR SOME
 OF THE ORDER'S CLIPS (a partial bundle: the others were deleted by the station's retention, by
-its signed record), 2 usage error, 3 a --witness file that is not one the witness signed
-(fetch it again: no verdict on the bundle).
+its signed record), 2 usage error, 3 a file you passed cannot be used: a --witness file that
+is not one the witness signed (fetch it again), or a --ca / --tsa-ca / --witness-key file that
+cannot be read (no verdict on the bundle).
 """
 
 from __future__ import annotations
@@ -250,7 +251,7 @@ def pins(values: list[str], candidates: list[bytes], what: str) -> list[bytes]:
             try:
                 out += pem_certs(Path(v).read_bytes())
             except OSError as exc:
-                sys.exit(f"verify.py: cannot read {what} {v}: {exc}")
+                raise InputError(f"cannot read {what} {v}: {exc}") from exc
         else:
             out += [c for c in candidates if cert_fingerprint(c) == fp]
     return out
@@ -710,7 +711,7 @@ def parse_witness_pin(value: str) -> str:
     try:
         return key_fp(Path(value))
     except (OSError, ValueError) as exc:
-        sys.exit(f"verify.py: cannot read the witness key {value}: {exc}")
+        raise InputError(f"cannot read the witness key {value}: {exc}") from exc
 
 
 def read_witness(path: str) -> dict[str, Any]:
@@ -722,6 +723,11 @@ def read_witness(path: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise WitnessFileError("witness-invalid", f"{path} is not a witness document")
     return doc
+
+
+class InputError(Exception):
+    """A file the verifier was given (a pin, the witness key) cannot be read: the verifier's own
+    input (exit 3), never a verdict on the bundle."""
 
 
 class WitnessFileError(Exception):
@@ -1536,10 +1542,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.witness_key and not a.witness:
         ap.error("--witness-key pins the key of a --witness file: give --witness too")
-    pin = parse_witness_pin(a.witness_key) if a.witness_key else None
     try:
+        pin = parse_witness_pin(a.witness_key) if a.witness_key else None
         return _main(a, pin)
-    except WitnessFileError as exc:  # the verifier's own input: no verdict on the bundle
+    except (InputError, WitnessFileError) as exc:  # the verifier's own input: no verdict
         print(f"verify.py: {exc}", file=sys.stderr)
         return 3
 
