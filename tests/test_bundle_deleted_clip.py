@@ -462,7 +462,8 @@ def test_a_refused_bundle_says_why_to_the_seller_and_to_the_share_links_holder(
     _refused_order(st, what, deleted_when)
     app = create_app(st.cfg, test_config={"TESTING": True, "SECRET_KEY": "k" * 40})
     seller = login(app.test_client(), "viewer")
-    clip_id = Ledger.in_data_dir(st.data).clips("A1")[0].id
+    with closing(Ledger.in_data_dir(st.data)) as ledger:
+        clip_id = ledger.clips("A1")[0].id
     share = create_share(seller, "A1")
     head = {"Accept-Language": lang}
     with ExportWorker(st.cfg, poll_s=0.02):

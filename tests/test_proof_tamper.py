@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -122,10 +123,16 @@ def test_audit_manifests_swapped(store: Store, tmp_path: Path) -> None:  # noqa:
     _assert_detected(audit(st.cfg), "manifest-swapped")
 
 
-def _db(st: Store) -> sqlite3.Connection:
+@contextmanager
+def _db(st: Store) -> Iterator[sqlite3.Connection]:
+    """The station's index with foreign keys off (a tamperer's edits), closed afterwards: a
+    ``with sqlite3.connect(...)`` block only commits (Python 3.13 warns of the unclosed one)."""
     conn = sqlite3.connect(st.data / INDEX_NAME, isolation_level=None)
-    conn.execute("PRAGMA foreign_keys=OFF")
-    return conn
+    try:
+        conn.execute("PRAGMA foreign_keys=OFF")
+        yield conn
+    finally:
+        conn.close()
 
 
 def test_audit_index_row_deleted(store: Store, tmp_path: Path) -> None:  # noqa: F811
@@ -148,15 +155,14 @@ def test_audit_index_row_edited(store: Store, tmp_path: Path, column: str, value
 
 
 def _resign_leaf(st: Store, seq: int, change: dict, key: StationKey) -> None:
-    conn = _db(st)
-    row = conn.execute("SELECT manifest FROM proof_log WHERE seq = ?", (seq,)).fetchone()
-    body = {**json.loads(row[0]), **change}
-    m = manifest_mod.sign(body, key)
-    conn.execute(
-        "UPDATE proof_log SET manifest = ?, signature = ?, manifest_sha256 = ? WHERE seq = ?",
-        (m.canonical, m.signature, m.sha256, seq),
-    )
-    conn.close()
+    with _db(st) as conn:
+        row = conn.execute("SELECT manifest FROM proof_log WHERE seq = ?", (seq,)).fetchone()
+        body = {**json.loads(row[0]), **change}
+        m = manifest_mod.sign(body, key)
+        conn.execute(
+            "UPDATE proof_log SET manifest = ?, signature = ?, manifest_sha256 = ? WHERE seq = ?",
+            (m.canonical, m.signature, m.sha256, seq),
+        )
 
 
 def test_audit_log_leaf_replaced_even_with_the_station_key(store: Store, tmp_path: Path) -> None:  # noqa: F811
@@ -177,11 +183,10 @@ def test_audit_log_leaf_signed_by_another_key(store: Store, tmp_path: Path) -> N
 
 def test_audit_log_leaves_reordered(store: Store, tmp_path: Path) -> None:  # noqa: F811
     st = store.copy(tmp_path / "data")
-    conn = _db(st)
-    conn.execute("UPDATE proof_log SET seq = -1 WHERE seq = 0")
-    conn.execute("UPDATE proof_log SET seq = 0 WHERE seq = 1")
-    conn.execute("UPDATE proof_log SET seq = 1 WHERE seq = -1")
-    conn.close()
+    with _db(st) as conn:
+        conn.execute("UPDATE proof_log SET seq = -1 WHERE seq = 0")
+        conn.execute("UPDATE proof_log SET seq = 0 WHERE seq = 1")
+        conn.execute("UPDATE proof_log SET seq = 1 WHERE seq = -1")
     _assert_detected(audit(st.cfg), "log-reordered")
 
 
