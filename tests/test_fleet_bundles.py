@@ -155,7 +155,11 @@ def central_site(
     thread.start()
     s = Site(st, station_cfg, central_cfg, server, tmp, token)
     try:
-        Archiver(station_cfg).run_once()  # clips, proofs and each order's signed bundle parts
+        archiver = Archiver(station_cfg)
+        try:
+            archiver.run_once()  # clips, proofs and each order's signed bundle parts
+        finally:
+            archiver.stop()  # its index connections
         s.sync()
         yield s
     finally:
@@ -573,7 +577,11 @@ def test_a_clip_retention_deleted_after_its_order_s_parts_went_up_gets_a_partial
         hidden.rename(clip)
         gone = retain_oldest(st, datetime.now(UTC), order="D1")
         assert gone.sha256 == first.sha256
-        Archiver(site.station_cfg).run_once()
+        archiver = Archiver(site.station_cfg)
+        try:
+            archiver.run_once()
+        finally:
+            archiver.stop()  # its index connections
         site.sync()
         ids = _clip_ids(site, "D1")
         assert len(ids) == 2
