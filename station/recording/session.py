@@ -223,11 +223,15 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class CameraLost:
+    """The camera stopped delivering frames; ``t``: the time of its last frame (0.0: none came)."""
+
     t: float
 
 
 @dataclass(frozen=True, slots=True)
 class CameraBack:
+    """The camera delivers frames again, the first at camera time ``t``."""
+
     t: float
 
 
@@ -301,6 +305,8 @@ class StartClip:
 
 @dataclass(frozen=True, slots=True)
 class StopClip:
+    """Finish the open clip at ``t`` for ``reason`` (the runner does nothing if none is open)."""
+
     reason: FinishReason
     t: float
 

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LegalHold:
+    """An order on legal hold now (a ``legal_holds`` row): retention deletes none of its clips."""
+
     order_id: str
     held_by: str
     held_utc: str
