@@ -47,7 +47,7 @@ import tempfile
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -789,30 +789,19 @@ def _check_witness(
         )
     else:
         whose = f"the pinned witness key {pinned}"
-    cosigned: dict[int, str] = {}  # size -> root cosigned in this key's log (body given)
-    loose: set[tuple[int, str]] = set()  # cosigned, the log unnamed (no body)
-    attributed: set[str] = set()  # checkpoints (SHA-256) cosigned, given with their body
-    for i, c in enumerate(doc.get("checkpoints", [])):
-        body, sig = pins_dir / f"w{i}.json", pins_dir / f"w{i}.sig"
-        body.write_bytes(base64.b64decode(c["cosigned_b64"]))
-        sig.write_bytes(base64.b64decode(c["cosignature_b64"]))
-        if not signed_by(key, body, sig, pins_dir):
-            raise WitnessFileError("witness-invalid", "a cosignature does not verify")
-        w = json.loads(body.read_bytes())
-        if station and w.get("station") not in (station, None):
-            continue  # the witness's word on another station's log
-        if not c.get("body_b64"):
-            # sizes repeat across a station's logs (one per key): a cosignature without the
-            # checkpoint it names may confirm this root, never contradict it
-            loose.add((int(w["tree_size"]), str(w["root_sha256"])))
-            continue
-        cp = base64.b64decode(c["body_b64"])
-        if hashlib.sha256(cp).hexdigest() != w.get("checkpoint_sha256"):
-            raise WitnessFileError("witness-invalid", "a cosigned checkpoint was swapped")
-        attributed.add(str(w["checkpoint_sha256"]))
-        if log_key and json.loads(cp).get("key") not in (log_key, None):
-            continue
-        cosigned[int(w["tree_size"])] = str(w["root_sha256"])
+
+    def checked() -> Iterator[tuple[dict[str, Any], bytes]]:
+        for i, c in enumerate(doc.get("checkpoints", [])):
+            body, sig = pins_dir / f"w{i}.json", pins_dir / f"w{i}.sig"
+            body.write_bytes(base64.b64decode(c["cosigned_b64"]))
+            sig.write_bytes(base64.b64decode(c["cosignature_b64"]))
+            if not signed_by(key, body, sig, pins_dir):
+                raise WitnessFileError("witness-invalid", "a cosignature does not verify")
+            yield c, body.read_bytes()
+
+    cosigned, loose, attributed = cosigned_checkpoints(
+        checked(), station, log_key, WitnessFileError
+    )
     for i, r in enumerate(doc.get("rotations", [])):
         final = rotation_final_size(r, log_key, pins_dir / f"r{i}")
         if final is not None and any(s > final for s, _ in seen):
@@ -856,6 +845,45 @@ def signed_by(key: Path, data: Path, sig: Path, cwd: Path) -> bool:
         "-sigfile", str(sig), cwd=cwd,
     )  # fmt: skip
     return ok
+
+
+class Cosigned(NamedTuple):
+    """What a witness record's cosigned checkpoints say of one station's log (of one key)."""
+
+    roots: dict[int, str]  # size -> root cosigned in this key's log (body given)
+    loose: set[tuple[int, str]]  # cosigned, the log unnamed (no body)
+    attributed: set[str]  # checkpoints (SHA-256) cosigned, given with their body
+
+
+def cosigned_checkpoints(
+    checked: Iterable[tuple[dict[str, Any], bytes]],
+    station: str,
+    log_key: str | None,
+    invalid: Callable[[str, str], Exception],
+) -> Cosigned:
+    """The checkpoints a witness record lists (``checked``: each entry of its ``checkpoints``
+    with its cosigned statement, whose cosignature the caller verified as it yields it),
+    read for the log of ``station`` whose key is ``log_key``. A checkpoint given with its
+    body must be the one the witness cosigned: else the caller's ``invalid`` exception is
+    raised (``witness-invalid``), as for a cosignature that does not verify."""
+    out = Cosigned({}, set(), set())
+    for c, cosigned in checked:
+        w = json.loads(cosigned)
+        if station and w.get("station") not in (station, None):
+            continue  # the witness's word on another station's log
+        if not c.get("body_b64"):  # missing or empty
+            # sizes repeat across a station's logs (one per key): a cosignature without the
+            # checkpoint it names may confirm this root, never contradict it
+            out.loose.add((int(w["tree_size"]), str(w["root_sha256"])))
+            continue
+        body = base64.b64decode(c["body_b64"])
+        if hashlib.sha256(body).hexdigest() != w.get("checkpoint_sha256"):
+            raise invalid("witness-invalid", "a cosigned checkpoint was swapped")
+        out.attributed.add(str(w["checkpoint_sha256"]))
+        if log_key and json.loads(body).get("key") not in (log_key, None):
+            continue
+        out.roots[int(w["tree_size"])] = str(w["root_sha256"])
+    return out
 
 
 def rotation_final_size(r: dict[str, Any], log_key: str, work: Path) -> int | None:

@@ -47,6 +47,7 @@ from station.proof.standalone_verify import (
     as_characters,
     clip_listed_twice,
     clock_step,
+    cosigned_checkpoints,
     framing_problem,
     local_time_problem,
     lookalike_problem,
@@ -1824,30 +1825,19 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
                 f"it is cosigned by key {fingerprint(wkey)}, not by the pinned witness key "
                 f"{pinned}",
             )
-        seen: dict[int, str] = {}  # size -> root cosigned in this key's log (body given)
-        loose: set[tuple[int, str]] = set()  # cosigned, the log unnamed (no body)
-        attributed: set[str] = set()  # checkpoints (SHA-256) cosigned, given with their body
         mine_key = report.facts.get("station_key")  # the key of the bundle's log
         station = str((report.facts.get("checkpoint") or {}).get("station") or "")
-        for c in doc.get("checkpoints", []):
-            cosigned = base64.b64decode(c["cosigned_b64"])
-            if not verify_signature(wkey, cosigned, base64.b64decode(c["cosignature_b64"])):
-                raise WitnessRecordError("witness-invalid", "a cosignature does not verify")
-            w = json.loads(cosigned)
-            if station and w.get("station") not in (station, None):
-                continue  # the witness's word on another station's log
-            if not c.get("body_b64"):  # missing or empty, as verify.py reads it
-                # sizes repeat across a station's logs (one per key): a cosignature without
-                # the checkpoint it names may confirm this root, never contradict it
-                loose.add((int(w["tree_size"]), str(w["root_sha256"])))
-                continue
-            body = base64.b64decode(c["body_b64"])
-            if hashlib.sha256(body).hexdigest() != w.get("checkpoint_sha256"):
-                raise WitnessRecordError("witness-invalid", "a cosigned checkpoint was swapped")
-            attributed.add(str(w["checkpoint_sha256"]))
-            if mine_key and json.loads(body).get("key") not in (mine_key, None):
-                continue
-            seen[int(w["tree_size"])] = str(w["root_sha256"])
+
+        def checked() -> Iterator[tuple[dict[str, Any], bytes]]:
+            for c in doc.get("checkpoints", []):
+                cosigned = base64.b64decode(c["cosigned_b64"])
+                if not verify_signature(wkey, cosigned, base64.b64decode(c["cosignature_b64"])):
+                    raise WitnessRecordError("witness-invalid", "a cosignature does not verify")
+                yield c, cosigned
+
+        seen, loose, attributed = cosigned_checkpoints(
+            checked(), station, mine_key, WitnessRecordError
+        )
         for r in doc.get("rotations", []):
             final = rotation_final_size(r, mine_key)
             if final is not None and any(
