@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +103,35 @@ class EmitTimes:
 
 
 def ms(xs: list[float]) -> float:
+    """The median of ``xs`` (seconds) in milliseconds; NaN for none."""
     return statistics.median(xs) * 1000 if xs else float("nan")
+
+
+def report(
+    res: dict[str, float],
+    heading: str,
+    rows: Sequence[tuple[str, float, float | None]],
+    *,
+    width: int,
+    ratio: str,
+    measure: str,
+    floor: float,
+    budget_ms: float,
+) -> None:
+    """Print a latency bench's result: ``heading``, a row per (label, median ms, max ms or
+    None), ``res[measure]`` over the ``floor`` (named ``ratio``) against ``budget_ms``; then
+    ``res``, with the budget and that ratio added, as the last line (JSON)."""
+    res["budget_ms"] = budget_ms
+    res["ratio_to_floor"] = res[measure] / floor if floor else float("nan")
+    print(heading)
+    for label, median, most in rows:
+        row = f"  {label:{width}s} {median:8.1f}"
+        print(row if most is None else f"{row}   max {most:.1f}")
+    print(
+        f"  {ratio} / floor = {res['ratio_to_floor']:.1f}x; budget {budget_ms:.0f} ms: "
+        f"{'met' if res[measure] <= budget_ms else 'NOT met'}"
+    )
+    print(json.dumps(res))
 
 
 def run_station(args: argparse.Namespace, data: Path) -> dict[str, float]:
@@ -187,26 +216,27 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="packcam-bench-feedback-") as tmp:
         st = run_station(args, Path(tmp))
         floor = run_floor(args, Path(tmp))
-    res = {**st, "floor_aplay_ms": floor, "budget_ms": BUDGET_MS}
-    res["ratio_to_floor"] = st["scan_to_sound_ms"] / floor if floor else float("nan")
-    print(f"{args.width}x{args.height}@{args.fps:g}, {st['n']} scans, medians (ms):")
-    print(f"  {'keystroke -> event (capture loop)':40s} {st['scan_to_emit_ms']:8.1f}")
-    print(f"  {'event -> sink (feedback thread)':40s} {st['emit_to_sink_ms']:8.1f}")
-    print(f"  {'sink -> aplay PCM open':40s} {st['sink_to_pcm_ms']:8.1f}")
-    print(
-        f"  {'scan -> sound (order, waybill)':40s} {st['scan_to_sound_ms']:8.1f}"
-        f"   max {st['scan_to_sound_max_ms']:.1f}"
+    report(
+        {**st, "floor_aplay_ms": floor},
+        f"{args.width}x{args.height}@{args.fps:g}, {st['n']} scans, medians (ms):",
+        [
+            ("keystroke -> event (capture loop)", st["scan_to_emit_ms"], None),
+            ("event -> sink (feedback thread)", st["emit_to_sink_ms"], None),
+            ("sink -> aplay PCM open", st["sink_to_pcm_ms"], None),
+            ("scan -> sound (order, waybill)", st["scan_to_sound_ms"], st["scan_to_sound_max_ms"]),
+            (
+                "seal scan -> sealed sound (clip hashed)",
+                st["seal_scan_to_sound_ms"],
+                st["seal_scan_to_sound_max_ms"],
+            ),
+            ("floor: aplay alone", floor, None),
+        ],
+        width=40,
+        ratio="scan->sound",
+        measure="scan_to_sound_ms",
+        floor=floor,
+        budget_ms=BUDGET_MS,
     )
-    print(
-        f"  {'seal scan -> sealed sound (clip hashed)':40s} {st['seal_scan_to_sound_ms']:8.1f}"
-        f"   max {st['seal_scan_to_sound_max_ms']:.1f}"
-    )
-    print(f"  {'floor: aplay alone':40s} {floor:8.1f}")
-    print(
-        f"  scan->sound / floor = {res['ratio_to_floor']:.1f}x; budget {BUDGET_MS:.0f} ms: "
-        f"{'met' if st['scan_to_sound_ms'] <= BUDGET_MS else 'NOT met'}"
-    )
-    print(json.dumps(res))
     return 0
 
 

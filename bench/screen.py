@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import threading
@@ -31,7 +30,7 @@ from playwright.sync_api import sync_playwright
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.feedback import TimedScanner  # noqa: E402
+from bench.feedback import TimedScanner, ms, report  # noqa: E402
 from station import config as config_mod  # noqa: E402
 from station.capture.synthetic import Scenario, SyntheticCamera  # noqa: E402
 from station.floor.events import EventKind, StationEvent  # noqa: E402
@@ -92,10 +91,6 @@ def render_at(renders: list[dict[str, Any]], seq: int) -> float:
     """When the page first showed document ``seq`` (or a later one: the site's file watch
     sends the newest version, so two writes close together are shown once)."""
     return float(min(r["at"] for r in renders if r["seq"] >= seq)) / 1000
-
-
-def ms(xs: list[float]) -> float:
-    return statistics.median(xs) * 1000 if xs else float("nan")
 
 
 def kiosk(browser: Any, url: str) -> Any:
@@ -227,30 +222,32 @@ def main() -> int:
         finally:
             browser.close()
     floor = res["floor_event_to_screen_ms"]
-    res["budget_ms"] = BUDGET_MS
-    res["ratio_to_floor"] = res["scan_to_screen_ms"] / floor if floor else float("nan")
-    print(f"{args.width}x{args.height}@{args.fps:g}, live view on, {res['n']} scans, medians (ms):")
-    print(f"  {'keystroke -> screen file (station)':44s} {res['scan_to_file_ms']:8.1f}")
-    print(f"  {'screen file -> page rendered (site, page)':44s} {res['file_to_page_ms']:8.1f}")
-    print(
-        f"  {'scan -> screen (order, waybill)':44s} {res['scan_to_screen_ms']:8.1f}"
-        f"   max {res['scan_to_screen_max_ms']:.1f}"
+    report(
+        res,
+        f"{args.width}x{args.height}@{args.fps:g}, live view on, {res['n']} scans, medians (ms):",
+        [
+            ("keystroke -> screen file (station)", res["scan_to_file_ms"], None),
+            ("screen file -> page rendered (site, page)", res["file_to_page_ms"], None),
+            (
+                "scan -> screen (order, waybill)",
+                res["scan_to_screen_ms"],
+                res["scan_to_screen_max_ms"],
+            ),
+            (
+                "seal scan -> sealed shown (clip hashed)",
+                res["seal_scan_to_screen_ms"],
+                res["seal_scan_to_screen_max_ms"],
+            ),
+            ("floor: event -> screen file", res["floor_event_to_file_ms"], None),
+            ("floor: screen file -> page rendered", res["floor_file_to_page_ms"], None),
+            ("floor: event -> screen (no station)", floor, res["floor_event_to_screen_max_ms"]),
+        ],
+        width=44,
+        ratio="scan->screen",
+        measure="scan_to_screen_ms",
+        floor=floor,
+        budget_ms=BUDGET_MS,
     )
-    print(
-        f"  {'seal scan -> sealed shown (clip hashed)':44s} {res['seal_scan_to_screen_ms']:8.1f}"
-        f"   max {res['seal_scan_to_screen_max_ms']:.1f}"
-    )
-    print(f"  {'floor: event -> screen file':44s} {res['floor_event_to_file_ms']:8.1f}")
-    print(f"  {'floor: screen file -> page rendered':44s} {res['floor_file_to_page_ms']:8.1f}")
-    print(
-        f"  {'floor: event -> screen (no station)':44s} {floor:8.1f}"
-        f"   max {res['floor_event_to_screen_max_ms']:.1f}"
-    )
-    print(
-        f"  scan->screen / floor = {res['ratio_to_floor']:.1f}x; budget {BUDGET_MS:.0f} ms: "
-        f"{'met' if res['scan_to_screen_ms'] <= BUDGET_MS else 'NOT met'}"
-    )
-    print(json.dumps(res))
     return 0
 
 
