@@ -19,7 +19,12 @@ from station import config as config_mod
 from station.fleet.objstore import clip_key, station_prefix
 from station.store.ledger import ClipRecord
 
-BOUND_S = 10.0
+BOUND_S = 10.0  # what a viewer's thread may be held at most with the shipped timeouts
+# The tests below run the same code with a 1 s read timeout (not the shipped 4 s), so they hold
+# the thread about 2 s rather than 8: a bound of 5 s still fails the archiver's 30 s timeout and
+# the shipped 4 s one (either would be a read that ignores the viewer's timeout).
+TEST_READ_TIMEOUT_S = 1.0
+TEST_BOUND_S = 5.0
 
 
 class FrozenStore:
@@ -63,17 +68,23 @@ class FrozenStore:
 
 
 @pytest.fixture
-def frozen() -> Iterator[FrozenStore]:
+def frozen(monkeypatch: pytest.MonkeyPatch) -> Iterator[FrozenStore]:
+    monkeypatch.setattr(media, "READ_TIMEOUT_S", TEST_READ_TIMEOUT_S)
     server = FrozenStore()
     yield server
     server.close()
 
 
 @pytest.fixture
-def stalling() -> Iterator[FrozenStore]:
+def stalling(monkeypatch: pytest.MonkeyPatch) -> Iterator[FrozenStore]:
+    monkeypatch.setattr(media, "READ_TIMEOUT_S", TEST_READ_TIMEOUT_S)
     server = FrozenStore(partial=True)
     yield server
     server.close()
+
+
+def test_the_shipped_read_timeouts_free_a_viewers_thread_within_the_bound() -> None:
+    assert media.READ_ATTEMPTS * media.READ_TIMEOUT_S < BOUND_S
 
 
 def app_for(port: int) -> Flask:
@@ -101,7 +112,7 @@ def test_a_frozen_store_answers_504_within_the_bound(frozen: FrozenStore) -> Non
             media.serve_object("stations/s/clips/x.mp4", mimetype="video/mp4")
         took = time.monotonic() - t0
     assert info.value.code == 504
-    assert took < BOUND_S, f"held the thread {took:.1f} s ({frozen.requests} requests)"
+    assert took < TEST_BOUND_S, f"held the thread {took:.1f} s ({frozen.requests} requests)"
     assert frozen.requests == media.READ_ATTEMPTS  # retried once, not three times
 
 
@@ -118,7 +129,7 @@ def test_a_body_that_stalls_ends_the_response(stalling: FrozenStore) -> None:
     took = time.monotonic() - t0
     resp.close()
     assert got <= 4096  # what arrived before the stall, never the 10 MB announced
-    assert took < BOUND_S, f"held the thread {took:.1f} s"
+    assert took < TEST_BOUND_S, f"held the thread {took:.1f} s"
 
 
 # ---- whose objects a clip may name -----------------------------------------------------------

