@@ -173,9 +173,14 @@ doctor: venv
 # and their sockets, Chromium's profile, PulseAudio's runtime dir) goes under one TMPDIR that is
 # removed afterwards, whatever the outcome (an interrupt too): a test run leaves nothing in
 # /tmp. `make test PYTEST_ARGS="tests/test_x.py -x"` runs a part.
+# The tests run in TEST_WORKERS processes (pytest-xdist; "auto": one a CPU core), a test file
+# to each in turn, so a file's module fixtures are made once; TEST_WORKERS=0 runs them in this
+# one process (for --pdb, say). Each worker starts its own PostgreSQL and SeaweedFS.
+TEST_WORKERS ?= auto
 test: venv test-deps
 	@t=$$(mktemp -d /tmp/packcam-test-XXXXXX) && trap 'rm -rf "$$t"' EXIT && \
-	trap 'exit 130' INT TERM && TMPDIR="$$t" $(PY) -m pytest -q $(PYTEST_ARGS)
+	trap 'exit 130' INT TERM && TMPDIR="$$t" $(PY) -m pytest -q -n $(TEST_WORKERS) \
+	  --dist loadfile $(PYTEST_ARGS)
 
 # ruff, then mypy --strict on packcam/, station/, web/ and central/ ([tool.mypy] in
 # pyproject.toml), both from the locked venv.
