@@ -37,7 +37,8 @@ def test_plain():
 def run_sample(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_sample.py").write_text(SAMPLE)
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    hardware: real hardware\n")
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    # the sample run takes none of this run's pytest options (PYTEST_ADDOPTS: -p plugins, -x)
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_ADDOPTS")}
     env["PYTHONPATH"] = str(TESTS)
     if ci is not None:
         env["CI"] = ci
