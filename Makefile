@@ -173,10 +173,11 @@ doctor: venv
 # and their sockets, Chromium's profile, PulseAudio's runtime dir) goes under one TMPDIR that is
 # removed afterwards, whatever the outcome (an interrupt too): a test run leaves nothing in
 # /tmp. `make test PYTEST_ARGS="tests/test_x.py -x"` runs a part.
-# The tests run in TEST_WORKERS processes (pytest-xdist; "auto": one a CPU core), a test file
-# to each in turn, so a file's module fixtures are made once; TEST_WORKERS=0 runs them in this
-# one process (for --pdb, say). Each worker starts its own PostgreSQL and SeaweedFS.
-TEST_WORKERS ?= auto
+# The tests run in TEST_WORKERS processes (pytest-xdist), a test file to each in turn, so a
+# file's module fixtures are made once. Two by default: each worker starts its own PostgreSQL,
+# SeaweedFS and Chromium, which a small Pi's memory bounds before its cores do; "auto" takes one
+# a CPU core, and TEST_WORKERS=0 runs the tests in this one process (for --pdb, say).
+TEST_WORKERS ?= 2
 test: venv test-deps
 	@t=$$(mktemp -d /tmp/packcam-test-XXXXXX) && trap 'rm -rf "$$t"' EXIT && \
 	trap 'exit 130' INT TERM && TMPDIR="$$t" $(PY) -m pytest -q -n $(TEST_WORKERS) \
