@@ -564,6 +564,19 @@ def utc_plain(value: object) -> str:
     return (t.astimezone(timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M:%S")  # noqa: UP017
 
 
+def deletion_dated_ahead(deleted: datetime, now: datetime) -> str | None:
+    """Why a retention deletion record dated ``deleted`` (aware) is one no honest station signed
+    by ``now``, the moment of verification: dated more than DELETION_CLOCK_ALLOWANCE after it
+    (None: it is not). The one rule of both verifiers, the share summary and `packcam audit`."""
+    if deleted <= now + DELETION_CLOCK_ALLOWANCE:
+        return None
+    return (
+        f"the deletion record is dated {deleted.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC, "  # noqa: UP017
+        f"after this verification ({now.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC, with a "  # noqa: UP017
+        "day for the two clocks): no station deletes a clip in the future"
+    )
+
+
 def deletion_problem(
     body: dict[str, Any], record: bytes, retired: str | bool | None, now: datetime
 ) -> str | None:
@@ -591,12 +604,9 @@ def deletion_problem(
         return "the deletion record gives another start time"
     if ended is None or ended.tzinfo is None or deleted < ended:
         return "the deletion record says it was deleted before it was recorded"
-    if deleted > now + DELETION_CLOCK_ALLOWANCE:
-        return (
-            f"the deletion record is dated {utc_plain(str(d['deleted_utc']))[:16]} UTC, after "
-            f"this verification ({now:%Y-%m-%d %H:%M} UTC, with a day for the two clocks): no "
-            "station deletes a clip in the future"
-        )
+    ahead = deletion_dated_ahead(deleted, now)
+    if ahead is not None:
+        return ahead
     until = parse_time(str(retired)) if retired is not None else None
     if retired is not None and (until is None or until.tzinfo is None or deleted > until):
         # what a thief holding the retired key would sign (as `packcam audit` judges it)
