@@ -487,9 +487,20 @@ def token_time(tst: Path, cwd: Path) -> tuple[datetime | None, float]:
         return None, 0.0
     text = re.sub(r"\.\d+", "", m.group(1))
     when = datetime.strptime(" ".join(text.split()), "%b %d %H:%M:%S %Y")
-    acc = re.search(r"Accuracy: (?:0x)?([0-9a-fA-F]+) seconds", out)
-    seconds = float(int(acc.group(1), 16 if "0x" in acc.group(0) else 10)) if acc else 0.0
-    return when.replace(tzinfo=timezone.utc), seconds  # noqa: UP017 (Python < 3.11 too)
+    return when.replace(tzinfo=timezone.utc), token_accuracy(out)  # noqa: UP017 (Python < 3.11 too)
+
+
+def token_accuracy(text: str) -> float:
+    """A token's stated accuracy in seconds from `openssl ts -text` ("Accuracy: 0x01 seconds,
+    0x01F4 millis, unspecified micros"), to the microsecond as `packcam verify` reads it from
+    the token: read in whole seconds, ± 1.5 s passed here what failed there."""
+    line = re.search(r"Accuracy: (.*)", text)
+    total = 0.0
+    for unit, scale in (("seconds", 1.0), ("millis", 1e-3), ("micros", 1e-6)):
+        n = re.search(rf"(?<!\w)(0x)?([0-9a-fA-F]+) {unit}\b", line.group(1)) if line else None
+        if n:  # openssl prints hex (0x...); older ones decimal
+            total += int(n.group(2), 16 if n.group(1) else 10) * scale
+    return total
 
 
 # ---- canonical JSON (what the station signs) -------------------------------------------------
