@@ -234,15 +234,24 @@ def _stating(tmp: Path, accuracy: str) -> TsaServer:
     return srv
 
 
-def test_both_verifiers_read_a_tokens_accuracy_to_the_microsecond(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("stated", "seconds"),
+    [("secs:1, millisecs:500, microsecs:250", 1.50025), ("millisecs:900", 0.9),
+     ("secs:-1, millisecs:500", -0.5)],
+    ids=["1 s 500 ms 250 us", "900 ms", "a negative second"],
+)  # fmt: skip
+def test_both_verifiers_read_a_tokens_accuracy_to_the_microsecond(
+    tmp_path: Path, stated: str, seconds: float
+) -> None:
     """A token stating ± 1 s 500 ms 250 µs is read as 1.50025 s by both verifiers (verify.py
-    read only the whole seconds, 1 s: at the bound the two verdicts differed)."""
+    read only the whole seconds, 1 s: at the bound the two verdicts differed); so is one in
+    milliseconds only, and one whose seconds are negative (openssl prints "0x-01")."""
     import hashlib
 
     from station.proof.standalone_verify import token_time
     from station.proof.tsa import request_token, verify_token
 
-    srv = _stating(tmp_path / "tsa", "secs:1, millisecs:500, microsecs:250")
+    srv = _stating(tmp_path / "tsa", stated)
     digest = hashlib.sha256(b"a signed manifest").digest()
     try:
         token, _ = request_token(srv.url, digest)
@@ -253,7 +262,7 @@ def test_both_verifiers_read_a_tokens_accuracy_to_the_microsecond(tmp_path: Path
     when, kit_accuracy = token_time(tst, tmp_path)
     info = verify_token(token, digest)
     assert when == info.gen_time
-    assert kit_accuracy == info.accuracy_s == pytest.approx(1.50025, abs=1e-9)
+    assert kit_accuracy == info.accuracy_s == pytest.approx(seconds, abs=1e-9)
 
 
 def test_a_token_accuracy_stated_in_milliseconds_counts_in_both_verifiers(tmp_path: Path) -> None:

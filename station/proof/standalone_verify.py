@@ -497,8 +497,8 @@ def token_accuracy(text: str) -> float:
     line = re.search(r"Accuracy: (.*)", text)
     total = 0.0
     for unit, scale in (("seconds", 1.0), ("millis", 1e-3), ("micros", 1e-6)):
-        n = re.search(rf"(?<!\w)(0x)?([0-9a-fA-F]+) {unit}\b", line.group(1)) if line else None
-        if n:  # openssl prints hex (0x...); older ones decimal
+        n = re.search(rf"(?<![\w-])(0x)?(-?[0-9a-fA-F]+) {unit}\b", line.group(1)) if line else None
+        if n:  # openssl prints hex (0x..., a negative one 0x-...); older ones decimal
             total += int(n.group(2), 16 if n.group(1) else 10) * scale
     return total
 
