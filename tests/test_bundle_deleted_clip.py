@@ -318,6 +318,29 @@ def test_the_share_summary_dates_the_deleted_clip_in_both_languages(
     assert "The file is the one the station hashed and signed" in p["en"]  # the clip left
 
 
+def test_the_share_summary_refuses_a_deletion_record_dated_next_month(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The station's own deletion record dated a month after the moment the summary is read:
+    the summary holds it to the verifiers' rule (the same function), so the clip is missing,
+    not "deleted by retention", and the order is not called partial; `packcam audit` too."""
+    from station.proof.verify import audit
+
+    st = store.copy(tmp_path / "data")
+    when = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+    first = retain_oldest(st, when)
+    p = {k: html.unescape(v) for k, v in parts(summary_of(st, "A1")[0]).items()}
+    assert "was deleted by the station's retention" not in p["en"], p["en"]
+    assert "被工位的保留策略删除" not in p["zh"], p["zh"]
+    assert "clip-deleted-by-retention" not in p["en"]
+    assert "Not authentic" in p["en"] and "clip-missing" in p["en"], p["en"]
+    report = audit(st.cfg, anchors=st.anchors(), check_timestamps=False)
+    (missing,) = [c for c in report.checks if c.code == "clip-missing"]
+    assert missing.name == f"clip {first.path}", missing
+    assert f"dated {day(when, '%Y-%m-%d %H:%M')} UTC, after this verification" in missing.reason
+
+
 ROTATIONS = {
     "rotated before the deletion": ("rotate", "delete"),
     "rotated after the deletion": ("delete", "rotate"),

@@ -3,6 +3,7 @@ bundle's parts when it archives, the central site streams parts + clips from the
 
 from __future__ import annotations
 
+import html
 import io
 import os
 import re
@@ -549,6 +550,27 @@ def test_an_order_whose_clip_retention_deleted_before_archiving_gets_a_partial_b
         # the share summary dates the gap instead of calling the clip "not signed yet"
         assert "was deleted by the station's retention on" in _summary(site, "D1")
         assert "verdict-tampered" not in _summary(site, "D1")
+
+
+def test_the_central_summary_refuses_a_deletion_record_dated_next_month(
+    seaweed: SeaweedServer,
+    postgres: PostgresServer,
+    tsa_ec,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The station's deletion record of a clip never archived is dated a month ahead: the
+    central summary judges it in the bucket's bundle by the verifiers' own rule
+    (verify_bundle), so it never reads "deleted by retention" or partial there."""
+    from datetime import UTC, datetime, timedelta
+
+    from test_bundle_deleted_clip import retain_oldest
+
+    st = build_store(tmp_path / "station", tsa_ec, ["D1", "D2", "D1"], c2pa=False)
+    retain_oldest(st, datetime.now(UTC) + timedelta(days=30), order="D1")
+    with central_site(st, seaweed, postgres, tmp_path) as site:
+        page = html.unescape(_summary(site, "D1"))
+    assert "was deleted by the station's retention" not in page, page
+    assert "verdict-tampered" in page and "deletion-record-invalid" in page, page
 
 
 def test_a_clip_retention_deleted_after_its_order_s_parts_went_up_gets_a_partial_bundle(

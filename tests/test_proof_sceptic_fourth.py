@@ -226,6 +226,62 @@ def test_a_token_accurate_only_to_hours_does_not_stretch_the_time_bound(
     assert rc == 1 and "[time-out-of-bounds]" in out, out
 
 
+def _stating(tmp: Path, accuracy: str) -> TsaServer:
+    """A TSA (one the verifier trusts) whose tokens state ``accuracy`` (openssl's syntax)."""
+    srv = TsaServer(tmp, "ec")
+    cnf = srv.dir / "tsa.cnf"
+    cnf.write_text(cnf.read_text().replace("accuracy = secs:1", f"accuracy = {accuracy}"))
+    return srv
+
+
+@pytest.mark.parametrize(
+    ("stated", "seconds"),
+    [("secs:1, millisecs:500, microsecs:250", 1.50025), ("millisecs:900", 0.9),
+     ("secs:-1, millisecs:500", -0.5)],
+    ids=["1 s 500 ms 250 us", "900 ms", "a negative second"],
+)  # fmt: skip
+def test_both_verifiers_read_a_tokens_accuracy_to_the_microsecond(
+    tmp_path: Path, stated: str, seconds: float
+) -> None:
+    """A token stating ± 1 s 500 ms 250 µs is read as 1.50025 s by both verifiers (verify.py
+    read only the whole seconds, 1 s: at the bound the two verdicts differed); so is one in
+    milliseconds only, and one whose seconds are negative (openssl prints "0x-01")."""
+    import hashlib
+
+    from station.proof.standalone_verify import token_time
+    from station.proof.tsa import request_token, verify_token
+
+    srv = _stating(tmp_path / "tsa", stated)
+    digest = hashlib.sha256(b"a signed manifest").digest()
+    try:
+        token, _ = request_token(srv.url, digest)
+    finally:
+        srv.stop()
+    tst = tmp_path / "token.tst"
+    tst.write_bytes(token)
+    when, kit_accuracy = token_time(tst, tmp_path)
+    info = verify_token(token, digest)
+    assert when == info.gen_time
+    assert kit_accuracy == info.accuracy_s == pytest.approx(seconds, abs=1e-9)
+
+
+def test_a_token_accuracy_stated_in_milliseconds_counts_in_both_verifiers(tmp_path: Path) -> None:
+    """A trusted TSA states its tokens' accuracy as 1 s and 120,000 ms (2 min 1 s); the
+    clip's manifest was timestamped 14 minutes after its recorded end: within 15 minutes,
+    but not once the 2 minutes of doubt past the first second count against the signer.
+    packcam verify said so; verify.py read 1 s and called the clip authentic."""
+    srv = _stating(tmp_path / "tsa", "secs:1, millisecs:120000")
+    try:
+        st = build_store(tmp_path / "st", srv, ["A1"], c2pa=False, ago=timedelta(minutes=14))
+        bundle = export_order(st.cfg, "A1", tmp_path / "A1.zip").path
+    finally:
+        srv.stop()
+    report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
+    assert report.verdict != AUTHENTIC and "time-out-of-bounds" in report.codes(), report.codes()
+    rc, out = run_kit(KIT, bundle, tmp_path, *st.pins())
+    assert rc == 1 and "[time-out-of-bounds]" in out and "accuracy of only ± 121 s" in out, out
+
+
 def test_time_beyond_counts_accuracy_past_a_second_against_the_signer() -> None:
     """Up to 1 s (what real TSAs state) the accuracy is slack, as genTime's precision is;
     beyond it the doubt it adds is the signer's, either way."""

@@ -185,3 +185,32 @@ def test_dashboard_shows_the_stations_start_up_self_check(web_env: WebEnv) -> No
     assert "packcam ca issue" in page and "WARN tsa" in page
     (web_env.data_dir / "live" / "doctor" / "station-01.json").write_text("{not json")
     assert client.get("/dashboard").status_code == 200  # a torn file is skipped, logged
+
+
+@pytest.mark.parametrize(
+    ("lang", "said"),
+    [("zh-CN", "无法读取其状态文件（原因见网站日志）。"),
+     ("en", "Its status file could not be read (the reason is in the site log).")],
+)  # fmt: skip
+def test_an_unreadable_status_file_is_said_in_the_readers_language_without_the_reason(
+    web_env: WebEnv, caplog: pytest.LogCaptureFixture, lang: str, said: str
+) -> None:
+    """A station's status file that is no JSON, or too large: the dashboard says so in the
+    reader's language, never the parser's English error or the file's path on the server,
+    which go to the site's log."""
+    live = web_env.data_dir / "live"
+    write_station(live, "desk-1")
+    (live / "broken.json").write_text("{not json")
+    (live / "huge.json").write_text(" " * (70 * 1024) + "{}")
+    client = login(make_app(web_env).test_client(), "operator")
+    with caplog.at_level("WARNING", logger="web.stations"):
+        page = client.get("/dashboard", headers={"Accept-Language": lang}).get_data(as_text=True)
+    assert page.count(said) == 4, page  # each station's row and its line in "Last errors"
+    for leak in ("unreadable status", "Expecting property name", "too large", str(live)):
+        assert leak not in page, leak
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert str(live / "broken.json") in logged and "Expecting property name" in logged, logged
+    assert str(live / "huge.json") in logged and "too large" in logged, logged
+    doc = client.get("/api/stations").get_json()
+    broken = next(s for s in doc["stations"] if s["key"] == "broken")
+    assert broken["unreadable"] is True and broken["last_error"] == "status file unreadable"

@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 _KEY = re.compile(r"^[A-Za-z0-9_~-]{1,80}$")
 MAX_STATUS_BYTES = 64 * 1024
+UNREADABLE = "status file unreadable"  # last_error in /api/stations (pages translate it)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class StationStatus:
     archive_backlog: int | None = None
     sync_problem: str | None = None  # what its last central sync round could not do, and why
     packer: str | None = None  # the packer signed in at the station now (issue 13)
+    # its status file could not be read: pages say so in the reader's language, the reason
+    # (an OS error naming the server's path) goes to the site's log only
+    unreadable: bool = False
 
     @property
     def shown_state(self) -> str:
@@ -90,7 +94,8 @@ def parse_status(
         if not isinstance(doc, dict):
             raise ValueError("status is not an object")
     except (OSError, ValueError) as exc:
-        return StationStatus(key, key, "stopped", last_error=f"unreadable status: {exc}"[:200])
+        log.warning("station %s: its status file %s is unreadable: %s", key, path, exc)
+        return StationStatus(key, key, "stopped", last_error=UNREADABLE, unreadable=True)
     updated = _str(doc.get("updated_utc"), 40)
     age = None
     if updated:

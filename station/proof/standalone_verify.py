@@ -487,9 +487,20 @@ def token_time(tst: Path, cwd: Path) -> tuple[datetime | None, float]:
         return None, 0.0
     text = re.sub(r"\.\d+", "", m.group(1))
     when = datetime.strptime(" ".join(text.split()), "%b %d %H:%M:%S %Y")
-    acc = re.search(r"Accuracy: (?:0x)?([0-9a-fA-F]+) seconds", out)
-    seconds = float(int(acc.group(1), 16 if "0x" in acc.group(0) else 10)) if acc else 0.0
-    return when.replace(tzinfo=timezone.utc), seconds  # noqa: UP017 (Python < 3.11 too)
+    return when.replace(tzinfo=timezone.utc), token_accuracy(out)  # noqa: UP017 (Python < 3.11 too)
+
+
+def token_accuracy(text: str) -> float:
+    """A token's stated accuracy in seconds from `openssl ts -text` ("Accuracy: 0x01 seconds,
+    0x01F4 millis, unspecified micros"), to the microsecond as `packcam verify` reads it from
+    the token: read in whole seconds, ± 1.5 s passed here what failed there."""
+    line = re.search(r"Accuracy: (.*)", text)
+    total = 0.0
+    for unit, scale in (("seconds", 1.0), ("millis", 1e-3), ("micros", 1e-6)):
+        n = re.search(rf"(?<![\w-])(0x)?(-?[0-9a-fA-F]+) {unit}\b", line.group(1)) if line else None
+        if n:  # openssl prints hex (0x..., a negative one 0x-...); older ones decimal
+            total += int(n.group(2), 16 if n.group(1) else 10) * scale
+    return total
 
 
 # ---- canonical JSON (what the station signs) -------------------------------------------------
@@ -564,6 +575,19 @@ def utc_plain(value: object) -> str:
     return (t.astimezone(timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M:%S")  # noqa: UP017
 
 
+def deletion_dated_ahead(deleted: datetime, now: datetime) -> str | None:
+    """Why a retention deletion record dated ``deleted`` (aware) is one no honest station signed
+    by ``now``, the moment of verification: dated more than DELETION_CLOCK_ALLOWANCE after it
+    (None: it is not). The one rule of both verifiers, the share summary and `packcam audit`."""
+    if deleted <= now + DELETION_CLOCK_ALLOWANCE:
+        return None
+    return (
+        f"the deletion record is dated {deleted.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC, "  # noqa: UP017
+        f"after this verification ({now.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC, with a "  # noqa: UP017
+        "day for the two clocks): no station deletes a clip in the future"
+    )
+
+
 def deletion_problem(
     body: dict[str, Any], record: bytes, retired: str | bool | None, now: datetime
 ) -> str | None:
@@ -591,12 +615,9 @@ def deletion_problem(
         return "the deletion record gives another start time"
     if ended is None or ended.tzinfo is None or deleted < ended:
         return "the deletion record says it was deleted before it was recorded"
-    if deleted > now + DELETION_CLOCK_ALLOWANCE:
-        return (
-            f"the deletion record is dated {utc_plain(str(d['deleted_utc']))[:16]} UTC, after "
-            f"this verification ({now:%Y-%m-%d %H:%M} UTC, with a day for the two clocks): no "
-            "station deletes a clip in the future"
-        )
+    ahead = deletion_dated_ahead(deleted, now)
+    if ahead is not None:
+        return ahead
     until = parse_time(str(retired)) if retired is not None else None
     if retired is not None and (until is None or until.tzinfo is None or deleted > until):
         # what a thief holding the retired key would sign (as `packcam audit` judges it)

@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from station.proof.standalone_verify import (
     clip_listed_twice,
     clock_step,
     cosigned_checkpoints,
+    deletion_dated_ahead,
     framing_problem,
     local_time_problem,
     lookalike_problem,
@@ -104,9 +105,6 @@ EXIT_CODES = {AUTHENTIC: 0, TAMPERED: 1, UNVERIFIED: 1, UNANCHORED: 4}
 # authentic for the clips here, but some of the order's clips are gone (by the station's signed
 # retention record): never 0, so a script that checks for 0 never takes it for the whole order
 EXIT_PARTIAL = 5
-# how far past the verifier's clock a retention deletion record may be dated: two clocks
-# disagree, a station's never by a day; a later date is one no honest station signed
-DELETION_CLOCK_ALLOWANCE = timedelta(days=1)
 DEFAULT_MAX_DELAY_S = 15 * 60.0  # recorded end -> the TSA's time, either way
 TSA_TIME_PRECISION_S = 1.0  # genTime is usually whole seconds (RFC 3161 2.4.2 allows more)
 
@@ -1609,12 +1607,9 @@ def _deletion_problem(
         return "the deletion record gives another start time"
     if ended is None or deleted < ended:
         return "the deletion record says it was deleted before it was recorded"
-    if deleted > now + DELETION_CLOCK_ALLOWANCE:
-        return (
-            f"the deletion record is dated {utc_plain(d['deleted_utc'])[:16]} UTC, after this "
-            f"verification ({now:%Y-%m-%d %H:%M} UTC, with a day for the two clocks): no "
-            "station deletes a clip in the future"
-        )
+    ahead = deletion_dated_ahead(deleted, now)
+    if ahead is not None:
+        return ahead
     min_age = d.get("min_age_days")  # as `packcam audit`: its own rule, broken, is no retention
     if not isinstance(min_age, int | float) or (deleted - started).total_seconds() < (
         min_age * 86400 - 1
@@ -2207,7 +2202,7 @@ def verify_gone_clip(rel: str, sha256: str, cfg: Config) -> Report:
         e = entries[-1] if entries else archived[-1][1] if archived else None
         body = json.loads(e.manifest) if e is not None else {}
         row = st.clips.raw_row_by_sha256(sha256)
-        by_retention, why = _retention_deletion(st, row, rel, body)
+        by_retention, why = _retention_deletion(st, row, rel, body, datetime.now(UTC))
         stored = st.holds.deletion_of_clip(row["id"]) if by_retention and row else None
         if stored is not None:  # what the summary says of it, with its date (verified above)
             rec = json.loads(bytes(stored["record"]))
@@ -2478,14 +2473,15 @@ _ROW_FIELDS = (
 
 
 def _retention_deletion(
-    st: _Store, row: sqlite3.Row | None, rel: str, body: dict[str, Any]
+    st: _Store, row: sqlite3.Row | None, rel: str, body: dict[str, Any], now: datetime
 ) -> tuple[bool, str]:
     """Was the missing clip ``rel`` deleted by retention, provably? (ok, what was found)
 
     Retention keeps the index row (with ``deleted_utc``) and a deletion record signed by the
     station key (``station/store/retention.py``). It counts only when that signature verifies, the
-    record names these bytes, the clip was older than the policy's minimum age, and its order
-    was not on legal hold at that moment. Anything less is reported as a missing clip.
+    record names these bytes, is dated no later than a day after ``now`` (the moment of
+    verification, as a bundle's record), the clip was older than the policy's minimum age, and
+    its order was not on legal hold at that moment. Anything less is reported as a missing clip.
     """
     if row is None or not row["deleted_utc"]:  # the column exists: migrations ran
         return False, ""
@@ -2500,6 +2496,8 @@ def _retention_deletion(
         min_age = float(d["min_age_days"])
     except (ValueError, KeyError, TypeError):
         d, deleted = None, None
+    if deleted is not None and deleted.tzinfo is None:  # the station writes UTC offsets
+        d, deleted = None, None
     sig = bytes(rec["signature"])
     if not verify_signature(st.pub, record, sig) and not (
         deleted is not None and _signed_before_retired(st, record, sig, deleted)
@@ -2512,6 +2510,9 @@ def _retention_deletion(
     claimed = _parse_time(body.get("started_at"))
     if claimed is None or abs((claimed - started).total_seconds()) > 1:
         return False, "its retention deletion record gives another start time"
+    ahead = deletion_dated_ahead(deleted, now)
+    if ahead is not None:
+        return False, ahead
     if (deleted - started).total_seconds() < min_age * 86400 - 1:
         return False, f"it was deleted younger than the minimum age of {min_age:g} days"
     order_id = body.get("order_id")
@@ -2761,6 +2762,7 @@ def _audit(
     )  # fmt: skip
     entries += live
     # index rows <-> log leaves <-> files on disk
+    now = datetime.now(UTC)  # the moment of the audit, a deletion record's date is held to
     rows = st.clips.raw_rows()
     rows_by_path = {r["path"]: r for r in rows}
     logged_paths = set()
@@ -2775,7 +2777,7 @@ def _audit(
         row = rows_by_path.get(rel)
         gone_by_retention = False
         if not clip.exists():
-            by_retention, why = _retention_deletion(st, row, rel, body)
+            by_retention, why = _retention_deletion(st, row, rel, body, now)
             if by_retention:
                 report.add(f"clip {rel}", OK, why)
                 retired += 1
