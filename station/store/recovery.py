@@ -759,15 +759,16 @@ class Recovery:
     def _new_manifest(
         self, final: Path, rel: str, digest: str, meta: dict[str, Any], facts: Mp4Probe
     ) -> dict[str, Any]:
-        first = _journaled_frames(meta)
-        if first is None:  # a journal of an older version, or none: no step can be known
+        frames = _journaled_frames(meta)
+        if frames is not None:
+            # Dated as the recorder dates a clip: by the clock after a step it journaled.
+            started, ended, step = clip_times(*frames, span_s=facts.span_s)
+        else:  # a journal of an older version, or none: no step can be known
             wall = _parse_wall(meta.get("first_wall") or meta.get("scan_wall"))
             if wall is None:
                 mtime = datetime.fromtimestamp(final.stat().st_mtime).astimezone()
                 wall = mtime - timedelta(seconds=facts.span_s)
-            first = (wall, None, None, None)
-        # Dated as the recorder dates a clip: by the clock after a step it journaled.
-        started, ended, step = clip_times(*first, facts.span_s)
+            started, ended, step = clip_times(wall, None, None, None, facts.span_s)
         recovery = meta.get("recovery") or {
             "recovered_utc": _utc_now(),
             "method": "as-recorded",
