@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from proof_support import (  # noqa: F401 (fixtures)
 from scan_support import LateScans
 
 from station import config as config_mod
-from station.capture.frames import Frame, RawScan
+from station.capture.frames import Frame, InputEvent, RawScan
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.proof import standalone_verify
 from station.proof import verify as verify_mod
@@ -33,7 +34,8 @@ from station.proof.trust import Anchors
 from station.proof.verify import TAMPERED, audit, verify_bundle
 from station.recording.recorder import clock_step_s
 from station.service import assemble
-from station.store.ledger import ClipRecord
+from station.store.ledger import ClipRecord, Ledger
+from station.store.recovery import recover_data_dir
 
 W, H, FPS = 320, 192, 10.0
 ORDER = "PO-STEP-1"
@@ -173,3 +175,84 @@ def test_a_step_stated_by_the_key_holder_backdates_nothing(
     assert "time-out-of-bounds" in report.reasons() and report.verdict == TAMPERED
     _code, out = run_kit(KIT, forged, tmp_path, "--tsa-ca", str(tsa_ec.root))
     assert "time-out-of-bounds" in out and "NOT AUTHENTIC" in out, out
+
+
+class CutAt(LateScans):
+    """LateScans that, at its first poll at or after ``at``, copies the data dir into ``into``
+    as a power cut (or kill -9) would leave it on disk: the clip recording in tmp/ with its
+    journal."""
+
+    def __init__(
+        self, scans: list[tuple[float, RawScan]], at: float, data_dir: Path, into: Path
+    ) -> None:
+        super().__init__(scans)
+        self.at, self.data_dir, self.into = at, data_dir, into
+
+    def poll(self, now: float) -> list[InputEvent]:
+        if now >= self.at and not self.into.exists():
+            shutil.copytree(self.data_dir, self.into)
+        return super().poll(now)
+
+
+def cut_across_a_step(
+    cfg: config_mod.Config, start: datetime, step: timedelta, into: Path
+) -> config_mod.Config:
+    """One order packed while the clock steps by ``step`` at camera time 3 s, the power cut
+    at 6 s (before the seal): the config of the data dir the cut left."""
+    script = {"seed": 4, "event": [{"at": 8.0, "kind": "end"}]}
+    cam = SyntheticCamera(W, H, FPS, Scenario.from_dict(script), realtime=False, start_wall=start)
+    asm = assemble(cfg, camera=SteppedClock(cam, STEP_AT, step), live_view=False)
+    scans = [(1.0, RawScan(ORDER, "keyboard", 1.0)), (7.0, RawScan("SEAL", "keyboard", 7.0))]
+    asm.station.scan_sources.append(CutAt(scans, 6.0, cfg.station.data_dir, into))
+    try:
+        asm.station.run(threading.Event())
+    finally:
+        asm.close()
+    assert [p.parent.name for p in into.rglob("*.mp4")] == ["tmp"]  # cut while it recorded
+    return cfg.with_data_dir(into)
+
+
+@pytest.mark.parametrize(
+    "step", [timedelta(minutes=-5), timedelta(hours=1)], ids=["back-5-min", "forward-1-h"]
+)
+def test_a_clip_a_power_cut_left_across_a_clock_step_is_recovered_with_its_real_times(
+    step_cfg: config_mod.Config,
+    tsa_ec: TsaServer,  # noqa: F811
+    step: timedelta,
+    tmp_path: Path,
+) -> None:
+    """The clock stepped while the clip recorded, then the power went before it was finished:
+    crash recovery finishes it from its journal. Its times must be the recorder's, by the clock
+    after the step (the start is the first frame's clock moved by the step), and its manifest
+    states the step: it then verifies once TSA-stamped. Recovery dated it by the clock before
+    the step: an hour's step was `time-out-of-bounds`, five minutes back `clock-ahead`."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30) - step
+    cfg = cut_across_a_step(step_cfg, start, step, tmp_path / "after-the-cut")
+    assert recover_data_dir(cfg).ok
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    try:
+        (clip,) = ledger.clips()
+    finally:
+        ledger.close()
+    body = json.loads((cfg.station.data_dir / clip.manifest_path).read_text())
+    span = timedelta(seconds=clip.frame_count / FPS - 1 / FPS)
+    assert clip.finish_reason == "interrupted" and clip.frame_count >= 40  # cut at 6 s
+    assert clip.started_at == start + step and clip.ended_at == start + step + span
+    assert body["clock_step_s"] == step.total_seconds()
+
+    fin = ProofFinalizer(cfg, start_worker=False)
+    assert fin.tsa is not None
+    fin.tsa.process_due()
+    fin.close()
+    report = audit(cfg, check_timestamps=True)
+    assert report.ok and not report.failures, report.lines()
+    assert {"time-out-of-bounds", "clock-ahead"}.isdisjoint(report.reasons()), report.lines()
+    tsa_root = x509.load_pem_x509_certificate(tsa_ec.root.read_bytes())
+    bundle = export_order(cfg, ORDER, tmp_path / "order.zip").path
+    report = verify_bundle(bundle, anchors=Anchors(tsa=(tsa_root,)))
+    assert report.verdict != TAMPERED, report.lines()
+    assert {"time-out-of-bounds", "clock-ahead", "time-inconsistent"}.isdisjoint(report.reasons())
+    assert report.time_anchored and report.facts["clock_step_s"] == step.total_seconds()
+    _code, out = run_kit(KIT, bundle, tmp_path, "--tsa-ca", str(tsa_ec.root))
+    assert "time-out-of-bounds" not in out and "clock-ahead" not in out, out
+    assert "clock stepped" in out and "NOT AUTHENTIC" not in out, out

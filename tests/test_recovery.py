@@ -866,3 +866,47 @@ def test_clips_recovered_together_are_indexed_in_the_order_they_were_recorded(
         (2, "PO-B", "interrupted"),
         (3, "PO-A", "interrupted"),
     ]
+
+
+def frames(first_t: float, last_t: float, step_s: float) -> dict[str, object]:
+    """A journal's ``frames``: its first frame at ``WALL0``, its last ``last_t - first_t`` of
+    camera time later, by a wall clock that stepped by ``step_s`` between them."""
+    last = WALL0 + timedelta(seconds=last_t - first_t + step_s)
+    return {
+        "first_t": first_t,
+        "first_wall": WALL0.isoformat(timespec="microseconds"),
+        "last_t": last_t,
+        "last_wall": last.isoformat(timespec="microseconds"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "step_s"),
+    [
+        ({}, None),  # a journal of an older version: dated by its first frame's clock
+        ({"frames": frames(40.0, 41.7, 0.0004)}, None),  # jitter: no step
+        ({"frames": frames(40.0, 41.7, 3600.0)}, 3600.0),
+        ({"frames": frames(40.0, 41.7, -300.0)}, -300.0),
+        ({"frames": {**frames(40.0, 41.7, 3600.0), "last_t": "41.7"}}, None),  # unreadable
+        ({"frames": [40.0, 41.7]}, None),
+    ],
+    ids=["old-journal", "jitter", "forward-1-h", "back-5-min", "unreadable-t", "no-dict"],
+)
+def test_a_cut_clip_is_dated_by_the_clock_after_a_step_its_journal_saw(
+    cfg: config_mod.Config, data: Path, extra: dict[str, object], step_s: float | None
+) -> None:
+    """The journal names the first and the last frame it saw (camera and wall time): recovery
+    dates the cut clip as the recorder would have, by the clock after a step (NTP setting it
+    right while it recorded), and states the step in its signed manifest; a journal without
+    them (older versions) or with ones that do not read is dated by its first frame's clock,
+    as before. Recovery dated a clip cut after an hour's step an hour early."""
+    blob = write_clip(data / "scratch.mp4")
+    (data / "scratch.mp4").unlink()
+    put_tmp(data, "station-01_PO-77_20261130T140507_789", blob, journal(**extra))
+    assert recover_data_dir(cfg).ok
+    (clip,) = rows(cfg)
+    manifest = json.loads((data / clip.manifest_path).read_text())
+    started = WALL0 + timedelta(seconds=step_s or 0.0)
+    assert clip.started_at == started and clip.ended_at == started + timedelta(seconds=2.4)
+    assert manifest.get("clock_step_s") == step_s
+    assert_clean(cfg)

@@ -136,6 +136,24 @@ def clock_step_s(
     return step if abs(step) >= CLOCK_STEP_MIN_S else None
 
 
+def clip_times(
+    first_wall: datetime,
+    first_t: float | None,
+    last_wall: datetime | None,
+    last_t: float | None,
+    span_s: float,
+) -> tuple[datetime, datetime, float | None]:
+    """A clip's start and end, and the wall clock's step while it recorded (``clock_step_s``
+    of its first and last frame known; None: none). The camera's own time is the truth within
+    a clip: its end is its start plus ``span_s`` (first to last frame by camera time). A step
+    (NTP setting the clock right) puts both times on the clock after it: the one a TSA's time
+    is held to, so a stated step can never widen what the token vouches for (a key holder
+    backdating a clip by "a step"). The one rule for the recorder and crash recovery alike."""
+    step = clock_step_s(first_wall, first_t, last_wall, last_t)
+    started = first_wall + timedelta(seconds=step or 0.0)
+    return started, started + timedelta(seconds=span_s), step
+
+
 JOURNAL_SUFFIX = ".open.json"
 FINISHED_KEPT = 256
 # The clips stopped last that a late read may still be linked to (``link_ended``): an order
@@ -160,6 +178,7 @@ class _OpenClip:
     scan_wall: datetime | None = None
     journal_first_wall: datetime | None = None  # first frame's wall time, known at start()
     journal_pre_roll_s: float = 0.0
+    journal_step_s: float = 0.0  # the wall clock's step as last journaled (0: none)
     extra: dict[str, Any] = field(default_factory=dict)  # extra manifest fields (camera gap)
     error: str | None = None
     # The order label burned into each written frame, run-length coded: [[label, frames], ...]
@@ -742,6 +761,16 @@ class Recorder:
             data["scan_wall"] = clip.scan_wall.isoformat(timespec="milliseconds")
         if first is not None:
             data["first_wall"] = first.isoformat(timespec="milliseconds")
+        if clip.first_wall is not None and clip.first_t is not None and clip.last_wall is not None:
+            # The first and the last frame so far by camera and wall time (to the microsecond,
+            # as _finish has them): recovery dates the clip by them with _finish's own rule
+            # (clip_times), a clock step stated as the recorder states it.
+            data["frames"] = {
+                "first_t": clip.first_t,
+                "first_wall": clip.first_wall.isoformat(timespec="microseconds"),
+                "last_t": clip.last_t,
+                "last_wall": clip.last_wall.isoformat(timespec="microseconds"),
+            }
         if clip.error:
             data["error"] = clip.error
         if clip.finish_reason:  # it was stopped (or its writer failed)
@@ -766,14 +795,21 @@ class Recorder:
         if self._owned_t is not None and t <= self._owned_t:
             # A programming error upstream: this frame is already in a clip.
             raise RuntimeError(f"frame at t={t} is already in a clip (up to t={self._owned_t})")
-        if clip.first_t is None:
+        first = clip.first_t is None
+        if first:
             clip.first_t, clip.first_wall = t, wall
-            if wall != clip.journal_first_wall:  # no pre-roll: the first frame came later
-                clip.journal_first_wall = wall
-                self._journal(clip)
         clip.last_wall = wall
         self._owned_t = t  # even if the write fails: the frame may be in the file
         clip.last_t = t
+        step = clock_step_s(clip.first_wall, clip.first_t, wall, t) or 0.0
+        if abs(step - clip.journal_step_s) >= CLOCK_STEP_MIN_S:
+            # The clock stepped (NTP): a power cut from now on must leave recovery the step,
+            # or it dates the clip by the clock before it (an hour off the TSA's time).
+            clip.journal_step_s = step
+            self._journal(clip)
+        elif first and wall != clip.journal_first_wall:  # no pre-roll: the first frame came later
+            clip.journal_first_wall = wall
+            self._journal(clip)
         if clip.labels and clip.labels[-1][0] == label:
             clip.labels[-1][1] += 1
         else:
@@ -926,13 +962,9 @@ class Recorder:
             return FinishedClip(clip.order_id, None, str(exc))
         rel = final.relative_to(self.data_dir).as_posix()
         manifest = final.with_suffix(".json")
-        # The camera's own time is the truth within a clip: its end is the start plus that.
-        # A wall clock stepped meanwhile (NTP setting it right) is stated, and both times are
-        # by the clock after the step: the one a TSA's time is held to, so a stated step can
-        # never widen what the token vouches for (a key holder backdating a clip by "a step").
-        step = clock_step_s(clip.first_wall, clip.first_t, clip.last_wall, clip.last_t)
-        started_wall = clip.first_wall + timedelta(seconds=step or 0.0)
-        ended_wall = started_wall + timedelta(seconds=done.last_t - done.first_t)
+        started_wall, ended_wall, step = clip_times(
+            clip.first_wall, clip.first_t, clip.last_wall, clip.last_t, done.last_t - done.first_t
+        )
         if step is not None:
             log.warning("the wall clock stepped by %+.3f s while clip of order %r recorded: its "
                         "times are by the clock after the step", step, clip.order_id)  # fmt: skip

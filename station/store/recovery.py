@@ -7,6 +7,7 @@ import fcntl
 import itertools
 import json
 import logging
+import math
 import os
 import shutil
 import statistics
@@ -27,6 +28,7 @@ from station.proof.log import ProofLog
 from station.recording.recorder import (
     JOURNAL_SUFFIX,
     Finalizer,
+    clip_times,
     manifest_body,
     write_manifest,
 )
@@ -757,10 +759,16 @@ class Recovery:
     def _new_manifest(
         self, final: Path, rel: str, digest: str, meta: dict[str, Any], facts: Mp4Probe
     ) -> dict[str, Any]:
-        started = _parse_wall(meta.get("first_wall") or meta.get("scan_wall"))
-        if started is None:
-            mtime = datetime.fromtimestamp(final.stat().st_mtime).astimezone()
-            started = mtime - timedelta(seconds=facts.span_s)
+        frames = _journaled_frames(meta)
+        if frames is not None:
+            # Dated as the recorder dates a clip: by the clock after a step it journaled.
+            started, ended, step = clip_times(*frames, span_s=facts.span_s)
+        else:  # a journal of an older version, or none: no step can be known
+            wall = _parse_wall(meta.get("first_wall") or meta.get("scan_wall"))
+            if wall is None:
+                mtime = datetime.fromtimestamp(final.stat().st_mtime).astimezone()
+                wall = mtime - timedelta(seconds=facts.span_s)
+            started, ended, step = clip_times(wall, None, None, None, facts.span_s)
         recovery = meta.get("recovery") or {
             "recovered_utc": _utc_now(),
             "method": "as-recorded",
@@ -778,7 +786,7 @@ class Recovery:
             order_id=str(order),
             station=str(meta.get("station") or self.cfg.station.name),
             started_at=started,
-            ended_at=started + timedelta(seconds=facts.span_s),
+            ended_at=ended,
             duration_s=round(facts.span_s + facts.frame_interval_s, 3),
             frame_count=facts.packets,
             finish_reason=str(meta.get("finish_reason") or FinishReason.INTERRUPTED.value),
@@ -792,7 +800,11 @@ class Recovery:
                 for w in meta.get("waybills") or ()
             ),
             events=tuple(_event(e) for e in meta.get("events") or ()),
-            extra={**(meta.get("extra") or {}), "recovery": recovery},
+            extra={
+                **(meta.get("extra") or {}),
+                **({"clock_step_s": step} if step is not None else {}),
+                "recovery": recovery,
+            },
         )
         return write_manifest(final, rel, record, self.finalizers)
 
@@ -905,6 +917,31 @@ def recorded_order(starts: dict[str, datetime | None]) -> list[str]:
     journal, no manifest: not the clip a journal shows recording at the cut)."""
     known = sorted((t.astimezone(UTC), rel) for rel, t in starts.items() if t is not None)
     return sorted(rel for rel, t in starts.items() if t is None) + [rel for _t, rel in known]
+
+
+def _journaled_frames(
+    meta: dict[str, Any],
+) -> tuple[datetime, float, datetime, float] | None:
+    """The first and the last frame a clip's journal names, by wall and camera time (the
+    recorder's ``frames``): None when it names none (no frame yet, a journal of an older
+    version) or they do not read."""
+    frames = meta.get("frames")
+    if not isinstance(frames, dict):
+        return None
+    first_wall, last_wall = (
+        _parse_wall(frames.get("first_wall")),
+        _parse_wall(frames.get("last_wall")),
+    )
+    first_t, last_t = _camera_t(frames.get("first_t")), _camera_t(frames.get("last_t"))
+    if first_wall is None or last_wall is None or first_t is None or last_t is None:
+        return None
+    return first_wall, first_t, last_wall, last_t
+
+
+def _camera_t(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _parse_wall(value: Any) -> datetime | None:
