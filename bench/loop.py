@@ -9,6 +9,11 @@ Runs, side by side in one run:
     with an I420 camera at both sizes, and at 1080p with the old encoder queue (15 frames) and
     with glibc's malloc settings of MALLOC_ENV (memory, one lever at a time); frames dropped
     overall and in the first second after each clip's scan;
+  * with --fsync-delay-ms instead: only the 720p packcam row, once per delay (and --repeat
+    times, medians), every os.fsync in the station's child process made that much slower
+    first (an SD card busy with the video): frames dropped overall, in the first second after
+    each clip's scan and after each clip's stop, and the longest gap between consecutive
+    frames in any clip (camera time), with ratios to the 0 ms row;
   * naive: pyzbar on every full frame + cv2.putText + cv2.VideoWriter(mp4v), as fast as it
     can go, on the same synthetic frames;
   * floor: the same frames through I420 conversion and libx264 only (no barcode reading, no
@@ -21,8 +26,11 @@ Prints a table and ratios; the last line is one JSON object (see README / docs/p
 from __future__ import annotations
 
 import argparse
+import collections
 import ctypes
+import itertools
 import json
+import math
 import os
 import statistics
 import sys
@@ -30,6 +38,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -99,12 +108,35 @@ def peak_rss_mb(field: str = "VmHWM") -> float:
 MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "1048576"}
 
 
+# fsync calls in this (child) process by thread name, counted only once slow_fsync() is on
+FSYNC_CALLS: collections.Counter[str] = collections.Counter()
+
+
+def slow_fsync(delay_s: float) -> None:
+    """Make every os.fsync of this process sleep ``delay_s`` first, and count the calls by
+    thread: an SD card that takes that long to sync while the encoder writes video. Only for a
+    --child process (the station's code calls os.fsync through the module, so this reaches
+    the journal writes, the clip writer's periodic syncs and the directory syncs; SQLite's own
+    syncs are in C and are not slowed)."""
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        FSYNC_CALLS[threading.current_thread().name] += 1
+        if delay_s:
+            time.sleep(delay_s)
+        real(fd)
+
+    os.fsync = fsync
+
+
 class DropLog:
-    """Wraps the camera: notes (camera time, dropped so far) at every read."""
+    """Wraps the camera: notes (camera time, wall time, dropped so far) at every read."""
 
     def __init__(self, cam: SyntheticCamera) -> None:
         self.cam = cam
         self.log: list[tuple[float, int]] = []
+        self.walls: list[datetime] = []
+        self.indices: list[int] = []
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(self.cam, name)
@@ -113,12 +145,28 @@ class DropLog:
         frame = self.cam.read(timeout)
         if frame is not None:
             self.log.append((frame.t, self.cam.dropped))
+            self.walls.append(frame.wall)
+            self.indices.append(frame.index)
         return frame
 
     def dropped_between(self, t0: float, t1: float) -> int:
-        inside = [d for t, d in self.log if t0 <= t <= t1]
-        before = [d for t, d in self.log if t < t0]
-        return (max(inside) - (before[-1] if before else 0)) if inside else 0
+        """Frames due at camera times in [t0, t1] (up to the last frame read) never read.
+        Counted by frame index, not from ``dropped`` at the reads inside the window: a stall
+        of a second or more has no read inside it, yet dropped every frame of it."""
+        if not self.log:
+            return 0
+        fps, origin = self.cam.fps, self.cam.origin
+        last = min(t1, self.log[-1][0])
+        due = range(
+            math.ceil((t0 - origin) * fps - 1e-6), math.floor((last - origin) * fps + 1e-6) + 1
+        )
+        return len(set(due) - set(self.indices))
+
+    def longest_gap(self, first: datetime, last: datetime) -> float:
+        """The longest camera-time step between consecutive frames read with a wall time in
+        [first, last] (a clip's span), in seconds; 0 with fewer than two frames."""
+        ts = [t for (t, _d), w in zip(self.log, self.walls, strict=True) if first <= w <= last]
+        return max((b - a for a, b in itertools.pairwise(ts)), default=0.0)
 
 
 def run_packcam(
@@ -153,11 +201,14 @@ def run_packcam(
     asm = assemble(cfg, camera=drops, live_view=True)  # type: ignore[arg-type]
     st = asm.station
     scan_times: list[float] = []
+    stop_times: list[float] = []
     orig_do = st._do
 
     def do(action):  # type: ignore[no-untyped-def]  # when each clip's order was scanned
         if type(action).__name__ == "StartClip":
             scan_times.append(action.t)
+        elif type(action).__name__ == "StopClip":
+            stop_times.append(action.t)
         return orig_do(action)
 
     st._do = do  # type: ignore[method-assign]
@@ -238,6 +289,13 @@ def run_packcam(
         # frames the camera dropped in the first second after each clip's scan (where the
         # raw ring's burst used to be)
         "dropped_first_s": sum(drops.dropped_between(t, t + 1.0) for t in scan_times),
+        # ... and in the second after each clip's stop (its durable journal write)
+        "dropped_after_stop": sum(drops.dropped_between(t, t + 1.0) for t in stop_times),
+        # the longest step between consecutive frames inside any clip, camera time
+        "max_gap_ms": 1000
+        * max((drops.longest_gap(c.started_at, c.ended_at) for c in clips), default=0.0),
+        "fsync_capture": FSYNC_CALLS["capture"],
+        "fsync_other": sum(FSYNC_CALLS.values()) - FSYNC_CALLS["capture"],
         "fps": frames / wall,
         "frames": frames,
         "dropped": cam.dropped,
@@ -403,17 +461,22 @@ def child(
     *,
     queue_frames: int | None = None,
     malloc: bool = False,
+    fsync_delay_ms: float | None = None,
 ) -> dict:
     """One packcam run in a fresh process, so its peak RSS is the station's alone.
 
     ``malloc``: with the service unit's malloc settings (``MALLOC_ENV``); ``queue_frames``:
-    the encoder's input queue (None: the station's default)."""
+    the encoder's input queue (None: the station's default); ``fsync_delay_ms``: every
+    os.fsync in that process sleeps this long first and is counted (``slow_fsync``; None:
+    os.fsync as it is)."""
     import subprocess
 
     cmd = [sys.executable, __file__, "--child", str(width), str(height), str(seconds),
            str(pre_roll_s), fmt] + (["--decode-every", str(every)] if every else [])  # fmt: skip
     if queue_frames is not None:
         cmd += ["--queue-frames", str(queue_frames)]
+    if fsync_delay_ms is not None:
+        cmd += ["--child-fsync-delay-ms", str(fsync_delay_ms)]
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
     if malloc:
         env.update(MALLOC_ENV)
@@ -421,15 +484,99 @@ def child(
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def delay_list(text: str) -> list[float]:
+    """``0,50,200`` -> [0.0, 50.0, 200.0], with 0 first (the baseline of the ratios)."""
+    try:
+        delays = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of milliseconds: {text!r}") from None
+    if any(d < 0 for d in delays):
+        raise argparse.ArgumentTypeError("delays must be >= 0")
+    return sorted(set(delays) | {0.0})
+
+
+FSYNC_COLS = ("dropped", "dropped_first_s", "dropped_after_stop", "max_gap_ms", "fps",
+              "fsync_capture", "fsync_other")  # fmt: skip
+
+
+def fsync_sweep(delays: list[float], repeat: int, seconds: float, every: int | None) -> int:
+    """The 720p packcam row once per delay, ``repeat`` rounds (each round every delay once,
+    so the machine's load drifts over all of them alike); prints medians and ratios to 0 ms."""
+    runs: dict[float, list[dict]] = {d: [] for d in delays}
+    for _ in range(repeat):
+        for d in delays:
+            runs[d].append(child(1280, 720, seconds, 3.0, every, fsync_delay_ms=d))
+    med = {d: {c: statistics.median(r[c] for r in runs[d]) for c in FSYNC_COLS} for d in delays}
+    print(f"720p30, {seconds:g} s per run, {repeat} run(s) per delay, medians; every os.fsync "
+          f"in the station's process slowed by the delay (x86, simulated: not a Pi)")  # fmt: skip
+    print(f"{'fsync_ms':>8} {'frames':>6} {'dropped':>7} {'1st s':>5} {'stop 1s':>7} "
+          f"{'max_gap_ms':>10} {'fps':>5} {'fsync_cap':>9} {'fsync_oth':>9}"
+          "  dropped per run")  # fmt: skip
+    for d in delays:
+        m = med[d]
+        frames = statistics.median(r["frames"] for r in runs[d])
+        print(f"{d:8.0f} {frames:6.0f} {m['dropped']:7.1f} {m['dropped_first_s']:5.1f} "
+              f"{m['dropped_after_stop']:7.1f} {m['max_gap_ms']:10.1f} {m['fps']:5.1f} "
+              f"{m['fsync_capture']:9.0f} {m['fsync_other']:9.0f}  "
+              f"{[r['dropped'] for r in runs[d]]}")  # fmt: skip
+    base = med[0.0]
+
+    def ratio(x: float, b: float) -> str:
+        return f"{x / b:.2f}x" if b else ("1.00x" if not x else f"+{x:g} (0 ms: 0)")
+
+    print()
+    for d in delays[1:]:
+        m = med[d]
+        print(f"{d:.0f} ms vs 0 ms: dropped {ratio(m['dropped'], base['dropped'])}, "
+              f"1st s after scan {ratio(m['dropped_first_s'], base['dropped_first_s'])}, "
+              f"1 s after stop {ratio(m['dropped_after_stop'], base['dropped_after_stop'])}, "
+              f"longest gap in a clip {ratio(m['max_gap_ms'], base['max_gap_ms'])}")  # fmt: skip
+    summary: dict[str, object] = {"fsync_runs_per_delay": repeat, "fsync_seconds": seconds}
+    for d in delays:
+        k = f"{d:g}ms"
+        summary[f"dropped_fsync_{k}"] = med[d]["dropped"]
+        summary[f"dropped_first_s_fsync_{k}"] = med[d]["dropped_first_s"]
+        summary[f"dropped_after_stop_fsync_{k}"] = med[d]["dropped_after_stop"]
+        summary[f"max_gap_ms_fsync_{k}"] = round(med[d]["max_gap_ms"], 1)
+        if base["max_gap_ms"]:
+            summary[f"max_gap_ratio_fsync_{k}"] = round(
+                med[d]["max_gap_ms"] / base["max_gap_ms"], 2
+            )
+    print(json.dumps(summary))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="short runs: finishes within 2 minutes")
-    ap.add_argument("--seconds", type=float, help="packcam run length per resolution")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="short runs: the full bench finishes within 2 minutes; with --fsync-delay-ms, "
+        "25 s and one run per delay",
+    )
+    ap.add_argument(
+        "--seconds", type=float, help="packcam run length per row (default 90 s; 25 with --quick)"
+    )
     ap.add_argument("--naive-frames", type=int, help="frames for the naive loop per resolution")
     ap.add_argument(
         "--decode-every", type=int, help="override scanner.decode_every (default: the config's)"
     )
+    ap.add_argument(
+        "--fsync-delay-ms",
+        type=delay_list,
+        metavar="MS,MS,...",
+        help="instead of the full bench: run the 720p packcam row once per delay (0 is always "
+        "added: the ratios' baseline) with every os.fsync of the station's process slowed by "
+        "that many ms, e.g. 0,50,200,500",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        help="with --fsync-delay-ms: runs per delay, interleaved, medians reported "
+        "(default 3; 1 with --quick)",
+    )
     ap.add_argument("--queue-frames", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--child-fsync-delay-ms", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--child", nargs=5, metavar=("W", "H", "SECONDS", "PRE_ROLL", "FORMAT"),
                     help=argparse.SUPPRESS)  # fmt: skip
     args = ap.parse_args()
@@ -439,6 +586,8 @@ def main() -> int:
         logging.basicConfig(level=logging.ERROR)
         w, h = int(args.child[0]), int(args.child[1])
         secs, pre, fmt = float(args.child[2]), float(args.child[3]), args.child[4]
+        if args.child_fsync_delay_ms is not None:
+            slow_fsync(args.child_fsync_delay_ms / 1000)
         with tempfile.TemporaryDirectory(prefix="packcam-bench-") as tmp:
             row = run_packcam(w, h, secs, Path(tmp), args.decode_every, pre, fmt,
                               args.queue_frames)  # fmt: skip
@@ -449,6 +598,9 @@ def main() -> int:
     import logging
 
     logging.basicConfig(level=logging.ERROR)
+    if args.fsync_delay_ms:
+        return fsync_sweep(args.fsync_delay_ms, args.repeat or (1 if args.quick else 3),
+                           seconds, args.decode_every)  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory(prefix="packcam-bench-") as tmp:
         for w, h in ((1280, 720), (1920, 1080)):
