@@ -40,16 +40,6 @@ def refused(n: int) -> ScanEventRecord:
                            "disk full: 3 MB free")  # fmt: skip
 
 
-def record_a(rec: Recorder, frames: int) -> None:
-    """Order "A" scanned at frame 1 and recorded up to frame ``frames - 1`` (left open)."""
-    frame = np.zeros((H * 3 // 2, W), np.uint8)
-    for i in range(frames):
-        t = i / FPS
-        if i == 1:
-            rec.start("A", t, wall=WALL0 + timedelta(seconds=t))
-        rec.push(frame, t, WALL0 + timedelta(seconds=t), "A" if i >= 1 else None)
-
-
 @pytest.fixture
 def rec_cfg(cfg: config_mod.Config) -> config_mod.Config:
     return cfg.replace("proof", enabled=False)
@@ -262,8 +252,13 @@ def test_a_stopped_clip_waiting_for_its_last_packets_has_its_end_journaled(
     recovery to call it "interrupted"). A clip still open says neither."""
     enc, mux = stream_factories(rec_cfg.recorder, W, H, FPS)
     rec = Recorder(rec_cfg, ledger, encoder=lambda: HeldBack(enc()), muxer=mux)
+    frame = np.zeros((H * 3 // 2, W), np.uint8)
     try:
-        record_a(rec, 10)
+        for i in range(10):
+            t = i / FPS
+            if i == 1:
+                rec.start("A", t, wall=WALL0 + timedelta(seconds=t))
+            rec.push(frame, t, WALL0 + timedelta(seconds=t), "A" if i >= 1 else None)
         rec.flush_journals()
         (open_journal,) = rec.tmp_dir.glob("*.open.json")
         assert "finish_reason" not in json.loads(open_journal.read_text())
@@ -295,8 +290,13 @@ def test_a_stopped_clip_whose_writer_fails_is_journaled_interrupted_before_its_s
 
     rec = Recorder(rec_cfg, ledger, encoder=LaggingEncoder, muxer=lambda _p, _e: CountingSink(),
                    salvage=salvage)  # fmt: skip
+    frame = np.zeros((H * 3 // 2, W), np.uint8)
     try:
-        record_a(rec, 12)
+        for i in range(12):
+            t = i / FPS
+            if i == 1:
+                rec.start("A", t, wall=WALL0 + timedelta(seconds=t))
+            rec.push(frame, t, WALL0 + timedelta(seconds=t), "A" if i >= 1 else None)
         rec.stop("sealed", 1.1)
     finally:
         rec.close()
@@ -323,9 +323,14 @@ def test_the_capture_thread_never_waits_for_a_journal_fsync(
     monkeypatch.setattr(os, "fsync", fsync)
     enc, mux = stream_factories(rec_cfg.recorder, W, H, FPS)
     rec = Recorder(rec_cfg, ledger, encoder=enc, muxer=mux)
+    frame = np.zeros((H * 3 // 2, W), np.uint8)
     capture = threading.current_thread().name
     try:
-        record_a(rec, 10)
+        for i in range(10):
+            t = i / FPS
+            if i == 1:
+                rec.start("A", t, wall=WALL0 + timedelta(seconds=t))
+            rec.push(frame, t, WALL0 + timedelta(seconds=t), "A" if i >= 1 else None)
         rec.stop("sealed", 0.9)
         rec.flush_journals()
         assert capture not in synced
