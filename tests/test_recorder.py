@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -151,7 +149,6 @@ def after_a_failed_clip(rec: Recorder, b_at: int) -> dict[str, Any]:
                 label = "A" if i == 2 else "B"
                 rec.start(label, t, wall=WALL0 + timedelta(seconds=t))
                 assert rec._open is not None
-                rec.flush_journals()
                 journal = json.loads(journal_path(rec._open.tmp_path).read_text())
             try:
                 rec.push(frame, t, WALL0 + timedelta(seconds=t), label)
@@ -259,11 +256,9 @@ def test_a_stopped_clip_waiting_for_its_last_packets_has_its_end_journaled(
             if i == 1:
                 rec.start("A", t, wall=WALL0 + timedelta(seconds=t))
             rec.push(frame, t, WALL0 + timedelta(seconds=t), "A" if i >= 1 else None)
-        rec.flush_journals()
         (open_journal,) = rec.tmp_dir.glob("*.open.json")
         assert "finish_reason" not in json.loads(open_journal.read_text())
         rec.stop("sealed", 0.9)
-        rec.flush_journals()  # on disk once the journal thread wrote it, not later
         journal = json.loads(open_journal.read_text())  # (the clip waits for 3 packets)
         assert (journal["finish_reason"], journal["stopped_wall"]) == (
             "sealed",
@@ -304,37 +299,3 @@ def test_a_stopped_clip_whose_writer_fails_is_journaled_interrupted_before_its_s
     journal = json.loads(journal_file.read_text())
     assert (journal["finish_reason"], journal["error"]) == ("interrupted", "not a real file")
     assert [m["finish_reason"] for m in tried] == ["interrupted"]
-
-
-def test_the_capture_thread_never_waits_for_a_journal_fsync(
-    rec_cfg: config_mod.Config, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A clip's start and stop journal it durably, but on the journal thread: an fsync on the
-    capture thread (tens to hundreds of ms on a Pi's SD card) dropped the frames of the next
-    buyer's clip that came meanwhile (bench/loop.py --fsync-delay-ms). The journal is on disk,
-    fsynced, once ``flush_journals`` returns."""
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append(threading.current_thread().name)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    enc, mux = stream_factories(rec_cfg.recorder, W, H, FPS)
-    rec = Recorder(rec_cfg, ledger, encoder=enc, muxer=mux)
-    frame = np.zeros((H * 3 // 2, W), np.uint8)
-    capture = threading.current_thread().name
-    try:
-        for i in range(10):
-            t = i / FPS
-            if i == 1:
-                rec.start("A", t, wall=WALL0 + timedelta(seconds=t))
-            rec.push(frame, t, WALL0 + timedelta(seconds=t), "A" if i >= 1 else None)
-        rec.stop("sealed", 0.9)
-        rec.flush_journals()
-        assert capture not in synced
-        assert "clip-journal" in synced  # the start's and the stop's durable writes
-    finally:
-        rec.close()
-    assert [c.finish_reason for c in ledger.clips()] == ["sealed"]

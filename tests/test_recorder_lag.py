@@ -69,7 +69,6 @@ class Station:
         self.label = order
         opened = self.rec._open
         assert opened is not None
-        self.rec.flush_journals()
         self.journals[order] = json.loads(journal_path(opened.tmp_path).read_text())
         self.journals[order]["stem"] = opened.tmp_path.stem
 

@@ -263,76 +263,6 @@ def write_json_quick(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
-class JournalWriter:
-    """Writes the clips' journals on a thread of its own, in the order they were asked for, so
-    the capture thread never waits for an fsync: a slow SD card's fsync at a clip's start and
-    stop cost frames of the next buyer's clip (bench/loop.py --fsync-delay-ms).
-
-    A snapshot followed in the queue by a newer one of the same journal is skipped, its
-    durability passed on to that newer one (which holds all it held); ``flush`` waits until
-    everything asked for before it is written. ``close`` writes what is queued and ends the
-    thread; writes asked for after it are made at once, in the caller's thread.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._queue: deque[list[Any]] = deque()  # [path, data, durable]
-        self._busy = False
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="clip-journal", daemon=True)
-        self._thread.start()
-
-    def write(self, path: Path, data: dict[str, Any], *, durable: bool) -> None:
-        with self._cond:
-            if not self._closed:
-                self._queue.append([path, data, durable])
-                self._cond.notify_all()
-                return
-        _write_journal(path, data, durable)
-
-    def flush(self) -> None:
-        with self._cond:
-            while self._queue or self._busy:
-                self._cond.wait()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closed:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                path, data, durable = self._queue.popleft()
-                newer = next((item for item in self._queue if item[0] == path), None)
-                if newer is not None:
-                    newer[2] = newer[2] or durable
-                    self._cond.notify_all()
-                    continue
-                self._busy = True
-            try:
-                _write_journal(path, data, durable)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-
-
-def _write_journal(path: Path, data: dict[str, Any], durable: bool) -> None:
-    try:
-        if durable:
-            write_json_atomic(path, data)
-        else:  # scans and waybills: no fsync
-            write_json_quick(path, data)
-    except OSError as exc:
-        log.error("cannot write %s (recovery after a crash will know less): %s", path.name, exc)
-
-
 class Recorder:
     """Keeps the last ``pre_roll_s`` seconds of video, encoded, and writes at most one clip
     at a time.
@@ -399,7 +329,6 @@ class Recorder:
         self._pending: queue.Queue[_OpenClip | _LinkAfterSigning | None] = queue.Queue()
         self._last_stopped: _OpenClip | None = None  # capture thread only
         self._stopped: deque[_OpenClip] = deque(maxlen=STOPPED_KEPT)  # capture thread only
-        self._journals = JournalWriter()
         self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
         self._finisher.start()
         # The latest results (tests, diagnostics); bounded, or a station running for months
@@ -519,10 +448,8 @@ class Recorder:
         clip.journal_pre_roll_s = round(max(0.0, t - first_t), 3)
         clip.extra = dict(extra or {})
         self._open = clip
-        # Record what this temp file is, durably, so a power cut leaves enough for crash
-        # recovery to index it under the right order. Queued before any frame is written, but
-        # written by the journal thread: the capture thread must not wait for its fsyncs (a
-        # power cut within those few milliseconds leaves the file without its journal).
+        # Record what this temp file is before any frame is written, so a power cut leaves
+        # enough for crash recovery to index it under the right order.
         self._journal(clip, durable=True)
         try:
             for packet in ring:
@@ -557,10 +484,10 @@ class Recorder:
         # Every frame pushed so far is the clip's; packets of those still in the encoder
         # follow (a V4L2 encoder keeps a few): the clip is finished once they are muxed.
         clip.end_t, clip.stopped_wall = self._last_pushed_t, self._last_pushed_wall
-        # Why and when it ended, durably (on the journal thread): the clip may wait for its
-        # last packets, and behind others for the finisher, for seconds; a power cut meanwhile
-        # must not leave recovery to call it "interrupted" (its manifest, and the next start's
-        # resume rule, would take a sealed packing for one the stop cut).
+        # Why and when it ended, durably now: the clip may wait for its last packets, and
+        # behind others for the finisher, for seconds; a power cut meanwhile must not leave
+        # recovery to call it "interrupted" (its manifest, and the next start's resume rule,
+        # would take a sealed packing for one the stop cut).
         self._journal(clip, durable=True)
         if self._enc is not None:
             # The first frame after a clip is an IDR picture: the next clip's pre-roll can
@@ -787,8 +714,6 @@ class Recorder:
             self._closed = True
             self._pending.put(None)
         self._finisher.join(timeout)
-        if not self._finisher.is_alive():
-            self._journals.close()
 
     def wait_idle(self) -> None:
         """Block until stopped clips are finished (tests and replay)."""
@@ -854,21 +779,16 @@ class Recorder:
             data["stopped_wall"] = clip.stopped_wall.isoformat(timespec="milliseconds")
         return data
 
-    def _journal(
-        self, clip: _OpenClip, *, durable: bool = False, wait: bool = False, **more: Any
-    ) -> None:
-        """Journal ``clip`` as it is now: queued for the journal thread (the capture thread
-        never waits for an fsync), or, with ``wait``, written before this returns (the
-        finisher, before it moves the file)."""
-        self._journals.write(
-            journal_path(clip.tmp_path), {**self.journal_data(clip), **more}, durable=durable
-        )
-        if wait:
-            self._journals.flush()
-
-    def flush_journals(self) -> None:
-        """Wait until every journal write asked for so far is on disk (tests, diagnostics)."""
-        self._journals.flush()
+    def _journal(self, clip: _OpenClip, *, durable: bool = False, **more: Any) -> None:
+        path = journal_path(clip.tmp_path)
+        try:
+            data = {**self.journal_data(clip), **more}
+            if durable:
+                write_json_atomic(path, data)
+            else:  # scans and waybills: the capture thread must not wait for an fsync
+                write_json_quick(path, data)
+        except OSError as exc:
+            log.error("cannot write %s (recovery after a crash will know less): %s", path.name, exc)
 
     def _account(self, clip: _OpenClip, t: float, wall: datetime, label: str | None) -> None:
         """Note one frame going into ``clip``: its time, its owner, the label it shows."""
@@ -971,7 +891,7 @@ class Recorder:
         # Its journal says so too (it said how the clip was stopped): should the salvage fail,
         # the next start indexes it as salvaged now, with the error (unless the disk is too
         # full for even this: then as stopped, its note saying it was not finished).
-        self._journal(clip, durable=True, wait=True, finish_reason=FinishReason.INTERRUPTED.value)
+        self._journal(clip, durable=True, finish_reason=FinishReason.INTERRUPTED.value)
         try:
             record = self.salvage(clip.tmp_path, meta)
         except Exception as exc:
@@ -1031,9 +951,7 @@ class Recorder:
         # Journal where the clip goes before it moves (why it ended is in it since stop()):
         # a crash between the rename and the index leaves recovery everything it needs to
         # index it as recorded.
-        self._journal(
-            clip, durable=True, wait=True, final_path=final.relative_to(self.data_dir).as_posix()
-        )
+        self._journal(clip, durable=True, final_path=final.relative_to(self.data_dir).as_posix())
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(clip.tmp_path, final)
