@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -299,3 +301,50 @@ def test_a_stopped_clip_whose_writer_fails_is_journaled_interrupted_before_its_s
     journal = json.loads(journal_file.read_text())
     assert (journal["finish_reason"], journal["error"]) == ("interrupted", "not a real file")
     assert [m["finish_reason"] for m in tried] == ["interrupted"]
+
+
+def test_the_capture_thread_never_waits_for_a_journal_fsync(
+    rec_cfg: config_mod.Config, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clip's start and stop are journaled at once (kill -9 safe when they return) but
+    fsynced on the journal-sync thread: two fsyncs on the capture thread (tens to hundreds of
+    ms each on a Pi's SD card) dropped the frames of the next buyer's clip that came meanwhile
+    (bench/loop.py --fsync-delay-ms). After ``flush_journals`` the journal and its folder were
+    fsynced, as they stood after the stop."""
+    synced: list[tuple[str, str]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((threading.current_thread().name, os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    enc, mux = stream_factories(rec_cfg.recorder, W, H, FPS)
+    rec = Recorder(rec_cfg, ledger, encoder=enc, muxer=mux)
+    frame = np.zeros((H * 3 // 2, W), np.uint8)
+    capture = threading.current_thread().name
+    on_capture: list[tuple[str, str]] = []
+    try:
+        for i in range(10):
+            t = i / FPS
+            if i == 1:
+                before = len(synced)
+                rec.start("A", t, wall=WALL0 + timedelta(seconds=t))
+                on_capture += [s for s in synced[before:] if s[0] == capture]
+                assert rec._open is not None
+                journal = journal_path(rec._open.tmp_path)
+                # on disk already: what a kill -9 right now leaves recovery
+                assert json.loads(journal.read_text())["order_id"] == "A"
+            rec.push(frame, t, WALL0 + timedelta(seconds=t), "A" if i >= 1 else None)
+        rec.flush_journals()
+        before = len(synced)
+        rec.stop("sealed", 0.9)
+        on_capture += [s for s in synced[before:] if s[0] == capture]
+        assert json.loads(journal.read_text())["finish_reason"] == "sealed"
+        rec.flush_journals()
+        assert on_capture == []
+        by_sync = {path for name, path in synced if name == "clip-journal-sync"}
+        assert {str(journal), str(journal.parent)} <= by_sync
+    finally:
+        rec.close()
+    assert [c.finish_reason for c in ledger.clips()] == ["sealed"]

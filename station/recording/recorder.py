@@ -26,7 +26,7 @@ from station.config import Config
 from station.errors import RecordingError, StationError
 from station.recording.session import FinishReason
 from station.recording.stream import EncodedPacket, PacketRing
-from station.store.files import fsync_dir, sha256_file, write_json_atomic
+from station.store.files import BackgroundSync, fsync_dir, sha256_file, write_json_atomic
 from station.store.ledger import ClipRecord, Ledger, ScanEventRecord, WaybillLink
 
 log = logging.getLogger(__name__)
@@ -331,6 +331,9 @@ class Recorder:
         self._stopped: deque[_OpenClip] = deque(maxlen=STOPPED_KEPT)  # capture thread only
         self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
         self._finisher.start()
+        # fsyncs the journals start() and stop() write: the capture thread must not wait for
+        # them (an SD card's fsync dropped the next buyer's frames: docs/performance.md)
+        self._journal_sync = BackgroundSync("clip-journal-sync")
         # The latest results (tests, diagnostics); bounded, or a station running for months
         # would keep every clip it ever finished in memory.
         self.finished: deque[FinishedClip] = deque(maxlen=FINISHED_KEPT)
@@ -448,9 +451,9 @@ class Recorder:
         clip.journal_pre_roll_s = round(max(0.0, t - first_t), 3)
         clip.extra = dict(extra or {})
         self._open = clip
-        # Record what this temp file is before any frame is written, so a power cut leaves
-        # enough for crash recovery to index it under the right order.
-        self._journal(clip, durable=True)
+        # Record what this temp file is before any frame is written, so a crash leaves enough
+        # for recovery to index it under the right order (a power cut too, once synced).
+        self._journal(clip, sync_soon=True)
         try:
             for packet in ring:
                 self._offer(clip, packet)
@@ -484,11 +487,11 @@ class Recorder:
         # Every frame pushed so far is the clip's; packets of those still in the encoder
         # follow (a V4L2 encoder keeps a few): the clip is finished once they are muxed.
         clip.end_t, clip.stopped_wall = self._last_pushed_t, self._last_pushed_wall
-        # Why and when it ended, durably now: the clip may wait for its last packets, and
-        # behind others for the finisher, for seconds; a power cut meanwhile must not leave
-        # recovery to call it "interrupted" (its manifest, and the next start's resume rule,
-        # would take a sealed packing for one the stop cut).
-        self._journal(clip, durable=True)
+        # Why and when it ended, now (synced soon): the clip may wait for its last packets,
+        # and behind others for the finisher, for seconds; a crash or power cut meanwhile must
+        # not leave recovery to call it "interrupted" (its manifest, and the next start's
+        # resume rule, would take a sealed packing for one the stop cut).
+        self._journal(clip, sync_soon=True)
         if self._enc is not None:
             # The first frame after a clip is an IDR picture: the next clip's pre-roll can
             # start right where this one ended, not only at the next periodic keyframe.
@@ -714,6 +717,11 @@ class Recorder:
             self._closed = True
             self._pending.put(None)
         self._finisher.join(timeout)
+        self._journal_sync.close()
+
+    def flush_journals(self) -> None:
+        """Block until the journals written so far at a clip's start and stop are fsynced."""
+        self._journal_sync.flush()
 
     def wait_idle(self) -> None:
         """Block until stopped clips are finished (tests and replay)."""
@@ -779,16 +787,25 @@ class Recorder:
             data["stopped_wall"] = clip.stopped_wall.isoformat(timespec="milliseconds")
         return data
 
-    def _journal(self, clip: _OpenClip, *, durable: bool = False, **more: Any) -> None:
+    def _journal(
+        self, clip: _OpenClip, *, durable: bool = False, sync_soon: bool = False, **more: Any
+    ) -> None:
+        """Rewrite ``clip``'s journal, kill -9 safe once this returns. ``durable`` (the
+        finisher): power-cut safe too, fsynced here. ``sync_soon`` (a clip's start and stop,
+        on the capture thread): fsynced by the journal-sync thread, the capture thread never
+        waiting for it. Else (scans, waybills, a clock step) not fsynced at all."""
         path = journal_path(clip.tmp_path)
         try:
             data = {**self.journal_data(clip), **more}
             if durable:
                 write_json_atomic(path, data)
-            else:  # scans and waybills: the capture thread must not wait for an fsync
+            else:
                 write_json_quick(path, data)
         except OSError as exc:
             log.error("cannot write %s (recovery after a crash will know less): %s", path.name, exc)
+            return
+        if sync_soon:
+            self._journal_sync.request(path)
 
     def _account(self, clip: _OpenClip, t: float, wall: datetime, label: str | None) -> None:
         """Note one frame going into ``clip``: its time, its owner, the label it shows."""

@@ -5,13 +5,18 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
+import queue
 import shutil
 import stat
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 
@@ -99,7 +104,79 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         f.write("\n")
 
 
+class BackgroundSync:
+    """Makes files durable on a thread of its own, for a caller that must not wait for the
+    disk (the capture thread: one fsync on a Pi's SD card busy with video can take hundreds of
+    ms, and frames pushed meanwhile are dropped).
+
+    The caller writes the file and renames it into place itself (kill -9 safe the moment
+    that returns: it is in the page cache), then passes it to ``request``: this thread fsyncs
+    the file and its folder. A file rewritten before its turn is synced once, as it is then
+    (the newest); one gone by then (done with and removed) is skipped. Until its turn a power
+    cut may lose the file or its last rewrite. A failed sync is logged; the thread goes on.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.Queue[Path | None] = queue.Queue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name)
+        self._thread.start()
+
+    def request(self, path: Path) -> None:
+        """Have ``path`` (already written and in place) and its folder fsynced soon."""
+        if self._closed:
+            raise RuntimeError("request() after close()")
+        self._queue.put(path)
+
+    def flush(self) -> None:
+        """Block until every file requested so far is synced (or was found gone)."""
+        self._queue.join()
+
+    def close(self) -> None:
+        """Sync what was requested, then stop the thread."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                for path in dict.fromkeys(p for p in batch if p is not None):
+                    self._sync(path)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if None in batch:
+                return
+
+    @staticmethod
+    def _sync(path: Path) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # done with and removed before its turn: nothing left to keep
+        except OSError as exc:
+            log.error("cannot sync %s (a power cut may lose it): %s", path, exc)
+            return
+        try:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            fsync_dir(path.parent)
+        except OSError as exc:
+            log.error("cannot sync %s (a power cut may lose it): %s", path, exc)
+
+
 __all__ = [
+    "BackgroundSync",
     "atomic_file",
     "fsync_dir",
     "remove_stale_temps",
