@@ -278,8 +278,9 @@ class Recorder:
     Thread contract: ``push``, ``start``, ``stop``, ``link_waybill`` and ``log_event`` are called
     from the capture thread only. Finishing a clip (encoder flush, fsync, hashing, rename,
     manifest, index) runs on the recorder's own finisher thread so the capture loop never waits
-    for the disk; ``close`` drains it. A clip that fails to finish stays in ``tmp/`` untouched
-    for crash recovery: evidence is never deleted here.
+    for the disk (nor for the fsync of the journal written at a clip's start and stop: the
+    journal-sync thread's); ``close`` drains both. A clip that fails to finish stays in
+    ``tmp/`` untouched for crash recovery: evidence is never deleted here.
     """
 
     def __init__(
