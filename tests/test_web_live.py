@@ -187,6 +187,45 @@ def test_dashboard_shows_the_stations_start_up_self_check(web_env: WebEnv) -> No
     assert client.get("/dashboard").status_code == 200  # a torn file is skipped, logged
 
 
+def test_a_file_that_stays_unreadable_is_warned_of_once_until_it_reads_again(
+    web_env: WebEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each open dashboard reads every status file every 2 s: a file that stays unreadable is
+    one WARNING in the site log (then DEBUG), not 1800 an hour per page; once it reads again,
+    its next breakage is warned of again. The same for a torn start-up self-check."""
+    live = web_env.data_dir / "live"
+    write_station(live, "desk-1")
+    (live / "doctor").mkdir(parents=True, exist_ok=True)
+    (live / "doctor" / "desk-1.json").write_text("{not json")
+    (live / "broken.json").write_text("{not json")
+    client = login(make_app(web_env).test_client(), "operator")
+
+    def warned() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    with caplog.at_level("DEBUG", logger="web"):
+        for _ in range(5):
+            assert client.get("/dashboard").status_code == 200
+            assert client.get("/api/stations").status_code == 200
+        assert len([m for m in warned() if "broken.json" in m]) == 1, warned()
+        assert len([m for m in warned() if "self-check desk-1.json" in m]) == 1, warned()
+        assert any(
+            "broken.json" in r.getMessage() for r in caplog.records if r.levelname == "DEBUG"
+        )
+        write_station(live, "broken")
+        (live / "doctor" / "desk-1.json").write_text(
+            json.dumps({"station": "desk-1", "time": "2026-12-07T10:00:00Z", "checks": []})
+        )
+        client.get("/dashboard")
+        (live / "broken.json").write_text("[]")
+        (live / "doctor" / "desk-1.json").write_text("{not json")
+        client.get("/dashboard")
+        client.get("/dashboard")
+    assert len([m for m in warned() if "broken.json" in m]) == 2, warned()
+    assert "status is not an object" in warned()[-2] + warned()[-1]
+    assert len([m for m in warned() if "self-check desk-1.json" in m]) == 2, warned()
+
+
 @pytest.mark.parametrize(
     ("lang", "said"),
     [("zh-CN", "无法读取其状态文件（原因见网站日志）。"),

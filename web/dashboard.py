@@ -17,7 +17,7 @@ from flask import Blueprint, current_app, render_template
 from web.auth import require
 from web.formatting import day_bounds_utc, site_tz, utc_index
 from web.handles import get_index, site_config
-from web.stations import read_stations
+from web.stations import read_again, read_stations, warn_once
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__)
@@ -85,7 +85,9 @@ def read_selfchecks(live_dir: Path) -> list[dict[str, Any]]:
                 ],
             })  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("dashboard: unreadable self-check %s: %s", path.name, exc)
+            warn_once(log, path, f"dashboard: unreadable self-check {path.name}: {exc}")
+            continue
+        read_again(path)
     return out
 
 

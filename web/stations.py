@@ -16,6 +16,29 @@ _KEY = re.compile(r"^[A-Za-z0-9_~-]{1,80}$")
 MAX_STATUS_BYTES = 64 * 1024
 UNREADABLE = "status file unreadable"  # last_error in /api/stations (pages translate it)
 
+# What warn_once last said of each file. Pages poll every 2 s (each open dashboard): a file that
+# stays unreadable would log the same warning 1800 times an hour per page, filling a Pi's log.
+_SAID: dict[str, str] = {}
+_SAID_MAX = 1024  # files; a flood of ever-new names is forgotten, not kept
+
+
+def warn_once(logger: logging.Logger, path: Path, message: str) -> None:
+    """Log ``message`` about ``path`` as a WARNING the first time, at DEBUG while it stays the
+    same; ``read_again`` forgets it, so a file that breaks again is warned of again."""
+    key = str(path)
+    if _SAID.get(key) == message:
+        logger.debug("%s", message)
+        return
+    if len(_SAID) >= _SAID_MAX:
+        _SAID.clear()
+    _SAID[key] = message
+    logger.warning("%s", message)
+
+
+def read_again(path: Path) -> None:
+    """``path`` was read fine: its next failure is warned of."""
+    _SAID.pop(str(path), None)
+
 
 @dataclass(frozen=True)
 class StationStatus:
@@ -94,8 +117,9 @@ def parse_status(
         if not isinstance(doc, dict):
             raise ValueError("status is not an object")
     except (OSError, ValueError) as exc:
-        log.warning("station %s: its status file %s is unreadable: %s", key, path, exc)
+        warn_once(log, path, f"station {key}: its status file {path} is unreadable: {exc}")
         return StationStatus(key, key, "stopped", last_error=UNREADABLE, unreadable=True)
+    read_again(path)
     updated = _str(doc.get("updated_utc"), 40)
     age = None
     if updated:
