@@ -1511,30 +1511,6 @@ def _check(
             res.add(FAIL, f"{pre} times", shifted, "time-offset-invalid")
     if overlap := overlap_problem(bodies):
         res.add(FAIL if overlap[1] else WARN, "clips", overlap[0], "clip-overlap")
-    if witness is not None:
-        seen = [(cp_size, str(cp["root_sha256"]))]
-        for item in index["clips"]:
-            if item.get("first_checkpoint"):
-                fcb = json.loads((root / item["first_checkpoint"]["body"]).read_bytes())
-                seen.append((int(fcb["tree_size"]), str(fcb["root_sha256"])))
-        # the log entries the bundle proves: its clips' and its deleted clips'
-        proved_seqs = set(seqs)
-        for item in index.get("deleted_clips") or []:
-            seq = json.loads((root / item["manifest"]).read_bytes()).get("seq")
-            if isinstance(seq, int):
-                proved_seqs.add(seq)
-        proved = max(proved_seqs, default=-1) + 1
-        check_witness(
-            res,
-            witness,
-            seen,
-            pins_dir,
-            key_fp(root / pub),
-            witness_pin,
-            str(cp.get("station") or ""),
-            str(cp.get("time") or ""),
-            proved,
-        )
     # 5. clips of the order the station's retention deleted: the clip's signed manifest in the
     # log and the station's signed deletion record. The record is the seller's own word: it
     # explains a gap, it proves nothing of what the clip showed, so it is only ever a warning.
@@ -1593,6 +1569,25 @@ def _check(
             "statement, its date too (no time-stamp authority saw it): it explains the gap "
             "and proves neither when the clip was deleted nor what it showed",
             "clip-deleted-by-retention",
+        )
+    if witness is not None:
+        seen = [(cp_size, str(cp["root_sha256"]))]
+        for item in index["clips"]:
+            if item.get("first_checkpoint"):
+                fcb = json.loads((root / item["first_checkpoint"]["body"]).read_bytes())
+                seen.append((int(fcb["tree_size"]), str(fcb["root_sha256"])))
+        # the log entries the bundle proves: its clips' and the deleted clips it accounts for
+        proved = max(seqs | gone, default=-1) + 1
+        check_witness(
+            res,
+            witness,
+            seen,
+            pins_dir,
+            key_fp(root / pub),
+            witness_pin,
+            str(cp.get("station") or ""),
+            str(cp.get("time") or ""),
+            proved,
         )
     res.here, res.deleted = len(index["clips"]), len(gone)
     if odd := lookalike_problem(index.get("order_id")):  # the signed one (bundle-order-mismatch)
