@@ -618,39 +618,44 @@ def garbage_bundles(directory: Path) -> dict[str, Path]:
     return out
 
 
-def witness_doc(bundle: Path, key: StationKey) -> dict[str, Any]:
+def witness_doc(
+    bundle: Path, key: StationKey, cosigned: list[tuple[str, str]] | None = None
+) -> dict[str, Any]:
     """A ``GET /witness/<station>`` document whose witness ``key`` cosigned the bundle's
     checkpoint (central.witness.cosign): the central site's own when ``key`` is its witness
-    key, a forgery when it is anyone else's (the seller's)."""
+    key, a forgery when it is anyone else's (the seller's). ``cosigned``: the checkpoints it
+    cosigned instead, as (body, signature) members of the bundle (a clip's own checkpoint)."""
     import base64
     import json
 
     from central.witness import cosign
 
     cpi = bundle_index(bundle)["checkpoint"]
-    body = read_zip(bundle, cpi["body"])
-    cp = json.loads(body)
-    cosigned, cosignature = cosign(
-        key, str(cp["station"]), body, int(cp["tree_size"]), str(cp["root_sha256"])
-    )
 
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode("ascii")
 
+    def entry(body_name: str, sig_name: str) -> dict[str, Any]:
+        body = read_zip(bundle, body_name)
+        cp = json.loads(body)
+        statement, cosignature = cosign(
+            key, str(cp["station"]), body, int(cp["tree_size"]), str(cp["root_sha256"])
+        )
+        return {
+            "tree_size": cp["tree_size"],
+            "root_sha256": cp["root_sha256"],
+            "body_b64": b64(body),
+            "signature_b64": b64(read_zip(bundle, sig_name)),
+            "cosignature_b64": b64(cosignature),
+            "cosigned_b64": b64(statement),
+        }
+
+    members = cosigned if cosigned is not None else [(cpi["body"], cpi["signature"])]
     return {
-        "station": cp["station"],
+        "station": json.loads(read_zip(bundle, cpi["body"]))["station"],
         "witness_key": key.fingerprint,
         "public_key_pem": key.public_pem().decode("ascii"),
-        "checkpoints": [
-            {
-                "tree_size": cp["tree_size"],
-                "root_sha256": cp["root_sha256"],
-                "body_b64": b64(body),
-                "signature_b64": b64(read_zip(bundle, cpi["signature"])),
-                "cosignature_b64": b64(cosignature),
-                "cosigned_b64": b64(cosigned),
-            }
-        ],
+        "checkpoints": [entry(b, s) for b, s in members],
         "alarms": [],
         "rotations": [],
     }

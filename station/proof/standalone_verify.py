@@ -771,16 +771,18 @@ def check_witness(
     pinned: str | None = None,
     station: str = "",
     made: str = "",
+    proved: int = 0,
 ) -> None:
     """The bundle's checkpoints against the witness's cosigned ones (GET /witness/<station>
-    of the central site): another root for the same size is a forked log. ``pinned``: the
+    of the central site): another root for the same size is a forked log (judge_witnessed;
+    ``proved``: one past the newest log entry the bundle proves). ``pinned``: the
     fingerprint the witness key must have (a file of any other key is refused); without it
     the file's key is only named. ``station``: the checkpoint's signed name, for where to
     fetch a record holding the bundle's sizes; ``made``: its signed time (vouched_sizes).
     A file that fails its own signatures or the pin raises WitnessFileError: anyone can flip a
     byte of a genuine record, so it says nothing of the bundle."""
     try:
-        _check_witness(res, doc, seen, pins_dir, log_key, pinned, station, made)
+        _check_witness(res, doc, seen, pins_dir, log_key, pinned, station, made, proved)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise WitnessFileError("witness-invalid", f"not a witness document: {exc!r}") from exc
 
@@ -794,6 +796,7 @@ def _check_witness(
     pinned: str | None,
     station: str,
     made: str,
+    proved: int,
 ) -> None:
     key = pins_dir / "witness.pub.pem"
     key.write_text(doc["public_key_pem"])
@@ -820,9 +823,8 @@ def _check_witness(
                 raise WitnessFileError("witness-invalid", "a cosignature does not verify")
             yield c, body.read_bytes()
 
-    cosigned, loose, attributed = cosigned_checkpoints(
-        checked(), station, log_key, WitnessFileError
-    )
+    record = cosigned_checkpoints(checked(), station, log_key, WitnessFileError)
+    cosigned, attributed = record.roots, record.attributed
     for i, r in enumerate(doc.get("rotations", [])):
         final = rotation_final_size(r, log_key, pins_dir / f"r{i}")
         if final is not None and any(s > final for s, _ in seen):
@@ -834,18 +836,18 @@ def _check_witness(
                 "log-after-rotation",
             )
             return
-    for size, root in seen:
-        if size in cosigned and cosigned[size] != root:
-            res.add(
-                FAIL,
-                "witness",
-                f"the witness cosigned another root for {size} entries: "
-                f"this bundle comes from a forked log (cosigned by {whose})",
-                "log-fork",
-            )
-            return
-    if any(cosigned.get(size) == root or (size, root) in loose for size, root in seen):
-        res.add(OK, "witness", f"the bundle's checkpoint was cosigned by {whose}")
+    judged = judge_witnessed(seen, record, proved)
+    if judged.status == "fork":
+        res.add(
+            FAIL,
+            "witness",
+            f"the witness cosigned another root for {judged.size} entries: "
+            f"this bundle comes from a forked log (cosigned by {whose})",
+            "log-fork",
+        )
+        return
+    if judged.status == "seen":
+        res.add(OK, "witness", f"{judged.text} by {whose}")
     else:
         vouched: tuple[set[int], str] = (set(), "")
         if doc.get("sizes_statement_b64"):
@@ -855,8 +857,8 @@ def _check_witness(
             if signed_by(key, body, sig, pins_dir):
                 vouched = vouched_sizes(json.loads(body.read_bytes()), station, attributed, made)
         gap = witness_gap(station, vouched, [s for s, _ in seen if s not in cosigned])
-        res.add(WARN, "witness", f"not cosigned by the witness (yet){gap}; the record checked "
-                f"is signed by {whose}", "checkpoint-unwitnessed")  # fmt: skip
+        res.add(WARN, "witness", f"not cosigned by the witness (yet){judged.text}{gap}; the "
+                f"record checked is signed by {whose}", "checkpoint-unwitnessed")  # fmt: skip
 
 
 def signed_by(key: Path, data: Path, sig: Path, cwd: Path) -> bool:
@@ -905,6 +907,52 @@ def cosigned_checkpoints(
             continue
         out.roots[int(w["tree_size"])] = str(w["root_sha256"])
     return out
+
+
+class Witnessed(NamedTuple):
+    """What a witness record's cosigned checkpoints make of a bundle (judge_witnessed)."""
+
+    status: str  # "fork" (log-fork), "seen" (every clip) or "unseen" (not, or not yet)
+    size: int  # fork: the size cosigned with another root; else entries it cosigned (0: none)
+    text: str  # seen: what it cosigned; unseen: how far it saw, when short of a clip
+
+
+def judge_witnessed(seen: Sequence[tuple[int, str]], cosigned: Cosigned, proved: int) -> Witnessed:
+    """The bundle's signed checkpoints (``seen``: size, root; its own first, then its clips'
+    own, each of which the bundle proves a prefix of its own, else it fails with log-fork)
+    against what a witness record cosigned in the same log (``cosigned``: cosigned_checkpoints).
+
+    Another root than the witness's at any of those sizes: a forked log. Otherwise the witness
+    has seen the bundle's log up to the largest of them it cosigned, and vouches for the
+    bundle only if that holds every log entry the bundle proves (``proved``: one past the
+    newest, its clips' and deleted clips'). A clip's own checkpoint cosigned says nothing of
+    a later clip: on a fork padded past the log the witness saw (to a size it never cosigned),
+    the first clip's checkpoint is the cosigned one and the second clip the forger's."""
+    for size, root in seen:
+        if size in cosigned.roots and cosigned.roots[size] != root:
+            return Witnessed("fork", size, "")
+    reach = max(
+        (s for s, r in seen if cosigned.roots.get(s) == r or (s, r) in cosigned.loose),
+        default=0,
+    )
+    if not reach:
+        return Witnessed("unseen", 0, "")
+    if reach >= proved:
+        whole = bool(seen) and reach == seen[0][0]
+        return Witnessed(
+            "seen",
+            reach,
+            f"the bundle's checkpoint ({reach} entries) was cosigned"
+            if whole
+            else f"the log up to {reach} entries, which holds every clip of this bundle, was "
+            "cosigned (the checkpoint signed after its newest clip)",
+        )
+    return Witnessed(
+        "unseen",
+        reach,
+        f"; it cosigned this log up to {reach} entries only, which do not reach log entry "
+        f"{proved - 1} (a clip of this bundle): the witness has not seen that clip",
+    )
 
 
 def rotation_final_size(r: dict[str, Any], log_key: str, work: Path) -> int | None:
@@ -1463,22 +1511,6 @@ def _check(
             res.add(FAIL, f"{pre} times", shifted, "time-offset-invalid")
     if overlap := overlap_problem(bodies):
         res.add(FAIL if overlap[1] else WARN, "clips", overlap[0], "clip-overlap")
-    if witness is not None:
-        seen = [(cp_size, str(cp["root_sha256"]))]
-        for item in index["clips"]:
-            if item.get("first_checkpoint"):
-                fcb = json.loads((root / item["first_checkpoint"]["body"]).read_bytes())
-                seen.append((int(fcb["tree_size"]), str(fcb["root_sha256"])))
-        check_witness(
-            res,
-            witness,
-            seen,
-            pins_dir,
-            key_fp(root / pub),
-            witness_pin,
-            str(cp.get("station") or ""),
-            str(cp.get("time") or ""),
-        )
     # 5. clips of the order the station's retention deleted: the clip's signed manifest in the
     # log and the station's signed deletion record. The record is the seller's own word: it
     # explains a gap, it proves nothing of what the clip showed, so it is only ever a warning.
@@ -1537,6 +1569,25 @@ def _check(
             "statement, its date too (no time-stamp authority saw it): it explains the gap "
             "and proves neither when the clip was deleted nor what it showed",
             "clip-deleted-by-retention",
+        )
+    if witness is not None:
+        seen = [(cp_size, str(cp["root_sha256"]))]
+        for item in index["clips"]:
+            if item.get("first_checkpoint"):
+                fcb = json.loads((root / item["first_checkpoint"]["body"]).read_bytes())
+                seen.append((int(fcb["tree_size"]), str(fcb["root_sha256"])))
+        # the log entries the bundle proves: its clips' and the deleted clips it accounts for
+        proved = max(seqs | gone, default=-1) + 1
+        check_witness(
+            res,
+            witness,
+            seen,
+            pins_dir,
+            key_fp(root / pub),
+            witness_pin,
+            str(cp.get("station") or ""),
+            str(cp.get("time") or ""),
+            proved,
         )
     res.here, res.deleted = len(index["clips"]), len(gone)
     if odd := lookalike_problem(index.get("order_id")):  # the signed one (bundle-order-mismatch)

@@ -50,6 +50,7 @@ from station.proof.standalone_verify import (
     cosigned_checkpoints,
     deletion_dated_ahead,
     framing_problem,
+    judge_witnessed,
     local_time_problem,
     lookalike_problem,
     overlap_problem,
@@ -1830,9 +1831,8 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
                     raise WitnessRecordError("witness-invalid", "a cosignature does not verify")
                 yield c, cosigned
 
-        seen, loose, attributed = cosigned_checkpoints(
-            checked(), station, mine_key, WitnessRecordError
-        )
+        record = cosigned_checkpoints(checked(), station, mine_key, WitnessRecordError)
+        seen, attributed = record.roots, record.attributed
         for r in doc.get("rotations", []):
             final = rotation_final_size(r, mine_key)
             if final is not None and any(
@@ -1866,26 +1866,28 @@ def check_witness(report: Report, doc: dict[str, Any], pinned: str | None = None
     else:
         whose = f"the pinned witness key {pinned}"
     mine = report.facts.get("checkpoints_seen", [])
-    for size, root in mine:
-        if size in seen and seen[size] != root:
-            report.add(
-                "witness",
-                FAIL,
-                f"the witness cosigned another root for the station's log of {size} entries: "
-                f"this bundle comes from a forked log (cosigned by {whose})",
-                "log-fork",
-            )
-            return
-    matched = [s for s, r in mine if seen.get(s) == r or (s, r) in loose]
-    if matched:
-        report.add("witness", OK, f"checkpoint(s) of {matched} entries cosigned by {whose}")
+    # the log entries the bundle proves: its clips' and its deleted clips'
+    held = [c.get("log_index") for c in report.facts.get("clips", [])]
+    held += [d.get("log_index") for d in report.facts.get("deleted_clips", [])]
+    proved = max((s for s in held if isinstance(s, int)), default=-1) + 1
+    judged = judge_witnessed(mine, record, proved)
+    if judged.status == "fork":
+        report.add(
+            "witness",
+            FAIL,
+            f"the witness cosigned another root for the station's log of {judged.size} "
+            f"entries: this bundle comes from a forked log (cosigned by {whose})",
+            "log-fork",
+        )
+    elif judged.status == "seen":
+        report.add("witness", OK, f"{judged.text} by {whose}")
     else:
         gap = witness_gap(station, vouched, [s for s, _ in mine if s not in seen])
         report.add(
             "witness",
             WARN,
-            f"the witness has not cosigned this bundle's checkpoints (yet){gap}; the record "
-            f"checked is signed by {whose}",
+            f"the witness has not cosigned this bundle's checkpoints (yet){judged.text}{gap}; "
+            f"the record checked is signed by {whose}",
             "checkpoint-unwitnessed",
         )
 
