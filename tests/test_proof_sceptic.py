@@ -113,10 +113,19 @@ def test_verify_md_says_to_pin_the_witness_key_from_the_site_itself(a1: Path) ->
 
 def test_verify_md_names_the_witness_record_of_the_bundle_s_own_checkpoint(a1: Path) -> None:
     """The plain witness record lists the newest checkpoints only: long after the export the
-    bundle's is not among them. VERIFY.md names the record that holds it, in both languages."""
-    cp = json.loads(read_zip(a1, bundle_index(a1)["checkpoint"]["body"]))
+    bundle's is not among them. VERIFY.md names the record that holds it and its clips' own
+    checkpoints (a clip the witness has not seen is not vouched for), in both languages."""
+    index = bundle_index(a1)
+    cp = json.loads(read_zip(a1, index["checkpoint"]["body"]))
+    own = [
+        json.loads(read_zip(a1, c["first_checkpoint"]["body"]))["tree_size"]
+        for c in index["clips"]
+        if c.get("first_checkpoint")
+    ]
+    assert own, "A1's first clip has a checkpoint of its own"
+    sizes = ",".join(str(s) for s in dict.fromkeys([cp["tree_size"], *own]))
     text = " ".join(read_zip(a1, "VERIFY.md").decode().split())
-    path = f"/witness/{cp['station']}?tree_size={cp['tree_size']}"
+    path = f"/witness/{cp['station']}?tree_size={sizes}"
     assert text.count(path) == 2 and f"({cp['tree_size']} entries)" in text, text
     assert f"（{cp['tree_size']} 条记录）" in text, text
 

@@ -442,6 +442,7 @@ def _assemble(
     gaps: list[Gap] = []
     n_frames = n_tokens = 0
     all_cps = plog.checkpoints()
+    own_sizes: list[int] = []  # the clips' own checkpoints: the witness record to fetch has them
     for n, (r, e) in enumerate(zip(records, entries, strict=True), 1):
         gone_record = (deleted or {}).get(r.path)
         if gone_record is not None:
@@ -490,6 +491,7 @@ def _assemble(
             first = _first_covering(all_cps, e.seq)
             if first is not None and first.id != cp.id and first.tree_size <= cp.tree_size:
                 item["first_checkpoint"] = _add_first_checkpoint(files, plog, first, cp)
+                own_sizes.append(first.tree_size)
         else:
             item["manifest"] = None
             body = r.to_json()
@@ -526,7 +528,7 @@ def _assemble(
         index["rotations"] = rotations
     files["bundle.json"] = json.dumps(index, indent=2, ensure_ascii=False).encode()
     tsa_fps = [cert_fingerprint(c) for c in load_roots(paths.tsa_ca)] if keys["tsa_roots"] else []
-    files["VERIFY.md"] = verify_md(index, ca_fp, tsa_fps, cp.tree_size).encode()
+    files["VERIFY.md"] = verify_md(index, ca_fp, tsa_fps, [cp.tree_size, *own_sizes]).encode()
     files["verify.py"] = verifier_kit()
     files["summary.html"] = summary_html(index, summaries, cp, ca_fp, gaps).encode()
     order_clips = _order_log_indexes(plog, order_id, cp.tree_size)
@@ -785,8 +787,9 @@ VERIFY_TEMPLATE = """\
     packcam verify {bundle_name} --ca 公司CA指纹或文件 --tsa-ca TSA根证书指纹或文件
 
 若卖家有中心站（多个工位），中心站是各工位日志的见证者，为每个检查点副签。请**自己**从中心站
-保存本证据包的检查点（{tree_size} 条记录）的见证记录 `<中心站>{witness_path}`（不带
-`?tree_size=` 时只列出最新的检查点，旧证据包的检查点不在其中），并从 `<中心站>/witness` 读出
+保存本证据包的检查点（{tree_size} 条记录）及其各段视频自己的检查点的见证记录
+`<中心站>{witness_path}`（不带 `?tree_size=` 时只列出最新的检查点，旧证据包的检查点不在
+其中），并从 `<中心站>/witness` 读出
 见证者密钥指纹 `witness_key`，再加上 `--witness 文件 --witness-key 指纹`（`packcam verify`
 也接受网址 `<中心站>/witness/<工位>`，并自动查询本包的检查点）。见证者为同样条数副签了另一个
 根哈希时判为失败（`log-fork`：日志被改写过）。卖家直接交给您的"见证文件"可能是卖家用自己的
@@ -825,8 +828,9 @@ at `/trust.txt`):
 
 If the seller runs a central site (a fleet of stations), it witnesses each station's log and
 cosigns its checkpoints. Save the witness's record of this bundle's checkpoint ({tree_size}
-entries), `<site>{witness_path}` (without `?tree_size=` it lists the newest checkpoints
-only, and an old bundle's is not among them), and read the witness key's fingerprint
+entries) and of its clips' own, `<site>{witness_path}` (without `?tree_size=` it lists the
+newest checkpoints only, and an old bundle's are not among them), and read the witness key's
+fingerprint
 (`witness_key`) at `<site>/witness` **yourself**, then add `--witness FILE --witness-key
 FINGERPRINT` (`packcam verify` also takes the URL `<site>/witness/<station>` and asks it for
 this bundle's checkpoints). Another root cosigned for as many entries fails (`log-fork`: the
@@ -883,14 +887,17 @@ nor what it showed. The verifiers print each one as
 """
 
 
-def verify_md(index: dict[str, Any], ca_fp: str | None, tsa_fps: list[str], tree_size: int) -> str:
-    """The bundle's VERIFY.md (``tree_size``: its checkpoint's, the witness record to fetch)."""
+def verify_md(
+    index: dict[str, Any], ca_fp: str | None, tsa_fps: list[str], sizes: list[int]
+) -> str:
+    """The bundle's VERIFY.md (``sizes``: its checkpoint's, then its clips' own: the witness
+    record to fetch must hold them, as a clip the witness has not seen is not vouched for)."""
     gaps = len(index.get("deleted_clips") or [])
     return VERIFY_TEMPLATE.format(
         order=index["order_id"],
         station=index["station"],
-        tree_size=tree_size,
-        witness_path=witness_path(str(index["station"]), [tree_size]),
+        tree_size=sizes[0],
+        witness_path=witness_path(str(index["station"]), sizes),
         created=index["created_utc"],
         bundle_name="bundle.zip",
         ca_fp=ca_fp or "—",
