@@ -26,6 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -50,6 +51,7 @@ from station.store.retention import DiskSpace, RetentionManager, station_signer
 W, H, FPS = 160, 96, 10.0
 WALL0 = datetime(2026, 11, 30, 14, 5, 6, 789000).astimezone()
 CRASHED = 77
+JOURNAL_SYNC = "clip-journal-sync"  # the recorder's BackgroundSync thread
 FLOOR = {"kind": "order", "packer": "ann", "repack_of": [7]}  # the clip's; must reach its row
 
 
@@ -62,7 +64,10 @@ class Steps:
         self.done: list[str] = []
 
     def step(self, what: str) -> None:
-        if not self.armed:
+        if not self.armed or threading.current_thread().name == JOURNAL_SYNC:
+            # The journal-sync thread only fsyncs: nothing a kill -9 leaves changes with it,
+            # and when it runs against the finisher is the scheduler's choice (the steps
+            # would differ from run to run). A kill still falls anywhere on its account.
             return
         self.done.append(what)
         if len(self.done) == self.crash_at:

@@ -306,11 +306,11 @@ def test_a_stopped_clip_whose_writer_fails_is_journaled_interrupted_before_its_s
 def test_the_capture_thread_never_waits_for_a_journal_fsync(
     rec_cfg: config_mod.Config, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A clip's start and stop are journaled at once (kill -9 safe when they return) but
-    fsynced on the journal-sync thread: two fsyncs on the capture thread (tens to hundreds of
-    ms each on a Pi's SD card) dropped the frames of the next buyer's clip that came meanwhile
-    (bench/loop.py --fsync-delay-ms). After ``flush_journals`` the journal and its folder were
-    fsynced, as they stood after the stop."""
+    """A clip's start, its waybill and its stop are journaled at once (kill -9 safe when they
+    return) but fsynced on the journal-sync thread: two fsyncs on the capture thread (tens to
+    hundreds of ms each on a Pi's SD card) dropped the frames of the next buyer's clip that
+    came meanwhile (bench/loop.py --fsync-delay-ms). After ``flush_journals`` the journal and
+    its folder were fsynced, as they stood after the stop."""
     synced: list[tuple[str, str]] = []
     real_fsync = os.fsync
 
@@ -336,11 +336,18 @@ def test_the_capture_thread_never_waits_for_a_journal_fsync(
                 # on disk already: what a kill -9 right now leaves recovery
                 assert json.loads(journal.read_text())["order_id"] == "A"
             rec.push(frame, t, WALL0 + timedelta(seconds=t), "A" if i >= 1 else None)
+            if i == 5:
+                before = len(synced)
+                rec.link_waybill("SF1234567890123", "sf", t)
+                on_capture += [s for s in synced[before:] if s[0] == capture]
         rec.flush_journals()
+        assert str(journal) in {path for name, path in synced if name == "clip-journal-sync"}
         before = len(synced)
         rec.stop("sealed", 0.9)
         on_capture += [s for s in synced[before:] if s[0] == capture]
-        assert json.loads(journal.read_text())["finish_reason"] == "sealed"
+        stopped = json.loads(journal.read_text())
+        assert stopped["finish_reason"] == "sealed"
+        assert [w["waybill"] for w in stopped["waybills"]] == ["SF1234567890123"]
         rec.flush_journals()
         assert on_capture == []
         by_sync = {path for name, path in synced if name == "clip-journal-sync"}

@@ -278,8 +278,8 @@ class Recorder:
     Thread contract: ``push``, ``start``, ``stop``, ``link_waybill`` and ``log_event`` are called
     from the capture thread only. Finishing a clip (encoder flush, fsync, hashing, rename,
     manifest, index) runs on the recorder's own finisher thread so the capture loop never waits
-    for the disk (nor for the fsync of the journal written at a clip's start and stop: the
-    journal-sync thread's); ``close`` drains both. A clip that fails to finish stays in
+    for the disk (nor for the fsyncs of the clip journals it writes: the journal-sync
+    thread's); ``close`` drains both. A clip that fails to finish stays in
     ``tmp/`` untouched for crash recovery: evidence is never deleted here.
     """
 
@@ -332,8 +332,9 @@ class Recorder:
         self._stopped: deque[_OpenClip] = deque(maxlen=STOPPED_KEPT)  # capture thread only
         self._finisher = threading.Thread(target=self._finish_loop, name="clip-finisher")
         self._finisher.start()
-        # fsyncs the journals start() and stop() write: the capture thread must not wait for
-        # them (an SD card's fsync dropped the next buyer's frames: docs/performance.md)
+        # fsyncs the journals the capture thread writes: it must not wait for them (an SD
+        # card's fsync at a clip's start and stop dropped the next buyer's frames:
+        # docs/performance.md)
         self._journal_sync = BackgroundSync("clip-journal-sync")
         # The latest results (tests, diagnostics); bounded, or a station running for months
         # would keep every clip it ever finished in memory.
@@ -454,7 +455,7 @@ class Recorder:
         self._open = clip
         # Record what this temp file is before any frame is written, so a crash leaves enough
         # for recovery to index it under the right order (a power cut too, once synced).
-        self._journal(clip, sync_soon=True)
+        self._journal(clip)
         try:
             for packet in ring:
                 self._offer(clip, packet)
@@ -492,7 +493,7 @@ class Recorder:
         # and behind others for the finisher, for seconds; a crash or power cut meanwhile must
         # not leave recovery to call it "interrupted" (its manifest, and the next start's
         # resume rule, would take a sealed packing for one the stop cut).
-        self._journal(clip, sync_soon=True)
+        self._journal(clip)
         if self._enc is not None:
             # The first frame after a clip is an IDR picture: the next clip's pre-roll can
             # start right where this one ended, not only at the next periodic keyframe.
@@ -721,7 +722,7 @@ class Recorder:
         self._journal_sync.close()
 
     def flush_journals(self) -> None:
-        """Block until the journals written so far at a clip's start and stop are fsynced."""
+        """Block until the journals the capture thread wrote so far are fsynced."""
         self._journal_sync.flush()
 
     def wait_idle(self) -> None:
@@ -788,13 +789,11 @@ class Recorder:
             data["stopped_wall"] = clip.stopped_wall.isoformat(timespec="milliseconds")
         return data
 
-    def _journal(
-        self, clip: _OpenClip, *, durable: bool = False, sync_soon: bool = False, **more: Any
-    ) -> None:
+    def _journal(self, clip: _OpenClip, *, durable: bool = False, **more: Any) -> None:
         """Rewrite ``clip``'s journal, kill -9 safe once this returns. ``durable`` (the
-        finisher): power-cut safe too, fsynced here. ``sync_soon`` (a clip's start and stop,
-        on the capture thread): fsynced by the journal-sync thread, the capture thread never
-        waiting for it. Else (scans, waybills, a clock step) not fsynced at all."""
+        finisher): power-cut safe too, fsynced here. Else (the capture thread: a clip's start
+        and stop, scans, waybills, a clock step) fsynced soon by the journal-sync thread, the
+        capture thread never waiting for it."""
         path = journal_path(clip.tmp_path)
         try:
             data = {**self.journal_data(clip), **more}
@@ -805,7 +804,7 @@ class Recorder:
         except OSError as exc:
             log.error("cannot write %s (recovery after a crash will know less): %s", path.name, exc)
             return
-        if sync_soon:
+        if not durable:
             self._journal_sync.request(path)
 
     def _account(self, clip: _OpenClip, t: float, wall: datetime, label: str | None) -> None:
