@@ -604,7 +604,9 @@ def waitress_channel(spool: Spool, site_cap: int, larger: tuple[tuple[str, int],
                     self._refuse(WaitressTooLarge(f"exceeds {self.cap} bytes"))
                 return
             if not self.chunked and self.content_length >= self.adj.max_request_body_size:
-                return  # waitress answers 413 by itself, before reading the body
+                # waitress would answer by itself, in English and in bytes; say it as the page
+                self._refuse(Refused(too_large(spool.limits)))
+                return
             need = (spool.limits.max_bytes if self.chunked else self.content_length) + FRAMING
             try:
                 self.ticket = spool.admit(self.remote_addr, need)
@@ -622,6 +624,9 @@ def waitress_channel(spool: Spool, site_cap: int, larger: tuple[tuple[str, int],
 
         def received(self, data: bytes) -> int:
             n: int = super().received(data)
+            if self.ticket is not None and isinstance(self.error, WaitressTooLarge):
+                # a chunked upload crossed waitress's cap: the page's words, not waitress's
+                self.error = Refused(too_large(spool.limits))
             if (
                 self.chunked
                 and self.ticket is None
