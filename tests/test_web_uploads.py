@@ -396,6 +396,53 @@ def test_an_upload_cut_off_midway_leaves_nothing(disk_site, tmp_dir: Path) -> No
     _no_leftovers(disk, st, tmp_dir)
 
 
+def test_a_chunked_upload_stopped_halfway_leaves_nothing_and_the_next_is_checked(
+    disk_site, tmp_dir: Path
+) -> None:
+    """A chunked upload (no Content-Length: admitted for the largest file it may be) of a
+    real clip stops at half and the client hangs up: its reservation and its spooled body go,
+    nothing is left in the spool or the temp folder, and the same clip uploaded next verifies."""
+    import time
+
+    from web.verify import spool_of
+
+    disk, st, cfg = disk_site
+    clip = clip_of(st).read_bytes()
+    with running_site(cfg, **_site_config(disk)) as (url, server):
+        spool = spool_of(server.packcam_app)
+        c = Browserless(url)
+        token = c.token()
+        body = (
+            b'--bnd\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+            + token.encode()
+            + b'\r\n--bnd\r\nContent-Disposition: form-data; name="file"; filename="c.mp4"'
+            + b"\r\n\r\n"
+            + clip[: len(clip) // 2]
+        )
+        with socket.create_connection(("127.0.0.1", int(urlsplit(url).port or 0))) as s:
+            s.sendall(
+                b"POST /verify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: multipart/form-data; boundary=bnd\r\n"
+                + f"Cookie: {c.cookie}\r\n\r\n".encode()
+            )
+            for i in range(0, len(body), 64 * 1024):
+                part = body[i : i + 64 * 1024]
+                s.sendall(b"%x\r\n" % len(part) + part + b"\r\n")
+            deadline = time.monotonic() + 10
+            while open_unlinked(st.data) < MB and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert spool.active == 1 and open_unlinked(st.data) >= MB  # spooled on the data disk
+        deadline = time.monotonic() + 10
+        while (spool.active or open_unlinked(st.data)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert spool.active == 0 and spool.reserved == 0
+        assert open_unlinked(st.data) == 0
+        _no_leftovers(disk, st, tmp_dir)
+        status, page = c.upload(clip, "clip.mp4", token=token)
+        assert status == 200 and "Authentic" in page
+    _no_leftovers(disk, st, tmp_dir)
+
+
 def test_receive_frees_the_body_file_behind_the_copy(tmp_path: Path) -> None:
     """A body spooled in a file (as waitress's) is hole-punched as the part is copied out:
     the two together never hold much more than one upload."""
