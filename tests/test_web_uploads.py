@@ -443,6 +443,36 @@ def test_a_chunked_upload_stopped_halfway_leaves_nothing_and_the_next_is_checked
     _no_leftovers(disk, st, tmp_dir)
 
 
+def test_hostile_upload_names_are_only_shown_never_used(disk_site, tmp_dir: Path) -> None:
+    """The name a browser sends with the file is the uploader's text: a path climbing out of
+    the spool, a NUL, 300 Chinese characters, a bidi override. The clip is checked as any other,
+    the name is shown as its characters (escapes for the invisible ones), no file is made
+    under it, and nothing is left."""
+    import html
+    import re
+
+    disk, st, cfg = disk_site
+    clip = clip_of(st).read_bytes()
+    names = {
+        "../../../../web-secret": "../../../../web-secret",
+        "a\x00b.mp4": "a\\x00b.mp4",
+        "订" * 300 + ".mp4": "订" * 300 + ".mp4",
+        "\u202egnp.mp4": "\\u202egnp.mp4",
+    }
+    with running_site(cfg, **_site_config(disk)) as (url, _server):
+        c = Browserless(url)
+        token = c.token()
+        for sent, shown in names.items():
+            status, page = c.upload(clip, sent, token=token)
+            assert status == 200 and "Authentic" in page, (sent[:20], page[-1500:])
+            found = re.search(r"File: <code>([^<]*)</code>", page)
+            assert found and html.unescape(found.group(1)) == shown
+            assert str(st.data) not in page
+    made = [p for p in disk.root.rglob("*") if re.search("web-secret|订订|gnp|b\\.mp4", p.name)]
+    assert made == [st.data / "web-secret"]  # the site's own, made at start
+    _no_leftovers(disk, st, tmp_dir)
+
+
 def test_receive_frees_the_body_file_behind_the_copy(tmp_path: Path) -> None:
     """A body spooled in a file (as waitress's) is hole-punched as the part is copied out:
     the two together never hold much more than one upload."""
