@@ -124,6 +124,21 @@ def test_tickets_remove_their_files_and_a_restart_sweeps_leftovers(tmp_path: Pat
     assert list(spool.root.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("forwarded", "trust", "addr"),
+    [
+        ("198.51.100.7", True, "198.51.100.7"),
+        ("203.0.113.9, 198.51.100.7", True, "198.51.100.7"),  # what the proxy appended
+        ("198.51.100.7, ", True, "198.51.100.7"),  # as werkzeug's ProxyFix reads it
+        (" , ", True, "10.0.0.2"),
+        (None, True, "10.0.0.2"),
+        ("198.51.100.7", False, "10.0.0.2"),  # no proxy trusted: the header is anyone's
+    ],
+)
+def test_the_uploader_behind_the_trusted_proxy(forwarded: str | None, trust: bool, addr: str):
+    assert uploads.client_address("10.0.0.2", forwarded, trust) == addr
+
+
 # ---- zip limits -----------------------------------------------------------------------------
 
 
@@ -341,6 +356,43 @@ def test_rate_limit_per_address_over_waitress(disk_site, tmp_dir: Path) -> None:
         assert resp.status == 429 and int(resp.getheader("Retry-After") or 0) > 0
         resp.read()
         conn.close()
+    _no_leftovers(disk, st, tmp_dir)
+
+
+def test_behind_the_trusted_proxy_each_uploader_has_their_own_hourly_count(
+    disk_site, tmp_dir: Path
+) -> None:
+    """With ``web.trust_proxy`` every connection comes from the reverse proxy: the hourly
+    count is per uploader (the last X-Forwarded-For entry, as the app reads it), not one
+    count for the whole world (before: the third uploader of the hour was told "too many
+    uploads from your address")."""
+    disk, st, cfg = disk_site
+    cfg = cfg.replace("web", verify_per_hour=2, trust_proxy=True)
+    with running_site(cfg, **_site_config(disk)) as (url, _server):
+        token_client = Browserless(url)
+        token = token_client.token()
+
+        def upload(forwarded: str) -> int:
+            status, _, _ = token_client.request(
+                "POST",
+                "/verify",
+                b'--bnd\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+                + token.encode()
+                + b'\r\n--bnd\r\nContent-Disposition: form-data; name="file"; filename="a"'
+                + b"\r\n\r\nnot a clip\r\n--bnd--\r\n",
+                {
+                    "Content-Type": "multipart/form-data; boundary=bnd",
+                    "X-Forwarded-For": forwarded,
+                    "X-Forwarded-Proto": "https",
+                },
+            )
+            return status
+
+        assert [upload(f"198.51.100.{n}") for n in range(4)] == [200] * 4
+        # the proxy appends the address it saw; an entry the client wrote itself is not it
+        assert upload("203.0.113.9, 198.51.100.0") == 200  # 198.51.100.0's second
+        assert upload("198.51.100.0") == 429  # its third this hour
+        assert upload("203.0.113.9") == 200
     _no_leftovers(disk, st, tmp_dir)
 
 
