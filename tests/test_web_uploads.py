@@ -173,6 +173,42 @@ def test_zip_listing_a_clip_twice_or_unpacking_too_much_is_refused(tmp_path: Pat
     assert members.value.code == "zip-members"
 
 
+def test_a_bundle_naming_one_member_many_times_is_not_read_into_memory_each_time(
+    big_store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A real bundle whose checkpoint names one 4 MB stored member as its time-stamp token
+    64 times: under the zip limits (no ratio, no listed clip), 6 MB to upload, and before the
+    verifier read the member into memory once per naming (256 MB here; 1,000 namings of a
+    32 MB member, 32 GB: the Pi's memory, the station's too). The verifier stops at its
+    read budget with a verdict."""
+    import json
+    import tracemalloc
+
+    from station.proof.verify import READ_BUDGET, verify_bundle
+
+    real = export_order(big_store.cfg, "BIG2", tmp_path / "real.zip").path
+    crafted = tmp_path / "crafted.zip"
+    with zipfile.ZipFile(real) as zin, zipfile.ZipFile(crafted, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "bundle.json":
+                index = json.loads(data)
+                index["checkpoint"]["timestamps"] = ["log/big.tst"] * 64
+                data = json.dumps(index).encode()
+            zout.writestr(info, data)
+        zout.writestr("log/big.tst", np.random.default_rng(4).bytes(4 * MB))
+    assert uploads.unzip_need(crafted, _limits()) < 8 * MB  # the upload's limits let it in
+    tracemalloc.start()
+    try:
+        report = verify_bundle(crafted, tmp_dir=tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not report.ok and "bundle-malformed" in report.codes()
+    assert peak < READ_BUDGET + 32 * MB, peak // MB
+
+
 # ---- over the real site (waitress), on a small data disk ----------------------------------
 
 
