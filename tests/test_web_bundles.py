@@ -107,6 +107,41 @@ def test_full_range_and_aborted_downloads_leave_nothing_in_tmp(site, tmp_path: P
     assert not (st.data / "cache" / "bundles").exists()
 
 
+def test_two_downloads_of_one_orders_bundle_at_once_get_one_bundle(site) -> None:
+    """Two people ask for the same order's bundle at the same moment (two tabs, a seller and
+    a colleague): the station builds it once, both get its same bytes, and no request or
+    temporary file is left behind."""
+    import threading
+
+    st, ids, tmp = site
+    with running_site(st.cfg) as (url, _server):
+        first = Browserless(url)
+        _login(first)
+        second = Browserless(url)
+        second.cookie = first.cookie
+        path = f"/clips/{ids['B2']}/bundle.zip"
+        start = threading.Barrier(2)
+        got: dict[int, tuple[int, bytes]] = {}
+
+        def fetch(n: int, client: Browserless) -> None:
+            start.wait(10)
+            status, _, body = client.request("GET", path)
+            got[n] = (status, body)
+
+        threads = [
+            threading.Thread(target=fetch, args=(n, c)) for n, c in enumerate([first, second])
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert [got[n][0] for n in (0, 1)] == [200, 200]
+        assert got[0][1] == got[1][1] and got[0][1].startswith(b"PK")
+    assert [Path(n).suffix for n in _exports(st.data)] == [".zip"]
+    assert list((st.data / "export-requests").iterdir()) == []
+    assert list(tmp.iterdir()) == []
+
+
 def test_a_bundle_larger_than_the_cache_is_refused_with_507(
     big_store: Store,  # noqa: F811
     tmp_path: Path,

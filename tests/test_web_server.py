@@ -74,6 +74,23 @@ def test_ranges_through_waitress_are_byte_exact(server, web_env: WebEnv) -> None
     assert resp.status == 200 and body == data
 
 
+def test_an_empty_clip_file_is_sent_empty_whatever_range_is_asked(server, web_env: WebEnv) -> None:
+    """A clip file found empty on disk (a damaged disk, fsck): every Range is ignored (RFC 9110
+    section 14.2 allows it), the answer is an empty 200, and the connection serves on."""
+    conn, cookie = server
+    web_env.file("plain").write_bytes(b"")
+    url = f"/clips/{web_env.clips['plain'].id}/video"
+    for method in ("GET", "HEAD"):
+        for header in ("bytes=0-", "bytes=-5", "bytes=0-0", "bytes=5-"):
+            resp, body = get(conn, cookie, url, method=method, Range=header)
+            assert (resp.status, body) == (200, b""), (method, header)
+            assert resp.getheader("Content-Length") == "0"
+            assert resp.getheader("Content-Range") is None
+    other = web_env.file("unicode").read_bytes()
+    resp, body = get(conn, cookie, f"/clips/{web_env.clips['unicode'].id}/video")
+    assert resp.status == 200 and body == other
+
+
 def test_head_and_304_do_not_leak_files(server, web_env: WebEnv) -> None:
     conn, cookie = server
     url = f"/clips/{web_env.clips['plain'].id}/video"

@@ -124,6 +124,21 @@ def test_tickets_remove_their_files_and_a_restart_sweeps_leftovers(tmp_path: Pat
     assert list(spool.root.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("forwarded", "trust", "addr"),
+    [
+        ("198.51.100.7", True, "198.51.100.7"),
+        ("203.0.113.9, 198.51.100.7", True, "198.51.100.7"),  # what the proxy appended
+        ("198.51.100.7, ", True, "198.51.100.7"),  # as werkzeug's ProxyFix reads it
+        (" , ", True, "10.0.0.2"),
+        (None, True, "10.0.0.2"),
+        ("198.51.100.7", False, "10.0.0.2"),  # no proxy trusted: the header is anyone's
+    ],
+)
+def test_the_uploader_behind_the_trusted_proxy(forwarded: str | None, trust: bool, addr: str):
+    assert uploads.client_address("10.0.0.2", forwarded, trust) == addr
+
+
 # ---- zip limits -----------------------------------------------------------------------------
 
 
@@ -156,6 +171,42 @@ def test_zip_listing_a_clip_twice_or_unpacking_too_much_is_refused(tmp_path: Pat
     with pytest.raises(uploads.UploadRefused) as members:
         uploads.unzip_need(once, _limits(max_members=2))
     assert members.value.code == "zip-members"
+
+
+def test_a_bundle_naming_one_member_many_times_is_not_read_into_memory_each_time(
+    big_store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A real bundle whose checkpoint names one 4 MB stored member as its time-stamp token
+    64 times: under the zip limits (no ratio, no listed clip), 6 MB to upload, and before the
+    verifier read the member into memory once per naming (256 MB here; 1,000 namings of a
+    32 MB member, 32 GB: the Pi's memory, the station's too). The verifier stops at its
+    read budget with a verdict."""
+    import json
+    import tracemalloc
+
+    from station.proof.verify import READ_BUDGET, verify_bundle
+
+    real = export_order(big_store.cfg, "BIG2", tmp_path / "real.zip").path
+    crafted = tmp_path / "crafted.zip"
+    with zipfile.ZipFile(real) as zin, zipfile.ZipFile(crafted, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "bundle.json":
+                index = json.loads(data)
+                index["checkpoint"]["timestamps"] = ["log/big.tst"] * 64
+                data = json.dumps(index).encode()
+            zout.writestr(info, data)
+        zout.writestr("log/big.tst", np.random.default_rng(4).bytes(4 * MB))
+    assert uploads.unzip_need(crafted, _limits()) < 8 * MB  # the upload's limits let it in
+    tracemalloc.start()
+    try:
+        report = verify_bundle(crafted, tmp_dir=tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not report.ok and "bundle-malformed" in report.codes()
+    assert peak < READ_BUDGET + 32 * MB, peak // MB
 
 
 # ---- over the real site (waitress), on a small data disk ----------------------------------
@@ -344,6 +395,43 @@ def test_rate_limit_per_address_over_waitress(disk_site, tmp_dir: Path) -> None:
     _no_leftovers(disk, st, tmp_dir)
 
 
+def test_behind_the_trusted_proxy_each_uploader_has_their_own_hourly_count(
+    disk_site, tmp_dir: Path
+) -> None:
+    """With ``web.trust_proxy`` every connection comes from the reverse proxy: the hourly
+    count is per uploader (the last X-Forwarded-For entry, as the app reads it), not one
+    count for the whole world (before: the third uploader of the hour was told "too many
+    uploads from your address")."""
+    disk, st, cfg = disk_site
+    cfg = cfg.replace("web", verify_per_hour=2, trust_proxy=True)
+    with running_site(cfg, **_site_config(disk)) as (url, _server):
+        token_client = Browserless(url)
+        token = token_client.token()
+
+        def upload(forwarded: str) -> int:
+            status, _, _ = token_client.request(
+                "POST",
+                "/verify",
+                b'--bnd\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+                + token.encode()
+                + b'\r\n--bnd\r\nContent-Disposition: form-data; name="file"; filename="a"'
+                + b"\r\n\r\nnot a clip\r\n--bnd--\r\n",
+                {
+                    "Content-Type": "multipart/form-data; boundary=bnd",
+                    "X-Forwarded-For": forwarded,
+                    "X-Forwarded-Proto": "https",
+                },
+            )
+            return status
+
+        assert [upload(f"198.51.100.{n}") for n in range(4)] == [200] * 4
+        # the proxy appends the address it saw; an entry the client wrote itself is not it
+        assert upload("203.0.113.9, 198.51.100.0") == 200  # 198.51.100.0's second
+        assert upload("198.51.100.0") == 429  # its third this hour
+        assert upload("203.0.113.9") == 200
+    _no_leftovers(disk, st, tmp_dir)
+
+
 def test_test_client_path_streams_without_werkzeugs_form_limit(
     big_store: Store,  # noqa: F811
     tmp_dir: Path,
@@ -393,6 +481,83 @@ def test_an_upload_cut_off_midway_leaves_nothing(disk_site, tmp_dir: Path) -> No
             time.sleep(0.02)
         assert spool.active == 0 and spool.reserved == 0
         assert open_unlinked(st.data) == 0  # waitress's spool file is closed too
+    _no_leftovers(disk, st, tmp_dir)
+
+
+def test_a_chunked_upload_stopped_halfway_leaves_nothing_and_the_next_is_checked(
+    disk_site, tmp_dir: Path
+) -> None:
+    """A chunked upload (no Content-Length: admitted for the largest file it may be) of a
+    real clip stops at half and the client hangs up: its reservation and its spooled body go,
+    nothing is left in the spool or the temp folder, and the same clip uploaded next verifies."""
+    import time
+
+    from web.verify import spool_of
+
+    disk, st, cfg = disk_site
+    clip = clip_of(st).read_bytes()
+    with running_site(cfg, **_site_config(disk)) as (url, server):
+        spool = spool_of(server.packcam_app)
+        c = Browserless(url)
+        token = c.token()
+        body = (
+            b'--bnd\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+            + token.encode()
+            + b'\r\n--bnd\r\nContent-Disposition: form-data; name="file"; filename="c.mp4"'
+            + b"\r\n\r\n"
+            + clip[: len(clip) // 2]
+        )
+        with socket.create_connection(("127.0.0.1", int(urlsplit(url).port or 0))) as s:
+            s.sendall(
+                b"POST /verify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: multipart/form-data; boundary=bnd\r\n"
+                + f"Cookie: {c.cookie}\r\n\r\n".encode()
+            )
+            for i in range(0, len(body), 64 * 1024):
+                part = body[i : i + 64 * 1024]
+                s.sendall(b"%x\r\n" % len(part) + part + b"\r\n")
+            deadline = time.monotonic() + 10
+            while open_unlinked(st.data) < MB and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert spool.active == 1 and open_unlinked(st.data) >= MB  # spooled on the data disk
+        deadline = time.monotonic() + 10
+        while (spool.active or open_unlinked(st.data)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert spool.active == 0 and spool.reserved == 0
+        assert open_unlinked(st.data) == 0
+        _no_leftovers(disk, st, tmp_dir)
+        status, page = c.upload(clip, "clip.mp4", token=token)
+        assert status == 200 and "Authentic" in page
+    _no_leftovers(disk, st, tmp_dir)
+
+
+def test_hostile_upload_names_are_only_shown_never_used(disk_site, tmp_dir: Path) -> None:
+    """The name a browser sends with the file is the uploader's text: a path climbing out of
+    the spool, a NUL, 300 Chinese characters, a bidi override. The clip is checked as any other,
+    the name is shown as its characters (escapes for the invisible ones), no file is made
+    under it, and nothing is left."""
+    import html
+    import re
+
+    disk, st, cfg = disk_site
+    clip = clip_of(st).read_bytes()
+    names = {
+        "../../../../web-secret": "../../../../web-secret",
+        "a\x00b.mp4": "a\\x00b.mp4",
+        "订" * 300 + ".mp4": "订" * 300 + ".mp4",
+        "\u202egnp.mp4": "\\u202egnp.mp4",
+    }
+    with running_site(cfg, **_site_config(disk)) as (url, _server):
+        c = Browserless(url)
+        token = c.token()
+        for sent, shown in names.items():
+            status, page = c.upload(clip, sent, token=token)
+            assert status == 200 and "Authentic" in page, (sent[:20], page[-1500:])
+            found = re.search(r"File: <code>([^<]*)</code>", page)
+            assert found and html.unescape(found.group(1)) == shown
+            assert str(st.data) not in page
+    made = [p for p in disk.root.rglob("*") if re.search("web-secret|订订|gnp|b\\.mp4", p.name)]
+    assert made == [st.data / "web-secret"]  # the site's own, made at start
     _no_leftovers(disk, st, tmp_dir)
 
 
@@ -459,3 +624,36 @@ def test_a_full_disk_mid_upload_is_a_clear_507_and_leaves_nothing(
     spool = spool_of(app)
     assert spool.active == 0 and spool.reserved == 0
     assert list((web_env.data_dir / "spool" / "verify").iterdir()) == []
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_upload_over_the_limit_is_told_the_limit_in_both_languages(
+    web_env, chunked: bool
+) -> None:
+    """Over the real server, a file over ``verify_max_mb`` (declared, or found while a chunked
+    body arrives) is answered as the page words it, in Chinese and English with the limit in
+    MB; waitress's own answer said "exceeds max_body of 2097152" in English only."""
+    cfg = web_env.cfg.replace("web", verify_max_mb=1)
+    with running_site(cfg) as (_url, server):
+        with socket.create_connection(("127.0.0.1", server.effective_port), timeout=30) as s:
+            head = b"POST /verify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+            if chunked:
+                s.sendall(head + b"boundary=bnd\r\nTransfer-Encoding: chunked\r\n\r\n")
+                try:
+                    for _ in range(4):
+                        s.sendall(b"%x\r\n" % MB + b"\0" * MB + b"\r\n")
+                except OSError:
+                    pass  # the server answered and closed while we were still sending
+            else:
+                s.sendall(head + b"boundary=bnd\r\nContent-Length: 5242880\r\n\r\n--bnd\r\n")
+            answer = b""
+            while b"(generated by" not in answer:
+                got = s.recv(4096)
+                if not got:
+                    break
+                answer += got
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        text = answer.decode("utf-8")
+        assert "文件太大 · The file is larger than the 1 MB limit" in text, text
+        assert "max_body" not in text
+        assert list((web_env.data_dir / "spool" / "verify").iterdir()) == []

@@ -70,7 +70,9 @@ def make_server(
         connection_limit=200,
         asyncore_use_poll=True,
     )
-    server.channel_class = waitress_channel(spool, app.config["MAX_CONTENT_LENGTH"], larger)
+    server.channel_class = waitress_channel(
+        spool, app.config["MAX_CONTENT_LENGTH"], larger, trust_proxy=config.web.trust_proxy
+    )
     server.packcam_app = app
     return server
 

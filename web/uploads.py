@@ -31,7 +31,7 @@ from waitress.task import WSGITask
 from waitress.utilities import Error
 from waitress.utilities import RequestEntityTooLarge as WaitressTooLarge
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.http import parse_options_header
+from werkzeug.http import parse_list_header, parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from station.config import Config
@@ -543,7 +543,21 @@ def _listed_clips(zf: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo]) -> l
 # ---- waitress: admit at the headers, spool the body on the data disk -----------------------
 
 
-def waitress_channel(spool: Spool, site_cap: int, larger: tuple[tuple[str, int], ...] = ()) -> type:
+def client_address(peer: str | None, forwarded_for: str | None, trust_proxy: bool) -> str | None:
+    """The uploader's address as the app reads it: behind the one trusted reverse proxy
+    (``web.trust_proxy``, werkzeug's ProxyFix with ``x_for=1``) the last X-Forwarded-For
+    entry, the one that proxy appended; else the connection's own address."""
+    entries = parse_list_header(forwarded_for) if trust_proxy and forwarded_for else []
+    return entries[-1] if entries and entries[-1] else peer
+
+
+def waitress_channel(
+    spool: Spool,
+    site_cap: int,
+    larger: tuple[tuple[str, int], ...] = (),
+    *,
+    trust_proxy: bool = False,
+) -> type:
     """A waitress channel class that decides on each request as soon as its headers arrive.
 
     waitress reads a whole body before the app runs (spooling it to a temp file), so limits
@@ -551,7 +565,8 @@ def waitress_channel(spool: Spool, site_cap: int, larger: tuple[tuple[str, int],
     room above the floor) and its body is spooled on the data disk under the ticket; any
     other body is capped at ``site_cap`` (``larger``: (path prefix, cap) pairs, e.g. the fleet
     API's batches). Refusals are answered at once and the connection
-    closed, without reading the body.
+    closed, without reading the body. ``trust_proxy``: uploads are counted per address as
+    X-Forwarded-For names it (``client_address``), not per connection, which is the proxy's.
     """
 
     class Refused(Error):  # type: ignore[misc]  # waitress is untyped
@@ -604,10 +619,15 @@ def waitress_channel(spool: Spool, site_cap: int, larger: tuple[tuple[str, int],
                     self._refuse(WaitressTooLarge(f"exceeds {self.cap} bytes"))
                 return
             if not self.chunked and self.content_length >= self.adj.max_request_body_size:
-                return  # waitress answers 413 by itself, before reading the body
+                # waitress would answer by itself, in English and in bytes; say it as the page
+                self._refuse(Refused(too_large(spool.limits)))
+                return
             need = (spool.limits.max_bytes if self.chunked else self.content_length) + FRAMING
+            addr = client_address(
+                self.remote_addr, self.headers.get("X_FORWARDED_FOR"), trust_proxy
+            )
             try:
-                self.ticket = spool.admit(self.remote_addr, need)
+                self.ticket = spool.admit(addr, need)
             except UploadRefused as exc:
                 self._refuse(Refused(exc))
                 return
@@ -622,6 +642,9 @@ def waitress_channel(spool: Spool, site_cap: int, larger: tuple[tuple[str, int],
 
         def received(self, data: bytes) -> int:
             n: int = super().received(data)
+            if self.ticket is not None and isinstance(self.error, WaitressTooLarge):
+                # a chunked upload crossed waitress's cap: the page's words, not waitress's
+                self.error = Refused(too_large(spool.limits))
             if (
                 self.chunked
                 and self.ticket is None

@@ -949,6 +949,13 @@ def unpacked_name(name: str) -> str:
     return "/".join(parts).casefold() + ("/" if name.endswith(("/", "\\")) else "")
 
 
+# The most a bundle's members may take in memory while it is checked, all reads together
+# (its clips are unpacked and hashed in streams, not read): a real order's manifests,
+# proofs, tokens and key frames come to a few MB, but bundle.json may name one member any
+# number of times, and each naming is another read.
+READ_BUDGET = 128 << 20
+
+
 class _Bundle:
     """Read-only access to a bundle zip with size limits; member names are never paths."""
 
@@ -961,6 +968,7 @@ class _Bundle:
             raise ProofError(f"bundle: {problem}")  # vouch for the members, not another file
         self.names = {i.filename: i for i in infos}
         self._sha256: dict[str, str] = {}
+        self._read = 0  # bytes read() has handed out (READ_BUDGET)
         seen: dict[str, str] = {}
         for i in infos:
             # Two members that unpack to the same file: only one is checked here, and which
@@ -981,6 +989,12 @@ class _Bundle:
             raise ProofError(f"bundle lacks {name}")
         if info.file_size > limit:
             raise ProofError(f"bundle member {name} is too large")
+        self._read += info.file_size  # zipfile reads no more than the size the member declares
+        if self._read > READ_BUDGET:
+            raise ProofError(
+                f"checking it would read more than {READ_BUDGET >> 20} MB of its members into "
+                f"memory ({name} and others named over and over): not a packcam bundle"
+            )
         return self.zf.read(info)
 
     def extract(self, name: str, dest: Path) -> Path:
