@@ -451,6 +451,12 @@ class WebSection:
     verify_max_members: int = setting(500, "most files a bundle may hold", ge=1)
     verify_parallel: int = setting(2, "uploads received or checked at once", ge=1, le=64)
     verify_per_hour: int = setting(30, "uploads per remote address (IPv6: per /64) per hour", ge=1)
+    verify_min_kbps: int = setting(
+        4,
+        "an upload slower than this on average after its first 30 s is cut off (408): a"
+        " trickle would hold one of the verify_parallel places",
+        ge=1,
+    )
     bundle_cache_mb: int = setting(
         2048, "evidence bundles kept for resumed downloads (<data>/exports)", ge=1
     )

@@ -57,6 +57,16 @@ class Disk:
         return self.free, self.total
 
 
+def test_an_upload_is_held_to_the_minimum_rate_only_after_its_grace() -> None:
+    limits = _limits(min_bytes_per_s=4 * 1024)
+    grace = uploads.SLOW_GRACE_S
+    assert uploads.too_slow(0, grace, limits) is None  # its first seconds: anything goes
+    assert uploads.too_slow(4 * 1024 * 60, 60.0, limits) is None  # 4 KB/s on average
+    slow = uploads.too_slow(4 * 1024 * 60 - 1, 60.0, limits)
+    assert slow is not None and slow.status == 408 and slow.code == "too-slow"
+    assert "上传太慢" in slow.message and "under 4 KB/s" in slow.message
+
+
 def test_admission_keeps_the_floor_and_the_quota(tmp_path: Path) -> None:
     disk = Disk(free=30 * MB)
     spool = uploads.Spool(tmp_path, _limits(), probe=disk)
@@ -525,6 +535,62 @@ def test_a_chunked_upload_stopped_halfway_leaves_nothing_and_the_next_is_checked
             time.sleep(0.02)
         assert spool.active == 0 and spool.reserved == 0
         assert open_unlinked(st.data) == 0
+        _no_leftovers(disk, st, tmp_dir)
+        status, page = c.upload(clip, "clip.mp4", token=token)
+        assert status == 200 and "Authentic" in page
+    _no_leftovers(disk, st, tmp_dir)
+
+
+def test_an_upload_that_trickles_is_cut_off_and_frees_its_place(
+    disk_site, tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that sends a few bytes and then one every so often (waitress closes only a
+    silent connection) held one of the verify_parallel places for as long as it liked: two
+    closed /verify to everyone. Past its grace (shortened here) an upload below
+    verify_min_kbps on average is answered 408 in both languages, its spool goes, and the
+    one place there is serves the next upload (a real clip, which verifies)."""
+    import time
+
+    from web.verify import spool_of
+
+    monkeypatch.setattr(uploads, "SLOW_GRACE_S", 0.5)
+    disk, st, cfg = disk_site
+    cfg = cfg.replace("web", verify_parallel=1, verify_min_kbps=64)
+    clip = clip_of(st).read_bytes()
+    with running_site(cfg, **_site_config(disk)) as (url, server):
+        spool = spool_of(server.packcam_app)
+        c = Browserless(url)
+        token = c.token()
+        with socket.create_connection(("127.0.0.1", int(urlsplit(url).port or 0))) as s:
+            s.settimeout(10)
+            s.sendall(
+                b"POST /verify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: multipart/form-data; boundary=bnd\r\n"
+                + f"Cookie: {c.cookie}\r\n\r\n".encode()
+            )
+            head = b'--bnd\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+            s.sendall(b"%x\r\n" % len(head) + head + b"\r\n")
+            deadline = time.monotonic() + 10
+            while not spool.active and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert spool.active == 1  # it holds the one place
+            answer = b""
+            for _ in range(40):  # a byte every 0.1 s: 10 B/s, far below 64 KB/s
+                time.sleep(0.1)
+                try:
+                    s.sendall(b"1\r\nx\r\n")
+                except OSError:
+                    break
+            while chunk := s.recv(65536):
+                answer += chunk
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert b" 408 " in status_line, answer[:300]
+        text = rest.decode("utf-8", "replace")
+        assert "上传太慢" in text and "The upload was too slow (under 64 KB/s" in text, text
+        deadline = time.monotonic() + 10
+        while spool.active and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert spool.active == 0 and spool.reserved == 0
         _no_leftovers(disk, st, tmp_dir)
         status, page = c.upload(clip, "clip.mp4", token=token)
         assert status == 200 and "Authentic" in page

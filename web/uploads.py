@@ -47,6 +47,7 @@ UPLOAD_PATH = "/verify"
 CHUNK = 256 * 1024
 FIELD_MAX = 4096  # a non-file form field (the CSRF token)
 FRAMING = 1 << 20  # multipart headers and boundaries around the file
+SLOW_GRACE_S = 30.0  # an upload's first seconds, before verify_min_kbps is held to it
 MAX_PARTS = 8
 # A clip barely compresses (H.264); a member unpacking to more than this many times its
 # compressed size is a zip bomb, not evidence.
@@ -91,6 +92,7 @@ class Limits:
     max_members: int
     parallel: int
     per_hour: int
+    min_bytes_per_s: int = 4 * 1024  # verify_min_kbps
 
     @classmethod
     def from_config(cls, cfg: Config, *, max_bytes: int | None = None) -> Limits:
@@ -105,6 +107,7 @@ class Limits:
             max_members=w.verify_max_members,
             parallel=w.verify_parallel,
             per_hour=w.verify_per_hour,
+            min_bytes_per_s=w.verify_min_kbps * 1024,
         )
 
     def floor(self, total_bytes: int) -> int:
@@ -475,6 +478,22 @@ def too_large(limits: Limits) -> UploadRefused:
     return UploadRefused(413, "too-large", f"文件太大 · The file is larger than the {mb} MB limit")
 
 
+def too_slow(received: int, elapsed_s: float, limits: Limits) -> UploadRefused | None:
+    """An upload whose body has come in slower than ``verify_min_kbps`` on average once its
+    first ``SLOW_GRACE_S`` are over: a client sending a byte a minute (waitress closes only
+    a silent connection) would hold one of the ``verify_parallel`` places for ever, and two
+    would close /verify to everyone."""
+    if elapsed_s <= SLOW_GRACE_S or received >= limits.min_bytes_per_s * elapsed_s:
+        return None
+    kbps = limits.min_bytes_per_s // 1024
+    return UploadRefused(
+        408,
+        "too-slow",
+        f"上传太慢（平均低于 {kbps} KB/s），请换用更快的网络再试 · The upload was too slow (under "
+        f"{kbps} KB/s on average): try again on a faster connection",
+    )
+
+
 # ---- zip limits ------------------------------------------------------------------------------
 
 
@@ -574,6 +593,7 @@ def waitress_channel(
             super().__init__(exc.message)
             self.code = exc.status
             self.reason = {
+                408: "Request Timeout",
                 413: "Content Too Large",
                 429: "Too Many Requests",
                 503: "Service Unavailable",
@@ -603,6 +623,7 @@ def waitress_channel(
 
     class Parser(HTTPRequestParser):  # type: ignore[misc]
         ticket: Ticket | None = None
+        admitted = 0.0  # time.monotonic() when its ticket was given
         cap = site_cap
 
         def __init__(self, adj: Any, remote_addr: str | None = None) -> None:
@@ -631,6 +652,7 @@ def waitress_channel(
             except UploadRefused as exc:
                 self._refuse(Refused(exc))
                 return
+            self.admitted = time.monotonic()
             self.body_rcv.buf = SpoolBuffer(self.ticket, self.adj.inbuf_overflow)
 
         def _refuse(self, error: Any) -> None:
@@ -645,6 +667,10 @@ def waitress_channel(
             if self.ticket is not None and isinstance(self.error, WaitressTooLarge):
                 # a chunked upload crossed waitress's cap: the page's words, not waitress's
                 self.error = Refused(too_large(spool.limits))
+            if self.ticket is not None and not self.completed:
+                elapsed = time.monotonic() - self.admitted
+                if slow := too_slow(self.body_bytes_received, elapsed, spool.limits):
+                    self._refuse(Refused(slow))
             if (
                 self.chunked
                 and self.ticket is None
