@@ -43,9 +43,9 @@ class Ledger(ClipTable, HoldTable, AlarmTable):
 
     Open it with a path (a file in the data dir) or pass an existing connection, as sqlite-utils
     does, so every layer can be tested on a real database. Each table's SQL lives with its owner
-    (station/store/); this class only joins what spans two owners in one transaction. All
-    writes go through one lock, so the capture thread and the clip finisher thread may share
-    an instance.
+    (station/store/); this class only joins what spans two owners in one transaction. Its
+    writes go through one lock (the capture thread's through another, below), so the capture
+    thread and the clip finisher thread may share an instance.
 
     Opened on a file, it opens a second connection for the capture thread (``capture_db``:
     synchronous=NORMAL, no automatic checkpoint, a lock of its own): the scans indexed with

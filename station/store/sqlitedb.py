@@ -224,7 +224,8 @@ class WalSync:
             self._wake.wait()
             self._wake.clear()
             self.sync()
-            if self._closed:
+            # a request made while that fsync ran may not be in it: go round once more
+            if self._closed and not self._wake.is_set():
                 return
 
     def sync(self) -> None:
