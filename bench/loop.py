@@ -10,10 +10,13 @@ Runs, side by side in one run:
     with glibc's malloc settings of MALLOC_ENV (memory, one lever at a time); frames dropped
     overall and in the first second after each clip's scan;
   * with --fsync-delay-ms instead: only the 720p packcam row, once per delay (and --repeat
-    times, medians), every os.fsync in the station's child process made that much slower
-    first (an SD card busy with the video): frames dropped overall, in the first second after
-    each clip's scan and after each clip's stop, and the longest gap between consecutive
-    frames in any clip (camera time), with ratios to the 0 ms row;
+    times, medians), every fsync and fdatasync in the station's child process made that much
+    slower first (an SD card busy with the video): Python's os.fsync and SQLite's own syncs
+    alike, through a small LD_PRELOAD library built with the C compiler into a temporary
+    folder for the run; frames dropped overall, in the first second after each clip's scan
+    and after each clip's stop, the longest gap between consecutive frames in any clip
+    (camera time), and the syncs on the capture thread and on the others, SQLite's counted
+    apart, with ratios to the 0 ms row;
   * naive: pyzbar on every full frame + cv2.putText + cv2.VideoWriter(mp4v), as fast as it
     can go, on the same synthetic frames;
   * floor: the same frames through I420 conversion and libx264 only (no barcode reading, no
@@ -56,6 +59,7 @@ from station.service import assemble  # noqa: E402
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SHARED_PHOTOS = REPO.parent / "shared/data/barcodes"
 CYCLE = 6.0  # seconds per order in the bench scenario
+PRODUCT_EAN = "6901234567892"  # a Chinese product's EAN-13 (prefix 69): an item, never an order
 
 
 def scenario(seconds: float) -> Scenario:
@@ -73,6 +77,8 @@ def scenario(seconds: float) -> Scenario:
                 "duration": 1.6,
             },
             {"at": t0 + 4.0, "kind": "show", "code": "SEAL", "duration": 1.4},
+            # a product scanned by hand between two orders (no clip open): indexed on its own
+            {"at": t0 + 5.6, "kind": "key", "text": PRODUCT_EAN},
         ]
     events.append({"at": seconds, "kind": "end"})
     return Scenario.from_dict({"seed": 11, "event": events})
@@ -108,25 +114,129 @@ def peak_rss_mb(field: str = "VmHWM") -> float:
 MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "1048576"}
 
 
-# fsync calls in this (child) process by thread name, counted only once slow_fsync() is on
-FSYNC_CALLS: collections.Counter[str] = collections.Counter()
+# The LD_PRELOAD library of --fsync-delay-ms: every fsync and fdatasync of the process sleeps
+# SLOWSYNC_MS first (SQLite's syncs are C calls a Python patch of os.fsync never sees), and is
+# counted by thread id and file name; slowsync_report() lists them.
+SLOWSYNC_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ROWS 1024
+static struct { long tid; char file[96]; long calls; } rows[ROWS];
+static int nrows;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int slow(int fd, const char *name) {
+    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, name);
+    const char *ms = getenv("SLOWSYNC_MS");
+    double d = ms ? atof(ms) : 0.0;
+    if (d > 0) {
+        struct timespec ts = {(time_t)(d / 1000), (long)((d - 1000 * (time_t)(d / 1000)) * 1e6)};
+        while (nanosleep(&ts, &ts) != 0) {}
+    }
+    char link[64], path[512];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    path[n > 0 ? n : 0] = 0;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    long tid = syscall(SYS_gettid);
+    pthread_mutex_lock(&mu);
+    int i = 0;
+    while (i < nrows && !(rows[i].tid == tid && !strncmp(rows[i].file, base, 95))) i++;
+    if (i < ROWS) {
+        if (i == nrows) {
+            rows[i].tid = tid;
+            strncpy(rows[i].file, base, 95);
+            nrows++;
+        }
+        rows[i].calls++;
+    }
+    pthread_mutex_unlock(&mu);
+    return real(fd);
+}
+
+int fsync(int fd) { return slow(fd, "fsync"); }
+int fdatasync(int fd) { return slow(fd, "fdatasync"); }
+
+/* "tid<TAB>calls<TAB>file" lines into buf; returns the length it needs */
+size_t slowsync_report(char *buf, size_t size) {
+    size_t used = 0;
+    pthread_mutex_lock(&mu);
+    for (int i = 0; i < nrows; i++) {
+        char line[160];
+        int k = snprintf(line, sizeof line, "%ld\t%ld\t%s\n", rows[i].tid, rows[i].calls,
+                         rows[i].file);
+        if (used + k < size) memcpy(buf + used, line, k);
+        used += k;
+    }
+    pthread_mutex_unlock(&mu);
+    if (used < size) buf[used] = 0;
+    return used;
+}
+"""
 
 
-def slow_fsync(delay_s: float) -> None:
-    """Make every os.fsync of this process sleep ``delay_s`` first, and count the calls by
-    thread: an SD card that takes that long to sync while the encoder writes video. Only for a
-    --child process (the station's code calls os.fsync through the module, so this reaches
-    the journal writes, the clip writer's periodic syncs and the directory syncs; SQLite's own
-    syncs are in C and are not slowed)."""
-    real = os.fsync
+def build_slowsync(folder: Path) -> Path:
+    """Compile SLOWSYNC_C into ``folder`` (removed by the caller); SystemExit without a C
+    compiler: the sweep cannot slow SQLite's syncs without it."""
+    import shutil
+    import subprocess
 
-    def fsync(fd: int) -> None:
-        FSYNC_CALLS[threading.current_thread().name] += 1
-        if delay_s:
-            time.sleep(delay_s)
-        real(fd)
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise SystemExit("--fsync-delay-ms needs a C compiler (cc or gcc) to slow SQLite's syncs")
+    src, lib = folder / "slowsync.c", folder / "slowsync.so"
+    src.write_text(SLOWSYNC_C)
+    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(src), "-ldl",
+                    "-lpthread"], check=True)  # fmt: skip
+    return lib
 
-    os.fsync = fsync
+
+# thread names by native id, noted as each thread starts (child processes of the sweep)
+THREAD_NAMES: dict[int, str] = {}
+SLOWSYNC_LIB: str | None = None  # the LD_PRELOAD library loaded in this child, if any
+
+
+def note_thread_names() -> None:
+    """Note each thread's name by its native id as it starts: the LD_PRELOAD library knows
+    only thread ids, and a thread may be gone by the time the syncs are counted."""
+    THREAD_NAMES[threading.get_native_id()] = threading.current_thread().name
+
+    def first_call(_frame, _event, _arg):  # type: ignore[no-untyped-def]
+        THREAD_NAMES[threading.get_native_id()] = threading.current_thread().name
+        sys.setprofile(None)
+
+    threading.setprofile(first_call)
+
+
+def is_sqlite_file(name: str) -> bool:
+    return ".sqlite3" in name  # index.sqlite3, index.sqlite3-wal, webhooks.sqlite3 ...
+
+
+def sync_counts(lib: str | None) -> list[tuple[str, str, int]]:
+    """(thread name, file name, calls) of every fsync/fdatasync the library counted."""
+    if not lib:
+        return []
+    report = ctypes.CDLL(lib).slowsync_report  # the library already loaded: its counts
+    report.restype = ctypes.c_size_t
+    buf = ctypes.create_string_buffer(1 << 16)
+    need = report(buf, len(buf))
+    if need >= len(buf):
+        buf = ctypes.create_string_buffer(need + 1)
+        report(buf, len(buf))
+    out = []
+    for line in buf.value.decode(errors="replace").splitlines():
+        tid, calls, name = line.split("\t", 2)
+        out.append((THREAD_NAMES.get(int(tid), f"tid {tid}"), name, int(calls)))
+    return out
 
 
 class DropLog:
@@ -221,6 +331,20 @@ def run_packcam(
         return orig(ev)
 
     st._handle_input = spy  # type: ignore[method-assign]
+    log_event_s: list[float] = []  # each Recorder.log_event on the capture thread, seconds
+    outside_times: list[float] = []  # camera times of the scans indexed with no clip open
+    orig_log = asm.recorder.log_event
+
+    def timed_log(event, t_scan, *, in_clip=True):  # type: ignore[no-untyped-def]
+        if not (in_clip and asm.recorder.recording):
+            outside_times.append(t_scan)
+        t = time.perf_counter()
+        try:
+            return orig_log(event, t_scan, in_clip=in_clip)
+        finally:
+            log_event_s.append(time.perf_counter() - t)
+
+    asm.recorder.log_event = timed_log  # type: ignore[method-assign]
     cpu0, wall0 = time.process_time(), time.monotonic()
     capture_tid: list[int] = []
     before = thread_cpu()
@@ -249,7 +373,9 @@ def run_packcam(
     frames = stats.frames
     gate = st.decoder.stats() if st.decoder is not None else None
     clips = asm.ledger.clips()
+    unattached = len(asm.ledger.unattached_events())  # scans indexed with no clip open
     asm.close()
+    syncs = sync_counts(SLOWSYNC_LIB)
     peak = peak_rss_mb()  # before the latency check below renders a second scene
     # Scan-to-recognition latency: from the first frame in which the card is readable (found by
     # decoding the scene's own frames at every frame time after it appears) to the moment its
@@ -272,6 +398,13 @@ def run_packcam(
             if r - 0.5 <= ev.t <= r + 2.0 and (ev.text, r) not in seen:
                 seen.add((ev.text, r))
                 lat.append((when - r) * 1000)
+    edges = sorted([*scan_times, *stop_times, *outside_times])
+
+    def second(t: float) -> float:
+        """The end of the 1 s window after the edge at ``t``: cut short by the next edge (a
+        scan between two orders falls within a second of the stop before it)."""
+        return min([t + 1.0, *(e - 1e-6 for e in edges if e > t)])
+
     mb = sum(c.size for c in clips) / 1e6
     minutes = sum(c.duration_s for c in clips) / 60
     encode_cpu = max(0.0, cpu - capture_cpu - worker_cpu)
@@ -288,14 +421,24 @@ def run_packcam(
         "peak_anon_mb": anon_peak,
         # frames the camera dropped in the first second after each clip's scan (where the
         # raw ring's burst used to be)
-        "dropped_first_s": sum(drops.dropped_between(t, t + 1.0) for t in scan_times),
+        "dropped_first_s": sum(drops.dropped_between(t, second(t)) for t in scan_times),
         # ... and in the second after each clip's stop (its durable journal write)
-        "dropped_after_stop": sum(drops.dropped_between(t, t + 1.0) for t in stop_times),
+        "dropped_after_stop": sum(drops.dropped_between(t, second(t)) for t in stop_times),
+        # ... and in the second after each scan indexed with no clip open (its index write)
+        "dropped_after_outside": sum(drops.dropped_between(t, second(t)) for t in outside_times),
         # the longest step between consecutive frames inside any clip, camera time
         "max_gap_ms": 1000
         * max((drops.longest_gap(c.started_at, c.ended_at) for c in clips), default=0.0),
-        "fsync_capture": FSYNC_CALLS["capture"],
-        "fsync_other": sum(FSYNC_CALLS.values()) - FSYNC_CALLS["capture"],
+        # fsync/fdatasync calls (--fsync-delay-ms only) on the capture thread and the others,
+        # all of them and SQLite's apart; (thread, file, calls) for the breakdown
+        "fsync_capture": sum(n for th, _f, n in syncs if th == "capture"),
+        "fsync_other": sum(n for th, _f, n in syncs if th != "capture"),
+        "sqlite_capture": sum(n for th, f, n in syncs if th == "capture" and is_sqlite_file(f)),
+        "sqlite_other": sum(n for th, f, n in syncs if th != "capture" and is_sqlite_file(f)),
+        "syncs": syncs,
+        "events_unattached": unattached,
+        "log_event_n": len(log_event_s),
+        "log_event_max_ms": 1000 * max(log_event_s, default=0.0),
         "fps": frames / wall,
         "frames": frames,
         "dropped": cam.dropped,
@@ -462,13 +605,14 @@ def child(
     queue_frames: int | None = None,
     malloc: bool = False,
     fsync_delay_ms: float | None = None,
+    slowsync: Path | None = None,
 ) -> dict:
     """One packcam run in a fresh process, so its peak RSS is the station's alone.
 
     ``malloc``: with the service unit's malloc settings (``MALLOC_ENV``); ``queue_frames``:
-    the encoder's input queue (None: the station's default); ``fsync_delay_ms``: every
-    os.fsync in that process sleeps this long first and is counted (``slow_fsync``; None:
-    os.fsync as it is)."""
+    the encoder's input queue (None: the station's default); ``fsync_delay_ms`` (with
+    ``slowsync``, the library ``build_slowsync`` made): every fsync and fdatasync in that
+    process, Python's and SQLite's, sleeps this long first and is counted (None: as they are)."""
     import subprocess
 
     cmd = [sys.executable, __file__, "--child", str(width), str(height), str(seconds),
@@ -480,6 +624,8 @@ def child(
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
     if malloc:
         env.update(MALLOC_ENV)
+    if fsync_delay_ms is not None and slowsync is not None:
+        env.update(LD_PRELOAD=str(slowsync), SLOWSYNC_MS=f"{fsync_delay_ms:g}")
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -495,30 +641,63 @@ def delay_list(text: str) -> list[float]:
     return sorted(set(delays) | {0.0})
 
 
-FSYNC_COLS = ("dropped", "dropped_first_s", "dropped_after_stop", "max_gap_ms", "fps",
-              "fsync_capture", "fsync_other")  # fmt: skip
+FSYNC_COLS = ("dropped", "dropped_first_s", "dropped_after_stop", "dropped_after_outside",
+              "max_gap_ms", "fps", "fsync_capture", "fsync_other", "sqlite_capture",
+              "sqlite_other", "events_unattached", "log_event_max_ms")  # fmt: skip
+
+
+def sqlite_syncs_by_thread(rows: list[dict]) -> str:
+    """``thread: file calls, ...; thread: ...`` of SQLite's syncs summed over ``rows``."""
+    per: collections.Counter[tuple[str, str]] = collections.Counter()
+    for r in rows:
+        for th, name, n in r["syncs"]:
+            if is_sqlite_file(name):
+                per[th, name] += n
+    threads = sorted({th for th, _ in per}, key=lambda th: (th != "capture", th))
+    return (
+        "; ".join(
+            f"{th}: " + ", ".join(f"{name} {n}" for (t, name), n in sorted(per.items()) if t == th)
+            for th in threads
+        )
+        or "none"
+    )
 
 
 def fsync_sweep(delays: list[float], repeat: int, seconds: float, every: int | None) -> int:
     """The 720p packcam row once per delay, ``repeat`` rounds (each round every delay once,
     so the machine's load drifts over all of them alike); prints medians and ratios to 0 ms."""
     runs: dict[float, list[dict]] = {d: [] for d in delays}
-    for _ in range(repeat):
-        for d in delays:
-            runs[d].append(child(1280, 720, seconds, 3.0, every, fsync_delay_ms=d))
+    with tempfile.TemporaryDirectory(prefix="packcam-slowsync-") as tmp:
+        lib = build_slowsync(Path(tmp))
+        for _ in range(repeat):
+            for d in delays:
+                runs[d].append(child(1280, 720, seconds, 3.0, every, fsync_delay_ms=d,
+                                     slowsync=lib))  # fmt: skip
     med = {d: {c: statistics.median(r[c] for r in runs[d]) for c in FSYNC_COLS} for d in delays}
-    print(f"720p30, {seconds:g} s per run, {repeat} run(s) per delay, medians; every os.fsync "
-          f"in the station's process slowed by the delay (x86, simulated: not a Pi)")  # fmt: skip
+    print(f"720p30, {seconds:g} s per run, {repeat} run(s) per delay, medians; every fsync and "
+          f"fdatasync in the station's process (Python's and SQLite's) slowed by the delay "
+          f"(x86, simulated: not a Pi)")  # fmt: skip
     print(f"{'fsync_ms':>8} {'frames':>6} {'dropped':>7} {'1st s':>5} {'stop 1s':>7} "
-          f"{'max_gap_ms':>10} {'fps':>5} {'fsync_cap':>9} {'fsync_oth':>9}"
+          f"{'scan 1s':>7} {'max_gap_ms':>10} {'fps':>5} {'sync_cap':>8} {'sync_oth':>8} "
+          f"{'sql_cap':>7} {'sql_oth':>7} {'scans':>5} {'log_ms':>6}"
           "  dropped per run")  # fmt: skip
     for d in delays:
         m = med[d]
         frames = statistics.median(r["frames"] for r in runs[d])
         print(f"{d:8.0f} {frames:6.0f} {m['dropped']:7.1f} {m['dropped_first_s']:5.1f} "
-              f"{m['dropped_after_stop']:7.1f} {m['max_gap_ms']:10.1f} {m['fps']:5.1f} "
-              f"{m['fsync_capture']:9.0f} {m['fsync_other']:9.0f}  "
+              f"{m['dropped_after_stop']:7.1f} {m['dropped_after_outside']:7.1f} "
+              f"{m['max_gap_ms']:10.1f} {m['fps']:5.1f} {m['fsync_capture']:8.0f} "
+              f"{m['fsync_other']:8.0f} {m['sqlite_capture']:7.0f} {m['sqlite_other']:7.0f} "
+              f"{m['events_unattached']:5.0f} {m['log_event_max_ms']:6.1f}  "
               f"{[r['dropped'] for r in runs[d]]}")  # fmt: skip
+    print(
+        "(1st s / stop 1s / scan 1s: frames dropped in the second after each clip's scan, "
+        "each clip's stop, each scan indexed with no clip open; sync_*: fsync+fdatasync "
+        "calls on the capture thread / the others, sql_*: those on SQLite's files; scans: "
+        "scans indexed with no clip open; log_ms: the longest Recorder.log_event)"
+    )
+    every_run = [r for rs in runs.values() for r in rs]
+    print(f"SQLite's syncs by thread and file, all runs: {sqlite_syncs_by_thread(every_run)}")
     base = med[0.0]
 
     def ratio(x: float, b: float) -> str:
@@ -530,6 +709,8 @@ def fsync_sweep(delays: list[float], repeat: int, seconds: float, every: int | N
         print(f"{d:.0f} ms vs 0 ms: dropped {ratio(m['dropped'], base['dropped'])}, "
               f"1st s after scan {ratio(m['dropped_first_s'], base['dropped_first_s'])}, "
               f"1 s after stop {ratio(m['dropped_after_stop'], base['dropped_after_stop'])}, "
+              f"1 s after a scan outside a clip "
+              f"{ratio(m['dropped_after_outside'], base['dropped_after_outside'])}, "
               f"longest gap in a clip {ratio(m['max_gap_ms'], base['max_gap_ms'])}")  # fmt: skip
     summary: dict[str, object] = {"fsync_runs_per_delay": repeat, "fsync_seconds": seconds}
     for d in delays:
@@ -537,6 +718,8 @@ def fsync_sweep(delays: list[float], repeat: int, seconds: float, every: int | N
         summary[f"dropped_fsync_{k}"] = med[d]["dropped"]
         summary[f"dropped_first_s_fsync_{k}"] = med[d]["dropped_first_s"]
         summary[f"dropped_after_stop_fsync_{k}"] = med[d]["dropped_after_stop"]
+        summary[f"dropped_after_outside_scan_fsync_{k}"] = med[d]["dropped_after_outside"]
+        summary[f"sqlite_syncs_capture_fsync_{k}"] = med[d]["sqlite_capture"]
         summary[f"max_gap_ms_fsync_{k}"] = round(med[d]["max_gap_ms"], 1)
         if base["max_gap_ms"]:
             summary[f"max_gap_ratio_fsync_{k}"] = round(
@@ -566,8 +749,8 @@ def main() -> int:
         type=delay_list,
         metavar="MS,MS,...",
         help="instead of the full bench: run the 720p packcam row once per delay (0 is always "
-        "added: the ratios' baseline) with every os.fsync of the station's process slowed by "
-        "that many ms, e.g. 0,50,200,500",
+        "added: the ratios' baseline) with every fsync and fdatasync of the station's process "
+        "(Python's and SQLite's) slowed by that many ms, e.g. 0,50,200,500",
     )
     ap.add_argument(
         "--repeat",
@@ -586,8 +769,10 @@ def main() -> int:
         logging.basicConfig(level=logging.ERROR)
         w, h = int(args.child[0]), int(args.child[1])
         secs, pre, fmt = float(args.child[2]), float(args.child[3]), args.child[4]
+        global SLOWSYNC_LIB
         if args.child_fsync_delay_ms is not None:
-            slow_fsync(args.child_fsync_delay_ms / 1000)
+            SLOWSYNC_LIB = os.environ.pop("LD_PRELOAD", None)  # loaded; not for our children
+            note_thread_names()
         with tempfile.TemporaryDirectory(prefix="packcam-bench-") as tmp:
             row = run_packcam(w, h, secs, Path(tmp), args.decode_every, pre, fmt,
                               args.queue_frames)  # fmt: skip

@@ -673,7 +673,9 @@ class Recorder:
 
         When the index cannot take it (a full disk: exactly when scans are refused), the
         event is kept in memory and written, in order, once the index takes writes again
-        (tried at most once a second from ``push``, and at ``close``).
+        (tried at most once a second from ``push``, and at ``close``). Written, it survives a
+        kill -9 at once and a power cut once the WAL is synced, an fsync later: the ledger's
+        capture connection commits without one (``Ledger.log_events``).
         """
         clip = self._open if in_clip else None
         if clip is None:

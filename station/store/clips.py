@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
 from station.errors import LedgerError
-from station.store.sqlitedb import Table, from_row, utc_text
+from station.store.sqlitedb import Database, Table, from_row, utc_text
 
 # What a seal or control card (or a return label) did when the camera saw it again where it
 # lay (a scan event's ``card``): nothing. Its own kind stays; this says it sealed nothing.
@@ -500,6 +500,12 @@ class ClipTable(Table):
         """,
     }
 
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        # The capture thread's connection: ``Ledger`` opens one (synchronous=NORMAL, see
+        # ``log_events``); else (one connection passed in) the one above.
+        self.capture_db = db
+
     # ---- writes ---------------------------------------------------------------------------
 
     # the next clip's id: above every row and above the floor (never an id used before)
@@ -575,8 +581,15 @@ class ClipTable(Table):
             )  # fmt: skip
 
     def log_events(self, station: str, events: Sequence[ScanEventRecord]) -> None:
-        """Record scans that belong to no clip (e.g. a seal card shown with no order open)."""
-        with self._tx() as db:
+        """Record scans that belong to no clip (e.g. a seal card shown with no order open).
+
+        Written on ``capture_db``, as the capture thread writes them: with the ``Ledger``'s
+        own connection for it (synchronous=NORMAL, WAL) the commit returns once it is in the
+        WAL file (a kill -9 loses nothing), without waiting for an fsync, nor for the lock
+        the clip finisher holds through its own commits' fsyncs; ``Ledger.log_events`` has
+        the WAL synced at once on another thread.
+        """
+        with self.capture_db.tx(self.error, "ClipTable write") as db:
             self._insert_events(db, None, station, events)
 
     @staticmethod
@@ -816,10 +829,13 @@ class ClipTable(Table):
         """(id, sha256) of the clips of ``order_id`` in the order they were recorded (the
         index's sequence): cheap (the order index), for the capture thread's duplicate check
         at each order scan."""
-        rows = self._all(
-            "SELECT id, sha256 FROM clips WHERE order_id = ? ORDER BY id",
-            (order_id,),
-        )
+        # on the capture thread's connection: a reader in WAL waits for no writer, and the
+        # lock of the other connection is held by the finisher through its commits' fsyncs
+        with self.capture_db.lock:
+            rows = self.capture_db.conn.execute(
+                "SELECT id, sha256 FROM clips WHERE order_id = ? ORDER BY id",
+                (order_id,),
+            ).fetchall()
         return [(int(r[0]), str(r[1])) for r in rows]
 
     def newest_clip_of(self, order_id: str, since_utc: str) -> int | None:

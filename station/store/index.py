@@ -52,12 +52,17 @@ MIGRATIONS: tuple[str, ...] = compose(OWNERS)
 TABLE_OWNERS: dict[str, str] = {t: o.__module__ for o in OWNERS for t in o.TABLES}
 
 
-def open_index(target: Path | str | sqlite3.Connection) -> Database:
+def open_index(target: Path | str | sqlite3.Connection, *, capture: bool = False) -> Database:
     """A connection to the index with its pragmas set and the schema migrated.
 
     A path opens a new connection (each thread that must not wait for another's statements
     opens its own; WAL lets them share the file); a connection passed in is used as is and
     not closed by ``Database.close``. Raises LedgerError when it cannot be opened or migrated.
+
+    ``capture``: the capture thread's connection (``Ledger.capture_db``), whose commits must
+    not wait for the disk: synchronous=NORMAL (a commit is written to the WAL, which survives
+    a kill -9, and synced later: ``sqlitedb.WalSync``) and no automatic checkpoint (the other
+    connections checkpoint, with its syncs).
     """
     try:
         if not isinstance(target, sqlite3.Connection) and str(target) not in {"", ":memory:"}:
@@ -67,8 +72,12 @@ def open_index(target: Path | str | sqlite3.Connection) -> Database:
         with sqlitedb.closed_on_error(sqlitedb.open_connection(target), own=own) as conn:
             conn.row_factory = sqlite3.Row
             sqlitedb.use_wal(conn)
-            # FULL: a finished clip's row must survive a power cut once add_clip returned.
-            conn.execute("PRAGMA synchronous=FULL")
+            if capture:
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+            else:
+                # FULL: a finished clip's row must survive a power cut once add_clip returned.
+                conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             db = Database(conn, own=own)
             sqlitedb.migrate(conn, db.lock, MIGRATIONS, LedgerError, "index")

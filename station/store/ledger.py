@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -42,20 +43,47 @@ class Ledger(ClipTable, HoldTable, AlarmTable):
 
     Open it with a path (a file in the data dir) or pass an existing connection, as sqlite-utils
     does, so every layer can be tested on a real database. Each table's SQL lives with its owner
-    (station/store/); this class only joins what spans two owners in one transaction. All
-    writes go through one lock, so the capture thread and the clip finisher thread may share
-    an instance.
+    (station/store/); this class only joins what spans two owners in one transaction. Its
+    writes go through one lock (the capture thread's through another, below), so the capture
+    thread and the clip finisher thread may share an instance.
+
+    Opened on a file, it opens a second connection for the capture thread (``capture_db``:
+    synchronous=NORMAL, no automatic checkpoint, a lock of its own): the scans indexed with
+    no clip open (``log_events``) and the duplicate check at an order scan go through it, so
+    the capture thread never waits for an fsync, its own or one the clip finisher's commits
+    (synchronous=FULL) make under the other lock. Each ``log_events`` wakes the thread
+    "index-sync" (``WalSync``), which fsyncs the WAL at once: a kill -9 loses no scan once
+    ``log_events`` returned, a power cut only those of the last fsync or so
+    (docs/reliability.md).
     """
 
     def __init__(self, target: Path | str | sqlite3.Connection) -> None:
         super().__init__(open_index(target))
+        self._wal: sqlitedb.WalSync | None = None
+        if isinstance(target, sqlite3.Connection) or str(target) in {"", ":memory:"}:
+            return  # no file to open another connection to: the one above serves all
+        try:
+            self.capture_db = open_index(target, capture=True)
+        except BaseException:
+            self.db.close()
+            raise
+        self._wal = sqlitedb.WalSync(Path(target))
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> Ledger:
         data_dir.mkdir(parents=True, exist_ok=True)
         return cls(data_dir / INDEX_NAME)
 
+    def log_events(self, station: str, events: Sequence[ScanEventRecord]) -> None:
+        super().log_events(station, events)
+        if self._wal is not None:
+            self._wal.request()  # durable within an fsync, on the thread "index-sync"
+
     def close(self) -> None:
+        if self._wal is not None:
+            self._wal.close()  # the last scans synced
+        if self.capture_db is not self.db:
+            self.capture_db.close()
         self.db.close()
 
     @property
