@@ -30,7 +30,7 @@ from test_bundle_deleted_clip import deleted_when, partial  # noqa: F401 (fixtur
 from station.proof.bundle import export_order
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
-from station.proof.standalone_verify import member_name_problem
+from station.proof.standalone_verify import file_and_folder, member_name_problem
 from station.proof.verify import TAMPERED, verify_bundle
 from station.store.ledger import ClipRecord
 
@@ -198,3 +198,52 @@ def test_two_names_a_mac_unpacks_to_one_file_are_malformed_in_both_verifiers(
     bad = resign_bundle(nfc, tmp_path / "twin.zip", key, {twin: read_zip(nfc, other)})
     packcam, kit = _both_fail(store, bad, tmp_path)
     assert packcam == kit == {"bundle-malformed"}, (packcam, kit)
+
+
+def _folder_first(src: Path, dst: Path, folder: str) -> Path:
+    """``src`` with a folder entry ``folder`` before its members."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        zout.writestr(folder, b"")
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info))
+    return dst
+
+
+@pytest.mark.parametrize("how", ["folder-after", "folder-before", "file-as-folder"])
+def test_a_member_that_is_a_file_and_a_folder_is_malformed_in_both_verifiers(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+    how: str,
+) -> None:
+    """A key frame's name also given as a folder (a folder entry ``X/``, or a member
+    ``X/y.jpg``), listed in the re-signed bundle manifest: no unzip tool writes both, so the
+    person unzipping is not shown the frame (or the other member). `packcam verify` checked
+    the zip's members and called it AUTHENTIC (for a member inside it:
+    bundle-member-unreferenced); verify.py could not unpack it (bundle-malformed). Both now
+    refuse it as members unpacking to one place."""
+    key = store.station_key()
+    frame = bundle_index(a1)["clips"][0]["frames"][0]["file"]
+    if how == "folder-after":
+        bad = resign_bundle(a1, tmp_path / "bad.zip", key, {frame + "/": b""})
+    elif how == "folder-before":
+        folder = _folder_first(a1, tmp_path / "folder.zip", frame + "/")
+        bad = resign_bundle(folder, tmp_path / "bad.zip", key, {})
+    else:
+        bad = resign_bundle(a1, tmp_path / "bad.zip", key, {frame + "/x.jpg": b"x"})
+    packcam, kit = _both_fail(store, bad, tmp_path)
+    assert packcam == kit == {"bundle-malformed"}, (packcam, kit)
+
+
+@pytest.mark.parametrize(
+    ("keys", "clash"),
+    [
+        (["clips/", "clips/a.mp4", "bundle.json"], None),
+        (["frames/a.jpg", "frames/a.jpg/"], "frames/a.jpg"),
+        (["frames/a.jpg/", "frames/a.jpg"], "frames/a.jpg"),
+        (["frames/a.jpg", "frames/a.jpg/x.jpg"], "frames/a.jpg"),
+        (["clips", "clips/a.mp4"], "clips"),
+    ],
+)
+def test_which_unpacked_names_are_a_file_and_a_folder(keys: list[str], clash: str | None) -> None:
+    assert file_and_folder(keys) == clash

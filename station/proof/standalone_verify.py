@@ -705,6 +705,20 @@ def member_name_problem(name: str) -> str | None:
     return None
 
 
+def file_and_folder(keys: Iterable[str]) -> str | None:
+    """A name that is both a file and a folder among members unpacked to ``keys`` (as an
+    unzip tool writes them; a folder entry ends with a slash), or None. No tool writes both:
+    a frame ``X`` beside a folder entry ``X/`` (or a member ``X/y``) is a file the person
+    unzipping is not shown, whichever comes first."""
+    keys = list(keys)
+    files = {k for k in keys if not k.endswith("/")}
+    folders = {k.rstrip("/") for k in keys if k.endswith("/")}
+    for k in keys:
+        parts = k.rstrip("/").split("/")
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    return min(files & folders, default=None)
+
+
 def clip_listed_twice(index: dict[str, Any]) -> str | None:
     """A clip ``bundle.json`` lists more than once (an export lists each once; a verifier
     would unpack and hash it once per listing), or None."""
@@ -1720,6 +1734,11 @@ def _main(a: argparse.Namespace, pin: str | None) -> int:
                     print("RESULT: NOT AUTHENTIC (bundle-malformed)")
                     return 1
                 seen.add(key)
+            if clash := file_and_folder(seen):  # as `packcam verify`
+                print(f"FAIL bundle: {as_characters(repr(clash))} is both a file and a folder "
+                      "of the bundle: they unpack to one place [bundle-malformed]")  # fmt: skip
+                print("RESULT: NOT AUTHENTIC (bundle-malformed)")
+                return 1
             z.extractall(tmp)
             return check(Path(tmp), a.ca, a.tsa_ca, a.max_delay * 60, witness, pin)
     except (

@@ -51,6 +51,7 @@ from station.proof.standalone_verify import (
     cosigned_checkpoints,
     deletion_dated_ahead,
     deletion_problem,
+    file_and_folder,
     framing_problem,
     judge_witnessed,
     local_time_problem,
@@ -979,6 +980,10 @@ class _Bundle:
             if problem := member_name_problem(i.filename):  # as verify.py
                 raise ProofError(f"bundle member {problem}")
             seen[key] = i.filename
+        if clash := file_and_folder(seen):  # as verify.py
+            raise ProofError(
+                f"bundle member {clash!r} is both a file and a folder: they unpack to one place"
+            )
 
     def has(self, name: str | None) -> bool:
         return bool(name) and name in self.names
