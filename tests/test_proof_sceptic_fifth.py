@@ -11,14 +11,17 @@ import json
 import re
 import zipfile
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 from proof_support import (  # noqa: F401 (fixtures)
     KIT,
     Store,
     bundle_index,
+    forge_log,
     read_zip,
     resign_bundle,
     run_kit,
@@ -31,7 +34,8 @@ from station.proof.bundle import export_order
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
 from station.proof.standalone_verify import file_and_folder, member_name_problem
-from station.proof.verify import TAMPERED, verify_bundle
+from station.proof.verify import AUTHENTIC, TAMPERED, verify_bundle
+from station.proof.videohash import presentation_s, video_digests
 from station.store.ledger import ClipRecord
 
 CODE = re.compile(r"^FAIL .*\[([a-z0-9-]+)\]$", re.M)
@@ -247,3 +251,63 @@ def test_a_member_that_is_a_file_and_a_folder_is_malformed_in_both_verifiers(
 )
 def test_which_unpacked_names_are_a_file_and_a_folder(keys: list[str], clash: str | None) -> None:
     assert file_and_folder(keys) == clash
+
+
+def _retimed(src: Path, dst: Path, factor: int) -> None:
+    """The clip's packets copied unchanged (no picture re-encoded), their timestamps
+    ``factor`` times further apart: a container that plays its frames over a longer time."""
+    fragmented = {"movflags": "frag_keyframe+empty_moov"}
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4", options=fragmented) as out:
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        copy.time_base = stream.time_base
+        for packet in inp.demux(stream):
+            if packet.dts is None:
+                continue
+            tb = packet.time_base
+            packet.pts, packet.dts = packet.pts * factor, packet.dts * factor
+            packet.stream, packet.time_base = copy, tb
+            out.mux(packet)
+
+
+def test_a_clip_retimed_and_resigned_within_the_bound_passes_offline(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The documented limit (docs/proof.md, Out of scope): the TSA holds only a clip's end.
+    The key holder, within --max-delay of it, stretches B2's 1.2 s clip 100 000-fold (one
+    frame every 2.8 hours), signs a manifest saying it ran from the day before, timestamps
+    it, builds a log of his own and leaves out the key frames and the C2PA claim: the
+    duration, the start and how long the clip plays agree, and both verifiers call it
+    AUTHENTIC. Only the clock burned into the pictures and a witness tell."""
+    b2 = export_order(store.cfg, "B2", tmp_path / "B2.zip").path
+    clip = bundle_index(b2)["clips"][0]["clip"]
+    (tmp_path / "in.mp4").write_bytes(read_zip(b2, clip))
+    _retimed(tmp_path / "in.mp4", tmp_path / "out.mp4", 100_000)
+    played = presentation_s(tmp_path / "out.mp4")
+    assert played is not None and played > 86_400
+    data = (tmp_path / "out.mp4").read_bytes()
+
+    def edit(body: dict[str, Any]) -> None:
+        end = datetime.fromisoformat(body["ended_at"])
+        body.update(
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            started_at=(end - timedelta(seconds=played)).isoformat(timespec="milliseconds"),
+            duration_s=round(played, 3),
+            video=video_digests(tmp_path / "out.mp4"),
+            c2pa=None,
+        )
+
+    forged = forge_log(b2, tmp_path / "log.zip", store.station_key(), store.tsa.url, edit)
+    idx = bundle_index(forged)
+    changes: dict[str, bytes | None] = {clip: data}
+    for e in idx["clips"]:
+        changes.update((f["file"], None) for f in e["frames"])
+        e["frames"] = []
+    changes["bundle.json"] = json.dumps(idx).encode()
+    bundle = resign_bundle(forged, tmp_path / "retimed.zip", store.station_key(), changes)
+    report = verify_bundle(bundle, anchors=store.anchors(), tmp_dir=tmp_path)
+    assert report.verdict == AUTHENTIC, report.lines()  # the documented limit
+    rc, out = run_kit(KIT, bundle, tmp_path, *store.pins())
+    assert rc == 0, out
