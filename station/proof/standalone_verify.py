@@ -693,6 +693,32 @@ def framing_problem(path: Path, z: zipfile.ZipFile) -> str | None:
     return None
 
 
+def member_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a member name as an export writes it (None: it is): parts joined by
+    single slashes, none empty, ``.`` or ``..``, no backslash, no drive, not absolute (a
+    folder entry ends with one slash). Another spelling (``clips//X.mp4``, ``./X``) unpacks
+    to a file of another name than the zip's: a verifier reading the zip and one reading the
+    unpacked folder would check different names, and bundle.json would name neither."""
+    parts = (name[:-1] if name.endswith("/") else name).split("/")
+    if "\\" in name or ":" in parts[0] or any(p in ("", ".", "..") for p in parts):
+        return f"{name!r} is not a member name as an export writes it"
+    return None
+
+
+def file_and_folder(keys: Iterable[str]) -> str | None:
+    """A name that is both a file and a folder among members unpacked to ``keys`` (as an
+    unzip tool writes them; a folder entry ends with a slash), or None. No tool writes both:
+    a frame ``X`` beside a folder entry ``X/`` (or a member ``X/y``) is a file the person
+    unzipping is not shown, whichever comes first."""
+    keys = list(keys)
+    files = {k for k in keys if not k.endswith("/")}
+    folders = {k.rstrip("/") for k in keys if k.endswith("/")}
+    for k in keys:
+        parts = k.rstrip("/").split("/")
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    return min(files & folders, default=None)
+
+
 def clip_listed_twice(index: dict[str, Any]) -> str | None:
     """A clip ``bundle.json`` lists more than once (an export lists each once; a verifier
     would unpack and hash it once per listing), or None."""
@@ -700,11 +726,10 @@ def clip_listed_twice(index: dict[str, Any]) -> str | None:
     return next((n for n in names if names.count(n) > 1), None)
 
 
-def unreferenced_members(index: dict[str, Any], names: Sequence[str]) -> list[str]:
-    """The members among ``names`` that ``bundle.json`` does not name (nor are fixed parts of
-    every bundle): an export never writes one, so one is material only the export-time bundle
-    manifest vouches for (another clip, a picture), with no timestamp, proof or manifest."""
-    named: set[Any] = set(FIXED_MEMBERS)  # whatever bundle.json holds, compared to names
+def referenced_names(index: dict[str, Any]) -> set[str]:
+    """Every member name ``bundle.json`` gives (keys, checkpoint, rotations, clips, their
+    frames and deleted clips), besides the fixed parts of every bundle."""
+    named: set[Any] = set()
     named.update(v for v in (index.get("keys") or {}).values() if isinstance(v, str))
     cp = index.get("checkpoint") or {}
     named.update((cp.get("body"), cp.get("signature"), *(cp.get("timestamps") or [])))
@@ -720,6 +745,21 @@ def unreferenced_members(index: dict[str, Any], names: Sequence[str]) -> list[st
         named.update(f.get("file") for f in e.get("frames") or [] if isinstance(f, dict))
     for d in index.get("deleted_clips") or []:  # each checked as a retention deletion
         named.update(d.get(k) for k in DELETED_MEMBERS)
+    return {n for n in named if isinstance(n, str)}
+
+
+def misnamed_reference(index: dict[str, Any]) -> str | None:
+    """A name ``bundle.json`` gives that is not one an export writes (member_name_problem:
+    read from the zip it names no member; from the unpacked folder, a file under another
+    name), or None."""
+    return next((n for n in sorted(referenced_names(index)) if member_name_problem(n)), None)
+
+
+def unreferenced_members(index: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """The members among ``names`` that ``bundle.json`` does not name (nor are fixed parts of
+    every bundle): an export never writes one, so one is material only the export-time bundle
+    manifest vouches for (another clip, a picture), with no timestamp, proof or manifest."""
+    named = FIXED_MEMBERS | referenced_names(index)
     return sorted(n for n in names if n not in named and not n.endswith("/"))
 
 
@@ -1050,6 +1090,8 @@ def _check(
         raise ValueError("bundle.json is not a packcam evidence bundle index")
     if twice := clip_listed_twice(index):
         raise ValueError(f"bundle.json lists {twice} more than once")
+    if misnamed := misnamed_reference(index):
+        raise ValueError(f"bundle.json names {misnamed!r}, not a member name an export writes")
     keys = index["keys"]
     pub = keys["station_public_key"]
 
@@ -1675,8 +1717,9 @@ def _main(a: argparse.Namespace, pin: str | None) -> int:
                     p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")
                 ]
                 # two members unpacking to one file: only the last is checked, and which one
-                # your unzip tool shows is its choice
-                key = "/".join(parts).casefold() + "/" * info.filename.endswith(("/", "\\"))
+                # your unzip tool shows is its choice (é as e + U+0301 too, on a Mac)
+                key = unicodedata.normalize("NFC", "/".join(parts).casefold())
+                key += "/" * info.filename.endswith(("/", "\\"))
                 if (
                     not str((base / info.filename).resolve()).startswith(str(base))
                     or ".." in parts
@@ -1686,7 +1729,16 @@ def _main(a: argparse.Namespace, pin: str | None) -> int:
                     print(f"FAIL bundle: unsafe member name {info.filename!r} [bundle-malformed]")
                     print("RESULT: NOT AUTHENTIC (bundle-malformed)")
                     return 1
+                if misnamed := member_name_problem(info.filename):  # as `packcam verify`
+                    print(f"FAIL bundle: member {as_characters(misnamed)} [bundle-malformed]")
+                    print("RESULT: NOT AUTHENTIC (bundle-malformed)")
+                    return 1
                 seen.add(key)
+            if clash := file_and_folder(seen):  # as `packcam verify`
+                print(f"FAIL bundle: {as_characters(repr(clash))} is both a file and a folder "
+                      "of the bundle: they unpack to one place [bundle-malformed]")  # fmt: skip
+                print("RESULT: NOT AUTHENTIC (bundle-malformed)")
+                return 1
             z.extractall(tmp)
             return check(Path(tmp), a.ca, a.tsa_ca, a.max_delay * 60, witness, pin)
     except (

@@ -10,6 +10,7 @@ import json
 import logging
 import sqlite3
 import tempfile
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -49,10 +50,14 @@ from station.proof.standalone_verify import (
     clock_step,
     cosigned_checkpoints,
     deletion_dated_ahead,
+    deletion_problem,
+    file_and_folder,
     framing_problem,
     judge_witnessed,
     local_time_problem,
     lookalike_problem,
+    member_name_problem,
+    misnamed_reference,
     overlap_problem,
     overlaps,
     signed_after_final,
@@ -77,7 +82,6 @@ from station.store.files import sha256_and_size
 from station.store.holds import HoldTable
 from station.store.ledger import INDEX_NAME
 from station.store.mp4box import iter_boxes
-from station.store.retention import DELETION_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -940,13 +944,16 @@ def _check_recorded_span(
 
 
 def unpacked_name(name: str) -> str:
-    """Where an unzip tool puts member ``name``, as a case-folded key: ``./a``, ``a//b``,
-    ``/a``, ``a\\b`` and ``A`` all land on (or over) ``a`` somewhere. ProofError for a name
-    that leaves the folder (``..``)."""
+    """Where an unzip tool puts member ``name``, as a case- and normalisation-folded key:
+    ``./a``, ``a//b``, ``/a``, ``a\\b``, ``A`` all land on (or over) ``a`` somewhere, ``é``
+    written as e + U+0301 on ``é`` on a Mac. ProofError for a name that leaves the folder
+    (``..``)."""
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
     if ".." in parts or (parts and ":" in parts[0]):
         raise ProofError(f"bundle member {name!r} would unpack outside its folder")
-    return "/".join(parts).casefold() + ("/" if name.endswith(("/", "\\")) else "")
+    # é written as e + U+0301 and as one character: one file on a Mac (APFS and HFS+)
+    folded = unicodedata.normalize("NFC", "/".join(parts).casefold())
+    return folded + ("/" if name.endswith(("/", "\\")) else "")
 
 
 # The most a bundle's members may take in memory while it is checked, all reads together
@@ -978,7 +985,13 @@ class _Bundle:
                 raise ProofError(
                     f"bundle members {seen[key]!r} and {i.filename!r} unpack to the same file"
                 )
+            if problem := member_name_problem(i.filename):  # as verify.py
+                raise ProofError(f"bundle member {problem}")
             seen[key] = i.filename
+        if clash := file_and_folder(seen):  # as verify.py
+            raise ProofError(
+                f"bundle member {clash!r} is both a file and a folder: they unpack to one place"
+            )
 
     def has(self, name: str | None) -> bool:
         return bool(name) and name in self.names
@@ -1187,6 +1200,8 @@ def _verify_bundle(
         raise ProofError("bundle.json is not a packcam evidence bundle index")
     if twice := clip_listed_twice(index):  # it would be unpacked once per listing
         raise ProofError(f"bundle.json lists {twice} more than once")
+    if misnamed := misnamed_reference(index):  # verify.py would find it unpacked
+        raise ProofError(f"bundle.json names {misnamed!r}, not a member name an export writes")
     keys = index["keys"]
     pub = load_public_pem(b.read(keys["station_public_key"]))
     key_cert = (
@@ -1598,39 +1613,8 @@ def _deletion_problem(
     ):
         return "its manifest is not in the bundled signed log"
     by = next((k for k in station_keys if verify_signature(k.key, record, record_sig)), None)
-    if by is None:
-        return "the deletion record is not signed by the station key"
-    try:
-        d = json.loads(record)
-        deleted = datetime.fromisoformat(d["deleted_utc"])
-        started = datetime.fromisoformat(d["started_utc"])
-    except (ValueError, KeyError, TypeError):
-        return "the deletion record is unreadable"
-    retired = _parse_time(by.retired_at)
-    if by.retired_at is not None and (retired is None or deleted > retired):
-        # what a thief holding the retired key would sign (as `packcam audit` judges it)
-        return (
-            f"the deletion record is signed by the key {fingerprint(by.key)[:23]}... and dated "
-            f"after that key was retired ({by.retired_at})"
-        )
-    if not isinstance(d, dict) or d.get("type") != DELETION_TYPE:
-        return "it is not a retention deletion record"
-    if any(d.get(f) != body.get(f) for f in ("sha256", "path", "order_id", "station")):
-        return "the deletion record names another clip"
-    claimed, ended = _parse_time(body.get("started_at")), _recorded_end(body)
-    if claimed is None or abs((claimed - started).total_seconds()) > 1:
-        return "the deletion record gives another start time"
-    if ended is None or deleted < ended:
-        return "the deletion record says it was deleted before it was recorded"
-    ahead = deletion_dated_ahead(deleted, now)
-    if ahead is not None:
-        return ahead
-    min_age = d.get("min_age_days")  # as `packcam audit`: its own rule, broken, is no retention
-    if not isinstance(min_age, int | float) or (deleted - started).total_seconds() < (
-        min_age * 86400 - 1
-    ):
-        return f"the deletion record says it was deleted younger than its minimum age ({min_age})"
-    return None
+    # the one rule of both verifiers (verify.py's): False, no key of the chain signed it
+    return deletion_problem(body, record, False if by is None else by.retired_at, now)
 
 
 def utc_plain(value: object) -> str:
