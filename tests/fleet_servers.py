@@ -191,7 +191,14 @@ class PostgresServer:
         cmd = [str(self.bindir / args[0]), *args[1:]]
         if self.as_root:
             cmd = ["runuser", "-u", "nobody", "--", *cmd]
-        subprocess.run(cmd, check=True, timeout=timeout, capture_output=True)
+        out = subprocess.run(cmd, timeout=timeout, capture_output=True, text=True)
+        if out.returncode != 0:  # say why: a bare CalledProcessError hides initdb's reason
+            log = self.root / "pg.log"
+            tail = log.read_text(errors="replace")[-1500:] if log.is_file() else ""
+            raise RuntimeError(
+                f"{args[0]} failed (exit {out.returncode}): {out.stderr[-1500:]}"
+                f"{out.stdout[-500:]}{tail}"
+            )
 
     def init(self) -> None:
         if self.as_root:
@@ -217,7 +224,7 @@ class PostgresServer:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
 
     def destroy(self) -> None:
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
+        with contextlib.suppress(subprocess.SubprocessError, OSError, RuntimeError):
             self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
 
