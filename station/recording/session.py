@@ -205,12 +205,16 @@ class Scanned:
     ``lying``: the camera read it at the place where it last lay still (``codes.Lying``): a
     card put down at the table, or a returned parcel's label, seen again after something
     covered it.
+
+    ``first_t``: a camera read is confirmed at ``t``, the frame that gave it enough looks;
+    this is its first look in that sighting (``RawScan.first_t``; None: ``t``).
     """
 
     code: Code
     t: float
     source: str = CAMERA
     lying: bool = False
+    first_t: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -568,7 +572,7 @@ def _opening_frame(state: State, event: Scanned | PedalPress) -> bool:
     its first clip? One frame's reads reach the session in no set order, and that frame was
     shot before the order was opened, while the parcel before was at the table: its label
     read beside the new order's sheet is its own, not the new order's. (Another sheet read
-    there is still the next order, and a seal card still seals: only a label is a buyer's.)"""
+    there is still the next order; a seal card: ``_shown_before``.)"""
     return (
         isinstance(state, Recording)
         and state.first_t is None
@@ -579,8 +583,29 @@ def _opening_frame(state: State, event: Scanned | PedalPress) -> bool:
     )
 
 
+def _shown_before(state: State, event: Scanned | PedalPress) -> bool:
+    """Is ``event`` a seal card the camera first read (``Scanned.first_t``) at or before the
+    frame or scan that opened the open order's first clip, confirmed only then or after? It
+    was held up while the parcel before was at the table, beside the new order's sheet put
+    down: that parcel's seal. One frame's reads reach the session in no set order, and a card
+    and a sheet that came into view together are confirmed a frame or two apart: the card
+    sealed the new order's clip 0.3 s in, and its whole packing went unrecorded."""
+    return (
+        isinstance(state, Recording)
+        and state.first_t is None
+        and isinstance(event, Scanned)
+        and event.source == CAMERA
+        and _is_seal(event.code)
+        and (event.first_t if event.first_t is not None else event.t) <= state.started_t
+    )
+
+
 def _before_clip(order: tuple[str, float], event: Scanned | PedalPress) -> LogEvent:
     note = _stamped(order, event.t) + "; ignored"
+    if isinstance(event, Scanned) and event.t > order[1] and event.first_t is not None:
+        # (a seal card in view since that clip began: _shown_before)
+        first = _stamped(order, event.first_t).replace("stamped", "first read", 1)
+        note = f"{first}, confirmed at t={event.t:.3f}: the parcel before's; ignored"
     if isinstance(event, PedalPress):
         return LogEvent("pedal", "", event.t, event.source, note, in_clip=False)
     if event.code.kind is Kind.ITEM:  # an item's note is its symbology: keep it
@@ -685,14 +710,15 @@ def _decide(state: State, event: Event, rules: SessionSection) -> tuple[State, l
     if (
         began is not None
         and isinstance(event, Scanned | PedalPress)
-        and (event.t < began[1] or _opening_frame(state, event))
+        and (event.t < began[1] or _opening_frame(state, event) or _shown_before(state, event))
         and not (isinstance(event, Scanned) and _changes_floor(event.code))
     ):
         # Made before the open clip began (a camera read decoded late, behind the hand scan
         # that opened this order; or, in the dark, from a frame before the loss; or a label
-        # read in the frame whose read opened it): it is not this order's, so it never ends,
-        # seals, links to or replaces this clip. A badge or card still changes the floor
-        # below. A waybill read while the clip before was open is that order's: linked to it.
+        # read in the frame whose read opened it, or a seal card in view since then): it is
+        # not this order's, so it never ends, seals, links to or replaces this clip. A badge or
+        # card still changes the floor below. A waybill read while the clip before was open is
+        # that order's: linked to it.
         late = _late_waybill(state, event)
         return late if late is not None else (state, [_before_clip(began, event)])
     if (
