@@ -456,21 +456,35 @@ def test_a_seal_card_in_view_as_the_next_order_opened_is_the_parcel_befores(sour
     """The card and PO-B's sheet came into view together; the sheet was confirmed first (at
     20.0, by the camera; or PO-B scanned by hand at 20.05) and the card, first read at 20.0,
     only at 20.3: PO-B's clip was sealed 0.3 s in. Now it goes on; the card is logged outside
-    it. A card the camera first read after the clip began still seals it."""
-    opened, _ = step(rec("PO-A", 2.0), Scanned(ORDER_B, 20.0 if source == "camera" else 20.05,
-                                                source), RULES)  # fmt: skip
+    it, at its first look. A card the camera first read after the clip began still seals it,
+    as a hand scan does, and as the card does in a clip resuming its order after a loss."""
+    t = 20.0 if source == "camera" else 20.05
+    opened, _ = step(rec("PO-A", 2.0), Scanned(ORDER_B, t, source), RULES)
     after, actions = step(opened, Scanned(SEAL, 20.3, first_t=20.0), RULES)
     assert after == opened
-    began = "in the frame whose read opened" if source == "camera" else "before"
-    assert kinds(actions) == ["LogEvent"] and not actions[0].in_clip
-    assert actions[0].note.startswith(f"first read t=20.000, {began} the clip of 'PO-B'")
-    assert actions[0].note.endswith("confirmed at t=20.300: the parcel before's; ignored")
+    where = "in the frame whose read opened" if source == "camera" else "before"
+    began = "" if source == "camera" else " began at t=20.050"
+    note = f"stamped t=20.000, {where} the clip of 'PO-B'{began}; ignored"
+    assert actions == [LogEvent("seal", "SEAL", 20.0, "camera", note, in_clip=False)]
     sealed, actions = step(opened, Scanned(SEAL, 20.3, first_t=20.1), RULES)
     assert isinstance(sealed, Idle) and StopClip(FinishReason.SEALED, 20.3) in actions
-    # by hand, or with the clip resuming its order after a camera loss, it seals as ever
     assert isinstance(step(opened, Scanned(SEAL, 20.3, "keyboard", first_t=20.0), RULES)[0], Idle)
     resumed = replace(opened, first_t=10.0)
     assert isinstance(step(resumed, Scanned(SEAL, 20.3, first_t=20.0), RULES)[0], Idle)
+
+
+@pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
+def test_a_label_in_view_as_the_next_order_opened_is_the_parcel_befores(ends: bool) -> None:
+    """PO-A's label came into view with PO-B's sheet and was confirmed one decode after it
+    (first read 20.0, confirmed 20.3): it was linked to PO-B's clip as its waybill (another
+    buyer's label in PO-B's index row, manifest and frames) or, with waybill_ends_clip, ended
+    PO-B's clip 0.3 s in. It is PO-A's, as when both were confirmed in one frame."""
+    rules = SessionSection(waybill_ends_clip=ends)
+    opened, _ = step(rec("PO-A", 2.0), Scanned(ORDER_B, 20.0), rules)
+    new, actions = step(opened, Scanned(WAYBILL, 20.3, first_t=20.0), rules)
+    assert isinstance(new, Recording) and new.order_id == "PO-B" and new.waybills == ()
+    assert LinkWaybill("PO-A", WAYBILL.text, "SF", 20.0, ended=True) in actions
+    assert not any(isinstance(a, StopClip) for a in actions)
 
 
 def test_a_badge_stamped_before_the_open_clip_still_signs_the_packer_in() -> None:

@@ -207,7 +207,9 @@ class Scanned:
     covered it.
 
     ``first_t``: a camera read is confirmed at ``t``, the frame that gave it enough looks;
-    this is its first look in that sighting (``RawScan.first_t``; None: ``t``).
+    this is its first look in that sighting (``RawScan.first_t``; None: ``t``). A waybill or
+    seal card first read by the time the open clip began is taken as read then
+    (``_first_look``).
     """
 
     code: Code
@@ -568,44 +570,48 @@ def _stamped(order: tuple[str, float], t: float) -> str:
 
 
 def _opening_frame(state: State, event: Scanned | PedalPress) -> bool:
-    """Is ``event`` a waybill the camera read in the frame whose read of the open order opened
-    its first clip? One frame's reads reach the session in no set order, and that frame was
-    shot before the order was opened, while the parcel before was at the table: its label
-    read beside the new order's sheet is its own, not the new order's. (Another sheet read
-    there is still the next order; a seal card: ``_shown_before``.)"""
+    """Is ``event`` a waybill or a seal card the camera read in the frame whose read of the
+    open order opened its first clip? One frame's reads reach the session in no set order,
+    and that frame was shot before the order was opened, while the parcel before was at the
+    table: its label read beside the new order's sheet is its own, not the new order's, and
+    the seal card held up beside it sealed that parcel (read after the sheet, it sealed the
+    new order's clip in its first frame, and that order was packed in no clip). (Another
+    sheet read there is still the next order.) Such a read confirmed a frame or two later is
+    stamped at its first look (``_first_look``)."""
     return (
         isinstance(state, Recording)
         and state.first_t is None
         and isinstance(event, Scanned)
         and event.source == CAMERA
         and event.t == state.started_t
-        and event.code.kind is Kind.WAYBILL
+        and (event.code.kind is Kind.WAYBILL or _is_seal(event.code))
     )
 
 
-def _shown_before(state: State, event: Scanned | PedalPress) -> bool:
-    """Is ``event`` a seal card the camera first read (``Scanned.first_t``) at or before the
-    frame or scan that opened the open order's first clip, confirmed only then or after? It
-    was held up while the parcel before was at the table, beside the new order's sheet put
-    down: that parcel's seal. One frame's reads reach the session in no set order, and a card
-    and a sheet that came into view together are confirmed a frame or two apart: the card
-    sealed the new order's clip 0.3 s in, and its whole packing went unrecorded."""
-    return (
-        isinstance(state, Recording)
-        and state.first_t is None
-        and isinstance(event, Scanned)
+def _first_look(state: State, event: Event) -> Event:
+    """``event`` stamped at the camera's first look at it (``Scanned.first_t``) when it is a
+    waybill or a seal card read at or before the open order's first clip began and confirmed
+    only after: it was in view beside the new order's sheet (or before its hand scan), the
+    parcel before's, as one confirmed in that frame (``_opening_frame``). A label and a card
+    that came into view with the sheet are confirmed a frame or two after it (0.3 s at
+    ``decode_every = 3``): the card sealed the new order's clip at once, the label was linked
+    to it as its waybill. Else ``event`` as it is."""
+    if (
+        isinstance(event, Scanned)
         and event.source == CAMERA
-        and _is_seal(event.code)
-        and (event.first_t if event.first_t is not None else event.t) <= state.started_t
-    )
+        and event.first_t is not None
+        and event.first_t < event.t
+        and (event.code.kind is Kind.WAYBILL or _is_seal(event.code))
+        and isinstance(state, Recording)
+        and state.first_t is None
+        and event.first_t <= state.started_t
+    ):
+        return replace(event, t=event.first_t)
+    return event
 
 
 def _before_clip(order: tuple[str, float], event: Scanned | PedalPress) -> LogEvent:
     note = _stamped(order, event.t) + "; ignored"
-    if isinstance(event, Scanned) and event.t > order[1] and event.first_t is not None:
-        # (a seal card in view since that clip began: _shown_before)
-        first = _stamped(order, event.first_t).replace("stamped", "first read", 1)
-        note = f"{first}, confirmed at t={event.t:.3f}: the parcel before's; ignored"
     if isinstance(event, PedalPress):
         return LogEvent("pedal", "", event.t, event.source, note, in_clip=False)
     if event.code.kind is Kind.ITEM:  # an item's note is its symbology: keep it
@@ -688,6 +694,7 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
     The only authority on orders and clips: the runner executes the actions and reports
     what happened at the edges (camera, disk, writer, shutdown) back as events.
     """
+    event = _first_look(state, event)
     new, actions = _decide(state, event, rules)
     if not actions:  # every frame's Tick: the table's memory changes with a scan only
         return new, actions
@@ -710,15 +717,14 @@ def _decide(state: State, event: Event, rules: SessionSection) -> tuple[State, l
     if (
         began is not None
         and isinstance(event, Scanned | PedalPress)
-        and (event.t < began[1] or _opening_frame(state, event) or _shown_before(state, event))
+        and (event.t < began[1] or _opening_frame(state, event))
         and not (isinstance(event, Scanned) and _changes_floor(event.code))
     ):
         # Made before the open clip began (a camera read decoded late, behind the hand scan
-        # that opened this order; or, in the dark, from a frame before the loss; or a label
-        # read in the frame whose read opened it, or a seal card in view since then): it is
-        # not this order's, so it never ends, seals, links to or replaces this clip. A badge or
-        # card still changes the floor below. A waybill read while the clip before was open is
-        # that order's: linked to it.
+        # that opened this order; or, in the dark, from a frame before the loss; or a label or
+        # seal card read in the frame whose read opened it): it is not this order's, so it
+        # never ends, seals, links to or replaces this clip. A badge or card still changes the
+        # floor below. A waybill read while the clip before was open is that order's: linked.
         late = _late_waybill(state, event)
         return late if late is not None else (state, [_before_clip(began, event)])
     if (
