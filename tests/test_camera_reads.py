@@ -107,6 +107,64 @@ def test_a_web_address_qr_code_on_goods_neither_starts_nor_ends_a_clip(
     ledger.close()
 
 
+@pytest.mark.parametrize(
+    ("sheet", "card"),
+    [((0.25, 0.3), (0.75, 0.7)), ((0.75, 0.7), (0.25, 0.3))],
+    ids=["sheet-read-first", "card-read-first"],
+)
+def test_a_seal_card_held_up_as_the_next_sheet_is_put_down_never_seals_the_next_order(
+    station_cfg: config_mod.Config, sheet: tuple[float, float], card: tuple[float, float]
+) -> None:
+    """PO-A is packed; the packer holds up the seal card as PO-B's sheet is put down, and the
+    camera confirms both in one frame. Their reads come in the decoder's order, by where they
+    lie: with the sheet read first, the card sealed PO-B's clip in the frame that opened it
+    (a clip of 0.3 s), and PO-B's whole packing was recorded in no clip. Wherever they lie,
+    PO-A's clip ends there and PO-B's records its packing."""
+    events = [
+        {"at": 0.5, "kind": "key", "text": "PO-A-1"},
+        {"at": 5.0, "kind": "show", "code": "PO-B-2", "symbology": "code128", "duration": 1.5,
+         "position": list(sheet), "size": 0.3},
+        {"at": 5.0, "kind": "show", "code": "SEAL", "symbology": "qrcode", "duration": 1.5,
+         "position": list(card), "size": 0.3},
+        {"at": 12.0, "kind": "end"},
+    ]  # fmt: skip
+    clips, ledger = run(station_cfg, events)
+    assert [c.order_id for c in clips] == ["PO-A-1", "PO-B-2"]
+    a, b = clips
+    assert b.finish_reason == "end-of-input" and b.duration_s > 6.0
+    assert a.ended_at <= b.started_at
+    assert [(e.kind, e.text) for e in b.events] == [("order", "PO-B-2")]
+    ledger.close()
+
+
+@pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
+def test_the_label_beside_the_next_sheet_confirmed_a_decode_later_is_the_parcel_befores(
+    station_cfg: config_mod.Config, ends: bool
+) -> None:
+    """PO-A's parcel label comes into view just after PO-B's sheet: first read in the frame
+    whose read of the sheet opened PO-B's clip, confirmed one decode (0.3 s) later. It was
+    linked to PO-B's clip as its waybill, or with waybill_ends_clip ended that clip 0.3 s in.
+    It is PO-A's: linked to PO-A's ended clip, PO-B's clip records on."""
+    cfg = station_cfg.replace("session", waybill_ends_clip=ends)
+    label = "SF1234567890123"
+    events = [
+        {"at": 0.5, "kind": "key", "text": "PO-A-1"},
+        {"at": 5.0, "kind": "show", "code": "PO-B-2", "symbology": "code128", "duration": 1.5,
+         "position": [0.25, 0.3], "size": 0.3},
+        {"at": 5.25, "kind": "show", "code": label, "symbology": "code128", "duration": 1.5,
+         "position": [0.75, 0.7], "size": 0.3},
+        {"at": 12.0, "kind": "end"},
+    ]  # fmt: skip
+    clips, ledger = run(cfg, events)
+    assert [(c.order_id, c.finish_reason) for c in clips] == [
+        ("PO-A-1", "next-order"),
+        ("PO-B-2", "end-of-input"),
+    ]
+    assert [w.waybill for w in clips[0].waybills] == [label]
+    assert clips[1].waybills == () and clips[1].duration_s > 6.0
+    ledger.close()
+
+
 class ReadsOn:
     """A decoder that 'reads' an order sheet on the given calls only (a misread, or a glimpse)."""
 

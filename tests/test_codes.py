@@ -82,6 +82,14 @@ def test_a_product_ean13_scanned_by_hand_is_an_item(text: str) -> None:
         ("01069012345678921726123110LOT1", "gs1"),  # (01) GTIN (17) best before (10) lot
         ("010690123456789210AB-7", "gs1"),  # (01) GTIN (10) lot
         ("00069012340000000016", "gs1"),  # (00) SSCC of a carton of a Chinese company
+        # (01) a variable-measure GTIN (indicator 9) (3103) net weight 1.250 kg: meat or fruit
+        # sold by weight; the camera reads its GS1-128 as a Code 128
+        ("0196901234567895310300125", "gs1"),
+        ("0196901234567895", "gs1"),
+        # a carton's GS1 logistic label, its second line: (02) the GTIN of the goods in it,
+        # (37) their count; its first line is the (00) SSCC above
+        ("02069012345678923724", "gs1"),
+        ("0216901234567899", "gs1"),
     ],
 )
 def test_cartons_and_gs1_labels_of_products_are_items(text: str, detail: str) -> None:
@@ -100,6 +108,9 @@ def test_cartons_and_gs1_labels_of_products_are_items(text: str, detail: str) ->
         ("14006381333938", Kind.ORDER),  # a German carton: 40 is not in product_prefixes
         ("76901234567898", Kind.WAYBILL),  # wrong check digit: ZTO's shape
         ("0106901234567891", Kind.ORDER),  # (01) with a wrong check digit
+        ("0196901234567891", Kind.ORDER),  # (01) variable measure, wrong check digit
+        ("0206901234567891", Kind.ORDER),  # (02) with a wrong check digit
+        ("0194006381333934", Kind.ORDER),  # (01) variable measure, German: 40 not listed
         ("0114006381333938", Kind.ORDER),  # (01) of a German carton
         ("00069012340000000017", Kind.ORDER),  # SSCC with a wrong check digit
         ("0010614141123456789", Kind.ORDER),  # 19 digits: no SSCC

@@ -25,6 +25,18 @@ def test_one_read_is_not_enough_two_frames_are() -> None:
     assert texts(c.feed(0.2, [Look("PO-1", "code128", box=A_BOX)])) == ["PO-1"]
 
 
+def test_a_confirmed_read_knows_its_first_look_within_the_window() -> None:
+    """A seal card read first beside the next order's sheet and confirmed a frame later: the
+    session needs to know it was in view then (station/recording/session.py)."""
+    c = ReadConfirmer()
+    assert c.first_look("SEAL") is None
+    c.feed(5.4, [Look("PO-B", "code128"), Look("SEAL", "qrcode")])
+    c.feed(5.7, [Look("SEAL", "qrcode")])
+    assert (c.first_look("SEAL"), c.first_look("PO-B")) == (5.4, 5.4)
+    c.feed(6.95, [Look("SEAL", "qrcode")])  # the look at 5.4 has left the window
+    assert c.first_look("SEAL") == 5.7 and c.first_look("PO-B") is None
+
+
 def test_the_same_frame_twice_is_one_look() -> None:
     c = ReadConfirmer()
     assert c.feed(1.0, [Look("PO-1", "code128")]) == []

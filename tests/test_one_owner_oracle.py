@@ -69,6 +69,7 @@ class Expected:
     packer: str | None
     until: float | None = None
     before: bool = False
+    first: bool = True  # the order's first clip (not one resuming it after a camera loss)
 
     def covers(self, f: float) -> bool:
         after = f >= self.since if self.from_frame else f > self.since
@@ -195,6 +196,16 @@ class Oracle:
             self.packer = text[3:]
         elif text == "SIGNOUT":
             self.packer = None
+        elif (
+            text == "SEAL"
+            and camera
+            and self.rec is not None
+            and self.rec.first
+            and (t == self.rec.since)
+        ):
+            # Held up in the frame that opened this clip (its sheet read there too, or the
+            # camera back with the order scanned in the dark): the parcel before's seal.
+            return
         elif text == "SEAL":
             self._finish_or_seen(t, ending=True)
         elif text in WAYBILL.values():
@@ -301,6 +312,7 @@ class Oracle:
         if self.dark:  # the camera is back: the parcel waiting resumes in a new clip
             self.dark = False
             p = self.cur
+            scanned_in_the_dark = self.first is None  # else it resumes the clip a loss cut
             self.first = f if self.first is None else self.first
             in_time = f - self.first < MAX_S  # else its time ran out in the dark: no clip
             if (
@@ -313,7 +325,7 @@ class Oracle:
                 packer = self.packer
                 if self.cut is not None:
                     packer = self.cut[0] if self.packer in self.cut else None
-                self.rec = Expected(p.order, f, True, packer)
+                self.rec = Expected(p.order, f, True, packer, first=scanned_in_the_dark)
                 self.expected.append(self.rec)
                 self.moved = f
             self.waiting = False
@@ -664,6 +676,22 @@ TYPED_LABEL_BEFORE_A_LATE_SHEET = [
 ]  # fmt: skip
 
 
+# The seal card held up for PO-A read in the frame where PO-B's sheet was read too, after it
+# (one frame's reads come in no set order): it sealed PO-B's clip in its first frame, and PO-B
+# was packed in no clip. The same in the first frame back after a loss, PO-B scanned in the
+# dark; but the clip that resumes PO-A after the loss cut it is sealed by the card (PO-A's).
+SEAL_CARD_WITH_THE_NEXT_SHEET = [
+    ("hand", "PO-A"), ("frames", 16), ("cam", "PO-B"), ("cam", "SEAL"), ("frames", 16),
+]  # fmt: skip
+SEAL_CARD_AS_THE_CAMERA_IS_BACK = [
+    ("hand", "PO-A"), ("frames", 3), ("lose", 0), ("hand", "PO-B"), ("frames", 1),
+    ("cam", "SEAL"), ("frames", 8),
+]  # fmt: skip
+SEAL_CARD_AS_THE_CUT_CLIP_RESUMES = [
+    ("hand", "PO-A"), ("frames", 3), ("lose", 0), ("frames", 1), ("cam", "SEAL"), ("frames", 8),
+]  # fmt: skip
+
+
 # PO-A sealed; its label, read after the seal, decoded after PO-B was scanned, PO-B's clip
 # refused (PO-B packed with no clip); PO-C scanned once clips are allowed again.
 LATE_LABEL_BEFORE_A_REFUSED_ORDER = [
@@ -810,6 +838,9 @@ LATE_LABEL_BEFORE_AN_UNSIGNED_ORDER = [
 )
 @example(TYPED_LABEL_BEFORE_A_LATE_SHEET, 0, False, False)
 @example(TYPED_LABEL_BEFORE_A_LATE_SHEET, 0, False, True)
+@example(SEAL_CARD_WITH_THE_NEXT_SHEET, 0, False, False)
+@example(SEAL_CARD_AS_THE_CAMERA_IS_BACK, 0, False, False)
+@example(SEAL_CARD_AS_THE_CUT_CLIP_RESUMES, 0, False, False)
 def test_every_frame_of_a_clip_is_of_its_own_order(
     script: list[tuple[Any, ...]], lag: int, require_packer: bool, waybill_ends: bool
 ) -> None:

@@ -419,9 +419,72 @@ def test_an_order_stamped_before_the_open_clip_is_no_refused_scan_ending_it() ->
 
 
 def test_an_event_stamped_as_the_clip_began_or_later_is_the_clips() -> None:
+    """But for a seal card the camera read in the frame whose read opened the clip (below)."""
     ended = Idle(last=("PO-B", 10.0), last_waybills=("YT1234567890123",), last_began=10.0)
-    assert step(OPEN_B, Scanned(SEAL, 10.0), RULES)[0] == ended
+    assert step(OPEN_B, Scanned(SEAL, 10.0, "keyboard"), RULES)[0] == ended
     assert step(OPEN_B, PedalPress(10.0), RULES)[0] == ended
+    assert step(OPEN_B, Scanned(SEAL, 10.1), RULES)[0] == replace(ended, last=("PO-B", 10.1))
+
+
+@pytest.mark.parametrize("card", [SEAL, CTRL_SEAL], ids=["seal", "seal-command"])
+@pytest.mark.parametrize("before", [Idle(), rec("PO-A", 2.0)], ids=["idle", "recording"])
+def test_a_seal_card_read_with_the_next_orders_sheet_in_one_frame_never_seals_it(
+    card: Code, before: State
+) -> None:
+    """The camera reads PO-B's sheet and, in the same frame, the seal card held up for the
+    parcel before. One frame's reads reach the session in no set order (the decoder's, by
+    where the codes lie). Card first: PO-A is sealed and PO-B's clip opens. Sheet first, the
+    card sealed PO-B's clip in the frame that opened it: a clip of 0.3 s, and PO-B's whole
+    packing in no clip (its sheet seen again later is an old one, ignored). Either way PO-B's
+    clip now goes on; the card is logged outside it."""
+    opened, _ = step(before, Scanned(ORDER_B, 20.0), RULES)
+    after, actions = step(opened, Scanned(card, 20.0), RULES)
+    note = "stamped t=20.000, in the frame whose read opened the clip of 'PO-B'; ignored"
+    assert after == opened
+    logged = LogEvent(card.kind.value, card.text, 20.0, "camera", note, in_clip=False)
+    assert actions == [replace(logged, card=card.detail)]
+    sealed_first, _ = step(before, Scanned(card, 20.0), RULES)
+    other_way, _ = step(sealed_first, Scanned(ORDER_B, 20.0), RULES)
+    assert isinstance(other_way, Recording) and other_way.order_id == "PO-B"
+    assert step(after, Scanned(card, 20.1), RULES)[0] == Idle(
+        after.floor, last=("PO-B", 20.1), last_began=20.0
+    )
+
+
+@pytest.mark.parametrize("source", ["camera", "keyboard"])
+def test_a_seal_card_in_view_as_the_next_order_opened_is_the_parcel_befores(source: str) -> None:
+    """The card and PO-B's sheet came into view together; the sheet was confirmed first (at
+    20.0, by the camera; or PO-B scanned by hand at 20.05) and the card, first read at 20.0,
+    only at 20.3: PO-B's clip was sealed 0.3 s in. Now it goes on; the card is logged outside
+    it, at its first look. A card the camera first read after the clip began still seals it,
+    as a hand scan does, and as the card does in a clip resuming its order after a loss."""
+    t = 20.0 if source == "camera" else 20.05
+    opened, _ = step(rec("PO-A", 2.0), Scanned(ORDER_B, t, source), RULES)
+    after, actions = step(opened, Scanned(SEAL, 20.3, first_t=20.0), RULES)
+    assert after == opened
+    where = "in the frame whose read opened" if source == "camera" else "before"
+    began = "" if source == "camera" else " began at t=20.050"
+    note = f"stamped t=20.000, {where} the clip of 'PO-B'{began}; ignored"
+    assert actions == [LogEvent("seal", "SEAL", 20.0, "camera", note, in_clip=False)]
+    sealed, actions = step(opened, Scanned(SEAL, 20.3, first_t=20.1), RULES)
+    assert isinstance(sealed, Idle) and StopClip(FinishReason.SEALED, 20.3) in actions
+    assert isinstance(step(opened, Scanned(SEAL, 20.3, "keyboard", first_t=20.0), RULES)[0], Idle)
+    resumed = replace(opened, first_t=10.0)
+    assert isinstance(step(resumed, Scanned(SEAL, 20.3, first_t=20.0), RULES)[0], Idle)
+
+
+@pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
+def test_a_label_in_view_as_the_next_order_opened_is_the_parcel_befores(ends: bool) -> None:
+    """PO-A's label came into view with PO-B's sheet and was confirmed one decode after it
+    (first read 20.0, confirmed 20.3): it was linked to PO-B's clip as its waybill (another
+    buyer's label in PO-B's index row, manifest and frames) or, with waybill_ends_clip, ended
+    PO-B's clip 0.3 s in. It is PO-A's, as when both were confirmed in one frame."""
+    rules = SessionSection(waybill_ends_clip=ends)
+    opened, _ = step(rec("PO-A", 2.0), Scanned(ORDER_B, 20.0), rules)
+    new, actions = step(opened, Scanned(WAYBILL, 20.3, first_t=20.0), rules)
+    assert isinstance(new, Recording) and new.order_id == "PO-B" and new.waybills == ()
+    assert LinkWaybill("PO-A", WAYBILL.text, "SF", 20.0, ended=True) in actions
+    assert not any(isinstance(a, StopClip) for a in actions)
 
 
 def test_a_badge_stamped_before_the_open_clip_still_signs_the_packer_in() -> None:

@@ -933,7 +933,12 @@ class ScanWorker:
             frame.t, looks, lambda lk: _plausible(frame.image, lk), earlier
         )
         took = time.perf_counter() - started
-        scans = [RawScan(c.text, self._source, frame.t, c.symbology, c.box) for c in confirmed]
+        scans = [
+            RawScan(
+                c.text, self._source, frame.t, c.symbology, c.box, self._confirm.first_look(c.text)
+            )
+            for c in confirmed
+        ]
         with self._lock:
             self._box.events.extend(scans)
             st = self._stats

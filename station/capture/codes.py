@@ -226,8 +226,8 @@ def product_code(text: str, prefixes: tuple[str, ...]) -> str:
     carton's 14 digits: an indicator 0-8, then the item's EAN-13 without its check digit,
     then a check digit), "ean8" (8 digits, the listed prefix first), "upce" (8 digits as a
     scanner types a UPC-E: its UPC-A's EAN-13 form is tested), "gs1" (a GS1-128, GS1
-    DataMatrix or GS1 QR element string: AI 01 and such a GTIN-14, then maybe more AIs; or
-    AI 00 and a carton's SSCC of that company).
+    DataMatrix or GS1 QR element string: AI 01 or 02 and such a GTIN-14, or a variable-measure
+    one (indicator 9), then maybe more AIs; or AI 00 and a carton's SSCC of that company).
     An EAN-13 or UPC-A of a book, a periodical or US goods followed by its 2- or 5-digit
     add-on (``_ADD_ON``) is the EAN-13 or UPC-A it extends.
 
@@ -249,12 +249,10 @@ def product_code(text: str, prefixes: tuple[str, ...]) -> str:
         return "upce" if _gtin_ok("0" + _upca_of_upce(digits), prefixes) else ""
     if len(digits) == 8 and digits.startswith(tuple(prefixes)) and _check_ok(digits):
         return "ean8"
-    if (
-        len(text) >= 16
-        and text.startswith("01")
-        and text[2] != "9"
-        and _gtin_ok(text[2:16], prefixes)
-    ):
+    # (A GTIN-14 with indicator 9 is a variable-measure item, goods sold by weight: no carton
+    # (its bare 14 digits above), but behind AI 01 a product all the same. AI 02 is the GTIN
+    # of the goods in a carton, on the line of its logistic label below the SSCC.)
+    if len(text) >= 16 and text.startswith(("01", "02")) and _gtin_ok(text[2:16], prefixes):
         return "gs1"
     if len(text) >= 20 and text.startswith("00") and _gtin_ok(text[2:20], prefixes):
         return "gs1"

@@ -110,6 +110,12 @@ class ReadConfirmer:
                 out.append(r)
         return out
 
+    def first_look(self, text: str) -> float | None:
+        """The frame time of the earliest look at ``text`` within the window (None: none): for
+        a text confirmed now, when the camera first read it in this sighting."""
+        seen = self._seen.get(text)
+        return min(seen.frames) if seen is not None and seen.frames else None
+
     def _enough(self, text: str, seen: _Seen) -> bool:
         n = len(seen.frames)
         plain = not all(seen.frames.values())

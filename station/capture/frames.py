@@ -93,6 +93,9 @@ class RawScan:
     station/capture/barcodes.py) is known for camera reads only; a keyboard-wedge scanner types
     text. ``box``: where the camera read it, (x0, y0, x1, y1) in frame pixels (None for a hand
     scan); where a scan was read, not what was read, so two scans compare equal without it.
+    ``first_t``: for a camera read confirmed at ``t`` (the frame that gave it enough looks),
+    the frame time of the camera's first look at it in that sighting (None: unknown, or
+    ``t``); like ``box``, not part of what was read.
     """
 
     text: str
@@ -100,6 +103,7 @@ class RawScan:
     t: float
     symbology: str = ""
     box: Box | None = field(default=None, compare=False)
+    first_t: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -504,7 +504,7 @@ class Station:
             log.info("card %r read at t=%.3f where it lay before, seen again after something"
                      " covered it: ignored (hold it up to the camera, or scan it by hand)",
                      code.text, ev.t)  # fmt: skip
-        self._apply(ss.Scanned(code, ev.t, ev.source, lying=lying))
+        self._apply(ss.Scanned(code, ev.t, ev.source, lying=lying, first_t=ev.first_t))
 
     # ---- session actions ------------------------------------------------------------------
 

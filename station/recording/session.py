@@ -205,12 +205,18 @@ class Scanned:
     ``lying``: the camera read it at the place where it last lay still (``codes.Lying``): a
     card put down at the table, or a returned parcel's label, seen again after something
     covered it.
+
+    ``first_t``: a camera read is confirmed at ``t``, the frame that gave it enough looks;
+    this is its first look in that sighting (``RawScan.first_t``; None: ``t``). A waybill or
+    seal card first read by the time the open clip began is taken as read then
+    (``_first_look``).
     """
 
     code: Code
     t: float
     source: str = CAMERA
     lying: bool = False
+    first_t: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,19 +570,44 @@ def _stamped(order: tuple[str, float], t: float) -> str:
 
 
 def _opening_frame(state: State, event: Scanned | PedalPress) -> bool:
-    """Is ``event`` a waybill the camera read in the frame whose read of the open order opened
-    its first clip? One frame's reads reach the session in no set order, and that frame was
-    shot before the order was opened, while the parcel before was at the table: its label
-    read beside the new order's sheet is its own, not the new order's. (Another sheet read
-    there is still the next order, and a seal card still seals: only a label is a buyer's.)"""
+    """Is ``event`` a waybill or a seal card the camera read in the frame whose read of the
+    open order opened its first clip? One frame's reads reach the session in no set order,
+    and that frame was shot before the order was opened, while the parcel before was at the
+    table: its label read beside the new order's sheet is its own, not the new order's, and
+    the seal card held up beside it sealed that parcel (read after the sheet, it sealed the
+    new order's clip in its first frame, and that order was packed in no clip). (Another
+    sheet read there is still the next order.) Such a read confirmed a frame or two later is
+    stamped at its first look (``_first_look``)."""
     return (
         isinstance(state, Recording)
         and state.first_t is None
         and isinstance(event, Scanned)
         and event.source == CAMERA
         and event.t == state.started_t
-        and event.code.kind is Kind.WAYBILL
+        and (event.code.kind is Kind.WAYBILL or _is_seal(event.code))
     )
+
+
+def _first_look(state: State, event: Event) -> Event:
+    """``event`` stamped at the camera's first look at it (``Scanned.first_t``) when it is a
+    waybill or a seal card read at or before the open order's first clip began and confirmed
+    only after: it was in view beside the new order's sheet (or before its hand scan), the
+    parcel before's, as one confirmed in that frame (``_opening_frame``). A label and a card
+    that came into view with the sheet are confirmed a frame or two after it (0.3 s at
+    ``decode_every = 3``): the card sealed the new order's clip at once, the label was linked
+    to it as its waybill. Else ``event`` as it is."""
+    if (
+        isinstance(event, Scanned)
+        and event.source == CAMERA
+        and event.first_t is not None
+        and event.first_t < event.t
+        and (event.code.kind is Kind.WAYBILL or _is_seal(event.code))
+        and isinstance(state, Recording)
+        and state.first_t is None
+        and event.first_t <= state.started_t
+    ):
+        return replace(event, t=event.first_t)
+    return event
 
 
 def _before_clip(order: tuple[str, float], event: Scanned | PedalPress) -> LogEvent:
@@ -663,6 +694,7 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
     The only authority on orders and clips: the runner executes the actions and reports
     what happened at the edges (camera, disk, writer, shutdown) back as events.
     """
+    event = _first_look(state, event)
     new, actions = _decide(state, event, rules)
     if not actions:  # every frame's Tick: the table's memory changes with a scan only
         return new, actions
@@ -689,10 +721,10 @@ def _decide(state: State, event: Event, rules: SessionSection) -> tuple[State, l
         and not (isinstance(event, Scanned) and _changes_floor(event.code))
     ):
         # Made before the open clip began (a camera read decoded late, behind the hand scan
-        # that opened this order; or, in the dark, from a frame before the loss; or a label
-        # read in the frame whose read opened it): it is not this order's, so it never ends,
-        # seals, links to or replaces this clip. A badge or card still changes the floor
-        # below. A waybill read while the clip before was open is that order's: linked to it.
+        # that opened this order; or, in the dark, from a frame before the loss; or a label or
+        # seal card read in the frame whose read opened it): it is not this order's, so it
+        # never ends, seals, links to or replaces this clip. A badge or card still changes the
+        # floor below. A waybill read while the clip before was open is that order's: linked.
         late = _late_waybill(state, event)
         return late if late is not None else (state, [_before_clip(began, event)])
     if (
