@@ -52,6 +52,7 @@ from station.proof.standalone_verify import (
     deletion_dated_ahead,
     deletion_problem,
     file_and_folder,
+    frames_missing,
     framing_problem,
     judge_witnessed,
     local_time_problem,
@@ -1468,8 +1469,10 @@ def _check_key_frames(
 ) -> None:
     """The key frames summary.html shows must be the clip's own pictures at the moments its
     signed manifest names (``keyframe_times``, as the export picks them): the bundle
-    manifest, signed at export, vouches for a picture no more than for another clip."""
-    if not frames:
+    manifest, signed at export, vouches for a picture no more than for another clip. None at
+    all is a warning (``frames_missing``, verify.py's rule): an honest bundle may have none."""
+    if no_frames := frames_missing({"frames": frames}):
+        report.add(name, WARN, no_frames, "bundle-frames-missing")  # as verify.py says it
         return
     moments = keyframe_times(body)
     wrong: list[str] = []
