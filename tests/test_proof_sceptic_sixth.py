@@ -1,9 +1,15 @@
-"""A sixth sceptic round: a bundle without key frames."""
+"""A sixth sceptic round: a bundle without key frames, and times without a UTC offset in the
+station's own records (`packcam audit`, `packcam verify --data`, the share summary)."""
 
 from __future__ import annotations
 
+import contextlib
+import html
 import json
 import re
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,9 +22,13 @@ from proof_support import (  # noqa: F401 (fixtures)
     store,
     tsa_ec,
 )
+from test_bundle_deleted_clip import retain_oldest
+from test_share_summary import parts, summary_of
 
 from station.proof.bundle import export_order
-from station.proof.verify import AUTHENTIC, TAMPERED, verify_bundle
+from station.proof.canonical import canonical_json
+from station.proof.verify import AUTHENTIC, TAMPERED, audit, verify_bundle, verify_clip
+from station.store.ledger import INDEX_NAME
 
 LINE = re.compile(r"^(OK|FAIL|WARN) +.*\[([a-z0-9-]+)\]$", re.M)
 
@@ -89,3 +99,62 @@ def test_a_tampered_clip_without_key_frames_is_not_also_warned_of(
     assert report.verdict == TAMPERED and "bundle-frames-missing" not in report.reasons()
     rc, out = run_kit(KIT, bad, tmp_path, *store.pins())
     assert rc == 1 and "bundle-frames-missing" not in out, out
+
+
+# ---- times without a UTC offset in the station's own records -------------------------------
+
+
+@contextlib.contextmanager
+def _db(st: Store) -> Iterator[sqlite3.Connection]:
+    """The station's index, to tamper with (autocommit); closed on leaving the block."""
+    with contextlib.closing(sqlite3.connect(st.data / INDEX_NAME, isolation_level=None)) as conn:
+        yield conn
+
+
+@pytest.mark.parametrize("field", ["deleted_utc", "started_utc"])
+def test_a_stored_deletion_record_with_a_time_without_offset_is_a_missing_clip(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    field: str,
+) -> None:
+    """The key holder's deletion record in the station's index, its ``started_utc`` (or
+    ``deleted_utc``) cut to a time with no UTC offset and signed again: `packcam audit`
+    subtracted it from the manifest's aware start and raised TypeError (no verdict), and the
+    share summary, which asks the same rule of a gone clip, answered 500. By the one rule of
+    the bundle verifiers (`deletion_problem`) the record is unreadable: the clip is missing."""
+    st = store.copy(tmp_path / "data")
+    first = retain_oldest(st, datetime.now(UTC).replace(microsecond=0))
+    with _db(st) as conn:
+        (raw,) = conn.execute(
+            "SELECT record FROM retention_deletions WHERE path = ?", (first.path,)
+        ).fetchone()
+        record = json.loads(raw)
+        record[field] = record[field][:19]  # 2026-12-07T19:14:02, its Z cut off
+        forged = canonical_json(record)
+        conn.execute(
+            "UPDATE retention_deletions SET record = ?, signature = ? WHERE path = ?",
+            (forged, st.station_key().sign(forged), first.path),
+        )
+    report = audit(st.cfg, anchors=st.anchors(), check_timestamps=False)
+    (missing,) = [c for c in report.checks if c.code == "clip-missing"]
+    assert missing.name == f"clip {first.path}" and "unreadable" in missing.reason, missing
+    p = {k: html.unescape(v) for k, v in parts(summary_of(st, "A1")[0]).items()}
+    assert "clip-missing" in p["en"] and "clip-deleted-by-retention" not in p["en"], p["en"]
+
+
+def test_an_index_time_without_offset_is_an_edited_row(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Staff set a clip's ``started_utc`` in the index to a time with no UTC offset: `packcam
+    audit` and `packcam verify --data` (and so the share summary) compared it with the signed
+    manifest's aware time and raised TypeError. It is an edited row, as any other edit."""
+    st = store.copy(tmp_path / "data")
+    with _db(st) as conn:
+        path, started = conn.execute("SELECT path, started_utc FROM clips WHERE id = 1").fetchone()
+        conn.execute("UPDATE clips SET started_utc = ? WHERE id = 1", (started[:19],))
+    report = audit(st.cfg, anchors=st.anchors(), check_timestamps=False)
+    assert report.verdict == TAMPERED and "index-row-edited" in report.codes(), report.lines()
+    assert any("started_utc" in c.reason for c in report.failures), report.lines()
+    clip = verify_clip(st.data / path, st.cfg, anchors=st.anchors())
+    assert "index-row-edited" in clip.codes(), clip.lines()
