@@ -8,6 +8,7 @@ import html
 import json
 import re
 import sqlite3
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ from test_share_summary import parts, summary_of
 from station.proof.bundle import export_order
 from station.proof.canonical import canonical_json
 from station.proof.verify import AUTHENTIC, TAMPERED, audit, verify_bundle, verify_clip
-from station.store.ledger import INDEX_NAME
+from station.store.ledger import INDEX_NAME, Ledger
 
 LINE = re.compile(r"^(OK|FAIL|WARN) +.*\[([a-z0-9-]+)\]$", re.M)
 
@@ -72,6 +73,45 @@ def test_a_bundle_without_key_frames_is_named_by_both_verifiers(
     rc, out = run_kit(KIT, bundle, tmp_path, *store.pins())
     assert rc == 0, out
     assert "bundle-frames-missing" in _noted(out, "WARN"), out
+
+
+def _central_bundle(st: Store, order_id: str, out: Path) -> Path:
+    """The central site's bundle of ``order_id`` after the station archived its clips and
+    retention freed them locally: the parts the archiver exports then (``without_clips``:
+    no key frames, the clips listed by hash), each clip put back from the bucket as
+    central/bundles.py streams it (every member in name order, the clip stored)."""
+    with contextlib.closing(Ledger.in_data_dir(st.data)) as ledger:
+        clips = ledger.clips(order_id)
+        for c in clips:
+            assert c.id is not None and ledger.mark_archived(c.id, f"k/{c.sha256}", {})
+    kept = {f"clips/{Path(c.path).name}": (st.data / c.path).read_bytes() for c in clips}
+    for c in clips:
+        (st.data / c.path).unlink()
+    parts = export_order(st.cfg, order_id, out.with_suffix(".parts.zip"), without_clips=True)
+    with zipfile.ZipFile(parts.path) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in sorted(set(zin.namelist()) | set(kept)):
+            if name in kept:
+                z.writestr(name, kept[name], compress_type=zipfile.ZIP_STORED)
+            else:
+                z.writestr(zin.getinfo(name), zin.read(name))
+    return out
+
+
+def test_an_honest_central_bundle_of_a_freed_clip_is_warned_of_not_failed(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Why a warning and not a failure: the central site's bundle of a clip the station freed
+    after archiving it has no key frames (the station could not decode a clip it no longer
+    has), and is honest: AUTHENTIC in both verifiers, each naming the missing pictures."""
+    st = store.copy(tmp_path / "data")
+    bundle = _central_bundle(st, "B2", tmp_path / "B2.zip")
+    assert all(not e["frames"] for e in bundle_index(bundle)["clips"])
+    report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
+    assert report.verdict == AUTHENTIC and not report.failures, report.lines()
+    assert "bundle-frames-missing" in report.reasons(), report.lines()
+    rc, out = run_kit(KIT, bundle, tmp_path, *st.pins())
+    assert rc == 0 and "bundle-frames-missing" in _noted(out, "WARN"), out
 
 
 def test_an_exported_bundle_has_no_such_warning(
