@@ -534,6 +534,7 @@ def test_retention_record_of_the_retired_key(
     from datetime import datetime
 
     from station.store.ledger import Ledger
+    from station.store.retention import DELETION_TYPE
 
     st = rotated.copy(tmp_path / "ret")
     plog = ProofLog.in_data_dir(st.data)
@@ -546,7 +547,10 @@ def test_retention_record_of_the_retired_key(
     rotated_at = datetime.fromisoformat(rot.created_utc)
     when = rotated_at + (timedelta(seconds=-30) if before else timedelta(minutes=5))
     record = canonical_json(
-        {
+        {  # as the station's retention writes one (station/store/retention.py)
+            "type": DELETION_TYPE,
+            "station": body["station"],
+            "order_id": body["order_id"],
             "path": e.clip_path,
             "sha256": e.clip_sha256,
             "started_utc": datetime.fromisoformat(body["started_at"]).isoformat(),

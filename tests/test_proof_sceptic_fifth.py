@@ -279,7 +279,8 @@ def test_a_clip_retimed_and_resigned_within_the_bound_passes_offline(
     frame every 2.8 hours), signs a manifest saying it ran from the day before, timestamps
     it, builds a log of his own and leaves out the key frames and the C2PA claim: the
     duration, the start and how long the clip plays agree, and both verifiers call it
-    AUTHENTIC. Only the clock burned into the pictures and a witness tell."""
+    AUTHENTIC. Only the clock burned into the pictures and a witness tell; both verifiers
+    name the missing key frames (bundle-frames-missing, a warning) so a person looks."""
     b2 = export_order(store.cfg, "B2", tmp_path / "B2.zip").path
     clip = bundle_index(b2)["clips"][0]["clip"]
     (tmp_path / "in.mp4").write_bytes(read_zip(b2, clip))
@@ -309,5 +310,6 @@ def test_a_clip_retimed_and_resigned_within_the_bound_passes_offline(
     bundle = resign_bundle(forged, tmp_path / "retimed.zip", store.station_key(), changes)
     report = verify_bundle(bundle, anchors=store.anchors(), tmp_dir=tmp_path)
     assert report.verdict == AUTHENTIC, report.lines()  # the documented limit
+    assert "bundle-frames-missing" in report.reasons(), report.lines()
     rc, out = run_kit(KIT, bundle, tmp_path, *store.pins())
-    assert rc == 0, out
+    assert rc == 0 and "[bundle-frames-missing]" in out, out

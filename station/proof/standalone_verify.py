@@ -575,6 +575,23 @@ def utc_plain(value: object) -> str:
     return (t.astimezone(timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M:%S")  # noqa: UP017
 
 
+def frames_missing(item: dict[str, Any]) -> str | None:
+    """Why the bundle shows none of a clip's pictures (``item``: its entry in bundle.json, the
+    clip the signed one), or None: it lists key frames. They are what lets a person hold the
+    clock burned into the pictures to the signed times; the TSA holds only the end, and the
+    start and the clip's own length are the key holder's word. An honest export leaves them
+    out only for a clip it could not read (the central site's bundle of a clip the station
+    freed after archiving it), so this is a warning, the same in both verifiers."""
+    if item.get("frames"):
+        return None
+    return (
+        "bundle.json lists no key frames for this clip: the bundle shows none of its pictures, "
+        "so nothing here holds the clock burned into them to the signed start and end (a "
+        "timestamp holds only the end; an export leaves them out only for a clip it could not "
+        "read); play the clip and compare its burned-in time with the signed times"
+    )
+
+
 def deletion_dated_ahead(deleted: datetime, now: datetime) -> str | None:
     """Why a retention deletion record dated ``deleted`` (aware) is one no honest station signed
     by ``now``, the moment of verification: dated more than DELETION_CLOCK_ALLOWANCE after it
@@ -1489,6 +1506,8 @@ def _check(
         digest = sha256_of(clip)
         if digest == body.get("sha256") and clip.stat().st_size == body.get("size"):
             res.add(OK, pre, f"{item['clip']}: SHA-256 matches the signed manifest")
+            if no_frames := frames_missing(item):
+                res.add(WARN, pre, no_frames, "bundle-frames-missing")
         elif any(c != item["clip"] and m.get("sha256") == digest for c, m in signed.items()):
             res.add(FAIL, pre, f"{item['clip']} is another clip of this bundle: the manifests "
                     "were swapped", "manifest-swapped")  # fmt: skip

@@ -49,9 +49,9 @@ from station.proof.standalone_verify import (
     clip_listed_twice,
     clock_step,
     cosigned_checkpoints,
-    deletion_dated_ahead,
     deletion_problem,
     file_and_folder,
+    frames_missing,
     framing_problem,
     judge_witnessed,
     local_time_problem,
@@ -1468,8 +1468,10 @@ def _check_key_frames(
 ) -> None:
     """The key frames summary.html shows must be the clip's own pictures at the moments its
     signed manifest names (``keyframe_times``, as the export picks them): the bundle
-    manifest, signed at export, vouches for a picture no more than for another clip."""
-    if not frames:
+    manifest, signed at export, vouches for a picture no more than for another clip. None at
+    all is a warning (``frames_missing``, verify.py's rule): an honest bundle may have none."""
+    if no_frames := frames_missing({"frames": frames}):
+        report.add(name, WARN, no_frames, "bundle-frames-missing")  # as verify.py says it
         return
     moments = keyframe_times(body)
     wrong: list[str] = []
@@ -2478,63 +2480,49 @@ def _retention_deletion(
     """Was the missing clip ``rel`` deleted by retention, provably? (ok, what was found)
 
     Retention keeps the index row (with ``deleted_utc``) and a deletion record signed by the
-    station key (``station/store/retention.py``). It counts only when that signature verifies, the
-    record names these bytes, is dated no later than a day after ``now`` (the moment of
-    verification, as a bundle's record), the clip was older than the policy's minimum age, and
-    its order was not on legal hold at that moment. Anything less is reported as a missing clip.
+    station key (``station/store/retention.py``), or by a key retired since while it was the
+    station's. The record is judged by the bundle verifiers' one rule (``deletion_problem``:
+    these bytes, this start, times with their UTC offset, dated no later than a day after
+    ``now``, the moment of verification, and older than its own minimum age); here also by
+    the station's own index: its order was not on legal hold at that moment. Anything less
+    is reported as a missing clip.
     """
     if row is None or not row["deleted_utc"]:  # the column exists: migrations ran
         return False, ""
     rec = st.holds.deletion_of_clip(row["id"])
     if rec is None or rec["signature"] is None:
         return False, "the index marks it deleted by retention, but there is no signed record"
-    record = bytes(rec["record"])
+    record, sig = bytes(rec["record"]), bytes(rec["signature"])
+    retired = None if verify_signature(st.pub, record, sig) else _retired_signer(st, record, sig)
+    if retired is False:
+        return False, "its retention deletion record is not signed by the station key"
     try:
         d = json.loads(record)
-        deleted = datetime.fromisoformat(d["deleted_utc"])
-        started = datetime.fromisoformat(d["started_utc"])
-        min_age = float(d["min_age_days"])
-    except (ValueError, KeyError, TypeError):
-        d, deleted = None, None
-    if deleted is not None and deleted.tzinfo is None:  # the station writes UTC offsets
-        d, deleted = None, None
-    sig = bytes(rec["signature"])
-    if not verify_signature(st.pub, record, sig) and not (
-        deleted is not None and _signed_before_retired(st, record, sig, deleted)
-    ):
-        return False, "its retention deletion record is not signed by the station key"
-    if d is None or deleted is None:
-        return False, "its retention deletion record is unreadable"
-    if d.get("path") != rel or d.get("sha256") != body.get("sha256"):
+    except ValueError:
+        d = None
+    if isinstance(d, dict) and d.get("path") != rel:  # the index's clip, not only the log's
         return False, "its retention deletion record names other bytes"
-    claimed = _parse_time(body.get("started_at"))
-    if claimed is None or abs((claimed - started).total_seconds()) > 1:
-        return False, "its retention deletion record gives another start time"
-    ahead = deletion_dated_ahead(deleted, now)
-    if ahead is not None:
-        return False, ahead
-    if (deleted - started).total_seconds() < min_age * 86400 - 1:
-        return False, f"it was deleted younger than the minimum age of {min_age:g} days"
+    # the rule of both bundle verifiers: a time without its UTC offset is no instant to
+    # compare (it raised TypeError here, and the share summary answered 500)
+    why = deletion_problem(body, record, retired, now)
+    if why is not None or not isinstance(d, dict):
+        return False, why or "the deletion record is unreadable"
     order_id = body.get("order_id")
     if isinstance(order_id, str) and st.holds.held_at(order_id, d["deleted_utc"]):
         return False, "it was deleted while its order was on legal hold"
     return True, (
         f"deleted by retention on {d['deleted_utc']} ({d.get('reason', '')}; signed record, "
-        f"older than {min_age:g} days, not on hold)"
+        f"older than {d['min_age_days']:g} days, not on hold)"
     )
 
 
-def _signed_before_retired(st: _Store, record: bytes, sig: bytes, deleted: datetime) -> bool:
-    """Signed by a key retired since, at a time it was still the station's key (a record it
-    signs after its rotation is not taken: that is what a thief holding it would do)."""
+def _retired_signer(st: _Store, record: bytes, sig: bytes) -> str | bool:
+    """When the key that signed ``record`` was retired (its rotation's time: a record it
+    signed after that is what a thief holding it would sign, ``deletion_problem`` refuses
+    it); False: no key this station retired signed it."""
     for r in st.log.rotations():
-        retired_at = _parse_time(r.created_utc)
-        if (
-            retired_at is not None
-            and deleted.astimezone(UTC) <= retired_at.astimezone(UTC)
-            and verify_signature(load_public_pem(r.old_public_pem), record, sig)
-        ):
-            return True
+        if verify_signature(load_public_pem(r.old_public_pem), record, sig):
+            return r.created_utc
     return False
 
 
@@ -2659,8 +2647,14 @@ def _derived_diffs(clips: ClipTable, row: sqlite3.Row, body: dict[str, Any]) -> 
             continue
         have = row[col]
         if col.endswith("_utc"):  # the manifest keeps milliseconds, the index microseconds
-            a, b = _parse_time(have), _parse_time(want)
-            same = a is not None and b is not None and abs((a - b).total_seconds()) < 1e-3
+            a, b = _parse_time(have), _parse_time(want)  # ``want`` is UTC, as the index writes
+            # a time without its offset is no instant (the index always has one): an edit
+            same = (
+                a is not None
+                and a.tzinfo is not None
+                and b is not None
+                and (abs((a - b).total_seconds()) < 1e-3)
+            )
         else:
             same = have == want
         if not same:
