@@ -175,6 +175,18 @@ def test_was_held_at_takes_the_last_change_at_or_before_the_moment() -> None:
     assert was_held_at(history, "2026-02-01T00:00:00.000000Z")
 
 
+def test_was_held_at_compares_instants_not_text() -> None:
+    """A signed deletion record states its time as the station wrote it; another offset or
+    no microseconds is the same instant. Compared as text, 10:00-10:00 (20:00 UTC, after the
+    hold) read as before a hold set at 15:00 UTC, and a deletion under hold as none."""
+    history = [{"action": "hold", "at_utc": "2026-01-02T15:00:00.000000Z"}]
+    assert was_held_at(history, "2026-01-02T10:00:00-10:00")
+    assert not was_held_at(history, "2026-01-03T00:30:00+10:00")  # 14:30 UTC on the 2nd
+    assert was_held_at(history, "2026-01-02T15:00:00Z")
+    with pytest.raises(ValueError, match="no UTC offset"):
+        was_held_at(history, "2026-01-02T16:00:00")
+
+
 def test_held_at_reads_the_hold_log(tmp_path: Path) -> None:
     led = Ledger(tmp_path / "index.sqlite3")
     try:

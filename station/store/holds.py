@@ -27,12 +27,23 @@ class LegalHold:
 
 def was_held_at(history: Sequence[Mapping[str, Any]], at_utc: str) -> bool:
     """Pure: on hold at ``at_utc`` by a hold history (``legal_hold_history``, in log order):
-    the last change at or before that moment decides; none: not held."""
+    the last change at or before that moment decides; none: not held. Compared as instants,
+    not as text: a signed deletion record may state its time with another offset
+    (``10:00-10:00`` is after ``15:00Z``) or without microseconds. ValueError for a time
+    without a UTC offset (no instant)."""
+    at = _instant(at_utc)
     held = False
     for change in history:
-        if change["at_utc"] <= at_utc:
+        if _instant(change["at_utc"]) <= at:
             held = change["action"] == "hold"
     return held
+
+
+def _instant(text: str) -> datetime:
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset")
+    return when
 
 
 class HoldTable(Table):
