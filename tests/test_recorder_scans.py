@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from recorder_support import encoded_recorder
+from sync_support import run_killed
 
 from station import config as config_mod
 from station.store.ledger import Ledger, ScanEventRecord
 
 W, H, FPS = 64, 48, 10.0
 WALL0 = datetime(2026, 12, 7, 9, 0, 0).astimezone()
-TESTS = Path(__file__).resolve().parent
 EAN = "6901234567892"  # a product scanned by hand between two orders
 
 
@@ -82,7 +79,6 @@ import os, signal, sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, sys.argv[2])
 from recorder_support import encoded_recorder
 
 from station import config as config_mod
@@ -102,15 +98,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 def test_scans_indexed_with_no_clip_open_survive_a_kill_9_right_after(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    out = subprocess.run(
-        [sys.executable, "-c", KILLED_CHILD, str(data), str(TESTS)],
-        capture_output=True,
-        text=True,
-        cwd=TESTS.parent,
-        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
-        timeout=120,
-    )
-    assert out.returncode == -signal.SIGKILL, out.stderr[-3000:]
+    run_killed(KILLED_CHILD, str(data))
     ledger = Ledger.in_data_dir(data)
     try:
         got = [(e.kind, e.text) for e in ledger.unattached_events()]

@@ -18,6 +18,7 @@ from helpers_crash_child import assert_every_step, crash_at_every_step, retentio
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from recorder_support import encoded_recorder
+from sync_support import statements
 
 from station import config as config_mod
 from station.errors import ConfigError, LedgerError
@@ -522,8 +523,14 @@ def test_nothing_deletable_refuses_new_clips_and_alarms_until_space_returns(
     disk.eaten = 0  # someone freed space
     assert mgr.refusal() is not None  # re-probed at most once a second
     now[0] = 5.0
-    assert mgr.refusal() is None and not mgr.must_finish_clip()
+    with statements(ledger) as ran:
+        assert mgr.refusal() is None and not mgr.must_finish_clip()
     assert ledger.alarms() == []
+    # refusal() runs on the capture thread: its clear commits on the connection that does not
+    # fsync (tests/test_capture_alarms.py); check()'s raise, on the retention thread, did not
+    assert [conn for _th, conn, sql in ran if sql.lstrip().startswith("UPDATE alarms")] == [
+        "capture"
+    ]
     ledger.close()
 
 

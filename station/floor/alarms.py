@@ -49,7 +49,10 @@ class AlarmBoard:
     active. ``clear`` logs and marks it cleared. ``summary`` is what the live status shows.
 
     Thread-safe: any thread may raise or clear. The hook runs in its own short-lived thread and
-    is never waited for by the caller; a hook that fails is logged, never raised.
+    is never waited for by the caller; a hook that fails is logged, never raised. The capture
+    thread passes ``capture=True``: its record commits on the index's capture connection,
+    which waits for no fsync (in the WAL on return, so a kill -9 keeps it; synced at once on
+    the thread "index-sync"); the other threads' commits return once synced.
     """
 
     def __init__(
@@ -70,7 +73,7 @@ class AlarmBoard:
         self._active: dict[tuple[str, str], Active] = {}
         self._hooked: dict[tuple[str, str], float] = {}
 
-    def raise_(self, kind: str, subject: str, message: str) -> None:
+    def raise_(self, kind: str, subject: str, message: str, *, capture: bool = False) -> None:
         key = (kind, subject)
         now = self._clock()
         with self._lock:
@@ -84,7 +87,7 @@ class AlarmBoard:
             log.error("ALARM %s: %s", kind, message)
         if self.ledger is not None:
             try:
-                self.ledger.raise_alarm(kind, subject, message)
+                self.ledger.raise_alarm(kind, subject, message, capture=capture)
             except StationError as exc:  # a full disk may refuse this too; the log has it
                 log.error("cannot record alarm %s in the index: %s", kind, exc)
         if hook and self.argv:
@@ -94,7 +97,7 @@ class AlarmBoard:
                 EventKind.ALARM_RAISED, now, None, alarm=kind, subject=subject, message=message
             )
 
-    def clear(self, kind: str, subject: str) -> None:
+    def clear(self, kind: str, subject: str, *, capture: bool = False) -> None:
         with self._lock:
             old = self._active.pop((kind, subject), None)
             self._hooked.pop((kind, subject), None)
@@ -106,7 +109,7 @@ class AlarmBoard:
                 )
         if self.ledger is not None:
             try:
-                self.ledger.clear_alarm(kind, subject)
+                self.ledger.clear_alarm(kind, subject, capture=capture)
             except StationError as exc:
                 log.error("cannot clear alarm %s in the index: %s", kind, exc)
 

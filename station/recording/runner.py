@@ -384,7 +384,9 @@ class Station:
             # The recorder closed the clip and salvages what was written; the order ends here.
             self._error(f"recording failed, the clip so far is kept: {exc}")
             if self.alarms is not None:
-                self.alarms.raise_("recording-failed", self.cfg.station.name, str(exc))
+                self.alarms.raise_(
+                    "recording-failed", self.cfg.station.name, str(exc), capture=True
+                )
             self._apply(ss.RecordingFailed(frame.t, str(exc)))
         if self.guard is not None and self.recorder.recording and self.guard.must_finish_clip():
             # Finish the clip while there is room for its manifest and index row.
@@ -743,7 +745,7 @@ class Station:
         # let no pre-roll reach back across the gap.
         self.recorder.end_stream()
         if self.alarms is not None:
-            self.alarms.raise_("camera-lost", self.cfg.station.name, why)
+            self.alarms.raise_("camera-lost", self.cfg.station.name, why, capture=True)
         watchdog = self.on_frame if isinstance(self.on_frame, StationWatchdog) else None
         backoff = Backoff(0.5, 10.0)
         while not stop_event.is_set():
@@ -767,7 +769,7 @@ class Station:
                 return None
             log.info("camera is back")
             if self.alarms is not None:
-                self.alarms.clear("camera-lost", self.cfg.station.name)
+                self.alarms.clear("camera-lost", self.cfg.station.name, capture=True)
             self._camera_back(frame)
             return frame
         return None

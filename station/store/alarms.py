@@ -46,10 +46,13 @@ class AlarmTable(Table):
     """,
     }
 
-    def raise_alarm(self, kind: str, subject: str, message: str) -> bool:
-        """Record an alarm (or bump its count); True when it is new or was cleared before."""
+    def raise_alarm(self, kind: str, subject: str, message: str, *, capture: bool = False) -> bool:
+        """Record an alarm (or bump its count); True when it is new or was cleared before.
+
+        ``capture``: the capture thread's, committed on ``capture_db`` (which does not wait
+        for the disk); the other threads' commits return once synced."""
         now = utc_text(datetime.now(UTC))
-        with self._tx() as db:
+        with self._capture_tx() if capture else self._tx() as db:
             r = db.execute(
                 "SELECT cleared_utc FROM alarms WHERE kind = ? AND subject = ?", (kind, subject)
             ).fetchone()
@@ -68,9 +71,10 @@ class AlarmTable(Table):
             )
             return r["cleared_utc"] is not None
 
-    def clear_alarm(self, kind: str, subject: str) -> bool:
-        """Mark an active alarm cleared (the row stays); True when one was active."""
-        with self._tx() as db:
+    def clear_alarm(self, kind: str, subject: str, *, capture: bool = False) -> bool:
+        """Mark an active alarm cleared (the row stays); True when one was active.
+        ``capture``: as for ``raise_alarm``."""
+        with self._capture_tx() if capture else self._tx() as db:
             cur = db.execute(
                 "UPDATE alarms SET cleared_utc = ? WHERE kind = ? AND subject = ?"
                 " AND cleared_utc IS NULL",

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
 from station.errors import LedgerError
-from station.store.sqlitedb import Database, Table, from_row, utc_text
+from station.store.sqlitedb import Table, from_row, utc_text
 
 # What a seal or control card (or a return label) did when the camera saw it again where it
 # lay (a scan event's ``card``): nothing. Its own kind stays; this says it sealed nothing.
@@ -500,12 +500,6 @@ class ClipTable(Table):
         """,
     }
 
-    def __init__(self, db: Database) -> None:
-        super().__init__(db)
-        # The capture thread's connection: ``Ledger`` opens one (synchronous=NORMAL, see
-        # ``log_events``); else (one connection passed in) the one above.
-        self.capture_db = db
-
     # ---- writes ---------------------------------------------------------------------------
 
     # the next clip's id: above every row and above the floor (never an id used before)
@@ -589,7 +583,7 @@ class ClipTable(Table):
         the clip finisher holds through its own commits' fsyncs; ``Ledger.log_events`` has
         the WAL synced at once on another thread.
         """
-        with self.capture_db.tx(self.error, "ClipTable write") as db:
+        with self._capture_tx() as db:
             self._insert_events(db, None, station, events)
 
     @staticmethod

@@ -49,11 +49,12 @@ class Ledger(ClipTable, HoldTable, AlarmTable):
 
     Opened on a file, it opens a second connection for the capture thread (``capture_db``:
     synchronous=NORMAL, no automatic checkpoint, a lock of its own): the scans indexed with
-    no clip open (``log_events``) and the duplicate check at an order scan go through it, so
-    the capture thread never waits for an fsync, its own or one the clip finisher's commits
-    (synchronous=FULL) make under the other lock. Each ``log_events`` wakes the thread
-    "index-sync" (``WalSync``), which fsyncs the WAL at once: a kill -9 loses no scan once
-    ``log_events`` returned, a power cut only those of the last fsync or so
+    no clip open (``log_events``), the alarms the capture loop raises and clears
+    (``raise_alarm``/``clear_alarm`` with ``capture=True``) and the duplicate check at an
+    order scan go through it, so the capture thread never waits for an fsync, its own or one
+    the clip finisher's commits (synchronous=FULL) make under the other lock. Each such write
+    wakes the thread "index-sync" (``WalSync``), which fsyncs the WAL at once: a kill -9
+    loses none once its call returned, a power cut only those of the last fsync or so
     (docs/reliability.md).
     """
 
@@ -76,8 +77,24 @@ class Ledger(ClipTable, HoldTable, AlarmTable):
 
     def log_events(self, station: str, events: Sequence[ScanEventRecord]) -> None:
         super().log_events(station, events)
+        self._sync_soon()
+
+    def raise_alarm(self, kind: str, subject: str, message: str, *, capture: bool = False) -> bool:
+        new = super().raise_alarm(kind, subject, message, capture=capture)
+        if capture:
+            self._sync_soon()
+        return new
+
+    def clear_alarm(self, kind: str, subject: str, *, capture: bool = False) -> bool:
+        cleared = super().clear_alarm(kind, subject, capture=capture)
+        if capture and cleared:  # nothing active: nothing was written
+            self._sync_soon()
+        return cleared
+
+    def _sync_soon(self) -> None:
+        """What ``capture_db`` committed is durable within an fsync, on "index-sync"."""
         if self._wal is not None:
-            self._wal.request()  # durable within an fsync, on the thread "index-sync"
+            self._wal.request()
 
     def close(self) -> None:
         if self._wal is not None:

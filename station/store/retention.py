@@ -383,7 +383,8 @@ class RetentionManager:
                 log.warning("free space is back above the floor (%d MB free)", space.free >> 20)
                 self._refusal, self._critical = None, False
                 if self.alarms is not None:
-                    self.alarms.clear("disk-full", str(self.data_dir))
+                    # on the capture thread: a commit that waits for no fsync
+                    self.alarms.clear("disk-full", str(self.data_dir), capture=True)
                 self.poke()
         return self._refusal
 

@@ -257,7 +257,9 @@ class WalSync:
 class Table:
     """Base of the classes that own a set of tables (their schema steps and all their SQL):
     they get a ``Database`` passed in; writes go through ``_tx``, one transaction under the
-    shared lock, and a sqlite3 error becomes ``error``."""
+    shared lock, and a sqlite3 error becomes ``error``. ``capture_db`` is the connection the
+    capture thread writes on, which must not wait for the disk: the same one unless the
+    opener gives another (``Ledger``: synchronous=NORMAL, synced by a ``WalSync``)."""
 
     error: type[Exception] = RuntimeError
     TABLES: ClassVar[tuple[str, ...]] = ()
@@ -266,6 +268,7 @@ class Table:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.capture_db = db
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -277,6 +280,10 @@ class Table:
 
     def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return self.db.tx(self.error, f"{type(self).__name__} write")
+
+    def _capture_tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction on ``capture_db``, under its own lock."""
+        return self.capture_db.tx(self.error, f"{type(self).__name__} write")
 
     def _all(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
         """The rows of one read under the lock (sqlite3 errors pass: a search's interrupt)."""

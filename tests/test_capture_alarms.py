@@ -1,0 +1,117 @@
+"""Alarms raised or cleared by the capture loop: no fsync on its thread, nothing lost to kill -9."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from sync_support import run_killed, statements
+
+from station import config as config_mod
+from station.capture.synthetic import Scenario, SyntheticCamera
+from station.floor.alarms import AlarmBoard
+from station.runtime.faults import FlakyCamera, Outage
+from station.service import assemble
+from station.store.ledger import Ledger
+
+
+def alarm_writes(ran: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """(thread, connection) of each write to the alarms table."""
+    return [(th, conn) for th, conn, sql in ran
+            if sql.lstrip().startswith(("INSERT INTO alarms", "UPDATE alarms"))]  # fmt: skip
+
+
+def test_a_camera_lost_and_back_is_recorded_without_an_fsync_on_the_capture_thread(
+    cfg: config_mod.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The capture loop raises "camera-lost" and clears it right before the resumed frames:
+    both commit on the capture thread's connection (synchronous=NORMAL: no sync at commit),
+    never on the one whose commits fsync; the WAL is synced on the thread "index-sync"."""
+    cfg = cfg.replace("camera", width=160, height=96, fps=10.0, read_timeout_s=0.5)
+    cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
+    scenario = Scenario.from_dict({"seed": 2, "event": [
+        {"at": 0.5, "kind": "key", "text": "PO-CAM"},
+        {"at": 6.0, "kind": "key", "text": "SEAL"},
+        {"at": 7.0, "kind": "end"},
+    ]})  # fmt: skip
+    cam = FlakyCamera(SyntheticCamera(160, 96, 10.0, scenario, realtime=False), [Outage(30, 2)])
+    asm = assemble(cfg, camera=cam, live_view=False)
+    synced: list[tuple[str, str]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(
+            (threading.current_thread().name, Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+        )
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    try:
+        with statements(asm.ledger) as ran:
+            capture = threading.Thread(target=asm.station.run, args=(threading.Event(),),
+                                       name="capture")  # fmt: skip
+            capture.start()
+            capture.join()
+        assert asm.station.stats.camera_losses == 1
+        # the raise and the clear; the clip finisher's writes (it clears "recording-failed"
+        # after each clip) keep their connection
+        mine = [w for w in alarm_writes(ran) if w[0] == "capture"]
+        assert mine == [("capture", "capture"), ("capture", "capture")]
+        assert not [sql for th, conn, sql in ran if th == "capture" and conn == "main"
+                    and not sql.lstrip().startswith("SELECT")]  # fmt: skip
+        sync = asm.ledger.capture_db.conn.execute("PRAGMA synchronous").fetchone()[0]
+        assert sync == 1  # NORMAL: a commit in WAL mode syncs nothing
+        (alarm,) = asm.ledger.alarms(active_only=False)
+        assert (alarm.kind, alarm.count) == ("camera-lost", 1) and alarm.cleared_utc is not None
+    finally:
+        asm.close()  # waits for "index-sync"
+    assert ("index-sync", "index.sqlite3-wal") in synced
+    assert not [f for th, f in synced if th == "capture"]
+
+
+def test_only_the_capture_loop_s_alarms_skip_the_commit_s_fsync(ledger: Ledger) -> None:
+    """Alarms of the other threads (retention, clip finisher, recovery) keep the commit that
+    returns once synced; the capture loop says which are its own."""
+    board = AlarmBoard(ledger)
+    with statements(ledger) as ran:
+        board.raise_("camera-lost", "st", "no frame for 2 s", capture=True)
+        board.raise_("disk-full", "/data", "not starting new clips")
+        board.clear("camera-lost", "st", capture=True)
+        board.clear("disk-full", "/data")
+    me = threading.current_thread().name
+    assert alarm_writes(ran) == [(me, "capture"), (me, "main"), (me, "capture"), (me, "main")]
+    assert ledger.alarms() == []
+
+
+# A capture loop raises and clears alarms, another thread raises one, then the process dies by
+# kill -9 the moment the last call returned (nothing flushed, no thread finished).
+KILLED_CHILD = """
+import os, signal
+from pathlib import Path
+
+from station.floor.alarms import AlarmBoard
+from station.store.ledger import Ledger
+
+ledger = Ledger.in_data_dir(Path(sys.argv[1]))
+board = AlarmBoard(ledger)
+board.raise_("disk-full", "/data", "not starting new clips")
+board.raise_("recording-failed", "st", "encoder died", capture=True)
+board.raise_("camera-lost", "st", "no frame for 2 s", capture=True)
+board.clear("recording-failed", "st", capture=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_alarms_raised_and_cleared_by_the_capture_loop_survive_a_kill_9_right_after(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    run_killed(KILLED_CHILD, str(data))
+    ledger = Ledger.in_data_dir(data)
+    try:
+        got = {(a.kind, a.cleared_utc is None) for a in ledger.alarms(active_only=False)}
+    finally:
+        ledger.close()
+    assert got == {("disk-full", True), ("recording-failed", False), ("camera-lost", True)}
