@@ -1,4 +1,4 @@
-"""Which connection and thread ran each index statement, and a child process killed by -9."""
+"""Which connection and thread ran each index statement or fsync, and a child killed by -9."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from station.store.ledger import Ledger
 
@@ -33,6 +34,20 @@ def statements(ledger: Ledger) -> Iterator[list[tuple[str, str, str]]]:
     finally:
         for conn in conns.values():
             conn.set_trace_callback(None)
+
+
+def fsyncs(monkeypatch: Any) -> list[tuple[str, str]]:
+    """(thread name, path of what it syncs) of each ``os.fsync`` from now on (``monkeypatch``:
+    pytest's, which puts os.fsync back)."""
+    synced: list[tuple[str, str]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((threading.current_thread().name, os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
 
 
 def run_killed(child: str, *args: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from recorder_support import HeldBack, encoded_recorder
+from sync_support import fsyncs
 
 from station import config as config_mod
 from station.errors import LedgerError, RecordingError
@@ -311,14 +311,7 @@ def test_the_capture_thread_never_waits_for_a_journal_fsync(
     hundreds of ms each on a Pi's SD card) dropped the frames of the next buyer's clip that
     came meanwhile (bench/loop.py --fsync-delay-ms). After ``flush_journals`` the journal and
     its folder were fsynced, as they stood after the stop."""
-    synced: list[tuple[str, str]] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append((threading.current_thread().name, os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = fsyncs(monkeypatch)
     enc, mux = stream_factories(rec_cfg.recorder, W, H, FPS)
     rec = Recorder(rec_cfg, ledger, encoder=enc, muxer=mux)
     frame = np.zeros((H * 3 // 2, W), np.uint8)

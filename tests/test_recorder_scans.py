@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from recorder_support import encoded_recorder
-from sync_support import run_killed
+from sync_support import fsyncs, run_killed
 
 from station import config as config_mod
 from station.store.ledger import Ledger, ScanEventRecord
@@ -42,14 +40,7 @@ def test_a_scan_with_no_clip_open_is_indexed_without_waiting_for_an_fsync(
     ran: dict[int, list[str]] = {k: [] for k in dbs}
     for k, conn in dbs.items():
         conn.set_trace_callback(ran[k].append)
-    synced: list[tuple[str, str]] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append((threading.current_thread().name, os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = fsyncs(monkeypatch)
     try:
         rec.log_event(item(1), 0.0)
         ledger.order_clip_refs("PO-1")
