@@ -110,23 +110,32 @@ class BackgroundSync:
     ms, and frames pushed meanwhile are dropped).
 
     The caller writes the file and renames it into place itself (kill -9 safe the moment
-    that returns: it is in the page cache), then passes it to ``request``: this thread fsyncs
-    the file and its folder. A file rewritten before its turn is synced once, as it is then
-    (the newest); one gone by then (done with and removed) is skipped. Until its turn a power
-    cut may lose the file or its last rewrite. A failed sync is logged; the thread goes on.
+    that returns: it is in the page cache), or commits to it (an SQLite WAL), then passes it
+    to ``request``: the daemon thread ``name``, started at the first request, fsyncs the file
+    (and its folder, unless ``folder`` is False: a file never renamed needs no folder sync).
+    A file rewritten before its turn is synced once, as it is then (the newest); one gone by
+    then (done with and removed) is skipped. Until its turn a power cut may lose the file or
+    its last rewrite. A failed sync is logged; the thread goes on. ``close`` syncs what was
+    requested and stops the thread.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, folder: bool = True) -> None:
+        self.name = name
+        self.folder = folder
         self._queue: queue.Queue[Path | None] = queue.Queue()
+        self._lock = threading.Lock()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=name)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
 
     def request(self, path: Path) -> None:
-        """Have ``path`` (already written and in place) and its folder fsynced soon."""
-        if self._closed:
-            raise RuntimeError("request() after close()")
-        self._queue.put(path)
+        """Have ``path`` (already written and in place) fsynced soon."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("request() after close()")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            self._queue.put(path)
 
     def flush(self) -> None:
         """Block until every file requested so far is synced (or was found gone)."""
@@ -134,10 +143,13 @@ class BackgroundSync:
 
     def close(self) -> None:
         """Sync what was requested, then stop the thread."""
-        if not self._closed:
+        with self._lock:
+            thread = self._thread
+            if not self._closed and thread is not None:
+                self._queue.put(None)
             self._closed = True
-            self._queue.put(None)
-        self._thread.join()
+        if thread is not None:
+            thread.join()
 
     def _run(self) -> None:
         while True:
@@ -156,10 +168,9 @@ class BackgroundSync:
             if None in batch:
                 return
 
-    @staticmethod
-    def _sync(path: Path) -> None:
+    def _sync(self, path: Path) -> None:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return  # done with and removed before its turn: nothing left to keep
         except OSError as exc:
@@ -170,7 +181,8 @@ class BackgroundSync:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            fsync_dir(path.parent)
+            if self.folder:
+                fsync_dir(path.parent)
         except OSError as exc:
             log.error("cannot sync %s (a power cut may lose it): %s", path, exc)
 

@@ -61,7 +61,7 @@ def open_index(target: Path | str | sqlite3.Connection, *, capture: bool = False
 
     ``capture``: the capture thread's connection (``Ledger.capture_db``), whose commits must
     not wait for the disk: synchronous=NORMAL (a commit is written to the WAL, which survives
-    a kill -9, and synced later: ``sqlitedb.WalSync``) and no automatic checkpoint (the other
+    a kill -9, and synced later: ``Ledger``'s "index-sync" and no automatic checkpoint (the other
     connections checkpoint, with its syncs).
     """
     try:

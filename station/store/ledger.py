@@ -19,6 +19,7 @@ from station.store.clips import (
     clip_from_rows,
     event_from_row,
 )
+from station.store.files import BackgroundSync
 from station.store.holds import HoldTable, LegalHold
 from station.store.index import INDEX_NAME, MIGRATIONS, open_index
 from station.store.sqlitedb import utc_text
@@ -53,14 +54,15 @@ class Ledger(ClipTable, HoldTable, AlarmTable):
     (``raise_alarm``/``clear_alarm`` with ``capture=True``) and the duplicate check at an
     order scan go through it, so the capture thread never waits for an fsync, its own or one
     the clip finisher's commits (synchronous=FULL) make under the other lock. Each such write
-    wakes the thread "index-sync" (``WalSync``), which fsyncs the WAL at once: a kill -9
+    wakes the thread "index-sync" (a ``BackgroundSync``), which fsyncs the WAL at once: a kill -9
     loses none once its call returned, a power cut only those of the last fsync or so
     (docs/reliability.md).
     """
 
     def __init__(self, target: Path | str | sqlite3.Connection) -> None:
         super().__init__(open_index(target))
-        self._wal: sqlitedb.WalSync | None = None
+        self._wal: BackgroundSync | None = None
+        self._wal_path = Path(f"{target}-wal")
         if isinstance(target, sqlite3.Connection) or str(target) in {"", ":memory:"}:
             return  # no file to open another connection to: the one above serves all
         try:
@@ -68,7 +70,9 @@ class Ledger(ClipTable, HoldTable, AlarmTable):
         except BaseException:
             self.db.close()
             raise
-        self._wal = sqlitedb.WalSync(Path(target))
+        # the WAL file is never renamed: no folder sync. Gone when the last connection
+        # closed (checkpointed into the database, with syncs): nothing left to sync.
+        self._wal = BackgroundSync("index-sync", folder=False)
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> Ledger:
@@ -94,7 +98,7 @@ class Ledger(ClipTable, HoldTable, AlarmTable):
     def _sync_soon(self) -> None:
         """What ``capture_db`` committed is durable within an fsync, on "index-sync"."""
         if self._wal is not None:
-            self._wal.request()
+            self._wal.request(self._wal_path)
 
     def close(self) -> None:
         if self._wal is not None:

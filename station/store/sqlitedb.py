@@ -196,70 +196,12 @@ class Database:
         return rows[0] if rows else None
 
 
-class WalSync:
-    """Makes the commits of a synchronous=NORMAL connection durable off the thread that made
-    them. Such a commit is written to the database's ``-wal`` file (a kill -9 loses nothing)
-    but synced only at the next checkpoint; ``request`` (any thread; never waits for the disk)
-    wakes the daemon thread ``name``, which fsyncs the WAL file: everything committed before
-    the request is then on disk. ``close`` syncs what was requested and stops the thread.
-    """
-
-    def __init__(self, db_path: Path, name: str = "index-sync") -> None:
-        self.path = Path(f"{db_path}-wal")
-        self.name = name
-        self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    def request(self) -> None:
-        with self._lock:
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
-        self._wake.set()
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            self.sync()
-            # a request made while that fsync ran may not be in it: go round once more
-            if self._closed and not self._wake.is_set():
-                return
-
-    def sync(self) -> None:
-        """fsync the WAL file now (on the caller's thread)."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return  # the last connection closed: checkpointed into the database, with syncs
-        except OSError as exc:
-            log.error("cannot open %s to sync it: %s", self.path, exc)
-            return
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            log.error("cannot sync %s (the last scans indexed may not survive a power cut): %s",
-                      self.path, exc)  # fmt: skip
-        finally:
-            os.close(fd)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            thread = self._thread
-        if thread is not None:
-            self._wake.set()
-            thread.join()
-
-
 class Table:
     """Base of the classes that own a set of tables (their schema steps and all their SQL):
     they get a ``Database`` passed in; writes go through ``_tx``, one transaction under the
     shared lock, and a sqlite3 error becomes ``error``. ``capture_db`` is the connection the
     capture thread writes on, which must not wait for the disk: the same one unless the
-    opener gives another (``Ledger``: synchronous=NORMAL, synced by a ``WalSync``)."""
+    opener gives another (``Ledger``: synchronous=NORMAL, its WAL synced on "index-sync")."""
 
     error: type[Exception] = RuntimeError
     TABLES: ClassVar[tuple[str, ...]] = ()
