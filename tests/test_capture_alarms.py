@@ -55,10 +55,11 @@ def test_a_camera_lost_and_back_is_recorded_without_an_fsync_on_the_capture_thre
             capture.start()
             capture.join()
         assert asm.station.stats.camera_losses == 1
-        # the raise and the clear; the clip finisher's writes (it clears "recording-failed"
-        # after each clip) keep their connection
+        # the first frame's clear (of an alarm a run before may have left), the raise and the
+        # clear; the clip finisher's writes (it clears "recording-failed" after each clip)
+        # keep their connection
         mine = [w for w in alarm_writes(ran) if w[0] == "capture"]
-        assert mine == [("capture", "capture"), ("capture", "capture")]
+        assert mine == [("capture", "capture")] * 3
         assert not [sql for th, conn, sql in ran if th == "capture" and conn == "main"
                     and not sql.lstrip().startswith("SELECT")]  # fmt: skip
         sync = asm.ledger.capture_db.conn.execute("PRAGMA synchronous").fetchone()[0]
@@ -69,6 +70,31 @@ def test_a_camera_lost_and_back_is_recorded_without_an_fsync_on_the_capture_thre
         asm.close()  # waits for "index-sync"
     assert ("index-sync", "index.sqlite3-wal") in synced
     assert not [f for th, f in synced if th == "capture"]
+
+
+def test_a_camera_lost_alarm_a_run_before_left_ends_at_the_first_frame(
+    cfg: config_mod.Config,
+) -> None:
+    """The station stopped (or the power went) while the camera was away: its "camera-lost"
+    stayed active in the index, and the dashboard showed it after the restart for as long as
+    the camera then worked. The next run clears it at its first frame; a station whose camera
+    is away at start keeps it (raised anew) until the camera is back."""
+    cfg = cfg.replace("camera", width=160, height=96, fps=10.0, read_timeout_s=0.5)
+    cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
+    before = Ledger.in_data_dir(cfg.station.data_dir)
+    before.raise_alarm("camera-lost", cfg.station.name, "no frame for 2 s")
+    before.close()
+    scenario = Scenario.from_dict({"seed": 3, "event": [{"at": 1.0, "kind": "end"}]})
+    cam = SyntheticCamera(160, 96, 10.0, scenario, realtime=False)
+    asm = assemble(cfg, camera=cam, live_view=False)
+    try:
+        assert [a.kind for a in asm.ledger.alarms()] == ["camera-lost"]
+        asm.station.run(threading.Event())
+        assert asm.ledger.alarms() == []
+        (alarm,) = asm.ledger.alarms(active_only=False)
+        assert alarm.kind == "camera-lost" and alarm.cleared_utc is not None
+    finally:
+        asm.close()
 
 
 def test_only_the_capture_loop_s_alarms_skip_the_commit_s_fsync(ledger: Ledger) -> None:

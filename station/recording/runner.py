@@ -235,6 +235,10 @@ class Station:
                 frame = self._reconnect(f"camera not available: {exc}", stop_event)
             else:
                 frame = self._next_frame(stop_event)
+                if frame is not None and self.alarms is not None:
+                    # a camera-lost alarm a run before left active (it stopped, or the power
+                    # went, while the camera was away) ends at this run's first frame
+                    self.alarms.clear("camera-lost", self.cfg.station.name, capture=True)
             while frame is not None and not stop_event.is_set():
                 try:
                     self.process(frame)
