@@ -61,8 +61,8 @@ def open_index(target: Path | str | sqlite3.Connection, *, capture: bool = False
 
     ``capture``: the capture thread's connection (``Ledger.capture_db``), whose commits must
     not wait for the disk: synchronous=NORMAL (a commit is written to the WAL, which survives
-    a kill -9, and synced later: ``Ledger``'s "index-sync" and no automatic checkpoint (the other
-    connections checkpoint, with its syncs).
+    a kill -9, and synced later on ``Ledger``'s thread "index-sync") and no automatic
+    checkpoint (the other connections checkpoint, with its syncs).
     """
     try:
         if not isinstance(target, sqlite3.Connection) and str(target) not in {"", ":memory:"}:
