@@ -12,12 +12,14 @@ import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from proof_support import (  # noqa: F401 (fixtures)
     KIT,
     Store,
     bundle_index,
+    read_zip,
     resign_bundle,
     run_kit,
     store,
@@ -114,6 +116,58 @@ def test_an_honest_central_bundle_of_a_freed_clip_is_warned_of_not_failed(
     assert rc == 0 and "bundle-frames-missing" in _noted(out, "WARN"), out
 
 
+def _clip_section(summary: str, clip: str) -> str:
+    """The part of summary.html about the clip whose member is ``clip``."""
+    name = html.escape(Path(clip).name)
+    (section,) = [s for s in summary.split('<section class="clip">') if f"<h2>{name}</h2>" in s]
+    return section
+
+
+def test_an_export_of_a_clip_it_cannot_decode_says_why_it_has_no_key_frames(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A clip the station cannot decode (extract_jpegs logs and returns none) was bundled
+    without key frames and not a word about it in the bundle: the verifiers' warning was the
+    only one, with no reason. Now bundle.json's warnings and summary.html say it, and why."""
+    st = store.copy(tmp_path / "data")
+
+    def undecodable(clip: Path, times: list[tuple[float, str]]) -> list[Any]:
+        raise OSError(f"{clip}: Invalid data found when processing input")
+
+    monkeypatch.setattr("station.proof.bundle.frames_at", undecodable)
+    res = export_order(st.cfg, "B2", tmp_path / "B2.zip")
+    idx = bundle_index(res.path)
+    assert res.frames == 0 and all(not e["frames"] for e in idx["clips"])
+    summary = read_zip(res.path, "summary.html").decode()
+    for e in idx["clips"]:
+        name = Path(e["clip"]).name
+        (said,) = [w for w in idx["warnings"] if name in w and "key frame" in w]
+        assert "could not be decoded" in said, said
+        assert said in res.warnings
+        section = _clip_section(summary, e["clip"])
+        assert "无法解码" in section and "could not be decoded" in section, section
+
+
+def test_a_bundle_of_a_freed_clip_says_it_has_no_key_frames_for_that(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The parts the archiver exports after retention freed an archived clip (the central
+    site's bundle): the clip is not on the station, so no key frames, and the bundle says so."""
+    st = store.copy(tmp_path / "data")
+    bundle = _central_bundle(st, "B2", tmp_path / "B2.zip")
+    idx = bundle_index(bundle)
+    summary = read_zip(bundle, "summary.html").decode()
+    for e in idx["clips"]:
+        name = Path(e["clip"]).name
+        (said,) = [w for w in idx["warnings"] if name in w and "key frame" in w]
+        assert "not on the station" in said and "could not be decoded" not in said, said
+        section = _clip_section(summary, e["clip"])
+        assert "不在工位上" in section and "not on the station" in section, section
+
+
 def test_an_exported_bundle_has_no_such_warning(
     store: Store,  # noqa: F811
     b2: Path,
@@ -123,6 +177,8 @@ def test_an_exported_bundle_has_no_such_warning(
     assert report.verdict == AUTHENTIC and "bundle-frames-missing" not in report.reasons()
     rc, out = run_kit(KIT, b2, tmp_path, *store.pins())
     assert rc == 0 and "bundle-frames-missing" not in out, out
+    assert not [w for w in bundle_index(b2)["warnings"] if "key frame" in w]
+    assert 'class="no-frames"' not in read_zip(b2, "summary.html").decode()
 
 
 def test_a_tampered_clip_without_key_frames_is_not_also_warned_of(

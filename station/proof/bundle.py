@@ -443,6 +443,7 @@ def _assemble(
     n_frames = n_tokens = 0
     all_cps = plog.checkpoints()
     own_sizes: list[int] = []  # the clips' own checkpoints: the witness record to fetch has them
+    no_frames: dict[str, str] = {}  # clip member -> why it has no key frames (NO_FRAMES_*)
     for n, (r, e) in enumerate(zip(records, entries, strict=True), 1):
         gone_record = (deleted or {}).get(r.path)
         if gone_record is not None:
@@ -502,6 +503,12 @@ def _assemble(
             files[name] = jpg
             item["frames"].append({"file": name, "t_clip_s": round(t, 2), "label": label})
         n_frames += len(frames)
+        if not frames:
+            # The verifiers warn of it (bundle-frames-missing) but cannot know why; the one
+            # reading the bundle is told here, as the pictures are what hold the burned-in
+            # clock to the signed times.
+            no_frames[item["clip"]] = NO_FRAMES_GONE if gone else NO_FRAMES_UNDECODABLE
+            warnings.append(f"{r.path}: {NO_FRAMES_TEXT[no_frames[item['clip']]][1]}")
         item["kind"] = str(body.get("kind") or "order")  # as signed: "order" or "return"
         clips_index.append(item)
         summaries.append((r, body, item, e.seq if e else None, len(item.get("timestamps", []))))
@@ -530,7 +537,7 @@ def _assemble(
     tsa_fps = [cert_fingerprint(c) for c in load_roots(paths.tsa_ca)] if keys["tsa_roots"] else []
     files["VERIFY.md"] = verify_md(index, ca_fp, tsa_fps, [cp.tree_size, *own_sizes]).encode()
     files["verify.py"] = verifier_kit()
-    files["summary.html"] = summary_html(index, summaries, cp, ca_fp, gaps).encode()
+    files["summary.html"] = summary_html(index, summaries, cp, ca_fp, gaps, no_frames).encode()
     order_clips = _order_log_indexes(plog, order_id, cp.tree_size)
     try:
         key = StationKey.load(paths.key)
@@ -986,6 +993,28 @@ DELETION_NOTE_EN = (
     "earlier one proves nothing."
 )
 
+# Why a clip of a bundle has no key frames: (zh-CN, English), said in bundle.json's warnings
+# (English, as its others) and beside the clip in summary.html (both).
+NO_FRAMES_UNDECODABLE = "undecodable"  # extract_jpegs could not decode the clip
+NO_FRAMES_GONE = "not-here"  # the parts of a clip freed after it was archived: no file to read
+NO_FRAMES_TEXT = {
+    NO_FRAMES_UNDECODABLE: (
+        "本证据包没有这段视频的关键帧：导出时视频无法解码。请播放视频，将画面中的时间与签名的"
+        "开始、结束时间比对。",
+        "no key frames in this bundle: the clip could not be decoded when it was exported. "
+        "Play the clip and compare the time burned into its pictures with the signed start "
+        "and end",
+    ),
+    NO_FRAMES_GONE: (
+        "本证据包没有这段视频的关键帧：导出时视频已不在工位上（归档后被保留策略释放，中心站"
+        "从存储桶取回视频本身）。请播放视频，将画面中的时间与签名的开始、结束时间比对。",
+        "no key frames in this bundle: the clip was not on the station when it was exported "
+        "(freed by retention after it was archived; the central site puts the clip itself back "
+        "from the bucket). Play the clip and compare the time burned into its pictures with "
+        "the signed start and end",
+    ),
+}
+
 _KIND_TEXT = {"order": "打包 Packing an order", "return": "退货拆箱 Return (unboxing)"}
 
 
@@ -995,7 +1024,9 @@ def summary_html(
     cp: Checkpoint,
     ca_fp: str | None,
     gaps: list[Gap] | None = None,
+    no_frames: dict[str, str] | None = None,
 ) -> str:
+    """``no_frames``: clip member -> why it has no key frames (NO_FRAMES_*)."""
     e = html.escape
     rows = []
     for r, body, item, seq, n_tokens in summaries:
@@ -1004,6 +1035,10 @@ def summary_html(
             f"<figcaption>{e(f['label'])} · {f['t_clip_s']:.1f}s</figcaption></figure>"
             for f in item["frames"]
         )
+        why = (no_frames or {}).get(item["clip"])
+        if why is not None:
+            zh, en = NO_FRAMES_TEXT[why]
+            frames = f'<p class="no-frames">{e(zh)}<br>\n{e(en[0].upper() + en[1:])}.</p>'
         # What the station signed, never the (editable) index row, when there is a manifest.
         signed = body if seq is not None else r.to_json()
         waybills = [
@@ -1046,6 +1081,7 @@ code{{font-size:.8em;word-break:break-all}} .frames{{display:flex;flex-wrap:wrap
 figure{{margin:0}} img{{width:12em;border:1px solid #999}} figcaption{{font-size:.8em}}
 .clip{{border-top:1px solid #ccc;margin-top:1em}}
 .gaps{{border:2px solid #a40000;padding:0 1em;margin:1em 0}}
+.no-frames{{border-left:4px solid #a40000;padding-left:.5em}}
 </style></head><body>
 <h1>打包视频证据 · Packing video evidence</h1>
 <p>订单 Order <b>{e(index["order_id"])}</b> · 工位 Station <b>{e(index["station"])}</b>
