@@ -3,8 +3,10 @@ bundle's parts when it archives, the central site streams parts + clips from the
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
+import json
 import os
 import re
 import socket
@@ -635,3 +637,71 @@ def _summary(site: Site, order: str) -> str:
     status, _, page = Browserless(site.url).request("GET", path + "/summary")
     assert status == 200
     return page.decode()
+
+
+def test_a_central_bundle_of_a_clip_freed_after_archiving_carries_its_archived_key_frames(
+    seaweed: SeaweedServer,
+    postgres: PostgresServer,
+    tsa_ec,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """An order's first clip is archived (with its key frames, ``frames/<sha256>/``), then
+    freed by retention; its second clip is archived later, so the station signs the order's
+    parts again without the first clip's file. Those parts used to list it with no key
+    frames (both verifiers: `bundle-frames-missing`); now the archiver reads back the frames
+    it uploaded and the central bundle carries them as a station export would, each held
+    by `packcam verify` to the clip. K3's first clip lost its frames from the bucket: that
+    bundle says why it has none, and the verifiers warn."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    st = build_store(tmp_path / "station", tsa_ec, ["K1", "K3", "K1", "K3"], c2pa=False)
+    with contextlib.closing(Ledger.in_data_dir(st.data)) as ledger:
+        firsts = {o: ledger.clips(o)[0] for o in ("K1", "K3")}
+        seconds = {o: ledger.clips(o)[1] for o in ("K1", "K3")}
+    hidden = {}
+    for o, rec in seconds.items():  # the archiver cannot send them on the first pass
+        hidden[o] = (st.data / rec.path, (st.data / rec.path).with_suffix(".away"))
+        hidden[o][0].rename(hidden[o][1])
+    with central_site(st, seaweed, postgres, tmp_path) as site:
+        with contextlib.closing(Ledger.in_data_dir(st.data)) as ledger:
+            metas = {o: ledger.archive_state(int(r.id or 0)) for o, r in firsts.items()}
+        assert all(m and m["archive_meta"]["frames"] for m in metas.values()), metas
+        s3 = boto3.session.Session().client(
+            "s3", endpoint_url=seaweed.endpoint, region_name="us-east-1",
+            aws_access_key_id=S3_ACCESS_KEY, aws_secret_access_key=S3_SECRET_KEY,
+            config=BotoConfig(s3={"addressing_style": "path"}),
+        )  # fmt: skip
+        meta3 = metas["K3"]
+        assert meta3 is not None
+        for f in meta3["archive_meta"]["frames"]:
+            s3.delete_object(Bucket=site.station_cfg.archive.bucket, Key=f["key"])
+        for o, rec in firsts.items():
+            (st.data / rec.path).unlink()  # freed by retention, as archived
+            hidden[o][1].rename(hidden[o][0])
+        archiver = Archiver(site.station_cfg)
+        try:
+            assert archiver.run_once() == 2
+        finally:
+            archiver.stop()  # its index connections
+        site.sync()
+        c = Browserless(site.url)
+        _login(c)
+        bundles = {}
+        for o in ("K1", "K3"):
+            status, _, data = c.request("GET", f"/clips/{_clip_ids(site, o)[0]}/bundle.zip")
+            assert status == 200, data[:300]
+            bundles[o] = data
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                idx = json.loads(zf.read("bundle.json"))
+                assert all(f["file"] in zf.namelist() for e in idx["clips"] for f in e["frames"])
+            assert [bool(e["frames"]) for e in idx["clips"]] == [o == "K1", True], idx
+            said = [w for w in idx["warnings"] if "key frame" in w]
+            assert len(said) == (o == "K3") and all(
+                Path(firsts[o].path).name in w and "bucket had none" in w for w in said
+            ), idx["warnings"]
+        packcam, kit = _verify_both_ways(st, bundles["K1"], tmp_path / "v1")
+        assert "bundle-frames-missing" not in packcam + kit, packcam + kit
+        assert packcam.count("key frames are this clip's own pictures") == 2, packcam
+        packcam, kit = _verify_both_ways(st, bundles["K3"], tmp_path / "v3")
+        assert "bundle-frames-missing" in packcam and "bundle-frames-missing" in kit, packcam

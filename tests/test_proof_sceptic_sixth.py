@@ -12,12 +12,14 @@ import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from proof_support import (  # noqa: F401 (fixtures)
     KIT,
     Store,
     bundle_index,
+    read_zip,
     resign_bundle,
     run_kit,
     store,
@@ -26,9 +28,10 @@ from proof_support import (  # noqa: F401 (fixtures)
 from test_bundle_deleted_clip import retain_oldest
 from test_share_summary import parts, summary_of
 
-from station.proof.bundle import export_order
+from station.proof.bundle import export_order, extract_jpegs
 from station.proof.canonical import canonical_json
 from station.proof.verify import AUTHENTIC, TAMPERED, audit, verify_bundle, verify_clip
+from station.proof.videohash import keyframe_times
 from station.store.ledger import INDEX_NAME, Ledger
 
 LINE = re.compile(r"^(OK|FAIL|WARN) +.*\[([a-z0-9-]+)\]$", re.M)
@@ -64,7 +67,8 @@ def test_a_bundle_without_key_frames_is_named_by_both_verifiers(
     signed times (the re-timed clip of test_proof_sceptic_fifth leaves them out). A bundle
     whose clip is here with no key frame listed was AUTHENTIC with not a word about it; both
     verifiers now warn (`bundle-frames-missing`), as an honest central bundle of a clip the
-    station had freed after archiving it has none either: the verdict stands."""
+    station had freed after archiving it has none either when the bucket lost its archived
+    key frames: the verdict stands."""
     bundle = _without_frames(store, b2, tmp_path / "bare.zip")
     report = verify_bundle(bundle, anchors=store.anchors(), tmp_dir=tmp_path)
     assert report.verdict == AUTHENTIC, report.lines()
@@ -75,11 +79,31 @@ def test_a_bundle_without_key_frames_is_named_by_both_verifiers(
     assert "bundle-frames-missing" in _noted(out, "WARN"), out
 
 
-def _central_bundle(st: Store, order_id: str, out: Path) -> Path:
+def _archived_frames(st: Store, order_id: str) -> dict[str, list[tuple[float, str, bytes]]]:
+    """The key frames the archiver cuts from each clip of ``order_id`` and uploads (by the
+    clip's SHA-256, as ``frames/<sha256>/`` in the bucket): what it reads back for the parts
+    of a clip it has freed since."""
+    with contextlib.closing(Ledger.in_data_dir(st.data)) as ledger:
+        clips = ledger.clips(order_id)
+    return {
+        c.sha256: extract_jpegs(
+            st.data / c.path, keyframe_times(json.loads((st.data / c.manifest_path).read_bytes()))
+        )
+        for c in clips
+    }
+
+
+def _central_bundle(
+    st: Store,
+    order_id: str,
+    out: Path,
+    bucket: dict[str, list[tuple[float, str, bytes]]] | None = None,
+) -> Path:
     """The central site's bundle of ``order_id`` after the station archived its clips and
     retention freed them locally: the parts the archiver exports then (``without_clips``:
-    no key frames, the clips listed by hash), each clip put back from the bucket as
-    central/bundles.py streams it (every member in name order, the clip stored)."""
+    the clips listed by hash, their key frames those of ``bucket``, none if it has none),
+    each clip put back from the bucket as central/bundles.py streams it (every member in
+    name order, the clip stored)."""
     with contextlib.closing(Ledger.in_data_dir(st.data)) as ledger:
         clips = ledger.clips(order_id)
         for c in clips:
@@ -87,7 +111,13 @@ def _central_bundle(st: Store, order_id: str, out: Path) -> Path:
     kept = {f"clips/{Path(c.path).name}": (st.data / c.path).read_bytes() for c in clips}
     for c in clips:
         (st.data / c.path).unlink()
-    parts = export_order(st.cfg, order_id, out.with_suffix(".parts.zip"), without_clips=True)
+    parts = export_order(
+        st.cfg,
+        order_id,
+        out.with_suffix(".parts.zip"),
+        without_clips=True,
+        archived_frames=None if bucket is None else (lambda r: bucket.get(r.sha256, [])),
+    )
     with zipfile.ZipFile(parts.path) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for name in sorted(set(zin.namelist()) | set(kept)):
             if name in kept:
@@ -102,16 +132,113 @@ def test_an_honest_central_bundle_of_a_freed_clip_is_warned_of_not_failed(
     tmp_path: Path,
 ) -> None:
     """Why a warning and not a failure: the central site's bundle of a clip the station freed
-    after archiving it has no key frames (the station could not decode a clip it no longer
-    has), and is honest: AUTHENTIC in both verifiers, each naming the missing pictures."""
+    after archiving it has no key frames when the bucket has none of them either (the
+    station could not decode a clip it no longer has), and is honest: AUTHENTIC in both
+    verifiers, each naming the missing pictures."""
     st = store.copy(tmp_path / "data")
-    bundle = _central_bundle(st, "B2", tmp_path / "B2.zip")
+    bundle = _central_bundle(st, "B2", tmp_path / "B2.zip", bucket={})
     assert all(not e["frames"] for e in bundle_index(bundle)["clips"])
     report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
     assert report.verdict == AUTHENTIC and not report.failures, report.lines()
     assert "bundle-frames-missing" in report.reasons(), report.lines()
     rc, out = run_kit(KIT, bundle, tmp_path, *st.pins())
     assert rc == 0 and "bundle-frames-missing" in _noted(out, "WARN"), out
+
+
+def test_a_central_bundle_of_a_freed_clip_carries_the_key_frames_archived_with_it(
+    store: Store,  # noqa: F811
+    b2: Path,
+    tmp_path: Path,
+) -> None:
+    """The archiver uploads each clip's key frames (``frames/<sha256>/``); the parts it
+    builds after retention freed the clip carry them, read back from the bucket, under the
+    names and bundle.json entries a station export gives them: no warning, and `packcam
+    verify` holds each to the clip's picture at its moment."""
+    st = store.copy(tmp_path / "data")
+    bucket = _archived_frames(st, "B2")
+    bundle = _central_bundle(st, "B2", tmp_path / "B2.zip", bucket=bucket)
+    idx = bundle_index(bundle)
+    assert [e["frames"] for e in idx["clips"]] == [e["frames"] for e in bundle_index(b2)["clips"]]
+    assert all(e["frames"] for e in idx["clips"])
+    assert not [w for w in idx["warnings"] if "key frame" in w], idx["warnings"]
+    assert 'class="no-frames"' not in read_zip(bundle, "summary.html").decode()
+    report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
+    assert report.verdict == AUTHENTIC and not report.failures, report.lines()
+    assert "bundle-frames-missing" not in report.reasons(), report.lines()
+    held = [c for c in report.checks if "key frames are this clip's own pictures" in c.reason]
+    assert len(held) == len(idx["clips"]), report.lines()
+    rc, out = run_kit(KIT, bundle, tmp_path, *st.pins())
+    assert rc == 0 and "bundle-frames-missing" not in out, out
+
+
+def test_key_frames_from_the_bucket_that_are_not_the_clip_s_fail(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Frames from the bucket are the seller's material, vouching for nothing: pictures put
+    in the bucket under other moments' names (each the next one's) are signed into the parts
+    like any, and `packcam verify` finds they are not the clip's (bundle-frame-mismatch)."""
+    st = store.copy(tmp_path / "data")
+    bucket = _archived_frames(st, "B2")
+    (sha, frames), *_ = bucket.items()
+    assert len(frames) >= 2
+    swapped = {sha: [(t, lb, frames[(i + 1) % len(frames)][2]) for i, (t, lb, _) in
+                     enumerate(frames)]}  # fmt: skip
+    bundle = _central_bundle(st, "B2", tmp_path / "B2.zip", bucket=swapped)
+    report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
+    assert report.verdict == TAMPERED and "bundle-frame-mismatch" in report.codes(), report.lines()
+
+
+def _clip_section(summary: str, clip: str) -> str:
+    """The part of summary.html about the clip whose member is ``clip``."""
+    name = html.escape(Path(clip).name)
+    (section,) = [s for s in summary.split('<section class="clip">') if f"<h2>{name}</h2>" in s]
+    return section
+
+
+def test_an_export_of_a_clip_it_cannot_decode_says_why_it_has_no_key_frames(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A clip the station cannot decode (extract_jpegs logs and returns none) was bundled
+    without key frames and not a word about it in the bundle: the verifiers' warning was the
+    only one, with no reason. Now bundle.json's warnings and summary.html say it, and why."""
+    st = store.copy(tmp_path / "data")
+
+    def undecodable(clip: Path, times: list[tuple[float, str]]) -> list[Any]:
+        raise OSError(f"{clip}: Invalid data found when processing input")
+
+    monkeypatch.setattr("station.proof.bundle.frames_at", undecodable)
+    res = export_order(st.cfg, "B2", tmp_path / "B2.zip")
+    idx = bundle_index(res.path)
+    assert res.frames == 0 and all(not e["frames"] for e in idx["clips"])
+    summary = read_zip(res.path, "summary.html").decode()
+    for e in idx["clips"]:
+        name = Path(e["clip"]).name
+        (said,) = [w for w in idx["warnings"] if name in w and "key frame" in w]
+        assert "could not be decoded" in said, said
+        assert said in res.warnings
+        section = _clip_section(summary, e["clip"])
+        assert "无法解码" in section and "could not be decoded" in section, section
+
+
+def test_a_bundle_of_a_freed_clip_says_it_has_no_key_frames_for_that(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The parts the archiver exports after retention freed an archived clip (the central
+    site's bundle): the clip is not on the station, so no key frames, and the bundle says so."""
+    st = store.copy(tmp_path / "data")
+    bundle = _central_bundle(st, "B2", tmp_path / "B2.zip")
+    idx = bundle_index(bundle)
+    summary = read_zip(bundle, "summary.html").decode()
+    for e in idx["clips"]:
+        name = Path(e["clip"]).name
+        (said,) = [w for w in idx["warnings"] if name in w and "key frame" in w]
+        assert "not on the station" in said and "could not be decoded" not in said, said
+        section = _clip_section(summary, e["clip"])
+        assert "不在工位上" in section and "not on the station" in section, section
 
 
 def test_an_exported_bundle_has_no_such_warning(
@@ -123,6 +250,8 @@ def test_an_exported_bundle_has_no_such_warning(
     assert report.verdict == AUTHENTIC and "bundle-frames-missing" not in report.reasons()
     rc, out = run_kit(KIT, b2, tmp_path, *store.pins())
     assert rc == 0 and "bundle-frames-missing" not in out, out
+    assert not [w for w in bundle_index(b2)["warnings"] if "key frame" in w]
+    assert 'class="no-frames"' not in read_zip(b2, "summary.html").decode()
 
 
 def test_a_tampered_clip_without_key_frames_is_not_also_warned_of(

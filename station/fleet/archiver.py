@@ -26,7 +26,7 @@ from station.proof.bundle import export_order, extract_jpegs
 from station.proof.keys import StationKey
 from station.proof.log import ProofLog
 from station.proof.paths import ProofPaths
-from station.proof.verify import BUNDLE_MANIFEST
+from station.proof.verify import BUNDLE_MANIFEST, MAX_FRAME_BYTES
 from station.proof.videohash import keyframe_times
 from station.runtime.background import IndexWorker, Schedule
 from station.store.ledger import ClipRecord, Ledger
@@ -354,13 +354,39 @@ class Archiver(IndexWorker):
         ``log_key`` (``_put_parts``)."""
         out.parent.mkdir(exist_ok=True)
         try:
-            result = export_order(self.cfg, order_id, out, without_clips=True)
+            result = export_order(
+                self.cfg, order_id, out, without_clips=True, archived_frames=self._archived_frames
+            )
             self._put_parts(order_id, out, result.checkpoint_size, log_key)
         except ProofError as exc:
             log.info("archiver: no bundle parts for order %r: %s", order_id, exc)
         finally:
             out.unlink(missing_ok=True)
             out.with_name(out.name + ".part").unlink(missing_ok=True)
+
+    def _archived_frames(self, rec: ClipRecord) -> list[tuple[float, str, bytes]]:
+        """The key frames this station cut from ``rec`` and uploaded when it archived it, read
+        back from the bucket (the clip is freed here): the parts carry them as an export from
+        the clip would, and `packcam verify` holds each to the clip's picture. One gone from
+        the bucket (or larger than any picture) is left out; a store error propagates (the
+        parts are built again)."""
+        state = self.ledger.archive_state(rec.id) if rec.id is not None else None
+        meta = (state or {}).get("archive_meta") or {}
+        own = f"{self.prefix}frames/{rec.sha256}/"  # never another clip's, whatever the meta says
+        out: list[tuple[float, str, bytes]] = []
+        for f in meta.get("frames") or []:
+            key = f.get("key") if isinstance(f, dict) else None
+            if not isinstance(key, str) or not key.startswith(own):
+                continue
+            head = self.store.head(key)
+            if head is None:
+                log.warning("archiver: key frame %s of %s is not in the bucket", key, rec.path)
+                continue
+            if int(head.get("ContentLength") or 0) > MAX_FRAME_BYTES:  # a JPEG of one picture
+                log.warning("archiver: key frame %s of %s is too large; left out", key, rec.path)
+                continue
+            out.append((float(f.get("t", 0.0)), str(f.get("label")), self.store.get_bytes(key)))
+        return out
 
     def _log_key(self, sha256: str) -> str | None:
         """The fingerprint of the key whose log holds the clip's leaf (a retired key's, when

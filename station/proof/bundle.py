@@ -8,7 +8,7 @@ import io
 import json
 import logging
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +99,11 @@ class ExportResult:
         self.notes = [*self.notes, note]
 
 
+# The key frames of a clip this station no longer has (freed after it was archived): (seconds
+# into the clip, label, JPEG) as ``extract_jpegs`` made them when the archiver cut them.
+FrameSource = Callable[[ClipRecord], list[tuple[float, str, bytes]]]
+
+
 def extract_jpegs(clip: Path, times: list[tuple[float, str]]) -> list[tuple[float, str, bytes]]:
     """The picture shown at each time, as JPEG (none when the clip cannot be decoded)."""
     out: list[tuple[float, str, bytes]] = []
@@ -167,6 +172,7 @@ def export_order(
     *,
     without_clips: bool = False,
     perm: int | None = None,
+    archived_frames: FrameSource | None = None,
 ) -> ExportResult:
     """Write the evidence bundle of every clip of ``order_id`` to ``out`` (a zip; ``perm``:
     its mode bits, set before it has its name, else the umask's).
@@ -175,7 +181,8 @@ def export_order(
     exactly as the whole bundle (the bundle manifest lists the clips' SHA-256), for the
     archiver to upload; the central site streams parts + archived clips as one bundle. A clip
     whose local file is gone after it was archived (freed by retention) is listed by its
-    indexed hash: the bucket holds it.
+    indexed hash: the bucket holds it, and its key frames are those ``archived_frames``
+    gives (the archiver: the ones it cut from the clip and uploaded, read back), else none.
 
     Otherwise (and in the parts, for a clip retention deleted before it was archived: the
     bucket never had it) a clip this station's retention deleted is carried as a gap: its
@@ -220,7 +227,7 @@ def export_order(
             )
         accepted = SyncCursors(ledger.db).cursor(WITNESSED_CURSOR)
         return _export(cfg, paths, plog, records, order_id, out, accepted, without_clips, perm,
-                       deleted)  # fmt: skip
+                       deleted, archived_frames)  # fmt: skip
     finally:
         plog.close()
         ledger.close()
@@ -243,6 +250,7 @@ def _export(
     without_clips: bool = False,
     perm: int | None = None,
     deleted: Mapping[str, dict[str, Any]] | None = None,
+    archived_frames: FrameSource | None = None,
 ) -> ExportResult:
     warnings: list[str] = []
     entries: list[LogEntry | None] = []
@@ -271,7 +279,8 @@ def _export(
     old_key = next(iter(logs), "")
     if old_key:
         return _export_archived(cfg, paths, plog, records, entries, order_id, out, old_key,
-                                warnings, without_clips, perm, deleted)  # fmt: skip
+                                warnings, without_clips, perm, deleted,
+                                archived_frames)  # fmt: skip
     need = max((e.seq + 1 for e in entries if e is not None), default=0)
     queue = None
     if cfg.proof.tsa_urls:
@@ -321,7 +330,7 @@ def _export(
     station_pub = public_pem(station_public_key(paths.public_key, paths.key))
     res = _assemble(
         cfg, paths, plog, records, entries, order_id, out, cp, station_pub, paths.key_cert, [],
-        warnings, without_clips, perm, deleted,
+        warnings, without_clips, perm, deleted, archived_frames,
     )  # fmt: skip
     if note:
         res.add_note(note)
@@ -341,6 +350,7 @@ def _export_archived(
     without_clips: bool = False,
     perm: int | None = None,
     deleted: Mapping[str, dict[str, Any]] | None = None,
+    archived_frames: FrameSource | None = None,
 ) -> ExportResult:
     """An order recorded under a retired key: its closed log up to the final checkpoint, and
     the chain of rotation statements from that key to the current one (which signs the
@@ -372,7 +382,7 @@ def _export_archived(
         )
     res = _assemble(
         cfg, paths, arch, records, entries, order_id, out, cp, chain[0].old_public_pem, cert,
-        links, warnings, without_clips, perm, deleted,
+        links, warnings, without_clips, perm, deleted, archived_frames,
     )  # fmt: skip
     if cfg.central.enabled and not without_clips:
         # The chain to the current key starts at the closed log's final checkpoint, so no
@@ -407,6 +417,7 @@ def _assemble(
     without_clips: bool = False,
     perm: int | None = None,
     deleted: Mapping[str, dict[str, Any]] | None = None,
+    archived_frames: FrameSource | None = None,
 ) -> ExportResult:
     files: dict[str, bytes | Path | ArchivedClip] = {}
     keys: dict[str, str | None] = {"station_public_key": "keys/station-key.pub.pem"}
@@ -443,6 +454,7 @@ def _assemble(
     n_frames = n_tokens = 0
     all_cps = plog.checkpoints()
     own_sizes: list[int] = []  # the clips' own checkpoints: the witness record to fetch has them
+    no_frames: dict[str, str] = {}  # clip member -> why it has no key frames (NO_FRAMES_*)
     for n, (r, e) in enumerate(zip(records, entries, strict=True), 1):
         gone_record = (deleted or {}).get(r.path)
         if gone_record is not None:
@@ -495,13 +507,22 @@ def _assemble(
         else:
             item["manifest"] = None
             body = r.to_json()
-        frames = [] if gone else extract_jpegs(clip_path, keyframe_times(body))
+        if not gone:
+            frames = extract_jpegs(clip_path, keyframe_times(body))
+        else:  # the parts of a clip freed after archiving: the frames cut then, if given
+            frames = archived_frames(r) if archived_frames is not None else []
         item["frames"] = []
         for t, label, jpg in frames:
             name = f"frames/{stem}_{t:07.2f}s_{label}.jpg"
             files[name] = jpg
             item["frames"].append({"file": name, "t_clip_s": round(t, 2), "label": label})
         n_frames += len(frames)
+        if not frames:
+            # The verifiers warn of it (bundle-frames-missing) but cannot know why; the one
+            # reading the bundle is told here, as the pictures are what hold the burned-in
+            # clock to the signed times.
+            no_frames[item["clip"]] = NO_FRAMES_GONE if gone else NO_FRAMES_UNDECODABLE
+            warnings.append(f"{r.path}: {NO_FRAMES_TEXT[no_frames[item['clip']]][1]}")
         item["kind"] = str(body.get("kind") or "order")  # as signed: "order" or "return"
         clips_index.append(item)
         summaries.append((r, body, item, e.seq if e else None, len(item.get("timestamps", []))))
@@ -530,7 +551,7 @@ def _assemble(
     tsa_fps = [cert_fingerprint(c) for c in load_roots(paths.tsa_ca)] if keys["tsa_roots"] else []
     files["VERIFY.md"] = verify_md(index, ca_fp, tsa_fps, [cp.tree_size, *own_sizes]).encode()
     files["verify.py"] = verifier_kit()
-    files["summary.html"] = summary_html(index, summaries, cp, ca_fp, gaps).encode()
+    files["summary.html"] = summary_html(index, summaries, cp, ca_fp, gaps, no_frames).encode()
     order_clips = _order_log_indexes(plog, order_id, cp.tree_size)
     try:
         key = StationKey.load(paths.key)
@@ -986,6 +1007,29 @@ DELETION_NOTE_EN = (
     "earlier one proves nothing."
 )
 
+# Why a clip of a bundle has no key frames: (zh-CN, English), said in bundle.json's warnings
+# (English, as its others) and beside the clip in summary.html (both).
+NO_FRAMES_UNDECODABLE = "undecodable"  # extract_jpegs could not decode the clip
+NO_FRAMES_GONE = "not-here"  # the parts of a clip freed after it was archived: no file to read
+NO_FRAMES_TEXT = {
+    NO_FRAMES_UNDECODABLE: (
+        "本证据包没有这段视频的关键帧：导出时视频无法解码。请播放视频，将画面中的时间与签名的"
+        "开始、结束时间比对。",
+        "no key frames in this bundle: the clip could not be decoded when it was exported. "
+        "Play the clip and compare the time burned into its pictures with the signed start "
+        "and end",
+    ),
+    NO_FRAMES_GONE: (
+        "本证据包没有这段视频的关键帧：导出时视频已不在工位上（归档后被保留策略释放，中心站"
+        "从存储桶取回视频本身），存储桶中也没有它归档时的关键帧。请播放视频，将画面中的时间与"
+        "签名的开始、结束时间比对。",
+        "no key frames in this bundle: the clip was not on the station when it was exported "
+        "(freed by retention after it was archived; the central site puts the clip itself back "
+        "from the bucket), and the bucket had none of the key frames archived with it. Play "
+        "the clip and compare the time burned into its pictures with the signed start and end",
+    ),
+}
+
 _KIND_TEXT = {"order": "打包 Packing an order", "return": "退货拆箱 Return (unboxing)"}
 
 
@@ -995,7 +1039,9 @@ def summary_html(
     cp: Checkpoint,
     ca_fp: str | None,
     gaps: list[Gap] | None = None,
+    no_frames: dict[str, str] | None = None,
 ) -> str:
+    """``no_frames``: clip member -> why it has no key frames (NO_FRAMES_*)."""
     e = html.escape
     rows = []
     for r, body, item, seq, n_tokens in summaries:
@@ -1004,6 +1050,10 @@ def summary_html(
             f"<figcaption>{e(f['label'])} · {f['t_clip_s']:.1f}s</figcaption></figure>"
             for f in item["frames"]
         )
+        why = (no_frames or {}).get(item["clip"])
+        if why is not None:
+            zh, en = NO_FRAMES_TEXT[why]
+            frames = f'<p class="no-frames">{e(zh)}<br>\n{e(en[0].upper() + en[1:])}.</p>'
         # What the station signed, never the (editable) index row, when there is a manifest.
         signed = body if seq is not None else r.to_json()
         waybills = [
@@ -1046,6 +1096,7 @@ code{{font-size:.8em;word-break:break-all}} .frames{{display:flex;flex-wrap:wrap
 figure{{margin:0}} img{{width:12em;border:1px solid #999}} figcaption{{font-size:.8em}}
 .clip{{border-top:1px solid #ccc;margin-top:1em}}
 .gaps{{border:2px solid #a40000;padding:0 1em;margin:1em 0}}
+.no-frames{{border-left:4px solid #a40000;padding-left:.5em}}
 </style></head><body>
 <h1>打包视频证据 · Packing video evidence</h1>
 <p>订单 Order <b>{e(index["order_id"])}</b> · 工位 Station <b>{e(index["station"])}</b>
