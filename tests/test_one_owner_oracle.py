@@ -709,6 +709,27 @@ LATE_LABEL_BEFORE_AN_UNSIGNED_ORDER = [
 ]  # fmt: skip
 
 
+# PO-B's scan ends PO-A's clip and PO-B's clip is refused (the disk full); PO-B's label scanned by
+# hand in that frame interval (stamped as PO-B's scan: PO-A's clip's end), after a pedal press or
+# not. The same with PO-A sealed by the pedal in that interval just before PO-B's scan, and with
+# PO-B scanned while no packer is signed in (require_packer).
+LABEL_AS_A_REFUSED_NEXT_ORDER = [
+    ("hand", "PO-A"), ("still", 1), ("hand", "PO-B"), ("hand", "WAYBILL"), ("refuse", True),
+]  # fmt: skip
+LABEL_AFTER_A_PEDAL_AS_A_REFUSED_NEXT_ORDER = [
+    ("hand", "PO-A"), ("still", 1), ("hand", "PO-B"), ("pedal",), ("hand", "WAYBILL"),
+    ("refuse", True),
+]  # fmt: skip
+LABEL_AS_A_REFUSED_ORDER_AFTER_A_SEAL = [
+    ("hand", "PO-A"), ("frames", 3), ("pedal",), ("refuse", True), ("hand", "PO-B"),
+    ("hand", "WAYBILL"), ("frames", 3),
+]  # fmt: skip
+LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL = [
+    ("hand", "OP:alice"), ("hand", "PO-A"), ("frames", 3), ("pedal",), ("hand", "SIGNOUT"),
+    ("hand", "PO-B"), ("pedal",), ("hand", "WAYBILL"), ("frames", 3),
+]  # fmt: skip
+
+
 @settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(steps, max_size=40), st.sampled_from([0, 3]), st.booleans(), st.booleans())
 # What it found: the next order's pre-roll on a parcel whose clip timed out; the same after
@@ -749,6 +770,10 @@ LATE_LABEL_BEFORE_AN_UNSIGNED_ORDER = [
 # order's sheet first, and the station rightly opened its clip at that read (the oracle's model
 # was wrong; found in a 3000-example run). Heard so, a label typed after the next order (both
 # waiting for the next frame) was taken for the parcel's before (the oracle's again).
+# The next order's clip refused (the disk full, no packer signed in), its label scanned by hand in
+# the frame interval of its scan was linked to the clip that scan ended (or sealed in that
+# interval): stamped at that clip's end, inside it, another buyer's label (found in a
+# 6000-example run; guarding on the refused order's scan time missed it after a pedal press).
 @example([("hand", "PO-A"), ("frames", 16), ("hand", "PO-B"), ("frames", 1)], 0, False, False)
 @example(
     [("hand", "PO-A"), ("frames", 16), ("lose", 0), ("frames", 8), ("hand", "PO-B"),
@@ -841,6 +866,10 @@ LATE_LABEL_BEFORE_AN_UNSIGNED_ORDER = [
 @example(SEAL_CARD_WITH_THE_NEXT_SHEET, 0, False, False)
 @example(SEAL_CARD_AS_THE_CAMERA_IS_BACK, 0, False, False)
 @example(SEAL_CARD_AS_THE_CUT_CLIP_RESUMES, 0, False, False)
+@example(LABEL_AS_A_REFUSED_NEXT_ORDER, 0, False, False)
+@example(LABEL_AFTER_A_PEDAL_AS_A_REFUSED_NEXT_ORDER, 0, False, False)
+@example(LABEL_AS_A_REFUSED_ORDER_AFTER_A_SEAL, 0, False, True)
+@example(LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL, 0, True, False)
 def test_every_frame_of_a_clip_is_of_its_own_order(
     script: list[tuple[Any, ...]], lag: int, require_packer: bool, waybill_ends: bool
 ) -> None:

@@ -677,6 +677,64 @@ def test_a_late_label_of_the_clip_a_refused_order_ended_is_linked_to_it() -> Non
     assert isinstance(state, Idle) and state.unrecorded == "PO-B"
 
 
+NEXT_ORDER_REFUSED = {
+    # PO-B's scan ends PO-A's clip at 30; PO-B's clip refused (the disk full)
+    "next-order": (Scanned(ORDER_B, 30.0, "keyboard"), ClipRefused("PO-B", 30.0, "disk full")),
+    # PO-A sealed by the pedal at 30, PO-B scanned in the same instant, its clip refused
+    "sealed-then-next": (
+        PedalPress(30.0),
+        Scanned(ORDER_B, 30.0, "keyboard"),
+        ClipRefused("PO-B", 30.0, "disk full"),
+    ),
+}
+UNSIGNED_NEXT_ORDER = {
+    # PO-B scanned at 30 with no packer signed in (require_packer): PO-A's clip ends, B's refused
+    "next-order-unsigned": (Scanned(SIGNOUT, 28.0, "keyboard"), Scanned(ORDER_B, 30.0, "keyboard")),
+    # PO-A sealed by the pedal at 30, PO-B scanned in the same instant with no packer signed in
+    "sealed-then-unsigned": (
+        Scanned(SIGNOUT, 28.0, "keyboard"),
+        PedalPress(30.0),
+        Scanned(ORDER_B, 30.0, "keyboard"),
+    ),
+}
+
+
+@pytest.mark.parametrize("pedal", [False, True], ids=["label", "pedal-then-label"])
+@pytest.mark.parametrize("then", [*NEXT_ORDER_REFUSED, *UNSIGNED_NEXT_ORDER])
+def test_a_label_scanned_after_the_next_orders_scan_is_not_the_clip_before(
+    then: str, pedal: bool
+) -> None:
+    """PO-A records from 10; PO-B is scanned by hand at 30 (ending PO-A's clip, or just after
+    its seal) and its clip refused: PO-B is packed with no clip. A waybill scanned by hand
+    then, stamped 30 too (one frame interval), after PO-B's scan, with or without a pedal
+    press between: PO-B's label (or a later one's), never PO-A's. It was linked to PO-A's
+    ended clip (stamped at its end, inside it): another buyer's label on PO-A. A read the
+    camera made while PO-A's clip was open, decoded now, is still PO-A's."""
+    unsigned = then in UNSIGNED_NEXT_ORDER
+    rules = SessionSection(require_packer=unsigned)
+    a = (Scanned(ANN_BADGE, 1.0, "keyboard"), Scanned(ORDER_A, 10.0, "keyboard"))
+    b = UNSIGNED_NEXT_ORDER[then] if unsigned else NEXT_ORDER_REFUSED[then]
+    idle = after(*a, *b, *([PedalPress(30.0)] if pedal else []), rules=rules)
+    assert isinstance(idle, Idle) and idle.last == ("PO-A", 30.0)
+    state, actions = step(idle, Scanned(OTHER_WAYBILL, 30.0, "keyboard"), rules)
+    assert not any(isinstance(x, LinkWaybill) for x in actions)
+    assert isinstance(state, Idle) and OTHER_WAYBILL.text not in state.last_waybills
+    assert OTHER_WAYBILL.text not in dict(state.floor.waybills)
+    _, actions = step(idle, Scanned(OTHER_WAYBILL, 29.9), rules)  # read in PO-A's clip: A's
+    assert LinkWaybill("PO-A", OTHER_WAYBILL.text, "YTO", 29.9, ended=True) in actions
+
+
+def test_a_label_in_the_frame_that_opened_a_refused_next_order_is_the_parcel_befores() -> None:
+    """The camera reads PO-B's sheet at 30 (ending PO-A's clip; PO-B's refused) and PO-A's
+    label in that frame: one frame's reads come in no set order, and the frame was shot before
+    PO-B was opened. The label is PO-A's, linked to its ended clip, as when PO-B's clip opens
+    (``_opening_frame``); a label scanned by hand in that instant would be PO-B's."""
+    state, _ = step(rec("PO-A", 10.0), Scanned(ORDER_B, 30.0), RULES)
+    idle, _ = step(state, ClipRefused("PO-B", 30.0, "disk full"), RULES)
+    _, actions = step(idle, Scanned(OTHER_WAYBILL, 30.0), RULES)
+    assert LinkWaybill("PO-A", OTHER_WAYBILL.text, "YTO", 30.0, ended=True) in actions
+
+
 def test_the_sealed_orders_sheet_seen_again_by_the_camera_opens_no_repack() -> None:
     """The sheet of the order just sealed, still at the table and seen again: no repack clip
     (it would record the next parcel under this order until that one is scanned)."""
@@ -1540,6 +1598,7 @@ def test_a_next_order_whose_clip_fails_still_knows_the_order_before(failure) -> 
         unrecorded="PO-B",
         last_began=10.0,
         unrecorded_t=30.0,
+        followed_t=30.0,
     )
     again, actions = step(state, Scanned(ORDER_A, 31.0, "camera"), RULES)
     assert again == state and not any(isinstance(a, StartClip) for a in actions)

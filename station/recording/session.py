@@ -113,6 +113,11 @@ class Idle:
     ``cut``: the packing the station's last stop cut, while ``unrecorded`` is its order (from
     the start, until a clip of it starts or that packing ends): the clip its sheet opens
     resumes it (``StartClip.after_restart``), no repack.
+
+    ``followed_t``: when an order was first scanned after the clip of ``last`` ended, its
+    clip refused (None: none since): a hand scan stamped then or after, even at that clip's
+    end (the next order's scan ended it, or came in the instant of its seal), was made after
+    that order's scan: that packing's or a later one's, never the ended clip's.
     """
 
     floor: Floor = Floor()
@@ -122,6 +127,7 @@ class Idle:
     last_began: float | None = None
     cut: Cut | None = None
     unrecorded_t: float | None = None
+    followed_t: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -882,7 +888,9 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
         last = (state.order_id, event.t)
         if event.code.text == state.order_id:
             return Idle(state.floor, last), [_log(event), StopClip(FinishReason.RESCAN, event.t)]
-        idle = Idle(state.floor, last, unrecorded=event.code.text, unrecorded_t=event.t)
+        idle = Idle(
+            state.floor, last, unrecorded=event.code.text, unrecorded_t=event.t, followed_t=event.t
+        )
         # (it may be packed all the same)
         return idle, [StopClip(FinishReason.NEXT_ORDER, event.t), refused]
     if isinstance(state, Suspended):
@@ -896,7 +904,9 @@ def _refuse_unsigned(state: State, event: Scanned) -> tuple[State, list[Action]]
     cut = _kept_cut(state, event.code.text)
     # (the same order scanned again: its packing went on since it was first scanned)
     since = state.unrecorded_t if event.code.text == state.unrecorded else event.t
-    return replace(state, unrecorded=event.code.text, unrecorded_t=since, cut=cut), [refused]
+    followed = event.t if state.last is not None and state.followed_t is None else state.followed_t
+    refused_state = replace(state, unrecorded=event.code.text, unrecorded_t=since, cut=cut)
+    return replace(refused_state, followed_t=followed), [refused]
 
 
 def _resumed_packer(state: Suspended) -> tuple[str | None, tuple[str | None, str | None] | None]:
@@ -978,8 +988,9 @@ def _label_of_last_clip(
     """A waybill read stamped while the clip that ended last was open, decoded after it ended
     (no clip opened since; also across a camera loss, or in the dark): that parcel's label,
     linked to its ended clip, as one decoded after the next clip began (``_late_waybill``).
-    None: not such a read, or linked already. It ends that order's packing if it goes on with
-    no clip, never another's (scanned after)."""
+    None: not such a read (nor is one by hand made after a later order's scan, stamped at that
+    clip's end: ``Idle.followed_t``), or linked already. It ends that order's packing if it
+    goes on with no clip, never another's (scanned after)."""
     if isinstance(state, Suspended):
         if state.order_id is not None or state.last is None or state.last_span is None:
             return None
@@ -989,6 +1000,10 @@ def _label_of_last_clip(
         if state.last is None or state.last_began is None:
             return None
         (order_id, end), began, linked = state.last, state.last_began, state.last_waybills
+        # Made after a later order's scan (a hand scan; the camera's stamped then are of the
+        # frame whose read opened that order, shot before: ``_opening_frame``).
+        if state.followed_t is not None and event.t >= state.followed_t and event.source != CAMERA:
+            return None
     if not began <= event.t <= end or event.code.text in linked:
         return None
     note = f"stamped t={event.t:.3f}, before its clip ended at t={end:.3f}: {order_id}'s waybill"
@@ -1105,6 +1120,7 @@ def _unrecorded(state: Recording) -> Idle:
         unrecorded=state.order_id,
         last_began=span[0] if span is not None else None,
         unrecorded_t=since,
+        followed_t=since,
     )
 
 
