@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
 import pytest
-from sync_support import run_killed, statements
+from sync_support import fsyncs, run_killed, statements
 
 from station import config as config_mod
 from station.capture.synthetic import Scenario, SyntheticCamera
@@ -38,16 +37,7 @@ def test_a_camera_lost_and_back_is_recorded_without_an_fsync_on_the_capture_thre
     ]})  # fmt: skip
     cam = FlakyCamera(SyntheticCamera(160, 96, 10.0, scenario, realtime=False), [Outage(30, 2)])
     asm = assemble(cfg, camera=cam, live_view=False)
-    synced: list[tuple[str, str]] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append(
-            (threading.current_thread().name, Path(os.readlink(f"/proc/self/fd/{fd}")).name)
-        )
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced_paths = fsyncs(monkeypatch)
     try:
         with statements(asm.ledger) as ran:
             capture = threading.Thread(target=asm.station.run, args=(threading.Event(),),
@@ -68,6 +58,7 @@ def test_a_camera_lost_and_back_is_recorded_without_an_fsync_on_the_capture_thre
         assert (alarm.kind, alarm.count) == ("camera-lost", 1) and alarm.cleared_utc is not None
     finally:
         asm.close()  # waits for "index-sync"
+    synced = [(thread, Path(path).name) for thread, path in synced_paths]
     assert ("index-sync", "index.sqlite3-wal") in synced
     assert not [f for th, f in synced if th == "capture"]
 
