@@ -47,6 +47,15 @@ MISREAD = "https://example.com/a?buyer=" + "x" * 80  # too long: rejected
 EXAMPLES = int(os.environ.get("PACKCAM_ORACLE_EXAMPLES", "500"))
 
 
+def sighted(seen: dict[str, float], text: str, t: float) -> bool:
+    """Whether ``text`` at ``t`` is a new sighting, not a repeat the station's debounce drops
+    (seen within DEBOUNCE_S); notes it in ``seen`` (code -> last sighting)."""
+    prev = seen.get(text)
+    new = prev is None or abs(t - prev) > DEBOUNCE_S
+    seen[text] = t if new or prev is None else max(t, prev)
+    return new
+
+
 @dataclass
 class Parcel:
     """One packing of an order at the table: it arrived with its scan at ``start`` and was
@@ -178,10 +187,7 @@ class Oracle:
         return RawScan(text, source, stamp, symbology)
 
     def new_sighting(self, text: str, t: float) -> bool:
-        prev = self.seen.get(text)
-        new = prev is None or abs(t - prev) > DEBOUNCE_S
-        self.seen[text] = t if new or prev is None else max(t, prev)
-        return new
+        return sighted(self.seen, text, t)
 
     def hear(self, ev: InputEvent) -> None:
         """One scan or press, in the order the station gets them."""
@@ -494,11 +500,18 @@ class Desk:
         ):
             return None
         if isinstance(ev, RawScan) and intent.what == "WAYBILL" and not acts:
-            typed = [e.text for _t, e in self.waiting if isinstance(e, RawScan)]
-            orders = [text for text in typed if text in ORDERS]
+            orders = [e.text for e in self._typed_orders_that_count()]
             if orders:
                 ev = replace(ev, text=WAYBILL[orders[-1]])
         return ev
+
+    def _typed_orders_that_count(self) -> list[RawScan]:
+        """The order scans waiting here that the station will act on: not a repeat its
+        debounce drops (the same order seen within DEBOUNCE_S), which brings no parcel to the
+        table, so a label typed after it is still the parcel's at the table (the oracle's)."""
+        seen = dict(self.oracle.seen)
+        scans = [e for _t, e in self.waiting if isinstance(e, RawScan)]
+        return [e for e in scans if sighted(seen, e.text, e.t) and e.text in ORDERS]
 
 
 class Captions:
@@ -673,6 +686,15 @@ ENDED_BY_ITS_LABEL_IN_THE_DARK = [
 # hearing the label first, it failed both ways).
 TYPED_LABEL_BEFORE_A_LATE_SHEET = [
     ("hand", "PO-A"), ("typed", "WAYBILL"), ("frames", 1), ("cam", "PO-B"), ("frames", 1),
+]  # fmt: skip
+
+
+# PO-A scanned again by hand while PO-B is packed, 0.6 s after its first scan (a repeat the
+# debounce drops: no parcel changes at the table), then a label typed: PO-B's. The model took it
+# for PO-A's, the last order typed, and blamed the station for linking it to PO-B's clip.
+TYPED_REPEAT_BEFORE_A_LABEL = [
+    ("hand", "PO-A"), ("frames", 3), ("hand", "PO-B"), ("frames", 3), ("typed", "PO-A"),
+    ("typed", "WAYBILL"), ("frames", 3),
 ]  # fmt: skip
 
 
@@ -862,6 +884,8 @@ LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL = [
     [("hand", "PO-A"), ("typed", "PO-B"), ("typed", "WAYBILL"), ("frames", 2)], 0, False, False
 )
 @example(TYPED_LABEL_BEFORE_A_LATE_SHEET, 0, False, False)
+@example(TYPED_REPEAT_BEFORE_A_LABEL, 0, False, False)
+@example(TYPED_REPEAT_BEFORE_A_LABEL, 0, False, True)
 @example(TYPED_LABEL_BEFORE_A_LATE_SHEET, 0, False, True)
 @example(SEAL_CARD_WITH_THE_NEXT_SHEET, 0, False, False)
 @example(SEAL_CARD_AS_THE_CAMERA_IS_BACK, 0, False, False)
