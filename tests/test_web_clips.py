@@ -109,6 +109,9 @@ def test_order_page_shows_every_clip_and_logs_the_view(viewer, web_env: WebEnv) 
         "/clips/1/keyframes/99.jpg",
         "/clips/-1/video",
         "/clips/abc/video",
+        "/clips/\u0661/video",  # Arabic-Indic 1: int() reads it as clip 1
+        "/clips/\uff11/download",  # fullwidth 1
+        "/clips/1/keyframes/\u0660.jpg",
         f"/clips/{2**63}/video",
         f"/clips/{2**64}/download",
         f"/clips/1/keyframes/{2**70}.jpg",

@@ -17,6 +17,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from werkzeug.exceptions import BadRequest
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from station.config import Config
 from station.errors import ConfigError, StationError
@@ -100,6 +101,13 @@ def load_or_create_secret(path: Path) -> str:
     return secret
 
 
+class _AsciiInt(IntegerConverter):
+    """``<int:…>`` of ASCII digits only: werkzeug's ``\\d+`` matches any Unicode digit and
+    ``int()`` reads "١" (Arabic-Indic) or "１" (fullwidth) as 1, so every clip had other URLs."""
+
+    regex = r"[0-9]+"
+
+
 class _Request(Request):
     """Closes every upload spool it opened, also one cut off mid-part at the size limit.
 
@@ -163,6 +171,7 @@ def create_app(
     # Order IDs are matched with the path converter: "A//B" is an order of its own, not a
     # typo of "A/B" to be redirected to (werkzeug merges slashes by default).
     app.url_map.merge_slashes = False
+    app.url_map.converters["int"] = _AsciiInt
     app.config.update(
         PACKCAM=config,
         DATA_DIR=data_dir,
