@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -132,3 +133,34 @@ def test_alarms_raised_and_cleared_by_the_capture_loop_survive_a_kill_9_right_af
     finally:
         ledger.close()
     assert got == {("disk-full", True), ("recording-failed", False), ("camera-lost", True)}
+
+
+def test_the_alarm_command_starts_off_the_thread_that_raised_the_alarm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The capture loop raises alarms: starting the command (fork and exec, reading the program
+    off a slow SD card) happens on the hook's own thread, and the command runs with the alarm."""
+    import station.floor.alarms as alarms_mod
+
+    started: list[str] = []
+    real = alarms_mod.subprocess.Popen
+
+    def popen(*a: object, **kw: object) -> object:
+        started.append(threading.current_thread().name)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(alarms_mod.subprocess, "Popen", popen)
+    out = tmp_path / "hook.out"
+    hook = tmp_path / "hook.py"
+    hook.write_text(f"import sys\nopen({str(out)!r}, 'a').write(sys.argv[-1] + '\\n')\n")
+    board = AlarmBoard(None, f"{sys.executable} {hook}")
+    raiser = threading.Thread(
+        target=board.raise_, args=("camera-lost", "", "no frame"), name="capture"
+    )
+    raiser.start()
+    raiser.join()
+    for th in threading.enumerate():
+        if th.name == "alarm-hook":
+            th.join(30)
+    assert started == ["alarm-hook"]
+    assert out.read_text() == "camera-lost: no frame\n"

@@ -133,7 +133,12 @@ class AlarmBoard:
 
 
 def _run_hook(argv: list[str]) -> None:
-    """Start the hook and reap it in a daemon thread, so no zombie and no waiting."""
+    """Start the hook and reap it in a daemon thread: no zombie, and no waiting on the caller's
+    thread (often the capture loop's), not even for the fork and exec."""
+    threading.Thread(target=_hook_thread, args=(argv,), name="alarm-hook", daemon=True).start()
+
+
+def _hook_thread(argv: list[str]) -> None:
     try:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -141,24 +146,20 @@ def _run_hook(argv: list[str]) -> None:
     except OSError as exc:
         log.error("alarm command %r failed to start: %s", argv[0], exc)
         return
-
-    def reap() -> None:
-        try:
-            _, err = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-            log.error("alarm command %r did not finish in 60 s; killed", argv[0])
-            return
-        if proc.returncode:
-            log.error(
-                "alarm command %r exited with %d: %s",
-                argv[0],
-                proc.returncode,
-                err.decode(errors="replace").strip()[:200],
-            )
-
-    threading.Thread(target=reap, name="alarm-hook", daemon=True).start()
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        log.error("alarm command %r did not finish in 60 s; killed", argv[0])
+        return
+    if proc.returncode:
+        log.error(
+            "alarm command %r exited with %d: %s",
+            argv[0],
+            proc.returncode,
+            err.decode(errors="replace").strip()[:200],
+        )
 
 
 __all__ = ["SEVERITY", "Active", "AlarmBoard"]
