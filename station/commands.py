@@ -68,8 +68,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if taken := numbers_taken_for_products(Rules.from_config(cfg.codes)):
         print(f"warning: [codes] check_digits_sent = false and no order_patterns: a hand scan"
               f" such as {', '.join(taken)} (12 digits starting with a product prefix; 11 or 7"
-              " digits likewise) is taken for a product, never an order or waybill; set order_patterns to"
-              " your order IDs, or the scanner to send check digits")  # fmt: skip
+              " digits likewise) is taken for a product, never an order or waybill; set"
+              " order_patterns to your order IDs, or the scanner to send check digits")  # fmt: skip
     return EXIT_OK
 
 

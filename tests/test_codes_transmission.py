@@ -40,7 +40,7 @@ def hand(typed: str, rules: Rules = RULES) -> Code:
     [
         ("d" + EAN13, "ean13", RULES),  # Honeywell Code ID: d = EAN-13
         ("A" + EAN13, "ean13", RULES),  # Zebra (Symbol) Code ID: A = UPC/EAN
-        ("F" + EAN13, "ean13", RULES),  # Datalogic: F = EAN-13
+        ("F" + EAN13, "ean13", RULES),  # any letter: other vendors have tables of their own
         ("c" + UPCA, "upca", US),  # Honeywell: c = UPC-A
         ("D69012341", "ean8", RULES),  # Honeywell: D = EAN-8 (69012341: prefix 69, check ok)
         ("e16901234567899", "itf14", RULES),  # Honeywell: e = Interleaved 2 of 5 (a carton)

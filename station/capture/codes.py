@@ -171,7 +171,10 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     symbology (a keyboard-wedge scanner) the text alone decides: a product code of
     ``product_prefixes`` (``product_code``: an EAN-13, its carton's ITF-14 or GS1 label;
     unless an order pattern matches it) is an item too, from either source (a GS1-128 label
-    is a Code 128 to the camera). So is a web address (the QR code on a product's box).
+    is a Code 128 to the camera); by hand also behind a scanner's Code ID letter, or sent
+    without its check digit when ``check_digits_sent`` is off (``hand_product``). So is a
+    web address (the QR code on a product's box). A text with a GS1 group separator
+    (``GS_SHOWN``) is never an order: an item or unknown.
 
     A hand scan that matches no pattern but would with its ASCII letters in the other case
     is that code, typed with Caps Lock on, and gets its printed text: a scanner compensating
@@ -236,7 +239,7 @@ _ZEBRA_2D_ID = re.compile(r"P0[0-9A-Z]")
 def hand_product(text: str, rules: Rules) -> str:
     """What product code a hand scan's ``text`` is ("" for none): ``product_code`` of it, or
     of it without one leading ASCII letter, a vendor's Code ID (Honeywell's "d" EAN-13, "c"
-    UPC-A, "j" Code 128, Zebra's "A" UPC/EAN, Datalogic's "F" EAN-13...) that a scanner can
+    UPC-A, "j" Code 128, "I" GS1-128, Zebra's "A" UPC/EAN, "D" Code 128...) that a scanner can
     be set to send before each code, as it can an AIM identifier (``strip_symbology_id``).
     Not stripped as that is: an order ID may start with a letter, and only a product's
     valid check digit and listed prefix behind it tell a Code ID (an order ID so shaped is
