@@ -653,7 +653,8 @@ steps = st.one_of(
 
 # PO-B's sheet read by the camera (or PO-B scanned by hand) while PO-A was sealed with the pedal
 # a moment late: the press sealed PO-B's clip 0.05 s in, and PO-B was packed in no clip. The
-# same press a second later seals PO-B.
+# same press a second later seals PO-B. (The examples below that seal PO-A with the pedal
+# press it 1.1 s after PO-A's scan, no longer 0.3 s: within PEDAL_LATE_S it seals nothing.)
 PEDAL_A_MOMENT_LATE = [
     ("hand", "PO-A"), ("frames", 3), ("cam", "PO-B"), ("pedal",), ("frames", 12),
 ]  # fmt: skip
@@ -668,7 +669,7 @@ PEDAL_A_SECOND_LATER = [
 # PO-A sealed before its label was read; the label read with no clip open, then again (after the
 # debounce) while PO-B is packed.
 SEALED_BEFORE_ITS_LABEL = [
-    ("hand", "PO-A"), ("frames", 3), ("pedal",), ("frames", 2), ("cam", "WAYBILL"),
+    ("hand", "PO-A"), ("frames", 11), ("pedal",), ("frames", 2), ("cam", "WAYBILL"),
     ("frames", 16), ("frames", 16), ("hand", "PO-B"), ("frames", 2), ("cam", "LASTWAYBILL"),
     ("frames", 3),
 ]  # fmt: skip
@@ -676,7 +677,7 @@ SEALED_BEFORE_ITS_LABEL = [
 # PO-A sealed by the pedal; its label, read while its clip was open, decoded after the pedal (no
 # clip open); PO-A packed again, its label read (after the debounce) during that clip.
 LINKED_LATE_TO_ITS_ENDED_CLIP = [
-    ("hand", "PO-A"), ("frames", 3), ("pedal",), ("frames", 1), ("late", "WAYBILL", 2),
+    ("hand", "PO-A"), ("frames", 11), ("pedal",), ("frames", 1), ("late", "WAYBILL", 2),
     ("frames", 16), ("frames", 16), ("hand", "PO-A"), ("frames", 2), ("cam", "WAYBILL"),
     ("frames", 3),
 ]  # fmt: skip
@@ -718,7 +719,7 @@ SEAL_CARD_AS_THE_CUT_CLIP_RESUMES = [
 # PO-A sealed; its label, read after the seal, decoded after PO-B was scanned, PO-B's clip
 # refused (PO-B packed with no clip); PO-C scanned once clips are allowed again.
 LATE_LABEL_BEFORE_A_REFUSED_ORDER = [
-    ("hand", "PO-A"), ("frames", 3), ("pedal",), ("frames", 3), ("refuse", True),
+    ("hand", "PO-A"), ("frames", 11), ("pedal",), ("frames", 3), ("refuse", True),
     ("hand", "PO-B"), ("frames", 2), ("late", "WAYBILL", 3), ("frames", 16), ("refuse", False),
     ("frames", 16), ("hand", "PO-C"), ("frames", 3),
 ]  # fmt: skip
@@ -726,7 +727,7 @@ LATE_LABEL_BEFORE_A_REFUSED_ORDER = [
 # The same with PO-B scanned while no packer is signed in (require_packer): its clip refused;
 # bob signs in before PO-C.
 LATE_LABEL_BEFORE_AN_UNSIGNED_ORDER = [
-    ("hand", "OP:alice"), ("hand", "PO-A"), ("frames", 3), ("pedal",), ("frames", 3),
+    ("hand", "OP:alice"), ("hand", "PO-A"), ("frames", 11), ("pedal",), ("frames", 3),
     ("hand", "SIGNOUT"), ("hand", "PO-B"), ("frames", 2), ("late", "WAYBILL", 3),
     ("frames", 16), ("hand", "OP:bob"), ("frames", 16), ("hand", "PO-C"), ("frames", 3),
 ]  # fmt: skip
@@ -744,11 +745,11 @@ LABEL_AFTER_A_PEDAL_AS_A_REFUSED_NEXT_ORDER = [
     ("refuse", True),
 ]  # fmt: skip
 LABEL_AS_A_REFUSED_ORDER_AFTER_A_SEAL = [
-    ("hand", "PO-A"), ("frames", 3), ("pedal",), ("refuse", True), ("hand", "PO-B"),
+    ("hand", "PO-A"), ("frames", 11), ("pedal",), ("refuse", True), ("hand", "PO-B"),
     ("hand", "WAYBILL"), ("frames", 3),
 ]  # fmt: skip
 LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL = [
-    ("hand", "OP:alice"), ("hand", "PO-A"), ("frames", 3), ("pedal",), ("hand", "SIGNOUT"),
+    ("hand", "OP:alice"), ("hand", "PO-A"), ("frames", 11), ("pedal",), ("hand", "SIGNOUT"),
     ("hand", "PO-B"), ("pedal",), ("hand", "WAYBILL"), ("frames", 3),
 ]  # fmt: skip
 
@@ -819,7 +820,7 @@ LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL = [
      ("frames", 1)], 0, False, False,
 )  # fmt: skip
 @example(
-    [("hand", "PO-A"), ("frames", 3), ("pedal",), ("hand", "PO-B"), ("frames", 16),
+    [("hand", "PO-A"), ("frames", 11), ("pedal",), ("hand", "PO-B"), ("frames", 16),
      ("frames", 16), ("pedal",), ("frames", 2), ("cam", "PO-A"), ("frames", 5)], 0, False, False,
 )  # fmt: skip
 @example(
@@ -827,12 +828,12 @@ LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL = [
      ("frames", 36), ("cam", "PO-A"), ("frames", 3)], 0, False, False,
 )  # fmt: skip
 @example(
-    [("hand", "PO-A"), ("frames", 2), ("hand", "WAYBILL"), ("pedal",), ("hand", "PO-B"),
+    [("hand", "PO-A"), ("frames", 11), ("hand", "WAYBILL"), ("pedal",), ("hand", "PO-B"),
      ("frames", 16), ("frames", 16), ("pedal",), ("hand", "PO-C"), ("frames", 2),
      ("cam", "OLDWAYBILL"), ("frames", 3)], 0, False, False,
 )  # fmt: skip
 @example(
-    [("hand", "PO-A"), ("frames", 2), ("hand", "WAYBILL"), ("pedal",), ("hand", "PO-B"),
+    [("hand", "PO-A"), ("frames", 11), ("hand", "WAYBILL"), ("pedal",), ("hand", "PO-B"),
      ("frames", 16), ("frames", 16), ("pedal",), ("hand", "PO-C"), ("frames", 2),
      ("cam", "OLDWAYBILL"), ("frames", 3)], 0, False, True,
 )  # fmt: skip
