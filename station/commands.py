@@ -16,7 +16,7 @@ from typing import Any
 from station import config as config_mod
 from station import configdoc
 from station.capture.barcodes import decode_command
-from station.capture.codes import Rules, orders_that_are_products
+from station.capture.codes import Rules, numbers_taken_for_products, orders_that_are_products
 from station.capture.synthetic import DEMO_SESSION
 from station.cliargs import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load_config
 from station.errors import ConfigError, StationError
@@ -65,6 +65,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"warning: [codes] order_patterns {pattern!r} matches product codes (e.g. {code},"
               " of [codes] product_prefixes): a product scanned by hand would start an order's"
               " clip; narrow the pattern to your order IDs")  # fmt: skip
+    if taken := numbers_taken_for_products(Rules.from_config(cfg.codes)):
+        print(f"warning: [codes] check_digits_sent = false and no order_patterns: a hand scan"
+              f" such as {', '.join(taken)} (12 digits starting with a product prefix; 11 or 7"
+              " digits likewise) is taken for a product, never an order or waybill; set"
+              " order_patterns to your order IDs, or the scanner to send check digits")  # fmt: skip
     return EXIT_OK
 
 

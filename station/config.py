@@ -303,6 +303,15 @@ class CodesSection:
         " from China, 977 = periodicals (ISSN), 978/979 = books (ISBN), 00 to 13 = US/Canada"
         ' goods (listed one by one: "00", "01", ...). [] = off.',
     )
+    check_digits_sent: bool = setting(
+        True,
+        "false: the hand scanner is set not to send the check digit of EAN-13, UPC-A and"
+        " EAN-8 codes (or a UPC-A's number system digit), so a product of product_prefixes"
+        " scanned by hand is also an item as 12 digits (EAN-13), 11 (UPC-A) or 7 (EAN-8)."
+        " Nothing then tells it from an order ID or a waybill of that length and prefix (a"
+        " 12-digit order number, or ZTO waybill, starting 69 is a product): set the scanner to"
+        " send check digits instead where you can.",
+    )
     waybill_patterns: dict[str, str] = setting(
         DEFAULT_WAYBILL_PATTERNS,
         "Waybill (tracking number) patterns per carrier; a waybill scan is linked to the open"

@@ -206,6 +206,25 @@ def test_check_config_warns_of_order_patterns_that_take_product_codes(
     assert "warning:" not in capsys.readouterr().out
 
 
+def test_check_config_warns_when_shortened_products_may_take_order_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With check_digits_sent = false and no order_patterns, a 12-digit order ID starting 69
+    is taken for a product (an item: no clip): valid, but said."""
+    path = tmp_path / "c.toml"
+    path.write_text("[codes]\ncheck_digits_sent = false\n", encoding="utf-8")
+    assert main(["check-config", str(path)]) == EXIT_OK
+    warned = [w for w in capsys.readouterr().out.splitlines() if w.startswith("warning:")]
+    assert len(warned) == 1 and "check_digits_sent = false" in warned[0]
+    assert "690000000000" in warned[0]  # an example of a number it takes
+    path.write_text(
+        '[codes]\ncheck_digits_sent = false\norder_patterns = ["^PO-\\\\d+$"]\n',
+        encoding="utf-8",
+    )
+    assert main(["check-config", str(path)]) == EXIT_OK
+    assert "warning:" not in capsys.readouterr().out
+
+
 def test_each_list_of_choices_is_defined_once() -> None:
     # The modules that act on a list import it from station.config rather than repeat it.
     assert writer.ENCODERS is config_mod.ENCODERS

@@ -31,6 +31,7 @@ from station.capture.frames import Caption, Frame, InputEvent, PedalPress, RawSc
 from station.errors import CameraError
 from station.recording.recorder import Recorder
 from station.recording.runner import Station
+from station.recording.session import PEDAL_LATE_S
 from station.recording.writer import to_i420
 from station.store.ledger import Ledger
 
@@ -79,6 +80,7 @@ class Expected:
     until: float | None = None
     before: bool = False
     first: bool = True  # the order's first clip (not one resuming it after a camera loss)
+    at_scan: bool = False  # opened at its order's scan, when its packing began
 
     def covers(self, f: float) -> bool:
         after = f >= self.since if self.from_frame else f > self.since
@@ -97,7 +99,9 @@ class Oracle:
     the next order's scan, its waybill with ``waybill_ends_clip``; with no clip open (after a
     timeout, a refused clip, or its clip already ended) its seal, pedal or waybill finishes
     it too, and each of those, or the camera seeing its sheet again, shows it was still there
-    then (when known before the next order arrives). A timeout, a nearly full disk, a camera
+    then (when known before the next order arrives). A pedal press within ``PEDAL_LATE_S`` of
+    the scan that opened an order's clip (its first, at its scan) is the parcel before's seal,
+    pressed a moment late: it ends nothing. A timeout, a nearly full disk, a camera
     loss or the picture staying unchanged for ``STILL_S`` (the packer away for tape, the
     parcel half packed where it was) ends a clip, not the packing. An order is recorded (a
     clip expected) from its scan until it is finished, times out, stays still, the disk is
@@ -192,6 +196,11 @@ class Oracle:
     def hear(self, ev: InputEvent) -> None:
         """One scan or press, in the order the station gets them."""
         if isinstance(ev, PedalPress):
+            rec = self.rec
+            if rec is not None and rec.at_scan and 0 <= ev.t - rec.since < PEDAL_LATE_S:
+                # Pressed a moment after the next order's scan opened its clip: the parcel
+                # before's seal, a moment late (no parcel is packed in that time).
+                return
             self._finish_or_seen(ev.t, ending=True)
             return
         assert isinstance(ev, RawScan)
@@ -293,10 +302,10 @@ class Oracle:
         if self.dark:
             self.waiting = allowed
         elif allowed and not self.world.refuse:
-            self._record(order, t)
+            self._record(order, t, at_scan=True)
 
-    def _record(self, order: str, t: float) -> None:
-        self.rec = Expected(order, t, False, self.packer)
+    def _record(self, order: str, t: float, *, at_scan: bool = False) -> None:
+        self.rec = Expected(order, t, False, self.packer, at_scan=at_scan)
         self.expected.append(self.rec)
         self.moved = t
 
@@ -655,10 +664,25 @@ steps = st.one_of(
 )
 
 
+# PO-B's sheet read by the camera (or PO-B scanned by hand) while PO-A was sealed with the pedal
+# a moment late: the press sealed PO-B's clip 0.05 s in, and PO-B was packed in no clip. The
+# same press a second later seals PO-B. (The examples below that seal PO-A with the pedal
+# press it 1.1 s after PO-A's scan, no longer 0.3 s: within PEDAL_LATE_S it seals nothing.)
+PEDAL_A_MOMENT_LATE = [
+    ("hand", "PO-A"), ("frames", 3), ("cam", "PO-B"), ("pedal",), ("frames", 12),
+]  # fmt: skip
+PEDAL_A_MOMENT_LATE_BY_HAND = [
+    ("hand", "PO-A"), ("frames", 3), ("hand", "PO-B"), ("pedal",), ("frames", 12),
+]  # fmt: skip
+PEDAL_A_SECOND_LATER = [
+    ("hand", "PO-A"), ("frames", 3), ("cam", "PO-B"), ("frames", 10), ("pedal",), ("frames", 3),
+]  # fmt: skip
+
+
 # PO-A sealed before its label was read; the label read with no clip open, then again (after the
 # debounce) while PO-B is packed.
 SEALED_BEFORE_ITS_LABEL = [
-    ("hand", "PO-A"), ("frames", 3), ("pedal",), ("frames", 2), ("cam", "WAYBILL"),
+    ("hand", "PO-A"), ("frames", 11), ("pedal",), ("frames", 2), ("cam", "WAYBILL"),
     ("frames", 16), ("frames", 16), ("hand", "PO-B"), ("frames", 2), ("cam", "LASTWAYBILL"),
     ("frames", 3),
 ]  # fmt: skip
@@ -666,7 +690,7 @@ SEALED_BEFORE_ITS_LABEL = [
 # PO-A sealed by the pedal; its label, read while its clip was open, decoded after the pedal (no
 # clip open); PO-A packed again, its label read (after the debounce) during that clip.
 LINKED_LATE_TO_ITS_ENDED_CLIP = [
-    ("hand", "PO-A"), ("frames", 3), ("pedal",), ("frames", 1), ("late", "WAYBILL", 2),
+    ("hand", "PO-A"), ("frames", 11), ("pedal",), ("frames", 1), ("late", "WAYBILL", 2),
     ("frames", 16), ("frames", 16), ("hand", "PO-A"), ("frames", 2), ("cam", "WAYBILL"),
     ("frames", 3),
 ]  # fmt: skip
@@ -717,7 +741,7 @@ SEAL_CARD_AS_THE_CUT_CLIP_RESUMES = [
 # PO-A sealed; its label, read after the seal, decoded after PO-B was scanned, PO-B's clip
 # refused (PO-B packed with no clip); PO-C scanned once clips are allowed again.
 LATE_LABEL_BEFORE_A_REFUSED_ORDER = [
-    ("hand", "PO-A"), ("frames", 3), ("pedal",), ("frames", 3), ("refuse", True),
+    ("hand", "PO-A"), ("frames", 11), ("pedal",), ("frames", 3), ("refuse", True),
     ("hand", "PO-B"), ("frames", 2), ("late", "WAYBILL", 3), ("frames", 16), ("refuse", False),
     ("frames", 16), ("hand", "PO-C"), ("frames", 3),
 ]  # fmt: skip
@@ -725,7 +749,7 @@ LATE_LABEL_BEFORE_A_REFUSED_ORDER = [
 # The same with PO-B scanned while no packer is signed in (require_packer): its clip refused;
 # bob signs in before PO-C.
 LATE_LABEL_BEFORE_AN_UNSIGNED_ORDER = [
-    ("hand", "OP:alice"), ("hand", "PO-A"), ("frames", 3), ("pedal",), ("frames", 3),
+    ("hand", "OP:alice"), ("hand", "PO-A"), ("frames", 11), ("pedal",), ("frames", 3),
     ("hand", "SIGNOUT"), ("hand", "PO-B"), ("frames", 2), ("late", "WAYBILL", 3),
     ("frames", 16), ("hand", "OP:bob"), ("frames", 16), ("hand", "PO-C"), ("frames", 3),
 ]  # fmt: skip
@@ -743,11 +767,11 @@ LABEL_AFTER_A_PEDAL_AS_A_REFUSED_NEXT_ORDER = [
     ("refuse", True),
 ]  # fmt: skip
 LABEL_AS_A_REFUSED_ORDER_AFTER_A_SEAL = [
-    ("hand", "PO-A"), ("frames", 3), ("pedal",), ("refuse", True), ("hand", "PO-B"),
+    ("hand", "PO-A"), ("frames", 11), ("pedal",), ("refuse", True), ("hand", "PO-B"),
     ("hand", "WAYBILL"), ("frames", 3),
 ]  # fmt: skip
 LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL = [
-    ("hand", "OP:alice"), ("hand", "PO-A"), ("frames", 3), ("pedal",), ("hand", "SIGNOUT"),
+    ("hand", "OP:alice"), ("hand", "PO-A"), ("frames", 11), ("pedal",), ("hand", "SIGNOUT"),
     ("hand", "PO-B"), ("pedal",), ("hand", "WAYBILL"), ("frames", 3),
 ]  # fmt: skip
 
@@ -818,7 +842,7 @@ LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL = [
      ("frames", 1)], 0, False, False,
 )  # fmt: skip
 @example(
-    [("hand", "PO-A"), ("frames", 3), ("pedal",), ("hand", "PO-B"), ("frames", 16),
+    [("hand", "PO-A"), ("frames", 11), ("pedal",), ("hand", "PO-B"), ("frames", 16),
      ("frames", 16), ("pedal",), ("frames", 2), ("cam", "PO-A"), ("frames", 5)], 0, False, False,
 )  # fmt: skip
 @example(
@@ -826,15 +850,18 @@ LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL = [
      ("frames", 36), ("cam", "PO-A"), ("frames", 3)], 0, False, False,
 )  # fmt: skip
 @example(
-    [("hand", "PO-A"), ("frames", 2), ("hand", "WAYBILL"), ("pedal",), ("hand", "PO-B"),
+    [("hand", "PO-A"), ("frames", 11), ("hand", "WAYBILL"), ("pedal",), ("hand", "PO-B"),
      ("frames", 16), ("frames", 16), ("pedal",), ("hand", "PO-C"), ("frames", 2),
      ("cam", "OLDWAYBILL"), ("frames", 3)], 0, False, False,
 )  # fmt: skip
 @example(
-    [("hand", "PO-A"), ("frames", 2), ("hand", "WAYBILL"), ("pedal",), ("hand", "PO-B"),
+    [("hand", "PO-A"), ("frames", 11), ("hand", "WAYBILL"), ("pedal",), ("hand", "PO-B"),
      ("frames", 16), ("frames", 16), ("pedal",), ("hand", "PO-C"), ("frames", 2),
      ("cam", "OLDWAYBILL"), ("frames", 3)], 0, False, True,
 )  # fmt: skip
+@example(PEDAL_A_MOMENT_LATE, 0, False, False)
+@example(PEDAL_A_MOMENT_LATE_BY_HAND, 0, False, False)
+@example(PEDAL_A_SECOND_LATER, 0, False, False)
 @example(SEALED_BEFORE_ITS_LABEL, 0, False, False)
 @example(LINKED_LATE_TO_ITS_ENDED_CLIP, 0, False, True)
 @example(ENDED_BY_ITS_LABEL_IN_THE_DARK, 0, False, True)

@@ -75,7 +75,7 @@ def unlabelled(state: State) -> State:
 
 def test_idle_order_scan_starts_recording_and_logs_scan_into_new_clip() -> None:
     state, actions = step(Idle(), Scanned(ORDER_A, 5.0, "camera"), RULES)
-    assert state == rec("PO-A", 5.0, floor=packed("PO-A"))
+    assert state == rec("PO-A", 5.0, floor=packed("PO-A"), at_scan=True)
     assert actions == [
         StartClip("PO-A", 5.0),
         LogEvent("order", "PO-A", 5.0, "camera"),
@@ -158,7 +158,7 @@ def test_pedal_ends_clip_as_sealed() -> None:
 
 def test_next_order_ends_previous_and_starts_next() -> None:
     state, actions = step(rec(), Scanned(ORDER_B, 30.0), RULES)
-    expected = rec("PO-B", 30.0, previous="PO-A", previous_span=(10.0, 30.0))
+    expected = rec("PO-B", 30.0, previous="PO-A", previous_span=(10.0, 30.0), at_scan=True)
     assert state == replace(expected, floor=packed("PO-B"))
     assert actions == [
         StopClip(FinishReason.NEXT_ORDER, 30.0),
@@ -815,12 +815,12 @@ def test_the_last_orders_waybill_seen_again_while_the_next_is_recorded_is_not_it
 def test_a_read_after_the_clip_ended_or_of_another_order_still_opens_a_clip() -> None:
     # Scanned by hand again after the seal: a repack of PO-A, as ever.
     state, actions = step(SEALED_A, Scanned(ORDER_A, 20.0, "keyboard"), RULES)
-    assert state == rec("PO-A", 20.0, previous="PO-A", floor=packed("PO-A"))
+    assert state == rec("PO-A", 20.0, previous="PO-A", floor=packed("PO-A"), at_scan=True)
     assert kinds(actions) == ["StartClip", "LogEvent"]
     # The next order's sheet, read at 19.5 and decoded late: its clip opens (the recorder
     # starts it after PO-A's last frame, so no second is in both).
     state, actions = step(SEALED_A, Scanned(ORDER_B, 19.5), RULES)
-    assert state == rec("PO-B", 19.5, previous="PO-A", floor=packed("PO-B"))
+    assert state == rec("PO-B", 19.5, previous="PO-A", floor=packed("PO-B"), at_scan=True)
     assert kinds(actions) == ["StartClip", "LogEvent"]
 
 

@@ -52,6 +52,7 @@ class Rules:
     operator: tuple[re.Pattern[str], ...] = ()
     returns: tuple[re.Pattern[str], ...] = ()
     product_prefixes: tuple[str, ...] = ()
+    check_digits_sent: bool = True  # False: hand scans may be product codes without one
 
     @classmethod
     def from_config(cls, section: CodesSection) -> Rules:
@@ -72,6 +73,7 @@ class Rules:
             operator=tuple(re.compile(p) for p in section.operator_patterns),
             returns=tuple(re.compile(p) for p in section.return_patterns),
             product_prefixes=section.product_prefixes,
+            check_digits_sent=section.check_digits_sent,
         )
 
 
@@ -106,16 +108,23 @@ def _fold_char(ch: str) -> str:
     return low if len(low) == 1 and low.upper() == ch else ch
 
 
+# A GS1 element string's group separator (FNC1 inside a GS1-128, GS1 DataMatrix or GS1 QR:
+# ASCII GS, which scanners type as Ctrl+]) as ``sanitize`` keeps it: visible, U+241D.
+GS_SHOWN = "\u241d"
+
+
 def sanitize(raw: str, max_length: int) -> str:
     """Return the scanned text ready to classify, or raise RejectedCode saying why.
 
     Scanners end a code with CR/LF and sometimes pad it, so surrounding whitespace is dropped.
     Everything else that could not be a printed label is refused rather than repaired: control
     characters (they would corrupt logs and overlays), undecodable bytes, and overlong input.
+    Except the group separator of a GS1 element string (a product's GS1 label, an item):
+    part of its data, kept as the visible ``GS_SHOWN``.
     """
     if not isinstance(raw, str):
         raise RejectedCode(f"not text: {type(raw).__name__}")
-    text = unicodedata.normalize("NFC", raw.strip())
+    text = unicodedata.normalize("NFC", raw.strip()).replace("\x1d", GS_SHOWN)
     if not text:
         raise RejectedCode("empty code")
     if len(text) > max_length:
@@ -162,7 +171,10 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     symbology (a keyboard-wedge scanner) the text alone decides: a product code of
     ``product_prefixes`` (``product_code``: an EAN-13, its carton's ITF-14 or GS1 label;
     unless an order pattern matches it) is an item too, from either source (a GS1-128 label
-    is a Code 128 to the camera). So is a web address (the QR code on a product's box).
+    is a Code 128 to the camera); by hand also behind a scanner's Code ID letter, or sent
+    without its check digit when ``check_digits_sent`` is off (``hand_product``). So is a
+    web address (the QR code on a product's box). A text with a GS1 group separator
+    (``GS_SHOWN``) is never an order: an item or unknown.
 
     A hand scan that matches no pattern but would with its ASCII letters in the other case
     is that code, typed with Caps Lock on, and gets its printed text: a scanner compensating
@@ -178,13 +190,15 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
         return Code(text, Kind.SEAL)
     if folded in rules.control:
         return Code(text, Kind.CONTROL, rules.control[folded])
-    code = _match(text, rules, order_ok)
-    if code is None and not symbology:
+    hand = not symbology
+    code = _match(text, rules, order_ok, hand)
+    if code is None and hand:
         inverted = text.translate(_CAPS_LOCK)
-        code = _match(inverted, rules, order_ok) if inverted != text else None
+        code = _match(inverted, rules, order_ok, hand) if inverted != text else None
     if code is not None:
         return code
-    if rules.order or not order_ok:
+    if rules.order or not order_ok or GS_SHOWN in text:
+        # (a group separator is a GS1 element string's: no order sheet prints one)
         return Code(text, Kind.UNKNOWN)
     return Code(text, Kind.ORDER)
 
@@ -194,9 +208,9 @@ _CAPS_LOCK = str.maketrans(
 )
 
 
-def _match(text: str, rules: Rules, order_ok: bool) -> Code | None:
+def _match(text: str, rules: Rules, order_ok: bool, hand: bool) -> Code | None:
     """What ``text`` is by the patterns, product ranges and web addresses of ``classify``
-    (after the cards), None when nothing says."""
+    (after the cards), None when nothing says. ``hand``: a keyboard-wedge scan."""
     if order_ok:
         # Badges and return labels are read like orders: the camera takes them only from an
         # order symbology (and confirmed, station/capture/confirm.py), never from a product code.
@@ -208,7 +222,7 @@ def _match(text: str, rules: Rules, order_ok: bool) -> Code | None:
             return Code(text, Kind.RETURN, "return")
     if order_ok and any(p.search(text) for p in rules.order):
         return Code(text, Kind.ORDER)
-    product = product_code(text, rules.product_prefixes)
+    product = hand_product(text, rules) if hand else product_code(text, rules.product_prefixes)
     if product:
         return Code(text, Kind.ITEM, product)
     if is_web_address(text):
@@ -217,6 +231,53 @@ def _match(text: str, rules: Rules, order_ok: bool) -> Code | None:
         if pattern.search(text):
             return Code(text, Kind.WAYBILL, carrier)
     return None
+
+
+_ZEBRA_2D_ID = re.compile(r"P0[0-9A-Z]")
+
+
+def hand_product(text: str, rules: Rules) -> str:
+    """What product code a hand scan's ``text`` is ("" for none): ``product_code`` of it, or
+    of it without one leading ASCII letter, a vendor's Code ID (Honeywell's "d" EAN-13, "c"
+    UPC-A, "j" Code 128, "I" GS1-128, Zebra's "A" UPC/EAN, "D" Code 128...) that a scanner can
+    be set to send before each code, as it can an AIM identifier (``strip_symbology_id``).
+    Not stripped as that is: an order ID may start with a letter, and only a product's
+    valid check digit and listed prefix behind it tell a Code ID (an order ID so shaped is
+    one in ten by chance; ``order_patterns`` still win). Zebra's Code IDs of 2D symbologies
+    have three characters ("P0Q" GS1 QR, "P0G" GS1 DataMatrix, "P01" QR, "P00" DataMatrix).
+    With ``check_digits_sent`` off, also such a product code sent shortened
+    (``shortened_product``)."""
+    bodies = [text]
+    if len(text) > 1 and text[0] in string.ascii_letters:
+        bodies.append(text[1:])
+    if _ZEBRA_2D_ID.match(text):
+        bodies.append(text[3:])
+    for body in bodies:
+        found = product_code(body, rules.product_prefixes)
+        if not found and not rules.check_digits_sent:
+            found = shortened_product(body, rules.product_prefixes)
+        if found:
+            return found
+    return ""
+
+
+def shortened_product(text: str, prefixes: tuple[str, ...]) -> str:
+    """What product code ``text`` is when a scanner sent it without its check digit or (a
+    UPC-A) its number system digit ("" for none): "ean13" (12 digits starting with a listed
+    prefix), "upca" (11 digits: "0" + them starts with one; or "00" + them is a valid EAN-13
+    of one, the number system dropped), "ean8" (7 digits starting with one; not 0 or 1:
+    those are in-store codes and UPC-Es). No check digit tells them from other numbers: only
+    for a scanner configured so (``[codes] check_digits_sent = false``)."""
+    if not prefixes or not text.isascii() or not text.isdigit():
+        return ""
+    listed = tuple(prefixes)
+    if len(text) == 12 and text.startswith(listed):
+        return "ean13"
+    if len(text) == 11 and (("0" + text).startswith(listed) or _gtin_ok("00" + text, prefixes)):
+        return "upca"
+    if len(text) == 7 and text[0] not in "01" and text.startswith(listed):
+        return "ean8"
+    return ""
 
 
 def product_code(text: str, prefixes: tuple[str, ...]) -> str:
@@ -231,9 +292,18 @@ def product_code(text: str, prefixes: tuple[str, ...]) -> str:
     An EAN-13 or UPC-A of a book, a periodical or US goods followed by its 2- or 5-digit
     add-on (``_ADD_ON``) is the EAN-13 or UPC-A it extends.
 
+    A GS1 element string may come in its human-readable form, as label software encodes it
+    or a scanner sends it ("(01)06901234567892(10)ABC", AIs in any order), or with its group
+    separators (``GS_SHOWN``, after a variable-length AI): any of its elements, also one
+    after fixed-length ones ("17271231" + "0106901234567892"), can be the product's.
+
     Both tests matter: one number in ten has a valid check digit by chance (a waybill, an
     order ID), so only the product ranges count."""
-    if not prefixes or not text.isascii() or not text[:2].isdigit():
+    if not prefixes:
+        return ""
+    if text.startswith("(") or GS_SHOWN in text:
+        return "gs1" if _gs1_product(text, prefixes) else ""
+    if not text.isascii() or not text[:2].isdigit():
         return ""
     digits = text if text.isdigit() else ""
     if len(digits) == 13 and _gtin_ok(digits, prefixes):
@@ -252,14 +322,44 @@ def product_code(text: str, prefixes: tuple[str, ...]) -> str:
     # (A GTIN-14 with indicator 9 is a variable-measure item, goods sold by weight: no carton
     # (its bare 14 digits above), but behind AI 01 a product all the same. AI 02 is the GTIN
     # of the goods in a carton, on the line of its logistic label below the SSCC.)
-    if len(text) >= 16 and text.startswith(("01", "02")) and _gtin_ok(text[2:16], prefixes):
-        return "gs1"
-    if len(text) >= 20 and text.startswith("00") and _gtin_ok(text[2:20], prefixes):
+    if len(text) >= 16 and _gs1_product(text, prefixes):
         return "gs1"
     add_on = _ADD_ON.fullmatch(text)
     if add_on and add_on[1].zfill(13).startswith(_ADD_ON_PREFIXES):
         return product_code(add_on[1], prefixes)
     return ""
+
+
+# GS1 element strings: a human-readable one's "(AI)value" parts; the total length (AI and
+# value) of the AIs of predefined length, which need no separator after them (GS1 General
+# Specifications, 7.8.5: 00, 01-04, 11-20, 31-36, 41).
+_HRI = re.compile(r"(?:\(\d{2,4}\)[^()]*)+")
+_HRI_PART = re.compile(r"\((\d{2,4})\)([^()]*)")
+_FIXED = {"00": 20, "01": 16, "02": 16, "03": 16, "04": 18, "20": 4, "41": 16}
+_FIXED |= {str(ai): 8 for ai in range(11, 20)} | {str(ai): 10 for ai in range(31, 37)}
+
+
+def _gs1_product(text: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether an element of the GS1 element string ``text`` (human-readable, with group
+    separators, or plain) is a GTIN (AI 01, 02) or an SSCC (AI 00) of a listed prefix."""
+    if text.startswith("("):
+        if _HRI.fullmatch(text) is None:
+            return False
+        parts = [ai + value.strip() for ai, value in _HRI_PART.findall(text)]
+    else:
+        parts = [p for p in text.split(GS_SHOWN) if p]
+    for part in parts:
+        # Each part begins with an AI; fixed-length ones may follow each other in it.
+        while part.isascii() and part[:2].isdigit():
+            if len(part) >= 16 and part.startswith(("01", "02")) and _gtin_ok(part[2:16], prefixes):
+                return True
+            if len(part) >= 20 and part.startswith("00") and _gtin_ok(part[2:20], prefixes):
+                return True
+            size = _FIXED.get(part[:2])
+            if size is None or len(part) <= size:
+                break
+            part = part[size:]
+    return False
 
 
 # A price or issue add-on (2 or 5 digits) after an EAN-13 or a UPC-A, as handheld scanners
@@ -286,15 +386,32 @@ def orders_that_are_products(rules: Rules) -> list[tuple[str, str]]:
                 samples.append(ean[1:])  # its UPC-A
             carton = "1" + ean[:12]
             samples.append(carton + _check_digit(carton))
+            samples.append("d" + ean)  # behind a Code ID letter (Honeywell's EAN-13)
+            if not rules.check_digits_sent:
+                samples.append(ean[:12])
+                if ean.startswith("0"):
+                    samples.append(ean[1:12])
+        if not rules.check_digits_sent and prefix[:1] not in "01":
+            samples.append((prefix + "12345")[:7])
     found: list[tuple[str, str]] = []
     for pattern in rules.order:
         hit = next(
-            (c for c in samples if pattern.search(c) and product_code(c, rules.product_prefixes)),
+            (c for c in samples if pattern.search(c) and hand_product(c, rules)),
             None,
         )
         if hit is not None:
             found.append((pattern.pattern, hit))
     return found
+
+
+def numbers_taken_for_products(rules: Rules) -> list[str]:
+    """With ``check_digits_sent`` off and no ``order_patterns``, a 12-digit number that starts
+    with a product prefix (and 11 or 7 digits likewise) scanned by hand is an item, also an
+    order ID so shaped: one such number of each 12-digit form (``packcam check-config``
+    warns). Empty when either setting rules it out."""
+    if rules.check_digits_sent or rules.order:
+        return []
+    return [(p + "0" * 12)[:12] for p in rules.product_prefixes]
 
 
 def _check_digit(digits: str) -> str:

@@ -38,6 +38,13 @@ CAMERA = "camera"
 # and as many read with no clip open (``Floor.unlinked``).
 KEPT_ORDERS = 100
 
+# A pedal press this soon after a clip opened at its order's scan (``Recording.at_scan``) is
+# the parcel before's seal, pressed a moment late: the foot sealing it as the hand puts the
+# next sheet down (the camera confirms a sheet 0.1-0.4 s after it lands) or scans it. No
+# parcel is packed and sealed within a second of its scan, and a press meant to stop a clip
+# opened by mistake acts when pressed again after it. Longer would swallow that second press.
+PEDAL_LATE_S = 1.0
+
 # What the station itself ends a clip for (``EndClip``), whatever the packer does.
 STATION_ENDS = frozenset(
     {FinishReason.END_OF_INPUT, FinishReason.DISK_FULL, FinishReason.INTERRUPTED}
@@ -143,6 +150,11 @@ class Recording:
 
     ``first_t``: when the order's first clip began, for a clip that resumes it after a camera
     loss (None: this clip is its first). The safety timeout counts from it.
+
+    ``at_scan``: this clip began at its order's scan, when its packing began (not one that
+    resumes it after a camera loss or a restart, nor one its sheet opened after its clip
+    was refused): a pedal press within ``PEDAL_LATE_S`` of ``started_t`` is the parcel
+    before's seal, and this clip goes on.
     """
 
     order_id: str
@@ -156,6 +168,7 @@ class Recording:
     previous_waybills: tuple[str, ...] = ()
     previous_span: tuple[float, float] | None = None
     first_t: float | None = None
+    at_scan: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -690,8 +703,8 @@ def in_open_clip(state: State, t: float, source: str = "") -> bool:
     return not (source == CAMERA and t == state.started_t and state.first_t is None)
 
 
-def _start(order_id: str, t: float) -> Recording:
-    return Recording(order_id=order_id, started_t=t, last_motion_t=t)
+def _start(order_id: str, t: float, at_scan: bool = True) -> Recording:
+    return Recording(order_id=order_id, started_t=t, last_motion_t=t, at_scan=at_scan)
 
 
 def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list[Action]]:
@@ -947,7 +960,9 @@ def _step_idle(state: Idle, event: Event) -> tuple[State, list[Action]]:
             pre_roll = state.unrecorded in (None, code.text)
             again = _resumes_cut(state, code.text)
             start = StartClip(code.text, event.t, pre_roll=pre_roll, after_restart=again)
-            return _start(code.text, event.t), [start, _log(event)]
+            # (its packing began at its scan unless it went on with no clip: refused, cut)
+            at_scan = code.text != state.unrecorded
+            return _start(code.text, event.t, at_scan), [start, _log(event)]
         if code.kind is Kind.CONTROL and code.detail == "test":
             return state, [_log(event, "test scan")]
         if code.kind is Kind.UNKNOWN:
@@ -1046,6 +1061,15 @@ def _step_recording(
             return state, [_log(event, "test scan")]
         return state, [_log(event, "matches no order pattern; ignored")]
     if isinstance(event, PedalPress):
+        if state.at_scan and event.t - state.started_t < PEDAL_LATE_S:
+            # The parcel before sealed a moment late, as this order's sheet was read or
+            # scanned: sealing this clip now left its packing in no clip.
+            note = (
+                f"pressed {event.t - state.started_t:.2f} s after the clip of"
+                f" {state.order_id!r} began at its scan: the parcel before's seal, a moment"
+                " late; the clip goes on"
+            )
+            return state, [LogEvent("pedal", "", event.t, event.source, note, in_clip=False)]
         return Idle(), [
             LogEvent("pedal", "", event.t, event.source),
             StopClip(FinishReason.SEALED, event.t),

@@ -1,0 +1,195 @@
+"""What a hand scanner may send besides a label's text (pure classification tests): a vendor
+Code ID letter before the code, a GS1 label in its human-readable form or with group
+separators, and product codes sent shortened (no check digit, no UPC-A number system)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from station.capture.codes import (
+    Code,
+    Kind,
+    Rules,
+    classify,
+    orders_that_are_products,
+    product_code,
+    sanitize,
+    strip_symbology_id,
+)
+from station.config import CodesSection
+
+RULES = Rules.from_config(CodesSection())
+US = Rules.from_config(CodesSection(product_prefixes=("0", "69")))
+SHORT = Rules.from_config(CodesSection(product_prefixes=("0", "69"), check_digits_sent=False))
+EAN13 = "6901234567892"  # a product from China
+UPCA = "012345678905"  # US goods, EAN-13 form 0012345678905
+
+
+def hand(typed: str, rules: Rules = RULES) -> Code:
+    """A keyboard-wedge scan as the runner classifies it."""
+    return classify(strip_symbology_id(sanitize(typed, 64)), rules)
+
+
+# ---- 1. vendor Code ID letters ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "detail", "rules"),
+    [
+        ("d" + EAN13, "ean13", RULES),  # Honeywell Code ID: d = EAN-13
+        ("A" + EAN13, "ean13", RULES),  # Zebra (Symbol) Code ID: A = UPC/EAN
+        ("F" + EAN13, "ean13", RULES),  # any letter: other vendors have tables of their own
+        ("c" + UPCA, "upca", US),  # Honeywell: c = UPC-A
+        ("D69012341", "ean8", RULES),  # Honeywell: D = EAN-8 (69012341: prefix 69, check ok)
+        ("e16901234567899", "itf14", RULES),  # Honeywell: e = Interleaved 2 of 5 (a carton)
+        ("j0106901234567892", "gs1", RULES),  # Honeywell: j = Code 128 (a GS1-128)
+        ("I0106901234567892", "gs1", RULES),  # Honeywell: I = GS1-128
+        ("Q0106901234567892", "gs1", RULES),  # Honeywell: Q = QR (a GS1 QR)
+        ("P0Q0106901234567892", "gs1", RULES),  # Zebra: P0Q = GS1 QR
+        ("P0G(01)06901234567892(10)AB", "gs1", RULES),  # Zebra: P0G = GS1 DataMatrix
+        ("d9780393058673", "ean13", RULES),  # a book's ISBN behind Honeywell's d
+        ("]E0d" + EAN13, "ean13", RULES),  # both an AIM ID and a Code ID
+        ("D" + EAN13, "ean13", RULES),  # d typed with Caps Lock on
+    ],
+)
+def test_a_product_behind_a_code_id_letter_is_an_item(
+    typed: str, detail: str, rules: Rules
+) -> None:
+    code = hand(typed, rules)
+    assert (code.kind, code.detail) == (Kind.ITEM, detail)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "d1234567890128",  # a letter and 13 digits of no listed prefix: an order ID
+        "d6901234567891",  # the check digit is wrong: not a product
+        "dd" + EAN13,  # two letters: no Code ID of a product
+        "1" + EAN13,  # a digit before: a 14-digit number (no carton: its check is wrong)
+        "d-" + EAN13,
+        "P1Q0106901234567892",  # no Zebra Code ID
+    ],
+)
+def test_other_codes_around_a_product_number_stay_orders(typed: str) -> None:
+    assert hand(typed).kind is Kind.ORDER
+
+
+def test_the_camera_never_strips_a_code_id_letter() -> None:
+    # A camera read has a symbology and no Code ID: "d69..." in a Code 128 is its text.
+    assert classify("d" + EAN13, RULES, "code128").kind is Kind.ORDER
+
+
+def test_an_order_pattern_still_wins_over_a_code_id_letter() -> None:
+    rules = Rules.from_config(CodesSection(order_patterns=(r"^[a-z]\d{13}$",)))
+    assert classify("d" + EAN13, rules).kind is Kind.ORDER
+    assert orders_that_are_products(rules)  # check-config warns of it
+
+
+# ---- 2. GS1 human-readable and group-separated forms ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "(01)06901234567892(17)271231(10)ABC",
+        "(01)06901234567892",
+        "(01) 06901234567892 (10) ABC",  # HRI as printed, spaces between
+        "(10)ABC(01)06901234567892",  # lot first
+        "(02)06901234567892(37)24",  # a carton label's goods line
+        "(00)069012345678901238",  # an SSCC of a 69 company
+        "(01)96901234567895(3103)001250",  # variable measure
+        "]Q3(01)06901234567892(10)ABC",
+        "0106901234567892\x1d10ABC",  # FNC1 as the group separator, as scanners type it
+        "10ABC\x1d0106901234567892",  # a variable-length AI first, then the GTIN
+        "\x1d0106901234567892",  # a leading FNC1 sent as GS
+        "17271231\x1d10ABC\x1d0106901234567892\x1d",
+        "172712310106901234567892",  # fixed-length AIs need no separator: (17) then (01)
+    ],
+)
+def test_gs1_element_strings_of_products_are_items_in_every_form(typed: str) -> None:
+    code = hand(typed)
+    assert (code.kind, code.detail) == (Kind.ITEM, "gs1")
+    assert code.text == sanitize(typed, 64).lstrip("]Q3")  # nothing invisible in logs
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "(01)06901234567891(10)ABC",  # wrong check digit
+        "(01)04012345678901",  # a German GTIN: no listed prefix
+        "(10)ABC(17)271231",  # no GTIN at all
+        "0104012345678901\x1d10ABC",
+        "10LOT\x1d17271231",
+        "2012016901234567892",  # 19 digits: no (20) + (01) GTIN-14 in it, an order ID
+    ],
+)
+def test_other_gs1_element_strings_start_no_clip(typed: str) -> None:
+    # Parenthesised: read as printed, maybe an order ID; with a group separator: never an
+    # order (no order sheet prints one), so unknown, logged and ignored.
+    code = hand(typed)
+    if "\x1d" in typed:
+        assert code.kind is Kind.UNKNOWN
+    else:
+        assert code.kind is Kind.ORDER
+
+
+def test_a_group_separator_is_kept_visible() -> None:
+    text = sanitize("0106901234567892\x1d10ABC", 64)
+    assert "\x1d" not in text and text == "0106901234567892\u241d10ABC"
+    assert product_code(text, ("69",)) == "gs1"
+
+
+# ---- 3. product codes sent shortened ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "690123456789",  # EAN-13 6901234567892 without its check digit
+        "978039305867",  # the ISBN 9780393058673 without it
+        "01234567890",  # UPC-A 012345678905 without its check digit
+        "6901234",  # EAN-8 69012341 without its check digit
+    ],
+)
+def test_without_check_digits_sent_shortened_products_are_not_items_by_default(typed: str) -> None:
+    # Nothing tells them from an order ID of that length (JD's are 12 digits): pinned. They
+    # keep the text rules: an order, or ZTO's waybill shape (12 digits starting 6x).
+    zto = typed.startswith("6") and len(typed) == 12
+    assert hand(typed, US).kind is (Kind.WAYBILL if zto else Kind.ORDER)
+
+
+@pytest.mark.parametrize(
+    ("typed", "detail"),
+    [
+        ("690123456789", "ean13"),
+        ("01234567890", "upca"),
+        ("6901234", "ean8"),
+        ("12345678905", "upca"),  # UPC-A 012345678905 without its number system digit
+        ("d690123456789", "ean13"),  # and behind a Code ID
+    ],
+)
+def test_a_scanner_set_to_drop_check_digits_sends_items(typed: str, detail: str) -> None:
+    code = hand(typed, SHORT)
+    assert (code.kind, code.detail) == (Kind.ITEM, detail)
+
+
+def test_shortened_codes_are_hand_scans_only() -> None:
+    assert classify("690123456789", SHORT, "code128") == classify("690123456789", US, "code128")
+    assert classify("6901234", SHORT, "code128").kind is Kind.ORDER
+
+
+@pytest.mark.parametrize(
+    "typed", ["123456789012", "7012345678", "12345678", "SF1234567890123", "1234567"]
+)
+def test_dropping_check_digits_leaves_other_numbers_alone(typed: str) -> None:
+    assert hand(typed, SHORT) == hand(typed, US)
+
+
+def test_check_config_warns_of_order_patterns_that_take_shortened_products() -> None:
+    pattern = (r"^\d{12}$",)
+    short = dataclasses.replace(CodesSection(), order_patterns=pattern, check_digits_sent=False)
+    full = dataclasses.replace(CodesSection(), order_patterns=pattern)
+    assert orders_that_are_products(Rules.from_config(short))
+    assert not orders_that_are_products(Rules.from_config(full))
