@@ -86,6 +86,8 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
     manifest, signature = got
     public = _station_key(db, int(c.extra["station_id"]), leaf)
     signed = public is not None and verify_signature(public, manifest, signature)
+    others = [_archived_manifest(db, store, x) for x in clips if x is not c]
+    twice = logged_twice([manifest if signed else None, *others])
     if public is None:
         report.add("signature", "warn", "the station has not enrolled a public key")
     elif signed:
@@ -103,6 +105,8 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
     if body.get("sha256") != sha or body.get("size") != size:
         report.add("manifest", "fail", "the signed manifest describes other bytes",
                    "manifest-swapped")  # fmt: skip
+    elif twice is not None:  # neither manifest's order, station or times is the recording's
+        report.add("manifest", "fail", twice, "clip-logged-twice")
     elif signed:
         report.add("manifest", "ok", "the signed manifest names exactly these bytes")
         report.facts.update({k: body.get(k) for k in _SIGNED_FACTS})
@@ -111,6 +115,35 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
         report.add("manifest", "info", "the manifest names these bytes, but its signature is "
                    "not checked")  # fmt: skip
     return report
+
+
+def logged_twice(manifests: list[bytes | None]) -> str | None:
+    """Why the verified signed manifests ``manifests`` (None: not archived, or not checked) of
+    the rows registering one recording wrong a buyer, None when they are one manifest: the
+    station logged those bytes more than once (``clip-logged-twice``, as `packcam audit` says
+    on the station), so its signature on either is no more its word than on the other. Each
+    row is the station's own sync payload: one of them cannot vouch for a bundle by
+    matching it."""
+    bodies: dict[bytes, dict[str, Any]] = {}
+    for m in manifests:
+        if m is not None and m not in bodies:
+            try:
+                body = json.loads(m)
+            except ValueError:
+                body = {}
+            bodies[m] = body if isinstance(body, dict) else {}
+    if len(bodies) < 2:
+        return None
+    same = list(bodies.values())
+    orders = sorted({str(b.get("order_id")) for b in same})
+    return (
+        f"the same bytes are registered by this site's stations under {len(same)} signed "
+        f"manifests (log entries {sorted(b['seq'] for b in same if type(b.get('seq')) is int)}, "
+        f"stations "
+        f"{sorted({str(b.get('station')) for b in same})}) "
+        + (f"of orders {orders}: one recording is one order's evidence" if len(orders) > 1
+           else f"of order {orders[0]!r}: a station logs each recording once")
+    )  # fmt: skip
 
 
 # What the page shows of a clip: only what the verified manifest states.
@@ -149,6 +182,11 @@ def check_bundle_in_index(report: Report, db: CentralDB, store: ObjectStore | No
                        "clip-unknown")  # fmt: skip
             continue
         held = [_archived_manifest(db, store, c) if store is not None else None for c in rows]
+        if (twice := logged_twice(held)) is not None:
+            # one recording, two signed manifests (two orders, or one order twice): the
+            # station's own rows vouch for either, so neither is the recording's evidence
+            report.add("store", "fail", f"{name}: {twice}", "clip-logged-twice")
+            continue
         if any(
             m is not None and hashlib.sha256(m).hexdigest() == clip.get("manifest_sha256")
             for m in held

@@ -223,7 +223,10 @@ class Archiver(IndexWorker):
             return None
         if not entries:
             return None
-        e = entries[-1]
+        # The leaf of this clip: the same bytes logged twice (one recording under two orders,
+        # `clip-logged-twice`) are two leaves, and each row must name its own, or the central
+        # site sees one signed manifest where the station signed two
+        e = next((x for x in reversed(entries) if x.clip_path == rec.path), entries[-1])
         # Under the signing key: a replaced station (same name, new key) starts its log at seq 0
         # again, and must never write over the old station's leaves. Named by the leaf's digest
         # too: a station restored from a backup (same key) signs again the numbers of the day
