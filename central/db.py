@@ -6,7 +6,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -194,6 +196,47 @@ def floor_fields(c: dict[str, Any]) -> tuple[str | None, str, str | None, str | 
         json.dumps(local[:50]) if local else None,
         json.dumps(fleet, ensure_ascii=False) if fleet else None,
     )
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _aware(value: Any) -> bool:
+    """An ISO 8601 time with a UTC offset, as a station writes every time it sends."""
+    try:
+        return isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def check_clip(c: dict[str, Any]) -> None:
+    """Refuse (CentralError) a clip record no station writes and the site's pages could not
+    show: every page listing a row parses its times (one bad row would break the search
+    and order pages of everyone who sees its station), and the SHA-256 names the clip's
+    objects in the bucket."""
+    name = f"clip {c.get('id')}"
+    for k in ("started_at", "ended_at", "started_utc", "ended_utc"):
+        if not _aware(c.get(k)):
+            raise CentralError(f"{name}: {k} must be an ISO 8601 time with a UTC offset")
+    if not isinstance(c.get("sha256"), str) or not _SHA256.fullmatch(c["sha256"]):
+        raise CentralError(f"{name}: sha256 must be 64 lower-case hex digits")
+    for k in ("size", "frame_count"):
+        if type(c.get(k)) is not int or c[k] < 0:
+            raise CentralError(f"{name}: {k} must be a whole number, not negative")
+    for k in ("duration_s", "pre_roll_s"):
+        if type(c.get(k)) not in (int, float) or not math.isfinite(c[k]) or c[k] < 0:
+            raise CentralError(f"{name}: {k} must be a finite number of seconds, not negative")
+    events = c.get("events") or []
+    if not isinstance(events, list) or not all(
+        isinstance(e, dict) and (not isinstance(e.get("wall"), str) or _aware(e["wall"]))
+        for e in events
+    ):
+        raise CentralError(f"{name}: events must be objects whose wall is an ISO 8601 time")
+    waybills = c.get("waybills") or []
+    if not isinstance(waybills, list) or not all(
+        isinstance(w, dict) and isinstance(w.get("waybill"), str) for w in waybills
+    ):
+        raise CentralError(f"{name}: waybills must be objects naming a waybill")
 
 
 ROTATION_UNSIGNED = "rotation-unsigned"
@@ -565,6 +608,7 @@ class CentralDB:
                             f"clip {c.get('id')} names station {c.get('station')!r}, "
                             f"but the token is station {station!r}"
                         )
+                    check_clip(c)
                     archive_meta = c.get("archive_meta")
                     if archive_meta is not None and c.get("archive_seq") is not None:
                         archive_meta = {**archive_meta, "archive_seq": int(c["archive_seq"])}
