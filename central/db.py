@@ -10,7 +10,7 @@ import math
 import os
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -1206,16 +1206,19 @@ class CentralDB:
     def stations(self) -> list[str]:
         return [r["name"] for r in self._all("SELECT DISTINCT name FROM stations ORDER BY name")]
 
-    def order_clips(self, order_id: str, limit: int = 20) -> list[dict[str, Any]]:
-        """The first ``limit`` clips of an order recorded, every station, in the order
-        recorded (``order``; the stations' duplicate check, station/fleet/duplicates.py):
-        station, its local clip id, start, kind, SHA-256. The first ``limit`` of each
-        station's are all the merge can take."""
+    def order_clips(
+        self, order_id: str, limit: int = 20, *, stations: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The first ``limit`` clips of an order recorded, every station (or those of
+        ``stations``), in the order recorded (``order``; the stations' duplicate check,
+        station/fleet/duplicates.py): station, its local clip id, start, kind, SHA-256. The
+        first ``limit`` of each station's are all the merge can take."""
+        only = "" if stations is None else " AND station = ANY(%s)"
         rows = self._all(
             "SELECT station, station_id, local_id, started_utc, started_at, kind, sha256 FROM"
             " (SELECT *, row_number() OVER (PARTITION BY station_id ORDER BY local_id) AS n"
-            "  FROM clips WHERE order_id = %s) c WHERE n <= %s",
-            (order_id, limit),
+            f"  FROM clips WHERE order_id = %s{only}) c WHERE n <= %s",
+            (order_id, *([] if stations is None else [sorted(stations)]), limit),
         )
         ordered = in_recording_order(rows, recorder=_recorder, seq=_local_id, start=_started)
         return [

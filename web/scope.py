@@ -11,7 +11,7 @@ from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord, LegalHold
 from station.store.sqlitedb import utc_text
 from web.backends import IndexReader
-from web.db import AccessEntry, ShareLink, WebDB
+from web.db import AccessEntry, ShareLink, StationGroup, WebDB
 from web.stations import StationStatus
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,18 @@ def stations_for(role: str, groups_stations: Collection[str], *, central: bool) 
     if not central or role == "admin":
         return None
     return frozenset(groups_stations)
+
+
+def peer_stations(station: str, groups: Collection[StationGroup]) -> Stations:
+    """Pure: the stations whose clips a station's duplicate check is told of on the central
+    site (central/api.py ``order-clips``): those it shares a station group with, and itself.
+    Groups are warehouses or clients (two sellers' numbering: one order ID, two orders), so
+    another group's clip of the same ID is no repack, and its station, clip and time must
+    not go into this station's signed manifest. A site without groups is one seller's fleet:
+    every station (None). A station in no group while groups exist: its own clips only."""
+    if not groups:
+        return None
+    return frozenset({station}).union(*(g.stations for g in groups if station in g.stations))
 
 
 def allows(scope: Stations, station: str) -> bool:
