@@ -10,7 +10,7 @@ from typing import Any
 
 from central.db import CentralDB
 from central.witness import station_record
-from station.fleet.objstore import ObjectStore
+from station.fleet.objstore import ObjectStore, station_prefix
 from station.proof.keys import StationKey, fingerprint, load_public_pem, verify_signature
 from station.proof.standalone_verify import WITNESS_SIZES_MAX
 from station.proof.verify import WARN, Report, WitnessRecordError, check_witness
@@ -40,12 +40,33 @@ def _archived_leaf(c: ClipRecord) -> dict[str, Any] | None:
     return leaf if isinstance(leaf, dict) and leaf else None
 
 
+MAX_LEAF = 1 << 20  # a signed manifest is a few KB; its signature 64 bytes
+
+
+def _leaf_object(store: ObjectStore, key: Any, c: ClipRecord) -> bytes:
+    """One object of a clip's log leaf, read only where its own station archives its log
+    (``<prefix>stations/<station>/proof/log/``) and only when it is of a leaf's size: the
+    keys are what the station registered, and the site reads the whole bucket (another
+    station's objects, or a clip of gigabytes held in memory, for anyone who uploads a file
+    of those bytes). ValueError otherwise."""
+    key = str(key)
+    where = f"{station_prefix(store.cfg.prefix, c.station)}proof/log/"
+    if not key.startswith(where) or {".", ".."} & set(key.split("/")):
+        raise ValueError(f"{key!r} is not under its station's {where!r}")
+    head = store.head(key)
+    if head is None:
+        raise ValueError(f"{key!r} is not in the bucket")
+    if int(head["ContentLength"]) > MAX_LEAF:
+        raise ValueError(f"{key!r} is {head['ContentLength']} bytes, no signed manifest is")
+    return store.get_bytes(key)
+
+
 def _read_leaf(
     store: ObjectStore, leaf: dict[str, Any], c: ClipRecord
 ) -> tuple[bytes, bytes] | None:
     """The archived signed manifest of clip row ``c`` and its signature, None if unreadable."""
     try:
-        return store.get_bytes(str(leaf["manifest"])), store.get_bytes(str(leaf["signature"]))
+        return _leaf_object(store, leaf["manifest"], c), _leaf_object(store, leaf["signature"], c)
     except Exception as exc:
         log.warning("verify page: cannot read the archived manifest of clip %s: %s", c.id, exc)
         return None
