@@ -17,6 +17,7 @@ from typing import Any
 from central.errors import CentralError, Unavailable
 from central.schema import build_search_indexes, migrate
 from central.witness import ACCEPT, FORK, NEWEST, ROLLBACK, Judgement, cosign, judge
+from station.proof import ProofError
 from station.proof.keys import fingerprint, load_public_pem
 from station.proof.verify import check_rotation_link
 from station.store.clips import (
@@ -428,13 +429,25 @@ class CentralDB:
         (for an enrolment made by ``replace-station``, also what the one it replaced holds:
         a station restored from a backup must not send its old clips again)."""
         fp = key_fingerprint[:100]
+        if public_key:
+            # the key is what every checkpoint and manifest of the station is held to: it must
+            # be the key the fingerprint (compared below with the enrolled one) names
+            try:
+                actual = fingerprint(load_public_pem(public_key.encode()))
+            except (ProofError, UnicodeError) as exc:
+                raise CentralError(f"public_key: {exc}") from exc
+            if actual != fp:
+                raise CentralError(
+                    f"the public key sent has the fingerprint {actual}, not {fp or 'none'}"
+                    " (the key_fingerprint sent with it)"
+                )
         if fp:
             self._refuse_a_key_of_another_enrolment(station_id, fp)
         row = self._one(
             "UPDATE stations SET enrolled_utc = COALESCE(enrolled_utc, now()),"
             " last_seen_utc = now(), software = %s,"
             " key_fingerprint = COALESCE(NULLIF(%s, ''), key_fingerprint),"
-            " public_key = COALESCE(NULLIF(%s, ''), public_key)"
+            " public_key = COALESCE(public_key, NULLIF(%s, ''))"
             " WHERE id = %s AND (key_fingerprint IS NULL OR %s = '' OR key_fingerprint = %s)"
             " RETURNING name",
             (software[:100], fp, public_key[:2000], station_id, fp, fp),

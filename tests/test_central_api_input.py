@@ -85,3 +85,40 @@ def test_what_a_station_sends_passes_the_check() -> None:
     check_clip(_clip(1))
     check_clip(_clip(1, started_utc="2026-12-01T01:00:01.000000Z", duration_s=3))
     check_clip(_clip(1, events=[{"kind": "scan", "wall": "2026-12-01T09:00:01.500+08:00"}]))
+
+
+def _hello(app: Any, fp: str, pem: str, token: str | None = None) -> Any:
+    return app.test_client().post(
+        "/api/fleet/v1/hello",
+        json={"station": "st-1", "key_fingerprint": fp, "public_key": pem, "software": "t"},
+        headers={"Authorization": f"Bearer {token or app.config['STATION_TOKEN']}"},
+    )
+
+
+def test_hello_never_swaps_the_enrolled_public_key_under_its_fingerprint(
+    app: Any, pg_dsn: str
+) -> None:
+    """The key a station enrols with is the one its clips, checkpoints and manifests are
+    checked with (witness, /verify). hello compared only the fingerprint the station wrote and
+    then stored whatever public key came with it: a token holder (a thief with the SD card's
+    config, a restored clone) sent the enrolled fingerprint with a key of its own, and the site
+    held every later checkpoint and manifest to that key, with no rotation and no alarm."""
+    from station.proof.keys import StationKey
+
+    mine, thief = StationKey.generate(), StationKey.generate()
+    pem, other_pem = mine.public_pem().decode(), thief.public_pem().decode()
+    # a first hello whose key is not the fingerprint it names
+    resp = _hello(app, mine.fingerprint, other_pem)
+    assert resp.status_code == 409 and "fingerprint" in resp.get_json()["error"]
+    assert _hello(app, mine.fingerprint, pem).status_code == 200
+    resp = _hello(app, mine.fingerprint, other_pem)
+    assert resp.status_code == 409 and "fingerprint" in resp.get_json()["error"]
+    db = CentralDB(pg_dsn)
+    try:
+        st = db.station_for_token(app.config["STATION_TOKEN"])
+        assert st is not None
+        assert db.public_key(int(st["id"])) == pem
+    finally:
+        db.close()
+    assert _hello(app, mine.fingerprint, pem).status_code == 200  # the station restarting
+    assert _hello(app, mine.fingerprint, "").status_code == 200  # no key file (yet)
