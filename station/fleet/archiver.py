@@ -275,7 +275,14 @@ class Archiver(IndexWorker):
         for cp in cps:
             if cp.id <= cursor or self._stop.is_set():
                 continue
-            base = f"{self.prefix}proof/checkpoints/{cp.tree_size:010d}-{cp.root_hash[:16]}"
+            # Named by the signed body's digest too: an idle station signs a heartbeat
+            # checkpoint of the same size and root every checkpoint_interval_min, and each is
+            # a signed statement of its own (its RFC 3161 token stamps that body), never
+            # written over by the next (size-root names from before stay as they are)
+            digest = hashlib.sha256(cp.body).hexdigest()[:16]
+            base = (
+                f"{self.prefix}proof/checkpoints/{cp.tree_size:010d}-{cp.root_hash[:16]}-{digest}"
+            )
             self.store.put_bytes(base + ".json", cp.body, content_type="application/json")
             self.store.put_bytes(base + ".sig", cp.signature)
             self.cursors.set_cursor(CHECKPOINTS_CURSOR, cp.id)
