@@ -240,6 +240,23 @@ def check_clip(c: dict[str, Any]) -> None:
         raise CentralError(f"{name}: waybills must be objects naming a waybill")
 
 
+HEALTH_MAX = 64_000
+
+
+def trim_health(v: Any, text: int = 2000, depth: int = 0) -> Any:
+    """Pure: a health report with every text cut to ``text`` characters and lists and objects
+    to 100 entries, 6 levels deep (what the pages and alerts show of it is shorter still)."""
+    if isinstance(v, str):
+        return v if len(v) <= text else v[:text] + "…"
+    if depth >= 6:
+        return None if isinstance(v, dict | list) else v
+    if isinstance(v, dict):
+        return {str(k)[:200]: trim_health(x, text, depth + 1) for k, x in list(v.items())[:100]}
+    if isinstance(v, list):
+        return [trim_health(x, text, depth + 1) for x in v[:100]]
+    return v
+
+
 ROTATION_UNSIGNED = "rotation-unsigned"
 NO_KEY = "no-key"  # a rotation sent to an enrolment that has no key yet (replace-station)
 
@@ -514,7 +531,16 @@ class CentralDB:
         return {k: int(v) for k, v in r.items()}
 
     def set_health(self, station_id: int, health: dict[str, Any]) -> None:
-        doc = json.dumps(health)[:64_000]
+        """Store the station's health report, long texts cut (``trim_health``): a report is
+        never refused for its length (the station would look silent while it runs)."""
+        try:
+            doc = json.dumps(trim_health(health), allow_nan=False)
+            if len(doc) > HEALTH_MAX:  # many long texts: shorter still
+                doc = json.dumps(trim_health(health, 100), allow_nan=False)
+        except ValueError as exc:
+            raise CentralError(f"health report: {exc}") from exc
+        if len(doc) > HEALTH_MAX:
+            raise CentralError(f"health report: more than {HEALTH_MAX} characters of JSON")
 
         def q(conn: Any) -> None:
             with conn.cursor() as cur:

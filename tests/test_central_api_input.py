@@ -122,3 +122,37 @@ def test_hello_never_swaps_the_enrolled_public_key_under_its_fingerprint(
         db.close()
     assert _hello(app, mine.fingerprint, pem).status_code == 200  # the station restarting
     assert _hello(app, mine.fingerprint, "").status_code == 200  # no key file (yet)
+
+
+def _health(app: Any, doc: Any) -> Any:
+    return app.test_client().post(
+        "/api/fleet/v1/health",
+        data=doc,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {app.config['STATION_TOKEN']}"},
+    )
+
+
+def test_a_long_health_report_is_kept_readable_and_a_broken_one_refused(
+    app: Any, pg_dsn: str
+) -> None:
+    """The health post was cut at 64,000 characters of JSON text: a report longer than that
+    (a long last error, the witness's answers in sync_failed) was no JSON, PostgreSQL refused
+    it (a 500), and the station looked silent while it ran. Long texts are cut, so the report
+    still lands; NaN (no JSON for PostgreSQL) is a 409 that says so."""
+    import json
+
+    long = {"state": "idle", "last_error": "E" * 100_000,
+            "sync_failed": {"checkpoints": "w" * 70_000}, "disk_free_bytes": 5}  # fmt: skip
+    assert _health(app, json.dumps(long)).status_code == 200
+    db = CentralDB(pg_dsn)
+    try:
+        (row,) = db.stations_table()
+        assert row["health"]["state"] == "idle" and row["health"]["disk_free_bytes"] == 5
+        assert row["health"]["last_error"].startswith("EEEE") and row["health_utc"] is not None
+    finally:
+        db.close()
+    many = {"state": "idle", **{f"k{i}": "x" * 3000 for i in range(60)}}
+    assert _health(app, json.dumps(many)).status_code == 200
+    resp = _health(app, '{"state": "idle", "disk_free_bytes": NaN}')
+    assert resp.status_code == 409 and "health" in resp.get_json()["error"]
