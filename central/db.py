@@ -202,10 +202,11 @@ def floor_fields(c: dict[str, Any]) -> tuple[str | None, str, str | None, str | 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def _aware(value: Any) -> bool:
-    """An ISO 8601 time with a UTC offset, as a station writes every time it sends."""
+def _iso_time(value: Any) -> bool:
+    """An ISO 8601 time, as the pages parse it (a station writes a UTC offset too; a row of
+    an older index without one is still taken: refusing it would stall the station's sync)."""
     try:
-        return isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
+        return isinstance(value, str) and isinstance(datetime.fromisoformat(value), datetime)
     except ValueError:
         return False
 
@@ -217,8 +218,8 @@ def check_clip(c: dict[str, Any]) -> None:
     objects in the bucket."""
     name = f"clip {c.get('id')}"
     for k in ("started_at", "ended_at", "started_utc", "ended_utc"):
-        if not _aware(c.get(k)):
-            raise CentralError(f"{name}: {k} must be an ISO 8601 time with a UTC offset")
+        if not _iso_time(c.get(k)):
+            raise CentralError(f"{name}: {k} must be an ISO 8601 time")
     if not isinstance(c.get("sha256"), str) or not _SHA256.fullmatch(c["sha256"]):
         raise CentralError(f"{name}: sha256 must be 64 lower-case hex digits")
     for k in ("size", "frame_count"):
@@ -229,7 +230,7 @@ def check_clip(c: dict[str, Any]) -> None:
             raise CentralError(f"{name}: {k} must be a finite number of seconds, not negative")
     events = c.get("events") or []
     if not isinstance(events, list) or not all(
-        isinstance(e, dict) and (not isinstance(e.get("wall"), str) or _aware(e["wall"]))
+        isinstance(e, dict) and (not isinstance(e.get("wall"), str) or _iso_time(e["wall"]))
         for e in events
     ):
         raise CentralError(f"{name}: events must be objects whose wall is an ISO 8601 time")

@@ -55,7 +55,7 @@ def _post(app: Any, clips: list[dict[str, Any]]) -> Any:
 
 BAD = {
     "started_at not a time": {"started_at": "yesterday"},
-    "ended_at without offset": {"ended_at": "2026-12-01T09:00:01"},
+    "ended_at not ISO 8601": {"ended_at": "12/01/2026 09:00:01"},
     "started_utc not a time": {"started_utc": "soon"},
     "event wall not a time": {"events": [{"kind": "scan", "text": "X", "wall": "noon"}]},
     "sha256 a path": {"sha256": "../../station-02/clips/" + "0" * 40},
@@ -85,6 +85,7 @@ def test_what_a_station_sends_passes_the_check() -> None:
     check_clip(_clip(1))
     check_clip(_clip(1, started_utc="2026-12-01T01:00:01.000000Z", duration_s=3))
     check_clip(_clip(1, events=[{"kind": "scan", "wall": "2026-12-01T09:00:01.500+08:00"}]))
+    check_clip(_clip(1, started_at="2026-12-01T09:00:01"))  # an older index's, no offset
 
 
 def _hello(app: Any, fp: str, pem: str, token: str | None = None) -> Any:
