@@ -52,6 +52,20 @@ def covers(outer: Stations, inner: Stations) -> bool:
     return inner is not None and inner <= outer
 
 
+def within(clip: ClipRecord, scope: Stations) -> ClipRecord:
+    """Pure: ``clip`` as ``scope`` may see it: the clips it repacks at other stations
+    (``repack_of_fleet``: station, clip id, start) only where the scope sees those stations,
+    in every answer (the order page left them out, the JSON API gave them as stored)."""
+    refs = clip.extra.get("repack_of_fleet")
+    if scope is None or not isinstance(refs, list):
+        return clip
+    kept = [r for r in refs if isinstance(r, dict) and r.get("station") in scope]
+    if len(kept) == len(refs):
+        return clip
+    extra = {k: v for k, v in clip.extra.items() if k != "repack_of_fleet"}
+    return dataclasses.replace(clip, extra={**extra, **({"repack_of_fleet": kept} if kept else {})})
+
+
 class ScopedIndex:
     """The clip index as one scope sees it: the only way the site's views read clips.
 
@@ -74,7 +88,7 @@ class ScopedIndex:
     def order(self, order_id: str) -> list[ClipRecord]:
         if self.scope is not None and not self.scope:
             return []
-        return [c for c in self.index.order(order_id) if self._ok(c.station)]
+        return [within(c, self.scope) for c in self.index.order(order_id) if self._ok(c.station)]
 
     def order_info(self, order_id: str) -> dict[str, Any] | None:
         if self.scope is None:
@@ -92,7 +106,7 @@ class ScopedIndex:
         if self.scope is not None and not self.scope:
             return None
         clip = self.index.clip(clip_id)
-        return clip if clip is not None and self._ok(clip.station) else None
+        return within(clip, self.scope) if clip is not None and self._ok(clip.station) else None
 
     def legal_hold(self, order_id: str) -> LegalHold | None:
         if self.scope is not None and not self.order(order_id):
@@ -109,7 +123,8 @@ class ScopedIndex:
             return []
         # a search already limited to some stations: those of them in the scope
         scope = self.scope if s.stations is None else self.scope.intersection(s.stations)
-        return self.index.search(dataclasses.replace(s, stations=sorted(scope)))
+        found = self.index.search(dataclasses.replace(s, stations=sorted(scope)))
+        return [within(c, self.scope) for c in found]
 
     def stations(self) -> list[str]:
         return [s for s in self.index.stations() if self._ok(s)]
