@@ -16,7 +16,8 @@ from central.db import NO_KEY, CentralDB
 from central.errors import CentralError, Unavailable
 from central.witness import ACCEPT, witness_key
 from station.proof.keys import load_public_pem, verify_signature
-from web.handles import SiteHandles, site_config
+from web.handles import SiteHandles, get_db, site_config
+from web.scope import peer_stations
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,8 @@ def order_clips() -> Response:
     order = request.args.get("order", "")
     if not order or len(order) > MAX_ORDER_ID or not order.isprintable():
         return _error(400, "order: 1 to 512 printable characters")
-    return jsonify(order=order, clips=central_db().order_clips(order))
+    peers = peer_stations(g.station["name"], get_db().groups())
+    return jsonify(order=order, clips=central_db().order_clips(order, stations=peers))
 
 
 @bp.post("/health")

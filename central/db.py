@@ -6,15 +6,18 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from central.errors import CentralError, Unavailable
 from central.schema import build_search_indexes, migrate
 from central.witness import ACCEPT, FORK, NEWEST, ROLLBACK, Judgement, cosign, judge
+from station.proof import ProofError
 from station.proof.keys import fingerprint, load_public_pem
 from station.proof.verify import check_rotation_link
 from station.store.clips import (
@@ -194,6 +197,65 @@ def floor_fields(c: dict[str, Any]) -> tuple[str | None, str, str | None, str | 
         json.dumps(local[:50]) if local else None,
         json.dumps(fleet, ensure_ascii=False) if fleet else None,
     )
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _iso_time(value: Any) -> bool:
+    """An ISO 8601 time, as the pages parse it (a station writes a UTC offset too; a row of
+    an older index without one is still taken: refusing it would stall the station's sync)."""
+    try:
+        return isinstance(value, str) and isinstance(datetime.fromisoformat(value), datetime)
+    except ValueError:
+        return False
+
+
+def check_clip(c: dict[str, Any]) -> None:
+    """Refuse (CentralError) a clip record no station writes and the site's pages could not
+    show: every page listing a row parses its times (one bad row would break the search
+    and order pages of everyone who sees its station), and the SHA-256 names the clip's
+    objects in the bucket."""
+    name = f"clip {c.get('id')}"
+    for k in ("started_at", "ended_at", "started_utc", "ended_utc"):
+        if not _iso_time(c.get(k)):
+            raise CentralError(f"{name}: {k} must be an ISO 8601 time")
+    if not isinstance(c.get("sha256"), str) or not _SHA256.fullmatch(c["sha256"]):
+        raise CentralError(f"{name}: sha256 must be 64 lower-case hex digits")
+    for k in ("size", "frame_count"):
+        if type(c.get(k)) is not int or c[k] < 0:
+            raise CentralError(f"{name}: {k} must be a whole number, not negative")
+    for k in ("duration_s", "pre_roll_s"):
+        if type(c.get(k)) not in (int, float) or not math.isfinite(c[k]) or c[k] < 0:
+            raise CentralError(f"{name}: {k} must be a finite number of seconds, not negative")
+    events = c.get("events") or []
+    if not isinstance(events, list) or not all(
+        isinstance(e, dict) and (not isinstance(e.get("wall"), str) or _iso_time(e["wall"]))
+        for e in events
+    ):
+        raise CentralError(f"{name}: events must be objects whose wall is an ISO 8601 time")
+    waybills = c.get("waybills") or []
+    if not isinstance(waybills, list) or not all(
+        isinstance(w, dict) and isinstance(w.get("waybill"), str) for w in waybills
+    ):
+        raise CentralError(f"{name}: waybills must be objects naming a waybill")
+
+
+HEALTH_MAX = 64_000
+
+
+def trim_health(v: Any, text: int = 2000, depth: int = 0) -> Any:
+    """Pure: a health report with every text cut to ``text`` characters and lists and objects
+    to 100 entries, 6 levels deep (what the pages and alerts show of it is shorter still)."""
+    if isinstance(v, str):
+        return v if len(v) <= text else v[:text] + "…"
+    if depth >= 6:
+        return None if isinstance(v, dict | list) else v
+    if isinstance(v, dict):
+        return {str(k)[:200]: trim_health(x, text, depth + 1) for k, x in list(v.items())[:100]}
+    if isinstance(v, list):
+        return [trim_health(x, text, depth + 1) for x in v[:100]]
+    return v
 
 
 ROTATION_UNSIGNED = "rotation-unsigned"
@@ -385,13 +447,25 @@ class CentralDB:
         (for an enrolment made by ``replace-station``, also what the one it replaced holds:
         a station restored from a backup must not send its old clips again)."""
         fp = key_fingerprint[:100]
+        if public_key:
+            # the key is what every checkpoint and manifest of the station is held to: it must
+            # be the key the fingerprint (compared below with the enrolled one) names
+            try:
+                actual = fingerprint(load_public_pem(public_key.encode()))
+            except (ProofError, UnicodeError) as exc:
+                raise CentralError(f"public_key: {exc}") from exc
+            if actual != fp:
+                raise CentralError(
+                    f"the public key sent has the fingerprint {actual}, not {fp or 'none'}"
+                    " (the key_fingerprint sent with it)"
+                )
         if fp:
             self._refuse_a_key_of_another_enrolment(station_id, fp)
         row = self._one(
             "UPDATE stations SET enrolled_utc = COALESCE(enrolled_utc, now()),"
             " last_seen_utc = now(), software = %s,"
             " key_fingerprint = COALESCE(NULLIF(%s, ''), key_fingerprint),"
-            " public_key = COALESCE(NULLIF(%s, ''), public_key)"
+            " public_key = COALESCE(public_key, NULLIF(%s, ''))"
             " WHERE id = %s AND (key_fingerprint IS NULL OR %s = '' OR key_fingerprint = %s)"
             " RETURNING name",
             (software[:100], fp, public_key[:2000], station_id, fp, fp),
@@ -458,7 +532,16 @@ class CentralDB:
         return {k: int(v) for k, v in r.items()}
 
     def set_health(self, station_id: int, health: dict[str, Any]) -> None:
-        doc = json.dumps(health)[:64_000]
+        """Store the station's health report, long texts cut (``trim_health``): a report is
+        never refused for its length (the station would look silent while it runs)."""
+        try:
+            doc = json.dumps(trim_health(health), allow_nan=False)
+            if len(doc) > HEALTH_MAX:  # many long texts: shorter still
+                doc = json.dumps(trim_health(health, 100), allow_nan=False)
+        except ValueError as exc:
+            raise CentralError(f"health report: {exc}") from exc
+        if len(doc) > HEALTH_MAX:
+            raise CentralError(f"health report: more than {HEALTH_MAX} characters of JSON")
 
         def q(conn: Any) -> None:
             with conn.cursor() as cur:
@@ -565,6 +648,7 @@ class CentralDB:
                             f"clip {c.get('id')} names station {c.get('station')!r}, "
                             f"but the token is station {station!r}"
                         )
+                    check_clip(c)
                     archive_meta = c.get("archive_meta")
                     if archive_meta is not None and c.get("archive_seq") is not None:
                         archive_meta = {**archive_meta, "archive_seq": int(c["archive_seq"])}
@@ -1162,16 +1246,19 @@ class CentralDB:
     def stations(self) -> list[str]:
         return [r["name"] for r in self._all("SELECT DISTINCT name FROM stations ORDER BY name")]
 
-    def order_clips(self, order_id: str, limit: int = 20) -> list[dict[str, Any]]:
-        """The first ``limit`` clips of an order recorded, every station, in the order
-        recorded (``order``; the stations' duplicate check, station/fleet/duplicates.py):
-        station, its local clip id, start, kind, SHA-256. The first ``limit`` of each
-        station's are all the merge can take."""
+    def order_clips(
+        self, order_id: str, limit: int = 20, *, stations: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The first ``limit`` clips of an order recorded, every station (or those of
+        ``stations``), in the order recorded (``order``; the stations' duplicate check,
+        station/fleet/duplicates.py): station, its local clip id, start, kind, SHA-256. The
+        first ``limit`` of each station's are all the merge can take."""
+        only = "" if stations is None else " AND station = ANY(%s)"
         rows = self._all(
             "SELECT station, station_id, local_id, started_utc, started_at, kind, sha256 FROM"
             " (SELECT *, row_number() OVER (PARTITION BY station_id ORDER BY local_id) AS n"
-            "  FROM clips WHERE order_id = %s) c WHERE n <= %s",
-            (order_id, limit),
+            f"  FROM clips WHERE order_id = %s{only}) c WHERE n <= %s",
+            (order_id, *([] if stations is None else [sorted(stations)]), limit),
         )
         ordered = in_recording_order(rows, recorder=_recorder, seq=_local_id, start=_started)
         return [

@@ -10,7 +10,7 @@ from typing import Any
 
 from central.db import CentralDB
 from central.witness import station_record
-from station.fleet.objstore import ObjectStore
+from station.fleet.objstore import ObjectStore, station_prefix
 from station.proof.keys import StationKey, fingerprint, load_public_pem, verify_signature
 from station.proof.standalone_verify import WITNESS_SIZES_MAX
 from station.proof.verify import WARN, Report, WitnessRecordError, check_witness
@@ -40,12 +40,33 @@ def _archived_leaf(c: ClipRecord) -> dict[str, Any] | None:
     return leaf if isinstance(leaf, dict) and leaf else None
 
 
+MAX_LEAF = 1 << 20  # a signed manifest is a few KB; its signature 64 bytes
+
+
+def _leaf_object(store: ObjectStore, key: Any, c: ClipRecord) -> bytes:
+    """One object of a clip's log leaf, read only where its own station archives its log
+    (``<prefix>stations/<station>/proof/log/``) and only when it is of a leaf's size: the
+    keys are what the station registered, and the site reads the whole bucket (another
+    station's objects, or a clip of gigabytes held in memory, for anyone who uploads a file
+    of those bytes). ValueError otherwise."""
+    key = str(key)
+    where = f"{station_prefix(store.cfg.prefix, c.station)}proof/log/"
+    if not key.startswith(where) or {".", ".."} & set(key.split("/")):
+        raise ValueError(f"{key!r} is not under its station's {where!r}")
+    head = store.head(key)
+    if head is None:
+        raise ValueError(f"{key!r} is not in the bucket")
+    if int(head["ContentLength"]) > MAX_LEAF:
+        raise ValueError(f"{key!r} is {head['ContentLength']} bytes, no signed manifest is")
+    return store.get_bytes(key)
+
+
 def _read_leaf(
     store: ObjectStore, leaf: dict[str, Any], c: ClipRecord
 ) -> tuple[bytes, bytes] | None:
     """The archived signed manifest of clip row ``c`` and its signature, None if unreadable."""
     try:
-        return store.get_bytes(str(leaf["manifest"])), store.get_bytes(str(leaf["signature"]))
+        return _leaf_object(store, leaf["manifest"], c), _leaf_object(store, leaf["signature"], c)
     except Exception as exc:
         log.warning("verify page: cannot read the archived manifest of clip %s: %s", c.id, exc)
         return None
@@ -86,6 +107,8 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
     manifest, signature = got
     public = _station_key(db, int(c.extra["station_id"]), leaf)
     signed = public is not None and verify_signature(public, manifest, signature)
+    others = [_archived_manifest(db, store, x) for x in clips if x is not c]
+    twice = logged_twice([manifest if signed else None, *others])
     if public is None:
         report.add("signature", "warn", "the station has not enrolled a public key")
     elif signed:
@@ -103,6 +126,8 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
     if body.get("sha256") != sha or body.get("size") != size:
         report.add("manifest", "fail", "the signed manifest describes other bytes",
                    "manifest-swapped")  # fmt: skip
+    elif twice is not None:  # neither manifest's order, station or times is the recording's
+        report.add("manifest", "fail", twice, "clip-logged-twice")
     elif signed:
         report.add("manifest", "ok", "the signed manifest names exactly these bytes")
         report.facts.update({k: body.get(k) for k in _SIGNED_FACTS})
@@ -111,6 +136,35 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
         report.add("manifest", "info", "the manifest names these bytes, but its signature is "
                    "not checked")  # fmt: skip
     return report
+
+
+def logged_twice(manifests: list[bytes | None]) -> str | None:
+    """Why the verified signed manifests ``manifests`` (None: not archived, or not checked) of
+    the rows registering one recording wrong a buyer, None when they are one manifest: the
+    station logged those bytes more than once (``clip-logged-twice``, as `packcam audit` says
+    on the station), so its signature on either is no more its word than on the other. Each
+    row is the station's own sync payload: one of them cannot vouch for a bundle by
+    matching it."""
+    bodies: dict[bytes, dict[str, Any]] = {}
+    for m in manifests:
+        if m is not None and m not in bodies:
+            try:
+                body = json.loads(m)
+            except ValueError:
+                body = {}
+            bodies[m] = body if isinstance(body, dict) else {}
+    if len(bodies) < 2:
+        return None
+    same = list(bodies.values())
+    orders = sorted({str(b.get("order_id")) for b in same})
+    return (
+        f"the same bytes are registered by this site's stations under {len(same)} signed "
+        f"manifests (log entries {sorted(b['seq'] for b in same if type(b.get('seq')) is int)}, "
+        f"stations "
+        f"{sorted({str(b.get('station')) for b in same})}) "
+        + (f"of orders {orders}: one recording is one order's evidence" if len(orders) > 1
+           else f"of order {orders[0]!r}: a station logs each recording once")
+    )  # fmt: skip
 
 
 # What the page shows of a clip: only what the verified manifest states.
@@ -149,6 +203,11 @@ def check_bundle_in_index(report: Report, db: CentralDB, store: ObjectStore | No
                        "clip-unknown")  # fmt: skip
             continue
         held = [_archived_manifest(db, store, c) if store is not None else None for c in rows]
+        if (twice := logged_twice(held)) is not None:
+            # one recording, two signed manifests (two orders, or one order twice): the
+            # station's own rows vouch for either, so neither is the recording's evidence
+            report.add("store", "fail", f"{name}: {twice}", "clip-logged-twice")
+            continue
         if any(
             m is not None and hashlib.sha256(m).hexdigest() == clip.get("manifest_sha256")
             for m in held

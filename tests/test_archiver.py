@@ -89,6 +89,45 @@ def test_clips_proofs_and_checkpoints_are_archived(station_cfg: config_mod.Confi
         arch.stop()
 
 
+def test_a_heartbeat_checkpoint_of_the_same_log_writes_over_no_checkpoint(
+    station_cfg: config_mod.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An idle station signs a checkpoint every ``checkpoint_interval_min``: the same size and
+    root, another time and signature. Checkpoints were named by size and root only, so each
+    heartbeat found the last one's object "in the bucket but wrong" (an ERROR) and wrote over
+    it: on an unversioned bucket the signed checkpoint its RFC 3161 token stamps was gone, on
+    a locked one a second version of a write-once key, every hour. Each signed checkpoint is
+    kept, under its own name."""
+    from datetime import timedelta
+
+    from station.proof.finalizer import ProofFinalizer
+
+    arch = Archiver(station_cfg)
+    try:
+        arch.run_once()
+        fin = ProofFinalizer(station_cfg, start_worker=False)
+        try:
+            later = datetime.now(UTC) + timedelta(days=1)
+            assert fin.checkpoint_if_due(later)
+            assert fin.checkpoint_if_due(later + timedelta(days=1))
+        finally:
+            fin.close()
+        caplog.clear()
+        with caplog.at_level(logging.ERROR):
+            arch.run_once()
+        assert not [r for r in caplog.records if "wrong" in r.getMessage()], caplog.text
+        cps = arch.proof_log.checkpoints()
+        assert len({(c.tree_size, c.root_hash) for c in cps}) < len(cps)  # heartbeats
+        stored = {
+            arch.store.get_bytes(k)
+            for k in _keys(arch)
+            if "/proof/checkpoints/" in k and k.endswith(".json")
+        }
+        assert {c.body for c in cps} <= stored
+    finally:
+        arch.stop()
+
+
 def test_tokens_follow_the_timestamp_queue(station_cfg: config_mod.Config) -> None:
     pending = _add_token_row(station_cfg, "aa" * 32, "pending", None)
     _add_token_row(station_cfg, "bb" * 32, "granted", b"TOKEN-B")

@@ -19,6 +19,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -705,3 +706,44 @@ def test_a_central_bundle_of_a_clip_freed_after_archiving_carries_its_archived_k
         assert packcam.count("key frames are this clip's own pictures") == 2, packcam
         packcam, kit = _verify_both_ways(st, bundles["K3"], tmp_path / "v3")
         assert "bundle-frames-missing" in packcam and "bundle-frames-missing" in kit, packcam
+
+
+def test_one_recording_logged_under_two_orders_is_authentic_on_the_central_site_for_neither(
+    seaweed: SeaweedServer,
+    postgres: PostgresServer,
+    tsa_ec,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The station logs A1's packing, then the same bytes again as Z9's (the key holder
+    labelling one packing for two buyers; `packcam audit` on the station calls it
+    `clip-logged-twice`). Archived and synced as any clips: two rows of one SHA-256 in the
+    central index, each with its own archived signed manifest, both in the log the witness
+    cosigned. Each order's bundle verifies offline (it holds only its own leaf), but the
+    central site holds both manifests: its /verify page must not call either bundle, nor the
+    bare clip, authentic; the station's own sync payload (a row naming Z9's leaf) used to
+    vouch for Z9's bundle."""
+    from test_proof_audit_overlap import _session
+
+    from station.proof.bundle import export_order
+
+    st = build_store(tmp_path / "station", tsa_ec, [], c2pa=False)
+    t0 = datetime.now(UTC) - timedelta(minutes=6)  # both TSA-stamped within --max-delay
+    _session(st.cfg, ["A1"], t0, pre_roll=False)
+    _session(st.cfg, ["Z9"], t0 + timedelta(minutes=2), pre_roll=False)
+    with contextlib.closing(Ledger.in_data_dir(st.data)) as ledger:
+        (a1,), (z9,) = ledger.clips("A1"), ledger.clips("Z9")
+    assert a1.sha256 == z9.sha256, "the two sessions did not make the same file"
+    with central_site(st, seaweed, postgres, tmp_path) as site:
+        with contextlib.closing(Ledger.in_data_dir(st.data)) as ledger:
+            leaves = [ledger.archive_state(int(r.id or 0)) for r in (a1, z9)]
+        # each row names its own leaf: the archiver used to give both the newest (Z9's)
+        assert [m and m["archive_meta"]["log"]["seq"] for m in leaves] == [0, 1], leaves
+        app = site.server.packcam_app
+        for order in ("A1", "Z9"):
+            bundle = export_order(st.cfg, order, tmp_path / f"{order}.zip").path
+            page = html.unescape(verify_page(app, bundle.read_bytes(), "en", f"{order}.zip"))
+            assert "✘ Not authentic" in page and "clip-logged-twice" in page, page[-4000:]
+            assert "log entries [0, 1]" in page, page[-4000:]
+            assert "'A1'" in page and "'Z9'" in page, page[-4000:]
+        page = verify_page(app, (st.data / z9.path).read_bytes())
+        assert "clip-logged-twice" in page and "Authentic" not in page, page[-4000:]

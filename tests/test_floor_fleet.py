@@ -243,6 +243,63 @@ def test_the_order_clips_api_needs_a_station_token_and_a_sane_order(site: Site) 
     assert get(base + "X-1", site.tokens["st-01"]) == (200, {"order": "X-1", "clips": []})
 
 
+def test_another_sellers_order_of_the_same_id_is_no_repack_and_never_named_in_a_manifest(
+    site: Site,
+) -> None:
+    """Station groups on the central site are also clients (two sellers' numbering: an order
+    ID is two orders). st-02 (seller B) records order 10001; then st-01 (seller A) records its
+    own 10001. The duplicate check used to answer every station's clips: st-01's packer heard
+    the duplicate warning, and seller A's buyer's signed manifest and bundle named seller B's
+    station, clip and time (the central pages hide that link from A's accounts, the manifest
+    cannot). A station is told of the clips of the stations it shares a group with."""
+    from web.db import WebDB
+
+    web = WebDB.in_data_dir(site.root / "central")
+    try:
+        web.change_group_stations("all-stations", remove=["st-01", "st-02"])
+        for group, station in (("seller-a", "st-01"), ("seller-b", "st-02")):
+            web.add_group(group)
+            web.change_group_stations(group, add=[station])
+    finally:
+        web.close()
+    other = site.station("st-02")
+    run(other, [(0.2, "OP:bob"), (0.4, "10001"), (1.0, "SEAL")], 1.5)
+    sync(other)
+    base = site.url.rstrip("/") + "/api/fleet/v1/order-clips?order=10001"
+    assert [c["station"] for c in get(base, site.tokens["st-02"])[1]["clips"]] == ["st-02"]
+    assert get(base, site.tokens["st-01"]) == (200, {"order": "10001", "clips": []})
+    mine = site.station("st-01")
+    sink = RecordingSink()
+    clips, rec = run(mine, [(0.2, "OP:alice"), (0.3, "10001"), (2.5, "SEAL")], 3.0,
+                     sink=sink, realtime=True)  # fmt: skip
+    (clip,) = clips
+    assert clip.repack_of_fleet == [] and "repack_of_fleet" not in manifest(mine, clip)
+    assert EventKind.DUPLICATE_ORDER not in rec.kinds()
+    assert "duplicate" not in [p.name for p in sink.played]
+    # a group listing both (one seller's two warehouses) makes them one fleet again
+    web = WebDB.in_data_dir(site.root / "central")
+    try:
+        web.add_group("seller-ab")
+        web.change_group_stations("seller-ab", add=["st-01", "st-02"])
+    finally:
+        web.close()
+    got = get(base, site.tokens["st-01"])[1]["clips"]
+    assert "st-02" in {c["station"] for c in got}, got
+
+
+def test_a_station_is_told_of_the_stations_it_shares_a_group_with() -> None:
+    from web.db import StationGroup
+    from web.scope import peer_stations
+
+    def group(*stations: str) -> StationGroup:
+        return StationGroup("g", stations, ())
+
+    assert peer_stations("a", []) is None  # no groups: one seller, the whole fleet
+    assert peer_stations("a", [group("a", "b"), group("c")]) == {"a", "b"}
+    assert peer_stations("a", [group("a", "b"), group("a", "d"), group("c")]) == {"a", "b", "d"}
+    assert peer_stations("x", [group("a", "b")]) == {"x"}  # in no group: its own clips only
+
+
 def test_fleet_refs_keeps_other_stations_only() -> None:
     body = json.dumps({"order": "A", "clips": [
         {"station": "me", "clip_id": 1, "started": "s"},

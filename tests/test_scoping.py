@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -226,6 +227,23 @@ def _api_stations(resp: Any) -> set[str]:
 # ---- the pure decisions ---------------------------------------------------------------------
 
 
+def test_a_clip_keeps_only_the_repack_links_its_viewer_may_see() -> None:
+    from datetime import UTC, datetime
+
+    from station.store.ledger import ClipRecord
+    from web.scope import within
+
+    t = datetime(2026, 12, 1, tzinfo=UTC)
+    refs = [{"station": "b", "clip_id": 3, "started": "s"}, {"station": "c", "clip_id": 4}]
+    clip = ClipRecord("O", "a", t, t, 1.0, 1, "sealed", 0.0, "p", "m", 1, "0" * 64,
+                      extra={"repack_of_fleet": refs, "kind": "order"})  # fmt: skip
+    assert within(clip, None) is clip
+    assert within(clip, frozenset({"a", "b", "c"})) is clip
+    assert within(clip, frozenset({"a", "b"})).repack_of_fleet == refs[:1]
+    seen = within(clip, frozenset({"a"}))
+    assert "repack_of_fleet" not in seen.extra and seen.extra["kind"] == "order"
+
+
 def test_who_sees_what_is_decided_by_role_groups_and_site() -> None:
     assert stations_for("admin", (), central=True) is None
     assert stations_for("viewer", ("a", "b"), central=True) == {"a", "b"}
@@ -366,6 +384,13 @@ def test_packers_and_repack_links_of_other_warehouses_stay_hidden(fleet: Fleet, 
     page = c.get("/orders/DUP-7").get_data(as_text=True)
     assert ("wh2-a" in page) == ("wh2-a" in sees)
     assert ('class="repack-of"' in page) == ("wh2-a" in sees)
+    # the JSON API too (it gave each clip's repack_of_fleet as stored: the other warehouse's
+    # station, clip id and start)
+    for url in ("/api/orders/DUP-7", "/api/clips?q=DUP-7&limit=50"):
+        doc = c.get(url).get_json()
+        mine = next(x for x in doc["clips"] if x["station"] == "wh1-a")
+        assert ("wh2-a" in json.dumps(doc)) == ("wh2-a" in sees), (who, url, doc)
+        assert bool(mine.get("repack_of_fleet")) == ("wh2-a" in sees), (who, url)
 
 
 def _share(c: Any, order_id: str) -> Any:

@@ -11,7 +11,7 @@ from station.store.clips import ClipSearch
 from station.store.ledger import ClipRecord, LegalHold
 from station.store.sqlitedb import utc_text
 from web.backends import IndexReader
-from web.db import AccessEntry, ShareLink, WebDB
+from web.db import AccessEntry, ShareLink, StationGroup, WebDB
 from web.stations import StationStatus
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,18 @@ def stations_for(role: str, groups_stations: Collection[str], *, central: bool) 
     return frozenset(groups_stations)
 
 
+def peer_stations(station: str, groups: Collection[StationGroup]) -> Stations:
+    """Pure: the stations whose clips a station's duplicate check is told of on the central
+    site (central/api.py ``order-clips``): those it shares a station group with, and itself.
+    Groups are warehouses or clients (two sellers' numbering: one order ID, two orders), so
+    another group's clip of the same ID is no repack, and its station, clip and time must
+    not go into this station's signed manifest. A site without groups is one seller's fleet:
+    every station (None). A station in no group while groups exist: its own clips only."""
+    if not groups:
+        return None
+    return frozenset({station}).union(*(g.stations for g in groups if station in g.stations))
+
+
 def allows(scope: Stations, station: str) -> bool:
     return scope is None or station in scope
 
@@ -38,6 +50,20 @@ def covers(outer: Stations, inner: Stations) -> bool:
     if outer is None:
         return True
     return inner is not None and inner <= outer
+
+
+def within(clip: ClipRecord, scope: Stations) -> ClipRecord:
+    """Pure: ``clip`` as ``scope`` may see it: the clips it repacks at other stations
+    (``repack_of_fleet``: station, clip id, start) only where the scope sees those stations,
+    in every answer (the order page left them out, the JSON API gave them as stored)."""
+    refs = clip.extra.get("repack_of_fleet")
+    if scope is None or not isinstance(refs, list):
+        return clip
+    kept = [r for r in refs if isinstance(r, dict) and r.get("station") in scope]
+    if len(kept) == len(refs):
+        return clip
+    extra = {k: v for k, v in clip.extra.items() if k != "repack_of_fleet"}
+    return dataclasses.replace(clip, extra={**extra, **({"repack_of_fleet": kept} if kept else {})})
 
 
 class ScopedIndex:
@@ -62,7 +88,7 @@ class ScopedIndex:
     def order(self, order_id: str) -> list[ClipRecord]:
         if self.scope is not None and not self.scope:
             return []
-        return [c for c in self.index.order(order_id) if self._ok(c.station)]
+        return [within(c, self.scope) for c in self.index.order(order_id) if self._ok(c.station)]
 
     def order_info(self, order_id: str) -> dict[str, Any] | None:
         if self.scope is None:
@@ -80,7 +106,7 @@ class ScopedIndex:
         if self.scope is not None and not self.scope:
             return None
         clip = self.index.clip(clip_id)
-        return clip if clip is not None and self._ok(clip.station) else None
+        return within(clip, self.scope) if clip is not None and self._ok(clip.station) else None
 
     def legal_hold(self, order_id: str) -> LegalHold | None:
         if self.scope is not None and not self.order(order_id):
@@ -97,7 +123,8 @@ class ScopedIndex:
             return []
         # a search already limited to some stations: those of them in the scope
         scope = self.scope if s.stations is None else self.scope.intersection(s.stations)
-        return self.index.search(dataclasses.replace(s, stations=sorted(scope)))
+        found = self.index.search(dataclasses.replace(s, stations=sorted(scope)))
+        return [within(c, self.scope) for c in found]
 
     def stations(self) -> list[str]:
         return [s for s in self.index.stations() if self._ok(s)]

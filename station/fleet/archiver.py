@@ -223,7 +223,10 @@ class Archiver(IndexWorker):
             return None
         if not entries:
             return None
-        e = entries[-1]
+        # The leaf of this clip: the same bytes logged twice (one recording under two orders,
+        # `clip-logged-twice`) are two leaves, and each row must name its own, or the central
+        # site sees one signed manifest where the station signed two
+        e = next((x for x in reversed(entries) if x.clip_path == rec.path), entries[-1])
         # Under the signing key: a replaced station (same name, new key) starts its log at seq 0
         # again, and must never write over the old station's leaves. Named by the leaf's digest
         # too: a station restored from a backup (same key) signs again the numbers of the day
@@ -272,7 +275,14 @@ class Archiver(IndexWorker):
         for cp in cps:
             if cp.id <= cursor or self._stop.is_set():
                 continue
-            base = f"{self.prefix}proof/checkpoints/{cp.tree_size:010d}-{cp.root_hash[:16]}"
+            # Named by the signed body's digest too: an idle station signs a heartbeat
+            # checkpoint of the same size and root every checkpoint_interval_min, and each is
+            # a signed statement of its own (its RFC 3161 token stamps that body), never
+            # written over by the next (size-root names from before stay as they are)
+            digest = hashlib.sha256(cp.body).hexdigest()[:16]
+            base = (
+                f"{self.prefix}proof/checkpoints/{cp.tree_size:010d}-{cp.root_hash[:16]}-{digest}"
+            )
             self.store.put_bytes(base + ".json", cp.body, content_type="application/json")
             self.store.put_bytes(base + ".sig", cp.signature)
             self.cursors.set_cursor(CHECKPOINTS_CURSOR, cp.id)

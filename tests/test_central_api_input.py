@@ -1,0 +1,159 @@
+"""The stations' API on the central site refuses hostile or broken clip records with a clear
+error (409) before they reach the index, where one of them would break every page listing it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest_web import add_users, login
+
+from central.db import CentralDB
+from central.site import CentralSite
+from station import config as config_mod
+
+pytestmark = pytest.mark.slow
+
+
+def _clip(i: int, **over: Any) -> dict[str, Any]:
+    t = f"2026-12-01T09:00:{i:02d}+08:00"
+    u = f"2026-12-01T01:00:{i:02d}.000000+00:00"
+    doc: dict[str, Any] = {
+        "id": i, "order_id": "PO-1", "waybill": None, "station": "st-1",
+        "started_at": t, "ended_at": t, "started_utc": u, "ended_utc": u, "tz": "+08:00",
+        "duration_s": 1.0, "frame_count": 1, "finish_reason": "sealed", "pre_roll_s": 0.0,
+        "path": f"clips/{i}.mp4", "manifest_path": f"clips/{i}.json", "size": 1000,
+        "sha256": f"{i:064x}", "events": [],
+    }  # fmt: skip
+    doc.update(over)
+    return doc
+
+
+@pytest.fixture
+def app(pg_dsn: str, tmp_path: Path) -> Any:
+    from web import create_app
+
+    db = CentralDB(pg_dsn)
+    db.migrate()
+    token = db.add_station("st-1")
+    db.close()
+    cfg = config_mod.load(None).with_data_dir(tmp_path / "central").replace("central", dsn=pg_dsn)
+    add_users(cfg.station.data_dir, stations=["st-1"])
+    a = create_app(cfg, central=CentralSite(cfg), test_config={"TESTING": True})
+    a.config["STATION_TOKEN"] = token
+    return a
+
+
+def _post(app: Any, clips: list[dict[str, Any]]) -> Any:
+    return app.test_client().post(
+        "/api/fleet/v1/clips",
+        json={"clips": clips},
+        headers={"Authorization": f"Bearer {app.config['STATION_TOKEN']}"},
+    )
+
+
+BAD = {
+    "started_at not a time": {"started_at": "yesterday"},
+    "ended_at not ISO 8601": {"ended_at": "12/01/2026 09:00:01"},
+    "started_utc not a time": {"started_utc": "soon"},
+    "event wall not a time": {"events": [{"kind": "scan", "text": "X", "wall": "noon"}]},
+    "sha256 a path": {"sha256": "../../station-02/clips/" + "0" * 40},
+    "size negative": {"size": -1},
+    "duration not a number": {"duration_s": float("nan")},
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_clip_record_no_page_could_show_is_refused_and_the_pages_still_work(
+    app: Any, case: str
+) -> None:
+    assert _post(app, [_clip(1)]).status_code == 200
+    resp = _post(app, [_clip(2, order_id="PO-1", **BAD[case])])
+    assert resp.status_code == 409, resp.get_data(as_text=True)
+    assert "clip 2" in resp.get_json()["error"]
+    c = app.test_client()
+    login(c, "viewer")
+    for url in ("/search?q=PO", "/api/clips?q=PO", "/orders/PO-1", "/api/orders/PO-1"):
+        assert c.get(url).status_code == 200, url
+    assert len(c.get("/api/clips?q=PO").get_json()["clips"]) == 1  # the good one only
+
+
+def test_what_a_station_sends_passes_the_check() -> None:
+    from central.db import check_clip
+
+    check_clip(_clip(1))
+    check_clip(_clip(1, started_utc="2026-12-01T01:00:01.000000Z", duration_s=3))
+    check_clip(_clip(1, events=[{"kind": "scan", "wall": "2026-12-01T09:00:01.500+08:00"}]))
+    check_clip(_clip(1, started_at="2026-12-01T09:00:01"))  # an older index's, no offset
+
+
+def _hello(app: Any, fp: str, pem: str, token: str | None = None) -> Any:
+    return app.test_client().post(
+        "/api/fleet/v1/hello",
+        json={"station": "st-1", "key_fingerprint": fp, "public_key": pem, "software": "t"},
+        headers={"Authorization": f"Bearer {token or app.config['STATION_TOKEN']}"},
+    )
+
+
+def test_hello_never_swaps_the_enrolled_public_key_under_its_fingerprint(
+    app: Any, pg_dsn: str
+) -> None:
+    """The key a station enrols with is the one its clips, checkpoints and manifests are
+    checked with (witness, /verify). hello compared only the fingerprint the station wrote and
+    then stored whatever public key came with it: a token holder (a thief with the SD card's
+    config, a restored clone) sent the enrolled fingerprint with a key of its own, and the site
+    held every later checkpoint and manifest to that key, with no rotation and no alarm."""
+    from station.proof.keys import StationKey
+
+    mine, thief = StationKey.generate(), StationKey.generate()
+    pem, other_pem = mine.public_pem().decode(), thief.public_pem().decode()
+    # a first hello whose key is not the fingerprint it names
+    resp = _hello(app, mine.fingerprint, other_pem)
+    assert resp.status_code == 409 and "fingerprint" in resp.get_json()["error"]
+    assert _hello(app, mine.fingerprint, pem).status_code == 200
+    resp = _hello(app, mine.fingerprint, other_pem)
+    assert resp.status_code == 409 and "fingerprint" in resp.get_json()["error"]
+    db = CentralDB(pg_dsn)
+    try:
+        st = db.station_for_token(app.config["STATION_TOKEN"])
+        assert st is not None
+        assert db.public_key(int(st["id"])) == pem
+    finally:
+        db.close()
+    assert _hello(app, mine.fingerprint, pem).status_code == 200  # the station restarting
+    assert _hello(app, mine.fingerprint, "").status_code == 200  # no key file (yet)
+
+
+def _health(app: Any, doc: Any) -> Any:
+    return app.test_client().post(
+        "/api/fleet/v1/health",
+        data=doc,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {app.config['STATION_TOKEN']}"},
+    )
+
+
+def test_a_long_health_report_is_kept_readable_and_a_broken_one_refused(
+    app: Any, pg_dsn: str
+) -> None:
+    """The health post was cut at 64,000 characters of JSON text: a report longer than that
+    (a long last error, the witness's answers in sync_failed) was no JSON, PostgreSQL refused
+    it (a 500), and the station looked silent while it ran. Long texts are cut, so the report
+    still lands; NaN (no JSON for PostgreSQL) is a 409 that says so."""
+    import json
+
+    long = {"state": "idle", "last_error": "E" * 100_000,
+            "sync_failed": {"checkpoints": "w" * 70_000}, "disk_free_bytes": 5}  # fmt: skip
+    assert _health(app, json.dumps(long)).status_code == 200
+    db = CentralDB(pg_dsn)
+    try:
+        (row,) = db.stations_table()
+        assert row["health"]["state"] == "idle" and row["health"]["disk_free_bytes"] == 5
+        assert row["health"]["last_error"].startswith("EEEE") and row["health_utc"] is not None
+    finally:
+        db.close()
+    many = {"state": "idle", **{f"k{i}": "x" * 3000 for i in range(60)}}
+    assert _health(app, json.dumps(many)).status_code == 200
+    resp = _health(app, '{"state": "idle", "disk_free_bytes": NaN}')
+    assert resp.status_code == 409 and "health" in resp.get_json()["error"]

@@ -1,0 +1,88 @@
+"""The central /verify page reads a clip's signed manifest where its station said it archived
+it (``archive_meta.log``, the station's own sync payload): only under that station's own
+``proof/log/``, and only an object of a manifest's size (real PostgreSQL, moto S3)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from central.db import CentralDB
+from central.verify import verify_clip_central
+from station import config as config_mod
+from station.fleet.objstore import ObjectStore, station_prefix
+from station.proof.keys import StationKey
+
+pytestmark = pytest.mark.slow
+BUCKET = "verify-keys"
+
+
+def _clip(i: int, station: str, sha: str, size: int, leaf: dict[str, Any]) -> dict[str, Any]:
+    t = f"2026-12-01T09:00:{i:02d}+08:00"
+    return {
+        "id": i, "order_id": f"PO-{i}", "waybill": None, "station": station,
+        "started_at": t, "ended_at": t, "started_utc": t, "ended_utc": t, "tz": "+08:00",
+        "duration_s": 1.0, "frame_count": 1, "finish_reason": "sealed", "pre_roll_s": 0.0,
+        "path": f"clips/{i}.mp4", "manifest_path": f"clips/{i}.json", "size": size,
+        "sha256": sha, "events": [], "archived_utc": t, "archive_key": f"k/{i}",
+        "archive_meta": {"log": leaf},
+    }  # fmt: skip
+
+
+def test_a_leaf_outside_the_stations_proof_log_or_too_large_is_not_read(
+    pg_dsn: str, moto_s3: None, tmp_path: Path
+) -> None:
+    cfg = config_mod.load(None).replace("archive", bucket=BUCKET, region="us-east-1")
+    store = ObjectStore(cfg.archive)
+    reads: list[str] = []
+    real_get = store.client.get_object
+
+    def spy(**kw: Any) -> Any:
+        reads.append(kw["Key"])
+        return real_get(**kw)
+
+    store.client.get_object = spy
+    db = CentralDB(pg_dsn)
+    db.migrate()
+    try:
+        key = StationKey.generate()
+        st = db.station_for_token(db.add_station("st-b"))
+        assert st is not None
+        db.hello(int(st["id"]), key_fingerprint=key.fingerprint,
+                 public_key=key.public_pem().decode(), software="t")  # fmt: skip
+        other = station_prefix(cfg.archive.prefix, "st-a")
+        mine = station_prefix(cfg.archive.prefix, "st-b")
+        huge = f"{mine}proof/log/{key.fingerprint[7:23]}/0000000009-big.manifest.json"
+        store.client.put_object(Bucket=BUCKET, Key=huge, Body=b" " * (3 << 20))
+        cases = {
+            # another station's object (the site reads the whole bucket)
+            "elsewhere": f"{other}proof/log/x/0000000000-y.manifest.json",
+            # out of the station's prefix by dots, for a store that resolves them
+            "dots": f"{mine}proof/log/../../st-a/proof/log/x/0000000000-y.manifest.json",
+            # under its prefix, but no signed manifest is megabytes long
+            "huge": huge,
+        }
+        for i, (what, manifest_key) in enumerate(cases.items(), start=1):
+            video = f"clip {what}".encode()
+            path = tmp_path / f"{what}.mp4"
+            path.write_bytes(video)
+            sha = hashlib.sha256(video).hexdigest()
+            body = json.dumps({"sha256": sha, "size": len(video)}).encode()
+            sig_key = manifest_key.removesuffix(".manifest.json") + ".sig"
+            if what != "huge":
+                store.client.put_object(Bucket=BUCKET, Key=manifest_key, Body=body)
+            store.client.put_object(Bucket=BUCKET, Key=sig_key, Body=key.sign(body))
+            leaf = {"seq": i, "manifest": manifest_key, "signature": sig_key,
+                    "key_fingerprint": key.fingerprint}  # fmt: skip
+            db.register_clips(int(st["id"]), "st-b", [_clip(i, "st-b", sha, len(video), leaf)])
+            reads.clear()
+            report = verify_clip_central(path, db, store)
+            assert reads == [], (what, reads)
+            (check,) = [c for c in report.checks if c.name == "manifest"]
+            assert check.status == "warn" and "could not be read" in check.reason, report.checks
+    finally:
+        db.close()
