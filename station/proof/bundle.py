@@ -27,7 +27,7 @@ from station.proof.keys import StationKey, public_pem, station_public_key
 from station.proof.log import ArchivedLog, Checkpoint, LogEntry, ProofLog, Rotation
 from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles, cert_is_for
-from station.proof.standalone_verify import witness_path
+from station.proof.standalone_verify import start_statement_digest, witness_path
 from station.proof.tsa import TsaQueue, load_roots
 from station.proof.verify import (
     BUNDLE_FORMAT,
@@ -498,6 +498,14 @@ def _assemble(
                 files[name] = tok
                 item["timestamps"].append(name)
             n_tokens += len(tokens)
+            start = start_statement_digest(body)
+            if start is not None:  # the tokens over its start statement (docs/proof.md)
+                item["start_timestamps"] = []
+                starts = [t.token for t in plog.timestamps_for(start) if t.token]
+                for i, tok in enumerate(starts):
+                    name = f"manifests/{stem}.start.{i}.tst"
+                    files[name] = tok
+                    item["start_timestamps"].append(name)
             item["inclusion"] = f"log/{stem}.inclusion.json"
             files[item["inclusion"]] = _inclusion(plog, e, cp)
             first = _first_covering(all_cps, e.seq)

@@ -53,6 +53,7 @@ from station.proof.standalone_verify import (
     file_and_folder,
     frames_missing,
     framing_problem,
+    judge_start,
     judge_witnessed,
     local_time_problem,
     lookalike_problem,
@@ -61,6 +62,8 @@ from station.proof.standalone_verify import (
     overlap_problem,
     overlaps,
     signed_after_final,
+    start_statement_digest,
+    start_statement_problem,
     step_text,
     time_beyond,
     unpack_problem,
@@ -702,6 +705,56 @@ def _check_tokens(
                     f"issued by {info.signer_cert.issuer.rfc4514_string()}: pin that issuer"
                 )
     return earliest, anchored
+
+
+def _check_start(
+    report: Report,
+    name: str,
+    body: dict[str, Any],
+    tokens: list[bytes],
+    anchors: Anchors,
+    shipped_roots: list[x509.Certificate],
+    bound: TimeBound,
+) -> None:
+    """A clip's start statement (the signed manifest's ``start_statement``) and the RFC 3161
+    tokens over it: held to the manifest (``start_statement_problem``) and judged by
+    ``judge_start``, the rule verify.py shares. A token that is not valid over the statement
+    fails as any other (``tsa-invalid``, ``tsa-other-data``)."""
+    digest = start_statement_digest(body)
+    if digest is None:
+        report.add(
+            name,
+            WARN,
+            "the signed manifest holds no start statement (recorded before packcam timestamped "
+            "starts, or without the proof on): its start is the station's word, held only to "
+            "its duration",
+            "start-unanchored",
+        )
+        return
+    if wrong := start_statement_problem(body):
+        report.add(name, FAIL, wrong, "start-time-inconsistent")
+        return
+    trusted = anchors.trusted_tsa(shipped_roots)
+    seen: list[tuple[datetime, float, bool]] = []
+    for i, tok in enumerate(tokens):
+        try:
+            info = verify_token(tok, bytes.fromhex(digest), [])
+        except TokenInvalid as exc:
+            code = "tsa-other-data" if "other data" in str(exc) else "tsa-invalid"
+            report.add(f"{name}[{i}]", FAIL, str(exc), code)
+            continue
+        pinned = False
+        if trusted:
+            try:
+                verify_token(tok, bytes.fromhex(digest), trusted)
+                pinned = True
+            except TokenInvalid:
+                pass
+        seen.append((info.gen_time, info.accuracy_s, pinned))
+    stated = _parse_time(body["start_statement"]["started_at"])
+    assert stated is not None  # start_statement_problem parsed it
+    status, code, text = judge_start(stated, seen, bound.max_delay_s)
+    report.add(name, status.lower(), text, code)  # verify.py's OK/WARN/FAIL are ours in capitals
 
 
 def _check_not_after_seen(
@@ -1392,6 +1445,11 @@ def _verify_bundle(
             timed=True,
         )
         report.time_anchors.append(anchored)
+        _check_start(
+            report, f"{pre} start", body,
+            [b.read(t) for t in entry.get("start_timestamps") or []], anchors, shipped_roots,
+            bound,
+        )  # fmt: skip
         if entry.get("first_checkpoint"):
             _check_first_checkpoint(
                 report, b, f"{pre} first-checkpoint", entry["first_checkpoint"], cp, pub,
