@@ -6,25 +6,38 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from proof_support import (  # noqa: F401 (fixtures)
+    FPS,
     KIT,
+    H,
     Store,
+    TsaServer,
+    W,
     bundle_index,
     forge_log,
+    frame_i420,
     read_zip,
     run_kit,
     store,
     tsa_ec,
 )
+from recorder_support import encoded_recorder
+from sync_support import fsyncs, run_killed
 
+from station import config as config_mod
 from station.proof import startstamp
 from station.proof.bundle import export_order
 from station.proof.canonical import canonical_json
+from station.proof.finalizer import ProofFinalizer
+from station.proof.log import ProofLog
 from station.proof.standalone_verify import (
     FAIL,
     OK,
@@ -33,7 +46,11 @@ from station.proof.standalone_verify import (
     start_statement_digest,
     start_statement_problem,
 )
+from station.proof.tsa import verify_token
 from station.proof.verify import AUTHENTIC, TAMPERED, verify_bundle
+from station.recording.recorder import JOURNAL_SUFFIX
+from station.store.ledger import Ledger
+from station.store.recovery import recover_data_dir
 
 T0 = datetime(2026, 3, 4, 10, 0, 0, tzinfo=UTC).astimezone()
 MAX_DELAY_S = 15 * 60.0
@@ -213,3 +230,157 @@ def test_a_start_token_over_another_statement_fails(store: Store, tmp_path: Path
     assert rc == 1 and set(re.findall(r"^FAIL .*\[([a-z-]+)\]$", out, re.M)) == {
         "tsa-other-data"
     }, out
+
+
+# ---- the station: off the capture thread, and through a crash -----------------------------
+
+
+def _station_cfg(data: Path, tsa: TsaServer) -> config_mod.Config:
+    cfg = config_mod.load(None).with_data_dir(data)
+    return cfg.replace(
+        "proof", tsa_urls=(tsa.url,), tsa_ca_path=str(tsa.root), c2pa=False, checkpoint_every=1
+    )
+
+
+def _granted(plog: ProofLog, digest: str) -> list[bytes]:
+    return [t.token for t in plog.timestamps_for(digest) if t.status == "granted" and t.token]
+
+
+def test_the_capture_thread_never_asks_the_tsa(
+    tmp_path: Path,
+    tsa_ec: TsaServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The start statement is fixed on the capture thread at the clip's first frame, but its
+    RFC 3161 request is queued in memory and sent by the TSA worker: the capture thread opens
+    no connection, writes nothing to the proof log and fsyncs nothing (a TSA's round trip, or
+    an SD card's fsync, there dropped the next buyer's frames: docs/performance.md). The token
+    comes all the same, over the statement the signed manifest carries."""
+    cfg = _station_cfg(tmp_path / "data", tsa_ec)
+    capture = threading.current_thread().name
+    connects: list[str] = []
+    real_connect = socket.socket.connect
+
+    def connect(self: socket.socket, address: Any) -> None:
+        connects.append(threading.current_thread().name)
+        real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    synced = fsyncs(monkeypatch)
+    fin = ProofFinalizer(cfg, clock=lambda: True)
+    proof_sql: list[tuple[str, str]] = []
+    fin.log.db.conn.set_trace_callback(
+        lambda sql: proof_sql.append((threading.current_thread().name, sql))
+    )
+    ledger = Ledger.in_data_dir(cfg.station.data_dir)
+    rec = encoded_recorder(cfg, ledger, W, H, FPS, finalizers=(fin,))
+    wall0 = datetime.now(UTC).astimezone()
+    on_capture: list[object] = []
+    try:
+        for i in range(12):
+            t = i / FPS
+            wall = wall0 + timedelta(seconds=t)
+            mark = (len(connects), len(synced), len(proof_sql))
+            if i == 2:
+                rec.start("A1", t, wall=wall)
+            rec.push(frame_i420(i), t, wall)
+            if i == 11:
+                rec.stop("sealed", t)
+            on_capture += [c for c in connects[mark[0] :] if c == capture]
+            on_capture += [s for s in synced[mark[1] :] if s[0] == capture]
+            on_capture += [s for s in proof_sql[mark[2] :] if s[0] == capture]
+        rec.wait_idle()
+    finally:
+        rec.close()
+        ledger.close()
+    assert on_capture == []
+    assert "tsa-worker" in connects  # the requests went out, from the worker
+    (done,) = rec.finished
+    assert done.record is not None
+    manifest = json.loads((cfg.station.data_dir / done.record.manifest_path).read_text())
+    st = manifest["start_statement"]
+    assert (st["order_id"], st["station_key"]) == ("A1", fin.key.fingerprint)
+    assert st["started_at"] == manifest["started_at"]
+    assert Path(manifest["path"]).stem == st["clip"]
+    digest = startstamp.digest(st)
+    assert fin.worker is not None
+    for _ in range(200):  # the worker fetches it (woken at the first frame)
+        if _granted(fin.log, digest):
+            break
+        fin.worker.wake()
+        threading.Event().wait(0.05)
+    (token,) = _granted(fin.log, digest)
+    info = verify_token(token, bytes.fromhex(digest), [x509.load_pem_x509_certificate(
+        tsa_ec.root.read_bytes())])  # fmt: skip
+    started = datetime.fromisoformat(st["started_at"])
+    assert judge_start(started, [(info.gen_time, info.accuracy_s, True)], MAX_DELAY_S)[0] == OK
+    fin.close()
+
+
+# The station is killed by -9 in the middle of a clip: its start statement is in the clip's
+# journal only (no TSA worker here: the request never reached the proof log).
+KILLED_CHILD = """
+import os, signal, sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from proof_support import FPS, H, W, frame_i420
+from recorder_support import encoded_recorder
+
+from station import config as config_mod
+from station.proof.finalizer import ProofFinalizer
+from station.store.ledger import Ledger
+
+data, url, root = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+cfg = config_mod.load(None).with_data_dir(data).replace(
+    "proof", tsa_urls=(url,), tsa_ca_path=root, c2pa=False, checkpoint_every=1
+)
+fin = ProofFinalizer(cfg, start_worker=False, clock=lambda: True)
+ledger = Ledger.in_data_dir(data)
+rec = encoded_recorder(cfg, ledger, W, H, FPS, finalizers=(fin,))
+wall0 = datetime.now(UTC).astimezone()
+for i in range(15):
+    t = i / FPS
+    if i == 2:
+        rec.start("A9", t, wall=wall0 + timedelta(seconds=t))
+    rec.push(frame_i420(i), t, wall0 + timedelta(seconds=t))
+rec.wait_idle()
+rec.flush_journals()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_clip_cut_by_a_crash_keeps_its_start_statement(
+    tmp_path: Path,
+    tsa_ec: TsaServer,  # noqa: F811
+) -> None:
+    """Crash recovery signs the cut clip's manifest from its journal: the start statement
+    fixed at its first frame is in it (the journal keeps the manifest fields), its timestamp
+    request is queued when the manifest is signed, and the token a TSA then gives is over the
+    statement the manifest carries (late, were the station down long: start-unanchored)."""
+    data = tmp_path / "data"
+    run_killed(KILLED_CHILD, str(data), tsa_ec.url, str(tsa_ec.root))
+    (journal,) = (data / "tmp").glob("*" + JOURNAL_SUFFIX)
+    before = json.loads(journal.read_text())["extra"]["start_statement"]
+    cfg = _station_cfg(data, tsa_ec)
+    report = recover_data_dir(cfg)
+    assert report.ok, report
+    ledger = Ledger.in_data_dir(data)
+    try:
+        (clip,) = ledger.clips()
+    finally:
+        ledger.close()
+    manifest = json.loads((data / clip.manifest_path).read_text())
+    assert manifest["finish_reason"] == "interrupted" and "recovery" in manifest
+    assert manifest["start_statement"] == before
+    assert start_statement_problem(manifest) is None
+    fin = ProofFinalizer(cfg, start_worker=False)
+    try:
+        assert fin.tsa is not None
+        fin.tsa.process_due()
+        (token,) = _granted(fin.log, startstamp.digest(before))
+    finally:
+        fin.close()
+    info = verify_token(token, bytes.fromhex(startstamp.digest(before)), [])
+    started = datetime.fromisoformat(before["started_at"])
+    assert judge_start(started, [(info.gen_time, info.accuracy_s, True)], MAX_DELAY_S)[0] == OK
