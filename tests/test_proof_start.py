@@ -24,6 +24,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     bundle_index,
     forge_log,
     frame_i420,
+    make_clip,
     read_zip,
     run_kit,
     store,
@@ -384,3 +385,31 @@ def test_a_clip_cut_by_a_crash_keeps_its_start_statement(
     info = verify_token(token, bytes.fromhex(startstamp.digest(before)), [])
     started = datetime.fromisoformat(before["started_at"])
     assert judge_start(started, [(info.gen_time, info.accuracy_s, True)], MAX_DELAY_S)[0] == OK
+
+
+def test_a_pending_start_token_holds_the_central_bundle_parts(
+    tmp_path: Path,
+    tsa_ec: TsaServer,  # noqa: F811
+) -> None:
+    """The archiver signs an order's bundle parts once its clips' tokens are in
+    (``pending_for_clip``): the start statement's token counts too, or the central bundle
+    would carry the end token only, for good (parts are not signed again for that clip)."""
+    cfg = _station_cfg(tmp_path / "data", tsa_ec)
+    fin = ProofFinalizer(cfg, start_worker=False, clock=lambda: True)
+    try:
+        clip = make_clip(tmp_path / "c.mp4")
+        st = fin.start_statement("A1", "c", T0)
+        started = T0.isoformat(timespec="milliseconds")
+        data = {"order_id": "A1", "station": cfg.station.name, "path": "c.mp4",
+                "started_at": started, "start_statement": st}  # fmt: skip
+        body = fin(clip, data)
+        tables = fin.log.tables
+        assert tables.pending_for_clip(body["sha256"]) == 2  # the manifest's and the start's
+        (end,) = fin.log.timestamps_for(body["signature"]["manifest_sha256"])
+        fin.log.store_token(end.id, b"token", datetime.now(UTC))
+        assert tables.pending_for_clip(body["sha256"]) == 1
+        (start,) = fin.log.timestamps_for(startstamp.digest(st))
+        fin.log.store_token(start.id, b"token", datetime.now(UTC))
+        assert tables.pending_for_clip(body["sha256"]) == 0
+    finally:
+        fin.close()
