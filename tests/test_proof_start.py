@@ -321,7 +321,7 @@ def test_the_capture_thread_never_asks_the_tsa(
 # The station is killed by -9 in the middle of a clip: its start statement is in the clip's
 # journal only (no TSA worker here: the request never reached the proof log).
 KILLED_CHILD = """
-import os, signal, sys
+import os, signal, sys, time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -340,12 +340,17 @@ fin = ProofFinalizer(cfg, start_worker=False, clock=lambda: True)
 ledger = Ledger.in_data_dir(data)
 rec = encoded_recorder(cfg, ledger, W, H, FPS, finalizers=(fin,))
 wall0 = datetime.now(UTC).astimezone()
-for i in range(15):
+i = 0
+while True:  # until a whole fragment of the clip is on disk (the encoder may lag)
     t = i / FPS
     if i == 2:
         rec.start("A9", t, wall=wall0 + timedelta(seconds=t))
     rec.push(frame_i420(i), t, wall0 + timedelta(seconds=t))
-rec.wait_idle()
+    i += 1
+    if i > 15 and getattr(rec._open.writer, "_good_size", 1) > 0 or i > 3000:
+        break
+    if i > 15:
+        time.sleep(0.01)
 rec.flush_journals()
 os.kill(os.getpid(), signal.SIGKILL)
 """
