@@ -48,7 +48,7 @@ from station.proof.standalone_verify import (
     start_statement_problem,
 )
 from station.proof.tsa import verify_token
-from station.proof.verify import AUTHENTIC, TAMPERED, verify_bundle
+from station.proof.verify import AUTHENTIC, TAMPERED, verify_bundle, verify_clip
 from station.recording.recorder import JOURNAL_SUFFIX
 from station.store.ledger import Ledger
 from station.store.recovery import recover_data_dir
@@ -418,3 +418,19 @@ def test_a_pending_start_token_holds_the_central_bundle_parts(
         assert tables.pending_for_clip(body["sha256"]) == 0
     finally:
         fin.close()
+
+
+def test_verify_data_judges_a_bare_clip_s_start(store: Store) -> None:  # noqa: F811
+    """`packcam verify --data DIR CLIP` holds the clip's start statement to the data dir's
+    tokens by the same rule."""
+    ledger = Ledger.in_data_dir(store.data)
+    try:
+        clips = ledger.clips()
+    finally:
+        ledger.close()
+    assert clips
+    for clip in clips:
+        report = verify_clip(store.data / clip.path, store.cfg, anchors=store.anchors())
+        assert report.verdict == AUTHENTIC, report.lines()
+        (start,) = [c for c in report.checks if c.name == "start"]
+        assert start.status == "ok" and start.reason.startswith("start timestamped"), start

@@ -2210,6 +2210,12 @@ def verify_clip(
         report.time_anchors.append(
             _check_leaf_tokens(report, "timestamp", st, e, body, anchors, bound)
         )
+        start = start_statement_digest(body)
+        _check_start(
+            report, "start", body,
+            [t.token for t in st.log.timestamps_for(start) if t.token] if start else [],
+            anchors, st.tsa_roots, bound or TimeBound(),
+        )  # fmt: skip
         _check_c2pa(report, path, body, trust_pem, anchored=bool(trusted))
         report.facts.update({k: body.get(k) for k in _CLIP_FACTS})
         report.facts["log_index"] = e.seq
