@@ -287,7 +287,10 @@ class Recorder:
     manifest, index) runs on the recorder's own finisher thread so the capture loop never waits
     for the disk (nor for the fsyncs of the clip journals it writes: the journal-sync
     thread's); ``close`` drains both. A clip that fails to finish stays in
-    ``tmp/`` untouched for crash recovery: evidence is never deleted here.
+    ``tmp/`` untouched for crash recovery: evidence is never deleted here. At a clip's first
+    frame ``start_stamp`` (by default the finalizer that has ``start_statement``: the proof
+    signer) fixes its start statement on the capture thread; it must not block, and the
+    statement goes into the clip's manifest fields, so its journal keeps it.
     """
 
     def __init__(
