@@ -48,7 +48,7 @@ from station.proof.standalone_verify import (
     start_statement_problem,
 )
 from station.proof.tsa import verify_token
-from station.proof.verify import AUTHENTIC, TAMPERED, verify_bundle, verify_clip
+from station.proof.verify import AUTHENTIC, TAMPERED, audit, verify_bundle, verify_clip
 from station.recording.recorder import JOURNAL_SUFFIX
 from station.store.ledger import Ledger
 from station.store.recovery import recover_data_dir
@@ -434,3 +434,28 @@ def test_verify_data_judges_a_bare_clip_s_start(store: Store) -> None:  # noqa: 
         assert report.verdict == AUTHENTIC, report.lines()
         (start,) = [c for c in report.checks if c.name == "start"]
         assert start.status == "ok" and start.reason.startswith("start timestamped"), start
+
+
+def test_audit_sums_up_the_starts(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    """`packcam audit` holds every clip's start statement to its tokens by the same rule: an
+    honest store's are all timestamped; a store whose start tokens are gone (a TSA that never
+    answered for them) says how many starts are the station's word, without failing."""
+    report = audit(store.cfg, anchors=store.anchors())
+    assert report.verdict == AUTHENTIC, report.lines()
+    (line,) = [c for c in report.checks if c.name == "log.start"]
+    assert line.status == "ok" and "all 3 clips" in line.reason, line
+    st = store.copy(tmp_path / "data")
+    plog = ProofLog.in_data_dir(st.data)
+    try:
+        starts = [startstamp.digest(json.loads(e.manifest)["start_statement"])
+                  for e in plog.entries()]  # fmt: skip
+        plog.db.conn.executemany(
+            "DELETE FROM proof_timestamps WHERE subject_sha256 = ?", [(d,) for d in starts]
+        )
+    finally:
+        plog.close()
+    report = audit(st.cfg, anchors=st.anchors())
+    assert report.verdict == AUTHENTIC, report.lines()
+    (line,) = [c for c in report.checks if c.name == "log.start"]
+    assert (line.status, line.code) == ("warn", "start-unanchored")
+    assert "3 of 3 clips" in line.reason, line

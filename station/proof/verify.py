@@ -3075,6 +3075,7 @@ def _audit_log(
     prev = manifest_mod.GENESIS
     chain_ok = True
     unanchored: list[int] = []
+    unstarted: list[int] = []  # clips whose start no TSA you pinned saw in time
     for i, e in enumerate(entries):
         where = f"{label}log[{i}]"
         m = manifest_mod.from_canonical(e.manifest, e.signature)
@@ -3138,6 +3139,17 @@ def _audit_log(
             report.time_anchors.append(anchored)
             if not anchored:
                 unanchored.append(e.seq)
+            # the start too (its failures; the unanchored ones summed up below)
+            start = start_statement_digest(body)
+            scratch = Report(subject=where)
+            _check_start(
+                scratch, f"{where}.start", body,
+                [t.token for t in st.log.timestamps_for(start) if t.token] if start else [],
+                anchors, st.tsa_roots, bound,
+            )  # fmt: skip
+            report.checks.extend(c for c in scratch.checks if c.status == FAIL)
+            if not any(c.status == OK for c in scratch.checks):
+                unstarted.append(e.seq)
     if entries and chain_ok:
         report.add(
             "log.chain", OK, f"{len(entries)} signed manifests, each chained to the previous"
@@ -3157,6 +3169,20 @@ def _audit_log(
                 "log.time",
                 OK,
                 f"all {len(entries)} manifests timestamped in time by a TSA you trust",
+            )
+        if unstarted:
+            report.add(
+                "log.start",
+                WARN,
+                f"the start of {len(unstarted)} of {len(entries)} clips is not timestamped "
+                f"within {_human(bound.max_delay_s)} by a TSA you trust (no start statement: "
+                "signed before packcam timestamped starts; or its token late or missing) "
+                f"(first: entry {unstarted[0]})",
+                "start-unanchored",
+            )
+        else:
+            report.add(
+                "log.start", OK, f"the start of all {len(entries)} clips timestamped in time"
             )
     # checkpoints: the roots the station signed (and a TSA may have timestamped) must still hold
     leaves = [merkle.leaf_hash(e.manifest) for e in entries]
