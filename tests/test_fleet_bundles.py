@@ -246,9 +246,12 @@ def test_the_central_bundle_verifies_authentic_with_anchors_pinned(
         clips = [n for n in names if n.startswith("clips/")]
         assert len(clips) == 2  # both clips of the order, read from the bucket
         assert "bundle/manifest.json" in names and "summary.html" in names
+        # the tokens over each clip's start statement, signed into the parts at archive time
+        assert len([n for n in names if n.endswith(".start.0.tst")]) == 2
     packcam, kit = _verify_both_ways(site.store, data, tmp_path / "verifier")
     assert "RESULT bundle.zip: AUTHENTIC" in packcam
     assert "AUTHENTIC" in kit
+    assert packcam.count("start timestamped") == kit.count("start timestamped") == 2
     # byte for byte what the station itself exports
     from station.proof.bundle import export_order
 

@@ -209,6 +209,14 @@ def test_verify_md_steps_work_with_standard_tools(store: Store, tmp_path: Path) 
     assert "Time stamp:" in run(
         "openssl", "ts", "-reply", "-token_in", "-in", item["timestamps"][0], "-text"
     )
+    # the start, as docs/proof.md shows it by hand: the start statement's canonical JSON
+    run("sh", "-c", """python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))
+        ["start_statement"], sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+        end="")' "$0" > start.json""", item["manifest"])  # fmt: skip
+    assert "Verification: OK" in run(
+        "openssl", "ts", "-verify", "-token_in", "-in", item["start_timestamps"][0],
+        "-data", "start.json", "-CAfile", "keys/tsa-roots.pem",
+    )  # fmt: skip
     inclusion = json.loads((out / item["inclusion"]).read_text())
     assert manifest["order_id"] == "B2"
     assert merkle.leaf_hash((out / item["manifest"]).read_bytes()).hex() == inclusion["leaf_hash"]

@@ -34,6 +34,7 @@ from station.proof.bundle import export_order
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
 from station.proof.standalone_verify import file_and_folder, member_name_problem
+from station.proof.tsa import request_token
 from station.proof.verify import AUTHENTIC, TAMPERED, verify_bundle
 from station.proof.videohash import presentation_s, video_digests
 from station.store.ledger import ClipRecord
@@ -270,46 +271,80 @@ def _retimed(src: Path, dst: Path, factor: int) -> None:
             out.mux(packet)
 
 
-def test_a_clip_retimed_and_resigned_within_the_bound_passes_offline(
-    store: Store,  # noqa: F811
-    tmp_path: Path,
-) -> None:
-    """The documented limit (docs/proof.md, Out of scope): the TSA holds only a clip's end.
-    The key holder, within --max-delay of it, stretches B2's 1.2 s clip 100 000-fold (one
-    frame every 2.8 hours), signs a manifest saying it ran from the day before, timestamps
-    it, builds a log of his own and leaves out the key frames and the C2PA claim: the
-    duration, the start and how long the clip plays agree, and both verifiers call it
-    AUTHENTIC. Only the clock burned into the pictures and a witness tell; both verifiers
-    name the missing key frames (bundle-frames-missing, a warning) so a person looks."""
-    b2 = export_order(store.cfg, "B2", tmp_path / "B2.zip").path
+def _retimed_bundle(st: Store, tmp_path: Path, *, own_start: bool) -> Path:
+    """B2's bundle as the key holder re-times it within --max-delay of its end: the clip's
+    1.2 s stretched 100 000-fold (one frame every 2.8 hours), a manifest saying it ran from the
+    day before, timestamped now, a log of his own, no key frames, no C2PA claim. ``own_start``:
+    he writes a start statement of his own for the new start and has it timestamped now too;
+    else he keeps the recording's start statement and its token (the only ones a TSA saw
+    when the clip began)."""
+    b2 = export_order(st.cfg, "B2", tmp_path / "B2.zip").path
     clip = bundle_index(b2)["clips"][0]["clip"]
     (tmp_path / "in.mp4").write_bytes(read_zip(b2, clip))
     _retimed(tmp_path / "in.mp4", tmp_path / "out.mp4", 100_000)
     played = presentation_s(tmp_path / "out.mp4")
     assert played is not None and played > 86_400
     data = (tmp_path / "out.mp4").read_bytes()
+    statements: list[dict[str, Any]] = []
 
     def edit(body: dict[str, Any]) -> None:
         end = datetime.fromisoformat(body["ended_at"])
+        started = (end - timedelta(seconds=played)).isoformat(timespec="milliseconds")
         body.update(
             sha256=hashlib.sha256(data).hexdigest(),
             size=len(data),
-            started_at=(end - timedelta(seconds=played)).isoformat(timespec="milliseconds"),
+            started_at=started,
             duration_s=round(played, 3),
             video=video_digests(tmp_path / "out.mp4"),
             c2pa=None,
         )
+        assert body["start_statement"]["started_at"] != started  # the recording's own
+        if own_start:
+            body["start_statement"] = {**body["start_statement"], "started_at": started}
+            statements.append(body["start_statement"])
 
-    forged = forge_log(b2, tmp_path / "log.zip", store.station_key(), store.tsa.url, edit)
+    forged = forge_log(b2, tmp_path / "log.zip", st.station_key(), st.tsa.url, edit)
     idx = bundle_index(forged)
     changes: dict[str, bytes | None] = {clip: data}
     for e in idx["clips"]:
         changes.update((f["file"], None) for f in e["frames"])
         e["frames"] = []
+        assert e["start_timestamps"], "the recording's start was timestamped"
+        for name, own in zip(e["start_timestamps"], statements, strict=False):
+            digest = hashlib.sha256(canonical_json(own)).digest()
+            changes[name] = request_token(st.tsa.url, digest)[0]
     changes["bundle.json"] = json.dumps(idx).encode()
-    bundle = resign_bundle(forged, tmp_path / "retimed.zip", store.station_key(), changes)
+    return resign_bundle(forged, tmp_path / "retimed.zip", st.station_key(), changes)
+
+
+def test_a_clip_retimed_and_resigned_within_the_bound_passes_offline(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The documented limit (docs/proof.md, Out of scope): a TSA saw the re-timed clip's
+    start statement only now, a day after the start it states, as it would an honest
+    station's that was offline when the clip began; so both verifiers still call it
+    AUTHENTIC, but both say its start is not anchored (start-unanchored) and name the missing
+    key frames (bundle-frames-missing), so a person looks at the clock burned into the
+    pictures. Before the start was timestamped nothing in the verdict named it."""
+    bundle = _retimed_bundle(store, tmp_path, own_start=True)
     report = verify_bundle(bundle, anchors=store.anchors(), tmp_dir=tmp_path)
     assert report.verdict == AUTHENTIC, report.lines()  # the documented limit
-    assert "bundle-frames-missing" in report.reasons(), report.lines()
+    assert {"bundle-frames-missing", "start-unanchored"} <= report.reasons(), report.lines()
+    assert not any("start timestamped" in line for line in report.lines())
     rc, out = run_kit(KIT, bundle, tmp_path, *store.pins())
     assert rc == 0 and "[bundle-frames-missing]" in out, out
+    assert re.search(r"^WARN .*timestamped only \d+ min after .*\[start-unanchored\]$", out, re.M)
+
+
+def test_a_clip_retimed_with_its_recorded_start_token_fails(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The same re-timed clip, but the key holder keeps the start statement a TSA saw when
+    the clip began (a statement of his own would be timestamped only now, above): it states
+    the recording's start, the manifest one a day earlier. The end token holds the end and
+    the start token the start, so a stretched duration fails in both verifiers."""
+    bundle = _retimed_bundle(store, tmp_path, own_start=False)
+    mine, kit = _both_fail(store, bundle, tmp_path)
+    assert mine == kit == {"start-time-inconsistent"}, (mine, kit)

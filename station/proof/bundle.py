@@ -27,7 +27,7 @@ from station.proof.keys import StationKey, public_pem, station_public_key
 from station.proof.log import ArchivedLog, Checkpoint, LogEntry, ProofLog, Rotation
 from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles, cert_is_for
-from station.proof.standalone_verify import witness_path
+from station.proof.standalone_verify import start_statement_digest, witness_path
 from station.proof.tsa import TsaQueue, load_roots
 from station.proof.verify import (
     BUNDLE_FORMAT,
@@ -498,6 +498,14 @@ def _assemble(
                 files[name] = tok
                 item["timestamps"].append(name)
             n_tokens += len(tokens)
+            start = start_statement_digest(body)
+            if start is not None:  # the tokens over its start statement (docs/proof.md)
+                item["start_timestamps"] = []
+                starts = [t.token for t in plog.timestamps_for(start) if t.token]
+                for i, tok in enumerate(starts):
+                    name = f"manifests/{stem}.start.{i}.tst"
+                    files[name] = tok
+                    item["start_timestamps"].append(name)
             item["inclusion"] = f"log/{stem}.inclusion.json"
             files[item["inclusion"]] = _inclusion(plog, e, cp)
             first = _first_covering(all_cps, e.seq)
@@ -885,6 +893,11 @@ Unzip the bundle; for each clip `X` (see `bundle.json`) / 解压后对每段视�
         -in bundle/manifest.json -sigfile bundle/manifest.sig        # covers every file
     openssl pkeyutl -verify -pubin -inkey keys/station-key.pub.pem -rawin \\
         -in log/checkpoint.json -sigfile log/checkpoint.sig
+
+`manifests/X.start.N.tst` timestamps the clip's start: it is over the canonical JSON of
+`start_statement` in `manifests/X.manifest.json` (keys sorted, no spaces; `verify.py` checks
+it), and its time should be within {max_delay} minutes after `started_at` / 开始时间戳：对清单中
+`start_statement` 的规范 JSON 盖的时间戳，其时间应在 `started_at` 之后 {max_delay} 分钟内。
 
 `bundle/manifest.json` lists every file's SHA-256 and the log entries of all of the order's
 clips; `log/X.inclusion.json` and `log/checkpoint-N.consistency.json` are RFC 9162 Merkle

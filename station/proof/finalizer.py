@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -11,7 +12,7 @@ from typing import Any
 
 import station
 from station.config import Config
-from station.proof import ProofError, rotation
+from station.proof import ProofError, rotation, startstamp
 from station.proof import manifest as manifest_mod
 from station.proof.c2pa_embed import (
     C2paEmbedder,
@@ -61,9 +62,16 @@ class ProofFinalizer:
     ``proof.checkpoint_every`` clips, sign a checkpoint. It must be the recorder's last
     finalizer: anything added to the manifest after it breaks the signature.
 
+    It also fixes each clip's start statement (``start_statement``, which the recorder calls
+    at the clip's first frame): the manifest carries it, and a TSA timestamps it at once, so
+    the start is anchored as the end is (docs/proof.md).
+
     Thread contract: calls are serialised by an internal lock (the recorder calls it from its
     finisher thread); timestamps are fetched by a background ``TsaWorker`` thread when TSA URLs
-    are configured (``start_worker``). ``close`` writes a last checkpoint and stops the worker.
+    are configured (``start_worker``). ``start_statement`` runs on the capture thread: it takes
+    no lock and does no I/O, its timestamp request is queued in memory and written to the log
+    by the worker (or, at the latest, when the clip is signed). ``close`` writes a last
+    checkpoint and stops the worker.
     """
 
     def __init__(
@@ -100,6 +108,8 @@ class ProofFinalizer:
         self.tsa_urls = cfg.proof.tsa_urls
         self.tsa: TsaQueue | None = None
         self.worker: TsaWorker | None = None
+        # start statements' digests from the capture thread, for the worker to queue
+        self._starts: queue.SimpleQueue[str] = queue.SimpleQueue()
         if self.tsa_urls:
             self.tsa = TsaQueue(
                 self.log,
@@ -108,7 +118,11 @@ class ProofFinalizer:
                 retry_s=cfg.proof.tsa_retry_s,
             )
             if start_worker:
-                self.worker = TsaWorker(self.tsa, poll_s=min(30.0, cfg.proof.tsa_retry_s))
+                self.worker = TsaWorker(
+                    self.tsa,
+                    poll_s=min(30.0, cfg.proof.tsa_retry_s),
+                    before_pass=self._queue_starts,
+                )
                 self.worker.start()
         self.heartbeat: Repeater | None = None
         if start_worker:
@@ -130,7 +144,46 @@ class ProofFinalizer:
         with self._lock:
             return self._finalize(path, data)
 
+    def start_statement(self, order_id: str, clip: str, started_at: datetime) -> dict[str, Any]:
+        """The start statement of a clip whose first frame is ``started_at`` (the recorder's
+        ``StartStamp``, on the capture thread: no lock, no I/O). Its timestamp request goes to
+        the TSA worker in memory; the worker writes it to the log and asks the TSA."""
+        st = startstamp.statement(
+            station=self.cfg.station.name,
+            station_key=self.key.fingerprint,
+            order_id=order_id,
+            clip=clip,
+            started_at=started_at,
+        )
+        if self.tsa_urls:
+            self._starts.put(startstamp.digest(st))
+            if self.worker is not None:
+                self.worker.wake()
+        return st
+
+    def _queue_starts(self) -> None:
+        """Queue the timestamp requests of the start statements made since (the worker's
+        thread, before each pass)."""
+        while True:
+            try:
+                digest = self._starts.get_nowait()
+            except queue.Empty:
+                return
+            self.log.enqueue_timestamp("start", digest, self.tsa_urls)
+
     def _finalize(self, path: Path, data: dict[str, Any]) -> dict[str, Any]:
+        start = data.get("start_statement")
+        if start is not None and (
+            not isinstance(start, dict) or start.get("station_key") != self.key.fingerprint
+        ):
+            # fixed under another key (a clip recovered after `packcam keys rotate`): it would
+            # contradict the manifest this key signs; the start is then unanchored
+            log.warning("the start statement of %s names another key; left out", path.name)
+            data = {k: v for k, v in data.items() if k != "start_statement"}
+        elif start is not None and self.tsa_urls:
+            # queued here too: the capture thread's request may not have reached the log yet
+            # (recovery after a crash, or no worker); the same request is queued once
+            self.log.enqueue_timestamp("start", startstamp.digest(start), self.tsa_urls)
         last = self.log.last()
         seq = 0 if last is None else last.seq + 1
         prev = manifest_mod.GENESIS if last is None else last.manifest_sha256

@@ -17,7 +17,9 @@ certificate against the company CA *you* pin (openssl verify) and that every man
 checkpoint, rotation statement and the bundle manifest names the station it certifies,
 the RFC 3161 tokens (openssl ts -verify: over this data, signed by a timestamping certificate,
 anchored when it chains to the TSA root *you* pin) and their time against each clip's
-recorded end, each clip's recorded start, end and duration against one another,
+recorded end, each clip's start statement and its tokens against its recorded start (a start
+timestamped when the clip began, or only the station's word: start-unanchored), each clip's
+recorded start, end and duration against one another,
 and the RFC 9162 Merkle inclusion and consistency proofs. It reads no video: unlike
 `packcam verify` it cannot hold the duration to how long the clip plays, nor the key frames
 to the clip's pictures, nor tell how a changed clip was changed (cut, remuxed, re-encoded):
@@ -479,6 +481,147 @@ def time_beyond(delta_s: float, accuracy_s: float, max_delay_s: float) -> bool:
     return abs(delta_s) + excess > max_delay_s + min(accuracy_s, ACCURACY_GRACE_S) + 1.0
 
 
+# The start statement (station/proof/startstamp.py): what the station fixes at a clip's first
+# frame and has a TSA timestamp at once; the signed manifest carries it (``start_statement``).
+START_TYPE = "packcam-clip-start"
+START_FIELDS = ("type", "version", "station", "station_key", "order_id", "clip", "started_at",
+                "nonce")  # fmt: skip
+# How far the statement's start may be from the manifest's (less a stated clock step): both
+# are the first frame's wall time, written to the millisecond
+START_SLACK_S = 1.0
+
+
+def start_statement_digest(body: dict[str, Any]) -> str | None:
+    """The SHA-256 (hex) a start token must be over: of the canonical statement the signed
+    manifest carries (None: it carries none, or not an object)."""
+    st = body.get("start_statement")
+    if not isinstance(st, dict):
+        return None
+    try:
+        return hashlib.sha256(canonical(st).encode("utf-8")).hexdigest()
+    except (TypeError, ValueError):
+        return None
+
+
+def start_statement_problem(body: dict[str, Any]) -> str | None:
+    """Why the start statement a signed manifest carries is not this clip's start (None: it
+    is, or there is none: ``start_statement_digest``). It must name the manifest's station,
+    key, order and clip file and state its start (less a stated clock step: the statement is
+    by the clock before it) within START_SLACK_S. A key holder who re-times a clip and keeps
+    the start statement (and token) of the recording gets this. The one rule of both
+    verifiers."""
+    st = body.get("start_statement")
+    if st is None:
+        return None
+    if not isinstance(st, dict) or set(st) != set(START_FIELDS):
+        return "the signed start statement is not one a station writes (its fields)"
+    if st.get("type") != START_TYPE or st.get("version") != 1:
+        return f"the signed start statement is of type {st.get('type')!r}, not {START_TYPE!r} 1"
+    for field, mine in (("station", "station"), ("station_key", "station_key"),
+                        ("order_id", "order_id")):  # fmt: skip
+        if st.get(field) != body.get(mine):
+            return (
+                f"the start statement names {field} {st.get(field)!r}, the manifest "
+                f"{body.get(mine)!r}: it is another clip's start"
+            )
+    name = PurePosixPath(str(body.get("path", ""))).stem
+    clip = st.get("clip")
+    if not isinstance(clip, str) or not re.fullmatch(re.escape(clip) + r"(-\d+)?", name):
+        return f"the start statement is of clip {clip!r}, the manifest of {name!r}"
+    stated, started = parse_time(str(st.get("started_at"))), parse_time(str(body.get("started_at")))
+    if stated is None or stated.tzinfo is None or started is None or started.tzinfo is None:
+        return (
+            f"the start statement's start {st.get('started_at')!r} or the manifest's "
+            f"{body.get('started_at')!r} is not a time with its UTC offset"
+        )
+    step, _ = clock_step(body)
+    off = (started - timedelta(seconds=step) - stated).total_seconds()
+    if abs(off) > START_SLACK_S:
+        return (
+            f"the signed manifest says the clip started at {started.isoformat()}"
+            + (f" (clock step {step:+g} s)" if step else "")
+            + f", its start statement {stated.isoformat()}, {abs(off):.1f} s "
+            + ("later" if off < 0 else "earlier")
+            + ": the start was moved after it was timestamped"
+        )
+    return None
+
+
+def judge_start(
+    stated: datetime, seen: Sequence[tuple[datetime, float, bool]], max_delay_s: float
+) -> tuple[str, str, str]:
+    """(status, code, text) of a clip's start statement that starts at ``stated`` (its own
+    field; ``start_statement_problem`` holds it to the manifest) from its valid tokens
+    ``seen``: (genTime, accuracy, whether the TSA is one you pinned) each. The statement is
+    timestamped at the first frame, so a TSA you pinned saw it within ``max_delay_s`` after
+    the stated start (the end token's bound): OK, the start was stated then. Before it beyond
+    that bound (``time_beyond``, as the end): FAIL ``start-time-inconsistent``, the statement
+    claims a start later than the TSA saw it (a station clock ahead by less gets clock-ahead
+    on the end token; the start then reads so too). Later than the bound, none, or none
+    pinned: WARN ``start-unanchored``, the start is the key holder's word (an honest station
+    offline at the start, a clip of an older version, or a start re-written later: a stranger
+    cannot tell them apart offline). The one rule of both verifiers."""
+    if not seen:
+        return (
+            WARN,
+            "start-unanchored",
+            (
+                "no RFC 3161 token over the clip's start statement (the TSA was not reached while "
+                "the clip recorded): its start is the station's word, held only to its duration"
+            ),
+        )
+    delays = [((when - stated).total_seconds(), acc, pinned) for when, acc, pinned in seen]
+    for delta, acc, _ in delays:
+        if delta < 0 and time_beyond(delta, acc, max_delay_s):
+            return (
+                FAIL,
+                "start-time-inconsistent",
+                (
+                    f"a TSA saw the start statement {-delta:.0f} s before the start it states "
+                    f"({stated.isoformat()}): the stated start is not when the clip began"
+                ),
+            )
+    good = [(d, p) for d, acc, p in delays if not time_beyond(d, acc, max_delay_s)]
+    if any(p for _, p in good):
+        delta = min(d for d, p in good if p)
+        when = stated + timedelta(seconds=delta)
+        return (
+            OK,
+            "",
+            (
+                f"start timestamped: a TSA you pinned saw the start statement at "
+                f"{when.isoformat(timespec='seconds')}, "
+                + (
+                    f"{delta:.0f} s after"
+                    if delta >= 0
+                    else f"{-delta:.0f} s before (the station clock was ahead)"
+                )
+                + f" the stated start {stated.isoformat()}: the start was stated when it happened, "
+                "not written later"
+            ),
+        )
+    if good:
+        return (
+            WARN,
+            "start-unanchored",
+            (
+                "the start statement's token is valid but not from a TSA you pinned: its start "
+                "rests on the station's word"
+            ),
+        )
+    delta = min(d for d, _, _ in delays)
+    return (
+        WARN,
+        "start-unanchored",
+        (
+            f"the start statement was timestamped only {delta / 60:.0f} min after the start it "
+            f"states ({stated.isoformat()}; allowed: {max_delay_s / 60:g} min): the station was "
+            "offline when the clip began, or the start was written later; its start is the "
+            "station's word, held only to its duration"
+        ),
+    )
+
+
 def token_time(tst: Path, cwd: Path) -> tuple[datetime | None, float]:
     """(genTime, accuracy in seconds) as `openssl ts -reply -text` prints them."""
     ok, out = openssl("ts", "-reply", "-token_in", "-in", str(tst), "-text", cwd=cwd)
@@ -756,6 +899,7 @@ def referenced_names(index: dict[str, Any]) -> set[str]:
     for e in index.get("clips") or []:
         named.update(e.get(k) for k in ("clip", "manifest", "signature", "inclusion"))
         named.update(e.get("timestamps") or [])
+        named.update(e.get("start_timestamps") or [])
         fc = e.get("first_checkpoint") or {}
         named.update(fc.get(k) for k in ("body", "signature", "consistency"))
         named.update(fc.get("timestamps") or [])
@@ -1363,6 +1507,33 @@ def _check(
         return openssl("ts", "-verify", "-token_in", "-in", tst, "-data", data,
                        "-CAfile", str(cafile), *extra, cwd=root)  # fmt: skip
 
+    def read_token(
+        t: str, data: str, say: Callable[[str, str, str], None]
+    ) -> tuple[datetime | None, float, bool] | None:
+        """(genTime, accuracy, pinned) of the token ``t`` over the member ``data``; None, said
+        as a failure, when it is not a valid token over it."""
+        # What the token proves by itself, pinned or not: it is over this data and signed
+        # by the TSA certificate inside it (critical timeStamping EKU, ESS); -partial_chain
+        # trusts that certificate for this check only.
+        _, certs = openssl("pkcs7", "-inform", "DER", "-in", t, "-print_certs", cwd=root)
+        own = pins_dir / "token-certs.pem"
+        own.write_bytes(b"".join(pem_certs(certs.encode())))
+        when, acc = token_time(root / t, root)
+        # the TSA's certificate as of when it signed, as `packcam verify` judges it: an
+        # honest bundle outlives it
+        attime = ("-attime", str(int(when.timestamp()))) if when else ()
+        ok, out = ts_verify(t, data, own, "-partial_chain", *attime)
+        if not ok:
+            other = "message imprint mismatch" in out
+            say(
+                FAIL,
+                ("the token timestamps other data" if other else "not a valid token")
+                + f": {out.strip()[-200:]}",
+                "tsa-other-data" if other else "tsa-invalid",
+            )
+            return None
+        return when, acc, bool(tsa_trusted) and ts_verify(t, data, tsa_file, *attime)[0]
+
     def tokens(
         name: str,
         data: str,
@@ -1386,27 +1557,10 @@ def _check(
         if not tsts:
             say(WARN, "no RFC 3161 token", "time-unanchored")
         for t in tsts:
-            # What the token proves by itself, pinned or not: it is over this data and signed
-            # by the TSA certificate inside it (critical timeStamping EKU, ESS); -partial_chain
-            # trusts that certificate for this check only.
-            _, certs = openssl("pkcs7", "-inform", "DER", "-in", t, "-print_certs", cwd=root)
-            own = pins_dir / "token-certs.pem"
-            own.write_bytes(b"".join(pem_certs(certs.encode())))
-            when, acc = token_time(root / t, root)
-            # the TSA's certificate as of when it signed, as `packcam verify` judges it: an
-            # honest bundle outlives it
-            attime = ("-attime", str(int(when.timestamp()))) if when else ()
-            ok, out = ts_verify(t, data, own, "-partial_chain", *attime)
-            if not ok:
-                other = "message imprint mismatch" in out
-                say(
-                    FAIL,
-                    ("the token timestamps other data" if other else "not a valid token")
-                    + f": {out.strip()[-200:]}",
-                    "tsa-other-data" if other else "tsa-invalid",
-                )
+            read = read_token(t, data, say)
+            if read is None:
                 continue
-            pinned = bool(tsa_trusted) and ts_verify(t, data, tsa_file, *attime)[0]
+            when, acc, pinned = read
             in_bounds = True
             if timed and (ended is None or when is None):
                 in_bounds = False
@@ -1462,6 +1616,34 @@ def _check(
                     "time-unanchored",
                 )
         return anchored
+
+    def check_start(name: str, body: dict[str, Any], tsts: list[str], n: int) -> None:
+        """The clip's start statement and its tokens (``judge_start``, as `packcam verify`)."""
+        digest = start_statement_digest(body)
+        if digest is None:
+            res.add(WARN, name, "the signed manifest holds no start statement (recorded "
+                    "before packcam timestamped starts, or without the proof on): its start "
+                    "is the station's word, held only to its duration",
+                    "start-unanchored")  # fmt: skip
+            return
+        if wrong := start_statement_problem(body):
+            res.add(FAIL, name, wrong, "start-time-inconsistent")
+            return
+        data = pins_dir / f"start-{n}.json"  # the statement's bytes, as the station hashed them
+        data.write_bytes(canonical(body["start_statement"]).encode("utf-8"))
+
+        def say(status: str, reason: str, code: str = "") -> None:
+            res.add(status, name, reason, code)
+
+        seen = []
+        for t in tsts:
+            read = read_token(t, str(data), say)
+            if read is not None and read[0] is not None:
+                seen.append((read[0], read[1], read[2]))
+        stated = parse_time(str(body["start_statement"]["started_at"]))
+        assert stated is not None  # start_statement_problem parsed it
+        status, code, text = judge_start(stated, seen, max_delay_s)
+        res.add(status, name, text, code)
 
     cp_time = parse_time(str(json.loads(cp_body).get("time")))
     tokens("checkpoint.timestamp", cpi["body"], cpi.get("timestamps", []), None, stated=cp_time)
@@ -1561,6 +1743,7 @@ def _check(
         step, bad_step = clock_step(body)
         stamps, member = item.get("timestamps", []), item["manifest"]
         res.time_anchors.append(tokens(f"{pre} timestamp", member, stamps, ended, True))
+        check_start(f"{pre} start", body, item.get("start_timestamps") or [], n)
         if bad_step:
             res.add(FAIL, f"{pre} manifest.times", bad_step, "time-inconsistent")
         elif step:

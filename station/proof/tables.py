@@ -4,12 +4,14 @@ the retired keys' proof_archive_*, proof_rotations): their records and all their
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 from station.proof import ProofError
+from station.proof.standalone_verify import start_statement_digest
 from station.store.sqlitedb import Table, from_row
 
 
@@ -299,13 +301,28 @@ class ProofTables(Table):
         )
 
     def pending_for_clip(self, clip_sha256: str) -> int:
-        """How many timestamp requests for the manifests of these clip bytes are pending."""
+        """How many timestamp requests for the manifests of these clip bytes, and for the
+        start statements they carry, are pending."""
+        subjects: set[str] = set()
+        for r in self._query(
+            "SELECT manifest_sha256, manifest FROM proof_log WHERE clip_sha256 = ?",
+            (clip_sha256,),
+        ):
+            subjects.add(r["manifest_sha256"])
+            try:
+                body = json.loads(bytes(r["manifest"]))
+            except ValueError:
+                continue
+            if isinstance(body, dict) and (start := start_statement_digest(body)) is not None:
+                subjects.add(start)
+        if not subjects:
+            return 0
+        marks = ",".join("?" * len(subjects))
         return int(
             self._query(
-                "SELECT COUNT(*) FROM proof_log l JOIN proof_timestamps t"
-                " ON t.subject_sha256 = l.manifest_sha256"
-                " WHERE l.clip_sha256 = ? AND t.status = 'pending'",
-                (clip_sha256,),
+                "SELECT COUNT(*) FROM proof_timestamps WHERE status = 'pending'"
+                f" AND subject_sha256 IN ({marks})",
+                sorted(subjects),
             )[0][0]
         )
 

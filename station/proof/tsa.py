@@ -9,7 +9,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -396,11 +396,20 @@ class TsaQueue:
 
 
 class TsaWorker:
-    """Background thread running ``TsaQueue.process_due``; ``wake()`` after queueing, ``stop()``."""
+    """Background thread running ``TsaQueue.process_due``; ``wake()`` after queueing, ``stop()``.
+    ``before_pass`` runs on its thread before each pass (queueing requests made in memory by
+    a thread that must not write the log: the capture thread's start statements)."""
 
-    def __init__(self, queue: TsaQueue, *, poll_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        queue: TsaQueue,
+        *,
+        poll_s: float = 30.0,
+        before_pass: Callable[[], None] | None = None,
+    ) -> None:
         self.queue = queue
         self.poll_s = poll_s
+        self.before_pass = before_pass
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tsa-worker", daemon=True)
@@ -421,6 +430,8 @@ class TsaWorker:
         while not self._stop.is_set():
             self._wake.clear()
             try:
+                if self.before_pass is not None:
+                    self.before_pass()
                 self.queue.process_due()
             except Exception:  # the loop must survive one bad pass
                 log.exception("timestamp pass failed")

@@ -53,6 +53,7 @@ from station.proof.standalone_verify import (
     file_and_folder,
     frames_missing,
     framing_problem,
+    judge_start,
     judge_witnessed,
     local_time_problem,
     lookalike_problem,
@@ -61,6 +62,8 @@ from station.proof.standalone_verify import (
     overlap_problem,
     overlaps,
     signed_after_final,
+    start_statement_digest,
+    start_statement_problem,
     step_text,
     time_beyond,
     unpack_problem,
@@ -702,6 +705,56 @@ def _check_tokens(
                     f"issued by {info.signer_cert.issuer.rfc4514_string()}: pin that issuer"
                 )
     return earliest, anchored
+
+
+def _check_start(
+    report: Report,
+    name: str,
+    body: dict[str, Any],
+    tokens: list[bytes],
+    anchors: Anchors,
+    shipped_roots: list[x509.Certificate],
+    bound: TimeBound,
+) -> None:
+    """A clip's start statement (the signed manifest's ``start_statement``) and the RFC 3161
+    tokens over it: held to the manifest (``start_statement_problem``) and judged by
+    ``judge_start``, the rule verify.py shares. A token that is not valid over the statement
+    fails as any other (``tsa-invalid``, ``tsa-other-data``)."""
+    digest = start_statement_digest(body)
+    if digest is None:
+        report.add(
+            name,
+            WARN,
+            "the signed manifest holds no start statement (recorded before packcam timestamped "
+            "starts, or without the proof on): its start is the station's word, held only to "
+            "its duration",
+            "start-unanchored",
+        )
+        return
+    if wrong := start_statement_problem(body):
+        report.add(name, FAIL, wrong, "start-time-inconsistent")
+        return
+    trusted = anchors.trusted_tsa(shipped_roots)
+    seen: list[tuple[datetime, float, bool]] = []
+    for i, tok in enumerate(tokens):
+        try:
+            info = verify_token(tok, bytes.fromhex(digest), [])
+        except TokenInvalid as exc:
+            code = "tsa-other-data" if "other data" in str(exc) else "tsa-invalid"
+            report.add(f"{name}[{i}]", FAIL, str(exc), code)
+            continue
+        pinned = False
+        if trusted:
+            try:
+                verify_token(tok, bytes.fromhex(digest), trusted)
+                pinned = True
+            except TokenInvalid:
+                pass
+        seen.append((info.gen_time, info.accuracy_s, pinned))
+    stated = _parse_time(body["start_statement"]["started_at"])
+    assert stated is not None  # start_statement_problem parsed it
+    status, code, text = judge_start(stated, seen, bound.max_delay_s)
+    report.add(name, status.lower(), text, code)  # verify.py's OK/WARN/FAIL are ours in capitals
 
 
 def _check_not_after_seen(
@@ -1392,6 +1445,11 @@ def _verify_bundle(
             timed=True,
         )
         report.time_anchors.append(anchored)
+        _check_start(
+            report, f"{pre} start", body,
+            [b.read(t) for t in entry.get("start_timestamps") or []], anchors, shipped_roots,
+            bound,
+        )  # fmt: skip
         if entry.get("first_checkpoint"):
             _check_first_checkpoint(
                 report, b, f"{pre} first-checkpoint", entry["first_checkpoint"], cp, pub,
@@ -2152,6 +2210,12 @@ def verify_clip(
         report.time_anchors.append(
             _check_leaf_tokens(report, "timestamp", st, e, body, anchors, bound)
         )
+        start = start_statement_digest(body)
+        _check_start(
+            report, "start", body,
+            [t.token for t in st.log.timestamps_for(start) if t.token] if start else [],
+            anchors, st.tsa_roots, bound or TimeBound(),
+        )  # fmt: skip
         _check_c2pa(report, path, body, trust_pem, anchored=bool(trusted))
         report.facts.update({k: body.get(k) for k in _CLIP_FACTS})
         report.facts["log_index"] = e.seq
@@ -3011,6 +3075,7 @@ def _audit_log(
     prev = manifest_mod.GENESIS
     chain_ok = True
     unanchored: list[int] = []
+    unstarted: list[int] = []  # clips whose start no TSA you pinned saw in time
     for i, e in enumerate(entries):
         where = f"{label}log[{i}]"
         m = manifest_mod.from_canonical(e.manifest, e.signature)
@@ -3074,6 +3139,17 @@ def _audit_log(
             report.time_anchors.append(anchored)
             if not anchored:
                 unanchored.append(e.seq)
+            # the start too (its failures; the unanchored ones summed up below)
+            start = start_statement_digest(body)
+            scratch = Report(subject=where)
+            _check_start(
+                scratch, f"{where}.start", body,
+                [t.token for t in st.log.timestamps_for(start) if t.token] if start else [],
+                anchors, st.tsa_roots, bound,
+            )  # fmt: skip
+            report.checks.extend(c for c in scratch.checks if c.status == FAIL)
+            if not any(c.status == OK for c in scratch.checks):
+                unstarted.append(e.seq)
     if entries and chain_ok:
         report.add(
             "log.chain", OK, f"{len(entries)} signed manifests, each chained to the previous"
@@ -3093,6 +3169,20 @@ def _audit_log(
                 "log.time",
                 OK,
                 f"all {len(entries)} manifests timestamped in time by a TSA you trust",
+            )
+        if unstarted:
+            report.add(
+                "log.start",
+                WARN,
+                f"the start of {len(unstarted)} of {len(entries)} clips is not timestamped "
+                f"within {_human(bound.max_delay_s)} by a TSA you trust (no start statement: "
+                "signed before packcam timestamped starts; or its token late or missing) "
+                f"(first: entry {unstarted[0]})",
+                "start-unanchored",
+            )
+        else:
+            report.add(
+                "log.start", OK, f"the start of all {len(entries)} clips timestamped in time"
             )
     # checkpoints: the roots the station signed (and a TSA may have timestamped) must still hold
     leaves = [merkle.leaf_hash(e.manifest) for e in entries]

@@ -82,6 +82,13 @@ Finalizer = Callable[[Path, dict[str, Any]], dict[str, Any]]
 # station.store.recovery.Recovery.salvage.
 Salvage = Callable[[Path, dict[str, Any]], ClipRecord | None]
 
+# Called on the capture thread at a clip's first frame: (order ID, clip name as started, the
+# first frame's wall time) -> the start statement its manifest carries (``start_statement``),
+# timestamped by a TSA meanwhile. It must not block the capture loop: no network, no fsync,
+# no lock a slow thread holds (proof.finalizer.ProofFinalizer.start_statement queues its TSA
+# request in memory for the TSA worker).
+StartStamp = Callable[[str, str, datetime], dict[str, Any]]
+
 
 def manifest_body(record: ClipRecord, **more: Any) -> dict[str, Any]:
     """The manifest of ``record`` before any finalizer: its index fields (without the row id),
@@ -280,7 +287,10 @@ class Recorder:
     manifest, index) runs on the recorder's own finisher thread so the capture loop never waits
     for the disk (nor for the fsyncs of the clip journals it writes: the journal-sync
     thread's); ``close`` drains both. A clip that fails to finish stays in
-    ``tmp/`` untouched for crash recovery: evidence is never deleted here.
+    ``tmp/`` untouched for crash recovery: evidence is never deleted here. At a clip's first
+    frame ``start_stamp`` (by default the finalizer that has ``start_statement``: the proof
+    signer) fixes its start statement on the capture thread; it must not block, and the
+    statement goes into the clip's manifest fields, so its journal keeps it.
     """
 
     def __init__(
@@ -293,6 +303,7 @@ class Recorder:
         on_finished: Callable[[FinishedClip], None] | None = None,
         finalizers: tuple[Finalizer, ...] = (),
         salvage: Salvage | None = None,
+        start_stamp: StartStamp | None = None,
     ) -> None:
         self.cfg = cfg
         self.ledger = ledger
@@ -307,6 +318,10 @@ class Recorder:
         self.on_finished = on_finished
         self.finalizers = finalizers
         self.salvage = salvage
+        # the signer among the finalizers fixes the start statements unless told otherwise
+        self.start_stamp = start_stamp or next(
+            (f.start_statement for f in finalizers if hasattr(f, "start_statement")), None
+        )
         self.data_dir = cfg.station.data_dir
         self.tmp_dir = self.data_dir / "tmp"
         self.clips_dir = self.data_dir / "clips"
@@ -815,8 +830,10 @@ class Recorder:
             # A programming error upstream: this frame is already in a clip.
             raise RuntimeError(f"frame at t={t} is already in a clip (up to t={self._owned_t})")
         first = clip.first_t is None
+        stamped = False
         if first:
             clip.first_t, clip.first_wall = t, wall
+            stamped = self._stamp_start(clip, wall)
         clip.last_wall = wall
         self._owned_t = t  # even if the write fails: the frame may be in the file
         clip.last_t = t
@@ -826,13 +843,29 @@ class Recorder:
             # or it dates the clip by the clock before it (an hour off the TSA's time).
             clip.journal_step_s = step
             self._journal(clip)
-        elif first and wall != clip.journal_first_wall:  # no pre-roll: the first frame came later
+        elif first and (stamped or wall != clip.journal_first_wall):
+            # the start statement (kept by recovery), or no pre-roll: the first frame came later
             clip.journal_first_wall = wall
             self._journal(clip)
         if clip.labels and clip.labels[-1][0] == label:
             clip.labels[-1][1] += 1
         else:
             clip.labels.append([label, 1])
+
+    def _stamp_start(self, clip: _OpenClip, wall: datetime) -> bool:
+        """Fix ``clip``'s start statement at its first frame (``wall``) into its manifest
+        fields; True when it has one now. A failing ``start_stamp`` costs the clip its start
+        anchor, never a frame."""
+        if self.start_stamp is None:
+            return False
+        try:
+            st = self.start_stamp(clip.order_id, clip.tmp_path.stem, wall)
+        except Exception:
+            log.exception("no start statement for clip of order %r", clip.order_id)
+            return False
+        with self._annotate_lock:  # annotate() copies extra on another thread
+            clip.extra = {**clip.extra, "start_statement": st}
+        return True
 
     @staticmethod
     def _pre_roll(clip: _OpenClip) -> float:
