@@ -226,8 +226,9 @@ def export_order(
                 deleted_utc=max(d["deleted_utc"] for d in deleted.values()),
             )
         accepted = SyncCursors(ledger.db).cursor(WITNESSED_CURSOR)
-        return _export(cfg, paths, plog, records, order_id, out, accepted, without_clips, perm,
-                       deleted, archived_frames)  # fmt: skip
+        job = _Job(cfg, paths, records, deleted, order_id, out, without_clips=without_clips,
+                   perm=perm, archived_frames=archived_frames)  # fmt: skip
+        return _export(job, plog, accepted)
     finally:
         plog.close()
         ledger.close()
@@ -239,23 +240,28 @@ def _archived(ledger: Ledger, r: ClipRecord) -> bool:
     return bool(state and state["archived_utc"])
 
 
-def _export(
-    cfg: Config,
-    paths: ProofPaths,
-    plog: ProofLog,
-    records: list[ClipRecord],
-    order_id: str,
-    out: Path,
-    accepted: int,
-    without_clips: bool = False,
-    perm: int | None = None,
-    deleted: Mapping[str, dict[str, Any]] | None = None,
-    archived_frames: FrameSource | None = None,
-) -> ExportResult:
+@dataclass(frozen=True)
+class _Job:
+    """One ``export_order`` call as the steps that build its bundle need it: the order's
+    ``records``, those of them retention ``deleted`` (by path: the signed deletion record), and
+    the caller's ``out``, ``without_clips``, ``perm`` and ``archived_frames``."""
+
+    cfg: Config
+    paths: ProofPaths
+    records: list[ClipRecord]
+    deleted: Mapping[str, dict[str, Any]]
+    order_id: str
+    out: Path
+    without_clips: bool
+    perm: int | None
+    archived_frames: FrameSource | None
+
+
+def _export(job: _Job, plog: ProofLog, accepted: int) -> ExportResult:
     warnings: list[str] = []
     entries: list[LogEntry | None] = []
     logs: set[str] = set()  # "" the live log, else the fingerprint of a retired key's log
-    for r in records:
+    for r in job.records:
         live = _live_entry(plog, r)
         archived = [
             (k, x) for k, x in plog.archived_entries_for_clip(r.sha256) if x.clip_path == r.path
@@ -272,23 +278,21 @@ def _export(
     if len(logs) > 1:
         raise ExportRefused(
             SEVERAL_KEYS,
-            f"order {order_id!r} has clips in the logs of {len(logs)} station keys (it was "
+            f"order {job.order_id!r} has clips in the logs of {len(logs)} station keys (it was "
             "recorded before and after a key rotation): one bundle holds the clips of one log",
             keys=len(logs),
         )
     old_key = next(iter(logs), "")
     if old_key:
-        return _export_archived(cfg, paths, plog, records, entries, order_id, out, old_key,
-                                warnings, without_clips, perm, deleted,
-                                archived_frames)  # fmt: skip
+        return _export_archived(job, plog, entries, old_key, warnings)
     need = max((e.seq + 1 for e in entries if e is not None), default=0)
     queue = None
-    if cfg.proof.tsa_urls:
+    if job.cfg.proof.tsa_urls:
         queue = TsaQueue(
             plog,
-            roots=load_roots(paths.tsa_ca),
-            timeout_s=cfg.proof.tsa_timeout_s,
-            retry_s=cfg.proof.tsa_retry_s,
+            roots=load_roots(job.paths.tsa_ca),
+            timeout_s=job.cfg.proof.tsa_timeout_s,
+            retry_s=job.cfg.proof.tsa_retry_s,
         )
     # A checkpoint the witness cosigned first: it is what `verify --witness` holds the bundle
     # to, and on a station restored from a backup the newest one is of a log the witness
@@ -296,7 +300,7 @@ def _export(
     witnessed = _witnessed(plog, accepted)
     cp = witnessed if _witness_covers(witnessed, need) else None
     note = None  # for the one exporting, not written into the bundle (the next sync may cosign)
-    if need and cp is None and cfg.central.enabled and not without_clips:
+    if need and cp is None and job.cfg.central.enabled and not job.without_clips:
         upto = f"up to {witnessed.tree_size} entries" if witnessed else "no checkpoint of it"
         note = ExportNote(
             WITNESS_BEHIND,
@@ -309,7 +313,7 @@ def _export(
     cp = cp or (_latest_covering(plog, need) if need else None)
     if need and cp is None:
         try:
-            key = StationKey.load(paths.key)  # a new checkpoint needs the private key
+            key = StationKey.load(job.paths.key)  # a new checkpoint needs the private key
         except ProofError as exc:
             raise ExportRefused(
                 NO_CHECKPOINT,
@@ -317,9 +321,9 @@ def _export(
                 f"one ({exc}); the station signs one every proof.checkpoint_every clips and when "
                 "it stops",
             ) from exc
-        cp = plog.checkpoint(key, cfg.station.name)
-        if cp is not None and cfg.proof.tsa_urls:
-            plog.enqueue_timestamp("checkpoint", cp.sha256, cfg.proof.tsa_urls)
+        cp = plog.checkpoint(key, job.cfg.station.name)
+        if cp is not None and job.cfg.proof.tsa_urls:
+            plog.enqueue_timestamp("checkpoint", cp.sha256, job.cfg.proof.tsa_urls)
     if queue is not None:
         queue.process_due()  # fetch what is still queued, once
         pending = plog.pending_count()
@@ -327,30 +331,15 @@ def _export(
             warnings.append(f"{pending} timestamp request(s) still pending (TSA unreachable)")
     if cp is None:
         raise ExportRefused(NOT_SIGNED, "no signed log entries to export")
-    station_pub = public_pem(station_public_key(paths.public_key, paths.key))
-    res = _assemble(
-        cfg, paths, plog, records, entries, order_id, out, cp, station_pub, paths.key_cert, [],
-        warnings, without_clips, perm, deleted, archived_frames,
-    )  # fmt: skip
+    station_pub = public_pem(station_public_key(job.paths.public_key, job.paths.key))
+    res = _assemble(job, plog, entries, cp, station_pub, job.paths.key_cert, [], warnings)
     if note:
         res.add_note(note)
     return res
 
 
 def _export_archived(
-    cfg: Config,
-    paths: ProofPaths,
-    plog: ProofLog,
-    records: list[ClipRecord],
-    entries: list[LogEntry | None],
-    order_id: str,
-    out: Path,
-    old_key: str,
-    warnings: list[str],
-    without_clips: bool = False,
-    perm: int | None = None,
-    deleted: Mapping[str, dict[str, Any]] | None = None,
-    archived_frames: FrameSource | None = None,
+    job: _Job, plog: ProofLog, entries: list[LogEntry | None], old_key: str, warnings: list[str]
 ) -> ExportResult:
     """An order recorded under a retired key: its closed log up to the final checkpoint, and
     the chain of rotation statements from that key to the current one (which signs the
@@ -367,24 +356,21 @@ def _export_archived(
         raise ExportRefused(
             CLOSED_LOG_BROKEN, f"the archived log of {old_key} does not end at its final checkpoint"
         )
-    rf = RotationFiles.of(paths)
+    rf = RotationFiles.of(job.paths)
     cert = rf.retired(old_key) / "station-key.crt"
     links = []
     for r in chain:
         succ_cert = rf.retired(r.new_key) / "station-key.crt"
-        if cert_is_for(paths.key_cert, r.new_public_pem):
-            succ_cert = paths.key_cert
+        if cert_is_for(job.paths.key_cert, r.new_public_pem):
+            succ_cert = job.paths.key_cert
         links.append((r, succ_cert if succ_cert.exists() else None))
     if links[-1][1] is None:
         warnings.append(
             f"no certificate for the current key {chain[-1].new_key}: the rotation to it cannot "
             "be anchored (run `packcam ca issue`)"
         )
-    res = _assemble(
-        cfg, paths, arch, records, entries, order_id, out, cp, chain[0].old_public_pem, cert,
-        links, warnings, without_clips, perm, deleted, archived_frames,
-    )  # fmt: skip
-    if cfg.central.enabled and not without_clips:
+    res = _assemble(job, arch, entries, cp, chain[0].old_public_pem, cert, links, warnings)
+    if job.cfg.central.enabled and not job.without_clips:
         # The chain to the current key starts at the closed log's final checkpoint, so no
         # earlier (cosigned) checkpoint can stand in, and the station does not know whether
         # the witness saw the rotation; the one exporting is told what decides it.
@@ -402,22 +388,14 @@ def _export_archived(
 
 
 def _assemble(
-    cfg: Config,
-    paths: ProofPaths,
+    job: _Job,
     plog: ProofLog | ArchivedLog,
-    records: list[ClipRecord],
     entries: list[LogEntry | None],
-    order_id: str,
-    out: Path,
     cp: Checkpoint,
     station_pub: bytes,
     key_cert: Path,
     links: list[tuple[Rotation, Path | None]],
     warnings: list[str],
-    without_clips: bool = False,
-    perm: int | None = None,
-    deleted: Mapping[str, dict[str, Any]] | None = None,
-    archived_frames: FrameSource | None = None,
 ) -> ExportResult:
     files: dict[str, bytes | Path | ArchivedClip] = {}
     keys: dict[str, str | None] = {"station_public_key": "keys/station-key.pub.pem"}
@@ -425,9 +403,9 @@ def _assemble(
     ca_fp = None
     for name, src in (
         ("station_key_certificate", key_cert),
-        ("company_ca", paths.ca_cert),
-        ("c2pa_chain", paths.c2pa_cert),
-        ("tsa_roots", paths.tsa_ca),
+        ("company_ca", job.paths.ca_cert),
+        ("c2pa_chain", job.paths.c2pa_cert),
+        ("tsa_roots", job.paths.tsa_ca),
     ):
         if src is not None and src.exists():
             arc = f"keys/{src.name}" if name != "tsa_roots" else "keys/tsa-roots.pem"
@@ -455,8 +433,8 @@ def _assemble(
     all_cps = plog.checkpoints()
     own_sizes: list[int] = []  # the clips' own checkpoints: the witness record to fetch has them
     no_frames: dict[str, str] = {}  # clip member -> why it has no key frames (NO_FRAMES_*)
-    for n, (r, e) in enumerate(zip(records, entries, strict=True), 1):
-        gone_record = (deleted or {}).get(r.path)
+    for n, (r, e) in enumerate(zip(job.records, entries, strict=True), 1):
+        gone_record = job.deleted.get(r.path)
         if gone_record is not None:
             if e is None:
                 raise ExportRefused(
@@ -474,15 +452,15 @@ def _assemble(
                 "its signed deletion record instead, and verifiers report the gap"
             )
             continue
-        clip_path = cfg.station.data_dir / r.path
+        clip_path = job.cfg.station.data_dir / r.path
         gone = not clip_path.exists()
-        if gone and not without_clips:
+        if gone and not job.without_clips:
             raise ExportRefused(
-                CLIP_MISSING, f"clip {r.path} is missing from {cfg.station.data_dir}"
+                CLIP_MISSING, f"clip {r.path} is missing from {job.cfg.station.data_dir}"
             )
         stem = Path(r.path).stem
         item: dict[str, Any] = {"clip": f"clips/{Path(r.path).name}"}
-        files[item["clip"]] = ArchivedClip(r.sha256) if without_clips else clip_path
+        files[item["clip"]] = ArchivedClip(r.sha256) if job.without_clips else clip_path
         body: dict[str, Any] = {}
         if e is not None:
             m = manifest_mod.from_canonical(e.manifest, e.signature)
@@ -518,7 +496,7 @@ def _assemble(
         if not gone:
             frames = extract_jpegs(clip_path, keyframe_times(body))
         else:  # the parts of a clip freed after archiving: the frames cut then, if given
-            frames = archived_frames(r) if archived_frames is not None else []
+            frames = job.archived_frames(r) if job.archived_frames is not None else []
         item["frames"] = []
         for t, label, jpg in frames:
             name = f"frames/{stem}_{t:07.2f}s_{label}.jpg"
@@ -538,8 +516,8 @@ def _assemble(
     index = {
         "format": BUNDLE_FORMAT,
         "version": 1,
-        "order_id": order_id,
-        "station": cfg.station.name,
+        "order_id": job.order_id,
+        "station": job.cfg.station.name,
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "software": f"packcam {station.__version__}",
         "keys": keys,
@@ -556,29 +534,31 @@ def _assemble(
     if rotations:
         index["rotations"] = rotations
     files["bundle.json"] = json.dumps(index, indent=2, ensure_ascii=False).encode()
-    tsa_fps = [cert_fingerprint(c) for c in load_roots(paths.tsa_ca)] if keys["tsa_roots"] else []
+    tsa_fps = (
+        [cert_fingerprint(c) for c in load_roots(job.paths.tsa_ca)] if keys["tsa_roots"] else []
+    )
     files["VERIFY.md"] = verify_md(index, ca_fp, tsa_fps, [cp.tree_size, *own_sizes]).encode()
     files["verify.py"] = verifier_kit()
     files["summary.html"] = summary_html(index, summaries, cp, ca_fp, gaps, no_frames).encode()
-    order_clips = _order_log_indexes(plog, order_id, cp.tree_size)
+    order_clips = _order_log_indexes(plog, job.order_id, cp.tree_size)
     try:
-        key = StationKey.load(paths.key)
+        key = StationKey.load(job.paths.key)
     except ProofError as exc:
         warnings.append(
             f"bundle manifest not signed ({exc}): export on the station to cover every file"
         )
-        log.warning("bundle of order %r exported without a signed bundle manifest", order_id)
+        log.warning("bundle of order %r exported without a signed bundle manifest", job.order_id)
     else:
         body = bundle_manifest_body(
-            files, order_id, cfg.station.name, key.fingerprint, cp, order_clips
+            files, job.order_id, job.cfg.station.name, key.fingerprint, cp, order_clips
         )
         manifest = canonical_json(body)
         files[BUNDLE_MANIFEST] = manifest
         files[BUNDLE_MANIFEST_SIG] = key.sign(manifest)
-    _write_zip(out, files, perm)
-    log.info("exported order %r: %d clip(s), %d deleted by retention -> %s", order_id,
-             len(clips_index), len(deleted_index), out)  # fmt: skip
-    return ExportResult(out, len(clips_index), n_frames, n_tokens, cp.tree_size, warnings)
+    _write_zip(job.out, files, job.perm)
+    log.info("exported order %r: %d clip(s), %d deleted by retention -> %s", job.order_id,
+             len(clips_index), len(deleted_index), job.out)  # fmt: skip
+    return ExportResult(job.out, len(clips_index), n_frames, n_tokens, cp.tree_size, warnings)
 
 
 def _inclusion(plog: ProofLog | ArchivedLog, e: LogEntry, cp: Checkpoint) -> bytes:
