@@ -14,6 +14,7 @@ from station.fleet.objstore import ObjectStore, station_prefix
 from station.proof.keys import StationKey, fingerprint, load_public_pem, verify_signature
 from station.proof.standalone_verify import WITNESS_SIZES_MAX
 from station.proof.verify import WARN, Report, WitnessRecordError, check_witness
+from station.proof.verify import logged_twice as verify_logged_twice
 from station.store.files import sha256_and_size
 from station.store.ledger import ClipRecord
 
@@ -156,15 +157,7 @@ def logged_twice(manifests: list[bytes | None]) -> str | None:
     if len(bodies) < 2:
         return None
     same = list(bodies.values())
-    orders = sorted({str(b.get("order_id")) for b in same})
-    return (
-        f"the same bytes are registered by this site's stations under {len(same)} signed "
-        f"manifests (log entries {sorted(b['seq'] for b in same if type(b.get('seq')) is int)}, "
-        f"stations "
-        f"{sorted({str(b.get('station')) for b in same})}) "
-        + (f"of orders {orders}: one recording is one order's evidence" if len(orders) > 1
-           else f"of order {orders[0]!r}: a station logs each recording once")
-    )  # fmt: skip
+    return verify_logged_twice(same, lambda b: b.get("station"), "stations")
 
 
 # What the page shows of a clip: only what the verified manifest states.

@@ -2254,7 +2254,7 @@ def _note_overlaps(
             _add_overlap(report, "index.overlap", o, clip_id(o.first), clip_id(o.second))
     if len(entries) > 1:
         same = [json.loads(e.manifest) for e in entries]
-        report.add("index.log", FAIL, _logged_twice(same, clip_id), "clip-logged-twice")
+        report.add("index.log", FAIL, logged_twice(same, clip_id), "clip-logged-twice")
 
 
 def verify_gone_clip(rel: str, sha256: str, cfg: Config) -> Report:
@@ -2960,7 +2960,7 @@ def _audit_one_order_per_second(
     twice = [same for same in by_digest.values() if len(same) > 1]
     for same in twice:
         report.add(
-            f"clip {same[-1].get('path')}", FAIL, _logged_twice(same, clip_id), "clip-logged-twice"
+            f"clip {same[-1].get('path')}", FAIL, logged_twice(same, clip_id), "clip-logged-twice"
         )
     if bodies and not found and not twice:
         report.add(
@@ -2979,13 +2979,16 @@ def _add_overlap(
     )  # fmt: skip
 
 
-def _logged_twice(same: list[dict[str, Any]], clip_id: Callable[[dict[str, Any]], object]) -> str:
+def logged_twice(
+    same: list[dict[str, Any]], clip_id: Callable[[dict[str, Any]], object], of: str = "clips"
+) -> str:
     """Why the signed manifests ``same`` (one SHA-256) wrong a buyer: the one recording is
-    logged more than once, under one order or several."""
+    logged more than once, under one order or several. ``clip_id`` names each one's clip
+    (or, on the central site, its station: ``of``)."""
     orders = sorted({str(b.get("order_id")) for b in same})
     return (
         f"the same bytes (SHA-256 {str(same[0].get('sha256'))[:16]}...) are logged "
-        f"{len(same)} times (log entries {[b.get('seq') for b in same]}, clips "
+        f"{len(same)} times (log entries {[b.get('seq') for b in same]}, {of} "
         f"{[clip_id(b) for b in same]}) "
         + (f"under orders {orders}: one recording is one order's evidence" if len(orders) > 1
            else f"for order {orders[0]!r}: a station logs each recording once")
