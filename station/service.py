@@ -26,7 +26,7 @@ from station.floor.demo_floor import SCREEN_SIGN_IN_AFTER_S, packing_floor, sign
 from station.floor.events import StationEvents
 from station.floor.hooks import attach_recorder, build_events, clip_archived, clip_finished
 from station.proof.exports import ExportWorker
-from station.proof.finalizer import build_finalizers
+from station.proof.finalizer import build_finalizers, start_stamp_of
 from station.recording.live import LiveWriter
 from station.recording.overlay import Overlay
 from station.recording.recorder import Finalizer, FinishedClip, Recorder
@@ -184,6 +184,7 @@ def assemble(
         on_finished=finished,
         finalizers=finalizers,
         salvage=recovery.salvage,
+        start_stamp=start_stamp_of(finalizers),
     )
     attach_recorder(events, cfg, recorder)
     decoder = None

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from station import config as config_mod
+from station.proof.finalizer import start_stamp_of
 from station.recording.recorder import PacketSink, Recorder
 from station.recording.stream import EncodedPacket, StreamEncoder, stream_factories
 from station.recording.writer import EncoderSettings
@@ -40,6 +41,7 @@ def encoded_recorder(
         def muxer(path: Path, enc: Any) -> PacketSink:  # type: ignore[misc]
             return wrap_muxer(inner(path, enc))
 
+    kw.setdefault("start_stamp", start_stamp_of(kw.get("finalizers", ())))  # as assemble does
     return Recorder(cfg, ledger, encoder=encoder, muxer=muxer, **kw)
 
 

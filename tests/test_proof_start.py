@@ -459,3 +459,40 @@ def test_audit_sums_up_the_starts(store: Store, tmp_path: Path) -> None:  # noqa
     (line,) = [c for c in report.checks if c.name == "log.start"]
     assert (line.status, line.code) == ("warn", "start-unanchored")
     assert "3 of 3 clips" in line.reason, line
+
+
+def test_the_assembled_station_signs_a_start_statement_for_each_clip(
+    tmp_path: Path,
+    tsa_ec: TsaServer,  # noqa: F811
+) -> None:
+    """The station as the service builds it (``assemble``) hands the proof signer's
+    ``start_statement`` to its recorder: each clip's signed manifest carries its statement and
+    the TSA's token over it, with no wiring found by the recorder itself."""
+    from station.capture.synthetic import Scenario, SyntheticCamera
+    from station.service import assemble
+
+    cfg = _station_cfg(tmp_path / "data", tsa_ec)
+    cfg = cfg.replace("camera", width=160, height=96, fps=10.0).replace(
+        "scanner", camera_decode=False
+    )
+    scenario = Scenario.from_dict({"seed": 3, "event": [
+        {"at": 0.5, "kind": "key", "text": "PO-START"},
+        {"at": 2.5, "kind": "key", "text": "SEAL"},
+        {"at": 3.0, "kind": "end"},
+    ]})  # fmt: skip
+    asm = assemble(cfg, camera=SyntheticCamera(160, 96, 10.0, scenario, realtime=False),
+                   live_view=False)  # fmt: skip
+    try:
+        asm.station.run(threading.Event())
+        asm.recorder.wait_idle()
+        (clip,) = asm.ledger.clips()
+    finally:
+        asm.close()
+    body = json.loads((cfg.station.data_dir / clip.manifest_path).read_text())
+    st = body["start_statement"]
+    assert (st["order_id"], st["station"]) == ("PO-START", cfg.station.name)
+    plog = ProofLog.in_data_dir(cfg.station.data_dir)
+    try:
+        assert _granted(plog, start_statement_digest(body))
+    finally:
+        plog.close()

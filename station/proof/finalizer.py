@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from station.proof.log import ProofLog, iso_utc, utc_now
 from station.proof.paths import ProofPaths
 from station.proof.tsa import TsaQueue, TsaWorker, load_roots
 from station.proof.videohash import video_digests
+from station.recording.recorder import StartStamp
 from station.runtime.background import Repeater, Schedule
 from station.runtime.clock import clock_synced
 from station.store.files import sha256_file
@@ -275,6 +276,13 @@ class ProofFinalizer:
             self.worker.stop(timeout=self.cfg.proof.tsa_timeout_s + 5)
         if self._own_log:
             self.log.close()
+
+
+def start_stamp_of(finalizers: Sequence[object]) -> StartStamp | None:
+    """The recorder's ``start_stamp``: the proof signer's among ``finalizers`` (None without
+    one: no start statements)."""
+    signer = next((f for f in finalizers if isinstance(f, ProofFinalizer)), None)
+    return signer.start_statement if signer is not None else None
 
 
 def build_finalizers(cfg: Config) -> tuple[ProofFinalizer, ...]:

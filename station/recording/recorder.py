@@ -288,8 +288,8 @@ class Recorder:
     for the disk (nor for the fsyncs of the clip journals it writes: the journal-sync
     thread's); ``close`` drains both. A clip that fails to finish stays in
     ``tmp/`` untouched for crash recovery: evidence is never deleted here. At a clip's first
-    frame ``start_stamp`` (by default the finalizer that has ``start_statement``: the proof
-    signer) fixes its start statement on the capture thread; it must not block, and the
+    frame ``start_stamp`` (``proof.finalizer.start_stamp_of``: the proof signer's) fixes its
+    start statement on the capture thread; it must not block, and the
     statement goes into the clip's manifest fields, so its journal keeps it.
     """
 
@@ -318,10 +318,7 @@ class Recorder:
         self.on_finished = on_finished
         self.finalizers = finalizers
         self.salvage = salvage
-        # the signer among the finalizers fixes the start statements unless told otherwise
-        self.start_stamp = start_stamp or next(
-            (f.start_statement for f in finalizers if hasattr(f, "start_statement")), None
-        )
+        self.start_stamp = start_stamp
         self.data_dir = cfg.station.data_dir
         self.tmp_dir = self.data_dir / "tmp"
         self.clips_dir = self.data_dir / "clips"
