@@ -178,6 +178,23 @@ def test_judge_start_unanchored_warns() -> None:
     assert judge_start(T0, both, MAX_DELAY_S)[0] == OK
 
 
+@pytest.mark.parametrize("step_s", [-3600.0, 3600.0])
+def test_judge_start_holds_the_token_to_the_clock_after_a_step(step_s: float) -> None:
+    """An honest station whose clock NTP set right while the clip recorded: its statement is
+    by the clock before the step (off by it), its manifest's start by the clock after it, the
+    one a TSA's time is held to. The TSA saw the statement a moment after the start by that
+    clock: timestamped. Held to the statement's own time, a clock an hour ahead failed
+    (start-time-inconsistent) and one an hour behind warned (start-unanchored)."""
+    stated = T0 - timedelta(seconds=step_s)  # the clock before the step read so
+    seen = [(T0 + timedelta(seconds=2), 1.0, True)]
+    status, code, text = judge_start(stated, seen, MAX_DELAY_S, step_s)
+    assert (status, code) == (OK, ""), text
+    assert "2 s after" in text and f"clock step {step_s:+g} s" in text, text
+    # a stated step the token does not bear out: the start it states is a day off the TSA's
+    day = [(T0 + timedelta(days=1), 1.0, True)]
+    assert judge_start(stated, day, MAX_DELAY_S, step_s)[:2] == (WARN, "start-unanchored")
+
+
 def test_judge_start_before_the_stated_start_fails() -> None:
     """A TSA saw the statement more than the bound before the start it states: the start
     is not when the clip began (a loose accuracy counts against the signer, as at the end)."""

@@ -548,11 +548,19 @@ def start_statement_problem(body: dict[str, Any]) -> str | None:
 
 
 def judge_start(
-    stated: datetime, seen: Sequence[tuple[datetime, float, bool]], max_delay_s: float
+    stated: datetime,
+    seen: Sequence[tuple[datetime, float, bool]],
+    max_delay_s: float,
+    step_s: float = 0.0,
 ) -> tuple[str, str, str]:
     """(status, code, text) of a clip's start statement that starts at ``stated`` (its own
     field; ``start_statement_problem`` holds it to the manifest) from its valid tokens
-    ``seen``: (genTime, accuracy, whether the TSA is one you pinned) each. The statement is
+    ``seen``: (genTime, accuracy, whether the TSA is one you pinned) each. ``step_s``: the
+    clock step the manifest states (``clock_step``): the statement is by the clock before it,
+    the TSA's time is held to the clock after it, as the end is (an honest clock an hour ahead
+    then set right is no forgery; a key holder's stated step moves nothing a token is held
+    to: a re-timed clip keeping its recorded statement with a "step" of a day is a day late
+    for the start its manifest states). The statement is
     timestamped at the first frame, so a TSA you pinned saw it within ``max_delay_s`` after
     the stated start (the end token's bound): OK, the start was stated then. Before it beyond
     that bound (``time_beyond``, as the end): FAIL ``start-time-inconsistent``, the statement
@@ -570,6 +578,8 @@ def judge_start(
                 "the clip recorded): its start is the station's word, held only to its duration"
             ),
         )
+    stated += timedelta(seconds=step_s)
+    by = f" (its statement's time plus the clock step {step_s:+g} s)" if step_s else ""
     delays = [((when - stated).total_seconds(), acc, pinned) for when, acc, pinned in seen]
     for delta, acc, _ in delays:
         if delta < 0 and time_beyond(delta, acc, max_delay_s):
@@ -578,7 +588,7 @@ def judge_start(
                 "start-time-inconsistent",
                 (
                     f"a TSA saw the start statement {-delta:.0f} s before the start it states "
-                    f"({stated.isoformat()}): the stated start is not when the clip began"
+                    f"({stated.isoformat()}{by}): the stated start is not when the clip began"
                 ),
             )
     good = [(d, p) for d, acc, p in delays if not time_beyond(d, acc, max_delay_s)]
@@ -596,8 +606,8 @@ def judge_start(
                     if delta >= 0
                     else f"{-delta:.0f} s before (the station clock was ahead)"
                 )
-                + f" the stated start {stated.isoformat()}: the start was stated when it happened, "
-                "not written later"
+                + f" the stated start {stated.isoformat()}{by}: the start was stated when it "
+                "happened, not written later"
             ),
         )
     if good:
@@ -615,7 +625,7 @@ def judge_start(
         "start-unanchored",
         (
             f"the start statement was timestamped only {delta / 60:.0f} min after the start it "
-            f"states ({stated.isoformat()}; allowed: {max_delay_s / 60:g} min): the station was "
+            f"states ({stated.isoformat()}{by}; allowed: {max_delay_s / 60:g} min): the station was "
             "offline when the clip began, or the start was written later; its start is the "
             "station's word, held only to its duration"
         ),
@@ -1642,7 +1652,7 @@ def _check(
                 seen.append((read[0], read[1], read[2]))
         stated = parse_time(str(body["start_statement"]["started_at"]))
         assert stated is not None  # start_statement_problem parsed it
-        status, code, text = judge_start(stated, seen, max_delay_s)
+        status, code, text = judge_start(stated, seen, max_delay_s, clock_step(body)[0])
         res.add(status, name, text, code)
 
     cp_time = parse_time(str(json.loads(cp_body).get("time")))
