@@ -271,9 +271,7 @@ def _retimed(src: Path, dst: Path, factor: int) -> None:
             out.mux(packet)
 
 
-def _retimed_bundle(
-    st: Store, tmp_path: Path, *, own_start: bool, step_back: bool = False
-) -> Path:
+def _retimed_bundle(st: Store, tmp_path: Path, *, own_start: bool, step_back: bool = False) -> Path:
     """B2's bundle as the key holder re-times it within --max-delay of its end: the clip's
     1.2 s stretched 100 000-fold (one frame every 2.8 hours), a manifest saying it ran from the
     day before, timestamped now, a log of his own, no key frames, no C2PA claim. ``own_start``:
@@ -378,3 +376,29 @@ def test_a_clip_retimed_by_a_stated_clock_step_is_not_start_timestamped(
     assert "start timestamped" not in out, out
     assert re.search(r"^WARN .*timestamped only \d+ min after .*\[start-unanchored\]$", out, re.M)
     assert (report.verdict == AUTHENTIC) == (rc == 0), (report.lines(), out)
+
+
+@pytest.mark.parametrize(
+    ("started", "step"),
+    [("9999-12-31T23:59:58.000+00:00", -1e9), ("0001-01-01T00:00:01.000+00:00", 1e9)],
+)
+def test_a_start_and_step_beyond_the_calendar_get_a_verdict_in_both(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+    started: str,
+    step: float,
+) -> None:
+    """A manifest the key holder signs with a start at the calendar's edge and a clock step
+    of 31 years back to a start statement: both verifiers moved the start by the step to
+    compare it with the statement, went past year 9999 (or before year 1) and raised
+    OverflowError (`packcam verify` out of verify_bundle, verify.py a traceback): no verdict.
+    They compare the two instants and the step as numbers of seconds."""
+
+    def edit(body: dict[str, Any]) -> None:
+        body.update(started_at=started, clock_step_s=step)
+
+    forged = forge_log(a1, tmp_path / "edge.zip", store.station_key(), store.tsa.url, edit)
+    mine, kit = _both_fail(store, forged, tmp_path)
+    assert "start-time-inconsistent" in mine & kit, (mine, kit)
+    assert mine == kit, (mine, kit)

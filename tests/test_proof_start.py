@@ -178,6 +178,18 @@ def test_judge_start_unanchored_warns() -> None:
     assert judge_start(T0, both, MAX_DELAY_S)[0] == OK
 
 
+def test_a_step_past_the_calendar_s_edge_is_judged_not_raised() -> None:
+    """Times and a stated step are compared as seconds: moving a datetime by a step of 31
+    years near year 9999 (or year 1) raised OverflowError in both verifiers."""
+    edge = _body(started_at="9999-12-31T23:59:58.000+00:00", clock_step_s=-1e9)
+    assert "earlier" in (start_statement_problem(edge) or ""), start_statement_problem(edge)
+    last = datetime(9999, 12, 31, 23, 59, 58, tzinfo=UTC)
+    seen = [(last, 1.0, True)]
+    assert judge_start(last, seen, MAX_DELAY_S, 1e9)[:2] == (FAIL, "start-time-inconsistent")
+    first = datetime(1, 1, 1, 0, 0, 1, tzinfo=UTC)
+    assert judge_start(first, [(first, 1.0, True)], MAX_DELAY_S, -1e9)[0] == WARN
+
+
 @pytest.mark.parametrize("step_s", [-3600.0, 3600.0])
 def test_judge_start_holds_the_token_to_the_clock_after_a_step(step_s: float) -> None:
     """An honest station whose clock NTP set right while the clip recorded: its statement is

@@ -535,7 +535,8 @@ def start_statement_problem(body: dict[str, Any]) -> str | None:
             f"{body.get('started_at')!r} is not a time with its UTC offset"
         )
     step, _ = clock_step(body)
-    off = (started - timedelta(seconds=step) - stated).total_seconds()
+    # numbers of seconds: a stated step may move a time past the calendar's edge (year 9999)
+    off = (started - stated).total_seconds() - step
     if abs(off) > START_SLACK_S:
         return (
             f"the signed manifest says the clip started at {started.isoformat()}"
@@ -578,10 +579,11 @@ def judge_start(
                 "the clip recorded): its start is the station's word, held only to its duration"
             ),
         )
-    stated += timedelta(seconds=step_s)
-    by = f" (its statement's time plus the clock step {step_s:+g} s)" if step_s else ""
-    delays = [((when - stated).total_seconds(), acc, pinned) for when, acc, pinned in seen]
-    for delta, acc, _ in delays:
+    # the stated start on the clock after the step, in seconds from the statement's time (a
+    # stated step may move a time past the calendar's edge: no datetime is moved by it)
+    by = f" plus the stated clock step {step_s:+g} s" if step_s else ""
+    delays = [((w - stated).total_seconds() - step_s, acc, pinned, w) for w, acc, pinned in seen]
+    for delta, acc, _, _ in delays:
         if delta < 0 and time_beyond(delta, acc, max_delay_s):
             return (
                 FAIL,
@@ -591,10 +593,9 @@ def judge_start(
                     f"({stated.isoformat()}{by}): the stated start is not when the clip began"
                 ),
             )
-    good = [(d, p) for d, acc, p in delays if not time_beyond(d, acc, max_delay_s)]
-    if any(p for _, p in good):
-        delta = min(d for d, p in good if p)
-        when = stated + timedelta(seconds=delta)
+    good = [(d, p, w) for d, acc, p, w in delays if not time_beyond(d, acc, max_delay_s)]
+    if any(p for _, p, _ in good):
+        delta, when = min(((d, w) for d, p, w in good if p), key=lambda dw: dw[0])
         return (
             OK,
             "",
@@ -619,14 +620,14 @@ def judge_start(
                 "rests on the station's word"
             ),
         )
-    delta = min(d for d, _, _ in delays)
+    delta = min(d for d, _, _, _ in delays)
     return (
         WARN,
         "start-unanchored",
         (
             f"the start statement was timestamped only {delta / 60:.0f} min after the start it "
-            f"states ({stated.isoformat()}{by}; allowed: {max_delay_s / 60:g} min): the station was "
-            "offline when the clip began, or the start was written later; its start is the "
+            f"states ({stated.isoformat()}{by}; allowed: {max_delay_s / 60:g} min): the station "
+            "was offline when the clip began, or the start was written later; its start is the "
             "station's word, held only to its duration"
         ),
     )
