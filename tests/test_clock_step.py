@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import threading
 from datetime import UTC, datetime, timedelta
@@ -91,7 +92,9 @@ def test_the_step_is_measured_between_the_first_and_the_last_frame() -> None:
 
 
 @pytest.mark.parametrize(
-    "step", [timedelta(minutes=-5), timedelta(hours=1)], ids=["back-5-min", "forward-1-h"]
+    "step",
+    [timedelta(minutes=-5), timedelta(hours=1), timedelta(hours=-1)],
+    ids=["back-5-min", "forward-1-h", "back-1-h"],
 )
 def test_a_clip_across_a_clock_step_is_signed_with_its_real_times_and_states_the_step(
     step_cfg: config_mod.Config,
@@ -104,7 +107,10 @@ def test_a_clip_across_a_clock_step_is_signed_with_its_real_times_and_states_the
     (the right one, and the one the TSA's time is held to): its start is the clock at its first
     frame moved by the step, its end that plus the camera's time. Its signed manifest states
     the step (``clock_step_s``: the picture before the step reads that much off). An hour's
-    step was `time-out-of-bounds` (NOT AUTHENTIC), five minutes back a `clock-ahead` warning."""
+    step was `time-out-of-bounds` (NOT AUTHENTIC), five minutes back a `clock-ahead` warning.
+    Its start statement, fixed at the first frame by the clock before the step, is held to its
+    token on the clock after it too: "start timestamped" (held to the statement's own time,
+    an hour forward was start-unanchored, an hour back start-time-inconsistent)."""
     cfg = step_cfg
     # The TSA's time is now: the clip started half a minute ago, by a clock then off by minus
     # the step (the synthetic camera runs faster than real time: its 8 s pass at once).
@@ -131,9 +137,13 @@ def test_a_clip_across_a_clock_step_is_signed_with_its_real_times_and_states_the
     assert {"time-out-of-bounds", "clock-ahead", "time-inconsistent"}.isdisjoint(report.reasons())
     assert report.time_anchored and report.facts["clock_step_s"] == step.total_seconds()
     assert any("clock stepped" in line for line in report.lines())
+    (start_line,) = [c for c in report.checks if c.name.endswith(" start")]
+    assert start_line.status == "ok", report.lines()
+    assert start_line.reason.startswith("start timestamped"), start_line
     _code, out = run_kit(KIT, bundle, tmp_path, "--tsa-ca", str(tsa_ec.root))
     assert "time-out-of-bounds" not in out and "clock-ahead" not in out, out
     assert "clock stepped" in out and "NOT AUTHENTIC" not in out, out
+    assert re.search(r"^OK   clip\[0\] start: start timestamped", out, re.M), out
 
 
 @pytest.mark.parametrize("stated", ["300", True, float("nan"), 1e300, None, [1]])
@@ -213,7 +223,9 @@ def cut_across_a_step(
 
 
 @pytest.mark.parametrize(
-    "step", [timedelta(minutes=-5), timedelta(hours=1)], ids=["back-5-min", "forward-1-h"]
+    "step",
+    [timedelta(minutes=-5), timedelta(hours=1), timedelta(hours=-1)],
+    ids=["back-5-min", "forward-1-h", "back-1-h"],
 )
 def test_a_clip_a_power_cut_left_across_a_clock_step_is_recovered_with_its_real_times(
     step_cfg: config_mod.Config,
@@ -225,7 +237,9 @@ def test_a_clip_a_power_cut_left_across_a_clock_step_is_recovered_with_its_real_
     crash recovery finishes it from its journal. Its times must be the recorder's, by the clock
     after the step (the start is the first frame's clock moved by the step), and its manifest
     states the step: it then verifies once TSA-stamped. Recovery dated it by the clock before
-    the step: an hour's step was `time-out-of-bounds`, five minutes back `clock-ahead`."""
+    the step: an hour's step was `time-out-of-bounds`, five minutes back `clock-ahead`. Its
+    start statement, kept by the journal, is timestamped on the clock after the step too (held
+    to the statement's own time, an hour back failed: start-time-inconsistent)."""
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30) - step
     cfg = cut_across_a_step(step_cfg, start, step, tmp_path / "after-the-cut")
     assert recover_data_dir(cfg).ok
@@ -253,6 +267,9 @@ def test_a_clip_a_power_cut_left_across_a_clock_step_is_recovered_with_its_real_
     assert report.verdict != TAMPERED, report.lines()
     assert {"time-out-of-bounds", "clock-ahead", "time-inconsistent"}.isdisjoint(report.reasons())
     assert report.time_anchored and report.facts["clock_step_s"] == step.total_seconds()
+    (start_line,) = [c for c in report.checks if c.name.endswith(" start")]
+    assert start_line.reason.startswith("start timestamped"), report.lines()
     _code, out = run_kit(KIT, bundle, tmp_path, "--tsa-ca", str(tsa_ec.root))
     assert "time-out-of-bounds" not in out and "clock-ahead" not in out, out
     assert "clock stepped" in out and "NOT AUTHENTIC" not in out, out
+    assert re.search(r"^OK   clip\[0\] start: start timestamped", out, re.M), out

@@ -271,13 +271,15 @@ def _retimed(src: Path, dst: Path, factor: int) -> None:
             out.mux(packet)
 
 
-def _retimed_bundle(st: Store, tmp_path: Path, *, own_start: bool) -> Path:
+def _retimed_bundle(st: Store, tmp_path: Path, *, own_start: bool, step_back: bool = False) -> Path:
     """B2's bundle as the key holder re-times it within --max-delay of its end: the clip's
     1.2 s stretched 100 000-fold (one frame every 2.8 hours), a manifest saying it ran from the
     day before, timestamped now, a log of his own, no key frames, no C2PA claim. ``own_start``:
     he writes a start statement of his own for the new start and has it timestamped now too;
     else he keeps the recording's start statement and its token (the only ones a TSA saw
-    when the clip began)."""
+    when the clip began). ``step_back``: he keeps them and states a clock step back by the
+    day he moved the start (``clock_step_s``), so the statement, by "the clock before the
+    step", agrees with the manifest."""
     b2 = export_order(st.cfg, "B2", tmp_path / "B2.zip").path
     clip = bundle_index(b2)["clips"][0]["clip"]
     (tmp_path / "in.mp4").write_bytes(read_zip(b2, clip))
@@ -299,6 +301,11 @@ def _retimed_bundle(st: Store, tmp_path: Path, *, own_start: bool) -> Path:
             c2pa=None,
         )
         assert body["start_statement"]["started_at"] != started  # the recording's own
+        if step_back:
+            recorded = datetime.fromisoformat(body["start_statement"]["started_at"])
+            body["clock_step_s"] = round(
+                (datetime.fromisoformat(started) - recorded).total_seconds(), 3
+            )
         if own_start:
             body["start_statement"] = {**body["start_statement"], "started_at": started}
             statements.append(body["start_statement"])
@@ -348,3 +355,50 @@ def test_a_clip_retimed_with_its_recorded_start_token_fails(
     bundle = _retimed_bundle(store, tmp_path, own_start=False)
     mine, kit = _both_fail(store, bundle, tmp_path)
     assert mine == kit == {"start-time-inconsistent"}, (mine, kit)
+
+
+def test_a_clip_retimed_by_a_stated_clock_step_is_not_start_timestamped(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The re-timed clip keeping the recording's start statement and token, its manifest
+    stating that the clock stepped back by the day the start moved (``clock_step_s`` about
+    -86 400): the statement, by the clock before the step, agrees with the manifest. Both
+    verifiers held the token to the statement's own time and said "start timestamped" of a
+    manifest whose start (by the clock after the step, the clock the TSA is held to) is a
+    day before any TSA saw its statement. A stated step moves nothing a token is held to:
+    the start token is a day late for the start the manifest states (start-unanchored)."""
+    bundle = _retimed_bundle(store, tmp_path, own_start=False, step_back=True)
+    report = verify_bundle(bundle, anchors=store.anchors(), tmp_dir=tmp_path)
+    assert "start-unanchored" in report.reasons(), report.lines()
+    assert not any("start timestamped" in line for line in report.lines()), report.lines()
+    rc, out = run_kit(KIT, bundle, tmp_path, *store.pins())
+    assert "start timestamped" not in out, out
+    assert re.search(r"^WARN .*timestamped only \d+ min after .*\[start-unanchored\]$", out, re.M)
+    assert (report.verdict == AUTHENTIC) == (rc == 0), (report.lines(), out)
+
+
+@pytest.mark.parametrize(
+    ("started", "step"),
+    [("9999-12-31T23:59:58.000+00:00", -1e9), ("0001-01-01T00:00:01.000+00:00", 1e9)],
+)
+def test_a_start_and_step_beyond_the_calendar_get_a_verdict_in_both(
+    store: Store,  # noqa: F811
+    a1: Path,
+    tmp_path: Path,
+    started: str,
+    step: float,
+) -> None:
+    """A manifest the key holder signs with a start at the calendar's edge and a clock step
+    of 31 years back to a start statement: both verifiers moved the start by the step to
+    compare it with the statement, went past year 9999 (or before year 1) and raised
+    OverflowError (`packcam verify` out of verify_bundle, verify.py a traceback): no verdict.
+    They compare the two instants and the step as numbers of seconds."""
+
+    def edit(body: dict[str, Any]) -> None:
+        body.update(started_at=started, clock_step_s=step)
+
+    forged = forge_log(a1, tmp_path / "edge.zip", store.station_key(), store.tsa.url, edit)
+    mine, kit = _both_fail(store, forged, tmp_path)
+    assert "start-time-inconsistent" in mine & kit, (mine, kit)
+    assert mine == kit, (mine, kit)

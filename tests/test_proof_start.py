@@ -178,6 +178,35 @@ def test_judge_start_unanchored_warns() -> None:
     assert judge_start(T0, both, MAX_DELAY_S)[0] == OK
 
 
+def test_a_step_past_the_calendar_s_edge_is_judged_not_raised() -> None:
+    """Times and a stated step are compared as seconds: moving a datetime by a step of 31
+    years near year 9999 (or year 1) raised OverflowError in both verifiers."""
+    edge = _body(started_at="9999-12-31T23:59:58.000+00:00", clock_step_s=-1e9)
+    assert "earlier" in (start_statement_problem(edge) or ""), start_statement_problem(edge)
+    last = datetime(9999, 12, 31, 23, 59, 58, tzinfo=UTC)
+    seen = [(last, 1.0, True)]
+    assert judge_start(last, seen, MAX_DELAY_S, 1e9)[:2] == (FAIL, "start-time-inconsistent")
+    first = datetime(1, 1, 1, 0, 0, 1, tzinfo=UTC)
+    assert judge_start(first, [(first, 1.0, True)], MAX_DELAY_S, -1e9)[0] == WARN
+
+
+@pytest.mark.parametrize("step_s", [-3600.0, 3600.0])
+def test_judge_start_holds_the_token_to_the_clock_after_a_step(step_s: float) -> None:
+    """An honest station whose clock NTP set right while the clip recorded: its statement is
+    by the clock before the step (off by it), its manifest's start by the clock after it, the
+    one a TSA's time is held to. The TSA saw the statement a moment after the start by that
+    clock: timestamped. Held to the statement's own time, a clock an hour ahead failed
+    (start-time-inconsistent) and one an hour behind warned (start-unanchored)."""
+    stated = T0 - timedelta(seconds=step_s)  # the clock before the step read so
+    seen = [(T0 + timedelta(seconds=2), 1.0, True)]
+    status, code, text = judge_start(stated, seen, MAX_DELAY_S, step_s)
+    assert (status, code) == (OK, ""), text
+    assert "2 s after" in text and f"clock step {step_s:+g} s" in text, text
+    # a stated step the token does not bear out: the start it states is a day off the TSA's
+    day = [(T0 + timedelta(days=1), 1.0, True)]
+    assert judge_start(stated, day, MAX_DELAY_S, step_s)[:2] == (WARN, "start-unanchored")
+
+
 def test_judge_start_before_the_stated_start_fails() -> None:
     """A TSA saw the statement more than the bound before the start it states: the start
     is not when the clip began (a loose accuracy counts against the signer, as at the end)."""

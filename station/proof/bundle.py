@@ -876,8 +876,10 @@ Unzip the bundle; for each clip `X` (see `bundle.json`) / 解压后对每段视�
 
 `manifests/X.start.N.tst` timestamps the clip's start: it is over the canonical JSON of
 `start_statement` in `manifests/X.manifest.json` (keys sorted, no spaces; `verify.py` checks
-it), and its time should be within {max_delay} minutes after `started_at` / 开始时间戳：对清单中
-`start_statement` 的规范 JSON 盖的时间戳，其时间应在 `started_at` 之后 {max_delay} 分钟内。
+it), and its time should be within {max_delay} minutes after the manifest's own `started_at`
+(not the statement's: with a `clock_step_s` they differ by it) / 开始时间戳：对清单中
+`start_statement` 的规范 JSON 盖的时间戳，其时间应在清单本身的 `started_at`（不是
+`start_statement` 里的；有 `clock_step_s` 时两者相差该值）之后 {max_delay} 分钟内。
 
 `bundle/manifest.json` lists every file's SHA-256 and the log entries of all of the order's
 clips; `log/X.inclusion.json` and `log/checkpoint-N.consistency.json` are RFC 9162 Merkle

@@ -535,7 +535,8 @@ def start_statement_problem(body: dict[str, Any]) -> str | None:
             f"{body.get('started_at')!r} is not a time with its UTC offset"
         )
     step, _ = clock_step(body)
-    off = (started - timedelta(seconds=step) - stated).total_seconds()
+    # numbers of seconds: a stated step may move a time past the calendar's edge (year 9999)
+    off = (started - stated).total_seconds() - step
     if abs(off) > START_SLACK_S:
         return (
             f"the signed manifest says the clip started at {started.isoformat()}"
@@ -548,11 +549,19 @@ def start_statement_problem(body: dict[str, Any]) -> str | None:
 
 
 def judge_start(
-    stated: datetime, seen: Sequence[tuple[datetime, float, bool]], max_delay_s: float
+    stated: datetime,
+    seen: Sequence[tuple[datetime, float, bool]],
+    max_delay_s: float,
+    step_s: float = 0.0,
 ) -> tuple[str, str, str]:
     """(status, code, text) of a clip's start statement that starts at ``stated`` (its own
     field; ``start_statement_problem`` holds it to the manifest) from its valid tokens
-    ``seen``: (genTime, accuracy, whether the TSA is one you pinned) each. The statement is
+    ``seen``: (genTime, accuracy, whether the TSA is one you pinned) each. ``step_s``: the
+    clock step the manifest states (``clock_step``): the statement is by the clock before it,
+    the TSA's time is held to the clock after it, as the end is (an honest clock an hour ahead
+    then set right is no forgery; a key holder's stated step moves nothing a token is held
+    to: a re-timed clip keeping its recorded statement with a "step" of a day is a day late
+    for the start its manifest states). The statement is
     timestamped at the first frame, so a TSA you pinned saw it within ``max_delay_s`` after
     the stated start (the end token's bound): OK, the start was stated then. Before it beyond
     that bound (``time_beyond``, as the end): FAIL ``start-time-inconsistent``, the statement
@@ -570,21 +579,23 @@ def judge_start(
                 "the clip recorded): its start is the station's word, held only to its duration"
             ),
         )
-    delays = [((when - stated).total_seconds(), acc, pinned) for when, acc, pinned in seen]
-    for delta, acc, _ in delays:
+    # the stated start on the clock after the step, in seconds from the statement's time (a
+    # stated step may move a time past the calendar's edge: no datetime is moved by it)
+    by = f" plus the stated clock step {step_s:+g} s" if step_s else ""
+    delays = [((w - stated).total_seconds() - step_s, acc, pinned, w) for w, acc, pinned in seen]
+    for delta, acc, _, _ in delays:
         if delta < 0 and time_beyond(delta, acc, max_delay_s):
             return (
                 FAIL,
                 "start-time-inconsistent",
                 (
                     f"a TSA saw the start statement {-delta:.0f} s before the start it states "
-                    f"({stated.isoformat()}): the stated start is not when the clip began"
+                    f"({stated.isoformat()}{by}): the stated start is not when the clip began"
                 ),
             )
-    good = [(d, p) for d, acc, p in delays if not time_beyond(d, acc, max_delay_s)]
-    if any(p for _, p in good):
-        delta = min(d for d, p in good if p)
-        when = stated + timedelta(seconds=delta)
+    good = [(d, p, w) for d, acc, p, w in delays if not time_beyond(d, acc, max_delay_s)]
+    if any(p for _, p, _ in good):
+        delta, when = min(((d, w) for d, p, w in good if p), key=lambda dw: dw[0])
         return (
             OK,
             "",
@@ -596,8 +607,8 @@ def judge_start(
                     if delta >= 0
                     else f"{-delta:.0f} s before (the station clock was ahead)"
                 )
-                + f" the stated start {stated.isoformat()}: the start was stated when it happened, "
-                "not written later"
+                + f" the stated start {stated.isoformat()}{by}: the start was stated when it "
+                "happened, not written later"
             ),
         )
     if good:
@@ -609,14 +620,14 @@ def judge_start(
                 "rests on the station's word"
             ),
         )
-    delta = min(d for d, _, _ in delays)
+    delta = min(d for d, _, _, _ in delays)
     return (
         WARN,
         "start-unanchored",
         (
             f"the start statement was timestamped only {delta / 60:.0f} min after the start it "
-            f"states ({stated.isoformat()}; allowed: {max_delay_s / 60:g} min): the station was "
-            "offline when the clip began, or the start was written later; its start is the "
+            f"states ({stated.isoformat()}{by}; allowed: {max_delay_s / 60:g} min): the station "
+            "was offline when the clip began, or the start was written later; its start is the "
             "station's word, held only to its duration"
         ),
     )
@@ -1642,7 +1653,7 @@ def _check(
                 seen.append((read[0], read[1], read[2]))
         stated = parse_time(str(body["start_statement"]["started_at"]))
         assert stated is not None  # start_statement_problem parsed it
-        status, code, text = judge_start(stated, seen, max_delay_s)
+        status, code, text = judge_start(stated, seen, max_delay_s, clock_step(body)[0])
         res.add(status, name, text, code)
 
     cp_time = parse_time(str(json.loads(cp_body).get("time")))

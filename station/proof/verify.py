@@ -753,7 +753,7 @@ def _check_start(
         seen.append((info.gen_time, info.accuracy_s, pinned))
     stated = _parse_time(body["start_statement"]["started_at"])
     assert stated is not None  # start_statement_problem parsed it
-    status, code, text = judge_start(stated, seen, bound.max_delay_s)
+    status, code, text = judge_start(stated, seen, bound.max_delay_s, clock_step(body)[0])
     report.add(name, status.lower(), text, code)  # verify.py's OK/WARN/FAIL are ours in capitals
 
 
