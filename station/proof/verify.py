@@ -61,6 +61,7 @@ from station.proof.standalone_verify import (
     misnamed_reference,
     overlap_problem,
     overlaps,
+    parse_time,
     signed_after_final,
     start_statement_digest,
     start_statement_problem,
@@ -751,7 +752,7 @@ def _check_start(
             except TokenInvalid:
                 pass
         seen.append((info.gen_time, info.accuracy_s, pinned))
-    stated = _parse_time(body["start_statement"]["started_at"])
+    stated = parse_time(body["start_statement"]["started_at"])  # the kit's own reading
     assert stated is not None  # start_statement_problem parsed it
     status, code, text = judge_start(stated, seen, bound.max_delay_s, clock_step(body)[0])
     report.add(name, status.lower(), text, code)  # verify.py's OK/WARN/FAIL are ours in capitals
