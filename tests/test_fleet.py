@@ -1584,3 +1584,31 @@ def test_the_central_verify_page_takes_the_archived_row_of_bytes_registered_twic
     assert checks.get("signature") == checks.get("manifest") == "ok", report.checks
     index = next(c for c in report.checks if c.name == "index")
     assert "station-dupb" in index.reason and "DUP-B" in index.reason, report.checks
+
+
+def test_the_test_bucket_server_takes_a_write_in_each_of_many_buckets(
+    seaweed: SeaweedServer,
+) -> None:
+    """The suite's SeaweedFS serves as many buckets as its fleet tests make in one worker and
+    more: each bucket is a collection that weed grows by 7 volumes, and with 100 volumes in
+    all the 15th bucket's first write failed (InternalError), a red CI run for no fault of
+    the code under test (tests/fleet_servers.py)."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    s3 = boto3.session.Session().client(
+        "s3",
+        endpoint_url=seaweed.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY,
+        config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+    names = [_bucket(seaweed) for _ in range(24)]
+    try:
+        for name in names:
+            s3.put_object(Bucket=name, Key="probe", Body=b"x" * 1000)
+    finally:  # a deleted bucket's collection gives its volumes back
+        for name in names:
+            s3.delete_object(Bucket=name, Key="probe")
+            s3.delete_bucket(Bucket=name)
