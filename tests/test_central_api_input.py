@@ -253,3 +253,56 @@ def test_one_sha256_is_registered_under_a_few_rows_of_a_station_at_most(
         assert db.clips_by_sha256(f"{51:064x}") == []  # the batch was refused whole
     finally:
         db.close()
+
+
+def test_the_station_names_its_key_and_a_twin_with_its_token_posts_no_health(
+    app: Any, pg_dsn: str, tmp_path: Path
+) -> None:
+    """Two stations' sync (one config copied to a second Pi: the same token, its own data dir
+    and key) against the site over HTTP: the first enrols and reports; the twin's round fails
+    at hello and at health, naming the enrolled key, and the first station's row keeps its
+    own report."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from station.errors import StationError
+    from station.fleet.central_sync import CentralSync
+    from station.proof.keys import StationKey
+    from station.proof.paths import ProofPaths
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        keys = []
+        syncs = []
+        for name in ("first", "twin"):
+            cfg = config_mod.load(None).with_data_dir(tmp_path / name)
+            cfg = cfg.replace("station", name="st-1").replace(
+                "central", url=f"http://127.0.0.1:{server.server_port}",
+                token=app.config["STATION_TOKEN"], timeout_s=10.0,
+            )  # fmt: skip
+            keys.append(StationKey.load_or_create(ProofPaths.from_config(cfg).key)[0])
+            syncs.append(CentralSync(cfg))
+        first, twin = syncs
+        try:
+            first.sync_once()
+            with pytest.raises(StationError) as err:
+                twin.sync_once()
+            assert "hello" in str(err.value) and "health: /health: HTTP 403" in str(err.value)
+            assert keys[0].fingerprint in str(err.value)
+            first.sync_once()  # the first station is not troubled by its twin
+        finally:
+            for s in syncs:
+                s.stop(timeout=0)
+        db = CentralDB(pg_dsn)
+        try:
+            (row,) = db.stations_table()
+            assert row["key_fingerprint"] == keys[0].fingerprint
+            assert row["health"]["sync_failed"] == {}, row["health"]
+        finally:
+            db.close()
+    finally:
+        server.shutdown()
+        thread.join()

@@ -162,6 +162,6 @@ def test_verify_reads_a_bounded_number_of_rows_and_never_passes_what_it_left_unr
         check_bundle_in_index(bundle, db, store)
         assert 0 < len(reads) <= 2 * MAX_ROWS_READ, len(reads)
         assert bundle.verdict != "authentic" and (not bundle.ok or bundle.pending), bundle.checks
-        assert "clip-rows-unchecked" in bundle.codes(), bundle.checks
+        assert any(c.code == "clip-rows-unchecked" for c in bundle.checks), bundle.checks
     finally:
         db.close()
