@@ -157,8 +157,13 @@ def test_verify_reads_a_bounded_number_of_rows_and_never_passes_what_it_left_unr
         reads.clear()
         bundle = Report(subject="b.zip")
         bundle.add("signature", "ok", "the bundle verifies on its own")
-        bundle.facts["clips"] = [{"file": "c.mp4", "sha256": sha,
-                                  "manifest_sha256": hashlib.sha256(leaves[0][1]).hexdigest()}]
+        bundle.facts["clips"] = [
+            {
+                "file": "c.mp4",
+                "sha256": sha,
+                "manifest_sha256": hashlib.sha256(leaves[0][1]).hexdigest(),
+            }
+        ]
         check_bundle_in_index(bundle, db, store)
         assert 0 < len(reads) <= 2 * MAX_ROWS_READ, len(reads)
         assert bundle.verdict != "authentic" and (not bundle.ok or bundle.pending), bundle.checks
