@@ -306,3 +306,46 @@ def test_the_station_names_its_key_and_a_twin_with_its_token_posts_no_health(
     finally:
         server.shutdown()
         thread.join()
+
+
+def test_a_station_whose_key_is_made_after_its_hello_says_hello_again_before_it_sends(
+    app: Any, pg_dsn: str, tmp_path: Path
+) -> None:
+    """A station that said hello without a key (none made yet) and then made one names the new
+    key in its next round: the site has not enrolled it, so the station says hello again (which
+    enrols it) before its clips, and the round goes through."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from station.fleet.central_sync import CentralSync
+    from station.proof.keys import StationKey
+    from station.proof.paths import ProofPaths
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cfg = config_mod.load(None).with_data_dir(tmp_path / "st")
+        cfg = cfg.replace("station", name="st-1").replace(
+            "central", url=f"http://127.0.0.1:{server.server_port}",
+            token=app.config["STATION_TOKEN"], timeout_s=10.0,
+        )  # fmt: skip
+        sync = CentralSync(cfg)
+        try:
+            sync.sync_once()  # no key yet
+            key, created = StationKey.load_or_create(ProofPaths.from_config(cfg).key)
+            assert created
+            sync.sync_once()
+        finally:
+            sync.stop(timeout=0)
+        db = CentralDB(pg_dsn)
+        try:
+            (row,) = db.stations_table()
+            assert row["key_fingerprint"] == key.fingerprint
+            assert row["health"]["sync_failed"] == {}, row["health"]
+        finally:
+            db.close()
+    finally:
+        server.shutdown()
+        thread.join()
