@@ -7,7 +7,7 @@ import logging
 import threading
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import Blueprint, Flask, abort, current_app, g, jsonify, request
 from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.wrappers import Response
 
@@ -15,6 +15,7 @@ from central import witness
 from central.db import NO_KEY, CentralDB
 from central.errors import CentralError, Unavailable
 from central.witness import ACCEPT, witness_key
+from station.fleet.central_sync import KEY_HEADER
 from station.proof.keys import load_public_pem, verify_signature
 from web.handles import SiteHandles, get_db, site_config
 from web.scope import peer_stations
@@ -25,6 +26,39 @@ bp = Blueprint("fleet", __name__, url_prefix="/api/fleet/v1")
 
 MAX_BODY = 16 * 1024 * 1024  # a batch of 200 clips with their events is well below this
 MAX_ITEMS = 5000
+
+
+def key_refusal(
+    name: str, *, enrolled: bool, enrolled_key: str | None, said: str | None, writes: bool
+) -> tuple[int, str] | None:
+    """Pure: why a request of station ``name`` (its token) must be refused, as (status,
+    message), None to take it. ``said``: the key fingerprint the request names (KEY_HEADER;
+    "" for a station without a key, None for a station older than this, which names none);
+    ``writes``: clips or checkpoints, which need the station's hello first.
+
+    The token names the station; the key is the machine. A second Pi set up with the same
+    token (its own data dir, so its own key) has its hello refused but posted its health onto
+    the first station's row. So a request naming another key than the enrolled one is
+    refused (403), whatever it is; clips and checkpoints need a hello that enrolled the key
+    they name (409). Health before any key is enrolled is taken: there is no other machine to
+    mistake it for, and it says why the hello fails (a new enrolment refused a key)."""
+    if enrolled_key is not None and said is not None and said != enrolled_key:
+        return 403, (
+            f"station {name!r} is enrolled with key {enrolled_key}; this request comes from "
+            f"{'a machine with key ' + said if said else 'a machine without a key'}: another "
+            "machine with this station's token? Its hello is refused; give it a token of its "
+            "own (`packcam central add-station`), or `replace-station` if it replaces the "
+            "station"
+        )
+    if not writes:
+        return None
+    if not enrolled or (enrolled_key is None and said):
+        what = f"enrolled key {said} (its hello was refused, or not sent)" if said else "said hello"
+        return (
+            409,
+            f"station {name!r} has not {what}: POST /hello first, it enrols the station's key",
+        )
+    return None
 
 
 class _Handles(threading.local):
@@ -81,6 +115,18 @@ def _authenticate() -> Response | None:
         return _error(401, "unknown station token")
     g.station = station
     return None
+
+
+def _check_key(*, writes: bool) -> None:
+    """Refuse a request from a machine that is not the one the station enrolled (key_refusal)."""
+    st = g.station
+    said = request.headers.get(KEY_HEADER)
+    refused = key_refusal(st["name"], enrolled=bool(st["enrolled"]),
+                          enrolled_key=st["key_fingerprint"], said=said, writes=writes)  # fmt: skip
+    if refused is not None:
+        status, message = refused
+        log.warning("fleet API: %s %s refused: %s", request.method, request.path, message)
+        abort(_error(status, message))
 
 
 @bp.errorhandler(Unavailable)
@@ -141,6 +187,7 @@ def _behind(db: CentralDB, what: str, after: Any) -> Response | None:
 
 @bp.post("/clips")
 def clips() -> Response:
+    _check_key(writes=True)
     items = _items("clips")
     # "conflicts": "report": a clip whose local id is held with another SHA-256 is left out
     # and named in the answer, with the high-water marks (a station restored from a backup)
@@ -164,7 +211,7 @@ def clips() -> Response:
 
 @bp.post("/checkpoints")
 def checkpoints() -> Response:
-
+    _check_key(writes=True)
     db = central_db()
     # "after": the checkpoint cursor these follow, as for /clips (a station that sends none,
     # older than this, has its checkpoints judged as they come)
@@ -272,6 +319,7 @@ def order_clips() -> Response:
 
 @bp.post("/health")
 def health() -> Response:
+    _check_key(writes=False)
     doc = request.get_json(silent=True)
     if not isinstance(doc, dict):
         raise CentralError("expected a JSON object")

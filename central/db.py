@@ -45,6 +45,11 @@ KEY_CHARS = 7  # the index lookup of a longer piece uses its last 7 characters (
 RARE_MIN_CHARS = 5  # shorter pieces are rarely rare at scale (and their estimates are noise)
 RARE_TRY_S = 0.15  # time a rare piece's lookup in all older rows may take (its own is ~30 ms)
 
+# One recording (one SHA-256) is one row of its station; two are a recording logged twice
+# (`clip-logged-twice`, which /verify must see). Past this many the batch is refused: each row
+# is a manifest the public /verify page reads from the bucket for an upload of those bytes.
+MAX_ROWS_PER_SHA256 = 4
+
 
 def search_keys(q: str) -> list[str]:
     """The index keys (SEARCH_GRAMS: a text's lower-case pieces of 2-4 characters) that every
@@ -435,7 +440,7 @@ class CentralDB:
         if not token or len(token) > 200:
             return None
         return self._one(
-            "SELECT id, name, key_fingerprint FROM stations"
+            "SELECT id, name, key_fingerprint, enrolled_utc IS NOT NULL AS enrolled FROM stations"
             " WHERE token_sha256 = %s AND retired_utc IS NULL",
             (hash_token(token),),
         )
@@ -736,6 +741,20 @@ class CentralDB:
                              w.get("linked_utc")),
                         )  # fmt: skip
                     n += 1
+                shas = sorted({str(c["sha256"]) for c in items})
+                cur.execute(
+                    "SELECT sha256, COUNT(*) AS n FROM clips WHERE station_id = %s"
+                    " AND sha256 = ANY(%s) GROUP BY sha256 HAVING COUNT(*) > %s",
+                    (station_id, shas, MAX_ROWS_PER_SHA256),
+                )
+                if (over := cur.fetchone()) is not None:  # the whole batch is rolled back
+                    ids = [str(c["id"]) for c in items if c["sha256"] == over[0]]
+                    raise CentralError(
+                        f"clip{'s' if len(ids) > 1 else ''} {', '.join(ids)} of {station!r}:"
+                        f" SHA-256 {over[0]} would be registered under {over[1]} clip ids of"
+                        f" this station, more than {MAX_ROWS_PER_SHA256}: one recording is one"
+                        " clip (two: logged twice)"
+                    )
                 cur.execute(
                     "UPDATE stations SET n_clips = n_clips + %s,"
                     " high_clip = GREATEST(high_clip, %s),"
@@ -1040,9 +1059,10 @@ class CentralDB:
         )
         return {str(r["archive_key"]): (int(r["size"]), str(r["sha256"])) for r in rows}
 
-    def clips_by_sha256(self, sha256: str) -> list[ClipRecord]:
+    def clips_by_sha256(self, sha256: str, limit: int | None = None) -> list[ClipRecord]:
+        """The rows of these bytes, oldest first; the first ``limit`` of them when given."""
         return self._with_waybills(
-            self._all("SELECT * FROM clips WHERE sha256 = %s ORDER BY id", (sha256,))
+            self._all("SELECT * FROM clips WHERE sha256 = %s ORDER BY id LIMIT %s", (sha256, limit))
         )
 
     def search(self, s: ClipSearch) -> list[ClipRecord]:

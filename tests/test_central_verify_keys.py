@@ -86,3 +86,87 @@ def test_a_leaf_outside_the_stations_proof_log_or_too_large_is_not_read(
             assert check.status == "warn" and "could not be read" in check.reason, report.checks
     finally:
         db.close()
+
+
+def test_verify_reads_a_bounded_number_of_rows_and_never_passes_what_it_left_unread(
+    pg_dsn: str, moto_s3: None, tmp_path: Path
+) -> None:
+    """Bytes registered under many rows (before the registration limit, or by several
+    stations): each /verify upload of them read every row's manifest from the bucket. It reads
+    MAX_ROWS_READ rows at most, and says so: the rows it left unread may hold a second signed
+    manifest (`clip-logged-twice`), so neither the bare clip nor a bundle of it verifies."""
+    import psycopg
+
+    from central.verify import MAX_ROWS_READ, check_bundle_in_index
+    from station.proof.verify import Report
+
+    cfg = config_mod.load(None).replace("archive", bucket=BUCKET, region="us-east-1")
+    store = ObjectStore(cfg.archive)
+    reads: list[str] = []
+    real_get = store.client.get_object
+
+    def spy(**kw: Any) -> Any:
+        reads.append(kw["Key"])
+        return real_get(**kw)
+
+    store.client.get_object = spy
+    db = CentralDB(pg_dsn)
+    db.migrate()
+    try:
+        key = StationKey.generate()
+        st = db.station_for_token(db.add_station("st-m"))
+        assert st is not None
+        db.hello(int(st["id"]), key_fingerprint=key.fingerprint,
+                 public_key=key.public_pem().decode(), software="t")  # fmt: skip
+        video = b"one recording"
+        path = tmp_path / "c.mp4"
+        path.write_bytes(video)
+        sha = hashlib.sha256(video).hexdigest()
+        log = f"{station_prefix(cfg.archive.prefix, 'st-m')}proof/log/{key.fingerprint[7:23]}/"
+        leaves = []
+        for seq, order in enumerate(("PO-1", "PO-2")):  # the second: logged twice
+            body = json.dumps({"sha256": sha, "size": len(video), "order_id": order}).encode()
+            m, s = f"{log}{seq:010d}-x.manifest.json", f"{log}{seq:010d}-x.sig"
+            store.client.put_object(Bucket=BUCKET, Key=m, Body=body)
+            store.client.put_object(Bucket=BUCKET, Key=s, Body=key.sign(body))
+            leaves.append(({"seq": seq, "manifest": m, "signature": s,
+                            "key_fingerprint": key.fingerprint}, body))  # fmt: skip
+        db.register_clips(int(st["id"]), "st-m", [_clip(1, "st-m", sha, len(video), leaves[0][0])])
+        n = MAX_ROWS_READ + 5
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:  # rows of an older version
+            for i in range(2, n + 1):
+                leaf = leaves[1 if i == n else 0][0]  # the second manifest: the last row
+                conn.execute(
+                    "INSERT INTO clips(station_id, local_id, order_id, station, started_at,"
+                    " ended_at, started_utc, ended_utc, tz, duration_s, frame_count,"
+                    " finish_reason, pre_roll_s, path, manifest_path, size, sha256, events,"
+                    " archived_utc, archive_key, archive_meta) SELECT station_id, %s,"
+                    " order_id, station, started_at, ended_at, started_utc, ended_utc, tz,"
+                    " duration_s, frame_count, finish_reason, pre_roll_s, path, manifest_path,"
+                    " size, sha256, events, archived_utc, archive_key, %s::jsonb FROM clips"
+                    " WHERE local_id = 1 AND station = 'st-m'",
+                    (i, json.dumps({"log": leaf})),
+                )
+        reads.clear()
+        report = verify_clip_central(path, db, store)
+        assert 0 < len(reads) <= 2 * MAX_ROWS_READ, len(reads)
+        assert not report.ok or report.pending, report.checks
+        said = [c for c in report.checks if c.code == "clip-rows-unchecked"]
+        assert said and f"more than {MAX_ROWS_READ}" in said[0].reason, report.checks
+
+        reads.clear()
+        bundle = Report(subject="b.zip")
+        bundle.add("signature", "ok", "the bundle verifies on its own")
+        bundle.facts["clips"] = [
+            {
+                "file": "c.mp4",
+                "sha256": sha,
+                "manifest_sha256": hashlib.sha256(leaves[0][1]).hexdigest(),
+            }
+        ]
+        check_bundle_in_index(bundle, db, store)
+        assert 0 < len(reads) <= 2 * MAX_ROWS_READ, len(reads)
+        assert bundle.verdict != "authentic" and (not bundle.ok or bundle.pending), bundle.checks
+        assert any(c.code == "clip-rows-unchecked" for c in bundle.checks), bundle.checks
+    finally:
+        db.close()

@@ -470,10 +470,13 @@ def test_a_central_index_restored_from_an_older_backup_gets_back_what_it_lost(
     cfg.station.data_dir.mkdir(parents=True)
 
     def add(n: int) -> None:
+        # five recordings, five files: one SHA-256 goes under at most 4 rows of a station
+        src = tmp_path / f"restore-{n}.mp4"
+        src.write_bytes(mp4_template.read_bytes() + bytes([n]))
         ledger = Ledger.in_data_dir(cfg.station.data_dir)
         try:
             start = datetime(2026, 11, 30, 15, n, 0, tzinfo=TZ8)
-            index_clip(ledger, cfg.station.data_dir, mp4_template, f"RESTORE-{n}",
+            index_clip(ledger, cfg.station.data_dir, src, f"RESTORE-{n}",
                        station=name, start=start)  # fmt: skip
         finally:
             ledger.close()

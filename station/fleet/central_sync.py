@@ -35,6 +35,11 @@ CLIPS_CURSOR = "central:clips"
 ARCHIVED_CURSOR = "central:archived"
 CHECKPOINTS_CURSOR = WITNESSED_CURSOR
 ROTATIONS_CURSOR = "central:rotations"
+# Every request names the key the station signs with (its fingerprint, empty without one):
+# the site refuses a request of another key than the one the station's hello enrolled, so a
+# second Pi given this station's token (its own data dir, its own key) reports nothing onto
+# this station's row (central/api.py, key_refusal).
+KEY_HEADER = "X-Packcam-Station-Key"
 LATE_WAYBILLS_CURSOR = "central:late-waybills"  # a waybills rowid, not a clip id
 MAX_BACKOFF_S = 300.0
 
@@ -90,6 +95,9 @@ class CentralSync(IndexWorker):
         self.base = self.c.url.rstrip("/") + "/api/fleet/v1"
         self._token = self._read_token()
         self._hello_done = False
+        self._key_pem = ""
+        self._key_fp = ""  # the fingerprint of the key this round signs with ("" without one)
+        self._said_fp: str | None = None  # the one the last successful hello enrolled
         self._witness_size = 0  # tree size of the last checkpoint the witness accepted
         self.last_ok: float | None = None
 
@@ -139,6 +147,7 @@ class CentralSync(IndexWorker):
             headers={
                 "Content-Type": "application/json",
                 "Authorization": f"Bearer {self._token}",
+                KEY_HEADER: self._key_fp,
                 "User-Agent": f"packcam-station/{station.__version__}",
             },
         )
@@ -164,6 +173,9 @@ class CentralSync(IndexWorker):
         naming them all, so it still counts as failed (back-off, hello again).
         """
         failed: dict[str, str] = {}
+        self._key_fp, self._key_pem = self._station_key()
+        if self._key_fp != self._said_fp:  # a key made or rotated since: enrol it first
+            self._hello_done = False
         if not self._hello_done:
             self._step("rotation", self._push_rotations, failed)  # the site knows the old key
             if not failed:
@@ -194,16 +206,19 @@ class CentralSync(IndexWorker):
             failed[step] = str(exc).strip()[:500]
             return None
 
-    def _hello(self) -> None:
-
-        fp, pem = "", ""
+    def _station_key(self) -> tuple[str, str]:
+        """The fingerprint and public PEM of the station's key, ("", "") without one."""
         key_path = ProofPaths.from_config(self.cfg).key
         if key_path.exists():
             try:
                 key = StationKey.load(key_path)
-                fp, pem = key.fingerprint, key.public_pem().decode("ascii")
+                return key.fingerprint, key.public_pem().decode("ascii")
             except StationError as exc:
                 log.warning("central sync: cannot read the station key: %s", exc)
+        return "", ""
+
+    def _hello(self) -> None:
+        fp, pem = self._key_fp, self._key_pem
         resp = self._post(
             "/hello",
             {
@@ -225,6 +240,7 @@ class CentralSync(IndexWorker):
                 high,
             )
             self.clips.raise_id_floor(high)
+        self._said_fp = fp
         self._hello_done = True
 
     def _rewind(self, have: dict[str, Any]) -> bool:
