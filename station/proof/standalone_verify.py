@@ -49,7 +49,7 @@ import tempfile
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -611,6 +611,18 @@ def judge_start(
                 "happened, not written later"
             ),
         )
+    late_pinned = [d for d, _, p, _ in delays if p]  # none of them in time (good has none)
+    if good and late_pinned:
+        return (
+            WARN,
+            "start-unanchored",
+            (
+                f"a TSA you pinned saw the start statement only {min(late_pinned) / 60:.0f} min "
+                f"after the start it states ({stated.isoformat()}{by}; allowed: "
+                f"{max_delay_s / 60:g} min); the token in time is from a TSA you did not pin: "
+                "its start rests on the station's word"
+            ),
+        )
     if good:
         return (
             WARN,
@@ -897,27 +909,105 @@ def clip_listed_twice(index: dict[str, Any]) -> str | None:
     return next((n for n in names if names.count(n) > 1), None)
 
 
+# What a field of bundle.json that names members holds, as an export writes it (named_fields)
+NAMES, NAME = "a list of member names", "a member name"
+ENTRY, ENTRIES = "an object", "a list of objects"
+# The fields of bundle.json's objects that name one member each (or None, where there is none):
+# the checkpoint, a clip, its own checkpoint, a key frame, a deleted clip (named_fields).
+NAME_FIELDS = {
+    "checkpoint": ("body", "signature"),
+    "clip": ("clip", "manifest", "signature", "inclusion"),
+    "first_checkpoint": ("body", "signature", "consistency"),
+    "frame": ("file",),
+    "deleted": DELETED_MEMBERS,
+}
+
+
+def named_fields(index: dict[str, Any]) -> Iterator[tuple[str, object, str]]:
+    """Each (field, value, want) of ``bundle.json`` that names members: its keys, checkpoint,
+    rotations, clips (their tokens, start tokens, own checkpoint and key frames) and deleted
+    clips (the deleted clip itself is not a member). ``want``: what an export writes there,
+    ``NAMES`` (a list of names: tokens), ``NAME`` (one, or None) or ``ENTRY`` (an object of
+    such fields: a clip, a key frame), for ``unheld_reference`` to hold it to."""
+    keys, cp = index.get("keys"), index.get("checkpoint")
+    parts: list[tuple[str, object, str]] = [("keys", keys, ENTRY), ("checkpoint", cp, ENTRY)]
+    for where in ("rotations", "clips", "deleted_clips"):
+        parts += entries(where, index.get(where))
+    while parts:
+        where, part, want = parts.pop(0)
+        if want != ENTRY or not isinstance(part, dict):
+            yield where, part, want  # no list of entries, no entry: another shape
+            continue
+        kind = where.rpartition(".")[2].partition("[")[0]
+        if kind in ("keys", "rotations"):  # every field a name, tokens aside
+            yield from ((f"{where}.{k}", v, NAME) for k, v in part.items() if k != "timestamps")
+        else:
+            fields = NAME_FIELDS["deleted" if kind == "deleted_clips" else kind.rstrip("s")]
+            yield from ((f"{where}.{k}", part.get(k), NAME) for k in fields)
+        if kind == "frames":
+            continue
+        if kind != "keys" and kind != "deleted_clips":
+            yield f"{where}.timestamps", part.get("timestamps", []), NAMES
+        if kind == "clips":
+            yield f"{where}.start_timestamps", part.get("start_timestamps") or [], NAMES
+            fc = part.get("first_checkpoint")
+            if fc or (fc is not None and not isinstance(fc, dict)):
+                parts.append((f"{where}.first_checkpoint", fc, ENTRY))
+            parts += entries(f"{where}.frames", part.get("frames"))
+
+
+def entries(where: str, value: object) -> list[tuple[str, object, str]]:
+    """The entries of a list field of ``bundle.json`` (``named_fields``), each with where it
+    is; the field None: none; one that is no list: itself, to be refused as another shape."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        return [(where, value, ENTRIES)]
+    return [(f"{where}[{n}]", v, ENTRY) for n, v in enumerate(value)]
+
+
 def referenced_names(index: dict[str, Any]) -> set[str]:
     """Every member name ``bundle.json`` gives (keys, checkpoint, rotations, clips, their
     frames and deleted clips), besides the fixed parts of every bundle."""
-    named: set[Any] = set()
-    named.update(v for v in (index.get("keys") or {}).values() if isinstance(v, str))
-    cp = index.get("checkpoint") or {}
-    named.update((cp.get("body"), cp.get("signature"), *(cp.get("timestamps") or [])))
-    for link in index.get("rotations") or []:
-        named.update(v for v in link.values() if isinstance(v, str))
-        named.update(link.get("timestamps") or [])
-    for e in index.get("clips") or []:
-        named.update(e.get(k) for k in ("clip", "manifest", "signature", "inclusion"))
-        named.update(e.get("timestamps") or [])
-        named.update(e.get("start_timestamps") or [])
-        fc = e.get("first_checkpoint") or {}
-        named.update(fc.get(k) for k in ("body", "signature", "consistency"))
-        named.update(fc.get("timestamps") or [])
-        named.update(f.get("file") for f in e.get("frames") or [] if isinstance(f, dict))
-    for d in index.get("deleted_clips") or []:  # each checked as a retention deletion
-        named.update(d.get(k) for k in DELETED_MEMBERS)
-    return {n for n in named if isinstance(n, str)}
+    named: set[str] = set()
+    for _, value, want in named_fields(index):
+        for v in value if want == NAMES and isinstance(value, list) else [value]:
+            if isinstance(v, str):
+                named.add(v)
+    return named
+
+
+def unheld_reference(index: dict[str, Any], names: Collection[str]) -> str | None:
+    """Why ``bundle.json`` does not hold together with the members ``names`` (None: it does):
+    a field that names members not of the form an export writes (``named_fields``: a token
+    list that is a dict or a string, a number among names, a key frame that is a name and
+    not an entry), or a name of a member the bundle does not hold. An export writes every
+    member it names; one named and absent leaves a verifier nothing to check, and each
+    verifier met the absence at another place (`packcam verify` refused the bundle,
+    verify.py called a token invalid, a frame went unread): both refuse it here, as
+    ``bundle-malformed``, before reading any member."""
+    for where, value, want in named_fields(index):
+        names_ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if not (
+            (want == ENTRY and isinstance(value, dict))
+            or (want == ENTRIES and isinstance(value, list))
+            or (want == NAME and (value is None or isinstance(value, str)))
+            or (want == NAMES and names_ok)
+        ):
+            return f"bundle.json's {where} is {json_shape(value)}, not {want}"
+        for name in value if isinstance(value, list) else [value]:
+            if isinstance(name, str) and name not in names:
+                return f"bundle.json's {where} names {name!r}, which the bundle does not hold"
+    return None
+
+
+def json_shape(value: object) -> str:
+    """What a JSON value is, to say in a reason ("an object", "the string 'x'")."""
+    if isinstance(value, str):
+        return f"the string {value[:60]!r}"
+    return {dict: "an object", list: "a list", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
 
 
 def misnamed_reference(index: dict[str, Any]) -> str | None:
@@ -1264,6 +1354,9 @@ def _check(
         raise ValueError(f"bundle.json lists {twice} more than once")
     if misnamed := misnamed_reference(index):
         raise ValueError(f"bundle.json names {misnamed!r}, not a member name an export writes")
+    files = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if not p.is_dir()}
+    if unheld := unheld_reference(index, files):  # as `packcam verify`, before any is read
+        raise ValueError(unheld)
     keys = index["keys"]
     pub = keys["station_public_key"]
 
@@ -1342,7 +1435,6 @@ def _check(
 
     # 1. every member is covered by the manifest the station signed (none at all: exported
     # where the key was not readable, never authentic; one that does not verify: a failure)
-    files = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if not p.is_dir()}
     bm: dict[str, Any] = json.loads((root / MANIFEST).read_bytes()) if have(MANIFEST) else {}
     if not have(MANIFEST):
         res.add(WARN, "bundle.manifest", "missing: the bundle index, summary and key frames "

@@ -67,6 +67,7 @@ from station.proof.standalone_verify import (
     start_statement_problem,
     step_text,
     time_beyond,
+    unheld_reference,
     unpack_problem,
     unreferenced_members,
     vouched_sizes,
@@ -1256,6 +1257,8 @@ def _verify_bundle(
         raise ProofError(f"bundle.json lists {twice} more than once")
     if misnamed := misnamed_reference(index):  # verify.py would find it unpacked
         raise ProofError(f"bundle.json names {misnamed!r}, not a member name an export writes")
+    if unheld := unheld_reference(index, b.names):  # as verify.py, before any is read
+        raise ProofError(unheld)
     keys = index["keys"]
     pub = load_public_pem(b.read(keys["station_public_key"]))
     key_cert = (
