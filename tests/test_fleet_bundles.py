@@ -326,6 +326,9 @@ def test_the_central_summary_states_what_the_bundle_proves(site: Site) -> None:
     assert text.count("verdict-authentic") == 2  # both languages
     assert "certified as “station-01” by the company CA" in text
     assert "RFC 3161 timestamp from" in text
+    # the clip's start, from its share of the bundle's report (its own facts entry)
+    assert "Its start was timestamped too" in text and "录像的开始也有时间戳" in text
+    assert "Its start has no timestamp" not in text
     assert "covered by a checkpoint of" in text
     assert not any(p.is_file() for p in (site.central_cfg.station.data_dir / "spool").rglob("*"))
     # without the company CA configured on the central site, the signer is not "certified"

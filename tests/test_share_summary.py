@@ -86,6 +86,10 @@ def test_an_anchored_clip_is_summarised_in_both_languages(store: Store, tmp_path
     assert "certified as “station-01” by the company CA" in p["en"]
     assert "a time-stamp authority this site trusts" in p["en"]
     assert "Station clock only" not in p["en"]
+    # the start too: the TSA's time over the clip's start statement, in both languages
+    assert re.search(r"Its start was timestamped too: .* start statement at \d{4}-", p["en"])
+    assert "录像的开始也有时间戳" in p["zh"]
+    assert "Its start has no timestamp" not in p["en"]
     assert "真实" in p["zh"] and "公司 CA" in p["zh"] and "时间戳" in p["zh"]
     assert "Authentic" not in p["zh"] and "certified" not in p["zh"]
     # the hash the station signed, the log entry and its checkpoint
@@ -316,3 +320,23 @@ def test_a_clip_file_swapped_for_another_order_of_this_station_is_not_authentic(
     p = parts(summary_of(st, "B2")[0])
     assert "Not authentic" in p["en"] and "Authentic:" not in p["en"], p["en"]
     assert a1.sha256 not in p["en"]
+
+
+def test_a_start_without_a_trusted_timestamp_is_called_the_stations_word(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The end is timestamped by a TSA the site trusts, the start's tokens are gone: the page
+    claims the end's time and says the start is the station's word, never that it was
+    timestamped (the verdict stays: a start token is not required, docs/proof.md)."""
+    st = store.copy(tmp_path / "data")
+    conn = sqlite3.connect(st.data / "index.sqlite3")
+    with conn:
+        gone = conn.execute("DELETE FROM proof_timestamps WHERE subject = 'start'").rowcount
+    conn.close()
+    assert gone
+    p = parts(summary_of(st, "B2")[0])
+    assert "RFC 3161 timestamp from" in p["en"]
+    assert "Its start has no timestamp this site trusts" in p["en"]
+    assert "Its start was timestamped" not in p["en"]
+    assert "录像的开始没有本站信任的时间戳" in p["zh"]

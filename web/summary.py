@@ -61,6 +61,7 @@ class ClipClaims:
     signer_station: str | None = None
     tsa: str | None = None
     tsa_time: str | None = None
+    start_tsa_time: str | None = None  # a TSA this site trusts saw the clip's start then
     untrusted_tsa: str | None = None  # a token exists, but nothing the site trusts vouches
     clock_synced: bool | None = None
     order_id: str | None = None
@@ -127,6 +128,7 @@ def claims_from_report(clip: ClipRecord, report: Report) -> ClipClaims:
         signer_station=facts.get("station") if report.signer_anchored else None,
         tsa=trusted["tsa"] if trusted and report.time_anchored else None,
         tsa_time=trusted["time"] if trusted and report.time_anchored else None,
+        start_tsa_time=facts.get("start_tsa_time") if trusted and report.time_anchored else None,
         untrusted_tsa=str(other["tsa"]) if other else None,
         clock_synced=facts.get("clock_synced"),
         order_id=facts.get("order_id"),

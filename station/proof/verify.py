@@ -717,11 +717,13 @@ def _check_start(
     anchors: Anchors,
     shipped_roots: list[x509.Certificate],
     bound: TimeBound,
-) -> None:
+) -> str | None:
     """A clip's start statement (the signed manifest's ``start_statement``) and the RFC 3161
     tokens over it: held to the manifest (``start_statement_problem``) and judged by
     ``judge_start``, the rule verify.py shares. A token that is not valid over the statement
-    fails as any other (``tsa-invalid``, ``tsa-other-data``)."""
+    fails as any other (``tsa-invalid``, ``tsa-other-data``). Returns when a pinned TSA saw
+    the statement, for a start it timestamped (the clip's ``start_tsa_time`` fact: what the
+    share summary claims), else None."""
     digest = start_statement_digest(body)
     if digest is None:
         report.add(
@@ -732,10 +734,10 @@ def _check_start(
             "its duration",
             "start-unanchored",
         )
-        return
+        return None
     if wrong := start_statement_problem(body):
         report.add(name, FAIL, wrong, "start-time-inconsistent")
-        return
+        return None
     trusted = anchors.trusted_tsa(shipped_roots)
     seen: list[tuple[datetime, float, bool]] = []
     for i, tok in enumerate(tokens):
@@ -757,6 +759,9 @@ def _check_start(
     assert stated is not None  # start_statement_problem parsed it
     status, code, text = judge_start(stated, seen, bound.max_delay_s, clock_step(body)[0])
     report.add(name, status.lower(), text, code)  # verify.py's OK/WARN/FAIL are ours in capitals
+    if status.lower() != OK:  # the kit's "OK" is our "ok"
+        return None
+    return min(t for t, _acc, pinned in seen if pinned).isoformat()
 
 
 def _check_not_after_seen(
@@ -1449,7 +1454,7 @@ def _verify_bundle(
             timed=True,
         )
         report.time_anchors.append(anchored)
-        _check_start(
+        start_seen = _check_start(
             report, f"{pre} start", body,
             [b.read(t) for t in entry.get("start_timestamps") or []], anchors, shipped_roots,
             bound,
@@ -1461,6 +1466,8 @@ def _verify_bundle(
             )  # fmt: skip
         _check_c2pa(report, clip, body, trust_pem or None, f"{pre} c2pa", anchored=bool(trusted_ca))
         clips_facts.append(_clip_facts(name, body, when, m.canonical))
+        if start_seen is not None:
+            clips_facts[-1]["start_tsa_time"] = start_seen
         if body.get("clock_synced") is False:
             report.add(
                 f"{pre} clock",
@@ -2215,11 +2222,13 @@ def verify_clip(
             _check_leaf_tokens(report, "timestamp", st, e, body, anchors, bound)
         )
         start = start_statement_digest(body)
-        _check_start(
+        start_seen = _check_start(
             report, "start", body,
             [t.token for t in st.log.timestamps_for(start) if t.token] if start else [],
             anchors, st.tsa_roots, bound or TimeBound(),
         )  # fmt: skip
+        if start_seen is not None:
+            report.facts["start_tsa_time"] = start_seen
         _check_c2pa(report, path, body, trust_pem, anchored=bool(trusted))
         report.facts.update({k: body.get(k) for k in _CLIP_FACTS})
         report.facts["log_index"] = e.seq
