@@ -42,20 +42,24 @@ N_STATIONS = 3
 ORDERS_PER_STATION = 3
 
 
-def _bucket(seaweed: SeaweedServer, *, lock: bool = False) -> str:
+def _s3(seaweed: SeaweedServer, **boto: Any) -> Any:
+    """A boto3 S3 client of the test SeaweedFS (``boto``: more botocore Config)."""
     import boto3
     from botocore.config import Config as BotoConfig
 
-    name = "packcam-" + uuid.uuid4().hex[:10]
-    s3 = boto3.session.Session().client(
+    return boto3.session.Session().client(
         "s3",
         endpoint_url=seaweed.endpoint,
         region_name="us-east-1",
         aws_access_key_id=S3_ACCESS_KEY,
         aws_secret_access_key=S3_SECRET_KEY,
-        config=BotoConfig(s3={"addressing_style": "path"}),
+        config=BotoConfig(s3={"addressing_style": "path"}, **boto),
     )
-    s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=lock)
+
+
+def _bucket(seaweed: SeaweedServer, *, lock: bool = False) -> str:
+    name = "packcam-" + uuid.uuid4().hex[:10]
+    _s3(seaweed).create_bucket(Bucket=name, ObjectLockEnabledForBucket=lock)
     return name
 
 
@@ -1596,17 +1600,7 @@ def test_the_test_bucket_server_takes_a_write_in_each_of_many_buckets(
     more: each bucket is a collection that weed grows by 7 volumes, and with 100 volumes in
     all the 15th bucket's first write failed (InternalError), a red CI run for no fault of
     the code under test (tests/fleet_servers.py)."""
-    import boto3
-    from botocore.config import Config as BotoConfig
-
-    s3 = boto3.session.Session().client(
-        "s3",
-        endpoint_url=seaweed.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=S3_ACCESS_KEY,
-        aws_secret_access_key=S3_SECRET_KEY,
-        config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
+    s3 = _s3(seaweed, retries={"max_attempts": 1})
     names = [_bucket(seaweed) for _ in range(24)]
     try:
         for name in names:
