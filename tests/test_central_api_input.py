@@ -296,13 +296,9 @@ def test_the_station_names_its_key_and_a_twin_with_its_token_posts_no_health(
         finally:
             for s in syncs:
                 s.stop(timeout=0)
-        db = CentralDB(pg_dsn)
-        try:
-            (row,) = db.stations_table()
-            assert row["key_fingerprint"] == keys[0].fingerprint
-            assert row["health"]["sync_failed"] == {}, row["health"]
-        finally:
-            db.close()
+        row = _only_station(pg_dsn)
+        assert row["key_fingerprint"] == keys[0].fingerprint
+        assert row["health"]["sync_failed"] == {}, row["health"]
     finally:
         server.shutdown()
         thread.join()
@@ -339,13 +335,19 @@ def test_a_station_whose_key_is_made_after_its_hello_says_hello_again_before_it_
             sync.sync_once()
         finally:
             sync.stop(timeout=0)
-        db = CentralDB(pg_dsn)
-        try:
-            (row,) = db.stations_table()
-            assert row["key_fingerprint"] == key.fingerprint
-            assert row["health"]["sync_failed"] == {}, row["health"]
-        finally:
-            db.close()
+        row = _only_station(pg_dsn)
+        assert row["key_fingerprint"] == key.fingerprint
+        assert row["health"]["sync_failed"] == {}, row["health"]
     finally:
         server.shutdown()
         thread.join()
+
+
+def _only_station(pg_dsn: str) -> dict[str, Any]:
+    """The site's one station row (its enrolled key, its last health report)."""
+    db = CentralDB(pg_dsn)
+    try:
+        (row,) = db.stations_table()
+        return dict(row)
+    finally:
+        db.close()

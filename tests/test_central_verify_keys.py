@@ -33,10 +33,8 @@ def _clip(i: int, station: str, sha: str, size: int, leaf: dict[str, Any]) -> di
     }  # fmt: skip
 
 
-def test_a_leaf_outside_the_stations_proof_log_or_too_large_is_not_read(
-    pg_dsn: str, moto_s3: None, tmp_path: Path
-) -> None:
-    cfg = config_mod.load(None).replace("archive", bucket=BUCKET, region="us-east-1")
+def _spied_store(cfg: config_mod.Config) -> tuple[ObjectStore, list[str]]:
+    """The bucket's store, and the keys of every object it reads (in order)."""
     store = ObjectStore(cfg.archive)
     reads: list[str] = []
     real_get = store.client.get_object
@@ -46,14 +44,28 @@ def test_a_leaf_outside_the_stations_proof_log_or_too_large_is_not_read(
         return real_get(**kw)
 
     store.client.get_object = spy
+    return store, reads
+
+
+def _enrolled(db: CentralDB, name: str) -> tuple[StationKey, dict[str, Any]]:
+    """A new station ``name`` that said hello with a key of its own: (its key, its row)."""
+    key = StationKey.generate()
+    st = db.station_for_token(db.add_station(name))
+    assert st is not None
+    db.hello(int(st["id"]), key_fingerprint=key.fingerprint,
+             public_key=key.public_pem().decode(), software="t")  # fmt: skip
+    return key, dict(st)
+
+
+def test_a_leaf_outside_the_stations_proof_log_or_too_large_is_not_read(
+    pg_dsn: str, moto_s3: None, tmp_path: Path
+) -> None:
+    cfg = config_mod.load(None).replace("archive", bucket=BUCKET, region="us-east-1")
+    store, reads = _spied_store(cfg)
     db = CentralDB(pg_dsn)
     db.migrate()
     try:
-        key = StationKey.generate()
-        st = db.station_for_token(db.add_station("st-b"))
-        assert st is not None
-        db.hello(int(st["id"]), key_fingerprint=key.fingerprint,
-                 public_key=key.public_pem().decode(), software="t")  # fmt: skip
+        key, st = _enrolled(db, "st-b")
         other = station_prefix(cfg.archive.prefix, "st-a")
         mine = station_prefix(cfg.archive.prefix, "st-b")
         huge = f"{mine}proof/log/{key.fingerprint[7:23]}/0000000009-big.manifest.json"
@@ -101,23 +113,11 @@ def test_verify_reads_a_bounded_number_of_rows_and_never_passes_what_it_left_unr
     from station.proof.verify import Report
 
     cfg = config_mod.load(None).replace("archive", bucket=BUCKET, region="us-east-1")
-    store = ObjectStore(cfg.archive)
-    reads: list[str] = []
-    real_get = store.client.get_object
-
-    def spy(**kw: Any) -> Any:
-        reads.append(kw["Key"])
-        return real_get(**kw)
-
-    store.client.get_object = spy
+    store, reads = _spied_store(cfg)
     db = CentralDB(pg_dsn)
     db.migrate()
     try:
-        key = StationKey.generate()
-        st = db.station_for_token(db.add_station("st-m"))
-        assert st is not None
-        db.hello(int(st["id"]), key_fingerprint=key.fingerprint,
-                 public_key=key.public_pem().decode(), software="t")  # fmt: skip
+        key, st = _enrolled(db, "st-m")
         video = b"one recording"
         path = tmp_path / "c.mp4"
         path.write_bytes(video)
