@@ -491,6 +491,14 @@ START_FIELDS = ("type", "version", "station", "station_key", "order_id", "clip",
 START_SLACK_S = 1.0
 
 
+# Both verifiers' words for a manifest without a start statement (start-unanchored)
+NO_START_STATEMENT = (
+    "the signed manifest holds no start statement (recorded before packcam timestamped "
+    "starts, or without the proof on): its start is the station's word, held only to its "
+    "duration"
+)
+
+
 def start_statement_digest(body: dict[str, Any]) -> str | None:
     """The SHA-256 (hex) a start token must be over: of the canonical statement the signed
     manifest carries (None: it carries none, or not an object)."""
@@ -1724,10 +1732,7 @@ def _check(
         """The clip's start statement and its tokens (``judge_start``, as `packcam verify`)."""
         digest = start_statement_digest(body)
         if digest is None:
-            res.add(WARN, name, "the signed manifest holds no start statement (recorded "
-                    "before packcam timestamped starts, or without the proof on): its start "
-                    "is the station's word, held only to its duration",
-                    "start-unanchored")  # fmt: skip
+            res.add(WARN, name, NO_START_STATEMENT, "start-unanchored")
             return
         if wrong := start_statement_problem(body):
             res.add(FAIL, name, wrong, "start-time-inconsistent")

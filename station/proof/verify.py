@@ -43,6 +43,7 @@ from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles
 from station.proof.standalone_verify import (
     ACCURACY_GRACE_S,
+    NO_START_STATEMENT,
     VERIFIER,
     Overlap,
     as_characters,
@@ -726,14 +727,7 @@ def _check_start(
     share summary claims), else None."""
     digest = start_statement_digest(body)
     if digest is None:
-        report.add(
-            name,
-            WARN,
-            "the signed manifest holds no start statement (recorded before packcam timestamped "
-            "starts, or without the proof on): its start is the station's word, held only to "
-            "its duration",
-            "start-unanchored",
-        )
+        report.add(name, WARN, NO_START_STATEMENT, "start-unanchored")
         return None
     if wrong := start_statement_problem(body):
         report.add(name, FAIL, wrong, "start-time-inconsistent")
