@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 from conftest_web import FAST_PW, PASSWORDS, WebEnv, csrf_of, login
+from test_web_share import create_share
 from verify_support import Browserless, running_site
 
 from web.db import WebDB
@@ -121,3 +122,25 @@ def test_the_attempt_is_counted_before_the_check(tmp_path: Path) -> None:
     th.succeeded("x", "192.0.2.1")
     assert th.attempt("x", "192.0.2.1")[0] == 0
     db.close()
+
+
+def test_a_slow_response_does_not_undo_a_newer_session(web_app, web_env: WebEnv) -> None:
+    # The order page's poster and thumbnail requests are still in flight when the seller
+    # presses "Revoke". Their responses arrive after the revoke's: had they re-sent the
+    # session cookie they were sent with, the browser would drop the newer one and with it
+    # the "Share link revoked." notice (the browser test saw this on a loaded machine).
+    staff = login(web_app.test_client(), "viewer")
+    create_share(staff)
+    page = staff.get("/orders/PO-1001").get_data(as_text=True)
+    share_id = re.search(r'action="/shares/([0-9a-f]+)/revoke"', page).group(1)
+    clip_id = web_env.clips["plain"].id
+    before = _cookie(staff)
+    resp = staff.post(f"/shares/{share_id}/revoke", data={"csrf_token": csrf_of(staff)})
+    assert resp.status_code == 302
+    late = web_app.test_client()
+    late.set_cookie("packcam_session", before)
+    for path in (f"/clips/{clip_id}/thumb.jpg", f"/clips/{clip_id}/keyframes/0.jpg"):
+        slow = late.get(path)
+        assert slow.status_code == 200
+        assert "packcam_session" not in " ".join(slow.headers.getlist("Set-Cookie")), path
+    assert "Share link revoked." in staff.get(resp.location).get_data(as_text=True)

@@ -185,6 +185,10 @@ def create_app(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=config.web.session_hours),
+        # The cookie is sent only when the session changed: a slow response (a poster still
+        # loading) re-sending the cookie it came with would undo a newer one (a flash, a
+        # login). Expiry needs no refresh: a session lasts session_hours from its login.
+        SESSION_REFRESH_EACH_REQUEST=False,
         PACKCAM_IDLE_SECONDS=config.web.idle_minutes * 60.0,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
         MAX_CONTENT_LENGTH=64 * 1024,
