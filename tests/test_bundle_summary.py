@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proof_support import Store, read_zip, store, tsa_ec  # noqa: F401 (fixtures)
+from proof_support import Store, bundle_index, read_zip, store, tsa_ec  # noqa: F401 (fixtures)
 
-from station.proof.bundle import _clock_text, _intro_html, _tokens_text, export_order
+from station.proof.bundle import (
+    _clock_text,
+    _intro_html,
+    _start_tokens_text,
+    _starts,
+    _tokens_text,
+    export_order,
+)
 
 
 def test_without_tokens_no_trusted_time_is_claimed() -> None:
@@ -33,3 +40,23 @@ def test_an_exported_summary_reads_true(store: Store, tmp_path: Path) -> None:  
     html = read_zip(bundle, "summary.html").decode()
     assert "NTP: False" not in html and ">False<" not in html and ">None<" not in html
     assert "token(s) from a time-stamping authority" in html  # this store has a TSA
+
+
+def test_the_start_tokens_are_counted_apart_from_the_end_tokens() -> None:
+    # The start statement's tokens say when the clip began; the manifest's, when it ended.
+    assert "1 token(s) over the clip's start statement" in _start_tokens_text(True, 1)
+    none = _start_tokens_text(True, 0)
+    assert "none" in none and "station's word" in none and "0 token" not in none
+    assert "no start statement" in _start_tokens_text(False, 0)
+    assert _starts({"clip": "c.mp4"}) == (False, 0)
+    assert _starts({"start_timestamps": ["a.tst", "b.tst"]}) == (True, 2)
+
+
+def test_an_exported_summary_shows_each_clips_start_tokens(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    bundle = export_order(store.cfg, "B2", tmp_path / "b.zip").path
+    html = read_zip(bundle, "summary.html").decode()
+    starts = [len(c.get("start_timestamps", [])) for c in bundle_index(bundle)["clips"]]
+    assert starts and all(starts), starts  # this store's TSA saw every clip's start
+    assert html.count("Start RFC 3161") == len(starts)
+    for n in starts:
+        assert f"{n} token(s) over the clip's start statement" in html

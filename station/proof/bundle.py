@@ -928,6 +928,18 @@ def _tokens_text(n: int) -> str:
     return "无 · none: the recording time rests on the station's clock alone"
 
 
+def _start_tokens_text(stated: bool, n: int) -> str:
+    """The tokens over a clip's start statement (docs/proof.md): when its start was seen."""
+    if not stated:
+        return "未记录 · none: this clip's signed manifest has no start statement"
+    if n:
+        return (
+            f"{n} 个时间戳（开始声明）· {n} token(s) over the clip's start statement: the "
+            "verifier says when the authority saw it"
+        )
+    return "无 · none: the clip's start time is the station's word"
+
+
 def _clock_text(synced: object) -> str:
     if synced is True:
         return "是 · yes, the station's clock was NTP-synchronised when it recorded"
@@ -1025,6 +1037,13 @@ NO_FRAMES_TEXT = {
     ),
 }
 
+
+def _starts(item: dict[str, Any]) -> tuple[bool, int]:
+    """(has a start statement, tokens over it) of a bundle.json clip entry."""
+    starts = item.get("start_timestamps")
+    return starts is not None, len(starts or [])
+
+
 _KIND_TEXT = {"order": "打包 Packing an order", "return": "退货拆箱 Return (unboxing)"}
 
 
@@ -1076,6 +1095,7 @@ def summary_html(
  ({signed.get("size")} bytes)</td></tr>
 <tr><th>日志序号 Log entry</th><td>{"—" if seq is None else seq} / {cp.tree_size}</td></tr>
 <tr><th>可信时间戳 RFC 3161</th><td>{_tokens_text(n_tokens)}</td></tr>
+<tr><th>开始时间戳 Start RFC 3161</th><td>{_start_tokens_text(*_starts(item))}</td></tr>
 <tr><th>时钟同步 NTP</th><td>{_clock_text(body.get("clock_synced"))}</td></tr>
 </table>
 <div class="frames">{frames}</div>
