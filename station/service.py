@@ -26,7 +26,7 @@ from station.floor.demo_floor import SCREEN_SIGN_IN_AFTER_S, packing_floor, sign
 from station.floor.events import StationEvents
 from station.floor.hooks import attach_recorder, build_events, clip_archived, clip_finished
 from station.proof.exports import ExportWorker
-from station.proof.finalizer import build_finalizers, start_stamp_of
+from station.proof.finalizer import build_finalizers, deletion_signer_of, start_stamp_of
 from station.recording.live import LiveWriter
 from station.recording.overlay import Overlay
 from station.recording.recorder import Finalizer, FinishedClip, Recorder
@@ -39,7 +39,7 @@ from station.runtime.sdnotify import Watchdog
 from station.store.caches import FrameFiles
 from station.store.ledger import ClipRecord, Ledger
 from station.store.recovery import Recovery, data_dir_lock
-from station.store.retention import ARCHIVE_MISSING, DiskProbe, RetentionManager, station_signer
+from station.store.retention import ARCHIVE_MISSING, DiskProbe, RetentionManager
 
 if TYPE_CHECKING:
     from station.fleet.archiver import Archiver
@@ -153,7 +153,7 @@ def assemble(
         ledger,
         probe=probe,
         alarms=alarms,
-        signer=station_signer(finalizers),
+        signer=deletion_signer_of(finalizers),
         # an archived clip goes only once the bucket still shows its copy (one HEAD)
         archive_check=archiver.store.check_archived if archiver is not None else None,
         caches=[frames],

@@ -38,7 +38,7 @@ from recorder_support import encoded_recorder
 
 from station import config as config_mod
 from station.proof.exports import ExportWorker, bundle_key
-from station.proof.finalizer import build_finalizers
+from station.proof.finalizer import build_finalizers, deletion_signer_of
 from station.proof.log import ProofLog
 from station.proof.tsa import TsaQueue
 from station.recording.writer import to_i420
@@ -46,7 +46,7 @@ from station.store import sqlitedb
 from station.store.index import INDEX_NAME, open_index
 from station.store.ledger import Ledger, ScanEventRecord
 from station.store.recovery import Recovery, recover_data_dir
-from station.store.retention import DiskSpace, RetentionManager, station_signer
+from station.store.retention import DiskSpace, RetentionManager
 
 W, H, FPS = 160, 96, 10.0
 WALL0 = datetime(2026, 11, 30, 14, 5, 6, 789000).astimezone()
@@ -166,7 +166,7 @@ def retain(data: Path, steps: Steps) -> None:
         cfg,
         ledger,
         probe=lambda: DiskSpace(0, 1 << 40),
-        signer=station_signer(fins),
+        signer=deletion_signer_of(fins),
         archive_check=bucket,
     )
     steps.armed = True

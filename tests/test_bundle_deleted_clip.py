@@ -28,11 +28,11 @@ from station.proof import rotation
 from station.proof.bundle import export_order
 from station.proof.canonical import canonical_json
 from station.proof.exports import ExportWorker, bundle_key
-from station.proof.finalizer import build_finalizers
+from station.proof.finalizer import build_finalizers, deletion_signer_of
 from station.proof.keys import StationKey
 from station.proof.verify import AUTHENTIC, EXIT_PARTIAL, TAMPERED, Report, verify_bundle
 from station.store.ledger import ClipRecord, Ledger
-from station.store.retention import DiskSpace, Policy, RetentionManager, station_signer
+from station.store.retention import DiskSpace, Policy, RetentionManager
 from web import create_app
 
 
@@ -65,7 +65,7 @@ def retain_oldest(st: Store, when: datetime, order: str = "A1") -> ClipRecord:
             ledger,
             # the first deletion frees the byte that was missing
             probe=lambda: DiskSpace(floor - (st.data / first.path).exists(), total),
-            signer=station_signer(fins),
+            signer=deletion_signer_of(fins),
             now=lambda: when,
         )
         mgr.check()

@@ -25,7 +25,7 @@ from station.errors import ConfigError, LedgerError
 from station.fleet.objstore import ArchiveError
 from station.floor.alarms import AlarmBoard
 from station.proof.exports import ExportDirs, ExportWorker
-from station.proof.finalizer import build_finalizers
+from station.proof.finalizer import build_finalizers, deletion_signer_of
 from station.proof.keys import StationKey, verify_signature
 from station.proof.paths import ProofPaths
 from station.proof.verify import audit
@@ -45,7 +45,6 @@ from station.store.retention import (
     RetentionManager,
     plan,
     remove_clip_files,
-    station_signer,
     why_kept,
 )
 
@@ -437,7 +436,7 @@ def manager(
     pct = floor_bytes / disk.capacity * 100
     cfg = cfg.replace("retention", min_age_days=90.0, free_floor_mb=0, free_floor_percent=pct, **kw)
     key = StationKey.load(ProofPaths.from_config(cfg).key)
-    signer = station_signer([type("F", (), {"key": key})()])
+    signer = key.sign_record
     return RetentionManager(
         cfg,
         ledger,
@@ -1001,7 +1000,7 @@ def test_a_crash_at_any_step_of_a_deletion_leaves_the_clip_whole_or_its_deletion
                 again,
                 led,
                 probe=lambda: DiskSpace(0, 1 << 40),
-                signer=station_signer(fins),
+                signer=deletion_signer_of(fins),
                 archive_check=FakeBucket(),
             )
             mgr.check()  # the next check deletes what the crash kept from going
@@ -1014,3 +1013,22 @@ def test_a_crash_at_any_step_of_a_deletion_leaves_the_clip_whole_or_its_deletion
         assert audit(again, check_timestamps=False).ok, where
 
     assert_every_step(steps, check)
+
+
+def test_deletion_records_are_signed_by_the_proof_finalizers_key_only(cfg) -> None:
+    # Found by type, not by whatever finalizer has a ``key`` with a ``sign``: another
+    # finalizer's key must never sign a deletion record in the station's name.
+    stranger = StationKey.generate()
+    other = type("Other", (), {"key": stranger})()
+    assert deletion_signer_of([other]) is None and deletion_signer_of(()) is None
+    fins = build_finalizers(cfg)
+    try:
+        sign = deletion_signer_of([other, *fins])
+        assert sign is not None
+        signature, fingerprint = sign(b"record")
+        own = StationKey.load(ProofPaths.from_config(cfg).key)
+        assert fingerprint == own.fingerprint != stranger.fingerprint
+        assert verify_signature(own.public, b"record", signature)
+    finally:
+        for f in fins:
+            f.close()

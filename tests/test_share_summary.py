@@ -216,16 +216,16 @@ def test_the_summary_follows_the_link(store: Store, tmp_path: Path) -> None:  # 
 def _retain_all(st: Store) -> Store:
     """The real retention manager, disk reported full and no minimum age: every clip goes,
     each with its deletion record signed by the station key."""
-    from station.proof.finalizer import build_finalizers
+    from station.proof.finalizer import build_finalizers, deletion_signer_of
     from station.store.ledger import Ledger
-    from station.store.retention import DiskSpace, RetentionManager, station_signer
+    from station.store.retention import DiskSpace, RetentionManager
 
     cfg = st.cfg.replace("retention", min_age_days=0.0)
     fins = build_finalizers(cfg)
     ledger = Ledger.in_data_dir(st.data)
     try:
         mgr = RetentionManager(
-            cfg, ledger, probe=lambda: DiskSpace(0, 1 << 40), signer=station_signer(fins)
+            cfg, ledger, probe=lambda: DiskSpace(0, 1 << 40), signer=deletion_signer_of(fins)
         )
         mgr.check()
         assert mgr.deleted == 3

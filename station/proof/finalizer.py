@@ -28,6 +28,7 @@ from station.recording.recorder import StartStamp
 from station.runtime.background import Repeater, Schedule
 from station.runtime.clock import clock_synced
 from station.store.files import sha256_file
+from station.store.retention import Signer
 
 log = logging.getLogger(__name__)
 
@@ -278,11 +279,24 @@ class ProofFinalizer:
             self.log.close()
 
 
+def _proof_signer(finalizers: Sequence[object]) -> ProofFinalizer | None:
+    """The proof signer among ``finalizers``, found by its type (never by what attributes
+    another finalizer happens to have)."""
+    return next((f for f in finalizers if isinstance(f, ProofFinalizer)), None)
+
+
 def start_stamp_of(finalizers: Sequence[object]) -> StartStamp | None:
     """The recorder's ``start_stamp``: the proof signer's among ``finalizers`` (None without
     one: no start statements)."""
-    signer = next((f for f in finalizers if isinstance(f, ProofFinalizer)), None)
+    signer = _proof_signer(finalizers)
     return signer.start_statement if signer is not None else None
+
+
+def deletion_signer_of(finalizers: Sequence[object]) -> Signer | None:
+    """Retention's ``signer`` of deletion records: the proof signer's station key (None
+    without one: records are kept unsigned)."""
+    signer = _proof_signer(finalizers)
+    return signer.key.sign_record if signer is not None else None
 
 
 def build_finalizers(cfg: Config) -> tuple[ProofFinalizer, ...]:

@@ -198,3 +198,8 @@ class StationKey:
 
     def sign(self, data: bytes) -> bytes:
         return self.private.sign(data)
+
+    def sign_record(self, data: bytes) -> tuple[bytes, str]:
+        """(signature, this key's fingerprint): what a deletion record carries (retention's
+        ``Signer``)."""
+        return self.sign(data), self.fingerprint

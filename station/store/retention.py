@@ -629,19 +629,6 @@ class RetentionManager:
                 log.exception("retention check failed")
 
 
-def station_signer(finalizers: Sequence[object]) -> Signer | None:
-    """Sign deletion records with the station key of the proof finalizer, if there is one."""
-    for f in finalizers:
-        key = getattr(f, "key", None)
-        if key is not None and hasattr(key, "sign"):
-
-            def sign(data: bytes, key: Any = key) -> tuple[bytes, str]:
-                return key.sign(data), key.fingerprint
-
-            return sign
-    return None
-
-
 __all__ = [
     "ARCHIVE_MISSING",
     "HELD",
@@ -660,6 +647,5 @@ __all__ = [
     "disk_probe",
     "plan",
     "remove_clip_files",
-    "station_signer",
     "why_kept",
 ]
