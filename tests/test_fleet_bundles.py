@@ -753,3 +753,91 @@ def test_one_recording_logged_under_two_orders_is_authentic_on_the_central_site_
             assert "'A1'" in page and "'Z9'" in page, page[-4000:]
         page = verify_page(app, (st.data / z9.path).read_bytes())
         assert "clip-logged-twice" in page and "Authentic" not in page, page[-4000:]
+
+
+def test_no_signed_manifest_nor_token_of_one_subject_is_written_over_in_the_bucket(
+    seaweed: SeaweedServer,
+    tsa_ec,  # noqa: F811
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two evidence objects were named so that a second one wrote over the first (an ERROR,
+    "in the bucket but wrong", then a PUT): the sidecar manifest by the clip's SHA-256 only,
+    and an RFC 3161 token by its subject and TSA only. One recording logged under two orders
+    (`clip-logged-twice`) has two signed manifests; a token request granted twice (a station
+    restored from a backup asks again for a token it had already uploaded) has two tokens of
+    one subject from one TSA. Each is kept, under its own name, each row's archive_meta names
+    its own manifest, and nothing is written over."""
+    import logging
+
+    from test_proof_audit_overlap import _session
+
+    from station.fleet.archiver import TOKENS_CURSOR
+    from station.fleet.objstore import station_prefix
+    from station.proof.finalizer import ProofFinalizer
+    from station.store.cursors import SyncCursors
+
+    st = build_store(tmp_path / "station", tsa_ec, [], c2pa=False)
+    t0 = datetime.now(UTC) - timedelta(minutes=6)
+    _session(st.cfg, ["A1"], t0, pre_roll=False)
+    _session(st.cfg, ["Z9"], t0 + timedelta(minutes=2), pre_roll=False)
+    bucket = _bucket(seaweed)
+    cfg = st.cfg.replace(
+        "archive", enabled=True, retry_s=0.2, endpoint_url=seaweed.endpoint,
+        region="us-east-1", bucket=bucket, access_key_id=S3_ACCESS_KEY,
+        secret_access_key=S3_SECRET_KEY, addressing_style="path",
+    )  # fmt: skip
+    prefix = station_prefix(cfg.archive.prefix, cfg.station.name)
+
+    def archive() -> Archiver:
+        arch = Archiver(cfg)
+        try:
+            with caplog.at_level(logging.ERROR):
+                arch.run_once()
+        finally:
+            arch.stop()
+        return arch
+
+    def objects(under: str) -> dict[str, bytes]:
+        arch = Archiver(cfg)
+        try:
+            listed = arch.store.client.list_objects_v2(Bucket=bucket, Prefix=prefix + under)
+            keys = [o["Key"] for o in listed.get("Contents", [])]
+            return {k: arch.store.get_bytes(k) for k in keys}
+        finally:
+            arch.stop()
+
+    caplog.clear()
+    archive()
+    with contextlib.closing(Ledger.in_data_dir(st.data)) as ledger:
+        (a1,), (z9,) = ledger.clips("A1"), ledger.clips("Z9")
+        metas = [(ledger.archive_state(int(r.id or 0)) or {})["archive_meta"] for r in (a1, z9)]
+    assert a1.sha256 == z9.sha256
+    manifests = objects("manifests/")
+    assert len(manifests) == 2, sorted(manifests)
+    for rec, meta in zip((a1, z9), metas, strict=True):
+        assert manifests[meta["manifest"]] == (st.data / rec.manifest_path).read_bytes()
+    assert not [r for r in caplog.records if "wrong" in r.getMessage()], caplog.text
+
+    # the station restored from a backup taken before A1's end token was uploaded: the request
+    # is pending again, the TSA grants it once more (another token), the cursor is back
+    with contextlib.closing(Ledger.in_data_dir(st.data)) as ledger:
+        subject = metas[0]["log"]["manifest_sha256"]
+        ledger.conn.execute(
+            "UPDATE proof_timestamps SET status = 'pending', token = NULL WHERE subject_sha256 = ?",
+            (subject,),
+        )
+        ledger.conn.commit()
+        SyncCursors(ledger.db).set_cursor(TOKENS_CURSOR, 0)
+    before = objects(f"proof/tokens/{subject}.")
+    assert len(before) == 1, sorted(before)
+    fin = ProofFinalizer(cfg, start_worker=False)
+    assert fin.tsa is not None
+    fin.tsa.process_due()
+    fin.close()
+    caplog.clear()
+    archive()
+    after = objects(f"proof/tokens/{subject}.")
+    assert len(after) == 2, sorted(after)
+    assert set(before.items()) < set(after.items())  # the first token is still there, as it was
+    assert not [r for r in caplog.records if "wrong" in r.getMessage()], caplog.text
