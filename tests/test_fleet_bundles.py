@@ -841,3 +841,62 @@ def test_no_signed_manifest_nor_token_of_one_subject_is_written_over_in_the_buck
     assert len(after) == 2, sorted(after)
     assert set(before.items()) < set(after.items())  # the first token is still there, as it was
     assert not [r for r in caplog.records if "wrong" in r.getMessage()], caplog.text
+
+
+def test_the_central_verify_page_judges_a_bare_clip_by_its_archived_tokens(
+    site: Site, tmp_path: Path
+) -> None:
+    """A bare clip on the central /verify page was at best "intact": the page checked the
+    signed manifest the station archived, but no RFC 3161 token, neither the end (manifest)
+    token nor the start statement's, though both are in the bucket. It now reads them from the
+    station's own ``proof/tokens/`` and the station's certificate from its own ``keys/``, and
+    judges them by the rules the other verifiers share: with the site's company CA and TSA
+    root pinned, the clip whose bundle is AUTHENTIC is authentic bare as well, start and end
+    timestamped, the TSA's times stated."""
+    with contextlib.closing(Ledger.in_data_dir(site.store.data)) as ledger:
+        (f2,) = ledger.clips("F2")
+    data = (site.store.data / f2.path).read_bytes()
+    page = html.unescape(verify_page(site.server.packcam_app, data))
+    assert "Authentic: matches a recorded clip" in page, page[-4000:]
+    assert "a TSA you trust" in page and "start timestamped" in page, page[-4000:]
+    assert "certified as" in page, page[-4000:]
+
+
+def test_a_bare_clip_timestamped_late_fails_centrally_as_its_bundle_does(
+    seaweed: SeaweedServer,
+    postgres: PostgresServer,
+    tsa_ec,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A station whose manifests say the clips ended two hours before a TSA saw them: the
+    bundle is `time-out-of-bounds`, and so is the bare clip on the central site, which used to
+    call it intact. A token object under the station's prefix larger than any token is never
+    read whole: the clip is not verified (the page cannot judge every token of it)."""
+    from station.fleet.objstore import station_prefix
+    from station.proof.bundle import export_order
+
+    st = build_store(tmp_path / "station", tsa_ec, ["L1", "L2"], c2pa=False,
+                     ago=timedelta(hours=2))  # fmt: skip
+    with central_site(st, seaweed, postgres, tmp_path) as site:
+        app = site.server.packcam_app
+        with contextlib.closing(Ledger.in_data_dir(st.data)) as ledger:
+            (l1,), (l2,) = ledger.clips("L1"), ledger.clips("L2")
+            leaf2 = (ledger.archive_state(int(l2.id or 0)) or {})["archive_meta"]["log"]
+        bundle = export_order(st.cfg, "L1", tmp_path / "L1.zip").path
+        page = html.unescape(verify_page(app, bundle.read_bytes(), "en", "L1.zip"))
+        assert "✘ Not authentic" in page and "time-out-of-bounds" in page, page[-4000:]
+        page = html.unescape(verify_page(app, (st.data / l1.path).read_bytes()))
+        assert "✘ Not authentic" in page and "time-out-of-bounds" in page, page[-4000:]
+
+        prefix = station_prefix(site.station_cfg.archive.prefix, site.station_cfg.station.name)
+        big = f"{prefix}proof/tokens/{leaf2['manifest_sha256']}.00000000.{'0' * 16}.tst"
+        arch = Archiver(site.station_cfg)
+        try:
+            arch.store.client.put_object(
+                Bucket=site.station_cfg.archive.bucket, Key=big, Body=b"\0" * (1 << 20)
+            )
+        finally:
+            arch.stop()
+        page = html.unescape(verify_page(app, (st.data / l2.path).read_bytes()))
+        assert "Not verified" in page and "Authentic" not in page, page[-4000:]
+        assert "could not be read" in page, page[-4000:]
