@@ -6,6 +6,7 @@ The same archiver runs against a real SeaweedFS in tests/test_fleet.py.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
