@@ -112,6 +112,7 @@ MAX_TOKENS_READ = 16  # of one subject: one per TSA, one more for each request g
 MAX_CERT_FILE = 64 << 10
 MAX_KEYS_READ = 64  # under keys/: per signing key its public key and certificates
 # `<tsa>.tst` (archived before tokens were named by their digest) or `<tsa>.<digest>.tst`
+EVIDENCE_UNREAD = "clip-evidence-unread"
 _TOKEN_NAME = re.compile(r"[0-9a-f]{8}(?:\.[0-9a-f]{16})?\.tst")
 _SUBJECT = re.compile(r"[0-9a-f]{64}")
 
@@ -202,7 +203,8 @@ def _check_archived_evidence(
     except Exception as exc:  # the store, or an object over its size: no verdict on it
         log.warning("verify page: the archived evidence of clip %s is not read: %s", c.id, exc)
         report.add("evidence", WARN, f"the station's archived certificates or RFC 3161 tokens "
-                   f"of this clip could not be read ({exc}): not verified")  # fmt: skip
+                   f"of this clip could not be read ({exc}): one left unread may be one that "
+                   "fails, so it is not verified here", EVIDENCE_UNREAD)  # fmt: skip
         report.pending = True
         return
     if cert is None:
