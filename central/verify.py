@@ -24,6 +24,7 @@ from station.proof.verify import (
     Report,
     TimeBound,
     WitnessRecordError,
+    check_clip_c2pa,
     check_clip_tokens,
     check_recorded_times,
     check_signer,
@@ -191,7 +192,8 @@ def _check_archived_evidence(
     bytes, judged as the other verifiers judge it: the key's certificate (archived under
     ``keys/``) against this site's company CA, the recorded times against the clip's own
     length, the RFC 3161 tokens over the manifest (its end) and over its start statement
-    (archived under ``proof/tokens/``) against this site's TSA roots. What it cannot read
+    (archived under ``proof/tokens/``) against this site's TSA roots, its embedded C2PA
+    manifest against the signed one. What it cannot read
     whole leaves the clip not verified (``pending``): a token left unread may be one that
     fails."""
     try:
@@ -219,6 +221,7 @@ def _check_archived_evidence(
                      where="the station's archived keys")  # fmt: skip
     check_recorded_times(report, body, path)
     check_clip_tokens(report, manifest_sha, body, end_tokens, start_tokens, anchors, [], bound)
+    check_clip_c2pa(report, path, body, anchors, ca)
 
 
 def verify_clip_central(

@@ -870,13 +870,13 @@ def test_a_bare_clip_timestamped_late_fails_centrally_as_its_bundle_does(
 ) -> None:
     """A station whose manifests say the clips ended two hours before a TSA saw them: the
     bundle is `time-out-of-bounds`, and so is the bare clip on the central site, which used to
-    call it intact. A token object under the station's prefix larger than any token is never
-    read whole: the clip is not verified (the page cannot judge every token of it)."""
+    call it intact (its C2PA manifest is checked too). A token object under the station's
+    prefix larger than any token is never read whole: the clip is not verified (the page
+    cannot judge every token of it)."""
     from station.fleet.objstore import station_prefix
     from station.proof.bundle import export_order
 
-    st = build_store(tmp_path / "station", tsa_ec, ["L1", "L2"], c2pa=False,
-                     ago=timedelta(hours=2))  # fmt: skip
+    st = build_store(tmp_path / "station", tsa_ec, ["L1", "L2"], ago=timedelta(hours=2))
     with central_site(st, seaweed, postgres, tmp_path) as site:
         app = site.server.packcam_app
         with contextlib.closing(Ledger.in_data_dir(st.data)) as ledger:
@@ -887,6 +887,8 @@ def test_a_bare_clip_timestamped_late_fails_centrally_as_its_bundle_does(
         assert "✘ Not authentic" in page and "time-out-of-bounds" in page, page[-4000:]
         page = html.unescape(verify_page(app, (st.data / l1.path).read_bytes()))
         assert "✘ Not authentic" in page and "time-out-of-bounds" in page, page[-4000:]
+        # its embedded C2PA manifest is held to the signed one, as `packcam verify --data` does
+        assert "embedded C2PA manifest valid" in page, page[-4000:]
 
         prefix = station_prefix(site.station_cfg.archive.prefix, site.station_cfg.station.name)
         big = f"{prefix}proof/tokens/{leaf2['manifest_sha256']}.00000000.{'0' * 16}.tst"

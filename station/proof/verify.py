@@ -2219,7 +2219,7 @@ def verify_clip(
             [t.token for t in st.log.timestamps_for(start) if t.token] if start else [],
             anchors, st.tsa_roots, bound,
         )  # fmt: skip
-        _check_c2pa(report, path, body, trust_pem, anchored=bool(trusted))
+        check_clip_c2pa(report, path, body, anchors, st.ca)
         report.facts.update({k: body.get(k) for k in _CLIP_FACTS})
         report.facts["log_index"] = e.seq
     return report
@@ -2509,6 +2509,22 @@ def check_signer(
     certified = _check_key_cert(report, station_pub, key_cert, shipped_ca, anchors, where=where)
     _check_station_name(report, "manifest.station", claimed_station, certified)
     return certified
+
+
+def check_clip_c2pa(
+    report: Report,
+    clip: Path,
+    body: dict[str, Any],
+    anchors: Anchors,
+    shipped_ca: x509.Certificate | None,
+) -> None:
+    """A bare clip's embedded C2PA manifest against its signed manifest ``body``, its signer
+    against the company CA you trust (else the one that came with the evidence,
+    ``shipped_ca``: not anchored then)."""
+    trusted = anchors.trusted_ca([shipped_ca] if shipped_ca is not None else [])
+    shipped = [shipped_ca] if shipped_ca is not None else []
+    trust_pem = b"".join(pem(c) for c in (trusted or shipped)) or None
+    _check_c2pa(report, clip, body, trust_pem, anchored=bool(trusted))
 
 
 def check_recorded_times(report: Report, body: dict[str, Any], clip: Path) -> None:
