@@ -145,15 +145,16 @@ def _listed(store: ObjectStore, where: str, most: int) -> list[str]:
 def archived_tokens(store: ObjectStore, station: str, subject: str) -> list[bytes]:
     """The RFC 3161 tokens over ``subject`` (the SHA-256 hex of the signed bytes they stamp)
     that ``station`` archived under its own ``proof/tokens/`` (docs/fleet.md: both names, with
-    and without the token's digest). Unread when there are more than MAX_TOKENS_READ or one is
-    larger than a token."""
+    and without the token's digest; one token under both is one). Unread when there are more
+    than MAX_TOKENS_READ objects or one is larger than a token."""
     if not _SUBJECT.fullmatch(subject):
         raise ValueError(f"{subject!r} is not a SHA-256")  # programming error
     where = f"{station_prefix(store.cfg.prefix, station)}proof/tokens/{subject}."
     keys = [
         k for k in _listed(store, where, MAX_TOKENS_READ) if _TOKEN_NAME.fullmatch(k[len(where) :])
     ]
-    return [_bounded_get(store, k, MAX_TOKEN) for k in keys]
+    # one token under both names (re-sent by a station restored from a backup) is one token
+    return list(dict.fromkeys(_bounded_get(store, k, MAX_TOKEN) for k in keys))
 
 
 def archived_certificate(

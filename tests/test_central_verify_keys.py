@@ -194,6 +194,7 @@ def test_a_clip_s_tokens_and_certificates_are_read_only_under_its_station_s_pref
         f"{mine}proof/tokens/{subject}.0123abcd.tst": b"old name",
         f"{mine}proof/tokens/{subject}.0123abcd.{'1' * 16}.tst": b"granted again",
         f"{mine}proof/tokens/{subject}.4567cdef.{'2' * 16}.tst": b"another TSA",
+        f"{mine}proof/tokens/{subject}.4567cdef.tst": b"another TSA",  # both names: one token
         f"{mine}proof/tokens/{subject}.0123abcd.tst.bak": b"not a token's name",
         f"{mine}proof/tokens/{next_subject}.0123abcd.tst": b"another subject",
         f"{other}proof/tokens/{subject}.0123abcd.tst": b"another station",
