@@ -112,8 +112,8 @@ MAX_TOKEN = 64 << 10
 MAX_TOKENS_READ = 16  # of one subject: one per TSA, one more for each request granted twice
 MAX_CERT_FILE = 64 << 10
 MAX_KEYS_READ = 64  # under keys/: per signing key its public key and certificates
-# `<tsa>.tst` (archived before tokens were named by their digest) or `<tsa>.<digest>.tst`
 EVIDENCE_UNREAD = "clip-evidence-unread"
+# `<tsa>.tst` (archived before tokens were named by their digest) or `<tsa>.<digest>.tst`
 _TOKEN_NAME = re.compile(r"[0-9a-f]{8}(?:\.[0-9a-f]{16})?\.tst")
 _SUBJECT = re.compile(r"[0-9a-f]{64}")
 
@@ -194,9 +194,8 @@ def _check_archived_evidence(
     ``keys/``) against this site's company CA, the recorded times against the clip's own
     length, the RFC 3161 tokens over the manifest (its end) and over its start statement
     (archived under ``proof/tokens/``) against this site's TSA roots, its embedded C2PA
-    manifest against the signed one. What it cannot read
-    whole leaves the clip not verified (``pending``): a token left unread may be one that
-    fails."""
+    manifest against the signed one. What it cannot read whole leaves the clip not verified
+    (``pending``): a token left unread may be one that fails."""
     try:
         cert, ca = archived_certificate(store, c.station, public)
         start = start_statement_digest(body)
