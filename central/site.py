@@ -18,6 +18,7 @@ from web.backends import ClipsVerifier, MediaStore
 from web.cli import make_server as make_web_server
 from web.frames import KeyFrame
 from web.handles import site_config
+from web.verify import site_anchors
 
 if TYPE_CHECKING:
     from station.proof.trust import Anchors
@@ -90,7 +91,9 @@ class CentralSite:
         check_bundle_witnessed(report, api.central_db(), witness_key(self.config))
 
     def verify_clip(self, path: Path) -> Report:
-        return verify_clip_central(path, api.central_db(), media.media_store())
+        # judged against what this site publishes (/trust): its company CA and TSA roots
+        anchors = site_anchors(site_config())
+        return verify_clip_central(path, api.central_db(), media.media_store(), anchors)
 
 
 def create_app(config: Config, *, test_config: dict[str, Any] | None = None) -> Flask:

@@ -5,15 +5,31 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from central.db import CentralDB
 from central.witness import station_record
 from station.fleet.objstore import ObjectStore, station_prefix
+from station.proof import ProofError
 from station.proof.keys import StationKey, fingerprint, load_public_pem, verify_signature
-from station.proof.standalone_verify import WITNESS_SIZES_MAX
-from station.proof.verify import WARN, Report, WitnessRecordError, check_witness
+from station.proof.standalone_verify import WITNESS_SIZES_MAX, start_statement_digest
+from station.proof.trust import Anchors
+from station.proof.tsa import load_pem_certs
+from station.proof.verify import (
+    WARN,
+    Report,
+    TimeBound,
+    WitnessRecordError,
+    check_clip_c2pa,
+    check_clip_tokens,
+    check_recorded_times,
+    check_signer,
+    check_witness,
+)
 from station.proof.verify import logged_twice as verify_logged_twice
 from station.store.files import sha256_and_size
 from station.store.ledger import ClipRecord
@@ -88,13 +104,142 @@ def _read_leaf(
         return None
 
 
-def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) -> Report:
+# What the page reads of a clip's other evidence in the bucket, only under its own station's
+# prefix (the rows are the station's sync payload; the site reads the whole bucket) and only
+# objects of their kind's size: an RFC 3161 token is a few KB (its TSA's certificates in it),
+# a certificate file one or a few certificates.
+MAX_TOKEN = 64 << 10
+MAX_TOKENS_READ = 16  # of one subject: one per TSA, one more for each request granted twice
+MAX_CERT_FILE = 64 << 10
+MAX_KEYS_READ = 64  # under keys/: per signing key its public key and certificates
+EVIDENCE_UNREAD = "clip-evidence-unread"
+# `<tsa>.tst` (archived before tokens were named by their digest) or `<tsa>.<digest>.tst`
+_TOKEN_NAME = re.compile(r"[0-9a-f]{8}(?:\.[0-9a-f]{16})?\.tst")
+_SUBJECT = re.compile(r"[0-9a-f]{64}")
+
+
+class Unread(Exception):
+    """Evidence of a clip in the bucket the page could not read whole: more objects than it
+    reads, an object larger than its kind, or a store that did not answer."""
+
+
+def _bounded_get(store: ObjectStore, key: str, limit: int) -> bytes:
+    """Object ``key``, of at most ``limit`` bytes (a larger one is never read whole)."""
+    body = store.client.get_object(Bucket=store.bucket, Key=key, Range=f"bytes=0-{limit}")["Body"]
+    try:
+        data = bytes(body.read(limit + 1))
+    finally:
+        body.close()
+    if len(data) > limit:
+        raise Unread(f"{key!r} is larger than {limit} bytes")
+    return data
+
+
+def _listed(store: ObjectStore, where: str, most: int) -> list[str]:
+    resp = store.client.list_objects_v2(Bucket=store.bucket, Prefix=where, MaxKeys=most)
+    if resp.get("IsTruncated"):
+        raise Unread(f"more than {most} objects under {where!r}")
+    return sorted(str(o["Key"]) for o in resp.get("Contents", []))
+
+
+def archived_tokens(store: ObjectStore, station: str, subject: str) -> list[bytes]:
+    """The RFC 3161 tokens over ``subject`` (the SHA-256 hex of the signed bytes they stamp)
+    that ``station`` archived under its own ``proof/tokens/`` (docs/fleet.md: both names, with
+    and without the token's digest; one token under both is one). Unread when there are more
+    than MAX_TOKENS_READ objects or one is larger than a token."""
+    if not _SUBJECT.fullmatch(subject):
+        raise ValueError(f"{subject!r} is not a SHA-256")  # programming error
+    where = f"{station_prefix(store.cfg.prefix, station)}proof/tokens/{subject}."
+    keys = [
+        k for k in _listed(store, where, MAX_TOKENS_READ) if _TOKEN_NAME.fullmatch(k[len(where) :])
+    ]
+    # one token under both names (re-sent by a station restored from a backup) is one token
+    return list(dict.fromkeys(_bounded_get(store, k, MAX_TOKEN) for k in keys))
+
+
+def archived_certificate(
+    store: ObjectStore, station: str, public: Any
+) -> tuple[x509.Certificate | None, x509.Certificate | None]:
+    """The certificate of key ``public`` among those ``station`` archived under its own
+    ``keys/`` (its company CA's certificate there too, when it is), (None, None) when there is
+    none. Unread as ``archived_tokens``."""
+    where = f"{station_prefix(store.cfg.prefix, station)}keys/"
+    certs: list[x509.Certificate] = []
+    for key in _listed(store, where, MAX_KEYS_READ):
+        if key.endswith((".crt", ".pem")) and not key.endswith(".pub.pem"):
+            try:
+                certs += load_pem_certs(_bounded_get(store, key, MAX_CERT_FILE))
+            except ProofError:
+                continue  # not a certificate file: nothing of the signer in it
+    mine = next((c for c in certs if c.public_key() == public), None)
+    if mine is None:
+        return None, None
+    issuer = next((c for c in certs if c is not mine and c.subject == mine.issuer), None)
+    return mine, issuer
+
+
+def _check_archived_evidence(
+    report: Report,
+    store: ObjectStore,
+    c: ClipRecord,
+    path: Path,
+    manifest: bytes,
+    body: dict[str, Any],
+    public: Any,
+    anchors: Anchors,
+    bound: TimeBound | None,
+) -> None:
+    """A bare clip whose archived manifest is signed by its station's key and names its
+    bytes, judged as the other verifiers judge it: the key's certificate (archived under
+    ``keys/``) against this site's company CA, the recorded times against the clip's own
+    length, the RFC 3161 tokens over the manifest (its end) and over its start statement
+    (archived under ``proof/tokens/``) against this site's TSA roots, its embedded C2PA
+    manifest against the signed one. What it cannot read whole leaves the clip not verified
+    (``pending``): a token left unread may be one that fails."""
+    try:
+        cert, ca = archived_certificate(store, c.station, public)
+        start = start_statement_digest(body)
+        manifest_sha = hashlib.sha256(manifest).hexdigest()
+        end_tokens = archived_tokens(store, c.station, manifest_sha)
+        start_tokens = archived_tokens(store, c.station, start) if start else []
+    except Exception as exc:  # the store, or an object over its size: no verdict on it
+        log.warning("verify page: the archived evidence of clip %s is not read: %s", c.id, exc)
+        report.add("evidence", WARN, f"the station's archived certificates or RFC 3161 tokens "
+                   f"of this clip could not be read ({exc}): one left unread may be one that "
+                   "fails, so it is not verified here", EVIDENCE_UNREAD)  # fmt: skip
+        report.pending = True
+        return
+    if cert is None:
+        fp = fingerprint(public)
+        report.facts["station_key"] = fp
+        report.add("signer", WARN, f"the station has archived no certificate of its key {fp}: "
+                   "compare this fingerprint with the one the seller published",
+                   "signer-unanchored")  # fmt: skip
+        report.compare(f"station key {fp}")
+    else:
+        check_signer(report, public, cert, ca, anchors, body.get("station"),
+                     where="the station's archived keys")  # fmt: skip
+    check_recorded_times(report, body, path)
+    check_clip_tokens(report, manifest_sha, body, end_tokens, start_tokens, anchors, [], bound)
+    check_clip_c2pa(report, path, body, anchors, ca)
+
+
+def verify_clip_central(
+    path: Path,
+    db: CentralDB,
+    store: ObjectStore | None,
+    anchors: Anchors | None = None,
+    bound: TimeBound | None = None,
+) -> Report:
     """A bare clip against the central index and the archived, signed manifest of that clip.
 
-    The index is this site's own database: it finds the manifest but proves nothing. Intact
-    (never more: the key is the one the station enrolled with, no CA vouches for it) when the
-    station's signed manifest (the log leaf archived in the bucket) verifies with that key
-    and names exactly these bytes; the order, station and times shown are the manifest's.
+    The index is this site's own database: it finds the manifest but proves nothing. The
+    station's signed manifest (the log leaf archived in the bucket) must verify with the key
+    the station enrolled with and name exactly these bytes; the order, station and times
+    shown are the manifest's. Then the clip is judged as a bundle's clip is
+    (``_check_archived_evidence``) against ``anchors`` (this site's company CA and TSA roots):
+    authentic when the key's archived certificate chains to the CA and a TSA root saw the
+    manifest within the bound of its recorded end.
     """
 
     report = Report(subject=path.name)
@@ -131,7 +276,6 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
         report.add("signature", "warn", "the station has not enrolled a public key")
     elif signed:
         report.add("signature", "ok", "the manifest is signed by the station's enrolled key")
-        report.compare(f"station key {fingerprint(public)}")
     else:
         report.add("signature", "fail", "the archived manifest's signature does not verify",
                    "manifest-bad-signature")  # fmt: skip
@@ -153,6 +297,9 @@ def verify_clip_central(path: Path, db: CentralDB, store: ObjectStore | None) ->
         report.add("manifest", "ok", "the signed manifest names exactly these bytes")
         report.facts.update({k: body.get(k) for k in _SIGNED_FACTS})
         report.facts["log_index"] = body.get("seq")
+        _check_archived_evidence(
+            report, store, c, path, manifest, body, public, anchors or Anchors(), bound
+        )
     else:
         report.add("manifest", "info", "the manifest names these bytes, but its signature is "
                    "not checked")  # fmt: skip

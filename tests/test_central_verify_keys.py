@@ -170,3 +170,72 @@ def test_verify_reads_a_bounded_number_of_rows_and_never_passes_what_it_left_unr
         assert any(c.code == "clip-rows-unchecked" for c in bundle.checks), bundle.checks
     finally:
         db.close()
+
+
+def test_a_clip_s_tokens_and_certificates_are_read_only_under_its_station_s_prefix(
+    moto_s3: None, tmp_path: Path
+) -> None:
+    """The bare clip's RFC 3161 tokens are listed under its own station's ``proof/tokens/``
+    by the subject's SHA-256 (both names: with and without the token's digest, docs/fleet.md),
+    its key's certificate under its own ``keys/``: another station's objects, other subjects
+    and objects of other names are never read; more than the page reads, or one larger than a
+    token, is Unread rather than judged in part."""
+    from central.verify import MAX_TOKENS_READ, Unread, archived_certificate, archived_tokens
+    from station.proof.ca import CompanyCa
+
+    cfg = config_mod.load(None).replace("archive", bucket=BUCKET, region="us-east-1")
+    store, reads = _spied_store(cfg)
+    mine, other = (
+        station_prefix(cfg.archive.prefix, "st-t"),
+        station_prefix(cfg.archive.prefix, "st-o"),
+    )
+    subject, next_subject = "ab" * 32, "ab" * 31 + "ac"
+    put = {
+        f"{mine}proof/tokens/{subject}.0123abcd.tst": b"old name",
+        f"{mine}proof/tokens/{subject}.0123abcd.{'1' * 16}.tst": b"granted again",
+        f"{mine}proof/tokens/{subject}.4567cdef.{'2' * 16}.tst": b"another TSA",
+        f"{mine}proof/tokens/{subject}.4567cdef.tst": b"another TSA",  # both names: one token
+        f"{mine}proof/tokens/{subject}.0123abcd.tst.bak": b"not a token's name",
+        f"{mine}proof/tokens/{next_subject}.0123abcd.tst": b"another subject",
+        f"{other}proof/tokens/{subject}.0123abcd.tst": b"another station",
+    }
+    for key, body in put.items():
+        store.client.put_object(Bucket=BUCKET, Key=key, Body=body)
+    reads.clear()
+    got = archived_tokens(store, "st-t", subject)
+    assert sorted(got) == [b"another TSA", b"granted again", b"old name"]
+    assert all(k.startswith(f"{mine}proof/tokens/{subject}.") for k in reads), reads
+    assert not any(k.endswith(".bak") for k in reads)
+
+    big = f"{mine}proof/tokens/{subject}.89abcdef.{'3' * 16}.tst"
+    store.client.put_object(Bucket=BUCKET, Key=big, Body=b"\0" * (1 << 20))
+    with pytest.raises(Unread, match="larger than"):
+        archived_tokens(store, "st-t", subject)
+    store.client.delete_object(Bucket=BUCKET, Key=big)
+    for i in range(MAX_TOKENS_READ):
+        key = f"{mine}proof/tokens/{subject}.{i:08x}.{'4' * 16}.tst"
+        store.client.put_object(Bucket=BUCKET, Key=key, Body=b"t")
+    with pytest.raises(Unread, match="more than"):
+        archived_tokens(store, "st-t", subject)
+
+    # the certificate: the one of this key, under this station's keys/ only
+    ca = CompanyCa.create(tmp_path / "ca", "Test Co CA")
+    key, stranger = StationKey.generate(), StationKey.generate()
+    certs = ca.issue_station("st-t", key.public)
+    store.client.put_object(Bucket=BUCKET, Key=f"{other}keys/station-key-1.crt",
+                            Body=ca.issue_station("st-o", key.public).key_cert_pem)  # fmt: skip
+    reads.clear()
+    assert archived_certificate(store, "st-t", key.public) == (None, None)
+    assert reads == []  # nothing under its own keys/ yet: another station's not read
+    for name, body in {
+        "keys/station-key-2.crt": ca.issue_station("st-t", stranger.public).key_cert_pem,
+        "keys/station-key-3.crt": certs.key_cert_pem,
+        "keys/company-ca-4.crt": certs.ca_cert_pem,
+        "keys/x.pub.pem": key.public_pem(),
+    }.items():
+        store.client.put_object(Bucket=BUCKET, Key=mine + name, Body=body)
+    reads.clear()
+    cert, issuer = archived_certificate(store, "st-t", key.public)
+    assert cert is not None and cert.public_key() == key.public
+    assert issuer is not None and issuer == ca.cert
+    assert reads and all(k.startswith(f"{mine}keys/") and k.endswith(".crt") for k in reads)

@@ -753,3 +753,152 @@ def test_one_recording_logged_under_two_orders_is_authentic_on_the_central_site_
             assert "'A1'" in page and "'Z9'" in page, page[-4000:]
         page = verify_page(app, (st.data / z9.path).read_bytes())
         assert "clip-logged-twice" in page and "Authentic" not in page, page[-4000:]
+
+
+def test_no_signed_manifest_nor_token_of_one_subject_is_written_over_in_the_bucket(
+    seaweed: SeaweedServer,
+    tsa_ec,  # noqa: F811
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two evidence objects were named so that a second one wrote over the first (an ERROR,
+    "in the bucket but wrong", then a PUT): the sidecar manifest by the clip's SHA-256 only,
+    and an RFC 3161 token by its subject and TSA only. One recording logged under two orders
+    (`clip-logged-twice`) has two signed manifests; a token request granted twice (a station
+    restored from a backup asks again for a token it had already uploaded) has two tokens of
+    one subject from one TSA. Each is kept, under its own name, each row's archive_meta names
+    its own manifest, and nothing is written over."""
+    import logging
+
+    from test_proof_audit_overlap import _session
+
+    from station.fleet.archiver import TOKENS_CURSOR
+    from station.fleet.objstore import station_prefix
+    from station.proof.finalizer import ProofFinalizer
+    from station.store.cursors import SyncCursors
+
+    st = build_store(tmp_path / "station", tsa_ec, [], c2pa=False)
+    t0 = datetime.now(UTC) - timedelta(minutes=6)
+    _session(st.cfg, ["A1"], t0, pre_roll=False)
+    _session(st.cfg, ["Z9"], t0 + timedelta(minutes=2), pre_roll=False)
+    bucket = _bucket(seaweed)
+    cfg = st.cfg.replace(
+        "archive", enabled=True, retry_s=0.2, endpoint_url=seaweed.endpoint,
+        region="us-east-1", bucket=bucket, access_key_id=S3_ACCESS_KEY,
+        secret_access_key=S3_SECRET_KEY, addressing_style="path",
+    )  # fmt: skip
+    prefix = station_prefix(cfg.archive.prefix, cfg.station.name)
+
+    def archive() -> Archiver:
+        arch = Archiver(cfg)
+        try:
+            with caplog.at_level(logging.ERROR):
+                arch.run_once()
+        finally:
+            arch.stop()
+        return arch
+
+    def objects(under: str) -> dict[str, bytes]:
+        arch = Archiver(cfg)
+        try:
+            listed = arch.store.client.list_objects_v2(Bucket=bucket, Prefix=prefix + under)
+            keys = [o["Key"] for o in listed.get("Contents", [])]
+            return {k: arch.store.get_bytes(k) for k in keys}
+        finally:
+            arch.stop()
+
+    caplog.clear()
+    archive()
+    with contextlib.closing(Ledger.in_data_dir(st.data)) as ledger:
+        (a1,), (z9,) = ledger.clips("A1"), ledger.clips("Z9")
+        metas = [(ledger.archive_state(int(r.id or 0)) or {})["archive_meta"] for r in (a1, z9)]
+    assert a1.sha256 == z9.sha256
+    manifests = objects("manifests/")
+    assert len(manifests) == 2, sorted(manifests)
+    for rec, meta in zip((a1, z9), metas, strict=True):
+        assert manifests[meta["manifest"]] == (st.data / rec.manifest_path).read_bytes()
+    assert not [r for r in caplog.records if "wrong" in r.getMessage()], caplog.text
+
+    # the station restored from a backup taken before A1's end token was uploaded: the request
+    # is pending again, the TSA grants it once more (another token), the cursor is back
+    with contextlib.closing(Ledger.in_data_dir(st.data)) as ledger:
+        subject = metas[0]["log"]["manifest_sha256"]
+        ledger.conn.execute(
+            "UPDATE proof_timestamps SET status = 'pending', token = NULL WHERE subject_sha256 = ?",
+            (subject,),
+        )
+        ledger.conn.commit()
+        SyncCursors(ledger.db).set_cursor(TOKENS_CURSOR, 0)
+    before = objects(f"proof/tokens/{subject}.")
+    assert len(before) == 1, sorted(before)
+    fin = ProofFinalizer(cfg, start_worker=False)
+    assert fin.tsa is not None
+    fin.tsa.process_due()
+    fin.close()
+    caplog.clear()
+    archive()
+    after = objects(f"proof/tokens/{subject}.")
+    assert len(after) == 2, sorted(after)
+    assert set(before.items()) < set(after.items())  # the first token is still there, as it was
+    assert not [r for r in caplog.records if "wrong" in r.getMessage()], caplog.text
+
+
+def test_the_central_verify_page_judges_a_bare_clip_by_its_archived_tokens(
+    site: Site, tmp_path: Path
+) -> None:
+    """A bare clip on the central /verify page was at best "intact": the page checked the
+    signed manifest the station archived, but no RFC 3161 token, neither the end (manifest)
+    token nor the start statement's, though both are in the bucket. It now reads them from the
+    station's own ``proof/tokens/`` and the station's certificate from its own ``keys/``, and
+    judges them by the rules the other verifiers share: with the site's company CA and TSA
+    root pinned, the clip whose bundle is AUTHENTIC is authentic bare as well, start and end
+    timestamped, the TSA's times stated."""
+    with contextlib.closing(Ledger.in_data_dir(site.store.data)) as ledger:
+        (f2,) = ledger.clips("F2")
+    data = (site.store.data / f2.path).read_bytes()
+    page = html.unescape(verify_page(site.server.packcam_app, data))
+    assert "Authentic: matches a recorded clip" in page, page[-4000:]
+    assert "a TSA you trust" in page and "start timestamped" in page, page[-4000:]
+    assert "certified as" in page, page[-4000:]
+
+
+def test_a_bare_clip_timestamped_late_fails_centrally_as_its_bundle_does(
+    seaweed: SeaweedServer,
+    postgres: PostgresServer,
+    tsa_ec,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A station whose manifests say the clips ended two hours before a TSA saw them: the
+    bundle is `time-out-of-bounds`, and so is the bare clip on the central site, which used to
+    call it intact (its C2PA manifest is checked too). A token object under the station's
+    prefix larger than any token is never read whole: the clip is not verified (the page
+    cannot judge every token of it)."""
+    from station.fleet.objstore import station_prefix
+    from station.proof.bundle import export_order
+
+    st = build_store(tmp_path / "station", tsa_ec, ["L1", "L2"], ago=timedelta(hours=2))
+    with central_site(st, seaweed, postgres, tmp_path) as site:
+        app = site.server.packcam_app
+        with contextlib.closing(Ledger.in_data_dir(st.data)) as ledger:
+            (l1,), (l2,) = ledger.clips("L1"), ledger.clips("L2")
+            leaf2 = (ledger.archive_state(int(l2.id or 0)) or {})["archive_meta"]["log"]
+        bundle = export_order(st.cfg, "L1", tmp_path / "L1.zip").path
+        page = html.unescape(verify_page(app, bundle.read_bytes(), "en", "L1.zip"))
+        assert "✘ Not authentic" in page and "time-out-of-bounds" in page, page[-4000:]
+        page = html.unescape(verify_page(app, (st.data / l1.path).read_bytes()))
+        assert "✘ Not authentic" in page and "time-out-of-bounds" in page, page[-4000:]
+        # its embedded C2PA manifest is held to the signed one, as `packcam verify --data` does
+        assert "embedded C2PA manifest valid" in page, page[-4000:]
+
+        prefix = station_prefix(site.station_cfg.archive.prefix, site.station_cfg.station.name)
+        big = f"{prefix}proof/tokens/{leaf2['manifest_sha256']}.00000000.{'0' * 16}.tst"
+        arch = Archiver(site.station_cfg)
+        try:
+            arch.store.client.put_object(
+                Bucket=site.station_cfg.archive.bucket, Key=big, Body=b"\0" * (1 << 20)
+            )
+        finally:
+            arch.stop()
+        page = html.unescape(verify_page(app, (st.data / l2.path).read_bytes()))
+        assert "Not verified" in page and "Authentic" not in page, page[-4000:]
+        assert "could not be read" in page, page[-4000:]

@@ -162,7 +162,12 @@ class Archiver(IndexWorker):
                 raise LocalFileChanged(f"{rec.manifest_path}: not a JSON manifest: {exc}") from exc
             if not isinstance(body, dict) or body.get("sha256", rec.sha256) != rec.sha256:
                 raise LocalFileChanged(f"{rec.manifest_path}: not the manifest of {rec.path}")
-            key = f"{self.prefix}manifests/{rec.sha256}.json"
+            # Named by its own digest too: one recording logged twice (relabelled to a second
+            # order, `clip-logged-twice`) has two signed manifests of the same clip bytes, and
+            # the second must never write over the first (each row's meta names its own; the
+            # `<clip sha256>.json` of before stays readable where a row names it)
+            digest = hashlib.sha256(raw).hexdigest()[:16]
+            key = f"{self.prefix}manifests/{rec.sha256}-{digest}.json"
             self.store.put_bytes(key, raw, content_type="application/json")
             meta["manifest"] = key
             objects += 1
@@ -301,7 +306,12 @@ class Archiver(IndexWorker):
                 return
             if r.status == "granted" and r.token is not None:
                 tsa = hashlib.sha256(r.tsa_url.encode()).hexdigest()[:8]
-                key = f"{self.prefix}proof/tokens/{r.subject_sha256}.{tsa}.tst"
+                # Named by the token's own digest too: a request granted twice (a station
+                # restored from a backup asks again for a token it had uploaded) gives a
+                # second token of the same subject from the same TSA, and the first must stay
+                # (`<subject>.<tsa>.tst` of before stays readable: readers list the subject)
+                own = hashlib.sha256(r.token).hexdigest()[:16]
+                key = f"{self.prefix}proof/tokens/{r.subject_sha256}.{tsa}.{own}.tst"
                 self.store.put_bytes(key, r.token, content_type="application/timestamp-reply")
             elif r.status == "pending":
                 settled = False

@@ -2212,18 +2212,14 @@ def verify_clip(
             _note_late_links(report, "index.row", st.clips, row)
         _note_overlaps(report, st, entries, body, row)
         _check_clip_in_log(report, st, e)
-        report.time_anchors.append(
-            _check_leaf_tokens(report, "timestamp", st, e, body, anchors, bound)
-        )
         start = start_statement_digest(body)
-        start_seen = _check_start(
-            report, "start", body,
+        check_clip_tokens(
+            report, e.manifest_sha256, body,
+            [t.token for t in st.log.timestamps_for(e.manifest_sha256) if t.token],
             [t.token for t in st.log.timestamps_for(start) if t.token] if start else [],
-            anchors, st.tsa_roots, bound or TimeBound(),
+            anchors, st.tsa_roots, bound,
         )  # fmt: skip
-        if start_seen is not None:
-            report.facts["start_tsa_time"] = start_seen
-        _check_c2pa(report, path, body, trust_pem, anchored=bool(trusted))
+        check_clip_c2pa(report, path, body, anchors, st.ca)
         report.facts.update({k: body.get(k) for k in _CLIP_FACTS})
         report.facts["log_index"] = e.seq
     return report
@@ -2467,6 +2463,74 @@ def _check_leaf_tokens(
         timed=True,
     )
     return anchored
+
+
+def check_clip_tokens(
+    report: Report,
+    manifest_sha256: str,
+    body: dict[str, Any],
+    end_tokens: list[bytes],
+    start_tokens: list[bytes],
+    anchors: Anchors,
+    shipped_roots: list[x509.Certificate],
+    bound: TimeBound | None = None,
+) -> None:
+    """A bare clip's RFC 3161 tokens by the rules every verifier shares: those over its signed
+    manifest (SHA-256 ``manifest_sha256``, body ``body``) timed against its recorded end
+    (``timestamp``: the report's time anchor for the clip), those over its start statement
+    judged by ``judge_start`` (``start``: the ``start_tsa_time`` fact when a TSA you pinned
+    saw it in time). `packcam verify --data` reads them from the data dir, the central site
+    from the station's own prefix in the bucket."""
+    _, anchored = _check_tokens(
+        report, "timestamp", end_tokens, bytes.fromhex(manifest_sha256), anchors,
+        shipped_roots, _recorded_end(body), bound, timed=True,
+    )  # fmt: skip
+    report.time_anchors.append(anchored)
+    seen = _check_start(
+        report, "start", body, start_tokens, anchors, shipped_roots, bound or TimeBound()
+    )
+    if seen is not None:
+        report.facts["start_tsa_time"] = seen
+
+
+def check_signer(
+    report: Report,
+    station_pub: Ed25519PublicKey,
+    key_cert: x509.Certificate | None,
+    shipped_ca: x509.Certificate | None,
+    anchors: Anchors,
+    claimed_station: Any,
+    *,
+    where: str,
+) -> str | None:
+    """Who signed a bare clip's manifest (the station key's certificate, from ``where``,
+    against the anchors), and the station its manifest names (``claimed_station``) against
+    the one the certificate binds the key to; returns that certified name, or None."""
+    certified = _check_key_cert(report, station_pub, key_cert, shipped_ca, anchors, where=where)
+    _check_station_name(report, "manifest.station", claimed_station, certified)
+    return certified
+
+
+def check_clip_c2pa(
+    report: Report,
+    clip: Path,
+    body: dict[str, Any],
+    anchors: Anchors,
+    shipped_ca: x509.Certificate | None,
+) -> None:
+    """A bare clip's embedded C2PA manifest against its signed manifest ``body``, its signer
+    against the company CA you trust (else the one that came with the evidence,
+    ``shipped_ca``: not anchored then)."""
+    trusted = anchors.trusted_ca([shipped_ca] if shipped_ca is not None else [])
+    shipped = [shipped_ca] if shipped_ca is not None else []
+    trust_pem = b"".join(pem(c) for c in (trusted or shipped)) or None
+    _check_c2pa(report, clip, body, trust_pem, anchored=bool(trusted))
+
+
+def check_recorded_times(report: Report, body: dict[str, Any], clip: Path) -> None:
+    """The signed manifest's start, end and duration against one another and against how
+    long ``clip`` plays (``manifest.times``; only failures are added)."""
+    _check_recorded_span(report, "manifest.times", body, presentation_s(clip))
 
 
 def _explain_unknown(
