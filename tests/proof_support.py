@@ -289,6 +289,35 @@ class TsaServer:
         self.httpd.server_close()
 
 
+class LateTsa(TsaServer):
+    """A TSA that grants its tokens ``late`` after they were asked for (genTime moved, the
+    token re-signed with its own key): a TSA the station reached only then, with no clock to
+    fake. Its key is EC."""
+
+    def __init__(self, directory: Path, late: timedelta) -> None:
+        super().__init__(directory, "ec")
+        self.late = late
+
+    def reply(self, query: bytes) -> bytes:
+        from asn1crypto import core, tsp
+
+        resp = tsp.TimeStampResp.load(super().reply(query))
+        sd = resp["time_stamp_token"]["content"]
+        tst = tsp.TSTInfo.load(sd["encap_content_info"]["content"].contents)
+        tst["gen_time"] = tst["gen_time"].native + self.late
+        tst_der = tst.dump(force=True)
+        sd["encap_content_info"]["content"] = core.ParsableOctetString(tst_der)
+        si = sd["signer_infos"][0]
+        for attr in si["signed_attrs"]:
+            if attr["type"].native == "message_digest":
+                attr["values"] = [core.OctetString(hashlib.sha256(tst_der).digest())]
+        signed = b"\x31" + si["signed_attrs"].dump(force=True)[1:]  # as a SET OF
+        key = serialization.load_pem_private_key(self.key.read_bytes(), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        si["signature"] = key.sign(signed, ec.ECDSA(hashes.SHA256()))
+        return bytes(resp.dump(force=True))
+
+
 @pytest.fixture(scope="session")
 def tsa_rsa(tmp_path_factory: pytest.TempPathFactory):
     srv = TsaServer(tmp_path_factory.mktemp("tsa-rsa"), "rsa")
@@ -348,13 +377,15 @@ def build_store(
     cert_station: str | None = None,
     station: str | None = None,
     ago: timedelta = timedelta(minutes=2),
+    more_tsas: tuple[TsaServer, ...] = (),
 ) -> Store:
     """CA + station certificates, then ``orders`` recorded through the real Recorder.
 
     ``ca`` (a CompanyCa) certifies the key instead of a fresh "Test Co CA"; ``certify`` False
     leaves the key uncertified; ``cert_station`` certifies it under another station name;
     ``station``: the station's name (default the config's); ``ago``: how long before now the
-    recording (as the manifests say) started — the TSA's time is now.
+    recording (as the manifests say) started — the TSA's time is now; ``more_tsas``: TSAs
+    the station asks too (their roots beside ``tsa``'s in its ``tsa_ca_path``).
     """
     from station.proof.ca import CompanyCa
     from station.proof.finalizer import ProofFinalizer
@@ -365,10 +396,15 @@ def build_store(
     cfg = config_mod.load(None).with_data_dir(data)
     if station is not None:
         cfg = cfg.replace("station", name=station)
+    roots = tsa.root
+    if more_tsas:
+        roots = root / "tsa-roots.pem"
+        roots.parent.mkdir(parents=True, exist_ok=True)
+        roots.write_bytes(b"".join(t.root.read_bytes() for t in (tsa, *more_tsas)))
     cfg = cfg.replace(
         "proof",
-        tsa_urls=(tsa.url,),
-        tsa_ca_path=str(tsa.root),
+        tsa_urls=(tsa.url, *(t.url for t in more_tsas)),
+        tsa_ca_path=str(roots),
         checkpoint_every=2,
         c2pa=c2pa and certify,
     )

@@ -481,6 +481,40 @@ def time_beyond(delta_s: float, accuracy_s: float, max_delay_s: float) -> bool:
     return abs(delta_s) + excess > max_delay_s + min(accuracy_s, ACCURACY_GRACE_S) + 1.0
 
 
+def judge_end(delta_s: float, accuracy_s: float, max_delay_s: float) -> str:
+    """A clip's end token judged: its TSA time ``delta_s`` from the recorded end (the token's
+    stated accuracy ``accuracy_s``). ``ok``: within the bound, the time anchored.
+    ``clock-ahead``: before the end by more than the accuracy plus genTime's 1 s precision,
+    within the bound (a WARN: the station clock was ahead). ``early``: before it beyond the
+    bound (``time_beyond``): a TSA saw the manifest before the end it states, a contradiction
+    (FAIL ``time-out-of-bounds``, pinned TSA or not, as ``judge_start`` fails any token before
+    the start). ``late``: after it beyond the bound, or with a stated accuracy too loose to
+    place it within (WARN ``time-late``): the clip existed by then; when it ended is the
+    station's word, for a station offline at the end and a manifest signed later look the
+    same, and failing it would call the honest one forged while the forger just leaves the
+    late token out (``time-unanchored``). It anchors no time. The one rule of both verifiers."""
+    if time_beyond(delta_s, accuracy_s, max_delay_s):
+        return "early" if delta_s < 0 else "late"
+    if delta_s < -(accuracy_s + 1.0):  # genTime is whole seconds
+        return "clock-ahead"
+    return "ok"
+
+
+def late_text(accuracy_s: float) -> str:
+    """What a late end token proves (``time-late``), as both verifiers say it."""
+    loose = (
+        f"; the TSA states an accuracy of only ± {accuracy_s:g} s, so its time cannot place it "
+        "nearer"
+        if accuracy_s > ACCURACY_GRACE_S
+        else ""
+    )
+    return (
+        f"{loose}: the clip existed by then, but whether it ended when the station says is the "
+        "station's word (a station offline at its end, or a manifest signed later: offline "
+        "nobody can tell them apart); this token does not anchor its time"
+    )
+
+
 # The start statement (station/proof/startstamp.py): what the station fixes at a clip's first
 # frame and has a TSA timestamp at once; the signed manifest carries it (``start_statement``).
 START_TYPE = "packcam-clip-start"
@@ -1683,7 +1717,8 @@ def _check(
                 )
             elif ended is not None and when is not None:
                 delta = (when - ended).total_seconds()
-                if time_beyond(delta, acc, max_delay_s):
+                judged = judge_end(delta, acc, max_delay_s)
+                if judged == "early":
                     in_bounds = False
                     loose = (
                         f" (the TSA states an accuracy of only ± {acc:g} s)"
@@ -1693,10 +1728,20 @@ def _check(
                     say(
                         FAIL,
                         f"TSA time {when.isoformat()} is {delta:+.0f} s from the "
-                        f"recorded end {ended.isoformat()}{loose}",
+                        f"recorded end {ended.isoformat()}{loose}: the TSA saw the manifest "
+                        "before the end it states",
                         "time-out-of-bounds",
                     )
-                elif delta < -(acc + 1):
+                elif judged == "late":
+                    in_bounds = False
+                    say(
+                        WARN,
+                        f"a TSA saw this manifest at {when.isoformat()}, {delta:.0f} s after the "
+                        f"recorded end {ended.isoformat()} (allowed: {max_delay_s:g} s)"
+                        + late_text(acc),
+                        "time-late",
+                    )
+                elif judged == "clock-ahead":
                     say(
                         WARN,
                         f"TSA time {when.isoformat()} is {-delta:.0f} s before the recorded end "

@@ -54,8 +54,10 @@ from station.proof.standalone_verify import (
     file_and_folder,
     frames_missing,
     framing_problem,
+    judge_end,
     judge_start,
     judge_witnessed,
+    late_text,
     local_time_problem,
     lookalike_problem,
     member_name_problem,
@@ -67,7 +69,6 @@ from station.proof.standalone_verify import (
     start_statement_digest,
     start_statement_problem,
     step_text,
-    time_beyond,
     unheld_reference,
     unpack_problem,
     unreferenced_members,
@@ -654,16 +655,15 @@ def _check_tokens(
         elif ended is not None:
             slack = info.accuracy_s + TSA_TIME_PRECISION_S
             delta = (info.gen_time - ended).total_seconds()
-            judged = judge_time(delta, info.accuracy_s, bound)
-            if judged == "out-of-bounds":
+            judged = judge_end(delta, info.accuracy_s, bound.max_delay_s)
+            allowed = f"{_human(bound.max_delay_s)} ± {min(slack, ACCURACY_GRACE_S + 1):g} s"
+            if judged == "early":
                 in_bounds = False
                 report.add(
                     f"{tname}.time",
                     FAIL,
-                    f"the TSA saw this at {when}, {_human(abs(delta))} "
-                    + ("after" if delta > 0 else "before")
-                    + f" the recorded end {ended.isoformat()} (allowed: "
-                    f"{_human(bound.max_delay_s)} ± {min(slack, ACCURACY_GRACE_S + 1):g} s"
+                    f"the TSA saw this at {when}, {_human(abs(delta))} before the recorded end "
+                    f"{ended.isoformat()} (allowed: {allowed}"
                     + (
                         f"; the TSA states an accuracy of only ± {_human(info.accuracy_s)}, "
                         "so its time cannot place it nearer"
@@ -672,6 +672,15 @@ def _check_tokens(
                     )
                     + "): the recorded times are not when it happened",
                     "time-out-of-bounds",
+                )
+            elif judged == "late":
+                in_bounds = False  # the time is the station's word: nothing anchored by it
+                report.add(
+                    f"{tname}.time",
+                    WARN,
+                    f"a TSA saw this manifest at {when}, {_human(delta)} after the recorded end "
+                    f"{ended.isoformat()} (allowed: {allowed})" + late_text(info.accuracy_s),
+                    "time-late",
                 )
             elif judged == "clock-ahead":
                 report.add(
@@ -777,19 +786,6 @@ def _check_not_after_seen(
             "when it was signed",
             "time-out-of-bounds",
         )
-
-
-def judge_time(delta_s: float, accuracy_s: float, bound: TimeBound) -> str:
-    """The TSA's time minus the recorded end, judged: ``ok``, ``clock-ahead`` (the TSA saw it
-    before the recorded end by more than the token's accuracy plus genTime's 1 s precision, but
-    within the bound) or ``out-of-bounds`` (further than the bound, either way, as
-    ``time_beyond`` reads the token's accuracy)."""
-    slack = accuracy_s + TSA_TIME_PRECISION_S
-    if time_beyond(delta_s, accuracy_s, bound.max_delay_s):
-        return "out-of-bounds"
-    if delta_s < -slack:
-        return "clock-ahead"
-    return "ok"
 
 
 def _human(seconds: float) -> str:
