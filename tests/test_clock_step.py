@@ -32,7 +32,7 @@ from station.proof.bundle import export_order
 from station.proof.finalizer import ProofFinalizer
 from station.proof.keys import StationKey
 from station.proof.trust import Anchors
-from station.proof.verify import TAMPERED, audit, verify_bundle
+from station.proof.verify import AUTHENTIC, TAMPERED, audit, verify_bundle
 from station.recording.recorder import clock_step_s
 from station.service import assemble
 from station.store.ledger import ClipRecord, Ledger
@@ -134,14 +134,18 @@ def test_a_clip_across_a_clock_step_is_signed_with_its_real_times_and_states_the
     bundle = export_order(cfg, ORDER, tmp_path / "order.zip").path
     report = verify_bundle(bundle, anchors=Anchors(tsa=(tsa_root,)))
     assert report.verdict != TAMPERED, report.lines()
-    assert {"time-out-of-bounds", "clock-ahead", "time-inconsistent"}.isdisjoint(report.reasons())
+    assert {"time-out-of-bounds", "time-late", "clock-ahead", "time-inconsistent"}.isdisjoint(
+        report.reasons()
+    )
     assert report.time_anchored and report.facts["clock_step_s"] == step.total_seconds()
     assert any("clock stepped" in line for line in report.lines())
     (start_line,) = [c for c in report.checks if c.name.endswith(" start")]
     assert start_line.status == "ok", report.lines()
     assert start_line.reason.startswith("start timestamped"), start_line
     _code, out = run_kit(KIT, bundle, tmp_path, "--tsa-ca", str(tsa_ec.root))
-    assert "time-out-of-bounds" not in out and "clock-ahead" not in out, out
+    assert (
+        "time-out-of-bounds" not in out and "time-late" not in out and "clock-ahead" not in out
+    ), out
     assert "clock stepped" in out and "NOT AUTHENTIC" not in out, out
     assert re.search(r"^OK   clip\[0\] start: start timestamped", out, re.M), out
 
@@ -168,7 +172,10 @@ def test_a_step_stated_by_the_key_holder_backdates_nothing(
     """The key holder re-signs an honest clip's manifest a day earlier and states a clock step
     of a day, TSA-stamped now: were the token held to ``ended_at + clock_step_s``, a clip
     recorded today would pass for yesterday's. The times are by the clock after the step, so
-    the token is held to the stated end itself: `time-out-of-bounds` in both verifiers."""
+    the token is held to the stated end itself: a day late (`time-late`), it anchors nothing
+    (it was `time-out-of-bounds`: a late token fails no clip, an honest station offline at
+    its end gets one too), and with the company CA and the TSA pinned the clip is not
+    AUTHENTIC in either verifier (its start statement, kept, fails it besides)."""
     st = build_store(tmp_path / "st", tsa_ec, [ORDER], c2pa=False)
     honest = export_order(st.cfg, ORDER, tmp_path / "honest.zip").path
     day = timedelta(days=1)
@@ -180,11 +187,12 @@ def test_a_step_stated_by_the_key_holder_backdates_nothing(
 
     key = StationKey.load(st.data / "proof/station-key.pem")
     forged = forge_log(honest, tmp_path / "backdated.zip", key, tsa_ec.url, backdate)
-    tsa_root = x509.load_pem_x509_certificate(tsa_ec.root.read_bytes())
-    report = verify_bundle(forged, anchors=Anchors(tsa=(tsa_root,)))
-    assert "time-out-of-bounds" in report.reasons() and report.verdict == TAMPERED
-    _code, out = run_kit(KIT, forged, tmp_path, "--tsa-ca", str(tsa_ec.root))
-    assert "time-out-of-bounds" in out and "NOT AUTHENTIC" in out, out
+    report = verify_bundle(forged, anchors=st.anchors())
+    assert "time-late" in report.reasons() and report.verdict != AUTHENTIC, report.lines()
+    assert report.signer_anchored and not report.time_anchored, report.lines()
+    assert "start-time-inconsistent" in report.codes(), report.lines()
+    code, out = run_kit(KIT, forged, tmp_path, *st.pins())
+    assert code != 0 and "[time-late]" in out and "RESULT: AUTHENTIC" not in out, out
 
 
 class CutAt(LateScans):
@@ -260,16 +268,22 @@ def test_a_clip_a_power_cut_left_across_a_clock_step_is_recovered_with_its_real_
     fin.close()
     report = audit(cfg, check_timestamps=True)
     assert report.ok and not report.failures, report.lines()
-    assert {"time-out-of-bounds", "clock-ahead"}.isdisjoint(report.reasons()), report.lines()
+    assert {"time-out-of-bounds", "time-late", "clock-ahead"}.isdisjoint(report.reasons()), (
+        report.lines()
+    )
     tsa_root = x509.load_pem_x509_certificate(tsa_ec.root.read_bytes())
     bundle = export_order(cfg, ORDER, tmp_path / "order.zip").path
     report = verify_bundle(bundle, anchors=Anchors(tsa=(tsa_root,)))
     assert report.verdict != TAMPERED, report.lines()
-    assert {"time-out-of-bounds", "clock-ahead", "time-inconsistent"}.isdisjoint(report.reasons())
+    assert {"time-out-of-bounds", "time-late", "clock-ahead", "time-inconsistent"}.isdisjoint(
+        report.reasons()
+    )
     assert report.time_anchored and report.facts["clock_step_s"] == step.total_seconds()
     (start_line,) = [c for c in report.checks if c.name.endswith(" start")]
     assert start_line.reason.startswith("start timestamped"), report.lines()
     _code, out = run_kit(KIT, bundle, tmp_path, "--tsa-ca", str(tsa_ec.root))
-    assert "time-out-of-bounds" not in out and "clock-ahead" not in out, out
+    assert (
+        "time-out-of-bounds" not in out and "time-late" not in out and "clock-ahead" not in out
+    ), out
     assert "clock stepped" in out and "NOT AUTHENTIC" not in out, out
     assert re.search(r"^OK   clip\[0\] start: start timestamped", out, re.M), out

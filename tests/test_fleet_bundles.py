@@ -862,17 +862,19 @@ def test_the_central_verify_page_judges_a_bare_clip_by_its_archived_tokens(
     assert "certified as" in page, page[-4000:]
 
 
-def test_a_bare_clip_timestamped_late_fails_centrally_as_its_bundle_does(
+def test_a_bare_clip_timestamped_late_is_judged_centrally_as_its_bundle_is(
     seaweed: SeaweedServer,
     postgres: PostgresServer,
     tsa_ec,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     """A station whose manifests say the clips ended two hours before a TSA saw them: the
-    bundle is `time-out-of-bounds`, and so is the bare clip on the central site, which used to
-    call it intact (its C2PA manifest is checked too). A token object under the station's
-    prefix larger than any token is never read whole: the clip is not verified (the page
-    cannot judge every token of it)."""
+    bundle is `time-late`, intact but not anchored (its time is the station's word: offline
+    at its end, or signed later; both were `time-out-of-bounds`, NOT AUTHENTIC, until a late
+    token stopped failing honest evidence), and so is the bare clip on the central site, which
+    used to ignore its tokens (its C2PA manifest is checked too). A token object under the
+    station's prefix larger than any token is never read whole: the clip is not verified (the
+    page cannot judge every token of it)."""
     from station.fleet.objstore import station_prefix
     from station.proof.bundle import export_order
 
@@ -883,10 +885,13 @@ def test_a_bare_clip_timestamped_late_fails_centrally_as_its_bundle_does(
             (l1,), (l2,) = ledger.clips("L1"), ledger.clips("L2")
             leaf2 = (ledger.archive_state(int(l2.id or 0)) or {})["archive_meta"]["log"]
         bundle = export_order(st.cfg, "L1", tmp_path / "L1.zip").path
-        page = html.unescape(verify_page(app, bundle.read_bytes(), "en", "L1.zip"))
-        assert "✘ Not authentic" in page and "time-out-of-bounds" in page, page[-4000:]
-        page = html.unescape(verify_page(app, (st.data / l1.path).read_bytes()))
-        assert "✘ Not authentic" in page and "time-out-of-bounds" in page, page[-4000:]
+        for page in (
+            html.unescape(verify_page(app, bundle.read_bytes(), "en", "L1.zip")),
+            html.unescape(verify_page(app, (st.data / l1.path).read_bytes(), "en")),
+        ):
+            assert "⚠ Intact, but not anchored" in page and "[time-late]" in page, page[-4000:]
+            assert "Authentic" not in page and "time-out-of-bounds" not in page, page[-4000:]
+            assert "saw it only after the allowed delay" in page, page[-4000:]
         # its embedded C2PA manifest is held to the signed one, as `packcam verify --data` does
         assert "embedded C2PA manifest valid" in page, page[-4000:]
 

@@ -39,6 +39,7 @@ from station.proof.bundle import export_order
 from station.proof.ca import CompanyCa, cert_fingerprint
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
+from station.proof.standalone_verify import judge_end
 from station.proof.trust import Anchors, build_anchors
 from station.proof.tsa import request_token
 from station.proof.verify import (
@@ -47,7 +48,6 @@ from station.proof.verify import (
     Report,
     TimeBound,
     audit,
-    judge_time,
     load_known_checkpoint,
     verify_bundle,
     verify_clip,
@@ -251,9 +251,16 @@ def test_station_02_key_signing_as_station_01(
 # ---- time -----------------------------------------------------------------------------------
 
 
+def _late(report: Report, code: str) -> None:
+    """Not AUTHENTIC: intact, its time not anchored (a late token is the station's word)."""
+    assert report.verdict == UNANCHORED and report.exit_code == 4, report.lines()
+    assert not report.failures and not report.time_anchored, report.lines()
+    assert code in report.reasons(), (code, report.lines())
+
+
 @pytest.mark.parametrize(
     ("ago", "code"),
-    [(timedelta(days=1), "time-out-of-bounds"), (timedelta(days=-1), "time-out-of-bounds")],
+    [(timedelta(days=1), "time-late"), (timedelta(days=-1), "time-out-of-bounds")],
     ids=["claims-a-day-earlier", "claims-a-day-later"],
 )
 def test_recorded_times_far_from_the_tsa_time(
@@ -263,15 +270,24 @@ def test_recorded_times_far_from_the_tsa_time(
     ago: timedelta,
     code: str,
 ) -> None:
-    """The real key and CA, times moved by a day: the TSA's time contradicts them."""
+    """The real key and CA, times moved by a day. Later (the TSA saw the manifest before the
+    end it states): the TSA's time contradicts them. Earlier (a day late for its token): the
+    clip existed by the TSA's time, its end is the key holder's word, as a station offline a
+    day would have it; `time-late` anchors nothing, so never AUTHENTIC, as the audit sums up
+    (`time-unanchored`)."""
     ca = CompanyCa.create(tmp_path / "ca", "Test Co CA")
     st = build_store(tmp_path / "s", tsa_ec, ["A1"], ca=ca, ago=ago)
     anchors = Anchors(ca=(ca.cert,), tsa=store.anchors().tsa)
     out = tmp_path / "b.zip"
     export_order(st.cfg, "A1", out)
-    _tampered(verify_bundle(out, anchors=anchors), code)
-    _tampered(audit(st.cfg, anchors=anchors), code)
-    _tampered(verify_clip(_clips(st.data)[0], st.cfg, anchors=anchors), code)
+    if code == "time-late":
+        _late(verify_bundle(out, anchors=anchors), code)
+        _late(audit(st.cfg, anchors=anchors), "time-unanchored")
+        _late(verify_clip(_clips(st.data)[0], st.cfg, anchors=anchors), code)
+    else:
+        _tampered(verify_bundle(out, anchors=anchors), code)
+        _tampered(audit(st.cfg, anchors=anchors), code)
+        _tampered(verify_clip(_clips(st.data)[0], st.cfg, anchors=anchors), code)
     # a verifier who accepts two days of delay (a station offline that long) gets authentic
     assert verify_bundle(out, anchors=anchors, bound=TimeBound(2 * 86400)).authentic
 
@@ -406,14 +422,14 @@ def test_recorded_times_of_genuine_clips_agree(store: Store) -> None:  # noqa: F
 
 
 def test_time_judgement_respects_accuracy_and_one_second_precision() -> None:
-    bound = TimeBound(15 * 60)
+    bound = 15 * 60.0
     # genTime is whole seconds: 16:00:00 for an end at 16:00:00.700 is no "clock ahead"
-    assert judge_time(-0.7, 0.0, bound) == "ok"
-    assert judge_time(-1.5, 1.0, bound) == "ok"  # within the token's stated accuracy
-    assert judge_time(-30.0, 1.0, bound) == "clock-ahead"
-    assert judge_time(15 * 60 + 1.5, 1.0, bound) == "ok"
-    assert judge_time(15 * 60 + 3, 1.0, bound) == "out-of-bounds"
-    assert judge_time(-(15 * 60 + 3), 1.0, bound) == "out-of-bounds"
+    assert judge_end(-0.7, 0.0, bound) == "ok"
+    assert judge_end(-1.5, 1.0, bound) == "ok"  # within the token's stated accuracy
+    assert judge_end(-30.0, 1.0, bound) == "clock-ahead"
+    assert judge_end(15 * 60 + 1.5, 1.0, bound) == "ok"
+    assert judge_end(15 * 60 + 3, 1.0, bound) == "late"  # was "out-of-bounds": now a warning
+    assert judge_end(-(15 * 60 + 3), 1.0, bound) == "early"  # "out-of-bounds": still a FAIL
 
 
 def test_tokens_removed_or_from_an_unpinned_tsa(

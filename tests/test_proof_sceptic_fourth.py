@@ -36,7 +36,7 @@ from station.proof.bundle import export_order
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
 from station.proof.log import checkpoint_body
-from station.proof.verify import AUTHENTIC, EXIT_PARTIAL, verify_bundle
+from station.proof.verify import AUTHENTIC, EXIT_PARTIAL, UNANCHORED, verify_bundle
 from station.store.ledger import ClipRecord
 from web import create_app
 
@@ -215,15 +215,17 @@ def test_a_token_accurate_only_to_hours_does_not_stretch_the_time_bound(
     by a TSA the verifier trusts, whose tokens state an accuracy of ± 2 h. The token says
     only that the TSA saw the manifest by genTime + 2 h: the clip is not shown to have been
     signed within 15 minutes of its recorded end, whichever way the accuracy is read; the
-    old rule widened the bound by the accuracy, in the signer's favour."""
+    old rule widened the bound by the accuracy, in the signer's favour. The token is late
+    (`time-late`, once `time-out-of-bounds`): it anchors nothing, the clip is not AUTHENTIC."""
     st = build_store(tmp_path / "st", tsa_loose, ["A1"], c2pa=False, ago=timedelta(hours=1))
     bundle = export_order(st.cfg, "A1", tmp_path / "A1.zip").path
     report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
-    assert report.verdict != AUTHENTIC and "time-out-of-bounds" in report.codes(), report.codes()
-    said = " ".join(c.reason for c in report.checks if c.code == "time-out-of-bounds")
+    assert report.verdict == UNANCHORED and "time-late" in report.reasons(), report.lines()
+    assert report.signer_anchored and not report.time_anchored, report.lines()
+    said = " ".join(c.reason for c in report.checks if c.code == "time-late")
     assert "accuracy" in said, said
     rc, out = run_kit(KIT, bundle, tmp_path, *st.pins())
-    assert rc == 1 and "[time-out-of-bounds]" in out, out
+    assert rc == 4 and "[time-late]" in out and "accuracy of only ± 7200 s" in out, out
 
 
 def _stating(tmp: Path, accuracy: str) -> TsaServer:
@@ -269,7 +271,8 @@ def test_a_token_accuracy_stated_in_milliseconds_counts_in_both_verifiers(tmp_pa
     """A trusted TSA states its tokens' accuracy as 1 s and 120,000 ms (2 min 1 s); the
     clip's manifest was timestamped 14 minutes after its recorded end: within 15 minutes,
     but not once the 2 minutes of doubt past the first second count against the signer.
-    packcam verify said so; verify.py read 1 s and called the clip authentic."""
+    packcam verify said so; verify.py read 1 s and called the clip authentic. The token is
+    late (`time-late`, once `time-out-of-bounds`): not AUTHENTIC in either verifier."""
     srv = _stating(tmp_path / "tsa", "secs:1, millisecs:120000")
     try:
         st = build_store(tmp_path / "st", srv, ["A1"], c2pa=False, ago=timedelta(minutes=14))
@@ -277,9 +280,10 @@ def test_a_token_accuracy_stated_in_milliseconds_counts_in_both_verifiers(tmp_pa
     finally:
         srv.stop()
     report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
-    assert report.verdict != AUTHENTIC and "time-out-of-bounds" in report.codes(), report.codes()
+    assert report.verdict == UNANCHORED and "time-late" in report.reasons(), report.lines()
+    assert report.signer_anchored and not report.time_anchored, report.lines()
     rc, out = run_kit(KIT, bundle, tmp_path, *st.pins())
-    assert rc == 1 and "[time-out-of-bounds]" in out and "accuracy of only ± 121 s" in out, out
+    assert rc == 4 and "[time-late]" in out and "accuracy of only ± 121 s" in out, out
 
 
 def test_time_beyond_counts_accuracy_past_a_second_against_the_signer() -> None:

@@ -130,16 +130,11 @@ def test_a_token_before_the_recorded_end_still_fails_pinned_or_not(
         assert rc == 1 and "[time-out-of-bounds]" in out and "[time-late]" not in out, out
 
 
-def test_the_end_token_judgement_both_verifiers_share() -> None:
-    """``judge_end``: seconds from the recorded end, the token's accuracy, the bound."""
-    # genTime is whole seconds: 16:00:00 for an end at 16:00:00.700 is no "clock ahead"
-    assert judge_end(-0.7, 0.0, MAX_DELAY_S) == "ok"
-    assert judge_end(-1.5, 1.0, MAX_DELAY_S) == "ok"  # within the token's stated accuracy
-    assert judge_end(-30.0, 1.0, MAX_DELAY_S) == "clock-ahead"
-    assert judge_end(MAX_DELAY_S + 1.5, 1.0, MAX_DELAY_S) == "ok"
-    assert judge_end(MAX_DELAY_S + 3, 1.0, MAX_DELAY_S) == "late"
+def test_the_end_token_judgement_of_a_day_and_of_a_loose_accuracy() -> None:
+    """``judge_end``: seconds from the recorded end, the token's accuracy, the bound (its
+    precision and the bound's edges: test_proof_forgery.py)."""
     assert judge_end(86400.0, 1.0, MAX_DELAY_S) == "late"
-    assert judge_end(-(MAX_DELAY_S + 3), 1.0, MAX_DELAY_S) == "early"
+    assert judge_end(-86400.0, 1.0, MAX_DELAY_S) == "early"
     # a TSA stating ± 2 h places nothing within 15 min: late on the late side, never in time
     assert judge_end(60.0, 7200.0, MAX_DELAY_S) == "late"
     assert judge_end(0.0, 7200.0, MAX_DELAY_S) == "late"
