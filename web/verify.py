@@ -229,7 +229,19 @@ def verdict_view(report: Report, anchors: Anchors) -> dict[str, Any]:
         css = "ok"
     elif v == UNANCHORED:
         title = _("Intact, but not anchored")
-        if report.facts.get("compare"):
+        if (
+            "time-late" in report.reasons()
+            and report.signer_anchored
+            and report.covered
+            and not report.facts.get("compare")
+        ):  # every token from a TSA the site trusts, and the time the only thing unanchored
+            detail = _(
+                "Nothing was altered and the signer is vouched for, but a time-stamp authority "
+                "this site trusts saw it only after the allowed delay past its recorded end: it "
+                "existed by then, and when it ended is the station's word (a station offline "
+                "then, or a record signed later: nobody can tell them apart)."
+            )
+        elif report.facts.get("compare"):
             detail = _(
                 "Nothing was altered, but the signer or the time is not vouched for by a company "
                 "CA or time-stamp authority this site trusts. Compare the fingerprints below with "
