@@ -306,9 +306,10 @@ VERDICT_HELP = (
     "altered, removed or contradicts the signed record; each check names its reason code, see "
     "docs/proof.md); 4 INTACT BUT NOT ANCHORED (nothing altered, but signer or time rest only "
     "on certificates that came with the evidence: compare the printed fingerprints with the "
-    "ones the seller and the TSA publish); 5 AUTHENTIC FOR SOME OF THE ORDER'S CLIPS (a partial "
-    "bundle: the others were deleted by the station's retention, by its signed record); "
-    "2 usage/config error; 3 unusable input. "
+    "ones the seller and the TSA publish; or the time only on the station's word: no token, "
+    "or only ones later than --max-delay, time-late); 5 AUTHENTIC FOR SOME OF THE ORDER'S "
+    "CLIPS (a partial bundle: the others were deleted by the station's retention, by its "
+    "signed record); 2 usage/config error; 3 unusable input. "
     "Certificates shipped with the evidence are never trusted by themselves."
 )
 
@@ -338,7 +339,8 @@ def _trust_args(p: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_MAX_DELAY_S / 60,
         metavar="MIN",
-        help="how far the TSA's time may lie from a clip's recorded end (default 15 minutes)",
+        help="how far the TSA's time may lie from a clip's recorded end to anchor it (default 15 "
+        "minutes; before it by more fails, after it by more is time-late, not anchored)",
     )
 
 

@@ -17,8 +17,10 @@ certificate against the company CA *you* pin (openssl verify) and that every man
 checkpoint, rotation statement and the bundle manifest names the station it certifies,
 the RFC 3161 tokens (openssl ts -verify: over this data, signed by a timestamping certificate,
 anchored when it chains to the TSA root *you* pin) and their time against each clip's
-recorded end, each clip's start statement and its tokens against its recorded start (a start
-timestamped when the clip began, or only the station's word: start-unanchored), each clip's
+recorded end (before it beyond --max-delay fails, after it is time-late: it existed by then,
+its time not anchored), each clip's start statement and its tokens against its recorded
+start (a start timestamped when the clip began, or only the station's word:
+start-unanchored), each clip's
 recorded start, end and duration against one another,
 and the RFC 9162 Merkle inclusion and consistency proofs. It reads no video: unlike
 `packcam verify` it cannot hold the duration to how long the clip plays, nor the key frames
