@@ -156,6 +156,24 @@ def test_a_timestamp_from_an_untrusted_tsa_is_not_claimed(store: Store, tmp_path
     assert "Authentic" not in p["en"]
 
 
+def test_a_clip_timestamped_late_is_intact_its_time_not_claimed(tmp_path: Path, tsa_ec) -> None:  # noqa: F811
+    """The station was offline at the clip's end; the site's TSA saw the manifest an hour
+    later (`time-late`): the page called it "Not authentic" (`time-out-of-bounds`); it is
+    intact, the signer proven, the time the station clock's only (the token named, not in
+    time)."""
+    from datetime import timedelta
+
+    st = build_store(tmp_path / "s", tsa_ec, ["L1"], ago=timedelta(hours=1))
+    page = summary_of(st, "L1")[0]
+    p = parts(page)
+    assert "Intact, but not anchored" in p["en"] and "Not authentic" not in p["en"]
+    assert "verdict-authentic" not in page and "RFC 3161 timestamp from" not in p["en"]
+    assert "Station clock only: a timestamp token from" in p["en"]
+    assert "vouches for it in time" in p["en"]
+    assert "certified as “station-01” by the company CA" in p["en"]
+    assert "仅工位时钟" in p["zh"] and "真实：" not in p["zh"]
+
+
 def test_an_uncertified_key_is_not_called_certified(tmp_path: Path, tsa_ec) -> None:  # noqa: F811
     st = build_store(tmp_path / "s", tsa_ec, ["U1"], certify=False)
     p = parts(summary_of(st, "U1")[0])
