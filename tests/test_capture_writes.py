@@ -278,3 +278,37 @@ def test_the_capture_loop_s_writes_held_up_by_another_writer_survive_a_kill_9(
         ledger.close()
     assert got == [("item", "item-0"), ("refused", "refused-1"), ("pedal", "pedal-2")]
     assert alarms == ["camera-lost"]
+
+
+def test_another_thread_s_write_waits_for_the_capture_loop_s_earlier_ones(tmp_path: Path) -> None:
+    """The capture loop raises an alarm while another connection holds the lock, then another
+    thread (the clip finisher) clears it: the clear commits after the raise, so the alarm ends
+    cleared, as it happened; without the wait it committed first, cleared nothing, and the
+    raise left the alarm active for good."""
+    index = tmp_path / "index.sqlite3"
+    ledger = Ledger(index, capture_writes=True)
+    assert ledger.writer_db is not None and ledger._writes is not None
+    writes = ledger._writes
+    ledger.writer_db.conn.execute("PRAGMA busy_timeout=20")  # retries while the lock is held
+    finisher = threading.Thread(
+        target=ledger.clear_alarm, args=("recording-failed", "st"), name="clip-finisher"
+    )
+    guard = threading.Event()
+    timer = threading.Timer(GUARD_S, guard.set)
+    try:
+        with write_lock(index):
+            AlarmBoard(ledger).raise_("recording-failed", "st", "encoder died", capture=True)
+            assert not ledger.flush_capture_writes()  # refused for now
+            finisher.start()
+            timer.start()
+            while writes.waiting == 0 and not guard.is_set():  # it waits for the raise
+                guard.wait(0.005)
+            assert writes.waiting == 1, "the clear did not wait for the capture loop's raise"
+        finisher.join()
+        (alarm,) = [a for a in ledger.alarms(active_only=False) if a.kind == "recording-failed"]
+        assert alarm.cleared_utc is not None
+    finally:
+        timer.cancel()
+        if finisher.is_alive():
+            finisher.join()  # the lock is free: it ends
+        ledger.close()

@@ -84,11 +84,15 @@ class CaptureWrites:
         self._done = done if not left else left[0][0] - 1  # the last number committed
         self._failures = 0
         self._stopped = False  # the thread ended (closed)
+        self._waiting = 0
         existed = path.exists()
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         if not existed:
             fsync_dir(path.parent)
         self._size = os.fstat(self._fd).st_size
+        if self._size and not left:  # committed before a crash emptied it
+            os.ftruncate(self._fd, 0)
+            self._size = 0
         if left:
             log.warning("%d index writes of the capture loop were not committed when it "
                         "stopped: committing them now", len(left))  # fmt: skip
@@ -124,15 +128,31 @@ class CaptureWrites:
         with self._cond:
             return self._seq - self._done
 
-    def flush(self) -> bool:
-        """Wait until everything submitted so far is committed: True; False as soon as the
-        writer fails on one of them (it goes on retrying)."""
+    def flush(self, *, through_failures: bool = False, timeout: float | None = None) -> bool:
+        """Wait until everything submitted so far is committed: True. False as soon as the
+        writer fails on one of them (it goes on retrying), or, ``through_failures``, once
+        ``timeout`` seconds passed without it; either way False once the writer stopped."""
         with self._cond:
             target, failures = self._seq, self._failures
-            self._cond.wait_for(
-                lambda: self._done >= target or self._failures > failures or self._stopped
-            )
+            self._waiting += 1
+            try:
+                self._cond.wait_for(
+                    lambda: (
+                        self._done >= target
+                        or (not through_failures and self._failures > failures)
+                        or self._stopped
+                    ),
+                    timeout,
+                )
+            finally:
+                self._waiting -= 1
             return self._done >= target
+
+    @property
+    def waiting(self) -> int:
+        """Threads waiting in ``flush`` now."""
+        with self._cond:
+            return self._waiting
 
     def close(self) -> None:
         """Commit what is queued (a write the index refuses is left in the journal, with those

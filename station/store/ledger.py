@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ from station.store.holds import HoldTable, LegalHold
 from station.store.index import INDEX_NAME, MIGRATIONS, open_index
 from station.store.sqlitedb import utc_text
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "INDEX_NAME",
     "MIGRATIONS",
@@ -47,6 +50,8 @@ __all__ = [
 # cursor (table sync_cursors) of the last one committed.
 CAPTURE_JOURNAL_SUFFIX = "-capture.jsonl"
 CAPTURE_CURSOR = "capture:journal"
+# how long another thread's write waits for them (SQLite's busy timeout: sqlitedb.open_connection)
+CAPTURE_WRITES_WAIT_S = 30.0
 
 
 def event_to_journal(e: ScanEventRecord) -> dict[str, Any]:
@@ -87,7 +92,7 @@ class Ledger(ClipTable, HoldTable, AlarmTable):
         self, target: Path | str | sqlite3.Connection, *, capture_writes: bool = False
     ) -> None:
         super().__init__(open_index(target))
-        self._wal: BackgroundSync | None = None
+        self._sync: BackgroundSync | None = None
         self._writes: CaptureWrites | None = None
         self.writer_db: sqlitedb.Database | None = None  # "index-writer"'s, with capture_writes
         if isinstance(target, sqlite3.Connection) or str(target) in {"", ":memory:"}:
@@ -95,7 +100,7 @@ class Ledger(ClipTable, HoldTable, AlarmTable):
         try:
             self.capture_db = open_index(target, capture=True)
             # the capture journal is never renamed: no folder sync (its creation syncs it)
-            self._wal = BackgroundSync("index-sync", folder=False)
+            self._sync = BackgroundSync("index-sync", folder=False)
             if capture_writes:
                 # its own connection and lock: while it waits for another writer, the other
                 # threads' reads on ``db`` (the finisher's, retention's) do not wait with it
@@ -103,7 +108,7 @@ class Ledger(ClipTable, HoldTable, AlarmTable):
                 with self.writer_db.lock:
                     done = SyncCursors.cursor_in(self.writer_db.conn, CAPTURE_CURSOR)
                 journal = Path(f"{target}{CAPTURE_JOURNAL_SUFFIX}")
-                self._writes = CaptureWrites(journal, self._commit_capture_write, done, self._wal)
+                self._writes = CaptureWrites(journal, self._commit_capture_write, done, self._sync)
         except BaseException:
             for db in {id(d): d for d in (self.writer_db, self.capture_db)}.values():
                 if db is not None and db is not self.db:
@@ -128,12 +133,14 @@ class Ledger(ClipTable, HoldTable, AlarmTable):
 
     def raise_alarm(self, kind: str, subject: str, message: str, *, capture: bool = False) -> bool:
         """Record an alarm; True when it is new or was cleared before. ``capture``: the capture
-        loop's, journaled and committed on "index-writer" (True: not known yet)."""
+        loop's, journaled and committed on "index-writer" (True: not known yet); else
+        committed here, after the capture loop's writes made before it."""
         if capture and self._writes is not None:
             now = utc_text(datetime.now(UTC))
             self._submit({"write": "raise", "kind": kind, "subject": subject,
                           "message": message, "at": now})  # fmt: skip
             return True
+        self._after_capture_writes()
         return super().raise_alarm(kind, subject, message)
 
     def clear_alarm(self, kind: str, subject: str, *, capture: bool = False) -> bool:
@@ -143,7 +150,26 @@ class Ledger(ClipTable, HoldTable, AlarmTable):
             now = utc_text(datetime.now(UTC))
             self._submit({"write": "clear", "kind": kind, "subject": subject, "at": now})
             return True
+        self._after_capture_writes()
         return super().clear_alarm(kind, subject)
+
+    def add_clip(self, clip: ClipRecord) -> int:
+        """Index a finished clip (``ClipTable.add_clip``), after the capture loop's writes
+        made before it: the index's sequence stays the order things happened in
+        (``logged_since``)."""
+        self._after_capture_writes()
+        return super().add_clip(clip)
+
+    def _after_capture_writes(self) -> None:
+        """Another thread's write waits for the capture loop's writes made before it (an
+        alarm the loop raised, then the finisher's clear of it, must not commit the other way
+        round), as long as it would wait for another connection's lock (SQLite's busy timeout,
+        30 s); then it goes ahead (and likely fails the same way)."""
+        if self._writes is not None and not self._writes.flush(
+            through_failures=True, timeout=CAPTURE_WRITES_WAIT_S
+        ):
+            log.warning("the capture loop's earlier index writes are not committed yet: "
+                        "writing after them anyway")  # fmt: skip
 
     def flush_capture_writes(self) -> bool:
         """Wait until the capture loop's writes submitted so far are committed (True), or
@@ -183,8 +209,8 @@ class Ledger(ClipTable, HoldTable, AlarmTable):
             self._writes.close()  # the capture loop's last writes committed
         if self.writer_db is not None:
             self.writer_db.close()
-        if self._wal is not None:
-            self._wal.close()  # the capture journal synced
+        if self._sync is not None:
+            self._sync.close()  # the capture journal synced
         if self.capture_db is not self.db:
             self.capture_db.close()
         self.db.close()
