@@ -17,10 +17,11 @@ from sync_support import run_killed, statements
 
 from station import config as config_mod
 from station.capture.synthetic import Scenario, SyntheticCamera
+from station.errors import LedgerError
 from station.floor.alarms import AlarmBoard
 from station.runtime.faults import FlakyCamera, Outage
 from station.service import assemble
-from station.store.capturewrites import read_journal
+from station.store.capturewrites import read_journal, transient
 from station.store.cursors import SyncCursors
 from station.store.ledger import CAPTURE_CURSOR, CAPTURE_JOURNAL_SUFFIX, Ledger, ScanEventRecord
 
@@ -312,3 +313,34 @@ def test_another_thread_s_write_waits_for_the_capture_loop_s_earlier_ones(tmp_pa
         if finisher.is_alive():
             finisher.join()  # the lock is free: it ends
         ledger.close()
+
+
+def caused(exc: Exception, cause: BaseException) -> Exception:
+    exc.__cause__ = cause
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "kept"),
+    [
+        (sqlite3.OperationalError("database is locked"), True),
+        (
+            caused(
+                LedgerError("capture loop's index write failed"),
+                sqlite3.OperationalError("database or disk is full"),
+            ),
+            True,
+        ),
+        (
+            caused(LedgerError("write failed"), sqlite3.DatabaseError("disk image is malformed")),
+            True,
+        ),
+        (OSError(28, "No space left on device"), True),
+        (ValueError("unknown capture write 'x'"), False),
+        (KeyError("events"), False),
+    ],
+)
+def test_what_the_writer_keeps_and_retries(exc: Exception, kept: bool) -> None:
+    """A refusal of the index or the disk keeps the write (retried); a write wrong in itself
+    is passed over (it would fail the same way for ever, holding up those after it)."""
+    assert transient(exc) is kept

@@ -22,11 +22,13 @@ Apply = Callable[[int, dict[str, Any]], None]
 
 
 def transient(exc: BaseException) -> bool:
-    """Would the same write succeed later? A lock held past the busy timeout, a full disk, an
-    I/O error (sqlite3.OperationalError, also as the cause of a StationError) or an OSError;
-    anything else (a constraint, a programming error) fails again the same way."""
+    """Is the write to be kept and tried again? Any refusal of the index (a lock held past the
+    busy timeout, a full disk, an I/O error, a damaged file someone may repair: a sqlite3
+    error, also as the cause of a StationError) or of the disk (OSError). Anything else is a
+    write that is wrong in itself (an unknown kind, a missing field) and fails the same way
+    every time."""
     cause = exc.__cause__ if exc.__cause__ is not None else exc
-    return isinstance(cause, sqlite3.OperationalError | OSError)
+    return isinstance(cause, sqlite3.Error | OSError)
 
 
 def read_journal(path: Path) -> list[tuple[int, dict[str, Any]]]:
