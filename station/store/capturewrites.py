@@ -91,10 +91,12 @@ class CaptureWrites:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         if not existed:
             fsync_dir(path.parent)
-        self._size = os.fstat(self._fd).st_size
-        if self._size and not left:  # committed before a crash emptied it
-            os.ftruncate(self._fd, 0)
-            self._size = 0
+        raw = path.read_bytes()
+        # Lines after the last whole one (cut short by a power cut) go, or the next line
+        # written would continue them and be unreadable too; all committed: every line goes.
+        self._size = raw.rfind(b"\n") + 1 if left else 0
+        if self._size < len(raw):
+            os.ftruncate(self._fd, self._size)
         if left:
             log.warning("%d index writes of the capture loop were not committed when it "
                         "stopped: committing them now", len(left))  # fmt: skip
