@@ -17,6 +17,12 @@ Runs, side by side in one run:
     and after each clip's stop, the longest gap between consecutive frames in any clip
     (camera time), and the syncs on the capture thread and on the others, SQLite's counted
     apart, with ratios to the 0 ms row;
+  * with --writer-hold-ms instead: the same 720p packcam row once per hold (and --repeat times,
+    medians), another process meanwhile holding a write transaction on the station's index
+    (BEGIN IMMEDIATE, one alarm row written, that many ms, COMMIT; again after
+    --writer-gap-ms), as a big retention pass or another writer would, and with
+    --writer-checkpoint a WAL checkpoint (RESTART or TRUNCATE) after each of its commits; the
+    same columns, plus the longest wait of the capture thread in SQLite (its index calls);
   * naive: pyzbar on every full frame + cv2.putText + cv2.VideoWriter(mp4v), as fast as it
     can go, on the same synthetic frames;
   * floor: the same frames through I420 conversion and libx264 only (no barcode reading, no
@@ -31,11 +37,14 @@ from __future__ import annotations
 import argparse
 import collections
 import ctypes
+import dataclasses
 import itertools
 import json
 import math
 import os
+import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -188,7 +197,6 @@ def build_slowsync(folder: Path) -> Path:
     """Compile SLOWSYNC_C into ``folder`` (removed by the caller); SystemExit without a C
     compiler: the sweep cannot slow SQLite's syncs without it."""
     import shutil
-    import subprocess
 
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
@@ -279,6 +287,93 @@ class DropLog:
         return max((b - a for a, b in itertools.pairwise(ts)), default=0.0)
 
 
+@dataclasses.dataclass(frozen=True)
+class WriterLoad:
+    """Another process writing the station's index (--writer-hold-ms): it holds a write
+    transaction ``hold_ms`` (BEGIN IMMEDIATE, one row of its own written, then it sleeps),
+    commits, runs ``checkpoint`` ("" none, else PRAGMA wal_checkpoint(RESTART|TRUNCATE)),
+    waits ``gap_ms`` and starts again, for the whole run."""
+
+    hold_ms: float
+    gap_ms: float
+    checkpoint: str = ""
+
+
+def start_holder(index: Path, load: WriterLoad) -> subprocess.Popen[str]:
+    """The other writer of ``load`` on ``index``, in a process of its own (the web site, a
+    retention pass run by hand, ``packcam`` commands: not the station's threads). It inherits
+    the slowed syncs of --fsync-delay-ms, as a process on the same SD card would. Returns once
+    it holds the file open; ``stop_holder`` ends it."""
+    env = dict(os.environ)
+    if SLOWSYNC_LIB:
+        env["LD_PRELOAD"] = SLOWSYNC_LIB
+    cmd = [sys.executable, __file__, "--hold-index", str(index), "--writer-hold-ms",
+           f"{load.hold_ms:g}", "--writer-gap-ms", f"{load.gap_ms:g}"]  # fmt: skip
+    if load.checkpoint:
+        cmd += ["--writer-checkpoint", load.checkpoint]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
+    assert proc.stdout is not None
+    proc.stdout.readline()  # "ready"
+    return proc
+
+
+def stop_holder(proc: subprocess.Popen[str]) -> dict:
+    """End the holder (its stdin closed: it commits what it holds and exits); its counts."""
+    out, _ = proc.communicate(timeout=60)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def hold_index(index: Path, load: WriterLoad) -> int:
+    """The holder's loop (``start_holder``), until its stdin closes."""
+    stop = threading.Event()
+
+    def wait_eof() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=wait_eof, daemon=True).start()
+    conn = sqlite3.connect(str(index), timeout=30, isolation_level=None)
+    conn.execute("PRAGMA synchronous=FULL")  # as the station's other connections
+    holds = checkpoints = 0
+    print("ready", flush=True)
+    while not stop.is_set():
+        conn.execute("BEGIN IMMEDIATE")
+        now = datetime.now().isoformat()
+        # a page of its own dirtied, so the commit writes the WAL and a checkpoint has work
+        conn.execute(
+            "INSERT INTO alarms(kind, subject, message, first_utc, last_utc)"
+            " VALUES ('bench-writer', 'bench', 'held', ?, ?) ON CONFLICT(kind, subject)"
+            " DO UPDATE SET count = count + 1, last_utc = excluded.last_utc",
+            (now, now),
+        )
+        stop.wait(load.hold_ms / 1000)
+        conn.execute("COMMIT")
+        holds += 1
+        if load.checkpoint:
+            conn.execute(f"PRAGMA wal_checkpoint({load.checkpoint.upper()})").fetchall()
+            checkpoints += 1
+        stop.wait(load.gap_ms / 1000)
+    conn.close()
+    print(json.dumps({"holds": holds, "checkpoints": checkpoints}), flush=True)
+    return 0
+
+
+def _timed_on_capture(fn: Callable, spent: list[float]) -> Callable:  # type: ignore[type-arg]
+    """``fn`` timed into ``spent`` when the capture thread calls it."""
+
+    def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name != "capture":
+            return fn(*args, **kwargs)
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent.append(time.perf_counter() - t)
+
+    return timed
+
+
 def run_packcam(
     width: int,
     height: int,
@@ -288,6 +383,7 @@ def run_packcam(
     pre_roll_s: float = 3.0,
     pixel_format: str = "bgr",
     queue_frames: int | None = None,
+    writer: WriterLoad | None = None,
 ) -> dict:
     import station.recording.stream
 
@@ -345,6 +441,14 @@ def run_packcam(
             log_event_s.append(time.perf_counter() - t)
 
     asm.recorder.log_event = timed_log  # type: ignore[method-assign]
+    # every call the capture thread makes into the index: its scans' and alarms' writes, the
+    # duplicate check's read (a wait in SQLite there is a wait of the capture loop)
+    sqlite_s: list[float] = []
+    for obj, names in ((asm.ledger, ("log_events", "order_clip_refs", "raise_alarm",
+                                     "clear_alarm")),):  # fmt: skip
+        for name in names:
+            setattr(obj, name, _timed_on_capture(getattr(obj, name), sqlite_s))
+    holder = start_holder(data / "index.sqlite3", writer) if writer is not None else None
     cpu0, wall0 = time.process_time(), time.monotonic()
     capture_tid: list[int] = []
     before = thread_cpu()
@@ -369,6 +473,7 @@ def run_packcam(
             capture_cpu = now[capture_tid[0]] - before.get(capture_tid[0], 0.0)
     wall = time.monotonic() - wall0
     cpu = time.process_time() - cpu0
+    held = stop_holder(holder) if holder is not None else {}
     stats = st.stats
     frames = stats.frames
     gate = st.decoder.stats() if st.decoder is not None else None
@@ -439,6 +544,12 @@ def run_packcam(
         "events_unattached": unattached,
         "log_event_n": len(log_event_s),
         "log_event_max_ms": 1000 * max(log_event_s, default=0.0),
+        # the longest index call on the capture thread (writes, the duplicate check)
+        "capture_sqlite_max_ms": 1000 * max(sqlite_s, default=0.0),
+        "capture_sqlite_n": len(sqlite_s),
+        # what the other writer did (--writer-hold-ms): transactions held, checkpoints run
+        "holds": held.get("holds", 0),
+        "checkpoints": held.get("checkpoints", 0),
         "fps": frames / wall,
         "frames": frames,
         "dropped": cam.dropped,
@@ -606,21 +717,26 @@ def child(
     malloc: bool = False,
     fsync_delay_ms: float | None = None,
     slowsync: Path | None = None,
+    writer: WriterLoad | None = None,
 ) -> dict:
     """One packcam run in a fresh process, so its peak RSS is the station's alone.
 
     ``malloc``: with the service unit's malloc settings (``MALLOC_ENV``); ``queue_frames``:
     the encoder's input queue (None: the station's default); ``fsync_delay_ms`` (with
     ``slowsync``, the library ``build_slowsync`` made): every fsync and fdatasync in that
-    process, Python's and SQLite's, sleeps this long first and is counted (None: as they are)."""
-    import subprocess
-
+    process, Python's and SQLite's, sleeps this long first and is counted (None: as they are);
+    ``writer``: another process writes the index meanwhile (``WriterLoad``)."""
     cmd = [sys.executable, __file__, "--child", str(width), str(height), str(seconds),
            str(pre_roll_s), fmt] + (["--decode-every", str(every)] if every else [])  # fmt: skip
     if queue_frames is not None:
         cmd += ["--queue-frames", str(queue_frames)]
     if fsync_delay_ms is not None:
         cmd += ["--child-fsync-delay-ms", str(fsync_delay_ms)]
+    if writer is not None:
+        cmd += ["--writer-hold-ms", f"{writer.hold_ms:g}", "--writer-gap-ms",
+                f"{writer.gap_ms:g}", "--child-writer"]  # fmt: skip
+        if writer.checkpoint:
+            cmd += ["--writer-checkpoint", writer.checkpoint]
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
     if malloc:
         env.update(MALLOC_ENV)
@@ -729,6 +845,82 @@ def fsync_sweep(delays: list[float], repeat: int, seconds: float, every: int | N
     return 0
 
 
+WRITER_COLS = ("dropped", "dropped_first_s", "dropped_after_stop", "dropped_after_outside",
+               "max_gap_ms", "log_event_max_ms", "capture_sqlite_max_ms", "sqlite_capture",
+               "holds", "checkpoints")  # fmt: skip
+
+
+def writer_sweep(
+    holds: list[float],
+    gap_ms: float,
+    checkpoint: str,
+    repeat: int,
+    seconds: float,
+    every: int | None,
+    fsync_delay_ms: float | None,
+) -> int:
+    """The 720p packcam row once per hold of the other writer (0: no other writer), ``repeat``
+    rounds interleaved; prints medians and ratios to the 0 row."""
+    runs: dict[float, list[dict]] = {h: [] for h in holds}
+    with tempfile.TemporaryDirectory(prefix="packcam-writer-") as tmp:
+        lib = build_slowsync(Path(tmp)) if fsync_delay_ms else None
+        for _ in range(repeat):
+            for h in holds:
+                load = WriterLoad(h, gap_ms, checkpoint) if h else None  # 0: none
+                runs[h].append(child(1280, 720, seconds, 3.0, every, writer=load,
+                                     fsync_delay_ms=fsync_delay_ms if lib else None,
+                                     slowsync=lib))  # fmt: skip
+    med = {h: {c: statistics.median(r[c] for r in runs[h]) for c in WRITER_COLS} for h in holds}
+    other = (f"another process holds a write transaction on the index for the given ms, "
+             f"then {gap_ms:g} ms free"
+             + (f", a wal_checkpoint({checkpoint.upper()}) after each commit" if checkpoint
+                else ""))  # fmt: skip
+    print(f"720p30, {seconds:g} s per run, {repeat} run(s) per row, medians; {other}"
+          + (f"; every fsync and fdatasync slowed by {fsync_delay_ms:g} ms" if lib else "")
+          + " (x86: not a Pi)")  # fmt: skip
+    print(f"{'hold_ms':>7} {'frames':>6} {'dropped':>7} {'1st s':>5} {'stop 1s':>7} "
+          f"{'scan 1s':>7} {'max_gap_ms':>10} {'log_ms':>7} {'sql_ms':>7} {'sql_cap':>7} "
+          f"{'holds':>5} {'ckpts':>5}  dropped per run")  # fmt: skip
+    for h in holds:
+        m = med[h]
+        frames = statistics.median(r["frames"] for r in runs[h])
+        print(f"{h:7.0f} {frames:6.0f} {m['dropped']:7.1f} {m['dropped_first_s']:5.1f} "
+              f"{m['dropped_after_stop']:7.1f} {m['dropped_after_outside']:7.1f} "
+              f"{m['max_gap_ms']:10.1f} {m['log_event_max_ms']:7.1f} "
+              f"{m['capture_sqlite_max_ms']:7.1f} {m['sqlite_capture']:7.0f} "
+              f"{m['holds']:5.0f} {m['checkpoints']:5.0f}  "
+              f"{[r['dropped'] for r in runs[h]]}")  # fmt: skip
+    print(
+        "(hold_ms 0: no other writer; log_ms: the longest Recorder.log_event; sql_ms: the "
+        "longest index call on the capture thread (its writes, the duplicate check); sql_cap: "
+        "SQLite's syncs on the capture thread (counted with --fsync-delay-ms only); holds, "
+        "ckpts: the other writer's transactions and checkpoints in the run)"
+    )
+    base = med[holds[0]]
+
+    def ratio(x: float, b: float) -> str:
+        return f"{x / b:.2f}x" if b else ("1.00x" if not x else f"+{x:g} (0 row: 0)")
+
+    print()
+    for h in holds[1:]:
+        m = med[h]
+        print(f"{h:.0f} ms vs {holds[0]:.0f} ms: dropped {ratio(m['dropped'], base['dropped'])}, "
+              f"longest gap in a clip {ratio(m['max_gap_ms'], base['max_gap_ms'])}, longest "
+              f"index call on the capture thread "
+              f"{ratio(m['capture_sqlite_max_ms'], base['capture_sqlite_max_ms'])}")  # fmt: skip
+    summary: dict[str, object] = {"writer_runs_per_hold": repeat, "writer_seconds": seconds,
+                                  "writer_gap_ms": gap_ms, "writer_checkpoint": checkpoint,
+                                  "writer_fsync_delay_ms": fsync_delay_ms or 0}  # fmt: skip
+    for h in holds:
+        k = f"{h:g}ms"
+        summary[f"dropped_hold_{k}"] = med[h]["dropped"]
+        summary[f"max_gap_ms_hold_{k}"] = round(med[h]["max_gap_ms"], 1)
+        summary[f"capture_sqlite_max_ms_hold_{k}"] = round(med[h]["capture_sqlite_max_ms"], 1)
+        summary[f"dropped_per_run_hold_{k}"] = [r["dropped"] for r in runs[h]]
+    print(json.dumps(summary))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -753,16 +945,45 @@ def main() -> int:
         "(Python's and SQLite's) slowed by that many ms, e.g. 0,50,200,500",
     )
     ap.add_argument(
+        "--writer-hold-ms",
+        type=delay_list,
+        metavar="MS,MS,...",
+        help="instead of the full bench: run the 720p packcam row once per hold (0, always "
+        "added, is the baseline: no other writer) while another process holds a write "
+        "transaction on the station's index that long, again and again (a big retention pass, "
+        "the web site, a packcam command), e.g. 0,500,2000; with --fsync-delay-ms MS (one "
+        "delay) every sync of both processes is slowed too",
+    )
+    ap.add_argument(
+        "--writer-gap-ms",
+        type=float,
+        default=250.0,
+        help="with --writer-hold-ms: ms between the other writer's transactions (default 250)",
+    )
+    ap.add_argument(
+        "--writer-checkpoint",
+        choices=("restart", "truncate"),
+        default="",
+        help="with --writer-hold-ms: the other writer runs PRAGMA wal_checkpoint(RESTART or "
+        "TRUNCATE) after each commit, so the next write restarts the WAL (and syncs its header)",
+    )
+    ap.add_argument(
         "--repeat",
         type=int,
-        help="with --fsync-delay-ms: runs per delay, interleaved, medians reported "
-        "(default 3; 1 with --quick)",
+        help="with --fsync-delay-ms or --writer-hold-ms: runs per row, interleaved, medians "
+        "reported (default 3; 1 with --quick)",
     )
     ap.add_argument("--queue-frames", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--child-fsync-delay-ms", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--child-writer", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--hold-index", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child", nargs=5, metavar=("W", "H", "SECONDS", "PRE_ROLL", "FORMAT"),
                     help=argparse.SUPPRESS)  # fmt: skip
     args = ap.parse_args()
+    if args.hold_index:
+        hold = max(args.writer_hold_ms or [0.0])
+        return hold_index(args.hold_index, WriterLoad(hold, args.writer_gap_ms,
+                                                      args.writer_checkpoint))  # fmt: skip
     if args.child:
         import logging
 
@@ -774,8 +995,12 @@ def main() -> int:
             SLOWSYNC_LIB = os.environ.pop("LD_PRELOAD", None)  # loaded; not for our children
             note_thread_names()
         with tempfile.TemporaryDirectory(prefix="packcam-bench-") as tmp:
+            load = None
+            if args.child_writer:
+                load = WriterLoad(max(args.writer_hold_ms), args.writer_gap_ms,
+                                  args.writer_checkpoint)  # fmt: skip
             row = run_packcam(w, h, secs, Path(tmp), args.decode_every, pre, fmt,
-                              args.queue_frames)  # fmt: skip
+                              args.queue_frames, load)  # fmt: skip
             print(json.dumps(row))
         return 0
     seconds = args.seconds or (25.0 if args.quick else 90.0)
@@ -783,6 +1008,13 @@ def main() -> int:
     import logging
 
     logging.basicConfig(level=logging.ERROR)
+    if args.writer_hold_ms:
+        delays = [d for d in args.fsync_delay_ms or [] if d]
+        if len(delays) > 1:
+            raise SystemExit("--writer-hold-ms takes one --fsync-delay-ms at most")
+        return writer_sweep(args.writer_hold_ms, args.writer_gap_ms, args.writer_checkpoint,
+                            args.repeat or (1 if args.quick else 3), seconds,
+                            args.decode_every, delays[0] if delays else None)  # fmt: skip
     if args.fsync_delay_ms:
         return fsync_sweep(args.fsync_delay_ms, args.repeat or (1 if args.quick else 3),
                            seconds, args.decode_every)  # fmt: skip

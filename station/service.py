@@ -135,7 +135,8 @@ def assemble(
         # silent fallback to libx264 (it would change what the evidence looks like).
         probe_encoder(EncoderSettings.from_recorder(r, cam.width, cam.height, cam.fps))
     data_dir = cfg.station.data_dir
-    ledger = Ledger.in_data_dir(data_dir)
+    # the capture loop's index writes go through a writer thread: it never waits in SQLite
+    ledger = Ledger.in_data_dir(data_dir, capture_writes=True)
     width, height, fps = cam.width, cam.height, cam.fps
 
     encoder_factory, muxer_factory = stream_factories(r, width, height, fps)

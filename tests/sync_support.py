@@ -19,10 +19,14 @@ TESTS = Path(__file__).resolve().parent
 
 @contextlib.contextmanager
 def statements(ledger: Ledger) -> Iterator[list[tuple[str, str, str]]]:
-    """(thread name, "capture" or "main", SQL) of each statement run on the ledger's two
-    connections meanwhile: "main" is the synchronous=FULL one, whose commits fsync."""
+    """(thread name, "capture", "main" or "writer", SQL) of each statement run on the ledger's
+    connections meanwhile: "main" is the synchronous=FULL one, whose commits fsync; "capture"
+    the capture thread's (read only); "writer" the one "index-writer" commits the capture
+    loop's writes on (synchronous=FULL; with ``capture_writes``)."""
     ran: list[tuple[str, str, str]] = []
     conns = {"main": ledger.db.conn, "capture": ledger.capture_db.conn}
+    if ledger.writer_db is not None:
+        conns["writer"] = ledger.writer_db.conn
     for label, conn in conns.items():
 
         def note(sql: str, label: str = label) -> None:

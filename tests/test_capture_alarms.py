@@ -1,4 +1,5 @@
-"""Alarms raised or cleared by the capture loop: no fsync on its thread, nothing lost to kill -9."""
+"""Alarms raised or cleared by the capture loop: no fsync nor write on its thread, nothing lost to
+kill -9."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ def test_a_camera_lost_and_back_is_recorded_without_an_fsync_on_the_capture_thre
     cfg: config_mod.Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The capture loop raises "camera-lost" and clears it right before the resumed frames:
-    both commit on the capture thread's connection (synchronous=NORMAL: no sync at commit),
-    never on the one whose commits fsync; the WAL is synced on the thread "index-sync"."""
+    both are journaled on the capture thread (no statement, no fsync there) and committed by
+    the thread "index-writer"; the journal is synced on the thread "index-sync"."""
     cfg = cfg.replace("camera", width=160, height=96, fps=10.0, read_timeout_s=0.5)
     cfg = cfg.replace("scanner", camera_decode=False).replace("proof", enabled=False)
     scenario = Scenario.from_dict({"seed": 2, "event": [
@@ -47,20 +48,18 @@ def test_a_camera_lost_and_back_is_recorded_without_an_fsync_on_the_capture_thre
             capture.join()
         assert asm.station.stats.camera_losses == 1
         # the first frame's clear (of an alarm a run before may have left), the raise and the
-        # clear; the clip finisher's writes (it clears "recording-failed" after each clip)
-        # keep their connection
-        mine = [w for w in alarm_writes(ran) if w[0] == "capture"]
-        assert mine == [("capture", "capture")] * 3
-        assert not [sql for th, conn, sql in ran if th == "capture" and conn == "main"
+        # clear, on the writer; the clip finisher's writes (it clears "recording-failed" after
+        # each clip) on its own thread
+        mine = [w for w in alarm_writes(ran) if w[0] == "index-writer"]
+        assert mine == [("index-writer", "writer")] * 3
+        assert not [sql for th, conn, sql in ran if th == "capture"
                     and not sql.lstrip().startswith("SELECT")]  # fmt: skip
-        sync = asm.ledger.capture_db.conn.execute("PRAGMA synchronous").fetchone()[0]
-        assert sync == 1  # NORMAL: a commit in WAL mode syncs nothing
         (alarm,) = asm.ledger.alarms(active_only=False)
         assert (alarm.kind, alarm.count) == ("camera-lost", 1) and alarm.cleared_utc is not None
     finally:
         asm.close()  # waits for "index-sync"
     synced = [(thread, Path(path).name) for thread, path in synced_paths]
-    assert ("index-sync", "index.sqlite3-wal") in synced
+    assert ("index-sync", "index.sqlite3-capture.jsonl") in synced
     assert not [f for th, f in synced if th == "capture"]
 
 
@@ -89,18 +88,27 @@ def test_a_camera_lost_alarm_a_run_before_left_ends_at_the_first_frame(
         asm.close()
 
 
-def test_only_the_capture_loop_s_alarms_skip_the_commit_s_fsync(ledger: Ledger) -> None:
-    """Alarms of the other threads (retention, clip finisher, recovery) keep the commit that
-    returns once synced; the capture loop says which are its own."""
+def test_only_the_capture_loop_s_alarms_go_through_the_writer_thread(tmp_path: Path) -> None:
+    """Alarms of the other threads (retention, clip finisher, recovery) commit on the calling
+    thread and return once synced; the capture loop says which are its own, committed by
+    "index-writer"."""
+    ledger = Ledger(tmp_path / "index.sqlite3", capture_writes=True)
     board = AlarmBoard(ledger)
-    with statements(ledger) as ran:
-        board.raise_("camera-lost", "st", "no frame for 2 s", capture=True)
-        board.raise_("disk-full", "/data", "not starting new clips")
-        board.clear("camera-lost", "st", capture=True)
-        board.clear("disk-full", "/data")
-    me = threading.current_thread().name
-    assert alarm_writes(ran) == [(me, "capture"), (me, "main"), (me, "capture"), (me, "main")]
-    assert ledger.alarms() == []
+    try:
+        with statements(ledger) as ran:
+            board.raise_("camera-lost", "st", "no frame for 2 s", capture=True)
+            board.raise_("disk-full", "/data", "not starting new clips")
+            board.clear("camera-lost", "st", capture=True)
+            board.clear("disk-full", "/data")
+            assert ledger.flush_capture_writes()
+        me = threading.current_thread().name
+        assert sorted(alarm_writes(ran)) == sorted(
+            [("index-writer", "writer"), (me, "main"), ("index-writer", "writer"), (me, "main")]
+        )
+        assert [th for th, _ in alarm_writes(ran) if th != me] == ["index-writer"] * 2
+        assert ledger.alarms() == []
+    finally:
+        ledger.close()
 
 
 # A capture loop raises and clears alarms, another thread raises one, then the process dies by
@@ -112,7 +120,7 @@ from pathlib import Path
 from station.floor.alarms import AlarmBoard
 from station.store.ledger import Ledger
 
-ledger = Ledger.in_data_dir(Path(sys.argv[1]))
+ledger = Ledger.in_data_dir(Path(sys.argv[1]), capture_writes=True)
 board = AlarmBoard(ledger)
 board.raise_("disk-full", "/data", "not starting new clips")
 board.raise_("recording-failed", "st", "encoder died", capture=True)
@@ -127,8 +135,9 @@ def test_alarms_raised_and_cleared_by_the_capture_loop_survive_a_kill_9_right_af
 ) -> None:
     data = tmp_path / "data"
     run_killed(KILLED_CHILD, str(data))
-    ledger = Ledger.in_data_dir(data)
+    ledger = Ledger.in_data_dir(data, capture_writes=True)  # commits what the journal holds
     try:
+        assert ledger.flush_capture_writes()
         got = {(a.kind, a.cleared_utc is None) for a in ledger.alarms(active_only=False)}
     finally:
         ledger.close()

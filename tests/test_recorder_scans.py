@@ -1,13 +1,15 @@
-"""Scans indexed with no clip open: no fsync on the capture thread, nothing lost to a kill -9."""
+"""Scans indexed with no clip open: no fsync nor write on the capture thread, nothing lost to
+a kill -9."""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from recorder_support import encoded_recorder
-from sync_support import fsyncs, run_killed
+from sync_support import fsyncs, run_killed, statements
 
 from station import config as config_mod
 from station.store.ledger import Ledger, ScanEventRecord
@@ -30,37 +32,39 @@ def rec_cfg(cfg: config_mod.Config) -> config_mod.Config:
 def test_a_scan_with_no_clip_open_is_indexed_without_waiting_for_an_fsync(
     rec_cfg: config_mod.Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The capture thread's index write commits on a connection that syncs nothing
-    (synchronous=NORMAL in WAL, no automatic checkpoint) and touches none of the connection
-    the clip finisher holds through its commits' fsyncs; the WAL is synced on the thread
-    "index-sync" instead. So does the duplicate check at an order scan, a read."""
-    ledger = Ledger(tmp_path / "index.sqlite3")
+    """The capture thread runs no write statement and no fsync for a scan with no clip open:
+    it writes one line to the index's capture journal, which "index-sync" fsyncs, and the
+    thread "index-writer" commits the row (on the connection whose commits are synced). The
+    duplicate check at an order scan reads on a connection of its own, read only, which no
+    other thread's statement holds."""
+    ledger = Ledger(tmp_path / "index.sqlite3", capture_writes=True)
     rec = encoded_recorder(rec_cfg, ledger, W, H, FPS)
-    dbs = {id(db.conn): db.conn for db in (ledger.db, getattr(ledger, "capture_db", ledger.db))}
-    ran: dict[int, list[str]] = {k: [] for k in dbs}
-    for k, conn in dbs.items():
-        conn.set_trace_callback(ran[k].append)
     synced = fsyncs(monkeypatch)
     try:
-        rec.log_event(item(1), 0.0)
-        ledger.order_clip_refs("PO-1")
-        for conn in dbs.values():
-            conn.set_trace_callback(None)
-        writes = [k for k, sqls in ran.items() if any("INSERT INTO scan_events" in s for s in sqls)]
-        assert len(writes) == 1
-        conn = dbs[writes[0]]
-        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: no sync at commit
-        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # nor a checkpoint
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert ran[id(ledger.db.conn)] == []  # the finisher's connection (FULL) was not used
+        with statements(ledger) as ran:
+            capture = threading.Thread(
+                target=lambda: (rec.log_event(item(1), 0.0), ledger.order_clip_refs("PO-1")),
+                name="capture",
+            )
+            capture.start()
+            capture.join()
+            assert ledger.flush_capture_writes()
+        mine = [(conn, sql.split()[0]) for th, conn, sql in ran if th == "capture"]
+        assert mine == [("capture", "SELECT")]
+        assert [(th, conn) for th, conn, sql in ran if "INSERT INTO scan_events" in sql] == [
+            ("index-writer", "writer")
+        ]
+        assert ledger.writer_db is not None
+        assert ledger.writer_db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert ledger.capture_db.conn.execute("PRAGMA query_only").fetchone()[0] == 1
         assert [e.text for e in ledger.unattached_events()] == [EAN]
     finally:
         rec.close()
         ledger.close()  # waits for "index-sync"
-    assert synced, "the WAL was never synced"
-    assert {(name, Path(path).name) for name, path in synced} == {
-        ("index-sync", "index.sqlite3-wal")
+    assert ("index-sync", "index.sqlite3-capture.jsonl") in {
+        (name, Path(path).name) for name, path in synced
     }
+    assert not [p for name, p in synced if name == "capture"]
 
 
 # A station's capture thread indexes scans with no clip open, then dies by kill -9 the moment
@@ -77,7 +81,7 @@ from station.store.ledger import Ledger, ScanEventRecord
 
 data = Path(sys.argv[1])
 cfg = config_mod.load(None).with_data_dir(data).replace("proof", enabled=False)
-ledger = Ledger.in_data_dir(data)
+ledger = Ledger.in_data_dir(data, capture_writes=True)
 rec = encoded_recorder(cfg, ledger, 64, 48, 10.0)
 wall = datetime(2026, 12, 7, 9, 0, 0).astimezone()
 for n, kind in enumerate(("item", "refused", "pedal")):
@@ -90,8 +94,9 @@ os.kill(os.getpid(), signal.SIGKILL)
 def test_scans_indexed_with_no_clip_open_survive_a_kill_9_right_after(tmp_path: Path) -> None:
     data = tmp_path / "data"
     run_killed(KILLED_CHILD, str(data))
-    ledger = Ledger.in_data_dir(data)
+    ledger = Ledger.in_data_dir(data, capture_writes=True)  # commits what the journal holds
     try:
+        assert ledger.flush_capture_writes()
         got = [(e.kind, e.text) for e in ledger.unattached_events()]
     finally:
         ledger.close()

@@ -493,7 +493,7 @@ def test_nothing_deletable_refuses_new_clips_and_alarms_until_space_returns(
     hook_out = tmp_path / "hook.txt"
     hook = tmp_path / "hook.py"
     hook.write_text(f"import sys\nopen({str(hook_out)!r}, 'a').write(sys.argv[-1] + '\\n')\n")
-    ledger = Ledger.in_data_dir(data)
+    ledger = Ledger.in_data_dir(data, capture_writes=True)  # as the station opens it
     size = max(c.size for c in clips)
     disk = FakeDisk(data, capacity=FakeDisk(data, 0).used() + 1000 * size)
     disk.eaten = 995 * size  # 5 clips' worth free
@@ -524,11 +524,12 @@ def test_nothing_deletable_refuses_new_clips_and_alarms_until_space_returns(
     now[0] = 5.0
     with statements(ledger) as ran:
         assert mgr.refusal() is None and not mgr.must_finish_clip()
+        assert ledger.flush_capture_writes()
     assert ledger.alarms() == []
-    # refusal() runs on the capture thread: its clear commits on the connection that does not
-    # fsync (tests/test_capture_alarms.py); check()'s raise, on the retention thread, did not
-    assert [conn for _th, conn, sql in ran if sql.lstrip().startswith("UPDATE alarms")] == [
-        "capture"
+    # refusal() runs on the capture thread: its clear is committed by the writer thread
+    # (tests/test_capture_writes.py); check()'s raise, on the retention thread, was not
+    assert [(th, conn) for th, conn, sql in ran if sql.lstrip().startswith("UPDATE alarms")] == [
+        ("index-writer", "writer")
     ]
     ledger.close()
 

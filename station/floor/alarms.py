@@ -50,9 +50,10 @@ class AlarmBoard:
 
     Thread-safe: any thread may raise or clear. The hook runs in its own short-lived thread and
     is never waited for by the caller; a hook that fails is logged, never raised. The capture
-    thread passes ``capture=True``: its record commits on the index's capture connection,
-    which waits for no fsync (in the WAL on return, so a kill -9 keeps it; synced at once on
-    the thread "index-sync"); the other threads' commits return once synced.
+    thread passes ``capture=True``: its record goes into the index's capture journal (one line
+    written, no wait in SQLite; a kill -9 keeps it, synced at once on the thread "index-sync")
+    and is committed, in order, on the thread "index-writer" (``Ledger``); the other threads'
+    commits return once synced.
     """
 
     def __init__(

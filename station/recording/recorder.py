@@ -683,11 +683,13 @@ class Recorder:
         """Attach a scan to the open clip, or index it on its own when no clip is open or
         ``in_clip`` is False (a scan made before the open clip began: not its order's).
 
-        When the index cannot take it (a full disk: exactly when scans are refused), the
-        event is kept in memory and written, in order, once the index takes writes again
-        (tried at most once a second from ``push``, and at ``close``). Written, it survives a
-        kill -9 at once and a power cut once the WAL is synced, an fsync later: the ledger's
-        capture connection commits without one (``Ledger.log_events``).
+        Indexed through the ledger's capture journal (``Ledger.log_events``): the call
+        writes one line to a file and returns, never waiting in SQLite; the event survives a
+        kill -9 at once and a power cut once that file is synced (an fsync later, on
+        "index-sync"), and the thread "index-writer" commits it, in order. When even the
+        journal cannot take it (a full disk: exactly when scans are refused), the event is
+        kept in memory and written, in order, once it can (tried at most once a second from
+        ``push``, and at ``close``).
         """
         clip = self._open if in_clip else None
         if clip is None:
@@ -734,6 +736,10 @@ class Recorder:
             self._pending.put(None)
         self._finisher.join(timeout)
         self._journal_sync.close()
+        # the station stops: its last scans and alarms in the index before it reports done
+        if not self.ledger.flush_capture_writes():
+            log.error("the index refuses the capture loop's last writes: they are kept in its "
+                      "journal and committed at the next start")  # fmt: skip
 
     def flush_journals(self) -> None:
         """Block until the journals the capture thread wrote so far are fsynced."""
@@ -748,6 +754,7 @@ class Recorder:
             time.sleep(0.005)
         self._complete_closing(force=True)
         self._pending.join()
+        self.ledger.flush_capture_writes()
 
     # ---- internals ------------------------------------------------------------------------
 

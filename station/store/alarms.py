@@ -3,6 +3,7 @@ station/floor/alarms.py."""
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar
@@ -46,40 +47,48 @@ class AlarmTable(Table):
     """,
     }
 
-    def raise_alarm(self, kind: str, subject: str, message: str, *, capture: bool = False) -> bool:
+    def raise_alarm(self, kind: str, subject: str, message: str) -> bool:
         """Record an alarm (or bump its count); True when it is new or was cleared before.
+        Returns once synced (the capture loop's alarms go through ``Ledger``'s writer)."""
+        with self._tx() as db:
+            return self.raise_alarm_in(db, kind, subject, message, utc_text(datetime.now(UTC)))
 
-        ``capture``: the capture thread's, committed on ``capture_db`` (which does not wait
-        for the disk); the other threads' commits return once synced."""
-        now = utc_text(datetime.now(UTC))
-        with self._capture_tx() if capture else self._tx() as db:
-            r = db.execute(
-                "SELECT cleared_utc FROM alarms WHERE kind = ? AND subject = ?", (kind, subject)
-            ).fetchone()
-            if r is None:
-                db.execute(
-                    "INSERT INTO alarms(kind, subject, message, first_utc, last_utc)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (kind, subject, message, now, now),
-                )
-                return True
+    @staticmethod
+    def raise_alarm_in(
+        db: sqlite3.Connection, kind: str, subject: str, message: str, now: str
+    ) -> bool:
+        """``raise_alarm`` in the caller's transaction, at ``now`` (``utc_text``)."""
+        r = db.execute(
+            "SELECT cleared_utc FROM alarms WHERE kind = ? AND subject = ?", (kind, subject)
+        ).fetchone()
+        if r is None:
             db.execute(
-                "UPDATE alarms SET message = ?, last_utc = ?, count = count + 1,"
-                " first_utc = CASE WHEN cleared_utc IS NULL THEN first_utc ELSE ? END,"
-                " cleared_utc = NULL WHERE kind = ? AND subject = ?",
-                (message, now, now, kind, subject),
+                "INSERT INTO alarms(kind, subject, message, first_utc, last_utc)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (kind, subject, message, now, now),
             )
-            return r["cleared_utc"] is not None
+            return True
+        db.execute(
+            "UPDATE alarms SET message = ?, last_utc = ?, count = count + 1,"
+            " first_utc = CASE WHEN cleared_utc IS NULL THEN first_utc ELSE ? END,"
+            " cleared_utc = NULL WHERE kind = ? AND subject = ?",
+            (message, now, now, kind, subject),
+        )
+        return r["cleared_utc"] is not None
 
-    def clear_alarm(self, kind: str, subject: str, *, capture: bool = False) -> bool:
-        """Mark an active alarm cleared (the row stays); True when one was active.
-        ``capture``: as for ``raise_alarm``."""
-        with self._capture_tx() if capture else self._tx() as db:
-            cur = db.execute(
-                "UPDATE alarms SET cleared_utc = ? WHERE kind = ? AND subject = ?"
-                " AND cleared_utc IS NULL",
-                (utc_text(datetime.now(UTC)), kind, subject),
-            )
+    def clear_alarm(self, kind: str, subject: str) -> bool:
+        """Mark an active alarm cleared (the row stays); True when one was active."""
+        with self._tx() as db:
+            return self.clear_alarm_in(db, kind, subject, utc_text(datetime.now(UTC)))
+
+    @staticmethod
+    def clear_alarm_in(db: sqlite3.Connection, kind: str, subject: str, now: str) -> bool:
+        """``clear_alarm`` in the caller's transaction, at ``now`` (``utc_text``)."""
+        cur = db.execute(
+            "UPDATE alarms SET cleared_utc = ? WHERE kind = ? AND subject = ?"
+            " AND cleared_utc IS NULL",
+            (now, kind, subject),
+        )
         return cur.rowcount > 0
 
     def alarms(self, *, active_only: bool = True) -> list[Alarm]:

@@ -575,15 +575,10 @@ class ClipTable(Table):
             )  # fmt: skip
 
     def log_events(self, station: str, events: Sequence[ScanEventRecord]) -> None:
-        """Record scans that belong to no clip (e.g. a seal card shown with no order open).
-
-        Written on ``capture_db``, as the capture thread writes them: with the ``Ledger``'s
-        own connection for it (synchronous=NORMAL, WAL) the commit returns once it is in the
-        WAL file (a kill -9 loses nothing), without waiting for an fsync, nor for the lock
-        the clip finisher holds through its own commits' fsyncs; ``Ledger.log_events`` has
-        the WAL synced at once on another thread.
-        """
-        with self._capture_tx() as db:
+        """Record scans that belong to no clip (e.g. a seal card shown with no order open),
+        in one transaction that returns once synced. The capture thread's go through
+        ``Ledger``'s writer thread instead (``Ledger.log_events``): it never waits in SQLite."""
+        with self._tx() as db:
             self._insert_events(db, None, station, events)
 
     @staticmethod

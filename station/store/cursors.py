@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -32,14 +33,25 @@ class SyncCursors(Table):
     }
 
     def cursor(self, name: str) -> int:
-        row = self._one("SELECT value FROM sync_cursors WHERE name = ?", (name,))
-        return int(row[0]) if row else 0
+        with self._lock:
+            return self.cursor_in(self.conn, name)
 
     def set_cursor(self, name: str, value: int) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO sync_cursors(name, value, updated_utc) VALUES (?, ?, ?)"
-                " ON CONFLICT(name) DO UPDATE SET value = excluded.value,"
-                " updated_utc = excluded.updated_utc",
-                (name, value, utc_text(datetime.now(UTC))),
-            )
+            self.set_cursor_in(db, name, value)
+
+    @staticmethod
+    def cursor_in(db: sqlite3.Connection, name: str) -> int:
+        """``cursor`` on ``db`` (the caller holds its lock)."""
+        row = db.execute("SELECT value FROM sync_cursors WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def set_cursor_in(db: sqlite3.Connection, name: str, value: int) -> None:
+        """``set_cursor`` in the caller's transaction."""
+        db.execute(
+            "INSERT INTO sync_cursors(name, value, updated_utc) VALUES (?, ?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET value = excluded.value,"
+            " updated_utc = excluded.updated_utc",
+            (name, value, utc_text(datetime.now(UTC))),
+        )

@@ -59,10 +59,9 @@ def open_index(target: Path | str | sqlite3.Connection, *, capture: bool = False
     opens its own; WAL lets them share the file); a connection passed in is used as is and
     not closed by ``Database.close``. Raises LedgerError when it cannot be opened or migrated.
 
-    ``capture``: the capture thread's connection (``Ledger.capture_db``), whose commits must
-    not wait for the disk: synchronous=NORMAL (a commit is written to the WAL, which survives
-    a kill -9, and synced later on ``Ledger``'s thread "index-sync") and no automatic
-    checkpoint (the other connections checkpoint, with its syncs).
+    ``capture``: the capture thread's connection (``Ledger.capture_db``), read only
+    (``query_only``): a write there could wait for another connection's write transaction,
+    and the capture loop must not wait (its writes go through ``Ledger``'s writer thread).
     """
     try:
         if not isinstance(target, sqlite3.Connection) and str(target) not in {"", ":memory:"}:
@@ -72,15 +71,13 @@ def open_index(target: Path | str | sqlite3.Connection, *, capture: bool = False
         with sqlitedb.closed_on_error(sqlitedb.open_connection(target), own=own) as conn:
             conn.row_factory = sqlite3.Row
             sqlitedb.use_wal(conn)
-            if capture:
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA wal_autocheckpoint=0")
-            else:
-                # FULL: a finished clip's row must survive a power cut once add_clip returned.
-                conn.execute("PRAGMA synchronous=FULL")
+            # FULL: a finished clip's row must survive a power cut once add_clip returned.
+            conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             db = Database(conn, own=own)
             sqlitedb.migrate(conn, db.lock, MIGRATIONS, LedgerError, "index")
+            if capture:
+                conn.execute("PRAGMA query_only=ON")
     except sqlite3.Error as exc:
         raise LedgerError(f"cannot open index {target}: {exc}") from exc
     return db

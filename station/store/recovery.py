@@ -960,7 +960,9 @@ def recover_data_dir(
     """Lock the data dir, run one recovery pass with the configured finalizers, and close."""
 
     with data_dir_lock(cfg.station.data_dir):
-        ledger = Ledger.in_data_dir(cfg.station.data_dir)
+        # the lock is the station's: the capture loop's writes a crash left in the journal
+        # are committed here too
+        ledger = Ledger.in_data_dir(cfg.station.data_dir, capture_writes=True)
         own = finalizers is None
         fins: Sequence[Finalizer] = build_finalizers(cfg) if finalizers is None else finalizers
         try:

@@ -200,8 +200,9 @@ class Table:
     """Base of the classes that own a set of tables (their schema steps and all their SQL):
     they get a ``Database`` passed in; writes go through ``_tx``, one transaction under the
     shared lock, and a sqlite3 error becomes ``error``. ``capture_db`` is the connection the
-    capture thread writes on, which must not wait for the disk: the same one unless the
-    opener gives another (``Ledger``: synchronous=NORMAL, its WAL synced on "index-sync")."""
+    capture thread reads on (the duplicate check), which no other thread's statement holds:
+    the same one unless the opener gives another (``Ledger``). The capture thread writes
+    nothing here: ``Ledger``'s "index-writer" does, for it."""
 
     error: type[Exception] = RuntimeError
     TABLES: ClassVar[tuple[str, ...]] = ()
@@ -222,10 +223,6 @@ class Table:
 
     def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return self.db.tx(self.error, f"{type(self).__name__} write")
-
-    def _capture_tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """One write transaction on ``capture_db``, under its own lock."""
-        return self.capture_db.tx(self.error, f"{type(self).__name__} write")
 
     def _all(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
         """The rows of one read under the lock (sqlite3 errors pass: a search's interrupt)."""
