@@ -31,7 +31,7 @@ from station.capture.frames import Caption, Frame, InputEvent, PedalPress, RawSc
 from station.errors import CameraError
 from station.recording.recorder import Recorder
 from station.recording.runner import Station
-from station.recording.session import PEDAL_LATE_S
+from station.recording.session import SEAL_LATE_S
 from station.recording.writer import to_i420
 from station.store.ledger import Ledger
 
@@ -99,9 +99,10 @@ class Oracle:
     the next order's scan, its waybill with ``waybill_ends_clip``; with no clip open (after a
     timeout, a refused clip, or its clip already ended) its seal, pedal or waybill finishes
     it too, and each of those, or the camera seeing its sheet again, shows it was still there
-    then (when known before the next order arrives). A pedal press within ``PEDAL_LATE_S`` of
-    the scan that opened an order's clip (its first, at its scan) is the parcel before's seal,
-    pressed a moment late: it ends nothing. A timeout, a nearly full disk, a camera
+    then (when known before the next order arrives). A pedal press or seal card (read by the
+    camera or scanned by hand) within ``SEAL_LATE_S`` of the scan that opened an order's clip
+    (its first, at its scan) is the parcel before's seal, given a moment late: it ends
+    nothing. A timeout, a nearly full disk, a camera
     loss or the picture staying unchanged for ``STILL_S`` (the packer away for tape, the
     parcel half packed where it was) ends a clip, not the packing. An order is recorded (a
     clip expected) from its scan until it is finished, times out, stays still, the disk is
@@ -196,10 +197,7 @@ class Oracle:
     def hear(self, ev: InputEvent) -> None:
         """One scan or press, in the order the station gets them."""
         if isinstance(ev, PedalPress):
-            rec = self.rec
-            if rec is not None and rec.at_scan and 0 <= ev.t - rec.since < PEDAL_LATE_S:
-                # Pressed a moment after the next order's scan opened its clip: the parcel
-                # before's seal, a moment late (no parcel is packed in that time).
+            if self._late_seal(ev.t):
                 return
             self._finish_or_seen(ev.t, ending=True)
             return
@@ -221,12 +219,21 @@ class Oracle:
             # Held up in the frame that opened this clip (its sheet read there too, or the
             # camera back with the order scanned in the dark): the parcel before's seal.
             return
+        elif text == "SEAL" and self._late_seal(t):
+            return
         elif text == "SEAL":
             self._finish_or_seen(t, ending=True)
         elif text in WAYBILL.values():
             self._waybill(text, t, camera)
         elif text in ORDERS:
             self._order(text, t, camera)
+
+    def _late_seal(self, t: float) -> bool:
+        """Is a seal (the pedal, the card) at ``t`` given a moment after the next order's scan
+        opened its clip: the parcel before's, a moment late (no parcel is packed in that
+        time)?"""
+        rec = self.rec
+        return rec is not None and rec.at_scan and 0 <= t - rec.since < SEAL_LATE_S
 
     def _waybill(self, text: str, t: float, camera: bool) -> None:
         (order,) = [o for o, w in WAYBILL.items() if w == text]
@@ -667,7 +674,7 @@ steps = st.one_of(
 # PO-B's sheet read by the camera (or PO-B scanned by hand) while PO-A was sealed with the pedal
 # a moment late: the press sealed PO-B's clip 0.05 s in, and PO-B was packed in no clip. The
 # same press a second later seals PO-B. (The examples below that seal PO-A with the pedal
-# press it 1.1 s after PO-A's scan, no longer 0.3 s: within PEDAL_LATE_S it seals nothing.)
+# press it 1.1 s after PO-A's scan, no longer 0.3 s: within SEAL_LATE_S it seals nothing.)
 PEDAL_A_MOMENT_LATE = [
     ("hand", "PO-A"), ("frames", 3), ("cam", "PO-B"), ("pedal",), ("frames", 12),
 ]  # fmt: skip
@@ -676,6 +683,23 @@ PEDAL_A_MOMENT_LATE_BY_HAND = [
 ]  # fmt: skip
 PEDAL_A_SECOND_LATER = [
     ("hand", "PO-A"), ("frames", 3), ("cam", "PO-B"), ("frames", 10), ("pedal",), ("frames", 3),
+]  # fmt: skip
+
+# The same with the seal card: held up to the camera for PO-A 0.3 s after PO-B's sheet was read,
+# or scanned by hand 0.2 s after PO-B was: it sealed PO-B's clip, PO-B packed in no clip. A
+# second later it seals PO-B. (The examples below that seal PO-A with the card within
+# SEAL_LATE_S of its scan now record it until the next order's scan.)
+SEAL_CARD_A_MOMENT_LATE = [
+    ("hand", "PO-A"), ("frames", 3), ("cam", "PO-B"), ("frames", 3), ("cam", "SEAL"),
+    ("frames", 12),
+]  # fmt: skip
+SEAL_SCANNED_A_MOMENT_LATE = [
+    ("hand", "PO-A"), ("frames", 3), ("hand", "PO-B"), ("frames", 2), ("hand", "SEAL"),
+    ("frames", 12),
+]  # fmt: skip
+SEAL_CARD_A_SECOND_LATER = [
+    ("hand", "PO-A"), ("frames", 3), ("cam", "PO-B"), ("frames", 11), ("cam", "SEAL"),
+    ("frames", 3),
 ]  # fmt: skip
 
 
@@ -862,6 +886,9 @@ LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL = [
 @example(PEDAL_A_MOMENT_LATE, 0, False, False)
 @example(PEDAL_A_MOMENT_LATE_BY_HAND, 0, False, False)
 @example(PEDAL_A_SECOND_LATER, 0, False, False)
+@example(SEAL_CARD_A_MOMENT_LATE, 0, False, False)
+@example(SEAL_SCANNED_A_MOMENT_LATE, 0, False, False)
+@example(SEAL_CARD_A_SECOND_LATER, 0, False, False)
 @example(SEALED_BEFORE_ITS_LABEL, 0, False, False)
 @example(LINKED_LATE_TO_ITS_ENDED_CLIP, 0, False, True)
 @example(ENDED_BY_ITS_LABEL_IN_THE_DARK, 0, False, True)
@@ -893,6 +920,10 @@ LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL = [
 )  # fmt: skip
 @example(
     [("hand", "PO-A"), ("frames", 3), ("typed", "PO-B"), ("frames", 3), ("typed", "SEAL"),
+     ("frames", 2)], 0, False, False,
+)  # fmt: skip
+@example(
+    [("hand", "PO-A"), ("frames", 3), ("typed", "PO-B"), ("frames", 11), ("typed", "SEAL"),
      ("frames", 2)], 0, False, False,
 )  # fmt: skip
 @example(
