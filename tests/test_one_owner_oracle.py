@@ -93,32 +93,33 @@ class Expected:
 class Oracle:
     """What a warehouse knows happened at the table, from the script alone (not the session).
 
-    A parcel is at the table from its order's scan (by hand, or the camera reading the sheet
-    of an order not packed here before: old sheets lie in view; the station remembers 100, a
-    script has fewer) until it is finished: a seal card, the pedal, a hand rescan of its order,
-    the next order's scan, its waybill with ``waybill_ends_clip``; with no clip open (after a
-    timeout, a refused clip, or its clip already ended) its seal, pedal or waybill finishes
-    it too, and each of those, or the camera seeing its sheet again, shows it was still there
-    then (when known before the next order arrives). A pedal press or seal card (read by the
-    camera or scanned by hand) within ``SEAL_LATE_S`` of the scan that opened an order's clip
-    (its first, at its scan) is the parcel before's seal, given a moment late: it ends
-    nothing. A timeout, a nearly full disk, a camera
-    loss or the picture staying unchanged for ``STILL_S`` (the packer away for tape, the
-    parcel half packed where it was) ends a clip, not the packing. An order is recorded (a
-    clip expected) from its scan until it is finished, times out, stays still, the disk is
-    nearly full or the camera is lost; the order open at a loss (or scanned in the dark)
-    resumes when the camera is back. It times out ``MAX_S`` after its first clip began (its
-    scan; for one scanned in the dark, the camera's return), resumed clips and the time in
-    the dark included: one whose time ran out in the dark does not resume. An order scanned
-    while the disk refuses clips, or with no packer signed in when one is required, is
-    packed with no clip. Each parcel has its own waybill label; once read while its clip was
-    open, or with no clip open (``labelled``), a copy of it may lie in view while later parcels
-    are packed: the camera reading that label of an earlier parcel is no event of the parcel at
-    the table (it neither ends its packing nor names its waybill); one first read with no clip
-    open (``loose``) is none of its own parcel's later clip either (the camera cannot tell);
-    but one read while its own clip was open and decoded after that clip ended (``ended``, also
-    a clip a camera loss cut, or one that ended before the loss) is linked to that clip: its
-    own parcel's from then on."""
+    A parcel is at the table from its order's scan (by hand, or the camera reading the sheet of
+    an order not packed here before: old sheets lie in view; the station remembers 100, a script
+    has fewer) until it is finished: a seal card, the pedal, a hand rescan of its order, the
+    next order's scan, its waybill with ``waybill_ends_clip``; with no clip open (after a
+    timeout, a refused clip, or its clip already ended) its seal, pedal or waybill finishes it
+    too, and each of those, or the camera seeing its sheet again, shows it was still there then
+    (when known before the next order arrives). A pedal press or seal card (read by the camera
+    or scanned by hand) within ``SEAL_LATE_S`` of the scan that opened an order's clip (its
+    first, at its scan) is the parcel before's seal, given a moment late: it ends nothing; so,
+    with ``waybill_ends_clip``, is a waybill then (the parcel before's label scanned late or
+    this one's early: nothing tells), linked to no clip. A timeout, a nearly full disk, a camera
+    loss or the picture staying unchanged for ``STILL_S`` (the packer away for tape, the parcel
+    half packed where it was) ends a clip, not the packing. An order is recorded (a clip
+    expected) from its scan until it is finished, times out, stays still, the disk is nearly
+    full or the camera is lost; the order open at a loss (or scanned in the dark) resumes when
+    the camera is back. It times out ``MAX_S`` after its first clip began (its scan; for one
+    scanned in the dark, the camera's return), resumed clips and the time in the dark included:
+    one whose time ran out in the dark does not resume. An order scanned while the disk refuses
+    clips, or with no packer signed in when one is required, is packed with no clip. Each parcel
+    has its own waybill label; once read while its clip was open, or with no clip open
+    (``labelled``), a copy of it may lie in view while later parcels are packed: the camera
+    reading that label of an earlier parcel is no event of the parcel at the table (it neither
+    ends its packing nor names its waybill); one first read with no clip open (``loose``) is
+    none of its own parcel's later clip either (the camera cannot tell); but one read while its
+    own clip was open and decoded after that clip ended (``ended``, also a clip a camera loss
+    cut, or one that ended before the loss) is linked to that clip: its own parcel's from then
+    on."""
 
     world: World
     require_packer: bool
@@ -244,6 +245,15 @@ class Oracle:
             and (here is None or here.order != order or order in self.loose)
         ):
             return  # an earlier parcel's label lying in view: no event of the parcel here
+        if self.waybill_ends and self._late_seal(t):
+            # The seal, a moment after the next order's scan opened its clip: whose label,
+            # the parcel before's scanned late or this one's early? It ends nothing and is
+            # linked to no clip (its camera reads are no event of a parcel, as one read with
+            # no clip open), unless it was linked before.
+            if order not in self.labelled:
+                self.labelled[order] = t
+                self.loose.add(order)
+            return
         p = self.cur
         if (
             p is not None
@@ -702,6 +712,21 @@ SEAL_CARD_A_SECOND_LATER = [
     ("frames", 3),
 ]  # fmt: skip
 
+# With waybill_ends_clip the label is the seal: scanned by hand (or read by the camera) 0.3 s
+# after PO-B's sheet it ended PO-B's clip there, and was linked to it. A second later it does.
+LABEL_SCANNED_A_MOMENT_LATE = [
+    ("hand", "PO-A"), ("frames", 3), ("cam", "PO-B"), ("frames", 3), ("hand", "WAYBILL"),
+    ("frames", 12),
+]  # fmt: skip
+LABEL_READ_A_MOMENT_LATE = [
+    ("hand", "PO-A"), ("frames", 3), ("hand", "PO-B"), ("frames", 3), ("cam", "WAYBILL"),
+    ("frames", 12),
+]  # fmt: skip
+LABEL_SCANNED_A_SECOND_LATER = [
+    ("hand", "PO-A"), ("frames", 3), ("cam", "PO-B"), ("frames", 11), ("hand", "WAYBILL"),
+    ("frames", 3),
+]  # fmt: skip
+
 
 # PO-A sealed before its label was read; the label read with no clip open, then again (after the
 # debounce) while PO-B is packed.
@@ -742,6 +767,17 @@ TYPED_LABEL_BEFORE_A_LATE_SHEET = [
 # for PO-A's, the last order typed, and blamed the station for linking it to PO-B's clip.
 TYPED_REPEAT_BEFORE_A_LABEL = [
     ("hand", "PO-A"), ("frames", 3), ("hand", "PO-B"), ("frames", 3), ("typed", "PO-A"),
+    ("typed", "WAYBILL"), ("frames", 3),
+]  # fmt: skip
+
+# The two above with the label typed a second or more after the order's scan: with
+# waybill_ends_clip, one typed sooner is no end (SEAL_LATE_S), which these are about.
+TYPED_LABEL_A_SECOND_LATER_BEFORE_A_LATE_SHEET = [
+    ("hand", "PO-A"), ("frames", 11), ("typed", "WAYBILL"), ("frames", 1), ("cam", "PO-B"),
+    ("frames", 1),
+]  # fmt: skip
+TYPED_REPEAT_BEFORE_A_LABEL_A_SECOND_LATER = [
+    ("hand", "PO-A"), ("frames", 3), ("hand", "PO-B"), ("frames", 11), ("typed", "PO-A"),
     ("typed", "WAYBILL"), ("frames", 3),
 ]  # fmt: skip
 
@@ -889,6 +925,10 @@ LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL = [
 @example(SEAL_CARD_A_MOMENT_LATE, 0, False, False)
 @example(SEAL_SCANNED_A_MOMENT_LATE, 0, False, False)
 @example(SEAL_CARD_A_SECOND_LATER, 0, False, False)
+@example(LABEL_SCANNED_A_MOMENT_LATE, 0, False, True)
+@example(LABEL_READ_A_MOMENT_LATE, 0, False, True)
+@example(LABEL_SCANNED_A_SECOND_LATER, 0, False, True)
+@example(LABEL_SCANNED_A_MOMENT_LATE, 0, False, False)
 @example(SEALED_BEFORE_ITS_LABEL, 0, False, False)
 @example(LINKED_LATE_TO_ITS_ENDED_CLIP, 0, False, True)
 @example(ENDED_BY_ITS_LABEL_IN_THE_DARK, 0, False, True)
@@ -945,6 +985,8 @@ LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL = [
 @example(TYPED_REPEAT_BEFORE_A_LABEL, 0, False, False)
 @example(TYPED_REPEAT_BEFORE_A_LABEL, 0, False, True)
 @example(TYPED_LABEL_BEFORE_A_LATE_SHEET, 0, False, True)
+@example(TYPED_LABEL_A_SECOND_LATER_BEFORE_A_LATE_SHEET, 0, False, True)
+@example(TYPED_REPEAT_BEFORE_A_LABEL_A_SECOND_LATER, 0, False, True)
 @example(SEAL_CARD_WITH_THE_NEXT_SHEET, 0, False, False)
 @example(SEAL_CARD_AS_THE_CAMERA_IS_BACK, 0, False, False)
 @example(SEAL_CARD_AS_THE_CUT_CLIP_RESUMES, 0, False, False)

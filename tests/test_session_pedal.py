@@ -192,3 +192,53 @@ def test_a_waybill_just_after_its_order_sheet_is_still_linked_to_that_order(sour
     new, actions = step(opened, Scanned(WAYBILL_B, 20.3, source), RULES)
     assert isinstance(new, Recording) and new.waybills == ("SF1000000000002",)
     assert LinkWaybill("PO-B", "SF1000000000002", "SF", 20.3) in actions
+
+
+ENDS = SessionSection(waybill_ends_clip=True)
+
+
+def opened_b_ending_at_labels(source: str = "camera") -> Recording:
+    packing, _ = step(Idle(), Scanned(ORDER_A, 2.0, "keyboard"), ENDS)
+    state, _ = step(packing, Scanned(ORDER_B, 20.0, source), ENDS)
+    assert isinstance(state, Recording) and state.at_scan
+    return state
+
+
+@pytest.mark.parametrize("source", ["camera", "keyboard"])
+def test_with_waybill_ends_clip_a_label_just_after_the_scan_ends_nothing_and_links_nowhere(
+    source: str,
+) -> None:
+    """With ``waybill_ends_clip`` the label is the seal. Scanned 0.3 s after PO-B's sheet it
+    ended PO-B's clip 0.3 s in (its packing in no clip) and was linked to it: the parcel
+    before's label scanned late (another buyer's label on PO-B's clip), or PO-B's scanned
+    early; nothing tells which. Now it ends nothing and is linked to no clip: remembered as
+    one read with no clip open, so the camera seeing it again links and ends nothing either;
+    scanned by hand later, it is linked to PO-B and ends its clip, as any label."""
+    opened = opened_b_ending_at_labels(source)
+    new, actions = step(opened, Scanned(WAYBILL_B, 20.3, source), ENDS)
+    assert isinstance(new, Recording) and new.order_id == "PO-B" and new.waybills == ()
+    assert new.floor.unlinked == ("SF1000000000002",)
+    (logged,) = actions
+    assert isinstance(logged, LogEvent) and not logged.in_clip and logged.kind == "waybill"
+    assert "0.30 s after the clip of 'PO-B'" in logged.note and "no clip" in logged.note
+    again, actions = step(new, Scanned(WAYBILL_B, 25.0, "camera"), ENDS)
+    assert again == new and not any(isinstance(a, LinkWaybill | StopClip) for a in actions)
+    ended, actions = step(new, Scanned(WAYBILL_B, 25.0, "keyboard"), ENDS)
+    assert isinstance(ended, Idle)
+    assert LinkWaybill("PO-B", "SF1000000000002", "SF", 25.0) in actions
+    assert StopClip(FinishReason.WAYBILL, 25.0) in actions
+
+
+def test_with_waybill_ends_clip_a_label_a_second_after_the_scan_ends_the_clip() -> None:
+    opened = opened_b_ending_at_labels()
+    ended, actions = step(opened, Scanned(WAYBILL_B, 21.0, "keyboard"), ENDS)
+    assert isinstance(ended, Idle) and StopClip(FinishReason.WAYBILL, 21.0) in actions
+    late = Scanned(WAYBILL_B, 21.2, "camera", first_t=20.9)  # first looked at in the second
+    assert isinstance(step(opened, late, ENDS)[0], Recording)
+
+
+def test_with_waybill_ends_clip_a_resumed_clip_ends_at_its_label_at_once() -> None:
+    lost, _ = step(packing_a(), CameraLost(10.0), ENDS)
+    back, _ = step(lost, CameraBack(12.0), ENDS)
+    assert isinstance(back, Recording) and not back.at_scan
+    assert isinstance(step(back, Scanned(WAYBILL_B, 12.3, "keyboard"), ENDS)[0], Idle)
