@@ -65,6 +65,10 @@ class Parcel:
     order: str
     start: float
     end: float | None = None
+    # Its end marked by a seal, the pedal, a waybill, a rescan or the next order (not merely
+    # its sheet seen): unmarked, packed on with no clip (its clip refused or timed out), it is
+    # the packing its order scanned again resumes (the station's ``Idle.unrecorded``).
+    marked: bool = False
 
 
 @dataclass
@@ -278,7 +282,7 @@ class Oracle:
     def _open(self) -> bool:
         return self.rec is not None or self.waiting
 
-    def _finish_or_seen(self, t: float, *, ending: bool) -> None:
+    def _finish_or_seen(self, t: float, *, ending: bool, marks: bool = True) -> None:
         p = self.cur
         if p is None or t < p.start:
             return  # stamped before the parcel at the table arrived: too late to matter
@@ -286,6 +290,9 @@ class Oracle:
             p.end = max(p.end, t)  # the parcel finished before, still at the table
         elif ending or not self._open():
             self._end(t)
+        else:
+            return
+        p.marked = p.marked or marks  # (its sheet seen again marks no end: ``marks``)
 
     def _end(self, t: float) -> None:
         p = self.cur
@@ -304,22 +311,27 @@ class Oracle:
             if self._refused_here(p):  # its clip refused, now allowed: its sheet records it
                 self._record(order, t)
                 return
-            self._finish_or_seen(t, ending=False)  # its sheet seen again
+            self._finish_or_seen(t, ending=False, marks=False)  # its sheet seen again
             return
         if camera and order in {q.order for q in self.parcels[:-1]}:
             return  # the sheet of a parcel packed before, left lying: no new packing
         if not camera and p is not None and p.end is None and order == p.order and self._open():
             self._end(t)  # a rescan by hand ends the packing
+            p.marked = True
             return
+        # Its order scanned again by hand while it is packed on with no clip (timed out,
+        # refused): the same packing, which began at its first scan (the station's at_scan).
+        goes_on = p is not None and order == p.order and not p.marked and not self._open()
         if p is not None and p.end is None:
             self._end(t)
+            p.marked = True
         self.parcels.append(Parcel(order, t))
         allowed = not (self.require_packer and self.packer is None)
         self.first, self.cut = (None if self.dark else t), None
         if self.dark:
             self.waiting = allowed
         elif allowed and not self.world.refuse:
-            self._record(order, t, at_scan=True)
+            self._record(order, t, at_scan=not goes_on)
 
     def _record(self, order: str, t: float, *, at_scan: bool = False) -> None:
         self.rec = Expected(order, t, False, self.packer, at_scan=at_scan)
@@ -728,6 +740,19 @@ LABEL_SCANNED_A_SECOND_LATER = [
 ]  # fmt: skip
 
 
+# PO-B timed out (MAX_S) and packed on with no clip; scanned again by hand (after the debounce)
+# its clip resumes that packing, begun at its first scan: the pedal just after seals it (the
+# oracle took the rescan for a new packing, the press for the parcel before's; found in a
+# 10000-example run). The same with the seal card after a refused clip.
+PEDAL_AS_A_TIMED_OUT_ORDER_IS_SCANNED_AGAIN = [
+    ("hand", "PO-B"), ("frames", 16), ("frames", 16), ("hand", "PO-B"), ("pedal",), ("frames", 16),
+]  # fmt: skip
+SEAL_AS_A_REFUSED_ORDER_IS_SCANNED_AGAIN = [
+    ("refuse", True), ("hand", "PO-B"), ("frames", 16), ("refuse", False), ("frames", 16),
+    ("hand", "PO-B"), ("frames", 2), ("hand", "SEAL"), ("frames", 8),
+]  # fmt: skip
+
+
 # PO-A sealed before its label was read; the label read with no clip open, then again (after the
 # debounce) while PO-B is packed.
 SEALED_BEFORE_ITS_LABEL = [
@@ -987,6 +1012,8 @@ LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL = [
 @example(TYPED_LABEL_BEFORE_A_LATE_SHEET, 0, False, True)
 @example(TYPED_LABEL_A_SECOND_LATER_BEFORE_A_LATE_SHEET, 0, False, True)
 @example(TYPED_REPEAT_BEFORE_A_LABEL_A_SECOND_LATER, 0, False, True)
+@example(PEDAL_AS_A_TIMED_OUT_ORDER_IS_SCANNED_AGAIN, 0, False, False)
+@example(SEAL_AS_A_REFUSED_ORDER_IS_SCANNED_AGAIN, 0, False, False)
 @example(SEAL_CARD_WITH_THE_NEXT_SHEET, 0, False, False)
 @example(SEAL_CARD_AS_THE_CAMERA_IS_BACK, 0, False, False)
 @example(SEAL_CARD_AS_THE_CUT_CLIP_RESUMES, 0, False, False)
