@@ -364,7 +364,11 @@ class SessionSection:
     still_timeout_s: float = setting(
         0.0, 'end the clip after this many seconds without motion ("still"); 0 = off', ge=0
     )
-    waybill_ends_clip: bool = setting(False, 'true: the waybill scan is the seal ("waybill")')
+    waybill_ends_clip: bool = setting(
+        False,
+        'true: the waybill scan is the seal ("waybill"); within 1 s of the order scan that'
+        " opened the clip it is the parcel before's (or scanned early): it ends and links nothing",
+    )
     require_packer: bool = setting(
         False, "true: an order scan is refused (refusal sound) while no packer is signed in"
     )

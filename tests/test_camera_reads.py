@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import numpy as np
@@ -305,6 +306,25 @@ def test_a_hand_scanner_sending_symbology_identifiers_records_one_clip_of_the_or
         ("seal", "SEAL"),
     ]
     assert stray == []
+
+
+def test_a_seal_card_scanned_by_a_scanner_sending_code_ids_seals_the_clip(
+    station_cfg: config_mod.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scanner set to send Honeywell Code IDs types the seal card as "jSEAL" (j: Code 128):
+    it seals the order the camera opened. Before, it was an order: the clip ended as
+    next-order and a clip of a buyer "jSEAL" recorded the next parcel."""
+    order = "PO-CID-1"
+    sheet = {"at": 1.0, "kind": "show", "code": order, "symbology": "code128", "duration": 1.5}
+    scans = [(5.0, RawScan("jSEAL", "keyboard", 5.0))]
+    with caplog.at_level(logging.INFO, logger="station.recording.runner"):
+        clips, stray = run_table(station_cfg, scans, end=7.0, seed=4, shown=(sheet,))
+    assert [(c.order_id, c.finish_reason) for c in clips] == [(order, "sealed")]
+    assert [(e.kind, e.text) for e in clips[0].events if e.source == "keyboard"] == [
+        ("seal", "SEAL")
+    ]
+    assert stray == []
+    assert any("'jSEAL'" in m and "Code ID" in m for m in caplog.messages)
 
 
 def two_parcels(

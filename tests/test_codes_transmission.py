@@ -1,6 +1,7 @@
 """What a hand scanner may send besides a label's text (pure classification tests): a vendor
-Code ID letter before the code, a GS1 label in its human-readable form or with group
-separators, and product codes sent shortened (no check digit, no UPC-A number system)."""
+Code ID letter before the code (a product's or a station card's), a GS1 label in its
+human-readable form or with group separators, and product codes sent shortened (no check
+digit, no UPC-A number system)."""
 
 from __future__ import annotations
 
@@ -85,6 +86,94 @@ def test_an_order_pattern_still_wins_over_a_code_id_letter() -> None:
     rules = Rules.from_config(CodesSection(order_patterns=(r"^[a-z]\d{13}$",)))
     assert classify("d" + EAN13, rules).kind is Kind.ORDER
     assert orders_that_are_products(rules)  # check-config warns of it
+
+
+# ---- 1b. station cards behind a Code ID --------------------------------------------------
+
+CARDS = Rules.from_config(
+    CodesSection(control_codes={"REPACK": "repack", "STOP": "seal", "PING": "test"})
+)
+
+
+@pytest.mark.parametrize(
+    ("typed", "card"),
+    [
+        ("jSEAL", Code("SEAL", Kind.SEAL)),  # Honeywell: j = Code 128 (it was the order "jSEAL")
+        ("QSEAL", Code("SEAL", Kind.SEAL)),  # Honeywell: Q = QR
+        ("DSEAL", Code("SEAL", Kind.SEAL)),  # Zebra: D = Code 128
+        ("Bseal", Code("seal", Kind.SEAL)),  # Zebra: B = Code 39; a card folds case anyway
+        ("P01SEAL", Code("SEAL", Kind.SEAL)),  # Zebra: P01 = QR
+        ("P00封箱", Code("封箱", Kind.SEAL)),  # Zebra: P00 = DataMatrix, the Chinese card
+        ("Q封箱", Code("封箱", Kind.SEAL)),
+        ("]C0jSEAL", Code("SEAL", Kind.SEAL)),  # an AIM identifier and a Code ID both
+        ("jSIGNOUT", Code("SIGNOUT", Kind.CONTROL, "signout")),
+        ("Q签退", Code("签退", Kind.CONTROL, "signout")),
+        ("jRETURN", Code("RETURN", Kind.CONTROL, "return")),
+        ("jREPACK", Code("REPACK", Kind.CONTROL, "repack")),  # configured cards too
+        ("wSTOP", Code("STOP", Kind.CONTROL, "seal")),  # Honeywell: w = DataMatrix
+        ("jPING", Code("PING", Kind.CONTROL, "test")),
+    ],
+)
+def test_a_station_card_behind_a_code_id_is_that_card(typed: str, card: Code) -> None:
+    """A scanner set to send Code IDs typed "jSEAL" for the seal card: an order, whose clip
+    began for a buyer "jSEAL" and ended the open one as next-order. It is the card, with its
+    printed text (one scan with the camera's read of it, whose key is the text)."""
+    assert hand(typed, CARDS) == card
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "PO12345678",  # the docs' order ID (order_patterns = ['^PO\\d{8}$'])
+        "PO-A",
+        "P01234567",  # Zebra's P01 in front of no card
+        "A1001",  # an order ID that starts with a Code ID's letter
+        "jSEAL-1001",
+        "SEAL2",  # more than the card
+        "jSEALS",
+        "SEALj",  # a letter after it: no Code ID
+        "1SEAL",  # a digit is no Code ID
+        "jjSEAL",  # two letters
+        "j-SEAL",
+        "P1QSEAL",  # no Zebra Code ID
+        "ÉSEAL",  # a Code ID is an ASCII letter
+        "jSEA L",
+        "OP:jSEAL",  # a badge stays a badge
+    ],
+)
+def test_order_ids_and_other_codes_near_a_card_keep_their_classification(typed: str) -> None:
+    """Nothing changes for a code that is not exactly a Code ID and a card: ordinary order
+    IDs (also those starting with a Code ID's letters) stay what they were."""
+    before = Rules.from_config(CodesSection(seal_codes=(), signout_codes=(), return_codes=()))
+    code = hand(typed, CARDS)
+    assert code == hand(typed, before)
+    assert code.kind in (Kind.ORDER, Kind.OPERATOR)
+
+
+def test_with_order_patterns_an_order_id_behind_a_card_reading_is_refused() -> None:
+    """A text that matches an order pattern and is also a Code ID and a card ("JSEAL" where
+    five capitals are order IDs) could be either: refused as a misread (unknown, logged),
+    neither an order nor a seal; with a pattern it does not match, it is the card."""
+    broad = Rules.from_config(CodesSection(order_patterns=(r"^[A-Z]{5}$",)))
+    assert hand("JSEAL", broad) == Code("JSEAL", Kind.UNKNOWN)
+    assert hand("JSEALS", broad).kind is Kind.UNKNOWN  # no pattern, no card: as before
+    assert hand("ABCDE", broad).kind is Kind.ORDER
+    strict = Rules.from_config(CodesSection(order_patterns=(r"^PO\d{8}$",)))
+    assert hand("jSEAL", strict) == Code("SEAL", Kind.SEAL)
+    assert hand("PO12345678", strict).kind is Kind.ORDER
+
+
+def test_two_cards_read_behind_two_code_ids_are_refused() -> None:
+    """A text that is one card behind a letter and another behind Zebra's three characters
+    is ambiguous: refused as a misread, neither card."""
+    rules = Rules.from_config(CodesSection(control_codes={"01X": "test", "X": "seal"}))
+    assert hand("P01X", rules) == Code("P01X", Kind.UNKNOWN)
+    assert hand("A01X", rules) == Code("01X", Kind.CONTROL, "test")
+
+
+def test_the_camera_never_reads_a_card_behind_a_code_id() -> None:
+    # A camera read has a symbology and no Code ID: "jSEAL" in a Code 128 is its text.
+    assert classify("jSEAL", RULES, "code128").kind is Kind.ORDER
 
 
 # ---- 2. GS1 human-readable and group-separated forms ---------------------------------------

@@ -181,6 +181,11 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     for the host's Caps Lock types "sf1..." for the waybill "SF1...". Only then: a code that
     matches as typed (two IDs a format allows in both cases) is kept as typed, and a code
     that matches nothing either way is an order as typed.
+
+    A hand scan that is a seal or control card behind a scanner's Code ID ("jSEAL",
+    ``_cards_behind_code_id``) is that card, with its printed text; unless it matches a
+    pattern as typed (an order ID "JSEAL" of ``order_patterns``) or is two cards so: then
+    it is unknown, a misread that neither starts nor ends a clip.
     """
     if symbology in PRODUCT_SYMBOLOGIES and symbology not in rules.order_symbologies:
         return Code(text, Kind.ITEM, symbology)
@@ -195,12 +200,41 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     if code is None and hand:
         inverted = text.translate(_CAPS_LOCK)
         code = _match(inverted, rules, order_ok, hand) if inverted != text else None
+    cards = _cards_behind_code_id(text, rules) if hand else set()
+    if cards:
+        # A station card behind a scanner's Code ID ("jSEAL"): the card, with its printed
+        # text. Unless the text is something else as typed (an order ID of a pattern: "JSEAL"
+        # where five capitals are one) or two cards: a misread either way, never an order.
+        if code is None and len(cards) == 1:
+            return cards.pop()
+        return Code(text, Kind.UNKNOWN)
     if code is not None:
         return code
     if rules.order or not order_ok or GS_SHOWN in text:
         # (a group separator is a GS1 element string's: no order sheet prints one)
         return Code(text, Kind.UNKNOWN)
     return Code(text, Kind.ORDER)
+
+
+def _cards_behind_code_id(text: str, rules: Rules) -> set[Code]:
+    """The seal and control cards a hand scan's ``text`` is behind a vendor's Code ID (one
+    ASCII letter, or Zebra's "P0" and a character for a 2D symbology; ``hand_product``):
+    "jSEAL" (Honeywell's Code 128), "P01封箱" (Zebra's QR). Empty for none. Only a whole
+    card behind one counts: a card's text is the station's own, compared whole, so an order
+    ID that merely starts with a Code ID's letter ("A1001", "P01234567") is none."""
+    bodies = []
+    if len(text) > 1 and text[0] in string.ascii_letters:
+        bodies.append(text[1:])
+    if _ZEBRA_2D_ID.match(text):
+        bodies.append(text[3:])
+    cards = set()
+    for body in bodies:
+        folded = _fold(body)
+        if folded in rules.seal:
+            cards.add(Code(body, Kind.SEAL))
+        elif folded in rules.control:
+            cards.add(Code(body, Kind.CONTROL, rules.control[folded]))
+    return cards
 
 
 _CAPS_LOCK = str.maketrans(

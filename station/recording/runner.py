@@ -494,8 +494,10 @@ class Station:
             log.info("card %r picked up from where it lay and held up at t=%.3f: shown again",
                      code.text, ev.t)  # fmt: skip
         if code.text != text:
-            log.info("scan %r from %s taken as %r: typed with Caps Lock on", text, ev.source,
-                     code.text)  # fmt: skip
+            # (Caps Lock keeps a code's length; a card behind a Code ID is shorter)
+            caps = len(code.text) == len(text)
+            why = "typed with Caps Lock on" if caps else "a station card behind its Code ID"
+            log.info("scan %r from %s taken as %r: %s", text, ev.source, code.text, why)
         self.stats.scans += 1
         log.info("scan %r (%s%s) from %s at t=%.3f", code.text, code.kind.value,
                  f" {code.detail}" if code.detail else "", ev.source, ev.t)  # fmt: skip

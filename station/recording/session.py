@@ -38,12 +38,16 @@ CAMERA = "camera"
 # and as many read with no clip open (``Floor.unlinked``).
 KEPT_ORDERS = 100
 
-# A pedal press this soon after a clip opened at its order's scan (``Recording.at_scan``) is
-# the parcel before's seal, pressed a moment late: the foot sealing it as the hand puts the
-# next sheet down (the camera confirms a sheet 0.1-0.4 s after it lands) or scans it. No
-# parcel is packed and sealed within a second of its scan, and a press meant to stop a clip
-# opened by mistake acts when pressed again after it. Longer would swallow that second press.
-PEDAL_LATE_S = 1.0
+# A seal this soon after a clip opened at its order's scan (``Recording.at_scan``) is the
+# parcel before's, a moment late: the pedal pressed, or the seal card held up to the camera
+# (its first look) or scanned by hand, as the hand puts the next sheet down (the camera
+# confirms a sheet 0.1-0.4 s after it lands) or scans it (``_late_seal``). No parcel is
+# packed and sealed within a second of its scan, and a seal meant to stop a clip opened by
+# mistake acts when given again after it. Longer would swallow that second seal. A waybill
+# only with ``waybill_ends_clip`` (the label is the seal then): by default it is linked, not
+# an end, and the label scanned right after its sheet is the new parcel's.
+SEAL_LATE_S = 1.0
+PEDAL_LATE_S = SEAL_LATE_S  # (its first name: the pedal's window came first)
 
 # What the station itself ends a clip for (``EndClip``), whatever the packer does.
 STATION_ENDS = frozenset(
@@ -153,8 +157,8 @@ class Recording:
 
     ``at_scan``: this clip began at its order's scan, when its packing began (not one that
     resumes it after a camera loss or a restart, nor one its sheet opened after its clip
-    was refused): a pedal press within ``PEDAL_LATE_S`` of ``started_t`` is the parcel
-    before's seal, and this clip goes on.
+    was refused): a pedal press or seal card within ``SEAL_LATE_S`` of ``started_t`` is the
+    parcel before's seal, and this clip goes on (``_late_seal``).
     """
 
     order_id: str
@@ -529,13 +533,20 @@ def _earlier_label(state: State, event: Scanned, order: str | None) -> str | Non
     return _LABEL_SEEN_AGAIN.format(owner) if owner != order else None
 
 
-def _unlinked(state: State, event: Event, actions: list[Action]) -> bool:
+def _unlinked(state: State, event: Event, actions: list[Action], rules: SessionSection) -> bool:
     """Is ``event`` a waybill read (camera or hand) made with no clip open (no order open or
-    waiting then: it is stamped before the open one began) and linked to no clip?"""
+    waiting then: it is stamped before the open one began), or, with ``waybill_ends_clip``,
+    in the moment after the open clip opened at its scan (``_late_seal``), and linked to no
+    clip?"""
     if not isinstance(event, Scanned) or event.code.kind is not Kind.WAYBILL:
         return False
     began = _began(state)
-    if began is not None and event.t >= began[1]:
+    moment = (
+        isinstance(state, Recording)
+        and rules.waybill_ends_clip
+        and _late_seal(state, event, waybill_ends=True) is not None
+    )
+    if began is not None and event.t >= began[1] and not moment:
         return False
     if any(isinstance(a, LinkWaybill) for a in actions):
         return False
@@ -724,7 +735,7 @@ def step(state: State, event: Event, rules: SessionSection) -> tuple[State, list
     dark = _ended_in_the_dark(state, new, event, actions)
     floor = _linked(new.floor, [*dark, *links])
     if isinstance(event, Scanned) and (
-        _unlinked(state, event, actions) or any(d not in floor.waybills for d in dark)
+        _unlinked(state, event, actions, rules) or any(d not in floor.waybills for d in dark)
     ):
         floor = _labelled(floor, event.code.text)
     return (new if floor is new.floor else replace(new, floor=floor)), actions
@@ -1034,6 +1045,42 @@ def _label_of_last_clip(
     return new, [logged, link, PreviousParcel(event.t)]
 
 
+def _late_seal(
+    state: Recording, event: Scanned | PedalPress, waybill_ends: bool = False
+) -> LogEvent | None:
+    """The log of ``event``, a pedal press or a seal card (a ``seal`` control card too; with
+    ``waybill_ends``, ``waybill_ends_clip``, a waybill), when it is the parcel before's seal
+    given a moment late: within ``SEAL_LATE_S`` of the order scan that opened this clip
+    (``Recording.at_scan``), for a camera read from its first look (``Scanned.first_t``: the
+    card was held up then). Logged outside the clip, which goes on; sealing it then left the
+    new order's packing in no clip. None: it seals the clip.
+
+    A waybill is linked to no clip: the parcel before's label scanned late, or this parcel's
+    scanned early, nothing tells (``step`` remembers it as read with no clip open)."""
+    seen = event.t
+    label = isinstance(event, Scanned) and event.code.kind is Kind.WAYBILL
+    if isinstance(event, Scanned):
+        if not (_is_seal(event.code) or (label and waybill_ends)):
+            return None
+        if event.source == CAMERA and event.first_t is not None:
+            seen = min(event.first_t, event.t)
+    after = seen - state.started_t
+    if not state.at_scan or not 0 <= after < SEAL_LATE_S:
+        return None
+    what = "pressed" if isinstance(event, PedalPress) else "read"
+    note = f"{what} {after:.2f} s after the clip of {state.order_id!r} began at its scan: the"
+    if label:
+        note += (
+            " parcel before's label (its seal) a moment late, or this parcel's scanned early;"
+            " linked to no clip, the clip goes on (scan it again to link it and end the clip)"
+        )
+    else:
+        note += " parcel before's seal, a moment late; the clip goes on"
+    if isinstance(event, PedalPress):
+        return LogEvent("pedal", "", event.t, event.source, note, in_clip=False)
+    return replace(_log(event, note), in_clip=False)
+
+
 def _step_recording(
     state: Recording, event: Event, rules: SessionSection
 ) -> tuple[State, list[Action]]:
@@ -1050,26 +1097,25 @@ def _step_recording(
         if code.kind is Kind.WAYBILL:
             link = LinkWaybill(state.order_id, code.text, code.detail, event.t)
             if rules.waybill_ends_clip:
+                if (late := _late_seal(state, event, waybill_ends=True)) is not None:
+                    return state, [late]  # a label as this order's sheet came: whose?
                 return Idle(), [_log(event), link, StopClip(FinishReason.WAYBILL, event.t)]
             waybills = state.waybills
             if code.text not in waybills:
                 waybills = (*waybills, code.text)
             return replace(state, waybills=waybills), [_log(event), link]
         if _is_seal(code):
+            if (late := _late_seal(state, event)) is not None:
+                return state, [late]  # the parcel before's, as this order's sheet came
             return Idle(), [_log(event), StopClip(FinishReason.SEALED, event.t)]
         if code.kind is Kind.CONTROL:
             return state, [_log(event, "test scan")]
         return state, [_log(event, "matches no order pattern; ignored")]
     if isinstance(event, PedalPress):
-        if state.at_scan and event.t - state.started_t < PEDAL_LATE_S:
+        if (late := _late_seal(state, event)) is not None:
             # The parcel before sealed a moment late, as this order's sheet was read or
             # scanned: sealing this clip now left its packing in no clip.
-            note = (
-                f"pressed {event.t - state.started_t:.2f} s after the clip of"
-                f" {state.order_id!r} began at its scan: the parcel before's seal, a moment"
-                " late; the clip goes on"
-            )
-            return state, [LogEvent("pedal", "", event.t, event.source, note, in_clip=False)]
+            return state, [late]
         return Idle(), [
             LogEvent("pedal", "", event.t, event.source),
             StopClip(FinishReason.SEALED, event.t),
