@@ -38,6 +38,7 @@ import argparse
 import collections
 import ctypes
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -69,6 +70,12 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 SHARED_PHOTOS = REPO.parent / "shared/data/barcodes"
 CYCLE = 6.0  # seconds per order in the bench scenario
 PRODUCT_EAN = "6901234567892"  # a Chinese product's EAN-13 (prefix 69): an item, never an order
+
+
+def ratio_to(x: float, b: float, *, zero: str) -> str:
+    """``x`` against the baseline ``b`` ("1.00x" when both are 0; ``zero`` names the baseline
+    row where only it is 0)."""
+    return f"{x / b:.2f}x" if b else ("1.00x" if not x else f"+{x:g} ({zero}: 0)")
 
 
 def scenario(seconds: float) -> Scenario:
@@ -816,9 +823,7 @@ def fsync_sweep(delays: list[float], repeat: int, seconds: float, every: int | N
     print(f"SQLite's syncs by thread and file, all runs: {sqlite_syncs_by_thread(every_run)}")
     base = med[0.0]
 
-    def ratio(x: float, b: float) -> str:
-        return f"{x / b:.2f}x" if b else ("1.00x" if not x else f"+{x:g} (0 ms: 0)")
-
+    ratio = functools.partial(ratio_to, zero="0 ms")
     print()
     for d in delays[1:]:
         m = med[d]
@@ -898,9 +903,7 @@ def writer_sweep(
     )
     base = med[holds[0]]
 
-    def ratio(x: float, b: float) -> str:
-        return f"{x / b:.2f}x" if b else ("1.00x" if not x else f"+{x:g} (0 row: 0)")
-
+    ratio = functools.partial(ratio_to, zero="0 row")
     print()
     for h in holds[1:]:
         m = med[h]
