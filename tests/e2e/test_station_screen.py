@@ -15,6 +15,7 @@ from station.capture.frames import InputEvent, RawScan
 from station.capture.scanner import EventQueue
 from station.capture.synthetic import Scenario, SyntheticCamera
 from station.floor.screen import screen_path
+from station.recording.session import SEAL_LATE_S
 from station.service import assemble
 
 pytestmark = pytest.mark.slow
@@ -25,6 +26,7 @@ class Keyboard:
 
     def __init__(self) -> None:
         self.queue = EventQueue("e2e")
+        self.typed = 0.0  # when the last scan was typed (monotonic)
 
     def start(self) -> None:
         pass
@@ -33,7 +35,15 @@ class Keyboard:
         pass
 
     def type(self, text: str) -> None:
-        self.queue.put(RawScan(text, "keyboard", time.monotonic()))
+        self.typed = time.monotonic()
+        self.queue.put(RawScan(text, "keyboard", self.typed))
+
+    def seal(self) -> None:
+        """Scan the seal card once the clip has run past SEAL_LATE_S: one sooner after the
+        order's scan is the parcel before's seal, a moment late, and seals nothing (as a
+        packer's real seal always comes after the packing)."""
+        time.sleep(max(0.0, self.typed + SEAL_LATE_S + 0.2 - time.monotonic()))
+        self.type("SEAL")
 
     def poll(self, now: float) -> list[InputEvent]:
         return self.queue.drain()
@@ -101,7 +111,7 @@ def test_the_kiosk_screen_shows_each_order_waybill_and_seal(page: Any, station_s
             page.wait_for_function(
                 "() => document.getElementById('waybills').textContent === 'SF1234567890123'"
             )
-    keyboard.type("SEAL")
+    keyboard.seal()
     page.wait_for_function("() => document.getElementById('screen').dataset.state === 'sealed'")
     assert page.locator("#state").inner_text() == "Sealed ✓"
     last = page.locator("#last-clip").inner_text()
@@ -124,5 +134,5 @@ def test_a_packer_signs_in_and_out_on_the_kiosk_screen(page: Any, signin_site) -
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_function("() => document.getElementById('packer').textContent === '—'",
                            timeout=5000)  # fmt: skip
-    keyboard.type("SEAL")
+    keyboard.seal()
     page.wait_for_function("() => document.getElementById('screen').dataset.state === 'sealed'")
