@@ -62,6 +62,8 @@ class ClipClaims:
     tsa: str | None = None
     tsa_time: str | None = None
     start_tsa_time: str | None = None  # a TSA this site trusts saw the clip's start then
+    late_tsa: str | None = None  # a TSA the site trusts saw it, but after its end (time-late)
+    late_tsa_time: str | None = None
     untrusted_tsa: str | None = None  # a token exists, but nothing the site trusts vouches
     clock_synced: bool | None = None
     order_id: str | None = None
@@ -111,6 +113,8 @@ def claims_from_report(clip: ClipRecord, report: Report) -> ClipClaims:
         )
     tokens = facts.get("tokens") or []
     trusted = next((t for t in tokens if t.get("trusted") and t.get("in_bounds")), None)
+    # a TSA the site trusts that saw it only late (time-late): the clip existed by then
+    late = next((t for t in tokens if t.get("trusted")), None) if trusted is None else None
     other = next((t for t in tokens if t is not trusted), None) if trusted is None else None
     cas = facts.get("trusted_ca") or []
     waybills = [
@@ -129,6 +133,8 @@ def claims_from_report(clip: ClipRecord, report: Report) -> ClipClaims:
         tsa=trusted["tsa"] if trusted and report.time_anchored else None,
         tsa_time=trusted["time"] if trusted and report.time_anchored else None,
         start_tsa_time=facts.get("start_tsa_time") if trusted and report.time_anchored else None,
+        late_tsa=str(late["tsa"]) if late else None,
+        late_tsa_time=str(late["time"]) if late else None,
         untrusted_tsa=str(other["tsa"]) if other else None,
         clock_synced=facts.get("clock_synced"),
         order_id=facts.get("order_id"),
