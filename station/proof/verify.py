@@ -2188,7 +2188,7 @@ def verify_clip(
         _check_manifest_sig(report, "manifest.signature", m, st.pub)
         _check_station_name(report, "manifest.station", body.get("station"), certified)
         # the file's bytes are the signed ones (found in the log by their SHA-256)
-        _check_recorded_span(report, "manifest.times", body, presentation_s(path))
+        check_recorded_times(report, body, path)
         row = st.clips.raw_row_by_sha256(digest)
         if row is None:
             report.add(
