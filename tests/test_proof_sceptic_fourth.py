@@ -36,7 +36,7 @@ from station.proof.bundle import export_order
 from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
 from station.proof.log import checkpoint_body
-from station.proof.verify import AUTHENTIC, EXIT_PARTIAL, UNANCHORED, verify_bundle
+from station.proof.verify import AUTHENTIC, EXIT_PARTIAL, TAMPERED, UNANCHORED, verify_bundle
 from station.store.ledger import ClipRecord
 from web import create_app
 
@@ -226,6 +226,46 @@ def test_a_token_accurate_only_to_hours_does_not_stretch_the_time_bound(
     assert "accuracy" in said, said
     rc, out = run_kit(KIT, bundle, tmp_path, *st.pins())
     assert rc == 4 and "[time-late]" in out and "accuracy of only ± 7200 s" in out, out
+
+
+@pytest.mark.parametrize("ahead", [timedelta(seconds=30), timedelta(minutes=14)])
+def test_a_loose_token_a_moment_before_the_end_does_not_call_the_clip_forged(
+    tsa_loose: TsaServer, tmp_path: Path, ahead: timedelta
+) -> None:
+    """An honest station whose clock runs a little ahead, timestamped at once by a trusted TSA
+    stating ± 2 h: genTime falls a little before the recorded end and start. The TSA vouches
+    only that it saw each statement between genTime − 2 h and genTime + 2 h, so nothing says
+    it saw them before the times they state: no contradiction, no forgery. The old rule read
+    the loose accuracy against the signer on the early side too and called the clip TAMPERED
+    (`time-out-of-bounds`, `start-time-inconsistent`). It anchors nothing either (the doubt is
+    hours): a warning, the clip not AUTHENTIC, in both verifiers."""
+    st = build_store(tmp_path / "st", tsa_loose, ["A1"], c2pa=False, ago=-ahead)
+    bundle = export_order(st.cfg, "A1", tmp_path / "A1.zip").path
+    report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
+    assert report.verdict == UNANCHORED and not report.failures, report.lines()
+    assert {"time-late", "start-unanchored"} <= set(report.reasons()), report.lines()
+    assert not report.time_anchored, report.lines()
+    said = " ".join(c.reason for c in report.checks if c.code == "time-late")
+    assert "before the recorded end" in said and "accuracy" in said, said
+    rc, out = run_kit(KIT, bundle, tmp_path, *st.pins())
+    assert rc == 4 and "[time-late]" in out, out
+    assert "[time-out-of-bounds]" not in out and "[start-time-inconsistent]" not in out, out
+    assert "before the recorded end" in out, out
+
+
+def test_a_loose_token_hours_before_the_end_still_fails(
+    tsa_loose: TsaServer, tmp_path: Path
+) -> None:
+    """A manifest stating an end 3 h after a TSA stating ± 2 h saw it: even the latest time
+    the TSA allows is before the end (beyond the 15 min bound), a contradiction in both
+    verifiers, as a precise token's would be."""
+    st = build_store(tmp_path / "st", tsa_loose, ["A1"], c2pa=False, ago=-timedelta(hours=3))
+    bundle = export_order(st.cfg, "A1", tmp_path / "A1.zip").path
+    report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
+    assert report.verdict == TAMPERED, report.lines()
+    assert {"time-out-of-bounds", "start-time-inconsistent"} <= set(report.codes())
+    rc, out = run_kit(KIT, bundle, tmp_path, *st.pins())
+    assert rc == 1 and "[time-out-of-bounds]" in out and "[start-time-inconsistent]" in out, out
 
 
 def _stating(tmp: Path, accuracy: str) -> TsaServer:

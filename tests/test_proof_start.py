@@ -209,14 +209,20 @@ def test_judge_start_holds_the_token_to_the_clock_after_a_step(step_s: float) ->
 
 def test_judge_start_before_the_stated_start_fails() -> None:
     """A TSA saw the statement more than the bound before the start it states: the start
-    is not when the clip began (a loose accuracy counts against the signer, as at the end)."""
+    is not when the clip began. A loose accuracy is for the signer on this side: it fails
+    only when even genTime + accuracy is before the bound (``time_before``, as at the end)."""
     early = [(T0 - timedelta(seconds=MAX_DELAY_S + 5), 1.0, True)]
     assert judge_start(T0, early, MAX_DELAY_S)[:2] == (FAIL, "start-time-inconsistent")
     # even beside a token in time, and from a TSA you did not pin
     mixed = [(T0 + timedelta(seconds=3), 1.0, True), (early[0][0], 1.0, False)]
     assert judge_start(T0, mixed, MAX_DELAY_S)[:2] == (FAIL, "start-time-inconsistent")
+    # ± 2 min, 14 min before: the TSA may have seen it 12 min before, within the bound of a
+    # clock ahead; nor does it place it within the bound (it anchors nothing)
     loose = [(T0 - timedelta(seconds=MAX_DELAY_S - 60), 120.0, True)]
-    assert judge_start(T0, loose, MAX_DELAY_S)[0] == FAIL
+    assert judge_start(T0, loose, MAX_DELAY_S)[:2] == (WARN, "start-unanchored")
+    # ± 2 min, 17 min 2 s before: even at genTime + 2 min + 1 s it was before the bound
+    loose = [(T0 - timedelta(seconds=MAX_DELAY_S + 122), 120.0, True)]
+    assert judge_start(T0, loose, MAX_DELAY_S)[:2] == (FAIL, "start-time-inconsistent")
 
 
 # ---- the station's bundles, both verifiers ----------------------------------------------------

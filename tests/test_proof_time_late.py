@@ -80,6 +80,9 @@ def test_a_station_offline_at_the_clip_s_end_is_intact_not_forged(
     audited = audit(st.cfg, anchors=st.anchors())  # it sums up: so many manifests unanchored
     assert audited.verdict == UNANCHORED and not audited.failures, audited.lines()
     assert "time-unanchored" in audited.reasons(), audited.lines()
+    # ... and says which of them a TSA saw late (an outage), apart from the never-timestamped
+    late = [c.reason for c in audited.checks if c.code == "time-late"]
+    assert len(late) == 1 and late[0].startswith("1 of 1 manifests"), audited.lines()
     rc, out = run_kit(KIT, bundle, tmp_path, *st.pins())
     assert rc == 4 and "[time-late]" in out and "INTACT BUT NOT ANCHORED" in out, out
     assert "[time-out-of-bounds]" not in out and "NOT AUTHENTIC" not in out, out
@@ -138,4 +141,7 @@ def test_the_end_token_judgement_of_a_day_and_of_a_loose_accuracy() -> None:
     # a TSA stating ± 2 h places nothing within 15 min: late on the late side, never in time
     assert judge_end(60.0, 7200.0, MAX_DELAY_S) == "late"
     assert judge_end(0.0, 7200.0, MAX_DELAY_S) == "late"
-    assert judge_end(-60.0, 7200.0, MAX_DELAY_S) == "early"
+    # ... nor does it say it saw the manifest before the end: genTime + 2 h is after it
+    assert judge_end(-60.0, 7200.0, MAX_DELAY_S) == "late"
+    assert judge_end(-(MAX_DELAY_S + 7200.0), 7200.0, MAX_DELAY_S) == "late"  # + 1 s precision
+    assert judge_end(-(MAX_DELAY_S + 7202.0), 7200.0, MAX_DELAY_S) == "early"

@@ -483,20 +483,34 @@ def time_beyond(delta_s: float, accuracy_s: float, max_delay_s: float) -> bool:
     return abs(delta_s) + excess > max_delay_s + min(accuracy_s, ACCURACY_GRACE_S) + 1.0
 
 
+def time_before(delta_s: float, accuracy_s: float, max_delay_s: float) -> bool:
+    """Whether a TSA time ``delta_s`` from a stated time (its token's stated accuracy
+    ``accuracy_s``) says the TSA saw the statement before that time beyond ``max_delay_s``
+    (a station clock ahead by less is no contradiction): even the latest time the token
+    allows, genTime + accuracy + genTime's 1 s precision, is before it. A loose accuracy
+    leaves room on this side, so it is for the signer here, as it is against him in
+    ``time_beyond`` (a token of ± 2 h a minute before the end shows no contradiction: the TSA
+    may have seen it 2 h later)."""
+    return delta_s + accuracy_s + 1.0 < -max_delay_s
+
+
 def judge_end(delta_s: float, accuracy_s: float, max_delay_s: float) -> str:
     """A clip's end token judged: its TSA time ``delta_s`` from the recorded end (the token's
     stated accuracy ``accuracy_s``). ``ok``: within the bound, the time anchored.
     ``clock-ahead``: before the end by more than the accuracy plus genTime's 1 s precision,
     within the bound (a WARN: the station clock was ahead). ``early``: before it beyond the
-    bound (``time_beyond``): a TSA saw the manifest before the end it states, a contradiction
-    (FAIL ``time-out-of-bounds``, pinned TSA or not, as ``judge_start`` fails any token before
-    the start). ``late``: after it beyond the bound, or with a stated accuracy too loose to
-    place it within (WARN ``time-late``): the clip existed by then; when it ended is the
+    bound even at genTime + accuracy (``time_before``): a TSA saw the manifest before the end
+    it states, a contradiction (FAIL ``time-out-of-bounds``, pinned TSA or not, as
+    ``judge_start`` fails any token before the start). ``late``: after it beyond the bound, or
+    with a stated accuracy too loose to place it within, on either side (``time_beyond``;
+    WARN ``time-late``): the clip existed by genTime + accuracy; when it ended is the
     station's word, for a station offline at the end and a manifest signed later look the
     same, and failing it would call the honest one forged while the forger just leaves the
     late token out (``time-unanchored``). It anchors no time. The one rule of both verifiers."""
+    if time_before(delta_s, accuracy_s, max_delay_s):
+        return "early"
     if time_beyond(delta_s, accuracy_s, max_delay_s):
-        return "early" if delta_s < 0 else "late"
+        return "late"
     if delta_s < -(accuracy_s + 1.0):  # genTime is whole seconds
         return "clock-ahead"
     return "ok"
@@ -608,7 +622,8 @@ def judge_start(
     for the start its manifest states). The statement is
     timestamped at the first frame, so a TSA you pinned saw it within ``max_delay_s`` after
     the stated start (the end token's bound): OK, the start was stated then. Before it beyond
-    that bound (``time_beyond``, as the end): FAIL ``start-time-inconsistent``, the statement
+    that bound even at genTime + accuracy (``time_before``, as the end): FAIL
+    ``start-time-inconsistent``, the statement
     claims a start later than the TSA saw it (a station clock ahead by less gets clock-ahead
     on the end token; the start then reads so too). Later than the bound, none, or none
     pinned: WARN ``start-unanchored``, the start is the key holder's word (an honest station
@@ -628,7 +643,7 @@ def judge_start(
     by = f" plus the stated clock step {step_s:+g} s" if step_s else ""
     delays = [((w - stated).total_seconds() - step_s, acc, pinned, w) for w, acc, pinned in seen]
     for delta, acc, _, _ in delays:
-        if delta < 0 and time_beyond(delta, acc, max_delay_s):
+        if time_before(delta, acc, max_delay_s):
             return (
                 FAIL,
                 "start-time-inconsistent",
@@ -1738,9 +1753,9 @@ def _check(
                     in_bounds = False
                     say(
                         WARN,
-                        f"a TSA saw this manifest at {when.isoformat()}, {delta:.0f} s after the "
-                        f"recorded end {ended.isoformat()} (allowed: {max_delay_s:g} s)"
-                        + late_text(acc),
+                        f"a TSA saw this manifest at {when.isoformat()}, {abs(delta):.0f} s "
+                        f"{'after' if delta >= 0 else 'before'} the recorded end "
+                        f"{ended.isoformat()} (allowed: {max_delay_s:g} s)" + late_text(acc),
                         "time-late",
                     )
                 elif judged == "clock-ahead":

@@ -678,7 +678,8 @@ def _check_tokens(
                 report.add(
                     f"{tname}.time",
                     WARN,
-                    f"a TSA saw this manifest at {when}, {_human(delta)} after the recorded end "
+                    f"a TSA saw this manifest at {when}, {_human(abs(delta))} "
+                    f"{'after' if delta >= 0 else 'before'} the recorded end "
                     f"{ended.isoformat()} (allowed: {allowed})" + late_text(info.accuracy_s),
                     "time-late",
                 )
@@ -3146,6 +3147,7 @@ def _audit_log(
     chain_ok = True
     unanchored: list[int] = []
     unstarted: list[int] = []  # clips whose start no TSA you pinned saw in time
+    late: list[int] = []  # of those, clips a TSA saw only late (time-late)
     for i, e in enumerate(entries):
         where = f"{label}log[{i}]"
         m = manifest_mod.from_canonical(e.manifest, e.signature)
@@ -3209,6 +3211,8 @@ def _audit_log(
             report.time_anchors.append(anchored)
             if not anchored:
                 unanchored.append(e.seq)
+                if any(c.code == "time-late" for c in scratch.checks):
+                    late.append(e.seq)
             # the start too (its failures; the unanchored ones summed up below)
             start = start_statement_digest(body)
             scratch = Report(subject=where)
@@ -3234,6 +3238,16 @@ def _audit_log(
                 f"{unanchored[0]})",
                 "time-unanchored",
             )
+            if late:
+                report.add(
+                    "log.time-late",
+                    WARN,
+                    f"{len(late)} of {len(entries)} manifests were timestamped by a TSA only "
+                    f"later than {_human(bound.max_delay_s)} after their end (first: entry "
+                    f"{late[0]}): each existed by then, its end is the station's word (a station "
+                    "offline at its end, or a manifest signed later)",
+                    "time-late",
+                )
         else:
             report.add(
                 "log.time",
