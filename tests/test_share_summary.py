@@ -176,6 +176,28 @@ def test_a_clip_timestamped_late_is_intact_its_time_not_claimed(tmp_path: Path, 
     assert "仅工位时钟" in p["zh"] and "真实：" not in p["zh"] and "之后" in p["zh"]
 
 
+def test_a_loose_token_just_before_the_end_is_not_said_to_be_late(tmp_path: Path) -> None:
+    """The site's TSA states its time only to ± 2 h, and stamped the clip at once, the station
+    clock 30 s ahead: genTime is 30 s *before* the recorded end. That places nothing within
+    the bound (not anchored), but it was not seen "too long after the clip's recorded end":
+    the page must not say so (it did, once the verdict stopped calling it forged)."""
+    from datetime import timedelta
+
+    from proof_support import TsaServer
+
+    srv = TsaServer(tmp_path / "tsa", "ec")
+    cnf = srv.dir / "tsa.cnf"
+    cnf.write_text(cnf.read_text().replace("accuracy = secs:1", "accuracy = secs:7200"))
+    try:
+        st = build_store(tmp_path / "s", srv, ["L2"], ago=-timedelta(seconds=30))
+        p = parts(summary_of(st, "L2")[0])
+    finally:
+        srv.stop()
+    assert "Intact, but not anchored" in p["en"] and "Not authentic" not in p["en"]
+    assert "RFC 3161 timestamp from" not in p["en"]  # no time claimed
+    assert "after the clip's" not in p["en"] and "之后" not in p["zh"], p["en"]
+
+
 def test_an_uncertified_key_is_not_called_certified(tmp_path: Path, tsa_ec) -> None:  # noqa: F811
     st = build_store(tmp_path / "s", tsa_ec, ["U1"], certify=False)
     p = parts(summary_of(st, "U1")[0])

@@ -114,7 +114,9 @@ def claims_from_report(clip: ClipRecord, report: Report) -> ClipClaims:
     tokens = facts.get("tokens") or []
     trusted = next((t for t in tokens if t.get("trusted") and t.get("in_bounds")), None)
     # a TSA the site trusts that saw it only late (time-late): the clip existed by then
-    late = next((t for t in tokens if t.get("trusted")), None) if trusted is None else None
+    # (not one whose loose accuracy alone kept it from placing the time: it was not late)
+    late = next((t for t in tokens if t.get("trusted") and t.get("late")), None)
+    late = late if trusted is None else None
     other = next((t for t in tokens if t is not trusted), None) if trusted is None else None
     cas = facts.get("trusted_ca") or []
     waybills = [

@@ -235,12 +235,21 @@ def verdict_view(report: Report, anchors: Anchors) -> dict[str, Any]:
             and report.covered
             and not report.facts.get("compare")
         ):  # every token from a TSA the site trusts, and the time the only thing unanchored
-            detail = _(
-                "Nothing was altered and the signer is vouched for, but a time-stamp authority "
-                "this site trusts saw it only after the allowed delay past its recorded end: it "
-                "existed by then, and when it ended is the station's word (a station offline "
-                "then, or a record signed later: nobody can tell them apart)."
-            )
+            if any(t.get("late") for t in report.facts.get("tokens") or []):
+                detail = _(
+                    "Nothing was altered and the signer is vouched for, but a time-stamp "
+                    "authority this site trusts saw it only after the allowed delay past its "
+                    "recorded end: it existed by then, and when it ended is the station's word "
+                    "(a station offline then, or a record signed later: nobody can tell them "
+                    "apart)."
+                )
+            else:  # seen near the end, by a TSA stating its time too loosely to place it
+                detail = _(
+                    "Nothing was altered and the signer is vouched for, but the time-stamp "
+                    "authority this site trusts states its time too loosely to place the record "
+                    "within the allowed delay of its recorded end: it existed by then, and when "
+                    "it ended is the station's word."
+                )
         elif report.facts.get("compare"):
             detail = _(
                 "Nothing was altered, but the signer or the time is not vouched for by a company "

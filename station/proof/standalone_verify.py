@@ -501,16 +501,20 @@ def judge_end(delta_s: float, accuracy_s: float, max_delay_s: float) -> str:
     within the bound (a WARN: the station clock was ahead). ``early``: before it beyond the
     bound even at genTime + accuracy (``time_before``): a TSA saw the manifest before the end
     it states, a contradiction (FAIL ``time-out-of-bounds``, pinned TSA or not, as
-    ``judge_start`` fails any token before the start). ``late``: after it beyond the bound, or
-    with a stated accuracy too loose to place it within, on either side (``time_beyond``;
-    WARN ``time-late``): the clip existed by genTime + accuracy; when it ended is the
-    station's word, for a station offline at the end and a manifest signed later look the
-    same, and failing it would call the honest one forged while the forger just leaves the
-    late token out (``time-unanchored``). It anchors no time. The one rule of both verifiers."""
+    ``judge_start`` fails any token before the start). ``late``: genTime after it beyond the
+    bound; ``loose``: genTime near it, but a stated accuracy too loose to place it within,
+    on either side (``time_beyond``). Both WARN ``time-late``: the clip existed by genTime +
+    accuracy; when it ended is the station's word, for a station offline at the end and a
+    manifest signed later look the same, and failing it would call the honest one forged
+    while the forger just leaves the late token out (``time-unanchored``). It anchors no
+    time. Pages tell them apart (a loose token was not seen "too long after" the end). The
+    one rule of both verifiers."""
     if time_before(delta_s, accuracy_s, max_delay_s):
         return "early"
-    if time_beyond(delta_s, accuracy_s, max_delay_s):
+    if delta_s > max_delay_s + min(accuracy_s, ACCURACY_GRACE_S) + 1.0:
         return "late"
+    if time_beyond(delta_s, accuracy_s, max_delay_s):
+        return "loose"
     if delta_s < -(accuracy_s + 1.0):  # genTime is whole seconds
         return "clock-ahead"
     return "ok"
@@ -1749,7 +1753,7 @@ def _check(
                         "before the end it states",
                         "time-out-of-bounds",
                     )
-                elif judged == "late":
+                elif judged in ("late", "loose"):
                     in_bounds = False
                     say(
                         WARN,

@@ -643,6 +643,7 @@ def _check_tokens(
         when = info.gen_time.isoformat()
         earliest = info.gen_time if earliest is None else min(earliest, info.gen_time)
         in_bounds = True
+        late = False  # genTime past the bound after the end (not merely loose: judge_end)
         if ended is None and timed:
             in_bounds = False
             report.add(
@@ -656,6 +657,7 @@ def _check_tokens(
             slack = info.accuracy_s + TSA_TIME_PRECISION_S
             delta = (info.gen_time - ended).total_seconds()
             judged = judge_end(delta, info.accuracy_s, bound.max_delay_s)
+            late = judged == "late"
             allowed = f"{_human(bound.max_delay_s)} ± {min(slack, ACCURACY_GRACE_S + 1):g} s"
             if judged == "early":
                 in_bounds = False
@@ -673,7 +675,7 @@ def _check_tokens(
                     + "): the recorded times are not when it happened",
                     "time-out-of-bounds",
                 )
-            elif judged == "late":
+            elif judged in ("late", "loose"):
                 in_bounds = False  # the time is the station's word: nothing anchored by it
                 report.add(
                     f"{tname}.time",
@@ -695,8 +697,7 @@ def _check_tokens(
         # For pages that state what is proven (the share summary): each token, structured.
         report.facts.setdefault("tokens", []).append(
             {"check": tname, "time": when, "tsa": info.tsa_subject, "trusted": from_trusted,
-             "in_bounds": in_bounds}
-        )  # fmt: skip
+             "in_bounds": in_bounds, "late": late})  # fmt: skip
         if from_trusted:
             report.add(tname, OK, f"timestamped at {when} by {info.tsa_subject}, a TSA you trust")
             anchored = anchored or in_bounds
