@@ -22,10 +22,10 @@ its time not anchored), each clip's start statement and its tokens against its r
 start (a start timestamped when the clip began, or only the station's word:
 start-unanchored), each clip's
 recorded start, end and duration against one another,
-and the RFC 9162 Merkle inclusion and consistency proofs. It reads no video: unlike
-`packcam verify` it cannot hold the duration to how long the clip plays, nor the key frames
-to the clip's pictures, nor tell how a changed clip was changed (cut, remuxed, re-encoded):
-each is clip-altered here.
+and the RFC 9162 Merkle inclusion and consistency proofs, and the duration against how long
+the clip plays (read from its MP4 boxes, as `packcam verify` demuxes it). It decodes no
+pictures: unlike `packcam verify` it cannot hold the key frames to the clip's pictures, nor
+tell how a changed clip was changed (cut, remuxed, re-encoded): each is clip-altered here.
 Certificates that came inside the bundle are never trusted by themselves.
 
 Exit status: 0 AUTHENTIC, 1 NOT AUTHENTIC (a check failed), 4 INTACT BUT NOT ANCHORED (nothing
@@ -45,6 +45,7 @@ import heapq
 import io
 import json
 import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -445,6 +446,228 @@ def span_problem(body: dict[str, Any], ended: datetime) -> str | None:
             "the recorded start is not when it happened"
         )
     return None
+
+
+MP4_BOX_MAX = 64 << 20  # a moov or moof box larger than this is not a clip's (not read)
+
+
+def _mp4_boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, end) of the whole boxes in ``data[start:end]`` (ISO/IEC 14496-12
+    4.2: size 1 a 64-bit size follows, 0 to the end); stops at one that is not whole."""
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        head = 8
+        if size == 1:
+            if pos + 16 > end:
+                return
+            size, head = struct.unpack_from(">Q", data, pos + 8)[0], 16
+        elif size == 0:
+            size = end - pos
+        if size < head or pos + size > end:
+            return
+        yield kind, pos + head, pos + size
+        pos += size
+
+
+def _mp4_child(data: bytes, start: int, end: int, *path: bytes) -> tuple[int, int] | None:
+    """The payload (start, end) of the first box along ``path`` below ``data[start:end]``."""
+    for kind in path:
+        found = next(((a, b) for k, a, b in _mp4_boxes(data, start, end) if k == kind), None)
+        if found is None:
+            return None
+        start, end = found
+    return start, end
+
+
+def _mp4_video_track(moov: bytes) -> tuple[int, int, int] | None:
+    """(track_ID, timescale, default sample duration from trex) of the first video track."""
+    for kind, a, b in _mp4_boxes(moov, 0, len(moov)):
+        if kind != b"trak":
+            continue
+        hdlr = _mp4_child(moov, a, b, b"mdia", b"hdlr")
+        mdhd = _mp4_child(moov, a, b, b"mdia", b"mdhd")
+        tkhd = _mp4_child(moov, a, b, b"tkhd")
+        if (
+            hdlr is None
+            or mdhd is None
+            or tkhd is None
+            or moov[hdlr[0] + 8 : hdlr[0] + 12] != b"vide"
+        ):
+            continue
+        v1 = moov[mdhd[0]] == 1
+        (timescale,) = struct.unpack_from(">I", moov, mdhd[0] + (20 if v1 else 12))
+        (track,) = struct.unpack_from(">I", moov, tkhd[0] + (20 if moov[tkhd[0]] == 1 else 12))
+        default = 0
+        mvex = _mp4_child(moov, 0, len(moov), b"mvex")
+        for k, ta, _tb in _mp4_boxes(moov, *mvex) if mvex else ():
+            if k == b"trex" and struct.unpack_from(">I", moov, ta + 4)[0] == track:
+                (default,) = struct.unpack_from(">I", moov, ta + 12)
+        return track, timescale, default
+    return None
+
+
+def _mp4_table_pts(moov: bytes, track: int) -> list[int]:
+    """The presentation times of the track's samples in the moov's sample tables (stts decode
+    deltas, ctts offsets), zero-sized samples left out as a demuxer skips them."""
+    for kind, a, b in _mp4_boxes(moov, 0, len(moov)):
+        tkhd = _mp4_child(moov, a, b, b"tkhd")
+        if kind != b"trak" or tkhd is None:
+            continue
+        if struct.unpack_from(">I", moov, tkhd[0] + (20 if moov[tkhd[0]] == 1 else 12))[0] != track:
+            continue
+        stbl = _mp4_child(moov, a, b, b"mdia", b"minf", b"stbl")
+        if stbl is None:
+            return []
+        tables = {k: (x, y) for k, x, y in _mp4_boxes(moov, *stbl)}
+        if b"stts" not in tables:
+            return []
+        dts, t = [], 0
+        x = tables[b"stts"][0]
+        for i in range(struct.unpack_from(">I", moov, x + 4)[0]):
+            count, delta = struct.unpack_from(">II", moov, x + 8 + 8 * i)
+            for _ in range(count):
+                dts.append(t)
+                t += delta
+        offsets = [0] * len(dts)
+        if b"ctts" in tables:
+            x = tables[b"ctts"][0]
+            fmt = ">Ii" if moov[x] == 1 else ">II"
+            n = 0
+            for i in range(struct.unpack_from(">I", moov, x + 4)[0]):
+                count, off = struct.unpack_from(fmt, moov, x + 8 + 8 * i)
+                for _ in range(count):
+                    if n < len(offsets):
+                        offsets[n] = off
+                    n += 1
+        sizes: list[int] = []
+        if b"stsz" in tables:
+            x = tables[b"stsz"][0]
+            fixed, count = struct.unpack_from(">II", moov, x + 4)
+            sizes = (
+                [fixed] * count if fixed else list(struct.unpack_from(f">{count}I", moov, x + 12))
+            )
+        return [
+            dts[n] + offsets[n] for n in range(len(dts)) if not (n < len(sizes) and sizes[n] == 0)
+        ]
+    return []
+
+
+def _mp4_fragment_pts(moof: bytes, track: int, default: int, dts: int) -> tuple[list[int], int]:
+    """The presentation times of the track's samples in one moof (tfhd, tfdt, trun), and the
+    decode time after them (a fragment without tfdt follows on from the one before)."""
+    pts: list[int] = []
+    for kind, a, b in _mp4_boxes(moof, 0, len(moof)):
+        if kind != b"traf":
+            continue
+        boxes = [(k, x, y) for k, x, y in _mp4_boxes(moof, a, b)]
+        tfhd = next(((x, y) for k, x, y in boxes if k == b"tfhd"), None)
+        if tfhd is None:
+            continue
+        flags = int.from_bytes(moof[tfhd[0] + 1 : tfhd[0] + 4], "big")
+        (tid,) = struct.unpack_from(">I", moof, tfhd[0] + 4)
+        if tid != track:
+            continue
+        at, duration, size = tfhd[0] + 8, default, None
+        at += 8 if flags & 0x1 else 0  # base-data-offset
+        at += 4 if flags & 0x2 else 0  # sample-description-index
+        if flags & 0x8:
+            (duration,) = struct.unpack_from(">I", moof, at)
+            at += 4
+        if flags & 0x10:
+            (size,) = struct.unpack_from(">I", moof, at)
+        for k, x, _y in boxes:
+            if k == b"tfdt":
+                dts = struct.unpack_from(">Q" if moof[x] == 1 else ">I", moof, x + 4)[0]
+            elif k == b"trun":
+                tflags = int.from_bytes(moof[x + 1 : x + 4], "big")
+                (count,) = struct.unpack_from(">I", moof, x + 4)
+                at = x + 8 + (4 if tflags & 0x1 else 0) + (4 if tflags & 0x4 else 0)
+                for _ in range(count):
+                    d, sz, off = duration, size, 0
+                    if tflags & 0x100:
+                        (d,) = struct.unpack_from(">I", moof, at)
+                        at += 4
+                    if tflags & 0x200:
+                        (sz,) = struct.unpack_from(">I", moof, at)
+                        at += 4
+                    at += 4 if tflags & 0x400 else 0
+                    if tflags & 0x800:
+                        (off,) = struct.unpack_from(">i" if moof[x] == 1 else ">I", moof, at)
+                        at += 4
+                    if sz != 0:
+                        pts.append(dts + off)
+                    dts += d
+    return pts, dts
+
+
+def clip_span_s(path: Path) -> float | None:
+    """How long a clip's first video track plays, as `packcam verify` measures it (the last
+    presentation time minus the first plus one frame, the median step), read from its MP4
+    boxes alone: the moov's sample tables and each fragment's (moof) runs, never the
+    pictures. None when it is no MP4 with a video track this reads (the check is then not
+    made, as `packcam verify` makes none of a file it cannot demux)."""
+    try:
+        size = path.stat().st_size
+        moov, pts, dts, track = None, [], 0, None
+        with path.open("rb") as f:
+            pos = 0
+            while pos + 8 <= size:
+                f.seek(pos)
+                head = f.read(16)
+                box, kind = struct.unpack(">I4s", head[:8])
+                skip = 8
+                if box == 1:
+                    box, skip = struct.unpack(">Q", head[8:16])[0], 16
+                elif box == 0:
+                    box = size - pos
+                if box < skip or pos + box > size:
+                    break
+                if kind in (b"moov", b"moof"):
+                    if box > MP4_BOX_MAX:
+                        return None
+                    f.seek(pos + skip)
+                    data = f.read(box - skip)
+                    if kind == b"moov" and moov is None:
+                        moov = data
+                        track = _mp4_video_track(moov)
+                        if track is None:
+                            return None
+                        pts.extend(_mp4_table_pts(moov, track[0]))
+                    elif kind == b"moof" and track is not None:
+                        got, dts = _mp4_fragment_pts(data, track[0], track[2], dts)
+                        pts.extend(got)
+                pos += box
+    except (OSError, struct.error, IndexError, ValueError):
+        return None
+    if track is None or not pts or not track[1]:
+        return None
+    pts.sort()
+    steps = sorted(pts[i + 1] - pts[i] for i in range(len(pts) - 1) if pts[i + 1] > pts[i])
+    if not steps:
+        frame = 0.0
+    elif len(steps) % 2:
+        frame = float(steps[len(steps) // 2])
+    else:
+        frame = (steps[len(steps) // 2 - 1] + steps[len(steps) // 2]) / 2
+    return (pts[-1] - pts[0] + frame) / track[1]
+
+
+def played_problem(body: dict[str, Any], played_s: float) -> str | None:
+    """Why the signed duration is not how long the clip plays (``clip_span_s``; None: they
+    agree within ``span_problem``'s bound, as `packcam verify` holds them). A start moved back
+    with the duration inflated to match keeps start, end and duration agreeing; the clip's own
+    length does not follow."""
+    duration = body.get("duration_s")
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+        return None  # span_problem says so
+    slack = 2.0 + 0.01 * abs(duration)
+    if abs(duration - played_s) <= slack:
+        return None
+    return (
+        f"the clip plays for {played_s:.1f} s but the signed manifest says a duration of "
+        f"{duration:g} s (allowed: +/- {slack:.1f} s): the recorded times are not the clip's"
+    )
 
 
 def clock_step(body: dict[str, Any]) -> tuple[float, str | None]:
@@ -1860,8 +2083,10 @@ def _check(
             res.add(FAIL, pre, "the bundle is labelled with another order", "bundle-order-mismatch")
         clip = root / item["clip"]
         digest = sha256_of(clip)
+        played = None  # how long the signed bytes play (not another file's)
         if digest == body.get("sha256") and clip.stat().st_size == body.get("size"):
             res.add(OK, pre, f"{item['clip']}: SHA-256 matches the signed manifest")
+            played = clip_span_s(clip)
             if no_frames := frames_missing(item):
                 res.add(WARN, pre, no_frames, "bundle-frames-missing")
         elif any(c != item["clip"] and m.get("sha256") == digest for c, m in signed.items()):
@@ -1922,7 +2147,11 @@ def _check(
             res.add(FAIL, f"{pre} manifest.times", bad_step, "time-inconsistent")
         elif step:
             res.add(OK, f"{pre} manifest.times", step_text(step))
+        # start, end and duration against one another; then the duration against the clip's
+        # own length (a start moved back with the duration inflated to match)
         wrong = span_problem(body, ended) if ended is not None else None
+        if wrong is None and ended is not None and played is not None:
+            wrong = played_problem(body, played)
         if wrong:
             res.add(FAIL, f"{pre} times", wrong, "time-inconsistent")
         if shifted := local_time_problem(body):
