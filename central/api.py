@@ -309,7 +309,11 @@ MAX_ORDER_ID = 512
 @bp.get("/order-clips")
 def order_clips() -> Response:
     """The clips of ``?order=`` at every station, earliest first (the stations' duplicate
-    check before it records a repack, station/fleet/duplicates.py)."""
+    check before it records a repack, station/fleet/duplicates.py). Other stations' clips
+    (their buyers' orders): a machine that is not the one the station enrolled is refused as
+    for health (key_refusal, a read); a request naming no key, from a station older than
+    this, is taken as on the other endpoints."""
+    _check_key(writes=False)
     order = request.args.get("order", "")
     if not order or len(order) > MAX_ORDER_ID or not order.isprintable():
         return _error(400, "order: 1 to 512 printable characters")

@@ -13,7 +13,7 @@ from cryptography import x509
 
 from central.db import CentralDB
 from central.witness import station_record
-from station.fleet.objstore import ObjectStore, station_prefix
+from station.fleet.objstore import ObjectStore, key_files_dir, station_prefix
 from station.proof import ProofError
 from station.proof.keys import StationKey, fingerprint, load_public_pem, verify_signature
 from station.proof.standalone_verify import WITNESS_SIZES_MAX, start_statement_digest
@@ -111,7 +111,7 @@ def _read_leaf(
 MAX_TOKEN = 64 << 10
 MAX_TOKENS_READ = 16  # of one subject: one per TSA, one more for each request granted twice
 MAX_CERT_FILE = 64 << 10
-MAX_KEYS_READ = 64  # under keys/: per signing key its public key and certificates
+MAX_KEYS_READ = 64  # in a key's keys/<fingerprint>/ (its certificates and its CA's), or keys/
 EVIDENCE_UNREAD = "clip-evidence-unread"
 # `<tsa>.tst` (archived before tokens were named by their digest) or `<tsa>.<digest>.tst`
 _TOKEN_NAME = re.compile(r"[0-9a-f]{8}(?:\.[0-9a-f]{16})?\.tst")
@@ -135,8 +135,11 @@ def _bounded_get(store: ObjectStore, key: str, limit: int) -> bytes:
     return data
 
 
-def _listed(store: ObjectStore, where: str, most: int) -> list[str]:
-    resp = store.client.list_objects_v2(Bucket=store.bucket, Prefix=where, MaxKeys=most)
+def _listed(store: ObjectStore, where: str, most: int, *, folder: bool = False) -> list[str]:
+    """The keys under ``where`` (only those directly in it with ``folder``), Unread if more
+    than ``most``."""
+    more = {"Delimiter": "/"} if folder else {}
+    resp = store.client.list_objects_v2(Bucket=store.bucket, Prefix=where, MaxKeys=most, **more)
     if resp.get("IsTruncated"):
         raise Unread(f"more than {most} objects under {where!r}")
     return sorted(str(o["Key"]) for o in resp.get("Contents", []))
@@ -160,12 +163,26 @@ def archived_tokens(store: ObjectStore, station: str, subject: str) -> list[byte
 def archived_certificate(
     store: ObjectStore, station: str, public: Any
 ) -> tuple[x509.Certificate | None, x509.Certificate | None]:
-    """The certificate of key ``public`` among those ``station`` archived under its own
-    ``keys/`` (its company CA's certificate there too, when it is), (None, None) when there is
-    none. Unread as ``archived_tokens``."""
-    where = f"{station_prefix(store.cfg.prefix, station)}keys/"
+    """The certificate of key ``public`` and its issuer's, as ``station`` archived them under
+    its own ``keys/<key fingerprint, 16 hex>/`` (``key_files_dir``: that key's files only,
+    however many renewals the station archived since); for a key archived only before that,
+    among the files directly in ``keys/``. (None, None) when there is none; Unread as
+    ``archived_tokens`` (more than MAX_KEYS_READ files where it looks)."""
+    keys = f"{station_prefix(store.cfg.prefix, station)}keys/"
+    own = key_files_dir(keys, fingerprint(public))
+    found = _certificate_among(store, _listed(store, own, MAX_KEYS_READ), public)
+    if found[0] is not None:
+        return found
+    return _certificate_among(store, _listed(store, keys, MAX_KEYS_READ, folder=True), public)
+
+
+def _certificate_among(
+    store: ObjectStore, keys: list[str], public: Any
+) -> tuple[x509.Certificate | None, x509.Certificate | None]:
+    """The certificate of ``public`` in the certificate files among ``keys``, and its
+    issuer's when one of them holds it."""
     certs: list[x509.Certificate] = []
-    for key in _listed(store, where, MAX_KEYS_READ):
+    for key in keys:
         if key.endswith((".crt", ".pem")) and not key.endswith(".pub.pem"):
             try:
                 certs += load_pem_certs(_bounded_get(store, key, MAX_CERT_FILE))

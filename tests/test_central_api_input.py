@@ -174,6 +174,9 @@ KEY_RULES = {
     "a station without a key": (True, None, "", True, None),
     "an older station (no header), enrolled": (True, "SHA256:a", None, True, None),
     "an older station's clips before hello": (False, None, None, True, 409),
+    # order-clips (other stations' clips of an order) is a read, held to the rule of health
+    "a twin asking for an order's clips": (True, "SHA256:a", "SHA256:b", False, 403),
+    "an older station asking for an order's clips": (True, "SHA256:a", None, False, None),
 }
 
 

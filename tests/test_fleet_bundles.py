@@ -4,6 +4,7 @@ bundle's parts when it archives, the central site streams parts + clips from the
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import html
 import io
 import json
@@ -860,6 +861,38 @@ def test_the_central_verify_page_judges_a_bare_clip_by_its_archived_tokens(
     assert "Authentic: matches a recorded clip" in page, page[-4000:]
     assert "a TSA you trust" in page and "start timestamped" in page, page[-4000:]
     assert "certified as" in page, page[-4000:]
+
+
+def test_a_bare_clip_is_verified_centrally_after_many_certificate_renewals(site: Site) -> None:
+    """The central /verify page read a bare clip's key certificate from a listing of the
+    station's whole ``keys/`` (at most MAX_KEYS_READ objects): every start archives the
+    certificate files under their digest, so once renewals (C2PA chains, the key's own
+    certificate, the CA's) or rotations put more than that there, every bare clip of the station
+    was NOT VERIFIED (`clip-evidence-unread`). The station archives its key's certificate and
+    its CA's under ``keys/<key fingerprint, 16 hex>/`` as well, and the page lists only that."""
+    from central.verify import MAX_KEYS_READ
+    from station.fleet.objstore import station_prefix
+
+    with contextlib.closing(Ledger.in_data_dir(site.store.data)) as ledger:
+        (f2,) = ledger.clips("F2")
+    data = (site.store.data / f2.path).read_bytes()
+    prefix = station_prefix(site.station_cfg.archive.prefix, site.station_cfg.station.name)
+    ca_pem = (site.store.data / "proof-public/company-ca.crt").read_bytes()
+    arch = Archiver(site.station_cfg)
+    renewed = []
+    try:
+        for i in range(MAX_KEYS_READ + 6):  # certificate files archived by starts since renewed
+            body = f"# renewal {i}\n".encode() + ca_pem
+            digest = hashlib.sha256(body).hexdigest()[:16]
+            renewed.append(f"{prefix}keys/station-c2pa-chain-{digest}.pem")
+            arch.store.put_bytes(renewed[-1], body, content_type="text/plain")
+        page = html.unescape(verify_page(site.server.packcam_app, data))
+        assert "Authentic: matches a recorded clip" in page, page[-4000:]
+        assert "certified as" in page and "clip-evidence-unread" not in page, page[-4000:]
+    finally:
+        for key in renewed:
+            arch.store.client.delete_object(Bucket=site.station_cfg.archive.bucket, Key=key)
+        arch.stop()
 
 
 def test_a_bare_clip_timestamped_late_is_judged_centrally_as_its_bundle_is(

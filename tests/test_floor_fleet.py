@@ -243,6 +243,65 @@ def test_the_order_clips_api_needs_a_station_token_and_a_sane_order(site: Site) 
     assert get(base + "X-1", site.tokens["st-01"]) == (200, {"order": "X-1", "clips": []})
 
 
+def test_a_second_machine_with_a_stations_token_is_not_told_of_the_fleets_clips(
+    site: Site, ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """order-clips answers other stations' clips of an order (their buyers' orders), but it
+    did not check the key the request names, and the station's duplicate check named none: a
+    second Pi given st-01's token (its own data dir, its own key) was told of them. The check
+    names the station's key as the sync does, and the site refuses another key than the one
+    st-01 enrolled (403, as for health, clips and checkpoints); a request naming no key (a
+    station older than this) is taken, as the other endpoints take it."""
+    from station.fleet.central_sync import KEY_HEADER
+    from station.floor.events import StationEvent
+    from station.proof.keys import StationKey
+    from station.proof.paths import ProofPaths
+
+    second = site.station("st-02")
+    run(second, [(0.4, "TWIN-1"), (1.0, "SEAL")], 1.5)
+    sync(second)
+    first, twin = site.station("st-01"), site.station("st-01").with_data_dir(site.root / "twin")
+    mine, other = (StationKey.load_or_create(ProofPaths.from_config(c).key)[0]
+                   for c in (first, twin))  # fmt: skip
+    sync(first)  # its hello enrols its key
+    url = site.url.rstrip("/") + "/api/fleet/v1/order-clips?order=TWIN-1"
+
+    def ask(key: str | None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {site.tokens['st-01']}"}
+        if key is not None:
+            headers[KEY_HEADER] = key
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                        timeout=5) as resp:  # fmt: skip
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, json.loads(exc.read() or b"{}")
+
+    status, doc = ask(mine.fingerprint)
+    assert status == 200 and [c["station"] for c in doc["clips"]] == ["st-02"], doc
+    for key in (other.fingerprint, ""):  # a twin, and a machine without a key
+        status, doc = ask(key)
+        assert status == 403 and "clips" not in doc, doc
+        assert mine.fingerprint in doc["error"] and "st-01" in doc["error"], doc
+    assert ask(None)[0] == 200  # a station older than this names no key: taken as before
+
+    # the stations' own duplicate check: the header names the key each machine signs with
+    started = StationEvent(EventKind.ORDER_STARTED, "st-01", 1.0, "TWIN-1", {"repack": True})
+    checks = {}
+    for name, cfg in (("first", first), ("twin", twin)):
+        dup = FleetDuplicates(cfg, StationEvents("st-01"), lambda *a: True, ledger,
+                              token=site.tokens["st-01"])  # fmt: skip
+        try:
+            with caplog.at_level(logging.WARNING, logger="station.fleet.duplicates"):
+                checks[name] = dup.check(started)
+        finally:
+            dup.close()
+    assert [r["station"] for r in checks["first"] or []] == ["st-02"], checks
+    assert checks["twin"] is None, checks
+    assert "HTTP 403" in caplog.text, caplog.text
+
+
 def test_another_sellers_order_of_the_same_id_is_no_repack_and_never_named_in_a_manifest(
     site: Site,
 ) -> None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from proof_support import (  # noqa: F401 (fixtures)
@@ -577,3 +578,61 @@ def test_retention_record_of_the_retired_key(
         assert any("deleted by retention" in c.reason for c in rep.checks)
     else:
         _tampered(rep, "clip-missing")
+
+
+def test_each_key_s_certificate_is_archived_in_its_own_folder_and_found_there(
+    rotated: Store, seaweed: Any
+) -> None:
+    """The archiver puts the certificate of the station key and of the key it retired (kept in
+    ``proof-public/retired/``), each with the company CA's, under ``keys/<key fingerprint, 16
+    hex>/``; the central /verify page finds each key's certificate there alone, however many
+    files the station archived directly in ``keys/`` (renewals: each is a new object), and a
+    key with none there is looked for among those (what a station archived before)."""
+    import uuid
+
+    from fleet_servers import S3_ACCESS_KEY, S3_SECRET_KEY
+
+    from central.verify import MAX_KEYS_READ, Unread, archived_certificate
+    from station.fleet.archiver import Archiver
+    from station.fleet.objstore import station_prefix
+    from station.proof.ca import pem as pem_of
+    from station.proof.keys import load_public_pem
+
+    bucket = "rot-" + uuid.uuid4().hex[:10]
+    cfg = rotated.cfg.replace(
+        "archive", enabled=True, endpoint_url=seaweed.endpoint, region="us-east-1", bucket=bucket,
+        access_key_id=S3_ACCESS_KEY, secret_access_key=S3_SECRET_KEY, addressing_style="path",
+        keyframes=False,
+    )  # fmt: skip
+    arch = Archiver(cfg)
+    try:
+        arch.store.client.create_bucket(Bucket=bucket)
+        keys = f"{station_prefix(cfg.archive.prefix, cfg.station.name)}keys/"
+        for i in range(MAX_KEYS_READ + 6):  # a station's renewals archived since
+            arch.store.put_bytes(f"{keys}station-c2pa-chain-{i:016x}.pem", b"renewed %d" % i)
+        arch.run_once()  # its first pass archives the public key and certificates, then the rest
+        plog = ProofLog.in_data_dir(rotated.data)
+        try:
+            (rot,) = plog.rotations()
+        finally:
+            plog.close()
+        reads: list[str] = []
+        get = arch.store.client.get_object
+
+        def spy(**kw: object) -> object:
+            reads.append(str(kw["Key"]))
+            return get(**kw)
+
+        arch.store.client.get_object = spy
+        ca = (rotated.data / "proof-public/company-ca.crt").read_bytes()
+        for fp, pem in ((rot.old_key, rot.old_public_pem), (rot.new_key, rot.new_public_pem)):
+            public = load_public_pem(pem)
+            reads.clear()
+            cert, issuer = archived_certificate(arch.store, cfg.station.name, public)
+            assert cert is not None and cert.public_key() == public, fp
+            assert issuer is not None and pem_of(issuer) == ca, fp
+            assert reads and all(k.startswith(f"{keys}{fp[7:23]}/") for k in reads), reads
+        with pytest.raises(Unread, match="more than"):  # a key of none there: the files in keys/
+            archived_certificate(arch.store, cfg.station.name, StationKey.generate().public)
+    finally:
+        arch.stop()

@@ -19,13 +19,15 @@ from station.fleet.objstore import (
     ObjectStore,
     bundle_parts_key,
     clip_key,
+    key_files_dir,
     station_prefix,
 )
 from station.proof import ProofError
 from station.proof.bundle import export_order, extract_jpegs
-from station.proof.keys import StationKey
+from station.proof.keys import StationKey, fingerprint, load_public_pem
 from station.proof.log import ProofLog
 from station.proof.paths import ProofPaths
+from station.proof.rotation import RotationFiles, cert_is_for
 from station.proof.verify import BUNDLE_MANIFEST, MAX_FRAME_BYTES
 from station.proof.videohash import keyframe_times
 from station.runtime.background import IndexWorker, Schedule
@@ -249,9 +251,14 @@ class Archiver(IndexWorker):
         }
 
     def _upload_keys(self) -> None:
-        """The station's public key and certificates (never the private key), once per start."""
+        """The station's public key and certificates (never the private key), once per start:
+        each file under ``keys/`` by its digest, and the certificate of each signing key (the
+        station key, and a retired one's kept in ``proof-public/retired/``) with the company
+        CA's under ``keys/<key fingerprint, 16 hex>/`` too (``key_files_dir``), where the
+        central /verify page finds a key's certificate without listing every renewal."""
 
         paths = ProofPaths.from_config(self.cfg)
+        certified: list[tuple[bytes, Path]] = []  # (a key's public PEM, its certificate file)
         if paths.key.exists():
             try:
                 key = StationKey.load(paths.key)
@@ -262,14 +269,29 @@ class Archiver(IndexWorker):
                 self.store.put_bytes(
                     f"{self.prefix}keys/{fp}.pub.pem", key.public_pem(), content_type="text/plain"
                 )
+                certified.append((key.public_pem(), paths.key_cert))
         for src in (paths.key_cert, paths.ca_cert, paths.c2pa_cert):
-            if src.is_file():
-                data = src.read_bytes()
-                digest = hashlib.sha256(data).hexdigest()[:16]
-                self.store.put_bytes(
-                    f"{self.prefix}keys/{src.stem}-{digest}{src.suffix}", data,
-                    content_type="text/plain",
-                )  # fmt: skip
+            self._put_key_file(f"{self.prefix}keys/", src)
+        for retired in sorted(RotationFiles.of(paths).retired_public.glob("*/station-key.pub.pem")):
+            certified.append((retired.read_bytes(), retired.with_name("station-key.crt")))
+        for pem, cert in certified:
+            if not cert_is_for(cert, pem):  # none yet, or one of another key
+                continue
+            try:
+                where = key_files_dir(f"{self.prefix}keys/", fingerprint(load_public_pem(pem)))
+            except ProofError as exc:
+                log.warning("archiver: %s: not a public key: %s", cert.parent, exc)
+                continue
+            for src in (cert, paths.ca_cert):
+                self._put_key_file(where, src)
+
+    def _put_key_file(self, where: str, src: Path) -> None:
+        """Public file ``src``, if there, as ``<where><its stem>-<sha256, 16 hex><suffix>``."""
+        if src.is_file():
+            data = src.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()[:16]
+            self.store.put_bytes(f"{where}{src.stem}-{digest}{src.suffix}", data,
+                                 content_type="text/plain")  # fmt: skip
 
     def _upload_checkpoints(self) -> None:
         try:

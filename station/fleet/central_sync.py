@@ -56,6 +56,20 @@ def read_token(c: CentralSection) -> str:
     return c.token
 
 
+def signing_key(cfg: Config) -> tuple[str, str]:
+    """The fingerprint and public PEM of the key the station signs with, ("", "") without
+    one: what every fleet request names (KEY_HEADER). Read each time: a key made after the
+    start, or rotated, is named from then on."""
+    key_path = ProofPaths.from_config(cfg).key
+    if key_path.exists():
+        try:
+            key = StationKey.load(key_path)
+            return key.fingerprint, key.public_pem().decode("ascii")
+        except StationError as exc:
+            log.warning("cannot read the station key: %s", exc)
+    return "", ""
+
+
 class SyncError(StationError):
     """The central server refused a request or could not be reached."""
 
@@ -173,7 +187,7 @@ class CentralSync(IndexWorker):
         naming them all, so it still counts as failed (back-off, hello again).
         """
         failed: dict[str, str] = {}
-        self._key_fp, self._key_pem = self._station_key()
+        self._key_fp, self._key_pem = signing_key(self.cfg)
         if self._key_fp != self._said_fp:  # a key made or rotated since: enrol it first
             self._hello_done = False
         if not self._hello_done:
@@ -205,17 +219,6 @@ class CentralSync(IndexWorker):
             log.info("central sync: %s failed (the other steps go on): %s", step, exc)
             failed[step] = str(exc).strip()[:500]
             return None
-
-    def _station_key(self) -> tuple[str, str]:
-        """The fingerprint and public PEM of the station's key, ("", "") without one."""
-        key_path = ProofPaths.from_config(self.cfg).key
-        if key_path.exists():
-            try:
-                key = StationKey.load(key_path)
-                return key.fingerprint, key.public_pem().decode("ascii")
-            except StationError as exc:
-                log.warning("central sync: cannot read the station key: %s", exc)
-        return "", ""
 
     def _hello(self) -> None:
         fp, pem = self._key_fp, self._key_pem

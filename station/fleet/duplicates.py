@@ -7,13 +7,13 @@ import logging
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, timedelta
 from typing import Any
 
 import station
 from station.config import Config
-from station.fleet.central_sync import read_token
+from station.fleet.central_sync import KEY_HEADER, read_token, signing_key
 from station.floor.events import EventKind, StationEvent, StationEvents
 from station.floor.eventworker import Annotate, OrderEventWorker, fetch_failure
 from station.store.ledger import Ledger
@@ -26,20 +26,21 @@ MAX_REFS = 20
 PENDING_S = 600.0  # how long a late answer waits for its clip to be indexed
 LOG_EVERY_S = 60.0
 
-Fetcher = Callable[[str, str, float], bytes]
+Fetcher = Callable[[str, Mapping[str, str], float], bytes]
 
 
 class CheckFailed(Exception):
     """The central index gave no usable answer (kept local: logged, never raised further)."""
 
 
-def http_get(url: str, token: str, timeout: float) -> bytes:
+def http_get(url: str, headers: Mapping[str, str], timeout: float) -> bytes:
+    """GET ``url`` with ``headers`` (the station's token and key) and the client's own."""
     req = urllib.request.Request(
         url,
         headers={
             "Accept": "application/json",
-            "Authorization": f"Bearer {token}",
             "User-Agent": f"packcam-station/{station.__version__}",
+            **headers,
         },
     )
     with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -80,7 +81,8 @@ def describe(refs: list[dict[str, Any]]) -> str:
 
 class FleetDuplicates(OrderEventWorker):
     """An event listener: for each order started here, ask the central index
-    (``GET /api/fleet/v1/order-clips?order=``) on its own thread ("fleet-duplicates"),
+    (``GET /api/fleet/v1/order-clips?order=``, naming the station's token and the key it
+    signs with, as the sync does) on its own thread ("fleet-duplicates"),
     waiting at most ``[central] duplicate_timeout_s``, whether other stations recorded it.
 
     If so, the open clip becomes a repack linked to those clips: ``repack_of_fleet`` goes into
@@ -109,6 +111,7 @@ class FleetDuplicates(OrderEventWorker):
         token: str,
         fetch: Fetcher = http_get,
     ) -> None:
+        self.cfg = cfg
         self.station = cfg.station.name
         self.base = cfg.central.url.rstrip("/") + "/api/fleet/v1/order-clips?order="
         self.timeout_s = cfg.central.duplicate_timeout_s
@@ -141,8 +144,11 @@ class FleetDuplicates(OrderEventWorker):
         assert event.order_id is not None
         order = event.order_id
         url = self.base + urllib.parse.quote(order, safe="")
+        # the key the station signs with, as the sync names it: the site tells only the
+        # machine it enrolled of other stations' clips (a second Pi with this token is refused)
+        headers = {"Authorization": f"Bearer {self._token}", KEY_HEADER: signing_key(self.cfg)[0]}
         try:
-            refs = fleet_refs(self._fetch(url, self._token, self.timeout_s), order, self.station)
+            refs = fleet_refs(self._fetch(url, headers, self.timeout_s), order, self.station)
         except (OSError, CheckFailed, ValueError) as exc:  # HTTP error, timeout, bad answer
             self._unreachable(order, fetch_failure(exc))
             return None

@@ -50,6 +50,14 @@ def station_prefix(prefix: str, station: str) -> str:
     return f"{p}stations/{safe_component(station, 64)}/"
 
 
+def key_files_dir(station_keys: str, key_fingerprint: str) -> str:
+    """Where a station archives the certificate of one of its signing keys, with its company
+    CA's, under its ``keys/`` (``station_keys``): a folder named by the first 16 hex digits of
+    the key's fingerprint, so a reader lists that key's files only, not every file the station
+    archived there since (each renewal is a new object)."""
+    return f"{station_keys}{key_fingerprint.removeprefix('SHA256:')[:16]}/"
+
+
 def clip_key(prefix: str, station: str, sha256: str) -> str:
     """Deterministic: the same clip bytes of the same station always land on the same key."""
     return f"{station_prefix(prefix, station)}clips/{sha256}.mp4"
