@@ -56,8 +56,16 @@ def client_gone() -> Callable[[], bool]:
     return check if check is not None else _never
 
 
+_HEAD = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode("ascii")
+
+
 class MjpegStream:
     """multipart/x-mixed-replace body: a part whenever the JPEG changes, else a keepalive.
+
+    Each part is sent with the next part's headers: Chromium shows a part only once the next
+    one begins (its closing boundary alone is not enough), so a frame that does not change
+    would show only at the next keepalive. The stream ends with that begun part left empty,
+    which keeps the last frame on screen.
 
     Sleeps ``interval`` between looks at the file (so a stream costs a stat per tick, not a
     busy loop), ends after ``max_s``, when the site stops or once ``gone()`` says the client
@@ -83,25 +91,22 @@ class MjpegStream:
         self.gone = gone
         self._slot: threading.BoundedSemaphore | None = slot
 
-    def _part(self, data: bytes) -> bytes:
-        head = (
-            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
-        ).encode("ascii")
-        return head + data + b"\r\n"
-
     def __iter__(self) -> Iterator[bytes]:
         deadline = time.monotonic() + self.max_s
         last_key: tuple[int, int] | None = None
         last_sent = 0.0
+        begun = False  # a part's headers are out, its JPEG not yet
         while not self.stop.is_set() and time.monotonic() < deadline:
             got = _read_jpeg(self.path)
             now = time.monotonic()
             if got is not None and (got[1] != last_key or now - last_sent >= KEEPALIVE_S):
                 last_key, last_sent = got[1], now
-                yield self._part(got[0])
+                yield (b"" if begun else _HEAD) + got[0] + b"\r\n" + _HEAD
+                begun = True
             if self.stop.wait(self.interval) or self.gone():
                 break
-        yield f"--{BOUNDARY}--\r\n".encode("ascii")
+        if not self.gone():  # else there is no one to tell
+            yield (b"\r\n" if begun else b"") + f"--{BOUNDARY}--\r\n".encode("ascii")
 
     def close(self) -> None:
         if self._slot is not None:
