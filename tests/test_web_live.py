@@ -69,10 +69,34 @@ def test_mjpeg_stream_is_bounded_and_multipart(operator) -> None:
     elapsed = time.monotonic() - started
     assert resp.status_code == 200
     assert resp.mimetype == "multipart/x-mixed-replace"
-    body = resp.data
-    assert body.count(b"Content-Type: image/jpeg") == 1  # unchanged frame: sent once
-    assert body.endswith(b"--packcamframe--\r\n")
+    assert len(frames(resp.data)) == 1  # unchanged frame: sent once
     assert 0.5 <= elapsed < 3
+
+
+def frames(body: bytes) -> list[bytes]:
+    """The JPEGs of a whole multipart body; the part begun when the stream ended is empty."""
+    parts = body.split(b"--packcamframe")
+    assert parts[0] == b"" and parts[-1] == b"--\r\n"
+    datas = []
+    for part in parts[1:-1]:
+        head, _, data = part.partition(b"\r\n\r\n")
+        assert head == b"\r\nContent-Type: image/jpeg"
+        datas.append(data.removesuffix(b"\r\n"))
+    assert datas[-1] == b""  # the part begun when the stream ended
+    assert all(d.startswith(b"\xff\xd8") for d in datas[:-1])
+    return datas[:-1]
+
+
+def test_each_frame_goes_out_with_the_next_parts_headers(operator) -> None:
+    """Chromium shows a part only once the next part begins: a frame is sent together with the
+    next part's headers, so a frame that does not change shows at once, not at a keepalive."""
+    client, _ = operator
+    resp = client.get("/live/desk-1/stream.mjpg", buffered=False)
+    first = next(iter(resp.response))
+    resp.close()
+    head = b"--packcamframe\r\nContent-Type: image/jpeg\r\n\r\n"
+    assert first.startswith(head) and first.endswith(b"\r\n" + head)
+    assert frames(first + b"\r\n--packcamframe--\r\n") == [jpeg()]
 
 
 def test_mjpeg_sends_a_new_part_when_the_frame_changes(operator, web_env: WebEnv) -> None:
@@ -91,7 +115,7 @@ def test_mjpeg_sends_a_new_part_when_the_frame_changes(operator, web_env: WebEnv
     t.start()
     body = client.get("/live/desk-1/stream.mjpg").data
     t.join()
-    assert body.count(b"Content-Type: image/jpeg") == 2
+    assert frames(body) == [jpeg(), jpeg((0, 200, 0))]
 
 
 def test_stream_slots_are_released(operator) -> None:

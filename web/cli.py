@@ -67,6 +67,11 @@ def make_server(
         # Behind a trusted proxy the app's ProxyFix reads X-Forwarded-*; waitress must keep them.
         clear_untrusted_proxy_headers=not config.web.trust_proxy,
         channel_timeout=60,
+        # Read each connection while its response streams, so that a client that closes is
+        # seen at once (environ["waitress.client_disconnected"]): a live or kiosk stream then
+        # ends and gives its slot back, instead of at its next write (an unchanged frame
+        # writes only every KEEPALIVE_S).
+        channel_request_lookahead=1,
         connection_limit=200,
         asyncore_use_poll=True,
     )

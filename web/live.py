@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, render_template, request
 from werkzeug.wrappers import Response
 
 from web.auth import require
@@ -44,12 +44,34 @@ def _read_jpeg(path: Path) -> tuple[bytes, tuple[int, int]] | None:
     return data, (st.st_ino, st.st_mtime_ns)
 
 
+def _never() -> bool:
+    return False
+
+
+def client_gone() -> Callable[[], bool]:
+    """Whether this request's client has gone away: waitress's check (the server reads each
+    connection while its response streams, ``channel_request_lookahead``, so it sees the
+    client close); never, outside waitress (the test client)."""
+    check: Callable[[], bool] | None = request.environ.get("waitress.client_disconnected")
+    return check if check is not None else _never
+
+
+_HEAD = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode("ascii")
+
+
 class MjpegStream:
     """multipart/x-mixed-replace body: a part whenever the JPEG changes, else a keepalive.
 
+    Each part is sent with the next part's headers: Chromium shows a part only once the next
+    one begins (its closing boundary alone is not enough), so a frame that does not change
+    would show only at the next keepalive. The stream ends with that begun part left empty,
+    which keeps the last frame on screen.
+
     Sleeps ``interval`` between looks at the file (so a stream costs a stat per tick, not a
-    busy loop), ends after ``max_s`` or when the site stops, and gives back its slot in
-    ``close`` (called by the server when the client goes away, too).
+    busy loop), ends after ``max_s``, when the site stops or once ``gone()`` says the client
+    left (at the next tick: an unchanged frame writes nothing, so no failed write would tell
+    for up to two keepalives), and gives back its slot in ``close`` (called by the server when
+    the stream ends or the client goes away).
     """
 
     def __init__(
@@ -60,32 +82,31 @@ class MjpegStream:
         max_s: float,
         stop: threading.Event,
         slot: threading.BoundedSemaphore,
+        gone: Callable[[], bool] = _never,
     ) -> None:
         self.path = path
         self.interval = interval
         self.max_s = max_s
         self.stop = stop
+        self.gone = gone
         self._slot: threading.BoundedSemaphore | None = slot
-
-    def _part(self, data: bytes) -> bytes:
-        head = (
-            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
-        ).encode("ascii")
-        return head + data + b"\r\n"
 
     def __iter__(self) -> Iterator[bytes]:
         deadline = time.monotonic() + self.max_s
         last_key: tuple[int, int] | None = None
         last_sent = 0.0
+        begun = False  # a part's headers are out, its JPEG not yet
         while not self.stop.is_set() and time.monotonic() < deadline:
             got = _read_jpeg(self.path)
             now = time.monotonic()
             if got is not None and (got[1] != last_key or now - last_sent >= KEEPALIVE_S):
                 last_key, last_sent = got[1], now
-                yield self._part(got[0])
-            if self.stop.wait(self.interval):
+                yield (b"" if begun else _HEAD) + got[0] + b"\r\n" + _HEAD
+                begun = True
+            if self.stop.wait(self.interval) or self.gone():
                 break
-        yield f"--{BOUNDARY}--\r\n".encode("ascii")
+        if not self.gone():  # else there is no one to tell
+            yield (b"\r\n" if begun else b"") + f"--{BOUNDARY}--\r\n".encode("ascii")
 
     def close(self) -> None:
         if self._slot is not None:
@@ -119,6 +140,7 @@ def stream(key: str) -> Response:
         max_s=current_app.config["LIVE_MAX_S"],
         stop=ext["stop"],
         slot=slot,
+        gone=client_gone(),
     )
     resp = Response(
         body,

@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response
 
 from station.floor.packer_inbox import write_request
 from web.handles import site_config
-from web.live import BOUNDARY, MjpegStream
+from web.live import BOUNDARY, MjpegStream, client_gone
 from web.stations import live_files
 
 log = logging.getLogger(__name__)
@@ -147,14 +147,22 @@ def packer(key: str) -> Any:
 
 class ScreenEvents:
     """The SSE body: the screen document whenever its file changes, a comment as keepalive;
-    ends after ``max_s`` or when the site stops, and gives back its slot in ``close``."""
+    ends after ``max_s``, when the site stops or once ``gone()`` says the client left (as
+    MjpegStream), and gives back its slot in ``close``."""
 
     def __init__(
-        self, path: Path, *, stop: threading.Event, slot: threading.BoundedSemaphore, max_s: float
+        self,
+        path: Path,
+        *,
+        stop: threading.Event,
+        slot: threading.BoundedSemaphore,
+        max_s: float,
+        gone: Callable[[], bool] = lambda: False,
     ) -> None:
         self.path = path
         self.stop = stop
         self.max_s = max_s
+        self.gone = gone
         self._slot: threading.BoundedSemaphore | None = slot
 
     def __iter__(self) -> Iterator[bytes]:
@@ -171,7 +179,7 @@ class ScreenEvents:
             elif now - last_sent >= KEEPALIVE_S:
                 last_sent = now
                 yield b": keepalive\n\n"
-            if self.stop.wait(POLL_S):
+            if self.stop.wait(POLL_S) or self.gone():
                 break
 
     def close(self) -> None:
@@ -207,6 +215,7 @@ def events(key: str) -> Response:
         stop=current_app.extensions["packcam"]["stop"],
         slot=slot,
         max_s=float(current_app.config.get("SCREEN_STREAM_MAX_S", STREAM_MAX_S)),
+        gone=client_gone(),
     )
     resp = Response(body, mimetype="text/event-stream", direct_passthrough=True)
     resp.headers["Cache-Control"] = "no-store"
@@ -229,6 +238,7 @@ def stream(key: str) -> Response:
         max_s=float(current_app.config.get("SCREEN_STREAM_MAX_S", STREAM_MAX_S)),
         stop=current_app.extensions["packcam"]["stop"],
         slot=slot,
+        gone=client_gone(),
     )
     resp = Response(
         body, mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}", direct_passthrough=True

@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from test_web_live import write_station
 
+import web.live
 from station import config as config_mod
 from station.capture.frames import InputEvent, RawScan
 from station.capture.scanner import EventQueue
 from station.capture.synthetic import Scenario, SyntheticCamera
-from station.floor.screen import screen_path
+from station.floor.screen import ScreenFeed, screen_path
 from station.recording.session import SEAL_LATE_S
 from station.service import assemble
 
@@ -136,3 +138,56 @@ def test_a_packer_signs_in_and_out_on_the_kiosk_screen(page: Any, signin_site) -
                            timeout=5000)  # fmt: skip
     keyboard.seal()
     page.wait_for_function("() => document.getElementById('screen').dataset.state === 'sealed'")
+
+
+@pytest.fixture
+def kiosk_site(tmp_path: Any) -> Iterator[tuple[str, Any]]:
+    """The site alone, with the screen file of station "desk-1" and no live picture yet:
+    (its URL, the live folder the test writes the station's picture into)."""
+    from web import cli
+
+    cfg = config_mod.load(None).with_data_dir(tmp_path / "data")
+    ScreenFeed(cfg.station.data_dir, "desk-1").close()
+    server = cli.make_server(cfg, "127.0.0.1", 0)
+    stop = threading.Event()
+    web = threading.Thread(target=cli.run_server, args=(server,), kwargs={"stop": stop})
+    web.start()
+    try:
+        yield cli.server_url(server).rstrip("/"), cfg.station.data_dir / "live"
+    finally:
+        stop.set()
+        web.join(15)
+
+
+SHOWN = (
+    "() => { const i = document.getElementById('live');"
+    " return i && i.complete && i.naturalWidth > 0; }"
+)
+
+
+def test_a_kiosk_opened_before_the_stations_first_frame_shows_it_once_it_comes(
+    page: Any, kiosk_site
+) -> None:
+    """At boot the kiosk browser can be quicker than the camera (and under load, in CI, the
+    page came before the station's first frame): the page says there is no picture yet and
+    shows it once the station writes one, without a reload."""
+    url, live = kiosk_site
+    page.goto(f"{url}/screen/desk-1")
+    page.wait_for_function("() => document.getElementById('screen').dataset.seq !== '-1'")
+    assert page.locator(".no-live").is_visible()
+    write_station(live, "desk-1")
+    page.wait_for_function(SHOWN)
+    assert not page.locator(".no-live").is_visible()
+
+
+def test_a_frame_that_does_not_change_shows_without_waiting_for_the_next(
+    page: Any, kiosk_site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopped station's picture does not change: the stream's first part is all the browser
+    gets (no keepalive falls due here), and Chromium shows a part only once the next part's
+    headers arrive; they are sent with it."""
+    monkeypatch.setattr(web.live, "KEEPALIVE_S", 3600.0)
+    url, live = kiosk_site
+    write_station(live, "desk-1")
+    page.goto(f"{url}/screen/desk-1", wait_until="commit")
+    page.wait_for_function(SHOWN)

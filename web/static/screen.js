@@ -72,11 +72,47 @@
       return [["at", c.at ? c.at.slice(11, 19) : ""], ["order", c.order_id], [c.ok ? "ok" : "bad", c.ok ? "✓ " + c.sha256_prefix : "✗"]];
     }));
   }
+  // The live picture. The page can come before the station's first frame (the kiosk starts
+  // quicker than the camera: the stream is a 404 then), every stream slot can be taken (503),
+  // or the stream can end (the site restarted): it is shown once it loads and asked for again
+  // after a failure, sooner first, then every 5 s at most.
+  var live = $("live");
+  var noLive = document.querySelector(".no-live");
+  var liveTries = 0;
+  var liveRetry = null;
+  function showLive(ok) {
+    live.hidden = !ok;
+    if (noLive) noLive.hidden = ok;
+  }
+  function reloadLive() {
+    liveRetry = null;
+    var u = new URL(live.dataset.src, location.href);
+    u.searchParams.set("try", String(++liveTries)); // a new request, not the failed one again
+    live.src = u.href;
+  }
+  function liveFailed() {
+    showLive(false);
+    if (liveRetry === null) liveRetry = setTimeout(reloadLive, Math.min(5000, 500 * Math.pow(2, liveTries)));
+  }
+  if (live) {
+    live.dataset.src = live.getAttribute("src");
+    live.addEventListener("load", function () { liveTries = 0; showLive(true); });
+    live.addEventListener("error", liveFailed);
+    if (live.complete) { // settled before this script ran
+      if (live.naturalWidth > 0) showLive(true); else liveFailed();
+    }
+  }
   var es = new EventSource(root.dataset.events);
   es.addEventListener("screen", function (e) {
     try { render(JSON.parse(e.data)); } catch (err) { /* a torn document: the next one comes */ }
   });
-  es.onopen = function () { root.dataset.conn = "ok"; setText($("conn"), ""); };
+  es.onopen = function () {
+    // The events came back after a loss: the site restarted, or both streams reached their
+    // end; the picture's stream, which says nothing when it ends, is asked for again too.
+    if (live && root.dataset.conn === "lost" && liveRetry === null) reloadLive();
+    root.dataset.conn = "ok";
+    setText($("conn"), "");
+  };
   es.onerror = function () { root.dataset.conn = "lost"; setText($("conn"), "…"); };
   setInterval(function () {
     if (doc && doc.elapsed_s !== null && doc.elapsed_s !== undefined && doc.state === "recording") {
