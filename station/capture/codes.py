@@ -154,7 +154,11 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     A hand scan that is a seal or control card behind a scanner's Code ID ("jSEAL",
     ``_cards_behind_code_id``) is that card, with its printed text; unless it matches a
     pattern as typed (an order ID "JSEAL" of ``order_patterns``) or is two cards so: then
-    it is unknown, a misread that neither starts nor ends a clip.
+    it is unknown, a misread that neither starts nor ends a clip. Likewise a hand scan of a
+    card whose own text is a Code ID and a code the patterns and product ranges take ("END"
+    where an order pattern takes "ND") or another card of another meaning ("AX", "X"): a
+    scanner sending Code IDs types that code so (``card_clashes`` and the config say which
+    cards clash).
     """
     if symbology in PRODUCT_SYMBOLOGIES and symbology not in rules.order_symbologies:
         return Code(text, Kind.ITEM, symbology)
