@@ -170,7 +170,7 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
         # ID "ND"; "AX": "A" and the card "X" of another meaning) is that code as a scanner
         # sending Code IDs types it: nothing tells which, a misread (card_clashes says so).
         if hand and any(
-            _recognised(body, rules) is not None
+            recognised(body, rules) is not None
             or ((other := _card(body, rules)) is not None and _meaning(other) != _meaning(card))
             for _cid, body in code_id_splits(text)
         ):
@@ -184,8 +184,10 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     if cards:
         # A station card behind a scanner's Code ID ("jSEAL"): the card, with its printed
         # text. Unless the text is something else as typed (an order ID of a pattern: "JSEAL"
-        # where five capitals are one) or two cards: a misread either way, never an order.
-        if code is None and len(cards) == 1:
+        # where five capitals are one), two cards, or a code behind another Code ID ("P01X":
+        # the card "X" behind Zebra's "P01", or an order ID "01X" behind "P"): a misread
+        # either way, never an order.
+        if code is None and len(cards) == 1 and not _code_behind_code_id(text, rules):
             return cards.pop()
         return Code(text, Kind.UNKNOWN)
     if code is not None:
@@ -194,6 +196,16 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
         # (a group separator is a GS1 element string's: no order sheet prints one)
         return Code(text, Kind.UNKNOWN)
     return Code(text, Kind.ORDER)
+
+
+def _code_behind_code_id(text: str, rules: Rules) -> tuple[str, str, Code] | None:
+    """The first (Code ID, body, code) where a hand scan's ``text`` is a Code ID and a code
+    the patterns and product ranges take (``recognised``) that is no card; None for none."""
+    for cid, body in code_id_splits(text):
+        code = recognised(body, rules) if _card(body, rules) is None else None
+        if code is not None:
+            return cid, body, code
+    return None
 
 
 def _card(text: str, rules: Rules) -> Code | None:
@@ -448,7 +460,7 @@ def card_clashes(section: CodesSection) -> list[str]:
         inside = [
             (cid, body, other)
             for cid, body in code_id_splits(card.text)
-            if (other := _recognised(body, rules)) is not None
+            if (other := recognised(body, rules)) is not None
         ]
         if inside:
             cid, body, other = inside[0]
@@ -476,7 +488,7 @@ def card_clashes(section: CodesSection) -> list[str]:
                 " that code); turn the scanner's Code IDs off or give the card another text"
             )
             continue
-        if (other := _recognised(card.text, rules)) is not None:
+        if (other := recognised(card.text, rules)) is not None:
             found.append(
                 f"{where} is also {_what(other, rules)}: a scan of {card.text!r} is taken for"
                 " the card; give the card another text or narrow the pattern"
@@ -493,7 +505,7 @@ def card_clashes(section: CodesSection) -> list[str]:
     return found
 
 
-def _recognised(text: str, rules: Rules) -> Code | None:
+def recognised(text: str, rules: Rules) -> Code | None:
     """What a hand scan of ``text`` is by the patterns and product ranges (as typed, or with
     Caps Lock on: ``classify``), None when nothing says (with no ``order_patterns``, an order
     only because nothing else is)."""
@@ -506,9 +518,12 @@ def _recognised(text: str, rules: Rules) -> Code | None:
 
 def _why_refused(scan: str, rules: Rules) -> str:
     """Why ``classify`` refuses the hand scan ``scan``, a card behind a Code ID."""
-    other = _recognised(scan, rules)
+    other = recognised(scan, rules)
     if other is not None:
         return _what(other, rules)
+    if (behind := _code_behind_code_id(scan, rules)) is not None:
+        cid, body, code = behind
+        return f"{body!r} behind the Code ID {cid!r}, {_what(code, rules)}"
     cards = sorted(c.text for c in _cards_behind_code_id(scan, rules))
     return "the cards " + " and ".join(map(repr, cards)) + " behind two Code IDs"
 
