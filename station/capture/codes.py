@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 
-from station.capture.cards import CODE_IDS, ZEBRA_2D_ID, card_readings, code_id_splits, fold
+from station.capture.cards import CODE_IDS, card_readings, code_id_splits, fold
 from station.capture.frames import Box
 from station.config import PRODUCT_SYMBOLOGIES, CodesSection, station_cards
 from station.errors import RejectedCode
@@ -273,12 +273,7 @@ def hand_product(text: str, rules: Rules) -> str:
     have three characters ("P0Q" GS1 QR, "P0G" GS1 DataMatrix, "P01" QR, "P00" DataMatrix).
     With ``check_digits_sent`` off, also such a product code sent shortened
     (``shortened_product``)."""
-    bodies = [text]
-    if len(text) > 1 and text[0] in string.ascii_letters:
-        bodies.append(text[1:])
-    if ZEBRA_2D_ID.match(text):
-        bodies.append(text[3:])
-    for body in bodies:
+    for body in [text, *(body for _cid, body in code_id_splits(text))]:
         found = product_code(body, rules.product_prefixes)
         if not found and not rules.check_digits_sent:
             found = shortened_product(body, rules.product_prefixes)
