@@ -16,7 +16,12 @@ from typing import Any
 from station import config as config_mod
 from station import configdoc
 from station.capture.barcodes import decode_command
-from station.capture.codes import Rules, numbers_taken_for_products, orders_that_are_products
+from station.capture.codes import (
+    Rules,
+    card_clashes,
+    numbers_taken_for_products,
+    orders_that_are_products,
+)
 from station.capture.synthetic import DEMO_SESSION
 from station.cliargs import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load_config
 from station.errors import ConfigError, StationError
@@ -65,6 +70,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"warning: [codes] order_patterns {pattern!r} matches product codes (e.g. {code},"
               " of [codes] product_prefixes): a product scanned by hand would start an order's"
               " clip; narrow the pattern to your order IDs")  # fmt: skip
+    for clash in card_clashes(cfg.codes):
+        print(f"warning: {clash}")
     if taken := numbers_taken_for_products(Rules.from_config(cfg.codes)):
         print(f"warning: [codes] check_digits_sent = false and no order_patterns: a hand scan"
               f" such as {', '.join(taken)} (12 digits starting with a product prefix; 11 or 7"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from station.capture.cards import Card, card_conflicts
 from station.errors import ConfigError
 from station.recording.h264_limits import hw_size_problem
 
@@ -893,6 +894,16 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+def station_cards(k: CodesSection) -> list[Card]:
+    """The station cards ``[codes]`` configures: seal, sign-out, return, ``control_codes``."""
+    return [
+        *(Card("seal_codes", c, "seal") for c in k.seal_codes),
+        *(Card("signout_codes", c, "signout") for c in k.signout_codes),
+        *(Card("return_codes", c, "return") for c in k.return_codes),
+        *(Card("control_codes", c, v) for c, v in k.control_codes.items()),
+    ]
+
+
 def _check_regex(pattern: str, where: str) -> None:
     try:
         re.compile(pattern)
@@ -934,6 +945,8 @@ def validate(cfg: Config) -> None:
     for field_name in ("operator_patterns", "return_patterns"):
         for i, p in enumerate(getattr(k, field_name)):
             _check_regex(p, f"codes.{field_name}[{i}]")
+    for clash in card_conflicts(station_cards(k)):
+        raise ConfigError(clash)
     if cfg.recorder.encoder == "h264_v4l2m2m":
         problem = hw_size_problem(c.width, c.height)
         if problem:

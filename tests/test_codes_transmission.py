@@ -6,20 +6,28 @@ digit, no UPC-A number system)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
+from station import config as config_mod
+from station.capture.cards import CODE_IDS, card_conflicts, fold
 from station.capture.codes import (
     Code,
     Kind,
     Rules,
+    card_clashes,
     classify,
     orders_that_are_products,
     product_code,
+    recognised,
     sanitize,
     strip_symbology_id,
 )
-from station.config import CodesSection
+from station.config import CodesSection, station_cards
+from station.errors import ConfigError
 
 RULES = Rules.from_config(CodesSection())
 US = Rules.from_config(CodesSection(product_prefixes=("0", "69")))
@@ -174,6 +182,177 @@ def test_two_cards_read_behind_two_code_ids_are_refused() -> None:
 def test_the_camera_never_reads_a_card_behind_a_code_id() -> None:
     # A camera read has a symbology and no Code ID: "jSEAL" in a Code 128 is its text.
     assert classify("jSEAL", RULES, "code128").kind is Kind.ORDER
+
+
+# ---- 1c. configured cards that clash under Code IDs ------------------------------------------
+
+
+def warnings_of(section: CodesSection) -> list[str]:
+    return card_clashes(section)
+
+
+def test_a_card_that_is_a_code_id_and_an_order_id_is_refused_by_hand() -> None:
+    """A short card ("END": "E" and "ND") whose rest behind a Code ID letter is an order ID of
+    the warehouse's pattern: a scanner sending Code IDs types the order sheet "ND" as "END",
+    which sealed the open clip. Nothing tells the two: refused by hand (unknown, logged), as
+    a card behind a Code ID that is an order ID as typed is; the camera's read of the card
+    (no Code ID) is the card; and check-config says so, naming the card and the code."""
+    section = CodesSection(order_patterns=(r"^[A-Z]{2}$",), control_codes={"END": "seal"})
+    rules = Rules.from_config(section)
+    assert hand("END", rules) == Code("END", Kind.UNKNOWN)
+    assert hand("eND", rules) == Code("eND", Kind.UNKNOWN)  # Honeywell's e (ITF) and "ND"
+    assert hand("ND", rules) == Code("ND", Kind.ORDER)
+    assert classify("END", rules, "code128") == Code("END", Kind.CONTROL, "seal")
+    (warning,) = warnings_of(section)
+    assert "codes.control_codes: 'END'" in warning and "'ND'" in warning
+    assert "order_patterns '^[A-Z]{2}$'" in warning and "refused" in warning
+    # with a pattern it does not fit, the card is the card, by hand too, and nothing is said
+    strict = CodesSection(order_patterns=(r"^PO\d{8}$",), control_codes={"END": "seal"})
+    assert hand("END", Rules.from_config(strict)) == Code("END", Kind.CONTROL, "seal")
+    assert warnings_of(strict) == []
+
+
+@pytest.mark.parametrize(
+    ("card", "rest"),
+    [
+        ("XSF1234567890123", "SF1234567890123"),  # a waybill behind a Code ID letter
+        ("AOP:alice", "OP:alice"),  # a packer's badge
+        ("P01OP:bob", "OP:bob"),  # behind Zebra's QR Code ID
+        ("d6901234567892", "6901234567892"),  # a product (it is an item anyway)
+    ],
+)
+def test_a_card_that_is_a_code_id_and_another_code_is_refused_by_hand(card: str, rest: str) -> None:
+    section = CodesSection(control_codes={card: "test"})
+    rules = Rules.from_config(section)
+    assert hand(card, rules).kind is Kind.UNKNOWN
+    assert hand(rest, rules).kind is not Kind.CONTROL
+    (warning,) = warnings_of(section)
+    assert repr(card) in warning and repr(rest) in warning
+
+
+def test_a_card_behind_a_code_id_that_an_order_pattern_takes_is_said() -> None:
+    """The refusal already pinned above ("JSEAL" where five capitals are an order ID), said
+    by check-config: the seal card scanned with a Code ID does nothing."""
+    section = CodesSection(order_patterns=(r"^[A-Z]{5}$",))
+    seal, ret = warnings_of(section)
+    assert "codes.seal_codes: 'SEAL'" in seal and "'ASEAL'" in seal
+    assert "order_patterns '^[A-Z]{5}$'" in seal and "refused" in seal
+    # and the return card is "R" and an order ID "ETURN" of that pattern: refused by hand
+    assert "codes.return_codes: 'RETURN'" in ret and "'ETURN'" in ret and "refused" in ret
+    assert hand("RETURN", Rules.from_config(section)) == Code("RETURN", Kind.UNKNOWN)
+
+
+def test_a_card_that_is_an_order_id_as_typed_is_said() -> None:
+    """A card's own text that an order pattern also takes: the card wins (it is the
+    station's), so an order sheet of that ID would seal; said, not silent."""
+    section = CodesSection(order_patterns=(r"^[A-Z]{4}$",))
+    warned = warnings_of(section)
+    assert hand("SEAL", Rules.from_config(section)) == Code("SEAL", Kind.SEAL)
+    assert any("codes.seal_codes: 'SEAL'" in w and "taken for the card" in w for w in warned)
+
+
+def test_a_short_card_with_no_order_patterns_is_said() -> None:
+    """With no order_patterns every other code is an order, so an order ID that is a letter
+    and a short card ("AX") scanned by hand is taken for the card behind a Code ID: said for
+    cards of up to three characters (a card's own word, "SEAL", is no order ID's tail)."""
+    section = CodesSection(control_codes={"X": "seal", "OK": "test"})
+    rules = Rules.from_config(section)
+    assert hand("AX", rules) == Code("X", Kind.CONTROL, "seal")  # the rule, pinned
+    warned = warnings_of(section)
+    assert [w.split(":")[0] for w in warned] == ["codes.control_codes"] * 2
+    assert "'X'" in warned[0] and "'AX'" in warned[0] and "order_patterns" in warned[0]
+    strict = CodesSection(order_patterns=(r"^PO\d{8}$",), control_codes={"X": "seal"})
+    assert warnings_of(strict) == []
+
+
+def test_the_default_cards_clash_with_nothing() -> None:
+    assert warnings_of(CodesSection()) == []
+    assert card_conflicts(station_cards(CodesSection())) == []
+
+
+@pytest.mark.parametrize(
+    ("control", "clash"),
+    [
+        ({"AX": "test", "X": "seal"}, "'AX' (test) is the card 'X'"),  # one behind a letter
+        ({"P01X": "signout", "X": "seal"}, "behind a scanner's Code ID 'P01'"),
+        ({"jSEAL": "test"}, "'jSEAL' (test) is the card 'SEAL'"),  # a default card
+        ({"seal": "test"}, "is also in codes.seal_codes as 'SEAL'"),  # one text, two meanings
+        ({"SIGNOUT": "return"}, "is also in codes.signout_codes"),
+    ],
+)
+def test_two_cards_a_hand_scan_cannot_tell_apart_are_refused_at_start(
+    control: dict[str, str], clash: str
+) -> None:
+    """A card that is another card behind a Code ID ("AX" and "X"): a scanner sending Code
+    IDs types the seal card "X" as "AX", the test card, silently; one text listed as two
+    cards: the first kind wins, silently. The config is refused, naming both cards."""
+    with pytest.raises(ConfigError, match=re.escape(clash)):
+        config_mod.from_dict({"codes": {"control_codes": control}})
+    # cards of one meaning may share a text or a Code ID: either does the same
+    config_mod.from_dict({"codes": {"control_codes": {"AX": "seal", "X": "seal"}}})
+    config_mod.from_dict({"codes": {"control_codes": {"seal": "seal", "STOP": "seal"}}})
+
+
+def test_a_card_and_another_behind_a_code_id_are_refused_by_hand() -> None:
+    """For rules built without the config's check: "AX" is the card "AX" and the card "X"
+    behind a Code ID, of other meanings: neither (a misread that starts and ends nothing)."""
+    rules = Rules.from_config(CodesSection(control_codes={"AX": "test", "X": "seal"}))
+    assert hand("AX", rules) == Code("AX", Kind.UNKNOWN)
+    assert hand("BX", rules) == Code("X", Kind.CONTROL, "seal")
+    same = Rules.from_config(CodesSection(control_codes={"AX": "seal", "X": "seal"}))
+    assert hand("AX", same) == Code("AX", Kind.CONTROL, "seal")
+
+
+def test_a_card_behind_a_code_id_that_is_also_a_code_behind_another_is_refused() -> None:
+    """ "P01X" is the card "X" behind Zebra's QR Code ID "P01", and an order ID "01X" behind a
+    one-letter Code ID "P": with order_patterns that take "01X", nothing tells which (it was
+    the card, silently: the order sheet sealed the clip). Refused by hand, and said."""
+    section = CodesSection(order_patterns=(r"^[0-9][0-9A-Z]X$",), control_codes={"X": "seal"})
+    rules = Rules.from_config(section)
+    assert hand("P01X", rules) == Code("P01X", Kind.UNKNOWN)
+    assert hand("AX", rules) == Code("X", Kind.CONTROL, "seal")  # no other reading
+    (warning,) = warnings_of(section)
+    assert "codes.control_codes: 'X'" in warning and "'P00X' and 35 more" in warning
+    assert "'00X' behind the Code ID 'P'" in warning  # P00 to P0Z: each an order ID so
+
+
+CARD_TEXTS = st.text(alphabet="AXP01j", min_size=1, max_size=4)
+PATTERNS = [r"^[A-Z]{2}$", r"^\d{2}$", r"^X\d$", r"^[A-Z0-9]{3}$", r"^[0-9][0-9A-Z]X$"]
+
+
+@settings(max_examples=150)
+@given(
+    st.dictionaries(CARD_TEXTS, st.sampled_from(["seal", "test", "signout"]), max_size=3),
+    st.lists(st.sampled_from(PATTERNS), max_size=2),
+    st.lists(st.text(alphabet="AXP01j", min_size=1, max_size=5), max_size=6),
+)
+def test_no_hand_scan_is_a_card_silently_when_it_reads_otherwise_too(
+    control: dict[str, str], patterns: list[str], others: list[str]
+) -> None:
+    """For every config the check lets through: each card behind every Code ID is that card
+    (or one of its meaning) or refused, and a refusal is said (``card_clashes`` names the
+    card); no code the rules take behind any Code ID is ever a card; a card whose own text
+    the rules take otherwise is said."""
+    section = CodesSection(order_patterns=tuple(patterns), control_codes=control)
+    assume(not card_conflicts(station_cards(section)))
+    rules = Rules.from_config(section)
+    warned = warnings_of(section)
+    said = {w.split(": ", 1)[1].split(" (", 1)[0] for w in warned}  # the cards named
+    meaning = {fold(c.text): c.meaning for c in station_cards(section)}
+    for card in station_cards(section):
+        for cid in CODE_IDS:
+            got = hand(cid + card.text, rules)
+            if got.kind is Kind.UNKNOWN:
+                assert repr(card.text) in said, (cid + card.text, warned)
+            else:
+                assert meaning.get(fold(got.text)) == card.meaning, (cid + card.text, got)
+        if recognised(card.text, rules) is not None or hand(card.text, rules).kind is Kind.UNKNOWN:
+            assert repr(card.text) in said
+    for text in others:
+        if recognised(text, rules) is None or fold(text) in meaning:
+            continue
+        for cid in CODE_IDS:
+            assert hand(cid + text, rules).kind not in (Kind.SEAL, Kind.CONTROL), cid + text
 
 
 # ---- 2. GS1 human-readable and group-separated forms ---------------------------------------

@@ -15,7 +15,7 @@ from station import configdoc
 from station.capture import barcodes, codes
 from station.cli import main
 from station.config import Config, check_settings, setting_of
-from station.errors import EXIT_OK, ConfigError
+from station.errors import EXIT_OK, EXIT_USAGE, ConfigError
 from station.recording import overlay, writer
 from web import i18n, summary
 
@@ -204,6 +204,32 @@ def test_check_config_warns_of_order_patterns_that_take_product_codes(
     path.write_text('[codes]\norder_patterns = ["^PO-\\\\d+$"]\n', encoding="utf-8")
     assert main(["check-config", str(path)]) == EXIT_OK
     assert "warning:" not in capsys.readouterr().out
+
+
+def test_check_config_names_station_cards_a_hand_scan_cannot_tell_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A card that is a Code ID and an order ID of the warehouse's pattern ("END": "E" and
+    "ND") is refused by hand; a short card with no order_patterns takes the order IDs that are
+    a Code ID and it: valid, each said with the card's key and text. Two cards a scanner's
+    Code ID makes one ("AX", "X") are a config error naming both (exit 2)."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[codes]\norder_patterns = ['^[A-Z]{2}$']\n[codes.control_codes]\nEND = 'seal'\n",
+        encoding="utf-8",
+    )
+    assert main(["check-config", str(path)]) == EXIT_OK
+    warned = [w for w in capsys.readouterr().out.splitlines() if w.startswith("warning:")]
+    assert len(warned) == 1 and warned[0].startswith("warning: codes.control_codes: 'END'")
+    assert "'ND' is an order ID of codes.order_patterns '^[A-Z]{2}$'" in warned[0]
+    path.write_text("[codes.control_codes]\nX = 'seal'\n", encoding="utf-8")
+    assert main(["check-config", str(path)]) == EXIT_OK
+    warned = [w for w in capsys.readouterr().out.splitlines() if w.startswith("warning:")]
+    assert len(warned) == 1 and "'X' (seal) is short" in warned[0] and "'AX'" in warned[0]
+    path.write_text("[codes.control_codes]\nX = 'seal'\nAX = 'test'\n", encoding="utf-8")
+    assert main(["check-config", str(path)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "config error" in err and "'AX' (test) is the card 'X'" in err
 
 
 def test_check_config_warns_when_shortened_products_may_take_order_ids(

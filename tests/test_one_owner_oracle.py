@@ -249,6 +249,18 @@ class Oracle:
             and (here is None or here.order != order or order in self.loose)
         ):
             return  # an earlier parcel's label lying in view: no event of the parcel here
+        rec = self.rec
+        if camera and rec is not None and rec.first and t == rec.since:
+            # Read in the frame whose read opened this clip (shot before its order was
+            # opened): the parcel before's label, never this one's. Linked to the clip that
+            # read ended when it was read while that clip was open; else to none, and
+            # remembered as read with no clip open (the camera reading it later is no event).
+            if order not in self.labelled:
+                self.labelled[order] = t
+                e = self.ended
+                if e is None or e.order != order or e.until is None or not e.since <= t <= e.until:
+                    self.loose.add(order)
+            return
         if self.waybill_ends and self._late_seal(t):
             # The seal, a moment after the next order's scan opened its clip: whose label,
             # the parcel before's scanned late or this one's early? It ends nothing and is
@@ -693,6 +705,17 @@ steps = st.one_of(
 )
 
 
+# PO-B timed out (packed on with no clip); PO-A's sheet and PO-B's label read by the camera in one
+# frame (the sheet's read first: PO-A's clip opens, the label is the parcel before's); PO-A times
+# out, PO-C is scanned and the camera reads PO-B's label again (after the debounce) while PO-C is
+# packed. The session only logged the first read, forgot it and linked it to PO-C's clip.
+LABEL_IN_THE_OPENING_FRAME_SEEN_AGAIN = [
+    ("hand", "PO-B"), ("frames", 16), ("frames", 5), ("cam", "PO-A"), ("cam", "WAYBILL"),
+    ("frames", 16), ("frames", 16), ("hand", "PO-C"), ("frames", 2), ("cam", "LASTWAYBILL"),
+    ("frames", 3),
+]  # fmt: skip
+
+
 # PO-B's sheet read by the camera (or PO-B scanned by hand) while PO-A was sealed with the pedal
 # a moment late: the press sealed PO-B's clip 0.05 s in, and PO-B was packed in no clip. The
 # same press a second later seals PO-B. (The examples below that seal PO-A with the pedal
@@ -1021,6 +1044,8 @@ LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL = [
 @example(LABEL_AFTER_A_PEDAL_AS_A_REFUSED_NEXT_ORDER, 0, False, False)
 @example(LABEL_AS_A_REFUSED_ORDER_AFTER_A_SEAL, 0, False, True)
 @example(LABEL_AS_AN_UNSIGNED_ORDER_AFTER_A_SEAL, 0, True, False)
+@example(LABEL_IN_THE_OPENING_FRAME_SEEN_AGAIN, 0, False, False)
+@example(LABEL_IN_THE_OPENING_FRAME_SEEN_AGAIN, 0, False, True)
 def test_every_frame_of_a_clip_is_of_its_own_order(
     script: list[tuple[Any, ...]], lag: int, require_packer: bool, waybill_ends: bool
 ) -> None:

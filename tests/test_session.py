@@ -535,10 +535,42 @@ def test_a_label_read_with_the_next_orders_sheet_in_one_frame_is_the_parcel_befo
     timed_out, _ = step(rec("PO-A", 10.0), Tick(10.0 + RULES.max_duration_s), RULES)
     opened, _ = step(timed_out, Scanned(ORDER_B, 700.0), RULES)
     new, actions = step(opened, Scanned(WAYBILL, 700.0), RULES)
-    assert new == opened and kinds(actions) == ["LogEvent"] and not actions[0].in_clip
+    assert unlabelled(new) == opened and kinds(actions) == ["LogEvent"] and not actions[0].in_clip
     assert "in the frame whose read opened the clip of 'PO-B'" in actions[0].note
+    assert new.floor.unlinked == (WAYBILL.text,)  # read with no clip of its own open
     seen, actions = step(opened, Scanned(WAYBILL, 700.0, "keyboard"), RULES)  # by hand: B's
     assert seen.waybills == (WAYBILL.text,)
+
+
+@pytest.mark.parametrize("ends", [False, True], ids=["linked", "waybill-ends-clip"])
+@pytest.mark.parametrize("first_look", [False, True], ids=["confirmed-there", "confirmed-later"])
+@pytest.mark.parametrize("before", ["idle", "timed-out"])
+def test_a_label_in_the_frame_that_opened_a_clip_is_remembered_as_no_clips(
+    before: str, first_look: bool, ends: bool
+) -> None:
+    """The camera reads PO-B's sheet and, in that frame, a label on the table: the parcel
+    before's (its clip timed out, or none was open), not PO-B's (``_opening_frame``); logged
+    outside the clip, linked to none. It is remembered as read with no clip open
+    (``Floor.unlinked``), as a label read a frame earlier is: seen again while PO-B is packed
+    it is no clip's label, never PO-B's waybill (burned into its frames, its index row and
+    manifest) nor, with ``waybill_ends_clip``, its end. It was forgotten: by default linked to
+    PO-B's clip 5 s later. Confirmed a frame later, it is stamped at its first look there."""
+    rules = SessionSection(waybill_ends_clip=ends)
+    state: State = Idle()
+    if before == "timed-out":
+        state, _ = step(rec("PO-A", 10.0), Tick(10.0 + rules.max_duration_s), rules)
+    t = 700.0
+    opened, _ = step(state, Scanned(ORDER_B, t), rules)
+    read = Scanned(WAYBILL, t + 0.3, first_t=t) if first_look else Scanned(WAYBILL, t)
+    new, actions = step(opened, read, rules)
+    assert kinds(actions) == ["LogEvent"] and not actions[0].in_clip
+    assert unlabelled(new) == opened and new.floor.unlinked == (WAYBILL.text,)
+    again, actions = step(new, Scanned(WAYBILL, t + 5.0), rules)  # after the debounce
+    assert kinds(actions) == ["LogEvent"] and "first seen with no clip open" in actions[0].note
+    assert again == new  # not PO-B's waybill, nor its end
+    _, actions = step(new, Scanned(WAYBILL, t + 5.0, "keyboard"), rules)  # deliberate
+    assert LinkWaybill("PO-B", WAYBILL.text, "SF", t + 5.0) in actions
+    assert ("StopClip" in kinds(actions)) is ends
 
 
 def test_a_late_waybill_outside_the_clip_before_is_linked_to_no_clip() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 import string
@@ -12,8 +11,9 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 
+from station.capture.cards import CODE_IDS, card_readings, code_id_splits, fold
 from station.capture.frames import Box
-from station.config import PRODUCT_SYMBOLOGIES, CodesSection
+from station.config import PRODUCT_SYMBOLOGIES, CodesSection, station_cards
 from station.errors import RejectedCode
 
 
@@ -60,12 +60,12 @@ class Rules:
             order=tuple(re.compile(p) for p in section.order_patterns),
             order_symbologies=frozenset(section.order_symbologies),
             waybill=tuple((n, re.compile(p)) for n, p in section.waybill_patterns.items()),
-            seal=frozenset(r for s in section.seal_codes for r in _card_readings(s)),
+            seal=frozenset(r for s in section.seal_codes for r in card_readings(s)),
             control=MappingProxyType(
                 {
-                    **{r: "signout" for k in section.signout_codes for r in _card_readings(k)},
-                    **{r: "return" for k in section.return_codes for r in _card_readings(k)},
-                    **{r: v for k, v in section.control_codes.items() for r in _card_readings(k)},
+                    **{r: "signout" for k in section.signout_codes for r in card_readings(k)},
+                    **{r: "return" for k in section.return_codes for r in card_readings(k)},
+                    **{r: v for k, v in section.control_codes.items() for r in card_readings(k)},
                 }
             ),
             max_length=section.max_length,
@@ -75,37 +75,6 @@ class Rules:
             product_prefixes=section.product_prefixes,
             check_digits_sent=section.check_digits_sent,
         )
-
-
-def _card_readings(card: str) -> set[str]:
-    """The folded texts a camera reads off a seal or control card: its own, and, for a card in
-    Chinese, what zxing reads off a QR code with the card's text in GBK and no ECI (what
-    Chinese label software writes): it guesses ISO-8859-1 or Shift_JIS for bytes that are not
-    UTF-8 ("封箱" read "·âÏä", "签退" read "ﾇｩﾍﾋ"), which would otherwise be a new order."""
-    readings = {_fold(card)}
-    try:
-        raw = unicodedata.normalize("NFC", card).encode("gb18030")
-    except UnicodeEncodeError:
-        return readings
-    if raw.isascii():
-        return readings
-    readings.add(_fold(raw.decode("latin-1")))
-    with contextlib.suppress(UnicodeDecodeError):  # not every GBK text is valid Shift_JIS
-        readings.add(_fold(raw.decode("shift_jis")))
-    return readings
-
-
-def _fold(text: str) -> str:
-    # Seal and control cards are compared case-insensitively and in NFC, so "seal", "SEAL" and a
-    # decomposed "封箱" all match; order IDs and waybills are kept exactly as scanned. Only
-    # true one-to-one case pairs fold (S/s, Σ/σ): str.casefold() also maps look-alikes such as
-    # the long s or the Kelvin sign onto ASCII, and "ſeal" on a label is not a seal card.
-    return "".join(map(_fold_char, unicodedata.normalize("NFC", text)))
-
-
-def _fold_char(ch: str) -> str:
-    low = ch.lower()
-    return low if len(low) == 1 and low.upper() == ch else ch
 
 
 # A GS1 element string's group separator (FNC1 inside a GS1-128, GS1 DataMatrix or GS1 QR:
@@ -185,17 +154,28 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     A hand scan that is a seal or control card behind a scanner's Code ID ("jSEAL",
     ``_cards_behind_code_id``) is that card, with its printed text; unless it matches a
     pattern as typed (an order ID "JSEAL" of ``order_patterns``) or is two cards so: then
-    it is unknown, a misread that neither starts nor ends a clip.
+    it is unknown, a misread that neither starts nor ends a clip. Likewise a hand scan of a
+    card whose own text is a Code ID and a code the patterns and product ranges take ("END"
+    where an order pattern takes "ND") or another card of another meaning ("AX", "X"): a
+    scanner sending Code IDs types that code so (``card_clashes`` and the config say which
+    cards clash).
     """
     if symbology in PRODUCT_SYMBOLOGIES and symbology not in rules.order_symbologies:
         return Code(text, Kind.ITEM, symbology)
     order_ok = not symbology or symbology in rules.order_symbologies
-    folded = _fold(text)
-    if folded in rules.seal:
-        return Code(text, Kind.SEAL)
-    if folded in rules.control:
-        return Code(text, Kind.CONTROL, rules.control[folded])
     hand = not symbology
+    card = _card(text, rules)
+    if card is not None:
+        # By hand, a card that is also a Code ID and another code ("END": "E" and the order
+        # ID "ND"; "AX": "A" and the card "X" of another meaning) is that code as a scanner
+        # sending Code IDs types it: nothing tells which, a misread (card_clashes says so).
+        if hand and any(
+            recognised(body, rules) is not None
+            or ((other := _card(body, rules)) is not None and _meaning(other) != _meaning(card))
+            for _cid, body in code_id_splits(text)
+        ):
+            return Code(text, Kind.UNKNOWN)
+        return card
     code = _match(text, rules, order_ok, hand)
     if code is None and hand:
         inverted = text.translate(_CAPS_LOCK)
@@ -204,8 +184,10 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     if cards:
         # A station card behind a scanner's Code ID ("jSEAL"): the card, with its printed
         # text. Unless the text is something else as typed (an order ID of a pattern: "JSEAL"
-        # where five capitals are one) or two cards: a misread either way, never an order.
-        if code is None and len(cards) == 1:
+        # where five capitals are one), two cards, or a code behind another Code ID ("P01X":
+        # the card "X" behind Zebra's "P01", or an order ID "01X" behind "P"): a misread
+        # either way, never an order.
+        if code is None and len(cards) == 1 and not _code_behind_code_id(text, rules):
             return cards.pop()
         return Code(text, Kind.UNKNOWN)
     if code is not None:
@@ -216,25 +198,38 @@ def classify(text: str, rules: Rules, symbology: str = "") -> Code:
     return Code(text, Kind.ORDER)
 
 
+def _code_behind_code_id(text: str, rules: Rules) -> tuple[str, str, Code] | None:
+    """The first (Code ID, body, code) where a hand scan's ``text`` is a Code ID and a code
+    the patterns and product ranges take (``recognised``) that is no card; None for none."""
+    for cid, body in code_id_splits(text):
+        code = recognised(body, rules) if _card(body, rules) is None else None
+        if code is not None:
+            return cid, body, code
+    return None
+
+
+def _card(text: str, rules: Rules) -> Code | None:
+    """The seal or control card ``text`` is (folded, ``cards.fold``), None for none."""
+    folded = fold(text)
+    if folded in rules.seal:
+        return Code(text, Kind.SEAL)
+    if folded in rules.control:
+        return Code(text, Kind.CONTROL, rules.control[folded])
+    return None
+
+
+def _meaning(card: Code) -> str:
+    """What a card does: "seal" for a seal card or a seal control card, else its command."""
+    return "seal" if card.kind is Kind.SEAL else card.detail
+
+
 def _cards_behind_code_id(text: str, rules: Rules) -> set[Code]:
     """The seal and control cards a hand scan's ``text`` is behind a vendor's Code ID (one
     ASCII letter, or Zebra's "P0" and a character for a 2D symbology; ``hand_product``):
     "jSEAL" (Honeywell's Code 128), "P01封箱" (Zebra's QR). Empty for none. Only a whole
     card behind one counts: a card's text is the station's own, compared whole, so an order
     ID that merely starts with a Code ID's letter ("A1001", "P01234567") is none."""
-    bodies = []
-    if len(text) > 1 and text[0] in string.ascii_letters:
-        bodies.append(text[1:])
-    if _ZEBRA_2D_ID.match(text):
-        bodies.append(text[3:])
-    cards = set()
-    for body in bodies:
-        folded = _fold(body)
-        if folded in rules.seal:
-            cards.add(Code(body, Kind.SEAL))
-        elif folded in rules.control:
-            cards.add(Code(body, Kind.CONTROL, rules.control[folded]))
-    return cards
+    return {card for _cid, body in code_id_splits(text) if (card := _card(body, rules))}
 
 
 _CAPS_LOCK = str.maketrans(
@@ -267,9 +262,6 @@ def _match(text: str, rules: Rules, order_ok: bool, hand: bool) -> Code | None:
     return None
 
 
-_ZEBRA_2D_ID = re.compile(r"P0[0-9A-Z]")
-
-
 def hand_product(text: str, rules: Rules) -> str:
     """What product code a hand scan's ``text`` is ("" for none): ``product_code`` of it, or
     of it without one leading ASCII letter, a vendor's Code ID (Honeywell's "d" EAN-13, "c"
@@ -281,12 +273,7 @@ def hand_product(text: str, rules: Rules) -> str:
     have three characters ("P0Q" GS1 QR, "P0G" GS1 DataMatrix, "P01" QR, "P00" DataMatrix).
     With ``check_digits_sent`` off, also such a product code sent shortened
     (``shortened_product``)."""
-    bodies = [text]
-    if len(text) > 1 and text[0] in string.ascii_letters:
-        bodies.append(text[1:])
-    if _ZEBRA_2D_ID.match(text):
-        bodies.append(text[3:])
-    for body in bodies:
+    for body in [text, *(body for _cid, body in code_id_splits(text))]:
         found = product_code(body, rules.product_prefixes)
         if not found and not rules.check_digits_sent:
             found = shortened_product(body, rules.product_prefixes)
@@ -436,6 +423,120 @@ def orders_that_are_products(rules: Rules) -> list[tuple[str, str]]:
         if hit is not None:
             found.append((pattern.pattern, hit))
     return found
+
+
+# A card this short ("X", "OK", "END") is the tail of order IDs a letter longer ("AX", "AOK"):
+# with no order_patterns every code is an order ID, and one that is a Code ID and the card is
+# taken for the card by hand (``card_clashes``). A longer card ("SEAL", "STOP") is a word no
+# order ID ends in after one letter ("jSEAL" as an order ID).
+SHORT_CARD = 3
+
+
+def card_clashes(section: CodesSection) -> list[str]:
+    """What hand scans of the station cards ``section`` configures cannot tell apart from other
+    codes (``packcam check-config`` warns, the station logs it at start): one warning a card
+    at most, naming it, the config key, the code and what the classifier does. Pure: tried on
+    each card's printed text behind every Code ID (``CODE_IDS``) and split at every Code ID
+    it begins with (``code_id_splits``). Two cards that clash are refused by the config
+    itself (``cards.card_conflicts``); camera reads carry no Code ID and are the card.
+
+    * A card that is a Code ID and a code the rules recognise ("END" = "E" + an order ID "ND"
+      of ``order_patterns``, a waybill, a badge, a product): refused by hand (``classify``).
+    * A card behind a Code ID that is a code as typed ("JSEAL" where five capitals are an
+      order ID): refused by hand, and so is that order ID.
+    * A card whose own text the rules also recognise (an order ID "SEAL" of ``^[A-Z]{4}$``):
+      the card wins, so that order's sheet scanned would seal or sign out.
+    * A card of at most ``SHORT_CARD`` ASCII characters with no ``order_patterns``: an order
+      ID that is a Code ID and the card ("AX") is taken for the card by hand."""
+    rules = Rules.from_config(section)
+    found: list[str] = []
+    for card in station_cards(section):
+        where = f"codes.{card.key}: {card.text!r} ({card.meaning})"
+        inside = [
+            (cid, body, other)
+            for cid, body in code_id_splits(card.text)
+            if (other := recognised(body, rules)) is not None
+        ]
+        if inside:
+            cid, body, other = inside[0]
+            found.append(
+                f"{where} is {body!r} behind a scanner's Code ID {cid!r}, and {body!r} is"
+                f" {_what(other, rules)}: a hand scanner sending Code IDs types that code as"
+                f" {card.text!r}, so a hand scan of the card is refused as a misread (the"
+                " camera's read of it is the card); give the card another text"
+            )
+            continue
+        refused = [
+            (cid + card.text, why)
+            for cid in CODE_IDS
+            if fold(cid + card.text) not in rules.seal
+            and fold(cid + card.text) not in rules.control
+            and classify(cid + card.text, rules).kind is Kind.UNKNOWN
+            and (why := _why_refused(cid + card.text, rules))
+        ]
+        if refused:
+            scan, why = refused[0]
+            more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
+            found.append(
+                f"{where} behind a scanner's Code ID ({scan!r}{more}) is also {why}, so a"
+                " hand scan of the card with Code IDs on is refused as a misread (and so is"
+                " that code); turn the scanner's Code IDs off or give the card another text"
+            )
+            continue
+        if (other := recognised(card.text, rules)) is not None:
+            found.append(
+                f"{where} is also {_what(other, rules)}: a scan of {card.text!r} is taken for"
+                " the card; give the card another text or narrow the pattern"
+            )
+            continue
+        if not rules.order and len(card.text) <= SHORT_CARD and card.text.isascii():
+            # (a hand scanner types no Chinese card: "封箱" is for the camera, hardware.md)
+            found.append(
+                f"{where} is short and codes.order_patterns is empty: an order ID that is a"
+                f" Code ID and the card ({'A' + card.text!r}, {'P01' + card.text!r}) scanned by"
+                " hand is taken for the card; set order_patterns to your order IDs or give"
+                " the card a longer text"
+            )
+    return found
+
+
+def recognised(text: str, rules: Rules) -> Code | None:
+    """What a hand scan of ``text`` is by the patterns and product ranges (as typed, or with
+    Caps Lock on: ``classify``), None when nothing says (with no ``order_patterns``, an order
+    only because nothing else is)."""
+    code = _match(text, rules, True, True)
+    inverted = text.translate(_CAPS_LOCK)
+    if code is None and inverted != text:
+        code = _match(inverted, rules, True, True)
+    return code
+
+
+def _why_refused(scan: str, rules: Rules) -> str:
+    """Why ``classify`` refuses the hand scan ``scan``, a card behind a Code ID."""
+    other = recognised(scan, rules)
+    if other is not None:
+        return _what(other, rules)
+    if (behind := _code_behind_code_id(scan, rules)) is not None:
+        cid, body, code = behind
+        return f"{body!r} behind the Code ID {cid!r}, {_what(code, rules)}"
+    cards = sorted(c.text for c in _cards_behind_code_id(scan, rules))
+    return "the cards " + " and ".join(map(repr, cards)) + " behind two Code IDs"
+
+
+def _what(code: Code, rules: Rules) -> str:
+    """What rule makes ``code`` what it is, in words: "an order ID of codes.order_patterns
+    '^PO\\d{8}$'" and the like."""
+    text = code.text
+    if code.kind is Kind.ORDER:
+        (pattern, *_) = [p.pattern for p in rules.order if p.search(text)] or [""]
+        return f"an order ID of codes.order_patterns {pattern!r}"
+    if code.kind is Kind.WAYBILL:
+        return f"a waybill of codes.waybill_patterns.{code.detail}"
+    if code.kind is Kind.OPERATOR:
+        return "a packer's badge of codes.operator_patterns"
+    if code.kind is Kind.RETURN:
+        return "a return label of codes.return_patterns"
+    return f"a product code ({code.detail}) of codes.product_prefixes"
 
 
 def numbers_taken_for_products(rules: Rules) -> list[str]:

@@ -25,6 +25,7 @@ from station.capture.codes import (
     Lying,
     Rules,
     Sight,
+    card_clashes,
     classify,
     sanitize,
     strip_symbology_id,
@@ -176,6 +177,8 @@ class Station:
         self.alarms = alarms
         self.events = events  # sounds, station screen, webhooks (station/floor/events.py)
         self.rules = Rules.from_config(cfg.codes)
+        for clash in card_clashes(cfg.codes):  # (packcam check-config says the same)
+            log.warning("station cards: %s", clash)
         self.tz = station_tz(cfg)
         self.state: ss.State = ss.Idle()
         self.debounce = Debounce()

@@ -535,9 +535,10 @@ def _earlier_label(state: State, event: Scanned, order: str | None) -> str | Non
 
 def _unlinked(state: State, event: Event, actions: list[Action], rules: SessionSection) -> bool:
     """Is ``event`` a waybill read (camera or hand) made with no clip open (no order open or
-    waiting then: it is stamped before the open one began), or, with ``waybill_ends_clip``,
-    in the moment after the open clip opened at its scan (``_late_seal``), and linked to no
-    clip?"""
+    waiting then: it is stamped before the open one began; or the camera read it in the frame
+    whose read opened the open clip, ``_opening_frame``: shot before that order was opened),
+    or, with ``waybill_ends_clip``, in the moment after the open clip opened at its scan
+    (``_late_seal``), and linked to no clip?"""
     if not isinstance(event, Scanned) or event.code.kind is not Kind.WAYBILL:
         return False
     began = _began(state)
@@ -546,7 +547,12 @@ def _unlinked(state: State, event: Event, actions: list[Action], rules: SessionS
         and rules.waybill_ends_clip
         and _late_seal(state, event, waybill_ends=True) is not None
     )
-    if began is not None and event.t >= began[1] and not moment:
+    if (
+        began is not None
+        and event.t >= began[1]
+        and not moment
+        and not _opening_frame(state, event)
+    ):
         return False
     if any(isinstance(a, LinkWaybill) for a in actions):
         return False
