@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest_web import WebEnv, login, make_app
 
+import web.screen
 from station.floor.events import EventKind, StationEvent
 from station.floor.screen import ScreenFeed, ScreenState, screen_path
 
@@ -185,6 +186,31 @@ def test_localhost_can_be_switched_off(screen_env) -> None:
                                   "/screen/nope/stream.mjpg"])  # fmt: skip
 def test_unknown_stations_are_404(web_client, screen_env, path: str) -> None:
     assert web_client.get(path).status_code == 404
+
+
+def test_a_head_of_the_events_says_if_a_stream_would_be_refused_and_holds_no_slot(
+    screen_env,
+) -> None:
+    """screen.js asks with a HEAD why its events were refused (an EventSource does not say)."""
+    env, key = screen_env
+    app = make_app(env)
+    client = app.test_client()
+    with app.app_context():
+        slots = web.screen._slots()
+    taken = 0
+    while slots.acquire(blocking=False):
+        taken += 1
+    try:
+        assert client.head(f"/screen/{key}/events").status_code == 503
+        slots.release()
+        taken -= 1
+        for _ in range(3):  # each time the one free slot: none kept
+            resp = client.head(f"/screen/{key}/events")
+            assert resp.status_code == 200 and resp.mimetype == "text/event-stream"
+            assert resp.get_data() == b""
+    finally:
+        for _ in range(taken):
+            slots.release()
 
 
 def test_the_event_stream_sends_each_change(screen_env) -> None:
