@@ -210,6 +210,9 @@ def events(key: str) -> Response:
     if not slot.acquire(blocking=False):
         log.warning("too many station screens open; refusing another")
         abort(503)
+    if request.method == "HEAD":  # screen.js asking why its events were refused: no stream
+        slot.release()
+        return Response(mimetype="text/event-stream", headers={"Cache-Control": "no-store"})
     body = ScreenEvents(
         path,
         stop=current_app.extensions["packcam"]["stop"],
