@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import time
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest_web import WebEnv, login, make_app
 
+import web.screen
 from station.floor.events import EventKind, StationEvent
 from station.floor.screen import ScreenFeed, ScreenState, screen_path
 
@@ -185,6 +187,34 @@ def test_localhost_can_be_switched_off(screen_env) -> None:
                                   "/screen/nope/stream.mjpg"])  # fmt: skip
 def test_unknown_stations_are_404(web_client, screen_env, path: str) -> None:
     assert web_client.get(path).status_code == 404
+
+
+def test_a_head_of_the_events_says_if_a_stream_would_be_refused_and_holds_no_slot(
+    screen_env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """screen.js asks with a HEAD why its events were refused (an EventSource does not say);
+    the refused GET before it was logged, the HEAD is not logged again."""
+    env, key = screen_env
+    app = make_app(env)
+    client = app.test_client()
+    with app.app_context():
+        slots = web.screen._slots()
+    taken = 0
+    while slots.acquire(blocking=False):
+        taken += 1
+    try:
+        with caplog.at_level(logging.WARNING, logger="web.screen"):
+            assert client.head(f"/screen/{key}/events").status_code == 503
+        assert not caplog.records
+        slots.release()
+        taken -= 1
+        for _ in range(3):  # each time the one free slot: none kept
+            resp = client.head(f"/screen/{key}/events")
+            assert resp.status_code == 200 and resp.mimetype == "text/event-stream"
+            assert resp.get_data() == b""
+    finally:
+        for _ in range(taken):
+            slots.release()
 
 
 def test_the_event_stream_sends_each_change(screen_env) -> None:

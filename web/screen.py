@@ -207,9 +207,14 @@ _SLOTS_LOCK = threading.Lock()
 def events(key: str) -> Response:
     path = _screen_file(key)
     slot = _slots()
+    head = request.method == "HEAD"  # screen.js asking why its events were refused
     if not slot.acquire(blocking=False):
-        log.warning("too many station screens open; refusing another")
+        if not head:  # its refused GET has just been logged
+            log.warning("too many station screens open; refusing another")
         abort(503)
+    if head:  # no stream, no slot kept
+        slot.release()
+        return Response(mimetype="text/event-stream", headers={"Cache-Control": "no-store"})
     body = ScreenEvents(
         path,
         stop=current_app.extensions["packcam"]["stop"],

@@ -6,9 +6,12 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from test_live_slots import _open_all
 from test_web_live import write_station
 
 import web.live
@@ -140,23 +143,36 @@ def test_a_packer_signs_in_and_out_on_the_kiosk_screen(page: Any, signin_site) -
     page.wait_for_function("() => document.getElementById('screen').dataset.state === 'sealed'")
 
 
-@pytest.fixture
-def kiosk_site(tmp_path: Any) -> Iterator[tuple[str, Any]]:
-    """The site alone, with the screen file of station "desk-1" and no live picture yet:
-    (its URL, the live folder the test writes the station's picture into)."""
+@contextlib.contextmanager
+def _serve(cfg: config_mod.Config, port: int = 0) -> Iterator[str]:
+    """The site alone on 127.0.0.1 (``port`` 0: any free one) while in the block; its URL."""
     from web import cli
 
-    cfg = config_mod.load(None).with_data_dir(tmp_path / "data")
-    ScreenFeed(cfg.station.data_dir, "desk-1").close()
-    server = cli.make_server(cfg, "127.0.0.1", 0)
+    server = cli.make_server(cfg, "127.0.0.1", port)
     stop = threading.Event()
     web = threading.Thread(target=cli.run_server, args=(server,), kwargs={"stop": stop})
     web.start()
     try:
-        yield cli.server_url(server).rstrip("/"), cfg.station.data_dir / "live"
+        yield cli.server_url(server).rstrip("/")
     finally:
         stop.set()
         web.join(15)
+
+
+def _kiosk_config(tmp_path: Path, **screen: Any) -> config_mod.Config:
+    """A config with the screen file of station "desk-1" written and no live picture yet."""
+    cfg = config_mod.load(None).with_data_dir(tmp_path / "data").replace("screen", **screen)
+    ScreenFeed(cfg.station.data_dir, "desk-1").close()
+    return cfg
+
+
+@pytest.fixture
+def kiosk_site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The site alone, with the screen file of station "desk-1" and no live picture yet:
+    (its URL, the live folder the test writes the station's picture into)."""
+    cfg = _kiosk_config(tmp_path)
+    with _serve(cfg) as url:
+        yield url, cfg.station.data_dir / "live"
 
 
 SHOWN = (
@@ -191,3 +207,55 @@ def test_a_frame_that_does_not_change_shows_without_waiting_for_the_next(
     write_station(live, "desk-1")
     page.goto(f"{url}/screen/desk-1", wait_until="commit")
     page.wait_for_function(SHOWN)
+
+
+SCREEN = "() => document.getElementById('screen').dataset"
+LIVE_AGAIN = (
+    "() => { const s = document.getElementById('screen').dataset;"
+    " return s.conn === 'ok' && s.seq !== '-1'; }"
+)
+
+
+def test_a_kiosk_refused_its_streams_comes_back_by_itself_once_a_slot_is_free(
+    page: Any, kiosk_site
+) -> None:
+    """Every screen slot taken: the events are refused (503), and an EventSource refused with
+    an HTTP error never tries again by itself (the spec). The kiosk says it is reconnecting,
+    tries again, sooner first, and shows the live state and picture once a slot is free,
+    without a reload."""
+    url, live = kiosk_site
+    write_station(live, "desk-1")
+    held = _open_all(urlsplit(url).port, "/screen/desk-1/stream.mjpg", "")
+    try:
+        page.goto(f"{url}/screen/desk-1")
+        page.wait_for_function(f"() => ({SCREEN})().conn === 'busy'")
+        banner = page.locator("#conn-banner")
+        assert banner.is_visible() and "reconnecting" in banner.inner_text().lower()
+        assert page.locator("#screen").get_attribute("data-seq") == "-1"
+    finally:
+        for sock in held:
+            sock.close()
+    page.wait_for_function(LIVE_AGAIN)
+    page.wait_for_function(SHOWN)
+    assert not page.locator("#conn-banner").is_visible()
+
+
+def test_a_kiosk_whose_token_stops_working_says_so_and_comes_back_once_it_works(
+    page: Any, tmp_path: Path
+) -> None:
+    """The site restarted with another [screen] token (rotated, mistyped): the kiosk's events
+    are refused (403) and the screen says the token is refused, clearly, instead of a silent
+    "lost"; it keeps trying, so it comes back by itself once the token works again."""
+    token = "kiosk-token-" + "k" * 8
+    cfg = _kiosk_config(tmp_path, allow_localhost=False, token=token)
+    with _serve(cfg) as url:
+        page.goto(f"{url}/screen/desk-1?token={token}")
+        page.wait_for_function(LIVE_AGAIN)
+    port = urlsplit(url).port
+    with _serve(cfg.replace("screen", token="another-token-" + "x" * 8), port):
+        page.wait_for_function(f"() => ({SCREEN})().conn === 'denied'")
+        banner = page.locator("#conn-banner")
+        assert banner.is_visible() and "token" in banner.inner_text()
+    with _serve(cfg, port):
+        page.wait_for_function(LIVE_AGAIN)
+        assert not page.locator("#conn-banner").is_visible()

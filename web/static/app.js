@@ -133,14 +133,21 @@ document.addEventListener("DOMContentLoaded", () => {
     };
     setInterval(refresh, 2000);
     live.querySelectorAll("img.live-img").forEach((img) => {
+      // Shown once it loads, asked for again after a failure (every stream slot taken: 503;
+      // the station's files gone: 404), as on the station screen (retry.js).
+      const waiting = img.parentElement.querySelector(".no-frame");
+      const picture = PackcamRetry.picture(img, (ok) => {
+        img.hidden = !ok;
+        if (waiting) waiting.hidden = ok;
+      });
       const pause = () => {
-        img.src = "";
+        picture.stop();
         const btn = document.createElement("button");
         btn.type = "button";
         btn.textContent = labels.labelResume;
         btn.addEventListener("click", () => {
           btn.remove();
-          img.src = img.dataset.src + "?t=" + Date.now();
+          picture.start();
           setTimeout(pause, maxS * 1000);
         });
         img.after(btn);

@@ -75,45 +75,77 @@
   // The live picture. The page can come before the station's first frame (the kiosk starts
   // quicker than the camera: the stream is a 404 then), every stream slot can be taken (503),
   // or the stream can end (the site restarted): it is shown once it loads and asked for again
-  // after a failure, sooner first, then every 5 s at most.
+  // after a failure (retry.js: 0.5 s first, then every 5 s at most).
   var live = $("live");
   var noLive = document.querySelector(".no-live");
-  var liveTries = 0;
-  var liveRetry = null;
-  function showLive(ok) {
+  var picture = live ? PackcamRetry.picture(live, function (ok) {
     live.hidden = !ok;
     if (noLive) noLive.hidden = ok;
+  }) : null;
+  // The events. The browser's EventSource tries again by itself after a network error (the
+  // site restarting, the stream's hourly end: "retrying", said on screen only once it has
+  // taken 3 s), but gives up for good on an HTTP error (every slot taken: 503; a proxy's
+  // 502/504; a refused token: 403): the page then asks again itself, 1 s later first, doubled
+  // each time up to 30 s, from 1 s again once it is back, and says why on the screen
+  // meanwhile (a HEAD of the events' URL tells the status: retry.js). A refused token is said
+  // as such and still tried, at the same pace, so the screen comes back by itself once the
+  // site takes it again.
+  var banner = $("conn-banner");
+  var tries = 0;
+  var retry = null;
+  var slow = null;
+  function conn(state) {
+    root.dataset.conn = state;
+    var text = banner.dataset[state] || ""; // lost, busy, denied
+    setText(banner, text);
+    banner.hidden = !text;
+    setText($("conn"), state === "ok" || state === "connecting" ? "" : "…");
   }
-  function reloadLive() {
-    liveRetry = null;
-    var u = new URL(live.dataset.src, location.href);
-    u.searchParams.set("try", String(++liveTries)); // a new request, not the failed one again
-    live.src = u.href;
+  function reconnect() {
+    retry = null;
+    connect();
   }
-  function liveFailed() {
-    showLive(false);
-    if (liveRetry === null) liveRetry = setTimeout(reloadLive, Math.min(5000, 500 * Math.pow(2, liveTries)));
+  function closed() {
+    if (retry === null) retry = setTimeout(reconnect, PackcamRetry.delay(tries++, 1000, 30000));
+    var was = root.dataset.conn;
+    if (was === "connecting" || was === "ok" || was === "retrying") conn("lost");
+    var ask = { method: "HEAD", cache: "no-store", credentials: "same-origin", redirect: "manual" };
+    fetch(root.dataset.events, ask)
+      .then(function (r) { return PackcamRetry.why(r.status, r.type); },
+            function () { return "lost"; })
+      .then(function (why) { if (root.dataset.conn !== "ok") conn(why); });
   }
-  if (live) {
-    live.dataset.src = live.getAttribute("src");
-    live.addEventListener("load", function () { liveTries = 0; showLive(true); });
-    live.addEventListener("error", liveFailed);
-    if (live.complete) { // settled before this script ran
-      if (live.naturalWidth > 0) showLive(true); else liveFailed();
-    }
+  function connect() {
+    var es = new EventSource(root.dataset.events);
+    es.addEventListener("screen", function (e) {
+      try { render(JSON.parse(e.data)); } catch (err) { /* a torn document: the next one comes */ }
+    });
+    es.onopen = function () {
+      // The events came back after a loss: the site restarted, or both streams reached their
+      // end; the picture's stream, which says nothing when it ends, is asked for again too.
+      var was = root.dataset.conn;
+      if (picture && was !== "ok" && was !== "connecting") picture.again();
+      tries = 0;
+      if (slow !== null) clearTimeout(slow);
+      slow = null;
+      conn("ok");
+    };
+    es.onerror = function () {
+      if (es.readyState === EventSource.CLOSED) {
+        es.close();
+        closed();
+        return;
+      }
+      conn("retrying");
+      if (slow === null) {
+        slow = setTimeout(function () {
+          slow = null;
+          if (root.dataset.conn === "retrying") conn("lost");
+        }, 3000);
+      }
+    };
   }
-  var es = new EventSource(root.dataset.events);
-  es.addEventListener("screen", function (e) {
-    try { render(JSON.parse(e.data)); } catch (err) { /* a torn document: the next one comes */ }
-  });
-  es.onopen = function () {
-    // The events came back after a loss: the site restarted, or both streams reached their
-    // end; the picture's stream, which says nothing when it ends, is asked for again too.
-    if (live && root.dataset.conn === "lost" && liveRetry === null) reloadLive();
-    root.dataset.conn = "ok";
-    setText($("conn"), "");
-  };
-  es.onerror = function () { root.dataset.conn = "lost"; setText($("conn"), "…"); };
+  connect();
   setInterval(function () {
     if (doc && doc.elapsed_s !== null && doc.elapsed_s !== undefined && doc.state === "recording") {
       setText($("elapsed"), clock(doc.elapsed_s + (performance.now() - received) / 1000));
