@@ -185,12 +185,12 @@ def test_the_station_publishes_who_is_signed_in(tmp_path) -> None:
 
     from station.recording.live import LiveWriter
     from station.recording.runner import Status
-    from web.stations import read_stations
+    from web.stations import FileWarnings, read_stations
 
     live = LiveWriter(tmp_path, "desk-1", interval=0.0)
     st = Status("desk-1", "idle", None, (), None, 1, None, packer="alice")
     live(np.zeros((48, 64, 3), np.uint8), st, 0)
     doc = json.loads((tmp_path / "live" / "desk-1.json").read_text(encoding="utf-8"))
     assert doc["packer"] == "alice"
-    (got,) = read_stations(tmp_path / "live", 60)
+    (got,) = read_stations(tmp_path / "live", 60, FileWarnings())
     assert got.packer == "alice"

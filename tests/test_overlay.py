@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -61,21 +62,42 @@ def test_chinese_renders_glyphs_not_placeholders() -> None:
     )
 
 
-def test_missing_cjk_font_falls_back_and_warns_once(
+def test_missing_cjk_font_falls_back_and_each_overlay_warns_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Two overlays in one process (two stations, or two tests): each warns of its own missing
+    font once, however many frames it draws; the first does not silence the second."""
     monkeypatch.setattr(overlay_mod, "find_cjk_font", lambda: None)
-    overlay_mod._warn_once.cache_clear()
     with caplog.at_level(logging.WARNING, logger="station.recording.overlay"):
         a = Overlay("封箱", SHANGHAI, font_path="/nonexistent/font.ttc")
-        b = Overlay("封箱", SHANGHAI)
         out = drawn(a, noise(), order_id="订单1")
+        drawn(a, noise(480, 640), order_id="订单2")
+        assert caplog.text.count("CJK will not render") == 1
+        b = Overlay("封箱", SHANGHAI)
         drawn(b, noise())
     assert not a.cjk and not b.cjk
-    assert caplog.text.count("CJK will not render") == 1
+    assert caplog.text.count("CJK will not render") == 2
     assert "/nonexistent/font.ttc" in caplog.text
     assert out[:20].any()
-    overlay_mod._warn_once.cache_clear()
+
+
+def test_a_font_that_cannot_be_loaded_is_warned_of_once_per_overlay(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """The only Latin font found is not a font: each overlay says so once (not once per text
+    size), draws with Pillow's own font, and a second overlay is not silenced by the first."""
+    broken = tmp_path / "broken.ttf"
+    broken.write_bytes(b"not a font")
+    monkeypatch.setattr(overlay_mod, "find_cjk_font", lambda: None)
+    monkeypatch.setattr(overlay_mod, "LATIN_FONT_CANDIDATES", (str(broken),))
+    with caplog.at_level(logging.WARNING, logger="station.recording.overlay"):
+        for _ in range(2):
+            ov = Overlay("station", SHANGHAI)
+            assert ov.font_path == str(broken)
+            # two frame heights: two text sizes, each loaded (and failing) on its own
+            assert drawn(ov, noise(), order_id="A1")[:20].any()
+            assert drawn(ov, noise(480, 640), order_id="A1")[:40].any()
+    assert caplog.text.count("cannot load overlay font") == 2, caplog.text
 
 
 def test_configured_font_is_used_only_if_it_has_chinese_glyphs(

@@ -615,8 +615,7 @@ def test_a_crash_at_any_step_of_the_finisher_loses_nothing(tmp_path: Path) -> No
 
     def check(n: int, where: str) -> None:
         cfg = config_mod.load(None).with_data_dir(tmp_path / str(n) / "data")
-        # (the writer's thread fsyncs the file now and then: a crash point's step number may
-        # fall on either side of the journal's write, so what it left is read here)
+        # (what the journal left says how the clip ended: nothing before the stop's write)
         journals = list((cfg.station.data_dir / "tmp").glob("*.open.json"))
         ended = json.loads(journals[0].read_text()).get("finish_reason") if journals else "sealed"
         report = recover_data_dir(cfg)

@@ -250,6 +250,32 @@ def test_a_file_that_stays_unreadable_is_warned_of_once_until_it_reads_again(
     assert len([m for m in warned() if "self-check desk-1.json" in m]) == 2, warned()
 
 
+def test_two_sites_in_one_process_each_warn_of_an_unreadable_file(
+    web_env: WebEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a site has warned of is its own: a second site over the same data dir in the same
+    process (tests do this; so would a site rebuilt in a running process) warns of a broken
+    status file and self-check the first time it reads them, once, not silenced by the first."""
+    live = web_env.data_dir / "live"
+    (live / "doctor").mkdir(parents=True, exist_ok=True)
+    (live / "doctor" / "desk-1.json").write_text("{not json")
+    (live / "broken.json").write_text("{not json")
+
+    def warned(about: str) -> int:
+        return len(
+            [r for r in caplog.records if r.levelname == "WARNING" and about in r.getMessage()]
+        )
+
+    with caplog.at_level("WARNING", logger="web"):
+        for n in (1, 2):
+            client = login(make_app(web_env).test_client(), "operator")
+            for _ in range(3):
+                assert client.get("/dashboard").status_code == 200
+                assert client.get("/live").status_code == 200
+            assert warned("broken.json") == n, caplog.text
+            assert warned("self-check desk-1.json") == n, caplog.text
+
+
 @pytest.mark.parametrize(
     ("lang", "said"),
     [("zh-CN", "无法读取其状态文件（原因见网站日志）。"),

@@ -46,6 +46,7 @@ from web.db import DEFAULT_PW_METHOD, WEB_DB_NAME, WebDB
 from web.handles import SiteHandles, csrf_token, get_db, get_index, raw_index, share_index
 from web.index import ensure_index
 from web.search import SEARCH_DB_NAME, SearchIndex
+from web.stations import FileWarnings
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,8 @@ def create_app(
         "media": central.media if central is not None else None,
         # evidence bundles for download, asked of the station, which signs them (web/bundles.py)
         "bundles": BundleCache(data_dir, config.web.bundle_cache_mb << 20),
+        # what this site has warned of the status and self-check files its pages read
+        "file_warnings": FileWarnings(),
     }
 
     Babel(app, locale_selector=i18n.select_locale)

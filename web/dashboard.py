@@ -16,8 +16,8 @@ from flask import Blueprint, current_app, render_template
 
 from web.auth import require
 from web.formatting import day_bounds_utc, site_tz, utc_index
-from web.handles import get_index, site_config
-from web.stations import read_again, read_stations, warn_once
+from web.handles import file_warnings, get_index, site_config
+from web.stations import FileWarnings, read_stations
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__)
@@ -68,8 +68,9 @@ def pg_zone(tz: tzinfo, now: datetime) -> str:
     return f"{off[:3]}:{off[3:]}"
 
 
-def read_selfchecks(live_dir: Path) -> list[dict[str, Any]]:
-    """Each station's last start-up self-check (``packcam doctor``), its WARN/FAIL lines only."""
+def read_selfchecks(live_dir: Path, warnings: FileWarnings) -> list[dict[str, Any]]:
+    """Each station's last start-up self-check (``packcam doctor``), its WARN/FAIL lines only;
+    a torn one is skipped, logged through ``warnings`` (the site's)."""
     out = []
     for path in sorted((live_dir / "doctor").glob("*.json")):
         try:
@@ -85,9 +86,9 @@ def read_selfchecks(live_dir: Path) -> list[dict[str, Any]]:
                 ],
             })  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            warn_once(log, path, f"dashboard: unreadable self-check {path.name}: {exc}")
+            warnings.warn(log, path, f"dashboard: unreadable self-check {path.name}: {exc}")
             continue
-        read_again(path)
+        warnings.read_again(path)
     return out
 
 
@@ -124,7 +125,7 @@ def summary() -> dict[str, Any]:
         stations = index.station_statuses(current_app.config["STALE_AFTER_S"])
     else:
         stations = read_stations(
-            current_app.config["LIVE_DIR"], current_app.config["STALE_AFTER_S"]
+            current_app.config["LIVE_DIR"], current_app.config["STALE_AFTER_S"], file_warnings()
         )
     max_hour = max((max(v) for v in per_hour.values()), default=0)
 
@@ -154,7 +155,7 @@ def summary() -> dict[str, Any]:
         "rejections": index.recent_rejections(10),
         "selfcheck": []
         if current_app.config.get("PACKCAM_CENTRAL")
-        else read_selfchecks(current_app.config["LIVE_DIR"]),
+        else read_selfchecks(current_app.config["LIVE_DIR"], file_warnings()),
         "packer_days": [d.isoformat() for d in days],
         "packers": packers,
         "generated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -17,6 +17,7 @@ from web.db import ShareLink, WebDB
 from web.index import ClipIndex
 from web.scope import ScopedIndex, Stations, stations_for
 from web.search import SearchIndex
+from web.stations import FileWarnings
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,12 @@ def site_config(app: Flask | None = None) -> Config:
     if not isinstance(cfg, Config):  # a wiring mistake: fail where it is, not at an attribute
         raise TypeError(f"the site's PACKCAM config is a {type(cfg).__name__}, not a Config")
     return cfg
+
+
+def file_warnings() -> FileWarnings:
+    """What this site has warned of the files every page reads (web/stations.py)."""
+    warnings: FileWarnings = current_app.extensions["packcam"]["file_warnings"]
+    return warnings
 
 
 def get_db() -> WebDB:

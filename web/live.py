@@ -12,6 +12,7 @@ from flask import Blueprint, abort, current_app, render_template, request
 from werkzeug.wrappers import Response
 
 from web.auth import require
+from web.handles import file_warnings
 from web.stations import live_files, read_stations
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def page() -> str:
     if cfg.get("PACKCAM_CENTRAL"):
         # The central site has no cameras: each station's own site shows its live picture.
         return render_template("live.html", stations=[], max_s=0, central=True)
-    stations = read_stations(cfg["LIVE_DIR"], cfg["STALE_AFTER_S"])
+    stations = read_stations(cfg["LIVE_DIR"], cfg["STALE_AFTER_S"], file_warnings())
     return render_template("live.html", stations=stations, max_s=int(cfg["LIVE_MAX_S"]))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,28 +17,42 @@ _KEY = re.compile(r"^[A-Za-z0-9_~-]{1,80}$")
 MAX_STATUS_BYTES = 64 * 1024
 UNREADABLE = "status file unreadable"  # last_error in /api/stations (pages translate it)
 
-# What warn_once last said of each file. Pages poll every 2 s (each open dashboard): a file that
-# stays unreadable would log the same warning 1800 times an hour per page, filling a Pi's log.
-_SAID: dict[str, str] = {}
-_SAID_MAX = 1024  # files; a flood of ever-new names is forgotten, not kept
 
+class FileWarnings:
+    """What a site last warned of each file it reads on every page (stations' status files,
+    their start-up self-checks), so a file that stays unreadable is one WARNING, then DEBUG.
 
-def warn_once(logger: logging.Logger, path: Path, message: str) -> None:
-    """Log ``message`` about ``path`` as a WARNING the first time, at DEBUG while it stays the
-    same; ``read_again`` forgets it, so a file that breaks again is warned of again."""
-    key = str(path)
-    if _SAID.get(key) == message:
-        logger.debug("%s", message)
-        return
-    if len(_SAID) >= _SAID_MAX:
-        _SAID.clear()
-    _SAID[key] = message
-    logger.warning("%s", message)
+    Pages poll every 2 s (each open dashboard): without it, a file that stays unreadable would
+    log the same warning 1800 times an hour per page, filling a Pi's log. One per site
+    (``create_app`` makes it, ``web.handles.file_warnings`` finds it): two sites in one
+    process each warn. Any server thread may call it.
+    """
 
+    MAX_FILES = 1024  # a flood of ever-new names is forgotten, not kept
 
-def read_again(path: Path) -> None:
-    """``path`` was read fine: its next failure is warned of."""
-    _SAID.pop(str(path), None)
+    def __init__(self) -> None:
+        self._said: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def warn(self, logger: logging.Logger, path: Path, message: str) -> None:
+        """Log ``message`` about ``path`` as a WARNING the first time, at DEBUG while it stays
+        the same; ``read_again`` forgets it, so a file that breaks again is warned of again."""
+        key = str(path)
+        with self._lock:
+            again = self._said.get(key) == message
+            if not again:
+                if len(self._said) >= self.MAX_FILES:
+                    self._said.clear()
+                self._said[key] = message
+        if again:
+            logger.debug("%s", message)
+        else:
+            logger.warning("%s", message)
+
+    def read_again(self, path: Path) -> None:
+        """``path`` was read fine: its next failure is warned of."""
+        with self._lock:
+            self._said.pop(str(path), None)
 
 
 @dataclass(frozen=True)
@@ -105,9 +120,14 @@ def _str(v: Any, limit: int = 200) -> str | None:
 
 
 def parse_status(
-    key: str, path: Path, stale_after_s: float, now: datetime | None = None
+    key: str,
+    path: Path,
+    stale_after_s: float,
+    warnings: FileWarnings,
+    now: datetime | None = None,
 ) -> StationStatus:
-    """Parse one status file defensively: wrong types become defaults, never exceptions."""
+    """Parse one status file defensively: wrong types become defaults, never exceptions; an
+    unreadable one is logged through ``warnings`` (the site's)."""
     now = now or datetime.now(UTC)
     has_frame = path.with_suffix(".jpg").is_file()
     try:
@@ -117,9 +137,9 @@ def parse_status(
         if not isinstance(doc, dict):
             raise ValueError("status is not an object")
     except (OSError, ValueError) as exc:
-        warn_once(log, path, f"station {key}: its status file {path} is unreadable: {exc}")
+        warnings.warn(log, path, f"station {key}: its status file {path} is unreadable: {exc}")
         return StationStatus(key, key, "stopped", last_error=UNREADABLE, unreadable=True)
-    read_again(path)
+    warnings.read_again(path)
     updated = _str(doc.get("updated_utc"), 40)
     age = None
     if updated:
@@ -156,6 +176,11 @@ def parse_status(
     )
 
 
-def read_stations(live_dir: Path, stale_after_s: float) -> list[StationStatus]:
+def read_stations(
+    live_dir: Path, stale_after_s: float, warnings: FileWarnings
+) -> list[StationStatus]:
+    """Every station's status file in ``live_dir``, parsed (``parse_status``)."""
     now = datetime.now(UTC)
-    return [parse_status(k, p, stale_after_s, now) for k, p in live_files(live_dir).items()]
+    return [
+        parse_status(k, p, stale_after_s, warnings, now) for k, p in live_files(live_dir).items()
+    ]

@@ -114,11 +114,6 @@ def _has_cjk_glyphs(font_path: str) -> bool:
     return bool(glyphs[0].any()) and not np.array_equal(glyphs[0], glyphs[1])
 
 
-@functools.cache
-def _warn_once(message: str) -> None:
-    log.warning("%s", message)
-
-
 def _i420_band(
     band: _Band,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -204,6 +199,7 @@ class Overlay:
         self.station_name = station_name
         self.tz = tz
         self.labels = LABELS[language]
+        self._warned: set[str] = set()  # this overlay's font warnings, said once each
         self.font_path, self.cjk = self._choose_font(font_path)
         self._fonts: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = {}
         self._patches: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
@@ -312,9 +308,10 @@ class Overlay:
         if found:
             return found, True
         latin = next((p for p in LATIN_FONT_CANDIDATES if os.path.isfile(p)), "")
-        _warn_once(
+        log.warning(  # once per overlay: this runs only as it is made
             "no font with Chinese glyphs found (install fonts-wqy-zenhei or set recorder.font);"
-            f" overlay text uses {latin or 'Pillow default font'} and CJK will not render"
+            " overlay text uses %s and CJK will not render",
+            latin or "Pillow default font",
         )
         return latin, False
 
@@ -328,11 +325,17 @@ class Overlay:
                     else ImageFont.load_default(size_px)
                 )
             except OSError as exc:
-                _warn_once(f"cannot load overlay font {self.font_path}: {exc}; using default")
+                self._warn_once(f"cannot load overlay font {self.font_path}: {exc}; using default")
                 font = ImageFont.load_default(size_px)
                 self.cjk = False
             self._fonts[size_px] = font
         return font
+
+    def _warn_once(self, message: str) -> None:
+        """Log ``message`` the first time this overlay says it (a font fails at every size)."""
+        if message not in self._warned:
+            self._warned.add(message)
+            log.warning("%s", message)
 
     def _rasterise(self, text: str, size_px: int) -> np.ndarray:
         font = self._font(size_px)
