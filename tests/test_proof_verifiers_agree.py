@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -41,6 +43,7 @@ from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
 from station.proof.paths import ProofPaths
 from station.proof.trust import build_anchors, parse_witness_pin
+from station.proof.tsa import parse_reply
 from station.proof.verify import (
     AUTHENTIC,
     FAIL,
@@ -91,7 +94,8 @@ def kinds(
         "chinese-mismatch",
         build_store(tmp / "cn2", tsa_ec, ["A1"], station="打包台2", cert_station=CN_STATION),
     )
-    add("own-tsa", build_store(tmp / "rsa", tsa_rsa, ["A1"], c2pa=False))
+    own = build_store(tmp / "rsa", tsa_rsa, ["A1"], c2pa=False)
+    own_path = add("own-tsa", own)
     add("late", build_store(tmp / "late", tsa_ec, ["A1"], c2pa=False, ago=timedelta(hours=2)))
     ahead = build_store(tmp / "ahead", tsa_ec, ["A1"], c2pa=False, ago=-timedelta(minutes=5))
     add("clock-ahead", ahead)
@@ -126,6 +130,8 @@ def kinds(
     out["other-data"] = replace(out["honest"], path=other)
     for name, path in _forged(store, honest, tmp).items():
         out[name] = replace(out["honest"], path=path)
+    padded = _padded_and_backdated(own, own_path, tmp)
+    out["padded-backdated"] = replace(out["own-tsa"], path=padded)
     rotated = _rotated_store(store, tmp / "rot")
     path = add("rotated", rotated)
     for name, forged in _forged_rotation(rotated, path, tmp).items():
@@ -203,6 +209,14 @@ def _forged(st: Store, honest: Path, tmp: Path) -> dict[str, Path]:
         {**dict.fromkeys(fc["timestamps"]),
          "bundle.json": index(lambda d: d["clips"][0]["first_checkpoint"].update(timestamps=[]))},
     )  # fmt: skip
+    # the first clip's token replaced by one the same TSA gave over the manifest's SHA-512
+    # (any TSA grants one to whoever asks): a station asks for SHA-256 only
+    (tmp / "manifest.json").write_bytes(read_zip(honest, clip0["manifest"]))
+    query = subprocess.run(
+        ["openssl", "ts", "-query", "-data", str(tmp / "manifest.json"), "-sha512", "-cert"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    resign("token-sha512", {clip0["timestamps"][0]: parse_reply(st.tsa.reply(query))})
     url = st.tsa.url
     out["manifest-path"] = forge_log(
         honest, tmp / "m-path.zip", key, url, lambda b: b.update(path="clips/other.mp4")
@@ -215,6 +229,45 @@ def _forged(st: Store, honest: Path, tmp: Path) -> dict[str, Path]:
         lambda b: json.dumps(b, sort_keys=True, indent=1).encode(),
     )  # fmt: skip
     return out
+
+
+def _padded_and_backdated(st: Store, bundle: Path, tmp: Path) -> Path:
+    """244a3ab's forgery (the key holder moves a clip's start back a year, inflates its
+    duration to match, leaves out the start statement, the key frames and the C2PA claim, in
+    a log of his own timestamped now), its clip padded inside the moov past the 64 MiB
+    verify.py reads of one box: the frames and how they play are the recording's, and
+    verify.py, reading no length, held the duration to nothing (AUTHENTIC) while `packcam
+    verify`, demuxing it, said time-inconsistent."""
+    key = StationKey.load(ProofPaths.from_config(st.cfg).key)
+    idx = bundle_index(bundle)
+    entry = idx["clips"][0]
+    data = read_zip(bundle, entry["clip"])
+    at = data.index(b"moov") - 4
+    size = int.from_bytes(data[at : at + 4], "big")
+    pad = 65 << 20
+    free = (pad + 8).to_bytes(4, "big") + b"free" + os.urandom(pad)  # stored, not deflated
+    moov = (size + len(free)).to_bytes(4, "big") + data[at + 4 : at + size] + free
+    clip = data[:at] + moov + data[at + size :]
+    changes: dict[str, bytes | None] = {entry["clip"]: clip}
+    changes.update((f["file"], None) for f in entry["frames"])
+    entry["frames"] = []
+    changes["bundle.json"] = json.dumps(idx).encode()
+    staged = rewrite_zip(bundle, tmp / "padded-staged.zip", changes)
+
+    def back_date(body: dict[str, Any]) -> None:
+        moved = datetime.fromisoformat(body["started_at"]) - timedelta(days=365)
+        span = datetime.fromisoformat(body["ended_at"]) - moved
+        body.pop("start_statement", None)
+        body.update(
+            sha256=hashlib.sha256(clip).hexdigest(),
+            size=len(clip),
+            started_at=moved.isoformat(timespec="milliseconds"),
+            duration_s=round(span.total_seconds() + 0.1, 3),
+        )
+
+    forged = forge_log(staged, tmp / "padded-backdated.zip", key, st.tsa.url, back_date)
+    staged.unlink()
+    return forged
 
 
 def _rotated_store(st: Store, root: Path) -> Store:
@@ -410,6 +463,12 @@ CASES = (
             "rotation-earlier-checkpoint",
         )
     ]
+    # a token over the manifest's SHA-512: valid, but not over what the station signed and
+    # hashed (verify.py took any digest openssl knows and said AUTHENTIC)
+    + [("token-sha512", p, 1) for p in ("none", "files")]
+    # a clip verify.py could not measure (a box past 64 MiB): its signed duration holds to
+    # nothing, in either verifier (verify.py said AUTHENTIC, `packcam verify` demuxed it)
+    + [("padded-backdated", p, 1) for p in ("none", "files")]
     # a clip's own checkpoint with no token: nothing lost (the clip's tokens hold the time)
     + [("first-checkpoint-untimed", p, HONEST[p]) for p in ("none", "files")]
 )

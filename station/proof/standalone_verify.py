@@ -23,7 +23,7 @@ start (a start timestamped when the clip began, or only the station's word:
 start-unanchored), each clip's
 recorded start, end and duration against one another,
 and the RFC 9162 Merkle inclusion and consistency proofs, and the duration against how long
-the clip plays (read from its MP4 boxes, as `packcam verify` demuxes it). It decodes no
+the clip plays (read from its MP4 boxes, as `packcam verify` reads a bundle's clip). It decodes no
 pictures: unlike `packcam verify` it cannot hold the key frames to the clip's pictures, nor
 tell how a changed clip was changed (cut, remuxed, re-encoded): each is clip-altered here.
 Certificates that came inside the bundle are never trusted by themselves.
@@ -449,6 +449,16 @@ def span_problem(body: dict[str, Any], ended: datetime) -> str | None:
 
 
 MP4_BOX_MAX = 64 << 20  # a moov or moof box larger than this is not a clip's (not read)
+# More samples than this (a day at over 100 frames a second) is no clip's either: a table or a
+# run stating four billion of them would be counted one by one until memory runs out
+MP4_SAMPLES_MAX = 10_000_000
+
+
+def _room(have: int, more: int) -> None:
+    """ValueError (the file read as no clip) when ``more`` samples past ``have`` exceed
+    MP4_SAMPLES_MAX."""
+    if have + more > MP4_SAMPLES_MAX:
+        raise ValueError(f"more than {MP4_SAMPLES_MAX} samples")
 
 
 def _mp4_boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
@@ -522,10 +532,12 @@ def _mp4_table_pts(moov: bytes, track: int) -> list[int]:
         tables = {k: (x, y) for k, x, y in _mp4_boxes(moov, *stbl)}
         if b"stts" not in tables:
             return []
-        dts, t = [], 0
+        dts: list[int] = []
+        t = 0
         x = tables[b"stts"][0]
         for i in range(struct.unpack_from(">I", moov, x + 4)[0]):
             count, delta = struct.unpack_from(">II", moov, x + 8 + 8 * i)
+            _room(len(dts), count)
             for _ in range(count):
                 dts.append(t)
                 t += delta
@@ -536,6 +548,7 @@ def _mp4_table_pts(moov: bytes, track: int) -> list[int]:
             n = 0
             for i in range(struct.unpack_from(">I", moov, x + 4)[0]):
                 count, off = struct.unpack_from(fmt, moov, x + 8 + 8 * i)
+                _room(n, count)
                 for _ in range(count):
                     if n < len(offsets):
                         offsets[n] = off
@@ -582,6 +595,7 @@ def _mp4_fragment_pts(moof: bytes, track: int, default: int, dts: int) -> tuple[
             elif k == b"trun":
                 tflags = int.from_bytes(moof[x + 1 : x + 4], "big")
                 (count,) = struct.unpack_from(">I", moof, x + 4)
+                _room(len(pts), count)
                 at = x + 8 + (4 if tflags & 0x1 else 0) + (4 if tflags & 0x4 else 0)
                 for _ in range(count):
                     d, sz, off = duration, size, 0
@@ -602,11 +616,13 @@ def _mp4_fragment_pts(moof: bytes, track: int, default: int, dts: int) -> tuple[
 
 
 def clip_span_s(path: Path) -> float | None:
-    """How long a clip's first video track plays, as `packcam verify` measures it (the last
-    presentation time minus the first plus one frame, the median step), read from its MP4
-    boxes alone: the moov's sample tables and each fragment's (moof) runs, never the
-    pictures. None when it is no MP4 with a video track this reads (the check is then not
-    made, as `packcam verify` makes none of a file it cannot demux)."""
+    """How long a clip's first video track plays (the last presentation time minus the first
+    plus one frame, the median step), read from its MP4 boxes alone: the moov's sample tables
+    and each fragment's (moof) runs, never the pictures. Both verifiers measure a bundle's
+    clip with it: two readers of one file differ somewhere (PyAV read a clip whose moov a
+    free box made 65 MiB, this did not), and a signed duration must be held to one length.
+    None when it is no MP4 with a video track this reads (``played_problem``: no station
+    signs one)."""
     try:
         size = path.stat().st_size
         moov, pts, dts, track = None, [], 0, None
@@ -636,6 +652,7 @@ def clip_span_s(path: Path) -> float | None:
                         pts.extend(_mp4_table_pts(moov, track[0]))
                     elif kind == b"moof" and track is not None:
                         got, dts = _mp4_fragment_pts(data, track[0], track[2], dts)
+                        _room(len(pts), len(got))
                         pts.extend(got)
                 pos += box
     except (OSError, struct.error, IndexError, ValueError):
@@ -653,14 +670,24 @@ def clip_span_s(path: Path) -> float | None:
     return (pts[-1] - pts[0] + frame) / track[1]
 
 
-def played_problem(body: dict[str, Any], played_s: float) -> str | None:
-    """Why the signed duration is not how long the clip plays (``clip_span_s``; None: they
-    agree within ``span_problem``'s bound, as `packcam verify` holds them). A start moved back
+def played_problem(body: dict[str, Any], played_s: float | None) -> str | None:
+    """Why the signed duration is not how long the clip, its signed bytes, plays
+    (``clip_span_s``; None: they agree within ``span_problem``'s bound). A start moved back
     with the duration inflated to match keeps start, end and duration agreeing; the clip's own
-    length does not follow."""
+    length does not follow. A clip whose length its boxes do not give (``played_s`` None:
+    no video track, a box past MP4_BOX_MAX, a table of more than MP4_SAMPLES_MAX samples)
+    holds its signed duration to nothing: a station's clip always gives one, and a key
+    holder who pads one past what is read would keep any duration. The one rule of both
+    verifiers."""
     duration = body.get("duration_s")
     if isinstance(duration, bool) or not isinstance(duration, (int, float)):
         return None  # span_problem says so
+    if played_s is None:
+        return (
+            "the clip's MP4 boxes give no length this reads (no video track, a box of more "
+            f"than {MP4_BOX_MAX >> 20} MiB or more than {MP4_SAMPLES_MAX} samples): its signed "
+            "duration cannot be held to how long it plays, and a station's clip always gives one"
+        )
     slack = 2.0 + 0.01 * abs(duration)
     if abs(duration - played_s) <= slack:
         return None
@@ -931,15 +958,35 @@ def judge_start(
     )
 
 
+def token_text(tst: Path, cwd: Path) -> str:
+    """What `openssl ts -reply -text` prints of a token ("": not a token it reads)."""
+    ok, out = openssl("ts", "-reply", "-token_in", "-in", str(tst), "-text", cwd=cwd)
+    return out if ok else ""
+
+
 def token_time(tst: Path, cwd: Path) -> tuple[datetime | None, float]:
     """(genTime, accuracy in seconds) as `openssl ts -reply -text` prints them."""
-    ok, out = openssl("ts", "-reply", "-token_in", "-in", str(tst), "-text", cwd=cwd)
-    m = re.search(r"Time stamp: (\w+ +\d+ \d+:\d+:\d+(?:\.\d+)? \d+) GMT", out)
-    if not ok or not m:
-        return None, 0.0
-    text = re.sub(r"\.\d+", "", m.group(1))
-    when = datetime.strptime(" ".join(text.split()), "%b %d %H:%M:%S %Y")
-    return when.replace(tzinfo=timezone.utc), token_accuracy(out)  # noqa: UP017 (Python < 3.11 too)
+    text = token_text(tst, cwd)
+    return token_gen_time(text), token_accuracy(text)
+
+
+def token_gen_time(text: str) -> datetime | None:
+    """A token's genTime from `openssl ts -text` ("Time stamp: Dec  8 02:53:58.125 2026 GMT"),
+    its fraction of a second kept, as `packcam verify` reads it from the token: cut to whole
+    seconds, a token 902.7 s after the end was in time here (902 s) and late there."""
+    m = re.search(r"Time stamp: (\w+ +\d+ \d+:\d+:\d+)(?:\.(\d+))? (\d+) GMT", text)
+    if not m:
+        return None
+    when = datetime.strptime(" ".join(f"{m.group(1)} {m.group(3)}".split()), "%b %d %H:%M:%S %Y")
+    micros = int((m.group(2) or "0")[:6].ljust(6, "0"))  # a datetime holds microseconds
+    return when.replace(microsecond=micros, tzinfo=timezone.utc)  # noqa: UP017 (Python < 3.11 too)
+
+
+def token_hash_name(text: str) -> str | None:
+    """The hash algorithm of a token's message imprint, as `openssl ts -text` names it
+    ("sha256"), or None."""
+    m = re.search(r"Hash Algorithm: (\S+)", text)
+    return m.group(1).lower() if m else None
 
 
 def token_accuracy(text: str) -> float:
@@ -1907,7 +1954,17 @@ def _check(
         _, certs = openssl("pkcs7", "-inform", "DER", "-in", t, "-print_certs", cwd=root)
         own = pins_dir / "token-certs.pem"
         own.write_bytes(b"".join(pem_certs(certs.encode())))
-        when, acc = token_time(root / t, root)
+        text = token_text(root / t, root)
+        when, acc = token_gen_time(text), token_accuracy(text)
+        alg = token_hash_name(text)
+        if alg is not None and alg != "sha256":  # as `packcam verify`: what a station asks for
+            say(
+                FAIL,
+                f"the token timestamps other data: its imprint is {alg}, not the SHA-256 of "
+                "what the station signed",
+                "tsa-other-data",
+            )
+            return None
         # the TSA's certificate as of when it signed, as `packcam verify` judges it: an
         # honest bundle outlives it
         attime = ("-attime", str(int(when.timestamp()))) if when else ()
@@ -2083,10 +2140,10 @@ def _check(
             res.add(FAIL, pre, "the bundle is labelled with another order", "bundle-order-mismatch")
         clip = root / item["clip"]
         digest = sha256_of(clip)
-        played = None  # how long the signed bytes play (not another file's)
+        signed_bytes, played = False, None  # how long the signed bytes play (not another's)
         if digest == body.get("sha256") and clip.stat().st_size == body.get("size"):
             res.add(OK, pre, f"{item['clip']}: SHA-256 matches the signed manifest")
-            played = clip_span_s(clip)
+            signed_bytes, played = True, clip_span_s(clip)
             if no_frames := frames_missing(item):
                 res.add(WARN, pre, no_frames, "bundle-frames-missing")
         elif any(c != item["clip"] and m.get("sha256") == digest for c, m in signed.items()):
@@ -2150,7 +2207,7 @@ def _check(
         # start, end and duration against one another; then the duration against the clip's
         # own length (a start moved back with the duration inflated to match)
         wrong = span_problem(body, ended) if ended is not None else None
-        if wrong is None and ended is not None and played is not None:
+        if wrong is None and ended is not None and signed_bytes:
             wrong = played_problem(body, played)
         if wrong:
             res.add(FAIL, f"{pre} times", wrong, "time-inconsistent")
