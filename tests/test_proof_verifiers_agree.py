@@ -209,6 +209,17 @@ def _forged(st: Store, honest: Path, tmp: Path) -> dict[str, Path]:
         {**dict.fromkeys(fc["timestamps"]),
          "bundle.json": index(lambda d: d["clips"][0]["first_checkpoint"].update(timestamps=[]))},
     )  # fmt: skip
+    # the company CA shipped after another CA's certificate in one file (an export ships one):
+    # the first is the bundle's CA to both verifiers (verify.py took a pinned fingerprint of
+    # either, AUTHENTIC, where `packcam verify` said cert-foreign-ca)
+    other_ca = CompanyCa.create(tmp / "other-ca", "Other Co CA")
+    shipped = idx["keys"]["company_ca"]
+    resign("ca-second", {shipped: pem(other_ca.cert) + read_zip(honest, shipped)})
+    resign("ca-garbage", {shipped: b"not a certificate\n"})
+    # a key frame padded to 9 MiB past its JPEG's end (stored, not deflated): `packcam verify`
+    # reads no key frame past 8 MiB (bundle-malformed), verify.py read none and said AUTHENTIC
+    frame = clip0["frames"][0]["file"]
+    resign("frame-9mib", {frame: read_zip(honest, frame) + os.urandom(9 << 20)})
     # the first clip's token replaced by one the same TSA gave over the manifest's SHA-512
     # (any TSA grants one to whoever asks): a station asks for SHA-256 only
     (tmp / "manifest.json").write_bytes(read_zip(honest, clip0["manifest"]))
@@ -466,6 +477,10 @@ CASES = (
     # a token over the manifest's SHA-512: valid, but not over what the station signed and
     # hashed (verify.py took any digest openssl knows and said AUTHENTIC)
     + [("token-sha512", p, 1) for p in ("none", "files")]
+    # with the company CA pinned as a file, the shipped one is not read for trust
+    + [("ca-second", p, {"files": 0}.get(p, 1)) for p in ("none", "files", "fingerprints")]
+    + [("ca-garbage", p, 1) for p in ("none", "fingerprints")]
+    + [("frame-9mib", p, 1) for p in ("none", "files")]
     # a clip verify.py could not measure (a box past 64 MiB): its signed duration holds to
     # nothing, in either verifier (verify.py said AUTHENTIC, `packcam verify` demuxed it)
     + [("padded-backdated", p, 1) for p in ("none", "files")]

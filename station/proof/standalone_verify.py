@@ -52,7 +52,7 @@ import tempfile
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -1334,6 +1334,50 @@ def unheld_reference(index: dict[str, Any], names: Collection[str]) -> str | Non
     return None
 
 
+# What `packcam verify` reads of a bundle into memory: a member up to MEMBER_READ_MAX (a key
+# frame up to FRAME_READ_MAX), all reads together up to READ_BUDGET (its clips are hashed in
+# streams, never read whole). A real order's manifests, proofs, tokens and key frames come to
+# a few MB.
+MEMBER_READ_MAX, FRAME_READ_MAX, READ_BUDGET = 64 << 20, 8 << 20, 128 << 20
+# read once each (bundle.json, the bundle manifest, its signature, SHA256SUMS)
+READ_ONCE = ("bundle.json", MANIFEST, MANIFEST_SIG, "SHA256SUMS")
+
+
+def oversized_problem(index: dict[str, Any], sizes: Mapping[str, int]) -> str | None:
+    """Why checking this bundle would read more than a verifier takes into memory (None: it
+    would not): a member bundle.json names (its clips aside) past MEMBER_READ_MAX, a key
+    frame past FRAME_READ_MAX, or all of them, each naming counted twice (a verifier reads a
+    manifest or a signature at most twice), with the index, the bundle manifest and
+    SHA256SUMS, past READ_BUDGET. ``sizes``: each member's size. `packcam verify` refused such
+    a bundle (bundle-malformed) where verify.py read it and could say AUTHENTIC (a key frame
+    padded to 9 MiB); both refuse it here, before any is read. The one rule of both."""
+    total = 0
+    for name in READ_ONCE:
+        size = sizes.get(name, 0)
+        if size > MEMBER_READ_MAX:
+            return f"{name} is {size >> 20} MiB: more than a bundle's ({MEMBER_READ_MAX >> 20} MiB)"
+        total += size
+    for where, value, _want in named_fields(index):
+        if re.fullmatch(r"clips\[\d+\]\.clip", where):
+            continue  # a clip is hashed as it is unpacked, never read whole
+        frame = ".frames[" in where
+        for member in value if isinstance(value, list) else [value]:
+            size = sizes.get(member, 0) if isinstance(member, str) else 0
+            most = FRAME_READ_MAX if frame else MEMBER_READ_MAX
+            if size > most:
+                return (
+                    f"bundle.json's {where} names {member!r} of {size >> 20} MiB: more than "
+                    f"a {'key frame' if frame else 'member'} of a bundle ({most >> 20} MiB)"
+                )
+            total += 2 * size
+    if total > READ_BUDGET:
+        return (
+            f"checking it would read more than {READ_BUDGET >> 20} MiB of its members into "
+            "memory (members named over and over): not a packcam bundle"
+        )
+    return None
+
+
 def json_shape(value: object) -> str:
     """What a JSON value is, to say in a reason ("an object", "the string 'x'")."""
     if isinstance(value, str):
@@ -1690,6 +1734,8 @@ def _check(
     files = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if not p.is_dir()}
     if unheld := unheld_reference(index, files):  # as `packcam verify`, before any is read
         raise ValueError(unheld)
+    if big := oversized_problem(index, {n: p.stat().st_size for n, p in files.items()}):
+        raise ValueError(big)  # as `packcam verify`
     keys = index["keys"]
     pub = keys["station_public_key"]
 
@@ -1831,7 +1877,14 @@ def _check(
                 "verdict is this script's", "bundle-verifier-differs")  # fmt: skip
 
     # 2. who signed: the station key's certificate against the company CA you pinned
-    shipped_ca = (root / keys["company_ca"]).read_bytes() if have(keys.get("company_ca")) else b""
+    # the first certificate of the shipped CA file, as `packcam verify` reads it: with every
+    # one of them a candidate, a fingerprint pinned of the second was AUTHENTIC here and
+    # cert-foreign-ca there (an export ships one)
+    shipped_ca = b""
+    if have(keys.get("company_ca")):
+        shipped_ca = (pem_certs((root / keys["company_ca"]).read_bytes()) or [b""])[0]
+        if not shipped_ca:
+            raise ValueError(f"{keys['company_ca']} holds no certificate")
     trusted = pins(ca_pins, pem_certs(shipped_ca), "company CA")
 
     def certify(cert: str | None, key: str, what: str) -> tuple[bool, str | None]:

@@ -65,6 +65,7 @@ from station.proof.standalone_verify import (
     misnamed_reference,
     overlap_problem,
     overlaps,
+    oversized_problem,
     parse_time,
     played_problem,
     signed_after_final,
@@ -1268,6 +1269,8 @@ def _verify_bundle(
         raise ProofError(f"bundle.json names {misnamed!r}, not a member name an export writes")
     if unheld := unheld_reference(index, b.names):  # as verify.py, before any is read
         raise ProofError(unheld)
+    if big := oversized_problem(index, {n: i.file_size for n, i in b.names.items()}):
+        raise ProofError(big)  # as verify.py: no read below passes READ_BUDGET
     keys = index["keys"]
     pub = load_public_pem(b.read(keys["station_public_key"]))
     key_cert = (
