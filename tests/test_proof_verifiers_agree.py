@@ -216,6 +216,13 @@ def _forged(st: Store, honest: Path, tmp: Path) -> dict[str, Path]:
     shipped = idx["keys"]["company_ca"]
     resign("ca-second", {shipped: pem(other_ca.cert) + read_zip(honest, shipped)})
     resign("ca-garbage", {shipped: b"not a certificate\n"})
+    # the station's public key file with a line of text before it, or another key after it:
+    # openssl and `packcam verify` read the first key (AUTHENTIC); verify.py compared the
+    # file's text with the certificate's key (cert-key-mismatch) or could not decode it
+    pub = idx["keys"]["station_public_key"]
+    own = read_zip(honest, pub)
+    resign("key-text-before", {pub: b"the station's key:\n" + own})
+    resign("key-two", {pub: own + StationKey.generate().public_pem()})
     # a key frame padded to 9 MiB past its JPEG's end (stored, not deflated): `packcam verify`
     # reads no key frame past 8 MiB (bundle-malformed), verify.py read none and said AUTHENTIC
     frame = clip0["frames"][0]["file"]
@@ -481,6 +488,7 @@ CASES = (
     + [("ca-second", p, {"files": 0}.get(p, 1)) for p in ("none", "files", "fingerprints")]
     + [("ca-garbage", p, 1) for p in ("none", "fingerprints")]
     + [("frame-9mib", p, 1) for p in ("none", "files")]
+    + [(k, p, HONEST[p]) for k in ("key-text-before", "key-two") for p in ("none", "files")]
     # a clip verify.py could not measure (a box past 64 MiB): its signed duration holds to
     # nothing, in either verifier (verify.py said AUTHENTIC, `packcam verify` demuxed it)
     + [("padded-backdated", p, 1) for p in ("none", "files")]

@@ -223,10 +223,22 @@ def pem_certs(data: bytes) -> list[bytes]:
     return [m.group(0) + b"\n" for m in PEM_RE.finditer(data)]
 
 
+PUBLIC_KEY_RE = re.compile(r"-----BEGIN PUBLIC KEY-----(.+?)-----END PUBLIC KEY-----", re.S)
+
+
+def key_der(text: str) -> bytes:
+    """The SPKI DER of the first public key of a PEM text, as openssl and `packcam verify`
+    read a key file (text around it, a second key after it, CRLF line ends: all ignored);
+    ValueError when it holds none."""
+    m = PUBLIC_KEY_RE.search(text)
+    if m is None:
+        raise ValueError("no PEM public key")
+    return base64.b64decode("".join(m.group(1).split()), validate=True)
+
+
 def key_fp(path: Path) -> str:
     """``SHA256:<hex>`` of an Ed25519 public key's raw 32 bytes (the end of its SPKI DER)."""
-    b64 = "".join(ln for ln in path.read_text().splitlines() if not ln.startswith("-----"))
-    return "SHA256:" + hashlib.sha256(base64.b64decode(b64)[-32:]).hexdigest()
+    return "SHA256:" + hashlib.sha256(key_der(path.read_text())[-32:]).hexdigest()
 
 
 def cert_fingerprint(pem: bytes) -> str:
@@ -1898,7 +1910,8 @@ def _check(
             )
             return False, None
         ok, key_pem = openssl("x509", "-in", str(cert), "-noout", "-pubkey", cwd=root)
-        if not ok or key_pem.strip() != (root / key).read_text().strip():
+        # the key itself, not its text: a line of text before it is no other key
+        if not ok or key_der(key_pem) != key_der((root / key).read_text()):
             res.add(FAIL, what, "the certificate is for another key", "cert-key-mismatch")
             return False, None
         _, subj = openssl(
