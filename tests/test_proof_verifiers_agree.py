@@ -227,6 +227,17 @@ def _forged(st: Store, honest: Path, tmp: Path) -> dict[str, Path]:
     # reads no key frame past 8 MiB (bundle-malformed), verify.py read none and said AUTHENTIC
     frame = clip0["frames"][0]["file"]
     resign("frame-9mib", {frame: read_zip(honest, frame) + os.urandom(9 << 20)})
+    # that key frame under a name of 300 characters (bundle.json naming it): it unpacks to no
+    # file (NAME_MAX), so verify.py could not unpack the bundle; `packcam verify` read the zip
+    long = "frames/" + "x" * 300 + ".jpg"
+
+    def renamed(d: dict[str, Any]) -> None:
+        d["clips"][0]["frames"][0]["file"] = long
+
+    resign(
+        "name-too-long",
+        {frame: None, long: read_zip(honest, frame), "bundle.json": index(renamed)},
+    )
     # the first clip's token replaced by one the same TSA gave over the manifest's SHA-512
     # (any TSA grants one to whoever asks): a station asks for SHA-256 only
     (tmp / "manifest.json").write_bytes(read_zip(honest, clip0["manifest"]))
@@ -488,6 +499,7 @@ CASES = (
     + [("ca-second", p, {"files": 0}.get(p, 1)) for p in ("none", "files", "fingerprints")]
     + [("ca-garbage", p, 1) for p in ("none", "fingerprints")]
     + [("frame-9mib", p, 1) for p in ("none", "files")]
+    + [("name-too-long", p, 1) for p in ("none", "files")]
     + [(k, p, HONEST[p]) for k in ("key-text-before", "key-two") for p in ("none", "files")]
     # a clip verify.py could not measure (a box past 64 MiB): its signed duration holds to
     # nothing, in either verifier (verify.py said AUTHENTIC, `packcam verify` demuxed it)

@@ -1221,15 +1221,28 @@ def framing_problem(path: Path, z: zipfile.ZipFile) -> str | None:
     return None
 
 
+# A file name's longest part (NAME_MAX on Linux, macOS and Windows alike) and a member name's
+# longest whole, well under PATH_MAX with the folder a verifier unpacks to in front
+NAME_MAX_BYTES, MEMBER_NAME_MAX_BYTES = 255, 1024
+
+
 def member_name_problem(name: str) -> str | None:
     """Why ``name`` is not a member name as an export writes it (None: it is): parts joined by
     single slashes, none empty, ``.`` or ``..``, no backslash, no drive, not absolute (a
     folder entry ends with one slash). Another spelling (``clips//X.mp4``, ``./X``) unpacks
     to a file of another name than the zip's: a verifier reading the zip and one reading the
-    unpacked folder would check different names, and bundle.json would name neither."""
+    unpacked folder would check different names, and bundle.json would name neither. A part
+    longer than a file name may be (NAME_MAX_BYTES, in UTF-8), or a name past
+    MEMBER_NAME_MAX_BYTES, unpacks to no file at all (an export's names are under 200 bytes):
+    `packcam verify`, reading the zip, called a re-signed bundle with a key frame so named
+    AUTHENTIC, and verify.py could not unpack it."""
     parts = (name[:-1] if name.endswith("/") else name).split("/")
     if "\\" in name or ":" in parts[0] or any(p in ("", ".", "..") for p in parts):
         return f"{name!r} is not a member name as an export writes it"
+    if len(name.encode("utf-8", "surrogatepass")) > MEMBER_NAME_MAX_BYTES or any(
+        len(p.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES for p in parts
+    ):
+        return f"{name[:80]!r}... is longer than a file name may be: no export writes it"
     return None
 
 
