@@ -18,7 +18,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from asn1crypto import cms
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from proof_support import (  # noqa: F401 (fixtures)
     Store,
@@ -43,7 +46,7 @@ from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
 from station.proof.paths import ProofPaths
 from station.proof.trust import build_anchors, parse_witness_pin
-from station.proof.tsa import parse_reply
+from station.proof.tsa import parse_reply, request_token
 from station.proof.verify import (
     AUTHENTIC,
     FAIL,
@@ -238,6 +241,21 @@ def _forged(st: Store, honest: Path, tmp: Path) -> dict[str, Path]:
         "name-too-long",
         {frame: None, long: read_zip(honest, frame), "bundle.json": index(renamed)},
     )
+    # a second token on the first clip, from a TSA of the key holder's own that leaves out the
+    # ESS signing-certificate attribute RFC 3161 demands: openssl refuses it (tsa-invalid),
+    # `packcam verify` took it as valid, not pinned, and the pinned one made it AUTHENTIC
+    forger = TsaServer(tmp / "forger-tsa", "ec")
+    try:
+        digest = hashlib.sha256(read_zip(honest, clip0["manifest"])).digest()
+        token = _without_ess(request_token(forger.url, digest)[0], forger.key)
+    finally:
+        forger.stop()
+    extra = clip0["timestamps"][0] + ".forger.tst"
+    resign(
+        "token-no-ess",
+        {extra: token,
+         "bundle.json": index(lambda d: d["clips"][0]["timestamps"].append(extra))},
+    )  # fmt: skip
     # the first clip's token replaced by one the same TSA gave over the manifest's SHA-512
     # (any TSA grants one to whoever asks): a station asks for SHA-256 only
     (tmp / "manifest.json").write_bytes(read_zip(honest, clip0["manifest"]))
@@ -258,6 +276,20 @@ def _forged(st: Store, honest: Path, tmp: Path) -> dict[str, Path]:
         lambda b: json.dumps(b, sort_keys=True, indent=1).encode(),
     )  # fmt: skip
     return out
+
+
+def _without_ess(token: bytes, key_file: Path) -> bytes:
+    """``token`` without its ESS signing-certificate attribute, signed again with the TSA's
+    EC key ``key_file`` (what a TSA of one's own can sign)."""
+    ci = cms.ContentInfo.load(token)
+    si = ci["content"]["signer_infos"][0]
+    kept = [a for a in si["signed_attrs"] if not a["type"].native.startswith("signing_cert")]
+    si["signed_attrs"] = cms.CMSAttributes(kept)
+    signed = b"\x31" + si["signed_attrs"].dump(force=True)[1:]  # as a SET OF
+    key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    si["signature"] = key.sign(signed, ec.ECDSA(hashes.SHA256()))
+    return bytes(ci.dump(force=True))
 
 
 def _padded_and_backdated(st: Store, bundle: Path, tmp: Path) -> Path:
@@ -500,6 +532,7 @@ CASES = (
     + [("ca-garbage", p, 1) for p in ("none", "fingerprints")]
     + [("frame-9mib", p, 1) for p in ("none", "files")]
     + [("name-too-long", p, 1) for p in ("none", "files")]
+    + [("token-no-ess", p, 1) for p in ("none", "files")]
     + [(k, p, HONEST[p]) for k in ("key-text-before", "key-two") for p in ("none", "files")]
     # a clip verify.py could not measure (a box past 64 MiB): its signed duration holds to
     # nothing, in either verifier (verify.py said AUTHENTIC, `packcam verify` demuxed it)

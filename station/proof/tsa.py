@@ -308,14 +308,16 @@ def verify_token(
     if found.get("message_digest") is None or found["message_digest"].native != hasher.finalize():
         raise TokenInvalid("the signed message digest does not match the TSTInfo")
     ess = found.get("signing_certificate_v2") or found.get("signing_certificate")
-    if ess is not None:
-        cert_id = ess["certs"][0]
-        alg = (
-            cert_id["hash_algorithm"]["algorithm"].native if "hash_algorithm" in cert_id else "sha1"
+    if ess is None:  # RFC 3161 2.4.1 (RFC 5816): it names the TSA certificate that signs
+        raise TokenInvalid(
+            "the token has no ESS signing-certificate attribute (RFC 3161 requires one; "
+            "openssl, which verify.py runs, refuses such a token)"
         )
-        der = signer.public_bytes(Encoding.DER)
-        if hashlib.new(alg, der).digest() != cert_id["cert_hash"].native:
-            raise TokenInvalid("the ESS signing-certificate attribute names another certificate")
+    cert_id = ess["certs"][0]
+    alg = cert_id["hash_algorithm"]["algorithm"].native if "hash_algorithm" in cert_id else "sha1"
+    der = signer.public_bytes(Encoding.DER)
+    if hashlib.new(alg, der).digest() != cert_id["cert_hash"].native:
+        raise TokenInvalid("the ESS signing-certificate attribute names another certificate")
     signed_attrs_der = b"\x31" + attrs.dump()[1:]  # signed over as a SET OF, not [0] IMPLICIT
     _verify_sig(signer, si, signed_attrs_der, h)
     _check_tsa_chain(signer, pool, roots, gen_time)
