@@ -185,6 +185,13 @@ def _forged(st: Store, honest: Path, tmp: Path) -> dict[str, Path]:
     out["sums-wrong"] = rewrite_zip(
         honest, tmp / "sums.zip", {"SHA256SUMS": "\n".join(sums).encode() + b"\n"}
     )
+    # anyone (SHA256SUMS is unsigned, a folder entry no member): a folder entry and a line of
+    # SHA256SUMS for it; `packcam verify` hashed the folder entry (bundle-member-unsigned),
+    # verify.py, which unpacks it to a folder, skipped the line (AUTHENTIC)
+    listed = read_zip(honest, "SHA256SUMS") + b"0" * 64 + b"  frames/\n"
+    out["sums-folder"] = rewrite_zip(
+        honest, tmp / "sums-folder.zip", {"frames/": b"", "SHA256SUMS": listed}
+    )
     out["not-a-zip"] = tmp / "not-a-zip.zip"
     out["not-a-zip"].write_bytes(b"PK\x03\x04 not a zip at all")
     pad = {f"pad/{i}": b"" for i in range(10_001)}  # more than a bundle ever holds
@@ -533,6 +540,7 @@ CASES = (
     + [("frame-9mib", p, 1) for p in ("none", "files")]
     + [("name-too-long", p, 1) for p in ("none", "files")]
     + [("token-no-ess", p, 1) for p in ("none", "files")]
+    + [("sums-folder", p, HONEST[p]) for p in ("none", "files")]
     + [(k, p, HONEST[p]) for k in ("key-text-before", "key-two") for p in ("none", "files")]
     # a clip verify.py could not measure (a box past 64 MiB): its signed duration holds to
     # nothing, in either verifier (verify.py said AUTHENTIC, `packcam verify` demuxed it)
