@@ -889,3 +889,37 @@ def test_a_tsa_certificate_that_expired_after_it_signed_still_counts(
     assert report.verdict == AUTHENTIC, report.lines()
     rc, out = _standalone(expiring.path, tmp_path, ca, roots)
     assert rc == 0 and "RESULT: AUTHENTIC" in out, out
+
+
+def test_a_clips_own_checkpoint_that_fails_its_signature_is_held_to_no_witness(
+    kinds: dict[str, Kind], tmp_path: Path
+) -> None:
+    """The first clip's own checkpoint given another root (anyone can: its signature then
+    fails), and a witness record that cosigned the real one at that size: both verifiers fail
+    the signature; verify.py also held the unsigned root to the witness's and said log-fork,
+    where `packcam verify` holds only signed checkpoints to it."""
+    k = kinds["honest"]
+    idx = bundle_index(k.path)
+    fc, cpi = idx["clips"][0]["first_checkpoint"], idx["checkpoint"]
+    central = StationKey.generate()
+    doc = witness_doc(
+        k.path, central, [(cpi["body"], cpi["signature"]), (fc["body"], fc["signature"])]
+    )
+    body = json.loads(read_zip(k.path, fc["body"]))
+    body["root_sha256"] = "ab" * 32
+    forged = rewrite_zip(k.path, tmp_path / "fc-root.zip", {fc["body"]: canonical_json(body)})
+    saved = tmp_path / "witness.json"
+    saved.write_text(json.dumps(doc))
+    ca, tsa = _pins(k, "files", k.ca)
+    report = verify_bundle(
+        forged,
+        anchors=build_anchors(ca, tsa, use_default=False),
+        tmp_dir=tmp_path,
+        witness=doc,
+        witness_pin=central.fingerprint,
+    )
+    rc, out = _standalone(
+        forged, tmp_path, ca, tsa, "--witness", str(saved), "--witness-key", central.fingerprint
+    )
+    _assert_agree(report, rc, out, 1)
+    assert "checkpoint-bad-signature" in report.codes(), report.lines()

@@ -2186,6 +2186,9 @@ def _check(
 
     # 4. each clip
     seqs = set()
+    # the clips' own checkpoints the station key signed, for the witness (as `packcam verify`:
+    # one whose signature fails is no checkpoint of this log to hold to a cosigned root)
+    own_checkpoints: list[tuple[int, str]] = []
     signed = {  # each clip's signed manifest, to name a swap
         item["clip"]: json.loads((root / item["manifest"]).read_bytes().decode("utf-8"))
         for item in index["clips"]
@@ -2255,6 +2258,7 @@ def _check(
                 res.add(FAIL, pre, "the clip's own checkpoint is not signed by the station key",
                         "checkpoint-bad-signature")  # fmt: skip
             else:
+                own_checkpoints.append((int(fcb["tree_size"]), str(fcb["root_sha256"])))
                 cons = json.loads((root / fc["consistency"]).read_bytes())
                 tokens(f"{pre} first-checkpoint", fc["body"], fc.get("timestamps", []), None,
                        failures_only=True)  # fmt: skip
@@ -2354,11 +2358,7 @@ def _check(
             "clip-deleted-by-retention",
         )
     if witness is not None:
-        seen = [(cp_size, str(cp["root_sha256"]))]
-        for item in index["clips"]:
-            if item.get("first_checkpoint"):
-                fcb = json.loads((root / item["first_checkpoint"]["body"]).read_bytes())
-                seen.append((int(fcb["tree_size"]), str(fcb["root_sha256"])))
+        seen = [(cp_size, str(cp["root_sha256"])), *own_checkpoints]
         # the log entries the bundle proves: its clips' and the deleted clips it accounts for
         proved = max(seqs | gone, default=-1) + 1
         check_witness(
