@@ -17,7 +17,7 @@ from typing import Any
 
 from asn1crypto import algos, cms, core, tsp
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -274,8 +274,6 @@ def verify_token(
         if len(signer_infos) != 1:
             raise TokenInvalid("a timestamp token must have exactly one signer")
         si = signer_infos[0]
-        si_hash = si["digest_algorithm"]["algorithm"].native
-        attrs = si["signed_attrs"]
         pool = [
             x509.load_der_x509_certificate(c.chosen.dump())
             for c in (sd["certificates"] or [])
@@ -293,6 +291,40 @@ def verify_token(
         )
     if nonce is not None and tst_nonce != nonce:
         raise TokenInvalid("the reply's nonce does not match the request's")
+    try:
+        _check_signed(tst_der, si, signer, pool, roots, gen_time)
+    # a token is anyone's bytes (a TSA of the key holder's own): one whose signed attributes
+    # hold an empty set, an ESS naming no certificate or a key of no known kind is invalid,
+    # never a crash (`packcam verify` stopped with an IndexError; openssl, in verify.py,
+    # refused it: tsa-invalid)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, UnsupportedAlgorithm) as e:
+        raise TokenInvalid(f"malformed timestamp token: {e!r}") from e
+    return TokenInfo(
+        gen_time=gen_time.astimezone(UTC),
+        serial=serial,
+        policy=policy,
+        hash_alg=hash_name,
+        imprint=hashed,
+        nonce=tst_nonce,
+        tsa_subject=signer.subject.rfc4514_string(),
+        signer_cert=signer,
+        chain_checked=bool(roots),
+        accuracy_s=accuracy,
+    )
+
+
+def _check_signed(
+    tst_der: bytes,
+    si: cms.SignerInfo,
+    signer: x509.Certificate,
+    pool: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    gen_time: datetime,
+) -> None:
+    """The token's signed attributes (content type, message digest, ESS certificate id), its
+    signature and its TSA's chain to ``roots``; TokenInvalid for the first that fails."""
+    si_hash = si["digest_algorithm"]["algorithm"].native
+    attrs = si["signed_attrs"]
     if si_hash not in _HASHES:
         raise TokenInvalid(f"unsupported digest algorithm {si_hash}")
     h = _HASHES[si_hash]
@@ -321,18 +353,6 @@ def verify_token(
     signed_attrs_der = b"\x31" + attrs.dump()[1:]  # signed over as a SET OF, not [0] IMPLICIT
     _verify_sig(signer, si, signed_attrs_der, h)
     _check_tsa_chain(signer, pool, roots, gen_time)
-    return TokenInfo(
-        gen_time=gen_time.astimezone(UTC),
-        serial=serial,
-        policy=policy,
-        hash_alg=hash_name,
-        imprint=hashed,
-        nonce=tst_nonce,
-        tsa_subject=signer.subject.rfc4514_string(),
-        signer_cert=signer,
-        chain_checked=bool(roots),
-        accuracy_s=accuracy,
-    )
 
 
 # ---- the offline queue ---------------------------------------------------------------------
