@@ -226,6 +226,7 @@ def _forged(st: Store, honest: Path, tmp: Path) -> dict[str, Path]:
     shipped = idx["keys"]["company_ca"]
     resign("ca-second", {shipped: pem(other_ca.cert) + read_zip(honest, shipped)})
     resign("ca-garbage", {shipped: b"not a certificate\n"})
+    resign("cert-garbage", {idx["keys"]["station_key_certificate"]: b"not a certificate\n"})
     # the station's public key file with a line of text before it, or another key after it:
     # openssl and `packcam verify` read the first key (AUTHENTIC); verify.py compared the
     # file's text with the certificate's key (cert-key-mismatch) or could not decode it
@@ -544,7 +545,7 @@ CASES = (
     + [("token-sha512", p, 1) for p in ("none", "files")]
     # with the company CA pinned as a file, the shipped one is not read for trust
     + [("ca-second", p, {"files": 0}.get(p, 1)) for p in ("none", "files", "fingerprints")]
-    + [("ca-garbage", p, 1) for p in ("none", "fingerprints")]
+    + [(k, p, 1) for k in ("ca-garbage", "cert-garbage") for p in ("none", "fingerprints")]
     + [("frame-9mib", p, 1) for p in ("none", "files")]
     + [("name-too-long", p, 1) for p in ("none", "files")]
     + [(k, p, 1) for k in ("token-no-ess", "token-ess-empty") for p in ("none", "files")]

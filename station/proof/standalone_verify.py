@@ -1923,8 +1923,10 @@ def _check(
             )
             return False, None
         ok, key_pem = openssl("x509", "-in", str(cert), "-noout", "-pubkey", cwd=root)
+        if not ok:  # as `packcam verify`, which cannot load it: not a bundle it reads
+            raise ValueError(f"{cert} is not a certificate openssl reads")
         # the key itself, not its text: a line of text before it is no other key
-        if not ok or key_der(key_pem) != key_der((root / key).read_text()):
+        if key_der(key_pem) != key_der((root / key).read_text()):
             res.add(FAIL, what, "the certificate is for another key", "cert-key-mismatch")
             return False, None
         _, subj = openssl(
