@@ -128,3 +128,22 @@ def test_a_start_moved_back_with_its_duration_inflated_fails_in_both_verifiers(
     # the honest bundle still verifies in both
     rc, out = run_kit(KIT, bundle, tmp_path, *st.pins())
     assert rc == 0 and "RESULT: AUTHENTIC" in out, out
+
+
+def test_a_sample_table_of_four_billion_frames_is_no_measure(tmp_path: Path) -> None:
+    """A moov whose stts says 4 294 967 295 frames (the key holder's, signed): counted one
+    by one, verify.py ran out of memory; it is read as no clip's length (None), which
+    ``played_problem`` holds the signed duration to as a failure in both verifiers."""
+    from station.proof.standalone_verify import MP4_SAMPLES_MAX, played_problem
+
+    clip = _encode(tmp_path / "c.mp4", {}, frames=40, rate=10)
+    data = bytearray(clip.read_bytes())
+    at = data.index(b"stts") + 4 + 4 + 4  # size, type, version+flags, entry count
+    data[at : at + 4] = (0xFFFFFFFF).to_bytes(4, "big")  # the first entry's sample count
+    bomb = tmp_path / "bomb.mp4"
+    bomb.write_bytes(bytes(data))
+    assert clip_span_s(clip) == pytest.approx(4.0)
+    assert clip_span_s(bomb) is None
+    said = played_problem({"duration_s": 4.1}, None)
+    assert said is not None and f"more than {MP4_SAMPLES_MAX} samples" in said
+    assert played_problem({"duration_s": 4.1}, 4.0) is None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,7 +18,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from asn1crypto import cms
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from proof_support import (  # noqa: F401 (fixtures)
     Store,
@@ -41,6 +46,7 @@ from station.proof.canonical import canonical_json
 from station.proof.keys import StationKey
 from station.proof.paths import ProofPaths
 from station.proof.trust import build_anchors, parse_witness_pin
+from station.proof.tsa import parse_reply, request_token
 from station.proof.verify import (
     AUTHENTIC,
     FAIL,
@@ -91,7 +97,8 @@ def kinds(
         "chinese-mismatch",
         build_store(tmp / "cn2", tsa_ec, ["A1"], station="打包台2", cert_station=CN_STATION),
     )
-    add("own-tsa", build_store(tmp / "rsa", tsa_rsa, ["A1"], c2pa=False))
+    own = build_store(tmp / "rsa", tsa_rsa, ["A1"], c2pa=False)
+    own_path = add("own-tsa", own)
     add("late", build_store(tmp / "late", tsa_ec, ["A1"], c2pa=False, ago=timedelta(hours=2)))
     ahead = build_store(tmp / "ahead", tsa_ec, ["A1"], c2pa=False, ago=-timedelta(minutes=5))
     add("clock-ahead", ahead)
@@ -126,6 +133,8 @@ def kinds(
     out["other-data"] = replace(out["honest"], path=other)
     for name, path in _forged(store, honest, tmp).items():
         out[name] = replace(out["honest"], path=path)
+    padded = _padded_and_backdated(own, own_path, tmp)
+    out["padded-backdated"] = replace(out["own-tsa"], path=padded)
     rotated = _rotated_store(store, tmp / "rot")
     path = add("rotated", rotated)
     for name, forged in _forged_rotation(rotated, path, tmp).items():
@@ -176,6 +185,13 @@ def _forged(st: Store, honest: Path, tmp: Path) -> dict[str, Path]:
     out["sums-wrong"] = rewrite_zip(
         honest, tmp / "sums.zip", {"SHA256SUMS": "\n".join(sums).encode() + b"\n"}
     )
+    # anyone (SHA256SUMS is unsigned, a folder entry no member): a folder entry and a line of
+    # SHA256SUMS for it; `packcam verify` hashed the folder entry (bundle-member-unsigned),
+    # verify.py, which unpacks it to a folder, skipped the line (AUTHENTIC)
+    listed = read_zip(honest, "SHA256SUMS") + b"0" * 64 + b"  frames/\n"
+    out["sums-folder"] = rewrite_zip(
+        honest, tmp / "sums-folder.zip", {"frames/": b"", "SHA256SUMS": listed}
+    )
     out["not-a-zip"] = tmp / "not-a-zip.zip"
     out["not-a-zip"].write_bytes(b"PK\x03\x04 not a zip at all")
     pad = {f"pad/{i}": b"" for i in range(10_001)}  # more than a bundle ever holds
@@ -203,6 +219,62 @@ def _forged(st: Store, honest: Path, tmp: Path) -> dict[str, Path]:
         {**dict.fromkeys(fc["timestamps"]),
          "bundle.json": index(lambda d: d["clips"][0]["first_checkpoint"].update(timestamps=[]))},
     )  # fmt: skip
+    # the company CA shipped after another CA's certificate in one file (an export ships one):
+    # the first is the bundle's CA to both verifiers (verify.py took a pinned fingerprint of
+    # either, AUTHENTIC, where `packcam verify` said cert-foreign-ca)
+    other_ca = CompanyCa.create(tmp / "other-ca", "Other Co CA")
+    shipped = idx["keys"]["company_ca"]
+    resign("ca-second", {shipped: pem(other_ca.cert) + read_zip(honest, shipped)})
+    resign("ca-garbage", {shipped: b"not a certificate\n"})
+    resign("cert-garbage", {idx["keys"]["station_key_certificate"]: b"not a certificate\n"})
+    # the station's public key file with a line of text before it, or another key after it:
+    # openssl and `packcam verify` read the first key (AUTHENTIC); verify.py compared the
+    # file's text with the certificate's key (cert-key-mismatch) or could not decode it
+    pub = idx["keys"]["station_public_key"]
+    own = read_zip(honest, pub)
+    resign("key-text-before", {pub: b"the station's key:\n" + own})
+    resign("key-two", {pub: own + StationKey.generate().public_pem()})
+    # a key frame padded to 9 MiB past its JPEG's end (stored, not deflated): `packcam verify`
+    # reads no key frame past 8 MiB (bundle-malformed), verify.py read none and said AUTHENTIC
+    frame = clip0["frames"][0]["file"]
+    resign("frame-9mib", {frame: read_zip(honest, frame) + os.urandom(9 << 20)})
+    # that key frame under a name of 300 characters (bundle.json naming it): it unpacks to no
+    # file (NAME_MAX), so verify.py could not unpack the bundle; `packcam verify` read the zip
+    long = "frames/" + "x" * 300 + ".jpg"
+
+    def renamed(d: dict[str, Any]) -> None:
+        d["clips"][0]["frames"][0]["file"] = long
+
+    resign(
+        "name-too-long",
+        {frame: None, long: read_zip(honest, frame), "bundle.json": index(renamed)},
+    )
+    # a second token on the first clip, from a TSA of the key holder's own that leaves out the
+    # ESS signing-certificate attribute RFC 3161 demands: openssl refuses it (tsa-invalid),
+    # `packcam verify` took it as valid, not pinned, and the pinned one made it AUTHENTIC
+    forger = TsaServer(tmp / "forger-tsa", "ec")
+    try:
+        digest = hashlib.sha256(read_zip(honest, clip0["manifest"])).digest()
+        token = _without_ess(request_token(forger.url, digest)[0], forger.key)
+        # one naming no certificate: `packcam verify` stopped with an IndexError (no verdict)
+        empty = _without_ess(request_token(forger.url, digest)[0], forger.key, empty=True)
+    finally:
+        forger.stop()
+    extra = clip0["timestamps"][0] + ".forger.tst"
+    for name, tok in (("token-no-ess", token), ("token-ess-empty", empty)):
+        resign(
+            name,
+            {extra: tok,
+             "bundle.json": index(lambda d: d["clips"][0]["timestamps"].append(extra))},
+        )  # fmt: skip
+    # the first clip's token replaced by one the same TSA gave over the manifest's SHA-512
+    # (any TSA grants one to whoever asks): a station asks for SHA-256 only
+    (tmp / "manifest.json").write_bytes(read_zip(honest, clip0["manifest"]))
+    query = subprocess.run(
+        ["openssl", "ts", "-query", "-data", str(tmp / "manifest.json"), "-sha512", "-cert"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    resign("token-sha512", {clip0["timestamps"][0]: parse_reply(st.tsa.reply(query))})
     url = st.tsa.url
     out["manifest-path"] = forge_log(
         honest, tmp / "m-path.zip", key, url, lambda b: b.update(path="clips/other.mp4")
@@ -215,6 +287,64 @@ def _forged(st: Store, honest: Path, tmp: Path) -> dict[str, Path]:
         lambda b: json.dumps(b, sort_keys=True, indent=1).encode(),
     )  # fmt: skip
     return out
+
+
+def _without_ess(token: bytes, key_file: Path, *, empty: bool = False) -> bytes:
+    """``token`` without its ESS signing-certificate attribute (``empty``: with one naming no
+    certificate), signed again with the TSA's EC key ``key_file`` (what a TSA of one's own
+    can sign)."""
+    ci = cms.ContentInfo.load(token)
+    si = ci["content"]["signer_infos"][0]
+    kept = [a for a in si["signed_attrs"] if not a["type"].native.startswith("signing_cert")]
+    if empty:
+        ess = next(a for a in si["signed_attrs"] if a["type"].native.startswith("signing_cert"))
+        ess["values"][0]["certs"] = []
+        kept.append(ess)
+    si["signed_attrs"] = cms.CMSAttributes(kept)
+    signed = b"\x31" + si["signed_attrs"].dump(force=True)[1:]  # as a SET OF
+    key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    si["signature"] = key.sign(signed, ec.ECDSA(hashes.SHA256()))
+    return bytes(ci.dump(force=True))
+
+
+def _padded_and_backdated(st: Store, bundle: Path, tmp: Path) -> Path:
+    """244a3ab's forgery (the key holder moves a clip's start back a year, inflates its
+    duration to match, leaves out the start statement, the key frames and the C2PA claim, in
+    a log of his own timestamped now), its clip padded inside the moov past the 64 MiB
+    verify.py reads of one box: the frames and how they play are the recording's, and
+    verify.py, reading no length, held the duration to nothing (AUTHENTIC) while `packcam
+    verify`, demuxing it, said time-inconsistent."""
+    key = StationKey.load(ProofPaths.from_config(st.cfg).key)
+    idx = bundle_index(bundle)
+    entry = idx["clips"][0]
+    data = read_zip(bundle, entry["clip"])
+    at = data.index(b"moov") - 4
+    size = int.from_bytes(data[at : at + 4], "big")
+    pad = 65 << 20
+    free = (pad + 8).to_bytes(4, "big") + b"free" + os.urandom(pad)  # stored, not deflated
+    moov = (size + len(free)).to_bytes(4, "big") + data[at + 4 : at + size] + free
+    clip = data[:at] + moov + data[at + size :]
+    changes: dict[str, bytes | None] = {entry["clip"]: clip}
+    changes.update((f["file"], None) for f in entry["frames"])
+    entry["frames"] = []
+    changes["bundle.json"] = json.dumps(idx).encode()
+    staged = rewrite_zip(bundle, tmp / "padded-staged.zip", changes)
+
+    def back_date(body: dict[str, Any]) -> None:
+        moved = datetime.fromisoformat(body["started_at"]) - timedelta(days=365)
+        span = datetime.fromisoformat(body["ended_at"]) - moved
+        body.pop("start_statement", None)
+        body.update(
+            sha256=hashlib.sha256(clip).hexdigest(),
+            size=len(clip),
+            started_at=moved.isoformat(timespec="milliseconds"),
+            duration_s=round(span.total_seconds() + 0.1, 3),
+        )
+
+    forged = forge_log(staged, tmp / "padded-backdated.zip", key, st.tsa.url, back_date)
+    staged.unlink()
+    return forged
 
 
 def _rotated_store(st: Store, root: Path) -> Store:
@@ -410,6 +540,20 @@ CASES = (
             "rotation-earlier-checkpoint",
         )
     ]
+    # a token over the manifest's SHA-512: valid, but not over what the station signed and
+    # hashed (verify.py took any digest openssl knows and said AUTHENTIC)
+    + [("token-sha512", p, 1) for p in ("none", "files")]
+    # with the company CA pinned as a file, the shipped one is not read for trust
+    + [("ca-second", p, {"files": 0}.get(p, 1)) for p in ("none", "files", "fingerprints")]
+    + [(k, p, 1) for k in ("ca-garbage", "cert-garbage") for p in ("none", "fingerprints")]
+    + [("frame-9mib", p, 1) for p in ("none", "files")]
+    + [("name-too-long", p, 1) for p in ("none", "files")]
+    + [(k, p, 1) for k in ("token-no-ess", "token-ess-empty") for p in ("none", "files")]
+    + [("sums-folder", p, HONEST[p]) for p in ("none", "files")]
+    + [(k, p, HONEST[p]) for k in ("key-text-before", "key-two") for p in ("none", "files")]
+    # a clip verify.py could not measure (a box past 64 MiB): its signed duration holds to
+    # nothing, in either verifier (verify.py said AUTHENTIC, `packcam verify` demuxed it)
+    + [("padded-backdated", p, 1) for p in ("none", "files")]
     # a clip's own checkpoint with no token: nothing lost (the clip's tokens hold the time)
     + [("first-checkpoint-untimed", p, HONEST[p]) for p in ("none", "files")]
 )
@@ -754,3 +898,37 @@ def test_a_tsa_certificate_that_expired_after_it_signed_still_counts(
     assert report.verdict == AUTHENTIC, report.lines()
     rc, out = _standalone(expiring.path, tmp_path, ca, roots)
     assert rc == 0 and "RESULT: AUTHENTIC" in out, out
+
+
+def test_a_clips_own_checkpoint_that_fails_its_signature_is_held_to_no_witness(
+    kinds: dict[str, Kind], tmp_path: Path
+) -> None:
+    """The first clip's own checkpoint given another root (anyone can: its signature then
+    fails), and a witness record that cosigned the real one at that size: both verifiers fail
+    the signature; verify.py also held the unsigned root to the witness's and said log-fork,
+    where `packcam verify` holds only signed checkpoints to it."""
+    k = kinds["honest"]
+    idx = bundle_index(k.path)
+    fc, cpi = idx["clips"][0]["first_checkpoint"], idx["checkpoint"]
+    central = StationKey.generate()
+    doc = witness_doc(
+        k.path, central, [(cpi["body"], cpi["signature"]), (fc["body"], fc["signature"])]
+    )
+    body = json.loads(read_zip(k.path, fc["body"]))
+    body["root_sha256"] = "ab" * 32
+    forged = rewrite_zip(k.path, tmp_path / "fc-root.zip", {fc["body"]: canonical_json(body)})
+    saved = tmp_path / "witness.json"
+    saved.write_text(json.dumps(doc))
+    ca, tsa = _pins(k, "files", k.ca)
+    report = verify_bundle(
+        forged,
+        anchors=build_anchors(ca, tsa, use_default=False),
+        tmp_dir=tmp_path,
+        witness=doc,
+        witness_pin=central.fingerprint,
+    )
+    rc, out = _standalone(
+        forged, tmp_path, ca, tsa, "--witness", str(saved), "--witness-key", central.fingerprint
+    )
+    _assert_agree(report, rc, out, 1)
+    assert "checkpoint-bad-signature" in report.codes(), report.lines()

@@ -23,7 +23,7 @@ start (a start timestamped when the clip began, or only the station's word:
 start-unanchored), each clip's
 recorded start, end and duration against one another,
 and the RFC 9162 Merkle inclusion and consistency proofs, and the duration against how long
-the clip plays (read from its MP4 boxes, as `packcam verify` demuxes it). It decodes no
+the clip plays (read from its MP4 boxes, as `packcam verify` reads a bundle's clip). It decodes no
 pictures: unlike `packcam verify` it cannot hold the key frames to the clip's pictures, nor
 tell how a changed clip was changed (cut, remuxed, re-encoded): each is clip-altered here.
 Certificates that came inside the bundle are never trusted by themselves.
@@ -52,7 +52,7 @@ import tempfile
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -223,10 +223,22 @@ def pem_certs(data: bytes) -> list[bytes]:
     return [m.group(0) + b"\n" for m in PEM_RE.finditer(data)]
 
 
+PUBLIC_KEY_RE = re.compile(r"-----BEGIN PUBLIC KEY-----(.+?)-----END PUBLIC KEY-----", re.S)
+
+
+def key_der(text: str) -> bytes:
+    """The SPKI DER of the first public key of a PEM text, as openssl and `packcam verify`
+    read a key file (text around it, a second key after it, CRLF line ends: all ignored);
+    ValueError when it holds none."""
+    m = PUBLIC_KEY_RE.search(text)
+    if m is None:
+        raise ValueError("no PEM public key")
+    return base64.b64decode("".join(m.group(1).split()), validate=True)
+
+
 def key_fp(path: Path) -> str:
     """``SHA256:<hex>`` of an Ed25519 public key's raw 32 bytes (the end of its SPKI DER)."""
-    b64 = "".join(ln for ln in path.read_text().splitlines() if not ln.startswith("-----"))
-    return "SHA256:" + hashlib.sha256(base64.b64decode(b64)[-32:]).hexdigest()
+    return "SHA256:" + hashlib.sha256(key_der(path.read_text())[-32:]).hexdigest()
 
 
 def cert_fingerprint(pem: bytes) -> str:
@@ -449,6 +461,16 @@ def span_problem(body: dict[str, Any], ended: datetime) -> str | None:
 
 
 MP4_BOX_MAX = 64 << 20  # a moov or moof box larger than this is not a clip's (not read)
+# More samples than this (a day at over 100 frames a second) is no clip's either: a table or a
+# run stating four billion of them would be counted one by one until memory runs out
+MP4_SAMPLES_MAX = 10_000_000
+
+
+def _room(have: int, more: int) -> None:
+    """ValueError (the file read as no clip) when ``more`` samples past ``have`` exceed
+    MP4_SAMPLES_MAX."""
+    if have + more > MP4_SAMPLES_MAX:
+        raise ValueError(f"more than {MP4_SAMPLES_MAX} samples")
 
 
 def _mp4_boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
@@ -522,10 +544,12 @@ def _mp4_table_pts(moov: bytes, track: int) -> list[int]:
         tables = {k: (x, y) for k, x, y in _mp4_boxes(moov, *stbl)}
         if b"stts" not in tables:
             return []
-        dts, t = [], 0
+        dts: list[int] = []
+        t = 0
         x = tables[b"stts"][0]
         for i in range(struct.unpack_from(">I", moov, x + 4)[0]):
             count, delta = struct.unpack_from(">II", moov, x + 8 + 8 * i)
+            _room(len(dts), count)
             for _ in range(count):
                 dts.append(t)
                 t += delta
@@ -536,6 +560,7 @@ def _mp4_table_pts(moov: bytes, track: int) -> list[int]:
             n = 0
             for i in range(struct.unpack_from(">I", moov, x + 4)[0]):
                 count, off = struct.unpack_from(fmt, moov, x + 8 + 8 * i)
+                _room(n, count)
                 for _ in range(count):
                     if n < len(offsets):
                         offsets[n] = off
@@ -582,6 +607,7 @@ def _mp4_fragment_pts(moof: bytes, track: int, default: int, dts: int) -> tuple[
             elif k == b"trun":
                 tflags = int.from_bytes(moof[x + 1 : x + 4], "big")
                 (count,) = struct.unpack_from(">I", moof, x + 4)
+                _room(len(pts), count)
                 at = x + 8 + (4 if tflags & 0x1 else 0) + (4 if tflags & 0x4 else 0)
                 for _ in range(count):
                     d, sz, off = duration, size, 0
@@ -602,11 +628,13 @@ def _mp4_fragment_pts(moof: bytes, track: int, default: int, dts: int) -> tuple[
 
 
 def clip_span_s(path: Path) -> float | None:
-    """How long a clip's first video track plays, as `packcam verify` measures it (the last
-    presentation time minus the first plus one frame, the median step), read from its MP4
-    boxes alone: the moov's sample tables and each fragment's (moof) runs, never the
-    pictures. None when it is no MP4 with a video track this reads (the check is then not
-    made, as `packcam verify` makes none of a file it cannot demux)."""
+    """How long a clip's first video track plays (the last presentation time minus the first
+    plus one frame, the median step), read from its MP4 boxes alone: the moov's sample tables
+    and each fragment's (moof) runs, never the pictures. Both verifiers measure a bundle's
+    clip with it: two readers of one file differ somewhere (PyAV read a clip whose moov a
+    free box made 65 MiB, this did not), and a signed duration must be held to one length.
+    None when it is no MP4 with a video track this reads (``played_problem``: no station
+    signs one)."""
     try:
         size = path.stat().st_size
         moov, pts, dts, track = None, [], 0, None
@@ -636,6 +664,7 @@ def clip_span_s(path: Path) -> float | None:
                         pts.extend(_mp4_table_pts(moov, track[0]))
                     elif kind == b"moof" and track is not None:
                         got, dts = _mp4_fragment_pts(data, track[0], track[2], dts)
+                        _room(len(pts), len(got))
                         pts.extend(got)
                 pos += box
     except (OSError, struct.error, IndexError, ValueError):
@@ -653,14 +682,24 @@ def clip_span_s(path: Path) -> float | None:
     return (pts[-1] - pts[0] + frame) / track[1]
 
 
-def played_problem(body: dict[str, Any], played_s: float) -> str | None:
-    """Why the signed duration is not how long the clip plays (``clip_span_s``; None: they
-    agree within ``span_problem``'s bound, as `packcam verify` holds them). A start moved back
+def played_problem(body: dict[str, Any], played_s: float | None) -> str | None:
+    """Why the signed duration is not how long the clip, its signed bytes, plays
+    (``clip_span_s``; None: they agree within ``span_problem``'s bound). A start moved back
     with the duration inflated to match keeps start, end and duration agreeing; the clip's own
-    length does not follow."""
+    length does not follow. A clip whose length its boxes do not give (``played_s`` None:
+    no video track, a box past MP4_BOX_MAX, a table of more than MP4_SAMPLES_MAX samples)
+    holds its signed duration to nothing: a station's clip always gives one, and a key
+    holder who pads one past what is read would keep any duration. The one rule of both
+    verifiers."""
     duration = body.get("duration_s")
     if isinstance(duration, bool) or not isinstance(duration, (int, float)):
         return None  # span_problem says so
+    if played_s is None:
+        return (
+            "the clip's MP4 boxes give no length this reads (no video track, a box of more "
+            f"than {MP4_BOX_MAX >> 20} MiB or more than {MP4_SAMPLES_MAX} samples): its signed "
+            "duration cannot be held to how long it plays, and a station's clip always gives one"
+        )
     slack = 2.0 + 0.01 * abs(duration)
     if abs(duration - played_s) <= slack:
         return None
@@ -931,15 +970,35 @@ def judge_start(
     )
 
 
+def token_text(tst: Path, cwd: Path) -> str:
+    """What `openssl ts -reply -text` prints of a token ("": not a token it reads)."""
+    ok, out = openssl("ts", "-reply", "-token_in", "-in", str(tst), "-text", cwd=cwd)
+    return out if ok else ""
+
+
 def token_time(tst: Path, cwd: Path) -> tuple[datetime | None, float]:
     """(genTime, accuracy in seconds) as `openssl ts -reply -text` prints them."""
-    ok, out = openssl("ts", "-reply", "-token_in", "-in", str(tst), "-text", cwd=cwd)
-    m = re.search(r"Time stamp: (\w+ +\d+ \d+:\d+:\d+(?:\.\d+)? \d+) GMT", out)
-    if not ok or not m:
-        return None, 0.0
-    text = re.sub(r"\.\d+", "", m.group(1))
-    when = datetime.strptime(" ".join(text.split()), "%b %d %H:%M:%S %Y")
-    return when.replace(tzinfo=timezone.utc), token_accuracy(out)  # noqa: UP017 (Python < 3.11 too)
+    text = token_text(tst, cwd)
+    return token_gen_time(text), token_accuracy(text)
+
+
+def token_gen_time(text: str) -> datetime | None:
+    """A token's genTime from `openssl ts -text` ("Time stamp: Dec  8 02:53:58.125 2026 GMT"),
+    its fraction of a second kept, as `packcam verify` reads it from the token: cut to whole
+    seconds, a token 902.7 s after the end was in time here (902 s) and late there."""
+    m = re.search(r"Time stamp: (\w+ +\d+ \d+:\d+:\d+)(?:\.(\d+))? (\d+) GMT", text)
+    if not m:
+        return None
+    when = datetime.strptime(" ".join(f"{m.group(1)} {m.group(3)}".split()), "%b %d %H:%M:%S %Y")
+    micros = int((m.group(2) or "0")[:6].ljust(6, "0"))  # a datetime holds microseconds
+    return when.replace(microsecond=micros, tzinfo=timezone.utc)  # noqa: UP017 (Python < 3.11 too)
+
+
+def token_hash_name(text: str) -> str | None:
+    """The hash algorithm of a token's message imprint, as `openssl ts -text` names it
+    ("sha256"), or None."""
+    m = re.search(r"Hash Algorithm: (\S+)", text)
+    return m.group(1).lower() if m else None
 
 
 def token_accuracy(text: str) -> float:
@@ -1162,15 +1221,28 @@ def framing_problem(path: Path, z: zipfile.ZipFile) -> str | None:
     return None
 
 
+# A file name's longest part (NAME_MAX on Linux, macOS and Windows alike) and a member name's
+# longest whole, well under PATH_MAX with the folder a verifier unpacks to in front
+NAME_MAX_BYTES, MEMBER_NAME_MAX_BYTES = 255, 1024
+
+
 def member_name_problem(name: str) -> str | None:
     """Why ``name`` is not a member name as an export writes it (None: it is): parts joined by
     single slashes, none empty, ``.`` or ``..``, no backslash, no drive, not absolute (a
     folder entry ends with one slash). Another spelling (``clips//X.mp4``, ``./X``) unpacks
     to a file of another name than the zip's: a verifier reading the zip and one reading the
-    unpacked folder would check different names, and bundle.json would name neither."""
+    unpacked folder would check different names, and bundle.json would name neither. A part
+    longer than a file name may be (NAME_MAX_BYTES, in UTF-8), or a name past
+    MEMBER_NAME_MAX_BYTES, unpacks to no file at all (an export's names are under 200 bytes):
+    `packcam verify`, reading the zip, called a re-signed bundle with a key frame so named
+    AUTHENTIC, and verify.py could not unpack it."""
     parts = (name[:-1] if name.endswith("/") else name).split("/")
     if "\\" in name or ":" in parts[0] or any(p in ("", ".", "..") for p in parts):
         return f"{name!r} is not a member name as an export writes it"
+    if len(name.encode("utf-8", "surrogatepass")) > MEMBER_NAME_MAX_BYTES or any(
+        len(p.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES for p in parts
+    ):
+        return f"{name[:80]!r}... is longer than a file name may be: no export writes it"
     return None
 
 
@@ -1284,6 +1356,50 @@ def unheld_reference(index: dict[str, Any], names: Collection[str]) -> str | Non
         for name in value if isinstance(value, list) else [value]:
             if isinstance(name, str) and name not in names:
                 return f"bundle.json's {where} names {name!r}, which the bundle does not hold"
+    return None
+
+
+# What `packcam verify` reads of a bundle into memory: a member up to MEMBER_READ_MAX (a key
+# frame up to FRAME_READ_MAX), all reads together up to READ_BUDGET (its clips are hashed in
+# streams, never read whole). A real order's manifests, proofs, tokens and key frames come to
+# a few MB.
+MEMBER_READ_MAX, FRAME_READ_MAX, READ_BUDGET = 64 << 20, 8 << 20, 128 << 20
+# read once each (bundle.json, the bundle manifest, its signature, SHA256SUMS)
+READ_ONCE = ("bundle.json", MANIFEST, MANIFEST_SIG, "SHA256SUMS")
+
+
+def oversized_problem(index: dict[str, Any], sizes: Mapping[str, int]) -> str | None:
+    """Why checking this bundle would read more than a verifier takes into memory (None: it
+    would not): a member bundle.json names (its clips aside) past MEMBER_READ_MAX, a key
+    frame past FRAME_READ_MAX, or all of them, each naming counted twice (a verifier reads a
+    manifest or a signature at most twice), with the index, the bundle manifest and
+    SHA256SUMS, past READ_BUDGET. ``sizes``: each member's size. `packcam verify` refused such
+    a bundle (bundle-malformed) where verify.py read it and could say AUTHENTIC (a key frame
+    padded to 9 MiB); both refuse it here, before any is read. The one rule of both."""
+    total = 0
+    for name in READ_ONCE:
+        size = sizes.get(name, 0)
+        if size > MEMBER_READ_MAX:
+            return f"{name} is {size >> 20} MiB: more than a bundle's ({MEMBER_READ_MAX >> 20} MiB)"
+        total += size
+    for where, value, _want in named_fields(index):
+        if re.fullmatch(r"clips\[\d+\]\.clip", where):
+            continue  # a clip is hashed as it is unpacked, never read whole
+        frame = ".frames[" in where
+        for member in value if isinstance(value, list) else [value]:
+            size = sizes.get(member, 0) if isinstance(member, str) else 0
+            most = FRAME_READ_MAX if frame else MEMBER_READ_MAX
+            if size > most:
+                return (
+                    f"bundle.json's {where} names {member!r} of {size >> 20} MiB: more than "
+                    f"a {'key frame' if frame else 'member'} of a bundle ({most >> 20} MiB)"
+                )
+            total += 2 * size
+    if total > READ_BUDGET:
+        return (
+            f"checking it would read more than {READ_BUDGET >> 20} MiB of its members into "
+            "memory (members named over and over): not a packcam bundle"
+        )
     return None
 
 
@@ -1643,6 +1759,8 @@ def _check(
     files = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if not p.is_dir()}
     if unheld := unheld_reference(index, files):  # as `packcam verify`, before any is read
         raise ValueError(unheld)
+    if big := oversized_problem(index, {n: p.stat().st_size for n, p in files.items()}):
+        raise ValueError(big)  # as `packcam verify`
     keys = index["keys"]
     pub = keys["station_public_key"]
 
@@ -1784,7 +1902,14 @@ def _check(
                 "verdict is this script's", "bundle-verifier-differs")  # fmt: skip
 
     # 2. who signed: the station key's certificate against the company CA you pinned
-    shipped_ca = (root / keys["company_ca"]).read_bytes() if have(keys.get("company_ca")) else b""
+    # the first certificate of the shipped CA file, as `packcam verify` reads it: with every
+    # one of them a candidate, a fingerprint pinned of the second was AUTHENTIC here and
+    # cert-foreign-ca there (an export ships one)
+    shipped_ca = b""
+    if have(keys.get("company_ca")):
+        shipped_ca = (pem_certs((root / keys["company_ca"]).read_bytes()) or [b""])[0]
+        if not shipped_ca:
+            raise ValueError(f"{keys['company_ca']} holds no certificate")
     trusted = pins(ca_pins, pem_certs(shipped_ca), "company CA")
 
     def certify(cert: str | None, key: str, what: str) -> tuple[bool, str | None]:
@@ -1798,7 +1923,10 @@ def _check(
             )
             return False, None
         ok, key_pem = openssl("x509", "-in", str(cert), "-noout", "-pubkey", cwd=root)
-        if not ok or key_pem.strip() != (root / key).read_text().strip():
+        if not ok:  # as `packcam verify`, which cannot load it: not a bundle it reads
+            raise ValueError(f"{cert} is not a certificate openssl reads")
+        # the key itself, not its text: a line of text before it is no other key
+        if key_der(key_pem) != key_der((root / key).read_text()):
             res.add(FAIL, what, "the certificate is for another key", "cert-key-mismatch")
             return False, None
         _, subj = openssl(
@@ -1907,7 +2035,17 @@ def _check(
         _, certs = openssl("pkcs7", "-inform", "DER", "-in", t, "-print_certs", cwd=root)
         own = pins_dir / "token-certs.pem"
         own.write_bytes(b"".join(pem_certs(certs.encode())))
-        when, acc = token_time(root / t, root)
+        text = token_text(root / t, root)
+        when, acc = token_gen_time(text), token_accuracy(text)
+        alg = token_hash_name(text)
+        if alg is not None and alg != "sha256":  # as `packcam verify`: what a station asks for
+            say(
+                FAIL,
+                f"the token timestamps other data: its imprint is {alg}, not the SHA-256 of "
+                "what the station signed",
+                "tsa-other-data",
+            )
+            return None
         # the TSA's certificate as of when it signed, as `packcam verify` judges it: an
         # honest bundle outlives it
         attime = ("-attime", str(int(when.timestamp()))) if when else ()
@@ -2050,6 +2188,9 @@ def _check(
 
     # 4. each clip
     seqs = set()
+    # the clips' own checkpoints the station key signed, for the witness (as `packcam verify`:
+    # one whose signature fails is no checkpoint of this log to hold to a cosigned root)
+    own_checkpoints: list[tuple[int, str]] = []
     signed = {  # each clip's signed manifest, to name a swap
         item["clip"]: json.loads((root / item["manifest"]).read_bytes().decode("utf-8"))
         for item in index["clips"]
@@ -2083,10 +2224,10 @@ def _check(
             res.add(FAIL, pre, "the bundle is labelled with another order", "bundle-order-mismatch")
         clip = root / item["clip"]
         digest = sha256_of(clip)
-        played = None  # how long the signed bytes play (not another file's)
+        signed_bytes, played = False, None  # how long the signed bytes play (not another's)
         if digest == body.get("sha256") and clip.stat().st_size == body.get("size"):
             res.add(OK, pre, f"{item['clip']}: SHA-256 matches the signed manifest")
-            played = clip_span_s(clip)
+            signed_bytes, played = True, clip_span_s(clip)
             if no_frames := frames_missing(item):
                 res.add(WARN, pre, no_frames, "bundle-frames-missing")
         elif any(c != item["clip"] and m.get("sha256") == digest for c, m in signed.items()):
@@ -2119,6 +2260,7 @@ def _check(
                 res.add(FAIL, pre, "the clip's own checkpoint is not signed by the station key",
                         "checkpoint-bad-signature")  # fmt: skip
             else:
+                own_checkpoints.append((int(fcb["tree_size"]), str(fcb["root_sha256"])))
                 cons = json.loads((root / fc["consistency"]).read_bytes())
                 tokens(f"{pre} first-checkpoint", fc["body"], fc.get("timestamps", []), None,
                        failures_only=True)  # fmt: skip
@@ -2150,7 +2292,7 @@ def _check(
         # start, end and duration against one another; then the duration against the clip's
         # own length (a start moved back with the duration inflated to match)
         wrong = span_problem(body, ended) if ended is not None else None
-        if wrong is None and ended is not None and played is not None:
+        if wrong is None and ended is not None and signed_bytes:
             wrong = played_problem(body, played)
         if wrong:
             res.add(FAIL, f"{pre} times", wrong, "time-inconsistent")
@@ -2218,11 +2360,7 @@ def _check(
             "clip-deleted-by-retention",
         )
     if witness is not None:
-        seen = [(cp_size, str(cp["root_sha256"]))]
-        for item in index["clips"]:
-            if item.get("first_checkpoint"):
-                fcb = json.loads((root / item["first_checkpoint"]["body"]).read_bytes())
-                seen.append((int(fcb["tree_size"]), str(fcb["root_sha256"])))
+        seen = [(cp_size, str(cp["root_sha256"])), *own_checkpoints]
         # the log entries the bundle proves: its clips' and the deleted clips it accounts for
         proved = max(seqs | gone, default=-1) + 1
         check_witness(

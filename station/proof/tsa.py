@@ -17,7 +17,7 @@ from typing import Any
 
 from asn1crypto import algos, cms, core, tsp
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -274,8 +274,6 @@ def verify_token(
         if len(signer_infos) != 1:
             raise TokenInvalid("a timestamp token must have exactly one signer")
         si = signer_infos[0]
-        si_hash = si["digest_algorithm"]["algorithm"].native
-        attrs = si["signed_attrs"]
         pool = [
             x509.load_der_x509_certificate(c.chosen.dump())
             for c in (sd["certificates"] or [])
@@ -293,6 +291,40 @@ def verify_token(
         )
     if nonce is not None and tst_nonce != nonce:
         raise TokenInvalid("the reply's nonce does not match the request's")
+    try:
+        _check_signed(tst_der, si, signer, pool, roots, gen_time)
+    # a token is anyone's bytes (a TSA of the key holder's own): one whose signed attributes
+    # hold an empty set, an ESS naming no certificate or a key of no known kind is invalid,
+    # never a crash (`packcam verify` stopped with an IndexError; openssl, in verify.py,
+    # refused it: tsa-invalid)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, UnsupportedAlgorithm) as e:
+        raise TokenInvalid(f"malformed timestamp token: {e!r}") from e
+    return TokenInfo(
+        gen_time=gen_time.astimezone(UTC),
+        serial=serial,
+        policy=policy,
+        hash_alg=hash_name,
+        imprint=hashed,
+        nonce=tst_nonce,
+        tsa_subject=signer.subject.rfc4514_string(),
+        signer_cert=signer,
+        chain_checked=bool(roots),
+        accuracy_s=accuracy,
+    )
+
+
+def _check_signed(
+    tst_der: bytes,
+    si: cms.SignerInfo,
+    signer: x509.Certificate,
+    pool: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    gen_time: datetime,
+) -> None:
+    """The token's signed attributes (content type, message digest, ESS certificate id), its
+    signature and its TSA's chain to ``roots``; TokenInvalid for the first that fails."""
+    si_hash = si["digest_algorithm"]["algorithm"].native
+    attrs = si["signed_attrs"]
     if si_hash not in _HASHES:
         raise TokenInvalid(f"unsupported digest algorithm {si_hash}")
     h = _HASHES[si_hash]
@@ -308,29 +340,19 @@ def verify_token(
     if found.get("message_digest") is None or found["message_digest"].native != hasher.finalize():
         raise TokenInvalid("the signed message digest does not match the TSTInfo")
     ess = found.get("signing_certificate_v2") or found.get("signing_certificate")
-    if ess is not None:
-        cert_id = ess["certs"][0]
-        alg = (
-            cert_id["hash_algorithm"]["algorithm"].native if "hash_algorithm" in cert_id else "sha1"
+    if ess is None:  # RFC 3161 2.4.1 (RFC 5816): it names the TSA certificate that signs
+        raise TokenInvalid(
+            "the token has no ESS signing-certificate attribute (RFC 3161 requires one; "
+            "openssl, which verify.py runs, refuses such a token)"
         )
-        der = signer.public_bytes(Encoding.DER)
-        if hashlib.new(alg, der).digest() != cert_id["cert_hash"].native:
-            raise TokenInvalid("the ESS signing-certificate attribute names another certificate")
+    cert_id = ess["certs"][0]
+    alg = cert_id["hash_algorithm"]["algorithm"].native if "hash_algorithm" in cert_id else "sha1"
+    der = signer.public_bytes(Encoding.DER)
+    if hashlib.new(alg, der).digest() != cert_id["cert_hash"].native:
+        raise TokenInvalid("the ESS signing-certificate attribute names another certificate")
     signed_attrs_der = b"\x31" + attrs.dump()[1:]  # signed over as a SET OF, not [0] IMPLICIT
     _verify_sig(signer, si, signed_attrs_der, h)
     _check_tsa_chain(signer, pool, roots, gen_time)
-    return TokenInfo(
-        gen_time=gen_time.astimezone(UTC),
-        serial=serial,
-        policy=policy,
-        hash_alg=hash_name,
-        imprint=hashed,
-        nonce=tst_nonce,
-        tsa_subject=signer.subject.rfc4514_string(),
-        signer_cert=signer,
-        chain_checked=bool(roots),
-        accuracy_s=accuracy,
-    )
 
 
 # ---- the offline queue ---------------------------------------------------------------------

@@ -48,6 +48,7 @@ from station.proof.standalone_verify import (
     Overlap,
     as_characters,
     clip_listed_twice,
+    clip_span_s,
     clock_step,
     cosigned_checkpoints,
     deletion_problem,
@@ -64,7 +65,9 @@ from station.proof.standalone_verify import (
     misnamed_reference,
     overlap_problem,
     overlaps,
+    oversized_problem,
     parse_time,
+    played_problem,
     signed_after_final,
     start_statement_digest,
     start_statement_problem,
@@ -938,13 +941,20 @@ def span_slack(duration_s: float) -> float:
 
 
 def _check_recorded_span(
-    report: Report, name: str, body: dict[str, Any], played_s: float | None = None
+    report: Report,
+    name: str,
+    body: dict[str, Any],
+    played_s: float | None = None,
+    *,
+    measured: bool = False,
 ) -> None:
     """The signed manifest's start, end and duration must agree (and, with ``played_s``, the
     duration with how long the clip's bytes play): the TSA's time holds only the recorded end,
     so this is what holds the start. Adds a check only when it fails (``time-inconsistent``);
     a manifest with no recorded end is left to the token check (``time-out-of-bounds``).
-    A start or end that reads as another wall-clock time is ``time-offset-invalid``."""
+    A start or end that reads as another wall-clock time is ``time-offset-invalid``.
+    ``measured``: ``played_s`` is ``clip_span_s`` of the signed bytes (a bundle's clip, as
+    verify.py measures it), held by ``played_problem``, the kit's rule, a None included."""
     if shifted := local_time_problem(body):
         report.add(name, FAIL, shifted, "time-offset-invalid")
     _check_clock_step(report, name, body)
@@ -981,6 +991,9 @@ def _check_recorded_span(
             "happened",
             "time-inconsistent",
         )
+    elif measured:
+        if wrong := played_problem(body, played_s):
+            report.add(name, FAIL, wrong, "time-inconsistent")
     elif played_s is not None and abs(duration - played_s) > slack:
         report.add(
             name,
@@ -1206,7 +1219,12 @@ def _check_bundle_manifest(
             n: h
             for h, _, n in (ln.partition("  ") for ln in b.read(SUMS_NAME).decode().splitlines())
         }
-        if any(n in b.names and b.member_sha256(n) != h for n, h in sums.items()):
+        # a folder entry has no bytes to hash (verify.py unpacks it to a folder, not a file):
+        # a line for one, which anyone can add, is no member's
+        if any(
+            n in b.names and not n.endswith("/") and b.member_sha256(n) != h
+            for n, h in sums.items()
+        ):
             report.add(
                 f"member {SUMS_NAME}",
                 FAIL,
@@ -1256,6 +1274,8 @@ def _verify_bundle(
         raise ProofError(f"bundle.json names {misnamed!r}, not a member name an export writes")
     if unheld := unheld_reference(index, b.names):  # as verify.py, before any is read
         raise ProofError(unheld)
+    if big := oversized_problem(index, {n: i.file_size for n, i in b.names.items()}):
+        raise ProofError(big)  # as verify.py: no read below passes READ_BUDGET
     keys = index["keys"]
     pub = load_public_pem(b.read(keys["station_public_key"]))
     key_cert = (
@@ -1370,10 +1390,11 @@ def _verify_bundle(
         # the clip's bytes against the signed manifest
         clip = b.extract(entry["clip"], tmp / f"clip{n}.mp4")
         digest, size = sha256_and_size(clip)
-        played: float | None = None  # how long the signed bytes play (not another file's)
+        # how long the signed bytes play (not another file's), read as verify.py reads it
+        signed_bytes, played = False, None
         if digest == body.get("sha256") and size == body.get("size"):
             report.add(f"{pre} sha256", OK, f"SHA-256 {digest} and size {size} match the manifest")
-            played = presentation_s(clip)
+            signed_bytes, played = True, clip_span_s(clip)
             _check_key_frames(report, f"{pre} frames", b, entry.get("frames") or [], clip, body)
         else:
             other = [
@@ -1390,7 +1411,7 @@ def _verify_bundle(
             else:
                 code, reason = classify_mismatch(clip, size, body)
                 report.add(f"{pre} sha256", FAIL, reason, code)
-        _check_recorded_span(report, f"{pre} manifest.times", body, played)
+        _check_recorded_span(report, f"{pre} manifest.times", body, played, measured=signed_bytes)
         if Path(str(body.get("path", ""))).name != name:
             report.add(
                 f"{pre} manifest.path",
