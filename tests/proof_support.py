@@ -430,6 +430,30 @@ def build_store(
     return Store(cfg, data, tsa)
 
 
+def presentation_s(path: Path) -> float | None:
+    """How long the first video stream plays by PyAV's demuxer (FFmpeg, what players read):
+    the last packet's pts minus the first's plus one frame (the median step), None if the
+    file is no video. The tests' independent measure of ``clip_span_s``, which both verifiers
+    use (it reads the MP4's boxes with the standard library)."""
+    import itertools
+    import statistics
+
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                return None
+            stream = c.streams.video[0]
+            tb = float(stream.time_base or 0) or 1 / 90_000
+            pts = sorted(p.pts for p in c.demux(stream) if p.size and p.pts is not None)
+    except av.FFmpegError:
+        return None
+    if not pts:
+        return None
+    steps = [b - a for a, b in itertools.pairwise(pts) if b > a]
+    frame = statistics.median(steps) if steps else 0
+    return float((pts[-1] - pts[0] + frame) * tb)
+
+
 KIT = Path(__file__).resolve().parents[1] / "station/proof/standalone_verify.py"
 
 

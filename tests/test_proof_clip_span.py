@@ -22,6 +22,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     TsaServer,
     build_store,
     forge_log,
+    presentation_s,
     run_kit,
     tsa_ec,
 )
@@ -30,7 +31,6 @@ from station.proof.bundle import export_order
 from station.proof.keys import StationKey
 from station.proof.standalone_verify import clip_span_s
 from station.proof.verify import TAMPERED, verify_bundle
-from station.proof.videohash import presentation_s
 
 
 def _encode(path: Path, muxer: dict[str, str], *, frames: int, rate: int, bf: int = 0) -> Path:
@@ -147,3 +147,37 @@ def test_a_sample_table_of_four_billion_frames_is_no_measure(tmp_path: Path) -> 
     said = played_problem({"duration_s": 4.1}, None)
     assert said is not None and f"more than {MP4_SAMPLES_MAX} samples" in said
     assert played_problem({"duration_s": 4.1}, 4.0) is None
+
+
+def test_a_bare_clip_is_measured_as_its_bundle_s_clip(tmp_path: Path) -> None:
+    """`packcam verify --data`, the station site's /verify of a bare clip and the share
+    summary hold a clip's signed duration to how long it plays with ``clip_span_s``, as both
+    bundle verifiers do: a clip padded inside its moov past what that reads (the frames as
+    recorded, PyAV reads them) is time-inconsistent in its bundle, so it is bare too. With
+    PyAV there the bare clip passed where its bundle failed."""
+    from datetime import UTC, datetime, timedelta
+
+    from station.proof.verify import Report, check_recorded_times
+
+    clip = _encode(tmp_path / "c.mp4", STATION, frames=50, rate=25)
+    end = datetime(2026, 12, 8, 10, 0, 2, tzinfo=UTC)
+    body = {
+        "started_at": (end - timedelta(seconds=1.96)).isoformat(timespec="milliseconds"),
+        "ended_at": end.isoformat(timespec="milliseconds"),
+        "duration_s": 2.0,
+    }
+    honest = Report(subject="c.mp4")
+    check_recorded_times(honest, body, clip)
+    assert not honest.failures, honest.lines()
+    data = clip.read_bytes()
+    at = data.index(b"moov") - 4
+    size = int.from_bytes(data[at : at + 4], "big")
+    pad = 65 << 20
+    free = (pad + 8).to_bytes(4, "big") + b"free" + bytes(pad)
+    moov = (size + len(free)).to_bytes(4, "big") + data[at + 4 : at + size] + free
+    padded = tmp_path / "padded.mp4"
+    padded.write_bytes(data[:at] + moov + data[at + size :])
+    assert presentation_s(padded) == pytest.approx(2.0)  # it plays as recorded
+    report = Report(subject="padded.mp4")
+    check_recorded_times(report, body, padded)
+    assert report.codes() == {"time-inconsistent"}, report.lines()

@@ -547,8 +547,9 @@ def test_an_edit_list_that_claims_longer_than_the_frames_play_is_not_authentic(
     from datetime import datetime, timedelta
 
     import av
+    from proof_support import presentation_s
 
-    from station.proof.videohash import presentation_s
+    from station.proof.standalone_verify import clip_span_s
 
     idx = bundle_index(a1)
     name = idx["clips"][0]["clip"]
@@ -563,6 +564,7 @@ def test_an_edit_list_that_claims_longer_than_the_frames_play_is_not_authentic(
                 o.mux(p)
     data = dst.read_bytes()
     assert b"elst" in data and presentation_s(dst) == presentation_s(src)
+    assert clip_span_s(dst) == pytest.approx(clip_span_s(src))  # what both verifiers measure
     first = json.loads(read_zip(a1, idx["clips"][0]["manifest"]))
 
     def edit(b: dict) -> None:

@@ -22,6 +22,7 @@ from proof_support import (  # noqa: F401 (fixtures)
     Store,
     bundle_index,
     forge_log,
+    presentation_s,
     read_zip,
     resign_bundle,
     run_kit,
@@ -36,7 +37,7 @@ from station.proof.keys import StationKey
 from station.proof.standalone_verify import file_and_folder, member_name_problem
 from station.proof.tsa import request_token
 from station.proof.verify import AUTHENTIC, TAMPERED, verify_bundle
-from station.proof.videohash import presentation_s, video_digests
+from station.proof.videohash import video_digests
 from station.store.ledger import ClipRecord
 
 CODE = re.compile(r"^FAIL .*\[([a-z0-9-]+)\]$", re.M)

@@ -213,7 +213,7 @@ def test_a_video_in_front_of_a_bundle_is_not_authentic_in_either_verifier(
 ) -> None:
     """The page (which reads an upload starting with an MP4 as a clip) says not authentic;
     `packcam verify` and verify.py must not say AUTHENTIC for the same file."""
-    from station.proof.videohash import presentation_s
+    from proof_support import presentation_s
 
     poly = _polyglot(a1, tmp_path, store)
     assert presentation_s(poly) is not None  # it plays

@@ -83,7 +83,6 @@ from station.proof.tsa import TokenInvalid, load_pem_certs, verify_token
 from station.proof.videohash import (
     frames_at,
     keyframe_times,
-    presentation_s,
     same_picture,
     video_digests,
 )
@@ -2548,8 +2547,10 @@ def check_clip_c2pa(
 
 def check_recorded_times(report: Report, body: dict[str, Any], clip: Path) -> None:
     """The signed manifest's start, end and duration against one another and against how
-    long ``clip`` plays (``manifest.times``; only failures are added)."""
-    _check_recorded_span(report, "manifest.times", body, presentation_s(clip))
+    long ``clip``, the signed bytes, plays (``manifest.times``; only failures are added),
+    measured as a bundle's clip is (``clip_span_s``, the one measure of both verifiers): a
+    bare clip gets its bundle's word."""
+    _check_recorded_span(report, "manifest.times", body, clip_span_s(clip), measured=True)
 
 
 def _explain_unknown(

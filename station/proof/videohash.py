@@ -1,12 +1,10 @@
 """A clip's video without trusting its container: packet digests (tell a remux, a cut and a
-re-encode apart), how long it plays, and the key frames a bundle shows."""
+re-encode apart) and the key frames a bundle shows (how long it plays: clip_span_s)."""
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -47,29 +45,6 @@ def video_digests(path: Path) -> dict[str, Any] | None:
     except Exception:  # any unreadable file simply is "not a video" here
         return None
     return {"packets": n, "packets_sha256": whole.hexdigest(), "head_sha256": head.hexdigest()}
-
-
-def presentation_s(path: Path) -> float | None:
-    """How long the first video stream plays, as the writer and crash recovery state it in
-    ``duration_s``: the last packet's pts minus the first's plus one frame (the median step
-    between pts), in seconds, from the demuxed packets (never decoded); None if the file is
-    not a video or has no timed packet."""
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                return None
-            stream = c.streams.video[0]
-            tb = float(stream.time_base or 0) or 1 / 90_000
-            pts = sorted(
-                p.pts for p in c.demux(stream) if p.size and p.pts is not None
-            )  # presentation order (B-frames arrive in decode order)
-    except Exception:  # any unreadable file simply is "not a video" here
-        return None
-    if not pts:
-        return None
-    steps = [b - a for a, b in itertools.pairwise(pts) if b > a]
-    frame = statistics.median(steps) if steps else 0
-    return float((pts[-1] - pts[0] + frame) * tb)
 
 
 def _seconds(value: Any) -> float | None:
