@@ -60,7 +60,34 @@ def client_gone() -> Callable[[], bool]:
 _HEAD = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode("ascii")
 
 
-class MjpegStream:
+class SlotStream:
+    """A streamed response body that holds one of the site's stream slots (live pictures,
+    kiosk screens) from when it is made until ``close``, which the server calls when the
+    stream ends or its client goes away. It runs while the site is up (``stop``), for at most
+    ``max_s``, and while ``gone()`` does not say its client left."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_s: float,
+        stop: threading.Event,
+        slot: threading.BoundedSemaphore,
+        gone: Callable[[], bool] = _never,
+    ) -> None:
+        self.path = path
+        self.max_s = max_s
+        self.stop = stop
+        self.gone = gone
+        self._slot: threading.BoundedSemaphore | None = slot
+
+    def close(self) -> None:
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
+
+
+class MjpegStream(SlotStream):
     """multipart/x-mixed-replace body: a part whenever the JPEG changes, else a keepalive.
 
     Each part is sent with the next part's headers: Chromium shows a part only once the next
@@ -85,12 +112,8 @@ class MjpegStream:
         slot: threading.BoundedSemaphore,
         gone: Callable[[], bool] = _never,
     ) -> None:
-        self.path = path
+        super().__init__(path, max_s=max_s, stop=stop, slot=slot, gone=gone)
         self.interval = interval
-        self.max_s = max_s
-        self.stop = stop
-        self.gone = gone
-        self._slot: threading.BoundedSemaphore | None = slot
 
     def __iter__(self) -> Iterator[bytes]:
         deadline = time.monotonic() + self.max_s
@@ -108,11 +131,6 @@ class MjpegStream:
                 break
         if not self.gone():  # else there is no one to tell
             yield (b"\r\n" if begun else b"") + f"--{BOUNDARY}--\r\n".encode("ascii")
-
-    def close(self) -> None:
-        if self._slot is not None:
-            self._slot.release()
-            self._slot = None
 
 
 @bp.get("/live")

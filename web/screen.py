@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response
 
 from station.floor.packer_inbox import write_request
 from web.handles import site_config
-from web.live import BOUNDARY, MjpegStream, client_gone
+from web.live import BOUNDARY, MjpegStream, SlotStream, client_gone
 from web.stations import live_files
 
 log = logging.getLogger(__name__)
@@ -145,25 +145,9 @@ def packer(key: str) -> Any:
     return redirect(url_for("screen.page", key=key, **_token_arg()), code=303)
 
 
-class ScreenEvents:
+class ScreenEvents(SlotStream):
     """The SSE body: the screen document whenever its file changes, a comment as keepalive;
-    ends after ``max_s``, when the site stops or once ``gone()`` says the client left (as
-    MjpegStream), and gives back its slot in ``close``."""
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        stop: threading.Event,
-        slot: threading.BoundedSemaphore,
-        max_s: float,
-        gone: Callable[[], bool] = lambda: False,
-    ) -> None:
-        self.path = path
-        self.stop = stop
-        self.max_s = max_s
-        self.gone = gone
-        self._slot: threading.BoundedSemaphore | None = slot
+    ends as a SlotStream does, and gives back its slot in ``close``."""
 
     def __iter__(self) -> Iterator[bytes]:
         yield b"retry: 1000\n\n"
@@ -181,11 +165,6 @@ class ScreenEvents:
                 yield b": keepalive\n\n"
             if self.stop.wait(POLL_S) or self.gone():
                 break
-
-    def close(self) -> None:
-        if self._slot is not None:
-            self._slot.release()
-            self._slot = None
 
 
 def _slots() -> threading.BoundedSemaphore:
