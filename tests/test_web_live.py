@@ -303,3 +303,37 @@ def test_an_unreadable_status_file_is_said_in_the_readers_language_without_the_r
     doc = client.get("/api/stations").get_json()
     broken = next(s for s in doc["stations"] if s["key"] == "broken")
     assert broken["unreadable"] is True and broken["last_error"] == "status file unreadable"
+
+
+@pytest.mark.parametrize("jpg", [None, b"", b"not a jpeg"], ids=["missing", "empty", "not-jpeg"])
+@pytest.mark.parametrize("prefix", ["/live", "/screen"])
+def test_a_station_with_no_readable_jpeg_yet_is_404_and_takes_no_slot(
+    web_env: WebEnv, prefix: str, jpg: bytes | None
+) -> None:
+    """A station that has written its status but no picture yet: the picture is refused at
+    once (the page's retry asks again), not a stream that sends nothing for live_max_s while
+    holding a slot; once the station writes its JPEG the next ask streams it."""
+    live = web_env.data_dir / "live"
+    write_station(live, "desk-1")
+    if jpg is None:
+        (live / "desk-1.jpg").unlink()
+    else:
+        (live / "desk-1.jpg").write_bytes(jpg)
+    app = make_app(web_env, LIVE_MAX_S=30.0, SCREEN_STREAM_MAX_S=30.0, LIVE_INTERVAL_S=0.05)
+    client = login(app.test_client(), "operator")
+    url = f"/{prefix.strip('/')}/desk-1/stream.mjpg"
+    for _ in range(5):  # more than the slots there are: none kept
+        started = time.monotonic()
+        resp = client.get(url, buffered=False)
+        try:
+            assert resp.status_code == 404
+        finally:
+            resp.close()
+        assert time.monotonic() - started < 5  # not held for the stream's 30 s
+    (live / "desk-1.jpg").write_bytes(jpeg())
+    resp = client.get(url, buffered=False)
+    try:
+        assert resp.status_code == 200
+        assert frames(next(iter(resp.response)) + b"\r\n--packcamframe--\r\n") == [jpeg()]
+    finally:
+        resp.close()

@@ -32,6 +32,16 @@ def _frame_path(key: str) -> Path:
     return status.with_suffix(".jpg")
 
 
+def streamable(path: Path) -> Path:
+    """``path`` if it holds a readable JPEG now, else a 404: a station that has its status file
+    but no picture yet (or an unreadable one) gets no stream that would hold a slot and send
+    nothing until its time limit; the page's retry asks again and gets the picture once the
+    station writes one."""
+    if _read_jpeg(path) is None:
+        abort(404)
+    return path
+
+
 def _read_jpeg(path: Path) -> tuple[bytes, tuple[int, int]] | None:
     try:
         st = path.stat()
@@ -147,7 +157,7 @@ def page() -> str:
 @bp.get("/live/<key>/stream.mjpg")
 @require("operator")
 def stream(key: str) -> Response:
-    path = _frame_path(key)
+    path = streamable(_frame_path(key))
     ext = current_app.extensions["packcam"]
     slot: threading.BoundedSemaphore = ext["live_slots"]
     if not slot.acquire(blocking=False):

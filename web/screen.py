@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response
 
 from station.floor.packer_inbox import write_request
 from web.handles import site_config
-from web.live import BOUNDARY, MjpegStream, SlotStream, client_gone
+from web.live import BOUNDARY, MjpegStream, SlotStream, client_gone, streamable
 from web.stations import live_files
 
 log = logging.getLogger(__name__)
@@ -213,11 +213,12 @@ def stream(key: str) -> Response:
     status = live_files(current_app.config["LIVE_DIR"]).get(key)
     if status is None:
         abort(404)
+    path = streamable(status.with_suffix(".jpg"))
     slot = _slots()
     if not slot.acquire(blocking=False):
         abort(503)
     body = MjpegStream(
-        status.with_suffix(".jpg"),
+        path,
         interval=current_app.config["LIVE_INTERVAL_S"],
         max_s=float(current_app.config.get("SCREEN_STREAM_MAX_S", STREAM_MAX_S)),
         stop=current_app.extensions["packcam"]["stop"],
