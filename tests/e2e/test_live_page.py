@@ -6,9 +6,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import Site
+from conftest_web import WebEnv
 from test_live_slots import _open_all
+from test_station_screen import _serve
 from test_web_browser import log_in
-from test_web_live import write_station
+from test_web_live import jpeg, write_station
 
 pytestmark = pytest.mark.slow
 
@@ -39,3 +42,42 @@ def test_a_live_picture_refused_a_stream_slot_shows_once_one_is_free(page: Any, 
             sock.close()
     page.wait_for_function(SHOWN)
     assert page.locator(f'figure[data-key="{KEY}"] .no-frame').is_hidden()
+
+
+def _colour(name: str) -> str:
+    """A page function: the live picture shows, and its middle is mostly ``name`` (red or
+    green), read back through a canvas (same origin, so not tainted)."""
+    test = {"red": "d[0] > 150 && d[1] < 90", "green": "d[1] > 150 && d[0] < 90"}[name]
+    return (
+        f"() => {{ const i = {FIG}.querySelector('img.live-img');"
+        " if (i.hidden || !i.complete || !i.naturalWidth) return false;"
+        " const c = document.createElement('canvas'); c.width = i.naturalWidth;"
+        " c.height = i.naturalHeight; const x = c.getContext('2d'); x.drawImage(i, 0, 0);"
+        " const d = x.getImageData(c.width >> 1, c.height >> 1, 1, 1).data;"
+        f" return {test}; }}"
+    )
+
+
+def test_a_live_picture_is_asked_for_again_once_the_site_is_back(
+    page: Any, web_env: WebEnv
+) -> None:
+    """The site restarts: the picture's stream ends cleanly (a finished multipart stream fires
+    no error event), which would leave the picture frozen on its last frame. The page's poll
+    of /api/stations fails meanwhile; once it answers again, each picture is asked for again
+    and shows the station's frame of now, without a reload."""
+    live = web_env.data_dir / "live"
+    write_station(live, KEY)  # red
+    with _serve(web_env.cfg) as url:
+        log_in(page, Site(url, web_env), "operator")
+        page.goto(f"{url}/live")
+        page.wait_for_function(_colour("red"))
+    port = urlsplit(url).port
+    # The site is down: the page's next poll fails (within its 2 s period).
+    page.wait_for_event(
+        "requestfailed", predicate=lambda r: "/api/stations" in r.url, timeout=10_000
+    )
+    tmp = live / f".{KEY}.new"
+    tmp.write_bytes(jpeg((0, 200, 0)))
+    tmp.replace(live / f"{KEY}.jpg")
+    with _serve(web_env.cfg, port):
+        page.wait_for_function(_colour("green"))

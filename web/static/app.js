@@ -113,9 +113,20 @@ document.addEventListener("DOMContentLoaded", () => {
   if (live) {
     const labels = live.dataset;
     const maxS = parseFloat(labels.maxS) || 600;
+    const pictures = [];
+    let lost = false; // the last poll failed (the site down or restarting)
     const refresh = () => {
       fetch(live.dataset.api, { credentials: "same-origin" })
-        .then((r) => (r.ok ? r.json() : null))
+        .then((r) => (r.ok ? r.json() : Promise.reject(new Error(String(r.status)))))
+        .then((doc) => {
+          // The site answers again after failing: a picture's stream that ended meanwhile
+          // (the site restarted) fired no error event and left its last frame on screen, so
+          // each picture is asked for again (as the station screen does when its events
+          // come back).
+          if (lost) pictures.forEach((p) => p.again());
+          lost = false;
+          return doc;
+        }, () => { lost = true; return null; })
         .then((doc) => {
           if (!doc) return;
           doc.stations.forEach((st) => {
@@ -140,6 +151,7 @@ document.addEventListener("DOMContentLoaded", () => {
         img.hidden = !ok;
         if (waiting) waiting.hidden = ok;
       });
+      pictures.push(picture);
       const pause = () => {
         picture.stop();
         const btn = document.createElement("button");
