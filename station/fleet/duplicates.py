@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -25,6 +26,9 @@ MAX_BYTES = 64 * 1024
 MAX_REFS = 20
 PENDING_S = 600.0  # how long a late answer waits for its clip to be indexed
 LOG_EVERY_S = 60.0
+REFUSED = (401, 403)  # the site refuses this station: a bad token, another machine's key
+REASON_BYTES = 4096  # read of a refusal's body, for its reason
+REASON_CHARS = 300
 
 Fetcher = Callable[[str, Mapping[str, str], float], bytes]
 
@@ -72,6 +76,34 @@ def fleet_refs(body: bytes, order_id: str, own_station: str) -> list[dict[str, A
             continue
         refs.append({"station": st[:64], "clip_id": cid, "started": str(c.get("started", ""))[:40]})
     return refs[:MAX_REFS]
+
+
+def refusal_reason(body: bytes) -> str:
+    """The central site's reason for a refusal (its JSON ``{"error": ...}``, central/api.py),
+    on one line of at most 300 characters (control characters made spaces); "" when the body
+    is not that (a proxy's page). For the log only: never a manifest. Pure."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    error = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(error, str):
+        return ""
+    text = " ".join("".join(c if c.isprintable() else " " for c in error).split())
+    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS] + "…"
+
+
+def _refusal(exc: urllib.error.HTTPError) -> str:
+    """What the log says of a refusal: its status and the site's reason (read: at most
+    REASON_BYTES of its body; the response closed)."""
+    try:
+        body = exc.read(REASON_BYTES)
+    except (OSError, ValueError):
+        body = b""
+    finally:
+        exc.close()
+    reason = refusal_reason(body)
+    return f"HTTP {exc.code}: {reason}" if reason else f"HTTP {exc.code}"
 
 
 def describe(refs: list[dict[str, Any]]) -> str:
@@ -149,8 +181,14 @@ class FleetDuplicates(OrderEventWorker):
         headers = {"Authorization": f"Bearer {self._token}", KEY_HEADER: signing_key(self.cfg)[0]}
         try:
             refs = fleet_refs(self._fetch(url, headers, self.timeout_s), order, self.station)
-        except (OSError, CheckFailed, ValueError) as exc:  # HTTP error, timeout, bad answer
-            self._unreachable(order, fetch_failure(exc))
+        except urllib.error.HTTPError as exc:
+            if exc.code in REFUSED:  # the site answers, and says why it will not
+                self._failed(order, f"the central site refused the check ({_refusal(exc)})")
+            else:
+                self._failed(order, f"central index not answering ({fetch_failure(exc)})")
+            return None
+        except (OSError, CheckFailed, ValueError) as exc:  # timeout, no connection, bad answer
+            self._failed(order, f"central index not answering ({fetch_failure(exc)})")
             return None
         self.checked += 1
         if not refs:
@@ -170,14 +208,14 @@ class FleetDuplicates(OrderEventWorker):
                              why=f"already recorded: {describe(refs)}")  # fmt: skip
         return refs
 
-    def _unreachable(self, order: str, why: str) -> None:
+    def _failed(self, order: str, what: str) -> None:
+        """Logged as a WARNING at most once a minute, else at DEBUG."""
         now = time.monotonic()
         if now >= self._next_log:
             self._next_log = now + LOG_EVERY_S
-            log.warning("fleet duplicate check of %r: central index not answering (%s);"
-                        " local check only", order, why)  # fmt: skip
+            log.warning("fleet duplicate check of %r: %s; local check only", order, what)
         else:
-            log.debug("fleet duplicate check of %r: %s", order, why)
+            log.debug("fleet duplicate check of %r: %s", order, what)
 
     def _late(self, event: StationEvent, refs: list[dict[str, Any]]) -> None:
         """The clip ended before the answer: link its index row, now or once indexed."""
@@ -215,4 +253,11 @@ def build_duplicates(
     return FleetDuplicates(cfg, events, annotate, ledger, token=read_token(cfg.central))
 
 
-__all__ = ["MANIFEST_KEY", "FleetDuplicates", "build_duplicates", "describe", "fleet_refs"]
+__all__ = [
+    "MANIFEST_KEY",
+    "FleetDuplicates",
+    "build_duplicates",
+    "describe",
+    "fleet_refs",
+    "refusal_reason",
+]
