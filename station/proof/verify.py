@@ -43,7 +43,11 @@ from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles
 from station.proof.standalone_verify import (
     ACCURACY_GRACE_S,
+    FRAME_READ_MAX,
+    MAX_DELAY_MIN,
+    MEMBER_READ_MAX,
     NO_START_STATEMENT,
+    READ_BUDGET,
     VERIFIER,
     Overlap,
     as_characters,
@@ -119,7 +123,7 @@ EXIT_CODES = {AUTHENTIC: 0, TAMPERED: 1, UNVERIFIED: 1, UNANCHORED: 4}
 # authentic for the clips here, but some of the order's clips are gone (by the station's signed
 # retention record): never 0, so a script that checks for 0 never takes it for the whole order
 EXIT_PARTIAL = 5
-DEFAULT_MAX_DELAY_S = 15 * 60.0  # recorded end -> the TSA's time, either way
+DEFAULT_MAX_DELAY_S = MAX_DELAY_MIN * 60  # recorded end -> the TSA's time, either way
 TSA_TIME_PRECISION_S = 1.0  # genTime is usually whole seconds (RFC 3161 2.4.2 allows more)
 
 
@@ -1020,11 +1024,11 @@ def unpacked_name(name: str) -> str:
     return folded + ("/" if name.endswith(("/", "\\")) else "")
 
 
-# The most a bundle's members may take in memory while it is checked, all reads together
-# (its clips are unpacked and hashed in streams, not read): a real order's manifests,
-# proofs, tokens and key frames come to a few MB, but bundle.json may name one member any
-# number of times, and each naming is another read.
-READ_BUDGET = 128 << 20
+# The most a bundle's members may take in memory while it is checked is the kit's
+# READ_BUDGET, all reads together (its clips are unpacked and hashed in streams, not read):
+# bundle.json may name one member any number of times, and each naming is another read.
+# MEMBER_READ_MAX, FRAME_READ_MAX and READ_BUDGET are defined once, in the kit (verify.py
+# cannot import packcam), and oversized_problem refuses up front what would pass them.
 
 
 class _Bundle:
@@ -1060,7 +1064,7 @@ class _Bundle:
     def has(self, name: str | None) -> bool:
         return bool(name) and name in self.names
 
-    def read(self, name: str, limit: int = 64 << 20) -> bytes:
+    def read(self, name: str, limit: int = MEMBER_READ_MAX) -> bytes:
         info = self.names.get(name)
         if info is None:
             raise ProofError(f"bundle lacks {name}")
@@ -1069,7 +1073,7 @@ class _Bundle:
         self._read += info.file_size  # zipfile reads no more than the size the member declares
         if self._read > READ_BUDGET:
             raise ProofError(
-                f"checking it would read more than {READ_BUDGET >> 20} MB of its members into "
+                f"checking it would read more than {READ_BUDGET >> 20} MiB of its members into "
                 f"memory ({name} and others named over and over): not a packcam bundle"
             )
         return self.zf.read(info)
@@ -1536,9 +1540,6 @@ def _verify_bundle(
     report.facts["clips"] = clips_facts
 
 
-MAX_FRAME_BYTES = 8 << 20  # a key frame is a JPEG of one picture
-
-
 def _check_key_frames(
     report: Report,
     name: str,
@@ -1577,7 +1578,7 @@ def _check_key_frames(
         shown = {}
     for t, _, member in named:
         try:
-            with Image.open(io.BytesIO(b.read(member, MAX_FRAME_BYTES))) as img:
+            with Image.open(io.BytesIO(b.read(member, FRAME_READ_MAX))) as img:
                 same = t in shown and same_picture(shown[t], img)
         except (UnidentifiedImageError, OSError, ValueError):
             same = False
