@@ -38,7 +38,14 @@ from station.proof.keys import (
     station_public_key,
     verify_signature,
 )
-from station.proof.log import CHECKPOINT_TYPE, Checkpoint, LogEntry, ProofLog, Rotation
+from station.proof.log import (
+    CHECKPOINT_TYPE,
+    ArchivedLog,
+    Checkpoint,
+    LogEntry,
+    ProofLog,
+    Rotation,
+)
 from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles
 from station.proof.standalone_verify import (
@@ -2001,7 +2008,9 @@ def name_later_clips(report: Report, cfg: Config) -> None:
     order re-recorded after the export) are named, so an old bundle is not taken as complete;
     and one logged up to the checkpoint that the bundle neither holds nor carries the deletion
     record of fails (``order-incomplete``): the bundle manifest that lists the order's clips
-    is signed at export, and a key holder can re-sign it without one (offline nothing tells)."""
+    is signed at export, and a key holder can re-sign it without one (offline nothing tells);
+    and a clip whose bytes the log holds more than once fails (``clip-logged-twice``), as the
+    bare clip does against the same log."""
     order = report.facts.get("order_id")
     cp = report.facts.get("checkpoint") or {}
     if not isinstance(order, str) or "tree_size" not in cp:
@@ -2014,6 +2023,8 @@ def name_later_clips(report: Report, cfg: Config) -> None:
         start = next((i for i, r in enumerate(rots) if r.old_key == key), None)
         if key not in own_keys(cfg, plog):
             return  # another station's bundle: this log says nothing about its order
+        for clip in report.facts.get("clips", []):  # as the bare clip: one log entry
+            check_logged_once(report, f"clip {clip.get('file')}", plog, str(clip.get("sha256")))
         size = int(cp["tree_size"])
         own = plog.entries() if start is None else plog.archived(str(key)).entries()
         _name_left_out_clips(report, order, own[:size])
@@ -2229,7 +2240,7 @@ def verify_clip(
             else:
                 report.add("index.row", OK, f"index row {row['id']} agrees with the manifest")
             _note_late_links(report, "index.row", st.clips, row)
-        _note_overlaps(report, st, entries, body, row)
+        _note_overlaps(report, st, body, row)
         _check_clip_in_log(report, st, e)
         start = start_statement_digest(body)
         check_clip_tokens(
@@ -2247,7 +2258,6 @@ def verify_clip(
 def _note_overlaps(
     report: Report,
     st: _Store,
-    entries: list[LogEntry],
     body: dict[str, Any],
     row: sqlite3.Row | None,
 ) -> None:
@@ -2274,9 +2284,33 @@ def _note_overlaps(
     for o in overlaps([body, *others]):
         if o.first is body or o.second is body:
             _add_overlap(report, "index.overlap", o, clip_id(o.first), clip_id(o.second))
-    if len(entries) > 1:
-        same = [json.loads(e.manifest) for e in entries]
-        report.add("index.log", FAIL, logged_twice(same, clip_id), "clip-logged-twice")
+    live = st.log.live if isinstance(st.log, ArchivedLog) else st.log  # a retired key's view
+    check_logged_once(report, "index.log", live, str(body.get("sha256")))
+
+
+def logged_manifests(plog: ProofLog, sha256: str) -> list[dict[str, Any]]:
+    """Every signed manifest of these clip bytes in the station's logs: its current key's and
+    each retired key's closed log (bytes logged under an old key and again under the new one
+    are logged twice too)."""
+    entries = plog.entries_for_clip(sha256)
+    entries += [e for _, e in plog.archived_entries_for_clip(sha256)]
+    return [json.loads(e.manifest) for e in entries]
+
+
+def check_logged_once(report: Report, name: str, plog: ProofLog, sha256: str) -> None:
+    """Fail a clip whose bytes the station logged more than once (``clip-logged-twice``): the
+    one rule of a bare clip and, with the station's data, of a bundle's clip (the bundle
+    carries one of the manifests, and alone cannot know of the other)."""
+    same = logged_manifests(plog, sha256)
+    if len(same) < 2:
+        return
+    clips = ClipTable(plog.db)
+
+    def clip_id(b: dict[str, Any]) -> object:
+        clip = clips.clip_by_path(str(b.get("path")))
+        return clip.id if clip is not None else "?"
+
+    report.add(name, FAIL, logged_twice(same, clip_id), "clip-logged-twice")
 
 
 def verify_gone_clip(rel: str, sha256: str, cfg: Config) -> Report:
