@@ -29,8 +29,8 @@ from station.proof.verify import (
     TimeBound,
     WitnessFetch,
     audit,
+    check_bundle_in_log,
     load_known_checkpoint,
-    name_later_clips,
     verify_bundle,
     verify_clip,
 )
@@ -223,8 +223,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report = verify_bundle(
             target, anchors=anchors, bound=bound, witness=witness, witness_pin=pin
         )
-        if args.data or args.config:
-            name_later_clips(report, load_config(args))
+        if args.data or args.config:  # as the station site's /verify page
+            check_bundle_in_log(report, load_config(args))
     else:
         cfg = load_config(args) if (args.data or args.config) else None
         report = verify_clip(target, cfg, anchors=anchors, bound=bound)

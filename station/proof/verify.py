@@ -2003,6 +2003,65 @@ def rotation_final_size(r: dict[str, Any], log_key: str | None) -> int | None:
     return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
+def check_bundle_in_log(report: Report, cfg: Config) -> None:
+    """A bundle checked with a station's data (``packcam verify --data DIR BUNDLE``, the
+    station site's ``/verify``): one that verifies on its own must also be one of *this*
+    station's clips, each under the bundle's own signed manifest (``log-leaf-replaced``: the
+    key holder re-signed it in a log of its own; ``clip-unknown``), unless another station's
+    key signed it: this log knows nothing of those, and a key the company CA certified is what
+    ``packcam verify`` with the site's anchors accepts. Then ``name_later_clips``."""
+    if report.ok and not report.failures:
+        _hold_clips_to_log(report, cfg)
+    name_later_clips(report, cfg)  # the order recorded again since: say so
+
+
+def _hold_clips_to_log(report: Report, cfg: Config) -> None:
+    try:
+        plog = ProofLog.in_data_dir(cfg.station.data_dir)
+    except ProofError:
+        return
+    try:
+        other_station = report.signer_anchored and report.facts.get("station_key") not in (
+            own_keys(cfg, plog)
+        )
+        for clip in report.facts.get("clips", []):
+            sha = str(clip.get("sha256"))
+            # a clip recorded before a key rotation is in its retired key's closed log
+            logged = plog.entries_for_clip(sha) + [
+                e for _, e in plog.archived_entries_for_clip(sha)
+            ]
+            if any(e.manifest_sha256 == clip.get("manifest_sha256") for e in logged):
+                report.add("store", OK, f"{clip.get('file')} is in this site's signed log")
+            elif logged:
+                # the key holder re-signed these bytes (another waybill, other times) in a log
+                # of its own: offline that is its word, but this site holds the real entry
+                report.add(
+                    "store",
+                    FAIL,
+                    f"{clip.get('file')} is entry {logged[-1].seq} of this site's signed log, "
+                    "under another signed manifest than the bundle's: the bundle's manifest and "
+                    "log are not the ones this site recorded",
+                    "log-leaf-replaced",
+                )
+            elif other_station:
+                report.add(
+                    "store",
+                    WARN,
+                    f"{clip.get('file')} is not in this station's log: station "
+                    f"{clip.get('station')!r} signed it with a key this site's company CA "
+                    "certified; only its signatures were checked, not that station's log",
+                )
+            else:
+                report.add(
+                    "store",
+                    FAIL,
+                    f"{clip.get('file')} is not a clip of this site's stations",
+                    "clip-unknown",
+                )
+    finally:
+        plog.close()
+
+
 def name_later_clips(report: Report, cfg: Config) -> None:
     """With the station's data: clips of the bundle's order logged after its checkpoint (an
     order re-recorded after the export) are named, so an old bundle is not taken as complete;
