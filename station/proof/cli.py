@@ -443,8 +443,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "verify",
         help="verify a bundle or a clip; exit 0 only when authentic, 4 when unanchored, 5 partial",
-        description="Verify an evidence bundle (needs nothing else) or a bare clip (against the "
-        "station index with --data, and its embedded C2PA manifest). Prints one reason per "
+        description="Verify an evidence bundle (needs nothing else; with --data, each clip is "
+        "also held to that station's log, as its /verify page does) or a bare clip (against "
+        "the station index with --data, and its embedded C2PA manifest). Prints one reason per "
         "check. " + VERDICT_HELP,
     )
     p.add_argument("file", metavar="FILE|BUNDLE")
