@@ -16,7 +16,15 @@ from verify_support import verify_page
 from station.config import Config
 from station.proof.bundle import export_order
 from station.proof.finalizer import ProofFinalizer
-from station.proof.verify import TAMPERED, audit, name_later_clips, verify_bundle, verify_clip
+from station.proof.verify import (
+    AUTHENTIC,
+    TAMPERED,
+    audit,
+    check_bundle_in_log,
+    name_later_clips,
+    verify_bundle,
+    verify_clip,
+)
 from station.store.ledger import INDEX_NAME
 from web import create_app
 
@@ -162,3 +170,30 @@ def test_a_recording_logged_again_under_the_next_key_is_logged_twice_bare_and_bu
         report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
         name_later_clips(report, st.cfg)
         assert report.verdict == TAMPERED and "clip-logged-twice" in report.codes()
+
+
+def test_a_bundle_s_clip_claiming_another_order_s_seconds_is_named_with_the_station_s_data(
+    tmp_path: Path,
+    tsa_ec: TsaServer,  # noqa: F811
+) -> None:
+    """C3 signed as recorded from 1 s into A1 (both clocks synced): the bare clip with --data
+    fails (`clip-overlap`, each second belongs to one order); a bundle of C3 or A1 checked
+    with the same data (`packcam verify --data`, the station's /verify) did not hold its
+    clips to the index's other clips, only to one another: one rule now, the same reasons."""
+    st = build_store(tmp_path, tsa_ec, [], c2pa=False)
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    _session(st.cfg, ["A1", "B2"], t0)
+    _session(st.cfg, ["C3"], t0 + timedelta(seconds=1))
+    rows = {r[1]: r for r in _clip_rows(st.data)}
+    for order in ("A1", "C3"):
+        bare = verify_clip(st.data / rows[order][2], st.cfg, anchors=st.anchors())
+        assert "clip-overlap" in bare.codes(), bare.lines()
+        bundle = export_order(st.cfg, order, tmp_path / f"{order}.zip").path
+        report = verify_bundle(bundle, anchors=st.anchors(), tmp_dir=tmp_path)
+        check_bundle_in_log(report, st.cfg)
+        assert report.verdict == TAMPERED == bare.verdict, report.lines()
+        assert report.codes() == bare.codes(), (report.lines(), bare.lines())
+    b2 = export_order(st.cfg, "B2", tmp_path / "B2.zip").path
+    report = verify_bundle(b2, anchors=st.anchors(), tmp_dir=tmp_path)
+    check_bundle_in_log(report, st.cfg)
+    assert report.verdict == AUTHENTIC, report.lines()

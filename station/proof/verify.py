@@ -2082,8 +2082,18 @@ def name_later_clips(report: Report, cfg: Config) -> None:
         start = next((i for i, r in enumerate(rots) if r.old_key == key), None)
         if key not in own_keys(cfg, plog):
             return  # another station's bundle: this log says nothing about its order
-        for clip in report.facts.get("clips", []):  # as the bare clip: one log entry
-            check_logged_once(report, f"clip {clip.get('file')}", plog, str(clip.get("sha256")))
+        table = ClipTable(plog.db)
+        for clip in report.facts.get("clips", []):  # as the bare clip: its seconds, its bytes
+            sha = str(clip.get("sha256"))
+            logged = plog.entries_for_clip(sha) + [
+                e for _, e in plog.archived_entries_for_clip(sha)
+            ]
+            e = next((e for e in logged if e.manifest_sha256 == clip.get("manifest_sha256")), None)
+            if e is None:  # not this log's entry (log-leaf-replaced): its bytes at least
+                check_logged_once(report, f"clip {clip.get('file')}.log", plog, sha)
+                continue
+            body, row = json.loads(e.manifest), table.raw_row_by_sha256(sha)
+            note_overlaps(report, plog, table, body, row, f"clip {clip.get('file')}")
         size = int(cp["tree_size"])
         own = plog.entries() if start is None else plog.archived(str(key)).entries()
         _name_left_out_clips(report, order, own[:size])
@@ -2299,7 +2309,7 @@ def verify_clip(
             else:
                 report.add("index.row", OK, f"index row {row['id']} agrees with the manifest")
             _note_late_links(report, "index.row", st.clips, row)
-        _note_overlaps(report, st, body, row)
+        note_overlaps(report, st.log, st.clips, body, row)
         _check_clip_in_log(report, st, e)
         start = start_statement_digest(body)
         check_clip_tokens(
@@ -2314,27 +2324,31 @@ def verify_clip(
     return report
 
 
-def _note_overlaps(
+def note_overlaps(
     report: Report,
-    st: _Store,
+    log: ProofLog | ArchivedLog,
+    clips: ClipTable,
     body: dict[str, Any],
     row: sqlite3.Row | None,
+    where: str = "index",
 ) -> None:
     """Another clip of this station claiming this clip's seconds (its index row found by time,
-    judged by its signed manifest when the log holds it), and this clip's bytes logged twice:
-    the rules ``packcam audit`` applies to the whole log, for this clip."""
+    judged by its signed manifest when ``log`` holds it), and this clip's bytes logged twice:
+    the rules ``packcam audit`` applies to the whole log, for this clip (signed manifest
+    ``body``, index row ``row``). The one rule of a bare clip and, with the station's data,
+    of each clip of a bundle of the station's (``check_bundle_in_log``)."""
 
     def clip_id(b: dict[str, Any]) -> object:
-        clip = st.clips.clip_by_path(str(b.get("path")))
+        clip = clips.clip_by_path(str(b.get("path")))
         return clip.id if clip is not None else "?"
 
     start, end = _parse_time(body.get("started_at")), _parse_time(body.get("ended_at"))
     others: list[dict[str, Any]] = []
     if start is not None and end is not None and start.tzinfo and end.tzinfo:
-        for r in st.clips.rows_overlapping(start, end):
+        for r in clips.rows_overlapping(start, end):
             if row is not None and r["id"] == row["id"]:
                 continue
-            logged = st.log.entries_for_clip(r["sha256"])
+            logged = log.entries_for_clip(r["sha256"])
             others.append(
                 json.loads(logged[-1].manifest)
                 if logged  # its signed claim; else what the index says (no clock known)
@@ -2342,9 +2356,9 @@ def _note_overlaps(
             )
     for o in overlaps([body, *others]):
         if o.first is body or o.second is body:
-            _add_overlap(report, "index.overlap", o, clip_id(o.first), clip_id(o.second))
-    live = st.log.live if isinstance(st.log, ArchivedLog) else st.log  # a retired key's view
-    check_logged_once(report, "index.log", live, str(body.get("sha256")))
+            _add_overlap(report, f"{where}.overlap", o, clip_id(o.first), clip_id(o.second))
+    live = log.live if isinstance(log, ArchivedLog) else log  # a retired key's view
+    check_logged_once(report, f"{where}.log", live, str(body.get("sha256")))
 
 
 def logged_manifests(plog: ProofLog, sha256: str) -> list[dict[str, Any]]:
