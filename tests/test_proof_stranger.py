@@ -31,6 +31,7 @@ from verify_support import big_store  # noqa: F401 (fixture)
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
+from station.proof import cli as station_cli
 from station.proof.bundle import export_order
 from station.proof.keys import StationKey
 from station.proof.verify import AUTHENTIC, TAMPERED, Report, verify_bundle, verify_clip
@@ -191,6 +192,7 @@ def test_the_site_refuses_a_logged_clip_under_a_manifest_its_log_does_not_hold(
     store: Store,  # noqa: F811
     a1: Path,
     tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The key holder re-signs A1's genuine clips with another waybill (the buyer's), builds a
     log of its own around them and has the TSA stamp it now. Offline that is the key holder's
@@ -205,6 +207,11 @@ def test_the_site_refuses_a_logged_clip_under_a_manifest_its_log_does_not_hold(
     body = _post(store, forged.read_bytes(), "relabel.zip")
     assert "✘ Not authentic" in body, body[-4000:]
     assert "log-leaf-replaced" in body, body[-4000:]
+    # `packcam verify --data` reads the same log: it said AUTHENTIC (exit 0), the page not
+    rc = station_cli.main(["verify", "--data", str(store.data), *store.pins(), str(forged),
+                           "--json", "--no-default-trust"])  # fmt: skip
+    said = json.loads(capsys.readouterr().out)
+    assert rc == 1 and "log-leaf-replaced" in said["reasons"], said
     honest = _post(store, a1.read_bytes(), "A1.zip")
     assert "✔ Authentic" in honest, honest[-4000:]
 

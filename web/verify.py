@@ -12,7 +12,6 @@ from flask_babel import gettext
 from station.config import Config
 from station.proof import ProofError
 from station.proof.ca import cert_fingerprint
-from station.proof.log import ProofLog
 from station.proof.paths import ProofPaths
 from station.proof.trust import Anchors
 from station.proof.tsa import load_pem_certs
@@ -21,8 +20,7 @@ from station.proof.verify import (
     UNANCHORED,
     UNVERIFIED,
     Report,
-    name_later_clips,
-    own_keys,
+    check_bundle_in_log,
     verify_bundle,
     verify_clip,
 )
@@ -385,60 +383,6 @@ def _recorded_match(cfg: Config | None, report: Report) -> dict[str, Any] | None
     return None
 
 
-def _check_bundle_against_store(cfg: Config | None, report: Report) -> None:
-    """A bundle that verifies on its own must also be one of *this* station's clips, unless
-    another station's key signed it: this log knows nothing of those, and a key the site's
-    company CA certified is what ``packcam verify`` with the site's anchors accepts."""
-    if cfg is None or report.failures or not report.ok:
-        return
-
-    try:
-        plog = ProofLog.in_data_dir(cfg.station.data_dir)
-    except ProofError:
-        return
-    try:
-        other_station = report.signer_anchored and report.facts.get("station_key") not in (
-            own_keys(cfg, plog)
-        )
-        for clip in report.facts.get("clips", []):
-            sha = str(clip.get("sha256"))
-            # a clip recorded before a key rotation is in its retired key's closed log
-            logged = plog.entries_for_clip(sha) + [
-                e for _, e in plog.archived_entries_for_clip(sha)
-            ]
-            if any(e.manifest_sha256 == clip.get("manifest_sha256") for e in logged):
-                report.add("store", "ok", f"{clip.get('file')} is in this site's signed log")
-            elif logged:
-                # the key holder re-signed these bytes (another waybill, other times) in a log
-                # of its own: offline that is its word, but this site holds the real entry
-                report.add(
-                    "store",
-                    "fail",
-                    f"{clip.get('file')} is entry {logged[-1].seq} of this site's signed log, "
-                    "under another signed manifest than the bundle's: the bundle's manifest and "
-                    "log are not the ones this site recorded",
-                    "log-leaf-replaced",
-                )
-            elif other_station:
-                report.add(
-                    "store",
-                    "warn",
-                    f"{clip.get('file')} is not in this station's log: station "
-                    f"{clip.get('station')!r} signed it with a key this site's company CA "
-                    "certified; this page checked its signatures, not that station's log",
-                )
-            else:
-                report.add(
-                    "store",
-                    "fail",
-                    f"{clip.get('file')} is not a clip of this site's stations",
-                    "clip-unknown",
-                )
-    finally:
-        plog.close()
-    name_later_clips(report, cfg)  # the order recorded again since: say so
-
-
 @bp.post("/verify")
 def upload() -> Response:
     # The site's CSRF check leaves this form to the streamed parse (web/uploads.py).
@@ -472,8 +416,8 @@ def _check(up: uploads.Upload) -> Response:
         report = verify_bundle(up.path, anchors=site_anchors(cfg), tmp_dir=up.scratch())
         if store is not None:  # the fleet's central site: the PostgreSQL index, not a local log
             store.check_bundle(report)
-        else:
-            _check_bundle_against_store(cfg, report)
+        elif cfg is not None:
+            check_bundle_in_log(report, cfg)
     elif store is not None:
         report = store.verify_clip(up.path)
     else:

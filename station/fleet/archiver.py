@@ -28,7 +28,8 @@ from station.proof.keys import StationKey, fingerprint, load_public_pem
 from station.proof.log import ProofLog
 from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles, cert_is_for
-from station.proof.verify import BUNDLE_MANIFEST, MAX_FRAME_BYTES
+from station.proof.standalone_verify import FRAME_READ_MAX
+from station.proof.verify import BUNDLE_MANIFEST
 from station.proof.videohash import keyframe_times
 from station.runtime.background import IndexWorker, Schedule
 from station.store.ledger import ClipRecord, Ledger
@@ -424,7 +425,7 @@ class Archiver(IndexWorker):
             if head is None:
                 log.warning("archiver: key frame %s of %s is not in the bucket", key, rec.path)
                 continue
-            if int(head.get("ContentLength") or 0) > MAX_FRAME_BYTES:  # a JPEG of one picture
+            if int(head.get("ContentLength") or 0) > FRAME_READ_MAX:  # a JPEG of one picture
                 log.warning("archiver: key frame %s of %s is too large; left out", key, rec.path)
                 continue
             out.append((float(f.get("t", 0.0)), str(f.get("label")), self.store.get_bytes(key)))

@@ -29,8 +29,8 @@ from station.proof.verify import (
     TimeBound,
     WitnessFetch,
     audit,
+    check_bundle_in_log,
     load_known_checkpoint,
-    name_later_clips,
     verify_bundle,
     verify_clip,
 )
@@ -223,8 +223,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report = verify_bundle(
             target, anchors=anchors, bound=bound, witness=witness, witness_pin=pin
         )
-        if args.data or args.config:
-            name_later_clips(report, load_config(args))
+        if args.data or args.config:  # as the station site's /verify page
+            check_bundle_in_log(report, load_config(args))
     else:
         cfg = load_config(args) if (args.data or args.config) else None
         report = verify_clip(target, cfg, anchors=anchors, bound=bound)
@@ -443,8 +443,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "verify",
         help="verify a bundle or a clip; exit 0 only when authentic, 4 when unanchored, 5 partial",
-        description="Verify an evidence bundle (needs nothing else) or a bare clip (against the "
-        "station index with --data, and its embedded C2PA manifest). Prints one reason per "
+        description="Verify an evidence bundle (needs nothing else; with --data, each clip is "
+        "also held to that station's log, as its /verify page does) or a bare clip (against "
+        "the station index with --data, and its embedded C2PA manifest). Prints one reason per "
         "check. " + VERDICT_HELP,
     )
     p.add_argument("file", metavar="FILE|BUNDLE")

@@ -1362,7 +1362,8 @@ def unheld_reference(index: dict[str, Any], names: Collection[str]) -> str | Non
 # What `packcam verify` reads of a bundle into memory: a member up to MEMBER_READ_MAX (a key
 # frame up to FRAME_READ_MAX), all reads together up to READ_BUDGET (its clips are hashed in
 # streams, never read whole). A real order's manifests, proofs, tokens and key frames come to
-# a few MB.
+# a few MB. Defined here only: `packcam verify` imports them (this script imports nothing of
+# packcam).
 MEMBER_READ_MAX, FRAME_READ_MAX, READ_BUDGET = 64 << 20, 8 << 20, 128 << 20
 # read once each (bundle.json, the bundle manifest, its signature, SHA256SUMS)
 READ_ONCE = ("bundle.json", MANIFEST, MANIFEST_SIG, "SHA256SUMS")

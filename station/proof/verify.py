@@ -38,12 +38,23 @@ from station.proof.keys import (
     station_public_key,
     verify_signature,
 )
-from station.proof.log import CHECKPOINT_TYPE, Checkpoint, LogEntry, ProofLog, Rotation
+from station.proof.log import (
+    CHECKPOINT_TYPE,
+    ArchivedLog,
+    Checkpoint,
+    LogEntry,
+    ProofLog,
+    Rotation,
+)
 from station.proof.paths import ProofPaths
 from station.proof.rotation import RotationFiles
 from station.proof.standalone_verify import (
     ACCURACY_GRACE_S,
+    FRAME_READ_MAX,
+    MAX_DELAY_MIN,
+    MEMBER_READ_MAX,
     NO_START_STATEMENT,
+    READ_BUDGET,
     VERIFIER,
     Overlap,
     as_characters,
@@ -119,7 +130,7 @@ EXIT_CODES = {AUTHENTIC: 0, TAMPERED: 1, UNVERIFIED: 1, UNANCHORED: 4}
 # authentic for the clips here, but some of the order's clips are gone (by the station's signed
 # retention record): never 0, so a script that checks for 0 never takes it for the whole order
 EXIT_PARTIAL = 5
-DEFAULT_MAX_DELAY_S = 15 * 60.0  # recorded end -> the TSA's time, either way
+DEFAULT_MAX_DELAY_S = MAX_DELAY_MIN * 60  # recorded end -> the TSA's time, either way
 TSA_TIME_PRECISION_S = 1.0  # genTime is usually whole seconds (RFC 3161 2.4.2 allows more)
 
 
@@ -1020,11 +1031,11 @@ def unpacked_name(name: str) -> str:
     return folded + ("/" if name.endswith(("/", "\\")) else "")
 
 
-# The most a bundle's members may take in memory while it is checked, all reads together
-# (its clips are unpacked and hashed in streams, not read): a real order's manifests,
-# proofs, tokens and key frames come to a few MB, but bundle.json may name one member any
-# number of times, and each naming is another read.
-READ_BUDGET = 128 << 20
+# The most a bundle's members may take in memory while it is checked is the kit's
+# READ_BUDGET, all reads together (its clips are unpacked and hashed in streams, not read):
+# bundle.json may name one member any number of times, and each naming is another read.
+# MEMBER_READ_MAX, FRAME_READ_MAX and READ_BUDGET are defined once, in the kit (verify.py
+# cannot import packcam), and oversized_problem refuses up front what would pass them.
 
 
 class _Bundle:
@@ -1060,7 +1071,7 @@ class _Bundle:
     def has(self, name: str | None) -> bool:
         return bool(name) and name in self.names
 
-    def read(self, name: str, limit: int = 64 << 20) -> bytes:
+    def read(self, name: str, limit: int = MEMBER_READ_MAX) -> bytes:
         info = self.names.get(name)
         if info is None:
             raise ProofError(f"bundle lacks {name}")
@@ -1069,7 +1080,7 @@ class _Bundle:
         self._read += info.file_size  # zipfile reads no more than the size the member declares
         if self._read > READ_BUDGET:
             raise ProofError(
-                f"checking it would read more than {READ_BUDGET >> 20} MB of its members into "
+                f"checking it would read more than {READ_BUDGET >> 20} MiB of its members into "
                 f"memory ({name} and others named over and over): not a packcam bundle"
             )
         return self.zf.read(info)
@@ -1536,9 +1547,6 @@ def _verify_bundle(
     report.facts["clips"] = clips_facts
 
 
-MAX_FRAME_BYTES = 8 << 20  # a key frame is a JPEG of one picture
-
-
 def _check_key_frames(
     report: Report,
     name: str,
@@ -1577,7 +1585,7 @@ def _check_key_frames(
         shown = {}
     for t, _, member in named:
         try:
-            with Image.open(io.BytesIO(b.read(member, MAX_FRAME_BYTES))) as img:
+            with Image.open(io.BytesIO(b.read(member, FRAME_READ_MAX))) as img:
                 same = t in shown and same_picture(shown[t], img)
         except (UnidentifiedImageError, OSError, ValueError):
             same = False
@@ -1995,12 +2003,73 @@ def rotation_final_size(r: dict[str, Any], log_key: str | None) -> int | None:
     return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
+def check_bundle_in_log(report: Report, cfg: Config) -> None:
+    """A bundle checked with a station's data (``packcam verify --data DIR BUNDLE``, the
+    station site's ``/verify``): one that verifies on its own must also be one of *this*
+    station's clips, each under the bundle's own signed manifest (``log-leaf-replaced``: the
+    key holder re-signed it in a log of its own; ``clip-unknown``), unless another station's
+    key signed it: this log knows nothing of those, and a key the company CA certified is what
+    ``packcam verify`` with the site's anchors accepts. Then ``name_later_clips``."""
+    if report.ok and not report.failures:
+        _hold_clips_to_log(report, cfg)
+    name_later_clips(report, cfg)  # the order recorded again since: say so
+
+
+def _hold_clips_to_log(report: Report, cfg: Config) -> None:
+    try:
+        plog = ProofLog.in_data_dir(cfg.station.data_dir)
+    except ProofError:
+        return
+    try:
+        other_station = report.signer_anchored and report.facts.get("station_key") not in (
+            own_keys(cfg, plog)
+        )
+        for clip in report.facts.get("clips", []):
+            sha = str(clip.get("sha256"))
+            # a clip recorded before a key rotation is in its retired key's closed log
+            logged = plog.entries_for_clip(sha) + [
+                e for _, e in plog.archived_entries_for_clip(sha)
+            ]
+            if any(e.manifest_sha256 == clip.get("manifest_sha256") for e in logged):
+                report.add("store", OK, f"{clip.get('file')} is in this site's signed log")
+            elif logged:
+                # the key holder re-signed these bytes (another waybill, other times) in a log
+                # of its own: offline that is its word, but this site holds the real entry
+                report.add(
+                    "store",
+                    FAIL,
+                    f"{clip.get('file')} is entry {logged[-1].seq} of this site's signed log, "
+                    "under another signed manifest than the bundle's: the bundle's manifest and "
+                    "log are not the ones this site recorded",
+                    "log-leaf-replaced",
+                )
+            elif other_station:
+                report.add(
+                    "store",
+                    WARN,
+                    f"{clip.get('file')} is not in this station's log: station "
+                    f"{clip.get('station')!r} signed it with a key this site's company CA "
+                    "certified; only its signatures were checked, not that station's log",
+                )
+            else:
+                report.add(
+                    "store",
+                    FAIL,
+                    f"{clip.get('file')} is not a clip of this site's stations",
+                    "clip-unknown",
+                )
+    finally:
+        plog.close()
+
+
 def name_later_clips(report: Report, cfg: Config) -> None:
     """With the station's data: clips of the bundle's order logged after its checkpoint (an
     order re-recorded after the export) are named, so an old bundle is not taken as complete;
     and one logged up to the checkpoint that the bundle neither holds nor carries the deletion
     record of fails (``order-incomplete``): the bundle manifest that lists the order's clips
-    is signed at export, and a key holder can re-sign it without one (offline nothing tells)."""
+    is signed at export, and a key holder can re-sign it without one (offline nothing tells);
+    and a clip whose bytes the log holds more than once fails (``clip-logged-twice``), as the
+    bare clip does against the same log."""
     order = report.facts.get("order_id")
     cp = report.facts.get("checkpoint") or {}
     if not isinstance(order, str) or "tree_size" not in cp:
@@ -2013,6 +2082,18 @@ def name_later_clips(report: Report, cfg: Config) -> None:
         start = next((i for i, r in enumerate(rots) if r.old_key == key), None)
         if key not in own_keys(cfg, plog):
             return  # another station's bundle: this log says nothing about its order
+        table = ClipTable(plog.db)
+        for clip in report.facts.get("clips", []):  # as the bare clip: its seconds, its bytes
+            sha = str(clip.get("sha256"))
+            logged = plog.entries_for_clip(sha) + [
+                e for _, e in plog.archived_entries_for_clip(sha)
+            ]
+            e = next((e for e in logged if e.manifest_sha256 == clip.get("manifest_sha256")), None)
+            if e is None:  # not this log's entry (log-leaf-replaced): its bytes at least
+                check_logged_once(report, f"clip {clip.get('file')}.log", plog, sha)
+                continue
+            body, row = json.loads(e.manifest), table.raw_row_by_sha256(sha)
+            note_overlaps(report, plog, table, body, row, f"clip {clip.get('file')}")
         size = int(cp["tree_size"])
         own = plog.entries() if start is None else plog.archived(str(key)).entries()
         _name_left_out_clips(report, order, own[:size])
@@ -2228,7 +2309,7 @@ def verify_clip(
             else:
                 report.add("index.row", OK, f"index row {row['id']} agrees with the manifest")
             _note_late_links(report, "index.row", st.clips, row)
-        _note_overlaps(report, st, entries, body, row)
+        note_overlaps(report, st.log, st.clips, body, row)
         _check_clip_in_log(report, st, e)
         start = start_statement_digest(body)
         check_clip_tokens(
@@ -2243,28 +2324,31 @@ def verify_clip(
     return report
 
 
-def _note_overlaps(
+def note_overlaps(
     report: Report,
-    st: _Store,
-    entries: list[LogEntry],
+    log: ProofLog | ArchivedLog,
+    clips: ClipTable,
     body: dict[str, Any],
     row: sqlite3.Row | None,
+    where: str = "index",
 ) -> None:
     """Another clip of this station claiming this clip's seconds (its index row found by time,
-    judged by its signed manifest when the log holds it), and this clip's bytes logged twice:
-    the rules ``packcam audit`` applies to the whole log, for this clip."""
+    judged by its signed manifest when ``log`` holds it), and this clip's bytes logged twice:
+    the rules ``packcam audit`` applies to the whole log, for this clip (signed manifest
+    ``body``, index row ``row``). The one rule of a bare clip and, with the station's data,
+    of each clip of a bundle of the station's (``check_bundle_in_log``)."""
 
     def clip_id(b: dict[str, Any]) -> object:
-        clip = st.clips.clip_by_path(str(b.get("path")))
+        clip = clips.clip_by_path(str(b.get("path")))
         return clip.id if clip is not None else "?"
 
     start, end = _parse_time(body.get("started_at")), _parse_time(body.get("ended_at"))
     others: list[dict[str, Any]] = []
     if start is not None and end is not None and start.tzinfo and end.tzinfo:
-        for r in st.clips.rows_overlapping(start, end):
+        for r in clips.rows_overlapping(start, end):
             if row is not None and r["id"] == row["id"]:
                 continue
-            logged = st.log.entries_for_clip(r["sha256"])
+            logged = log.entries_for_clip(r["sha256"])
             others.append(
                 json.loads(logged[-1].manifest)
                 if logged  # its signed claim; else what the index says (no clock known)
@@ -2272,10 +2356,34 @@ def _note_overlaps(
             )
     for o in overlaps([body, *others]):
         if o.first is body or o.second is body:
-            _add_overlap(report, "index.overlap", o, clip_id(o.first), clip_id(o.second))
-    if len(entries) > 1:
-        same = [json.loads(e.manifest) for e in entries]
-        report.add("index.log", FAIL, logged_twice(same, clip_id), "clip-logged-twice")
+            _add_overlap(report, f"{where}.overlap", o, clip_id(o.first), clip_id(o.second))
+    live = log.live if isinstance(log, ArchivedLog) else log  # a retired key's view
+    check_logged_once(report, f"{where}.log", live, str(body.get("sha256")))
+
+
+def logged_manifests(plog: ProofLog, sha256: str) -> list[dict[str, Any]]:
+    """Every signed manifest of these clip bytes in the station's logs: its current key's and
+    each retired key's closed log (bytes logged under an old key and again under the new one
+    are logged twice too)."""
+    entries = plog.entries_for_clip(sha256)
+    entries += [e for _, e in plog.archived_entries_for_clip(sha256)]
+    return [json.loads(e.manifest) for e in entries]
+
+
+def check_logged_once(report: Report, name: str, plog: ProofLog, sha256: str) -> None:
+    """Fail a clip whose bytes the station logged more than once (``clip-logged-twice``): the
+    one rule of a bare clip and, with the station's data, of a bundle's clip (the bundle
+    carries one of the manifests, and alone cannot know of the other)."""
+    same = logged_manifests(plog, sha256)
+    if len(same) < 2:
+        return
+    clips = ClipTable(plog.db)
+
+    def clip_id(b: dict[str, Any]) -> object:
+        clip = clips.clip_by_path(str(b.get("path")))
+        return clip.id if clip is not None else "?"
+
+    report.add(name, FAIL, logged_twice(same, clip_id), "clip-logged-twice")
 
 
 def verify_gone_clip(rel: str, sha256: str, cfg: Config) -> Report:
