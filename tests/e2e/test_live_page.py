@@ -81,3 +81,21 @@ def test_a_live_picture_is_asked_for_again_once_the_site_is_back(
     tmp.replace(live / f"{KEY}.jpg")
     with _serve(web_env.cfg, port):
         page.wait_for_function(_colour("green"))
+
+
+def test_a_station_with_no_picture_yet_shows_it_once_it_comes(page: Any, site: Any) -> None:
+    """The page is opened while the station has its status but no picture yet (its camera
+    starting): it says so, and shows the picture once the station writes one, without a
+    reload (the stream answers 404 until then, and the page asks again)."""
+    live = site.env.data_dir / "live"
+    write_station(live, KEY)
+    (live / f"{KEY}.jpg").unlink()
+    log_in(page, site, "operator")
+    page.goto(site("/live"))
+    page.wait_for_function(WAITING)
+    assert "No picture yet" in page.locator(f'figure[data-key="{KEY}"] .no-frame').inner_text()
+    tmp = live / f".{KEY}.new"
+    tmp.write_bytes(jpeg((0, 200, 0)))
+    tmp.replace(live / f"{KEY}.jpg")
+    page.wait_for_function(_colour("green"))
+    assert page.locator(f'figure[data-key="{KEY}"] .no-frame').is_hidden()
